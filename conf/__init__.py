@@ -1,0 +1,1 @@
+"""Hydra configuration tree shipped with the package (``pkg://v2x.conf``)."""
