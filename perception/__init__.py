@@ -1,0 +1,1 @@
+"""Perception: BEV encoders, warping, fusion, detection heads, boxes, NMS and evaluation."""

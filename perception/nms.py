@@ -1,0 +1,174 @@
+"""Rotated (BEV) non-maximum suppression in torch, batched and class-aware.
+
+Greedy NMS visits boxes by descending score and drops every later box whose BEV IoU with a kept
+box is ``> iou_threshold`` (the torchvision / OpenCOOD convention: IoU exactly equal to the
+threshold survives). The greedy result is the unique solution of the triangular system
+
+    keep[i] = valid[i] and not any(keep[j] and iou[j, i] > thr for j ranked before i)
+
+which is solved by fixed-point iteration over the whole IoU matrix at once: after ``t`` sweeps the
+``t`` highest-ranked decisions are final, and the iteration stops as soon as a sweep changes
+nothing (a fixed point of a triangular system is its solution). The number of sweeps is the
+length of the longest suppression chain (a handful in practice), each a ``[B, K, K]`` tensor
+op, so it runs on the GPU with no per-box Python loop.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+from v2x.perception.boxes import rotated_iou_bev
+
+__all__ = ["NmsResult", "batched_rotated_nms", "rotated_nms", "greedy_suppression"]
+
+
+class NmsResult(NamedTuple):
+    """Output of :func:`batched_rotated_nms`.
+
+    Attributes:
+        indices: ``[B, K_out]`` int64 indices into the input's ``N`` axis of the kept boxes, in
+            descending score order, padded with ``-1``.
+        mask: ``[B, K_out]`` bool, True where ``indices`` holds a kept box.
+    """
+
+    indices: torch.Tensor
+    mask: torch.Tensor
+
+
+def greedy_suppression(overlap: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """Exact greedy suppression given a rank-ordered suppression matrix.
+
+    Args:
+        overlap: ``[B, K, K]`` bool, ``overlap[b, j, i]`` True where box ``j`` would suppress box
+            ``i`` if kept (only ``j < i`` is used; rows/cols are in rank order, best first).
+        valid: ``[B, K]`` bool, candidates that take part.
+
+    Returns:
+        ``[B, K]`` bool keep mask, identical to the sequential greedy loop.
+    """
+    k = overlap.shape[-1]
+    upper = torch.ones(k, k, dtype=torch.bool, device=overlap.device).triu(diagonal=1)
+    sup = overlap & upper & valid.unsqueeze(-1) & valid.unsqueeze(-2)
+    keep = valid.clone()
+    for _ in range(k + 1):
+        suppressed = (sup & keep.unsqueeze(-1)).any(dim=-2)  # [B, K]
+        new_keep = valid & ~suppressed
+        if torch.equal(new_keep, keep):
+            break
+        keep = new_keep
+    return keep
+
+
+def batched_rotated_nms(
+    boxes: torch.Tensor,
+    scores: torch.Tensor,
+    labels: torch.Tensor | None = None,
+    valid: torch.Tensor | None = None,
+    iou_threshold: float = 0.1,
+    max_out: int | None = None,
+    pre_max: int | None = None,
+) -> NmsResult:
+    """Class-aware rotated NMS over a batch of padded box sets.
+
+    Args:
+        boxes: ``[B, N, 7]`` boxes (x, y, z, l, w, h, yaw).
+        scores: ``[B, N]`` confidences (higher is better).
+        labels: ``[B, N]`` integer classes; boxes of different classes never suppress each other.
+            ``None``: class-agnostic.
+        valid: ``[B, N]`` bool, False for padding. ``None``: all valid.
+        iou_threshold: a box is suppressed by a kept, higher-scored box of its class when their
+            BEV IoU is ``> iou_threshold``.
+        max_out: at most this many boxes kept per batch element (``None``: no cap).
+        pre_max: only the ``pre_max`` highest-scored valid boxes per element take part
+            (``None``: all). Bounds the ``[B, K, K]`` IoU matrix.
+
+    Returns:
+        :class:`NmsResult` with ``indices [B, K_out]`` and ``mask [B, K_out]``, where ``K_out`` is
+        ``min(max_out, K)`` (``K = min(pre_max, N)``).
+    """
+    if boxes.ndim != 3 or boxes.shape[-1] != 7:
+        raise ValueError(f"boxes: expected [B, N, 7], got {tuple(boxes.shape)}")
+    b, n = boxes.shape[:2]
+    if scores.shape != (b, n):
+        raise ValueError(f"scores: expected [B, N] = {(b, n)}, got {tuple(scores.shape)}")
+    if labels is not None and labels.shape != (b, n):
+        raise ValueError(f"labels: expected [B, N] = {(b, n)}, got {tuple(labels.shape)}")
+    if valid is not None and valid.shape != (b, n):
+        raise ValueError(f"valid: expected [B, N] = {(b, n)}, got {tuple(valid.shape)}")
+    if not 0.0 <= float(iou_threshold) <= 1.0:
+        raise ValueError(f"iou_threshold: expected a value in [0, 1], got {iou_threshold}")
+    if max_out is not None and max_out < 0:
+        raise ValueError(f"max_out: expected >= 0 or None, got {max_out}")
+    device = boxes.device
+    valid = (
+        torch.ones(b, n, dtype=torch.bool, device=device) if valid is None else valid.to(torch.bool)
+    )
+    valid = valid & torch.isfinite(scores)
+
+    k = n if pre_max is None else min(int(pre_max), n)
+    ranked = torch.where(valid, scores, torch.full_like(scores, -torch.inf))
+    order = torch.argsort(ranked, dim=1, descending=True, stable=True)[:, :k]  # [B, K]
+    cand_valid = torch.gather(valid, 1, order)
+    cand_boxes = torch.gather(boxes, 1, order.unsqueeze(-1).expand(-1, -1, 7))
+    # padding boxes may hold garbage: neutralise them so they cannot produce NaNs
+    cand_boxes = torch.where(cand_valid.unsqueeze(-1), cand_boxes, _dummy_box(cand_boxes))
+
+    iou = rotated_iou_bev(cand_boxes, cand_boxes)  # [B, K, K]
+    overlap = iou > iou_threshold
+    if labels is not None:
+        cand_labels = torch.gather(labels, 1, order)
+        overlap = overlap & (cand_labels.unsqueeze(-1) == cand_labels.unsqueeze(-2))
+    keep = greedy_suppression(overlap, cand_valid)
+
+    k_out = k if max_out is None else min(int(max_out), k)
+    rank = torch.cumsum(keep.to(torch.int64), dim=1) - 1  # position among kept
+    keep = keep & (rank < k_out)
+    indices = torch.full((b, k_out + 1), -1, dtype=torch.int64, device=device)
+    slot = torch.where(keep, rank, torch.full_like(rank, k_out))  # dropped ones go to a spare slot
+    indices.scatter_(1, slot, torch.where(keep, order, torch.full_like(order, -1)))
+    indices = indices[:, :k_out]
+    return NmsResult(indices=indices, mask=indices >= 0)
+
+
+def _dummy_box(like: torch.Tensor) -> torch.Tensor:
+    dummy = torch.zeros(7, dtype=like.dtype, device=like.device)
+    dummy[3:6] = 1.0
+    return dummy
+
+
+def rotated_nms(
+    boxes: torch.Tensor,
+    scores: torch.Tensor,
+    iou_threshold: float = 0.1,
+    max_out: int | None = None,
+    labels: torch.Tensor | None = None,
+    pre_max: int | None = None,
+) -> torch.Tensor:
+    """Rotated NMS on one set of boxes.
+
+    Args:
+        boxes: ``[N, 7]`` boxes.
+        scores: ``[N]`` confidences.
+        iou_threshold: suppress when BEV IoU ``> iou_threshold``.
+        max_out: keep at most this many (``None``: no cap).
+        labels: ``[N]`` classes for class-aware NMS (``None``: class-agnostic).
+        pre_max: consider only the ``pre_max`` best-scored boxes.
+
+    Returns:
+        ``[K]`` int64 indices of the kept boxes, by descending score.
+    """
+    if boxes.ndim != 2 or boxes.shape[-1] != 7:
+        raise ValueError(f"boxes: expected [N, 7], got {tuple(boxes.shape)}")
+    if scores.shape != boxes.shape[:1]:
+        raise ValueError(f"scores: expected [N] = [{boxes.shape[0]}], got {tuple(scores.shape)}")
+    result = batched_rotated_nms(
+        boxes.unsqueeze(0),
+        scores.unsqueeze(0),
+        None if labels is None else labels.unsqueeze(0),
+        None,
+        iou_threshold,
+        max_out,
+        pre_max,
+    )
+    return result.indices[0][result.mask[0]]
