@@ -1,0 +1,103 @@
+"""The cooperative detector: per-agent encoder (pillars + backbone), fusion, centre head.
+
+Shapes: ``B`` frames, ``A`` agent slots (ego at 0), ``C`` feature channels, ``h × w`` the
+stride-2 feature grid.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+from v2x.perception.backbone import BEVBackbone
+from v2x.perception.bev import BEVGrid, points_to_level_frame
+from v2x.perception.head import CenterHead, decode_detections
+from v2x.perception.nms import batched_rotated_nms
+from v2x.perception.pillars import PillarEncoder
+
+
+@dataclass
+class DetectorConfig:
+    """Model hyper-parameters (Hydra group ``model``)."""
+
+    grid: BEVGrid = field(default_factory=BEVGrid)
+    pillar_channels: int = 64
+    backbone_channels: tuple[int, int] = (64, 128)
+    backbone_layers: int = 2
+    feature_channels: int = 64
+    num_classes: int = 4
+    score_threshold: float = 0.2
+    nms_iou_threshold: float = 0.1
+    max_detections: int = 100
+
+
+@dataclass
+class Detections:
+    """Boxes in the ego's levelled frame (z above ground).
+
+    Attributes: boxes ``[B, K, 7]`` float32, scores ``[B, K]``, labels ``[B, K]`` int64,
+    valid ``[B, K]`` bool.
+    """
+
+    boxes: torch.Tensor
+    scores: torch.Tensor
+    labels: torch.Tensor
+    valid: torch.Tensor
+
+    def frame(self, index: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        keep = self.valid[index]
+        return self.boxes[index][keep], self.scores[index][keep], self.labels[index][keep]
+
+
+class CoopDetector(nn.Module):
+    """Encoder shared by every agent kind, a centre head on the fused map."""
+
+    def __init__(self, config: DetectorConfig | None = None) -> None:
+        super().__init__()
+        self.config = config = config or DetectorConfig()
+        self.grid = config.grid
+        self.pillars = PillarEncoder(config.grid, config.pillar_channels)
+        self.backbone = BEVBackbone(
+            config.pillar_channels,
+            tuple(config.backbone_channels),
+            config.feature_channels,
+            config.backbone_layers,
+        )
+        self.head = CenterHead(config.feature_channels, config.num_classes)
+        self.stride = BEVBackbone.stride
+
+    def encode_points(self, level_points: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """``[S, N, 4]`` levelled points + ``[S, N]`` mask → ``[S, C, h, w]`` features."""
+        return self.backbone(self.pillars(level_points, mask))
+
+    def encode(self, points: torch.Tensor, point_mask: torch.Tensor, poses: torch.Tensor) -> torch.Tensor:
+        """Every agent encodes in its own levelled frame.
+
+        Args: points ``[B, A, N, 4]`` sensor frame, point_mask ``[B, A, N]``, poses
+        ``[B, A, 4, 4]`` float64. Returns ``[B, A, C, h, w]``.
+        """
+        b, a, n, _ = points.shape
+        level = points_to_level_frame(points, poses, self.grid.ground_z_m)
+        feats = self.encode_points(level.reshape(b * a, n, 4), point_mask.reshape(b * a, n))
+        return feats.view(b, a, *feats.shape[1:])
+
+    def postprocess(self, heat_logits: torch.Tensor, reg: torch.Tensor) -> Detections:
+        """Heatmap peaks → boxes → class-aware rotated NMS."""
+        cfg = self.config
+        boxes, scores, labels, valid = decode_detections(
+            heat_logits, reg, self.grid, self.stride, cfg.max_detections, cfg.score_threshold
+        )
+        return nms_detections(boxes, scores, labels, valid, cfg.nms_iou_threshold)
+
+
+def nms_detections(
+    boxes: torch.Tensor, scores: torch.Tensor, labels: torch.Tensor, valid: torch.Tensor, iou: float
+) -> Detections:
+    """Class-aware rotated NMS of ``[B, K, 7]`` candidates; suppressed ones get ``valid=False``."""
+    result = batched_rotated_nms(boxes, scores, labels, valid, iou)
+    keep = torch.zeros_like(valid)
+    rows = torch.arange(boxes.shape[0], device=boxes.device)[:, None].expand_as(result.indices)
+    keep[rows[result.mask], result.indices[result.mask]] = True
+    return Detections(boxes, scores, labels, valid & keep)
+

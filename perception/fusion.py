@@ -1,0 +1,135 @@
+"""The fusion family: one registry, one signature, chosen by config (``fusion=<name>``).
+
+Every strategy declares the ``stage`` at which agents share:
+
+* ``"ego"`` — nothing is shared (``none``).
+* ``"points"`` — raw points (``early``): accuracy upper bound, bandwidth worst case.
+* ``"boxes"`` — detections (``late``), merged by rotated NMS in the ego frame.
+* ``"features"`` — intermediate BEV features (``max``, ``mean``, ``attention``, ``where2comm``).
+
+Feature-stage strategies implement ``forward(features, valid) -> fused``:
+
+    features: [B, A, C, h, w] float32, already warped to the ego frame (ego at index 0).
+    valid:    [B, A, 1, h, w] bool, True where the agent's cell is trustworthy (agent present,
+              packet received, inside its grid, finite). The ego's row is always used.
+    returns   [B, C, h, w] float32.
+
+Masked cells never contribute, so a collaborator whose data is bad cannot drag the result below
+ego-only: with every collaborator masked, each strategy returns the ego's own features.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from v2x.registry import Registry
+
+FUSIONS: Registry[nn.Module] = Registry("fusion")
+
+
+def clean_mask(features: torch.Tensor, valid: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Zero non-finite values, drop their cells from ``valid``, force the ego's row valid."""
+    finite = torch.isfinite(features).all(dim=2, keepdim=True)
+    valid = valid & finite
+    valid = torch.cat([torch.ones_like(valid[:, :1]), valid[:, 1:]], dim=1)
+    features = torch.where(valid, torch.nan_to_num(features, nan=0.0, posinf=0.0, neginf=0.0), 0.0)
+    return features, valid
+
+
+class FeatureFusion(nn.Module):
+    stage = "features"
+
+
+@FUSIONS.register("none")
+class NoFusion(FeatureFusion):
+    """Ego only: the collaborators' features are ignored (and nothing is sent)."""
+
+    stage = "ego"
+
+    def forward(self, features: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+        return torch.nan_to_num(features[:, 0])
+
+
+@FUSIONS.register("early")
+class EarlyFusion(NoFusion):
+    """Raw points of collaborators are transformed to the ego frame before encoding."""
+
+    stage = "points"
+
+
+@FUSIONS.register("late")
+class LateFusion(NoFusion):
+    """Each agent detects on its own; boxes are sent, transformed and merged by NMS."""
+
+    stage = "boxes"
+
+
+@FUSIONS.register("max")
+class MaxFusion(FeatureFusion):
+    """Element-wise maximum over the valid agents of each cell."""
+
+    def forward(self, features: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+        features, valid = clean_mask(features, valid)
+        masked = torch.where(valid, features, torch.finfo(features.dtype).min)
+        return masked.amax(dim=1)
+
+
+@FUSIONS.register("mean")
+class MeanFusion(FeatureFusion):
+    """Mean over the valid agents of each cell."""
+
+    def forward(self, features: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+        features, valid = clean_mask(features, valid)
+        weight = valid.float()
+        return (features * weight).sum(dim=1) / weight.sum(dim=1).clamp_min(1.0)
+
+
+@FUSIONS.register("attention")
+class AttentionFusion(FeatureFusion):
+    """Per-cell scaled dot-product attention of the ego's feature over all valid agents
+    (OpenCOOD's AttFusion: query, keys and values are the agents' features at that cell)."""
+
+    def forward(self, features: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+        features, valid = clean_mask(features, valid)
+        c = features.shape[2]
+        query = features[:, :1]  # [B, 1, C, h, w]
+        logits = (query * features).sum(dim=2, keepdim=True) / c**0.5  # [B, A, 1, h, w]
+        logits = logits.masked_fill(~valid, float("-inf"))
+        weights = torch.softmax(logits, dim=1)
+        return (weights * features).sum(dim=1)
+
+
+@FUSIONS.register("where2comm")
+class Where2commFusion(AttentionFusion):
+    """Confidence-sparse fusion in the style of Where2comm (Hu et al., NeurIPS 2022).
+
+    Each collaborator computes a spatial confidence map from its own detection heatmap and sends
+    only the cells whose confidence is above ``threshold`` (at most ``max_fraction`` of the map).
+    The ego fuses the received sparse cells by attention. The selection (a bitmap) is part of the
+    payload; the pipeline charges it.
+
+    Args:
+        threshold: confidence (sigmoid of the max class logit) above which a cell is sent.
+        max_fraction: budget, fraction of the cells a collaborator may send.
+    """
+
+    def __init__(self, threshold: float = 0.05, max_fraction: float = 0.1) -> None:
+        super().__init__()
+        if not 0.0 < max_fraction <= 1.0:
+            raise ValueError(f"where2comm: 'max_fraction' must be in (0, 1], got {max_fraction}")
+        self.threshold = threshold
+        self.max_fraction = max_fraction
+
+    def select(self, heat_logits: torch.Tensor) -> torch.Tensor:
+        """``heat_logits [S, K, h, w]`` → ``[S, 1, h, w]`` bool cells to send."""
+        confidence = torch.sigmoid(heat_logits.float()).amax(dim=1, keepdim=True)
+        s, _, h, w = confidence.shape
+        k = max(1, int(self.max_fraction * h * w))
+        top = confidence.view(s, -1).topk(k, dim=1).values[:, -1:]  # k-th largest per map
+        return (confidence >= top.view(s, 1, 1, 1)) & (confidence >= self.threshold)
+
+
+def build_fusion(name: str, **kwargs) -> nn.Module:
+    """Build a registered fusion strategy by config name."""
+    return FUSIONS.build(name, **kwargs)

@@ -1,0 +1,90 @@
+"""Warp collaborators' BEV maps into the ego's levelled frame (``affine_grid``/``grid_sample``).
+
+Pose noise and transmission latency are applied here (not hidden in the readers): a noisy
+pose moves the collaborator's map the way a real localisation error would.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from v2x.perception.bev import BEVGrid, level_pose
+
+
+def relative_level_transforms(poses: torch.Tensor, ego_index: int = 0) -> torch.Tensor:
+    """``[B, A, 4, 4]`` float64 transforms mapping ego-level coordinates to agent-level ones.
+
+    Args:
+        poses: ``[B, A, 4, 4]`` float64 sensor → world of every agent.
+    """
+    level = level_pose(poses)
+    ego = level[:, ego_index : ego_index + 1]
+    return torch.linalg.inv(level) @ ego
+
+
+def perturb_poses(
+    poses: torch.Tensor,
+    translation_std_m: float,
+    yaw_std_rad: float,
+    generator: torch.Generator | None = None,
+    ego_index: int = 0,
+) -> torch.Tensor:
+    """Add Gaussian localisation error (x, y, yaw) to every agent's pose except the ego's.
+
+    Args:
+        poses: ``[B, A, 4, 4]`` float64.
+    Returns: ``[B, A, 4, 4]`` float64 noisy poses (world frame error, applied on the left).
+    """
+    if translation_std_m == 0 and yaw_std_rad == 0:
+        return poses
+    b, a = poses.shape[:2]
+    noise = torch.randn(b, a, 3, generator=generator, dtype=torch.float64).to(poses.device)
+    noise[..., :2] *= translation_std_m
+    noise[..., 2] *= yaw_std_rad
+    noise[:, ego_index] = 0
+    c, s = torch.cos(noise[..., 2]), torch.sin(noise[..., 2])
+    delta = torch.eye(4, dtype=poses.dtype, device=poses.device).repeat(b, a, 1, 1)
+    delta[..., 0, 0], delta[..., 0, 1], delta[..., 1, 0], delta[..., 1, 1] = c, -s, s, c
+    delta[..., 0, 3], delta[..., 1, 3] = noise[..., 0], noise[..., 1]
+    # Rotate about the agent's own position, then shift.
+    centred = poses.clone()
+    centred[..., :3, 3] = 0
+    out = delta @ centred
+    out[..., :3, 3] = poses[..., :3, 3] + delta[..., :3, 3]
+    return out
+
+
+def warp_to_ego(
+    features: torch.Tensor, ego_to_agent: torch.Tensor, grid: BEVGrid
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Resample every agent's map on the ego's grid.
+
+    Args:
+        features: ``[B, A, C, h, w]`` maps, each in its agent's levelled frame.
+        ego_to_agent: ``[B, A, 4, 4]`` from ``relative_level_transforms``.
+        grid: the BEV grid (same extent for every agent; the map may be strided).
+
+    Returns:
+        warped ``[B, A, C, h, w]`` float32 and coverage ``[B, A, 1, h, w]`` bool (cells that fall
+        inside the agent's own grid).
+    """
+    b, a, c, h, w = features.shape
+    sx = (grid.x_range_m[1] - grid.x_range_m[0]) / 2
+    sy = (grid.y_range_m[1] - grid.y_range_m[0]) / 2
+    ox = (grid.x_range_m[1] + grid.x_range_m[0]) / 2
+    oy = (grid.y_range_m[1] + grid.y_range_m[0]) / 2
+    # normalised → metric: p = S u + o ; metric → normalised: u = S^-1 (p - o)
+    to_metric = torch.tensor(
+        [[sx, 0, ox], [0, sy, oy], [0, 0, 1]], dtype=torch.float64, device=features.device
+    )
+    to_norm = torch.linalg.inv(to_metric)
+    t2d = torch.zeros(b, a, 3, 3, dtype=torch.float64, device=features.device)
+    t2d[..., :2, :2] = ego_to_agent[..., :2, :2]
+    t2d[..., :2, 2] = ego_to_agent[..., :2, 3]
+    t2d[..., 2, 2] = 1
+    theta = (to_norm @ t2d @ to_metric)[..., :2, :].float().reshape(b * a, 2, 3)
+    flat = features.reshape(b * a, c, h, w)
+    sample_grid = F.affine_grid(theta, [b * a, c, h, w], align_corners=False)
+    warped = F.grid_sample(flat.float(), sample_grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    coverage = (sample_grid.abs() <= 1).all(dim=-1)
+    return warped.view(b, a, c, h, w), coverage.view(b, a, 1, h, w)
