@@ -1,0 +1,604 @@
+"""Detection evaluation reproducing the OpenCOOD procedure, with the field's variants as options.
+
+The procedure (OpenCOOD ``opencood/utils/eval_utils.py``: ``caluclate_tp_fp``, ``calculate_ap``,
+``voc_ap``), applied independently at each IoU threshold (0.3 / 0.5 / 0.7 by default):
+
+1. **Per frame**, detections are sorted by score, descending (stable here; OpenCOOD's
+   ``np.argsort`` is not stable, so exact score ties may be ordered differently there).
+2. Each detection in turn is compared with the ground truth (GT) boxes **not yet matched in this
+   frame**; it is a true positive iff the largest IoU is ``>= threshold`` (OpenCOOD's test is
+   ``np.max(ious) < iou_thresh`` -> false positive, so an IoU exactly at the threshold is a TP),
+   and the GT with the largest IoU (first in input order on ties, like ``np.argmax``) is removed.
+   Otherwise it is a false positive and nothing is removed.
+3. TP/FP flags and scores are accumulated over frames. ``sort="per_frame"`` (OpenCOOD's default)
+   takes the cumulative sums in frame order (score order inside each frame only);
+   ``sort="global"`` (OpenCOOD's ``global_sort_detections``, always on in HEAL/CoAlign) sorts
+   all detections of all frames by score first. The two can differ a lot; every AP this module
+   reports carries the convention it was computed with.
+4. ``recall = cumTP / num_gt``, ``precision = cumTP / (cumTP + cumFP)``; AP is the VOC
+   all-point interpolation (``voc_ap``): prepend 0 / append 1 to recall, prepend 0 / append 0
+   to precision, make precision non-increasing from the right, and sum
+   ``(recall[i] - recall[i-1]) * precision[i]`` over the indices where recall changes.
+
+Additions, all optional and all reported by name:
+
+* ``iou_mode="3d"``: 3D IoU (BEV intersection x z-overlap / union volume) instead of BEV IoU.
+* **Evaluation range** ``eval_range = (x_min, y_min, x_max, y_max)`` in the ego frame: GT and
+  detections outside are dropped before matching. ``range_mode="corners"`` (OpenCOOD:
+  ``mask_boxes_outside_range_numpy`` for GT, ``get_mask_for_boxes_within_range_torch`` for
+  detections) keeps a box iff all four BEV corners are inside (bounds inclusive);
+  ``"centre"`` tests the centre only.
+* **Classes.** ``class_aware=True``: a detection can only match GT of its own label (the
+  ``overall`` AP then pools all classes with class-aware matching); ``False`` (OpenCOOD,
+  single-class): labels are ignored for ``overall``. Per-class AP (``class/<name>``) always
+  evaluates detections and GT of that class only; ``mAP`` is their mean over classes with GT.
+* **Distance bins** ``distance/<lo>-<hi>``: BEV distance of the box centre from the ego origin,
+  half-open ``[lo, hi)``; GT *and* detections outside the bin are excluded before matching
+  (a bin is a smaller evaluation range, not a filter of the overall matching).
+* **Ignored GT and GT subsets.** ``gt_ignore_mask`` (True = ignore, everywhere) and named
+  ``gt_subsets`` (True = member; e.g. ``ego_invisible``: objects the ego alone cannot see).
+  Convention: ignored GT *take part in the matching exactly like other GT* (so the matching is
+  the same for every subset), then a detection matched to an ignored GT is dropped (neither TP
+  nor FP), unmatched detections stay false positives, and only non-ignored GT count in
+  ``num_gt``. For ``subset/<name>``, GT outside the subset are ignored. This is the
+  "don't care" rule of KITTI/nuScenes-style evaluators applied to OpenCOOD's greedy matching:
+  a correct detection of a visible object neither helps nor hurts the invisible-subset AP.
+
+No GT in a group: AP is ``nan`` (OpenCOOD would divide by zero). GT but no detections: AP 0.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from v2x.perception.boxes import boxes_to_corners_bev, iou_3d, rotated_iou_bev
+
+__all__ = [
+    "EvalConfig",
+    "APAccumulator",
+    "average_precision",
+    "voc_ap",
+    "ap_from_flags",
+    "greedy_match",
+    "range_mask",
+    "format_results",
+]
+
+SortMode = Literal["per_frame", "global"]
+
+
+@dataclass
+class EvalConfig:
+    """Evaluation settings (usable as a Hydra structured config).
+
+    Attributes:
+        iou_thresholds: IoU thresholds, each in (0, 1].
+        iou_mode: ``"bev"`` (rotated BEV IoU, OpenCOOD) or ``"3d"``.
+        sort: ``"per_frame"`` (OpenCOOD default) or ``"global"`` (HEAL/CoAlign).
+        class_aware: whether the ``overall`` matching requires equal labels.
+        eval_range: ``(x_min, y_min, x_max, y_max)`` in metres in the ego frame, or ``None``.
+        range_mode: ``"corners"`` (all BEV corners inside, OpenCOOD) or ``"centre"``.
+        distance_bins: ``[lo, hi)`` bins in metres from the ego origin (BEV distance of centres).
+        class_names: label -> name for result keys (labels without a name use the integer).
+        per_class: whether to compute ``class/<name>`` groups.
+    """
+
+    iou_thresholds: Sequence[float] = (0.3, 0.5, 0.7)
+    iou_mode: str = "bev"
+    sort: str = "per_frame"
+    class_aware: bool = False
+    eval_range: Sequence[float] | None = None
+    range_mode: str = "corners"
+    distance_bins: Sequence[Sequence[float]] = ((0.0, 30.0), (30.0, 50.0), (50.0, 100.0))
+    class_names: Mapping[int, str] | None = None
+    per_class: bool = True
+
+    def validate(self) -> EvalConfig:
+        """Check every field, raising ``ValueError`` naming the field; returns ``self``."""
+        thr = [float(t) for t in self.iou_thresholds]
+        if not thr or any(not (0.0 < t <= 1.0) for t in thr):
+            raise ValueError(f"EvalConfig.iou_thresholds: expected values in (0, 1], got {thr}")
+        if self.iou_mode not in ("bev", "3d"):
+            raise ValueError(f"EvalConfig.iou_mode: expected 'bev' or '3d', got {self.iou_mode!r}")
+        if self.sort not in ("per_frame", "global"):
+            raise ValueError(
+                f"EvalConfig.sort: expected 'per_frame' or 'global', got {self.sort!r}"
+            )
+        if self.range_mode not in ("corners", "centre"):
+            raise ValueError(
+                f"EvalConfig.range_mode: expected 'corners' or 'centre', got {self.range_mode!r}"
+            )
+        if self.eval_range is not None:
+            r = [float(v) for v in self.eval_range]
+            if len(r) != 4 or r[0] >= r[2] or r[1] >= r[3]:
+                raise ValueError(
+                    "EvalConfig.eval_range: expected (x_min, y_min, x_max, y_max) with "
+                    f"x_min < x_max and y_min < y_max, got {list(self.eval_range)}"
+                )
+        for b in self.distance_bins:
+            if len(b) != 2 or not (0.0 <= float(b[0]) < float(b[1])):
+                raise ValueError(
+                    f"EvalConfig.distance_bins: expected [lo, hi) pairs with 0 <= lo < hi, got {b}"
+                )
+        return self
+
+    def convention(self) -> dict[str, Any]:
+        """The settings that change AP values, for printing next to every number."""
+        return {
+            "procedure": "opencood-greedy (TP iff max IoU >= thr, best remaining GT removed)",
+            "sort": self.sort,
+            "iou_mode": self.iou_mode,
+            "class_aware": bool(self.class_aware),
+            "eval_range": None if self.eval_range is None else [float(v) for v in self.eval_range],
+            "range_mode": self.range_mode,
+            "ap": "voc-all-point",
+        }
+
+
+# --------------------------------------------------------------------------------------------
+# AP from TP/FP flags
+# --------------------------------------------------------------------------------------------
+
+
+def voc_ap(recall: np.ndarray, precision: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
+    """VOC all-point interpolated AP (OpenCOOD's ``voc_ap``).
+
+    Args:
+        recall: ``[K]`` cumulative recall (non-decreasing).
+        precision: ``[K]`` cumulative precision.
+
+    Returns:
+        ``(ap, mrec [K + 2], mpre [K + 2])``: mrec = [0, recall, 1]; mpre = [0, precision, 0]
+        made non-increasing from the right.
+    """
+    mrec = np.concatenate([[0.0], np.asarray(recall, dtype=np.float64), [1.0]])
+    mpre = np.concatenate([[0.0], np.asarray(precision, dtype=np.float64), [0.0]])
+    mpre = np.maximum.accumulate(mpre[::-1])[::-1]
+    idx = np.flatnonzero(mrec[1:] != mrec[:-1]) + 1
+    ap = float(np.sum((mrec[idx] - mrec[idx - 1]) * mpre[idx]))
+    return ap, mrec, mpre
+
+
+def ap_from_flags(
+    tp: np.ndarray,
+    scores: np.ndarray,
+    num_gt: int,
+    sort: str = "per_frame",
+) -> dict[str, Any]:
+    """AP from TP flags accumulated over frames (OpenCOOD's ``calculate_ap``).
+
+    Args:
+        tp: ``[K]`` bool/int, 1 = true positive, 0 = false positive, in per-frame order (frames in
+            order, each frame's detections by descending score).
+        scores: ``[K]`` detection scores, same order.
+        num_gt: number of (non-ignored) GT boxes.
+        sort: ``"per_frame"`` (use the given order) or ``"global"`` (stable sort by score first).
+
+    Returns:
+        dict with ``ap`` (nan if ``num_gt == 0``), ``recall [K]``, ``precision [K]``,
+        ``num_gt``, ``num_det``, ``num_tp``, ``num_fp``, ``sort``.
+    """
+    tp = np.asarray(tp, dtype=np.int64).reshape(-1)
+    scores = np.asarray(scores, dtype=np.float64).reshape(-1)
+    if tp.shape != scores.shape:
+        raise ValueError(f"tp {tp.shape} and scores {scores.shape} must have the same length")
+    if sort == "global":
+        order = np.argsort(-scores, kind="stable")
+        tp = tp[order]
+    elif sort != "per_frame":
+        raise ValueError(f"sort: expected 'per_frame' or 'global', got {sort!r}")
+    ctp = np.cumsum(tp)
+    cfp = np.cumsum(1 - tp)
+    out: dict[str, Any] = {
+        "sort": sort,
+        "num_gt": int(num_gt),
+        "num_det": int(tp.size),
+        "num_tp": int(ctp[-1]) if tp.size else 0,
+        "num_fp": int(cfp[-1]) if tp.size else 0,
+    }
+    if num_gt <= 0:
+        out.update(ap=math.nan, recall=np.zeros(0), precision=np.zeros(0))
+        return out
+    recall = ctp / float(num_gt)
+    precision = ctp / np.maximum(ctp + cfp, 1)
+    ap, _, _ = voc_ap(recall, precision)
+    out.update(ap=ap, recall=recall, precision=precision)
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# Matching and filtering
+# --------------------------------------------------------------------------------------------
+
+
+def greedy_match(
+    iou: np.ndarray,
+    thresholds: np.ndarray,
+    det_in: np.ndarray | None = None,
+    gt_in: np.ndarray | None = None,
+) -> np.ndarray:
+    """OpenCOOD's per-frame greedy matching, for many independent problems at once.
+
+    Problem ``p`` uses threshold ``thresholds[p]``, the detections ``det_in[p]`` and the GT
+    ``gt_in[p]``. Detections are visited in row order (the caller sorts them by score); each is
+    matched to the remaining GT of its problem with the largest IoU (first index on ties) iff
+    that IoU is ``>= thresholds[p]``; a matched GT is removed.
+
+    Args:
+        iou: ``[D, G]`` IoU of score-sorted detections with GT.
+        thresholds: ``[P]`` thresholds.
+        det_in: ``[P, D]`` bool (``None``: all).
+        gt_in: ``[P, G]`` bool (``None``: all).
+
+    Returns:
+        ``[P, D]`` int64: the matched GT index, or -1 (false positive, or not in the problem).
+    """
+    d, g = iou.shape
+    thresholds = np.asarray(thresholds, dtype=np.float64).reshape(-1)
+    p = thresholds.size
+    det_in = np.ones((p, d), dtype=bool) if det_in is None else np.asarray(det_in, dtype=bool)
+    avail = np.ones((p, g), dtype=bool) if gt_in is None else np.array(gt_in, dtype=bool)
+    matched = np.full((p, d), -1, dtype=np.int64)
+    if d == 0 or g == 0:
+        return matched
+    rows = np.arange(p)
+    iou = np.asarray(iou, dtype=np.float64)
+    for i in range(d):
+        active = det_in[:, i]
+        if not active.any():
+            continue
+        masked = np.where(avail, iou[i][None, :], -1.0)
+        best = masked.argmax(axis=1)
+        hit = active & (masked[rows, best] >= thresholds)
+        matched[hit, i] = best[hit]
+        avail[rows[hit], best[hit]] = False
+    return matched
+
+
+def range_mask(
+    boxes: torch.Tensor, eval_range: Sequence[float], mode: str = "corners"
+) -> torch.Tensor:
+    """Boxes inside a BEV range (bounds inclusive).
+
+    Args:
+        boxes: ``[N, 7]`` boxes in the ego frame.
+        eval_range: ``(x_min, y_min, x_max, y_max)`` in metres.
+        mode: ``"corners"`` (all four BEV corners inside, OpenCOOD) or ``"centre"``.
+
+    Returns:
+        ``[N]`` bool.
+    """
+    x0, y0, x1, y1 = (float(v) for v in eval_range)
+    pts = boxes_to_corners_bev(boxes) if mode == "corners" else boxes[:, None, 0:2]
+    inside = (pts[..., 0] >= x0) & (pts[..., 0] <= x1) & (pts[..., 1] >= y0) & (pts[..., 1] <= y1)
+    return inside.all(dim=-1)
+
+
+def _as_tensor(x: Any, name: str, dtype: torch.dtype | None = None) -> torch.Tensor:
+    if isinstance(x, torch.Tensor):
+        t = x.detach()
+    else:
+        try:
+            t = torch.as_tensor(np.asarray(x))
+        except Exception as exc:  # noqa: BLE001 - re-raised with the field name
+            raise ValueError(f"{name}: cannot convert {type(x).__name__} to a tensor") from exc
+    return t if dtype is None else t.to(dtype)
+
+
+# --------------------------------------------------------------------------------------------
+# Accumulator
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class _GroupStore:
+    """Per-threshold TP flags, scores and GT counts of one result group."""
+
+    tp: list[list[np.ndarray]] = field(default_factory=list)  # [threshold][frame] -> [k] int8
+    scores: list[list[np.ndarray]] = field(default_factory=list)
+    num_gt: int = 0
+
+
+class APAccumulator:
+    """Accumulates frames and computes OpenCOOD-style AP (see the module docstring).
+
+    Groups in the result: ``overall``; ``class/<name>`` (if ``per_class`` and labels are given);
+    ``distance/<lo>-<hi>`` per bin; ``subset/<name>`` for every ``gt_subsets`` key.
+
+    Example:
+        >>> acc = APAccumulator(EvalConfig(sort="global"))
+        >>> acc.add_frame(det_boxes, det_scores, None, gt_boxes, None)  # doctest: +SKIP
+        >>> print(format_results(acc.compute()))  # doctest: +SKIP
+    """
+
+    def __init__(self, config: EvalConfig | None = None, **overrides: Any) -> None:
+        if config is None:
+            config = EvalConfig(**overrides)
+        elif overrides:
+            raise ValueError("APAccumulator: pass either a config or keyword overrides, not both")
+        self.config = config.validate()
+        self.thresholds = np.array([float(t) for t in config.iou_thresholds], dtype=np.float64)
+        self._groups: dict[str, _GroupStore] = {}
+        self._subset_names: tuple[str, ...] | None = None
+        self._classes: set[int] = set()
+        self.num_frames = 0
+
+    # ----------------------------------------------------------------------------------------
+    def _store(self, name: str) -> _GroupStore:
+        store = self._groups.get(name)
+        if store is None:
+            t = len(self.thresholds)
+            store = _GroupStore(tp=[[] for _ in range(t)], scores=[[] for _ in range(t)])
+            self._groups[name] = store
+        return store
+
+    def _class_name(self, label: int) -> str:
+        names = self.config.class_names
+        return str(names[label]) if names is not None and label in names else str(label)
+
+    def add_frame(
+        self,
+        det_boxes: torch.Tensor | np.ndarray,
+        det_scores: torch.Tensor | np.ndarray,
+        det_labels: torch.Tensor | np.ndarray | None,
+        gt_boxes: torch.Tensor | np.ndarray,
+        gt_labels: torch.Tensor | np.ndarray | None = None,
+        gt_ignore_mask: torch.Tensor | np.ndarray | None = None,
+        gt_subsets: Mapping[str, torch.Tensor | np.ndarray] | None = None,
+    ) -> None:
+        """Add one frame (all boxes in the ego frame).
+
+        Args:
+            det_boxes: ``[D, 7]`` detections (x, y, z, l, w, h, yaw).
+            det_scores: ``[D]`` confidences.
+            det_labels: ``[D]`` integer classes, or ``None`` (all class 0).
+            gt_boxes: ``[G, 7]`` ground truth.
+            gt_labels: ``[G]`` integer classes, or ``None`` (all class 0).
+            gt_ignore_mask: ``[G]`` bool, True = ignored GT ("don't care"), or ``None``.
+            gt_subsets: name -> ``[G]`` bool membership (e.g. ``{"ego_invisible": mask}``); the
+                same names must be given for every frame.
+        """
+        cfg = self.config
+        det_boxes = _as_tensor(det_boxes, "det_boxes")
+        gt_boxes = _as_tensor(gt_boxes, "gt_boxes")
+        if det_boxes.numel() == 0:
+            det_boxes = det_boxes.reshape(0, 7)
+        if gt_boxes.numel() == 0:
+            gt_boxes = gt_boxes.reshape(0, 7)
+        if det_boxes.ndim != 2 or det_boxes.shape[1] != 7:
+            raise ValueError(f"det_boxes: expected [D, 7], got {tuple(det_boxes.shape)}")
+        if gt_boxes.ndim != 2 or gt_boxes.shape[1] != 7:
+            raise ValueError(f"gt_boxes: expected [G, 7], got {tuple(gt_boxes.shape)}")
+        d, g = det_boxes.shape[0], gt_boxes.shape[0]
+        dtype = torch.promote_types(det_boxes.dtype, gt_boxes.dtype)
+        if not dtype.is_floating_point:
+            dtype = torch.float64
+        det_boxes = det_boxes.to(dtype)
+        gt_boxes = gt_boxes.to(dtype=dtype, device=det_boxes.device)
+        scores = _as_tensor(det_scores, "det_scores", torch.float64).reshape(-1).cpu()
+        if scores.shape[0] != d:
+            raise ValueError(f"det_scores: expected [D] = [{d}], got {tuple(scores.shape)}")
+        if not (torch.isfinite(det_boxes).all() and torch.isfinite(scores).all()):
+            raise ValueError("det_boxes/det_scores: contain non-finite values")
+        if not torch.isfinite(gt_boxes).all():
+            raise ValueError("gt_boxes: contains non-finite values")
+        det_lab = self._labels(det_labels, d, "det_labels")
+        gt_lab = self._labels(gt_labels, g, "gt_labels")
+        ignore = np.zeros(g, dtype=bool)
+        if gt_ignore_mask is not None:
+            ignore = _as_tensor(gt_ignore_mask, "gt_ignore_mask").cpu().numpy().astype(bool)
+            if ignore.shape != (g,):
+                raise ValueError(f"gt_ignore_mask: expected [G] = [{g}], got {ignore.shape}")
+        subsets = self._subsets(gt_subsets, g)
+
+        # evaluation range: drop boxes outside before anything else
+        if cfg.eval_range is not None:
+            keep_d = range_mask(det_boxes, cfg.eval_range, cfg.range_mode)
+            keep_g = range_mask(gt_boxes, cfg.eval_range, cfg.range_mode)
+            det_boxes, gt_boxes = det_boxes[keep_d], gt_boxes[keep_g]
+            keep_d, keep_g = keep_d.cpu(), keep_g.cpu().numpy()
+            scores, det_lab = scores[keep_d], det_lab[keep_d.numpy()]
+            gt_lab, ignore = gt_lab[keep_g], ignore[keep_g]
+            subsets = {k: v[keep_g] for k, v in subsets.items()}
+            d, g = det_boxes.shape[0], gt_boxes.shape[0]
+
+        # per-frame score order (stable, descending)
+        order = torch.argsort(-scores, stable=True)
+        scores_np = scores[order].numpy()
+        det_boxes = det_boxes[order.to(det_boxes.device)]
+        det_lab = det_lab[order.numpy()]
+        self._classes.update(int(c) for c in np.unique(gt_lab))
+        self._classes.update(int(c) for c in np.unique(det_lab))
+
+        if d and g:
+            iou_fn = rotated_iou_bev if cfg.iou_mode == "bev" else iou_3d
+            iou = iou_fn(det_boxes, gt_boxes).double().cpu().numpy()
+        else:
+            iou = np.zeros((d, g))
+        det_dist = torch.hypot(det_boxes[:, 0], det_boxes[:, 1]).double().cpu().numpy()
+        gt_dist = torch.hypot(gt_boxes[:, 0], gt_boxes[:, 1]).double().cpu().numpy()
+
+        # problems: (group name, det mask, gt mask, iou matrix id)
+        groups: list[tuple[str, np.ndarray, np.ndarray]] = []
+        all_d, all_g = np.ones(d, dtype=bool), np.ones(g, dtype=bool)
+        groups.append(("overall", all_d, all_g))
+        if cfg.per_class:
+            for c in sorted(self._classes):
+                groups.append((f"class/{self._class_name(c)}", det_lab == c, gt_lab == c))
+        for lo, hi in cfg.distance_bins:
+            lo, hi = float(lo), float(hi)
+            groups.append(
+                (
+                    f"distance/{lo:g}-{hi:g}",
+                    (det_dist >= lo) & (det_dist < hi),
+                    (gt_dist >= lo) & (gt_dist < hi),
+                )
+            )
+        match_iou = iou
+        if cfg.class_aware and d and g:
+            match_iou = np.where(det_lab[:, None] == gt_lab[None, :], iou, 0.0)
+
+        t = len(self.thresholds)
+        n_groups = len(groups)
+        det_in = np.repeat(np.stack([gm[1] for gm in groups]), t, axis=0)  # [n_groups * t, d]
+        gt_in = np.repeat(np.stack([gm[2] for gm in groups]), t, axis=0)
+        thr = np.tile(self.thresholds, n_groups)
+        # class groups already restrict labels, so class-aware IoU is equivalent for them
+        matched = greedy_match(match_iou, thr, det_in, gt_in).reshape(n_groups, t, d)
+
+        for gi, (name, dmask, gmask) in enumerate(groups):
+            self._record(name, matched[gi], dmask, scores_np, int((gmask & ~ignore).sum()), ignore)
+        for sname, member in subsets.items():
+            sub_ignore = ignore | ~member
+            self._record(
+                f"subset/{sname}", matched[0], all_d, scores_np, int((~sub_ignore).sum()),
+                sub_ignore,
+            )  # fmt: skip
+        self.num_frames += 1
+
+    def _labels(self, labels: Any, n: int, name: str) -> np.ndarray:
+        if labels is None:
+            return np.zeros(n, dtype=np.int64)
+        arr = _as_tensor(labels, name).cpu().numpy().reshape(-1)
+        if arr.shape != (n,):
+            raise ValueError(f"{name}: expected [{n}], got {arr.shape}")
+        if arr.size and not np.all(np.equal(np.mod(arr, 1), 0)):
+            raise ValueError(f"{name}: expected integer class labels")
+        return arr.astype(np.int64)
+
+    def _subsets(self, gt_subsets: Mapping[str, Any] | None, g: int) -> dict[str, np.ndarray]:
+        names = tuple(sorted(gt_subsets)) if gt_subsets else ()
+        if self._subset_names is None:
+            self._subset_names = names
+        elif names != self._subset_names:
+            raise ValueError(
+                f"gt_subsets: every frame must give the same subsets {list(self._subset_names)}, "
+                f"got {list(names)}"
+            )
+        out = {}
+        for key in names:
+            mask = _as_tensor(gt_subsets[key], f"gt_subsets[{key!r}]").cpu().numpy().astype(bool)
+            if mask.shape != (g,):
+                raise ValueError(f"gt_subsets[{key!r}]: expected [G] = [{g}], got {mask.shape}")
+            out[key] = mask
+        return out
+
+    def _record(
+        self,
+        name: str,
+        matched: np.ndarray,
+        det_mask: np.ndarray,
+        scores: np.ndarray,
+        num_gt: int,
+        ignore: np.ndarray,
+    ) -> None:
+        """Store TP flags for one group: ``matched [T, D]`` GT index or -1."""
+        store = self._store(name)
+        store.num_gt += num_gt
+        for ti in range(len(self.thresholds)):
+            m = matched[ti]
+            hit_ignored = np.zeros_like(det_mask)
+            hit = m >= 0
+            if ignore.size:
+                hit_ignored[hit] = ignore[m[hit]]
+            counted = det_mask & ~hit_ignored
+            store.tp[ti].append(hit[counted].astype(np.int8))
+            store.scores[ti].append(scores[counted])
+
+    # ----------------------------------------------------------------------------------------
+    def compute(self, sort: str | None = None) -> dict[str, Any]:
+        """AP for every group and threshold.
+
+        Args:
+            sort: override the configured sort (``"per_frame"`` / ``"global"``).
+
+        Returns:
+            dict with ``convention`` (settings that change the numbers), ``num_frames``,
+            ``ap`` (``{group: {threshold: ap}}``), ``mAP`` (``{threshold: mean of per-class AP
+            over classes with GT}``), and ``details`` (``{group: {threshold: ap_from_flags
+            output}}`` with precision/recall arrays and counts).
+        """
+        sort = self.config.sort if sort is None else sort
+        if sort not in ("per_frame", "global"):
+            raise ValueError(f"sort: expected 'per_frame' or 'global', got {sort!r}")
+        convention = self.config.convention()
+        convention["sort"] = sort
+        ap: dict[str, dict[float, float]] = {}
+        details: dict[str, dict[float, dict[str, Any]]] = {}
+        names = list(self._groups) or ["overall"]
+        for name in names:
+            store = self._store(name)
+            ap[name], details[name] = {}, {}
+            for ti, thr in enumerate(self.thresholds.tolist()):
+                tp = np.concatenate(store.tp[ti]) if store.tp[ti] else np.zeros(0, np.int8)
+                sc = np.concatenate(store.scores[ti]) if store.scores[ti] else np.zeros(0)
+                res = ap_from_flags(tp, sc, store.num_gt, sort)
+                ap[name][thr] = res["ap"]
+                details[name][thr] = res
+        m_ap: dict[float, float] = {}
+        class_groups = [n for n in ap if n.startswith("class/")]
+        for thr in self.thresholds.tolist():
+            vals = [ap[n][thr] for n in class_groups if not math.isnan(ap[n][thr])]
+            m_ap[thr] = float(np.mean(vals)) if vals else math.nan
+        return {
+            "convention": convention,
+            "num_frames": self.num_frames,
+            "ap": ap,
+            "mAP": m_ap,
+            "details": details,
+        }
+
+
+def format_results(result: Mapping[str, Any]) -> str:
+    """One line per group and threshold, each with the convention it was computed under."""
+    conv = result["convention"]
+    tag = f"[{conv['iou_mode']} IoU, sort={conv['sort']}, class_aware={conv['class_aware']}"
+    if conv["eval_range"] is not None:
+        tag += f", range={conv['eval_range']} ({conv['range_mode']})"
+    tag += "]"
+    lines = []
+    for name, per_thr in result["ap"].items():
+        for thr, value in per_thr.items():
+            n_gt = result["details"][name][thr]["num_gt"]
+            lines.append(f"AP@{thr:.2f} {name:<24s} = {value:.4f}  (gt={n_gt}) {tag}")
+    return "\n".join(lines)
+
+
+def average_precision(
+    det_boxes: Iterable[Any],
+    det_scores: Iterable[Any],
+    gt_boxes: Iterable[Any],
+    iou_threshold: float = 0.5,
+    sort: str = "per_frame",
+    iou_mode: str = "bev",
+) -> float:
+    """Class-agnostic OpenCOOD AP over frames at one threshold.
+
+    Args:
+        det_boxes: per frame ``[D_f, 7]`` detections.
+        det_scores: per frame ``[D_f]`` scores.
+        gt_boxes: per frame ``[G_f, 7]`` ground truth.
+        iou_threshold: TP iff IoU ``>=`` this.
+        sort: ``"per_frame"`` or ``"global"``.
+        iou_mode: ``"bev"`` or ``"3d"``.
+
+    Returns:
+        AP in [0, 1] (nan without GT).
+    """
+    acc = APAccumulator(
+        EvalConfig(
+            iou_thresholds=(iou_threshold,),
+            iou_mode=iou_mode,
+            sort=sort,
+            distance_bins=(),
+            per_class=False,
+        )
+    )
+    for db, ds, gb in zip(det_boxes, det_scores, gt_boxes, strict=True):
+        acc.add_frame(db, ds, None, gb, None)
+    return acc.compute()["ap"]["overall"][float(iou_threshold)]

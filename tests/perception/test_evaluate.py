@@ -1,0 +1,303 @@
+"""The evaluator against hand-computed AP values and an independent shapely reference loop.
+
+Boxes in the hand cases are either identical (IoU 1) or far apart (IoU 0) unless stated, so
+every TP/FP decision below can be checked on paper.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from shapely.geometry import Polygon
+from v2x.perception.evaluate import (
+    APAccumulator,
+    EvalConfig,
+    ap_from_flags,
+    average_precision,
+    format_results,
+    greedy_match,
+    voc_ap,
+)
+
+
+def box(x: float, y: float = 0.0, length: float = 4.0, width: float = 2.0, z: float = 0.0,
+        h: float = 1.5, yaw: float = 0.0) -> list[float]:  # fmt: skip
+    return [x, y, z, length, width, h, yaw]
+
+
+def t(rows: list[list[float]]) -> torch.Tensor:
+    return torch.tensor(rows, dtype=torch.float64).reshape(-1, 7)
+
+
+def test_voc_ap_by_hand() -> None:
+    # recall .25 .25 .5 .5 .75 .75, precision 1 1/2 2/3 1/2 3/5 1/2 (sequence T F T F T F, 4 GT)
+    # interpolated precision at recall steps .25, .5, .75: 1, 2/3, 3/5 -> AP = .25(1+2/3+3/5)
+    rec = np.array([0.25, 0.25, 0.5, 0.5, 0.75, 0.75])
+    prec = np.array([1, 1 / 2, 2 / 3, 1 / 2, 3 / 5, 1 / 2])
+    ap, mrec, mpre = voc_ap(rec, prec)
+    assert ap == pytest.approx(17 / 30, abs=1e-12)
+    assert mrec[0] == 0.0 and mrec[-1] == 1.0 and mpre[-1] == 0.0
+    assert np.all(np.diff(mpre) <= 0)
+
+
+def _three_frames(acc: APAccumulator) -> None:
+    """Frame 1: GT g1; dets .9 on g1 (TP), .3 far (FP).
+    Frame 2: GT g2, g3; dets .8 on g2 (TP), .6 far (FP).            (g3 is never detected)
+    Frame 3: GT g4; dets .7 on g4 (TP), .5 on g4 again (FP: g4 already matched).
+    """
+    acc.add_frame(t([box(0), box(80)]), [0.9, 0.3], None, t([box(0)]))
+    acc.add_frame(t([box(80), box(10)]), [0.6, 0.8], None, t([box(10), box(-30)]))
+    acc.add_frame(t([box(5), box(5)]), [0.5, 0.7], None, t([box(5)]))
+
+
+def test_per_frame_vs_global_sort_hand_computed() -> None:
+    # per_frame: T F | T F | T F  -> tp 1 1 2 2 3 3, fp 0 1 1 2 2 3, 4 GT
+    #   recall .25 .25 .5 .5 .75 .75; precision 1 .5 .667 .5 .6 .5
+    #   AP = .25*1 + .25*(2/3) + .25*(3/5) + .25*0 = 17/30 = 0.5667
+    # global: scores .9T .8T .7T .6F .5F .3F -> recall .25 .5 .75 .75 ..., precision 1 1 1 .75..
+    #   AP = .75
+    acc = APAccumulator(EvalConfig(iou_thresholds=(0.5,), distance_bins=()))
+    _three_frames(acc)
+    per_frame = acc.compute()
+    glob = acc.compute(sort="global")
+    assert per_frame["convention"]["sort"] == "per_frame"
+    assert glob["convention"]["sort"] == "global"
+    assert per_frame["ap"]["overall"][0.5] == pytest.approx(17 / 30, abs=1e-12)
+    assert glob["ap"]["overall"][0.5] == pytest.approx(0.75, abs=1e-12)
+    d = per_frame["details"]["overall"][0.5]
+    assert (d["num_gt"], d["num_det"], d["num_tp"], d["num_fp"]) == (4, 6, 3, 3)
+    np.testing.assert_allclose(d["recall"], [0.25, 0.25, 0.5, 0.5, 0.75, 0.75])
+    np.testing.assert_allclose(d["precision"], [1, 1 / 2, 2 / 3, 1 / 2, 3 / 5, 1 / 2])
+    # the configured sort is the default of compute(); average_precision agrees
+    acc_g = APAccumulator(EvalConfig(iou_thresholds=(0.5,), sort="global", distance_bins=()))
+    _three_frames(acc_g)
+    assert acc_g.compute()["ap"]["overall"][0.5] == pytest.approx(0.75)
+    text = format_results(per_frame)
+    assert "sort=per_frame" in text and "AP@0.50" in text and "0.5667" in text
+
+
+def test_iou_at_threshold_counts_as_tp() -> None:
+    # GT 2 x 1 at the origin; detection 1 x 1 inside it: IoU = 1 / 2 exactly.
+    gt = t([[0.0, 0, 0, 2, 1, 1, 0]])
+    det = t([[0.5, 0, 0, 1, 1, 1, 0]])
+    assert average_precision([det], [[0.9]], [gt], iou_threshold=0.5) == 1.0  # >= is a TP
+    assert average_precision([det], [[0.9]], [gt], iou_threshold=0.7) == 0.0
+
+
+def test_matches_gt_with_highest_iou_not_first() -> None:
+    # 1 m wide boxes along x.  g0 = [0, 2], g1 = [0.5, 2.5]; det A = [0.3, 2.3] (score .9):
+    # IoU(A, g0) = 1.7 / 2.3 = .739, IoU(A, g1) = 1.8 / 2.2 = .818 -> A takes g1 (not g0).
+    # det B = g1 (score .8): g1 gone, IoU(B, g0) = 1.5 / 2.5 = .6 < .7 -> FP.
+    # flags T F, 2 GT: recall .5 .5, precision 1 .5 -> AP@0.7 = .5
+    # (a "first GT above threshold" rule would give A -> g0, B -> g1, AP = 1.)
+    gt = t([[1.0, 0, 0, 2, 1, 1, 0], [1.5, 0, 0, 2, 1, 1, 0]])
+    det = t([[1.3, 0, 0, 2, 1, 1, 0], [1.5, 0, 0, 2, 1, 1, 0]])
+    assert average_precision([det], [[0.9, 0.8]], [gt], iou_threshold=0.7) == pytest.approx(0.5)
+    iou = np.array([[0.739, 0.818], [0.6, 1.0]])
+    assert greedy_match(iou, np.array([0.7, 0.5])).tolist() == [[1, -1], [1, 0]]
+
+
+def test_ignored_gt_and_subsets() -> None:
+    # GT g1 (visible to the ego) at x=0, g2 (ego-invisible) at x=40.
+    # dets: .9 on g1, .8 far away (FP), .7 on g2.
+    # overall: T F T, 2 GT -> recall .5 .5 1, precision 1 .5 .667 -> AP = .5 + .5 * 2/3 = 5/6
+    # subset ego_invisible (g1 ignored): the .9 detection matched g1 -> dropped; F T, 1 GT ->
+    #   recall 0 1, precision 0 .5 -> AP = .5.   (counting it as FP would give 1/3.)
+    gt = t([box(0), box(40)])
+    det = t([box(0), box(-60), box(40)])
+    scores = [0.9, 0.8, 0.7]
+    invisible = torch.tensor([False, True])
+    acc = APAccumulator(EvalConfig(iou_thresholds=(0.5,), distance_bins=()))
+    acc.add_frame(det, scores, None, gt, None, gt_subsets={"ego_invisible": invisible})
+    res = acc.compute()
+    assert res["ap"]["overall"][0.5] == pytest.approx(5 / 6)
+    assert res["ap"]["subset/ego_invisible"][0.5] == pytest.approx(0.5)
+    sub = res["details"]["subset/ego_invisible"][0.5]
+    assert (sub["num_gt"], sub["num_det"], sub["num_tp"], sub["num_fp"]) == (1, 2, 1, 1)
+    # the global ignore mask does the same to every group
+    acc2 = APAccumulator(EvalConfig(iou_thresholds=(0.5,), distance_bins=()))
+    acc2.add_frame(det, scores, None, gt, None, gt_ignore_mask=~invisible)
+    assert acc2.compute()["ap"]["overall"][0.5] == pytest.approx(0.5)
+    # subsets must be consistent across frames
+    with pytest.raises(ValueError, match="gt_subsets"):
+        acc.add_frame(det, scores, None, gt, None)
+
+
+def test_distance_bins_exclude_outside_boxes() -> None:
+    # frame 1: GT at 10 m and 40 m; dets .95 at 45 m (FP), .9 at 40 m, .5 at 10 m.
+    # frame 2: GT at 30.1 m; det .6 at 29.9 m (IoU 3.8/4.2 = .905: TP overall, but the det
+    #          falls in bin [0, 30) and the GT in [30, 50), so it is an FP there and a miss here).
+    # bin [0,30):  per_frame: f1 T(.5), f2 F(.6), 1 GT -> recall 1 1, precision 1 .5 -> AP 1
+    #              global: F(.6) T(.5) -> recall 0 1, precision 0 .5 -> AP .5
+    # bin [30,50): f1 F(.95) T(.9), 2 GT -> recall 0 .5, precision 0 .5 -> AP .5*.5 = .25
+    # bin [50,100): no GT -> nan
+    cfg = EvalConfig(iou_thresholds=(0.5,), distance_bins=((0, 30), (30, 50), (50, 100)))
+    acc = APAccumulator(cfg)
+    acc.add_frame(t([box(45), box(40), box(10)]), [0.95, 0.9, 0.5], None, t([box(10), box(40)]))
+    acc.add_frame(t([box(29.9)]), [0.6], None, t([box(30.1)]))
+    res = acc.compute()
+    assert res["ap"]["distance/0-30"][0.5] == pytest.approx(1.0)
+    assert res["ap"]["distance/30-50"][0.5] == pytest.approx(0.25)
+    assert math.isnan(res["ap"]["distance/50-100"][0.5])
+    assert acc.compute("global")["ap"]["distance/0-30"][0.5] == pytest.approx(0.5)
+    # overall: f1 F(.95) T(.9) T(.5), f2 T(.6), 3 GT -> recall 0 1/3 2/3 1,
+    #   precision 0 .5 2/3 .75 -> AP = (1/3)(.75 + .75 + .75) = .75
+    assert res["ap"]["overall"][0.5] == pytest.approx(0.75)
+
+
+def test_eval_range_corners_vs_centre() -> None:
+    # range |x|, |y| <= 10. GT/det at x = 9 (l = 4, front corners at x = 11) and at the origin.
+    # corners mode drops the x = 9 pair; centre mode keeps it.
+    gt = t([box(0), box(9)])
+    det = t([box(9), box(0)])
+    for mode, n_gt in (("corners", 1), ("centre", 2)):
+        cfg = EvalConfig(eval_range=(-10, -10, 10, 10), range_mode=mode, distance_bins=())
+        acc = APAccumulator(cfg)
+        acc.add_frame(det, [0.9, 0.8], None, gt, None)
+        res = acc.compute()
+        assert res["details"]["overall"][0.5]["num_gt"] == n_gt
+        assert res["details"]["overall"][0.5]["num_det"] == n_gt
+        assert res["ap"]["overall"][0.5] == 1.0
+        assert res["convention"]["range_mode"] == mode
+    with pytest.raises(ValueError, match="eval_range"):
+        EvalConfig(eval_range=(10, 0, -10, 5)).validate()
+
+
+def test_per_class_and_class_aware_matching() -> None:
+    # GT: car (0) at A = x 0, ped (1) at B = x 40.
+    # dets: .9 label ped at A, .8 label car at A, .7 label ped at B.
+    # class-agnostic overall: T(.9) F(.8: A taken) T(.7) -> AP 5/6
+    # class-aware overall: F(.9: wrong class) T T -> recall 0 .5 1, precision 0 .5 2/3 -> AP 2/3
+    # class car: T(.8) -> 1.   class ped: F(.9) T(.7) -> recall 0 1, precision 0 .5 -> .5
+    gt, gl = t([box(0), box(40)]), [0, 1]
+    det, dl, sc = t([box(0), box(0), box(40)]), [1, 0, 1], [0.9, 0.8, 0.7]
+    names = {0: "car", 1: "pedestrian"}
+    res = {}
+    for aware in (False, True):
+        cfg = EvalConfig(iou_thresholds=(0.5,), class_aware=aware, class_names=names,
+                         distance_bins=())  # fmt: skip
+        acc = APAccumulator(cfg)
+        acc.add_frame(det, sc, dl, gt, gl)
+        res[aware] = acc.compute()
+    assert res[False]["ap"]["overall"][0.5] == pytest.approx(5 / 6)
+    assert res[True]["ap"]["overall"][0.5] == pytest.approx(2 / 3)
+    for r in res.values():
+        assert r["ap"]["class/car"][0.5] == pytest.approx(1.0)
+        assert r["ap"]["class/pedestrian"][0.5] == pytest.approx(0.5)
+        assert r["mAP"][0.5] == pytest.approx(0.75)
+
+
+def test_iou_3d_mode() -> None:
+    # same footprint, z shifted by h/2: BEV IoU 1, 3D IoU = (h/2) / (3h/2) = 1/3
+    gt = t([box(0, h=2.0)])
+    det = t([box(0, z=1.0, h=2.0)])
+    assert average_precision([det], [[0.5]], [gt], 0.5, iou_mode="bev") == 1.0
+    assert average_precision([det], [[0.5]], [gt], 0.5, iou_mode="3d") == 0.0
+    assert average_precision([det], [[0.5]], [gt], 0.3, iou_mode="3d") == 1.0
+
+
+def test_empty_frames() -> None:
+    acc = APAccumulator()
+    assert math.isnan(acc.compute()["ap"]["overall"][0.5])  # no frames at all
+    acc.add_frame(torch.zeros(0, 7), torch.zeros(0), None, torch.zeros(0, 7))
+    acc.add_frame(np.zeros((0, 7)), [], [], np.zeros((0, 7)), [])
+    res = acc.compute()
+    assert res["num_frames"] == 2 and math.isnan(res["ap"]["overall"][0.5])
+    acc.add_frame(t([box(0)]), [0.7], None, torch.zeros(0, 7))  # det without GT -> FP
+    acc.add_frame(torch.zeros(0, 7), torch.zeros(0), None, t([box(3)]))  # GT without det -> miss
+    res = acc.compute()
+    assert res["ap"]["overall"][0.5] == 0.0
+    d = res["details"]["overall"][0.5]
+    assert (d["num_gt"], d["num_det"], d["num_tp"], d["num_fp"]) == (1, 1, 0, 1)
+    r = ap_from_flags(np.zeros(0), np.zeros(0), num_gt=3)
+    assert r["ap"] == 0.0 and r["num_det"] == 0
+
+
+def test_bad_input_fails_early() -> None:
+    acc = APAccumulator()
+    with pytest.raises(ValueError, match="det_boxes"):
+        acc.add_frame(torch.zeros(3, 6), torch.zeros(3), None, torch.zeros(0, 7))
+    with pytest.raises(ValueError, match="det_scores"):
+        acc.add_frame(torch.zeros(3, 7), torch.zeros(2), None, torch.zeros(0, 7))
+    with pytest.raises(ValueError, match="iou_thresholds"):
+        APAccumulator(EvalConfig(iou_thresholds=(0.0,)))
+    with pytest.raises(ValueError, match="sort"):
+        APAccumulator(sort="by_frame")
+
+
+# ---------------------------------------------------------------------------------------------
+# An independent reference: the procedure written out with shapely polygons and Python lists.
+# ---------------------------------------------------------------------------------------------
+
+
+def _poly(b: np.ndarray) -> Polygon:
+    x, y, _, length, width, _, yaw = b
+    c, s = math.cos(yaw), math.sin(yaw)
+    pts = [(sx * length / 2, sy * width / 2) for sx, sy in ((1, 1), (-1, 1), (-1, -1), (1, -1))]
+    return Polygon([(x + c * px - s * py, y + s * px + c * py) for px, py in pts])
+
+
+def _reference_ap(frames, thr: float, global_sort: bool) -> float:
+    flags, all_scores, n_gt = [], [], 0
+    for det, scores, gt in frames:
+        n_gt += len(gt)
+        remaining = [_poly(g) for g in gt]
+        for i in sorted(range(len(scores)), key=lambda k: -scores[k]):
+            p = _poly(det[i])
+            ious = [p.intersection(q).area / p.union(q).area for q in remaining]
+            if not ious or max(ious) < thr:
+                flags.append(0)
+            else:
+                flags.append(1)
+                remaining.pop(int(np.argmax(ious)))
+            all_scores.append(scores[i])
+    if global_sort:
+        flags = [f for _, f in sorted(zip(all_scores, flags), key=lambda sf: -sf[0])]
+    tp = fp = 0
+    rec, prec = [], []
+    for f in flags:
+        tp += f
+        fp += 1 - f
+        rec.append(tp / n_gt)
+        prec.append(tp / (tp + fp))
+    rec, prec = [0.0, *rec, 1.0], [0.0, *prec, 0.0]
+    for i in range(len(prec) - 2, -1, -1):
+        prec[i] = max(prec[i], prec[i + 1])
+    return sum((rec[i] - rec[i - 1]) * prec[i] for i in range(1, len(rec)) if rec[i] != rec[i - 1])
+
+
+def test_random_frames_match_reference_loop() -> None:
+    rng = np.random.default_rng(2024)
+    frames = []
+    for _ in range(12):
+        g = int(rng.integers(0, 8))
+        gt = np.zeros((g, 7))
+        gt[:, 0:2] = rng.uniform(-30, 30, (g, 2))
+        gt[:, 3], gt[:, 4], gt[:, 5] = rng.uniform(3.5, 5, g), rng.uniform(1.6, 2.1, g), 1.6
+        gt[:, 6] = rng.uniform(-math.pi, math.pi, g)
+        # noisy copies of some GT plus clutter; distinct random scores (no ties)
+        hit = gt[rng.uniform(size=g) < 0.8]
+        noisy = hit + np.concatenate(
+            [rng.normal(0, 0.5, (len(hit), 2)), np.zeros((len(hit), 4)),
+             rng.normal(0, 0.2, (len(hit), 1))], axis=1)  # fmt: skip
+        clutter = np.zeros((int(rng.integers(0, 4)), 7))
+        clutter[:, 0:2] = rng.uniform(-30, 30, (len(clutter), 2))
+        clutter[:, 3:6] = [4.0, 1.8, 1.6]
+        det = np.concatenate([noisy, noisy[: len(noisy) // 3] + 0.3, clutter])
+        scores = rng.uniform(0, 1, len(det))
+        frames.append((det, scores, gt))
+    acc = APAccumulator(EvalConfig(distance_bins=(), per_class=False))
+    for det, scores, gt in frames:
+        acc.add_frame(torch.tensor(det).float(), torch.tensor(scores), None, torch.tensor(gt))
+    for sort in ("per_frame", "global"):
+        res = acc.compute(sort)
+        for thr in (0.3, 0.5, 0.7):
+            ref = _reference_ap(frames, thr, sort == "global")
+            assert res["ap"]["overall"][thr] == pytest.approx(ref, abs=1e-9), (sort, thr)
+    # the two conventions really differ on this data
+    assert acc.compute("per_frame")["ap"]["overall"][0.5] != pytest.approx(
+        acc.compute("global")["ap"]["overall"][0.5], abs=1e-6
+    )
