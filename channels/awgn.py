@@ -3,8 +3,27 @@
 from __future__ import annotations
 
 import torch
+from v2x.channels.base import (
+    CHANNELS,
+    Channel,
+    ChannelState,
+    check_symbols,
+    snr_db_to_noise_variance,
+)
 
-from v2x.channels.base import CHANNELS, Channel, ChannelState, check_symbols, snr_db_to_noise_variance
+
+def _awgn_real(xr: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """``xr + scale·N(0, 1)`` on the real view ``[B, n, 2]`` (one randn, one fused addcmul)."""
+    return torch.addcmul(xr, torch.randn_like(xr), scale)
+
+
+_COMPILED: dict[str, object] = {}
+
+
+def _compiled_awgn_real():
+    if "fn" not in _COMPILED:
+        _COMPILED["fn"] = torch.compile(_awgn_real, dynamic=True)
+    return _COMPILED["fn"]
 
 
 @CHANNELS.register("awgn")
@@ -12,17 +31,23 @@ class AWGNChannel(Channel):
     """y = x + n, n ~ CN(0, no), no = 10^(−snr_db/10) for unit-energy symbols.
 
     Args:
-        backend: ``"sionna"`` (``sionna.phy.channel.AWGN``) or ``"torch"`` (same law, one fused
-            ``randn`` on the input's device; what sweeps use).
+        backend: ``"sionna"`` (``sionna.phy.channel.AWGN``) or ``"torch"`` (same law: one
+            ``randn_like`` on the real view of the input and one fused ``addcmul`` on the input's
+            device; what sweeps use).
         validate: check the input for NaN/Inf (a device sync; off in hot loops).
+        compile: ``torch.compile`` the torch path so that the noise is generated inside the add
+            kernel (CUDA only: complex ``torch.compile`` fails on CPU, so it is ignored there).
     """
 
-    def __init__(self, backend: str = "torch", validate: bool = True) -> None:
+    def __init__(
+        self, backend: str = "torch", validate: bool = True, compile: bool = False
+    ) -> None:
         super().__init__()
         if backend not in ("sionna", "torch"):
             raise ValueError(f"awgn: unknown backend {backend!r}; valid choices: sionna, torch")
         self.backend = backend
         self.validate = validate
+        self.compile = bool(compile)
         self._sionna_block = None
 
     def forward(self, x: torch.Tensor, snr_db: torch.Tensor) -> tuple[torch.Tensor, ChannelState]:
@@ -37,7 +62,8 @@ class AWGNChannel(Channel):
                 self._sionna_block = AWGN(device=device)
             y = self._sionna_block(x, no.reshape(-1, 1))
         else:
-            noise = torch.randn(*x.shape, 2, device=x.device, dtype=torch.float32)
-            noise = torch.view_as_complex(noise) * torch.sqrt(no / 2.0).reshape(-1, 1)
-            y = x + noise.to(x.dtype)
+            xr = torch.view_as_real(x)
+            scale = torch.sqrt(no * 0.5).reshape(-1, 1, 1).to(xr.dtype)
+            fn = _compiled_awgn_real() if (self.compile and x.is_cuda) else _awgn_real
+            y = torch.view_as_complex(fn(xr, scale))
         return y, ChannelState(no=no)

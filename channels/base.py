@@ -6,7 +6,7 @@ transmissions (links × conditions), each ``n`` complex channel uses long.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import torch
 from torch import nn
@@ -24,16 +24,32 @@ class ChannelState:
         h: ``[B, n]`` or ``[B, 1]`` complex64 true channel gains (``None`` for AWGN: h = 1).
         h_hat: like ``h``, the receiver's estimate (``None``: perfect CSI).
         erased: ``[B, n]`` bool, True where the symbol never arrived (lost packet), or ``None``.
+        err_var: variance of the CSI error ``h − h_hat`` (float, ``[B, 1]`` or ``[B, n]``;
+            ``None`` or 0: perfect CSI). With the model ``h = h_hat + e``, ``e`` independent of
+            ``h_hat`` (an LMMSE estimate), the MMSE equaliser treats ``e·x`` as extra noise.
+        no_eff: ``[B, n]`` float32 effective noise variance of ``y`` when the channel already
+            equalised its output (``equalized=True``, e.g. OFDM with Sionna's LMMSE equaliser).
+        equalized: True when ``y`` is already an estimate of ``x`` (``equalize`` passes it on).
+        extra: model-specific diagnostics (packet loss masks, Doppler, resource-grid sizes …).
     """
 
     no: torch.Tensor
     h: torch.Tensor | None = None
     h_hat: torch.Tensor | None = None
     erased: torch.Tensor | None = None
+    err_var: torch.Tensor | float | None = None
+    no_eff: torch.Tensor | None = None
+    equalized: bool = False
+    extra: dict = field(default_factory=dict)
 
     def with_erasures(self, erased: torch.Tensor) -> ChannelState:
         merged = erased if self.erased is None else (self.erased | erased)
         return replace(self, erased=merged)
+
+    @property
+    def csi(self) -> torch.Tensor | None:
+        """The receiver's channel knowledge: ``h_hat`` if set, else the true ``h``."""
+        return self.h_hat if self.h_hat is not None else self.h
 
 
 class Channel(nn.Module):
@@ -44,7 +60,7 @@ class Channel(nn.Module):
         snr_db: ``[B]`` (or scalar) float, Es/N0 in dB per transmission.
 
     Returns:
-        y: ``[B, n]`` complex64 received symbols (not equalised).
+        y: ``[B, n]`` complex64 received symbols (not equalised unless ``state.equalized``).
         state: ``ChannelState``.
 
     Channels are differentiable with respect to ``x``.
@@ -69,43 +85,81 @@ def check_symbols(x: torch.Tensor, name: str = "x") -> None:
         raise ValueError(f"channel input '{name}' contains NaN or Inf symbols")
 
 
-def snr_db_to_noise_variance(snr_db: torch.Tensor | float, batch: int, device: torch.device) -> torch.Tensor:
-    """``[B]`` float32 noise variance per complex symbol for unit-energy symbols: 10^(−snr_db/10)."""
+def snr_db_to_noise_variance(
+    snr_db: torch.Tensor | float, batch: int, device: torch.device
+) -> torch.Tensor:
+    """``[B]`` float32 noise variance per complex symbol for unit-energy symbols: 10^(−snr_db/10).
+
+    ``snr_db`` may be a scalar (same SNR for the whole batch) or a ``[B]`` tensor.
+    """
     snr = torch.as_tensor(snr_db, dtype=torch.float32, device=device)
+    if snr.dim() > 1 or (snr.dim() == 1 and snr.shape[0] not in (1, batch)):
+        raise ValueError(
+            f"channel parameter 'snr_db' must be a scalar or have shape [{batch}], "
+            f"got {tuple(snr.shape)}"
+        )
     if not bool(torch.isfinite(snr).all()):
         raise ValueError("channel parameter 'snr_db' must be finite")
-    return torch.pow(10.0, -snr / 10.0).expand(batch).contiguous() if snr.dim() == 0 else torch.pow(
-        10.0, -snr / 10.0
-    )
+    no = torch.pow(10.0, -snr.reshape(-1) / 10.0)
+    return no.expand(batch).contiguous() if no.shape[0] != batch else no
 
 
-def equalize(y: torch.Tensor, state: ChannelState, method: str = "mmse") -> tuple[torch.Tensor, torch.Tensor]:
-    """One-tap equalisation with the receiver's CSI.
+def _as_err_var(err_var: torch.Tensor | float | None, like: torch.Tensor) -> torch.Tensor:
+    if err_var is None:
+        return torch.zeros((), dtype=torch.float32, device=like.device)
+    return torch.as_tensor(err_var, dtype=torch.float32, device=like.device)
+
+
+def equalize(
+    y: torch.Tensor, state: ChannelState, method: str = "mmse"
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One-tap equalisation with the receiver's CSI (``y = h x + n``, ``h = ĥ + e``).
+
+    With ``σe² = state.err_var`` (0 for perfect CSI) and unit symbol energy:
+
+    * ``"zf"``: ``x̂ = y / ĥ`` (unbiased), ``no_eff = (no + σe²) / |ĥ|²``.
+    * ``"mmse"``: ``x̂ = ĥ* y / (|ĥ|² + σe² + no)`` (the linear MMSE estimate, biased towards 0),
+      ``no_eff = E|x̂ − x|² = (no + σe²) / (|ĥ|² + σe² + no)``, the MSE of the estimate: what a
+      learned decoder or an MSE oracle wants. For LLRs of a QAM demapper use ``"zf"`` (the
+      unbiased one-tap MMSE estimate is the ZF one).
+
+    If the channel already equalised (``state.equalized``), ``y`` and ``state.no_eff`` pass
+    through unchanged.
 
     Args:
         y: ``[B, n]`` complex64 received symbols.
-        state: the channel's state; uses ``h_hat`` (falls back to ``h``).
-        method: ``"zf"`` (y / ĥ) or ``"mmse"`` (ĥ* y / (|ĥ|² + no)).
+        state: the channel's state; uses ``h_hat`` (falls back to ``h``) and ``err_var``.
+        method: ``"zf"`` or ``"mmse"``.
 
     Returns:
         x_hat: ``[B, n]`` complex64 equalised symbols (0 where erased).
-        no_eff: ``[B, n]`` float32 effective noise variance of ``x_hat`` per symbol.
+        no_eff: ``[B, n]`` float32 effective noise variance of ``x_hat`` per symbol
+            (``inf`` where erased).
     """
-    no = state.no.to(y.device).reshape(-1, 1)
-    h = state.h_hat if state.h_hat is not None else state.h
-    if h is None:
-        x_hat, no_eff = y, no.expand(y.shape).clone()
-    elif method == "zf":
-        power = h.abs().square().clamp_min(1e-12)
-        x_hat = y / h
-        no_eff = (no / power).expand(y.shape)
-    elif method == "mmse":
-        power = h.abs().square()
-        x_hat = h.conj() * y / (power + no)
-        # Unbiased effective SNR of the MMSE output: |h|^2 / no.
-        no_eff = (no / power.clamp_min(1e-12)).expand(y.shape)
-    else:
+    if method not in ("zf", "mmse"):
         raise ValueError(f"equalize: unknown method {method!r}; valid choices: zf, mmse")
+    no = state.no.to(y.device).reshape(-1, 1)
+    h = state.csi
+    if state.equalized:
+        if state.no_eff is None:
+            raise ValueError("equalize: state.equalized is True but state.no_eff is None")
+        x_hat, no_eff = y, state.no_eff.expand(y.shape)
+    elif h is None:
+        x_hat, no_eff = y, no.expand(y.shape).clone()
+    else:
+        ev = _as_err_var(state.err_var, y)
+        ev = ev.reshape(-1, 1) if ev.dim() == 1 else ev
+        noise = no + ev
+        power = h.real.square() + h.imag.square()
+        if method == "zf":
+            safe = torch.where(power > 1e-12, h, torch.full_like(h, 1e-6))
+            x_hat = y / safe
+            no_eff = (noise / power.clamp_min(1e-12)).expand(y.shape)
+        else:
+            denom = power + noise
+            x_hat = h.conj() * y / denom
+            no_eff = (noise / denom).expand(y.shape)
+    no_eff = no_eff.to(torch.float32)
     if state.erased is not None:
         x_hat = torch.where(state.erased, torch.zeros_like(x_hat), x_hat)
         no_eff = torch.where(state.erased, torch.full_like(no_eff, float("inf")), no_eff)

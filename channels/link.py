@@ -28,7 +28,9 @@ class LinkState:
     extra: dict = field(default_factory=dict)
 
     @classmethod
-    def from_snr(cls, snr_db: torch.Tensor | float, batch: int | None = None, **kwargs) -> LinkState:
+    def from_snr(
+        cls, snr_db: torch.Tensor | float, batch: int | None = None, **kwargs
+    ) -> LinkState:
         snr = torch.as_tensor(snr_db, dtype=torch.float32)
         if snr.dim() == 0:
             snr = snr.expand(batch or 1).clone()

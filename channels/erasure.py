@@ -1,0 +1,291 @@
+"""Packet erasures on top of any channel: i.i.d., Gilbert–Elliott bursts, or BLER at the SNR.
+
+Symbols are cut into packets (``Packetizer``: MTU and header bytes, bits carried per channel use);
+a lost packet erases all its symbols (``ChannelState.erased``) and zeroes them in ``y``. Headers
+occupy channel uses that the accounting reports (``Packetizer.channel_uses``) but that are not
+part of the ``[B, n]`` payload tensor.
+
+Gilbert–Elliott (Gilbert 1960, Elliott 1963): a two-state Markov chain per transmission over its
+packets, ``p = P(G→B)``, ``r = P(B→G)``, loss probability ``loss_good`` in G and ``loss_bad`` in B.
+Stationary ``π_B = p/(p+r)``, mean loss ``π_G·loss_good + π_B·loss_bad``, mean bad-state sojourn
+(burst length with ``loss_bad = 1``, ``loss_good = 0``) ``1/r``, mean gap ``1/p``.
+
+BLER mode: each packet's instantaneous SNR (``mean(|h|²)/no`` over its symbols) gives its error
+probability from a table (``bler_table``, log-linear interpolation) or from the finite-blocklength
+normal approximation (Polyanskiy, Poor, Verdú 2010) of a code carrying the packet's payload bits
+in its channel uses.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from v2x.channels.base import CHANNELS, Channel, ChannelState
+
+
+@dataclass(frozen=True)
+class Packetizer:
+    """Cuts a stream of channel symbols into packets.
+
+    Args:
+        mtu_bytes: packet size on air including headers (bytes).
+        header_bytes: header bytes per packet (counted as overhead channel uses).
+        bits_per_symbol: information bits one channel use carries (e.g. 2 for QPSK at rate 1,
+            the code's spectral efficiency for digital links, 32 for float16 I/Q analog symbols).
+        symbols_per_packet: payload symbols per packet; overrides the MTU-derived value.
+    """
+
+    mtu_bytes: int = 1500
+    header_bytes: int = 48
+    bits_per_symbol: float = 2.0
+    symbols_per_packet: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.mtu_bytes <= self.header_bytes or self.header_bytes < 0:
+            raise ValueError(
+                f"packetizer: need 0 <= 'header_bytes' < 'mtu_bytes', got "
+                f"header_bytes={self.header_bytes}, mtu_bytes={self.mtu_bytes}"
+            )
+        if self.bits_per_symbol <= 0:
+            raise ValueError(
+                f"packetizer: 'bits_per_symbol' must be > 0, got {self.bits_per_symbol}"
+            )
+        if self.symbols_per_packet is not None and self.symbols_per_packet < 1:
+            raise ValueError(
+                f"packetizer: 'symbols_per_packet' must be >= 1, got {self.symbols_per_packet}"
+            )
+
+    @property
+    def payload_symbols(self) -> int:
+        """Payload channel uses per packet."""
+        if self.symbols_per_packet is not None:
+            return int(self.symbols_per_packet)
+        return max(1, int((self.mtu_bytes - self.header_bytes) * 8 // self.bits_per_symbol))
+
+    @property
+    def header_symbols(self) -> int:
+        """Header channel uses per packet."""
+        return int(math.ceil(self.header_bytes * 8 / self.bits_per_symbol))
+
+    @property
+    def payload_bits(self) -> float:
+        """Information bits in a full packet's payload."""
+        return self.payload_symbols * self.bits_per_symbol
+
+    def num_packets(self, n_symbols: int) -> int:
+        return -(-int(n_symbols) // self.payload_symbols)
+
+    def channel_uses(self, n_symbols: int) -> int:
+        """Total channel uses for ``n_symbols`` payload symbols, headers included."""
+        return int(n_symbols) + self.num_packets(n_symbols) * self.header_symbols
+
+    def packet_index(self, n_symbols: int, device: torch.device | str = "cpu") -> torch.Tensor:
+        """``[n]`` long: the packet each symbol travels in."""
+        return torch.arange(int(n_symbols), device=device) // self.payload_symbols
+
+
+def gilbert_elliott_states(
+    batch: int, num_packets: int, p_gb: float, p_bg: float, device: torch.device | str = "cpu"
+) -> torch.Tensor:
+    """``[batch, num_packets]`` bool, True in the bad state; the chain starts in its stationary law."""
+    if not (0 < p_gb <= 1 and 0 < p_bg <= 1):
+        raise ValueError(f"gilbert_elliott: need 0 < p_gb, p_bg <= 1, got p_gb={p_gb}, p_bg={p_bg}")
+    pi_b = p_gb / (p_gb + p_bg)
+    u = torch.rand(batch, num_packets, device=device)
+    bad = torch.empty(batch, num_packets, dtype=torch.bool, device=device)
+    state = u[:, 0] < pi_b
+    bad[:, 0] = state
+    for t in range(1, num_packets):
+        # bad → stays bad w.p. 1 − r; good → goes bad w.p. p.
+        state = torch.where(state, u[:, t] >= p_bg, u[:, t] < p_gb)
+        bad[:, t] = state
+    return bad
+
+
+def normal_approx_bler(
+    snr_lin: torch.Tensor, n: float | torch.Tensor, k: float | torch.Tensor
+) -> torch.Tensor:
+    """Block error probability of the best ``(n, k)`` code over complex AWGN (normal approx.).
+
+    ``ε ≈ Q((n·C − k + ½·log2 n) / √(n·V))``, ``C = log2(1+P)``, ``V = P(P+2)/(P+1)²·log2²e``
+    (Polyanskiy, Poor, Verdú, IEEE T-IT 2010, eq. (296) with the complex-AWGN dispersion).
+    """
+    p = snr_lin.to(torch.float64)
+    n = torch.as_tensor(n, dtype=torch.float64, device=p.device)
+    k = torch.as_tensor(k, dtype=torch.float64, device=p.device)
+    cap = torch.log2(1 + p)
+    disp = p * (p + 2) / (p + 1) ** 2 * (math.log2(math.e) ** 2)
+    arg = (n * cap - k + 0.5 * torch.log2(n)) / torch.sqrt(n * disp).clamp_min(1e-30)
+    return (0.5 * torch.erfc(arg / math.sqrt(2))).to(torch.float32)
+
+
+def _interp_bler(snr_db: torch.Tensor, table: list[list[float]]) -> torch.Tensor:
+    pts = torch.as_tensor(table, dtype=torch.float64, device=snr_db.device)
+    if pts.dim() != 2 or pts.shape[1] != 2 or pts.shape[0] < 2:
+        raise ValueError("erasure: 'bler_table' must be a list of [snr_db, bler] pairs (>= 2)")
+    xs, ys = pts[:, 0].contiguous(), torch.log(pts[:, 1].clamp(1e-12, 1.0))
+    if not bool((xs[1:] > xs[:-1]).all()):
+        raise ValueError("erasure: 'bler_table' SNR points must be strictly increasing")
+    s = snr_db.to(torch.float64).clamp(xs[0], xs[-1])
+    idx = torch.searchsorted(xs, s.contiguous()).clamp(1, len(xs) - 1)
+    x0, x1, y0, y1 = xs[idx - 1], xs[idx], ys[idx - 1], ys[idx]
+    w = (s - x0) / (x1 - x0)
+    return torch.exp(y0 + w * (y1 - y0)).to(torch.float32)
+
+
+def _plain(cfg: Any) -> Any:
+    """OmegaConf containers → plain Python (without importing omegaconf eagerly)."""
+    if hasattr(cfg, "_metadata") and hasattr(cfg, "_get_node"):
+        from omegaconf import OmegaConf
+
+        return OmegaConf.to_container(cfg, resolve=True)
+    return cfg
+
+
+def _build_inner(inner: Channel | str | dict) -> Channel:
+    inner = _plain(inner)
+    if isinstance(inner, Channel):
+        return inner
+    if isinstance(inner, str):
+        return CHANNELS.build(inner)
+    if isinstance(inner, dict):
+        kw = dict(inner)
+        if "name" not in kw:
+            raise ValueError("erasure: 'inner' config needs a 'name' field (a registered channel)")
+        return CHANNELS.build(kw.pop("name"), **kw)
+    raise ValueError(
+        f"erasure: 'inner' must be a channel, its name, or a config dict, got {inner!r}"
+    )
+
+
+@CHANNELS.register("erasure")
+class ErasureChannel(Channel):
+    """Wraps an inner channel and erases whole packets.
+
+    Args:
+        inner: the channel the packets go through (instance, registered name, or
+            ``{name: ..., **kwargs}``).
+        model: ``"iid"``, ``"gilbert_elliott"`` or ``"bler"``.
+        loss_prob: i.i.d. packet loss probability.
+        p_gb, p_bg: Gilbert–Elliott transition probabilities per packet.
+        loss_good, loss_bad: Gilbert–Elliott per-state loss probabilities.
+        bler_table: ``[[snr_db, bler], …]`` for ``model="bler"``; ``None``: normal approximation.
+        mtu_bytes, header_bytes, bits_per_symbol, symbols_per_packet: see ``Packetizer``.
+
+    Returns ``y`` with erased symbols set to 0 and ``state.erased [B, n]``; ``state.extra`` holds
+    ``packet_lost [B, P]``, ``num_packets`` and ``channel_uses`` (headers included).
+    """
+
+    def __init__(
+        self,
+        inner: Channel | str | dict = "awgn",
+        model: str = "iid",
+        loss_prob: float = 0.01,
+        p_gb: float = 0.01,
+        p_bg: float = 0.25,
+        loss_good: float = 0.0,
+        loss_bad: float = 1.0,
+        bler_table: list[list[float]] | None = None,
+        mtu_bytes: int = 1500,
+        header_bytes: int = 48,
+        bits_per_symbol: float = 2.0,
+        symbols_per_packet: int | None = None,
+    ) -> None:
+        super().__init__()
+        if model not in ("iid", "gilbert_elliott", "bler"):
+            raise ValueError(
+                f"erasure: unknown model {model!r}; valid choices: iid, gilbert_elliott, bler"
+            )
+        for key, val in (
+            ("loss_prob", loss_prob),
+            ("loss_good", loss_good),
+            ("loss_bad", loss_bad),
+        ):
+            if not 0.0 <= val <= 1.0:
+                raise ValueError(f"erasure: '{key}' must be in [0, 1], got {val}")
+        if model == "gilbert_elliott" and not (0 < p_gb <= 1 and 0 < p_bg <= 1):
+            raise ValueError(f"erasure: need 0 < p_gb, p_bg <= 1, got p_gb={p_gb}, p_bg={p_bg}")
+        self.inner = _build_inner(inner)
+        self.model = model
+        self.loss_prob = float(loss_prob)
+        self.p_gb, self.p_bg = float(p_gb), float(p_bg)
+        self.loss_good, self.loss_bad = float(loss_good), float(loss_bad)
+        self.bler_table = _plain(bler_table)
+        self.packetizer = Packetizer(mtu_bytes, header_bytes, bits_per_symbol, symbols_per_packet)
+
+    def expected_loss_rate(self) -> float:
+        """Stationary packet loss rate of the i.i.d./Gilbert–Elliott models."""
+        if self.model == "iid":
+            return self.loss_prob
+        if self.model == "gilbert_elliott":
+            pi_b = self.p_gb / (self.p_gb + self.p_bg)
+            return (1 - pi_b) * self.loss_good + pi_b * self.loss_bad
+        raise ValueError("erasure: expected_loss_rate depends on the SNR for model='bler'")
+
+    def packet_losses(
+        self, batch: int, n: int, state: ChannelState, device: torch.device
+    ) -> torch.Tensor:
+        """``[B, P]`` bool: which packets are lost."""
+        num = self.packetizer.num_packets(n)
+        if self.model == "iid":
+            return torch.rand(batch, num, device=device) < self.loss_prob
+        if self.model == "gilbert_elliott":
+            bad = gilbert_elliott_states(batch, num, self.p_gb, self.p_bg, device)
+            prob = torch.where(bad, self.loss_bad, self.loss_good)
+            return torch.rand(batch, num, device=device) < prob
+        # BLER at each packet's instantaneous SNR.
+        idx = self.packetizer.packet_index(n, device)
+        gain = torch.ones(batch, n, device=device)
+        if state.h is not None:
+            gain = (state.h.abs().square().float() * gain).expand(batch, n)
+        per_pkt = torch.zeros(batch, num, device=device).index_add_(1, idx, gain)
+        counts = torch.bincount(idx, minlength=num).to(per_pkt.dtype)
+        snr_lin = per_pkt / counts / state.no.reshape(-1, 1).to(device)
+        if self.bler_table is not None:
+            bler = _interp_bler(10 * torch.log10(snr_lin.clamp_min(1e-30)), self.bler_table)
+        else:
+            k = self.packetizer.bits_per_symbol * counts
+            bler = normal_approx_bler(snr_lin, counts.to(torch.float64), k)
+        return torch.rand(batch, num, device=device) < bler
+
+    def forward(self, x: torch.Tensor, snr_db: torch.Tensor) -> tuple[torch.Tensor, ChannelState]:
+        y, state = self.inner(x, snr_db)
+        batch, n = y.shape
+        lost = self.packet_losses(batch, n, state, y.device)
+        erased = lost[:, self.packetizer.packet_index(n, y.device)]
+        y = torch.where(erased, torch.zeros_like(y), y)
+        state = state.with_erasures(erased)
+        state.extra = {
+            **state.extra,
+            "packet_lost": lost,
+            "num_packets": self.packetizer.num_packets(n),
+            "channel_uses": self.packetizer.channel_uses(n),
+        }
+        return y, state
+
+
+@CHANNELS.register("erasure_iid")
+def erasure_iid(
+    inner: Channel | str | dict = "awgn", loss_prob: float = 0.01, **kw
+) -> ErasureChannel:
+    """I.i.d. packet erasures over ``inner``."""
+    return ErasureChannel(inner=inner, model="iid", loss_prob=loss_prob, **kw)
+
+
+@CHANNELS.register("erasure_ge")
+def erasure_ge(
+    inner: Channel | str | dict = "awgn", p_gb: float = 0.01, p_bg: float = 0.25, **kw
+) -> ErasureChannel:
+    """Gilbert–Elliott burst erasures over ``inner``."""
+    return ErasureChannel(inner=inner, model="gilbert_elliott", p_gb=p_gb, p_bg=p_bg, **kw)
+
+
+@CHANNELS.register("erasure_bler")
+def erasure_bler(
+    inner: Channel | str | dict = "rayleigh", bler_table: list[list[float]] | None = None, **kw
+) -> ErasureChannel:
+    """Packets lost with the block error rate at their instantaneous SNR."""
+    return ErasureChannel(inner=inner, model="bler", bler_table=bler_table, **kw)

@@ -1,0 +1,239 @@
+"""Flat Rayleigh / Rician fading: block (per transmission or per block) and fast (Clarke/Jakes).
+
+``y = h ⊙ x + n`` with ``E|h|² = 1``, ``n ~ CN(0, no)`` and ``no = 10^(−snr_db/10)`` (unit-energy
+symbols, so ``snr_db`` is the average Es/N0). Rician: ``h = √(K/(K+1))·e^{jθ} + √(1/(K+1))·g``
+with ``g ~ CN(0, 1)`` (3GPP TR 38.901 §7.5 uses the same K-factor convention).
+
+Fast fading follows Clarke's isotropic-scattering model (Jakes spectrum): the diffuse part is a
+sum of ``M`` sinusoids ``g(t) = M^{-1/2} Σ_m exp(j(2π f_d t cos α_m + φ_m))`` with stratified random
+arrival angles ``α_m`` and random phases ``φ_m``, whose ensemble autocorrelation is exactly
+``E[g(t+τ) g*(t)] = J0(2π f_d τ)`` (Clarke 1968; Patzold, *Mobile Fading Channels*, ch. 4).
+The Doppler frequency is ``f_d = v·f_c/c`` from the relative speed and the carrier.
+
+Imperfect CSI (knob ``csi_error_var = σe²``): the receiver holds the LMMSE estimate ``ĥ`` of ``h``
+from a noisy pilot observation, so that ``h = ĥ + e`` with ``e ~ CN(0, σe²)`` uncorrelated with
+``ĥ`` (Yoo & Goldsmith, IEEE T-IT 2006); ``equalize`` then treats ``e·x`` as extra noise.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from v2x.channels.base import (
+    CHANNELS,
+    Channel,
+    ChannelState,
+    check_symbols,
+    snr_db_to_noise_variance,
+)
+
+SPEED_OF_LIGHT = 299_792_458.0
+
+
+def doppler_hz(speed_mps: float | torch.Tensor, carrier_hz: float) -> float | torch.Tensor:
+    """Maximum Doppler shift ``f_d = v·f_c/c`` in Hz for relative speed ``speed_mps``."""
+    if carrier_hz <= 0:
+        raise ValueError(f"fading: 'carrier_hz' must be > 0, got {carrier_hz}")
+    return speed_mps * carrier_hz / SPEED_OF_LIGHT
+
+
+def _complex_normal(shape: tuple[int, ...], device: torch.device) -> torch.Tensor:
+    """``CN(0, 1)`` samples of ``shape`` (complex64) from one real ``randn``."""
+    return torch.view_as_complex(torch.randn(*shape, 2, device=device) * math.sqrt(0.5))
+
+
+def sum_of_sinusoids(
+    batch: int,
+    n: int,
+    fd_ts: torch.Tensor | float,
+    num_sinusoids: int = 32,
+    device: torch.device | str = "cpu",
+) -> torch.Tensor:
+    """``[batch, n]`` complex64 unit-power Clarke-model fading process sampled every ``T_s``.
+
+    Args:
+        fd_ts: normalised Doppler ``f_d·T_s`` (scalar or ``[batch]``).
+        num_sinusoids: ``M``; the marginal is Gaussian as ``M → ∞`` (CLT), the autocorrelation is
+            ``J0(2π f_d T_s k)`` for any ``M`` (in expectation over the random angles/phases).
+    """
+    fd = torch.as_tensor(fd_ts, dtype=torch.float32, device=device).reshape(-1, 1, 1)
+    m = torch.arange(num_sinusoids, device=device, dtype=torch.float32)
+    alpha = 2 * math.pi * (m + torch.rand(batch, num_sinusoids, device=device)) / num_sinusoids
+    phi = 2 * math.pi * torch.rand(batch, num_sinusoids, 1, device=device)
+    t = torch.arange(n, device=device, dtype=torch.float32)
+    phase = (2 * math.pi) * fd * torch.cos(alpha).unsqueeze(-1) * t + phi  # [B, M, n]
+    g = torch.polar(torch.ones_like(phase), phase).sum(dim=1)
+    return g / math.sqrt(num_sinusoids)
+
+
+class FadingChannel(Channel):
+    """Flat fading ``y = h x + n`` with receiver CSI ``ĥ``.
+
+    Args:
+        k_factor_db: Rician K in dB (``None``: Rayleigh; ``inf``: no diffuse part → AWGN with a
+            phase rotation).
+        block_len: symbols per fading block for block fading; ``None``: one gain per
+            transmission (the whole ``[n]`` row, e.g. one packet/frame).
+        fast: per-symbol time-correlated fading (Clarke/Jakes, sum of sinusoids); overrides
+            ``block_len``.
+        doppler_hz: maximum Doppler shift; ``None``: from ``speed_mps`` and ``carrier_hz``.
+        speed_mps: relative speed between the agents (m/s).
+        carrier_hz: carrier frequency (Hz).
+        symbol_rate_hz: complex symbols per second (``T_s = 1/symbol_rate_hz``).
+        num_sinusoids: sinusoids of the fast-fading generator.
+        csi_error_var: ``σe²`` of the receiver's channel estimate, ``0 ≤ σe² < 1/(K+1)``.
+        los_phase: ``"random"`` (uniform per transmission) or ``"zero"`` LOS phase (Rician).
+        validate: check inputs for NaN/Inf (a device sync; turn off in hot loops).
+
+    Forward:
+        x: ``[B, n]`` complex64, snr_db ``[B]`` or scalar; optional ``doppler_hz`` ``[B]``
+        overrides the configured one for fast fading.
+
+    Returns ``y [B, n]`` and a state with ``h``/``h_hat`` of shape ``[B, 1]`` (one gain per
+    transmission) or ``[B, n]``, ``err_var`` = ``σe²``.
+    """
+
+    def __init__(
+        self,
+        k_factor_db: float | None = None,
+        block_len: int | None = None,
+        fast: bool = False,
+        doppler_hz: float | None = None,
+        speed_mps: float = 30.0,
+        carrier_hz: float = 5.9e9,
+        symbol_rate_hz: float = 10e6,
+        num_sinusoids: int = 32,
+        csi_error_var: float = 0.0,
+        los_phase: str = "random",
+        validate: bool = True,
+    ) -> None:
+        super().__init__()
+        if block_len is not None and int(block_len) < 1:
+            raise ValueError(f"fading: 'block_len' must be >= 1 or None, got {block_len}")
+        if speed_mps < 0:
+            raise ValueError(f"fading: 'speed_mps' must be >= 0, got {speed_mps}")
+        if symbol_rate_hz <= 0:
+            raise ValueError(f"fading: 'symbol_rate_hz' must be > 0, got {symbol_rate_hz}")
+        if doppler_hz is not None and doppler_hz < 0:
+            raise ValueError(f"fading: 'doppler_hz' must be >= 0, got {doppler_hz}")
+        if los_phase not in ("random", "zero"):
+            raise ValueError(f"fading: 'los_phase' must be 'random' or 'zero', got {los_phase!r}")
+        k_lin = 0.0 if k_factor_db is None else 10.0 ** (float(k_factor_db) / 10.0)
+        self.k_factor = k_lin
+        self.los_amp = math.sqrt(k_lin / (k_lin + 1.0)) if math.isfinite(k_lin) else 1.0
+        self.diffuse_var = 1.0 / (k_lin + 1.0) if math.isfinite(k_lin) else 0.0
+        if not 0.0 <= csi_error_var < max(self.diffuse_var, 1e-30) and csi_error_var != 0.0:
+            raise ValueError(
+                f"fading: 'csi_error_var' must be in [0, {self.diffuse_var:.4g}) "
+                f"(the diffuse power 1/(K+1)), got {csi_error_var}"
+            )
+        self.block_len = None if block_len is None else int(block_len)
+        self.fast = bool(fast)
+        self.doppler = (
+            float(doppler_hz) if doppler_hz is not None else doppler_hz_fn(speed_mps, carrier_hz)
+        )
+        self.symbol_rate_hz = float(symbol_rate_hz)
+        self.num_sinusoids = int(num_sinusoids)
+        self.csi_error_var = float(csi_error_var)
+        self.los_phase = los_phase
+        self.validate = validate
+
+    def sample_gains(
+        self, batch: int, n: int, device: torch.device, doppler: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """True gains ``h`` (``[B, 1]`` or ``[B, n]`` complex64, ``E|h|² = 1``) and the LOS mean
+        ``[B, 1]`` (``None`` for Rayleigh)."""
+        if self.diffuse_var > 0:
+            if self.fast:
+                fd = self.doppler if doppler is None else doppler.to(device=device)
+                g = sum_of_sinusoids(batch, n, fd / self.symbol_rate_hz, self.num_sinusoids, device)
+            elif self.block_len is None or self.block_len >= n:
+                g = _complex_normal((batch, 1), device)
+            else:
+                nb = -(-n // self.block_len)
+                g = _complex_normal((batch, nb), device)
+                g = g.repeat_interleave(self.block_len, dim=1)[:, :n]
+            h = g * math.sqrt(self.diffuse_var)
+        else:
+            h = torch.zeros(batch, 1, dtype=torch.complex64, device=device)
+        if self.los_amp == 0:
+            return h, None
+        if self.los_phase == "zero":
+            los = torch.full((batch, 1), self.los_amp, dtype=torch.complex64, device=device)
+        else:
+            theta = 2 * math.pi * torch.rand(batch, 1, device=device)
+            los = torch.polar(torch.full_like(theta, self.los_amp), theta)
+        return h + los, los
+
+    def estimate(self, h: torch.Tensor, los: torch.Tensor | None) -> torch.Tensor:
+        """LMMSE estimate ``ĥ`` with error variance ``csi_error_var`` (``h`` itself if 0).
+
+        The receiver observes ``z = h + w`` (pilots, ``w ~ CN(0, σw²)``) and knows the LOS mean;
+        ``σw² = σe²·Ωd/(Ωd − σe²)`` makes the LMMSE error variance equal ``σe²``.
+        """
+        ev = self.csi_error_var
+        if ev == 0.0:
+            return h
+        od = self.diffuse_var
+        obs_var = ev * od / (od - ev)
+        mean = torch.zeros_like(h[:, :1]) if los is None else los
+        z = h + _complex_normal(tuple(h.shape), h.device) * math.sqrt(obs_var)
+        return mean + (od / (od + obs_var)) * (z - mean)
+
+    def forward(
+        self, x: torch.Tensor, snr_db: torch.Tensor, doppler_hz: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, ChannelState]:
+        if self.validate:
+            check_symbols(x)
+        batch, n = x.shape
+        no = snr_db_to_noise_variance(snr_db, batch, x.device)
+        h, los = self.sample_gains(batch, n, x.device, doppler_hz)
+        noise = _complex_normal((batch, n), x.device) * torch.sqrt(no).reshape(-1, 1)
+        y = h.to(x.dtype) * x + noise.to(x.dtype)
+        imperfect = self.csi_error_var > 0
+        extra = (
+            {"doppler_hz": self.doppler if doppler_hz is None else doppler_hz} if self.fast else {}
+        )
+        return y, ChannelState(
+            no=no,
+            h=h,
+            h_hat=self.estimate(h, los) if imperfect else None,
+            err_var=self.csi_error_var if imperfect else None,
+            extra=extra,
+        )
+
+
+doppler_hz_fn = doppler_hz
+
+
+@CHANNELS.register("rayleigh")
+def rayleigh(block_len: int | None = None, csi_error_var: float = 0.0, **kw) -> FadingChannel:
+    """Block Rayleigh fading (one gain per transmission, or per ``block_len`` symbols)."""
+    return FadingChannel(k_factor_db=None, block_len=block_len, csi_error_var=csi_error_var, **kw)
+
+
+@CHANNELS.register("rician")
+def rician(
+    k_factor_db: float = 6.0, block_len: int | None = None, csi_error_var: float = 0.0, **kw
+) -> FadingChannel:
+    """Block Rician fading with K-factor ``k_factor_db``."""
+    return FadingChannel(
+        k_factor_db=k_factor_db, block_len=block_len, csi_error_var=csi_error_var, **kw
+    )
+
+
+@CHANNELS.register("rayleigh_fast")
+def rayleigh_fast(
+    speed_mps: float = 30.0, carrier_hz: float = 5.9e9, symbol_rate_hz: float = 10e6, **kw
+) -> FadingChannel:
+    """Per-symbol Rayleigh fading with Clarke/Jakes Doppler from speed and carrier."""
+    return FadingChannel(
+        fast=True, speed_mps=speed_mps, carrier_hz=carrier_hz, symbol_rate_hz=symbol_rate_hz, **kw
+    )
+
+
+@CHANNELS.register("rician_fast")
+def rician_fast(k_factor_db: float = 6.0, **kw) -> FadingChannel:
+    """Per-symbol Rician fading: fixed LOS component plus a Clarke/Jakes diffuse part."""
+    return FadingChannel(k_factor_db=k_factor_db, fast=True, **kw)

@@ -1,0 +1,156 @@
+"""Fading statistics, imperfect CSI, equalisers, gradients and bad input."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from scipy import special
+from v2x.channels import CHANNELS, ChannelState, build_channel, equalize
+from v2x.channels.fading import doppler_hz, sum_of_sinusoids
+
+
+def gaussian_symbols(batch: int, n: int) -> torch.Tensor:
+    return torch.view_as_complex(torch.randn(batch, n, 2) * math.sqrt(0.5))
+
+
+def test_block_rayleigh_gain_shapes_and_power() -> None:
+    torch.manual_seed(0)
+    x = torch.ones(20_000, 64, dtype=torch.complex64)
+    _, st = build_channel("rayleigh")(x, 10.0)
+    assert st.h.shape == (20_000, 1)
+    assert abs(float(st.h.abs().square().mean()) - 1) < 0.03
+    _, st = build_channel("rayleigh", block_len=16)(x[:100], 10.0)
+    assert st.h.shape == (100, 64)
+    assert torch.equal(st.h[:, :16], st.h[:, :1].expand(100, 16))
+    assert not torch.equal(st.h[:, 16], st.h[:, 0])
+
+
+def test_clarke_autocorrelation_is_bessel_j0() -> None:
+    torch.manual_seed(1)
+    fd_ts = 0.01
+    g = sum_of_sinusoids(4000, 120, fd_ts, num_sinusoids=32)
+    assert abs(float(g.abs().square().mean()) - 1) < 0.02
+    for lag in (0, 10, 25, 40, 60, 100):
+        r = (g[:, lag:] * g[:, : g.shape[1] - lag].conj()).mean()
+        assert abs(float(r.real) - special.j0(2 * math.pi * fd_ts * lag)) < 0.03, lag
+        assert abs(float(r.imag)) < 0.03
+
+
+def test_doppler_from_speed_and_carrier() -> None:
+    assert doppler_hz(30.0, 5.9e9) == pytest.approx(30 * 5.9e9 / 299_792_458.0)
+    ch = build_channel("rayleigh_fast", speed_mps=30.0, carrier_hz=5.9e9)
+    _, st = ch(torch.ones(2, 8, dtype=torch.complex64), 0.0)
+    assert st.extra["doppler_hz"] == pytest.approx(590.4, rel=1e-3)
+    assert st.h.shape == (2, 8)
+
+
+def test_imperfect_csi_error_variance_and_orthogonality() -> None:
+    torch.manual_seed(2)
+    for name, kw in (("rayleigh", {}), ("rician", {"k_factor_db": 3.0})):
+        ch = build_channel(name, block_len=1, csi_error_var=0.1, **kw)
+        _, st = ch(torch.ones(50, 4000, dtype=torch.complex64), 20.0)
+        e = st.h - st.h_hat
+        assert abs(float(e.abs().square().mean()) - 0.1) < 0.005
+        assert abs(complex((e * st.h_hat.conj()).mean())) < 0.005  # error ⟂ estimate
+        assert st.err_var == 0.1
+
+
+def test_mmse_equaliser_mse_matches_closed_form() -> None:
+    """Rayleigh, perfect CSI, Gaussian x: E|x̂−x|² = E[no/(|h|²+no)] = no·e^{no}·E1(no)."""
+    torch.manual_seed(3)
+    x = gaussian_symbols(20, 20_000)
+    for snr_db in (0.0, 10.0):
+        no = 10 ** (-snr_db / 10)
+        y, st = build_channel("rayleigh", block_len=1)(x, snr_db)
+        x_hat, no_eff = equalize(y, st, "mmse")
+        mse = float((x_hat - x).abs().square().mean())
+        oracle = no * math.exp(no) * special.exp1(no)
+        assert mse == pytest.approx(oracle, rel=0.03)
+        assert float(no_eff.mean()) == pytest.approx(oracle, rel=0.03)
+        x_zf, _ = equalize(y, st, "zf")
+        assert float((x_zf - x).abs().square().mean()) > mse  # MMSE beats ZF in MSE
+
+
+def test_mmse_with_imperfect_csi_reports_its_mse() -> None:
+    torch.manual_seed(4)
+    x = gaussian_symbols(20, 20_000)
+    y, st = build_channel("rayleigh", block_len=1, csi_error_var=0.2)(x, 15.0)
+    x_hat, no_eff = equalize(y, st, "mmse")
+    assert float((x_hat - x).abs().square().mean()) == pytest.approx(float(no_eff.mean()), rel=0.03)
+
+
+def test_equalize_awgn_and_erasures_and_prequalized() -> None:
+    y = torch.tensor([[1 + 1j, 2 - 1j]], dtype=torch.complex64)
+    st = ChannelState(no=torch.tensor([0.5]))
+    x_hat, no_eff = equalize(y, st)
+    assert torch.equal(x_hat, y) and torch.allclose(no_eff, torch.full((1, 2), 0.5))
+    st = ChannelState(no=torch.tensor([0.5]), h=torch.tensor([[2j]], dtype=torch.complex64))
+    st = st.with_erasures(torch.tensor([[False, True]]))
+    x_hat, no_eff = equalize(y, st, "zf")
+    assert torch.allclose(x_hat[0, 0], torch.tensor((1 + 1j) / 2j, dtype=torch.complex64))
+    assert x_hat[0, 1] == 0 and math.isinf(float(no_eff[0, 1]))
+    assert float(no_eff[0, 0]) == pytest.approx(0.5 / 4)
+    x_hat, no_eff = equalize(y, st, "mmse")
+    assert torch.allclose(x_hat[0, 0], torch.tensor(-2j * (1 + 1j) / 4.5, dtype=torch.complex64))
+    assert float(no_eff[0, 0]) == pytest.approx(0.5 / 4.5)
+    pre = ChannelState(no=torch.tensor([0.1]), equalized=True, no_eff=torch.full((1, 2), 0.3))
+    x_hat, no_eff = equalize(y, pre)
+    assert torch.equal(x_hat, y) and torch.allclose(no_eff, torch.full((1, 2), 0.3))
+    with pytest.raises(ValueError, match="method"):
+        equalize(y, st, "ml")
+
+
+DIFFERENTIABLE = [
+    ("awgn", {}),
+    ("awgn", {"backend": "sionna"}),
+    ("rayleigh", {}),
+    ("rayleigh", {"block_len": 4, "csi_error_var": 0.05}),
+    ("rician", {}),
+    ("rayleigh_fast", {}),
+    ("rician_fast", {}),
+    ("erasure_iid", {"loss_prob": 0.5, "symbols_per_packet": 8}),
+    ("erasure_ge", {"inner": {"name": "rayleigh"}, "symbols_per_packet": 8}),
+    ("erasure_bler", {"symbols_per_packet": 8}),
+]
+
+
+@pytest.mark.parametrize(("name", "kw"), DIFFERENTIABLE)
+def test_gradients_flow_through_channel(name: str, kw: dict) -> None:
+    torch.manual_seed(5)
+    x = gaussian_symbols(4, 64).requires_grad_(True)
+    y, st = build_channel(name, **kw)(x, torch.full((4,), 10.0))
+    x_hat, _ = equalize(y, st, "mmse")
+    (x_hat - 0.5).abs().square().sum().backward()
+    assert x.grad is not None and bool(torch.isfinite(torch.view_as_real(x.grad)).all())
+    kept = ~st.erased if st.erased is not None else torch.ones(4, 64, dtype=torch.bool)
+    assert bool((x.grad[kept].abs() > 0).all())
+    if st.erased is not None:
+        assert bool((x.grad[st.erased] == 0).all())
+
+
+@pytest.mark.parametrize("name", ["awgn", "rayleigh", "rician", "rayleigh_fast", "erasure_iid"])
+def test_nan_symbols_are_rejected(name: str) -> None:
+    x = torch.ones(2, 4, dtype=torch.complex64)
+    x[1, 2] = complex("nan")
+    with pytest.raises(ValueError, match="'x'"):
+        build_channel(name)(x, 10.0)
+    with pytest.raises(ValueError, match="complex"):
+        build_channel(name)(torch.ones(2, 4), 10.0)
+    with pytest.raises(ValueError, match="snr_db"):
+        build_channel(name)(torch.ones(2, 4, dtype=torch.complex64), torch.zeros(3))
+
+
+def test_bad_fading_parameters() -> None:
+    with pytest.raises(ValueError, match="block_len"):
+        build_channel("rayleigh", block_len=0)
+    with pytest.raises(ValueError, match="csi_error_var"):
+        build_channel("rician", k_factor_db=10.0, csi_error_var=0.5)
+    with pytest.raises(ValueError, match="speed_mps"):
+        build_channel("rayleigh_fast", speed_mps=-1.0)
+    with pytest.raises(ValueError, match="unknown channel"):
+        build_channel("nakagami")
+    assert {"awgn", "rayleigh", "rician", "rayleigh_fast", "erasure_iid", "erasure_ge"} <= set(
+        CHANNELS.names()
+    )
