@@ -1,0 +1,809 @@
+"""V2X-Sim 2.0 reader and writer (nuScenes table layout) producing/consuming ``CoopFrame``.
+
+Layout (``root/``):
+
+* ``<version>/`` (``v2.0`` by default) holds the nuScenes JSON tables: ``scene``, ``sample``,
+  ``sample_data``, ``ego_pose``, ``calibrated_sensor``, ``sensor``, ``sample_annotation``,
+  ``instance``, ``category``, ``attribute``, ``visibility``, ``log``, ``map``.
+* One ``sample`` is one cooperative frame: every agent's key-frame ``sample_data`` whose sensor
+  channel is ``LIDAR_TOP_id_<k>`` belongs to it. ``sample_data`` has no channel field: the channel
+  is found through ``calibrated_sensor.sensor_token → sensor.channel``. ``id_0`` is the roadside
+  unit (RSU), with its own ``ego_pose`` and ``calibrated_sensor`` like any agent.
+* Point clouds live where ``sample_data.filename`` says (often ``sweeps/LIDAR_TOP_id_k/…``):
+  ``.pcd.bin`` files of float32 × 5 per point (x, y, z, intensity, ring) in the sensor frame.
+
+Coordinate conventions (plain nuScenes math, no axis mirroring):
+
+* quaternions are ``[w, x, y, z]``; ``T_world_sensor = T_world_ego(ego_pose) ∘
+  T_ego_sensor(calibrated_sensor)``;
+* ``sample_annotation`` boxes are in the global (world) frame: ``translation`` is the box centre,
+  ``size`` is ``[w, l, h]``, ``rotation`` turns the box frame (x along the length) into the world,
+  so ``yaw = atan2(R[1, 0], R[0, 0])`` of that rotation.
+
+Category mapping (nuScenes-style names, matched by prefix; ``CLASS_NAMES`` index in brackets):
+
+* ``vehicle.car``, ``vehicle.emergency.*`` → car [0];
+* ``vehicle.truck``, ``vehicle.bus.*``, ``vehicle.trailer``, ``vehicle.construction`` → truck [1];
+* ``human.pedestrian.*`` → pedestrian [2];
+* ``vehicle.bicycle``, ``vehicle.motorcycle`` → cyclist [3], except annotations carrying the
+  attribute ``cycle.without_rider`` (a parked bicycle is not a cyclist);
+* everything else (``movable_object.*``, ``static_object.*``, ``animal``, other ``vehicle.*``) is
+  dropped; each frame counts what it dropped in ``frame.meta["dropped_categories"]``.
+
+Track ids: the instance token's low 63 bits (tokens are 32 hex digits), see ``track_id_from_token``.
+
+Our writer adds one non-nuScenes file, ``<version>/v2x_frames.json``, that the nuScenes devkit
+ignores: per sample, our frame id, agent ids and kinds (V2X-Sim has only vehicles and one RSU;
+this keeps UAVs and extra RSUs), the ego channel, the box order and per-agent visibility. The
+reader uses it when present and falls back to the V2X-Sim conventions otherwise.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import uuid
+from collections import defaultdict
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+from v2x.datasets.frame import CLASS_NAMES, AgentObservation, CoopFrame
+
+TABLES_REQUIRED: tuple[str, ...] = (
+    "scene",
+    "sample",
+    "sample_data",
+    "ego_pose",
+    "calibrated_sensor",
+    "sensor",
+    "sample_annotation",
+    "instance",
+    "category",
+)
+TABLES_OPTIONAL: tuple[str, ...] = ("attribute", "visibility", "log", "map")
+EXTENSION_FILE = "v2x_frames.json"
+LIDAR_CHANNEL = re.compile(r"^LIDAR_TOP_id_(\d+)$")
+POINT_FLOATS = 5  # x, y, z, intensity, ring
+
+# (prefix, class index); the first matching prefix wins.
+CATEGORY_PREFIXES: tuple[tuple[str, int], ...] = (
+    ("vehicle.car", 0),
+    ("vehicle.emergency", 0),
+    ("vehicle.truck", 1),
+    ("vehicle.bus", 1),
+    ("vehicle.trailer", 1),
+    ("vehicle.construction", 1),
+    ("human.pedestrian", 2),
+    ("vehicle.bicycle", 3),
+    ("vehicle.motorcycle", 3),
+)
+# What our writer names each class (nuScenes category names).
+CLASS_TO_CATEGORY: tuple[str, ...] = (
+    "vehicle.car",
+    "vehicle.truck",
+    "human.pedestrian.adult",
+    "vehicle.bicycle",
+)
+WITHOUT_RIDER = "cycle.without_rider"
+WITH_RIDER = "cycle.with_rider"
+_MASK63 = (1 << 63) - 1
+_HEX32 = re.compile(r"^[0-9a-fA-F]{32}$")
+_TOKEN_NAMESPACE = uuid.UUID("6f1c2a57-0b6e-4f57-9a0e-2b8f3c1d9e41")
+
+
+# ------------------------------------------------------------------------------------ helpers
+
+
+def track_id_from_token(token: str) -> int:
+    """Stable int64 track id from an instance token / track id string.
+
+    * 32 hex digits (nuScenes tokens): the low 63 bits of the token as an integer — stable,
+      collision-free in practice for random tokens, and exactly invertible for tokens our
+      writers build (``…{track_id:016x}``);
+    * a decimal string (``"0007"``): its value;
+    * anything else: the first 8 bytes of its BLAKE2b digest, masked to 63 bits.
+    """
+    token = str(token).strip()
+    if _HEX32.match(token):
+        return int(token, 16) & _MASK63
+    if token.isdigit():
+        return int(token) & _MASK63
+    digest = hashlib.blake2b(token.encode("utf-8"), digest_size=8).digest()
+    return int.from_bytes(digest, "little") & _MASK63
+
+
+def category_to_class(name: str, attributes: Iterable[str] = ()) -> int | None:
+    """Class index into ``CLASS_NAMES`` for a nuScenes-style category name, or ``None`` (drop)."""
+    for prefix, index in CATEGORY_PREFIXES:
+        if name == prefix or name.startswith(prefix + "."):
+            if index == 3 and WITHOUT_RIDER in set(attributes):
+                return None
+            return index
+    return None
+
+
+def quaternion_to_matrix(q: Iterable[float], where: str, field_name: str, tol: float) -> np.ndarray:
+    """``[w, x, y, z]`` → ``[3, 3]`` rotation; a quaternion whose norm is off 1 by more than ``tol``
+    is not a rotation and raises ``ValueError`` naming ``where`` and ``field_name``."""
+    try:
+        q = np.asarray(list(q), dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ValueError(f"{where}: field '{field_name}' must be 4 numbers [w, x, y, z]") from None
+    if q.shape != (4,) or not np.all(np.isfinite(q)):
+        raise ValueError(f"{where}: field '{field_name}' must be 4 finite numbers [w, x, y, z]")
+    norm = float(np.linalg.norm(q))
+    if abs(norm - 1.0) > tol:
+        raise ValueError(
+            f"{where}: field '{field_name}' is not a rigid rotation: quaternion norm {norm:.6g} "
+            f"(expected 1 within {tol})"
+        )
+    w, x, y, z = q / norm
+    return np.array(
+        [
+            [1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)],
+            [2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)],
+            [2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)],
+        ]
+    )
+
+
+def matrix_to_quaternion(rot: np.ndarray) -> list[float]:
+    """``[3, 3]`` rotation → ``[w, x, y, z]`` with ``w >= 0`` (Shepperd's method)."""
+    m = np.asarray(rot, dtype=np.float64)
+    trace = np.trace(m)
+    if trace > 0:
+        s = 2.0 * np.sqrt(trace + 1.0)
+        q = [0.25 * s, (m[2, 1] - m[1, 2]) / s, (m[0, 2] - m[2, 0]) / s, (m[1, 0] - m[0, 1]) / s]
+    elif m[0, 0] > m[1, 1] and m[0, 0] > m[2, 2]:
+        s = 2.0 * np.sqrt(1.0 + m[0, 0] - m[1, 1] - m[2, 2])
+        q = [(m[2, 1] - m[1, 2]) / s, 0.25 * s, (m[0, 1] + m[1, 0]) / s, (m[0, 2] + m[2, 0]) / s]
+    elif m[1, 1] > m[2, 2]:
+        s = 2.0 * np.sqrt(1.0 + m[1, 1] - m[0, 0] - m[2, 2])
+        q = [(m[0, 2] - m[2, 0]) / s, (m[0, 1] + m[1, 0]) / s, 0.25 * s, (m[1, 2] + m[2, 1]) / s]
+    else:
+        s = 2.0 * np.sqrt(1.0 + m[2, 2] - m[0, 0] - m[1, 1])
+        q = [(m[1, 0] - m[0, 1]) / s, (m[0, 2] + m[2, 0]) / s, (m[1, 2] + m[2, 1]) / s, 0.25 * s]
+    q = np.asarray(q)
+    q = q / np.linalg.norm(q)
+    return (q if q[0] >= 0 else -q).tolist()
+
+
+def _transform(
+    rotation: np.ndarray, translation: Iterable[float], where: str, field_name: str
+) -> np.ndarray:
+    try:
+        t = np.asarray(list(translation), dtype=np.float64).reshape(3)
+    except (TypeError, ValueError):
+        raise ValueError(f"{where}: field '{field_name}' must be 3 numbers [x, y, z]") from None
+    if not np.all(np.isfinite(t)):
+        raise ValueError(f"{where}: field '{field_name}' must be finite")
+    pose = np.eye(4)
+    pose[:3, :3] = rotation
+    pose[:3, 3] = t
+    return pose
+
+
+def _field(record: dict, name: str, where: str):
+    try:
+        return record[name]
+    except (KeyError, TypeError):
+        raise ValueError(f"{where}: field '{name}' is missing") from None
+
+
+def _load_table(table_dir: Path, name: str) -> list[dict]:
+    path = table_dir / f"{name}.json"
+    try:
+        with open(path, encoding="utf-8") as handle:
+            rows = json.load(handle)
+    except FileNotFoundError:
+        raise ValueError(f"{path}: file not found (nuScenes table '{name}' is required)") from None
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path}: not valid JSON ({exc})") from None
+    if not isinstance(rows, list):
+        raise ValueError(f"{path}: must hold a JSON list of records")
+    for i, row in enumerate(rows):
+        if not isinstance(row, dict) or "token" not in row:
+            raise ValueError(f"{path}: record {i} field 'token' is missing")
+    return rows
+
+
+def read_pcd_bin(path: str | os.PathLike, floats_per_point: int = POINT_FLOATS) -> np.ndarray:
+    """Read a nuScenes ``.pcd.bin`` (float32 × ``floats_per_point``) → ``[N, 4]`` x, y, z, intensity."""
+    try:
+        raw = np.fromfile(path, dtype="<f4")
+    except FileNotFoundError:
+        raise ValueError(f"{path}: file not found (expected a .pcd.bin point cloud)") from None
+    if raw.size % floats_per_point:
+        raise ValueError(
+            f"{path}: field 'data' is truncated or malformed: {raw.size} float32 values is not a "
+            f"multiple of {floats_per_point} (x, y, z, intensity, ring)"
+        )
+    return raw.reshape(-1, floats_per_point)[:, :4].astype(np.float32)
+
+
+# ------------------------------------------------------------------------------------- reader
+
+
+class V2XSimDataset:
+    """V2X-Sim 2.0 as a sequence of ``CoopFrame`` (one per ``sample``), in scene order.
+
+    Args:
+        root: dataset folder (holds ``<version>/`` and the ``sweeps/`` files).
+        version: table folder name.
+        scenes: scene names or indices (into ``scene.json``) to keep; ``None`` keeps all.
+        split: a key of ``split_scenes`` (``"train"``, ``"val"``, ``"test"``) selecting the scenes;
+            exclusive with ``scenes``.
+        split_scenes: split name → scene names or indices (see ``conf/dataset/v2xsim.yaml``).
+        ego_channel: agent id ``k`` of the ego (``LIDAR_TOP_id_k``); if a sample lacks it, the
+            lowest-numbered vehicle is the ego. Our writer's ``v2x_frames.json`` overrides this.
+        rsu_channels: agent ids that are RSUs (V2X-Sim: only ``0``).
+        rigid_tol: largest accepted deviation of a quaternion's norm from 1.
+    """
+
+    def __init__(
+        self,
+        root: str | os.PathLike,
+        version: str = "v2.0",
+        scenes: Iterable[str | int] | None = None,
+        split: str | None = None,
+        split_scenes: dict[str, Iterable[str | int]] | None = None,
+        ego_channel: int = 1,
+        rsu_channels: Iterable[int] = (0,),
+        rigid_tol: float = 1e-3,
+    ) -> None:
+        self.root = Path(root)
+        self.table_dir = self.root / version
+        if not self.table_dir.is_dir():
+            raise ValueError(f"{self.table_dir}: folder not found (field 'version' = {version!r})")
+        self.ego_channel = int(ego_channel)
+        self.rsu_channels = {int(k) for k in rsu_channels}
+        self.rigid_tol = float(rigid_tol)
+        if split is not None:
+            if scenes is not None:
+                raise ValueError("V2XSimDataset: set field 'scenes' or field 'split', not both")
+            if not split_scenes or split not in split_scenes:
+                raise ValueError(
+                    f"V2XSimDataset: field 'split' {split!r} is not a key of 'split_scenes' "
+                    f"({sorted(split_scenes or {})})"
+                )
+            scenes = list(split_scenes[split])
+        tables = {name: _load_table(self.table_dir, name) for name in TABLES_REQUIRED}
+        for name in TABLES_OPTIONAL:
+            if (self.table_dir / f"{name}.json").exists():
+                tables[name] = _load_table(self.table_dir, name)
+        self._index(tables, scenes)
+        ext_path = self.table_dir / EXTENSION_FILE
+        self.extension: dict[str, dict] = {}
+        if ext_path.exists():
+            for row in _load_table(ext_path.parent, ext_path.stem):
+                self.extension[row["token"]] = row
+
+    def _file(self, name: str) -> str:
+        return str(self.table_dir / f"{name}.json")
+
+    def _index(self, tables: dict[str, list[dict]], scenes: Iterable[str | int] | None) -> None:
+        by_token = {name: {row["token"]: row for row in rows} for name, rows in tables.items()}
+        self._ego_pose = by_token["ego_pose"]
+        self._calib = by_token["calibrated_sensor"]
+        self._category = by_token["category"]
+        self._instance = by_token["instance"]
+        self._attribute = by_token.get("attribute", {})
+        sensors = by_token["sensor"]
+        calib_channel: dict[str, str] = {}
+        for token, calib in self._calib.items():
+            sensor_token = _field(
+                calib, "sensor_token", f"{self._file('calibrated_sensor')} [{token}]"
+            )
+            if sensor_token not in sensors:
+                raise ValueError(
+                    f"{self._file('calibrated_sensor')} [{token}]: field 'sensor_token' "
+                    f"{sensor_token!r} is not in sensor.json"
+                )
+            calib_channel[token] = _field(
+                sensors[sensor_token], "channel", f"{self._file('sensor')} [{sensor_token}]"
+            )
+        lidar_by_sample: dict[str, dict[int, dict]] = defaultdict(dict)
+        for sd in tables["sample_data"]:
+            where = f"{self._file('sample_data')} [{sd['token']}]"
+            calib_token = _field(sd, "calibrated_sensor_token", where)
+            channel = calib_channel.get(calib_token)
+            if channel is None:
+                raise ValueError(
+                    f"{where}: field 'calibrated_sensor_token' {calib_token!r} is unknown"
+                )
+            match = LIDAR_CHANNEL.match(channel)
+            if match is None or not _field(sd, "is_key_frame", where):
+                continue
+            lidar_by_sample[_field(sd, "sample_token", where)][int(match.group(1))] = sd
+        anns_by_sample: dict[str, list[dict]] = defaultdict(list)
+        for ann in tables["sample_annotation"]:
+            anns_by_sample[
+                _field(ann, "sample_token", f"{self._file('sample_annotation')} [{ann['token']}]")
+            ].append(ann)
+        samples = by_token["sample"]
+        all_scenes = tables["scene"]
+        if scenes is None:
+            chosen = list(range(len(all_scenes)))
+        else:
+            names = {s.get("name"): i for i, s in enumerate(all_scenes)}
+            chosen = []
+            for key in scenes:
+                if isinstance(key, int) and 0 <= key < len(all_scenes):
+                    chosen.append(key)
+                elif key in names:
+                    chosen.append(names[key])
+                else:
+                    raise ValueError(
+                        f"{self._file('scene')}: field 'name' has no scene {key!r} "
+                        f"(field 'scenes' takes names or indices below {len(all_scenes)})"
+                    )
+        self._frames: list[tuple[str, str, int]] = []  # (sample token, scene name, index in scene)
+        self._lidar_by_sample = lidar_by_sample
+        self._anns_by_sample = anns_by_sample
+        for scene_index in chosen:
+            scene = all_scenes[scene_index]
+            where = f"{self._file('scene')} [{scene['token']}]"
+            name = str(scene.get("name", f"scene_{scene_index}"))
+            token = _field(scene, "first_sample_token", where)
+            position = 0
+            seen = set()
+            while token:
+                if token not in samples:
+                    raise ValueError(
+                        f"{self._file('sample')}: sample {token!r} (linked from {where} or a 'next' field) is missing"
+                    )
+                if token in seen:
+                    raise ValueError(
+                        f"{self._file('sample')} [{token}]: field 'next' makes a cycle"
+                    )
+                seen.add(token)
+                self._frames.append((token, name, position))
+                position += 1
+                token = _field(samples[token], "next", f"{self._file('sample')} [{token}]")
+        self._samples = samples
+
+    def __len__(self) -> int:
+        return len(self._frames)
+
+    def __iter__(self):
+        for i in range(len(self)):
+            yield self[i]
+
+    def sample_token(self, index: int) -> str:
+        return self._frames[index][0]
+
+    def _pose(self, sd: dict) -> np.ndarray:
+        """``T_world_sensor = T_world_ego ∘ T_ego_sensor`` (both from quaternion + translation)."""
+        ego_token = _field(sd, "ego_pose_token", f"{self._file('sample_data')} [{sd['token']}]")
+        calib_token = sd["calibrated_sensor_token"]
+        if ego_token not in self._ego_pose:
+            raise ValueError(
+                f"{self._file('sample_data')} [{sd['token']}]: field 'ego_pose_token' {ego_token!r} is not in ego_pose.json"
+            )
+        ego = self._ego_pose[ego_token]
+        calib = self._calib[calib_token]
+        mats = []
+        for name, record, token in (
+            ("ego_pose", ego, ego_token),
+            ("calibrated_sensor", calib, calib_token),
+        ):
+            where = f"{self._file(name)} [{token}]"
+            rot = quaternion_to_matrix(
+                _field(record, "rotation", where), where, "rotation", self.rigid_tol
+            )
+            mats.append(_transform(rot, _field(record, "translation", where), where, "translation"))
+        return mats[0] @ mats[1]
+
+    def __getitem__(self, index: int) -> CoopFrame:
+        if not -len(self) <= index < len(self):
+            raise IndexError(f"V2XSimDataset index {index} out of range [0, {len(self)})")
+        token, scene_name, position = self._frames[index]
+        ext = self.extension.get(token, {})
+        lidar = self._lidar_by_sample.get(token, {})
+        if not lidar:
+            raise ValueError(
+                f"{self._file('sample_data')}: sample {token!r} has no key-frame LIDAR_TOP_id_k record"
+            )
+        ext_agents = ext.get("agents", {})
+        agents: list[AgentObservation] = []
+        channels = sorted(lidar)
+        saved_order = [LIDAR_CHANNEL.match(c) for c in ext.get("agent_order", [])]
+        saved_rank = {int(m.group(1)): i for i, m in enumerate(saved_order) if m}
+        channels.sort(key=lambda k: (saved_rank.get(k, len(saved_rank)), k))
+        for k in channels:
+            sd = lidar[k]
+            where = f"{self._file('sample_data')} [{sd['token']}]"
+            channel = f"LIDAR_TOP_id_{k}"
+            info = ext_agents.get(channel, {})
+            kind = info.get("kind", "rsu" if k in self.rsu_channels else "vehicle")
+            agent_id = info.get("agent_id", f"{'rsu' if kind == 'rsu' else 'veh'}_{k}")
+            points = read_pcd_bin(self.root / _field(sd, "filename", where))
+            timestamp = float(_field(sd, "timestamp", where)) * 1e-6
+            try:
+                agents.append(AgentObservation(agent_id, kind, self._pose(sd), points, timestamp))
+            except ValueError as exc:
+                raise ValueError(f"{where} ({channel}): {exc}") from None
+        ego_channel = ext.get("ego_channel", self.ego_channel)
+        if ego_channel in lidar:
+            ego_index = channels.index(ego_channel)
+        else:
+            vehicles = [i for i, a in enumerate(agents) if a.kind == "vehicle"]
+            ego_index = vehicles[0] if vehicles else 0
+        boxes, classes, track_ids, dropped, order = self._boxes(token, ext.get("annotations"))
+        visibility = None
+        if "visibility" in ext and ext.get("annotations") is not None:
+            vis_by_channel = ext["visibility"]
+            visibility = np.zeros((len(agents), len(order)), dtype=np.int32)
+            for a, k in enumerate(channels):
+                row = vis_by_channel.get(f"LIDAR_TOP_id_{k}")
+                if row is not None:
+                    visibility[a] = [row[i] for i in order]
+        frame_id = ext.get("frame_id", f"{scene_name}/{position:04d}")
+        meta = {
+            "source": "v2xsim",
+            "sample_token": token,
+            "scene": scene_name,
+            "dropped_categories": dropped,
+        }
+        meta.update(ext.get("meta", {}))
+        return CoopFrame(frame_id, agents, boxes, classes, track_ids, visibility, ego_index, meta)
+
+    def _boxes(self, sample_token: str, ext_order: list[str] | None):
+        anns = self._anns_by_sample.get(sample_token, [])
+        rank: dict[str, int] = {}
+        if ext_order is not None:
+            rank = {t: i for i, t in enumerate(ext_order)}
+            anns = sorted(anns, key=lambda a: rank.get(a["token"], len(rank)))
+        boxes, classes, track_ids, order = [], [], [], []
+        dropped: dict[str, int] = {}
+        for ann in anns:
+            where = f"{self._file('sample_annotation')} [{ann['token']}]"
+            instance_token = _field(ann, "instance_token", where)
+            if instance_token not in self._instance:
+                raise ValueError(
+                    f"{where}: field 'instance_token' {instance_token!r} is not in instance.json"
+                )
+            category_token = _field(
+                self._instance[instance_token],
+                "category_token",
+                f"{self._file('instance')} [{instance_token}]",
+            )
+            if category_token not in self._category:
+                raise ValueError(
+                    f"{self._file('instance')} [{instance_token}]: field 'category_token' {category_token!r} is not in category.json"
+                )
+            name = _field(
+                self._category[category_token],
+                "name",
+                f"{self._file('category')} [{category_token}]",
+            )
+            attrs = [
+                self._attribute.get(t, {}).get("name", "") for t in ann.get("attribute_tokens", [])
+            ]
+            cls = category_to_class(name, attrs)
+            if cls is None:
+                label = name + (f" ({WITHOUT_RIDER})" if WITHOUT_RIDER in attrs else "")
+                dropped[label] = dropped.get(label, 0) + 1
+                continue
+            rot = quaternion_to_matrix(
+                _field(ann, "rotation", where), where, "rotation", self.rigid_tol
+            )
+            centre = _transform(rot, _field(ann, "translation", where), where, "translation")[:3, 3]
+            try:
+                w, length, h = (float(v) for v in _field(ann, "size", where))
+            except (TypeError, ValueError):
+                raise ValueError(f"{where}: field 'size' must be 3 numbers [w, l, h]") from None
+            if min(w, length, h) <= 0:
+                raise ValueError(
+                    f"{where}: field 'size' must be positive [w, l, h], got {ann['size']}"
+                )
+            yaw = float(np.arctan2(rot[1, 0], rot[0, 0]))
+            boxes.append([*centre, length, w, h, yaw])
+            classes.append(cls)
+            track_ids.append(track_id_from_token(instance_token))
+            order.append(rank.get(ann["token"], -1) if ext_order is not None else len(order))
+        return (
+            np.asarray(boxes, dtype=np.float64).reshape(-1, 7),
+            np.asarray(classes, dtype=np.int64),
+            np.asarray(track_ids, dtype=np.int64),
+            dropped,
+            order,
+        )
+
+
+# ------------------------------------------------------------------------------------- writer
+
+
+def _token(*parts: object) -> str:
+    return uuid.uuid5(_TOKEN_NAMESPACE, "/".join(str(p) for p in parts)).hex
+
+
+def _instance_token(scene: str, track_id: int, frame_id: str, box_index: int) -> str:
+    """Instance token: 16 hex digits of the scene + the track id (recoverable by
+    ``track_id_from_token``); boxes without a track (id < 0) get a one-off instance."""
+    if track_id >= 0:
+        return _token("scene", scene)[:16] + f"{track_id & ((1 << 64) - 1):016x}"
+    return _token("untracked", scene, frame_id, box_index)
+
+
+def _scene_of(frame: CoopFrame) -> str:
+    scene = frame.meta.get("scene") if isinstance(frame.meta, dict) else None
+    if scene:
+        return str(scene)
+    return frame.frame_id.rsplit("/", 1)[0] if "/" in frame.frame_id else "scene_0"
+
+
+def _json_safe(value):
+    try:
+        json.dumps(value)
+    except (TypeError, ValueError):
+        return None
+    return value
+
+
+def _channel_plan(frames: list[CoopFrame]) -> dict[str, int]:
+    """Agent id → ``k`` of ``LIDAR_TOP_id_k`` for one scene: the first RSU is ``0`` (V2X-Sim's
+    convention), every other agent gets ``1, 2, …`` in order of first appearance."""
+    plan: dict[str, int] = {}
+    rsus = sorted({a.agent_id for f in frames for a in f.agents if a.kind == "rsu"})
+    if rsus:
+        plan[rsus[0]] = 0
+    for frame in frames:
+        for agent in frame.agents:
+            if agent.agent_id not in plan:
+                plan[agent.agent_id] = len([v for v in plan.values() if v > 0]) + 1
+    return plan
+
+
+def _write_json(path: Path, rows) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    with open(tmp, "w", encoding="utf-8") as handle:
+        json.dump(rows, handle, indent=1)
+    os.replace(tmp, path)
+
+
+def write_v2xsim(
+    frames: Iterable[CoopFrame],
+    root: str | os.PathLike,
+    *,
+    version: str = "v2.0",
+    sensor_to_ego: dict[str, np.ndarray] | None = None,
+    log_location: str = "v2x-export",
+) -> dict:
+    """Write frames as a V2X-Sim 2.0 dataset (nuScenes tables + ``.pcd.bin`` sweeps).
+
+    Consecutive frames with the same scene (``frame.meta["scene"]``, else the ``frame_id`` part
+    before its last ``/``) form one ``scene`` with linked ``sample``s.
+
+    Args:
+        frames: the frames, in time order within each scene.
+        root: output folder (created).
+        version: table folder name.
+        sensor_to_ego: per agent kind, the ``[4, 4]`` LiDAR→ego mount written to
+            ``calibrated_sensor`` (the ``ego_pose`` is then ``pose ∘ mount⁻¹``); identity if absent.
+        log_location: ``log.location`` string.
+
+    Returns:
+        a summary dict (``scenes``, ``samples``, ``annotations``, ``root``).
+    """
+    root = Path(root)
+    sensor_to_ego = {k: np.asarray(v, dtype=np.float64) for k, v in (sensor_to_ego or {}).items()}
+    scenes: list[tuple[str, list[CoopFrame]]] = []
+    for frame in frames:
+        name = _scene_of(frame)
+        if scenes and scenes[-1][0] == name:
+            scenes[-1][1].append(frame)
+        else:
+            scenes.append((name, [frame]))
+    names_seen = [s[0] for s in scenes]
+    if len(set(names_seen)) != len(names_seen):
+        raise ValueError(f"{root}: field 'frames' revisits a scene after leaving it: {names_seen}")
+    t = {name: [] for name in (*TABLES_REQUIRED, *TABLES_OPTIONAL)}
+    extension: list[dict] = []
+    for level, (token, desc) in enumerate(
+        [
+            ("v0-40", "visibility of whole object is between 0 and 40%"),
+            ("v40-60", "visibility of whole object is between 40 and 60%"),
+            ("v60-80", "visibility of whole object is between 60 and 80%"),
+            ("v80-100", "visibility of whole object is between 80 and 100%"),
+        ],
+        start=1,
+    ):
+        t["visibility"].append({"token": str(level), "level": token, "description": desc})
+    attr_tokens = {}
+    for name in (WITH_RIDER, WITHOUT_RIDER):
+        attr_tokens[name] = _token("attribute", name)
+        t["attribute"].append({"token": attr_tokens[name], "name": name, "description": name})
+    cat_tokens = []
+    for cls, name in enumerate(CLASS_TO_CATEGORY):
+        cat_tokens.append(_token("category", name))
+        t["category"].append(
+            {"token": cat_tokens[-1], "name": name, "description": f"v2x class {CLASS_NAMES[cls]}"}
+        )
+    sensor_tokens: dict[int, str] = {}
+    log_token = _token("log", log_location)
+    t["log"].append(
+        {
+            "token": log_token,
+            "logfile": "",
+            "vehicle": "",
+            "date_captured": "",
+            "location": log_location,
+        }
+    )
+    t["map"].append(
+        {
+            "token": _token("map", log_location),
+            "log_tokens": [log_token],
+            "category": "semantic_prior",
+            "filename": "",
+        }
+    )
+    n_ann = 0
+    calib_written: set[str] = set()
+    for scene_name, scene_frames in scenes:
+        plan = _channel_plan(scene_frames)
+        scene_token = _token("scene", scene_name)
+        safe_scene = re.sub(r"[^A-Za-z0-9_.-]", "_", scene_name)
+        sample_tokens = [_token("sample", scene_name, i) for i in range(len(scene_frames))]
+        last_sd: dict[int, dict] = {}
+        instances: dict[str, dict] = {}
+        last_ann: dict[str, dict] = {}
+        for i, frame in enumerate(scene_frames):
+            sample_token = sample_tokens[i]
+            t["sample"].append(
+                {
+                    "token": sample_token,
+                    "timestamp": int(round(frame.ego.timestamp * 1e6)),
+                    "prev": sample_tokens[i - 1] if i > 0 else "",
+                    "next": sample_tokens[i + 1] if i + 1 < len(scene_frames) else "",
+                    "scene_token": scene_token,
+                }
+            )
+            agents_ext = {}
+            vis_ext = {}
+            for a, agent in enumerate(frame.agents):
+                k = plan[agent.agent_id]
+                channel = f"LIDAR_TOP_id_{k}"
+                if k not in sensor_tokens:
+                    sensor_tokens[k] = _token("sensor", channel)
+                    t["sensor"].append(
+                        {"token": sensor_tokens[k], "channel": channel, "modality": "lidar"}
+                    )
+                calib_token = _token("calibrated_sensor", scene_name, channel)
+                mount = sensor_to_ego.get(agent.kind, np.eye(4))
+                if calib_token not in calib_written:
+                    calib_written.add(calib_token)
+                    t["calibrated_sensor"].append(
+                        {
+                            "token": calib_token,
+                            "sensor_token": sensor_tokens[k],
+                            "translation": mount[:3, 3].tolist(),
+                            "rotation": matrix_to_quaternion(mount[:3, :3]),
+                            "camera_intrinsic": [],
+                        }
+                    )
+                ego = agent.pose @ np.linalg.inv(mount)
+                sd_token = _token("sample_data", scene_name, i, channel)
+                stamp = int(round(agent.timestamp * 1e6))
+                t["ego_pose"].append(
+                    {
+                        "token": sd_token,
+                        "timestamp": stamp,
+                        "rotation": matrix_to_quaternion(ego[:3, :3]),
+                        "translation": ego[:3, 3].tolist(),
+                    }
+                )
+                filename = f"sweeps/{channel}/{safe_scene}_{i:06d}.pcd.bin"
+                record = {
+                    "token": sd_token,
+                    "sample_token": sample_token,
+                    "ego_pose_token": sd_token,
+                    "calibrated_sensor_token": calib_token,
+                    "timestamp": stamp,
+                    "fileformat": "pcd",
+                    "is_key_frame": True,
+                    "height": 0,
+                    "width": 0,
+                    "filename": filename,
+                    "prev": last_sd[k]["token"] if k in last_sd else "",
+                    "next": "",
+                }
+                if k in last_sd:
+                    last_sd[k]["next"] = sd_token
+                last_sd[k] = record
+                t["sample_data"].append(record)
+                cloud = np.zeros((agent.points.shape[0], POINT_FLOATS), dtype="<f4")
+                cloud[:, :4] = agent.points
+                path = root / filename
+                path.parent.mkdir(parents=True, exist_ok=True)
+                tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+                cloud.tofile(tmp)
+                os.replace(tmp, path)
+                agents_ext[channel] = {"agent_id": agent.agent_id, "kind": agent.kind}
+                if frame.visibility is not None:
+                    vis_ext[channel] = frame.visibility[a].tolist()
+            ann_tokens = []
+            for m in range(frame.boxes.shape[0]):
+                x, y, z, length, w, h, yaw = frame.boxes[m].tolist()
+                cls = int(frame.classes[m])
+                inst = _instance_token(scene_name, int(frame.track_ids[m]), frame.frame_id, m)
+                ann_token = _token("sample_annotation", scene_name, i, m)
+                ann_tokens.append(ann_token)
+                points_in_box = (
+                    int(frame.visibility[:, m].sum()) if frame.visibility is not None else 0
+                )
+                ann = {
+                    "token": ann_token,
+                    "sample_token": sample_token,
+                    "instance_token": inst,
+                    "visibility_token": "",
+                    "attribute_tokens": [attr_tokens[WITH_RIDER]] if cls == 3 else [],
+                    "translation": [x, y, z],
+                    "size": [w, length, h],
+                    "rotation": [float(np.cos(yaw / 2)), 0.0, 0.0, float(np.sin(yaw / 2))],
+                    "prev": last_ann[inst]["token"] if inst in last_ann else "",
+                    "next": "",
+                    "num_lidar_pts": points_in_box,
+                    "num_radar_pts": 0,
+                }
+                if inst in last_ann:
+                    last_ann[inst]["next"] = ann_token
+                last_ann[inst] = ann
+                t["sample_annotation"].append(ann)
+                if inst not in instances:
+                    instances[inst] = {
+                        "token": inst,
+                        "category_token": cat_tokens[cls],
+                        "nbr_annotations": 0,
+                        "first_annotation_token": ann_token,
+                        "last_annotation_token": ann_token,
+                    }
+                    t["instance"].append(instances[inst])
+                instances[inst]["nbr_annotations"] += 1
+                instances[inst]["last_annotation_token"] = ann_token
+                n_ann += 1
+            ego_k = plan[frame.ego.agent_id]
+            entry = {
+                "token": sample_token,
+                "frame_id": frame.frame_id,
+                "ego_channel": ego_k,
+                "agents": agents_ext,
+                "agent_order": list(agents_ext),
+                "annotations": ann_tokens,
+            }
+            if frame.visibility is not None:
+                entry["visibility"] = vis_ext
+            meta = {
+                k: v
+                for k, v in (frame.meta or {}).items()
+                if _json_safe(v) is not None and k not in ("dropped_categories", "sample_token")
+            }
+            if meta:
+                entry["meta"] = meta
+            extension.append(entry)
+        t["scene"].append(
+            {
+                "token": scene_token,
+                "log_token": log_token,
+                "nbr_samples": len(scene_frames),
+                "first_sample_token": sample_tokens[0],
+                "last_sample_token": sample_tokens[-1],
+                "name": scene_name,
+                "description": "exported by v2x.datasets.v2xsim",
+            }
+        )
+    table_dir = root / version
+    for name, rows in t.items():
+        _write_json(table_dir / f"{name}.json", rows)
+    _write_json(table_dir / EXTENSION_FILE, extension)
+    return {
+        "root": str(root),
+        "scenes": len(scenes),
+        "samples": len(t["sample"]),
+        "annotations": n_ann,
+    }
