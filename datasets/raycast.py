@@ -1,0 +1,568 @@
+"""Ray casting against a scene of oriented boxes on a ground plane, with two backends.
+
+The scene (``BoxScene``) is a set of boxes ``(x, y, z, l, w, h, yaw)`` in the world frame — buildings,
+vehicles, pedestrians and cyclists are all boxes — plus, optionally, the ground plane ``z = 0``.
+Both backends see exactly the same geometry and share one interface::
+
+    caster = make_raycaster("torch", device="cuda")      # or "open3d"
+    hits = caster.cast(scene, origins, directions, max_range_m=70.0)
+
+* ``TorchRaycaster``: a pure-torch slab test of every ray against every candidate box, batched
+  over rays × boxes and chunked to bound memory; runs on CPU or CUDA. When all rays share one
+  origin (a LiDAR scan), boxes are culled by range and bucketed by (elevation, azimuth), and
+  each ray is only tested against the boxes whose angular footprint covers its bucket.
+* ``Open3dRaycaster``: open3d's ``RaycastingScene`` (Embree BVH) over the boxes' triangles and a
+  ground quad large enough to cover every ray's range.
+
+Geometry is recentred on the rays' mean origin in float64 before casting in float32, so precision
+does not depend on where the town sits in the world.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+MISS = -1
+"""``RayHits.prim`` value of a ray that hits nothing within range."""
+GROUND = -2
+"""``RayHits.prim`` value of a ray that hits the ground plane ``z = 0``."""
+
+# Corner signs of a unit box and its 12 outward-wound triangles (shared by the open3d backend
+# and the tests).
+BOX_CORNER_SIGNS = np.array(
+    [
+        [-1, -1, -1],
+        [1, -1, -1],
+        [1, 1, -1],
+        [-1, 1, -1],
+        [-1, -1, 1],
+        [1, -1, 1],
+        [1, 1, 1],
+        [-1, 1, 1],
+    ],
+    dtype=np.float64,
+)
+BOX_TRIANGLES = np.array(
+    [
+        [0, 2, 1], [0, 3, 2],  # bottom (-z)
+        [4, 5, 6], [4, 6, 7],  # top (+z)
+        [0, 1, 5], [0, 5, 4],  # -y
+        [2, 3, 7], [2, 7, 6],  # +y
+        [1, 2, 6], [1, 6, 5],  # +x
+        [3, 0, 4], [3, 4, 7],  # -x
+    ],
+    dtype=np.int64,
+)  # fmt: skip
+
+
+@dataclass
+class BoxScene:
+    """Oriented boxes plus an optional ground plane.
+
+    Attributes:
+        boxes: ``[K, 7]`` float64 world-frame boxes (x, y, z, l, w, h, yaw), z at the centre.
+        reflectivity: ``[K]`` float64 in [0, 1] (used for intensity).
+        ground: whether the plane ``z = 0`` is part of the scene.
+        ground_reflectivity: reflectivity of the ground.
+    """
+
+    boxes: np.ndarray
+    reflectivity: np.ndarray | None = None
+    ground: bool = True
+    ground_reflectivity: float = 0.15
+
+    def __post_init__(self) -> None:
+        boxes = np.asarray(self.boxes, dtype=np.float64)
+        if boxes.size == 0:
+            boxes = boxes.reshape(0, 7)
+        if boxes.ndim != 2 or boxes.shape[1] != 7:
+            raise ValueError(f"BoxScene: field 'boxes' must be [K, 7], got {boxes.shape}")
+        if not np.all(np.isfinite(boxes)) or np.any(boxes[:, 3:6] <= 0):
+            raise ValueError("BoxScene: field 'boxes' must be finite with positive sizes")
+        self.boxes = np.ascontiguousarray(boxes)
+        refl = np.full(len(boxes), 0.5) if self.reflectivity is None else self.reflectivity
+        refl = np.asarray(refl, dtype=np.float64).reshape(-1)
+        if refl.shape != (len(boxes),):
+            raise ValueError(
+                f"BoxScene: field 'reflectivity' must be [{len(boxes)}], got {refl.shape}"
+            )
+        self.reflectivity = refl
+
+    @property
+    def num_boxes(self) -> int:
+        return int(self.boxes.shape[0])
+
+    def triangles(self) -> tuple[np.ndarray, np.ndarray]:
+        """Triangle mesh of the boxes: vertices ``[8K, 3]`` float64, faces ``[12K, 3]`` int64.
+
+        Triangle ``12 k + j`` belongs to box ``k``.
+        """
+        return box_triangles(self.boxes)
+
+
+@dataclass
+class RayHits:
+    """What each ray hit (numpy, CPU).
+
+    Attributes:
+        t: ``[R]`` float64 distance to the hit in metres along the unit ray (``inf`` = miss).
+        prim: ``[R]`` int64 box index, ``GROUND`` or ``MISS``.
+        normal: ``[R, 3]`` float64 unit surface normal at the hit (zeros for a miss); its sign
+            is backend-dependent, use ``|normal · direction|``.
+    """
+
+    t: np.ndarray
+    prim: np.ndarray
+    normal: np.ndarray
+
+    @property
+    def hit(self) -> np.ndarray:
+        return self.prim != MISS
+
+
+def box_corners(boxes: np.ndarray) -> np.ndarray:
+    """Corners of oriented boxes: ``[K, 7]`` → ``[K, 8, 3]`` float64 (order of BOX_CORNER_SIGNS)."""
+    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 7)
+    local = BOX_CORNER_SIGNS[None] * boxes[:, None, 3:6] / 2.0
+    c, s = np.cos(boxes[:, 6])[:, None], np.sin(boxes[:, 6])[:, None]
+    x = c * local[..., 0] - s * local[..., 1] + boxes[:, None, 0]
+    y = s * local[..., 0] + c * local[..., 1] + boxes[:, None, 1]
+    z = local[..., 2] + boxes[:, None, 2]
+    return np.stack([x, y, z], axis=-1)
+
+
+def box_triangles(boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Triangle mesh of boxes: vertices ``[8K, 3]`` float64 and faces ``[12K, 3]`` int64."""
+    corners = box_corners(boxes)
+    k = corners.shape[0]
+    faces = (BOX_TRIANGLES[None] + 8 * np.arange(k)[:, None, None]).reshape(-1, 3)
+    return corners.reshape(-1, 3), faces
+
+
+def _as_rays(origins: np.ndarray, directions: np.ndarray) -> tuple[np.ndarray, np.ndarray, bool]:
+    """Validate rays; returns origins ``[R, 3]``, unit directions ``[R, 3]``, single-origin flag."""
+    d = np.asarray(directions, dtype=np.float64)
+    if d.ndim != 2 or d.shape[1] != 3:
+        raise ValueError(f"raycast: field 'directions' must be [R, 3], got {d.shape}")
+    o = np.asarray(origins, dtype=np.float64)
+    single = o.shape == (3,)
+    if single:
+        o = np.broadcast_to(o, d.shape)
+    elif o.shape != d.shape:
+        raise ValueError(f"raycast: field 'origins' must be [3] or {d.shape}, got {o.shape}")
+    norm = np.linalg.norm(d, axis=1, keepdims=True)
+    if np.any(norm < 1e-12) or not np.all(np.isfinite(d)) or not np.all(np.isfinite(o)):
+        raise ValueError("raycast: rays must be finite with non-zero directions")
+    return o, d / norm, single
+
+
+class Raycaster:
+    """Common interface of the backends."""
+
+    name = "base"
+
+    def cast(
+        self,
+        scene: BoxScene,
+        origins: np.ndarray,
+        directions: np.ndarray,
+        max_range_m: float = math.inf,
+    ) -> RayHits:
+        """Cast rays into ``scene``.
+
+        Args:
+            scene: the boxes and ground.
+            origins: ``[3]`` (one origin for all rays) or ``[R, 3]`` float64, world frame.
+            directions: ``[R, 3]`` world-frame directions (normalised internally).
+            max_range_m: hits farther than this count as misses.
+
+        Returns:
+            ``RayHits`` with ``t`` measured along the normalised directions.
+        """
+        raise NotImplementedError
+
+
+class TorchRaycaster(Raycaster):
+    """Pure-torch ray caster (CPU or CUDA).
+
+    Args:
+        device: torch device for the computation (results come back as numpy).
+        chunk_elems: bound on rays × boxes pairs per chunk (memory ≈ 60 bytes per pair).
+        azimuth_bins: number of azimuth buckets used to cull boxes for single-origin casts
+            (0 disables culling and tests every ray against every box within range).
+        elevation_bins: number of elevation buckets (over −90°..90°) for the same culling.
+        dtype: compute dtype (float32 is accurate to < 1 mm over 200 m after recentring).
+    """
+
+    name = "torch"
+
+    def __init__(
+        self,
+        device: str | torch.device = "cpu",
+        chunk_elems: int | None = None,
+        azimuth_bins: int = 256,
+        elevation_bins: int = 64,
+        dtype: torch.dtype = torch.float32,
+    ) -> None:
+        self.device = torch.device(device)
+        if chunk_elems is None:
+            chunk_elems = 2**25 if self.device.type == "cuda" else 2**20
+        if chunk_elems < 1:
+            raise ValueError(f"TorchRaycaster: 'chunk_elems' must be >= 1, got {chunk_elems}")
+        self.chunk_elems = int(chunk_elems)
+        self.azimuth_bins = int(azimuth_bins)
+        self.elevation_bins = max(1, int(elevation_bins))
+        self.dtype = dtype
+
+    # ------------------------------------------------------------------ public
+    def cast(
+        self,
+        scene: BoxScene,
+        origins: np.ndarray,
+        directions: np.ndarray,
+        max_range_m: float = math.inf,
+    ) -> RayHits:
+        o, d, single = _as_rays(origins, directions)
+        ref = o[0].copy() if single else o.mean(axis=0)
+        t, prim, normal = self.cast_tensors(scene, o - ref, d, ref, max_range_m, single)
+        return RayHits(
+            t=t.double().cpu().numpy(),
+            prim=prim.cpu().numpy(),
+            normal=normal.double().cpu().numpy(),
+        )
+
+    def cast_tensors(
+        self,
+        scene: BoxScene,
+        origins_rel: np.ndarray,
+        directions: np.ndarray,
+        ref: np.ndarray,
+        max_range_m: float,
+        single_origin: bool,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Cast on ``self.device``; origins are relative to ``ref`` (world frame).
+
+        Returns ``t [R]``, ``prim [R]`` int64 and ``normal [R, 3]`` on ``self.device``.
+        """
+        dev, dt = self.device, self.dtype
+        r = directions.shape[0]
+        o = torch.as_tensor(origins_rel, dtype=dt, device=dev)
+        d = torch.as_tensor(directions, dtype=dt, device=dev)
+        boxes = scene.boxes.copy()
+        boxes[:, :3] -= ref
+        keep = self._range_cull(boxes, origins_rel, max_range_m)
+        box_index = np.flatnonzero(keep)
+        boxes = boxes[keep]
+        t = torch.full((r,), math.inf, dtype=dt, device=dev)
+        prim = torch.full((r,), MISS, dtype=torch.int64, device=dev)
+        normal = torch.zeros((r, 3), dtype=dt, device=dev)
+        # Ground plane z = 0 (in world frame; ref shifts it to z = -ref_z).
+        if scene.ground:
+            oz = o[:, 2] + float(ref[2])
+            tg = torch.where(d[:, 2] < -1e-12, -oz / d[:, 2].clamp(max=-1e-12), math.inf)
+            tg = torch.where(tg > 0, tg, math.inf)
+            ground_hit = torch.isfinite(tg)
+            t = torch.where(ground_hit, tg, t)
+            prim = torch.where(ground_hit, torch.full_like(prim, GROUND), prim)
+            normal[ground_hit, 2] = 1.0
+        if len(boxes):
+            params = self._box_params(boxes)
+            if single_origin and self.azimuth_bins > 0:
+                tb, kb = self._cast_binned(o[0], d, params, origins_rel[0], boxes)
+            else:
+                tb, kb = self._cast_dense(o, d, params)
+            closer = tb < t
+            t = torch.where(closer, tb, t)
+            kidx = torch.as_tensor(box_index, device=dev)[kb.clamp(min=0)]
+            prim = torch.where(closer, kidx, prim)
+            if bool(closer.any()):
+                sel = torch.nonzero(closer).squeeze(1)
+                normal[sel] = self._box_normals(o, d, t, params, kb, sel)
+        if math.isfinite(max_range_m):
+            far = t > max_range_m
+            t = torch.where(far, math.inf, t)
+            prim = torch.where(far, torch.full_like(prim, MISS), prim)
+            normal[far] = 0.0
+        return t, prim, normal
+
+    # ----------------------------------------------------------------- helpers
+    @staticmethod
+    def _range_cull(boxes: np.ndarray, origins_rel: np.ndarray, max_range_m: float) -> np.ndarray:
+        """Boxes whose bounding sphere comes within ``max_range_m`` of some origin."""
+        if not math.isfinite(max_range_m):
+            return np.ones(len(boxes), dtype=bool)
+        lo, hi = origins_rel.min(axis=0), origins_rel.max(axis=0)
+        radius = 0.5 * np.linalg.norm(boxes[:, 3:6], axis=1)
+        gap = np.maximum(np.maximum(lo - boxes[:, :3], boxes[:, :3] - hi), 0.0)
+        return np.linalg.norm(gap, axis=1) - radius <= max_range_m
+
+    def _box_params(self, boxes: np.ndarray) -> dict[str, torch.Tensor]:
+        dev, dt = self.device, self.dtype
+        b = torch.as_tensor(boxes, dtype=torch.float64, device=dev)
+        return {
+            "c": b[:, :3].to(dt),
+            "half": (b[:, 3:6] / 2).to(dt),
+            "cos": torch.cos(b[:, 6]).to(dt),
+            "sin": torch.sin(b[:, 6]).to(dt),
+        }
+
+    @staticmethod
+    def _slab(
+        ox: torch.Tensor,
+        oy: torch.Tensor,
+        oz: torch.Tensor,
+        dx: torch.Tensor,
+        dy: torch.Tensor,
+        dz: torch.Tensor,
+        hx: torch.Tensor,
+        hy: torch.Tensor,
+        hz: torch.Tensor,
+    ) -> torch.Tensor:
+        """Slab test in box-local coordinates (broadcasting); returns entry distance or inf."""
+        eps = 1e-12
+
+        def axis(o: torch.Tensor, dd: torch.Tensor, h: torch.Tensor):
+            inv = 1.0 / torch.where(dd.abs() < eps, torch.full_like(dd, eps), dd)
+            t1 = (-h - o) * inv
+            t2 = (h - o) * inv
+            return torch.minimum(t1, t2), torch.maximum(t1, t2)
+
+        n1, f1 = axis(ox, dx, hx)
+        n2, f2 = axis(oy, dy, hy)
+        n3, f3 = axis(oz, dz, hz)
+        tnear = torch.maximum(torch.maximum(n1, n2), n3)
+        tfar = torch.minimum(torch.minimum(f1, f2), f3)
+        # Inside a box the first surface met is its exit face (as with a triangle mesh).
+        tt = torch.where(tnear > 0, tnear, tfar)
+        return torch.where((tnear <= tfar) & (tfar > 0), tt, torch.full_like(tt, math.inf))
+
+    def _cast_dense(
+        self, o: torch.Tensor, d: torch.Tensor, p: dict[str, torch.Tensor]
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Every ray against every box: ``[R]`` nearest distance and local box index (−1)."""
+        r, k = d.shape[0], p["c"].shape[0]
+        step = max(1, self.chunk_elems // k)
+        t_out = torch.empty(r, dtype=d.dtype, device=d.device)
+        k_out = torch.empty(r, dtype=torch.int64, device=d.device)
+        cs, sn = p["cos"][None], p["sin"][None]
+        hx, hy, hz = p["half"][None, :, 0], p["half"][None, :, 1], p["half"][None, :, 2]
+        for s in range(0, r, step):
+            oo, dd = o[s : s + step], d[s : s + step]
+            rx = oo[:, 0:1] - p["c"][None, :, 0]
+            ry = oo[:, 1:2] - p["c"][None, :, 1]
+            rz = oo[:, 2:3] - p["c"][None, :, 2]
+            lx, ly = cs * rx + sn * ry, cs * ry - sn * rx
+            dx, dy = cs * dd[:, 0:1] + sn * dd[:, 1:2], cs * dd[:, 1:2] - sn * dd[:, 0:1]
+            tt = self._slab(lx, ly, rz, dx, dy, dd[:, 2:3], hx, hy, hz)
+            tmin, kmin = tt.min(dim=1)
+            t_out[s : s + step] = tmin
+            k_out[s : s + step] = torch.where(torch.isfinite(tmin), kmin, -1)
+        return t_out, k_out
+
+    def _bin_members(self, boxes: np.ndarray, origin: np.ndarray) -> np.ndarray:
+        """Which boxes each (elevation, azimuth) bucket of rays from ``origin`` can hit.
+
+        A box is listed in every bucket that overlaps its (conservative) angular footprint:
+        its azimuth interval seen from the origin and its elevation interval bounded using
+        the nearest and farthest horizontal distance to its footprint.
+
+        Returns:
+            ``[elevation_bins * azimuth_bins, K]`` bool.
+        """
+        na, ne = self.azimuth_bins, self.elevation_bins
+        rel = boxes[:, :3] - origin[None]
+        c, s = np.cos(boxes[:, 6]), np.sin(boxes[:, 6])
+        # Nearest horizontal distance from the origin to each footprint (0 when inside).
+        lx = np.abs(c * rel[:, 0] + s * rel[:, 1])
+        ly = np.abs(-s * rel[:, 0] + c * rel[:, 1])
+        ex = np.maximum(lx - boxes[:, 3] / 2, 0.0)
+        ey = np.maximum(ly - boxes[:, 4] / 2, 0.0)
+        dmin = np.hypot(ex, ey)
+        inside = dmin < 1e-3
+        corners = box_corners(boxes)[:, :4, :2] - origin[None, None, :2]  # footprint
+        dmax = np.linalg.norm(corners, axis=-1).max(axis=1)
+        # Azimuth interval (the footprint is convex; spans < pi unless the origin is inside).
+        az_c = np.arctan2(rel[:, 1], rel[:, 0])
+        az = np.arctan2(corners[..., 1], corners[..., 0])
+        delta = (az - az_c[:, None] + np.pi) % (2 * np.pi) - np.pi
+        margin = 1e-3
+        width = 2 * np.pi / na
+        start = np.floor((az_c + delta.min(axis=1) - margin + np.pi) / width).astype(np.int64)
+        stop = np.floor((az_c + delta.max(axis=1) + margin + np.pi) / width).astype(np.int64)
+        count = np.where(inside, na, np.minimum(stop - start + 1, na))
+        az_member = ((np.arange(na)[:, None] - start[None, :] % na) % na) < count[None, :]
+        # Elevation interval.
+        zt = rel[:, 2] + boxes[:, 5] / 2
+        zb = rel[:, 2] - boxes[:, 5] / 2
+        el_hi = np.arctan2(zt, np.where(zt >= 0, dmin, dmax))
+        el_lo = np.arctan2(zb, np.where(zb >= 0, dmax, dmin))
+        height = np.pi / ne
+        e0 = np.clip(np.floor((el_lo - margin + np.pi / 2) / height), 0, ne - 1).astype(np.int64)
+        e1 = np.clip(np.floor((el_hi + margin + np.pi / 2) / height), 0, ne - 1).astype(np.int64)
+        el_member = (np.arange(ne)[:, None] >= e0[None]) & (np.arange(ne)[:, None] <= e1[None])
+        return (el_member[:, None, :] & az_member[None, :, :]).reshape(ne * na, -1)
+
+    def _ray_bins(self, d: torch.Tensor) -> torch.Tensor:
+        """Bucket index ``[R]`` of unit directions ``d [R, 3]`` (elevation-major)."""
+        na, ne = self.azimuth_bins, self.elevation_bins
+        az = torch.atan2(d[:, 1], d[:, 0])
+        el = torch.asin(d[:, 2].clamp(-1.0, 1.0))
+        ia = ((az + math.pi) / (2 * math.pi / na)).floor().long().clamp(0, na - 1)
+        ie = ((el + math.pi / 2) / (math.pi / ne)).floor().long().clamp(0, ne - 1)
+        return ie * na + ia
+
+    def _cast_binned(
+        self,
+        o: torch.Tensor,
+        d: torch.Tensor,
+        p: dict[str, torch.Tensor],
+        origin_rel: np.ndarray,
+        boxes: np.ndarray,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Single-origin cast over candidate (ray, box) pairs from angular buckets.
+
+        Rays are sorted by bucket; each bucket's rays are paired with the bucket's boxes, the
+        slab test runs once per pair (chunks of at most ``chunk_elems`` pairs), and the nearest
+        hit per ray is reduced with ``scatter_reduce``.
+        """
+        dev = d.device
+        member = self._bin_members(boxes, origin_rel)  # [B, K]
+        nk_np = member.sum(axis=1)
+        kmax = max(1, int(nk_np.max()))
+        order_np = np.argsort(~member, axis=1, kind="stable")[:, :kmax]
+        table = torch.as_tensor(order_np, device=dev)  # [B, Kmax] (valid up to nk)
+        nk = torch.as_tensor(nk_np, device=dev)
+        bins = self._ray_bins(d)
+        ray_order = torch.argsort(bins)
+        nr = torch.bincount(bins, minlength=member.shape[0])
+        ray_start = torch.cumsum(nr, 0) - nr
+        pairs = nr * nk
+        pairs_cpu = pairs.cpu().numpy()
+        # Local coordinates of the (single) origin per box, and box constants: [K, 8].
+        rx, ry, rz = (o[i] - p["c"][:, i] for i in range(3))
+        per_box = torch.stack(
+            [p["cos"] * rx + p["sin"] * ry, p["cos"] * ry - p["sin"] * rx, rz, p["cos"], p["sin"],
+             *p["half"].T],
+            dim=1,
+        )  # fmt: skip
+        r = d.shape[0]
+        t_out = torch.full((r,), math.inf, dtype=d.dtype, device=dev)
+        k_out = torch.full((r,), -1, dtype=torch.int64, device=dev)
+        cum = np.concatenate([[0], np.cumsum(pairs_cpu)])
+        b, nbins = 0, member.shape[0]
+        while b < nbins:
+            # Group consecutive buckets up to chunk_elems pairs (at least one bucket).
+            e = int(np.searchsorted(cum, cum[b] + self.chunk_elems, side="right")) - 1
+            e = min(max(e, b + 1), nbins)
+            total = int(cum[e] - cum[b])
+            if total:
+                bin_ids = torch.arange(b, e, device=dev)
+                pair_bin = torch.repeat_interleave(bin_ids, pairs[b:e], output_size=total)
+                local = torch.arange(total, device=dev) - (
+                    torch.as_tensor(cum[:-1], device=dev)[pair_bin] - int(cum[b])
+                )
+                kb = nk[pair_bin]
+                ray = ray_order[ray_start[pair_bin] + torch.div(local, kb, rounding_mode="floor")]
+                box = table[pair_bin, local % kb]
+                q = per_box[box]
+                dd = d[ray]
+                cs, sn = q[:, 3], q[:, 4]
+                dx = cs * dd[:, 0] + sn * dd[:, 1]
+                dy = cs * dd[:, 1] - sn * dd[:, 0]
+                tt = self._slab(q[:, 0], q[:, 1], q[:, 2], dx, dy, dd[:, 2], q[:, 5], q[:, 6],
+                                q[:, 7])  # fmt: skip
+                t_out.scatter_reduce_(0, ray, tt, reduce="amin")
+                win = (tt == t_out[ray]) & torch.isfinite(tt)
+                k_out.scatter_reduce_(0, ray[win], box[win], reduce="amax")
+            b = e
+        return t_out, k_out
+
+    @staticmethod
+    def _box_normals(
+        o: torch.Tensor,
+        d: torch.Tensor,
+        t: torch.Tensor,
+        p: dict[str, torch.Tensor],
+        kb: torch.Tensor,
+        sel: torch.Tensor,
+    ) -> torch.Tensor:
+        """World-frame outward normals of the face each selected ray hit: ``[S, 3]``."""
+        k = kb[sel]
+        oo = o[sel] if o.shape[0] > 1 else o.expand(sel.shape[0], 3)
+        hit = oo + d[sel] * t[sel, None] - p["c"][k]
+        cs, sn = p["cos"][k], p["sin"][k]
+        lx, ly = cs * hit[:, 0] + sn * hit[:, 1], cs * hit[:, 1] - sn * hit[:, 0]
+        local = torch.stack([lx, ly, hit[:, 2]], dim=1) / p["half"][k]
+        axis = local.abs().argmax(dim=1)
+        sign = torch.sign(local.gather(1, axis[:, None]).squeeze(1))
+        n_local = torch.zeros_like(local)
+        n_local.scatter_(1, axis[:, None], sign[:, None])
+        nx = cs * n_local[:, 0] - sn * n_local[:, 1]
+        ny = sn * n_local[:, 0] + cs * n_local[:, 1]
+        return torch.stack([nx, ny, n_local[:, 2]], dim=1)
+
+
+class Open3dRaycaster(Raycaster):
+    """open3d ``RaycastingScene`` backend (CPU, Embree BVH)."""
+
+    name = "open3d"
+
+    def __init__(self, ground_half_extent_m: float = 1e4) -> None:
+        self.ground_half_extent_m = float(ground_half_extent_m)
+
+    def cast(
+        self,
+        scene: BoxScene,
+        origins: np.ndarray,
+        directions: np.ndarray,
+        max_range_m: float = math.inf,
+    ) -> RayHits:
+        from v2x.datasets.o3d import import_open3d
+
+        o3d = import_open3d()
+        o, d, _ = _as_rays(origins, directions)
+        ref = o.mean(axis=0)
+        verts, faces = scene.triangles()
+        verts = verts - ref
+        n_box_tris = faces.shape[0]
+        if scene.ground:
+            reach = max_range_m if math.isfinite(max_range_m) else self.ground_half_extent_m
+            span = np.abs(o - ref).max() + reach + 1.0
+            gz = -ref[2]
+            ground_v = np.array(
+                [[-span, -span, gz], [span, -span, gz], [span, span, gz], [-span, span, gz]]
+            )
+            ground_f = np.array([[0, 1, 2], [0, 2, 3]]) + verts.shape[0]
+            verts = np.concatenate([verts, ground_v])
+            faces = np.concatenate([faces, ground_f])
+        rc = o3d.t.geometry.RaycastingScene()
+        if faces.shape[0]:
+            rc.add_triangles(
+                o3d.core.Tensor(verts.astype(np.float32)),
+                o3d.core.Tensor(faces.astype(np.uint32)),
+            )
+        rays = np.concatenate([o - ref, d], axis=1).astype(np.float32)
+        ans = rc.cast_rays(o3d.core.Tensor(rays))
+        t = ans["t_hit"].numpy().astype(np.float64)
+        tri = ans["primitive_ids"].numpy().astype(np.int64)
+        normal = ans["primitive_normals"].numpy().astype(np.float64)
+        hit = np.isfinite(t) & (t <= max_range_m)
+        prim = np.where(tri >= n_box_tris, GROUND, tri // 12)
+        prim = np.where(hit, prim, MISS)
+        t = np.where(hit, t, np.inf)
+        normal[~hit] = 0.0
+        return RayHits(t=t, prim=prim, normal=normal)
+
+
+def make_raycaster(backend: str = "torch", **kwargs) -> Raycaster:
+    """Build a ray caster by name: ``"torch"`` (kwargs: device, chunk_elems, azimuth_bins) or
+    ``"open3d"``."""
+    if backend == "torch":
+        return TorchRaycaster(**kwargs)
+    if backend == "open3d":
+        return Open3dRaycaster(**kwargs)
+    raise ValueError(f"raycast: field 'backend' must be 'torch' or 'open3d', got {backend!r}")
