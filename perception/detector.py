@@ -82,6 +82,13 @@ class CoopDetector(nn.Module):
         feats = self.encode_points(level.reshape(b * a, n, 4), point_mask.reshape(b * a, n))
         return feats.view(b, a, *feats.shape[1:])
 
+    def forward(self, batch, mode: str = "max", min_points_in_box: int = 1) -> dict[str, torch.Tensor]:
+        """Training forward: the loss dict of ``mode`` (see ``v2x.perception.losses``) on a
+        ``CoopBatch``. Inference goes through ``encode`` / ``head`` / ``postprocess``."""
+        from v2x.perception.losses import detection_loss
+
+        return detection_loss(self, batch, mode, min_points_in_box)
+
     def postprocess(self, heat_logits: torch.Tensor, reg: torch.Tensor) -> Detections:
         """Heatmap peaks → boxes → class-aware rotated NMS."""
         cfg = self.config

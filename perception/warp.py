@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from v2x.perception.bev import BEVGrid, level_pose
+from v2x.perception.bev import BEVGrid, level_pose, points_to_level_frame
+from v2x.perception.boxes import transform_boxes
 
 
 def relative_level_transforms(poses: torch.Tensor, ego_index: int = 0) -> torch.Tensor:
@@ -88,3 +89,44 @@ def warp_to_ego(
     warped = F.grid_sample(flat.float(), sample_grid, mode="bilinear", padding_mode="zeros", align_corners=False)
     coverage = (sample_grid.abs() <= 1).all(dim=-1)
     return warped.view(b, a, c, h, w), coverage.view(b, a, 1, h, w)
+
+
+def merge_points_to_ego(
+    points: torch.Tensor,
+    point_mask: torch.Tensor,
+    poses: torch.Tensor,
+    ego_to_agent: torch.Tensor,
+    ground_z_m: float,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Early fusion: every agent's points in the ego's levelled frame, concatenated.
+
+    Args:
+        points: ``[B, A, N, 4]`` sensor-frame points; point_mask ``[B, A, N]``.
+        poses: ``[B, A, 4, 4]`` float64 sensor → world (true poses: the levelling is local).
+        ego_to_agent: ``[B, A, 4, 4]`` from ``relative_level_transforms`` (possibly noisy).
+
+    Returns: points ``[B, A·N, 4]`` (x, y in the ego level frame, z above ground, intensity) and
+    mask ``[B, A·N]``.
+    """
+    b, a, n, _ = points.shape
+    level = points_to_level_frame(points, poses, ground_z_m)
+    agent_to_ego = torch.linalg.inv(ego_to_agent).float()
+    xy1 = torch.cat(
+        [level[..., :2], torch.zeros_like(level[..., :1]), torch.ones_like(level[..., :1])], -1
+    )
+    moved = torch.einsum("baij,banj->bani", agent_to_ego, xy1)
+    merged = torch.cat([moved[..., :2], level[..., 2:4]], dim=-1).reshape(b, a * n, 4)
+    return merged, point_mask.reshape(b, a * n)
+
+
+def boxes_in_level_frames(boxes: torch.Tensor, poses: torch.Tensor, ground_z_m: float) -> torch.Tensor:
+    """World boxes in each agent's levelled frame.
+
+    Args:
+        boxes: ``[B, M, 7]`` float64 world frame; poses ``[B, A, 4, 4]`` float64.
+    Returns: ``[B, A, M, 7]`` float64, z = the box centre's height above ground.
+    """
+    world_to_level = torch.linalg.inv(level_pose(poses))
+    out = transform_boxes(boxes[:, None].expand(-1, poses.shape[1], -1, -1), world_to_level)
+    out[..., 2] = (boxes[..., 2] - ground_z_m)[:, None]
+    return out

@@ -19,10 +19,14 @@ from torch import nn
 from v2x.channels.base import Channel
 from v2x.channels.link import LinkState
 from v2x.datasets.frame import CoopBatch
-from v2x.perception.bev import level_pose, points_to_level_frame
 from v2x.perception.boxes import transform_boxes
 from v2x.perception.detector import CoopDetector, Detections, nms_detections
-from v2x.perception.warp import perturb_poses, relative_level_transforms, warp_to_ego
+from v2x.perception.warp import (
+    merge_points_to_ego,
+    perturb_poses,
+    relative_level_transforms,
+    warp_to_ego,
+)
 from v2x.semcom.base import Codec
 
 BOX_MESSAGE_BITS = (7 + 2) * 32  # a late-fusion box: 7 floats + score + label, float32
@@ -169,12 +173,7 @@ class CooperativePipeline(nn.Module):
         boxes = own.boxes.view(b, a, kk, 7).double()
         ego_to_agent = self._noisy_relative(batch.poses)
         agent_to_ego = torch.linalg.inv(ego_to_agent)
-        moved = torch.stack(
-            [
-                torch.stack([transform_boxes(boxes[i, j], agent_to_ego[i, j]) for j in range(a)])
-                for i in range(b)
-            ]
-        )
+        moved = transform_boxes(boxes, agent_to_ego)
         moved[..., 2] = boxes[..., 2]  # heights above ground are frame independent
         valid = own.valid.view(b, a, kk) & batch.agent_mask[..., None]
         merged_boxes = moved.float().view(b, a * kk, 7)
@@ -194,14 +193,10 @@ class CooperativePipeline(nn.Module):
     def _run_early(self, batch: CoopBatch, snr_db: torch.Tensor) -> RunOutput:
         b, a, n, _ = batch.points.shape
         k = snr_db.shape[0]
-        grid = self.model.grid
-        level = points_to_level_frame(batch.points, batch.poses, grid.ground_z_m)
-        ego_to_agent = self._noisy_relative(batch.poses)
-        agent_to_ego = torch.linalg.inv(ego_to_agent).float()  # [B, A, 4, 4]
-        xy1 = torch.cat([level[..., :2], torch.zeros_like(level[..., :1]), torch.ones_like(level[..., :1])], -1)
-        moved = torch.einsum("baij,banj->bani", agent_to_ego, xy1)
-        merged = torch.cat([moved[..., :2], level[..., 2:4]], dim=-1).reshape(b, a * n, 4)
-        mask = (batch.point_mask & batch.agent_mask[..., None]).reshape(b, a * n)
+        merged, mask = merge_points_to_ego(
+            batch.points, batch.point_mask & batch.agent_mask[..., None], batch.poses,
+            self._noisy_relative(batch.poses), self.model.grid.ground_z_m,
+        )
         features = self.model.encode_points(merged, mask)
         heat, reg = self.model.head(features)
         det = self.model.postprocess(heat, reg)
@@ -230,10 +225,3 @@ class CooperativePipeline(nn.Module):
 def _repeat_detections(det: Detections, k: int) -> Detections:
     return Detections(*(t.repeat(k, *([1] * (t.dim() - 1))) for t in (det.boxes, det.scores, det.labels, det.valid)))
 
-
-def ground_truth_in_ego_frame(batch: CoopBatch, ground_z_m: float) -> torch.Tensor:
-    """``[B, M, 7]`` float64 GT boxes in each frame's ego levelled frame (z above ground)."""
-    world_to_level = torch.linalg.inv(level_pose(batch.poses[:, 0]))
-    out = torch.stack([transform_boxes(batch.boxes[i], world_to_level[i]) for i in range(batch.batch_size)])
-    out[..., 2] = batch.boxes[..., 2] - ground_z_m
-    return out

@@ -1,0 +1,64 @@
+"""Training losses of the cooperative detector, one per training mode.
+
+Modes: ``single`` (every agent detects in its own frame: what ego-only and late fusion run),
+``max`` / ``mean`` / ``attention`` (intermediate fusion at the ego), ``early`` (the ego encodes
+everyone's points).
+"""
+
+from __future__ import annotations
+
+import torch
+from v2x.datasets.frame import CoopBatch
+from v2x.perception.fusion import build_fusion
+from v2x.perception.head import build_targets, head_loss
+from v2x.perception.warp import (
+    boxes_in_level_frames,
+    merge_points_to_ego,
+    relative_level_transforms,
+    warp_to_ego,
+)
+
+TRAIN_MODES = ("single", "max", "mean", "attention", "early")
+
+
+def visible_gt_mask(batch: CoopBatch, min_points: int) -> torch.Tensor:
+    """``[B, M]`` bool: GT boxes seen by at least one agent with ``min_points`` LiDAR points
+    (all boxes where visibility is unknown). Training and evaluation use the same rule."""
+    vis = batch.visibility
+    known = (vis >= 0).all(dim=1)
+    seen = (vis.clamp_min(0).sum(dim=1) >= min_points) | ~known
+    return batch.box_mask & seen
+
+
+def detection_loss(
+    model, batch: CoopBatch, mode: str, min_points_in_box: int = 1
+) -> dict[str, torch.Tensor]:
+    """Loss of one training mode on one batch (see the module docstring)."""
+    grid, stride, k = model.grid, model.stride, model.config.num_classes
+    gt_valid = visible_gt_mask(batch, min_points_in_box)
+    gt = boxes_in_level_frames(batch.boxes, batch.poses, grid.ground_z_m).float()  # [B, A, M, 7]
+    b, a = batch.agent_mask.shape
+    if mode == "early":
+        merged, mask = merge_points_to_ego(
+            batch.points, batch.point_mask & batch.agent_mask[..., None], batch.poses,
+            relative_level_transforms(batch.poses), grid.ground_z_m,
+        )
+        heat, reg = model.head(model.encode_points(merged, mask))
+        boxes, classes, valid = gt[:, 0], batch.classes, gt_valid
+    else:
+        features = model.encode(batch.points, batch.point_mask, batch.poses)
+        if mode == "single":
+            present = batch.agent_mask.reshape(-1)
+            heat, reg = model.head(features.flatten(0, 1)[present])
+            boxes = gt.flatten(0, 1)[present]
+            classes = batch.classes[:, None].expand(b, a, -1).flatten(0, 1)[present]
+            valid = gt_valid[:, None].expand(b, a, -1).flatten(0, 1)[present]
+        else:
+            warped, coverage = warp_to_ego(features, relative_level_transforms(batch.poses), grid)
+            valid_cells = coverage & batch.agent_mask[:, :, None, None, None]
+            heat, reg = model.head(build_fusion(mode)(warped, valid_cells))
+            boxes, classes, valid = gt[:, 0], batch.classes, gt_valid
+    target = build_targets(boxes, classes, valid, grid, stride, k)
+    return head_loss(heat, reg, *target)
+
+
