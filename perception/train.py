@@ -146,9 +146,9 @@ def train_detector(
             row = {
                 "step": step,
                 "mode": mode,
-                "loss": float(losses["total"]),
-                "heatmap": float(losses["heatmap"]),
-                "regression": float(losses["regression"]),
+                "loss": float(losses["total"].detach()),
+                "heatmap": float(losses["heatmap"].detach()),
+                "regression": float(losses["regression"].detach()),
                 "grad_norm": float(grad_norm),
                 "lr": scheduler.get_last_lr()[0],
                 "samples_per_s": (step - start + 1) * cfg.batch_size / (time.perf_counter() - started),

@@ -1,0 +1,1 @@
+"""Hydra command-line apps; each is a thin wrapper over an importable function."""
