@@ -492,8 +492,9 @@ class V2XSimDataset:
                 _field(ann, "rotation", where), where, "rotation", self.rigid_tol
             )
             centre = _transform(rot, _field(ann, "translation", where), where, "translation")[:3, 3]
+            size = _field(ann, "size", where)
             try:
-                w, length, h = (float(v) for v in _field(ann, "size", where))
+                w, length, h = (float(v) for v in size)
             except (TypeError, ValueError):
                 raise ValueError(f"{where}: field 'size' must be 3 numbers [w, l, h]") from None
             if min(w, length, h) <= 0:
