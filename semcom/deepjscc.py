@@ -1,0 +1,590 @@
+"""DeepJSCC: a convolutional joint source–channel codec for BEV feature maps.
+
+One model covers a range of bandwidth ratios and SNRs:
+
+* **Bandwidth ratio** ``ρ = channel uses / real values of the raw feature map``
+  (``ρ = k / n`` with ``k`` complex channel symbols for a map of ``n = C·H·W`` real values — the
+  JSCC papers' convention; ``Cost.bandwidth_ratio`` computes the same quantity). ``ρ = 1/2``
+  would send every real value as half a complex symbol, i.e. uncoded analog at full rate.
+* **Channel masking** (Kurka & Gündüz's successive refinement / "slimmable" by channels): the
+  encoder emits ``K_max`` complex latent channels of ``H' × W'`` symbols (``H' = ceil(H / s)``,
+  ``s = 2**downsample``), flattened channel-major. A ratio keeps a prefix of that sequence:
+  ``granularity="channel"`` keeps whole channels, ``k = clamp(round(ρ n / (H'W')), 1, K_max)``,
+  ``uses = k·H'·W'``; ``granularity="symbol"`` (default) keeps ``uses = max(1, round(ρ n))``
+  symbols, the last channel partially, so a codec can match any channel-use budget exactly.
+  Training samples ρ at random, so the encoder learns to put what matters first. The decoder
+  sees zeros in the masked slots and gets the realised ratio as conditioning.
+* **SNR conditioning** as in ADJSCC (Xu et al., "Wireless image transmission using deep
+  source channel coding with attention modules", IEEE TCSVT 2021): after each conv stage an
+  attention-feature (AF) module computes ``sigmoid(MLP([global_avg_pool(x) ‖ snr ‖ ratio]))``
+  channel gains. The encoder uses ``link.snr_db`` (the transmitter's feedback estimate), the
+  decoder too (the receiver's estimate).
+* **Power**: every transmission has mean symbol energy exactly 1 over the symbols it sends
+  (``v2x.semcom.power.normalize_power``).
+
+Accounting (``Cost``): an analog codec has no bits; ``source_bits = coded_bits = 0`` and the
+bandwidth axis is ``channel_uses`` (complex symbols sent). Packets are counted as if each complex
+symbol took ``onair_bits_per_symbol = 32`` bits (two float16 values, the usual way analog
+samples are carried in a packet-based MAC), i.e. ``packets = packets_for_bits(32 · uses, mtu)``:
+365 symbols per 1500-byte packet with a 40-byte header.
+
+Input features are standardised per channel with running statistics gathered during training
+(no side information is sent); the decoder undoes it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from v2x.channels.base import Channel, equalize
+from v2x.channels.link import LinkState
+from v2x.semcom.base import (
+    CODECS,
+    Codec,
+    Cost,
+    Transmission,
+    check_features,
+    packets_for_bits,
+    raw_feature_bits,
+)
+from v2x.semcom.power import complex_to_real, normalize_power, prefix_mask, real_to_complex
+
+#: Default sweep range of the bandwidth-ratio knob (channel uses per real source value).
+MIN_RATIO = 1.0 / 512.0
+MAX_RATIO = 1.0 / 4.0
+_RATIO_TOL = 1e-9
+
+
+class AFModule(nn.Module):
+    """ADJSCC attention-feature module: channel gains from pooled features and the context.
+
+    ``forward(x [B, F, H, W], context [B, D]) -> [B, F, H, W]``,
+    gains = sigmoid(FC(ReLU(FC([mean_hw(x) ‖ context])))).
+    """
+
+    def __init__(self, channels: int, context_dim: int = 2) -> None:
+        super().__init__()
+        hidden = max(channels // 4, 8)
+        self.mlp = nn.Sequential(
+            nn.Linear(channels + context_dim, hidden),
+            nn.ReLU(inplace=True),
+            nn.Linear(hidden, channels),
+            nn.Sigmoid(),
+        )
+
+    def forward(self, x: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
+        pooled = x.mean(dim=(2, 3))
+        gains = self.mlp(torch.cat([pooled, context], dim=1))
+        return x * gains[:, :, None, None]
+
+
+class _Stage(nn.Module):
+    """conv → PReLU → AF."""
+
+    def __init__(self, conv: nn.Module, channels: int) -> None:
+        super().__init__()
+        self.conv = conv
+        self.act = nn.PReLU(channels)
+        self.af = AFModule(channels)
+
+    def forward(self, x: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
+        return self.af(self.act(self.conv(x)), context)
+
+
+class _Residual(nn.Module):
+    """x + AF(PReLU(conv3x3(x)))."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.stage = _Stage(nn.Conv2d(channels, channels, 3, padding=1), channels)
+
+    def forward(self, x: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
+        return x + self.stage(x, context)
+
+
+class JSCCEncoder(nn.Module):
+    """``[B, C, H, W]`` (standardised, H and W multiples of 2**downsample) → ``[B, 2K, H', W']``."""
+
+    def __init__(
+        self, in_channels: int, hidden: int, latent_channels: int, downsample: int
+    ) -> None:
+        super().__init__()
+        stages: list[nn.Module] = []
+        channels = in_channels
+        for _ in range(downsample):
+            stages.append(_Stage(nn.Conv2d(channels, hidden, 5, stride=2, padding=2), hidden))
+            channels = hidden
+        if downsample == 0:
+            stages.append(_Stage(nn.Conv2d(channels, hidden, 3, padding=1), hidden))
+        self.stages = nn.ModuleList(stages)
+        self.residual = _Residual(hidden)
+        self.head = nn.Conv2d(hidden, 2 * latent_channels, 3, padding=1)
+
+    def forward(self, x: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
+        for stage in self.stages:
+            x = stage(x, context)
+        return self.head(self.residual(x, context))
+
+
+class JSCCDecoder(nn.Module):
+    """``[B, 2K, H', W']`` (zeros where masked) → ``[B, C, H'·s, W'·s]`` standardised features."""
+
+    def __init__(
+        self, out_channels: int, hidden: int, latent_channels: int, downsample: int
+    ) -> None:
+        super().__init__()
+        self.stem = _Stage(nn.Conv2d(2 * latent_channels, hidden, 3, padding=1), hidden)
+        self.residual = _Residual(hidden)
+        self.ups = nn.ModuleList(
+            _Stage(nn.ConvTranspose2d(hidden, hidden, 4, stride=2, padding=1), hidden)
+            for _ in range(max(downsample - 1, 0))
+        )
+        if downsample >= 1:
+            self.out = nn.ConvTranspose2d(hidden, out_channels, 4, stride=2, padding=1)
+        else:
+            self.out = nn.Conv2d(hidden, out_channels, 3, padding=1)
+
+    def forward(self, y: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
+        x = self.residual(self.stem(y, context), context)
+        for up in self.ups:
+            x = up(x, context)
+        return self.out(x)
+
+
+def _per_batch(
+    value: torch.Tensor | float, batch: int, name: str, device: torch.device
+) -> torch.Tensor:
+    """``[B]`` float32 from a scalar, ``[1]`` or ``[B]`` tensor."""
+    t = torch.as_tensor(value, dtype=torch.float32, device=device).reshape(-1)
+    if t.numel() == 1:
+        return t.expand(batch).clone()
+    if t.numel() != batch:
+        raise ValueError(
+            f"deepjscc: '{name}' must be a scalar or have {batch} entries, got {t.numel()}"
+        )
+    return t
+
+
+@CODECS.register("deepjscc")
+class DeepJSCCCodec(Codec):
+    """Learned analog JSCC codec with SNR conditioning and channel masking.
+
+    Args:
+        in_channels: C of the feature maps it codes (64 for backbone features, 4–8 for semantic
+            BEV maps).
+        hidden: width of the conv stages.
+        downsample: number of stride-2 stages (spatial factor ``s = 2**downsample``).
+        min_ratio, max_ratio: the bandwidth-ratio range the model is trained for; ``K_max =
+            ceil(max_ratio · C · s²)`` complex latent channels.
+        bandwidth_ratio: the ratio ``encode`` uses (channel uses per real source value), within
+            ``[min_ratio, max_ratio]``.
+        granularity: ``"symbol"`` (prefix of symbols, exact budgets) or ``"channel"``.
+        snr_range_db: the SNR range used to scale the conditioning input (and the default
+            training range).
+        equalizer: ``"mmse"`` or ``"zf"`` one-tap equalisation when the channel state has ``h``.
+        onair_bits_per_symbol, mtu_bytes, header_bytes: packet accounting (see module doc).
+        checkpoint: path of a ``save_checkpoint`` file to load, or ``None``.
+    """
+
+    uses_channel = True
+
+    def __init__(
+        self,
+        in_channels: int = 64,
+        hidden: int = 128,
+        downsample: int = 2,
+        min_ratio: float = MIN_RATIO,
+        max_ratio: float = MAX_RATIO,
+        bandwidth_ratio: float = 1.0 / 64.0,
+        granularity: str = "symbol",
+        snr_range_db: tuple[float, float] | list[float] = (-10.0, 30.0),
+        equalizer: str = "mmse",
+        onair_bits_per_symbol: int = 32,
+        mtu_bytes: int = 1500,
+        header_bytes: int = 40,
+        checkpoint: str | None = None,
+    ) -> None:
+        super().__init__()
+        if in_channels < 1 or hidden < 1 or downsample < 0:
+            raise ValueError(
+                "deepjscc: 'in_channels' and 'hidden' must be ≥ 1 and 'downsample' ≥ 0, got "
+                f"{in_channels}, {hidden}, {downsample}"
+            )
+        if not (0.0 < min_ratio <= max_ratio <= 1.0):
+            raise ValueError(
+                f"deepjscc: need 0 < 'min_ratio' ≤ 'max_ratio' ≤ 1, got {min_ratio}, {max_ratio}"
+            )
+        if granularity not in ("symbol", "channel"):
+            raise ValueError(
+                f"deepjscc: unknown granularity {granularity!r}; valid: symbol, channel"
+            )
+        if equalizer not in ("mmse", "zf"):
+            raise ValueError(f"deepjscc: unknown equalizer {equalizer!r}; valid: mmse, zf")
+        snr_lo, snr_hi = (float(v) for v in snr_range_db)
+        if not snr_hi > snr_lo:
+            raise ValueError(f"deepjscc: 'snr_range_db' must be (low, high), got {snr_range_db}")
+        self.in_channels = int(in_channels)
+        self.hidden = int(hidden)
+        self.downsample = int(downsample)
+        self.factor = 2**self.downsample
+        self.min_ratio = float(min_ratio)
+        self.max_ratio = float(max_ratio)
+        self.latent_channels = math.ceil(self.max_ratio * self.in_channels * self.factor**2 - 1e-9)
+        self.granularity = granularity
+        self.snr_range_db = (snr_lo, snr_hi)
+        self.equalizer = equalizer
+        self.onair_bits_per_symbol = int(onair_bits_per_symbol)
+        self.mtu_bytes = int(mtu_bytes)
+        self.header_bytes = int(header_bytes)
+        self.bandwidth_ratio = self.check_ratio(bandwidth_ratio)
+        self.encoder = JSCCEncoder(in_channels, hidden, self.latent_channels, self.downsample)
+        self.decoder = JSCCDecoder(in_channels, hidden, self.latent_channels, self.downsample)
+        self.register_buffer("feat_mean", torch.zeros(in_channels))
+        self.register_buffer("feat_std", torch.ones(in_channels))
+        self.register_buffer("stats_ready", torch.zeros((), dtype=torch.bool))
+        self._default_channel: Channel | None = None
+        if checkpoint:
+            self.load_checkpoint(checkpoint)
+
+    # ----------------------------------------------------------------- ratio and sizes
+    def check_ratio(self, ratio: float) -> float:
+        """Return ``ratio`` as float or raise ``ValueError`` naming the valid range."""
+        r = float(ratio)
+        lo, hi = self.min_ratio, self.max_ratio
+        if (
+            not math.isfinite(r)
+            or r <= 0.0
+            or r > 1.0
+            or not (lo * (1 - 1e-6) <= r <= hi * (1 + 1e-6))
+        ):
+            raise ValueError(
+                f"deepjscc: 'bandwidth_ratio' = {ratio} is outside the valid range "
+                f"[{lo:g}, {hi:g}] (1/{1 / lo:g} … 1/{1 / hi:g}) channel uses per real feature value"
+            )
+        return r
+
+    def latent_hw(self, height: int, width: int) -> tuple[int, int]:
+        """Latent spatial size ``(H', W') = (ceil(H/s), ceil(W/s))``."""
+        return math.ceil(height / self.factor), math.ceil(width / self.factor)
+
+    def channel_uses_for(self, shape: tuple[int, int, int], ratio: float) -> int:
+        """Complex channel uses for one ``[C, H, W]`` map at ``ratio`` (the hand-computable rule).
+
+        ``symbol``: ``max(1, round(ρ·C·H·W))``; ``channel``: ``k·H'·W'`` with
+        ``k = clamp(round(ρ·C·H·W / (H'·W')), 1, K_max)``. Raises ``ValueError`` if the latent
+        cannot hold that many symbols.
+        """
+        ratio = self.check_ratio(ratio)
+        c, h, w = shape
+        n = c * h * w
+        hp, wp = self.latent_hw(h, w)
+        capacity = self.latent_channels * hp * wp
+        if self.granularity == "symbol":
+            uses = max(1, math.floor(ratio * n + 0.5))
+        else:
+            k = max(1, math.floor(ratio * n / (hp * wp) + 0.5))
+            uses = k * hp * wp
+        if uses > capacity:
+            raise ValueError(
+                f"deepjscc: 'bandwidth_ratio' = {ratio:g} needs {uses} channel uses but the latent "
+                f"of a {c}x{h}x{w} map holds {capacity} (max ratio {capacity / n:g})"
+            )
+        return uses
+
+    def _context(self, snr_db: torch.Tensor, ratio: torch.Tensor) -> torch.Tensor:
+        lo, hi = self.snr_range_db
+        c_snr = (snr_db - 0.5 * (lo + hi)) / (0.5 * (hi - lo))
+        l_lo, l_hi = math.log2(self.min_ratio), math.log2(self.max_ratio)
+        span = max(l_hi - l_lo, 1.0)
+        c_ratio = (torch.log2(ratio.clamp_min(1e-12)) - 0.5 * (l_lo + l_hi)) / (0.5 * span)
+        return torch.stack([c_snr, c_ratio], dim=1).to(torch.float32)
+
+    # ----------------------------------------------------------------- normalisation
+    def _standardize(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.feat_mean[None, :, None, None]) / self.feat_std[None, :, None, None]
+
+    def _destandardize(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.feat_std[None, :, None, None] + self.feat_mean[None, :, None, None]
+
+    @torch.no_grad()
+    def update_feature_stats(self, features: torch.Tensor, momentum: float = 0.05) -> None:
+        """EMA of the per-channel mean/std of ``features [B, C, H, W]`` (first call: set)."""
+        if features.shape[0] == 0:
+            return
+        mean = features.mean(dim=(0, 2, 3))
+        std = features.std(dim=(0, 2, 3), unbiased=False).clamp_min(1e-6)
+        if not bool(self.stats_ready):
+            self.feat_mean.copy_(mean)
+            self.feat_std.copy_(std)
+            self.stats_ready.fill_(True)
+        else:
+            self.feat_mean.lerp_(mean, momentum)
+            self.feat_std.lerp_(std, momentum)
+
+    # ----------------------------------------------------------------- core maps
+    def _check_input(self, features: torch.Tensor) -> None:
+        check_features(features)
+        if features.shape[1] != self.in_channels:
+            raise ValueError(
+                f"deepjscc: 'features' must have {self.in_channels} channels ([B, "
+                f"{self.in_channels}, H, W]), got {tuple(features.shape)}"
+            )
+
+    def _uses_per_item(
+        self, shape: tuple[int, int, int], ratio: torch.Tensor | float, batch: int, device
+    ) -> torch.Tensor:
+        r = torch.as_tensor(ratio, dtype=torch.float64).reshape(-1)
+        if r.numel() == 1:
+            uses = self.channel_uses_for(shape, float(r))
+            return torch.full((batch,), uses, dtype=torch.long, device=device)
+        if r.numel() != batch:
+            raise ValueError(
+                f"deepjscc: 'ratio' must be a scalar or have {batch} entries, got {r.numel()}"
+            )
+        return torch.tensor(
+            [self.channel_uses_for(shape, float(v)) for v in r], dtype=torch.long, device=device
+        )
+
+    def _encode_symbols(
+        self, features: torch.Tensor, snr_db: torch.Tensor, uses: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """→ ``(z [B, N_max] complex64 unit power over the kept prefix, mask [B, N_max], ratio [B])``."""
+        b, c, h, w = features.shape
+        hp, wp = self.latent_hw(h, w)
+        ratio = uses.to(torch.float32) / float(c * h * w)
+        x = self._standardize(features)
+        x = F.pad(x, (0, wp * self.factor - w, 0, hp * self.factor - h))
+        latent = self.encoder(x, self._context(snr_db, ratio))  # [B, 2K, H', W']
+        k = self.latent_channels
+        flat = latent.reshape(b, k, 2, hp, wp).permute(0, 1, 3, 4, 2).reshape(b, 2 * k * hp * wp)
+        z = real_to_complex(flat)  # [B, K·H'·W'] channel-major
+        mask = prefix_mask(uses, z.shape[1])
+        return normalize_power(z, mask), mask, ratio
+
+    def _decode_symbols(
+        self,
+        z: torch.Tensor,
+        snr_db: torch.Tensor,
+        ratio: torch.Tensor,
+        shape: tuple[int, int, int],
+    ) -> torch.Tensor:
+        """``z [B, N_max]`` (zeros where masked/erased) → features ``[B, C, H, W]``."""
+        c, h, w = shape
+        b = z.shape[0]
+        hp, wp = self.latent_hw(h, w)
+        k = self.latent_channels
+        latent = complex_to_real(z).reshape(b, k, hp, wp, 2).permute(0, 1, 4, 2, 3)
+        latent = latent.reshape(b, 2 * k, hp, wp)
+        out = self.decoder(latent, self._context(snr_db, ratio))[:, :, :h, :w]
+        return self._destandardize(out)
+
+    def _cost(self, features: torch.Tensor, uses: torch.Tensor) -> Cost:
+        uses64 = uses.to(torch.float64)
+        zeros = torch.zeros_like(uses64)
+        return Cost(
+            source_bits=zeros,
+            coded_bits=zeros.clone(),
+            channel_uses=uses64,
+            packets=packets_for_bits(
+                uses64 * self.onair_bits_per_symbol, self.mtu_bytes, self.header_bytes
+            ),
+            raw_bits=raw_feature_bits(features),
+        )
+
+    # ----------------------------------------------------------------- codec interface
+    def encode(
+        self, features: torch.Tensor, link: LinkState, bandwidth_ratio: float | None = None
+    ) -> Transmission:
+        """``features [B, C, H, W]`` → ``Transmission`` with ``symbols [B, uses]`` complex64.
+
+        Args:
+            features: float feature maps.
+            link: ``link.snr_db`` (``[B]`` or ``[1]``) conditions the encoder.
+            bandwidth_ratio: overrides the configured ratio for this call.
+        """
+        self._check_input(features)
+        b, c, h, w = features.shape
+        ratio = self.bandwidth_ratio if bandwidth_ratio is None else bandwidth_ratio
+        uses = self._uses_per_item((c, h, w), ratio, b, features.device)
+        snr_db = _per_batch(link.snr_db, b, "link.snr_db", features.device)
+        z, _, realised = self._encode_symbols(features.to(torch.float32), snr_db, uses)
+        n_sent = int(uses.max()) if b else int(self.channel_uses_for((c, h, w), ratio))
+        return Transmission(
+            symbols=z[:, :n_sent],
+            cost=self._cost(features, uses),
+            mask=None,
+            meta={"shape": (c, h, w), "ratio": realised, "uses": uses},
+        )
+
+    def decode(self, received: Transmission, link: LinkState) -> torch.Tensor:
+        """Equalise (MMSE by default) with the channel state, zero erasures, run the decoder.
+
+        Returns ``[B, C, H, W]`` float32 features.
+        """
+        if received.symbols is None:
+            raise ValueError("deepjscc: 'received.symbols' is None; an analog codec needs symbols")
+        shape = received.meta["shape"]
+        y = received.symbols
+        b = y.shape[0]
+        if received.state is not None:
+            y, _ = equalize(y, received.state, self.equalizer)
+        if received.mask is not None:
+            y = torch.where(received.mask, y, torch.zeros_like(y))
+        hp, wp = self.latent_hw(shape[1], shape[2])
+        n_max = self.latent_channels * hp * wp
+        z = torch.zeros(b, n_max, dtype=torch.complex64, device=y.device)
+        z[:, : y.shape[1]] = y.to(torch.complex64)
+        uses = received.meta["uses"].to(y.device)
+        z = torch.where(prefix_mask(uses, n_max), z, torch.zeros_like(z))
+        snr_db = _per_batch(link.snr_db, b, "link.snr_db", y.device)
+        return self._decode_symbols(z, snr_db, received.meta["ratio"].to(y.device), shape)
+
+    # ----------------------------------------------------------------- training
+    def default_channel(self) -> Channel:
+        """A differentiable AWGN channel (``v2x.channels.awgn``, torch backend)."""
+        if self._default_channel is None:
+            from v2x.channels.awgn import AWGNChannel
+
+            self._default_channel = AWGNChannel(backend="torch", validate=False)
+        return self._default_channel
+
+    def forward_train(
+        self,
+        features: torch.Tensor,
+        snr_db: torch.Tensor | float,
+        ratio: torch.Tensor | float,
+        channel: Channel | None = None,
+        erasure_prob: float = 0.0,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Differentiable encode → channel → equalise → decode.
+
+        In training mode the running feature statistics are updated first.
+
+        Args:
+            features: ``[B, C, H, W]`` float32.
+            snr_db: scalar or ``[B]`` Es/N0 in dB (fed to the channel and to both AF stacks).
+            ratio: scalar or ``[B]`` bandwidth ratios (channel uses per real value).
+            channel: any ``v2x.channels`` channel (default: AWGN, torch backend).
+            erasure_prob: probability that each sent symbol is erased (robustness training).
+
+        Returns:
+            reconstruction ``[B, C, H, W]`` float32 and channel_uses ``[B]`` float64.
+        """
+        self._check_input(features)
+        b, c, h, w = features.shape
+        if self.training:
+            self.update_feature_stats(features)
+        uses = self._uses_per_item((c, h, w), ratio, b, features.device)
+        snr = _per_batch(snr_db, b, "snr_db", features.device)
+        z, mask, realised = self._encode_symbols(features.to(torch.float32), snr, uses)
+        channel = channel if channel is not None else self.default_channel()
+        y, state = channel(z, snr)
+        if erasure_prob > 0.0:
+            erased = torch.rand(z.shape, device=z.device) < erasure_prob
+            state = state.with_erasures(erased)
+        x_hat, _ = equalize(y, state, self.equalizer)
+        x_hat = torch.where(mask, x_hat, torch.zeros_like(x_hat))
+        out = self._decode_symbols(x_hat, snr, realised, (c, h, w))
+        return out, uses.to(torch.float64)
+
+    def standardized_mse(
+        self, reconstruction: torch.Tensor, features: torch.Tensor
+    ) -> torch.Tensor:
+        """Scalar MSE in standardised units (each channel weighted by 1/std²)."""
+        return (self._standardize(reconstruction) - self._standardize(features)).square().mean()
+
+    def ratio_grid(self) -> list[float]:
+        """Powers of two from ``min_ratio`` to ``max_ratio`` (both ends included)."""
+        lo, hi = math.log2(self.min_ratio), math.log2(self.max_ratio)
+        grid = [2.0**e for e in range(math.ceil(lo - 1e-9), math.floor(hi + 1e-9) + 1)]
+        return sorted({self.min_ratio, *grid, self.max_ratio})
+
+    # ----------------------------------------------------------------- persistence
+    def config(self) -> dict[str, Any]:
+        return {
+            "in_channels": self.in_channels,
+            "hidden": self.hidden,
+            "downsample": self.downsample,
+            "min_ratio": self.min_ratio,
+            "max_ratio": self.max_ratio,
+        }
+
+    def save_checkpoint(self, path: str) -> None:
+        """Write architecture config + weights + feature statistics."""
+        torch.save({"config": self.config(), "state_dict": self.state_dict()}, path)
+
+    def load_checkpoint(self, path: str) -> None:
+        """Load a ``save_checkpoint`` file; the architecture must match."""
+        blob = torch.load(path, map_location="cpu", weights_only=True)
+        if blob.get("config") != self.config():
+            raise ValueError(
+                f"deepjscc: checkpoint {path!r} was saved with config {blob.get('config')}, "
+                f"this codec has {self.config()}"
+            )
+        self.load_state_dict(blob["state_dict"])
+
+
+def train_reconstruction(
+    codec: DeepJSCCCodec,
+    feature_iter: Iterable[torch.Tensor],
+    channel: Channel | None = None,
+    snr_range_db: tuple[float, float] = (-10.0, 30.0),
+    ratio_choices: list[float] | None = None,
+    steps: int = 1000,
+    lr: float = 1e-3,
+    device: str | torch.device = "cpu",
+    erasure_prob_max: float = 0.0,
+) -> list[float]:
+    """Train ``codec`` end to end through ``channel`` with feature-reconstruction MSE.
+
+    Each step draws a batch from ``feature_iter`` (restarted when exhausted), an SNR per map
+    uniformly in ``snr_range_db``, a ratio per map from ``ratio_choices`` (default:
+    ``codec.ratio_grid()``) and an erasure probability uniform in ``[0, erasure_prob_max]``.
+    The loss is ``codec.standardized_mse``. Seed torch's global RNG beforehand for repeatable
+    runs. The codec is left in eval mode on ``device``.
+
+    Returns:
+        the loss of every step.
+    """
+    if steps < 0 or lr <= 0:
+        raise ValueError(f"train_reconstruction: need steps ≥ 0 and lr > 0, got {steps}, {lr}")
+    choices = torch.tensor(ratio_choices or codec.ratio_grid(), dtype=torch.float64)
+    for r in choices.tolist():
+        codec.check_ratio(r)
+    lo, hi = (float(v) for v in snr_range_db)
+    codec.to(device).train()
+    if channel is not None:
+        channel.to(device)
+    optimizer = torch.optim.Adam(codec.parameters(), lr=lr)
+    iterator = iter(feature_iter)
+    losses: list[float] = []
+    for _ in range(steps):
+        try:
+            batch = next(iterator)
+        except StopIteration:
+            iterator = iter(feature_iter)
+            try:
+                batch = next(iterator)
+            except StopIteration:
+                raise ValueError("train_reconstruction: 'feature_iter' yields no batches") from None
+        x = batch.to(device=device, dtype=torch.float32)
+        b = x.shape[0]
+        snr = lo + (hi - lo) * torch.rand(b, device=x.device)
+        ratio = choices[torch.randint(len(choices), (b,))]
+        p_erase = erasure_prob_max * float(torch.rand(()))
+        recon, _ = codec.forward_train(x, snr, ratio, channel=channel, erasure_prob=p_erase)
+        loss = codec.standardized_mse(recon, x)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        losses.append(float(loss.detach()))
+    codec.eval()
+    return losses
+
+
+__all__ = ["AFModule", "DeepJSCCCodec", "train_reconstruction"]

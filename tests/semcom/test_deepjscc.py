@@ -1,0 +1,255 @@
+"""DeepJSCC codec (v2x.semcom.deepjscc): power, accounting, ratio checks, learning behaviour."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from omegaconf import OmegaConf
+from v2x.channels.base import CHANNELS, ChannelState
+from v2x.channels.link import LinkState
+from v2x.semcom import build_codec
+from v2x.semcom.deepjscc import DeepJSCCCodec, train_reconstruction
+
+C, H, W = 16, 32, 32
+RATIOS = [1 / 64, 1 / 16, 1 / 4]
+
+
+def synthetic_maps(n: int, seed: int, rank: int = 3) -> torch.Tensor:
+    """``[n, C, H, W]`` structured maps: a fixed C×rank mixing of smooth Gaussian-blob bases."""
+    mix = torch.randn(C, rank, generator=torch.Generator().manual_seed(1234))
+    g = torch.Generator().manual_seed(seed)
+    yy, xx = torch.meshgrid(torch.arange(H).float(), torch.arange(W).float(), indexing="ij")
+    cy = torch.rand(n, rank, 3, 1, 1, generator=g) * H
+    cx = torch.rand(n, rank, 3, 1, 1, generator=g) * W
+    s = 2 + 4 * torch.rand(n, rank, 3, 1, 1, generator=g)
+    basis = torch.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (2 * s * s)).sum(2)
+    return torch.einsum("cr,nrhw->nchw", mix, basis)
+
+
+def tiny_codec(**kwargs) -> DeepJSCCCodec:
+    args = dict(in_channels=C, hidden=32, downsample=2, min_ratio=1 / 64, max_ratio=1 / 4)
+    args.update(kwargs)
+    return DeepJSCCCodec(**args)
+
+
+@pytest.fixture(scope="module")
+def trained():
+    """A tiny codec trained for 150 steps on CPU through AWGN (cached for the module)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # faster than 2 contended threads for these small convs
+    try:
+        torch.manual_seed(0)
+        codec = tiny_codec(bandwidth_ratio=1 / 16)
+        batches = list(synthetic_maps(64, seed=0).split(8))
+        losses = train_reconstruction(
+            codec, batches, snr_range_db=(-5, 25), ratio_choices=RATIOS, steps=150, lr=3e-3
+        )
+    finally:
+        torch.set_num_threads(threads)
+    return codec, losses
+
+
+def mean_mse(codec, x, snr_db, ratio, draws=5, seed=7):
+    torch.manual_seed(seed)
+    with torch.no_grad():
+        errs = [
+            (codec.forward_train(x, float(snr_db), ratio)[0] - x).square().mean().item()
+            for _ in range(draws)
+        ]
+    return sum(errs) / draws
+
+
+# ------------------------------------------------------------------ power and accounting
+
+
+@pytest.mark.parametrize("ratio", [1 / 64, 0.05, 1 / 4])
+@pytest.mark.parametrize("granularity", ["symbol", "channel"])
+def test_power_constraint_per_transmission(ratio, granularity):
+    codec = tiny_codec(granularity=granularity).eval()
+    x = torch.randn(3, C, H, W) * torch.tensor([1e-3, 1.0, 1e3]).reshape(-1, 1, 1, 1)
+    with torch.no_grad():
+        tx = codec.encode(x, LinkState.from_snr(10.0, 3), bandwidth_ratio=ratio)
+    assert tx.symbols.dtype == torch.complex64 and tx.mask is None
+    energy = tx.symbols.to(torch.complex128).abs().square().mean(dim=1)
+    assert torch.allclose(energy, torch.ones(3, dtype=torch.float64), atol=1e-5)
+
+
+def test_channel_uses_match_hand_computation():
+    sym = tiny_codec(min_ratio=1 / 512, granularity="symbol")
+    chan = tiny_codec(min_ratio=1 / 512, granularity="channel")
+    # C·H·W = 16384 real values; latent 8×8 = 64 symbols per channel; K_max = 0.25·16·16 = 64.
+    assert sym.latent_channels == 64
+    assert sym.channel_uses_for((C, H, W), 1 / 64) == 256
+    assert chan.channel_uses_for((C, H, W), 1 / 64) == 256  # 4 channels × 64
+    assert sym.channel_uses_for((C, H, W), 1 / 4) == 4096
+    assert chan.channel_uses_for((C, H, W), 1 / 4) == 4096  # all 64 channels
+    assert sym.channel_uses_for((C, H, W), 1 / 512) == 32
+    assert chan.channel_uses_for((C, H, W), 1 / 512) == 64  # at least one whole channel
+    assert sym.channel_uses_for((C, H, W), 0.01) == 164  # round(163.84)
+    assert chan.channel_uses_for((C, H, W), 0.01) == 192  # round(2.56) = 3 channels
+    # 30×30 is padded to 32×32 inside: latent 8×8.
+    assert sym.channel_uses_for((C, 30, 30), 1 / 64) == 225
+    assert chan.channel_uses_for((C, 30, 30), 1 / 64) == 256  # round(225 / 64) = 4 channels
+
+
+def test_default_model_covers_1_512_to_1_4_on_bev_features():
+    codec = DeepJSCCCodec()  # C = 64, 128×128 → latent 32×32, K_max = 256 channels
+    assert codec.latent_channels == 256
+    assert codec.channel_uses_for((64, 128, 128), 1 / 512) == 2048
+    assert codec.channel_uses_for((64, 128, 128), 1 / 4) == 262144 == 256 * 32 * 32
+
+
+def test_cost_fields_match_hand_computation():
+    codec = tiny_codec().eval()
+    x = torch.randn(2, C, H, W)
+    with torch.no_grad():
+        tx = codec.encode(x, LinkState.from_snr(5.0, 2), bandwidth_ratio=1 / 4)
+    cost = tx.cost
+    assert tx.symbols.shape == (2, 4096)
+    assert cost.channel_uses.tolist() == [4096.0, 4096.0]
+    assert cost.source_bits.tolist() == [0.0, 0.0] and cost.coded_bits.tolist() == [0.0, 0.0]
+    assert cost.raw_bits.tolist() == [16384 * 32.0] * 2
+    # 32 bits per complex symbol on air, (1500 − 40)·8 = 11680 payload bits per packet.
+    assert cost.packets.tolist() == [math.ceil(4096 * 32 / 11680)] * 2 == [12.0, 12.0]
+    assert cost.bandwidth_ratio.tolist() == pytest.approx([0.25, 0.25])
+    assert all(t.dtype == torch.float64 for t in vars(cost).values())
+
+
+@pytest.mark.parametrize("bad", [0.0, -0.1, 2.0, float("nan"), 1 / 1024, 0.5])
+def test_invalid_ratio_raises_with_valid_range(bad):
+    with pytest.raises(ValueError, match="valid range"):
+        tiny_codec(bandwidth_ratio=bad)
+    codec = tiny_codec()
+    with pytest.raises(ValueError, match="valid range"):
+        codec.encode(torch.zeros(1, C, H, W), LinkState.from_snr(0.0, 1), bandwidth_ratio=bad)
+    with pytest.raises(ValueError, match=r"\[0.0156"):
+        codec.check_ratio(bad)
+
+
+def test_bad_inputs_raise():
+    codec = tiny_codec()
+    with pytest.raises(ValueError, match="16 channels"):
+        codec.encode(torch.zeros(1, 3, H, W), LinkState.from_snr(0.0, 1))
+    with pytest.raises(ValueError, match=r"\[B, C, H, W\]"):
+        codec.encode(torch.zeros(C, H, W), LinkState.from_snr(0.0, 1))
+    with pytest.raises(ValueError, match="snr_db"):
+        codec.encode(torch.zeros(2, C, H, W), LinkState.from_snr(torch.zeros(3)))
+
+
+# ------------------------------------------------------------------ robustness and plumbing
+
+
+def test_empty_map_and_empty_batch():
+    codec = tiny_codec().eval()
+    link = LinkState.from_snr(10.0, 2)
+    with torch.no_grad():
+        tx = codec.encode(torch.zeros(2, C, H, W), link)
+        y, state = CHANNELS.build("awgn")(tx.symbols, link.snr_db)
+        out = codec.decode(tx.received(y, state), link)
+    assert out.shape == (2, C, H, W) and torch.isfinite(out).all()
+    assert torch.isfinite(torch.view_as_real(tx.symbols)).all()
+    with torch.no_grad():
+        tx0 = codec.encode(torch.zeros(0, C, H, W), LinkState.from_snr(torch.zeros(0)))
+        out0 = codec.decode(tx0, LinkState.from_snr(torch.zeros(0)))
+    assert tx0.symbols.shape == (0, 256) and out0.shape == (0, C, H, W)
+    assert tx0.cost.channel_uses.shape == (0,) and tx0.cost.packets.shape == (0,)
+
+
+def test_fading_erasures_and_equalisation_path():
+    codec = tiny_codec().eval()
+    x = torch.randn(2, C, H, W)
+    link = LinkState.from_snr(torch.tensor([0.0, 20.0]))
+    with torch.no_grad():
+        tx = codec.encode(x, link)
+        y, state = CHANNELS.build("rayleigh")(tx.symbols, link.snr_db)
+        assert state.h is not None
+        out = codec.decode(tx.received(y, state), link)
+        assert out.shape == x.shape and torch.isfinite(out).all()
+        # Every symbol erased == every symbol zero: the decoder sees only zeros.
+        erased = state.with_erasures(torch.ones_like(tx.symbols, dtype=torch.bool))
+        out_erased = codec.decode(tx.received(y, erased), link)
+        zeros = ChannelState(no=state.no)
+        out_zero = codec.decode(tx.received(torch.zeros_like(y), zeros), link)
+    assert torch.allclose(out_erased, out_zero)
+
+
+def test_gradients_flow_from_output_to_encoder_through_channel():
+    codec = tiny_codec().train()
+    x = torch.randn(2, C, H, W)
+    for name in ("awgn", "rayleigh"):
+        codec.zero_grad()
+        out, uses = codec.forward_train(
+            x,
+            torch.tensor([0.0, 10.0]),
+            torch.tensor([1 / 64, 1 / 4]),
+            channel=CHANNELS.build(name),
+            erasure_prob=0.1,
+        )
+        assert uses.tolist() == [256.0, 4096.0]
+        out.square().mean().backward()
+        first = codec.encoder.stages[0].conv.weight.grad
+        assert first is not None and torch.isfinite(first).all() and first.abs().sum() > 0
+
+
+def test_checkpoint_roundtrip(tmp_path):
+    torch.manual_seed(1)
+    a = tiny_codec().eval()
+    a.update_feature_stats(torch.randn(4, C, H, W) * 3 + 1)
+    path = str(tmp_path / "jscc.pt")
+    a.save_checkpoint(path)
+    b = tiny_codec(checkpoint=path).eval()
+    x = torch.randn(1, C, H, W)
+    link = LinkState.from_snr(10.0, 1)
+    with torch.no_grad():
+        assert torch.equal(a.decode(a.encode(x, link), link), b.decode(b.encode(x, link), link))
+    with pytest.raises(ValueError, match="checkpoint"):
+        tiny_codec(hidden=16, checkpoint=path)
+
+
+def test_registry_and_config_build():
+    cfg = OmegaConf.to_container(OmegaConf.load("conf/codec/deepjscc.yaml"))
+    assert cfg.pop("name") == "deepjscc"
+    codec = build_codec("deepjscc", **cfg)
+    assert isinstance(codec, DeepJSCCCodec)
+    assert codec.bandwidth_ratio == 1 / 64 and codec.min_ratio == 1 / 512
+
+
+# ------------------------------------------------------------------ learning behaviour
+
+
+def test_training_reduces_loss(trained):
+    _, losses = trained
+    assert len(losses) == 150
+    assert sum(losses[-20:]) / 20 < 0.5 * sum(losses[:5]) / 5
+
+
+def test_quality_monotone_in_snr(trained):
+    codec, _ = trained
+    x = synthetic_maps(8, seed=99)  # unseen maps
+    for ratio in (1 / 64, 1 / 16):
+        mse = [mean_mse(codec, x, snr, ratio) for snr in (0, 10, 20)]
+        assert mse[0] > mse[1] > mse[2], (ratio, mse)
+    # Far better than the trivial estimate (per-channel mean) at high SNR.
+    trivial = (x - x.mean(dim=(0, 2, 3), keepdim=True)).square().mean().item()
+    assert mean_mse(codec, x, 20, 1 / 16) < 0.3 * trivial
+
+
+def test_higher_ratio_lower_mse(trained):
+    codec, _ = trained
+    x = synthetic_maps(8, seed=99)
+    for snr in (10, 20):
+        assert mean_mse(codec, x, snr, 1 / 4) < mean_mse(codec, x, snr, 1 / 64)
+
+
+def test_encode_decode_over_awgn_matches_training_path(trained):
+    codec, _ = trained
+    x = synthetic_maps(4, seed=5)
+    link = LinkState.from_snr(20.0, 4)
+    torch.manual_seed(3)
+    with torch.no_grad():
+        tx = codec.encode(x, link)
+        y, state = CHANNELS.build("awgn")(tx.symbols, link.snr_db)
+        out = codec.decode(tx.received(y, state), link)
+    assert (out - x).square().mean().item() < 0.3 * x.var().item()
