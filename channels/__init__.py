@@ -5,17 +5,38 @@ Depends on nothing else of the project (only the leaf ``v2x.registry``).
 Channels (registry ``CHANNELS``): ``awgn``, ``rayleigh``, ``rician``, ``rayleigh_fast``,
 ``rician_fast``, ``tdl`` / ``cdl`` (OFDM through Sionna, imported lazily), ``erasure``,
 ``erasure_iid``, ``erasure_ge``, ``erasure_bler`` (wrappers around an inner channel).
+
+Link models (registry ``LINKS``): ``free_space``, ``v2v_highway``, ``v2v_urban``, ``uma_av``,
+``umi_av``, ``rma_av``, ``al_hourani``, ``umi_street_canyon``, ``thz``. ``build_link(cfg)`` →
+model; ``model(distance_m=...)`` or ``model(tx_pos=..., rx_pos=..., los=...)`` → ``LinkState``;
+``link_report(state, payload_bits)`` → rate, time on air, latency, AoI.
 """
 
 from typing import Any
 
 from v2x.channels.awgn import AWGNChannel
 from v2x.channels.base import CHANNELS, Channel, ChannelState, equalize
+from v2x.channels.budget import LinkReport, link_report
 from v2x.channels.erasure import ErasureChannel, Packetizer, _plain
 from v2x.channels.fading import FadingChannel
+from v2x.channels.geometry import segments_blocked
+from v2x.channels.link import LINKS, LinkModel, LinkState, build_link
+from v2x.channels.pathloss import fspl_db
+from v2x.channels.thz import THzLink, absorption_coefficient
 
 __all__ = [
     "CHANNELS",
+    "LINKS",
+    "LinkModel",
+    "LinkReport",
+    "LinkState",
+    "THzLink",
+    "absorption_coefficient",
+    "build_link",
+    "fspl_db",
+    "link_report",
+    "link_summary",
+    "segments_blocked",
     "AWGNChannel",
     "Channel",
     "ChannelState",
@@ -41,3 +62,25 @@ def build_channel(name: str | Any, **kwargs: Any) -> Channel:
         name = cfg.pop("name")
         kwargs = {**cfg, **kwargs}
     return CHANNELS.build(name, **{k: _plain(v) for k, v in kwargs.items()})
+
+
+def link_summary(cfg: Any, payload_bits: float = 1e6, **report_kw: Any) -> dict[str, float]:
+    """SNR, rate, time on air, latency and AoI of the link a config describes (first link).
+
+    ``cfg`` is a link config (``name`` + model fields, e.g. Hydra's ``cfg.link`` after
+    ``link=v2v_urban link.distance_m=150``). Returns plain floats for logging.
+    """
+    model = build_link(cfg)
+    state = model()
+    rep = link_report(state, payload_bits, **report_kw)
+    return {
+        "snr_db": float(state.snr_db[0]),
+        "path_loss_db": float(state.path_loss_db[0]),
+        "los": bool(state.los[0]),
+        "distance_m": float(state.distance_m[0]),
+        "capacity_bps": float(rep.capacity_bps[0]),
+        "rate_bps": float(rep.rate_bps[0]),
+        "time_on_air_s": float(rep.time_on_air_s[0]),
+        "latency_s": float(rep.latency_s[0]),
+        "aoi_s": float(rep.aoi_s[0]),
+    }

@@ -1,10 +1,17 @@
-"""Link state: what a link model says about one transmitter → receiver link."""
+"""Link state and link models: what geometry and radio settings say about tx → rx links.
+
+``LinkState`` is the contract the network and pipeline use; ``LinkModel`` (registry ``LINKS``) is
+the base of every path-loss model (free space, TR 37.885 V2V, TR 36.777 aerial, Al-Hourani,
+TR 38.901 UMi, THz); ``build_link(cfg)`` builds one from a Hydra config.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
 import torch
+
+from v2x.registry import Registry
 
 
 @dataclass
@@ -43,3 +50,253 @@ class LinkState:
     def capacity_bits_per_use(self) -> torch.Tensor:
         """``[L]`` Shannon capacity log2(1 + snr) in bits per complex channel use."""
         return torch.log2(1.0 + torch.pow(10.0, self.snr_db / 10.0))
+
+
+# ---------------------------------------------------------------------------------------------
+# Link models: geometry + radio settings → LinkState.
+# ---------------------------------------------------------------------------------------------
+
+LOS, NLOS, NLOSV = 0, 1, 2
+"""Link conditions (``LinkState.extra['condition']``): line of sight, blocked by a building /
+terrain (NLOS), blocked by a vehicle (NLOSv, TR 37.885)."""
+
+_MODES = ("probabilistic", "geometric", "expected", "los", "nlos")
+
+
+LINKS: Registry[LinkModel] = Registry("link model")
+
+
+def _f64(value, name: str) -> torch.Tensor:
+    t = torch.as_tensor(value, dtype=torch.float64)
+    if not bool(torch.isfinite(t).all()):
+        raise ValueError(f"link: parameter '{name}' must be finite, got {value!r}")
+    return t.reshape(-1)
+
+
+@dataclass
+class Geometry:
+    """Per-link geometry, float64 ``[L]``: 3D and ground distance, tx and rx antenna heights."""
+
+    d3d: torch.Tensor
+    d2d: torch.Tensor
+    h_tx: torch.Tensor
+    h_rx: torch.Tensor
+
+
+class LinkModel:
+    """Base class: geometry + radio settings → ``LinkState`` (``[L]`` links per call).
+
+    Subclasses implement ``path_loss_db(geo, condition)`` (median path loss, dB),
+    ``los_probability(geo)`` and ``shadow_std_db(geo, condition)``; the base class does the LOS
+    decision, shadowing, antenna gains and the link budget (thermal noise −174 dBm/Hz).
+
+    Args:
+        carrier_hz: carrier frequency (Hz); checked against ``freq_range_hz``.
+        bandwidth_hz: occupied bandwidth (Hz) = complex symbol rate.
+        tx_power_dbm, tx_gain_dbi, rx_gain_dbi, noise_figure_db: link budget.
+        distance_m: default ground (2D) tx–rx distance when a call gives no geometry.
+        h_tx_m, h_rx_m: default antenna heights (m).
+        los_mode: ``"probabilistic"`` (sample LOS from the model's P_LOS), ``"geometric"`` (the
+            caller passes ``los`` from the scene, e.g. ``segments_blocked``), ``"expected"``
+            (path loss averaged over P_LOS in dB, deterministic), ``"los"`` / ``"nlos"`` (forced).
+        shadowing: draw log-normal shadow fading with the model's σ (and random blockage
+            losses); ``False`` gives the deterministic median values.
+        seed: seed of the model's own ``torch.Generator`` (same seed, same draws).
+    """
+
+    name = "base"
+    freq_range_hz: tuple[float, float] = (0.0, float("inf"))
+    default_h_tx_m = 1.5
+    default_h_rx_m = 1.5
+
+    def __init__(
+        self,
+        carrier_hz: float = 5.9e9,
+        bandwidth_hz: float = 20e6,
+        tx_power_dbm: float = 23.0,
+        tx_gain_dbi: float = 3.0,
+        rx_gain_dbi: float = 3.0,
+        noise_figure_db: float = 9.0,
+        distance_m: float = 100.0,
+        h_tx_m: float | None = None,
+        h_rx_m: float | None = None,
+        los_mode: str = "probabilistic",
+        shadowing: bool = True,
+        seed: int = 0,
+    ) -> None:
+        lo, hi = self.freq_range_hz
+        if not lo <= carrier_hz <= hi:
+            raise ValueError(
+                f"{self.name}: 'carrier_hz'={carrier_hz:g} is outside the model's validity "
+                f"range [{lo:g}, {hi:g}] Hz"
+            )
+        if bandwidth_hz <= 0:
+            raise ValueError(f"{self.name}: 'bandwidth_hz' must be > 0, got {bandwidth_hz}")
+        if los_mode not in _MODES:
+            raise ValueError(f"{self.name}: 'los_mode' must be one of {_MODES}, got {los_mode!r}")
+        self.carrier_hz = float(carrier_hz)
+        self.bandwidth_hz = float(bandwidth_hz)
+        self.tx_power_dbm = float(tx_power_dbm)
+        self.tx_gain_dbi = float(tx_gain_dbi)
+        self.rx_gain_dbi = float(rx_gain_dbi)
+        self.noise_figure_db = float(noise_figure_db)
+        self.distance_m = float(distance_m)
+        self.h_tx_m = float(self.default_h_tx_m if h_tx_m is None else h_tx_m)
+        self.h_rx_m = float(self.default_h_rx_m if h_rx_m is None else h_rx_m)
+        self.los_mode = los_mode
+        self.shadowing = bool(shadowing)
+        self.generator = torch.Generator().manual_seed(int(seed))
+
+    @property
+    def fc_ghz(self) -> float:
+        return self.carrier_hz / 1e9
+
+    # -- geometry ------------------------------------------------------------------------------
+    def geometry(
+        self,
+        distance_m=None,
+        tx_pos=None,
+        rx_pos=None,
+        h_tx_m=None,
+        h_rx_m=None,
+    ) -> Geometry:
+        """Positions ``[L, 3]`` (m, z up) or ground distance ``[L]`` + heights → ``Geometry``."""
+        if (tx_pos is None) != (rx_pos is None):
+            raise ValueError(f"{self.name}: give both 'tx_pos' and 'rx_pos' or neither")
+        if tx_pos is not None:
+            tx = torch.as_tensor(tx_pos, dtype=torch.float64).reshape(-1, 3)
+            rx = torch.as_tensor(rx_pos, dtype=torch.float64).reshape(-1, 3)
+            if not (bool(torch.isfinite(tx).all()) and bool(torch.isfinite(rx).all())):
+                raise ValueError(f"{self.name}: 'tx_pos'/'rx_pos' must be finite")
+            d2d = torch.linalg.norm(tx[:, :2] - rx[:, :2], dim=-1)
+            h_tx, h_rx = tx[:, 2], rx[:, 2]
+        else:
+            d2d = _f64(self.distance_m if distance_m is None else distance_m, "distance_m")
+            if bool((d2d < 0).any()):
+                raise ValueError(f"{self.name}: 'distance_m' must be >= 0, got {d2d.tolist()}")
+            h_tx = _f64(self.h_tx_m if h_tx_m is None else h_tx_m, "h_tx_m")
+            h_rx = _f64(self.h_rx_m if h_rx_m is None else h_rx_m, "h_rx_m")
+            d2d, h_tx, h_rx = torch.broadcast_tensors(d2d, h_tx, h_rx)
+        d3d = torch.sqrt(d2d.square() + (h_tx - h_rx).square())
+        if bool((d3d <= 0).any()):
+            raise ValueError(f"{self.name}: tx and rx coincide (3D distance 0)")
+        return Geometry(d3d=d3d, d2d=d2d, h_tx=h_tx, h_rx=h_rx)
+
+    # -- model-specific ------------------------------------------------------------------------
+    def los_probability(self, geo: Geometry) -> torch.Tensor:
+        return torch.ones_like(geo.d3d)
+
+    def path_loss_db(self, geo: Geometry, condition: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def shadow_std_db(self, geo: Geometry, condition: torch.Tensor) -> torch.Tensor:
+        return torch.zeros_like(geo.d3d)
+
+    def nlos_condition(self) -> int:
+        """Condition used when LOS is not available (``NLOS``; V2V uses ``NLOSv``)."""
+        return NLOS
+
+    def extra_loss_db(self, geo: Geometry, condition: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Additional named losses (dB, ``[L]``), e.g. vehicle blockage or beam misalignment."""
+        return {}
+
+    # -- the call ------------------------------------------------------------------------------
+    def conditions(self, geo: Geometry, los=None) -> torch.Tensor:
+        """``[L]`` int condition per link (``LOS``/``NLOS``/``NLOSV``) from the LOS mode."""
+        n = geo.d3d.shape[0]
+        if self.los_mode == "geometric" or los is not None:
+            if los is None:
+                raise ValueError(f"{self.name}: los_mode='geometric' needs 'los' from the scene")
+            los = torch.as_tensor(los).reshape(-1).expand(n)
+            if los.dtype == torch.bool:
+                return torch.where(los, LOS, self.nlos_condition()).long()
+            return los.long()
+        if self.los_mode == "los":
+            return torch.full((n,), LOS, dtype=torch.long)
+        if self.los_mode == "nlos":
+            return torch.full((n,), self.nlos_condition(), dtype=torch.long)
+        p = self.los_probability(geo)
+        u = torch.rand(n, generator=self.generator, dtype=torch.float64)
+        return torch.where(u < p, LOS, self.nlos_condition()).long()
+
+    def __call__(
+        self,
+        distance_m=None,
+        tx_pos=None,
+        rx_pos=None,
+        h_tx_m=None,
+        h_rx_m=None,
+        los=None,
+    ) -> LinkState:
+        """Evaluate ``L`` links.
+
+        Args:
+            distance_m: ``[L]`` or scalar ground distance (m); ignored when positions are given.
+            tx_pos, rx_pos: ``[L, 3]`` positions (m, world frame, z up).
+            h_tx_m, h_rx_m: antenna heights (m) when positions are not given.
+            los: ``[L]`` bool (True: LOS) or int conditions from the scene; required for
+                ``los_mode="geometric"`` and overriding the probabilistic draw when given.
+
+        Returns:
+            ``LinkState`` with ``snr_db``, ``path_loss_db`` (median + extra losses + shadowing),
+            ``los``, ``distance_m`` (3D), and ``extra``: ``condition``, ``p_los``, ``shadow_db``,
+            ``rx_power_dbm``, ``noise_dbm`` and the model's named extra losses.
+        """
+        geo = self.geometry(distance_m, tx_pos, rx_pos, h_tx_m, h_rx_m)
+        p_los = self.los_probability(geo)
+        extra: dict = {"p_los": p_los.float()}
+        if self.los_mode == "expected" and los is None:
+            pl_los = self._total_loss(geo, torch.full_like(geo.d3d, LOS).long(), {})
+            nl = torch.full_like(geo.d3d, self.nlos_condition()).long()
+            pl_nlos = self._total_loss(geo, nl, {})
+            pl = p_los * pl_los + (1 - p_los) * pl_nlos
+            cond = torch.where(p_los >= 0.5, LOS, self.nlos_condition()).long()
+        else:
+            cond = self.conditions(geo, los)
+            pl = self._total_loss(geo, cond, extra)
+        shadow = torch.zeros_like(pl)
+        if self.shadowing:
+            std = self.shadow_std_db(geo, cond)
+            shadow = std * torch.randn(std.shape, generator=self.generator, dtype=torch.float64)
+        pl = pl + shadow
+        from v2x.channels.budget import received_power_dbm, thermal_noise_dbm
+
+        rx = received_power_dbm(self.tx_power_dbm, self.tx_gain_dbi, self.rx_gain_dbi, pl)
+        noise = thermal_noise_dbm(self.bandwidth_hz, self.noise_figure_db)
+        extra.update(
+            condition=cond,
+            shadow_db=shadow.float(),
+            rx_power_dbm=rx.float(),
+            noise_dbm=float(noise),
+            carrier_hz=self.carrier_hz,
+        )
+        return LinkState(
+            snr_db=(rx - noise).float(),
+            bandwidth_hz=self.bandwidth_hz,
+            distance_m=geo.d3d.float(),
+            path_loss_db=pl.float(),
+            los=cond == LOS,
+            extra=extra,
+        )
+
+    def _total_loss(self, geo: Geometry, cond: torch.Tensor, extra: dict) -> torch.Tensor:
+        pl = self.path_loss_db(geo, cond)
+        for key, val in self.extra_loss_db(geo, cond).items():
+            extra[key] = val.float()
+            pl = pl + val
+        return pl
+
+
+def build_link(cfg=None, **kwargs) -> LinkModel:
+    """Build a registered link model from a config mapping with ``name`` (Hydra ``cfg.link``) or
+    from ``name=...`` keyword arguments."""
+    if cfg is not None and hasattr(cfg, "_metadata"):
+        from omegaconf import OmegaConf
+
+        cfg = OmegaConf.to_container(cfg, resolve=True)
+    if isinstance(cfg, str):
+        cfg = {"name": cfg}
+    params = {**(dict(cfg) if cfg else {}), **kwargs}
+    if "name" not in params:
+        raise ValueError("build_link: link config needs a 'name' field (a registered link model)")
+    return LINKS.build(params.pop("name"), **params)
