@@ -94,62 +94,91 @@ def _cross(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return a[..., 0] * b[..., 1] - a[..., 1] * b[..., 0]
 
 
-def _points_in_quads(points: torch.Tensor, quads: torch.Tensor, tol: torch.Tensor) -> torch.Tensor:
-    """``points [P, K, 2]`` inside (or within ``tol`` of) CCW ``quads [P, 4, 2]`` -> ``[P, K]``."""
-    edges = torch.roll(quads, shifts=-1, dims=1) - quads  # [P, 4, 2]
-    rel = points.unsqueeze(2) - quads.unsqueeze(1)  # [P, K, 4, 2]
-    side = _cross(edges.unsqueeze(1), rel)  # [P, K, 4]; >= 0 inside for CCW
-    edge_len = torch.linalg.vector_norm(edges, dim=-1).unsqueeze(1)  # [P, 1, 4]
-    return (side >= -tol[:, None, None] * edge_len).all(dim=-1)
+def _quad_xy(
+    cx: torch.Tensor, cy: torch.Tensor, length: torch.Tensor, width: torch.Tensor, yaw: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``[P]`` box parameters -> corner coordinates ``x [P, 4]``, ``y [P, 4]`` (CCW)."""
+    cos, sin = torch.cos(yaw).unsqueeze(-1), torch.sin(yaw).unsqueeze(-1)
+    sign_l = torch.tensor([1.0, -1.0, -1.0, 1.0], dtype=cx.dtype, device=cx.device)
+    sign_w = torch.tensor([1.0, 1.0, -1.0, -1.0], dtype=cx.dtype, device=cx.device)
+    sx = (0.5 * length).unsqueeze(-1) * sign_l
+    sy = (0.5 * width).unsqueeze(-1) * sign_w
+    return cos * sx - sin * sy + cx.unsqueeze(-1), sin * sx + cos * sy + cy.unsqueeze(-1)
 
 
-def _intersection_area_quads(qa: torch.Tensor, qb: torch.Tensor) -> torch.Tensor:
-    """Exact intersection area of CCW convex quadrilaterals ``qa, qb [P, 4, 2]`` -> ``[P]``.
+def _inside(
+    px: torch.Tensor,
+    py: torch.Tensor,
+    ex: torch.Tensor,
+    ey: torch.Tensor,
+    offset: torch.Tensor,
+    slack: torch.Tensor,
+) -> torch.Tensor:
+    """Points ``[P, K]`` on the inner side of all 4 CCW edges (direction ``ex, ey [P, 4]``,
+    ``offset = ex * qy - ey * qx``), up to ``slack [P, 4]`` -> ``[P, K]``."""
+    side = ex.unsqueeze(1) * py.unsqueeze(2) - ey.unsqueeze(1) * px.unsqueeze(2)
+    return (side - offset.unsqueeze(1) >= -slack.unsqueeze(1)).all(dim=-1)
+
+
+def _intersection_area_quads(
+    ax: torch.Tensor, ay: torch.Tensor, bx: torch.Tensor, by: torch.Tensor
+) -> torch.Tensor:
+    """Exact intersection area of CCW convex quadrilaterals given as corner coordinates
+    ``ax, ay, bx, by [P, 4]`` -> ``[P]``.
 
     The inputs should already be centred near the origin (the caller shifts each pair).
+    Coordinates are kept as separate contiguous x / y tensors (faster on CPU than ``[..., 2]``).
     """
-    dtype = qa.dtype
+    dtype = ax.dtype
     eps = torch.finfo(dtype).eps
     # length scale per pair, for scale-aware tolerances
-    scale = torch.maximum(qa.abs().amax(dim=(1, 2)), qb.abs().amax(dim=(1, 2))).clamp_min(1e-12)
-    tol = scale * (64.0 * eps)  # [P]
+    scale = torch.stack([ax.abs(), ay.abs(), bx.abs(), by.abs()], dim=-1).amax(dim=(1, 2))
+    tol = scale.clamp_min(1e-12) * (64.0 * eps)  # [P]
 
-    a_in_b = _points_in_quads(qa, qb, tol)  # [P, 4]
-    b_in_a = _points_in_quads(qb, qa, tol)  # [P, 4]
+    dax, day = torch.roll(ax, -1, dims=1) - ax, torch.roll(ay, -1, dims=1) - ay  # [P, 4]
+    dbx, dby = torch.roll(bx, -1, dims=1) - bx, torch.roll(by, -1, dims=1) - by
+    len_a = torch.hypot(dax, day)
+    len_b = torch.hypot(dbx, dby)
+    a_in_b = _inside(ax, ay, dbx, dby, dbx * by - dby * bx, tol.unsqueeze(-1) * len_b)
+    b_in_a = _inside(bx, by, dax, day, dax * ay - day * ax, tol.unsqueeze(-1) * len_a)
 
-    # edge-edge crossings: a_i + t da_i = b_j + u db_j
-    da = torch.roll(qa, -1, dims=1) - qa  # [P, 4, 2]
-    db = torch.roll(qb, -1, dims=1) - qb
-    da_ = da.unsqueeze(2)  # [P, 4, 1, 2]
-    db_ = db.unsqueeze(1)  # [P, 1, 4, 2]
-    ab = qb.unsqueeze(1) - qa.unsqueeze(2)  # [P, 4, 4, 2] : b_j - a_i
-    denom = _cross(da_, db_)  # [P, 4, 4]
-    len_a = torch.linalg.vector_norm(da_, dim=-1)
-    len_b = torch.linalg.vector_norm(db_, dim=-1)
+    # edge-edge crossings a_i + t da_i = b_j + u db_j, as [P, 4 (i), 4 (j)]
+    dax_, day_ = dax.unsqueeze(2), day.unsqueeze(2)
+    dbx_, dby_ = dbx.unsqueeze(1), dby.unsqueeze(1)
+    abx = bx.unsqueeze(1) - ax.unsqueeze(2)
+    aby = by.unsqueeze(1) - ay.unsqueeze(2)
+    denom = dax_ * dby_ - day_ * dbx_
     # parallel (or degenerate) edges contribute no crossing; their shared points are corners
-    ok = denom.abs() > (len_a * len_b) * (16.0 * eps)
+    ok = denom.abs() > (len_a.unsqueeze(2) * len_b.unsqueeze(1)) * (16.0 * eps)
     safe = torch.where(ok, denom, torch.ones_like(denom))
-    t = _cross(ab, db_) / safe
-    u = _cross(ab, da_) / safe
+    t = (abx * dby_ - aby * dbx_) / safe
+    u = (abx * day_ - aby * dax_) / safe
     slack = 16.0 * eps
     ok = ok & (t >= -slack) & (t <= 1 + slack) & (u >= -slack) & (u <= 1 + slack)
-    cross_pts = qa.unsqueeze(2) + t.unsqueeze(-1) * da_  # [P, 4, 4, 2]
+    cross_x = ax.unsqueeze(2) + t * dax_
+    cross_y = ay.unsqueeze(2) + t * day_
 
-    pts = torch.cat([qa, qb, cross_pts.reshape(-1, 16, 2)], dim=1)  # [P, 24, 2]
-    valid = torch.cat([a_in_b, b_in_a, ok.reshape(-1, 16)], dim=1)  # [P, 24]
+    p = ax.shape[0]
+    xs = torch.cat([ax, bx, cross_x.reshape(p, 16)], dim=1)  # [P, 24]
+    ys = torch.cat([ay, by, cross_y.reshape(p, 16)], dim=1)
+    valid = torch.cat([a_in_b, b_in_a, ok.reshape(p, 16)], dim=1)
 
     n_valid = valid.sum(dim=1)
     w = valid.to(dtype)
-    centre = (pts * w.unsqueeze(-1)).sum(dim=1) / n_valid.clamp_min(1).to(dtype).unsqueeze(-1)
-    rel = pts - centre.unsqueeze(1)
-    ang = torch.atan2(rel[..., 1], rel[..., 0])
+    denom_n = n_valid.clamp_min(1).to(dtype)
+    rx = xs - ((xs * w).sum(dim=1) / denom_n).unsqueeze(-1)
+    ry = ys - ((ys * w).sum(dim=1) / denom_n).unsqueeze(-1)
+    # pseudo-angle: monotone in atan2 over one turn, cheaper than atan2, range (-1, 3]
+    ratio = ry / (rx.abs() + ry.abs()).clamp_min(torch.finfo(dtype).tiny)
+    ang = torch.where(rx < 0, 2.0 - ratio, ratio)
     ang = torch.where(valid, ang, torch.full_like(ang, 10.0))  # invalid points sort last
     order = torch.argsort(ang, dim=1)
-    rel = torch.gather(rel, 1, order.unsqueeze(-1).expand(-1, -1, 2))
+    rx, ry = torch.gather(rx, 1, order), torch.gather(ry, 1, order)
     valid_sorted = torch.gather(valid, 1, order)
     # invalid slots repeat the first vertex: they add zero area to the closed shoelace sum
-    rel = torch.where(valid_sorted.unsqueeze(-1), rel, rel[:, 0:1, :])
-    area = 0.5 * _cross(rel, torch.roll(rel, -1, dims=1)).sum(dim=1)
+    rx = torch.where(valid_sorted, rx, rx[:, 0:1])
+    ry = torch.where(valid_sorted, ry, ry[:, 0:1])
+    area = 0.5 * (rx * torch.roll(ry, -1, dims=1) - torch.roll(rx, -1, dims=1) * ry).sum(dim=1)
     return torch.where(n_valid >= 3, area.clamp_min(0.0), torch.zeros_like(area))
 
 
@@ -178,9 +207,9 @@ def intersection_area_bev_aligned(a: torch.Tensor, b: torch.Tensor) -> torch.Ten
 def _pair_intersection(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """``[P, 7], [P, 7] -> [P]`` intersection area, each pair shifted to its own origin."""
     origin = 0.5 * (a[:, 0:2] + b[:, 0:2])
-    qa = _corners(a[:, 0:2] - origin, a[:, 3], a[:, 4], a[:, 6])
-    qb = _corners(b[:, 0:2] - origin, b[:, 3], b[:, 4], b[:, 6])
-    return _intersection_area_quads(qa, qb)
+    ax, ay = _quad_xy(a[:, 0] - origin[:, 0], a[:, 1] - origin[:, 1], a[:, 3], a[:, 4], a[:, 6])
+    bx, by = _quad_xy(b[:, 0] - origin[:, 0], b[:, 1] - origin[:, 1], b[:, 3], b[:, 4], b[:, 6])
+    return _intersection_area_quads(ax, ay, bx, by)
 
 
 def _pairwise_intersection(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:

@@ -18,7 +18,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import torch
-from v2x.perception.boxes import rotated_iou_bev
+from v2x.perception.boxes import rotated_iou_bev_aligned
 
 __all__ = ["NmsResult", "batched_rotated_nms", "rotated_nms", "greedy_suppression"]
 
@@ -114,11 +114,8 @@ def batched_rotated_nms(
     # padding boxes may hold garbage: neutralise them so they cannot produce NaNs
     cand_boxes = torch.where(cand_valid.unsqueeze(-1), cand_boxes, _dummy_box(cand_boxes))
 
-    iou = rotated_iou_bev(cand_boxes, cand_boxes)  # [B, K, K]
-    overlap = iou > iou_threshold
-    if labels is not None:
-        cand_labels = torch.gather(labels, 1, order)
-        overlap = overlap & (cand_labels.unsqueeze(-1) == cand_labels.unsqueeze(-2))
+    cand_labels = None if labels is None else torch.gather(labels, 1, order)
+    overlap = _suppression_matrix(cand_boxes, cand_valid, cand_labels, float(iou_threshold))
     keep = greedy_suppression(overlap, cand_valid)
 
     k_out = k if max_out is None else min(int(max_out), k)
@@ -129,6 +126,30 @@ def batched_rotated_nms(
     indices.scatter_(1, slot, torch.where(keep, order, torch.full_like(order, -1)))
     indices = indices[:, :k_out]
     return NmsResult(indices=indices, mask=indices >= 0)
+
+
+def _suppression_matrix(
+    boxes: torch.Tensor, valid: torch.Tensor, labels: torch.Tensor | None, threshold: float
+) -> torch.Tensor:
+    """``[B, K, K]`` bool: IoU(i, j) > threshold, for ranked pairs i < j that can interact.
+
+    Only pairs of valid, same-class boxes (when ``labels`` is given) ranked ``i < j`` whose
+    circumscribed circles overlap are evaluated exactly; all other entries are False.
+    """
+    k = boxes.shape[1]
+    upper = torch.ones(k, k, dtype=torch.bool, device=boxes.device).triu(diagonal=1)
+    radius = 0.5 * torch.hypot(boxes[..., 3], boxes[..., 4])  # [B, K]
+    dist = torch.linalg.vector_norm(boxes[:, :, None, 0:2] - boxes[:, None, :, 0:2], dim=-1)
+    cand = (dist <= (radius[:, :, None] + radius[:, None, :]) * (1.0 + 1e-6)) & upper
+    cand = cand & valid[:, :, None] & valid[:, None, :]
+    if labels is not None:
+        cand = cand & (labels[:, :, None] == labels[:, None, :])
+    bi, ii, jj = cand.nonzero(as_tuple=True)
+    overlap = torch.zeros_like(cand)
+    if bi.numel():
+        iou = rotated_iou_bev_aligned(boxes[bi, ii], boxes[bi, jj])
+        overlap[bi, ii, jj] = iou > threshold
+    return overlap
 
 
 def _dummy_box(like: torch.Tensor) -> torch.Tensor:
