@@ -401,3 +401,27 @@ def test_bad_inputs_name_file_and_field(tmp_path):
     shutil.rmtree(tmp_path / "cooperative")
     with pytest.raises(ValueError, match=r"cooperative/data_info\.json: file not found"):
         DAIRV2XCDataset(tmp_path)
+
+
+def test_export_synthetic_frames_round_trip(tmp_path):
+    from v2x.datasets.export import export_frames
+    from v2x.datasets.synthetic import generate_sequence
+
+    town = {
+        "num_vehicle_agents": 2,
+        "vehicle_lidar": {"preset": "vlp16", "columns": 128},
+        "rsu_lidar": {"preset": "vlp16", "columns": 128},
+        "uav_lidar": {"preset": "uav_down", "beams": 8, "columns": 64},
+    }
+    frames = list(generate_sequence(town, seed=1, num_frames=2))
+    summary = export_frames(frames, tmp_path, "dair_v2x")
+    assert summary["pairs"] == 2
+    for expected, got in zip(frames, DAIRV2XCDataset(tmp_path)):
+        rsu = next(a for a in expected.agents if a.kind == "rsu")
+        for a, b in zip((expected.ego, rsu), got.agents):
+            np.testing.assert_allclose(b.pose, a.pose, atol=1e-9)
+            np.testing.assert_allclose(b.points, a.points, atol=2e-6)
+        np.testing.assert_allclose(got.boxes[:, :6], expected.boxes[:, :6], atol=1e-9)
+        np.testing.assert_allclose(_wrap(got.boxes[:, 6] - expected.boxes[:, 6]), 0, atol=1e-9)
+        np.testing.assert_array_equal(got.classes, expected.classes)
+        np.testing.assert_array_equal(got.track_ids, expected.track_ids)
