@@ -307,7 +307,8 @@ class _GroupStore:
 class APAccumulator:
     """Accumulates frames and computes OpenCOOD-style AP (see the module docstring).
 
-    Groups in the result: ``overall``; ``class/<name>`` (if ``per_class`` and labels are given);
+    Groups in the result: ``overall``; ``class/<name>`` (if ``per_class`` and labels are given:
+    give labels for every frame or for none);
     ``distance/<lo>-<hi>`` per bin; ``subset/<name>`` for every ``gt_subsets`` key.
 
     Example:
@@ -326,6 +327,7 @@ class APAccumulator:
         self._groups: dict[str, _GroupStore] = {}
         self._subset_names: tuple[str, ...] | None = None
         self._classes: set[int] = set()
+        self._labelled: bool | None = None  # whether frames give labels (else no class/*)
         self.num_frames = 0
 
     # ----------------------------------------------------------------------------------------
@@ -387,6 +389,14 @@ class APAccumulator:
             raise ValueError("det_boxes/det_scores: contain non-finite values")
         if not torch.isfinite(gt_boxes).all():
             raise ValueError("gt_boxes: contains non-finite values")
+        labelled = det_labels is not None or gt_labels is not None
+        if self._labelled is None:
+            self._labelled = labelled
+        elif labelled != self._labelled:
+            raise ValueError(
+                "det_labels/gt_labels: give labels for every frame or for none "
+                f"(earlier frames: {'with' if self._labelled else 'without'} labels)"
+            )
         det_lab = self._labels(det_labels, d, "det_labels")
         gt_lab = self._labels(gt_labels, g, "gt_labels")
         ignore = np.zeros(g, dtype=bool)
@@ -427,7 +437,7 @@ class APAccumulator:
         groups: list[tuple[str, np.ndarray, np.ndarray]] = []
         all_d, all_g = np.ones(d, dtype=bool), np.ones(g, dtype=bool)
         groups.append(("overall", all_d, all_g))
-        if cfg.per_class:
+        if cfg.per_class and self._labelled:
             for c in sorted(self._classes):
                 groups.append((f"class/{self._class_name(c)}", det_lab == c, gt_lab == c))
         for lo, hi in cfg.distance_bins:

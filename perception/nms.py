@@ -60,6 +60,7 @@ def greedy_suppression(overlap: torch.Tensor, valid: torch.Tensor) -> torch.Tens
     return keep
 
 
+@torch.no_grad()
 def batched_rotated_nms(
     boxes: torch.Tensor,
     scores: torch.Tensor,

@@ -214,3 +214,21 @@ def test_transform_boxes_round_trip_and_closed_form() -> None:
     assert (moved[:, 6] >= -math.pi).all() and (moved[:, 6] < math.pi).all()
     with pytest.raises(ValueError, match="transform"):
         transform_boxes(boxes, transform[:3])
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_rotated_iou_cuda_matches_cpu_and_shapely() -> None:
+    rng = np.random.default_rng(21)
+    a = _random_boxes(rng, 64, spread=3.0)
+    b = _random_boxes(rng, 48, spread=3.0)
+    cpu = rotated_iou_bev(torch.tensor(a).float(), torch.tensor(b).float())
+    gpu = rotated_iou_bev(torch.tensor(a).float().cuda(), torch.tensor(b).float().cuda())
+    assert gpu.device.type == "cuda"
+    ref = np.array([[_shapely_iou(p, q) for q in b] for p in a])
+    np.testing.assert_allclose(gpu.double().cpu().numpy(), ref, atol=1e-4, rtol=0)
+    torch.testing.assert_close(gpu.cpu(), cpu, atol=1e-5, rtol=0)
+    g3 = iou_3d(torch.tensor(a).cuda(), torch.tensor(b).cuda())
+    torch.testing.assert_close(
+        g3.cpu(), iou_3d(torch.tensor(a), torch.tensor(b)), atol=1e-9, rtol=0
+    )

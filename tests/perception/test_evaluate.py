@@ -203,7 +203,7 @@ def test_empty_frames() -> None:
     acc = APAccumulator()
     assert math.isnan(acc.compute()["ap"]["overall"][0.5])  # no frames at all
     acc.add_frame(torch.zeros(0, 7), torch.zeros(0), None, torch.zeros(0, 7))
-    acc.add_frame(np.zeros((0, 7)), [], [], np.zeros((0, 7)), [])
+    acc.add_frame(np.zeros((0, 7)), [], None, np.zeros((0, 7)), None)
     res = acc.compute()
     assert res["num_frames"] == 2 and math.isnan(res["ap"]["overall"][0.5])
     acc.add_frame(t([box(0)]), [0.7], None, torch.zeros(0, 7))  # det without GT -> FP
@@ -214,6 +214,14 @@ def test_empty_frames() -> None:
     assert (d["num_gt"], d["num_det"], d["num_tp"], d["num_fp"]) == (1, 1, 0, 1)
     r = ap_from_flags(np.zeros(0), np.zeros(0), num_gt=3)
     assert r["ap"] == 0.0 and r["num_det"] == 0
+    assert not any(k.startswith("class/") for k in res["ap"])  # no labels, no class groups
+    # labelled empty frames: class groups exist only for classes that occurred
+    lab = APAccumulator(distance_bins=())
+    lab.add_frame(np.zeros((0, 7)), [], [], np.zeros((0, 7)), [])
+    lab.add_frame(t([box(0)]), [0.9], [2], t([box(0)]), [2])
+    assert set(lab.compute()["ap"]) == {"overall", "class/2"}
+    with pytest.raises(ValueError, match="labels for every frame"):
+        lab.add_frame(t([box(0)]), [0.9], None, t([box(0)]), None)
 
 
 def test_bad_input_fails_early() -> None:

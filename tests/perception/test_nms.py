@@ -111,3 +111,16 @@ def test_greedy_suppression_long_chain() -> None:
     overlap[0, idx, idx + 1] = True
     keep = greedy_suppression(overlap, torch.ones(1, k, dtype=torch.bool))
     assert keep[0].tolist() == [i % 2 == 0 for i in range(k)]
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_batched_nms_cuda_matches_cpu() -> None:
+    rng = np.random.default_rng(8)
+    boxes = torch.tensor(np.stack([_clustered_boxes(rng, 200) for _ in range(4)])).float()
+    scores = torch.rand(4, 200, generator=torch.Generator().manual_seed(0))
+    labels = torch.randint(0, 2, (4, 200), generator=torch.Generator().manual_seed(1))
+    cpu = batched_rotated_nms(boxes, scores, labels, None, 0.15, max_out=50)
+    gpu = batched_rotated_nms(boxes.cuda(), scores.cuda(), labels.cuda(), None, 0.15, max_out=50)
+    assert gpu.indices.device.type == "cuda"
+    assert torch.equal(gpu.indices.cpu(), cpu.indices)
