@@ -121,7 +121,7 @@ def lzf_compress(data: bytes) -> bytes:
     """Compress ``data`` into an LZF stream that ``lzf_decompress`` (and liblzf/PCL) reads.
 
     Greedy matching through a hash of 3-byte prefixes, as liblzf does; pure Python, so slow for
-    large clouds (about 1 MB/s) — meant for writers and fixtures.
+    large clouds (about 0.5 MB/s on a 2-core CPU) — meant for writers and fixtures.
     """
     src = bytes(data)
     n = len(src)
