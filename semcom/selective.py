@@ -69,7 +69,8 @@ def select_cells(importance: torch.Tensor, kept: int) -> torch.Tensor:
         importance: ``[B, 1, H, W]`` (or ``[B, H, W]``) scores, larger is more important.
         kept: number of cells per map (1 ≤ kept ≤ H·W).
     """
-    scores = importance.reshape(importance.shape[0], -1).to(torch.float32)
+    cells = math.prod(importance.shape[1:])
+    scores = importance.reshape(importance.shape[0], cells).to(torch.float32)
     if not 0 <= kept <= scores.shape[1]:
         raise ValueError(f"select_cells: 'kept' must be in [0, {scores.shape[1]}], got {kept}")
     top = torch.topk(scores, kept, dim=1, sorted=False).indices
@@ -78,8 +79,8 @@ def select_cells(importance: torch.Tensor, kept: int) -> torch.Tensor:
 
 def gather_cells(features: torch.Tensor, indices: torch.Tensor) -> torch.Tensor:
     """``features [B, C, H, W]``, ``indices [B, k]`` → ``[B, C, k]`` cell feature vectors."""
-    b, c = features.shape[:2]
-    flat = features.reshape(b, c, -1)
+    b, c, h, w = features.shape
+    flat = features.reshape(b, c, h * w)
     return flat.gather(2, indices[:, None, :].expand(b, c, indices.shape[1]))
 
 
@@ -266,7 +267,7 @@ class SelectiveCodec(Codec):
         c, h, w = received.meta["shape"]
         kept = received.meta["kept"]
         indices = received.meta["indices"].to(grid.device)
-        cells = grid.reshape(grid.shape[0], c, -1)[:, :, :kept]
+        cells = grid.reshape(grid.shape[0], c, grid.shape[2] * grid.shape[3])[:, :, :kept]
         return scatter_cells(cells.to(torch.float32), indices, h, w)
 
     def forward_train(
@@ -291,7 +292,7 @@ class SelectiveCodec(Codec):
         grid, indices, kept = self._pack(features, importance)
         inner_kwargs.setdefault("ratio", getattr(self.inner, "bandwidth_ratio", None))
         out, uses = self.inner.forward_train(grid, snr_db, **inner_kwargs)
-        cells = out.reshape(b, c, -1)[:, :, :kept]
+        cells = out.reshape(b, c, out.shape[2] * out.shape[3])[:, :, :kept]
         return scatter_cells(cells, indices, h, w), uses + self.control_cost(h, w, kept)[2]
 
 
