@@ -21,6 +21,7 @@ from v2x.channels.erasure import ErasureChannel, Packetizer, _plain
 from v2x.channels.fading import FadingChannel
 from v2x.channels.geometry import segments_blocked
 from v2x.channels.link import LINKS, LinkModel, LinkState, build_link
+from v2x.channels.ofdm import OFDMChannel
 from v2x.channels.pathloss import fspl_db
 from v2x.channels.thz import THzLink, absorption_coefficient
 
@@ -30,6 +31,7 @@ __all__ = [
     "LinkModel",
     "LinkReport",
     "LinkState",
+    "OFDMChannel",
     "THzLink",
     "absorption_coefficient",
     "build_link",

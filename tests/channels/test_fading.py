@@ -113,6 +113,7 @@ DIFFERENTIABLE = [
     ("erasure_iid", {"loss_prob": 0.5, "symbols_per_packet": 8}),
     ("erasure_ge", {"inner": {"name": "rayleigh"}, "symbols_per_packet": 8}),
     ("erasure_bler", {"symbols_per_packet": 8}),
+    ("tdl", {"fft_size": 12, "num_ofdm_symbols": 4, "pilot_ofdm_symbol_indices": [0]}),
 ]
 
 
