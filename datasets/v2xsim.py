@@ -545,18 +545,19 @@ def _json_safe(value):
     return value
 
 
-def _channel_plan(frames: list[CoopFrame]) -> dict[str, int]:
-    """Agent id → ``k`` of ``LIDAR_TOP_id_k`` for one scene: the first RSU is ``0`` (V2X-Sim's
-    convention), every other agent gets ``1, 2, …`` in order of first appearance."""
-    plan: dict[str, int] = {}
-    rsus = sorted({a.agent_id for f in frames for a in f.agents if a.kind == "rsu"})
-    if rsus:
-        plan[rsus[0]] = 0
-    for frame in frames:
-        for agent in frame.agents:
-            if agent.agent_id not in plan:
-                plan[agent.agent_id] = len([v for v in plan.values() if v > 0]) + 1
-    return plan
+def _extend_plan(plan: dict[str, int], frame: CoopFrame) -> None:
+    """Agent id → ``k`` of ``LIDAR_TOP_id_k`` within one scene, grown frame by frame: the first
+    RSU met (lowest agent id in its frame) is ``0`` (V2X-Sim's convention), every other agent
+    gets ``1, 2, …`` in order of first appearance."""
+    if 0 not in plan.values():
+        rsus = sorted(
+            a.agent_id for a in frame.agents if a.kind == "rsu" and a.agent_id not in plan
+        )
+        if rsus:
+            plan[rsus[0]] = 0
+    for agent in frame.agents:
+        if agent.agent_id not in plan:
+            plan[agent.agent_id] = sum(1 for v in plan.values() if v > 0) + 1
 
 
 def _write_json(path: Path, rows) -> None:
@@ -593,16 +594,6 @@ def write_v2xsim(
     """
     root = Path(root)
     sensor_to_ego = {k: np.asarray(v, dtype=np.float64) for k, v in (sensor_to_ego or {}).items()}
-    scenes: list[tuple[str, list[CoopFrame]]] = []
-    for frame in frames:
-        name = _scene_of(frame)
-        if scenes and scenes[-1][0] == name:
-            scenes[-1][1].append(frame)
-        else:
-            scenes.append((name, [frame]))
-    names_seen = [s[0] for s in scenes]
-    if len(set(names_seen)) != len(names_seen):
-        raise ValueError(f"{root}: field 'frames' revisits a scene after leaving it: {names_seen}")
     t = {name: [] for name in (*TABLES_REQUIRED, *TABLES_OPTIONAL)}
     extension: list[dict] = []
     for level, (token, desc) in enumerate(
@@ -646,165 +637,190 @@ def write_v2xsim(
     )
     n_ann = 0
     calib_written: set[str] = set()
-    for scene_name, scene_frames in scenes:
-        plan = _channel_plan(scene_frames)
-        scene_token = _token("scene", scene_name)
-        safe_scene = re.sub(r"[^A-Za-z0-9_.-]", "_", scene_name)
-        sample_tokens = [_token("sample", scene_name, i) for i in range(len(scene_frames))]
-        last_sd: dict[int, dict] = {}
-        instances: dict[str, dict] = {}
-        last_ann: dict[str, dict] = {}
-        for i, frame in enumerate(scene_frames):
-            sample_token = sample_tokens[i]
-            t["sample"].append(
-                {
-                    "token": sample_token,
-                    "timestamp": int(round(frame.ego.timestamp * 1e6)),
-                    "prev": sample_tokens[i - 1] if i > 0 else "",
-                    "next": sample_tokens[i + 1] if i + 1 < len(scene_frames) else "",
-                    "scene_token": scene_token,
-                }
-            )
-            agents_ext = {}
-            vis_ext = {}
-            for a, agent in enumerate(frame.agents):
-                k = plan[agent.agent_id]
-                channel = f"LIDAR_TOP_id_{k}"
-                if k not in sensor_tokens:
-                    sensor_tokens[k] = _token("sensor", channel)
-                    t["sensor"].append(
-                        {"token": sensor_tokens[k], "channel": channel, "modality": "lidar"}
-                    )
-                calib_token = _token("calibrated_sensor", scene_name, channel)
-                mount = sensor_to_ego.get(agent.kind, np.eye(4))
-                if calib_token not in calib_written:
-                    calib_written.add(calib_token)
-                    t["calibrated_sensor"].append(
-                        {
-                            "token": calib_token,
-                            "sensor_token": sensor_tokens[k],
-                            "translation": mount[:3, 3].tolist(),
-                            "rotation": matrix_to_quaternion(mount[:3, :3]),
-                            "camera_intrinsic": [],
-                        }
-                    )
-                ego = agent.pose @ np.linalg.inv(mount)
-                sd_token = _token("sample_data", scene_name, i, channel)
-                stamp = int(round(agent.timestamp * 1e6))
-                t["ego_pose"].append(
-                    {
-                        "token": sd_token,
-                        "timestamp": stamp,
-                        "rotation": matrix_to_quaternion(ego[:3, :3]),
-                        "translation": ego[:3, 3].tolist(),
-                    }
-                )
-                filename = f"sweeps/{channel}/{safe_scene}_{i:06d}.pcd.bin"
-                record = {
-                    "token": sd_token,
-                    "sample_token": sample_token,
-                    "ego_pose_token": sd_token,
-                    "calibrated_sensor_token": calib_token,
-                    "timestamp": stamp,
-                    "fileformat": "pcd",
-                    "is_key_frame": True,
-                    "height": 0,
-                    "width": 0,
-                    "filename": filename,
-                    "prev": last_sd[k]["token"] if k in last_sd else "",
-                    "next": "",
-                }
-                if k in last_sd:
-                    last_sd[k]["next"] = sd_token
-                last_sd[k] = record
-                t["sample_data"].append(record)
-                cloud = np.zeros((agent.points.shape[0], POINT_FLOATS), dtype="<f4")
-                cloud[:, :4] = agent.points
-                path = root / filename
-                path.parent.mkdir(parents=True, exist_ok=True)
-                tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-                cloud.tofile(tmp)
-                os.replace(tmp, path)
-                agents_ext[channel] = {"agent_id": agent.agent_id, "kind": agent.kind}
-                if frame.visibility is not None:
-                    vis_ext[channel] = frame.visibility[a].tolist()
-            ann_tokens = []
-            for m in range(frame.boxes.shape[0]):
-                x, y, z, length, w, h, yaw = frame.boxes[m].tolist()
-                cls = int(frame.classes[m])
-                inst = _instance_token(scene_name, int(frame.track_ids[m]), frame.frame_id, m)
-                ann_token = _token("sample_annotation", scene_name, i, m)
-                ann_tokens.append(ann_token)
-                points_in_box = (
-                    int(frame.visibility[:, m].sum()) if frame.visibility is not None else 0
-                )
-                ann = {
-                    "token": ann_token,
-                    "sample_token": sample_token,
-                    "instance_token": inst,
-                    "visibility_token": "",
-                    "attribute_tokens": [attr_tokens[WITH_RIDER]] if cls == 3 else [],
-                    "translation": [x, y, z],
-                    "size": [w, length, h],
-                    "rotation": [float(np.cos(yaw / 2)), 0.0, 0.0, float(np.sin(yaw / 2))],
-                    "prev": last_ann[inst]["token"] if inst in last_ann else "",
-                    "next": "",
-                    "num_lidar_pts": points_in_box,
-                    "num_radar_pts": 0,
-                }
-                if inst in last_ann:
-                    last_ann[inst]["next"] = ann_token
-                last_ann[inst] = ann
-                t["sample_annotation"].append(ann)
-                if inst not in instances:
-                    instances[inst] = {
-                        "token": inst,
-                        "category_token": cat_tokens[cls],
-                        "nbr_annotations": 0,
-                        "first_annotation_token": ann_token,
-                        "last_annotation_token": ann_token,
-                    }
-                    t["instance"].append(instances[inst])
-                instances[inst]["nbr_annotations"] += 1
-                instances[inst]["last_annotation_token"] = ann_token
-                n_ann += 1
-            ego_k = plan[frame.ego.agent_id]
-            entry = {
-                "token": sample_token,
-                "frame_id": frame.frame_id,
-                "ego_channel": ego_k,
-                "agents": agents_ext,
-                "agent_order": list(agents_ext),
-                "annotations": ann_tokens,
-            }
-            if frame.visibility is not None:
-                entry["visibility"] = vis_ext
-            meta = {
-                k: v
-                for k, v in (frame.meta or {}).items()
-                if _json_safe(v) is not None and k not in ("dropped_categories", "sample_token")
-            }
-            if meta:
-                entry["meta"] = meta
-            extension.append(entry)
+    scene_names: list[str] = []
+    state: dict = {}
+
+    def close_scene() -> None:
+        if not state:
+            return
         t["scene"].append(
             {
-                "token": scene_token,
+                "token": state["token"],
                 "log_token": log_token,
-                "nbr_samples": len(scene_frames),
-                "first_sample_token": sample_tokens[0],
-                "last_sample_token": sample_tokens[-1],
-                "name": scene_name,
+                "nbr_samples": len(state["samples"]),
+                "first_sample_token": state["samples"][0]["token"],
+                "last_sample_token": state["samples"][-1]["token"],
+                "name": state["name"],
                 "description": "exported by v2x.datasets.v2xsim",
             }
         )
+        state.clear()
+
+    for frame in frames:
+        scene_name = _scene_of(frame)
+        if not state or state["name"] != scene_name:
+            if scene_name in scene_names:
+                raise ValueError(
+                    f"{root}: field 'frames' revisits scene {scene_name!r} after leaving it; "
+                    "frames of one scene must be consecutive"
+                )
+            close_scene()
+            scene_names.append(scene_name)
+            state.update(
+                name=scene_name,
+                token=_token("scene", scene_name),
+                safe=re.sub(r"[^A-Za-z0-9_.-]", "_", scene_name),
+                plan={},
+                samples=[],
+                last_sd={},
+                instances={},
+                last_ann={},
+            )
+        plan, last_sd = state["plan"], state["last_sd"]
+        instances, last_ann = state["instances"], state["last_ann"]
+        safe_scene, scene_token = state["safe"], state["token"]
+        _extend_plan(plan, frame)
+        i = len(state["samples"])
+        sample_token = _token("sample", scene_name, i)
+        if state["samples"]:
+            state["samples"][-1]["next"] = sample_token
+        sample = {
+            "token": sample_token,
+            "timestamp": int(round(frame.ego.timestamp * 1e6)),
+            "prev": state["samples"][-1]["token"] if state["samples"] else "",
+            "next": "",
+            "scene_token": scene_token,
+        }
+        state["samples"].append(sample)
+        t["sample"].append(sample)
+        agents_ext = {}
+        vis_ext = {}
+        for a, agent in enumerate(frame.agents):
+            k = plan[agent.agent_id]
+            channel = f"LIDAR_TOP_id_{k}"
+            if k not in sensor_tokens:
+                sensor_tokens[k] = _token("sensor", channel)
+                t["sensor"].append(
+                    {"token": sensor_tokens[k], "channel": channel, "modality": "lidar"}
+                )
+            calib_token = _token("calibrated_sensor", scene_name, channel)
+            mount = sensor_to_ego.get(agent.kind, np.eye(4))
+            if calib_token not in calib_written:
+                calib_written.add(calib_token)
+                t["calibrated_sensor"].append(
+                    {
+                        "token": calib_token,
+                        "sensor_token": sensor_tokens[k],
+                        "translation": mount[:3, 3].tolist(),
+                        "rotation": matrix_to_quaternion(mount[:3, :3]),
+                        "camera_intrinsic": [],
+                    }
+                )
+            ego = agent.pose @ np.linalg.inv(mount)
+            sd_token = _token("sample_data", scene_name, i, channel)
+            stamp = int(round(agent.timestamp * 1e6))
+            t["ego_pose"].append(
+                {
+                    "token": sd_token,
+                    "timestamp": stamp,
+                    "rotation": matrix_to_quaternion(ego[:3, :3]),
+                    "translation": ego[:3, 3].tolist(),
+                }
+            )
+            filename = f"sweeps/{channel}/{safe_scene}_{i:06d}.pcd.bin"
+            record = {
+                "token": sd_token,
+                "sample_token": sample_token,
+                "ego_pose_token": sd_token,
+                "calibrated_sensor_token": calib_token,
+                "timestamp": stamp,
+                "fileformat": "pcd",
+                "is_key_frame": True,
+                "height": 0,
+                "width": 0,
+                "filename": filename,
+                "prev": last_sd[k]["token"] if k in last_sd else "",
+                "next": "",
+            }
+            if k in last_sd:
+                last_sd[k]["next"] = sd_token
+            last_sd[k] = record
+            t["sample_data"].append(record)
+            cloud = np.zeros((agent.points.shape[0], POINT_FLOATS), dtype="<f4")
+            cloud[:, :4] = agent.points
+            path = root / filename
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+            cloud.tofile(tmp)
+            os.replace(tmp, path)
+            agents_ext[channel] = {"agent_id": agent.agent_id, "kind": agent.kind}
+            if frame.visibility is not None:
+                vis_ext[channel] = frame.visibility[a].tolist()
+        ann_tokens = []
+        for m in range(frame.boxes.shape[0]):
+            x, y, z, length, w, h, yaw = frame.boxes[m].tolist()
+            cls = int(frame.classes[m])
+            inst = _instance_token(scene_name, int(frame.track_ids[m]), frame.frame_id, m)
+            ann_token = _token("sample_annotation", scene_name, i, m)
+            ann_tokens.append(ann_token)
+            points_in_box = int(frame.visibility[:, m].sum()) if frame.visibility is not None else 0
+            ann = {
+                "token": ann_token,
+                "sample_token": sample_token,
+                "instance_token": inst,
+                "visibility_token": "",
+                "attribute_tokens": [attr_tokens[WITH_RIDER]] if cls == 3 else [],
+                "translation": [x, y, z],
+                "size": [w, length, h],
+                "rotation": [float(np.cos(yaw / 2)), 0.0, 0.0, float(np.sin(yaw / 2))],
+                "prev": last_ann[inst]["token"] if inst in last_ann else "",
+                "next": "",
+                "num_lidar_pts": points_in_box,
+                "num_radar_pts": 0,
+            }
+            if inst in last_ann:
+                last_ann[inst]["next"] = ann_token
+            last_ann[inst] = ann
+            t["sample_annotation"].append(ann)
+            if inst not in instances:
+                instances[inst] = {
+                    "token": inst,
+                    "category_token": cat_tokens[cls],
+                    "nbr_annotations": 0,
+                    "first_annotation_token": ann_token,
+                    "last_annotation_token": ann_token,
+                }
+                t["instance"].append(instances[inst])
+            instances[inst]["nbr_annotations"] += 1
+            instances[inst]["last_annotation_token"] = ann_token
+            n_ann += 1
+        ego_k = plan[frame.ego.agent_id]
+        entry = {
+            "token": sample_token,
+            "frame_id": frame.frame_id,
+            "ego_channel": ego_k,
+            "agents": agents_ext,
+            "agent_order": list(agents_ext),
+            "annotations": ann_tokens,
+        }
+        if frame.visibility is not None:
+            entry["visibility"] = vis_ext
+        meta = {
+            k: v
+            for k, v in (frame.meta or {}).items()
+            if _json_safe(v) is not None and k not in ("dropped_categories", "sample_token")
+        }
+        if meta:
+            entry["meta"] = meta
+        extension.append(entry)
+    close_scene()
     table_dir = root / version
     for name, rows in t.items():
         _write_json(table_dir / f"{name}.json", rows)
     _write_json(table_dir / EXTENSION_FILE, extension)
     return {
         "root": str(root),
-        "scenes": len(scenes),
+        "scenes": len(scene_names),
         "samples": len(t["sample"]),
         "annotations": n_ann,
     }

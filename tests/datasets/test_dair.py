@@ -425,3 +425,17 @@ def test_export_synthetic_frames_round_trip(tmp_path):
         np.testing.assert_allclose(_wrap(got.boxes[:, 6] - expected.boxes[:, 6]), 0, atol=1e-9)
         np.testing.assert_array_equal(got.classes, expected.classes)
         np.testing.assert_array_equal(got.track_ids, expected.track_ids)
+
+
+def test_hydra_config_builds_the_reader(tmp_path):
+    from importlib.resources import files
+
+    from omegaconf import OmegaConf
+
+    cfg = OmegaConf.load(str(files("v2x.conf") / "dataset" / "dair_v2x.yaml"))
+    kwargs = OmegaConf.to_container(cfg, resolve=True)
+    assert kwargs.pop("name") == "dair_v2x"
+    build_fixture(tmp_path)
+    kwargs["root"] = str(tmp_path)
+    frame = DAIRV2XCDataset(**kwargs)[0]
+    np.testing.assert_allclose(frame.agents[0].points[:, 3], [0.2, 1.0], atol=1e-7)  # 0-255 → 0-1

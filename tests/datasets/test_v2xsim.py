@@ -552,3 +552,19 @@ def test_export_synthetic_frames_round_trip(tmp_path):
         assert_frames_equal(expected, frame)
         if expected.visibility is not None:
             np.testing.assert_array_equal(frame.visibility, expected.visibility)
+
+
+def test_hydra_config_builds_the_reader(tmp_path):
+    from importlib.resources import files
+
+    from omegaconf import OmegaConf
+
+    cfg = OmegaConf.load(str(files("v2x.conf") / "dataset" / "v2xsim.yaml"))
+    kwargs = OmegaConf.to_container(cfg, resolve=True)
+    assert kwargs.pop("name") == "v2xsim"
+    build_fixture(tmp_path)
+    kwargs["root"] = str(tmp_path)
+    assert len(V2XSimDataset(**kwargs)) == 2
+    assert sorted(kwargs["split_scenes"]) == ["test", "train", "val"]
+    with pytest.raises(ValueError, match="no scene 82"):  # the fixture has only scene 0
+        V2XSimDataset(**{**kwargs, "split": "train"})
