@@ -1,0 +1,80 @@
+"""Bandwidth budget: shares, latency, deadline drops and AoI against hand-computed values."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from v2x.budget import SCHEDULERS, BudgetConfig, novelty_from_visibility, schedule
+
+
+def _kba(values, dtype=torch.float64):
+    return torch.tensor(values, dtype=dtype).view(1, 1, -1)
+
+
+def test_equal_share_latency_and_deadline_drop():
+    cfg = BudgetConfig(bandwidth_hz=10e6, deadline_s=0.05, scheduler="equal")
+    assert cfg.channel_uses == pytest.approx(5e5)
+    sent = _kba([False, True, True, True, False], torch.bool)
+    uses = _kba([0, 1e5, 1.5e5, 2e5, 0])
+    packets = _kba([0, 10, 15, 20, 0])
+    d = schedule(cfg, sent, uses, packets, torch.zeros(1, 1, 5))
+    assert d.share[0, 0].tolist() == pytest.approx([0, 1 / 3, 1 / 3, 1 / 3, 0])
+    rate = 10e6 / 3  # uses per second of each share
+    assert d.latency_s[0, 0, 1].item() == pytest.approx(1e5 / rate)  # 0.03 s
+    assert d.latency_s[0, 0, 3].item() == pytest.approx(2e5 / rate)  # 0.06 s > deadline
+    assert d.on_time[0, 0].tolist() == [False, True, True, False, False]
+    assert d.delivered[0, 0].tolist() == [False, True, True, False, False]
+    assert d.packets_lost[0, 0].tolist() == [0, 0, 0, 20, 0]
+    assert d.aoi_s[0, 0, 2].item() == pytest.approx(1.5e5 / rate)
+    assert math.isnan(d.aoi_s[0, 0, 3].item()) and math.isnan(d.latency_s[0, 0, 4].item())
+
+
+def test_stale_policy_keeps_late_payloads_with_their_age():
+    cfg = BudgetConfig(
+        bandwidth_hz=1e6, deadline_s=0.1, late_policy="stale", processing_latency_s=0.01
+    )
+    sent = _kba([False, True], torch.bool)
+    d = schedule(cfg, sent, _kba([0, 2e5]), _kba([0, 5]), torch.zeros(1, 1, 2))
+    assert d.latency_s[0, 0, 1].item() == pytest.approx(0.01 + 0.2)
+    assert not d.on_time[0, 0, 1] and d.delivered[0, 0, 1]
+    assert d.aoi_s[0, 0, 1].item() == pytest.approx(0.21)
+    assert d.packets_lost.sum().item() == 0
+
+
+def test_importance_weights_novelty_and_link_quality():
+    cfg = BudgetConfig(scheduler="importance", alpha=1.0, beta=1.0)
+    sent = _kba([False, True, True], torch.bool)
+    snr = _kba([0.0, 10 * math.log10(3), 10 * math.log10(15)])  # capacities 2 and 4 bit/use
+    novelty = torch.tensor([[0.0, 3.0, 1.0]])
+    d = schedule(cfg, sent, _kba([0, 1, 1]), _kba([0, 1, 1]), snr, novelty)
+    w1, w2 = (1 + 3) * 2.0, (1 + 1) * 4.0
+    assert d.share[0, 0, 1].item() == pytest.approx(w1 / (w1 + w2))
+    assert d.share[0, 0, 2].item() == pytest.approx(w2 / (w1 + w2))
+
+
+def test_unsent_links_get_nothing_and_registry_lists_schedulers():
+    cfg = BudgetConfig(scheduler="importance")
+    sent = torch.zeros(2, 1, 3, dtype=torch.bool)
+    d = schedule(cfg, sent, torch.zeros(2, 1, 3), torch.zeros(2, 1, 3), torch.zeros(2, 1, 3))
+    assert d.share.abs().sum() == 0 and not d.delivered.any()
+    assert {"equal", "importance"} <= set(SCHEDULERS.names())
+
+
+def test_novelty_counts_objects_only_collaborators_see():
+    vis = torch.tensor([[[5, 0, 0, -1], [0, 3, 0, -1], [2, 1, 4, -1]]], dtype=torch.int32)
+    mask = torch.tensor([[True, True, True, False]])
+    assert novelty_from_visibility(vis, mask).tolist() == [[0.0, 1.0, 2.0]]
+
+
+def test_bad_budget_config():
+    with pytest.raises(ValueError, match="scheduler.*equal, importance"):
+        BudgetConfig(scheduler="fifo")
+    with pytest.raises(ValueError, match="late_policy.*drop, stale"):
+        BudgetConfig(late_policy="maybe")
+    with pytest.raises(ValueError, match="deadline_s"):
+        BudgetConfig(deadline_s=0)
+    with pytest.raises(ValueError, match="unknown field"):
+        BudgetConfig.from_dict({"deadline": 1})

@@ -1,0 +1,209 @@
+"""The per-frame bandwidth budget and who gets how much of it.
+
+Every frame the ego's collaborators share one channel of ``bandwidth_hz`` for ``deadline_s``
+seconds: a budget of ``bandwidth_hz · deadline_s`` complex channel uses (one use per Hz per
+second). A **scheduler** splits it into shares (fractions of the bandwidth, FDMA): collaborator
+``i`` with share ``f_i`` and a payload of ``u_i`` channel uses is on air for
+``u_i / (f_i · bandwidth_hz)`` seconds, so its latency is::
+
+    latency_s = processing_latency_s + u_i / (f_i · bandwidth_hz)
+
+A payload whose latency exceeds the deadline is late: with ``late_policy="drop"`` it is lost
+(its packets count as lost and the ego fuses without it); with ``"stale"`` it is fused anyway,
+and its age of information (AoI, the time from sensing to fusion) records how old it was. The
+AoI of a delivered payload is its latency; a dropped payload has no AoI (NaN).
+
+Schedulers (registry ``SCHEDULERS``; ``fn(ctx: ScheduleContext) -> share [K, B, A]``):
+
+* ``equal``: every connected collaborator gets the same share.
+* ``importance``: shares proportional to ``(1 + novelty)^alpha · capacity^beta`` — novelty is
+  how many objects a collaborator sees that the ego does not (from the frame's visibility
+  counts), capacity ``log2(1 + snr)`` its link quality (Where2comm / R-ACP-style priority).
+
+Shapes: ``K`` conditions, ``B`` frames, ``A`` agent slots (ego at 0, never scheduled).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, fields
+
+import torch
+
+from v2x.registry import Registry
+
+LATE_POLICIES = ("drop", "stale")
+
+
+@dataclass
+class BudgetConfig:
+    """Hydra group ``budget``.
+
+    Attributes:
+        bandwidth_hz: the shared channel's bandwidth.
+        deadline_s: latency deadline per frame (the budget's time window).
+        scheduler: name in ``SCHEDULERS``.
+        late_policy: ``"drop"`` or ``"stale"`` for payloads that miss the deadline.
+        processing_latency_s: fixed encode/decode/MAC latency added to every payload.
+        alpha, beta: exponents of the ``importance`` scheduler (novelty, capacity).
+    """
+
+    bandwidth_hz: float = 20e6
+    deadline_s: float = 0.1
+    scheduler: str = "equal"
+    late_policy: str = "drop"
+    processing_latency_s: float = 0.0
+    alpha: float = 1.0
+    beta: float = 1.0
+
+    def __post_init__(self) -> None:
+        if not self.bandwidth_hz > 0:
+            raise ValueError(f"budget: field 'bandwidth_hz' must be > 0, got {self.bandwidth_hz}")
+        if not self.deadline_s > 0:
+            raise ValueError(f"budget: field 'deadline_s' must be > 0, got {self.deadline_s}")
+        if self.late_policy not in LATE_POLICIES:
+            raise ValueError(
+                f"budget: field 'late_policy' is {self.late_policy!r}; valid choices: "
+                f"{', '.join(LATE_POLICIES)}"
+            )
+        if self.processing_latency_s < 0:
+            raise ValueError("budget: field 'processing_latency_s' must be >= 0")
+        SCHEDULERS.get(self.scheduler)  # raises with the valid choices
+
+    @property
+    def channel_uses(self) -> float:
+        """Channel uses in one frame's budget: ``bandwidth_hz · deadline_s``."""
+        return self.bandwidth_hz * self.deadline_s
+
+    @classmethod
+    def from_dict(cls, data: Mapping | BudgetConfig | None) -> BudgetConfig:
+        if data is None:
+            return cls()
+        if isinstance(data, BudgetConfig):
+            return data
+        data = dict(data)
+        names = {f.name for f in fields(cls)}
+        unknown = set(data) - names
+        if unknown:
+            raise ValueError(f"budget: unknown field(s) {sorted(unknown)}; valid: {sorted(names)}")
+        return cls(**data)
+
+
+@dataclass
+class ScheduleContext:
+    """What a scheduler may look at.
+
+    Attributes:
+        connected: ``[K, B, A]`` bool, collaborators that have a link this frame (ego False).
+        snr_db: ``[K, B, A]`` float link SNR.
+        novelty: ``[B, A]`` float objects the agent sees that the ego does not (0 if unknown).
+        config: the budget config.
+    """
+
+    connected: torch.Tensor
+    snr_db: torch.Tensor
+    novelty: torch.Tensor
+    config: BudgetConfig
+
+
+SCHEDULERS: Registry[Callable[[ScheduleContext], torch.Tensor]] = Registry("scheduler")
+
+
+def _normalise(weights: torch.Tensor, connected: torch.Tensor) -> torch.Tensor:
+    weights = torch.where(connected, weights.clamp_min(0.0), torch.zeros_like(weights))
+    total = weights.sum(dim=-1, keepdim=True)
+    # All-zero weights among connected agents fall back to an equal split.
+    equal = connected.double() / connected.sum(dim=-1, keepdim=True).clamp_min(1)
+    return torch.where(total > 0, weights / total.clamp_min(1e-300), equal)
+
+
+@SCHEDULERS.register("equal")
+def equal_share(ctx: ScheduleContext) -> torch.Tensor:
+    """Every connected collaborator gets ``1 / n_connected`` of the bandwidth."""
+    return _normalise(ctx.connected.double(), ctx.connected)
+
+
+@SCHEDULERS.register("importance")
+def importance_share(ctx: ScheduleContext) -> torch.Tensor:
+    """Shares ∝ ``(1 + novelty)^alpha · log2(1 + snr)^beta`` over connected collaborators."""
+    cfg = ctx.config
+    novelty = ctx.novelty.double().clamp_min(0.0).unsqueeze(0).expand_as(ctx.snr_db)
+    snr = torch.nan_to_num(ctx.snr_db.double(), nan=-300.0)
+    capacity = torch.log2(1.0 + torch.pow(10.0, snr / 10.0))
+    weights = (1.0 + novelty).pow(cfg.alpha) * capacity.pow(cfg.beta)
+    return _normalise(weights, ctx.connected)
+
+
+def novelty_from_visibility(visibility: torch.Tensor, box_mask: torch.Tensor) -> torch.Tensor:
+    """``[B, A]`` objects agent ``a`` has points on while the ego (slot 0) has none.
+
+    Args: visibility ``[B, A, M]`` int (−1 unknown), box_mask ``[B, M]`` bool.
+    """
+    known = (visibility >= 0) & box_mask[:, None, :]
+    seen = (visibility > 0) & known
+    ego_blind = (visibility[:, :1] <= 0) & known[:, :1]
+    novelty = (seen & ego_blind).sum(dim=-1).double()
+    novelty[:, 0] = 0
+    return novelty
+
+
+@dataclass
+class Delivery:
+    """Outcome of one frame's budget for every link, tensors ``[K, B, A]``.
+
+    Attributes:
+        share: fraction of the bandwidth (float64).
+        latency_s: processing + time on air (float64; inf when the share is 0, NaN when unsent).
+        on_time: bool, sent and latency ≤ deadline.
+        delivered: bool, the ego fuses it (on time, or late with ``late_policy="stale"``).
+        packets_lost: float64 packets of dropped payloads.
+        aoi_s: float64 age of the information at fusion (NaN when not delivered).
+    """
+
+    share: torch.Tensor
+    latency_s: torch.Tensor
+    on_time: torch.Tensor
+    delivered: torch.Tensor
+    packets_lost: torch.Tensor
+    aoi_s: torch.Tensor
+
+
+def schedule(
+    config: BudgetConfig,
+    sent: torch.Tensor,
+    channel_uses: torch.Tensor,
+    packets: torch.Tensor,
+    snr_db: torch.Tensor,
+    novelty: torch.Tensor | None = None,
+) -> Delivery:
+    """Share the budget among the links that send and decide what arrives in time.
+
+    Args:
+        config: the budget.
+        sent: ``[K, B, A]`` bool, links that transmit (ego slot False).
+        channel_uses, packets: ``[K, B, A]`` payload sizes (``LinkCost``).
+        snr_db: ``[K, B, A]`` link SNR (for schedulers that weigh link quality).
+        novelty: ``[B, A]`` objects unseen by the ego (see ``novelty_from_visibility``).
+    """
+    sent = sent.clone()
+    sent[..., 0] = False
+    if novelty is None:
+        novelty = torch.zeros(sent.shape[1:], dtype=torch.float64, device=sent.device)
+    ctx = ScheduleContext(sent, snr_db, novelty.to(sent.device), config)
+    share = SCHEDULERS.get(config.scheduler)(ctx).double()
+    share = torch.where(sent, share, torch.zeros_like(share))
+    uses = channel_uses.double()
+    rate = share * config.bandwidth_hz
+    with torch.no_grad():
+        on_air = torch.where(
+            rate > 0, uses / rate.clamp_min(1e-300), torch.full_like(uses, float("inf"))
+        )
+        on_air = torch.where(uses > 0, on_air, torch.zeros_like(on_air))
+    latency = torch.where(
+        sent, config.processing_latency_s + on_air, torch.full_like(uses, float("nan"))
+    )
+    on_time = sent & (latency <= config.deadline_s)
+    delivered = on_time | (sent & (config.late_policy == "stale") & torch.isfinite(latency))
+    lost = torch.where(sent & ~delivered, packets.double(), torch.zeros_like(uses))
+    aoi = torch.where(delivered, latency, torch.full_like(uses, float("nan")))
+    return Delivery(share, latency, on_time, delivered, lost, aoi)

@@ -1,0 +1,221 @@
+"""The ledger: one row per (condition, frame, collaborator → ego link) with everything it cost.
+
+Every bandwidth axis of every plot is read from these rows. Columns (``LEDGER_SCHEMA``):
+
+==================  ========  ===========================================================
+column              type      meaning
+==================  ========  ===========================================================
+cell_id             string    the condition (see ``v2x.results``)
+condition_id        int32     index of the SNR condition inside its run (0..K-1)
+frame_id            string    the frame
+tx_agent, rx_agent  string    transmitter (collaborator) and receiver (ego) ids
+tx_kind, rx_kind    string    agent kinds; kind_pair is their canonical pair
+link_model          string    path-loss model of the pair (network config)
+distance_m          float64   3D antenna distance
+los                 bool      line of sight (network's LOS mode)
+link_snr_db         float64   SNR from the geometry's link budget
+snr_db              float64   SNR the transmission was simulated at
+channel, codec      string    channel and codec names
+fusion              string    fusion strategy
+bandwidth_ratio     float64   nominal codec bandwidth ratio (NaN if the codec has none)
+connected           bool      within communication range
+sent                bool      something was transmitted
+source_bits         float64   information bits
+coded_bits          float64   bits after channel coding
+channel_uses        float64   complex channel symbols
+packets_sent        float64   packets
+packets_lost        float64   packets of payloads dropped at the deadline
+share               float64   fraction of the frame's bandwidth the scheduler granted
+latency_s           float64   processing + time on air (NaN when nothing was sent)
+aoi_s               float64   age of information at fusion (NaN when not delivered)
+delivered           bool      the ego fused it
+tx_x_m … rx_y_m     float64   antenna positions (world), for maps
+==================  ========  ===========================================================
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pyarrow as pa
+import torch
+
+from v2x.budget import Delivery
+from v2x.network import NetworkBatch
+
+LEDGER_SCHEMA = pa.schema(
+    [
+        ("cell_id", pa.string()),
+        ("condition_id", pa.int32()),
+        ("frame_id", pa.string()),
+        ("tx_agent", pa.string()),
+        ("rx_agent", pa.string()),
+        ("tx_kind", pa.string()),
+        ("rx_kind", pa.string()),
+        ("kind_pair", pa.string()),
+        ("link_model", pa.string()),
+        ("distance_m", pa.float64()),
+        ("los", pa.bool_()),
+        ("link_snr_db", pa.float64()),
+        ("snr_db", pa.float64()),
+        ("channel", pa.string()),
+        ("codec", pa.string()),
+        ("fusion", pa.string()),
+        ("bandwidth_ratio", pa.float64()),
+        ("connected", pa.bool_()),
+        ("sent", pa.bool_()),
+        ("source_bits", pa.float64()),
+        ("coded_bits", pa.float64()),
+        ("channel_uses", pa.float64()),
+        ("packets_sent", pa.float64()),
+        ("packets_lost", pa.float64()),
+        ("share", pa.float64()),
+        ("latency_s", pa.float64()),
+        ("aoi_s", pa.float64()),
+        ("delivered", pa.bool_()),
+        ("tx_x_m", pa.float64()),
+        ("tx_y_m", pa.float64()),
+        ("rx_x_m", pa.float64()),
+        ("rx_y_m", pa.float64()),
+    ]
+)
+
+
+def ledger_table(
+    cell_ids: Sequence[str],
+    cost,
+    delivery: Delivery,
+    network: NetworkBatch,
+    agent_mask: torch.Tensor,
+    channel: str,
+    codec: str,
+    fusion: str,
+    bandwidth_ratio: float,
+) -> pa.Table:
+    """Rows of one run: ``K`` conditions × ``B`` frames × present collaborators.
+
+    Args:
+        cell_ids: ``K`` cell ids (one per SNR condition).
+        cost: the run's ``LinkCost`` (tensors ``[K, B, A]``).
+        delivery: the budget's ``Delivery`` (``[K, B, A]``).
+        network: the frames' ``NetworkBatch`` (``[B, A]``).
+        agent_mask: ``[B, A]`` bool, agents present in the batch (before range filtering).
+        channel, codec, fusion, bandwidth_ratio: the run's setting.
+    """
+    k, b, a = cost.channel_uses.shape
+    if len(cell_ids) != k:
+        raise ValueError(f"ledger: 'cell_ids' must have {k} entries, got {len(cell_ids)}")
+    mask = agent_mask.clone().cpu()
+    mask[:, 0] = False
+    kk, bb, aa = (
+        t.reshape(-1)
+        for t in torch.meshgrid(torch.arange(k), torch.arange(b), torch.arange(a), indexing="ij")
+    )
+    keep = mask[bb, aa]
+    kk, bb, aa = kk[keep].numpy(), bb[keep].numpy(), aa[keep].numpy()
+
+    def pick(t: torch.Tensor) -> np.ndarray:
+        return t.detach().cpu()[kk, bb, aa].numpy()
+
+    nets = network.frames
+
+    def slot(name: str) -> list:
+        return [getattr(nets[i], name)[j] for i, j in zip(bb, aa)]
+
+    def ego(name: str) -> list:
+        return [getattr(nets[i], name)[0] for i in bb]
+
+    pos_tx = np.array([nets[i].position_m[j] for i, j in zip(bb, aa)]).reshape(-1, 3)
+    pos_rx = np.array([nets[i].position_m[0] for i in bb]).reshape(-1, 3)
+    n = len(kk)
+    columns = {
+        "cell_id": [cell_ids[i] for i in kk],
+        "condition_id": kk.astype(np.int32),
+        "frame_id": [nets[i].frame_id for i in bb],
+        "tx_agent": slot("agent_ids"),
+        "rx_agent": ego("agent_ids"),
+        "tx_kind": slot("kinds"),
+        "rx_kind": ego("kinds"),
+        "kind_pair": slot("kind_pairs"),
+        "link_model": slot("link_models"),
+        "distance_m": np.asarray(slot("distance_m"), dtype=np.float64),
+        "los": np.asarray(slot("los"), dtype=bool),
+        "link_snr_db": np.asarray(slot("snr_db"), dtype=np.float64),
+        "snr_db": pick(cost.snr_db).astype(np.float64),
+        "channel": [channel] * n,
+        "codec": [codec] * n,
+        "fusion": [fusion] * n,
+        "bandwidth_ratio": np.full(n, float(bandwidth_ratio)),
+        "connected": network.in_range.cpu()[bb, aa].numpy(),
+        "sent": pick(cost.sent).astype(bool),
+        "source_bits": pick(cost.source_bits),
+        "coded_bits": pick(cost.coded_bits),
+        "channel_uses": pick(cost.channel_uses),
+        "packets_sent": pick(cost.packets),
+        "packets_lost": pick(delivery.packets_lost),
+        "share": pick(delivery.share),
+        "latency_s": pick(delivery.latency_s),
+        "aoi_s": pick(delivery.aoi_s),
+        "delivered": pick(delivery.delivered).astype(bool),
+        "tx_x_m": pos_tx[:, 0],
+        "tx_y_m": pos_tx[:, 1],
+        "rx_x_m": pos_rx[:, 0],
+        "rx_y_m": pos_rx[:, 1],
+    }
+    return pa.table(columns, schema=LEDGER_SCHEMA)
+
+
+def empty_ledger() -> pa.Table:
+    return LEDGER_SCHEMA.empty_table()
+
+
+LEDGER_SUMS = (
+    "mean_source_bits_per_frame",
+    "mean_coded_bits_per_frame",
+    "mean_channel_uses_per_frame",
+    "mean_packets_per_frame",
+    "packet_loss_rate",
+    "delivered_fraction",
+    "mean_latency_s",
+    "p95_latency_s",
+    "mean_aoi_s",
+    "mean_links_per_frame",
+)
+
+
+def summarize(table: pa.Table, num_frames: int) -> dict[str, float]:
+    """Per-frame-set sums of one cell's rows (only links that sent count).
+
+    Returns the ``LEDGER_SUMS`` keys: bits, channel uses and packets per frame (totals over the
+    links of a frame, averaged over ``num_frames``), the fraction of packets lost and of
+    payloads delivered, latency mean and 95th percentile, mean AoI, links per frame.
+    """
+    sent = np.asarray(table.column("sent").to_numpy(zero_copy_only=False), dtype=bool)
+    frames = max(int(num_frames), 1)
+
+    def col(name: str) -> np.ndarray:
+        return np.asarray(table.column(name).to_numpy(zero_copy_only=False), dtype=np.float64)[sent]
+
+    packets = col("packets_sent")
+    latency = col("latency_s")
+    latency = latency[np.isfinite(latency)]
+    aoi = col("aoi_s")
+    aoi = aoi[np.isfinite(aoi)]
+    delivered = np.asarray(table.column("delivered").to_numpy(zero_copy_only=False), dtype=bool)[
+        sent
+    ]
+    return {
+        "mean_source_bits_per_frame": float(col("source_bits").sum() / frames),
+        "mean_coded_bits_per_frame": float(col("coded_bits").sum() / frames),
+        "mean_channel_uses_per_frame": float(col("channel_uses").sum() / frames),
+        "mean_packets_per_frame": float(packets.sum() / frames),
+        "packet_loss_rate": float(col("packets_lost").sum() / packets.sum())
+        if packets.sum()
+        else 0.0,
+        "delivered_fraction": float(delivered.mean()) if delivered.size else float("nan"),
+        "mean_latency_s": float(latency.mean()) if latency.size else float("nan"),
+        "p95_latency_s": float(np.percentile(latency, 95)) if latency.size else float("nan"),
+        "mean_aoi_s": float(aoi.mean()) if aoi.size else float("nan"),
+        "mean_links_per_frame": float(sent.sum() / frames),
+    }
