@@ -90,8 +90,8 @@ class SyntheticConfig:
     parking_width_m: float = 2.5
     sidewalk_width_m: float = 3.0
     building_setback_m: float = 1.0
-    building_min_height_m: float = 6.0
-    building_max_height_m: float = 30.0
+    building_min_height_m: float = 5.0
+    building_max_height_m: float = 18.0
     empty_lot_probability: float = 0.1
     num_vehicle_agents: int = 3
     num_rsus: int = 1
@@ -142,8 +142,10 @@ class SyntheticConfig:
             "fps": self.fps > 0,
             "green_s": self.green_s > 0,
             "clearance_s": self.clearance_s >= 0,
-            "uav_max_altitude_m": self.uav_max_altitude_m >= self.uav_min_altitude_m > 0,
+            "uav_max_altitude_m": self.uav_max_altitude_m >= self.uav_min_altitude_m,
             "building_max_height_m": self.building_max_height_m >= self.building_min_height_m > 0,
+            # UAVs fly above every roof (they orbit over the town).
+            "uav_min_altitude_m": self.uav_min_altitude_m > self.building_max_height_m + 1.0,
             "backend": self.backend in ("torch", "open3d"),
         }
         for key, ok in checks.items():
