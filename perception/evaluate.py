@@ -44,6 +44,9 @@ Additions, all optional and all reported by name:
   "don't care" rule of KITTI/nuScenes-style evaluators applied to OpenCOOD's greedy matching:
   a correct detection of a visible object neither helps nor hurts the invisible-subset AP.
 
+IoU is computed in float64 (OpenCOOD uses shapely in float64 but stores the IoUs as float32
+before the comparison; the two can only disagree for IoUs within ~1e-7 of a threshold).
+
 No GT in a group: AP is ``nan`` (OpenCOOD would divide by zero). GT but no detections: AP 0.
 """
 
@@ -304,6 +307,27 @@ class _GroupStore:
     num_gt: int = 0
 
 
+@dataclass
+class _Frame:
+    """One validated, range-filtered frame with detections in descending score order."""
+
+    det_boxes: torch.Tensor  # [D, 7] float64
+    gt_boxes: torch.Tensor  # [G, 7] float64
+    scores: np.ndarray  # [D]
+    det_lab: np.ndarray  # [D] int64
+    gt_lab: np.ndarray  # [G] int64
+    ignore: np.ndarray  # [G] bool
+    subsets: dict[str, np.ndarray]  # name -> [G] bool
+
+
+def _padding(batch: int, n: int, x_m: float, device: torch.device) -> torch.Tensor:
+    """``[batch, n, 7]`` unit boxes at ``(x_m, 0, 0)``."""
+    pad = torch.zeros(batch, n, 7, dtype=torch.float64, device=device)
+    pad[..., 0] = x_m
+    pad[..., 3:6] = 1.0
+    return pad
+
+
 class APAccumulator:
     """Accumulates frames and computes OpenCOOD-style AP (see the module docstring).
 
@@ -365,6 +389,79 @@ class APAccumulator:
             gt_subsets: name -> ``[G]`` bool membership (e.g. ``{"ego_invisible": mask}``); the
                 same names must be given for every frame.
         """
+        frame = self._prepare(
+            det_boxes, det_scores, det_labels, gt_boxes, gt_labels, gt_ignore_mask, gt_subsets
+        )
+        self._match(frame, self._iou([frame])[0])
+
+    def add_frames(self, frames: Iterable[Mapping[str, Any]], chunk: int = 256) -> None:
+        """Add many frames; IoUs of up to ``chunk`` frames are computed in one batched call.
+
+        Args:
+            frames: each a mapping with :meth:`add_frame`'s argument names as keys
+                (``det_boxes``, ``det_scores``, ``gt_boxes`` required; the rest optional).
+            chunk: frames per batched IoU call.
+
+        Results are identical to calling :meth:`add_frame` on each frame in order.
+        """
+        pending: list[_Frame] = []
+        for item in frames:
+            pending.append(
+                self._prepare(
+                    item["det_boxes"],
+                    item["det_scores"],
+                    item.get("det_labels"),
+                    item["gt_boxes"],
+                    item.get("gt_labels"),
+                    item.get("gt_ignore_mask"),
+                    item.get("gt_subsets"),
+                )
+            )
+            if len(pending) >= chunk:
+                self._flush(pending)
+                pending = []
+        self._flush(pending)
+
+    def _flush(self, frames: list[_Frame]) -> None:
+        for frame, iou in zip(frames, self._iou(frames), strict=True):
+            self._match(frame, iou)
+
+    def _iou(self, frames: list[_Frame]) -> list[np.ndarray]:
+        """``[D_f, G_f]`` float64 IoU per frame, from one batched (padded) IoU call."""
+        out = [np.zeros((f.det_boxes.shape[0], f.gt_boxes.shape[0])) for f in frames]
+        busy = [i for i, f in enumerate(frames) if f.det_boxes.shape[0] and f.gt_boxes.shape[0]]
+        if not busy:
+            return out
+        iou_fn = rotated_iou_bev if self.config.iou_mode == "bev" else iou_3d
+        if len(busy) == 1:
+            f = frames[busy[0]]
+            out[busy[0]] = iou_fn(f.det_boxes, f.gt_boxes).cpu().numpy()
+            return out
+        device = frames[busy[0]].det_boxes.device
+        dmax = max(frames[i].det_boxes.shape[0] for i in busy)
+        gmax = max(frames[i].gt_boxes.shape[0] for i in busy)
+        # padding: unit boxes far away on opposite sides, never candidates for any pair
+        det = _padding(len(busy), dmax, 1e7, device)
+        gt = _padding(len(busy), gmax, -1e7, device)
+        for k, i in enumerate(busy):
+            det[k, : frames[i].det_boxes.shape[0]] = frames[i].det_boxes.to(device)
+            gt[k, : frames[i].gt_boxes.shape[0]] = frames[i].gt_boxes.to(device)
+        iou = iou_fn(det, gt).cpu().numpy()
+        for k, i in enumerate(busy):
+            out[i] = iou[k, : frames[i].det_boxes.shape[0], : frames[i].gt_boxes.shape[0]]
+        return out
+
+    def _prepare(
+        self,
+        det_boxes: torch.Tensor | np.ndarray,
+        det_scores: torch.Tensor | np.ndarray,
+        det_labels: torch.Tensor | np.ndarray | None,
+        gt_boxes: torch.Tensor | np.ndarray,
+        gt_labels: torch.Tensor | np.ndarray | None = None,
+        gt_ignore_mask: torch.Tensor | np.ndarray | None = None,
+        gt_subsets: Mapping[str, torch.Tensor | np.ndarray] | None = None,
+    ) -> _Frame:
+        """Validate one frame, apply the range filter and sort detections by score."""
         cfg = self.config
         det_boxes = _as_tensor(det_boxes, "det_boxes")
         gt_boxes = _as_tensor(gt_boxes, "gt_boxes")
@@ -377,11 +474,10 @@ class APAccumulator:
         if gt_boxes.ndim != 2 or gt_boxes.shape[1] != 7:
             raise ValueError(f"gt_boxes: expected [G, 7], got {tuple(gt_boxes.shape)}")
         d, g = det_boxes.shape[0], gt_boxes.shape[0]
-        dtype = torch.promote_types(det_boxes.dtype, gt_boxes.dtype)
-        if not dtype.is_floating_point:
-            dtype = torch.float64
-        det_boxes = det_boxes.to(dtype)
-        gt_boxes = gt_boxes.to(dtype=dtype, device=det_boxes.device)
+        # IoU in float64 (like shapely), so TP decisions at the threshold do not depend on the
+        # detector's dtype
+        det_boxes = det_boxes.to(torch.float64)
+        gt_boxes = gt_boxes.to(dtype=torch.float64, device=det_boxes.device)
         scores = _as_tensor(det_scores, "det_scores", torch.float64).reshape(-1).cpu()
         if scores.shape[0] != d:
             raise ValueError(f"det_scores: expected [D] = [{d}], got {tuple(scores.shape)}")
@@ -425,15 +521,18 @@ class APAccumulator:
         self._classes.update(int(c) for c in np.unique(gt_lab))
         self._classes.update(int(c) for c in np.unique(det_lab))
 
-        if d and g:
-            iou_fn = rotated_iou_bev if cfg.iou_mode == "bev" else iou_3d
-            iou = iou_fn(det_boxes, gt_boxes).double().cpu().numpy()
-        else:
-            iou = np.zeros((d, g))
+        return _Frame(det_boxes, gt_boxes, scores_np, det_lab, gt_lab, ignore, subsets)
+
+    def _match(self, frame: _Frame, iou: np.ndarray) -> None:
+        """Greedy matching of one prepared frame for every group and threshold; records flags."""
+        cfg = self.config
+        det_boxes, gt_boxes, scores_np = frame.det_boxes, frame.gt_boxes, frame.scores
+        det_lab, gt_lab, ignore, subsets = frame.det_lab, frame.gt_lab, frame.ignore, frame.subsets
+        d, g = det_boxes.shape[0], gt_boxes.shape[0]
         det_dist = torch.hypot(det_boxes[:, 0], det_boxes[:, 1]).double().cpu().numpy()
         gt_dist = torch.hypot(gt_boxes[:, 0], gt_boxes[:, 1]).double().cpu().numpy()
 
-        # problems: (group name, det mask, gt mask, iou matrix id)
+        # groups of independent matching problems: (name, det mask [D], gt mask [G])
         groups: list[tuple[str, np.ndarray, np.ndarray]] = []
         all_d, all_g = np.ones(d, dtype=bool), np.ones(g, dtype=bool)
         groups.append(("overall", all_d, all_g))

@@ -309,3 +309,42 @@ def test_random_frames_match_reference_loop() -> None:
     assert acc.compute("per_frame")["ap"]["overall"][0.5] != pytest.approx(
         acc.compute("global")["ap"]["overall"][0.5], abs=1e-6
     )
+
+
+def test_add_frames_batched_equals_sequential() -> None:
+    rng = np.random.default_rng(77)
+    frames = []
+    for f in range(9):
+        g = int(rng.integers(0, 10)) if f != 3 else 0
+        gt = np.zeros((g, 7))
+        gt[:, 0:2] = rng.uniform(-60, 60, (g, 2))
+        gt[:, 3:6] = [4.2, 1.9, 1.6]
+        gt[:, 6] = rng.uniform(-math.pi, math.pi, g)
+        det = gt[rng.uniform(size=g) < 0.7] + rng.normal(0, 0.3, (1, 7)) * [1, 1, 0, 0, 0, 0, 1]
+        det = np.concatenate([det, gt[:2] + [0.8, 0, 0, 0, 0, 0, 0]]) if f != 5 else det[:0]
+        frames.append(
+            {
+                "det_boxes": torch.tensor(det),
+                "det_scores": torch.tensor(rng.uniform(size=len(det))),
+                "det_labels": torch.tensor(rng.integers(0, 2, len(det))),
+                "gt_boxes": torch.tensor(gt),
+                "gt_labels": torch.tensor(rng.integers(0, 2, g)),
+                "gt_ignore_mask": torch.tensor(rng.uniform(size=g) < 0.1),
+                "gt_subsets": {"ego_invisible": torch.tensor(rng.uniform(size=g) < 0.5)},
+            }
+        )
+    cfg = EvalConfig(class_aware=True, eval_range=(-50, -40, 50, 40), class_names={1: "ped"})
+    seq, bat = APAccumulator(cfg), APAccumulator(cfg)
+    for fr in frames:
+        seq.add_frame(**fr)
+    bat.add_frames(frames, chunk=4)
+    a, b = seq.compute(), bat.compute()
+    assert a["ap"].keys() == b["ap"].keys()
+    assert {"overall", "class/0", "class/ped", "subset/ego_invisible"} <= set(a["ap"])
+    for name in a["ap"]:
+        for thr in a["ap"][name]:
+            da, db = a["details"][name][thr], b["details"][name][thr]
+            assert (da["num_gt"], da["num_tp"], da["num_fp"]) == (db["num_gt"], db["num_tp"],
+                                                                  db["num_fp"])  # fmt: skip
+            np.testing.assert_array_equal(da["precision"], db["precision"])
+    assert a["details"]["overall"][0.5]["num_tp"] >= 3  # the data exercise matching
