@@ -1,0 +1,584 @@
+"""The ``digital`` codec: separate source and channel coding, the classical baseline.
+
+Encoder, per feature map ``[C, H, W]`` (one batch row)::
+
+    quantise (uniform, ``bits``) → entropy-code per segment (``rows_per_segment`` BEV rows)
+    → byte stream [header | segment 0 | segment 1 | …] → bits → code blocks of
+    ``block_bits − 24`` bits (zero-padded) → CRC24A → 5G LDPC (MCS rate) → QAM (MCS order)
+
+The header is all the side information: ``bits``, flags, the occupancy bitmap of non-empty cells
+(deflate-compressed when smaller), per-channel (or per-map) float32 offset and step, the entropy
+model (``ans``: the symbol histogram), and the byte length of every segment (LEB128 varints).
+``C, H, W`` and the codec's configuration are known to both ends and not sent; the MCS index is
+assumed signalled on a control channel (as 5G's DCI/SCI) and not charged.
+
+Decoder: equalise (``v2x.channels.base.equalize``) → demap LLRs → LDPC decode → CRC. A block whose
+CRC fails is **lost**: its bytes are unknown. A segment with a lost byte is dropped and its BEV
+rows decode to exactly 0 (what fusion treats as missing); a lost header byte loses the whole map
+(all zeros). Entropy coding per segment keeps every other segment decodable.
+
+Modes:
+
+* ``mcs: "auto"`` picks, per transmission, the highest MCS of 3GPP TS 38.214 table 1 whose BLER
+  at ``link.snr_db`` is ≤ ``target_bler`` (thresholds from ``semcom/bler_table.json``) —
+  link adaptation; an int fixes the MCS (no adaptation: shows the cliff effect).
+* ``decoder: "exact"`` runs Sionna's LDPC BP decoder on every block; ``"fast"`` skips bit-level
+  decoding: each block fails with probability BLER(MCS, effective SNR) from the exact-decoder
+  table, and passes its bits unchanged otherwise. The effective SNR of a block is the EESM
+  (exponential effective SINR mapping, Sionna SYS's β per MCS) of its symbols' ``1 / no_eff``
+  (equal to the SNR on AWGN and block fading).
+
+Channel-use budget (``max_channel_uses``): when a map's coded payload would need more channel uses
+than the budget, the quantiser's ``bits`` is lowered one at a time down to ``min_bits``; if it
+still does not fit, whole segments are dropped, keeping those with the largest L1 feature energy
+per byte first (a dropped segment is sent with length 0 and decodes to zeros); if not even the
+header fits, nothing is sent and the map decodes to zeros.
+
+Cost per row: ``source_bits`` = stream bytes × 8 (entropy-coded payload + side information);
+``coded_bits`` = blocks × LDPC codeword bits; ``channel_uses`` = coded_bits / Qm;
+``packets = packets_for_bits(source_bits)``; ``raw_bits = raw_feature_bits``.
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+import zlib
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+import torch
+from v2x.channels.base import ChannelState, equalize
+from v2x.channels.link import LinkState
+from v2x.semcom import entropy
+from v2x.semcom.base import (
+    CODECS,
+    Codec,
+    Cost,
+    Transmission,
+    check_features,
+    packets_for_bits,
+    raw_feature_bits,
+)
+from v2x.semcom.bler_table import BlerTable, load_bler_table
+from v2x.semcom.fec import (
+    CRC_BITS,
+    block_code,
+    check_block_bits,
+    coded_bits_per_block,
+    device_string,
+)
+from v2x.semcom.mcs import MCS_TABLE, LinkAdaptation, get_mcs, shannon_gap_thresholds_db
+from v2x.semcom.quantize import Quantized, check_bits, quantize
+
+_FLAG_PER_CHANNEL = 1
+_FLAG_DENSE = 2  # every cell occupied: no occupancy map sent
+_FLAG_OCC_DEFLATE = 4
+
+
+# ---------------------------------------------------------------------------------------------
+# Byte stream of one map
+# ---------------------------------------------------------------------------------------------
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        b = n & 0x7F
+        n >>= 7
+        if n:
+            out.append(b | 0x80)
+        else:
+            out.append(b)
+            return bytes(out)
+
+
+def _read_varint(buf: bytes, pos: int) -> tuple[int, int]:
+    n = shift = 0
+    while True:
+        if pos >= len(buf) or shift > 63:
+            raise ValueError("digital header: truncated varint")
+        b = buf[pos]
+        pos += 1
+        n |= (b & 0x7F) << shift
+        shift += 7
+        if not b & 0x80:
+            return n, pos
+
+
+@dataclass
+class MapStream:
+    """One map's byte stream and where its parts lie.
+
+    Attributes:
+        data: header followed by the segments.
+        header_bytes: length of the header (side information).
+        segment_bytes: ``[S]`` byte length of every segment (0 = not sent).
+        bits: quantiser bits used.
+    """
+
+    data: bytes
+    header_bytes: int
+    segment_bytes: list[int]
+    bits: int
+
+
+@dataclass
+class _MapParts:
+    """Everything needed to assemble a stream for one map with any subset of segments."""
+
+    prefix: bytes  # header before the segment-length table
+    segments: list[bytes]
+    energy: np.ndarray  # [S] L1 feature energy of every segment
+    bits: int
+
+
+def _segment_rows(h: int, rows_per_segment: int) -> list[tuple[int, int]]:
+    return [(r, min(r + rows_per_segment, h)) for r in range(0, h, rows_per_segment)]
+
+
+def _encode_map_parts(
+    q: Quantized, row: int, features: np.ndarray, rows_per_segment: int, backend: str
+) -> _MapParts:
+    """Header prefix and entropy-coded segments of batch row ``row`` of ``q``."""
+    levels = q.levels[row].cpu().numpy()  # [C, H, W]
+    occ = q.occupied[row].cpu().numpy()  # [H, W]
+    c, h, w = levels.shape
+    flags = _FLAG_PER_CHANNEL if q.offset.shape[1] == c and c != 1 else 0
+    prefix = bytearray(struct.pack("<BB", q.bits, 0))
+    if occ.all():
+        flags |= _FLAG_DENSE
+    else:
+        packed = np.packbits(occ.reshape(-1)).tobytes()
+        deflated = zlib.compress(packed, 9)
+        if len(deflated) < len(packed):
+            flags |= _FLAG_OCC_DEFLATE
+            packed = deflated
+        prefix += _varint(len(packed)) + packed
+    prefix[1] = flags
+    prefix += q.offset[row].cpu().numpy().astype("<f4").tobytes()
+    prefix += q.step[row].cpu().numpy().astype("<f4").tobytes()
+    symbols_per_segment = []
+    energy = []
+    for r0, r1 in _segment_rows(h, rows_per_segment):
+        cells = occ[r0:r1]
+        symbols_per_segment.append(levels[:, r0:r1][:, cells].T.reshape(-1))  # cell-major
+        energy.append(float(np.abs(features[:, r0:r1]).sum()))
+    alphabet = 2**q.bits
+    model = entropy.EntropyModel.fit(
+        np.concatenate(symbols_per_segment) if symbols_per_segment else np.zeros(0),
+        alphabet,
+        backend,
+    )
+    model_bytes = model.to_bytes()
+    prefix += _varint(len(model_bytes)) + model_bytes
+    segments = [entropy.encode(s, model) for s in symbols_per_segment]
+    return _MapParts(bytes(prefix), segments, np.asarray(energy), q.bits)
+
+
+def _assemble(parts: _MapParts, keep: np.ndarray | None = None) -> MapStream:
+    lengths = [len(s) if keep is None or keep[i] else 0 for i, s in enumerate(parts.segments)]
+    header = parts.prefix + b"".join(_varint(n) for n in lengths)
+    body = b"".join(s for s, n in zip(parts.segments, lengths) if n)
+    return MapStream(header + body, len(header), lengths, parts.bits)
+
+
+def decode_map_stream(
+    data: bytes, lost: np.ndarray, shape: tuple[int, int, int], rows_per_segment: int, backend: str
+) -> np.ndarray:
+    """Rebuild one ``[C, H, W]`` float32 map from its stream; ``lost [len(data)]`` bool bytes.
+
+    A lost or unparsable header gives all zeros; a segment with a lost byte (or that fails to
+    decode) gives zeros in its rows.
+    """
+    c, h, w = shape
+    out = np.zeros(shape, dtype=np.float32)
+    segs = _segment_rows(h, rows_per_segment)
+    try:
+        pos = 0
+        bits, flags = struct.unpack_from("<BB", data, 0)
+        pos = 2
+        check_bits(bits)
+        if flags & _FLAG_DENSE:
+            occ = np.ones((h, w), dtype=bool)
+        else:
+            n, pos = _read_varint(data, pos)
+            packed = data[pos : pos + n]
+            pos += n
+            if flags & _FLAG_OCC_DEFLATE:
+                packed = zlib.decompress(packed)
+            occ = (
+                np.unpackbits(np.frombuffer(packed, np.uint8), count=h * w)
+                .astype(bool)
+                .reshape(h, w)
+            )
+        g = c if flags & _FLAG_PER_CHANNEL else 1
+        offset = np.frombuffer(data, "<f4", g, pos).astype(np.float32)
+        pos += 4 * g
+        step = np.frombuffer(data, "<f4", g, pos).astype(np.float32)
+        pos += 4 * g
+        n, pos = _read_varint(data, pos)
+        model = entropy.EntropyModel.from_bytes(data[pos : pos + n], 2**bits, backend)
+        pos += n
+        lengths = []
+        for _ in segs:
+            n, pos = _read_varint(data, pos)
+            lengths.append(n)
+        header_end = pos
+        if lost[:header_end].any() or header_end + sum(lengths) > len(data):
+            return out
+    except (ValueError, struct.error, zlib.error, IndexError):
+        return out
+    if lost[:header_end].any():
+        return out
+    pos = header_end
+    for (r0, r1), n in zip(segs, lengths):
+        chunk, chunk_lost = data[pos : pos + n], lost[pos : pos + n]
+        pos += n
+        cells = occ[r0:r1]
+        count = int(cells.sum()) * c
+        if n == 0 or count == 0 or chunk_lost.any():
+            continue
+        try:
+            sym = entropy.decode(chunk, count, model)
+        except ValueError:
+            continue
+        if int(sym.max()) >= 2**bits:
+            continue
+        vals = offset[:, None] + sym.reshape(-1, c).T.astype(np.float32) * step[:, None]  # [C, n]
+        block = np.zeros((c, r1 - r0, w), dtype=np.float32)
+        block[:, cells] = vals
+        out[:, r0:r1] = block
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# EESM effective SNR for the fast decoder
+# ---------------------------------------------------------------------------------------------
+
+
+@lru_cache(maxsize=1)
+def _eesm_beta() -> torch.Tensor:
+    """``[29]`` EESM β per MCS of 38.214 table 1, from Sionna SYS's shipped calibration."""
+    import json
+    from importlib import resources
+
+    text = resources.files("sionna.sys").joinpath("esm_params/eesm_beta_table.json").read_text()
+    beta = json.loads(text)["index"]["1"]
+    if len(beta) != len(MCS_TABLE):
+        raise ValueError(f"sionna eesm_beta_table.json: {len(beta)} betas for {len(MCS_TABLE)} MCS")
+    return torch.tensor(beta, dtype=torch.float64)
+
+
+def effective_snr_db(no: torch.Tensor, mcs_index: int) -> torch.Tensor:
+    """``no [N, S]`` noise variance per symbol (``inf`` = erased) → ``[N]`` EESM SNR in dB."""
+    snr = (1.0 / no.to(torch.float64)).nan_to_num(nan=0.0, posinf=1e12)
+    beta = float(_eesm_beta()[mcs_index])
+    # -beta * log(mean(exp(-snr/beta))), computed stably.
+    z = -snr / beta
+    m = z.amax(dim=1, keepdim=True)
+    lme = m.squeeze(1) + torch.log(torch.exp(z - m).mean(dim=1))
+    eff = (-beta * lme).clamp_min(1e-12)
+    return 10.0 * torch.log10(eff)
+
+
+# ---------------------------------------------------------------------------------------------
+# The codec
+# ---------------------------------------------------------------------------------------------
+
+
+@CODECS.register("digital")
+class DigitalCodec(Codec):
+    """Quantise → entropy code → CRC → 5G LDPC → QAM, and back (see the module docstring).
+
+    Args:
+        bits: quantiser bits per value (1…16).
+        per_channel: one (offset, step) per channel (True) or per map.
+        rows_per_segment: BEV rows per independently decodable entropy-coded segment.
+        entropy_coder: ``"ans"`` (constriction), ``"zlib"``, ``"lzma"`` or ``"bz2"``.
+        mcs: ``"auto"`` (link adaptation from ``link.snr_db``) or a fixed 38.214 table-1 index.
+        target_bler: block error rate link adaptation aims at.
+        margin_db: SNR back-off of link adaptation.
+        decoder: ``"exact"`` (Sionna LDPC BP) or ``"fast"`` (BLER-table block failures).
+        num_iter: LDPC BP iterations (exact decoder; the table records its own).
+        cn_update: Sionna check-node update of the exact decoder.
+        block_bits: LDPC information bits per code block incl. the 24-bit CRC (≤ 8448).
+        max_channel_uses: channel-use budget per transmission, or ``None``.
+        min_bits: lowest ``bits`` the budget rule may go down to.
+        equalizer: ``"mmse"`` or ``"zf"`` (``v2x.channels.base.equalize``).
+        bler_table: path of a BLER table JSON (``None``: the one shipped with the package).
+        mtu_bytes, packet_header_bytes: packetisation of the source bits.
+    """
+
+    uses_channel = True
+
+    def __init__(
+        self,
+        bits: int = 8,
+        per_channel: bool = True,
+        rows_per_segment: int = 1,
+        entropy_coder: str = "ans",
+        mcs: str | int = "auto",
+        target_bler: float = 0.1,
+        margin_db: float = 0.0,
+        decoder: str = "fast",
+        num_iter: int = 20,
+        cn_update: str = "boxplus-phi",
+        block_bits: int = 1024,
+        max_channel_uses: int | None = None,
+        min_bits: int = 2,
+        equalizer: str = "mmse",
+        bler_table: str | None = None,
+        mtu_bytes: int = 1500,
+        packet_header_bytes: int = 40,
+    ) -> None:
+        super().__init__()
+        check_bits(bits)
+        check_bits(min_bits, "min_bits")
+        check_block_bits(block_bits)
+        entropy.check_backend(entropy_coder)
+        if not isinstance(rows_per_segment, int) or rows_per_segment < 1:
+            raise ValueError(
+                f"digital codec 'rows_per_segment' must be an int ≥ 1, got {rows_per_segment!r}"
+            )
+        if decoder not in ("exact", "fast"):
+            raise ValueError(f"digital codec 'decoder' must be 'exact' or 'fast', got {decoder!r}")
+        if mcs != "auto":
+            get_mcs(mcs)
+        if not 0.0 < target_bler < 1.0:
+            raise ValueError(f"digital codec 'target_bler' must be in (0, 1), got {target_bler!r}")
+        if max_channel_uses is not None and (
+            not isinstance(max_channel_uses, int) or max_channel_uses < 0
+        ):
+            raise ValueError(
+                f"digital codec 'max_channel_uses' must be None or an int ≥ 0, got {max_channel_uses!r}"
+            )
+        if equalizer not in ("mmse", "zf"):
+            raise ValueError(f"digital codec 'equalizer' must be 'mmse' or 'zf', got {equalizer!r}")
+        self.bits = bits
+        self.per_channel = per_channel
+        self.rows_per_segment = rows_per_segment
+        self.entropy_coder = entropy_coder
+        self.mcs = mcs
+        self.target_bler = target_bler
+        self.margin_db = margin_db
+        self.decoder = decoder
+        self.num_iter = num_iter
+        self.cn_update = cn_update
+        self.block_bits = block_bits
+        self.max_channel_uses = max_channel_uses
+        self.min_bits = min(min_bits, bits)
+        self.equalizer = equalizer
+        self.mtu_bytes = mtu_bytes
+        self.packet_header_bytes = packet_header_bytes
+        self.table: BlerTable | None = load_bler_table(block_bits, bler_table)
+        if decoder == "fast" and self.table is None:
+            raise ValueError(
+                f"digital codec: decoder='fast' needs a BLER table for block_bits={block_bits}; "
+                "build one with python -m v2x.semcom.bler_table --block-bits "
+                f"{block_bits} (or use decoder='exact')"
+            )
+        thresholds = (
+            self.table.thresholds_db(target_bler)
+            if self.table is not None
+            else shannon_gap_thresholds_db()
+        )
+        self.link_adaptation = LinkAdaptation(thresholds, margin_db)
+
+    # -- encoder ------------------------------------------------------------------------------
+
+    def select_mcs(self, snr_db: torch.Tensor, batch: int) -> torch.Tensor:
+        """``[B]`` int64 MCS index per transmission."""
+        if self.mcs != "auto":
+            return torch.full((batch,), int(self.mcs), dtype=torch.int64)
+        snr = torch.as_tensor(snr_db, dtype=torch.float64).reshape(-1)
+        if snr.numel() == 1 and batch != 1:
+            snr = snr.expand(batch)
+        if snr.numel() != batch:
+            raise ValueError(
+                f"digital codec: link.snr_db has {snr.numel()} entries for a batch of {batch}"
+            )
+        return self.link_adaptation(snr)
+
+    def _uses_for_bytes(self, num_bytes: int, mcs_index: int) -> int:
+        blocks = math.ceil(num_bytes * 8 / (self.block_bits - CRC_BITS))
+        return (
+            blocks
+            * coded_bits_per_block(get_mcs(mcs_index), self.block_bits)
+            // get_mcs(mcs_index).qm
+        )
+
+    def _fit_stream(self, features: torch.Tensor, row: int, mcs_index: int) -> MapStream:
+        """Stream for one map within ``max_channel_uses`` (the documented budget rule)."""
+        feats_np = features[row].detach().cpu().numpy()
+        budget = self.max_channel_uses
+        parts = None
+        for bits in range(self.bits, self.min_bits - 1, -1):
+            q = quantize(features[row : row + 1], bits, self.per_channel)
+            parts = _encode_map_parts(q, 0, feats_np, self.rows_per_segment, self.entropy_coder)
+            stream = _assemble(parts)
+            if budget is None or self._uses_for_bytes(len(stream.data), mcs_index) <= budget:
+                return stream
+        assert parts is not None
+        # Drop segments: keep the highest energy per byte first while the stream fits.
+        uses_per_block = self._uses_for_bytes(1, mcs_index)
+        max_bytes = (budget // uses_per_block) * (self.block_bits - CRC_BITS) // 8
+        keep = np.zeros(len(parts.segments), dtype=bool)
+        if _assemble(parts, keep).header_bytes > max_bytes:
+            return MapStream(b"", 0, [0] * len(parts.segments), parts.bits)
+        sizes = np.array([len(s) for s in parts.segments])
+        order = np.argsort(-(parts.energy / np.maximum(sizes, 1)), kind="stable")
+        for i in order:
+            if sizes[i] == 0:
+                continue
+            keep[i] = True
+            if len(_assemble(parts, keep).data) > max_bytes:
+                keep[i] = False
+        return _assemble(parts, keep)
+
+    def encode(self, features: torch.Tensor, link: LinkState) -> Transmission:
+        """``features [B, C, H, W]`` → ``Transmission`` with ``symbols [B, n]`` complex64 + mask."""
+        check_features(features)
+        b = features.shape[0]
+        device = features.device
+        mcs = self.select_mcs(link.snr_db, b)
+        streams = [self._fit_stream(features, i, int(mcs[i])) for i in range(b)]
+        payload_bits = self.block_bits - CRC_BITS
+        nblocks = [math.ceil(len(s.data) * 8 / payload_bits) for s in streams]
+        nsym = [nblocks[i] * block_code_len(int(mcs[i]), self.block_bits) for i in range(b)]
+        n_max = max(nsym, default=0)
+        symbols = torch.zeros(b, n_max, dtype=torch.complex64, device=device)
+        mask = torch.zeros(b, n_max, dtype=torch.bool, device=device)
+        dev = device_string(device)
+        for m in sorted(set(mcs.tolist())):
+            rows = [i for i in range(b) if int(mcs[i]) == m and nblocks[i] > 0]
+            if not rows:
+                continue
+            code = block_code(m, self.block_bits, self.num_iter, self.cn_update, dev)
+            bits = torch.cat(
+                [_stream_bits(streams[i].data, nblocks[i], payload_bits) for i in rows]
+            )
+            x = code.encode(bits.to(device))  # [sum blocks, S]
+            start = 0
+            for i in rows:
+                chunk = x[start : start + nblocks[i]].reshape(-1)
+                symbols[i, : chunk.numel()] = chunk
+                mask[i, : chunk.numel()] = True
+                start += nblocks[i]
+        coded = torch.tensor(
+            [
+                nblocks[i] * coded_bits_per_block(get_mcs(int(mcs[i])), self.block_bits)
+                for i in range(b)
+            ],
+            dtype=torch.float64,
+            device=device,
+        )
+        source = torch.tensor(
+            [len(s.data) * 8.0 for s in streams], dtype=torch.float64, device=device
+        )
+        cost = Cost(
+            source_bits=source,
+            coded_bits=coded,
+            channel_uses=torch.tensor(nsym, dtype=torch.float64, device=device),
+            packets=packets_for_bits(source, self.mtu_bytes, self.packet_header_bytes),
+            raw_bits=raw_feature_bits(features),
+        )
+        meta = {
+            "shape": tuple(features.shape[1:]),
+            "mcs": mcs,
+            "num_blocks": nblocks,
+            "streams": streams,
+            "bits": [s.bits for s in streams],
+        }
+        return Transmission(symbols=symbols, cost=cost, mask=mask, meta=meta)
+
+    # -- decoder ------------------------------------------------------------------------------
+
+    def decode_blocks(
+        self, received: Transmission
+    ) -> list[tuple[torch.Tensor, torch.Tensor | None]]:
+        """Per batch row: ``(ok [num_blocks] bool, bits [num_blocks, block_bits − 24] uint8)``.
+
+        ``bits`` is ``None`` in fast mode (a block that passed carries the sent bits unchanged).
+        """
+        meta = received.meta
+        nblocks: list[int] = meta["num_blocks"]
+        mcs: torch.Tensor = meta["mcs"]
+        b = len(nblocks)
+        results: list[tuple[torch.Tensor, torch.Tensor | None]] = [
+            (torch.zeros(0, dtype=torch.bool), None) for _ in range(b)
+        ]
+        y = received.symbols
+        if b == 0 or y is None or y.shape[1] == 0:
+            return results
+        device = y.device
+        state = received.state
+        if state is None:  # never went through a channel: noiseless
+            state = ChannelState(no=torch.zeros(b, device=device))
+        x_hat, no_eff = equalize(y, state, self.equalizer)
+        dev = device_string(device)
+        for m in sorted(set(mcs.tolist())):
+            rows = [i for i in range(b) if int(mcs[i]) == m and nblocks[i] > 0]
+            if not rows:
+                continue
+            s = block_code_len(m, self.block_bits)
+            xs = torch.cat([x_hat[i, : nblocks[i] * s].reshape(nblocks[i], s) for i in rows])
+            ns = torch.cat([no_eff[i, : nblocks[i] * s].reshape(nblocks[i], s) for i in rows])
+            if self.decoder == "exact":
+                code = block_code(m, self.block_bits, self.num_iter, self.cn_update, dev)
+                u, ok = code.decode(xs, ns)
+                u = u.cpu()
+            else:
+                assert self.table is not None
+                snr_eff = effective_snr_db(ns, m)
+                p_fail = self.table.bler(torch.full(snr_eff.shape, m, dtype=torch.int64), snr_eff)
+                ok = torch.rand(p_fail.shape, dtype=torch.float64) >= p_fail
+                u = None
+            ok = ok.cpu()
+            start = 0
+            for i in rows:
+                stop = start + nblocks[i]
+                results[i] = (ok[start:stop], None if u is None else u[start:stop])
+                start = stop
+        return results
+
+    def decode(self, received: Transmission, link: LinkState) -> torch.Tensor:
+        """Received ``Transmission`` → ``[B, C, H, W]`` float32 (lost rows/maps are 0)."""
+        meta = received.meta
+        shape = meta["shape"]
+        streams: list[MapStream] = meta["streams"]
+        device = received.symbols.device if received.symbols is not None else torch.device("cpu")
+        if not streams:
+            return torch.zeros(0, *shape, dtype=torch.float32, device=device)
+        payload_bits = self.block_bits - CRC_BITS
+        maps = []
+        for st, (ok, bits) in zip(streams, self.decode_blocks(received)):
+            if len(st.data) == 0 or ok.numel() == 0:
+                maps.append(np.zeros(shape, dtype=np.float32))
+                continue
+            lost_bits = np.repeat(~ok.numpy(), payload_bits)[: len(st.data) * 8]
+            lost = lost_bits.reshape(-1, 8).any(axis=1)
+            if bits is not None:
+                flat = bits.reshape(-1)[: len(st.data) * 8].numpy().astype(np.uint8)
+                data = np.packbits(flat).tobytes()
+            else:
+                data = st.data  # fast mode: the bits of a block that passed are unchanged
+            maps.append(
+                decode_map_stream(data, lost, shape, self.rows_per_segment, self.entropy_coder)
+            )
+        return torch.from_numpy(np.stack(maps)).to(device)
+
+
+def block_code_len(mcs_index: int, block_bits: int) -> int:
+    """Complex symbols per code block for an MCS."""
+    m = get_mcs(mcs_index)
+    return coded_bits_per_block(m, block_bits) // m.qm
+
+
+def _stream_bits(data: bytes, nblocks: int, payload_bits: int) -> torch.Tensor:
+    """Bytes → ``[nblocks, payload_bits]`` float32 bits (MSB first, zero-padded)."""
+    bits = np.unpackbits(np.frombuffer(data, dtype=np.uint8))
+    padded = np.zeros(nblocks * payload_bits, dtype=np.float32)
+    padded[: bits.size] = bits
+    return torch.from_numpy(padded.reshape(nblocks, payload_bits))

@@ -1,0 +1,141 @@
+"""One code block of the digital chain: CRC24A → 5G LDPC → QAM, and back (Sionna).
+
+A code block carries ``block_bits − 24`` payload bits; the 24-bit CRC (``CRC24A``, 38.212) makes
+the block's ``block_bits`` LDPC information bits. The LDPC codeword is rate-matched to
+``n = ceil(block_bits / R / Qm) · Qm`` coded bits (the MCS's target rate ``R``, rounded up to
+whole QAM symbols), i.e. ``n / Qm`` complex channel uses with unit average energy.
+
+Sionna's blocks are imported lazily (they are heavy) and cached per (MCS, block size, device).
+"""
+
+from __future__ import annotations
+
+import math
+from functools import lru_cache
+
+import torch
+from v2x.semcom.mcs import Mcs, get_mcs
+
+CRC_BITS = 24
+CRC_POLY = "CRC24A"
+#: LLR magnitude used where the equaliser reports an erased symbol (``no_eff = inf``).
+_NO_ERASED = 1e6
+
+
+def coded_bits_per_block(mcs: Mcs, block_bits: int) -> int:
+    """Coded bits ``n`` of one LDPC block of ``block_bits`` information bits (CRC included)."""
+    return math.ceil(block_bits * 1024 / mcs.rate_x1024 / mcs.qm) * mcs.qm
+
+
+def check_block_bits(block_bits: int) -> None:
+    if not isinstance(block_bits, int) or not CRC_BITS + 8 <= block_bits <= 8448:
+        raise ValueError(
+            f"digital codec 'block_bits' (LDPC information bits incl. the 24-bit CRC) must be an "
+            f"int in {CRC_BITS + 8}..8448, got {block_bits!r}"
+        )
+
+
+class BlockCode:
+    """CRC + LDPC + QAM for one MCS and block size.
+
+    Args:
+        mcs_index: 38.214 table-1 MCS index.
+        block_bits: LDPC information bits per block including the CRC (≤ 8448).
+        num_iter: belief-propagation iterations of the LDPC decoder.
+        cn_update: Sionna check-node update (``"boxplus-phi"`` exact BP, ``"minsum"``, …).
+        device: torch device string.
+
+    Attributes:
+        payload_bits: bits carried per block (``block_bits − 24``).
+        coded_bits: ``n`` coded bits per block; ``num_symbols = coded_bits / Qm``.
+    """
+
+    def __init__(
+        self,
+        mcs_index: int,
+        block_bits: int,
+        num_iter: int = 20,
+        cn_update: str = "boxplus-phi",
+        device: str = "cpu",
+    ) -> None:
+        from sionna.phy.fec.crc import CRCDecoder, CRCEncoder
+        from sionna.phy.fec.ldpc import LDPC5GDecoder, LDPC5GEncoder
+        from sionna.phy.mapping import Demapper, Mapper
+
+        check_block_bits(block_bits)
+        self.mcs = get_mcs(mcs_index)
+        self.block_bits = block_bits
+        self.payload_bits = block_bits - CRC_BITS
+        self.coded_bits = coded_bits_per_block(self.mcs, block_bits)
+        self.num_symbols = self.coded_bits // self.mcs.qm
+        qm = self.mcs.qm
+        # Sionna's 5G LDPC stops at rate 1/5 (MCS 0-2 are lower): like the 38.212 circular
+        # buffer, send a rate-1/5 codeword and repeat it cyclically up to n coded bits; the
+        # receiver adds the LLRs of the repeats (chase combining).
+        self.ldpc_bits = min(self.coded_bits, (5 * block_bits // qm) * qm)
+        self._repeat_index = torch.arange(self.coded_bits) % self.ldpc_bits
+        self._crc_enc = CRCEncoder(CRC_POLY, device=device)
+        self._crc_dec = CRCDecoder(self._crc_enc, device=device)
+        self._ldpc_enc = LDPC5GEncoder(
+            block_bits, self.ldpc_bits, num_bits_per_symbol=qm, device=device
+        )
+        self._ldpc_dec = LDPC5GDecoder(
+            self._ldpc_enc, num_iter=num_iter, cn_update=cn_update, hard_out=True, device=device
+        )
+        self._mapper = Mapper("qam", qm, device=device)
+        self._demapper = Demapper("app", "qam", qm, device=device)
+
+    def encode(self, bits: torch.Tensor) -> torch.Tensor:
+        """``bits [N, payload_bits]`` (0/1, any real dtype) → ``[N, num_symbols]`` complex64."""
+        if bits.shape[0] == 0:
+            return torch.zeros(0, self.num_symbols, dtype=torch.complex64, device=bits.device)
+        c = self._ldpc_enc(self._crc_enc(bits.to(torch.float32)))
+        if self.ldpc_bits < self.coded_bits:
+            c = c[:, self._repeat_index.to(c.device)]
+        return self._mapper(c).to(torch.complex64)
+
+    def decode(self, x_hat: torch.Tensor, no: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Demap, LDPC-decode and CRC-check equalised blocks.
+
+        Args:
+            x_hat: ``[N, num_symbols]`` complex64 equalised symbols.
+            no: ``[N, num_symbols]`` (or broadcastable) float32 effective noise variance; ``inf``
+                marks an erased symbol (it then contributes a zero LLR).
+
+        Returns:
+            bits: ``[N, payload_bits]`` uint8 hard decisions.
+            ok: ``[N]`` bool, True where the CRC holds.
+        """
+        n = x_hat.shape[0]
+        if n == 0:
+            empty = torch.zeros(0, self.payload_bits, dtype=torch.uint8, device=x_hat.device)
+            return empty, torch.zeros(0, dtype=torch.bool, device=x_hat.device)
+        no = torch.as_tensor(no, dtype=torch.float32, device=x_hat.device).expand(x_hat.shape)
+        no = torch.nan_to_num(no, nan=_NO_ERASED, posinf=_NO_ERASED).clamp(1e-9, _NO_ERASED)
+        llr = self._demapper(x_hat, no)
+        if self.ldpc_bits < self.coded_bits:
+            combined = torch.zeros(n, self.ldpc_bits, dtype=llr.dtype, device=llr.device)
+            idx = self._repeat_index.to(llr.device).expand(n, -1)
+            llr = combined.scatter_add_(1, idx, llr)
+        u = self._ldpc_dec(llr)
+        payload, ok = self._crc_dec(u)
+        return payload.round().to(torch.uint8), ok.reshape(n).to(torch.bool)
+
+
+@lru_cache(maxsize=128)
+def block_code(
+    mcs_index: int,
+    block_bits: int,
+    num_iter: int = 20,
+    cn_update: str = "boxplus-phi",
+    device: str = "cpu",
+) -> BlockCode:
+    """Cached ``BlockCode`` (building Sionna's LDPC graphs takes a moment)."""
+    return BlockCode(mcs_index, block_bits, num_iter=num_iter, cn_update=cn_update, device=device)
+
+
+def device_string(device: torch.device) -> str:
+    """Sionna wants ``"cuda:0"`` strings, not ``torch.device`` objects."""
+    if device.type == "cuda":
+        return f"cuda:{device.index or 0}"
+    return str(device.type)
