@@ -445,6 +445,11 @@ class DeepJSCCCodec(Codec):
         return self._decode_symbols(z, snr_db, received.meta["ratio"].to(y.device), shape)
 
     # ----------------------------------------------------------------- training
+    @property
+    def symbols_per_packet(self) -> int:
+        """Complex symbols per packet: ``floor((mtu − header)·8 / onair_bits_per_symbol)``."""
+        return max(1, (self.mtu_bytes - self.header_bytes) * 8 // self.onair_bits_per_symbol)
+
     def default_channel(self) -> Channel:
         """A differentiable AWGN channel (``v2x.channels.awgn``, torch backend)."""
         if self._default_channel is None:
@@ -460,6 +465,7 @@ class DeepJSCCCodec(Codec):
         ratio: torch.Tensor | float,
         channel: Channel | None = None,
         erasure_prob: float = 0.0,
+        erasure_block: int | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Differentiable encode → channel → equalise → decode.
 
@@ -470,7 +476,10 @@ class DeepJSCCCodec(Codec):
             snr_db: scalar or ``[B]`` Es/N0 in dB (fed to the channel and to both AF stacks).
             ratio: scalar or ``[B]`` bandwidth ratios (channel uses per real value).
             channel: any ``v2x.channels`` channel (default: AWGN, torch backend).
-            erasure_prob: probability that each sent symbol is erased (robustness training).
+            erasure_prob: probability that each block of sent symbols is erased (robustness
+                training against lost packets).
+            erasure_block: symbols per erased block: ``None`` → ``symbols_per_packet`` (whole
+                packets are lost, as with ``v2x.channels`` erasure channels), 1 → i.i.d. symbols.
 
         Returns:
             reconstruction ``[B, C, H, W]`` float32 and channel_uses ``[B]`` float64.
@@ -485,7 +494,10 @@ class DeepJSCCCodec(Codec):
         channel = channel if channel is not None else self.default_channel()
         y, state = channel(z, snr)
         if erasure_prob > 0.0:
-            erased = torch.rand(z.shape, device=z.device) < erasure_prob
+            block = self.symbols_per_packet if erasure_block is None else int(erasure_block)
+            blocks = -(-z.shape[1] // max(block, 1))
+            lost = torch.rand(b, blocks, device=z.device) < erasure_prob
+            erased = lost.repeat_interleave(max(block, 1), dim=1)[:, : z.shape[1]]
             state = state.with_erasures(erased)
         x_hat, _ = equalize(y, state, self.equalizer)
         x_hat = torch.where(mask, x_hat, torch.zeros_like(x_hat))
@@ -538,13 +550,16 @@ def train_reconstruction(
     steps: int = 1000,
     lr: float = 1e-3,
     device: str | torch.device = "cpu",
-    erasure_prob_max: float = 0.0,
+    erasure_prob_max: float = 0.1,
+    erasure_block: int | None = None,
 ) -> list[float]:
     """Train ``codec`` end to end through ``channel`` with feature-reconstruction MSE.
 
     Each step draws a batch from ``feature_iter`` (restarted when exhausted), an SNR per map
     uniformly in ``snr_range_db``, a ratio per map from ``ratio_choices`` (default:
-    ``codec.ratio_grid()``) and an erasure probability uniform in ``[0, erasure_prob_max]``.
+    ``codec.ratio_grid()``) and a packet-erasure probability uniform in ``[0, erasure_prob_max]``
+    (blocks of ``erasure_block`` symbols, default one packet; see ``forward_train``), so that the
+    decoder learns to live with lost packets.
     The loss is ``codec.standardized_mse``. Seed torch's global RNG beforehand for repeatable
     runs. The codec is left in eval mode on ``device``.
 
@@ -577,7 +592,9 @@ def train_reconstruction(
         snr = lo + (hi - lo) * torch.rand(b, device=x.device)
         ratio = choices[torch.randint(len(choices), (b,))]
         p_erase = erasure_prob_max * float(torch.rand(()))
-        recon, _ = codec.forward_train(x, snr, ratio, channel=channel, erasure_prob=p_erase)
+        recon, _ = codec.forward_train(
+            x, snr, ratio, channel=channel, erasure_prob=p_erase, erasure_block=erasure_block
+        )
         loss = codec.standardized_mse(recon, x)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()

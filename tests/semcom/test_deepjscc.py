@@ -50,7 +50,13 @@ def trained():
     codec = tiny_codec(bandwidth_ratio=1 / 16)
     batches = list(synthetic_maps(64, seed=0).split(8))
     losses = train_reconstruction(
-        codec, batches, snr_range_db=(-5, 25), ratio_choices=RATIOS, steps=150, lr=3e-3
+        codec,
+        batches,
+        snr_range_db=(-5, 25),
+        ratio_choices=RATIOS,
+        steps=150,
+        lr=3e-3,
+        erasure_prob_max=0.0,
     )
     return codec, losses
 
@@ -257,3 +263,19 @@ def test_encode_decode_over_awgn_matches_training_path(trained):
         y, state = CHANNELS.build("awgn")(tx.symbols, link.snr_db)
         out = codec.decode(tx.received(y, state), link)
     assert (out - x).square().mean().item() < 0.3 * x.var().item()
+
+
+def test_lost_symbols_degrade_gracefully(trained):
+    codec, _ = trained
+    x = synthetic_maps(8, seed=99)
+    trivial = (x - x.mean(dim=(0, 2, 3), keepdim=True)).square().mean().item()
+    mse = []
+    for p in (0.0, 0.3, 1.0):
+        torch.manual_seed(11)
+        with torch.no_grad():
+            out, _ = codec.forward_train(x, 20.0, 1 / 16, erasure_prob=p, erasure_block=16)
+        assert torch.isfinite(out).all()
+        mse.append((out - x).square().mean().item())
+    assert mse[0] < mse[1] < mse[2]
+    # Nothing arrives: the decoder falls back to roughly the mean map, not to garbage.
+    assert mse[2] < 2.0 * trivial
