@@ -36,6 +36,8 @@ __all__ = [
 # Pairs of boxes are processed in chunks of at most this many candidate pairs to bound memory
 # (each pair needs ~24 x 2 working values plus sorting buffers).
 _PAIR_CHUNK = 1 << 18
+# Pairwise matrices larger than this many entries are processed in blocks of rows.
+_DENSE_CHUNK = 1 << 22
 
 
 def _check_boxes(boxes: torch.Tensor, name: str) -> None:
@@ -225,6 +227,13 @@ def _pairwise_intersection(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     n, m = a.shape[-2], b.shape[-2]
     out = a.new_zeros(*a.shape[:-2], n, m)
     if n == 0 or m == 0:
+        return out
+    if out.numel() > _DENSE_CHUNK and n > 1:  # bound the [..., N, M] working set: row blocks
+        rows = max(1, _DENSE_CHUNK // (out.numel() // n))
+        for start in range(0, n, rows):
+            out[..., start : start + rows, :] = _pairwise_intersection(
+                a[..., start : start + rows, :], b
+            )
         return out
     radius_a = 0.5 * torch.hypot(a[..., 3], a[..., 4])  # [..., N]
     radius_b = 0.5 * torch.hypot(b[..., 3], b[..., 4])

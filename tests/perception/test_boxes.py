@@ -232,3 +232,16 @@ def test_rotated_iou_cuda_matches_cpu_and_shapely() -> None:
     torch.testing.assert_close(
         g3.cpu(), iou_3d(torch.tensor(a), torch.tensor(b)), atol=1e-9, rtol=0
     )
+
+
+def test_row_blocks_and_pair_chunks_give_identical_results(monkeypatch: pytest.MonkeyPatch) -> None:
+    import v2x.perception.boxes as boxes_mod
+
+    rng = np.random.default_rng(17)
+    a = torch.tensor(_random_boxes(rng, 60, 4.0))
+    b = torch.tensor(_random_boxes(rng, 40, 4.0))
+    full = rotated_iou_bev(a, b)
+    monkeypatch.setattr(boxes_mod, "_DENSE_CHUNK", 100)
+    monkeypatch.setattr(boxes_mod, "_PAIR_CHUNK", 7)
+    assert torch.equal(rotated_iou_bev(a, b), full)
+    assert (full > 0).sum() > 100

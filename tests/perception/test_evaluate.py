@@ -348,3 +348,22 @@ def test_add_frames_batched_equals_sequential() -> None:
                                                                   db["num_fp"])  # fmt: skip
             np.testing.assert_array_equal(da["precision"], db["precision"])
     assert a["details"]["overall"][0.5]["num_tp"] >= 3  # the data exercise matching
+
+
+def test_visibility_subsets() -> None:
+    from v2x.perception.evaluate import visibility_subsets
+
+    # 3 agents (ego = 0, agent 2 is padding), 5 boxes
+    vis = np.array(
+        [
+            [5, 0, 0, -1, 2],  # ego: sees box 0 and 4 (>= 2 points), not 1, 2; box 3 unknown
+            [0, 3, 0, 9, 0],  # agent 1 sees box 1 and 3
+            [9, 9, 9, 9, 9],  # padding row: must not count
+        ]
+    )
+    sub = visibility_subsets(vis, ego_index=0, min_points=2, agent_mask=[True, True, False])
+    assert sub["ego_visible"].tolist() == [True, False, False, False, True]
+    assert sub["ego_invisible"].tolist() == [False, True, True, False, False]
+    assert sub["ego_invisible_coop_visible"].tolist() == [False, True, False, False, False]
+    with pytest.raises(ValueError, match="visibility"):
+        visibility_subsets(np.zeros(4))
