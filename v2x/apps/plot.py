@@ -1,0 +1,28 @@
+"""``v2x-plot``: figures and a console table from sweep results (thin wrapper over ``make_plots``)."""
+
+from __future__ import annotations
+
+import hydra
+from omegaconf import DictConfig, OmegaConf
+
+
+@hydra.main(config_path="pkg://v2x.conf", config_name="plot", version_base=None)
+def main(cfg: DictConfig) -> None:
+    from v2x.plots import make_plots
+
+    c = OmegaConf.to_container(cfg, resolve=True)
+    c.pop("hydra", None)
+    files = make_plots(
+        c["results"],
+        c["out_dir"],
+        formats=c["formats"],
+        metric=c["metric"],
+        allow_corrupt=c["allow_corrupt"],
+        table=c["table"],
+    )
+    for f in files:
+        print(f"wrote {f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,24 @@
+"""``v2x-sweep``: evaluate a grid of channel conditions (thin Hydra wrapper over ``run_sweep``)."""
+
+from __future__ import annotations
+
+import logging
+
+import hydra
+from omegaconf import DictConfig
+
+
+@hydra.main(config_path="pkg://v2x.conf", config_name="sweep", version_base=None)
+def main(cfg: DictConfig) -> None:
+    from v2x.results import read_results
+    from v2x.sweep import SweepConfig, results_table_text, run_sweep
+
+    logging.getLogger("v2x").setLevel(logging.INFO)
+    path = run_sweep(cfg)
+    if SweepConfig.from_any(cfg).table:
+        print(results_table_text(read_results([path])))
+    print(f"results: {path}")
+
+
+if __name__ == "__main__":
+    main()

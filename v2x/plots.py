@@ -1,0 +1,283 @@
+"""Figures from sweep results: ``make_plots(results paths) -> files``.
+
+* ``ap_vs_snr``: the chosen AP metric against SNR, one line per (fusion, codec, ratio), one
+  panel per channel (ego-only / late / early fusion, which use no codec, appear in every panel).
+* ``ap_vs_bandwidth``: AP against channel uses per frame (from the ledger sums; log axis), one
+  line per (fusion, codec, ratio), plus the Pareto frontier over every cell.
+* ``latency_aoi_cdf``: empirical CDFs of per-link latency and age of information (ledger rows).
+* ``snr_map``: every link of the ledger drawn over the town, coloured by its geometric SNR.
+
+Each figure is written in every requested format (PNG and PDF by default); a plain-text table
+of the results goes to the console.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+
+from v2x.results import read_results
+
+METRICS = ("ap_30", "ap_50", "ap_70", "ap_70_invisible")
+
+
+def _series_label(row: dict) -> str:
+    label = row["fusion"]
+    if row["codec"] != "n/a":
+        label += f" + {row['codec']}"
+        if row["bandwidth_ratio"] == row["bandwidth_ratio"]:  # not NaN
+            label += f" (ρ={row['bandwidth_ratio']:.3g})"
+    if row["pose_noise_m"] or row["pose_noise_yaw_rad"]:
+        label += f" [σ={row['pose_noise_m']:g} m, {row['pose_noise_yaw_rad']:g} rad]"
+    return label
+
+
+def _save(fig, out_dir: Path, name: str, formats: Sequence[str]) -> list[Path]:
+    files = []
+    for fmt in formats:
+        path = out_dir / f"{name}.{fmt}"
+        tmp = out_dir / f".{name}.tmp.{fmt}"
+        fig.savefig(tmp, dpi=150, bbox_inches="tight", format=fmt)
+        os.replace(tmp, path)
+        files.append(path)
+    return files
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_ap_vs_snr(
+    rows: list[dict], metric: str, out_dir: Path, formats: Sequence[str]
+) -> list[Path]:
+    plt = _plt()
+    channels = sorted({r["channel"] for r in rows if r["channel"] != "n/a"}) or ["n/a"]
+    fig, axes = plt.subplots(1, len(channels), figsize=(6 * len(channels), 4.5), squeeze=False)
+    for ax, channel in zip(axes[0], channels):
+        series: dict[str, list[tuple[float, float]]] = defaultdict(list)
+        for r in rows:
+            if r["channel"] in (channel, "n/a"):
+                series[_series_label(r)].append((r["snr_db"], r[metric]))
+        for label in sorted(series):
+            pts = sorted(series[label])
+            style = "--" if " + " not in label else "-"
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], style, marker="o", ms=3, label=label)
+        ax.set_xlabel("SNR (dB)")
+        ax.set_ylabel(
+            metric.replace("_", "@0.").replace("@0.70@0.invisible", "@0.7 (ego-invisible)")
+        )
+        ax.set_title(f"channel: {channel}")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.suptitle(f"{metric} vs SNR")
+    files = _save(fig, out_dir, "ap_vs_snr", formats)
+    plt.close(fig)
+    return files
+
+
+def pareto_front(points: Iterable[tuple[float, float]]) -> list[tuple[float, float]]:
+    """Points not dominated by one with fewer-or-equal cost and higher-or-equal AP (sorted by cost)."""
+    front: list[tuple[float, float]] = []
+    best = -math.inf
+    for cost, ap in sorted(points, key=lambda p: (p[0], -p[1])):
+        if ap > best:
+            front.append((cost, ap))
+            best = ap
+    return front
+
+
+def plot_ap_vs_bandwidth(
+    rows: list[dict], metric: str, out_dir: Path, formats: Sequence[str]
+) -> list[Path]:
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    series: dict[str, list[tuple[float, float]]] = defaultdict(list)
+    ego = [r[metric] for r in rows if r["fusion"] == "none" and r[metric] == r[metric]]
+    for r in rows:
+        uses = r["mean_channel_uses_per_frame"]
+        if uses > 0 and r[metric] == r[metric]:
+            series[f"{_series_label(r)} / {r['channel']}"].append((uses, r[metric]))
+    for label in sorted(series):
+        pts = sorted(series[label])
+        ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", ms=3, lw=1, label=label)
+    front = pareto_front(p for pts in series.values() for p in pts)
+    if front:
+        ax.step(
+            [p[0] for p in front],
+            [p[1] for p in front],
+            "k:",
+            where="post",
+            lw=1.5,
+            label="frontier",
+        )
+    if ego:
+        ax.axhline(
+            float(np.mean(ego)), color="grey", ls="--", lw=1, label="ego only (no bandwidth)"
+        )
+    if series:
+        ax.set_xscale("log")
+    ax.set_xlabel("channel uses per frame (all links, ledger)")
+    ax.set_ylabel(metric)
+    ax.set_title(f"{metric} vs bandwidth")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=6)
+    files = _save(fig, out_dir, "ap_vs_bandwidth", formats)
+    plt.close(fig)
+    return files
+
+
+def plot_latency_aoi(ledger: pa.Table, out_dir: Path, formats: Sequence[str]) -> list[Path]:
+    plt = _plt()
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    rows = ledger.select(
+        ["fusion", "codec", "channel", "bandwidth_ratio", "sent", "latency_s", "aoi_s"]
+    ).to_pydict()
+    groups: dict[str, dict[str, list[float]]] = defaultdict(lambda: {"latency_s": [], "aoi_s": []})
+    for i in range(ledger.num_rows):
+        if not rows["sent"][i]:
+            continue
+        key = (
+            rows["fusion"][i]
+            if rows["codec"][i] == "n/a"
+            else f"{rows['fusion'][i]} + {rows['codec'][i]}"
+        )
+        for name in ("latency_s", "aoi_s"):
+            v = rows[name][i]
+            if v is not None and math.isfinite(v):
+                groups[key][name].append(v * 1e3)
+    for ax, name, title in (
+        (axes[0], "latency_s", "latency"),
+        (axes[1], "aoi_s", "age of information"),
+    ):
+        for key in sorted(groups):
+            values = np.sort(groups[key][name])
+            if values.size:
+                ax.step(
+                    values, np.arange(1, values.size + 1) / values.size, where="post", label=key
+                )
+        ax.set_xlabel(f"{title} (ms)")
+        ax.set_ylabel("CDF")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.suptitle("per-link latency and AoI (ledger)")
+    files = _save(fig, out_dir, "latency_aoi_cdf", formats)
+    plt.close(fig)
+    return files
+
+
+def plot_snr_map(ledger: pa.Table, out_dir: Path, formats: Sequence[str]) -> list[Path]:
+    plt = _plt()
+    cols = ledger.select(
+        ["frame_id", "tx_agent", "tx_kind", "link_snr_db", "tx_x_m", "tx_y_m", "rx_x_m", "rx_y_m"]
+    ).to_pydict()
+    seen, links = set(), []
+    for i in range(ledger.num_rows):
+        key = (cols["frame_id"][i], cols["tx_agent"][i])
+        if key in seen:
+            continue
+        seen.add(key)
+        links.append({k: cols[k][i] for k in cols})
+    fig, ax = plt.subplots(figsize=(6.5, 6))
+    if links:
+        snr = np.array([l["link_snr_db"] for l in links], dtype=float)  # noqa: E741
+        finite = np.isfinite(snr)
+        lo, hi = (np.nanmin(snr[finite]), np.nanmax(snr[finite])) if finite.any() else (0.0, 1.0)
+        cmap = plt.get_cmap("viridis")
+        for link, value in zip(links, snr):
+            colour = (
+                cmap((value - lo) / max(hi - lo, 1e-9)) if math.isfinite(value) else "lightgrey"
+            )
+            ax.plot(
+                [link["tx_x_m"], link["rx_x_m"]],
+                [link["tx_y_m"], link["rx_y_m"]],
+                color=colour,
+                lw=0.8,
+                alpha=0.6,
+            )
+        markers = {"vehicle": "o", "rsu": "s", "uav": "^"}
+        for kind, marker in markers.items():
+            idx = [i for i, l in enumerate(links) if l["tx_kind"] == kind]  # noqa: E741
+            if idx:
+                ax.scatter(
+                    [links[i]["tx_x_m"] for i in idx],
+                    [links[i]["tx_y_m"] for i in idx],
+                    c=snr[idx],
+                    cmap=cmap,
+                    vmin=lo,
+                    vmax=hi,
+                    marker=marker,
+                    s=25,
+                    label=kind,
+                    edgecolors="k",
+                    linewidths=0.3,
+                )
+        rx = {(l["rx_x_m"], l["rx_y_m"]) for l in links}  # noqa: E741
+        ax.scatter([p[0] for p in rx], [p[1] for p in rx], marker="*", c="red", s=40, label="ego")
+        fig.colorbar(
+            plt.cm.ScalarMappable(cmap=cmap, norm=plt.Normalize(lo, hi)),
+            ax=ax,
+            label="link SNR (dB)",
+        )
+        ax.legend(fontsize=7)
+    ax.set_aspect("equal", adjustable="datalim")
+    ax.set_xlabel("x (m)")
+    ax.set_ylabel("y (m)")
+    ax.set_title("links over the town, coloured by geometric SNR")
+    files = _save(fig, out_dir, "snr_map", formats)
+    plt.close(fig)
+    return files
+
+
+def make_plots(
+    results: str | os.PathLike | Sequence[str | os.PathLike],
+    out_dir: str | os.PathLike = "outputs/plots",
+    formats: Sequence[str] = ("png", "pdf"),
+    metric: str = "ap_50",
+    allow_corrupt: bool = False,
+    table: bool = True,
+) -> list[Path]:
+    """Draw every figure from the results files/folders in ``results``; returns the files.
+
+    Raises ``ValueError`` for an unknown metric or format and when no results are found; an
+    unreadable results file raises ``CorruptResultsError`` unless ``allow_corrupt``.
+    """
+    if metric not in METRICS:
+        raise ValueError(f"plot: unknown metric {metric!r}; valid choices: {', '.join(METRICS)}")
+    formats = [str(f) for f in ([formats] if isinstance(formats, str) else formats)]
+    bad = [f for f in formats if f not in ("png", "pdf", "svg")]
+    if bad or not formats:
+        raise ValueError(
+            f"plot: field 'formats' has {bad or formats}; valid choices: png, pdf, svg"
+        )
+    paths = [results] if isinstance(results, str | os.PathLike) else list(results)
+    table_rows = read_results(paths, allow_corrupt=allow_corrupt)
+    if table_rows.num_rows == 0:
+        raise ValueError(f"plot: no sweep results found in {[str(p) for p in paths]}")
+    ledger = read_results(paths, allow_corrupt=allow_corrupt, ledger=True)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    rows = table_rows.to_pylist()
+    files = plot_ap_vs_snr(rows, metric, out, formats)
+    files += plot_ap_vs_bandwidth(rows, metric, out, formats)
+    if ledger.num_rows:
+        files += plot_latency_aoi(ledger, out, formats)
+        files += plot_snr_map(ledger, out, formats)
+    if table:
+        from v2x.sweep import results_table_text
+
+        conventions = sorted(set(table_rows.column("eval_convention").to_pylist()))
+        print(results_table_text(table_rows))
+        for c in conventions:
+            print(f"AP convention: {c}")
+    return files
