@@ -254,7 +254,10 @@ def _pairwise_intersection(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 
 def _promote(a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Common dtype of ``a`` and ``b``; half precision (e.g. under autocast) goes to float32."""
     dtype = torch.promote_types(a.dtype, b.dtype)
+    if dtype in (torch.float16, torch.bfloat16):
+        dtype = torch.float32
     return a.to(dtype), b.to(dtype)
 
 

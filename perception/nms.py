@@ -112,6 +112,8 @@ def batched_rotated_nms(
     order = torch.argsort(ranked, dim=1, descending=True, stable=True)[:, :k]  # [B, K]
     cand_valid = torch.gather(valid, 1, order)
     cand_boxes = torch.gather(boxes, 1, order.unsqueeze(-1).expand(-1, -1, 7))
+    if cand_boxes.dtype in (torch.float16, torch.bfloat16):  # e.g. under autocast
+        cand_boxes = cand_boxes.float()
     # padding boxes may hold garbage: neutralise them so they cannot produce NaNs
     cand_boxes = torch.where(cand_valid.unsqueeze(-1), cand_boxes, _dummy_box(cand_boxes))
 

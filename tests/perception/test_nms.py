@@ -65,6 +65,10 @@ def test_rotated_nms_matches_reference_loop(seed: int) -> None:
     assert got.tolist() == ref
     got_capped = rotated_nms(torch.tensor(boxes).float(), torch.tensor(scores).float(), thr, 3)
     assert got_capped.tolist() == ref[:3]
+    if seed == 0:  # half precision inputs (autocast) are evaluated in float32
+        half = rotated_nms(torch.tensor(boxes).float().half(), torch.tensor(scores), thr)
+        ref_half = _reference_nms(torch.tensor(boxes).half().double().numpy(), scores, thr)
+        assert half.tolist() == ref_half
 
 
 def test_batched_class_aware_and_padding() -> None:
