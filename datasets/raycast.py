@@ -272,7 +272,7 @@ class TorchRaycaster(Raycaster):
         if len(boxes):
             params = self._box_params(boxes)
             if single_origin and self.azimuth_bins > 0:
-                tb, kb = self._cast_binned(o[0], d, params, origins_rel[0], boxes)
+                tb, kb = self._cast_binned(o[0], d, params)
             else:
                 tb, kb = self._cast_dense(o, d, params)
             closer = tb < t
@@ -363,47 +363,52 @@ class TorchRaycaster(Raycaster):
             k_out[s : s + step] = torch.where(torch.isfinite(tmin), kmin, -1)
         return t_out, k_out
 
-    def _bin_members(self, boxes: np.ndarray, origin: np.ndarray) -> np.ndarray:
+    def _bin_members(self, p: dict[str, torch.Tensor], origin: torch.Tensor) -> torch.Tensor:
         """Which boxes each (elevation, azimuth) bucket of rays from ``origin`` can hit.
 
         A box is listed in every bucket that overlaps its (conservative) angular footprint:
         its azimuth interval seen from the origin and its elevation interval bounded using
-        the nearest and farthest horizontal distance to its footprint.
+        the nearest and farthest horizontal distance to its footprint. Runs on the boxes'
+        device.
 
         Returns:
             ``[elevation_bins * azimuth_bins, K]`` bool.
         """
         na, ne = self.azimuth_bins, self.elevation_bins
-        rel = boxes[:, :3] - origin[None]
-        c, s = np.cos(boxes[:, 6]), np.sin(boxes[:, 6])
+        dev = origin.device
+        rel = p["c"] - origin[None]
+        cs, sn, half = p["cos"], p["sin"], p["half"]
         # Nearest horizontal distance from the origin to each footprint (0 when inside).
-        lx = np.abs(c * rel[:, 0] + s * rel[:, 1])
-        ly = np.abs(-s * rel[:, 0] + c * rel[:, 1])
-        ex = np.maximum(lx - boxes[:, 3] / 2, 0.0)
-        ey = np.maximum(ly - boxes[:, 4] / 2, 0.0)
-        dmin = np.hypot(ex, ey)
+        lx = (cs * rel[:, 0] + sn * rel[:, 1]).abs()
+        ly = (cs * rel[:, 1] - sn * rel[:, 0]).abs()
+        dmin = torch.hypot((lx - half[:, 0]).clamp(min=0), (ly - half[:, 1]).clamp(min=0))
         inside = dmin < 1e-3
-        corners = box_corners(boxes)[:, :4, :2] - origin[None, None, :2]  # footprint
-        dmax = np.linalg.norm(corners, axis=-1).max(axis=1)
+        signs = torch.tensor([[1, 1], [1, -1], [-1, 1], [-1, -1]], dtype=rel.dtype, device=dev)
+        ux, uy = signs[None, :, 0] * half[:, None, 0], signs[None, :, 1] * half[:, None, 1]
+        cx = rel[:, None, 0] + cs[:, None] * ux - sn[:, None] * uy  # [K, 4] footprint corners
+        cy = rel[:, None, 1] + sn[:, None] * ux + cs[:, None] * uy
+        dmax = torch.hypot(cx, cy).amax(dim=1)
         # Azimuth interval (the footprint is convex; spans < pi unless the origin is inside).
-        az_c = np.arctan2(rel[:, 1], rel[:, 0])
-        az = np.arctan2(corners[..., 1], corners[..., 0])
-        delta = (az - az_c[:, None] + np.pi) % (2 * np.pi) - np.pi
+        az_c = torch.atan2(rel[:, 1], rel[:, 0])
+        delta = torch.remainder(torch.atan2(cy, cx) - az_c[:, None] + math.pi, 2 * math.pi)
+        delta = delta - math.pi
         margin = 1e-3
-        width = 2 * np.pi / na
-        start = np.floor((az_c + delta.min(axis=1) - margin + np.pi) / width).astype(np.int64)
-        stop = np.floor((az_c + delta.max(axis=1) + margin + np.pi) / width).astype(np.int64)
-        count = np.where(inside, na, np.minimum(stop - start + 1, na))
-        az_member = ((np.arange(na)[:, None] - start[None, :] % na) % na) < count[None, :]
+        width = 2 * math.pi / na
+        start = torch.floor((az_c + delta.amin(dim=1) - margin + math.pi) / width).long()
+        stop = torch.floor((az_c + delta.amax(dim=1) + margin + math.pi) / width).long()
+        count = torch.where(inside, na, torch.clamp(stop - start + 1, max=na))
+        bins_a = torch.arange(na, device=dev)[:, None]
+        az_member = torch.remainder(bins_a - torch.remainder(start, na)[None], na) < count[None]
         # Elevation interval.
-        zt = rel[:, 2] + boxes[:, 5] / 2
-        zb = rel[:, 2] - boxes[:, 5] / 2
-        el_hi = np.arctan2(zt, np.where(zt >= 0, dmin, dmax))
-        el_lo = np.arctan2(zb, np.where(zb >= 0, dmax, dmin))
-        height = np.pi / ne
-        e0 = np.clip(np.floor((el_lo - margin + np.pi / 2) / height), 0, ne - 1).astype(np.int64)
-        e1 = np.clip(np.floor((el_hi + margin + np.pi / 2) / height), 0, ne - 1).astype(np.int64)
-        el_member = (np.arange(ne)[:, None] >= e0[None]) & (np.arange(ne)[:, None] <= e1[None])
+        zt = rel[:, 2] + half[:, 2]
+        zb = rel[:, 2] - half[:, 2]
+        el_hi = torch.atan2(zt, torch.where(zt >= 0, dmin, dmax))
+        el_lo = torch.atan2(zb, torch.where(zb >= 0, dmax, dmin))
+        height = math.pi / ne
+        e0 = torch.floor((el_lo - margin + math.pi / 2) / height).long().clamp(0, ne - 1)
+        e1 = torch.floor((el_hi + margin + math.pi / 2) / height).long().clamp(0, ne - 1)
+        bins_e = torch.arange(ne, device=dev)[:, None]
+        el_member = (bins_e >= e0[None]) & (bins_e <= e1[None])
         return (el_member[:, None, :] & az_member[None, :, :]).reshape(ne * na, -1)
 
     def _ray_bins(self, d: torch.Tensor) -> torch.Tensor:
@@ -420,8 +425,6 @@ class TorchRaycaster(Raycaster):
         o: torch.Tensor,
         d: torch.Tensor,
         p: dict[str, torch.Tensor],
-        origin_rel: np.ndarray,
-        boxes: np.ndarray,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Single-origin cast over candidate (ray, box) pairs from angular buckets.
 
@@ -430,12 +433,11 @@ class TorchRaycaster(Raycaster):
         hit per ray is reduced with ``scatter_reduce``.
         """
         dev = d.device
-        member = self._bin_members(boxes, origin_rel)  # [B, K]
-        nk_np = member.sum(axis=1)
-        kmax = max(1, int(nk_np.max()))
-        order_np = np.argsort(~member, axis=1, kind="stable")[:, :kmax]
-        table = torch.as_tensor(order_np, device=dev)  # [B, Kmax] (valid up to nk)
-        nk = torch.as_tensor(nk_np, device=dev)
+        member = self._bin_members(p, o)  # [B, K]
+        nk = member.sum(dim=1)
+        # CSR lists of candidate boxes per bucket (nonzero is row-major: sorted by bucket).
+        _, box_of = member.nonzero(as_tuple=True)
+        box_start = torch.cumsum(nk, 0) - nk
         bins = self._ray_bins(d)
         ray_order = torch.argsort(bins)
         nr = torch.bincount(bins, minlength=member.shape[0])
@@ -467,7 +469,7 @@ class TorchRaycaster(Raycaster):
                 )
                 kb = nk[pair_bin]
                 ray = ray_order[ray_start[pair_bin] + torch.div(local, kb, rounding_mode="floor")]
-                box = table[pair_bin, local % kb]
+                box = box_of[box_start[pair_bin] + local % kb]
                 q = per_box[box]
                 dd = d[ray]
                 cs, sn = q[:, 3], q[:, 4]
