@@ -104,30 +104,26 @@ class AttentionFusion(FeatureFusion):
 class Where2commFusion(AttentionFusion):
     """Confidence-sparse fusion in the style of Where2comm (Hu et al., NeurIPS 2022).
 
-    Each collaborator computes a spatial confidence map from its own detection heatmap and sends
-    only the cells whose confidence is above ``threshold`` (at most ``max_fraction`` of the map).
-    The ego fuses the received sparse cells by attention. The selection (a bitmap) is part of the
-    payload; the pipeline charges it.
+    Each collaborator computes a spatial confidence map from its own detection heatmap (the
+    sigmoid of its largest class logit per cell) and sends only its ``max_fraction`` most
+    confident cells; the ego fuses what arrives by attention, the unsent cells masked out. The
+    pipeline sends the cells through the configured codec wrapped in the ``selective`` codec, so
+    the selection map itself is charged to the payload.
 
     Args:
-        threshold: confidence (sigmoid of the max class logit) above which a cell is sent.
-        max_fraction: budget, fraction of the cells a collaborator may send.
+        max_fraction: budget, fraction of the ``h·w`` cells a collaborator sends, in (0, 1].
     """
 
-    def __init__(self, threshold: float = 0.05, max_fraction: float = 0.1) -> None:
+    def __init__(self, max_fraction: float = 0.1) -> None:
         super().__init__()
         if not 0.0 < max_fraction <= 1.0:
             raise ValueError(f"where2comm: 'max_fraction' must be in (0, 1], got {max_fraction}")
-        self.threshold = threshold
         self.max_fraction = max_fraction
 
-    def select(self, heat_logits: torch.Tensor) -> torch.Tensor:
-        """``heat_logits [S, K, h, w]`` → ``[S, 1, h, w]`` bool cells to send."""
-        confidence = torch.sigmoid(heat_logits.float()).amax(dim=1, keepdim=True)
-        s, _, h, w = confidence.shape
-        k = max(1, int(self.max_fraction * h * w))
-        top = confidence.view(s, -1).topk(k, dim=1).values[:, -1:]  # k-th largest per map
-        return (confidence >= top.view(s, 1, 1, 1)) & (confidence >= self.threshold)
+    @staticmethod
+    def confidence(heat_logits: torch.Tensor) -> torch.Tensor:
+        """``heat_logits [S, K, h, w]`` → ``[S, 1, h, w]`` per-cell confidence in [0, 1]."""
+        return torch.sigmoid(heat_logits.float()).amax(dim=1, keepdim=True)
 
 
 def build_fusion(name: str, **kwargs) -> nn.Module:

@@ -28,6 +28,7 @@ from v2x.perception.warp import (
     warp_to_ego,
 )
 from v2x.semcom.base import Codec
+from v2x.semcom.selective import SelectiveCodec, scatter_cells
 
 BOX_MESSAGE_BITS = (7 + 2) * 32  # a late-fusion box: 7 floats + score + label, float32
 POINT_MESSAGE_BITS = 4 * 32  # an early-fusion point: x, y, z, intensity, float32
@@ -126,27 +127,30 @@ class CooperativePipeline(nn.Module):
         cost = self._empty_cost(k, b, a, snr_db, device)
         received = features.unsqueeze(0).expand(k, b, a, c, h, w).clone()
         valid_agent = batch.agent_mask.unsqueeze(0).expand(k, b, a).clone()
+        # Cells each agent actually delivered (the ego's are all there).
+        delivered = torch.ones(k, b, a, 1, h, w, dtype=features.dtype, device=device)
         if share and a > 1:
-            collab = received[:, :, 1:]
-            select = getattr(self.fusion, "select", None)
-            if select is not None:
-                heat, _ = self.model.head(features[:, 1:].reshape(b * (a - 1), c, h, w))
-                keep = select(heat).view(1, b, a - 1, 1, h, w)
-                collab = collab * keep
-            rows = collab.reshape(k * b * (a - 1), c, h, w)
+            rows = received[:, :, 1:].reshape(k * b * (a - 1), c, h, w)
             row_snr = snr_db.view(k, 1, 1).expand(k, b, a - 1).reshape(-1)
             link = LinkState(snr_db=row_snr)
-            tx = self.codec.encode(rows, link)
-            if tx.symbols is not None and self.codec.uses_channel:
+            codec, extra = self.codec, {}
+            confidence = getattr(self.fusion, "confidence", None)
+            if confidence is not None:  # Where2comm: send only the most confident cells
+                heat, _ = self.model.head(features[:, 1:].reshape(b * (a - 1), c, h, w))
+                conf = confidence(heat).view(1, b * (a - 1), 1, h, w).expand(k, -1, -1, -1, -1)
+                codec = SelectiveCodec(inner=self.codec, keep_fraction=self.fusion.max_fraction)
+                extra = {"importance": conf.reshape(k * b * (a - 1), 1, h, w)}
+            tx = codec.encode(rows, link, **extra)
+            if tx.symbols is not None and codec.uses_channel:
                 y, state = self.channel(tx.symbols, row_snr)
                 tx = tx.received(y, state)
-            decoded = self.codec.decode(tx, link).view(k, b, a - 1, c, h, w)
-            if select is not None:
-                decoded = decoded * keep
-                # The selection bitmap (h·w bits) travels as error-free control information.
-                bitmap = torch.full_like(tx.cost.source_bits, float(h * w))
-                tx.cost.source_bits = tx.cost.source_bits + bitmap
-                tx.cost.channel_uses = tx.cost.channel_uses + ideal_digital_uses(bitmap, row_snr)
+            decoded = codec.decode(tx, link).view(k, b, a - 1, c, h, w)
+            if extra:
+                sent = scatter_cells(
+                    torch.ones_like(tx.meta["indices"], dtype=features.dtype)[:, None],
+                    tx.meta["indices"], h, w,
+                )
+                delivered[:, :, 1:] = sent.view(k, b, a - 1, 1, h, w)
             received[:, :, 1:] = decoded
             present = batch.agent_mask[:, 1:].unsqueeze(0).expand(k, b, a - 1)
             for name in ("source_bits", "coded_bits", "channel_uses", "packets"):
@@ -157,9 +161,12 @@ class CooperativePipeline(nn.Module):
             valid_agent[:, :, 1:] = False
         poses = batch.poses.unsqueeze(0).expand(k, b, a, 4, 4).reshape(k * b, a, 4, 4)
         warped, coverage = warp_to_ego(
-            received.view(k * b, a, c, h, w), self._noisy_relative(poses), self.model.grid
+            torch.cat([received, delivered], dim=3).view(k * b, a, c + 1, h, w),
+            self._noisy_relative(poses),
+            self.model.grid,
         )
-        valid = coverage & valid_agent.view(k * b, a, 1, 1, 1)
+        warped, arrived = warped[:, :, :c], warped[:, :, c:] > 0.5
+        valid = coverage & arrived & valid_agent.view(k * b, a, 1, 1, 1)
         fused = self.fusion(warped, valid)
         heat, reg = self.model.head(fused)
         return RunOutput(self.model.postprocess(heat, reg), cost, k)
