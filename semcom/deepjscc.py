@@ -9,7 +9,7 @@ One model covers a range of bandwidth ratios and SNRs:
 * **Channel masking** (Kurka & Gündüz's successive refinement / "slimmable" by channels): the
   encoder emits ``K_max`` complex latent channels of ``H' × W'`` symbols (``H' = ceil(H / s)``,
   ``s = 2**downsample``), flattened channel-major. A ratio keeps a prefix of that sequence:
-  ``granularity="channel"`` keeps whole channels, ``k = clamp(round(ρ n / (H'W')), 1, K_max)``,
+  ``granularity="channel"`` keeps whole channels, ``k = max(1, round(ρ n / (H'W'))) ≤ K_max``,
   ``uses = k·H'·W'``; ``granularity="symbol"`` (default) keeps ``uses = max(1, round(ρ n))``
   symbols, the last channel partially, so a codec can match any channel-use budget exactly.
   Training samples ρ at random, so the encoder learns to put what matters first. The decoder
@@ -41,7 +41,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
-from v2x.channels.base import Channel, equalize
+from v2x.channels.base import Channel, ChannelState, equalize
 from v2x.channels.link import LinkState
 from v2x.semcom.base import (
     CODECS,
@@ -187,6 +187,11 @@ class DeepJSCCCodec(Codec):
         snr_range_db: the SNR range used to scale the conditioning input (and the default
             training range).
         equalizer: ``"mmse"`` or ``"zf"`` one-tap equalisation when the channel state has ``h``.
+        decoder_snr: what conditions the decoder: ``"link"`` (``link.snr_db``, the receiver's
+            average-SNR estimate) or ``"effective"`` (the post-equalisation SNR of this
+            transmission from its CSI, mean of ``|ĥ|²/(no + σe²)`` over the symbols that
+            arrived; it tracks block fading and equals ``link`` on AWGN). Either way the
+            equalised symbols are MMSE estimates (biased towards 0) when ``equalizer="mmse"``.
         onair_bits_per_symbol, mtu_bytes, header_bytes: packet accounting (see module doc).
         checkpoint: path of a ``save_checkpoint`` file to load, or ``None``.
     """
@@ -204,6 +209,7 @@ class DeepJSCCCodec(Codec):
         granularity: str = "symbol",
         snr_range_db: tuple[float, float] | list[float] = (-10.0, 30.0),
         equalizer: str = "mmse",
+        decoder_snr: str = "link",
         onair_bits_per_symbol: int = 32,
         mtu_bytes: int = 1500,
         header_bytes: int = 40,
@@ -238,6 +244,11 @@ class DeepJSCCCodec(Codec):
         self.granularity = granularity
         self.snr_range_db = (snr_lo, snr_hi)
         self.equalizer = equalizer
+        if decoder_snr not in ("link", "effective"):
+            raise ValueError(
+                f"deepjscc: unknown decoder_snr {decoder_snr!r}; valid: link, effective"
+            )
+        self.decoder_snr = decoder_snr
         self.onair_bits_per_symbol = int(onair_bits_per_symbol)
         self.mtu_bytes = int(mtu_bytes)
         self.header_bytes = int(header_bytes)
@@ -276,8 +287,8 @@ class DeepJSCCCodec(Codec):
         """Complex channel uses for one ``[C, H, W]`` map at ``ratio`` (the hand-computable rule).
 
         ``symbol``: ``max(1, round(ρ·C·H·W))``; ``channel``: ``k·H'·W'`` with
-        ``k = clamp(round(ρ·C·H·W / (H'·W')), 1, K_max)``. Raises ``ValueError`` if the latent
-        cannot hold that many symbols.
+        ``k = max(1, round(ρ·C·H·W / (H'·W')))`` (round half up). Raises ``ValueError`` if the
+        latent (``K_max·H'·W'`` symbols) cannot hold that many.
         """
         ratio = self.check_ratio(ratio)
         c, h, w = shape
@@ -396,6 +407,28 @@ class DeepJSCCCodec(Codec):
             raw_bits=raw_feature_bits(features),
         )
 
+    def _decoder_snr_db(
+        self,
+        link_snr_db: torch.Tensor,
+        y: torch.Tensor,
+        state: ChannelState,
+        mask: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """``[B]`` SNR in dB fed to the decoder (see ``decoder_snr``).
+
+        ``"effective"``: mean over the arrived (non-erased, sent) symbols of the unbiased
+        post-equalisation SNR ``|ĥ|² / (no + σe²)`` (the ZF ``1/no_eff`` of ``equalize``).
+        """
+        if self.decoder_snr == "link":
+            return link_snr_db
+        _, no_eff = equalize(y, state, "zf")
+        arrived = torch.isfinite(no_eff)
+        if mask is not None:
+            arrived = arrived & mask
+        snr = torch.where(arrived, 1.0 / no_eff.clamp_min(1e-12), torch.zeros_like(no_eff))
+        mean = snr.sum(dim=1) / arrived.sum(dim=1).clamp_min(1)
+        return 10.0 * torch.log10(mean.clamp_min(1e-3)).to(torch.float32)
+
     # ----------------------------------------------------------------- codec interface
     def encode(
         self, features: torch.Tensor, link: LinkState, bandwidth_ratio: float | None = None
@@ -431,7 +464,9 @@ class DeepJSCCCodec(Codec):
         shape = received.meta["shape"]
         y = received.symbols
         b = y.shape[0]
+        snr_db = _per_batch(link.snr_db, b, "link.snr_db", y.device)
         if received.state is not None:
+            snr_db = self._decoder_snr_db(snr_db, y, received.state)
             y, _ = equalize(y, received.state, self.equalizer)
         if received.mask is not None:
             y = torch.where(received.mask, y, torch.zeros_like(y))
@@ -441,7 +476,6 @@ class DeepJSCCCodec(Codec):
         z[:, : y.shape[1]] = y.to(torch.complex64)
         uses = received.meta["uses"].to(y.device)
         z = torch.where(prefix_mask(uses, n_max), z, torch.zeros_like(z))
-        snr_db = _per_batch(link.snr_db, b, "link.snr_db", y.device)
         return self._decode_symbols(z, snr_db, received.meta["ratio"].to(y.device), shape)
 
     # ----------------------------------------------------------------- training
@@ -501,7 +535,8 @@ class DeepJSCCCodec(Codec):
             state = state.with_erasures(erased)
         x_hat, _ = equalize(y, state, self.equalizer)
         x_hat = torch.where(mask, x_hat, torch.zeros_like(x_hat))
-        out = self._decode_symbols(x_hat, snr, realised, (c, h, w))
+        dec_snr = self._decoder_snr_db(snr, y, state, mask)
+        out = self._decode_symbols(x_hat, dec_snr, realised, (c, h, w))
         return out, uses.to(torch.float64)
 
     def standardized_mse(

@@ -279,3 +279,25 @@ def test_lost_symbols_degrade_gracefully(trained):
     assert mse[0] < mse[1] < mse[2]
     # Nothing arrives: the decoder falls back to roughly the mean map, not to garbage.
     assert mse[2] < 2.0 * trivial
+
+
+def test_effective_snr_conditioning_matches_closed_form():
+    torch.manual_seed(2)
+    link_codec = tiny_codec().eval()
+    eff_codec = tiny_codec(decoder_snr="effective").eval()
+    eff_codec.load_state_dict(link_codec.state_dict())
+    x = torch.randn(2, C, H, W)
+    link = LinkState.from_snr(torch.tensor([10.0, 10.0]))
+    gains = torch.tensor([0.5 + 0.5j, 2.0 + 0.0j], dtype=torch.complex64)  # |h|² = 0.5, 4
+    with torch.no_grad():
+        tx = link_codec.encode(x, link)
+        no = torch.full((2,), 0.1)
+        state = ChannelState(no=no, h=gains.reshape(2, 1).expand_as(tx.symbols).clone())
+        y = tx.symbols * state.h
+        out_eff = eff_codec.decode(tx.received(y, state), link)
+        # Oracle: post-MMSE SNR of block fading is |h|²/no → 10·log10(|h|²/no) dB.
+        eff_db = 10 * torch.log10(gains.abs().square() / no)
+        out_link = link_codec.decode(tx.received(y, state), LinkState.from_snr(eff_db))
+    assert torch.allclose(out_eff, out_link, atol=1e-5)
+    with pytest.raises(ValueError, match="decoder_snr"):
+        tiny_codec(decoder_snr="nope")
