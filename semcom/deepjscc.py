@@ -41,6 +41,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
+
 from v2x.channels.base import Channel, ChannelState, equalize
 from v2x.channels.link import LinkState
 from v2x.semcom.base import (

@@ -38,6 +38,7 @@ import math
 from dataclasses import replace
 
 import torch
+
 from v2x.channels.link import LinkState
 from v2x.semcom.base import (
     CODECS,

@@ -7,6 +7,7 @@ import math
 import pytest
 import torch
 from omegaconf import OmegaConf
+
 from v2x.channels.base import CHANNELS, ChannelState
 from v2x.channels.link import LinkState
 from v2x.semcom import build_codec

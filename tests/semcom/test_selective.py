@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 from omegaconf import OmegaConf
+
 from v2x.channels.base import CHANNELS
 from v2x.channels.link import LinkState
 from v2x.semcom import build_codec
