@@ -59,6 +59,7 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
+
 from v2x.perception.boxes import boxes_to_corners_bev, iou_3d, rotated_iou_bev
 
 __all__ = [

@@ -18,6 +18,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import torch
+
 from v2x.perception.boxes import rotated_iou_bev_aligned
 
 __all__ = ["NmsResult", "batched_rotated_nms", "rotated_nms", "greedy_suppression"]

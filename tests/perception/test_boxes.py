@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 from shapely.geometry import Polygon
+
 from v2x.perception.boxes import (
     boxes_to_corners_bev,
     intersection_area_bev_aligned,

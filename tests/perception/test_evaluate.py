@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 from shapely.geometry import Polygon
+
 from v2x.perception.evaluate import (
     APAccumulator,
     EvalConfig,

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 from shapely.geometry import Polygon
+
 from v2x.perception.nms import batched_rotated_nms, greedy_suppression, rotated_nms
 
 
