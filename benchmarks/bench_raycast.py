@@ -18,6 +18,7 @@ import time
 
 import numpy as np
 import torch
+
 from v2x.datasets.lidar import LidarConfig, build_lidar
 from v2x.datasets.raycast import BoxScene, TorchRaycaster, make_raycaster
 from v2x.datasets.synthetic import (

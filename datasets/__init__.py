@@ -1,5 +1,6 @@
 """Cooperative scenes: the CoopFrame contract, the synthetic world, V2X-Sim / DAIR-V2X readers."""
 
+from v2x.datasets.build import cached_split, generate_dataset
 from v2x.datasets.frame import (
     AGENT_KINDS,
     CLASS_NAMES,
@@ -8,6 +9,8 @@ from v2x.datasets.frame import (
     CoopFrame,
     collate_frames,
 )
+from v2x.datasets.store import SplitDataset, load_split
+from v2x.datasets.synthetic import SyntheticConfig, generate_frame, generate_sequence
 
 __all__ = [
     "AGENT_KINDS",
@@ -16,4 +19,11 @@ __all__ = [
     "CoopBatch",
     "CoopFrame",
     "collate_frames",
+    "SyntheticConfig",
+    "generate_frame",
+    "generate_sequence",
+    "SplitDataset",
+    "load_split",
+    "cached_split",
+    "generate_dataset",
 ]

@@ -8,6 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+
 from v2x.datasets.frame import CLASS_NAMES, CoopFrame
 from v2x.datasets.raycast import box_corners
 

@@ -43,6 +43,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from v2x.datasets.frame import AgentObservation, CoopFrame
 
 FORMAT = "v2x-coop-store"

@@ -29,6 +29,7 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, fields
 
 import numpy as np
+
 from v2x.datasets.frame import CLASS_NAMES, AgentObservation, CoopFrame
 from v2x.datasets.lidar import LidarConfig, LidarModel, build_lidar
 from v2x.datasets.raycast import BoxScene, Raycaster, make_raycaster

@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pytest
 import torch
+
 from v2x.datasets.lidar import LidarConfig, build_lidar
 from v2x.datasets.raycast import (
     GROUND,

@@ -8,6 +8,7 @@ import zipfile
 
 import numpy as np
 import pytest
+
 from v2x.datasets.build import cached_split, generate_dataset
 from v2x.datasets.frame import AgentObservation, CoopFrame
 from v2x.datasets.store import (

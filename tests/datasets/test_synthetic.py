@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from shapely.geometry import Polygon
+
 from v2x.datasets.frame import AGENT_KINDS, CLASS_NAMES
 from v2x.datasets.lidar import LidarConfig
 from v2x.datasets.synthetic import (
@@ -160,3 +161,27 @@ def test_bad_config_names_the_field():
         SyntheticConfig.from_dict({"blokcs": 3})
     with pytest.raises(ValueError, match="preset"):
         generate_frame(_small_cfg(vehicle_lidar=LidarConfig(preset="nope")))
+
+
+def _on_top_faces(xyz: np.ndarray, boxes: np.ndarray, tol: float = 5e-3) -> np.ndarray:
+    """Points on the top face of one of ``boxes`` (5 cm in from its edges): ``[N]`` bool."""
+    hit = np.zeros(len(xyz), dtype=bool)
+    for box in boxes:
+        loc = _local(xyz, box)
+        top = np.abs(loc[:, 2] - box[5] / 2) < tol
+        hit |= top & np.all(np.abs(loc[:, :2]) <= box[3:5] / 2 - 0.05, axis=1)
+    return hit
+
+
+def test_uav_sees_roofs_and_vehicle_tops_ground_agents_do_not(frame):
+    buildings = frame.meta["buildings"]
+    uav = next(a for a in frame.agents if a.kind == "uav")
+    uav_xyz = _to_world(uav.points, uav.pose)
+    assert _on_top_faces(uav_xyz, buildings).sum() > 100
+    vehicles = frame.boxes[np.isin(frame.classes, [0, 1])]
+    assert _on_top_faces(uav_xyz, vehicles).sum() > 10
+    # The downward-looking pattern: every UAV ray points below the horizon.
+    assert np.all(uav.points[:, 2] < 0)
+    for agent in frame.agents:
+        if agent.kind == "vehicle":
+            assert _on_top_faces(_to_world(agent.points, agent.pose), buildings).sum() == 0
