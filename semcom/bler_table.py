@@ -29,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
 from v2x.semcom.fec import block_code
 from v2x.semcom.mcs import MCS_TABLE
 

@@ -49,6 +49,7 @@ from functools import lru_cache
 
 import numpy as np
 import torch
+
 from v2x.channels.base import ChannelState, equalize
 from v2x.channels.link import LinkState
 from v2x.semcom import entropy
@@ -428,14 +429,16 @@ class DigitalCodec(Codec):
         if _assemble(parts, keep).header_bytes > max_bytes:
             return MapStream(b"", 0, [0] * len(parts.segments), parts.bits)
         sizes = np.array([len(s) for s in parts.segments])
+        total = _assemble(parts, keep).header_bytes  # grows by len(varint(n)) - 1 + n per segment
         order = np.argsort(-(parts.energy / np.maximum(sizes, 1)), kind="stable")
         for i in order:
-            if sizes[i] == 0:
-                continue
-            keep[i] = True
-            if len(_assemble(parts, keep).data) > max_bytes:
-                keep[i] = False
-        return _assemble(parts, keep)
+            extra = len(_varint(int(sizes[i]))) - 1 + int(sizes[i])
+            if sizes[i] > 0 and total + extra <= max_bytes:
+                keep[i] = True
+                total += extra
+        stream = _assemble(parts, keep)
+        assert len(stream.data) == total
+        return stream
 
     def encode(self, features: torch.Tensor, link: LinkState) -> Transmission:
         """``features [B, C, H, W]`` → ``Transmission`` with ``symbols [B, n]`` complex64 + mask."""

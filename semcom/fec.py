@@ -3,7 +3,10 @@
 A code block carries ``block_bits − 24`` payload bits; the 24-bit CRC (``CRC24A``, 38.212) makes
 the block's ``block_bits`` LDPC information bits. The LDPC codeword is rate-matched to
 ``n = ceil(block_bits / R / Qm) · Qm`` coded bits (the MCS's target rate ``R``, rounded up to
-whole QAM symbols), i.e. ``n / Qm`` complex channel uses with unit average energy.
+whole QAM symbols), i.e. ``n / Qm`` complex channel uses with unit average energy. As in
+38.211 § 7.3.1.1 the coded bits are scrambled with the length-31 Gold sequence (fixed
+``c_init = SCRAMBLING_C_INIT``) before Gray QAM mapping, so structured payloads (zero padding)
+still give unit average symbol energy; the receiver flips the LLR signs back.
 
 Sionna's blocks are imported lazily (they are heavy) and cached per (MCS, block size, device).
 """
@@ -14,10 +17,12 @@ import math
 from functools import lru_cache
 
 import torch
+
 from v2x.semcom.mcs import Mcs, get_mcs
 
 CRC_BITS = 24
 CRC_POLY = "CRC24A"
+SCRAMBLING_C_INIT = 0x5A5A5  # any 31-bit value; both ends know it
 #: LLR magnitude used where the equaliser reports an erased symbol (``no_eff = inf``).
 _NO_ERASED = 1e6
 
@@ -74,6 +79,10 @@ class BlockCode:
         # receiver adds the LLRs of the repeats (chase combining).
         self.ldpc_bits = min(self.coded_bits, (5 * block_bits // qm) * qm)
         self._repeat_index = torch.arange(self.coded_bits) % self.ldpc_bits
+        from sionna.phy.nr.utils import generate_prng_seq
+
+        scramble = generate_prng_seq(self.coded_bits, SCRAMBLING_C_INIT)
+        self._scramble = torch.as_tensor(scramble, dtype=torch.float32, device=device)
         self._crc_enc = CRCEncoder(CRC_POLY, device=device)
         self._crc_dec = CRCDecoder(self._crc_enc, device=device)
         self._ldpc_enc = LDPC5GEncoder(
@@ -92,6 +101,7 @@ class BlockCode:
         c = self._ldpc_enc(self._crc_enc(bits.to(torch.float32)))
         if self.ldpc_bits < self.coded_bits:
             c = c[:, self._repeat_index.to(c.device)]
+        c = (c + self._scramble.to(c.device)) % 2.0
         return self._mapper(c).to(torch.complex64)
 
     def decode(self, x_hat: torch.Tensor, no: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -112,7 +122,7 @@ class BlockCode:
             return empty, torch.zeros(0, dtype=torch.bool, device=x_hat.device)
         no = torch.as_tensor(no, dtype=torch.float32, device=x_hat.device).expand(x_hat.shape)
         no = torch.nan_to_num(no, nan=_NO_ERASED, posinf=_NO_ERASED).clamp(1e-9, _NO_ERASED)
-        llr = self._demapper(x_hat, no)
+        llr = self._demapper(x_hat, no) * (1.0 - 2.0 * self._scramble.to(x_hat.device))
         if self.ldpc_bits < self.coded_bits:
             combined = torch.zeros(n, self.ldpc_bits, dtype=llr.dtype, device=llr.device)
             idx = self._repeat_index.to(llr.device).expand(n, -1)

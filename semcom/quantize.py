@@ -47,10 +47,6 @@ class Quantized:
     occupied: torch.Tensor
     bits: int
 
-    @property
-    def per_channel(self) -> bool:
-        return self.offset.shape[1] == self.levels.shape[1] and self.levels.shape[1] != 1
-
 
 def quantize(features: torch.Tensor, bits: int, per_channel: bool = True) -> Quantized:
     """Uniformly quantise ``features [B, C, H, W]`` float to ``bits`` bits (see module doc)."""

@@ -6,6 +6,7 @@ import importlib.util
 
 import numpy as np
 import pytest
+
 from v2x.semcom import entropy
 
 BACKENDS = [
