@@ -1,0 +1,314 @@
+"""Sweeps end to end on a tiny model and frame set: validation, accounting, resume, determinism."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+import pytest
+import torch
+
+from v2x.perception.detector import CoopDetector
+from v2x.results import read_results
+from v2x.sweep import plan_sweep, run_sweep
+
+FEATURES = 8  # feature channels of the tiny model; its map is [8, 64, 64] (±25.6 m, 0.4 m, /2)
+
+
+def tiny_config(cache_dir: Path, output_dir: Path, **grid) -> dict:
+    lidar = {"columns": 128, "max_range_m": 40.0}
+    return {
+        "checkpoint": "untrained",
+        "model": {
+            "grid": {"x_range_m": [-25.6, 25.6], "y_range_m": [-25.6, 25.6]},
+            "pillar_channels": 8,
+            "backbone_channels": [8, 16],
+            "backbone_layers": 1,
+            "feature_channels": FEATURES,
+            "score_threshold": 0.0,
+            "max_detections": 20,
+        },
+        "data": {
+            "num_frames": 4,
+            "frames_per_sequence": 2,
+            "seed": 7,
+            "cache_dir": str(cache_dir),
+            "synthetic": {
+                "vehicle_lidar": {"preset": "vlp16", **lidar},
+                "rsu_lidar": {"preset": "rsu32", **lidar},
+                "uav_lidar": {"preset": "uav_down", "beams": 8, **lidar},
+            },
+        },
+        "batch_size": 2,
+        "grid": {
+            "snr_db": [0.0, 10.0],
+            "codecs": ["identity", "analog"],
+            "fusions": ["none", "late", "max"],
+            **grid,
+        },
+        "output_dir": str(output_dir),
+        "quiet": True,
+    }
+
+
+@pytest.fixture(scope="module")
+def cache_dir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("frames")
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory, cache_dir):
+    """One uninterrupted sweep, with the encoder calls counted."""
+    out = tmp_path_factory.mktemp("reference")
+    calls = []
+    original = CoopDetector.encode
+
+    def counting(self, *args, **kwargs):
+        calls.append(1)
+        return original(self, *args, **kwargs)
+
+    CoopDetector.encode = counting
+    try:
+        path = run_sweep(tiny_config(cache_dir, out))
+    finally:
+        CoopDetector.encode = original
+    return path, len(calls)
+
+
+def _canonical(table) -> list[tuple]:
+    rows = table.to_pylist()
+    out = []
+    for r in rows:
+        out.append(
+            tuple(
+                (k, None if isinstance(v, float) and math.isnan(v) else v)
+                for k, v in sorted(r.items())
+            )
+        )
+    return sorted(out, key=repr)
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ({"codecs": ["nonsense"]}, "unknown codec 'nonsense'; valid choices: .*identity"),
+        ({"channels": ["ether"]}, "unknown channel 'ether'; valid choices: .*awgn"),
+        ({"fusions": ["telepathy"]}, "unknown fusion 'telepathy'; valid choices: .*max"),
+        ({"snr_db": []}, "grid.snr_db' is empty"),
+        ({"bandwidth_ratios": [1.5]}, r"bandwidth_ratios' holds 1.5; each must be in \(0, 1\]"),
+        ({"bandwidth_ratios": [0.0]}, r"bandwidth_ratios' holds 0.0"),
+        ({"pose_noise": [[-1.0, 0.0]]}, "pose_noise"),
+    ],
+)
+def test_bad_config_fails_before_any_work(tmp_path, override, message):
+    cache, out = tmp_path / "cache", tmp_path / "out"
+    with pytest.raises(ValueError, match=message):
+        run_sweep(tiny_config(cache, out, **override))
+    assert not cache.exists() and not out.exists()
+
+
+def test_bad_sections_name_the_field(tmp_path):
+    cfg = tiny_config(tmp_path, tmp_path)
+    with pytest.raises(ValueError, match="unknown config field"):
+        plan_sweep({**cfg, "gird": {}})
+    with pytest.raises(ValueError, match="scheduler"):
+        plan_sweep({**cfg, "budget": {"scheduler": "lottery"}})
+    with pytest.raises(ValueError, match="deepjscc.*bandwidth_ratio"):
+        plan_sweep(
+            {**cfg, "grid": {**cfg["grid"], "codecs": ["deepjscc"], "bandwidth_ratios": [0.9]}}
+        )
+
+
+def test_groups_codec_free_fusions_once_and_encodes_once_per_batch(reference):
+    path, encodes = reference
+    table = pq.read_table(path)
+    # none + late (no codec, no channel) and max x {identity, analog}: 4 groups x 2 SNRs.
+    assert table.num_rows == 8
+    assert sorted(set(zip(table["fusion"].to_pylist(), table["codec"].to_pylist()))) == [
+        ("late", "n/a"),
+        ("max", "analog"),
+        ("max", "identity"),
+        ("none", "n/a"),
+    ]
+    assert encodes == 2  # 4 frames in batches of 2: one encoder pass per batch for every group
+    assert len(set(table["cell_id"].to_pylist())) == 8
+    assert set(table["num_frames"].to_pylist()) == {4}
+    assert all(json.loads(c)["sort"] == "per_frame" for c in table["eval_convention"].to_pylist())
+
+
+def test_ledger_matches_hand_computed_costs_and_results_sums(reference):
+    path, _ = reference
+    results = pq.read_table(path)
+    ledger = read_results([path], ledger=True)
+    values = FEATURES * 64 * 64
+    for codec, snr in (("identity", 0.0), ("identity", 10.0), ("analog", 10.0)):
+        rows = ledger.filter(
+            pc.and_(pc.equal(ledger["codec"], codec), pc.equal(ledger["snr_db"], snr))
+        ).to_pylist()
+        sent = [r for r in rows if r["sent"]]
+        assert sent
+        for r in sent:
+            if codec == "identity":  # float16 over an ideal link at capacity log2(1 + snr)
+                assert r["source_bits"] == values * 16
+                capacity = math.log2(1 + 10 ** (snr / 10))
+                assert r["channel_uses"] == pytest.approx(
+                    math.ceil(values * 16 / capacity), rel=1e-6
+                )
+            else:  # two real values per complex symbol
+                assert r["channel_uses"] == values / 2
+            per_frame = sum(1 for x in sent if x["frame_id"] == r["frame_id"])
+            assert r["share"] == pytest.approx(1 / per_frame)
+            assert r["latency_s"] == pytest.approx(r["channel_uses"] / (20e6 / per_frame))
+            assert r["delivered"] == (r["latency_s"] <= 0.1)
+        cell = results.filter(
+            pc.and_(pc.equal(results["codec"], codec), pc.equal(results["snr_db"], snr))
+        ).to_pylist()[0]
+        assert cell["mean_channel_uses_per_frame"] == pytest.approx(
+            sum(r["channel_uses"] for r in sent) / 4
+        )
+        lost = sum(r["packets_lost"] for r in sent) / sum(r["packets_sent"] for r in sent)
+        assert cell["packet_loss_rate"] == pytest.approx(lost)
+        assert cell["realised_ratio"] == pytest.approx(
+            sum(r["channel_uses"] for r in sent) / len(sent) / values
+        )
+    # identity at 0 dB needs 16 bits / 1 bit per use > the 0.1 s deadline: payloads are dropped.
+    assert results.filter(
+        pc.and_(pc.equal(results["codec"], "identity"), pc.equal(results["snr_db"], 0.0))
+    )["delivered_fraction"].to_pylist() == [0.0]
+    ego = results.filter(pc.equal(results["fusion"], "none"))
+    assert ego["mean_channel_uses_per_frame"].to_pylist() == [0.0, 0.0]
+
+
+def test_rerun_is_a_no_op_and_killed_sweep_resumes_identically(reference, cache_dir, tmp_path):
+    path, _ = reference
+    before = path.read_bytes()
+    assert run_sweep(tiny_config(cache_dir, path.parent)) == path
+    assert path.read_bytes() == before  # every cell done: nothing recomputed or rewritten
+
+    out = tmp_path / "killed"
+    cfg_file = tmp_path / "cfg.json"
+    cfg_file.write_text(json.dumps(tiny_config(cache_dir, out)))
+    # The child kills itself (SIGKILL, no clean-up) right after the 3rd group's ledger is on
+    # disk but before its results are: two groups finished, one group's ledger orphaned.
+    script = textwrap.dedent(
+        f"""
+        import json, os, signal
+        import v2x.results as results
+        from v2x.sweep import run_sweep
+        original, writes = results.atomic_write_parquet, []
+        def write(table, path):
+            original(table, path)
+            writes.append(str(path))
+            if len(writes) == 5:
+                os.kill(os.getpid(), signal.SIGKILL)
+        results.atomic_write_parquet = write
+        run_sweep(json.load(open({str(cfg_file)!r})))
+        """
+    )
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert proc.returncode == -9, proc.stderr
+    partial = out / path.name
+    assert pq.read_table(partial).num_rows == 4  # two groups x two SNRs survived the kill
+    assert (
+        pq.read_table(partial.with_name(path.name.replace(".parquet", ".ledger.parquet"))).num_rows
+        > 0
+    )
+
+    resumed = run_sweep(tiny_config(cache_dir, out))
+    assert resumed == partial
+    final = pq.read_table(resumed)
+    assert final.num_rows == 8 and len(set(final["cell_id"].to_pylist())) == 8
+    assert _canonical(final) == _canonical(pq.read_table(path))  # same config + seed, same numbers
+    ledger_a = read_results([path], ledger=True)
+    ledger_b = read_results([resumed], ledger=True)
+    assert _canonical(ledger_a) == _canonical(ledger_b)
+
+
+def test_plots_and_table(reference, tmp_path, capsys):
+    from v2x.plots import make_plots
+
+    path, _ = reference
+    files = make_plots([path.parent], tmp_path, formats=["png", "pdf"], metric="ap_30")
+    names = sorted(f.name for f in files)
+    assert names == sorted(
+        f"{n}.{e}"
+        for n in ("ap_vs_snr", "ap_vs_bandwidth", "latency_aoi_cdf", "snr_map")
+        for e in ("png", "pdf")
+    )
+    for f in files:
+        head = f.read_bytes()[:8]
+        assert head.startswith(b"\x89PNG") if f.suffix == ".png" else head.startswith(b"%PDF")
+    text = capsys.readouterr().out
+    assert "identity" in text and "AP convention" in text
+    with pytest.raises(ValueError, match="unknown metric"):
+        make_plots([path.parent], tmp_path, metric="accuracy")
+
+
+def test_launcher_configs_compose():
+    from hydra import compose, initialize_config_module
+
+    targets = {
+        "joblib": "hydra_plugins.hydra_joblib_launcher.joblib_launcher.JoblibLauncher",
+        "submitit_slurm": "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher",
+        "ray": "hydra_plugins.hydra_ray_launcher.ray_launcher.RayLauncher",
+    }
+    with initialize_config_module(config_module="v2x.conf", version_base=None):
+        for name, target in targets.items():
+            cfg = compose("sweep", overrides=[f"hydra/launcher={name}"], return_hydra_config=True)
+            assert cfg.hydra.launcher._target_ == target
+        cfg = compose("sweep")
+        plan = plan_sweep(cfg)  # the shipped defaults validate
+        assert {g.fusion for g in plan.groups} == {"none", "late", "max"}
+        assert plan.snr_db == [-10.0, -5.0, 0.0, 5.0, 10.0, 20.0, 30.0]
+
+
+@pytest.mark.slow
+def test_joblib_multirun_writes_one_file_per_job(tmp_path, cache_dir):
+    cfg = tiny_config(cache_dir, tmp_path / "out")
+    m = cfg["model"]
+    overrides = [
+        "-m",
+        "hydra/launcher=joblib",
+        "hydra.launcher.n_jobs=2",
+        "checkpoint=untrained",
+        "model.grid.x_range_m=[-25.6,25.6]",
+        "model.grid.y_range_m=[-25.6,25.6]",
+        f"model.pillar_channels={m['pillar_channels']}",
+        "model.backbone_channels=[8,16]",
+        "model.backbone_layers=1",
+        f"model.feature_channels={FEATURES}",
+        "data.num_frames=2",
+        "data.frames_per_sequence=2",
+        f"data.cache_dir={cache_dir}",
+        "data.synthetic.vehicle_lidar.columns=128",
+        "data.synthetic.rsu_lidar.columns=128",
+        "data.synthetic.uav_lidar.columns=128",
+        "grid.codecs=[analog]",
+        "grid.fusions=[max]",
+        "grid.snr_db=[0,10]",
+        "grid.channels=[awgn],[rayleigh]",
+        f"output_dir={tmp_path / 'out'}",
+        f"hydra.sweep.dir={tmp_path / 'multirun'}",
+        "quiet=true",
+        "table=false",
+    ]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "v2x.apps.sweep", *overrides],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    table = read_results([tmp_path / "out"])
+    assert sorted(set(table["channel"].to_pylist())) == ["awgn", "rayleigh"]
+    assert len(list((tmp_path / "out").glob("sweep-*.ledger.parquet"))) == 2
+    assert torch.isfinite(torch.tensor(table["ap_30"].to_pylist())).all()
