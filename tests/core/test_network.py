@@ -7,8 +7,8 @@ import math
 import numpy as np
 import pytest
 from shapely.geometry import LineString, Polygon
-from v2x.datasets.frame import AgentObservation, CoopFrame
 
+from v2x.datasets.frame import AgentObservation, CoopFrame
 from v2x.network import (
     NetworkConfig,
     build_frame_network,
