@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import torch
+
 from v2x.channels.base import (
     CHANNELS,
     Channel,

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+
 from v2x.channels.base import CHANNELS, Channel, ChannelState
 
 

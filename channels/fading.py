@@ -20,6 +20,7 @@ from __future__ import annotations
 import math
 
 import torch
+
 from v2x.channels.base import (
     CHANNELS,
     Channel,
@@ -189,8 +190,10 @@ class FadingChannel(Channel):
         batch, n = x.shape
         no = snr_db_to_noise_variance(snr_db, batch, x.device)
         h, los = self.sample_gains(batch, n, x.device, doppler_hz)
-        noise = _complex_normal((batch, n), x.device) * torch.sqrt(no).reshape(-1, 1)
-        y = h.to(x.dtype) * x + noise.to(x.dtype)
+        # y = h·x + n: one complex multiply, one randn, one fused addcmul on the real view.
+        hx = torch.view_as_real(h.to(x.dtype) * x)
+        scale = torch.sqrt(no * 0.5).reshape(-1, 1, 1).to(hx.dtype)
+        y = torch.view_as_complex(torch.addcmul(hx, torch.randn_like(hx), scale))
         imperfect = self.csi_error_var > 0
         extra = (
             {"doppler_hz": self.doppler if doppler_hz is None else doppler_hz} if self.fast else {}

@@ -20,6 +20,7 @@ from __future__ import annotations
 import math
 
 import torch
+
 from v2x.channels.base import (
     CHANNELS,
     Channel,
@@ -49,6 +50,8 @@ class OFDMChannel(Channel):
         equalizer: ``"lmmse"`` (Sionna) or ``"none"`` (raw REs and per-RE CSI).
         normalize_channel: unit average energy per grid (Sionna's option).
         direction: ``"uplink"``/``"downlink"`` (CDL only).
+        return_csi: with ``equalizer="lmmse"``, also return the per-RE ``h``/``h_hat``/``err_var``
+            (three extra gathers; off in hot loops that only need ``y`` and ``no_eff``).
         validate: NaN/Inf check on the input.
 
     ``state.extra``: ``num_grids``, ``data_per_grid``, ``resource_elements`` (pilots included),
@@ -72,6 +75,7 @@ class OFDMChannel(Channel):
         equalizer: str = "lmmse",
         normalize_channel: bool = False,
         direction: str = "uplink",
+        return_csi: bool = True,
         validate: bool = True,
     ) -> None:
         super().__init__()
@@ -107,6 +111,7 @@ class OFDMChannel(Channel):
         self.equalizer = equalizer
         self.normalize_channel = bool(normalize_channel)
         self.direction = direction
+        self.return_csi = bool(return_csi)
         self.validate = validate
         self._blocks: dict | None = None
         self._blocks_device: str | None = None
@@ -207,8 +212,10 @@ class OFDMChannel(Channel):
         def data(t: torch.Tensor) -> torch.Tensor:
             return b["demapper"](t).reshape(batch, grids * nd)[:, :n]
 
-        h_d, h_hat_d = data(h), data(h_hat)
-        err_d = data(err.to(torch.complex64)).real
+        csi = self.return_csi or self.equalizer == "none"
+        h_d = data(h) if csi else None
+        h_hat_d = data(h_hat) if csi else None
+        err_d = data(err.to(torch.complex64)).real if csi else None
         extra = {
             "num_grids": grids,
             "data_per_grid": nd,

@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 
 import torch
+
 from v2x.channels.link import LINKS, LOS, NLOS, NLOSV, Geometry, LinkModel
 
 C = 299_792_458.0
@@ -62,6 +63,8 @@ class _V2V(LinkModel):
     """
 
     freq_range_hz = (0.5e9, 100e9)
+    default_h_tx_m = 1.6  # TR 37.885 Table 6.1.2-1 (vehicle antenna height)
+    default_h_rx_m = 1.6
     los_const, los_slope, los_freq = 0.0, 0.0, 0.0
 
     def __init__(self, blocker_height_m: float = 1.6, **kw) -> None:

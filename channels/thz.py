@@ -25,6 +25,7 @@ from __future__ import annotations
 import math
 
 import torch
+
 from v2x.channels.link import LINKS, LOS, Geometry, LinkModel
 from v2x.channels.pathloss import fspl_db
 

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 from shapely.geometry import LineString, Polygon
+
 from v2x.channels import build_link, segments_blocked
 from v2x.channels.budget import (
     age_of_information_s,

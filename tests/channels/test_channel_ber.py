@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 from scipy import integrate, special, stats
+
 from v2x.channels import build_channel, equalize
 
 

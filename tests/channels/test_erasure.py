@@ -6,6 +6,7 @@ import math
 
 import pytest
 import torch
+
 from v2x.channels import Packetizer, build_channel
 from v2x.channels.erasure import gilbert_elliott_states, normal_approx_bler
 

@@ -7,6 +7,7 @@ import math
 import pytest
 import torch
 from scipy import special
+
 from v2x.channels import CHANNELS, ChannelState, build_channel, equalize
 from v2x.channels.fading import doppler_hz, sum_of_sinusoids
 

@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pytest
 import torch
+
 from v2x.channels import LINKS, build_link, link_summary
 from v2x.channels.link import LOS, NLOS, NLOSV
 

@@ -6,6 +6,7 @@ import math
 
 import pytest
 import torch
+
 from v2x.channels import build_channel, equalize
 
 
