@@ -302,3 +302,41 @@ def test_effective_snr_conditioning_matches_closed_form():
     assert torch.allclose(out_eff, out_link, atol=1e-5)
     with pytest.raises(ValueError, match="decoder_snr"):
         tiny_codec(decoder_snr="nope")
+
+
+def test_semantic_bev_maps_with_few_channels():
+    # C = 4 semantic classes at 128×128: n = 65536 values, latent 32×32, K_max = 0.25·4·16 = 16.
+    codec = DeepJSCCCodec(in_channels=4, hidden=8, min_ratio=1 / 512).eval()
+    assert codec.latent_channels == 16
+    x = (torch.rand(2, 4, 128, 128) > 0.9).float()
+    link = LinkState.from_snr(5.0, 2)
+    with torch.no_grad():
+        for ratio, uses in ((1 / 512, 128), (1 / 4, 16384)):
+            tx = codec.encode(x, link, bandwidth_ratio=ratio)
+            assert tx.symbols.shape == (2, uses)
+            assert tx.cost.channel_uses.tolist() == [float(uses)] * 2
+            out = codec.decode(tx, link)
+            assert out.shape == x.shape and torch.isfinite(out).all()
+    # Whole-channel masking cannot go below one 32×32 latent channel = 1024 uses = 1/64.
+    chan = DeepJSCCCodec(in_channels=4, hidden=8, min_ratio=1 / 512, granularity="channel")
+    assert chan.channel_uses_for((4, 128, 128), 1 / 512) == 1024
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_runs_on_cuda_with_power_constraint():
+    device = torch.device("cuda")
+    codec = tiny_codec().to(device)
+    x = torch.randn(3, C, H, W, device=device)
+    link = LinkState.from_snr(torch.tensor([0.0, 10.0, 20.0], device=device))
+    with torch.no_grad():
+        tx = codec.eval().encode(x, link)
+        assert tx.symbols.device.type == "cuda"
+        energy = tx.symbols.abs().square().mean(dim=1).double().cpu()
+        assert torch.allclose(energy, torch.ones(3, dtype=torch.float64), atol=1e-5)
+        y, state = CHANNELS.build("rayleigh")(tx.symbols, link.snr_db)
+        out = codec.decode(tx.received(y, state), link)
+    assert out.device.type == "cuda" and out.shape == x.shape
+    out, _ = codec.train().forward_train(x, link.snr_db, 1 / 16)
+    out.square().mean().backward()
+    assert codec.encoder.stages[0].conv.weight.grad.abs().sum() > 0
