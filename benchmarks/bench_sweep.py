@@ -1,0 +1,238 @@
+"""Sweep throughput: frame-conditions per second, batched vs a per-condition loop, and joblib scaling.
+
+    python benchmarks/bench_sweep.py                       # CPU
+    python benchmarks/bench_sweep.py --device cuda         # GPU (goal: >= 1,000 frame-cond/s)
+    python benchmarks/bench_sweep.py --workers 1 2 4       # + a joblib multirun over 1, 2, 4 jobs
+
+A *frame-condition* is one frame evaluated under one condition (an SNR of a fusion/codec/channel
+setting). Three measurements, all in this process on the same frames and model:
+
+1. **batched**: what ``run_sweep`` does — encoders run once per frame batch, then every SNR of
+   a setting goes through ``CooperativePipeline.run`` as one batch (``K`` conditions).
+2. **loop (reference)**: the naive way — for every condition, run the whole detector again
+   (encode + codec + channel + fusion + head) with one SNR.
+3. **run_sweep**: the full app path (network, budget, ledger, AP, atomic writes) end to end.
+
+The ratio batched/loop is printed next to the absolute numbers. ``--workers`` launches
+``v2x-sweep -m hydra/launcher=joblib`` with ``--jobs`` jobs (one channel each) and reports the
+wall time per worker count (each job gets ``cores // workers`` torch threads).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def build(args: argparse.Namespace):
+    from v2x.checkpoint import detector_config_from_dict
+    from v2x.datasets.build import cached_split
+    from v2x.datasets.frame import collate_frames
+    from v2x.perception.detector import CoopDetector
+
+    frames = list(
+        cached_split(
+            split="test", num_frames=args.frames, frames_per_sequence=10, seed=0, quiet=True
+        )
+    )
+    device = torch.device(args.device)
+    torch.manual_seed(0)
+    model_cfg = {}
+    if args.small_model:
+        model_cfg = {"grid": {"x_range_m": [-25.6, 25.6], "y_range_m": [-25.6, 25.6]}}
+    model = CoopDetector(detector_config_from_dict(model_cfg)).to(device).eval()
+    batches = [
+        collate_frames(frames[i : i + args.batch_size]).to(device)
+        for i in range(0, len(frames), args.batch_size)
+    ]
+    return frames, model, batches, device
+
+
+def pipeline(model, fusion: str, codec: str, device):
+    from v2x.channels import build_channel
+    from v2x.perception.fusion import build_fusion
+    from v2x.pipeline import CooperativePipeline
+    from v2x.semcom import build_codec
+
+    return CooperativePipeline(
+        model, build_fusion(fusion), build_codec(codec).to(device), build_channel("awgn")
+    ).eval()
+
+
+def bench_batched_vs_loop(args, model, batches, device) -> dict:
+    from v2x.sweep import _EncodeCache
+
+    snr = torch.tensor(args.snr_db, dtype=torch.float32)
+    k = snr.numel()
+    frames = sum(b.batch_size for b in batches)
+    settings = [("max", c) for c in args.codecs]
+    results = {}
+    with torch.no_grad():
+        # warm-up
+        pipeline(model, *settings[0], device).run(batches[0], snr[:1])
+        _sync(device)
+        cache = _EncodeCache(model, 8e9)
+        t0 = time.perf_counter()
+        for fusion, codec in settings:
+            pipe = pipeline(cache, fusion, codec, device)
+            for bi, batch in enumerate(batches):
+                cache.batch_index = bi
+                out = pipe.run(batch, snr)
+                out.detections.valid.any().item()
+        _sync(device)
+        batched = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        for fusion, codec in settings:
+            pipe = pipeline(model, fusion, codec, device)
+            for batch in batches:
+                for i in range(k):
+                    out = pipe.run(batch, snr[i : i + 1])
+                    out.detections.valid.any().item()
+        _sync(device)
+        loop = time.perf_counter() - t0
+    work = frames * k * len(settings)
+    results["frame_conditions"] = work
+    results["batched_fc_per_s"] = work / batched
+    results["loop_fc_per_s"] = work / loop
+    results["speedup"] = loop / batched
+    return results
+
+
+def bench_run_sweep(args) -> dict:
+    from v2x.sweep import run_sweep
+
+    with tempfile.TemporaryDirectory() as out:
+        cfg = {
+            "checkpoint": "untrained",
+            "device": args.device,
+            "model": {"grid": {"x_range_m": [-25.6, 25.6], "y_range_m": [-25.6, 25.6]}}
+            if args.small_model
+            else {},
+            "data": {"num_frames": args.frames, "frames_per_sequence": 10, "seed": 0},
+            "batch_size": args.batch_size,
+            "grid": {
+                "snr_db": args.snr_db,
+                "codecs": args.codecs,
+                "fusions": ["none", "late", "max"],
+            },
+            "output_dir": out,
+            "quiet": True,
+        }
+        from v2x.sweep import plan_sweep
+
+        plan = plan_sweep(cfg)
+        t0 = time.perf_counter()
+        run_sweep(cfg)
+        wall = time.perf_counter() - t0
+    work = plan.num_cells * args.frames
+    return {"cells": plan.num_cells, "wall_s": wall, "fc_per_s": work / wall}
+
+
+def bench_joblib(args) -> dict:
+    cores = os.cpu_count() or 1
+    channels = ["awgn", "rayleigh", "rician", "rayleigh_fast"][: args.jobs]
+    out = {}
+    for workers in args.workers:
+        with tempfile.TemporaryDirectory() as tmp:
+            overrides = [
+                "-m",
+                "hydra/launcher=joblib",
+                f"hydra.launcher.n_jobs={workers}",
+                "checkpoint=untrained",
+                f"device={args.device}",
+                f"data.num_frames={args.frames}",
+                "data.frames_per_sequence=10",
+                f"batch_size={args.batch_size}",
+                "grid.fusions=[max]",
+                "grid.codecs=[analog]",
+                "grid.snr_db=[" + ",".join(str(s) for s in args.snr_db) + "]",
+                "grid.channels=" + ",".join(f"[{c}]" for c in channels),
+                f"output_dir={tmp}/out",
+                f"hydra.sweep.dir={tmp}/multirun",
+                "quiet=true",
+                "table=false",
+            ]
+            if args.small_model:
+                overrides += [
+                    "model.grid.x_range_m=[-25.6,25.6]",
+                    "model.grid.y_range_m=[-25.6,25.6]",
+                ]
+            env = {**os.environ, "OMP_NUM_THREADS": str(max(1, cores // workers))}
+            t0 = time.perf_counter()
+            proc = subprocess.run(
+                [sys.executable, "-m", "v2x.apps.sweep", *overrides],
+                capture_output=True,
+                text=True,
+                env=env,
+                cwd=tmp,
+            )
+            wall = time.perf_counter() - t0
+            if proc.returncode != 0:
+                print(proc.stderr[-2000:], file=sys.stderr)
+                raise SystemExit(f"joblib multirun with {workers} workers failed")
+            files = list(Path(tmp, "out").glob("sweep-*.ledger.parquet"))
+            assert len(files) == len(channels), files
+            out[workers] = wall
+    return out
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--frames", type=int, default=8)
+    p.add_argument("--batch-size", type=int, default=4)
+    p.add_argument("--snr-db", type=float, nargs="+", default=[-10, -5, 0, 5, 10, 20, 30])
+    p.add_argument("--codecs", nargs="+", default=["analog", "identity"])
+    p.add_argument("--small-model", action="store_true", help="±25.6 m grid instead of ±51.2 m")
+    p.add_argument("--workers", type=int, nargs="*", default=[], help="joblib worker counts")
+    p.add_argument("--jobs", type=int, default=4, help="multirun jobs (one channel each, <= 4)")
+    p.add_argument("--skip-run-sweep", action="store_true")
+    args = p.parse_args()
+    if args.device == "cpu":
+        print(f"CPU threads: {torch.get_num_threads()}  cores: {os.cpu_count()}")
+    else:
+        print(f"device: {torch.cuda.get_device_name(0)}")
+    frames, model, batches, device = build(args)
+    agents = sum(f.num_agents for f in frames) / len(frames)
+    print(
+        f"frames: {len(frames)} ({agents:.1f} agents each), SNRs per setting: {len(args.snr_db)}, "
+        f"codecs: {args.codecs}, grid: {model.grid.width}x{model.grid.height}"
+    )
+    r = bench_batched_vs_loop(args, model, batches, device)
+    print(
+        f"batched pipeline : {r['batched_fc_per_s']:9.1f} frame-conditions/s\n"
+        f"per-condition loop: {r['loop_fc_per_s']:9.1f} frame-conditions/s (reference)\n"
+        f"speed-up batched / loop: {r['speedup']:.1f}x  ({r['frame_conditions']} frame-conditions)"
+    )
+    if not args.skip_run_sweep:
+        s = bench_run_sweep(args)
+        print(
+            f"run_sweep end to end: {s['fc_per_s']:.1f} frame-conditions/s "
+            f"({s['cells']} cells x {args.frames} frames in {s['wall_s']:.1f} s)"
+        )
+    if args.workers:
+        walls = bench_joblib(args)
+        base = walls[args.workers[0]]
+        for w, wall in walls.items():
+            print(
+                f"joblib multirun, {args.jobs} jobs, {w} workers: {wall:6.1f} s  "
+                f"(speed-up vs {args.workers[0]} worker(s): {base / wall:.2f}x)"
+            )
+
+
+if __name__ == "__main__":
+    main()
