@@ -100,7 +100,11 @@ def test_visibility_counts_points_inside_boxes(frame):
 
 
 def test_same_seed_same_frame_and_sequence_consistency():
-    cfg = _small_cfg(vehicle_lidar=LidarConfig(preset="vlp16", columns=128, dropout=0.1))
+    cfg = _small_cfg(
+        vehicle_lidar=LidarConfig(preset="vlp16", columns=128, dropout=0.1),
+        rsu_lidar=LidarConfig(preset="vlp16", columns=64),
+        uav_lidar=LidarConfig(preset="uav_down", beams=16, columns=64),
+    )
     a = generate_frame(cfg, seed=3, index=2)
     b = generate_frame(cfg, seed=3, index=2)
     seq = list(generate_sequence(cfg, seed=3, num_frames=3))
