@@ -110,55 +110,67 @@ def _as_err_var(err_var: torch.Tensor | float | None, like: torch.Tensor) -> tor
     return torch.as_tensor(err_var, dtype=torch.float32, device=like.device)
 
 
+EQUALIZERS = ("zf", "mmse", "mmse_biased")
+
+
 def equalize(
     y: torch.Tensor, state: ChannelState, method: str = "mmse"
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """One-tap equalisation with the receiver's CSI (``y = h x + n``, ``h = ĥ + e``).
 
-    With ``σe² = state.err_var`` (0 for perfect CSI) and unit symbol energy:
+    With ``σe² = state.err_var`` (0 for perfect CSI), ``s = no + σe²`` and unit symbol energy:
 
-    * ``"zf"``: ``x̂ = y / ĥ`` (unbiased), ``no_eff = (no + σe²) / |ĥ|²``.
-    * ``"mmse"``: ``x̂ = ĥ* y / (|ĥ|² + σe² + no)`` (the linear MMSE estimate, biased towards 0),
-      ``no_eff = E|x̂ − x|² = (no + σe²) / (|ĥ|² + σe² + no)``, the MSE of the estimate: what a
-      learned decoder or an MSE oracle wants. For LLRs of a QAM demapper use ``"zf"`` (the
-      unbiased one-tap MMSE estimate is the ZF one).
+    * ``"mmse"`` (default, Sionna's ``lmmse_equalizer`` convention): the *unbiased* LMMSE
+      estimate and its effective noise, ``x̂ = y / ĥ``, ``no_eff = s / |ĥ|² = 1 / SINR``; what a
+      QAM demapper (LLRs) and an effective-SNR mapping expect. For one tap it coincides with ZF;
+      it is also what Sionna's OFDM ``LMMSEEqualizer`` returns per resource element.
+    * ``"zf"``: ``x̂ = y / ĥ``, ``no_eff = s / |ĥ|²`` (kept as its own name for clarity).
+    * ``"mmse_biased"``: the linear MMSE estimate itself, ``x̂ = ĥ* y / (|ĥ|² + s)`` (shrunk
+      towards 0), with ``no_eff = E|x̂ − x|² = s / (|ĥ|² + s)``, its mean-squared error: for
+      learned decoders and MSE oracles (do not feed it to a demapper as if it were unbiased).
 
     If the channel already equalised (``state.equalized``), ``y`` and ``state.no_eff`` pass
-    through unchanged.
+    through unchanged (``mmse_biased`` then applies the scalar shrink ``1/(1 + no_eff)``).
 
     Args:
         y: ``[B, n]`` complex64 received symbols.
         state: the channel's state; uses ``h_hat`` (falls back to ``h``) and ``err_var``.
-        method: ``"zf"`` or ``"mmse"``.
+        method: ``"mmse"``, ``"zf"`` or ``"mmse_biased"``.
 
     Returns:
         x_hat: ``[B, n]`` complex64 equalised symbols (0 where erased).
         no_eff: ``[B, n]`` float32 effective noise variance of ``x_hat`` per symbol
             (``inf`` where erased).
     """
-    if method not in ("zf", "mmse"):
-        raise ValueError(f"equalize: unknown method {method!r}; valid choices: zf, mmse")
+    if method not in EQUALIZERS:
+        raise ValueError(
+            f"equalize: unknown method {method!r}; valid choices: {', '.join(EQUALIZERS)}"
+        )
     no = state.no.to(y.device).reshape(-1, 1)
     h = state.csi
     if state.equalized:
         if state.no_eff is None:
             raise ValueError("equalize: state.equalized is True but state.no_eff is None")
         x_hat, no_eff = y, state.no_eff.expand(y.shape)
+        if method == "mmse_biased":
+            x_hat, no_eff = x_hat / (1 + no_eff), no_eff / (1 + no_eff)
     elif h is None:
         x_hat, no_eff = y, no.expand(y.shape).clone()
+        if method == "mmse_biased":
+            x_hat, no_eff = x_hat / (1 + no_eff), no_eff / (1 + no_eff)
     else:
         ev = _as_err_var(state.err_var, y)
         ev = ev.reshape(-1, 1) if ev.dim() == 1 else ev
         noise = no + ev
         power = h.real.square() + h.imag.square()
-        if method == "zf":
-            safe = torch.where(power > 1e-12, h, torch.full_like(h, 1e-6))
-            x_hat = y / safe
-            no_eff = (noise / power.clamp_min(1e-12)).expand(y.shape)
-        else:
+        if method == "mmse_biased":
             denom = power + noise
             x_hat = h.conj() * y / denom
             no_eff = (noise / denom).expand(y.shape)
+        else:
+            safe = torch.where(power > 1e-12, h, torch.full_like(h, 1e-6))
+            x_hat = y / safe
+            no_eff = (noise / power.clamp_min(1e-12)).expand(y.shape)
     no_eff = no_eff.to(torch.float32)
     if state.erased is not None:
         x_hat = torch.where(state.erased, torch.zeros_like(x_hat), x_hat)

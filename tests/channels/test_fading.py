@@ -65,7 +65,7 @@ def test_mmse_equaliser_mse_matches_closed_form() -> None:
     for snr_db in (0.0, 10.0):
         no = 10 ** (-snr_db / 10)
         y, st = build_channel("rayleigh", block_len=1)(x, snr_db)
-        x_hat, no_eff = equalize(y, st, "mmse")
+        x_hat, no_eff = equalize(y, st, "mmse_biased")
         mse = float((x_hat - x).abs().square().mean())
         oracle = no * math.exp(no) * special.exp1(no)
         assert mse == pytest.approx(oracle, rel=0.03)
@@ -78,7 +78,7 @@ def test_mmse_with_imperfect_csi_reports_its_mse() -> None:
     torch.manual_seed(4)
     x = gaussian_symbols(20, 20_000)
     y, st = build_channel("rayleigh", block_len=1, csi_error_var=0.2)(x, 15.0)
-    x_hat, no_eff = equalize(y, st, "mmse")
+    x_hat, no_eff = equalize(y, st, "mmse_biased")
     assert float((x_hat - x).abs().square().mean()) == pytest.approx(float(no_eff.mean()), rel=0.03)
 
 
@@ -93,14 +93,30 @@ def test_equalize_awgn_and_erasures_and_prequalized() -> None:
     assert torch.allclose(x_hat[0, 0], torch.tensor((1 + 1j) / 2j, dtype=torch.complex64))
     assert x_hat[0, 1] == 0 and math.isinf(float(no_eff[0, 1]))
     assert float(no_eff[0, 0]) == pytest.approx(0.5 / 4)
-    x_hat, no_eff = equalize(y, st, "mmse")
+    x_hat, no_eff = equalize(y, st, "mmse_biased")
     assert torch.allclose(x_hat[0, 0], torch.tensor(-2j * (1 + 1j) / 4.5, dtype=torch.complex64))
     assert float(no_eff[0, 0]) == pytest.approx(0.5 / 4.5)
+    x_mmse, no_mmse = equalize(y, st, "mmse")  # unbiased LMMSE = ZF for one tap
+    assert torch.allclose(x_mmse[0, 0], torch.tensor((1 + 1j) / 2j, dtype=torch.complex64))
+    assert float(no_mmse[0, 0]) == pytest.approx(0.5 / 4)
     pre = ChannelState(no=torch.tensor([0.1]), equalized=True, no_eff=torch.full((1, 2), 0.3))
     x_hat, no_eff = equalize(y, pre)
     assert torch.equal(x_hat, y) and torch.allclose(no_eff, torch.full((1, 2), 0.3))
     with pytest.raises(ValueError, match="method"):
         equalize(y, st, "ml")
+
+
+def test_mmse_matches_sionna_lmmse_equalizer_with_csi_error() -> None:
+    from sionna.phy.mimo import lmmse_equalizer
+
+    torch.manual_seed(8)
+    x = gaussian_symbols(4, 500)
+    y, st = build_channel("rayleigh", block_len=1, csi_error_var=0.05)(x, 12.0)
+    x_hat, no_eff = equalize(y, st, "mmse")
+    s = (st.no.reshape(-1, 1) + 0.05).expand(4, 500).reshape(-1, 1, 1).to(torch.complex64)
+    xs, ns = lmmse_equalizer(y.reshape(-1, 1), st.h_hat.reshape(-1, 1, 1), s)
+    torch.testing.assert_close(x_hat.reshape(-1), xs.reshape(-1), rtol=1e-3, atol=1e-4)
+    torch.testing.assert_close(no_eff.reshape(-1), ns.reshape(-1).float(), rtol=1e-3, atol=1e-5)
 
 
 DIFFERENTIABLE = [
