@@ -144,14 +144,15 @@ def box_triangles(boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _as_rays(origins: np.ndarray, directions: np.ndarray) -> tuple[np.ndarray, np.ndarray, bool]:
-    """Validate rays; returns origins ``[R, 3]``, unit directions ``[R, 3]``, single-origin flag."""
+    """Validate rays; returns origins ``[R, 3]`` (``[1, 3]`` for a single origin), unit
+    directions ``[R, 3]`` and the single-origin flag."""
     d = np.asarray(directions, dtype=np.float64)
     if d.ndim != 2 or d.shape[1] != 3:
         raise ValueError(f"raycast: field 'directions' must be [R, 3], got {d.shape}")
     o = np.asarray(origins, dtype=np.float64)
     single = o.shape == (3,)
     if single:
-        o = np.broadcast_to(o, d.shape)
+        o = o[None]
     elif o.shape != d.shape:
         raise ValueError(f"raycast: field 'origins' must be [3] or {d.shape}, got {o.shape}")
     norm = np.linalg.norm(d, axis=1, keepdims=True)
@@ -244,7 +245,7 @@ class TorchRaycaster(Raycaster):
         max_range_m: float,
         single_origin: bool,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Cast on ``self.device``; origins are relative to ``ref`` (world frame).
+        """Cast on ``self.device``; origins ``[R, 3]`` or ``[1, 3]`` are relative to ``ref``.
 
         Returns ``t [R]``, ``prim [R]`` int64 and ``normal [R, 3]`` on ``self.device``.
         """
@@ -351,7 +352,8 @@ class TorchRaycaster(Raycaster):
         cs, sn = p["cos"][None], p["sin"][None]
         hx, hy, hz = p["half"][None, :, 0], p["half"][None, :, 1], p["half"][None, :, 2]
         for s in range(0, r, step):
-            oo, dd = o[s : s + step], d[s : s + step]
+            oo = o if o.shape[0] == 1 else o[s : s + step]
+            dd = d[s : s + step]
             rx = oo[:, 0:1] - p["c"][None, :, 0]
             ry = oo[:, 1:2] - p["c"][None, :, 1]
             rz = oo[:, 2:3] - p["c"][None, :, 2]
@@ -547,7 +549,7 @@ class Open3dRaycaster(Raycaster):
                 o3d.core.Tensor(verts.astype(np.float32)),
                 o3d.core.Tensor(faces.astype(np.uint32)),
             )
-        rays = np.concatenate([o - ref, d], axis=1).astype(np.float32)
+        rays = np.concatenate([np.broadcast_to(o - ref, d.shape), d], axis=1).astype(np.float32)
         ans = rc.cast_rays(o3d.core.Tensor(rays))
         t = ans["t_hit"].numpy().astype(np.float64)
         tri = ans["primitive_ids"].numpy().astype(np.int64)
