@@ -32,7 +32,12 @@ from v2x.datasets.store import (
     write_frame,
     write_manifest,
 )
-from v2x.datasets.synthetic import FrameRenderer, SyntheticConfig, SyntheticWorld
+from v2x.datasets.synthetic import (
+    GENERATOR_VERSION,
+    FrameRenderer,
+    SyntheticConfig,
+    SyntheticWorld,
+)
 
 _DEFAULTS: dict[str, Any] = {
     "out_dir": "data/synthetic",
@@ -100,7 +105,12 @@ def generate_dataset(cfg: Any) -> dict:
                 f"generate: field 'splits' must map names in {SPLITS} to counts >= 0, "
                 f"got {name}: {count}"
             )
-    identity = {"seed": seed, "frames_per_sequence": fps_seq, "dataset": dataset_cfg.to_dict()}
+    identity = {
+        "seed": seed,
+        "frames_per_sequence": fps_seq,
+        "dataset": dataset_cfg.to_dict(),
+        "generator_version": GENERATOR_VERSION,
+    }
     previous: dict = {}
     trust_files = True  # frames on disk were written with this identity
     if (root / MANIFEST).exists():
@@ -109,8 +119,9 @@ def generate_dataset(cfg: Any) -> dict:
         if json.loads(json.dumps(old_identity)) != json.loads(json.dumps(identity)):
             if not data["overwrite"]:
                 raise ValueError(
-                    f"{root / MANIFEST}: fields 'seed'/'frames_per_sequence'/'dataset' differ "
-                    "from this config; use another out_dir or overwrite=true"
+                    f"{root / MANIFEST}: fields 'seed'/'frames_per_sequence'/'dataset'/"
+                    "'generator_version' differ from this config; use another out_dir or "
+                    "overwrite=true"
                 )
             trust_files = False
         else:
@@ -245,6 +256,7 @@ def cached_split(
         "frames_per_sequence": int(frames_per_sequence),
         "seed": int(seed),
         "version": VERSION,
+        "generator_version": GENERATOR_VERSION,
     }
     key = hashlib.sha256(json.dumps(key_data, sort_keys=True).encode()).hexdigest()[:16]
     root = Path(cache_dir) if cache_dir is not None else cache_root()

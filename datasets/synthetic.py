@@ -34,6 +34,9 @@ from v2x.datasets.frame import CLASS_NAMES, AgentObservation, CoopFrame
 from v2x.datasets.lidar import LidarConfig, LidarModel, build_lidar
 from v2x.datasets.raycast import BoxScene, Raycaster, make_raycaster
 
+GENERATOR_VERSION = 1
+"""Bumped whenever the same (config, seed) would produce different frames (cache keys use it)."""
+
 CAR, TRUCK, PEDESTRIAN, CYCLIST = (CLASS_NAMES.index(n) for n in CLASS_NAMES)
 
 # Size ranges (l, w, h) in metres per class: (low, high).
@@ -579,7 +582,8 @@ class FrameRenderer:
         scene = BoxScene(scene_boxes, reflectivity=refl, ground=True, ground_reflectivity=0.12)
         m = len(boxes)
         agents, vis = [], []
-        for a, (agent_id, kind, pose, own) in enumerate(world.sensor_poses(boxes)):
+        sensors = world.sensor_poses(boxes)
+        for a, (agent_id, kind, pose, own) in enumerate(sensors):
             lidar = self.lidars[kind]
             dirs_world = lidar.directions @ pose[:3, :3].T
             hits = self.caster.cast(
@@ -619,6 +623,10 @@ class FrameRenderer:
                 "seed": world.seed,
                 "frame_index": frame_index,
                 "time_s": world.time_s,
+                "generator_version": GENERATOR_VERSION,
+                # Index into ``boxes`` of each agent's own vehicle (−1 for RSUs and UAVs); the
+                # ego's own box is ground truth too (collaborators can see it).
+                "agent_box_index": [int(own) for _, _, _, own in sensors],
                 "buildings": world.buildings.copy(),
             },
         )

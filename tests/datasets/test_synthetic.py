@@ -189,3 +189,17 @@ def test_uav_sees_roofs_and_vehicle_tops_ground_agents_do_not(frame):
     for agent in frame.agents:
         if agent.kind == "vehicle":
             assert _on_top_faces(_to_world(agent.points, agent.pose), buildings).sum() == 0
+
+
+def test_agent_box_index_points_at_the_agents_cars(frame):
+    index = frame.meta["agent_box_index"]
+    assert len(index) == frame.num_agents
+    for agent, m in zip(frame.agents, index):
+        if agent.kind != "vehicle":
+            assert m == -1
+            continue
+        box = frame.boxes[m]
+        np.testing.assert_allclose(agent.pose[:2, 3], box[:2], atol=1e-9)
+        assert agent.pose[2, 3] > box[5]  # roof LiDAR above the car
+        # The own car hides nothing from the agent and is not counted as seen by it.
+        assert frame.visibility[index.index(m), m] == 0
