@@ -51,7 +51,7 @@ def bench_flat(args, device: torch.device) -> list[dict]:
     snr = torch.full((b,), 10.0, device=device)
     no = torch.pow(10.0, -snr / 10).reshape(-1, 1)
     awgn = build_channel("awgn", validate=False, compile=args.compile)
-    ray = build_channel("rayleigh", validate=False)
+    ray = build_channel("rayleigh", validate=False, compile=args.compile)
     s_awgn = AWGN(device=dev)
     s_gen = GenerateFlatFadingChannel(1, 1, device=dev)
 
@@ -134,7 +134,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     p.add_argument("--iters", type=int, default=20)
     p.add_argument("--tdl-grids", type=int, default=64, help="OFDM resource grids per TDL call")
     p.add_argument("--peak-bw", type=float, default=3.35e12, help="peak memory bandwidth, B/s")
-    p.add_argument("--compile", action="store_true", help="torch.compile the AWGN kernel (CUDA)")
+    p.add_argument("--compile", action="store_true", help="torch.compile the AWGN and Rayleigh kernels (CUDA)")
     p.add_argument("--skip-tdl", action="store_true")
     args = p.parse_args(argv)
     device = torch.device(args.device)

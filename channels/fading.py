@@ -39,6 +39,10 @@ def doppler_hz(speed_mps: float | torch.Tensor, carrier_hz: float) -> float | to
     return speed_mps * carrier_hz / SPEED_OF_LIGHT
 
 
+def _bessel_j0(x: torch.Tensor) -> torch.Tensor:
+    return torch.special.bessel_j0(x)
+
+
 def _complex_normal(shape: tuple[int, ...], device: torch.device) -> torch.Tensor:
     """``CN(0, 1)`` samples of ``shape`` (complex64) from one real ``randn``."""
     return torch.view_as_complex(torch.randn(*shape, 2, device=device) * math.sqrt(0.5))
@@ -68,6 +72,72 @@ def sum_of_sinusoids(
     return g / math.sqrt(num_sinusoids)
 
 
+def ar1_process(
+    batch: int, n: int, rho: torch.Tensor | float, device: torch.device | str = "cpu"
+) -> torch.Tensor:
+    """``[batch, n]`` complex64 unit-power Gauss–Markov fading ``h_t = ρ h_{t−1} + √(1−ρ²) w_t``.
+
+    With ``ρ = J0(2π f_d T_s)`` (Baddour & Beaulieu, IEEE TWC 2005, first-order fit) the lag-1
+    correlation matches Clarke's model; longer lags decay as ``ρ^k`` instead of ``J0``. Computed
+    in float64 chunks as ``ρ^k (h + √(1−ρ²) Σ_j ρ^{−j} w_j)`` (a cumulative sum, no Python loop
+    per symbol); chunks keep ``ρ^{−L} ≤ 1e6`` so the rescaling stays exact to ~1e-10.
+
+    Args:
+        rho: scalar or ``[batch]`` correlation per symbol, in ``[0, 1]``.
+    """
+    r = torch.as_tensor(rho, dtype=torch.float64, device=device).reshape(-1, 1).expand(batch, 1)
+    if bool(((r < 0) | (r > 1)).any()):
+        raise ValueError("fading: AR(1) correlation 'rho' must be in [0, 1]")
+    w = torch.view_as_complex(torch.randn(batch, n, 2, device=device, dtype=torch.float64))
+    w = w * math.sqrt(0.5)
+    r_min = float(r.min())
+    chunk = (
+        n if r_min >= 1.0 else max(1, min(n, int(math.log(1e6) / -math.log(max(r_min, 1e-300)))))
+    )
+    innov = torch.sqrt(1 - r.square())
+    out = torch.empty(batch, n, dtype=torch.complex128, device=device)
+    prev = None
+    for start in range(0, n, chunk):
+        stop = min(n, start + chunk)
+        k = torch.arange(stop - start, device=device, dtype=torch.float64)
+        pw = r.pow(k)  # [B, L]
+        ww = w[:, start:stop].clone()
+        if prev is None:  # stationary start: h_0 = w_0
+            ww[:, 1:] = ww[:, 1:] * innov
+            acc = torch.cumsum(ww / torch.where(pw > 0, pw, 1.0), dim=1)
+            seg = torch.where(pw > 0, pw * acc, ww)
+        else:
+            ww = ww * innov
+            acc = torch.cumsum(ww / torch.where(pw > 0, pw, 1.0), dim=1)
+            seg = torch.where(pw > 0, pw * (r * prev + acc), ww)
+        out[:, start:stop] = seg
+        prev = seg[:, -1:]
+    return out.to(torch.complex64)
+
+
+def doppler_from_velocities(v_tx, v_rx, carrier_hz: float) -> torch.Tensor:
+    """``[L]`` maximum Doppler (Hz) from the relative speed ``|v_tx − v_rx|`` (``[L, 3]`` m/s)."""
+    dv = torch.as_tensor(v_tx, dtype=torch.float64) - torch.as_tensor(v_rx, dtype=torch.float64)
+    return doppler_hz(torch.linalg.norm(dv.reshape(-1, dv.shape[-1]), dim=-1), carrier_hz)
+
+
+def _fading_real(xr: torch.Tensor, hr: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """``h·x + scale·N(0, 1)`` in real arithmetic on ``[B, n, 2]`` views (what ``compile`` fuses)."""
+    xre, xim = xr[..., 0], xr[..., 1]
+    hre, him = hr[..., 0], hr[..., 1]
+    y = torch.stack([hre * xre - him * xim, hre * xim + him * xre], dim=-1)
+    return y + scale * torch.randn_like(xr)
+
+
+_COMPILED: dict[str, object] = {}
+
+
+def _compiled_fading_real():
+    if "fn" not in _COMPILED:
+        _COMPILED["fn"] = torch.compile(_fading_real, dynamic=True)
+    return _COMPILED["fn"]
+
+
 class FadingChannel(Channel):
     """Flat fading ``y = h x + n`` with receiver CSI ``ĥ``.
 
@@ -83,9 +153,13 @@ class FadingChannel(Channel):
         carrier_hz: carrier frequency (Hz).
         symbol_rate_hz: complex symbols per second (``T_s = 1/symbol_rate_hz``).
         num_sinusoids: sinusoids of the fast-fading generator.
+        fast_model: ``"sos"`` (sum of sinusoids, exact J0 autocorrelation) or ``"ar1"``
+            (Gauss–Markov with ``ρ = J0(2π f_d T_s)``).
         csi_error_var: ``σe²`` of the receiver's channel estimate, ``0 ≤ σe² < 1/(K+1)``.
         los_phase: ``"random"`` (uniform per transmission) or ``"zero"`` LOS phase (Rician).
         validate: check inputs for NaN/Inf (a device sync; turn off in hot loops).
+        compile: on CUDA, ``torch.compile`` the ``h·x + n`` kernel (real arithmetic, noise
+            generated in the kernel); ignored on CPU.
 
     Forward:
         x: ``[B, n]`` complex64, snr_db ``[B]`` or scalar; optional ``doppler_hz`` ``[B]``
@@ -105,9 +179,11 @@ class FadingChannel(Channel):
         carrier_hz: float = 5.9e9,
         symbol_rate_hz: float = 10e6,
         num_sinusoids: int = 32,
+        fast_model: str = "sos",
         csi_error_var: float = 0.0,
         los_phase: str = "random",
         validate: bool = True,
+        compile: bool = False,
     ) -> None:
         super().__init__()
         if block_len is not None and int(block_len) < 1:
@@ -118,6 +194,8 @@ class FadingChannel(Channel):
             raise ValueError(f"fading: 'symbol_rate_hz' must be > 0, got {symbol_rate_hz}")
         if doppler_hz is not None and doppler_hz < 0:
             raise ValueError(f"fading: 'doppler_hz' must be >= 0, got {doppler_hz}")
+        if fast_model not in ("sos", "ar1"):
+            raise ValueError(f"fading: 'fast_model' must be 'sos' or 'ar1', got {fast_model!r}")
         if los_phase not in ("random", "zero"):
             raise ValueError(f"fading: 'los_phase' must be 'random' or 'zero', got {los_phase!r}")
         k_lin = 0.0 if k_factor_db is None else 10.0 ** (float(k_factor_db) / 10.0)
@@ -136,6 +214,8 @@ class FadingChannel(Channel):
         )
         self.symbol_rate_hz = float(symbol_rate_hz)
         self.num_sinusoids = int(num_sinusoids)
+        self.fast_model = fast_model
+        self.compile = bool(compile)
         self.csi_error_var = float(csi_error_var)
         self.los_phase = los_phase
         self.validate = validate
@@ -148,7 +228,14 @@ class FadingChannel(Channel):
         if self.diffuse_var > 0:
             if self.fast:
                 fd = self.doppler if doppler is None else doppler.to(device=device)
-                g = sum_of_sinusoids(batch, n, fd / self.symbol_rate_hz, self.num_sinusoids, device)
+                fd_ts = (
+                    torch.as_tensor(fd, dtype=torch.float64, device=device) / self.symbol_rate_hz
+                )
+                if self.fast_model == "sos":
+                    g = sum_of_sinusoids(batch, n, fd_ts, self.num_sinusoids, device)
+                else:
+                    rho = _bessel_j0(2 * math.pi * fd_ts).clamp(0.0, 1.0)
+                    g = ar1_process(batch, n, rho, device)
             elif self.block_len is None or self.block_len >= n:
                 g = _complex_normal((batch, 1), device)
             else:
@@ -190,10 +277,14 @@ class FadingChannel(Channel):
         batch, n = x.shape
         no = snr_db_to_noise_variance(snr_db, batch, x.device)
         h, los = self.sample_gains(batch, n, x.device, doppler_hz)
-        # y = h·x + n: one complex multiply, one randn, one fused addcmul on the real view.
-        hx = torch.view_as_real(h.to(x.dtype) * x)
-        scale = torch.sqrt(no * 0.5).reshape(-1, 1, 1).to(hx.dtype)
-        y = torch.view_as_complex(torch.addcmul(hx, torch.randn_like(hx), scale))
+        scale = torch.sqrt(no * 0.5).reshape(-1, 1, 1)
+        if self.compile and x.is_cuda:
+            hr = torch.view_as_real(h.to(x.dtype))
+            y = torch.view_as_complex(_compiled_fading_real()(torch.view_as_real(x), hr, scale))
+        else:
+            # y = h·x + n: one complex multiply, one randn, one fused addcmul on the real view.
+            hx = torch.view_as_real(h.to(x.dtype) * x)
+            y = torch.view_as_complex(torch.addcmul(hx, torch.randn_like(hx), scale.to(hx.dtype)))
         imperfect = self.csi_error_var > 0
         extra = (
             {"doppler_hz": self.doppler if doppler_hz is None else doppler_hz} if self.fast else {}

@@ -9,7 +9,13 @@ import torch
 from scipy import special
 
 from v2x.channels import CHANNELS, ChannelState, build_channel, equalize
-from v2x.channels.fading import doppler_hz, sum_of_sinusoids
+from v2x.channels.fading import (
+    _fading_real,
+    ar1_process,
+    doppler_from_velocities,
+    doppler_hz,
+    sum_of_sinusoids,
+)
 
 
 def gaussian_symbols(batch: int, n: int) -> torch.Tensor:
@@ -39,7 +45,35 @@ def test_clarke_autocorrelation_is_bessel_j0() -> None:
         assert abs(float(r.imag)) < 0.03
 
 
+@pytest.mark.parametrize("rho", [0.0, 0.5, 0.95])
+def test_ar1_gauss_markov_correlation(rho: float) -> None:
+    torch.manual_seed(9)
+    g = ar1_process(1000, 400, rho)  # several chunks for rho < 1
+    assert abs(float(g.abs().square().mean()) - 1) < 0.02
+    for lag in (1, 3, 10):
+        r = complex((g[:, lag:] * g[:, : g.shape[1] - lag].conj()).mean())
+        assert abs(r.real - rho**lag) < 0.02 and abs(r.imag) < 0.02
+    ch = build_channel("rayleigh_fast", fast_model="ar1", doppler_hz=1000.0, symbol_rate_hz=1e4)
+    _, st = ch(torch.ones(2000, 50, dtype=torch.complex64), 10.0)
+    r1 = complex((st.h[:, 1:] * st.h[:, :-1].conj()).mean())
+    assert r1.real == pytest.approx(special.j0(2 * math.pi * 0.1), abs=0.02)
+
+
+def test_fused_real_fading_kernel_matches_complex_math() -> None:
+    torch.manual_seed(10)
+    x = torch.view_as_complex(torch.randn(3, 7, 2))
+    h = torch.view_as_complex(torch.randn(3, 1, 2))
+    y = torch.view_as_complex(
+        _fading_real(torch.view_as_real(x), torch.view_as_real(h), torch.zeros(3, 1, 1))
+    )
+    torch.testing.assert_close(y, h * x)
+
+
 def test_doppler_from_speed_and_carrier() -> None:
+    fd = doppler_from_velocities([[30.0, 0, 0], [10.0, 0, 0]], [[0.0, 40, 0], [10.0, 0, 0]], 5.9e9)
+    torch.testing.assert_close(
+        fd, torch.tensor([50 * 5.9e9 / 299_792_458.0, 0.0], dtype=torch.float64)
+    )
     assert doppler_hz(30.0, 5.9e9) == pytest.approx(30 * 5.9e9 / 299_792_458.0)
     ch = build_channel("rayleigh_fast", speed_mps=30.0, carrier_hz=5.9e9)
     _, st = ch(torch.ones(2, 8, dtype=torch.complex64), 0.0)
@@ -126,6 +160,7 @@ DIFFERENTIABLE = [
     ("rayleigh", {"block_len": 4, "csi_error_var": 0.05}),
     ("rician", {}),
     ("rayleigh_fast", {}),
+    ("rayleigh_fast", {"fast_model": "ar1"}),
     ("rician_fast", {}),
     ("erasure_iid", {"loss_prob": 0.5, "symbols_per_packet": 8}),
     ("erasure_ge", {"inner": {"name": "rayleigh"}, "symbols_per_packet": 8}),
