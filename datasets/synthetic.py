@@ -29,6 +29,7 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, fields
 
 import numpy as np
+import torch
 
 from v2x.datasets.frame import CLASS_NAMES, AgentObservation, CoopFrame
 from v2x.datasets.lidar import LidarConfig, LidarModel, build_lidar
@@ -84,6 +85,9 @@ class SyntheticConfig:
         vehicle_lidar, rsu_lidar, uav_lidar: sensor models per agent kind.
         backend: ray-casting backend (``"torch"`` or ``"open3d"``).
         device: torch device for the torch backend.
+        torch_threads: torch CPU threads while a frame is cast on the CPU (restored after;
+            0 = leave torch's setting). One thread avoids the large slow-down of torch's
+            intra-op parallelism on small tensors when the CPU cores are shared.
     """
 
     name: str = "synthetic"
@@ -133,6 +137,7 @@ class SyntheticConfig:
     )
     backend: str = "torch"
     device: str = "cpu"
+    torch_threads: int = 1
 
     def __post_init__(self) -> None:
         for key in ("vehicle_lidar", "rsu_lidar", "uav_lidar"):
@@ -151,6 +156,7 @@ class SyntheticConfig:
             # UAVs fly above every roof (they orbit over the town).
             "uav_min_altitude_m": self.uav_min_altitude_m > self.building_max_height_m + 1.0,
             "backend": self.backend in ("torch", "open3d"),
+            "torch_threads": self.torch_threads >= 0,
         }
         for key, ok in checks.items():
             if not ok:
@@ -571,6 +577,18 @@ class FrameRenderer:
 
     def render(self, world: SyntheticWorld, frame_index: int) -> CoopFrame:
         """The ``CoopFrame`` of ``world``'s current state."""
+        threads = self.cfg.torch_threads
+        on_cpu = self.cfg.backend == "torch" and torch.device(self.cfg.device).type == "cpu"
+        previous = torch.get_num_threads()
+        if not on_cpu or threads <= 0 or threads == previous:
+            return self._render(world, frame_index)
+        torch.set_num_threads(threads)
+        try:
+            return self._render(world, frame_index)
+        finally:
+            torch.set_num_threads(previous)
+
+    def _render(self, world: SyntheticWorld, frame_index: int) -> CoopFrame:
         boxes, classes, tracks = world.objects()
         scene_boxes = np.concatenate([boxes, world.buildings])
         refl = np.concatenate(
