@@ -15,7 +15,7 @@ hdl32    32    -30.67 .. +10.67 Velodyne HDL-32E
 hdl64    64    -24.9 .. +2.0    Velodyne HDL-64E
 os128    128   -22.5 .. +22.5   Ouster OS1-128 / 128-beam rotating
 rsu32    32    -25 .. +5        roadside unit, tilted towards the road
-uav_down 64    -90 .. -20       UAV, downward-looking cone (nadir included)
+uav_down 64    -88 .. -20       UAV, downward-looking cone (just off nadir: no coincident rays)
 ======== ===== ================ ==========================================
 """
 
@@ -31,7 +31,7 @@ LIDAR_PRESETS: dict[str, tuple[int, float, float]] = {
     "hdl64": (64, -24.9, 2.0),
     "os128": (128, -22.5, 22.5),
     "rsu32": (32, -25.0, 5.0),
-    "uav_down": (64, -90.0, -20.0),
+    "uav_down": (64, -88.0, -20.0),
 }
 
 

@@ -35,7 +35,7 @@ from v2x.datasets.frame import CLASS_NAMES, AgentObservation, CoopFrame
 from v2x.datasets.lidar import LidarConfig, LidarModel, build_lidar
 from v2x.datasets.raycast import BoxScene, Raycaster, make_raycaster
 
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 """Bumped whenever the same (config, seed) would produce different frames (cache keys use it)."""
 
 CAR, TRUCK, PEDESTRIAN, CYCLIST = (CLASS_NAMES.index(n) for n in CLASS_NAMES)

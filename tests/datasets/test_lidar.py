@@ -33,7 +33,9 @@ def test_uav_pattern_looks_down():
     lidar = build_lidar("uav_down")
     elev = np.rad2deg(np.arcsin(lidar.directions[:, 2]))
     assert elev.max() == pytest.approx(LIDAR_PRESETS["uav_down"][2])
-    assert elev.min() == pytest.approx(-90.0)
+    assert elev.min() == pytest.approx(-88.0)
+    # No ring collapses onto the nadir: all rays are distinct.
+    assert len(np.unique(np.round(lidar.directions, 9), axis=0)) == lidar.num_rays
 
 
 def test_return_model_noise_dropout_ranges():
