@@ -19,7 +19,7 @@ from v2x.channels.base import CHANNELS, Channel, ChannelState, equalize
 from v2x.channels.budget import LinkReport, link_report
 from v2x.channels.erasure import ErasureChannel, Packetizer, _plain
 from v2x.channels.fading import FadingChannel
-from v2x.channels.geometry import segments_blocked
+from v2x.channels.geometry import link_conditions, segments_blocked
 from v2x.channels.link import LINKS, LinkModel, LinkState, build_link
 from v2x.channels.ofdm import OFDMChannel
 from v2x.channels.pathloss import fspl_db
@@ -39,6 +39,7 @@ __all__ = [
     "link_report",
     "link_summary",
     "segments_blocked",
+    "link_conditions",
     "AWGNChannel",
     "Channel",
     "ChannelState",

@@ -79,3 +79,26 @@ def segments_blocked(
     if as_numpy:
         blocked, hit = blocked.numpy(), hit.numpy()
     return (blocked, hit) if return_matrix else blocked
+
+
+def link_conditions(p0, p1, buildings=None, vehicles=None, ignore_endpoint_boxes: bool = True):
+    """``[S]`` int link conditions for TR 37.885-style models from the scene's boxes.
+
+    ``NLOS`` (1) where a building / terrain box blocks the segment, else ``NLOSV`` (2) where a
+    vehicle box does, else ``LOS`` (0). Pass the result as ``los=`` to a link model
+    (``los_mode="geometric"``). ``buildings`` / ``vehicles``: ``[K, 7]`` boxes or ``None``.
+    """
+    from v2x.channels.link import LOS, NLOS, NLOSV
+
+    a = torch.as_tensor(p0, dtype=torch.float64).reshape(-1, 3)
+    b = torch.as_tensor(p1, dtype=torch.float64).reshape(-1, 3)
+    empty = torch.zeros(0, 7, dtype=torch.float64)
+    by_building = segments_blocked(
+        a, b, empty if buildings is None else buildings, ignore_endpoint_boxes
+    )
+    by_vehicle = segments_blocked(
+        a, b, empty if vehicles is None else vehicles, ignore_endpoint_boxes
+    )
+    cond = torch.full((a.shape[0],), LOS, dtype=torch.long)
+    cond = torch.where(by_vehicle, NLOSV, cond)
+    return torch.where(by_building, NLOS, cond)

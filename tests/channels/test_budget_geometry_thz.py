@@ -186,3 +186,20 @@ def test_thz_link_budget_terms() -> None:
         name="thz", carrier_hz=800e9, absorption_model="constant", absorption_coeff_per_m=0.01
     )
     assert float(k(distance_m=10.0).extra["absorption_db"][0]) == pytest.approx(0.4343, rel=1e-3)
+
+
+def test_link_conditions_from_scene_feed_the_v2v_model() -> None:
+    from v2x.channels import link_conditions
+    from v2x.channels.link import LOS, NLOS, NLOSV
+
+    building = [[50.0, 20.0, 10.0, 20.0, 10.0, 20.0, 0.0]]
+    truck = [[50.0, 0.0, 1.5, 8.0, 2.5, 3.0, 0.0]]
+    tx = np.array([[0.0, 0.0, 1.6], [0.0, 20.0, 1.6], [0.0, -10.0, 1.6], [0.0, 20.0, 1.6]])
+    rx = np.array([[100.0, 0.0, 1.6], [100.0, 20.0, 1.6], [100.0, -10.0, 1.6], [100.0, 30.0, 1.6]])
+    cond = link_conditions(tx, rx, buildings=building, vehicles=truck)
+    assert cond.tolist() == [NLOSV, NLOS, LOS, NLOS]
+    m = build_link(name="v2v_urban", los_mode="geometric", shadowing=False)
+    st = m(tx_pos=tx, rx_pos=rx, los=cond)
+    assert st.los.tolist() == [False, False, True, False]
+    pl = st.path_loss_db
+    assert float(pl[1]) > float(pl[0]) > float(pl[2])  # NLOS > NLOSv > LOS at 100 m
