@@ -25,6 +25,7 @@ def _load_all() -> None:
 # Codec modules (each adds itself to CODECS). Add a line when you add a codec.
 _CODEC_MODULES: list[str] = [
     "v2x.semcom.identity",
+    "v2x.semcom.digital",
     "v2x.semcom.deepjscc",
     "v2x.semcom.selective",
 ]

@@ -74,6 +74,7 @@ def build_mcs_curve(
     device: str,
     generator: torch.Generator,
     step_db: float = 0.25,
+    batch: int = 64,
 ) -> dict:
     """Measure one MCS's BLER curve (see the module docstring for the grid rule)."""
     mcs = MCS_TABLE[mcs_index]
@@ -82,7 +83,7 @@ def build_mcs_curve(
     for _ in range(5):  # bisection for BLER = 0.5 (0.22 dB resolution)
         mid = 0.5 * (lo + hi)
         fail, n = simulate_bler(
-            mcs_index, block_bits, mid, 16, num_iter, cn_update, device, generator=generator
+            mcs_index, block_bits, mid, 16, num_iter, cn_update, device, batch, generator
         )
         if fail / n > 0.5:
             lo = mid
@@ -95,7 +96,7 @@ def build_mcs_curve(
         s = round(s, 4)
         if s not in measured:
             measured[s] = simulate_bler(
-                mcs_index, block_bits, s, blocks, num_iter, cn_update, device, generator=generator
+                mcs_index, block_bits, s, blocks, num_iter, cn_update, device, batch, generator
             )
         fail, n = measured[s]
         return fail / n
@@ -133,6 +134,7 @@ def build_table(
     seed: int = 0,
     out: Path | None = None,
     existing: dict | None = None,
+    batch: int = 64,
 ) -> dict:
     """Build (or extend) a table; written to ``out`` atomically after every MCS."""
     import sionna
@@ -159,7 +161,7 @@ def build_table(
     for m in mcs_indices:
         t0 = time.time()
         curves[str(m)] = build_mcs_curve(
-            m, block_bits, blocks, num_iter, cn_update, device, generator
+            m, block_bits, blocks, num_iter, cn_update, device, generator, batch=batch
         )
         c = curves[str(m)]
         print(
@@ -192,14 +194,29 @@ def threshold_from_curve(curve: dict, target_bler: float) -> float:
     return float(snr[i] + t * (snr[i + 1] - snr[i]))
 
 
+def _monotone_decreasing(curve: dict) -> np.ndarray:
+    """Pool-adjacent-violators fit of ``curve["bler"]`` (non-increasing, weights = blocks)."""
+    values = [float(v) for v in curve["bler"]]
+    weights = [float(w) for w in curve.get("blocks", [1] * len(values))]
+    blocks: list[list[float]] = []  # [mean, weight, count]
+    for v, w in zip(values, weights):
+        blocks.append([v, w, 1])
+        while len(blocks) > 1 and blocks[-2][0] < blocks[-1][0]:
+            v2, w2, c2 = blocks.pop()
+            v1, w1, c1 = blocks.pop()
+            blocks.append([(v1 * w1 + v2 * w2) / (w1 + w2), w1 + w2, c1 + c2])
+    return np.concatenate([np.full(int(c), v) for v, _, c in blocks])
+
+
 class BlerTable:
     """Look-up of block error rates for one code-block size.
 
     Args:
         curves: ``{mcs_index: {"snr_db": [...], "bler": [...]}}``.
 
-    ``bler(mcs [N] int, snr_db [N]) -> [N] float64``: log-linear interpolation in SNR; 1 below the
-    measured grid, 0 above it (the builder measures until those hold).
+    ``bler(mcs [N] int, snr_db [N]) -> [N] float64``: log-linear interpolation in SNR of the
+    monotone (non-increasing) fit of the measured points; 1 below the measured grid, 0 above it
+    (the builder measures until those hold).
     """
 
     def __init__(self, curves: dict[int, dict], block_bits: int, meta: dict | None = None) -> None:
@@ -212,8 +229,10 @@ class BlerTable:
         self._snr = [
             torch.tensor(curves[m.index]["snr_db"], dtype=torch.float64) for m in MCS_TABLE
         ]
+        # Block error rates fall with SNR: the measured points (noisy at a few dozen blocks)
+        # are replaced by their block-weighted monotone (non-increasing) least-squares fit.
         self._logb = [
-            torch.tensor(curves[m.index]["bler"], dtype=torch.float64).clamp_min(_BLER_FLOOR).log()
+            torch.from_numpy(_monotone_decreasing(curves[m.index])).clamp_min(_BLER_FLOOR).log()
             for m in MCS_TABLE
         ]
 
@@ -268,6 +287,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--cn-update", type=str, default="boxplus-phi")
     parser.add_argument("--device", type=str, default="cpu")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--batch", type=int, default=64, help="blocks decoded per call")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
     parser.add_argument("--out", type=Path, default=DEFAULT_TABLE_PATH)
     args = parser.parse_args(argv)
@@ -279,7 +299,7 @@ def main(argv: list[str] | None = None) -> None:
     existing = json.loads(args.out.read_text()) if args.out.is_file() else None
     build_table(
         args.block_bits, args.blocks, indices, args.num_iter, args.cn_update, args.device,
-        args.seed, args.out, existing,
+        args.seed, args.out, existing, args.batch,
     )  # fmt: skip
 
 

@@ -548,6 +548,12 @@ class DigitalCodec(Codec):
 
     def decode(self, received: Transmission, link: LinkState) -> torch.Tensor:
         """Received ``Transmission`` → ``[B, C, H, W]`` float32 (lost rows/maps are 0)."""
+        return self.reconstruct(received, self.decode_blocks(received))
+
+    def reconstruct(
+        self, received: Transmission, blocks: list[tuple[torch.Tensor, torch.Tensor | None]]
+    ) -> torch.Tensor:
+        """Feature maps ``[B, C, H, W]`` from ``decode_blocks``' per-row block outcomes."""
         meta = received.meta
         shape = meta["shape"]
         streams: list[MapStream] = meta["streams"]
@@ -556,7 +562,7 @@ class DigitalCodec(Codec):
             return torch.zeros(0, *shape, dtype=torch.float32, device=device)
         payload_bits = self.block_bits - CRC_BITS
         maps = []
-        for st, (ok, bits) in zip(streams, self.decode_blocks(received)):
+        for st, (ok, bits) in zip(streams, blocks):
             if len(st.data) == 0 or ok.numel() == 0:
                 maps.append(np.zeros(shape, dtype=np.float32))
                 continue

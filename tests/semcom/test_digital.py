@@ -1,0 +1,317 @@
+"""The digital codec (v2x.semcom.digital): costs, bit exactness, block-wise loss, link adaptation,
+fast vs exact decoding, channel-use budget, empty inputs.
+
+Sionna's LDPC decoder is slow on CPU: payloads here are a few code blocks.
+"""
+
+from __future__ import annotations
+
+import math
+import zlib
+
+import numpy as np
+import pytest
+import torch
+
+from v2x.channels import build_channel
+from v2x.channels.link import LinkState
+from v2x.semcom.bler_table import load_bler_table
+from v2x.semcom.digital import DigitalCodec, decode_map_stream, effective_snr_db
+from v2x.semcom.mcs import MCS_TABLE, shannon_gap_thresholds_db
+from v2x.semcom.quantize import dequantize, quantize
+
+BLOCK_BITS = 1024
+
+
+def _features(b: int, c: int, h: int, w: int, density: float = 0.3, seed: int = 0) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    x = torch.relu(torch.randn(b, c, h, w, generator=g))
+    return x * (torch.rand(b, 1, h, w, generator=g) < density)
+
+
+def _send(codec: DigitalCodec, x: torch.Tensor, snr_db, seed: int = 0):
+    torch.manual_seed(seed)
+    link = LinkState.from_snr(
+        torch.as_tensor(snr_db, dtype=torch.float32).reshape(-1).expand(x.shape[0]).clone()
+    )
+    tx = codec.encode(x, link)
+    y, state = build_channel("awgn")(tx.symbols, link.snr_db)
+    return tx, tx.received(y, state), link
+
+
+def _segments_exact_or_zero(out: torch.Tensor, ref: torch.Tensor, rows: int) -> tuple[int, int]:
+    """Every segment of BEV rows is either the quantised map exactly or exactly 0."""
+    exact = zero = 0
+    for i in range(out.shape[0]):
+        for r0 in range(0, out.shape[2], rows):
+            o, r = out[i, :, r0 : r0 + rows], ref[i, :, r0 : r0 + rows]
+            if torch.equal(o, r) and bool(r.any()):
+                exact += 1
+            elif bool((o == 0).all()):
+                zero += 1
+            else:
+                raise AssertionError(f"row {i} segment {r0}: garbage, neither exact nor zero")
+    return exact, zero
+
+
+def test_mcs_table_matches_sionna_38214_table1():
+    from sionna.phy.nr.utils import decode_mcs_index
+
+    idx = torch.arange(len(MCS_TABLE))
+    qm, rate = decode_mcs_index(idx, table_index=1, is_pusch=False, device="cpu")
+    assert [m.qm for m in MCS_TABLE] == qm.tolist()
+    assert np.allclose([m.rate for m in MCS_TABLE], rate.numpy(), atol=1e-6)
+
+
+def test_shipped_table_thresholds_respect_shannon_and_grow_with_mcs():
+    table = load_bler_table(BLOCK_BITS)
+    assert table is not None, "semcom/bler_table.json must ship a table for block_bits=1024"
+    thr = table.thresholds_db(0.1)
+    shannon = shannon_gap_thresholds_db(0.0)  # 10 log10(2^(Qm R) - 1): no code beats capacity
+    assert bool((thr >= shannon).all())
+    assert bool((thr <= shannon + 6.0).all())  # a sane 5G LDPC is within a few dB of it
+    assert bool((thr[1:] >= thr[:-1] - 0.3).all())  # up to the table's statistical noise
+
+
+def test_link_adaptation_picks_higher_mcs_at_higher_snr():
+    codec = DigitalCodec(decoder="fast")
+    snr = torch.tensor([-15.0, -5.0, 0.0, 5.0, 10.0, 15.0, 20.0, 30.0])
+    mcs = codec.select_mcs(snr, len(snr))
+    assert mcs[0] == 0 and mcs[-1] == 28
+    assert bool((mcs[1:] >= mcs[:-1]).all())
+    assert len(set(mcs.tolist())) >= 6
+    # The chosen MCS meets the target BLER, the next one does not.
+    table = codec.table
+    for s, m in zip(snr.tolist()[1:], mcs.tolist()[1:]):
+        assert table.bler(torch.tensor([m]), torch.tensor([s])).item() <= 0.1 + 1e-9
+        if m < 28:
+            assert table.bler(torch.tensor([m + 1]), torch.tensor([s])).item() > 0.1 - 0.05
+    assert DigitalCodec(mcs=7, decoder="fast").select_mcs(snr, len(snr)).tolist() == [7] * len(snr)
+
+
+def test_costs_match_a_hand_computed_case():
+    # All-zero map C=2, H=4, W=8, zlib, 8 bits, per channel, one segment per BEV row, MCS 14.
+    codec = DigitalCodec(bits=8, entropy_coder="zlib", mcs=14, decoder="exact")
+    x = torch.zeros(1, 2, 4, 8)
+    tx = codec.encode(x, LinkState.from_snr(20.0, batch=1))
+    # Header: bits+flags 2 B, varint(4) 1 B + occupancy bitmap 32 bits = 4 B (deflate would be
+    # longer), offsets 2x4 B, steps 2x4 B, varint(model length 0) 1 B, 4 segment lengths 4x1 B.
+    assert len(zlib.compress(bytes(4), 9)) > 4
+    header = 2 + 1 + 4 + 8 + 8 + 1 + 4
+    assert tx.cost.source_bits.tolist() == [header * 8.0]
+    # MCS 14: 16-QAM (Qm 4), R = 553/1024; 1024-bit blocks (1000 payload + CRC24A):
+    # n = ceil(1024 * 1024 / 553 / 4) * 4 = 475 * 4 = 1900 coded bits, 475 channel uses.
+    assert tx.cost.coded_bits.tolist() == [1900.0]
+    assert tx.cost.channel_uses.tolist() == [475.0]
+    assert tx.cost.packets.tolist() == [1.0]
+    assert tx.cost.raw_bits.tolist() == [2 * 4 * 8 * 32.0]
+    assert tx.symbols.shape == (1, 475) and bool(tx.mask.all())
+
+
+def test_costs_add_up_per_row_with_mixed_snr():
+    codec = DigitalCodec(bits=6, decoder="fast", rows_per_segment=2)
+    x = _features(3, 8, 16, 16, density=0.5)
+    snr = torch.tensor([3.0, 12.0, 25.0])
+    tx = codec.encode(x, LinkState.from_snr(snr))
+    mcs = tx.meta["mcs"].tolist()
+    assert mcs[0] < mcs[1] < mcs[2]
+    c = tx.cost
+    for i, m in enumerate(mcs):
+        qm, r = MCS_TABLE[m].qm, MCS_TABLE[m].rate_x1024
+        blocks = tx.meta["num_blocks"][i]
+        n = math.ceil(BLOCK_BITS * 1024 / r / qm) * qm
+        assert blocks == math.ceil(c.source_bits[i].item() / (BLOCK_BITS - 24))
+        assert c.coded_bits[i].item() == blocks * n
+        assert c.channel_uses[i].item() == blocks * n / qm
+        assert int(tx.mask[i].sum()) == c.channel_uses[i].item()
+        assert bool((tx.symbols[i, ~tx.mask[i]] == 0).all())
+        assert c.source_bits[i].item() == len(tx.meta["streams"][i].data) * 8
+        assert c.packets[i].item() == math.ceil(c.source_bits[i].item() / (1460 * 8))
+        used = tx.symbols[i, tx.mask[i]].to(torch.complex128)
+        assert used.abs().square().mean().item() == pytest.approx(1.0, abs=0.08)
+    assert bool((c.source_bits < c.raw_bits).all())
+
+
+def test_bit_exact_at_high_snr_with_the_exact_decoder():
+    codec = DigitalCodec(bits=6, decoder="exact", rows_per_segment=4)
+    x = _features(2, 4, 16, 16)
+    tx, rx, link = _send(codec, x, 30.0)
+    assert tx.meta["mcs"].tolist() == [28, 28]
+    assert 2 <= max(tx.meta["num_blocks"]) <= 4
+    out = codec.decode(rx, link)
+    assert torch.equal(out, dequantize(quantize(x, 6)))
+
+
+def test_blocks_are_lost_not_garbage_at_low_snr():
+    codec = DigitalCodec(bits=6, decoder="exact", mcs=14, rows_per_segment=4)
+    x = _features(1, 4, 16, 16)
+    tx, rx, link = _send(codec, x, -5.0)
+    ok, _ = codec.decode_blocks(rx)[0]
+    assert ok.numel() == tx.meta["num_blocks"][0] and not bool(ok.any())
+    assert bool((codec.decode(rx, link) == 0).all())
+
+
+def test_lost_segment_zeroes_only_its_rows_and_lost_header_zeroes_the_map():
+    codec = DigitalCodec(bits=5, decoder="fast", rows_per_segment=2, entropy_coder="zlib")
+    x = _features(1, 3, 8, 8, density=0.8)
+    tx = codec.encode(x, LinkState.from_snr(30.0, batch=1))
+    st = tx.meta["streams"][0]
+    ref = dequantize(quantize(x, 5))[0].numpy()
+    lost = np.zeros(len(st.data), dtype=bool)
+    assert np.array_equal(decode_map_stream(st.data, lost, (3, 8, 8), 2, "zlib"), ref)
+    # Lose one byte of segment 1 (rows 2-3).
+    lost[st.header_bytes + st.segment_bytes[0]] = True
+    out = decode_map_stream(st.data, lost, (3, 8, 8), 2, "zlib")
+    assert np.all(out[:, 2:4] == 0) and np.any(ref[:, 2:4] != 0)
+    keep = np.r_[0:2, 4:8]
+    assert np.array_equal(out[:, keep], ref[:, keep])
+    lost[:] = False
+    lost[3] = True  # a header byte
+    assert np.all(decode_map_stream(st.data, lost, (3, 8, 8), 2, "zlib") == 0)
+
+
+def test_effective_snr_is_the_snr_on_awgn_and_drops_with_erasures():
+    no = torch.full((2, 100), 10 ** (-0.7))
+    assert effective_snr_db(no, 10).tolist() == pytest.approx([7.0, 7.0], abs=1e-6)
+    no[1, :50] = float("inf")
+    assert effective_snr_db(no, 10)[1].item() < 7.0 - 1.0
+
+
+def test_fast_decoder_agrees_with_exact_decoder():
+    """Block failure rates of fast (table) and exact (BP) decoding agree around the threshold."""
+    m = 24  # 64-QAM, R = 772/1024: short codewords (227 symbols per block), cheap on CPU
+    table = load_bler_table(BLOCK_BITS)
+    curve = table.curves[m]
+    grid, bler = np.asarray(curve["snr_db"]), np.asarray(curve["bler"])
+    n_table = min(curve["blocks"])
+    x = torch.rand(2, 12, 16, 16)  # dense, incompressible at 8 bits: about 25 blocks per row
+    exact = DigitalCodec(bits=8, mcs=m, decoder="exact", entropy_coder="zlib", rows_per_segment=4)
+    fast = DigitalCodec(bits=8, mcs=m, decoder="fast", entropy_coder="zlib", rows_per_segment=4)
+    partial_seen = False
+    for target in (0.5, 0.1):
+        snr = float(grid[np.argmin(np.abs(bler - target))])
+        tx, rx, link = _send(exact, x, snr, seed=1)
+        blocks = exact.decode_blocks(rx)
+        ok = torch.cat([o for o, _ in blocks])
+        n = ok.numel()
+        assert n >= 40
+        p_exact = 1.0 - ok.float().mean().item()
+        torch.manual_seed(2)
+        fails = [
+            1.0 - torch.cat([o for o, _ in fast.decode_blocks(rx)]).float().mean().item()
+            for _ in range(50)
+        ]
+        p_fast = float(np.mean(fails))
+        p_tab = table.bler(torch.tensor([m]), torch.tensor([snr])).item()
+        assert p_fast == pytest.approx(p_tab, abs=0.03)
+        sigma = math.sqrt(max(p_tab * (1 - p_tab), 0.02) * (1 / n + 1 / n_table))
+        assert abs(p_exact - p_fast) <= 3 * sigma + 0.02, (snr, p_exact, p_fast)
+        # Exact decoding: what survives is exact, what is lost is zero.
+        out = exact.reconstruct(rx, blocks)
+        e, z = _segments_exact_or_zero(out, dequantize(quantize(x, 8)), 4)
+        partial_seen |= e > 0 and z > 0
+    assert partial_seen
+    # Far from the threshold both modes agree exactly.
+    for snr, expect_ok in ((grid[0] - 2.0, False), (grid[-1] + 2.0, True)):
+        tx, rx, link = _send(exact, x[:1, :4], snr, seed=3)
+        for codec in (exact, fast):
+            ok = torch.cat([o for o, _ in codec.decode_blocks(rx)])
+            assert bool((ok == expect_ok).all())
+
+
+def test_fixed_mcs_shows_the_cliff():
+    codec = DigitalCodec(bits=6, mcs=14, decoder="fast", rows_per_segment=2)
+    thr = codec.link_adaptation.thresholds_db[14].item()
+    x = _features(1, 4, 16, 16, density=0.6)
+    ref = dequantize(quantize(x, 6))
+    for snr, expect in ((thr + 3.0, "exact"), (thr - 3.0, "zero")):
+        tx, rx, link = _send(codec, x, snr)
+        out = codec.decode(rx, link)
+        assert torch.equal(out, ref) if expect == "exact" else bool((out == 0).all())
+
+
+def test_channel_use_budget_lowers_bits_then_drops_rows():
+    x = _features(1, 8, 16, 16, density=0.7)
+    free = DigitalCodec(bits=8, decoder="fast").encode(x, LinkState.from_snr(30.0, batch=1))
+    full = free.cost.channel_uses.item()
+    budget = int(full * 0.6)
+    codec = DigitalCodec(bits=8, decoder="fast", max_channel_uses=budget)
+    tx, rx, link = _send(codec, x, 30.0)
+    assert tx.cost.channel_uses.item() <= budget
+    bits = tx.meta["bits"][0]
+    assert 2 <= bits < 8
+    assert torch.equal(codec.decode(rx, link), dequantize(quantize(x, bits)))
+    # No bit reduction allowed: whole BEV rows are dropped, the rest is exact.
+    rows = DigitalCodec(bits=8, min_bits=8, decoder="fast", max_channel_uses=budget)
+    tx, rx, link = _send(rows, x, 30.0)
+    assert tx.cost.channel_uses.item() <= budget
+    e, z = _segments_exact_or_zero(rows.decode(rx, link), dequantize(quantize(x, 8)), 1)
+    assert e > 0 and z > 0
+    # A budget below one code block: nothing is sent.
+    none = DigitalCodec(bits=8, decoder="fast", max_channel_uses=10)
+    tx, rx, link = _send(none, x, 30.0)
+    assert tx.cost.channel_uses.item() == 0 and tx.cost.source_bits.item() == 0
+    assert bool((none.decode(rx, link) == 0).all())
+
+
+def test_empty_map_and_empty_batch():
+    codec = DigitalCodec(bits=8, decoder="exact", mcs=28)
+    x = torch.zeros(1, 4, 8, 8)
+    tx, rx, link = _send(codec, x, 30.0)
+    assert tx.meta["num_blocks"] == [1]
+    assert bool((codec.decode(rx, link) == 0).all())
+    e = torch.zeros(0, 4, 8, 8)
+    tx = codec.encode(e, LinkState(snr_db=torch.zeros(0)))
+    assert tx.symbols.shape == (0, 0)
+    for f in ("source_bits", "coded_bits", "channel_uses", "packets", "raw_bits"):
+        assert getattr(tx.cost, f).shape == (0,)
+    assert codec.decode(tx, LinkState(snr_db=torch.zeros(0))).shape == (0, 4, 8, 8)
+
+
+def test_registered_and_configs_build():
+    from pathlib import Path
+
+    from omegaconf import OmegaConf
+
+    from v2x.semcom import _CODEC_MODULES
+    from v2x.semcom.base import CODECS
+
+    assert "v2x.semcom.digital" in _CODEC_MODULES
+    conf = Path(__file__).resolve().parents[2] / "conf" / "codec"
+    for name in ("digital", "digital_fixed"):
+        cfg = OmegaConf.to_container(OmegaConf.load(conf / f"{name}.yaml"))
+        codec = CODECS.build(cfg.pop("name"), **cfg)
+        assert isinstance(codec, DigitalCodec)
+    assert codec.mcs != "auto"
+
+
+def test_bad_config():
+    with pytest.raises(ValueError, match="decoder"):
+        DigitalCodec(decoder="approx")
+    with pytest.raises(ValueError, match="mcs"):
+        DigitalCodec(mcs=29)
+    with pytest.raises(ValueError, match="block_bits"):
+        DigitalCodec(block_bits=9000)
+    with pytest.raises(ValueError, match="BLER table"):
+        DigitalCodec(decoder="fast", block_bits=512)
+    with pytest.raises(ValueError, match="entropy"):
+        DigitalCodec(entropy_coder="huffman")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("m", [3, 12, 24])
+def test_table_matches_exact_decoder_at_three_snrs(m: int):
+    """Slow: fresh exact-decoder block error rates at the table's 10/50/90 % points."""
+    from v2x.semcom.bler_table import simulate_bler
+
+    table = load_bler_table(BLOCK_BITS)
+    curve = table.curves[m]
+    grid, bler = np.asarray(curve["snr_db"]), np.asarray(curve["bler"])
+    n_table = min(curve["blocks"])
+    gen = torch.Generator().manual_seed(123)
+    for target in (0.1, 0.5, 0.9):
+        snr = float(grid[np.argmin(np.abs(bler - target))])
+        fails, n = simulate_bler(m, BLOCK_BITS, snr, 160, generator=gen)
+        p_tab = table.bler(torch.tensor([m]), torch.tensor([snr])).item()
+        sigma = math.sqrt(max(p_tab * (1 - p_tab), 0.02) * (1 / n + 1 / n_table))
+        assert abs(fails / n - p_tab) <= 3 * sigma + 0.02, (m, snr, fails / n, p_tab)
