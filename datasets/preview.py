@@ -45,14 +45,14 @@ def render_bev_png(
     buildings = frame.meta.get("buildings")
     if isinstance(buildings, np.ndarray) and buildings.size:
         for corners in box_corners(buildings)[:, :4, :2]:
-            ax.add_patch(MplPolygon(corners, closed=True, color="0.85", zorder=0))
+            ax.add_patch(MplPolygon(corners, closed=True, color="0.9", zorder=0))
     for a, agent in enumerate(frame.agents):
         pts = agent.points
         if pts.shape[0] > max_points_per_agent:
             pts = pts[:: int(np.ceil(pts.shape[0] / max_points_per_agent))]
         xyz = pts[:, :3].astype(np.float64) @ agent.pose[:3, :3].T + agent.pose[:3, 3]
         colour = _AGENT_COLOURS[a % len(_AGENT_COLOURS)]
-        ax.scatter(xyz[:, 0], xyz[:, 1], s=0.2, c=colour, alpha=0.5, linewidths=0, zorder=1)
+        ax.scatter(xyz[:, 0], xyz[:, 1], s=0.8, c=colour, alpha=0.6, linewidths=0, zorder=1)
         x, y = agent.pose[:2, 3]
         marker = {"vehicle": "o", "rsu": "^", "uav": "*"}[agent.kind]
         ax.scatter([x], [y], s=80, c=colour, marker=marker, edgecolors="k", zorder=4,

@@ -104,10 +104,10 @@ class SyntheticConfig:
     num_vehicle_agents: int = 3
     num_rsus: int = 1
     num_uavs: int = 1
-    traffic_density: float = 0.02
+    traffic_density: float = 0.03
     truck_fraction: float = 0.15
     parked_density: float = 0.04
-    pedestrian_density: float = 0.01
+    pedestrian_density: float = 0.015
     cyclist_density: float = 0.006
     car_speed_mps: float = 8.0
     cyclist_speed_mps: float = 4.0
