@@ -7,7 +7,7 @@ a bike lane, a parking strip and a sidewalk (two pedestrian sub-lanes, one per w
 Blocks hold box buildings (or are empty lots).
 
 Traffic moves at ``fps`` (10 Hz) along straight lanes (right-hand traffic) and wraps around the
-torus. All lanes cross at intersections governed by one traffic-light cycle: an agent may enter
+torus; an object that leaves at one edge re-enters at the other under a new track id. All lanes cross at intersections governed by one traffic-light cycle: an agent may enter
 a perpendicular road corridor only while its axis is green and if it can clear the corridor
 before the cross axis turns green; agents keep a minimum gap to their leader. Hence no two
 objects ever overlap. Parked cars and trucks sit in the parking strips.
@@ -35,7 +35,7 @@ from v2x.datasets.frame import CLASS_NAMES, AgentObservation, CoopFrame
 from v2x.datasets.lidar import LidarConfig, LidarModel, build_lidar
 from v2x.datasets.raycast import BoxScene, Raycaster, make_raycaster
 
-GENERATOR_VERSION = 2
+GENERATOR_VERSION = 3
 """Bumped whenever the same (config, seed) would produce different frames (cache keys use it)."""
 
 CAR, TRUCK, PEDESTRIAN, CYCLIST = (CLASS_NAMES.index(n) for n in CLASS_NAMES)
@@ -506,9 +506,15 @@ class SyntheticWorld:
                         room = gap >= dist + self.corridor_length + m.size[0] + c.min_gap_m
                         if not (allowed and room):
                             adv = min(adv, max(0.0, dist - 0.5))
-                advances[m.track_id] = adv
+                advances[id(m)] = adv
         for m in self.movers:
-            m.u = (m.u + advances[m.track_id]) % length
+            before = self.lanes[m.lane].direction * m.u
+            m.u = (m.u + advances[id(m)]) % length
+            after = self.lanes[m.lane].direction * m.u
+            if abs(_wrap(after, length) - _wrap(before, length)) > length / 2:
+                # It left the town at one edge and re-enters at the other: a new object.
+                m.track_id = self._next_track
+                self._next_track += 1
         self.step_index += 1
 
     # ---------------------------------------------------------------- output

@@ -134,16 +134,22 @@ def test_traffic_never_overlaps_and_tracks_are_stable():
     world = SyntheticWorld(cfg, seed=11)
     buildings = [_footprint(b) for b in world.buildings]
     boxes0, classes0, tracks0 = world.objects()
-    prev = boxes0
+    prev, prev_tracks, seen_tracks, wraps = boxes0, tracks0, set(tracks0.tolist()), 0
+    assert len(seen_tracks) == len(tracks0)
     moved = np.zeros(len(boxes0), dtype=bool)
     for step in range(300):  # 30 s: more than a full traffic-light cycle
         world.step()
         boxes, classes, tracks = world.objects()
-        np.testing.assert_array_equal(tracks, tracks0)
         np.testing.assert_array_equal(classes, classes0)
         jump = np.linalg.norm(boxes[:, :2] - prev[:, :2], axis=1)
         wrapped = jump > cfg.town_size_m / 2
         assert np.all(jump[~wrapped] <= 1.2 * 1.2 * cfg.car_speed_mps / cfg.fps + 1e-9)
+        # Track ids are kept except by objects re-entering at the other edge (new, unique ids).
+        np.testing.assert_array_equal(tracks[~wrapped], prev_tracks[~wrapped])
+        assert not set(tracks[wrapped]) & seen_tracks
+        seen_tracks |= set(tracks.tolist())
+        wraps += int(wrapped.sum())
+        prev_tracks = tracks
         moved |= jump > 0
         prev = boxes
         if step % 5:
@@ -155,6 +161,7 @@ def test_traffic_never_overlaps_and_tracks_are_stable():
             for bp in buildings:
                 assert polys[i].intersection(bp).area < 1e-6
     assert moved.sum() > len(boxes0) // 3
+    assert wraps > 0
     assert set(classes0.tolist()) == set(range(len(CLASS_NAMES)))
 
 
