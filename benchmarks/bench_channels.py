@@ -27,19 +27,21 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def timeit(fn, device: torch.device, iters: int, warmup: int = 2) -> float:
-    """Median seconds per call."""
+def compare(fn_a, fn_b, device: torch.device, iters: int, warmup: int = 2) -> tuple[float, float]:
+    """Median seconds per call of two functions, timed interleaved (a, b, a, b, …) so that
+    background load on a shared machine hits both alike."""
     for _ in range(warmup):
-        fn()
+        fn_a()
+        fn_b()
     _sync(device)
-    times = []
+    times: tuple[list[float], list[float]] = ([], [])
     for _ in range(iters):
-        t0 = time.perf_counter()
-        fn()
-        _sync(device)
-        times.append(time.perf_counter() - t0)
-    times.sort()
-    return times[len(times) // 2]
+        for fn, out in ((fn_a, times[0]), (fn_b, times[1])):
+            t0 = time.perf_counter()
+            fn()
+            _sync(device)
+            out.append(time.perf_counter() - t0)
+    return tuple(sorted(t)[len(t) // 2] for t in times)  # type: ignore[return-value]
 
 
 def bench_flat(args, device: torch.device) -> list[dict]:
@@ -65,8 +67,7 @@ def bench_flat(args, device: torch.device) -> list[dict]:
             ("awgn", lambda: awgn(x, snr), lambda: s_awgn(x, no)),
             ("rayleigh (block)", lambda: ray(x, snr), sionna_rayleigh),
         ):
-            t_ours = timeit(ours, device, args.iters)
-            t_ref = timeit(ref, device, args.iters)
+            t_ours, t_ref = compare(ours, ref, device, args.iters)
             rows.append(
                 {
                     "channel": name,
@@ -117,8 +118,9 @@ def bench_tdl(args, device: torch.device) -> dict:
         return eq(y, h_hat, err, no)
 
     with torch.no_grad():
-        t_ours = timeit(lambda: ours(x, snr), device, max(3, args.iters // 4), warmup=1)
-        t_ref = timeit(sionna_chain, device, max(3, args.iters // 4), warmup=1)
+        t_ours, t_ref = compare(
+            lambda: ours(x, snr), sionna_chain, device, max(3, args.iters // 2), warmup=1
+        )
     return {
         "channel": "tdl-A ofdm (LS+LMMSE)",
         "ours": grids * nd / t_ours,
@@ -134,7 +136,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
     p.add_argument("--iters", type=int, default=20)
     p.add_argument("--tdl-grids", type=int, default=64, help="OFDM resource grids per TDL call")
     p.add_argument("--peak-bw", type=float, default=3.35e12, help="peak memory bandwidth, B/s")
-    p.add_argument("--compile", action="store_true", help="torch.compile the AWGN and Rayleigh kernels (CUDA)")
+    p.add_argument(
+        "--compile", action="store_true", help="torch.compile the AWGN and Rayleigh kernels (CUDA)"
+    )
     p.add_argument("--skip-tdl", action="store_true")
     args = p.parse_args(argv)
     device = torch.device(args.device)
