@@ -77,12 +77,10 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=5, help="frames for the frames/s figure")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
-        "--threads", type=int, default=0, help="torch CPU threads (0: torch's default)"
+        "--threads", type=int, default=1, help="torch CPU threads of the torch backend (0: torch's)"
     )
     parser.add_argument("--json", default=None, help="also write the figures to this JSON file")
     args = parser.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
 
     scene, pose, n_obj, n_bld = town_scene(args.objects, args.seed)
     lidar = build_lidar(
@@ -92,7 +90,7 @@ def main() -> None:
     rays = dirs.shape[0]
     sync = torch.cuda.synchronize if args.device.startswith("cuda") else None
     o3d = make_raycaster("open3d")
-    tcpu = TorchRaycaster(device="cpu")
+    tcpu = TorchRaycaster(device="cpu", num_threads=args.threads)
     tdev = TorchRaycaster(device=args.device)
     results: dict[str, float] = {}
     results["open3d_s"] = time_call(lambda: o3d.cast(scene, origin, dirs, 100.0), args.repeats)
@@ -106,7 +104,7 @@ def main() -> None:
 
     # Frames per second of the default world (5 agents), per backend.
     def frames_per_s(backend: str, device: str) -> float:
-        cfg = SyntheticConfig(backend=backend, device=device)
+        cfg = SyntheticConfig(backend=backend, device=device, torch_threads=args.threads)
         world = SyntheticWorld(cfg, args.seed)
         renderer = FrameRenderer(cfg)
         renderer.render(world, 0)
@@ -131,7 +129,8 @@ def main() -> None:
     print(
         f"scene: {n_obj} objects + {n_bld} buildings + ground; scan {args.beams}x{args.columns}"
         f" = {rays} rays; host {platform.processor() or platform.machine()}, "
-        f"{os.cpu_count()} CPUs, torch threads {torch.get_num_threads()}; device {dev_name}"
+        f"{os.cpu_count()} CPUs, torch CPU threads {args.threads or torch.get_num_threads()}; "
+        f"device {dev_name}"
     )
     print(f"hit/miss agreement torch({args.device}) vs open3d: {agree:.5f}")
     rows = [("open3d (cpu)", results["open3d_s"]), ("torch (cpu)", results["torch_cpu_s"])]

@@ -29,7 +29,6 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, fields
 
 import numpy as np
-import torch
 
 from v2x.datasets.frame import CLASS_NAMES, AgentObservation, CoopFrame
 from v2x.datasets.lidar import LidarConfig, LidarModel, build_lidar
@@ -572,7 +571,11 @@ class FrameRenderer:
     def __init__(self, cfg: SyntheticConfig, caster: Raycaster | None = None) -> None:
         self.cfg = cfg
         if caster is None:
-            kwargs = {"device": cfg.device} if cfg.backend == "torch" else {}
+            kwargs = (
+                {"device": cfg.device, "num_threads": cfg.torch_threads}
+                if cfg.backend == "torch"
+                else {}
+            )
             caster = make_raycaster(cfg.backend, **kwargs)
         self.caster = caster
         self.lidars: dict[str, LidarModel] = {
@@ -583,18 +586,6 @@ class FrameRenderer:
 
     def render(self, world: SyntheticWorld, frame_index: int) -> CoopFrame:
         """The ``CoopFrame`` of ``world``'s current state."""
-        threads = self.cfg.torch_threads
-        on_cpu = self.cfg.backend == "torch" and torch.device(self.cfg.device).type == "cpu"
-        previous = torch.get_num_threads()
-        if not on_cpu or threads <= 0 or threads == previous:
-            return self._render(world, frame_index)
-        torch.set_num_threads(threads)
-        try:
-            return self._render(world, frame_index)
-        finally:
-            torch.set_num_threads(previous)
-
-    def _render(self, world: SyntheticWorld, frame_index: int) -> CoopFrame:
         boxes, classes, tracks = world.objects()
         scene_boxes = np.concatenate([boxes, world.buildings])
         refl = np.concatenate(
