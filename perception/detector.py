@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 import torch
 from torch import nn
+
 from v2x.perception.backbone import BEVBackbone
 from v2x.perception.bev import BEVGrid, points_to_level_frame
 from v2x.perception.head import CenterHead, decode_detections
@@ -99,10 +100,15 @@ class CoopDetector(nn.Module):
 
 
 def nms_detections(
-    boxes: torch.Tensor, scores: torch.Tensor, labels: torch.Tensor, valid: torch.Tensor, iou: float
+    boxes: torch.Tensor,
+    scores: torch.Tensor,
+    labels: torch.Tensor,
+    valid: torch.Tensor,
+    iou: float,
+    class_aware: bool = True,
 ) -> Detections:
-    """Class-aware rotated NMS of ``[B, K, 7]`` candidates; suppressed ones get ``valid=False``."""
-    result = batched_rotated_nms(boxes, scores, labels, valid, iou)
+    """Rotated NMS of ``[B, K, 7]`` candidates; suppressed ones get ``valid=False``."""
+    result = batched_rotated_nms(boxes, scores, labels if class_aware else None, valid, iou)
     keep = torch.zeros_like(valid)
     rows = torch.arange(boxes.shape[0], device=boxes.device)[:, None].expand_as(result.indices)
     keep[rows[result.mask], result.indices[result.mask]] = True

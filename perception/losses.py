@@ -8,6 +8,7 @@ everyone's points).
 from __future__ import annotations
 
 import torch
+
 from v2x.datasets.frame import CoopBatch
 from v2x.perception.fusion import build_fusion
 from v2x.perception.head import build_targets, head_loss
@@ -54,11 +55,25 @@ def detection_loss(
             classes = batch.classes[:, None].expand(b, a, -1).flatten(0, 1)[present]
             valid = gt_valid[:, None].expand(b, a, -1).flatten(0, 1)[present]
         else:
-            warped, coverage = warp_to_ego(features, relative_level_transforms(batch.poses), grid)
-            valid_cells = coverage & batch.agent_mask[:, :, None, None, None]
-            heat, reg = model.head(build_fusion(mode)(warped, valid_cells))
-            boxes, classes, valid = gt[:, 0], batch.classes, gt_valid
+            return fused_detection_loss(model, features, batch, mode, min_points_in_box)
     target = build_targets(boxes, classes, valid, grid, stride, k)
+    return head_loss(heat, reg, *target)
+
+
+def fused_detection_loss(
+    model, features: torch.Tensor, batch: CoopBatch, fusion: str, min_points_in_box: int = 1
+) -> dict[str, torch.Tensor]:
+    """Loss of intermediate fusion on given per-agent features ``[B, A, C, h, w]`` (each in its
+    agent's levelled frame; e.g. what a codec delivered), fused at the ego by ``fusion``."""
+    grid = model.grid
+    warped, coverage = warp_to_ego(features, relative_level_transforms(batch.poses), grid)
+    valid_cells = coverage & batch.agent_mask[:, :, None, None, None]
+    heat, reg = model.head(build_fusion(fusion)(warped, valid_cells))
+    gt = boxes_in_level_frames(batch.boxes, batch.poses[:, :1], grid.ground_z_m)[:, 0].float()
+    target = build_targets(
+        gt, batch.classes, visible_gt_mask(batch, min_points_in_box), grid, model.stride,
+        model.config.num_classes,
+    )
     return head_loss(heat, reg, *target)
 
 

@@ -171,6 +171,9 @@ def _per_batch(
     return t
 
 
+SHIPPED_CHECKPOINT = "deepjscc_synthetic.pt"
+
+
 @CODECS.register("deepjscc")
 class DeepJSCCCodec(Codec):
     """Learned analog JSCC codec with SNR conditioning and channel masking.
@@ -567,7 +570,12 @@ class DeepJSCCCodec(Codec):
         torch.save({"config": self.config(), "state_dict": self.state_dict()}, path)
 
     def load_checkpoint(self, path: str) -> None:
-        """Load a ``save_checkpoint`` file; the architecture must match."""
+        """Load a ``save_checkpoint`` file; the architecture must match. ``"shipped"`` loads the
+        task-trained model that ships with v2x (``semcom/assets/deepjscc_synthetic.pt``)."""
+        if path == "shipped":
+            from importlib import resources
+
+            path = str(resources.files("v2x.semcom") / "assets" / SHIPPED_CHECKPOINT)
         blob = torch.load(path, map_location="cpu", weights_only=True)
         if blob.get("config") != self.config():
             raise ValueError(

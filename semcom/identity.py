@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import torch
+
 from v2x.channels.base import equalize
 from v2x.channels.link import LinkState
 from v2x.semcom.base import (
@@ -75,7 +76,7 @@ class AnalogCodec(Codec):
     def encode(self, features: torch.Tensor, link: LinkState) -> Transmission:
         check_features(features)
         b = features.shape[0]
-        flat = features.reshape(b, -1).float()
+        flat = features.reshape(b, features[0].numel() if b else 0).float()
         if flat.shape[1] % 2:
             flat = torch.nn.functional.pad(flat, (0, 1))
         scale = flat.square().mean(dim=1, keepdim=True).mul(2.0).sqrt().clamp_min(1e-12)

@@ -189,7 +189,7 @@ class CooperativePipeline(nn.Module):
         merged_valid = valid.view(b, a * kk)
         det = nms_detections(
             merged_boxes, merged_scores, merged_labels, merged_valid,
-            self.model.config.nms_iou_threshold,
+            self.model.config.nms_iou_threshold, class_aware=False,
         )
         cost = self._empty_cost(k, b, a, snr_db, features.device)
         bits = valid.sum(-1).double() * BOX_MESSAGE_BITS  # [B, A]
