@@ -23,8 +23,11 @@ Modes:
   at ``link.snr_db`` is ≤ ``target_bler`` (thresholds from ``semcom/bler_table.json``) —
   link adaptation; an int fixes the MCS (no adaptation: shows the cliff effect).
 * ``decoder: "exact"`` runs Sionna's LDPC BP decoder on every block; ``"fast"`` skips bit-level
-  decoding: each block fails with probability BLER(MCS, effective SNR) from the exact-decoder
-  table, and passes its bits unchanged otherwise. The effective SNR of a block is the EESM
+  coding: each block fails with probability BLER(MCS, effective SNR) from the exact-decoder
+  table, and passes its bits unchanged otherwise. The fast transmitter skips LDPC encoding too
+  and sends i.i.d. uniform points of the MCS's QAM constellation (the distribution of scrambled
+  coded bits; same symbol count, energy and mask), since the fast receiver only reads the
+  channel state. Exact and fast transmissions are therefore not interchangeable. The effective SNR of a block is the EESM
   (exponential effective SINR mapping, Sionna SYS's β per MCS) of its symbols' ``1 / no_eff``
   (equal to the SNR on AWGN and block fading).
 
@@ -459,10 +462,13 @@ class DigitalCodec(Codec):
             if not rows:
                 continue
             code = block_code(m, self.block_bits, self.num_iter, self.cn_update, dev)
-            bits = torch.cat(
-                [_stream_bits(streams[i].data, nblocks[i], payload_bits) for i in rows]
-            )
-            x = code.encode(bits.to(device))  # [sum blocks, S]
+            if self.decoder == "fast":  # the fast receiver never reads symbol values
+                x = code.surrogate_symbols(sum(nblocks[i] for i in rows), device)
+            else:
+                bits = torch.cat(
+                    [_stream_bits(streams[i].data, nblocks[i], payload_bits) for i in rows]
+                )
+                x = code.encode(bits.to(device))  # [sum blocks, S]
             start = 0
             for i in rows:
                 chunk = x[start : start + nblocks[i]].reshape(-1)

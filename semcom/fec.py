@@ -104,6 +104,16 @@ class BlockCode:
         c = (c + self._scramble.to(c.device)) % 2.0
         return self._mapper(c).to(torch.complex64)
 
+    def surrogate_symbols(self, num_blocks: int, device: torch.device) -> torch.Tensor:
+        """``[num_blocks, num_symbols]`` i.i.d. uniform points of this MCS's QAM constellation.
+
+        What scrambled coded bits look like on air; used by the fast (table) receiver, which
+        never reads symbol values, to skip LDPC encoding.
+        """
+        points = self._mapper.constellation().to(device=device, dtype=torch.complex64)
+        idx = torch.randint(0, points.numel(), (num_blocks, self.num_symbols), device=device)
+        return points[idx]
+
     def decode(self, x_hat: torch.Tensor, no: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Demap, LDPC-decode and CRC-check equalised blocks.
 
