@@ -32,9 +32,9 @@ import numpy as np
 
 from v2x.datasets.frame import CLASS_NAMES, AgentObservation, CoopFrame
 from v2x.datasets.lidar import LidarConfig, LidarModel, build_lidar
-from v2x.datasets.raycast import BoxScene, Raycaster, make_raycaster
+from v2x.datasets.raycast import BoxScene, Raycaster, box_corners, make_raycaster
 
-GENERATOR_VERSION = 3
+GENERATOR_VERSION = 4
 """Bumped whenever the same (config, seed) would produce different frames (cache keys use it)."""
 
 CAR, TRUCK, PEDESTRIAN, CYCLIST = (CLASS_NAMES.index(n) for n in CLASS_NAMES)
@@ -66,6 +66,9 @@ class SyntheticConfig:
         building_setback_m: gap between sidewalk and buildings.
         building_min_height_m, building_max_height_m: building height range.
         empty_lot_probability: chance that a block has no building.
+        parking_lot_probability: chance that a block is a parking lot (rows of cars at a random
+            angle: ego-relative yaws other than multiples of 90°).
+        parking_lot_fill: share of a parking lot's stalls holding a car.
         num_vehicle_agents, num_rsus, num_uavs: agents per kind (the ego is a vehicle).
         traffic_density: moving cars/trucks per metre of car lane.
         truck_fraction: share of trucks among moving and parked vehicles.
@@ -100,6 +103,8 @@ class SyntheticConfig:
     building_min_height_m: float = 5.0
     building_max_height_m: float = 18.0
     empty_lot_probability: float = 0.1
+    parking_lot_probability: float = 0.3
+    parking_lot_fill: float = 0.6
     num_vehicle_agents: int = 3
     num_rsus: int = 1
     num_uavs: int = 1
@@ -217,6 +222,8 @@ class _Mover:
     cls: int
     size: np.ndarray  # (l, w, h)
     track_id: int
+    lateral: float = 0.0  # offset from the lane centre line, m (+ = left of travel)
+    yaw_offset: float = 0.0  # heading offset from the lane direction, rad
 
 
 def _wrap(s: np.ndarray | float, length: float) -> np.ndarray | float:
@@ -241,6 +248,7 @@ class SyntheticWorld:
         self.step_index = 0
         self.light_offset_s = float(self.rng.uniform(0, 2 * (cfg.green_s + cfg.clearance_s)))
         self._build_lanes()
+        self.parking_lots: list[tuple[float, float, float]] = []
         self.buildings = self._build_buildings()
         self.parked_boxes, self.parked_classes = self._build_parked()
         self._next_track = len(self.parked_boxes)
@@ -259,7 +267,7 @@ class SyntheticWorld:
         offsets = {
             _CAR_LANE: [c.lane_width_m / 2],
             _BIKE_LANE: [c.lane_width_m + c.bike_lane_width_m / 2],
-            _WALK_LANE: [walk_in + c.sidewalk_width_m * 0.3, walk_in + c.sidewalk_width_m * 0.7],
+            _WALK_LANE: [walk_in + c.sidewalk_width_m * 0.25, walk_in + c.sidewalk_width_m * 0.75],
         }
         for axis in (0, 1):
             for road in self.roads:
@@ -285,7 +293,11 @@ class SyntheticWorld:
         lot = c.block_size_m - 2 * (c.half_corridor_m + c.building_setback_m)
         for cx in centres:
             for cy in centres:
-                if self.rng.random() < c.empty_lot_probability:
+                kind = self.rng.random()
+                if kind < c.empty_lot_probability:
+                    continue
+                if kind < c.empty_lot_probability + c.parking_lot_probability:
+                    self.parking_lots.append((float(cx), float(cy), lot))
                     continue
                 split = int(self.rng.integers(1, 3))  # 1×1 or 2×2 buildings per block
                 cell = lot / split
@@ -346,9 +358,35 @@ class SyntheticWorld:
                             continue
                         x, y, yaw = self._lane_pose(lane, u)
                         yaw = yaw + (math.pi if self.rng.random() < 0.5 else 0.0)
+                        if cls == CAR:
+                            yaw += math.radians(self.rng.uniform(-2.0, 2.0))
                         boxes.append([float(x), float(y), size[2] / 2, *size, yaw])
                         classes.append(cls)
+        for cx, cy, lot in self.parking_lots:
+            for box in self._lot_cars(cx, cy, lot):
+                boxes.append(box)
+                classes.append(CAR)
         return np.array(boxes, dtype=np.float64).reshape(-1, 7), np.array(classes, dtype=np.int64)
+
+    def _lot_cars(self, cx: float, cy: float, lot: float) -> list[list[float]]:
+        """Cars in a parking lot: stalls 2.8 m wide in rows 6 m apart, rotated by a random
+        angle; every car lies inside the lot square and no two overlap (each fits its stall)."""
+        theta = self.rng.uniform(0.0, math.pi / 2)
+        c, s = math.cos(theta), math.sin(theta)
+        reach = lot * math.sqrt(2) / 2
+        cars = []
+        for i in np.arange(-reach, reach + 1e-9, 2.8):
+            for j in np.arange(-reach, reach + 1e-9, 6.0):
+                if self.rng.random() >= self.cfg.parking_lot_fill:
+                    continue
+                size = self._sample_size(CAR)
+                x, y = cx + c * i - s * j, cy + s * i + c * j
+                yaw = theta + math.pi / 2 + (math.pi if self.rng.random() < 0.5 else 0.0)
+                box = np.array([x, y, size[2] / 2, *size, yaw])
+                corners = box_corners(box[None])[0, :4, :2]
+                if np.all(np.abs(corners - [cx, cy]) <= lot / 2):
+                    cars.append(box.tolist())
+        return cars
 
     def _add_mover(self, lane_index: int, u: float, cls: int) -> _Mover:
         c = self.cfg
@@ -358,6 +396,9 @@ class SyntheticWorld:
             CYCLIST: c.cyclist_speed_mps,
             PEDESTRIAN: c.pedestrian_speed_mps,
         }[cls]
+        # Lateral and heading jitter (within the lane: no overlap with neighbouring lanes).
+        lateral_m, yaw_deg = {CAR: (0.25, 2.0), TRUCK: (0.15, 1.5), CYCLIST: (0.15, 3.0),
+                              PEDESTRIAN: (0.1, 15.0)}[cls]  # fmt: skip
         mover = _Mover(
             lane=lane_index,
             u=float(u % self.length),
@@ -365,6 +406,8 @@ class SyntheticWorld:
             cls=cls,
             size=self._sample_size(cls),
             track_id=self._next_track,
+            lateral=float(self.rng.uniform(-lateral_m, lateral_m)),
+            yaw_offset=math.radians(self.rng.uniform(-yaw_deg, yaw_deg)),
         )
         self._next_track += 1
         self.movers.append(mover)
@@ -524,7 +567,14 @@ class SyntheticWorld:
         """
         boxes = [self.parked_boxes]
         for m in self.movers:
-            x, y, yaw = self._lane_pose(self.lanes[m.lane], m.u)
+            lane = self.lanes[m.lane]
+            x, y, yaw = self._lane_pose(lane, m.u)
+            # Lateral offset to the left of the travel direction.
+            if lane.axis == 0:
+                y = y + lane.direction * m.lateral
+            else:
+                x = x - lane.direction * m.lateral
+            yaw = yaw + m.yaw_offset
             boxes.append(np.array([[float(x), float(y), m.size[2] / 2, *m.size, yaw]]))
         classes = np.concatenate([self.parked_classes, [m.cls for m in self.movers]])
         tracks = np.concatenate(
