@@ -210,3 +210,17 @@ def test_agent_box_index_points_at_the_agents_cars(frame):
         assert agent.pose[2, 3] > box[5]  # roof LiDAR above the car
         # The own car hides nothing from the agent and is not counted as seen by it.
         assert frame.visibility[index.index(m), m] == 0
+
+
+def test_headings_are_not_only_axis_aligned():
+    """Parking lots and heading jitter give yaws away from multiples of 90 degrees."""
+    cfg = SyntheticConfig(parking_lot_probability=1.0, empty_lot_probability=0.0)
+    world = SyntheticWorld(cfg, seed=2)
+    assert len(world.buildings) == 0 and len(world.parking_lots) == cfg.blocks**2
+    boxes, classes, _ = world.objects()
+    off_axis = np.abs((np.degrees(boxes[:, 6]) + 45.0) % 90.0 - 45.0)
+    assert (off_axis > 10).sum() >= 10
+    # Every parked lot car lies inside its lot square.
+    for cx, cy, lot in world.parking_lots:
+        near = np.all(np.abs(boxes[:, :2] - [cx, cy]) < lot / 2, axis=1)
+        assert near.any() and np.all(classes[near] == 0)
