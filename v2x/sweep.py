@@ -545,6 +545,37 @@ def _eval_config(plan: SweepPlan, model):
     return dataclasses.replace(cfg, **updates)
 
 
+def _run_conditions(pipe, batch: CoopBatch, snr: torch.Tensor, same_for_all: bool):
+    """``pipe.run(batch, snr)``; with ``same_for_all`` (nothing is transmitted, so nothing
+    depends on the SNR) one condition is run and its output tiled ``K`` times."""
+    from v2x.perception.detector import Detections
+    from v2x.pipeline import LinkCost, RunOutput
+
+    k = snr.shape[0]
+    if not same_for_all or k == 1:
+        return pipe.run(batch, snr)
+    one = pipe.run(batch, snr[:1])
+    det = one.detections
+    tiled = Detections(
+        *(
+            t.repeat(k, *([1] * (t.dim() - 1)))
+            for t in (det.boxes, det.scores, det.labels, det.valid)
+        )
+    )
+    c = one.cost
+    cost = LinkCost(
+        *(
+            t.expand(k, *t.shape[1:]).clone()
+            for t in (c.source_bits, c.coded_bits, c.channel_uses, c.packets, c.sent)
+        ),
+        snr.to(c.snr_db.device, c.snr_db.dtype)
+        .view(k, 1, 1)
+        .expand(k, *c.snr_db.shape[1:])
+        .clone(),
+    )
+    return RunOutput(tiled, cost, k)
+
+
 def _run_group(
     plan: SweepPlan, group: Group, batches: list[_Batch], model: _EncodeCache, device, bar
 ) -> tuple[list[dict], pa.Table]:
@@ -587,7 +618,8 @@ def _run_group(
     for bi, item in enumerate(batches):
         model.batch_index = bi
         torch.manual_seed(_group_seed(cfg.seed, group, bi))
-        out = pipe.run(item.batch, snr)
+        # Ego-only fusion sends nothing: its detections do not depend on the SNR.
+        out = _run_conditions(pipe, item.batch, snr, same_for_all=group.stage == "ego")
         cost = out.cost
         delivery = schedule(
             plan.budget,
@@ -600,7 +632,8 @@ def _run_group(
         det = out.detections
         b = item.batch.batch_size
         dropped = (cost.sent & ~delivery.delivered).cpu()
-        boxes, scores, valid = det.boxes.clone(), det.scores.clone(), det.valid.clone()
+        boxes, scores = det.boxes.clone(), det.scores.clone()
+        labels, valid = det.labels.clone(), det.valid.clone()
         if bool(dropped.any()):
             # Re-run the conditions that lost payloads with those collaborators masked out.
             patterns: dict[bytes, list[int]] = {}
@@ -608,20 +641,18 @@ def _run_group(
                 if bool(dropped[ki].any()):
                     patterns.setdefault(dropped[ki].numpy().tobytes(), []).append(ki)
             for ks in patterns.values():
-                masked = dataclasses.replace(
-                    item.batch, agent_mask=item.batch.agent_mask & ~dropped[ks[0]].to(device)
-                )
+                lost = dropped[ks[0]].to(device)
+                masked = dataclasses.replace(item.batch, agent_mask=item.batch.agent_mask & ~lost)
+                # Nothing left on air: the result cannot depend on the SNR (one run serves all).
+                silent = not bool((cost.sent[ks[0]] & ~lost).any())
                 torch.manual_seed(_group_seed(cfg.seed, group, bi) + 1 + ks[0])
-                rerun = pipe.run(masked, snr[ks]).detections
+                rerun = _run_conditions(pipe, masked, snr[ks], same_for_all=silent).detections
                 for j, ki in enumerate(ks):
                     rows = slice(ki * b, (ki + 1) * b)
                     src = slice(j * b, (j + 1) * b)
-                    boxes[rows], scores[rows], valid[rows] = (
-                        rerun.boxes[src],
-                        rerun.scores[src],
-                        rerun.valid[src],
-                    )
-        scored = RunOutput(Detections(boxes, scores, det.labels, valid), cost, k)
+                    boxes[rows], scores[rows] = rerun.boxes[src], rerun.scores[src]
+                    labels[rows], valid[rows] = rerun.labels[src], rerun.valid[src]
+        scored = RunOutput(Detections(boxes, scores, labels, valid), cost, k)
         accumulate(scored, item.gt, accs)
         ledgers.append(
             ledger_table(
