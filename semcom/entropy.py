@@ -25,6 +25,17 @@ import numpy as np
 BACKENDS = ("ans", "zlib", "lzma", "bz2")
 
 
+def _constriction():
+    try:
+        import constriction
+    except ImportError:
+        raise ImportError(
+            "entropy coder 'ans' needs the constriction package (pip install constriction); "
+            "or choose entropy_coder zlib, lzma or bz2"
+        ) from None
+    return constriction
+
+
 def check_backend(backend: str) -> None:
     if backend not in BACKENDS:
         raise ValueError(
@@ -48,8 +59,7 @@ class EntropyModel:
         self.counts = counts
         self._model = None
         if backend == "ans" and counts is not None and counts.sum() > 0:
-            import constriction
-
+            constriction = _constriction()
             probs = counts.astype(np.float64) / float(counts.sum())
             self._model = constriction.stream.model.Categorical(probs, perfect=False)
 
@@ -95,8 +105,7 @@ def encode(symbols: np.ndarray, model: EntropyModel) -> bytes:
     if int(s.min()) < 0 or int(s.max()) >= model.alphabet:
         raise ValueError(f"entropy encode: symbols outside 0..{model.alphabet - 1}")
     if model.backend == "ans":
-        import constriction
-
+        constriction = _constriction()
         if model._model is None or np.any(model.counts[s] == 0):
             raise ValueError("entropy encode: the ans model was not fitted on these symbols")
         coder = constriction.stream.stack.AnsCoder()
@@ -118,8 +127,7 @@ def decode(data: bytes, count: int, model: EntropyModel) -> np.ndarray:
         return np.zeros(0, dtype=np.int64)
     try:
         if model.backend == "ans":
-            import constriction
-
+            constriction = _constriction()
             if model._model is None or len(data) % 4:
                 raise ValueError("entropy decode: bad ans stream")
             coder = constriction.stream.stack.AnsCoder(
