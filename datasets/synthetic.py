@@ -281,7 +281,7 @@ class SyntheticWorld:
                                 d = direction if j == 0 else -direction
                             else:
                                 d = direction
-                            starts = (d * self.roads - hc) if d > 0 else (-self.roads - hc)
+                            starts = d * self.roads - hc  # progress coordinate u = d * s
                             zones = np.sort(np.mod(starts, self.length))
                             self.lanes.append(_Lane(axis, d, road + side * off, kind, zones))
         self.corridor_length = 2 * hc
