@@ -290,7 +290,9 @@ class SplitDataset(Sequence[CoopFrame]):
     def __len__(self) -> int:
         return len(self.entries)
 
-    def __getitem__(self, index: int) -> CoopFrame:  # type: ignore[override]
+    def __getitem__(self, index: int | slice) -> CoopFrame | list[CoopFrame]:  # type: ignore[override]
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
         if not -len(self) <= index < len(self):
             raise IndexError(f"{self.split}: index {index} out of range [0, {len(self)})")
         entry = self.entries[index]
@@ -299,6 +301,9 @@ class SplitDataset(Sequence[CoopFrame]):
     def __iter__(self) -> Iterator[CoopFrame]:
         for i in range(len(self)):
             yield self[i]
+
+    def __repr__(self) -> str:
+        return f"SplitDataset(root={str(self.root)!r}, split={self.split!r}, frames={len(self)})"
 
     @property
     def frame_ids(self) -> list[str]:

@@ -135,6 +135,12 @@ def test_generate_is_resumable_and_verified(tmp_path):
     train = load_split(root, "train")
     frames = list(train)
     assert len(frames) == 3 and len({f.frame_id for f in frames}) == 3
+    assert (
+        [f.frame_id for f in train[1:]] == train.frame_ids[1:] == [f.frame_id for f in frames[1:]]
+    )
+    assert train[-1].frame_id == frames[-1].frame_id and "frames=3" in repr(train)
+    with pytest.raises(IndexError):
+        train[3]
     # Frames 0 and 1 form one 10 Hz sequence with stable track ids.
     np.testing.assert_array_equal(frames[0].track_ids, frames[1].track_ids)
     assert frames[1].ego.timestamp == pytest.approx(0.1)
