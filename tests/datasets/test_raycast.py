@@ -118,6 +118,9 @@ def test_binned_and_dense_torch_agree_and_multi_origin():
         # Same rays given per-ray origins (the general path).
         c = binned.cast(scene, np.broadcast_to(origin, dirs.shape).copy(), dirs, 100.0)
         np.testing.assert_array_equal(a.prim, c.prim)
+        # Many small chunks of (ray, box) pairs give the same answer as one.
+        e = TorchRaycaster(chunk_elems=500).cast(scene, origin, dirs, 100.0)
+        np.testing.assert_array_equal(a.prim, e.prim)
 
 
 def test_box_corners_closed_form():
