@@ -224,3 +224,14 @@ def test_headings_are_not_only_axis_aligned():
     for cx, cy, lot in world.parking_lots:
         near = np.all(np.abs(boxes[:, :2] - [cx, cy]) < lot / 2, axis=1)
         assert near.any() and np.all(classes[near] == 0)
+
+
+def test_open3d_backend_gives_the_same_frame():
+    cfg = _small_cfg()
+    a = generate_frame(cfg, seed=5, index=1)
+    b = generate_frame(SyntheticConfig(**{**cfg.__dict__, "backend": "open3d"}), seed=5, index=1)
+    np.testing.assert_array_equal(a.boxes, b.boxes)
+    for x, y in zip(a.agents, b.agents):
+        np.testing.assert_array_equal(x.pose, y.pose)
+        assert abs(len(x.points) - len(y.points)) <= 0.005 * len(x.points)
+    assert np.abs(a.visibility - b.visibility).sum() <= 0.005 * a.visibility.sum() + 2
