@@ -76,6 +76,8 @@ from v2x.semcom.fec import (
 from v2x.semcom.mcs import MCS_TABLE, LinkAdaptation, get_mcs, shannon_gap_thresholds_db
 from v2x.semcom.quantize import Quantized, check_bits, quantize
 
+#: Code blocks per call of the exact LDPC decoder (bounds its message memory).
+_DECODE_CHUNK = 2048
 _FLAG_PER_CHANNEL = 1
 _FLAG_DENSE = 2  # every cell occupied: no occupancy map sent
 _FLAG_OCC_DEFLATE = 4
@@ -383,6 +385,14 @@ class DigitalCodec(Codec):
                 "build one with python -m v2x.semcom.bler_table --block-bits "
                 f"{block_bits} (or use decoder='exact')"
             )
+        if decoder == "fast" and self.table is not None:
+            built = (self.table.meta.get("num_iter"), self.table.meta.get("cn_update"))
+            if built != (num_iter, cn_update):
+                raise ValueError(
+                    f"digital codec: decoder='fast' reproduces the BLER table's decoder "
+                    f"(num_iter, cn_update) = {built}, but {(num_iter, cn_update)} was asked; "
+                    "rebuild the table with python -m v2x.semcom.bler_table or use those values"
+                )
         thresholds = (
             self.table.thresholds_db(target_bler)
             if self.table is not None
@@ -536,8 +546,12 @@ class DigitalCodec(Codec):
             ns = torch.cat([no_eff[i, : nblocks[i] * s].reshape(nblocks[i], s) for i in rows])
             if self.decoder == "exact":
                 code = block_code(m, self.block_bits, self.num_iter, self.cn_update, dev)
-                u, ok = code.decode(xs, ns)
-                u = u.cpu()
+                parts = [
+                    code.decode(xs[j : j + _DECODE_CHUNK], ns[j : j + _DECODE_CHUNK])
+                    for j in range(0, xs.shape[0], _DECODE_CHUNK)
+                ]
+                u = torch.cat([p[0].cpu() for p in parts])
+                ok = torch.cat([p[1] for p in parts])
             else:
                 assert self.table is not None
                 snr_eff = effective_snr_db(ns, m)

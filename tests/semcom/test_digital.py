@@ -295,6 +295,8 @@ def test_bad_config():
         DigitalCodec(block_bits=9000)
     with pytest.raises(ValueError, match="BLER table"):
         DigitalCodec(decoder="fast", block_bits=512)
+    with pytest.raises(ValueError, match="num_iter"):
+        DigitalCodec(decoder="fast", num_iter=5)
     with pytest.raises(ValueError, match="entropy"):
         DigitalCodec(entropy_coder="huffman")
 
