@@ -8,9 +8,10 @@ Both backends see exactly the same geometry and share one interface::
     hits = caster.cast(scene, origins, directions, max_range_m=70.0)
 
 * ``TorchRaycaster``: a pure-torch slab test of every ray against every candidate box, batched
-  over rays × boxes and chunked to bound memory; runs on CPU or CUDA. When all rays share one
-  origin (a LiDAR scan), boxes are culled by range and bucketed by (elevation, azimuth), and
-  each ray is only tested against the boxes whose angular footprint covers its bucket.
+  over rays × boxes and chunked to bound memory; runs on CPU or CUDA. When rays leave sensor
+  origins (one LiDAR scan, or several sensors' scans through ``cast_groups``), boxes are culled
+  by range and bucketed by (sensor, elevation, azimuth), and each ray is only tested against
+  the boxes whose angular footprint covers its bucket.
 * ``Open3dRaycaster``: open3d's ``RaycastingScene`` (Embree BVH) over the boxes' triangles and a
   ground quad large enough to cover every ray's range.
 
@@ -161,6 +162,22 @@ def _as_rays(origins: np.ndarray, directions: np.ndarray) -> tuple[np.ndarray, n
     return o, d / norm, single
 
 
+def _as_groups(
+    origins: np.ndarray, directions: np.ndarray, group: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Validate grouped rays; returns origins ``[G, 3]`` float64 and group ``[R]`` int64."""
+    o = np.asarray(origins, dtype=np.float64)
+    if o.ndim != 2 or o.shape[1] != 3 or not np.all(np.isfinite(o)):
+        raise ValueError(f"raycast: field 'origins' must be finite [G, 3], got {o.shape}")
+    g = np.asarray(group)
+    r = np.shape(directions)[0]
+    if g.shape != (r,) or not np.issubdtype(g.dtype, np.integer):
+        raise ValueError(f"raycast: field 'group' must be [{r}] integers, got {g.shape} {g.dtype}")
+    if r and (g.min() < 0 or g.max() >= len(o)):
+        raise ValueError(f"raycast: field 'group' must index the {len(o)} origins")
+    return o, g.astype(np.int64)
+
+
 class Raycaster:
     """Common interface of the backends."""
 
@@ -186,6 +203,24 @@ class Raycaster:
         """
         raise NotImplementedError
 
+    def cast_groups(
+        self,
+        scene: BoxScene,
+        origins: np.ndarray,
+        directions: np.ndarray,
+        group: np.ndarray,
+        max_range_m: float = math.inf,
+    ) -> RayHits:
+        """Cast several sensors' rays at once: ray ``i`` starts at ``origins[group[i]]``.
+
+        Args:
+            origins: ``[G, 3]`` float64 world-frame sensor positions.
+            directions: ``[R, 3]`` world-frame directions.
+            group: ``[R]`` int index into ``origins``.
+        """
+        o, g = _as_groups(origins, directions, group)
+        return self.cast(scene, o[g], directions, max_range_m)
+
 
 class TorchRaycaster(Raycaster):
     """Pure-torch ray caster (CPU or CUDA).
@@ -193,8 +228,9 @@ class TorchRaycaster(Raycaster):
     Args:
         device: torch device for the computation (results come back as numpy).
         chunk_elems: bound on rays × boxes pairs per chunk (memory ≈ 60 bytes per pair).
-        azimuth_bins: number of azimuth buckets used to cull boxes for single-origin casts
-            (0 disables culling and tests every ray against every box within range).
+        azimuth_bins: number of azimuth buckets used to cull boxes for casts from sensor
+            origins (``cast`` with one origin, ``cast_groups``); 0 disables culling and tests
+            every ray against every box within range.
         elevation_bins: number of elevation buckets (over −90°..90°) for the same culling.
         dtype: compute dtype (float32 is accurate to < 1 mm over 200 m after recentring).
         num_threads: torch CPU threads during a CPU cast (restored afterwards; 0 = leave
@@ -235,13 +271,42 @@ class TorchRaycaster(Raycaster):
         max_range_m: float = math.inf,
     ) -> RayHits:
         o, d, single = _as_rays(origins, directions)
-        ref = o[0].copy() if single else o.mean(axis=0)
+        if single:
+            return self._run(scene, o, d, None, max_range_m, per_ray=False)
+        return self._run(scene, o, d, None, max_range_m, per_ray=True)
+
+    def cast_groups(
+        self,
+        scene: BoxScene,
+        origins: np.ndarray,
+        directions: np.ndarray,
+        group: np.ndarray,
+        max_range_m: float = math.inf,
+    ) -> RayHits:
+        o, g = _as_groups(origins, directions, group)
+        _, d, _ = _as_rays(np.zeros(3), directions)
+        if self.azimuth_bins <= 0:
+            return self._run(scene, o[g], d, None, max_range_m, per_ray=True)
+        return self._run(scene, o, d, g, max_range_m, per_ray=False)
+
+    def _run(
+        self,
+        scene: BoxScene,
+        o: np.ndarray,
+        d: np.ndarray,
+        group: np.ndarray | None,
+        max_range_m: float,
+        per_ray: bool,
+    ) -> RayHits:
+        ref = o.mean(axis=0)
         previous = torch.get_num_threads()
         limit = self.device.type == "cpu" and 0 < self.num_threads != previous
         if limit:
             torch.set_num_threads(self.num_threads)
         try:
-            t, prim, normal = self.cast_tensors(scene, o - ref, d, ref, max_range_m, single)
+            t, prim, normal = self.cast_tensors(
+                scene, o - ref, d, ref, max_range_m, group=group, per_ray=per_ray
+            )
         finally:
             if limit:
                 torch.set_num_threads(previous)
@@ -258,9 +323,17 @@ class TorchRaycaster(Raycaster):
         directions: np.ndarray,
         ref: np.ndarray,
         max_range_m: float,
-        single_origin: bool,
+        group: np.ndarray | None = None,
+        per_ray: bool = False,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Cast on ``self.device``; origins ``[R, 3]`` or ``[1, 3]`` are relative to ``ref``.
+        """Cast on ``self.device``; origins are relative to ``ref`` (world frame).
+
+        Args:
+            origins_rel: ``[R, 3]`` per-ray origins when ``per_ray`` (every ray against every
+                box in range), else ``[G, 3]`` sensor origins with ray ``i`` leaving
+                ``origins_rel[group[i]]`` (``group=None``: all rays leave origin 0), culled by
+                angular buckets when ``azimuth_bins > 0``.
+            directions: ``[R, 3]`` unit directions.
 
         Returns ``t [R]``, ``prim [R]`` int64 and ``normal [R, 3]`` on ``self.device``.
         """
@@ -268,6 +341,9 @@ class TorchRaycaster(Raycaster):
         r = directions.shape[0]
         o = torch.as_tensor(origins_rel, dtype=dt, device=dev)
         d = torch.as_tensor(directions, dtype=dt, device=dev)
+        g = None if group is None or per_ray else torch.as_tensor(group, device=dev)
+        # Per-ray origin rows ([R, 3], or [1, 3] broadcasting) for the ground and the normals.
+        o_ray = o if per_ray or g is None else o[g]
         boxes = scene.boxes.copy()
         boxes[:, :3] -= ref
         keep = self._range_cull(boxes, origins_rel, max_range_m)
@@ -278,7 +354,7 @@ class TorchRaycaster(Raycaster):
         normal = torch.zeros((r, 3), dtype=dt, device=dev)
         # Ground plane z = 0 (in world frame; ref shifts it to z = -ref_z).
         if scene.ground:
-            oz = o[:, 2] + float(ref[2])
+            oz = o_ray[:, 2] + float(ref[2])
             tg = torch.where(d[:, 2] < -1e-12, -oz / d[:, 2].clamp(max=-1e-12), math.inf)
             tg = torch.where(tg > 0, tg, math.inf)
             ground_hit = torch.isfinite(tg)
@@ -287,17 +363,17 @@ class TorchRaycaster(Raycaster):
             normal[ground_hit, 2] = 1.0
         if len(boxes):
             params = self._box_params(boxes)
-            if single_origin and self.azimuth_bins > 0:
-                tb, kb = self._cast_binned(o[0], d, params)
+            if not per_ray and self.azimuth_bins > 0:
+                tb, kb = self._cast_binned(o, d, params, g)
             else:
-                tb, kb = self._cast_dense(o, d, params)
+                tb, kb = self._cast_dense(o_ray, d, params)
             closer = tb < t
             t = torch.where(closer, tb, t)
             kidx = torch.as_tensor(box_index, device=dev)[kb.clamp(min=0)]
             prim = torch.where(closer, kidx, prim)
             if bool(closer.any()):
                 sel = torch.nonzero(closer).squeeze(1)
-                normal[sel] = self._box_normals(o, d, t, params, kb, sel)
+                normal[sel] = self._box_normals(o_ray, d, t, params, kb, sel)
         if math.isfinite(max_range_m):
             far = t > max_range_m
             t = torch.where(far, math.inf, t)
@@ -439,35 +515,47 @@ class TorchRaycaster(Raycaster):
 
     def _cast_binned(
         self,
-        o: torch.Tensor,
+        origins: torch.Tensor,
         d: torch.Tensor,
         p: dict[str, torch.Tensor],
+        group: torch.Tensor | None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Single-origin cast over candidate (ray, box) pairs from angular buckets.
+        """Cast from ``G`` sensor origins over candidate (ray, box) pairs from angular buckets.
 
-        Rays are sorted by bucket; each bucket's rays are paired with the bucket's boxes, the
-        slab test runs once per pair (chunks of at most ``chunk_elems`` pairs), and the nearest
-        hit per ray is reduced with ``scatter_reduce``.
+        Each sensor has its own buckets (``G × elevation_bins × azimuth_bins``). Rays are sorted
+        by bucket; each bucket's rays are paired with the bucket's boxes, the slab test runs
+        once per pair (chunks of at most ``chunk_elems`` pairs), and the nearest hit per ray is
+        reduced with ``scatter_reduce``.
+
+        Args:
+            origins: ``[G, 3]`` sensor origins; ``group``: ``[R]`` sensor of each ray (or None).
         """
         dev = d.device
-        member = self._bin_members(p, o)  # [B, K]
+        n_groups = origins.shape[0]
+        member = torch.cat([self._bin_members(p, origins[i]) for i in range(n_groups)])
+        per_group = member.shape[0] // n_groups  # buckets per sensor
+        n_boxes = p["c"].shape[0]
         nk = member.sum(dim=1)
         # CSR lists of candidate boxes per bucket (nonzero is row-major: sorted by bucket).
         _, box_of = member.nonzero(as_tuple=True)
         box_start = torch.cumsum(nk, 0) - nk
         bins = self._ray_bins(d)
+        if group is not None:
+            bins = bins + group * per_group
         ray_order = torch.argsort(bins)
         nr = torch.bincount(bins, minlength=member.shape[0])
         ray_start = torch.cumsum(nr, 0) - nr
         pairs = nr * nk
         pairs_cpu = pairs.cpu().numpy()
-        # Local coordinates of the (single) origin per box, and box constants: [K, 8].
-        rx, ry, rz = (o[i] - p["c"][:, i] for i in range(3))
+        # Local coordinates of each sensor origin per box, and box constants: [G * K, 8].
+        rx, ry, rz = (origins[:, None, i] - p["c"][None, :, i] for i in range(3))  # [G, K]
+        cs, sn = p["cos"].expand_as(rx), p["sin"].expand_as(rx)
+        half = p["half"].expand(n_groups, n_boxes, 3)
         per_box = torch.stack(
-            [p["cos"] * rx + p["sin"] * ry, p["cos"] * ry - p["sin"] * rx, rz, p["cos"], p["sin"],
-             *p["half"].T],
-            dim=1,
-        )  # fmt: skip
+            [cs * rx + sn * ry, cs * ry - sn * rx, rz, cs, sn, half[..., 0], half[..., 1],
+             half[..., 2]],
+            dim=-1,
+        ).reshape(n_groups * n_boxes, 8)  # fmt: skip
         r = d.shape[0]
         t_out = torch.full((r,), math.inf, dtype=d.dtype, device=dev)
         k_out = torch.full((r,), -1, dtype=torch.int64, device=dev)
@@ -487,7 +575,7 @@ class TorchRaycaster(Raycaster):
                 kb = nk[pair_bin]
                 ray = ray_order[ray_start[pair_bin] + torch.div(local, kb, rounding_mode="floor")]
                 box = box_of[box_start[pair_bin] + local % kb]
-                q = per_box[box]
+                q = per_box[torch.div(pair_bin, per_group, rounding_mode="floor") * n_boxes + box]
                 dd = d[ray]
                 cs, sn = q[:, 3], q[:, 4]
                 dx = cs * dd[:, 0] + sn * dd[:, 1]

@@ -32,9 +32,9 @@ import numpy as np
 
 from v2x.datasets.frame import CLASS_NAMES, AgentObservation, CoopFrame
 from v2x.datasets.lidar import LidarConfig, LidarModel, build_lidar
-from v2x.datasets.raycast import BoxScene, Raycaster, box_corners, make_raycaster
+from v2x.datasets.raycast import BoxScene, Raycaster, RayHits, box_corners, make_raycaster
 
-GENERATOR_VERSION = 4
+GENERATOR_VERSION = 5
 """Bumped whenever the same (config, seed) would produce different frames (cache keys use it)."""
 
 CAR, TRUCK, PEDESTRIAN, CYCLIST = (CLASS_NAMES.index(n) for n in CLASS_NAMES)
@@ -648,12 +648,24 @@ class FrameRenderer:
         m = len(boxes)
         agents, vis = [], []
         sensors = world.sensor_poses(boxes)
+        # One cast for every agent's scan (ray i leaves the sensor group[i]).
+        dirs_all = [self.lidars[kind].directions @ pose[:3, :3].T for _, kind, pose, _ in sensors]
+        counts = [len(dd) for dd in dirs_all]
+        group = np.repeat(np.arange(len(sensors)), counts)
+        reach = max(self.lidars[kind].config.max_range_m for _, kind, _, _ in sensors) + 1.0
+        all_hits = self.caster.cast_groups(
+            scene,
+            np.stack([pose[:3, 3] for _, _, pose, _ in sensors]),
+            np.concatenate(dirs_all),
+            group,
+            max_range_m=reach,
+        )
+        offsets = np.concatenate([[0], np.cumsum(counts)])
         for a, (agent_id, kind, pose, own) in enumerate(sensors):
             lidar = self.lidars[kind]
-            dirs_world = lidar.directions @ pose[:3, :3].T
-            hits = self.caster.cast(
-                scene, pose[:3, 3], dirs_world, max_range_m=lidar.config.max_range_m + 1.0
-            )
+            dirs_world = dirs_all[a]
+            rows = slice(offsets[a], offsets[a + 1])
+            hits = RayHits(all_hits.t[rows], all_hits.prim[rows], all_hits.normal[rows])
             cos_inc = np.abs(np.einsum("ij,ij->i", hits.normal, dirs_world))
             refl_ray = np.where(
                 hits.prim >= 0,

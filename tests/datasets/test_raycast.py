@@ -152,3 +152,19 @@ def test_cuda_matches_cpu():
         assert (a.prim == b.prim).mean() > 0.999
         both = a.hit & b.hit
         assert np.abs(a.t[both] - b.t[both]).max() < 1e-3
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_cast_groups_equals_one_cast_per_sensor(backend):
+    caster = _caster(backend)
+    sensors = list(_town_rays())
+    scene = sensors[0][0]
+    origins = np.stack([origin for _, origin, _ in sensors])
+    dirs = np.concatenate([d[::5] for _, _, d in sensors])
+    group = np.concatenate([np.full(len(d[::5]), i) for i, (_, _, d) in enumerate(sensors)])
+    together = caster.cast_groups(scene, origins, dirs, group, 100.0)
+    alone = [caster.cast(scene, o, d[::5], 100.0) for _, o, d in sensors]
+    np.testing.assert_array_equal(together.prim, np.concatenate([h.prim for h in alone]))
+    np.testing.assert_allclose(together.t, np.concatenate([h.t for h in alone]), atol=1e-3, rtol=0)
+    with pytest.raises(ValueError, match="group"):
+        caster.cast_groups(scene, origins, dirs, group + len(origins))
