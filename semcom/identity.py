@@ -80,7 +80,8 @@ class AnalogCodec(Codec):
         if flat.shape[1] % 2:
             flat = torch.nn.functional.pad(flat, (0, 1))
         scale = flat.square().mean(dim=1, keepdim=True).mul(2.0).sqrt().clamp_min(1e-12)
-        symbols = torch.view_as_complex((flat / scale).reshape(b, -1, 2).contiguous())
+        pairs = (flat / scale).reshape(b, flat.shape[1] // 2, 2)  # explicit size: b may be 0
+        symbols = torch.view_as_complex(pairs.contiguous())
         n = symbols.shape[1]
         uses = torch.full((b,), float(n), dtype=torch.float64, device=features.device)
         side = torch.full_like(uses, float(SCALE_SIDE_INFO_BITS))
@@ -103,6 +104,7 @@ class AnalogCodec(Codec):
             x_hat = x_hat * (snr_eff / (1.0 + snr_eff))
         else:
             x_hat = y
-        real = torch.view_as_real(x_hat).reshape(shape[0], -1) * received.meta["scale"]
+        real = torch.view_as_real(x_hat).reshape(shape[0], 2 * y.shape[1])
+        real = real * received.meta["scale"]
         numel = int(torch.tensor(shape[1:]).prod()) if len(shape) > 1 else 0
         return real[:, :numel].reshape(shape)
