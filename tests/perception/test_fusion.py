@@ -1,0 +1,147 @@
+"""Fusion registry: masking, NaN/Inf handling, max / mean / attention against hand computation."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from v2x.perception.fusion import FUSIONS, Where2commFusion, build_fusion, clean_mask
+
+FEATURE_STRATEGIES = ("max", "mean", "attention", "where2comm")
+ALL = ("none", "early", "late", *FEATURE_STRATEGIES)
+
+
+def _features(b=2, a=3, c=4, h=3, w=5, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(b, a, c, h, w, generator=g)
+
+
+def test_registry_holds_every_strategy_with_its_stage():
+    assert set(ALL) <= set(FUSIONS.names())
+    stages = {name: build_fusion(name).stage for name in ALL}
+    assert stages == {
+        "none": "ego",
+        "early": "points",
+        "late": "boxes",
+        "max": "features",
+        "mean": "features",
+        "attention": "features",
+        "where2comm": "features",
+    }
+
+
+def test_unknown_fusion_lists_valid_choices():
+    with pytest.raises(ValueError) as err:
+        build_fusion("maximum")
+    msg = str(err.value)
+    assert "'maximum'" in msg and "valid choices" in msg
+    for name in ALL:
+        assert name in msg
+
+
+@pytest.mark.parametrize("bad", [0.0, -0.1, 1.5, float("nan")])
+def test_where2comm_max_fraction_validation(bad):
+    with pytest.raises(ValueError, match="max_fraction"):
+        build_fusion("where2comm", max_fraction=bad)
+    assert build_fusion("where2comm", max_fraction=1.0).max_fraction == 1.0
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_all_collaborators_masked_gives_ego_features(name):
+    feats = _features()
+    valid = torch.zeros(2, 3, 1, 3, 5, dtype=torch.bool)  # even the ego's row marked invalid
+    out = build_fusion(name)(feats, valid)
+    torch.testing.assert_close(out, feats[:, 0], atol=0, rtol=0)
+
+
+@pytest.mark.parametrize("name", FEATURE_STRATEGIES)
+def test_non_finite_collaborator_cells_are_masked(name):
+    feats = _features()
+    valid = torch.ones(2, 3, 1, 3, 5, dtype=torch.bool)
+    # Agent 1 is NaN/Inf everywhere, agent 2 is masked: the result must be the ego's.
+    feats[:, 1] = float("nan")
+    feats[0, 1, 2] = float("inf")
+    feats[1, 1, 0] = float("-inf")
+    valid[:, 2] = False
+    out = build_fusion(name)(feats, valid)
+    assert torch.isfinite(out).all()
+    torch.testing.assert_close(out, feats[:, 0], atol=0, rtol=0)
+
+
+def test_single_bad_channel_masks_the_whole_cell():
+    feats = _features(b=1, a=2, c=3, h=1, w=2)
+    feats[0, 1, 1, 0, 0] = float("nan")  # one channel of one cell
+    valid = torch.ones(1, 2, 1, 1, 2, dtype=torch.bool)
+    clean, ok = clean_mask(feats, valid)
+    assert ok[0, 1, 0, 0].tolist() == [False, True] and ok[0, 0].all()
+    assert (clean[0, 1, :, 0, 0] == 0).all()
+    out = build_fusion("mean")(feats, valid)
+    torch.testing.assert_close(out[0, :, 0, 0], feats[0, 0, :, 0, 0])
+    torch.testing.assert_close(out[0, :, 0, 1], feats[0, :, :, 0, 1].mean(0))
+
+
+def test_max_and_mean_against_manual_computation():
+    feats = _features(b=1, a=3, c=2, h=2, w=2, seed=3)
+    valid = torch.ones(1, 3, 1, 2, 2, dtype=torch.bool)
+    valid[0, 1, 0, 0, 1] = False
+    valid[0, 2, 0, 1, :] = False
+    out_max = build_fusion("max")(feats, valid)
+    out_mean = build_fusion("mean")(feats, valid)
+    for iy in range(2):
+        for ix in range(2):
+            agents = [a for a in range(3) if valid[0, a, 0, iy, ix]]
+            vals = [[float(feats[0, a, ch, iy, ix]) for a in agents] for ch in range(2)]
+            for ch in range(2):
+                assert float(out_max[0, ch, iy, ix]) == max(vals[ch])
+                assert float(out_mean[0, ch, iy, ix]) == pytest.approx(sum(vals[ch]) / len(agents))
+
+
+def test_max_of_negative_ego_is_not_lifted_by_masked_zeros():
+    feats = -torch.ones(1, 2, 2, 1, 1)
+    feats[0, 1] = 0.0  # a masked collaborator that would win a plain max
+    valid = torch.tensor([True, False]).view(1, 2, 1, 1, 1)
+    torch.testing.assert_close(build_fusion("max")(feats, valid), -torch.ones(1, 2, 1, 1))
+
+
+@pytest.mark.parametrize("name", ("attention", "where2comm"))
+def test_attention_two_agents_one_cell_by_hand(name):
+    ego = [1.0, 2.0, -1.0, 0.5]
+    other = [0.5, -1.0, 3.0, 2.0]
+    feats = torch.tensor([ego, other]).view(1, 2, 4, 1, 1)
+    valid = torch.ones(1, 2, 1, 1, 1, dtype=torch.bool)
+    out = build_fusion(name)(feats, valid)
+    s_ego = sum(e * e for e in ego) / math.sqrt(4)
+    s_oth = sum(e * o for e, o in zip(ego, other)) / math.sqrt(4)
+    w_ego = math.exp(s_ego) / (math.exp(s_ego) + math.exp(s_oth))
+    want = [w_ego * e + (1 - w_ego) * o for e, o in zip(ego, other)]
+    torch.testing.assert_close(out.view(4), torch.tensor(want), atol=1e-6, rtol=1e-6)
+    # Masking the collaborator gives the ego exactly.
+    out = build_fusion(name)(feats, torch.tensor([True, False]).view(1, 2, 1, 1, 1))
+    torch.testing.assert_close(out.view(4), torch.tensor(ego), atol=0, rtol=0)
+
+
+def test_attention_is_permutation_invariant_in_collaborators():
+    feats = _features(b=1, a=4, seed=7)
+    valid = torch.rand(1, 4, 1, 3, 5, generator=torch.Generator().manual_seed(1)) > 0.3
+    fusion = build_fusion("attention")
+    perm = [0, 3, 1, 2]
+    torch.testing.assert_close(fusion(feats, valid), fusion(feats[:, perm], valid[:, perm]))
+
+
+def test_where2comm_confidence_is_max_class_sigmoid():
+    logits = torch.tensor([[[[0.0, -3.0]], [[1.0, -5.0]]]])  # [1, 2 classes, 1, 2]
+    conf = Where2commFusion.confidence(logits)
+    assert conf.shape == (1, 1, 1, 2)
+    torch.testing.assert_close(conf.view(2), torch.sigmoid(torch.tensor([1.0, -3.0])))
+
+
+def test_gradients_do_not_become_nan_with_masked_cells():
+    feats = _features(b=1, a=3, c=4, h=2, w=2).requires_grad_(True)
+    valid = torch.zeros(1, 3, 1, 2, 2, dtype=torch.bool)
+    valid[0, 1, 0, 0, 0] = True
+    for name in FEATURE_STRATEGIES:
+        feats.grad = None
+        build_fusion(name)(feats, valid).sum().backward()
+        assert torch.isfinite(feats.grad).all(), name

@@ -1,0 +1,118 @@
+"""Reference codecs: identity (ideal digital float16) and analog (uncoded linear, OPTA at 1/2)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from v2x.channels import build_channel
+from v2x.channels.link import LinkState
+from v2x.semcom import build_codec
+from v2x.semcom.identity import SCALE_SIDE_INFO_BITS, AnalogCodec, IdentityCodec
+
+
+def test_identity_cost_is_float16_bits_at_shannon_rate():
+    feats = torch.randn(3, 4, 5, 7)
+    snr_db = torch.tensor([0.0, 10.0, 23.5])
+    tx = IdentityCodec().encode(feats, LinkState(snr_db=snr_db))
+    bits = 4 * 5 * 7 * 16
+    assert tx.symbols is None
+    assert tx.cost.source_bits.tolist() == [bits] * 3
+    assert tx.cost.coded_bits.tolist() == [bits] * 3
+    assert tx.cost.raw_bits.tolist() == [bits * 2] * 3
+    for i, s in enumerate(snr_db.tolist()):
+        assert float(tx.cost.channel_uses[i]) == math.ceil(bits / math.log2(1 + 10 ** (s / 10)))
+    # 2240 bits fit in one 1460-byte payload; 100 x 100 x 16 channels do not.
+    assert tx.cost.packets.tolist() == [1.0] * 3
+    big = IdentityCodec(mtu_bytes=1500, header_bytes=40).encode(
+        torch.zeros(1, 16, 100, 100), LinkState.from_snr(10.0)
+    )
+    assert float(big.cost.packets[0]) == math.ceil(16 * 100 * 100 * 16 / (1460 * 8))
+    small_mtu = IdentityCodec(mtu_bytes=140, header_bytes=40).encode(
+        feats[:1], LinkState.from_snr(10.0)
+    )
+    assert float(small_mtu.cost.packets[0]) == math.ceil(bits / 800)
+    assert tx.cost.source_bits.dtype == torch.float64
+
+
+def test_identity_decode_returns_float16_values():
+    feats = torch.randn(2, 3, 4, 4) * 100 + 1e-3
+    codec = build_codec("identity")
+    link = LinkState.from_snr(5.0, batch=2)
+    out = codec.decode(codec.encode(feats, link), link)
+    assert out.dtype == torch.float32 and out.shape == feats.shape
+    torch.testing.assert_close(out, feats.half().float(), atol=0, rtol=0)
+    assert not torch.equal(out, feats)  # float16 rounding is real
+    assert codec.uses_channel is False
+
+
+def test_identity_empty_batch_and_zero_maps():
+    codec = IdentityCodec()
+    empty = torch.zeros(0, 4, 3, 3)
+    tx = codec.encode(empty, LinkState(snr_db=torch.zeros(0)))
+    assert tx.cost.source_bits.shape == (0,) and tx.cost.channel_uses.shape == (0,)
+    assert codec.decode(tx, LinkState(snr_db=torch.zeros(0))).shape == (0, 4, 3, 3)
+    zeros = torch.zeros(2, 4, 3, 3)
+    link = LinkState.from_snr(0.0, batch=2)
+    tx = codec.encode(zeros, link)
+    assert tx.cost.source_bits.tolist() == [4 * 9 * 16] * 2  # raw float16: zeros cost the same
+    assert tx.cost.channel_uses.tolist() == [4 * 9 * 16] * 2  # log2(1 + 1) = 1 bit per use
+    assert (codec.decode(tx, link) == 0).all()
+
+
+def test_identity_rejects_wrong_rank():
+    with pytest.raises(ValueError, match="features"):
+        IdentityCodec().encode(torch.zeros(4, 3, 3), LinkState.from_snr(0.0))
+
+
+@pytest.mark.parametrize("snr_db", [-5.0, 0.0, 10.0, 20.0])
+def test_analog_attains_opta_at_half_rate(snr_db):
+    """OPTA, ρ = 1/2 (reference/channel_formulas.md): uncoded linear + LMMSE, unit-variance
+    i.i.d. Gaussian source over complex AWGN → MSE = σ²/(1 + SNR)."""
+    torch.manual_seed(int(snr_db) + 100)
+    codec = AnalogCodec()
+    channel = build_channel("awgn")
+    feats = torch.randn(4, 8, 64, 64)  # 131 072 samples per map
+    link = LinkState.from_snr(snr_db, batch=4)
+    tx = codec.encode(feats, link)
+    assert tx.symbols.dtype == torch.complex64 and tx.symbols.shape == (4, 8 * 64 * 64 // 2)
+    energy = tx.symbols.abs().square().mean(dim=1)
+    torch.testing.assert_close(energy, torch.ones(4), atol=1e-5, rtol=0)  # unit power per map
+    y, state = channel(tx.symbols, link.snr_db)
+    decoded = codec.decode(tx.received(y, state), link)
+    mse = float((decoded - feats).square().mean())
+    snr = 10 ** (snr_db / 10)
+    sigma2 = float(feats.square().mean())  # the sample variance the codec normalised by
+    assert mse == pytest.approx(sigma2 / (1 + snr), rel=0.03)
+    # Cost: half a complex use per real value, only the scale as side-information bits.
+    assert tx.cost.channel_uses.tolist() == [8 * 64 * 64 / 2] * 4
+    assert tx.cost.source_bits.tolist() == [SCALE_SIDE_INFO_BITS] * 4
+    ratio = tx.cost.bandwidth_ratio
+    torch.testing.assert_close(ratio, torch.full((4,), 0.5, dtype=torch.float64))
+
+
+def test_analog_without_channel_is_lossless_and_handles_odd_sizes():
+    codec = AnalogCodec()
+    feats = torch.randn(2, 3, 5, 3)  # 45 values: padded to an even count
+    link = LinkState.from_snr(10.0, batch=2)
+    tx = codec.encode(feats, link)
+    assert tx.symbols.shape == (2, 23)
+    out = codec.decode(tx, link)
+    torch.testing.assert_close(out, feats, atol=1e-5, rtol=1e-5)
+
+
+def test_analog_zero_maps_and_empty_batch():
+    codec = AnalogCodec()
+    channel = build_channel("awgn")
+    link = LinkState.from_snr(10.0, batch=2)
+    tx = codec.encode(torch.zeros(2, 2, 4, 4), link)
+    assert torch.isfinite(torch.view_as_real(tx.symbols)).all()
+    y, state = channel(tx.symbols, link.snr_db)
+    out = codec.decode(tx.received(y, state), link)
+    assert torch.isfinite(out).all() and out.abs().max() < 1e-9
+    empty_link = LinkState(snr_db=torch.zeros(0))
+    tx = codec.encode(torch.zeros(0, 2, 4, 4), empty_link)
+    assert tx.symbols.shape[0] == 0 and tx.cost.channel_uses.shape == (0,)
+    assert codec.decode(tx, empty_link).shape == (0, 2, 4, 4)
