@@ -86,6 +86,11 @@ def read_checkpoint(path: str | os.PathLike) -> dict:
         state = torch.load(path, map_location="cpu", weights_only=False)
     except Exception as exc:  # noqa: BLE001 - re-raised with the path
         raise ValueError(f"checkpoint {path}: cannot be read ({exc})") from exc
+    if not isinstance(state, dict):
+        raise ValueError(
+            f"checkpoint {path}: expected a dict with fields 'model' and 'detector_config', "
+            f"got {type(state).__name__}"
+        )
     for key in ("model", "detector_config"):
         if key not in state:
             raise ValueError(f"checkpoint {path}: field '{key}' is missing")
@@ -96,8 +101,17 @@ def load_detector(path: str | os.PathLike | None = None, device: str | torch.dev
     """Build a ``CoopDetector`` from a checkpoint (default: the one shipped with v2x), in eval mode."""
     path = shipped_detector_path() if path in (None, "", "shipped") else Path(path)
     state = read_checkpoint(path)
-    model = CoopDetector(detector_config_from_dict(state["detector_config"]))
-    model.load_state_dict(state["model"])
+    try:
+        config = detector_config_from_dict(state["detector_config"])
+    except (TypeError, ValueError, AttributeError) as exc:
+        raise ValueError(f"checkpoint {path}: field 'detector_config' is invalid ({exc})") from exc
+    model = CoopDetector(config)
+    try:
+        model.load_state_dict(state["model"])
+    except RuntimeError as exc:
+        raise ValueError(
+            f"checkpoint {path}: field 'model' does not match its 'detector_config' ({exc})"
+        ) from exc
     return model.to(device).eval()
 
 
