@@ -1,0 +1,153 @@
+"""Checkpoints: atomic writes, errors that name the file and field, the shipped detector."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+import torch
+
+import v2x.checkpoint as ckpt
+from v2x.checkpoint import (
+    atomic_torch_save,
+    detector_config_from_dict,
+    detector_config_to_dict,
+    git_revision,
+    load_detector,
+    read_checkpoint,
+    save_checkpoint,
+    shipped_detector_path,
+)
+from v2x.perception.bev import BEVGrid
+from v2x.perception.detector import CoopDetector, DetectorConfig
+
+TINY = DetectorConfig(
+    grid=BEVGrid(x_range_m=(-6.4, 6.4), y_range_m=(-3.2, 3.2), resolution_m=0.4),
+    pillar_channels=4,
+    backbone_channels=(4, 8),
+    backbone_layers=1,
+    feature_channels=4,
+    num_classes=2,
+)
+
+
+def test_atomic_save_leaves_no_partial_file(tmp_path, monkeypatch):
+    target = tmp_path / "sub" / "last.pt"
+    atomic_torch_save({"a": 1}, target)
+    before = target.read_bytes()
+
+    def broken_save(obj, path, *args, **kwargs):
+        Path(path).write_bytes(b"partial")  # a half-written file, then the failure
+        raise OSError("disk full")
+
+    monkeypatch.setattr(ckpt.torch, "save", broken_save)
+    with pytest.raises(OSError, match="disk full"):
+        atomic_torch_save({"a": 2}, target)
+    assert target.read_bytes() == before  # the previous checkpoint is intact
+    assert sorted(p.name for p in target.parent.iterdir()) == ["last.pt"]  # no temp left
+    with pytest.raises(OSError):
+        atomic_torch_save({"a": 2}, tmp_path / "new.pt")
+    assert not (tmp_path / "new.pt").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["sub"]
+
+
+def test_save_and_load_round_trip(tmp_path):
+    torch.manual_seed(0)
+    model = CoopDetector(TINY)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    path = tmp_path / "c.pt"
+    save_checkpoint(path, model, step=7, optimizer=opt, extra={"train": {"steps": 9}})
+    state = read_checkpoint(path)
+    assert state["step"] == 7 and state["extra"] == {"train": {"steps": 9}}
+    assert state["optimizer"] is not None and state["scheduler"] is None
+    assert detector_config_from_dict(state["detector_config"]) == TINY
+    loaded = load_detector(path)
+    assert not loaded.training and loaded.config == TINY
+    for key, value in model.state_dict().items():
+        assert torch.equal(loaded.state_dict()[key], value), key
+
+
+def test_git_revision_matches_git():
+    rev = git_revision()
+    repo = Path(ckpt.__file__).resolve().parent
+    out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, cwd=repo)
+    if out.returncode != 0:
+        assert rev == "unknown"
+    else:
+        assert rev == out.stdout.strip() and re.fullmatch(r"[0-9a-f]{40}", rev)
+
+
+def test_config_dict_round_trip_from_plain_lists():
+    data = detector_config_to_dict(TINY)
+    # As YAML/JSON would give it back: tuples become lists.
+    data["grid"] = {k: list(v) if isinstance(v, tuple) else v for k, v in data["grid"].items()}
+    data["backbone_channels"] = list(data["backbone_channels"])
+    assert detector_config_from_dict(data) == TINY
+
+
+def test_missing_file_names_the_path(tmp_path):
+    path = tmp_path / "nope.pt"
+    with pytest.raises(FileNotFoundError, match=re.escape(str(path))):
+        read_checkpoint(path)
+    with pytest.raises(FileNotFoundError, match=re.escape(str(path))):
+        load_detector(path)
+
+
+def test_unreadable_file_names_the_path(tmp_path):
+    path = tmp_path / "garbage.pt"
+    path.write_bytes(b"not a checkpoint")
+    with pytest.raises(ValueError, match=re.escape(str(path)) + ".*cannot be read"):
+        read_checkpoint(path)
+
+
+def test_missing_and_invalid_fields_are_named(tmp_path):
+    path = tmp_path / "partial.pt"
+    torch.save({"model": {}}, path)
+    with pytest.raises(ValueError, match=re.escape(str(path)) + ".*'detector_config'"):
+        read_checkpoint(path)
+    torch.save({"detector_config": {}}, path)
+    with pytest.raises(ValueError, match=re.escape(str(path)) + ".*'model'"):
+        read_checkpoint(path)
+    torch.save(torch.zeros(3), path)  # not a dict at all
+    with pytest.raises(ValueError, match=re.escape(str(path))):
+        read_checkpoint(path)
+    torch.save({"model": {}, "detector_config": {"nope": 1}}, path)
+    with pytest.raises(ValueError, match=re.escape(str(path)) + ".*'detector_config'"):
+        load_detector(path)
+    torch.save(
+        {"model": {"x": torch.zeros(1)}, "detector_config": detector_config_to_dict(TINY)}, path
+    )
+    with pytest.raises(ValueError, match=re.escape(str(path)) + ".*'model'"):
+        load_detector(path)
+
+
+def test_shipped_detector_loads_and_gives_finite_outputs():
+    assert shipped_detector_path().is_file()
+    model = load_detector()
+    assert not model.training and model.config.grid.width == 256
+    state = read_checkpoint(shipped_detector_path())
+    assert re.fullmatch(r"[0-9a-f]{40}|unknown", state["git_revision"])
+    g = torch.Generator().manual_seed(0)
+    n = 2000
+    pts = torch.stack(
+        [
+            torch.rand(n, generator=g) * 60 - 30,
+            torch.rand(n, generator=g) * 60 - 30,
+            torch.rand(n, generator=g) * 2 - 1.7,
+            torch.rand(n, generator=g),
+        ],
+        -1,
+    )
+    pose = torch.eye(4, dtype=torch.float64)
+    pose[2, 3] = 1.8
+    with torch.no_grad():
+        feats = model.encode(
+            pts[None, None], torch.ones(1, 1, n, dtype=torch.bool), pose[None, None]
+        )
+        heat, reg = model.head(feats[:, 0])
+    assert feats.shape == (1, 1, 64, 128, 128)
+    assert torch.isfinite(feats).all() and torch.isfinite(heat).all() and torch.isfinite(reg).all()
+    det = model.postprocess(heat, reg)
+    assert torch.isfinite(det.boxes[det.valid]).all()
