@@ -318,3 +318,20 @@ def test_table_matches_exact_decoder_at_three_snrs(m: int):
         p_tab = table.bler(torch.tensor([m]), torch.tensor([snr])).item()
         sigma = math.sqrt(max(p_tab * (1 - p_tab), 0.02) * (1 / n + 1 / n_table))
         assert abs(fails / n - p_tab) <= 3 * sigma + 0.02, (m, snr, fails / n, p_tab)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("decoder", ["exact", "fast"])
+def test_digital_chain_on_cuda(decoder: str):
+    dev = torch.device("cuda")
+    codec = DigitalCodec(bits=6, decoder=decoder, rows_per_segment=4)
+    x = _features(2, 8, 32, 32).to(dev)
+    link = LinkState.from_snr(torch.tensor([30.0, -15.0]))
+    tx = codec.encode(x, link)
+    assert tx.symbols.device.type == "cuda" and tx.mask.device.type == "cuda"
+    y, state = build_channel("awgn")(tx.symbols, link.snr_db.to(dev))
+    out = codec.decode(tx.received(y, state), link)
+    assert out.device.type == "cuda"
+    assert torch.equal(out[0], dequantize(quantize(x[:1], 6))[0])
+    assert bool((out[1] == 0).all())  # MCS 0 at -15 dB: every block lost
