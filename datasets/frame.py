@@ -156,7 +156,8 @@ class CoopBatch:
         agent_mask: ``[B, A]`` bool, True where the agent exists.
         agent_kinds: ``[B, A]`` int64 index into ``AGENT_KINDS`` (−1 where padded).
         boxes: ``[B, M, 7]`` float64 world frame.
-        box_mask: ``[B, M]`` bool.
+        box_mask: ``[B, M]`` bool — real boxes, minus the ego's own vehicle when the frame names
+            it (``meta["agent_box_index"]``): the ego does not detect itself (OpenCOOD/OPV2V).
         classes: ``[B, M]`` int64 (−1 where padded).
         visibility: ``[B, A, M]`` int32 points per (agent, box); −1 where unknown.
         ego_index: ``[B]`` int64.
@@ -231,6 +232,9 @@ def collate_frames(frames: list[CoopFrame], max_agents: int | None = None) -> Co
         count = frame.boxes.shape[0]
         boxes[bi, :count] = torch.from_numpy(frame.boxes)
         box_mask[bi, :count] = True
+        own = frame.meta.get("agent_box_index")
+        if own is not None and 0 <= int(own[frame.ego_index]) < count:
+            box_mask[bi, int(own[frame.ego_index])] = False
         classes[bi, :count] = torch.from_numpy(frame.classes)
     return CoopBatch(
         points=points,

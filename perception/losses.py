@@ -53,7 +53,10 @@ def detection_loss(
             heat, reg = model.head(features.flatten(0, 1)[present])
             boxes = gt.flatten(0, 1)[present]
             classes = batch.classes[:, None].expand(b, a, -1).flatten(0, 1)[present]
-            valid = gt_valid[:, None].expand(b, a, -1).flatten(0, 1)[present]
+            # An agent alone can only be asked for what it sees itself.
+            vis = batch.visibility
+            own_view = batch.box_mask[:, None] & ((vis >= max(min_points_in_box, 1)) | (vis < 0))
+            valid = own_view.flatten(0, 1)[present]
         else:
             return fused_detection_loss(model, features, batch, mode, min_points_in_box)
     target = build_targets(boxes, classes, valid, grid, stride, k)

@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.distributed as dist
+
 from v2x.datasets.frame import CoopFrame, collate_frames
 from v2x.perception.detector import CoopDetector, DetectorConfig
 from v2x.perception.losses import TRAIN_MODES
@@ -41,7 +42,7 @@ class TrainConfig:
     grad_clip_norm: float = 10.0
     amp: bool = True
     modes: tuple[str, ...] = TRAIN_MODES
-    mode_weights: tuple[float, ...] = (0.3, 0.25, 0.1, 0.2, 0.15)
+    mode_weights: tuple[float, ...] = (0.25, 0.2, 0.1, 0.2, 0.25)
     min_points_in_box: int = 1
     checkpoint_every: int = 250
     log_every: int = 20
