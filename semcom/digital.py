@@ -2,7 +2,8 @@
 
 Encoder, per feature map ``[C, H, W]`` (one batch row)::
 
-    quantise (uniform, ``bits``) → entropy-code per segment (``rows_per_segment`` BEV rows)
+    quantise (uniform, ``bits``) → entropy-code per segment (``rows_per_segment`` BEV rows,
+    or ``cells_per_segment`` cells in raster order)
     → byte stream [header | segment 0 | segment 1 | …] → bits → code blocks of
     ``block_bits − 24`` bits (zero-padded) → CRC24A → 5G LDPC (MCS rate) → QAM (MCS order)
 
@@ -140,12 +141,15 @@ class _MapParts:
     bits: int
 
 
-def _segment_rows(h: int, rows_per_segment: int) -> list[tuple[int, int]]:
-    return [(r, min(r + rows_per_segment, h)) for r in range(0, h, rows_per_segment)]
+def _segments(num_cells: int, cells_per_segment: int) -> list[tuple[int, int]]:
+    """Raster-order cell ranges ``[start, stop)`` of the segments of an ``H·W`` map."""
+    return [
+        (a, min(a + cells_per_segment, num_cells)) for a in range(0, num_cells, cells_per_segment)
+    ]
 
 
 def _encode_map_parts(
-    q: Quantized, row: int, features: np.ndarray, rows_per_segment: int, backend: str
+    q: Quantized, row: int, features: np.ndarray, cells_per_segment: int, backend: str
 ) -> _MapParts:
     """Header prefix and entropy-coded segments of batch row ``row`` of ``q``."""
     levels = q.levels[row].cpu().numpy()  # [C, H, W]
@@ -167,10 +171,12 @@ def _encode_map_parts(
     prefix += q.step[row].cpu().numpy().astype("<f4").tobytes()
     symbols_per_segment = []
     energy = []
-    for r0, r1 in _segment_rows(h, rows_per_segment):
-        cells = occ[r0:r1]
-        symbols_per_segment.append(levels[:, r0:r1][:, cells].T.reshape(-1))  # cell-major
-        energy.append(float(np.abs(features[:, r0:r1]).sum()))
+    flat_levels, flat_occ = levels.reshape(c, h * w), occ.reshape(h * w)
+    flat_feats = features.reshape(c, h * w)
+    for a, z in _segments(h * w, cells_per_segment):
+        cells = flat_occ[a:z]
+        symbols_per_segment.append(flat_levels[:, a:z][:, cells].T.reshape(-1))  # cell-major
+        energy.append(float(np.abs(flat_feats[:, a:z]).sum()))
     alphabet = 2**q.bits
     model = entropy.EntropyModel.fit(
         np.concatenate(symbols_per_segment) if symbols_per_segment else np.zeros(0),
@@ -191,7 +197,7 @@ def _assemble(parts: _MapParts, keep: np.ndarray | None = None) -> MapStream:
 
 
 def decode_map_stream(
-    data: bytes, lost: np.ndarray, shape: tuple[int, int, int], rows_per_segment: int, backend: str
+    data: bytes, lost: np.ndarray, shape: tuple[int, int, int], cells_per_segment: int, backend: str
 ) -> np.ndarray:
     """Rebuild one ``[C, H, W]`` float32 map from its stream; ``lost [len(data)]`` bool bytes.
 
@@ -200,7 +206,7 @@ def decode_map_stream(
     """
     c, h, w = shape
     out = np.zeros(shape, dtype=np.float32)
-    segs = _segment_rows(h, rows_per_segment)
+    segs = _segments(h * w, cells_per_segment)
     try:
         pos = 0
         bits, flags = struct.unpack_from("<BB", data, 0)
@@ -239,10 +245,11 @@ def decode_map_stream(
     if lost[:header_end].any():
         return out
     pos = header_end
-    for (r0, r1), n in zip(segs, lengths):
+    flat_out, flat_occ = out.reshape(c, h * w), occ.reshape(h * w)  # views of out / occ
+    for (a, z), n in zip(segs, lengths):
         chunk, chunk_lost = data[pos : pos + n], lost[pos : pos + n]
         pos += n
-        cells = occ[r0:r1]
+        cells = flat_occ[a:z]
         count = int(cells.sum()) * c
         if n == 0 or count == 0 or chunk_lost.any():
             continue
@@ -253,9 +260,9 @@ def decode_map_stream(
         if int(sym.max()) >= 2**bits:
             continue
         vals = offset[:, None] + sym.reshape(-1, c).T.astype(np.float32) * step[:, None]  # [C, n]
-        block = np.zeros((c, r1 - r0, w), dtype=np.float32)
-        block[:, cells] = vals
-        out[:, r0:r1] = block
+        seg = np.zeros((c, z - a), dtype=np.float32)
+        seg[:, cells] = vals
+        flat_out[:, a:z] = seg
     return out
 
 
@@ -302,6 +309,8 @@ class DigitalCodec(Codec):
         bits: quantiser bits per value (1…16).
         per_channel: one (offset, step) per channel (True) or per map.
         rows_per_segment: BEV rows per independently decodable entropy-coded segment.
+        cells_per_segment: if set, segments are runs of this many cells in raster order instead
+            (for maps with few rows, e.g. the ``1 × k`` cell lists of the selective codec).
         entropy_coder: ``"ans"`` (constriction), ``"zlib"``, ``"lzma"`` or ``"bz2"``.
         mcs: ``"auto"`` (link adaptation from ``link.snr_db``) or a fixed 38.214 table-1 index.
         target_bler: block error rate link adaptation aims at.
@@ -324,6 +333,7 @@ class DigitalCodec(Codec):
         bits: int = 8,
         per_channel: bool = True,
         rows_per_segment: int = 1,
+        cells_per_segment: int | None = None,
         entropy_coder: str = "ans",
         mcs: str | int = "auto",
         target_bler: float = 0.1,
@@ -348,6 +358,13 @@ class DigitalCodec(Codec):
             raise ValueError(
                 f"digital codec 'rows_per_segment' must be an int ≥ 1, got {rows_per_segment!r}"
             )
+        if cells_per_segment is not None and (
+            not isinstance(cells_per_segment, int) or cells_per_segment < 1
+        ):
+            raise ValueError(
+                f"digital codec 'cells_per_segment' must be None or an int ≥ 1, "
+                f"got {cells_per_segment!r}"
+            )
         if decoder not in ("exact", "fast"):
             raise ValueError(f"digital codec 'decoder' must be 'exact' or 'fast', got {decoder!r}")
         if mcs != "auto":
@@ -365,6 +382,7 @@ class DigitalCodec(Codec):
         self.bits = bits
         self.per_channel = per_channel
         self.rows_per_segment = rows_per_segment
+        self.cells_per_segment = cells_per_segment
         self.entropy_coder = entropy_coder
         self.mcs = mcs
         self.target_bler = target_bler
@@ -415,6 +433,9 @@ class DigitalCodec(Codec):
             )
         return self.link_adaptation(snr)
 
+    def _cells_per_segment(self, width: int) -> int:
+        return self.cells_per_segment or self.rows_per_segment * max(width, 1)
+
     def _uses_for_bytes(self, num_bytes: int, mcs_index: int) -> int:
         blocks = math.ceil(num_bytes * 8 / (self.block_bits - CRC_BITS))
         return (
@@ -430,7 +451,9 @@ class DigitalCodec(Codec):
         parts = None
         for bits in range(self.bits, self.min_bits - 1, -1):
             q = quantize(features[row : row + 1], bits, self.per_channel)
-            parts = _encode_map_parts(q, 0, feats_np, self.rows_per_segment, self.entropy_coder)
+            parts = _encode_map_parts(
+                q, 0, feats_np, self._cells_per_segment(features.shape[3]), self.entropy_coder
+            )
             stream = _assemble(parts)
             if budget is None or self._uses_for_bytes(len(stream.data), mcs_index) <= budget:
                 return stream
@@ -594,7 +617,9 @@ class DigitalCodec(Codec):
             else:
                 data = st.data  # fast mode: the bits of a block that passed are unchanged
             maps.append(
-                decode_map_stream(data, lost, shape, self.rows_per_segment, self.entropy_coder)
+                decode_map_stream(
+                    data, lost, shape, self._cells_per_segment(shape[2]), self.entropy_coder
+                )
             )
         return torch.from_numpy(np.stack(maps)).to(device)
 

@@ -158,16 +158,31 @@ def test_lost_segment_zeroes_only_its_rows_and_lost_header_zeroes_the_map():
     st = tx.meta["streams"][0]
     ref = dequantize(quantize(x, 5))[0].numpy()
     lost = np.zeros(len(st.data), dtype=bool)
-    assert np.array_equal(decode_map_stream(st.data, lost, (3, 8, 8), 2, "zlib"), ref)
+    assert np.array_equal(decode_map_stream(st.data, lost, (3, 8, 8), 16, "zlib"), ref)
     # Lose one byte of segment 1 (rows 2-3).
     lost[st.header_bytes + st.segment_bytes[0]] = True
-    out = decode_map_stream(st.data, lost, (3, 8, 8), 2, "zlib")
+    out = decode_map_stream(st.data, lost, (3, 8, 8), 16, "zlib")
     assert np.all(out[:, 2:4] == 0) and np.any(ref[:, 2:4] != 0)
     keep = np.r_[0:2, 4:8]
     assert np.array_equal(out[:, keep], ref[:, keep])
     lost[:] = False
     lost[3] = True  # a header byte
-    assert np.all(decode_map_stream(st.data, lost, (3, 8, 8), 2, "zlib") == 0)
+    assert np.all(decode_map_stream(st.data, lost, (3, 8, 8), 16, "zlib") == 0)
+
+
+def test_cells_per_segment_splits_a_single_row_map():
+    codec = DigitalCodec(bits=4, decoder="fast", cells_per_segment=16, entropy_coder="zlib")
+    x = _features(1, 4, 1, 64, density=0.9)  # a 1 x k cell list, as the selective codec sends
+    tx = codec.encode(x, LinkState.from_snr(30.0, batch=1))
+    st = tx.meta["streams"][0]
+    assert len(st.segment_bytes) == 4
+    ref = dequantize(quantize(x, 4))[0].numpy()
+    lost = np.zeros(len(st.data), dtype=bool)
+    lost[st.header_bytes + st.segment_bytes[0] + st.segment_bytes[1]] = True  # in segment 2
+    out = decode_map_stream(st.data, lost, (4, 1, 64), 16, "zlib")
+    assert np.all(out[:, :, 32:48] == 0) and np.any(ref[:, :, 32:48] != 0)
+    keep = np.r_[0:32, 48:64]
+    assert np.array_equal(out[:, :, keep], ref[:, :, keep])
 
 
 def test_effective_snr_is_the_snr_on_awgn_and_drops_with_erasures():
