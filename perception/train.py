@@ -141,6 +141,7 @@ def train_detector(
         optimizer.zero_grad(set_to_none=True)
         losses["total"].backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip_norm)
+        lr = scheduler.get_last_lr()[0]  # the LR this step uses (before the scheduler moves on)
         optimizer.step()
         scheduler.step()
         if rank == 0 and (step % cfg.log_every == 0 or step == cfg.steps - 1):
@@ -151,7 +152,7 @@ def train_detector(
                 "heatmap": float(losses["heatmap"].detach()),
                 "regression": float(losses["regression"].detach()),
                 "grad_norm": float(grad_norm),
-                "lr": scheduler.get_last_lr()[0],
+                "lr": lr,
                 "samples_per_s": (step - start + 1) * cfg.batch_size / (time.perf_counter() - started),
             }
             _append_csv(log_path, row)
