@@ -102,9 +102,16 @@ def train_detector(
     out = Path(cfg.out_dir)
     last = out / "last.pt"
     model = CoopDetector(cfg.model).to(device)
+    total_steps = max(cfg.steps, 2)
+    # OneCycleLR divides by the length of each phase: warm-up ends at pct_start·steps − 1.
+    if not 0.0 < cfg.pct_start < 1.0 or abs(cfg.pct_start * total_steps - 1.0) < 1e-9:
+        raise ValueError(
+            f"train: 'pct_start' must be in (0, 1) with pct_start·steps ≠ 1 (a zero-length "
+            f"one-cycle phase), got {cfg.pct_start} with steps={cfg.steps}"
+        )
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     scheduler = torch.optim.lr_scheduler.OneCycleLR(
-        optimizer, max_lr=cfg.lr, total_steps=max(cfg.steps, 2), pct_start=cfg.pct_start
+        optimizer, max_lr=cfg.lr, total_steps=total_steps, pct_start=cfg.pct_start
     )
     start = 0
     if resume and last.is_file():
