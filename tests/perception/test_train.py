@@ -1,0 +1,216 @@
+"""train_detector: CPU determinism, resume == uninterrupted, checkpoint contents, DDP (gloo)."""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from v2x.checkpoint import git_revision, read_checkpoint
+from v2x.datasets.frame import AgentObservation, CoopFrame
+from v2x.perception.bev import BEVGrid
+from v2x.perception.detector import DetectorConfig
+from v2x.perception.train import TrainConfig, train_detector
+
+TINY_MODEL = DetectorConfig(
+    grid=BEVGrid(x_range_m=(-6.4, 6.4), y_range_m=(-6.4, 6.4), resolution_m=0.4),
+    pillar_channels=4,
+    backbone_channels=(4, 8),
+    backbone_layers=1,
+    feature_channels=4,
+    num_classes=2,
+)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():  # module scope: also covers the module-scoped reference run
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def make_frame(step: int, rank: int, index: int) -> CoopFrame:
+    """A deterministic frame: 2–3 vehicles around a few boxes with points on the boxes."""
+    rng = np.random.default_rng([step, rank, index])
+    boxes, classes = [], []
+    for _ in range(3):
+        x, y = rng.uniform(-4, 4, 2)
+        boxes.append([x, y, 0.8, 4.0, 1.8, 1.5, rng.uniform(-3, 3)])
+        classes.append(int(rng.integers(0, 2)))
+    boxes = np.array(boxes)
+    agents = []
+    for a in range(int(rng.integers(2, 4))):
+        px, py, yaw = rng.uniform(-3, 3), rng.uniform(-3, 3), rng.uniform(-3, 3)
+        pose = np.eye(4)
+        pose[:2, :2] = [[math.cos(yaw), -math.sin(yaw)], [math.sin(yaw), math.cos(yaw)]]
+        pose[:3, 3] = [px, py, 1.8]
+        world = np.concatenate(
+            [b[:3] + rng.uniform(-1, 1, (40, 3)) * [b[3] / 2, b[4] / 2, 0.7] for b in boxes]
+        )
+        local = (world - pose[:3, 3]) @ pose[:3, :3]  # world → sensor
+        pts = np.concatenate([local, rng.uniform(0, 1, (len(local), 1))], axis=1)
+        agents.append(AgentObservation(f"veh_{a}", "vehicle", pose, pts[: 60 + 20 * a]))
+    vis = np.full((len(agents), 3), 5, dtype=np.int32)
+    return CoopFrame(f"s{step}r{rank}i{index}", agents, boxes, np.array(classes), np.arange(3), vis)
+
+
+def frames(step: int, rank: int, count: int) -> list[CoopFrame]:
+    return [make_frame(step, rank, i) for i in range(count)]
+
+
+def _cfg(out_dir: Path, **kw) -> TrainConfig:
+    base = dict(
+        steps=4,
+        batch_size=2,
+        lr=5e-3,
+        pct_start=0.5,  # warm-up ends at step 1 of 4 (PyTorch skips it when pct·steps < 1)
+        checkpoint_every=2,
+        log_every=1,
+        out_dir=str(out_dir),
+        device="cpu",
+        quiet=True,
+        amp=False,
+        model=TINY_MODEL,
+    )
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def _log(path: Path) -> list[dict]:
+    with path.open() as handle:
+        return list(csv.DictReader(handle))
+
+
+def _weights(path: Path) -> dict[str, torch.Tensor]:
+    return read_checkpoint(path)["model"]
+
+
+@pytest.fixture(scope="module")
+def reference_run(_one_thread, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("train_a")
+    return train_detector(_cfg(out), frames)
+
+
+def test_checkpoint_holds_config_revision_and_state(reference_run):
+    state = read_checkpoint(reference_run)
+    assert reference_run.name == "last.pt" and state["step"] == 4
+    assert state["git_revision"] == git_revision()
+    train = state["extra"]["train"]
+    assert train["steps"] == 4 and train["batch_size"] == 2 and train["lr"] == 5e-3
+    assert train["model"]["pillar_channels"] == 4
+    assert state["detector_config"]["grid"]["x_range_m"] == (-6.4, 6.4)
+    assert state["optimizer"]["state"] and state["scheduler"]["last_epoch"] == 4
+    log = _log(reference_run.parent / "log.csv")
+    assert [int(r["step"]) for r in log] == [0, 1, 2, 3]
+    assert all(math.isfinite(float(r["loss"])) for r in log)
+    assert {r["mode"] for r in log} <= {"single", "max", "mean", "attention", "early"}
+    # One-cycle, the LR each step used: starts at max_lr / 25 (div_factor), ends at
+    # max_lr / 25 / 1e4 (final_div_factor), peaks at max_lr at the end of the warm-up.
+    lrs = [float(r["lr"]) for r in log]
+    assert lrs[0] == pytest.approx(5e-3 / 25, rel=1e-9)
+    assert lrs[1] == pytest.approx(5e-3, rel=1e-9)
+    assert lrs[-1] == pytest.approx(5e-3 / 25 / 1e4, rel=1e-6)
+
+
+def test_training_is_deterministic_on_cpu(reference_run, tmp_path):
+    again = train_detector(_cfg(tmp_path), frames)
+    a, b = _log(reference_run.parent / "log.csv"), _log(again.parent / "log.csv")
+    assert [r["loss"] for r in a] == [r["loss"] for r in b]
+    assert [r["mode"] for r in a] == [r["mode"] for r in b]
+    wa, wb = _weights(reference_run), _weights(again)
+    for key in wa:
+        assert torch.equal(wa[key], wb[key]), key
+    # And training moved the weights away from the seed's initialisation.
+    torch.manual_seed(0)
+    from v2x.perception.detector import CoopDetector
+
+    fresh = CoopDetector(TINY_MODEL).state_dict()
+    assert any(not torch.equal(fresh[k], wa[k]) for k in wa if wa[k].is_floating_point())
+
+
+def test_resume_continues_and_matches_uninterrupted(reference_run, tmp_path):
+    class Crash(RuntimeError):
+        pass
+
+    def crashing(step: int, rank: int, count: int):
+        if step == 3:
+            raise Crash("simulated kill")
+        return frames(step, rank, count)
+
+    with pytest.raises(Crash):
+        train_detector(_cfg(tmp_path), crashing)
+    assert read_checkpoint(tmp_path / "last.pt")["step"] == 2
+    seen: list[int] = []
+
+    def recording(step: int, rank: int, count: int):
+        seen.append(step)
+        return frames(step, rank, count)
+
+    resumed = train_detector(_cfg(tmp_path), recording)
+    assert seen == [2, 3]  # continues at the saved step, no step repeated
+    assert read_checkpoint(resumed)["step"] == 4
+    wa, wb = _weights(reference_run), _weights(resumed)
+    for key in wa:
+        torch.testing.assert_close(wb[key], wa[key], atol=0, rtol=0, msg=key)
+    log = _log(tmp_path / "log.csv")
+    ref = _log(reference_run.parent / "log.csv")
+    # Rows 0..2 from the first attempt (step 3 crashed), then 2 and 3 after the resume.
+    assert [int(r["step"]) for r in log] == [0, 1, 2, 2, 3]
+    assert [r["loss"] for r in log[-2:]] == [r["loss"] for r in ref[-2:]]
+    assert [r["lr"] for r in log[-2:]] == [r["lr"] for r in ref[-2:]]
+    # A finished run resumes to a no-op.
+    assert train_detector(_cfg(tmp_path), crashing) == resumed
+
+
+def test_bad_modes_are_rejected(tmp_path):
+    with pytest.raises(ValueError, match="valid choices"):
+        train_detector(_cfg(tmp_path, modes=("single", "late"), mode_weights=(1, 1)), frames)
+    with pytest.raises(ValueError, match="pct_start"):  # zero-length warm-up phase
+        train_detector(_cfg(tmp_path, steps=2, pct_start=0.5), frames)
+    with pytest.raises(ValueError, match="mode_weights"):
+        train_detector(_cfg(tmp_path, modes=("single",), mode_weights=(1, 1)), frames)
+
+
+DDP_SCRIPT = textwrap.dedent(
+    """
+    import math, os, sys
+    import torch
+    torch.set_num_threads(1)
+    sys.path.insert(0, {test_dir!r})
+    from test_train import _cfg, frames
+    from pathlib import Path
+    from v2x.perception.train import train_detector
+    out = Path({out!r})
+    last = train_detector(_cfg(out, steps=2, pct_start=0.25, checkpoint_every=1), frames)
+    rank = int(os.environ["RANK"])
+    Path(out, f"done_{{rank}}").write_text(str(torch.distributed.get_world_size()))
+    """
+)
+
+
+def test_ddp_two_cpu_processes_gloo(tmp_path):
+    out = tmp_path / "ddp"
+    script = tmp_path / "ddp_train.py"
+    script.write_text(DDP_SCRIPT.format(test_dir=str(Path(__file__).parent), out=str(out)))
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONWARNINGS="ignore")
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
+    proc = subprocess.run(
+        [*cmd, str(script)], capture_output=True, text=True, env=env, cwd=tmp_path
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert (out / "done_0").read_text() == "2" and (out / "done_1").read_text() == "2"
+    state = read_checkpoint(out / "last.pt")
+    assert state["step"] == 2
+    log = _log(out / "log.csv")
+    assert [int(r["step"]) for r in log] == [0, 1]  # rank 0 writes the log once per step
+    assert all(math.isfinite(float(r["loss"])) for r in log)
+    assert all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
