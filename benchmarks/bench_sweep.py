@@ -163,6 +163,7 @@ def bench_joblib(args) -> dict:
                 f"hydra.sweep.dir={tmp}/multirun",
                 "quiet=true",
                 "table=false",
+                "plots=false",
             ]
             if args.small_model:
                 overrides += [

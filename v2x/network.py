@@ -14,9 +14,10 @@ with ``B`` the receiver's bandwidth and ``NF`` its noise figure (thermal noise �
 segment between the antennas crosses a building → NLOS, only a vehicle → NLOSv), from the
 model's LOS probability (``"probabilistic"``, seeded), or assumed (``"los"``).
 
-Path-loss models are looked up first in the channels package's link-model registry
-(``v2x.channels.LINKS``, when it exists and knows the name) and otherwise taken from the small
-built-in set below (``BUILTIN_PATH_LOSS``; formulas from ``reference/channel_formulas.md``).
+Path loss, LOS probabilities, shadowing and blockage losses are the channels package's link
+models (``v2x.channels.LINKS``: ``v2v_urban``, ``v2v_highway``, ``umi_street_canyon``,
+``al_hourani``, ``uma_av``/``umi_av``/``rma_av``, ``free_space``, ``thz``); this module supplies
+their geometry (antenna positions from the poses), the radios and the scene's LOS.
 
 Shapes: a frame has ``A`` agents with the ego in slot 0 (the order of
 ``v2x.datasets.collate_frames``); per-frame arrays are ``[A]`` (slot 0 is the ego itself);
@@ -27,7 +28,7 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 
 import numpy as np
@@ -37,7 +38,7 @@ from v2x.datasets.frame import AGENT_KINDS, CoopFrame
 
 SPEED_OF_LIGHT_MPS = 299_792_458.0
 THERMAL_NOISE_DBM_PER_HZ = -174.0
-LOS_MODES = ("geometric", "probabilistic", "los")
+LOS_MODES = ("geometric", "probabilistic", "expected", "los", "nlos")
 BLOCKERS = ("none", "vehicle", "building")
 
 
@@ -126,21 +127,23 @@ class NetworkConfig:
     Attributes:
         comm_range_m: collaborators farther than this from the ego (3D) are not connected.
         los_mode: ``"geometric"`` (scene boxes block the segment), ``"probabilistic"`` (the
-            model's P_LOS, seeded) or ``"los"`` (always line of sight).
+            model's P_LOS, seeded), ``"expected"`` (path loss averaged over P_LOS), ``"los"`` or
+            ``"nlos"`` (forced).
         link_models: link-model name per kind pair (``"vehicle-rsu": "umi_street_canyon"``, …).
         radios: ``RadioConfig`` per agent kind.
-        nlos_vehicle_loss_db: extra loss when only vehicles block (NLOSv) and the model has no
-            own rule (37.885's mean blockage loss is used for ``v2v_*``).
-        thz_absorption_per_m: molecular absorption coefficient κ (1/m) of the ``thz`` model.
-        seed: seeds probabilistic LOS draws (with the frame id).
+        link_options: extra constructor kwargs per link model (e.g.
+            ``{"al_hourani": {"environment": "dense_urban"}, "thz": {"beamwidth_deg": 3}}``).
+        shadowing: draw log-normal shadowing / random blockage (seeded per frame); ``False``
+            uses the models' median losses.
+        seed: seeds probabilistic LOS and shadowing draws (with the frame id).
     """
 
     comm_range_m: float = 300.0
     los_mode: str = "geometric"
     link_models: dict[str, str] = field(default_factory=default_link_models)
     radios: dict[str, RadioConfig] = field(default_factory=default_radios)
-    nlos_vehicle_loss_db: float = 5.0
-    thz_absorption_per_m: float = 1e-3
+    link_options: dict[str, dict] = field(default_factory=dict)
+    shadowing: bool = False
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -154,10 +157,10 @@ class NetworkConfig:
         for key, name in dict(self.link_models).items():
             a, _, b = str(key).partition("-")
             canonical = kind_pair(a, b)
-            if name not in BUILTIN_PATH_LOSS:
+            if name not in link_model_names():
                 raise ValueError(
                     f"network: field 'link_models.{key}' is {name!r}; valid choices: "
-                    f"{', '.join(BUILTIN_PATH_LOSS)}"
+                    f"{', '.join(link_model_names())}"
                 )
             links[canonical] = str(name)
         self.link_models = links
@@ -196,181 +199,76 @@ def _radio_from(data: Mapping, kind: str) -> RadioConfig:
     return RadioConfig(**base)
 
 
-# --------------------------------------------------------------------------- path loss
-@dataclass
-class PathLossInput:
-    """Geometry of ``L`` links (float64 numpy arrays ``[L]``).
+# --------------------------------------------------------------------------- link models
+def link_model_names() -> list[str]:
+    """Names of the channels package's link models (``v2x.channels.LINKS``)."""
+    from v2x.channels import LINKS
 
-    distance_m (3D), distance_2d_m, h_tx_m, h_rx_m (antenna heights above ground), carrier_hz,
-    los (bool), blocker (``"none" | "vehicle" | "building"`` per link).
+    return LINKS.names()
+
+
+# UE-height validity of TR 38.901 UMi (the ego's antenna is clamped into it, documented).
+_UMI_UE_HEIGHT_M = (1.5, 22.5)
+
+
+def _evaluate_links(
+    model: str,
+    cfg: NetworkConfig,
+    tx: RadioConfig,
+    rx: RadioConfig,
+    tx_pos: np.ndarray,
+    rx_pos: np.ndarray,
+    condition: np.ndarray,
+    seed: int,
+):
+    """``LinkState`` of ``L`` links of one model and transmitter kind (``v2x.channels``).
+
+    Path loss is reciprocal: the higher antenna is passed as the model's transmitter (the base
+    station / UAV side of the 38.901 and air-to-ground models).
     """
+    from v2x.channels import build_link
 
-    distance_m: np.ndarray
-    distance_2d_m: np.ndarray
-    h_tx_m: np.ndarray
-    h_rx_m: np.ndarray
-    carrier_hz: np.ndarray
-    los: np.ndarray
-    blocker: np.ndarray
-
-
-def fspl_db(distance_m: np.ndarray, carrier_hz: np.ndarray) -> np.ndarray:
-    """Free-space path loss 20·log10(4π d f / c) in dB."""
-    d = np.maximum(distance_m, 1.0)
-    return 20.0 * np.log10(4.0 * math.pi * d * carrier_hz / SPEED_OF_LIGHT_MPS)
-
-
-def _v2v_urban(x: PathLossInput, cfg: NetworkConfig) -> np.ndarray:
-    """3GPP TR 37.885 urban V2V: LOS / NLOSv (LOS + mean blockage loss) / NLOS (building)."""
-    d = np.maximum(x.distance_m, 1.0)
-    fc = x.carrier_hz / 1e9
-    los = 38.77 + 16.7 * np.log10(d) + 18.2 * np.log10(fc)
-    nlos = 36.85 + 30.0 * np.log10(d) + 18.9 * np.log10(fc)
-    blockage = 5.0 + np.maximum(0.0, 15.0 * np.log10(d) - 41.0)  # mean of A_blk (mixed heights)
-    return np.where(
-        x.blocker == "building", nlos, np.where(x.blocker == "vehicle", los + blockage, los)
-    )
-
-
-def _umi(x: PathLossInput, cfg: NetworkConfig) -> np.ndarray:
-    """3GPP TR 38.901 UMi street canyon (breakpoint LOS; NLOS = max(LOS, PL'_NLOS))."""
-    d3 = np.maximum(x.distance_m, 1.0)
-    d2 = np.maximum(x.distance_2d_m, 1.0)
-    fc = x.carrier_hz / 1e9
-    h_bs = np.maximum(x.h_tx_m, x.h_rx_m)
-    h_ut = np.minimum(x.h_tx_m, x.h_rx_m)
-    d_bp = (
-        4.0
-        * np.maximum(h_bs - 1.0, 0.1)
-        * np.maximum(h_ut - 1.0, 0.1)
-        * x.carrier_hz
-        / SPEED_OF_LIGHT_MPS
-    )
-    pl1 = 32.4 + 21.0 * np.log10(d3) + 20.0 * np.log10(fc)
-    pl2 = (
-        32.4
-        + 40.0 * np.log10(d3)
-        + 20.0 * np.log10(fc)
-        - 9.5 * np.log10(d_bp**2 + (h_bs - h_ut) ** 2)
-    )
-    los = np.where(d2 < d_bp, pl1, pl2)
-    nlos = np.maximum(los, 35.3 * np.log10(d3) + 22.4 + 21.3 * np.log10(fc) - 0.3 * (h_ut - 1.5))
-    vehicle = los + cfg.nlos_vehicle_loss_db
-    return np.where(x.blocker == "building", nlos, np.where(x.blocker == "vehicle", vehicle, los))
-
-
-def _a2g(x: PathLossInput, cfg: NetworkConfig) -> np.ndarray:
-    """Al-Hourani air-to-ground (urban): FSPL + η, η_LOS = 1 dB, η_NLOS = 20 dB."""
-    return fspl_db(x.distance_m, x.carrier_hz) + np.where(x.los, 1.0, 20.0)
-
-
-def _free_space(x: PathLossInput, cfg: NetworkConfig) -> np.ndarray:
-    """Free space, plus ``nlos_vehicle_loss_db`` / 20 dB when blocked by a vehicle / building."""
-    extra = np.where(
-        x.blocker == "building",
-        20.0,
-        np.where(x.blocker == "vehicle", cfg.nlos_vehicle_loss_db, 0.0),
-    )
-    return fspl_db(x.distance_m, x.carrier_hz) + extra
-
-
-def _thz(x: PathLossInput, cfg: NetworkConfig) -> np.ndarray:
-    """Sub-THz: FSPL + molecular absorption 10·log10(e)·κ·d (Beer–Lambert); blocked = lost."""
-    pl = (
-        fspl_db(x.distance_m, x.carrier_hz)
-        + 10.0 * math.log10(math.e) * cfg.thz_absorption_per_m * x.distance_m
-    )
-    return np.where(x.los, pl, np.inf)
-
-
-BUILTIN_PATH_LOSS: dict[str, Callable[[PathLossInput, NetworkConfig], np.ndarray]] = {
-    "v2v_urban": _v2v_urban,
-    "umi_street_canyon": _umi,
-    "al_hourani": _a2g,
-    "free_space": _free_space,
-    "thz": _thz,
-}
-
-
-def _los_probability(name: str, x: PathLossInput) -> np.ndarray:
-    """The model's LOS probability (37.885 urban, 38.901 UMi, Al-Hourani urban; 1 otherwise)."""
-    d2 = np.maximum(x.distance_2d_m, 1e-3)
-    if name == "v2v_urban":
-        return np.minimum(1.0, 1.05 * np.exp(-0.0114 * x.distance_m))
-    if name == "umi_street_canyon":
-        return np.where(d2 <= 18.0, 1.0, 18.0 / d2 + np.exp(-d2 / 36.0) * (1.0 - 18.0 / d2))
-    if name == "al_hourani":
-        theta = np.degrees(np.arctan2(np.abs(x.h_tx_m - x.h_rx_m), d2))
-        a, b = 9.61, 0.16
-        return 1.0 / (1.0 + a * np.exp(-b * (theta - a)))
-    return np.ones_like(x.distance_m)
-
-
-def _registry_links():
-    """The channels package's link-model registry, or ``None`` while it does not exist."""
-    try:
-        from v2x.channels import LINKS  # type: ignore[attr-defined]
-    except ImportError:
-        return None
-    return LINKS
-
-
-def path_loss_names() -> list[str]:
-    names = set(BUILTIN_PATH_LOSS)
-    links = _registry_links()
-    if links is not None:
-        names |= set(links.names())
-    return sorted(names)
-
-
-def path_loss_db(name: str, x: PathLossInput, cfg: NetworkConfig) -> np.ndarray:
-    """``[L]`` path loss of the links in ``x`` with model ``name`` (built-in set)."""
-    if name not in BUILTIN_PATH_LOSS:
-        raise ValueError(
-            f"network: link model {name!r} has no path-loss rule here; valid: {', '.join(BUILTIN_PATH_LOSS)}"
-        )
-    return BUILTIN_PATH_LOSS[name](x, cfg)
+    params = {
+        "name": model,
+        "carrier_hz": tx.carrier_hz,
+        "bandwidth_hz": rx.bandwidth_hz,
+        "tx_power_dbm": tx.tx_power_dbm,
+        "tx_gain_dbi": tx.antenna_gain_dbi + tx.array_gain_db,
+        "rx_gain_dbi": rx.antenna_gain_dbi + rx.array_gain_db,
+        "noise_figure_db": rx.noise_figure_db,
+        "los_mode": cfg.los_mode,
+        "shadowing": cfg.shadowing,
+        "seed": seed,
+    }
+    if model == "thz":  # THz radios are their own (300 GHz, 10 GHz, high-gain antennas)
+        for key in ("carrier_hz", "bandwidth_hz", "tx_gain_dbi", "rx_gain_dbi"):
+            params.pop(key)
+    params.update(dict(cfg.link_options.get(model, {}) or {}))
+    link = build_link(params)
+    swap = tx_pos[:, 2] < rx_pos[:, 2]
+    hi = np.where(swap[:, None], rx_pos, tx_pos)
+    lo = np.where(swap[:, None], tx_pos, rx_pos)
+    if model == "umi_street_canyon":
+        lo = lo.copy()
+        lo[:, 2] = np.clip(lo[:, 2], *_UMI_UE_HEIGHT_M)
+    los = torch.as_tensor(condition) if cfg.los_mode == "geometric" else None
+    return link(tx_pos=torch.as_tensor(hi), rx_pos=torch.as_tensor(lo), los=los)
 
 
 # --------------------------------------------------------------------------- geometry
 def segment_hits_boxes(p0: np.ndarray, p1: np.ndarray, boxes: np.ndarray) -> np.ndarray:
-    """Which oriented boxes each segment crosses (slab test in each box's frame).
+    """``[L, M]`` bool: segment ``p0[l] → p1[l]`` passes through box ``m`` (boxes that contain
+    an end point, the agents' own bodies, never count). See ``v2x.channels.segments_blocked``."""
+    from v2x.channels import segments_blocked
 
-    Args:
-        p0, p1: ``[L, 3]`` float64 segment end points (world frame).
-        boxes: ``[M, 7]`` float64 (x, y, z, l, w, h, yaw), z at the centre.
-    Returns:
-        ``[L, M]`` bool — True where the open segment passes through the box interior. Boxes
-        that contain either end point (the agents' own vehicles) never count.
-    """
     p0 = np.asarray(p0, dtype=np.float64).reshape(-1, 3)
-    p1 = np.asarray(p1, dtype=np.float64).reshape(-1, 3)
     boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 7)
     if boxes.shape[0] == 0 or p0.shape[0] == 0:
         return np.zeros((p0.shape[0], boxes.shape[0]), dtype=bool)
-    c, s = np.cos(boxes[:, 6]), np.sin(boxes[:, 6])
-
-    def to_local(p: np.ndarray) -> np.ndarray:  # [L, M, 3]
-        d = p[:, None, :] - boxes[None, :, :3]
-        x = c * d[..., 0] + s * d[..., 1]
-        y = -s * d[..., 0] + c * d[..., 1]
-        return np.stack([x, y, d[..., 2]], axis=-1)
-
-    a, b = to_local(p0), to_local(p1)
-    half = boxes[None, :, 3:6] / 2.0
-    inside = lambda p: np.all(np.abs(p) < half, axis=-1)  # noqa: E731
-    direction = b - a
-    with np.errstate(divide="ignore", invalid="ignore"):
-        t1 = (-half - a) / direction
-        t2 = (half - a) / direction
-    parallel = np.abs(direction) < 1e-12
-    outside_slab = parallel & (np.abs(a) >= half)
-    lo = np.where(parallel, -np.inf, np.minimum(t1, t2))
-    hi = np.where(parallel, np.inf, np.maximum(t1, t2))
-    t_enter = np.max(lo, axis=-1)
-    t_exit = np.min(hi, axis=-1)
-    crosses = (t_enter < t_exit) & (t_exit > 0.0) & (t_enter < 1.0) & ~np.any(outside_slab, axis=-1)
-    return crosses & ~inside(a) & ~inside(b)
+    _, matrix = segments_blocked(
+        p0, np.asarray(p1, dtype=np.float64).reshape(-1, 3), boxes, return_matrix=True
+    )
+    return np.asarray(matrix, dtype=bool)
 
 
 # --------------------------------------------------------------------------- network
@@ -420,9 +318,9 @@ def _scene_blockers(frame: CoopFrame) -> tuple[np.ndarray, np.ndarray]:
     return buildings, np.asarray(frame.boxes, dtype=np.float64).reshape(-1, 7)
 
 
-def _frame_rng(seed: int, frame_id: str) -> np.random.Generator:
+def _frame_seed(seed: int, frame_id: str) -> int:
     digest = hashlib.sha256(f"{seed}/{frame_id}".encode()).digest()
-    return np.random.default_rng(int.from_bytes(digest[:8], "little"))
+    return int.from_bytes(digest[:7], "little")
 
 
 def build_frame_network(
@@ -432,53 +330,49 @@ def build_frame_network(
     ground_z_m: float = 0.0,
 ) -> FrameNetwork:
     """The network of ``frame`` (agents in ``collate_frames`` order: ego first)."""
+    from v2x.channels.link import LOS, NLOS, NLOSV
+
     cfg = NetworkConfig.from_dict(cfg)
     order = _ordered_agents(frame, max_agents)
     agents = [frame.agents[i] for i in order]
     a = len(agents)
     pos = np.stack([ag.pose[:3, 3] for ag in agents]).astype(np.float64)
-    ego = pos[0]
-    delta = pos - ego
+    delta = pos - pos[0]
     dist = np.linalg.norm(delta, axis=1)
-    dist2 = np.linalg.norm(delta[:, :2], axis=1)
     kinds = [ag.kind for ag in agents]
     pairs = [""] + [kind_pair(k, kinds[0]) for k in kinds[1:]]
     models = [""] + [cfg.link_models[p] for p in pairs[1:]]
     blocker = np.array(["none"] * a, dtype=object)
-    los = np.ones(a, dtype=bool)
     if a > 1 and cfg.los_mode == "geometric":
         buildings, objects = _scene_blockers(frame)
-        starts = np.repeat(ego[None], a - 1, axis=0)
+        starts = np.repeat(pos[:1], a - 1, axis=0)
         by_building = segment_hits_boxes(starts, pos[1:], buildings).any(axis=1)
         by_vehicle = segment_hits_boxes(starts, pos[1:], objects).any(axis=1)
         blocker[1:] = np.where(by_building, "building", np.where(by_vehicle, "vehicle", "none"))
-        los[1:] = blocker[1:] == "none"
-    heights = pos[:, 2] - ground_z_m
-    carrier = np.array([cfg.radios[k].carrier_hz for k in kinds], dtype=np.float64)
+    condition = np.where(blocker == "building", NLOS, np.where(blocker == "vehicle", NLOSV, LOS))
+    ground = np.array([0.0, 0.0, ground_z_m])
+    los = np.ones(a, dtype=bool)
     path_loss = np.full(a, np.nan)
     snr = np.full(a, np.nan)
     rx = cfg.radios[kinds[0]]
-    for model in sorted(set(models[1:])):
-        idx = np.array([i for i in range(1, a) if models[i] == model])
-        x = PathLossInput(
-            distance_m=dist[idx],
-            distance_2d_m=dist2[idx],
-            h_tx_m=heights[idx],
-            h_rx_m=np.full(len(idx), heights[0]),
-            carrier_hz=carrier[idx],
-            los=los[idx],
-            blocker=blocker[idx],
+    seed = _frame_seed(cfg.seed, frame.frame_id)
+    for key in sorted({(models[i], kinds[i]) for i in range(1, a)}):
+        idx = np.array([i for i in range(1, a) if (models[i], kinds[i]) == key])
+        state = _evaluate_links(
+            key[0],
+            cfg,
+            cfg.radios[key[1]],
+            rx,
+            pos[idx] - ground,
+            np.repeat(pos[:1] - ground, len(idx), axis=0),
+            condition[idx],
+            seed,
         )
-        if cfg.los_mode == "probabilistic":
-            draw = _frame_rng(cfg.seed, frame.frame_id).random(a)[idx]
-            x.los = draw < _los_probability(model, x)
-            x.blocker = np.where(x.los, "none", "building").astype(object)
-            los[idx], blocker[idx] = x.los, x.blocker
-        path_loss[idx] = path_loss_db(model, x, cfg)
-    for i in range(1, a):
-        tx = cfg.radios[kinds[i]]
-        gains = tx.antenna_gain_dbi + rx.antenna_gain_dbi + tx.array_gain_db + rx.array_gain_db
-        snr[i] = tx.tx_power_dbm + gains - path_loss[i] - rx.noise_dbm()
+        snr[idx] = state.snr_db.double().numpy()
+        path_loss[idx] = state.path_loss_db.double().numpy()
+        los[idx] = state.los.numpy()
+    if cfg.los_mode != "geometric":
+        blocker[1:] = np.where(los[1:], "none", "unknown")
     in_range = dist <= cfg.comm_range_m
     in_range[0] = True
     return FrameNetwork(

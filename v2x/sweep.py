@@ -49,7 +49,15 @@ log = logging.getLogger(__name__)
 NO_CODEC = "n/a"
 FEATURE_STAGE = "features"
 # Config keys that do not change any number (left out of the config hash).
-_NOT_HASHED = ("quiet", "allow_corrupt", "output_dir", "feature_cache_gb", "table")
+_NOT_HASHED = (
+    "quiet",
+    "allow_corrupt",
+    "output_dir",
+    "feature_cache_gb",
+    "table",
+    "plots",
+    "plots_dir",
+)
 _NOT_HASHED_DATA = ("cache_dir",)
 
 
@@ -75,6 +83,8 @@ class SweepConfig:
         allow_corrupt: move an unreadable results file aside instead of failing.
         feature_cache_gb: memory for cached encoder features (0: re-encode per group).
         table: print the results table when the app finishes.
+        plots: draw this job's figures when the app finishes (``v2x.plots.make_plots``).
+        plots_dir: their folder (default ``<output_dir>/plots-<config hash>``).
     """
 
     seed: int = 0
@@ -95,6 +105,8 @@ class SweepConfig:
     allow_corrupt: bool = False
     feature_cache_gb: float = 2.0
     table: bool = True
+    plots: bool = True
+    plots_dir: str | None = None
 
     @classmethod
     def from_any(cls, cfg: Any) -> SweepConfig:

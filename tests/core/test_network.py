@@ -49,8 +49,8 @@ def test_free_space_link_budget_matches_hand_computation():
     fspl = 20 * math.log10(4 * math.pi * d * 5.9e9 / C)
     expected = 23.0 + 3.0 + 3.0 - fspl - _noise_dbm(20e6, 9.0)
     assert net.distance_m[1] == pytest.approx(d)
-    assert net.path_loss_db[1] == pytest.approx(fspl, abs=1e-9)
-    assert net.snr_db[1] == pytest.approx(expected, abs=1e-9)
+    assert net.path_loss_db[1] == pytest.approx(fspl, abs=0.01)  # c rounded in 32.45 dB
+    assert net.snr_db[1] == pytest.approx(expected, abs=0.01)
     assert math.isnan(net.snr_db[0]) and net.kind_pairs[1] == "vehicle-vehicle"
 
 
@@ -62,14 +62,14 @@ def test_rsu_radio_gains_and_umi_model():
     d_bp = 4 * 9.0 * 0.5 * 5.9e9 / C  # h' = h - 1 m: 9 m and 0.5 m -> 354 m breakpoint
     assert d2 < d_bp
     pl = 32.4 + 21 * math.log10(d3) + 20 * math.log10(5.9)
-    assert net.path_loss_db[1] == pytest.approx(pl, abs=1e-9)
+    assert net.path_loss_db[1] == pytest.approx(pl, abs=1e-4)
     # tx: RSU 30 dBm, 8 dBi, 2 antennas (+3.01 dB); rx: vehicle 3 dBi, NF 9 dB.
     snr = 30 + 8 + 3 + 10 * math.log10(2) - pl - _noise_dbm(20e6, 9.0)
-    assert net.snr_db[1] == pytest.approx(snr, abs=1e-9)
+    assert net.snr_db[1] == pytest.approx(snr, abs=1e-4)
     far = build_frame_network(_frame([(0, 0, 1.5), (600, 0, 10.0)], ["vehicle", "rsu"]), cfg)
     d3 = math.sqrt(600.0**2 + 8.5**2)
     pl2 = 32.4 + 40 * math.log10(d3) + 20 * math.log10(5.9) - 9.5 * math.log10(d_bp**2 + 8.5**2)
-    assert far.path_loss_db[1] == pytest.approx(pl2, abs=1e-9)
+    assert far.path_loss_db[1] == pytest.approx(pl2, abs=1e-4)
 
 
 def test_geometric_los_building_vs_vehicle_blockage():
@@ -83,14 +83,17 @@ def test_geometric_los_building_vs_vehicle_blockage():
     )
     assert by_building.blocker[1] == "building" and not by_building.los[1]
     assert by_building.path_loss_db[1] == pytest.approx(
-        36.85 + 30 * math.log10(d) + 18.9 * math.log10(fc)
+        36.85 + 30 * math.log10(d) + 18.9 * math.log10(fc), abs=1e-4
     )
     by_truck = build_frame_network(_frame([ego, other], ["vehicle"] * 2, boxes=truck), cfg)
     assert by_truck.blocker[1] == "vehicle"
     los = 38.77 + 16.7 * math.log10(d) + 18.2 * math.log10(fc)
-    assert by_truck.path_loss_db[1] == pytest.approx(los + 5.0 + max(0.0, 15 * math.log10(d) - 41))
+    # both antennas below the 1.6 m blocker: mean blockage 9 + max(0, 15 log10 d - 41) dB
+    assert by_truck.path_loss_db[1] == pytest.approx(
+        los + 9.0 + max(0.0, 15 * math.log10(d) - 41), abs=1e-4
+    )
     clear = build_frame_network(_frame([ego, other], ["vehicle"] * 2), cfg)
-    assert clear.los[1] and clear.path_loss_db[1] == pytest.approx(los)
+    assert clear.los[1] and clear.path_loss_db[1] == pytest.approx(los, abs=1e-4)
 
 
 def test_segment_box_intersection_matches_shapely():

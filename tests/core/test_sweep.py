@@ -138,6 +138,8 @@ def test_groups_codec_free_fusions_once_and_encodes_once_per_batch(reference):
         ("none", "n/a"),
     ]
     assert encodes == 2  # 4 frames in batches of 2: one encoder pass per batch for every group
+    ego = table.filter(pc.equal(table["fusion"], "none"))
+    assert len(set(ego["ap_30"].to_pylist())) == 1  # nothing sent: no SNR dependence
     assert len(set(table["cell_id"].to_pylist())) == 8
     assert set(table["num_frames"].to_pylist()) == {4}
     assert all(json.loads(c)["sort"] == "per_frame" for c in table["eval_convention"].to_pylist())
@@ -298,6 +300,7 @@ def test_joblib_multirun_writes_one_file_per_job(tmp_path, cache_dir):
         f"hydra.sweep.dir={tmp_path / 'multirun'}",
         "quiet=true",
         "table=false",
+        "plots=false",
     ]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(

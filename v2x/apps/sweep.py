@@ -15,7 +15,15 @@ def main(cfg: DictConfig) -> None:
 
     logging.getLogger("v2x").setLevel(logging.INFO)
     path = run_sweep(cfg)
-    if SweepConfig.from_any(cfg).table:
+    options = SweepConfig.from_any(cfg)
+    if options.plots:
+        from v2x.plots import make_plots
+
+        stem = path.name.removesuffix(".parquet")
+        out = options.plots_dir or str(path.parent / f"plots-{stem.removeprefix('sweep-')}")
+        for f in make_plots([path], out, table=options.table):
+            print(f"figure: {f}")
+    elif options.table:
         print(results_table_text(read_results([path])))
     print(f"results: {path}")
 
