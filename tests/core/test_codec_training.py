@@ -1,0 +1,117 @@
+"""train_codec_for_task: a tiny DeepJSCC trained through the channel on a frozen tiny detector."""
+
+from __future__ import annotations
+
+import csv
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from v2x.codec_training import CodecTrainConfig, train_codec_for_task
+from v2x.datasets.frame import AgentObservation, CoopFrame
+from v2x.perception.bev import BEVGrid
+from v2x.perception.detector import CoopDetector, DetectorConfig
+from v2x.semcom import build_codec
+
+DETECTOR = DetectorConfig(
+    grid=BEVGrid(x_range_m=(-6.4, 6.4), y_range_m=(-6.4, 6.4), resolution_m=0.4),
+    pillar_channels=4,
+    backbone_channels=(4, 8),
+    backbone_layers=1,
+    feature_channels=4,
+    num_classes=2,
+)
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def _frame(step: int, index: int) -> CoopFrame:
+    rng = np.random.default_rng([step, index])
+    boxes = np.array([[rng.uniform(-4, 4), rng.uniform(-4, 4), 0.8, 4.0, 1.8, 1.5, 0.4]])
+    agents = []
+    for a in range(3):
+        pose = np.eye(4)
+        yaw = rng.uniform(-3, 3)
+        pose[:2, :2] = [[math.cos(yaw), -math.sin(yaw)], [math.sin(yaw), math.cos(yaw)]]
+        pose[:3, 3] = [rng.uniform(-3, 3), rng.uniform(-3, 3), 1.8]
+        world = boxes[0, :3] + rng.uniform(-1, 1, (80, 3)) * [2.0, 0.9, 0.7]
+        local = (world - pose[:3, 3]) @ pose[:3, :3]
+        pts = np.concatenate([local, rng.uniform(0, 1, (80, 1))], axis=1)
+        agents.append(AgentObservation(f"veh_{a}", "vehicle", pose, pts))
+    vis = np.full((3, 1), 10, dtype=np.int32)
+    return CoopFrame(f"{step}/{index}", agents, boxes, np.array([0]), np.array([0]), vis)
+
+
+def frames(step: int, count: int) -> list[CoopFrame]:
+    return [_frame(step, i) for i in range(count)]
+
+
+def test_two_steps_train_only_the_codec(tmp_path):
+    torch.manual_seed(0)
+    detector = CoopDetector(DETECTOR).eval()
+    codec = build_codec("deepjscc", in_channels=4, hidden=8, downsample=1)
+    det_before = {k: v.clone() for k, v in detector.state_dict().items()}
+    codec_before = {k: v.clone() for k, v in codec.state_dict().items()}
+    cfg = CodecTrainConfig(
+        steps=2,
+        batch_size=2,
+        lr=1e-2,
+        ratios=(1 / 16, 1 / 8),
+        channels=("awgn", "rayleigh"),
+        log_every=1,
+        amp=False,
+        quiet=True,
+        out_path=str(tmp_path / "codec" / "deepjscc.pt"),
+        log_path=str(tmp_path / "codec" / "log.csv"),
+    )
+    losses = train_codec_for_task(codec, detector, frames, cfg, torch.device("cpu"))
+    assert len(losses) == 2 and all(math.isfinite(v) for v in losses)
+    # The detector (weights and BN statistics) is untouched; the codec's weights moved.
+    for key, value in detector.state_dict().items():
+        assert torch.equal(value, det_before[key]), key
+    changed = [
+        k
+        for k, v in codec.state_dict().items()
+        if v.is_floating_point() and not torch.equal(v, codec_before[k])
+    ]
+    assert any(k.startswith("encoder.") for k in changed)
+    assert any(k.startswith("decoder.") for k in changed)
+    assert not codec.training
+    # The checkpoint loads into a fresh codec of the same architecture, weights equal.
+    fresh = build_codec("deepjscc", in_channels=4, hidden=8, downsample=1, checkpoint=cfg.out_path)
+    for key, value in codec.state_dict().items():
+        assert torch.equal(fresh.state_dict()[key], value), key
+    with open(cfg.log_path) as handle:
+        rows = list(csv.DictReader(handle))
+    assert [int(r["step"]) for r in rows] == [0, 1]
+    assert [float(r["loss"]) for r in rows] == pytest.approx(losses)
+    assert all(r["channel"] in ("awgn", "rayleigh") for r in rows)
+    assert all(float(r["ratio"]) in (1 / 16, 1 / 8) for r in rows)
+
+
+def test_codec_training_is_deterministic(tmp_path):
+    def run(sub: str) -> list[float]:
+        torch.manual_seed(0)
+        detector = CoopDetector(DETECTOR).eval()
+        codec = build_codec("deepjscc", in_channels=4, hidden=8, downsample=1)
+        cfg = CodecTrainConfig(
+            steps=2,
+            batch_size=1,
+            ratios=(1 / 8,),
+            channels=("awgn",),
+            amp=False,
+            quiet=True,
+            out_path=str(tmp_path / sub / "c.pt"),
+            log_path=str(tmp_path / sub / "log.csv"),
+        )
+        return train_codec_for_task(codec, detector, frames, cfg, torch.device("cpu"))
+
+    assert run("a") == run("b")
