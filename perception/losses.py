@@ -26,8 +26,9 @@ def visible_gt_mask(batch: CoopBatch, min_points: int) -> torch.Tensor:
     """``[B, M]`` bool: GT boxes seen by at least one agent with ``min_points`` LiDAR points
     (all boxes where visibility is unknown). Training and evaluation use the same rule."""
     vis = batch.visibility
-    known = (vis >= 0).all(dim=1)
-    seen = (vis.clamp_min(0).sum(dim=1) >= min_points) | ~known
+    present = batch.agent_mask[..., None]  # padded agent slots hold -1: they are not "unknown"
+    known = ((vis >= 0) | ~present).all(dim=1)
+    seen = ((vis.clamp_min(0) * present).sum(dim=1) >= min_points) | ~known
     return batch.box_mask & seen
 
 
