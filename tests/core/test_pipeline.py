@@ -268,3 +268,41 @@ def test_shipped_detector_end_to_end_cooperation_helps_where_ego_is_blind():
     assert blind_max >= blind_none
     assert blind_max > 0.1  # cooperation actually finds hidden objects (0.27 when written)
     assert results["max"]["overall"][0.5] >= results["none"]["overall"][0.5]
+
+
+def test_ground_truth_visibility_rule_with_padded_agent_slots():
+    """A box counts when some *present* agent sees it with ≥ min_points points; padded agent
+    slots (visibility −1 after collation) must not make a frame's visibility 'unknown'."""
+    from v2x.evaluation import ego_ground_truth
+    from v2x.perception.losses import visible_gt_mask
+
+    def frame(vis):
+        agents = [
+            AgentObservation(f"a{i}", "vehicle", np.eye(4), np.zeros((1, 4)))
+            for i in range(len(vis) if vis is not None else 2)
+        ]
+        boxes = np.array([[1, 1, 1, 2, 2, 2, 0], [5, 5, 1, 2, 2, 2, 0], [9, 1, 1, 2, 2, 2, 0]])
+        vis = None if vis is None else np.array(vis)
+        return CoopFrame("f", agents, boxes, np.zeros(3), np.arange(3), vis)
+
+    batch = collate_frames(
+        [
+            frame([[3, 0, 0], [0, 2, 0], [0, 0, 0]]),  # 3 agents: box 2 seen by nobody
+            frame([[3, 0, 1], [0, 0, 0]]),  # 2 agents (slot 2 padded): box 1 seen by nobody
+            frame(None),  # visibility unknown: every box counts
+        ]
+    )
+    assert visible_gt_mask(batch, 1).tolist() == [
+        [True, True, False],
+        [True, False, True],
+        [True, True, True],
+    ]
+    assert visible_gt_mask(batch, 2).tolist() == [
+        [True, True, False],
+        [True, False, False],
+        [True, True, True],
+    ]
+    gt = ego_ground_truth(batch, GRID, min_points=1)
+    assert gt.ignored.tolist() == [[False, False, True], [False, True, False], [False] * 3]
+    # Counted, but the ego has fewer than min_points in it (unknown visibility: never).
+    assert gt.ego_invisible.tolist() == [[False, True, False], [False, False, False], [False] * 3]
