@@ -135,6 +135,8 @@ def train_detector(
             raise ValueError(f"train: unknown mode {mode!r}; valid choices: {', '.join(TRAIN_MODES)}")
     per_rank = max(1, cfg.batch_size // world)
     log_path = out / "log.csv"
+    if rank == 0 and start > 0:
+        _truncate_log(log_path, start)  # rows past the checkpoint are logged again below
     writer = _tensorboard(out) if rank == 0 else None
     progress = _progress(range(start, cfg.steps), rank == 0 and not cfg.quiet)
     model.train()
@@ -191,6 +193,22 @@ def _append_csv(path: Path, row: dict) -> None:
         if new:
             writer.writeheader()
         writer.writerow(row)
+
+
+def _truncate_log(path: Path, step: int) -> None:
+    """Drop the rows of ``path`` whose step is ≥ ``step`` (atomically; no-op without a log)."""
+    if not path.is_file():
+        return
+    with path.open(newline="") as handle:
+        reader = csv.DictReader(handle)
+        fields = reader.fieldnames or []
+        rows = [row for row in reader if int(row["step"]) < step]
+    tmp = path.with_name(f".{path.name}.tmp")
+    with tmp.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=fields)
+        writer.writeheader()
+        writer.writerows(rows)
+    os.replace(tmp, path)
 
 
 def _tensorboard(out: Path):
