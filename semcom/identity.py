@@ -44,7 +44,9 @@ class IdentityCodec(Codec):
         b = features.shape[0]
         bits = torch.full((b,), float(features[0].numel() * FLOAT16_BITS) if b else 0.0,
                           dtype=torch.float64, device=features.device)
-        capacity = link.capacity_bits_per_use().to(features.device, torch.float64)
+        # log2(1 + snr) in float64: a float32 capacity moves ceil() by one use at some SNRs.
+        snr_db = link.snr_db.to(features.device, torch.float64)
+        capacity = torch.log2(1.0 + torch.pow(10.0, snr_db / 10.0))
         uses = torch.ceil(bits / capacity.clamp_min(1e-9))
         cost = Cost(
             source_bits=bits,
