@@ -116,3 +116,13 @@ def test_analog_zero_maps_and_empty_batch():
     tx = codec.encode(torch.zeros(0, 2, 4, 4), empty_link)
     assert tx.symbols.shape[0] == 0 and tx.cost.channel_uses.shape == (0,)
     assert codec.decode(tx, empty_link).shape == (0, 2, 4, 4)
+
+
+def test_identity_channel_uses_exact_over_an_snr_sweep():
+    """ceil(bits / log2(1 + snr)) with no float32 rounding slips (checked against Python)."""
+    snr_db = torch.arange(-100, 400, dtype=torch.float32) / 10
+    feats = torch.zeros(len(snr_db), 8, 32, 32)
+    tx = IdentityCodec().encode(feats, LinkState(snr_db=snr_db))
+    bits = 8 * 32 * 32 * 16
+    want = [math.ceil(bits / math.log2(1 + 10 ** (float(s) / 10))) for s in snr_db]
+    assert tx.cost.channel_uses.tolist() == want
