@@ -306,3 +306,76 @@ def test_ground_truth_visibility_rule_with_padded_agent_slots():
     assert gt.ignored.tolist() == [[False, False, True], [False, True, False], [False] * 3]
     # Counted, but the ego has fewer than min_points in it (unknown visibility: never).
     assert gt.ego_invisible.tolist() == [[False, True, False], [False, False, False], [False] * 3]
+
+
+def test_perturb_poses_statistics_and_invariants():
+    from v2x.perception.warp import perturb_poses
+
+    b, a = 4000, 3
+    poses = (
+        torch.from_numpy(
+            np.stack([_pose(3.0, -2.0, 0.4), _pose(-5.0, 7.0, 2.0, z=40.0), _pose(0.0, 1.0, -1.0)])
+        )
+        .expand(b, a, 4, 4)
+        .clone()
+    )
+    assert perturb_poses(poses, 0.0, 0.0) is poses
+    g = torch.Generator().manual_seed(0)
+    noisy = perturb_poses(poses, 0.5, 0.02, g)
+    assert noisy.dtype == torch.float64
+    assert torch.equal(noisy[:, 0], poses[:, 0])  # the ego keeps its pose
+    d_xy = noisy[:, 1:, :2, 3] - poses[:, 1:, :2, 3]
+    assert float(d_xy.std()) == pytest.approx(0.5, rel=0.05)
+    assert abs(float(d_xy.mean())) < 0.03
+    assert torch.equal(noisy[..., 2, 3], poses[..., 2, 3])  # heights unchanged
+    yaw = lambda p: torch.atan2(p[..., 1, 0], p[..., 0, 0])  # noqa: E731
+    d_yaw = torch.remainder(yaw(noisy[:, 1:]) - yaw(poses[:, 1:]) + math.pi, 2 * math.pi) - math.pi
+    assert float(d_yaw.std()) == pytest.approx(0.02, rel=0.05)
+    rot = noisy[..., :3, :3]
+    eye = torch.eye(3, dtype=torch.float64).expand_as(rot)
+    torch.testing.assert_close(rot @ rot.transpose(-1, -2), eye)
+    # Yaw-only noise rotates the agent about its own position.
+    turned = perturb_poses(poses[:10], 0.0, 0.1, torch.Generator().manual_seed(1))
+    torch.testing.assert_close(turned[..., :3, 3], poses[:10, :, :3, 3], atol=0, rtol=0)
+    # Seeded: same generator seed, same noise.
+    again = perturb_poses(poses, 0.5, 0.02, torch.Generator().manual_seed(0))
+    assert torch.equal(again, noisy)
+
+
+def test_nms_detections_class_aware_and_agnostic():
+    from v2x.perception.detector import nms_detections
+
+    boxes = torch.tensor(
+        [[[0, 0, 1, 4, 2, 1.5, 0], [0.2, 0, 1, 4, 2, 1.5, 0], [9, 9, 1, 4, 2, 1.5, 0]]]
+    )
+    scores = torch.tensor([[0.9, 0.8, 0.7]])
+    valid = torch.tensor([[True, True, True]])
+    aware = nms_detections(boxes, scores, torch.tensor([[0, 1, 0]]), valid, 0.1)
+    agnostic = nms_detections(
+        boxes, scores, torch.tensor([[0, 1, 0]]), valid, 0.1, class_aware=False
+    )
+    same = nms_detections(boxes, scores, torch.tensor([[0, 0, 0]]), valid, 0.1)
+    assert aware.valid.tolist() == [[True, True, True]]
+    assert agnostic.valid.tolist() == [[True, False, True]]
+    assert same.valid.tolist() == [[True, False, True]]
+    # Invalid candidates stay invalid and cannot suppress others.
+    masked = nms_detections(
+        boxes, scores, torch.zeros(1, 3, dtype=torch.long), torch.tensor([[False, True, True]]), 0.1
+    )
+    assert masked.valid.tolist() == [[False, True, True]]
+
+
+def test_accumulate_one_accumulator_per_condition(model, batch):
+    from v2x.evaluation import accumulate, default_eval_config, ego_ground_truth
+    from v2x.perception.evaluate import APAccumulator
+
+    run = _pipe(model, "max").run(batch, torch.tensor([5.0, 25.0]))
+    gt = ego_ground_truth(batch, GRID)
+    with pytest.raises(ValueError, match="2 accumulators"):
+        accumulate(run, gt, [APAccumulator(default_eval_config(GRID))])
+    accs = [APAccumulator(default_eval_config(GRID)) for _ in range(2)]
+    accumulate(run, gt, accs)
+    first, second = (acc.compute() for acc in accs)
+    assert first["num_frames"] == second["num_frames"] == 2
+    assert first["ap"] == second["ap"]  # identity codec: both conditions see the same features
+    assert "per_frame" in str(first["convention"])
