@@ -379,3 +379,32 @@ def test_accumulate_one_accumulator_per_condition(model, batch):
     assert first["num_frames"] == second["num_frames"] == 2
     assert first["ap"] == second["ap"]  # identity codec: both conditions see the same features
     assert "per_frame" in str(first["convention"])
+
+
+class _FarSideMax(MaxFusion):
+    """Max fusion with a selection that sends only the collaborator's cells with local x > 0."""
+
+    max_fraction = 0.25
+
+    @staticmethod
+    def confidence(heat_logits):
+        conf = torch.zeros(heat_logits.shape[0], 1, *heat_logits.shape[2:])
+        conf[..., HW // 2 :] = 1.0
+        return conf
+
+
+def test_collaborator_with_every_useful_cell_unsent_leaves_ego_result_unchanged(model):
+    """The collaborator sits 16 m ahead: every cell it sends lies beyond the ego's grid, every
+    cell the ego could use is unsent. Max fusion must then give exactly the ego-only result,
+    while sending everything does change it."""
+    f = _frame(11, [(0.0, 0.0, 0.0), (16.0, 0.0, 0.0)])
+    batch = collate_frames([f])
+    snr = torch.tensor([30.0])
+    ego_only = _pipe(model, "none").run(batch, snr).detections
+    sparse = _pipe(model, _FarSideMax()).run(batch, snr)
+    assert (sparse.cost.channel_uses[0, 0, 1] > 0).item()  # it did transmit
+    _same_detections(sparse.detections, ego_only, atol=0)
+    dense = _pipe(model, "max").run(batch, snr).detections
+    assert not (
+        torch.equal(dense.valid, ego_only.valid) and torch.equal(dense.boxes, ego_only.boxes)
+    )
