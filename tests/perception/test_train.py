@@ -215,3 +215,13 @@ def test_ddp_two_cpu_processes_gloo(tmp_path):
     assert [int(r["step"]) for r in log] == [0, 1]  # rank 0 writes the log once per step
     assert all(math.isfinite(float(r["loss"])) for r in log)
     assert all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_amp_on_cuda_trains_with_finite_losses(tmp_path):
+    last = train_detector(_cfg(tmp_path, device="cuda", amp=True), frames)
+    state = read_checkpoint(last)
+    assert state["step"] == 4
+    assert all(math.isfinite(float(r["loss"])) for r in _log(tmp_path / "log.csv"))
+    assert all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
