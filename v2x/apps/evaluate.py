@@ -1,0 +1,25 @@
+"""``v2x-eval``: AP of a checkpoint per fusion strategy (thin Hydra wrapper over ``run_sweep``)."""
+
+from __future__ import annotations
+
+import hydra
+from omegaconf import DictConfig
+
+EVAL_COLUMNS = (
+    "fusion", "codec", "ap_30", "ap_50", "ap_70", "ap_70_invisible",
+    "mean_source_bits_per_frame", "mean_channel_uses_per_frame",
+)
+
+
+@hydra.main(config_path="pkg://v2x.conf", config_name="eval", version_base=None)
+def main(cfg: DictConfig) -> None:
+    from v2x.results import read_results
+    from v2x.sweep import results_table_text, run_sweep
+
+    path = run_sweep(cfg)
+    print(results_table_text(read_results([path]), columns=list(EVAL_COLUMNS)))
+    print(f"results: {path}")
+
+
+if __name__ == "__main__":
+    main()
