@@ -597,7 +597,7 @@ def _run_group(
     from v2x.perception.evaluate import APAccumulator
     from v2x.perception.fusion import build_fusion
     from v2x.pipeline import CooperativePipeline, RunOutput
-    from v2x.semcom import build_codec
+    from v2x.semcom import CODECS, build_codec
 
     cfg = plan.config
     snr = torch.tensor(plan.snr_db, dtype=torch.float32)
@@ -606,7 +606,16 @@ def _run_group(
         group.fusion, **dict((cfg.fusion_options or {}).get(group.fusion, {}) or {})
     )
     if group.stage == FEATURE_STAGE:
-        codec = build_codec(group.codec, **group.codec_kwargs)
+        kwargs = dict(group.codec_kwargs)
+        if "in_channels" not in kwargs and _accepts(CODECS.get(group.codec), "in_channels"):
+            kwargs["in_channels"] = int(model.config.feature_channels)  # the map it codes
+        if "max_channel_uses" not in kwargs and _accepts(
+            CODECS.get(group.codec), "max_channel_uses"
+        ):
+            # Rate-adaptive codecs fit their payload into an equal share of the frame's budget.
+            links = max(int(item.batch.agent_mask[:, 1:].sum(1).max()) for item in batches)
+            kwargs["max_channel_uses"] = int(plan.budget.channel_uses // max(links, 1))
+        codec = build_codec(group.codec, **kwargs)
         channel = build_channel(
             group.channel, **dict((cfg.channel_options or {}).get(group.channel, {}) or {})
         )
@@ -626,7 +635,12 @@ def _run_group(
     accs = [APAccumulator(eval_config) for _ in range(k)]
     cells = [cell_id(group.condition(s, plan.budget)) for s in plan.snr_db]
     ledgers = []
-    feature_values = math.nan
+    # Real values of one transmitted feature map [C, H/stride, W/stride] (the ratio's denominator).
+    feature_values = float(
+        model.config.feature_channels
+        * (model.grid.height // model.stride)
+        * (model.grid.width // model.stride)
+    )
     for bi, item in enumerate(batches):
         model.batch_index = bi
         torch.manual_seed(_group_seed(cfg.seed, group, bi))
@@ -679,8 +693,6 @@ def _run_group(
                 group.bandwidth_ratio,
             )
         )
-        if group.stage == FEATURE_STAGE and model._cache.get(bi) is not None:
-            feature_values = float(model._cache[bi][0, 0].numel())
         bar.update(b * k)
     ledger = pa.concat_tables(ledgers) if ledgers else empty_ledger()
     rows = []
