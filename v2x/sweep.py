@@ -776,8 +776,23 @@ def run_sweep(cfg: Any) -> Path:
         for group in todo:
             if hasattr(bar, "set_postfix_str"):
                 bar.set_postfix_str(f"{group.fusion}/{group.codec}/{group.channel}")
+            started = time.perf_counter()
             rows, ledger = _run_group(plan, group, batches, cache, device, bar)
             store.add(rows, ledger)
+            elapsed = time.perf_counter() - started
+            done_groups = todo.index(group) + 1
+            log.info(
+                "group %d/%d %s/%s/%s ratio=%g: %d frame-conditions in %.1f s (%.1f/s)",
+                done_groups,
+                len(todo),
+                group.fusion,
+                group.codec,
+                group.channel,
+                group.bandwidth_ratio,
+                len(frames) * len(plan.snr_db),
+                elapsed,
+                len(frames) * len(plan.snr_db) / max(elapsed, 1e-9),
+            )
     log.info("sweep done in %.1f s (%d encoder passes)", time.perf_counter() - t0, cache.encodes)
     return store.path
 
