@@ -63,13 +63,20 @@ def accumulate(
     gt_boxes, gt_labels = gt.boxes.cpu(), gt.labels.cpu()
     present, ignored, invisible = gt.present.cpu(), gt.ignored.cpu(), gt.ego_invisible.cpu()
     for ci in range(k):
+        frames = []
         for fi in range(b):
             row = ci * b + fi
             keep = valid[row]
             p = present[fi]
-            accumulators[ci].add_frame(
-                boxes[row][keep], scores[row][keep], labels[row][keep],
-                gt_boxes[fi][p], gt_labels[fi][p],
-                gt_ignore_mask=ignored[fi][p],
-                gt_subsets={"ego_invisible": invisible[fi][p]},
+            frames.append(
+                {
+                    "det_boxes": boxes[row][keep],
+                    "det_scores": scores[row][keep],
+                    "det_labels": labels[row][keep],
+                    "gt_boxes": gt_boxes[fi][p],
+                    "gt_labels": gt_labels[fi][p],
+                    "gt_ignore_mask": ignored[fi][p],
+                    "gt_subsets": {"ego_invisible": invisible[fi][p]},
+                }
             )
+        accumulators[ci].add_frames(frames)

@@ -125,49 +125,51 @@ class CooperativePipeline(nn.Module):
         k = snr_db.shape[0]
         device = features.device
         cost = self._empty_cost(k, b, a, snr_db, device)
-        received = features.unsqueeze(0).expand(k, b, a, c, h, w).clone()
-        valid_agent = batch.agent_mask.unsqueeze(0).expand(k, b, a).clone()
-        # Cells each agent actually delivered (the ego's are all there).
-        delivered = torch.ones(k, b, a, 1, h, w, dtype=features.dtype, device=device)
-        if share and a > 1:
-            rows = received[:, :, 1:].reshape(k * b * (a - 1), c, h, w)
-            row_snr = snr_db.view(k, 1, 1).expand(k, b, a - 1).reshape(-1)
-            link = LinkState(snr_db=row_snr)
-            codec, extra = self.codec, {}
-            confidence = getattr(self.fusion, "confidence", None)
-            if confidence is not None:  # Where2comm: send only the most confident cells
-                heat, _ = self.model.head(features[:, 1:].reshape(b * (a - 1), c, h, w))
-                conf = confidence(heat).view(1, b * (a - 1), 1, h, w).expand(k, -1, -1, -1, -1)
-                codec = SelectiveCodec(inner=self.codec, keep_fraction=self.fusion.max_fraction)
-                extra = {"importance": conf.reshape(k * b * (a - 1), 1, h, w)}
-            tx = codec.encode(rows, link, **extra)
-            if tx.symbols is not None and codec.uses_channel:
-                y, state = self.channel(tx.symbols, row_snr)
-                tx = tx.received(y, state)
-            decoded = codec.decode(tx, link).view(k, b, a - 1, c, h, w)
-            if extra:
-                sent = scatter_cells(
-                    torch.ones_like(tx.meta["indices"], dtype=features.dtype)[:, None],
-                    tx.meta["indices"], h, w,
-                )
-                delivered[:, :, 1:] = sent.view(k, b, a - 1, 1, h, w)
-            received[:, :, 1:] = decoded
-            present = batch.agent_mask[:, 1:].unsqueeze(0).expand(k, b, a - 1)
-            for name in ("source_bits", "coded_bits", "channel_uses", "packets"):
-                value = getattr(tx.cost, name).view(k, b, a - 1) * present
-                getattr(cost, name)[:, :, 1:] = value
-            cost.sent[:, :, 1:] = present
+        if not share or a == 1:
+            # Nothing is sent: one fusion of the ego's own map serves every condition.
+            ego_only = torch.ones(b, 1, 1, h, w, dtype=torch.bool, device=device)
+            heat, reg = self.model.head(self.fusion(features[:, :1], ego_only))
+            return RunOutput(_repeat_detections(self.model.postprocess(heat, reg), k), cost, k)
+        rows = features[:, 1:].unsqueeze(0).expand(k, b, a - 1, c, h, w).reshape(-1, c, h, w)
+        row_snr = snr_db.view(k, 1, 1).expand(k, b, a - 1).reshape(-1)
+        link = LinkState(snr_db=row_snr)
+        codec, extra = self.codec, {}
+        confidence = getattr(self.fusion, "confidence", None)
+        if confidence is not None:  # Where2comm: send only the most confident cells
+            heat, _ = self.model.head(features[:, 1:].reshape(b * (a - 1), c, h, w))
+            conf = confidence(heat).view(1, b * (a - 1), 1, h, w).expand(k, -1, -1, -1, -1)
+            codec = SelectiveCodec(inner=self.codec, keep_fraction=self.fusion.max_fraction)
+            extra = {"importance": conf.reshape(k * b * (a - 1), 1, h, w)}
+        tx = codec.encode(rows, link, **extra)
+        if tx.symbols is not None and codec.uses_channel:
+            y, state = self.channel(tx.symbols, row_snr)
+            tx = tx.received(y, state)
+        decoded = codec.decode(tx, link).view(k * b, a - 1, c, h, w)
+        # Cells each collaborator actually delivered travel with its map as one extra channel.
+        if extra:
+            sent = scatter_cells(
+                torch.ones_like(tx.meta["indices"], dtype=decoded.dtype)[:, None],
+                tx.meta["indices"], h, w,
+            ).view(k * b, a - 1, 1, h, w)
         else:
-            valid_agent[:, :, 1:] = False
+            sent = torch.ones(k * b, a - 1, 1, h, w, dtype=decoded.dtype, device=device)
+        present = batch.agent_mask[:, 1:].unsqueeze(0).expand(k, b, a - 1)
+        for name in ("source_bits", "coded_bits", "channel_uses", "packets"):
+            getattr(cost, name)[:, :, 1:] = getattr(tx.cost, name).view(k, b, a - 1) * present
+        cost.sent[:, :, 1:] = present
+        # Only collaborators are warped; the ego's map is already in the ego frame.
         poses = batch.poses.unsqueeze(0).expand(k, b, a, 4, 4).reshape(k * b, a, 4, 4)
+        ego_to_agent = self._noisy_relative(poses)[:, 1:]
         warped, coverage = warp_to_ego(
-            torch.cat([received, delivered], dim=3).view(k * b, a, c + 1, h, w),
-            self._noisy_relative(poses),
-            self.model.grid,
+            torch.cat([decoded, sent], dim=2), ego_to_agent, self.model.grid
         )
-        warped, arrived = warped[:, :, :c], warped[:, :, c:] > 0.5
-        valid = coverage & arrived & valid_agent.view(k * b, a, 1, 1, 1)
-        fused = self.fusion(warped, valid)
+        arrived = warped[:, :, c:] > 0.5
+        valid_collab = coverage & arrived & present.reshape(k * b, a - 1, 1, 1, 1)
+        ego = features[:, :1].unsqueeze(0).expand(k, b, 1, c, h, w).reshape(k * b, 1, c, h, w)
+        fused = self.fusion(
+            torch.cat([ego, warped[:, :, :c]], dim=1),
+            torch.cat([torch.ones_like(valid_collab[:, :1]), valid_collab], dim=1),
+        )
         heat, reg = self.model.head(fused)
         return RunOutput(self.model.postprocess(heat, reg), cost, k)
 
