@@ -71,6 +71,10 @@ class Codec(nn.Module):
 
     ``encode(features [B, C, H, W] float32, link: LinkState) -> Transmission``
     ``decode(received: Transmission, link: LinkState) -> features [B, C, H, W] float32``
+
+    A codec that knows which cells never arrived (lost or budget-dropped digital segments)
+    records ``received.meta["delivered"]``: ``[B, 1, H, W]`` bool, True where the values arrived.
+    Consumers (the pipeline's fusion) treat the other cells as missing, not as zeros.
     """
 
     #: True when the codec's symbols must go through the channel (analog / digital PHY).

@@ -197,15 +197,25 @@ def _assemble(parts: _MapParts, keep: np.ndarray | None = None) -> MapStream:
 
 
 def decode_map_stream(
-    data: bytes, lost: np.ndarray, shape: tuple[int, int, int], cells_per_segment: int, backend: str
+    data: bytes,
+    lost: np.ndarray,
+    shape: tuple[int, int, int],
+    cells_per_segment: int,
+    backend: str,
+    delivered: np.ndarray | None = None,
 ) -> np.ndarray:
     """Rebuild one ``[C, H, W]`` float32 map from its stream; ``lost [len(data)]`` bool bytes.
 
     A lost or unparsable header gives all zeros; a segment with a lost byte (or that fails to
-    decode) gives zeros in its rows.
+    decode, or that the budget rule dropped) gives zeros in its rows. When ``delivered`` (an
+    ``[H, W]`` bool array) is given, it is set True exactly on the cells whose values arrived
+    (empty cells of a received header count as arrived: they are known to be 0), so that fusion
+    can tell "missing" from "zero".
     """
     c, h, w = shape
     out = np.zeros(shape, dtype=np.float32)
+    if delivered is not None:
+        delivered[:] = False
     segs = _segments(h * w, cells_per_segment)
     try:
         pos = 0
@@ -246,11 +256,14 @@ def decode_map_stream(
         return out
     pos = header_end
     flat_out, flat_occ = out.reshape(c, h * w), occ.reshape(h * w)  # views of out / occ
+    flat_delivered = delivered.reshape(h * w) if delivered is not None else None
     for (a, z), n in zip(segs, lengths):
         chunk, chunk_lost = data[pos : pos + n], lost[pos : pos + n]
         pos += n
         cells = flat_occ[a:z]
         count = int(cells.sum()) * c
+        if count == 0 and flat_delivered is not None:
+            flat_delivered[a:z] = True  # known empty
         if n == 0 or count == 0 or chunk_lost.any():
             continue
         try:
@@ -263,6 +276,8 @@ def decode_map_stream(
         seg = np.zeros((c, z - a), dtype=np.float32)
         seg[:, cells] = vals
         flat_out[:, a:z] = seg
+        if flat_delivered is not None:
+            flat_delivered[a:z] = True
     return out
 
 
@@ -602,10 +617,12 @@ class DigitalCodec(Codec):
         streams: list[MapStream] = meta["streams"]
         device = received.symbols.device if received.symbols is not None else torch.device("cpu")
         if not streams:
+            meta["delivered"] = torch.zeros(0, 1, *shape[1:], dtype=torch.bool, device=device)
             return torch.zeros(0, *shape, dtype=torch.float32, device=device)
         payload_bits = self.block_bits - CRC_BITS
         maps = []
-        for st, (ok, bits) in zip(streams, blocks):
+        delivered = np.zeros((len(streams), *shape[1:]), dtype=bool)
+        for i, (st, (ok, bits)) in enumerate(zip(streams, blocks)):
             if len(st.data) == 0 or ok.numel() == 0:
                 maps.append(np.zeros(shape, dtype=np.float32))
                 continue
@@ -618,9 +635,12 @@ class DigitalCodec(Codec):
                 data = st.data  # fast mode: the bits of a block that passed are unchanged
             maps.append(
                 decode_map_stream(
-                    data, lost, shape, self._cells_per_segment(shape[2]), self.entropy_coder
+                    data, lost, shape, self._cells_per_segment(shape[2]), self.entropy_coder,
+                    delivered[i],
                 )
             )
+        # Which cells arrived ([B, 1, H, W] bool): read by the pipeline to mask the rest.
+        meta["delivered"] = torch.from_numpy(delivered[:, None]).to(device)
         return torch.from_numpy(np.stack(maps)).to(device)
 
 

@@ -153,6 +153,9 @@ class CooperativePipeline(nn.Module):
             ).view(k * b, a - 1, 1, h, w)
         else:
             sent = torch.ones(k * b, a - 1, 1, h, w, dtype=decoded.dtype, device=device)
+        delivered = tx.meta.get("delivered")
+        if delivered is not None:  # cells the codec could not deliver are missing, not zero
+            sent = sent * delivered.to(sent.dtype).view(k * b, a - 1, 1, h, w)
         present = batch.agent_mask[:, 1:].unsqueeze(0).expand(k, b, a - 1)
         for name in ("source_bits", "coded_bits", "channel_uses", "packets"):
             getattr(cost, name)[:, :, 1:] = getattr(tx.cost, name).view(k, b, a - 1) * present

@@ -408,3 +408,42 @@ def test_collaborator_with_every_useful_cell_unsent_leaves_ego_result_unchanged(
     assert not (
         torch.equal(dense.valid, ego_only.valid) and torch.equal(dense.boxes, ego_only.boxes)
     )
+
+
+def _same_detections(a, b) -> bool:
+    return torch.equal(a.valid, b.valid) and torch.allclose(
+        a.boxes[a.valid], b.boxes[b.valid]
+    ) and torch.allclose(a.scores[a.valid], b.scores[b.valid])
+
+
+def test_digital_payload_that_never_arrives_cannot_move_max_fusion_off_ego_only(model, batch):
+    """A digital budget too small for any segment: decoded maps are 0 but marked undelivered,
+    so max fusion must equal ego-only (zeros would otherwise raise negative ego features)."""
+    snr = torch.tensor([20.0])
+    none = CooperativePipeline(
+        model, build_fusion("none"), build_codec("identity"), build_channel("awgn")
+    ).run(batch, snr)
+    starved = build_codec("digital", max_channel_uses=1, entropy_coder="zlib")
+    out = CooperativePipeline(model, MaxFusion(), starved, build_channel("awgn")).run(batch, snr)
+    assert _same_detections(out.detections, none.detections)
+
+
+def test_digital_codec_marks_which_cells_arrived():
+    from v2x.channels.link import LinkState
+
+    torch.manual_seed(0)
+    feats = torch.randn(2, 4, 8, 8)
+    codec = build_codec("digital", entropy_coder="zlib")
+    link = LinkState.from_snr(30.0, 2)
+    tx = codec.encode(feats, link)
+    y, state = build_channel("awgn")(tx.symbols, link.snr_db)
+    codec.decode(tx.received(y, state), link)
+    assert tx.meta["delivered"].shape == (2, 1, 8, 8) and bool(tx.meta["delivered"].all())
+    # A budget that fits the header and a few rows: the dropped rows are not delivered.
+    small = build_codec("digital", entropy_coder="zlib", max_channel_uses=300, min_bits=8)
+    tx = small.encode(feats, link)
+    y, state = build_channel("awgn")(tx.symbols, link.snr_db)
+    out = small.decode(tx.received(y, state), link)
+    delivered = tx.meta["delivered"][:, 0]
+    assert (~delivered).any()
+    assert torch.all(out.permute(1, 0, 2, 3)[:, ~delivered] == 0)
