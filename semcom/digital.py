@@ -656,3 +656,16 @@ def _stream_bits(data: bytes, nblocks: int, payload_bits: int) -> torch.Tensor:
     padded = np.zeros(nblocks * payload_bits, dtype=np.float32)
     padded[: bits.size] = bits
     return torch.from_numpy(padded.reshape(nblocks, payload_bits))
+
+
+@CODECS.register("digital_fixed")
+class FixedMCSDigitalCodec(DigitalCodec):
+    """The digital chain without link adaptation: one MCS (default 14, 16-QAM, ≈ 7 dB AWGN
+    threshold) whatever the SNR, so decoding is near perfect above the threshold and collapses
+    below it (the cliff effect). A registry name of its own so that a sweep can show it beside
+    ``digital`` (link adaptation) in one grid; every other argument is ``DigitalCodec``'s."""
+
+    def __init__(self, mcs: int = 14, **kwargs) -> None:
+        if mcs == "auto":
+            raise ValueError("digital_fixed: 'mcs' must be a fixed index 0..28, not 'auto'")
+        super().__init__(mcs=mcs, **kwargs)
