@@ -38,10 +38,17 @@ class AWGNChannel(Channel):
         validate: check the input for NaN/Inf (a device sync; off in hot loops).
         compile: ``torch.compile`` the torch path so that the noise is generated inside the add
             kernel (CUDA only: complex ``torch.compile`` fails on CPU, so it is ignored there).
+        fused: on CUDA, when Triton is available and no gradient is needed, draw the noise inside
+            one kernel (``v2x.channels.awgn_triton``; ~16 B of traffic per symbol). Seeded from
+            torch's CPU generator, so ``torch.manual_seed`` makes it reproducible.
     """
 
     def __init__(
-        self, backend: str = "torch", validate: bool = True, compile: bool = False
+        self,
+        backend: str = "torch",
+        validate: bool = True,
+        compile: bool = False,
+        fused: bool = True,
     ) -> None:
         super().__init__()
         if backend not in ("sionna", "torch"):
@@ -49,6 +56,7 @@ class AWGNChannel(Channel):
         self.backend = backend
         self.validate = validate
         self.compile = bool(compile)
+        self.fused = bool(fused)
         self._sionna_block = None
 
     def forward(self, x: torch.Tensor, snr_db: torch.Tensor) -> tuple[torch.Tensor, ChannelState]:
@@ -62,9 +70,23 @@ class AWGNChannel(Channel):
                 device = str(x.device) if x.device.type != "cuda" else f"cuda:{x.device.index or 0}"
                 self._sionna_block = AWGN(device=device)
             y = self._sionna_block(x, no.reshape(-1, 1))
+        elif self._use_fused(x):
+            from v2x.channels.awgn_triton import awgn_fused
+
+            seed = int(torch.randint(0, 2**31 - 1, (1,)))
+            y = awgn_fused(x, no, seed)
         else:
             xr = torch.view_as_real(x)
             scale = torch.sqrt(no * 0.5).reshape(-1, 1, 1).to(xr.dtype)
             fn = _compiled_awgn_real() if (self.compile and x.is_cuda) else _awgn_real
             y = torch.view_as_complex(fn(xr, scale))
         return y, ChannelState(no=no)
+
+    def _use_fused(self, x: torch.Tensor) -> bool:
+        if not (self.fused and x.is_cuda and x.dtype == torch.complex64):
+            return False
+        if x.requires_grad and torch.is_grad_enabled():
+            return False
+        from v2x.channels.awgn_triton import triton_available
+
+        return triton_available()
