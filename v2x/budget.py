@@ -26,10 +26,11 @@ Shapes: ``K`` conditions, ``B`` frames, ``A`` agent slots (ego at 0, never sched
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
 import torch
 
+from v2x.configs import dataclass_from
 from v2x.registry import Registry
 
 LATE_POLICIES = ("drop", "stale")
@@ -77,16 +78,7 @@ class BudgetConfig:
 
     @classmethod
     def from_dict(cls, data: Mapping | BudgetConfig | None) -> BudgetConfig:
-        if data is None:
-            return cls()
-        if isinstance(data, BudgetConfig):
-            return data
-        data = dict(data)
-        names = {f.name for f in fields(cls)}
-        unknown = set(data) - names
-        if unknown:
-            raise ValueError(f"budget: unknown field(s) {sorted(unknown)}; valid: {sorted(names)}")
-        return cls(**data)
+        return dataclass_from(cls, data, "budget")
 
 
 @dataclass

@@ -29,11 +29,12 @@ from __future__ import annotations
 import hashlib
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 
+from v2x.configs import dataclass_from
 from v2x.datasets.frame import AGENT_KINDS, CoopFrame
 
 SPEED_OF_LIGHT_MPS = 299_792_458.0
@@ -175,28 +176,13 @@ class NetworkConfig:
 
     @classmethod
     def from_dict(cls, data: Mapping | NetworkConfig | None) -> NetworkConfig:
-        if data is None:
-            return cls()
-        if isinstance(data, NetworkConfig):
-            return data
-        data = dict(data)
-        names = {f.name for f in fields(cls)}
-        unknown = set(data) - names
-        if unknown:
-            raise ValueError(f"network: unknown field(s) {sorted(unknown)}; valid: {sorted(names)}")
-        return cls(**data)
+        return dataclass_from(cls, data, "network")
 
 
 def _radio_from(data: Mapping, kind: str) -> RadioConfig:
-    base = default_radios()[kind].__dict__.copy()
-    names = {f.name for f in fields(RadioConfig)}
-    unknown = set(dict(data)) - names
-    if unknown:
-        raise ValueError(
-            f"network: unknown field(s) {sorted(unknown)} in 'radios.{kind}'; valid: {sorted(names)}"
-        )
-    base.update({k: v for k, v in dict(data).items()})
-    return RadioConfig(**base)
+    return dataclass_from(
+        RadioConfig, dict(data), f"network: 'radios.{kind}'", **default_radios()[kind].__dict__
+    )
 
 
 # --------------------------------------------------------------------------- link models

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable
 from pathlib import Path
 
@@ -10,6 +9,7 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from v2x.checkpoint import detector_config_from_dict
+from v2x.configs import check_fields
 from v2x.datasets.frame import CoopFrame
 from v2x.perception.train import TrainConfig, train_detector
 
@@ -53,9 +53,7 @@ def frame_sampler(frames: list[CoopFrame], seed: int) -> Callable[[int, int, int
 
 def train_config_from(cfg: DictConfig) -> TrainConfig:
     train = OmegaConf.to_container(cfg.train, resolve=True)
-    unknown = set(train) - {f.name for f in dataclasses.fields(TrainConfig)}
-    if unknown:
-        raise ValueError(f"train config: unknown field(s) {sorted(unknown)} in 'train'")
+    check_fields(TrainConfig, train, "train config: 'train'")
     train["modes"] = tuple(train.get("modes", TrainConfig.modes))
     train["mode_weights"] = tuple(train.get("mode_weights", TrainConfig.mode_weights))
     model = detector_config_from_dict(OmegaConf.to_container(cfg.model, resolve=True))
