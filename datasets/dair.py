@@ -67,6 +67,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
+
 from v2x.datasets.frame import AgentObservation, CoopFrame
 from v2x.datasets.pcd import read_pcd_xyzi, write_pcd
 from v2x.datasets.v2xsim import track_id_from_token

@@ -50,6 +50,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
+
 from v2x.datasets.frame import CLASS_NAMES, AgentObservation, CoopFrame
 
 TABLES_REQUIRED: tuple[str, ...] = (

@@ -12,6 +12,7 @@ import math
 import torch
 import torch.nn.functional as F
 from torch import nn
+
 from v2x.perception.bev import BEVGrid
 
 REG_CHANNELS = 8

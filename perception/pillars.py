@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import torch
 from torch import nn
+
 from v2x.perception.bev import BEVGrid
 
 POINT_FEATURES = 9  # x, y, z, intensity, dx/dy/dz to pillar mean, dx/dy to pillar centre

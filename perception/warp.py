@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+
 from v2x.perception.bev import BEVGrid, level_pose, points_to_level_frame
 from v2x.perception.boxes import transform_boxes
 

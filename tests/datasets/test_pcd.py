@@ -6,6 +6,7 @@ import struct
 
 import numpy as np
 import pytest
+
 from v2x.datasets.pcd import (
     PCD_DATA_KINDS,
     import_open3d,

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from v2x.datasets import AgentObservation, CoopFrame
 from v2x.datasets.v2xsim import V2XSimDataset, track_id_from_token, write_v2xsim
 
