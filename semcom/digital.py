@@ -45,6 +45,7 @@ Cost per row: ``source_bits`` = stream bytes × 8 (entropy-coded payload + side 
 
 from __future__ import annotations
 
+import hashlib
 import inspect
 import math
 import struct
@@ -460,16 +461,29 @@ class DigitalCodec(Codec):
             // get_mcs(mcs_index).qm
         )
 
-    def _fit_stream(self, features: torch.Tensor, row: int, mcs_index: int) -> MapStream:
-        """Stream for one map within ``max_channel_uses`` (the documented budget rule)."""
+    def _fit_stream(
+        self, features: torch.Tensor, row: int, mcs_index: int, cache: dict | None = None
+    ) -> MapStream:
+        """Stream for one map within ``max_channel_uses`` (the documented budget rule).
+
+        ``cache`` memoises the source coding (quantise + entropy code) per (map content, bits)
+        within one ``encode`` call: a sweep sends the same map at K SNRs, and only the channel
+        coding depends on the SNR.
+        """
         feats_np = features[row].detach().cpu().numpy()
+        digest = hashlib.blake2b(np.ascontiguousarray(feats_np).tobytes(), digest_size=16).digest()
         budget = self.max_channel_uses
         parts = None
         for bits in range(self.bits, self.min_bits - 1, -1):
-            q = quantize(features[row : row + 1], bits, self.per_channel)
-            parts = _encode_map_parts(
-                q, 0, feats_np, self._cells_per_segment(features.shape[3]), self.entropy_coder
-            )
+            key = (digest, bits)
+            parts = cache.get(key) if cache is not None else None
+            if parts is None:
+                q = quantize(features[row : row + 1], bits, self.per_channel)
+                parts = _encode_map_parts(
+                    q, 0, feats_np, self._cells_per_segment(features.shape[3]), self.entropy_coder
+                )
+                if cache is not None:
+                    cache[key] = parts
             stream = _assemble(parts)
             if budget is None or self._uses_for_bytes(len(stream.data), mcs_index) <= budget:
                 return stream
@@ -498,7 +512,8 @@ class DigitalCodec(Codec):
         b = features.shape[0]
         device = features.device
         mcs = self.select_mcs(link.snr_db, b)
-        streams = [self._fit_stream(features, i, int(mcs[i])) for i in range(b)]
+        cache: dict = {}
+        streams = [self._fit_stream(features, i, int(mcs[i]), cache) for i in range(b)]
         payload_bits = self.block_bits - CRC_BITS
         nblocks = [math.ceil(len(s.data) * 8 / payload_bits) for s in streams]
         nsym = [nblocks[i] * block_code_len(int(mcs[i]), self.block_bits) for i in range(b)]
