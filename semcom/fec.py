@@ -150,8 +150,17 @@ def block_code(
     cn_update: str = "boxplus-phi",
     device: str = "cpu",
 ) -> BlockCode:
-    """Cached ``BlockCode`` (building Sionna's LDPC graphs takes a moment)."""
-    return BlockCode(mcs_index, block_bits, num_iter=num_iter, cn_update=cn_update, device=device)
+    """Cached ``BlockCode`` (building Sionna's LDPC graphs takes a moment).
+
+    Building Sionna's blocks draws from (and may reseed) torch's global generator; the build runs
+    inside ``fork_rng`` so that whether a code was already cached never changes the random
+    numbers a seeded caller sees (sweeps are reproducible from their seed).
+    """
+    devices = [torch.device(device).index or 0] if device.startswith("cuda") else []
+    with torch.random.fork_rng(devices=devices):
+        return BlockCode(
+            mcs_index, block_bits, num_iter=num_iter, cn_update=cn_update, device=device
+        )
 
 
 def device_string(device: torch.device) -> str:
