@@ -145,8 +145,9 @@ DEFAULT_DATA = {
     "synthetic": {},
     "max_agents": None,
     "cache_dir": None,
+    "reader": {},
 }
-DATA_SOURCES = ("synthetic", "store")
+DATA_SOURCES = ("synthetic", "store", "v2xsim", "dair_v2x")
 
 
 def _plain(obj: Any) -> Any:
@@ -402,8 +403,22 @@ def load_frames(data: Mapping, quiet: bool = False) -> list[CoopFrame]:
     per 10 Hz town, dataset seed ``seed``), generated into the cache on first use
     (``v2x.datasets.build.cached_split``; ``cache_dir`` default ``$V2X_CACHE`` or
     ``~/.cache/v2x``). ``source=store``: the ``split`` of a ``v2x-generate`` folder ``path``,
-    truncated to ``num_frames``.
+    truncated to ``num_frames``. ``source=v2xsim`` / ``dair_v2x``: the real-data readers on the
+    dataset root ``path`` with ``reader`` as their keyword arguments (e.g. ``split``,
+    ``split_scenes``, ``labels``; see ``conf/dataset/v2xsim.yaml`` / ``dair_v2x.yaml``), the first
+    ``num_frames`` frames.
     """
+    if data["source"] in ("v2xsim", "dair_v2x"):
+        if not data.get("path"):
+            raise ValueError(
+                f"sweep: field 'data.path' must name the dataset root when data.source={data['source']}"
+            )
+        if data["source"] == "v2xsim":
+            from v2x.datasets.v2xsim import V2XSimDataset as Reader
+        else:
+            from v2x.datasets.dair import DAIRV2XCDataset as Reader
+        dataset = Reader(str(data["path"]), **dict(data.get("reader") or {}))
+        return [dataset[i] for i in range(min(len(dataset), int(data["num_frames"])))]
     if data["source"] == "store":
         from v2x.datasets.store import load_split
 

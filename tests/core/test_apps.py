@@ -30,3 +30,13 @@ def test_train_config_composes_with_overrides():
     cfg = _compose("train", ["train.steps=3", "data.synthetic.device=cpu"])
     assert cfg.train.steps == 3 and cfg.model.grid.resolution_m == 0.4
     assert len(cfg.train.modes) == len(cfg.train.mode_weights)
+
+
+def test_train_app_reads_real_layouts(tmp_path):
+    from v2x.apps.train import load_training_frames
+    from v2x.datasets.export import export_frames
+    from v2x.datasets.synthetic import SyntheticConfig, generate_frame
+
+    export_frames([generate_frame(SyntheticConfig(), seed=4)], tmp_path, "v2xsim")
+    frames = load_training_frames({"source": "v2xsim", "path": str(tmp_path), "reader": {}})
+    assert len(frames) == 1 and frames[0].num_agents >= 2

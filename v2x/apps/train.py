@@ -13,7 +13,7 @@ from v2x.configs import check_fields
 from v2x.datasets.frame import CoopFrame
 from v2x.perception.train import TrainConfig, train_detector
 
-DATA_SOURCES = ("synthetic", "store")
+DATA_SOURCES = ("synthetic", "store", "v2xsim", "dair_v2x")
 
 
 def load_training_frames(data: DictConfig | dict) -> list[CoopFrame]:
@@ -28,6 +28,10 @@ def load_training_frames(data: DictConfig | dict) -> list[CoopFrame]:
         for s in range(int(data["num_sequences"])):
             frames.extend(generate_sequence(cfg, int(data["seed"]) + s, int(data["frames_per_sequence"])))
         return frames
+    if source in ("v2xsim", "dair_v2x"):
+        from v2x.sweep import load_frames
+
+        return load_frames({**data, "num_frames": data.get("num_frames") or 10**9})
     if source == "store":
         from v2x.datasets.store import load_split
 
