@@ -64,20 +64,35 @@ def detection_loss(
     return head_loss(heat, reg, *target)
 
 
+def fused_head_outputs(
+    model, features: torch.Tensor, batch: CoopBatch, fusion: str
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Warp per-agent features ``[B, A, C, h, w]`` to the ego, fuse by ``fusion``, run the head.
+
+    Returns ``(fused [B, C, h, w], heat_logits [B, classes, h, w], reg [B, 8, h, w])``.
+    """
+    warped, coverage = warp_to_ego(features, relative_level_transforms(batch.poses), model.grid)
+    valid_cells = coverage & batch.agent_mask[:, :, None, None, None]
+    fused = build_fusion(fusion)(warped, valid_cells)
+    heat, reg = model.head(fused)
+    return fused, heat, reg
+
+
+def ego_targets(model, batch: CoopBatch, min_points_in_box: int = 1) -> tuple[torch.Tensor, ...]:
+    """Head targets of the ego's ground truth (boxes seen by ≥ ``min_points_in_box`` points of
+    any agent) on the ego's levelled grid (``build_targets`` output)."""
+    grid = model.grid
+    gt = boxes_in_level_frames(batch.boxes, batch.poses[:, :1], grid.ground_z_m)[:, 0].float()
+    return build_targets(
+        gt, batch.classes, visible_gt_mask(batch, min_points_in_box), grid, model.stride,
+        model.config.num_classes,
+    )
+
+
 def fused_detection_loss(
     model, features: torch.Tensor, batch: CoopBatch, fusion: str, min_points_in_box: int = 1
 ) -> dict[str, torch.Tensor]:
     """Loss of intermediate fusion on given per-agent features ``[B, A, C, h, w]`` (each in its
     agent's levelled frame; e.g. what a codec delivered), fused at the ego by ``fusion``."""
-    grid = model.grid
-    warped, coverage = warp_to_ego(features, relative_level_transforms(batch.poses), grid)
-    valid_cells = coverage & batch.agent_mask[:, :, None, None, None]
-    heat, reg = model.head(build_fusion(fusion)(warped, valid_cells))
-    gt = boxes_in_level_frames(batch.boxes, batch.poses[:, :1], grid.ground_z_m)[:, 0].float()
-    target = build_targets(
-        gt, batch.classes, visible_gt_mask(batch, min_points_in_box), grid, model.stride,
-        model.config.num_classes,
-    )
-    return head_loss(heat, reg, *target)
-
-
+    _, heat, reg = fused_head_outputs(model, features, batch, fusion)
+    return head_loss(heat, reg, *ego_targets(model, batch, min_points_in_box))

@@ -20,18 +20,19 @@ from v2x.semcom import build_codec
 FUSIONS = ("none", "late", "early", "max", "mean", "attention", "where2comm")
 
 
-def evaluate(model, frames, device, batch_size: int = 4, fusions=FUSIONS, codec: str = "identity", codec_kwargs=None) -> dict:
-    """AP per fusion strategy (30 dB, ideal identity link by default)."""
+def evaluate(model, frames, device, batch_size: int = 4, fusions=FUSIONS, codec: str = "identity",
+             codec_kwargs=None, channel: str = "awgn", snr_db: float = 30.0) -> dict:
+    """AP per fusion strategy (30 dB AWGN, ideal identity link by default)."""
     eval_cfg = default_eval_config(model.grid)
     rows = {}
     for name in fusions:
-        pipe = CooperativePipeline(model, build_fusion(name), build_codec(codec, **(codec_kwargs or {})), build_channel("awgn")).to(device)
+        pipe = CooperativePipeline(model, build_fusion(name), build_codec(codec, **(codec_kwargs or {})), build_channel(channel)).to(device)
         acc = APAccumulator(eval_cfg)
         bits = 0.0
         t = time.perf_counter()
         for i in range(0, len(frames), batch_size):
             batch = collate_frames(frames[i : i + batch_size]).to(device)
-            run = pipe.run(batch, torch.tensor([30.0]))
+            run = pipe.run(batch, torch.tensor([snr_db]))
             accumulate(run, ego_ground_truth(batch, model.grid), [acc])
             bits += float(run.cost.source_bits.sum())
         res = acc.compute()

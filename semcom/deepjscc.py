@@ -29,7 +29,16 @@ samples are carried in a packet-based MAC), i.e. ``packets = packets_for_bits(32
 365 symbols per 1500-byte packet with a 40-byte header.
 
 Input features are standardised per channel with running statistics gathered during training
-(no side information is sent); the decoder undoes it.
+(no side information is sent); the decoder undoes it. ``output_activation="relu"`` clamps the
+reconstruction at 0 for non-negative sources (backbone features after a ReLU, semantic maps).
+
+**SNR gate** (the receiver's outage rule, the analog counterpart of a failed CRC): a table of
+``gate_snr_db`` per ratio of ``gate_ratios``, calibrated on validation frames
+(``v2x.codec_calibration.calibrate_snr_gate``) as the lowest SNR from which fusing the decoded
+map never lowers AP below ego-only. ``decode`` marks a transmission whose decoder SNR lies below
+the threshold at its ratio (the larger threshold of the two neighbouring table ratios) as not
+delivered (``meta["delivered"]`` all False), so the ego fuses nothing rather than noise. An
+uncalibrated codec (``gate_snr_db = -inf``) or ``snr_gate=False`` delivers everything.
 """
 
 from __future__ import annotations
@@ -197,6 +206,8 @@ class DeepJSCCCodec(Codec):
             arrived; it tracks block fading and equals ``link`` on AWGN). Either way the
             equalised symbols are MMSE estimates (biased towards 0) when ``equalizer="mmse"``.
         onair_bits_per_symbol, mtu_bytes, header_bytes: packet accounting (see module doc).
+        output_activation: ``"none"`` or ``"relu"`` (non-negative reconstructions).
+        snr_gate: apply the calibrated SNR gate in ``decode`` (see module doc).
         checkpoint: path of a ``save_checkpoint`` file to load, or ``None``.
     """
 
@@ -217,9 +228,15 @@ class DeepJSCCCodec(Codec):
         onair_bits_per_symbol: int = 32,
         mtu_bytes: int = 1500,
         header_bytes: int = 40,
+        output_activation: str = "none",
+        snr_gate: bool = True,
         checkpoint: str | None = None,
     ) -> None:
         super().__init__()
+        if output_activation not in ("none", "relu"):
+            raise ValueError(
+                f"deepjscc: unknown output_activation {output_activation!r}; valid: none, relu"
+            )
         if in_channels < 1 or hidden < 1 or downsample < 0:
             raise ValueError(
                 "deepjscc: 'in_channels' and 'hidden' must be ≥ 1 and 'downsample' ≥ 0, got "
@@ -257,11 +274,16 @@ class DeepJSCCCodec(Codec):
         self.mtu_bytes = int(mtu_bytes)
         self.header_bytes = int(header_bytes)
         self.bandwidth_ratio = self.check_ratio(bandwidth_ratio)
+        self.output_activation = output_activation
+        self.snr_gate = bool(snr_gate)
         self.encoder = JSCCEncoder(in_channels, hidden, self.latent_channels, self.downsample)
         self.decoder = JSCCDecoder(in_channels, hidden, self.latent_channels, self.downsample)
         self.register_buffer("feat_mean", torch.zeros(in_channels))
         self.register_buffer("feat_std", torch.ones(in_channels))
         self.register_buffer("stats_ready", torch.zeros((), dtype=torch.bool))
+        grid = self.ratio_grid()
+        self.register_buffer("gate_ratios", torch.tensor(grid, dtype=torch.float64))
+        self.register_buffer("gate_snr_db", torch.full((len(grid),), float("-inf")))
         self._default_channel: Channel | None = None
         if checkpoint:
             self.load_checkpoint(checkpoint)
@@ -395,8 +417,40 @@ class DeepJSCCCodec(Codec):
         k = self.latent_channels
         latent = complex_to_real(z).reshape(b, k, hp, wp, 2).permute(0, 1, 4, 2, 3)
         latent = latent.reshape(b, 2 * k, hp, wp)
-        out = self.decoder(latent, self._context(snr_db, ratio))[:, :, :h, :w]
-        return self._destandardize(out)
+        out = self._destandardize(self.decoder(latent, self._context(snr_db, ratio))[:, :, :h, :w])
+        return F.relu(out) if self.output_activation == "relu" else out
+
+    # ----------------------------------------------------------------- SNR gate
+    def gate_threshold_db(self, ratio: torch.Tensor) -> torch.Tensor:
+        """``[B]`` gate SNR (dB) at ``ratio [B]``: the larger threshold of the two table ratios
+        around it (the table's end value outside its range)."""
+        grid = self.gate_ratios.to(ratio.device)
+        table = self.gate_snr_db.to(ratio.device)
+        r = ratio.to(torch.float64).clamp(float(grid[0]), float(grid[-1]))
+        hi = torch.searchsorted(grid, r * (1 - 1e-9)).clamp(max=grid.numel() - 1)
+        lo = torch.where(grid[hi] > r * (1 + 1e-9), (hi - 1).clamp_min(0), hi)
+        return torch.maximum(table[lo], table[hi]).to(torch.float32)
+
+    def set_gate(self, snr_db_per_ratio: dict[float, float]) -> None:
+        """Set the gate table: ``{ratio: threshold_db}`` for every ratio of ``gate_ratios``
+        (``-inf``: always deliver, ``+inf``: never)."""
+        grid = [float(r) for r in self.gate_ratios]
+        values = []
+        for r in grid:
+            match = [v for k, v in snr_db_per_ratio.items() if abs(float(k) - r) <= 1e-9 * r]
+            if not match:
+                raise ValueError(
+                    f"deepjscc.set_gate: no threshold for ratio {r:g}; need one per gate ratio "
+                    f"{[f'{g:g}' for g in grid]}"
+                )
+            values.append(float(match[0]))
+        self.gate_snr_db.copy_(torch.tensor(values, dtype=torch.float32))
+
+    def gate_open(self, snr_db: torch.Tensor, ratio: torch.Tensor) -> torch.Tensor:
+        """``[B]`` bool: the receiver keeps the transmission (``snr_db ≥`` threshold)."""
+        if not self.snr_gate:
+            return torch.ones_like(snr_db, dtype=torch.bool)
+        return snr_db.to(torch.float32) >= self.gate_threshold_db(ratio.to(snr_db.device))
 
     def _cost(self, features: torch.Tensor, uses: torch.Tensor) -> Cost:
         uses64 = uses.to(torch.float64)
@@ -480,7 +534,11 @@ class DeepJSCCCodec(Codec):
         z[:, : y.shape[1]] = y.to(torch.complex64)
         uses = received.meta["uses"].to(y.device)
         z = torch.where(prefix_mask(uses, n_max), z, torch.zeros_like(z))
-        return self._decode_symbols(z, snr_db, received.meta["ratio"].to(y.device), shape)
+        ratio = received.meta["ratio"].to(y.device)
+        out = self._decode_symbols(z, snr_db, ratio, shape)
+        keep = self.gate_open(snr_db, ratio)
+        received.meta["delivered"] = keep.view(b, 1, 1, 1).expand(b, 1, *shape[1:]).contiguous()
+        return torch.where(keep.view(b, 1, 1, 1), out, torch.zeros_like(out))
 
     # ----------------------------------------------------------------- training
     @property
@@ -563,6 +621,7 @@ class DeepJSCCCodec(Codec):
             "downsample": self.downsample,
             "min_ratio": self.min_ratio,
             "max_ratio": self.max_ratio,
+            "output_activation": self.output_activation,
         }
 
     def save_checkpoint(self, path: str) -> None:
@@ -577,12 +636,16 @@ class DeepJSCCCodec(Codec):
 
             path = str(resources.files("v2x.semcom") / "assets" / SHIPPED_CHECKPOINT)
         blob = torch.load(path, map_location="cpu", weights_only=True)
-        if blob.get("config") != self.config():
+        saved = {"output_activation": "none", **(blob.get("config") or {})}
+        if saved != self.config():
             raise ValueError(
                 f"deepjscc: checkpoint {path!r} was saved with config {blob.get('config')}, "
                 f"this codec has {self.config()}"
             )
-        self.load_state_dict(blob["state_dict"])
+        state = dict(blob["state_dict"])
+        for name in ("gate_ratios", "gate_snr_db"):  # checkpoints from before the gate
+            state.setdefault(name, getattr(self, name))
+        self.load_state_dict(state)
 
 
 def train_reconstruction(

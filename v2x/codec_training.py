@@ -6,7 +6,11 @@ random bandwidth ratio), fuses at the ego and back-propagates
 
     loss = detection_loss(fused) + reconstruction_weight · MSE_standardised(decoded, features)
 
-into the codec only.
+    + distill_weight · distillation_loss(student, teacher)
+
+into the codec only. The teacher is the same detector on the uncompressed features (what the
+codec should reproduce): its fused map, heatmap and box regression (``distillation_loss``). The
+bandwidth ratio of each step is drawn from ``ratios`` with ``ratio_weights``.
 """
 
 from __future__ import annotations
@@ -20,11 +24,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 
 from v2x.channels import build_channel
 from v2x.datasets.frame import CoopFrame, collate_frames
 from v2x.perception.detector import CoopDetector
-from v2x.perception.losses import fused_detection_loss
+from v2x.perception.head import head_loss
+from v2x.perception.losses import ego_targets, fused_head_outputs
 
 
 @dataclass
@@ -36,6 +42,8 @@ class CodecTrainConfig:
     lr: float = 1e-3
     snr_range_db: tuple[float, float] = (-10.0, 30.0)
     ratios: tuple[float, ...] = (1 / 512, 1 / 256, 1 / 128, 1 / 64, 1 / 32, 1 / 16, 1 / 8, 1 / 4)
+    ratio_weights: tuple[float, ...] | None = None  # sampling weights of ``ratios`` (None: equal)
+    distill_weight: float = 1.0
     channels: tuple[str, ...] = ("awgn", "rayleigh")
     fusions: tuple[str, ...] = ("max", "attention")
     reconstruction_weight: float = 1.0
@@ -48,6 +56,31 @@ class CodecTrainConfig:
     out_path: str = "outputs/codec/deepjscc.pt"
     log_path: str = "outputs/codec/log.csv"
     extra: dict = field(default_factory=dict)
+
+
+def distillation_loss(
+    student: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
+    teacher: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
+) -> dict[str, torch.Tensor]:
+    """How far the ego's output on decoded features is from its output on the originals.
+
+    Both are ``(fused [B, C, h, w], heat_logits [B, K, h, w], reg [B, R, h, w])``
+    (``v2x.perception.losses.fused_head_outputs``). Terms (each scale-free):
+
+    * ``feature``: ``mean((f_s − f_t)²) / mean(f_t²)``;
+    * ``heatmap``: binary cross-entropy of the student's logits against the teacher's
+      probabilities ``p_t``, summed and divided by ``max(1, Σ p_t)`` (per object, not per cell);
+    * ``regression``: ``Σ |r_s − r_t|₁ · w / Σ w`` with ``w = max_k p_t`` (where the teacher
+      sees an object).
+    """
+    fs, hs, rs = (t.float() for t in student)
+    ft, ht, rt = (t.float().detach() for t in teacher)
+    pt = torch.sigmoid(ht)
+    feature = (fs - ft).square().mean() / ft.square().mean().clamp_min(1e-6)
+    heat = F.binary_cross_entropy_with_logits(hs, pt, reduction="sum") / pt.sum().clamp_min(1.0)
+    w = pt.amax(dim=1, keepdim=True)
+    reg = ((rs - rt).abs().sum(dim=1, keepdim=True) * w).sum() / w.sum().clamp_min(1e-6)
+    return {"feature": feature, "heatmap": heat, "regression": reg, "total": feature + heat + reg}
 
 
 def train_codec_for_task(
@@ -80,27 +113,34 @@ def train_codec_for_task(
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("w", newline="") as handle:
         writer = csv.writer(handle)
-        writer.writerow(["step", "loss", "detection", "reconstruction", "ratio", "channel", "seconds"])
+        writer.writerow(["step", "loss", "detection", "reconstruction", "distillation", "ratio",
+                         "channel", "seconds"])
         for step in range(cfg.steps):
             batch = collate_frames(frames(step, cfg.batch_size)).to(device)
             with torch.no_grad():
                 feats = detector.encode(batch.points, batch.point_mask, batch.poses)
             b, a, c, h, w = feats.shape
-            ratio = rng.choice(cfg.ratios)
+            ratio = rng.choices(cfg.ratios, weights=cfg.ratio_weights)[0]
             channel_name = rng.choice(cfg.channels)
+            fusion = rng.choice(cfg.fusions)
             rows = feats[:, 1:].reshape(b * (a - 1), c, h, w)
             lo, hi = cfg.snr_range_db
             snr = torch.rand(rows.shape[0], device=device) * (hi - lo) + lo
             erasure = rng.random() * cfg.erasure_prob_max
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
+                with torch.no_grad():
+                    teacher = fused_head_outputs(detector, feats, batch, fusion)
                 decoded, _ = codec.forward_train(
                     rows, snr, ratio, channels[channel_name], erasure_prob=erasure
                 )
                 received = torch.cat([feats[:, :1], decoded.float().view(b, a - 1, c, h, w)], dim=1)
-                det = fused_detection_loss(detector, received, batch, rng.choice(cfg.fusions))
+                student = fused_head_outputs(detector, received, batch, fusion)
+                det = head_loss(student[1], student[2], *ego_targets(detector, batch))
+                distill = distillation_loss(student, teacher)["total"]
                 scale = feats[:, 1:].float().pow(2).mean().clamp_min(1e-6)
                 recon = (decoded.float() - rows.float()).pow(2).mean() / scale
-                loss = det["total"] + cfg.reconstruction_weight * recon
+                loss = (det["total"] + cfg.reconstruction_weight * recon
+                        + cfg.distill_weight * distill)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(codec.parameters(), 10.0)
@@ -112,7 +152,8 @@ def train_codec_for_task(
             losses.append(value)
             if step % cfg.log_every == 0 or step == cfg.steps - 1:
                 writer.writerow([step, value, float(det["total"].detach()), float(recon.detach()),
-                                 ratio, channel_name, round(time.perf_counter() - started, 2)])
+                                 float(distill.detach()), ratio, channel_name,
+                                 round(time.perf_counter() - started, 2)])
                 handle.flush()
                 if not cfg.quiet:
                     print(f"codec step {step}: loss {value:.3f} (det {float(det['total'].detach()):.3f}, "

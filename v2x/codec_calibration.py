@@ -1,0 +1,177 @@
+"""Calibrating a learned analog codec's SNR gate so that fusion never falls below ego-only.
+
+An analog receiver cannot tell noise from signal by a checksum; it knows only its SNR. The gate
+(``DeepJSCCCodec.gate_snr_db``) is the lowest SNR, per bandwidth ratio, from which fusing the
+decoded maps keeps AP at or above ego-only at every higher SNR of a validation grid:
+
+    threshold(ρ) = min{ s_i : AP(ρ, s_j) ≥ AP_ego − margin  for all j ≥ i, all channels, all IoU }
+
+(``+inf`` if no such ``s_i``: the ratio is never worth fusing). Below the lowest grid SNR the
+codec is not validated, so the threshold never goes under it. Calibrate on validation frames
+and report on different (test) frames.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+
+from v2x.channels import build_channel
+from v2x.datasets.frame import CoopFrame, collate_frames
+from v2x.evaluation import accumulate, default_eval_config, ego_ground_truth
+from v2x.perception.detector import CoopDetector
+from v2x.perception.evaluate import APAccumulator
+from v2x.perception.fusion import build_fusion
+from v2x.pipeline import CooperativePipeline
+from v2x.semcom.base import Codec
+
+
+@dataclass
+class GateCalibration:
+    """What ``calibrate_snr_gate`` measured and set.
+
+    Attributes:
+        snr_db: the SNR grid (dB).
+        iou_thresholds: the IoU thresholds checked.
+        ego_ap: ``{iou: AP}`` of ego-only fusion.
+        curves: ``{(channel, ratio): {iou: [AP per snr_db]}}`` without the gate.
+        thresholds_db: ``{ratio: gate SNR in dB}`` (``inf``: never delivered).
+    """
+
+    snr_db: list[float]
+    iou_thresholds: list[float]
+    ego_ap: dict[float, float]
+    curves: dict[tuple[str, float], dict[float, list[float]]]
+    thresholds_db: dict[float, float]
+
+    def to_dict(self) -> dict:
+        """JSON-ready form (keys as strings)."""
+        return {
+            "snr_db": self.snr_db,
+            "ego_ap": {str(k): v for k, v in self.ego_ap.items()},
+            "curves": {
+                f"{ch}@{ratio:g}": {str(k): v for k, v in per_iou.items()}
+                for (ch, ratio), per_iou in self.curves.items()
+            },
+            "thresholds_db": {f"{r:g}": t for r, t in self.thresholds_db.items()},
+        }
+
+
+def gate_threshold(
+    snr_db: Sequence[float],
+    curves: Sequence[Sequence[float]],
+    floors: Sequence[float],
+    margin: float = 0.0,
+) -> float:
+    """Lowest ``snr_db[i]`` from which every curve stays at or above its floor.
+
+    Args:
+        snr_db: increasing SNR grid ``[S]`` (dB).
+        curves: ``[M][S]`` AP values (one curve per channel and IoU threshold).
+        floors: ``[M]`` the ego-only AP of each curve.
+        margin: tolerated shortfall (AP units) for evaluation noise.
+
+    Returns:
+        the threshold in dB, or ``inf`` when even the highest SNR falls short.
+    """
+    grid = [float(s) for s in snr_db]
+    if any(b <= a for a, b in zip(grid, grid[1:])):
+        raise ValueError(f"gate_threshold: 'snr_db' must increase strictly, got {grid}")
+    if len(curves) != len(floors):
+        raise ValueError(
+            f"gate_threshold: {len(curves)} curves but {len(floors)} floors (one per curve)"
+        )
+    threshold = float("-inf")
+    for curve, floor in zip(curves, floors):
+        if len(curve) != len(grid):
+            raise ValueError(
+                f"gate_threshold: a curve has {len(curve)} points, 'snr_db' has {len(grid)}"
+            )
+        ok_from = len(grid)  # index from which this curve never falls short
+        for i in range(len(grid) - 1, -1, -1):
+            if curve[i] < floor - margin:
+                break
+            ok_from = i
+        threshold = max(threshold, grid[ok_from] if ok_from < len(grid) else float("inf"))
+    return max(threshold, grid[0])
+
+
+def _ap_per_snr(
+    pipe: CooperativePipeline,
+    frames: Sequence[CoopFrame],
+    snr_db: Sequence[float],
+    iou_thresholds: Sequence[float],
+    batch_size: int,
+    device: torch.device,
+) -> dict[float, list[float]]:
+    """``{iou: [AP per snr_db]}`` of ``pipe`` over ``frames`` (all SNRs batched per call)."""
+    eval_cfg = default_eval_config(pipe.model.grid)
+    accs = [APAccumulator(eval_cfg) for _ in snr_db]
+    snr = torch.tensor([float(s) for s in snr_db], device=device)
+    for start in range(0, len(frames), batch_size):
+        batch = collate_frames(list(frames[start : start + batch_size])).to(device)
+        accumulate(pipe.run(batch, snr), ego_ground_truth(batch, pipe.model.grid), accs)
+    results = [acc.compute()["ap"]["overall"] for acc in accs]
+    return {float(t): [float(r[t]) for r in results] for t in iou_thresholds}
+
+
+def calibrate_snr_gate(
+    detector: CoopDetector,
+    codec: Codec,
+    frames: Sequence[CoopFrame],
+    channels: Sequence[str] = ("awgn", "rayleigh"),
+    snr_db: Sequence[float] = (-10, -7.5, -5, -2.5, 0, 2.5, 5, 7.5, 10, 15, 20, 30),
+    iou_thresholds: Sequence[float] = (0.5, 0.7),
+    fusion: str = "max",
+    margin: float = 0.0,
+    batch_size: int = 4,
+) -> GateCalibration:
+    """Measure AP vs SNR per ratio of ``codec.gate_ratios`` and set ``codec``'s gate.
+
+    Args:
+        detector: the detector whose features the codec carries (eval mode).
+        codec: a ``deepjscc`` codec (``gate_ratios``, ``set_gate``, ``snr_gate``).
+        frames: validation frames (not the frames results are reported on).
+        channels: ``v2x.channels`` names the gate must hold on.
+        snr_db: increasing SNR grid (dB).
+        iou_thresholds: AP thresholds that must each stay at or above ego-only.
+        fusion: the intermediate fusion used.
+        margin: tolerated AP shortfall (evaluation noise).
+
+    Returns:
+        the measurements; ``codec`` leaves with the new gate and ``snr_gate=True``.
+    """
+    if not frames:
+        raise ValueError("calibrate_snr_gate: 'frames' is empty")
+    device = next(detector.parameters()).device
+    grid = sorted(float(s) for s in snr_db)
+    ratios = [float(r) for r in codec.gate_ratios]
+    ego_pipe = CooperativePipeline(detector, build_fusion("none"), codec, build_channel("awgn"))
+    ego = _ap_per_snr(ego_pipe.to(device), frames, grid[:1], iou_thresholds, batch_size, device)
+    ego_ap = {t: v[0] for t, v in ego.items()}
+    saved_ratio, codec.snr_gate = codec.bandwidth_ratio, False
+    curves: dict[tuple[str, float], dict[float, list[float]]] = {}
+    try:
+        for name in channels:
+            pipe = CooperativePipeline(detector, build_fusion(fusion), codec, build_channel(name))
+            pipe = pipe.to(device)
+            for ratio in ratios:
+                codec.bandwidth_ratio = ratio
+                curves[(name, ratio)] = _ap_per_snr(
+                    pipe, frames, grid, iou_thresholds, batch_size, device
+                )
+    finally:
+        codec.bandwidth_ratio = saved_ratio
+        codec.snr_gate = True
+    thresholds = {}
+    for ratio in ratios:
+        lines = [curves[(name, ratio)][t] for name in channels for t in iou_thresholds]
+        floors = [ego_ap[t] for _ in channels for t in iou_thresholds]
+        thresholds[ratio] = gate_threshold(grid, lines, floors, margin)
+    codec.set_gate(thresholds)
+    return GateCalibration(grid, [float(t) for t in iou_thresholds], ego_ap, curves, thresholds)
+
+
+__all__ = ["GateCalibration", "calibrate_snr_gate", "gate_threshold"]
