@@ -320,6 +320,7 @@ class _Frame:
     gt_lab: np.ndarray  # [G] int64
     ignore: np.ndarray  # [G] bool
     subsets: dict[str, np.ndarray]  # name -> [G] bool
+    labelled: bool = False  # labels were given
 
 
 def _padding(batch: int, n: int, x_m: float, device: torch.device) -> torch.Tensor:
@@ -396,37 +397,75 @@ class APAccumulator:
         )
         self._match(frame, self._iou([frame])[0])
 
-    def add_frames(self, frames: Iterable[Mapping[str, Any]], chunk: int = 256) -> None:
+    def add_frames(
+        self,
+        frames: Iterable[Mapping[str, Any]],
+        chunk: int = 256,
+        replicas: Sequence[APAccumulator] = (),
+    ) -> None:
         """Add many frames; IoUs of up to ``chunk`` frames are computed in one batched call.
 
         Args:
             frames: each a mapping with :meth:`add_frame`'s argument names as keys
                 (``det_boxes``, ``det_scores``, ``gt_boxes`` required; the rest optional).
             chunk: frames per batched IoU call.
+            replicas: other accumulators with the same configuration that receive the very
+                same frames (e.g. sweep conditions whose detections are identical): the frames
+                are validated, range-filtered, sorted and matched once and recorded in each.
 
-        Results are identical to calling :meth:`add_frame` on each frame in order.
+        Results are identical to calling :meth:`add_frame` on each frame in order, on this
+        accumulator and on every replica.
         """
+        targets = [self, *replicas]
+        for acc in replicas:
+            if acc is self or not isinstance(acc, APAccumulator):
+                raise ValueError("add_frames: 'replicas' must be other APAccumulator objects")
+            if acc.config != self.config:
+                raise ValueError(
+                    "add_frames: every replica needs the same EvalConfig as the accumulator"
+                )
         pending: list[_Frame] = []
         for item in frames:
-            pending.append(
-                self._prepare(
-                    item["det_boxes"],
-                    item["det_scores"],
-                    item.get("det_labels"),
-                    item["gt_boxes"],
-                    item.get("gt_labels"),
-                    item.get("gt_ignore_mask"),
-                    item.get("gt_subsets"),
-                )
+            frame = self._prepare(
+                item["det_boxes"],
+                item["det_scores"],
+                item.get("det_labels"),
+                item["gt_boxes"],
+                item.get("gt_labels"),
+                item.get("gt_ignore_mask"),
+                item.get("gt_subsets"),
             )
+            for acc in replicas:
+                acc._admit(frame)
+            pending.append(frame)
             if len(pending) >= chunk:
-                self._flush(pending)
+                self._flush(pending, targets)
                 pending = []
-        self._flush(pending)
+        self._flush(pending, targets)
 
-    def _flush(self, frames: list[_Frame]) -> None:
+    def _admit(self, frame: _Frame) -> None:
+        """The state checks and updates ``_prepare`` makes, for a frame prepared elsewhere."""
+        if self._labelled is None:
+            self._labelled = frame.labelled
+        elif frame.labelled != self._labelled:
+            raise ValueError(
+                "det_labels/gt_labels: give labels for every frame or for none "
+                f"(earlier frames: {'with' if self._labelled else 'without'} labels)"
+            )
+        names = tuple(sorted(frame.subsets))
+        if self._subset_names is None:
+            self._subset_names = names
+        elif names != self._subset_names:
+            raise ValueError(
+                f"gt_subsets: every frame must give the same subsets {list(self._subset_names)}, "
+                f"got {list(names)}"
+            )
+        self._classes.update(int(c) for c in np.unique(frame.gt_lab))
+        self._classes.update(int(c) for c in np.unique(frame.det_lab))
+
+    def _flush(self, frames: list[_Frame], targets: Sequence[APAccumulator] | None = None) -> None:
         for frame, iou in zip(frames, self._iou(frames), strict=True):
-            self._match(frame, iou)
+            self._match(frame, iou, targets)
 
     def _iou(self, frames: list[_Frame]) -> list[np.ndarray]:
         """``[D_f, G_f]`` float64 IoU per frame, from one batched (padded) IoU call."""
@@ -523,10 +562,13 @@ class APAccumulator:
         self._classes.update(int(c) for c in np.unique(gt_lab))
         self._classes.update(int(c) for c in np.unique(det_lab))
 
-        return _Frame(det_boxes, gt_boxes, scores_np, det_lab, gt_lab, ignore, subsets)
+        return _Frame(det_boxes, gt_boxes, scores_np, det_lab, gt_lab, ignore, subsets, labelled)
 
-    def _match(self, frame: _Frame, iou: np.ndarray) -> None:
-        """Greedy matching of one prepared frame for every group and threshold; records flags."""
+    def _match(
+        self, frame: _Frame, iou: np.ndarray, targets: Sequence[APAccumulator] | None = None
+    ) -> None:
+        """Greedy matching of one prepared frame for every group and threshold; records flags
+        in ``targets`` (default: this accumulator)."""
         cfg = self.config
         det_boxes, gt_boxes, scores_np = frame.det_boxes, frame.gt_boxes, frame.scores
         det_lab, gt_lab, ignore, subsets = frame.det_lab, frame.gt_lab, frame.ignore, frame.subsets
@@ -534,13 +576,15 @@ class APAccumulator:
         det_dist = torch.hypot(det_boxes[:, 0], det_boxes[:, 1]).double().cpu().numpy()
         gt_dist = torch.hypot(gt_boxes[:, 0], gt_boxes[:, 1]).double().cpu().numpy()
 
-        # groups of independent matching problems: (name, det mask [D], gt mask [G])
+        # groups of independent matching problems: (name, det mask [D], gt mask [G]). A class
+        # with no box in this frame has empty masks: it is matched nowhere and recorded empty.
         groups: list[tuple[str, np.ndarray, np.ndarray]] = []
         all_d, all_g = np.ones(d, dtype=bool), np.ones(g, dtype=bool)
         groups.append(("overall", all_d, all_g))
-        if cfg.per_class and self._labelled:
-            for c in sorted(self._classes):
-                groups.append((f"class/{self._class_name(c)}", det_lab == c, gt_lab == c))
+        frame_classes = sorted({int(c) for c in det_lab} | {int(c) for c in gt_lab})
+        if cfg.per_class and frame.labelled:
+            for c in frame_classes:
+                groups.append((f"class/{c}", det_lab == c, gt_lab == c))
         for lo, hi in cfg.distance_bins:
             lo, hi = float(lo), float(hi)
             groups.append(
@@ -561,16 +605,31 @@ class APAccumulator:
         thr = np.tile(self.thresholds, n_groups)
         # class groups already restrict labels, so class-aware IoU is equivalent for them
         matched = greedy_match(match_iou, thr, det_in, gt_in).reshape(n_groups, t, d)
+        found = {
+            name: (matched[gi], dmask, gmask) for gi, (name, dmask, gmask) in enumerate(groups)
+        }
+        none_d = np.zeros(d, dtype=bool)
 
-        for gi, (name, dmask, gmask) in enumerate(groups):
-            self._record(name, matched[gi], dmask, scores_np, int((gmask & ~ignore).sum()), ignore)
-        for sname, member in subsets.items():
-            sub_ignore = ignore | ~member
-            self._record(
-                f"subset/{sname}", matched[0], all_d, scores_np, int((~sub_ignore).sum()),
-                sub_ignore,
-            )  # fmt: skip
-        self.num_frames += 1
+        for acc in [self] if targets is None else targets:
+            acc._record("overall", matched[0], all_d, scores_np, int((~ignore).sum()), ignore)
+            if cfg.per_class and acc._labelled:
+                # every class seen so far gets its group (classes absent here: empty records)
+                for c in sorted(acc._classes):
+                    hit = found.get(f"class/{c}")
+                    m, dmask, gmask = hit if hit else (matched[0], none_d, None)
+                    n_gt = int((gmask & ~ignore).sum()) if hit else 0
+                    acc._record(f"class/{acc._class_name(c)}", m, dmask, scores_np, n_gt, ignore)
+            for name, _, gmask in groups:
+                if name.startswith("distance/"):
+                    m, dmask, _ = found[name]
+                    acc._record(name, m, dmask, scores_np, int((gmask & ~ignore).sum()), ignore)
+            for sname, member in subsets.items():
+                sub_ignore = ignore | ~member
+                acc._record(
+                    f"subset/{sname}", matched[0], all_d, scores_np, int((~sub_ignore).sum()),
+                    sub_ignore,
+                )  # fmt: skip
+            acc.num_frames += 1
 
     def _labels(self, labels: Any, n: int, name: str) -> np.ndarray:
         if labels is None:

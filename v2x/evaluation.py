@@ -14,6 +14,7 @@ import torch
 
 from v2x.datasets.frame import CLASS_NAMES, CoopBatch
 from v2x.perception.bev import BEVGrid
+from v2x.perception.detector import Detections
 from v2x.perception.evaluate import APAccumulator, EvalConfig
 from v2x.perception.losses import visible_gt_mask
 from v2x.perception.warp import boxes_in_level_frames
@@ -36,7 +37,9 @@ def ego_ground_truth(batch: CoopBatch, grid: BEVGrid, min_points: int = 1) -> Eg
     counted = visible_gt_mask(batch, min_points)
     ego_vis = batch.visibility[:, 0]
     ego_invisible = counted & (ego_vis >= 0) & (ego_vis < min_points)
-    return EgoGroundTruth(boxes, batch.classes, batch.box_mask, batch.box_mask & ~counted, ego_invisible)
+    return EgoGroundTruth(
+        boxes, batch.classes, batch.box_mask, batch.box_mask & ~counted, ego_invisible
+    )
 
 
 def default_eval_config(grid: BEVGrid, sort: str = "per_frame") -> EvalConfig:
@@ -48,21 +51,59 @@ def default_eval_config(grid: BEVGrid, sort: str = "per_frame") -> EvalConfig:
     )
 
 
+def condition_groups(det: Detections, k: int) -> list[list[int]]:
+    """Conditions whose detections are identical, bit for bit, on every frame.
+
+    Args:
+        det: detections of ``K·B`` condition-major frames.
+        k: ``K``.
+
+    Returns:
+        groups of condition indices (each ascending, groups ordered by their first member);
+        only valid detections are compared (padding rows may differ).
+    """
+    n = det.valid.shape[0]
+    if k < 1 or n % k:
+        raise ValueError(f"condition_groups: {n} detection rows are not K = {k} conditions")
+    valid = det.valid.detach().reshape(k, -1).cpu()
+    keep = det.valid.detach()
+    parts = [
+        torch.where(keep[..., None], det.boxes.detach(), 0).reshape(k, -1).cpu(),
+        torch.where(keep, det.scores.detach(), 0).reshape(k, -1).cpu(),
+        torch.where(keep, det.labels.detach(), 0).reshape(k, -1).cpu(),
+    ]
+    groups: dict[bytes, list[int]] = {}
+    for ci in range(k):
+        key = valid[ci].numpy().tobytes() + b"".join(p[ci].numpy().tobytes() for p in parts)
+        groups.setdefault(key, []).append(ci)
+    return list(groups.values())
+
+
 def accumulate(
     run: RunOutput,
     gt: EgoGroundTruth,
     accumulators: list[APAccumulator],
 ) -> None:
-    """Add the ``K·B`` frames of ``run`` to ``accumulators[k]`` (one per condition)."""
+    """Add the ``K·B`` frames of ``run`` to ``accumulators[k]`` (one per condition).
+
+    Conditions with identical detections (an error-free link at every SNR, fusions that send
+    nothing) are evaluated once and recorded in each of their accumulators
+    (``APAccumulator.add_frames(replicas=...)``: the same result as adding them one by one).
+    """
     k = run.num_conditions
     b = gt.boxes.shape[0]
     if len(accumulators) != k:
-        raise ValueError(f"accumulate: need {k} accumulators (one per condition), got {len(accumulators)}")
+        raise ValueError(
+            f"accumulate: need {k} accumulators (one per condition), got {len(accumulators)}"
+        )
     det = run.detections
-    boxes, scores, labels, valid = (t.detach().cpu() for t in (det.boxes, det.scores, det.labels, det.valid))
+    boxes, scores, labels, valid = (
+        t.detach().cpu() for t in (det.boxes, det.scores, det.labels, det.valid)
+    )
     gt_boxes, gt_labels = gt.boxes.cpu(), gt.labels.cpu()
     present, ignored, invisible = gt.present.cpu(), gt.ignored.cpu(), gt.ego_invisible.cpu()
-    for ci in range(k):
+    for members in condition_groups(Detections(boxes, scores, labels, valid), k):
+        ci = members[0]
         frames = []
         for fi in range(b):
             row = ci * b + fi
@@ -79,4 +120,4 @@ def accumulate(
                     "gt_subsets": {"ego_invisible": invisible[fi][p]},
                 }
             )
-        accumulators[ci].add_frames(frames)
+        accumulators[ci].add_frames(frames, replicas=[accumulators[j] for j in members[1:]])

@@ -11,21 +11,23 @@ batch of ``K·B·(A−1)`` transmissions.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from v2x.channels.base import Channel
 from v2x.channels.link import LinkState
 from v2x.datasets.frame import CoopBatch
+from v2x.perception.bev import BEVGrid
 from v2x.perception.boxes import transform_boxes
 from v2x.perception.detector import CoopDetector, Detections, nms_detections
 from v2x.perception.warp import (
     merge_points_to_ego,
     perturb_poses,
     relative_level_transforms,
-    warp_to_ego,
 )
 from v2x.semcom.base import Codec
 from v2x.semcom.selective import SelectiveCodec, scatter_cells
@@ -100,7 +102,10 @@ class CooperativePipeline(nn.Module):
     def _empty_cost(self, k: int, b: int, a: int, snr_db: torch.Tensor, device) -> LinkCost:
         zeros = torch.zeros(k, b, a, dtype=torch.float64, device=device)
         return LinkCost(
-            zeros.clone(), zeros.clone(), zeros.clone(), zeros.clone(),
+            zeros.clone(),
+            zeros.clone(),
+            zeros.clone(),
+            zeros.clone(),
             torch.zeros(k, b, a, dtype=torch.bool, device=device),
             snr_db.float().view(k, 1, 1).expand(k, b, a).clone(),
         )
@@ -109,7 +114,9 @@ class CooperativePipeline(nn.Module):
     @torch.no_grad()
     def run(self, batch: CoopBatch, snr_db: torch.Tensor) -> RunOutput:
         """Evaluate ``K = len(snr_db)`` conditions on ``batch``; every link gets that SNR."""
-        snr_db = torch.as_tensor(snr_db, dtype=torch.float32, device=batch.points.device).reshape(-1)
+        snr_db = torch.as_tensor(snr_db, dtype=torch.float32, device=batch.points.device).reshape(
+            -1
+        )
         stage = getattr(self.fusion, "stage", "features")
         if stage == "points":
             return self._run_early(batch, snr_db)
@@ -144,39 +151,91 @@ class CooperativePipeline(nn.Module):
         if tx.symbols is not None and codec.uses_channel:
             y, state = self.channel(tx.symbols, row_snr)
             tx = tx.received(y, state)
-        decoded = codec.decode(tx, link).view(k * b, a - 1, c, h, w)
-        # Cells each collaborator actually delivered travel with its map as one extra channel.
+        decoded = codec.decode(tx, link).view(k, b, a - 1, c, h, w)
+        # Cells each collaborator actually delivered ([K, B, A-1, 1, h, w]; None: all of them).
+        sent = None
         if extra:
             sent = scatter_cells(
                 torch.ones_like(tx.meta["indices"], dtype=decoded.dtype)[:, None],
-                tx.meta["indices"], h, w,
-            ).view(k * b, a - 1, 1, h, w)
-        else:
-            sent = torch.ones(k * b, a - 1, 1, h, w, dtype=decoded.dtype, device=device)
+                tx.meta["indices"],
+                h,
+                w,
+            ).view(k, b, a - 1, 1, h, w)
         delivered = tx.meta.get("delivered")
         if delivered is not None:  # cells the codec could not deliver are missing, not zero
-            sent = sent * delivered.to(sent.dtype).view(k * b, a - 1, 1, h, w)
-        present = batch.agent_mask[:, 1:].unsqueeze(0).expand(k, b, a - 1)
+            got = delivered.to(decoded.dtype).view(k, b, a - 1, 1, h, w)
+            sent = got if sent is None else sent * got
+        present = batch.agent_mask[:, 1:]
         for name in ("source_bits", "coded_bits", "channel_uses", "packets"):
             getattr(cost, name)[:, :, 1:] = getattr(tx.cost, name).view(k, b, a - 1) * present
         cost.sent[:, :, 1:] = present
+        # Without pose noise the warp is the same for every condition: one grid per (frame,
+        # agent), and conditions whose decoded maps are bitwise equal (an error-free codec, a
+        # digital link above its cliff) share one warp + fusion + head + NMS.
+        noisy = self.pose_noise_m != 0 or self.pose_noise_yaw_rad != 0
+        inverse = None
+        if not noisy and k > 1:
+            reps, inverse = _distinct_conditions(decoded, sent)
+            if len(reps) < k:
+                pick = torch.tensor(reps, device=device)
+                decoded = decoded.index_select(0, pick)
+                sent = None if sent is None else sent.index_select(0, pick)
+            else:
+                inverse = None
+        u = decoded.shape[0]
+        if noisy:
+            poses = batch.poses.unsqueeze(0).expand(k, b, a, 4, 4).reshape(k * b, a, 4, 4)
+            sample_grid, coverage = _warp_grid(
+                self._noisy_relative(poses)[:, 1:], self.model.grid, h, w
+            )
+        else:
+            one, coverage = _warp_grid(
+                self._noisy_relative(batch.poses)[:, 1:], self.model.grid, h, w
+            )
+            sample_grid = one.unsqueeze(0).expand(u, *one.shape).reshape(-1, h, w, 2)
         # Only collaborators are warped; the ego's map is already in the ego frame.
-        poses = batch.poses.unsqueeze(0).expand(k, b, a, 4, 4).reshape(k * b, a, 4, 4)
-        ego_to_agent = self._noisy_relative(poses)[:, 1:]
-        warped, coverage = warp_to_ego(
-            torch.cat([decoded, sent], dim=2), ego_to_agent, self.model.grid
+        warped = F.grid_sample(
+            decoded.reshape(-1, c, h, w).float(),
+            sample_grid,
+            mode="bilinear",
+            padding_mode="zeros",
+            align_corners=False,
+        ).view(u * b, a - 1, c, h, w)
+        if sent is None:  # every cell was sent: where a map arrives depends on geometry only
+            geometry = sample_grid if noisy else one
+            ones = torch.ones(geometry.shape[0], 1, h, w, dtype=decoded.dtype, device=device)
+            arrived = _grid_sample(ones, geometry) > 0.5
+        else:
+            arrived = _grid_sample(sent.reshape(-1, 1, h, w), sample_grid) > 0.5
+        valid_collab = (
+            (
+                coverage.view(-1, b, a - 1, 1, h, w)
+                & arrived.view(-1, b, a - 1, 1, h, w)
+                & present.view(1, b, a - 1, 1, 1, 1)
+            )
+            .expand(u, b, a - 1, 1, h, w)
+            .reshape(u * b, a - 1, 1, h, w)
         )
-        arrived = warped[:, :, c:] > 0.5
-        valid_collab = coverage & arrived & present.reshape(k * b, a - 1, 1, 1, 1)
-        ego = features[:, :1].unsqueeze(0).expand(k, b, 1, c, h, w).reshape(k * b, 1, c, h, w)
+        ego = features[:, :1].unsqueeze(0).expand(u, b, 1, c, h, w).reshape(u * b, 1, c, h, w)
         fused = self.fusion(
-            torch.cat([ego, warped[:, :, :c]], dim=1),
+            torch.cat([ego, warped], dim=1),
             torch.cat([torch.ones_like(valid_collab[:, :1]), valid_collab], dim=1),
         )
         heat, reg = self.model.head(fused)
-        return RunOutput(self.model.postprocess(heat, reg), cost, k)
+        det = self.model.postprocess(heat, reg)
+        if inverse is not None:
+            rows_of = (inverse.to(device)[:, None] * b + torch.arange(b, device=device)).reshape(-1)
+            det = Detections(
+                *(
+                    t.index_select(0, rows_of)
+                    for t in (det.boxes, det.scores, det.labels, det.valid)
+                )
+            )
+        return RunOutput(det, cost, k)
 
-    def _run_late(self, batch: CoopBatch, features: torch.Tensor, snr_db: torch.Tensor) -> RunOutput:
+    def _run_late(
+        self, batch: CoopBatch, features: torch.Tensor, snr_db: torch.Tensor
+    ) -> RunOutput:
         b, a, c, h, w = features.shape
         k = snr_db.shape[0]
         heat, reg = self.model.head(features.view(b * a, c, h, w))
@@ -193,8 +252,12 @@ class CooperativePipeline(nn.Module):
         merged_labels = own.labels.view(b, a * kk)
         merged_valid = valid.view(b, a * kk)
         det = nms_detections(
-            merged_boxes, merged_scores, merged_labels, merged_valid,
-            self.model.config.nms_iou_threshold, class_aware=False,
+            merged_boxes,
+            merged_scores,
+            merged_labels,
+            merged_valid,
+            self.model.config.nms_iou_threshold,
+            class_aware=False,
         )
         cost = self._empty_cost(k, b, a, snr_db, features.device)
         bits = valid.sum(-1).double() * BOX_MESSAGE_BITS  # [B, A]
@@ -206,8 +269,11 @@ class CooperativePipeline(nn.Module):
         b, a, n, _ = batch.points.shape
         k = snr_db.shape[0]
         merged, mask = merge_points_to_ego(
-            batch.points, batch.point_mask & batch.agent_mask[..., None], batch.poses,
-            self._noisy_relative(batch.poses), self.model.grid.ground_z_m,
+            batch.points,
+            batch.point_mask & batch.agent_mask[..., None],
+            batch.poses,
+            self._noisy_relative(batch.poses),
+            self.model.grid.ground_z_m,
         )
         features = self.model.encode_points(merged, mask)
         heat, reg = self.model.head(features)
@@ -219,7 +285,9 @@ class CooperativePipeline(nn.Module):
         return RunOutput(_repeat_detections(det, k), cost, k)
 
     @staticmethod
-    def _charge_ideal(cost: LinkCost, bits: torch.Tensor, snr_db: torch.Tensor, batch: CoopBatch) -> None:
+    def _charge_ideal(
+        cost: LinkCost, bits: torch.Tensor, snr_db: torch.Tensor, batch: CoopBatch
+    ) -> None:
         """Charge ``bits [B, A]`` sent over ideal digital links at each condition's SNR."""
         from v2x.semcom.base import packets_for_bits
 
@@ -234,6 +302,87 @@ class CooperativePipeline(nn.Module):
         cost.sent[:] = present
 
 
-def _repeat_detections(det: Detections, k: int) -> Detections:
-    return Detections(*(t.repeat(k, *([1] * (t.dim() - 1))) for t in (det.boxes, det.scores, det.labels, det.valid)))
+def _grid_sample(maps: torch.Tensor, sample_grid: torch.Tensor) -> torch.Tensor:
+    return F.grid_sample(
+        maps.float(), sample_grid, mode="bilinear", padding_mode="zeros", align_corners=False
+    )
 
+
+def _warp_grid(
+    ego_to_agent: torch.Tensor, grid: BEVGrid, h: int, w: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Sampling grid and coverage of ``warp_to_ego`` without the resampling itself.
+
+    Args:
+        ego_to_agent: ``[N, A, 4, 4]`` float64 (``relative_level_transforms``).
+        grid: the BEV grid; ``h × w`` the (strided) map size.
+
+    Returns:
+        ``sample_grid [N·A, h, w, 2]`` float32 for ``F.grid_sample`` and ``coverage
+        [N, A, 1, h, w]`` bool (cells inside the agent's own grid), the very tensors
+        ``v2x.perception.warp.warp_to_ego`` computes.
+    """
+    n, a = ego_to_agent.shape[:2]
+    sx = (grid.x_range_m[1] - grid.x_range_m[0]) / 2
+    sy = (grid.y_range_m[1] - grid.y_range_m[0]) / 2
+    ox = (grid.x_range_m[1] + grid.x_range_m[0]) / 2
+    oy = (grid.y_range_m[1] + grid.y_range_m[0]) / 2
+    to_metric = torch.tensor(
+        [[sx, 0, ox], [0, sy, oy], [0, 0, 1]], dtype=torch.float64, device=ego_to_agent.device
+    )
+    to_norm = torch.linalg.inv(to_metric)
+    t2d = torch.zeros(n, a, 3, 3, dtype=torch.float64, device=ego_to_agent.device)
+    t2d[..., :2, :2] = ego_to_agent[..., :2, :2]
+    t2d[..., :2, 2] = ego_to_agent[..., :2, 3]
+    t2d[..., 2, 2] = 1
+    theta = (to_norm @ t2d @ to_metric)[..., :2, :].float().reshape(n * a, 2, 3)
+    sample_grid = F.affine_grid(theta, [n * a, 1, h, w], align_corners=False)
+    coverage = (sample_grid.abs() <= 1).all(dim=-1)
+    return sample_grid, coverage.view(n, a, 1, h, w)
+
+
+def _bits(t: torch.Tensor) -> torch.Tensor:
+    """``t`` reinterpreted as integers of its width (bitwise comparisons: -0.0 != 0.0)."""
+    t = t.contiguous()
+    if t.dtype == torch.bool:
+        return t.view(torch.uint8)
+    width = {1: torch.uint8, 2: torch.int16, 4: torch.int32, 8: torch.int64}[t.element_size()]
+    return t.view(width)
+
+
+def _distinct_conditions(*tensors: torch.Tensor | None) -> tuple[list[int], torch.Tensor]:
+    """Group the ``K`` conditions (first dim of every tensor) whose slices are bitwise equal.
+
+    A float32 sum per condition picks candidates (one host sync); candidates are then confirmed
+    bit for bit, so two conditions share a group only if every tensor is identical in them.
+
+    Returns:
+        ``reps``: the first condition of each group, ascending; ``inverse [K]`` int64 (CPU):
+        the group of each condition.
+    """
+    present = [t for t in tensors if t is not None]
+    k = present[0].shape[0]
+    keys = torch.stack([t.reshape(k, -1).float().sum(1) for t in present], 1).tolist()
+    reps: list[int] = []
+    inverse = [0] * k
+    for i, key in enumerate(keys):
+        group = -1
+        if all(math.isfinite(v) for v in key):
+            for gi, r in enumerate(reps):
+                if keys[r] == key and all(torch.equal(_bits(t[i]), _bits(t[r])) for t in present):
+                    group = gi
+                    break
+        if group < 0:
+            group = len(reps)
+            reps.append(i)
+        inverse[i] = group
+    return reps, torch.tensor(inverse, dtype=torch.int64)
+
+
+def _repeat_detections(det: Detections, k: int) -> Detections:
+    return Detections(
+        *(
+            t.repeat(k, *([1] * (t.dim() - 1)))
+            for t in (det.boxes, det.scores, det.labels, det.valid)
+        )
+    )

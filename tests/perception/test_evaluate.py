@@ -368,3 +368,68 @@ def test_visibility_subsets() -> None:
     assert sub["ego_invisible_coop_visible"].tolist() == [False, True, False, False, False]
     with pytest.raises(ValueError, match="visibility"):
         visibility_subsets(np.zeros(4))
+
+
+def _random_labelled_frames(rng: np.random.Generator, n: int, classes: int) -> list[dict]:
+    frames = []
+    for _ in range(n):
+        g = int(rng.integers(0, 8))
+        gt = np.zeros((g, 7))
+        gt[:, 0:2] = rng.uniform(-45, 45, (g, 2))
+        gt[:, 3:6] = [4.2, 1.9, 1.6]
+        gt[:, 6] = rng.uniform(-math.pi, math.pi, g)
+        det = gt[rng.uniform(size=g) < 0.7] + rng.normal(0, 0.4, (1, 7)) * [1, 1, 0, 0, 0, 0, 1]
+        det = np.concatenate([det, gt[:2] + [0.9, 0, 0, 0, 0, 0, 0]])
+        frames.append(
+            {
+                "det_boxes": torch.tensor(det),
+                "det_scores": torch.tensor(rng.uniform(size=len(det))),
+                "det_labels": torch.tensor(rng.integers(0, classes, len(det))),
+                "gt_boxes": torch.tensor(gt),
+                "gt_labels": torch.tensor(rng.integers(0, classes, g)),
+                "gt_ignore_mask": torch.tensor(rng.uniform(size=g) < 0.15),
+                "gt_subsets": {"ego_invisible": torch.tensor(rng.uniform(size=g) < 0.5)},
+            }
+        )
+    return frames
+
+
+def _same_results(a: dict, b: dict) -> None:
+    assert a["num_frames"] == b["num_frames"]
+    assert a["ap"].keys() == b["ap"].keys()
+    for name in a["ap"]:
+        for thr in a["ap"][name]:
+            da, db = a["details"][name][thr], b["details"][name][thr]
+            for key in ("num_gt", "num_det", "num_tp", "num_fp"):
+                assert da[key] == db[key], (name, thr, key)
+            np.testing.assert_array_equal(da["precision"], db["precision"])
+            np.testing.assert_array_equal(da["recall"], db["recall"])
+            assert a["ap"][name][thr] == pytest.approx(b["ap"][name][thr], nan_ok=True, abs=0)
+
+
+def test_replicas_equal_separate_accumulation_whatever_their_history() -> None:
+    """``add_frames(replicas=...)`` (a sweep's conditions with identical detections) must give
+    each replica exactly what adding the frames to it alone gives, even when the replicas saw
+    different frames before (their class groups differ)."""
+    rng = np.random.default_rng(5)
+    cfg = EvalConfig(eval_range=(-40, -40, 40, 40), class_names={0: "car"})
+    history = [_random_labelled_frames(rng, 4, 6), [], _random_labelled_frames(rng, 4, 2)]
+    shared = _random_labelled_frames(rng, 6, 3)
+    for frame in history[2]:  # shift this history's labels to classes 3 and 4
+        frame["det_labels"] = frame["det_labels"] + 3
+        frame["gt_labels"] = frame["gt_labels"] + 3
+    alone = [APAccumulator(cfg) for _ in history]
+    together = [APAccumulator(cfg) for _ in history]
+    for acc_a, acc_t, past in zip(alone, together, history, strict=True):
+        acc_a.add_frames(past)
+        acc_t.add_frames(past)
+        acc_a.add_frames(shared, chunk=4)
+    together[0].add_frames(shared, chunk=4, replicas=together[1:])
+    for acc_a, acc_t in zip(alone, together, strict=True):
+        _same_results(acc_a.compute(), acc_t.compute())
+    # the histories give the accumulators different class groups
+    keys = [set(acc.compute()["ap"]) for acc in together]
+    assert "class/5" in keys[0] and "class/5" not in keys[1] | keys[2]
+    assert "class/4" in keys[2] and "class/4" not in keys[1]
+    with pytest.raises(ValueError, match="same EvalConfig"):
+        together[0].add_frames(shared, replicas=[APAccumulator(EvalConfig(sort="global"))])
