@@ -441,3 +441,86 @@ def test_digital_codec_marks_which_cells_arrived():
     delivered = tx.meta["delivered"][:, 0]
     assert (~delivered).any()
     assert torch.all(out.permute(1, 0, 2, 3)[:, ~delivered] == 0)
+
+
+def _gt_from_detections(model, batch, fusion: str = "none", per_frame: int = 3):
+    """Ground truth = the best boxes of a run at 30 dB (so that matches happen), one ignored
+    and one ``ego_invisible`` box per frame."""
+    from v2x.evaluation import EgoGroundTruth, default_eval_config
+    from v2x.perception.evaluate import range_mask
+
+    det = _pipe(model, fusion).run(batch, torch.tensor([30.0])).detections
+    inside = range_mask(det.boxes.reshape(-1, 7), default_eval_config(GRID).eval_range)
+    usable = det.valid & inside.view(det.valid.shape)
+    order = torch.argsort(torch.where(usable, det.scores, -1.0), dim=1, descending=True)
+    top = order[:, :per_frame]
+    boxes = torch.gather(det.boxes, 1, top[..., None].expand(-1, -1, 7)).double()
+    boxes[:, 1:, 0] += 0.2  # imperfect copies: IoU between the thresholds
+    labels = torch.gather(det.labels, 1, top)
+    present = torch.gather(usable, 1, top)
+    flag = torch.zeros_like(present)
+    ignored, invisible = flag.clone(), flag.clone()
+    ignored[:, -1], invisible[:, 0] = True, True
+    assert int(present.sum()) >= 4
+    return EgoGroundTruth(boxes, labels, present, ignored & present, invisible & present)
+
+
+def _same_ap(a: dict, b: dict) -> None:
+    assert a["num_frames"] == b["num_frames"] and a["ap"].keys() == b["ap"].keys()
+    for name in a["ap"]:
+        for thr in a["ap"][name]:
+            da, db = a["details"][name][thr], b["details"][name][thr]
+            assert (da["num_gt"], da["num_tp"], da["num_fp"]) == (db["num_gt"], db["num_tp"],
+                                                                  db["num_fp"])  # fmt: skip
+            np.testing.assert_array_equal(da["precision"], db["precision"])
+            assert a["ap"][name][thr] == pytest.approx(b["ap"][name][thr], nan_ok=True, abs=0)
+
+
+@pytest.mark.parametrize("fusion", ["max", "where2comm", "late", "none"])
+def test_batched_sweep_ap_equals_per_condition_ap(model, batch, fusion):
+    """The batched path (K SNRs in one run, identical conditions sharing one detection and one
+    evaluation pass) gives exactly the AP of running and scoring each condition alone."""
+    from v2x.evaluation import accumulate, default_eval_config
+    from v2x.perception.evaluate import APAccumulator
+
+    gt = _gt_from_detections(model, batch, fusion)
+    cfg = default_eval_config(GRID)
+    snrs = [-10.0, 0.0, 10.0, 30.0]
+    together = [APAccumulator(cfg) for _ in snrs]
+    accumulate(_pipe(model, fusion).run(batch, torch.tensor(snrs)), gt, together)
+    for k, snr in enumerate(snrs):
+        alone = [APAccumulator(cfg)]
+        accumulate(_pipe(model, fusion).run(batch, torch.tensor([snr])), gt, alone)
+        _same_ap(together[k].compute(), alone[0].compute())
+    assert any(r["num_tp"] for r in together[0].compute()["details"]["overall"].values())
+
+
+def test_accumulate_groups_identical_conditions_without_mixing_others(model, batch):
+    """Conditions 0/2 and 1/3 are copies of two different noisy (analog) conditions: each
+    accumulator must hold exactly its own condition's frames."""
+    from v2x.evaluation import accumulate, condition_groups, default_eval_config
+    from v2x.perception.detector import Detections
+    from v2x.perception.evaluate import APAccumulator
+    from v2x.pipeline import RunOutput
+
+    torch.manual_seed(0)
+    run = _pipe(model, "max", codec="analog").run(batch, torch.tensor([-20.0, 30.0]))
+    b = batch.batch_size
+    rows = torch.tensor([0, 1, 0, 1])[:, None] * b + torch.arange(b)
+    det = run.detections
+    tiled = Detections(
+        *(t[rows.reshape(-1)] for t in (det.boxes, det.scores, det.labels, det.valid))
+    )
+    assert condition_groups(tiled, 4) == [[0, 2], [1, 3]]
+    gt = _gt_from_detections(model, batch, "max")
+    cfg = default_eval_config(GRID)
+    accs = [APAccumulator(cfg) for _ in range(4)]
+    accumulate(RunOutput(tiled, run.cost, 4), gt, accs)
+    for k in range(4):
+        one = [APAccumulator(cfg)]
+        src = slice((k % 2) * b, (k % 2 + 1) * b)
+        single = Detections(*(t[src] for t in (det.boxes, det.scores, det.labels, det.valid)))
+        accumulate(RunOutput(single, run.cost, 1), gt, one)
+        _same_ap(accs[k].compute(), one[0].compute())
+    first, second = (acc.compute()["details"]["overall"][0.3] for acc in accs[:2])
+    assert (first["num_tp"], first["num_fp"]) != (second["num_tp"], second["num_fp"])
