@@ -115,8 +115,17 @@ def ledger_table(
     keep = mask[bb, aa]
     kk, bb, aa = kk[keep].numpy(), bb[keep].numpy(), aa[keep].numpy()
 
+    # every per-link tensor reaches the host in one transfer
+    names = ("snr_db", "sent", "source_bits", "coded_bits", "channel_uses", "packets")
+    dnames = ("packets_lost", "share", "latency_s", "aoi_s", "delivered")
+    stacked = torch.stack(
+        [getattr(cost, n).detach().double() for n in names]
+        + [getattr(delivery, n).detach().to(cost.channel_uses.device).double() for n in dnames]
+    ).cpu()
+    host = dict(zip(names + tuple("d_" + n for n in dnames), stacked.unbind(0), strict=True))
+
     def pick(t: torch.Tensor) -> np.ndarray:
-        return t.detach().cpu()[kk, bb, aa].numpy()
+        return t[kk, bb, aa].numpy()
 
     nets = network.frames
 
@@ -142,22 +151,22 @@ def ledger_table(
         "distance_m": np.asarray(slot("distance_m"), dtype=np.float64),
         "los": np.asarray(slot("los"), dtype=bool),
         "link_snr_db": np.asarray(slot("snr_db"), dtype=np.float64),
-        "snr_db": pick(cost.snr_db).astype(np.float64),
+        "snr_db": pick(host["snr_db"]).astype(np.float64),
         "channel": [channel] * n,
         "codec": [codec] * n,
         "fusion": [fusion] * n,
         "bandwidth_ratio": np.full(n, float(bandwidth_ratio)),
         "connected": network.in_range.cpu()[bb, aa].numpy(),
-        "sent": pick(cost.sent).astype(bool),
-        "source_bits": pick(cost.source_bits),
-        "coded_bits": pick(cost.coded_bits),
-        "channel_uses": pick(cost.channel_uses),
-        "packets_sent": pick(cost.packets),
-        "packets_lost": pick(delivery.packets_lost),
-        "share": pick(delivery.share),
-        "latency_s": pick(delivery.latency_s),
-        "aoi_s": pick(delivery.aoi_s),
-        "delivered": pick(delivery.delivered).astype(bool),
+        "sent": pick(host["sent"]).astype(bool),
+        "source_bits": pick(host["source_bits"]),
+        "coded_bits": pick(host["coded_bits"]),
+        "channel_uses": pick(host["channel_uses"]),
+        "packets_sent": pick(host["packets"]),
+        "packets_lost": pick(host["d_packets_lost"]),
+        "share": pick(host["d_share"]),
+        "latency_s": pick(host["d_latency_s"]),
+        "aoi_s": pick(host["d_aoi_s"]),
+        "delivered": pick(host["d_delivered"]).astype(bool),
         "tx_x_m": pos_tx[:, 0],
         "tx_y_m": pos_tx[:, 1],
         "rx_x_m": pos_rx[:, 0],
@@ -191,20 +200,58 @@ def summarize(table: pa.Table, num_frames: int) -> dict[str, float]:
     links of a frame, averaged over ``num_frames``), the fraction of packets lost and of
     payloads delivered, latency mean and 95th percentile, mean AoI, links per frame.
     """
-    sent = np.asarray(table.column("sent").to_numpy(zero_copy_only=False), dtype=bool)
+    return summarize_columns(_sum_columns(table), num_frames)
+
+
+_SUM_INPUTS = (
+    "source_bits",
+    "coded_bits",
+    "channel_uses",
+    "packets_sent",
+    "packets_lost",
+    "latency_s",
+    "aoi_s",
+)
+
+
+def _sum_columns(table: pa.Table) -> dict[str, np.ndarray]:
+    out = {
+        name: np.asarray(table.column(name).to_numpy(zero_copy_only=False), dtype=np.float64)
+        for name in _SUM_INPUTS
+    }
+    for name in ("sent", "delivered"):
+        out[name] = np.asarray(table.column(name).to_numpy(zero_copy_only=False), dtype=bool)
+    return out
+
+
+def summarize_cells(table: pa.Table, cell_ids: Sequence[str], num_frames: int) -> list[dict]:
+    """``summarize`` of each cell's rows of ``table``, reading the columns once.
+
+    Returns one dict per entry of ``cell_ids``, equal to ``summarize(rows of that cell)``.
+    """
+    columns = _sum_columns(table)
+    cells = np.asarray(table.column("cell_id").to_numpy(zero_copy_only=False), dtype=object)
+    out = []
+    for cid in cell_ids:
+        rows = cells == cid
+        out.append(summarize_columns({k: v[rows] for k, v in columns.items()}, num_frames))
+    return out
+
+
+def summarize_columns(columns: dict[str, np.ndarray], num_frames: int) -> dict[str, float]:
+    """``summarize`` on ledger columns given as arrays (``_SUM_INPUTS``, ``sent``, ``delivered``)."""
+    sent = columns["sent"]
     frames = max(int(num_frames), 1)
 
     def col(name: str) -> np.ndarray:
-        return np.asarray(table.column(name).to_numpy(zero_copy_only=False), dtype=np.float64)[sent]
+        return columns[name][sent]
 
     packets = col("packets_sent")
     latency = col("latency_s")
     latency = latency[np.isfinite(latency)]
     aoi = col("aoi_s")
     aoi = aoi[np.isfinite(aoi)]
-    delivered = np.asarray(table.column("delivered").to_numpy(zero_copy_only=False), dtype=bool)[
-        sent
-    ]
+    delivered = columns["delivered"][sent]
     return {
         "mean_source_bits_per_frame": float(col("source_bits").sum() / frames),
         "mean_coded_bits_per_frame": float(col("coded_bits").sum() / frames),

@@ -40,7 +40,7 @@ import torch
 from v2x import __version__
 from v2x.budget import BudgetConfig, novelty_from_visibility, schedule
 from v2x.datasets.frame import CoopBatch, CoopFrame, collate_frames
-from v2x.ledger import empty_ledger, ledger_table, summarize
+from v2x.ledger import empty_ledger, ledger_table, summarize_cells
 from v2x.network import NetworkConfig, build_network_batch
 from v2x.results import ResultsStore, cell_id, stable_hash
 
@@ -713,15 +713,13 @@ def _run_group(
     rows = []
     num_frames = sum(item.batch.batch_size for item in batches)
     convention = json.dumps(eval_config.convention(), sort_keys=True)
-    import pyarrow.compute as pc
-
+    cell_sums = summarize_cells(ledger, cells, num_frames)
     for ki, s in enumerate(plan.snr_db):
         result = accs[ki].compute()
         ap = result["ap"]
         details = result["details"]
         sub = ap.get("subset/ego_invisible")
-        cell_rows = ledger.filter(pc.equal(ledger.column("cell_id"), cells[ki]))
-        sums = summarize(cell_rows, num_frames)
+        sums = cell_sums[ki]
         uses_per_link = sums["mean_channel_uses_per_frame"] / max(
             sums["mean_links_per_frame"], 1e-12
         )

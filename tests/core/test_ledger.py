@@ -10,7 +10,7 @@ import torch
 
 from v2x.budget import BudgetConfig, schedule
 from v2x.datasets.frame import AgentObservation, CoopFrame
-from v2x.ledger import LEDGER_SCHEMA, ledger_table, summarize
+from v2x.ledger import LEDGER_SCHEMA, ledger_table, summarize, summarize_cells
 from v2x.network import NetworkConfig, build_network_batch
 from v2x.pipeline import LinkCost
 
@@ -68,6 +68,12 @@ def test_rows_values_and_sums():
     assert sums["delivered_fraction"] == pytest.approx(1 / 3)
     assert sums["mean_latency_s"] == pytest.approx((0.04 + 0.04 + 0.02) / 3)
     assert sums["mean_aoi_s"] == pytest.approx(0.02)
+    # the per-cell helper the sweep uses reads the same rows
+    per_cell = summarize_cells(table, ["c0", "c1", "absent"], num_frames=2)
+    assert per_cell[1] == sums
+    assert per_cell[0] == summarize(table.filter(pc.equal(table.column("cell_id"), "c0")), 2)
+    assert per_cell[0]["mean_channel_uses_per_frame"] == pytest.approx(3 * 100 / 2)
+    assert per_cell[2]["mean_links_per_frame"] == 0.0 and math.isnan(per_cell[2]["mean_aoi_s"])
 
 
 def test_cell_ids_must_match_conditions():
