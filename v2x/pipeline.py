@@ -163,8 +163,16 @@ class CooperativePipeline(nn.Module):
             ).view(k, b, a - 1, 1, h, w)
         delivered = tx.meta.get("delivered")
         if delivered is not None:  # cells the codec could not deliver are missing, not zero
-            got = delivered.to(decoded.dtype).view(k, b, a - 1, 1, h, w)
+            # [N, 1, h, w] per cell, or one flag per map ([N] / [N, 1, 1, 1])
+            got = delivered.to(decoded.dtype).reshape(k, b, a - 1, 1, -1)
+            got = got.expand(k, b, a - 1, 1, h * w).reshape(k, b, a - 1, 1, h, w)
             sent = got if sent is None else sent * got
+        if sent is not None:
+            # A map none of whose cells arrived is masked everywhere: fusion ignores its values
+            # (FUSIONS' contract), so they are set to 0, and conditions that differ only there
+            # (e.g. a closed DeepJSCC gate at several low SNRs) can share one pass below.
+            dead = sent.amax(dim=(-3, -2, -1), keepdim=True) <= 0  # [K, B, A-1, 1, 1, 1]
+            decoded = torch.where(dead, 0.0, decoded)
         present = batch.agent_mask[:, 1:]
         for name in ("source_bits", "coded_bits", "channel_uses", "packets"):
             getattr(cost, name)[:, :, 1:] = getattr(tx.cost, name).view(k, b, a - 1) * present
@@ -350,11 +358,18 @@ def _bits(t: torch.Tensor) -> torch.Tensor:
     return t.view(width)
 
 
+def _sample(rows: torch.Tensor, size: int = 1 << 16) -> torch.Tensor:
+    """About ``size`` evenly strided columns of ``rows [K, N]`` (all of them when N is small)."""
+    step = max(1, rows.shape[1] // size)
+    return rows[:, ::step]
+
+
 def _distinct_conditions(*tensors: torch.Tensor | None) -> tuple[list[int], torch.Tensor]:
     """Group the ``K`` conditions (first dim of every tensor) whose slices are bitwise equal.
 
-    A float32 sum per condition picks candidates (one host sync); candidates are then confirmed
-    bit for bit, so two conditions share a group only if every tensor is identical in them.
+    A float32 sum over a strided sample of each condition's values picks candidates (one host
+    sync, a small fraction of one pass); candidates are then confirmed bit for bit, so two
+    conditions share a group only if every tensor is identical in them.
 
     Returns:
         ``reps``: the first condition of each group, ascending; ``inverse [K]`` int64 (CPU):
@@ -362,7 +377,7 @@ def _distinct_conditions(*tensors: torch.Tensor | None) -> tuple[list[int], torc
     """
     present = [t for t in tensors if t is not None]
     k = present[0].shape[0]
-    keys = torch.stack([t.reshape(k, -1).float().sum(1) for t in present], 1).tolist()
+    keys = torch.stack([_sample(t.reshape(k, -1)).float().sum(1) for t in present], 1).tolist()
     reps: list[int] = []
     inverse = [0] * k
     for i, key in enumerate(keys):

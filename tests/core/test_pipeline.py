@@ -524,3 +524,54 @@ def test_accumulate_groups_identical_conditions_without_mixing_others(model, bat
         _same_ap(accs[k].compute(), one[0].compute())
     first, second = (acc.compute()["details"]["overall"][0.3] for acc in accs[:2])
     assert (first["num_tp"], first["num_fp"]) != (second["num_tp"], second["num_fp"])
+
+
+class _GatedNoisyCodec(torch.nn.Module):
+    """A stand-in for a gated learned codec: SNR-dependent noise on every map, and a map is
+    delivered (``meta["delivered"]``, one flag per item) only above 5 dB."""
+
+    uses_channel = False
+
+    def encode(self, features, link):
+        from v2x.semcom.base import Cost, Transmission
+
+        n = features.shape[0]
+        zeros = torch.zeros(n, dtype=torch.float64)
+        noise = torch.randn_like(features) * (10.0 ** (-link.snr_db / 20.0)).view(n, 1, 1, 1)
+        meta = {"payload": features + noise, "delivered": link.snr_db > 5.0}
+        return Transmission(None, Cost(zeros, zeros, zeros + 100.0, zeros + 1.0, zeros), meta=meta)
+
+    def decode(self, received, link):
+        return received.meta["payload"]
+
+
+def test_conditions_whose_maps_all_fail_share_one_pass_and_equal_ego_only(model, batch):
+    import v2x.pipeline as vp
+
+    snrs = [-10.0, 0.0, 10.0, 20.0]
+    groups = []
+    original = vp._distinct_conditions
+
+    def spy(*tensors):
+        out = original(*tensors)
+        groups.append(out[0])
+        return out
+
+    pipe = CooperativePipeline(model, MaxFusion(), _GatedNoisyCodec(), build_channel("awgn"))
+    vp._distinct_conditions = spy
+    try:
+        together = pipe.run(batch, torch.tensor(snrs))
+    finally:
+        vp._distinct_conditions = original
+    assert groups == [[0, 2, 3]]  # -10 and 0 dB: nothing delivered, one pass serves both
+    none = _pipe(model, "none").run(batch, torch.tensor([0.0])).detections
+    b = batch.batch_size
+    for k, snr in enumerate(snrs):
+        rows = slice(k * b, (k + 1) * b)
+        sub = type(none)(
+            *(getattr(together.detections, n)[rows] for n in ("boxes", "scores", "labels", "valid"))
+        )
+        if snr < 5:  # nothing arrived: exactly the ego-only result
+            _same_detections(sub, none, atol=0)
+        else:
+            assert not torch.equal(sub.scores, none.scores)
