@@ -26,7 +26,7 @@ def evaluate(model, frames, device, batch_size: int = 4, fusions=FUSIONS, codec:
     eval_cfg = default_eval_config(model.grid)
     rows = {}
     for name in fusions:
-        pipe = CooperativePipeline(model, build_fusion(name), build_codec(codec, **(codec_kwargs or {})), build_channel(channel)).to(device)
+        pipe = CooperativePipeline(model, build_fusion(name), build_codec(codec, **(codec_kwargs or {})), build_channel(channel)).to(device).eval()
         acc = APAccumulator(eval_cfg)
         bits = 0.0
         t = time.perf_counter()

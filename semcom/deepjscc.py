@@ -30,7 +30,8 @@ samples are carried in a packet-based MAC), i.e. ``packets = packets_for_bits(32
 
 Input features are standardised per channel with running statistics gathered during training
 (no side information is sent); the decoder undoes it. ``output_activation="relu"`` clamps the
-reconstruction at 0 for non-negative sources (backbone features after a ReLU, semantic maps).
+reconstruction at 0 for non-negative sources (backbone features after a ReLU, semantic maps) at
+inference.
 
 **SNR gate** (the receiver's outage rule, the analog counterpart of a failed CRC): a table of
 ``gate_snr_db`` per ratio of ``gate_ratios``, calibrated on validation frames
@@ -418,7 +419,9 @@ class DeepJSCCCodec(Codec):
         latent = complex_to_real(z).reshape(b, k, hp, wp, 2).permute(0, 1, 4, 2, 3)
         latent = latent.reshape(b, 2 * k, hp, wp)
         out = self._destandardize(self.decoder(latent, self._context(snr_db, ratio))[:, :, :h, :w])
-        return F.relu(out) if self.output_activation == "relu" else out
+        # The clamp is applied at inference only: in training it would stop the gradient of
+        # every cell predicted below 0 (it can only lower the error of a non-negative target).
+        return F.relu(out) if self.output_activation == "relu" and not self.training else out
 
     # ----------------------------------------------------------------- SNR gate
     def gate_threshold_db(self, ratio: torch.Tensor) -> torch.Tensor:
@@ -626,7 +629,8 @@ class DeepJSCCCodec(Codec):
 
     def save_checkpoint(self, path: str) -> None:
         """Write architecture config + weights + feature statistics."""
-        torch.save({"config": self.config(), "state_dict": self.state_dict()}, path)
+        state = {k: v.detach().cpu() for k, v in self.state_dict().items()}
+        torch.save({"config": self.config(), "state_dict": state}, path)
 
     def load_checkpoint(self, path: str) -> None:
         """Load a ``save_checkpoint`` file; the architecture must match. ``"shipped"`` loads the

@@ -68,8 +68,8 @@ def distillation_loss(
     (``v2x.perception.losses.fused_head_outputs``). Terms (each scale-free):
 
     * ``feature``: ``mean((f_s − f_t)²) / mean(f_t²)``;
-    * ``heatmap``: binary cross-entropy of the student's logits against the teacher's
-      probabilities ``p_t``, summed and divided by ``max(1, Σ p_t)`` (per object, not per cell);
+    * ``heatmap``: the per-cell Bernoulli KL divergence ``KL(p_t ‖ p_s)`` of the student's
+      heatmap from the teacher's, summed and divided by ``max(1, Σ p_t)`` (per object);
     * ``regression``: ``Σ |r_s − r_t|₁ · w / Σ w`` with ``w = max_k p_t`` (where the teacher
       sees an object).
     """
@@ -77,7 +77,11 @@ def distillation_loss(
     ft, ht, rt = (t.float().detach() for t in teacher)
     pt = torch.sigmoid(ht)
     feature = (fs - ft).square().mean() / ft.square().mean().clamp_min(1e-6)
-    heat = F.binary_cross_entropy_with_logits(hs, pt, reduction="sum") / pt.sum().clamp_min(1.0)
+    # KL(p_t ‖ p_s) per cell = BCE(student, p_t) − BCE(teacher, p_t): zero when they agree.
+    kl = F.binary_cross_entropy_with_logits(hs, pt, reduction="sum") - (
+        F.binary_cross_entropy_with_logits(ht, pt, reduction="sum")
+    )
+    heat = kl / pt.sum().clamp_min(1.0)
     w = pt.amax(dim=1, keepdim=True)
     reg = ((rs - rt).abs().sum(dim=1, keepdim=True) * w).sum() / w.sum().clamp_min(1e-6)
     return {"feature": feature, "heatmap": heat, "regression": reg, "total": feature + heat + reg}

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from v2x.codec_training import CodecTrainConfig, train_codec_for_task
+from v2x.codec_training import CodecTrainConfig, distillation_loss, train_codec_for_task
 from v2x.datasets.frame import AgentObservation, CoopFrame
 from v2x.perception.bev import BEVGrid
 from v2x.perception.detector import CoopDetector, DetectorConfig
@@ -115,3 +115,33 @@ def test_codec_training_is_deterministic(tmp_path):
         return train_codec_for_task(codec, detector, frames, cfg, torch.device("cpu"))
 
     assert run("a") == run("b")
+
+
+def test_distillation_loss_is_zero_at_agreement_and_counts_only_where_the_teacher_looks():
+    g = torch.Generator().manual_seed(0)
+    fused = torch.rand(2, 4, 8, 8, generator=g)
+    heat = torch.randn(2, 3, 8, 8, generator=g) * 3
+    reg = torch.randn(2, 8, 8, 8, generator=g)
+    same = distillation_loss((fused, heat, reg), (fused, heat, reg))
+    for name in ("feature", "heatmap", "regression", "total"):
+        assert abs(float(same[name])) < 1e-5, name
+    # The heatmap term is the Bernoulli KL divergence per object: check one cell by hand.
+    t_logit = torch.full((1, 1, 1, 1), 2.0)
+    s_logit = torch.full((1, 1, 1, 1), -1.0)
+    one = torch.zeros(1, 1, 1, 1)
+    kl = distillation_loss((one, s_logit, one), (one, t_logit, one))["heatmap"]
+    p, q = torch.sigmoid(torch.tensor(2.0)), torch.sigmoid(torch.tensor(-1.0))
+    by_hand = p * torch.log(p / q) + (1 - p) * torch.log((1 - p) / (1 - q))
+    assert float(kl) == pytest.approx(float(by_hand) / 1.0, rel=1e-5)  # Σ p_t = 0.88 < 1 → /1
+    # Regression errors where the teacher sees nothing (p_t ≈ 0) cost nothing.
+    cold = torch.full((1, 1, 2, 1), -30.0)
+    cold[0, 0, 0, 0] = 30.0  # the teacher sees an object in cell 0 only
+    r_t = torch.zeros(1, 2, 2, 1)
+    r_s = r_t.clone()
+    r_s[0, :, 1, 0] = 5.0  # wrong where nothing is
+    z = torch.zeros(1, 1, 2, 1)
+    assert float(distillation_loss((z, cold, r_s), (z, cold, r_t))["regression"]) < 1e-6
+    r_s[0, :, 0, 0] = 1.0  # wrong by 1 in each of 2 channels where the object is
+    assert float(distillation_loss((z, cold, r_s), (z, cold, r_t))["regression"]) == (
+        pytest.approx(2.0, rel=1e-4)
+    )
