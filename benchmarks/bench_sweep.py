@@ -92,7 +92,7 @@ def bench_batched_vs_loop(args, model, batches, device) -> dict:
         pipeline(model, *settings[0], device).run(batches[0], snr[:1])
         _sync(device)
         cache = _EncodeCache(model, 8e9)
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         for fusion, codec in settings:
             pipe = pipeline(cache, fusion, codec, device)
             for bi, batch in enumerate(batches):
@@ -101,7 +101,8 @@ def bench_batched_vs_loop(args, model, batches, device) -> dict:
                 out.detections.valid.any().item()
         _sync(device)
         batched = time.perf_counter() - t0
-        t0 = time.perf_counter()
+        batched_cpu = time.process_time() - c0
+        t0, c0 = time.perf_counter(), time.process_time()
         for fusion, codec in settings:
             pipe = pipeline(model, fusion, codec, device)
             for batch in batches:
@@ -110,11 +111,13 @@ def bench_batched_vs_loop(args, model, batches, device) -> dict:
                     out.detections.valid.any().item()
         _sync(device)
         loop = time.perf_counter() - t0
+        loop_cpu = time.process_time() - c0
     work = frames * k * len(settings)
     results["frame_conditions"] = work
     results["batched_fc_per_s"] = work / batched
     results["loop_fc_per_s"] = work / loop
     results["speedup"] = loop / batched
+    results["batched_cpu_s"], results["loop_cpu_s"] = batched_cpu, loop_cpu
     return results
 
 
@@ -142,11 +145,12 @@ def bench_run_sweep(args) -> dict:
         from v2x.sweep import plan_sweep
 
         plan = plan_sweep(cfg)
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         run_sweep(cfg)
         wall = time.perf_counter() - t0
+        cpu = time.process_time() - c0
     work = plan.num_cells * args.frames
-    return {"cells": plan.num_cells, "wall_s": wall, "fc_per_s": work / wall}
+    return {"cells": plan.num_cells, "wall_s": wall, "cpu_s": cpu, "fc_per_s": work / wall}
 
 
 def bench_joblib(args) -> dict:
@@ -232,7 +236,9 @@ def main() -> None:
     print(
         f"batched pipeline : {r['batched_fc_per_s']:9.1f} frame-conditions/s\n"
         f"per-condition loop: {r['loop_fc_per_s']:9.1f} frame-conditions/s (reference)\n"
-        f"speed-up batched / loop: {r['speedup']:.1f}x  ({r['frame_conditions']} frame-conditions)"
+        f"speed-up batched / loop: {r['speedup']:.1f}x  ({r['frame_conditions']} frame-conditions)\n"
+        f"process CPU time (all threads): batched {r['batched_cpu_s']:.1f} s, "
+        f"loop {r['loop_cpu_s']:.1f} s"
     )
     if not args.skip_run_sweep:
         for i in range(max(1, args.run_sweep_repeats)):
@@ -240,7 +246,8 @@ def main() -> None:
             when = "first call, one-time imports included" if i == 0 else "again, warm"
             print(
                 f"run_sweep end to end: {s['fc_per_s']:.1f} frame-conditions/s "
-                f"({s['cells']} cells x {args.frames} frames in {s['wall_s']:.1f} s; {when})"
+                f"({s['cells']} cells x {args.frames} frames in {s['wall_s']:.1f} s, "
+                f"CPU time {s['cpu_s']:.1f} s; {when})"
             )
     if args.workers:
         walls = bench_joblib(args)
