@@ -120,4 +120,9 @@ def accumulate(
                     "gt_subsets": {"ego_invisible": invisible[fi][p]},
                 }
             )
-        accumulators[ci].add_frames(frames, replicas=[accumulators[j] for j in members[1:]])
+        first = accumulators[ci]
+        same = [accumulators[j] for j in members[1:] if accumulators[j].config == first.config]
+        first.add_frames(frames, replicas=same)
+        for j in members[1:]:  # accumulators with other settings score the frames themselves
+            if accumulators[j].config != first.config:
+                accumulators[j].add_frames(frames)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -522,6 +523,15 @@ def test_accumulate_groups_identical_conditions_without_mixing_others(model, bat
         single = Detections(*(t[src] for t in (det.boxes, det.scores, det.labels, det.valid)))
         accumulate(RunOutput(single, run.cost, 1), gt, one)
         _same_ap(accs[k].compute(), one[0].compute())
+    # an accumulator with other settings in a group still scores with its own settings
+    other = dataclasses.replace(cfg, sort="global", iou_thresholds=(0.1, 0.3))
+    mixed = [APAccumulator(cfg), APAccumulator(cfg), APAccumulator(other), APAccumulator(cfg)]
+    accumulate(RunOutput(tiled, run.cost, 4), gt, mixed)
+    alone = [APAccumulator(other)]
+    single = Detections(*(t[:b] for t in (det.boxes, det.scores, det.labels, det.valid)))
+    accumulate(RunOutput(single, run.cost, 1), gt, alone)
+    _same_ap(mixed[2].compute(), alone[0].compute())
+    _same_ap(mixed[0].compute(), accs[0].compute())
     first, second = (acc.compute()["details"]["overall"][0.3] for acc in accs[:2])
     assert (first["num_tp"], first["num_fp"]) != (second["num_tp"], second["num_fp"])
 
