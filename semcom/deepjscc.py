@@ -184,6 +184,16 @@ def _per_batch(
 SHIPPED_CHECKPOINT = "deepjscc_synthetic.pt"
 
 
+def resolve_checkpoint(path: str) -> str:
+    """The file a ``checkpoint`` option names: ``"shipped"`` → the packaged
+    ``semcom/assets/deepjscc_synthetic.pt``; any other value is a path."""
+    if path == "shipped":
+        from importlib import resources
+
+        return str(resources.files("v2x.semcom") / "assets" / SHIPPED_CHECKPOINT)
+    return str(path)
+
+
 @CODECS.register("deepjscc")
 class DeepJSCCCodec(Codec):
     """Learned analog JSCC codec with SNR conditioning and channel masking.
@@ -635,10 +645,7 @@ class DeepJSCCCodec(Codec):
     def load_checkpoint(self, path: str) -> None:
         """Load a ``save_checkpoint`` file; the architecture must match. ``"shipped"`` loads the
         task-trained model that ships with v2x (``semcom/assets/deepjscc_synthetic.pt``)."""
-        if path == "shipped":
-            from importlib import resources
-
-            path = str(resources.files("v2x.semcom") / "assets" / SHIPPED_CHECKPOINT)
+        path = resolve_checkpoint(path)
         blob = torch.load(path, map_location="cpu", weights_only=True)
         saved = {"output_activation": "none", **(blob.get("config") or {})}
         if saved != self.config():

@@ -356,7 +356,12 @@ def plan_sweep(cfg: Any) -> SweepPlan:
     for g in groups:
         if g.stage == FEATURE_STAGE:
             try:
-                CODECS.build(g.codec, **g.codec_kwargs)
+                # Weights load at run time, once the detector fixes in_channels; here only the
+                # kwargs are checked (a missing checkpoint file is reported by the digest below).
+                kwargs = dict(g.codec_kwargs)
+                if kwargs.get("checkpoint"):
+                    kwargs["checkpoint"] = None
+                CODECS.build(g.codec, **kwargs)
             except TypeError as exc:
                 raise ValueError(f"sweep: codec {g.codec!r} rejects its options: {exc}") from exc
     for name in channels:
@@ -370,6 +375,14 @@ def plan_sweep(cfg: Any) -> SweepPlan:
     hashed["grid"] = grid
     hashed["v2x_version"] = __version__
     hashed["checkpoint_sha256"] = _checkpoint_digest(cfg.checkpoint)
+    # A retrained codec must not resume results of the old one: hash its weights too.
+    hashed["codec_checkpoints_sha256"] = {
+        f"{g.codec}:{g.codec_kwargs['checkpoint']}": _codec_checkpoint_digest(
+            g.codec, str(g.codec_kwargs["checkpoint"])
+        )
+        for g in groups
+        if (g.codec_kwargs or {}).get("checkpoint")
+    }
     return SweepPlan(
         cfg, grid, data, snr, groups, network, budget, eval_config, min_points, stable_hash(hashed)
     )
@@ -377,8 +390,6 @@ def plan_sweep(cfg: Any) -> SweepPlan:
 
 def _checkpoint_digest(checkpoint: str | None) -> str:
     """SHA-256 of the detector checkpoint the sweep will load (``"untrained"`` for none)."""
-    import hashlib
-
     from v2x.checkpoint import shipped_detector_path
 
     if checkpoint == "untrained":
@@ -388,6 +399,24 @@ def _checkpoint_digest(checkpoint: str | None) -> str:
         if checkpoint in (None, "", "shipped"):
             return "untrained"  # load_model falls back to an untrained model, with a warning
         raise ValueError(f"sweep: field 'checkpoint' names {path}, which does not exist")
+    return _file_digest(path)
+
+
+def _codec_checkpoint_digest(codec: str, checkpoint: str) -> str:
+    """SHA-256 of a codec's checkpoint file (``"shipped"`` resolved to the packaged one)."""
+    from v2x.semcom.deepjscc import resolve_checkpoint
+
+    path = Path(resolve_checkpoint(checkpoint))
+    if not path.is_file():
+        raise ValueError(
+            f"sweep: codec_options.{codec}.checkpoint names {path}, which does not exist"
+        )
+    return _file_digest(path)
+
+
+def _file_digest(path: Path) -> str:
+    import hashlib
+
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):

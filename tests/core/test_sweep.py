@@ -380,3 +380,23 @@ def test_sweep_reads_real_data_layouts_through_the_readers(tmp_path):
         assert frames[0].num_agents >= 2 and frames[0].boxes.shape[1] == 7
     with pytest.raises(ValueError, match="data.path"):
         load_frames({"source": "v2xsim", "path": None, "num_frames": 1})
+
+
+def test_a_retrained_codec_checkpoint_changes_the_sweep_hash(tmp_path):
+    """Resuming must not reuse results of other codec weights stored under the same path."""
+    from v2x.semcom import build_codec
+
+    path = tmp_path / "codec.pt"
+    codec = build_codec("deepjscc", in_channels=FEATURES, hidden=8)
+    codec.save_checkpoint(str(path))
+    cfg = tiny_config(tmp_path, tmp_path, codecs=["deepjscc"], fusions=["max"])
+    cfg["codec_options"] = {"deepjscc": {"checkpoint": str(path), "hidden": 8}}
+    before = plan_sweep(cfg).config_hash
+    assert plan_sweep(cfg).config_hash == before
+    with torch.no_grad():
+        codec.decoder.out.bias.add_(1.0)
+    codec.save_checkpoint(str(path))
+    assert plan_sweep(cfg).config_hash != before
+    cfg["codec_options"]["deepjscc"]["checkpoint"] = str(tmp_path / "missing.pt")
+    with pytest.raises(ValueError, match="codec_options.deepjscc.checkpoint"):
+        plan_sweep(cfg)
