@@ -638,9 +638,11 @@ class DeepJSCCCodec(Codec):
         }
 
     def save_checkpoint(self, path: str) -> None:
-        """Write architecture config + weights + feature statistics."""
+        """Write architecture config + weights + feature statistics + gate (atomically, on CPU)."""
+        from v2x.checkpoint import atomic_torch_save
+
         state = {k: v.detach().cpu() for k, v in self.state_dict().items()}
-        torch.save({"config": self.config(), "state_dict": state}, path)
+        atomic_torch_save({"config": self.config(), "state_dict": state}, path)
 
     def load_checkpoint(self, path: str) -> None:
         """Load a ``save_checkpoint`` file; the architecture must match. ``"shipped"`` loads the

@@ -40,3 +40,41 @@ def test_train_app_reads_real_layouts(tmp_path):
     export_frames([generate_frame(SyntheticConfig(), seed=4)], tmp_path, "v2xsim")
     frames = load_training_frames({"source": "v2xsim", "path": str(tmp_path), "reader": {}})
     assert len(frames) == 1 and frames[0].num_agents >= 2
+
+
+def test_train_codec_app_trains_calibrates_and_writes_a_loadable_gated_checkpoint(tmp_path):
+    import json
+    import math
+
+    import torch
+
+    from v2x.apps.train_codec import run_codec_training
+    from v2x.codec_calibration import gate_threshold
+    from v2x.semcom import build_codec
+
+    tiny = [
+        "checkpoint=untrained",
+        "model.grid.x_range_m=[-12.8,12.8]", "model.grid.y_range_m=[-12.8,12.8]",
+        "model.pillar_channels=8", "model.backbone_channels=[8,16]", "model.backbone_layers=1",
+        "model.feature_channels=8",
+        "codec.hidden=8", "device=cpu", f"out={tmp_path / 'c.pt'}",
+        "data.num_sequences=1", "data.frames_per_sequence=2",
+        "val_data.num_sequences=1", "val_data.frames_per_sequence=2",
+        "codec_train.steps=2", "codec_train.batch_size=2", "codec_train.amp=false",
+        "codec_train.quiet=true", f"codec_train.log_path={tmp_path / 'log.csv'}",
+        "calibrate.snr_db=[0,20]", "calibrate.channels=[awgn]", "calibrate.batch_size=2",
+    ]
+    cfg = _compose("train_codec", tiny)
+    path = run_codec_training(cfg)
+    codec = build_codec("deepjscc", in_channels=8, hidden=8, checkpoint=str(path))
+    report = json.loads(path.with_suffix(".gate.json").read_text())
+    # The stored gate is the rule applied to the recorded curves (AP@0.5 and AP@0.7 vs ego-only).
+    for ratio, threshold in zip(codec.gate_ratios.tolist(), codec.gate_snr_db.tolist()):
+        curves = report["curves"][f"awgn@{ratio:g}"]
+        expect = gate_threshold(
+            report["snr_db"], [curves["0.5"], curves["0.7"]],
+            [report["ego_ap"]["0.5"], report["ego_ap"]["0.7"]],
+        )
+        assert threshold == expect or (math.isinf(threshold) and math.isinf(expect))
+    assert torch.isfinite(codec.gate_snr_db).any() or torch.isinf(codec.gate_snr_db).all()
+    assert (tmp_path / "log.csv").read_text().count("\n") >= 2

@@ -1,0 +1,91 @@
+"""``v2x-train-codec``: train a learned codec for the task and calibrate its SNR gate
+(thin Hydra wrapper over ``run_codec_training``)."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import hydra
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from v2x.apps.train import load_training_frames
+from v2x.codec_calibration import calibrate_snr_gate
+from v2x.codec_training import CodecTrainConfig, train_codec_for_task
+from v2x.configs import check_fields
+from v2x.perception.detector import CoopDetector
+from v2x.semcom import build_codec
+
+
+def _detector(cfg: DictConfig, device: torch.device) -> CoopDetector:
+    from v2x.checkpoint import detector_config_from_dict, load_detector
+
+    if cfg.checkpoint == "untrained":
+        torch.manual_seed(int(cfg.codec_train.seed))
+        model = detector_config_from_dict(OmegaConf.to_container(cfg.model, resolve=True))
+        return CoopDetector(model).to(device).eval()
+    return load_detector(cfg.checkpoint, device)
+
+
+def _device(name: str) -> torch.device:
+    from v2x.sweep import resolve_device
+
+    return resolve_device(str(name))
+
+
+def run_codec_training(cfg: DictConfig) -> Path:
+    """Train ``cfg.codec`` on the frozen detector, calibrate its gate, write ``cfg.out``.
+
+    Returns the checkpoint path; a JSON of the calibration is written next to it.
+    """
+    device = _device(cfg.device)
+    train = OmegaConf.to_container(cfg.codec_train, resolve=True)
+    check_fields(CodecTrainConfig, train, "train_codec config: 'codec_train'")
+    for name in ("snr_range_db", "ratios", "channels", "fusions"):
+        train[name] = tuple(train[name])
+    if train.get("ratio_weights") is not None:
+        train["ratio_weights"] = tuple(train["ratio_weights"])
+    out = Path(str(cfg.out))
+    train_cfg = CodecTrainConfig(**train, out_path=str(out))
+    detector = _detector(cfg, device)
+    codec_kwargs = OmegaConf.to_container(cfg.codec, resolve=True)
+    name = codec_kwargs.pop("name")
+    codec_kwargs["in_channels"] = int(detector.config.feature_channels)  # the map it codes
+    codec = build_codec(name, **codec_kwargs)
+    if not hasattr(codec, "forward_train"):
+        raise ValueError(f"train_codec config: codec {name!r} is not trainable (no forward_train)")
+    if cfg.init:
+        from v2x.semcom.deepjscc import resolve_checkpoint
+
+        path = resolve_checkpoint(str(cfg.init))
+        state = torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
+        codec.load_state_dict(state, strict=False)
+    frames = load_training_frames(cfg.data)
+    if len(frames) < train_cfg.batch_size:
+        raise ValueError(
+            f"train_codec config: 'data' gives {len(frames)} frames, fewer than "
+            f"codec_train.batch_size = {train_cfg.batch_size}"
+        )
+    rng = random.Random(train_cfg.seed)
+    train_codec_for_task(codec, detector, lambda _s, n: rng.sample(frames, n), train_cfg, device)
+    if cfg.calibrate.enabled:
+        cal = OmegaConf.to_container(cfg.calibrate, resolve=True)
+        cal.pop("enabled")
+        result = calibrate_snr_gate(
+            detector, codec.to(device).eval(), load_training_frames(cfg.val_data), **cal
+        )
+        codec.save_checkpoint(str(out))
+        out.with_suffix(".gate.json").write_text(json.dumps(result.to_dict(), indent=1))
+    return out
+
+
+@hydra.main(config_path="pkg://v2x.conf", config_name="train_codec", version_base=None)
+def main(cfg: DictConfig) -> None:
+    path = run_codec_training(cfg)
+    print(f"codec checkpoint: {path}")
+
+
+if __name__ == "__main__":
+    main()
