@@ -453,13 +453,7 @@ class APAccumulator:
                 f"(earlier frames: {'with' if self._labelled else 'without'} labels)"
             )
         names = tuple(sorted(frame.subsets))
-        if self._subset_names is None:
-            self._subset_names = names
-        elif names != self._subset_names:
-            raise ValueError(
-                f"gt_subsets: every frame must give the same subsets {list(self._subset_names)}, "
-                f"got {list(names)}"
-            )
+        self._admit_subset_names(names)
         self._classes.update(int(c) for c in np.unique(frame.gt_lab))
         self._classes.update(int(c) for c in np.unique(frame.det_lab))
 
@@ -641,8 +635,8 @@ class APAccumulator:
             raise ValueError(f"{name}: expected integer class labels")
         return arr.astype(np.int64)
 
-    def _subsets(self, gt_subsets: Mapping[str, Any] | None, g: int) -> dict[str, np.ndarray]:
-        names = tuple(sorted(gt_subsets)) if gt_subsets else ()
+    def _admit_subset_names(self, names: tuple[str, ...]) -> None:
+        """The first frame fixes the subset names; every later frame must give the same."""
         if self._subset_names is None:
             self._subset_names = names
         elif names != self._subset_names:
@@ -650,6 +644,10 @@ class APAccumulator:
                 f"gt_subsets: every frame must give the same subsets {list(self._subset_names)}, "
                 f"got {list(names)}"
             )
+
+    def _subsets(self, gt_subsets: Mapping[str, Any] | None, g: int) -> dict[str, np.ndarray]:
+        names = tuple(sorted(gt_subsets)) if gt_subsets else ()
+        self._admit_subset_names(names)
         out = {}
         for key in names:
             mask = _as_tensor(gt_subsets[key], f"gt_subsets[{key!r}]").cpu().numpy().astype(bool)

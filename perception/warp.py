@@ -56,6 +56,39 @@ def perturb_poses(
     return out
 
 
+def warp_sampling_grid(
+    ego_to_agent: torch.Tensor, grid: BEVGrid, h: int, w: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Where each ego cell samples each agent's map (``warp_to_ego`` without the resampling).
+
+    Args:
+        ego_to_agent: ``[N, A, 4, 4]`` float64 from ``relative_level_transforms``.
+        grid: the BEV grid (same extent for every agent); ``h × w`` the (strided) map size.
+
+    Returns:
+        ``sample_grid [N·A, h, w, 2]`` float32 for ``F.grid_sample`` and ``coverage
+        [N, A, 1, h, w]`` bool (cells inside the agent's own grid).
+    """
+    n, a = ego_to_agent.shape[:2]
+    sx = (grid.x_range_m[1] - grid.x_range_m[0]) / 2
+    sy = (grid.y_range_m[1] - grid.y_range_m[0]) / 2
+    ox = (grid.x_range_m[1] + grid.x_range_m[0]) / 2
+    oy = (grid.y_range_m[1] + grid.y_range_m[0]) / 2
+    # normalised → metric: p = S u + o ; metric → normalised: u = S^-1 (p - o)
+    to_metric = torch.tensor(
+        [[sx, 0, ox], [0, sy, oy], [0, 0, 1]], dtype=torch.float64, device=ego_to_agent.device
+    )
+    to_norm = torch.linalg.inv(to_metric)
+    t2d = torch.zeros(n, a, 3, 3, dtype=torch.float64, device=ego_to_agent.device)
+    t2d[..., :2, :2] = ego_to_agent[..., :2, :2]
+    t2d[..., :2, 2] = ego_to_agent[..., :2, 3]
+    t2d[..., 2, 2] = 1
+    theta = (to_norm @ t2d @ to_metric)[..., :2, :].float().reshape(n * a, 2, 3)
+    sample_grid = F.affine_grid(theta, [n * a, 1, h, w], align_corners=False)
+    coverage = (sample_grid.abs() <= 1).all(dim=-1)
+    return sample_grid, coverage.view(n, a, 1, h, w)
+
+
 def warp_to_ego(
     features: torch.Tensor, ego_to_agent: torch.Tensor, grid: BEVGrid
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -71,25 +104,10 @@ def warp_to_ego(
         inside the agent's own grid).
     """
     b, a, c, h, w = features.shape
-    sx = (grid.x_range_m[1] - grid.x_range_m[0]) / 2
-    sy = (grid.y_range_m[1] - grid.y_range_m[0]) / 2
-    ox = (grid.x_range_m[1] + grid.x_range_m[0]) / 2
-    oy = (grid.y_range_m[1] + grid.y_range_m[0]) / 2
-    # normalised → metric: p = S u + o ; metric → normalised: u = S^-1 (p - o)
-    to_metric = torch.tensor(
-        [[sx, 0, ox], [0, sy, oy], [0, 0, 1]], dtype=torch.float64, device=features.device
-    )
-    to_norm = torch.linalg.inv(to_metric)
-    t2d = torch.zeros(b, a, 3, 3, dtype=torch.float64, device=features.device)
-    t2d[..., :2, :2] = ego_to_agent[..., :2, :2]
-    t2d[..., :2, 2] = ego_to_agent[..., :2, 3]
-    t2d[..., 2, 2] = 1
-    theta = (to_norm @ t2d @ to_metric)[..., :2, :].float().reshape(b * a, 2, 3)
+    sample_grid, coverage = warp_sampling_grid(ego_to_agent, grid, h, w)
     flat = features.reshape(b * a, c, h, w)
-    sample_grid = F.affine_grid(theta, [b * a, c, h, w], align_corners=False)
     warped = F.grid_sample(flat.float(), sample_grid, mode="bilinear", padding_mode="zeros", align_corners=False)
-    coverage = (sample_grid.abs() <= 1).all(dim=-1)
-    return warped.view(b, a, c, h, w), coverage.view(b, a, 1, h, w)
+    return warped.view(b, a, c, h, w), coverage
 
 
 def merge_points_to_ego(

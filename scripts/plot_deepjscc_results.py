@@ -2,7 +2,10 @@
 AP@0.7 vs channel uses per link at 10 dB (the bandwidth-accuracy frontier, 95 % goal line) and
 AP@0.7 vs SNR with the calibrated gate (never below ego-only).
 
-    python scripts/plot_deepjscc_results.py [--results docs/results] [--out docs/figures]
+    python scripts/plot_deepjscc_results.py [--retention R.json] [--curves C.json] [--out docs/figures]
+
+(defaults: the shipped results in docs/results; gpu_train_codec.py writes retention_10db.json and
+gated_test_curves.json into its --out folder)
 """
 from __future__ import annotations
 
@@ -20,12 +23,12 @@ RAW_VALUES = 64 * 128 * 128  # real values of one [C, H, W] feature map
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--results", default="docs/results")
+    ap.add_argument("--retention", default="docs/results/deepjscc_retention_10db_h100.json")
+    ap.add_argument("--curves", default="docs/results/deepjscc_gated_test_curves_h100.json")
     ap.add_argument("--out", default="docs/figures")
     args = ap.parse_args()
-    res = Path(args.results)
-    retention = json.loads((res / "deepjscc_retention_10db_h100.json").read_text())
-    curves = json.loads((res / "deepjscc_gated_test_curves_h100.json").read_text())
+    retention = json.loads(Path(args.retention).read_text())
+    curves = json.loads(Path(args.curves).read_text())
     base = retention["uncompressed"]["rows"]
     full, ego = base["max"]["AP@0.7"], base["none"]["AP@0.7"]
     frames = retention["uncompressed"]["frames"]

@@ -24,13 +24,13 @@ from torch import nn
 from v2x.channels.base import Channel
 from v2x.channels.link import LinkState
 from v2x.datasets.frame import CoopBatch
-from v2x.perception.bev import BEVGrid
 from v2x.perception.boxes import transform_boxes
 from v2x.perception.detector import CoopDetector, Detections, nms_detections
 from v2x.perception.warp import (
     merge_points_to_ego,
     perturb_poses,
     relative_level_transforms,
+    warp_sampling_grid,
 )
 from v2x.semcom.base import Codec
 from v2x.semcom.selective import SelectiveCodec, scatter_cells
@@ -196,11 +196,11 @@ class CooperativePipeline(nn.Module):
         u = decoded.shape[0]
         if noisy:
             poses = batch.poses.unsqueeze(0).expand(k, b, a, 4, 4).reshape(k * b, a, 4, 4)
-            sample_grid, coverage = _warp_grid(
+            sample_grid, coverage = warp_sampling_grid(
                 self._noisy_relative(poses)[:, 1:], self.model.grid, h, w
             )
         else:
-            one, coverage = _warp_grid(
+            one, coverage = warp_sampling_grid(
                 self._noisy_relative(batch.poses)[:, 1:], self.model.grid, h, w
             )
             sample_grid = one.unsqueeze(0).expand(u, *one.shape).reshape(-1, h, w, 2)
@@ -317,39 +317,6 @@ def _grid_sample(maps: torch.Tensor, sample_grid: torch.Tensor) -> torch.Tensor:
     return F.grid_sample(
         maps.float(), sample_grid, mode="bilinear", padding_mode="zeros", align_corners=False
     )
-
-
-def _warp_grid(
-    ego_to_agent: torch.Tensor, grid: BEVGrid, h: int, w: int
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Sampling grid and coverage of ``warp_to_ego`` without the resampling itself.
-
-    Args:
-        ego_to_agent: ``[N, A, 4, 4]`` float64 (``relative_level_transforms``).
-        grid: the BEV grid; ``h × w`` the (strided) map size.
-
-    Returns:
-        ``sample_grid [N·A, h, w, 2]`` float32 for ``F.grid_sample`` and ``coverage
-        [N, A, 1, h, w]`` bool (cells inside the agent's own grid), the very tensors
-        ``v2x.perception.warp.warp_to_ego`` computes.
-    """
-    n, a = ego_to_agent.shape[:2]
-    sx = (grid.x_range_m[1] - grid.x_range_m[0]) / 2
-    sy = (grid.y_range_m[1] - grid.y_range_m[0]) / 2
-    ox = (grid.x_range_m[1] + grid.x_range_m[0]) / 2
-    oy = (grid.y_range_m[1] + grid.y_range_m[0]) / 2
-    to_metric = torch.tensor(
-        [[sx, 0, ox], [0, sy, oy], [0, 0, 1]], dtype=torch.float64, device=ego_to_agent.device
-    )
-    to_norm = torch.linalg.inv(to_metric)
-    t2d = torch.zeros(n, a, 3, 3, dtype=torch.float64, device=ego_to_agent.device)
-    t2d[..., :2, :2] = ego_to_agent[..., :2, :2]
-    t2d[..., :2, 2] = ego_to_agent[..., :2, 3]
-    t2d[..., 2, 2] = 1
-    theta = (to_norm @ t2d @ to_metric)[..., :2, :].float().reshape(n * a, 2, 3)
-    sample_grid = F.affine_grid(theta, [n * a, 1, h, w], align_corners=False)
-    coverage = (sample_grid.abs() <= 1).all(dim=-1)
-    return sample_grid, coverage.view(n, a, 1, h, w)
 
 
 def _bits(t: torch.Tensor) -> torch.Tensor:
