@@ -42,6 +42,16 @@ def main() -> None:
                 pts.append((RAW_VALUES / denominator, entry["rows"]["max"]["AP@0.7"]))
         pts.sort()
         left.plot(*zip(*pts), marker=marker, label=f"max + deepjscc, {channel}")
+    snr = curves["snr_db"]
+    for level, style in ((0.0, ":"), (30.0, "--")):  # a few more SNRs (the gated held-out curves)
+        idx = snr.index(level)
+        pts = sorted(
+            (RAW_VALUES * float(key.split("@")[1]), entry["0.7"][idx])
+            for key, entry in curves.items()
+            if key.startswith("awgn@")
+        )
+        left.plot(*zip(*pts), ls=style, color="tab:blue", alpha=0.6, marker=".",
+                  label=f"awgn, {level:g} dB (gated)")
     left.axhline(full, color="k", lw=1, label="uncompressed max fusion")
     left.axhline(0.95 * full, color="k", lw=1, ls=":", label="95 % of uncompressed")
     left.axhline(ego, color="grey", lw=1, ls="--", label="ego only")
@@ -49,10 +59,9 @@ def main() -> None:
     left.set_xscale("log", base=2)
     left.set_xlabel("complex channel uses per link (ρ = 1/512 … 1/4)")
     left.set_ylabel("AP@0.7")
-    left.set_title(f"10 dB, {frames} held-out frames")
+    left.set_title(f"{frames} held-out frames; solid: 10 dB")
     left.legend(fontsize=7, loc="lower right")
 
-    snr = curves["snr_db"]
     ego_curve = curves["ego"]["0.7"][0]
     for key, entry in curves.items():
         if key in ("snr_db", "ego") or not key.startswith("awgn"):
