@@ -110,16 +110,33 @@ class CooperativePipeline(nn.Module):
             zeros.clone(),
             zeros.clone(),
             torch.zeros(k, b, a, dtype=torch.bool, device=device),
-            snr_db.float().view(k, 1, 1).expand(k, b, a).clone(),
+            link_snr(snr_db, b, a).clone(),
         )
 
     # ------------------------------------------------------------------ stages
     @torch.no_grad()
     def run(self, batch: CoopBatch, snr_db: torch.Tensor) -> RunOutput:
-        """Evaluate ``K = len(snr_db)`` conditions on ``batch``; every link gets that SNR."""
-        snr_db = torch.as_tensor(snr_db, dtype=torch.float32, device=batch.points.device).reshape(
-            -1
-        )
+        """Evaluate ``K`` channel conditions on ``batch``.
+
+        Args:
+            snr_db: ``[K]`` (every link of condition k at ``snr_db[k]``) or ``[K, B, A]`` (one
+                SNR per link, e.g. from geometry; the ego's and padded slots are ignored and may
+                be NaN).
+        """
+        snr_db = torch.as_tensor(snr_db, dtype=torch.float32, device=batch.points.device)
+        if snr_db.dim() == 3:
+            if tuple(snr_db.shape[1:]) != tuple(batch.agent_mask.shape):
+                raise ValueError(
+                    f"pipeline: per-link 'snr_db' must be [K, B, A] = [K, "
+                    f"{', '.join(map(str, batch.agent_mask.shape))}], got {tuple(snr_db.shape)}"
+                )
+            unused = ~batch.agent_mask.clone()
+            unused[:, 0] = True
+            if not bool(torch.isfinite(snr_db[:, ~unused]).all()):
+                raise ValueError("pipeline: per-link 'snr_db' must be finite on every sent link")
+            snr_db = torch.where(unused, 0.0, snr_db)
+        else:
+            snr_db = snr_db.reshape(-1)
         stage = getattr(self.fusion, "stage", "features")
         if stage == "points":
             return self._run_early(batch, snr_db)
@@ -141,7 +158,7 @@ class CooperativePipeline(nn.Module):
             heat, reg = self.model.head(self.fusion(features[:, :1], ego_only))
             return RunOutput(_repeat_detections(self.model.postprocess(heat, reg), k), cost, k)
         rows = features[:, 1:].unsqueeze(0).expand(k, b, a - 1, c, h, w).reshape(-1, c, h, w)
-        row_snr = snr_db.view(k, 1, 1).expand(k, b, a - 1).reshape(-1)
+        row_snr = link_snr(snr_db, b, a)[:, :, 1:].reshape(-1)
         link = LinkState(snr_db=row_snr)
         codec, extra = self.codec, {}
         confidence = getattr(self.fusion, "confidence", None)
@@ -308,9 +325,18 @@ class CooperativePipeline(nn.Module):
         bits = (bits * present).unsqueeze(0).expand(k, *bits.shape)
         cost.source_bits[:] = bits
         cost.coded_bits[:] = bits
-        cost.channel_uses[:] = ideal_digital_uses(bits, snr_db.view(k, 1, 1)) * present
+        snr = link_snr(snr_db, *bits.shape[1:]).double()
+        cost.channel_uses[:] = ideal_digital_uses(bits, snr) * present
         cost.packets[:] = packets_for_bits(bits) * present
         cost.sent[:] = present
+
+
+def link_snr(snr_db: torch.Tensor, b: int, a: int) -> torch.Tensor:
+    """``[K, B, A]`` float32 SNR per link from ``[K]`` (one per condition) or ``[K, B, A]``."""
+    if snr_db.dim() == 3:
+        return snr_db.float()
+    k = snr_db.shape[0]
+    return snr_db.float().view(k, 1, 1).expand(k, b, a)
 
 
 def _grid_sample(maps: torch.Tensor, sample_grid: torch.Tensor) -> torch.Tensor:

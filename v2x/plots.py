@@ -73,7 +73,10 @@ def plot_ap_vs_snr(
             pts = sorted(series[label])
             style = "--" if " + " not in label else "-"
             ax.plot([p[0] for p in pts], [p[1] for p in pts], style, marker="o", ms=3, label=label)
-        ax.set_xlabel("SNR (dB)")
+        geometric = any(r.get("snr_mode") == "geometric" for r in rows)
+        ax.set_xlabel(
+            "offset over each link's geometric SNR (dB)" if geometric else "SNR per link (dB)"
+        )
         ax.set_ylabel(
             metric.replace("_", "@0.").replace("@0.70@0.invisible", "@0.7 (ego-invisible)")
         )

@@ -8,7 +8,7 @@ write goes to a temporary file in the same folder and is moved into place with `
 the ledger first: a killed job leaves either the old or the new file, never half of one, and a
 ledger row whose cell is not in the results is ignored (and rewritten) on resume.
 
-Results columns (``RESULTS_SCHEMA``): the condition (``channel``, ``snr_db``, ``codec``,
+Results columns (``RESULTS_SCHEMA``): the condition (``channel``, ``snr_mode``, ``snr_db``, ``codec``,
 ``bandwidth_ratio``, ``fusion``, ``pose_noise_m``, ``pose_noise_yaw_rad``, ``scheduler``,
 ``deadline_s``, ``bandwidth_hz``), the frame set (``dataset``, ``split``, ``num_frames``), the
 metrics (``ap_30``, ``ap_50``, ``ap_70``, ``ap_70_invisible`` — AP on the objects the ego alone
@@ -37,6 +37,7 @@ log = logging.getLogger(__name__)
 
 CONDITION_COLUMNS: tuple[tuple[str, pa.DataType], ...] = (
     ("channel", pa.string()),
+    ("snr_mode", pa.string()),
     ("snr_db", pa.float64()),
     ("codec", pa.string()),
     ("bandwidth_ratio", pa.float64()),
@@ -47,6 +48,9 @@ CONDITION_COLUMNS: tuple[tuple[str, pa.DataType], ...] = (
     ("deadline_s", pa.float64()),
     ("bandwidth_hz", pa.float64()),
 )
+
+#: Columns added after results files were first written, with the value older files imply.
+ADDED_COLUMNS = {"snr_mode": "fixed"}
 
 RESULTS_SCHEMA = pa.schema(
     [("cell_id", pa.string())]
@@ -114,6 +118,9 @@ def read_table(path: str | os.PathLike, schema: pa.Schema) -> pa.Table:
         table = pq.read_table(path)
     except Exception as exc:  # noqa: BLE001 - any reader failure means a corrupt file
         raise CorruptResultsError(f"results file {path} cannot be read ({exc})") from exc
+    for name, value in ADDED_COLUMNS.items():  # files from before a column existed
+        if name in schema.names and name not in table.column_names:
+            table = table.append_column(name, pa.array([value] * table.num_rows, pa.string()))
     missing = [f.name for f in schema if f.name not in table.column_names]
     if missing:
         raise CorruptResultsError(f"results file {path} lacks column(s) {missing}")

@@ -126,8 +126,11 @@ class SweepConfig:
         return dataclasses.asdict(self)
 
 
+SNR_MODES = ("fixed", "geometric")
+
 DEFAULT_GRID = {
     "channels": ["awgn"],
+    "snr_mode": "fixed",
     "snr_db": [-10.0, -5.0, 0.0, 5.0, 10.0, 20.0, 30.0],
     "codecs": ["analog", "identity"],
     "bandwidth_ratios": [1.0 / 64.0],
@@ -178,10 +181,12 @@ class Group:
     channel: str
     pose_noise_m: float
     pose_noise_yaw_rad: float
+    snr_mode: str = "fixed"
 
     def condition(self, snr_db: float, budget: BudgetConfig) -> dict:
         return {
             "channel": self.channel,
+            "snr_mode": self.snr_mode,
             "snr_db": float(snr_db),
             "codec": self.codec,
             "bandwidth_ratio": float(self.bandwidth_ratio),
@@ -203,6 +208,8 @@ class Group:
                 self.channel,
                 self.pose_noise_m,
                 self.pose_noise_yaw_rad,
+                # (fixed-mode keys, hence seeds, are those of sweeps before snr_mode existed)
+                *([self.snr_mode] if self.snr_mode != "fixed" else []),
             ],
             16,
         )
@@ -292,6 +299,11 @@ def plan_sweep(cfg: Any) -> SweepPlan:
     snr = [float(v) for v in as_list("snr_db")]
     if not all(math.isfinite(v) for v in snr):
         raise ValueError(f"sweep: field 'grid.snr_db' must hold finite numbers, got {snr}")
+    snr_mode = str(grid.get("snr_mode", "fixed"))
+    if snr_mode not in SNR_MODES:
+        raise ValueError(
+            f"sweep: field 'grid.snr_mode' must be one of {list(SNR_MODES)}, got {snr_mode!r}"
+        )
     ratios = [float(v) for v in as_list("bandwidth_ratios")]
     for r in ratios:
         if not 0.0 < r <= 1.0:
@@ -332,7 +344,9 @@ def plan_sweep(cfg: Any) -> SweepPlan:
         stage = getattr(FUSIONS.get(fusion), "stage", FEATURE_STAGE)
         for pose in poses:
             if stage != FEATURE_STAGE:
-                groups.append(Group(fusion, stage, NO_CODEC, {}, math.nan, NO_CODEC, *pose))
+                groups.append(
+                    Group(fusion, stage, NO_CODEC, {}, math.nan, NO_CODEC, *pose, snr_mode)
+                )
                 continue
             for channel in channels:
                 for codec, kwargs in codecs:
@@ -348,10 +362,13 @@ def plan_sweep(cfg: Any) -> SweepPlan:
                                     r,
                                     channel,
                                     *pose,
+                                    snr_mode,
                                 )
                             )
                     else:
-                        groups.append(Group(fusion, stage, codec, kwargs, math.nan, channel, *pose))
+                        groups.append(
+                            Group(fusion, stage, codec, kwargs, math.nan, channel, *pose, snr_mode)
+                        )
     # Build every codec and channel once now, so that bad kwargs or ratios fail before any work.
     for g in groups:
         if g.stage == FEATURE_STAGE:
@@ -605,7 +622,7 @@ def _run_conditions(pipe, batch: CoopBatch, snr: torch.Tensor, same_for_all: boo
     """``pipe.run(batch, snr)``; with ``same_for_all`` (nothing is transmitted, so nothing
     depends on the SNR) one condition is run and its output tiled ``K`` times."""
     from v2x.perception.detector import Detections
-    from v2x.pipeline import LinkCost, RunOutput
+    from v2x.pipeline import LinkCost, RunOutput, link_snr
 
     k = snr.shape[0]
     if not same_for_all or k == 1:
@@ -624,10 +641,7 @@ def _run_conditions(pipe, batch: CoopBatch, snr: torch.Tensor, same_for_all: boo
             t.expand(k, *t.shape[1:]).clone()
             for t in (c.source_bits, c.coded_bits, c.channel_uses, c.packets, c.sent)
         ),
-        snr.to(c.snr_db.device, c.snr_db.dtype)
-        .view(k, 1, 1)
-        .expand(k, *c.snr_db.shape[1:])
-        .clone(),
+        link_snr(snr.to(c.snr_db.device), *c.snr_db.shape[1:]).to(c.snr_db.dtype).clone(),
     )
     return RunOutput(tiled, cost, k)
 
@@ -645,6 +659,7 @@ def _run_group(
 
     cfg = plan.config
     snr = torch.tensor(plan.snr_db, dtype=torch.float32)
+    offsets = snr.clone()  # snr_mode=geometric: dB added to every link's geometric SNR
     k = snr.shape[0]
     fusion = build_fusion(
         group.fusion, **dict((cfg.fusion_options or {}).get(group.fusion, {}) or {})
@@ -689,6 +704,8 @@ def _run_group(
         model.batch_index = bi
         torch.manual_seed(_group_seed(cfg.seed, group, bi))
         # Ego-only fusion sends nothing: its detections do not depend on the SNR.
+        if group.snr_mode == "geometric":  # each link at its geometric SNR + the grid's offset
+            snr = (item.network.snr_db[None] + offsets.view(k, 1, 1).double()).float().to(device)
         out = _run_conditions(pipe, item.batch, snr, same_for_all=group.stage == "ego")
         cost = out.cost
         delivery = schedule(

@@ -585,3 +585,51 @@ def test_conditions_whose_maps_all_fail_share_one_pass_and_equal_ego_only(model,
             _same_detections(sub, none, atol=0)
         else:
             assert not torch.equal(sub.scores, none.scores)
+
+
+@pytest.mark.parametrize("fusion", ["max", "late"])
+def test_per_link_snr_equal_on_every_link_matches_one_snr_per_condition(model, batch, fusion):
+    """``snr_db`` as ``[K, B, A]`` (one SNR per link) with every link at the condition's SNR gives
+    what ``[K]`` gives, detections and costs; the ego's and padded slots may hold NaN."""
+    per_condition = torch.tensor(SNRS)
+    per_link = per_condition.view(-1, 1, 1).expand(-1, *batch.agent_mask.shape).clone()
+    per_link[:, :, 0] = float("nan")  # the ego sends nothing
+    per_link[:, ~batch.agent_mask] = float("nan")  # padding
+    torch.manual_seed(0)
+    a = _pipe(model, fusion, "analog").run(batch, per_condition)
+    torch.manual_seed(0)
+    b = _pipe(model, fusion, "analog").run(batch, per_link)
+    _same_detections(a.detections, b.detections)
+    sent = a.cost.sent
+    for name in ("source_bits", "coded_bits", "channel_uses", "packets", "sent"):
+        assert torch.equal(getattr(a.cost, name), getattr(b.cost, name)), name
+    assert torch.equal(a.cost.snr_db[sent], b.cost.snr_db[sent])
+
+
+def test_per_link_snr_reaches_each_link_and_bad_shapes_fail(model, batch):
+    """Frame 0 has two collaborators: one at 30 dB, one at -30 dB; analog noise follows each."""
+    snr = torch.full((1, *batch.agent_mask.shape), 30.0)
+    snr[0, 0, 2] = -30.0
+    pipe = _pipe(model, "max", "analog")
+    seen = []
+
+    class Recording(torch.nn.Module):
+        def __init__(self, inner):
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, x, snr_db):
+            seen.append(snr_db.clone())
+            return self.inner(x, snr_db)
+
+    pipe.channel = Recording(pipe.channel)
+    out = pipe.run(batch, snr)
+    assert out.cost.snr_db[0, 0, 1] == 30.0 and out.cost.snr_db[0, 0, 2] == -30.0
+    # Rows are [K, B, A-1] flattened: frame 0's collaborators, then frame 1's (one is padding).
+    assert seen[0][:2].tolist() == [30.0, -30.0] and seen[0][2].item() == 30.0
+    with pytest.raises(ValueError, match=r"\[K, B, A\]"):
+        _pipe(model, "max", "analog").run(batch, torch.zeros(1, 2, 5))
+    bad = snr.clone()
+    bad[0, 0, 1] = float("nan")
+    with pytest.raises(ValueError, match="finite on every sent link"):
+        _pipe(model, "max", "analog").run(batch, bad)

@@ -22,6 +22,7 @@ from v2x.results import (
 def _row(snr: float, ap: float = 0.5) -> dict:
     cond = {
         "channel": "awgn",
+        "snr_mode": "fixed",
         "snr_db": snr,
         "codec": "analog",
         "bandwidth_ratio": math.nan,
@@ -62,6 +63,7 @@ def test_cell_id_depends_on_every_condition_column():
     assert cell_id(base) == _row(0.0)["cell_id"]
     assert cell_id({**base, "snr_db": 1.0}) != base["cell_id"]
     assert cell_id({**base, "codec": "identity"}) != base["cell_id"]
+    assert cell_id({**base, "snr_mode": "geometric"}) != base["cell_id"]
     with pytest.raises(ValueError, match="condition lacks"):
         cell_id({"snr_db": 1.0})
 
@@ -153,3 +155,16 @@ def test_read_results_merges_and_dedupes(tmp_path):
     assert sorted(merged.column("snr_db").to_pylist()) == [0.0, 10.0, 20.0]
     with pytest.raises(FileNotFoundError):
         read_results([tmp_path / "missing"])
+
+
+def test_results_written_before_snr_mode_existed_read_as_fixed(tmp_path):
+    from v2x.results import RESULTS_SCHEMA, read_table, rows_to_table
+
+    rows = [{**_row(s), "config_hash": "abc", "v2x_version": "0"} for s in (0.0, 10.0)]
+    table = rows_to_table(rows)
+    old = table.drop_columns(["snr_mode"])
+    path = tmp_path / "old.parquet"
+    pq.write_table(old, path)
+    back = read_table(path, RESULTS_SCHEMA)
+    assert back.column("snr_mode").to_pylist() == ["fixed", "fixed"]
+    assert back.column("snr_db").to_pylist() == [0.0, 10.0]

@@ -10,6 +10,7 @@ import sys
 import textwrap
 from pathlib import Path
 
+import numpy as np
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
@@ -400,3 +401,30 @@ def test_a_retrained_codec_checkpoint_changes_the_sweep_hash(tmp_path):
     cfg["codec_options"]["deepjscc"]["checkpoint"] = str(tmp_path / "missing.pt")
     with pytest.raises(ValueError, match="codec_options.deepjscc.checkpoint"):
         plan_sweep(cfg)
+
+
+def test_geometric_snr_mode_runs_each_link_at_its_link_budget_plus_the_offset(tmp_path, cache_dir):
+    import pyarrow.compute as pc
+
+    cfg = tiny_config(cache_dir, tmp_path, snr_db=[-20.0, 0.0], snr_mode="geometric",
+                      codecs=["analog"], fusions=["max"])
+    path = run_sweep(cfg)
+    results = read_results([path])
+    assert set(results.column("snr_mode").to_pylist()) == {"geometric"}
+    ledger = read_results([path], ledger=True)
+    sent = ledger.filter(pc.equal(ledger["sent"], True))
+    assert sent.num_rows > 0
+    for offset in (-20.0, 0.0):
+        rows = sent.filter(pc.equal(sent["cell_id"], _cell_of(results, offset)))
+        link = np.asarray(rows.column("link_snr_db").to_pylist())
+        used = np.asarray(rows.column("snr_db").to_pylist())
+        assert np.all(np.isfinite(link))
+        np.testing.assert_allclose(used, link + offset, atol=1e-4)  # float32 on the way
+    with pytest.raises(ValueError, match="snr_mode"):
+        plan_sweep(tiny_config(cache_dir, tmp_path, snr_mode="per-link"))
+
+
+def _cell_of(results, snr_db: float) -> str:
+    import pyarrow.compute as pc
+
+    return results.filter(pc.equal(results["snr_db"], snr_db)).column("cell_id")[0].as_py()
