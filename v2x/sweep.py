@@ -875,11 +875,15 @@ def results_table_text(table: pa.Table, columns: Sequence[str] | None = None) ->
             "mean_latency_s",
         )
     )
+    if columns[4] == "snr_db" and "snr_mode" in table.column_names and (
+        "geometric" in set(table.column("snr_mode").to_pylist())
+    ):
+        columns.insert(4, "snr_mode")  # snr_db is then an offset over each link's own SNR
     rows = table.select(columns).to_pylist()
 
     def order(row: dict) -> tuple:
         key = []
-        for c in columns[:5]:
+        for c in columns[: columns.index("snr_db") + 1 if "snr_db" in columns else 5]:
             v = row[c]
             key.append(
                 (0, v) if isinstance(v, str) else (1, -math.inf if v is None or v != v else v)
