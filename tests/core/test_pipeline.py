@@ -22,12 +22,7 @@ C = 8
 HW = 32  # stride-2 map of the 64 x 64 grid
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _pose(x: float, y: float, yaw: float, z: float = 1.8) -> np.ndarray:

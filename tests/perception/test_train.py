@@ -30,12 +30,7 @@ TINY_MODEL = DetectorConfig(
 )
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():  # module scope: also covers the module-scoped reference run
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def make_frame(step: int, rank: int, index: int) -> CoopFrame:
@@ -95,7 +90,7 @@ def _weights(path: Path) -> dict[str, torch.Tensor]:
 
 
 @pytest.fixture(scope="module")
-def reference_run(_one_thread, tmp_path_factory) -> Path:
+def reference_run(one_torch_thread, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("train_a")
     return train_detector(_cfg(out), frames)
 

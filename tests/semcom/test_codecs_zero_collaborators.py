@@ -34,12 +34,7 @@ def test_every_registered_codec_is_covered():
     assert CODECS.names() == NAMES
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _frame(seed: int, agents: int) -> CoopFrame:

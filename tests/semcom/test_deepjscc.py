@@ -35,13 +35,7 @@ def tiny_codec(**kwargs) -> DeepJSCCCodec:
     return DeepJSCCCodec(**args)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """These convolutions are tiny: one thread beats two contended ones on the shared CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -42,12 +42,7 @@ def numpy_topk_sets(importance: np.ndarray, k: int) -> list[set[int]]:
     return [set(np.argsort(-row, kind="stable")[:k].tolist()) for row in flat]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_keeps_exact_top_k_cells_of_given_importance():
