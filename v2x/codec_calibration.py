@@ -145,6 +145,11 @@ def calibrate_snr_gate(
     """
     if not frames:
         raise ValueError("calibrate_snr_gate: 'frames' is empty")
+    if not all(hasattr(codec, name) for name in ("gate_ratios", "set_gate", "snr_gate")):
+        raise ValueError(
+            f"calibrate_snr_gate: codec {type(codec).__name__} has no SNR gate "
+            "(gate_ratios, set_gate, snr_gate); only learned analog codecs such as deepjscc do"
+        )
     device = next(detector.parameters()).device
     grid = sorted(float(s) for s in snr_db)
     ratios = [float(r) for r in codec.gate_ratios]

@@ -112,3 +112,11 @@ def test_gate_threshold_rule_by_hand():
         gate_threshold([0, 0], [[1, 1]], [0])
     with pytest.raises(ValueError, match="floors"):
         gate_threshold(snr, [[1] * 4], [0, 0])
+
+
+def test_calibration_refuses_a_codec_without_a_gate():
+    from v2x.codec_calibration import calibrate_snr_gate
+    from v2x.semcom import build_codec
+
+    with pytest.raises(ValueError, match="has no SNR gate"):
+        calibrate_snr_gate(None, build_codec("identity"), [object()])
