@@ -78,3 +78,16 @@ def test_train_codec_app_trains_calibrates_and_writes_a_loadable_gated_checkpoin
         assert threshold == expect or (math.isinf(threshold) and math.isinf(expect))
     assert torch.isfinite(codec.gate_snr_db).any() or torch.isinf(codec.gate_snr_db).all()
     assert (tmp_path / "log.csv").read_text().count("\n") >= 2
+
+
+def test_train_codec_app_rejects_an_init_checkpoint_of_another_architecture(tmp_path):
+    import pytest
+
+    from v2x.apps.train_codec import run_codec_training
+
+    cfg = _compose("train_codec", ["init=shipped", "codec.hidden=8", "device=cpu"])
+    with pytest.raises(ValueError, match="does not fit the configured codec"):
+        run_codec_training(cfg)
+    cfg = _compose("train_codec", [f"init={tmp_path / 'missing.pt'}", "device=cpu"])
+    with pytest.raises(ValueError, match="does not exist"):
+        run_codec_training(cfg)
