@@ -89,6 +89,14 @@ def warp_sampling_grid(
     return sample_grid, coverage.view(n, a, 1, h, w)
 
 
+def sample_maps(maps: torch.Tensor, sample_grid: torch.Tensor) -> torch.Tensor:
+    """Bilinear resampling of ``maps [N, C, h, w]`` at ``sample_grid [N, h, w, 2]``
+    (``warp_sampling_grid``); zeros outside the source grid. Returns float32."""
+    return F.grid_sample(
+        maps.float(), sample_grid, mode="bilinear", padding_mode="zeros", align_corners=False
+    )
+
+
 def warp_to_ego(
     features: torch.Tensor, ego_to_agent: torch.Tensor, grid: BEVGrid
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -106,7 +114,7 @@ def warp_to_ego(
     b, a, c, h, w = features.shape
     sample_grid, coverage = warp_sampling_grid(ego_to_agent, grid, h, w)
     flat = features.reshape(b * a, c, h, w)
-    warped = F.grid_sample(flat.float(), sample_grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    warped = sample_maps(flat, sample_grid)
     return warped.view(b, a, c, h, w), coverage
 
 

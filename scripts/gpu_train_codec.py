@@ -15,7 +15,7 @@ from evaluate_fusions import evaluate  # noqa: E402
 
 from v2x.channels import build_channel  # noqa: E402
 from v2x.checkpoint import load_detector  # noqa: E402
-from v2x.codec_calibration import _ap_per_snr, calibrate_snr_gate  # noqa: E402
+from v2x.codec_calibration import ap_per_snr, calibrate_snr_gate  # noqa: E402
 from v2x.codec_training import CodecTrainConfig, train_codec_for_task  # noqa: E402
 from v2x.datasets.synthetic import SyntheticConfig, generate_sequence  # noqa: E402
 from v2x.perception.fusion import build_fusion  # noqa: E402
@@ -64,10 +64,8 @@ cc = CodecTrainConfig(
 )
 # The detector's features are signed (its last layer is a 1x1 conv): no output clamp.
 codec = build_codec("deepjscc", hidden=args.hidden, checkpoint=args.checkpoint)
-if args.init:  # warm start (e.g. from the previously shipped weights; gate buffers stay fresh)
-    state = torch.load(args.init, map_location="cpu", weights_only=True)["state_dict"]
-    missing, unexpected = codec.load_state_dict(state, strict=False)
-    print(f"warm start from {args.init}: missing {missing}, unexpected {unexpected}", flush=True)
+if args.init:  # warm start (e.g. from the previously shipped weights); the gate is recalibrated
+    codec.warm_start(args.init)
 t = time.perf_counter()
 if args.checkpoint is None:
     losses = train_codec_for_task(codec, model, lambda s, n: rng.sample(train, n), cc, device)
@@ -95,12 +93,12 @@ for channel in ("awgn", "rayleigh"):
 # Held-out check of "never below ego-only" with the gate on: AP vs SNR on the test frames.
 gated = build_codec("deepjscc", **kw).to(device).eval()
 ego_pipe = CooperativePipeline(model, build_fusion("none"), gated, build_channel("awgn")).to(device)
-held = {"ego": _ap_per_snr(ego_pipe.eval(), test, args.snr[:1], (0.5, 0.7), 4, device)}
+held = {"ego": ap_per_snr(ego_pipe.eval(), test, args.snr[:1], (0.5, 0.7), 4, device)}
 for channel in ("awgn", "rayleigh"):
     pipe = CooperativePipeline(model, build_fusion("max"), gated, build_channel(channel)).to(device)
     for r in (1 / 512, 1 / 128, 1 / 64, 1 / 8):
         gated.bandwidth_ratio = r
-        held[f"{channel}@{r:g}"] = _ap_per_snr(pipe.eval(), test, args.snr, (0.5, 0.7), 4, device)
+        held[f"{channel}@{r:g}"] = ap_per_snr(pipe.eval(), test, args.snr, (0.5, 0.7), 4, device)
         below = [s for i, s in enumerate(args.snr) for t in (0.5, 0.7)
                  if held[f"{channel}@{r:g}"][t][i] < held["ego"][t][0]]
         print(f"gated {channel} 1/{round(1 / r)}: AP@0.7 "

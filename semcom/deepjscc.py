@@ -30,8 +30,8 @@ samples are carried in a packet-based MAC), i.e. ``packets = packets_for_bits(32
 
 Input features are standardised per channel with running statistics gathered during training
 (no side information is sent); the decoder undoes it. ``output_activation="relu"`` clamps the
-reconstruction at 0 for non-negative sources (backbone features after a ReLU, semantic maps) at
-inference.
+reconstruction at 0 for non-negative sources (e.g. probability maps) at inference; the shipped
+detector's features are signed (its last layer is a 1x1 conv), so its codec uses ``"none"``.
 
 **SNR gate** (the receiver's outage rule, the analog counterpart of a failed CRC): a table of
 ``gate_snr_db`` per ratio of ``gate_ratios``, calibrated on validation frames
@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -636,6 +637,23 @@ class DeepJSCCCodec(Codec):
             "max_ratio": self.max_ratio,
             "output_activation": self.output_activation,
         }
+
+    def warm_start(self, path: str) -> None:
+        """Load the tensors of a ``save_checkpoint`` file (weights, feature statistics, gate)
+        without checking its config, e.g. to fine-tune with another output activation;
+        recalibrate the gate after training. ``"shipped"`` names the packaged checkpoint. Raises
+        ``ValueError`` naming the file when it is missing or its tensors do not fit."""
+        path = resolve_checkpoint(path)
+        if not Path(path).is_file():
+            raise ValueError(f"deepjscc: warm-start checkpoint {path} does not exist")
+        blob = torch.load(path, map_location="cpu", weights_only=True)
+        try:
+            self.load_state_dict(blob["state_dict"], strict=False)
+        except RuntimeError as exc:
+            raise ValueError(
+                f"deepjscc: warm-start checkpoint {path} (config {blob.get('config')}) does not "
+                f"fit this codec ({self.config()}): {exc}"
+            ) from exc
 
     def save_checkpoint(self, path: str) -> None:
         """Write architecture config + weights + feature statistics + gate (atomically, on CPU)."""

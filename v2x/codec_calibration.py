@@ -98,7 +98,7 @@ def gate_threshold(
     return max(threshold, grid[0])
 
 
-def _ap_per_snr(
+def ap_per_snr(
     pipe: CooperativePipeline,
     frames: Sequence[CoopFrame],
     snr_db: Sequence[float],
@@ -154,7 +154,7 @@ def calibrate_snr_gate(
     grid = sorted(float(s) for s in snr_db)
     ratios = [float(r) for r in codec.gate_ratios]
     ego_pipe = CooperativePipeline(detector, build_fusion("none"), codec, build_channel("awgn"))
-    ego = _ap_per_snr(ego_pipe.to(device), frames, grid[:1], iou_thresholds, batch_size, device)
+    ego = ap_per_snr(ego_pipe.to(device), frames, grid[:1], iou_thresholds, batch_size, device)
     ego_ap = {t: v[0] for t, v in ego.items()}
     saved_ratio, codec.snr_gate = codec.bandwidth_ratio, False
     curves: dict[tuple[str, float], dict[float, list[float]]] = {}
@@ -164,7 +164,7 @@ def calibrate_snr_gate(
             pipe = pipe.to(device)
             for ratio in ratios:
                 codec.bandwidth_ratio = ratio
-                curves[(name, ratio)] = _ap_per_snr(
+                curves[(name, ratio)] = ap_per_snr(
                     pipe, frames, grid, iou_thresholds, batch_size, device
                 )
     finally:
@@ -179,4 +179,4 @@ def calibrate_snr_gate(
     return GateCalibration(grid, [float(t) for t in iou_thresholds], ego_ap, curves, thresholds)
 
 
-__all__ = ["GateCalibration", "calibrate_snr_gate", "gate_threshold"]
+__all__ = ["GateCalibration", "ap_per_snr", "calibrate_snr_gate", "gate_threshold"]

@@ -18,7 +18,6 @@ import math
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from v2x.channels.base import Channel
@@ -30,6 +29,7 @@ from v2x.perception.warp import (
     merge_points_to_ego,
     perturb_poses,
     relative_level_transforms,
+    sample_maps,
     warp_sampling_grid,
 )
 from v2x.semcom.base import Codec
@@ -156,7 +156,7 @@ class CooperativePipeline(nn.Module):
             # Nothing is sent: one fusion of the ego's own map serves every condition.
             ego_only = torch.ones(b, 1, 1, h, w, dtype=torch.bool, device=device)
             heat, reg = self.model.head(self.fusion(features[:, :1], ego_only))
-            return RunOutput(_repeat_detections(self.model.postprocess(heat, reg), k), cost, k)
+            return RunOutput(repeat_detections(self.model.postprocess(heat, reg), k), cost, k)
         rows = features[:, 1:].unsqueeze(0).expand(k, b, a - 1, c, h, w).reshape(-1, c, h, w)
         row_snr = link_snr(snr_db, b, a)[:, :, 1:].reshape(-1)
         link = LinkState(snr_db=row_snr)
@@ -222,19 +222,13 @@ class CooperativePipeline(nn.Module):
             )
             sample_grid = one.unsqueeze(0).expand(u, *one.shape).reshape(-1, h, w, 2)
         # Only collaborators are warped; the ego's map is already in the ego frame.
-        warped = F.grid_sample(
-            decoded.reshape(-1, c, h, w).float(),
-            sample_grid,
-            mode="bilinear",
-            padding_mode="zeros",
-            align_corners=False,
-        ).view(u * b, a - 1, c, h, w)
+        warped = sample_maps(decoded.reshape(-1, c, h, w), sample_grid).view(u * b, a - 1, c, h, w)
         if sent is None:  # every cell was sent: where a map arrives depends on geometry only
             geometry = sample_grid if noisy else one
             ones = torch.ones(geometry.shape[0], 1, h, w, dtype=decoded.dtype, device=device)
-            arrived = _grid_sample(ones, geometry) > 0.5
+            arrived = sample_maps(ones, geometry) > 0.5
         else:
-            arrived = _grid_sample(sent.reshape(-1, 1, h, w), sample_grid) > 0.5
+            arrived = sample_maps(sent.reshape(-1, 1, h, w), sample_grid) > 0.5
         valid_collab = (
             (
                 coverage.view(-1, b, a - 1, 1, h, w)
@@ -291,7 +285,7 @@ class CooperativePipeline(nn.Module):
         bits = valid.sum(-1).double() * BOX_MESSAGE_BITS  # [B, A]
         bits[:, 0] = 0
         self._charge_ideal(cost, bits, snr_db, batch)
-        return RunOutput(_repeat_detections(det, k), cost, k)
+        return RunOutput(repeat_detections(det, k), cost, k)
 
     def _run_early(self, batch: CoopBatch, snr_db: torch.Tensor) -> RunOutput:
         b, a, n, _ = batch.points.shape
@@ -310,7 +304,7 @@ class CooperativePipeline(nn.Module):
         bits = batch.point_mask.sum(-1).double() * POINT_MESSAGE_BITS
         bits[:, 0] = 0
         self._charge_ideal(cost, bits, snr_db, batch)
-        return RunOutput(_repeat_detections(det, k), cost, k)
+        return RunOutput(repeat_detections(det, k), cost, k)
 
     @staticmethod
     def _charge_ideal(
@@ -337,12 +331,6 @@ def link_snr(snr_db: torch.Tensor, b: int, a: int) -> torch.Tensor:
         return snr_db.float()
     k = snr_db.shape[0]
     return snr_db.float().view(k, 1, 1).expand(k, b, a)
-
-
-def _grid_sample(maps: torch.Tensor, sample_grid: torch.Tensor) -> torch.Tensor:
-    return F.grid_sample(
-        maps.float(), sample_grid, mode="bilinear", padding_mode="zeros", align_corners=False
-    )
 
 
 def _bits(t: torch.Tensor) -> torch.Tensor:
@@ -390,7 +378,8 @@ def _distinct_conditions(*tensors: torch.Tensor | None) -> tuple[list[int], torc
     return reps, torch.tensor(inverse, dtype=torch.int64)
 
 
-def _repeat_detections(det: Detections, k: int) -> Detections:
+def repeat_detections(det: Detections, k: int) -> Detections:
+    """The ``B`` frames of ``det`` tiled for ``K`` conditions (``K·B`` rows, condition-major)."""
     return Detections(
         *(
             t.repeat(k, *([1] * (t.dim() - 1)))

@@ -621,20 +621,13 @@ def _eval_config(plan: SweepPlan, model):
 def _run_conditions(pipe, batch: CoopBatch, snr: torch.Tensor, same_for_all: bool):
     """``pipe.run(batch, snr)``; with ``same_for_all`` (nothing is transmitted, so nothing
     depends on the SNR) one condition is run and its output tiled ``K`` times."""
-    from v2x.perception.detector import Detections
-    from v2x.pipeline import LinkCost, RunOutput, link_snr
+    from v2x.pipeline import LinkCost, RunOutput, link_snr, repeat_detections
 
     k = snr.shape[0]
     if not same_for_all or k == 1:
         return pipe.run(batch, snr)
     one = pipe.run(batch, snr[:1])
-    det = one.detections
-    tiled = Detections(
-        *(
-            t.repeat(k, *([1] * (t.dim() - 1)))
-            for t in (det.boxes, det.scores, det.labels, det.valid)
-        )
-    )
+    tiled = repeat_detections(one.detections, k)
     c = one.cost
     cost = LinkCost(
         *(
@@ -658,8 +651,7 @@ def _run_group(
     from v2x.semcom import CODECS, build_codec
 
     cfg = plan.config
-    snr = torch.tensor(plan.snr_db, dtype=torch.float32)
-    offsets = snr.clone()  # snr_mode=geometric: dB added to every link's geometric SNR
+    snr = torch.tensor(plan.snr_db, dtype=torch.float32)  # geometric mode: offsets in dB
     k = snr.shape[0]
     fusion = build_fusion(
         group.fusion, **dict((cfg.fusion_options or {}).get(group.fusion, {}) or {})
@@ -704,9 +696,10 @@ def _run_group(
         model.batch_index = bi
         torch.manual_seed(_group_seed(cfg.seed, group, bi))
         # Ego-only fusion sends nothing: its detections do not depend on the SNR.
-        if group.snr_mode == "geometric":  # each link at its geometric SNR + the grid's offset
-            snr = (item.network.snr_db[None] + offsets.view(k, 1, 1).double()).float().to(device)
-        out = _run_conditions(pipe, item.batch, snr, same_for_all=group.stage == "ego")
+        item_snr = snr  # [K], or [K, B, A]: each link at its geometric SNR + the grid's offset
+        if group.snr_mode == "geometric":
+            item_snr = (item.network.snr_db[None] + snr.view(k, 1, 1).double()).float().to(device)
+        out = _run_conditions(pipe, item.batch, item_snr, same_for_all=group.stage == "ego")
         cost = out.cost
         delivery = schedule(
             plan.budget,
@@ -733,7 +726,7 @@ def _run_group(
                 # Nothing left on air: the result cannot depend on the SNR (one run serves all).
                 silent = not bool((cost.sent[ks[0]] & ~lost).any())
                 torch.manual_seed(_group_seed(cfg.seed, group, bi) + 1 + ks[0])
-                rerun = _run_conditions(pipe, masked, snr[ks], same_for_all=silent).detections
+                rerun = _run_conditions(pipe, masked, item_snr[ks], same_for_all=silent).detections
                 for j, ki in enumerate(ks):
                     rows = slice(ki * b, (ki + 1) * b)
                     src = slice(j * b, (j + 1) * b)
@@ -858,13 +851,11 @@ def run_sweep(cfg: Any) -> Path:
 
 def results_table_text(table: pa.Table, columns: Sequence[str] | None = None) -> str:
     """A plain-text table of results rows (one line per cell), sorted by condition."""
-    columns = list(
-        columns
-        or (
-            "fusion",
-            "codec",
-            "channel",
-            "bandwidth_ratio",
+    if columns is None:
+        columns = ["fusion", "codec", "channel", "bandwidth_ratio"]
+        if "snr_mode" in table.column_names and "geometric" in table.column("snr_mode").to_pylist():
+            columns.append("snr_mode")  # snr_db is then an offset over each link's own SNR
+        columns += [
             "snr_db",
             "ap_30",
             "ap_50",
@@ -873,17 +864,14 @@ def results_table_text(table: pa.Table, columns: Sequence[str] | None = None) ->
             "mean_channel_uses_per_frame",
             "mean_source_bits_per_frame",
             "mean_latency_s",
-        )
-    )
-    if columns[4] == "snr_db" and "snr_mode" in table.column_names and (
-        "geometric" in set(table.column("snr_mode").to_pylist())
-    ):
-        columns.insert(4, "snr_mode")  # snr_db is then an offset over each link's own SNR
+        ]
+    columns = list(columns)
+    condition = columns[: columns.index("snr_db") + 1] if "snr_db" in columns else columns[:5]
     rows = table.select(columns).to_pylist()
 
     def order(row: dict) -> tuple:
         key = []
-        for c in columns[: columns.index("snr_db") + 1 if "snr_db" in columns else 5]:
+        for c in condition:
             v = row[c]
             key.append(
                 (0, v) if isinstance(v, str) else (1, -math.inf if v is None or v != v else v)

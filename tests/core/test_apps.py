@@ -86,7 +86,7 @@ def test_train_codec_app_rejects_an_init_checkpoint_of_another_architecture(tmp_
     from v2x.apps.train_codec import run_codec_training
 
     cfg = _compose("train_codec", ["init=shipped", "codec.hidden=8", "device=cpu"])
-    with pytest.raises(ValueError, match="does not fit the configured codec"):
+    with pytest.raises(ValueError, match="does not fit this codec"):
         run_codec_training(cfg)
     cfg = _compose("train_codec", [f"init={tmp_path / 'missing.pt'}", "device=cpu"])
     with pytest.raises(ValueError, match="does not exist"):

@@ -57,19 +57,9 @@ def run_codec_training(cfg: DictConfig) -> Path:
     if not hasattr(codec, "forward_train"):
         raise ValueError(f"train_codec config: codec {name!r} is not trainable (no forward_train)")
     if cfg.init:
-        from v2x.semcom.deepjscc import resolve_checkpoint
-
-        path = resolve_checkpoint(str(cfg.init))
-        if not Path(path).is_file():
-            raise ValueError(f"train_codec config: field 'init' names {path}, which does not exist")
-        blob = torch.load(path, map_location="cpu", weights_only=True)
-        try:  # weights only: the gate is recalibrated after training anyway
-            codec.load_state_dict(blob["state_dict"], strict=False)
-        except (KeyError, RuntimeError) as exc:
-            raise ValueError(
-                f"train_codec config: 'init' checkpoint {path} (config {blob.get('config')}) does "
-                f"not fit the configured codec ({exc})"
-            ) from exc
+        if not hasattr(codec, "warm_start"):
+            raise ValueError(f"train_codec config: codec {name!r} cannot warm-start ('init')")
+        codec.warm_start(str(cfg.init))
     frames = load_training_frames(cfg.data)
     if len(frames) < train_cfg.batch_size:
         raise ValueError(
