@@ -185,6 +185,25 @@ def _per_batch(
 SHIPPED_CHECKPOINT = "deepjscc_synthetic.pt"
 
 
+def read_checkpoint(path: str) -> tuple[str, dict]:
+    """``(resolved path, blob)`` of a ``save_checkpoint`` file; ``ValueError`` naming the file
+    (and the field) when it is missing, unreadable or lacks ``config`` / ``state_dict``."""
+    path = resolve_checkpoint(path)
+    if not Path(path).is_file():
+        raise ValueError(f"deepjscc: checkpoint {path} does not exist")
+    try:
+        blob = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - any reader failure means an unusable file
+        raise ValueError(f"deepjscc: checkpoint {path} cannot be read ({exc})") from exc
+    for field, kind in (("config", dict), ("state_dict", dict)):
+        if not isinstance(blob, dict) or not isinstance(blob.get(field), kind):
+            raise ValueError(
+                f"deepjscc: checkpoint {path} lacks field '{field}' (a save_checkpoint file "
+                "holds {'config': {...}, 'state_dict': {...}})"
+            )
+    return path, blob
+
+
 def resolve_checkpoint(path: str) -> str:
     """The file a ``checkpoint`` option names: ``"shipped"`` → the packaged
     ``semcom/assets/deepjscc_synthetic.pt``; any other value is a path."""
@@ -643,10 +662,7 @@ class DeepJSCCCodec(Codec):
         without checking its config, e.g. to fine-tune with another output activation;
         recalibrate the gate after training. ``"shipped"`` names the packaged checkpoint. Raises
         ``ValueError`` naming the file when it is missing or its tensors do not fit."""
-        path = resolve_checkpoint(path)
-        if not Path(path).is_file():
-            raise ValueError(f"deepjscc: warm-start checkpoint {path} does not exist")
-        blob = torch.load(path, map_location="cpu", weights_only=True)
+        path, blob = read_checkpoint(path)
         try:
             self.load_state_dict(blob["state_dict"], strict=False)
         except RuntimeError as exc:
@@ -665,9 +681,8 @@ class DeepJSCCCodec(Codec):
     def load_checkpoint(self, path: str) -> None:
         """Load a ``save_checkpoint`` file; the architecture must match. ``"shipped"`` loads the
         task-trained model that ships with v2x (``semcom/assets/deepjscc_synthetic.pt``)."""
-        path = resolve_checkpoint(path)
-        blob = torch.load(path, map_location="cpu", weights_only=True)
-        saved = {"output_activation": "none", **(blob.get("config") or {})}
+        path, blob = read_checkpoint(path)
+        saved = {"output_activation": "none", **blob["config"]}
         if saved != self.config():
             raise ValueError(
                 f"deepjscc: checkpoint {path!r} was saved with config {blob.get('config')}, "

@@ -120,3 +120,18 @@ def test_calibration_refuses_a_codec_without_a_gate():
 
     with pytest.raises(ValueError, match="has no SNR gate"):
         calibrate_snr_gate(None, build_codec("identity"), [object()])
+
+
+def test_unusable_checkpoint_files_are_named_with_the_field(tmp_path):
+    with pytest.raises(ValueError, match="does not exist"):
+        _codec(checkpoint=str(tmp_path / "none.pt"))
+    garbage = tmp_path / "garbage.pt"
+    garbage.write_bytes(b"not a torch file")
+    with pytest.raises(ValueError, match=r"garbage\.pt cannot be read"):
+        _codec(checkpoint=str(garbage))
+    partial = tmp_path / "partial.pt"
+    torch.save({"config": {}}, partial)
+    with pytest.raises(ValueError, match=r"partial\.pt lacks field 'state_dict'"):
+        _codec(checkpoint=str(partial))
+    with pytest.raises(ValueError, match=r"partial\.pt lacks field 'state_dict'"):
+        _codec().warm_start(str(partial))
