@@ -195,7 +195,6 @@ class OFDMChannel(Channel):
     def blocks(self, device: torch.device) -> dict:
         dev = _device_str(device)
         if self._blocks is None or self._blocks_device != dev:
-            import_sionna()
             # The pilot pattern draws its QPSK symbols from Sionna's generator: fix them.
             with sionna_generator(dev, seed=self.pilot_seed):
                 self._blocks, self._blocks_device = self._build(dev), dev
