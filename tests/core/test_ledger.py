@@ -36,7 +36,12 @@ def test_rows_values_and_sums():
     bits = uses * 4
     packets = torch.ceil(bits / 1000) * sent
     snr = torch.tensor([0.0, 10.0]).view(k, 1, 1).expand(k, b, a).float()
-    cost = LinkCost(bits.double(), bits.double(), uses.double(), packets.double(), sent, snr)
+    zero = torch.zeros(k, b, a, dtype=torch.float64)
+    cells = 10.0 * sent.double()
+    cost = LinkCost(
+        bits.double(), bits.double(), uses.double(), packets.double(), sent, snr,
+        zero, zero, zero, cells, cells,
+    )  # fmt: skip
     delivery = schedule(BudgetConfig(bandwidth_hz=1e4, deadline_s=0.02), sent, uses, packets, snr)
     table = ledger_table(
         ["c0", "c1"], cost, delivery, net, agent_mask, "awgn", "analog", "max", 0.5
@@ -80,7 +85,7 @@ def test_cell_ids_must_match_conditions():
     frames = [_frame("f0", [0, 30])]
     net = build_network_batch(frames, NetworkConfig(los_mode="los"))
     z = torch.zeros(1, 1, 2, dtype=torch.float64)
-    cost = LinkCost(z, z, z, z, torch.zeros(1, 1, 2, dtype=torch.bool), z.float())
+    cost = LinkCost(z, z, z, z, torch.zeros(1, 1, 2, dtype=torch.bool), z.float(), z, z, z, z, z)
     d = schedule(BudgetConfig(), cost.sent, z, z, z)
     with pytest.raises(ValueError, match="cell_ids"):
         ledger_table(
