@@ -11,11 +11,14 @@ import dataclasses
 import inspect
 import itertools
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from omegaconf import OmegaConf
 
+import v2x.conf
 from v2x.budget import BudgetConfig, schedule
 from v2x.channels import CHANNELS, build_channel
 from v2x.channels.erasure import ErasureChannel, Packetizer
@@ -26,7 +29,7 @@ from v2x.ledger import ledger_table, summarize
 from v2x.network import NetworkConfig, build_network_batch
 from v2x.perception.bev import BEVGrid
 from v2x.perception.detector import CoopDetector, DetectorConfig
-from v2x.perception.fusion import MaxFusion
+from v2x.perception.fusion import MaxFusion, Where2commFusion
 from v2x.pipeline import CooperativePipeline
 from v2x.semcom import CODECS, _load_all
 from v2x.semcom.base import packets_for_bits, reception
@@ -215,6 +218,63 @@ def test_lossy_settings_show_in_the_results(model, frames, channel, codec, snr_d
     assert float(valid[:, :, 0].flatten(2).sum(-1)[present].sum()) < HW * HW * int(present.sum())
 
 
+class RecordingWhere2comm(Where2commFusion):
+    """Where2comm fusion that keeps the validity mask it was given."""
+
+    def __init__(self, max_fraction: float) -> None:
+        super().__init__(max_fraction)
+        self.masks: list[torch.Tensor] = []
+
+    def forward(self, features: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+        self.masks.append(valid.detach().clone())
+        return super().forward(features, valid)
+
+
+@pytest.mark.parametrize("codec", ["digital", "deepjscc", "identity"])
+def test_where2comm_counts_only_the_selected_cells(model, frames, codec):
+    """With Where2comm-style selection a link sends ``kept`` cells; what the fusion got of them
+    is the ledger's ``cells_used`` (lost on the air, or discarded by the gate at the low SNR)."""
+    fraction = 0.25
+    kept = math.floor(fraction * HW * HW + 0.5)
+    batch = collate_frames(frames)
+    net = build_network_batch(_spread(frames), NetworkConfig(los_mode="los"))
+    for snr in (LOW_SNR_DB, HIGH_SNR_DB):
+        fusion = RecordingWhere2comm(fraction)
+        pipe = CooperativePipeline(model, fusion, _codec(codec), _channel("erasure_iid")).eval()
+        torch.manual_seed(11)
+        cost = pipe.run(batch, torch.tensor([snr])).cost
+        delivery = schedule(
+            BudgetConfig(bandwidth_hz=1e15), cost.sent, cost.channel_uses, cost.packets, cost.snr_db
+        )
+        table = ledger_table(["c"], cost, delivery, net, batch.agent_mask, "e", codec, "w", 1.0)
+        fused = fusion.masks[0][:, :, 0].flatten(2).sum(-1)
+        for r in table.to_pylist():
+            bi = [f.frame_id for f in frames].index(r["frame_id"])
+            ai = [o.agent_id for o in frames[bi].agents].index(r["tx_agent"])
+            assert r["cells_sent"] == kept
+            assert r["cells_used"] == fused[bi, ai].item(), (codec, snr)
+            if codec == "identity":  # an ideal link: nothing is lost
+                assert r["cells_used"] == kept and r["packets_lost"] == 0
+        if codec == "deepjscc" and snr == LOW_SNR_DB:  # gate closed: nothing fused
+            assert summarize(table, len(frames))["delivered_fraction"] == 0.0
+
+
+def test_cells_a_budget_leaves_unsent_are_not_lost(model, frames):
+    """The digital chain under a channel-use budget sends only some rows of a map: those are
+    ``cells_sent``; over a clean link all of them arrive (delivered fraction 1), and the fusion
+    got exactly them."""
+    codec = CODECS.build("digital", max_channel_uses=1500)
+    table, valid, batch = _run(model, frames, codec, build_channel("awgn"), HIGH_SNR_DB)
+    present = batch.agent_mask.clone()
+    present[:, 0] = False
+    fused = valid[:, :, 0].flatten(2).sum(-1)[present]
+    rows = table.to_pylist()
+    assert all(0 < r["cells_sent"] < HW * HW for r in rows)
+    assert sorted(r["cells_used"] for r in rows) == sorted(fused.tolist())
+    assert all(r["cells_used"] == r["cells_sent"] and r["packets_lost"] == 0 for r in rows)
+    assert summarize(table, len(frames))["delivered_fraction"] == 1.0
+
+
 # ------------------------------------------------------------------ one packet model
 
 
@@ -236,6 +296,12 @@ def test_one_header_model_for_codecs_and_erasure_channels():
                 assert params[key].default == HEADER_BYTES, (name, key)
         if "mtu_bytes" in params:
             assert params["mtu_bytes"].default == MTU_BYTES, name
+    conf = Path(v2x.conf.__file__).parent
+    for path in sorted((conf / "channel").glob("*.yaml")) + sorted((conf / "codec").glob("*.yaml")):
+        cfg = OmegaConf.load(path)
+        for key in ("header_bytes", "packet_header_bytes"):
+            assert cfg.get(key, HEADER_BYTES) == HEADER_BYTES, (path.name, key)
+        assert cfg.get("mtu_bytes", MTU_BYTES) == MTU_BYTES, path.name
     bits = torch.tensor([0.0, 1.0, 1460 * 8.0, 1460 * 8.0 + 1])
     assert packets_for_bits(bits).tolist() == [0.0, 1.0, 1.0, 2.0]
 
