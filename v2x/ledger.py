@@ -51,6 +51,7 @@ tx_x_m … rx_y_m     float64   antenna positions (world), for maps
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -246,9 +247,8 @@ def summarize(table: pa.Table, num_frames: int) -> dict[str, float]:
     Returns the ``LEDGER_SUMS`` keys: bits, channel uses and packets per frame (totals over the
     links of a frame, averaged over ``num_frames``), ``packet_loss_rate`` (Σ ``packets_lost`` /
     Σ ``packets_sent``: erased, CRC-failed or dropped at the deadline), ``delivered_fraction``
-    (Σ ``cells_used`` / Σ ``cells_sent``: the share of the sent cells the ego fused; with no
-    cell sent, the share of payloads delivered), latency mean and 95th percentile, mean AoI,
-    links per frame.
+    (Σ ``cells_used`` / Σ ``cells_sent``: the share of the sent cells the ego fused; NaN when no
+    cell was sent), latency mean and 95th percentile, mean AoI, links per frame.
     """
     return summarize_columns(_sum_columns(table), num_frames)
 
@@ -303,12 +303,9 @@ def summarize_columns(columns: dict[str, np.ndarray], num_frames: int) -> dict[s
     latency = latency[np.isfinite(latency)]
     aoi = col("aoi_s")
     aoi = aoi[np.isfinite(aoi)]
-    delivered = columns["delivered"][sent]
     cells_sent = col("cells_sent").sum()
-    if cells_sent > 0:
-        delivered_fraction = float(col("cells_used").sum() / cells_sent)
-    else:
-        delivered_fraction = float(delivered.mean()) if delivered.size else float("nan")
+    # NaN when no link sent a cell (e.g. a digital payload of which not even the header fits)
+    delivered_fraction = float(col("cells_used").sum() / cells_sent) if cells_sent > 0 else math.nan
     return {
         "mean_source_bits_per_frame": float(col("source_bits").sum() / frames),
         "mean_coded_bits_per_frame": float(col("coded_bits").sum() / frames),

@@ -351,3 +351,63 @@ def test_packets_hit_counts_only_the_codecs_packets():
     got = packets_hit(mask, torch.tensor([4.0, 2.5]), torch.tensor([3.0, 2.0]))
     assert got.tolist() == [2.0, 0.0]
     assert math.isclose(float(packets_hit(None, None, torch.tensor([3.0]))), 0.0)
+
+
+def test_sweep_results_loss_and_delivery_come_from_the_ledger_rows(tmp_path):
+    """The issue's reproduction at sweep level: a digital payload over an i.i.d. erasure channel
+    with loss 0.3 used to read ``packet_loss_rate 0, delivered_fraction 1``. Now the results'
+    columns are the sums of the cell's ledger rows, and they show the loss."""
+    from v2x.results import read_results
+    from v2x.sweep import run_sweep
+
+    lidar = {"columns": 128, "max_range_m": 40.0}
+    cfg = {
+        "checkpoint": "untrained",
+        "model": {
+            "grid": {"x_range_m": [-25.6, 25.6], "y_range_m": [-25.6, 25.6]},
+            "pillar_channels": 8,
+            "backbone_channels": [8, 16],
+            "backbone_layers": 1,
+            "feature_channels": C,
+            "score_threshold": 0.0,
+            "max_detections": 20,
+        },
+        "data": {
+            "num_frames": 2,
+            "frames_per_sequence": 2,
+            "seed": 7,
+            "cache_dir": str(tmp_path / "frames"),
+            "synthetic": {
+                "vehicle_lidar": {"preset": "vlp16", **lidar},
+                "rsu_lidar": {"preset": "rsu32", **lidar},
+                "uav_lidar": {"preset": "uav_down", "beams": 8, **lidar},
+            },
+        },
+        "batch_size": 2,
+        "grid": {
+            "channels": ["erasure_iid"],
+            "snr_db": [20.0],
+            "codecs": ["digital"],
+            "fusions": ["max"],
+        },
+        "channel_options": {"erasure_iid": {"loss_prob": 0.3}},
+        "output_dir": str(tmp_path / "out"),
+        "quiet": True,
+        "table": False,
+        "plots": False,
+    }
+    path = run_sweep(cfg)
+    results = read_results([path]).to_pylist()
+    ledger = read_results([path], ledger=True).to_pylist()
+    assert len(results) == 1
+    cell = results[0]
+    rows = [r for r in ledger if r["cell_id"] == cell["cell_id"] and r["sent"]]
+    assert rows
+    erased = sum(r["packets_erased"] for r in rows)
+    sent = sum(r["packets_sent"] for r in rows)
+    assert erased > 0 and all(r["packets_lost"] >= r["packets_erased"] for r in rows)
+    assert cell["packet_loss_rate"] == pytest.approx(sum(r["packets_lost"] for r in rows) / sent)
+    assert cell["packet_loss_rate"] > 0
+    used, cells = sum(r["cells_used"] for r in rows), sum(r["cells_sent"] for r in rows)
+    assert cell["delivered_fraction"] == pytest.approx(used / cells)
+    assert cell["delivered_fraction"] < 1.0
