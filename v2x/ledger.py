@@ -53,6 +53,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow as pa
@@ -60,6 +61,9 @@ import torch
 
 from v2x.budget import Delivery
 from v2x.network import NetworkBatch
+
+if TYPE_CHECKING:  # the pipeline pulls in the detector; the ledger only reads its tensors
+    from v2x.pipeline import LinkCost
 
 LEDGER_SCHEMA = pa.schema(
     [
@@ -106,7 +110,7 @@ LEDGER_SCHEMA = pa.schema(
 
 def ledger_table(
     cell_ids: Sequence[str],
-    cost,
+    cost: LinkCost,
     delivery: Delivery,
     network: NetworkBatch,
     agent_mask: torch.Tensor,
@@ -119,7 +123,8 @@ def ledger_table(
 
     Args:
         cell_ids: ``K`` cell ids (one per SNR condition).
-        cost: the run's ``LinkCost`` (tensors ``[K, B, A]``).
+        cost: the run's ``LinkCost`` (tensors ``[K, B, A]``): what was sent and what the
+            receiver knew of it (packets erased / failed CRC, cells sent / used).
         delivery: the budget's ``Delivery`` (``[K, B, A]``).
         network: the frames' ``NetworkBatch`` (``[B, A]``).
         agent_mask: ``[B, A]`` bool, agents present in the batch (before range filtering).

@@ -10,6 +10,12 @@ batch of ``K·B·(A−1)`` transmissions. Conditions whose decoded maps (and arr
 bitwise equal — an error-free codec such as ``identity``, a digital link above its cliff, maps
 of which nothing arrived — then share one warp + fusion + head + NMS; without pose noise the
 warp grid is computed once per frame. Results are the same as running each condition alone.
+
+Every link's ``LinkCost`` holds what it cost (the codec's ``Cost``) and what happened to it on the
+air as the receiver knew it: packets erased or failed CRC (``v2x.semcom.base.reception``), and
+the cells the transmitter conveyed and those that arrived and went to fusion (the mask fusion
+gets). A packet-aware channel (erasure) is handed the codec's packet layout, so that it loses
+the packets the codec counted.
 """
 
 from __future__ import annotations
