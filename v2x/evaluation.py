@@ -163,8 +163,10 @@ def headline_metrics(
 ) -> dict[str, float | tuple[float, float]]:
     """``HEADLINE_METRICS`` of an accumulator built with ``headline_eval_config``: each key's AP,
     and with ``bootstrap > 0`` its 95 % interval over frames under ``<key>_ci``."""
-    groups = sorted({g for _, g, _ in HEADLINE_METRICS})
-    res = acc.compute(bootstrap=bootstrap, seed=seed, bootstrap_groups=groups)
+    pairs: dict[str, list[float]] = {}
+    for _, group, thr in HEADLINE_METRICS:
+        pairs.setdefault(group, []).append(thr)
+    res = acc.compute(bootstrap=bootstrap, seed=seed, bootstrap_groups=pairs)
     out: dict[str, float | tuple[float, float]] = {}
     for key, group, thr in HEADLINE_METRICS:
         out[key] = res["ap"].get(group, {}).get(thr, float("nan"))
@@ -182,9 +184,13 @@ def evaluate_fusions(
     snr_db: float = 30.0,
     bootstrap: int = 0,
     seed: int = 0,
+    codec: str = "identity",
+    codec_kwargs: dict[str, Any] | None = None,
+    channel: str = "awgn",
 ) -> dict[str, dict[str, Any]]:
-    """Headline metrics of each fusion strategy over an ideal link (identity codec, AWGN at
-    ``snr_db``), the bits each sends per frame, and the evaluation convention.
+    """Headline metrics of each fusion strategy over one link condition (by default an ideal
+    link: identity codec, AWGN at ``snr_db``), the bits each sends per frame, and the
+    evaluation convention.
 
     Args:
         model: the detector (moved to ``device``, evaluated in eval mode).
@@ -208,7 +214,8 @@ def evaluate_fusions(
     out: dict[str, dict[str, Any]] = {}
     for name in fusions:
         pipe = CooperativePipeline(
-            model, build_fusion(name), build_codec("identity"), build_channel("awgn")
+            model, build_fusion(name), build_codec(codec, **(codec_kwargs or {})),
+            build_channel(channel),
         ).to(device).eval()
         acc = APAccumulator(headline_eval_config(model.grid))
         bits = 0.0
