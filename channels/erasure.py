@@ -252,6 +252,10 @@ class ErasureChannel(Channel):
             bler = normal_approx_bler(snr_lin, counts.to(torch.float64), k)
         return torch.rand(batch, num, device=device) < bler
 
+    def sinr_feedback(self, snr_db: torch.Tensor) -> torch.Tensor | None:
+        """The inner channel's feedback (packet losses are not part of the SINR)."""
+        return self.inner.sinr_feedback(snr_db)
+
     def forward(self, x: torch.Tensor, snr_db: torch.Tensor) -> tuple[torch.Tensor, ChannelState]:
         y, state = self.inner(x, snr_db)
         batch, n = y.shape
