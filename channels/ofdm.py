@@ -279,9 +279,10 @@ class OFDMChannel(Channel):
     ) -> torch.Tensor:
         """``[batch, grids · N_d]`` float32 per-data-RE SINR from the grids' ``h``/``ĥ``
         (``[batch · grids, 1, 1, T, F]``) and noise ``no_g [batch · grids]``."""
-        h_d = b["demapper"](h).reshape(batch * grids, -1)
-        h_hat_d = b["demapper"](h_hat).reshape(batch * grids, -1)
-        sinr = post_equalization_sinr(h_d, h_hat_d, no_g.reshape(-1, 1), mse_dims=(1,))
+        with torch.no_grad():  # a measurement of the receiver, not part of the signal path
+            h_d = b["demapper"](h).reshape(batch * grids, -1)
+            h_hat_d = b["demapper"](h_hat).reshape(batch * grids, -1)
+            sinr = post_equalization_sinr(h_d, h_hat_d, no_g.reshape(-1, 1), mse_dims=(1,))
         return sinr.reshape(batch, -1)
 
     def sinr_feedback(self, snr_db: torch.Tensor) -> torch.Tensor:
@@ -312,10 +313,14 @@ class OFDMChannel(Channel):
             cuda = [device.index or 0] if device.type == "cuda" else []
             try:
                 with torch.random.fork_rng(devices=cuda):
-                    gen.manual_seed(self.FEEDBACK_SEED + key)
                     no_g = torch.full((g,), 10.0 ** (-key / 100.0), device=device)
-                    x = torch.zeros(g, 1, 1, nd, dtype=torch.complex64, device=device)
-                    y_grid, h = b["channel"](b["mapper"](x), no_g)
+                    x = b["mapper"](torch.zeros(g, 1, 1, nd, dtype=torch.complex64, device=device))
+                    # Sionna's blocks finish building on their first call (drawing numbers):
+                    # a throw-away call first, so the seeded one below is the same every time.
+                    b["estimator"](b["channel"](x[:1], no_g[:1])[0], no_g[:1])
+                    gen.manual_seed(self.FEEDBACK_SEED + key)
+                    torch.manual_seed(self.FEEDBACK_SEED + key)  # Sionna also draws from it
+                    y_grid, h = b["channel"](x, no_g)
                     h = h.reshape(g, 1, 1, self.num_ofdm_symbols, -1)
                     if self.estimator == "perfect":
                         h_hat = h
