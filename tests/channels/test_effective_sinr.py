@@ -95,6 +95,7 @@ def test_feedback_is_seeded_cached_and_leaves_the_transmissions_random_stream_al
     assert torch.equal(y, y_ref)
     assert fb.shape == (3, ch.FEEDBACK_GRIDS * ch.data_per_grid())
     assert torch.equal(fb[0], fb[2])  # same 0.1 dB CQI step
+
     # Another channel with the same pilots (drawn when Sionna's blocks are built), asked in
     # another order, one SNR at a time: the same reports.
     def twin():
@@ -121,7 +122,7 @@ def test_feedback_is_seeded_cached_and_leaves_the_transmissions_random_stream_al
 def test_eesm_is_sionnas_and_reduces_to_the_snr_on_a_flat_channel() -> None:
     from v2x.semcom.digital import effective_snr_db
 
-    flat = torch.full((2, 100), 10 ** 0.7)
+    flat = torch.full((2, 100), 10**0.7)
     assert eesm_db(flat, 10).tolist() == pytest.approx([7.0, 7.0], abs=1e-4)
     torch.manual_seed(4)
     sinr = torch.distributions.Exponential(0.1).sample((5, 300))
