@@ -110,7 +110,7 @@ def eesm_db(sinr: torch.Tensor, mcs_index: int | torch.Tensor) -> torch.Tensor:
     """
     lead = sinr.shape[:-1]
     flat = sinr.reshape(-1, sinr.shape[-1]).to(torch.float32).clamp_min(SINR_MIN)
-    dev = "cuda:0" if flat.device.type == "cuda" else "cpu"
+    dev = f"cuda:{flat.device.index or 0}" if flat.device.type == "cuda" else "cpu"
     mcs = torch.as_tensor(mcs_index, dtype=torch.int32).to(flat.device)
     mcs = mcs.expand(lead).reshape(-1, 1)  # [N, num_ut = 1]
     # Sionna's layout: [..., num_ofdm_symbols, num_subcarriers, num_ut, num_streams_per_ut].
