@@ -22,7 +22,11 @@ Modes:
 
 * ``mcs: "auto"`` picks, per transmission, the highest MCS of 3GPP TS 38.214 table 1 whose BLER
   at ``link.snr_db`` is ≤ ``target_bler`` (thresholds from ``semcom/bler_table.json``) —
-  link adaptation; an int fixes the MCS (no adaptation: shows the cliff effect).
+  link adaptation; an int fixes the MCS (no adaptation: shows the cliff effect). When the link
+  carries the receiver's per-RE SINR report (``link.sinr_feedback``: OFDM channels, estimation
+  error included), the BLER is the mean over code blocks at their EESM effective SINR instead
+  (``v2x.semcom.link_adaptation``); the decoders then also use the channel's per-RE SINR
+  (``ChannelState.sinr``) instead of ``1 / no_eff``.
 * ``decoder: "exact"`` runs Sionna's LDPC BP decoder on every block; ``"fast"`` skips bit-level
   coding: each block fails with probability BLER(MCS, effective SNR) from the exact-decoder
   table, and passes its bits unchanged otherwise. The fast transmitter skips LDPC encoding too

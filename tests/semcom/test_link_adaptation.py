@@ -79,9 +79,15 @@ def test_flat_feedback_gives_the_threshold_rule():
     assert (by_bler - by_threshold).abs().max() <= 1
     assert (by_bler == by_threshold).float().mean() >= 0.8
     assert torch.equal(by_bler, torch.cummax(by_bler, 0).values)  # monotone in the SNR
-    # Without a table for the block size: the mean EESM against the Shannon-gap thresholds.
-    gap = select_mcs_from_sinr(flat, 1024, 0.1, thresholds_db=codec.link_adaptation.thresholds_db)
-    assert torch.equal(gap, by_threshold)
+    # The path for block sizes without a table (mean EESM against thresholds): with the codec's
+    # own thresholds it is the threshold rule exactly.
+    by_eesm = select_mcs_from_sinr(
+        flat, 1024, 0.1, thresholds_db=codec.link_adaptation.thresholds_db
+    )
+    assert torch.equal(by_eesm, by_threshold)
+    no_table = build_codec("digital", decoder="exact", block_bits=512, entropy_coder="zlib")
+    assert no_table.table is None  # Shannon-gap thresholds
+    assert torch.equal(no_table.select_mcs(snr, snr.numel(), flat), no_table.select_mcs(snr, 64))
     with pytest.raises(ValueError, match="sinr_feedback"):
         select_mcs_from_sinr(torch.ones(3), 1024, 0.1, table=table)
     with pytest.raises(ValueError, match=r"\[2, N\]"):
