@@ -324,7 +324,8 @@ class _GroupStore:
     tp: list[list[np.ndarray]] = field(default_factory=list)  # [threshold][frame] -> [k] int8
     scores: list[list[np.ndarray]] = field(default_factory=list)
     num_gt: int = 0
-    frame_gt: list[int] = field(default_factory=list)  # [frame] -> non-ignored GT count
+    frame_gt: list[int] = field(default_factory=list)  # [record] -> non-ignored GT count
+    frame_index: list[int] = field(default_factory=list)  # [record] -> accumulator frame index
 
 
 @dataclass
@@ -339,6 +340,7 @@ class _Frame:
     ignore: np.ndarray  # [G] bool
     subsets: dict[str, np.ndarray]  # name -> [G] bool
     labelled: bool = False  # labels were given
+    cluster: Any = None  # resampling unit of the cluster bootstrap (e.g. the town), or None
 
 
 def _padding(batch: int, n: int, x_m: float, device: torch.device) -> torch.Tensor:
@@ -375,6 +377,7 @@ class APAccumulator:
         self._classes: set[int] = set()
         self._labelled: bool | None = None  # whether frames give labels (else no class/*)
         self.num_frames = 0
+        self._clusters: list[Any] = []  # [frame] -> cluster (None: not given)
 
     # ----------------------------------------------------------------------------------------
     def _store(self, name: str) -> _GroupStore:
@@ -398,6 +401,7 @@ class APAccumulator:
         gt_labels: torch.Tensor | np.ndarray | None = None,
         gt_ignore_mask: torch.Tensor | np.ndarray | None = None,
         gt_subsets: Mapping[str, torch.Tensor | np.ndarray] | None = None,
+        cluster: Any = None,
     ) -> None:
         """Add one frame (all boxes in the ego frame).
 
@@ -410,10 +414,13 @@ class APAccumulator:
             gt_ignore_mask: ``[G]`` bool, True = ignored GT ("don't care"), or ``None``.
             gt_subsets: name -> ``[G]`` bool membership (e.g. ``{"ego_invisible": mask}``); the
                 same names must be given for every frame.
+            cluster: the frame's resampling unit for ``compute(bootstrap_unit="cluster")``
+                (e.g. its town or scene: frames of one sequence are correlated).
         """
         frame = self._prepare(
             det_boxes, det_scores, det_labels, gt_boxes, gt_labels, gt_ignore_mask, gt_subsets
         )
+        frame.cluster = cluster
         self._match(frame, self._iou([frame])[0])
 
     def add_frames(
@@ -454,6 +461,7 @@ class APAccumulator:
                 item.get("gt_ignore_mask"),
                 item.get("gt_subsets"),
             )
+            frame.cluster = item.get("cluster")
             for acc in replicas:
                 acc._admit(frame)
             pending.append(frame)
@@ -653,6 +661,7 @@ class APAccumulator:
                     f"subset/{sname}", matched[0], all_d, scores_np, int((~sub_ignore).sum()),
                     sub_ignore,
                 )  # fmt: skip
+            acc._clusters.append(frame.cluster)
             acc.num_frames += 1
 
     def _labels(self, labels: Any, n: int, name: str) -> np.ndarray:
@@ -699,6 +708,7 @@ class APAccumulator:
         store = self._store(name)
         store.num_gt += num_gt
         store.frame_gt.append(num_gt)
+        store.frame_index.append(self.num_frames)
         for ti in range(len(self.thresholds)):
             m = matched[ti]
             hit_ignored = np.zeros_like(det_mask)
@@ -717,6 +727,7 @@ class APAccumulator:
         seed: int = 0,
         confidence: float = 0.95,
         bootstrap_groups: Sequence[str] | Mapping[str, Sequence[float]] | None = None,
+        bootstrap_unit: str = "frame",
     ) -> dict[str, Any]:
         """AP for every group and threshold, optionally with bootstrap intervals over frames.
 
@@ -728,6 +739,9 @@ class APAccumulator:
                 percentiles of the resampled APs).
             bootstrap_groups: groups that get intervals (``None``: every group), or a mapping
                 group -> the thresholds that get intervals.
+            bootstrap_unit: ``"frame"`` (resample frames) or ``"cluster"`` (resample the
+                clusters given to ``add_frame``, e.g. towns, each with all its frames: honest
+                when frames of one sequence are correlated; every frame needs a cluster).
 
         Returns:
             dict with ``convention`` (settings that change the numbers), ``num_frames``,
@@ -767,6 +781,15 @@ class APAccumulator:
             "details": details,
         }
         if bootstrap:
+            if bootstrap_unit not in ("frame", "cluster"):
+                raise ValueError(
+                    f"compute: 'bootstrap_unit' must be 'frame' or 'cluster', got {bootstrap_unit!r}"
+                )
+            if bootstrap_unit == "cluster" and any(c is None for c in self._clusters):
+                raise ValueError(
+                    "compute: bootstrap_unit='cluster' needs a cluster for every frame "
+                    "(add_frame(..., cluster=...))"
+                )
             if bootstrap < 0 or not 0.0 < confidence < 1.0:
                 raise ValueError(
                     f"compute: expected bootstrap >= 0 and 0 < confidence < 1, got "
@@ -779,12 +802,13 @@ class APAccumulator:
             else:
                 wanted = {n: None for n in bootstrap_groups if n in ap}
             out["ci"] = {
-                name: self._bootstrap(name, sort, bootstrap, seed, confidence, thr)
+                name: self._bootstrap(name, sort, bootstrap, seed, confidence, thr,
+                                      bootstrap_unit == "cluster")  # fmt: skip
                 for name, thr in wanted.items()
             }
             out["bootstrap"] = {
                 "resamples": int(bootstrap), "seed": int(seed), "confidence": float(confidence),
-                "unit": "frame",
+                "unit": bootstrap_unit,
             }  # fmt: skip
         return out
 
@@ -796,17 +820,30 @@ class APAccumulator:
         seed: int,
         confidence: float,
         thresholds: Sequence[float] | None = None,
+        by_cluster: bool = False,
     ) -> dict[float, tuple[float, float]]:
         """Percentile interval of one group's AP over ``resamples`` resamplings of the frames
-        (with replacement; a resampled frame keeps all its detections and GT)."""
+        (with replacement; a resampled frame keeps all its detections and GT), or of the
+        clusters (each drawn cluster brings all its frames)."""
         store = self._store(name)
         n = len(store.frame_gt)
         frame_gt = np.asarray(store.frame_gt, dtype=np.int64)
         rng = np.random.default_rng(seed)
-        draws = rng.integers(0, n, size=(resamples, n)) if n else np.zeros((resamples, 0), int)
-        # A resample keeps the frames in dataset order: per-frame AP depends on the order of the
-        # frames, and a shuffled order would add its own spread and bias to the interval.
-        draws.sort(axis=1)
+        if by_cluster:
+            members: dict[Any, list[int]] = {}
+            for record, fi in enumerate(store.frame_index):
+                members.setdefault(self._clusters[fi], []).append(record)
+            units = [np.asarray(v, dtype=np.int64) for v in members.values()]
+            if not units:
+                return {float(t): (math.nan, math.nan) for t in self.thresholds.tolist()}
+            picks = rng.integers(0, len(units), size=(resamples, len(units)))
+            picks.sort(axis=1)
+            draws = [np.concatenate([units[u] for u in row]) for row in picks]
+        else:
+            draws = rng.integers(0, n, size=(resamples, n)) if n else np.zeros((resamples, 0), int)
+            # A resample keeps the frames in dataset order: per-frame AP depends on the order of
+            # the frames, and a shuffled order would add its own spread and bias to the interval.
+            draws.sort(axis=1)
         lo_q, hi_q = (1.0 - confidence) / 2.0, (1.0 + confidence) / 2.0
         out: dict[float, tuple[float, float]] = {}
         for ti, thr in enumerate(self.thresholds.tolist()):

@@ -33,6 +33,8 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--bootstrap", type=int, default=1000)
+    ap.add_argument("--bootstrap-unit", choices=("frame", "cluster"), default="frame",
+                    help="resample frames, or whole towns (frames of a town are correlated)")
     ap.add_argument("--fusions", nargs="+", default=list(FUSIONS))
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
@@ -48,7 +50,8 @@ def main() -> None:
     print(f"{len(frames)} test frames in {time.perf_counter() - t:.0f} s", flush=True)
     t = time.perf_counter()
     rows = evaluate_fusions(model, frames, args.fusions, device, args.batch,
-                            bootstrap=args.bootstrap, seed=args.seed)  # fmt: skip
+                            bootstrap=args.bootstrap, seed=args.seed,
+                            bootstrap_unit=args.bootstrap_unit)  # fmt: skip
     print(f"evaluated in {time.perf_counter() - t:.0f} s")
     for name, row in rows.items():
         cells = [f"{k} {row[k]:.3f} [{row[k + '_ci'][0]:.3f}, {row[k + '_ci'][1]:.3f}]"

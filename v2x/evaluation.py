@@ -32,6 +32,13 @@ class EgoGroundTruth:
     present: torch.Tensor  # [B, M] bool (real box, not padding)
     ignored: torch.Tensor  # [B, M] bool (seen by nobody)
     ego_invisible: torch.Tensor  # [B, M] bool
+    frame_ids: list[str] | None = None  # [B] (their sequence is the cluster bootstrap's unit)
+
+
+def sequence_of(frame_id: str) -> str:
+    """The sequence (town, scene) of a frame id ``<sequence>/<index>``: the unit of the cluster
+    bootstrap (frames of one sequence are correlated). Ids without ``/`` are their own unit."""
+    return frame_id.rsplit("/", 1)[0] if "/" in frame_id else frame_id
 
 
 def ego_ground_truth(batch: CoopBatch, grid: BEVGrid, min_points: int = 1) -> EgoGroundTruth:
@@ -40,7 +47,8 @@ def ego_ground_truth(batch: CoopBatch, grid: BEVGrid, min_points: int = 1) -> Eg
     ego_vis = batch.visibility[:, 0]
     ego_invisible = counted & (ego_vis >= 0) & (ego_vis < min_points)
     return EgoGroundTruth(
-        boxes, batch.classes, batch.box_mask, batch.box_mask & ~counted, ego_invisible
+        boxes, batch.classes, batch.box_mask, batch.box_mask & ~counted, ego_invisible,
+        list(batch.frame_ids),
     )
 
 
@@ -120,6 +128,7 @@ def accumulate(
                     "gt_labels": gt_labels[fi][p],
                     "gt_ignore_mask": ignored[fi][p],
                     "gt_subsets": {"ego_invisible": invisible[fi][p]},
+                    "cluster": sequence_of(gt.frame_ids[fi]) if gt.frame_ids else None,
                 }
             )
         first = accumulators[ci]
@@ -159,14 +168,16 @@ def headline_eval_config(grid: BEVGrid, sort: str = "per_frame") -> EvalConfig:
 
 
 def headline_metrics(
-    acc: APAccumulator, bootstrap: int = 0, seed: int = 0
+    acc: APAccumulator, bootstrap: int = 0, seed: int = 0, bootstrap_unit: str = "frame"
 ) -> dict[str, float | tuple[float, float]]:
     """``HEADLINE_METRICS`` of an accumulator built with ``headline_eval_config``: each key's AP,
-    and with ``bootstrap > 0`` its 95 % interval over frames under ``<key>_ci``."""
+    and with ``bootstrap > 0`` its 95 % interval over frames (or over sequences with
+    ``bootstrap_unit="cluster"``) under ``<key>_ci``."""
     pairs: dict[str, list[float]] = {}
     for _, group, thr in HEADLINE_METRICS:
         pairs.setdefault(group, []).append(thr)
-    res = acc.compute(bootstrap=bootstrap, seed=seed, bootstrap_groups=pairs)
+    res = acc.compute(bootstrap=bootstrap, seed=seed, bootstrap_groups=pairs,
+                      bootstrap_unit=bootstrap_unit)  # fmt: skip
     out: dict[str, float | tuple[float, float]] = {}
     for key, group, thr in HEADLINE_METRICS:
         out[key] = res["ap"].get(group, {}).get(thr, float("nan"))
@@ -187,6 +198,7 @@ def evaluate_fusions(
     codec: str = "identity",
     codec_kwargs: dict[str, Any] | None = None,
     channel: str = "awgn",
+    bootstrap_unit: str = "frame",
 ) -> dict[str, dict[str, Any]]:
     """Headline metrics of each fusion strategy over one link condition (by default an ideal
     link: identity codec, AWGN at ``snr_db``), the bits each sends per frame, and the
@@ -196,7 +208,8 @@ def evaluate_fusions(
         model: the detector (moved to ``device``, evaluated in eval mode).
         frames: test frames.
         fusions: names from the fusion registry.
-        bootstrap: resamples for the 95 % intervals over frames (0: none).
+        bootstrap: resamples for the 95 % intervals (0: none).
+        bootstrap_unit: ``"frame"`` or ``"cluster"`` (resample whole sequences/towns).
 
     Returns:
         ``{fusion: {metric: value, "<metric>_ci": (lo, hi), "source_bits_per_frame": bits,
@@ -225,9 +238,9 @@ def evaluate_fusions(
                 run = pipe.run(batch, torch.tensor([snr_db]))
                 accumulate(run, ego_ground_truth(batch, model.grid), [acc])
                 bits += float(run.cost.source_bits.sum())
-        row: dict[str, Any] = dict(headline_metrics(acc, bootstrap, seed))
+        row: dict[str, Any] = dict(headline_metrics(acc, bootstrap, seed, bootstrap_unit))
         row.update(source_bits_per_frame=bits / len(frames), num_frames=len(frames),
-                   convention=acc.config.convention())  # fmt: skip
+                   convention=acc.config.convention(), bootstrap_unit=bootstrap_unit)  # fmt: skip
         out[name] = row
     model.train(was_training)
     return out

@@ -653,3 +653,10 @@ def test_evaluate_fusions_headline_metrics(model, batch):
     assert one["none"]["source_bits_per_frame"] == 0.0
     assert one["max"]["source_bits_per_frame"] > 0.0
     assert not math.isnan(one["max"]["vehicle_ap_50"])  # every GT box here is a car
+    # ids without a sequence part are their own cluster: the cluster bootstrap is then the
+    # frame bootstrap, draw for draw
+    towns = evaluate_fusions(model, frames, ["max"], torch.device("cpu"), bootstrap=20,
+                             bootstrap_unit="cluster")  # fmt: skip
+    for key, _, _ in HEADLINE_METRICS:
+        assert towns["max"][f"{key}_ci"] == pytest.approx(all_["max"][f"{key}_ci"], nan_ok=True)
+    assert towns["max"]["bootstrap_unit"] == "cluster"
