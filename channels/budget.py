@@ -49,9 +49,16 @@ def snr_db(
     return rx - thermal_noise_dbm(bandwidth_hz, noise_figure_db)
 
 
+def shannon_capacity(snr_db: torch.Tensor) -> torch.Tensor:
+    """Shannon capacity ``log2(1 + 10^(snr_db/10))`` in bits per complex channel use, computed
+    in ``snr_db``'s own dtype and device (pass float64 where a ``ceil`` of a bit count over it
+    must not move by one use). The project's one Shannon-rate formula."""
+    return torch.log2(1.0 + torch.pow(10.0, snr_db / 10.0))
+
+
 def capacity_bits_per_use(snr_db_) -> torch.Tensor:
-    """Shannon capacity ``log2(1 + snr)`` in bits per complex channel use."""
-    return torch.log2(1 + torch.pow(10.0, _t(snr_db_) / 10))
+    """``shannon_capacity`` of any number or array, in float64."""
+    return shannon_capacity(_t(snr_db_))
 
 
 def shannon_rate_bps(snr_db_, bandwidth_hz: float) -> torch.Tensor:

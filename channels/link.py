@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from v2x.channels.budget import shannon_capacity
 from v2x.registry import Registry
 
 
@@ -54,7 +55,7 @@ class LinkState:
 
     def capacity_bits_per_use(self) -> torch.Tensor:
         """``[L]`` Shannon capacity log2(1 + snr) in bits per complex channel use."""
-        return torch.log2(1.0 + torch.pow(10.0, self.snr_db / 10.0))
+        return shannon_capacity(self.snr_db)
 
 
 # ---------------------------------------------------------------------------------------------

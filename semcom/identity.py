@@ -6,6 +6,7 @@ from __future__ import annotations
 import torch
 
 from v2x.channels.base import equalize
+from v2x.channels.budget import shannon_capacity
 from v2x.channels.link import LinkState
 from v2x.channels.packets import HEADER_BYTES, MTU_BYTES
 from v2x.semcom.base import (
@@ -48,7 +49,7 @@ class IdentityCodec(Codec):
                           dtype=torch.float64, device=features.device)
         # log2(1 + snr) in float64: a float32 capacity moves ceil() by one use at some SNRs.
         snr_db = link.snr_db.to(features.device, torch.float64)
-        capacity = torch.log2(1.0 + torch.pow(10.0, snr_db / 10.0))
+        capacity = shannon_capacity(snr_db)
         uses = torch.ceil(bits / capacity.clamp_min(1e-9))
         cost = Cost(
             source_bits=bits,

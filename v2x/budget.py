@@ -30,6 +30,7 @@ from dataclasses import dataclass
 
 import torch
 
+from v2x.channels.budget import shannon_capacity
 from v2x.configs import dataclass_from
 from v2x.registry import Registry
 
@@ -121,7 +122,7 @@ def importance_share(ctx: ScheduleContext) -> torch.Tensor:
     cfg = ctx.config
     novelty = ctx.novelty.double().clamp_min(0.0).unsqueeze(0).expand_as(ctx.snr_db)
     snr = torch.nan_to_num(ctx.snr_db.double(), nan=-300.0)
-    capacity = torch.log2(1.0 + torch.pow(10.0, snr / 10.0))
+    capacity = shannon_capacity(snr)
     weights = (1.0 + novelty).pow(cfg.alpha) * capacity.pow(cfg.beta)
     return _normalise(weights, ctx.connected)
 

@@ -27,6 +27,7 @@ import torch
 from torch import nn
 
 from v2x.channels.base import Channel
+from v2x.channels.budget import shannon_capacity
 from v2x.channels.link import LinkState
 from v2x.datasets.frame import CoopBatch
 from v2x.perception.boxes import transform_boxes
@@ -102,7 +103,7 @@ class RunOutput:
 
 def ideal_digital_uses(bits: torch.Tensor, snr_db: torch.Tensor) -> torch.Tensor:
     """Channel uses of an error-free digital link at the Shannon rate log2(1 + snr)."""
-    capacity = torch.log2(1.0 + torch.pow(10.0, snr_db.double() / 10.0))
+    capacity = shannon_capacity(snr_db.double())
     return torch.ceil(bits / capacity.clamp_min(1e-9))
 
 
