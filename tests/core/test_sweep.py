@@ -375,10 +375,13 @@ def test_sweep_reads_real_data_layouts_through_the_readers(tmp_path):
     for fmt in ("v2xsim", "dair_v2x"):
         root = tmp_path / fmt
         export_frames([frame], root, fmt)
-        data = {"source": fmt, "path": str(root), "num_frames": 5, "reader": {}}
+        data = {"source": fmt, "path": str(root), "num_frames": 1, "reader": {}}
         frames = load_frames(data)
         assert len(frames) == 1
         assert frames[0].num_agents >= 2 and frames[0].boxes.shape[1] == 7
+        # more frames than the dataset has is an error saying how many it has (never fewer)
+        with pytest.raises(ValueError, match=r"data.num_frames' is 5.* has 1 frame"):
+            load_frames({**data, "num_frames": 5})
     with pytest.raises(ValueError, match="data.path"):
         load_frames({"source": "v2xsim", "path": None, "num_frames": 1})
 

@@ -31,7 +31,7 @@ def load_training_frames(data: DictConfig | dict) -> list[CoopFrame]:
     if source in ("v2xsim", "dair_v2x"):
         from v2x.sweep import load_frames
 
-        return load_frames({**data, "num_frames": data.get("num_frames") or 10**9})
+        return load_frames({**data, "num_frames": data.get("num_frames")})  # None: all
     if source == "store":
         from v2x.datasets.store import load_split
 
