@@ -1245,8 +1245,24 @@ def run_sweep(cfg: Any) -> Path:
     return store.path
 
 
+def _per_class_columns(table: pa.Table) -> dict[str, tuple[str, str]]:
+    """``{"ap_50/car": ("car", "0.5"), ...}`` for the per-class APs the rows carry (AP@0.5)."""
+    if "per_class_ap" not in table.column_names:
+        return {}
+    classes: dict[str, None] = {}
+    for text in table.column("per_class_ap").to_pylist():
+        for cls in json.loads(text) if text else {}:
+            classes.setdefault(cls)
+    return {f"ap_50/{cls}": (cls, "0.5") for cls in classes}
+
+
 def results_table_text(table: pa.Table, columns: Sequence[str] | None = None) -> str:
-    """A plain-text table of results rows (one line per cell), sorted by condition."""
+    """A plain-text table of results rows (one line per cell), sorted by condition.
+
+    An AP with a known 95 % interval (``<metric>_lo`` / ``_hi`` columns) prints as
+    ``value [lo, hi]``; rows with per-class AP (``eval.per_class=true``) get an ``ap_50/<class>``
+    column per class; rows averaged over seeds get ``num_seeds``.
+    """
     if columns is None:
         columns = ["fusion", "codec", "channel", "bandwidth_ratio"]
         if "snr_mode" in table.column_names and "geometric" in table.column("snr_mode").to_pylist():
@@ -1262,8 +1278,23 @@ def results_table_text(table: pa.Table, columns: Sequence[str] | None = None) ->
             "mean_latency_s",
         ]
     columns = list(columns)
+    if "num_seeds" in table.column_names and max(table.column("num_seeds").to_pylist() or [1]) > 1:
+        columns.append("num_seeds")  # rows are means over seeds (v2x.results.aggregate_seeds)
+    per_class = _per_class_columns(table)
     condition = columns[: columns.index("snr_db") + 1] if "snr_db" in columns else columns[:5]
-    rows = table.select(columns).to_pylist()
+    extra = [
+        f"{c}_{end}"
+        for c in columns
+        for end in ("lo", "hi")
+        if f"{c}_{end}" in table.column_names and f"{c}_{end}" not in columns
+    ]
+    rows = table.select(list(dict.fromkeys(columns + extra))).to_pylist()
+    if per_class:
+        for row, text in zip(rows, table.column("per_class_ap").to_pylist()):
+            values = json.loads(text) if text else {}
+            for name, (cls, thr) in per_class.items():
+                row[name] = float(values.get(cls, {}).get(thr, math.nan))
+        columns += list(per_class)
 
     def order(row: dict) -> tuple:
         key = []
@@ -1283,7 +1314,13 @@ def results_table_text(table: pa.Table, columns: Sequence[str] | None = None) ->
             return f"{v:.4g}" if abs(v) >= 1e4 or (abs(v) < 1e-3 and v) else f"{v:.3f}"
         return str(v)
 
-    cells = [[fmt(r[c]) for c in columns] for r in rows]
+    def cell(r: dict, c: str) -> str:
+        lo, hi = r.get(f"{c}_lo"), r.get(f"{c}_hi")
+        if isinstance(lo, float) and isinstance(hi, float) and lo == lo and hi == hi:
+            return f"{fmt(r[c])} [{fmt(lo)}, {fmt(hi)}]"  # the AP's 95 % interval
+        return fmt(r[c])
+
+    cells = [[cell(r, c) for c in columns] for r in rows]
     widths = [
         max(len(c), *(len(row[i]) for row in cells)) if cells else len(c)
         for i, c in enumerate(columns)

@@ -7,8 +7,11 @@ import logging
 import hydra
 from omegaconf import DictConfig
 
+from v2x.cli import user_errors
+
 
 @hydra.main(config_path="pkg://v2x.conf", config_name="sweep", version_base=None)
+@user_errors
 def main(cfg: DictConfig) -> None:
     from v2x.results import read_results
     from v2x.sweep import SweepConfig, results_table_text, run_sweep

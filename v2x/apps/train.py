@@ -9,6 +9,7 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from v2x.checkpoint import detector_config_from_dict
+from v2x.cli import user_errors
 from v2x.configs import check_fields
 from v2x.datasets.frame import CoopFrame
 from v2x.perception.train import TrainConfig, train_detector
@@ -72,6 +73,7 @@ def run_training(cfg: DictConfig) -> Path:
 
 
 @hydra.main(config_path="pkg://v2x.conf", config_name="train", version_base=None)
+@user_errors
 def main(cfg: DictConfig) -> None:
     path = run_training(cfg)
     print(f"checkpoint: {path}")
