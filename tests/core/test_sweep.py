@@ -431,3 +431,234 @@ def _cell_of(results, snr_db: float) -> str:
     import pyarrow.compute as pc
 
     return results.filter(pc.equal(results["snr_db"], snr_db)).column("cell_id")[0].as_py()
+
+
+# ----------------------------------------------------------------- keys: never stale, never mixed
+def _computed(monkeypatch) -> list[int]:
+    """Count the cells ``run_sweep`` computes (not reused)."""
+    import v2x.sweep as sweep
+
+    counts: list[int] = []
+    original = sweep._run_group
+
+    def counting(plan, group, snrs, *args, **kwargs):
+        counts.append(len(snrs))
+        return original(plan, group, snrs, *args, **kwargs)
+
+    monkeypatch.setattr(sweep, "_run_group", counting)
+    return counts
+
+
+def test_results_carry_seed_data_identity_and_checkpoint_hashes(reference, cache_dir):
+    from v2x.results import code_hash
+    from v2x.sweep import frames_digest, load_frames
+
+    path, _ = reference
+    rows = read_results([path]).to_pylist()
+    plan = plan_sweep(tiny_config(cache_dir, path.parent))
+    frames = load_frames(plan.data)
+    for r in rows:
+        assert r["seed"] == 0 and r["dataset"] == "synthetic" and r["split"] == "test"
+        assert r["num_frames"] == 4 and r["data_path"] == ""
+        assert r["data_hash"] == frames_digest(frames)
+        assert r["detector_sha256"] == "untrained" and r["code_hash"] == code_hash()
+        assert r["codec_sha256"] == "" and len(r["setting_key"]) == 16
+    other_seed = plan_sweep({**tiny_config(cache_dir, path.parent), "seed": 1})
+    assert other_seed.config_hash != plan.config_hash
+
+
+def test_changed_code_is_never_resumed(reference, cache_dir, tmp_path, monkeypatch):
+    """Editing the package (here: a different code hash, as after editing a channel) recomputes
+    every cell into another file; the old file stays as it was."""
+    import shutil
+
+    import v2x.sweep as sweep
+
+    path, _ = reference
+    out = tmp_path / "out"
+    shutil.copytree(path.parent, out)
+    before = (out / path.name).read_bytes()
+    counts = _computed(monkeypatch)
+    assert run_sweep(tiny_config(cache_dir, out)) == out / path.name and counts == []
+    monkeypatch.setattr(sweep, "code_hash", lambda: "e" * 64)
+    new = run_sweep(tiny_config(cache_dir, out))
+    assert new != out / path.name and sum(counts) == 8
+    assert (out / path.name).read_bytes() == before
+    assert set(read_results([new])["code_hash"].to_pylist()) == {"e" * 64}
+    assert not set(read_results([new])["cell_id"].to_pylist()) & set(
+        read_results([path])["cell_id"].to_pylist()
+    )
+
+
+def test_a_part_registered_outside_v2x_is_keyed_by_its_source(tmp_path, cache_dir, monkeypatch):
+    import importlib
+
+    from v2x.channels import CHANNELS
+    from v2x.sweep import setting_key
+
+    module = tmp_path / "my_channels.py"
+    module.write_text(
+        "from v2x.channels import CHANNELS\n"
+        "from v2x.channels.awgn import AWGNChannel\n"
+        "@CHANNELS.register('my_awgn')\n"
+        "class MyAWGN(AWGNChannel):\n"
+        "    pass\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    try:
+        importlib.import_module("my_channels")
+        cfg = tiny_config(cache_dir, tmp_path, channels=["my_awgn"], fusions=["max"],
+                          codecs=["analog"])
+        data = {"source": "synthetic", "split": "test", "num_frames": 4, "hash": "h"}
+        before = setting_key(plan_sweep(cfg).groups[0], data)
+        assert setting_key(plan_sweep(cfg).groups[0], data) == before
+        module.write_text(module.read_text().replace("pass", "scale = 2.0"))
+        assert setting_key(plan_sweep(cfg).groups[0], data) != before
+    finally:
+        CHANNELS._factories.pop("my_awgn", None)
+        sys.modules.pop("my_channels", None)
+
+
+def test_adding_an_snr_computes_only_the_new_cells(reference, cache_dir, tmp_path, monkeypatch):
+    import shutil
+
+    path, _ = reference
+    out = tmp_path / "grown"
+    shutil.copytree(path.parent, out)
+    counts = _computed(monkeypatch)
+    grown = run_sweep(tiny_config(cache_dir, out, snr_db=[0.0, 10.0, 20.0]))
+    assert sum(counts) == 4  # 4 groups x the one new SNR; the 8 cells of [0, 10] are reused
+    table = read_results([grown])
+    assert table.num_rows == 12 and sorted(set(table["snr_db"].to_pylist())) == [0.0, 10.0, 20.0]
+    assert read_results([grown], ledger=True).num_rows > read_results([path], ledger=True).num_rows
+    # Each cell's numbers do not depend on the cells computed with it: a fresh run agrees.
+    counts.clear()
+    fresh = run_sweep(tiny_config(cache_dir, tmp_path / "fresh", snr_db=[0.0, 10.0, 20.0]))
+    assert sum(counts) == 12
+    assert _canonical(read_results([fresh])) == _canonical(table)
+    # (the ledger's condition_id is the position of the condition within its run)
+    assert _canonical(read_results([fresh], ledger=True).drop_columns(["condition_id"])) == (
+        _canonical(read_results([grown], ledger=True).drop_columns(["condition_id"]))
+    )
+    # and merging the three folders finds no conflict and no duplicate
+    assert read_results([path.parent, out, tmp_path / "fresh"]).num_rows == 12
+
+
+def test_seeds_are_averaged_and_other_settings_kept_apart_in_plots(reference, cache_dir, tmp_path,
+                                                                  capsys):
+    import shutil
+
+    from v2x.plots import make_plots
+
+    path, _ = reference
+    out = tmp_path / "seeds"
+    shutil.copytree(path.parent, out)
+    run_sweep({**tiny_config(cache_dir, out, fusions=["none", "max"], codecs=["analog"]),
+               "seed": 1})
+    capsys.readouterr()
+    make_plots([out], tmp_path / "fig", formats=["png"], metric="ap_30")
+    text = capsys.readouterr().out
+    header = text.splitlines()[0]
+    assert "num_seeds" in header
+    lines = [line for line in text.splitlines()[2:] if line.strip() and "convention" not in line]
+    # max+analog and none over 2 seeds; max+identity and late over one: 4 settings x 2 SNRs
+    assert len(lines) == 8
+    assert sum(line.rstrip().endswith(" 2") for line in lines) == 4
+
+
+def test_python_api_and_cli_share_one_set_of_defaults(tmp_path):
+    from hydra import compose, initialize_config_module
+    from omegaconf import OmegaConf
+
+    from v2x.sweep import SweepConfig, default_config
+
+    with initialize_config_module(config_module="v2x.conf", version_base=None):
+        cli = OmegaConf.to_container(compose("sweep"), resolve=True)
+    cli.pop("hydra", None)
+    assert default_config() == cli
+    assert SweepConfig.from_any({}).to_dict() == cli
+    defaults = SweepConfig()
+    for name in ("seed", "device", "checkpoint", "batch_size", "output_dir", "quiet",
+                 "allow_corrupt", "feature_cache_gb", "table", "plots", "plots_dir"):
+        assert getattr(defaults, name) == cli[name], name
+    plan = plan_sweep({"output_dir": str(tmp_path)})
+    assert plan.snr_db == [float(v) for v in cli["grid"]["snr_db"]]
+    assert plan.data["num_frames"] == cli["data"]["num_frames"]
+
+
+def test_the_python_api_runs_the_shipped_codec_unless_untrained_is_named(tmp_path, cache_dir):
+    from v2x.semcom.deepjscc import resolve_checkpoint
+    from v2x.sweep import _file_digest
+
+    cfg = tiny_config(cache_dir, tmp_path, codecs=["deepjscc"], fusions=["max"])
+    (group,) = plan_sweep(cfg).groups
+    assert group.codec_kwargs["checkpoint"] == "shipped"
+    assert group.codec_sha256 == _file_digest(Path(resolve_checkpoint("shipped")))
+    cfg["codec_options"] = {"deepjscc": {"checkpoint": None}}
+    with pytest.raises(ValueError, match=r"codec_options.deepjscc.checkpoint.*'untrained'"):
+        plan_sweep(cfg)
+    cfg["codec_options"] = {"deepjscc": {"checkpoint": "untrained", "hidden": 8}}
+    (group,) = plan_sweep(cfg).groups
+    assert group.codec_sha256 == "untrained"
+    path = run_sweep({**cfg, "grid": {**cfg["grid"], "snr_db": [10.0]}})
+    assert read_results([path])["codec_sha256"].to_pylist() == ["untrained"]
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ({"grid": {"snr_db": "ten"}}, r"field 'grid.snr_db' must hold numbers, got 'ten'"),
+        ({"grid": {"snr_db": [0, "x"]}}, r"field 'grid.snr_db' must hold numbers, got 'x'"),
+        ({"grid": {"bandwidth_ratios": ["half"]}}, r"field 'grid.bandwidth_ratios'"),
+        ({"data": {"num_frames": "many"}}, r"field 'data.num_frames' must be a whole number"),
+        ({"batch_size": 2.5}, r"field 'batch_size' must be a whole number"),
+        ({"grid": {"snr_db": [0, 0]}}, r"grid.snr_db' lists a value twice"),
+        (
+            {"data": {"source": "synthetic", "path": "/data/v2xsim"}},
+            r"field 'data.path' is '/data/v2xsim', but data.source=synthetic ignores it",
+        ),
+    ],
+)
+def test_inputs_that_would_be_ignored_or_are_not_numbers_name_the_field(tmp_path, override,
+                                                                         message):
+    with pytest.raises(ValueError, match=message):
+        plan_sweep({**override, "output_dir": str(tmp_path)})
+
+
+def test_cli_prints_user_errors_as_one_line_and_tracebacks_on_request(tmp_path):
+    cmd = [sys.executable, "-m", "v2x.apps.sweep", "grid.snr_db=ten", f"output_dir={tmp_path}"]
+    env = {k: v for k, v in os.environ.items() if k != "V2X_TRACEBACK"}
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, env=env)
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "grid.snr_db" in lines[0] and "'ten'" in lines[0], proc.stderr
+    assert "Traceback" not in proc.stderr
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path,
+                          env={**env, "V2X_TRACEBACK": "1"})
+    assert proc.returncode != 0 and "Traceback" in proc.stderr and "grid.snr_db" in proc.stderr
+
+
+def test_ctrl_c_says_what_was_saved_and_how_to_resume(cache_dir, tmp_path, monkeypatch, capsys):
+    import v2x.sweep as sweep
+    from v2x.cli import user_errors
+
+    original, calls = sweep._run_group, []
+
+    def interrupted(*args, **kwargs):
+        calls.append(1)
+        if len(calls) in (2, 4):  # the second group of each run
+            raise KeyboardInterrupt
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(sweep, "_run_group", interrupted)
+    cfg = tiny_config(cache_dir, tmp_path)
+    with pytest.raises(sweep.SweepInterrupted) as info:
+        run_sweep(cfg)
+    message = str(info.value)
+    assert "2 of the 8 cells to compute were saved" in message
+    assert "run the same command again to resume" in message and "sweep-" in message
+    with pytest.raises(SystemExit) as exit_info:
+        user_errors(lambda: run_sweep(cfg))()
+    assert exit_info.value.code == 130
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "2 of the 6 cells to compute were saved" in err[0]
