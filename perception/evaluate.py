@@ -35,6 +35,12 @@ Additions, all optional and all reported by name:
 * **Distance bins** ``distance/<lo>-<hi>``: BEV distance of the box centre from the ego origin,
   half-open ``[lo, hi)``; GT *and* detections outside the bin are excluded before matching
   (a bin is a smaller evaluation range, not a filter of the overall matching).
+* **Class groups** ``class_groups={"vehicle": (0, 1)}``: ``group/vehicle`` matches detections
+  and GT whose labels are in the group class-agnostically among themselves (OpenCOOD's vehicle
+  AP: a truck detected as a car counts); ``group/vehicle/<subset>`` does so on each GT subset.
+* **Bootstrap intervals** ``compute(bootstrap=N, seed=S)``: the frames are resampled with
+  replacement ``N`` times and the AP recomputed on each resample; the interval is the
+  percentile interval (2.5 % / 97.5 % for 95 %). Same seed, same interval.
 * **Ignored GT and GT subsets.** ``gt_ignore_mask`` (True = ignore, everywhere) and named
   ``gt_subsets`` (True = member; e.g. ``ego_invisible``: objects the ego alone cannot see).
   Convention: ignored GT *take part in the matching exactly like other GT* (so the matching is
@@ -91,6 +97,9 @@ class EvalConfig:
         distance_bins: ``[lo, hi)`` bins in metres from the ego origin (BEV distance of centres).
         class_names: label -> name for result keys (labels without a name use the integer).
         per_class: whether to compute ``class/<name>`` groups.
+        class_groups: name -> labels matched class-agnostically among themselves, reported as
+            ``group/<name>`` (and ``group/<name>/<subset>`` for every GT subset); e.g.
+            ``{"vehicle": (0, 1)}``: cars and trucks, OpenCOOD's vehicle AP. ``None``: none.
     """
 
     iou_thresholds: Sequence[float] = (0.3, 0.5, 0.7)
@@ -102,6 +111,7 @@ class EvalConfig:
     distance_bins: Sequence[Sequence[float]] = ((0.0, 30.0), (30.0, 50.0), (50.0, 100.0))
     class_names: Mapping[int, str] | None = None
     per_class: bool = True
+    class_groups: Mapping[str, Sequence[int]] | None = None
 
     def validate(self) -> EvalConfig:
         """Check every field, raising ``ValueError`` naming the field; returns ``self``."""
@@ -129,6 +139,12 @@ class EvalConfig:
             if len(b) != 2 or not (0.0 <= float(b[0]) < float(b[1])):
                 raise ValueError(
                     f"EvalConfig.distance_bins: expected [lo, hi) pairs with 0 <= lo < hi, got {b}"
+                )
+        for name, labels in (self.class_groups or {}).items():
+            if not str(name) or "/" in str(name) or not list(labels):
+                raise ValueError(
+                    "EvalConfig.class_groups: expected {name: [labels...]} with a non-empty "
+                    f"name without '/' and at least one label, got {name!r}: {labels!r}"
                 )
         return self
 
@@ -307,6 +323,7 @@ class _GroupStore:
     tp: list[list[np.ndarray]] = field(default_factory=list)  # [threshold][frame] -> [k] int8
     scores: list[list[np.ndarray]] = field(default_factory=list)
     num_gt: int = 0
+    frame_gt: list[int] = field(default_factory=list)  # [frame] -> non-ignored GT count
 
 
 @dataclass
@@ -335,7 +352,8 @@ class APAccumulator:
     """Accumulates frames and computes OpenCOOD-style AP (see the module docstring).
 
     Groups in the result: ``overall``; ``class/<name>`` (if ``per_class`` and labels are given:
-    give labels for every frame or for none);
+    give labels for every frame or for none); ``group/<name>`` and ``group/<name>/<subset>``
+    for every ``class_groups`` entry (labels matched class-agnostically within the group);
     ``distance/<lo>-<hi>`` per bin; ``subset/<name>`` for every ``gt_subsets`` key.
 
     Example:
@@ -579,6 +597,9 @@ class APAccumulator:
         if cfg.per_class and frame.labelled:
             for c in frame_classes:
                 groups.append((f"class/{c}", det_lab == c, gt_lab == c))
+        for gname, glabels in (cfg.class_groups or {}).items():
+            members = np.asarray(list(glabels), dtype=np.int64)
+            groups.append((f"group/{gname}", np.isin(det_lab, members), np.isin(gt_lab, members)))
         for lo, hi in cfg.distance_bins:
             lo, hi = float(lo), float(hi)
             groups.append(
@@ -614,9 +635,17 @@ class APAccumulator:
                     n_gt = int((gmask & ~ignore).sum()) if hit else 0
                     acc._record(f"class/{acc._class_name(c)}", m, dmask, scores_np, n_gt, ignore)
             for name, _, gmask in groups:
-                if name.startswith("distance/"):
+                if name.startswith(("distance/", "group/")):
                     m, dmask, _ = found[name]
                     acc._record(name, m, dmask, scores_np, int((gmask & ~ignore).sum()), ignore)
+                if name.startswith("group/"):
+                    m, dmask, _ = found[name]
+                    for sname, member in subsets.items():
+                        sub_ignore = ignore | ~member
+                        acc._record(
+                            f"{name}/{sname}", m, dmask, scores_np,
+                            int((gmask & ~sub_ignore).sum()), sub_ignore,
+                        )  # fmt: skip
             for sname, member in subsets.items():
                 sub_ignore = ignore | ~member
                 acc._record(
@@ -668,6 +697,7 @@ class APAccumulator:
         """Store TP flags for one group: ``matched [T, D]`` GT index or -1."""
         store = self._store(name)
         store.num_gt += num_gt
+        store.frame_gt.append(num_gt)
         for ti in range(len(self.thresholds)):
             m = matched[ti]
             hit_ignored = np.zeros_like(det_mask)
@@ -679,17 +709,31 @@ class APAccumulator:
             store.scores[ti].append(scores[counted])
 
     # ----------------------------------------------------------------------------------------
-    def compute(self, sort: str | None = None) -> dict[str, Any]:
-        """AP for every group and threshold.
+    def compute(
+        self,
+        sort: str | None = None,
+        bootstrap: int = 0,
+        seed: int = 0,
+        confidence: float = 0.95,
+        bootstrap_groups: Sequence[str] | None = None,
+    ) -> dict[str, Any]:
+        """AP for every group and threshold, optionally with bootstrap intervals over frames.
 
         Args:
             sort: override the configured sort (``"per_frame"`` / ``"global"``).
+            bootstrap: number of bootstrap resamples of the frames (0: no intervals).
+            seed: seed of the resampling (same seed, same intervals).
+            confidence: coverage of the percentile interval (0.95: the 2.5th and 97.5th
+                percentiles of the resampled APs).
+            bootstrap_groups: groups that get intervals (``None``: every group).
 
         Returns:
             dict with ``convention`` (settings that change the numbers), ``num_frames``,
             ``ap`` (``{group: {threshold: ap}}``), ``mAP`` (``{threshold: mean of per-class AP
-            over classes with GT}``), and ``details`` (``{group: {threshold: ap_from_flags
-            output}}`` with precision/recall arrays and counts).
+            over classes with GT}``), ``details`` (``{group: {threshold: ap_from_flags
+            output}}`` with precision/recall arrays and counts), and with ``bootstrap > 0``
+            ``ci`` (``{group: {threshold: (lo, hi)}}``, nan where no resample has GT) and
+            ``bootstrap`` (``{"resamples", "seed", "confidence", "unit": "frame"}``).
         """
         sort = self.config.sort if sort is None else sort
         if sort not in ("per_frame", "global"):
@@ -713,13 +757,57 @@ class APAccumulator:
         for thr in self.thresholds.tolist():
             vals = [ap[n][thr] for n in class_groups if not math.isnan(ap[n][thr])]
             m_ap[thr] = float(np.mean(vals)) if vals else math.nan
-        return {
+        out = {
             "convention": convention,
             "num_frames": self.num_frames,
             "ap": ap,
             "mAP": m_ap,
             "details": details,
         }
+        if bootstrap:
+            if bootstrap < 0 or not 0.0 < confidence < 1.0:
+                raise ValueError(
+                    f"compute: expected bootstrap >= 0 and 0 < confidence < 1, got "
+                    f"bootstrap={bootstrap}, confidence={confidence}"
+                )
+            wanted = names if bootstrap_groups is None else [n for n in bootstrap_groups if n in ap]
+            out["ci"] = {
+                name: self._bootstrap(name, sort, bootstrap, seed, confidence) for name in wanted
+            }
+            out["bootstrap"] = {
+                "resamples": int(bootstrap), "seed": int(seed), "confidence": float(confidence),
+                "unit": "frame",
+            }  # fmt: skip
+        return out
+
+    def _bootstrap(
+        self, name: str, sort: str, resamples: int, seed: int, confidence: float
+    ) -> dict[float, tuple[float, float]]:
+        """Percentile interval of one group's AP over ``resamples`` resamplings of the frames
+        (with replacement; a resampled frame keeps all its detections and GT)."""
+        store = self._store(name)
+        n = len(store.frame_gt)
+        frame_gt = np.asarray(store.frame_gt, dtype=np.int64)
+        rng = np.random.default_rng(seed)
+        draws = rng.integers(0, n, size=(resamples, n)) if n else np.zeros((resamples, 0), int)
+        lo_q, hi_q = (1.0 - confidence) / 2.0, (1.0 + confidence) / 2.0
+        out: dict[float, tuple[float, float]] = {}
+        for ti, thr in enumerate(self.thresholds.tolist()):
+            tps, scs = store.tp[ti], store.scores[ti]
+            values = []
+            for idx in draws:
+                num_gt = int(frame_gt[idx].sum())
+                if num_gt == 0:
+                    continue
+                tp = np.concatenate([tps[i] for i in idx])
+                sc = np.concatenate([scs[i] for i in idx])
+                values.append(ap_from_flags(tp, sc, num_gt, sort)["ap"])
+            if values:
+                lo, hi = np.quantile(np.asarray(values), [lo_q, hi_q])
+                out[thr] = (float(lo), float(hi))
+            else:
+                out[thr] = (math.nan, math.nan)
+        return out
 
 
 def visibility_subsets(

@@ -433,3 +433,72 @@ def test_replicas_equal_separate_accumulation_whatever_their_history() -> None:
     assert "class/4" in keys[2] and "class/4" not in keys[1]
     with pytest.raises(ValueError, match="same EvalConfig"):
         together[0].add_frames(shared, replicas=[APAccumulator(EvalConfig(sort="global"))])
+
+
+def test_class_group_matches_class_agnostically_within_the_group() -> None:
+    # GT: car (0) at x 0, truck (1) at x 20, pedestrian (2) at x 40.
+    # dets: .9 labelled truck on the car, .8 labelled car on the truck, .7 labelled car on the
+    # pedestrian, .6 labelled pedestrian on the pedestrian.
+    # vehicle group {0, 1}: dets .9 .8 .7 vs GT car+truck: T T F -> recall .5 1 1,
+    # precision 1 1 2/3 -> AP 1; the pedestrian det (.6) is outside the group.
+    # per class car: dets .8 (on truck: F), .7 (on ped: F) vs GT car -> AP 0.
+    # ego_invisible = {truck}: .9 hits the ignored car -> dropped; .8 T; .7 F -> AP 1.
+    gt, gl = t([box(0), box(20), box(40)]), [0, 1, 2]
+    det, dl, sc = t([box(0), box(20), box(40), box(40)]), [1, 0, 0, 2], [0.9, 0.8, 0.7, 0.6]
+    cfg = EvalConfig(iou_thresholds=(0.5,), class_names={0: "car", 1: "truck", 2: "pedestrian"},
+                     class_groups={"vehicle": (0, 1)}, distance_bins=())  # fmt: skip
+    acc = APAccumulator(cfg)
+    acc.add_frame(det, sc, dl, gt, gl, gt_subsets={"ego_invisible": np.array([False, True, False])})
+    res = acc.compute()
+    assert res["ap"]["group/vehicle"][0.5] == pytest.approx(1.0)
+    assert res["details"]["group/vehicle"][0.5]["num_gt"] == 2
+    assert res["details"]["group/vehicle"][0.5]["num_fp"] == 1
+    assert res["ap"]["class/car"][0.5] == pytest.approx(0.0)
+    assert res["ap"]["group/vehicle/ego_invisible"][0.5] == pytest.approx(1.0)
+    assert res["details"]["group/vehicle/ego_invisible"][0.5]["num_gt"] == 1
+    assert res["details"]["group/vehicle/ego_invisible"][0.5]["num_det"] == 2
+    # the group does not enter mAP (the mean over class/* groups)
+    assert res["mAP"][0.5] == pytest.approx(np.mean([0.0, 0.0, 1.0]))
+    with pytest.raises(ValueError, match="class_groups"):
+        EvalConfig(class_groups={"a/b": (0,)}).validate()
+
+
+def _random_frames(rng: np.random.Generator, n: int) -> list[dict]:
+    frames = []
+    for _ in range(n):
+        g = int(rng.integers(0, 4))
+        gt = [box(float(x), float(y)) for x, y in rng.uniform(-40, 40, (g, 2))]
+        det = [list(b) for b in gt if rng.random() < 0.7]
+        for b in det:
+            b[0] += float(rng.normal(0, 0.8))
+        det += [box(float(x), float(y)) for x, y in rng.uniform(-40, 40, (int(rng.integers(0, 3)), 2))]
+        frames.append({"det_boxes": t(det), "det_scores": rng.random(len(det)), "gt_boxes": t(gt)})
+    return frames
+
+
+@pytest.mark.parametrize("sort", ["per_frame", "global"])
+def test_bootstrap_interval_equals_an_independent_resampling_loop(sort: str) -> None:
+    rng = np.random.default_rng(3)
+    frames = _random_frames(rng, 40)
+    acc = APAccumulator(EvalConfig(iou_thresholds=(0.5,), distance_bins=(), per_class=False))
+    acc.add_frames(frames)
+    res = acc.compute(sort=sort, bootstrap=200, seed=11)
+    # oracle: the same resamples (numpy's generator with the same seed) through
+    # average_precision, one frame list per resample
+    draws = np.random.default_rng(11).integers(0, len(frames), size=(200, len(frames)))
+    values = []
+    for idx in draws:
+        picked = [frames[i] for i in idx]
+        if sum(f["gt_boxes"].shape[0] for f in picked) == 0:
+            continue
+        values.append(average_precision([f["det_boxes"] for f in picked],
+                                        [f["det_scores"] for f in picked],
+                                        [f["gt_boxes"] for f in picked], 0.5, sort=sort))  # fmt: skip
+    lo, hi = np.quantile(values, [0.025, 0.975])
+    assert res["ci"]["overall"][0.5] == pytest.approx((lo, hi), abs=1e-12)
+    assert lo < res["ap"]["overall"][0.5] < hi
+    assert res["bootstrap"] == {"resamples": 200, "seed": 11, "confidence": 0.95, "unit": "frame"}
+    # same seed, same interval; another seed, another interval
+    assert acc.compute(sort=sort, bootstrap=200, seed=11)["ci"] == res["ci"]
+    assert acc.compute(sort=sort, bootstrap=200, seed=12)["ci"] != res["ci"]
+    assert "ci" not in acc.compute(sort=sort)
