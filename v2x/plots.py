@@ -77,18 +77,19 @@ def label_settings(rows: list[dict]) -> None:
 
 
 def _interval(row: dict, metric: str) -> tuple[float, float]:
-    """(below, above) error-bar lengths of ``metric`` (NaN-free: 0 where unknown)."""
+    """(below, above) error-bar lengths of ``metric`` (NaN where the interval is unknown)."""
     value, lo, hi = row[metric], row.get(f"{metric}_lo"), row.get(f"{metric}_hi")
     if lo is None or hi is None or not (lo == lo and hi == hi and value == value):
-        return 0.0, 0.0
+        return math.nan, math.nan
     return max(value - lo, 0.0), max(hi - value, 0.0)
 
 
 def _draw(ax, pts: list[tuple], style: str, label: str, **kwargs) -> None:
     """A line through ``(x, y, below, above)`` points, with error bars where known."""
     xs, ys = [p[0] for p in pts], [p[1] for p in pts]
-    below, above = [p[2] for p in pts], [p[3] for p in pts]
-    if any(below) or any(above):
+    below = [0.0 if p[2] != p[2] else p[2] for p in pts]
+    above = [0.0 if p[3] != p[3] else p[3] for p in pts]
+    if any(p[2] == p[2] for p in pts):
         ax.errorbar(xs, ys, yerr=[below, above], fmt=style, marker="o", ms=3, capsize=2,
                     label=label, **kwargs)
     else:

@@ -1108,11 +1108,14 @@ def _run_group(
     return rows, ledger
 
 
+#: The evaluator groups whose APs are results columns (and get bootstrap intervals).
+RESULT_GROUPS = ("overall", "subset/ego_invisible")
+
+
 def _compute_ap(acc: Any, bootstrap: int, seed: int) -> dict:
-    """``acc.compute()``, with ``bootstrap`` resamples of the frames for 95 % intervals."""
-    if bootstrap:
-        return acc.compute(bootstrap=bootstrap, seed=seed)
-    return acc.compute()
+    """``acc.compute()``, with ``bootstrap`` resamples of the frames (seeded by the sweep's
+    seed) for the 95 % intervals of the APs that are results columns."""
+    return acc.compute(bootstrap=bootstrap, seed=seed, bootstrap_groups=RESULT_GROUPS)
 
 
 class SweepInterrupted(KeyboardInterrupt):

@@ -662,3 +662,42 @@ def test_ctrl_c_says_what_was_saved_and_how_to_resume(cache_dir, tmp_path, monke
     assert exit_info.value.code == 130
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "2 of the 6 cells to compute were saved" in err[0]
+
+
+def test_every_ap_has_a_bootstrap_interval_over_frames(reference, tmp_path, monkeypatch, capsys):
+    import matplotlib.axes
+
+    from v2x.plots import make_plots
+    from v2x.sweep import results_table_text
+
+    path, _ = reference
+    rows = read_results([path]).to_pylist()
+    finite = 0
+    for r in rows:
+        for metric in ("ap_30", "ap_50", "ap_70"):
+            lo, hi = r[f"{metric}_lo"], r[f"{metric}_hi"]
+            if r["num_gt"] and not math.isnan(lo):
+                assert 0.0 <= lo <= hi <= 1.0
+                finite += 1
+    assert finite >= len(rows)  # the default config resamples the frames (eval.bootstrap)
+    text = results_table_text(read_results([path]))
+    assert text.count("[") >= len(rows)  # "value [lo, hi]"
+    bars = []
+    original = matplotlib.axes.Axes.errorbar
+
+    def counting(self, *args, **kwargs):
+        bars.append(kwargs.get("yerr"))
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(matplotlib.axes.Axes, "errorbar", counting)
+    make_plots([path], tmp_path, formats=["png"], metric="ap_30", table=False)
+    assert bars  # error bars on the AP figures
+
+
+def test_no_bootstrap_means_nan_intervals_and_another_key(cache_dir, tmp_path):
+    cfg = tiny_config(cache_dir, tmp_path, snr_db=[10.0], codecs=["analog"], fusions=["max"])
+    with_ci = read_results([run_sweep(cfg)]).to_pylist()[0]
+    without = read_results([run_sweep({**cfg, "eval": {"bootstrap": 0}})]).to_pylist()[0]
+    assert math.isnan(without["ap_50_lo"]) and math.isnan(without["ap_50_hi"])
+    assert without["ap_50"] == with_ci["ap_50"]  # intervals never change an AP
+    assert without["cell_id"] != with_ci["cell_id"]
