@@ -4,19 +4,25 @@
 
 The grid is ``channel × snr_db × codec × bandwidth_ratio × fusion × pose_noise``. It is cut
 into **groups**: all SNRs of one (fusion, codec, ratio, channel, pose noise) setting, which
-``CooperativePipeline.run`` evaluates as one batch of ``K = len(snr_db)`` conditions. Fusion
-stages that send no features (``ego``: ``none``; ``boxes``: ``late``; ``points``: ``early``)
-do not use the codec or the channel (late and early fusion are charged as ideal digital links
-at each SNR), so they form one group per pose noise, with ``codec = channel = "n/a"``.
+share one codec, channel and fusion. A **cell** is one SNR of a group over the whole frame set;
+each runs with its own seed (from ``seed``, its condition and the frame batch), so its numbers
+do not depend on the other cells computed with it. Fusion stages that send no features
+(``ego``: ``none``; ``boxes``: ``late``; ``points``: ``early``) do not use the codec or the
+channel (late and early fusion are charged as ideal digital links at each SNR), so they form one
+group per pose noise, with ``codec = channel = "n/a"``.
 
 Per frame batch the encoders run once for the whole sweep (their features are cached in memory
-up to ``feature_cache_gb``); each group then pays only for codec, channel, warp, fusion, head and
+up to ``feature_cache_gb``); each cell then pays only for codec, channel, warp, fusion, head and
 NMS. The network (range, link models, geometric SNR) and the bandwidth budget (scheduler,
 deadline) decide what arrives; a payload dropped at the deadline is removed from the ego's
 fusion by re-running that condition with the collaborator masked.
 
-A group is written to the results store when all its frames are done (atomic; see
-``v2x.results``); a restarted sweep with the same config skips the cells already there.
+Cells are keyed by everything that changes a number (``cell_id``: condition, ``setting_key`` —
+code hash, checkpoint hashes, frames' content hash, config — and seed; see ``docs/sweeps.md``).
+A group's cells are written to the results store when all its frames are done (atomic; see
+``v2x.results``); a sweep computes only the cells that neither its own file nor another
+results file of ``output_dir`` holds. Defaults come from ``conf/sweep.yaml`` for the Python API
+and the CLI alike (``default_config``).
 """
 
 from __future__ import annotations

@@ -29,12 +29,13 @@ def test_every_python_package_on_disk_is_listed():
         for init in (ROOT / folder).rglob("__init__.py"):
             rel = init.parent.relative_to(ROOT / folder)
             on_disk.add(".".join([name, *rel.parts]) if rel.parts else name)
-    # Folders of package data (Hydra config groups) are packages too, or setuptools warns at
-    # every install that the "package would be ignored".
-    for data in (ROOT / "conf").rglob("*.yaml"):
-        rel = data.parent.relative_to(ROOT / "conf")
-        for depth in range(1, len(rel.parts) + 1):
-            on_disk.add(".".join(["v2x.conf", *rel.parts[:depth]]))
+    # Folders of package data (Hydra config groups, shipped checkpoints) are packages too, or
+    # setuptools warns at every install that the "package would be ignored".
+    for name, folder in MAPPED.items():
+        for sub in (ROOT / folder).rglob("*"):
+            rel = sub.relative_to(ROOT / folder)
+            if sub.is_dir() and not any(p == "__pycache__" or p.startswith(".") for p in rel.parts):
+                on_disk.add(".".join([name, *rel.parts]))
     assert on_disk == listed
     assert all(p == "v2x" or p.startswith("v2x.") for p in listed)
 
