@@ -491,7 +491,12 @@ def plan_sweep(cfg: Any) -> SweepPlan:
                 )
             g.codec_sha256 = codec_shas[ref]
     code = code_hash()
-    eval_setting = {**eval_config.convention(), "min_points": min_points, "bootstrap": bootstrap}
+    eval_setting = {
+        **dataclasses.asdict(eval_config),  # per_class, distance bins, ... (columns they fill)
+        **eval_config.convention(),
+        "min_points": min_points,
+        "bootstrap": bootstrap,
+    }
     common = {
         "code_hash": code,
         "detector_sha256": detector_sha,
@@ -1263,6 +1268,39 @@ def _per_class_columns(table: pa.Table) -> dict[str, tuple[str, str]]:
         for cls in json.loads(text) if text else {}:
             classes.setdefault(cls)
     return {f"ap_50/{cls}": (cls, "0.5") for cls in classes}
+
+
+def vocabulary() -> dict[str, tuple[str, list[str]]]:
+    """Every name the sweep config accepts, per axis: ``{axis: (config field, names)}``."""
+    from v2x.budget import LATE_POLICIES, SCHEDULERS
+    from v2x.channels import CHANNELS, LINKS
+    from v2x.network import LOS_MODES
+    from v2x.perception.fusion import FUSIONS
+    from v2x.semcom import CODECS
+    from v2x.semcom import _load_all as _load_codecs
+
+    _load_codecs()
+    return {
+        "channels": ("grid.channels", CHANNELS.names()),
+        "codecs": ("grid.codecs", CODECS.names()),
+        "fusions": ("grid.fusions", FUSIONS.names()),
+        "snr modes": ("grid.snr_mode", list(SNR_MODES)),
+        "link models": ("network.link_models", LINKS.names()),
+        "los modes": ("network.los_mode", list(LOS_MODES)),
+        "schedulers": ("budget.scheduler", SCHEDULERS.names()),
+        "late policies": ("budget.late_policy", list(LATE_POLICIES)),
+        "data sources": ("data.source", list(DATA_SOURCES)),
+    }
+
+
+def vocabulary_text() -> str:
+    """``vocabulary()`` as one line per axis (what ``v2x-sweep list`` prints)."""
+    rows = vocabulary()
+    width = max(len(f"{axis} ({field_name}):") for axis, (field_name, _) in rows.items())
+    return "\n".join(
+        f"{f'{axis} ({field_name}):':<{width}} {', '.join(names)}"
+        for axis, (field_name, names) in rows.items()
+    )
 
 
 def results_table_text(table: pa.Table, columns: Sequence[str] | None = None) -> str:

@@ -701,3 +701,36 @@ def test_no_bootstrap_means_nan_intervals_and_another_key(cache_dir, tmp_path):
     assert math.isnan(without["ap_50_lo"]) and math.isnan(without["ap_50_hi"])
     assert without["ap_50"] == with_ci["ap_50"]  # intervals never change an AP
     assert without["cell_id"] != with_ci["cell_id"]
+
+
+def test_sweep_list_prints_every_axis_vocabulary_one_line_each(tmp_path):
+    from v2x.budget import SCHEDULERS
+    from v2x.channels import CHANNELS, LINKS
+    from v2x.perception.fusion import FUSIONS
+    from v2x.semcom import CODECS
+
+    proc = subprocess.run([sys.executable, "-m", "v2x.apps.sweep", "list"], capture_output=True,
+                          text=True, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    lines = {line.split(" (")[0]: line for line in proc.stdout.strip().splitlines()}
+    lines = {axis: line.split(": ", 1)[0] + ": " + line.split(": ", 1)[1].strip()
+             for axis, line in lines.items()}
+    for axis, registry in (("channels", CHANNELS), ("codecs", CODECS), ("fusions", FUSIONS),
+                           ("link models", LINKS), ("schedulers", SCHEDULERS)):
+        assert lines[axis].split(": ", 1)[1].split(", ") == registry.names(), axis
+    assert not list(tmp_path.iterdir())  # no sweep ran
+
+
+def test_per_class_ap_goes_into_results_and_table(cache_dir, tmp_path):
+    from v2x.sweep import results_table_text
+
+    cfg = tiny_config(cache_dir, tmp_path, snr_db=[10.0], codecs=["analog"], fusions=["max"])
+    cfg["eval"] = {"per_class": True, "bootstrap": 0}
+    table = read_results([run_sweep(cfg)])
+    per_class = json.loads(table["per_class_ap"][0].as_py())
+    assert "car" in per_class and set(per_class["car"]) == {"0.3", "0.5", "0.7"}
+    header = results_table_text(table).splitlines()[0]
+    assert "ap_50/car" in header
+    default = read_results([run_sweep({**cfg, "eval": {"bootstrap": 0}})])
+    assert default["per_class_ap"].to_pylist() == [""]
+    assert default["ap_50"].to_pylist() == table["ap_50"].to_pylist()
