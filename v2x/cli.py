@@ -36,7 +36,7 @@ def user_errors(fn: F) -> F:
         except KeyboardInterrupt as exc:
             if traceback_wanted():
                 raise
-            print(str(exc) or "interrupted", file=sys.stderr)
+            print(str(exc) or "interrupted (nothing to save yet)", file=sys.stderr)
             sys.exit(130)
         except (ValueError, FileNotFoundError) as exc:
             if traceback_wanted():

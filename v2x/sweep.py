@@ -203,6 +203,8 @@ def _plain(obj: Any) -> Any:
             return OmegaConf.to_container(obj, resolve=True)
     except ImportError:  # pragma: no cover
         pass
+    if isinstance(obj, os.PathLike):
+        return os.fspath(obj)
     if isinstance(obj, Mapping):
         return {k: _plain(v) for k, v in obj.items()}
     if isinstance(obj, list | tuple):
@@ -299,6 +301,14 @@ def _accepts(factory: Any, name: str) -> bool:
     return name in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
 
 
+def _names_parameter(factory: Any, name: str) -> bool:
+    """Whether ``factory`` has a parameter called ``name`` (not merely ``**kwargs``)."""
+    try:
+        return name in inspect.signature(factory).parameters
+    except (TypeError, ValueError):
+        return False
+
+
 def _numbers(field_name: str, values: Sequence) -> list[float]:
     """``values`` as floats; a value that is not a number is a ``ValueError`` naming the field."""
     out = []
@@ -308,10 +318,7 @@ def _numbers(field_name: str, values: Sequence) -> list[float]:
         try:
             out.append(float(v))
         except (TypeError, ValueError):
-            raise ValueError(
-                f"sweep: field '{field_name}' must hold numbers, got {v!r} "
-                f"(e.g. {field_name}='[0,10,20]')"
-            ) from None
+            raise ValueError(f"sweep: field '{field_name}' must hold numbers, got {v!r}") from None
     return out
 
 
@@ -455,7 +462,10 @@ def plan_sweep(cfg: Any) -> SweepPlan:
     for g in groups:
         if g.stage == FEATURE_STAGE:
             factory = CODECS.get(g.codec)
-            if _accepts(factory, "checkpoint") and g.codec_kwargs.get("checkpoint") in (None, ""):
+            if _names_parameter(factory, "checkpoint") and g.codec_kwargs.get("checkpoint") in (
+                None,
+                "",
+            ):
                 raise ValueError(
                     f"sweep: codec {g.codec!r} has no checkpoint (field "
                     f"'codec_options.{g.codec}.checkpoint' is {g.codec_kwargs.get('checkpoint')!r}); "
