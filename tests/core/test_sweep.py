@@ -734,3 +734,17 @@ def test_per_class_ap_goes_into_results_and_table(cache_dir, tmp_path):
     default = read_results([run_sweep({**cfg, "eval": {"bootstrap": 0}})])
     assert default["per_class_ap"].to_pylist() == [""]
     assert default["ap_50"].to_pylist() == table["ap_50"].to_pylist()
+
+
+def test_figures_follow_the_umask(reference, tmp_path):
+    import stat
+
+    from v2x.plots import make_plots
+
+    path, _ = reference
+    old = os.umask(0o027)
+    try:
+        files = make_plots([path], tmp_path, formats=["png"], metric="ap_30", table=False)
+    finally:
+        os.umask(old)
+    assert files and all(stat.S_IMODE(f.stat().st_mode) == 0o640 for f in files)
