@@ -403,7 +403,7 @@ def _same_numbers(a: Mapping[str, object], b: Mapping[str, object]) -> list[str]
     return differ
 
 
-def _row_key(row: Mapping[str, object], source: Path) -> tuple:
+def _row_key(row: Mapping[str, object]) -> tuple:
     """Rows with the same key are the same cell: the cell id of rows with provenance; rows from
     before provenance existed only within their own config (their id is the condition's)."""
     if row.get("setting_key"):
@@ -436,7 +436,7 @@ def read_results(
     keep_rows: list[tuple[Path, int]] = []
     for f, table in tables:
         for i, row in enumerate(table.to_pylist()):
-            key = _row_key(row, f)
+            key = _row_key(row)
             if key in kept:
                 first, other = kept[key]
                 differ = _same_numbers(other, row)

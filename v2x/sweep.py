@@ -72,18 +72,24 @@ _NOT_HASHED_DATA = ("cache_dir",)
 class SweepConfig:
     """The sweep (Hydra ``conf/sweep.yaml``); see ``docs/sweeps.md``.
 
+    ``from_any`` merges a mapping over ``default_config()`` (``conf/sweep.yaml``): the defaults
+    below are those of a bare ``SweepConfig()`` and agree with the YAML (tested).
+
     Attributes:
         seed: seeds channel noise, pose noise and probabilistic LOS.
         device: ``cpu``, ``cuda`` or ``auto``.
-        checkpoint: detector checkpoint path; ``null``/``shipped`` = the shipped model,
-            ``untrained`` = random weights built from ``model`` (tests, smoke runs).
+        checkpoint: detector checkpoint path; ``null``/``shipped`` = the shipped model (an
+            error if it is missing), ``untrained`` = random weights built from ``model`` (tests,
+            smoke runs).
         model: ``DetectorConfig`` fields for ``checkpoint=untrained``.
         data: the frame set (see ``load_frames``).
         batch_size: frames per pipeline call.
         grid: ``channels``, ``snr_db``, ``codecs``, ``bandwidth_ratios``, ``fusions``,
             ``pose_noise`` (list of ``[translation_std_m, yaw_std_rad]``).
         codec_options, channel_options, fusion_options: constructor kwargs per name.
-        network, budget, eval: see ``NetworkConfig``, ``BudgetConfig``, ``EvalConfig``.
+        network, budget, eval: see ``NetworkConfig``, ``BudgetConfig``, ``EvalConfig``; ``eval``
+            also takes ``min_points`` and ``bootstrap`` (resamples of the frames for each AP's
+            95 % interval, seeded by ``seed``; 0: none).
         output_dir: folder of the results files.
         quiet: no progress bar (also off when stderr is not a TTY or ``CI`` is set).
         allow_corrupt: move an unreadable results file aside instead of failing.
