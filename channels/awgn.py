@@ -11,6 +11,7 @@ from v2x.channels.base import (
     check_symbols,
     snr_db_to_noise_variance,
 )
+from v2x.channels.sionna_rng import import_sionna, sionna_generator
 
 
 def _awgn_real(xr: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
@@ -32,7 +33,8 @@ class AWGNChannel(Channel):
     """y = x + n, n ~ CN(0, no), no = 10^(−snr_db/10) for unit-energy symbols.
 
     Args:
-        backend: ``"sionna"`` (``sionna.phy.channel.AWGN``) or ``"torch"`` (same law: one
+        backend: ``"sionna"`` (``sionna.phy.channel.AWGN``, its generator seeded from torch's
+            per call, see ``sionna_rng``) or ``"torch"`` (same law: one
             ``randn_like`` on the real view of the input and one fused ``addcmul`` on the input's
             device; what sweeps use).
         validate: check the input for NaN/Inf (a device sync; off in hot loops).
@@ -64,12 +66,14 @@ class AWGNChannel(Channel):
             check_symbols(x)
         no = snr_db_to_noise_variance(snr_db, x.shape[0], x.device)
         if self.backend == "sionna":
+            device = str(x.device) if x.device.type != "cuda" else f"cuda:{x.device.index or 0}"
             if self._sionna_block is None:
+                import_sionna()
                 from sionna.phy.channel import AWGN
 
-                device = str(x.device) if x.device.type != "cuda" else f"cuda:{x.device.index or 0}"
                 self._sionna_block = AWGN(device=device)
-            y = self._sionna_block(x, no.reshape(-1, 1))
+            with sionna_generator(device):  # Sionna's noise, seeded from torch's generator
+                y = self._sionna_block(x, no.reshape(-1, 1))
         elif self._use_fused(x):
             from v2x.channels.awgn_triton import awgn_fused
 

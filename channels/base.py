@@ -64,7 +64,14 @@ class Channel(nn.Module):
         state: ``ChannelState``.
 
     Channels are differentiable with respect to ``x``.
+
+    A channel that cuts its input into packets sets ``packet_aware = True`` and accepts
+    ``forward(x, snr_db, symbols_per_packet=[B])``: the sender's packet layout (payload channel
+    uses per packet, ``v2x.channels.packets.packet_index``), so that it loses the sender's packets.
     """
+
+    #: ``forward`` accepts ``symbols_per_packet`` (the sender's packet layout).
+    packet_aware: bool = False
 
     def forward(  # pragma: no cover - interface
         self, x: torch.Tensor, snr_db: torch.Tensor

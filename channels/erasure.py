@@ -3,7 +3,13 @@
 Symbols are cut into packets (``Packetizer``: MTU and header bytes, bits carried per channel use);
 a lost packet erases all its symbols (``ChannelState.erased``) and zeroes them in ``y``. Headers
 occupy channel uses that the accounting reports (``Packetizer.channel_uses``) but that are not
-part of the ``[B, n]`` payload tensor.
+part of the ``[B, n]`` payload tensor. MTU and header default to the project's one packet format
+(``v2x.channels.packets.PACKET_FORMAT``: 1500 bytes, 40 of them headers), the one codecs count.
+
+When a codec's transmission goes through the channel, the caller passes the codec's own layout
+(``forward(x, snr_db, symbols_per_packet=...)``, ``Transmission.symbols_per_packet``): packet
+``p`` of row ``b`` is then the channel uses ``[p·spp_b, (p+1)·spp_b)``, so the channel loses
+exactly the packets the codec counted in ``Cost.packets``.
 
 Gilbert–Elliott (Gilbert 1960, Elliott 1963): a two-state Markov chain per transmission over its
 packets, ``p = P(G→B)``, ``r = P(B→G)``, loss probability ``loss_good`` in G and ``loss_bad`` in B.
@@ -25,6 +31,7 @@ from typing import Any
 import torch
 
 from v2x.channels.base import CHANNELS, Channel, ChannelState
+from v2x.channels.packets import HEADER_BYTES, MTU_BYTES, PacketFormat, packet_index
 
 
 @dataclass(frozen=True)
@@ -32,24 +39,21 @@ class Packetizer:
     """Cuts a stream of channel symbols into packets.
 
     Args:
-        mtu_bytes: packet size on air including headers (bytes).
-        header_bytes: header bytes per packet (counted as overhead channel uses).
+        mtu_bytes: packet size on air including headers (bytes; default ``PACKET_FORMAT``).
+        header_bytes: header bytes per packet (counted as overhead channel uses; default
+            ``PACKET_FORMAT``'s, see ``v2x.channels.packets`` for what they comprise).
         bits_per_symbol: information bits one channel use carries (e.g. 2 for QPSK at rate 1,
             the code's spectral efficiency for digital links, 32 for float16 I/Q analog symbols).
         symbols_per_packet: payload symbols per packet; overrides the MTU-derived value.
     """
 
-    mtu_bytes: int = 1500
-    header_bytes: int = 48
+    mtu_bytes: int = MTU_BYTES
+    header_bytes: int = HEADER_BYTES
     bits_per_symbol: float = 2.0
     symbols_per_packet: int | None = None
 
     def __post_init__(self) -> None:
-        if self.mtu_bytes <= self.header_bytes or self.header_bytes < 0:
-            raise ValueError(
-                f"packetizer: need 0 <= 'header_bytes' < 'mtu_bytes', got "
-                f"header_bytes={self.header_bytes}, mtu_bytes={self.mtu_bytes}"
-            )
+        PacketFormat(self.mtu_bytes, self.header_bytes)  # raises naming both fields
         if self.bits_per_symbol <= 0:
             raise ValueError(
                 f"packetizer: 'bits_per_symbol' must be > 0, got {self.bits_per_symbol}"
@@ -177,8 +181,12 @@ class ErasureChannel(Channel):
         mtu_bytes, header_bytes, bits_per_symbol, symbols_per_packet: see ``Packetizer``.
 
     Returns ``y`` with erased symbols set to 0 and ``state.erased [B, n]``; ``state.extra`` holds
-    ``packet_lost [B, P]``, ``num_packets`` and ``channel_uses`` (headers included).
+    ``packet_lost [B, P]``, ``num_packets`` (``P``) and ``channel_uses`` (headers included; an
+    int with the channel's own packetizer, ``[B]`` float64 with a codec's layout).
     """
+
+    #: ``forward`` takes the codec's packet layout (``symbols_per_packet``).
+    packet_aware = True
 
     def __init__(
         self,
@@ -190,8 +198,8 @@ class ErasureChannel(Channel):
         loss_good: float = 0.0,
         loss_bad: float = 1.0,
         bler_table: list[list[float]] | None = None,
-        mtu_bytes: int = 1500,
-        header_bytes: int = 48,
+        mtu_bytes: int = MTU_BYTES,
+        header_bytes: int = HEADER_BYTES,
         bits_per_symbol: float = 2.0,
         symbols_per_packet: int | None = None,
     ) -> None:
@@ -227,43 +235,97 @@ class ErasureChannel(Channel):
         raise ValueError("erasure: expected_loss_rate depends on the SNR for model='bler'")
 
     def packet_losses(
-        self, batch: int, n: int, state: ChannelState, device: torch.device
+        self,
+        batch: int,
+        n: int,
+        state: ChannelState,
+        device: torch.device,
+        index: torch.Tensor | None = None,
+        bits_per_symbol: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """``[B, P]`` bool: which packets are lost."""
-        num = self.packetizer.num_packets(n)
+        """``[B, P]`` bool: which packets are lost.
+
+        Args:
+            batch, n: transmissions and channel uses per transmission.
+            state: the inner channel's state (``model="bler"`` reads its per-symbol SNR).
+            index: ``[B, n]`` int64 packet of every channel use (``None``: the packetizer's).
+            bits_per_symbol: ``[B]`` information bits per channel use for the BLER normal
+                approximation (``None``: the packetizer's).
+        """
+        if index is None:
+            index = self.packetizer.packet_index(n, device).expand(batch, n)
+            num = self.packetizer.num_packets(n)
+        else:
+            num = int(index.max()) + 1 if index.numel() else 0
         if self.model == "iid":
             return torch.rand(batch, num, device=device) < self.loss_prob
         if self.model == "gilbert_elliott":
+            if num == 0:
+                return torch.zeros(batch, 0, dtype=torch.bool, device=device)
             bad = gilbert_elliott_states(batch, num, self.p_gb, self.p_bg, device)
             prob = torch.where(bad, self.loss_bad, self.loss_good)
             return torch.rand(batch, num, device=device) < prob
         # BLER at each packet's instantaneous SNR.
-        idx = self.packetizer.packet_index(n, device)
         gain = torch.ones(batch, n, device=device)
         if state.h is not None:
             gain = (state.h.abs().square().float() * gain).expand(batch, n)
-        per_pkt = torch.zeros(batch, num, device=device).index_add_(1, idx, gain)
-        counts = torch.bincount(idx, minlength=num).to(per_pkt.dtype)
-        snr_lin = per_pkt / counts / state.no.reshape(-1, 1).to(device)
+        per_pkt = torch.zeros(batch, num, device=device).scatter_add_(1, index, gain)
+        counts = torch.zeros(batch, num, device=device).scatter_add_(1, index, torch.ones_like(gain))
+        snr_lin = per_pkt / counts.clamp_min(1) / state.no.reshape(-1, 1).to(device)
         if self.bler_table is not None:
             bler = _interp_bler(10 * torch.log10(snr_lin.clamp_min(1e-30)), self.bler_table)
         else:
-            k = self.packetizer.bits_per_symbol * counts
-            bler = normal_approx_bler(snr_lin, counts.to(torch.float64), k)
+            rate = (
+                torch.full((batch, 1), self.packetizer.bits_per_symbol, device=device)
+                if bits_per_symbol is None
+                else bits_per_symbol.to(device, torch.float32).reshape(-1, 1)
+            )
+            n_uses = counts.to(torch.float64).clamp_min(1)
+            bler = normal_approx_bler(snr_lin, n_uses, rate * n_uses)
         return torch.rand(batch, num, device=device) < bler
 
-    def forward(self, x: torch.Tensor, snr_db: torch.Tensor) -> tuple[torch.Tensor, ChannelState]:
+    def forward(
+        self,
+        x: torch.Tensor,
+        snr_db: torch.Tensor,
+        symbols_per_packet: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, ChannelState]:
+        """``x [B, n]`` → ``(y [B, n], state)`` with whole packets erased.
+
+        Args:
+            symbols_per_packet: ``[B]`` payload channel uses per packet of each transmission
+                (the codec's layout, ``Transmission.symbols_per_packet``); ``None``: the
+                channel's own ``Packetizer``.
+        """
         y, state = self.inner(x, snr_db)
         batch, n = y.shape
-        lost = self.packet_losses(batch, n, state, y.device)
-        erased = lost[:, self.packetizer.packet_index(n, y.device)]
+        if symbols_per_packet is None:
+            lost = self.packet_losses(batch, n, state, y.device)
+            erased = lost[:, self.packetizer.packet_index(n, y.device)]
+            num_packets: int = self.packetizer.num_packets(n)
+            uses: int | torch.Tensor = self.packetizer.channel_uses(n)
+        else:
+            spp = symbols_per_packet.to(y.device, torch.float64).reshape(-1)
+            if spp.shape[0] != batch:
+                raise ValueError(
+                    f"erasure: 'symbols_per_packet' must have shape [{batch}], got "
+                    f"{tuple(symbols_per_packet.shape)}"
+                )
+            index = packet_index(n, spp)
+            fmt = PacketFormat(self.packetizer.mtu_bytes, self.packetizer.header_bytes)
+            rate = fmt.payload_bits / spp  # information bits per channel use
+            lost = self.packet_losses(batch, n, state, y.device, index, rate)
+            erased = lost.gather(1, index) if lost.shape[1] else torch.zeros_like(index, dtype=torch.bool)
+            num_packets = lost.shape[1]
+            header_uses = torch.ceil(fmt.header_bytes * 8 / rate)
+            uses = n + torch.ceil(n / spp) * header_uses
         y = torch.where(erased, torch.zeros_like(y), y)
         state = state.with_erasures(erased)
         state.extra = {
             **state.extra,
             "packet_lost": lost,
-            "num_packets": self.packetizer.num_packets(n),
-            "channel_uses": self.packetizer.channel_uses(n),
+            "num_packets": num_packets,
+            "channel_uses": uses,
         }
         return y, state
 

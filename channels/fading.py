@@ -5,10 +5,15 @@ symbols, so ``snr_db`` is the average Es/N0). Rician: ``h = √(K/(K+1))·e^{jθ
 with ``g ~ CN(0, 1)`` (3GPP TR 38.901 §7.5 uses the same K-factor convention).
 
 Fast fading follows Clarke's isotropic-scattering model (Jakes spectrum): the diffuse part is a
-sum of ``M`` sinusoids ``g(t) = M^{-1/2} Σ_m exp(j(2π f_d t cos α_m + φ_m))`` with stratified random
-arrival angles ``α_m`` and random phases ``φ_m``, whose ensemble autocorrelation is exactly
-``E[g(t+τ) g*(t)] = J0(2π f_d τ)`` (Clarke 1968; Patzold, *Mobile Fading Channels*, ch. 4).
-The Doppler frequency is ``f_d = v·f_c/c`` from the relative speed and the carrier.
+sum of ``M`` sinusoids ``g(t) = Σ_m c_m exp(j 2π f_d t cos α_m)`` with stratified random arrival
+angles ``α_m`` and i.i.d. complex Gaussian amplitudes ``c_m ~ CN(0, 1/M)``. At every instant ``g(t)``
+is a sum of independent ``CN(0, 1/M)`` terms, so it is *exactly* ``CN(0, 1)`` (Rayleigh envelope,
+``E|g|⁴ = 2``) for any ``M``, and its ensemble autocorrelation is exactly
+``E[g(t+τ) g*(t)] = J0(2π f_d τ)`` (Clarke 1968; Patzold, *Mobile Fading Channels*, ch. 4). The
+classic equal-amplitude form ``M^{-1/2} Σ_m exp(j(… + φ_m))`` has the same autocorrelation but is
+only Gaussian as ``M → ∞`` (``E|g|⁴ = 2 − 1/M``; with ``M = 32`` its BPSK BER sits 0.6–1.5 %
+below the Rayleigh closed form at 0–20 dB). The Doppler frequency is ``f_d = v·f_c/c`` from the
+relative speed and the carrier.
 
 Imperfect CSI (knob ``csi_error_var = σe²``): the receiver holds the LMMSE estimate ``ĥ`` of ``h``
 from a noisy pilot observation, so that ``h = ĥ + e`` with ``e ~ CN(0, σe²)`` uncorrelated with
@@ -57,18 +62,28 @@ def sum_of_sinusoids(
 ) -> torch.Tensor:
     """``[batch, n]`` complex64 unit-power Clarke-model fading process sampled every ``T_s``.
 
+    ``g[b, k] = Σ_m c[b, m] · exp(j 2π f_d T_s k cos α[b, m])`` with ``c ~ CN(0, 1/M)`` i.i.d. and
+    ``α[b, m]`` uniform in the ``m``-th of ``M`` equal arcs of the circle (stratified).
+
     Args:
+        batch: independent processes ``B``.
+        n: samples per process.
         fd_ts: normalised Doppler ``f_d·T_s`` (scalar or ``[batch]``).
-        num_sinusoids: ``M``; the marginal is Gaussian as ``M → ∞`` (CLT), the autocorrelation is
-            ``J0(2π f_d T_s k)`` for any ``M`` (in expectation over the random angles/phases).
+        num_sinusoids: ``M``. Each sample is exactly ``CN(0, 1)`` for any ``M`` (a sum of
+            independent complex Gaussians); the autocorrelation is ``J0(2π f_d T_s k)`` for any
+            ``M`` in expectation over the random angles and amplitudes.
+        device: where to draw (torch's default generator of that device).
+
+    Returns:
+        ``[batch, n]`` complex64.
     """
     fd = torch.as_tensor(fd_ts, dtype=torch.float32, device=device).reshape(-1, 1, 1)
     m = torch.arange(num_sinusoids, device=device, dtype=torch.float32)
     alpha = 2 * math.pi * (m + torch.rand(batch, num_sinusoids, device=device)) / num_sinusoids
-    phi = 2 * math.pi * torch.rand(batch, num_sinusoids, 1, device=device)
+    amp = _complex_normal((batch, num_sinusoids, 1), torch.device(device))
     t = torch.arange(n, device=device, dtype=torch.float32)
-    phase = (2 * math.pi) * fd * torch.cos(alpha).unsqueeze(-1) * t + phi  # [B, M, n]
-    g = torch.polar(torch.ones_like(phase), phase).sum(dim=1)
+    phase = (2 * math.pi) * fd * torch.cos(alpha).unsqueeze(-1) * t  # [B, M, n]
+    g = (amp * torch.polar(torch.ones_like(phase), phase)).sum(dim=1)
     return g / math.sqrt(num_sinusoids)
 
 
@@ -146,14 +161,15 @@ class FadingChannel(Channel):
             phase rotation).
         block_len: symbols per fading block for block fading; ``None``: one gain per
             transmission (the whole ``[n]`` row, e.g. one packet/frame).
-        fast: per-symbol time-correlated fading (Clarke/Jakes, sum of sinusoids); overrides
-            ``block_len``.
+        fast: per-symbol time-correlated fading (Clarke/Jakes, sum of sinusoids with Gaussian
+            amplitudes: exactly Rayleigh per symbol); overrides ``block_len``.
         doppler_hz: maximum Doppler shift; ``None``: from ``speed_mps`` and ``carrier_hz``.
         speed_mps: relative speed between the agents (m/s).
         carrier_hz: carrier frequency (Hz).
         symbol_rate_hz: complex symbols per second (``T_s = 1/symbol_rate_hz``).
         num_sinusoids: sinusoids of the fast-fading generator.
-        fast_model: ``"sos"`` (sum of sinusoids, exact J0 autocorrelation) or ``"ar1"``
+        fast_model: ``"sos"`` (sum of sinusoids, exact CN(0, 1) marginal and J0 autocorrelation)
+            or ``"ar1"``
             (Gauss–Markov with ``ρ = J0(2π f_d T_s)``).
         csi_error_var: ``σe²`` of the receiver's channel estimate, ``0 ≤ σe² < 1/(K+1)``.
         los_phase: ``"random"`` (uniform per transmission) or ``"zero"`` LOS phase (Rician).

@@ -13,6 +13,10 @@ Each grid gets an independent channel realisation. The SNR is Es/N0 per resource
 TDL/CDL power-delay profiles have unit total power, so ``E|h|² = 1`` per RE as for the flat
 channels (``normalize_channel=True`` instead forces unit energy per grid). Sionna is imported
 lazily on the first call; the blocks are rebuilt if the input moves to another device.
+
+Randomness: every call draws one seed from torch's default CPU generator and runs Sionna's
+channel (taps, Doppler, noise) with Sionna's generator seeded from it (``sionna_rng``), so the
+output is a function of the input and torch's generator state only, like the other channels.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from v2x.channels.base import (
     check_symbols,
     snr_db_to_noise_variance,
 )
+from v2x.channels.sionna_rng import import_sionna, sionna_generator
 
 
 def _device_str(device: torch.device) -> str:
@@ -53,9 +58,13 @@ class OFDMChannel(Channel):
         return_csi: with ``equalizer="lmmse"``, also return the per-RE ``h``/``h_hat``/``err_var``
             (three extra gathers; off in hot loops that only need ``y`` and ``no_eff``).
         validate: NaN/Inf check on the input.
+        pilot_seed: seed of the random QPSK pilot sequence, which Sionna's Kronecker pattern draws
+            once when the blocks are built: a fixed property of the channel, not of the call.
 
     ``state.extra``: ``num_grids``, ``data_per_grid``, ``resource_elements`` (pilots included),
-    ``time_samples`` (cyclic prefixes included) and ``duration_s`` of the transmission.
+    ``time_samples`` (cyclic prefixes included) and ``duration_s`` of the transmission, and
+    ``sionna_seed``, the seed Sionna's generator ran with (drawn from torch's default CPU
+    generator, so ``torch.manual_seed`` makes the channel repeat; see ``sionna_rng``).
     """
 
     def __init__(
@@ -77,6 +86,7 @@ class OFDMChannel(Channel):
         direction: str = "uplink",
         return_csi: bool = True,
         validate: bool = True,
+        pilot_seed: int = 0,
     ) -> None:
         super().__init__()
         if family not in ("tdl", "cdl"):
@@ -113,11 +123,14 @@ class OFDMChannel(Channel):
         self.direction = direction
         self.return_csi = bool(return_csi)
         self.validate = validate
+        self.pilot_seed = int(pilot_seed)
         self._blocks: dict | None = None
         self._blocks_device: str | None = None
 
     def _build(self, device: str) -> dict:
         import numpy as np
+
+        import_sionna()  # keeps torch's generators as they were (Sionna reseeds them on import)
         from sionna.phy.channel import OFDMChannel as SionnaOFDMChannel
         from sionna.phy.mimo import StreamManagement
         from sionna.phy.ofdm import (
@@ -182,7 +195,9 @@ class OFDMChannel(Channel):
     def blocks(self, device: torch.device) -> dict:
         dev = _device_str(device)
         if self._blocks is None or self._blocks_device != dev:
-            self._blocks, self._blocks_device = self._build(dev), dev
+            # The pilot pattern draws its QPSK symbols from Sionna's generator: fix them.
+            with sionna_generator(dev, seed=self.pilot_seed):
+                self._blocks, self._blocks_device = self._build(dev), dev
         return self._blocks
 
     def data_per_grid(self) -> int:
@@ -200,7 +215,10 @@ class OFDMChannel(Channel):
         no = snr_db_to_noise_variance(snr_db, batch, x.device)
         xs = torch.nn.functional.pad(x, (0, grids * nd - n)).reshape(batch * grids, 1, 1, nd)
         no_g = no.repeat_interleave(grids)
-        y_grid, h = b["channel"](b["mapper"](xs), no_g)
+        # Sionna draws the TDL/CDL taps, Doppler and noise from its own generator: seed it from
+        # torch's (one draw), so that torch.manual_seed alone fixes the outcome.
+        with sionna_generator(x.device) as seed:
+            y_grid, h = b["channel"](b["mapper"](xs), no_g)
         h = h.reshape(batch * grids, 1, 1, self.num_ofdm_symbols, -1)
         if self.estimator == "perfect":
             h_hat, err = h, torch.zeros(h.shape, device=x.device)
@@ -224,6 +242,7 @@ class OFDMChannel(Channel):
             * self.num_ofdm_symbols
             * (self.fft_size + self.cyclic_prefix_length),
             "duration_s": grids * self.num_ofdm_symbols * float(rg.ofdm_symbol_duration),
+            "sionna_seed": seed,
         }
         if self.equalizer == "lmmse":
             h7 = h_hat.reshape(batch * grids, 1, 1, 1, 1, self.num_ofdm_symbols, -1)

@@ -51,9 +51,17 @@ class _V2V(LinkModel):
 
     * LOS: highway ``32.4 + 20 log d3D + 20 log fc``; urban ``38.77 + 16.7 log d3D + 18.2 log fc``.
     * NLOS (building): ``36.85 + 30 log d3D + 18.9 log fc`` (both scenarios).
-    * NLOSv (vehicle): LOS + blockage ``max(0, LogNormal(μ_a, σ_a))`` dB: 0 if both antennas are
-      above the blocker; ``μ_a = 9 + max(0, 15 log d3D − 41)``, ``σ_a = 4.5`` if both are below;
-      else ``μ_a = 5 + max(0, 15 log d3D − 41)``, ``σ_a = 4``. Without shadowing: ``μ_a``.
+    * NLOSv (vehicle, TR 37.885 §6.2.1): LOS + an additional blockage loss
+      ``A = max(0 dB, X)``, ``X`` "a log-normal random variable" with mean ``μ_a`` dB and standard
+      deviation ``σ_a`` dB, i.e. ``X ~ N(μ_a, σ_a²)`` in dB (log-normal in linear scale, 3GPP's
+      sense of the word, as for the shadow fading; the ``max(0 dB, ·)`` clip only means
+      something for that reading). No loss if both antennas are above the blocker (case 1);
+      ``μ_a = 9 + max(0, 15 log d3D − 41)``, ``σ_a = 4.5`` if both are below it (case 2); else
+      ``μ_a = 5 + max(0, 15 log d3D − 41)``, ``σ_a = 4`` (case 3). Without shadowing: ``μ_a``,
+      which is the median of ``A`` (``μ_a ≥ 5 > 0``: the clip moves less than half the mass);
+      ``E[A] = μ_a Φ(μ_a/σ_a) + σ_a φ(μ_a/σ_a)`` is slightly above it (9.04 dB for 9/4.5).
+      (ns-3 reads ``X`` as a log-normal *in dB* with mean ``μ_a`` and std ``σ_a``; its median
+      ``μ_a²/√(μ_a² + σ_a²)`` is 8.05 dB for case 2, and its clip never acts.)
     * σ_SF: LOS/NLOSv 3 dB, NLOS 4 dB. Valid 0.5–100 GHz.
     * P_LOS (LOS vs NLOSv; NLOS only from the scene geometry): urban
       ``min(1, 1.05·exp(−0.0114 d))``; highway ``min(1, 2.1013e-6 d² − 0.002 d + 1.0193)`` for
@@ -99,15 +107,17 @@ class _V2V(LinkModel):
         return mu, sigma, applies
 
     def extra_loss_db(self, geo: Geometry, condition: torch.Tensor) -> dict[str, torch.Tensor]:
+        """``{"blockage_db": [L]}``: the NLOSv blockage loss (dB), 0 for other conditions.
+
+        With shadowing, ``max(0, N(μ_a, σ_a²))`` dB (one draw per link); without, its median
+        ``μ_a``.
+        """
         mu, sigma, applies = self.blockage_params(geo)
         if self.shadowing:
-            # Log-normal with mean μ and std σ (moment matching in natural log).
-            s2 = torch.log1p(sigma.square() / mu.square())
-            m = torch.log(mu) - s2 / 2
             z = torch.randn(mu.shape, generator=self.generator, dtype=torch.float64)
-            loss = torch.exp(m + torch.sqrt(s2) * z)
+            loss = mu + sigma * z
         else:
-            loss = mu
+            loss = mu  # the median of max(0, N(μ_a, σ_a²)), as μ_a > 0
         loss = torch.where((condition == NLOSV) & applies, loss.clamp_min(0), torch.zeros_like(mu))
         return {"blockage_db": loss}
 

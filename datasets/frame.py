@@ -177,11 +177,21 @@ class CoopBatch:
     frame_ids: list[str]
 
     def to(self, device: torch.device | str) -> CoopBatch:
+        non_blocking = torch.device(device).type == "cuda"
         moved = {
-            name: value.to(device) if isinstance(value, torch.Tensor) else value
+            name: value.to(device, non_blocking=non_blocking and value.is_pinned())
+            if isinstance(value, torch.Tensor) else value
+            for name, value in self.__dict__.items()
+        }  # fmt: skip
+        return CoopBatch(**moved)
+
+    def pin_memory(self) -> CoopBatch:
+        """The batch in page-locked host memory (for asynchronous copies to a GPU)."""
+        pinned = {
+            name: value.pin_memory() if isinstance(value, torch.Tensor) else value
             for name, value in self.__dict__.items()
         }
-        return CoopBatch(**moved)
+        return CoopBatch(**pinned)
 
     @property
     def batch_size(self) -> int:

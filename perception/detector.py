@@ -11,16 +11,25 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from v2x.perception.backbone import BEVBackbone
+from v2x.perception.backbone import BEVBackbone, PointPillarsBackbone
 from v2x.perception.bev import BEVGrid, points_to_level_frame
 from v2x.perception.head import CenterHead, decode_detections
 from v2x.perception.nms import batched_rotated_nms
 from v2x.perception.pillars import PillarEncoder
 
+BACKBONES = ("small", "pointpillars")
+
 
 @dataclass
 class DetectorConfig:
-    """Model hyper-parameters (Hydra group ``model``)."""
+    """Model hyper-parameters (Hydra group ``model``).
+
+    ``backbone="small"``: the two-scale CPU-sized backbone (``backbone_channels``,
+    ``backbone_layers``, a 1×1 convolution to ``feature_channels``). ``"pointpillars"``: the
+    field's standard three-stage backbone (``layer_nums``, ``layer_filters``,
+    ``upsample_filters``; ``feature_channels`` must equal ``sum(upsample_filters)``, 384 by
+    default).
+    """
 
     grid: BEVGrid = field(default_factory=BEVGrid)
     pillar_channels: int = 64
@@ -31,6 +40,22 @@ class DetectorConfig:
     score_threshold: float = 0.2
     nms_iou_threshold: float = 0.1
     max_detections: int = 100
+    backbone: str = "small"
+    layer_nums: tuple[int, ...] = (3, 5, 8)
+    layer_filters: tuple[int, ...] = (64, 128, 256)
+    upsample_filters: tuple[int, ...] = (128, 128, 128)
+    head_channels: int = 64
+
+    def __post_init__(self) -> None:
+        if self.backbone not in BACKBONES:
+            raise ValueError(
+                f"model: field 'backbone' must be one of {', '.join(BACKBONES)}, got {self.backbone!r}"
+            )
+        if self.backbone == "pointpillars" and self.feature_channels != sum(self.upsample_filters):
+            raise ValueError(
+                "model: field 'feature_channels' must equal sum(upsample_filters) = "
+                f"{sum(self.upsample_filters)} with backbone=pointpillars, got {self.feature_channels}"
+            )
 
 
 @dataclass
@@ -59,13 +84,21 @@ class CoopDetector(nn.Module):
         self.config = config = config or DetectorConfig()
         self.grid = config.grid
         self.pillars = PillarEncoder(config.grid, config.pillar_channels)
-        self.backbone = BEVBackbone(
-            config.pillar_channels,
-            tuple(config.backbone_channels),
-            config.feature_channels,
-            config.backbone_layers,
-        )
-        self.head = CenterHead(config.feature_channels, config.num_classes)
+        if config.backbone == "pointpillars":
+            self.backbone = PointPillarsBackbone(
+                config.pillar_channels,
+                tuple(config.layer_nums),
+                tuple(config.layer_filters),
+                tuple(config.upsample_filters),
+            )
+        else:
+            self.backbone = BEVBackbone(
+                config.pillar_channels,
+                tuple(config.backbone_channels),
+                config.feature_channels,
+                config.backbone_layers,
+            )
+        self.head = CenterHead(config.feature_channels, config.num_classes, config.head_channels)
         self.stride = BEVBackbone.stride
 
     def encode_points(self, level_points: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

@@ -715,7 +715,7 @@ class APAccumulator:
         bootstrap: int = 0,
         seed: int = 0,
         confidence: float = 0.95,
-        bootstrap_groups: Sequence[str] | None = None,
+        bootstrap_groups: Sequence[str] | Mapping[str, Sequence[float]] | None = None,
     ) -> dict[str, Any]:
         """AP for every group and threshold, optionally with bootstrap intervals over frames.
 
@@ -725,7 +725,8 @@ class APAccumulator:
             seed: seed of the resampling (same seed, same intervals).
             confidence: coverage of the percentile interval (0.95: the 2.5th and 97.5th
                 percentiles of the resampled APs).
-            bootstrap_groups: groups that get intervals (``None``: every group).
+            bootstrap_groups: groups that get intervals (``None``: every group), or a mapping
+                group -> the thresholds that get intervals.
 
         Returns:
             dict with ``convention`` (settings that change the numbers), ``num_frames``,
@@ -770,9 +771,15 @@ class APAccumulator:
                     f"compute: expected bootstrap >= 0 and 0 < confidence < 1, got "
                     f"bootstrap={bootstrap}, confidence={confidence}"
                 )
-            wanted = names if bootstrap_groups is None else [n for n in bootstrap_groups if n in ap]
+            if bootstrap_groups is None:
+                wanted: dict[str, Sequence[float] | None] = dict.fromkeys(names)
+            elif isinstance(bootstrap_groups, Mapping):
+                wanted = {n: t for n, t in bootstrap_groups.items() if n in ap}
+            else:
+                wanted = {n: None for n in bootstrap_groups if n in ap}
             out["ci"] = {
-                name: self._bootstrap(name, sort, bootstrap, seed, confidence) for name in wanted
+                name: self._bootstrap(name, sort, bootstrap, seed, confidence, thr)
+                for name, thr in wanted.items()
             }
             out["bootstrap"] = {
                 "resamples": int(bootstrap), "seed": int(seed), "confidence": float(confidence),
@@ -781,7 +788,13 @@ class APAccumulator:
         return out
 
     def _bootstrap(
-        self, name: str, sort: str, resamples: int, seed: int, confidence: float
+        self,
+        name: str,
+        sort: str,
+        resamples: int,
+        seed: int,
+        confidence: float,
+        thresholds: Sequence[float] | None = None,
     ) -> dict[float, tuple[float, float]]:
         """Percentile interval of one group's AP over ``resamples`` resamplings of the frames
         (with replacement; a resampled frame keeps all its detections and GT)."""
@@ -793,15 +806,25 @@ class APAccumulator:
         lo_q, hi_q = (1.0 - confidence) / 2.0, (1.0 + confidence) / 2.0
         out: dict[float, tuple[float, float]] = {}
         for ti, thr in enumerate(self.thresholds.tolist()):
+            if thresholds is not None and not any(math.isclose(thr, t) for t in thresholds):
+                continue
             tps, scs = store.tp[ti], store.scores[ti]
+            all_tp = np.concatenate(tps) if tps else np.zeros(0, np.int8)
+            all_sc = np.concatenate(scs) if scs else np.zeros(0)
+            lengths = np.array([len(x) for x in tps], dtype=np.int64)
+            offsets = np.cumsum(lengths) - lengths
             values = []
             for idx in draws:
                 num_gt = int(frame_gt[idx].sum())
                 if num_gt == 0:
                     continue
-                tp = np.concatenate([tps[i] for i in idx])
-                sc = np.concatenate([scs[i] for i in idx])
-                values.append(ap_from_flags(tp, sc, num_gt, sort)["ap"])
+                # the drawn frames' detections, frame after frame, in one gather
+                n_det = lengths[idx]
+                ends = np.cumsum(n_det)
+                pos = np.arange(int(ends[-1]) if ends.size else 0) + np.repeat(
+                    offsets[idx] - (ends - n_det), n_det
+                )
+                values.append(ap_from_flags(all_tp[pos], all_sc[pos], num_gt, sort)["ap"])
             if values:
                 lo, hi = np.quantile(np.asarray(values), [lo_q, hi_q])
                 out[thr] = (float(lo), float(hi))

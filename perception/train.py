@@ -14,10 +14,12 @@ fusions of OpenCOOD's family need no weights of their own).
 from __future__ import annotations
 
 import csv
+import math
 import os
 import random
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,7 +27,8 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from v2x.datasets.frame import CoopFrame, collate_frames
+from v2x.datasets.augment import AugmentConfig, random_augment
+from v2x.datasets.frame import CoopBatch, CoopFrame, collate_frames
 from v2x.perception.detector import CoopDetector, DetectorConfig
 from v2x.perception.losses import TRAIN_MODES
 
@@ -50,6 +53,11 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"
     quiet: bool = False
+    augment: bool = False
+    augment_flip_prob: float = 0.5
+    augment_rotation_rad: float = 0.78539816
+    augment_scale_range: tuple[float, float] = (0.95, 1.05)
+    val_every: int = 0
     model: DetectorConfig = field(default_factory=DetectorConfig)
 
 
@@ -84,6 +92,7 @@ def train_detector(
     cfg: TrainConfig,
     frames: Callable[[int, int, int], list[CoopFrame]],
     resume: bool = True,
+    validate: Callable[[CoopDetector], float] | None = None,
 ) -> Path:
     """Train and return the path of the last checkpoint.
 
@@ -92,6 +101,13 @@ def train_detector(
         frames: ``frames(step, rank, count) -> count CoopFrames``, this rank's share of the
             global batch (``count = cfg.batch_size // world_size``); deterministic in its args.
         resume: continue from ``out_dir/last.pt`` when it exists.
+        validate: ``validate(model) -> metric`` (higher is better), run on rank 0 every
+            ``cfg.val_every`` steps and at the end; the best model so far is kept in
+            ``out_dir/best.pt`` and every value is logged to ``out_dir/val.csv``.
+
+    With ``cfg.augment`` every sampled frame gets one global flip / rotation / scaling draw
+    (``v2x.datasets.augment``), seeded by ``(seed, step, rank)``. The next batch is sampled,
+    augmented and collated in a background thread while the GPU trains on the current one.
     """
     from v2x.checkpoint import read_checkpoint, save_checkpoint
 
@@ -139,12 +155,31 @@ def train_detector(
         _truncate_log(log_path, start)  # rows past the checkpoint are logged again below
     writer = _tensorboard(out) if rank == 0 else None
     progress = _progress(range(start, cfg.steps), rank == 0 and not cfg.quiet)
+    augment = (
+        AugmentConfig(cfg.augment_flip_prob, cfg.augment_rotation_rad,
+                      tuple(cfg.augment_scale_range))  # fmt: skip
+        if cfg.augment
+        else None
+    )
+
+    def prepare(step: int) -> CoopBatch:
+        picked = frames(step, rank, per_rank)
+        if augment is not None:
+            rng = np.random.default_rng([cfg.seed, step, rank])
+            picked = [random_augment(f, rng, augment) for f in picked]
+        batch = collate_frames(picked)
+        return batch.pin_memory() if device.type == "cuda" else batch
+
+    best = _best_metric(out / "best.pt") if resume else -math.inf
+    loader = ThreadPoolExecutor(max_workers=1)
+    pending = loader.submit(prepare, start) if start < cfg.steps else None
     model.train()
     started = time.perf_counter()
     for step in progress:
         mode_rng = random.Random(cfg.seed * 1_000_003 + step)  # same mode on every rank
         mode = mode_rng.choices(cfg.modes, weights=cfg.mode_weights)[0]
-        batch = collate_frames(frames(step, rank, per_rank)).to(device)
+        batch = pending.result().to(device)
+        pending = loader.submit(prepare, step + 1) if step + 1 < cfg.steps else None
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
             losses = net(batch, mode, cfg.min_points_in_box)
         optimizer.zero_grad(set_to_none=True)
@@ -172,11 +207,32 @@ def train_detector(
                 progress.set_postfix(loss=f"{row['loss']:.3f}", mode=mode)
         if rank == 0 and ((step + 1) % cfg.checkpoint_every == 0 or step + 1 == cfg.steps):
             save_checkpoint(last, model, step + 1, optimizer, scheduler, {"train": _plain(cfg)})
+        due = cfg.val_every > 0 and ((step + 1) % cfg.val_every == 0 or step + 1 == cfg.steps)
+        if due:  # every rank waits while rank 0 validates (only rank 0 has a validator)
+            if rank == 0 and validate is not None:
+                metric = float(validate(model))
+                model.train()
+                _append_csv(out / "val.csv", {"step": step + 1, "metric": metric})
+                if metric > best:
+                    best = metric
+                    save_checkpoint(out / "best.pt", model, step + 1, None, None,
+                                    {"train": _plain(cfg), "val_metric": metric})  # fmt: skip
+            if world > 1:
+                dist.barrier()
+    loader.shutdown()
     if world > 1:
         dist.barrier()
     if writer is not None:
         writer.close()
     return last
+
+
+def _best_metric(path: Path) -> float:
+    """The validation metric stored in ``best.pt`` (``-inf`` without one)."""
+    if not path.is_file():
+        return -math.inf
+    state = torch.load(path, map_location="cpu", weights_only=False)
+    return float((state.get("extra") or {}).get("val_metric", -math.inf))
 
 
 def _plain(cfg: TrainConfig) -> dict:

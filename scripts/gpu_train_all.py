@@ -10,12 +10,12 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from evaluate_fusions import evaluate  # noqa: E402
 
 from v2x.apps.train import frame_sampler  # noqa: E402
 from v2x.checkpoint import load_detector  # noqa: E402
 from v2x.codec_training import CodecTrainConfig, train_codec_for_task  # noqa: E402
 from v2x.datasets.synthetic import SyntheticConfig, generate_sequence  # noqa: E402
+from v2x.evaluation import evaluate_fusions as evaluate  # noqa: E402
 from v2x.perception.train import TrainConfig, train_detector  # noqa: E402
 from v2x.semcom import build_codec  # noqa: E402
 
@@ -45,7 +45,7 @@ state = torch.load(ckpt, map_location="cpu", weights_only=False)
 state["optimizer"] = state["scheduler"] = None
 torch.save(state, out / "detector_synthetic.pt")
 model = load_detector(out / "detector_synthetic.pt", device)
-result = evaluate(model, val, device)
+result = evaluate(model, val, device, ('none', 'late', 'early', 'max', 'mean', 'attention', 'where2comm'))
 (out / "fusion_eval.json").write_text(json.dumps(result, indent=1))
 rng = random.Random(0)
 cc = CodecTrainConfig(steps=100_000, batch_size=4, out_path=str(out / "deepjscc_synthetic.pt"),

@@ -2,6 +2,10 @@
 
 A codec maps a batch of feature maps ``[B, C, H, W]`` (one per transmitting agent and condition)
 to channel input and back. Costs are computed here and nowhere else; the ledger reads them.
+
+Packets follow the project's one packet format (``v2x.channels.packets.PACKET_FORMAT``: 1500-byte
+MTU, 40 bytes of IPv4/UDP/RTP headers), the same the erasure channels cut. What happened to the
+packets on the air, as the receiver knows it after ``decode``, is ``reception``.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from torch import nn
 
 from v2x.channels.base import ChannelState
 from v2x.channels.link import LinkState
+from v2x.channels.packets import HEADER_BYTES, MTU_BYTES, PacketFormat, packets_hit
 from v2x.registry import Registry
 
 FLOAT16_BITS = 16
@@ -54,6 +59,14 @@ class Transmission:
             payloads inside one batched tensor); ``None`` means all.
         state: the channel's state once the symbols went through a channel.
         meta: codec-private side information needed to decode (shapes, scales, selections).
+            ``"sent"`` (``[B, 1, H, W]`` bool, where a codec sends only part of a map: the
+            cells whose values it conveys; absent: all). After ``decode`` it also holds what
+            the receiver learnt: ``"delivered"``
+            (``[B, 1, H, W]`` bool, cells whose values arrived) and ``"corrupt"`` (``[B, n]``
+            bool, channel uses of data that failed an integrity check, e.g. a CRC).
+        symbols_per_packet: ``[B]`` float64 payload channel uses per packet: packet ``p`` of row
+            ``b`` is the uses ``[p·spp_b, (p+1)·spp_b)`` (``v2x.channels.packets``), the layout
+            a packet-aware channel erases; ``None`` when no symbols are sent.
     """
 
     symbols: torch.Tensor | None
@@ -61,9 +74,34 @@ class Transmission:
     mask: torch.Tensor | None = None
     state: ChannelState | None = None
     meta: dict = field(default_factory=dict)
+    symbols_per_packet: torch.Tensor | None = None
 
     def received(self, symbols: torch.Tensor, state: ChannelState) -> Transmission:
         return replace(self, symbols=symbols, state=state)
+
+
+@dataclass
+class Reception:
+    """What happened to each transmission of a batch, as its receiver knows it after ``decode``.
+
+    Every field is ``[B]`` float64 (packets as in ``Cost.packets``).
+
+    Attributes:
+        packets_erased: packets of which the channel erased at least one channel use
+            (``state.erased``: the receiver saw nothing there).
+        packets_crc_failed: packets not erased holding data that failed an integrity check
+            (``meta["corrupt"]``: the digital chain's code-block CRC).
+        retransmissions: packets sent again (no ARQ/HARQ is modelled yet: always 0).
+    """
+
+    packets_erased: torch.Tensor
+    packets_crc_failed: torch.Tensor
+    retransmissions: torch.Tensor
+
+    @property
+    def packets_lost(self) -> torch.Tensor:
+        """``[B]`` packets whose data the receiver could not use (erased or failed CRC)."""
+        return self.packets_erased + self.packets_crc_failed
 
 
 class Codec(nn.Module):
@@ -103,7 +141,44 @@ def raw_feature_bits(features: torch.Tensor) -> torch.Tensor:
     return torch.full((features.shape[0],), float(per_map), dtype=torch.float64, device=features.device)
 
 
-def packets_for_bits(bits: torch.Tensor, mtu_bytes: int = 1500, header_bytes: int = 40) -> torch.Tensor:
-    """``[B]`` packets needed for ``bits`` of payload with ``mtu_bytes`` packets minus headers."""
-    payload_bits = (mtu_bytes - header_bytes) * 8
-    return torch.ceil(bits / payload_bits)
+def packets_for_bits(
+    bits: torch.Tensor, mtu_bytes: int = MTU_BYTES, header_bytes: int = HEADER_BYTES
+) -> torch.Tensor:
+    """``[B]`` packets needed for ``bits`` of payload (``PacketFormat.packets_for_bits``)."""
+    return PacketFormat(mtu_bytes, header_bytes).packets_for_bits(bits)
+
+
+def symbols_per_packet(
+    bits_per_symbol: torch.Tensor | float,
+    batch: int,
+    device: torch.device | str,
+    mtu_bytes: int = MTU_BYTES,
+    header_bytes: int = HEADER_BYTES,
+) -> torch.Tensor:
+    """``[B]`` float64 payload channel uses per packet when each use carries ``bits_per_symbol``
+    (scalar or ``[B]``) payload bits: ``payload_bits / bits_per_symbol``."""
+    rate = torch.as_tensor(bits_per_symbol, dtype=torch.float64, device=device).reshape(-1)
+    rate = rate.expand(batch) if rate.numel() == 1 else rate
+    return PacketFormat(mtu_bytes, header_bytes).payload_bits / rate.clamp_min(1e-12)
+
+
+def reception(received: Transmission) -> Reception:
+    """Packet outcomes of a decoded ``Transmission`` (call after ``decode``).
+
+    A packet is erased when the channel erased one of its channel uses (``state.erased``,
+    restricted to the sent uses ``mask``), and failed its CRC when it is not erased but
+    holds a use of ``meta["corrupt"]``. Packets are laid out by ``symbols_per_packet``.
+    """
+    packets = received.cost.packets.to(torch.float64)
+    erased = received.state.erased if received.state is not None else None
+    corrupt = received.meta.get("corrupt")
+    if received.mask is not None:
+        erased = None if erased is None else erased & received.mask
+        corrupt = None if corrupt is None else corrupt.to(received.mask.device) & received.mask
+    spp = received.symbols_per_packet
+    lost = erased
+    if corrupt is not None:
+        lost = corrupt if lost is None else lost | corrupt.to(lost.device)
+    n_erased = packets_hit(erased, spp, packets)
+    n_failed = packets_hit(lost, spp, packets) - n_erased
+    return Reception(n_erased, n_failed, torch.zeros_like(packets))

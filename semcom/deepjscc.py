@@ -55,6 +55,7 @@ from torch import nn
 
 from v2x.channels.base import Channel, ChannelState, equalize
 from v2x.channels.link import LinkState
+from v2x.channels.packets import HEADER_BYTES, MTU_BYTES
 from v2x.semcom.base import (
     CODECS,
     Codec,
@@ -63,6 +64,7 @@ from v2x.semcom.base import (
     check_features,
     packets_for_bits,
     raw_feature_bits,
+    symbols_per_packet,
 )
 from v2x.semcom.power import complex_to_real, normalize_power, prefix_mask, real_to_complex
 
@@ -257,8 +259,8 @@ class DeepJSCCCodec(Codec):
         equalizer: str = "mmse",
         decoder_snr: str = "link",
         onair_bits_per_symbol: int = 32,
-        mtu_bytes: int = 1500,
-        header_bytes: int = 40,
+        mtu_bytes: int = MTU_BYTES,
+        header_bytes: int = HEADER_BYTES,
         output_activation: str = "none",
         snr_gate: bool = True,
         checkpoint: str | None = None,
@@ -543,6 +545,9 @@ class DeepJSCCCodec(Codec):
             cost=self._cost(features, uses),
             mask=None,
             meta={"shape": (c, h, w), "ratio": realised, "uses": uses},
+            symbols_per_packet=symbols_per_packet(
+                self.onair_bits_per_symbol, b, features.device, self.mtu_bytes, self.header_bytes
+            ),
         )
 
     def decode(self, received: Transmission, link: LinkState) -> torch.Tensor:

@@ -40,7 +40,13 @@ header fits, nothing is sent and the map decodes to zeros.
 
 Cost per row: ``source_bits`` = stream bytes × 8 (entropy-coded payload + side information);
 ``coded_bits`` = blocks × LDPC codeword bits; ``channel_uses`` = coded_bits / Qm;
-``packets = packets_for_bits(source_bits)``; ``raw_bits = raw_feature_bits``.
+``packets = ceil(blocks / blocks_per_packet)``: a packet carries whole code blocks, as many as
+fit in the payload of the project's packet (``v2x.channels.packets``: 1500-byte MTU, 40-byte
+header → 1460 bytes → 11 blocks of 1000 information bits); ``raw_bits = raw_feature_bits``.
+The packet layout (``Transmission.symbols_per_packet`` = blocks_per_packet × block symbols) is
+what an erasure channel erases; after ``decode``, ``meta["corrupt"]`` marks the channel uses of
+code blocks whose CRC failed and ``meta["delivered"]`` the cells that arrived
+(``v2x.semcom.base.reception`` turns both into packets erased / failed CRC for the ledger).
 """
 
 from __future__ import annotations
@@ -50,7 +56,7 @@ import inspect
 import math
 import struct
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 
 import numpy as np
@@ -58,6 +64,7 @@ import torch
 
 from v2x.channels.base import ChannelState, equalize
 from v2x.channels.link import LinkState
+from v2x.channels.packets import HEADER_BYTES, MTU_BYTES, PacketFormat
 from v2x.semcom import entropy
 from v2x.semcom.base import (
     CODECS,
@@ -65,7 +72,6 @@ from v2x.semcom.base import (
     Cost,
     Transmission,
     check_features,
-    packets_for_bits,
     raw_feature_bits,
 )
 from v2x.semcom.bler_table import BlerTable, load_bler_table
@@ -125,12 +131,27 @@ class MapStream:
         header_bytes: length of the header (side information).
         segment_bytes: ``[S]`` byte length of every segment (0 = not sent).
         bits: quantiser bits used.
+        segment_cells: ``[S]`` occupied (non-empty) cells of every segment (empty: unknown).
     """
 
     data: bytes
     header_bytes: int
     segment_bytes: list[int]
     bits: int
+    segment_cells: list[int] = field(default_factory=list)
+
+    def sent_cells(self, height: int, width: int, cells_per_segment: int) -> np.ndarray:
+        """``[H, W]`` bool: the cells whose values this stream conveys — those of segments that
+        were sent, and of empty segments (known to be 0 from the header) — all False when
+        nothing is sent. Equal to ``decode_map_stream``'s ``delivered`` when nothing is lost."""
+        out = np.zeros(height * width, dtype=bool)
+        if not self.data:
+            return out.reshape(height, width)
+        segs = _segments(height * width, cells_per_segment)
+        for j, (a, z) in enumerate(segs):
+            empty = bool(self.segment_cells) and self.segment_cells[j] == 0
+            out[a:z] = self.segment_bytes[j] > 0 or empty
+        return out.reshape(height, width)
 
 
 @dataclass
@@ -141,6 +162,7 @@ class _MapParts:
     segments: list[bytes]
     energy: np.ndarray  # [S] L1 feature energy of every segment
     bits: int
+    cells: list[int] = field(default_factory=list)  # [S] occupied cells of every segment
 
 
 def _segments(num_cells: int, cells_per_segment: int) -> list[tuple[int, int]]:
@@ -188,14 +210,15 @@ def _encode_map_parts(
     model_bytes = model.to_bytes()
     prefix += _varint(len(model_bytes)) + model_bytes
     segments = [entropy.encode(s, model) for s in symbols_per_segment]
-    return _MapParts(bytes(prefix), segments, np.asarray(energy), q.bits)
+    occupied = [int(flat_occ[a:z].sum()) for a, z in _segments(h * w, cells_per_segment)]
+    return _MapParts(bytes(prefix), segments, np.asarray(energy), q.bits, occupied)
 
 
 def _assemble(parts: _MapParts, keep: np.ndarray | None = None) -> MapStream:
     lengths = [len(s) if keep is None or keep[i] else 0 for i, s in enumerate(parts.segments)]
     header = parts.prefix + b"".join(_varint(n) for n in lengths)
     body = b"".join(s for s, n in zip(parts.segments, lengths) if n)
-    return MapStream(header + body, len(header), lengths, parts.bits)
+    return MapStream(header + body, len(header), lengths, parts.bits, list(parts.cells))
 
 
 def decode_map_stream(
@@ -363,8 +386,8 @@ class DigitalCodec(Codec):
         min_bits: int = 2,
         equalizer: str = "mmse",
         bler_table: str | None = None,
-        mtu_bytes: int = 1500,
-        packet_header_bytes: int = 40,
+        mtu_bytes: int = MTU_BYTES,
+        packet_header_bytes: int = HEADER_BYTES,
     ) -> None:
         super().__init__()
         check_bits(bits)
@@ -450,6 +473,14 @@ class DigitalCodec(Codec):
             )
         return self.link_adaptation(snr)
 
+    @property
+    def blocks_per_packet(self) -> int:
+        """Code blocks per packet: as many whole blocks' payloads (``block_bits − 24`` bits) as
+        fit in a packet's payload (``PacketFormat.payload_bits``), at least one. A packet
+        carries whole code blocks, so a lost packet loses its own blocks and no others."""
+        packet_bits = PacketFormat(self.mtu_bytes, self.packet_header_bytes).payload_bits
+        return max(1, packet_bits // (self.block_bits - CRC_BITS))
+
     def _cells_per_segment(self, width: int) -> int:
         return self.cells_per_segment or self.rows_per_segment * max(width, 1)
 
@@ -493,7 +524,7 @@ class DigitalCodec(Codec):
         max_bytes = (budget // uses_per_block) * (self.block_bits - CRC_BITS) // 8
         keep = np.zeros(len(parts.segments), dtype=bool)
         if _assemble(parts, keep).header_bytes > max_bytes:
-            return MapStream(b"", 0, [0] * len(parts.segments), parts.bits)
+            return MapStream(b"", 0, [0] * len(parts.segments), parts.bits, list(parts.cells))
         sizes = np.array([len(s) for s in parts.segments])
         total = _assemble(parts, keep).header_bytes  # grows by len(varint(n)) - 1 + n per segment
         order = np.argsort(-(parts.energy / np.maximum(sizes, 1)), kind="stable")
@@ -554,17 +585,32 @@ class DigitalCodec(Codec):
             source_bits=source,
             coded_bits=coded,
             channel_uses=torch.tensor(nsym, dtype=torch.float64, device=device),
-            packets=packets_for_bits(source, self.mtu_bytes, self.packet_header_bytes),
+            packets=torch.tensor(
+                [math.ceil(n / self.blocks_per_packet) for n in nblocks],
+                dtype=torch.float64,
+                device=device,
+            ),
             raw_bits=raw_feature_bits(features),
         )
+        _, _, h, w = features.shape
+        cps = self._cells_per_segment(w)
+        sent = np.stack([s.sent_cells(h, w, cps) for s in streams]) if b else np.zeros((0, h, w))
         meta = {
+            "sent": torch.from_numpy(sent[:, None].astype(bool)).to(device),
             "shape": tuple(features.shape[1:]),
             "mcs": mcs,
             "num_blocks": nblocks,
             "streams": streams,
             "bits": [s.bits for s in streams],
         }
-        return Transmission(symbols=symbols, cost=cost, mask=mask, meta=meta)
+        spp = torch.tensor(
+            [self.blocks_per_packet * block_code_len(int(m), self.block_bits) for m in mcs],
+            dtype=torch.float64,
+            device=device,
+        )
+        return Transmission(
+            symbols=symbols, cost=cost, mask=mask, meta=meta, symbols_per_packet=spp
+        )
 
     # -- decoder ------------------------------------------------------------------------------
 
@@ -657,7 +703,26 @@ class DigitalCodec(Codec):
             )
         # Which cells arrived ([B, 1, H, W] bool): read by the pipeline to mask the rest.
         meta["delivered"] = torch.from_numpy(delivered[:, None]).to(device)
+        meta["corrupt"] = self._corrupt_symbols(received, blocks)
         return torch.from_numpy(np.stack(maps)).to(device)
+
+
+    def _corrupt_symbols(
+        self, received: Transmission, blocks: list[tuple[torch.Tensor, torch.Tensor | None]]
+    ) -> torch.Tensor:
+        """``[B, n]`` bool: the channel uses of code blocks whose CRC failed (``v2x.semcom.base.reception``
+        turns them into failed packets)."""
+        n = received.symbols.shape[1] if received.symbols is not None else 0
+        mcs: torch.Tensor = received.meta["mcs"]
+        out = torch.zeros(len(blocks), n, dtype=torch.bool)
+        for i, (ok, _) in enumerate(blocks):
+            failed = ~ok.cpu()
+            if not bool(failed.any()):
+                continue
+            s = block_code_len(int(mcs[i]), self.block_bits)
+            out[i, : failed.numel() * s] = failed.repeat_interleave(s)
+        device = received.symbols.device if received.symbols is not None else "cpu"
+        return out.to(device)
 
 
 def block_code_len(mcs_index: int, block_bits: int) -> int:

@@ -7,6 +7,7 @@ import torch
 
 from v2x.channels.base import equalize
 from v2x.channels.link import LinkState
+from v2x.channels.packets import HEADER_BYTES, MTU_BYTES
 from v2x.semcom.base import (
     CODECS,
     FLOAT16_BITS,
@@ -16,6 +17,7 @@ from v2x.semcom.base import (
     check_features,
     packets_for_bits,
     raw_feature_bits,
+    symbols_per_packet,
 )
 
 SCALE_SIDE_INFO_BITS = 32
@@ -35,7 +37,7 @@ class IdentityCodec(Codec):
 
     uses_channel = False
 
-    def __init__(self, mtu_bytes: int = 1500, header_bytes: int = 40) -> None:
+    def __init__(self, mtu_bytes: int = MTU_BYTES, header_bytes: int = HEADER_BYTES) -> None:
         super().__init__()
         self.mtu_bytes, self.header_bytes = mtu_bytes, header_bytes
 
@@ -71,7 +73,7 @@ class AnalogCodec(Codec):
     rescaled. Bandwidth ratio 1/2 complex use per real value.
     """
 
-    def __init__(self, mtu_bytes: int = 1500, header_bytes: int = 40) -> None:
+    def __init__(self, mtu_bytes: int = MTU_BYTES, header_bytes: int = HEADER_BYTES) -> None:
         super().__init__()
         self.mtu_bytes, self.header_bytes = mtu_bytes, header_bytes
 
@@ -94,7 +96,15 @@ class AnalogCodec(Codec):
             packets=packets_for_bits(uses * 2 * FLOAT16_BITS, self.mtu_bytes, self.header_bytes),
             raw_bits=raw_feature_bits(features),
         )
-        return Transmission(symbols=symbols, cost=cost, meta={"scale": scale, "shape": features.shape})
+        spp = symbols_per_packet(
+            2 * FLOAT16_BITS, b, features.device, self.mtu_bytes, self.header_bytes
+        )
+        return Transmission(
+            symbols=symbols,
+            cost=cost,
+            meta={"scale": scale, "shape": features.shape},
+            symbols_per_packet=spp,
+        )
 
     def decode(self, received: Transmission, link: LinkState) -> torch.Tensor:
         shape = received.meta["shape"]

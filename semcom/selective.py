@@ -40,6 +40,7 @@ from dataclasses import replace
 import torch
 
 from v2x.channels.link import LinkState
+from v2x.channels.packets import HEADER_BYTES, MTU_BYTES
 from v2x.semcom.base import (
     CODECS,
     Codec,
@@ -118,8 +119,8 @@ class SelectiveCodec(Codec):
         budget_channel_uses: int | None = None,
         control_modulation_bits: int = 2,
         control_code_rate: float = 0.5,
-        mtu_bytes: int = 1500,
-        header_bytes: int = 40,
+        mtu_bytes: int = MTU_BYTES,
+        header_bytes: int = HEADER_BYTES,
     ) -> None:
         super().__init__()
         if isinstance(inner, str):
@@ -244,7 +245,9 @@ class SelectiveCodec(Codec):
             ),
             raw_bits=raw_feature_bits(features),
         )
+        selected = scatter_cells(torch.ones(b, 1, kept, device=features.device), indices, h, w) > 0
         meta = {
+            "selected": selected,
             "inner": inner_tx,
             "indices": indices,
             "shape": (c, h, w),
@@ -252,12 +255,26 @@ class SelectiveCodec(Codec):
             "control_bits": ctrl_bits,
             "control_uses": ctrl_uses,
         }
+        if "sent" in inner_tx.meta:  # the inner codec conveys only part of the packed grid
+            meta["sent"] = ~selected | self._lift(inner_tx.meta["sent"], indices, kept, h, w)
         return Transmission(
-            symbols=inner_tx.symbols, cost=cost, mask=inner_tx.mask, state=None, meta=meta
+            symbols=inner_tx.symbols,
+            cost=cost,
+            mask=inner_tx.mask,
+            state=None,
+            meta=meta,
+            symbols_per_packet=inner_tx.symbols_per_packet,  # control packets are error-free
         )
 
     def decode(self, received: Transmission, link: LinkState) -> torch.Tensor:
-        """Inner decode, then scatter the cells back to ``[B, C, H, W]`` (zeros elsewhere)."""
+        """Inner decode, then scatter the cells back to ``[B, C, H, W]`` (zeros elsewhere).
+
+        What the inner receiver learnt is lifted to the full map: ``meta["corrupt"]`` as is (the
+        symbols are the inner codec's), and, when the inner codec reports ``meta["delivered"]``,
+        ``meta["delivered"] [B, 1, H, W]``: a selected cell arrived when its packed cell did;
+        unselected cells are known from the error-free selection map (their value is 0).
+        ``meta["selected"] [B, 1, H, W]`` bool (set by ``encode``) marks the selected cells, and
+        ``meta["sent"]``, when the inner codec has one, the cells whose values were conveyed."""
         inner_rx = replace(
             received.meta["inner"],
             symbols=received.symbols,
@@ -269,7 +286,26 @@ class SelectiveCodec(Codec):
         kept = received.meta["kept"]
         indices = received.meta["indices"].to(grid.device)
         cells = grid.reshape(grid.shape[0], c, grid.shape[2] * grid.shape[3])[:, :, :kept]
+        selected = received.meta["selected"].to(grid.device)
+        if "corrupt" in inner_rx.meta:
+            received.meta["corrupt"] = inner_rx.meta["corrupt"]
+        inner_delivered = inner_rx.meta.get("delivered")
+        if inner_delivered is not None:
+            got = self._lift(inner_delivered, indices, kept, h, w)
+            received.meta["delivered"] = ~selected | got
         return scatter_cells(cells.to(torch.float32), indices, h, w)
+
+    @staticmethod
+    def _lift(
+        mask: torch.Tensor, indices: torch.Tensor, kept: int, height: int, width: int
+    ) -> torch.Tensor:
+        """A packed-grid cell mask ``[B, 1, gh, gw]`` → ``[B, 1, H, W]`` bool at the selected
+        cells (``indices [B, kept]``), False elsewhere."""
+        b = mask.shape[0]
+        if b == 0:
+            return torch.zeros(0, 1, height, width, dtype=torch.bool, device=indices.device)
+        got = mask.reshape(b, 1, -1)[:, :, :kept].to(indices.device, torch.float32)
+        return scatter_cells(got, indices, height, width) > 0
 
     def forward_train(
         self,

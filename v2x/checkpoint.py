@@ -53,6 +53,9 @@ def detector_config_from_dict(data: dict) -> DetectorConfig:
     grid = data.pop("grid", {})
     grid = BEVGrid(**{k: tuple(v) if isinstance(v, list) else v for k, v in grid.items()})
     data["backbone_channels"] = tuple(data.get("backbone_channels", (64, 128)))
+    for key in ("layer_nums", "layer_filters", "upsample_filters"):
+        if key in data:
+            data[key] = tuple(data[key])
     return DetectorConfig(grid=grid, **data)
 
 

@@ -1,6 +1,12 @@
-"""The ledger: one row per (condition, frame, collaborator → ego link) with everything it cost.
+"""The ledger: one row per (condition, frame, collaborator → ego link) with everything it cost
+and what happened to it on the air.
 
-Every bandwidth axis of every plot is read from these rows. Columns (``LEDGER_SCHEMA``):
+Every bandwidth axis of every plot is read from these rows, and so are the results' loss and
+delivery columns (``summarize``). A row's outcome is what the receiver knew: packets the
+channel erased (``state.erased``), packets whose data failed the digital chain's CRC, cells the
+decoder marked as arrived (``meta["delivered"]``), payloads the deadline dropped — carried from
+the codec (``v2x.semcom.base.reception``) through ``v2x.pipeline.LinkCost`` and the budget's ``Delivery``.
+Columns (``LEDGER_SCHEMA``):
 
 ==================  ========  ===========================================================
 column              type      meaning
@@ -23,19 +29,31 @@ sent                bool      something was transmitted
 source_bits         float64   information bits
 coded_bits          float64   bits after channel coding
 channel_uses        float64   complex channel symbols
-packets_sent        float64   packets
-packets_lost        float64   packets of payloads dropped at the deadline
+packets_sent        float64   packets (``v2x.channels.packets.PACKET_FORMAT``)
+packets_erased      float64   packets of which the channel erased a channel use
+packets_crc_failed  float64   packets not erased whose data failed a CRC (digital chain)
+packets_lost        float64   packets the receiver could not use: erased + CRC-failed, or all
+                              packets of a payload dropped at the deadline
+retransmissions     float64   packets sent again (no ARQ/HARQ is modelled yet: 0)
+cells_sent          float64   BEV cells of the collaborator's map the ego rebuilds (the
+                              selected ones under Where2comm-style selection); boxes for late
+                              and points for early fusion
+cells_used          float64   of those, cells that arrived and were fused (0 when the payload
+                              was dropped at the deadline)
 share               float64   fraction of the frame's bandwidth the scheduler granted
 latency_s           float64   processing + time on air (NaN when nothing was sent)
 aoi_s               float64   age of information at fusion (NaN when not delivered)
-delivered           bool      the ego fused it
+delivered           bool      the ego fused (some of) it: on time (or stale) and not every
+                              cell lost
 tx_x_m … rx_y_m     float64   antenna positions (world), for maps
 ==================  ========  ===========================================================
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow as pa
@@ -43,6 +61,9 @@ import torch
 
 from v2x.budget import Delivery
 from v2x.network import NetworkBatch
+
+if TYPE_CHECKING:  # the pipeline pulls in the detector; the ledger only reads its tensors
+    from v2x.pipeline import LinkCost
 
 LEDGER_SCHEMA = pa.schema(
     [
@@ -69,7 +90,12 @@ LEDGER_SCHEMA = pa.schema(
         ("coded_bits", pa.float64()),
         ("channel_uses", pa.float64()),
         ("packets_sent", pa.float64()),
+        ("packets_erased", pa.float64()),
+        ("packets_crc_failed", pa.float64()),
         ("packets_lost", pa.float64()),
+        ("retransmissions", pa.float64()),
+        ("cells_sent", pa.float64()),
+        ("cells_used", pa.float64()),
         ("share", pa.float64()),
         ("latency_s", pa.float64()),
         ("aoi_s", pa.float64()),
@@ -84,7 +110,7 @@ LEDGER_SCHEMA = pa.schema(
 
 def ledger_table(
     cell_ids: Sequence[str],
-    cost,
+    cost: LinkCost,
     delivery: Delivery,
     network: NetworkBatch,
     agent_mask: torch.Tensor,
@@ -97,7 +123,8 @@ def ledger_table(
 
     Args:
         cell_ids: ``K`` cell ids (one per SNR condition).
-        cost: the run's ``LinkCost`` (tensors ``[K, B, A]``).
+        cost: the run's ``LinkCost`` (tensors ``[K, B, A]``): what was sent and what the
+            receiver knew of it (packets erased / failed CRC, cells sent / used).
         delivery: the budget's ``Delivery`` (``[K, B, A]``).
         network: the frames' ``NetworkBatch`` (``[B, A]``).
         agent_mask: ``[B, A]`` bool, agents present in the batch (before range filtering).
@@ -116,7 +143,19 @@ def ledger_table(
     kk, bb, aa = kk[keep].numpy(), bb[keep].numpy(), aa[keep].numpy()
 
     # every per-link tensor reaches the host in one transfer
-    names = ("snr_db", "sent", "source_bits", "coded_bits", "channel_uses", "packets")
+    names = (
+        "snr_db",
+        "sent",
+        "source_bits",
+        "coded_bits",
+        "channel_uses",
+        "packets",
+        "packets_erased",
+        "packets_crc_failed",
+        "retransmissions",
+        "cells_sent",
+        "cells_used",
+    )
     dnames = ("packets_lost", "share", "latency_s", "aoi_s", "delivered")
     stacked = torch.stack(
         [getattr(cost, n).detach().double() for n in names]
@@ -134,6 +173,15 @@ def ledger_table(
 
     def ego(name: str) -> list:
         return [getattr(nets[i], name)[0] for i in bb]
+
+    # What happened on the air counts for payloads that reached the receiver in time; a payload
+    # dropped at the deadline loses all its packets and none of its cells is fused.
+    on_time = pick(host["d_delivered"]).astype(bool)
+    air_lost = pick(host["packets_erased"]) + pick(host["packets_crc_failed"])
+    packets_lost = np.where(on_time, air_lost, pick(host["d_packets_lost"]))
+    cells_sent = pick(host["cells_sent"])
+    cells_used = np.where(on_time, pick(host["cells_used"]), 0.0)
+    delivered = on_time & ~((cells_sent > 0) & (cells_used <= 0))
 
     pos_tx = np.array([nets[i].position_m[j] for i, j in zip(bb, aa)]).reshape(-1, 3)
     pos_rx = np.array([nets[i].position_m[0] for i in bb]).reshape(-1, 3)
@@ -162,11 +210,16 @@ def ledger_table(
         "coded_bits": pick(host["coded_bits"]),
         "channel_uses": pick(host["channel_uses"]),
         "packets_sent": pick(host["packets"]),
-        "packets_lost": pick(host["d_packets_lost"]),
+        "packets_erased": pick(host["packets_erased"]),
+        "packets_crc_failed": pick(host["packets_crc_failed"]),
+        "packets_lost": packets_lost,
+        "retransmissions": pick(host["retransmissions"]),
+        "cells_sent": cells_sent,
+        "cells_used": cells_used,
         "share": pick(host["d_share"]),
         "latency_s": pick(host["d_latency_s"]),
         "aoi_s": pick(host["d_aoi_s"]),
-        "delivered": pick(host["d_delivered"]).astype(bool),
+        "delivered": delivered,
         "tx_x_m": pos_tx[:, 0],
         "tx_y_m": pos_tx[:, 1],
         "rx_x_m": pos_rx[:, 0],
@@ -197,8 +250,10 @@ def summarize(table: pa.Table, num_frames: int) -> dict[str, float]:
     """Per-frame-set sums of one cell's rows (only links that sent count).
 
     Returns the ``LEDGER_SUMS`` keys: bits, channel uses and packets per frame (totals over the
-    links of a frame, averaged over ``num_frames``), the fraction of packets lost and of
-    payloads delivered, latency mean and 95th percentile, mean AoI, links per frame.
+    links of a frame, averaged over ``num_frames``), ``packet_loss_rate`` (Σ ``packets_lost`` /
+    Σ ``packets_sent``: erased, CRC-failed or dropped at the deadline), ``delivered_fraction``
+    (Σ ``cells_used`` / Σ ``cells_sent``: the share of the sent cells the ego fused; NaN when no
+    cell was sent), latency mean and 95th percentile, mean AoI, links per frame.
     """
     return summarize_columns(_sum_columns(table), num_frames)
 
@@ -209,6 +264,8 @@ _SUM_INPUTS = (
     "channel_uses",
     "packets_sent",
     "packets_lost",
+    "cells_sent",
+    "cells_used",
     "latency_s",
     "aoi_s",
 )
@@ -251,7 +308,9 @@ def summarize_columns(columns: dict[str, np.ndarray], num_frames: int) -> dict[s
     latency = latency[np.isfinite(latency)]
     aoi = col("aoi_s")
     aoi = aoi[np.isfinite(aoi)]
-    delivered = columns["delivered"][sent]
+    cells_sent = col("cells_sent").sum()
+    # NaN when no link sent a cell (e.g. a digital payload of which not even the header fits)
+    delivered_fraction = float(col("cells_used").sum() / cells_sent) if cells_sent > 0 else math.nan
     return {
         "mean_source_bits_per_frame": float(col("source_bits").sum() / frames),
         "mean_coded_bits_per_frame": float(col("coded_bits").sum() / frames),
@@ -260,7 +319,7 @@ def summarize_columns(columns: dict[str, np.ndarray], num_frames: int) -> dict[s
         "packet_loss_rate": float(col("packets_lost").sum() / packets.sum())
         if packets.sum()
         else 0.0,
-        "delivered_fraction": float(delivered.mean()) if delivered.size else float("nan"),
+        "delivered_fraction": delivered_fraction,
         "mean_latency_s": float(latency.mean()) if latency.size else float("nan"),
         "p95_latency_s": float(np.percentile(latency, 95)) if latency.size else float("nan"),
         "mean_aoi_s": float(aoi.mean()) if aoi.size else float("nan"),

@@ -10,12 +10,18 @@ batch of ``K·B·(A−1)`` transmissions. Conditions whose decoded maps (and arr
 bitwise equal — an error-free codec such as ``identity``, a digital link above its cliff, maps
 of which nothing arrived — then share one warp + fusion + head + NMS; without pose noise the
 warp grid is computed once per frame. Results are the same as running each condition alone.
+
+Every link's ``LinkCost`` holds what it cost (the codec's ``Cost``) and what happened to it on the
+air as the receiver knew it: packets erased or failed CRC (``v2x.semcom.base.reception``), and
+the cells the transmitter conveyed and those that arrived and went to fusion (the mask fusion
+gets). A packet-aware channel (erasure) is handed the codec's packet layout, so that it loses
+the packets the codec counted.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import torch
 from torch import nn
@@ -32,7 +38,7 @@ from v2x.perception.warp import (
     sample_maps,
     warp_sampling_grid,
 )
-from v2x.semcom.base import Codec
+from v2x.semcom.base import Codec, reception
 from v2x.semcom.selective import SelectiveCodec, scatter_cells
 
 BOX_MESSAGE_BITS = (7 + 2) * 32  # a late-fusion box: 7 floats + score + label, float32
@@ -41,10 +47,24 @@ POINT_MESSAGE_BITS = 4 * 32  # an early-fusion point: x, y, z, intensity, float3
 
 @dataclass
 class LinkCost:
-    """Per-link accounting of one run, every tensor ``[K, B, A]`` (slot 0, the ego, is zero).
+    """Per-link accounting of one run: what was sent and what happened to it on the air.
 
-    Attributes: source_bits, coded_bits, channel_uses, packets (float64), sent (bool: the agent
-    exists and transmitted), snr_db (float32).
+    Every tensor is ``[K, B, A]`` (slot 0, the ego, and absent agents are zero / False). This is
+    the one place the receiver's knowledge of each payload reaches the ledger
+    (``v2x.ledger.ledger_table``).
+
+    Attributes:
+        source_bits, coded_bits, channel_uses, packets: float64, the codec's ``Cost``.
+        sent: bool, the agent exists and transmitted.
+        snr_db: float32, the SNR the link was simulated at.
+        packets_erased: float64, packets of which the channel erased a channel use.
+        packets_crc_failed: float64, packets not erased whose data failed a CRC.
+        retransmissions: float64, packets sent again (no ARQ/HARQ is modelled: 0).
+        cells_sent: float64, units of the payload: BEV cells of the map the receiver rebuilds
+            (feature fusion; only the selected cells with Where2comm-style selection), boxes
+            (late fusion) or points (early fusion).
+        cells_used: float64, those of ``cells_sent`` that arrived and were handed to fusion
+            (the decoded-cell mask before warping; ``cells_sent`` over ideal links).
     """
 
     source_bits: torch.Tensor
@@ -53,6 +73,22 @@ class LinkCost:
     packets: torch.Tensor
     sent: torch.Tensor
     snr_db: torch.Tensor
+    packets_erased: torch.Tensor
+    packets_crc_failed: torch.Tensor
+    retransmissions: torch.Tensor
+    cells_sent: torch.Tensor
+    cells_used: torch.Tensor
+
+    def repeat_conditions(self, k: int, snr_db: torch.Tensor) -> LinkCost:
+        """This one-condition cost (``[1, B, A]``) tiled for ``K`` conditions at ``snr_db``
+        (``[K]`` or ``[K, B, A]``); for runs whose outcome does not depend on the SNR."""
+        tiled = {
+            f.name: getattr(self, f.name).expand(k, *getattr(self, f.name).shape[1:]).clone()
+            for f in fields(self)
+            if f.name != "snr_db"
+        }
+        snr = link_snr(snr_db.to(self.snr_db.device), *self.snr_db.shape[1:])
+        return LinkCost(**tiled, snr_db=snr.to(self.snr_db.dtype).clone())
 
 
 @dataclass
@@ -104,13 +140,15 @@ class CooperativePipeline(nn.Module):
 
     def _empty_cost(self, k: int, b: int, a: int, snr_db: torch.Tensor, device) -> LinkCost:
         zeros = torch.zeros(k, b, a, dtype=torch.float64, device=device)
+        counts = {
+            f.name: zeros.clone()
+            for f in fields(LinkCost)
+            if f.name not in ("sent", "snr_db")
+        }
         return LinkCost(
-            zeros.clone(),
-            zeros.clone(),
-            zeros.clone(),
-            zeros.clone(),
-            torch.zeros(k, b, a, dtype=torch.bool, device=device),
-            link_snr(snr_db, b, a).clone(),
+            **counts,
+            sent=torch.zeros(k, b, a, dtype=torch.bool, device=device),
+            snr_db=link_snr(snr_db, b, a).clone(),
         )
 
     # ------------------------------------------------------------------ stages
@@ -169,9 +207,16 @@ class CooperativePipeline(nn.Module):
             extra = {"importance": conf.reshape(k * b * (a - 1), 1, h, w)}
         tx = codec.encode(rows, link, **extra)
         if tx.symbols is not None and codec.uses_channel:
-            y, state = self.channel(tx.symbols, row_snr)
+            if getattr(self.channel, "packet_aware", False) and tx.symbols_per_packet is not None:
+                # the channel loses the codec's own packets (v2x.channels.packets)
+                y, state = self.channel(
+                    tx.symbols, row_snr, symbols_per_packet=tx.symbols_per_packet
+                )
+            else:
+                y, state = self.channel(tx.symbols, row_snr)
             tx = tx.received(y, state)
         decoded = codec.decode(tx, link).view(k, b, a - 1, c, h, w)
+        outcome = reception(tx)
         # Cells each collaborator actually delivered ([K, B, A-1, 1, h, w]; None: all of them).
         sent = None
         if extra:
@@ -196,6 +241,32 @@ class CooperativePipeline(nn.Module):
         present = batch.agent_mask[:, 1:]
         for name in ("source_bits", "coded_bits", "channel_uses", "packets"):
             getattr(cost, name)[:, :, 1:] = getattr(tx.cost, name).view(k, b, a - 1) * present
+        for name in ("packets_erased", "packets_crc_failed", "retransmissions"):
+            getattr(cost, name)[:, :, 1:] = (
+                getattr(outcome, name).to(device).view(k, b, a - 1) * present
+            )
+        # Cells: those whose values the transmitter conveyed (the codec's meta["sent"], within
+        # the Where2comm selection) and those of them that arrived and go to fusion (the mask
+        # fusion gets, before warping).
+        conveyed = tx.meta.get("sent")
+        known = None if conveyed is None else conveyed.to(device).reshape(k, b, a - 1, 1, h, w)
+        if extra:
+            chosen = scatter_cells(
+                torch.ones_like(tx.meta["indices"], dtype=torch.bool)[:, None].float(),
+                tx.meta["indices"],
+                h,
+                w,
+            ).view(k, b, a - 1, 1, h, w) > 0
+            known = chosen if known is None else known & chosen
+        if known is None:
+            cells_sent = torch.full((k, b, a - 1), float(h * w), device=device)
+            used = sent
+        else:
+            cells_sent = known.sum(dim=(-3, -2, -1)).double()
+            used = known.to(decoded.dtype) if sent is None else known * sent
+        cells_used = cells_sent if used is None else used.sum(dim=(-3, -2, -1)).double()
+        cost.cells_sent[:, :, 1:] = cells_sent.double() * present
+        cost.cells_used[:, :, 1:] = cells_used * present
         cost.sent[:, :, 1:] = present
         # Without pose noise the warp is the same for every condition: one grid per (frame,
         # agent), and conditions whose decoded maps are bitwise equal (an error-free codec, a
@@ -284,7 +355,7 @@ class CooperativePipeline(nn.Module):
         cost = self._empty_cost(k, b, a, snr_db, features.device)
         bits = valid.sum(-1).double() * BOX_MESSAGE_BITS  # [B, A]
         bits[:, 0] = 0
-        self._charge_ideal(cost, bits, snr_db, batch)
+        self._charge_ideal(cost, bits, snr_db, batch, BOX_MESSAGE_BITS)
         return RunOutput(repeat_detections(det, k), cost, k)
 
     def _run_early(self, batch: CoopBatch, snr_db: torch.Tensor) -> RunOutput:
@@ -303,14 +374,19 @@ class CooperativePipeline(nn.Module):
         cost = self._empty_cost(k, b, a, snr_db, features.device)
         bits = batch.point_mask.sum(-1).double() * POINT_MESSAGE_BITS
         bits[:, 0] = 0
-        self._charge_ideal(cost, bits, snr_db, batch)
+        self._charge_ideal(cost, bits, snr_db, batch, POINT_MESSAGE_BITS)
         return RunOutput(repeat_detections(det, k), cost, k)
 
     @staticmethod
     def _charge_ideal(
-        cost: LinkCost, bits: torch.Tensor, snr_db: torch.Tensor, batch: CoopBatch
+        cost: LinkCost,
+        bits: torch.Tensor,
+        snr_db: torch.Tensor,
+        batch: CoopBatch,
+        message_bits: int,
     ) -> None:
-        """Charge ``bits [B, A]`` sent over ideal digital links at each condition's SNR."""
+        """Charge ``bits [B, A]`` sent over ideal digital links at each condition's SNR, in
+        messages (boxes or points) of ``message_bits`` each."""
         from v2x.semcom.base import packets_for_bits
 
         k = snr_db.shape[0]
@@ -323,6 +399,9 @@ class CooperativePipeline(nn.Module):
         cost.channel_uses[:] = ideal_digital_uses(bits, snr) * present
         cost.packets[:] = packets_for_bits(bits) * present
         cost.sent[:] = present
+        # error-free links: every message (box or point) arrives and is fused
+        cost.cells_sent[:] = bits / message_bits
+        cost.cells_used[:] = bits / message_bits
 
 
 def link_snr(snr_db: torch.Tensor, b: int, a: int) -> torch.Tensor:

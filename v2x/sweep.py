@@ -864,22 +864,14 @@ def _eval_config(plan: SweepPlan, model):
 def _run_conditions(pipe, batch: CoopBatch, snr: torch.Tensor, same_for_all: bool):
     """``pipe.run(batch, snr)``; with ``same_for_all`` (nothing is transmitted, so nothing
     depends on the SNR) one condition is run and its output tiled ``K`` times."""
-    from v2x.pipeline import LinkCost, RunOutput, link_snr, repeat_detections
+    from v2x.pipeline import RunOutput, repeat_detections
 
     k = snr.shape[0]
     if not same_for_all or k == 1:
         return pipe.run(batch, snr)
     one = pipe.run(batch, snr[:1])
     tiled = repeat_detections(one.detections, k)
-    c = one.cost
-    cost = LinkCost(
-        *(
-            t.expand(k, *t.shape[1:]).clone()
-            for t in (c.source_bits, c.coded_bits, c.channel_uses, c.packets, c.sent)
-        ),
-        link_snr(snr.to(c.snr_db.device), *c.snr_db.shape[1:]).to(c.snr_db.dtype).clone(),
-    )
-    return RunOutput(tiled, cost, k)
+    return RunOutput(tiled, one.cost.repeat_conditions(k, snr), k)
 
 
 def _cell_seed(seed: int, condition: Mapping, batch_index: int) -> int:

@@ -75,10 +75,53 @@ def test_v2v_los_probability_and_sampled_statistics() -> None:
     st = m(distance_m=torch.full((20_000,), 100.0), h_tx_m=1.5, h_rx_m=1.5)
     p = 1.05 * math.exp(-1.14)
     assert abs(float(st.los.float().mean()) - p) < 5 * math.sqrt(p * (1 - p) / 20_000)
-    assert float(st.extra["shadow_db"].std()) == pytest.approx(3.0, rel=0.03)
+    assert float(st.extra["shadow_db"].std()) == pytest.approx(3.0, rel=0.03)  # σ ≈ 0.5 %
+    # NLOSv blockage A = max(0, N(μ, σ²)) dB, μ = 9 (15 log 100 − 41 < 0), σ = 4.5: the clipped
+    # normal's mean μΦ(a) + σφ(a) and second moment (μ² + σ²)Φ(a) + μσφ(a), a = μ/σ (the
+    # oracle was μ and σ themselves, the moments of the unclipped variable). 5 σ of the sample.
     blk = st.extra["blockage_db"][~st.los].double()
-    assert float(blk.mean()) == pytest.approx(9.0, rel=0.03)  # 15 log 100 − 41 < 0 → μ = 9
-    assert float(blk.std()) == pytest.approx(4.5, rel=0.06)
+    mu, sd = 9.0, 4.5
+    a = mu / sd
+    big_phi, small_phi = (
+        0.5 * math.erfc(-a / math.sqrt(2)),
+        math.exp(-a * a / 2) / math.sqrt(2 * math.pi),
+    )
+    mean = mu * big_phi + sd * small_phi
+    var = (mu**2 + sd**2) * big_phi + mu * sd * small_phi - mean**2
+    n = blk.numel()
+    assert abs(float(blk.mean()) - mean) < 5 * math.sqrt(var / n)
+    var_hat = float(blk.var())
+    sigma_var = float((blk - blk.mean()).pow(2).std()) / math.sqrt(n)  # s.e. of the sample variance
+    assert abs(var_hat - var) < 5 * sigma_var, (var_hat, var, sigma_var)
+
+
+@pytest.mark.parametrize(
+    ("d", "h_tx", "mu", "sd"),
+    [
+        (100.0, 1.5, 9.0, 4.5),  # case 2: both antennas below the 1.6 m blocker
+        (100.0, 2.5, 5.0, 4.0),  # case 3: one above
+        (1000.0, 1.5, 9.0 + 15 * math.log10(math.hypot(1000.0, 0.0)) - 41, 4.5),  # distance term
+    ],
+)
+def test_v2v_nlosv_blockage_without_shadowing_is_the_median_of_the_draws(
+    d: float, h_tx: float, mu: float, sd: float
+) -> None:
+    """TR 37.885 §6.2.1: A = max(0 dB, X), X log-normal with mean μ_a and std σ_a in dB (i.e.
+    N(μ_a, σ_a²) in dB). ``shadowing: false`` returns μ_a, which must be the median of the draws:
+    the sample median of n draws has σ = 1/(2 f(m) √n), f(m) = 1/(σ_a √(2π)) the density at the
+    median. The clipped mass P(A = 0) = Φ(−μ_a/σ_a) is checked within 5 binomial σ."""
+    n = 200_000
+    kw = {"name": "v2v_urban", "los_mode": "nlos", "h_tx_m": h_tx, "h_rx_m": 1.5}
+    fixed = build_link(**kw, shadowing=False)(distance_m=torch.tensor([d]))
+    blk0 = float(fixed.extra["blockage_db"][0])
+    assert blk0 == pytest.approx(mu, abs=1e-3)
+    draws = build_link(**kw, shadowing=True, seed=3)(distance_m=torch.full((n,), d))
+    blk = draws.extra["blockage_db"].double()
+    sigma_median = sd * math.sqrt(2 * math.pi) / (2 * math.sqrt(n))
+    assert abs(float(blk.median()) - blk0) < 5 * sigma_median, (float(blk.median()), blk0)
+    p0 = 0.5 * math.erfc(mu / sd / math.sqrt(2))
+    frac0 = float((blk == 0).double().mean())
+    assert abs(frac0 - p0) < 5 * math.sqrt(p0 * (1 - p0) / n), (frac0, p0)
 
 
 def umi_oracle(d2, h_bs, h_ut, fc, nlos):

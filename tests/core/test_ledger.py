@@ -36,7 +36,12 @@ def test_rows_values_and_sums():
     bits = uses * 4
     packets = torch.ceil(bits / 1000) * sent
     snr = torch.tensor([0.0, 10.0]).view(k, 1, 1).expand(k, b, a).float()
-    cost = LinkCost(bits.double(), bits.double(), uses.double(), packets.double(), sent, snr)
+    zero = torch.zeros(k, b, a, dtype=torch.float64)
+    cells = 10.0 * sent.double()
+    cost = LinkCost(
+        bits.double(), bits.double(), uses.double(), packets.double(), sent, snr,
+        zero, zero, zero, cells, cells,
+    )  # fmt: skip
     delivery = schedule(BudgetConfig(bandwidth_hz=1e4, deadline_s=0.02), sent, uses, packets, snr)
     table = ledger_table(
         ["c0", "c1"], cost, delivery, net, agent_mask, "awgn", "analog", "max", 0.5
@@ -80,9 +85,48 @@ def test_cell_ids_must_match_conditions():
     frames = [_frame("f0", [0, 30])]
     net = build_network_batch(frames, NetworkConfig(los_mode="los"))
     z = torch.zeros(1, 1, 2, dtype=torch.float64)
-    cost = LinkCost(z, z, z, z, torch.zeros(1, 1, 2, dtype=torch.bool), z.float())
+    cost = LinkCost(z, z, z, z, torch.zeros(1, 1, 2, dtype=torch.bool), z.float(), z, z, z, z, z)
     d = schedule(BudgetConfig(), cost.sent, z, z, z)
     with pytest.raises(ValueError, match="cell_ids"):
         ledger_table(
             ["a", "b"], cost, d, net, torch.ones(1, 2, dtype=torch.bool), "awgn", "x", "max", 1.0
         )
+
+
+def test_air_losses_and_deadline_drops_reach_rows_and_sums():
+    """Erased and CRC-failed packets and cells that arrived come from the ``LinkCost`` of the
+    payloads that made the deadline; a payload dropped at the deadline loses every packet and
+    every cell. The results' loss and delivery columns are sums of those rows."""
+    frames = [_frame("f0", [0, 30, 60])]  # two collaborators
+    net = build_network_batch(frames, NetworkConfig(los_mode="los"))
+    agent_mask = torch.tensor([[True, True, True]])
+    sent = torch.tensor([[[False, True, True]]])
+    packets = torch.tensor([[[0.0, 10.0, 4.0]]], dtype=torch.float64)
+    uses = torch.tensor([[[0.0, 100.0, 1000.0]]], dtype=torch.float64)
+    erased = torch.tensor([[[0.0, 3.0, 1.0]]], dtype=torch.float64)
+    crc = torch.tensor([[[0.0, 2.0, 0.0]]], dtype=torch.float64)
+    cells_sent = torch.tensor([[[0.0, 400.0, 100.0]]], dtype=torch.float64)
+    cells_used = torch.tensor([[[0.0, 250.0, 100.0]]], dtype=torch.float64)
+    snr = torch.full((1, 1, 3), 10.0)
+    zero = torch.zeros(1, 1, 3, dtype=torch.float64)
+    cost = LinkCost(
+        uses, uses, uses, packets, sent, snr, erased, crc, zero, cells_sent, cells_used
+    )
+    # 1e4 uses/s shared by two: 100 uses take 0.02 s (on time), 1000 take 0.2 s (late, dropped)
+    delivery = schedule(BudgetConfig(bandwidth_hz=1e4, deadline_s=0.05), sent, uses, packets, snr)
+    table = ledger_table(["c"], cost, delivery, net, agent_mask, "erasure_iid", "d", "max", 1.0)
+    r1, r2 = table.to_pylist()
+    assert (r1["packets_erased"], r1["packets_crc_failed"], r1["packets_lost"]) == (3, 2, 5)
+    assert (r1["cells_sent"], r1["cells_used"], r1["delivered"]) == (400, 250, True)
+    assert r1["retransmissions"] == 0
+    assert (r2["packets_lost"], r2["cells_used"], r2["delivered"]) == (4, 0, False)  # late
+    sums = summarize(table, num_frames=1)
+    assert sums["packet_loss_rate"] == pytest.approx((5 + 4) / 14)
+    assert sums["delivered_fraction"] == pytest.approx(250 / 500)
+    # a payload of which no cell arrived is not delivered, even on time
+    nothing = LinkCost(
+        uses, uses, uses, packets, sent, snr, erased, crc, zero, cells_sent, zero
+    )
+    fast = schedule(BudgetConfig(bandwidth_hz=1e9), sent, uses, packets, snr)
+    rows = ledger_table(["c"], nothing, fast, net, agent_mask, "e", "d", "max", 1.0).to_pylist()
+    assert [r["delivered"] for r in rows] == [False, False]

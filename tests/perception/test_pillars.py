@@ -205,3 +205,24 @@ def test_gradients_flow_to_linear_and_norm():
     enc(points, mask).sum().backward()
     assert enc.linear.weight.grad is not None and enc.linear.weight.grad.abs().sum() > 0
     assert enc.norm.weight.grad is not None and torch.isfinite(enc.norm.weight.grad).all()
+
+
+def test_standard_pointpillars_backbone_shape_and_size() -> None:
+    """The field's standard backbone: 3/5/8 blocks, 64/128/256 filters, three 128-channel
+    upsampled maps concatenated to 384 channels at stride 2; parameter count from the layer
+    arithmetic (3×3 convolutions without bias + BatchNorm, transposed convolutions)."""
+    from v2x.perception.backbone import PointPillarsBackbone
+
+    net = PointPillarsBackbone()
+    out = net(torch.zeros(1, 64, 32, 48))
+    assert out.shape == (1, 384, 16, 24)
+
+    def conv(ci: int, co: int, k: int = 3) -> int:
+        return ci * co * k * k + 2 * co  # weights + BatchNorm affine
+
+    expected = 0
+    for c_in, c, n, scale in ((64, 64, 3, 1), (64, 128, 5, 2), (128, 256, 8, 4)):
+        expected += conv(c_in, c) + n * conv(c, c) + conv(c, 128, scale)
+    assert sum(p.numel() for p in net.parameters()) == expected
+    with pytest.raises(ValueError, match="one entry per stage"):
+        PointPillarsBackbone(layer_nums=(3, 5), filters=(64, 128, 256))

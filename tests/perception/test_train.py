@@ -220,3 +220,31 @@ def test_amp_on_cuda_trains_with_finite_losses(tmp_path):
     assert state["step"] == 4
     assert all(math.isfinite(float(r["loss"])) for r in _log(tmp_path / "log.csv"))
     assert all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
+
+
+def test_validation_keeps_the_best_model_and_logs_every_value(tmp_path):
+    # validate() returns 0.2, 0.5, 0.3 at steps 2, 4, 6: best.pt must hold the step-4 weights
+    values = iter([0.2, 0.5, 0.3])
+    snapshots: dict[int, dict[str, torch.Tensor]] = {}
+
+    def validate(model) -> float:
+        snapshots[len(snapshots)] = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        return next(values)
+
+    train_detector(_cfg(tmp_path, steps=6, val_every=2), frames, validate=validate)
+    rows = _log(tmp_path / "val.csv")
+    assert [(int(r["step"]), float(r["metric"])) for r in rows] == [(2, 0.2), (4, 0.5), (6, 0.3)]
+    best = read_checkpoint(tmp_path / "best.pt")
+    assert best["step"] == 4 and best["extra"]["val_metric"] == 0.5
+    for key, value in snapshots[1].items():
+        torch.testing.assert_close(best["model"][key], value, rtol=0, atol=0)
+    assert any(not torch.equal(snapshots[2][k], best["model"][k]) for k in best["model"])
+
+
+def test_augmented_training_is_deterministic_and_differs_from_plain(tmp_path):
+    a = train_detector(_cfg(tmp_path / "a", augment=True), frames)
+    b = train_detector(_cfg(tmp_path / "b", augment=True), frames)
+    c = train_detector(_cfg(tmp_path / "c"), frames)
+    wa, wb, wc = _weights(a), _weights(b), _weights(c)
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+    assert any(not torch.equal(wa[k], wc[k]) for k in wa)

@@ -126,7 +126,10 @@ def test_costs_add_up_per_row_with_mixed_snr():
         assert int(tx.mask[i].sum()) == c.channel_uses[i].item()
         assert bool((tx.symbols[i, ~tx.mask[i]] == 0).all())
         assert c.source_bits[i].item() == len(tx.meta["streams"][i].data) * 8
-        assert c.packets[i].item() == math.ceil(c.source_bits[i].item() / (1460 * 8))
+        # a packet carries whole code blocks: 11 of 1000 information bits in 1460 bytes
+        assert codec.blocks_per_packet == 1460 * 8 // (BLOCK_BITS - 24) == 11
+        assert c.packets[i].item() == math.ceil(blocks / 11)
+        assert tx.symbols_per_packet[i].item() == 11 * n / qm
         used = tx.symbols[i, tx.mask[i]].to(torch.complex128)
         assert used.abs().square().mean().item() == pytest.approx(1.0, abs=0.08)
     assert bool((c.source_bits < c.raw_bits).all())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -17,16 +18,29 @@ from v2x.perception.train import TrainConfig, train_detector
 DATA_SOURCES = ("synthetic", "store", "v2xsim", "dair_v2x")
 
 
-def load_training_frames(data: DictConfig | dict) -> list[CoopFrame]:
-    """The training frames named by the ``data`` config section."""
+def _rank_device(device: str) -> str:
+    """``cuda`` → this process's GPU under ``torchrun`` (``LOCAL_RANK``); others unchanged."""
+    if device == "cuda" and "LOCAL_RANK" in os.environ:
+        return f"cuda:{int(os.environ['LOCAL_RANK'])}"
+    return device
+
+
+def load_training_frames(data: DictConfig | dict, rank: int = 0, world: int = 1) -> list[CoopFrame]:
+    """The training frames named by the ``data`` config section.
+
+    Synthetic towns are split across DDP ranks: rank ``r`` of ``world`` generates (on its own
+    GPU when ``data.synthetic.device=cuda``) and trains on the towns ``s ≡ r (mod world)``.
+    """
     data = OmegaConf.to_container(data, resolve=True) if isinstance(data, DictConfig) else dict(data)
     source = data.get("source")
     if source == "synthetic":
         from v2x.datasets.synthetic import SyntheticConfig, generate_sequence
 
-        cfg = SyntheticConfig.from_dict(data.get("synthetic") or {})
+        syn = dict(data.get("synthetic") or {})
+        syn["device"] = _rank_device(str(syn.get("device", "cpu")))
+        cfg = SyntheticConfig.from_dict(syn)
         frames: list[CoopFrame] = []
-        for s in range(int(data["num_sequences"])):
+        for s in range(rank, int(data["num_sequences"]), world):
             frames.extend(generate_sequence(cfg, int(data["seed"]) + s, int(data["frames_per_sequence"])))
         return frames
     if source in ("v2xsim", "dair_v2x"):
@@ -61,15 +75,62 @@ def train_config_from(cfg: DictConfig) -> TrainConfig:
     check_fields(TrainConfig, train, "train config: 'train'")
     train["modes"] = tuple(train.get("modes", TrainConfig.modes))
     train["mode_weights"] = tuple(train.get("mode_weights", TrainConfig.mode_weights))
+    train["augment_scale_range"] = tuple(
+        train.get("augment_scale_range", TrainConfig.augment_scale_range)
+    )
     model = detector_config_from_dict(OmegaConf.to_container(cfg.model, resolve=True))
     return TrainConfig(**train, model=model)
+
+
+def validation_frames(cfg: DictConfig) -> list[CoopFrame]:
+    """The validation towns of ``cfg.val`` (synthetic; the store's ``val`` seeds, never a
+    training town): ``val.num_sequences`` × ``data.frames_per_sequence`` frames."""
+    from v2x.datasets.build import sequence_seed
+    from v2x.datasets.synthetic import SyntheticConfig, generate_sequence
+
+    syn = dict(OmegaConf.to_container(cfg.data.synthetic, resolve=True) or {})
+    syn["device"] = _rank_device(str(syn.get("device", "cpu")))
+    syn_cfg = SyntheticConfig.from_dict(syn)
+    n = int(cfg.data.frames_per_sequence)
+    return [
+        f
+        for s in range(int(cfg.val.num_sequences))
+        for f in generate_sequence(syn_cfg, sequence_seed(int(cfg.val.seed), "val", s), n)
+    ]
+
+
+def make_validator(cfg: DictConfig, device: str) -> Callable | None:
+    """``validate(model) -> vehicle AP@0.7`` of ``cfg.val.fusion`` on the validation towns, or
+    ``None`` when ``train.val_every`` is 0 or the data are not synthetic."""
+    if int(cfg.train.val_every) <= 0 or cfg.data.source != "synthetic":
+        return None
+    import torch
+
+    from v2x.evaluation import evaluate_fusions
+    from v2x.perception.train import resolve_device
+
+    frames = validation_frames(cfg)
+    fusion = str(cfg.val.fusion)
+    dev = resolve_device(device)
+    if dev.type == "cuda" and "LOCAL_RANK" in os.environ:
+        dev = torch.device("cuda", int(os.environ["LOCAL_RANK"]))
+
+    def validate(model) -> float:
+        row = evaluate_fusions(model, frames, [fusion], dev, batch_size=int(cfg.val.batch_size))
+        return float(row[fusion][str(cfg.val.metric)])
+
+    return validate
 
 
 def run_training(cfg: DictConfig) -> Path:
     """Train as configured; returns the last checkpoint's path."""
     train_cfg = train_config_from(cfg)
-    frames = load_training_frames(cfg.data)
-    return train_detector(train_cfg, frame_sampler(frames, train_cfg.seed), resume=bool(cfg.resume))
+    rank, world = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
+    frames = load_training_frames(cfg.data, rank, world)
+    validate = make_validator(cfg, train_cfg.device) if rank == 0 else None
+    return train_detector(
+        train_cfg, frame_sampler(frames, train_cfg.seed), resume=bool(cfg.resume), validate=validate
+    )
 
 
 @hydra.main(config_path="pkg://v2x.conf", config_name="train", version_base=None)
