@@ -887,6 +887,31 @@ def setting_key(group: Group, data_id: Mapping) -> str:
     return stable_hash({**group.setting, "data": data}, 16)
 
 
+def _share_source_coding(codec: Any) -> dict:
+    """Let every cell of a group reuse the codec's SNR-independent source coding of a map.
+
+    The digital chain memoises its source coding (quantise + entropy code, the costliest step
+    of a sweep on the CPU) per map content within one ``encode`` call (``_fit_stream``'s
+    ``cache``); cells run one call each, so the sweep hands every call one shared memo, which
+    the caller clears per frame batch. The memo is keyed by the map's content and returns what
+    the codec would recompute, so no number changes. A codec without that hook is left as is.
+    Returns the shared memo.
+    """
+    shared: dict = {}
+    fit = getattr(codec, "_fit_stream", None)
+    try:
+        takes_cache = fit is not None and "cache" in inspect.signature(fit).parameters
+    except (TypeError, ValueError):
+        takes_cache = False
+    if takes_cache:
+
+        def fit_shared(features: torch.Tensor, row: int, mcs_index: int, cache=None) -> Any:
+            return fit(features, row, mcs_index, shared)
+
+        codec._fit_stream = fit_shared
+    return shared
+
+
 def _concat_runs(outs: Sequence[Any]) -> Any:
     """``RunOutput`` of several runs (each ``K_i`` conditions) as one of ``sum K_i`` conditions,
     condition-major like a single run's."""
@@ -980,6 +1005,8 @@ def _run_group(
         torch.manual_seed(seed)
         pipe.generator.manual_seed(seed)
 
+    shared_coding = _share_source_coding(codec)
+
     eval_config = _eval_config(plan, model)
     accs = [APAccumulator(eval_config) for _ in range(k)]
     conditions = [group.condition(s, plan.budget) for s in snrs]
@@ -994,6 +1021,7 @@ def _run_group(
     )
     for bi, item in enumerate(batches):
         model.batch_index = bi
+        shared_coding.clear()  # holds the source coding of one frame batch's maps at a time
         seeds = [_cell_seed(int(cfg.seed), c, bi) for c in conditions]
         item_snr = snr  # [K], or [K, B, A]: each link at its geometric SNR + the grid's offset
         if group.snr_mode == "geometric":

@@ -748,3 +748,35 @@ def test_figures_follow_the_umask(reference, tmp_path):
     finally:
         os.umask(old)
     assert files and all(stat.S_IMODE(f.stat().st_mode) == 0o640 for f in files)
+
+
+def test_cells_share_the_digital_source_coding_of_a_map(cache_dir, tmp_path, monkeypatch):
+    """Cells run one by one, yet the digital chain source-codes each map once per frame batch
+    (as one batched call did), and its numbers are those of a cell run alone."""
+    import v2x.semcom.digital as digital
+
+    calls = []
+    original = digital._encode_map_parts
+
+    def counting(*args, **kwargs):
+        calls.append(1)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(digital, "_encode_map_parts", counting)
+    cfg = tiny_config(cache_dir, tmp_path / "one", snr_db=[30.0], codecs=["digital"],
+                      fusions=["max"])
+    cfg["eval"] = {"bootstrap": 0}
+    alone = read_results([run_sweep(cfg)])
+    once = len(calls)
+    assert once > 0
+    calls.clear()
+    cfg["output_dir"] = str(tmp_path / "three")
+    cfg["grid"]["snr_db"] = [20.0, 25.0, 30.0]
+    three = read_results([run_sweep(cfg)])
+    assert len(calls) < 2 * once  # not once per cell (3x)
+    row = [r for r in three.to_pylist() if r["snr_db"] == 30.0][0]
+    assert _canonical(alone.select(["cell_id", "ap_30", "ap_50", "mean_coded_bits_per_frame"])) == (
+        _canonical(three.filter(pc.equal(three["snr_db"], 30.0)).select(
+            ["cell_id", "ap_30", "ap_50", "mean_coded_bits_per_frame"]))
+    )
+    assert row["mean_source_bits_per_frame"] > 0
