@@ -954,8 +954,9 @@ def _run_group(
     data_id: Mapping,
 ) -> tuple[list[dict], pa.Table]:
     """Evaluate the cells of ``group`` at ``snrs`` over every frame batch: results rows and
-    their ledger. Each cell runs with its own seed (``_cell_seed``); ego-only fusion, which
-    sends nothing, runs once per batch for all SNRs."""
+    their ledger. Each feature-fusion cell runs in its own call with its own seed
+    (``_cell_seed``), so its numbers do not depend on the cells beside it; ego-only, late and
+    early fusion, whose detections do not depend on the SNR, run once per batch for all SNRs."""
     from v2x.channels import build_channel
     from v2x.evaluation import accumulate
     from v2x.perception.detector import Detections
@@ -1026,9 +1027,12 @@ def _run_group(
         item_snr = snr  # [K], or [K, B, A]: each link at its geometric SNR + the grid's offset
         if group.snr_mode == "geometric":
             item_snr = (item.network.snr_db[None] + snr.view(k, 1, 1).double()).float().to(device)
-        if group.stage == "ego":  # ego-only fusion sends nothing: no dependence on the SNR
+        if group.stage != FEATURE_STAGE:
+            # Ego-only, late and early fusion: the detections do not depend on the SNR (late and
+            # early payloads are charged as ideal digital links, a function of the SNR alone), so
+            # one call with the group's seed gives every cell what a call of its own would.
             seeded(_group_seed(int(cfg.seed), group, bi))
-            out = _run_conditions(pipe, item.batch, item_snr, same_for_all=True)
+            out = _run_conditions(pipe, item.batch, item_snr, same_for_all=group.stage == "ego")
         else:
             runs = []
             for ki in range(k):
