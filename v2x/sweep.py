@@ -1031,7 +1031,8 @@ def _run_group(
             # Ego-only, late and early fusion: the detections do not depend on the SNR (late and
             # early payloads are charged as ideal digital links, a function of the SNR alone), so
             # one call with the group's seed gives every cell what a call of its own would.
-            seeded(_group_seed(int(cfg.seed), group, bi))
+            # (pose noise draws from the pipeline's generator once per call, whatever K is)
+            torch.manual_seed(_group_seed(int(cfg.seed), group, bi))
             out = _run_conditions(pipe, item.batch, item_snr, same_for_all=group.stage == "ego")
         else:
             runs = []
