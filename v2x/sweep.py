@@ -1055,6 +1055,9 @@ def _run_group(
         boxes, scores = det.boxes.clone(), det.scores.clone()
         labels, valid = det.labels.clone(), det.valid.clone()
         silent_runs: dict[bytes, Any] = {}
+        # Re-runs are seeded per cell; the generator then goes on as if none had happened, so
+        # the next batch's draws do not depend on which cells lost payloads here.
+        generator_state = pipe.generator.get_state()
         for ki in range(k):
             if not bool(dropped[ki].any()):
                 continue
@@ -1086,6 +1089,7 @@ def _run_group(
             ):
                 dst[rows] = fill
                 dst[rows, :n] = src[:, :n]
+        pipe.generator.set_state(generator_state)
         scored = RunOutput(Detections(boxes, scores, labels, valid), cost, k)
         accumulate(scored, item.gt, accs)
         ledgers.append(

@@ -780,3 +780,35 @@ def test_cells_share_the_digital_source_coding_of_a_map(cache_dir, tmp_path, mon
             ["cell_id", "ap_30", "ap_50", "mean_coded_bits_per_frame"]))
     )
     assert row["mean_source_bits_per_frame"] > 0
+
+
+@pytest.mark.slow
+def test_cells_with_pose_noise_and_dropped_payloads_do_not_depend_on_their_neighbours(tmp_path):
+    """Pose noise and deadline re-runs draw random numbers too: a grid grown one SNR at a time
+    gives the rows of a fresh run of the whole grid (shipped detector: an untrained one scores
+    AP 0 whatever the draws)."""
+    from v2x.checkpoint import shipped_detector_path
+
+    if not shipped_detector_path().is_file():
+        pytest.skip("the shipped detector is not in this checkout")
+
+    def cfg(out: Path, snrs: list[float]) -> dict:
+        return {
+            "data": {"num_frames": 2, "frames_per_sequence": 2, "cache_dir": str(tmp_path / "f")},
+            "batch_size": 1,  # two frame batches: draws of one must not shift the next
+            "grid": {"snr_db": snrs, "codecs": ["analog"], "fusions": ["late", "max"],
+                     "pose_noise": [[1.0, 0.05]]},
+            "budget": {"bandwidth_hz": 2e6},  # late fusion at low SNR misses the deadline
+            "eval": {"bootstrap": 0},
+            "output_dir": str(out),
+            "quiet": True,
+        }
+
+    grown = tmp_path / "grown"
+    run_sweep(cfg(grown, [30.0]))
+    path = run_sweep(cfg(grown, [-10.0, 30.0]))
+    fresh = run_sweep(cfg(tmp_path / "fresh", [-10.0, 30.0]))
+    table = read_results([path])
+    assert table.num_rows == 4 and max(table["ap_30"].to_pylist()) > 0
+    assert min(table["delivered_fraction"].to_pylist()) < 1.0
+    assert _canonical(table) == _canonical(read_results([fresh]))
