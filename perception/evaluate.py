@@ -39,7 +39,8 @@ Additions, all optional and all reported by name:
   and GT whose labels are in the group class-agnostically among themselves (OpenCOOD's vehicle
   AP: a truck detected as a car counts); ``group/vehicle/<subset>`` does so on each GT subset.
 * **Bootstrap intervals** ``compute(bootstrap=N, seed=S)``: the frames are resampled with
-  replacement ``N`` times and the AP recomputed on each resample; the interval is the
+  replacement ``N`` times (each resample in dataset order: per-frame-sorted AP depends on
+  the order of the frames) and the AP recomputed on each resample; the interval is the
   percentile interval (2.5 % / 97.5 % for 95 %). Same seed, same interval.
 * **Ignored GT and GT subsets.** ``gt_ignore_mask`` (True = ignore, everywhere) and named
   ``gt_subsets`` (True = member; e.g. ``ego_invisible``: objects the ego alone cannot see).
@@ -803,6 +804,9 @@ class APAccumulator:
         frame_gt = np.asarray(store.frame_gt, dtype=np.int64)
         rng = np.random.default_rng(seed)
         draws = rng.integers(0, n, size=(resamples, n)) if n else np.zeros((resamples, 0), int)
+        # A resample keeps the frames in dataset order: per-frame AP depends on the order of the
+        # frames, and a shuffled order would add its own spread and bias to the interval.
+        draws.sort(axis=1)
         lo_q, hi_q = (1.0 - confidence) / 2.0, (1.0 + confidence) / 2.0
         out: dict[float, tuple[float, float]] = {}
         for ti, thr in enumerate(self.thresholds.tolist()):

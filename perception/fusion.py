@@ -125,6 +125,16 @@ class Where2commFusion(AttentionFusion):
         """``heat_logits [S, K, h, w]`` → ``[S, 1, h, w]`` per-cell confidence in [0, 1]."""
         return torch.sigmoid(heat_logits.float()).amax(dim=1, keepdim=True)
 
+    def selection_mask(self, confidence: torch.Tensor) -> torch.Tensor:
+        """``[S, 1, h, w]`` bool: the ``max_fraction`` most confident cells of each map (the
+        cell count rounded as the ``selective`` codec rounds it, at least one), as training
+        with the selection sees them."""
+        s, _, h, w = confidence.shape
+        kept = min(h * w, max(1, int(self.max_fraction * h * w + 0.5)))
+        top = torch.topk(confidence.reshape(s, h * w).float(), kept, dim=1).indices
+        mask = torch.zeros(s, h * w, dtype=torch.bool, device=confidence.device)
+        return mask.scatter_(1, top, True).view(s, 1, h, w)
+
 
 def build_fusion(name: str, **kwargs) -> nn.Module:
     """Build a registered fusion strategy by config name."""

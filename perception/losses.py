@@ -2,7 +2,9 @@
 
 Modes: ``single`` (every agent detects in its own frame: what ego-only and late fusion run),
 ``max`` / ``mean`` / ``attention`` (intermediate fusion at the ego), ``early`` (the ego encodes
-everyone's points).
+everyone's points), ``where2comm`` (trained with its selection: each collaborator keeps only its
+``max_fraction`` most confident cells, by its own head's confidence map, and the ego fuses
+them by attention with the rest masked — what the pipeline's Where2comm path delivers).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from v2x.perception.warp import (
     warp_to_ego,
 )
 
-TRAIN_MODES = ("single", "max", "mean", "attention", "early")
+TRAIN_MODES = ("single", "max", "mean", "attention", "early", "where2comm")
 
 
 def visible_gt_mask(batch: CoopBatch, min_points: int) -> torch.Tensor:
@@ -65,15 +67,31 @@ def detection_loss(
 
 
 def fused_head_outputs(
-    model, features: torch.Tensor, batch: CoopBatch, fusion: str
+    model, features: torch.Tensor, batch: CoopBatch, fusion: str | torch.nn.Module
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Warp per-agent features ``[B, A, C, h, w]`` to the ego, fuse by ``fusion``, run the head.
+    """Warp per-agent features ``[B, A, C, h, w]`` to the ego, fuse by ``fusion`` (a registered
+    name or a fusion module), run the head. A fusion with a ``selection_mask`` (Where2comm)
+    first keeps only each collaborator's selected cells.
 
     Returns ``(fused [B, C, h, w], heat_logits [B, classes, h, w], reg [B, 8, h, w])``.
     """
-    warped, coverage = warp_to_ego(features, relative_level_transforms(batch.poses), model.grid)
+    fuse = build_fusion(fusion) if isinstance(fusion, str) else fusion
+    selected = None
+    if hasattr(fuse, "selection_mask"):  # collaborators keep their most confident cells only
+        b, a, c, h, w = features.shape
+        with torch.no_grad():
+            heat, _ = model.head(features.flatten(0, 1))
+            chosen = fuse.selection_mask(fuse.confidence(heat)).view(b, a, 1, h, w)
+        chosen[:, 0] = True  # the ego's own map is whole
+        features = features * chosen
+        selected = chosen.to(features.dtype)
+    rel = relative_level_transforms(batch.poses)
+    warped, coverage = warp_to_ego(features, rel, model.grid)
     valid_cells = coverage & batch.agent_mask[:, :, None, None, None]
-    fused = build_fusion(fusion)(warped, valid_cells)
+    if selected is not None:
+        warped_sel, _ = warp_to_ego(selected, rel, model.grid)
+        valid_cells = valid_cells & (warped_sel > 0.5)
+    fused = fuse(warped, valid_cells)
     heat, reg = model.head(fused)
     return fused, heat, reg
 

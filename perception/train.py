@@ -44,7 +44,7 @@ class TrainConfig:
     pct_start: float = 0.1
     grad_clip_norm: float = 10.0
     amp: bool = True
-    modes: tuple[str, ...] = TRAIN_MODES
+    modes: tuple[str, ...] = ("single", "max", "mean", "attention", "early")
     mode_weights: tuple[float, ...] = (0.25, 0.2, 0.1, 0.2, 0.25)
     min_points_in_box: int = 1
     checkpoint_every: int = 250
@@ -58,6 +58,7 @@ class TrainConfig:
     augment_rotation_rad: float = 0.78539816
     augment_scale_range: tuple[float, float] = (0.95, 1.05)
     val_every: int = 0
+    init_checkpoint: str | None = None
     model: DetectorConfig = field(default_factory=DetectorConfig)
 
 
@@ -130,6 +131,15 @@ def train_detector(
         optimizer, max_lr=cfg.lr, total_steps=total_steps, pct_start=cfg.pct_start
     )
     start = 0
+    if cfg.init_checkpoint and not (resume and last.is_file()):
+        init = read_checkpoint(cfg.init_checkpoint)
+        try:
+            model.load_state_dict(init["model"])
+        except RuntimeError as exc:
+            raise ValueError(
+                f"train: field 'init_checkpoint' {cfg.init_checkpoint}: its weights do not fit "
+                f"the configured model ({str(exc).splitlines()[0]})"
+            ) from exc
     if resume and last.is_file():
         state = read_checkpoint(last)
         model.load_state_dict(state["model"])

@@ -628,3 +628,28 @@ def test_per_link_snr_reaches_each_link_and_bad_shapes_fail(model, batch):
     bad[0, 0, 1] = float("nan")
     with pytest.raises(ValueError, match="finite on every sent link"):
         _pipe(model, "max", "analog").run(batch, bad)
+
+
+def test_evaluate_fusions_headline_metrics(model, batch):
+    """One evaluation path for every fusion: batch size does not change a number, ego-only
+    sends nothing, intervals bracket their estimate, and the convention is reported."""
+    from v2x.evaluation import HEADLINE_METRICS, evaluate_fusions
+
+    f0 = _frame(1, [(0.0, 0.0, 0.0), (5.0, -3.0, 0.7), (-4.0, 6.0, -2.0)])
+    f1 = _frame(2, [(10.0, 5.0, 1.0), (13.0, 2.0, 2.5)])
+    frames = [f0, f1, _frame(3, [(0.0, 1.0, 0.2), (-3.0, -2.0, 1.0)])]
+    one = evaluate_fusions(model, frames, ["none", "max"], torch.device("cpu"), batch_size=1,
+                           bootstrap=20)  # fmt: skip
+    all_ = evaluate_fusions(model, frames, ["none", "max"], torch.device("cpu"), batch_size=3,
+                            bootstrap=20)  # fmt: skip
+    for fusion in ("none", "max"):
+        for key, _, _ in HEADLINE_METRICS:
+            a, b = one[fusion][key], all_[fusion][key]
+            assert (math.isnan(a) and math.isnan(b)) or a == pytest.approx(b, abs=1e-9), key
+            lo, hi = one[fusion][f"{key}_ci"]
+            assert math.isnan(a) or lo - 1e-12 <= a <= hi + 1e-12 or math.isnan(lo)
+        assert one[fusion]["num_frames"] == 3
+        assert one[fusion]["convention"]["sort"] == "per_frame"
+    assert one["none"]["source_bits_per_frame"] == 0.0
+    assert one["max"]["source_bits_per_frame"] > 0.0
+    assert not math.isnan(one["max"]["vehicle_ap_50"])  # every GT box here is a car

@@ -483,9 +483,9 @@ def test_bootstrap_interval_equals_an_independent_resampling_loop(sort: str) -> 
     acc = APAccumulator(EvalConfig(iou_thresholds=(0.5,), distance_bins=(), per_class=False))
     acc.add_frames(frames)
     res = acc.compute(sort=sort, bootstrap=200, seed=11)
-    # oracle: the same resamples (numpy's generator with the same seed) through
-    # average_precision, one frame list per resample
-    draws = np.random.default_rng(11).integers(0, len(frames), size=(200, len(frames)))
+    # oracle: the same resamples (numpy's generator with the same seed, each in dataset order)
+    # through average_precision, one frame list per resample
+    draws = np.sort(np.random.default_rng(11).integers(0, len(frames), size=(200, len(frames))), axis=1)
     values = []
     for idx in draws:
         picked = [frames[i] for i in idx]

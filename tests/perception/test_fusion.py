@@ -145,3 +145,15 @@ def test_gradients_do_not_become_nan_with_masked_cells():
         feats.grad = None
         build_fusion(name)(feats, valid).sum().backward()
         assert torch.isfinite(feats.grad).all(), name
+
+
+def test_where2comm_selection_mask_keeps_the_most_confident_cells():
+    conf = torch.rand(3, 1, 8, 10, generator=torch.Generator().manual_seed(0))
+    mask = Where2commFusion(max_fraction=0.1).selection_mask(conf)
+    assert mask.shape == conf.shape and mask.dtype == torch.bool
+    assert (mask.sum(dim=(1, 2, 3)) == 8).all()  # round(0.1 * 80)
+    for s in range(3):
+        kept, dropped = conf[s][mask[s]], conf[s][~mask[s]]
+        assert kept.min() > dropped.max()
+    assert Where2commFusion(max_fraction=1.0).selection_mask(conf).all()
+    assert Where2commFusion(max_fraction=0.001).selection_mask(conf).sum(dim=(1, 2, 3)).eq(1).all()

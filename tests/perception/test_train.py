@@ -248,3 +248,27 @@ def test_augmented_training_is_deterministic_and_differs_from_plain(tmp_path):
     wa, wb, wc = _weights(a), _weights(b), _weights(c)
     assert all(torch.equal(wa[k], wb[k]) for k in wa)
     assert any(not torch.equal(wa[k], wc[k]) for k in wa)
+
+
+def test_where2comm_mode_trains_with_its_selection():
+    """Training with the selection: at max_fraction = 1 it is attention fusion exactly."""
+    from v2x.datasets.frame import collate_frames
+    from v2x.perception.detector import CoopDetector
+    from v2x.perception.fusion import Where2commFusion
+    from v2x.perception.losses import fused_head_outputs
+
+    torch.manual_seed(0)
+    model = CoopDetector(TINY_MODEL).eval()
+    batch = collate_frames(frames(0, 0, 2))
+    feats = model.encode(batch.points, batch.point_mask, batch.poses)
+    _, heat_a, reg_a = fused_head_outputs(model, feats, batch, "attention")
+    _, heat_w, reg_w = fused_head_outputs(model, feats, batch, Where2commFusion(max_fraction=1.0))
+    torch.testing.assert_close(heat_w, heat_a)
+    torch.testing.assert_close(reg_w, reg_a)
+
+def test_trainer_runs_the_where2comm_mode(tmp_path):
+    last = train_detector(_cfg(tmp_path, modes=("where2comm",), mode_weights=(1.0,)), frames)
+    rows = _log(tmp_path / "log.csv")
+    assert {r["mode"] for r in rows} == {"where2comm"}
+    assert all(math.isfinite(float(r["loss"])) for r in rows)
+    assert read_checkpoint(last)["step"] == 4
