@@ -30,6 +30,10 @@ class ChannelState:
         no_eff: ``[B, n]`` float32 effective noise variance of ``y`` when the channel already
             equalised its output (``equalized=True``, e.g. OFDM with Sionna's LMMSE equaliser).
         equalized: True when ``y`` is already an estimate of ``x`` (``equalize`` passes it on).
+        sinr: ``[B, n]`` float32 linear post-equalisation SINR per symbol that the receiver can
+            count on, channel-estimation error included (``v2x.channels.effective_sinr``), set
+            by frequency-selective channels (OFDM); ``None``: the receiver knows the plain SNR
+            ``1 / no`` (AWGN, flat fading). Read it through ``effective_sinr.receiver_sinr``.
         extra: model-specific diagnostics (packet loss masks, Doppler, resource-grid sizes …).
     """
 
@@ -40,6 +44,7 @@ class ChannelState:
     err_var: torch.Tensor | float | None = None
     no_eff: torch.Tensor | None = None
     equalized: bool = False
+    sinr: torch.Tensor | None = None
     extra: dict = field(default_factory=dict)
 
     def with_erasures(self, erased: torch.Tensor) -> ChannelState:
@@ -77,6 +82,19 @@ class Channel(nn.Module):
         self, x: torch.Tensor, snr_db: torch.Tensor
     ) -> tuple[torch.Tensor, ChannelState]:
         raise NotImplementedError
+
+    def sinr_feedback(self, snr_db: torch.Tensor) -> torch.Tensor | None:
+        """What the receiver would report before a transmission (CSI feedback, as a CQI).
+
+        Args:
+            snr_db: ``[L]`` float nominal Es/N0 (dB) per link.
+
+        Returns:
+            ``[L, N]`` float32 linear post-equalisation SINR of ``N`` sounded resource elements
+            per link (in the order symbols are mapped), or ``None`` when the channel has no
+            frequency selectivity: the transmitter then uses ``snr_db`` itself (the default).
+        """
+        return None
 
 
 CHANNELS: Registry[Channel] = Registry("channel")

@@ -284,6 +284,10 @@ class ErasureChannel(Channel):
             bler = normal_approx_bler(snr_lin, n_uses, rate * n_uses)
         return torch.rand(batch, num, device=device) < bler
 
+    def sinr_feedback(self, snr_db: torch.Tensor) -> torch.Tensor | None:
+        """The inner channel's feedback (packet losses are not part of the SINR)."""
+        return self.inner.sinr_feedback(snr_db)
+
     def forward(
         self,
         x: torch.Tensor,

@@ -25,6 +25,10 @@ class LinkState:
         path_loss_db: ``[L]`` float32 or ``None``.
         los: ``[L]`` bool line-of-sight or ``None``.
         extra: model-specific fields (shadowing, blockage loss, …).
+        sinr_feedback: ``[L, N]`` float32 linear per-RE post-equalisation SINR the receiver
+            reported before the transmission (``Channel.sinr_feedback``: frequency-selective
+            channels with their estimation error), or ``None``: the plain ``snr_db`` is all the
+            transmitter knows (flat channels). Link adaptation reads it.
     """
 
     snr_db: torch.Tensor
@@ -33,6 +37,7 @@ class LinkState:
     path_loss_db: torch.Tensor | None = None
     los: torch.Tensor | None = None
     extra: dict = field(default_factory=dict)
+    sinr_feedback: torch.Tensor | None = None
 
     @classmethod
     def from_snr(

@@ -32,6 +32,7 @@ from v2x.channels.base import (
     check_symbols,
     snr_db_to_noise_variance,
 )
+from v2x.channels.effective_sinr import post_equalization_sinr
 from v2x.channels.sionna_rng import import_sionna, sionna_generator
 
 
@@ -65,7 +66,22 @@ class OFDMChannel(Channel):
     ``time_samples`` (cyclic prefixes included) and ``duration_s`` of the transmission, and
     ``sionna_seed``, the seed Sionna's generator ran with (drawn from torch's default CPU
     generator, so ``torch.manual_seed`` makes the channel repeat; see ``sionna_rng``).
+
+    ``state.sinr`` (``[B, n]``): the per-RE post-equalisation SINR with the estimation error,
+    ``|a|²|ĥ|² / (no + σε²)`` from the regression ``h = a ĥ + ε`` over each grid's data REs
+    (``effective_sinr.post_equalization_sinr``). Sionna's ``err_var`` (and hence ``no_eff``)
+    counts only the noise on the pilots, not the interpolation error between them (Doppler,
+    delay spread), and overstates the SINR at high SNR (TDL-A, LS, 30 m/s, nominal 30 dB: the
+    equalised symbols' error is 4.3× the ``no_eff`` reported, 1.06× ``1 / sinr``).
+    ``sinr_feedback`` sounds ``FEEDBACK_GRIDS`` grids per nominal SNR (rounded to 0.1 dB, cached
+    up to ``FEEDBACK_CACHE`` SNRs, 55 kB each, drawn from their own seed so the transmissions'
+    random stream is untouched) for link adaptation.
     """
+
+    #: Grids sounded per nominal SNR by ``sinr_feedback`` and the seed of their draws.
+    FEEDBACK_GRIDS = 16
+    FEEDBACK_SEED = 20261130
+    FEEDBACK_CACHE = 1024
 
     def __init__(
         self,
@@ -126,6 +142,7 @@ class OFDMChannel(Channel):
         self.pilot_seed = int(pilot_seed)
         self._blocks: dict | None = None
         self._blocks_device: str | None = None
+        self._feedback: dict[tuple[str, int], torch.Tensor] = {}
 
     def _build(self, device: str) -> dict:
         import numpy as np
@@ -230,6 +247,7 @@ class OFDMChannel(Channel):
         def data(t: torch.Tensor) -> torch.Tensor:
             return b["demapper"](t).reshape(batch, grids * nd)[:, :n]
 
+        sinr = self._data_sinr(b, h, h_hat, no_g, batch, grids)[:, :n]
         csi = self.return_csi or self.equalizer == "none"
         h_d = data(h) if csi else None
         h_hat_d = data(h_hat) if csi else None
@@ -250,7 +268,13 @@ class OFDMChannel(Channel):
             y = x_hat.reshape(batch, grids * nd)[:, :n]
             no_eff = no_eff.reshape(batch, grids * nd)[:, :n].to(torch.float32)
             state = ChannelState(
-                no=no, h=h_d, h_hat=h_hat_d, err_var=err_d, no_eff=no_eff, equalized=True
+                no=no,
+                h=h_d,
+                h_hat=h_hat_d,
+                err_var=err_d,
+                no_eff=no_eff,
+                equalized=True,
+                sinr=sinr,
             )
         else:
             y = data(y_grid.reshape(batch * grids, 1, 1, self.num_ofdm_symbols, -1))
@@ -260,9 +284,80 @@ class OFDMChannel(Channel):
                 h=h_d,
                 h_hat=None if perfect else h_hat_d,
                 err_var=None if perfect else err_d,
+                sinr=sinr,
             )
         state.extra = extra
         return y.to(x.dtype), state
+
+    def _data_sinr(
+        self,
+        b: dict,
+        h: torch.Tensor,
+        h_hat: torch.Tensor,
+        no_g: torch.Tensor,
+        batch: int,
+        grids: int,
+    ) -> torch.Tensor:
+        """``[batch, grids · N_d]`` float32 per-data-RE SINR from the grids' ``h``/``ĥ``
+        (``[batch · grids, 1, 1, T, F]``) and noise ``no_g [batch · grids]``."""
+        with torch.no_grad():  # a measurement of the receiver, not part of the signal path
+            h_d = b["demapper"](h).reshape(batch * grids, -1)
+            h_hat_d = b["demapper"](h_hat).reshape(batch * grids, -1)
+            sinr = post_equalization_sinr(h_d, h_hat_d, no_g.reshape(-1, 1), mse_dims=(1,))
+        return sinr.reshape(batch, -1)
+
+    def _sound(self, b: dict, key: int, device: torch.device) -> torch.Tensor:
+        """``[FEEDBACK_GRIDS · N_d]`` per-RE SINR of grids sounded at ``key / 10`` dB."""
+        from sionna.phy import config
+
+        g = self.FEEDBACK_GRIDS
+        nd = int(b["rg"].num_data_symbols)
+        gen = config.torch_rng(_device_str(device))
+        saved = gen.get_state()
+        cuda = [device.index or 0] if device.type == "cuda" else []
+        try:
+            with torch.random.fork_rng(devices=cuda):
+                no_g = torch.full((g,), 10.0 ** (-key / 100.0), device=device)
+                x = b["mapper"](torch.zeros(g, 1, 1, nd, dtype=torch.complex64, device=device))
+                gen.manual_seed(self.FEEDBACK_SEED + key)
+                torch.manual_seed(self.FEEDBACK_SEED + key)  # Sionna also draws from it
+                y_grid, h = b["channel"](x, no_g)
+                h = h.reshape(g, 1, 1, self.num_ofdm_symbols, -1)
+                if self.estimator == "perfect":
+                    h_hat = h
+                else:
+                    h_hat = b["estimator"](y_grid, no_g)[0].reshape(h.shape)
+                return self._data_sinr(b, h, h_hat, no_g, 1, g)[0]
+        finally:
+            gen.set_state(saved)
+
+    def sinr_feedback(self, snr_db: torch.Tensor) -> torch.Tensor:
+        """``[L, FEEDBACK_GRIDS · N_d]`` float32 per-RE SINR the receiver would report.
+
+        Sounds ``FEEDBACK_GRIDS`` independent grids (the channel's own model, estimator and
+        mobility) at each link's nominal SNR rounded to 0.1 dB (a quantised CQI), and returns the
+        per-data-RE SINR of ``state.sinr`` in mapping order. Each rounded SNR is sounded once per
+        device and cached; its draws come from ``FEEDBACK_SEED`` and the SNR, with Sionna's and
+        torch's generators restored afterwards, so feedback is the same whatever the call order
+        and never changes the random numbers of the transmissions.
+        """
+        snr = torch.as_tensor(snr_db, dtype=torch.float32).reshape(-1)
+        device = snr.device
+        b = self.blocks(device)
+        dev = _device_str(device)
+        keys = torch.round(snr.double() * 10).to(torch.int64).cpu()
+        unique, inverse = torch.unique(keys, return_inverse=True)
+        rows = []
+        for key in unique.tolist():
+            cached = self._feedback.get((dev, key))
+            if cached is None:
+                cached = self._sound(b, key, device)
+                if len(self._feedback) >= self.FEEDBACK_CACHE:
+                    self._feedback.clear()
+                self._feedback[(dev, key)] = cached
+            rows.append(cached)
+        table = torch.stack(rows)
+        return table[inverse.to(device)]
 
 
 @CHANNELS.register("tdl")

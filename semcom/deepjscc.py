@@ -54,6 +54,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from v2x.channels.base import Channel, ChannelState, equalize
+from v2x.channels.effective_sinr import analog_effective_snr_db, receiver_sinr
 from v2x.channels.link import LinkState
 from v2x.channels.packets import HEADER_BYTES, MTU_BYTES
 from v2x.semcom.base import (
@@ -522,6 +523,25 @@ class DeepJSCCCodec(Codec):
         mean = snr.sum(dim=1) / arrived.sum(dim=1).clamp_min(1)
         return 10.0 * torch.log10(mean.clamp_min(1e-3)).to(torch.float32)
 
+    def gate_snr_db_of(self, state: ChannelState, uses: torch.Tensor) -> torch.Tensor | None:
+        """``[B]`` SNR (dB) the gate compares over a frequency-selective channel, else ``None``.
+
+        When the channel reports a per-symbol SINR (``state.sinr``: OFDM, estimation error
+        included), the gate uses the AWGN-equivalent SNR of the equalised symbols the decoder
+        sees, ``1 / mean(1 / SINR)`` over the sent, non-erased symbols
+        (``v2x.channels.effective_sinr.analog_effective_snr_db``); the gate table was calibrated
+        on channels where that equals the SNR. ``None`` (flat channels): the gate keeps using the
+        decoder's SNR, exactly as before.
+
+        Args:
+            state: the channel state of the received ``[B, n]`` symbols.
+            uses: ``[B]`` symbols each transmission sent (a prefix of its row).
+        """
+        sinr = receiver_sinr(state)
+        if sinr is None:
+            return None
+        return analog_effective_snr_db(sinr, prefix_mask(uses, sinr.shape[1]))
+
     # ----------------------------------------------------------------- codec interface
     def encode(
         self, features: torch.Tensor, link: LinkState, bandwidth_ratio: float | None = None
@@ -561,8 +581,11 @@ class DeepJSCCCodec(Codec):
         y = received.symbols
         b = y.shape[0]
         snr_db = _per_batch(link.snr_db, b, "link.snr_db", y.device)
+        uses = received.meta["uses"].to(y.device)
+        gate_snr_db = None
         if received.state is not None:
             snr_db = self._decoder_snr_db(snr_db, y, received.state)
+            gate_snr_db = self.gate_snr_db_of(received.state, uses)
             y, _ = equalize(y, received.state, self.equalizer)
         if received.mask is not None:
             y = torch.where(received.mask, y, torch.zeros_like(y))
@@ -570,11 +593,10 @@ class DeepJSCCCodec(Codec):
         n_max = self.latent_channels * hp * wp
         z = torch.zeros(b, n_max, dtype=torch.complex64, device=y.device)
         z[:, : y.shape[1]] = y.to(torch.complex64)
-        uses = received.meta["uses"].to(y.device)
         z = torch.where(prefix_mask(uses, n_max), z, torch.zeros_like(z))
         ratio = received.meta["ratio"].to(y.device)
         out = self._decode_symbols(z, snr_db, ratio, shape)
-        keep = self.gate_open(snr_db, ratio)
+        keep = self.gate_open(snr_db if gate_snr_db is None else gate_snr_db, ratio)
         received.meta["delivered"] = keep.view(b, 1, 1, 1).expand(b, 1, *shape[1:]).contiguous()
         return torch.where(keep.view(b, 1, 1, 1), out, torch.zeros_like(out))
 

@@ -22,7 +22,11 @@ Modes:
 
 * ``mcs: "auto"`` picks, per transmission, the highest MCS of 3GPP TS 38.214 table 1 whose BLER
   at ``link.snr_db`` is ≤ ``target_bler`` (thresholds from ``semcom/bler_table.json``) —
-  link adaptation; an int fixes the MCS (no adaptation: shows the cliff effect).
+  link adaptation; an int fixes the MCS (no adaptation: shows the cliff effect). When the link
+  carries the receiver's per-RE SINR report (``link.sinr_feedback``: OFDM channels, estimation
+  error included), the BLER is the mean over code blocks at their EESM effective SINR instead
+  (``v2x.semcom.link_adaptation``); the decoders then also use the channel's per-RE SINR
+  (``ChannelState.sinr``) instead of ``1 / no_eff``.
 * ``decoder: "exact"`` runs Sionna's LDPC BP decoder on every block; ``"fast"`` skips bit-level
   coding: each block fails with probability BLER(MCS, effective SNR) from the exact-decoder
   table, and passes its bits unchanged otherwise. The fast transmitter skips LDPC encoding too
@@ -63,6 +67,7 @@ import numpy as np
 import torch
 
 from v2x.channels.base import ChannelState, equalize
+from v2x.channels.effective_sinr import receiver_sinr
 from v2x.channels.link import LinkState
 from v2x.channels.packets import HEADER_BYTES, MTU_BYTES, PacketFormat
 from v2x.semcom import entropy
@@ -82,6 +87,7 @@ from v2x.semcom.fec import (
     coded_bits_per_block,
     device_string,
 )
+from v2x.semcom.link_adaptation import select_mcs_from_sinr
 from v2x.semcom.mcs import MCS_TABLE, LinkAdaptation, get_mcs, shannon_gap_thresholds_db
 from v2x.semcom.quantize import Quantized, check_bits, quantize
 
@@ -460,10 +466,32 @@ class DigitalCodec(Codec):
 
     # -- encoder ------------------------------------------------------------------------------
 
-    def select_mcs(self, snr_db: torch.Tensor, batch: int) -> torch.Tensor:
-        """``[B]`` int64 MCS index per transmission."""
+    def select_mcs(
+        self, snr_db: torch.Tensor, batch: int, sinr_feedback: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """``[B]`` int64 MCS index per transmission.
+
+        With ``sinr_feedback`` (``[B, N]`` linear per-RE SINR the receiver reported, see
+        ``LinkState.sinr_feedback``) the MCS is the highest whose expected block error rate at
+        the EESM effective SINR of those REs is ≤ ``target_bler``
+        (``v2x.semcom.link_adaptation``); without it, the threshold rule on ``snr_db``.
+        """
         if self.mcs != "auto":
             return torch.full((batch,), int(self.mcs), dtype=torch.int64)
+        if sinr_feedback is not None:
+            if sinr_feedback.dim() != 2 or sinr_feedback.shape[0] != batch:
+                raise ValueError(
+                    f"digital codec: link.sinr_feedback must be [{batch}, N], got "
+                    f"{tuple(sinr_feedback.shape)}"
+                )
+            return select_mcs_from_sinr(
+                sinr_feedback,
+                self.block_bits,
+                self.target_bler,
+                table=self.table,
+                thresholds_db=self.link_adaptation.thresholds_db,
+                margin_db=self.margin_db,
+            )
         snr = torch.as_tensor(snr_db, dtype=torch.float64).reshape(-1)
         if snr.numel() == 1 and batch != 1:
             snr = snr.expand(batch)
@@ -542,7 +570,7 @@ class DigitalCodec(Codec):
         check_features(features)
         b = features.shape[0]
         device = features.device
-        mcs = self.select_mcs(link.snr_db, b)
+        mcs = self.select_mcs(link.snr_db, b, link.sinr_feedback)
         cache: dict = {}
         streams = [self._fit_stream(features, i, int(mcs[i]), cache) for i in range(b)]
         payload_bits = self.block_bits - CRC_BITS
@@ -636,6 +664,9 @@ class DigitalCodec(Codec):
         if state is None:  # never went through a channel: noiseless
             state = ChannelState(no=torch.zeros(b, device=device))
         x_hat, no_eff = equalize(y, state, self.equalizer)
+        sinr = receiver_sinr(state)
+        if sinr is not None:  # frequency-selective: the SINR with the estimation error
+            no_eff = torch.where(sinr > 0, 1.0 / sinr.clamp_min(1e-12), float("inf"))
         dev = device_string(device)
         for m in sorted(set(mcs.tolist())):
             rows = [i for i in range(b) if int(mcs[i]) == m and nblocks[i] > 0]

@@ -197,7 +197,10 @@ class CooperativePipeline(nn.Module):
             return RunOutput(repeat_detections(self.model.postprocess(heat, reg), k), cost, k)
         rows = features[:, 1:].unsqueeze(0).expand(k, b, a - 1, c, h, w).reshape(-1, c, h, w)
         row_snr = link_snr(snr_db, b, a)[:, :, 1:].reshape(-1)
-        link = LinkState(snr_db=row_snr)
+        # The receiver's per-RE SINR report before sending (Channel.sinr_feedback: frequency-
+        # selective channels; None otherwise, or for a channel-like module without it).
+        feedback = getattr(self.channel, "sinr_feedback", None)
+        link = LinkState(snr_db=row_snr, sinr_feedback=feedback(row_snr) if feedback else None)
         codec, extra = self.codec, {}
         confidence = getattr(self.fusion, "confidence", None)
         if confidence is not None:  # Where2comm: send only the most confident cells
