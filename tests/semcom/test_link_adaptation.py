@@ -52,11 +52,17 @@ def test_tdl_link_adaptation_picks_a_decodable_mcs_and_the_exact_decoder_deliver
         assert bler[int(mcs[0]) + 1 :].min() > 0.1  # the highest such MCS
     assert ok.numel() >= 40 and ok.float().mean() >= 0.8, (int(mcs[0]), ok.float().mean())
     out = codec.decode(rx, link)
-    assert rx.meta["delivered"].float().mean() >= 0.5  # cells arrive ...
     assert out.abs().sum() > 0
-    # ... whereas the MCS chosen from the nominal SNR has a high BLER at the receiver's SINR.
+    # ... whereas the MCS chosen from the nominal SNR has a high BLER at the receiver's SINR
     nominal = int(codec.select_mcs(link.snr_db[:1], 1)[0])
     assert nominal > int(mcs[0]) and bler[nominal] > 0.3
+    # and delivers next to nothing: cells arrive with the reported SINR and not without it.
+    # (A segment of cells needs every one of its code blocks, so the delivered fraction is
+    # below the block pass rate: 0.46 cells for 0.89 blocks at 20 dB with this draw.)
+    _, nlink, _, nrx, _ = _digital_over_tdl("exact", snr_db, feedback=False)
+    codec.decode(nrx, nlink)
+    adaptive, fixed = (float(r.meta["delivered"].float().mean()) for r in (rx, nrx))
+    assert adaptive >= 0.3 and adaptive >= fixed + 0.3, (adaptive, fixed)
 
 
 @pytest.mark.parametrize("snr_db", [10.0, 20.0, 30.0])
