@@ -9,7 +9,8 @@ APPS = {
     "v2x-train": "train the cooperative detector; torchrun for multi-GPU",
     "v2x-train-codec": "train DeepJSCC for the detection task, calibrate its SNR gate",
     "v2x-eval": "evaluate a checkpoint: AP per fusion strategy, overall and on ego-invisible objects",
-    "v2x-sweep": "sweep channel conditions x codecs x fusion; resumable Parquet results",
+    "v2x-sweep": "sweep channel conditions x codecs x fusion; resumable Parquet results "
+    "(`v2x-sweep list`: every name each axis accepts)",
     "v2x-plot": "plot results: AP vs SNR, AP vs channel uses, latency/AoI CDFs",
 }
 

@@ -7,6 +7,14 @@
 * ``latency_aoi_cdf``: empirical CDFs of per-link latency and age of information (ledger rows).
 * ``snr_map``: every link of the ledger drawn over the town, coloured by its geometric SNR.
 
+Results are never mixed: rows are grouped by everything that defines a cell but the seed
+(condition and ``setting_key``: code, checkpoints, data, config) and averaged over seeds
+(``v2x.results.aggregate_seeds``); lines of different settings are drawn and labelled apart
+(the label names what differs: dataset, frames, detector, codec, code). Every AP carries its
+95 % interval — bootstrap over frames for one seed, Student-t over seeds for several — drawn as
+error bars and printed in the table. Conflicting duplicates (the same cell with different
+numbers in two files) stop ``read_results`` with both files named.
+
 Each figure is written in every requested format (PNG and PDF by default); a plain-text table
 of the results goes to the console.
 """
@@ -22,9 +30,70 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from v2x.results import read_results
+from v2x.results import AP_METRICS, aggregate_seeds, read_results
 
-METRICS = ("ap_30", "ap_50", "ap_70", "ap_70_invisible")
+METRICS = AP_METRICS
+#: Provenance that tells two settings of one line apart, with its short name in labels.
+_DISTINGUISH = (
+    ("dataset", "data"),
+    ("data_hash", "frames"),
+    ("num_frames", "n"),
+    ("detector_sha256", "detector"),
+    ("codec_sha256", "codec"),
+    ("code_hash", "code"),
+    ("seeds", "seeds"),
+)
+
+
+def _short(value: object) -> str:
+    text = str(value)
+    return text[:8] if len(text) == 64 else text
+
+
+def label_settings(rows: list[dict]) -> None:
+    """Set ``row["label"]`` to ``_series_label`` plus, where one label covers several settings
+    (``setting_key``), the provenance that differs between them (or the setting key)."""
+    by_label: dict[str, set[str]] = defaultdict(set)
+    for r in rows:
+        by_label[_series_label(r)].add(str(r.get("setting_key") or r.get("config_hash")))
+    for r in rows:
+        base = _series_label(r)
+        if len(by_label[base]) == 1:
+            r["label"] = base
+            continue
+        others = [
+            o
+            for o in rows
+            if _series_label(o) == base
+        ]
+        parts = [
+            f"{short}={_short(r.get(name))}"
+            for name, short in _DISTINGUISH
+            if len({str(o.get(name)) for o in others}) > 1
+        ]
+        if not parts:
+            parts = [f"setting={_short(r.get('setting_key') or r.get('config_hash'))[:8]}"]
+        r["label"] = f"{base} [{', '.join(parts)}]"
+
+
+def _interval(row: dict, metric: str) -> tuple[float, float]:
+    """(below, above) error-bar lengths of ``metric`` (NaN where the interval is unknown)."""
+    value, lo, hi = row[metric], row.get(f"{metric}_lo"), row.get(f"{metric}_hi")
+    if lo is None or hi is None or not (lo == lo and hi == hi and value == value):
+        return math.nan, math.nan
+    return max(value - lo, 0.0), max(hi - value, 0.0)
+
+
+def _draw(ax, pts: list[tuple], style: str, label: str, **kwargs) -> None:
+    """A line through ``(x, y, below, above)`` points, with error bars where known."""
+    xs, ys = [p[0] for p in pts], [p[1] for p in pts]
+    below = [0.0 if p[2] != p[2] else p[2] for p in pts]
+    above = [0.0 if p[3] != p[3] else p[3] for p in pts]
+    if any(p[2] == p[2] for p in pts):
+        ax.errorbar(xs, ys, yerr=[below, above], fmt=style, marker="o", ms=3, capsize=2,
+                    label=label, **kwargs)
+    else:
+        ax.plot(xs, ys, style, marker="o", ms=3, label=label, **kwargs)
 
 
 def _series_label(row: dict) -> str:
@@ -65,14 +134,15 @@ def plot_ap_vs_snr(
     channels = sorted({r["channel"] for r in rows if r["channel"] != "n/a"}) or ["n/a"]
     fig, axes = plt.subplots(1, len(channels), figsize=(6 * len(channels), 4.5), squeeze=False)
     for ax, channel in zip(axes[0], channels):
-        series: dict[str, list[tuple[float, float]]] = defaultdict(list)
+        series: dict[str, list[tuple[float, ...]]] = defaultdict(list)
         for r in rows:
             if r["channel"] in (channel, "n/a"):
-                series[_series_label(r)].append((r["snr_db"], r[metric]))
+                series[r.get("label") or _series_label(r)].append(
+                    (r["snr_db"], r[metric], *_interval(r, metric))
+                )
         for label in sorted(series):
             pts = sorted(series[label])
-            style = "--" if " + " not in label else "-"
-            ax.plot([p[0] for p in pts], [p[1] for p in pts], style, marker="o", ms=3, label=label)
+            _draw(ax, pts, "--" if " + " not in label else "-", label)
         geometric = any(r.get("snr_mode") == "geometric" for r in rows)
         ax.set_xlabel(
             "offset over each link's geometric SNR (dB)" if geometric else "SNR per link (dB)"
@@ -105,16 +175,17 @@ def plot_ap_vs_bandwidth(
 ) -> list[Path]:
     plt = _plt()
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    series: dict[str, list[tuple[float, float]]] = defaultdict(list)
+    series: dict[str, list[tuple[float, ...]]] = defaultdict(list)
     ego = [r[metric] for r in rows if r["fusion"] == "none" and r[metric] == r[metric]]
     for r in rows:
         uses = r["mean_channel_uses_per_frame"]
         if uses > 0 and r[metric] == r[metric]:
-            series[f"{_series_label(r)} / {r['channel']}"].append((uses, r[metric]))
+            label = f"{r.get('label') or _series_label(r)} / {r['channel']}"
+            series[label].append((uses, r[metric], *_interval(r, metric)))
     for label in sorted(series):
         pts = sorted(series[label])
-        ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", ms=3, lw=1, label=label)
-    front = pareto_front(p for pts in series.values() for p in pts)
+        _draw(ax, pts, "-", label, lw=1)
+    front = pareto_front(p[:2] for pts in series.values() for p in pts)
     if front:
         ax.step(
             [p[0] for p in front],
@@ -252,8 +323,12 @@ def make_plots(
 ) -> list[Path]:
     """Draw every figure from the results files/folders in ``results``; returns the files.
 
+    Rows are averaged over seeds per setting (``aggregate_seeds``) and settings are labelled
+    apart; APs carry 95 % intervals (error bars, and ``[lo, hi]`` in the table).
+
     Raises ``ValueError`` for an unknown metric or format and when no results are found; an
-    unreadable results file raises ``CorruptResultsError`` unless ``allow_corrupt``.
+    unreadable results file raises ``CorruptResultsError`` unless ``allow_corrupt``; the same
+    cell with different numbers in two files raises ``ConflictingResultsError`` naming both.
     """
     if metric not in METRICS:
         raise ValueError(f"plot: unknown metric {metric!r}; valid choices: {', '.join(METRICS)}")
@@ -270,7 +345,9 @@ def make_plots(
     ledger = read_results(paths, allow_corrupt=allow_corrupt, ledger=True)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    rows = table_rows.to_pylist()
+    merged = aggregate_seeds(table_rows)
+    rows = merged.to_pylist()
+    label_settings(rows)
     files = plot_ap_vs_snr(rows, metric, out, formats)
     files += plot_ap_vs_bandwidth(rows, metric, out, formats)
     if ledger.num_rows:
@@ -280,7 +357,7 @@ def make_plots(
         from v2x.sweep import results_table_text
 
         conventions = sorted(set(table_rows.column("eval_convention").to_pylist()))
-        print(results_table_text(table_rows))
+        print(results_table_text(merged))
         for c in conventions:
             print(f"AP convention: {c}")
     return files

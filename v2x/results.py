@@ -1,7 +1,11 @@
 """The results store: one Parquet file per sweep job, written atomically, resumable by cell.
 
 A **cell** is one condition of the grid evaluated over the job's whole frame set; its id
-(``cell_id``) is a hash of its condition columns. A job writes ``<dir>/sweep-<hash>.parquet``
+(``cell_id``) is a hash of its condition columns together with everything else that changes its
+numbers (the sweep's ``setting_key``: the code that produced them, ``code_hash``; the detector's
+and codec's checkpoint hashes; the frames' content hash; every config field that reaches the
+pipeline; and the seed). Equal ids mean equal numbers, so cells are reused across jobs and files
+(``v2x.sweep``) and merged without duplicates (``read_results``). A job writes ``<dir>/sweep-<hash>.parquet``
 (the results, one row per cell) and ``<dir>/sweep-<hash>.ledger.parquet`` (the ledger rows of
 those cells, ``v2x.ledger.LEDGER_SCHEMA``), where ``<hash>`` is the job's config hash. Each
 write goes to a temporary file in the same folder and is moved into place with ``os.replace``,
@@ -14,17 +18,22 @@ Results columns (``RESULTS_SCHEMA``): the condition (``channel``, ``snr_mode``, 
 metrics (``ap_30``, ``ap_50``, ``ap_70``, ``ap_70_invisible`` — AP on the objects the ego alone
 cannot see, NaN without visibility — ``num_gt``, ``num_gt_invisible``, ``eval_convention``),
 ``realised_ratio`` (channel uses per real feature value actually sent), the ledger sums
-(``v2x.ledger.LEDGER_SUMS``), and ``config_hash``, ``v2x_version``.
+(``v2x.ledger.LEDGER_SUMS``), ``config_hash`` (the job), ``v2x_version``, and the provenance that
+keys the cell (``PROVENANCE_COLUMNS``: ``seed``, ``data_path``, ``data_hash``,
+``detector_sha256``, ``codec_sha256``, ``code_hash``, ``setting_key``) and the bootstrap 95 %
+intervals of every AP over frames (``ap_30_lo`` / ``ap_30_hi``, …; NaN where not computed).
 """
 
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 import logging
 import os
-import tempfile
+import secrets
 from collections.abc import Iterable, Mapping, Sequence
+from functools import lru_cache
 from pathlib import Path
 
 import pyarrow as pa
@@ -49,8 +58,35 @@ CONDITION_COLUMNS: tuple[tuple[str, pa.DataType], ...] = (
     ("bandwidth_hz", pa.float64()),
 )
 
-#: Columns added after results files were first written, with the value older files imply.
-ADDED_COLUMNS = {"snr_mode": "fixed"}
+#: The AP metrics of a results row; each has a bootstrap interval ``<metric>_lo``/``<metric>_hi``.
+AP_METRICS: tuple[str, ...] = ("ap_30", "ap_50", "ap_70", "ap_70_invisible")
+
+#: Provenance of a row: what, besides its condition, determines its numbers.
+PROVENANCE_COLUMNS: tuple[tuple[str, pa.DataType], ...] = (
+    ("seed", pa.int64()),
+    ("data_path", pa.string()),
+    ("data_hash", pa.string()),
+    ("detector_sha256", pa.string()),
+    ("codec_sha256", pa.string()),
+    ("code_hash", pa.string()),
+    ("setting_key", pa.string()),
+)
+
+#: Columns added after results files were first written, with the value older files imply
+#: (``""``: unknown provenance; such rows are never reused by a sweep, their ``cell_id`` being
+#: a hash of the condition alone).
+ADDED_COLUMNS: dict[str, object] = {
+    "snr_mode": "fixed",
+    **{f"{m}_{end}": float("nan") for m in AP_METRICS for end in ("lo", "hi")},
+    "seed": -1,
+    "data_path": "",
+    "data_hash": "",
+    "detector_sha256": "",
+    "codec_sha256": "",
+    "code_hash": "",
+    "setting_key": "",
+    "per_class_ap": "",
+}
 
 RESULTS_SCHEMA = pa.schema(
     [("cell_id", pa.string())]
@@ -63,18 +99,83 @@ RESULTS_SCHEMA = pa.schema(
         ("ap_50", pa.float64()),
         ("ap_70", pa.float64()),
         ("ap_70_invisible", pa.float64()),
+    ]
+    + [(f"{m}_{end}", pa.float64()) for m in AP_METRICS for end in ("lo", "hi")]
+    + [
         ("num_gt", pa.int64()),
         ("num_gt_invisible", pa.int64()),
         ("eval_convention", pa.string()),
         ("realised_ratio", pa.float64()),
     ]
     + [(name, pa.float64()) for name in LEDGER_SUMS]
+    + [("per_class_ap", pa.string())]
     + [("config_hash", pa.string()), ("v2x_version", pa.string())]
+    + list(PROVENANCE_COLUMNS)
 )
+
+#: Columns that may differ between two rows of the same cell (who wrote them, when).
+NOT_NUMBERS: tuple[str, ...] = ("config_hash", "v2x_version", "data_path")
 
 
 class CorruptResultsError(ValueError):
     """A results or ledger file that cannot be read or has the wrong schema."""
+
+
+class ConflictingResultsError(ValueError):
+    """Two results files hold the same cell (same ``cell_id``) with different numbers."""
+
+
+#: The packages whose Python sources make up ``code_hash`` (every package installed under the
+#: ``v2x`` namespace; ``tests/core/test_results.py`` checks the list against ``pyproject.toml``).
+CODE_PACKAGES: tuple[str, ...] = (
+    "v2x",
+    "v2x.apps",
+    "v2x.datasets",
+    "v2x.perception",
+    "v2x.semcom",
+    "v2x.channels",
+    "v2x.conf",
+)
+
+
+def source_tree_hash(roots: Mapping[str, str | os.PathLike]) -> str:
+    """SHA-256 over the ``.py`` files under each ``{package name: folder}`` of ``roots``.
+
+    Each file enters as its module path relative to its package (``v2x.channels/awgn.py`` →
+    ``v2x.channels.awgn``) and its bytes, in sorted order, so the hash is the same wherever and
+    however (editable or not) the package is installed, and changes with any edit, addition,
+    removal or rename of a source file. ``__pycache__`` and hidden folders are skipped.
+    """
+    files: dict[str, Path] = {}
+    for package, root in roots.items():
+        root = Path(root)
+        for path in root.rglob("*.py"):
+            rel = path.relative_to(root)
+            if any(part == "__pycache__" or part.startswith(".") for part in rel.parts[:-1]):
+                continue
+            module = ".".join([package, *rel.with_suffix("").parts])
+            files.setdefault(module, path)
+    digest = hashlib.sha256()
+    for module in sorted(files):
+        data = files[module].read_bytes()
+        digest.update(f"{module}\0{len(data)}\0".encode())
+        digest.update(data)
+    return digest.hexdigest()
+
+
+@lru_cache(maxsize=1)
+def code_hash() -> str:
+    """``source_tree_hash`` of the installed ``v2x`` packages (``CODE_PACKAGES``), once per process.
+
+    Keys every results cell: results computed by other code are never resumed or mixed.
+    """
+    roots: dict[str, str] = {}
+    for name in CODE_PACKAGES:
+        spec = importlib.util.find_spec(name)
+        if spec is None or not spec.submodule_search_locations:
+            raise RuntimeError(f"results: package {name} is not installed")
+        roots[name] = list(spec.submodule_search_locations)[0]
+    return source_tree_hash(roots)
 
 
 def stable_hash(data: object, length: int = 12) -> str:
@@ -83,23 +184,43 @@ def stable_hash(data: object, length: int = 12) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:length]
 
 
-def cell_id(condition: Mapping[str, object]) -> str:
-    """Id of a cell from its condition columns (names of ``CONDITION_COLUMNS``)."""
+def cell_id(
+    condition: Mapping[str, object], setting_key: str | None = None, seed: int | None = None
+) -> str:
+    """Id of a cell: a hash of its condition columns (names of ``CONDITION_COLUMNS``) and, for
+    sweep cells, of its ``setting_key`` (everything else that changes its numbers) and seed."""
     missing = [name for name, _ in CONDITION_COLUMNS if name not in condition]
     if missing:
         raise ValueError(f"results: condition lacks field(s) {missing}")
-    key = {name: condition[name] for name, _ in CONDITION_COLUMNS}
+    key: dict[str, object] = {name: condition[name] for name, _ in CONDITION_COLUMNS}
     for name, kind in CONDITION_COLUMNS:
         if kind == pa.float64():
             key[name] = float(key[name])
+    if setting_key is not None or seed is not None:
+        key = {"condition": key, "setting": setting_key, "seed": seed}
     return stable_hash(key, 16)
 
 
+def _current_umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write_parquet(table: pa.Table, path: str | os.PathLike) -> None:
-    """Write ``table`` to a temporary file beside ``path`` and ``os.replace`` it into place."""
+    """Write ``table`` to a temporary file beside ``path`` and ``os.replace`` it into place.
+
+    The file gets the permissions of any file the user creates (``0666`` less the umask).
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    while True:
+        tmp = str(path.parent / f".{path.name}.{secrets.token_hex(4)}.tmp")
+        try:
+            fd = os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666)
+        except FileExistsError:
+            continue
+        break
     os.close(fd)
     try:
         pq.write_table(table, tmp)
@@ -120,7 +241,8 @@ def read_table(path: str | os.PathLike, schema: pa.Schema) -> pa.Table:
         raise CorruptResultsError(f"results file {path} cannot be read ({exc})") from exc
     for name, value in ADDED_COLUMNS.items():  # files from before a column existed
         if name in schema.names and name not in table.column_names:
-            table = table.append_column(name, pa.array([value] * table.num_rows, pa.string()))
+            kind = schema.field(name).type
+            table = table.append_column(name, pa.array([value] * table.num_rows, kind))
     missing = [f.name for f in schema if f.name not in table.column_names]
     if missing:
         raise CorruptResultsError(f"results file {path} lacks column(s) {missing}")
@@ -131,9 +253,11 @@ def read_table(path: str | os.PathLike, schema: pa.Schema) -> pa.Table:
 
 
 def rows_to_table(rows: Sequence[Mapping[str, object]]) -> pa.Table:
-    """Results rows (dicts with every ``RESULTS_SCHEMA`` column) → a table."""
+    """Results rows (dicts with every ``RESULTS_SCHEMA`` column; those of ``ADDED_COLUMNS`` may
+    be left out) → a table."""
     if not rows:
         return RESULTS_SCHEMA.empty_table()
+    rows = [{**ADDED_COLUMNS, **r} for r in rows]  # columns newer than the row's writer
     missing = [f.name for f in RESULTS_SCHEMA if f.name not in rows[0]]
     if missing:
         raise ValueError(f"results: row lacks column(s) {missing}")
@@ -142,14 +266,27 @@ def rows_to_table(rows: Sequence[Mapping[str, object]]) -> pa.Table:
     )
 
 
+def move_aside(path: Path) -> Path:
+    """Rename an unreadable file to ``<name>.corrupt`` (``.corrupt.1``, ``.corrupt.2``, … when
+    earlier ones exist: a moved-aside file is never overwritten); returns the new path."""
+    aside = path.with_name(path.name + ".corrupt")
+    n = 0
+    while aside.exists():
+        n += 1
+        aside = path.with_name(f"{path.name}.corrupt.{n}")
+    os.rename(path, aside)
+    return aside
+
+
 class ResultsStore:
     """The results and ledger files of one job.
 
     Args:
         directory: folder of the job's files.
         config_hash: the job's config hash (names the files; stored in every row).
-        allow_corrupt: when the existing files cannot be read, move them aside
-            (``<name>.corrupt``) and start over instead of raising ``CorruptResultsError``.
+        allow_corrupt: when an existing file cannot be read, move that file (only that one)
+            aside (``<name>.corrupt``, never overwriting an earlier one) and recompute its cells
+            instead of raising ``CorruptResultsError``.
     """
 
     def __init__(
@@ -163,51 +300,62 @@ class ResultsStore:
         self.ledger = LEDGER_SCHEMA.empty_table()
         self._load(allow_corrupt)
 
+    def _aside(self, path: Path, exc: CorruptResultsError, allow_corrupt: bool) -> None:
+        if not allow_corrupt:
+            raise CorruptResultsError(
+                f"{exc}; pass allow_corrupt=true to move it aside and recompute its cells"
+            ) from exc
+        aside = move_aside(path)
+        log.warning("results: %s; moved it to %s, its cells will be recomputed", exc, aside)
+
     def _load(self, allow_corrupt: bool) -> None:
-        try:
-            if self.path.exists():
-                self.results = read_table(self.path, RESULTS_SCHEMA)
-                hashes = set(self.results.column("config_hash").to_pylist())
+        if self.path.exists():
+            try:
+                results = read_table(self.path, RESULTS_SCHEMA)
+                hashes = set(results.column("config_hash").to_pylist())
                 if hashes - {self.config_hash}:
                     raise CorruptResultsError(
                         f"results file {self.path} holds rows of another config "
                         f"({sorted(hashes)}, expected {self.config_hash})"
                     )
-                ids = self.results.column("cell_id").to_pylist()
+                ids = results.column("cell_id").to_pylist()
                 if len(ids) != len(set(ids)):
                     raise CorruptResultsError(f"results file {self.path} has duplicate cells")
-            if self.ledger_path.exists() and self.results.num_rows:
+                self.results = results
+            except CorruptResultsError as exc:
+                self._aside(self.path, exc, allow_corrupt)
+        if self.ledger_path.exists() and self.results.num_rows:
+            try:
                 ledger = read_table(self.ledger_path, LEDGER_SCHEMA)
-                done = pa.array(sorted(self.done_cells()), pa.string())
-                import pyarrow.compute as pc
+            except CorruptResultsError as exc:
+                self._aside(self.ledger_path, exc, allow_corrupt)
+                # Results without their ledger rows would plot as cells that sent nothing.
+                self.results = RESULTS_SCHEMA.empty_table()
+                return
+            import pyarrow.compute as pc
 
-                self.ledger = ledger.filter(pc.is_in(ledger.column("cell_id"), value_set=done))
-        except CorruptResultsError:
-            if not allow_corrupt:
-                raise
-            for p in (self.path, self.ledger_path):
-                if p.exists():
-                    aside = p.with_name(p.name + ".corrupt")
-                    os.replace(p, aside)
-                    log.warning("results: %s is corrupt; moved to %s and starting over", p, aside)
-            self.results = RESULTS_SCHEMA.empty_table()
-            self.ledger = LEDGER_SCHEMA.empty_table()
+            done = pa.array(sorted(self.done_cells()), pa.string())
+            self.ledger = ledger.filter(pc.is_in(ledger.column("cell_id"), value_set=done))
 
     def done_cells(self) -> set[str]:
+        """Ids of the cells in the job's results file."""
         return set(self.results.column("cell_id").to_pylist())
 
     def add(self, rows: Sequence[Mapping[str, object]], ledger: pa.Table | None = None) -> None:
         """Append finished cells (and their ledger rows) and rewrite both files atomically.
 
-        Cells already present are skipped (never duplicated).
+        Cells already present are skipped (never duplicated); every row gets this job's
+        ``config_hash`` (cells reused from other jobs' files are re-homed here).
         """
         done = self.done_cells()
         new_rows = [dict(r) for r in rows if r["cell_id"] not in done]
         if not new_rows:
             return
         for r in new_rows:
-            r.setdefault("config_hash", self.config_hash)
+            r["config_hash"] = self.config_hash
             r.setdefault("v2x_version", __version__)
+            for name, value in ADDED_COLUMNS.items():
+                r.setdefault(name, value)
         new_ids = {r["cell_id"] for r in new_rows}
         if ledger is not None and ledger.num_rows:
             import pyarrow.compute as pc
@@ -221,16 +369,8 @@ class ResultsStore:
         atomic_write_parquet(self.results, self.path)
 
 
-def read_results(
-    paths: Iterable[str | os.PathLike], allow_corrupt: bool = False, ledger: bool = False
-) -> pa.Table:
-    """Merge results files (folders are searched for ``sweep-*.parquet``).
-
-    ``ledger=True`` reads the matching ``*.ledger.parquet`` files instead. A file that cannot
-    be read raises ``CorruptResultsError`` naming it, unless ``allow_corrupt`` (then it is
-    reported in the log and skipped). Rows repeated across files (same config hash and cell)
-    are kept once.
-    """
+def results_files(paths: Iterable[str | os.PathLike]) -> list[Path]:
+    """The results files named by ``paths`` (folders are searched for ``sweep-*.parquet``)."""
     files: list[Path] = []
     for p in paths:
         p = Path(p)
@@ -242,30 +382,158 @@ def read_results(
             files.append(p)
         else:
             raise FileNotFoundError(f"results: {p} does not exist")
-    if ledger:
-        files = [f.with_name(f.name.replace(".parquet", ".ledger.parquet")) for f in files]
-        files = [f for f in files if f.exists()]
-    schema = LEDGER_SCHEMA if ledger else RESULTS_SCHEMA
-    tables = []
+    return files
+
+
+def ledger_path_of(results_file: Path) -> Path:
+    """The ledger file beside a results file."""
+    return results_file.with_name(results_file.name.replace(".parquet", ".ledger.parquet"))
+
+
+def _same_numbers(a: Mapping[str, object], b: Mapping[str, object]) -> list[str]:
+    """Columns (other than ``NOT_NUMBERS``) in which rows ``a`` and ``b`` differ (NaN = NaN)."""
+    differ = []
+    for name in a:
+        if name in NOT_NUMBERS:
+            continue
+        x, y = a[name], b.get(name)
+        if x == y or (isinstance(x, float) and isinstance(y, float) and x != x and y != y):
+            continue
+        differ.append(name)
+    return differ
+
+
+def _row_key(row: Mapping[str, object]) -> tuple:
+    """Rows with the same key are the same cell: the cell id of rows with provenance; rows from
+    before provenance existed only within their own config (their id is the condition's)."""
+    if row.get("setting_key"):
+        return ("cell", row["cell_id"])
+    return ("legacy", row["config_hash"], row["cell_id"])
+
+
+def read_results(
+    paths: Iterable[str | os.PathLike], allow_corrupt: bool = False, ledger: bool = False
+) -> pa.Table:
+    """Merge results files (folders are searched for ``sweep-*.parquet``).
+
+    ``ledger=True`` reads the matching ``*.ledger.parquet`` files instead. A file that cannot
+    be read raises ``CorruptResultsError`` naming it, unless ``allow_corrupt`` (then it is
+    reported in the log and skipped). A cell held by several files (same ``cell_id``: same
+    condition, code, checkpoints, data, config and seed) is kept once, and its ledger rows are
+    those of the file whose results row is kept; the same cell with different numbers in two
+    files raises ``ConflictingResultsError`` naming both.
+    """
+    files = results_files(paths)
+    tables: list[tuple[Path, pa.Table]] = []
     for f in files:
         try:
-            tables.append(read_table(f, schema))
+            tables.append((f, read_table(f, RESULTS_SCHEMA)))
         except CorruptResultsError as exc:
             if not allow_corrupt:
                 raise CorruptResultsError(f"{exc}; pass allow_corrupt=true to skip it") from exc
             log.warning("skipping corrupt file: %s", exc)
-    if not tables:
-        return schema.empty_table()
-    table = pa.concat_tables(tables)
+    kept: dict[tuple, tuple[Path, dict]] = {}
+    keep_rows: list[tuple[Path, int]] = []
+    for f, table in tables:
+        for i, row in enumerate(table.to_pylist()):
+            key = _row_key(row)
+            if key in kept:
+                first, other = kept[key]
+                differ = _same_numbers(other, row)
+                if differ:
+                    raise ConflictingResultsError(
+                        f"results: cell {row['cell_id']} ({row['fusion']}/{row['codec']}/"
+                        f"{row['channel']} at {row['snr_db']} dB) has different {differ} in "
+                        f"{first} and {f}; the same code, data, config and seed must give the "
+                        "same numbers: remove the wrong file or rerun into a fresh output_dir"
+                    )
+                continue
+            kept[key] = (f, row)
+            keep_rows.append((f, i))
     if not ledger:
-        keys = list(
-            zip(table.column("config_hash").to_pylist(), table.column("cell_id").to_pylist())
+        if not tables:
+            return RESULTS_SCHEMA.empty_table()
+        by_file: dict[Path, list[int]] = {}
+        for f, i in keep_rows:
+            by_file.setdefault(f, []).append(i)
+        parts = [t.take(pa.array(by_file[f], pa.int64())) for f, t in tables if f in by_file]
+        return pa.concat_tables(parts) if parts else RESULTS_SCHEMA.empty_table()
+    import pyarrow.compute as pc
+
+    cells_of: dict[Path, set[str]] = {}
+    for f, row in kept.values():
+        cells_of.setdefault(f, set()).add(str(row["cell_id"]))
+    parts = []
+    for f, _ in tables:
+        path = ledger_path_of(f)
+        if not path.exists() or f not in cells_of:
+            continue
+        try:
+            table = read_table(path, LEDGER_SCHEMA)
+        except CorruptResultsError as exc:
+            if not allow_corrupt:
+                raise CorruptResultsError(f"{exc}; pass allow_corrupt=true to skip it") from exc
+            log.warning("skipping corrupt file: %s", exc)
+            continue
+        value_set = pa.array(sorted(cells_of[f]), pa.string())
+        parts.append(table.filter(pc.is_in(table.column("cell_id"), value_set=value_set)))
+    return pa.concat_tables(parts) if parts else LEDGER_SCHEMA.empty_table()
+
+
+def _t_quantile_975(dof: int) -> float:
+    """The 97.5 % quantile of Student's t with ``dof`` degrees of freedom (two-sided 95 %)."""
+    from scipy import stats
+
+    return float(stats.t.ppf(0.975, dof))
+
+
+def aggregate_seeds(table: pa.Table) -> pa.Table:
+    """One row per cell setting, averaged over seeds.
+
+    Rows are grouped by everything that defines a cell except its seed: the condition columns
+    and ``setting_key`` (code, checkpoints, data, config; rows from before provenance existed
+    group by ``config_hash``). Numeric columns are averaged. With one seed each AP keeps its
+    bootstrap interval over frames (``<metric>_lo`` / ``_hi``); with ``n > 1`` seeds the
+    interval is the 95 % Student-t interval of the mean over seeds
+    (``mean ± t(0.975, n-1) · sd / √n``). Adds ``num_seeds`` and ``seeds`` (comma-separated).
+    """
+    import math
+
+    rows = table.to_pylist()
+    groups: dict[tuple, list[dict]] = {}
+    for r in rows:
+        setting = r.get("setting_key") or f"config:{r.get('config_hash')}"
+        condition = tuple(
+            (name, r[name] if not (isinstance(r[name], float) and r[name] != r[name]) else "nan")
+            for name, _ in CONDITION_COLUMNS
         )
-        seen: set = set()
-        first = []
-        for i, key in enumerate(keys):
-            if key not in seen:
-                seen.add(key)
-                first.append(i)
-        table = table.take(pa.array(first, pa.int64()))
-    return table
+        groups.setdefault((setting, condition), []).append(r)
+    out = []
+    numeric = [f.name for f in RESULTS_SCHEMA if pa.types.is_floating(f.type)]
+    for members in groups.values():
+        members.sort(key=lambda r: r.get("seed", 0))
+        first = dict(members[0])
+        n = len(members)
+        if n > 1:
+            for name in numeric:
+                values = [float(m[name]) for m in members]
+                first[name] = math.fsum(values) / n if all(v == v for v in values) else math.nan
+            for metric in AP_METRICS:
+                values = [float(m[metric]) for m in members]
+                if all(v == v for v in values):
+                    mean = math.fsum(values) / n
+                    sd = math.sqrt(math.fsum((v - mean) ** 2 for v in values) / (n - 1))
+                    half = _t_quantile_975(n - 1) * sd / math.sqrt(n)
+                    first[f"{metric}_lo"], first[f"{metric}_hi"] = mean - half, mean + half
+                else:
+                    first[f"{metric}_lo"] = first[f"{metric}_hi"] = math.nan
+            first["num_gt"] = round(math.fsum(m["num_gt"] for m in members) / n)
+        first["num_seeds"] = n
+        first["seeds"] = ",".join(str(m.get("seed")) for m in members)
+        out.append(first)
+    schema = RESULTS_SCHEMA.append(pa.field("num_seeds", pa.int64())).append(
+        pa.field("seeds", pa.string())
+    )
+    if not out:
+        return schema.empty_table()
+    return pa.Table.from_pylist(out, schema=schema)

@@ -29,8 +29,26 @@ def test_every_python_package_on_disk_is_listed():
         for init in (ROOT / folder).rglob("__init__.py"):
             rel = init.parent.relative_to(ROOT / folder)
             on_disk.add(".".join([name, *rel.parts]) if rel.parts else name)
+    # Folders of package data (Hydra config groups, shipped checkpoints) are packages too, or
+    # setuptools warns at every install that the "package would be ignored".
+    for name, folder in MAPPED.items():
+        for sub in (ROOT / folder).rglob("*"):
+            rel = sub.relative_to(ROOT / folder)
+            if sub.is_dir() and not any(p == "__pycache__" or p.startswith(".") for p in rel.parts):
+                on_disk.add(".".join([name, *rel.parts]))
     assert on_disk == listed
     assert all(p == "v2x" or p.startswith("v2x.") for p in listed)
+
+
+def test_pyproject_uses_no_deprecated_setuptools_forms():
+    """``pip install -e .`` prints no ``SetuptoolsDeprecationWarning``: the license is an SPDX
+    string (a ``{text = ...}`` table is deprecated), with a setuptools that understands it."""
+    project = _pyproject()
+    assert isinstance(project["project"]["license"], str)
+    requires = project["build-system"]["requires"]
+    assert any(r.replace(" ", "").startswith("setuptools>=") for r in requires)
+    version = next(r for r in requires if r.startswith("setuptools")).split(">=")[1]
+    assert int(version.split(".")[0]) >= 77
 
 
 def test_subpackages_import_under_the_namespace():

@@ -168,3 +168,161 @@ def test_results_written_before_snr_mode_existed_read_as_fixed(tmp_path):
     back = read_table(path, RESULTS_SCHEMA)
     assert back.column("snr_mode").to_pylist() == ["fixed", "fixed"]
     assert back.column("snr_db").to_pylist() == [0.0, 10.0]
+
+
+# ----------------------------------------------------------------- keys, provenance, merging
+def test_source_tree_hash_is_location_free_and_sees_every_edit(tmp_path):
+    from v2x.results import source_tree_hash
+
+    def tree(root, files):
+        for rel, text in files.items():
+            (root / rel).parent.mkdir(parents=True, exist_ok=True)
+            (root / rel).write_text(text)
+        return root
+
+    files = {"a.py": "x = 1\n", "sub/b.py": "y = 2\n", "data.yaml": "z: 3\n"}
+    one = tree(tmp_path / "one" / "pkg", files)
+    two = tree(tmp_path / "elsewhere" / "deeper" / "pkg", files)
+    base = source_tree_hash({"v2x.channels": one})
+    assert source_tree_hash({"v2x.channels": two}) == base  # same sources anywhere: same hash
+    (two / "__pycache__").mkdir()
+    (two / "__pycache__" / "a.py").write_text("compiled junk")
+    assert source_tree_hash({"v2x.channels": two}) == base
+    (two / "data.yaml").write_text("z: 4\n")  # not Python source
+    assert source_tree_hash({"v2x.channels": two}) == base
+    (two / "sub" / "b.py").write_text("y = 3\n")
+    assert source_tree_hash({"v2x.channels": two}) != base
+    (two / "sub" / "b.py").write_text("y = 2\n")
+    (two / "sub" / "b.py").rename(two / "sub" / "c.py")
+    assert source_tree_hash({"v2x.channels": two}) != base
+    assert source_tree_hash({"v2x.semcom": one}) != base  # the package path is part of the key
+
+
+def test_code_hash_covers_every_installed_package_and_is_stable_across_processes():
+    import subprocess
+    import sys
+    import tomllib
+    from pathlib import Path
+
+    from v2x.results import CODE_PACKAGES, code_hash
+
+    root = Path(__file__).resolve().parents[2]
+    listed = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]
+    with_code = {p for p in listed if not p.startswith("v2x.conf.") and not p.endswith(".assets")}
+    assert set(CODE_PACKAGES) == with_code
+    other = subprocess.run(
+        [sys.executable, "-c", "from v2x.results import code_hash; print(code_hash())"],
+        capture_output=True, text=True, cwd="/",
+    )
+    assert other.returncode == 0, other.stderr
+    assert other.stdout.strip() == code_hash() and len(code_hash()) == 64
+
+
+def test_cell_id_with_a_setting_and_seed_differs_from_the_bare_condition():
+    base = _row(0.0)
+    keyed = cell_id(base, "setting-a", 0)
+    assert keyed != base["cell_id"]
+    assert cell_id(base, "setting-b", 0) != keyed
+    assert cell_id(base, "setting-a", 1) != keyed
+    assert cell_id(base, "setting-a", 0) == keyed
+
+
+def _keyed_row(snr: float, ap: float = 0.5, seed: int = 0, setting: str = "s1") -> dict:
+    row = _row(snr, ap)
+    row.update(
+        cell_id=cell_id(row, setting, seed), seed=seed, setting_key=setting, code_hash="c" * 64,
+        data_hash="d" * 64, detector_sha256="untrained", codec_sha256="", data_path="",
+        config_hash="job", v2x_version="0",
+    )
+    return row
+
+
+def test_conflicting_duplicates_are_refused_naming_both_files(tmp_path):
+    from v2x.results import ConflictingResultsError
+
+    a = ResultsStore(tmp_path / "a", "job1")
+    a.add([_keyed_row(0.0, ap=0.5)])
+    b = ResultsStore(tmp_path / "b", "job2")
+    b.add([_keyed_row(0.0, ap=0.5), _keyed_row(10.0)])
+    # the same cell with the same numbers (another job, another folder): kept once
+    merged = read_results([tmp_path])
+    assert sorted(merged.column("snr_db").to_pylist()) == [0.0, 10.0]
+    c = ResultsStore(tmp_path / "c", "job3")
+    c.add([_keyed_row(0.0, ap=0.7)])
+    with pytest.raises(ConflictingResultsError, match=r"(?s)ap_30.*sweep-job1.parquet.*sweep-job3"):
+        read_results([tmp_path])
+
+
+def test_ledger_rows_of_a_cell_held_twice_are_read_once(tmp_path):
+    row = _keyed_row(0.0)
+    for name in ("a", "b"):
+        ResultsStore(tmp_path / name, f"job-{name}").add([row], _ledger(row["cell_id"], 3))
+    assert read_results([tmp_path]).num_rows == 1
+    assert read_results([tmp_path], ledger=True).num_rows == 3
+
+
+def test_seeds_average_with_a_t_interval_and_settings_stay_apart():
+    from scipy import stats
+
+    from v2x.results import aggregate_seeds, rows_to_table
+
+    aps = [0.4, 0.5, 0.9]
+    rows = [_keyed_row(0.0, ap=a, seed=s) for s, a in enumerate(aps)]
+    one = {**_keyed_row(0.0, ap=0.3, setting="s2"), "ap_50_lo": 0.2, "ap_50_hi": 0.4}
+    table = aggregate_seeds(rows_to_table([*rows, one]))
+    assert table.num_rows == 2
+    by_setting = {r["setting_key"]: r for r in table.to_pylist()}
+    mean = sum(aps) / 3
+    sd = (sum((a - mean) ** 2 for a in aps) / 2) ** 0.5
+    half = stats.t.ppf(0.975, 2) * sd / 3**0.5
+    avg = by_setting["s1"]
+    assert avg["num_seeds"] == 3 and avg["seeds"] == "0,1,2"
+    assert avg["ap_50"] == pytest.approx(mean)
+    assert (avg["ap_50_lo"], avg["ap_50_hi"]) == pytest.approx((mean - half, mean + half))
+    single = by_setting["s2"]
+    assert single["num_seeds"] == 1 and (single["ap_50_lo"], single["ap_50_hi"]) == (0.2, 0.4)
+
+
+def test_allow_corrupt_moves_aside_only_the_unreadable_file_and_keeps_earlier_ones(tmp_path):
+    store = ResultsStore(tmp_path, "j")
+    store.add([_row(0.0)], _ledger(_row(0.0)["cell_id"], 2))
+    store.path.write_bytes(b"garbage 1")
+    ledger_before = store.ledger_path.read_bytes()
+    with pytest.raises(CorruptResultsError, match="allow_corrupt=true"):
+        ResultsStore(tmp_path, "j")
+    again = ResultsStore(tmp_path, "j", allow_corrupt=True)
+    assert again.done_cells() == set()
+    assert (tmp_path / "sweep-j.parquet.corrupt").read_bytes() == b"garbage 1"
+    assert store.ledger_path.read_bytes() == ledger_before  # the readable ledger stays
+    assert not (tmp_path / "sweep-j.ledger.parquet.corrupt").exists()
+    again.add([_row(5.0)])
+    again.path.write_bytes(b"garbage 2")
+    ResultsStore(tmp_path, "j", allow_corrupt=True)
+    assert (tmp_path / "sweep-j.parquet.corrupt").read_bytes() == b"garbage 1"
+    assert (tmp_path / "sweep-j.parquet.corrupt.1").read_bytes() == b"garbage 2"
+
+
+def test_an_unreadable_ledger_is_moved_aside_alone_and_its_cells_recomputed(tmp_path):
+    store = ResultsStore(tmp_path, "k")
+    store.add([_row(0.0)], _ledger(_row(0.0)["cell_id"], 2))
+    results_before = store.path.read_bytes()
+    store.ledger_path.write_bytes(b"garbage")
+    again = ResultsStore(tmp_path, "k", allow_corrupt=True)
+    assert again.done_cells() == set()  # results without their ledger rows are redone
+    assert store.path.read_bytes() == results_before
+    assert (tmp_path / "sweep-k.ledger.parquet.corrupt").read_bytes() == b"garbage"
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o077, 0o002])
+def test_results_files_follow_the_umask(tmp_path, umask):
+    import os
+    import stat
+
+    old = os.umask(umask)
+    try:
+        store = ResultsStore(tmp_path, "m")
+        store.add([_row(0.0)], _ledger(_row(0.0)["cell_id"], 1))
+    finally:
+        os.umask(old)
+    for path in (store.path, store.ledger_path):
+        assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~umask

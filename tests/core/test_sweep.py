@@ -375,10 +375,13 @@ def test_sweep_reads_real_data_layouts_through_the_readers(tmp_path):
     for fmt in ("v2xsim", "dair_v2x"):
         root = tmp_path / fmt
         export_frames([frame], root, fmt)
-        data = {"source": fmt, "path": str(root), "num_frames": 5, "reader": {}}
+        data = {"source": fmt, "path": str(root), "num_frames": 1, "reader": {}}
         frames = load_frames(data)
         assert len(frames) == 1
         assert frames[0].num_agents >= 2 and frames[0].boxes.shape[1] == 7
+        # more frames than the dataset has is an error saying how many it has (never fewer)
+        with pytest.raises(ValueError, match=r"data.num_frames' is 5.* has 1 frame"):
+            load_frames({**data, "num_frames": 5})
     with pytest.raises(ValueError, match="data.path"):
         load_frames({"source": "v2xsim", "path": None, "num_frames": 1})
 
@@ -428,3 +431,384 @@ def _cell_of(results, snr_db: float) -> str:
     import pyarrow.compute as pc
 
     return results.filter(pc.equal(results["snr_db"], snr_db)).column("cell_id")[0].as_py()
+
+
+# ----------------------------------------------------------------- keys: never stale, never mixed
+def _computed(monkeypatch) -> list[int]:
+    """Count the cells ``run_sweep`` computes (not reused)."""
+    import v2x.sweep as sweep
+
+    counts: list[int] = []
+    original = sweep._run_group
+
+    def counting(plan, group, snrs, *args, **kwargs):
+        counts.append(len(snrs))
+        return original(plan, group, snrs, *args, **kwargs)
+
+    monkeypatch.setattr(sweep, "_run_group", counting)
+    return counts
+
+
+def test_results_carry_seed_data_identity_and_checkpoint_hashes(reference, cache_dir):
+    from v2x.results import code_hash
+    from v2x.sweep import frames_digest, load_frames
+
+    path, _ = reference
+    rows = read_results([path]).to_pylist()
+    plan = plan_sweep(tiny_config(cache_dir, path.parent))
+    frames = load_frames(plan.data)
+    for r in rows:
+        assert r["seed"] == 0 and r["dataset"] == "synthetic" and r["split"] == "test"
+        assert r["num_frames"] == 4 and r["data_path"] == ""
+        assert r["data_hash"] == frames_digest(frames)
+        assert r["detector_sha256"] == "untrained" and r["code_hash"] == code_hash()
+        assert r["codec_sha256"] == "" and len(r["setting_key"]) == 16
+    other_seed = plan_sweep({**tiny_config(cache_dir, path.parent), "seed": 1})
+    assert other_seed.config_hash != plan.config_hash
+
+
+def test_changed_code_is_never_resumed(reference, cache_dir, tmp_path, monkeypatch):
+    """Editing the package (here: a different code hash, as after editing a channel) recomputes
+    every cell into another file; the old file stays as it was."""
+    import shutil
+
+    import v2x.sweep as sweep
+
+    path, _ = reference
+    out = tmp_path / "out"
+    shutil.copytree(path.parent, out)
+    before = (out / path.name).read_bytes()
+    counts = _computed(monkeypatch)
+    assert run_sweep(tiny_config(cache_dir, out)) == out / path.name and counts == []
+    monkeypatch.setattr(sweep, "code_hash", lambda: "e" * 64)
+    new = run_sweep(tiny_config(cache_dir, out))
+    assert new != out / path.name and sum(counts) == 8
+    assert (out / path.name).read_bytes() == before
+    assert set(read_results([new])["code_hash"].to_pylist()) == {"e" * 64}
+    assert not set(read_results([new])["cell_id"].to_pylist()) & set(
+        read_results([path])["cell_id"].to_pylist()
+    )
+
+
+def test_a_part_registered_outside_v2x_is_keyed_by_its_source(tmp_path, cache_dir, monkeypatch):
+    import importlib
+
+    from v2x.channels import CHANNELS
+    from v2x.sweep import setting_key
+
+    module = tmp_path / "my_channels.py"
+    module.write_text(
+        "from v2x.channels import CHANNELS\n"
+        "from v2x.channels.awgn import AWGNChannel\n"
+        "@CHANNELS.register('my_awgn')\n"
+        "class MyAWGN(AWGNChannel):\n"
+        "    pass\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    try:
+        importlib.import_module("my_channels")
+        cfg = tiny_config(cache_dir, tmp_path, channels=["my_awgn"], fusions=["max"],
+                          codecs=["analog"])
+        data = {"source": "synthetic", "split": "test", "num_frames": 4, "hash": "h"}
+        before = setting_key(plan_sweep(cfg).groups[0], data)
+        assert setting_key(plan_sweep(cfg).groups[0], data) == before
+        module.write_text(module.read_text().replace("pass", "scale = 2.0"))
+        assert setting_key(plan_sweep(cfg).groups[0], data) != before
+    finally:
+        CHANNELS._factories.pop("my_awgn", None)
+        sys.modules.pop("my_channels", None)
+
+
+def test_adding_an_snr_computes_only_the_new_cells(reference, cache_dir, tmp_path, monkeypatch):
+    import shutil
+
+    path, _ = reference
+    out = tmp_path / "grown"
+    shutil.copytree(path.parent, out)
+    counts = _computed(monkeypatch)
+    grown = run_sweep(tiny_config(cache_dir, out, snr_db=[0.0, 10.0, 20.0]))
+    assert sum(counts) == 4  # 4 groups x the one new SNR; the 8 cells of [0, 10] are reused
+    table = read_results([grown])
+    assert table.num_rows == 12 and sorted(set(table["snr_db"].to_pylist())) == [0.0, 10.0, 20.0]
+    assert read_results([grown], ledger=True).num_rows > read_results([path], ledger=True).num_rows
+    # Each cell's numbers do not depend on the cells computed with it: a fresh run agrees.
+    counts.clear()
+    fresh = run_sweep(tiny_config(cache_dir, tmp_path / "fresh", snr_db=[0.0, 10.0, 20.0]))
+    assert sum(counts) == 12
+    assert _canonical(read_results([fresh])) == _canonical(table)
+    # (the ledger's condition_id is the position of the condition within its run)
+    assert _canonical(read_results([fresh], ledger=True).drop_columns(["condition_id"])) == (
+        _canonical(read_results([grown], ledger=True).drop_columns(["condition_id"]))
+    )
+    # and merging the three folders finds no conflict and no duplicate
+    assert read_results([path.parent, out, tmp_path / "fresh"]).num_rows == 12
+
+
+def test_seeds_are_averaged_and_other_settings_kept_apart_in_plots(reference, cache_dir, tmp_path,
+                                                                  capsys):
+    import shutil
+
+    from v2x.plots import make_plots
+
+    path, _ = reference
+    out = tmp_path / "seeds"
+    shutil.copytree(path.parent, out)
+    run_sweep({**tiny_config(cache_dir, out, fusions=["none", "max"], codecs=["analog"]),
+               "seed": 1})
+    capsys.readouterr()
+    make_plots([out], tmp_path / "fig", formats=["png"], metric="ap_30")
+    text = capsys.readouterr().out
+    header = text.splitlines()[0]
+    assert "num_seeds" in header
+    lines = [line for line in text.splitlines()[2:] if line.strip() and "convention" not in line]
+    # max+analog and none over 2 seeds; max+identity and late over one: 4 settings x 2 SNRs
+    assert len(lines) == 8
+    assert sum(line.rstrip().endswith(" 2") for line in lines) == 4
+
+
+def test_python_api_and_cli_share_one_set_of_defaults(tmp_path):
+    from hydra import compose, initialize_config_module
+    from omegaconf import OmegaConf
+
+    from v2x.sweep import SweepConfig, default_config
+
+    with initialize_config_module(config_module="v2x.conf", version_base=None):
+        cli = OmegaConf.to_container(compose("sweep"), resolve=True)
+    cli.pop("hydra", None)
+    assert default_config() == cli
+    assert SweepConfig.from_any({}).to_dict() == cli
+    defaults = SweepConfig()
+    for name in ("seed", "device", "checkpoint", "batch_size", "output_dir", "quiet",
+                 "allow_corrupt", "feature_cache_gb", "table", "plots", "plots_dir"):
+        assert getattr(defaults, name) == cli[name], name
+    plan = plan_sweep({"output_dir": str(tmp_path)})
+    assert plan.snr_db == [float(v) for v in cli["grid"]["snr_db"]]
+    assert plan.data["num_frames"] == cli["data"]["num_frames"]
+
+
+def test_the_python_api_runs_the_shipped_codec_unless_untrained_is_named(tmp_path, cache_dir):
+    from v2x.semcom.deepjscc import resolve_checkpoint
+    from v2x.sweep import _file_digest
+
+    cfg = tiny_config(cache_dir, tmp_path, codecs=["deepjscc"], fusions=["max"])
+    (group,) = plan_sweep(cfg).groups
+    assert group.codec_kwargs["checkpoint"] == "shipped"
+    assert group.codec_sha256 == _file_digest(Path(resolve_checkpoint("shipped")))
+    cfg["codec_options"] = {"deepjscc": {"checkpoint": None}}
+    with pytest.raises(ValueError, match=r"codec_options.deepjscc.checkpoint.*'untrained'"):
+        plan_sweep(cfg)
+    cfg["codec_options"] = {"deepjscc": {"checkpoint": "untrained", "hidden": 8}}
+    (group,) = plan_sweep(cfg).groups
+    assert group.codec_sha256 == "untrained"
+    path = run_sweep({**cfg, "grid": {**cfg["grid"], "snr_db": [10.0]}})
+    assert read_results([path])["codec_sha256"].to_pylist() == ["untrained"]
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ({"grid": {"snr_db": "ten"}}, r"field 'grid.snr_db' must hold numbers, got 'ten'"),
+        ({"grid": {"snr_db": [0, "x"]}}, r"field 'grid.snr_db' must hold numbers, got 'x'"),
+        ({"grid": {"bandwidth_ratios": ["half"]}}, r"field 'grid.bandwidth_ratios'"),
+        ({"data": {"num_frames": "many"}}, r"field 'data.num_frames' must be a whole number"),
+        ({"batch_size": 2.5}, r"field 'batch_size' must be a whole number"),
+        ({"grid": {"snr_db": [0, 0]}}, r"grid.snr_db' lists a value twice"),
+        (
+            {"data": {"source": "synthetic", "path": "/data/v2xsim"}},
+            r"field 'data.path' is '/data/v2xsim', but data.source=synthetic ignores it",
+        ),
+    ],
+)
+def test_inputs_that_would_be_ignored_or_are_not_numbers_name_the_field(tmp_path, override,
+                                                                         message):
+    with pytest.raises(ValueError, match=message):
+        plan_sweep({**override, "output_dir": str(tmp_path)})
+
+
+def test_cli_prints_user_errors_as_one_line_and_tracebacks_on_request(tmp_path):
+    cmd = [sys.executable, "-m", "v2x.apps.sweep", "grid.snr_db=ten", f"output_dir={tmp_path}"]
+    env = {k: v for k, v in os.environ.items() if k != "V2X_TRACEBACK"}
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, env=env)
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "grid.snr_db" in lines[0] and "'ten'" in lines[0], proc.stderr
+    assert "Traceback" not in proc.stderr
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path,
+                          env={**env, "V2X_TRACEBACK": "1"})
+    assert proc.returncode != 0 and "Traceback" in proc.stderr and "grid.snr_db" in proc.stderr
+
+
+def test_ctrl_c_says_what_was_saved_and_how_to_resume(cache_dir, tmp_path, monkeypatch, capsys):
+    import v2x.sweep as sweep
+    from v2x.cli import user_errors
+
+    original, calls = sweep._run_group, []
+
+    def interrupted(*args, **kwargs):
+        calls.append(1)
+        if len(calls) in (2, 4):  # the second group of each run
+            raise KeyboardInterrupt
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(sweep, "_run_group", interrupted)
+    cfg = tiny_config(cache_dir, tmp_path)
+    with pytest.raises(sweep.SweepInterrupted) as info:
+        run_sweep(cfg)
+    message = str(info.value)
+    assert "2 of the 8 cells to compute were saved" in message
+    assert "run the same command again to resume" in message and "sweep-" in message
+    with pytest.raises(SystemExit) as exit_info:
+        user_errors(lambda: run_sweep(cfg))()
+    assert exit_info.value.code == 130
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "2 of the 6 cells to compute were saved" in err[0]
+
+
+def test_every_ap_has_a_bootstrap_interval_over_frames(reference, tmp_path, monkeypatch, capsys):
+    import matplotlib.axes
+
+    from v2x.plots import make_plots
+    from v2x.sweep import results_table_text
+
+    path, _ = reference
+    rows = read_results([path]).to_pylist()
+    finite = 0
+    for r in rows:
+        for metric in ("ap_30", "ap_50", "ap_70"):
+            lo, hi = r[f"{metric}_lo"], r[f"{metric}_hi"]
+            if r["num_gt"] and not math.isnan(lo):
+                assert 0.0 <= lo <= hi <= 1.0
+                finite += 1
+    assert finite >= len(rows)  # the default config resamples the frames (eval.bootstrap)
+    text = results_table_text(read_results([path]))
+    assert text.count("[") >= len(rows)  # "value [lo, hi]"
+    bars = []
+    original = matplotlib.axes.Axes.errorbar
+
+    def counting(self, *args, **kwargs):
+        bars.append(kwargs.get("yerr"))
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(matplotlib.axes.Axes, "errorbar", counting)
+    make_plots([path], tmp_path, formats=["png"], metric="ap_30", table=False)
+    assert bars  # error bars on the AP figures
+
+
+def test_no_bootstrap_means_nan_intervals_and_another_key(cache_dir, tmp_path):
+    cfg = tiny_config(cache_dir, tmp_path, snr_db=[10.0], codecs=["analog"], fusions=["max"])
+    with_ci = read_results([run_sweep(cfg)]).to_pylist()[0]
+    without = read_results([run_sweep({**cfg, "eval": {"bootstrap": 0}})]).to_pylist()[0]
+    assert math.isnan(without["ap_50_lo"]) and math.isnan(without["ap_50_hi"])
+    assert without["ap_50"] == with_ci["ap_50"]  # intervals never change an AP
+    assert without["cell_id"] != with_ci["cell_id"]
+
+
+def test_sweep_list_prints_every_axis_vocabulary_one_line_each(tmp_path):
+    from v2x.budget import SCHEDULERS
+    from v2x.channels import CHANNELS, LINKS
+    from v2x.perception.fusion import FUSIONS
+    from v2x.semcom import CODECS
+
+    proc = subprocess.run([sys.executable, "-m", "v2x.apps.sweep", "list"], capture_output=True,
+                          text=True, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    lines = {line.split(" (")[0]: line for line in proc.stdout.strip().splitlines()}
+    lines = {axis: line.split(": ", 1)[0] + ": " + line.split(": ", 1)[1].strip()
+             for axis, line in lines.items()}
+    for axis, registry in (("channels", CHANNELS), ("codecs", CODECS), ("fusions", FUSIONS),
+                           ("link models", LINKS), ("schedulers", SCHEDULERS)):
+        assert lines[axis].split(": ", 1)[1].split(", ") == registry.names(), axis
+    assert not list(tmp_path.iterdir())  # no sweep ran
+
+
+def test_per_class_ap_goes_into_results_and_table(cache_dir, tmp_path):
+    from v2x.sweep import results_table_text
+
+    cfg = tiny_config(cache_dir, tmp_path, snr_db=[10.0], codecs=["analog"], fusions=["max"])
+    cfg["eval"] = {"per_class": True, "bootstrap": 0}
+    table = read_results([run_sweep(cfg)])
+    per_class = json.loads(table["per_class_ap"][0].as_py())
+    assert "car" in per_class and set(per_class["car"]) == {"0.3", "0.5", "0.7"}
+    header = results_table_text(table).splitlines()[0]
+    assert "ap_50/car" in header
+    default = read_results([run_sweep({**cfg, "eval": {"bootstrap": 0}})])
+    assert default["per_class_ap"].to_pylist() == [""]
+    assert default["ap_50"].to_pylist() == table["ap_50"].to_pylist()
+
+
+def test_figures_follow_the_umask(reference, tmp_path):
+    import stat
+
+    from v2x.plots import make_plots
+
+    path, _ = reference
+    old = os.umask(0o027)
+    try:
+        files = make_plots([path], tmp_path, formats=["png"], metric="ap_30", table=False)
+    finally:
+        os.umask(old)
+    assert files and all(stat.S_IMODE(f.stat().st_mode) == 0o640 for f in files)
+
+
+def test_cells_share_the_digital_source_coding_of_a_map(cache_dir, tmp_path, monkeypatch):
+    """Cells run one by one, yet the digital chain source-codes each map once per frame batch
+    (as one batched call did), and its numbers are those of a cell run alone."""
+    import v2x.semcom.digital as digital
+
+    calls = []
+    original = digital._encode_map_parts
+
+    def counting(*args, **kwargs):
+        calls.append(1)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(digital, "_encode_map_parts", counting)
+    cfg = tiny_config(cache_dir, tmp_path / "one", snr_db=[30.0], codecs=["digital"],
+                      fusions=["max"])
+    cfg["eval"] = {"bootstrap": 0}
+    alone = read_results([run_sweep(cfg)])
+    once = len(calls)
+    assert once > 0
+    calls.clear()
+    cfg["output_dir"] = str(tmp_path / "three")
+    cfg["grid"]["snr_db"] = [20.0, 25.0, 30.0]
+    three = read_results([run_sweep(cfg)])
+    assert len(calls) < 2 * once  # not once per cell (3x)
+    row = [r for r in three.to_pylist() if r["snr_db"] == 30.0][0]
+    assert _canonical(alone.select(["cell_id", "ap_30", "ap_50", "mean_coded_bits_per_frame"])) == (
+        _canonical(three.filter(pc.equal(three["snr_db"], 30.0)).select(
+            ["cell_id", "ap_30", "ap_50", "mean_coded_bits_per_frame"]))
+    )
+    assert row["mean_source_bits_per_frame"] > 0
+
+
+@pytest.mark.slow
+def test_cells_with_pose_noise_and_dropped_payloads_do_not_depend_on_their_neighbours(tmp_path):
+    """Pose noise and deadline re-runs draw random numbers too: a grid grown one SNR at a time
+    gives the rows of a fresh run of the whole grid (shipped detector: an untrained one scores
+    AP 0 whatever the draws)."""
+    from v2x.checkpoint import shipped_detector_path
+
+    if not shipped_detector_path().is_file():
+        pytest.skip("the shipped detector is not in this checkout")
+
+    def cfg(out: Path, snrs: list[float]) -> dict:
+        return {
+            "data": {"num_frames": 2, "frames_per_sequence": 2, "cache_dir": str(tmp_path / "f")},
+            "batch_size": 1,  # two frame batches: draws of one must not shift the next
+            "grid": {"snr_db": snrs, "codecs": ["analog"], "fusions": ["late", "max"],
+                     "pose_noise": [[1.0, 0.05]]},
+            "budget": {"bandwidth_hz": 2e6},  # late fusion at low SNR misses the deadline
+            "eval": {"bootstrap": 0},
+            "output_dir": str(out),
+            "quiet": True,
+        }
+
+    grown = tmp_path / "grown"
+    run_sweep(cfg(grown, [30.0]))
+    path = run_sweep(cfg(grown, [-10.0, 30.0]))
+    fresh = run_sweep(cfg(tmp_path / "fresh", [-10.0, 30.0]))
+    table = read_results([path])
+    assert table.num_rows == 4 and max(table["ap_30"].to_pylist()) > 0
+    assert min(table["delivered_fraction"].to_pylist()) < 1.0
+    assert _canonical(table) == _canonical(read_results([fresh]))

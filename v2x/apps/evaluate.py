@@ -5,6 +5,8 @@ from __future__ import annotations
 import hydra
 from omegaconf import DictConfig
 
+from v2x.cli import user_errors
+
 EVAL_COLUMNS = (
     "fusion", "codec", "ap_30", "ap_50", "ap_70", "ap_70_invisible",
     "mean_source_bits_per_frame", "mean_channel_uses_per_frame",
@@ -12,6 +14,7 @@ EVAL_COLUMNS = (
 
 
 @hydra.main(config_path="pkg://v2x.conf", config_name="eval", version_base=None)
+@user_errors
 def main(cfg: DictConfig) -> None:
     from v2x.results import read_results
     from v2x.sweep import results_table_text, run_sweep

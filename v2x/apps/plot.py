@@ -5,8 +5,11 @@ from __future__ import annotations
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
+from v2x.cli import user_errors
+
 
 @hydra.main(config_path="pkg://v2x.conf", config_name="plot", version_base=None)
+@user_errors
 def main(cfg: DictConfig) -> None:
     from v2x.plots import make_plots
 

@@ -1,15 +1,24 @@
-"""``v2x-sweep``: evaluate a grid of channel conditions (thin Hydra wrapper over ``run_sweep``)."""
+"""``v2x-sweep``: evaluate a grid of channel conditions (thin Hydra wrapper over ``run_sweep``).
+
+``v2x-sweep list`` prints every name each grid axis (and the other named settings) accepts,
+one line per axis; anything else is Hydra's command line (``v2x-sweep --help``).
+"""
 
 from __future__ import annotations
 
 import logging
+import sys
 
 import hydra
 from omegaconf import DictConfig
 
+from v2x.cli import user_errors
+
 
 @hydra.main(config_path="pkg://v2x.conf", config_name="sweep", version_base=None)
-def main(cfg: DictConfig) -> None:
+@user_errors
+def run(cfg: DictConfig) -> None:
+    """Run the sweep of ``cfg``, then print its table and draw its figures."""
     from v2x.results import read_results
     from v2x.sweep import SweepConfig, results_table_text, run_sweep
 
@@ -26,6 +35,16 @@ def main(cfg: DictConfig) -> None:
     elif options.table:
         print(results_table_text(read_results([path])))
     print(f"results: {path}")
+
+
+def main() -> None:
+    """``v2x-sweep list``: the vocabulary of every axis; otherwise ``run`` through Hydra."""
+    if sys.argv[1:] == ["list"]:
+        from v2x.sweep import vocabulary_text
+
+        print(vocabulary_text())
+        return
+    run()
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from v2x.checkpoint import detector_config_from_dict
+from v2x.cli import user_errors
 from v2x.configs import check_fields
 from v2x.datasets.frame import CoopFrame
 from v2x.perception.train import TrainConfig, train_detector
@@ -45,7 +46,7 @@ def load_training_frames(data: DictConfig | dict, rank: int = 0, world: int = 1)
     if source in ("v2xsim", "dair_v2x"):
         from v2x.sweep import load_frames
 
-        return load_frames({**data, "num_frames": data.get("num_frames") or 10**9})
+        return load_frames({**data, "num_frames": data.get("num_frames")})  # None: all
     if source == "store":
         from v2x.datasets.store import load_split
 
@@ -133,6 +134,7 @@ def run_training(cfg: DictConfig) -> Path:
 
 
 @hydra.main(config_path="pkg://v2x.conf", config_name="train", version_base=None)
+@user_errors
 def main(cfg: DictConfig) -> None:
     path = run_training(cfg)
     print(f"checkpoint: {path}")

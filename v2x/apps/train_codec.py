@@ -12,6 +12,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from v2x.apps.train import load_training_frames
+from v2x.cli import user_errors
 from v2x.codec_calibration import calibrate_snr_gate
 from v2x.codec_training import CodecTrainConfig, train_codec_for_task
 from v2x.configs import check_fields
@@ -80,6 +81,7 @@ def run_codec_training(cfg: DictConfig) -> Path:
 
 
 @hydra.main(config_path="pkg://v2x.conf", config_name="train_codec", version_base=None)
+@user_errors
 def main(cfg: DictConfig) -> None:
     path = run_codec_training(cfg)
     print(f"codec checkpoint: {path}")
