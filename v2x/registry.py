@@ -6,10 +6,38 @@ one-way dependency rule (it is a leaf utility, not part of the core's logic).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import importlib
+from collections.abc import Callable, Sequence
 from typing import Any, Generic, TypeVar
 
 T = TypeVar("T")
+
+
+def import_plugins(modules: Sequence[str] | None, field_name: str = "plugins") -> list[str]:
+    """Import user modules that register parts (channels, codecs, fusions, link models) in the
+    project's registries, so that a config can name them without editing the package.
+
+    Args:
+        modules: importable module names (on ``sys.path``/``PYTHONPATH``), e.g. ``["my_parts"]``.
+        field_name: the config field, for error messages.
+
+    Returns:
+        the names imported. Raises ``ValueError`` naming the field and the module when one
+        cannot be imported.
+    """
+    done = []
+    for name in modules or []:
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"{field_name}: expected module names, got {name!r}")
+        try:
+            importlib.import_module(name)
+        except ImportError as exc:
+            raise ValueError(
+                f"{field_name}: cannot import module {name!r} ({exc}); it must be importable, "
+                "e.g. on PYTHONPATH"
+            ) from exc
+        done.append(name)
+    return done
 
 
 class Registry(Generic[T]):

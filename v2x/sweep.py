@@ -48,6 +48,7 @@ from v2x.budget import BudgetConfig, novelty_from_visibility, schedule
 from v2x.datasets.frame import CoopBatch, CoopFrame, collate_frames
 from v2x.ledger import empty_ledger, ledger_table, summarize_cells
 from v2x.network import NetworkConfig, build_network_batch
+from v2x.registry import import_plugins
 from v2x.results import ResultsStore, cell_id, code_hash, stable_hash
 
 log = logging.getLogger(__name__)
@@ -97,6 +98,9 @@ class SweepConfig:
         table: print the results table when the app finishes.
         plots: draw this job's figures when the app finishes (``v2x.plots.make_plots``).
         plots_dir: their folder (default ``<output_dir>/plots-<config hash>``).
+        plugins: modules imported first, which register channels, codecs, fusions or link
+            models of the user's (``v2x.registry.import_plugins``); each job of a launcher
+            imports them itself.
     """
 
     seed: int = 0
@@ -119,6 +123,7 @@ class SweepConfig:
     table: bool = True
     plots: bool = True
     plots_dir: str | None = None
+    plugins: list = field(default_factory=list)
 
     @classmethod
     def from_any(cls, cfg: Any) -> SweepConfig:
@@ -350,6 +355,7 @@ def plan_sweep(cfg: Any) -> SweepPlan:
     from v2x.semcom import _load_all as _load_codecs
 
     cfg = SweepConfig.from_any(cfg)
+    import_plugins(cfg.plugins)
     defaults = default_config()
     grid = dict(cfg.grid or {})
     unknown = set(grid) - set(defaults["grid"])

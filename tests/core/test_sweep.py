@@ -812,3 +812,41 @@ def test_cells_with_pose_noise_and_dropped_payloads_do_not_depend_on_their_neigh
     assert table.num_rows == 4 and max(table["ap_30"].to_pylist()) > 0
     assert min(table["delivered_fraction"].to_pylist()) < 1.0
     assert _canonical(table) == _canonical(read_results([fresh]))
+
+
+PLUGIN = '''
+"""A user's channel, registered from outside the package."""
+import torch
+
+from v2x.channels import CHANNELS
+from v2x.channels.awgn import AWGNChannel
+
+
+@CHANNELS.register("plugin_quiet_awgn")
+class QuietAWGN(AWGNChannel):
+    """AWGN 20 dB better than asked."""
+
+    def forward(self, x, snr_db, *args, **kwargs):
+        return super().forward(x, torch.as_tensor(snr_db) + 20.0, *args, **kwargs)
+'''
+
+
+def test_plugins_register_a_channel_that_a_sweep_runs(tmp_path, monkeypatch, cache_dir):
+    """A module named in ``plugins`` registers a channel; the sweep runs it by name, and the
+    results say so. Without the plugin the name is refused with the valid choices."""
+    (tmp_path / "my_v2x_parts.py").write_text(PLUGIN)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    cfg = tiny_config(cache_dir, tmp_path / "out", codecs=["analog"], fusions=["max"],
+                      snr_db=[0.0])  # fmt: skip
+    cfg["grid"]["channels"] = ["plugin_quiet_awgn"]
+    from v2x.channels import CHANNELS
+
+    if "plugin_quiet_awgn" not in CHANNELS:
+        with pytest.raises(ValueError, match="plugin_quiet_awgn"):
+            plan_sweep(cfg)
+    with pytest.raises(ValueError, match="plugins: cannot import module 'no_such_v2x_module'"):
+        plan_sweep({**cfg, "plugins": ["no_such_v2x_module"]})
+    path = run_sweep({**cfg, "plugins": ["my_v2x_parts"]})
+    table = read_results([path]).to_pydict()
+    assert set(table["channel"]) == {"plugin_quiet_awgn"}
+    assert "plugin_quiet_awgn" in CHANNELS
