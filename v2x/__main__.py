@@ -12,6 +12,8 @@ APPS = {
     "v2x-sweep": "sweep channel conditions x codecs x fusion; resumable Parquet results "
     "(`v2x-sweep list`: every name each axis accepts)",
     "v2x-plot": "plot results: AP vs SNR, AP vs channel uses, latency/AoI CDFs",
+    "v2x-link": "one link: budget (SNR, rate, latency, AoI) from a link model and QPSK BER "
+    "through a channel (channel=… link=… config groups)",
 }
 
 

@@ -83,5 +83,5 @@ def test_hydra_configs_ship_inside_the_package():
 def test_python_m_v2x_lists_the_apps():
     out = subprocess.run([sys.executable, "-m", "v2x", "--help"], capture_output=True, text=True, cwd="/")
     assert out.returncode == 0
-    for app in ("v2x-generate", "v2x-train", "v2x-eval", "v2x-sweep", "v2x-plot"):
+    for app in ("v2x-generate", "v2x-train", "v2x-eval", "v2x-sweep", "v2x-plot", "v2x-link"):
         assert app in out.stdout
