@@ -42,6 +42,28 @@ def test_train_app_reads_real_layouts(tmp_path):
     assert len(frames) == 1 and frames[0].num_agents >= 2
 
 
+def test_train_app_takes_the_dataset_group_as_docs_real_data_says(tmp_path):
+    """``v2x-train dataset=v2xsim dataset.root=… dataset.split=…`` (docs/real_data.md) reads
+    the real layout; ``dataset=dair_v2x`` likewise; no group leaves ``data`` as it is."""
+    from v2x.apps.train import data_section, load_training_frames
+    from v2x.datasets.export import export_frames
+    from v2x.datasets.synthetic import SyntheticConfig, generate_frame
+
+    frames = [generate_frame(SyntheticConfig(), seed=s) for s in (4, 5)]
+    export_frames(frames, tmp_path / "v2xsim", "v2xsim")
+    cfg = _compose("train", ["dataset=v2xsim", f"dataset.root={tmp_path / 'v2xsim'}",
+                             "dataset.split=null"])  # fmt: skip
+    data = data_section(cfg)
+    assert data.source == "v2xsim" and data.path == str(tmp_path / "v2xsim")
+    assert data.reader.ego_channel == 1
+    assert len(load_training_frames(data)) == 2
+    export_frames(frames[:1], tmp_path / "dair", "dair_v2x")
+    cfg = _compose("train", ["dataset=dair_v2x", f"dataset.root={tmp_path / 'dair'}"])
+    assert len(load_training_frames(data_section(cfg))) == 1
+    plain = _compose("train", [])
+    assert data_section(plain) == plain.data
+
+
 def test_train_codec_app_trains_calibrates_and_writes_a_loadable_gated_checkpoint(tmp_path):
     import json
     import math

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import hydra
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from v2x.checkpoint import detector_config_from_dict
 from v2x.cli import user_errors
@@ -122,8 +122,34 @@ def make_validator(cfg: DictConfig, device: str) -> Callable | None:
     return validate
 
 
+def data_section(cfg: DictConfig) -> DictConfig:
+    """The ``data`` section, with the ``dataset`` config group applied when one was chosen
+    (``dataset=v2xsim dataset.root=… dataset.split=train``): ``v2xsim`` / ``dair_v2x`` set
+    ``source``, ``path`` (the group's ``root``) and ``reader`` (its other fields); ``synthetic``
+    sets ``source`` and the world's fields."""
+    chosen = cfg.get("dataset")
+    data = OmegaConf.to_container(cfg.data, resolve=True)
+    if chosen is None:
+        return OmegaConf.create(data)
+    group = OmegaConf.to_container(chosen, resolve=True)
+    name = group.pop("name", None)
+    if name == "synthetic":
+        data.update(source="synthetic", synthetic={**group, **(data.get("synthetic") or {})})
+    elif name in ("v2xsim", "dair_v2x"):
+        root = group.pop("root", None)
+        data.update(source=name, path=root, reader={**group, **(data.get("reader") or {})})
+    else:
+        raise ValueError(
+            f"train config: 'dataset' group must be one of synthetic, v2xsim, dair_v2x, got {name!r}"
+        )
+    return OmegaConf.create(data)
+
+
 def run_training(cfg: DictConfig) -> Path:
     """Train as configured; returns the last checkpoint's path."""
+    cfg = cfg.copy()
+    with open_dict(cfg):
+        cfg.data = data_section(cfg)
     train_cfg = train_config_from(cfg)
     rank, world = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
     frames = load_training_frames(cfg.data, rank, world)
