@@ -47,11 +47,12 @@ def test_qpsk_ber_over_a_composed_link_matches_closed_form(channel, distance_m, 
     assert 1e-3 < p < 0.2  # a regime where the check has power
 
 
-def test_v2x_link_app_runs_the_documented_command():
+def test_v2x_link_app_runs_the_documented_command(tmp_path):
     proc = subprocess.run(
         [sys.executable, "-m", "v2x.apps.link", "channel=rayleigh", "link=v2v_urban",
-         "link.distance_m=150", "num_symbols=2000", "hydra.run.dir=.", "hydra.output_subdir=null"],
-        capture_output=True, text=True, timeout=300, check=False,
+         "link.distance_m=150", "num_symbols=2000", f"hydra.run.dir={tmp_path}",
+         "hydra.output_subdir=null"],
+        capture_output=True, text=True, timeout=300, check=False, cwd=tmp_path,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     assert "channel rayleigh, link v2v_urban" in proc.stdout
