@@ -472,7 +472,7 @@ def test_changed_code_is_never_resumed(reference, cache_dir, tmp_path, monkeypat
     every cell into another file; the old file stays as it was."""
     import shutil
 
-    import v2x.sweep as sweep
+    import v2x.sweep_plan as sweep_plan  # plans (and so keys) the cells
 
     path, _ = reference
     out = tmp_path / "out"
@@ -480,7 +480,7 @@ def test_changed_code_is_never_resumed(reference, cache_dir, tmp_path, monkeypat
     before = (out / path.name).read_bytes()
     counts = _computed(monkeypatch)
     assert run_sweep(tiny_config(cache_dir, out)) == out / path.name and counts == []
-    monkeypatch.setattr(sweep, "code_hash", lambda: "e" * 64)
+    monkeypatch.setattr(sweep_plan, "code_hash", lambda: "e" * 64)
     new = run_sweep(tiny_config(cache_dir, out))
     assert new != out / path.name and sum(counts) == 8
     assert (out / path.name).read_bytes() == before

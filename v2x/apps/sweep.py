@@ -40,7 +40,7 @@ def run(cfg: DictConfig) -> None:
 def main() -> None:
     """``v2x-sweep list``: the vocabulary of every axis; otherwise ``run`` through Hydra."""
     if sys.argv[1:] == ["list"]:
-        from v2x.sweep import vocabulary_text
+        from v2x.results_table import vocabulary_text
 
         print(vocabulary_text())
         return

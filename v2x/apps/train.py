@@ -44,7 +44,7 @@ def load_training_frames(data: DictConfig | dict, rank: int = 0, world: int = 1)
             frames.extend(generate_sequence(cfg, int(data["seed"]) + s, int(data["frames_per_sequence"])))
         return frames
     if source in ("v2xsim", "dair_v2x"):
-        from v2x.sweep import load_frames
+        from v2x.loading import load_frames
 
         return load_frames({**data, "num_frames": data.get("num_frames")})  # None: all
     if source == "store":

@@ -31,7 +31,7 @@ def _detector(cfg: DictConfig, device: torch.device) -> CoopDetector:
 
 
 def _device(name: str) -> torch.device:
-    from v2x.sweep import resolve_device
+    from v2x.loading import resolve_device
 
     return resolve_device(str(name))
 

@@ -1,0 +1,181 @@
+"""Frames, models and devices for the apps: the frame set a config names (synthetic split, a
+``v2x-generate`` store, V2X-Sim 2.0, DAIR-V2X-C), its content hash and identity, the detector
+a config names, device resolution, and progress bars.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from v2x.datasets.frame import CoopFrame
+from v2x.sweep_plan import UNTRAINED, SweepConfig
+
+log = logging.getLogger(__name__)
+
+
+def load_frames(data: Mapping, quiet: bool = False) -> list[CoopFrame]:
+    """The sweep's frames.
+
+    ``source=synthetic``: ``num_frames`` frames of the built-in world (``frames_per_sequence``
+    per 10 Hz town, dataset seed ``seed``), generated into the cache on first use
+    (``v2x.datasets.build.cached_split``; ``cache_dir`` default ``$V2X_CACHE`` or
+    ``~/.cache/v2x``). ``source=store``: the ``split`` of a ``v2x-generate`` folder ``path``,
+    truncated to ``num_frames``. ``source=v2xsim`` / ``dair_v2x``: the real-data readers on the
+    dataset root ``path`` with ``reader`` as their keyword arguments (e.g. ``split``,
+    ``split_scenes``, ``labels``; see ``conf/dataset/v2xsim.yaml`` / ``dair_v2x.yaml``), the first
+    ``num_frames`` frames.
+    """
+    if data["source"] in ("v2xsim", "dair_v2x"):
+        if not data.get("path"):
+            raise ValueError(
+                f"sweep: field 'data.path' must name the dataset root when data.source={data['source']}"
+            )
+        if data["source"] == "v2xsim":
+            from v2x.datasets.v2xsim import V2XSimDataset as Reader
+        else:
+            from v2x.datasets.dair import DAIRV2XCDataset as Reader
+        dataset = Reader(str(data["path"]), **dict(data.get("reader") or {}))
+        return [dataset[i] for i in range(_frames_wanted(data, len(dataset)))]
+    if data["source"] == "store":
+        from v2x.datasets.store import load_split
+
+        split = load_split(Path(str(data["path"])), str(data["split"]))
+        return [split[i] for i in range(_frames_wanted(data, len(split)))]
+    from v2x.datasets.build import cached_split
+
+    split = cached_split(
+        dict(data.get("synthetic") or {}),
+        split=str(data["split"]),
+        num_frames=int(data["num_frames"]),
+        frames_per_sequence=int(data["frames_per_sequence"]),
+        seed=int(data["seed"]),
+        cache_dir=data.get("cache_dir"),
+        quiet=quiet or not progress_enabled(quiet),
+    )
+    return list(split)
+
+
+def _frames_wanted(data: Mapping, available: int) -> int:
+    """``data.num_frames`` (``None``: all), checked against the frames the dataset has (never
+    silently fewer)."""
+    if data.get("num_frames") is None:
+        return available
+    wanted = int(data["num_frames"])
+    if wanted > available:
+        where = f"{data['path']}" + (f" (split {data['split']})" if data["source"] == "store" else "")
+        raise ValueError(
+            f"sweep: field 'data.num_frames' is {wanted}, but the {data['source']} dataset at "
+            f"{where} has {available} frame(s); set data.num_frames <= {available}"
+        )
+    return wanted
+
+
+def frames_digest(frames: Sequence[CoopFrame]) -> str:
+    """SHA-256 of the frames' content (every agent's id, kind, pose, points and timestamp; the
+    boxes, classes, track ids, visibility and meta), in order: the data part of a cell's key."""
+    import hashlib
+
+    import numpy as np
+
+    digest = hashlib.sha256()
+
+    def feed(value: Any) -> None:
+        if isinstance(value, np.ndarray):
+            arr = np.ascontiguousarray(value)
+            digest.update(f"A{arr.dtype.str}{arr.shape}".encode())
+            digest.update(arr.tobytes())
+        elif isinstance(value, torch.Tensor):
+            feed(value.detach().cpu().numpy())
+        elif dataclasses.is_dataclass(value) and not isinstance(value, type):
+            digest.update(f"D{type(value).__name__}".encode())
+            for f in dataclasses.fields(value):
+                digest.update(f.name.encode())
+                feed(getattr(value, f.name))
+        elif isinstance(value, Mapping):
+            digest.update(f"M{len(value)}".encode())
+            for key in sorted(value, key=str):
+                digest.update(str(key).encode())
+                feed(value[key])
+        elif isinstance(value, list | tuple):
+            digest.update(f"L{len(value)}".encode())
+            for item in value:
+                feed(item)
+        else:
+            digest.update(f"S{value!r}".encode())
+
+    for frame in frames:
+        feed(frame)
+    return digest.hexdigest()
+
+
+def data_identity(data: Mapping, frames: Sequence[CoopFrame]) -> dict:
+    """What the results record of the frame set: source, path, split, frame count, content hash."""
+    return {
+        "source": str(data["source"]),
+        "path": "" if data.get("path") in (None, "") else str(data["path"]),
+        "split": str(data["split"]),
+        "num_frames": len(frames),
+        "hash": frames_digest(frames),
+    }
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def load_model(cfg: SweepConfig, device: torch.device):
+    """The detector: a checkpoint, the shipped one, or ``untrained`` (seeded random weights)."""
+    from v2x.checkpoint import detector_config_from_dict, load_detector, shipped_detector_path
+    from v2x.perception.detector import CoopDetector
+
+    ckpt = cfg.checkpoint
+    if ckpt in (None, "", "shipped") and not shipped_detector_path().is_file():
+        raise ValueError(
+            f"sweep: field 'checkpoint' is {ckpt!r} (the shipped detector), but "
+            f"{shipped_detector_path()} does not exist; valid: a checkpoint path, or "
+            f"'{UNTRAINED}' for random weights (smoke runs)"
+        )
+    if ckpt == "untrained":
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(int(cfg.seed))
+            model = CoopDetector(detector_config_from_dict(dict(cfg.model or {})))
+        return model.to(device).eval()
+    return load_detector(ckpt, device=device)
+
+
+
+class _NullBar:
+    def update(self, n: int = 1) -> None:
+        pass
+
+    def set_postfix_str(self, s: str) -> None:
+        pass
+
+    def __enter__(self) -> _NullBar:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        pass
+
+
+def progress_enabled(quiet: bool) -> bool:
+    return not quiet and sys.stderr.isatty() and not os.environ.get("CI")
+
+
+def progress(total: int, desc: str, quiet: bool, unit: str = "it"):
+    """A tqdm bar with rate and ETA, or a silent stand-in when quiet / non-TTY / CI."""
+    if not progress_enabled(quiet):
+        return _NullBar()
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, unit=unit, dynamic_ncols=True, smoothing=0.1)

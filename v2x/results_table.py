@@ -1,0 +1,137 @@
+"""The sweep's vocabulary (``v2x-sweep list``) and its console results table."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import pyarrow as pa
+
+from v2x.sweep_plan import DATA_SOURCES, SNR_MODES
+
+log = logging.getLogger(__name__)
+
+
+def _per_class_columns(table: pa.Table) -> dict[str, tuple[str, str]]:
+    """``{"ap_50/car": ("car", "0.5"), ...}`` for the per-class APs the rows carry (AP@0.5)."""
+    if "per_class_ap" not in table.column_names:
+        return {}
+    classes: dict[str, None] = {}
+    for text in table.column("per_class_ap").to_pylist():
+        for cls in json.loads(text) if text else {}:
+            classes.setdefault(cls)
+    return {f"ap_50/{cls}": (cls, "0.5") for cls in classes}
+
+
+def vocabulary() -> dict[str, tuple[str, list[str]]]:
+    """Every name the sweep config accepts, per axis: ``{axis: (config field, names)}``."""
+    from v2x.budget import LATE_POLICIES, SCHEDULERS
+    from v2x.channels import CHANNELS, LINKS
+    from v2x.network import LOS_MODES
+    from v2x.perception.fusion import FUSIONS
+    from v2x.semcom import CODECS
+    from v2x.semcom import _load_all as _load_codecs
+
+    _load_codecs()
+    return {
+        "channels": ("grid.channels", CHANNELS.names()),
+        "codecs": ("grid.codecs", CODECS.names()),
+        "fusions": ("grid.fusions", FUSIONS.names()),
+        "snr modes": ("grid.snr_mode", list(SNR_MODES)),
+        "link models": ("network.link_models", LINKS.names()),
+        "los modes": ("network.los_mode", list(LOS_MODES)),
+        "schedulers": ("budget.scheduler", SCHEDULERS.names()),
+        "late policies": ("budget.late_policy", list(LATE_POLICIES)),
+        "data sources": ("data.source", list(DATA_SOURCES)),
+    }
+
+
+def vocabulary_text() -> str:
+    """``vocabulary()`` as one line per axis (what ``v2x-sweep list`` prints)."""
+    rows = vocabulary()
+    width = max(len(f"{axis} ({field_name}):") for axis, (field_name, _) in rows.items())
+    return "\n".join(
+        f"{f'{axis} ({field_name}):':<{width}} {', '.join(names)}"
+        for axis, (field_name, names) in rows.items()
+    )
+
+
+def results_table_text(table: pa.Table, columns: Sequence[str] | None = None) -> str:
+    """A plain-text table of results rows (one line per cell), sorted by condition.
+
+    An AP with a known 95 % interval (``<metric>_lo`` / ``_hi`` columns) prints as
+    ``value [lo, hi]``; rows with per-class AP (``eval.per_class=true``) get an ``ap_50/<class>``
+    column per class; rows averaged over seeds get ``num_seeds``.
+    """
+    if columns is None:
+        columns = ["fusion", "codec", "channel", "bandwidth_ratio"]
+        if "snr_mode" in table.column_names and "geometric" in table.column("snr_mode").to_pylist():
+            columns.append("snr_mode")  # snr_db is then an offset over each link's own SNR
+        columns += [
+            "snr_db",
+            "ap_30",
+            "ap_50",
+            "ap_70",
+            "ap_70_invisible",
+            "mean_channel_uses_per_frame",
+            "mean_source_bits_per_frame",
+            "mean_latency_s",
+        ]
+    columns = list(columns)
+    if "num_seeds" in table.column_names and max(table.column("num_seeds").to_pylist() or [1]) > 1:
+        columns.append("num_seeds")  # rows are means over seeds (v2x.results.aggregate_seeds)
+    per_class = _per_class_columns(table)
+    condition = columns[: columns.index("snr_db") + 1] if "snr_db" in columns else columns[:5]
+    extra = [
+        f"{c}_{end}"
+        for c in columns
+        for end in ("lo", "hi")
+        if f"{c}_{end}" in table.column_names and f"{c}_{end}" not in columns
+    ]
+    rows = table.select(list(dict.fromkeys(columns + extra))).to_pylist()
+    if per_class:
+        for row, text in zip(rows, table.column("per_class_ap").to_pylist()):
+            values = json.loads(text) if text else {}
+            for name, (cls, thr) in per_class.items():
+                row[name] = float(values.get(cls, {}).get(thr, math.nan))
+        columns += list(per_class)
+
+    def order(row: dict) -> tuple:
+        key = []
+        for c in condition:
+            v = row[c]
+            key.append(
+                (0, v) if isinstance(v, str) else (1, -math.inf if v is None or v != v else v)
+            )
+        return tuple(key)
+
+    rows.sort(key=order)
+
+    def fmt(v: Any) -> str:
+        if isinstance(v, float):
+            if math.isnan(v):
+                return "-"
+            return f"{v:.4g}" if abs(v) >= 1e4 or (abs(v) < 1e-3 and v) else f"{v:.3f}"
+        return str(v)
+
+    def cell(r: dict, c: str) -> str:
+        lo, hi = r.get(f"{c}_lo"), r.get(f"{c}_hi")
+        if isinstance(lo, float) and isinstance(hi, float) and lo == lo and hi == hi:
+            return f"{fmt(r[c])} [{fmt(lo)}, {fmt(hi)}]"  # the AP's 95 % interval
+        return fmt(r[c])
+
+    cells = [[cell(r, c) for c in columns] for r in rows]
+    widths = [
+        max(len(c), *(len(row[i]) for row in cells)) if cells else len(c)
+        for i, c in enumerate(columns)
+    ]
+    line = "  ".join(c.rjust(w) for c, w in zip(columns, widths))
+    out = [line, "-" * len(line)]
+    out += ["  ".join(v.rjust(w) for v, w in zip(row, widths)) for row in cells]
+    return "\n".join(out)
+
+
+

@@ -1,0 +1,603 @@
+"""Sweep planning and keys: the sweep's config (``SweepConfig``, defaults from
+``conf/sweep.yaml``), its validation into groups of cells (``plan_sweep``), and the digests of
+everything outside the config that changes a number (checkpoints, codec checkpoints, parts
+registered from outside the package). See ``v2x.sweep`` for how a plan is run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import logging
+import math
+import os
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from v2x import __version__
+from v2x.budget import BudgetConfig
+from v2x.network import NetworkConfig
+from v2x.registry import import_plugins
+from v2x.results import code_hash, stable_hash
+
+log = logging.getLogger(__name__)
+
+
+NO_CODEC = "n/a"
+FEATURE_STAGE = "features"
+# Config keys that do not change any number (left out of the config hash).
+_NOT_HASHED = (
+    "quiet",
+    "allow_corrupt",
+    "output_dir",
+    "feature_cache_gb",
+    "table",
+    "plots",
+    "plots_dir",
+)
+_NOT_HASHED_DATA = ("cache_dir",)
+
+
+# --------------------------------------------------------------------------- config
+@dataclass
+class SweepConfig:
+    """The sweep (Hydra ``conf/sweep.yaml``); see ``docs/sweeps.md``.
+
+    ``from_any`` merges a mapping over ``default_config()`` (``conf/sweep.yaml``): the defaults
+    below are those of a bare ``SweepConfig()`` and agree with the YAML (tested).
+
+    Attributes:
+        seed: seeds channel noise, pose noise and probabilistic LOS.
+        device: ``cpu``, ``cuda`` or ``auto``.
+        checkpoint: detector checkpoint path; ``null``/``shipped`` = the shipped model (an
+            error if it is missing), ``untrained`` = random weights built from ``model`` (tests,
+            smoke runs).
+        model: ``DetectorConfig`` fields for ``checkpoint=untrained``.
+        data: the frame set (see ``load_frames``).
+        batch_size: frames per pipeline call.
+        grid: ``channels``, ``snr_db``, ``codecs``, ``bandwidth_ratios``, ``fusions``,
+            ``pose_noise`` (list of ``[translation_std_m, yaw_std_rad]``).
+        codec_options, channel_options, fusion_options: constructor kwargs per name.
+        network, budget, eval: see ``NetworkConfig``, ``BudgetConfig``, ``EvalConfig``; ``eval``
+            also takes ``min_points`` and ``bootstrap`` (resamples of the frames for each AP's
+            95 % interval, seeded by ``seed``; 0: none).
+        output_dir: folder of the results files.
+        quiet: no progress bar (also off when stderr is not a TTY or ``CI`` is set).
+        allow_corrupt: move an unreadable results file aside instead of failing.
+        feature_cache_gb: memory for cached encoder features (0: re-encode per group).
+        table: print the results table when the app finishes.
+        plots: draw this job's figures when the app finishes (``v2x.plots.make_plots``).
+        plots_dir: their folder (default ``<output_dir>/plots-<config hash>``).
+        plugins: modules imported first, which register channels, codecs, fusions or link
+            models of the user's (``v2x.registry.import_plugins``); each job of a launcher
+            imports them itself.
+    """
+
+    seed: int = 0
+    device: str = "cpu"
+    checkpoint: str | None = None
+    model: dict = field(default_factory=dict)
+    data: dict = field(default_factory=dict)
+    batch_size: int = 4
+    grid: dict = field(default_factory=dict)
+    codec_options: dict = field(default_factory=dict)
+    channel_options: dict = field(default_factory=dict)
+    fusion_options: dict = field(default_factory=dict)
+    network: dict = field(default_factory=dict)
+    budget: dict = field(default_factory=dict)
+    eval: dict = field(default_factory=dict)
+    output_dir: str = "outputs/sweeps"
+    quiet: bool = False
+    allow_corrupt: bool = False
+    feature_cache_gb: float = 2.0
+    table: bool = True
+    plots: bool = True
+    plots_dir: str | None = None
+    plugins: list = field(default_factory=list)
+
+    @classmethod
+    def from_any(cls, cfg: Any) -> SweepConfig:
+        """A ``SweepConfig`` from a mapping (Hydra's ``DictConfig`` or a plain dict) merged over
+        ``default_config()`` (nested mappings merge key by key, lists replace)."""
+        if isinstance(cfg, SweepConfig):
+            return cfg
+        from omegaconf import OmegaConf
+
+        data = _plain(cfg)
+        if not isinstance(data, Mapping):
+            raise ValueError(f"sweep: the config must be a mapping of fields, got {type(cfg)}")
+        data = {k: v for k, v in data.items() if k != "hydra"}
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(data) - names
+        if unknown:
+            raise ValueError(
+                f"sweep: unknown config field(s) {sorted(unknown)}; valid: {sorted(names)}"
+            )
+        defaults = default_config()
+        merged = _plain(OmegaConf.merge(OmegaConf.create(defaults), OmegaConf.create(data)))
+        return cls(**merged)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+SNR_MODES = ("fixed", "geometric")
+DATA_SOURCES = ("synthetic", "store", "v2xsim", "dair_v2x")
+#: The name that asks for random weights (detector ``checkpoint``, codec ``checkpoint`` option).
+UNTRAINED = "untrained"
+
+
+def default_config() -> dict:
+    """The sweep's defaults: ``conf/sweep.yaml`` composed with its defaults list (the same
+    config ``v2x-sweep`` starts from; ``hydra`` settings left out).
+
+    ``run_sweep`` / ``plan_sweep`` merge a Python config over these, so the Python API and the
+    CLI share one set of defaults.
+    """
+    return _plain(_compose_defaults("sweep"))
+
+
+def _conf_dir() -> Path:
+    from importlib import resources
+
+    return Path(str(resources.files("v2x.conf")))
+
+
+def _compose_defaults(name: str) -> Any:
+    """``conf/<name>.yaml`` with its ``defaults`` list applied (``group: option``,
+    ``group@package: option``, another config of the folder, ``_self_``) — the subset of
+    Hydra's composition the shipped configs use, without Hydra's global state."""
+    from omegaconf import OmegaConf
+
+    own = OmegaConf.load(_conf_dir() / f"{name}.yaml")
+    defaults = list(own.pop("defaults", []) or [])
+    own.pop("hydra", None)
+    if "_self_" not in defaults:
+        defaults.append("_self_")
+    merged = OmegaConf.create({})
+    for entry in defaults:
+        if entry == "_self_":
+            merged = OmegaConf.merge(merged, own)
+        elif isinstance(entry, str):
+            merged = OmegaConf.merge(merged, _compose_defaults(entry))
+        else:
+            ((group, option),) = dict(entry).items()
+            group, _, package = str(group).partition("@")
+            if option is None:
+                continue
+            node = OmegaConf.load(_conf_dir() / group / f"{option}.yaml")
+            target = package or group
+            merged = OmegaConf.merge(merged, OmegaConf.create(_nest(target.split("."), node)))
+    return merged
+
+
+def _nest(keys: list[str], value: Any) -> Any:
+    return value if not keys else {keys[0]: _nest(keys[1:], value)}
+
+
+def _plain(obj: Any) -> Any:
+    """OmegaConf containers → plain Python (resolved)."""
+    try:
+        from omegaconf import DictConfig, ListConfig, OmegaConf
+
+        if isinstance(obj, DictConfig | ListConfig):
+            return OmegaConf.to_container(obj, resolve=True)
+    except ImportError:  # pragma: no cover
+        pass
+    if isinstance(obj, os.PathLike):
+        return os.fspath(obj)
+    if isinstance(obj, Mapping):
+        return {k: _plain(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_plain(v) for v in obj]
+    return obj
+
+
+@dataclass
+class Group:
+    """One pipeline setting evaluated at every SNR of the grid."""
+
+    fusion: str
+    stage: str
+    codec: str
+    codec_kwargs: dict
+    bandwidth_ratio: float
+    channel: str
+    pose_noise_m: float
+    pose_noise_yaw_rad: float
+    snr_mode: str = "fixed"
+    codec_sha256: str = ""
+    #: everything besides the condition, the seed and the frames that changes this group's
+    #: numbers (filled by ``plan_sweep``; see ``setting_key``)
+    setting: dict = field(default_factory=dict)
+
+    def condition(self, snr_db: float, budget: BudgetConfig) -> dict:
+        return {
+            "channel": self.channel,
+            "snr_mode": self.snr_mode,
+            "snr_db": float(snr_db),
+            "codec": self.codec,
+            "bandwidth_ratio": float(self.bandwidth_ratio),
+            "fusion": self.fusion,
+            "pose_noise_m": float(self.pose_noise_m),
+            "pose_noise_yaw_rad": float(self.pose_noise_yaw_rad),
+            "scheduler": budget.scheduler,
+            "deadline_s": float(budget.deadline_s),
+            "bandwidth_hz": float(budget.bandwidth_hz),
+        }
+
+    @property
+    def key(self) -> str:
+        return stable_hash(
+            [
+                self.fusion,
+                self.codec,
+                self.bandwidth_ratio,
+                self.channel,
+                self.pose_noise_m,
+                self.pose_noise_yaw_rad,
+                # (fixed-mode keys, hence seeds, are those of sweeps before snr_mode existed)
+                *([self.snr_mode] if self.snr_mode != "fixed" else []),
+            ],
+            16,
+        )
+
+
+@dataclass
+class SweepPlan:
+    """A validated sweep: parts resolved, groups listed, nothing run yet."""
+
+    config: SweepConfig
+    grid: dict
+    data: dict
+    snr_db: list[float]
+    groups: list[Group]
+    network: NetworkConfig
+    budget: BudgetConfig
+    eval_config: Any
+    min_points: int
+    config_hash: str
+    bootstrap: int = 0
+
+    @property
+    def num_cells(self) -> int:
+        return len(self.groups) * len(self.snr_db)
+
+
+def _codec_spec(spec: Any, options: Mapping) -> tuple[str, dict]:
+    if isinstance(spec, Mapping):
+        spec = dict(spec)
+        if "name" not in spec:
+            raise ValueError(f"sweep: field 'grid.codecs' entry {spec} needs a 'name'")
+        name = str(spec.pop("name"))
+        return name, {**dict(options.get(name, {}) or {}), **spec}
+    return str(spec), dict(options.get(str(spec), {}) or {})
+
+
+def _accepts(factory: Any, name: str) -> bool:
+    try:
+        params = inspect.signature(factory).parameters
+    except (TypeError, ValueError):
+        return False
+    return name in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
+
+
+def _names_parameter(factory: Any, name: str) -> bool:
+    """Whether ``factory`` has a parameter called ``name`` (not merely ``**kwargs``)."""
+    try:
+        return name in inspect.signature(factory).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+def _numbers(field_name: str, values: Sequence) -> list[float]:
+    """``values`` as floats; a value that is not a number is a ``ValueError`` naming the field."""
+    out = []
+    for v in values:
+        if isinstance(v, bool):
+            v = str(v)
+        try:
+            out.append(float(v))
+        except (TypeError, ValueError):
+            raise ValueError(f"sweep: field '{field_name}' must hold numbers, got {v!r}") from None
+    return out
+
+
+def _integer(field_name: str, value: Any, minimum: int | None = None) -> int:
+    """``value`` as an int (``ValueError`` naming the field if it is not a whole number)."""
+    try:
+        number = float(value)
+        if isinstance(value, bool) or not number.is_integer():
+            raise ValueError
+    except (TypeError, ValueError):
+        raise ValueError(f"sweep: field '{field_name}' must be a whole number, got {value!r}") from None
+    if minimum is not None and number < minimum:
+        raise ValueError(f"sweep: field '{field_name}' must be >= {minimum}, got {value}")
+    return int(number)
+
+
+def plan_sweep(cfg: Any) -> SweepPlan:
+    """Validate ``cfg`` and list the groups; raises ``ValueError`` before any work."""
+    from v2x.channels import CHANNELS
+    from v2x.perception.evaluate import EvalConfig
+    from v2x.perception.fusion import FUSIONS
+    from v2x.semcom import CODECS
+    from v2x.semcom import _load_all as _load_codecs
+
+    cfg = SweepConfig.from_any(cfg)
+    import_plugins(cfg.plugins)
+    defaults = default_config()
+    grid = dict(cfg.grid or {})
+    unknown = set(grid) - set(defaults["grid"])
+    if unknown:
+        raise ValueError(
+            f"sweep: unknown field(s) {sorted(unknown)} in 'grid'; valid: {sorted(defaults['grid'])}"
+        )
+    data = dict(cfg.data or {})
+    unknown = set(data) - set(defaults["data"])
+    if unknown:
+        raise ValueError(
+            f"sweep: unknown field(s) {sorted(unknown)} in 'data'; valid: {sorted(defaults['data'])}"
+        )
+    if data["source"] not in DATA_SOURCES:
+        raise ValueError(
+            f"sweep: field 'data.source' is {data['source']!r}; valid choices: {', '.join(DATA_SOURCES)}"
+        )
+    if data["source"] == "store" and not data.get("path"):
+        raise ValueError(
+            "sweep: field 'data.path' must name a v2x-generate folder when data.source=store"
+        )
+    if data["source"] == "synthetic" and data.get("path"):
+        raise ValueError(
+            f"sweep: field 'data.path' is {data['path']!r}, but data.source=synthetic ignores it "
+            f"(the built-in world); set data.source to one of store, v2xsim, dair_v2x to read "
+            "that folder, or leave data.path unset"
+        )
+    for key in ("num_frames", "frames_per_sequence"):
+        data[key] = _integer(f"data.{key}", data[key], minimum=1)
+    cfg.batch_size = _integer("batch_size", cfg.batch_size, minimum=1)
+    cfg.seed = _integer("seed", cfg.seed)
+
+    def as_list(name: str) -> list:
+        value = grid[name]
+        if value is None or isinstance(value, str | int | float | Mapping):
+            value = [value] if value is not None else []
+        if not list(value):
+            raise ValueError(f"sweep: field 'grid.{name}' is empty; give at least one value")
+        return list(value)
+
+    snr = _numbers("grid.snr_db", as_list("snr_db"))
+    if not all(math.isfinite(v) for v in snr):
+        raise ValueError(f"sweep: field 'grid.snr_db' must hold finite numbers, got {snr}")
+    if len(set(snr)) != len(snr):
+        raise ValueError(f"sweep: field 'grid.snr_db' lists a value twice: {snr}")
+    snr_mode = str(grid.get("snr_mode", "fixed"))
+    if snr_mode not in SNR_MODES:
+        raise ValueError(
+            f"sweep: field 'grid.snr_mode' must be one of {list(SNR_MODES)}, got {snr_mode!r}"
+        )
+    ratios = _numbers("grid.bandwidth_ratios", as_list("bandwidth_ratios"))
+    for r in ratios:
+        if not 0.0 < r <= 1.0:
+            raise ValueError(
+                f"sweep: field 'grid.bandwidth_ratios' holds {r}; each must be in (0, 1]"
+            )
+    fusions = [str(v) for v in as_list("fusions")]
+    for name in fusions:
+        FUSIONS.get(name)
+    channels = [str(v) for v in as_list("channels")]
+    for name in channels:
+        CHANNELS.get(name)
+    _load_codecs()
+    codecs = [_codec_spec(v, cfg.codec_options or {}) for v in as_list("codecs")]
+    for name, _ in codecs:
+        CODECS.get(name)
+    poses = []
+    for p in as_list("pose_noise"):
+        pair = _numbers("grid.pose_noise", p if isinstance(p, list | tuple) else [p, 0.0])
+        if len(pair) != 2 or min(pair) < 0:
+            raise ValueError(
+                f"sweep: field 'grid.pose_noise' entries must be [translation_std_m, yaw_std_rad] >= 0, got {p}"
+            )
+        poses.append(tuple(pair))
+    network = NetworkConfig.from_dict(cfg.network or {})
+    budget = BudgetConfig.from_dict(cfg.budget or {})
+    eval_kwargs = {"distance_bins": [], "per_class": False, "min_points": 1, **(cfg.eval or {})}
+    min_points = _integer("eval.min_points", eval_kwargs.pop("min_points"), minimum=0)
+    bootstrap = _integer("eval.bootstrap", eval_kwargs.pop("bootstrap", 0), minimum=0)
+    try:
+        eval_config = EvalConfig(**eval_kwargs).validate()
+    except TypeError as exc:
+        raise ValueError(f"sweep: bad field in 'eval': {exc}") from exc
+
+    groups: list[Group] = []
+    for fusion in fusions:
+        stage = getattr(FUSIONS.get(fusion), "stage", FEATURE_STAGE)
+        for pose in poses:
+            if stage != FEATURE_STAGE:
+                groups.append(
+                    Group(fusion, stage, NO_CODEC, {}, math.nan, NO_CODEC, *pose, snr_mode)
+                )
+                continue
+            for channel in channels:
+                for codec, kwargs in codecs:
+                    factory = CODECS.get(codec)
+                    if _accepts(factory, "bandwidth_ratio"):
+                        for r in ratios:
+                            groups.append(
+                                Group(
+                                    fusion,
+                                    stage,
+                                    codec,
+                                    {**kwargs, "bandwidth_ratio": r},
+                                    r,
+                                    channel,
+                                    *pose,
+                                    snr_mode,
+                                )
+                            )
+                    else:
+                        groups.append(
+                            Group(fusion, stage, codec, kwargs, math.nan, channel, *pose, snr_mode)
+                        )
+    # Build every codec and channel once now, so that bad kwargs or ratios fail before any work.
+    for g in groups:
+        if g.stage == FEATURE_STAGE:
+            factory = CODECS.get(g.codec)
+            if _names_parameter(factory, "checkpoint") and g.codec_kwargs.get("checkpoint") in (
+                None,
+                "",
+            ):
+                raise ValueError(
+                    f"sweep: codec {g.codec!r} has no checkpoint (field "
+                    f"'codec_options.{g.codec}.checkpoint' is {g.codec_kwargs.get('checkpoint')!r}); "
+                    f"valid: a checkpoint path, 'shipped' (the trained codec shipped with v2x) or "
+                    f"'{UNTRAINED}' (random weights, for smoke runs)"
+                )
+            try:
+                # Weights load at run time, once the detector fixes in_channels; here only the
+                # kwargs are checked (a missing checkpoint file is reported by the digest below).
+                kwargs = dict(g.codec_kwargs)
+                if kwargs.get("checkpoint"):
+                    kwargs["checkpoint"] = None
+                CODECS.build(g.codec, **kwargs)
+            except TypeError as exc:
+                raise ValueError(f"sweep: codec {g.codec!r} rejects its options: {exc}") from exc
+    for name in channels:
+        try:
+            CHANNELS.build(name, **dict((cfg.channel_options or {}).get(name, {}) or {}))
+        except TypeError as exc:
+            raise ValueError(f"sweep: channel {name!r} rejects its options: {exc}") from exc
+
+    detector_sha = _checkpoint_digest(cfg.checkpoint)
+    codec_shas: dict[str, str] = {}
+    for g in groups:
+        ckpt = (g.codec_kwargs or {}).get("checkpoint")
+        if ckpt:
+            ref = f"{g.codec}:{ckpt}"
+            if ref not in codec_shas:
+                codec_shas[ref] = (
+                    UNTRAINED
+                    if ckpt == UNTRAINED
+                    else _codec_checkpoint_digest(g.codec, str(ckpt))
+                )
+            g.codec_sha256 = codec_shas[ref]
+    code = code_hash()
+    eval_setting = {
+        **dataclasses.asdict(eval_config),  # per_class, distance bins, ... (columns they fill)
+        **eval_config.convention(),
+        "min_points": min_points,
+        "bootstrap": bootstrap,
+    }
+    common = {
+        "code_hash": code,
+        "detector_sha256": detector_sha,
+        # random weights are drawn from the model config (a checkpoint carries its own)
+        "model": cfg.model if detector_sha == UNTRAINED else None,
+        "device": str(cfg.device),
+        "batch_size": int(cfg.batch_size),
+        "max_agents": data.get("max_agents"),
+        "network": dataclasses.asdict(network),
+        "budget": dataclasses.asdict(budget),
+        "eval": eval_setting,
+    }
+    for g in groups:
+        g.setting = {
+            **common,
+            "codec_kwargs": {k: v for k, v in g.codec_kwargs.items() if k != "checkpoint"},
+            "codec_sha256": g.codec_sha256,
+            "channel_options": dict((cfg.channel_options or {}).get(g.channel, {}) or {}),
+            "fusion_options": dict((cfg.fusion_options or {}).get(g.fusion, {}) or {}),
+            # parts registered from outside v2x are keyed by their own source
+            "external_code": _external_sources(g),
+        }
+
+    hashed = {k: v for k, v in cfg.to_dict().items() if k not in _NOT_HASHED}
+    hashed["data"] = {k: v for k, v in data.items() if k not in _NOT_HASHED_DATA}
+    hashed["grid"] = grid
+    hashed["v2x_version"] = __version__
+    hashed["code_hash"] = code
+    hashed["checkpoint_sha256"] = detector_sha
+    # A retrained codec must not resume results of the old one: hash its weights too.
+    hashed["codec_checkpoints_sha256"] = codec_shas
+    return SweepPlan(
+        cfg,
+        grid,
+        data,
+        snr,
+        groups,
+        network,
+        budget,
+        eval_config,
+        min_points,
+        stable_hash(hashed),
+        bootstrap,
+    )
+
+
+def _external_sources(group: Group) -> dict[str, str]:
+    """SHA-256 of the source file of each part of ``group`` (fusion, codec, channel) whose
+    factory lives outside the ``v2x`` packages (their edits are not in ``code_hash``)."""
+    from v2x.channels import CHANNELS
+    from v2x.perception.fusion import FUSIONS
+    from v2x.semcom import CODECS
+
+    out = {}
+    parts = [("fusion", FUSIONS, group.fusion)]
+    if group.stage == FEATURE_STAGE:
+        parts += [("codec", CODECS, group.codec), ("channel", CHANNELS, group.channel)]
+    for kind, registry, name in parts:
+        module = getattr(registry.get(name), "__module__", "") or ""
+        if module == "v2x" or module.startswith("v2x."):
+            continue
+        source = getattr(sys.modules.get(module), "__file__", None)
+        out[f"{kind}:{name}"] = (
+            _file_digest(Path(source)) if source and Path(source).is_file() else module
+        )
+    return out
+
+
+def _checkpoint_digest(checkpoint: str | None) -> str:
+    """SHA-256 of the detector checkpoint the sweep will load (``"untrained"`` for none)."""
+    from v2x.checkpoint import shipped_detector_path
+
+    if checkpoint == UNTRAINED:
+        return UNTRAINED
+    path = shipped_detector_path() if checkpoint in (None, "", "shipped") else Path(checkpoint)
+    if not path.is_file():
+        if checkpoint in (None, "", "shipped"):
+            raise ValueError(
+                f"sweep: field 'checkpoint' is {checkpoint!r} (the shipped detector), but "
+                f"{path} does not exist; valid: a checkpoint path, or '{UNTRAINED}' for "
+                "random weights (smoke runs)"
+            )
+        raise ValueError(f"sweep: field 'checkpoint' names {path}, which does not exist")
+    return _file_digest(path)
+
+
+def _codec_checkpoint_digest(codec: str, checkpoint: str) -> str:
+    """SHA-256 of a codec's checkpoint file (``"shipped"`` resolved to the packaged one)."""
+    from v2x.semcom.deepjscc import resolve_checkpoint
+
+    path = Path(resolve_checkpoint(checkpoint))
+    if not path.is_file():
+        raise ValueError(
+            f"sweep: codec_options.{codec}.checkpoint names {path}, which does not exist"
+        )
+    return _file_digest(path)
+
+
+def _file_digest(path: Path) -> str:
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+# --------------------------------------------------------------------------- data and model
