@@ -20,6 +20,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from v2x.common import atomic_path
 from v2x.datasets.store import (
     FORMAT,
     MANIFEST,
@@ -209,9 +210,8 @@ def _existing(path: Path, frame_id: str, manifest_sha: str | None) -> str | None
 def _preview(frame, path: Path) -> None:
     from v2x.datasets.preview import render_bev_png
 
-    tmp = path.with_name(f".{path.stem}.tmp.png")
-    render_bev_png(frame, tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        render_bev_png(frame, tmp)
 
 
 def cache_root() -> Path:

@@ -68,6 +68,7 @@ from pathlib import Path
 
 import numpy as np
 
+from v2x.common import atomic_open
 from v2x.datasets.frame import AgentObservation, CoopFrame
 from v2x.datasets.pcd import read_pcd_xyzi, write_pcd
 from v2x.datasets.v2xsim import track_id_from_token
@@ -434,11 +435,8 @@ class DAIRV2XCDataset:
 
 
 def _write_json(path: Path, payload) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "w", encoding="utf-8") as handle:
+    with atomic_open(path, "w", encoding="utf-8") as handle:
         json.dump(payload, handle, indent=1)
-    os.replace(tmp, path)
 
 
 def _calib(pose: np.ndarray) -> dict:

@@ -27,6 +27,8 @@ from pathlib import Path
 
 import numpy as np
 
+from v2x.common import atomic_write_bytes
+
 PCD_DATA_KINDS: tuple[str, ...] = ("ascii", "binary", "binary_compressed")
 
 _TYPE_CODES = {
@@ -421,7 +423,4 @@ def write_pcd(
 
 
 def _atomic_write(path: Path, payload: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_bytes(payload)
-    os.replace(tmp, path)
+    atomic_write_bytes(path, payload)

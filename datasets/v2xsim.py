@@ -51,6 +51,7 @@ from pathlib import Path
 
 import numpy as np
 
+from v2x.common import atomic_open, atomic_write_bytes
 from v2x.datasets.frame import CLASS_NAMES, AgentObservation, CoopFrame
 
 TABLES_REQUIRED: tuple[str, ...] = (
@@ -562,11 +563,8 @@ def _extend_plan(plan: dict[str, int], frame: CoopFrame) -> None:
 
 
 def _write_json(path: Path, rows) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "w", encoding="utf-8") as handle:
+    with atomic_open(path, "w", encoding="utf-8") as handle:
         json.dump(rows, handle, indent=1)
-    os.replace(tmp, path)
 
 
 def write_v2xsim(
@@ -749,11 +747,7 @@ def write_v2xsim(
             t["sample_data"].append(record)
             cloud = np.zeros((agent.points.shape[0], POINT_FLOATS), dtype="<f4")
             cloud[:, :4] = agent.points
-            path = root / filename
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-            cloud.tofile(tmp)
-            os.replace(tmp, path)
+            atomic_write_bytes(root / filename, cloud.tobytes())
             agents_ext[channel] = {"agent_id": agent.agent_id, "kind": agent.kind}
             if frame.visibility is not None:
                 vis_ext[channel] = frame.visibility[a].tolist()

@@ -27,6 +27,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
+from v2x.common import atomic_open
 from v2x.datasets.augment import AugmentConfig, random_augment
 from v2x.datasets.frame import CoopBatch, CoopFrame, collate_frames
 from v2x.perception.detector import CoopDetector, DetectorConfig
@@ -269,12 +270,10 @@ def _truncate_log(path: Path, step: int) -> None:
         reader = csv.DictReader(handle)
         fields = reader.fieldnames or []
         rows = [row for row in reader if int(row["step"]) < step]
-    tmp = path.with_name(f".{path.name}.tmp")
-    with tmp.open("w", newline="") as handle:
+    with atomic_open(path, "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=fields)
         writer.writeheader()
         writer.writerows(rows)
-    os.replace(tmp, path)
 
 
 def _tensorboard(out: Path):

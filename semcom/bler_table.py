@@ -22,7 +22,6 @@ import argparse
 import datetime
 import json
 import math
-import os
 import time
 from functools import lru_cache
 from pathlib import Path
@@ -30,6 +29,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from v2x.common import atomic_write_text
 from v2x.semcom.fec import block_code
 from v2x.semcom.mcs import MCS_TABLE
 
@@ -172,9 +172,7 @@ def build_table(
         entry["built"] = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
         entry["device"] = device
         if out is not None:
-            tmp = Path(f"{out}.tmp")
-            tmp.write_text(json.dumps(table, indent=1))
-            os.replace(tmp, out)
+            atomic_write_text(out, json.dumps(table, indent=1))
     return table
 
 

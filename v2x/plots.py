@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
+from v2x.common import atomic_path
 from v2x.results import AP_METRICS, aggregate_seeds, read_results
 
 METRICS = AP_METRICS
@@ -111,9 +112,8 @@ def _save(fig, out_dir: Path, name: str, formats: Sequence[str]) -> list[Path]:
     files = []
     for fmt in formats:
         path = out_dir / f"{name}.{fmt}"
-        tmp = out_dir / f".{name}.tmp.{fmt}"
-        fig.savefig(tmp, dpi=150, bbox_inches="tight", format=fmt)
-        os.replace(tmp, path)
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, dpi=150, bbox_inches="tight", format=fmt)
         files.append(path)
     return files
 

@@ -31,7 +31,6 @@ import importlib.util
 import json
 import logging
 import os
-import secrets
 from collections.abc import Iterable, Mapping, Sequence
 from functools import lru_cache
 from pathlib import Path
@@ -40,6 +39,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from v2x import __version__
+from v2x.common import atomic_path
 from v2x.ledger import LEDGER_SCHEMA, LEDGER_SUMS
 
 log = logging.getLogger(__name__)
@@ -212,24 +212,8 @@ def atomic_write_parquet(table: pa.Table, path: str | os.PathLike) -> None:
 
     The file gets the permissions of any file the user creates (``0666`` less the umask).
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    while True:
-        tmp = str(path.parent / f".{path.name}.{secrets.token_hex(4)}.tmp")
-        try:
-            fd = os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666)
-        except FileExistsError:
-            continue
-        break
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         pq.write_table(table, tmp)
-        with open(tmp, "rb+") as handle:
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def read_table(path: str | os.PathLike, schema: pa.Schema) -> pa.Table:
