@@ -63,6 +63,20 @@ class TrainConfig:
     model: DetectorConfig = field(default_factory=DetectorConfig)
 
 
+def frame_sampler(frames: list[CoopFrame], seed: int) -> Callable[[int, int, int], list[CoopFrame]]:
+    """Deterministic sampler: ``(step, rank, count) -> count frames`` (disjoint across ranks)."""
+    import random
+
+    if not frames:
+        raise ValueError("train: no training frames")
+
+    def sample(step: int, rank: int, count: int) -> list[CoopFrame]:
+        rng = random.Random(seed * 7_919 + step * 104_729 + rank)
+        return [frames[rng.randrange(len(frames))] for _ in range(count)]
+
+    return sample
+
+
 def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -111,7 +125,7 @@ def train_detector(
     (``v2x.datasets.augment``), seeded by ``(seed, step, rank)``. The next batch is sampled,
     augmented and collated in a background thread while the GPU trains on the current one.
     """
-    from v2x.checkpoint import read_checkpoint, save_checkpoint
+    from v2x.perception.checkpoint import read_checkpoint, save_checkpoint
 
     rank, world, device = setup_distributed(cfg.device)
     torch.manual_seed(cfg.seed)

@@ -700,7 +700,7 @@ class DeepJSCCCodec(Codec):
 
     def save_checkpoint(self, path: str) -> None:
         """Write architecture config + weights + feature statistics + gate (atomically, on CPU)."""
-        from v2x.checkpoint import atomic_torch_save
+        from v2x.common import atomic_torch_save
 
         state = {k: v.detach().cpu() for k, v in self.state_dict().items()}
         atomic_torch_save({"config": self.config(), "state_dict": state}, path)

@@ -179,3 +179,44 @@ def progress(total: int, desc: str, quiet: bool, unit: str = "it"):
     from tqdm.auto import tqdm
 
     return tqdm(total=total, desc=desc, unit=unit, dynamic_ncols=True, smoothing=0.1)
+
+
+TRAIN_DATA_SOURCES = ("synthetic", "store", "v2xsim", "dair_v2x")
+
+
+def _rank_device(device: str) -> str:
+    """``cuda`` → this process's GPU under ``torchrun`` (``LOCAL_RANK``); others unchanged."""
+    if device == "cuda" and "LOCAL_RANK" in os.environ:
+        return f"cuda:{int(os.environ['LOCAL_RANK'])}"
+    return device
+
+
+def load_training_frames(data: Mapping | Any, rank: int = 0, world: int = 1) -> list[CoopFrame]:
+    """The training frames named by the ``data`` config section.
+
+    Synthetic towns are split across DDP ranks: rank ``r`` of ``world`` generates (on its own
+    GPU when ``data.synthetic.device=cuda``) and trains on the towns ``s ≡ r (mod world)``.
+    """
+    from omegaconf import DictConfig, OmegaConf
+
+    data = OmegaConf.to_container(data, resolve=True) if isinstance(data, DictConfig) else dict(data)
+    source = data.get("source")
+    if source == "synthetic":
+        from v2x.datasets.synthetic import SyntheticConfig, generate_sequence
+
+        syn = dict(data.get("synthetic") or {})
+        syn["device"] = _rank_device(str(syn.get("device", "cpu")))
+        cfg = SyntheticConfig.from_dict(syn)
+        frames: list[CoopFrame] = []
+        for s in range(rank, int(data["num_sequences"]), world):
+            frames.extend(generate_sequence(cfg, int(data["seed"]) + s, int(data["frames_per_sequence"])))
+        return frames
+    if source in ("v2xsim", "dair_v2x"):
+        return load_frames({**data, "num_frames": data.get("num_frames")})  # None: all
+    if source == "store":
+        from v2x.datasets.store import load_split
+
+        if not data.get("path"):
+            raise ValueError("train config: field 'data.path' must name a v2x-generate folder when data.source=store")
+        return list(load_split(Path(data["path"]), data.get("split", "train")))
+    raise ValueError(f"train config: field 'data.source' must be one of {TRAIN_DATA_SOURCES}, got {source!r}")

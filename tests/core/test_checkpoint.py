@@ -42,7 +42,7 @@ def test_atomic_save_leaves_no_partial_file(tmp_path, monkeypatch):
         Path(path).write_bytes(b"partial")  # a half-written file, then the failure
         raise OSError("disk full")
 
-    monkeypatch.setattr(ckpt.torch, "save", broken_save)
+    monkeypatch.setattr(torch, "save", broken_save)  # what atomic_torch_save calls
     with pytest.raises(OSError, match="disk full"):
         atomic_torch_save({"a": 2}, target)
     assert target.read_bytes() == before  # the previous checkpoint is intact

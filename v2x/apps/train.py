@@ -13,61 +13,14 @@ from v2x.checkpoint import detector_config_from_dict
 from v2x.cli import user_errors
 from v2x.configs import check_fields
 from v2x.datasets.frame import CoopFrame
-from v2x.perception.train import TrainConfig, train_detector
-
-DATA_SOURCES = ("synthetic", "store", "v2xsim", "dair_v2x")
-
-
-def _rank_device(device: str) -> str:
-    """``cuda`` → this process's GPU under ``torchrun`` (``LOCAL_RANK``); others unchanged."""
-    if device == "cuda" and "LOCAL_RANK" in os.environ:
-        return f"cuda:{int(os.environ['LOCAL_RANK'])}"
-    return device
-
-
-def load_training_frames(data: DictConfig | dict, rank: int = 0, world: int = 1) -> list[CoopFrame]:
-    """The training frames named by the ``data`` config section.
-
-    Synthetic towns are split across DDP ranks: rank ``r`` of ``world`` generates (on its own
-    GPU when ``data.synthetic.device=cuda``) and trains on the towns ``s ≡ r (mod world)``.
-    """
-    data = OmegaConf.to_container(data, resolve=True) if isinstance(data, DictConfig) else dict(data)
-    source = data.get("source")
-    if source == "synthetic":
-        from v2x.datasets.synthetic import SyntheticConfig, generate_sequence
-
-        syn = dict(data.get("synthetic") or {})
-        syn["device"] = _rank_device(str(syn.get("device", "cpu")))
-        cfg = SyntheticConfig.from_dict(syn)
-        frames: list[CoopFrame] = []
-        for s in range(rank, int(data["num_sequences"]), world):
-            frames.extend(generate_sequence(cfg, int(data["seed"]) + s, int(data["frames_per_sequence"])))
-        return frames
-    if source in ("v2xsim", "dair_v2x"):
-        from v2x.loading import load_frames
-
-        return load_frames({**data, "num_frames": data.get("num_frames")})  # None: all
-    if source == "store":
-        from v2x.datasets.store import load_split
-
-        if not data.get("path"):
-            raise ValueError("train config: field 'data.path' must name a v2x-generate folder when data.source=store")
-        return list(load_split(Path(data["path"]), data.get("split", "train")))
-    raise ValueError(f"train config: field 'data.source' must be one of {DATA_SOURCES}, got {source!r}")
-
-
-def frame_sampler(frames: list[CoopFrame], seed: int) -> Callable[[int, int, int], list[CoopFrame]]:
-    """Deterministic sampler: ``(step, rank, count) -> count frames`` (disjoint across ranks)."""
-    import random
-
-    if not frames:
-        raise ValueError("train: no training frames")
-
-    def sample(step: int, rank: int, count: int) -> list[CoopFrame]:
-        rng = random.Random(seed * 7_919 + step * 104_729 + rank)
-        return [frames[rng.randrange(len(frames))] for _ in range(count)]
-
-    return sample
+from v2x.loading import (  # noqa: F401 - the training frames live with the other loaders
+    TRAIN_DATA_SOURCES as DATA_SOURCES,
+)
+from v2x.loading import (
+    _rank_device,
+    load_training_frames,
+)
+from v2x.perception.train import TrainConfig, frame_sampler, train_detector
 
 
 def train_config_from(cfg: DictConfig) -> TrainConfig:

@@ -11,11 +11,11 @@ import hydra
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from v2x.apps.train import load_training_frames
 from v2x.cli import user_errors
 from v2x.codec_calibration import calibrate_snr_gate
 from v2x.codec_training import CodecTrainConfig, train_codec_for_task
 from v2x.configs import check_fields
+from v2x.loading import load_training_frames
 from v2x.perception.detector import CoopDetector
 from v2x.semcom import build_codec
 

@@ -1,0 +1,110 @@
+"""Detector checkpoints: atomic writes with config and git revision; loading the shipped detector.
+
+Lives in ``perception`` (it needs only the detector); ``v2x.checkpoint`` re-exports it."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import subprocess
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from v2x.common import atomic_torch_save
+from v2x.perception.bev import BEVGrid
+from v2x.perception.detector import CoopDetector, DetectorConfig
+
+SHIPPED_DETECTOR = "detector_synthetic.pt"
+
+
+def git_revision() -> str:
+    """The current git commit of the source tree, or ``"unknown"`` outside a checkout."""
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
+            cwd=Path(__file__).resolve().parent,
+        )
+        return out.stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def detector_config_to_dict(config: DetectorConfig) -> dict:
+    return dataclasses.asdict(config)
+
+
+def detector_config_from_dict(data: dict) -> DetectorConfig:
+    data = dict(data)
+    grid = data.pop("grid", {})
+    grid = BEVGrid(**{k: tuple(v) if isinstance(v, list) else v for k, v in grid.items()})
+    data["backbone_channels"] = tuple(data.get("backbone_channels", (64, 128)))
+    for key in ("layer_nums", "layer_filters", "upsample_filters"):
+        if key in data:
+            data[key] = tuple(data[key])
+    return DetectorConfig(grid=grid, **data)
+
+
+def save_checkpoint(
+    path: str | os.PathLike,
+    model: CoopDetector,
+    step: int,
+    optimizer: torch.optim.Optimizer | None = None,
+    scheduler: Any = None,
+    extra: dict | None = None,
+) -> None:
+    """Write model weights, detector config, optimiser state, step and git revision atomically."""
+    state = {
+        "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "detector_config": detector_config_to_dict(model.config),
+        "step": step,
+        "git_revision": git_revision(),
+        "optimizer": optimizer.state_dict() if optimizer is not None else None,
+        "scheduler": scheduler.state_dict() if scheduler is not None else None,
+        "extra": extra or {},
+    }
+    atomic_torch_save(state, path)
+
+
+def read_checkpoint(path: str | os.PathLike) -> dict:
+    """Load a checkpoint dict on the CPU; errors name the file and the missing field."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint {path} does not exist")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as exc:  # noqa: BLE001 - re-raised with the path
+        raise ValueError(f"checkpoint {path}: cannot be read ({exc})") from exc
+    if not isinstance(state, dict):
+        raise ValueError(
+            f"checkpoint {path}: expected a dict with fields 'model' and 'detector_config', "
+            f"got {type(state).__name__}"
+        )
+    for key in ("model", "detector_config"):
+        if key not in state:
+            raise ValueError(f"checkpoint {path}: field '{key}' is missing")
+    return state
+
+
+def load_detector(path: str | os.PathLike | None = None, device: str | torch.device = "cpu") -> CoopDetector:
+    """Build a ``CoopDetector`` from a checkpoint (default: the one shipped with v2x), in eval mode."""
+    path = shipped_detector_path() if path in (None, "", "shipped") else Path(path)
+    state = read_checkpoint(path)
+    try:
+        config = detector_config_from_dict(state["detector_config"])
+    except (TypeError, ValueError, AttributeError) as exc:
+        raise ValueError(f"checkpoint {path}: field 'detector_config' is invalid ({exc})") from exc
+    model = CoopDetector(config)
+    try:
+        model.load_state_dict(state["model"])
+    except RuntimeError as exc:
+        raise ValueError(
+            f"checkpoint {path}: field 'model' does not match its 'detector_config' ({exc})"
+        ) from exc
+    return model.to(device).eval()
+
+
+def shipped_detector_path() -> Path:
+    return Path(str(resources.files("v2x") / "assets" / SHIPPED_DETECTOR))

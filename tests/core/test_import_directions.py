@@ -1,0 +1,70 @@
+"""Every import of the project follows DESIGN.md's directions (parsed, not guessed):
+
+* ``datasets`` and ``channels`` use nothing else of ours; ``semcom`` uses ``channels``;
+  ``perception`` uses ``datasets``. Besides, a part may import only the leaf modules of the
+  core (``v2x.registry``, ``v2x.common``, ``v2x.configs``: they import nothing of the project).
+* Nothing imports ``v2x.apps`` (``python -m v2x``'s list aside), and no app imports another.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+PARTS = {"datasets": "v2x.datasets", "channels": "v2x.channels", "semcom": "v2x.semcom",
+         "perception": "v2x.perception"}  # fmt: skip
+ALLOWED = {
+    "v2x.datasets": set(),
+    "v2x.channels": set(),
+    "v2x.semcom": {"v2x.channels"},
+    "v2x.perception": {"v2x.datasets"},
+}
+LEAVES = {"v2x.registry", "v2x.common", "v2x.configs"}
+
+
+def _imports(path: Path) -> list[str]:
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    out = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            out.append(node.module)
+        elif isinstance(node, ast.Import):
+            out.extend(alias.name for alias in node.names)
+    return [m for m in out if m == "v2x" or m.startswith("v2x.")]
+
+
+def _package(module: str) -> str:
+    for pkg in (*ALLOWED, "v2x.apps"):
+        if module == pkg or module.startswith(pkg + "."):
+            return pkg
+    return "leaf" if module in LEAVES or module == "v2x" else "core"
+
+
+def test_parts_import_only_downwards_and_the_leaves():
+    bad = []
+    for folder, pkg in PARTS.items():
+        for path in sorted((ROOT / folder).rglob("*.py")):
+            for module in _imports(path):
+                target = _package(module)
+                if target not in ("leaf", pkg) and target not in ALLOWED[pkg]:
+                    bad.append(f"{path.relative_to(ROOT)}: {module}")
+    assert not bad, "imports against DESIGN.md's directions:\n" + "\n".join(bad)
+
+
+def test_leaves_import_nothing_of_the_project():
+    for leaf in LEAVES:
+        path = ROOT / "v2x" / (leaf.split(".")[-1] + ".py")
+        assert not _imports(path), f"{path.name} imports {_imports(path)}"
+
+
+def test_nothing_imports_an_app_and_no_app_imports_another():
+    bad = []
+    for path in sorted(ROOT.rglob("*.py")):
+        rel = path.relative_to(ROOT)
+        if rel.parts[0] in (".venv", "tests", "build") or rel.name == "__main__.py":
+            continue
+        for module in _imports(path):
+            if _package(module) == "v2x.apps":
+                bad.append(f"{rel}: {module}")
+    assert not bad, "imports of an app:\n" + "\n".join(bad)
