@@ -65,8 +65,6 @@ class TrainConfig:
 
 def frame_sampler(frames: list[CoopFrame], seed: int) -> Callable[[int, int, int], list[CoopFrame]]:
     """Deterministic sampler: ``(step, rank, count) -> count frames`` (disjoint across ranks)."""
-    import random
-
     if not frames:
         raise ValueError("train: no training frames")
 
@@ -178,6 +176,7 @@ def train_detector(
     log_path = out / "log.csv"
     if rank == 0 and start > 0:
         _truncate_log(log_path, start)  # rows past the checkpoint are logged again below
+        _truncate_log(out / "val.csv", start)  # and so are validations past it
     writer = _tensorboard(out) if rank == 0 else None
     progress = _progress(range(start, cfg.steps), rank == 0 and not cfg.quiet)
     augment = (

@@ -209,6 +209,8 @@ def evaluate_fusions(
         frames: test frames.
         fusions: names from the fusion registry.
         bootstrap: resamples for the 95 % intervals (0: none).
+        seed: seeds the channel and codec noise (``torch.manual_seed`` before each fusion, so a
+            fusion's numbers do not depend on which fusions ran before it) and the bootstrap.
         bootstrap_unit: ``"frame"`` or ``"cluster"`` (resample whole sequences/towns).
 
     Returns:
@@ -232,6 +234,7 @@ def evaluate_fusions(
         ).to(device).eval()
         acc = APAccumulator(headline_eval_config(model.grid))
         bits = 0.0
+        torch.manual_seed(seed)
         with torch.no_grad():
             for i in range(0, len(frames), batch_size):
                 batch = collate_frames(list(frames[i : i + batch_size])).to(device)
