@@ -472,7 +472,7 @@ def plan_sweep(cfg: Any) -> SweepPlan:
         except TypeError as exc:
             raise ValueError(f"sweep: channel {name!r} rejects its options: {exc}") from exc
 
-    detector_sha = _checkpoint_digest(cfg.checkpoint)
+    detector_sha = _checkpoint_digest(cfg.checkpoint, model_backbone(cfg.model))
     codec_shas: dict[str, str] = {}
     for g in groups:
         ckpt = (g.codec_kwargs or {}).get("checkpoint")
@@ -560,13 +560,20 @@ def _external_sources(group: Group) -> dict[str, str]:
     return out
 
 
-def _checkpoint_digest(checkpoint: str | None) -> str:
+def model_backbone(model: Any) -> str:
+    """The ``backbone`` of a sweep's ``model`` section (``"small"`` when not set): it picks the
+    shipped detector that ``checkpoint=shipped`` loads."""
+    return str((dict(model) if model else {}).get("backbone", "small"))
+
+
+def _checkpoint_digest(checkpoint: str | None, backbone: str = "small") -> str:
     """SHA-256 of the detector checkpoint the sweep will load (``"untrained"`` for none)."""
     from v2x.checkpoint import shipped_detector_path
 
     if checkpoint == UNTRAINED:
         return UNTRAINED
-    path = shipped_detector_path() if checkpoint in (None, "", "shipped") else Path(checkpoint)
+    shipped = checkpoint in (None, "", "shipped")
+    path = shipped_detector_path(backbone) if shipped else Path(checkpoint)
     if not path.is_file():
         if checkpoint in (None, "", "shipped"):
             raise ValueError(
