@@ -4,7 +4,7 @@ maximum number of iterations.
 
     python benchmarks/bench_ldpc.py                       # CPU, 512 blocks per MCS
     python benchmarks/bench_ldpc.py --threads 1           # one torch thread (a busy machine)
-    python benchmarks/bench_ldpc.py --device cuda --blocks 262144 --sionna-blocks 16384
+    python benchmarks/bench_ldpc.py --device cuda --blocks 262144 --sionna-blocks 16384 --repeats 5
 
 For each MCS (default 5, 14, 20, 27) the code is the digital chain's (``block_code(mcs,
 block_bits)``: ``block_bits`` information bits incl. CRC, rate-matched to the chain's coded
@@ -61,10 +61,10 @@ def _llrs(mcs: int, block_bits: int, blocks: int, snr_db: float, device: torch.d
     qm = code.mcs.qm
     dev = f"cuda:{device.index or 0}" if device.type == "cuda" else "cpu"
     enc = LDPC5GEncoder(block_bits, code.ldpc_bits, num_bits_per_symbol=qm, device=dev)
-    u = torch.randint(0, 2, (blocks, block_bits), generator=gen).float().to(device)
+    u = torch.randint(0, 2, (blocks, block_bits), generator=gen, device=device).float()
     x = Mapper("qam", qm, device=dev)(enc(u))
     no = 10.0 ** (-snr_db / 10.0)
-    noise = torch.randn(*x.shape, 2, generator=gen).to(device) * (no / 2.0) ** 0.5
+    noise = torch.randn(*x.shape, 2, generator=gen, device=device) * (no / 2.0) ** 0.5
     llr = Demapper("app", "qam", qm, device=dev)(x + torch.view_as_complex(noise), no)
     return enc, u, llr
 
@@ -96,7 +96,7 @@ def main() -> None:
     from sionna.phy.fec.ldpc import LDPC5GDecoder
 
     table = load_bler_table(args.block_bits)
-    gen = torch.Generator().manual_seed(args.seed)
+    gen = torch.Generator(device).manual_seed(args.seed)
     nb_s = args.sionna_blocks or args.blocks
     backends = ["torch"] + (["triton"] if device.type == "cuda" else [])
     for m in [int(s) for s in args.mcs.split(",")]:
