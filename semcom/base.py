@@ -117,6 +117,12 @@ class Codec(nn.Module):
 
     #: True when the codec's symbols must go through the channel (analog / digital PHY).
     uses_channel: bool = True
+    #: Constructor arguments the codec takes that a sweep fills in or varies (declared here,
+    #: not read from the signature): ``"in_channels"`` (set to the detector's feature
+    #: channels), ``"max_channel_uses"`` (an equal share of the frame's channel-use budget when
+    #: the config leaves it out), ``"bandwidth_ratio"`` (one sweep group per ratio of
+    #: ``grid.bandwidth_ratios``) and ``"checkpoint"`` (trained weights the config must name).
+    sweep_arguments: frozenset[str] = frozenset()
 
     def encode(self, features: torch.Tensor, link: LinkState) -> Transmission:  # pragma: no cover
         raise NotImplementedError

@@ -246,6 +246,7 @@ class DeepJSCCCodec(Codec):
     """
 
     uses_channel = True
+    sweep_arguments = frozenset({"in_channels", "bandwidth_ratio", "checkpoint"})
 
     def __init__(
         self,

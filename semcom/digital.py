@@ -373,6 +373,7 @@ class DigitalCodec(Codec):
     """
 
     uses_channel = True
+    sweep_arguments = frozenset({"max_channel_uses"})
 
     def __init__(
         self,

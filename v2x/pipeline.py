@@ -20,7 +20,6 @@ the packets the codec counted.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, fields
 
 import torch
@@ -29,6 +28,8 @@ from torch import nn
 from v2x.channels.base import Channel
 from v2x.channels.budget import shannon_capacity
 from v2x.channels.link import LinkState
+from v2x.conditions import distinct_conditions as _distinct_conditions
+from v2x.conditions import repeat_detections
 from v2x.datasets.frame import CoopBatch
 from v2x.perception.boxes import transform_boxes
 from v2x.perception.detector import CoopDetector, Detections, nms_detections
@@ -414,58 +415,3 @@ def link_snr(snr_db: torch.Tensor, b: int, a: int) -> torch.Tensor:
         return snr_db.float()
     k = snr_db.shape[0]
     return snr_db.float().view(k, 1, 1).expand(k, b, a)
-
-
-def _bits(t: torch.Tensor) -> torch.Tensor:
-    """``t`` reinterpreted as integers of its width (bitwise comparisons: -0.0 != 0.0)."""
-    t = t.contiguous()
-    if t.dtype == torch.bool:
-        return t.view(torch.uint8)
-    width = {1: torch.uint8, 2: torch.int16, 4: torch.int32, 8: torch.int64}[t.element_size()]
-    return t.view(width)
-
-
-def _sample(rows: torch.Tensor, size: int = 1 << 16) -> torch.Tensor:
-    """About ``size`` evenly strided columns of ``rows [K, N]`` (all of them when N is small)."""
-    step = max(1, rows.shape[1] // size)
-    return rows[:, ::step]
-
-
-def _distinct_conditions(*tensors: torch.Tensor | None) -> tuple[list[int], torch.Tensor]:
-    """Group the ``K`` conditions (first dim of every tensor) whose slices are bitwise equal.
-
-    A float32 sum over a strided sample of each condition's values picks candidates (one host
-    sync, a small fraction of one pass); candidates are then confirmed bit for bit, so two
-    conditions share a group only if every tensor is identical in them.
-
-    Returns:
-        ``reps``: the first condition of each group, ascending; ``inverse [K]`` int64 (CPU):
-        the group of each condition.
-    """
-    present = [t for t in tensors if t is not None]
-    k = present[0].shape[0]
-    keys = torch.stack([_sample(t.reshape(k, -1)).float().sum(1) for t in present], 1).tolist()
-    reps: list[int] = []
-    inverse = [0] * k
-    for i, key in enumerate(keys):
-        group = -1
-        if all(math.isfinite(v) for v in key):
-            for gi, r in enumerate(reps):
-                if keys[r] == key and all(torch.equal(_bits(t[i]), _bits(t[r])) for t in present):
-                    group = gi
-                    break
-        if group < 0:
-            group = len(reps)
-            reps.append(i)
-        inverse[i] = group
-    return reps, torch.tensor(inverse, dtype=torch.int64)
-
-
-def repeat_detections(det: Detections, k: int) -> Detections:
-    """The ``B`` frames of ``det`` tiled for ``K`` conditions (``K·B`` rows, condition-major)."""
-    return Detections(
-        *(
-            t.repeat(k, *([1] * (t.dim() - 1)))
-            for t in (det.boxes, det.scores, det.labels, det.valid)
-        )
-    )

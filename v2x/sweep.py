@@ -48,7 +48,10 @@ import torch
 
 from v2x import __version__
 from v2x.budget import novelty_from_visibility, schedule
-from v2x.datasets.frame import CoopBatch, CoopFrame, collate_frames
+from v2x.channels import build_channel
+from v2x.datasets.frame import CLASS_NAMES, CoopBatch, CoopFrame, collate_frames
+from v2x.evaluation import ego_ground_truth
+from v2x.execution import evaluate_batch
 from v2x.ledger import empty_ledger, ledger_table, summarize_cells
 from v2x.loading import (  # noqa: F401 - the loading API, also reachable from here
     _NullBar,
@@ -61,6 +64,9 @@ from v2x.loading import (  # noqa: F401 - the loading API, also reachable from h
     resolve_device,
 )
 from v2x.network import build_network_batch
+from v2x.perception.evaluate import APAccumulator
+from v2x.perception.fusion import build_fusion
+from v2x.pipeline import CooperativePipeline, LinkCost
 from v2x.results import ResultsStore, cell_id, stable_hash
 from v2x.results_table import (  # noqa: F401 - the table API, also reachable from here
     _per_class_columns,
@@ -68,6 +74,7 @@ from v2x.results_table import (  # noqa: F401 - the table API, also reachable fr
     vocabulary,
     vocabulary_text,
 )
+from v2x.semcom import build_codec
 from v2x.sweep_plan import (  # noqa: F401 - the planning API, also reachable from here
     DATA_SOURCES,
     FEATURE_STAGE,
@@ -77,10 +84,10 @@ from v2x.sweep_plan import (  # noqa: F401 - the planning API, also reachable fr
     Group,
     SweepConfig,
     SweepPlan,
-    _accepts,
     _file_digest,
     default_config,
     plan_sweep,
+    sweep_arguments,
 )
 
 log = logging.getLogger(__name__)
@@ -130,7 +137,6 @@ class _Batch:
 
 
 def _prepare_batches(frames: list[CoopFrame], plan: SweepPlan, model, device) -> list[_Batch]:
-    from v2x.evaluation import ego_ground_truth
 
     out = []
     bs = int(plan.config.batch_size)
@@ -149,13 +155,29 @@ def _prepare_batches(frames: list[CoopFrame], plan: SweepPlan, model, device) ->
     return out
 
 
+@dataclass
+class _Scheduler:
+    """The bandwidth budget's scheduler as ``evaluate_batch``'s ``deliver``: which payloads of
+    a run arrive by the deadline (``v2x.budget.schedule``); keeps the last ``Delivery``."""
+
+    budget: Any
+    novelty: torch.Tensor
+    delivery: Any = None
+
+    def __call__(self, cost: LinkCost) -> torch.Tensor:
+        novelty = self.novelty.to(cost.sent.device)
+        self.delivery = schedule(
+            self.budget, cost.sent, cost.channel_uses, cost.packets, cost.snr_db, novelty
+        )
+        return self.delivery.delivered
+
+
 def _group_seed(seed: int, group: Group, batch_index: int) -> int:
     return int(stable_hash([seed, group.key, batch_index], 15), 16)
 
 
 def _eval_config(plan: SweepPlan, model):
     """The plan's evaluation settings; no ``eval_range`` means the ego's BEV grid."""
-    from v2x.datasets.frame import CLASS_NAMES
 
     cfg = plan.eval_config
     updates: dict[str, Any] = {"class_names": dict(enumerate(CLASS_NAMES))}
@@ -163,19 +185,6 @@ def _eval_config(plan: SweepPlan, model):
         g = model.grid
         updates["eval_range"] = (g.x_range_m[0], g.y_range_m[0], g.x_range_m[1], g.y_range_m[1])
     return dataclasses.replace(cfg, **updates)
-
-
-def _run_conditions(pipe, batch: CoopBatch, snr: torch.Tensor, same_for_all: bool):
-    """``pipe.run(batch, snr)``; with ``same_for_all`` (nothing is transmitted, so nothing
-    depends on the SNR) one condition is run and its output tiled ``K`` times."""
-    from v2x.pipeline import RunOutput, repeat_detections
-
-    k = snr.shape[0]
-    if not same_for_all or k == 1:
-        return pipe.run(batch, snr)
-    one = pipe.run(batch, snr[:1])
-    tiled = repeat_detections(one.detections, k)
-    return RunOutput(tiled, one.cost.repeat_conditions(k, snr), k)
 
 
 def _cell_seed(seed: int, condition: Mapping, batch_index: int) -> int:
@@ -216,37 +225,6 @@ def _share_source_coding(codec: Any) -> dict:
     return shared
 
 
-def _concat_runs(outs: Sequence[Any]) -> Any:
-    """``RunOutput`` of several runs (each ``K_i`` conditions) as one of ``sum K_i`` conditions,
-    condition-major like a single run's."""
-    from v2x.perception.detector import Detections
-    from v2x.pipeline import LinkCost, RunOutput
-
-    if len(outs) == 1:
-        return outs[0]
-    width = max(o.detections.boxes.shape[1] for o in outs)
-
-    def pad(t: torch.Tensor, value: float | bool) -> torch.Tensor:
-        if t.shape[1] == width:
-            return t
-        shape = (t.shape[0], width - t.shape[1], *t.shape[2:])
-        return torch.cat([t, torch.full(shape, value, dtype=t.dtype, device=t.device)], 1)
-
-    det = Detections(
-        torch.cat([pad(o.detections.boxes, 0.0) for o in outs]),
-        torch.cat([pad(o.detections.scores, 0.0) for o in outs]),
-        torch.cat([pad(o.detections.labels, 0) for o in outs]),
-        torch.cat([pad(o.detections.valid, False) for o in outs]),
-    )
-    cost = LinkCost(
-        *(
-            torch.cat([getattr(o.cost, f.name) for o in outs])
-            for f in dataclasses.fields(LinkCost)
-        )
-    )
-    return RunOutput(det, cost, sum(o.num_conditions for o in outs))
-
-
 def _run_group(
     plan: SweepPlan,
     group: Group,
@@ -261,13 +239,6 @@ def _run_group(
     their ledger. Each feature-fusion cell runs in its own call with its own seed
     (``_cell_seed``), so its numbers do not depend on the cells beside it; ego-only, late and
     early fusion, whose detections do not depend on the SNR, run once per batch for all SNRs."""
-    from v2x.channels import build_channel
-    from v2x.evaluation import accumulate
-    from v2x.perception.detector import Detections
-    from v2x.perception.evaluate import APAccumulator
-    from v2x.perception.fusion import build_fusion
-    from v2x.pipeline import CooperativePipeline, RunOutput
-    from v2x.semcom import CODECS, build_codec
 
     cfg = plan.config
     snr = torch.tensor(list(snrs), dtype=torch.float32)  # geometric mode: offsets in dB
@@ -279,11 +250,10 @@ def _run_group(
         kwargs = dict(group.codec_kwargs)
         if kwargs.get("checkpoint") == UNTRAINED:
             kwargs["checkpoint"] = None
-        if "in_channels" not in kwargs and _accepts(CODECS.get(group.codec), "in_channels"):
+        declared = sweep_arguments(group.codec)
+        if "in_channels" not in kwargs and "in_channels" in declared:
             kwargs["in_channels"] = int(model.config.feature_channels)  # the map it codes
-        if "max_channel_uses" not in kwargs and _accepts(
-            CODECS.get(group.codec), "max_channel_uses"
-        ):
+        if "max_channel_uses" not in kwargs and "max_channel_uses" in declared:
             # Rate-adaptive codecs fit their payload into an equal share of the frame's budget.
             links = max(int(item.batch.agent_mask[:, 1:].sum(1).max()) for item in batches)
             kwargs["max_channel_uses"] = int(plan.budget.channel_uses // max(links, 1))
@@ -306,10 +276,6 @@ def _run_group(
         seed=_group_seed(cfg.seed, group, -1) % (2**31),
     ).eval()
 
-    def seeded(seed: int) -> None:
-        torch.manual_seed(seed)
-        pipe.generator.manual_seed(seed)
-
     shared_coding = _share_source_coding(codec)
 
     eval_config = _eval_config(plan, model)
@@ -327,75 +293,29 @@ def _run_group(
     for bi, item in enumerate(batches):
         model.batch_index = bi
         shared_coding.clear()  # holds the source coding of one frame batch's maps at a time
-        seeds = [_cell_seed(int(cfg.seed), c, bi) for c in conditions]
         item_snr = snr  # [K], or [K, B, A]: each link at its geometric SNR + the grid's offset
         if group.snr_mode == "geometric":
             item_snr = (item.network.snr_db[None] + snr.view(k, 1, 1).double()).float().to(device)
-        if group.stage != FEATURE_STAGE:
-            # Ego-only, late and early fusion: the detections do not depend on the SNR (late and
-            # early payloads are charged as ideal digital links, a function of the SNR alone), so
-            # one call with the group's seed gives every cell what a call of its own would.
-            # (pose noise draws from the pipeline's generator once per call, whatever K is)
-            torch.manual_seed(_group_seed(int(cfg.seed), group, bi))
-            out = _run_conditions(pipe, item.batch, item_snr, same_for_all=group.stage == "ego")
-        else:
-            runs = []
-            for ki in range(k):
-                seeded(seeds[ki])
-                runs.append(pipe.run(item.batch, item_snr[ki : ki + 1]))
-            out = _concat_runs(runs)
-        cost = out.cost
-        delivery = schedule(
-            plan.budget,
-            cost.sent,
-            cost.channel_uses,
-            cost.packets,
-            cost.snr_db,
-            item.novelty.to(cost.sent.device),
+        deliver = _Scheduler(plan.budget, item.novelty)
+        # Feature fusion: each cell in its own call with its own seed. Ego-only, late and early
+        # fusion: the detections do not depend on the SNR (late and early payloads are charged
+        # as ideal digital links, a function of the SNR alone), so one call with the group's
+        # seed gives every cell what a call of its own would (pose noise draws from the
+        # pipeline's generator once per call, whatever K is).
+        joint = None if group.stage == FEATURE_STAGE else _group_seed(int(cfg.seed), group, bi)
+        scored = evaluate_batch(
+            pipe,
+            item.batch,
+            item_snr,
+            item.gt,
+            accs,
+            seeds=[_cell_seed(int(cfg.seed), c, bi) for c in conditions],
+            joint_seed=joint,
+            same_for_all=group.stage == "ego",
+            deliver=deliver,
         )
-        det = out.detections
+        cost, delivery = scored.cost, deliver.delivery
         b = item.batch.batch_size
-        dropped = (cost.sent & ~delivery.delivered).cpu()
-        boxes, scores = det.boxes.clone(), det.scores.clone()
-        labels, valid = det.labels.clone(), det.valid.clone()
-        silent_runs: dict[bytes, Any] = {}
-        # Re-runs are seeded per cell; the generator then goes on as if none had happened, so
-        # the next batch's draws do not depend on which cells lost payloads here.
-        generator_state = pipe.generator.get_state()
-        for ki in range(k):
-            if not bool(dropped[ki].any()):
-                continue
-            # Re-run a condition that lost payloads with those collaborators masked out.
-            pattern = dropped[ki].numpy().tobytes()
-            lost = dropped[ki].to(device)
-            # Nothing left on air: the result depends on neither the SNR nor the seed, so one
-            # run serves every cell of this batch that lost the same payloads.
-            silent = not bool((cost.sent[ki] & ~lost).any())
-            if silent and pattern in silent_runs:
-                rerun = silent_runs[pattern]
-            else:
-                masked = dataclasses.replace(
-                    item.batch, agent_mask=item.batch.agent_mask & ~lost
-                )
-                seeded(seeds[ki] + 1)
-                rerun = _run_conditions(
-                    pipe, masked, item_snr[ki : ki + 1], same_for_all=silent
-                ).detections
-                if silent:
-                    silent_runs[pattern] = rerun
-            rows = slice(ki * b, (ki + 1) * b)
-            n = min(rerun.boxes.shape[1], boxes.shape[1])
-            for dst, src, fill in (
-                (boxes, rerun.boxes, 0.0),
-                (scores, rerun.scores, 0.0),
-                (labels, rerun.labels, 0),
-                (valid, rerun.valid, False),
-            ):
-                dst[rows] = fill
-                dst[rows, :n] = src[:, :n]
-        pipe.generator.set_state(generator_state)
-        scored = RunOutput(Detections(boxes, scores, labels, valid), cost, k)
-        accumulate(scored, item.gt, accs)
         ledgers.append(
             ledger_table(
                 cells,
@@ -560,9 +480,7 @@ def run_sweep(cfg: Any) -> Path:
     done = store.done_cells()
     reused = _reuse_cells(store, {c for cs in ids.values() for c in cs} - done)
     done = store.done_cells()
-    todo = [
-        (g, [s for s, c in zip(plan.snr_db, ids[id(g)]) if c not in done]) for g in plan.groups
-    ]
+    todo = [(g, [s for s, c in zip(plan.snr_db, ids[id(g)]) if c not in done]) for g in plan.groups]
     todo = [(g, snrs) for g, snrs in todo if snrs]
     to_compute = sum(len(snrs) for _, snrs in todo)
     log.info(
@@ -616,5 +534,6 @@ def run_sweep(cfg: Any) -> Path:
         ) from None
     log.info("sweep done in %.1f s (%d encoder passes)", time.perf_counter() - t0, cache.encodes)
     return store.path
+
 
 __all__ = ["SweepConfig", "plan_sweep", "run_sweep", "load_frames", "results_table_text"]

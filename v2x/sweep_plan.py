@@ -7,7 +7,6 @@ registered from outside the package). See ``v2x.sweep`` for how a plan is run.
 from __future__ import annotations
 
 import dataclasses
-import inspect
 import logging
 import math
 import os
@@ -277,20 +276,14 @@ def _codec_spec(spec: Any, options: Mapping) -> tuple[str, dict]:
     return str(spec), dict(options.get(str(spec), {}) or {})
 
 
-def _accepts(factory: Any, name: str) -> bool:
-    try:
-        params = inspect.signature(factory).parameters
-    except (TypeError, ValueError):
-        return False
-    return name in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
+def sweep_arguments(codec: str) -> frozenset[str]:
+    """The constructor arguments codec ``codec`` declares a sweep fills in or varies
+    (``Codec.sweep_arguments``; a factory that is not a ``Codec`` class declares none)."""
+    from v2x.semcom import CODECS
+    from v2x.semcom import _load_all as _load_codecs
 
-
-def _names_parameter(factory: Any, name: str) -> bool:
-    """Whether ``factory`` has a parameter called ``name`` (not merely ``**kwargs``)."""
-    try:
-        return name in inspect.signature(factory).parameters
-    except (TypeError, ValueError):
-        return False
+    _load_codecs()
+    return frozenset(getattr(CODECS.get(codec), "sweep_arguments", frozenset()))
 
 
 def _numbers(field_name: str, values: Sequence) -> list[float]:
@@ -313,7 +306,9 @@ def _integer(field_name: str, value: Any, minimum: int | None = None) -> int:
         if isinstance(value, bool) or not number.is_integer():
             raise ValueError
     except (TypeError, ValueError):
-        raise ValueError(f"sweep: field '{field_name}' must be a whole number, got {value!r}") from None
+        raise ValueError(
+            f"sweep: field '{field_name}' must be a whole number, got {value!r}"
+        ) from None
     if minimum is not None and number < minimum:
         raise ValueError(f"sweep: field '{field_name}' must be >= {minimum}, got {value}")
     return int(number)
@@ -424,8 +419,7 @@ def plan_sweep(cfg: Any) -> SweepPlan:
                 continue
             for channel in channels:
                 for codec, kwargs in codecs:
-                    factory = CODECS.get(codec)
-                    if _accepts(factory, "bandwidth_ratio"):
+                    if "bandwidth_ratio" in sweep_arguments(codec):
                         for r in ratios:
                             groups.append(
                                 Group(
@@ -446,8 +440,7 @@ def plan_sweep(cfg: Any) -> SweepPlan:
     # Build every codec and channel once now, so that bad kwargs or ratios fail before any work.
     for g in groups:
         if g.stage == FEATURE_STAGE:
-            factory = CODECS.get(g.codec)
-            if _names_parameter(factory, "checkpoint") and g.codec_kwargs.get("checkpoint") in (
+            if "checkpoint" in sweep_arguments(g.codec) and g.codec_kwargs.get("checkpoint") in (
                 None,
                 "",
             ):
@@ -480,9 +473,7 @@ def plan_sweep(cfg: Any) -> SweepPlan:
             ref = f"{g.codec}:{ckpt}"
             if ref not in codec_shas:
                 codec_shas[ref] = (
-                    UNTRAINED
-                    if ckpt == UNTRAINED
-                    else _codec_checkpoint_digest(g.codec, str(ckpt))
+                    UNTRAINED if ckpt == UNTRAINED else _codec_checkpoint_digest(g.codec, str(ckpt))
                 )
             g.codec_sha256 = codec_shas[ref]
     code = code_hash()
