@@ -19,7 +19,7 @@ import torch
 from v2x.checkpoint import load_detector
 from v2x.datasets.build import sequence_seed
 from v2x.datasets.synthetic import SyntheticConfig, generate_sequence
-from v2x.evaluation import evaluate_fusions
+from v2x.fusion_evaluation import evaluate_fusions
 
 FUSIONS = ("none", "late", "early", "max", "mean", "attention", "where2comm")
 
