@@ -655,9 +655,7 @@ class SyntheticWorld:
         self._history.append(self._snapshot())
 
     # ---------------------------------------------------------------- output
-    def objects(
-        self, time_s: float | None = None
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def objects(self, time_s: float | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Ground truth now (or at ``time_s``, see ``movers_at``): boxes ``[M, 7]`` float64,
         classes ``[M]``, track ids ``[M]``.
 
