@@ -766,14 +766,16 @@ class FrameRenderer:
         every = world.sensor_poses(boxes, time_s)
         agents = [int(a) for a in agents]
         sensors = [every[a] for a in agents]
-        # One cast for every agent's scan (ray i leaves the sensor group[i]).
+        # One cast for the agents' scans (ray i leaves the sensor group[i]). Every agent's
+        # origin and range enter the cast, whichever agents are cast: the caster works relative
+        # to their mean, so an agent's points do not depend on which others are cast with it.
         dirs_all = [self.lidars[kind].directions @ pose[:3, :3].T for _, kind, pose, _ in sensors]
         counts = [len(dd) for dd in dirs_all]
-        group = np.repeat(np.arange(len(sensors)), counts)
-        reach = max(self.lidars[kind].config.max_range_m for _, kind, _, _ in sensors) + 1.0
+        group = np.repeat(np.asarray(agents, dtype=np.int64), counts)
+        reach = max(self.lidars[kind].config.max_range_m for _, kind, _, _ in every) + 1.0
         all_hits = self.caster.cast_groups(
             scene,
-            np.stack([pose[:3, 3] for _, _, pose, _ in sensors]),
+            np.stack([pose[:3, 3] for _, _, pose, _ in every]),
             np.concatenate(dirs_all),
             group,
             max_range_m=reach,
