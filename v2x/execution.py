@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import torch
 
@@ -29,7 +30,27 @@ from v2x.datasets.frame import CoopBatch, CoopFrame, collate_frames
 from v2x.evaluation import EgoGroundTruth, accumulate, ego_ground_truth
 from v2x.perception.detector import Detections
 from v2x.perception.evaluate import APAccumulator
-from v2x.pipeline import CooperativePipeline, LinkCost, RunOutput
+from v2x.pipeline import CooperativePipeline, LinkCost, MotionHistory, RunOutput
+
+
+@dataclass
+class Arrival:
+    """What a scheduler decided for a run's payloads (``evaluate_batch``'s ``deliver``).
+
+    Attributes:
+        delivered: ``[K, B, A]`` bool, payloads that arrived in time.
+        age_s: ``[K, B, A]`` float (s), how much older than the ego's instant each delivered
+            payload's data is where sensing is asynchronous (0: fresh); ``None``: all fresh.
+    """
+
+    delivered: torch.Tensor
+    age_s: torch.Tensor | None = None
+
+
+#: ``resense(batch, age_s [B, A]) -> (batch sensed age_s earlier, motion or None)``: the
+#: collaborators' data as old as it arrived (``v2x.asynchrony``), and for a latency-compensating
+#: fusion the motion history it extrapolates with.
+Resense = Callable[[CoopBatch, torch.Tensor], tuple[CoopBatch, MotionHistory | None]]
 
 
 def seed_run(pipe: CooperativePipeline, seed: int) -> None:
@@ -105,32 +126,40 @@ def remove_late_payloads(
     dropped: torch.Tensor,
     snr_db: torch.Tensor,
     seeds: Sequence[int] | None = None,
+    age_s: torch.Tensor | None = None,
+    resense: Resense | None = None,
 ) -> RunOutput:
-    """``out`` with each condition that lost payloads re-run without those collaborators.
+    """``out`` with each condition that lost payloads re-run without those collaborators, and
+    each whose delivered payloads are old re-run on the data as old as it arrived.
 
     Args:
         dropped: ``[K, B, A]`` bool, payloads sent but not delivered (e.g. past the deadline).
         snr_db: the conditions of ``out`` (``[K]`` or ``[K, B, A]``).
         seeds: ``[K]``: condition ``k``'s re-run is seeded with ``seeds[k] + 1``; ``None``: the
             current RNG state. The pipeline's generator then goes on as if no re-run had
-            happened, so later draws do not depend on which conditions lost payloads.
+            happened, so later draws do not depend on which conditions were re-run.
+        age_s: ``[K, B, A]`` float (s) age of each delivered payload (``Arrival.age_s``).
+        resense: how a condition's batch is re-sensed at its ages (needed with ``age_s``).
 
     Returns:
         the detections of the re-runs in place of the originals; the cost is ``out``'s (what
-        was sent on air). A condition left with nothing on air does not depend on the SNR or
-        the seed: conditions that lost the same payloads so share one re-run.
+        was sent on air). A condition left with nothing on air does not depend on the SNR, the
+        seed or the ages: conditions that lost the same payloads so share one re-run.
     """
     cost = out.cost
     k = out.num_conditions
     b = batch.batch_size
     device = batch.agent_mask.device
     dropped = dropped.cpu()
+    aged = [age_s is not None and bool((age_s[ki] > 1e-9).any()) for ki in range(k)]
+    todo = [ki for ki in range(k) if bool(dropped[ki].any()) or aged[ki]]
+    if not todo:
+        return out
+    if any(aged) and resense is None:
+        raise ValueError("remove_late_payloads: 'age_s' needs 'resense' (how to re-sense data)")
     det = out.detections
     boxes, scores = det.boxes.clone(), det.scores.clone()
     labels, valid = det.labels.clone(), det.valid.clone()
-    todo = [ki for ki in range(k) if bool(dropped[ki].any())]
-    if not todo:
-        return out
     silent = {ki: not bool((cost.sent[ki] & ~dropped[ki].to(device)).any()) for ki in todo}
     # Silent conditions that lost the same payloads share the re-run of the first of them.
     shared: dict[int, int] = {}
@@ -147,9 +176,12 @@ def remove_late_payloads(
         else:
             lost = dropped[ki].to(device)
             masked = dataclasses.replace(batch, agent_mask=batch.agent_mask & ~lost)
+            motion = None
+            if aged[ki] and not silent[ki]:
+                masked, motion = resense(masked, age_s[ki])
             if seeds is not None:
                 seed_run(pipe, seeds[ki] + 1)
-            rerun = pipe.run(masked, snr_db[ki : ki + 1]).detections
+            rerun = pipe.run(masked, snr_db[ki : ki + 1], motion).detections
             reruns[ki] = rerun
         rows = slice(ki * b, (ki + 1) * b)
         n = min(rerun.boxes.shape[1], boxes.shape[1])
@@ -174,7 +206,8 @@ def evaluate_batch(
     seeds: Sequence[int] | None = None,
     joint_seed: int | None = None,
     same_for_all: bool = False,
-    deliver: Callable[[LinkCost], torch.Tensor] | None = None,
+    deliver: Callable[[LinkCost], Arrival] | None = None,
+    resense: Resense | None = None,
 ) -> RunOutput:
     """Run, remove late payloads, score: ``K`` conditions on one frame batch.
 
@@ -189,9 +222,11 @@ def evaluate_batch(
             (for settings whose detections do not depend on the condition); ``seeds`` then seed
             only the re-runs.
         same_for_all: see ``run_conditions``.
-        deliver: ``cost -> delivered [K, B, A] bool``: which payloads arrived in time (e.g. the
-            bandwidth budget's scheduler); payloads sent but not delivered are removed from
-            fusion by re-running (``remove_late_payloads``). ``None``: everything sent arrives.
+        deliver: ``cost -> Arrival``: which payloads arrived in time (e.g. the bandwidth
+            budget's scheduler) and how old they are; payloads sent but not delivered are
+            removed from fusion, old ones re-sensed, by re-running (``remove_late_payloads``).
+            ``None``: everything sent arrives fresh.
+        resense: how a batch is re-sensed at the ages ``deliver`` reports.
 
     Returns:
         the scored run: detections after re-runs, the cost of what was sent.
@@ -202,8 +237,9 @@ def evaluate_batch(
     else:
         out = run_conditions(pipe, batch, snr_db, seeds, same_for_all)
     if deliver is not None:
-        dropped = out.cost.sent & ~deliver(out.cost)
-        out = remove_late_payloads(pipe, batch, out, dropped, snr_db, seeds)
+        arrival = deliver(out.cost)
+        dropped = out.cost.sent & ~arrival.delivered
+        out = remove_late_payloads(pipe, batch, out, dropped, snr_db, seeds, arrival.age_s, resense)
     accumulate(out, gt, list(accumulators))
     return out
 
@@ -235,6 +271,8 @@ def evaluate_frames(
 
 
 __all__ = [
+    "Arrival",
+    "Resense",
     "concat_runs",
     "evaluate_batch",
     "evaluate_frames",

@@ -33,6 +33,7 @@ also importable from here.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import inspect
 import json
 import logging
@@ -51,7 +52,7 @@ from v2x.budget import novelty_from_visibility, schedule
 from v2x.channels import build_channel
 from v2x.datasets.frame import CLASS_NAMES, CoopBatch, CoopFrame, collate_frames
 from v2x.evaluation import ego_ground_truth
-from v2x.execution import evaluate_batch
+from v2x.execution import Arrival, evaluate_batch
 from v2x.ledger import empty_ledger, ledger_table, summarize_cells
 from v2x.loading import (  # noqa: F401 - the loading API, also reachable from here
     _NullBar,
@@ -97,12 +98,14 @@ class _EncodeCache:
     """Delegates to the detector but serves ``encode`` from a per-batch cache.
 
     ``CooperativePipeline`` calls ``model.encode`` once per run; the sweep sets ``batch_index``
-    before each run so that every group reuses the features of that batch.
+    before each run so that every group reuses the features of that batch. Only the points the
+    features were computed from are served from the cache (a batch re-sensed at other instants,
+    ``v2x.asynchrony``, is encoded afresh).
     """
 
     def __init__(self, model: torch.nn.Module, max_bytes: float) -> None:
         self._model = model
-        self._cache: dict[int, torch.Tensor] = {}
+        self._cache: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
         self._max_bytes = max_bytes
         self._bytes = 0
         self.batch_index: int | None = None
@@ -111,14 +114,15 @@ class _EncodeCache:
     def encode(
         self, points: torch.Tensor, point_mask: torch.Tensor, poses: torch.Tensor
     ) -> torch.Tensor:
-        hit = self._cache.get(self.batch_index) if self.batch_index is not None else None
-        if hit is not None:
-            return hit
+        key = self.batch_index
+        hit = self._cache.get(key) if key is not None else None
+        if hit is not None and hit[0] is points:  # the batch's own scans, not re-sensed ones
+            return hit[1]
         features = self._model.encode(points, point_mask, poses)
         self.encodes += 1
         size = features.numel() * features.element_size()
-        if self.batch_index is not None and self._bytes + size <= self._max_bytes:
-            self._cache[self.batch_index] = features
+        if key is not None and key not in self._cache and self._bytes + size <= self._max_bytes:
+            self._cache[key] = (points, features)
             self._bytes += size
         return features
 
@@ -158,18 +162,24 @@ def _prepare_batches(frames: list[CoopFrame], plan: SweepPlan, model, device) ->
 @dataclass
 class _Scheduler:
     """The bandwidth budget's scheduler as ``evaluate_batch``'s ``deliver``: which payloads of
-    a run arrive by the deadline (``v2x.budget.schedule``); keeps the last ``Delivery``."""
+    a run arrive by the deadline (``v2x.budget.schedule``) and, with asynchronous sensing
+    (``clock``), how old they are; keeps the last ``Delivery`` for the ledger."""
 
     budget: Any
-    novelty: torch.Tensor
+    item: _Batch
+    plan: SweepPlan
+    clock: Any = None
     delivery: Any = None
 
-    def __call__(self, cost: LinkCost) -> torch.Tensor:
-        novelty = self.novelty.to(cost.sent.device)
+    def __call__(self, cost: LinkCost) -> Arrival:
+        novelty = self.item.novelty.to(cost.sent.device)
         self.delivery = schedule(
             self.budget, cost.sent, cost.channel_uses, cost.packets, cost.snr_db, novelty
         )
-        return self.delivery.delivered
+        ages = None
+        if self.clock is not None:  # the ego fuses what was sensed phase + latency before
+            ages = _aged_delivery(self.clock, self.item, self.delivery, self.plan)
+        return Arrival(self.delivery.delivered, ages)
 
 
 def _group_seed(seed: int, group: Group, batch_index: int) -> int:
@@ -277,6 +287,8 @@ def _run_group(
     ).eval()
 
     shared_coding = _share_source_coding(codec)
+    budget = group.budget(plan.budget)  # the group's late policy and added delay
+    clock = _sensing_clock(plan)
 
     eval_config = _eval_config(plan, model)
     accs = [APAccumulator(eval_config) for _ in range(k)]
@@ -296,7 +308,7 @@ def _run_group(
         item_snr = snr  # [K], or [K, B, A]: each link at its geometric SNR + the grid's offset
         if group.snr_mode == "geometric":
             item_snr = (item.network.snr_db[None] + snr.view(k, 1, 1).double()).float().to(device)
-        deliver = _Scheduler(plan.budget, item.novelty)
+        deliver = _Scheduler(budget, item, plan, clock)
         # Feature fusion: each cell in its own call with its own seed. Ego-only, late and early
         # fusion: the detections do not depend on the SNR (late and early payloads are charged
         # as ideal digital links, a function of the SNR alone), so one call with the group's
@@ -313,6 +325,7 @@ def _run_group(
             joint_seed=joint,
             same_for_all=group.stage == "ego",
             deliver=deliver,
+            resense=functools.partial(_aged_batch, clock, item, plan=plan, fusion=fusion),
         )
         cost, delivery = scored.cost, deliver.delivery
         b = item.batch.batch_size
@@ -396,6 +409,40 @@ def _run_group(
             }
         )
     return rows, ledger
+
+
+def _sensing_clock(plan: SweepPlan) -> Any:
+    """A ``v2x.asynchrony.SensingClock`` of the plan's frames when ``asynchrony.enabled``."""
+    if plan.asynchrony is None or not plan.asynchrony.enabled:
+        return None
+    from v2x.asynchrony import SensingClock, world_config
+
+    return SensingClock(world_config(plan.data))
+
+
+def _aged_delivery(clock: Any, item: _Batch, delivery: Any, plan: SweepPlan) -> torch.Tensor:
+    """Each delivered payload's age (``[K, B, A]`` s: LiDAR phase + latency, NaN when not
+    delivered), written into ``delivery.aoi_s`` (the ledger's age of information)."""
+    from v2x.asynchrony import frame_phases, sensing_age
+
+    phase = frame_phases(clock, item.frames, item.batch, plan.data.get("max_agents"))
+    delivery.aoi_s = sensing_age(delivery.latency_s, delivery.delivered, phase)
+    # what the re-sensing waits on: the latency alone (the phase is in the frame already)
+    return torch.where(delivery.delivered, delivery.latency_s, 0.0).cpu()
+
+
+def _aged_batch(
+    clock: Any, item: _Batch, batch: CoopBatch, ages: torch.Tensor, plan: SweepPlan, fusion: Any
+) -> tuple[CoopBatch, Any]:
+    """``batch`` re-sensed ``ages [B, A]`` s earlier, and for a latency-compensating fusion the
+    motion history it extrapolates with (``v2x.pipeline.MotionHistory``; else ``None``)."""
+    from v2x.asynchrony import aged_batch, motion_history
+
+    max_agents = plan.data.get("max_agents")
+    aged = aged_batch(clock, item.frames, batch, ages, max_agents)
+    if getattr(fusion, "extrapolate", None) is None:
+        return aged, None
+    return aged, motion_history(clock, item.frames, batch, ages, max_agents)
 
 
 #: The evaluator groups whose APs are results columns (and get bootstrap intervals).
