@@ -92,10 +92,15 @@ def check_harq(max_rounds: object, combining: object, decoder: str = "exact") ->
 
 
 def _resend_fn(channel: Channel, snr_db: torch.Tensor):
-    """``(x [B, n], spp [B] | None) -> (y, state)``: one more pass through ``channel``."""
+    """``(x [B, n], spp [B] | None, mask [B, n] | None) -> (y, state)``: a pass through
+    ``channel`` (a packet-aware channel gets the layout; one running ARQ also the mask)."""
 
-    def resend(x: torch.Tensor, spp: torch.Tensor | None) -> tuple[torch.Tensor, ChannelState]:
+    def resend(
+        x: torch.Tensor, spp: torch.Tensor | None, mask: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, ChannelState]:
         if getattr(channel, "packet_aware", False) and spp is not None:
+            if int(getattr(channel, "arq_max_rounds", 0) or 0) > 0:
+                return channel(x, snr_db, symbols_per_packet=spp, mask=mask)
             return channel(x, snr_db, symbols_per_packet=spp)
         return channel(x, snr_db)
 
@@ -133,7 +138,7 @@ def transmit(
         )
     sent = tx
     if tx.symbols is not None and codec.uses_channel:
-        y, state = _resend_fn(channel, snr_db)(tx.symbols, tx.symbols_per_packet)
+        y, state = _resend_fn(channel, snr_db)(tx.symbols, tx.symbols_per_packet, tx.mask)
         tx = tx.received(y, state)
     cost = tx.cost
     b = cost.channel_uses.shape[0]
