@@ -74,7 +74,9 @@ def arq_resend(
     x_hat, no_eff = equalize(y, state, "mmse")
     sinr = receiver_sinr(state)
     erased = (
-        state.erased.clone() if state.erased is not None else torch.zeros(b, n, dtype=torch.bool, device=device)
+        state.erased.clone()
+        if state.erased is not None
+        else torch.zeros(b, n, dtype=torch.bool, device=device)
     )
     if sent is None:
         sent = torch.ones(b, n, dtype=torch.bool, device=device)

@@ -76,9 +76,7 @@ def check_harq(max_rounds: object, combining: object, decoder: str = "exact") ->
     """Raise ``ValueError`` unless ``max_rounds`` is an int ≥ 0 and ``combining`` a valid
     choice (``"ir"`` needs the exact decoder)."""
     if isinstance(max_rounds, bool) or not isinstance(max_rounds, int) or max_rounds < 0:
-        raise ValueError(
-            f"digital codec 'harq_max_rounds' must be an int >= 0, got {max_rounds!r}"
-        )
+        raise ValueError(f"digital codec 'harq_max_rounds' must be an int >= 0, got {max_rounds!r}")
     if combining not in COMBINING:
         raise ValueError(
             f"digital codec 'harq_combining' is {combining!r}; valid choices: "
