@@ -56,6 +56,7 @@ CONDITION_COLUMNS: tuple[tuple[str, pa.DataType], ...] = (
     ("scheduler", pa.string()),
     ("deadline_s", pa.float64()),
     ("bandwidth_hz", pa.float64()),
+    ("harq_max_rounds", pa.int64()),
 )
 
 #: The AP metrics of a results row; each has a bootstrap interval ``<metric>_lo``/``<metric>_hi``.
@@ -77,6 +78,7 @@ PROVENANCE_COLUMNS: tuple[tuple[str, pa.DataType], ...] = (
 #: a hash of the condition alone).
 ADDED_COLUMNS: dict[str, object] = {
     "snr_mode": "fixed",
+    "harq_max_rounds": 0,
     **{f"{m}_{end}": float("nan") for m in AP_METRICS for end in ("lo", "hi")},
     "seed": -1,
     "data_path": "",
@@ -189,11 +191,17 @@ def cell_id(
 ) -> str:
     """Id of a cell: a hash of its condition columns (names of ``CONDITION_COLUMNS``) and, for
     sweep cells, of its ``setting_key`` (everything else that changes its numbers) and seed."""
+    condition = {"harq_max_rounds": 0, **condition}  # conditions from before the axis existed
     missing = [name for name, _ in CONDITION_COLUMNS if name not in condition]
     if missing:
         raise ValueError(f"results: condition lacks field(s) {missing}")
     key: dict[str, object] = {name: condition[name] for name, _ in CONDITION_COLUMNS}
+    if not key.get("harq_max_rounds"):
+        # no retransmission: the ids (hence seeds) of cells from before the axis existed
+        key.pop("harq_max_rounds", None)
     for name, kind in CONDITION_COLUMNS:
+        if name not in key:
+            continue
         if kind == pa.float64():
             key[name] = float(key[name])
     if setting_key is not None or seed is not None:
