@@ -91,7 +91,8 @@ class Reception:
             (``state.erased``: the receiver saw nothing there).
         packets_crc_failed: packets not erased holding data that failed an integrity check
             (``meta["corrupt"]``: the digital chain's code-block CRC).
-        retransmissions: packets sent again (no ARQ/HARQ is modelled yet: always 0).
+        retransmissions: packets sent again by HARQ or ARQ (``meta["retransmissions"]``, set by
+            ``v2x.semcom.harq.transmit``; 0 without).
     """
 
     packets_erased: torch.Tensor
@@ -121,7 +122,8 @@ class Codec(nn.Module):
     #: not read from the signature): ``"in_channels"`` (set to the detector's feature
     #: channels), ``"max_channel_uses"`` (an equal share of the frame's channel-use budget when
     #: the config leaves it out), ``"bandwidth_ratio"`` (one sweep group per ratio of
-    #: ``grid.bandwidth_ratios``) and ``"checkpoint"`` (trained weights the config must name).
+    #: ``grid.bandwidth_ratios``), ``"harq_max_rounds"`` (one group per value of
+    #: ``grid.harq_max_rounds``) and ``"checkpoint"`` (trained weights the config must name).
     sweep_arguments: frozenset[str] = frozenset()
 
     def encode(self, features: torch.Tensor, link: LinkState) -> Transmission:  # pragma: no cover
@@ -187,4 +189,6 @@ def reception(received: Transmission) -> Reception:
         lost = corrupt if lost is None else lost | corrupt.to(lost.device)
     n_erased = packets_hit(erased, spp, packets)
     n_failed = packets_hit(lost, spp, packets) - n_erased
-    return Reception(n_erased, n_failed, torch.zeros_like(packets))
+    resent = received.meta.get("retransmissions")
+    resent = torch.zeros_like(packets) if resent is None else resent.to(packets)
+    return Reception(n_erased, n_failed, resent)

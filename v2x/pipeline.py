@@ -41,6 +41,7 @@ from v2x.perception.warp import (
     warp_sampling_grid,
 )
 from v2x.semcom.base import Codec, reception
+from v2x.semcom.harq import transmit
 from v2x.semcom.selective import SelectiveCodec, scatter_cells
 
 BOX_MESSAGE_BITS = (7 + 2) * 32  # a late-fusion box: 7 floats + score + label, float32
@@ -61,7 +62,8 @@ class LinkCost:
         snr_db: float32, the SNR the link was simulated at.
         packets_erased: float64, packets of which the channel erased a channel use.
         packets_crc_failed: float64, packets not erased whose data failed a CRC.
-        retransmissions: float64, packets sent again (no ARQ/HARQ is modelled: 0).
+        retransmissions: float64, packets sent again by HARQ (digital codec) or ARQ (erasure
+            channel); their channel uses are in ``channel_uses`` (``v2x.semcom.harq``).
         cells_sent: float64, units of the payload: BEV cells of the map the receiver rebuilds
             (feature fusion; only the selected cells with Where2comm-style selection), boxes
             (late fusion) or points (early fusion).
@@ -232,16 +234,10 @@ class CooperativePipeline(nn.Module):
             codec = SelectiveCodec(inner=self.codec, keep_fraction=self.fusion.max_fraction)
             extra = {"importance": conf.reshape(k * b * (a - 1), 1, h, w)}
         tx = codec.encode(rows, link, **extra)
-        if tx.symbols is not None and codec.uses_channel:
-            if getattr(self.channel, "packet_aware", False) and tx.symbols_per_packet is not None:
-                # the channel loses the codec's own packets (v2x.channels.packets)
-                y, state = self.channel(
-                    tx.symbols, row_snr, symbols_per_packet=tx.symbols_per_packet
-                )
-            else:
-                y, state = self.channel(tx.symbols, row_snr)
-            tx = tx.received(y, state)
-        decoded = codec.decode(tx, link).view(k, b, a - 1, c, h, w)
+        # On air (a packet-aware channel loses the codec's own packets, v2x.channels.packets),
+        # with the codec's HARQ or the channel's ARQ rounds, and decoded (v2x.semcom.harq).
+        decoded, tx = transmit(codec, self.channel, tx, row_snr, link)
+        decoded = decoded.view(k, b, a - 1, c, h, w)
         outcome = reception(tx)
         # Cells each collaborator actually delivered ([K, B, A-1, 1, h, w]; None: all of them).
         sent = None
