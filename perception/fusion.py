@@ -173,7 +173,7 @@ class PayloadFusion(FeatureFusion):
         """``[B, 1, h, w]`` bool: cells where a collaborator's payload wins in ``forward``."""
         features, valid = clean_mask(features, valid)
         score = torch.where(valid[:, :, 0], features[:, :, 0], float("-inf"))
-        return (score.argmax(dim=1, keepdim=True) > 0)
+        return score.argmax(dim=1, keepdim=True) > 0
 
     def own_payload(self, model, features: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError

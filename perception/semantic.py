@@ -211,9 +211,7 @@ def payload_adapters(feature_channels: int, num_classes: int) -> nn.ModuleDict:
     flag (1 where a collaborator won)."""
     return nn.ModuleDict(
         {
-            name: PayloadAdapter(
-                feature_channels * (1 + extra) + num_classes + 1, num_classes
-            )
+            name: PayloadAdapter(feature_channels * (1 + extra) + num_classes + 1, num_classes)
             for name, extra in ADAPTER_EXTRA.items()
         }
     )

@@ -62,8 +62,9 @@ class LinkCost:
         packets_crc_failed: float64, packets not erased whose data failed a CRC.
         retransmissions: float64, packets sent again (no ARQ/HARQ is modelled: 0).
         cells_sent: float64, units of the payload: BEV cells of the map the receiver rebuilds
-            (feature fusion; only the selected cells with Where2comm-style selection), boxes
-            (late fusion) or points (early fusion).
+            (feature fusion; only the selected cells with Where2comm-style selection), cells of a
+            semantic map or detected objects (semantic payloads), boxes (late fusion) or points
+            (early fusion).
         cells_used: float64, those of ``cells_sent`` that arrived and were handed to fusion
             (the decoded-cell mask before warping; ``cells_sent`` over ideal links).
     """

@@ -229,7 +229,8 @@ def test_an_ideal_collaborator_map_recovers_the_box_the_ego_cannot_see(model, ba
     assert d.abs().max() < 1e-3
     assert bool((scores > 0.99).all())
     # without the collaborators the ego finds nothing
-    alone = dataclasses.replace(single, agent_mask=single.agent_mask & torch.tensor([[1, 0, 0]]).bool())
+    ego_only = torch.tensor([[True, False, False]])
+    alone = dataclasses.replace(single, agent_mask=single.agent_mask & ego_only)
     assert _pipe(model, fusion).run(alone, torch.tensor([10.0])).detections.valid.sum() == 0
 
 
