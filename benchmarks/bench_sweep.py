@@ -80,7 +80,7 @@ def pipeline(model, fusion: str, codec: str, device):
 
 
 def bench_batched_vs_loop(args, model, batches, device) -> dict:
-    from v2x.sweep import _EncodeCache
+    from v2x.sweep_reuse import EncodeCache
 
     snr = torch.tensor(args.snr_db, dtype=torch.float32)
     k = snr.numel()
@@ -91,7 +91,7 @@ def bench_batched_vs_loop(args, model, batches, device) -> dict:
         # warm-up
         pipeline(model, *settings[0], device).run(batches[0], snr[:1])
         _sync(device)
-        cache = _EncodeCache(model, 8e9)
+        cache = EncodeCache(model, 8e9)
         t0, c0 = time.perf_counter(), time.process_time()
         for fusion, codec in settings:
             pipe = pipeline(cache, fusion, codec, device)

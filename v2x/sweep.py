@@ -24,17 +24,18 @@ A group's cells are written to the results store when all its frames are done (a
 results file of ``output_dir`` holds. Defaults come from ``conf/sweep.yaml`` for the Python API
 and the CLI alike (``default_config``).
 
-One module per job: ``v2x.sweep_plan`` (config, validation into groups, keys and digests),
-``v2x.loading`` (frames, models, devices, progress), this module (execution of a plan's cells and
-the results store), ``v2x.results_table`` (vocabulary and console table). Their public names are
-also importable from here.
+One module per job: ``v2x.sweep_config`` (fields and defaults), ``v2x.sweep_plan`` (validation
+into groups), ``v2x.provenance`` (hashes and digests that key cells), ``v2x.loading`` (frames,
+models, devices, progress), ``v2x.execution`` (running, re-running and scoring conditions on a
+frame batch), ``v2x.sweep_reuse`` (caches and cells reused across the sweep), this module (a
+plan's groups over the frames, results rows, the results store) and ``v2x.results_table``
+(vocabulary and console table). Their public names are also importable from here.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
-import inspect
 import json
 import logging
 import math
@@ -85,49 +86,13 @@ from v2x.sweep_plan import (  # noqa: F401 - the planning API, also reachable fr
     Group,
     SweepConfig,
     SweepPlan,
-    _file_digest,
     default_config,
     plan_sweep,
     sweep_arguments,
 )
+from v2x.sweep_reuse import EncodeCache, reuse_cells, share_source_coding
 
 log = logging.getLogger(__name__)
-
-
-class _EncodeCache:
-    """Delegates to the detector but serves ``encode`` from a per-batch cache.
-
-    ``CooperativePipeline`` calls ``model.encode`` once per run; the sweep sets ``batch_index``
-    before each run so that every group reuses the features of that batch. Only the points the
-    features were computed from are served from the cache (a batch re-sensed at other instants,
-    ``v2x.asynchrony``, is encoded afresh).
-    """
-
-    def __init__(self, model: torch.nn.Module, max_bytes: float) -> None:
-        self._model = model
-        self._cache: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
-        self._max_bytes = max_bytes
-        self._bytes = 0
-        self.batch_index: int | None = None
-        self.encodes = 0
-
-    def encode(
-        self, points: torch.Tensor, point_mask: torch.Tensor, poses: torch.Tensor
-    ) -> torch.Tensor:
-        key = self.batch_index
-        hit = self._cache.get(key) if key is not None else None
-        if hit is not None and hit[0] is points:  # the batch's own scans, not re-sensed ones
-            return hit[1]
-        features = self._model.encode(points, point_mask, poses)
-        self.encodes += 1
-        size = features.numel() * features.element_size()
-        if key is not None and key not in self._cache and self._bytes + size <= self._max_bytes:
-            self._cache[key] = (points, features)
-            self._bytes += size
-        return features
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._model, name)
 
 
 # --------------------------------------------------------------------------- the run
@@ -210,37 +175,12 @@ def setting_key(group: Group, data_id: Mapping) -> str:
     return stable_hash({**group.setting, "data": data}, 16)
 
 
-def _share_source_coding(codec: Any) -> dict:
-    """Let every cell of a group reuse the codec's SNR-independent source coding of a map.
-
-    The digital chain memoises its source coding (quantise + entropy code, the costliest step
-    of a sweep on the CPU) per map content within one ``encode`` call (``_fit_stream``'s
-    ``cache``); cells run one call each, so the sweep hands every call one shared memo, which
-    the caller clears per frame batch. The memo is keyed by the map's content and returns what
-    the codec would recompute, so no number changes. A codec without that hook is left as is.
-    Returns the shared memo.
-    """
-    shared: dict = {}
-    fit = getattr(codec, "_fit_stream", None)
-    try:
-        takes_cache = fit is not None and "cache" in inspect.signature(fit).parameters
-    except (TypeError, ValueError):
-        takes_cache = False
-    if takes_cache:
-
-        def fit_shared(features: torch.Tensor, row: int, mcs_index: int, cache=None) -> Any:
-            return fit(features, row, mcs_index, shared)
-
-        codec._fit_stream = fit_shared
-    return shared
-
-
 def _run_group(
     plan: SweepPlan,
     group: Group,
     snrs: Sequence[float],
     batches: list[_Batch],
-    model: _EncodeCache,
+    model: EncodeCache,
     device,
     bar,
     data_id: Mapping,
@@ -284,7 +224,7 @@ def _run_group(
         seed=_group_seed(cfg.seed, group, -1) % (2**31),
     ).eval()
 
-    shared_coding = _share_source_coding(codec)
+    shared_coding = share_source_coding(codec)
     budget = group.budget(plan.budget)  # the group's late policy and added delay
     clock = _sensing_clock(plan)
 
@@ -457,45 +397,6 @@ class SweepInterrupted(KeyboardInterrupt):
     """Ctrl-C during a sweep; its message says what was saved and how to resume."""
 
 
-def _reuse_cells(store: ResultsStore, wanted: set[str]) -> int:
-    """Copy cells in ``wanted`` that other results files of the store's folder already hold
-    (same ``cell_id``: same condition, code, checkpoints, data, config and seed) into the
-    store, with their ledger rows; returns how many. Unreadable files are skipped (logged)."""
-    from v2x.ledger import LEDGER_SCHEMA
-    from v2x.results import (
-        RESULTS_SCHEMA,
-        CorruptResultsError,
-        ledger_path_of,
-        read_table,
-        results_files,
-    )
-
-    if not wanted or not store.directory.is_dir():
-        return 0
-    import pyarrow.compute as pc
-
-    found = 0
-    for f in results_files([store.directory]):
-        if f == store.path or not wanted:
-            continue
-        try:
-            table = read_table(f, RESULTS_SCHEMA)
-            hit = wanted & set(table.column("cell_id").to_pylist())
-            if not hit or not ledger_path_of(f).exists():
-                continue
-            ledger = read_table(ledger_path_of(f), LEDGER_SCHEMA)
-        except CorruptResultsError as exc:
-            log.warning("sweep: not reusing cells of an unreadable file: %s", exc)
-            continue
-        value_set = pa.array(sorted(hit), pa.string())
-        rows = table.filter(pc.is_in(table.column("cell_id"), value_set=value_set)).to_pylist()
-        store.add(rows, ledger.filter(pc.is_in(ledger.column("cell_id"), value_set=value_set)))
-        wanted -= hit
-        found += len(hit)
-        log.info("sweep: reused %d cell(s) of %s", len(hit), f)
-    return found
-
-
 def run_sweep(cfg: Any) -> Path:
     """Run (or resume) a sweep; returns the results file path.
 
@@ -523,7 +424,7 @@ def run_sweep(cfg: Any) -> Path:
         for g in plan.groups
     }
     done = store.done_cells()
-    reused = _reuse_cells(store, {c for cs in ids.values() for c in cs} - done)
+    reused = reuse_cells(store, {c for cs in ids.values() for c in cs} - done)
     done = store.done_cells()
     todo = [(g, [s for s, c in zip(plan.snr_db, ids[id(g)]) if c not in done]) for g in plan.groups]
     todo = [(g, snrs) for g, snrs in todo if snrs]
@@ -546,7 +447,7 @@ def run_sweep(cfg: Any) -> Path:
     saved = 0
     try:
         model = load_model(cfg, device)
-        cache = _EncodeCache(model, float(cfg.feature_cache_gb) * 1e9)
+        cache = EncodeCache(model, float(cfg.feature_cache_gb) * 1e9)
         batches = _prepare_batches(frames, plan, model, device)
         total = to_compute * len(frames)
         with torch.no_grad(), progress(total, "sweep", cfg.quiet, unit="frame-cond") as bar:

@@ -1,7 +1,7 @@
-"""Sweep planning and keys: the sweep's config (``SweepConfig``, defaults from
-``conf/sweep.yaml``), its validation into groups of cells (``plan_sweep``), and the digests of
-everything outside the config that changes a number (checkpoints, codec checkpoints, parts
-registered from outside the package). See ``v2x.sweep`` for how a plan is run.
+"""Sweep planning: a config (``v2x.sweep_config``) validated into groups of cells
+(``plan_sweep``), keyed by everything outside the config that changes a number (checkpoint and
+code digests from ``v2x.provenance``, parts registered from outside the package). See
+``v2x.sweep`` for how a plan is run.
 """
 
 from __future__ import annotations
@@ -9,9 +9,8 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
-import os
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,185 +18,38 @@ from typing import Any
 from v2x import __version__
 from v2x.budget import BudgetConfig
 from v2x.network import NetworkConfig
+from v2x.provenance import (
+    UNTRAINED,
+    checkpoint_digest,
+    code_hash,
+    codec_checkpoint_digest,
+    file_digest,
+    model_backbone,
+    stable_hash,
+)
 from v2x.registry import import_plugins
-from v2x.results import code_hash, stable_hash
+from v2x.sweep_config import (  # noqa: F401 - the config API, also reachable from here
+    _NOT_HASHED,
+    _NOT_HASHED_DATA,
+    DATA_SOURCES,
+    SNR_MODES,
+    SweepConfig,
+    _codec_spec,
+    _compose_defaults,
+    _integer,
+    _numbers,
+    _plain,
+    default_config,
+)
 
 log = logging.getLogger(__name__)
 
 
 NO_CODEC = "n/a"
 FEATURE_STAGE = "features"
-# Config keys that do not change any number (left out of the config hash).
-_NOT_HASHED = (
-    "quiet",
-    "allow_corrupt",
-    "output_dir",
-    "feature_cache_gb",
-    "table",
-    "plots",
-    "plots_dir",
-)
-_NOT_HASHED_DATA = ("cache_dir",)
 
 
 # --------------------------------------------------------------------------- config
-@dataclass
-class SweepConfig:
-    """The sweep (Hydra ``conf/sweep.yaml``); see ``docs/sweeps.md``.
-
-    ``from_any`` merges a mapping over ``default_config()`` (``conf/sweep.yaml``): the defaults
-    below are those of a bare ``SweepConfig()`` and agree with the YAML (tested).
-
-    Attributes:
-        seed: seeds channel noise, pose noise and probabilistic LOS.
-        device: ``cpu``, ``cuda`` or ``auto``.
-        checkpoint: detector checkpoint path; ``null``/``shipped`` = the shipped model (an
-            error if it is missing), ``untrained`` = random weights built from ``model`` (tests,
-            smoke runs).
-        model: ``DetectorConfig`` fields for ``checkpoint=untrained``.
-        data: the frame set (see ``load_frames``).
-        batch_size: frames per pipeline call.
-        grid: ``channels``, ``snr_db``, ``codecs``, ``bandwidth_ratios``, ``fusions``,
-            ``pose_noise`` (list of ``[translation_std_m, yaw_std_rad]``), ``added_delay_s``
-            (seconds added to every payload's latency), ``late_policy`` (``null``: the
-            budget's).
-        codec_options, channel_options, fusion_options: constructor kwargs per name.
-        asynchrony: see ``v2x.asynchrony.AsynchronyConfig`` (collaborators' data as old as its
-            delivery).
-        network, budget, eval: see ``NetworkConfig``, ``BudgetConfig``, ``EvalConfig``; ``eval``
-            also takes ``min_points`` and ``bootstrap`` (resamples of the frames for each AP's
-            95 % interval, seeded by ``seed``; 0: none).
-        output_dir: folder of the results files.
-        quiet: no progress bar (also off when stderr is not a TTY or ``CI`` is set).
-        allow_corrupt: move an unreadable results file aside instead of failing.
-        feature_cache_gb: memory for cached encoder features (0: re-encode per group).
-        table: print the results table when the app finishes.
-        plots: draw this job's figures when the app finishes (``v2x.plots.make_plots``).
-        plots_dir: their folder (default ``<output_dir>/plots-<config hash>``).
-        plugins: modules imported first, which register channels, codecs, fusions or link
-            models of the user's (``v2x.registry.import_plugins``); each job of a launcher
-            imports them itself.
-    """
-
-    seed: int = 0
-    device: str = "cpu"
-    checkpoint: str | None = None
-    model: dict = field(default_factory=dict)
-    data: dict = field(default_factory=dict)
-    batch_size: int = 4
-    grid: dict = field(default_factory=dict)
-    codec_options: dict = field(default_factory=dict)
-    channel_options: dict = field(default_factory=dict)
-    fusion_options: dict = field(default_factory=dict)
-    network: dict = field(default_factory=dict)
-    budget: dict = field(default_factory=dict)
-    asynchrony: dict = field(default_factory=dict)
-    eval: dict = field(default_factory=dict)
-    output_dir: str = "outputs/sweeps"
-    quiet: bool = False
-    allow_corrupt: bool = False
-    feature_cache_gb: float = 2.0
-    table: bool = True
-    plots: bool = True
-    plots_dir: str | None = None
-    plugins: list = field(default_factory=list)
-
-    @classmethod
-    def from_any(cls, cfg: Any) -> SweepConfig:
-        """A ``SweepConfig`` from a mapping (Hydra's ``DictConfig`` or a plain dict) merged over
-        ``default_config()`` (nested mappings merge key by key, lists replace)."""
-        if isinstance(cfg, SweepConfig):
-            return cfg
-        from omegaconf import OmegaConf
-
-        data = _plain(cfg)
-        if not isinstance(data, Mapping):
-            raise ValueError(f"sweep: the config must be a mapping of fields, got {type(cfg)}")
-        data = {k: v for k, v in data.items() if k != "hydra"}
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(data) - names
-        if unknown:
-            raise ValueError(
-                f"sweep: unknown config field(s) {sorted(unknown)}; valid: {sorted(names)}"
-            )
-        defaults = default_config()
-        merged = _plain(OmegaConf.merge(OmegaConf.create(defaults), OmegaConf.create(data)))
-        return cls(**merged)
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-
-SNR_MODES = ("fixed", "geometric")
-DATA_SOURCES = ("synthetic", "store", "v2xsim", "dair_v2x")
-#: The name that asks for random weights (detector ``checkpoint``, codec ``checkpoint`` option).
-UNTRAINED = "untrained"
-
-
-def default_config() -> dict:
-    """The sweep's defaults: ``conf/sweep.yaml`` composed with its defaults list (the same
-    config ``v2x-sweep`` starts from; ``hydra`` settings left out).
-
-    ``run_sweep`` / ``plan_sweep`` merge a Python config over these, so the Python API and the
-    CLI share one set of defaults.
-    """
-    return _plain(_compose_defaults("sweep"))
-
-
-def _conf_dir() -> Path:
-    from importlib import resources
-
-    return Path(str(resources.files("v2x.conf")))
-
-
-def _compose_defaults(name: str) -> Any:
-    """``conf/<name>.yaml`` with its ``defaults`` list applied (``group: option``,
-    ``group@package: option``, another config of the folder, ``_self_``) — the subset of
-    Hydra's composition the shipped configs use, without Hydra's global state."""
-    from omegaconf import OmegaConf
-
-    own = OmegaConf.load(_conf_dir() / f"{name}.yaml")
-    defaults = list(own.pop("defaults", []) or [])
-    own.pop("hydra", None)
-    if "_self_" not in defaults:
-        defaults.append("_self_")
-    merged = OmegaConf.create({})
-    for entry in defaults:
-        if entry == "_self_":
-            merged = OmegaConf.merge(merged, own)
-        elif isinstance(entry, str):
-            merged = OmegaConf.merge(merged, _compose_defaults(entry))
-        else:
-            ((group, option),) = dict(entry).items()
-            group, _, package = str(group).partition("@")
-            if option is None:
-                continue
-            node = OmegaConf.load(_conf_dir() / group / f"{option}.yaml")
-            target = package or group
-            merged = OmegaConf.merge(merged, OmegaConf.create(_nest(target.split("."), node)))
-    return merged
-
-
-def _nest(keys: list[str], value: Any) -> Any:
-    return value if not keys else {keys[0]: _nest(keys[1:], value)}
-
-
-def _plain(obj: Any) -> Any:
-    """OmegaConf containers → plain Python (resolved)."""
-    try:
-        from omegaconf import DictConfig, ListConfig, OmegaConf
-
-        if isinstance(obj, DictConfig | ListConfig):
-            return OmegaConf.to_container(obj, resolve=True)
-    except ImportError:  # pragma: no cover
-        pass
-    if isinstance(obj, os.PathLike):
-        return os.fspath(obj)
-    if isinstance(obj, Mapping):
-        return {k: _plain(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_plain(v) for v in obj]
-    return obj
 
 
 @dataclass
@@ -300,16 +152,6 @@ class SweepPlan:
         return len(self.groups) * len(self.snr_db)
 
 
-def _codec_spec(spec: Any, options: Mapping) -> tuple[str, dict]:
-    if isinstance(spec, Mapping):
-        spec = dict(spec)
-        if "name" not in spec:
-            raise ValueError(f"sweep: field 'grid.codecs' entry {spec} needs a 'name'")
-        name = str(spec.pop("name"))
-        return name, {**dict(options.get(name, {}) or {}), **spec}
-    return str(spec), dict(options.get(str(spec), {}) or {})
-
-
 def sweep_arguments(codec: str) -> frozenset[str]:
     """The constructor arguments codec ``codec`` declares a sweep fills in or varies
     (``Codec.sweep_arguments``; a factory that is not a ``Codec`` class declares none)."""
@@ -326,34 +168,6 @@ def channel_sweep_arguments(channel: str) -> frozenset[str]:
     from v2x.channels import CHANNELS
 
     return frozenset(getattr(CHANNELS.get(channel), "sweep_arguments", frozenset()))
-
-
-def _numbers(field_name: str, values: Sequence) -> list[float]:
-    """``values`` as floats; a value that is not a number is a ``ValueError`` naming the field."""
-    out = []
-    for v in values:
-        if isinstance(v, bool):
-            v = str(v)
-        try:
-            out.append(float(v))
-        except (TypeError, ValueError):
-            raise ValueError(f"sweep: field '{field_name}' must hold numbers, got {v!r}") from None
-    return out
-
-
-def _integer(field_name: str, value: Any, minimum: int | None = None) -> int:
-    """``value`` as an int (``ValueError`` naming the field if it is not a whole number)."""
-    try:
-        number = float(value)
-        if isinstance(value, bool) or not number.is_integer():
-            raise ValueError
-    except (TypeError, ValueError):
-        raise ValueError(
-            f"sweep: field '{field_name}' must be a whole number, got {value!r}"
-        ) from None
-    if minimum is not None and number < minimum:
-        raise ValueError(f"sweep: field '{field_name}' must be >= {minimum}, got {value}")
-    return int(number)
 
 
 def plan_sweep(cfg: Any) -> SweepPlan:
@@ -548,7 +362,7 @@ def plan_sweep(cfg: Any) -> SweepPlan:
         if g.stage == FEATURE_STAGE and g.harq_max_rounds:
             CHANNELS.build(g.channel, **g.channel_kwargs(cfg.channel_options or {}))
 
-    detector_sha = _checkpoint_digest(cfg.checkpoint, model_backbone(cfg.model))
+    detector_sha = checkpoint_digest(cfg.checkpoint, model_backbone(cfg.model))
     codec_shas: dict[str, str] = {}
     for g in groups:
         ckpt = (g.codec_kwargs or {}).get("checkpoint")
@@ -556,7 +370,7 @@ def plan_sweep(cfg: Any) -> SweepPlan:
             ref = f"{g.codec}:{ckpt}"
             if ref not in codec_shas:
                 codec_shas[ref] = (
-                    UNTRAINED if ckpt == UNTRAINED else _codec_checkpoint_digest(g.codec, str(ckpt))
+                    UNTRAINED if ckpt == UNTRAINED else codec_checkpoint_digest(g.codec, str(ckpt))
                 )
             g.codec_sha256 = codec_shas[ref]
     code = code_hash()
@@ -670,56 +484,9 @@ def _external_sources(group: Group) -> dict[str, str]:
             continue
         source = getattr(sys.modules.get(module), "__file__", None)
         out[f"{kind}:{name}"] = (
-            _file_digest(Path(source)) if source and Path(source).is_file() else module
+            file_digest(Path(source)) if source and Path(source).is_file() else module
         )
     return out
-
-
-def model_backbone(model: Any) -> str:
-    """The ``backbone`` of a sweep's ``model`` section (``"small"`` when not set): it picks the
-    shipped detector that ``checkpoint=shipped`` loads."""
-    return str((dict(model) if model else {}).get("backbone", "small"))
-
-
-def _checkpoint_digest(checkpoint: str | None, backbone: str = "small") -> str:
-    """SHA-256 of the detector checkpoint the sweep will load (``"untrained"`` for none)."""
-    from v2x.checkpoint import shipped_detector_path
-
-    if checkpoint == UNTRAINED:
-        return UNTRAINED
-    shipped = checkpoint in (None, "", "shipped")
-    path = shipped_detector_path(backbone) if shipped else Path(checkpoint)
-    if not path.is_file():
-        if checkpoint in (None, "", "shipped"):
-            raise ValueError(
-                f"sweep: field 'checkpoint' is {checkpoint!r} (the shipped detector), but "
-                f"{path} does not exist; valid: a checkpoint path, or '{UNTRAINED}' for "
-                "random weights (smoke runs)"
-            )
-        raise ValueError(f"sweep: field 'checkpoint' names {path}, which does not exist")
-    return _file_digest(path)
-
-
-def _codec_checkpoint_digest(codec: str, checkpoint: str) -> str:
-    """SHA-256 of a codec's checkpoint file (``"shipped"`` resolved to the packaged one)."""
-    from v2x.semcom.deepjscc import resolve_checkpoint
-
-    path = Path(resolve_checkpoint(checkpoint))
-    if not path.is_file():
-        raise ValueError(
-            f"sweep: codec_options.{codec}.checkpoint names {path}, which does not exist"
-        )
-    return _file_digest(path)
-
-
-def _file_digest(path: Path) -> str:
-    import hashlib
-
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 # --------------------------------------------------------------------------- data and model
