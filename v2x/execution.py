@@ -25,12 +25,19 @@ from dataclasses import dataclass
 
 import torch
 
-from v2x.conditions import condition_members, distinct_conditions, repeat_detections
+from v2x.conditions import (
+    LinkCost,
+    RunOutput,
+    concat_runs,
+    condition_members,
+    distinct_conditions,
+    repeat_detections,
+)
 from v2x.datasets.frame import CoopBatch, CoopFrame, collate_frames
 from v2x.evaluation import EgoGroundTruth, accumulate, ego_ground_truth
 from v2x.perception.detector import Detections
 from v2x.perception.evaluate import APAccumulator
-from v2x.pipeline import CooperativePipeline, LinkCost, MotionHistory, RunOutput
+from v2x.pipeline import CooperativePipeline, MotionHistory
 
 
 @dataclass
@@ -57,31 +64,6 @@ def seed_run(pipe: CooperativePipeline, seed: int) -> None:
     """Seed torch's global RNG (channel and codec noise) and ``pipe``'s pose-noise generator."""
     torch.manual_seed(seed)
     pipe.generator.manual_seed(seed)
-
-
-def concat_runs(outs: Sequence[RunOutput]) -> RunOutput:
-    """``RunOutput`` of several runs (each ``K_i`` conditions) as one of ``sum K_i`` conditions,
-    condition-major like a single run's (detections padded to the widest run)."""
-    if len(outs) == 1:
-        return outs[0]
-    width = max(o.detections.boxes.shape[1] for o in outs)
-
-    def pad(t: torch.Tensor, value: float | bool) -> torch.Tensor:
-        if t.shape[1] == width:
-            return t
-        shape = (t.shape[0], width - t.shape[1], *t.shape[2:])
-        return torch.cat([t, torch.full(shape, value, dtype=t.dtype, device=t.device)], 1)
-
-    det = Detections(
-        torch.cat([pad(o.detections.boxes, 0.0) for o in outs]),
-        torch.cat([pad(o.detections.scores, 0.0) for o in outs]),
-        torch.cat([pad(o.detections.labels, 0) for o in outs]),
-        torch.cat([pad(o.detections.valid, False) for o in outs]),
-    )
-    cost = LinkCost(
-        *(torch.cat([getattr(o.cost, f.name) for o in outs]) for f in dataclasses.fields(LinkCost))
-    )
-    return RunOutput(det, cost, sum(o.num_conditions for o in outs))
 
 
 def run_conditions(

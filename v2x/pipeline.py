@@ -20,16 +20,21 @@ the packets the codec counted.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 
 from v2x.channels.base import Channel
-from v2x.channels.budget import shannon_capacity
 from v2x.channels.link import LinkState
+from v2x.conditions import (  # noqa: F401 - a run's outputs, also reachable from here
+    LinkCost,
+    RunOutput,
+    ideal_digital_uses,
+    link_snr,
+    repeat_detections,
+)
 from v2x.conditions import distinct_conditions as _distinct_conditions
-from v2x.conditions import repeat_detections
 from v2x.datasets.frame import CoopBatch
 from v2x.perception.boxes import transform_boxes
 from v2x.perception.detector import CoopDetector, Detections, nms_detections
@@ -49,54 +54,6 @@ POINT_MESSAGE_BITS = 4 * 32  # an early-fusion point: x, y, z, intensity, float3
 
 
 @dataclass
-class LinkCost:
-    """Per-link accounting of one run: what was sent and what happened to it on the air.
-
-    Every tensor is ``[K, B, A]`` (slot 0, the ego, and absent agents are zero / False). This is
-    the one place the receiver's knowledge of each payload reaches the ledger
-    (``v2x.ledger.ledger_table``).
-
-    Attributes:
-        source_bits, coded_bits, channel_uses, packets: float64, the codec's ``Cost``.
-        sent: bool, the agent exists and transmitted.
-        snr_db: float32, the SNR the link was simulated at.
-        packets_erased: float64, packets of which the channel erased a channel use.
-        packets_crc_failed: float64, packets not erased whose data failed a CRC.
-        retransmissions: float64, packets sent again by HARQ (digital codec) or ARQ (erasure
-            channel); their channel uses are in ``channel_uses`` (``v2x.semcom.harq``).
-        cells_sent: float64, units of the payload: BEV cells of the map the receiver rebuilds
-            (feature fusion; only the selected cells with Where2comm-style selection), cells of a
-            semantic map or detected objects (semantic payloads), boxes (late fusion) or points
-            (early fusion).
-        cells_used: float64, those of ``cells_sent`` that arrived and were handed to fusion
-            (the decoded-cell mask before warping; ``cells_sent`` over ideal links).
-    """
-
-    source_bits: torch.Tensor
-    coded_bits: torch.Tensor
-    channel_uses: torch.Tensor
-    packets: torch.Tensor
-    sent: torch.Tensor
-    snr_db: torch.Tensor
-    packets_erased: torch.Tensor
-    packets_crc_failed: torch.Tensor
-    retransmissions: torch.Tensor
-    cells_sent: torch.Tensor
-    cells_used: torch.Tensor
-
-    def repeat_conditions(self, k: int, snr_db: torch.Tensor) -> LinkCost:
-        """This one-condition cost (``[1, B, A]``) tiled for ``K`` conditions at ``snr_db``
-        (``[K]`` or ``[K, B, A]``); for runs whose outcome does not depend on the SNR."""
-        tiled = {
-            f.name: getattr(self, f.name).expand(k, *getattr(self, f.name).shape[1:]).clone()
-            for f in fields(self)
-            if f.name != "snr_db"
-        }
-        snr = link_snr(snr_db.to(self.snr_db.device), *self.snr_db.shape[1:])
-        return LinkCost(**tiled, snr_db=snr.to(self.snr_db.dtype).clone())
-
-
-@dataclass
 class MotionHistory:
     """What a latency-compensating box fusion knows of the collaborators' motion.
 
@@ -111,21 +68,6 @@ class MotionHistory:
     previous: CoopBatch
     age_s: torch.Tensor
     period_s: float
-
-
-@dataclass
-class RunOutput:
-    """Detections of ``K·B`` (condition-major) frames and the cost of every link."""
-
-    detections: Detections
-    cost: LinkCost
-    num_conditions: int
-
-
-def ideal_digital_uses(bits: torch.Tensor, snr_db: torch.Tensor) -> torch.Tensor:
-    """Channel uses of an error-free digital link at the Shannon rate log2(1 + snr)."""
-    capacity = shannon_capacity(snr_db.double())
-    return torch.ceil(bits / capacity.clamp_min(1e-9))
 
 
 class CooperativePipeline(nn.Module):
@@ -159,19 +101,6 @@ class CooperativePipeline(nn.Module):
     def _noisy_relative(self, poses: torch.Tensor) -> torch.Tensor:
         noisy = perturb_poses(poses, self.pose_noise_m, self.pose_noise_yaw_rad, self.generator)
         return relative_level_transforms(noisy)
-
-    def _empty_cost(self, k: int, b: int, a: int, snr_db: torch.Tensor, device) -> LinkCost:
-        zeros = torch.zeros(k, b, a, dtype=torch.float64, device=device)
-        counts = {
-            f.name: zeros.clone()
-            for f in fields(LinkCost)
-            if f.name not in ("sent", "snr_db")
-        }
-        return LinkCost(
-            **counts,
-            sent=torch.zeros(k, b, a, dtype=torch.bool, device=device),
-            snr_db=link_snr(snr_db, b, a).clone(),
-        )
 
     # ------------------------------------------------------------------ stages
     @torch.no_grad()
@@ -217,7 +146,7 @@ class CooperativePipeline(nn.Module):
         b, a, c, h, w = features.shape
         k = snr_db.shape[0]
         device = features.device
-        cost = self._empty_cost(k, b, a, snr_db, device)
+        cost = LinkCost.zeros(k, b, a, snr_db, device)
         if not share or a == 1:
             # Nothing is sent: one fusion of the ego's own map serves every condition.
             ego_only = torch.ones(b, 1, 1, h, w, dtype=torch.bool, device=device)
@@ -396,7 +325,7 @@ class CooperativePipeline(nn.Module):
         device = features.device
         model, fusion = self.model, self.fusion
         classes = model.config.num_classes
-        cost = self._empty_cost(k, b, a, snr_db, device)
+        cost = LinkCost.zeros(k, b, a, snr_db, device)
         own = with_score(fusion.own_payload(model, features[:, 0]), classes)  # [B, 1+P, h, w]
         if a == 1:
             fused = fusion(own[:, None], torch.ones_like(own[:, None, :1], dtype=torch.bool))
@@ -516,10 +445,10 @@ class CooperativePipeline(nn.Module):
             self.model.config.nms_iou_threshold,
             class_aware=False,
         )
-        cost = self._empty_cost(k, b, a, snr_db, features.device)
+        cost = LinkCost.zeros(k, b, a, snr_db, features.device)
         bits = valid.sum(-1).double() * BOX_MESSAGE_BITS  # [B, A]
         bits[:, 0] = 0
-        self._charge_ideal(cost, bits, snr_db, batch, BOX_MESSAGE_BITS)
+        cost.charge_ideal(bits, snr_db, batch.agent_mask, BOX_MESSAGE_BITS)
         return RunOutput(repeat_detections(det, k), cost, k)
 
     def _run_early(self, batch: CoopBatch, snr_db: torch.Tensor) -> RunOutput:
@@ -535,42 +464,8 @@ class CooperativePipeline(nn.Module):
         features = self.model.encode_points(merged, mask)
         heat, reg = self.model.head(features)
         det = self.model.postprocess(heat, reg)
-        cost = self._empty_cost(k, b, a, snr_db, features.device)
+        cost = LinkCost.zeros(k, b, a, snr_db, features.device)
         bits = batch.point_mask.sum(-1).double() * POINT_MESSAGE_BITS
         bits[:, 0] = 0
-        self._charge_ideal(cost, bits, snr_db, batch, POINT_MESSAGE_BITS)
+        cost.charge_ideal(bits, snr_db, batch.agent_mask, POINT_MESSAGE_BITS)
         return RunOutput(repeat_detections(det, k), cost, k)
-
-    @staticmethod
-    def _charge_ideal(
-        cost: LinkCost,
-        bits: torch.Tensor,
-        snr_db: torch.Tensor,
-        batch: CoopBatch,
-        message_bits: int,
-    ) -> None:
-        """Charge ``bits [B, A]`` sent over ideal digital links at each condition's SNR, in
-        messages (boxes or points) of ``message_bits`` each."""
-        from v2x.semcom.base import packets_for_bits
-
-        k = snr_db.shape[0]
-        present = batch.agent_mask.clone()
-        present[:, 0] = False
-        bits = (bits * present).unsqueeze(0).expand(k, *bits.shape)
-        cost.source_bits[:] = bits
-        cost.coded_bits[:] = bits
-        snr = link_snr(snr_db, *bits.shape[1:]).double()
-        cost.channel_uses[:] = ideal_digital_uses(bits, snr) * present
-        cost.packets[:] = packets_for_bits(bits) * present
-        cost.sent[:] = present
-        # error-free links: every message (box or point) arrives and is fused
-        cost.cells_sent[:] = bits / message_bits
-        cost.cells_used[:] = bits / message_bits
-
-
-def link_snr(snr_db: torch.Tensor, b: int, a: int) -> torch.Tensor:
-    """``[K, B, A]`` float32 SNR per link from ``[K]`` (one per condition) or ``[K, B, A]``."""
-    if snr_db.dim() == 3:
-        return snr_db.float()
-    k = snr_db.shape[0]
-    return snr_db.float().view(k, 1, 1).expand(k, b, a)
