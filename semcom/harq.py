@@ -39,7 +39,7 @@ instantaneous: a round costs its airtime only.
 
 **Accounting.** The resent blocks travel in packets of the codec's layout (``blocks_per_packet``
 blocks each); every round adds its channel uses and coded bits to ``Cost.channel_uses`` and
-``Cost.coded_bits`` — so the budget's latency (``v2x.budget.schedule``: processing + channel
+``Cost.coded_bits`` — so the budget's latency (``v2x.scheduling.schedule``: processing + channel
 uses / (share · bandwidth)) grows by exactly the airtime of what was resent — and its packets to
 ``meta["retransmissions"]`` (``Reception.retransmissions``, the ledger's ``retransmissions``).
 ``Cost.packets`` and ``source_bits`` stay those of the payload. A payload whose latency, rounds

@@ -15,9 +15,9 @@ import torch
 
 from v2x.conditions import condition_members, distinct_conditions
 from v2x.datasets.frame import CLASS_NAMES, CoopBatch
+from v2x.perception.average_precision import APAccumulator, EvalConfig
 from v2x.perception.bev import BEVGrid
 from v2x.perception.detector import Detections
-from v2x.perception.evaluate import APAccumulator, EvalConfig
 from v2x.perception.losses import visible_gt_mask
 from v2x.perception.warp import boxes_in_level_frames
 from v2x.pipeline import RunOutput

@@ -35,8 +35,8 @@ from v2x.conditions import (
 )
 from v2x.datasets.frame import CoopBatch, CoopFrame, collate_frames
 from v2x.evaluation import EgoGroundTruth, accumulate, ego_ground_truth
+from v2x.perception.average_precision import APAccumulator
 from v2x.perception.detector import Detections
-from v2x.perception.evaluate import APAccumulator
 from v2x.pipeline import CooperativePipeline, MotionHistory
 
 

@@ -14,8 +14,8 @@ from v2x.channels import build_channel
 from v2x.datasets.frame import CoopFrame
 from v2x.evaluation import headline_eval_config, headline_metrics
 from v2x.execution import evaluate_frames
+from v2x.perception.average_precision import APAccumulator
 from v2x.perception.detector import CoopDetector
-from v2x.perception.evaluate import APAccumulator
 from v2x.perception.fusion import build_fusion
 from v2x.pipeline import CooperativePipeline
 from v2x.semcom import build_codec

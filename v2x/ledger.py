@@ -60,8 +60,8 @@ import numpy as np
 import pyarrow as pa
 import torch
 
-from v2x.budget import Delivery
 from v2x.network import NetworkBatch
+from v2x.scheduling import Delivery
 
 if TYPE_CHECKING:  # the pipeline pulls in the detector; the ledger only reads its tensors
     from v2x.pipeline import LinkCost

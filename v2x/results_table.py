@@ -28,10 +28,10 @@ def _per_class_columns(table: pa.Table) -> dict[str, tuple[str, str]]:
 
 def vocabulary() -> dict[str, tuple[str, list[str]]]:
     """Every name the sweep config accepts, per axis: ``{axis: (config field, names)}``."""
-    from v2x.budget import LATE_POLICIES, SCHEDULERS
     from v2x.channels import CHANNELS, LINKS
     from v2x.network import LOS_MODES
     from v2x.perception.fusion import FUSIONS
+    from v2x.scheduling import LATE_POLICIES, SCHEDULERS
     from v2x.semcom import CODECS
     from v2x.semcom import _load_all as _load_codecs
 

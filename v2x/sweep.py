@@ -49,7 +49,6 @@ import pyarrow as pa
 import torch
 
 from v2x import __version__
-from v2x.budget import novelty_from_visibility, schedule
 from v2x.channels import build_channel
 from v2x.datasets.frame import CLASS_NAMES, CoopBatch, CoopFrame, collate_frames
 from v2x.evaluation import ego_ground_truth
@@ -66,7 +65,7 @@ from v2x.loading import (  # noqa: F401 - the loading API, also reachable from h
     resolve_device,
 )
 from v2x.network import build_network_batch
-from v2x.perception.evaluate import APAccumulator
+from v2x.perception.average_precision import APAccumulator
 from v2x.perception.fusion import build_fusion
 from v2x.pipeline import CooperativePipeline, LinkCost
 from v2x.results import ResultsStore, cell_id, stable_hash
@@ -76,6 +75,7 @@ from v2x.results_table import (  # noqa: F401 - the table API, also reachable fr
     vocabulary,
     vocabulary_text,
 )
+from v2x.scheduling import novelty_from_visibility, schedule
 from v2x.semcom import build_codec
 from v2x.sweep_plan import (  # noqa: F401 - the planning API, also reachable from here
     DATA_SOURCES,
@@ -127,7 +127,7 @@ def _prepare_batches(frames: list[CoopFrame], plan: SweepPlan, model, device) ->
 @dataclass
 class _Scheduler:
     """The bandwidth budget's scheduler as ``evaluate_batch``'s ``deliver``: which payloads of
-    a run arrive by the deadline (``v2x.budget.schedule``) and, with asynchronous sensing
+    a run arrive by the deadline (``v2x.scheduling.schedule``) and, with asynchronous sensing
     (``clock``), how old they are; keeps the last ``Delivery`` for the ledger."""
 
     budget: Any

@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 from v2x import __version__
-from v2x.budget import BudgetConfig
 from v2x.network import NetworkConfig
 from v2x.provenance import (
     UNTRAINED,
@@ -28,6 +27,7 @@ from v2x.provenance import (
     stable_hash,
 )
 from v2x.registry import import_plugins
+from v2x.scheduling import BudgetConfig
 from v2x.sweep_config import (  # noqa: F401 - the config API, also reachable from here
     _NOT_HASHED,
     _NOT_HASHED_DATA,
@@ -173,7 +173,7 @@ def channel_sweep_arguments(channel: str) -> frozenset[str]:
 def plan_sweep(cfg: Any) -> SweepPlan:
     """Validate ``cfg`` and list the groups; raises ``ValueError`` before any work."""
     from v2x.channels import CHANNELS
-    from v2x.perception.evaluate import EvalConfig
+    from v2x.perception.average_precision import EvalConfig
     from v2x.perception.fusion import FUSIONS
     from v2x.semcom import CODECS
     from v2x.semcom import _load_all as _load_codecs

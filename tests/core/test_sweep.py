@@ -704,9 +704,9 @@ def test_no_bootstrap_means_nan_intervals_and_another_key(cache_dir, tmp_path):
 
 
 def test_sweep_list_prints_every_axis_vocabulary_one_line_each(tmp_path):
-    from v2x.budget import SCHEDULERS
     from v2x.channels import CHANNELS, LINKS
     from v2x.perception.fusion import FUSIONS
+    from v2x.scheduling import SCHEDULERS
     from v2x.semcom import CODECS
 
     proc = subprocess.run([sys.executable, "-m", "v2x.apps.sweep", "list"], capture_output=True,

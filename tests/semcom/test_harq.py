@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-from v2x.budget import BudgetConfig, schedule
 from v2x.channels import build_channel
 from v2x.channels.base import ChannelState
 from v2x.channels.link import LinkState
+from v2x.scheduling import BudgetConfig, schedule
 from v2x.semcom.base import Cost, Transmission, reception
 from v2x.semcom.digital import DigitalCodec, MapStream, block_code_len
 from v2x.semcom.fec import block_code
