@@ -93,6 +93,23 @@ class LinkCost:
 
 
 @dataclass
+class MotionHistory:
+    """What a latency-compensating box fusion knows of the collaborators' motion.
+
+    Attributes:
+        previous: the collaborators' scans ``period_s`` before the ones fused (same slots and
+            masks as the run's batch; the ego's slot is not used).
+        age_s: ``[B, A]`` float64 the ego's estimate of each collaborator's data age at fusion
+            (s; from the timestamps, so clock offsets bias it).
+        period_s: time between the previous and the fused scan (s).
+    """
+
+    previous: CoopBatch
+    age_s: torch.Tensor
+    period_s: float
+
+
+@dataclass
 class RunOutput:
     """Detections of ``K·B`` (condition-major) frames and the cost of every link."""
 
@@ -154,13 +171,17 @@ class CooperativePipeline(nn.Module):
 
     # ------------------------------------------------------------------ stages
     @torch.no_grad()
-    def run(self, batch: CoopBatch, snr_db: torch.Tensor) -> RunOutput:
+    def run(
+        self, batch: CoopBatch, snr_db: torch.Tensor, motion: MotionHistory | None = None
+    ) -> RunOutput:
         """Evaluate ``K`` channel conditions on ``batch``.
 
         Args:
             snr_db: ``[K]`` (every link of condition k at ``snr_db[k]``) or ``[K, B, A]`` (one
                 SNR per link, e.g. from geometry; the ego's and padded slots are ignored and may
                 be NaN).
+            motion: the collaborators' previous scans and the ages of their data, for a
+                box-stage fusion that compensates latency (``extrapolate``); ignored otherwise.
         """
         snr_db = torch.as_tensor(snr_db, dtype=torch.float32, device=batch.points.device)
         if snr_db.dim() == 3:
@@ -181,7 +202,7 @@ class CooperativePipeline(nn.Module):
             return self._run_early(batch, snr_db)
         features = self.model.encode(batch.points, batch.point_mask, batch.poses)
         if stage == "boxes":
-            return self._run_late(batch, features, snr_db)
+            return self._run_late(batch, features, snr_db, motion)
         return self._run_features(batch, features, snr_db, share=stage == "features")
 
     def _run_features(
@@ -330,11 +351,12 @@ class CooperativePipeline(nn.Module):
             )
         return RunOutput(det, cost, k)
 
-    def _run_late(
-        self, batch: CoopBatch, features: torch.Tensor, snr_db: torch.Tensor
-    ) -> RunOutput:
+    def _boxes_in_ego_frame(
+        self, batch: CoopBatch, features: torch.Tensor
+    ) -> tuple[Detections, torch.Tensor, torch.Tensor]:
+        """Every agent's own detections (``Detections`` of ``B·A`` rows), their boxes in the
+        ego frame ``[B, A, K, 7]`` float64 and validity ``[B, A, K]``."""
         b, a, c, h, w = features.shape
-        k = snr_db.shape[0]
         heat, reg = self.model.head(features.view(b * a, c, h, w))
         own = self.model.postprocess(heat, reg)
         kk = own.boxes.shape[1]
@@ -344,6 +366,36 @@ class CooperativePipeline(nn.Module):
         moved = transform_boxes(boxes, agent_to_ego)
         moved[..., 2] = boxes[..., 2]  # heights above ground are frame independent
         valid = own.valid.view(b, a, kk) & batch.agent_mask[..., None]
+        return own, moved, valid
+
+    def _run_late(
+        self,
+        batch: CoopBatch,
+        features: torch.Tensor,
+        snr_db: torch.Tensor,
+        motion: MotionHistory | None = None,
+    ) -> RunOutput:
+        b, a, c, h, w = features.shape
+        k = snr_db.shape[0]
+        own, moved, valid = self._boxes_in_ego_frame(batch, features)
+        kk = own.boxes.shape[1]
+        extrapolate = getattr(self.fusion, "extrapolate", None)
+        if extrapolate is not None and motion is not None:
+            # latency compensation: each collaborator's boxes moved on by their estimated motion
+            # (from its previous scan's detections) over the estimated age of its data
+            before = motion.previous
+            previous = self.model.encode(before.points, before.point_mask, before.poses)
+            prev, prev_moved, prev_valid = self._boxes_in_ego_frame(before, previous)
+            moved = extrapolate(
+                moved,
+                valid,
+                own.labels.view(b, a, kk),
+                prev_moved,
+                prev_valid,
+                prev.labels.view(b, a, -1),
+                motion.age_s.to(moved.device),
+                motion.period_s,
+            )
         merged_boxes = moved.float().view(b, a * kk, 7)
         merged_scores = own.scores.view(b, a * kk)
         merged_labels = own.labels.view(b, a * kk)
