@@ -21,7 +21,10 @@ from v2x.datasets.build import sequence_seed
 from v2x.datasets.synthetic import SyntheticConfig, generate_sequence
 from v2x.evaluation import evaluate_fusions
 
-FUSIONS = ("none", "late", "early", "max", "mean", "attention", "where2comm")
+FUSIONS = (
+    "none", "late", "early", "max", "mean", "attention", "where2comm", "semantic_map",
+    "object_features",
+)
 
 
 def main() -> None:

@@ -39,7 +39,7 @@ from v2x.perception.warp import (
     sample_maps,
     warp_sampling_grid,
 )
-from v2x.semcom.base import Codec, reception
+from v2x.semcom.base import Codec, Transmission, reception
 from v2x.semcom.harq import transmit
 from v2x.semcom.selective import SelectiveCodec, scatter_cells
 
@@ -64,8 +64,9 @@ class LinkCost:
         retransmissions: float64, packets sent again by HARQ (digital codec) or ARQ (erasure
             channel); their channel uses are in ``channel_uses`` (``v2x.semcom.harq``).
         cells_sent: float64, units of the payload: BEV cells of the map the receiver rebuilds
-            (feature fusion; only the selected cells with Where2comm-style selection), boxes
-            (late fusion) or points (early fusion).
+            (feature fusion; only the selected cells with Where2comm-style selection), cells of a
+            semantic map or detected objects (semantic payloads), boxes (late fusion) or points
+            (early fusion).
         cells_used: float64, those of ``cells_sent`` that arrived and were handed to fusion
             (the decoded-cell mask before warping; ``cells_sent`` over ideal links).
     """
@@ -92,6 +93,23 @@ class LinkCost:
         }
         snr = link_snr(snr_db.to(self.snr_db.device), *self.snr_db.shape[1:])
         return LinkCost(**tiled, snr_db=snr.to(self.snr_db.dtype).clone())
+
+
+@dataclass
+class MotionHistory:
+    """What a latency-compensating box fusion knows of the collaborators' motion.
+
+    Attributes:
+        previous: the collaborators' scans ``period_s`` before the ones fused (same slots and
+            masks as the run's batch; the ego's slot is not used).
+        age_s: ``[B, A]`` float64 the ego's estimate of each collaborator's data age at fusion
+            (s; from the timestamps, so clock offsets bias it).
+        period_s: time between the previous and the fused scan (s).
+    """
+
+    previous: CoopBatch
+    age_s: torch.Tensor
+    period_s: float
 
 
 @dataclass
@@ -156,13 +174,17 @@ class CooperativePipeline(nn.Module):
 
     # ------------------------------------------------------------------ stages
     @torch.no_grad()
-    def run(self, batch: CoopBatch, snr_db: torch.Tensor) -> RunOutput:
+    def run(
+        self, batch: CoopBatch, snr_db: torch.Tensor, motion: MotionHistory | None = None
+    ) -> RunOutput:
         """Evaluate ``K`` channel conditions on ``batch``.
 
         Args:
             snr_db: ``[K]`` (every link of condition k at ``snr_db[k]``) or ``[K, B, A]`` (one
                 SNR per link, e.g. from geometry; the ego's and padded slots are ignored and may
                 be NaN).
+            motion: the collaborators' previous scans and the ages of their data, for a
+                box-stage fusion that compensates latency (``extrapolate``); ignored otherwise.
         """
         snr_db = torch.as_tensor(snr_db, dtype=torch.float32, device=batch.points.device)
         if snr_db.dim() == 3:
@@ -183,7 +205,9 @@ class CooperativePipeline(nn.Module):
             return self._run_early(batch, snr_db)
         features = self.model.encode(batch.points, batch.point_mask, batch.poses)
         if stage == "boxes":
-            return self._run_late(batch, features, snr_db)
+            return self._run_late(batch, features, snr_db, motion)
+        if hasattr(self.fusion, "payload"):  # semantic payloads (v2x.perception.semantic)
+            return self._run_payload(batch, features, snr_db)
         return self._run_features(batch, features, snr_db, share=stage == "features")
 
     def _run_features(
@@ -326,11 +350,120 @@ class CooperativePipeline(nn.Module):
             )
         return RunOutput(det, cost, k)
 
-    def _run_late(
+    def _transmit(
+        self, codec: Codec, rows: torch.Tensor, row_snr: torch.Tensor, **extra
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, Transmission]:
+        """``rows [N, P, h, w]`` through ``codec`` and the channel at ``row_snr [N]``.
+
+        Returns the decoded maps ``[N, P, h, w]``, the cells whose values the transmitter
+        conveyed (selected, where the codec selects, and ``meta["sent"]``) and those of them
+        that arrived (``meta["delivered"]``), both ``[N, 1, h, w]`` bool, and the decoded
+        ``Transmission`` (its ``cost``; ``reception`` of it)."""
+        n, _, h, w = rows.shape
+        feedback = getattr(self.channel, "sinr_feedback", None)
+        link = LinkState(snr_db=row_snr, sinr_feedback=feedback(row_snr) if feedback else None)
+        tx = codec.encode(rows, link, **extra)
+        # on air with the codec's HARQ or the channel's ARQ rounds, and decoded
+        decoded, tx = transmit(codec, self.channel, tx, row_snr, link)
+        masks = []
+        for key in ("selected", "sent", "delivered"):
+            got = tx.meta.get(key)
+            mask = torch.ones(n, 1, h, w, dtype=torch.bool, device=rows.device)
+            if got is not None:  # [N, 1, h, w] per cell, or one flag per map
+                got = got.to(rows.device, torch.bool).reshape(n, 1, -1)
+                mask = got.expand(n, 1, h * w).reshape(n, 1, h, w)
+            masks.append(mask)
+        conveyed = masks[0] & masks[1]
+        return decoded, conveyed, conveyed & masks[2], tx
+
+    def _run_payload(
         self, batch: CoopBatch, features: torch.Tensor, snr_db: torch.Tensor
     ) -> RunOutput:
+        """Semantic payloads (a fusion with ``payload``): each collaborator's payload map goes
+        through the codec and the channel, the ego moves what arrived to its frame by predicted
+        centre (``splat_to_ego``), fuses it with its own and decodes.
+
+        A payload that sends only some cells (``cells``: Where2comm-style budgets, one cell per
+        detected object) goes through the codec wrapped in the ``selective`` codec, one call per
+        distinct cell count, so every codec and channel carries it unchanged and the bits count
+        the sent cells (+ their selection map) only; a collaborator with nothing to send costs
+        nothing."""
+        from v2x.perception.semantic import splat_to_ego, with_score
+
         b, a, c, h, w = features.shape
         k = snr_db.shape[0]
+        device = features.device
+        model, fusion = self.model, self.fusion
+        classes = model.config.num_classes
+        cost = self._empty_cost(k, b, a, snr_db, device)
+        own = with_score(fusion.own_payload(model, features[:, 0]), classes)  # [B, 1+P, h, w]
+        if a == 1:
+            fused = fusion(own[:, None], torch.ones_like(own[:, None, :1], dtype=torch.bool))
+            no = torch.zeros_like(own[:, :1], dtype=torch.bool)
+            heat, reg = fusion.head(model, features[:, 0], fused, no)
+            return RunOutput(repeat_detections(model.postprocess(heat, reg), k), cost, k)
+        s = b * (a - 1)
+        maps, cells = fusion.payload(model, features[:, 1:].reshape(s, c, h, w))
+        p = maps.shape[1]
+        n = k * s
+        rows = maps.unsqueeze(0).expand(k, s, p, h, w).reshape(n, p, h, w)
+        row_snr = link_snr(snr_db, b, a)[:, :, 1:].reshape(-1)
+        decoded = torch.zeros(n, p, h, w, device=device)
+        arrived = torch.zeros(n, 1, h, w, dtype=torch.bool, device=device)
+        counts = {name: torch.zeros(n, dtype=torch.float64, device=device) for name in (
+            "source_bits", "coded_bits", "channel_uses", "packets", "packets_erased",
+            "packets_crc_failed", "retransmissions", "cells_sent")}  # fmt: skip
+        if cells is None:
+            groups = [(torch.arange(n, device=device), h * w)]
+        else:
+            per_row = cells.reshape(s, -1).sum(1).repeat(k)  # [N] cells each row sends
+            groups = [(torch.nonzero(per_row == m).flatten(), int(m))
+                      for m in torch.unique(per_row).tolist() if m > 0]  # fmt: skip
+        for index, kept in groups:
+            codec, extra = self.codec, {}
+            if cells is not None:
+                codec = SelectiveCodec(inner=self.codec, keep_fraction=kept / (h * w))
+                mask = cells.unsqueeze(0).expand(k, s, 1, h, w).reshape(n, 1, h, w)
+                extra = {"importance": mask[index].float()}
+            got, conveyed, ok, tx = self._transmit(codec, rows[index], row_snr[index], **extra)
+            decoded[index], arrived[index] = got.float(), ok
+            outcome = reception(tx)
+            for name in ("source_bits", "coded_bits", "channel_uses", "packets"):
+                counts[name][index] = getattr(tx.cost, name).to(device, torch.float64)
+            for name in ("packets_erased", "packets_crc_failed", "retransmissions"):
+                counts[name][index] = getattr(outcome, name).to(device, torch.float64)
+            counts["cells_sent"][index] = conveyed.reshape(len(index), -1).sum(1).double()
+        present = batch.agent_mask[:, 1:]
+        for name, value in counts.items():
+            getattr(cost, name)[:, :, 1:] = value.view(k, b, a - 1) * present
+        cost.cells_used[:, :, 1:] = arrived.reshape(k, b, a - 1, -1).sum(-1).double() * present
+        cost.sent[:, :, 1:] = present
+        if self.pose_noise_m != 0 or self.pose_noise_yaw_rad != 0:
+            poses = batch.poses.unsqueeze(0).expand(k, b, a, 4, 4).reshape(k * b, a, 4, 4)
+            agent_to_ego = torch.linalg.inv(self._noisy_relative(poses))[:, 1:]
+        else:
+            one = torch.linalg.inv(self._noisy_relative(batch.poses))[:, 1:]
+            agent_to_ego = one.unsqueeze(0).expand(k, b, a - 1, 4, 4)
+        moved, valid = splat_to_ego(
+            decoded, arrived, agent_to_ego.reshape(n, 4, 4), model.grid, model.stride, classes
+        )
+        valid = valid.view(k * b, a - 1, 1, h, w) & present.repeat(k, 1)[..., None, None, None]
+        moved = with_score(moved, classes).view(k * b, a - 1, p + 1, h, w)
+        ego = own.unsqueeze(0).expand(k, b, p + 1, h, w).reshape(k * b, 1, p + 1, h, w)
+        stacked = torch.cat([ego, moved], dim=1)
+        valid = torch.cat([torch.ones_like(valid[:, :1]), valid], dim=1)
+        ego_features = features[:, 0].unsqueeze(0).expand(k, b, c, h, w).reshape(k * b, c, h, w)
+        heat, reg = fusion.head(
+            model, ego_features, fusion(stacked, valid), fusion.winners(stacked, valid)
+        )
+        return RunOutput(model.postprocess(heat, reg), cost, k)
+
+    def _boxes_in_ego_frame(
+        self, batch: CoopBatch, features: torch.Tensor
+    ) -> tuple[Detections, torch.Tensor, torch.Tensor]:
+        """Every agent's own detections (``Detections`` of ``B·A`` rows), their boxes in the
+        ego frame ``[B, A, K, 7]`` float64 and validity ``[B, A, K]``."""
+        b, a, c, h, w = features.shape
         heat, reg = self.model.head(features.view(b * a, c, h, w))
         own = self.model.postprocess(heat, reg)
         kk = own.boxes.shape[1]
@@ -340,6 +473,36 @@ class CooperativePipeline(nn.Module):
         moved = transform_boxes(boxes, agent_to_ego)
         moved[..., 2] = boxes[..., 2]  # heights above ground are frame independent
         valid = own.valid.view(b, a, kk) & batch.agent_mask[..., None]
+        return own, moved, valid
+
+    def _run_late(
+        self,
+        batch: CoopBatch,
+        features: torch.Tensor,
+        snr_db: torch.Tensor,
+        motion: MotionHistory | None = None,
+    ) -> RunOutput:
+        b, a, c, h, w = features.shape
+        k = snr_db.shape[0]
+        own, moved, valid = self._boxes_in_ego_frame(batch, features)
+        kk = own.boxes.shape[1]
+        extrapolate = getattr(self.fusion, "extrapolate", None)
+        if extrapolate is not None and motion is not None:
+            # latency compensation: each collaborator's boxes moved on by their estimated motion
+            # (from its previous scan's detections) over the estimated age of its data
+            before = motion.previous
+            previous = self.model.encode(before.points, before.point_mask, before.poses)
+            prev, prev_moved, prev_valid = self._boxes_in_ego_frame(before, previous)
+            moved = extrapolate(
+                moved,
+                valid,
+                own.labels.view(b, a, kk),
+                prev_moved,
+                prev_valid,
+                prev.labels.view(b, a, -1),
+                motion.age_s.to(moved.device),
+                motion.period_s,
+            )
         merged_boxes = moved.float().view(b, a * kk, 7)
         merged_scores = own.scores.view(b, a * kk)
         merged_labels = own.labels.view(b, a * kk)

@@ -59,8 +59,12 @@ class SweepConfig:
         data: the frame set (see ``load_frames``).
         batch_size: frames per pipeline call.
         grid: ``channels``, ``snr_db``, ``codecs``, ``bandwidth_ratios``, ``fusions``,
-            ``pose_noise`` (list of ``[translation_std_m, yaw_std_rad]``).
+            ``pose_noise`` (list of ``[translation_std_m, yaw_std_rad]``), ``added_delay_s``
+            (seconds added to every payload's latency), ``late_policy`` (``null``: the
+            budget's).
         codec_options, channel_options, fusion_options: constructor kwargs per name.
+        asynchrony: see ``v2x.asynchrony.AsynchronyConfig`` (collaborators' data as old as its
+            delivery).
         network, budget, eval: see ``NetworkConfig``, ``BudgetConfig``, ``EvalConfig``; ``eval``
             also takes ``min_points`` and ``bootstrap`` (resamples of the frames for each AP's
             95 % interval, seeded by ``seed``; 0: none).
@@ -88,6 +92,7 @@ class SweepConfig:
     fusion_options: dict = field(default_factory=dict)
     network: dict = field(default_factory=dict)
     budget: dict = field(default_factory=dict)
+    asynchrony: dict = field(default_factory=dict)
     eval: dict = field(default_factory=dict)
     output_dir: str = "outputs/sweeps"
     quiet: bool = False
@@ -211,10 +216,21 @@ class Group:
     snr_mode: str = "fixed"
     #: retransmission rounds: the digital codec's HARQ, else the erasure channel's ARQ
     harq_max_rounds: int = 0
+    added_delay_s: float = 0.0
+    late_policy: str = "drop"
     codec_sha256: str = ""
     #: everything besides the condition, the seed and the frames that changes this group's
     #: numbers (filled by ``plan_sweep``; see ``setting_key``)
     setting: dict = field(default_factory=dict)
+
+    def budget(self, budget: BudgetConfig) -> BudgetConfig:
+        """The budget this group runs under: ``budget`` with the group's late policy and its
+        added delay on top of the processing latency (every payload waits that much longer)."""
+        return dataclasses.replace(
+            budget,
+            late_policy=self.late_policy,
+            processing_latency_s=budget.processing_latency_s + self.added_delay_s,
+        )
 
     def condition(self, snr_db: float, budget: BudgetConfig) -> dict:
         return {
@@ -229,6 +245,8 @@ class Group:
             "scheduler": budget.scheduler,
             "deadline_s": float(budget.deadline_s),
             "bandwidth_hz": float(budget.bandwidth_hz),
+            "added_delay_s": float(self.added_delay_s),
+            "late_policy": self.late_policy,
             "harq_max_rounds": int(self.harq_max_rounds),
         }
 
@@ -239,6 +257,7 @@ class Group:
         if self.harq_max_rounds and "harq_max_rounds" not in self.codec_kwargs:
             kwargs["arq_max_rounds"] = int(self.harq_max_rounds)
         return kwargs
+
     @property
     def key(self) -> str:
         return stable_hash(
@@ -251,6 +270,9 @@ class Group:
                 self.pose_noise_yaw_rad,
                 # (fixed-mode keys, hence seeds, are those of sweeps before snr_mode existed)
                 *([self.snr_mode] if self.snr_mode != "fixed" else []),
+                # (likewise for the asynchrony axes at their defaults)
+                *([self.added_delay_s] if self.added_delay_s != 0.0 else []),
+                *([self.late_policy] if self.late_policy != "drop" else []),
                 *([f"harq{self.harq_max_rounds}"] if self.harq_max_rounds else []),
             ],
             16,
@@ -272,6 +294,7 @@ class SweepPlan:
     min_points: int
     config_hash: str
     bootstrap: int = 0
+    asynchrony: Any = None  # v2x.asynchrony.AsynchronyConfig
 
     @property
     def num_cells(self) -> int:
@@ -423,6 +446,16 @@ def plan_sweep(cfg: Any) -> SweepPlan:
         poses.append(tuple(pair))
     network = NetworkConfig.from_dict(cfg.network or {})
     budget = BudgetConfig.from_dict(cfg.budget or {})
+    delays = _numbers("grid.added_delay_s", as_list("added_delay_s"))
+    if len(set(delays)) != len(delays) or not all(math.isfinite(d) and d >= 0 for d in delays):
+        raise ValueError(
+            f"sweep: field 'grid.added_delay_s' must hold distinct finite seconds >= 0, got {delays}"
+        )
+    policies = grid.get("late_policy")
+    policies = [budget.late_policy] if policies is None else as_list("late_policy")
+    for policy in policies:
+        BudgetConfig.from_dict({**dataclasses.asdict(budget), "late_policy": policy})
+    asynchrony = _asynchrony_config(cfg.asynchrony, data)
     eval_kwargs = {"distance_bins": [], "per_class": False, "min_points": 1, **(cfg.eval or {})}
     min_points = _integer("eval.min_points", eval_kwargs.pop("min_points"), minimum=0)
     bootstrap = _integer("eval.bootstrap", eval_kwargs.pop("bootstrap", 0), minimum=0)
@@ -475,6 +508,13 @@ def plan_sweep(cfg: Any) -> SweepPlan:
                                     rounds,
                                 )
                             )
+    # The asynchrony axes: every setting at every added delay and late policy.
+    groups = [
+        dataclasses.replace(g, added_delay_s=delay, late_policy=str(policy))
+        for g in groups
+        for delay in delays
+        for policy in policies
+    ]
     # Build every codec and channel once now, so that bad kwargs or ratios fail before any work.
     for g in groups:
         if g.stage == FEATURE_STAGE:
@@ -537,6 +577,7 @@ def plan_sweep(cfg: Any) -> SweepPlan:
         "max_agents": data.get("max_agents"),
         "network": dataclasses.asdict(network),
         "budget": dataclasses.asdict(budget),
+        "asynchrony": dataclasses.asdict(asynchrony),
         "eval": eval_setting,
     }
     for g in groups:
@@ -570,7 +611,19 @@ def plan_sweep(cfg: Any) -> SweepPlan:
         min_points,
         stable_hash(hashed),
         bootstrap,
+        asynchrony,
     )
+
+
+def _asynchrony_config(section: Any, data: Mapping) -> Any:
+    """The ``asynchrony`` section, checked against the frame source (only the synthetic world
+    can be sensed at earlier instants)."""
+    from v2x.asynchrony import AsynchronyConfig, world_config
+
+    out = AsynchronyConfig.from_dict(section or {})
+    if out.enabled and data["source"] not in ("synthetic", "store"):
+        world_config(data)  # raises, naming the source
+    return out
 
 
 def _retransmission_settings(
