@@ -40,6 +40,7 @@ from v2x.perception.warp import (
     warp_sampling_grid,
 )
 from v2x.semcom.base import Codec, Transmission, reception
+from v2x.semcom.harq import transmit
 from v2x.semcom.selective import SelectiveCodec, scatter_cells
 
 BOX_MESSAGE_BITS = (7 + 2) * 32  # a late-fusion box: 7 floats + score + label, float32
@@ -60,7 +61,8 @@ class LinkCost:
         snr_db: float32, the SNR the link was simulated at.
         packets_erased: float64, packets of which the channel erased a channel use.
         packets_crc_failed: float64, packets not erased whose data failed a CRC.
-        retransmissions: float64, packets sent again (no ARQ/HARQ is modelled: 0).
+        retransmissions: float64, packets sent again by HARQ (digital codec) or ARQ (erasure
+            channel); their channel uses are in ``channel_uses`` (``v2x.semcom.harq``).
         cells_sent: float64, units of the payload: BEV cells of the map the receiver rebuilds
             (feature fusion; only the selected cells with Where2comm-style selection), cells of a
             semantic map or detected objects (semantic payloads), boxes (late fusion) or points
@@ -91,6 +93,23 @@ class LinkCost:
         }
         snr = link_snr(snr_db.to(self.snr_db.device), *self.snr_db.shape[1:])
         return LinkCost(**tiled, snr_db=snr.to(self.snr_db.dtype).clone())
+
+
+@dataclass
+class MotionHistory:
+    """What a latency-compensating box fusion knows of the collaborators' motion.
+
+    Attributes:
+        previous: the collaborators' scans ``period_s`` before the ones fused (same slots and
+            masks as the run's batch; the ego's slot is not used).
+        age_s: ``[B, A]`` float64 the ego's estimate of each collaborator's data age at fusion
+            (s; from the timestamps, so clock offsets bias it).
+        period_s: time between the previous and the fused scan (s).
+    """
+
+    previous: CoopBatch
+    age_s: torch.Tensor
+    period_s: float
 
 
 @dataclass
@@ -155,13 +174,17 @@ class CooperativePipeline(nn.Module):
 
     # ------------------------------------------------------------------ stages
     @torch.no_grad()
-    def run(self, batch: CoopBatch, snr_db: torch.Tensor) -> RunOutput:
+    def run(
+        self, batch: CoopBatch, snr_db: torch.Tensor, motion: MotionHistory | None = None
+    ) -> RunOutput:
         """Evaluate ``K`` channel conditions on ``batch``.
 
         Args:
             snr_db: ``[K]`` (every link of condition k at ``snr_db[k]``) or ``[K, B, A]`` (one
                 SNR per link, e.g. from geometry; the ego's and padded slots are ignored and may
                 be NaN).
+            motion: the collaborators' previous scans and the ages of their data, for a
+                box-stage fusion that compensates latency (``extrapolate``); ignored otherwise.
         """
         snr_db = torch.as_tensor(snr_db, dtype=torch.float32, device=batch.points.device)
         if snr_db.dim() == 3:
@@ -182,7 +205,7 @@ class CooperativePipeline(nn.Module):
             return self._run_early(batch, snr_db)
         features = self.model.encode(batch.points, batch.point_mask, batch.poses)
         if stage == "boxes":
-            return self._run_late(batch, features, snr_db)
+            return self._run_late(batch, features, snr_db, motion)
         if hasattr(self.fusion, "payload"):  # semantic payloads (v2x.perception.semantic)
             return self._run_payload(batch, features, snr_db)
         return self._run_features(batch, features, snr_db, share=stage == "features")
@@ -213,16 +236,10 @@ class CooperativePipeline(nn.Module):
             codec = SelectiveCodec(inner=self.codec, keep_fraction=self.fusion.max_fraction)
             extra = {"importance": conf.reshape(k * b * (a - 1), 1, h, w)}
         tx = codec.encode(rows, link, **extra)
-        if tx.symbols is not None and codec.uses_channel:
-            if getattr(self.channel, "packet_aware", False) and tx.symbols_per_packet is not None:
-                # the channel loses the codec's own packets (v2x.channels.packets)
-                y, state = self.channel(
-                    tx.symbols, row_snr, symbols_per_packet=tx.symbols_per_packet
-                )
-            else:
-                y, state = self.channel(tx.symbols, row_snr)
-            tx = tx.received(y, state)
-        decoded = codec.decode(tx, link).view(k, b, a - 1, c, h, w)
+        # On air (a packet-aware channel loses the codec's own packets, v2x.channels.packets),
+        # with the codec's HARQ or the channel's ARQ rounds, and decoded (v2x.semcom.harq).
+        decoded, tx = transmit(codec, self.channel, tx, row_snr, link)
+        decoded = decoded.view(k, b, a - 1, c, h, w)
         outcome = reception(tx)
         # Cells each collaborator actually delivered ([K, B, A-1, 1, h, w]; None: all of them).
         sent = None
@@ -346,15 +363,8 @@ class CooperativePipeline(nn.Module):
         feedback = getattr(self.channel, "sinr_feedback", None)
         link = LinkState(snr_db=row_snr, sinr_feedback=feedback(row_snr) if feedback else None)
         tx = codec.encode(rows, link, **extra)
-        if tx.symbols is not None and codec.uses_channel:
-            if getattr(self.channel, "packet_aware", False) and tx.symbols_per_packet is not None:
-                y, state = self.channel(
-                    tx.symbols, row_snr, symbols_per_packet=tx.symbols_per_packet
-                )
-            else:
-                y, state = self.channel(tx.symbols, row_snr)
-            tx = tx.received(y, state)
-        decoded = codec.decode(tx, link)
+        # on air with the codec's HARQ or the channel's ARQ rounds, and decoded
+        decoded, tx = transmit(codec, self.channel, tx, row_snr, link)
         masks = []
         for key in ("selected", "sent", "delivered"):
             got = tx.meta.get(key)
@@ -448,11 +458,12 @@ class CooperativePipeline(nn.Module):
         )
         return RunOutput(model.postprocess(heat, reg), cost, k)
 
-    def _run_late(
-        self, batch: CoopBatch, features: torch.Tensor, snr_db: torch.Tensor
-    ) -> RunOutput:
+    def _boxes_in_ego_frame(
+        self, batch: CoopBatch, features: torch.Tensor
+    ) -> tuple[Detections, torch.Tensor, torch.Tensor]:
+        """Every agent's own detections (``Detections`` of ``B·A`` rows), their boxes in the
+        ego frame ``[B, A, K, 7]`` float64 and validity ``[B, A, K]``."""
         b, a, c, h, w = features.shape
-        k = snr_db.shape[0]
         heat, reg = self.model.head(features.view(b * a, c, h, w))
         own = self.model.postprocess(heat, reg)
         kk = own.boxes.shape[1]
@@ -462,6 +473,36 @@ class CooperativePipeline(nn.Module):
         moved = transform_boxes(boxes, agent_to_ego)
         moved[..., 2] = boxes[..., 2]  # heights above ground are frame independent
         valid = own.valid.view(b, a, kk) & batch.agent_mask[..., None]
+        return own, moved, valid
+
+    def _run_late(
+        self,
+        batch: CoopBatch,
+        features: torch.Tensor,
+        snr_db: torch.Tensor,
+        motion: MotionHistory | None = None,
+    ) -> RunOutput:
+        b, a, c, h, w = features.shape
+        k = snr_db.shape[0]
+        own, moved, valid = self._boxes_in_ego_frame(batch, features)
+        kk = own.boxes.shape[1]
+        extrapolate = getattr(self.fusion, "extrapolate", None)
+        if extrapolate is not None and motion is not None:
+            # latency compensation: each collaborator's boxes moved on by their estimated motion
+            # (from its previous scan's detections) over the estimated age of its data
+            before = motion.previous
+            previous = self.model.encode(before.points, before.point_mask, before.poses)
+            prev, prev_moved, prev_valid = self._boxes_in_ego_frame(before, previous)
+            moved = extrapolate(
+                moved,
+                valid,
+                own.labels.view(b, a, kk),
+                prev_moved,
+                prev_valid,
+                prev.labels.view(b, a, -1),
+                motion.age_s.to(moved.device),
+                motion.period_s,
+            )
         merged_boxes = moved.float().view(b, a * kk, 7)
         merged_scores = own.scores.view(b, a * kk)
         merged_labels = own.labels.view(b, a * kk)

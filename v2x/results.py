@@ -14,7 +14,7 @@ ledger row whose cell is not in the results is ignored (and rewritten) on resume
 
 Results columns (``RESULTS_SCHEMA``): the condition (``channel``, ``snr_mode``, ``snr_db``, ``codec``,
 ``bandwidth_ratio``, ``fusion``, ``pose_noise_m``, ``pose_noise_yaw_rad``, ``scheduler``,
-``deadline_s``, ``bandwidth_hz``), the frame set (``dataset``, ``split``, ``num_frames``), the
+``deadline_s``, ``bandwidth_hz``, ``added_delay_s``, ``late_policy``), the frame set (``dataset``, ``split``, ``num_frames``), the
 metrics (``ap_30``, ``ap_50``, ``ap_70``, ``ap_70_invisible`` — AP on the objects the ego alone
 cannot see, NaN without visibility — ``num_gt``, ``num_gt_invisible``, ``eval_convention``),
 ``realised_ratio`` (channel uses per real feature value actually sent), the ledger sums
@@ -56,6 +56,9 @@ CONDITION_COLUMNS: tuple[tuple[str, pa.DataType], ...] = (
     ("scheduler", pa.string()),
     ("deadline_s", pa.float64()),
     ("bandwidth_hz", pa.float64()),
+    ("added_delay_s", pa.float64()),
+    ("late_policy", pa.string()),
+    ("harq_max_rounds", pa.int64()),
 )
 
 #: The AP metrics of a results row; each has a bootstrap interval ``<metric>_lo``/``<metric>_hi``.
@@ -77,6 +80,9 @@ PROVENANCE_COLUMNS: tuple[tuple[str, pa.DataType], ...] = (
 #: a hash of the condition alone).
 ADDED_COLUMNS: dict[str, object] = {
     "snr_mode": "fixed",
+    "added_delay_s": 0.0,
+    "late_policy": "",  # unknown: older files kept it in the budget only
+    "harq_max_rounds": 0,
     **{f"{m}_{end}": float("nan") for m in AP_METRICS for end in ("lo", "hi")},
     "seed": -1,
     "data_path": "",
@@ -189,11 +195,21 @@ def cell_id(
 ) -> str:
     """Id of a cell: a hash of its condition columns (names of ``CONDITION_COLUMNS``) and, for
     sweep cells, of its ``setting_key`` (everything else that changes its numbers) and seed."""
+    # conditions written before a column existed take the value older files imply
+    condition = {
+        **{k: v for k, v in ADDED_COLUMNS.items() if k in dict(CONDITION_COLUMNS)},
+        **condition,
+    }
     missing = [name for name, _ in CONDITION_COLUMNS if name not in condition]
     if missing:
         raise ValueError(f"results: condition lacks field(s) {missing}")
     key: dict[str, object] = {name: condition[name] for name, _ in CONDITION_COLUMNS}
+    if not key.get("harq_max_rounds"):
+        # no retransmission: the ids (hence seeds) of cells from before the axis existed
+        key.pop("harq_max_rounds", None)
     for name, kind in CONDITION_COLUMNS:
+        if name not in key:
+            continue
         if kind == pa.float64():
             key[name] = float(key[name])
     if setting_key is not None or seed is not None:

@@ -165,15 +165,17 @@ def _eval_config(plan: SweepPlan, model):
     return dataclasses.replace(cfg, **updates)
 
 
-def _run_conditions(pipe, batch: CoopBatch, snr: torch.Tensor, same_for_all: bool):
-    """``pipe.run(batch, snr)``; with ``same_for_all`` (nothing is transmitted, so nothing
-    depends on the SNR) one condition is run and its output tiled ``K`` times."""
+def _run_conditions(
+    pipe, batch: CoopBatch, snr: torch.Tensor, same_for_all: bool, motion: Any = None
+):
+    """``pipe.run(batch, snr, motion)``; with ``same_for_all`` (nothing is transmitted, so
+    nothing depends on the SNR) one condition is run and its output tiled ``K`` times."""
     from v2x.pipeline import RunOutput, repeat_detections
 
     k = snr.shape[0]
     if not same_for_all or k == 1:
-        return pipe.run(batch, snr)
-    one = pipe.run(batch, snr[:1])
+        return pipe.run(batch, snr, motion)
+    one = pipe.run(batch, snr[:1], motion)
     tiled = repeat_detections(one.detections, k)
     return RunOutput(tiled, one.cost.repeat_conditions(k, snr), k)
 
@@ -290,9 +292,7 @@ def _run_group(
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(int(cfg.seed))  # untrained weights: the same on every run
             codec = build_codec(group.codec, **kwargs)
-        channel = build_channel(
-            group.channel, **dict((cfg.channel_options or {}).get(group.channel, {}) or {})
-        )
+        channel = build_channel(group.channel, **group.channel_kwargs(cfg.channel_options or {}))
     else:
         codec = build_codec("identity")
         channel = build_channel("awgn")
@@ -311,6 +311,8 @@ def _run_group(
         pipe.generator.manual_seed(seed)
 
     shared_coding = _share_source_coding(codec)
+    budget = group.budget(plan.budget)  # the group's late policy and added delay
+    clock = _sensing_clock(plan)
 
     eval_config = _eval_config(plan, model)
     accs = [APAccumulator(eval_config) for _ in range(k)]
@@ -346,7 +348,7 @@ def _run_group(
             out = _concat_runs(runs)
         cost = out.cost
         delivery = schedule(
-            plan.budget,
+            budget,
             cost.sent,
             cost.channel_uses,
             cost.packets,
@@ -356,6 +358,9 @@ def _run_group(
         det = out.detections
         b = item.batch.batch_size
         dropped = (cost.sent & ~delivery.delivered).cpu()
+        ages = None
+        if clock is not None:  # the ego fuses what was sensed phase + latency before its instant
+            ages = _aged_delivery(clock, item, delivery, plan)
         boxes, scores = det.boxes.clone(), det.scores.clone()
         labels, valid = det.labels.clone(), det.valid.clone()
         silent_runs: dict[bytes, Any] = {}
@@ -363,7 +368,8 @@ def _run_group(
         # the next batch's draws do not depend on which cells lost payloads here.
         generator_state = pipe.generator.get_state()
         for ki in range(k):
-            if not bool(dropped[ki].any()):
+            aged = ages is not None and bool((ages[ki] > 1e-9).any())
+            if not bool(dropped[ki].any()) and not aged:
                 continue
             # Re-run a condition that lost payloads with those collaborators masked out.
             pattern = dropped[ki].numpy().tobytes()
@@ -377,10 +383,15 @@ def _run_group(
                 masked = dataclasses.replace(
                     item.batch, agent_mask=item.batch.agent_mask & ~lost
                 )
+                motion = None
+                if aged and not silent:  # re-sensed points: not the cached features
+                    masked, motion = _aged_batch(clock, item, masked, ages[ki], plan, fusion)
+                    model.batch_index = None
                 seeded(seeds[ki] + 1)
                 rerun = _run_conditions(
-                    pipe, masked, item_snr[ki : ki + 1], same_for_all=silent
+                    pipe, masked, item_snr[ki : ki + 1], same_for_all=silent, motion=motion
                 ).detections
+                model.batch_index = bi
                 if silent:
                     silent_runs[pattern] = rerun
             rows = slice(ki * b, (ki + 1) * b)
@@ -476,6 +487,40 @@ def _run_group(
             }
         )
     return rows, ledger
+
+
+def _sensing_clock(plan: SweepPlan) -> Any:
+    """A ``v2x.asynchrony.SensingClock`` of the plan's frames when ``asynchrony.enabled``."""
+    if plan.asynchrony is None or not plan.asynchrony.enabled:
+        return None
+    from v2x.asynchrony import SensingClock, world_config
+
+    return SensingClock(world_config(plan.data))
+
+
+def _aged_delivery(clock: Any, item: _Batch, delivery: Any, plan: SweepPlan) -> torch.Tensor:
+    """Each delivered payload's age (``[K, B, A]`` s: LiDAR phase + latency, NaN when not
+    delivered), written into ``delivery.aoi_s`` (the ledger's age of information)."""
+    from v2x.asynchrony import frame_phases, sensing_age
+
+    phase = frame_phases(clock, item.frames, item.batch, plan.data.get("max_agents"))
+    delivery.aoi_s = sensing_age(delivery.latency_s, delivery.delivered, phase)
+    # what the re-sensing waits on: the latency alone (the phase is in the frame already)
+    return torch.where(delivery.delivered, delivery.latency_s, 0.0).cpu()
+
+
+def _aged_batch(
+    clock: Any, item: _Batch, batch: CoopBatch, ages: torch.Tensor, plan: SweepPlan, fusion: Any
+) -> tuple[CoopBatch, Any]:
+    """``batch`` re-sensed ``ages [B, A]`` s earlier, and for a latency-compensating fusion the
+    motion history it extrapolates with (``v2x.pipeline.MotionHistory``; else ``None``)."""
+    from v2x.asynchrony import aged_batch, motion_history
+
+    max_agents = plan.data.get("max_agents")
+    aged = aged_batch(clock, item.frames, batch, ages, max_agents)
+    if getattr(fusion, "extrapolate", None) is None:
+        return aged, None
+    return aged, motion_history(clock, item.frames, batch, ages, max_agents)
 
 
 #: The evaluator groups whose APs are results columns (and get bootstrap intervals).

@@ -59,8 +59,12 @@ class SweepConfig:
         data: the frame set (see ``load_frames``).
         batch_size: frames per pipeline call.
         grid: ``channels``, ``snr_db``, ``codecs``, ``bandwidth_ratios``, ``fusions``,
-            ``pose_noise`` (list of ``[translation_std_m, yaw_std_rad]``).
+            ``pose_noise`` (list of ``[translation_std_m, yaw_std_rad]``), ``added_delay_s``
+            (seconds added to every payload's latency), ``late_policy`` (``null``: the
+            budget's).
         codec_options, channel_options, fusion_options: constructor kwargs per name.
+        asynchrony: see ``v2x.asynchrony.AsynchronyConfig`` (collaborators' data as old as its
+            delivery).
         network, budget, eval: see ``NetworkConfig``, ``BudgetConfig``, ``EvalConfig``; ``eval``
             also takes ``min_points`` and ``bootstrap`` (resamples of the frames for each AP's
             95 % interval, seeded by ``seed``; 0: none).
@@ -88,6 +92,7 @@ class SweepConfig:
     fusion_options: dict = field(default_factory=dict)
     network: dict = field(default_factory=dict)
     budget: dict = field(default_factory=dict)
+    asynchrony: dict = field(default_factory=dict)
     eval: dict = field(default_factory=dict)
     output_dir: str = "outputs/sweeps"
     quiet: bool = False
@@ -209,10 +214,23 @@ class Group:
     pose_noise_m: float
     pose_noise_yaw_rad: float
     snr_mode: str = "fixed"
+    #: retransmission rounds: the digital codec's HARQ, else the erasure channel's ARQ
+    harq_max_rounds: int = 0
+    added_delay_s: float = 0.0
+    late_policy: str = "drop"
     codec_sha256: str = ""
     #: everything besides the condition, the seed and the frames that changes this group's
     #: numbers (filled by ``plan_sweep``; see ``setting_key``)
     setting: dict = field(default_factory=dict)
+
+    def budget(self, budget: BudgetConfig) -> BudgetConfig:
+        """The budget this group runs under: ``budget`` with the group's late policy and its
+        added delay on top of the processing latency (every payload waits that much longer)."""
+        return dataclasses.replace(
+            budget,
+            late_policy=self.late_policy,
+            processing_latency_s=budget.processing_latency_s + self.added_delay_s,
+        )
 
     def condition(self, snr_db: float, budget: BudgetConfig) -> dict:
         return {
@@ -227,7 +245,18 @@ class Group:
             "scheduler": budget.scheduler,
             "deadline_s": float(budget.deadline_s),
             "bandwidth_hz": float(budget.bandwidth_hz),
+            "added_delay_s": float(self.added_delay_s),
+            "late_policy": self.late_policy,
+            "harq_max_rounds": int(self.harq_max_rounds),
         }
+
+    def channel_kwargs(self, options: Mapping) -> dict:
+        """The channel's constructor kwargs: its ``channel_options``, plus ``arq_max_rounds``
+        when this group's rounds go to the channel (ARQ: the codec has no HARQ)."""
+        kwargs = dict(options.get(self.channel, {}) or {})
+        if self.harq_max_rounds and "harq_max_rounds" not in self.codec_kwargs:
+            kwargs["arq_max_rounds"] = int(self.harq_max_rounds)
+        return kwargs
 
     @property
     def key(self) -> str:
@@ -241,6 +270,10 @@ class Group:
                 self.pose_noise_yaw_rad,
                 # (fixed-mode keys, hence seeds, are those of sweeps before snr_mode existed)
                 *([self.snr_mode] if self.snr_mode != "fixed" else []),
+                # (likewise for the asynchrony axes at their defaults)
+                *([self.added_delay_s] if self.added_delay_s != 0.0 else []),
+                *([self.late_policy] if self.late_policy != "drop" else []),
+                *([f"harq{self.harq_max_rounds}"] if self.harq_max_rounds else []),
             ],
             16,
         )
@@ -261,6 +294,7 @@ class SweepPlan:
     min_points: int
     config_hash: str
     bootstrap: int = 0
+    asynchrony: Any = None  # v2x.asynchrony.AsynchronyConfig
 
     @property
     def num_cells(self) -> int:
@@ -385,6 +419,13 @@ def plan_sweep(cfg: Any) -> SweepPlan:
             raise ValueError(
                 f"sweep: field 'grid.bandwidth_ratios' holds {r}; each must be in (0, 1]"
             )
+    rounds_axis = [
+        _integer("grid.harq_max_rounds", v, minimum=0) for v in as_list("harq_max_rounds")
+    ]
+    if len(set(rounds_axis)) != len(rounds_axis):
+        raise ValueError(
+            f"sweep: field 'grid.harq_max_rounds' lists a value twice: {rounds_axis}"
+        )
     fusions = [str(v) for v in as_list("fusions")]
     for name in fusions:
         FUSIONS.get(name)
@@ -405,6 +446,16 @@ def plan_sweep(cfg: Any) -> SweepPlan:
         poses.append(tuple(pair))
     network = NetworkConfig.from_dict(cfg.network or {})
     budget = BudgetConfig.from_dict(cfg.budget or {})
+    delays = _numbers("grid.added_delay_s", as_list("added_delay_s"))
+    if len(set(delays)) != len(delays) or not all(math.isfinite(d) and d >= 0 for d in delays):
+        raise ValueError(
+            f"sweep: field 'grid.added_delay_s' must hold distinct finite seconds >= 0, got {delays}"
+        )
+    policies = grid.get("late_policy")
+    policies = [budget.late_policy] if policies is None else as_list("late_policy")
+    for policy in policies:
+        BudgetConfig.from_dict({**dataclasses.asdict(budget), "late_policy": policy})
+    asynchrony = _asynchrony_config(cfg.asynchrony, data)
     eval_kwargs = {"distance_bins": [], "per_class": False, "min_points": 1, **(cfg.eval or {})}
     min_points = _integer("eval.min_points", eval_kwargs.pop("min_points"), minimum=0)
     bootstrap = _integer("eval.bootstrap", eval_kwargs.pop("bootstrap", 0), minimum=0)
@@ -425,24 +476,45 @@ def plan_sweep(cfg: Any) -> SweepPlan:
             for channel in channels:
                 for codec, kwargs in codecs:
                     factory = CODECS.get(codec)
-                    if _accepts(factory, "bandwidth_ratio"):
-                        for r in ratios:
+                    for kw, rounds in _retransmission_settings(
+                        codec, kwargs, channel, rounds_axis
+                    ):
+                        if _accepts(factory, "bandwidth_ratio"):
+                            for r in ratios:
+                                groups.append(
+                                    Group(
+                                        fusion,
+                                        stage,
+                                        codec,
+                                        {**kw, "bandwidth_ratio": r},
+                                        r,
+                                        channel,
+                                        *pose,
+                                        snr_mode,
+                                        rounds,
+                                    )
+                                )
+                        else:
                             groups.append(
                                 Group(
                                     fusion,
                                     stage,
                                     codec,
-                                    {**kwargs, "bandwidth_ratio": r},
-                                    r,
+                                    kw,
+                                    math.nan,
                                     channel,
                                     *pose,
                                     snr_mode,
+                                    rounds,
                                 )
                             )
-                    else:
-                        groups.append(
-                            Group(fusion, stage, codec, kwargs, math.nan, channel, *pose, snr_mode)
-                        )
+    # The asynchrony axes: every setting at every added delay and late policy.
+    groups = [
+        dataclasses.replace(g, added_delay_s=delay, late_policy=str(policy))
+        for g in groups
+        for delay in delays
+        for policy in policies
+    ]
     # Build every codec and channel once now, so that bad kwargs or ratios fail before any work.
     for g in groups:
         if g.stage == FEATURE_STAGE:
@@ -471,6 +543,9 @@ def plan_sweep(cfg: Any) -> SweepPlan:
             CHANNELS.build(name, **dict((cfg.channel_options or {}).get(name, {}) or {}))
         except TypeError as exc:
             raise ValueError(f"sweep: channel {name!r} rejects its options: {exc}") from exc
+    for g in groups:
+        if g.stage == FEATURE_STAGE and g.harq_max_rounds:
+            CHANNELS.build(g.channel, **g.channel_kwargs(cfg.channel_options or {}))
 
     detector_sha = _checkpoint_digest(cfg.checkpoint, model_backbone(cfg.model))
     codec_shas: dict[str, str] = {}
@@ -502,6 +577,7 @@ def plan_sweep(cfg: Any) -> SweepPlan:
         "max_agents": data.get("max_agents"),
         "network": dataclasses.asdict(network),
         "budget": dataclasses.asdict(budget),
+        "asynchrony": dataclasses.asdict(asynchrony),
         "eval": eval_setting,
     }
     for g in groups:
@@ -509,7 +585,7 @@ def plan_sweep(cfg: Any) -> SweepPlan:
             **common,
             "codec_kwargs": {k: v for k, v in g.codec_kwargs.items() if k != "checkpoint"},
             "codec_sha256": g.codec_sha256,
-            "channel_options": dict((cfg.channel_options or {}).get(g.channel, {}) or {}),
+            "channel_options": g.channel_kwargs(cfg.channel_options or {}),
             "fusion_options": dict((cfg.fusion_options or {}).get(g.fusion, {}) or {}),
             # parts registered from outside v2x are keyed by their own source
             "external_code": _external_sources(g),
@@ -535,7 +611,50 @@ def plan_sweep(cfg: Any) -> SweepPlan:
         min_points,
         stable_hash(hashed),
         bootstrap,
+        asynchrony,
     )
+
+
+def _asynchrony_config(section: Any, data: Mapping) -> Any:
+    """The ``asynchrony`` section, checked against the frame source (only the synthetic world
+    can be sensed at earlier instants)."""
+    from v2x.asynchrony import AsynchronyConfig, world_config
+
+    out = AsynchronyConfig.from_dict(section or {})
+    if out.enabled and data["source"] not in ("synthetic", "store"):
+        world_config(data)  # raises, naming the source
+    return out
+
+
+def _retransmission_settings(
+    codec: str, kwargs: dict, channel: str, rounds_axis: list[int]
+) -> list[tuple[dict, int]]:
+    """``(codec kwargs, rounds)`` of each value of ``grid.harq_max_rounds`` that applies.
+
+    A codec with HARQ (``harq_max_rounds`` in its signature: the digital chain) takes the
+    rounds itself; otherwise a channel with ARQ (``arq_max_rounds``: the erasure channels)
+    does (``Group.channel_kwargs``); where neither retransmits, only 0 applies (like
+    ``bandwidth_ratio`` for codecs without that knob). Rounds set in ``codec_options`` stand
+    when the axis is left at ``[0]``.
+    """
+    from v2x.channels import CHANNELS
+    from v2x.semcom import CODECS
+
+    if _names_parameter(CODECS.get(codec), "harq_max_rounds"):
+        fixed = kwargs.get("harq_max_rounds")
+        if fixed is not None:
+            if rounds_axis != [0]:
+                raise ValueError(
+                    f"sweep: 'codec_options.{codec}.harq_max_rounds' ({fixed}) and "
+                    f"'grid.harq_max_rounds' ({rounds_axis}) both set the HARQ rounds; use one"
+                )
+            return [(dict(kwargs), int(fixed))]
+        return [
+            ({**kwargs, "harq_max_rounds": r} if r else dict(kwargs), r) for r in rounds_axis
+        ]
+    if _accepts(CHANNELS.get(channel), "arq_max_rounds"):
+        return [(dict(kwargs), r) for r in rounds_axis]
+    return [(dict(kwargs), 0)]
 
 
 def _external_sources(group: Group) -> dict[str, str]:
