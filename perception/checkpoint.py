@@ -15,9 +15,13 @@ import torch
 
 from v2x.common import atomic_torch_save
 from v2x.perception.bev import BEVGrid
-from v2x.perception.detector import CoopDetector, DetectorConfig
+from v2x.perception.detector import CoopDetector, DetectorConfig, load_detector_weights
 
 SHIPPED_DETECTOR = "detector_synthetic.pt"
+# The detector shipped for each backbone (``DetectorConfig.backbone``): ``checkpoint=shipped``
+# with ``model=pointpillars`` loads the standard-scale detector, with the default model the
+# small one. Training runs and figures: docs/results/ (README "Detector").
+SHIPPED_DETECTORS = {"small": SHIPPED_DETECTOR, "pointpillars": "detector_pointpillars.pt"}
 
 
 def git_revision() -> str:
@@ -88,9 +92,14 @@ def read_checkpoint(path: str | os.PathLike) -> dict:
     return state
 
 
-def load_detector(path: str | os.PathLike | None = None, device: str | torch.device = "cpu") -> CoopDetector:
-    """Build a ``CoopDetector`` from a checkpoint (default: the one shipped with v2x), in eval mode."""
-    path = shipped_detector_path() if path in (None, "", "shipped") else Path(path)
+def load_detector(
+    path: str | os.PathLike | None = None,
+    device: str | torch.device = "cpu",
+    backbone: str = "small",
+) -> CoopDetector:
+    """Build a ``CoopDetector`` from a checkpoint, in eval mode. ``path`` ``None``/``"shipped"``:
+    the detector shipped with v2x for ``backbone`` (``SHIPPED_DETECTORS``)."""
+    path = shipped_detector_path(backbone) if path in (None, "", "shipped") else Path(path)
     state = read_checkpoint(path)
     try:
         config = detector_config_from_dict(state["detector_config"])
@@ -98,7 +107,7 @@ def load_detector(path: str | os.PathLike | None = None, device: str | torch.dev
         raise ValueError(f"checkpoint {path}: field 'detector_config' is invalid ({exc})") from exc
     model = CoopDetector(config)
     try:
-        model.load_state_dict(state["model"])
+        load_detector_weights(model, state["model"])
     except RuntimeError as exc:
         raise ValueError(
             f"checkpoint {path}: field 'model' does not match its 'detector_config' ({exc})"
@@ -106,5 +115,11 @@ def load_detector(path: str | os.PathLike | None = None, device: str | torch.dev
     return model.to(device).eval()
 
 
-def shipped_detector_path() -> Path:
-    return Path(str(resources.files("v2x") / "assets" / SHIPPED_DETECTOR))
+def shipped_detector_path(backbone: str = "small") -> Path:
+    """The packaged checkpoint of the detector shipped for ``backbone`` (``SHIPPED_DETECTORS``)."""
+    if backbone not in SHIPPED_DETECTORS:
+        raise ValueError(
+            f"model: field 'backbone' is {backbone!r}, for which no detector is shipped; "
+            f"shipped: {', '.join(SHIPPED_DETECTORS)} (or give a checkpoint path)"
+        )
+    return Path(str(resources.files("v2x") / "assets" / SHIPPED_DETECTORS[backbone]))

@@ -21,12 +21,17 @@ from v2x.datasets.build import sequence_seed
 from v2x.datasets.synthetic import SyntheticConfig, generate_sequence
 from v2x.evaluation import evaluate_fusions
 
-FUSIONS = ("none", "late", "early", "max", "mean", "attention", "where2comm")
+FUSIONS = (
+    "none", "late", "early", "max", "mean", "attention", "where2comm", "semantic_map",
+    "object_features",
+)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--checkpoint", default=None, help="detector checkpoint (default: the shipped one)")
+    ap.add_argument("--model", choices=("small", "pointpillars"), default="small",
+                    help="which shipped detector (without --checkpoint)")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--sequences", type=int, default=4, help="test towns")
     ap.add_argument("--frames", type=int, default=10, help="frames per town")
@@ -39,7 +44,7 @@ def main() -> None:
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
     device = torch.device(args.device)
-    model = load_detector(args.checkpoint, device)
+    model = load_detector(args.checkpoint, device, backbone=args.model)
     syn = SyntheticConfig(device=args.device if device.type == "cuda" else "cpu")
     t = time.perf_counter()
     frames = [

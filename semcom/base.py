@@ -91,7 +91,8 @@ class Reception:
             (``state.erased``: the receiver saw nothing there).
         packets_crc_failed: packets not erased holding data that failed an integrity check
             (``meta["corrupt"]``: the digital chain's code-block CRC).
-        retransmissions: packets sent again (no ARQ/HARQ is modelled yet: always 0).
+        retransmissions: packets sent again by HARQ or ARQ (``meta["retransmissions"]``, set by
+            ``v2x.semcom.harq.transmit``; 0 without).
     """
 
     packets_erased: torch.Tensor
@@ -181,4 +182,6 @@ def reception(received: Transmission) -> Reception:
         lost = corrupt if lost is None else lost | corrupt.to(lost.device)
     n_erased = packets_hit(erased, spp, packets)
     n_failed = packets_hit(lost, spp, packets) - n_erased
-    return Reception(n_erased, n_failed, torch.zeros_like(packets))
+    resent = received.meta.get("retransmissions")
+    resent = torch.zeros_like(packets) if resent is None else resent.to(packets)
+    return Reception(n_erased, n_failed, resent)

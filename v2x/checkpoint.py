@@ -3,6 +3,7 @@
 from v2x.common import atomic_torch_save
 from v2x.perception.checkpoint import (
     SHIPPED_DETECTOR,
+    SHIPPED_DETECTORS,
     detector_config_from_dict,
     detector_config_to_dict,
     git_revision,
@@ -14,6 +15,7 @@ from v2x.perception.checkpoint import (
 
 __all__ = [
     "SHIPPED_DETECTOR",
+    "SHIPPED_DETECTORS",
     "atomic_torch_save",
     "detector_config_from_dict",
     "detector_config_to_dict",

@@ -28,13 +28,14 @@ connected           bool      within communication range
 sent                bool      something was transmitted
 source_bits         float64   information bits
 coded_bits          float64   bits after channel coding
-channel_uses        float64   complex channel symbols
+channel_uses        float64   complex channel symbols (retransmission rounds included)
 packets_sent        float64   packets (``v2x.channels.packets.PACKET_FORMAT``)
 packets_erased      float64   packets of which the channel erased a channel use
 packets_crc_failed  float64   packets not erased whose data failed a CRC (digital chain)
 packets_lost        float64   packets the receiver could not use: erased + CRC-failed, or all
                               packets of a payload dropped at the deadline
-retransmissions     float64   packets sent again (no ARQ/HARQ is modelled yet: 0)
+retransmissions     float64   packets sent again by HARQ (digital codec) or ARQ (erasure
+                              channel); their uses are in channel_uses and latency_s
 cells_sent          float64   BEV cells of the collaborator's map the ego rebuilds (the
                               selected ones under Where2comm-style selection); boxes for late
                               and points for early fusion

@@ -137,12 +137,14 @@ def load_model(cfg: SweepConfig, device: torch.device):
     """The detector: a checkpoint, the shipped one, or ``untrained`` (seeded random weights)."""
     from v2x.checkpoint import detector_config_from_dict, load_detector, shipped_detector_path
     from v2x.perception.detector import CoopDetector
+    from v2x.sweep_plan import model_backbone
 
     ckpt = cfg.checkpoint
-    if ckpt in (None, "", "shipped") and not shipped_detector_path().is_file():
+    backbone = model_backbone(cfg.model)
+    if ckpt in (None, "", "shipped") and not shipped_detector_path(backbone).is_file():
         raise ValueError(
             f"sweep: field 'checkpoint' is {ckpt!r} (the shipped detector), but "
-            f"{shipped_detector_path()} does not exist; valid: a checkpoint path, or "
+            f"{shipped_detector_path(backbone)} does not exist; valid: a checkpoint path, or "
             f"'{UNTRAINED}' for random weights (smoke runs)"
         )
     if ckpt == "untrained":
@@ -150,7 +152,7 @@ def load_model(cfg: SweepConfig, device: torch.device):
             torch.manual_seed(int(cfg.seed))
             model = CoopDetector(detector_config_from_dict(dict(cfg.model or {})))
         return model.to(device).eval()
-    return load_detector(ckpt, device=device)
+    return load_detector(ckpt, device=device, backbone=backbone)
 
 
 

@@ -39,7 +39,8 @@ from v2x.perception.warp import (
     sample_maps,
     warp_sampling_grid,
 )
-from v2x.semcom.base import Codec, reception
+from v2x.semcom.base import Codec, Transmission, reception
+from v2x.semcom.harq import transmit
 from v2x.semcom.selective import SelectiveCodec, scatter_cells
 
 BOX_MESSAGE_BITS = (7 + 2) * 32  # a late-fusion box: 7 floats + score + label, float32
@@ -60,10 +61,12 @@ class LinkCost:
         snr_db: float32, the SNR the link was simulated at.
         packets_erased: float64, packets of which the channel erased a channel use.
         packets_crc_failed: float64, packets not erased whose data failed a CRC.
-        retransmissions: float64, packets sent again (no ARQ/HARQ is modelled: 0).
+        retransmissions: float64, packets sent again by HARQ (digital codec) or ARQ (erasure
+            channel); their channel uses are in ``channel_uses`` (``v2x.semcom.harq``).
         cells_sent: float64, units of the payload: BEV cells of the map the receiver rebuilds
-            (feature fusion; only the selected cells with Where2comm-style selection), boxes
-            (late fusion) or points (early fusion).
+            (feature fusion; only the selected cells with Where2comm-style selection), cells of a
+            semantic map or detected objects (semantic payloads), boxes (late fusion) or points
+            (early fusion).
         cells_used: float64, those of ``cells_sent`` that arrived and were handed to fusion
             (the decoded-cell mask before warping; ``cells_sent`` over ideal links).
     """
@@ -203,6 +206,8 @@ class CooperativePipeline(nn.Module):
         features = self.model.encode(batch.points, batch.point_mask, batch.poses)
         if stage == "boxes":
             return self._run_late(batch, features, snr_db, motion)
+        if hasattr(self.fusion, "payload"):  # semantic payloads (v2x.perception.semantic)
+            return self._run_payload(batch, features, snr_db)
         return self._run_features(batch, features, snr_db, share=stage == "features")
 
     def _run_features(
@@ -231,16 +236,10 @@ class CooperativePipeline(nn.Module):
             codec = SelectiveCodec(inner=self.codec, keep_fraction=self.fusion.max_fraction)
             extra = {"importance": conf.reshape(k * b * (a - 1), 1, h, w)}
         tx = codec.encode(rows, link, **extra)
-        if tx.symbols is not None and codec.uses_channel:
-            if getattr(self.channel, "packet_aware", False) and tx.symbols_per_packet is not None:
-                # the channel loses the codec's own packets (v2x.channels.packets)
-                y, state = self.channel(
-                    tx.symbols, row_snr, symbols_per_packet=tx.symbols_per_packet
-                )
-            else:
-                y, state = self.channel(tx.symbols, row_snr)
-            tx = tx.received(y, state)
-        decoded = codec.decode(tx, link).view(k, b, a - 1, c, h, w)
+        # On air (a packet-aware channel loses the codec's own packets, v2x.channels.packets),
+        # with the codec's HARQ or the channel's ARQ rounds, and decoded (v2x.semcom.harq).
+        decoded, tx = transmit(codec, self.channel, tx, row_snr, link)
+        decoded = decoded.view(k, b, a - 1, c, h, w)
         outcome = reception(tx)
         # Cells each collaborator actually delivered ([K, B, A-1, 1, h, w]; None: all of them).
         sent = None
@@ -350,6 +349,114 @@ class CooperativePipeline(nn.Module):
                 )
             )
         return RunOutput(det, cost, k)
+
+    def _transmit(
+        self, codec: Codec, rows: torch.Tensor, row_snr: torch.Tensor, **extra
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, Transmission]:
+        """``rows [N, P, h, w]`` through ``codec`` and the channel at ``row_snr [N]``.
+
+        Returns the decoded maps ``[N, P, h, w]``, the cells whose values the transmitter
+        conveyed (selected, where the codec selects, and ``meta["sent"]``) and those of them
+        that arrived (``meta["delivered"]``), both ``[N, 1, h, w]`` bool, and the decoded
+        ``Transmission`` (its ``cost``; ``reception`` of it)."""
+        n, _, h, w = rows.shape
+        feedback = getattr(self.channel, "sinr_feedback", None)
+        link = LinkState(snr_db=row_snr, sinr_feedback=feedback(row_snr) if feedback else None)
+        tx = codec.encode(rows, link, **extra)
+        # on air with the codec's HARQ or the channel's ARQ rounds, and decoded
+        decoded, tx = transmit(codec, self.channel, tx, row_snr, link)
+        masks = []
+        for key in ("selected", "sent", "delivered"):
+            got = tx.meta.get(key)
+            mask = torch.ones(n, 1, h, w, dtype=torch.bool, device=rows.device)
+            if got is not None:  # [N, 1, h, w] per cell, or one flag per map
+                got = got.to(rows.device, torch.bool).reshape(n, 1, -1)
+                mask = got.expand(n, 1, h * w).reshape(n, 1, h, w)
+            masks.append(mask)
+        conveyed = masks[0] & masks[1]
+        return decoded, conveyed, conveyed & masks[2], tx
+
+    def _run_payload(
+        self, batch: CoopBatch, features: torch.Tensor, snr_db: torch.Tensor
+    ) -> RunOutput:
+        """Semantic payloads (a fusion with ``payload``): each collaborator's payload map goes
+        through the codec and the channel, the ego moves what arrived to its frame by predicted
+        centre (``splat_to_ego``), fuses it with its own and decodes.
+
+        A payload that sends only some cells (``cells``: Where2comm-style budgets, one cell per
+        detected object) goes through the codec wrapped in the ``selective`` codec, one call per
+        distinct cell count, so every codec and channel carries it unchanged and the bits count
+        the sent cells (+ their selection map) only; a collaborator with nothing to send costs
+        nothing."""
+        from v2x.perception.semantic import splat_to_ego, with_score
+
+        b, a, c, h, w = features.shape
+        k = snr_db.shape[0]
+        device = features.device
+        model, fusion = self.model, self.fusion
+        classes = model.config.num_classes
+        cost = self._empty_cost(k, b, a, snr_db, device)
+        own = with_score(fusion.own_payload(model, features[:, 0]), classes)  # [B, 1+P, h, w]
+        if a == 1:
+            fused = fusion(own[:, None], torch.ones_like(own[:, None, :1], dtype=torch.bool))
+            no = torch.zeros_like(own[:, :1], dtype=torch.bool)
+            heat, reg = fusion.head(model, features[:, 0], fused, no)
+            return RunOutput(repeat_detections(model.postprocess(heat, reg), k), cost, k)
+        s = b * (a - 1)
+        maps, cells = fusion.payload(model, features[:, 1:].reshape(s, c, h, w))
+        p = maps.shape[1]
+        n = k * s
+        rows = maps.unsqueeze(0).expand(k, s, p, h, w).reshape(n, p, h, w)
+        row_snr = link_snr(snr_db, b, a)[:, :, 1:].reshape(-1)
+        decoded = torch.zeros(n, p, h, w, device=device)
+        arrived = torch.zeros(n, 1, h, w, dtype=torch.bool, device=device)
+        counts = {name: torch.zeros(n, dtype=torch.float64, device=device) for name in (
+            "source_bits", "coded_bits", "channel_uses", "packets", "packets_erased",
+            "packets_crc_failed", "retransmissions", "cells_sent")}  # fmt: skip
+        if cells is None:
+            groups = [(torch.arange(n, device=device), h * w)]
+        else:
+            per_row = cells.reshape(s, -1).sum(1).repeat(k)  # [N] cells each row sends
+            groups = [(torch.nonzero(per_row == m).flatten(), int(m))
+                      for m in torch.unique(per_row).tolist() if m > 0]  # fmt: skip
+        for index, kept in groups:
+            codec, extra = self.codec, {}
+            if cells is not None:
+                codec = SelectiveCodec(inner=self.codec, keep_fraction=kept / (h * w))
+                mask = cells.unsqueeze(0).expand(k, s, 1, h, w).reshape(n, 1, h, w)
+                extra = {"importance": mask[index].float()}
+            got, conveyed, ok, tx = self._transmit(codec, rows[index], row_snr[index], **extra)
+            decoded[index], arrived[index] = got.float(), ok
+            outcome = reception(tx)
+            for name in ("source_bits", "coded_bits", "channel_uses", "packets"):
+                counts[name][index] = getattr(tx.cost, name).to(device, torch.float64)
+            for name in ("packets_erased", "packets_crc_failed", "retransmissions"):
+                counts[name][index] = getattr(outcome, name).to(device, torch.float64)
+            counts["cells_sent"][index] = conveyed.reshape(len(index), -1).sum(1).double()
+        present = batch.agent_mask[:, 1:]
+        for name, value in counts.items():
+            getattr(cost, name)[:, :, 1:] = value.view(k, b, a - 1) * present
+        cost.cells_used[:, :, 1:] = arrived.reshape(k, b, a - 1, -1).sum(-1).double() * present
+        cost.sent[:, :, 1:] = present
+        if self.pose_noise_m != 0 or self.pose_noise_yaw_rad != 0:
+            poses = batch.poses.unsqueeze(0).expand(k, b, a, 4, 4).reshape(k * b, a, 4, 4)
+            agent_to_ego = torch.linalg.inv(self._noisy_relative(poses))[:, 1:]
+        else:
+            one = torch.linalg.inv(self._noisy_relative(batch.poses))[:, 1:]
+            agent_to_ego = one.unsqueeze(0).expand(k, b, a - 1, 4, 4)
+        moved, valid = splat_to_ego(
+            decoded, arrived, agent_to_ego.reshape(n, 4, 4), model.grid, model.stride, classes
+        )
+        valid = valid.view(k * b, a - 1, 1, h, w) & present.repeat(k, 1)[..., None, None, None]
+        moved = with_score(moved, classes).view(k * b, a - 1, p + 1, h, w)
+        ego = own.unsqueeze(0).expand(k, b, p + 1, h, w).reshape(k * b, 1, p + 1, h, w)
+        stacked = torch.cat([ego, moved], dim=1)
+        valid = torch.cat([torch.ones_like(valid[:, :1]), valid], dim=1)
+        ego_features = features[:, 0].unsqueeze(0).expand(k, b, c, h, w).reshape(k * b, c, h, w)
+        heat, reg = fusion.head(
+            model, ego_features, fusion(stacked, valid), fusion.winners(stacked, valid)
+        )
+        return RunOutput(model.postprocess(heat, reg), cost, k)
 
     def _boxes_in_ego_frame(
         self, batch: CoopBatch, features: torch.Tensor

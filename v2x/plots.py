@@ -108,6 +108,8 @@ def _series_label(row: dict) -> str:
             label += f" (ρ={row['bandwidth_ratio']:.3g})"
     if row["pose_noise_m"] or row["pose_noise_yaw_rad"]:
         label += f" [σ={row['pose_noise_m']:g} m, {row['pose_noise_yaw_rad']:g} rad]"
+    if row.get("harq_max_rounds"):
+        label += f" [{row['harq_max_rounds']} retx rounds]"
     return label + _delay_label(row)
 
 
@@ -120,6 +122,33 @@ def _delay_label(row: dict, with_delay: bool = True) -> str:
     if row.get("late_policy") not in (None, "", "drop"):
         parts.append(str(row["late_policy"]))
     return f" [{', '.join(parts)}]" if parts else ""
+
+
+def plot_ap_vs_rounds(
+    rows: list[dict], metric: str, out_dir: Path, formats: Sequence[str]
+) -> list[Path]:
+    """``metric`` against ``harq_max_rounds`` (retransmission rounds), one line per (fusion,
+    codec, channel, SNR); drawn only when the results hold more than one number of rounds."""
+    if len({r.get("harq_max_rounds", 0) for r in rows}) < 2:
+        return []
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6, 4.5))
+    series: dict[str, list[tuple[float, ...]]] = defaultdict(list)
+    for r in rows:
+        if r["codec"] == "n/a":
+            continue
+        label = f"{r['fusion']} + {r['codec']} / {r['channel']} @ {r['snr_db']:g} dB"
+        series[label].append((r.get("harq_max_rounds", 0), r[metric], *_interval(r, metric)))
+    for label in sorted(series):
+        _draw(ax, sorted(series[label]), "-", label)
+    ax.set_xlabel("retransmission rounds (HARQ / ARQ, harq_max_rounds)")
+    ax.set_ylabel(metric.replace("_", "@0."))
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.suptitle(f"{metric} vs retransmission rounds")
+    files = _save(fig, out_dir, "ap_vs_rounds", formats)
+    plt.close(fig)
+    return files
 
 
 def _save(fig, out_dir: Path, name: str, formats: Sequence[str]) -> list[Path]:
@@ -414,6 +443,7 @@ def make_plots(
     files += plot_ap_vs_bandwidth(rows, metric, out, formats)
     if len({r.get("added_delay_s") for r in rows}) > 1:
         files += plot_ap_vs_delay(rows, metric, out, formats)
+    files += plot_ap_vs_rounds(rows, metric, out, formats)
     if ledger.num_rows:
         files += plot_latency_aoi(ledger, out, formats)
         files += plot_snr_map(ledger, out, formats)

@@ -58,6 +58,7 @@ CONDITION_COLUMNS: tuple[tuple[str, pa.DataType], ...] = (
     ("bandwidth_hz", pa.float64()),
     ("added_delay_s", pa.float64()),
     ("late_policy", pa.string()),
+    ("harq_max_rounds", pa.int64()),
 )
 
 #: The AP metrics of a results row; each has a bootstrap interval ``<metric>_lo``/``<metric>_hi``.
@@ -81,6 +82,7 @@ ADDED_COLUMNS: dict[str, object] = {
     "snr_mode": "fixed",
     "added_delay_s": 0.0,
     "late_policy": "",  # unknown: older files kept it in the budget only
+    "harq_max_rounds": 0,
     **{f"{m}_{end}": float("nan") for m in AP_METRICS for end in ("lo", "hi")},
     "seed": -1,
     "data_path": "",
@@ -202,7 +204,12 @@ def cell_id(
     if missing:
         raise ValueError(f"results: condition lacks field(s) {missing}")
     key: dict[str, object] = {name: condition[name] for name, _ in CONDITION_COLUMNS}
+    if not key.get("harq_max_rounds"):
+        # no retransmission: the ids (hence seeds) of cells from before the axis existed
+        key.pop("harq_max_rounds", None)
     for name, kind in CONDITION_COLUMNS:
+        if name not in key:
+            continue
         if kind == pa.float64():
             key[name] = float(key[name])
     if setting_key is not None or seed is not None:

@@ -292,9 +292,7 @@ def _run_group(
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(int(cfg.seed))  # untrained weights: the same on every run
             codec = build_codec(group.codec, **kwargs)
-        channel = build_channel(
-            group.channel, **dict((cfg.channel_options or {}).get(group.channel, {}) or {})
-        )
+        channel = build_channel(group.channel, **group.channel_kwargs(cfg.channel_options or {}))
     else:
         codec = build_codec("identity")
         channel = build_channel("awgn")

@@ -214,6 +214,8 @@ class Group:
     pose_noise_m: float
     pose_noise_yaw_rad: float
     snr_mode: str = "fixed"
+    #: retransmission rounds: the digital codec's HARQ, else the erasure channel's ARQ
+    harq_max_rounds: int = 0
     added_delay_s: float = 0.0
     late_policy: str = "drop"
     codec_sha256: str = ""
@@ -245,7 +247,16 @@ class Group:
             "bandwidth_hz": float(budget.bandwidth_hz),
             "added_delay_s": float(self.added_delay_s),
             "late_policy": self.late_policy,
+            "harq_max_rounds": int(self.harq_max_rounds),
         }
+
+    def channel_kwargs(self, options: Mapping) -> dict:
+        """The channel's constructor kwargs: its ``channel_options``, plus ``arq_max_rounds``
+        when this group's rounds go to the channel (ARQ: the codec has no HARQ)."""
+        kwargs = dict(options.get(self.channel, {}) or {})
+        if self.harq_max_rounds and "harq_max_rounds" not in self.codec_kwargs:
+            kwargs["arq_max_rounds"] = int(self.harq_max_rounds)
+        return kwargs
 
     @property
     def key(self) -> str:
@@ -262,6 +273,7 @@ class Group:
                 # (likewise for the asynchrony axes at their defaults)
                 *([self.added_delay_s] if self.added_delay_s != 0.0 else []),
                 *([self.late_policy] if self.late_policy != "drop" else []),
+                *([f"harq{self.harq_max_rounds}"] if self.harq_max_rounds else []),
             ],
             16,
         )
@@ -407,6 +419,13 @@ def plan_sweep(cfg: Any) -> SweepPlan:
             raise ValueError(
                 f"sweep: field 'grid.bandwidth_ratios' holds {r}; each must be in (0, 1]"
             )
+    rounds_axis = [
+        _integer("grid.harq_max_rounds", v, minimum=0) for v in as_list("harq_max_rounds")
+    ]
+    if len(set(rounds_axis)) != len(rounds_axis):
+        raise ValueError(
+            f"sweep: field 'grid.harq_max_rounds' lists a value twice: {rounds_axis}"
+        )
     fusions = [str(v) for v in as_list("fusions")]
     for name in fusions:
         FUSIONS.get(name)
@@ -457,24 +476,38 @@ def plan_sweep(cfg: Any) -> SweepPlan:
             for channel in channels:
                 for codec, kwargs in codecs:
                     factory = CODECS.get(codec)
-                    if _accepts(factory, "bandwidth_ratio"):
-                        for r in ratios:
+                    for kw, rounds in _retransmission_settings(
+                        codec, kwargs, channel, rounds_axis
+                    ):
+                        if _accepts(factory, "bandwidth_ratio"):
+                            for r in ratios:
+                                groups.append(
+                                    Group(
+                                        fusion,
+                                        stage,
+                                        codec,
+                                        {**kw, "bandwidth_ratio": r},
+                                        r,
+                                        channel,
+                                        *pose,
+                                        snr_mode,
+                                        rounds,
+                                    )
+                                )
+                        else:
                             groups.append(
                                 Group(
                                     fusion,
                                     stage,
                                     codec,
-                                    {**kwargs, "bandwidth_ratio": r},
-                                    r,
+                                    kw,
+                                    math.nan,
                                     channel,
                                     *pose,
                                     snr_mode,
+                                    rounds,
                                 )
                             )
-                    else:
-                        groups.append(
-                            Group(fusion, stage, codec, kwargs, math.nan, channel, *pose, snr_mode)
-                        )
     # The asynchrony axes: every setting at every added delay and late policy.
     groups = [
         dataclasses.replace(g, added_delay_s=delay, late_policy=str(policy))
@@ -510,8 +543,11 @@ def plan_sweep(cfg: Any) -> SweepPlan:
             CHANNELS.build(name, **dict((cfg.channel_options or {}).get(name, {}) or {}))
         except TypeError as exc:
             raise ValueError(f"sweep: channel {name!r} rejects its options: {exc}") from exc
+    for g in groups:
+        if g.stage == FEATURE_STAGE and g.harq_max_rounds:
+            CHANNELS.build(g.channel, **g.channel_kwargs(cfg.channel_options or {}))
 
-    detector_sha = _checkpoint_digest(cfg.checkpoint)
+    detector_sha = _checkpoint_digest(cfg.checkpoint, model_backbone(cfg.model))
     codec_shas: dict[str, str] = {}
     for g in groups:
         ckpt = (g.codec_kwargs or {}).get("checkpoint")
@@ -549,7 +585,7 @@ def plan_sweep(cfg: Any) -> SweepPlan:
             **common,
             "codec_kwargs": {k: v for k, v in g.codec_kwargs.items() if k != "checkpoint"},
             "codec_sha256": g.codec_sha256,
-            "channel_options": dict((cfg.channel_options or {}).get(g.channel, {}) or {}),
+            "channel_options": g.channel_kwargs(cfg.channel_options or {}),
             "fusion_options": dict((cfg.fusion_options or {}).get(g.fusion, {}) or {}),
             # parts registered from outside v2x are keyed by their own source
             "external_code": _external_sources(g),
@@ -590,6 +626,37 @@ def _asynchrony_config(section: Any, data: Mapping) -> Any:
     return out
 
 
+def _retransmission_settings(
+    codec: str, kwargs: dict, channel: str, rounds_axis: list[int]
+) -> list[tuple[dict, int]]:
+    """``(codec kwargs, rounds)`` of each value of ``grid.harq_max_rounds`` that applies.
+
+    A codec with HARQ (``harq_max_rounds`` in its signature: the digital chain) takes the
+    rounds itself; otherwise a channel with ARQ (``arq_max_rounds``: the erasure channels)
+    does (``Group.channel_kwargs``); where neither retransmits, only 0 applies (like
+    ``bandwidth_ratio`` for codecs without that knob). Rounds set in ``codec_options`` stand
+    when the axis is left at ``[0]``.
+    """
+    from v2x.channels import CHANNELS
+    from v2x.semcom import CODECS
+
+    if _names_parameter(CODECS.get(codec), "harq_max_rounds"):
+        fixed = kwargs.get("harq_max_rounds")
+        if fixed is not None:
+            if rounds_axis != [0]:
+                raise ValueError(
+                    f"sweep: 'codec_options.{codec}.harq_max_rounds' ({fixed}) and "
+                    f"'grid.harq_max_rounds' ({rounds_axis}) both set the HARQ rounds; use one"
+                )
+            return [(dict(kwargs), int(fixed))]
+        return [
+            ({**kwargs, "harq_max_rounds": r} if r else dict(kwargs), r) for r in rounds_axis
+        ]
+    if _accepts(CHANNELS.get(channel), "arq_max_rounds"):
+        return [(dict(kwargs), r) for r in rounds_axis]
+    return [(dict(kwargs), 0)]
+
+
 def _external_sources(group: Group) -> dict[str, str]:
     """SHA-256 of the source file of each part of ``group`` (fusion, codec, channel) whose
     factory lives outside the ``v2x`` packages (their edits are not in ``code_hash``)."""
@@ -612,13 +679,20 @@ def _external_sources(group: Group) -> dict[str, str]:
     return out
 
 
-def _checkpoint_digest(checkpoint: str | None) -> str:
+def model_backbone(model: Any) -> str:
+    """The ``backbone`` of a sweep's ``model`` section (``"small"`` when not set): it picks the
+    shipped detector that ``checkpoint=shipped`` loads."""
+    return str((dict(model) if model else {}).get("backbone", "small"))
+
+
+def _checkpoint_digest(checkpoint: str | None, backbone: str = "small") -> str:
     """SHA-256 of the detector checkpoint the sweep will load (``"untrained"`` for none)."""
     from v2x.checkpoint import shipped_detector_path
 
     if checkpoint == UNTRAINED:
         return UNTRAINED
-    path = shipped_detector_path() if checkpoint in (None, "", "shipped") else Path(checkpoint)
+    shipped = checkpoint in (None, "", "shipped")
+    path = shipped_detector_path(backbone) if shipped else Path(checkpoint)
     if not path.is_file():
         if checkpoint in (None, "", "shipped"):
             raise ValueError(

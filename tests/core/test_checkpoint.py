@@ -151,3 +151,28 @@ def test_shipped_detector_loads_and_gives_finite_outputs():
     assert torch.isfinite(feats).all() and torch.isfinite(heat).all() and torch.isfinite(reg).all()
     det = model.postprocess(heat, reg)
     assert torch.isfinite(det.boxes[det.valid]).all()
+
+
+def test_shipped_standard_detector_is_picked_by_the_model_backbone():
+    """``checkpoint=shipped`` follows ``model.backbone``: the standard PointPillars detector
+    (6.5-7 M parameters, the field's scale) for ``pointpillars``, the small one otherwise; an
+    unknown backbone is refused with the field and the valid choices."""
+    from omegaconf import OmegaConf
+
+    from v2x.loading import load_model
+    from v2x.sweep_plan import _checkpoint_digest, model_backbone
+
+    path = shipped_detector_path("pointpillars")
+    assert path.is_file() and path != shipped_detector_path()
+    state = read_checkpoint(path)
+    assert state["detector_config"]["backbone"] == "pointpillars"
+    assert state["extra"]["data"]["train_towns"] == 600
+    model_cfg = OmegaConf.load(Path(__file__).parents[2] / "conf" / "model" / "pointpillars.yaml")
+    assert model_backbone(model_cfg) == "pointpillars" and model_backbone(None) == "small"
+    cfg = type("Cfg", (), {"checkpoint": None, "model": model_cfg, "seed": 0})()
+    model = load_model(cfg, torch.device("cpu"))
+    assert model.config.backbone == "pointpillars"
+    assert 6.5e6 < sum(p.numel() for p in model.parameters()) < 7.0e6
+    assert _checkpoint_digest(None, "pointpillars") != _checkpoint_digest(None, "small")
+    with pytest.raises(ValueError, match=r"'backbone' is 'resnet'.*small, pointpillars"):
+        shipped_detector_path("resnet")

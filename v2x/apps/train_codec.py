@@ -27,7 +27,8 @@ def _detector(cfg: DictConfig, device: torch.device) -> CoopDetector:
         torch.manual_seed(int(cfg.codec_train.seed))
         model = detector_config_from_dict(OmegaConf.to_container(cfg.model, resolve=True))
         return CoopDetector(model).to(device).eval()
-    return load_detector(cfg.checkpoint, device)
+    backbone = str((cfg.get("model") or {}).get("backbone", "small"))
+    return load_detector(cfg.checkpoint, device, backbone=backbone)
 
 
 def _device(name: str) -> torch.device:
