@@ -40,7 +40,7 @@ import json
 import logging
 import math
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -50,8 +50,7 @@ import torch
 
 from v2x import __version__
 from v2x.channels import build_channel
-from v2x.datasets.frame import CLASS_NAMES, CoopBatch, CoopFrame, collate_frames
-from v2x.evaluation import ego_ground_truth
+from v2x.datasets.frame import CLASS_NAMES, CoopBatch, CoopFrame
 from v2x.execution import Arrival, evaluate_batch
 from v2x.ledger import empty_ledger, ledger_table, summarize_cells
 from v2x.loading import (  # noqa: F401 - the loading API, also reachable from here
@@ -63,8 +62,8 @@ from v2x.loading import (  # noqa: F401 - the loading API, also reachable from h
     progress,
     progress_enabled,
     resolve_device,
+    resolve_devices,
 )
-from v2x.network import build_network_batch
 from v2x.perception.average_precision import APAccumulator
 from v2x.perception.fusion import build_fusion
 from v2x.pipeline import CooperativePipeline, LinkCost
@@ -75,8 +74,9 @@ from v2x.results_table import (  # noqa: F401 - the table API, also reachable fr
     vocabulary,
     vocabulary_text,
 )
-from v2x.scheduling import novelty_from_visibility, schedule
+from v2x.scheduling import schedule
 from v2x.semcom import build_codec
+from v2x.sweep_batches import _Batch, prepare_device
 from v2x.sweep_plan import (  # noqa: F401 - the planning API, also reachable from here
     DATA_SOURCES,
     FEATURE_STAGE,
@@ -96,32 +96,6 @@ log = logging.getLogger(__name__)
 
 
 # --------------------------------------------------------------------------- the run
-@dataclass
-class _Batch:
-    frames: list[CoopFrame]
-    batch: CoopBatch
-    network: Any
-    novelty: torch.Tensor
-    gt: Any  # v2x.evaluation.EgoGroundTruth
-
-
-def _prepare_batches(frames: list[CoopFrame], plan: SweepPlan, model, device) -> list[_Batch]:
-
-    out = []
-    bs = int(plan.config.batch_size)
-    max_agents = plan.data.get("max_agents")
-    for start in range(0, len(frames), bs):
-        chunk = frames[start : start + bs]
-        batch = collate_frames(chunk, max_agents=max_agents)
-        net = build_network_batch(
-            chunk, plan.network, max_agents=max_agents, ground_z_m=model.grid.ground_z_m
-        )
-        # Collaborators out of communication range do not exist for the ego.
-        batch.agent_mask = batch.agent_mask & net.in_range
-        novelty = novelty_from_visibility(batch.visibility, batch.box_mask)
-        gt = ego_ground_truth(batch, model.grid, plan.min_points)
-        out.append(_Batch(chunk, batch.to(device), net, novelty, gt))
-    return out
 
 
 @dataclass
@@ -443,22 +417,21 @@ def run_sweep(cfg: Any) -> Path:
     )
     if not todo:
         return store.path
-    device = resolve_device(cfg.device)
+    devices = resolve_devices(cfg.device)
     saved = 0
+    encodes: list[int] = []
     try:
-        model = load_model(cfg, device)
-        cache = EncodeCache(model, float(cfg.feature_cache_gb) * 1e9)
-        batches = _prepare_batches(frames, plan, model, device)
         total = to_compute * len(frames)
         with torch.no_grad(), progress(total, "sweep", cfg.quiet, unit="frame-cond") as bar:
-            for n, (group, snrs) in enumerate(todo, 1):
-                if hasattr(bar, "set_postfix_str"):
-                    bar.set_postfix_str(f"{group.fusion}/{group.codec}/{group.channel}")
-                started = time.perf_counter()
-                rows, ledger = _run_group(plan, group, snrs, batches, cache, device, bar, data_id)
+            if len(devices) > 1 and len(todo) > 1:
+                from v2x.sweep_workers import run_groups_on_devices
+
+                computed = run_groups_on_devices(plan, todo, devices, bar, len(frames), encodes)
+            else:
+                computed = _run_groups(plan, frames, data_id, todo, devices[0], bar, encodes)
+            for n, (group, snrs, rows, ledger, elapsed) in enumerate(computed, 1):
                 store.add(rows, ledger)
                 saved += len(rows)
-                elapsed = time.perf_counter() - started
                 log.info(
                     "group %d/%d %s/%s/%s ratio=%g: %d frame-conditions in %.1f s (%.1f/s)",
                     n,
@@ -478,8 +451,31 @@ def run_sweep(cfg: Any) -> Path:
             f"({have} of {plan.num_cells} cells in {store.path}); run the same command again "
             "to resume"
         ) from None
-    log.info("sweep done in %.1f s (%d encoder passes)", time.perf_counter() - t0, cache.encodes)
+    log.info("sweep done in %.1f s (%d encoder passes)", time.perf_counter() - t0, sum(encodes))
     return store.path
+
+
+def _run_groups(
+    plan: SweepPlan,
+    frames: list[CoopFrame],
+    data_id: Mapping,
+    todo: Sequence[tuple[Group, list[float]]],
+    device: torch.device,
+    bar: Any,
+    encodes: list[int],
+) -> Iterator[tuple[Group, list[float], list[dict], pa.Table, float]]:
+    """Compute the ``todo`` groups in this process on ``device``, in order: yields each group,
+    its SNRs, results rows, ledger and seconds; appends the encoder passes to ``encodes``."""
+    cache, batches = prepare_device(plan, frames, device)
+    try:
+        for group, snrs in todo:
+            if hasattr(bar, "set_postfix_str"):
+                bar.set_postfix_str(f"{group.fusion}/{group.codec}/{group.channel}")
+            started = time.perf_counter()
+            rows, ledger = _run_group(plan, group, snrs, batches, cache, device, bar, data_id)
+            yield group, snrs, rows, ledger, time.perf_counter() - started
+    finally:
+        encodes.append(cache.encodes)
 
 
 __all__ = ["SweepConfig", "plan_sweep", "run_sweep", "load_frames", "results_table_text"]

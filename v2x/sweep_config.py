@@ -37,7 +37,10 @@ class SweepConfig:
 
     Attributes:
         seed: seeds channel noise, pose noise and probabilistic LOS.
-        device: ``cpu``, ``cuda`` or ``auto``.
+        device: ``cpu``, ``cuda``, ``cuda:N`` or ``auto``; ``all`` (every visible CUDA device)
+            or a list of devices of one type (``[cuda:0,cuda:1]``, ``[cpu,cpu]``): the groups
+            are dealt to one worker process per device (``v2x.sweep_workers``), and the cells
+            equal those of one device of that type (keyed by the type).
         checkpoint: detector checkpoint path; ``null``/``shipped`` = the shipped model (an
             error if it is missing), ``untrained`` = random weights built from ``model`` (tests,
             smoke runs).
@@ -67,7 +70,7 @@ class SweepConfig:
     """
 
     seed: int = 0
-    device: str = "cpu"
+    device: str | list = "cpu"
     checkpoint: str | None = None
     model: dict = field(default_factory=dict)
     data: dict = field(default_factory=dict)

@@ -173,6 +173,7 @@ def channel_sweep_arguments(channel: str) -> frozenset[str]:
 def plan_sweep(cfg: Any) -> SweepPlan:
     """Validate ``cfg`` and list the groups; raises ``ValueError`` before any work."""
     from v2x.channels import CHANNELS
+    from v2x.loading import device_key
     from v2x.perception.average_precision import EvalConfig
     from v2x.perception.fusion import FUSIONS
     from v2x.semcom import CODECS
@@ -385,7 +386,7 @@ def plan_sweep(cfg: Any) -> SweepPlan:
         "detector_sha256": detector_sha,
         # random weights are drawn from the model config (a checkpoint carries its own)
         "model": cfg.model if detector_sha == UNTRAINED else None,
-        "device": str(cfg.device),
+        "device": device_key(cfg.device),
         "batch_size": int(cfg.batch_size),
         "max_agents": data.get("max_agents"),
         "network": dataclasses.asdict(network),
