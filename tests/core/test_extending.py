@@ -1,6 +1,6 @@
 """A newcomer's parts, registered from this file (as a plugin module would), run through a sweep.
 
-DESIGN.md ("Adding a channel, a codec or a fusion") says how: one class with the registry's
+README.md ("Adding a channel, a codec or a fusion") says how: one class with the registry's
 decorator, and a YAML under ``conf/<group>/`` for the apps. Each toy part here has an oracle:
 
 * ``toy_noiseless`` (channel): y = x, so an analog codec decodes the same maps at every SNR and
