@@ -10,7 +10,7 @@ packets on the air, as the receiver knows it after ``decode``, is ``reception``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 
 import torch
 from torch import nn
@@ -78,6 +78,32 @@ class Transmission:
 
     def received(self, symbols: torch.Tensor, state: ChannelState) -> Transmission:
         return replace(self, symbols=symbols, state=state)
+
+    @property
+    def cells(self) -> CellReport:
+        """The cell-level side information of ``meta`` as typed fields (``CellReport``)."""
+        return CellReport(**{f.name: self.meta.get(f.name) for f in fields(CellReport)})
+
+
+@dataclass(frozen=True)
+class CellReport:
+    """Which cells of each map a transmission carried and which arrived (``Transmission.cells``).
+
+    Every field is ``None`` when it does not apply (then: all cells).
+
+    Attributes:
+        indices: ``[N, k]`` int64 flat indices (``h·w`` raster) of the cells a selecting codec
+            (``selective``) sent, per map.
+        selected: ``[N, 1, h, w]`` bool, those cells as a mask.
+        sent: ``[N, 1, h, w]`` bool, cells whose values the transmitter conveyed.
+        delivered: ``[N, 1, h, w]`` bool per cell, or one flag per map (``[N]``,
+            ``[N, 1, 1, 1]``): values that arrived (after ``decode``).
+    """
+
+    indices: torch.Tensor | None = None
+    selected: torch.Tensor | None = None
+    sent: torch.Tensor | None = None
+    delivered: torch.Tensor | None = None
 
 
 @dataclass

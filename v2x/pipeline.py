@@ -175,12 +175,12 @@ class CooperativePipeline(nn.Module):
         sent = None
         if extra:
             sent = scatter_cells(
-                torch.ones_like(tx.meta["indices"], dtype=decoded.dtype)[:, None],
-                tx.meta["indices"],
+                torch.ones_like(tx.cells.indices, dtype=decoded.dtype)[:, None],
+                tx.cells.indices,
                 h,
                 w,
             ).view(k, b, a - 1, 1, h, w)
-        delivered = tx.meta.get("delivered")
+        delivered = tx.cells.delivered
         if delivered is not None:  # cells the codec could not deliver are missing, not zero
             # [N, 1, h, w] per cell, or one flag per map ([N] / [N, 1, 1, 1])
             got = delivered.to(decoded.dtype).reshape(k, b, a - 1, 1, -1)
@@ -202,12 +202,12 @@ class CooperativePipeline(nn.Module):
         # Cells: those whose values the transmitter conveyed (the codec's meta["sent"], within
         # the Where2comm selection) and those of them that arrived and go to fusion (the mask
         # fusion gets, before warping).
-        conveyed = tx.meta.get("sent")
+        conveyed = tx.cells.sent
         known = None if conveyed is None else conveyed.to(device).reshape(k, b, a - 1, 1, h, w)
         if extra:
             chosen = scatter_cells(
-                torch.ones_like(tx.meta["indices"], dtype=torch.bool)[:, None].float(),
-                tx.meta["indices"],
+                torch.ones_like(tx.cells.indices, dtype=torch.bool)[:, None].float(),
+                tx.cells.indices,
                 h,
                 w,
             ).view(k, b, a - 1, 1, h, w) > 0
@@ -296,8 +296,8 @@ class CooperativePipeline(nn.Module):
         # on air with the codec's HARQ or the channel's ARQ rounds, and decoded
         decoded, tx = transmit(codec, self.channel, tx, row_snr, link)
         masks = []
-        for key in ("selected", "sent", "delivered"):
-            got = tx.meta.get(key)
+        cells = tx.cells
+        for got in (cells.selected, cells.sent, cells.delivered):
             mask = torch.ones(n, 1, h, w, dtype=torch.bool, device=rows.device)
             if got is not None:  # [N, 1, h, w] per cell, or one flag per map
                 got = got.to(rows.device, torch.bool).reshape(n, 1, -1)
