@@ -31,7 +31,7 @@ Only the synthetic world can be sensed at any instant (``source=synthetic``, or 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -195,19 +195,29 @@ def aged_batch(
     return dataclasses.replace(batch, points=out.points, point_mask=out.point_mask, poses=out.poses)
 
 
+def _per_slot(
+    frames: Sequence[CoopFrame],
+    batch: CoopBatch,
+    max_agents: int | None,
+    values: Callable[[CoopFrame], np.ndarray],
+) -> torch.Tensor:
+    """``[B, A]`` float64: ``values(frame)[agent]`` in batch slot order (0 where padded)."""
+    out = torch.zeros(batch.agent_mask.shape, dtype=torch.float64)
+    for b, frame in enumerate(frames):
+        per_agent = values(frame)
+        for slot, agent in enumerate(slot_order(frame, max_agents)):
+            out[b, slot] = float(per_agent[agent])
+    return out
+
+
 def frame_phases(
     clock: SensingClock,
     frames: Sequence[CoopFrame],
     batch: CoopBatch,
     max_agents: int | None = None,
 ) -> torch.Tensor:
-    """``[B, A]`` float64 LiDAR phase of every batch slot (0 for the ego and padding)."""
-    out = torch.zeros(batch.agent_mask.shape, dtype=torch.float64)
-    for b, frame in enumerate(frames):
-        phase = clock.phases(frame)
-        for slot, agent in enumerate(slot_order(frame, max_agents)):
-            out[b, slot] = float(phase[agent])
-    return out
+    """``[B, A]`` float64 LiDAR phase of every batch slot (s; 0 for the ego and padding)."""
+    return _per_slot(frames, batch, max_agents, clock.phases)
 
 
 def sensing_age(
@@ -232,13 +242,8 @@ def frame_clock_offsets(
     batch: CoopBatch,
     max_agents: int | None = None,
 ) -> torch.Tensor:
-    """``[B, A]`` float64 clock offset of every batch slot (0 for the ego and padding)."""
-    out = torch.zeros(batch.agent_mask.shape, dtype=torch.float64)
-    for b, frame in enumerate(frames):
-        offsets = clock.clock_offsets(frame)
-        for slot, agent in enumerate(slot_order(frame, max_agents)):
-            out[b, slot] = float(offsets[agent])
-    return out
+    """``[B, A]`` float64 clock offset of every batch slot (s; 0 for the ego and padding)."""
+    return _per_slot(frames, batch, max_agents, clock.clock_offsets)
 
 
 def motion_history(

@@ -365,7 +365,7 @@ def test_added_delay_and_late_policy_are_grid_axes_the_ledger_ages_with(tmp_path
             output_dir=str(tmp_path / "out"),
             asynchrony={"enabled": True},
             grid={
-                "fusions": ["late_extrapolated", "max"],
+                "fusions": ["late_extrapolated"],
                 "added_delay_s": [0.0, 0.25],
                 "late_policy": ["drop", "stale"],
             },
@@ -376,7 +376,7 @@ def test_added_delay_and_late_policy_are_grid_axes_the_ledger_ages_with(tmp_path
     assert sorted({(r["added_delay_s"], r["late_policy"]) for r in rows}) == [
         (0.0, "drop"), (0.0, "stale"), (0.25, "drop"), (0.25, "stale")
     ]  # fmt: skip
-    assert len(rows) == 8
+    assert len(rows) == 4
     ledger = read_results([path], ledger=True).to_pylist()
     cells = {r["cell_id"]: r for r in rows}
     clock = SensingClock(
@@ -440,9 +440,11 @@ def test_the_documented_delay_figure_command_on_two_frames(tmp_path):
         "output_dir": str(tmp_path / "out"),
     }
     cfg["eval"] = {**shipped["eval"], "bootstrap": 0}
+    assert shipped["grid"]["added_delay_s"] == [0.0, 0.1, 0.2, 0.3, 0.4]
+    cfg["grid"] = {**shipped["grid"], "added_delay_s": [0.0, 0.4]}  # two of them: a fast test
     path = run_sweep(cfg)
     rows = read_results([path]).to_pylist()
-    assert sorted({r["added_delay_s"] for r in rows}) == [0.0, 0.1, 0.2, 0.3, 0.4]
+    assert sorted({r["added_delay_s"] for r in rows}) == [0.0, 0.4]
     assert {r["late_policy"] for r in rows} == {"stale"}
     assert {r["fusion"] for r in rows} == {"none", "late", "late_extrapolated", "max"}
     for r in rows:
