@@ -87,7 +87,7 @@ def moving():
 
 def test_resensing_at_the_frame_instants_gives_todays_detections(moving):
     """Zero delay: collaborators cast again at their own scan instants give the frames bit for
-    bit, hence the same detections for every fusion stage; ages <= 1 ns keep the batch."""
+    bit, hence the same detections for every fusion stage; ages <= 1 µs keep the batch."""
     cfg, frames = moving
     clock = SensingClock(cfg)
     again = []
@@ -100,7 +100,7 @@ def test_resensing_at_the_frame_instants_gives_todays_detections(moving):
         again.append(dataclasses.replace(frame, agents=agents))
     batch, redo = collate_frames(frames), collate_frames(again)
     assert torch.equal(batch.points, redo.points) and torch.equal(batch.poses, redo.poses)
-    tiny = torch.full(batch.agent_mask.shape, 0.5e-9, dtype=torch.float64)
+    tiny = torch.full(batch.agent_mask.shape, 0.9e-6, dtype=torch.float64)
     assert aged_batch(clock, frames, batch, tiny) is batch
     for fusion in ("late", "max", "early"):
         pipe = _tiny_pipeline(fusion)
@@ -311,7 +311,7 @@ def _sweep_config(tmp_path, **overrides) -> dict:
             "codecs": ["identity"],
             "fusions": ["late", "late_extrapolated", "max", "early"],
         },
-        "budget": {"bandwidth_hz": 1e15},  # latencies below 1 ns: a zero-delay configuration
+        "budget": {"bandwidth_hz": 1e15},  # latencies below 1 µs: a zero-delay configuration
         "eval": {"bootstrap": 0},
         "quiet": True,
         "table": False,
