@@ -227,6 +227,12 @@ def test_extrapolation_closed_form():
     assert torch.equal(other, boxes)  # no box of the same class to match
     with pytest.raises(ValueError, match="max_speed_mps"):
         LateExtrapolatedFusion(max_speed_mps=0.0)
+    slow = LateExtrapolatedFusion(max_speed_mps=20.0, min_speed_mps=5.0)
+    out = slow.extrapolate(boxes, valid, labels, previous, valid, labels, age, 0.1)
+    np.testing.assert_allclose(out[0, 1, 0, :2], [10.0 + 8 * 0.25, 0.0], atol=1e-12)
+    assert torch.equal(out[0, 1, 1], boxes[0, 1, 1])  # 3 m/s < 5 m/s: standing still
+    with pytest.raises(ValueError, match="min_speed_mps"):
+        LateExtrapolatedFusion(min_speed_mps=-1.0)
 
 
 def test_extrapolation_cancels_the_misalignment_of_ground_truth_aligned_boxes(moving):
