@@ -263,3 +263,36 @@ def test_bad_options_name_the_field():
         build_fusion("semantic_map", max_fraction=0.0)
     with pytest.raises(ValueError, match="score_threshold"):
         build_fusion("object_features", score_threshold=1.5)
+
+
+@pytest.mark.parametrize("name", ["semantic_map", "object_features"])
+def test_payload_fusions_run_on_the_pointpillars_backbone(batch, name):
+    torch.manual_seed(0)
+    cfg = DetectorConfig(
+        grid=GRID, pillar_channels=8, backbone="pointpillars", layer_nums=(1, 1, 1),
+        layer_filters=(8, 8, 8), upsample_filters=(4, 4, 4), feature_channels=12,
+        head_channels=8, score_threshold=0.0, max_detections=10,
+    )  # fmt: skip
+    det = CoopDetector(cfg).eval()
+    run = _pipe(det, build_fusion(name)).run(batch, torch.tensor([10.0]))
+    assert run.detections.boxes.shape == (2, 10, 7)
+    bits = run.cost.source_bits[0, 0, 1].item()
+    if name == "semantic_map":
+        assert bits == (K + 8) * HW * HW * 16
+    else:  # score threshold 0: every one of the 10 candidates is an object (10 cells at most)
+        n = run.cost.cells_sent[0, 0, 1].item()
+        assert 0 < n <= 10
+        assert bits == n * (K + 8 + 12) * 16 + n * math.ceil(math.log2(HW * HW))
+
+
+@pytest.mark.parametrize("name", ["semantic_map", "object_features"])
+def test_with_every_collaborator_masked_a_payload_fusion_is_ego_only(model, batch, name):
+    alone = dataclasses.replace(
+        batch, agent_mask=batch.agent_mask & torch.tensor([True, False, False])
+    )
+    got = _pipe(model, build_fusion(name)).run(alone, torch.tensor([10.0])).detections
+    ref = _pipe(model, build_fusion("none")).run(batch, torch.tensor([10.0])).detections
+    for a, b in zip(
+        (got.boxes, got.scores, got.valid), (ref.boxes, ref.scores, ref.valid), strict=True
+    ):
+        assert torch.equal(a, b)
