@@ -11,8 +11,8 @@ where a codec reports them). With ``asynchrony.enabled`` the ego fuses what ``a`
 — its points cast at that instant from its pose of that instant, and that pose used to warp its
 features (or boxes, or points) to the ego: the static world lines up exactly, a moving object
 appears where it was, ``v · age`` behind. Ground truth stays at ``t``. A payload dropped at the
-deadline is not fused (``late_policy``), as before. Ages up to 1 µs (``MIN_AGE_S``) count as 0 (the frame's own
-observation, bit for bit).
+deadline is not fused (``late_policy``), as before. Ages up to 1 µs (``MIN_AGE_S``) count as 0
+(the frame's own observation, bit for bit).
 
 Approximation: a payload's size (hence its latency) is that of the collaborator's payload at
 the frame instant; for fixed-size payloads (``identity``, ``deepjscc`` at a fixed ratio) it is
