@@ -370,7 +370,7 @@ def _run_group(
         # the next batch's draws do not depend on which cells lost payloads here.
         generator_state = pipe.generator.get_state()
         for ki in range(k):
-            aged = ages is not None and bool((ages[ki] > 1e-9).any())
+            aged = ages is not None and bool((ages[ki] > clock.MIN_AGE_S).any())
             if not bool(dropped[ki].any()) and not aged:
                 continue
             # Re-run a condition that lost payloads with those collaborators masked out.
