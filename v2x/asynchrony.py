@@ -11,8 +11,8 @@ where a codec reports them). With ``asynchrony.enabled`` the ego fuses what ``a`
 — its points cast at that instant from its pose of that instant, and that pose used to warp its
 features (or boxes, or points) to the ego: the static world lines up exactly, a moving object
 appears where it was, ``v · age`` behind. Ground truth stays at ``t``. A payload dropped at the
-deadline is not fused (``late_policy``), as before. Ages below 1 ns count as 0 (the frame's own
-observation, bit for bit).
+deadline is not fused (``late_policy``), as before. Ages up to 1 µs (``MIN_AGE_S``) count as 0
+(the frame's own observation, bit for bit).
 
 Approximation: a payload's size (hence its latency) is that of the collaborator's payload at
 the frame instant; for fixed-size payloads (``identity``, ``deepjscc`` at a fixed ratio) it is
@@ -48,8 +48,9 @@ from v2x.datasets.synthetic import (
 )
 from v2x.pipeline import MotionHistory
 
-#: Ages at or below this many seconds are 0: the frame's own observation is fused.
-MIN_AGE_S = 1e-9
+#: Ages at or below this many seconds are 0: the frame's own observation is fused (1 µs: an
+#: object at 30 m/s moves 30 µm; ideal links' nanosecond latencies re-sense nothing).
+MIN_AGE_S = 1e-6
 
 
 @dataclass
@@ -101,6 +102,8 @@ class SensingClock:
     Worlds are rebuilt from each frame's ``meta`` (seed, frame index) and kept, one per seed.
     """
 
+    MIN_AGE_S = MIN_AGE_S
+
     def __init__(self, config: SyntheticConfig | Mapping) -> None:
         self.config = SyntheticConfig.from_dict(config)
         self.renderer = FrameRenderer(self.config)
@@ -140,7 +143,7 @@ class SensingClock:
 
     def aged_frame(self, frame: CoopFrame, age_s: Sequence[float] | np.ndarray) -> CoopFrame:
         """``frame`` with agent ``a`` (not the ego) as it sensed ``age_s[a]`` seconds before
-        its own scan (``age_s [A]``, the frame's agent order; ≤ 1 ns: the frame's own).
+        its own scan (``age_s [A]``, the frame's agent order; ≤ ``MIN_AGE_S``: the frame's own).
 
         Ground truth, visibility and meta stay those of the frame (the ego's instant).
         """

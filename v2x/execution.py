@@ -47,11 +47,13 @@ class Arrival:
     Attributes:
         delivered: ``[K, B, A]`` bool, payloads that arrived in time.
         age_s: ``[K, B, A]`` float (s), how much older than the ego's instant each delivered
-            payload's data is where sensing is asynchronous (0: fresh); ``None``: all fresh.
+            payload's data is where sensing is asynchronous; ``None``: all fresh.
+        min_age_s: ages at or below this count as fresh (the frame's own observation).
     """
 
     delivered: torch.Tensor
     age_s: torch.Tensor | None = None
+    min_age_s: float = 0.0
 
 
 #: ``resense(batch, age_s [B, A]) -> (batch sensed age_s earlier, motion or None)``: the
@@ -110,6 +112,7 @@ def remove_late_payloads(
     seeds: Sequence[int] | None = None,
     age_s: torch.Tensor | None = None,
     resense: Resense | None = None,
+    min_age_s: float = 0.0,
 ) -> RunOutput:
     """``out`` with each condition that lost payloads re-run without those collaborators, and
     each whose delivered payloads are old re-run on the data as old as it arrived.
@@ -122,6 +125,7 @@ def remove_late_payloads(
             happened, so later draws do not depend on which conditions were re-run.
         age_s: ``[K, B, A]`` float (s) age of each delivered payload (``Arrival.age_s``).
         resense: how a condition's batch is re-sensed at its ages (needed with ``age_s``).
+        min_age_s: ages at or below this count as fresh (no re-sensing).
 
     Returns:
         the detections of the re-runs in place of the originals; the cost is ``out``'s (what
@@ -133,7 +137,7 @@ def remove_late_payloads(
     b = batch.batch_size
     device = batch.agent_mask.device
     dropped = dropped.cpu()
-    aged = [age_s is not None and bool((age_s[ki] > 1e-9).any()) for ki in range(k)]
+    aged = [age_s is not None and bool((age_s[ki] > min_age_s).any()) for ki in range(k)]
     todo = [ki for ki in range(k) if bool(dropped[ki].any()) or aged[ki]]
     if not todo:
         return out

@@ -28,8 +28,9 @@ One module per job: ``v2x.sweep_config`` (fields and defaults), ``v2x.sweep_plan
 into groups), ``v2x.provenance`` (hashes and digests that key cells), ``v2x.loading`` (frames,
 models, devices, progress), ``v2x.execution`` (running, re-running and scoring conditions on a
 frame batch), ``v2x.sweep_reuse`` (caches and cells reused across the sweep), this module (a
-plan's groups over the frames, results rows, the results store) and ``v2x.results_table``
-(vocabulary and console table). Their public names are also importable from here.
+plan's groups over the frames, results rows, the results store), ``v2x.sweep_workers`` (the
+groups dealt to one worker process per device) and ``v2x.results_table`` (vocabulary and console
+table). Their public names are also importable from here.
 """
 
 from __future__ import annotations
@@ -118,7 +119,7 @@ class _Scheduler:
         ages = None
         if self.clock is not None:  # the ego fuses what was sensed phase + latency before
             ages = _aged_delivery(self.clock, self.item, self.delivery, self.plan)
-        return Arrival(self.delivery.delivered, ages)
+        return Arrival(self.delivery.delivered, ages, _min_age_s(self.clock))
 
 
 def _group_seed(seed: int, group: Group, batch_index: int) -> int:
@@ -330,6 +331,11 @@ def _sensing_clock(plan: SweepPlan) -> Any:
     from v2x.asynchrony import SensingClock, world_config
 
     return SensingClock(world_config(plan.data))
+
+
+def _min_age_s(clock: Any) -> float:
+    """Ages at or below this count as fresh (``v2x.asynchrony.MIN_AGE_S``)."""
+    return float(clock.MIN_AGE_S) if clock is not None else 0.0
 
 
 def _aged_delivery(clock: Any, item: _Batch, delivery: Any, plan: SweepPlan) -> torch.Tensor:
