@@ -587,8 +587,8 @@ def test_python_api_and_cli_share_one_set_of_defaults(tmp_path):
 
 
 def test_the_python_api_runs_the_shipped_codec_unless_untrained_is_named(tmp_path, cache_dir):
-    from v2x.semcom.deepjscc import resolve_checkpoint
     from v2x.provenance import file_digest as _file_digest
+    from v2x.semcom.deepjscc import resolve_checkpoint
 
     cfg = tiny_config(cache_dir, tmp_path, codecs=["deepjscc"], fusions=["max"])
     (group,) = plan_sweep(cfg).groups
