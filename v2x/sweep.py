@@ -26,8 +26,9 @@ and the CLI alike (``default_config``).
 
 One module per job: ``v2x.sweep_plan`` (config, validation into groups, keys and digests),
 ``v2x.loading`` (frames, models, devices, progress), this module (execution of a plan's cells and
-the results store), ``v2x.results_table`` (vocabulary and console table). Their public names are
-also importable from here.
+the results store), ``v2x.sweep_workers`` (the groups dealt to one worker process per device, for
+``device=all`` or a device list), ``v2x.results_table`` (vocabulary and console table). Their
+public names are also importable from here.
 """
 
 from __future__ import annotations

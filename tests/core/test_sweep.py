@@ -854,6 +854,21 @@ def test_cells_split_across_two_workers_equal_one_process(reference, cache_dir, 
     )
 
 
+@pytest.mark.gpu
+def test_device_all_equals_one_gpu(cache_dir, tmp_path):
+    """device=all deals the groups to every visible GPU; the rows equal device=cuda's."""
+    if torch.cuda.device_count() < 2:
+        pytest.skip("needs two CUDA devices")
+    one = run_sweep({**tiny_config(cache_dir, tmp_path / "one"), "device": "cuda"})
+    every = run_sweep({**tiny_config(cache_dir, tmp_path / "all"), "device": "all"})
+    a, b = pq.read_table(one).to_pylist(), pq.read_table(every).to_pylist()
+    assert [r["cell_id"] for r in a] == [r["cell_id"] for r in b] and len(a) == 8
+    drop = {"config_hash"}
+    assert [{k: v for k, v in _canonical_row(r).items() if k not in drop} for r in a] == [
+        {k: v for k, v in _canonical_row(r).items() if k not in drop} for r in b
+    ]
+
+
 def _canonical_row(row: dict) -> dict:
     return {k: None if isinstance(v, float) and math.isnan(v) else v for k, v in row.items()}
 
