@@ -87,18 +87,26 @@ class LateExtrapolatedFusion(LateFusion):
     Motion: each box is matched to the nearest centre of the same class among the same
     collaborator's detections on its previous scan (``period_s`` earlier), within
     ``max_speed_mps · period_s``; its velocity is the displacement over ``period_s``. Unmatched
-    boxes stay where they are. Without a history (``motion`` not given to the pipeline, or
-    ages 0) this is ``late``.
+    boxes stay where they are, and so do boxes slower than ``min_speed_mps`` (the jitter of a
+    detector's boxes between two scans would otherwise move parked cars). Without a history
+    (``motion`` not given to the pipeline, or ages 0) this is ``late``.
 
     Args:
         max_speed_mps: the matching gate, as a speed (m/s).
+        min_speed_mps: slower estimates count as standing still (m/s; 0: none).
     """
 
-    def __init__(self, max_speed_mps: float = 30.0) -> None:
+    def __init__(self, max_speed_mps: float = 30.0, min_speed_mps: float = 0.0) -> None:
         super().__init__()
         if not max_speed_mps > 0:
             raise ValueError(f"late_extrapolated: 'max_speed_mps' must be > 0, got {max_speed_mps}")
+        if not 0 <= min_speed_mps < max_speed_mps:
+            raise ValueError(
+                f"late_extrapolated: 'min_speed_mps' must be in [0, max_speed_mps), "
+                f"got {min_speed_mps}"
+            )
         self.max_speed_mps = float(max_speed_mps)
+        self.min_speed_mps = float(min_speed_mps)
 
     def extrapolate(
         self,
@@ -135,7 +143,9 @@ class LateExtrapolatedFusion(LateFusion):
         nearest, index = dist.min(dim=-1)  # [B, A, K]
         matched = valid & (nearest <= self.max_speed_mps * period_s)
         origin = torch.gather(before, 2, index[..., None].expand(*index.shape, 2))
-        velocity = torch.where(matched[..., None], (centres - origin) / period_s, 0.0)
+        velocity = (centres - origin) / period_s
+        moving = matched & (velocity.norm(dim=-1) >= self.min_speed_mps)
+        velocity = torch.where(moving[..., None], velocity, 0.0)
         age = torch.nan_to_num(age_s.to(boxes.dtype), nan=0.0).clone()
         age[:, 0] = 0.0
         out = boxes.clone()

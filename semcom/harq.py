@@ -82,6 +82,11 @@ def check_harq(max_rounds: object, combining: object, decoder: str = "exact") ->
             f"digital codec 'harq_combining' is {combining!r}; valid choices: "
             f"{', '.join(COMBINING)}"
         )
+    if max_rounds > 0 and decoder not in ("exact", "fast"):
+        raise ValueError(
+            f"digital codec 'harq_max_rounds' > 0 supports decoder 'exact' (Sionna BP on combined "
+            f"LLRs) or 'fast' (BLER table at the combined SNR), got decoder={decoder!r}"
+        )
     if combining == "ir" and decoder != "exact":
         raise ValueError(
             "digital codec 'harq_combining'='ir' needs decoder='exact' (the fast decoder's "
@@ -214,7 +219,7 @@ def harq_decode_blocks(
     device = received.symbols.device
     dev = device_string(device)
     payload_bits = codec.block_bits - CRC_BITS
-    exact = codec.decoder == "exact"
+    exact = codec.decoder != "fast"  # check_harq: "exact" or "fast"
     ir = codec.harq_combining == "ir"
     x_hat, no_eff = codec.equalized(received.symbols, received.state)
     # Per MCS group: its rows, block ranges, soft information and outcome.

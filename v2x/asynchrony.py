@@ -11,8 +11,8 @@ where a codec reports them). With ``asynchrony.enabled`` the ego fuses what ``a`
 — its points cast at that instant from its pose of that instant, and that pose used to warp its
 features (or boxes, or points) to the ego: the static world lines up exactly, a moving object
 appears where it was, ``v · age`` behind. Ground truth stays at ``t``. A payload dropped at the
-deadline is not fused (``late_policy``), as before. Ages below 1 ns count as 0 (the frame's own
-observation, bit for bit).
+deadline is not fused (``late_policy``), as before. Ages up to 1 µs (``MIN_AGE_S``) count as 0
+(the frame's own observation, bit for bit).
 
 Approximation: a payload's size (hence its latency) is that of the collaborator's payload at
 the frame instant; for fixed-size payloads (``identity``, ``deepjscc`` at a fixed ratio) it is
@@ -31,7 +31,7 @@ Only the synthetic world can be sensed at any instant (``source=synthetic``, or 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -48,8 +48,9 @@ from v2x.datasets.synthetic import (
 )
 from v2x.pipeline import MotionHistory
 
-#: Ages at or below this many seconds are 0: the frame's own observation is fused.
-MIN_AGE_S = 1e-9
+#: Ages at or below this many seconds are 0: the frame's own observation is fused (1 µs: an
+#: object at 30 m/s moves 30 µm; ideal links' nanosecond latencies re-sense nothing).
+MIN_AGE_S = 1e-6
 
 
 @dataclass
@@ -101,6 +102,8 @@ class SensingClock:
     Worlds are rebuilt from each frame's ``meta`` (seed, frame index) and kept, one per seed.
     """
 
+    MIN_AGE_S = MIN_AGE_S
+
     def __init__(self, config: SyntheticConfig | Mapping) -> None:
         self.config = SyntheticConfig.from_dict(config)
         self.renderer = FrameRenderer(self.config)
@@ -140,7 +143,7 @@ class SensingClock:
 
     def aged_frame(self, frame: CoopFrame, age_s: Sequence[float] | np.ndarray) -> CoopFrame:
         """``frame`` with agent ``a`` (not the ego) as it sensed ``age_s[a]`` seconds before
-        its own scan (``age_s [A]``, the frame's agent order; ≤ 1 ns: the frame's own).
+        its own scan (``age_s [A]``, the frame's agent order; ≤ ``MIN_AGE_S``: the frame's own).
 
         Ground truth, visibility and meta stay those of the frame (the ego's instant).
         """
@@ -195,19 +198,29 @@ def aged_batch(
     return dataclasses.replace(batch, points=out.points, point_mask=out.point_mask, poses=out.poses)
 
 
+def _per_slot(
+    frames: Sequence[CoopFrame],
+    batch: CoopBatch,
+    max_agents: int | None,
+    values: Callable[[CoopFrame], np.ndarray],
+) -> torch.Tensor:
+    """``[B, A]`` float64: ``values(frame)[agent]`` in batch slot order (0 where padded)."""
+    out = torch.zeros(batch.agent_mask.shape, dtype=torch.float64)
+    for b, frame in enumerate(frames):
+        per_agent = values(frame)
+        for slot, agent in enumerate(slot_order(frame, max_agents)):
+            out[b, slot] = float(per_agent[agent])
+    return out
+
+
 def frame_phases(
     clock: SensingClock,
     frames: Sequence[CoopFrame],
     batch: CoopBatch,
     max_agents: int | None = None,
 ) -> torch.Tensor:
-    """``[B, A]`` float64 LiDAR phase of every batch slot (0 for the ego and padding)."""
-    out = torch.zeros(batch.agent_mask.shape, dtype=torch.float64)
-    for b, frame in enumerate(frames):
-        phase = clock.phases(frame)
-        for slot, agent in enumerate(slot_order(frame, max_agents)):
-            out[b, slot] = float(phase[agent])
-    return out
+    """``[B, A]`` float64 LiDAR phase of every batch slot (s; 0 for the ego and padding)."""
+    return _per_slot(frames, batch, max_agents, clock.phases)
 
 
 def sensing_age(
@@ -232,13 +245,8 @@ def frame_clock_offsets(
     batch: CoopBatch,
     max_agents: int | None = None,
 ) -> torch.Tensor:
-    """``[B, A]`` float64 clock offset of every batch slot (0 for the ego and padding)."""
-    out = torch.zeros(batch.agent_mask.shape, dtype=torch.float64)
-    for b, frame in enumerate(frames):
-        offsets = clock.clock_offsets(frame)
-        for slot, agent in enumerate(slot_order(frame, max_agents)):
-            out[b, slot] = float(offsets[agent])
-    return out
+    """``[B, A]`` float64 clock offset of every batch slot (s; 0 for the ego and padding)."""
+    return _per_slot(frames, batch, max_agents, clock.clock_offsets)
 
 
 def motion_history(

@@ -42,8 +42,11 @@ cells_sent          float64   BEV cells of the collaborator's map the ego rebuil
 cells_used          float64   of those, cells that arrived and were fused (0 when the payload
                               was dropped at the deadline)
 share               float64   fraction of the frame's bandwidth the scheduler granted
-latency_s           float64   processing + time on air (NaN when nothing was sent)
-aoi_s               float64   age of information at fusion (NaN when not delivered)
+latency_s           float64   processing (+ the grid's added delay) + time on air (NaN when
+                              nothing was sent)
+aoi_s               float64   age of information at fusion (NaN when not delivered): the
+                              latency, plus the LiDAR's phase with asynchrony enabled
+                              (``v2x.asynchrony``)
 delivered           bool      the ego fused (some of) it: on time (or stale) and not every
                               cell lost
 tx_x_m … rx_y_m     float64   antenna positions (world), for maps

@@ -26,8 +26,9 @@ and the CLI alike (``default_config``).
 
 One module per job: ``v2x.sweep_plan`` (config, validation into groups, keys and digests),
 ``v2x.loading`` (frames, models, devices, progress), this module (execution of a plan's cells and
-the results store), ``v2x.results_table`` (vocabulary and console table). Their public names are
-also importable from here.
+the results store), ``v2x.sweep_workers`` (the groups dealt to one worker process per device, for
+``device=all`` or a device list), ``v2x.results_table`` (vocabulary and console table). Their
+public names are also importable from here.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ import json
 import logging
 import math
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -59,6 +60,7 @@ from v2x.loading import (  # noqa: F401 - the loading API, also reachable from h
     progress,
     progress_enabled,
     resolve_device,
+    resolve_devices,
 )
 from v2x.network import build_network_batch
 from v2x.results import ResultsStore, cell_id, stable_hash
@@ -368,7 +370,7 @@ def _run_group(
         # the next batch's draws do not depend on which cells lost payloads here.
         generator_state = pipe.generator.get_state()
         for ki in range(k):
-            aged = ages is not None and bool((ages[ki] > 1e-9).any())
+            aged = ages is not None and bool((ages[ki] > clock.MIN_AGE_S).any())
             if not bool(dropped[ki].any()) and not aged:
                 continue
             # Re-run a condition that lost payloads with those collaborators masked out.
@@ -624,22 +626,21 @@ def run_sweep(cfg: Any) -> Path:
     )
     if not todo:
         return store.path
-    device = resolve_device(cfg.device)
+    devices = resolve_devices(cfg.device)
     saved = 0
+    encodes: list[int] = []
     try:
-        model = load_model(cfg, device)
-        cache = _EncodeCache(model, float(cfg.feature_cache_gb) * 1e9)
-        batches = _prepare_batches(frames, plan, model, device)
         total = to_compute * len(frames)
         with torch.no_grad(), progress(total, "sweep", cfg.quiet, unit="frame-cond") as bar:
-            for n, (group, snrs) in enumerate(todo, 1):
-                if hasattr(bar, "set_postfix_str"):
-                    bar.set_postfix_str(f"{group.fusion}/{group.codec}/{group.channel}")
-                started = time.perf_counter()
-                rows, ledger = _run_group(plan, group, snrs, batches, cache, device, bar, data_id)
+            if len(devices) > 1 and len(todo) > 1:
+                from v2x.sweep_workers import run_groups_on_devices
+
+                computed = run_groups_on_devices(plan, todo, devices, bar, len(frames), encodes)
+            else:
+                computed = _run_groups(plan, frames, data_id, todo, devices[0], bar, encodes)
+            for n, (group, snrs, rows, ledger, elapsed) in enumerate(computed, 1):
                 store.add(rows, ledger)
                 saved += len(rows)
-                elapsed = time.perf_counter() - started
                 log.info(
                     "group %d/%d %s/%s/%s ratio=%g: %d frame-conditions in %.1f s (%.1f/s)",
                     n,
@@ -659,7 +660,40 @@ def run_sweep(cfg: Any) -> Path:
             f"({have} of {plan.num_cells} cells in {store.path}); run the same command again "
             "to resume"
         ) from None
-    log.info("sweep done in %.1f s (%d encoder passes)", time.perf_counter() - t0, cache.encodes)
+    log.info("sweep done in %.1f s (%d encoder passes)", time.perf_counter() - t0, sum(encodes))
     return store.path
+
+
+def prepare_device(
+    plan: SweepPlan, frames: list[CoopFrame], device: torch.device
+) -> tuple[_EncodeCache, list[_Batch]]:
+    """The detector (behind its feature cache) and the frame batches on ``device``."""
+    model = load_model(plan.config, device)
+    cache = _EncodeCache(model, float(plan.config.feature_cache_gb) * 1e9)
+    return cache, _prepare_batches(frames, plan, model, device)
+
+
+def _run_groups(
+    plan: SweepPlan,
+    frames: list[CoopFrame],
+    data_id: Mapping,
+    todo: Sequence[tuple[Group, list[float]]],
+    device: torch.device,
+    bar: Any,
+    encodes: list[int],
+) -> Iterator[tuple[Group, list[float], list[dict], pa.Table, float]]:
+    """Compute the ``todo`` groups in this process on ``device``, in order: yields each group,
+    its SNRs, results rows, ledger and seconds; appends the encoder passes to ``encodes``."""
+    cache, batches = prepare_device(plan, frames, device)
+    try:
+        for group, snrs in todo:
+            if hasattr(bar, "set_postfix_str"):
+                bar.set_postfix_str(f"{group.fusion}/{group.codec}/{group.channel}")
+            started = time.perf_counter()
+            rows, ledger = _run_group(plan, group, snrs, batches, cache, device, bar, data_id)
+            yield group, snrs, rows, ledger, time.perf_counter() - started
+    finally:
+        encodes.append(cache.encodes)
+
 
 __all__ = ["SweepConfig", "plan_sweep", "run_sweep", "load_frames", "results_table_text"]

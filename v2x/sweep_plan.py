@@ -51,7 +51,10 @@ class SweepConfig:
 
     Attributes:
         seed: seeds channel noise, pose noise and probabilistic LOS.
-        device: ``cpu``, ``cuda`` or ``auto``.
+        device: ``cpu``, ``cuda``, ``cuda:N`` or ``auto``; ``all`` (every visible CUDA device)
+            or a list of devices of one type (``[cuda:0,cuda:1]``, ``[cpu,cpu]``): the groups
+            are dealt to one worker process per device (``v2x.sweep_workers``), and the cells
+            equal those of one device of that type (keyed by the type).
         checkpoint: detector checkpoint path; ``null``/``shipped`` = the shipped model (an
             error if it is missing), ``untrained`` = random weights built from ``model`` (tests,
             smoke runs).
@@ -81,7 +84,7 @@ class SweepConfig:
     """
 
     seed: int = 0
-    device: str = "cpu"
+    device: str | list = "cpu"
     checkpoint: str | None = None
     model: dict = field(default_factory=dict)
     data: dict = field(default_factory=dict)
@@ -356,6 +359,7 @@ def _integer(field_name: str, value: Any, minimum: int | None = None) -> int:
 def plan_sweep(cfg: Any) -> SweepPlan:
     """Validate ``cfg`` and list the groups; raises ``ValueError`` before any work."""
     from v2x.channels import CHANNELS
+    from v2x.loading import device_key
     from v2x.perception.evaluate import EvalConfig
     from v2x.perception.fusion import FUSIONS
     from v2x.semcom import CODECS
@@ -572,7 +576,7 @@ def plan_sweep(cfg: Any) -> SweepPlan:
         "detector_sha256": detector_sha,
         # random weights are drawn from the model config (a checkpoint carries its own)
         "model": cfg.model if detector_sha == UNTRAINED else None,
-        "device": str(cfg.device),
+        "device": device_key(cfg.device),
         "batch_size": int(cfg.batch_size),
         "max_agents": data.get("max_agents"),
         "network": dataclasses.asdict(network),

@@ -87,7 +87,7 @@ def moving():
 
 def test_resensing_at_the_frame_instants_gives_todays_detections(moving):
     """Zero delay: collaborators cast again at their own scan instants give the frames bit for
-    bit, hence the same detections for every fusion stage; ages <= 1 ns keep the batch."""
+    bit, hence the same detections for every fusion stage; ages <= 1 µs keep the batch."""
     cfg, frames = moving
     clock = SensingClock(cfg)
     again = []
@@ -100,7 +100,7 @@ def test_resensing_at_the_frame_instants_gives_todays_detections(moving):
         again.append(dataclasses.replace(frame, agents=agents))
     batch, redo = collate_frames(frames), collate_frames(again)
     assert torch.equal(batch.points, redo.points) and torch.equal(batch.poses, redo.poses)
-    tiny = torch.full(batch.agent_mask.shape, 0.5e-9, dtype=torch.float64)
+    tiny = torch.full(batch.agent_mask.shape, 0.9e-6, dtype=torch.float64)
     assert aged_batch(clock, frames, batch, tiny) is batch
     for fusion in ("late", "max", "early"):
         pipe = _tiny_pipeline(fusion)
@@ -227,6 +227,12 @@ def test_extrapolation_closed_form():
     assert torch.equal(other, boxes)  # no box of the same class to match
     with pytest.raises(ValueError, match="max_speed_mps"):
         LateExtrapolatedFusion(max_speed_mps=0.0)
+    slow = LateExtrapolatedFusion(max_speed_mps=20.0, min_speed_mps=5.0)
+    out = slow.extrapolate(boxes, valid, labels, previous, valid, labels, age, 0.1)
+    np.testing.assert_allclose(out[0, 1, 0, :2], [10.0 + 8 * 0.25, 0.0], atol=1e-12)
+    assert torch.equal(out[0, 1, 1], boxes[0, 1, 1])  # 3 m/s < 5 m/s: standing still
+    with pytest.raises(ValueError, match="min_speed_mps"):
+        LateExtrapolatedFusion(min_speed_mps=-1.0)
 
 
 def test_extrapolation_cancels_the_misalignment_of_ground_truth_aligned_boxes(moving):
@@ -311,7 +317,7 @@ def _sweep_config(tmp_path, **overrides) -> dict:
             "codecs": ["identity"],
             "fusions": ["late", "late_extrapolated", "max", "early"],
         },
-        "budget": {"bandwidth_hz": 1e15},  # latencies below 1 ns: a zero-delay configuration
+        "budget": {"bandwidth_hz": 1e15},  # latencies below 1 µs: a zero-delay configuration
         "eval": {"bootstrap": 0},
         "quiet": True,
         "table": False,
@@ -365,7 +371,7 @@ def test_added_delay_and_late_policy_are_grid_axes_the_ledger_ages_with(tmp_path
             output_dir=str(tmp_path / "out"),
             asynchrony={"enabled": True},
             grid={
-                "fusions": ["late_extrapolated", "max"],
+                "fusions": ["late_extrapolated"],
                 "added_delay_s": [0.0, 0.25],
                 "late_policy": ["drop", "stale"],
             },
@@ -376,7 +382,7 @@ def test_added_delay_and_late_policy_are_grid_axes_the_ledger_ages_with(tmp_path
     assert sorted({(r["added_delay_s"], r["late_policy"]) for r in rows}) == [
         (0.0, "drop"), (0.0, "stale"), (0.25, "drop"), (0.25, "stale")
     ]  # fmt: skip
-    assert len(rows) == 8
+    assert len(rows) == 4
     ledger = read_results([path], ledger=True).to_pylist()
     cells = {r["cell_id"]: r for r in rows}
     clock = SensingClock(
@@ -440,9 +446,11 @@ def test_the_documented_delay_figure_command_on_two_frames(tmp_path):
         "output_dir": str(tmp_path / "out"),
     }
     cfg["eval"] = {**shipped["eval"], "bootstrap": 0}
+    assert shipped["grid"]["added_delay_s"] == [0.0, 0.1, 0.2, 0.3, 0.4]
+    cfg["grid"] = {**shipped["grid"], "added_delay_s": [0.0, 0.4]}  # two of them: a fast test
     path = run_sweep(cfg)
     rows = read_results([path]).to_pylist()
-    assert sorted({r["added_delay_s"] for r in rows}) == [0.0, 0.1, 0.2, 0.3, 0.4]
+    assert sorted({r["added_delay_s"] for r in rows}) == [0.0, 0.4]
     assert {r["late_policy"] for r in rows} == {"stale"}
     assert {r["fusion"] for r in rows} == {"none", "late", "late_extrapolated", "max"}
     for r in rows:

@@ -15,8 +15,15 @@ from __future__ import annotations
 
 import math
 import os
+import secrets
+import shutil
+import signal
+import socket
 import subprocess
 import sys
+import tempfile
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -49,28 +56,97 @@ TINY = [
 JOB_COLUMNS = ("config_hash",)
 LEDGER_JOB_COLUMNS: tuple[str, ...] = ()
 
-#: Per launcher: the modules it needs and the overrides that give two concurrent local jobs.
+#: Per launcher: the extra that installs it, the modules it needs and the overrides that give
+#: two concurrent local jobs.
 LAUNCHERS = {
-    "joblib": ((), ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"]),
+    "joblib": ("", (), ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"]),
     "submitit_local": (
+        "slurm",
         ("submitit", "hydra_plugins.hydra_submitit_launcher"),
         ["hydra/launcher=submitit_local", "hydra.launcher.timeout_min=10"],
     ),
-    "ray": (
+    "ray": (  # ray.init starts a local cluster for the run
+        "ray",
         ("ray", "hydra_plugins.hydra_ray_launcher"),
         [
             "hydra/launcher=ray",
+            "hydra.launcher.ray.init.address=local",  # a new one even if another is running
             "+hydra.launcher.ray.init.num_cpus=2",  # a local cluster of 2 CPUs ...
             "+hydra.launcher.ray.init.include_dashboard=false",
             "hydra.launcher.ray.remote.num_cpus=1",  # ... running both 1-CPU jobs at once
         ],
     ),
+    "ray_cluster": (  # attached to a cluster started by `ray start --head` (fixture ray_head)
+        "ray",
+        ("ray", "hydra_plugins.hydra_ray_launcher"),
+        ["hydra/launcher=ray", "hydra.launcher.ray.remote.num_cpus=1"],
+    ),
 }
 
 
-def _run(module: str, args: list[str], cwd: Path) -> subprocess.CompletedProcess:
-    """``python -m module args`` with one torch thread per process; fails with its stderr."""
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+def _ray_env() -> dict[str, str]:
+    """Token authentication with a token of this test's own (nothing read from or written to
+    ~/.ray), for the Ray head, the driver and (inherited) every worker."""
+    return {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(16)}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def ray_tmp() -> Iterator[str]:
+    """Ray's session folder for one test (a short path: Ray's Unix sockets live there), so that
+    nothing lands in the machine's /tmp/ray, whose ray_current_cluster every ray.init() reads."""
+    path = tempfile.mkdtemp(prefix="v2x-ray-")
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
+def ray_head(tmp_path, ray_tmp) -> Iterator[tuple[str, dict[str, str]]]:
+    """A one-node Ray cluster: ``ray start --head --block`` in a process group of its own, ended
+    by SIGTERM to that group. Yields (its address, the environment a driver needs)."""
+    pytest.importorskip("ray", reason="hydra/launcher=ray needs pip install 'v2x[ray]'")
+    port, env = _free_port(), _ray_env()
+    args = ["start", "--head", f"--port={port}", "--node-ip-address=127.0.0.1", "--num-cpus=2"]
+    args += [f"--temp-dir={ray_tmp}"]
+    args += ["--include-dashboard=false", f"--ray-client-server-port={_free_port()}", "--block"]
+    log = tmp_path / "ray_head.log"
+    with open(log, "w") as f:
+        head = subprocess.Popen(
+            [sys.executable, "-c", "from ray.scripts.scripts import main; main()", *args],
+            stdout=f,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, **env},
+            start_new_session=True,
+        )
+    try:
+        for _ in range(1200):  # until the head is up (or has died), at most 10 min
+            if "will now block" in log.read_text():
+                break
+            assert head.poll() is None, log.read_text()[-3000:]
+            time.sleep(0.5)
+        else:
+            pytest.fail(f"ray start --head did not come up: {log.read_text()[-3000:]}")
+        yield f"127.0.0.1:{port}", env
+    finally:
+        os.killpg(head.pid, signal.SIGTERM)
+        try:
+            head.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(head.pid, signal.SIGKILL)
+            head.wait()
+
+
+def _run(
+    module: str, args: list[str], cwd: Path, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
+    """``python -m module args`` with one torch thread per process (and ``env`` added); fails
+    with its stderr."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}
     proc = subprocess.run(
         [sys.executable, "-m", module, *args], capture_output=True, text=True, env=env, cwd=cwd
     )
@@ -111,10 +187,20 @@ def single(tmp_path_factory) -> tuple[Path, Path]:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("launcher", list(LAUNCHERS))
-def test_two_jobs_merge_into_the_single_process_table(launcher, single, tmp_path):
-    modules, overrides = LAUNCHERS[launcher]
+def test_two_jobs_merge_into_the_single_process_table(launcher, single, tmp_path, request):
+    extra, modules, overrides = LAUNCHERS[launcher]
     for m in modules:
-        pytest.importorskip(m, reason=f"the {launcher} launcher needs {m} (pip install v2x[...])")
+        pytest.importorskip(m, reason=f"hydra/launcher={launcher} needs pip install 'v2x[{extra}]'")
+    env = None
+    if launcher == "ray":
+        env = _ray_env()
+        overrides = [
+            *overrides,
+            f"+hydra.launcher.ray.init._temp_dir={request.getfixturevalue('ray_tmp')}",
+        ]
+    if launcher == "ray_cluster":
+        address, env = request.getfixturevalue("ray_head")
+        overrides = [*overrides, f"hydra.launcher.ray.init.address={address}"]
     cache, single_out = single
     out, sweep_dir = tmp_path / "out", tmp_path / "multirun"
     proc = _run(
@@ -129,13 +215,15 @@ def test_two_jobs_merge_into_the_single_process_table(launcher, single, tmp_path
             f"hydra.sweep.dir={sweep_dir}",
         ],
         tmp_path,
+        env,
     )
     log = proc.stdout + proc.stderr
     if launcher == "submitit_local":  # two submitit jobs, each with its pickled result
         assert len(list(sweep_dir.glob(".submitit/*/*_result.pkl"))) == 2, log[-3000:]
-    if launcher == "ray":
+    if launcher.startswith("ray"):
         assert "Ray Launcher is launching 2 jobs" in log, log[-3000:]
-        assert "Started a local Ray instance" in log, log[-3000:]
+        started = "Started a local Ray instance" in log
+        assert started == (launcher == "ray"), log[-3000:]
 
     # each job wrote its own results (and ledger) file, holding its own channel only (and the
     # ego-only cells, channel "n/a", which do not depend on the channel)

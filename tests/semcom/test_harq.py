@@ -241,3 +241,31 @@ def test_bad_retransmission_settings():
     link = LinkState(snr_db=torch.tensor([10.0]))
     with pytest.raises(ValueError, match="set one of them to 0"):
         transmit(codec, ch, codec.encode(feats, link), link.snr_db, link)
+
+
+@pytest.mark.slow  # exact BP, 4 x 120 blocks: about 40 s on a shared 2-core CPU
+def test_incremental_redundancy_beats_chase_combining_at_a_high_code_rate():
+    # MCS 16 (16-QAM, R = 0.64), 5 dB, one retransmission: chase combining is a 3 dB gain on
+    # the same rate-0.64 code; RV 0 + RV 2 is a lower-rate code (new parity bits), whose
+    # BLER at 5 dB is far lower (measured on 200 blocks: 0.745 vs 0.0).
+    n, s, m = 120, 5.0, 16
+    residual = {}
+    for combining in ("chase", "ir"):
+        torch.manual_seed(8)
+        codec = DigitalCodec(
+            mcs=m, decoder="exact", block_bits=256, harq_max_rounds=1, harq_combining=combining
+        )
+        code = block_code(m, 256)
+        bits = torch.randint(0, 2, (n, code.payload_bits)).float()
+        x = code.encode(bits).reshape(1, -1)
+        data = np.packbits(bits.reshape(-1).to(torch.uint8).numpy()).tobytes()
+        meta = {"num_blocks": [n], "mcs": torch.tensor([m]), "streams": [MapStream(data, 0, [], 8)]}
+        y, state = _awgn_resend(s)(x, None)
+        cost = Cost(*(torch.zeros(1, dtype=torch.float64) for _ in range(5)))
+        rx = Transmission(symbols=y, cost=cost, meta=meta, state=state)
+        blocks, *_ = harq_decode_blocks(codec, rx, x, _awgn_resend(s))
+        ok, u = blocks[0]
+        assert torch.equal(u[ok].float(), bits[ok])  # a block that passes carries its bits
+        residual[combining] = 1 - float(ok.float().mean())
+    # binomial sigma at p = 0.5, n = 120: 0.046; the gap must exceed 5 sigma of a difference
+    assert residual["chase"] - residual["ir"] > 5 * math.sqrt(2 * 0.25 / n)
