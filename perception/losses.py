@@ -43,7 +43,22 @@ def visible_gt_mask(batch: CoopBatch, min_points: int) -> torch.Tensor:
 def detection_loss(
     model, batch: CoopBatch, mode: str, min_points_in_box: int = 1
 ) -> dict[str, torch.Tensor]:
-    """Loss of one training mode on one batch (see the module docstring)."""
+    """Loss of one training mode on one batch (see the module docstring).
+
+    Parameters a mode does not use (the payload adapters outside their own mode) are tied into
+    ``total`` with weight 0, so that every parameter gets a gradient (zero) each step, as
+    DistributedDataParallel requires; the loss values are unchanged."""
+    losses = _mode_loss(model, batch, mode, min_points_in_box)
+    adapters = getattr(model, "payload_adapters", None)
+    if adapters is not None:
+        tie = sum(p.sum() for p in adapters.parameters())
+        losses["total"] = losses["total"] + 0.0 * tie
+    return losses
+
+
+def _mode_loss(
+    model, batch: CoopBatch, mode: str, min_points_in_box: int = 1
+) -> dict[str, torch.Tensor]:
     grid, stride, k = model.grid, model.stride, model.config.num_classes
     gt_valid = visible_gt_mask(batch, min_points_in_box)
     gt = boxes_in_level_frames(batch.boxes, batch.poses, grid.ground_z_m).float()  # [B, A, M, 7]

@@ -34,6 +34,7 @@ def evaluate_fusions(
     codec_kwargs: dict[str, Any] | None = None,
     channel: str = "awgn",
     bootstrap_unit: str = "frame",
+    fusion_options: dict[str, dict[str, Any]] | None = None,
 ) -> dict[str, dict[str, Any]]:
     """Headline metrics of each fusion strategy over one link condition (by default an ideal
     link: identity codec, AWGN at ``snr_db``), the bits each sends per frame, and the
@@ -47,6 +48,8 @@ def evaluate_fusions(
         seed: seeds the channel and codec noise (``torch.manual_seed`` before each fusion, so a
             fusion's numbers do not depend on which fusions ran before it) and the bootstrap.
         bootstrap_unit: ``"frame"`` or ``"cluster"`` (resample whole sequences/towns).
+        fusion_options: constructor kwargs per fusion name (the sweep's ``fusion_options``),
+            e.g. ``{"semantic_map": {"max_fraction": 0.1}}``.
 
     Returns:
         ``{fusion: {metric: value, "<metric>_ci": (lo, hi), "source_bits_per_frame": bits,
@@ -61,7 +64,7 @@ def evaluate_fusions(
         pipe = (
             CooperativePipeline(
                 model,
-                build_fusion(name),
+                build_fusion(name, **(fusion_options or {}).get(name, {})),
                 build_codec(codec, **(codec_kwargs or {})),
                 build_channel(channel),
             )

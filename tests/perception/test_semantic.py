@@ -296,3 +296,15 @@ def test_with_every_collaborator_masked_a_payload_fusion_is_ego_only(model, batc
         (got.boxes, got.scores, got.valid), (ref.boxes, ref.scores, ref.valid), strict=True
     ):
         assert torch.equal(a, b)
+
+
+def test_evaluate_fusions_passes_fusion_options(model):
+    from v2x.evaluation import evaluate_fusions
+
+    frames = [_frame(1, PLACEMENTS)]
+    opts = {"semantic_map": {"max_fraction": 0.1}}
+    rows = evaluate_fusions(model, frames, ["semantic_map"], torch.device("cpu"),
+                            fusion_options=opts)  # fmt: skip
+    kept = math.floor(0.1 * HW * HW + 0.5)
+    control = min(HW * HW, kept * math.ceil(math.log2(HW * HW)))
+    assert rows["semantic_map"]["source_bits_per_frame"] == 2 * (kept * (K + 8) * 16 + control)
