@@ -47,9 +47,15 @@ def simulate_bler(
     device: str = "cpu",
     batch: int = 64,
     generator: torch.Generator | None = None,
+    ldpc_decoder: str = "sionna",
 ) -> tuple[int, int]:
-    """Send ``num_blocks`` random blocks through AWGN at ``snr_db``; return (CRC failures, blocks)."""
-    code = block_code(mcs_index, block_bits, num_iter, cn_update, device)
+    """Send ``num_blocks`` random blocks through AWGN at ``snr_db``; return (CRC failures, blocks).
+
+    The blocks and the noise come from ``generator`` only (no decoder draws random numbers), so
+    two calls with equally seeded generators see the same channel: ``ldpc_decoder`` ``"sionna"``
+    and ``"minsum"`` (``v2x.semcom.fec.BlockCode``) are then compared block for block.
+    """
+    code = block_code(mcs_index, block_bits, num_iter, cn_update, device, ldpc_decoder)
     no = 10.0 ** (-snr_db / 10.0)
     failures = 0
     done = 0

@@ -35,6 +35,10 @@ Modes:
   channel state. Exact and fast transmissions are therefore not interchangeable. The effective SNR of a block is the EESM
   (exponential effective SINR mapping, Sionna SYS's β per MCS) of its symbols' ``1 / no_eff``
   (equal to the SNR on AWGN and block fading).
+* ``ldpc_decoder`` picks the exact decoder's LDPC decoder: ``"sionna"`` (Sionna's BP, the
+  reference, default) or ``"minsum"`` (``v2x.semcom.ldpc_minsum``: batched layered normalised
+  min-sum with early termination, BLER within 0.1 dB of BP at 20 iterations, many times
+  faster; docs/digital.md).
 
 Channel-use budget (``max_channel_uses``): when a map's coded payload would need more channel uses
 than the budget, the quantiser's ``bits`` is lowered one at a time down to ``min_bits``; if it
@@ -84,6 +88,7 @@ from v2x.semcom.fec import (
     CRC_BITS,
     block_code,
     check_block_bits,
+    check_ldpc_decoder,
     coded_bits_per_block,
     device_string,
 )
@@ -91,8 +96,8 @@ from v2x.semcom.link_adaptation import select_mcs_from_sinr
 from v2x.semcom.mcs import MCS_TABLE, LinkAdaptation, get_mcs, shannon_gap_thresholds_db
 from v2x.semcom.quantize import Quantized, check_bits, quantize
 
-#: Code blocks per call of the exact LDPC decoder (bounds its message memory).
-_DECODE_CHUNK = 2048
+#: Code blocks per call of the exact LDPC decoder (bounds its message memory), per decoder.
+_DECODE_CHUNK = {"sionna": 2048, "minsum": 8192}
 _FLAG_PER_CHANNEL = 1
 _FLAG_DENSE = 2  # every cell occupied: no occupancy map sent
 _FLAG_OCC_DEFLATE = 4
@@ -364,6 +369,8 @@ class DigitalCodec(Codec):
         decoder: ``"exact"`` (Sionna LDPC BP) or ``"fast"`` (BLER-table block failures).
         num_iter: LDPC BP iterations (exact decoder; the table records its own).
         cn_update: Sionna check-node update of the exact decoder.
+        ldpc_decoder: the exact decoder's LDPC decoder, ``"sionna"`` (BP, reference) or
+            ``"minsum"`` (``v2x.semcom.ldpc_minsum``, layered normalised min-sum).
         block_bits: LDPC information bits per code block incl. the 24-bit CRC (≤ 8448).
         max_channel_uses: channel-use budget per transmission, or ``None``.
         min_bits: lowest ``bits`` the budget rule may go down to.
@@ -393,6 +400,7 @@ class DigitalCodec(Codec):
         decoder: str = "fast",
         num_iter: int = 20,
         cn_update: str = "boxplus-phi",
+        ldpc_decoder: str = "sionna",
         block_bits: int = 1024,
         max_channel_uses: int | None = None,
         min_bits: int = 2,
@@ -410,6 +418,7 @@ class DigitalCodec(Codec):
         check_bits(bits)
         check_bits(min_bits, "min_bits")
         check_block_bits(block_bits)
+        check_ldpc_decoder(ldpc_decoder)
         entropy.check_backend(entropy_coder)
         if not isinstance(rows_per_segment, int) or rows_per_segment < 1:
             raise ValueError(
@@ -447,6 +456,7 @@ class DigitalCodec(Codec):
         self.decoder = decoder
         self.num_iter = num_iter
         self.cn_update = cn_update
+        self.ldpc_decoder = ldpc_decoder
         self.block_bits = block_bits
         self.max_channel_uses = max_channel_uses
         self.harq_max_rounds = int(harq_max_rounds)
@@ -521,6 +531,12 @@ class DigitalCodec(Codec):
         carries whole code blocks, so a lost packet loses its own blocks and no others."""
         packet_bits = PacketFormat(self.mtu_bytes, self.packet_header_bytes).payload_bits
         return max(1, packet_bits // (self.block_bits - CRC_BITS))
+
+    def _block_code(self, mcs_index: int, device: str):
+        """The cached ``BlockCode`` of one MCS with this codec's decoder settings."""
+        return block_code(
+            mcs_index, self.block_bits, self.num_iter, self.cn_update, device, self.ldpc_decoder
+        )
 
     def _cells_per_segment(self, width: int) -> int:
         return self.cells_per_segment or self.rows_per_segment * max(width, 1)
@@ -597,7 +613,7 @@ class DigitalCodec(Codec):
             rows = [i for i in range(b) if int(mcs[i]) == m and nblocks[i] > 0]
             if not rows:
                 continue
-            code = block_code(m, self.block_bits, self.num_iter, self.cn_update, dev)
+            code = self._block_code(m, dev)
             if self.decoder == "fast":  # the fast receiver never reads symbol values
                 x = code.surrogate_symbols(sum(nblocks[i] for i in rows), device)
             else:
@@ -683,10 +699,11 @@ class DigitalCodec(Codec):
             xs = torch.cat([x_hat[i, : nblocks[i] * s].reshape(nblocks[i], s) for i in rows])
             ns = torch.cat([no_eff[i, : nblocks[i] * s].reshape(nblocks[i], s) for i in rows])
             if self.decoder == "exact":
-                code = block_code(m, self.block_bits, self.num_iter, self.cn_update, dev)
+                code = self._block_code(m, dev)
+                chunk = _DECODE_CHUNK[self.ldpc_decoder]
                 parts = [
-                    code.decode(xs[j : j + _DECODE_CHUNK], ns[j : j + _DECODE_CHUNK])
-                    for j in range(0, xs.shape[0], _DECODE_CHUNK)
+                    code.decode(xs[j : j + chunk], ns[j : j + chunk])
+                    for j in range(0, xs.shape[0], chunk)
                 ]
                 u = torch.cat([p[0].cpu() for p in parts])
                 ok = torch.cat([p[1] for p in parts])

@@ -8,7 +8,13 @@ whole QAM symbols), i.e. ``n / Qm`` complex channel uses with unit average energ
 ``c_init = SCRAMBLING_C_INIT``) before Gray QAM mapping, so structured payloads (zero padding)
 still give unit average symbol energy; the receiver flips the LLR signs back.
 
-Sionna's blocks are imported lazily (they are heavy) and cached per (MCS, block size, device).
+The LDPC decoder is Sionna's belief-propagation ``LDPC5GDecoder`` (``ldpc_decoder="sionna"``,
+the reference) or the project's batched layered normalised min-sum decoder of the same code
+(``"minsum"``, ``v2x.semcom.ldpc_minsum``: same input and output, far faster, BLER within 0.1 dB
+of BP's, see docs/digital.md).
+
+Sionna's blocks are imported lazily (they are heavy) and cached per (MCS, block size, decoder,
+device).
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ from v2x.semcom.mcs import Mcs, get_mcs
 
 CRC_BITS = 24
 CRC_POLY = "CRC24A"
+LDPC_DECODERS = ("sionna", "minsum")
 SCRAMBLING_C_INIT = 0x5A5A5  # any 31-bit value; both ends know it
 #: LLR magnitude used where the equaliser reports an erased symbol (``no_eff = inf``).
 _NO_ERASED = 1e6
@@ -30,6 +37,13 @@ _NO_ERASED = 1e6
 def coded_bits_per_block(mcs: Mcs, block_bits: int) -> int:
     """Coded bits ``n`` of one LDPC block of ``block_bits`` information bits (CRC included)."""
     return math.ceil(block_bits * 1024 / mcs.rate_x1024 / mcs.qm) * mcs.qm
+
+
+def check_ldpc_decoder(ldpc_decoder: str) -> None:
+    if ldpc_decoder not in LDPC_DECODERS:
+        raise ValueError(
+            f"digital codec 'ldpc_decoder' must be one of {LDPC_DECODERS}, got {ldpc_decoder!r}"
+        )
 
 
 def check_block_bits(block_bits: int) -> None:
@@ -49,6 +63,9 @@ class BlockCode:
         num_iter: belief-propagation iterations of the LDPC decoder.
         cn_update: Sionna check-node update (``"boxplus-phi"`` exact BP, ``"minsum"``, …).
         device: torch device string.
+        ldpc_decoder: ``"sionna"`` (Sionna's BP decoder with ``cn_update``) or ``"minsum"``
+            (``v2x.semcom.ldpc_minsum.LDPC5GMinSumDecoder``, ``num_iter`` layered iterations with
+            early termination; ``cn_update`` does not apply).
 
     Attributes:
         payload_bits: bits carried per block (``block_bits − 24``).
@@ -62,12 +79,14 @@ class BlockCode:
         num_iter: int = 20,
         cn_update: str = "boxplus-phi",
         device: str = "cpu",
+        ldpc_decoder: str = "sionna",
     ) -> None:
         from sionna.phy.fec.crc import CRCDecoder, CRCEncoder
         from sionna.phy.fec.ldpc import LDPC5GDecoder, LDPC5GEncoder
         from sionna.phy.mapping import Demapper, Mapper
 
         check_block_bits(block_bits)
+        check_ldpc_decoder(ldpc_decoder)
         self.mcs = get_mcs(mcs_index)
         self.block_bits = block_bits
         self.payload_bits = block_bits - CRC_BITS
@@ -88,9 +107,14 @@ class BlockCode:
         self._ldpc_enc = LDPC5GEncoder(
             block_bits, self.ldpc_bits, num_bits_per_symbol=qm, device=device
         )
-        self._ldpc_dec = LDPC5GDecoder(
-            self._ldpc_enc, num_iter=num_iter, cn_update=cn_update, hard_out=True, device=device
-        )
+        if ldpc_decoder == "minsum":
+            from v2x.semcom.ldpc_minsum import LDPC5GMinSumDecoder
+
+            self._ldpc_dec = LDPC5GMinSumDecoder(self._ldpc_enc, num_iter=num_iter)
+        else:
+            self._ldpc_dec = LDPC5GDecoder(
+                self._ldpc_enc, num_iter=num_iter, cn_update=cn_update, hard_out=True, device=device
+            )
         self._num_iter, self._cn_update, self._device = num_iter, cn_update, device
         self._fork_devices = [torch.device(device).index or 0] if device.startswith("cuda") else []
         self._ldpc_dec_harq = None  # built on first use (incremental redundancy)
@@ -199,6 +223,7 @@ def block_code(
     num_iter: int = 20,
     cn_update: str = "boxplus-phi",
     device: str = "cpu",
+    ldpc_decoder: str = "sionna",
 ) -> BlockCode:
     """Cached ``BlockCode`` (building Sionna's LDPC graphs takes a moment).
 
@@ -209,7 +234,12 @@ def block_code(
     devices = [torch.device(device).index or 0] if device.startswith("cuda") else []
     with torch.random.fork_rng(devices=devices):
         return BlockCode(
-            mcs_index, block_bits, num_iter=num_iter, cn_update=cn_update, device=device
+            mcs_index,
+            block_bits,
+            num_iter=num_iter,
+            cn_update=cn_update,
+            device=device,
+            ldpc_decoder=ldpc_decoder,
         )
 
 

@@ -1,0 +1,503 @@
+"""Batched 5G NR LDPC decoder: layered normalised offset min-sum in torch (CPU, CUDA) and Triton.
+
+A drop-in for Sionna's ``LDPC5GDecoder`` with ``hard_out=True, return_infobits=True``: same
+input, same output, same sign convention, much faster. The code is the one of a Sionna
+``LDPC5GEncoder`` — its lifted parity-check matrix (``encoder.pcm``), lifting size ``Z``, filler
+bits, the 2Z punctured systematic bits, the circular-buffer rate matching and the 38.212 output
+interleaver — so both base graphs and every lifting size Sionna supports are supported.
+
+Input ``llr_ch [..., n]``: channel logits ``log p(c=1)/p(c=0)`` of the ``n`` rate-matched coded
+bits, exactly what ``LDPC5GDecoder`` takes (positive favours bit 1, as Sionna's demapper
+output). Output ``[..., k]`` float32 hard information bits: 1 where the a-posteriori logit is
+``≥ 0`` (Sionna's ``x_hat <= 0`` rule on its internal LLRs). ``decode`` also reports per block
+whether the hard decision is a codeword (zero syndrome) and after how many iterations.
+
+Algorithm (row-layered min-sum, the usual hardware 5G decoder):
+
+* the rate-matched LLRs are placed into the mother codeword: 0 for the 2Z punctured systematic
+  bits and the parity bits beyond the transmitted ones, a large known-zero value for the filler
+  bits, undoing the output interleaver on the way; LLRs are clipped to ``±llr_max`` (Sionna's 20);
+* only the rows of the base graph whose extension parity bit is (partly) transmitted are
+  decoded: a row whose degree-1 parity bit is punctured only ever sends zero messages, so
+  dropping it is exact (Sionna's ``prune_pcm``);
+* one iteration visits the rows of the base graph in order; a row block (``Z`` checks)
+  computes ``t = L − R_old`` on its edges, ``R_new = α · sign · max(|min| − β, 0)`` with the
+  extrinsic sign and the smallest other ``|t|`` (``min1``, or ``min2`` on the edge holding
+  ``min1``), and ``L = t + R_new``. Consecutive row blocks with no column in common are updated
+  together, which is the same computation as one after the other, in fewer steps;
+* after every iteration each block's hard decision is checked against every parity check; a
+  block whose syndrome is zero stops (early termination per block) and leaves the batch once
+  enough blocks have stopped, so later iterations only run on blocks still decoding.
+
+``α = 0.85, β = 0.25`` (normalised offset min-sum) were chosen on the chain's codes (1024-bit
+blocks, MCS 5/14/20/27 on AWGN): at 20 iterations the block error rate is then at or below
+that of Sionna's 20 flooding iterations of exact BP (docs/digital.md).
+
+Messages are stored batch-last (``[edges, blocks]``) so every gather and scatter moves
+contiguous rows of ``B`` values. On CUDA with Triton (``backend="auto"``) one fused kernel per
+row group does the whole update (16 bytes of traffic per edge); the torch path is the reference
+and runs everywhere, with the same arithmetic (bit-identical results). Memory ≈
+``4 · (n_used + 4 E) · B`` bytes for ``E`` decoded Tanner-graph edges (≈ 6,000–12,000 for
+1024-bit blocks).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+#: Internal LLR of a filler bit (known 0): larger than any message, so never the minimum.
+_FILLER_LLR = 1.0e4
+#: |t| given to the padding edges of a row group: never the minimum, sign +.
+_PAD_LLR = 3.0e4
+#: Blocks are dropped from the batch once at least 1/_COMPACT of the active ones converged.
+_COMPACT = 16
+BACKENDS = ("auto", "torch", "triton")
+
+
+@dataclass
+class MinSumResult:
+    """What ``LDPC5GMinSumDecoder.decode`` returns (leading shape ``[...]`` of the input).
+
+    Attributes:
+        bits: ``[..., k]`` float32 hard information bits (0/1).
+        converged: ``[...]`` bool, True where the hard decision is a codeword (zero syndrome).
+        iterations: ``[...]`` int32 iterations run for each block (``≤ num_iter``).
+        codeword: ``[..., n]`` float32 hard rate-matched coded bits (Sionna's
+            ``return_infobits=False`` output), or ``None`` unless asked for.
+    """
+
+    bits: torch.Tensor
+    converged: torch.Tensor
+    iterations: torch.Tensor
+    codeword: torch.Tensor | None = None
+
+
+@dataclass
+class _Group:
+    """One row group on one device: ``shape = (rows, degree, Z)`` edges, row-major."""
+
+    idx: torch.Tensor  # [rows·degree·Z] int64 VN of every edge; padding → dummy rows [V, V+Z)
+    pad: torch.Tensor | None  # flat edge rows of the padding edges (None: no padding)
+    shape: tuple[int, int, int]
+    idx32: torch.Tensor  # int32 VN of every edge, −1 for padding (Triton kernel)
+
+
+@dataclass
+class _Tables:
+    """Index tables of one decoder on one device (see ``LDPC5GMinSumDecoder._build``)."""
+
+    place: torch.Tensor  # [V] index into [llr columns | 0 | filler] of every decoded VN
+    groups: list[_Group]
+    syn_idx: torch.Tensor  # [M·Dmax] VN of every (check, slot); V = the always-0 row
+    syn_shape: tuple[int, int]  # (M, Dmax)
+    cw_idx: torch.Tensor  # [n] VN of every rate-matched coded bit (interleaved order)
+
+
+class LDPC5GMinSumDecoder:
+    """Layered normalised offset min-sum decoder of a Sionna ``LDPC5GEncoder``'s code.
+
+    Args:
+        encoder: ``sionna.phy.fec.ldpc.LDPC5GEncoder`` (gives ``k``, ``n``, ``Z``, the PCM, the
+            filler bits and the output interleaver).
+        num_iter: maximum layered iterations per block.
+        alpha: normalisation factor of the check-node messages (plain min-sum: 1).
+        beta: offset subtracted from the check-node magnitudes (none: 0).
+        early_stop: stop a block once its hard decision has a zero syndrome.
+        llr_max: channel LLRs are clipped to ``±llr_max`` (Sionna's default 20).
+        backend: ``"torch"``, ``"triton"`` (CUDA) or ``"auto"`` (Triton on CUDA when installed).
+
+    ``decoder(llr_ch [..., n]) -> [..., k]`` float32 bits, ``decoder.decode(llr_ch)`` a
+    ``MinSumResult``. Index tables are built on first use per device; the device follows the
+    input.
+    """
+
+    def __init__(
+        self,
+        encoder,
+        num_iter: int = 20,
+        alpha: float = 0.85,
+        beta: float = 0.25,
+        early_stop: bool = True,
+        llr_max: float = 20.0,
+        backend: str = "auto",
+    ) -> None:
+        if not isinstance(num_iter, int) or num_iter < 0:
+            raise ValueError(f"LDPC min-sum 'num_iter' must be an int ≥ 0, got {num_iter!r}")
+        if not 0.0 < alpha <= 1.0:
+            raise ValueError(f"LDPC min-sum 'alpha' must be in (0, 1], got {alpha!r}")
+        if not beta >= 0.0:
+            raise ValueError(f"LDPC min-sum 'beta' must be ≥ 0, got {beta!r}")
+        if not llr_max > 0.0:
+            raise ValueError(f"LDPC min-sum 'llr_max' must be > 0, got {llr_max!r}")
+        if backend not in BACKENDS:
+            raise ValueError(f"LDPC min-sum 'backend' must be one of {BACKENDS}, got {backend!r}")
+        self.num_iter = num_iter
+        self.alpha = float(alpha)
+        self.beta = float(beta)
+        self.early_stop = bool(early_stop)
+        self.llr_max = float(llr_max)
+        self.backend = backend
+        self.k = int(encoder.k)
+        self.n = int(encoder.n)
+        self.z = int(encoder.z)
+        self.k_ldpc = int(encoder.k_ldpc)
+        self.n_ldpc = int(encoder.n_ldpc)
+        self._build(encoder)
+        self._tables: dict[torch.device, _Tables] = {}
+
+    # -- graph ---------------------------------------------------------------------------------
+
+    def _build(self, encoder) -> None:
+        """Base graph (shifts) from the lifted PCM, rows to decode, row groups, index maps."""
+        z, k, n, k_ldpc, n_ldpc = self.z, self.k, self.n, self.k_ldpc, self.n_ldpc
+        k_filler = k_ldpc - k
+        buf_len = n_ldpc - 2 * z - k_filler  # circular buffer without the fillers
+        if n > buf_len:
+            raise ValueError(
+                f"LDPC min-sum: n={n} exceeds the circular buffer ({buf_len}); as in Sionna, "
+                "repetition beyond the mother code is not supported"
+            )
+        # Every Z×Z block of the lifted PCM is zero or a cyclic shift of the identity:
+        # (row r·Z + i, column c·Z + (i + s) mod Z) for i < Z. Read the shifts back.
+        pcm = encoder.pcm.tocoo()
+        rows, cols = np.asarray(pcm.row), np.asarray(pcm.col)
+        num_cb, num_rb = n_ldpc // z, pcm.shape[0] // z
+        key = (rows // z) * num_cb + cols // z
+        shift = (cols % z - rows % z) % z
+        order = np.lexsort((shift, key))
+        key, shift = key[order], shift[order]
+        uniq, start, count = np.unique(key, return_index=True, return_counts=True)
+        if not (count == z).all() or not (shift[start] == shift[start + z - 1]).all():
+            raise ValueError("LDPC min-sum: the encoder's PCM is not a lifted (QC) base graph")
+        base = -np.ones((num_rb, num_cb), dtype=np.int64)
+        base[uniq // num_cb, uniq % num_cb] = shift[start]
+        self.base_graph = base  # [row blocks, column blocks]: shift, −1 = zero block
+
+        # Decoded part: up to the last transmitted bit, at least up to the trailing run of
+        # degree-1 columns (the core), as Sionna's prune_pcm.
+        vn_degree = (base >= 0).sum(axis=0)
+        last_pos = num_cb
+        for c in range(num_cb - 1, 0, -1):
+            if vn_degree[c] != 1:
+                break
+            last_pos = c
+        n_used = max(last_pos * z, 2 * z + n + k_filler)
+        num_cols = math.ceil(n_used / z)
+        row_cols = [np.flatnonzero(base[r] >= 0) for r in range(num_rb)]
+        kept = [r for r in range(num_rb) if (row_cols[r] < num_cols).all()]
+        for r in set(range(num_rb)) - set(kept):  # a dropped row owns a punctured degree-1 VN
+            own = row_cols[r][row_cols[r] >= num_cols]
+            if (vn_degree[own] != 1).any():
+                raise ValueError("LDPC min-sum: cannot prune the base graph")
+        self.n_used = n_used
+        self.rows = kept
+        v = num_cols * z  # decoded VNs; rows [v, v + z) of the LLR buffer are padding targets
+        self._num_vns = v
+
+        # Row groups: consecutive rows with pairwise disjoint columns, updated at once.
+        groups: list[list[int]] = []
+        used: set[int] = set()
+        for r in kept:
+            cs = set(row_cols[r].tolist())
+            if groups and not cs & used:
+                groups[-1].append(r)
+                used |= cs
+            else:
+                groups.append([r])
+                used = cs
+        self.row_groups = groups
+        zi = np.arange(z)
+        self._group_np = []
+        for g in groups:
+            deg = max(len(row_cols[r]) for r in g)
+            idx = np.broadcast_to(v + zi, (len(g), deg, z)).copy()
+            real = np.zeros((len(g), deg), dtype=bool)
+            for i, r in enumerate(g):
+                for j, c in enumerate(row_cols[r]):
+                    idx[i, j] = c * z + (zi + base[r, c]) % z
+                    real[i, j] = True
+            pad = np.flatnonzero(~real.reshape(-1))
+            pad_rows = (pad[:, None] * z + zi).reshape(-1) if pad.size else None
+            idx32 = np.where(real[:, :, None], idx, -1).reshape(-1).astype(np.int32)
+            self._group_np.append((idx.reshape(-1), pad_rows, (len(g), deg, z), idx32))
+        self.num_edges = int(sum(len(row_cols[r]) for r in kept)) * z
+
+        # Syndrome over the checks of Sionna's pruned PCM: checks of the last kept row block
+        # beyond the transmitted bits see only a punctured degree-1 VN and are left out.
+        num_checks = n_used - k_ldpc
+        dmax = max(len(row_cols[r]) for r in kept)
+        syn = np.full((num_checks, dmax), v, dtype=np.int64)  # v: the always-0 row
+        for r in kept:
+            cs = row_cols[r]
+            for i in range(min(z, num_checks - r * z)):
+                syn[r * z + i, : len(cs)] = cs * z + (i + base[r, cs]) % z
+        self._syn_np = (syn.reshape(-1), (num_checks, dmax))
+
+        # Placement of the rate-matched LLRs into the decoded VNs. Source rows: 0..n-1 the
+        # input (interleaved order), n the constant 0 (punctured), n+1 the filler value.
+        j = np.arange(n)
+        interleaved = encoder.num_bits_per_symbol is not None
+        out_int = encoder.out_int.cpu().numpy() if interleaved else j
+        out_int_inv = encoder.out_int_inv.cpu().numpy() if interleaved else j
+        pos = np.arange(v)
+        place = np.full(v, n, dtype=np.int64)
+        sys_ = (pos >= 2 * z) & (pos < k)
+        place[sys_] = out_int_inv[pos[sys_] - 2 * z]
+        place[(pos >= k) & (pos < k_ldpc)] = n + 1
+        buf = pos - k_ldpc + (k - 2 * z)  # circular-buffer index of a parity bit
+        par = (pos >= k_ldpc) & (buf < n)
+        place[par] = out_int_inv[buf[par]]
+        self._place_np = place
+        vn_of_buf = np.where(j < k - 2 * z, j + 2 * z, j - (k - 2 * z) + k_ldpc)
+        self._cw_np = vn_of_buf[out_int]
+
+    def _tables_on(self, device: torch.device) -> _Tables:
+        t = self._tables.get(device)
+        if t is None:
+            groups = [
+                _Group(
+                    torch.as_tensor(idx, device=device),
+                    None if pad is None else torch.as_tensor(pad, device=device),
+                    shape,
+                    torch.as_tensor(idx32, device=device),
+                )
+                for idx, pad, shape, idx32 in self._group_np
+            ]
+            t = _Tables(
+                place=torch.as_tensor(self._place_np, device=device),
+                groups=groups,
+                syn_idx=torch.as_tensor(self._syn_np[0], device=device),
+                syn_shape=self._syn_np[1],
+                cw_idx=torch.as_tensor(self._cw_np, device=device),
+            )
+            self._tables[device] = t
+        return t
+
+    def _use_triton(self, device: torch.device) -> bool:
+        if self.backend == "torch" or device.type != "cuda":
+            if self.backend == "triton":
+                raise ValueError("LDPC min-sum: backend='triton' needs CUDA tensors")
+            return False
+        from v2x.channels.awgn_triton import triton_available
+
+        if self.backend == "triton" and not triton_available():
+            raise ValueError("LDPC min-sum: backend='triton' but triton is not installed")
+        return triton_available()
+
+    # -- decoding ------------------------------------------------------------------------------
+
+    def __call__(self, llr_ch: torch.Tensor) -> torch.Tensor:
+        """``llr_ch [..., n]`` channel logits → ``[..., k]`` float32 hard information bits."""
+        return self.decode(llr_ch).bits
+
+    def decode(self, llr_ch: torch.Tensor, return_codeword: bool = False) -> MinSumResult:
+        """Decode every block of ``llr_ch [..., n]`` (any leading shape) in one batch."""
+        if llr_ch.shape[-1] != self.n:
+            raise ValueError(
+                f"LDPC min-sum: llr_ch must be [..., n={self.n}], got {tuple(llr_ch.shape)}"
+            )
+        lead = tuple(llr_ch.shape[:-1])
+        x = llr_ch.reshape(-1, self.n).to(torch.float32)
+        nb = x.shape[0]
+        device = x.device
+        tab = self._tables_on(device)
+        layer = self._layer_triton if nb and self._use_triton(device) else self._layer_torch
+        bits = torch.zeros(nb, self.k, dtype=torch.float32, device=device)
+        converged = torch.zeros(nb, dtype=torch.bool, device=device)
+        iterations = torch.zeros(nb, dtype=torch.int32, device=device)
+        cw = torch.zeros(nb, self.n, device=device) if return_codeword else None
+
+        # Internal LLRs (positive favours 0): L = −logit, batch-last, plus the z padding rows.
+        v, z = self._num_vns, self.z
+        src = torch.empty(self.n + 2, nb, dtype=torch.float32, device=device)
+        torch.clamp(x.t(), -self.llr_max, self.llr_max, out=src[: self.n])
+        src[self.n] = 0.0
+        src[self.n + 1] = -_FILLER_LLR
+        llr = torch.empty(v + z, nb, dtype=torch.float32, device=device)
+        torch.sub(0.0, src.index_select(0, tab.place), out=llr[:v])  # 0 − (+0) = +0, never −0
+        llr[v:] = _PAD_LLR
+        del src
+        msgs = [torch.zeros(g.idx.numel(), nb, device=device) for g in tab.groups]
+        max_e = max(g.idx.numel() for g in tab.groups)
+        active = torch.arange(nb, device=device)  # original index of every column still decoding
+
+        def finish(cols: torch.Tensor, ok: torch.Tensor | bool, it: int) -> None:
+            """Write out the hard decisions of the active batch columns ``cols``."""
+            dest = active[cols]
+            bits[dest] = (llr[: self.k, cols] <= 0.0).t().to(torch.float32)
+            iterations[dest] = it
+            converged[dest] = ok
+            if cw is not None:
+                cw[dest] = (llr.index_select(0, tab.cw_idx)[:, cols] <= 0.0).t().float()
+
+        # A block's output is its first codeword (or its state after num_iter iterations), so
+        # it never depends on the other blocks of the batch; converged ("frozen") blocks leave
+        # the batch once they are at least 1/_COMPACT of it.
+        use_torch = layer == self._layer_torch
+        work = self._work(max_e, nb, device) if use_torch else None
+        frozen = torch.zeros(nb, dtype=torch.bool, device=device)
+        it = 0
+        while nb:
+            last = it == self.num_iter
+            if last:
+                rest = torch.nonzero(~frozen).reshape(-1)
+                finish(rest, self._syndrome_ok(llr, tab)[rest], it)
+                break
+            if self.early_stop and it:
+                new = self._syndrome_ok(llr, tab) & ~frozen
+                cols = torch.nonzero(new).reshape(-1)
+                if cols.numel():
+                    finish(cols, True, it)
+                    frozen |= new
+                    num_frozen = int(frozen.sum())
+                    if num_frozen == frozen.numel():
+                        break
+                    if num_frozen * _COMPACT >= frozen.numel():
+                        keep = torch.nonzero(~frozen).reshape(-1)
+                        llr = llr.index_select(1, keep)
+                        msgs = [m.index_select(1, keep) for m in msgs]
+                        active = active[keep]
+                        frozen = frozen[keep]
+                        work = self._work(max_e, keep.numel(), device) if use_torch else None
+            it += 1
+            for g, r in zip(tab.groups, msgs):
+                layer(llr, g, r, work)
+        return MinSumResult(
+            bits.reshape(*lead, self.k),
+            converged.reshape(lead),
+            iterations.reshape(lead),
+            None if cw is None else cw.reshape(*lead, self.n),
+        )
+
+    @staticmethod
+    def _work(max_e: int, nb: int, device: torch.device) -> torch.Tensor:
+        return torch.empty(3, max_e, nb, dtype=torch.float32, device=device)
+
+    def _layer_torch(
+        self, llr: torch.Tensor, g: _Group, r_old: torch.Tensor, work: torch.Tensor
+    ) -> None:
+        """One row group in torch: ``t = L − R``, check update, ``L = t + R_new`` (in place).
+
+        ``r_old [rows·degree·Z, B]`` is overwritten with the new check-to-variable messages;
+        ``work [3, ≥ rows·degree·Z, B]`` is scratch space. Only float arithmetic and
+        reductions (no bool masks, no arg-min), which are several times faster on CPU.
+        """
+        nb = llr.shape[1]
+        e = r_old.shape[0]
+        shape = (*g.shape, nb)
+        t = torch.index_select(llr, 0, g.idx, out=work[0, :e]).view(shape)
+        t -= r_old.view(shape)
+        if g.pad is not None:
+            t.view(e, nb).index_fill_(0, g.pad, _PAD_LLR)
+        a = torch.abs(t, out=work[1, :e].view(shape))
+        min1 = a.amin(dim=1, keepdim=True)
+        at_min = torch.eq(a, min1, out=work[2, :e].view(shape))  # 1.0 on the minimum
+        ties = at_min.sum(dim=1, keepdim=True)
+        min2 = a.add_(at_min, alpha=_PAD_LLR).amin(dim=1, keepdim=True)  # smallest other |t|
+        # A tied minimum: every edge's extrinsic minimum is min1 (exact: min1 + 0).
+        min2 = torch.minimum(min2, min1 + (2.0 - ties).clamp_(0.0, 1.0) * _PAD_LLR)
+        if self.beta:
+            min1 = (min1 - self.beta).clamp_min_(0.0)
+            min2 = (min2 - self.beta).clamp_min_(0.0)
+        sgn = torch.copysign(self._one(t.device), t, out=a)  # ±1; +1 for +0 (Sionna's sign 0)
+        scale = sgn.prod(dim=1, keepdim=True)  # product of the row's signs
+        scale *= self.alpha
+        # r = α · (product of the other signs = all signs · own sign) · (min2 on the minimum
+        # edge, min1 elsewhere); lerp with weights 0/1 returns its end points exactly.
+        r = torch.lerp(min1 * scale, min2 * scale, at_min, out=r_old.view(shape))
+        r *= sgn
+        t += r
+        llr.index_copy_(0, g.idx, t.view(e, nb))
+
+    def _layer_triton(
+        self, llr: torch.Tensor, g: _Group, r_old: torch.Tensor, work: None = None
+    ) -> None:
+        """One row group in one fused Triton kernel (same arithmetic as ``_layer_torch``)."""
+        rows, deg, z = g.shape
+        nb = llr.shape[1]
+        block_b = 128 if deg <= 16 else 64
+        grid = (rows * z, math.ceil(nb / block_b))
+        _kernel()[grid](
+            llr, r_old, g.idx32, nb, z,
+            self.alpha, self.beta, _PAD_LLR,
+            DEG=deg, DEG_P2=triton_next_pow2(deg), BLOCK_B=block_b, OFFSET=self.beta > 0.0,
+        )  # fmt: skip
+
+    @staticmethod
+    def _one(device: torch.device) -> torch.Tensor:
+        return torch.ones((), dtype=torch.float32, device=device)
+
+    @staticmethod
+    def _syndrome_ok(llr: torch.Tensor, tab: _Tables) -> torch.Tensor:
+        """``[B]`` bool: the hard decision of each batch column satisfies every check.
+
+        Hard bits are bytes, four blocks to an int32 lane group: the gather and the sum over a
+        check's edges (at most its degree, < 256 per byte: no carry between blocks) move a
+        quarter of the elements.
+        """
+        v, nb = tab.place.numel(), llr.shape[1]
+        nb4 = -(-nb // 4) * 4
+        hard = torch.zeros(v + 1, nb4, dtype=torch.uint8, device=llr.device)
+        torch.le(llr[:v], 0.0, out=hard[:v, :nb].view(torch.bool))
+        m, d = tab.syn_shape
+        packed = hard.view(torch.int32).index_select(0, tab.syn_idx).view(m, d, nb4 // 4)
+        parity = packed.sum(dim=1, dtype=torch.int32).bitwise_and_(0x01010101)
+        return parity.view(torch.uint8).amax(dim=0)[:nb] == 0
+
+
+def triton_next_pow2(n: int) -> int:
+    return 1 << max(0, (n - 1).bit_length())
+
+
+_KERNEL = None
+
+
+def _kernel():
+    """The fused row-group kernel (built on first use; Triton is imported lazily)."""
+    global _KERNEL
+    if _KERNEL is None:
+        import triton
+        import triton.language as tl
+
+        @triton.jit
+        def layer_kernel(
+            llr_ptr, r_ptr, idx_ptr, nb, z, alpha, beta, pad_llr,
+            DEG: tl.constexpr, DEG_P2: tl.constexpr, BLOCK_B: tl.constexpr, OFFSET: tl.constexpr,
+        ):  # fmt: skip
+            # One check (row i of the group, lifting index j) × BLOCK_B blocks: load the
+            # check's DEG edges [DEG_P2, BLOCK_B], update, store L and R back.
+            chk = tl.program_id(0)
+            i = chk // z
+            j = chk - i * z
+            d = tl.arange(0, DEG_P2)
+            edge = (i * DEG + d) * z + j
+            vn = tl.load(idx_ptr + edge, mask=d < DEG, other=-1)
+            b = tl.program_id(1) * BLOCK_B + tl.arange(0, BLOCK_B)
+            m = (vn >= 0)[:, None] & (b < nb)[None, :]
+            off_l = vn.to(tl.int64)[:, None] * nb + b[None, :]
+            off_r = edge.to(tl.int64)[:, None] * nb + b[None, :]
+            t = tl.load(llr_ptr + off_l, mask=m, other=0.0) - tl.load(
+                r_ptr + off_r, mask=m, other=0.0
+            )
+            a = tl.where(m, tl.abs(t), pad_llr)
+            min1 = tl.min(a, axis=0)
+            arg = tl.argmin(a, axis=0)
+            at_min = d[:, None] == arg[None, :]
+            min2 = tl.min(tl.where(at_min, pad_llr, a), axis=0)
+            if OFFSET:
+                min1 = tl.maximum(min1 - beta, 0.0)
+                min2 = tl.maximum(min2 - beta, 0.0)
+            neg = (t < 0.0) & m
+            odd = tl.sum(neg.to(tl.int32), axis=0) & 1
+            scale = tl.where(odd == 1, -1.0, 1.0) * alpha
+            mag = tl.where(at_min, (min2 * scale)[None, :], (min1 * scale)[None, :])
+            r = tl.where(neg, -mag, mag)
+            tl.store(r_ptr + off_r, r, mask=m)
+            tl.store(llr_ptr + off_l, t + r, mask=m)
+
+        _KERNEL = layer_kernel
+    return _KERNEL
