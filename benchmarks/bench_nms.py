@@ -19,8 +19,8 @@ import numpy as np
 import torch
 from shapely.geometry import Polygon
 
+from v2x.perception.average_precision import APAccumulator, EvalConfig
 from v2x.perception.boxes import boxes_to_corners_bev, rotated_iou_bev
-from v2x.perception.evaluate import APAccumulator, EvalConfig
 from v2x.perception.nms import batched_rotated_nms
 
 

@@ -3,6 +3,7 @@
     python benchmarks/bench_sweep.py                       # CPU
     python benchmarks/bench_sweep.py --device cuda         # GPU (goal: >= 1,000 frame-cond/s)
     python benchmarks/bench_sweep.py --workers 1 2 4       # + a joblib multirun over 1, 2, 4 jobs
+    python benchmarks/bench_sweep.py --device cuda --devices all   # + run_sweep on every GPU
 
 A *frame-condition* is one frame evaluated under one condition (an SNR of a fusion/codec/channel
 setting). Three measurements, all in this process on the same frames and model:
@@ -23,7 +24,11 @@ sharing (every SNR differs).
 
 The ratio batched/loop is printed next to the absolute numbers. ``--workers`` launches
 ``v2x-sweep -m hydra/launcher=joblib`` with ``--jobs`` jobs (one channel each) and reports the
-wall time per worker count (each job gets ``cores // workers`` torch threads).
+wall time per worker count (each job gets ``cores // workers`` torch threads). ``--devices``
+(``all``, or a comma list such as ``cuda:0,cuda:1`` or ``cpu,cpu``) runs ``run_sweep`` once more
+with ``device`` set to those devices (one worker process each, ``v2x.sweep_workers``) and prints
+its rate against the warm one-device ``run_sweep``; the workers' start (spawn, imports, model and
+frames onto each device) is inside the measured time.
 """
 
 from __future__ import annotations
@@ -80,7 +85,7 @@ def pipeline(model, fusion: str, codec: str, device):
 
 
 def bench_batched_vs_loop(args, model, batches, device) -> dict:
-    from v2x.sweep import _EncodeCache
+    from v2x.sweep_reuse import EncodeCache
 
     snr = torch.tensor(args.snr_db, dtype=torch.float32)
     k = snr.numel()
@@ -91,7 +96,7 @@ def bench_batched_vs_loop(args, model, batches, device) -> dict:
         # warm-up
         pipeline(model, *settings[0], device).run(batches[0], snr[:1])
         _sync(device)
-        cache = _EncodeCache(model, 8e9)
+        cache = EncodeCache(model, 8e9)
         t0, c0 = time.perf_counter(), time.process_time()
         for fusion, codec in settings:
             pipe = pipeline(cache, fusion, codec, device)
@@ -121,14 +126,15 @@ def bench_batched_vs_loop(args, model, batches, device) -> dict:
     return results
 
 
-def bench_run_sweep(args) -> dict:
-    """One ``run_sweep`` call in a fresh output folder (nothing to resume)."""
+def bench_run_sweep(args, device: str | list[str] | None = None) -> dict:
+    """One ``run_sweep`` call in a fresh output folder (nothing to resume), on ``device``
+    (default ``--device``)."""
     from v2x.sweep import run_sweep
 
     with tempfile.TemporaryDirectory() as out:
         cfg = {
             "checkpoint": "untrained",
-            "device": args.device,
+            "device": args.device if device is None else device,
             "model": {"grid": {"x_range_m": [-25.6, 25.6], "y_range_m": [-25.6, 25.6]}}
             if args.small_model
             else {},
@@ -216,6 +222,11 @@ def main() -> None:
     p.add_argument("--jobs", type=int, default=4, help="multirun jobs (one channel each, <= 4)")
     p.add_argument("--skip-run-sweep", action="store_true")
     p.add_argument(
+        "--devices",
+        default=None,
+        help="run_sweep also on these devices: all (every GPU) or a comma list (cpu,cpu)",
+    )
+    p.add_argument(
         "--run-sweep-repeats",
         type=int,
         default=2,
@@ -249,6 +260,15 @@ def main() -> None:
                 f"({s['cells']} cells x {args.frames} frames in {s['wall_s']:.1f} s, "
                 f"CPU time {s['cpu_s']:.1f} s; {when})"
             )
+    if args.devices:
+        devices = "all" if args.devices == "all" else args.devices.split(",")
+        one = bench_run_sweep(args)
+        many = bench_run_sweep(args, devices)
+        print(
+            f"run_sweep on devices {args.devices}: {many['fc_per_s']:.1f} frame-conditions/s "
+            f"in {many['wall_s']:.1f} s vs {one['fc_per_s']:.1f} on {args.device} "
+            f"({one['wall_s']:.1f} s): {many['fc_per_s'] / one['fc_per_s']:.2f}x"
+        )
     if args.workers:
         walls = bench_joblib(args)
         base = walls[args.workers[0]]

@@ -77,6 +77,9 @@ class Channel(nn.Module):
 
     #: ``forward`` accepts ``symbols_per_packet`` (the sender's packet layout).
     packet_aware: bool = False
+    #: Constructor arguments a sweep varies (declared, not read from the signature):
+    #: ``"arq_max_rounds"`` (one sweep group per value of ``grid.harq_max_rounds``).
+    sweep_arguments: frozenset[str] = frozenset()
 
     def forward(  # pragma: no cover - interface
         self, x: torch.Tensor, snr_db: torch.Tensor

@@ -30,6 +30,7 @@ from typing import Any
 
 import torch
 
+from v2x.channels.arq import arq_resend, check_arq_rounds
 from v2x.channels.base import CHANNELS, Channel, ChannelState
 from v2x.channels.packets import HEADER_BYTES, MTU_BYTES, PacketFormat, packet_index
 
@@ -179,6 +180,7 @@ class ErasureChannel(Channel):
         loss_good, loss_bad: Gilbert–Elliott per-state loss probabilities.
         bler_table: ``[[snr_db, bler], …]`` for ``model="bler"``; ``None``: normal approximation.
         mtu_bytes, header_bytes, bits_per_symbol, symbols_per_packet: see ``Packetizer``.
+        arq_max_rounds: rounds in which lost packets are resent (``v2x.channels.arq``; 0: none).
 
     Returns ``y`` with erased symbols set to 0 and ``state.erased [B, n]``; ``state.extra`` holds
     ``packet_lost [B, P]``, ``num_packets`` (``P``) and ``channel_uses`` (headers included; an
@@ -187,6 +189,7 @@ class ErasureChannel(Channel):
 
     #: ``forward`` takes the codec's packet layout (``symbols_per_packet``).
     packet_aware = True
+    sweep_arguments = frozenset({"arq_max_rounds"})
 
     def __init__(
         self,
@@ -202,8 +205,10 @@ class ErasureChannel(Channel):
         header_bytes: int = HEADER_BYTES,
         bits_per_symbol: float = 2.0,
         symbols_per_packet: int | None = None,
+        arq_max_rounds: int = 0,
     ) -> None:
         super().__init__()
+        self.arq_max_rounds = check_arq_rounds(arq_max_rounds)
         if model not in ("iid", "gilbert_elliott", "bler"):
             raise ValueError(
                 f"erasure: unknown model {model!r}; valid choices: iid, gilbert_elliott, bler"
@@ -293,6 +298,7 @@ class ErasureChannel(Channel):
         x: torch.Tensor,
         snr_db: torch.Tensor,
         symbols_per_packet: torch.Tensor | None = None,
+        mask: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, ChannelState]:
         """``x [B, n]`` → ``(y [B, n], state)`` with whole packets erased.
 
@@ -300,12 +306,19 @@ class ErasureChannel(Channel):
             symbols_per_packet: ``[B]`` payload channel uses per packet of each transmission
                 (the codec's layout, ``Transmission.symbols_per_packet``); ``None``: the
                 channel's own ``Packetizer``.
+            mask: ``[B, n]`` bool channel uses really sent (``Transmission.mask``); ARQ never
+                resends the others. ``None``: all.
+
+        With ``arq_max_rounds > 0`` lost packets are resent (``v2x.channels.arq.arq_resend``):
+        ``y`` then comes back equalised (``state.equalized``).
         """
         y, state = self.inner(x, snr_db)
         batch, n = y.shape
+        rate = None
         if symbols_per_packet is None:
             lost = self.packet_losses(batch, n, state, y.device)
-            erased = lost[:, self.packetizer.packet_index(n, y.device)]
+            index = self.packetizer.packet_index(n, y.device).expand(batch, n)
+            erased = lost[:, index[0]]
             num_packets: int = self.packetizer.num_packets(n)
             uses: int | torch.Tensor = self.packetizer.channel_uses(n)
         else:
@@ -331,6 +344,10 @@ class ErasureChannel(Channel):
             "num_packets": num_packets,
             "channel_uses": uses,
         }
+        if self.arq_max_rounds > 0:
+            if rate is None:
+                rate = torch.full((batch,), self.packetizer.bits_per_symbol, device=y.device)
+            y, state = arq_resend(self, x, y, state, snr_db, index, lost, rate, mask)
         return y, state
 
 
@@ -356,3 +373,8 @@ def erasure_bler(
 ) -> ErasureChannel:
     """Packets lost with the block error rate at their instantaneous SNR."""
     return ErasureChannel(inner=inner, model="bler", bler_table=bler_table, **kw)
+
+
+# The named variants take ErasureChannel's keyword arguments (``**kw``), ARQ rounds included.
+for _factory in (erasure_iid, erasure_ge, erasure_bler):
+    _factory.sweep_arguments = ErasureChannel.sweep_arguments

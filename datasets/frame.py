@@ -202,6 +202,13 @@ class CoopBatch:
         return int(self.points.shape[1])
 
 
+def slot_order(frame: CoopFrame, max_agents: int | None = None) -> list[int]:
+    """Indices into ``frame.agents`` of the batch slots ``collate_frames`` fills: the ego first,
+    then the others in order, at most ``max_agents`` of them (the ego always kept)."""
+    order = [frame.ego_index] + [i for i in range(frame.num_agents) if i != frame.ego_index]
+    return order[:max_agents] if max_agents else order
+
+
 def collate_frames(frames: list[CoopFrame], max_agents: int | None = None) -> CoopBatch:
     """Pad a list of frames into a ``CoopBatch``; the ego is moved to agent slot 0.
 
@@ -209,10 +216,7 @@ def collate_frames(frames: list[CoopFrame], max_agents: int | None = None) -> Co
     """
     if not frames:
         raise ValueError("collate_frames: field 'frames' must hold at least one CoopFrame")
-    ordered: list[list[int]] = []
-    for frame in frames:
-        order = [frame.ego_index] + [i for i in range(frame.num_agents) if i != frame.ego_index]
-        ordered.append(order[:max_agents] if max_agents else order)
+    ordered = [slot_order(frame, max_agents) for frame in frames]
     b = len(frames)
     a = max(len(o) for o in ordered)
     n = max(1, max(frame.agents[i].points.shape[0] for frame, o in zip(frames, ordered) for i in o))

@@ -19,13 +19,23 @@ ray cast against the boxes and the ground (``v2x.datasets.raycast``), so buildin
 occlude. Points are returned in each agent's sensor frame; ``visibility[a, m]`` counts agent
 ``a``'s points on object ``m``.
 
+Time is continuous: within a frame period every object moves at the constant velocity of that
+step (``SyntheticWorld.objects(time_s)`` / ``sensor_poses(boxes, time_s)`` give the scene at any
+instant up to the current one; before the first frame objects keep the first step's velocity),
+so a LiDAR can be cast at any instant (``FrameRenderer.observe``). Each collaborator's LiDAR may
+scan at its own phase (``sensing_phase_max_s``: agent ``a`` scans at ``t − phase_a``, its pose
+and points are those of that instant) and stamp its data with its own clock
+(``clock_offset_std_s``: ``timestamp = sensing instant + clock_offset_a``); the ego is the time
+reference (phase and clock offset 0). Both default to 0, which gives the frames of generator
+version 5 bit for bit.
+
 Everything is a pure function of ``(config, seed, frame index)``.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field, fields
 
 import numpy as np
@@ -90,6 +100,12 @@ class SyntheticConfig:
         torch_threads: torch CPU threads while a frame is cast on the CPU (restored after;
             0 = leave torch's setting). One thread avoids the large slow-down of torch's
             intra-op parallelism on small tensors when the CPU cores are shared.
+        sensing_phase_max_s: unsynchronised LiDARs: each collaborator scans ``phase_a`` seconds
+            before the frame instant, ``phase_a`` uniform in ``[0, sensing_phase_max_s)`` (seeded
+            per world; at most one frame period ``1 / fps``; the ego's phase is 0).
+        clock_offset_std_s: time-synchronisation error: each collaborator's clock runs
+            ``clock_offset_a ~ N(0, clock_offset_std_s²)`` s off the ego's (seeded per world); its
+            ``AgentObservation.timestamp`` is its sensing instant on that clock.
     """
 
     name: str = "synthetic"
@@ -142,6 +158,8 @@ class SyntheticConfig:
     backend: str = "torch"
     device: str = "cpu"
     torch_threads: int = 1
+    sensing_phase_max_s: float = 0.0
+    clock_offset_std_s: float = 0.0
 
     def __post_init__(self) -> None:
         for key in ("vehicle_lidar", "rsu_lidar", "uav_lidar"):
@@ -161,6 +179,10 @@ class SyntheticConfig:
             "uav_min_altitude_m": self.uav_min_altitude_m > self.building_max_height_m + 1.0,
             "backend": self.backend in ("torch", "open3d"),
             "torch_threads": self.torch_threads >= 0,
+            "sensing_phase_max_s": 0.0
+            <= self.sensing_phase_max_s
+            <= (1.0 / self.fps if self.fps > 0 else math.inf),
+            "clock_offset_std_s": self.clock_offset_std_s >= 0.0,
         }
         for key, ok in checks.items():
             if not ok:
@@ -202,7 +224,17 @@ class SyntheticConfig:
         return cls(**data)
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """The fields as a dict; the time offsets are left out while they are 0, so that caches
+        and stores written before those fields existed keep their identity (same frames)."""
+        out = asdict(self)
+        for key in _TIME_FIELDS:
+            if out[key] == 0.0:
+                del out[key]
+        return out
+
+
+#: Fields that desynchronise the agents (0: every LiDAR scans at the frame instant).
+_TIME_FIELDS = ("sensing_phase_max_s", "clock_offset_std_s")
 
 
 @dataclass
@@ -257,6 +289,10 @@ class SyntheticWorld:
         self._fill_traffic()
         self.rsus = self._place_rsus()
         self.uavs = self._place_uavs()
+        self.agent_phase_s, self.agent_clock_offset_s = self._time_offsets()
+        # Progress coordinate and track id of every mover after each step (continuous time).
+        self._history: list[tuple[np.ndarray, np.ndarray]] = [self._snapshot()]
+        self._first_advance: np.ndarray | None = None
 
     # ---------------------------------------------------------------- layout
     def _build_lanes(self) -> None:
@@ -503,10 +539,68 @@ class SyntheticWorld:
             )
         return uavs
 
+    def _time_offsets(self) -> tuple[np.ndarray, np.ndarray]:
+        """Per agent (order of ``sensor_poses``): LiDAR phase ``[A]`` s (the scan happens that
+        long before the frame instant) and clock offset ``[A]`` s; the ego's are 0. Drawn from a
+        stream of their own, so the rest of the world does not depend on them."""
+        c = self.cfg
+        a = c.num_vehicle_agents + c.num_rsus + c.num_uavs
+        rng = np.random.default_rng([self.seed, 3])
+        phase = rng.uniform(0.0, 1.0, size=a) * c.sensing_phase_max_s
+        clock = rng.standard_normal(size=a) * c.clock_offset_std_s
+        phase[0] = clock[0] = 0.0
+        if c.clock_offset_std_s == 0.0:
+            clock[:] = 0.0  # never -0.0
+        return phase, clock
+
     # --------------------------------------------------------------- traffic
     @property
     def time_s(self) -> float:
         return self.step_index / self.cfg.fps
+
+    def _snapshot(self) -> tuple[np.ndarray, np.ndarray]:
+        return (
+            np.array([m.u for m in self.movers], dtype=np.float64),
+            np.array([m.track_id for m in self.movers], dtype=np.int64),
+        )
+
+    def movers_at(self, time_s: float) -> tuple[np.ndarray, np.ndarray]:
+        """Progress coordinates ``[N]`` (m) and track ids ``[N]`` of the movers at ``time_s``.
+
+        Within step ``n`` (``n / fps <= time_s < (n + 1) / fps``) every mover moves at that step's
+        constant speed; instants within 1 ns of a frame give that frame's state exactly; before
+        the first frame the movers keep the first step's velocity. ``time_s`` may not lie after
+        the world's current time (``ValueError``).
+        """
+        fps = self.cfg.fps
+        pos = float(time_s) * fps  # in steps
+        if not math.isfinite(pos) or pos > self.step_index + 1e-9 * fps:
+            raise ValueError(
+                f"synthetic world: 'time_s' must be finite and <= the current time "
+                f"{self.time_s} s, got {time_s}"
+            )
+        n = round(pos)
+        if abs(pos - n) <= 1e-9 * fps and 0 <= n <= self.step_index:
+            u, tracks = self._history[n]
+            return u.copy(), tracks.copy()
+        if pos < 0:
+            u0, tracks = self._history[0]
+            return (u0 + pos * self._advance(0)) % self.length, tracks.copy()
+        n = int(math.floor(pos))
+        u, tracks = self._history[n]
+        return (u + (pos - n) * self._advance(n)) % self.length, tracks.copy()
+
+    def _advance(self, n: int) -> np.ndarray:
+        """``[N]`` metres each mover advanced during step ``n`` (``n → n + 1``)."""
+        if n + 1 < len(self._history):
+            return (self._history[n + 1][0] - self._history[n][0]) % self.length
+        if self._first_advance is None:  # n = 0 on a world not stepped yet: step a copy
+            import copy
+
+            ahead = copy.deepcopy(self)
+            ahead.step()
+            self._first_advance = (ahead._history[1][0] - ahead._history[0][0]) % self.length
+        return self._first_advance
 
     def _green_left(self, axis: int, time_s: float) -> float:
         """Seconds of green left for ``axis`` (−inf when not green)."""
@@ -558,17 +652,24 @@ class SyntheticWorld:
                 m.track_id = self._next_track
                 self._next_track += 1
         self.step_index += 1
+        self._history.append(self._snapshot())
 
     # ---------------------------------------------------------------- output
-    def objects(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Ground truth now: boxes ``[M, 7]`` float64, classes ``[M]``, track ids ``[M]``.
+    def objects(self, time_s: float | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Ground truth now (or at ``time_s``, see ``movers_at``): boxes ``[M, 7]`` float64,
+        classes ``[M]``, track ids ``[M]``.
 
         Parked vehicles come first (track ids ``0 .. P-1``), then the movers.
         """
+        if time_s is None:
+            u = [m.u for m in self.movers]
+            track_ids = [m.track_id for m in self.movers]
+        else:
+            u, track_ids = self.movers_at(time_s)
         boxes = [self.parked_boxes]
-        for m in self.movers:
+        for m, um in zip(self.movers, u):
             lane = self.lanes[m.lane]
-            x, y, yaw = self._lane_pose(lane, m.u)
+            x, y, yaw = self._lane_pose(lane, um)
             # Lateral offset to the left of the travel direction.
             if lane.axis == 0:
                 y = y + lane.direction * m.lateral
@@ -577,18 +678,20 @@ class SyntheticWorld:
             yaw = yaw + m.yaw_offset
             boxes.append(np.array([[float(x), float(y), m.size[2] / 2, *m.size, yaw]]))
         classes = np.concatenate([self.parked_classes, [m.cls for m in self.movers]])
-        tracks = np.concatenate(
-            [np.arange(len(self.parked_boxes)), [m.track_id for m in self.movers]]
-        )
+        tracks = np.concatenate([np.arange(len(self.parked_boxes)), track_ids])
         return (
             np.concatenate(boxes).reshape(-1, 7),
             classes.astype(np.int64),
             tracks.astype(np.int64),
         )
 
-    def sensor_poses(self, boxes: np.ndarray) -> list[tuple[str, str, np.ndarray, int]]:
-        """Agents now: ``(agent_id, kind, pose [4, 4] sensor→world, own box index or −1)``."""
+    def sensor_poses(
+        self, boxes: np.ndarray, time_s: float | None = None
+    ) -> list[tuple[str, str, np.ndarray, int]]:
+        """Agents now (or at ``time_s``, with ``boxes = objects(time_s)[0]``):
+        ``(agent_id, kind, pose [4, 4] sensor→world, own box index or −1)``."""
         c = self.cfg
+        now = self.time_s if time_s is None else float(time_s)
         out = []
         n_parked = len(self.parked_boxes)
         for k, mover_index in enumerate(self.vehicle_agents):
@@ -599,7 +702,7 @@ class SyntheticWorld:
             out.append((f"rsu_{k}", "rsu", _pose(x, y, c.rsu_height_m, yaw), -1))
         for k, u in enumerate(self.uavs):
             omega = u["dir"] * c.uav_speed_mps / max(c.uav_orbit_radius_m, 1e-6)
-            ang = u["phase"] + omega * self.time_s
+            ang = u["phase"] + omega * now
             x = u["centre"][0] + c.uav_orbit_radius_m * math.cos(ang)
             y = u["centre"][1] + c.uav_orbit_radius_m * math.sin(ang)
             yaw = ang + u["dir"] * math.pi / 2
@@ -634,9 +737,22 @@ class FrameRenderer:
             "uav": build_lidar(cfg.uav_lidar),
         }
 
-    def render(self, world: SyntheticWorld, frame_index: int) -> CoopFrame:
-        """The ``CoopFrame`` of ``world``'s current state."""
-        boxes, classes, tracks = world.objects()
+    def observe(
+        self,
+        world: SyntheticWorld,
+        frame_index: int,
+        agents: Sequence[int],
+        time_s: float | None = None,
+    ) -> tuple[list[AgentObservation], np.ndarray]:
+        """Cast the LiDARs of ``agents`` (indices in ``sensor_poses`` order) with the scene, the
+        agents' poses and the objects at ``time_s`` (``None``: the world's current time).
+
+        The sensor noise of agent ``a`` is seeded by ``(seed, frame_index, a)`` whatever the
+        instant, so casting at the frame's own instant gives that frame's observation bit for
+        bit. Returns the observations (timestamps on each agent's clock) and their visibility
+        ``[len(agents), M]`` (points on each object of ``objects(time_s)``).
+        """
+        boxes, classes, _ = world.objects(time_s)
         scene_boxes = np.concatenate([boxes, world.buildings])
         refl = np.concatenate(
             [
@@ -646,25 +762,30 @@ class FrameRenderer:
         )
         scene = BoxScene(scene_boxes, reflectivity=refl, ground=True, ground_reflectivity=0.12)
         m = len(boxes)
-        agents, vis = [], []
-        sensors = world.sensor_poses(boxes)
-        # One cast for every agent's scan (ray i leaves the sensor group[i]).
+        observations, vis = [], []
+        every = world.sensor_poses(boxes, time_s)
+        agents = [int(a) for a in agents]
+        sensors = [every[a] for a in agents]
+        # One cast for the agents' scans (ray i leaves the sensor group[i]). Every agent's
+        # origin and range enter the cast, whichever agents are cast: the caster works relative
+        # to their mean, so an agent's points do not depend on which others are cast with it.
         dirs_all = [self.lidars[kind].directions @ pose[:3, :3].T for _, kind, pose, _ in sensors]
         counts = [len(dd) for dd in dirs_all]
-        group = np.repeat(np.arange(len(sensors)), counts)
-        reach = max(self.lidars[kind].config.max_range_m for _, kind, _, _ in sensors) + 1.0
+        group = np.repeat(np.asarray(agents, dtype=np.int64), counts)
+        reach = max(self.lidars[kind].config.max_range_m for _, kind, _, _ in every) + 1.0
         all_hits = self.caster.cast_groups(
             scene,
-            np.stack([pose[:3, 3] for _, _, pose, _ in sensors]),
+            np.stack([pose[:3, 3] for _, _, pose, _ in every]),
             np.concatenate(dirs_all),
             group,
             max_range_m=reach,
         )
         offsets = np.concatenate([[0], np.cumsum(counts)])
-        for a, (agent_id, kind, pose, own) in enumerate(sensors):
+        sensed_at = world.time_s if time_s is None else float(time_s)
+        for i, (a, (agent_id, kind, pose, own)) in enumerate(zip(agents, sensors)):
             lidar = self.lidars[kind]
-            dirs_world = dirs_all[a]
-            rows = slice(offsets[a], offsets[a + 1])
+            dirs_world = dirs_all[i]
+            rows = slice(offsets[i], offsets[i + 1])
             hits = RayHits(all_hits.t[rows], all_hits.prim[rows], all_hits.normal[rows])
             cos_inc = np.abs(np.einsum("ij,ij->i", hits.normal, dirs_world))
             refl_ray = np.where(
@@ -678,22 +799,42 @@ class FrameRenderer:
             on_object = hits.prim[keep]
             on_object = on_object[(on_object >= 0) & (on_object < m)]
             vis.append(np.bincount(on_object, minlength=m)[:m])
-            agents.append(
+            observations.append(
                 AgentObservation(
                     agent_id=agent_id,
                     kind=kind,
                     pose=pose,
                     points=points,
-                    timestamp=world.time_s,
+                    timestamp=sensed_at + world.agent_clock_offset_s[a],
                 )
             )
+        return observations, np.array(vis, dtype=np.int32).reshape(len(agents), m)
+
+    def render(self, world: SyntheticWorld, frame_index: int) -> CoopFrame:
+        """The ``CoopFrame`` of ``world``'s current state: the ground truth at the frame instant
+        ``t``, agent ``a`` as it sensed at ``t − phase_a`` (``SyntheticWorld.agent_phase_s``)."""
+        boxes, classes, tracks = world.objects()
+        sensors = world.sensor_poses(boxes)
+        phase = world.agent_phase_s
+        if not np.any(phase):
+            agents, vis = self.observe(world, frame_index, range(len(sensors)))
+        else:  # unsynchronised LiDARs: one cast per distinct sensing instant
+            agents, rows = [None] * len(sensors), [None] * len(sensors)
+            for offset in np.unique(phase):
+                group = np.flatnonzero(phase == offset)
+                when = world.time_s if offset == 0 else world.time_s - float(offset)
+                obs, vis_group = self.observe(world, frame_index, group, when)
+                for j, a in enumerate(group):
+                    agents[a], rows[a] = obs[j], vis_group[j]
+            vis = np.stack(rows)
+        m = len(boxes)
         return CoopFrame(
             frame_id=f"synthetic-{world.seed}/{frame_index:06d}",
             agents=agents,
             boxes=boxes,
             classes=classes,
             track_ids=tracks,
-            visibility=np.array(vis, dtype=np.int32).reshape(len(agents), m),
+            visibility=np.asarray(vis, dtype=np.int32).reshape(len(agents), m),
             ego_index=0,
             meta={
                 "source": "synthetic",

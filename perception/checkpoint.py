@@ -15,7 +15,7 @@ import torch
 
 from v2x.common import atomic_torch_save
 from v2x.perception.bev import BEVGrid
-from v2x.perception.detector import CoopDetector, DetectorConfig
+from v2x.perception.detector import CoopDetector, DetectorConfig, load_detector_weights
 
 SHIPPED_DETECTOR = "detector_synthetic.pt"
 # The detector shipped for each backbone (``DetectorConfig.backbone``): ``checkpoint=shipped``
@@ -107,7 +107,7 @@ def load_detector(
         raise ValueError(f"checkpoint {path}: field 'detector_config' is invalid ({exc})") from exc
     model = CoopDetector(config)
     try:
-        model.load_state_dict(state["model"])
+        load_detector_weights(model, state["model"])
     except RuntimeError as exc:
         raise ValueError(
             f"checkpoint {path}: field 'model' does not match its 'detector_config' ({exc})"

@@ -16,6 +16,7 @@ from v2x.perception.bev import BEVGrid, points_to_level_frame
 from v2x.perception.head import CenterHead, decode_detections
 from v2x.perception.nms import batched_rotated_nms
 from v2x.perception.pillars import PillarEncoder
+from v2x.perception.semantic import payload_adapters
 
 BACKBONES = ("small", "pointpillars")
 
@@ -99,6 +100,9 @@ class CoopDetector(nn.Module):
                 config.backbone_layers,
             )
         self.head = CenterHead(config.feature_channels, config.num_classes, config.head_channels)
+        # Learned rescoring of the semantic-payload fusions (v2x.perception.semantic); starts at
+        # zero, so checkpoints without these weights fuse payloads by confidence alone.
+        self.payload_adapters = payload_adapters(config.feature_channels, config.num_classes)
         self.stride = BEVBackbone.stride
 
     def encode_points(self, level_points: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -130,6 +134,23 @@ class CoopDetector(nn.Module):
             heat_logits, reg, self.grid, self.stride, cfg.max_detections, cfg.score_threshold
         )
         return nms_detections(boxes, scores, labels, valid, cfg.nms_iou_threshold)
+
+
+OPTIONAL_WEIGHTS = ("payload_adapters.",)  # may be missing from a checkpoint (zero-initialised)
+
+
+def load_detector_weights(model: CoopDetector, state: dict[str, torch.Tensor]) -> None:
+    """Load a detector state dict strictly, except that weights under ``OPTIONAL_WEIGHTS``
+    (added after a checkpoint was written) may be missing and keep their initial values.
+
+    Raises ``RuntimeError`` naming missing or unexpected keys otherwise."""
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    missing = [k for k in missing if not k.startswith(OPTIONAL_WEIGHTS)]
+    if missing or unexpected:
+        raise RuntimeError(
+            f"Error(s) in loading state_dict for CoopDetector: missing keys {missing}, "
+            f"unexpected keys {unexpected}"
+        )
 
 
 def nms_detections(

@@ -5,7 +5,9 @@ Every strategy declares the ``stage`` at which agents share:
 * ``"ego"`` — nothing is shared (``none``).
 * ``"points"`` — raw points (``early``): accuracy upper bound, bandwidth worst case.
 * ``"boxes"`` — detections (``late``), merged by rotated NMS in the ego frame.
-* ``"features"`` — intermediate BEV features (``max``, ``mean``, ``attention``, ``where2comm``).
+* ``"features"`` — intermediate BEV features (``max``, ``mean``, ``attention``, ``where2comm``),
+  or a semantic payload sent through the same codecs (``semantic_map``, ``object_features``;
+  ``v2x.perception.semantic``).
 
 Feature-stage strategies implement ``forward(features, valid) -> fused``:
 
@@ -13,6 +15,10 @@ Feature-stage strategies implement ``forward(features, valid) -> fused``:
     valid:    [B, A, 1, h, w] bool, True where the agent's cell is trustworthy (agent present,
               packet received, inside its grid, finite). The ego's row is always used.
     returns   [B, C, h, w] float32.
+
+Payload fusions (they have ``payload``) fuse payload maps already moved to the ego frame
+(``splat_to_ego``, with ``with_score``'s confidence in channel 0) by the same signature and
+return the fused ``[B, 1 + P, h, w]`` map; their ``head`` turns it into head outputs.
 
 Masked cells never contribute, so a collaborator whose data is bad cannot drag the result below
 ego-only: with every collaborator masked, each strategy returns the ego's own features.
@@ -23,6 +29,12 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from v2x.perception.semantic import (
+    adapted_head,
+    head_payload,
+    object_payload,
+    top_cells,
+)
 from v2x.registry import Registry
 
 FUSIONS: Registry[nn.Module] = Registry("fusion")
@@ -63,6 +75,82 @@ class LateFusion(NoFusion):
     """Each agent detects on its own; boxes are sent, transformed and merged by NMS."""
 
     stage = "boxes"
+
+
+@FUSIONS.register("late_extrapolated")
+class LateExtrapolatedFusion(LateFusion):
+    """Late fusion with latency compensation: each collaborator's boxes are moved on by their
+    estimated motion over the estimated age of its data, before the merge (the box
+    extrapolation baseline of the asynchrony literature, e.g. V2X-ViT's and CoBEVFlow's
+    "late fusion + motion extrapolation").
+
+    Motion: each box is matched to the nearest centre of the same class among the same
+    collaborator's detections on its previous scan (``period_s`` earlier), within
+    ``max_speed_mps · period_s``; its velocity is the displacement over ``period_s``. Unmatched
+    boxes stay where they are, and so do boxes slower than ``min_speed_mps`` (the jitter of a
+    detector's boxes between two scans would otherwise move parked cars). Without a history
+    (``motion`` not given to the pipeline, or ages 0) this is ``late``.
+
+    Args:
+        max_speed_mps: the matching gate, as a speed (m/s).
+        min_speed_mps: slower estimates count as standing still (m/s; 0: none).
+    """
+
+    def __init__(self, max_speed_mps: float = 30.0, min_speed_mps: float = 0.0) -> None:
+        super().__init__()
+        if not max_speed_mps > 0:
+            raise ValueError(f"late_extrapolated: 'max_speed_mps' must be > 0, got {max_speed_mps}")
+        if not 0 <= min_speed_mps < max_speed_mps:
+            raise ValueError(
+                f"late_extrapolated: 'min_speed_mps' must be in [0, max_speed_mps), "
+                f"got {min_speed_mps}"
+            )
+        self.max_speed_mps = float(max_speed_mps)
+        self.min_speed_mps = float(min_speed_mps)
+
+    def extrapolate(
+        self,
+        boxes: torch.Tensor,
+        valid: torch.Tensor,
+        labels: torch.Tensor,
+        previous: torch.Tensor,
+        previous_valid: torch.Tensor,
+        previous_labels: torch.Tensor,
+        age_s: torch.Tensor,
+        period_s: float,
+    ) -> torch.Tensor:
+        """Boxes moved on to the fusion instant.
+
+        Args:
+            boxes: ``[B, A, K, 7]`` float64 every agent's boxes in the ego frame (x, y, z, l, w,
+                h, yaw; m, rad); valid ``[B, A, K]`` bool; labels ``[B, A, K]`` int64.
+            previous, previous_valid, previous_labels: the same of each agent's previous scan
+                (``[B, A, K', …]``), ``period_s`` seconds earlier.
+            age_s: ``[B, A]`` seconds from each agent's scan to the fusion (the ego's slot 0,
+                whatever it holds, is not moved).
+
+        Returns: ``[B, A, K, 7]`` float64, centres ``+ v · age``; sizes, heights and headings
+        unchanged.
+        """
+        if period_s <= 0:
+            raise ValueError(f"late_extrapolated: 'period_s' must be > 0, got {period_s}")
+        centres, before = boxes[..., :2], previous[..., :2]
+        dist = torch.cdist(centres, before)  # [B, A, K, K']
+        usable = previous_valid[..., None, :] & (
+            labels[..., :, None] == previous_labels[..., None, :]
+        )
+        dist = torch.where(usable, dist, torch.full_like(dist, float("inf")))
+        nearest, index = dist.min(dim=-1)  # [B, A, K]
+        matched = valid & (nearest <= self.max_speed_mps * period_s)
+        origin = torch.gather(before, 2, index[..., None].expand(*index.shape, 2))
+        velocity = (centres - origin) / period_s
+        moving = matched & (velocity.norm(dim=-1) >= self.min_speed_mps)
+        velocity = torch.where(moving[..., None], velocity, 0.0)
+        age = torch.nan_to_num(age_s.to(boxes.dtype), nan=0.0).clone()
+        age[:, 0] = 0.0
+        out = boxes.clone()
+        out[..., :2] = centres + velocity * age[:, :, None, None]
+        return out
 
 
 @FUSIONS.register("max")
@@ -134,6 +222,110 @@ class Where2commFusion(AttentionFusion):
         top = torch.topk(confidence.reshape(s, h * w).float(), kept, dim=1).indices
         mask = torch.zeros(s, h * w, dtype=torch.bool, device=confidence.device)
         return mask.scatter_(1, top, True).view(s, 1, h, w)
+
+
+class PayloadFusion(FeatureFusion):
+    """Base of the semantic-payload fusions (``v2x.perception.semantic``).
+
+    ``payload(model, features [S, C, h, w]) -> (maps [S, P, h, w], cells [S, 1, h, w] | None)``
+    is what each collaborator sends (``cells``: the only cells sent; ``None``: the whole map);
+    ``own_payload(model, features [B, C, h, w]) -> [B, P, h, w]`` is the ego's counterpart (its
+    own head output, every cell). ``forward(features [B, A, 1 + P, h, w], valid)`` takes at
+    each cell the payload of the most confident valid agent (channel 0; ties go to the lower
+    agent index, the ego first); ``head(model, ego_features, fused, from_collaborator)`` gives
+    the head outputs through the fusion's learned adapter (``model.payload_adapters[name]``).
+    """
+
+    adapter: str = ""
+
+    def forward(self, features: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+        features, valid = clean_mask(features, valid)
+        score = torch.where(valid[:, :, 0], features[:, :, 0], float("-inf"))  # [B, A, h, w]
+        winner = score.argmax(dim=1, keepdim=True)  # [B, 1, h, w]
+        index = winner[:, :, None].expand(-1, -1, features.shape[2], -1, -1)
+        return features.gather(1, index)[:, 0]
+
+    def winners(self, features: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+        """``[B, 1, h, w]`` bool: cells where a collaborator's payload wins in ``forward``."""
+        features, valid = clean_mask(features, valid)
+        score = torch.where(valid[:, :, 0], features[:, :, 0], float("-inf"))
+        return score.argmax(dim=1, keepdim=True) > 0
+
+    def own_payload(self, model, features: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def payload(self, model, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        raise NotImplementedError
+
+    def head(
+        self,
+        model,
+        ego_features: torch.Tensor,
+        fused: torch.Tensor,
+        from_collaborator: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``heat [B, K, h, w]``, ``reg [B, 8, h, w]`` of the fused payload ``[B, 1 + P, h, w]``."""
+        return adapted_head(
+            model.payload_adapters[self.adapter], ego_features, fused, from_collaborator,
+            model.config.num_classes,
+        )  # fmt: skip
+
+
+@FUSIONS.register("semantic_map")
+class SemanticMapFusion(PayloadFusion):
+    """Collaborators send their head's output map: ``K`` class logits + 8 box values per cell
+    (12 channels with 4 classes), all cells or the ``max_fraction`` most confident ones.
+
+    Args:
+        max_fraction: fraction of the ``h·w`` cells sent, in (0, 1] (1: the whole map; below,
+            the ``selective`` codec charges the selection map as for ``where2comm``).
+    """
+
+    adapter = "semantic_map"
+
+    def __init__(self, max_fraction: float = 1.0) -> None:
+        super().__init__()
+        if not 0.0 < max_fraction <= 1.0:
+            raise ValueError(f"semantic_map: 'max_fraction' must be in (0, 1], got {max_fraction}")
+        self.max_fraction = float(max_fraction)
+
+    def own_payload(self, model, features: torch.Tensor) -> torch.Tensor:
+        return head_payload(*model.head(features))
+
+    def payload(self, model, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        heat, reg = model.head(features)
+        maps = head_payload(heat, reg)
+        if self.max_fraction >= 1.0:
+            return maps, None
+        cells = top_cells(heat, self.max_fraction)
+        return maps * cells, cells
+
+
+@FUSIONS.register("object_features")
+class ObjectFeatureFusion(PayloadFusion):
+    """Collaborators send one message per detected object (instance-level collaboration): its
+    ``K`` class logits, 8 box values and the ``C``-channel feature vector at its centre cell,
+    ``K + 8 + C`` values per object plus its cell index (the selection map).
+
+    Args:
+        score_threshold: detections sent (``None``: the detector's ``score_threshold``).
+    """
+
+    adapter = "object_features"
+
+    def __init__(self, score_threshold: float | None = None) -> None:
+        super().__init__()
+        if score_threshold is not None and not 0.0 <= score_threshold < 1.0:
+            raise ValueError(
+                f"object_features: 'score_threshold' must be in [0, 1) or null, got {score_threshold}"
+            )
+        self.score_threshold = score_threshold
+
+    def own_payload(self, model, features: torch.Tensor) -> torch.Tensor:
+        return head_payload(*model.head(features), features)
+
+    def payload(self, model, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        return object_payload(model, features, self.score_threshold)
 
 
 def build_fusion(name: str, **kwargs) -> nn.Module:

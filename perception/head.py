@@ -38,6 +38,38 @@ class CenterHead(nn.Module):
         return self.heatmap(shared), self.reg(shared)
 
 
+def encode_box_regression(
+    boxes: torch.Tensor, grid: BEVGrid, stride: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The head's box coding (module docstring) of boxes in a levelled frame.
+
+    Args:
+        boxes: ``[..., 7]`` (x, y, z above ground, l, w, h, yaw), metres and radians.
+
+    Returns:
+        reg ``[..., 8]`` float32, and the cell ``ix``, ``iy`` ``[...]`` int64 (unclipped) of the
+        stride-``stride`` map holding each box centre.
+    """
+    cell = grid.resolution_m * stride
+    fx = (boxes[..., 0] - grid.x_range_m[0]) / cell
+    fy = (boxes[..., 1] - grid.y_range_m[0]) / cell
+    ix, iy = torch.floor(fx).long(), torch.floor(fy).long()
+    reg = torch.stack(
+        [
+            fx - ix,
+            fy - iy,
+            boxes[..., 2],
+            torch.log(boxes[..., 3].clamp_min(1e-3)),
+            torch.log(boxes[..., 4].clamp_min(1e-3)),
+            torch.log(boxes[..., 5].clamp_min(1e-3)),
+            torch.sin(boxes[..., 6]),
+            torch.cos(boxes[..., 6]),
+        ],
+        dim=-1,
+    ).float()
+    return reg, ix, iy
+
+
 def build_targets(
     boxes: torch.Tensor,
     classes: torch.Tensor,
@@ -59,24 +91,9 @@ def build_targets(
     b, m, _ = boxes.shape
     h, w = grid.height // stride, grid.width // stride
     cell = grid.resolution_m * stride
-    fx = (boxes[..., 0] - grid.x_range_m[0]) / cell
-    fy = (boxes[..., 1] - grid.y_range_m[0]) / cell
-    ix, iy = torch.floor(fx).long(), torch.floor(fy).long()
+    reg, ix, iy = encode_box_regression(boxes, grid, stride)
     inside = valid & (ix >= 0) & (ix < w) & (iy >= 0) & (iy < h)
     index = (iy.clamp(0, h - 1) * w + ix.clamp(0, w - 1)).long()
-    reg = torch.stack(
-        [
-            fx - ix,
-            fy - iy,
-            boxes[..., 2],
-            torch.log(boxes[..., 3].clamp_min(1e-3)),
-            torch.log(boxes[..., 4].clamp_min(1e-3)),
-            torch.log(boxes[..., 5].clamp_min(1e-3)),
-            torch.sin(boxes[..., 6]),
-            torch.cos(boxes[..., 6]),
-        ],
-        dim=-1,
-    ).float()
     # Gaussian heatmap: sigma from the footprint, at least ``min_sigma_cells``.
     sigma = (torch.minimum(boxes[..., 3], boxes[..., 4]) / cell / 3.0).clamp_min(min_sigma_cells)
     ys = torch.arange(h, device=boxes.device, dtype=torch.float32)

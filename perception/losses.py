@@ -4,7 +4,11 @@ Modes: ``single`` (every agent detects in its own frame: what ego-only and late 
 ``max`` / ``mean`` / ``attention`` (intermediate fusion at the ego), ``early`` (the ego encodes
 everyone's points), ``where2comm`` (trained with its selection: each collaborator keeps only its
 ``max_fraction`` most confident cells, by its own head's confidence map, and the ego fuses
-them by attention with the rest masked — what the pipeline's Where2comm path delivers).
+them by attention with the rest masked — what the pipeline's Where2comm path delivers),
+``semantic_map`` / ``object_features`` (semantic payloads: each collaborator's head output map or
+its detected objects, moved to the ego by predicted centre and fused by confidence, then rescored
+by the fusion's adapter; gradients reach the adapter and, through the payload values, every
+agent's encoder and head — ``v2x.perception.semantic``).
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import torch
 from v2x.datasets.frame import CoopBatch
 from v2x.perception.fusion import build_fusion
 from v2x.perception.head import build_targets, head_loss
+from v2x.perception.semantic import splat_to_ego, with_score
 from v2x.perception.warp import (
     boxes_in_level_frames,
     merge_points_to_ego,
@@ -21,7 +26,8 @@ from v2x.perception.warp import (
     warp_to_ego,
 )
 
-TRAIN_MODES = ("single", "max", "mean", "attention", "early", "where2comm")
+PAYLOAD_MODES = ("semantic_map", "object_features")
+TRAIN_MODES = ("single", "max", "mean", "attention", "early", "where2comm", *PAYLOAD_MODES)
 
 
 def visible_gt_mask(batch: CoopBatch, min_points: int) -> torch.Tensor:
@@ -37,7 +43,22 @@ def visible_gt_mask(batch: CoopBatch, min_points: int) -> torch.Tensor:
 def detection_loss(
     model, batch: CoopBatch, mode: str, min_points_in_box: int = 1
 ) -> dict[str, torch.Tensor]:
-    """Loss of one training mode on one batch (see the module docstring)."""
+    """Loss of one training mode on one batch (see the module docstring).
+
+    Parameters a mode does not use (the payload adapters outside their own mode) are tied into
+    ``total`` with weight 0, so that every parameter gets a gradient (zero) each step, as
+    DistributedDataParallel requires; the loss values are unchanged."""
+    losses = _mode_loss(model, batch, mode, min_points_in_box)
+    adapters = getattr(model, "payload_adapters", None)
+    if adapters is not None:
+        tie = sum(p.sum() for p in adapters.parameters())
+        losses["total"] = losses["total"] + 0.0 * tie
+    return losses
+
+
+def _mode_loss(
+    model, batch: CoopBatch, mode: str, min_points_in_box: int = 1
+) -> dict[str, torch.Tensor]:
     grid, stride, k = model.grid, model.stride, model.config.num_classes
     gt_valid = visible_gt_mask(batch, min_points_in_box)
     gt = boxes_in_level_frames(batch.boxes, batch.poses, grid.ground_z_m).float()  # [B, A, M, 7]
@@ -51,6 +72,8 @@ def detection_loss(
         boxes, classes, valid = gt[:, 0], batch.classes, gt_valid
     else:
         features = model.encode(batch.points, batch.point_mask, batch.poses)
+        if mode in PAYLOAD_MODES:
+            return payload_detection_loss(model, features, batch, mode, min_points_in_box)
         if mode == "single":
             present = batch.agent_mask.reshape(-1)
             heat, reg = model.head(features.flatten(0, 1)[present])
@@ -113,4 +136,41 @@ def fused_detection_loss(
     """Loss of intermediate fusion on given per-agent features ``[B, A, C, h, w]`` (each in its
     agent's levelled frame; e.g. what a codec delivered), fused at the ego by ``fusion``."""
     _, heat, reg = fused_head_outputs(model, features, batch, fusion)
+    return head_loss(heat, reg, *ego_targets(model, batch, min_points_in_box))
+
+
+def payload_head_outputs(
+    model, features: torch.Tensor, batch: CoopBatch, fusion: str | torch.nn.Module
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Head outputs of a payload fusion (``semantic_map``, ``object_features``) over ideal links:
+    each collaborator's payload of ``features [B, A, C, h, w]`` moved to the ego by predicted
+    centre (``splat_to_ego``), fused with the ego's own, rescored by the fusion's adapter.
+
+    Returns ``(heat_logits [B, K, h, w], reg [B, 8, h, w])``.
+    """
+    fuse = build_fusion(fusion) if isinstance(fusion, str) else fusion
+    b, a, c, h, w = features.shape
+    k = model.config.num_classes
+    own = with_score(fuse.own_payload(model, features[:, 0]), k)[:, None]
+    maps, valid = own, torch.ones(b, 1, 1, h, w, dtype=torch.bool, device=features.device)
+    if a > 1:
+        sent, cells = fuse.payload(model, features[:, 1:].reshape(b * (a - 1), c, h, w))
+        agent_to_ego = torch.linalg.inv(relative_level_transforms(batch.poses))[:, 1:]
+        moved, arrived = splat_to_ego(
+            sent, cells, agent_to_ego.reshape(-1, 4, 4), model.grid, model.stride, k
+        )
+        moved = with_score(moved, k).view(b, a - 1, -1, h, w)
+        arrived = arrived.view(b, a - 1, 1, h, w) & batch.agent_mask[:, 1:, None, None, None]
+        maps = torch.cat([own, moved], dim=1)
+        valid = torch.cat([valid, arrived], dim=1)
+    fused = fuse(maps, valid)
+    return fuse.head(model, features[:, 0], fused, fuse.winners(maps, valid))
+
+
+def payload_detection_loss(
+    model, features: torch.Tensor, batch: CoopBatch, fusion: str, min_points_in_box: int = 1
+) -> dict[str, torch.Tensor]:
+    """Loss of a payload fusion on per-agent features ``[B, A, C, h, w]`` against the ego's
+    targets (``ego_targets``)."""
+    heat, reg = payload_head_outputs(model, features, batch, fusion)
     return head_loss(heat, reg, *ego_targets(model, batch, min_points_in_box))

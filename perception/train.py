@@ -30,7 +30,7 @@ import torch.distributed as dist
 from v2x.common import atomic_open
 from v2x.datasets.augment import AugmentConfig, random_augment
 from v2x.datasets.frame import CoopBatch, CoopFrame, collate_frames
-from v2x.perception.detector import CoopDetector, DetectorConfig
+from v2x.perception.detector import CoopDetector, DetectorConfig, load_detector_weights
 from v2x.perception.losses import TRAIN_MODES
 
 
@@ -147,7 +147,7 @@ def train_detector(
     if cfg.init_checkpoint and not (resume and last.is_file()):
         init = read_checkpoint(cfg.init_checkpoint)
         try:
-            model.load_state_dict(init["model"])
+            load_detector_weights(model, init["model"])
         except RuntimeError as exc:
             raise ValueError(
                 f"train: field 'init_checkpoint' {cfg.init_checkpoint}: its weights do not fit "
@@ -155,7 +155,7 @@ def train_detector(
             ) from exc
     if resume and last.is_file():
         state = read_checkpoint(last)
-        model.load_state_dict(state["model"])
+        load_detector_weights(model, state["model"])
         if state.get("optimizer"):
             optimizer.load_state_dict(state["optimizer"])
         if state.get("scheduler"):

@@ -1,7 +1,9 @@
 """Warp collaborators' BEV maps into the ego's levelled frame (``affine_grid``/``grid_sample``).
 
-Pose noise and transmission latency are applied here (not hidden in the readers): a noisy
-pose moves the collaborator's map the way a real localisation error would.
+Pose noise is applied here (not hidden in the readers): a noisy pose moves the collaborator's
+map the way a real localisation error would. Latency reaches the warp through the poses it is
+given: with ``v2x.asynchrony`` a collaborator's map comes with its pose at sensing time, so the
+static world lines up and moving objects lag by ``speed × age``.
 """
 
 from __future__ import annotations

@@ -19,9 +19,12 @@ import torch
 from v2x.checkpoint import load_detector
 from v2x.datasets.build import sequence_seed
 from v2x.datasets.synthetic import SyntheticConfig, generate_sequence
-from v2x.evaluation import evaluate_fusions
+from v2x.fusion_evaluation import evaluate_fusions
 
-FUSIONS = ("none", "late", "early", "max", "mean", "attention", "where2comm")
+FUSIONS = (
+    "none", "late", "early", "max", "mean", "attention", "where2comm", "semantic_map",
+    "object_features",
+)
 
 
 def main() -> None:
@@ -38,6 +41,8 @@ def main() -> None:
     ap.add_argument("--bootstrap-unit", choices=("frame", "cluster"), default="frame",
                     help="resample frames, or whole towns (frames of a town are correlated)")
     ap.add_argument("--fusions", nargs="+", default=list(FUSIONS))
+    ap.add_argument("--fusion-options", type=json.loads, default=None,
+                    help='constructor kwargs per fusion, JSON, e.g. \'{"semantic_map": {"max_fraction": 0.1}}\'')  # fmt: skip
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
     device = torch.device(args.device)
@@ -53,7 +58,8 @@ def main() -> None:
     t = time.perf_counter()
     rows = evaluate_fusions(model, frames, args.fusions, device, args.batch,
                             bootstrap=args.bootstrap, seed=args.seed,
-                            bootstrap_unit=args.bootstrap_unit)  # fmt: skip
+                            bootstrap_unit=args.bootstrap_unit,
+                            fusion_options=args.fusion_options)  # fmt: skip
     print(f"evaluated in {time.perf_counter() - t:.0f} s")
     for name, row in rows.items():
         cells = [f"{k} {row[k]:.3f} [{row[k + '_ci'][0]:.3f}, {row[k + '_ci'][1]:.3f}]"
@@ -63,7 +69,8 @@ def main() -> None:
     if args.out:
         with open(args.out, "w") as fh:
             json.dump({"frames": len(frames), "test_seed": args.seed, "towns": args.sequences,
-                       "rows": rows}, fh, indent=1, default=list)  # fmt: skip
+                       "fusion_options": args.fusion_options, "rows": rows}, fh, indent=1,
+                      default=list)  # fmt: skip
 
 
 if __name__ == "__main__":

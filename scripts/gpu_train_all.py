@@ -14,7 +14,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from v2x.checkpoint import load_detector  # noqa: E402
 from v2x.codec_training import CodecTrainConfig, train_codec_for_task  # noqa: E402
 from v2x.datasets.synthetic import SyntheticConfig, generate_sequence  # noqa: E402
-from v2x.evaluation import evaluate_fusions as evaluate  # noqa: E402
+from v2x.fusion_evaluation import evaluate_fusions as evaluate  # noqa: E402
 from v2x.perception.train import TrainConfig, frame_sampler, train_detector  # noqa: E402
 from v2x.semcom import build_codec  # noqa: E402
 

@@ -17,7 +17,7 @@ from v2x.checkpoint import load_detector  # noqa: E402
 from v2x.codec_calibration import ap_per_snr, calibrate_snr_gate  # noqa: E402
 from v2x.codec_training import CodecTrainConfig, train_codec_for_task  # noqa: E402
 from v2x.datasets.synthetic import SyntheticConfig, generate_sequence  # noqa: E402
-from v2x.evaluation import evaluate_fusions as evaluate  # noqa: E402
+from v2x.fusion_evaluation import evaluate_fusions as evaluate  # noqa: E402
 from v2x.perception.fusion import build_fusion  # noqa: E402
 from v2x.pipeline import CooperativePipeline  # noqa: E402
 from v2x.semcom import build_codec  # noqa: E402

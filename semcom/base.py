@@ -10,7 +10,7 @@ packets on the air, as the receiver knows it after ``decode``, is ``reception``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 
 import torch
 from torch import nn
@@ -79,6 +79,32 @@ class Transmission:
     def received(self, symbols: torch.Tensor, state: ChannelState) -> Transmission:
         return replace(self, symbols=symbols, state=state)
 
+    @property
+    def cells(self) -> CellReport:
+        """The cell-level side information of ``meta`` as typed fields (``CellReport``)."""
+        return CellReport(**{f.name: self.meta.get(f.name) for f in fields(CellReport)})
+
+
+@dataclass(frozen=True)
+class CellReport:
+    """Which cells of each map a transmission carried and which arrived (``Transmission.cells``).
+
+    Every field is ``None`` when it does not apply (then: all cells).
+
+    Attributes:
+        indices: ``[N, k]`` int64 flat indices (``h·w`` raster) of the cells a selecting codec
+            (``selective``) sent, per map.
+        selected: ``[N, 1, h, w]`` bool, those cells as a mask.
+        sent: ``[N, 1, h, w]`` bool, cells whose values the transmitter conveyed.
+        delivered: ``[N, 1, h, w]`` bool per cell, or one flag per map (``[N]``,
+            ``[N, 1, 1, 1]``): values that arrived (after ``decode``).
+    """
+
+    indices: torch.Tensor | None = None
+    selected: torch.Tensor | None = None
+    sent: torch.Tensor | None = None
+    delivered: torch.Tensor | None = None
+
 
 @dataclass
 class Reception:
@@ -91,7 +117,8 @@ class Reception:
             (``state.erased``: the receiver saw nothing there).
         packets_crc_failed: packets not erased holding data that failed an integrity check
             (``meta["corrupt"]``: the digital chain's code-block CRC).
-        retransmissions: packets sent again (no ARQ/HARQ is modelled yet: always 0).
+        retransmissions: packets sent again by HARQ or ARQ (``meta["retransmissions"]``, set by
+            ``v2x.semcom.harq.transmit``; 0 without).
     """
 
     packets_erased: torch.Tensor
@@ -117,6 +144,13 @@ class Codec(nn.Module):
 
     #: True when the codec's symbols must go through the channel (analog / digital PHY).
     uses_channel: bool = True
+    #: Constructor arguments the codec takes that a sweep fills in or varies (declared here,
+    #: not read from the signature): ``"in_channels"`` (set to the detector's feature
+    #: channels), ``"max_channel_uses"`` (an equal share of the frame's channel-use budget when
+    #: the config leaves it out), ``"bandwidth_ratio"`` (one sweep group per ratio of
+    #: ``grid.bandwidth_ratios``), ``"harq_max_rounds"`` (one group per value of
+    #: ``grid.harq_max_rounds``) and ``"checkpoint"`` (trained weights the config must name).
+    sweep_arguments: frozenset[str] = frozenset()
 
     def encode(self, features: torch.Tensor, link: LinkState) -> Transmission:  # pragma: no cover
         raise NotImplementedError
@@ -181,4 +215,6 @@ def reception(received: Transmission) -> Reception:
         lost = corrupt if lost is None else lost | corrupt.to(lost.device)
     n_erased = packets_hit(erased, spp, packets)
     n_failed = packets_hit(lost, spp, packets) - n_erased
-    return Reception(n_erased, n_failed, torch.zeros_like(packets))
+    resent = received.meta.get("retransmissions")
+    resent = torch.zeros_like(packets) if resent is None else resent.to(packets)
+    return Reception(n_erased, n_failed, resent)

@@ -188,7 +188,7 @@ def _per_batch(
 SHIPPED_CHECKPOINT = "deepjscc_synthetic.pt"
 
 
-def read_checkpoint(path: str) -> tuple[str, dict]:
+def read_codec_checkpoint(path: str) -> tuple[str, dict]:
     """``(resolved path, blob)`` of a ``save_checkpoint`` file; ``ValueError`` naming the file
     (and the field) when it is missing, unreadable or lacks ``config`` / ``state_dict``."""
     path = resolve_checkpoint(path)
@@ -246,6 +246,7 @@ class DeepJSCCCodec(Codec):
     """
 
     uses_channel = True
+    sweep_arguments = frozenset({"in_channels", "bandwidth_ratio", "checkpoint"})
 
     def __init__(
         self,
@@ -689,7 +690,7 @@ class DeepJSCCCodec(Codec):
         without checking its config, e.g. to fine-tune with another output activation;
         recalibrate the gate after training. ``"shipped"`` names the packaged checkpoint. Raises
         ``ValueError`` naming the file when it is missing or its tensors do not fit."""
-        path, blob = read_checkpoint(path)
+        path, blob = read_codec_checkpoint(path)
         try:
             self.load_state_dict(blob["state_dict"], strict=False)
         except RuntimeError as exc:
@@ -708,7 +709,7 @@ class DeepJSCCCodec(Codec):
     def load_checkpoint(self, path: str) -> None:
         """Load a ``save_checkpoint`` file; the architecture must match. ``"shipped"`` loads the
         task-trained model that ships with v2x (``semcom/assets/deepjscc_synthetic.pt``)."""
-        path, blob = read_checkpoint(path)
+        path, blob = read_codec_checkpoint(path)
         saved = {"output_activation": "none", **blob["config"]}
         if saved != self.config():
             raise ValueError(

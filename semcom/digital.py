@@ -377,9 +377,15 @@ class DigitalCodec(Codec):
         equalizer: ``"mmse"`` or ``"zf"`` (``v2x.channels.base.equalize``).
         bler_table: path of a BLER table JSON (``None``: the one shipped with the package).
         mtu_bytes, packet_header_bytes: packetisation of the source bits.
+        harq_max_rounds: HARQ retransmission rounds of code blocks that failed their CRC (0: no
+            retransmission); run by ``v2x.semcom.harq.transmit``, which the pipeline calls.
+        harq_combining: ``"chase"`` (resend the same coded bits, add LLRs) or ``"ir"``
+            (incremental redundancy: redundancy versions 0, 2, 3, 1 of 5G rate matching;
+            ``decoder="exact"`` only).
     """
 
     uses_channel = True
+    sweep_arguments = frozenset({"max_channel_uses", "harq_max_rounds"})
 
     def __init__(
         self,
@@ -402,8 +408,13 @@ class DigitalCodec(Codec):
         bler_table: str | None = None,
         mtu_bytes: int = MTU_BYTES,
         packet_header_bytes: int = HEADER_BYTES,
+        harq_max_rounds: int = 0,
+        harq_combining: str = "chase",
     ) -> None:
         super().__init__()
+        from v2x.semcom.harq import check_harq
+
+        check_harq(harq_max_rounds, harq_combining, decoder)
         check_bits(bits)
         check_bits(min_bits, "min_bits")
         check_block_bits(block_bits)
@@ -448,6 +459,8 @@ class DigitalCodec(Codec):
         self.ldpc_decoder = ldpc_decoder
         self.block_bits = block_bits
         self.max_channel_uses = max_channel_uses
+        self.harq_max_rounds = int(harq_max_rounds)
+        self.harq_combining = harq_combining
         self.min_bits = min(min_bits, bits)
         self.equalizer = equalizer
         self.mtu_bytes = mtu_bytes
@@ -676,13 +689,7 @@ class DigitalCodec(Codec):
         if b == 0 or y is None or y.shape[1] == 0:
             return results
         device = y.device
-        state = received.state
-        if state is None:  # never went through a channel: noiseless
-            state = ChannelState(no=torch.zeros(b, device=device))
-        x_hat, no_eff = equalize(y, state, self.equalizer)
-        sinr = receiver_sinr(state)
-        if sinr is not None:  # frequency-selective: the SINR with the estimation error
-            no_eff = torch.where(sinr > 0, 1.0 / sinr.clamp_min(1e-12), float("inf"))
+        x_hat, no_eff = self.equalized(y, received.state)
         dev = device_string(device)
         for m in sorted(set(mcs.tolist())):
             rows = [i for i in range(b) if int(mcs[i]) == m and nblocks[i] > 0]
@@ -713,6 +720,19 @@ class DigitalCodec(Codec):
                 results[i] = (ok[start:stop], None if u is None else u[start:stop])
                 start = stop
         return results
+
+    def equalized(
+        self, y: torch.Tensor, state: ChannelState | None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``y [B, n]`` → equalised symbols and their effective noise variance, both ``[B, n]``
+        (the channel's per-RE SINR where it reports one; ``state=None``: noiseless)."""
+        if state is None:  # never went through a channel: noiseless
+            state = ChannelState(no=torch.zeros(y.shape[0], device=y.device))
+        x_hat, no_eff = equalize(y, state, self.equalizer)
+        sinr = receiver_sinr(state)
+        if sinr is not None:  # frequency-selective: the SINR with the estimation error
+            no_eff = torch.where(sinr > 0, 1.0 / sinr.clamp_min(1e-12), float("inf"))
+        return x_hat, no_eff
 
     def decode(self, received: Transmission, link: LinkState) -> torch.Tensor:
         """Received ``Transmission`` → ``[B, C, H, W]`` float32 (lost rows/maps are 0)."""

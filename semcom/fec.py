@@ -115,14 +115,23 @@ class BlockCode:
             self._ldpc_dec = LDPC5GDecoder(
                 self._ldpc_enc, num_iter=num_iter, cn_update=cn_update, hard_out=True, device=device
             )
+        self._num_iter, self._cn_update, self._device = num_iter, cn_update, device
+        self._fork_devices = [torch.device(device).index or 0] if device.startswith("cuda") else []
+        self._ldpc_dec_harq = None  # built on first use (incremental redundancy)
         self._mapper = Mapper("qam", qm, device=device)
         self._demapper = Demapper("app", "qam", qm, device=device)
 
-    def encode(self, bits: torch.Tensor) -> torch.Tensor:
-        """``bits [N, payload_bits]`` (0/1, any real dtype) → ``[N, num_symbols]`` complex64."""
+    def encode(self, bits: torch.Tensor, rv: int = 0) -> torch.Tensor:
+        """``bits [N, payload_bits]`` (0/1, any real dtype) → ``[N, num_symbols]`` complex64.
+
+        ``rv``: redundancy version 0..3 (38.212 table 5.4.2.1-2, Sionna's rate matching): where
+        the ``ldpc_bits`` read from the circular buffer start; 0 is the first transmission,
+        others are incremental-redundancy retransmissions (``v2x.semcom.harq``).
+        """
         if bits.shape[0] == 0:
             return torch.zeros(0, self.num_symbols, dtype=torch.complex64, device=bits.device)
-        c = self._ldpc_enc(self._crc_enc(bits.to(torch.float32)))
+        info = self._crc_enc(bits.to(torch.float32))
+        c = self._ldpc_enc(info) if rv == 0 else self._ldpc_enc(info, rv=[int(rv)])[:, 0]
         if self.ldpc_bits < self.coded_bits:
             c = c[:, self._repeat_index.to(c.device)]
         c = (c + self._scramble.to(c.device)) % 2.0
@@ -150,10 +159,14 @@ class BlockCode:
             bits: ``[N, payload_bits]`` uint8 hard decisions.
             ok: ``[N]`` bool, True where the CRC holds.
         """
+        if x_hat.shape[0] == 0:
+            return self.decode_llr(torch.zeros(0, self.ldpc_bits, device=x_hat.device))
+        return self.decode_llr(self.llr(x_hat, no))
+
+    def llr(self, x_hat: torch.Tensor, no: torch.Tensor) -> torch.Tensor:
+        """``[N, ldpc_bits]`` float32 LLRs of the LDPC codeword bits (descrambled; the cyclic
+        repeats of MCS 0–2 added), from equalised symbols as in ``decode``."""
         n = x_hat.shape[0]
-        if n == 0:
-            empty = torch.zeros(0, self.payload_bits, dtype=torch.uint8, device=x_hat.device)
-            return empty, torch.zeros(0, dtype=torch.bool, device=x_hat.device)
         no = torch.as_tensor(no, dtype=torch.float32, device=x_hat.device).expand(x_hat.shape)
         no = torch.nan_to_num(no, nan=_NO_ERASED, posinf=_NO_ERASED).clamp(1e-9, _NO_ERASED)
         llr = self._demapper(x_hat, no) * (1.0 - 2.0 * self._scramble.to(x_hat.device))
@@ -161,9 +174,46 @@ class BlockCode:
             combined = torch.zeros(n, self.ldpc_bits, dtype=llr.dtype, device=llr.device)
             idx = self._repeat_index.to(llr.device).expand(n, -1)
             llr = combined.scatter_add_(1, idx, llr)
-        u = self._ldpc_dec(llr)
+        return llr
+
+    def decode_llr(
+        self, llr: torch.Tensor, rv: list[int] | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """LDPC-decode and CRC-check codeword LLRs.
+
+        Args:
+            llr: ``[N, ldpc_bits]`` (one redundancy version, or chase-combined copies of it), or
+                ``[N, R, ldpc_bits]`` with ``rv`` (``R`` received redundancy versions,
+                incremental redundancy: Sionna's HARQ-mode decoder adds them in the circular
+                buffer).
+            rv: the redundancy version of each of the ``R`` rows; ``None``: RV 0 only.
+
+        Returns:
+            bits ``[N, payload_bits]`` uint8 and ok ``[N]`` bool, as ``decode``.
+        """
+        n = llr.shape[0]
+        if n == 0:
+            empty = torch.zeros(0, self.payload_bits, dtype=torch.uint8, device=llr.device)
+            return empty, torch.zeros(0, dtype=torch.bool, device=llr.device)
+        u = self._ldpc_dec(llr) if rv is None else self._harq_decoder()(llr, rv=list(rv))
         payload, ok = self._crc_dec(u)
         return payload.round().to(torch.uint8), ok.reshape(n).to(torch.bool)
+
+    def _harq_decoder(self):
+        """Sionna's LDPC decoder in HARQ mode (no pruning of punctured nodes), built once."""
+        if self._ldpc_dec_harq is None:
+            from sionna.phy.fec.ldpc import LDPC5GDecoder
+
+            with torch.random.fork_rng(devices=self._fork_devices):
+                self._ldpc_dec_harq = LDPC5GDecoder(
+                    self._ldpc_enc,
+                    num_iter=self._num_iter,
+                    cn_update=self._cn_update,
+                    hard_out=True,
+                    harq_mode=True,
+                    device=self._device,
+                )
+        return self._ldpc_dec_harq
 
 
 @lru_cache(maxsize=128)

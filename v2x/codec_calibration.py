@@ -19,10 +19,11 @@ from dataclasses import dataclass
 import torch
 
 from v2x.channels import build_channel
-from v2x.datasets.frame import CoopFrame, collate_frames
-from v2x.evaluation import accumulate, default_eval_config, ego_ground_truth
+from v2x.datasets.frame import CoopFrame
+from v2x.evaluation import default_eval_config
+from v2x.execution import evaluate_frames
+from v2x.perception.average_precision import APAccumulator
 from v2x.perception.detector import CoopDetector
-from v2x.perception.evaluate import APAccumulator
 from v2x.perception.fusion import build_fusion
 from v2x.pipeline import CooperativePipeline
 from v2x.semcom.base import Codec
@@ -106,13 +107,11 @@ def ap_per_snr(
     batch_size: int,
     device: torch.device,
 ) -> dict[float, list[float]]:
-    """``{iou: [AP per snr_db]}`` of ``pipe`` over ``frames`` (all SNRs batched per call)."""
+    """``{iou: [AP per snr_db]}`` of ``pipe`` over ``frames`` (all SNRs batched per call:
+    ``v2x.execution.evaluate_frames``)."""
     eval_cfg = default_eval_config(pipe.model.grid)
     accs = [APAccumulator(eval_cfg) for _ in snr_db]
-    snr = torch.tensor([float(s) for s in snr_db], device=device)
-    for start in range(0, len(frames), batch_size):
-        batch = collate_frames(list(frames[start : start + batch_size])).to(device)
-        accumulate(pipe.run(batch, snr), ego_ground_truth(batch, pipe.model.grid), accs)
+    evaluate_frames(pipe, frames, [float(s) for s in snr_db], accs, batch_size, device)
     results = [acc.compute()["ap"]["overall"] for acc in accs]
     return {float(t): [float(r[t]) for r in results] for t in iou_thresholds}
 

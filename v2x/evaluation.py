@@ -8,16 +8,16 @@ fewer than ``min_points`` points: where cooperation pays.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 
-from v2x.datasets.frame import CLASS_NAMES, CoopBatch, CoopFrame, collate_frames
+from v2x.conditions import condition_members, distinct_conditions
+from v2x.datasets.frame import CLASS_NAMES, CoopBatch
+from v2x.perception.average_precision import APAccumulator, EvalConfig
 from v2x.perception.bev import BEVGrid
-from v2x.perception.detector import CoopDetector, Detections
-from v2x.perception.evaluate import APAccumulator, EvalConfig
+from v2x.perception.detector import Detections
 from v2x.perception.losses import visible_gt_mask
 from v2x.perception.warp import boxes_in_level_frames
 from v2x.pipeline import RunOutput
@@ -62,7 +62,8 @@ def default_eval_config(grid: BEVGrid, sort: str = "per_frame") -> EvalConfig:
 
 
 def condition_groups(det: Detections, k: int) -> list[list[int]]:
-    """Conditions whose detections are identical, bit for bit, on every frame.
+    """Conditions whose detections are identical, bit for bit, on every frame
+    (``v2x.conditions.distinct_conditions``).
 
     Args:
         det: detections of ``K·B`` condition-major frames.
@@ -75,18 +76,19 @@ def condition_groups(det: Detections, k: int) -> list[list[int]]:
     n = det.valid.shape[0]
     if k < 1 or n % k:
         raise ValueError(f"condition_groups: {n} detection rows are not K = {k} conditions")
-    valid = det.valid.detach().reshape(k, -1).cpu()
     keep = det.valid.detach()
-    parts = [
-        torch.where(keep[..., None], det.boxes.detach(), 0).reshape(k, -1).cpu(),
-        torch.where(keep, det.scores.detach(), 0).reshape(k, -1).cpu(),
-        torch.where(keep, det.labels.detach(), 0).reshape(k, -1).cpu(),
-    ]
-    groups: dict[bytes, list[int]] = {}
-    for ci in range(k):
-        key = valid[ci].numpy().tobytes() + b"".join(p[ci].numpy().tobytes() for p in parts)
-        groups.setdefault(key, []).append(ci)
-    return list(groups.values())
+    _, inverse = distinct_conditions(
+        *(
+            t.reshape(k, -1).cpu()
+            for t in (
+                keep,
+                torch.where(keep[..., None], det.boxes.detach(), 0),
+                torch.where(keep, det.scores.detach(), 0),
+                torch.where(keep, det.labels.detach(), 0),
+            )
+        )
+    )
+    return condition_members(inverse)
 
 
 def accumulate(
@@ -186,64 +188,11 @@ def headline_metrics(
     return out
 
 
-def evaluate_fusions(
-    model: CoopDetector,
-    frames: Sequence[CoopFrame],
-    fusions: Sequence[str],
-    device: torch.device,
-    batch_size: int = 8,
-    snr_db: float = 30.0,
-    bootstrap: int = 0,
-    seed: int = 0,
-    codec: str = "identity",
-    codec_kwargs: dict[str, Any] | None = None,
-    channel: str = "awgn",
-    bootstrap_unit: str = "frame",
-) -> dict[str, dict[str, Any]]:
-    """Headline metrics of each fusion strategy over one link condition (by default an ideal
-    link: identity codec, AWGN at ``snr_db``), the bits each sends per frame, and the
-    evaluation convention.
+def __getattr__(name: str) -> Any:
+    """``evaluate_fusions`` moved to ``v2x.fusion_evaluation`` (it runs the pipeline through
+    ``v2x.execution``, which builds on this module); the old import path keeps working."""
+    if name == "evaluate_fusions":
+        from v2x.fusion_evaluation import evaluate_fusions
 
-    Args:
-        model: the detector (moved to ``device``, evaluated in eval mode).
-        frames: test frames.
-        fusions: names from the fusion registry.
-        bootstrap: resamples for the 95 % intervals (0: none).
-        seed: seeds the channel and codec noise (``torch.manual_seed`` before each fusion, so a
-            fusion's numbers do not depend on which fusions ran before it) and the bootstrap.
-        bootstrap_unit: ``"frame"`` or ``"cluster"`` (resample whole sequences/towns).
-
-    Returns:
-        ``{fusion: {metric: value, "<metric>_ci": (lo, hi), "source_bits_per_frame": bits,
-        "num_frames": n, "convention": {...}}}``.
-    """
-    from v2x.channels import build_channel
-    from v2x.perception.fusion import build_fusion
-    from v2x.pipeline import CooperativePipeline
-    from v2x.semcom import build_codec
-
-    if not frames:
-        raise ValueError("evaluate_fusions: no frames to evaluate")
-    was_training = model.training
-    model = model.to(device).eval()
-    out: dict[str, dict[str, Any]] = {}
-    for name in fusions:
-        pipe = CooperativePipeline(
-            model, build_fusion(name), build_codec(codec, **(codec_kwargs or {})),
-            build_channel(channel),
-        ).to(device).eval()
-        acc = APAccumulator(headline_eval_config(model.grid))
-        bits = 0.0
-        torch.manual_seed(seed)
-        with torch.no_grad():
-            for i in range(0, len(frames), batch_size):
-                batch = collate_frames(list(frames[i : i + batch_size])).to(device)
-                run = pipe.run(batch, torch.tensor([snr_db]))
-                accumulate(run, ego_ground_truth(batch, model.grid), [acc])
-                bits += float(run.cost.source_bits.sum())
-        row: dict[str, Any] = dict(headline_metrics(acc, bootstrap, seed, bootstrap_unit))
-        row.update(source_bits_per_frame=bits / len(frames), num_frames=len(frames),
-                   convention=acc.config.convention(), bootstrap_unit=bootstrap_unit)  # fmt: skip
-        out[name] = row
-    model.train(was_training)
-    return out
+        return evaluate_fusions
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -28,21 +28,25 @@ connected           bool      within communication range
 sent                bool      something was transmitted
 source_bits         float64   information bits
 coded_bits          float64   bits after channel coding
-channel_uses        float64   complex channel symbols
+channel_uses        float64   complex channel symbols (retransmission rounds included)
 packets_sent        float64   packets (``v2x.channels.packets.PACKET_FORMAT``)
 packets_erased      float64   packets of which the channel erased a channel use
 packets_crc_failed  float64   packets not erased whose data failed a CRC (digital chain)
 packets_lost        float64   packets the receiver could not use: erased + CRC-failed, or all
                               packets of a payload dropped at the deadline
-retransmissions     float64   packets sent again (no ARQ/HARQ is modelled yet: 0)
+retransmissions     float64   packets sent again by HARQ (digital codec) or ARQ (erasure
+                              channel); their uses are in channel_uses and latency_s
 cells_sent          float64   BEV cells of the collaborator's map the ego rebuilds (the
                               selected ones under Where2comm-style selection); boxes for late
                               and points for early fusion
 cells_used          float64   of those, cells that arrived and were fused (0 when the payload
                               was dropped at the deadline)
 share               float64   fraction of the frame's bandwidth the scheduler granted
-latency_s           float64   processing + time on air (NaN when nothing was sent)
-aoi_s               float64   age of information at fusion (NaN when not delivered)
+latency_s           float64   processing (+ the grid's added delay) + time on air (NaN when
+                              nothing was sent)
+aoi_s               float64   age of information at fusion (NaN when not delivered): the
+                              latency, plus the LiDAR's phase with asynchrony enabled
+                              (``v2x.asynchrony``)
 delivered           bool      the ego fused (some of) it: on time (or stale) and not every
                               cell lost
 tx_x_m … rx_y_m     float64   antenna positions (world), for maps
@@ -59,8 +63,8 @@ import numpy as np
 import pyarrow as pa
 import torch
 
-from v2x.budget import Delivery
 from v2x.network import NetworkBatch
+from v2x.scheduling import Delivery
 
 if TYPE_CHECKING:  # the pipeline pulls in the detector; the ledger only reads its tensors
     from v2x.pipeline import LinkCost

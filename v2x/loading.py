@@ -133,6 +133,44 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+_DEVICE_CHOICES = "cpu, cuda, cuda:N, auto, all, or a list of one kind such as [cuda:0,cuda:1]"
+
+
+def resolve_devices(value: str | Sequence[str]) -> list[torch.device]:
+    """The devices a sweep computes on: one name (``cpu``, ``cuda``, ``cuda:1``, ``auto``),
+    ``all`` (every visible CUDA device, one sweep worker each), or a list of names of one device
+    type (one worker per entry; ``[cpu,cpu]`` is two CPU workers). Raises ``ValueError`` naming
+    the field for an unknown name, an empty or mixed list, or ``all`` without a CUDA device."""
+    if isinstance(value, str) and value == "all":
+        count = torch.cuda.device_count()
+        if count == 0:
+            raise ValueError(
+                f"sweep: field 'device' is 'all' but no CUDA device is visible; valid: "
+                f"{_DEVICE_CHOICES}"
+            )
+        return [torch.device(f"cuda:{i}") for i in range(count)]
+    names = [value] if isinstance(value, str) else list(value)
+    try:
+        devices = [resolve_device(str(n)) for n in names]
+    except RuntimeError as exc:
+        raise ValueError(
+            f"sweep: field 'device' is {value!r}: {exc}; valid: {_DEVICE_CHOICES}"
+        ) from None
+    if not devices or len({d.type for d in devices}) > 1:
+        raise ValueError(
+            f"sweep: field 'device' is {value!r}; a list needs at least one device, all of one "
+            f"type (their cells are keyed by it); valid: {_DEVICE_CHOICES}"
+        )
+    return devices
+
+
+def device_key(value: str | Sequence[str]) -> str:
+    """The device as it keys a sweep's cells: one name as given (``cuda:1``, ``auto``), or the
+    device type of ``all`` and of a list (``cuda``), whose cells equal those of that device."""
+    devices = resolve_devices(value)  # validates the name(s)
+    return value if isinstance(value, str) and value != "all" else devices[0].type
+
+
 def load_model(cfg: SweepConfig, device: torch.device):
     """The detector: a checkpoint, the shipped one, or ``untrained`` (seeded random weights)."""
     from v2x.checkpoint import detector_config_from_dict, load_detector, shipped_detector_path

@@ -20,15 +20,21 @@ the packets the codec counted.
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 
 from v2x.channels.base import Channel
-from v2x.channels.budget import shannon_capacity
 from v2x.channels.link import LinkState
+from v2x.conditions import (  # noqa: F401 - a run's outputs, also reachable from here
+    LinkCost,
+    RunOutput,
+    ideal_digital_uses,
+    link_snr,
+    repeat_detections,
+)
+from v2x.conditions import distinct_conditions as _distinct_conditions
 from v2x.datasets.frame import CoopBatch
 from v2x.perception.boxes import transform_boxes
 from v2x.perception.detector import CoopDetector, Detections, nms_detections
@@ -39,7 +45,8 @@ from v2x.perception.warp import (
     sample_maps,
     warp_sampling_grid,
 )
-from v2x.semcom.base import Codec, reception
+from v2x.semcom.base import Codec, Transmission, reception
+from v2x.semcom.harq import transmit
 from v2x.semcom.selective import SelectiveCodec, scatter_cells
 
 BOX_MESSAGE_BITS = (7 + 2) * 32  # a late-fusion box: 7 floats + score + label, float32
@@ -47,64 +54,20 @@ POINT_MESSAGE_BITS = 4 * 32  # an early-fusion point: x, y, z, intensity, float3
 
 
 @dataclass
-class LinkCost:
-    """Per-link accounting of one run: what was sent and what happened to it on the air.
-
-    Every tensor is ``[K, B, A]`` (slot 0, the ego, and absent agents are zero / False). This is
-    the one place the receiver's knowledge of each payload reaches the ledger
-    (``v2x.ledger.ledger_table``).
+class MotionHistory:
+    """What a latency-compensating box fusion knows of the collaborators' motion.
 
     Attributes:
-        source_bits, coded_bits, channel_uses, packets: float64, the codec's ``Cost``.
-        sent: bool, the agent exists and transmitted.
-        snr_db: float32, the SNR the link was simulated at.
-        packets_erased: float64, packets of which the channel erased a channel use.
-        packets_crc_failed: float64, packets not erased whose data failed a CRC.
-        retransmissions: float64, packets sent again (no ARQ/HARQ is modelled: 0).
-        cells_sent: float64, units of the payload: BEV cells of the map the receiver rebuilds
-            (feature fusion; only the selected cells with Where2comm-style selection), boxes
-            (late fusion) or points (early fusion).
-        cells_used: float64, those of ``cells_sent`` that arrived and were handed to fusion
-            (the decoded-cell mask before warping; ``cells_sent`` over ideal links).
+        previous: the collaborators' scans ``period_s`` before the ones fused (same slots and
+            masks as the run's batch; the ego's slot is not used).
+        age_s: ``[B, A]`` float64 the ego's estimate of each collaborator's data age at fusion
+            (s; from the timestamps, so clock offsets bias it).
+        period_s: time between the previous and the fused scan (s).
     """
 
-    source_bits: torch.Tensor
-    coded_bits: torch.Tensor
-    channel_uses: torch.Tensor
-    packets: torch.Tensor
-    sent: torch.Tensor
-    snr_db: torch.Tensor
-    packets_erased: torch.Tensor
-    packets_crc_failed: torch.Tensor
-    retransmissions: torch.Tensor
-    cells_sent: torch.Tensor
-    cells_used: torch.Tensor
-
-    def repeat_conditions(self, k: int, snr_db: torch.Tensor) -> LinkCost:
-        """This one-condition cost (``[1, B, A]``) tiled for ``K`` conditions at ``snr_db``
-        (``[K]`` or ``[K, B, A]``); for runs whose outcome does not depend on the SNR."""
-        tiled = {
-            f.name: getattr(self, f.name).expand(k, *getattr(self, f.name).shape[1:]).clone()
-            for f in fields(self)
-            if f.name != "snr_db"
-        }
-        snr = link_snr(snr_db.to(self.snr_db.device), *self.snr_db.shape[1:])
-        return LinkCost(**tiled, snr_db=snr.to(self.snr_db.dtype).clone())
-
-
-@dataclass
-class RunOutput:
-    """Detections of ``K·B`` (condition-major) frames and the cost of every link."""
-
-    detections: Detections
-    cost: LinkCost
-    num_conditions: int
-
-
-def ideal_digital_uses(bits: torch.Tensor, snr_db: torch.Tensor) -> torch.Tensor:
-    """Channel uses of an error-free digital link at the Shannon rate log2(1 + snr)."""
-    capacity = shannon_capacity(snr_db.double())
-    return torch.ceil(bits / capacity.clamp_min(1e-9))
+    previous: CoopBatch
+    age_s: torch.Tensor
+    period_s: float
 
 
 class CooperativePipeline(nn.Module):
@@ -139,28 +102,19 @@ class CooperativePipeline(nn.Module):
         noisy = perturb_poses(poses, self.pose_noise_m, self.pose_noise_yaw_rad, self.generator)
         return relative_level_transforms(noisy)
 
-    def _empty_cost(self, k: int, b: int, a: int, snr_db: torch.Tensor, device) -> LinkCost:
-        zeros = torch.zeros(k, b, a, dtype=torch.float64, device=device)
-        counts = {
-            f.name: zeros.clone()
-            for f in fields(LinkCost)
-            if f.name not in ("sent", "snr_db")
-        }
-        return LinkCost(
-            **counts,
-            sent=torch.zeros(k, b, a, dtype=torch.bool, device=device),
-            snr_db=link_snr(snr_db, b, a).clone(),
-        )
-
     # ------------------------------------------------------------------ stages
     @torch.no_grad()
-    def run(self, batch: CoopBatch, snr_db: torch.Tensor) -> RunOutput:
+    def run(
+        self, batch: CoopBatch, snr_db: torch.Tensor, motion: MotionHistory | None = None
+    ) -> RunOutput:
         """Evaluate ``K`` channel conditions on ``batch``.
 
         Args:
             snr_db: ``[K]`` (every link of condition k at ``snr_db[k]``) or ``[K, B, A]`` (one
                 SNR per link, e.g. from geometry; the ego's and padded slots are ignored and may
                 be NaN).
+            motion: the collaborators' previous scans and the ages of their data, for a
+                box-stage fusion that compensates latency (``extrapolate``); ignored otherwise.
         """
         snr_db = torch.as_tensor(snr_db, dtype=torch.float32, device=batch.points.device)
         if snr_db.dim() == 3:
@@ -181,7 +135,9 @@ class CooperativePipeline(nn.Module):
             return self._run_early(batch, snr_db)
         features = self.model.encode(batch.points, batch.point_mask, batch.poses)
         if stage == "boxes":
-            return self._run_late(batch, features, snr_db)
+            return self._run_late(batch, features, snr_db, motion)
+        if hasattr(self.fusion, "payload"):  # semantic payloads (v2x.perception.semantic)
+            return self._run_payload(batch, features, snr_db)
         return self._run_features(batch, features, snr_db, share=stage == "features")
 
     def _run_features(
@@ -190,7 +146,7 @@ class CooperativePipeline(nn.Module):
         b, a, c, h, w = features.shape
         k = snr_db.shape[0]
         device = features.device
-        cost = self._empty_cost(k, b, a, snr_db, device)
+        cost = LinkCost.zeros(k, b, a, snr_db, device)
         if not share or a == 1:
             # Nothing is sent: one fusion of the ego's own map serves every condition.
             ego_only = torch.ones(b, 1, 1, h, w, dtype=torch.bool, device=device)
@@ -210,27 +166,21 @@ class CooperativePipeline(nn.Module):
             codec = SelectiveCodec(inner=self.codec, keep_fraction=self.fusion.max_fraction)
             extra = {"importance": conf.reshape(k * b * (a - 1), 1, h, w)}
         tx = codec.encode(rows, link, **extra)
-        if tx.symbols is not None and codec.uses_channel:
-            if getattr(self.channel, "packet_aware", False) and tx.symbols_per_packet is not None:
-                # the channel loses the codec's own packets (v2x.channels.packets)
-                y, state = self.channel(
-                    tx.symbols, row_snr, symbols_per_packet=tx.symbols_per_packet
-                )
-            else:
-                y, state = self.channel(tx.symbols, row_snr)
-            tx = tx.received(y, state)
-        decoded = codec.decode(tx, link).view(k, b, a - 1, c, h, w)
+        # On air (a packet-aware channel loses the codec's own packets, v2x.channels.packets),
+        # with the codec's HARQ or the channel's ARQ rounds, and decoded (v2x.semcom.harq).
+        decoded, tx = transmit(codec, self.channel, tx, row_snr, link)
+        decoded = decoded.view(k, b, a - 1, c, h, w)
         outcome = reception(tx)
         # Cells each collaborator actually delivered ([K, B, A-1, 1, h, w]; None: all of them).
         sent = None
         if extra:
             sent = scatter_cells(
-                torch.ones_like(tx.meta["indices"], dtype=decoded.dtype)[:, None],
-                tx.meta["indices"],
+                torch.ones_like(tx.cells.indices, dtype=decoded.dtype)[:, None],
+                tx.cells.indices,
                 h,
                 w,
             ).view(k, b, a - 1, 1, h, w)
-        delivered = tx.meta.get("delivered")
+        delivered = tx.cells.delivered
         if delivered is not None:  # cells the codec could not deliver are missing, not zero
             # [N, 1, h, w] per cell, or one flag per map ([N] / [N, 1, 1, 1])
             got = delivered.to(decoded.dtype).reshape(k, b, a - 1, 1, -1)
@@ -252,12 +202,12 @@ class CooperativePipeline(nn.Module):
         # Cells: those whose values the transmitter conveyed (the codec's meta["sent"], within
         # the Where2comm selection) and those of them that arrived and go to fusion (the mask
         # fusion gets, before warping).
-        conveyed = tx.meta.get("sent")
+        conveyed = tx.cells.sent
         known = None if conveyed is None else conveyed.to(device).reshape(k, b, a - 1, 1, h, w)
         if extra:
             chosen = scatter_cells(
-                torch.ones_like(tx.meta["indices"], dtype=torch.bool)[:, None].float(),
-                tx.meta["indices"],
+                torch.ones_like(tx.cells.indices, dtype=torch.bool)[:, None].float(),
+                tx.cells.indices,
                 h,
                 w,
             ).view(k, b, a - 1, 1, h, w) > 0
@@ -330,11 +280,120 @@ class CooperativePipeline(nn.Module):
             )
         return RunOutput(det, cost, k)
 
-    def _run_late(
+    def _transmit(
+        self, codec: Codec, rows: torch.Tensor, row_snr: torch.Tensor, **extra
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, Transmission]:
+        """``rows [N, P, h, w]`` through ``codec`` and the channel at ``row_snr [N]``.
+
+        Returns the decoded maps ``[N, P, h, w]``, the cells whose values the transmitter
+        conveyed (selected, where the codec selects, and ``meta["sent"]``) and those of them
+        that arrived (``meta["delivered"]``), both ``[N, 1, h, w]`` bool, and the decoded
+        ``Transmission`` (its ``cost``; ``reception`` of it)."""
+        n, _, h, w = rows.shape
+        feedback = getattr(self.channel, "sinr_feedback", None)
+        link = LinkState(snr_db=row_snr, sinr_feedback=feedback(row_snr) if feedback else None)
+        tx = codec.encode(rows, link, **extra)
+        # on air with the codec's HARQ or the channel's ARQ rounds, and decoded
+        decoded, tx = transmit(codec, self.channel, tx, row_snr, link)
+        masks = []
+        cells = tx.cells
+        for got in (cells.selected, cells.sent, cells.delivered):
+            mask = torch.ones(n, 1, h, w, dtype=torch.bool, device=rows.device)
+            if got is not None:  # [N, 1, h, w] per cell, or one flag per map
+                got = got.to(rows.device, torch.bool).reshape(n, 1, -1)
+                mask = got.expand(n, 1, h * w).reshape(n, 1, h, w)
+            masks.append(mask)
+        conveyed = masks[0] & masks[1]
+        return decoded, conveyed, conveyed & masks[2], tx
+
+    def _run_payload(
         self, batch: CoopBatch, features: torch.Tensor, snr_db: torch.Tensor
     ) -> RunOutput:
+        """Semantic payloads (a fusion with ``payload``): each collaborator's payload map goes
+        through the codec and the channel, the ego moves what arrived to its frame by predicted
+        centre (``splat_to_ego``), fuses it with its own and decodes.
+
+        A payload that sends only some cells (``cells``: Where2comm-style budgets, one cell per
+        detected object) goes through the codec wrapped in the ``selective`` codec, one call per
+        distinct cell count, so every codec and channel carries it unchanged and the bits count
+        the sent cells (+ their selection map) only; a collaborator with nothing to send costs
+        nothing."""
+        from v2x.perception.semantic import splat_to_ego, with_score
+
         b, a, c, h, w = features.shape
         k = snr_db.shape[0]
+        device = features.device
+        model, fusion = self.model, self.fusion
+        classes = model.config.num_classes
+        cost = LinkCost.zeros(k, b, a, snr_db, device)
+        own = with_score(fusion.own_payload(model, features[:, 0]), classes)  # [B, 1+P, h, w]
+        if a == 1:
+            fused = fusion(own[:, None], torch.ones_like(own[:, None, :1], dtype=torch.bool))
+            no = torch.zeros_like(own[:, :1], dtype=torch.bool)
+            heat, reg = fusion.head(model, features[:, 0], fused, no)
+            return RunOutput(repeat_detections(model.postprocess(heat, reg), k), cost, k)
+        s = b * (a - 1)
+        maps, cells = fusion.payload(model, features[:, 1:].reshape(s, c, h, w))
+        p = maps.shape[1]
+        n = k * s
+        rows = maps.unsqueeze(0).expand(k, s, p, h, w).reshape(n, p, h, w)
+        row_snr = link_snr(snr_db, b, a)[:, :, 1:].reshape(-1)
+        decoded = torch.zeros(n, p, h, w, device=device)
+        arrived = torch.zeros(n, 1, h, w, dtype=torch.bool, device=device)
+        counts = {name: torch.zeros(n, dtype=torch.float64, device=device) for name in (
+            "source_bits", "coded_bits", "channel_uses", "packets", "packets_erased",
+            "packets_crc_failed", "retransmissions", "cells_sent")}  # fmt: skip
+        if cells is None:
+            groups = [(torch.arange(n, device=device), h * w)]
+        else:
+            per_row = cells.reshape(s, -1).sum(1).repeat(k)  # [N] cells each row sends
+            groups = [(torch.nonzero(per_row == m).flatten(), int(m))
+                      for m in torch.unique(per_row).tolist() if m > 0]  # fmt: skip
+        for index, kept in groups:
+            codec, extra = self.codec, {}
+            if cells is not None:
+                codec = SelectiveCodec(inner=self.codec, keep_fraction=kept / (h * w))
+                mask = cells.unsqueeze(0).expand(k, s, 1, h, w).reshape(n, 1, h, w)
+                extra = {"importance": mask[index].float()}
+            got, conveyed, ok, tx = self._transmit(codec, rows[index], row_snr[index], **extra)
+            decoded[index], arrived[index] = got.float(), ok
+            outcome = reception(tx)
+            for name in ("source_bits", "coded_bits", "channel_uses", "packets"):
+                counts[name][index] = getattr(tx.cost, name).to(device, torch.float64)
+            for name in ("packets_erased", "packets_crc_failed", "retransmissions"):
+                counts[name][index] = getattr(outcome, name).to(device, torch.float64)
+            counts["cells_sent"][index] = conveyed.reshape(len(index), -1).sum(1).double()
+        present = batch.agent_mask[:, 1:]
+        for name, value in counts.items():
+            getattr(cost, name)[:, :, 1:] = value.view(k, b, a - 1) * present
+        cost.cells_used[:, :, 1:] = arrived.reshape(k, b, a - 1, -1).sum(-1).double() * present
+        cost.sent[:, :, 1:] = present
+        if self.pose_noise_m != 0 or self.pose_noise_yaw_rad != 0:
+            poses = batch.poses.unsqueeze(0).expand(k, b, a, 4, 4).reshape(k * b, a, 4, 4)
+            agent_to_ego = torch.linalg.inv(self._noisy_relative(poses))[:, 1:]
+        else:
+            one = torch.linalg.inv(self._noisy_relative(batch.poses))[:, 1:]
+            agent_to_ego = one.unsqueeze(0).expand(k, b, a - 1, 4, 4)
+        moved, valid = splat_to_ego(
+            decoded, arrived, agent_to_ego.reshape(n, 4, 4), model.grid, model.stride, classes
+        )
+        valid = valid.view(k * b, a - 1, 1, h, w) & present.repeat(k, 1)[..., None, None, None]
+        moved = with_score(moved, classes).view(k * b, a - 1, p + 1, h, w)
+        ego = own.unsqueeze(0).expand(k, b, p + 1, h, w).reshape(k * b, 1, p + 1, h, w)
+        stacked = torch.cat([ego, moved], dim=1)
+        valid = torch.cat([torch.ones_like(valid[:, :1]), valid], dim=1)
+        ego_features = features[:, 0].unsqueeze(0).expand(k, b, c, h, w).reshape(k * b, c, h, w)
+        heat, reg = fusion.head(
+            model, ego_features, fusion(stacked, valid), fusion.winners(stacked, valid)
+        )
+        return RunOutput(model.postprocess(heat, reg), cost, k)
+
+    def _boxes_in_ego_frame(
+        self, batch: CoopBatch, features: torch.Tensor
+    ) -> tuple[Detections, torch.Tensor, torch.Tensor]:
+        """Every agent's own detections (``Detections`` of ``B·A`` rows), their boxes in the
+        ego frame ``[B, A, K, 7]`` float64 and validity ``[B, A, K]``."""
+        b, a, c, h, w = features.shape
         heat, reg = self.model.head(features.view(b * a, c, h, w))
         own = self.model.postprocess(heat, reg)
         kk = own.boxes.shape[1]
@@ -344,6 +403,36 @@ class CooperativePipeline(nn.Module):
         moved = transform_boxes(boxes, agent_to_ego)
         moved[..., 2] = boxes[..., 2]  # heights above ground are frame independent
         valid = own.valid.view(b, a, kk) & batch.agent_mask[..., None]
+        return own, moved, valid
+
+    def _run_late(
+        self,
+        batch: CoopBatch,
+        features: torch.Tensor,
+        snr_db: torch.Tensor,
+        motion: MotionHistory | None = None,
+    ) -> RunOutput:
+        b, a, c, h, w = features.shape
+        k = snr_db.shape[0]
+        own, moved, valid = self._boxes_in_ego_frame(batch, features)
+        kk = own.boxes.shape[1]
+        extrapolate = getattr(self.fusion, "extrapolate", None)
+        if extrapolate is not None and motion is not None:
+            # latency compensation: each collaborator's boxes moved on by their estimated motion
+            # (from its previous scan's detections) over the estimated age of its data
+            before = motion.previous
+            previous = self.model.encode(before.points, before.point_mask, before.poses)
+            prev, prev_moved, prev_valid = self._boxes_in_ego_frame(before, previous)
+            moved = extrapolate(
+                moved,
+                valid,
+                own.labels.view(b, a, kk),
+                prev_moved,
+                prev_valid,
+                prev.labels.view(b, a, -1),
+                motion.age_s.to(moved.device),
+                motion.period_s,
+            )
         merged_boxes = moved.float().view(b, a * kk, 7)
         merged_scores = own.scores.view(b, a * kk)
         merged_labels = own.labels.view(b, a * kk)
@@ -356,10 +445,10 @@ class CooperativePipeline(nn.Module):
             self.model.config.nms_iou_threshold,
             class_aware=False,
         )
-        cost = self._empty_cost(k, b, a, snr_db, features.device)
+        cost = LinkCost.zeros(k, b, a, snr_db, features.device)
         bits = valid.sum(-1).double() * BOX_MESSAGE_BITS  # [B, A]
         bits[:, 0] = 0
-        self._charge_ideal(cost, bits, snr_db, batch, BOX_MESSAGE_BITS)
+        cost.charge_ideal(bits, snr_db, batch.agent_mask, BOX_MESSAGE_BITS)
         return RunOutput(repeat_detections(det, k), cost, k)
 
     def _run_early(self, batch: CoopBatch, snr_db: torch.Tensor) -> RunOutput:
@@ -375,97 +464,8 @@ class CooperativePipeline(nn.Module):
         features = self.model.encode_points(merged, mask)
         heat, reg = self.model.head(features)
         det = self.model.postprocess(heat, reg)
-        cost = self._empty_cost(k, b, a, snr_db, features.device)
+        cost = LinkCost.zeros(k, b, a, snr_db, features.device)
         bits = batch.point_mask.sum(-1).double() * POINT_MESSAGE_BITS
         bits[:, 0] = 0
-        self._charge_ideal(cost, bits, snr_db, batch, POINT_MESSAGE_BITS)
+        cost.charge_ideal(bits, snr_db, batch.agent_mask, POINT_MESSAGE_BITS)
         return RunOutput(repeat_detections(det, k), cost, k)
-
-    @staticmethod
-    def _charge_ideal(
-        cost: LinkCost,
-        bits: torch.Tensor,
-        snr_db: torch.Tensor,
-        batch: CoopBatch,
-        message_bits: int,
-    ) -> None:
-        """Charge ``bits [B, A]`` sent over ideal digital links at each condition's SNR, in
-        messages (boxes or points) of ``message_bits`` each."""
-        from v2x.semcom.base import packets_for_bits
-
-        k = snr_db.shape[0]
-        present = batch.agent_mask.clone()
-        present[:, 0] = False
-        bits = (bits * present).unsqueeze(0).expand(k, *bits.shape)
-        cost.source_bits[:] = bits
-        cost.coded_bits[:] = bits
-        snr = link_snr(snr_db, *bits.shape[1:]).double()
-        cost.channel_uses[:] = ideal_digital_uses(bits, snr) * present
-        cost.packets[:] = packets_for_bits(bits) * present
-        cost.sent[:] = present
-        # error-free links: every message (box or point) arrives and is fused
-        cost.cells_sent[:] = bits / message_bits
-        cost.cells_used[:] = bits / message_bits
-
-
-def link_snr(snr_db: torch.Tensor, b: int, a: int) -> torch.Tensor:
-    """``[K, B, A]`` float32 SNR per link from ``[K]`` (one per condition) or ``[K, B, A]``."""
-    if snr_db.dim() == 3:
-        return snr_db.float()
-    k = snr_db.shape[0]
-    return snr_db.float().view(k, 1, 1).expand(k, b, a)
-
-
-def _bits(t: torch.Tensor) -> torch.Tensor:
-    """``t`` reinterpreted as integers of its width (bitwise comparisons: -0.0 != 0.0)."""
-    t = t.contiguous()
-    if t.dtype == torch.bool:
-        return t.view(torch.uint8)
-    width = {1: torch.uint8, 2: torch.int16, 4: torch.int32, 8: torch.int64}[t.element_size()]
-    return t.view(width)
-
-
-def _sample(rows: torch.Tensor, size: int = 1 << 16) -> torch.Tensor:
-    """About ``size`` evenly strided columns of ``rows [K, N]`` (all of them when N is small)."""
-    step = max(1, rows.shape[1] // size)
-    return rows[:, ::step]
-
-
-def _distinct_conditions(*tensors: torch.Tensor | None) -> tuple[list[int], torch.Tensor]:
-    """Group the ``K`` conditions (first dim of every tensor) whose slices are bitwise equal.
-
-    A float32 sum over a strided sample of each condition's values picks candidates (one host
-    sync, a small fraction of one pass); candidates are then confirmed bit for bit, so two
-    conditions share a group only if every tensor is identical in them.
-
-    Returns:
-        ``reps``: the first condition of each group, ascending; ``inverse [K]`` int64 (CPU):
-        the group of each condition.
-    """
-    present = [t for t in tensors if t is not None]
-    k = present[0].shape[0]
-    keys = torch.stack([_sample(t.reshape(k, -1)).float().sum(1) for t in present], 1).tolist()
-    reps: list[int] = []
-    inverse = [0] * k
-    for i, key in enumerate(keys):
-        group = -1
-        if all(math.isfinite(v) for v in key):
-            for gi, r in enumerate(reps):
-                if keys[r] == key and all(torch.equal(_bits(t[i]), _bits(t[r])) for t in present):
-                    group = gi
-                    break
-        if group < 0:
-            group = len(reps)
-            reps.append(i)
-        inverse[i] = group
-    return reps, torch.tensor(inverse, dtype=torch.int64)
-
-
-def repeat_detections(det: Detections, k: int) -> Detections:
-    """The ``B`` frames of ``det`` tiled for ``K`` conditions (``K·B`` rows, condition-major)."""
-    return Detections(
-        *(
-            t.repeat(k, *([1] * (t.dim() - 1)))
-            for t in (det.boxes, det.scores, det.labels, det.valid)
-        )
-    )

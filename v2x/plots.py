@@ -6,6 +6,9 @@
   line per (fusion, codec, ratio), plus the Pareto frontier over every cell.
 * ``latency_aoi_cdf``: empirical CDFs of per-link latency and age of information (ledger rows).
 * ``snr_map``: every link of the ledger drawn over the town, coloured by its geometric SNR.
+* ``ap_vs_delay`` (results with more than one ``added_delay_s``): the AP metric against the
+  added delay and against the mean age of information (ledger), one line per (fusion, codec,
+  ratio, late policy) and SNR, ego-only as a reference line.
 
 Results are never mixed: rows are grouped by everything that defines a cell but the seed
 (condition and ``setting_key``: code, checkpoints, data, config) and averaged over seeds
@@ -105,7 +108,47 @@ def _series_label(row: dict) -> str:
             label += f" (ρ={row['bandwidth_ratio']:.3g})"
     if row["pose_noise_m"] or row["pose_noise_yaw_rad"]:
         label += f" [σ={row['pose_noise_m']:g} m, {row['pose_noise_yaw_rad']:g} rad]"
-    return label
+    if row.get("harq_max_rounds"):
+        label += f" [{row['harq_max_rounds']} retx rounds]"
+    return label + _delay_label(row)
+
+
+def _delay_label(row: dict, with_delay: bool = True) -> str:
+    """`` [+Δ ms, policy]`` for rows off today's defaults (no added delay, ``drop``)."""
+    parts = []
+    delay = row.get("added_delay_s") or 0.0
+    if with_delay and delay == delay and delay:
+        parts.append(f"+{delay * 1e3:g} ms")
+    if row.get("late_policy") not in (None, "", "drop"):
+        parts.append(str(row["late_policy"]))
+    return f" [{', '.join(parts)}]" if parts else ""
+
+
+def plot_ap_vs_rounds(
+    rows: list[dict], metric: str, out_dir: Path, formats: Sequence[str]
+) -> list[Path]:
+    """``metric`` against ``harq_max_rounds`` (retransmission rounds), one line per (fusion,
+    codec, channel, SNR); drawn only when the results hold more than one number of rounds."""
+    if len({r.get("harq_max_rounds", 0) for r in rows}) < 2:
+        return []
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6, 4.5))
+    series: dict[str, list[tuple[float, ...]]] = defaultdict(list)
+    for r in rows:
+        if r["codec"] == "n/a":
+            continue
+        label = f"{r['fusion']} + {r['codec']} / {r['channel']} @ {r['snr_db']:g} dB"
+        series[label].append((r.get("harq_max_rounds", 0), r[metric], *_interval(r, metric)))
+    for label in sorted(series):
+        _draw(ax, sorted(series[label]), "-", label)
+    ax.set_xlabel("retransmission rounds (HARQ / ARQ, harq_max_rounds)")
+    ax.set_ylabel(metric.replace("_", "@0."))
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.suptitle(f"{metric} vs retransmission rounds")
+    files = _save(fig, out_dir, "ap_vs_rounds", formats)
+    plt.close(fig)
+    return files
 
 
 def _save(fig, out_dir: Path, name: str, formats: Sequence[str]) -> list[Path]:
@@ -313,6 +356,54 @@ def plot_snr_map(ledger: pa.Table, out_dir: Path, formats: Sequence[str]) -> lis
     return files
 
 
+def plot_ap_vs_delay(
+    rows: list[dict], metric: str, out_dir: Path, formats: Sequence[str]
+) -> list[Path]:
+    """``metric`` against the added delay (ms) and against the mean age of information (ms,
+    the ledger's: LiDAR phase + latency of the fused payloads), one line per setting (fusion,
+    codec, ratio, pose noise, late policy) and SNR; ego-only fusion as a grey reference."""
+    plt = _plt()
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
+    by_delay: dict[str, list[tuple[float, ...]]] = defaultdict(list)
+    by_age: dict[str, list[tuple[float, ...]]] = defaultdict(list)
+    ego = [r[metric] for r in rows if r["fusion"] == "none" and r[metric] == r[metric]]
+    snrs = {r["snr_db"] for r in rows}
+    for r in rows:
+        if r["fusion"] == "none" or r[metric] != r[metric]:
+            continue
+        base = r["fusion"]
+        if r["codec"] != "n/a":
+            base += f" + {r['codec']}"
+            if r["bandwidth_ratio"] == r["bandwidth_ratio"]:
+                base += f" (ρ={r['bandwidth_ratio']:.3g})"
+        if r["pose_noise_m"] or r["pose_noise_yaw_rad"]:
+            base += f" [σ={r['pose_noise_m']:g} m, {r['pose_noise_yaw_rad']:g} rad]"
+        label = base + _delay_label(r, with_delay=False)
+        if len(snrs) > 1:
+            label += f" @ {r['snr_db']:g} dB"
+        point = (r.get("added_delay_s") or 0.0) * 1e3, r[metric], *_interval(r, metric)
+        by_delay[label].append(point)
+        aoi = r.get("mean_aoi_s")
+        if aoi is not None and aoi == aoi:
+            by_age[label].append((aoi * 1e3, r[metric], *_interval(r, metric)))
+    for ax, series, xlabel in (
+        (axes[0], by_delay, "added delay per payload (ms)"),
+        (axes[1], by_age, "mean age of information at fusion (ms, ledger)"),
+    ):
+        for label in sorted(series):
+            _draw(ax, sorted(series[label]), "-", label, lw=1)
+        if ego:
+            ax.axhline(float(np.mean(ego)), color="grey", ls="--", lw=1, label="ego only")
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(metric)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.suptitle(f"{metric} vs delay and age of information")
+    files = _save(fig, out_dir, "ap_vs_delay", formats)
+    plt.close(fig)
+    return files
+
+
 def make_plots(
     results: str | os.PathLike | Sequence[str | os.PathLike],
     out_dir: str | os.PathLike = "outputs/plots",
@@ -350,6 +441,9 @@ def make_plots(
     label_settings(rows)
     files = plot_ap_vs_snr(rows, metric, out, formats)
     files += plot_ap_vs_bandwidth(rows, metric, out, formats)
+    if len({r.get("added_delay_s") for r in rows}) > 1:
+        files += plot_ap_vs_delay(rows, metric, out, formats)
+    files += plot_ap_vs_rounds(rows, metric, out, formats)
     if ledger.num_rows:
         files += plot_latency_aoi(ledger, out, formats)
         files += plot_snr_map(ledger, out, formats)

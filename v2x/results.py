@@ -14,7 +14,7 @@ ledger row whose cell is not in the results is ignored (and rewritten) on resume
 
 Results columns (``RESULTS_SCHEMA``): the condition (``channel``, ``snr_mode``, ``snr_db``, ``codec``,
 ``bandwidth_ratio``, ``fusion``, ``pose_noise_m``, ``pose_noise_yaw_rad``, ``scheduler``,
-``deadline_s``, ``bandwidth_hz``), the frame set (``dataset``, ``split``, ``num_frames``), the
+``deadline_s``, ``bandwidth_hz``, ``added_delay_s``, ``late_policy``), the frame set (``dataset``, ``split``, ``num_frames``), the
 metrics (``ap_30``, ``ap_50``, ``ap_70``, ``ap_70_invisible`` — AP on the objects the ego alone
 cannot see, NaN without visibility — ``num_gt``, ``num_gt_invisible``, ``eval_convention``),
 ``realised_ratio`` (channel uses per real feature value actually sent), the ledger sums
@@ -26,13 +26,9 @@ intervals of every AP over frames (``ap_30_lo`` / ``ap_30_hi``, …; NaN where n
 
 from __future__ import annotations
 
-import hashlib
-import importlib.util
-import json
 import logging
 import os
 from collections.abc import Iterable, Mapping, Sequence
-from functools import lru_cache
 from pathlib import Path
 
 import pyarrow as pa
@@ -41,6 +37,12 @@ import pyarrow.parquet as pq
 from v2x import __version__
 from v2x.common import atomic_path
 from v2x.ledger import LEDGER_SCHEMA, LEDGER_SUMS
+from v2x.provenance import (  # noqa: F401 - the hashing API, also reachable from here
+    CODE_PACKAGES,
+    code_hash,
+    source_tree_hash,
+    stable_hash,
+)
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +58,9 @@ CONDITION_COLUMNS: tuple[tuple[str, pa.DataType], ...] = (
     ("scheduler", pa.string()),
     ("deadline_s", pa.float64()),
     ("bandwidth_hz", pa.float64()),
+    ("added_delay_s", pa.float64()),
+    ("late_policy", pa.string()),
+    ("harq_max_rounds", pa.int64()),
 )
 
 #: The AP metrics of a results row; each has a bootstrap interval ``<metric>_lo``/``<metric>_hi``.
@@ -77,6 +82,9 @@ PROVENANCE_COLUMNS: tuple[tuple[str, pa.DataType], ...] = (
 #: a hash of the condition alone).
 ADDED_COLUMNS: dict[str, object] = {
     "snr_mode": "fixed",
+    "added_delay_s": 0.0,
+    "late_policy": "",  # unknown: older files kept it in the budget only
+    "harq_max_rounds": 0,
     **{f"{m}_{end}": float("nan") for m in AP_METRICS for end in ("lo", "hi")},
     "seed": -1,
     "data_path": "",
@@ -125,75 +133,26 @@ class ConflictingResultsError(ValueError):
     """Two results files hold the same cell (same ``cell_id``) with different numbers."""
 
 
-#: The packages whose Python sources make up ``code_hash`` (every package installed under the
-#: ``v2x`` namespace; ``tests/core/test_results.py`` checks the list against ``pyproject.toml``).
-CODE_PACKAGES: tuple[str, ...] = (
-    "v2x",
-    "v2x.apps",
-    "v2x.datasets",
-    "v2x.perception",
-    "v2x.semcom",
-    "v2x.channels",
-    "v2x.conf",
-)
-
-
-def source_tree_hash(roots: Mapping[str, str | os.PathLike]) -> str:
-    """SHA-256 over the ``.py`` files under each ``{package name: folder}`` of ``roots``.
-
-    Each file enters as its module path relative to its package (``v2x.channels/awgn.py`` →
-    ``v2x.channels.awgn``) and its bytes, in sorted order, so the hash is the same wherever and
-    however (editable or not) the package is installed, and changes with any edit, addition,
-    removal or rename of a source file. ``__pycache__`` and hidden folders are skipped.
-    """
-    files: dict[str, Path] = {}
-    for package, root in roots.items():
-        root = Path(root)
-        for path in root.rglob("*.py"):
-            rel = path.relative_to(root)
-            if any(part == "__pycache__" or part.startswith(".") for part in rel.parts[:-1]):
-                continue
-            module = ".".join([package, *rel.with_suffix("").parts])
-            files.setdefault(module, path)
-    digest = hashlib.sha256()
-    for module in sorted(files):
-        data = files[module].read_bytes()
-        digest.update(f"{module}\0{len(data)}\0".encode())
-        digest.update(data)
-    return digest.hexdigest()
-
-
-@lru_cache(maxsize=1)
-def code_hash() -> str:
-    """``source_tree_hash`` of the installed ``v2x`` packages (``CODE_PACKAGES``), once per process.
-
-    Keys every results cell: results computed by other code are never resumed or mixed.
-    """
-    roots: dict[str, str] = {}
-    for name in CODE_PACKAGES:
-        spec = importlib.util.find_spec(name)
-        if spec is None or not spec.submodule_search_locations:
-            raise RuntimeError(f"results: package {name} is not installed")
-        roots[name] = list(spec.submodule_search_locations)[0]
-    return source_tree_hash(roots)
-
-
-def stable_hash(data: object, length: int = 12) -> str:
-    """Hex digest of the canonical JSON of ``data`` (sorted keys; floats by ``repr``)."""
-    text = json.dumps(data, sort_keys=True, default=repr, separators=(",", ":"))
-    return hashlib.sha256(text.encode()).hexdigest()[:length]
-
-
 def cell_id(
     condition: Mapping[str, object], setting_key: str | None = None, seed: int | None = None
 ) -> str:
     """Id of a cell: a hash of its condition columns (names of ``CONDITION_COLUMNS``) and, for
     sweep cells, of its ``setting_key`` (everything else that changes its numbers) and seed."""
+    # conditions written before a column existed take the value older files imply
+    condition = {
+        **{k: v for k, v in ADDED_COLUMNS.items() if k in dict(CONDITION_COLUMNS)},
+        **condition,
+    }
     missing = [name for name, _ in CONDITION_COLUMNS if name not in condition]
     if missing:
         raise ValueError(f"results: condition lacks field(s) {missing}")
     key: dict[str, object] = {name: condition[name] for name, _ in CONDITION_COLUMNS}
+    if not key.get("harq_max_rounds"):
+        # no retransmission: the ids (hence seeds) of cells from before the axis existed
+        key.pop("harq_max_rounds", None)
     for name, kind in CONDITION_COLUMNS:
+        if name not in key:
+            continue
         if kind == pa.float64():
             key[name] = float(key[name])
     if setting_key is not None or seed is not None:

@@ -28,10 +28,10 @@ def _per_class_columns(table: pa.Table) -> dict[str, tuple[str, str]]:
 
 def vocabulary() -> dict[str, tuple[str, list[str]]]:
     """Every name the sweep config accepts, per axis: ``{axis: (config field, names)}``."""
-    from v2x.budget import LATE_POLICIES, SCHEDULERS
     from v2x.channels import CHANNELS, LINKS
     from v2x.network import LOS_MODES
     from v2x.perception.fusion import FUSIONS
+    from v2x.scheduling import LATE_POLICIES, SCHEDULERS
     from v2x.semcom import CODECS
     from v2x.semcom import _load_all as _load_codecs
 
@@ -70,6 +70,9 @@ def results_table_text(table: pa.Table, columns: Sequence[str] | None = None) ->
         columns = ["fusion", "codec", "channel", "bandwidth_ratio"]
         if "snr_mode" in table.column_names and "geometric" in table.column("snr_mode").to_pylist():
             columns.append("snr_mode")  # snr_db is then an offset over each link's own SNR
+        for name in ("added_delay_s", "late_policy"):  # the asynchrony axes, where swept
+            if name in table.column_names and len(set(table.column(name).to_pylist())) > 1:
+                columns.append(name)
         columns += [
             "snr_db",
             "ap_30",

@@ -24,21 +24,24 @@ A group's cells are written to the results store when all its frames are done (a
 results file of ``output_dir`` holds. Defaults come from ``conf/sweep.yaml`` for the Python API
 and the CLI alike (``default_config``).
 
-One module per job: ``v2x.sweep_plan`` (config, validation into groups, keys and digests),
-``v2x.loading`` (frames, models, devices, progress), this module (execution of a plan's cells and
-the results store), ``v2x.results_table`` (vocabulary and console table). Their public names are
-also importable from here.
+One module per job: ``v2x.sweep_config`` (fields and defaults), ``v2x.sweep_plan`` (validation
+into groups), ``v2x.provenance`` (hashes and digests that key cells), ``v2x.loading`` (frames,
+models, devices, progress), ``v2x.execution`` (running, re-running and scoring conditions on a
+frame batch), ``v2x.sweep_reuse`` (caches and cells reused across the sweep), this module (a
+plan's groups over the frames, results rows, the results store), ``v2x.sweep_workers`` (the
+groups dealt to one worker process per device) and ``v2x.results_table`` (vocabulary and console
+table). Their public names are also importable from here.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import inspect
+import functools
 import json
 import logging
 import math
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -47,8 +50,9 @@ import pyarrow as pa
 import torch
 
 from v2x import __version__
-from v2x.budget import novelty_from_visibility, schedule
-from v2x.datasets.frame import CoopBatch, CoopFrame, collate_frames
+from v2x.channels import build_channel
+from v2x.datasets.frame import CLASS_NAMES, CoopBatch, CoopFrame
+from v2x.execution import Arrival, evaluate_batch
 from v2x.ledger import empty_ledger, ledger_table, summarize_cells
 from v2x.loading import (  # noqa: F401 - the loading API, also reachable from here
     _NullBar,
@@ -59,8 +63,11 @@ from v2x.loading import (  # noqa: F401 - the loading API, also reachable from h
     progress,
     progress_enabled,
     resolve_device,
+    resolve_devices,
 )
-from v2x.network import build_network_batch
+from v2x.perception.average_precision import APAccumulator
+from v2x.perception.fusion import build_fusion
+from v2x.pipeline import CooperativePipeline, LinkCost
 from v2x.results import ResultsStore, cell_id, stable_hash
 from v2x.results_table import (  # noqa: F401 - the table API, also reachable from here
     _per_class_columns,
@@ -68,6 +75,9 @@ from v2x.results_table import (  # noqa: F401 - the table API, also reachable fr
     vocabulary,
     vocabulary_text,
 )
+from v2x.scheduling import schedule
+from v2x.semcom import build_codec
+from v2x.sweep_batches import _Batch, prepare_device
 from v2x.sweep_plan import (  # noqa: F401 - the planning API, also reachable from here
     DATA_SOURCES,
     FEATURE_STAGE,
@@ -77,76 +87,39 @@ from v2x.sweep_plan import (  # noqa: F401 - the planning API, also reachable fr
     Group,
     SweepConfig,
     SweepPlan,
-    _accepts,
-    _file_digest,
     default_config,
     plan_sweep,
+    sweep_arguments,
 )
+from v2x.sweep_reuse import EncodeCache, reuse_cells, share_source_coding
 
 log = logging.getLogger(__name__)
 
 
-class _EncodeCache:
-    """Delegates to the detector but serves ``encode`` from a per-batch cache.
-
-    ``CooperativePipeline`` calls ``model.encode`` once per run; the sweep sets ``batch_index``
-    before each run so that every group reuses the features of that batch.
-    """
-
-    def __init__(self, model: torch.nn.Module, max_bytes: float) -> None:
-        self._model = model
-        self._cache: dict[int, torch.Tensor] = {}
-        self._max_bytes = max_bytes
-        self._bytes = 0
-        self.batch_index: int | None = None
-        self.encodes = 0
-
-    def encode(
-        self, points: torch.Tensor, point_mask: torch.Tensor, poses: torch.Tensor
-    ) -> torch.Tensor:
-        hit = self._cache.get(self.batch_index) if self.batch_index is not None else None
-        if hit is not None:
-            return hit
-        features = self._model.encode(points, point_mask, poses)
-        self.encodes += 1
-        size = features.numel() * features.element_size()
-        if self.batch_index is not None and self._bytes + size <= self._max_bytes:
-            self._cache[self.batch_index] = features
-            self._bytes += size
-        return features
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._model, name)
-
-
 # --------------------------------------------------------------------------- the run
+
+
 @dataclass
-class _Batch:
-    frames: list[CoopFrame]
-    batch: CoopBatch
-    network: Any
-    novelty: torch.Tensor
-    gt: Any  # v2x.evaluation.EgoGroundTruth
+class _Scheduler:
+    """The bandwidth budget's scheduler as ``evaluate_batch``'s ``deliver``: which payloads of
+    a run arrive by the deadline (``v2x.scheduling.schedule``) and, with asynchronous sensing
+    (``clock``), how old they are; keeps the last ``Delivery`` for the ledger."""
 
+    budget: Any
+    item: _Batch
+    plan: SweepPlan
+    clock: Any = None
+    delivery: Any = None
 
-def _prepare_batches(frames: list[CoopFrame], plan: SweepPlan, model, device) -> list[_Batch]:
-    from v2x.evaluation import ego_ground_truth
-
-    out = []
-    bs = int(plan.config.batch_size)
-    max_agents = plan.data.get("max_agents")
-    for start in range(0, len(frames), bs):
-        chunk = frames[start : start + bs]
-        batch = collate_frames(chunk, max_agents=max_agents)
-        net = build_network_batch(
-            chunk, plan.network, max_agents=max_agents, ground_z_m=model.grid.ground_z_m
+    def __call__(self, cost: LinkCost) -> Arrival:
+        novelty = self.item.novelty.to(cost.sent.device)
+        self.delivery = schedule(
+            self.budget, cost.sent, cost.channel_uses, cost.packets, cost.snr_db, novelty
         )
-        # Collaborators out of communication range do not exist for the ego.
-        batch.agent_mask = batch.agent_mask & net.in_range
-        novelty = novelty_from_visibility(batch.visibility, batch.box_mask)
-        gt = ego_ground_truth(batch, model.grid, plan.min_points)
-        out.append(_Batch(chunk, batch.to(device), net, novelty, gt))
-    return out
+        ages = None
+        if self.clock is not None:  # the ego fuses what was sensed phase + latency before
+            ages = _aged_delivery(self.clock, self.item, self.delivery, self.plan)
+        return Arrival(self.delivery.delivered, ages, _min_age_s(self.clock))
 
 
 def _group_seed(seed: int, group: Group, batch_index: int) -> int:
@@ -155,7 +128,6 @@ def _group_seed(seed: int, group: Group, batch_index: int) -> int:
 
 def _eval_config(plan: SweepPlan, model):
     """The plan's evaluation settings; no ``eval_range`` means the ego's BEV grid."""
-    from v2x.datasets.frame import CLASS_NAMES
 
     cfg = plan.eval_config
     updates: dict[str, Any] = {"class_names": dict(enumerate(CLASS_NAMES))}
@@ -163,19 +135,6 @@ def _eval_config(plan: SweepPlan, model):
         g = model.grid
         updates["eval_range"] = (g.x_range_m[0], g.y_range_m[0], g.x_range_m[1], g.y_range_m[1])
     return dataclasses.replace(cfg, **updates)
-
-
-def _run_conditions(pipe, batch: CoopBatch, snr: torch.Tensor, same_for_all: bool):
-    """``pipe.run(batch, snr)``; with ``same_for_all`` (nothing is transmitted, so nothing
-    depends on the SNR) one condition is run and its output tiled ``K`` times."""
-    from v2x.pipeline import RunOutput, repeat_detections
-
-    k = snr.shape[0]
-    if not same_for_all or k == 1:
-        return pipe.run(batch, snr)
-    one = pipe.run(batch, snr[:1])
-    tiled = repeat_detections(one.detections, k)
-    return RunOutput(tiled, one.cost.repeat_conditions(k, snr), k)
 
 
 def _cell_seed(seed: int, condition: Mapping, batch_index: int) -> int:
@@ -191,68 +150,12 @@ def setting_key(group: Group, data_id: Mapping) -> str:
     return stable_hash({**group.setting, "data": data}, 16)
 
 
-def _share_source_coding(codec: Any) -> dict:
-    """Let every cell of a group reuse the codec's SNR-independent source coding of a map.
-
-    The digital chain memoises its source coding (quantise + entropy code, the costliest step
-    of a sweep on the CPU) per map content within one ``encode`` call (``_fit_stream``'s
-    ``cache``); cells run one call each, so the sweep hands every call one shared memo, which
-    the caller clears per frame batch. The memo is keyed by the map's content and returns what
-    the codec would recompute, so no number changes. A codec without that hook is left as is.
-    Returns the shared memo.
-    """
-    shared: dict = {}
-    fit = getattr(codec, "_fit_stream", None)
-    try:
-        takes_cache = fit is not None and "cache" in inspect.signature(fit).parameters
-    except (TypeError, ValueError):
-        takes_cache = False
-    if takes_cache:
-
-        def fit_shared(features: torch.Tensor, row: int, mcs_index: int, cache=None) -> Any:
-            return fit(features, row, mcs_index, shared)
-
-        codec._fit_stream = fit_shared
-    return shared
-
-
-def _concat_runs(outs: Sequence[Any]) -> Any:
-    """``RunOutput`` of several runs (each ``K_i`` conditions) as one of ``sum K_i`` conditions,
-    condition-major like a single run's."""
-    from v2x.perception.detector import Detections
-    from v2x.pipeline import LinkCost, RunOutput
-
-    if len(outs) == 1:
-        return outs[0]
-    width = max(o.detections.boxes.shape[1] for o in outs)
-
-    def pad(t: torch.Tensor, value: float | bool) -> torch.Tensor:
-        if t.shape[1] == width:
-            return t
-        shape = (t.shape[0], width - t.shape[1], *t.shape[2:])
-        return torch.cat([t, torch.full(shape, value, dtype=t.dtype, device=t.device)], 1)
-
-    det = Detections(
-        torch.cat([pad(o.detections.boxes, 0.0) for o in outs]),
-        torch.cat([pad(o.detections.scores, 0.0) for o in outs]),
-        torch.cat([pad(o.detections.labels, 0) for o in outs]),
-        torch.cat([pad(o.detections.valid, False) for o in outs]),
-    )
-    cost = LinkCost(
-        *(
-            torch.cat([getattr(o.cost, f.name) for o in outs])
-            for f in dataclasses.fields(LinkCost)
-        )
-    )
-    return RunOutput(det, cost, sum(o.num_conditions for o in outs))
-
-
 def _run_group(
     plan: SweepPlan,
     group: Group,
     snrs: Sequence[float],
     batches: list[_Batch],
-    model: _EncodeCache,
+    model: EncodeCache,
     device,
     bar,
     data_id: Mapping,
@@ -261,13 +164,6 @@ def _run_group(
     their ledger. Each feature-fusion cell runs in its own call with its own seed
     (``_cell_seed``), so its numbers do not depend on the cells beside it; ego-only, late and
     early fusion, whose detections do not depend on the SNR, run once per batch for all SNRs."""
-    from v2x.channels import build_channel
-    from v2x.evaluation import accumulate
-    from v2x.perception.detector import Detections
-    from v2x.perception.evaluate import APAccumulator
-    from v2x.perception.fusion import build_fusion
-    from v2x.pipeline import CooperativePipeline, RunOutput
-    from v2x.semcom import CODECS, build_codec
 
     cfg = plan.config
     snr = torch.tensor(list(snrs), dtype=torch.float32)  # geometric mode: offsets in dB
@@ -279,20 +175,17 @@ def _run_group(
         kwargs = dict(group.codec_kwargs)
         if kwargs.get("checkpoint") == UNTRAINED:
             kwargs["checkpoint"] = None
-        if "in_channels" not in kwargs and _accepts(CODECS.get(group.codec), "in_channels"):
+        declared = sweep_arguments(group.codec)
+        if "in_channels" not in kwargs and "in_channels" in declared:
             kwargs["in_channels"] = int(model.config.feature_channels)  # the map it codes
-        if "max_channel_uses" not in kwargs and _accepts(
-            CODECS.get(group.codec), "max_channel_uses"
-        ):
+        if "max_channel_uses" not in kwargs and "max_channel_uses" in declared:
             # Rate-adaptive codecs fit their payload into an equal share of the frame's budget.
             links = max(int(item.batch.agent_mask[:, 1:].sum(1).max()) for item in batches)
             kwargs["max_channel_uses"] = int(plan.budget.channel_uses // max(links, 1))
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(int(cfg.seed))  # untrained weights: the same on every run
             codec = build_codec(group.codec, **kwargs)
-        channel = build_channel(
-            group.channel, **dict((cfg.channel_options or {}).get(group.channel, {}) or {})
-        )
+        channel = build_channel(group.channel, **group.channel_kwargs(cfg.channel_options or {}))
     else:
         codec = build_codec("identity")
         channel = build_channel("awgn")
@@ -306,11 +199,9 @@ def _run_group(
         seed=_group_seed(cfg.seed, group, -1) % (2**31),
     ).eval()
 
-    def seeded(seed: int) -> None:
-        torch.manual_seed(seed)
-        pipe.generator.manual_seed(seed)
-
-    shared_coding = _share_source_coding(codec)
+    shared_coding = share_source_coding(codec)
+    budget = group.budget(plan.budget)  # the group's late policy and added delay
+    clock = _sensing_clock(plan)
 
     eval_config = _eval_config(plan, model)
     accs = [APAccumulator(eval_config) for _ in range(k)]
@@ -327,75 +218,30 @@ def _run_group(
     for bi, item in enumerate(batches):
         model.batch_index = bi
         shared_coding.clear()  # holds the source coding of one frame batch's maps at a time
-        seeds = [_cell_seed(int(cfg.seed), c, bi) for c in conditions]
         item_snr = snr  # [K], or [K, B, A]: each link at its geometric SNR + the grid's offset
         if group.snr_mode == "geometric":
             item_snr = (item.network.snr_db[None] + snr.view(k, 1, 1).double()).float().to(device)
-        if group.stage != FEATURE_STAGE:
-            # Ego-only, late and early fusion: the detections do not depend on the SNR (late and
-            # early payloads are charged as ideal digital links, a function of the SNR alone), so
-            # one call with the group's seed gives every cell what a call of its own would.
-            # (pose noise draws from the pipeline's generator once per call, whatever K is)
-            torch.manual_seed(_group_seed(int(cfg.seed), group, bi))
-            out = _run_conditions(pipe, item.batch, item_snr, same_for_all=group.stage == "ego")
-        else:
-            runs = []
-            for ki in range(k):
-                seeded(seeds[ki])
-                runs.append(pipe.run(item.batch, item_snr[ki : ki + 1]))
-            out = _concat_runs(runs)
-        cost = out.cost
-        delivery = schedule(
-            plan.budget,
-            cost.sent,
-            cost.channel_uses,
-            cost.packets,
-            cost.snr_db,
-            item.novelty.to(cost.sent.device),
+        deliver = _Scheduler(budget, item, plan, clock)
+        # Feature fusion: each cell in its own call with its own seed. Ego-only, late and early
+        # fusion: the detections do not depend on the SNR (late and early payloads are charged
+        # as ideal digital links, a function of the SNR alone), so one call with the group's
+        # seed gives every cell what a call of its own would (pose noise draws from the
+        # pipeline's generator once per call, whatever K is).
+        joint = None if group.stage == FEATURE_STAGE else _group_seed(int(cfg.seed), group, bi)
+        scored = evaluate_batch(
+            pipe,
+            item.batch,
+            item_snr,
+            item.gt,
+            accs,
+            seeds=[_cell_seed(int(cfg.seed), c, bi) for c in conditions],
+            joint_seed=joint,
+            same_for_all=group.stage == "ego",
+            deliver=deliver,
+            resense=functools.partial(_aged_batch, clock, item, plan=plan, fusion=fusion),
         )
-        det = out.detections
+        cost, delivery = scored.cost, deliver.delivery
         b = item.batch.batch_size
-        dropped = (cost.sent & ~delivery.delivered).cpu()
-        boxes, scores = det.boxes.clone(), det.scores.clone()
-        labels, valid = det.labels.clone(), det.valid.clone()
-        silent_runs: dict[bytes, Any] = {}
-        # Re-runs are seeded per cell; the generator then goes on as if none had happened, so
-        # the next batch's draws do not depend on which cells lost payloads here.
-        generator_state = pipe.generator.get_state()
-        for ki in range(k):
-            if not bool(dropped[ki].any()):
-                continue
-            # Re-run a condition that lost payloads with those collaborators masked out.
-            pattern = dropped[ki].numpy().tobytes()
-            lost = dropped[ki].to(device)
-            # Nothing left on air: the result depends on neither the SNR nor the seed, so one
-            # run serves every cell of this batch that lost the same payloads.
-            silent = not bool((cost.sent[ki] & ~lost).any())
-            if silent and pattern in silent_runs:
-                rerun = silent_runs[pattern]
-            else:
-                masked = dataclasses.replace(
-                    item.batch, agent_mask=item.batch.agent_mask & ~lost
-                )
-                seeded(seeds[ki] + 1)
-                rerun = _run_conditions(
-                    pipe, masked, item_snr[ki : ki + 1], same_for_all=silent
-                ).detections
-                if silent:
-                    silent_runs[pattern] = rerun
-            rows = slice(ki * b, (ki + 1) * b)
-            n = min(rerun.boxes.shape[1], boxes.shape[1])
-            for dst, src, fill in (
-                (boxes, rerun.boxes, 0.0),
-                (scores, rerun.scores, 0.0),
-                (labels, rerun.labels, 0),
-                (valid, rerun.valid, False),
-            ):
-                dst[rows] = fill
-                dst[rows, :n] = src[:, :n]
-        pipe.generator.set_state(generator_state)
-        scored = RunOutput(Detections(boxes, scores, labels, valid), cost, k)
-        accumulate(scored, item.gt, accs)
         ledgers.append(
             ledger_table(
                 cells,
@@ -478,6 +324,45 @@ def _run_group(
     return rows, ledger
 
 
+def _sensing_clock(plan: SweepPlan) -> Any:
+    """A ``v2x.asynchrony.SensingClock`` of the plan's frames when ``asynchrony.enabled``."""
+    if plan.asynchrony is None or not plan.asynchrony.enabled:
+        return None
+    from v2x.asynchrony import SensingClock, world_config
+
+    return SensingClock(world_config(plan.data))
+
+
+def _min_age_s(clock: Any) -> float:
+    """Ages at or below this count as fresh (``v2x.asynchrony.MIN_AGE_S``)."""
+    return float(clock.MIN_AGE_S) if clock is not None else 0.0
+
+
+def _aged_delivery(clock: Any, item: _Batch, delivery: Any, plan: SweepPlan) -> torch.Tensor:
+    """Each delivered payload's age (``[K, B, A]`` s: LiDAR phase + latency, NaN when not
+    delivered), written into ``delivery.aoi_s`` (the ledger's age of information)."""
+    from v2x.asynchrony import frame_phases, sensing_age
+
+    phase = frame_phases(clock, item.frames, item.batch, plan.data.get("max_agents"))
+    delivery.aoi_s = sensing_age(delivery.latency_s, delivery.delivered, phase)
+    # what the re-sensing waits on: the latency alone (the phase is in the frame already)
+    return torch.where(delivery.delivered, delivery.latency_s, 0.0).cpu()
+
+
+def _aged_batch(
+    clock: Any, item: _Batch, batch: CoopBatch, ages: torch.Tensor, plan: SweepPlan, fusion: Any
+) -> tuple[CoopBatch, Any]:
+    """``batch`` re-sensed ``ages [B, A]`` s earlier, and for a latency-compensating fusion the
+    motion history it extrapolates with (``v2x.pipeline.MotionHistory``; else ``None``)."""
+    from v2x.asynchrony import aged_batch, motion_history
+
+    max_agents = plan.data.get("max_agents")
+    aged = aged_batch(clock, item.frames, batch, ages, max_agents)
+    if getattr(fusion, "extrapolate", None) is None:
+        return aged, None
+    return aged, motion_history(clock, item.frames, batch, ages, max_agents)
+
+
 #: The evaluator groups whose APs are results columns (and get bootstrap intervals).
 RESULT_GROUPS = ("overall", "subset/ego_invisible")
 
@@ -490,45 +375,6 @@ def _compute_ap(acc: Any, bootstrap: int, seed: int) -> dict:
 
 class SweepInterrupted(KeyboardInterrupt):
     """Ctrl-C during a sweep; its message says what was saved and how to resume."""
-
-
-def _reuse_cells(store: ResultsStore, wanted: set[str]) -> int:
-    """Copy cells in ``wanted`` that other results files of the store's folder already hold
-    (same ``cell_id``: same condition, code, checkpoints, data, config and seed) into the
-    store, with their ledger rows; returns how many. Unreadable files are skipped (logged)."""
-    from v2x.ledger import LEDGER_SCHEMA
-    from v2x.results import (
-        RESULTS_SCHEMA,
-        CorruptResultsError,
-        ledger_path_of,
-        read_table,
-        results_files,
-    )
-
-    if not wanted or not store.directory.is_dir():
-        return 0
-    import pyarrow.compute as pc
-
-    found = 0
-    for f in results_files([store.directory]):
-        if f == store.path or not wanted:
-            continue
-        try:
-            table = read_table(f, RESULTS_SCHEMA)
-            hit = wanted & set(table.column("cell_id").to_pylist())
-            if not hit or not ledger_path_of(f).exists():
-                continue
-            ledger = read_table(ledger_path_of(f), LEDGER_SCHEMA)
-        except CorruptResultsError as exc:
-            log.warning("sweep: not reusing cells of an unreadable file: %s", exc)
-            continue
-        value_set = pa.array(sorted(hit), pa.string())
-        rows = table.filter(pc.is_in(table.column("cell_id"), value_set=value_set)).to_pylist()
-        store.add(rows, ledger.filter(pc.is_in(ledger.column("cell_id"), value_set=value_set)))
-        wanted -= hit
-        found += len(hit)
-        log.info("sweep: reused %d cell(s) of %s", len(hit), f)
-    return found
 
 
 def run_sweep(cfg: Any) -> Path:
@@ -558,11 +404,9 @@ def run_sweep(cfg: Any) -> Path:
         for g in plan.groups
     }
     done = store.done_cells()
-    reused = _reuse_cells(store, {c for cs in ids.values() for c in cs} - done)
+    reused = reuse_cells(store, {c for cs in ids.values() for c in cs} - done)
     done = store.done_cells()
-    todo = [
-        (g, [s for s, c in zip(plan.snr_db, ids[id(g)]) if c not in done]) for g in plan.groups
-    ]
+    todo = [(g, [s for s, c in zip(plan.snr_db, ids[id(g)]) if c not in done]) for g in plan.groups]
     todo = [(g, snrs) for g, snrs in todo if snrs]
     to_compute = sum(len(snrs) for _, snrs in todo)
     log.info(
@@ -579,22 +423,21 @@ def run_sweep(cfg: Any) -> Path:
     )
     if not todo:
         return store.path
-    device = resolve_device(cfg.device)
+    devices = resolve_devices(cfg.device)
     saved = 0
+    encodes: list[int] = []
     try:
-        model = load_model(cfg, device)
-        cache = _EncodeCache(model, float(cfg.feature_cache_gb) * 1e9)
-        batches = _prepare_batches(frames, plan, model, device)
         total = to_compute * len(frames)
         with torch.no_grad(), progress(total, "sweep", cfg.quiet, unit="frame-cond") as bar:
-            for n, (group, snrs) in enumerate(todo, 1):
-                if hasattr(bar, "set_postfix_str"):
-                    bar.set_postfix_str(f"{group.fusion}/{group.codec}/{group.channel}")
-                started = time.perf_counter()
-                rows, ledger = _run_group(plan, group, snrs, batches, cache, device, bar, data_id)
+            if len(devices) > 1 and len(todo) > 1:
+                from v2x.sweep_workers import run_groups_on_devices
+
+                computed = run_groups_on_devices(plan, todo, devices, bar, len(frames), encodes)
+            else:
+                computed = _run_groups(plan, frames, data_id, todo, devices[0], bar, encodes)
+            for n, (group, snrs, rows, ledger, elapsed) in enumerate(computed, 1):
                 store.add(rows, ledger)
                 saved += len(rows)
-                elapsed = time.perf_counter() - started
                 log.info(
                     "group %d/%d %s/%s/%s ratio=%g: %d frame-conditions in %.1f s (%.1f/s)",
                     n,
@@ -614,7 +457,31 @@ def run_sweep(cfg: Any) -> Path:
             f"({have} of {plan.num_cells} cells in {store.path}); run the same command again "
             "to resume"
         ) from None
-    log.info("sweep done in %.1f s (%d encoder passes)", time.perf_counter() - t0, cache.encodes)
+    log.info("sweep done in %.1f s (%d encoder passes)", time.perf_counter() - t0, sum(encodes))
     return store.path
+
+
+def _run_groups(
+    plan: SweepPlan,
+    frames: list[CoopFrame],
+    data_id: Mapping,
+    todo: Sequence[tuple[Group, list[float]]],
+    device: torch.device,
+    bar: Any,
+    encodes: list[int],
+) -> Iterator[tuple[Group, list[float], list[dict], pa.Table, float]]:
+    """Compute the ``todo`` groups in this process on ``device``, in order: yields each group,
+    its SNRs, results rows, ledger and seconds; appends the encoder passes to ``encodes``."""
+    cache, batches = prepare_device(plan, frames, device)
+    try:
+        for group, snrs in todo:
+            if hasattr(bar, "set_postfix_str"):
+                bar.set_postfix_str(f"{group.fusion}/{group.codec}/{group.channel}")
+            started = time.perf_counter()
+            rows, ledger = _run_group(plan, group, snrs, batches, cache, device, bar, data_id)
+            yield group, snrs, rows, ledger, time.perf_counter() - started
+    finally:
+        encodes.append(cache.encodes)
+
 
 __all__ = ["SweepConfig", "plan_sweep", "run_sweep", "load_frames", "results_table_text"]

@@ -1,199 +1,55 @@
-"""Sweep planning and keys: the sweep's config (``SweepConfig``, defaults from
-``conf/sweep.yaml``), its validation into groups of cells (``plan_sweep``), and the digests of
-everything outside the config that changes a number (checkpoints, codec checkpoints, parts
-registered from outside the package). See ``v2x.sweep`` for how a plan is run.
+"""Sweep planning: a config (``v2x.sweep_config``) validated into groups of cells
+(``plan_sweep``), keyed by everything outside the config that changes a number (checkpoint and
+code digests from ``v2x.provenance``, parts registered from outside the package). See
+``v2x.sweep`` for how a plan is run.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import inspect
 import logging
 import math
-import os
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from v2x import __version__
-from v2x.budget import BudgetConfig
 from v2x.network import NetworkConfig
+from v2x.provenance import (
+    UNTRAINED,
+    checkpoint_digest,
+    code_hash,
+    codec_checkpoint_digest,
+    file_digest,
+    model_backbone,
+    stable_hash,
+)
 from v2x.registry import import_plugins
-from v2x.results import code_hash, stable_hash
+from v2x.scheduling import BudgetConfig
+from v2x.sweep_config import (  # noqa: F401 - the config API, also reachable from here
+    _NOT_HASHED,
+    _NOT_HASHED_DATA,
+    DATA_SOURCES,
+    SNR_MODES,
+    SweepConfig,
+    _codec_spec,
+    _compose_defaults,
+    _integer,
+    _numbers,
+    _plain,
+    default_config,
+)
 
 log = logging.getLogger(__name__)
 
 
 NO_CODEC = "n/a"
 FEATURE_STAGE = "features"
-# Config keys that do not change any number (left out of the config hash).
-_NOT_HASHED = (
-    "quiet",
-    "allow_corrupt",
-    "output_dir",
-    "feature_cache_gb",
-    "table",
-    "plots",
-    "plots_dir",
-)
-_NOT_HASHED_DATA = ("cache_dir",)
 
 
 # --------------------------------------------------------------------------- config
-@dataclass
-class SweepConfig:
-    """The sweep (Hydra ``conf/sweep.yaml``); see ``docs/sweeps.md``.
-
-    ``from_any`` merges a mapping over ``default_config()`` (``conf/sweep.yaml``): the defaults
-    below are those of a bare ``SweepConfig()`` and agree with the YAML (tested).
-
-    Attributes:
-        seed: seeds channel noise, pose noise and probabilistic LOS.
-        device: ``cpu``, ``cuda`` or ``auto``.
-        checkpoint: detector checkpoint path; ``null``/``shipped`` = the shipped model (an
-            error if it is missing), ``untrained`` = random weights built from ``model`` (tests,
-            smoke runs).
-        model: ``DetectorConfig`` fields for ``checkpoint=untrained``.
-        data: the frame set (see ``load_frames``).
-        batch_size: frames per pipeline call.
-        grid: ``channels``, ``snr_db``, ``codecs``, ``bandwidth_ratios``, ``fusions``,
-            ``pose_noise`` (list of ``[translation_std_m, yaw_std_rad]``).
-        codec_options, channel_options, fusion_options: constructor kwargs per name.
-        network, budget, eval: see ``NetworkConfig``, ``BudgetConfig``, ``EvalConfig``; ``eval``
-            also takes ``min_points`` and ``bootstrap`` (resamples of the frames for each AP's
-            95 % interval, seeded by ``seed``; 0: none).
-        output_dir: folder of the results files.
-        quiet: no progress bar (also off when stderr is not a TTY or ``CI`` is set).
-        allow_corrupt: move an unreadable results file aside instead of failing.
-        feature_cache_gb: memory for cached encoder features (0: re-encode per group).
-        table: print the results table when the app finishes.
-        plots: draw this job's figures when the app finishes (``v2x.plots.make_plots``).
-        plots_dir: their folder (default ``<output_dir>/plots-<config hash>``).
-        plugins: modules imported first, which register channels, codecs, fusions or link
-            models of the user's (``v2x.registry.import_plugins``); each job of a launcher
-            imports them itself.
-    """
-
-    seed: int = 0
-    device: str = "cpu"
-    checkpoint: str | None = None
-    model: dict = field(default_factory=dict)
-    data: dict = field(default_factory=dict)
-    batch_size: int = 4
-    grid: dict = field(default_factory=dict)
-    codec_options: dict = field(default_factory=dict)
-    channel_options: dict = field(default_factory=dict)
-    fusion_options: dict = field(default_factory=dict)
-    network: dict = field(default_factory=dict)
-    budget: dict = field(default_factory=dict)
-    eval: dict = field(default_factory=dict)
-    output_dir: str = "outputs/sweeps"
-    quiet: bool = False
-    allow_corrupt: bool = False
-    feature_cache_gb: float = 2.0
-    table: bool = True
-    plots: bool = True
-    plots_dir: str | None = None
-    plugins: list = field(default_factory=list)
-
-    @classmethod
-    def from_any(cls, cfg: Any) -> SweepConfig:
-        """A ``SweepConfig`` from a mapping (Hydra's ``DictConfig`` or a plain dict) merged over
-        ``default_config()`` (nested mappings merge key by key, lists replace)."""
-        if isinstance(cfg, SweepConfig):
-            return cfg
-        from omegaconf import OmegaConf
-
-        data = _plain(cfg)
-        if not isinstance(data, Mapping):
-            raise ValueError(f"sweep: the config must be a mapping of fields, got {type(cfg)}")
-        data = {k: v for k, v in data.items() if k != "hydra"}
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(data) - names
-        if unknown:
-            raise ValueError(
-                f"sweep: unknown config field(s) {sorted(unknown)}; valid: {sorted(names)}"
-            )
-        defaults = default_config()
-        merged = _plain(OmegaConf.merge(OmegaConf.create(defaults), OmegaConf.create(data)))
-        return cls(**merged)
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-
-SNR_MODES = ("fixed", "geometric")
-DATA_SOURCES = ("synthetic", "store", "v2xsim", "dair_v2x")
-#: The name that asks for random weights (detector ``checkpoint``, codec ``checkpoint`` option).
-UNTRAINED = "untrained"
-
-
-def default_config() -> dict:
-    """The sweep's defaults: ``conf/sweep.yaml`` composed with its defaults list (the same
-    config ``v2x-sweep`` starts from; ``hydra`` settings left out).
-
-    ``run_sweep`` / ``plan_sweep`` merge a Python config over these, so the Python API and the
-    CLI share one set of defaults.
-    """
-    return _plain(_compose_defaults("sweep"))
-
-
-def _conf_dir() -> Path:
-    from importlib import resources
-
-    return Path(str(resources.files("v2x.conf")))
-
-
-def _compose_defaults(name: str) -> Any:
-    """``conf/<name>.yaml`` with its ``defaults`` list applied (``group: option``,
-    ``group@package: option``, another config of the folder, ``_self_``) — the subset of
-    Hydra's composition the shipped configs use, without Hydra's global state."""
-    from omegaconf import OmegaConf
-
-    own = OmegaConf.load(_conf_dir() / f"{name}.yaml")
-    defaults = list(own.pop("defaults", []) or [])
-    own.pop("hydra", None)
-    if "_self_" not in defaults:
-        defaults.append("_self_")
-    merged = OmegaConf.create({})
-    for entry in defaults:
-        if entry == "_self_":
-            merged = OmegaConf.merge(merged, own)
-        elif isinstance(entry, str):
-            merged = OmegaConf.merge(merged, _compose_defaults(entry))
-        else:
-            ((group, option),) = dict(entry).items()
-            group, _, package = str(group).partition("@")
-            if option is None:
-                continue
-            node = OmegaConf.load(_conf_dir() / group / f"{option}.yaml")
-            target = package or group
-            merged = OmegaConf.merge(merged, OmegaConf.create(_nest(target.split("."), node)))
-    return merged
-
-
-def _nest(keys: list[str], value: Any) -> Any:
-    return value if not keys else {keys[0]: _nest(keys[1:], value)}
-
-
-def _plain(obj: Any) -> Any:
-    """OmegaConf containers → plain Python (resolved)."""
-    try:
-        from omegaconf import DictConfig, ListConfig, OmegaConf
-
-        if isinstance(obj, DictConfig | ListConfig):
-            return OmegaConf.to_container(obj, resolve=True)
-    except ImportError:  # pragma: no cover
-        pass
-    if isinstance(obj, os.PathLike):
-        return os.fspath(obj)
-    if isinstance(obj, Mapping):
-        return {k: _plain(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_plain(v) for v in obj]
-    return obj
 
 
 @dataclass
@@ -209,10 +65,23 @@ class Group:
     pose_noise_m: float
     pose_noise_yaw_rad: float
     snr_mode: str = "fixed"
+    #: retransmission rounds: the digital codec's HARQ, else the erasure channel's ARQ
+    harq_max_rounds: int = 0
+    added_delay_s: float = 0.0
+    late_policy: str = "drop"
     codec_sha256: str = ""
     #: everything besides the condition, the seed and the frames that changes this group's
     #: numbers (filled by ``plan_sweep``; see ``setting_key``)
     setting: dict = field(default_factory=dict)
+
+    def budget(self, budget: BudgetConfig) -> BudgetConfig:
+        """The budget this group runs under: ``budget`` with the group's late policy and its
+        added delay on top of the processing latency (every payload waits that much longer)."""
+        return dataclasses.replace(
+            budget,
+            late_policy=self.late_policy,
+            processing_latency_s=budget.processing_latency_s + self.added_delay_s,
+        )
 
     def condition(self, snr_db: float, budget: BudgetConfig) -> dict:
         return {
@@ -227,7 +96,18 @@ class Group:
             "scheduler": budget.scheduler,
             "deadline_s": float(budget.deadline_s),
             "bandwidth_hz": float(budget.bandwidth_hz),
+            "added_delay_s": float(self.added_delay_s),
+            "late_policy": self.late_policy,
+            "harq_max_rounds": int(self.harq_max_rounds),
         }
+
+    def channel_kwargs(self, options: Mapping) -> dict:
+        """The channel's constructor kwargs: its ``channel_options``, plus ``arq_max_rounds``
+        when this group's rounds go to the channel (ARQ: the codec has no HARQ)."""
+        kwargs = dict(options.get(self.channel, {}) or {})
+        if self.harq_max_rounds and "harq_max_rounds" not in self.codec_kwargs:
+            kwargs["arq_max_rounds"] = int(self.harq_max_rounds)
+        return kwargs
 
     @property
     def key(self) -> str:
@@ -241,6 +121,10 @@ class Group:
                 self.pose_noise_yaw_rad,
                 # (fixed-mode keys, hence seeds, are those of sweeps before snr_mode existed)
                 *([self.snr_mode] if self.snr_mode != "fixed" else []),
+                # (likewise for the asynchrony axes at their defaults)
+                *([self.added_delay_s] if self.added_delay_s != 0.0 else []),
+                *([self.late_policy] if self.late_policy != "drop" else []),
+                *([f"harq{self.harq_max_rounds}"] if self.harq_max_rounds else []),
             ],
             16,
         )
@@ -261,68 +145,36 @@ class SweepPlan:
     min_points: int
     config_hash: str
     bootstrap: int = 0
+    asynchrony: Any = None  # v2x.asynchrony.AsynchronyConfig
 
     @property
     def num_cells(self) -> int:
         return len(self.groups) * len(self.snr_db)
 
 
-def _codec_spec(spec: Any, options: Mapping) -> tuple[str, dict]:
-    if isinstance(spec, Mapping):
-        spec = dict(spec)
-        if "name" not in spec:
-            raise ValueError(f"sweep: field 'grid.codecs' entry {spec} needs a 'name'")
-        name = str(spec.pop("name"))
-        return name, {**dict(options.get(name, {}) or {}), **spec}
-    return str(spec), dict(options.get(str(spec), {}) or {})
+def sweep_arguments(codec: str) -> frozenset[str]:
+    """The constructor arguments codec ``codec`` declares a sweep fills in or varies
+    (``Codec.sweep_arguments``; a factory that is not a ``Codec`` class declares none)."""
+    from v2x.semcom import CODECS
+    from v2x.semcom import _load_all as _load_codecs
+
+    _load_codecs()
+    return frozenset(getattr(CODECS.get(codec), "sweep_arguments", frozenset()))
 
 
-def _accepts(factory: Any, name: str) -> bool:
-    try:
-        params = inspect.signature(factory).parameters
-    except (TypeError, ValueError):
-        return False
-    return name in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
+def channel_sweep_arguments(channel: str) -> frozenset[str]:
+    """The constructor arguments channel ``channel`` declares a sweep varies
+    (``Channel.sweep_arguments``)."""
+    from v2x.channels import CHANNELS
 
-
-def _names_parameter(factory: Any, name: str) -> bool:
-    """Whether ``factory`` has a parameter called ``name`` (not merely ``**kwargs``)."""
-    try:
-        return name in inspect.signature(factory).parameters
-    except (TypeError, ValueError):
-        return False
-
-
-def _numbers(field_name: str, values: Sequence) -> list[float]:
-    """``values`` as floats; a value that is not a number is a ``ValueError`` naming the field."""
-    out = []
-    for v in values:
-        if isinstance(v, bool):
-            v = str(v)
-        try:
-            out.append(float(v))
-        except (TypeError, ValueError):
-            raise ValueError(f"sweep: field '{field_name}' must hold numbers, got {v!r}") from None
-    return out
-
-
-def _integer(field_name: str, value: Any, minimum: int | None = None) -> int:
-    """``value`` as an int (``ValueError`` naming the field if it is not a whole number)."""
-    try:
-        number = float(value)
-        if isinstance(value, bool) or not number.is_integer():
-            raise ValueError
-    except (TypeError, ValueError):
-        raise ValueError(f"sweep: field '{field_name}' must be a whole number, got {value!r}") from None
-    if minimum is not None and number < minimum:
-        raise ValueError(f"sweep: field '{field_name}' must be >= {minimum}, got {value}")
-    return int(number)
+    return frozenset(getattr(CHANNELS.get(channel), "sweep_arguments", frozenset()))
 
 
 def plan_sweep(cfg: Any) -> SweepPlan:
     """Validate ``cfg`` and list the groups; raises ``ValueError`` before any work."""
     from v2x.channels import CHANNELS
-    from v2x.perception.evaluate import EvalConfig
+    from v2x.loading import device_key
+    from v2x.perception.average_precision import EvalConfig
     from v2x.perception.fusion import FUSIONS
     from v2x.semcom import CODECS
     from v2x.semcom import _load_all as _load_codecs
@@ -385,6 +237,13 @@ def plan_sweep(cfg: Any) -> SweepPlan:
             raise ValueError(
                 f"sweep: field 'grid.bandwidth_ratios' holds {r}; each must be in (0, 1]"
             )
+    rounds_axis = [
+        _integer("grid.harq_max_rounds", v, minimum=0) for v in as_list("harq_max_rounds")
+    ]
+    if len(set(rounds_axis)) != len(rounds_axis):
+        raise ValueError(
+            f"sweep: field 'grid.harq_max_rounds' lists a value twice: {rounds_axis}"
+        )
     fusions = [str(v) for v in as_list("fusions")]
     for name in fusions:
         FUSIONS.get(name)
@@ -405,6 +264,16 @@ def plan_sweep(cfg: Any) -> SweepPlan:
         poses.append(tuple(pair))
     network = NetworkConfig.from_dict(cfg.network or {})
     budget = BudgetConfig.from_dict(cfg.budget or {})
+    delays = _numbers("grid.added_delay_s", as_list("added_delay_s"))
+    if len(set(delays)) != len(delays) or not all(math.isfinite(d) and d >= 0 for d in delays):
+        raise ValueError(
+            f"sweep: field 'grid.added_delay_s' must hold distinct finite seconds >= 0, got {delays}"
+        )
+    policies = grid.get("late_policy")
+    policies = [budget.late_policy] if policies is None else as_list("late_policy")
+    for policy in policies:
+        BudgetConfig.from_dict({**dataclasses.asdict(budget), "late_policy": policy})
+    asynchrony = _asynchrony_config(cfg.asynchrony, data)
     eval_kwargs = {"distance_bins": [], "per_class": False, "min_points": 1, **(cfg.eval or {})}
     min_points = _integer("eval.min_points", eval_kwargs.pop("min_points"), minimum=0)
     bootstrap = _integer("eval.bootstrap", eval_kwargs.pop("bootstrap", 0), minimum=0)
@@ -424,30 +293,49 @@ def plan_sweep(cfg: Any) -> SweepPlan:
                 continue
             for channel in channels:
                 for codec, kwargs in codecs:
-                    factory = CODECS.get(codec)
-                    if _accepts(factory, "bandwidth_ratio"):
-                        for r in ratios:
+                    for kw, rounds in _retransmission_settings(
+                        codec, kwargs, channel, rounds_axis
+                    ):
+                        if "bandwidth_ratio" in sweep_arguments(codec):
+                            for r in ratios:
+                                groups.append(
+                                    Group(
+                                        fusion,
+                                        stage,
+                                        codec,
+                                        {**kw, "bandwidth_ratio": r},
+                                        r,
+                                        channel,
+                                        *pose,
+                                        snr_mode,
+                                        rounds,
+                                    )
+                                )
+                        else:
                             groups.append(
                                 Group(
                                     fusion,
                                     stage,
                                     codec,
-                                    {**kwargs, "bandwidth_ratio": r},
-                                    r,
+                                    kw,
+                                    math.nan,
                                     channel,
                                     *pose,
                                     snr_mode,
+                                    rounds,
                                 )
                             )
-                    else:
-                        groups.append(
-                            Group(fusion, stage, codec, kwargs, math.nan, channel, *pose, snr_mode)
-                        )
+    # The asynchrony axes: every setting at every added delay and late policy.
+    groups = [
+        dataclasses.replace(g, added_delay_s=delay, late_policy=str(policy))
+        for g in groups
+        for delay in delays
+        for policy in policies
+    ]
     # Build every codec and channel once now, so that bad kwargs or ratios fail before any work.
     for g in groups:
         if g.stage == FEATURE_STAGE:
-            factory = CODECS.get(g.codec)
-            if _names_parameter(factory, "checkpoint") and g.codec_kwargs.get("checkpoint") in (
+            if "checkpoint" in sweep_arguments(g.codec) and g.codec_kwargs.get("checkpoint") in (
                 None,
                 "",
             ):
@@ -471,8 +359,11 @@ def plan_sweep(cfg: Any) -> SweepPlan:
             CHANNELS.build(name, **dict((cfg.channel_options or {}).get(name, {}) or {}))
         except TypeError as exc:
             raise ValueError(f"sweep: channel {name!r} rejects its options: {exc}") from exc
+    for g in groups:
+        if g.stage == FEATURE_STAGE and g.harq_max_rounds:
+            CHANNELS.build(g.channel, **g.channel_kwargs(cfg.channel_options or {}))
 
-    detector_sha = _checkpoint_digest(cfg.checkpoint, model_backbone(cfg.model))
+    detector_sha = checkpoint_digest(cfg.checkpoint, model_backbone(cfg.model))
     codec_shas: dict[str, str] = {}
     for g in groups:
         ckpt = (g.codec_kwargs or {}).get("checkpoint")
@@ -480,9 +371,7 @@ def plan_sweep(cfg: Any) -> SweepPlan:
             ref = f"{g.codec}:{ckpt}"
             if ref not in codec_shas:
                 codec_shas[ref] = (
-                    UNTRAINED
-                    if ckpt == UNTRAINED
-                    else _codec_checkpoint_digest(g.codec, str(ckpt))
+                    UNTRAINED if ckpt == UNTRAINED else codec_checkpoint_digest(g.codec, str(ckpt))
                 )
             g.codec_sha256 = codec_shas[ref]
     code = code_hash()
@@ -497,11 +386,12 @@ def plan_sweep(cfg: Any) -> SweepPlan:
         "detector_sha256": detector_sha,
         # random weights are drawn from the model config (a checkpoint carries its own)
         "model": cfg.model if detector_sha == UNTRAINED else None,
-        "device": str(cfg.device),
+        "device": device_key(cfg.device),
         "batch_size": int(cfg.batch_size),
         "max_agents": data.get("max_agents"),
         "network": dataclasses.asdict(network),
         "budget": dataclasses.asdict(budget),
+        "asynchrony": dataclasses.asdict(asynchrony),
         "eval": eval_setting,
     }
     for g in groups:
@@ -509,7 +399,7 @@ def plan_sweep(cfg: Any) -> SweepPlan:
             **common,
             "codec_kwargs": {k: v for k, v in g.codec_kwargs.items() if k != "checkpoint"},
             "codec_sha256": g.codec_sha256,
-            "channel_options": dict((cfg.channel_options or {}).get(g.channel, {}) or {}),
+            "channel_options": g.channel_kwargs(cfg.channel_options or {}),
             "fusion_options": dict((cfg.fusion_options or {}).get(g.fusion, {}) or {}),
             # parts registered from outside v2x are keyed by their own source
             "external_code": _external_sources(g),
@@ -535,7 +425,47 @@ def plan_sweep(cfg: Any) -> SweepPlan:
         min_points,
         stable_hash(hashed),
         bootstrap,
+        asynchrony,
     )
+
+
+def _asynchrony_config(section: Any, data: Mapping) -> Any:
+    """The ``asynchrony`` section, checked against the frame source (only the synthetic world
+    can be sensed at earlier instants)."""
+    from v2x.asynchrony import AsynchronyConfig, world_config
+
+    out = AsynchronyConfig.from_dict(section or {})
+    if out.enabled and data["source"] not in ("synthetic", "store"):
+        world_config(data)  # raises, naming the source
+    return out
+
+
+def _retransmission_settings(
+    codec: str, kwargs: dict, channel: str, rounds_axis: list[int]
+) -> list[tuple[dict, int]]:
+    """``(codec kwargs, rounds)`` of each value of ``grid.harq_max_rounds`` that applies.
+
+    A codec with HARQ (``harq_max_rounds`` in its ``sweep_arguments``: the digital chain) takes
+    the rounds itself; otherwise a channel with ARQ (``arq_max_rounds``: the erasure channels)
+    does (``Group.channel_kwargs``); where neither retransmits, only 0 applies (like
+    ``bandwidth_ratio`` for codecs without that knob). Rounds set in ``codec_options`` stand
+    when the axis is left at ``[0]``.
+    """
+    if "harq_max_rounds" in sweep_arguments(codec):
+        fixed = kwargs.get("harq_max_rounds")
+        if fixed is not None:
+            if rounds_axis != [0]:
+                raise ValueError(
+                    f"sweep: 'codec_options.{codec}.harq_max_rounds' ({fixed}) and "
+                    f"'grid.harq_max_rounds' ({rounds_axis}) both set the HARQ rounds; use one"
+                )
+            return [(dict(kwargs), int(fixed))]
+        return [
+            ({**kwargs, "harq_max_rounds": r} if r else dict(kwargs), r) for r in rounds_axis
+        ]
+    if "arq_max_rounds" in channel_sweep_arguments(channel):
+        return [(dict(kwargs), r) for r in rounds_axis]
+    return [(dict(kwargs), 0)]
 
 
 def _external_sources(group: Group) -> dict[str, str]:
@@ -555,56 +485,9 @@ def _external_sources(group: Group) -> dict[str, str]:
             continue
         source = getattr(sys.modules.get(module), "__file__", None)
         out[f"{kind}:{name}"] = (
-            _file_digest(Path(source)) if source and Path(source).is_file() else module
+            file_digest(Path(source)) if source and Path(source).is_file() else module
         )
     return out
-
-
-def model_backbone(model: Any) -> str:
-    """The ``backbone`` of a sweep's ``model`` section (``"small"`` when not set): it picks the
-    shipped detector that ``checkpoint=shipped`` loads."""
-    return str((dict(model) if model else {}).get("backbone", "small"))
-
-
-def _checkpoint_digest(checkpoint: str | None, backbone: str = "small") -> str:
-    """SHA-256 of the detector checkpoint the sweep will load (``"untrained"`` for none)."""
-    from v2x.checkpoint import shipped_detector_path
-
-    if checkpoint == UNTRAINED:
-        return UNTRAINED
-    shipped = checkpoint in (None, "", "shipped")
-    path = shipped_detector_path(backbone) if shipped else Path(checkpoint)
-    if not path.is_file():
-        if checkpoint in (None, "", "shipped"):
-            raise ValueError(
-                f"sweep: field 'checkpoint' is {checkpoint!r} (the shipped detector), but "
-                f"{path} does not exist; valid: a checkpoint path, or '{UNTRAINED}' for "
-                "random weights (smoke runs)"
-            )
-        raise ValueError(f"sweep: field 'checkpoint' names {path}, which does not exist")
-    return _file_digest(path)
-
-
-def _codec_checkpoint_digest(codec: str, checkpoint: str) -> str:
-    """SHA-256 of a codec's checkpoint file (``"shipped"`` resolved to the packaged one)."""
-    from v2x.semcom.deepjscc import resolve_checkpoint
-
-    path = Path(resolve_checkpoint(checkpoint))
-    if not path.is_file():
-        raise ValueError(
-            f"sweep: codec_options.{codec}.checkpoint names {path}, which does not exist"
-        )
-    return _file_digest(path)
-
-
-def _file_digest(path: Path) -> str:
-    import hashlib
-
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 # --------------------------------------------------------------------------- data and model

@@ -19,7 +19,6 @@ import torch
 from omegaconf import OmegaConf
 
 import v2x.conf
-from v2x.budget import BudgetConfig, schedule
 from v2x.channels import CHANNELS, build_channel
 from v2x.channels.erasure import ErasureChannel, Packetizer
 from v2x.channels.link import LinkState
@@ -31,6 +30,7 @@ from v2x.perception.bev import BEVGrid
 from v2x.perception.detector import CoopDetector, DetectorConfig
 from v2x.perception.fusion import MaxFusion, Where2commFusion
 from v2x.pipeline import CooperativePipeline
+from v2x.scheduling import BudgetConfig, schedule
 from v2x.semcom import CODECS, _load_all
 from v2x.semcom.base import packets_for_bits, reception
 

@@ -160,7 +160,8 @@ def test_shipped_standard_detector_is_picked_by_the_model_backbone():
     from omegaconf import OmegaConf
 
     from v2x.loading import load_model
-    from v2x.sweep_plan import _checkpoint_digest, model_backbone
+    from v2x.provenance import checkpoint_digest as _checkpoint_digest
+    from v2x.provenance import model_backbone
 
     path = shipped_detector_path("pointpillars")
     assert path.is_file() and path != shipped_detector_path()

@@ -68,3 +68,23 @@ def test_nothing_imports_an_app_and_no_app_imports_another():
             if _package(module) == "v2x.apps":
                 bad.append(f"{rel}: {module}")
     assert not bad, "imports of an app:\n" + "\n".join(bad)
+
+
+#: The execution home in layers: each module imports, of the core, only the layers before it
+#: (the sweep, the calibration and the fusion comparison build on ``v2x.execution``, never the
+#: other way round).
+EXECUTION_LAYERS = ("v2x.conditions", "v2x.pipeline", "v2x.evaluation", "v2x.execution")
+#: Lazy forwards of old import paths (module ``__getattr__``), the only exceptions:
+#: ``v2x.evaluation.evaluate_fusions`` -> ``v2x.fusion_evaluation``.
+OLD_PATH_FORWARDS = {("v2x.evaluation", "v2x.fusion_evaluation")}
+
+
+def test_the_execution_home_imports_only_the_layers_below_it():
+    bad = []
+    for i, module in enumerate(EXECUTION_LAYERS):
+        path = ROOT / "v2x" / (module.split(".")[-1] + ".py")
+        for target in _imports(path):
+            forward = (module, target) in OLD_PATH_FORWARDS
+            if _package(target) == "core" and target not in EXECUTION_LAYERS[:i] and not forward:
+                bad.append(f"{path.name}: {target}")
+    assert not bad, "the execution home imports above itself:\n" + "\n".join(bad)

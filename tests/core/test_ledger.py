@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 import torch
 
-from v2x.budget import BudgetConfig, schedule
 from v2x.datasets.frame import AgentObservation, CoopFrame
 from v2x.ledger import LEDGER_SCHEMA, ledger_table, summarize, summarize_cells
 from v2x.network import NetworkConfig, build_network_batch
 from v2x.pipeline import LinkCost
+from v2x.scheduling import BudgetConfig, schedule
 
 
 def _frame(name: str, xs: list[float]) -> CoopFrame:

@@ -242,7 +242,7 @@ def test_shipped_detector_end_to_end_cooperation_helps_where_ego_is_blind():
     from v2x.checkpoint import load_detector
     from v2x.datasets.synthetic import SyntheticConfig, generate_frame
     from v2x.evaluation import accumulate, default_eval_config, ego_ground_truth
-    from v2x.perception.evaluate import APAccumulator
+    from v2x.perception.average_precision import APAccumulator
 
     detector = load_detector()
     frame = generate_frame(SyntheticConfig(), seed=900_000, index=0)
@@ -363,7 +363,7 @@ def test_nms_detections_class_aware_and_agnostic():
 
 def test_accumulate_one_accumulator_per_condition(model, batch):
     from v2x.evaluation import accumulate, default_eval_config, ego_ground_truth
-    from v2x.perception.evaluate import APAccumulator
+    from v2x.perception.average_precision import APAccumulator
 
     run = _pipe(model, "max").run(batch, torch.tensor([5.0, 25.0]))
     gt = ego_ground_truth(batch, GRID)
@@ -443,7 +443,7 @@ def _gt_from_detections(model, batch, fusion: str = "none", per_frame: int = 3):
     """Ground truth = the best boxes of a run at 30 dB (so that matches happen), one ignored
     and one ``ego_invisible`` box per frame."""
     from v2x.evaluation import EgoGroundTruth, default_eval_config
-    from v2x.perception.evaluate import range_mask
+    from v2x.perception.average_precision import range_mask
 
     det = _pipe(model, fusion).run(batch, torch.tensor([30.0])).detections
     inside = range_mask(det.boxes.reshape(-1, 7), default_eval_config(GRID).eval_range)
@@ -477,7 +477,7 @@ def test_batched_sweep_ap_equals_per_condition_ap(model, batch, fusion):
     """The batched path (K SNRs in one run, identical conditions sharing one detection and one
     evaluation pass) gives exactly the AP of running and scoring each condition alone."""
     from v2x.evaluation import accumulate, default_eval_config
-    from v2x.perception.evaluate import APAccumulator
+    from v2x.perception.average_precision import APAccumulator
 
     gt = _gt_from_detections(model, batch, fusion)
     cfg = default_eval_config(GRID)
@@ -495,8 +495,8 @@ def test_accumulate_groups_identical_conditions_without_mixing_others(model, bat
     """Conditions 0/2 and 1/3 are copies of two different noisy (analog) conditions: each
     accumulator must hold exactly its own condition's frames."""
     from v2x.evaluation import accumulate, condition_groups, default_eval_config
+    from v2x.perception.average_precision import APAccumulator
     from v2x.perception.detector import Detections
-    from v2x.perception.evaluate import APAccumulator
     from v2x.pipeline import RunOutput
 
     torch.manual_seed(0)
@@ -660,3 +660,25 @@ def test_evaluate_fusions_headline_metrics(model, batch):
     for key, _, _ in HEADLINE_METRICS:
         assert towns["max"][f"{key}_ci"] == pytest.approx(all_["max"][f"{key}_ci"], nan_ok=True)
     assert towns["max"]["bootstrap_unit"] == "cluster"
+
+
+def test_harq_rounds_reach_the_ledger_and_deliver_what_the_first_round_lost(model, batch):
+    # MCS 14 needs ≈ 7 dB: at 3 dB the first round loses its blocks; two chase-combined
+    # retransmissions reach ≈ 7.8 dB. Same seed: the first round is the same in both runs.
+    from v2x.semcom.digital import block_code_len
+
+    snr = torch.tensor([3.0])
+    costs = []
+    for rounds in (0, 2):
+        codec = build_codec("digital_fixed", harq_max_rounds=rounds)
+        pipe = CooperativePipeline(model, build_fusion("max"), codec, build_channel("awgn"))
+        torch.manual_seed(0)
+        costs.append(pipe.run(batch, snr).cost)
+    c0, c2 = costs
+    sent = c0.sent
+    extra = c2.channel_uses - c0.channel_uses
+    assert bool((extra[sent] > 0).all()) and bool((extra % block_code_len(14, 1024) == 0).all())
+    assert float(c0.retransmissions.sum()) == 0 and bool((c2.retransmissions[sent] > 0).all())
+    assert torch.equal(c0.packets, c2.packets) and torch.equal(c0.source_bits, c2.source_bits)
+    assert float(c0.cells_used.sum()) == 0 < float(c2.cells_used.sum())
+    assert float(c2.packets_crc_failed.sum()) < float(c0.packets_crc_failed.sum())

@@ -587,8 +587,8 @@ def test_python_api_and_cli_share_one_set_of_defaults(tmp_path):
 
 
 def test_the_python_api_runs_the_shipped_codec_unless_untrained_is_named(tmp_path, cache_dir):
+    from v2x.provenance import file_digest as _file_digest
     from v2x.semcom.deepjscc import resolve_checkpoint
-    from v2x.sweep import _file_digest
 
     cfg = tiny_config(cache_dir, tmp_path, codecs=["deepjscc"], fusions=["max"])
     (group,) = plan_sweep(cfg).groups
@@ -704,9 +704,9 @@ def test_no_bootstrap_means_nan_intervals_and_another_key(cache_dir, tmp_path):
 
 
 def test_sweep_list_prints_every_axis_vocabulary_one_line_each(tmp_path):
-    from v2x.budget import SCHEDULERS
     from v2x.channels import CHANNELS, LINKS
     from v2x.perception.fusion import FUSIONS
+    from v2x.scheduling import SCHEDULERS
     from v2x.semcom import CODECS
 
     proc = subprocess.run([sys.executable, "-m", "v2x.apps.sweep", "list"], capture_output=True,
@@ -812,6 +812,65 @@ def test_cells_with_pose_noise_and_dropped_payloads_do_not_depend_on_their_neigh
     assert table.num_rows == 4 and max(table["ap_30"].to_pylist()) > 0
     assert min(table["delivered_fraction"].to_pylist()) < 1.0
     assert _canonical(table) == _canonical(read_results([fresh]))
+
+
+def test_devices_name_the_field_and_key_cells_by_device_type(tmp_path, monkeypatch):
+    from v2x.loading import device_key, resolve_devices
+
+    assert resolve_devices("cpu") == [torch.device("cpu")]
+    assert resolve_devices(["cpu", "cpu"]) == [torch.device("cpu")] * 2
+    assert device_key("cuda:1") == "cuda:1" and device_key("cpu") == "cpu"  # as before
+    assert device_key(["cpu", "cpu"]) == "cpu" and device_key(["cuda:0", "cuda:1"]) == "cuda"
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 3)
+    assert resolve_devices("all") == [torch.device(f"cuda:{i}") for i in range(3)]
+    assert device_key("all") == "cuda"
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 0)
+    cfg = tiny_config(tmp_path / "cache", tmp_path / "out")
+    for device, message in [
+        ("all", "field 'device' is 'all' but no CUDA device is visible"),
+        (["cpu", "cuda:0"], "all of one type"),
+        ([], "at least one device"),
+        ("gpu", "field 'device' is 'gpu'"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            plan_sweep({**cfg, "device": device})
+
+
+@pytest.mark.slow
+def test_cells_split_across_two_workers_equal_one_process(reference, cache_dir, tmp_path):
+    """device=[cpu,cpu]: the groups go to two worker processes (as device=all deals them to
+    every GPU); the results file holds the one-process rows in the same (grid) order, with the
+    same cell ids (cells are keyed by the device type), and the same ledger."""
+    path, _ = reference
+    split = run_sweep({**tiny_config(cache_dir, tmp_path / "split"), "device": ["cpu", "cpu"]})
+    one, two = pq.read_table(path).to_pylist(), pq.read_table(split).to_pylist()
+    assert [r["cell_id"] for r in two] == [r["cell_id"] for r in one] and len(one) == 8
+    for a, b in zip(one, two):
+        assert {k: v for k, v in _canonical_row(a).items() if k != "config_hash"} == {
+            k: v for k, v in _canonical_row(b).items() if k != "config_hash"
+        }
+    assert _canonical(read_results([split], ledger=True)) == _canonical(
+        read_results([path], ledger=True)
+    )
+
+
+@pytest.mark.gpu
+def test_device_all_equals_one_gpu(cache_dir, tmp_path):
+    """device=all deals the groups to every visible GPU; the rows equal device=cuda's."""
+    if torch.cuda.device_count() < 2:
+        pytest.skip("needs two CUDA devices")
+    one = run_sweep({**tiny_config(cache_dir, tmp_path / "one"), "device": "cuda"})
+    every = run_sweep({**tiny_config(cache_dir, tmp_path / "all"), "device": "all"})
+    a, b = pq.read_table(one).to_pylist(), pq.read_table(every).to_pylist()
+    assert [r["cell_id"] for r in a] == [r["cell_id"] for r in b] and len(a) == 8
+    drop = {"config_hash"}
+    assert [{k: v for k, v in _canonical_row(r).items() if k not in drop} for r in a] == [
+        {k: v for k, v in _canonical_row(r).items() if k not in drop} for r in b
+    ]
+
+
+def _canonical_row(row: dict) -> dict:
+    return {k: None if isinstance(v, float) and math.isnan(v) else v for k, v in row.items()}
 
 
 PLUGIN = '''

@@ -296,12 +296,16 @@ def test_registered_and_configs_build():
     from v2x.semcom.base import CODECS
 
     assert "v2x.semcom.digital" in _CODEC_MODULES
-    conf = Path(__file__).resolve().parents[2] / "conf" / "codec"
-    for name in ("digital", "digital_fixed"):
-        cfg = OmegaConf.to_container(OmegaConf.load(conf / f"{name}.yaml"))
+    from hydra import compose, initialize_config_dir
+
+    conf = Path(__file__).resolve().parents[2] / "conf"
+    for name in ("digital", "digital_fixed"):  # digital_fixed composes digital's (defaults)
+        with initialize_config_dir(str(conf), version_base=None):
+            cfg = OmegaConf.to_container(compose(f"codec/{name}"))["codec"]
         codec = CODECS.build(cfg.pop("name"), **cfg)
         assert isinstance(codec, DigitalCodec)
-    assert codec.mcs != "auto"
+        assert (codec.mcs == "auto") == (name == "digital")
+    assert codec.mcs == 14
 
 
 def test_bad_config():

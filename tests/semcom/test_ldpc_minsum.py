@@ -195,13 +195,14 @@ def test_digital_codec_round_trips_with_the_minsum_decoder():
 def test_ldpc_decoder_is_a_config_field():
     from pathlib import Path
 
-    from omegaconf import OmegaConf
+    from hydra import compose, initialize_config_dir
 
     from v2x.semcom.digital import DigitalCodec
 
-    conf = Path(__file__).resolve().parents[2] / "conf" / "codec"
-    for name in ("digital", "digital_fixed"):
-        cfg = OmegaConf.load(conf / f"{name}.yaml")
+    conf = Path(__file__).resolve().parents[2] / "conf"
+    for name in ("digital", "digital_fixed"):  # digital_fixed composes digital's (defaults)
+        with initialize_config_dir(str(conf), version_base=None):
+            cfg = compose(f"codec/{name}")["codec"]
         assert cfg.ldpc_decoder == "sionna"  # the reference stays the default
     assert DigitalCodec(ldpc_decoder="minsum", decoder="exact").ldpc_decoder == "minsum"
     with pytest.raises(ValueError, match="ldpc_decoder"):

@@ -59,7 +59,7 @@ def make_validator(cfg: DictConfig, device: str) -> Callable | None:
         return None
     import torch
 
-    from v2x.evaluation import evaluate_fusions
+    from v2x.fusion_evaluation import evaluate_fusions
     from v2x.perception.train import resolve_device
 
     frames = validation_frames(cfg)

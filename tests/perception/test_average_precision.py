@@ -13,7 +13,7 @@ import pytest
 import torch
 from shapely.geometry import Polygon
 
-from v2x.perception.evaluate import (
+from v2x.perception.average_precision import (
     APAccumulator,
     EvalConfig,
     ap_from_flags,
@@ -352,7 +352,7 @@ def test_add_frames_batched_equals_sequential() -> None:
 
 
 def test_visibility_subsets() -> None:
-    from v2x.perception.evaluate import visibility_subsets
+    from v2x.perception.average_precision import visibility_subsets
 
     # 3 agents (ego = 0, agent 2 is padding), 5 boxes
     vis = np.array(

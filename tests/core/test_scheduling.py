@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from v2x.budget import SCHEDULERS, BudgetConfig, novelty_from_visibility, schedule
+from v2x.scheduling import SCHEDULERS, BudgetConfig, novelty_from_visibility, schedule
 
 
 def _kba(values, dtype=torch.float64):

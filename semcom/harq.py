@@ -1,0 +1,325 @@
+"""Retransmissions between codec and channel: HARQ for the digital chain, ARQ for erasures.
+
+``transmit(codec, channel, tx, snr_db, link)`` is what the pipeline calls to put a codec's
+``Transmission`` on air and decode it. It sends ``tx`` through the channel once, then:
+
+* **HARQ** (``DigitalCodec`` with ``harq_max_rounds = R > 0``): every code block whose CRC
+  failed is sent again, up to ``R`` more rounds, only the blocks still failing in each round.
+  The receiver keeps the soft information of every copy:
+
+  - ``harq_combining="chase"`` (chase combining): the same coded bits are resent and the LLRs
+    of the copies are added (exact decoder); the fast decoder adds the per-symbol SINRs of the
+    copies (maximum-ratio combining of identical symbols) and reads the BLER table at the
+    combined EESM SNR.
+  - ``harq_combining="ir"`` (incremental redundancy, exact decoder only): round ``r`` sends
+    redundancy version ``RV_SEQUENCE[r mod 4]`` = 0, 2, 3, 1 (the usual 38.214 order) of 5G
+    rate matching (Sionna ``LDPC5GEncoder(..., rv=...)``); Sionna's HARQ-mode
+    ``LDPC5GDecoder`` adds the LLRs of every received version in the circular buffer, so each
+    round adds new parity bits as well as energy.
+
+  Fast decoder: one uniform number ``u`` per block is drawn in the first round; the block has
+  failed after round ``r`` iff ``u < BLER(combined SNR after r rounds)``. The combined SNR only
+  grows, so failures are nested and the residual failure probability after ``r`` rounds is
+  exactly the table's BLER at the combined SNR (the usual PHY abstraction of chase combining).
+
+* **ARQ** (a packet-aware erasure channel with ``arq_max_rounds > 0``, any codec): the channel
+  itself resends erased packets (``v2x.channels.arq``); ``transmit`` charges what it reports.
+
+With HARQ, a packet erased by an erasure channel loses its blocks (zero LLRs), which then fail
+their CRC and are resent like any other failed block: HARQ over an erasure channel that also
+runs ARQ is refused (one of the two must do it).
+
+**Channel per round.** Each round is a new call of the channel on the resent symbols, so the
+channel is drawn anew according to its own model: AWGN draws new noise; block fading
+(``rayleigh``, ``rician``) a new fading block per round and transmission (the round is a later
+slot, further apart than the coherence time); fast fading new gains per symbol; TDL/CDL a new
+channel realisation; erasure channels new packet losses (i.i.d., or a new Gilbert–Elliott chain
+over the resent packets, or the BLER at the round's SNR). Feedback (ACK/NACK) is error-free and
+instantaneous: a round costs its airtime only.
+
+**Accounting.** The resent blocks travel in packets of the codec's layout (``blocks_per_packet``
+blocks each); every round adds its channel uses and coded bits to ``Cost.channel_uses`` and
+``Cost.coded_bits`` — so the budget's latency (``v2x.scheduling.schedule``: processing + channel
+uses / (share · bandwidth)) grows by exactly the airtime of what was resent — and its packets to
+``meta["retransmissions"]`` (``Reception.retransmissions``, the ledger's ``retransmissions``).
+``Cost.packets`` and ``source_bits`` stay those of the payload. A payload whose latency, rounds
+included, misses the deadline follows the budget's ``late_policy``. After HARQ, ``meta["corrupt"]``
+marks the blocks still failing after the last round and ``state.erased`` only erased symbols of
+those blocks, so the packets the ledger counts as lost are the residual losses.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+from typing import TYPE_CHECKING
+
+import torch
+
+from v2x.channels.base import Channel, ChannelState
+from v2x.channels.link import LinkState
+from v2x.semcom.base import Codec, Transmission
+from v2x.semcom.fec import CRC_BITS, block_code, coded_bits_per_block, device_string
+from v2x.semcom.mcs import get_mcs
+
+if TYPE_CHECKING:
+    from v2x.semcom.digital import DigitalCodec
+
+COMBINING = ("chase", "ir")
+#: Redundancy version of round r (r = 0 is the first transmission): 0, 2, 3, 1, 0, …
+RV_SEQUENCE = (0, 2, 3, 1)
+
+Blocks = list[tuple[torch.Tensor, torch.Tensor | None]]
+
+
+def check_harq(max_rounds: object, combining: object, decoder: str = "exact") -> None:
+    """Raise ``ValueError`` unless ``max_rounds`` is an int ≥ 0 and ``combining`` a valid
+    choice (``"ir"`` needs the exact decoder)."""
+    if isinstance(max_rounds, bool) or not isinstance(max_rounds, int) or max_rounds < 0:
+        raise ValueError(f"digital codec 'harq_max_rounds' must be an int >= 0, got {max_rounds!r}")
+    if combining not in COMBINING:
+        raise ValueError(
+            f"digital codec 'harq_combining' is {combining!r}; valid choices: "
+            f"{', '.join(COMBINING)}"
+        )
+    if max_rounds > 0 and decoder not in ("exact", "fast"):
+        raise ValueError(
+            f"digital codec 'harq_max_rounds' > 0 supports decoder 'exact' (Sionna BP on combined "
+            f"LLRs) or 'fast' (BLER table at the combined SNR), got decoder={decoder!r}"
+        )
+    if combining == "ir" and decoder != "exact":
+        raise ValueError(
+            "digital codec 'harq_combining'='ir' needs decoder='exact' (the fast decoder's "
+            f"BLER table describes one redundancy version only), got decoder={decoder!r}"
+        )
+
+
+def _resend_fn(channel: Channel, snr_db: torch.Tensor):
+    """``(x [B, n], spp [B] | None, mask [B, n] | None) -> (y, state)``: a pass through
+    ``channel`` (a packet-aware channel gets the layout; one running ARQ also the mask)."""
+
+    def resend(
+        x: torch.Tensor, spp: torch.Tensor | None, mask: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, ChannelState]:
+        if getattr(channel, "packet_aware", False) and spp is not None:
+            if int(getattr(channel, "arq_max_rounds", 0) or 0) > 0:
+                return channel(x, snr_db, symbols_per_packet=spp, mask=mask)
+            return channel(x, snr_db, symbols_per_packet=spp)
+        return channel(x, snr_db)
+
+    return resend
+
+
+def transmit(
+    codec: Codec, channel: Channel, tx: Transmission, snr_db: torch.Tensor, link: LinkState
+) -> tuple[torch.Tensor, Transmission]:
+    """Send ``tx`` through ``channel`` (with the codec's HARQ rounds) and decode it.
+
+    Args:
+        codec: the codec that made ``tx``.
+        channel: the channel (a packet-aware one gets the codec's packet layout).
+        tx: ``codec.encode``'s ``Transmission`` (``B`` rows).
+        snr_db: ``[B]`` float32 Es/N0 of each row's link (dB).
+        link: the ``LinkState`` given to ``encode``.
+
+    Returns:
+        ``(features [B, C, H, W], received)``: the decoded maps and the received
+        ``Transmission``, whose ``cost`` includes every retransmission and whose
+        ``meta["retransmissions"]`` (``[B]`` float64) counts the packets sent again.
+    """
+    rounds = int(getattr(codec, "harq_max_rounds", 0) or 0)
+    inner = getattr(codec, "inner", None)
+    if int(getattr(inner, "harq_max_rounds", 0) or 0) > 0:
+        raise ValueError(
+            f"HARQ: codec {type(codec).__name__} wraps a digital codec with harq_max_rounds > 0, "
+            "which is not supported (set harq_max_rounds=0 for the inner codec)"
+        )
+    if rounds > 0 and int(getattr(channel, "arq_max_rounds", 0) or 0) > 0:
+        raise ValueError(
+            "HARQ: the digital codec's harq_max_rounds and the channel's arq_max_rounds are both "
+            "> 0; HARQ already resends the blocks of erased packets: set one of them to 0"
+        )
+    sent = tx
+    if tx.symbols is not None and codec.uses_channel:
+        y, state = _resend_fn(channel, snr_db)(tx.symbols, tx.symbols_per_packet, tx.mask)
+        tx = tx.received(y, state)
+    cost = tx.cost
+    b = cost.channel_uses.shape[0]
+    zeros = torch.zeros(b, dtype=torch.float64, device=cost.channel_uses.device)
+    if rounds > 0 and tx.symbols is not None and codec.uses_channel:
+        blocks, extra_uses, extra_bits, extra_packets = harq_decode_blocks(
+            codec,  # type: ignore[arg-type]
+            tx,
+            sent.symbols,
+            _resend_fn(channel, snr_db),
+        )
+        decoded = codec.reconstruct(tx, blocks)  # type: ignore[attr-defined]
+        _residual_erasures(codec, tx, blocks)  # type: ignore[arg-type]
+    else:
+        decoded = codec.decode(tx, link)
+        arq = tx.state.extra.get("arq") if tx.state is not None else None
+        if arq is not None:  # the erasure channel resent erased packets
+            extra_uses = arq["retransmitted_uses"].to(zeros)
+            extra_packets = arq["retransmitted_packets"].to(zeros)
+            per_use = cost.coded_bits / cost.channel_uses.clamp_min(1e-12)
+            extra_bits = extra_uses * per_use
+        else:
+            extra_uses = extra_bits = extra_packets = zeros
+    tx.cost = replace(
+        cost,
+        channel_uses=cost.channel_uses + extra_uses.to(zeros),
+        coded_bits=cost.coded_bits + extra_bits.to(zeros),
+    )
+    tx.meta["retransmissions"] = extra_packets.to(zeros)
+    return decoded, tx
+
+
+def _residual_erasures(codec: DigitalCodec, received: Transmission, blocks: Blocks) -> None:
+    """After HARQ, keep ``state.erased`` only on symbols of blocks that still failed (a
+    recovered block is not lost, however its first copy fared)."""
+    state = received.state
+    if state is None or state.erased is None:
+        return
+    from v2x.semcom.digital import block_code_len
+
+    failed = torch.zeros_like(state.erased)
+    mcs = received.meta["mcs"]
+    for i, (ok, _) in enumerate(blocks):
+        if ok.numel():
+            s = block_code_len(int(mcs[i]), codec.block_bits)
+            failed[i, : ok.numel() * s] = (~ok).repeat_interleave(s).to(failed.device)
+    received.state = replace(state, erased=state.erased & failed)
+
+
+def harq_decode_blocks(
+    codec: DigitalCodec,
+    received: Transmission,
+    sent_symbols: torch.Tensor,
+    resend,
+) -> tuple[Blocks, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Decode ``received`` with up to ``codec.harq_max_rounds`` retransmission rounds.
+
+    Args:
+        codec: the digital codec (its ``harq_max_rounds``, ``harq_combining``, decoder).
+        received: the first round's received ``Transmission`` (``B`` rows).
+        sent_symbols: ``[B, n]`` complex64 symbols of the first round (chase combining and the
+            fast decoder resend these).
+        resend: ``(x [B, m], symbols_per_packet [B]) -> (y, state)``, a new channel pass.
+
+    Returns:
+        ``blocks`` (as ``DigitalCodec.decode_blocks``), and ``[B]`` float64 channel uses,
+        coded bits and packets sent in the retransmission rounds.
+    """
+    from v2x.semcom.digital import _stream_bits, block_code_len, effective_snr_db
+
+    meta = received.meta
+    nblocks: list[int] = meta["num_blocks"]
+    mcs: torch.Tensor = meta["mcs"]
+    b = len(nblocks)
+    device = received.symbols.device
+    dev = device_string(device)
+    payload_bits = codec.block_bits - CRC_BITS
+    exact = codec.decoder != "fast"  # check_harq: "exact" or "fast"
+    ir = codec.harq_combining == "ir"
+    x_hat, no_eff = codec.equalized(received.symbols, received.state)
+    # Per MCS group: its rows, block ranges, soft information and outcome.
+    groups = []
+    for m in sorted(set(mcs.tolist())):
+        rows = [i for i in range(b) if int(mcs[i]) == m and nblocks[i] > 0]
+        if not rows:
+            continue
+        s = block_code_len(m, codec.block_bits)
+        xs = torch.cat([x_hat[i, : nblocks[i] * s].reshape(nblocks[i], s) for i in rows])
+        ns = torch.cat([no_eff[i, : nblocks[i] * s].reshape(nblocks[i], s) for i in rows])
+        g = {"m": m, "rows": rows, "s": s}
+        if exact:
+            code = block_code(m, codec.block_bits, codec.num_iter, codec.cn_update, dev)
+            g["code"] = code
+            llr = code.llr(xs, ns) if xs.shape[0] else xs.real
+            g["llr"] = [llr]  # one entry per round (ir) or the running sum (chase)
+            u, ok = code.decode_llr(llr)
+            g["u"], g["ok"] = u.cpu(), ok.cpu()
+        else:
+            assert codec.table is not None
+            snr_eff = effective_snr_db(ns, m)
+            p_fail = codec.table.bler(torch.full(snr_eff.shape, m, dtype=torch.int64), snr_eff)
+            g["draw"] = torch.rand(p_fail.shape, dtype=torch.float64)
+            g["ok"] = (g["draw"] >= p_fail).cpu()
+            g["no"] = ns
+        groups.append(g)
+    extra_uses = torch.zeros(b, dtype=torch.float64)
+    extra_bits = torch.zeros(b, dtype=torch.float64)
+    extra_packets = torch.zeros(b, dtype=torch.float64)
+    bpp = codec.blocks_per_packet
+    for r in range(1, codec.harq_max_rounds + 1):
+        # Blocks still failing, per row (global block index inside the group).
+        pending = []  # (group, row, [block indices in the group])
+        for g in groups:
+            start = 0
+            for i in g["rows"]:
+                idx = [start + j for j in range(nblocks[i]) if not bool(g["ok"][start + j])]
+                if idx:
+                    pending.append((g, i, idx))
+                start += nblocks[i]
+        if not pending:
+            break
+        lengths = [0] * b
+        for g, i, idx in pending:
+            lengths[i] = len(idx) * g["s"]
+        x = torch.zeros(b, max(lengths), dtype=torch.complex64, device=device)
+        spp = torch.ones(b, dtype=torch.float64, device=device)
+        for g, i, idx in pending:
+            s, first = g["s"], sum(nblocks[j] for j in g["rows"] if j < i)
+            local = [k - first for k in idx]
+            if ir and RV_SEQUENCE[r % 4] != 0:
+                bits = _stream_bits(meta["streams"][i].data, nblocks[i], payload_bits)[local]
+                sym = g["code"].encode(bits.to(device), rv=RV_SEQUENCE[r % 4])
+            else:
+                sym = sent_symbols[i, : nblocks[i] * s].reshape(nblocks[i], s)[local]
+            x[i, : len(idx) * s] = sym.reshape(-1)
+            spp[i] = bpp * s
+            extra_uses[i] += len(idx) * s
+            extra_bits[i] += len(idx) * coded_bits_per_block(get_mcs(g["m"]), codec.block_bits)
+            extra_packets[i] += math.ceil(len(idx) / bpp)
+        y, state = resend(x, spp)
+        xr, nr = codec.equalized(y, state)
+        for g in groups:
+            mine = [(i, idx) for gg, i, idx in pending if gg is g]
+            if not mine:
+                continue
+            s = g["s"]
+            sel = torch.tensor([k for _, idx in mine for k in idx], dtype=torch.int64)
+            xs = torch.cat([xr[i, : len(idx) * s].reshape(len(idx), s) for i, idx in mine])
+            ns = torch.cat([nr[i, : len(idx) * s].reshape(len(idx), s) for i, idx in mine])
+            if exact:
+                code = g["code"]
+                llr = code.llr(xs, ns)
+                if ir:
+                    g["llr"].append(torch.zeros_like(g["llr"][0]))
+                    g["llr"][-1][sel.to(llr.device)] = llr
+                    stack = torch.stack([h[sel.to(llr.device)] for h in g["llr"]], dim=1)
+                    rv = [RV_SEQUENCE[t % 4] for t in range(r + 1)]
+                    u, ok = code.decode_llr(stack, rv=rv)
+                else:
+                    g["llr"][0][sel.to(llr.device)] += llr
+                    u, ok = code.decode_llr(g["llr"][0][sel.to(llr.device)])
+                g["u"][sel] = u.cpu()
+                g["ok"][sel] = ok.cpu()
+            else:
+                prev = g["no"][sel.to(g["no"].device)]
+                comb = 1.0 / (1.0 / prev + 1.0 / ns.to(prev))  # SINRs of identical symbols add
+                g["no"][sel.to(g["no"].device)] = comb
+                snr_eff = effective_snr_db(comb, g["m"])
+                p_fail = codec.table.bler(
+                    torch.full(snr_eff.shape, g["m"], dtype=torch.int64), snr_eff
+                )
+                g["ok"][sel] = (g["draw"][sel] >= p_fail).cpu()
+    results: Blocks = [(torch.zeros(0, dtype=torch.bool), None) for _ in range(b)]
+    for g in groups:
+        start = 0
+        for i in g["rows"]:
+            stop = start + nblocks[i]
+            u = g.get("u")
+            results[i] = (g["ok"][start:stop], None if u is None else u[start:stop])
+            start = stop
+    return results, extra_uses, extra_bits, extra_packets

@@ -1,0 +1,80 @@
+"""The retransmission axis of sweeps (``grid.harq_max_rounds``) and its cell ids."""
+
+from __future__ import annotations
+
+import pytest
+
+from v2x.results import cell_id
+from v2x.sweep_plan import plan_sweep
+
+BASE = {
+    "checkpoint": "untrained",
+    "codec_options": {"deepjscc": {"checkpoint": "untrained"}},
+    "grid": {
+        "snr_db": [3.0],
+        "codecs": ["digital", "deepjscc"],
+        "channels": ["awgn", "erasure_iid"],
+        "fusions": ["none", "max"],
+    },
+}
+
+
+def _plan(**grid):
+    return plan_sweep({**BASE, "grid": {**BASE["grid"], **grid}})
+
+
+def test_rounds_go_to_harq_of_the_codec_else_arq_of_an_erasure_channel():
+    plan = _plan(harq_max_rounds=[0, 2])
+    got = sorted(
+        (
+            g.codec,
+            g.channel,
+            g.harq_max_rounds,
+            g.codec_kwargs.get("harq_max_rounds"),
+            g.channel_kwargs({}).get("arq_max_rounds"),
+        )
+        for g in plan.groups
+        if g.codec != "n/a"
+    )
+    assert got == [
+        ("deepjscc", "awgn", 0, None, None),  # nothing to retransmit: 0 only
+        ("deepjscc", "erasure_iid", 0, None, None),
+        ("deepjscc", "erasure_iid", 2, None, 2),  # ARQ of the channel
+        ("digital", "awgn", 0, None, None),
+        ("digital", "awgn", 2, 2, None),  # HARQ of the codec
+        ("digital", "erasure_iid", 0, None, None),
+        ("digital", "erasure_iid", 2, 2, None),  # HARQ resends erased blocks itself
+    ]
+    assert [g.harq_max_rounds for g in plan.groups if g.codec == "n/a"] == [0]
+
+
+def test_no_retransmission_keeps_the_cell_ids_of_results_from_before_the_axis():
+    plan0, plan = _plan(), _plan(harq_max_rounds=[0, 1])
+    keys0 = {g.key for g in plan0.groups}
+    assert keys0 == {g.key for g in plan.groups if g.harq_max_rounds == 0}
+    assert not keys0 & {g.key for g in plan.groups if g.harq_max_rounds == 1}
+    cond = plan.groups[0].condition(3.0, plan.budget)
+    old = {k: v for k, v in cond.items() if k != "harq_max_rounds"}
+    assert cell_id({**cond, "harq_max_rounds": 0}, "s", 0) == cell_id(old, "s", 0)
+    assert cell_id({**cond, "harq_max_rounds": 1}, "s", 0) != cell_id(old, "s", 0)
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ({"harq_max_rounds": [-1]}, "grid.harq_max_rounds' must be >= 0"),
+        ({"harq_max_rounds": [1.5]}, "grid.harq_max_rounds' must be a whole number"),
+        ({"harq_max_rounds": [1, 1]}, "grid.harq_max_rounds' lists a value twice"),
+    ],
+)
+def test_bad_rounds_axis(override, message):
+    with pytest.raises(ValueError, match=message):
+        _plan(**override)
+
+
+def test_rounds_in_codec_options_and_on_the_axis_conflict():
+    cfg = {**BASE, "codec_options": {**BASE["codec_options"], "digital": {"harq_max_rounds": 1}}}
+    plan = plan_sweep(cfg)  # the option alone stands and shows in the column
+    assert {g.harq_max_rounds for g in plan.groups if g.codec == "digital"} == {1}
+    with pytest.raises(ValueError, match="both set the HARQ rounds"):
+        plan_sweep({**cfg, "grid": {**BASE["grid"], "harq_max_rounds": [0, 2]}})

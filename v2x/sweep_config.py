@@ -1,0 +1,228 @@
+"""The sweep's config: ``SweepConfig`` (its fields), the defaults it starts from
+(``default_config``: ``conf/sweep.yaml`` composed with its defaults list, the one source of
+defaults for the CLI and the Python API) and the field checks that name a bad field.
+``v2x.sweep_plan`` validates a config into groups of cells.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from v2x.provenance import UNTRAINED  # noqa: F401 - part of the config vocabulary
+
+# Config keys that do not change any number (left out of the config hash).
+_NOT_HASHED = (
+    "quiet",
+    "allow_corrupt",
+    "output_dir",
+    "feature_cache_gb",
+    "table",
+    "plots",
+    "plots_dir",
+)
+_NOT_HASHED_DATA = ("cache_dir",)
+
+
+@dataclass
+class SweepConfig:
+    """The sweep (Hydra ``conf/sweep.yaml``); see ``docs/sweeps.md``.
+
+    ``from_any`` merges a mapping over ``default_config()`` (``conf/sweep.yaml``): the defaults
+    below are those of a bare ``SweepConfig()`` and agree with the YAML (tested).
+
+    Attributes:
+        seed: seeds channel noise, pose noise and probabilistic LOS.
+        device: ``cpu``, ``cuda``, ``cuda:N`` or ``auto``; ``all`` (every visible CUDA device)
+            or a list of devices of one type (``[cuda:0,cuda:1]``, ``[cpu,cpu]``): the groups
+            are dealt to one worker process per device (``v2x.sweep_workers``), and the cells
+            equal those of one device of that type (keyed by the type).
+        checkpoint: detector checkpoint path; ``null``/``shipped`` = the shipped model (an
+            error if it is missing), ``untrained`` = random weights built from ``model`` (tests,
+            smoke runs).
+        model: ``DetectorConfig`` fields for ``checkpoint=untrained``.
+        data: the frame set (see ``load_frames``).
+        batch_size: frames per pipeline call.
+        grid: ``channels``, ``snr_db``, ``codecs``, ``bandwidth_ratios``, ``fusions``,
+            ``pose_noise`` (list of ``[translation_std_m, yaw_std_rad]``), ``added_delay_s``
+            (seconds added to every payload's latency), ``late_policy`` (``null``: the
+            budget's).
+        codec_options, channel_options, fusion_options: constructor kwargs per name.
+        asynchrony: see ``v2x.asynchrony.AsynchronyConfig`` (collaborators' data as old as its
+            delivery).
+        network, budget, eval: see ``NetworkConfig``, ``BudgetConfig``, ``EvalConfig``; ``eval``
+            also takes ``min_points`` and ``bootstrap`` (resamples of the frames for each AP's
+            95 % interval, seeded by ``seed``; 0: none).
+        output_dir: folder of the results files.
+        quiet: no progress bar (also off when stderr is not a TTY or ``CI`` is set).
+        allow_corrupt: move an unreadable results file aside instead of failing.
+        feature_cache_gb: memory for cached encoder features (0: re-encode per group).
+        table: print the results table when the app finishes.
+        plots: draw this job's figures when the app finishes (``v2x.plots.make_plots``).
+        plots_dir: their folder (default ``<output_dir>/plots-<config hash>``).
+        plugins: modules imported first, which register channels, codecs, fusions or link
+            models of the user's (``v2x.registry.import_plugins``); each job of a launcher
+            imports them itself.
+    """
+
+    seed: int = 0
+    device: str | list = "cpu"
+    checkpoint: str | None = None
+    model: dict = field(default_factory=dict)
+    data: dict = field(default_factory=dict)
+    batch_size: int = 4
+    grid: dict = field(default_factory=dict)
+    codec_options: dict = field(default_factory=dict)
+    channel_options: dict = field(default_factory=dict)
+    fusion_options: dict = field(default_factory=dict)
+    network: dict = field(default_factory=dict)
+    budget: dict = field(default_factory=dict)
+    asynchrony: dict = field(default_factory=dict)
+    eval: dict = field(default_factory=dict)
+    output_dir: str = "outputs/sweeps"
+    quiet: bool = False
+    allow_corrupt: bool = False
+    feature_cache_gb: float = 2.0
+    table: bool = True
+    plots: bool = True
+    plots_dir: str | None = None
+    plugins: list = field(default_factory=list)
+
+    @classmethod
+    def from_any(cls, cfg: Any) -> SweepConfig:
+        """A ``SweepConfig`` from a mapping (Hydra's ``DictConfig`` or a plain dict) merged over
+        ``default_config()`` (nested mappings merge key by key, lists replace)."""
+        if isinstance(cfg, SweepConfig):
+            return cfg
+        from omegaconf import OmegaConf
+
+        data = _plain(cfg)
+        if not isinstance(data, Mapping):
+            raise ValueError(f"sweep: the config must be a mapping of fields, got {type(cfg)}")
+        data = {k: v for k, v in data.items() if k != "hydra"}
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(data) - names
+        if unknown:
+            raise ValueError(
+                f"sweep: unknown config field(s) {sorted(unknown)}; valid: {sorted(names)}"
+            )
+        defaults = default_config()
+        merged = _plain(OmegaConf.merge(OmegaConf.create(defaults), OmegaConf.create(data)))
+        return cls(**merged)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+SNR_MODES = ("fixed", "geometric")
+
+
+DATA_SOURCES = ("synthetic", "store", "v2xsim", "dair_v2x")
+
+
+def default_config() -> dict:
+    """The sweep's defaults: ``conf/sweep.yaml`` composed with its defaults list (the same
+    config ``v2x-sweep`` starts from; ``hydra`` settings left out).
+
+    ``run_sweep`` / ``plan_sweep`` merge a Python config over these, so the Python API and the
+    CLI share one set of defaults.
+    """
+    return _plain(_compose_defaults("sweep"))
+
+
+def _conf_dir() -> Path:
+    from importlib import resources
+
+    return Path(str(resources.files("v2x.conf")))
+
+
+def _compose_defaults(name: str) -> Any:
+    """``conf/<name>.yaml`` with its ``defaults`` list applied (``group: option``,
+    ``group@package: option``, another config of the folder, ``_self_``) — the subset of
+    Hydra's composition the shipped configs use, without Hydra's global state."""
+    from omegaconf import OmegaConf
+
+    own = OmegaConf.load(_conf_dir() / f"{name}.yaml")
+    defaults = list(own.pop("defaults", []) or [])
+    own.pop("hydra", None)
+    if "_self_" not in defaults:
+        defaults.append("_self_")
+    merged = OmegaConf.create({})
+    for entry in defaults:
+        if entry == "_self_":
+            merged = OmegaConf.merge(merged, own)
+        elif isinstance(entry, str):
+            merged = OmegaConf.merge(merged, _compose_defaults(entry))
+        else:
+            ((group, option),) = dict(entry).items()
+            group, _, package = str(group).partition("@")
+            if option is None:
+                continue
+            node = OmegaConf.load(_conf_dir() / group / f"{option}.yaml")
+            target = package or group
+            merged = OmegaConf.merge(merged, OmegaConf.create(_nest(target.split("."), node)))
+    return merged
+
+
+def _nest(keys: list[str], value: Any) -> Any:
+    return value if not keys else {keys[0]: _nest(keys[1:], value)}
+
+
+def _plain(obj: Any) -> Any:
+    """OmegaConf containers → plain Python (resolved)."""
+    try:
+        from omegaconf import DictConfig, ListConfig, OmegaConf
+
+        if isinstance(obj, DictConfig | ListConfig):
+            return OmegaConf.to_container(obj, resolve=True)
+    except ImportError:  # pragma: no cover
+        pass
+    if isinstance(obj, os.PathLike):
+        return os.fspath(obj)
+    if isinstance(obj, Mapping):
+        return {k: _plain(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_plain(v) for v in obj]
+    return obj
+
+
+def _codec_spec(spec: Any, options: Mapping) -> tuple[str, dict]:
+    if isinstance(spec, Mapping):
+        spec = dict(spec)
+        if "name" not in spec:
+            raise ValueError(f"sweep: field 'grid.codecs' entry {spec} needs a 'name'")
+        name = str(spec.pop("name"))
+        return name, {**dict(options.get(name, {}) or {}), **spec}
+    return str(spec), dict(options.get(str(spec), {}) or {})
+
+
+def _numbers(field_name: str, values: Sequence) -> list[float]:
+    """``values`` as floats; a value that is not a number is a ``ValueError`` naming the field."""
+    out = []
+    for v in values:
+        if isinstance(v, bool):
+            v = str(v)
+        try:
+            out.append(float(v))
+        except (TypeError, ValueError):
+            raise ValueError(f"sweep: field '{field_name}' must hold numbers, got {v!r}") from None
+    return out
+
+
+def _integer(field_name: str, value: Any, minimum: int | None = None) -> int:
+    """``value`` as an int (``ValueError`` naming the field if it is not a whole number)."""
+    try:
+        number = float(value)
+        if isinstance(value, bool) or not number.is_integer():
+            raise ValueError
+    except (TypeError, ValueError):
+        raise ValueError(
+            f"sweep: field '{field_name}' must be a whole number, got {value!r}"
+        ) from None
+    if minimum is not None and number < minimum:
+        raise ValueError(f"sweep: field '{field_name}' must be >= {minimum}, got {value}")
+    return int(number)

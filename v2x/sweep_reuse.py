@@ -1,0 +1,118 @@
+"""What a sweep computes once and reuses across its cells, none of which changes a number:
+encoder features per frame batch (``EncodeCache``), the digital chain's source coding of a map
+(``share_source_coding``) and finished cells held by other results files (``reuse_cells``).
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import torch
+
+from v2x.ledger import LEDGER_SCHEMA
+from v2x.results import (
+    RESULTS_SCHEMA,
+    CorruptResultsError,
+    ResultsStore,
+    ledger_path_of,
+    read_table,
+    results_files,
+)
+
+log = logging.getLogger("v2x.sweep")
+
+
+class EncodeCache:
+    """Delegates to the detector but serves ``encode`` from a per-batch cache.
+
+    ``CooperativePipeline`` calls ``model.encode`` once per run; the sweep sets ``batch_index``
+    before each run so that every group reuses the features of that batch. Only the points the
+    features were computed from are served from the cache (a batch re-sensed at other instants,
+    ``v2x.asynchrony``, is encoded afresh).
+    """
+
+    def __init__(self, model: torch.nn.Module, max_bytes: float) -> None:
+        self._model = model
+        self._cache: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+        self._max_bytes = max_bytes
+        self._bytes = 0
+        self.batch_index: int | None = None
+        self.encodes = 0
+
+    def encode(
+        self, points: torch.Tensor, point_mask: torch.Tensor, poses: torch.Tensor
+    ) -> torch.Tensor:
+        key = self.batch_index
+        hit = self._cache.get(key) if key is not None else None
+        if hit is not None and hit[0] is points:  # the batch's own scans, not re-sensed ones
+            return hit[1]
+        features = self._model.encode(points, point_mask, poses)
+        self.encodes += 1
+        size = features.numel() * features.element_size()
+        if key is not None and key not in self._cache and self._bytes + size <= self._max_bytes:
+            self._cache[key] = (points, features)
+            self._bytes += size
+        return features
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._model, name)
+
+
+def share_source_coding(codec: Any) -> dict:
+    """Let every cell of a group reuse the codec's SNR-independent source coding of a map.
+
+    The digital chain memoises its source coding (quantise + entropy code, the costliest step
+    of a sweep on the CPU) per map content within one ``encode`` call (``_fit_stream``'s
+    ``cache``); cells run one call each, so the sweep hands every call one shared memo, which
+    the caller clears per frame batch. The memo is keyed by the map's content and returns what
+    the codec would recompute, so no number changes. A codec without that hook is left as is.
+    Returns the shared memo.
+    """
+    shared: dict = {}
+    fit = getattr(codec, "_fit_stream", None)
+    try:
+        takes_cache = fit is not None and "cache" in inspect.signature(fit).parameters
+    except (TypeError, ValueError):
+        takes_cache = False
+    if takes_cache:
+
+        def fit_shared(features: torch.Tensor, row: int, mcs_index: int, cache=None) -> Any:
+            return fit(features, row, mcs_index, shared)
+
+        codec._fit_stream = fit_shared
+    return shared
+
+
+def reuse_cells(store: ResultsStore, wanted: set[str]) -> int:
+    """Copy cells in ``wanted`` that other results files of the store's folder already hold
+    (same ``cell_id``: same condition, code, checkpoints, data, config and seed) into the
+    store, with their ledger rows; returns how many. Unreadable files are skipped (logged)."""
+    if not wanted or not store.directory.is_dir():
+        return 0
+    found = 0
+    for f in results_files([store.directory]):
+        if f == store.path or not wanted:
+            continue
+        try:
+            table = read_table(f, RESULTS_SCHEMA)
+            hit = wanted & set(table.column("cell_id").to_pylist())
+            if not hit or not ledger_path_of(f).exists():
+                continue
+            ledger = read_table(ledger_path_of(f), LEDGER_SCHEMA)
+        except CorruptResultsError as exc:
+            log.warning("sweep: not reusing cells of an unreadable file: %s", exc)
+            continue
+        value_set = pa.array(sorted(hit), pa.string())
+        rows = table.filter(pc.is_in(table.column("cell_id"), value_set=value_set)).to_pylist()
+        store.add(rows, ledger.filter(pc.is_in(ledger.column("cell_id"), value_set=value_set)))
+        wanted -= hit
+        found += len(hit)
+        log.info("sweep: reused %d cell(s) of %s", len(hit), f)
+    return found
+
+
+__all__ = ["EncodeCache", "reuse_cells", "share_source_coding"]

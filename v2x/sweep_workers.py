@@ -1,0 +1,113 @@
+"""A sweep's groups dealt across several devices: one worker process per device.
+
+``run_sweep`` comes here when ``device`` names several devices (``all``: every visible CUDA
+device; or a list such as ``[cuda:0,cuda:1]`` or ``[cpu,cpu]``). Each worker (a ``spawn``
+process, as CUDA needs) plans the same sweep, loads the frames from the cache, the detector
+and the frame batches onto its own device once, then takes groups from a shared queue (the next
+free worker takes the next group, so a slow group does not hold the others back) and returns
+each group's results rows and ledger. The parent writes them to the results store in grid order,
+as one process would. A cell's numbers depend only on its own seed (``v2x.sweep._cell_seed``)
+and the device type, never on which worker ran it, so the table equals one device's.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import time
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from typing import Any
+
+import pyarrow as pa
+import torch
+
+from v2x.sweep_plan import Group, SweepPlan
+
+#: This worker process's sweep: plan, frames' identity, device, feature cache and batches.
+_WORKER: dict[str, Any] = {}
+
+
+def _start(config: dict, devices: Any, threads: int) -> None:
+    """Worker initialiser: take a device from the queue and load everything onto it."""
+    from v2x.loading import data_identity, load_frames
+    from v2x.sweep import prepare_device
+    from v2x.sweep_plan import plan_sweep
+
+    device = torch.device(devices.get())
+    torch.set_num_threads(threads)
+    plan = plan_sweep(config)
+    frames = load_frames(plan.data, True)
+    cache, batches = prepare_device(plan, frames, device)
+    _WORKER.update(
+        plan=plan,
+        data_id=data_identity(plan.data, frames),
+        device=device,
+        cache=cache,
+        batches=batches,
+    )
+
+
+def _compute(index: int, snrs: list[float]) -> tuple[list[dict], pa.Table, float, int, int]:
+    """Group ``index`` of the plan at ``snrs``: rows, ledger, seconds, and this worker's id and
+    encoder passes so far."""
+    from v2x.loading import _NullBar
+    from v2x.sweep import _run_group
+
+    w = _WORKER
+    group = w["plan"].groups[index]
+    started = time.perf_counter()
+    with torch.no_grad():
+        rows, ledger = _run_group(
+            w["plan"], group, snrs, w["batches"], w["cache"], w["device"], _NullBar(), w["data_id"]
+        )
+    return rows, ledger, time.perf_counter() - started, os.getpid(), w["cache"].encodes
+
+
+def run_groups_on_devices(
+    plan: SweepPlan,
+    todo: Sequence[tuple[Group, list[float]]],
+    devices: Sequence[torch.device],
+    bar: Any,
+    num_frames: int,
+    encodes: list[int],
+) -> Iterator[tuple[Group, list[float], list[dict], pa.Table, float]]:
+    """Compute the ``todo`` groups of ``plan`` on one worker per device (at most one per group);
+    yields each group, its SNRs, results rows, ledger and seconds in ``todo``'s order as soon
+    as it and every group before it are done. CPU workers share this process's torch threads.
+    Appends each worker's encoder passes to ``encodes`` at the end."""
+    index_of = {id(g): i for i, g in enumerate(plan.groups)}
+    workers = min(len(devices), len(todo))
+    ctx = mp.get_context("spawn")
+    queue = ctx.Queue()
+    for d in devices[:workers]:
+        queue.put(str(d))
+    threads = max(1, torch.get_num_threads() // workers)
+    pool = ProcessPoolExecutor(
+        workers,
+        mp_context=ctx,
+        initializer=_start,
+        initargs=(plan.config.to_dict(), queue, threads),
+    )
+    passes: dict[int, int] = {}  # worker -> its encoder passes
+    try:
+        futures = {
+            pool.submit(_compute, index_of[id(group)], list(snrs)): n
+            for n, (group, snrs) in enumerate(todo)
+        }
+        finished: dict[int, tuple[list[dict], pa.Table, float]] = {}
+        upcoming = 0
+        for future in as_completed(futures):
+            rows, ledger, seconds, worker, encoder_passes = future.result()
+            n = futures[future]
+            finished[n] = (rows, ledger, seconds)
+            passes[worker] = max(passes.get(worker, 0), encoder_passes)
+            bar.update(num_frames * len(todo[n][1]))
+            while upcoming in finished:
+                group, snrs = todo[upcoming]
+                yield (group, snrs, *finished.pop(upcoming))
+                upcoming += 1
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+        queue.close()
+    encodes.append(sum(passes.values()))
