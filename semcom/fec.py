@@ -10,8 +10,9 @@ still give unit average symbol energy; the receiver flips the LLR signs back.
 
 The LDPC decoder is Sionna's belief-propagation ``LDPC5GDecoder`` (``ldpc_decoder="sionna"``,
 the reference) or the project's batched layered normalised min-sum decoder of the same code
-(``"minsum"``, ``v2x.semcom.ldpc_minsum``: same input and output, far faster, BLER within 0.1 dB
-of BP's, see docs/digital.md).
+(``"minsum"``, ``v2x.semcom.ldpc_minsum``: same input and output, HARQ redundancy versions
+included, many times faster; at 20 iterations it needs 0.1–0.2 dB less SNR than 20 flooding BP
+iterations, see docs/digital.md).
 
 Sionna's blocks are imported lazily (they are heavy) and cached per (MCS, block size, decoder,
 device).
@@ -116,6 +117,7 @@ class BlockCode:
                 self._ldpc_enc, num_iter=num_iter, cn_update=cn_update, hard_out=True, device=device
             )
         self._num_iter, self._cn_update, self._device = num_iter, cn_update, device
+        self.ldpc_decoder = ldpc_decoder
         self._fork_devices = [torch.device(device).index or 0] if device.startswith("cuda") else []
         self._ldpc_dec_harq = None  # built on first use (incremental redundancy)
         self._mapper = Mapper("qam", qm, device=device)
@@ -200,7 +202,14 @@ class BlockCode:
         return payload.round().to(torch.uint8), ok.reshape(n).to(torch.bool)
 
     def _harq_decoder(self):
-        """Sionna's LDPC decoder in HARQ mode (no pruning of punctured nodes), built once."""
+        """The LDPC decoder in HARQ mode (no pruning of punctured nodes), built once: Sionna's,
+        or the min-sum decoder with ``ldpc_decoder="minsum"``."""
+        if self._ldpc_dec_harq is None and self.ldpc_decoder == "minsum":
+            from v2x.semcom.ldpc_minsum import LDPC5GMinSumDecoder
+
+            self._ldpc_dec_harq = LDPC5GMinSumDecoder(
+                self._ldpc_enc, num_iter=self._num_iter, harq_mode=True
+            )
         if self._ldpc_dec_harq is None:
             from sionna.phy.fec.ldpc import LDPC5GDecoder
 

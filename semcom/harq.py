@@ -14,8 +14,9 @@
   - ``harq_combining="ir"`` (incremental redundancy, exact decoder only): round ``r`` sends
     redundancy version ``RV_SEQUENCE[r mod 4]`` = 0, 2, 3, 1 (the usual 38.214 order) of 5G
     rate matching (Sionna ``LDPC5GEncoder(..., rv=...)``); Sionna's HARQ-mode
-    ``LDPC5GDecoder`` adds the LLRs of every received version in the circular buffer, so each
-    round adds new parity bits as well as energy.
+    ``LDPC5GDecoder`` (or, with ``ldpc_decoder="minsum"``, the min-sum decoder's ``harq_mode``)
+    adds the LLRs of every received version in the circular buffer, so each round adds new
+    parity bits as well as energy.
 
   Fast decoder: one uniform number ``u`` per block is drawn in the first round; the block has
   failed after round ``r`` iff ``u < BLER(combined SNR after r rounds)``. The combined SNR only
@@ -59,7 +60,7 @@ import torch
 from v2x.channels.base import Channel, ChannelState
 from v2x.channels.link import LinkState
 from v2x.semcom.base import Codec, Transmission
-from v2x.semcom.fec import CRC_BITS, block_code, coded_bits_per_block, device_string
+from v2x.semcom.fec import CRC_BITS, coded_bits_per_block, device_string
 from v2x.semcom.mcs import get_mcs
 
 if TYPE_CHECKING:
@@ -233,7 +234,7 @@ def harq_decode_blocks(
         ns = torch.cat([no_eff[i, : nblocks[i] * s].reshape(nblocks[i], s) for i in rows])
         g = {"m": m, "rows": rows, "s": s}
         if exact:
-            code = block_code(m, codec.block_bits, codec.num_iter, codec.cn_update, dev)
+            code = codec.block_code_for(m, dev)
             g["code"] = code
             llr = code.llr(xs, ns) if xs.shape[0] else xs.real
             g["llr"] = [llr]  # one entry per round (ir) or the running sum (chase)

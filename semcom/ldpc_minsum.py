@@ -26,8 +26,12 @@ Algorithm (row-layered min-sum, the usual hardware 5G decoder):
   ``min1``), and ``L = t + R_new``. Consecutive row blocks with no column in common are updated
   together, which is the same computation as one after the other, in fewer steps;
 * after every iteration each block's hard decision is checked against every parity check; a
-  block whose syndrome is zero stops (early termination per block) and leaves the batch once
-  enough blocks have stopped, so later iterations only run on blocks still decoding.
+  block whose syndrome is zero keeps that decision and stops (early termination per block), and
+  stopped blocks leave the batch once they are 1/16 of it, so later iterations only run on
+  blocks still decoding. A block's output never depends on the other blocks of the call.
+
+``harq_mode=True`` decodes the whole mother code, and ``decode(llr, rv=[...])`` adds several
+received redundancy versions in the circular buffer first, as Sionna's HARQ-mode decoder.
 
 ``α = 0.85, β = 0.25`` (normalised offset min-sum) were chosen on the chain's codes (1024-bit
 blocks, MCS 5/14/20/27 on AWGN): at 20 iterations the block error rate is then at or below
@@ -36,9 +40,10 @@ that of Sionna's 20 flooding iterations of exact BP (docs/digital.md).
 Messages are stored batch-last (``[edges, blocks]``) so every gather and scatter moves
 contiguous rows of ``B`` values. On CUDA with Triton (``backend="auto"``) one fused kernel per
 row group does the whole update (16 bytes of traffic per edge); the torch path is the reference
-and runs everywhere, with the same arithmetic (bit-identical results). Memory ≈
-``4 · (n_used + 4 E) · B`` bytes for ``E`` decoded Tanner-graph edges (≈ 6,000–12,000 for
-1024-bit blocks).
+and runs everywhere, with the same arithmetic (bit-identical results in Triton's interpreter; a
+``gpu`` test checks it on CUDA). Memory ≈ ``4 · (n_used + E + 3 E_step) · B`` bytes for ``E``
+decoded Tanner-graph edges (3,600–11,300 for the chain's 1024-bit blocks above MCS 2) and
+``E_step`` those of the largest step: ≈ 50 kB per block.
 """
 
 from __future__ import annotations
@@ -95,6 +100,8 @@ class _Tables:
     syn_idx: torch.Tensor  # [M·Dmax] VN of every (check, slot); V = the always-0 row
     syn_shape: tuple[int, int]  # (M, Dmax)
     cw_idx: torch.Tensor  # [n] VN of every rate-matched coded bit (interleaved order)
+    place_buf: torch.Tensor  # [V] index into [circular buffer | 0 | filler] of every VN
+    out_int: torch.Tensor  # [n] circular-buffer index (before the RV's start) of input column
 
 
 class LDPC5GMinSumDecoder:
@@ -109,6 +116,8 @@ class LDPC5GMinSumDecoder:
         early_stop: stop a block once its hard decision has a zero syndrome.
         llr_max: channel LLRs are clipped to ``±llr_max`` (Sionna's default 20).
         backend: ``"torch"``, ``"triton"`` (CUDA) or ``"auto"`` (Triton on CUDA when installed).
+        harq_mode: decode the whole mother code (no row is pruned) so that ``decode`` can take
+            several redundancy versions (``rv``) of a block, as Sionna's ``harq_mode``.
 
     ``decoder(llr_ch [..., n]) -> [..., k]`` float32 bits, ``decoder.decode(llr_ch)`` a
     ``MinSumResult``. Index tables are built on first use per device; the device follows the
@@ -124,6 +133,7 @@ class LDPC5GMinSumDecoder:
         early_stop: bool = True,
         llr_max: float = 20.0,
         backend: str = "auto",
+        harq_mode: bool = False,
     ) -> None:
         if not isinstance(num_iter, int) or num_iter < 0:
             raise ValueError(f"LDPC min-sum 'num_iter' must be an int ≥ 0, got {num_iter!r}")
@@ -141,6 +151,7 @@ class LDPC5GMinSumDecoder:
         self.early_stop = bool(early_stop)
         self.llr_max = float(llr_max)
         self.backend = backend
+        self.harq_mode = bool(harq_mode)
         self.k = int(encoder.k)
         self.n = int(encoder.n)
         self.z = int(encoder.z)
@@ -185,7 +196,8 @@ class LDPC5GMinSumDecoder:
             if vn_degree[c] != 1:
                 break
             last_pos = c
-        n_used = max(last_pos * z, 2 * z + n + k_filler)
+        self._core_vns = last_pos * z
+        n_used = n_ldpc if self.harq_mode else max(last_pos * z, 2 * z + n + k_filler)
         num_cols = math.ceil(n_used / z)
         row_cols = [np.flatnonzero(base[r] >= 0) for r in range(num_rb)]
         kept = [r for r in range(num_rb) if (row_cols[r] < num_cols).all()]
@@ -227,7 +239,8 @@ class LDPC5GMinSumDecoder:
         self.num_edges = int(sum(len(row_cols[r]) for r in kept)) * z
 
         # Syndrome over the checks of Sionna's pruned PCM: checks of the last kept row block
-        # beyond the transmitted bits see only a punctured degree-1 VN and are left out.
+        # beyond the transmitted bits see only a punctured degree-1 VN and are left out (in
+        # harq_mode, per call: the first ``_checks(rv)`` checks).
         num_checks = n_used - k_ldpc
         dmax = max(len(row_cols[r]) for r in kept)
         syn = np.full((num_checks, dmax), v, dtype=np.int64)  # v: the always-0 row
@@ -254,6 +267,18 @@ class LDPC5GMinSumDecoder:
         self._place_np = place
         vn_of_buf = np.where(j < k - 2 * z, j + 2 * z, j - (k - 2 * z) + k_ldpc)
         self._cw_np = vn_of_buf[out_int]
+        # Redundancy versions (harq_mode): input column c of version r lands at circular-buffer
+        # index (out_int[c] + start_r) mod buf_len; the VNs read the buffer ([buffer | 0 |
+        # filler] rows) as in LDPC5GDecoder's HARQ mode.
+        self._buf_len = buf_len
+        self._rv_start = [int(x) for x in encoder.get_start_positions_comp([0, 1, 2, 3])]
+        self._out_int_np = out_int
+        place_buf = np.full(v, buf_len, dtype=np.int64)
+        place_buf[sys_] = pos[sys_] - 2 * z
+        place_buf[(pos >= k) & (pos < k_ldpc)] = buf_len + 1
+        in_buf = (pos >= k_ldpc) & (buf < buf_len)
+        place_buf[in_buf] = buf[in_buf]
+        self._place_buf_np = place_buf
 
     def _tables_on(self, device: torch.device) -> _Tables:
         t = self._tables.get(device)
@@ -273,6 +298,8 @@ class LDPC5GMinSumDecoder:
                 syn_idx=torch.as_tensor(self._syn_np[0], device=device),
                 syn_shape=self._syn_np[1],
                 cw_idx=torch.as_tensor(self._cw_np, device=device),
+                place_buf=torch.as_tensor(self._place_buf_np, device=device),
+                out_int=torch.as_tensor(self._out_int_np, device=device),
             )
             self._tables[device] = t
         return t
@@ -290,18 +317,36 @@ class LDPC5GMinSumDecoder:
 
     # -- decoding ------------------------------------------------------------------------------
 
-    def __call__(self, llr_ch: torch.Tensor) -> torch.Tensor:
+    def __call__(self, llr_ch: torch.Tensor, rv: list[int] | None = None) -> torch.Tensor:
         """``llr_ch [..., n]`` channel logits → ``[..., k]`` float32 hard information bits."""
-        return self.decode(llr_ch).bits
+        return self.decode(llr_ch, rv=rv).bits
 
-    def decode(self, llr_ch: torch.Tensor, return_codeword: bool = False) -> MinSumResult:
-        """Decode every block of ``llr_ch [..., n]`` (any leading shape) in one batch."""
+    def decode(
+        self, llr_ch: torch.Tensor, return_codeword: bool = False, rv: list[int] | None = None
+    ) -> MinSumResult:
+        """Decode every block of ``llr_ch [..., n]`` (any leading shape) in one batch.
+
+        With ``rv`` (``harq_mode`` only), ``llr_ch [..., R, n]`` holds ``R`` received
+        redundancy versions ``rv[0..R-1]`` (each 0–3) of every block; their LLRs are added in
+        the circular buffer before decoding, as Sionna's HARQ-mode ``LDPC5GDecoder`` does.
+        """
         if llr_ch.shape[-1] != self.n:
             raise ValueError(
                 f"LDPC min-sum: llr_ch must be [..., n={self.n}], got {tuple(llr_ch.shape)}"
             )
-        lead = tuple(llr_ch.shape[:-1])
-        x = llr_ch.reshape(-1, self.n).to(torch.float32)
+        if rv is not None:
+            rv = list(rv)
+            if not self.harq_mode:
+                raise ValueError("LDPC min-sum: 'rv' needs a decoder built with harq_mode=True")
+            if not rv or any(r not in (0, 1, 2, 3) for r in rv):
+                raise ValueError(f"LDPC min-sum: rv must be a non-empty list of 0..3, got {rv}")
+            if llr_ch.dim() < 2 or llr_ch.shape[-2] != len(rv):
+                raise ValueError(
+                    f"LDPC min-sum: llr_ch must be [..., {len(rv)}, n] for rv={rv}, "
+                    f"got {tuple(llr_ch.shape)}"
+                )
+        lead = tuple(llr_ch.shape[:-1] if rv is None else llr_ch.shape[:-2])
+        x = llr_ch.reshape(-1, *(() if rv is None else (len(rv),)), self.n).to(torch.float32)
         nb = x.shape[0]
         device = x.device
         tab = self._tables_on(device)
@@ -312,13 +357,23 @@ class LDPC5GMinSumDecoder:
         cw = torch.zeros(nb, self.n, device=device) if return_codeword else None
 
         # Internal LLRs (positive favours 0): L = −logit, batch-last, plus the z padding rows.
+        # Source rows: the input columns (or the circular buffer), then 0 and the filler value.
         v, z = self._num_vns, self.z
-        src = torch.empty(self.n + 2, nb, dtype=torch.float32, device=device)
-        torch.clamp(x.t(), -self.llr_max, self.llr_max, out=src[: self.n])
-        src[self.n] = 0.0
-        src[self.n + 1] = -_FILLER_LLR
+        if rv is None:
+            src = torch.empty(self.n + 2, nb, dtype=torch.float32, device=device)
+            torch.clamp(x.t(), -self.llr_max, self.llr_max, out=src[: self.n])
+            place = tab.place
+        else:
+            src = torch.zeros(self._buf_len + 2, nb, dtype=torch.float32, device=device)
+            for i, r in enumerate(rv):
+                at = (tab.out_int + self._rv_start[r]) % self._buf_len
+                src.index_add_(0, at, x[:, i].t())
+            src.clamp_(-self.llr_max, self.llr_max)  # after combining, as Sionna
+            place = tab.place_buf
+        src[-2] = 0.0
+        src[-1] = -_FILLER_LLR
         llr = torch.empty(v + z, nb, dtype=torch.float32, device=device)
-        torch.sub(0.0, src.index_select(0, tab.place), out=llr[:v])  # 0 − (+0) = +0, never −0
+        torch.sub(0.0, src.index_select(0, place), out=llr[:v])  # 0 − (+0) = +0, never −0
         llr[v:] = _PAD_LLR
         del src
         msgs = [torch.zeros(g.idx.numel(), nb, device=device) for g in tab.groups]
@@ -339,16 +394,17 @@ class LDPC5GMinSumDecoder:
         # the batch once they are at least 1/_COMPACT of it.
         use_torch = layer == self._layer_torch
         work = self._work(max_e, nb, device) if use_torch else None
+        checks = self._checks(rv)
         frozen = torch.zeros(nb, dtype=torch.bool, device=device)
         it = 0
         while nb:
             last = it == self.num_iter
             if last:
                 rest = torch.nonzero(~frozen).reshape(-1)
-                finish(rest, self._syndrome_ok(llr, tab)[rest], it)
+                finish(rest, self._syndrome_ok(llr, tab, checks)[rest], it)
                 break
             if self.early_stop and it:
-                new = self._syndrome_ok(llr, tab) & ~frozen
+                new = self._syndrome_ok(llr, tab, checks) & ~frozen
                 cols = torch.nonzero(new).reshape(-1)
                 if cols.numel():
                     finish(cols, True, it)
@@ -431,8 +487,21 @@ class LDPC5GMinSumDecoder:
     def _one(device: torch.device) -> torch.Tensor:
         return torch.ones((), dtype=torch.float32, device=device)
 
+    def _checks(self, rv: list[int] | None) -> int:
+        """Checks the syndrome covers: those of the rows whose parity bits were received (the
+        others only see a degree-1 VN with no channel LLR)."""
+        if not self.harq_mode:
+            return self._syn_np[1][0]
+        last = 0  # last circular-buffer index a received version covers
+        for r in rv or [0]:
+            start = self._rv_start[r]
+            wraps = start + self.n > self._buf_len
+            last = max(last, self._buf_len - 1 if wraps else start + self.n - 1)
+        n_used = max(self._core_vns, 2 * self.z + self.k_ldpc - self.k + last + 1)
+        return min(n_used, self.n_ldpc) - self.k_ldpc
+
     @staticmethod
-    def _syndrome_ok(llr: torch.Tensor, tab: _Tables) -> torch.Tensor:
+    def _syndrome_ok(llr: torch.Tensor, tab: _Tables, checks: int) -> torch.Tensor:
         """``[B]`` bool: the hard decision of each batch column satisfies every check.
 
         Hard bits are bytes, four blocks to an int32 lane group: the gather and the sum over a
@@ -443,8 +512,9 @@ class LDPC5GMinSumDecoder:
         nb4 = -(-nb // 4) * 4
         hard = torch.zeros(v + 1, nb4, dtype=torch.uint8, device=llr.device)
         torch.le(llr[:v], 0.0, out=hard[:v, :nb].view(torch.bool))
-        m, d = tab.syn_shape
-        packed = hard.view(torch.int32).index_select(0, tab.syn_idx).view(m, d, nb4 // 4)
+        d = tab.syn_shape[1]
+        idx = tab.syn_idx[: checks * d]
+        packed = hard.view(torch.int32).index_select(0, idx).view(checks, d, nb4 // 4)
         parity = packed.sum(dim=1, dtype=torch.int32).bitwise_and_(0x01010101)
         return parity.view(torch.uint8).amax(dim=0)[:nb] == 0
 

@@ -151,6 +151,80 @@ def test_early_termination_stops_converged_blocks_only():
     assert torch.equal(fast.bits[:48], u[:48])
 
 
+def test_redundancy_versions_combine_as_sionnas_harq_mode():
+    """harq_mode: the LLRs of several redundancy versions add up in the circular buffer, as in
+    Sionna's HARQ-mode decoder: noiseless self-decodable combinations decode, the decoded bits
+    equal Sionna's wherever both recover a block, and a single RV 0 decodes as the pruned
+    decoder does."""
+    from sionna.phy.fec.ldpc import LDPC5GDecoder
+
+    enc = block_code(14, 1024)._ldpc_enc
+    dec = LDPC5GMinSumDecoder(enc, harq_mode=True)
+    g = torch.Generator().manual_seed(2)
+    u = torch.randint(0, 2, (64, 1024), generator=g).float()
+    order = [0, 2, 3, 1]
+    c = enc(u, rv=order)  # [B, 4, n]
+    for rv in ([0], [3], [0, 2], [2, 3], [0, 2, 3, 1]):
+        idx = [order.index(r) for r in rv]
+        assert torch.equal(dec(4.0 * (2.0 * c[:, idx] - 1.0), rv=rv), u), rv
+    sionna = LDPC5GDecoder(enc, num_iter=20, harq_mode=True)
+    noisy = 2.0 * ((2.0 * c - 1.0) + 1.6 * torch.randn(c.shape, generator=g)) / 1.6**2
+    rv = [0, 2, 3]
+    u_m, u_s = dec(noisy[:, :3], rv=rv), sionna(noisy[:, :3], rv=rv)
+    both = (u_m == u).all(1) & (u_s == u).all(1)
+    assert torch.equal(u_m[both], u_s[both])
+    assert int(both.sum()) >= 32  # not vacuous (one RV alone recovers none of these blocks)
+    assert not bool((dec(noisy[:, :1], rv=[0]) == u).all(1).any())
+    pruned, full = LDPC5GMinSumDecoder(enc).decode(noisy[:, 0]), dec.decode(noisy[:, 0])
+    assert torch.equal(pruned.bits, full.bits)
+    assert torch.equal(pruned.iterations, full.iterations)
+    with pytest.raises(ValueError, match="harq_mode"):
+        LDPC5GMinSumDecoder(enc)(noisy[:, :2], rv=[0, 2])
+    with pytest.raises(ValueError, match="rv"):
+        dec(noisy[:, :2], rv=[0, 4])
+
+
+def test_harq_rounds_of_the_codec_use_the_minsum_decoder():
+    """With ``ldpc_decoder: minsum`` every HARQ round decodes with it (chase and incremental
+    redundancy): a block whose first copy was erased is recovered from the retransmissions."""
+    import numpy as np
+
+    from v2x.channels import build_channel
+    from v2x.channels.base import ChannelState
+    from v2x.semcom.base import Cost, Transmission
+    from v2x.semcom.digital import DigitalCodec, MapStream
+    from v2x.semcom.harq import harq_decode_blocks
+
+    def resend(x, spp, mask=None):
+        return build_channel("awgn")(x, torch.full((x.shape[0],), 20.0))
+
+    torch.manual_seed(3)
+    m = 9
+    for combining, rounds in (("chase", 1), ("ir", 2)):
+        codec = DigitalCodec(
+            mcs=m, decoder="exact", harq_max_rounds=rounds, harq_combining=combining,
+            ldpc_decoder="minsum",
+        )  # fmt: skip
+        code = codec.block_code_for(m, "cpu")
+        assert isinstance(code._ldpc_dec, LDPC5GMinSumDecoder)
+        bits = torch.randint(0, 2, (4, code.payload_bits)).float()
+        x = code.encode(bits).reshape(1, -1)
+        data = np.packbits(bits.reshape(-1).to(torch.uint8).numpy()).tobytes()
+        meta = {"num_blocks": [4], "mcs": torch.tensor([m]), "streams": [MapStream(data, 0, [], 8)]}
+        rx = Transmission(
+            symbols=torch.zeros_like(x),
+            cost=Cost(*(torch.zeros(1, dtype=torch.float64) for _ in range(5))),
+            meta=meta,
+            state=ChannelState(
+                no=torch.tensor([0.01]), erased=torch.ones_like(x, dtype=torch.bool)
+            ),
+        )
+        blocks, *_ = harq_decode_blocks(codec, rx, x, resend)
+        ok, u = blocks[0]
+        assert bool(ok.all()) and torch.equal(u.float(), bits), combining
+    assert isinstance(code._ldpc_dec_harq, LDPC5GMinSumDecoder)  # IR's HARQ-mode decoder
+
+
 def test_shapes_empty_batch_and_bad_arguments():
     enc = _encoder(100, 300)
     dec = LDPC5GMinSumDecoder(enc)
