@@ -29,7 +29,7 @@ import time
 import torch
 
 from v2x.semcom.bler_table import load_bler_table
-from v2x.semcom.fec import block_code
+from v2x.semcom.fec import block_code, device_string
 from v2x.semcom.ldpc_minsum import LDPC5GMinSumDecoder
 
 
@@ -54,13 +54,11 @@ def _time(fn, x: torch.Tensor, repeats: int) -> tuple[float, object]:
 def _llrs(mcs: int, block_bits: int, blocks: int, snr_db: float, device: torch.device, gen):
     """Information bits ``[blocks, block_bits]`` and channel LLRs ``[blocks, n]`` of the chain's
     LDPC code for ``mcs`` after Gray QAM over AWGN at ``snr_db`` (Es/N0)."""
-    from sionna.phy.fec.ldpc import LDPC5GEncoder
     from sionna.phy.mapping import Demapper, Mapper
 
-    code = block_code(mcs, block_bits)  # the chain's lengths (no repetition below rate 1/5)
-    qm = code.mcs.qm
-    dev = f"cuda:{device.index or 0}" if device.type == "cuda" else "cpu"
-    enc = LDPC5GEncoder(block_bits, code.ldpc_bits, num_bits_per_symbol=qm, device=dev)
+    dev = device_string(device)
+    code = block_code(mcs, block_bits, device=dev)  # the chain's code (rate ≥ 1/5 part)
+    enc, qm = code.ldpc_encoder, code.mcs.qm
     u = torch.randint(0, 2, (blocks, block_bits), generator=gen, device=device).float()
     x = Mapper("qam", qm, device=dev)(enc(u))
     no = 10.0 ** (-snr_db / 10.0)
@@ -86,7 +84,7 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
-    dev = f"cuda:{device.index or 0}" if device.type == "cuda" else "cpu"
+    dev = device_string(device)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor()
     print(
         f"device {device} ({name or platform.machine()}), torch {torch.__version__}, "

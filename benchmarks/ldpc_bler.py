@@ -33,6 +33,7 @@ import torch
 
 from v2x.common import atomic_write_text
 from v2x.semcom.bler_table import load_bler_table, simulate_bler, threshold_from_curve
+from v2x.semcom.fec import device_string
 from v2x.semcom.mcs import get_mcs
 
 TARGET = 1e-2
@@ -61,7 +62,8 @@ def measure(args: argparse.Namespace) -> dict:
     meta = out["meta"]
     if like and (meta["blocks_per_point"], meta["seed"]) != (args.blocks, args.seed):
         raise SystemExit(f"--like {args.like}: measured with other --blocks / --seed")
-    device = torch.cuda.get_device_name(0) if args.device.startswith("cuda") else "cpu"
+    dev = device_string(torch.device(args.device))  # Sionna wants "cuda:0", not "cuda"
+    device = torch.cuda.get_device_name(dev) if dev.startswith("cuda") else "cpu"
     labels = args.decoders.split(",")
     for m in [int(s) for s in args.mcs.split(",")]:
         curve = out["mcs"].setdefault(str(m), {"snr_db": [], "decoders": {}})
@@ -85,7 +87,7 @@ def measure(args: argparse.Namespace) -> dict:
                 gen = torch.Generator().manual_seed(args.seed * 1_000_003 + m * 1000 + i)
                 fails, n = simulate_bler(
                     m, args.block_bits, snr, args.blocks, iters,
-                    device=args.device, batch=args.batch, generator=gen, ldpc_decoder=name,
+                    device=dev, batch=args.batch, generator=gen, ldpc_decoder=name,
                 )  # fmt: skip
                 curve["decoders"][label]["failures"].append(fails)
                 curve["decoders"][label]["blocks"].append(n)

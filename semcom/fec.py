@@ -123,6 +123,11 @@ class BlockCode:
         self._mapper = Mapper("qam", qm, device=device)
         self._demapper = Demapper("app", "qam", qm, device=device)
 
+    @property
+    def ldpc_encoder(self):
+        """Sionna's ``LDPC5GEncoder`` of this block code (``k = block_bits``, ``n = ldpc_bits``)."""
+        return self._ldpc_enc
+
     def encode(self, bits: torch.Tensor, rv: int = 0) -> torch.Tensor:
         """``bits [N, payload_bits]`` (0/1, any real dtype) → ``[N, num_symbols]`` complex64.
 
@@ -204,13 +209,15 @@ class BlockCode:
     def _harq_decoder(self):
         """The LDPC decoder in HARQ mode (no pruning of punctured nodes), built once: Sionna's,
         or the min-sum decoder with ``ldpc_decoder="minsum"``."""
-        if self._ldpc_dec_harq is None and self.ldpc_decoder == "minsum":
+        if self._ldpc_dec_harq is not None:
+            return self._ldpc_dec_harq
+        if self.ldpc_decoder == "minsum":
             from v2x.semcom.ldpc_minsum import LDPC5GMinSumDecoder
 
             self._ldpc_dec_harq = LDPC5GMinSumDecoder(
                 self._ldpc_enc, num_iter=self._num_iter, harq_mode=True
             )
-        if self._ldpc_dec_harq is None:
+        else:
             from sionna.phy.fec.ldpc import LDPC5GDecoder
 
             with torch.random.fork_rng(devices=self._fork_devices):

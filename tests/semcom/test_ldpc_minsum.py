@@ -59,7 +59,7 @@ def test_every_mcs_code_of_the_chain_decodes_noiseless_codewords():
     g = torch.Generator().manual_seed(0)
     graphs = set()
     for m in MCS_TABLE:
-        enc = block_code(m.index, 1024)._ldpc_enc
+        enc = block_code(m.index, 1024).ldpc_encoder
         graphs.add((enc._bg, enc.z))
         u = torch.randint(0, 2, (2, 1024), generator=g).float()
         llr = 3.0 * (2.0 * enc(u) - 1.0)
@@ -134,7 +134,7 @@ def test_block_error_rate_within_0p2_db_of_sionna(chain_blocks):
 
 
 def test_early_termination_stops_converged_blocks_only():
-    enc = block_code(20, 1024)._ldpc_enc
+    enc = block_code(20, 1024).ldpc_encoder
     g = torch.Generator().manual_seed(3)
     u = torch.randint(0, 2, (64, 1024), generator=g).float()
     sign = 2.0 * enc(u) - 1.0
@@ -158,7 +158,7 @@ def test_redundancy_versions_combine_as_sionnas_harq_mode():
     decoder does."""
     from sionna.phy.fec.ldpc import LDPC5GDecoder
 
-    enc = block_code(14, 1024)._ldpc_enc
+    enc = block_code(14, 1024).ldpc_encoder
     dec = LDPC5GMinSumDecoder(enc, harq_mode=True)
     g = torch.Generator().manual_seed(2)
     u = torch.randint(0, 2, (64, 1024), generator=g).float()
@@ -288,7 +288,7 @@ def test_ldpc_decoder_is_a_config_field():
 def test_cuda_torch_and_triton_paths_match_the_cpu_decoder():
     from v2x.channels.awgn_triton import triton_available
 
-    enc = block_code(14, 1024)._ldpc_enc
+    enc = block_code(14, 1024).ldpc_encoder
     g = torch.Generator().manual_seed(5)
     u = torch.randint(0, 2, (300, 1024), generator=g).float()
     llr = 1.3 * (2.0 * enc(u) - 1.0) + torch.randn(300, enc.n, generator=g)
