@@ -102,6 +102,7 @@ class _Tables:
     cw_idx: torch.Tensor  # [n] VN of every rate-matched coded bit (interleaved order)
     place_buf: torch.Tensor  # [V] index into [circular buffer | 0 | filler] of every VN
     out_int: torch.Tensor  # [n] circular-buffer index (before the RV's start) of input column
+    one: torch.Tensor  # 0-dim 1.0 (copysign's magnitude)
 
 
 class LDPC5GMinSumDecoder:
@@ -300,6 +301,7 @@ class LDPC5GMinSumDecoder:
                 cw_idx=torch.as_tensor(self._cw_np, device=device),
                 place_buf=torch.as_tensor(self._place_buf_np, device=device),
                 out_int=torch.as_tensor(self._out_int_np, device=device),
+                one=torch.ones((), dtype=torch.float32, device=device),
             )
             self._tables[device] = t
         return t
@@ -459,7 +461,8 @@ class LDPC5GMinSumDecoder:
         if self.beta:
             min1 = (min1 - self.beta).clamp_min_(0.0)
             min2 = (min2 - self.beta).clamp_min_(0.0)
-        sgn = torch.copysign(self._one(t.device), t, out=a)  # ±1; +1 for +0 (Sionna's sign 0)
+        one = self._tables[t.device].one
+        sgn = torch.copysign(one, t, out=a)  # ±1; +1 for +0 (Sionna's sign 0 = +1)
         scale = sgn.prod(dim=1, keepdim=True)  # product of the row's signs
         scale *= self.alpha
         # r = α · (product of the other signs = all signs · own sign) · (min2 on the minimum
@@ -482,10 +485,6 @@ class LDPC5GMinSumDecoder:
             self.alpha, self.beta, _PAD_LLR,
             DEG=deg, DEG_P2=triton_next_pow2(deg), BLOCK_B=block_b, OFFSET=self.beta > 0.0,
         )  # fmt: skip
-
-    @staticmethod
-    def _one(device: torch.device) -> torch.Tensor:
-        return torch.ones((), dtype=torch.float32, device=device)
 
     def _checks(self, rv: list[int] | None) -> int:
         """Checks the syndrome covers: those of the rows whose parity bits were received (the
