@@ -149,6 +149,10 @@ def test_early_termination_stops_converged_blocks_only():
     both = fast.converged & full.converged
     assert torch.equal(fast.bits[both], full.bits[both])
     assert torch.equal(fast.bits[:48], u[:48])
+    # a block's output and iterations do not depend on the rest of the batch
+    alone = LDPC5GMinSumDecoder(enc).decode(llr[37:50])
+    assert torch.equal(alone.bits, fast.bits[37:50])
+    assert torch.equal(alone.iterations, fast.iterations[37:50])
 
 
 def test_redundancy_versions_combine_as_sionnas_harq_mode():
