@@ -38,11 +38,11 @@ from v2x.conditions import distinct_conditions as _distinct_conditions
 from v2x.datasets.frame import CoopBatch
 from v2x.perception.boxes import transform_boxes
 from v2x.perception.detector import CoopDetector, Detections, nms_detections
+from v2x.perception.ego_fusion import arrived_cells, fuse_at_ego
 from v2x.perception.warp import (
     merge_points_to_ego,
     perturb_poses,
     relative_level_transforms,
-    sample_maps,
     warp_sampling_grid,
 )
 from v2x.semcom.base import Codec, Transmission, reception
@@ -246,14 +246,10 @@ class CooperativePipeline(nn.Module):
                 self._noisy_relative(batch.poses)[:, 1:], self.model.grid, h, w
             )
             sample_grid = one.unsqueeze(0).expand(u, *one.shape).reshape(-1, h, w, 2)
-        # Only collaborators are warped; the ego's map is already in the ego frame.
-        warped = sample_maps(decoded.reshape(-1, c, h, w), sample_grid).view(u * b, a - 1, c, h, w)
         if sent is None:  # every cell was sent: where a map arrives depends on geometry only
-            geometry = sample_grid if noisy else one
-            ones = torch.ones(geometry.shape[0], 1, h, w, dtype=decoded.dtype, device=device)
-            arrived = sample_maps(ones, geometry) > 0.5
+            arrived = arrived_cells(sample_grid if noisy else one)
         else:
-            arrived = sample_maps(sent.reshape(-1, 1, h, w), sample_grid) > 0.5
+            arrived = arrived_cells(sample_grid, sent)
         valid_collab = (
             (
                 coverage.view(-1, b, a - 1, 1, h, w)
@@ -263,12 +259,13 @@ class CooperativePipeline(nn.Module):
             .expand(u, b, a - 1, 1, h, w)
             .reshape(u * b, a - 1, 1, h, w)
         )
+        # Only collaborators are warped; the ego's map is already in the ego frame. The same
+        # warp + fusion + head as training (v2x.perception.losses.fused_head_outputs).
         ego = features[:, :1].unsqueeze(0).expand(u, b, 1, c, h, w).reshape(u * b, 1, c, h, w)
-        fused = self.fusion(
-            torch.cat([ego, warped], dim=1),
-            torch.cat([torch.ones_like(valid_collab[:, :1]), valid_collab], dim=1),
+        collaborators = decoded.reshape(u * b, a - 1, c, h, w)
+        _, heat, reg = fuse_at_ego(
+            self.model, self.fusion, ego, collaborators, sample_grid, valid_collab
         )
-        heat, reg = self.model.head(fused)
         det = self.model.postprocess(heat, reg)
         if inverse is not None:
             rows_of = (inverse.to(device)[:, None] * b + torch.arange(b, device=device)).reshape(-1)
