@@ -110,7 +110,7 @@ def fused_head_outputs(
             model, fuse, features, collaborators, features.new_zeros(0, h, w, 2), nothing
         )
     sent = None
-    if hasattr(fuse, "selection_mask"):  # collaborators send their top cells only
+    if fuse.selects_cells:  # collaborators send their top cells only
         with torch.no_grad():
             heat, _ = model.head(collaborators.reshape(b * (a - 1), c, h, w))
             chosen = fuse.selection_mask(fuse.confidence(heat)).view(b, a - 1, 1, h, w)

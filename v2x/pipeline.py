@@ -39,6 +39,7 @@ from v2x.datasets.frame import CoopBatch
 from v2x.perception.boxes import transform_boxes
 from v2x.perception.detector import CoopDetector, Detections, nms_detections
 from v2x.perception.ego_fusion import arrived_cells, fuse_at_ego
+from v2x.perception.fusion import FeatureFusion
 from v2x.perception.warp import (
     merge_points_to_ego,
     perturb_poses,
@@ -75,7 +76,9 @@ class CooperativePipeline(nn.Module):
 
     Args:
         model: the detector (encoder + head).
-        fusion: a strategy from ``v2x.perception.fusion.FUSIONS``.
+        fusion: a strategy from ``v2x.perception.fusion.FUSIONS``; the path a frame takes
+            follows its declared capabilities (``stage``, ``sends_payload``, ``selects_cells``,
+            ``compensates_latency``: ``v2x.perception.fusion.FeatureFusion``).
         codec: a codec from ``v2x.semcom.CODECS`` (used by feature-stage fusion).
         channel: a channel from ``v2x.channels.CHANNELS``.
         pose_noise_m, pose_noise_yaw_rad: localisation error applied to collaborators.
@@ -85,7 +88,7 @@ class CooperativePipeline(nn.Module):
     def __init__(
         self,
         model: CoopDetector,
-        fusion: nn.Module,
+        fusion: FeatureFusion,
         codec: Codec,
         channel: Channel,
         pose_noise_m: float = 0.0,
@@ -93,6 +96,11 @@ class CooperativePipeline(nn.Module):
         seed: int = 0,
     ) -> None:
         super().__init__()
+        if not isinstance(fusion, FeatureFusion):
+            raise ValueError(
+                f"pipeline: 'fusion' must be a fusion strategy (a v2x.perception.fusion."
+                f"FeatureFusion, which declares its capabilities), got {type(fusion).__name__}"
+            )
         self.model, self.fusion, self.codec, self.channel = model, fusion, codec, channel
         self.pose_noise_m, self.pose_noise_yaw_rad = pose_noise_m, pose_noise_yaw_rad
         self.generator = torch.Generator().manual_seed(seed)
@@ -130,13 +138,13 @@ class CooperativePipeline(nn.Module):
             snr_db = torch.where(unused, 0.0, snr_db)
         else:
             snr_db = snr_db.reshape(-1)
-        stage = getattr(self.fusion, "stage", "features")
+        stage = self.fusion.stage
         if stage == "points":
             return self._run_early(batch, snr_db)
         features = self.model.encode(batch.points, batch.point_mask, batch.poses)
         if stage == "boxes":
             return self._run_late(batch, features, snr_db, motion)
-        if hasattr(self.fusion, "payload"):  # semantic payloads (v2x.perception.semantic)
+        if self.fusion.sends_payload:  # semantic payloads (v2x.perception.semantic)
             return self._run_payload(batch, features, snr_db)
         return self._run_features(batch, features, snr_db, share=stage == "features")
 
@@ -159,10 +167,10 @@ class CooperativePipeline(nn.Module):
         feedback = getattr(self.channel, "sinr_feedback", None)
         link = LinkState(snr_db=row_snr, sinr_feedback=feedback(row_snr) if feedback else None)
         codec, extra = self.codec, {}
-        confidence = getattr(self.fusion, "confidence", None)
-        if confidence is not None:  # Where2comm: send only the most confident cells
+        if self.fusion.selects_cells:  # Where2comm: send only the most confident cells
             heat, _ = self.model.head(features[:, 1:].reshape(b * (a - 1), c, h, w))
-            conf = confidence(heat).view(1, b * (a - 1), 1, h, w).expand(k, -1, -1, -1, -1)
+            conf = self.fusion.confidence(heat).view(1, b * (a - 1), 1, h, w)
+            conf = conf.expand(k, -1, -1, -1, -1)
             codec = SelectiveCodec(inner=self.codec, keep_fraction=self.fusion.max_fraction)
             extra = {"importance": conf.reshape(k * b * (a - 1), 1, h, w)}
         tx = codec.encode(rows, link, **extra)
@@ -413,14 +421,13 @@ class CooperativePipeline(nn.Module):
         k = snr_db.shape[0]
         own, moved, valid = self._boxes_in_ego_frame(batch, features)
         kk = own.boxes.shape[1]
-        extrapolate = getattr(self.fusion, "extrapolate", None)
-        if extrapolate is not None and motion is not None:
+        if self.fusion.compensates_latency and motion is not None:
             # latency compensation: each collaborator's boxes moved on by their estimated motion
             # (from its previous scan's detections) over the estimated age of its data
             before = motion.previous
             previous = self.model.encode(before.points, before.point_mask, before.poses)
             prev, prev_moved, prev_valid = self._boxes_in_ego_frame(before, previous)
-            moved = extrapolate(
+            moved = self.fusion.extrapolate(
                 moved,
                 valid,
                 own.labels.view(b, a, kk),

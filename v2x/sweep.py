@@ -66,7 +66,7 @@ from v2x.loading import (  # noqa: F401 - the loading API, also reachable from h
     resolve_devices,
 )
 from v2x.perception.average_precision import APAccumulator
-from v2x.perception.fusion import build_fusion
+from v2x.perception.fusion import FeatureFusion, build_fusion
 from v2x.pipeline import CooperativePipeline, LinkCost
 from v2x.results import ResultsStore, cell_id, stable_hash
 from v2x.results_table import (  # noqa: F401 - the table API, also reachable from here
@@ -350,7 +350,12 @@ def _aged_delivery(clock: Any, item: _Batch, delivery: Any, plan: SweepPlan) -> 
 
 
 def _aged_batch(
-    clock: Any, item: _Batch, batch: CoopBatch, ages: torch.Tensor, plan: SweepPlan, fusion: Any
+    clock: Any,
+    item: _Batch,
+    batch: CoopBatch,
+    ages: torch.Tensor,
+    plan: SweepPlan,
+    fusion: FeatureFusion,
 ) -> tuple[CoopBatch, Any]:
     """``batch`` re-sensed ``ages [B, A]`` s earlier, and for a latency-compensating fusion the
     motion history it extrapolates with (``v2x.pipeline.MotionHistory``; else ``None``)."""
@@ -358,7 +363,7 @@ def _aged_batch(
 
     max_agents = plan.data.get("max_agents")
     aged = aged_batch(clock, item.frames, batch, ages, max_agents)
-    if getattr(fusion, "extrapolate", None) is None:
+    if not fusion.compensates_latency:
         return aged, None
     return aged, motion_history(clock, item.frames, batch, ages, max_agents)
 
