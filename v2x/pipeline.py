@@ -110,6 +110,13 @@ class CooperativePipeline(nn.Module):
         noisy = perturb_poses(poses, self.pose_noise_m, self.pose_noise_yaw_rad, self.generator)
         return relative_level_transforms(noisy)
 
+    def _link_state(self, row_snr: torch.Tensor) -> LinkState:
+        """What the transmitter knows of each link (``row_snr [N]`` dB) before sending: the SNR
+        and the receiver's per-RE SINR report (``Channel.sinr_feedback``: frequency-selective
+        channels; ``None`` otherwise, or for a channel-like module without the method)."""
+        feedback = getattr(self.channel, "sinr_feedback", None)
+        return LinkState(snr_db=row_snr, sinr_feedback=feedback(row_snr) if feedback else None)
+
     # ------------------------------------------------------------------ stages
     @torch.no_grad()
     def run(
@@ -162,10 +169,7 @@ class CooperativePipeline(nn.Module):
             return RunOutput(repeat_detections(self.model.postprocess(heat, reg), k), cost, k)
         rows = features[:, 1:].unsqueeze(0).expand(k, b, a - 1, c, h, w).reshape(-1, c, h, w)
         row_snr = link_snr(snr_db, b, a)[:, :, 1:].reshape(-1)
-        # The receiver's per-RE SINR report before sending (Channel.sinr_feedback: frequency-
-        # selective channels; None otherwise, or for a channel-like module without it).
-        feedback = getattr(self.channel, "sinr_feedback", None)
-        link = LinkState(snr_db=row_snr, sinr_feedback=feedback(row_snr) if feedback else None)
+        link = self._link_state(row_snr)
         codec, extra = self.codec, {}
         if self.fusion.selects_cells:  # Where2comm: send only the most confident cells
             heat, _ = self.model.head(features[:, 1:].reshape(b * (a - 1), c, h, w))
@@ -295,8 +299,7 @@ class CooperativePipeline(nn.Module):
         that arrived (``meta["delivered"]``), both ``[N, 1, h, w]`` bool, and the decoded
         ``Transmission`` (its ``cost``; ``reception`` of it)."""
         n, _, h, w = rows.shape
-        feedback = getattr(self.channel, "sinr_feedback", None)
-        link = LinkState(snr_db=row_snr, sinr_feedback=feedback(row_snr) if feedback else None)
+        link = self._link_state(row_snr)
         tx = codec.encode(rows, link, **extra)
         # on air with the codec's HARQ or the channel's ARQ rounds, and decoded
         decoded, tx = transmit(codec, self.channel, tx, row_snr, link)

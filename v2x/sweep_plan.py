@@ -175,7 +175,7 @@ def plan_sweep(cfg: Any) -> SweepPlan:
     from v2x.channels import CHANNELS
     from v2x.loading import device_key
     from v2x.perception.average_precision import EvalConfig
-    from v2x.perception.fusion import fusion_class
+    from v2x.perception.fusion import FUSIONS, fusion_class
     from v2x.semcom import CODECS
     from v2x.semcom import _load_all as _load_codecs
 
@@ -246,7 +246,7 @@ def plan_sweep(cfg: Any) -> SweepPlan:
         )
     fusions = [str(v) for v in as_list("fusions")]
     for name in fusions:
-        fusion_class(name)  # a registered FeatureFusion (its capabilities are read below)
+        FUSIONS.get(name)
     channels = [str(v) for v in as_list("channels")]
     for name in channels:
         CHANNELS.get(name)
