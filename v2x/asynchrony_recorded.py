@@ -19,8 +19,9 @@ Relation to the official DAIR-V2X asynchronous split (``VICAsyncDataset``, ``--k
 each vehicle frame with the infrastructure frame ``k`` frame ids before the paired one in the
 same sequence (``batch_start_id``) and records ``delta_t`` from the two ``pointcloud_timestamp``;
 pairs without such a frame are left out. Here the delay is the link's, and the frame is chosen
-by time: on a regular 10 Hz sequence a delay of ``k × 100 ms`` (minus the pair's own offset)
-selects the same frame as ``k`` (tested). A pair is never left out: see the policy below.
+by time: on a regular 10 Hz sequence whose paired infrastructure scan precedes the vehicle's by
+less than 100 ms, a delay of ``k × 100 ms`` selects the same frame as ``k`` (tested). A pair is
+never left out of the evaluation: see the policy below.
 
 Zero delay: payload delays at or below ``MIN_AGE_S`` (1 µs) keep the frame's own scan (the
 dataset's pairing), so a zero-delay configuration reproduces today's detections bit for bit; its
