@@ -325,11 +325,16 @@ def _run_group(
 
 
 def _sensing_clock(plan: SweepPlan) -> Any:
-    """A ``v2x.asynchrony.SensingClock`` of the plan's frames when ``asynchrony.enabled``."""
+    """When ``asynchrony.enabled``, the clock of the plan's frames: a
+    ``v2x.asynchrony.SensingClock`` of the synthetic world, or for real data a
+    ``v2x.asynchrony_recorded.RecordedClock`` on the dataset's reader."""
     if plan.asynchrony is None or not plan.asynchrony.enabled:
         return None
     from v2x.asynchrony import SensingClock, world_config
+    from v2x.asynchrony_recorded import RECORDED_SOURCES, recorded_clock
 
+    if plan.data["source"] in RECORDED_SOURCES:
+        return recorded_clock(plan.data, plan.asynchrony.no_earlier_frame)
     return SensingClock(world_config(plan.data))
 
 
@@ -340,9 +345,13 @@ def _min_age_s(clock: Any) -> float:
 
 def _aged_delivery(clock: Any, item: _Batch, delivery: Any, plan: SweepPlan) -> torch.Tensor:
     """Each delivered payload's age (``[K, B, A]`` s: LiDAR phase + latency, NaN when not
-    delivered), written into ``delivery.aoi_s`` (the ledger's age of information)."""
+    delivered), written into ``delivery.aoi_s`` (the ledger's age of information). A clock
+    with its own ``age_delivery`` (real data: the age of the recorded scan served) does it."""
     from v2x.asynchrony import frame_phases, sensing_age
 
+    own = getattr(clock, "age_delivery", None)
+    if own is not None:
+        return own(item.frames, item.batch, delivery, plan.data.get("max_agents"))
     phase = frame_phases(clock, item.frames, item.batch, plan.data.get("max_agents"))
     delivery.aoi_s = sensing_age(delivery.latency_s, delivery.delivered, phase)
     # what the re-sensing waits on: the latency alone (the phase is in the frame already)
@@ -365,6 +374,9 @@ def _aged_batch(
     aged = aged_batch(clock, item.frames, batch, ages, max_agents)
     if not fusion.compensates_latency:
         return aged, None
+    own = getattr(clock, "motion_history", None)  # real data: the previous recorded scan
+    if own is not None:
+        return aged, own(item.frames, batch, ages, max_agents)
     return aged, motion_history(clock, item.frames, batch, ages, max_agents)
 
 

@@ -430,12 +430,13 @@ def plan_sweep(cfg: Any) -> SweepPlan:
 
 
 def _asynchrony_config(section: Any, data: Mapping) -> Any:
-    """The ``asynchrony`` section, checked against the frame source (only the synthetic world
-    can be sensed at earlier instants)."""
+    """The ``asynchrony`` section, checked against the frame source (the synthetic world is
+    sensed at earlier instants, a recording serves its earlier scans)."""
     from v2x.asynchrony import AsynchronyConfig, world_config
+    from v2x.asynchrony_recorded import RECORDED_SOURCES
 
     out = AsynchronyConfig.from_dict(section or {})
-    if out.enabled and data["source"] not in ("synthetic", "store"):
+    if out.enabled and data["source"] not in ("synthetic", "store", *RECORDED_SOURCES):
         world_config(data)  # raises, naming the source
     return out
 
