@@ -378,7 +378,7 @@ def _aged_batch(
 #: bootstrap intervals (``None``: every threshold).
 RESULT_GROUPS: dict[str, tuple[float, ...] | None] = {
     "overall": None,
-    "subset/ego_invisible": None,
+    "subset/ego_invisible": (0.7,),
     "group/vehicle": (0.5, 0.7),
 }
 
