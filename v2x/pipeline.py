@@ -52,6 +52,14 @@ from v2x.semcom.selective import SelectiveCodec, scatter_cells
 
 BOX_MESSAGE_BITS = (7 + 2) * 32  # a late-fusion box: 7 floats + score + label, float32
 POINT_MESSAGE_BITS = 4 * 32  # an early-fusion point: x, y, z, intensity, float32
+#: What the receiver learnt of each transmission (``Reception``) that the ledger keeps.
+RECEPTION_FIELDS = (
+    "packets_erased",
+    "packets_crc_failed",
+    "retransmissions",
+    "retransmission_rounds",
+    "feedback_s",
+)
 
 
 @dataclass
@@ -207,7 +215,7 @@ class CooperativePipeline(nn.Module):
         present = batch.agent_mask[:, 1:]
         for name in ("source_bits", "coded_bits", "channel_uses", "packets"):
             getattr(cost, name)[:, :, 1:] = getattr(tx.cost, name).view(k, b, a - 1) * present
-        for name in ("packets_erased", "packets_crc_failed", "retransmissions"):
+        for name in RECEPTION_FIELDS:
             getattr(cost, name)[:, :, 1:] = (
                 getattr(outcome, name).to(device).view(k, b, a - 1) * present
             )
@@ -350,7 +358,8 @@ class CooperativePipeline(nn.Module):
         arrived = torch.zeros(n, 1, h, w, dtype=torch.bool, device=device)
         counts = {name: torch.zeros(n, dtype=torch.float64, device=device) for name in (
             "source_bits", "coded_bits", "channel_uses", "packets", "packets_erased",
-            "packets_crc_failed", "retransmissions", "cells_sent")}  # fmt: skip
+            "packets_crc_failed", "retransmissions", "retransmission_rounds", "feedback_s",
+            "cells_sent")}  # fmt: skip
         if cells is None:
             groups = [(torch.arange(n, device=device), h * w)]
         else:
@@ -368,7 +377,7 @@ class CooperativePipeline(nn.Module):
             outcome = reception(tx)
             for name in ("source_bits", "coded_bits", "channel_uses", "packets"):
                 counts[name][index] = getattr(tx.cost, name).to(device, torch.float64)
-            for name in ("packets_erased", "packets_crc_failed", "retransmissions"):
+            for name in RECEPTION_FIELDS:
                 counts[name][index] = getattr(outcome, name).to(device, torch.float64)
             counts["cells_sent"][index] = conveyed.reshape(len(index), -1).sum(1).double()
         present = batch.agent_mask[:, 1:]

@@ -64,7 +64,14 @@ CONDITION_COLUMNS: tuple[tuple[str, pa.DataType], ...] = (
 )
 
 #: The AP metrics of a results row; each has a bootstrap interval ``<metric>_lo``/``<metric>_hi``.
-AP_METRICS: tuple[str, ...] = ("ap_30", "ap_50", "ap_70", "ap_70_invisible")
+AP_METRICS: tuple[str, ...] = (
+    "ap_30",
+    "ap_50",
+    "ap_70",
+    "ap_70_invisible",
+    "vehicle_ap_50",
+    "vehicle_ap_70",
+)
 
 #: Provenance of a row: what, besides its condition, determines its numbers.
 PROVENANCE_COLUMNS: tuple[tuple[str, pa.DataType], ...] = (
@@ -85,6 +92,10 @@ ADDED_COLUMNS: dict[str, object] = {
     "added_delay_s": 0.0,
     "late_policy": "",  # unknown: older files kept it in the budget only
     "harq_max_rounds": 0,
+    "retransmission_rounds": float("nan"),  # ledger files from before the column: unknown
+    "feedback_s": 0.0,  # ledger files from before the column: feedback was instantaneous
+    "vehicle_ap_50": float("nan"),  # files from before the vehicle group was scored
+    "vehicle_ap_70": float("nan"),
     **{f"{m}_{end}": float("nan") for m in AP_METRICS for end in ("lo", "hi")},
     "seed": -1,
     "data_path": "",
@@ -107,6 +118,8 @@ RESULTS_SCHEMA = pa.schema(
         ("ap_50", pa.float64()),
         ("ap_70", pa.float64()),
         ("ap_70_invisible", pa.float64()),
+        ("vehicle_ap_50", pa.float64()),
+        ("vehicle_ap_70", pa.float64()),
     ]
     + [(f"{m}_{end}", pa.float64()) for m in AP_METRICS for end in ("lo", "hi")]
     + [

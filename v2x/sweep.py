@@ -52,6 +52,7 @@ import torch
 from v2x import __version__
 from v2x.channels import build_channel
 from v2x.datasets.frame import CLASS_NAMES, CoopBatch, CoopFrame
+from v2x.evaluation import VEHICLE_LABELS
 from v2x.execution import Arrival, evaluate_batch
 from v2x.ledger import empty_ledger, ledger_table, summarize_cells
 from v2x.loading import (  # noqa: F401 - the loading API, also reachable from here
@@ -114,7 +115,13 @@ class _Scheduler:
     def __call__(self, cost: LinkCost) -> Arrival:
         novelty = self.item.novelty.to(cost.sent.device)
         self.delivery = schedule(
-            self.budget, cost.sent, cost.channel_uses, cost.packets, cost.snr_db, novelty
+            self.budget,
+            cost.sent,
+            cost.channel_uses,
+            cost.packets,
+            cost.snr_db,
+            novelty,
+            feedback_s=cost.feedback_s,
         )
         ages = None
         if self.clock is not None:  # the ego fuses what was sensed phase + latency before
@@ -131,6 +138,8 @@ def _eval_config(plan: SweepPlan, model):
 
     cfg = plan.eval_config
     updates: dict[str, Any] = {"class_names": dict(enumerate(CLASS_NAMES))}
+    if not cfg.class_groups:  # vehicle AP (cars and trucks, OpenCOOD's): vehicle_ap_* columns
+        updates["class_groups"] = {"vehicle": VEHICLE_LABELS}
     if cfg.eval_range is None:
         g = model.grid
         updates["eval_range"] = (g.x_range_m[0], g.y_range_m[0], g.x_range_m[1], g.y_range_m[1])
@@ -168,9 +177,7 @@ def _run_group(
     cfg = plan.config
     snr = torch.tensor(list(snrs), dtype=torch.float32)  # geometric mode: offsets in dB
     k = snr.shape[0]
-    fusion = build_fusion(
-        group.fusion, **dict((cfg.fusion_options or {}).get(group.fusion, {}) or {})
-    )
+    fusion = build_fusion(group.fusion, **group.fusion_kwargs)
     if group.stage == FEATURE_STAGE:
         kwargs = dict(group.codec_kwargs)
         if kwargs.get("checkpoint") == UNTRAINED:
@@ -276,6 +283,8 @@ def _run_group(
             "ap_50": ("overall", 0.5),
             "ap_70": ("overall", 0.7),
             "ap_70_invisible": ("subset/ego_invisible", 0.7),
+            "vehicle_ap_50": ("group/vehicle", 0.5),
+            "vehicle_ap_70": ("group/vehicle", 0.7),
         }
         intervals = {}
         for name, (where, thr) in metrics.items():
@@ -297,6 +306,8 @@ def _run_group(
                 "ap_50": float(ap["overall"].get(0.5, math.nan)),
                 "ap_70": float(ap["overall"].get(0.7, math.nan)),
                 "ap_70_invisible": float(sub.get(0.7, math.nan)) if sub else math.nan,
+                "vehicle_ap_50": float(ap.get("group/vehicle", {}).get(0.5, math.nan)),
+                "vehicle_ap_70": float(ap.get("group/vehicle", {}).get(0.7, math.nan)),
                 **intervals,
                 "num_gt": int(next(iter(details["overall"].values()))["num_gt"]),
                 "num_gt_invisible": int(
@@ -380,8 +391,13 @@ def _aged_batch(
     return aged, motion_history(clock, item.frames, batch, ages, max_agents)
 
 
-#: The evaluator groups whose APs are results columns (and get bootstrap intervals).
-RESULT_GROUPS = ("overall", "subset/ego_invisible")
+#: The evaluator groups whose APs are results columns, with the IoU thresholds that get
+#: bootstrap intervals (``None``: every threshold).
+RESULT_GROUPS: dict[str, tuple[float, ...] | None] = {
+    "overall": None,
+    "subset/ego_invisible": (0.7,),
+    "group/vehicle": (0.5, 0.7),
+}
 
 
 def _compute_ap(acc: Any, bootstrap: int, seed: int) -> dict:

@@ -70,6 +70,8 @@ class Group:
     added_delay_s: float = 0.0
     late_policy: str = "drop"
     codec_sha256: str = ""
+    #: the fusion's constructor kwargs: its ``fusion_options``, or those of its grid entry
+    fusion_kwargs: dict = field(default_factory=dict)
     #: everything besides the condition, the seed and the frames that changes this group's
     #: numbers (filled by ``plan_sweep``; see ``setting_key``)
     setting: dict = field(default_factory=dict)
@@ -244,9 +246,13 @@ def plan_sweep(cfg: Any) -> SweepPlan:
         raise ValueError(
             f"sweep: field 'grid.harq_max_rounds' lists a value twice: {rounds_axis}"
         )
-    fusions = [str(v) for v in as_list("fusions")]
-    for name in fusions:
+    fusion_specs = [_codec_spec(v, cfg.fusion_options or {}, "fusions") for v in as_list("fusions")]
+    for name, kwargs in fusion_specs:
         FUSIONS.get(name)
+        try:
+            FUSIONS.build(name, **kwargs)
+        except TypeError as exc:
+            raise ValueError(f"sweep: fusion {name!r} rejects its options: {exc}") from exc
     channels = [str(v) for v in as_list("channels")]
     for name in channels:
         CHANNELS.get(name)
@@ -283,8 +289,9 @@ def plan_sweep(cfg: Any) -> SweepPlan:
         raise ValueError(f"sweep: bad field in 'eval': {exc}") from exc
 
     groups: list[Group] = []
-    for fusion in fusions:
+    for fusion, fusion_kwargs in fusion_specs:
         stage = fusion_class(fusion).stage
+        start = len(groups)
         for pose in poses:
             if stage != FEATURE_STAGE:
                 groups.append(
@@ -325,6 +332,8 @@ def plan_sweep(cfg: Any) -> SweepPlan:
                                     rounds,
                                 )
                             )
+        for g in groups[start:]:
+            g.fusion_kwargs = dict(fusion_kwargs)
     # The asynchrony axes: every setting at every added delay and late policy.
     groups = [
         dataclasses.replace(g, added_delay_s=delay, late_policy=str(policy))
@@ -400,7 +409,7 @@ def plan_sweep(cfg: Any) -> SweepPlan:
             "codec_kwargs": {k: v for k, v in g.codec_kwargs.items() if k != "checkpoint"},
             "codec_sha256": g.codec_sha256,
             "channel_options": g.channel_kwargs(cfg.channel_options or {}),
-            "fusion_options": dict((cfg.fusion_options or {}).get(g.fusion, {}) or {}),
+            "fusion_options": dict(g.fusion_kwargs),
             # parts registered from outside v2x are keyed by their own source
             "external_code": _external_sources(g),
         }
