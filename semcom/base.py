@@ -160,8 +160,15 @@ class Codec(nn.Module):
     #: channels), ``"max_channel_uses"`` (an equal share of the frame's channel-use budget when
     #: the config leaves it out), ``"bandwidth_ratio"`` (one sweep group per ratio of
     #: ``grid.bandwidth_ratios``), ``"harq_max_rounds"`` (one group per value of
-    #: ``grid.harq_max_rounds``) and ``"checkpoint"`` (trained weights the config must name).
+    #: ``grid.harq_max_rounds``), ``"checkpoint"`` (trained weights the config must name) and
+    #: ``"bits"`` (the quantiser's bits per value, recorded in the results column
+    #: ``bits_per_value`` so that codec entries differing only in ``bits`` are rows apart).
     sweep_arguments: frozenset[str] = frozenset()
+    #: True when ``Cost.source_bits`` is an estimate (e.g. an entropy estimate standing in for
+    #: an entropy coder's output) rather than the size of what an encoder produced; results
+    #: rows carry it (``bits_estimated``). Every codec of the package measures or counts its
+    #: bits exactly unless it says otherwise (``docs/digital.md``, "Where bit counts come from").
+    bits_estimated: bool = False
 
     def encode(self, features: torch.Tensor, link: LinkState) -> Transmission:  # pragma: no cover
         raise NotImplementedError

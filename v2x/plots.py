@@ -111,6 +111,10 @@ def _series_label(row: dict) -> str:
         label += f" + {row['codec']}"
         if row["bandwidth_ratio"] == row["bandwidth_ratio"]:  # not NaN
             label += f" (ρ={row['bandwidth_ratio']:.3g})"
+        if row.get("bits_per_value"):
+            label += f" ({row['bits_per_value']} bit/value)"
+        if row.get("bits_estimated"):
+            label += " [bits estimated]"
     if row["pose_noise_m"] or row["pose_noise_yaw_rad"]:
         label += f" [σ={row['pose_noise_m']:g} m, {row['pose_noise_yaw_rad']:g} rad]"
     if row.get("harq_max_rounds"):

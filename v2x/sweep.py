@@ -319,6 +319,8 @@ def _run_group(
                 "realised_ratio": uses_per_link / feature_values
                 if group.stage == FEATURE_STAGE and sums["mean_links_per_frame"] > 0
                 else math.nan,
+                "bits_estimated": group.stage == FEATURE_STAGE
+                and bool(getattr(codec, "bits_estimated", False)),
                 **sums,
                 "per_class_ap": json.dumps(per_class, sort_keys=True) if per_class else "",
                 "config_hash": plan.config_hash,

@@ -69,6 +69,9 @@ class Group:
     harq_max_rounds: int = 0
     added_delay_s: float = 0.0
     late_policy: str = "drop"
+    #: the codec's quantiser bits per value where it records them (``"bits"`` in its
+    #: ``sweep_arguments``), else 0
+    bits_per_value: int = 0
     codec_sha256: str = ""
     #: the fusion's constructor kwargs: its ``fusion_options``, or those of its grid entry
     fusion_kwargs: dict = field(default_factory=dict)
@@ -101,6 +104,7 @@ class Group:
             "added_delay_s": float(self.added_delay_s),
             "late_policy": self.late_policy,
             "harq_max_rounds": int(self.harq_max_rounds),
+            "bits_per_value": int(self.bits_per_value),
         }
 
     def channel_kwargs(self, options: Mapping) -> dict:
@@ -127,6 +131,7 @@ class Group:
                 *([self.added_delay_s] if self.added_delay_s != 0.0 else []),
                 *([self.late_policy] if self.late_policy != "drop" else []),
                 *([f"harq{self.harq_max_rounds}"] if self.harq_max_rounds else []),
+                *([f"bits{self.bits_per_value}"] if self.bits_per_value else []),
             ],
             16,
         )
@@ -334,6 +339,10 @@ def plan_sweep(cfg: Any) -> SweepPlan:
                             )
         for g in groups[start:]:
             g.fusion_kwargs = dict(fusion_kwargs)
+    # Codecs that record their quantiser's bits: each group's (from its kwargs or the default).
+    for g in groups:
+        if g.stage == FEATURE_STAGE and "bits" in sweep_arguments(g.codec):
+            g.bits_per_value = _codec_bits(g.codec, g.codec_kwargs)
     # The asynchrony axes: every setting at every added delay and late policy.
     groups = [
         dataclasses.replace(g, added_delay_s=delay, late_policy=str(policy))
@@ -448,6 +457,24 @@ def _asynchrony_config(section: Any, data: Mapping) -> Any:
     if out.enabled and data["source"] not in ("synthetic", "store", *RECORDED_SOURCES):
         world_config(data)  # raises, naming the source
     return out
+
+
+def _codec_bits(codec: str, kwargs: Mapping) -> int:
+    """The quantiser bits per value codec ``codec`` runs with: ``kwargs["bits"]``, else its
+    constructor's default (``ValueError`` naming the field if it is not an int in 1..16)."""
+    import inspect
+
+    from v2x.semcom import CODECS
+
+    bits = kwargs.get("bits")
+    if bits is None:
+        default = inspect.signature(CODECS.get(codec)).parameters.get("bits")
+        bits = None if default is None else default.default
+    if isinstance(bits, bool) or not isinstance(bits, int) or not 1 <= bits <= 16:
+        raise ValueError(
+            f"sweep: field 'codec_options.{codec}.bits' must be an int in 1..16, got {bits!r}"
+        )
+    return int(bits)
 
 
 def _retransmission_settings(
