@@ -20,6 +20,7 @@ the packets the codec counted.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -27,6 +28,7 @@ from torch import nn
 
 from v2x.channels.base import Channel
 from v2x.channels.link import LinkState
+from v2x.condition_streams import send
 from v2x.conditions import (  # noqa: F401 - a run's outputs, also reachable from here
     LinkCost,
     RunOutput,
@@ -98,14 +100,39 @@ class CooperativePipeline(nn.Module):
         self.generator = torch.Generator().manual_seed(seed)
 
     # ------------------------------------------------------------------ helpers
-    def _noisy_relative(self, poses: torch.Tensor) -> torch.Tensor:
-        noisy = perturb_poses(poses, self.pose_noise_m, self.pose_noise_yaw_rad, self.generator)
-        return relative_level_transforms(noisy)
+    def _noisy_relative(
+        self, poses: torch.Tensor, seeds: Sequence[int] | None = None
+    ) -> torch.Tensor:
+        """``poses [N, A, 4, 4]`` with pose noise, relative to the ego. ``seeds [K]``: the
+        ``N = K·B`` poses are ``K`` condition blocks, block ``k`` drawn after seeding the
+        generator with ``seeds[k]`` (as its own run would be)."""
+        if seeds is None:
+            noisy = perturb_poses(poses, self.pose_noise_m, self.pose_noise_yaw_rad, self.generator)
+            return relative_level_transforms(noisy)
+        blocks = []
+        for seed, block in zip(seeds, poses.chunk(len(seeds))):
+            self.generator.manual_seed(int(seed))
+            blocks.append(
+                perturb_poses(block, self.pose_noise_m, self.pose_noise_yaw_rad, self.generator)
+            )
+        return relative_level_transforms(torch.cat(blocks))
+
+    def runs_seeded_conditions(self) -> bool:
+        """True when ``run(..., seeds=...)`` evaluates ``K`` seeded conditions in one call with
+        the numbers of ``K`` calls, each after ``seed_run(seeds[k])``: feature fusion, whose
+        draws are the codec's and channel's (run per condition, ``v2x.condition_streams``) and
+        the pose noise (drawn per condition)."""
+        stage = getattr(self.fusion, "stage", "features")
+        return stage == "features" and not hasattr(self.fusion, "payload")
 
     # ------------------------------------------------------------------ stages
     @torch.no_grad()
     def run(
-        self, batch: CoopBatch, snr_db: torch.Tensor, motion: MotionHistory | None = None
+        self,
+        batch: CoopBatch,
+        snr_db: torch.Tensor,
+        motion: MotionHistory | None = None,
+        seeds: Sequence[int] | None = None,
     ) -> RunOutput:
         """Evaluate ``K`` channel conditions on ``batch``.
 
@@ -115,6 +142,10 @@ class CooperativePipeline(nn.Module):
                 be NaN).
             motion: the collaborators' previous scans and the ages of their data, for a
                 box-stage fusion that compensates latency (``extrapolate``); ignored otherwise.
+            seeds: ``[K]``: condition ``k`` gets the numbers of its own call after
+                ``v2x.execution.seed_run(pipe, seeds[k])`` (its channel and pose noise drawn
+                from that seed); needs ``runs_seeded_conditions()``. ``None``: one draw for all
+                ``K`` from the current RNG state.
         """
         snr_db = torch.as_tensor(snr_db, dtype=torch.float32, device=batch.points.device)
         if snr_db.dim() == 3:
@@ -130,6 +161,18 @@ class CooperativePipeline(nn.Module):
             snr_db = torch.where(unused, 0.0, snr_db)
         else:
             snr_db = snr_db.reshape(-1)
+        if seeds is not None:
+            if not self.runs_seeded_conditions():
+                raise ValueError(
+                    "pipeline: 'seeds' needs feature fusion (fusion "
+                    f"{type(self.fusion).__name__}); run each seeded condition in its own call "
+                    "(v2x.execution.run_conditions)"
+                )
+            if len(seeds) != snr_db.shape[0]:
+                raise ValueError(
+                    f"pipeline: 'seeds' needs one seed per condition ({snr_db.shape[0]}), "
+                    f"got {len(seeds)}"
+                )
         stage = getattr(self.fusion, "stage", "features")
         if stage == "points":
             return self._run_early(batch, snr_db)
@@ -138,10 +181,15 @@ class CooperativePipeline(nn.Module):
             return self._run_late(batch, features, snr_db, motion)
         if hasattr(self.fusion, "payload"):  # semantic payloads (v2x.perception.semantic)
             return self._run_payload(batch, features, snr_db)
-        return self._run_features(batch, features, snr_db, share=stage == "features")
+        return self._run_features(batch, features, snr_db, stage == "features", seeds)
 
     def _run_features(
-        self, batch: CoopBatch, features: torch.Tensor, snr_db: torch.Tensor, share: bool
+        self,
+        batch: CoopBatch,
+        features: torch.Tensor,
+        snr_db: torch.Tensor,
+        share: bool,
+        seeds: Sequence[int] | None = None,
     ) -> RunOutput:
         b, a, c, h, w = features.shape
         k = snr_db.shape[0]
@@ -154,10 +202,6 @@ class CooperativePipeline(nn.Module):
             return RunOutput(repeat_detections(self.model.postprocess(heat, reg), k), cost, k)
         rows = features[:, 1:].unsqueeze(0).expand(k, b, a - 1, c, h, w).reshape(-1, c, h, w)
         row_snr = link_snr(snr_db, b, a)[:, :, 1:].reshape(-1)
-        # The receiver's per-RE SINR report before sending (Channel.sinr_feedback: frequency-
-        # selective channels; None otherwise, or for a channel-like module without it).
-        feedback = getattr(self.channel, "sinr_feedback", None)
-        link = LinkState(snr_db=row_snr, sinr_feedback=feedback(row_snr) if feedback else None)
         codec, extra = self.codec, {}
         confidence = getattr(self.fusion, "confidence", None)
         if confidence is not None:  # Where2comm: send only the most confident cells
@@ -165,22 +209,21 @@ class CooperativePipeline(nn.Module):
             conf = confidence(heat).view(1, b * (a - 1), 1, h, w).expand(k, -1, -1, -1, -1)
             codec = SelectiveCodec(inner=self.codec, keep_fraction=self.fusion.max_fraction)
             extra = {"importance": conf.reshape(k * b * (a - 1), 1, h, w)}
-        tx = codec.encode(rows, link, **extra)
-        # On air (a packet-aware channel loses the codec's own packets, v2x.channels.packets),
-        # with the codec's HARQ or the channel's ARQ rounds, and decoded (v2x.semcom.harq).
-        decoded, tx = transmit(codec, self.channel, tx, row_snr, link)
-        decoded = decoded.view(k, b, a - 1, c, h, w)
-        outcome = reception(tx)
+        # Encoded, on air (HARQ / ARQ rounds included) and decoded; with seeds, each
+        # condition's block of rows in its own call from its own seed (v2x.condition_streams).
+        on_air = send(codec, self.channel, rows, row_snr, extra, seeds)
+        decoded = on_air.decoded.view(k, b, a - 1, c, h, w)
+        outcome, cells = on_air.outcome, on_air.cells
         # Cells each collaborator actually delivered ([K, B, A-1, 1, h, w]; None: all of them).
         sent = None
         if extra:
             sent = scatter_cells(
-                torch.ones_like(tx.cells.indices, dtype=decoded.dtype)[:, None],
-                tx.cells.indices,
+                torch.ones_like(cells.indices, dtype=decoded.dtype)[:, None],
+                cells.indices,
                 h,
                 w,
             ).view(k, b, a - 1, 1, h, w)
-        delivered = tx.cells.delivered
+        delivered = cells.delivered
         if delivered is not None:  # cells the codec could not deliver are missing, not zero
             # [N, 1, h, w] per cell, or one flag per map ([N] / [N, 1, 1, 1])
             got = delivered.to(decoded.dtype).reshape(k, b, a - 1, 1, -1)
@@ -194,7 +237,7 @@ class CooperativePipeline(nn.Module):
             decoded = torch.where(dead, 0.0, decoded)
         present = batch.agent_mask[:, 1:]
         for name in ("source_bits", "coded_bits", "channel_uses", "packets"):
-            getattr(cost, name)[:, :, 1:] = getattr(tx.cost, name).view(k, b, a - 1) * present
+            getattr(cost, name)[:, :, 1:] = getattr(on_air.cost, name).view(k, b, a - 1) * present
         for name in ("packets_erased", "packets_crc_failed", "retransmissions"):
             getattr(cost, name)[:, :, 1:] = (
                 getattr(outcome, name).to(device).view(k, b, a - 1) * present
@@ -202,12 +245,12 @@ class CooperativePipeline(nn.Module):
         # Cells: those whose values the transmitter conveyed (the codec's meta["sent"], within
         # the Where2comm selection) and those of them that arrived and go to fusion (the mask
         # fusion gets, before warping).
-        conveyed = tx.cells.sent
+        conveyed = cells.sent
         known = None if conveyed is None else conveyed.to(device).reshape(k, b, a - 1, 1, h, w)
         if extra:
             chosen = scatter_cells(
-                torch.ones_like(tx.cells.indices, dtype=torch.bool)[:, None].float(),
-                tx.cells.indices,
+                torch.ones_like(cells.indices, dtype=torch.bool)[:, None].float(),
+                cells.indices,
                 h,
                 w,
             ).view(k, b, a - 1, 1, h, w) > 0
@@ -239,7 +282,7 @@ class CooperativePipeline(nn.Module):
         if noisy:
             poses = batch.poses.unsqueeze(0).expand(k, b, a, 4, 4).reshape(k * b, a, 4, 4)
             sample_grid, coverage = warp_sampling_grid(
-                self._noisy_relative(poses)[:, 1:], self.model.grid, h, w
+                self._noisy_relative(poses, seeds)[:, 1:], self.model.grid, h, w
             )
         else:
             one, coverage = warp_sampling_grid(
