@@ -67,6 +67,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
+from v2x.perception.ap_resample import resampled_aps
 from v2x.perception.boxes import boxes_to_corners_bev, iou_3d, rotated_iou_bev
 
 __all__ = [
@@ -853,21 +854,10 @@ class APAccumulator:
             all_tp = np.concatenate(tps) if tps else np.zeros(0, np.int8)
             all_sc = np.concatenate(scs) if scs else np.zeros(0)
             lengths = np.array([len(x) for x in tps], dtype=np.int64)
-            offsets = np.cumsum(lengths) - lengths
-            values = []
-            for idx in draws:
-                num_gt = int(frame_gt[idx].sum())
-                if num_gt == 0:
-                    continue
-                # the drawn frames' detections, frame after frame, in one gather
-                n_det = lengths[idx]
-                ends = np.cumsum(n_det)
-                pos = np.arange(int(ends[-1]) if ends.size else 0) + np.repeat(
-                    offsets[idx] - (ends - n_det), n_det
-                )
-                values.append(ap_from_flags(all_tp[pos], all_sc[pos], num_gt, sort)["ap"])
-            if values:
-                lo, hi = np.quantile(np.asarray(values), [lo_q, hi_q])
+            # every resample at once, bit for bit what ap_from_flags gives on each
+            values = resampled_aps(all_tp, all_sc, lengths, frame_gt, draws, sort)
+            if values.size:
+                lo, hi = np.quantile(values, [lo_q, hi_q])
                 out[thr] = (float(lo), float(hi))
             else:
                 out[thr] = (math.nan, math.nan)

@@ -20,6 +20,7 @@ the packets the codec counted.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -27,6 +28,7 @@ from torch import nn
 
 from v2x.channels.base import Channel
 from v2x.channels.link import LinkState
+from v2x.condition_streams import send
 from v2x.conditions import (  # noqa: F401 - a run's outputs, also reachable from here
     LinkCost,
     RunOutput,
@@ -114,21 +116,38 @@ class CooperativePipeline(nn.Module):
         self.generator = torch.Generator().manual_seed(seed)
 
     # ------------------------------------------------------------------ helpers
-    def _noisy_relative(self, poses: torch.Tensor) -> torch.Tensor:
-        noisy = perturb_poses(poses, self.pose_noise_m, self.pose_noise_yaw_rad, self.generator)
-        return relative_level_transforms(noisy)
+    def _noisy_relative(
+        self, poses: torch.Tensor, seeds: Sequence[int] | None = None
+    ) -> torch.Tensor:
+        """``poses [N, A, 4, 4]`` with pose noise, relative to the ego. ``seeds [K]``: the
+        ``N = K·B`` poses are ``K`` condition blocks, block ``k`` drawn after seeding the
+        generator with ``seeds[k]`` (as its own run would be)."""
+        if seeds is None:
+            noisy = perturb_poses(poses, self.pose_noise_m, self.pose_noise_yaw_rad, self.generator)
+            return relative_level_transforms(noisy)
+        blocks = []
+        for seed, block in zip(seeds, poses.chunk(len(seeds))):
+            self.generator.manual_seed(int(seed))
+            blocks.append(
+                perturb_poses(block, self.pose_noise_m, self.pose_noise_yaw_rad, self.generator)
+            )
+        return relative_level_transforms(torch.cat(blocks))
 
-    def _link_state(self, row_snr: torch.Tensor) -> LinkState:
-        """What the transmitter knows of each link (``row_snr [N]`` dB) before sending: the SNR
-        and the receiver's per-RE SINR report (``Channel.sinr_feedback``: frequency-selective
-        channels; ``None`` otherwise, or for a channel-like module without the method)."""
-        feedback = getattr(self.channel, "sinr_feedback", None)
-        return LinkState(snr_db=row_snr, sinr_feedback=feedback(row_snr) if feedback else None)
+    def runs_seeded_conditions(self) -> bool:
+        """True when ``run(..., seeds=...)`` evaluates ``K`` seeded conditions in one call with
+        the numbers of ``K`` calls, each after ``seed_run(seeds[k])``: feature fusion, whose
+        draws are the codec's and channel's (run per condition, ``v2x.condition_streams``) and
+        the pose noise (drawn per condition)."""
+        return self.fusion.stage == "features" and not self.fusion.sends_payload
 
     # ------------------------------------------------------------------ stages
     @torch.no_grad()
     def run(
-        self, batch: CoopBatch, snr_db: torch.Tensor, motion: MotionHistory | None = None
+        self,
+        batch: CoopBatch,
+        snr_db: torch.Tensor,
+        motion: MotionHistory | None = None,
+        seeds: Sequence[int] | None = None,
     ) -> RunOutput:
         """Evaluate ``K`` channel conditions on ``batch``.
 
@@ -138,6 +157,10 @@ class CooperativePipeline(nn.Module):
                 be NaN).
             motion: the collaborators' previous scans and the ages of their data, for a
                 box-stage fusion that compensates latency (``extrapolate``); ignored otherwise.
+            seeds: ``[K]``: condition ``k`` gets the numbers of its own call after
+                ``v2x.execution.seed_run(pipe, seeds[k])`` (its channel and pose noise drawn
+                from that seed); needs ``runs_seeded_conditions()``. ``None``: one draw for all
+                ``K`` from the current RNG state.
         """
         snr_db = torch.as_tensor(snr_db, dtype=torch.float32, device=batch.points.device)
         if snr_db.dim() == 3:
@@ -153,6 +176,18 @@ class CooperativePipeline(nn.Module):
             snr_db = torch.where(unused, 0.0, snr_db)
         else:
             snr_db = snr_db.reshape(-1)
+        if seeds is not None:
+            if not self.runs_seeded_conditions():
+                raise ValueError(
+                    "pipeline: 'seeds' needs feature fusion (fusion "
+                    f"{type(self.fusion).__name__}); run each seeded condition in its own call "
+                    "(v2x.execution.run_conditions)"
+                )
+            if len(seeds) != snr_db.shape[0]:
+                raise ValueError(
+                    f"pipeline: 'seeds' needs one seed per condition ({snr_db.shape[0]}), "
+                    f"got {len(seeds)}"
+                )
         stage = self.fusion.stage
         if stage == "points":
             return self._run_early(batch, snr_db)
@@ -161,10 +196,15 @@ class CooperativePipeline(nn.Module):
             return self._run_late(batch, features, snr_db, motion)
         if self.fusion.sends_payload:  # semantic payloads (v2x.perception.semantic)
             return self._run_payload(batch, features, snr_db)
-        return self._run_features(batch, features, snr_db, share=stage == "features")
+        return self._run_features(batch, features, snr_db, stage == "features", seeds)
 
     def _run_features(
-        self, batch: CoopBatch, features: torch.Tensor, snr_db: torch.Tensor, share: bool
+        self,
+        batch: CoopBatch,
+        features: torch.Tensor,
+        snr_db: torch.Tensor,
+        share: bool,
+        seeds: Sequence[int] | None = None,
     ) -> RunOutput:
         b, a, c, h, w = features.shape
         k = snr_db.shape[0]
@@ -177,7 +217,6 @@ class CooperativePipeline(nn.Module):
             return RunOutput(repeat_detections(self.model.postprocess(heat, reg), k), cost, k)
         rows = features[:, 1:].unsqueeze(0).expand(k, b, a - 1, c, h, w).reshape(-1, c, h, w)
         row_snr = link_snr(snr_db, b, a)[:, :, 1:].reshape(-1)
-        link = self._link_state(row_snr)
         codec, extra = self.codec, {}
         if self.fusion.selects_cells:  # Where2comm: send only the most confident cells
             heat, _ = self.model.head(features[:, 1:].reshape(b * (a - 1), c, h, w))
@@ -185,22 +224,21 @@ class CooperativePipeline(nn.Module):
             conf = conf.expand(k, -1, -1, -1, -1)
             codec = SelectiveCodec(inner=self.codec, keep_fraction=self.fusion.max_fraction)
             extra = {"importance": conf.reshape(k * b * (a - 1), 1, h, w)}
-        tx = codec.encode(rows, link, **extra)
-        # On air (a packet-aware channel loses the codec's own packets, v2x.channels.packets),
-        # with the codec's HARQ or the channel's ARQ rounds, and decoded (v2x.semcom.harq).
-        decoded, tx = transmit(codec, self.channel, tx, row_snr, link)
-        decoded = decoded.view(k, b, a - 1, c, h, w)
-        outcome = reception(tx)
+        # Encoded, on air (HARQ / ARQ rounds included) and decoded; with seeds, each
+        # condition's block of rows in its own call from its own seed (v2x.condition_streams).
+        on_air = send(codec, self.channel, rows, row_snr, extra, seeds)
+        decoded = on_air.decoded.view(k, b, a - 1, c, h, w)
+        outcome, cells = on_air.outcome, on_air.cells
         # Cells each collaborator actually delivered ([K, B, A-1, 1, h, w]; None: all of them).
         sent = None
         if extra:
             sent = scatter_cells(
-                torch.ones_like(tx.cells.indices, dtype=decoded.dtype)[:, None],
-                tx.cells.indices,
+                torch.ones_like(cells.indices, dtype=decoded.dtype)[:, None],
+                cells.indices,
                 h,
                 w,
             ).view(k, b, a - 1, 1, h, w)
-        delivered = tx.cells.delivered
+        delivered = cells.delivered
         if delivered is not None:  # cells the codec could not deliver are missing, not zero
             # [N, 1, h, w] per cell, or one flag per map ([N] / [N, 1, 1, 1])
             got = delivered.to(decoded.dtype).reshape(k, b, a - 1, 1, -1)
@@ -214,7 +252,7 @@ class CooperativePipeline(nn.Module):
             decoded = torch.where(dead, 0.0, decoded)
         present = batch.agent_mask[:, 1:]
         for name in ("source_bits", "coded_bits", "channel_uses", "packets"):
-            getattr(cost, name)[:, :, 1:] = getattr(tx.cost, name).view(k, b, a - 1) * present
+            getattr(cost, name)[:, :, 1:] = getattr(on_air.cost, name).view(k, b, a - 1) * present
         for name in RECEPTION_FIELDS:
             getattr(cost, name)[:, :, 1:] = (
                 getattr(outcome, name).to(device).view(k, b, a - 1) * present
@@ -222,12 +260,12 @@ class CooperativePipeline(nn.Module):
         # Cells: those whose values the transmitter conveyed (the codec's meta["sent"], within
         # the Where2comm selection) and those of them that arrived and go to fusion (the mask
         # fusion gets, before warping).
-        conveyed = tx.cells.sent
+        conveyed = cells.sent
         known = None if conveyed is None else conveyed.to(device).reshape(k, b, a - 1, 1, h, w)
         if extra:
             chosen = scatter_cells(
-                torch.ones_like(tx.cells.indices, dtype=torch.bool)[:, None].float(),
-                tx.cells.indices,
+                torch.ones_like(cells.indices, dtype=torch.bool)[:, None].float(),
+                cells.indices,
                 h,
                 w,
             ).view(k, b, a - 1, 1, h, w) > 0
@@ -259,7 +297,7 @@ class CooperativePipeline(nn.Module):
         if noisy:
             poses = batch.poses.unsqueeze(0).expand(k, b, a, 4, 4).reshape(k * b, a, 4, 4)
             sample_grid, coverage = warp_sampling_grid(
-                self._noisy_relative(poses)[:, 1:], self.model.grid, h, w
+                self._noisy_relative(poses, seeds)[:, 1:], self.model.grid, h, w
             )
         else:
             one, coverage = warp_sampling_grid(
@@ -307,7 +345,7 @@ class CooperativePipeline(nn.Module):
         that arrived (``meta["delivered"]``), both ``[N, 1, h, w]`` bool, and the decoded
         ``Transmission`` (its ``cost``; ``reception`` of it)."""
         n, _, h, w = rows.shape
-        link = self._link_state(row_snr)
+        link = LinkState.before_sending(self.channel, row_snr)
         tx = codec.encode(rows, link, **extra)
         # on air with the codec's HARQ or the channel's ARQ rounds, and decoded
         decoded, tx = transmit(codec, self.channel, tx, row_snr, link)
