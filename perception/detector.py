@@ -107,7 +107,9 @@ class CoopDetector(nn.Module):
         self.stride = BEVBackbone.stride
         self.precision = "fp32"  # inference autocast of encode and head (configure_inference)
 
-    def configure_inference(self, precision: str = "fp32", channels_last: bool = False) -> CoopDetector:
+    def configure_inference(
+        self, precision: str = "fp32", channels_last: bool | None = None
+    ) -> CoopDetector:
         """Inference options that leave the fp32 computation as it is (module
         ``v2x.perception.inference``); returns ``self``.
 
@@ -115,15 +117,17 @@ class CoopDetector(nn.Module):
             precision: ``"fp32"`` (no autocast), ``"fp16"`` or ``"bf16"``: ``encode`` and the
                 head run under ``torch.autocast`` of that dtype; their outputs stay float32.
             channels_last: convolution weights and the pillar pseudo-image in channels-last
-                (NHWC) memory layout, the fast layout of cuDNN's tensor-core convolutions.
+                (NHWC) memory layout, the fast layout of cuDNN's tensor-core convolutions
+                (``None``: leave the layout as it is).
         """
         self.precision = check_precision(precision, "model.precision")
         self.head.precision = self.precision
-        self.pillars.channels_last = bool(channels_last)
-        fmt = torch.channels_last if channels_last else torch.contiguous_format
-        for module in self.modules():
-            if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d)):
-                module.weight.data = module.weight.data.contiguous(memory_format=fmt)
+        if channels_last is not None:
+            self.pillars.channels_last = bool(channels_last)
+            fmt = torch.channels_last if channels_last else torch.contiguous_format
+            for module in self.modules():
+                if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d)):
+                    module.weight.data = module.weight.data.contiguous(memory_format=fmt)
         return self
 
     def encode_points(self, level_points: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
