@@ -59,7 +59,9 @@ def make_inputs(
     of every agent's slots padded), ``[B, A, 4, 4]`` float64 poses 10 m apart along x."""
     g = torch.Generator().manual_seed(0)
     lo = torch.tensor([grid.x_range_m[0], grid.y_range_m[0], -2.0])
-    span = torch.tensor([grid.x_range_m[1] - grid.x_range_m[0], grid.y_range_m[1] - grid.y_range_m[0], 4.0])
+    span = torch.tensor(
+        [grid.x_range_m[1] - grid.x_range_m[0], grid.y_range_m[1] - grid.y_range_m[0], 4.0]
+    )
     xyz = torch.rand(batch, agents, points, 3, generator=g) * span + lo
     pts = torch.cat([xyz, torch.rand(batch, agents, points, 1, generator=g)], -1)
     mask = torch.ones(batch, agents, points, dtype=torch.bool)
@@ -101,7 +103,8 @@ def measure(fn: Callable, inputs, iters: int, device: torch.device, warmup: int 
 
 def build_model(name: str, grid: BEVGrid, device: torch.device) -> CoopDetector:
     conf_name = "pillars_center" if name == "small" else name
-    data = yaml.safe_load((Path(v2x.conf.__file__).parent / "model" / f"{conf_name}.yaml").read_text())
+    path = Path(v2x.conf.__file__).parent / "model" / f"{conf_name}.yaml"
+    data = yaml.safe_load(path.read_text())
     data.pop("grid", None)
     config = detector_config_from_dict({**data, "grid": dataclasses.asdict(grid)})
     torch.manual_seed(0)
@@ -115,7 +118,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     ap.add_argument("--points", type=int, default=25_000)
     ap.add_argument("--batch", type=int, nargs="+", default=[1, 8])
     ap.add_argument("--iters", type=int, default=20)
-    ap.add_argument("--model", default="pointpillars", help="conf/model name: pointpillars or small")
+    ap.add_argument("--model", default="pointpillars",
+                    help="conf/model name: pointpillars (the standard model) or small")  # fmt: skip
     ap.add_argument("--precision", nargs="+", default=["fp32", "fp16"], choices=list(PRECISIONS))
     ap.add_argument("--modes", nargs="+", default=list(MODES), choices=MODES)
     ap.add_argument("--compile-mode", default="max-autotune-no-cudagraphs",

@@ -4,7 +4,8 @@ Vehicle AP@0.5/0.7 (cars and trucks matched class-agnostically, OpenCOOD's conve
 ego-invisible subset too, pedestrian and cyclist AP at BEV IoU 0.25/0.5, with bootstrap 95 %
 intervals over whole test towns (the frames of a town are consecutive and correlated: the
 sequence bootstrap; ``--bootstrap-unit frame`` resamples frames); ideal link (identity codec,
-30 dB AWGN). The test towns are the dataset store's ``test`` seeds (``sequence_seed(seed, "test", s)``): never a training or validation town.
+30 dB AWGN). The test towns are the dataset store's ``test`` seeds
+(``sequence_seed(seed, "test", s)``): never a training or validation town.
 
     python scripts/evaluate_fusions.py --device cuda --sequences 100 --bootstrap 1000 --out fusions.json
 """
@@ -72,7 +73,8 @@ def main() -> None:
                  for k in ("vehicle_ap_50", "vehicle_ap_70", "vehicle_ap_70_invisible",
                            "pedestrian_ap_25", "cyclist_ap_25") if args.bootstrap]  # fmt: skip
         unit = f"| 95 % CI over {row['bootstrap_unit']}s " if args.bootstrap else ""
-        print(name, "|", " | ".join(cells), f"{unit}| {row['source_bits_per_frame'] / 1e6:.2f} Mbit/frame")
+        bits = f"| {row['source_bits_per_frame'] / 1e6:.2f} Mbit/frame"
+        print(name, "|", " | ".join(cells), unit + bits)
     if args.out:
         with open(args.out, "w") as fh:
             json.dump({"frames": len(frames), "test_seed": args.seed, "towns": args.sequences,

@@ -286,7 +286,9 @@ def plan_sweep(cfg: Any) -> SweepPlan:
             f"sweep: field 'eval.bootstrap_unit' must be one of {', '.join(BOOTSTRAP_UNITS)}, "
             f"got {bootstrap_unit!r}"
         )
-    precision = check_precision(eval_kwargs.pop("precision", "fp32"), "sweep: field 'eval.precision'")
+    precision = check_precision(
+        eval_kwargs.pop("precision", "fp32"), "sweep: field 'eval.precision'"
+    )
     try:
         eval_config = EvalConfig(**eval_kwargs).validate()
     except TypeError as exc:

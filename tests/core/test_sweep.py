@@ -712,7 +712,8 @@ def test_no_bootstrap_means_nan_intervals_and_another_key(cache_dir, tmp_path):
 @pytest.mark.parametrize(
     ("field", "value", "message"),
     [
-        ("bootstrap_unit", "town", "'eval.bootstrap_unit' must be one of auto, sequence, frame, got 'town'"),
+        ("bootstrap_unit", "town",
+         "'eval.bootstrap_unit' must be one of auto, sequence, frame, got 'town'"),  # fmt: skip
         ("precision", "fp8", "'eval.precision': expected one of fp32, fp16, bf16, got 'fp8'"),
     ],
 )

@@ -141,7 +141,8 @@ def test_reduced_precision_matches_fp32_within_tolerance(precision: str) -> None
 
 
 def test_precision_is_checked_by_name() -> None:
-    with pytest.raises(ValueError, match="model.precision: expected one of fp32, fp16, bf16, got 'fp8'"):
+    message = "model.precision: expected one of fp32, fp16, bf16, got 'fp8'"
+    with pytest.raises(ValueError, match=message):
         _detector("small").configure_inference("fp8")
     with pytest.raises(ValueError, match="precision"):
         check_precision("half")
