@@ -79,11 +79,13 @@ def warp_sampling_grid(
     ox = (grid.x_range_m[1] + grid.x_range_m[0]) / 2
     oy = (grid.y_range_m[1] + grid.y_range_m[0]) / 2
     # normalised → metric: p = S u + o ; metric → normalised: u = S^-1 (p - o)
-    # built on the device without a host copy or a synchronising check (CUDA graph capture)
+    # both filled on the device from Python scalars: no host-to-device copy and no matrix
+    # inverse (whose check synchronises), so that a CUDA graph can capture the warp
     to_metric = torch.zeros(3, 3, dtype=torch.float64, device=ego_to_agent.device)
+    to_norm = torch.zeros_like(to_metric)
     to_metric[0, 0], to_metric[0, 2], to_metric[1, 1], to_metric[1, 2] = sx, ox, sy, oy
-    to_metric[2, 2] = 1.0
-    to_norm = torch.linalg.inv_ex(to_metric).inverse
+    to_norm[0, 0], to_norm[0, 2], to_norm[1, 1], to_norm[1, 2] = 1 / sx, -ox / sx, 1 / sy, -oy / sy
+    to_metric[2, 2] = to_norm[2, 2] = 1.0
     t2d = torch.zeros(n, a, 3, 3, dtype=torch.float64, device=ego_to_agent.device)
     t2d[..., :2, :2] = ego_to_agent[..., :2, :2]
     t2d[..., :2, 2] = ego_to_agent[..., :2, 3]

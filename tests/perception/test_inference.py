@@ -225,8 +225,12 @@ def test_benchmark_runs_every_mode_on_cpu() -> None:
     rows = bench.main(["--device", "cpu", "--model", "small", "--grid", "16", "16", "--agents",
                        "2", "--points", "100", "--batch", "1", "--iters", "1", "--precision",
                        "fp32", "bf16", "--modes", "eager", "graph"])  # fmt: skip
-    # 'graph' needs CUDA and is left out on the CPU
-    assert [(r["precision"], r["mode"]) for r in rows] == [("fp32", "eager"), ("bf16", "eager")]
-    assert rows[0]["vs_eager_fp32"] == 1.0
-    assert rows[0]["vs_reference"] == pytest.approx(rows[0]["fps"] / 124.5)
-    assert rows[1]["vs_reference"] == pytest.approx(rows[1]["fps"] / 176.7)
+    # 'graph' needs CUDA and is left out on the CPU; the plain fp32 model comes first
+    assert [(r["precision"], r["mode"]) for r in rows] == [
+        ("fp32", "plain"), ("fp32", "eager"), ("bf16", "eager")
+    ]
+    assert rows[0]["vs_plain_fp32"] == 1.0 and not rows[0]["channels_last"]
+    assert rows[1]["channels_last"]
+    assert rows[1]["vs_reference"] == pytest.approx(rows[1]["fps"] / 124.5)
+    assert rows[2]["vs_reference"] == pytest.approx(rows[2]["fps"] / 176.7)
+    assert rows[2]["vs_plain_fp32"] == pytest.approx(rows[2]["fps"] / rows[0]["fps"])
