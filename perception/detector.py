@@ -131,8 +131,10 @@ class CoopDetector(nn.Module):
         return self
 
     def encode_points(self, level_points: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """``[S, N, 4]`` levelled points + ``[S, N]`` mask → ``[S, C, h, w]`` float32 features
-        (computed under ``self.precision``'s autocast)."""
+        """``[S, N, 4]`` levelled points + ``[S, N]`` mask → ``[S, C, h, w]`` features (with a
+        reduced ``self.precision``: computed under its autocast, returned as float32)."""
+        if self.precision == "fp32":  # as it always was (an enclosing autocast stays in force)
+            return self.backbone(self.pillars(level_points, mask))
         with autocast(level_points.device, self.precision, cache_enabled=False):
             features = self.backbone(self.pillars(level_points, mask))
         return features.float()

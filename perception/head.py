@@ -37,6 +37,9 @@ class CenterHead(nn.Module):
         self.precision = "fp32"
 
     def forward(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.precision == "fp32":  # as it always was (an enclosing autocast stays in force)
+            shared = self.shared(features)
+            return self.heatmap(shared), self.reg(shared)
         with autocast(features.device, self.precision, cache_enabled=False):
             shared = self.shared(features)
             heat, reg = self.heatmap(shared), self.reg(shared)

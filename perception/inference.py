@@ -4,8 +4,9 @@ None of these changes what the fp32 eager model computes: ``precision="fp32"`` i
 model (no autocast), ``channels_last`` only changes the memory layout of the convolutions'
 tensors, and a captured graph or a compiled function replays the same operations (up to the
 summation order a different kernel may choose). Reduced precision (``"fp16"``, ``"bf16"``)
-runs the convolutions and linear layers under ``torch.autocast``; the detector's outputs are
-returned in float32 whatever the precision.
+runs the convolutions and linear layers under ``torch.autocast``, and the detector's encoder and
+head return float32 (``"fp32"`` leaves them exactly as they were, inside an enclosing autocast
+too).
 
 * :func:`autocast` — the autocast context of a precision (a no-op for fp32).
 * :func:`capture_graph` — a CUDA graph of a function on fixed-shape inputs (CUDA only), replayed
