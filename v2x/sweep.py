@@ -269,7 +269,7 @@ def _run_group(
     convention = json.dumps(eval_config.convention(), sort_keys=True)
     cell_sums = summarize_cells(ledger, cells, num_frames)
     for ki in range(len(snrs)):
-        result = _compute_ap(accs[ki], plan.bootstrap, int(cfg.seed))
+        result = _compute_ap(accs[ki], plan.bootstrap, int(cfg.seed), plan.bootstrap_unit)
         ap = result["ap"]
         details = result["details"]
         ci = result.get("ci") or {}
@@ -309,6 +309,7 @@ def _run_group(
                 "vehicle_ap_50": float(ap.get("group/vehicle", {}).get(0.5, math.nan)),
                 "vehicle_ap_70": float(ap.get("group/vehicle", {}).get(0.7, math.nan)),
                 **intervals,
+                "bootstrap_unit": result["bootstrap"]["unit"] if "bootstrap" in result else "",
                 "num_gt": int(next(iter(details["overall"].values()))["num_gt"]),
                 "num_gt_invisible": int(
                     next(iter(details["subset/ego_invisible"].values()))["num_gt"]
@@ -402,10 +403,11 @@ RESULT_GROUPS: dict[str, tuple[float, ...] | None] = {
 }
 
 
-def _compute_ap(acc: Any, bootstrap: int, seed: int) -> dict:
-    """``acc.compute()``, with ``bootstrap`` resamples of the frames (seeded by the sweep's
-    seed) for the 95 % intervals of the APs that are results columns."""
-    return acc.compute(bootstrap=bootstrap, seed=seed, bootstrap_groups=RESULT_GROUPS)
+def _compute_ap(acc: Any, bootstrap: int, seed: int, unit: str = "auto") -> dict:
+    """``acc.compute()``, with ``bootstrap`` resamples of the sequences or frames (``unit``;
+    seeded by the sweep's seed) for the 95 % intervals of the APs that are results columns."""
+    return acc.compute(bootstrap=bootstrap, seed=seed, bootstrap_groups=RESULT_GROUPS,
+                       bootstrap_unit=unit)  # fmt: skip
 
 
 class SweepInterrupted(KeyboardInterrupt):

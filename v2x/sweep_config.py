@@ -55,8 +55,11 @@ class SweepConfig:
         asynchrony: see ``v2x.asynchrony.AsynchronyConfig`` (collaborators' data as old as its
             delivery).
         network, budget, eval: see ``NetworkConfig``, ``BudgetConfig``, ``EvalConfig``; ``eval``
-            also takes ``min_points`` and ``bootstrap`` (resamples of the frames for each AP's
-            95 % interval, seeded by ``seed``; 0: none).
+            also takes ``min_points``, ``bootstrap`` (resamples for each AP's 95 % interval,
+            seeded by ``seed``; 0: none), ``bootstrap_unit`` (``auto``: whole sequences when
+            frames come in sequences, else frames; ``sequence``; ``frame``; the unit used is
+            the results column ``bootstrap_unit``) and ``precision`` (the detector's inference
+            autocast: ``fp32``, ``fp16``, ``bf16``).
         output_dir: folder of the results files.
         quiet: no progress bar (also off when stderr is not a TTY or ``CI`` is set).
         allow_corrupt: move an unreadable results file aside instead of failing.

@@ -153,6 +153,8 @@ class SweepPlan:
     config_hash: str
     bootstrap: int = 0
     asynchrony: Any = None  # v2x.asynchrony.AsynchronyConfig
+    bootstrap_unit: str = "auto"  # APAccumulator.compute's: auto | sequence | frame
+    precision: str = "fp32"  # the detector's inference precision (configure_inference)
 
     @property
     def num_cells(self) -> int:
@@ -181,8 +183,9 @@ def plan_sweep(cfg: Any) -> SweepPlan:
     """Validate ``cfg`` and list the groups; raises ``ValueError`` before any work."""
     from v2x.channels import CHANNELS
     from v2x.loading import device_key
-    from v2x.perception.average_precision import EvalConfig
+    from v2x.perception.average_precision import BOOTSTRAP_UNITS, EvalConfig
     from v2x.perception.fusion import FUSIONS, fusion_class
+    from v2x.perception.inference import check_precision
     from v2x.semcom import CODECS
     from v2x.semcom import _load_all as _load_codecs
 
@@ -288,6 +291,15 @@ def plan_sweep(cfg: Any) -> SweepPlan:
     eval_kwargs = {"distance_bins": [], "per_class": False, "min_points": 1, **(cfg.eval or {})}
     min_points = _integer("eval.min_points", eval_kwargs.pop("min_points"), minimum=0)
     bootstrap = _integer("eval.bootstrap", eval_kwargs.pop("bootstrap", 0), minimum=0)
+    bootstrap_unit = eval_kwargs.pop("bootstrap_unit", "auto")
+    if bootstrap_unit not in BOOTSTRAP_UNITS:
+        raise ValueError(
+            f"sweep: field 'eval.bootstrap_unit' must be one of {', '.join(BOOTSTRAP_UNITS)}, "
+            f"got {bootstrap_unit!r}"
+        )
+    precision = check_precision(
+        eval_kwargs.pop("precision", "fp32"), "sweep: field 'eval.precision'"
+    )
     try:
         eval_config = EvalConfig(**eval_kwargs).validate()
     except TypeError as exc:
@@ -398,6 +410,8 @@ def plan_sweep(cfg: Any) -> SweepPlan:
         **eval_config.convention(),
         "min_points": min_points,
         "bootstrap": bootstrap,
+        "bootstrap_unit": bootstrap_unit,
+        "precision": precision,
     }
     common = {
         "code_hash": code,
@@ -444,6 +458,8 @@ def plan_sweep(cfg: Any) -> SweepPlan:
         stable_hash(hashed),
         bootstrap,
         asynchrony,
+        bootstrap_unit,
+        precision,
     )
 
 
