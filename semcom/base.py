@@ -11,6 +11,7 @@ packets on the air, as the receiver knows it after ``decode``, is ``reception``.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields, replace
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
@@ -169,6 +170,31 @@ class Codec(nn.Module):
     #: rows carry it (``bits_estimated``). Every codec of the package measures or counts its
     #: bits exactly unless it says otherwise (``docs/digital.md``, "Where bit counts come from").
     bits_estimated: bool = False
+    #: ``encode`` memoises its SNR-independent source coding (e.g. quantise + entropy code) per
+    #: map content in ``source_memo`` when the caller sets one (a dict the caller owns and
+    #: clears; ``None``: a fresh memo per call). The sweep shares one across the SNRs of a group
+    #: (``v2x.sweep_reuse.share_source_coding``); the memo returns what would be recomputed.
+    memoises_source_coding: ClassVar[bool] = False
+    source_memo: dict | None = None
+    #: ``v2x-train-codec`` can train it: ``forward_train(rows [N, C, H, W], snr_db [N], ratio,
+    #: channel, erasure_prob=...) -> (decoded, ...)`` (differentiable through the channel),
+    #: ``save_checkpoint(path)`` and ``warm_start(path)`` (``v2x.codec_training``).
+    trainable: ClassVar[bool] = False
+    #: An SNR gate per bandwidth ratio (``gate_ratios``, ``set_gate``, ``snr_gate``) that
+    #: ``v2x.codec_calibration.calibrate_snr_gate`` sets.
+    snr_gated: ClassVar[bool] = False
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        needs = {"trainable": ("forward_train", "save_checkpoint", "warm_start"),
+                 "snr_gated": ("set_gate",)}  # fmt: skip
+        for capability, methods in needs.items():
+            missing = [m for m in methods if not callable(getattr(cls, m, None))]
+            if getattr(cls, capability) and missing:
+                raise TypeError(
+                    f"codec {cls.__name__} declares {capability} = True but lacks "
+                    f"{', '.join(missing)}"
+                )
 
     def encode(self, features: torch.Tensor, link: LinkState) -> Transmission:  # pragma: no cover
         raise NotImplementedError

@@ -247,6 +247,8 @@ class DeepJSCCCodec(Codec):
 
     uses_channel = True
     sweep_arguments = frozenset({"in_channels", "bandwidth_ratio", "checkpoint"})
+    trainable = True  # forward_train, save_checkpoint, warm_start (v2x-train-codec)
+    snr_gated = True  # gate_ratios, set_gate, snr_gate (v2x.codec_calibration)
 
     def __init__(
         self,

@@ -415,6 +415,7 @@ class DigitalCodec(Codec):
 
     uses_channel = True
     sweep_arguments = frozenset({"max_channel_uses", "harq_max_rounds"})
+    memoises_source_coding = True  # per map content and bits, in source_memo when set
 
     def __init__(
         self,
@@ -588,8 +589,8 @@ class DigitalCodec(Codec):
         """Stream for one map within ``max_channel_uses`` (the documented budget rule).
 
         ``cache`` memoises the source coding (quantise + entropy code) per (map content, bits)
-        within one ``encode`` call: a sweep sends the same map at K SNRs, and only the channel
-        coding depends on the SNR.
+        within one ``encode`` call, or across calls in ``source_memo`` when the caller sets one:
+        a sweep sends the same map at K SNRs, and only the channel coding depends on the SNR.
         """
         feats_np = features[row].detach().cpu().numpy()
         digest = hashlib.blake2b(np.ascontiguousarray(feats_np).tobytes(), digest_size=16).digest()
@@ -633,7 +634,7 @@ class DigitalCodec(Codec):
         b = features.shape[0]
         device = features.device
         mcs = self.select_mcs(link.snr_db, b, link.sinr_feedback)
-        cache: dict = {}
+        cache: dict = self.source_memo if self.source_memo is not None else {}
         streams = [self._fit_stream(features, i, int(mcs[i]), cache) for i in range(b)]
         payload_bits = self.block_bits - CRC_BITS
         nblocks = [math.ceil(len(s.data) * 8 / payload_bits) for s in streams]

@@ -131,7 +131,7 @@ def calibrate_snr_gate(
 
     Args:
         detector: the detector whose features the codec carries (eval mode).
-        codec: a ``deepjscc`` codec (``gate_ratios``, ``set_gate``, ``snr_gate``).
+        codec: a codec with an SNR gate (``Codec.snr_gated``: ``deepjscc``).
         frames: validation frames (not the frames results are reported on).
         channels: ``v2x.channels`` names the gate must hold on.
         snr_db: increasing SNR grid (dB).
@@ -144,7 +144,7 @@ def calibrate_snr_gate(
     """
     if not frames:
         raise ValueError("calibrate_snr_gate: 'frames' is empty")
-    if not all(hasattr(codec, name) for name in ("gate_ratios", "set_gate", "snr_gate")):
+    if not (isinstance(codec, Codec) and codec.snr_gated):
         raise ValueError(
             f"calibrate_snr_gate: codec {type(codec).__name__} has no SNR gate "
             "(gate_ratios, set_gate, snr_gate); only learned analog codecs such as deepjscc do"

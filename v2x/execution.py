@@ -99,19 +99,13 @@ def run_conditions(
         raise ValueError(
             f"run_conditions: 'seeds' needs one seed per condition ({k}), got {len(seeds)}"
         )
-    if k > 1 and _runs_seeded(pipe):  # one call, each condition's draws from its own seed
+    if k > 1 and pipe.runs_seeded_conditions():  # one call, each condition's own seed
         return pipe.run(batch, snr_db, seeds=list(seeds))
     runs = []
     for ki in range(k):
         seed_run(pipe, seeds[ki])
         runs.append(pipe.run(batch, snr_db[ki : ki + 1]))
     return concat_runs(runs)
-
-
-def _runs_seeded(pipe: CooperativePipeline) -> bool:
-    """``pipe`` runs several seeded conditions in one call (``runs_seeded_conditions``)."""
-    check = getattr(pipe, "runs_seeded_conditions", None)
-    return bool(check()) if check is not None else False
 
 
 def remove_late_payloads(

@@ -5,7 +5,6 @@ encoder features per frame batch (``EncodeCache``), the digital chain's source c
 
 from __future__ import annotations
 
-import inspect
 import logging
 from typing import Any
 
@@ -22,6 +21,7 @@ from v2x.results import (
     read_table,
     results_files,
 )
+from v2x.semcom.base import Codec
 
 log = logging.getLogger("v2x.sweep")
 
@@ -65,25 +65,16 @@ class EncodeCache:
 def share_source_coding(codec: Any) -> dict:
     """Let every cell of a group reuse the codec's SNR-independent source coding of a map.
 
-    The digital chain memoises its source coding (quantise + entropy code, the costliest step
-    of a sweep on the CPU) per map content within one ``encode`` call (``_fit_stream``'s
-    ``cache``); cells run one call each, so the sweep hands every call one shared memo, which
-    the caller clears per frame batch. The memo is keyed by the map's content and returns what
-    the codec would recompute, so no number changes. A codec without that hook is left as is.
-    Returns the shared memo.
+    A codec that declares ``memoises_source_coding`` (the digital chain: quantise + entropy
+    code, the costliest step of a sweep on the CPU) memoises its source coding per map content
+    within one ``encode`` call; cells run one call each, so the sweep sets one shared memo as the
+    codec's ``source_memo``, which the caller clears per frame batch. The memo is keyed by the
+    map's content and returns what the codec would recompute, so no number changes. Any other
+    codec is left as is. Returns the shared memo.
     """
     shared: dict = {}
-    fit = getattr(codec, "_fit_stream", None)
-    try:
-        takes_cache = fit is not None and "cache" in inspect.signature(fit).parameters
-    except (TypeError, ValueError):
-        takes_cache = False
-    if takes_cache:
-
-        def fit_shared(features: torch.Tensor, row: int, mcs_index: int, cache=None) -> Any:
-            return fit(features, row, mcs_index, shared)
-
-        codec._fit_stream = fit_shared
+    if isinstance(codec, Codec) and codec.memoises_source_coding:
+        codec.source_memo = shared
     return shared
 
 

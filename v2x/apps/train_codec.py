@@ -18,6 +18,7 @@ from v2x.configs import check_fields
 from v2x.loading import load_training_frames
 from v2x.perception.detector import CoopDetector
 from v2x.semcom import build_codec
+from v2x.semcom.base import Codec
 
 
 def _detector(cfg: DictConfig, device: torch.device) -> CoopDetector:
@@ -56,11 +57,12 @@ def run_codec_training(cfg: DictConfig) -> Path:
     name = codec_kwargs.pop("name")
     codec_kwargs["in_channels"] = int(detector.config.feature_channels)  # the map it codes
     codec = build_codec(name, **codec_kwargs)
-    if not hasattr(codec, "forward_train"):
-        raise ValueError(f"train_codec config: codec {name!r} is not trainable (no forward_train)")
+    if not (isinstance(codec, Codec) and codec.trainable):
+        raise ValueError(
+            f"train_codec config: codec {name!r} is not trainable (it does not declare "
+            "Codec.trainable: forward_train, save_checkpoint, warm_start)"
+        )
     if cfg.init:
-        if not hasattr(codec, "warm_start"):
-            raise ValueError(f"train_codec config: codec {name!r} cannot warm-start ('init')")
         codec.warm_start(str(cfg.init))
     frames = load_training_frames(cfg.data)
     if len(frames) < train_cfg.batch_size:
