@@ -2,7 +2,9 @@
 
 The detector is frozen; each step encodes a batch of frames once, sends every collaborator's
 feature map through ``codec.forward_train`` (differentiable channel, random SNR per link and a
-random bandwidth ratio), fuses at the ego and back-propagates
+random bandwidth ratio), fuses at the ego through the pipeline's own warp + fusion + head
+(``fused_head_outputs`` → ``v2x.perception.ego_fusion.fuse_at_ego``, what evaluation runs, so
+the two cannot drift apart) and back-propagates
 
     loss = detection_loss(fused) + reconstruction_weight · MSE_standardised(decoded, features)
 
