@@ -22,6 +22,15 @@ from v2x.channels.budget import shannon_capacity
 from v2x.perception.detector import Detections
 from v2x.semcom.base import packets_for_bits
 
+#: What the receiver learnt of each transmission (``Reception``) that the ledger keeps.
+RECEPTION_FIELDS = (
+    "packets_erased",
+    "packets_crc_failed",
+    "retransmissions",
+    "retransmission_rounds",
+    "feedback_s",
+)
+
 
 @dataclass
 class LinkCost:

@@ -10,6 +10,13 @@ batch of ``K·B·(A−1)`` transmissions. Conditions whose decoded maps (and arr
 bitwise equal — an error-free codec such as ``identity``, a digital link above its cliff, maps
 of which nothing arrived — then share one warp + fusion + head + NMS; without pose noise the
 warp grid is computed once per frame. Results are the same as running each condition alone.
+The warp + fusion + head is the one training runs too (``v2x.perception.ego_fusion``).
+
+The path a frame takes follows the fusion's declared ``stage`` and capabilities
+(``v2x.perception.fusion.FeatureFusion``): feature maps (here; ``selects_cells``: only the
+most confident cells, through the ``selective`` codec), a semantic payload (``sends_payload``:
+``v2x.pipeline_payload``), boxes (late; ``compensates_latency``: moved on by their motion) or
+points (early), the last two charged as ideal digital links.
 
 Every link's ``LinkCost`` holds what it cost (the codec's ``Cost``) and what happened to it on the
 air as the receiver knew it: packets erased or failed CRC (``v2x.semcom.base.reception``), and
@@ -27,9 +34,9 @@ import torch
 from torch import nn
 
 from v2x.channels.base import Channel
-from v2x.channels.link import LinkState
 from v2x.condition_streams import send
 from v2x.conditions import (  # noqa: F401 - a run's outputs, also reachable from here
+    RECEPTION_FIELDS,
     LinkCost,
     RunOutput,
     ideal_digital_uses,
@@ -48,20 +55,12 @@ from v2x.perception.warp import (
     relative_level_transforms,
     warp_sampling_grid,
 )
-from v2x.semcom.base import Codec, Transmission, reception
-from v2x.semcom.harq import transmit
+from v2x.pipeline_payload import run_payload
+from v2x.semcom.base import Codec
 from v2x.semcom.selective import SelectiveCodec, scatter_cells
 
 BOX_MESSAGE_BITS = (7 + 2) * 32  # a late-fusion box: 7 floats + score + label, float32
 POINT_MESSAGE_BITS = 4 * 32  # an early-fusion point: x, y, z, intensity, float32
-#: What the receiver learnt of each transmission (``Reception``) that the ledger keeps.
-RECEPTION_FIELDS = (
-    "packets_erased",
-    "packets_crc_failed",
-    "retransmissions",
-    "retransmission_rounds",
-    "feedback_s",
-)
 
 
 @dataclass
@@ -195,7 +194,7 @@ class CooperativePipeline(nn.Module):
         if stage == "boxes":
             return self._run_late(batch, features, snr_db, motion)
         if self.fusion.sends_payload:  # semantic payloads (v2x.perception.semantic)
-            return self._run_payload(batch, features, snr_db)
+            return run_payload(self, batch, features, snr_db)
         return self._run_features(batch, features, snr_db, stage == "features", seeds)
 
     def _run_features(
@@ -334,114 +333,6 @@ class CooperativePipeline(nn.Module):
                 )
             )
         return RunOutput(det, cost, k)
-
-    def _transmit(
-        self, codec: Codec, rows: torch.Tensor, row_snr: torch.Tensor, **extra
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, Transmission]:
-        """``rows [N, P, h, w]`` through ``codec`` and the channel at ``row_snr [N]``.
-
-        Returns the decoded maps ``[N, P, h, w]``, the cells whose values the transmitter
-        conveyed (selected, where the codec selects, and ``meta["sent"]``) and those of them
-        that arrived (``meta["delivered"]``), both ``[N, 1, h, w]`` bool, and the decoded
-        ``Transmission`` (its ``cost``; ``reception`` of it)."""
-        n, _, h, w = rows.shape
-        link = LinkState.before_sending(self.channel, row_snr)
-        tx = codec.encode(rows, link, **extra)
-        # on air with the codec's HARQ or the channel's ARQ rounds, and decoded
-        decoded, tx = transmit(codec, self.channel, tx, row_snr, link)
-        masks = []
-        cells = tx.cells
-        for got in (cells.selected, cells.sent, cells.delivered):
-            mask = torch.ones(n, 1, h, w, dtype=torch.bool, device=rows.device)
-            if got is not None:  # [N, 1, h, w] per cell, or one flag per map
-                got = got.to(rows.device, torch.bool).reshape(n, 1, -1)
-                mask = got.expand(n, 1, h * w).reshape(n, 1, h, w)
-            masks.append(mask)
-        conveyed = masks[0] & masks[1]
-        return decoded, conveyed, conveyed & masks[2], tx
-
-    def _run_payload(
-        self, batch: CoopBatch, features: torch.Tensor, snr_db: torch.Tensor
-    ) -> RunOutput:
-        """Semantic payloads (a fusion with ``payload``): each collaborator's payload map goes
-        through the codec and the channel, the ego moves what arrived to its frame by predicted
-        centre (``splat_to_ego``), fuses it with its own and decodes.
-
-        A payload that sends only some cells (``cells``: Where2comm-style budgets, one cell per
-        detected object) goes through the codec wrapped in the ``selective`` codec, one call per
-        distinct cell count, so every codec and channel carries it unchanged and the bits count
-        the sent cells (+ their selection map) only; a collaborator with nothing to send costs
-        nothing."""
-        from v2x.perception.semantic import splat_to_ego, with_score
-
-        b, a, c, h, w = features.shape
-        k = snr_db.shape[0]
-        device = features.device
-        model, fusion = self.model, self.fusion
-        classes = model.config.num_classes
-        cost = LinkCost.zeros(k, b, a, snr_db, device)
-        own = with_score(fusion.own_payload(model, features[:, 0]), classes)  # [B, 1+P, h, w]
-        if a == 1:
-            fused = fusion(own[:, None], torch.ones_like(own[:, None, :1], dtype=torch.bool))
-            no = torch.zeros_like(own[:, :1], dtype=torch.bool)
-            heat, reg = fusion.head(model, features[:, 0], fused, no)
-            return RunOutput(repeat_detections(model.postprocess(heat, reg), k), cost, k)
-        s = b * (a - 1)
-        maps, cells = fusion.payload(model, features[:, 1:].reshape(s, c, h, w))
-        p = maps.shape[1]
-        n = k * s
-        rows = maps.unsqueeze(0).expand(k, s, p, h, w).reshape(n, p, h, w)
-        row_snr = link_snr(snr_db, b, a)[:, :, 1:].reshape(-1)
-        decoded = torch.zeros(n, p, h, w, device=device)
-        arrived = torch.zeros(n, 1, h, w, dtype=torch.bool, device=device)
-        counts = {name: torch.zeros(n, dtype=torch.float64, device=device) for name in (
-            "source_bits", "coded_bits", "channel_uses", "packets", "packets_erased",
-            "packets_crc_failed", "retransmissions", "retransmission_rounds", "feedback_s",
-            "cells_sent")}  # fmt: skip
-        if cells is None:
-            groups = [(torch.arange(n, device=device), h * w)]
-        else:
-            per_row = cells.reshape(s, -1).sum(1).repeat(k)  # [N] cells each row sends
-            groups = [(torch.nonzero(per_row == m).flatten(), int(m))
-                      for m in torch.unique(per_row).tolist() if m > 0]  # fmt: skip
-        for index, kept in groups:
-            codec, extra = self.codec, {}
-            if cells is not None:
-                codec = SelectiveCodec(inner=self.codec, keep_fraction=kept / (h * w))
-                mask = cells.unsqueeze(0).expand(k, s, 1, h, w).reshape(n, 1, h, w)
-                extra = {"importance": mask[index].float()}
-            got, conveyed, ok, tx = self._transmit(codec, rows[index], row_snr[index], **extra)
-            decoded[index], arrived[index] = got.float(), ok
-            outcome = reception(tx)
-            for name in ("source_bits", "coded_bits", "channel_uses", "packets"):
-                counts[name][index] = getattr(tx.cost, name).to(device, torch.float64)
-            for name in RECEPTION_FIELDS:
-                counts[name][index] = getattr(outcome, name).to(device, torch.float64)
-            counts["cells_sent"][index] = conveyed.reshape(len(index), -1).sum(1).double()
-        present = batch.agent_mask[:, 1:]
-        for name, value in counts.items():
-            getattr(cost, name)[:, :, 1:] = value.view(k, b, a - 1) * present
-        cost.cells_used[:, :, 1:] = arrived.reshape(k, b, a - 1, -1).sum(-1).double() * present
-        cost.sent[:, :, 1:] = present
-        if self.pose_noise_m != 0 or self.pose_noise_yaw_rad != 0:
-            poses = batch.poses.unsqueeze(0).expand(k, b, a, 4, 4).reshape(k * b, a, 4, 4)
-            agent_to_ego = torch.linalg.inv(self._noisy_relative(poses))[:, 1:]
-        else:
-            one = torch.linalg.inv(self._noisy_relative(batch.poses))[:, 1:]
-            agent_to_ego = one.unsqueeze(0).expand(k, b, a - 1, 4, 4)
-        moved, valid = splat_to_ego(
-            decoded, arrived, agent_to_ego.reshape(n, 4, 4), model.grid, model.stride, classes
-        )
-        valid = valid.view(k * b, a - 1, 1, h, w) & present.repeat(k, 1)[..., None, None, None]
-        moved = with_score(moved, classes).view(k * b, a - 1, p + 1, h, w)
-        ego = own.unsqueeze(0).expand(k, b, p + 1, h, w).reshape(k * b, 1, p + 1, h, w)
-        stacked = torch.cat([ego, moved], dim=1)
-        valid = torch.cat([torch.ones_like(valid[:, :1]), valid], dim=1)
-        ego_features = features[:, 0].unsqueeze(0).expand(k, b, c, h, w).reshape(k * b, c, h, w)
-        heat, reg = fusion.head(
-            model, ego_features, fusion(stacked, valid), fusion.winners(stacked, valid)
-        )
-        return RunOutput(model.postprocess(heat, reg), cost, k)
 
     def _boxes_in_ego_frame(
         self, batch: CoopBatch, features: torch.Tensor
