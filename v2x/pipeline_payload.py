@@ -10,7 +10,8 @@ Shapes: ``K`` conditions, ``B`` frames, ``A`` agent slots (ego at 0), ``P`` payl
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from collections.abc import Sequence
+from typing import Any, Protocol
 
 import torch
 
@@ -18,13 +19,27 @@ from v2x.channels.base import Channel
 from v2x.channels.link import LinkState
 from v2x.conditions import RECEPTION_FIELDS, LinkCost, RunOutput, link_snr, repeat_detections
 from v2x.datasets.frame import CoopBatch
+from v2x.perception.detector import CoopDetector
+from v2x.perception.fusion import FeatureFusion
 from v2x.perception.semantic import splat_to_ego, with_score
 from v2x.semcom.base import Codec, Transmission, reception
 from v2x.semcom.harq import transmit
 from v2x.semcom.selective import SelectiveCodec
 
-if TYPE_CHECKING:
-    from v2x.pipeline import CooperativePipeline
+
+class PayloadPipe(Protocol):
+    """What the payload path uses of ``v2x.pipeline.CooperativePipeline`` (which calls it)."""
+
+    model: CoopDetector
+    fusion: FeatureFusion
+    codec: Codec
+    channel: Channel
+    pose_noise_m: float
+    pose_noise_yaw_rad: float
+
+    def _noisy_relative(
+        self, poses: torch.Tensor, seeds: Sequence[int] | None = None
+    ) -> torch.Tensor: ...
 
 
 def transmit_rows(
@@ -54,7 +69,7 @@ def transmit_rows(
 
 
 def run_payload(
-    pipe: CooperativePipeline, batch: CoopBatch, features: torch.Tensor, snr_db: torch.Tensor
+    pipe: PayloadPipe, batch: CoopBatch, features: torch.Tensor, snr_db: torch.Tensor
 ) -> RunOutput:
     """``pipe.run`` for semantic payloads (a fusion that ``sends_payload``), ``features
     [B, A, C, h, w]`` the agents' maps, ``snr_db [K]`` or ``[K, B, A]``: each collaborator's
