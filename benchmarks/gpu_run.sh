@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# The GPU benchmarks in one call, on a machine set up by the offline install (README, "Offline
+# install"; scripts/gpu_env.sh is sourced here). From the repository root, with OUT a folder:
+#
+#   OUT=/path/to/results bash benchmarks/gpu_run.sh [SET]
+#
+#   all    (default) channels, ray casting, sweep, NMS, DeepJSCC, digital chain, then the GPU
+#          tests: docs/benchmarks.md's GPU rows
+#   quick  channels (without TDL) and NMS, then the GPU tests
+#   ldpc   the LDPC decoder (issue 16): its GPU tests, throughput against Sionna at the 10 % BLER
+#          point and 1 dB above, BLER curves with 20,000 blocks per point (JSON + figure)
+#
+# Each step writes $OUT/<name>.txt (warnings filtered out) and prints its exit code and last N
+# lines (N=12 unless set). T bounds each step in seconds (45 unless set; longer for ldpc).
+set -o pipefail
+SET=${1:-all}
+case "$SET" in
+  all | quick | ldpc) ;;
+  *)
+    echo "benchmarks/gpu_run.sh: SET must be all, quick or ldpc, got '$SET'" >&2
+    exit 2
+    ;;
+esac
+: "${OUT:?set OUT to the folder the results go to}"
+source scripts/gpu_env.sh
+R=$PWD
+cd /tmp
+
+step() {  # step NAME TIMEOUT_S ARGS...: python3 ARGS, output to $OUT/NAME.txt
+  local name=$1 limit=$2
+  shift 2
+  timeout "$limit" python3 "$@" > "$OUT/$name.log" 2>&1
+  local rc=$?
+  grep -v -i warn "$OUT/$name.log" > "$OUT/$name.txt"
+  rm "$OUT/$name.log"
+  echo "== $name rc=$rc"
+  tail -"${N:-12}" "$OUT/$name.txt"
+}
+bench() {  # bench NAME ARGS...: benchmarks/NAME.py
+  local name=$1
+  shift
+  step "$name" "${T:-45}" "$R/benchmarks/$name.py" "$@"
+}
+gpu_tests() {  # gpu_tests NAME TIMEOUT_S [PATHS...]: pytest -m gpu
+  local name=$1 limit=$2
+  shift 2
+  (cd "$R" && timeout "$limit" python3 -m pytest -q -m gpu -p no:cacheprovider "${@:-tests}" 2>&1 \
+    | tail -15) > "$OUT/$name.txt"
+  cat "$OUT/$name.txt"
+}
+
+nvidia-smi --query-gpu=name,memory.total,clocks.max.sm --format=csv,noheader
+case "$SET" in
+  all)
+    bench bench_channels --device cuda --iters 10
+    bench bench_raycast --device cuda --repeats 3 --frames 5
+    bench bench_sweep --device cuda --frames 8
+    bench bench_nms --device cuda
+    bench bench_deepjscc --device cuda
+    bench bench_digital --device cuda --channels 64 --size 64
+    gpu_tests pytest_gpu 60
+    ;;
+  quick)
+    bench bench_channels --device cuda --iters 10 --skip-tdl
+    bench bench_nms --device cuda
+    gpu_tests pytest_gpu 90
+    ;;
+  ldpc)
+    python3 -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__)"
+    gpu_tests pytest_gpu_ldpc 120 tests/semcom/test_ldpc_minsum.py
+    N=${N:-14}
+    step bench_ldpc "${T:-150}" "$R/benchmarks/bench_ldpc.py" --device cuda --blocks 262144 \
+      --sionna-blocks 16384 --repeats 5
+    step bench_ldpc_hi "${T:-150}" "$R/benchmarks/bench_ldpc.py" --device cuda --blocks 262144 \
+      --sionna-blocks 16384 --repeats 5 --snr-offset-db 1
+    step ldpc_bler "${T:-300}" "$R/benchmarks/ldpc_bler.py" --device cuda --blocks 20000 \
+      --batch 20000 --out "$OUT/ldpc_bler_h200.json" --figure "$OUT/ldpc_bler_h200.png"
+    ;;
+esac
