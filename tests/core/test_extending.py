@@ -160,7 +160,7 @@ def test_a_fusion_must_declare_what_it_needs_of_the_pipeline():
             def confidence(heat_logits):
                 return heat_logits[:, :1]
 
-    with pytest.raises(TypeError, match="declares compensates_latency = True but lacks extrapolate"):
+    with pytest.raises(TypeError, match="compensates_latency = True but lacks extrapolate"):
 
         class NoMotion(FeatureFusion):
             stage = "boxes"
@@ -174,4 +174,4 @@ def test_a_fusion_must_declare_what_it_needs_of_the_pipeline():
     model = CoopDetector(DetectorConfig(grid=GRID, feature_channels=8, pillar_channels=8,
                                         backbone_channels=(8, 16), backbone_layers=1))  # fmt: skip
     with pytest.raises(ValueError, match="'fusion' must be a fusion strategy"):
-        CooperativePipeline(model, torch.nn.Identity(), build_codec("identity"), build_channel("awgn"))
+        CooperativePipeline(model, torch.nn.Identity(), build_codec("identity"), ToyNoiseless())
