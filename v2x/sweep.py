@@ -51,7 +51,7 @@ import torch
 
 from v2x import __version__
 from v2x.channels import build_channel
-from v2x.datasets.frame import CLASS_NAMES, CoopBatch, CoopFrame
+from v2x.datasets.frame import CLASS_NAMES, CoopFrame
 from v2x.evaluation import VEHICLE_LABELS
 from v2x.execution import Arrival, evaluate_batch
 from v2x.ledger import empty_ledger, ledger_table, summarize_cells
@@ -67,7 +67,7 @@ from v2x.loading import (  # noqa: F401 - the loading API, also reachable from h
     resolve_devices,
 )
 from v2x.perception.average_precision import APAccumulator
-from v2x.perception.fusion import FeatureFusion, build_fusion
+from v2x.perception.fusion import build_fusion
 from v2x.pipeline import CooperativePipeline, LinkCost
 from v2x.results import ResultsStore, cell_id, stable_hash
 from v2x.results_table import (  # noqa: F401 - the table API, also reachable from here
@@ -79,6 +79,7 @@ from v2x.results_table import (  # noqa: F401 - the table API, also reachable fr
 from v2x.scheduling import schedule
 from v2x.semcom import build_codec
 from v2x.sweep_batches import _Batch, prepare_device
+from v2x.sweep_clock import aged_delivery, min_age_s, resense_batch, sensing_clock
 from v2x.sweep_plan import (  # noqa: F401 - the planning API, also reachable from here
     DATA_SOURCES,
     FEATURE_STAGE,
@@ -125,8 +126,8 @@ class _Scheduler:
         )
         ages = None
         if self.clock is not None:  # the ego fuses what was sensed phase + latency before
-            ages = _aged_delivery(self.clock, self.item, self.delivery, self.plan)
-        return Arrival(self.delivery.delivered, ages, _min_age_s(self.clock))
+            ages = aged_delivery(self.clock, self.item, self.delivery, self.plan)
+        return Arrival(self.delivery.delivered, ages, min_age_s(self.clock))
 
 
 def _group_seed(seed: int, group: Group, batch_index: int) -> int:
@@ -208,7 +209,7 @@ def _run_group(
 
     shared_coding = share_source_coding(codec)
     budget = group.budget(plan.budget)  # the group's late policy and added delay
-    clock = _sensing_clock(plan)
+    clock = sensing_clock(plan)
 
     eval_config = _eval_config(plan, model)
     accs = [APAccumulator(eval_config) for _ in range(k)]
@@ -245,7 +246,7 @@ def _run_group(
             joint_seed=joint,
             same_for_all=group.stage == "ego",
             deliver=deliver,
-            resense=functools.partial(_aged_batch, clock, item, plan=plan, fusion=fusion),
+            resense=functools.partial(resense_batch, clock, item, plan=plan, fusion=fusion),
         )
         cost, delivery = scored.cost, deliver.delivery
         b = item.batch.batch_size
@@ -336,62 +337,6 @@ def _run_group(
             }
         )
     return rows, ledger
-
-
-def _sensing_clock(plan: SweepPlan) -> Any:
-    """When ``asynchrony.enabled``, the clock of the plan's frames: a
-    ``v2x.asynchrony.SensingClock`` of the synthetic world, or for real data a
-    ``v2x.asynchrony_recorded.RecordedClock`` on the dataset's reader."""
-    if plan.asynchrony is None or not plan.asynchrony.enabled:
-        return None
-    from v2x.asynchrony import SensingClock, world_config
-    from v2x.asynchrony_recorded import RECORDED_SOURCES, recorded_clock
-
-    if plan.data["source"] in RECORDED_SOURCES:
-        return recorded_clock(plan.data, plan.asynchrony.no_earlier_frame)
-    return SensingClock(world_config(plan.data))
-
-
-def _min_age_s(clock: Any) -> float:
-    """Ages at or below this count as fresh (``v2x.asynchrony.MIN_AGE_S``)."""
-    return float(clock.MIN_AGE_S) if clock is not None else 0.0
-
-
-def _aged_delivery(clock: Any, item: _Batch, delivery: Any, plan: SweepPlan) -> torch.Tensor:
-    """Each delivered payload's age (``[K, B, A]`` s: LiDAR phase + latency, NaN when not
-    delivered), written into ``delivery.aoi_s`` (the ledger's age of information). A clock
-    with its own ``age_delivery`` (real data: the age of the recorded scan served) does it."""
-    from v2x.asynchrony import frame_phases, sensing_age
-
-    own = getattr(clock, "age_delivery", None)
-    if own is not None:
-        return own(item.frames, item.batch, delivery, plan.data.get("max_agents"))
-    phase = frame_phases(clock, item.frames, item.batch, plan.data.get("max_agents"))
-    delivery.aoi_s = sensing_age(delivery.latency_s, delivery.delivered, phase)
-    # what the re-sensing waits on: the latency alone (the phase is in the frame already)
-    return torch.where(delivery.delivered, delivery.latency_s, 0.0).cpu()
-
-
-def _aged_batch(
-    clock: Any,
-    item: _Batch,
-    batch: CoopBatch,
-    ages: torch.Tensor,
-    plan: SweepPlan,
-    fusion: FeatureFusion,
-) -> tuple[CoopBatch, Any]:
-    """``batch`` re-sensed ``ages [B, A]`` s earlier, and for a latency-compensating fusion the
-    motion history it extrapolates with (``v2x.pipeline.MotionHistory``; else ``None``)."""
-    from v2x.asynchrony import aged_batch, motion_history
-
-    max_agents = plan.data.get("max_agents")
-    aged = aged_batch(clock, item.frames, batch, ages, max_agents)
-    if not fusion.compensates_latency:
-        return aged, None
-    own = getattr(clock, "motion_history", None)  # real data: the previous recorded scan
-    if own is not None:
-        return aged, own(item.frames, batch, ages, max_agents)
-    return aged, motion_history(clock, item.frames, batch, ages, max_agents)
 
 
 #: The evaluator groups whose APs are results columns, with the IoU thresholds that get

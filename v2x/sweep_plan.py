@@ -41,6 +41,12 @@ from v2x.sweep_config import (  # noqa: F401 - the config API, also reachable fr
     _plain,
     default_config,
 )
+from v2x.sweep_parts import (  # noqa: F401 - what the parts declare, also reachable from here
+    channel_sweep_arguments,
+    codec_bits,
+    retransmission_settings,
+    sweep_arguments,
+)
 
 log = logging.getLogger(__name__)
 
@@ -159,24 +165,6 @@ class SweepPlan:
     @property
     def num_cells(self) -> int:
         return len(self.groups) * len(self.snr_db)
-
-
-def sweep_arguments(codec: str) -> frozenset[str]:
-    """The constructor arguments codec ``codec`` declares a sweep fills in or varies
-    (``Codec.sweep_arguments``; a factory that is not a ``Codec`` class declares none)."""
-    from v2x.semcom import CODECS
-    from v2x.semcom import _load_all as _load_codecs
-
-    _load_codecs()
-    return frozenset(getattr(CODECS.get(codec), "sweep_arguments", frozenset()))
-
-
-def channel_sweep_arguments(channel: str) -> frozenset[str]:
-    """The constructor arguments channel ``channel`` declares a sweep varies
-    (``Channel.sweep_arguments``)."""
-    from v2x.channels import CHANNELS
-
-    return frozenset(getattr(CHANNELS.get(channel), "sweep_arguments", frozenset()))
 
 
 def plan_sweep(cfg: Any) -> SweepPlan:
@@ -317,7 +305,7 @@ def plan_sweep(cfg: Any) -> SweepPlan:
                 continue
             for channel in channels:
                 for codec, kwargs in codecs:
-                    for kw, rounds in _retransmission_settings(
+                    for kw, rounds in retransmission_settings(
                         codec, kwargs, channel, rounds_axis
                     ):
                         if "bandwidth_ratio" in sweep_arguments(codec):
@@ -354,7 +342,7 @@ def plan_sweep(cfg: Any) -> SweepPlan:
     # Codecs that record their quantiser's bits: each group's (from its kwargs or the default).
     for g in groups:
         if g.stage == FEATURE_STAGE and "bits" in sweep_arguments(g.codec):
-            g.bits_per_value = _codec_bits(g.codec, g.codec_kwargs)
+            g.bits_per_value = codec_bits(g.codec, g.codec_kwargs)
     # The asynchrony axes: every setting at every added delay and late policy.
     groups = [
         dataclasses.replace(g, added_delay_s=delay, late_policy=str(policy))
@@ -473,52 +461,6 @@ def _asynchrony_config(section: Any, data: Mapping) -> Any:
     if out.enabled and data["source"] not in ("synthetic", "store", *RECORDED_SOURCES):
         world_config(data)  # raises, naming the source
     return out
-
-
-def _codec_bits(codec: str, kwargs: Mapping) -> int:
-    """The quantiser bits per value codec ``codec`` runs with: ``kwargs["bits"]``, else its
-    constructor's default (``ValueError`` naming the field if it is not an int in 1..16)."""
-    import inspect
-
-    from v2x.semcom import CODECS
-
-    bits = kwargs.get("bits")
-    if bits is None:
-        default = inspect.signature(CODECS.get(codec)).parameters.get("bits")
-        bits = None if default is None else default.default
-    if isinstance(bits, bool) or not isinstance(bits, int) or not 1 <= bits <= 16:
-        raise ValueError(
-            f"sweep: field 'codec_options.{codec}.bits' must be an int in 1..16, got {bits!r}"
-        )
-    return int(bits)
-
-
-def _retransmission_settings(
-    codec: str, kwargs: dict, channel: str, rounds_axis: list[int]
-) -> list[tuple[dict, int]]:
-    """``(codec kwargs, rounds)`` of each value of ``grid.harq_max_rounds`` that applies.
-
-    A codec with HARQ (``harq_max_rounds`` in its ``sweep_arguments``: the digital chain) takes
-    the rounds itself; otherwise a channel with ARQ (``arq_max_rounds``: the erasure channels)
-    does (``Group.channel_kwargs``); where neither retransmits, only 0 applies (like
-    ``bandwidth_ratio`` for codecs without that knob). Rounds set in ``codec_options`` stand
-    when the axis is left at ``[0]``.
-    """
-    if "harq_max_rounds" in sweep_arguments(codec):
-        fixed = kwargs.get("harq_max_rounds")
-        if fixed is not None:
-            if rounds_axis != [0]:
-                raise ValueError(
-                    f"sweep: 'codec_options.{codec}.harq_max_rounds' ({fixed}) and "
-                    f"'grid.harq_max_rounds' ({rounds_axis}) both set the HARQ rounds; use one"
-                )
-            return [(dict(kwargs), int(fixed))]
-        return [
-            ({**kwargs, "harq_max_rounds": r} if r else dict(kwargs), r) for r in rounds_axis
-        ]
-    if "arq_max_rounds" in channel_sweep_arguments(channel):
-        return [(dict(kwargs), r) for r in rounds_axis]
-    return [(dict(kwargs), 0)]
 
 
 def _external_sources(group: Group) -> dict[str, str]:
