@@ -13,7 +13,8 @@ from __future__ import annotations
 import argparse
 from collections import defaultdict
 
-from v2x.results import aggregate_seeds, read_results
+from v2x.results import read_results
+from v2x.seed_aggregation import aggregate_seeds
 
 
 def _fmt(row: dict, metric: str) -> str:

@@ -110,7 +110,7 @@ def results_table_text(table: pa.Table, columns: Sequence[str] | None = None) ->
             columns.append("bits_estimated")
     columns = list(columns)
     if "num_seeds" in table.column_names and max(table.column("num_seeds").to_pylist() or [1]) > 1:
-        columns.append("num_seeds")  # rows are means over seeds (v2x.results.aggregate_seeds)
+        columns.append("num_seeds")  # rows are means over seeds (v2x.seed_aggregation.aggregate_seeds)
     per_class = _per_class_columns(table)
     condition = columns[: columns.index("snr_db") + 1] if "snr_db" in columns else columns[:5]
     extra = [
