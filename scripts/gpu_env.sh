@@ -11,6 +11,7 @@
 # project (the layout pyproject.toml's package-dir gives), then sets PYTHONPATH. Run Python from
 # outside the repository root (its own v2x/ folder would shadow the mapping), e.g.
 #   cd /tmp && python3 -m pytest -m gpu --rootdir $R -c $R/pyproject.toml $R/tests
+# benchmarks/gpu_run.sh sources it before the GPU benchmarks.
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .gpu-wheels/*.whl >/dev/null 2>&1 || echo "wheel install failed"
 rm -rf /tmp/pkg && mkdir -p /tmp/pkg/v2x
 cp -r v2x/. /tmp/pkg/v2x/
