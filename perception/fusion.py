@@ -62,7 +62,7 @@ STAGES: tuple[str, ...] = get_args(Stage)
 
 #: The methods each declared capability needs (checked when a subclass is defined).
 CAPABILITY_METHODS: dict[str, tuple[str, ...]] = {
-    "selects_cells": ("confidence", "selection_mask"),
+    "selects_cells": ("confidence", "selection_score", "selection_mask"),
     "sends_payload": ("payload", "own_payload", "winners", "head"),
     "compensates_latency": ("extrapolate",),
 }
@@ -75,9 +75,10 @@ class FeatureFusion(nn.Module):
     Attributes:
         stage: where agents share: ``"ego"`` (nothing), ``"points"``, ``"boxes"`` or
             ``"features"`` (feature maps or a semantic payload through the codec).
-        selects_cells: each collaborator sends only its ``max_fraction`` most confident cells
-            (``confidence``, ``selection_mask``); the pipeline wraps the codec in the
-            ``selective`` codec with that confidence as importance.
+        selects_cells: each collaborator sends only its ``max_fraction`` best cells by
+            ``selection_score`` (default: its ``confidence``; ``selection_mask`` in training);
+            the pipeline wraps the codec in the ``selective`` codec with that score as
+            importance.
         max_fraction: the fraction of the ``h·w`` cells a cell-selecting collaborator sends.
         sends_payload: a semantic payload (``payload``, ``own_payload``, ``winners``, ``head``:
             ``PayloadFusion``) goes on air instead of the feature map.
@@ -118,6 +119,11 @@ class FeatureFusion(nn.Module):
         """``heat_logits [S, K, h, w]`` → ``[S, 1, h, w]`` per-cell confidence in [0, 1] (the
         sigmoid of the largest class logit), what a cell-selecting fusion ranks cells by."""
         return torch.sigmoid(heat_logits.float()).amax(dim=1, keepdim=True)
+
+    def selection_score(self, heat_logits: torch.Tensor) -> torch.Tensor:
+        """``heat_logits [S, K, h, w]`` → ``[S, 1, h, w]`` the score a cell-selecting fusion
+        keeps cells by (larger first): its ``confidence`` unless it ranks otherwise."""
+        return self.confidence(heat_logits)
 
     def selection_mask(self, confidence: torch.Tensor) -> torch.Tensor:
         """``[S, 1, h, w]`` bool: the ``max_fraction`` most confident cells of each map (the

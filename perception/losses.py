@@ -113,7 +113,7 @@ def fused_head_outputs(
     if fuse.selects_cells:  # collaborators send their top cells only
         with torch.no_grad():
             heat, _ = model.head(collaborators.reshape(b * (a - 1), c, h, w))
-            chosen = fuse.selection_mask(fuse.confidence(heat)).view(b, a - 1, 1, h, w)
+            chosen = fuse.selection_mask(fuse.selection_score(heat)).view(b, a - 1, 1, h, w)
         collaborators = collaborators * chosen
         sent = chosen.to(features.dtype)
     rel = relative_level_transforms(batch.poses)[:, 1:]

@@ -219,7 +219,7 @@ class CooperativePipeline(nn.Module):
         codec, extra = self.codec, {}
         if self.fusion.selects_cells:  # Where2comm: send only the most confident cells
             heat, _ = self.model.head(features[:, 1:].reshape(b * (a - 1), c, h, w))
-            conf = self.fusion.confidence(heat).view(1, b * (a - 1), 1, h, w)
+            conf = self.fusion.selection_score(heat).view(1, b * (a - 1), 1, h, w)
             conf = conf.expand(k, -1, -1, -1, -1)
             codec = SelectiveCodec(inner=self.codec, keep_fraction=self.fusion.max_fraction)
             extra = {"importance": conf.reshape(k * b * (a - 1), 1, h, w)}
