@@ -43,6 +43,8 @@ from v2x.perception.detector import CoopDetector, Detections, nms_detections
 from v2x.perception.ego_fusion import arrived_cells, fuse_at_ego
 from v2x.perception.fusion import FeatureFusion
 from v2x.perception.warp import (
+    box_flow,
+    compose_sampling,
     merge_points_to_ego,
     perturb_poses,
     relative_level_transforms,
@@ -196,7 +198,7 @@ class CooperativePipeline(nn.Module):
             return self._run_late(batch, features, snr_db, motion)
         if self.fusion.sends_payload:  # semantic payloads (v2x.perception.semantic)
             return self._run_payload(batch, features, snr_db)
-        return self._run_features(batch, features, snr_db, stage == "features", seeds)
+        return self._run_features(batch, features, snr_db, stage == "features", seeds, motion)
 
     def _run_features(
         self,
@@ -205,6 +207,7 @@ class CooperativePipeline(nn.Module):
         snr_db: torch.Tensor,
         share: bool,
         seeds: Sequence[int] | None = None,
+        motion: MotionHistory | None = None,
     ) -> RunOutput:
         b, a, c, h, w = features.shape
         k = snr_db.shape[0]
@@ -317,6 +320,12 @@ class CooperativePipeline(nn.Module):
             .expand(u, b, a - 1, 1, h, w)
             .reshape(u * b, a - 1, 1, h, w)
         )
+        if self.fusion.compensates_latency and motion is not None:
+            # latency compensation: the cells of each collaborator's moving boxes moved on by
+            # their estimated motion over the estimated age (max_extrapolated)
+            sample_grid, valid_collab = self._compensate(
+                batch, features, motion, sample_grid, valid_collab
+            )
         # Only collaborators are warped; the ego's map is already in the ego frame. The same
         # warp + fusion + head as training (v2x.perception.losses.fused_head_outputs).
         ego = features[:, :1].unsqueeze(0).expand(u, b, 1, c, h, w).reshape(u * b, 1, c, h, w)
@@ -443,17 +452,60 @@ class CooperativePipeline(nn.Module):
         )
         return RunOutput(model.postprocess(heat, reg), cost, k)
 
+    def _compensate(
+        self,
+        batch: CoopBatch,
+        features: torch.Tensor,
+        motion: MotionHistory,
+        sample_grid: torch.Tensor,
+        valid: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The warp ``sample_grid [R·B·(A−1), h, w, 2]`` and ``valid [R·B, A−1, 1, h, w]`` of
+        ``R`` conditions with each collaborator's moving boxes moved on (``box_flow``): boxes
+        from its own map and its previous scan's, extrapolated by the fusion over
+        ``motion.age_s``, without pose noise (the displacements are what matter; the pose-noise
+        generator is left alone)."""
+        b, a, c, h, w = features.shape
+        own, boxes, ok = self._boxes_in_ego_frame(batch, features, noisy=False)
+        before = motion.previous
+        previous = self.model.encode(before.points, before.point_mask, before.poses)
+        prev, prev_boxes, prev_ok = self._boxes_in_ego_frame(before, previous, noisy=False)
+        kk = boxes.shape[2]
+        shifted = self.fusion.extrapolate(
+            boxes, ok, own.labels.view(b, a, kk), prev_boxes, prev_ok,
+            prev.labels.view(b, a, -1), motion.age_s.to(boxes.device), motion.period_s,
+        )  # fmt: skip
+        shift = (shifted - boxes)[:, 1:, :, :2].reshape(b * (a - 1), kk, 2)
+        flow, moved, vacated = box_flow(
+            boxes[:, 1:].reshape(b * (a - 1), kk, 7), shift, ok[:, 1:].reshape(b * (a - 1), kk),
+            self.model.grid, h, w, self.fusion.margin_m,
+        )  # fmt: skip
+        r = valid.shape[0] // b
+
+        def per_condition(t: torch.Tensor) -> torch.Tensor:
+            return t.unsqueeze(0).expand(r, *t.shape).reshape(-1, *t.shape[1:])
+
+        grid, ok_cells = compose_sampling(
+            sample_grid, per_condition(flow), per_condition(moved), per_condition(vacated),
+            valid.reshape(-1, 1, h, w),
+        )  # fmt: skip
+        return grid, ok_cells.view(r * b, a - 1, 1, h, w)
+
     def _boxes_in_ego_frame(
-        self, batch: CoopBatch, features: torch.Tensor
+        self, batch: CoopBatch, features: torch.Tensor, noisy: bool = True
     ) -> tuple[Detections, torch.Tensor, torch.Tensor]:
         """Every agent's own detections (``Detections`` of ``B·A`` rows), their boxes in the
-        ego frame ``[B, A, K, 7]`` float64 and validity ``[B, A, K]``."""
+        ego frame ``[B, A, K, 7]`` float64 and validity ``[B, A, K]`` (``noisy``: with the
+        pipeline's pose noise, else with the true poses)."""
         b, a, c, h, w = features.shape
         heat, reg = self.model.head(features.view(b * a, c, h, w))
         own = self.model.postprocess(heat, reg)
         kk = own.boxes.shape[1]
         boxes = own.boxes.view(b, a, kk, 7).double()
-        ego_to_agent = self._noisy_relative(batch.poses)
+        if noisy:
+            ego_to_agent = self._noisy_relative(batch.poses)
+        else:
+            ego_to_agent = relative_level_transforms(batch.poses)
         agent_to_ego = torch.linalg.inv(ego_to_agent)
         moved = transform_boxes(boxes, agent_to_ego)
         moved[..., 2] = boxes[..., 2]  # heights above ground are frame independent
