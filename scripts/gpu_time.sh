@@ -22,8 +22,8 @@ p() {
     formats='[png,pdf]' > "$OUT/$1_table.txt" 2>&1
   cat "$OUT/$1_table.txt"
 }
-s asynchrony "${T_A:-220}" --config-name sweep_asynchrony output_dir="$OUT/asynchrony"
-s payload_latency "${T_B:-100}" --config-name sweep_payload_latency -m \
+s asynchrony "${T_A:-210}" --config-name sweep_asynchrony output_dir="$OUT/asynchrony"
+s payload_latency "${T_B:-110}" --config-name sweep_payload_latency -m \
   budget.bandwidth_hz=20e6,1e15 output_dir="$OUT/payload_latency" \
   hydra.sweep.dir=/tmp/hydra_payload_latency
 p asynchrony
