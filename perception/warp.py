@@ -164,3 +164,105 @@ def boxes_in_level_frames(boxes: torch.Tensor, poses: torch.Tensor, ground_z_m: 
     out = transform_boxes(boxes[:, None].expand(-1, poses.shape[1], -1, -1), world_to_level)
     out[..., 2] = (boxes[..., 2] - ground_z_m)[:, None]
     return out
+
+
+def box_flow(
+    boxes: torch.Tensor,
+    displacement: torch.Tensor,
+    valid: torch.Tensor,
+    grid: BEVGrid,
+    h: int,
+    w: int,
+    margin_m: float = 0.0,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """A BEV flow field that moves each box's cells by its displacement (box-level feature
+    flow in the style of CoBEVFlow): the cells of each moved box (its footprint, grown by
+    ``margin_m``, at ``centre + displacement``) take the values from ``displacement`` behind
+    them; every other cell stays.
+
+    Args:
+        boxes: ``[N, K, 7]`` boxes (x, y, z, l, w, h, yaw; m, rad) in the frame of the maps.
+        displacement: ``[N, K, 2]`` metres each box moves (x, y).
+        valid: ``[N, K]`` bool, boxes that exist.
+        grid: the BEV grid of the maps; ``h × w`` the (strided) map size.
+        margin_m: grows each box footprint on every side (features spread past the box).
+
+    Returns:
+        ``flow [N, h, w, 2]`` float32 normalised sampling positions (``F.grid_sample``,
+        ``align_corners=False``; the identity grid where nothing moves), ``moved [N, 1, h, w]``
+        bool (cells that take a box's moved values) and ``vacated [N, 1, h, w]`` bool (cells
+        of a moved box's old footprint that no moved box covers: what is left there is stale).
+    """
+    n, k = boxes.shape[:2]
+    device = boxes.device
+    sx = (grid.x_range_m[1] - grid.x_range_m[0]) / 2
+    sy = (grid.y_range_m[1] - grid.y_range_m[0]) / 2
+    ox = (grid.x_range_m[1] + grid.x_range_m[0]) / 2
+    oy = (grid.y_range_m[1] + grid.y_range_m[0]) / 2
+    u = (torch.arange(w, device=device, dtype=torch.float64) * 2 + 1) / w - 1
+    v = (torch.arange(h, device=device, dtype=torch.float64) * 2 + 1) / h - 1
+    vv, uu = torch.meshgrid(v, u, indexing="ij")
+    identity = torch.stack([uu, vv], dim=-1)  # [h, w, 2]
+    cells = torch.stack([uu * sx + ox, vv * sy + oy], dim=-1)  # [h, w, 2] metres
+    boxes, displacement = boxes.to(torch.float64), displacement.to(torch.float64)
+    moving = valid & (displacement.abs().amax(dim=-1) > 0)
+    flow = identity.expand(n, h, w, 2).clone()
+    moved = torch.zeros(n, 1, h, w, dtype=torch.bool, device=device)
+    vacated = torch.zeros_like(moved)
+    half = boxes[..., 3:5] / 2 + margin_m  # [N, K, 2]
+    cos, sin = torch.cos(boxes[..., 6]), torch.sin(boxes[..., 6])
+
+    def inside(i: int, sel: torch.Tensor, centres: torch.Tensor) -> torch.Tensor:
+        rel = cells[None] - centres[:, None, None, :]  # [k', h, w, 2]
+        c, s = cos[i, sel][:, None, None], sin[i, sel][:, None, None]
+        along = c * rel[..., 0] + s * rel[..., 1]
+        across = -s * rel[..., 0] + c * rel[..., 1]
+        hx, hy = half[i, sel, 0][:, None, None], half[i, sel, 1][:, None, None]
+        return (along.abs() <= hx) & (across.abs() <= hy)  # [k', h, w]
+
+    for i in range(n):  # one map at a time: [K, h, w] masks
+        sel = torch.nonzero(moving[i]).flatten()
+        if sel.numel() == 0:
+            continue
+        d = displacement[i, sel]  # [k', 2]
+        dest = inside(i, sel, boxes[i, sel, :2] + d)
+        source = inside(i, sel, boxes[i, sel, :2])
+        covered = dest.any(dim=0)
+        first = dest.to(torch.int8).argmax(dim=0)  # the first moved box covering each cell
+        shift = d[first]  # [h, w, 2]
+        norm = torch.stack([shift[..., 0] / sx, shift[..., 1] / sy], dim=-1)
+        flow[i] = torch.where(covered[..., None], identity - norm, identity)
+        moved[i, 0] = covered
+        vacated[i, 0] = source.any(dim=0) & ~covered
+    return flow.float(), moved, vacated
+
+
+def compose_sampling(
+    sample_grid: torch.Tensor,
+    flow: torch.Tensor,
+    moved: torch.Tensor,
+    vacated: torch.Tensor,
+    valid: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """A warp followed by a flow: where each cell samples the source once the warp's result
+    is moved by ``flow`` (``box_flow``), and which cells stay valid.
+
+    Args:
+        sample_grid: ``[N, h, w, 2]`` the warp (``warp_sampling_grid``).
+        flow, moved, vacated: ``box_flow``'s ``[N, h, w, 2]``, ``[N, 1, h, w]``, ``[N, 1, h, w]``.
+        valid: ``[N, 1, h, w]`` bool, the warped map's valid cells.
+
+    Returns: ``(sample_grid [N, h, w, 2], valid [N, 1, h, w])``: a moved cell samples (and is
+    valid) where the warp put the cell ``displacement`` behind it; a vacated cell is invalid;
+    every other cell keeps its sampling position and validity exactly.
+    """
+    field = F.grid_sample(
+        sample_grid.permute(0, 3, 1, 2), flow, mode="bilinear", padding_mode="border",
+        align_corners=False,
+    ).permute(0, 2, 3, 1)  # fmt: skip
+    composed = torch.where(moved.permute(0, 2, 3, 1), field, sample_grid)
+    behind = F.grid_sample(
+        valid.float(), flow, mode="nearest", padding_mode="zeros", align_corners=False
+    )  # fmt: skip
+    out_valid = torch.where(moved, behind > 0.5, valid) & ~vacated
+    return composed, out_valid

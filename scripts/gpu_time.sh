@@ -1,6 +1,7 @@
 # Issue 15's README figures ("Time and asynchrony") on one GPU in one call, ~5 minutes:
 #   (a)+(c) conf/sweep_asynchrony.yaml: AP against an added delay of 0-400 ms and the age of
-#           information, late vs late_extrapolated (compensation), max (intermediate fusion);
+#           information, max (intermediate fusion) and late, each with and without latency
+#           compensation (max_extrapolated, late_extrapolated);
 #   (b)     conf/sweep_payload_latency.yaml: AP against the payload size at 20 MHz / 10 dB, and
 #           the same payloads over an ideal link (content without age).
 # Results (Parquet + ledger) under $OUT/asynchrony and $OUT/payload_latency, figures (PNG + PDF)
@@ -22,7 +23,7 @@ p() {
   cat "$OUT/$1_table.txt"
 }
 s asynchrony "${T_A:-210}" --config-name sweep_asynchrony output_dir="$OUT/asynchrony"
-s payload_latency "${T_B:-120}" --config-name sweep_payload_latency -m \
+s payload_latency "${T_B:-110}" --config-name sweep_payload_latency -m \
   budget.bandwidth_hz=20e6,1e15 output_dir="$OUT/payload_latency" \
   hydra.sweep.dir=/tmp/hydra_payload_latency
 p asynchrony

@@ -3,8 +3,8 @@
     python scripts/time_tables.py outputs/asynchrony outputs/payload_latency [--metric vehicle_ap_70]
 
 (a) the metric of every fusion at every added delay (with the mean age of information);
-(c) how much of late fusion's loss its latency compensation (``late_extrapolated``) recovers:
-``(AP_comp(d) − AP_late(d)) / (AP_late(0) − AP_late(d))``; (b) the metric of every payload
+(c) how much of max and late fusion's loss their latency compensation (``max_extrapolated``,
+``late_extrapolated``) recovers: ``(AP_comp(d) − AP(d)) / (AP(0) − AP(d))``; (b) the metric of every payload
 size, with its latency, at each bandwidth (the largest payload that still pays is marked).
 """
 
@@ -29,7 +29,8 @@ def delay_tables(rows: list[dict], metric: str) -> str:
     """Tables (a) and (c) from the rows of a ``sweep_asynchrony`` run."""
     by = {(r["fusion"], round(r["added_delay_s"], 6)): r for r in rows}
     delays = sorted({d for _, d in by})
-    fusions = [f for f in ("none", "max", "late", "late_extrapolated") if (f, delays[0]) in by]
+    order = ("none", "max", "max_extrapolated", "late", "late_extrapolated")
+    fusions = [f for f in order if (f, delays[0]) in by]
     fusions += sorted({f for f, _ in by} - set(fusions))
     head = "| fusion | " + " | ".join(f"+{d * 1e3:g} ms" for d in delays) + " |"
     out = [head, "|---" * (len(delays) + 1) + "|"]
@@ -39,15 +40,19 @@ def delay_tables(rows: list[dict], metric: str) -> str:
     ages = [by[f, d].get("mean_aoi_s") for f in ("max",) for d in delays if (f, d) in by]
     if ages:
         out.append("| mean AoI (max) | " + " | ".join(f"{a * 1e3:.0f} ms" for a in ages) + " |")
-    if ("late", delays[0]) in by and ("late_extrapolated", delays[0]) in by:
-        out += ["", "| added delay | late | late_extrapolated | loss of late | recovered |",
+    for plain, comp in (("max", "max_extrapolated"), ("late", "late_extrapolated")):
+        if (plain, delays[0]) not in by or (comp, delays[0]) not in by:
+            continue
+        out += ["", f"| added delay | {plain} | {comp} | loss of {plain} | recovered |",
                 "|---|---|---|---|---|"]  # fmt: skip
-        base = by["late", delays[0]][metric]
+        base = by[plain, delays[0]][metric]
         for d in delays:
-            late, comp = by["late", d][metric], by["late_extrapolated", d][metric]
-            loss = base - late
-            share = f"{(comp - late) / loss:.0%}" if loss > 1e-9 else "–"
-            out.append(f"| {d * 1e3:g} ms | {late:.3f} | {comp:.3f} | {loss:.3f} | {share} |")
+            if (plain, d) not in by or (comp, d) not in by:
+                continue
+            a, b = by[plain, d][metric], by[comp, d][metric]
+            loss = base - a
+            share = f"{(b - a) / loss:.0%}" if loss > 1e-9 else "–"
+            out.append(f"| {d * 1e3:g} ms | {a:.3f} | {b:.3f} | {loss:.3f} | {share} |")
     return "\n".join(out)
 
 

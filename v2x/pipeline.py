@@ -195,7 +195,7 @@ class CooperativePipeline(nn.Module):
             return self._run_late(batch, features, snr_db, motion)
         if self.fusion.sends_payload:  # semantic payloads (v2x.perception.semantic)
             return run_payload(self, batch, features, snr_db)
-        return self._run_features(batch, features, snr_db, stage == "features", seeds)
+        return self._run_features(batch, features, snr_db, stage == "features", seeds, motion)
 
     def _run_features(
         self,
@@ -204,6 +204,7 @@ class CooperativePipeline(nn.Module):
         snr_db: torch.Tensor,
         share: bool,
         seeds: Sequence[int] | None = None,
+        motion: MotionHistory | None = None,
     ) -> RunOutput:
         b, a, c, h, w = features.shape
         k = snr_db.shape[0]
@@ -316,6 +317,12 @@ class CooperativePipeline(nn.Module):
             .expand(u, b, a - 1, 1, h, w)
             .reshape(u * b, a - 1, 1, h, w)
         )
+        if self.fusion.compensates_latency and motion is not None:
+            # latency compensation: the cells of each collaborator's moving boxes moved on by
+            # their estimated motion over the estimated age (max_extrapolated)
+            sample_grid, valid_collab = self._compensate(
+                batch, features, motion, sample_grid, valid_collab
+            )
         # Only collaborators are warped; the ego's map is already in the ego frame. The same
         # warp + fusion + head as training (v2x.perception.losses.fused_head_outputs).
         ego = features[:, :1].unsqueeze(0).expand(u, b, 1, c, h, w).reshape(u * b, 1, c, h, w)
@@ -335,16 +342,20 @@ class CooperativePipeline(nn.Module):
         return RunOutput(det, cost, k)
 
     def _boxes_in_ego_frame(
-        self, batch: CoopBatch, features: torch.Tensor
+        self, batch: CoopBatch, features: torch.Tensor, noisy: bool = True
     ) -> tuple[Detections, torch.Tensor, torch.Tensor]:
         """Every agent's own detections (``Detections`` of ``B·A`` rows), their boxes in the
-        ego frame ``[B, A, K, 7]`` float64 and validity ``[B, A, K]``."""
+        ego frame ``[B, A, K, 7]`` float64 and validity ``[B, A, K]`` (``noisy``: with the
+        pipeline's pose noise, else with the true poses)."""
         b, a, c, h, w = features.shape
         heat, reg = self.model.head(features.view(b * a, c, h, w))
         own = self.model.postprocess(heat, reg)
         kk = own.boxes.shape[1]
         boxes = own.boxes.view(b, a, kk, 7).double()
-        ego_to_agent = self._noisy_relative(batch.poses)
+        if noisy:
+            ego_to_agent = self._noisy_relative(batch.poses)
+        else:
+            ego_to_agent = relative_level_transforms(batch.poses)
         agent_to_ego = torch.linalg.inv(ego_to_agent)
         moved = transform_boxes(boxes, agent_to_ego)
         moved[..., 2] = boxes[..., 2]  # heights above ground are frame independent

@@ -335,6 +335,8 @@ def plot_ap_vs_payload(
     for label in sorted(series):
         pts = series[label]
         _draw(axes[0], [p[:4] for p in pts], "-", label, lw=1)
+        if not all(p[4] > 1e-3 for p in pts):  # an ideal link (no latency): left panel only
+            continue
         _draw(axes[1], sorted((p[4], *p[1:4]) for p in pts), "-", label, lw=1)
         best = max(pts, key=lambda p: p[1])
         axes[0].annotate(

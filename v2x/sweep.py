@@ -112,6 +112,9 @@ class _Scheduler:
     plan: SweepPlan
     clock: Any = None
     delivery: Any = None
+    #: the fusion compensates latency: every condition is re-run with the motion history, even
+    #: where no payload waited (the LiDAR phases and clock offsets age the data too)
+    compensates: bool = False
 
     def __call__(self, cost: LinkCost) -> Arrival:
         novelty = self.item.novelty.to(cost.sent.device)
@@ -127,7 +130,10 @@ class _Scheduler:
         ages = None
         if self.clock is not None:  # the ego fuses what was sensed phase + latency before
             ages = aged_delivery(self.clock, self.item, self.delivery, self.plan)
-        return Arrival(self.delivery.delivered, ages, min_age_s(self.clock))
+        fresh = min_age_s(self.clock)
+        if self.compensates and ages is not None:
+            fresh = -math.inf  # (re-sensing itself still skips ages <= MIN_AGE_S)
+        return Arrival(self.delivery.delivered, ages, fresh)
 
 
 def _group_seed(seed: int, group: Group, batch_index: int) -> int:
@@ -229,7 +235,7 @@ def _run_group(
         item_snr = snr  # [K], or [K, B, A]: each link at its geometric SNR + the grid's offset
         if group.snr_mode == "geometric":
             item_snr = (item.network.snr_db[None] + snr.view(k, 1, 1).double()).float().to(device)
-        deliver = _Scheduler(budget, item, plan, clock)
+        deliver = _Scheduler(budget, item, plan, clock, compensates=fusion.compensates_latency)
         # Feature fusion: each cell in its own call with its own seed. Ego-only, late and early
         # fusion: the detections do not depend on the SNR (late and early payloads are charged
         # as ideal digital links, a function of the SNR alone), so one call with the group's

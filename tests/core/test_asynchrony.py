@@ -452,7 +452,9 @@ def test_the_documented_delay_figure_command_on_two_frames(tmp_path):
     rows = read_results([path]).to_pylist()
     assert sorted({r["added_delay_s"] for r in rows}) == [0.0, 0.4]
     assert {r["late_policy"] for r in rows} == {"stale"}
-    assert {r["fusion"] for r in rows} == {"none", "late", "late_extrapolated", "max"}
+    assert {r["fusion"] for r in rows} == {
+        "none", "late", "late_extrapolated", "max", "max_extrapolated"
+    }  # fmt: skip
     for r in rows:
         if r["fusion"] != "none":  # an ideal link: the age is the added delay
             assert r["mean_aoi_s"] == pytest.approx(r["added_delay_s"], abs=1e-6)

@@ -88,13 +88,17 @@ def test_the_time_figures_run_end_to_end_on_the_cpu(tmp_path):
     path = run_sweep(cfg)
     rows = read_results([path]).to_pylist()
     assert {(r["fusion"], r["added_delay_s"]) for r in rows} == {
-        (f, d) for f in ("none", "max", "late", "late_extrapolated") for d in (0.0, 0.3)
+        (f, d)
+        for f in ("none", "max", "late", "late_extrapolated", "max_extrapolated")
+        for d in (0.0, 0.3)
     }
     assert all(math.isfinite(r["vehicle_ap_70"]) for r in rows)
     plan = plan_sweep(cfg)
     frames = {f.frame_id: f for f in load_frames(plan.data, True)}
     clock = SensingClock(world_config(plan.data))
     for row in read_results([path], ledger=True).to_pylist():
+        if not row["sent"]:  # out of range: nothing sent, no latency
+            continue
         frame = frames[row["frame_id"]]
         phase = clock.phases(frame)[[a.agent_id for a in frame.agents].index(row["tx_agent"])]
         cell = next(r for r in rows if r["cell_id"] == row["cell_id"])
@@ -118,7 +122,7 @@ def test_the_time_figures_run_end_to_end_on_the_cpu(tmp_path):
     )
     assert len(slow) == 2 and slow[0]["mean_latency_s"] < slow[1]["mean_latency_s"]
     for row in read_results(out, ledger=True).to_pylist():
-        if row["fusion"] != "where2comm":
+        if row["fusion"] != "where2comm" or not row["sent"]:
             continue
         cell = next(r for r in rows if r["cell_id"] == row["cell_id"])
         on_air = row["channel_uses"] / (row["share"] * cell["bandwidth_hz"])
@@ -127,3 +131,31 @@ def test_the_time_figures_run_end_to_end_on_the_cpu(tmp_path):
         assert row["channel_uses"] >= row["source_bits"] / math.log2(11.0)
     files = make_plots(out, tmp_path / "b", formats=["png"], metric="vehicle_ap_70", table=False)
     assert tmp_path / "b" / "ap_vs_payload.png" in files
+
+
+def test_payload_series_are_one_line_per_setting_and_bandwidth_sorted_by_size():
+    from v2x.plots import _payload_series
+
+    def row(fusion, bits, ap, bandwidth, latency):
+        return {
+            "fusion": fusion, "codec": "identity", "bandwidth_ratio": math.nan, "snr_db": 10.0,
+            "pose_noise_m": 0.0, "pose_noise_yaw_rad": 0.0, "late_policy": "stale",
+            "added_delay_s": 0.0, "harq_max_rounds": 0, "bandwidth_hz": bandwidth,
+            "mean_links_per_frame": 4.0, "mean_source_bits_per_frame": 4.0 * bits,
+            "mean_latency_s": latency, "vehicle_ap_70": ap,
+        }  # fmt: skip
+
+    rows = [
+        row("where2comm", 3e6, 0.40, 20e6, 0.17),
+        row("where2comm", 1e6, 0.45, 20e6, 0.06),
+        row("where2comm", 3e6, 0.50, 1e15, 1e-9),
+        row("where2comm", 1e6, 0.42, 1e15, 1e-9),
+        row("max", 1e8, 0.6, 20e6, 5.0),  # one size only: no line
+        {**row("none", 0.0, 0.3, 20e6, math.nan), "codec": "n/a"},
+    ]
+    series = _payload_series(rows, "vehicle_ap_70")
+    assert sorted(series) == [
+        "where2comm + identity [stale] @ 20 MHz", "where2comm + identity [stale] @ ideal link"
+    ]  # fmt: skip
+    slow = series["where2comm + identity [stale] @ 20 MHz"]
+    assert [(p[0], p[1], p[4]) for p in slow] == [(1.0, 0.45, 60.0), (3.0, 0.40, 170.0)]
