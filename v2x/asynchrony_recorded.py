@@ -44,6 +44,7 @@ synthetic world. Scans are re-read from the dataset each time (no cache of point
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import math
 from collections.abc import Mapping, Sequence
@@ -100,6 +101,7 @@ class RecordedClock:
         self.reader = reader
         self.no_earlier_frame = no_earlier_frame
         self.dropped: list[tuple[str, str, float]] = []
+        self._warned: set[tuple[str, str]] = set()
         self._index: dict[str, int] = {}
         self._times: dict[tuple[int, int], list[float]] = {}
 
@@ -184,14 +186,16 @@ class RecordedClock:
                 "to leave such payloads out of fusion"
             )
         self.dropped.append((frame.frame_id, agent_id, delay_s))
-        log.warning(
-            "asynchrony: frame %s, collaborator %s: no scan at or before %.6f s - %.6f s; "
-            "payload not fused (no_earlier_frame=drop)",
-            frame.frame_id,
-            agent_id,
-            frame.ego.timestamp,
-            delay_s,
-        )
+        if (frame.frame_id, agent_id) not in self._warned:  # once per frame and collaborator
+            self._warned.add((frame.frame_id, agent_id))
+            log.warning(
+                "asynchrony: frame %s, collaborator %s: no scan at or before %.6f s - %.6f s; "
+                "payload not fused (no_earlier_frame=drop)",
+                frame.frame_id,
+                agent_id,
+                frame.ego.timestamp,
+                delay_s,
+            )
 
     # ----------------------------------------------------------------------------- sweep hooks
 
@@ -294,12 +298,23 @@ def _check_delays(frame: CoopFrame, delay_s: Sequence[float] | np.ndarray) -> np
     return delay
 
 
+_READERS: dict[str, RecordedReader] = {}
+
+
 def recorded_clock(data: Mapping, no_earlier_frame: str = "drop") -> RecordedClock:
-    """The ``RecordedClock`` of a sweep's ``data`` section (``source`` in
-    ``RECORDED_SOURCES``), on the same reader ``v2x.loading.load_frames`` reads."""
+    """A fresh ``RecordedClock`` of a sweep's ``data`` section (``source`` in
+    ``RECORDED_SOURCES``), on the same reader ``v2x.loading.load_frames`` reads (opened once per
+    process and dataset: its tables are indexed once, not per group)."""
     from v2x.loading import open_reader
 
-    return RecordedClock(open_reader(data), no_earlier_frame)
+    key = json.dumps(
+        [data["source"], str(data.get("path")), data.get("reader") or {}],
+        sort_keys=True,
+        default=str,
+    )
+    if key not in _READERS:
+        _READERS[key] = open_reader(data)
+    return RecordedClock(_READERS[key], no_earlier_frame)
 
 
 __all__ = [

@@ -2,7 +2,7 @@
 
 Both are written in the published formats (nuScenes JSON tables + ``.pcd.bin``; DAIR-V2X-C's
 ``data_info.json`` files, calibration JSON, binary PCD, world-frame cooperative labels). Every
-scan holds one point whose intensity names the scan, so a test can tell which scan was served.
+scan's points carry an intensity that names the scan, so a test can tell which scan was served.
 Imported by file path (``load``) from the tests that use it.
 """
 
@@ -209,7 +209,7 @@ DAIR_OFFSET_X = 0.5  # the pairs' system_error_offset delta_x (m); the calibs sa
 def dair_inf_translation(frame: str) -> list[float]:
     """``virtuallidar_to_world`` translation written for infrastructure frame ``frame``
     (distinct per frame, so the pose tells which frame's calibration was used)."""
-    return [150.0 + (int(frame) % 100), 210.0, 6.0]
+    return [95.0 + (int(frame) % 100), 205.0, 6.0]
 
 
 def dair_veh_translation(frame: str) -> list[float]:
@@ -311,10 +311,11 @@ def build_dair(root: Path) -> None:
                 "relative_error": {"delta_x": "9", "delta_y": "9"},
             },
         )
-        _pcd(
-            root / f"infrastructure-side/velodyne/{fid}.pcd",
-            [(2.0, 0.0, 0.0, dair_intensity(fid))],
-        )
+        # a 5 x 5 patch of points 2-4 m ahead (so the scan shows in the ego's BEV grid)
+        patch = [
+            (2.0 + 0.5 * a, 0.5 * b, -5.0, dair_intensity(fid)) for a in range(5) for b in range(5)
+        ]
+        _pcd(root / f"infrastructure-side/velodyne/{fid}.pcd", patch)
     _json(root / "vehicle-side/data_info.json", veh_info)
     _json(root / "infrastructure-side/data_info.json", inf_info)
     for veh, _ in DAIR_PAIRS:
