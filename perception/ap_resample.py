@@ -51,12 +51,18 @@ def resampled_aps(
     scores = np.asarray(scores, dtype=np.float64).reshape(-1)
     lengths = np.asarray(lengths, dtype=np.int64).reshape(-1)
     frame_gt = np.asarray(frame_gt, dtype=np.int64).reshape(-1)
-    rows = [np.asarray(d, dtype=np.int64).reshape(-1) for d in draws]
-    num_gt = np.asarray([int(frame_gt[d].sum()) for d in rows], dtype=np.int64)
-    rows = [d for d, g in zip(rows, num_gt) if g > 0]
+    if isinstance(draws, np.ndarray) and draws.ndim == 2:  # equal-length rows: no Python loop
+        rows = draws.astype(np.int64, copy=False)
+        num_gt = frame_gt[rows].sum(axis=1)
+        rows = rows[num_gt > 0]
+        per_row = lengths[rows].sum(axis=1)
+    else:
+        rows = [np.asarray(d, dtype=np.int64).reshape(-1) for d in draws]
+        num_gt = np.asarray([int(frame_gt[d].sum()) for d in rows], dtype=np.int64)
+        rows = [d for d, g in zip(rows, num_gt) if g > 0]
+        per_row = np.asarray([int(lengths[d].sum()) for d in rows], dtype=np.int64)
     num_gt = num_gt[num_gt > 0]
     offsets = np.cumsum(lengths) - lengths
-    per_row = np.asarray([int(lengths[d].sum()) for d in rows], dtype=np.int64)
     # Padding sorts after every detection by a key of +inf, which NaN scores would not respect:
     # then one resample per chunk (no padding at all).
     one_by_one = sort == "global" and not bool(np.isfinite(scores).all())
@@ -77,19 +83,23 @@ def _chunk_aps(
     scores: np.ndarray,
     lengths: np.ndarray,
     offsets: np.ndarray,
-    rows: Sequence[np.ndarray],
+    rows: np.ndarray | Sequence[np.ndarray],
     num_gt: np.ndarray,
     sort: str,
 ) -> np.ndarray:
     """``resampled_aps`` of a chunk of resamples that all have GT."""
     r = len(rows)
-    drawn = np.concatenate(rows)
+    drawn = rows.reshape(-1) if isinstance(rows, np.ndarray) else np.concatenate(rows)
     n_det = lengths[drawn]
     ends = np.cumsum(n_det)
     total = int(ends[-1]) if ends.size else 0
     # the drawn frames' detections, frame after frame and resample after resample
     pos = np.arange(total) + np.repeat(offsets[drawn] - (ends - n_det), n_det)
-    frames_per_row = np.asarray([len(d) for d in rows], dtype=np.int64)
+    frames_per_row = (
+        np.full(r, rows.shape[1], dtype=np.int64)
+        if isinstance(rows, np.ndarray)
+        else np.asarray([len(d) for d in rows], dtype=np.int64)
+    )
     bounds = np.concatenate([[0], np.cumsum(frames_per_row)])
     per_row = np.concatenate([[0], ends])[bounds[1:]] - np.concatenate([[0], ends])[bounds[:-1]]
     row = np.repeat(np.arange(r), per_row)
@@ -118,8 +128,10 @@ def _chunk_aps(
     terms = ((mrec[:, 1:] - mrec[:, :-1]) * mpre[:, 1:])[change]
     counts = change.sum(axis=1)
     stops = np.cumsum(counts)
+    # np.add.reduce is what np.sum runs on a 1-D float64 array (the same pairwise sum)
+    add = np.add.reduce
     return np.fromiter(
-        (float(np.sum(terms[a:b])) for a, b in zip((stops - counts).tolist(), stops.tolist())),
+        (add(terms[a:b]) for a, b in zip((stops - counts).tolist(), stops.tolist())),
         dtype=np.float64,
         count=r,
     )
