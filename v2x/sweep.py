@@ -40,8 +40,11 @@ import functools
 import json
 import logging
 import math
+import os
 import time
+from collections import deque
 from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -159,11 +162,15 @@ def _run_group(
     device,
     bar,
     data_id: Mapping,
-) -> tuple[list[dict], pa.Table]:
+    pool: Executor | None = None,
+) -> tuple[list[dict] | Future, pa.Table]:
     """Evaluate the cells of ``group`` at ``snrs`` over every frame batch: results rows and
-    their ledger. Each feature-fusion cell runs in its own call with its own seed
-    (``_cell_seed``), so its numbers do not depend on the cells beside it; ego-only, late and
-    early fusion, whose detections do not depend on the SNR, run once per batch for all SNRs."""
+    their ledger. Each feature-fusion cell gets the numbers of its own call with its own seed
+    (``_cell_seed``; all cells of a frame batch share one pipeline call where the pipeline can,
+    ``v2x.condition_streams``), so its numbers do not depend on the cells beside it; ego-only,
+    late and early fusion, whose detections do not depend on the SNR, run once per batch for all
+    SNRs. With ``pool`` the rows (APs, bootstrap intervals: host work) are computed there and a
+    ``Future`` of them is returned, so that the device can go on with the next group."""
 
     cfg = plan.config
     snr = torch.tensor(list(snrs), dtype=torch.float32)  # geometric mode: offsets in dB
@@ -257,8 +264,31 @@ def _run_group(
         )
         bar.update(b * k)
     ledger = pa.concat_tables(ledgers) if ledgers else empty_ledger()
-    rows = []
     num_frames = sum(item.batch.batch_size for item in batches)
+    rows = functools.partial(
+        _group_rows, plan, group, snrs, accs, ledger, conditions, cells, key, num_frames,
+        eval_config, feature_values, data_id,
+    )  # fmt: skip
+    return (rows() if pool is None else pool.submit(rows)), ledger
+
+
+def _group_rows(
+    plan: SweepPlan,
+    group: Group,
+    snrs: Sequence[float],
+    accs: Sequence[APAccumulator],
+    ledger: pa.Table,
+    conditions: Sequence[Mapping],
+    cells: Sequence[str],
+    key: str,
+    num_frames: int,
+    eval_config: Any,
+    feature_values: float,
+    data_id: Mapping,
+) -> list[dict]:
+    """The results rows of a group's cells from their AP accumulators and ledger."""
+    cfg = plan.config
+    rows = []
     convention = json.dumps(eval_config.convention(), sort_keys=True)
     cell_sums = summarize_cells(ledger, cells, num_frames)
     for ki in range(len(snrs)):
@@ -321,7 +351,7 @@ def _run_group(
                 "setting_key": key,
             }
         )
-    return rows, ledger
+    return rows
 
 
 def _sensing_clock(plan: SweepPlan) -> Any:
@@ -473,15 +503,45 @@ def _run_groups(
     """Compute the ``todo`` groups in this process on ``device``, in order: yields each group,
     its SNRs, results rows, ledger and seconds; appends the encoder passes to ``encodes``."""
     cache, batches = prepare_device(plan, frames, device)
+    # A group's rows (APs and bootstrap intervals, numpy on the host) are computed on a thread
+    # while the device runs the next group; groups are still yielded in order.
+    pending: deque = deque()
+    pool = ThreadPoolExecutor(max_workers=ROW_THREADS, thread_name_prefix="v2x-rows")
     try:
         for group, snrs in todo:
             if hasattr(bar, "set_postfix_str"):
                 bar.set_postfix_str(f"{group.fusion}/{group.codec}/{group.channel}")
             started = time.perf_counter()
-            rows, ledger = _run_group(plan, group, snrs, batches, cache, device, bar, data_id)
-            yield group, snrs, rows, ledger, time.perf_counter() - started
+            rows, ledger = _run_group(
+                plan, group, snrs, batches, cache, device, bar, data_id, pool=pool
+            )
+            pending.append((group, snrs, rows, ledger, started))
+            while len(pending) > 1 or (pending and _ready(pending[0][2])):
+                yield _resolved(pending.popleft())
+        while pending:
+            yield _resolved(pending.popleft())
+    except KeyboardInterrupt:
+        while pending:  # groups computed before the interrupt are still saved
+            yield _resolved(pending.popleft())
+        raise
     finally:
+        pool.shutdown(wait=True, cancel_futures=True)
         encodes.append(cache.encodes)
+
+
+#: Threads that compute finished groups' results rows while the device goes on.
+ROW_THREADS = max(1, min(4, (os.cpu_count() or 1) - 1))
+
+
+def _ready(rows: list[dict] | Future) -> bool:
+    return not isinstance(rows, Future) or rows.done()
+
+
+def _resolved(item: tuple) -> tuple[Group, list[float], list[dict], pa.Table, float]:
+    """``(group, snrs, rows, ledger, seconds)`` once the group's rows are computed."""
+    group, snrs, rows, ledger, started = item
+    rows = rows.result() if isinstance(rows, Future) else rows
+    return group, snrs, rows, ledger, time.perf_counter() - started
 
 
 __all__ = ["SweepConfig", "plan_sweep", "run_sweep", "load_frames", "results_table_text"]
