@@ -157,7 +157,8 @@ def remove_late_payloads(
     det = out.detections
     boxes, scores = det.boxes.clone(), det.scores.clone()
     labels, valid = det.labels.clone(), det.valid.clone()
-    silent = {ki: not bool((cost.sent[ki] & ~dropped[ki].to(device)).any()) for ki in todo}
+    on_air = (cost.sent.cpu() & ~dropped).flatten(1).any(1)  # [K]: one transfer, not K syncs
+    silent = {ki: not bool(on_air[ki]) for ki in todo}
     # Silent conditions that lost the same payloads share the re-run of the first of them.
     shared: dict[int, int] = {}
     quiet = [ki for ki in todo if silent[ki]]
