@@ -66,6 +66,8 @@ def resampled_aps(
     # Padding sorts after every detection by a key of +inf, which NaN scores would not respect:
     # then one resample per chunk (no padding at all).
     one_by_one = sort == "global" and not bool(np.isfinite(scores).all())
+    if sort == "per_frame":  # only the true positives' positions matter (_true_positive_aps)
+        return _true_positive_aps(tp, lengths, rows, num_gt)
     out = np.empty(len(rows), dtype=np.float64)
     start = 0
     while start < len(rows):
@@ -76,6 +78,79 @@ def resampled_aps(
         )
         start = stop
     return out
+
+
+def _true_positive_aps(
+    tp: np.ndarray,
+    lengths: np.ndarray,
+    rows: np.ndarray | Sequence[np.ndarray],
+    num_gt: np.ndarray,
+) -> np.ndarray:
+    """Per-frame order: the AP of each resample from its true positives alone, bit for bit.
+
+    In ``voc_ap`` recall changes only at a true positive (the ``c``-th, at position ``p``
+    of the concatenation: recall ``c / G``, precision ``c / (p + 1)``) and once more at the
+    appended recall 1 (a term ``(1 − T / G) · 0``, present iff ``T / G != 1``). The envelope at
+    a true positive is the largest precision at or after it, reached at a true positive (a
+    false positive's precision is below that of the true positive before it), so the summed
+    terms ``(c / G − (c − 1) / G) · max_{c' ≥ c} c' / (p_c' + 1)`` and the final one are
+    exactly ``voc_ap``'s, in its order, with its arithmetic; the work is the true positives'.
+    """
+    r = len(rows)
+    if r == 0:
+        return np.zeros(0, dtype=np.float64)
+    drawn = rows.reshape(-1) if isinstance(rows, np.ndarray) else np.concatenate(rows)
+    frames_per_row = (
+        np.full(r, rows.shape[1], dtype=np.int64)
+        if isinstance(rows, np.ndarray)
+        else np.asarray([len(d) for d in rows], dtype=np.int64)
+    )
+    row_of_draw = np.repeat(np.arange(r), frames_per_row)
+    # each drawn frame's first position in its resample's concatenation
+    n_det = lengths[drawn]
+    ends = np.cumsum(n_det)
+    row_start = np.concatenate([[0], ends])[np.cumsum(frames_per_row) - frames_per_row]
+    start = ends - n_det - row_start[row_of_draw]
+    # the true positives of every frame record, by position inside the frame
+    frame_of_tp = np.repeat(np.arange(len(lengths)), lengths)[tp > 0]
+    local = np.flatnonzero(tp > 0) - (np.cumsum(lengths) - lengths)[frame_of_tp]
+    tps_per_frame = np.bincount(frame_of_tp, minlength=len(lengths)).astype(np.int64)
+    tp_first = np.cumsum(tps_per_frame) - tps_per_frame
+    t_draw = tps_per_frame[drawn]
+    total = int(t_draw.sum())
+    draw_of_tp = np.repeat(np.arange(drawn.size), t_draw)
+    within = np.arange(total) - np.repeat(np.cumsum(t_draw) - t_draw, t_draw)
+    position = start[draw_of_tp] + local[tp_first[drawn][draw_of_tp] + within]
+    row = row_of_draw[draw_of_tp]
+    t_row = np.bincount(row, minlength=r).astype(np.int64)
+    count = np.arange(total) - np.repeat(np.cumsum(t_row) - t_row, t_row) + 1  # c = 1..T
+    width = int(t_row.max()) + 1
+    col = count - 1
+    ctp = np.zeros((r, width), dtype=np.int64)
+    ctp[row, col] = count
+    pos1 = np.ones((r, width), dtype=np.int64)
+    pos1[row, col] = position + 1
+    inside = np.arange(width)[None, :] < t_row[:, None]
+    precision = np.where(inside, ctp / pos1, 0.0)
+    mpre = np.maximum.accumulate(precision[:, ::-1], axis=1)[:, ::-1]
+    g = num_gt.astype(np.float64)[:, None]
+    recall, before = ctp / g, (ctp - 1) / g
+    before[:, 0] = 0.0  # the first true positive follows recall 0 (0 / G, or voc_ap's 0)
+    terms = (recall - before) * mpre
+    last = t_row / num_gt.astype(np.float64)  # recall after the last detection (0 without)
+    final = last != 1.0
+    terms[np.arange(r), t_row] = (1.0 - last) * 0.0  # the appended recall 1, envelope 0
+    keep = inside.copy()
+    keep[np.arange(r), t_row] = final
+    flat = terms[keep]
+    counts = keep.sum(axis=1)
+    stops = np.cumsum(counts)
+    add = np.add.reduce  # np.sum's own pairwise sum on a 1-D float64 array
+    return np.fromiter(
+        (add(flat[a:b]) for a, b in zip((stops - counts).tolist(), stops.tolist())),
+        dtype=np.float64,
+        count=r,
+    )
 
 
 def _chunk_aps(
