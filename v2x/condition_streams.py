@@ -100,10 +100,7 @@ def _send_block(
     row_snr: torch.Tensor,
     extra: dict[str, torch.Tensor],
 ) -> Sent:
-    # The receiver's per-RE SINR report before sending (Channel.sinr_feedback: frequency-
-    # selective channels; None otherwise, or for a channel-like module without it).
-    feedback = getattr(channel, "sinr_feedback", None)
-    link = LinkState(snr_db=row_snr, sinr_feedback=feedback(row_snr) if feedback else None)
+    link = LinkState.before_sending(channel, row_snr)
     tx = codec.encode(rows, link, **extra)
     # On air (a packet-aware channel loses the codec's own packets, v2x.channels.packets),
     # with the codec's HARQ or the channel's ARQ rounds, and decoded (v2x.semcom.harq).

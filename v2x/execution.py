@@ -237,7 +237,9 @@ def evaluate_batch(
     if deliver is not None:
         arrival = deliver(out.cost)
         dropped = out.cost.sent & ~arrival.delivered
-        out = remove_late_payloads(pipe, batch, out, dropped, snr_db, seeds, arrival.age_s, resense)
+        out = remove_late_payloads(
+            pipe, batch, out, dropped, snr_db, seeds, arrival.age_s, resense, arrival.min_age_s
+        )
     accumulate(out, gt, list(accumulators))
     return out
 

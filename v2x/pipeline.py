@@ -40,11 +40,12 @@ from v2x.conditions import distinct_conditions as _distinct_conditions
 from v2x.datasets.frame import CoopBatch
 from v2x.perception.boxes import transform_boxes
 from v2x.perception.detector import CoopDetector, Detections, nms_detections
+from v2x.perception.ego_fusion import arrived_cells, fuse_at_ego
+from v2x.perception.fusion import FeatureFusion
 from v2x.perception.warp import (
     merge_points_to_ego,
     perturb_poses,
     relative_level_transforms,
-    sample_maps,
     warp_sampling_grid,
 )
 from v2x.semcom.base import Codec, Transmission, reception
@@ -53,6 +54,14 @@ from v2x.semcom.selective import SelectiveCodec, scatter_cells
 
 BOX_MESSAGE_BITS = (7 + 2) * 32  # a late-fusion box: 7 floats + score + label, float32
 POINT_MESSAGE_BITS = 4 * 32  # an early-fusion point: x, y, z, intensity, float32
+#: What the receiver learnt of each transmission (``Reception``) that the ledger keeps.
+RECEPTION_FIELDS = (
+    "packets_erased",
+    "packets_crc_failed",
+    "retransmissions",
+    "retransmission_rounds",
+    "feedback_s",
+)
 
 
 @dataclass
@@ -77,7 +86,9 @@ class CooperativePipeline(nn.Module):
 
     Args:
         model: the detector (encoder + head).
-        fusion: a strategy from ``v2x.perception.fusion.FUSIONS``.
+        fusion: a strategy from ``v2x.perception.fusion.FUSIONS``; the path a frame takes
+            follows its declared capabilities (``stage``, ``sends_payload``, ``selects_cells``,
+            ``compensates_latency``: ``v2x.perception.fusion.FeatureFusion``).
         codec: a codec from ``v2x.semcom.CODECS`` (used by feature-stage fusion).
         channel: a channel from ``v2x.channels.CHANNELS``.
         pose_noise_m, pose_noise_yaw_rad: localisation error applied to collaborators.
@@ -87,7 +98,7 @@ class CooperativePipeline(nn.Module):
     def __init__(
         self,
         model: CoopDetector,
-        fusion: nn.Module,
+        fusion: FeatureFusion,
         codec: Codec,
         channel: Channel,
         pose_noise_m: float = 0.0,
@@ -95,6 +106,11 @@ class CooperativePipeline(nn.Module):
         seed: int = 0,
     ) -> None:
         super().__init__()
+        if not isinstance(fusion, FeatureFusion):
+            raise ValueError(
+                f"pipeline: 'fusion' must be a fusion strategy (a v2x.perception.fusion."
+                f"FeatureFusion, which declares its capabilities), got {type(fusion).__name__}"
+            )
         self.model, self.fusion, self.codec, self.channel = model, fusion, codec, channel
         self.pose_noise_m, self.pose_noise_yaw_rad = pose_noise_m, pose_noise_yaw_rad
         self.generator = torch.Generator().manual_seed(seed)
@@ -122,8 +138,7 @@ class CooperativePipeline(nn.Module):
         the numbers of ``K`` calls, each after ``seed_run(seeds[k])``: feature fusion, whose
         draws are the codec's and channel's (run per condition, ``v2x.condition_streams``) and
         the pose noise (drawn per condition)."""
-        stage = getattr(self.fusion, "stage", "features")
-        return stage == "features" and not hasattr(self.fusion, "payload")
+        return self.fusion.stage == "features" and not self.fusion.sends_payload
 
     # ------------------------------------------------------------------ stages
     @torch.no_grad()
@@ -173,13 +188,13 @@ class CooperativePipeline(nn.Module):
                     f"pipeline: 'seeds' needs one seed per condition ({snr_db.shape[0]}), "
                     f"got {len(seeds)}"
                 )
-        stage = getattr(self.fusion, "stage", "features")
+        stage = self.fusion.stage
         if stage == "points":
             return self._run_early(batch, snr_db)
         features = self.model.encode(batch.points, batch.point_mask, batch.poses)
         if stage == "boxes":
             return self._run_late(batch, features, snr_db, motion)
-        if hasattr(self.fusion, "payload"):  # semantic payloads (v2x.perception.semantic)
+        if self.fusion.sends_payload:  # semantic payloads (v2x.perception.semantic)
             return self._run_payload(batch, features, snr_db)
         return self._run_features(batch, features, snr_db, stage == "features", seeds)
 
@@ -203,10 +218,10 @@ class CooperativePipeline(nn.Module):
         rows = features[:, 1:].unsqueeze(0).expand(k, b, a - 1, c, h, w).reshape(-1, c, h, w)
         row_snr = link_snr(snr_db, b, a)[:, :, 1:].reshape(-1)
         codec, extra = self.codec, {}
-        confidence = getattr(self.fusion, "confidence", None)
-        if confidence is not None:  # Where2comm: send only the most confident cells
+        if self.fusion.selects_cells:  # Where2comm: send only the most confident cells
             heat, _ = self.model.head(features[:, 1:].reshape(b * (a - 1), c, h, w))
-            conf = confidence(heat).view(1, b * (a - 1), 1, h, w).expand(k, -1, -1, -1, -1)
+            conf = self.fusion.confidence(heat).view(1, b * (a - 1), 1, h, w)
+            conf = conf.expand(k, -1, -1, -1, -1)
             codec = SelectiveCodec(inner=self.codec, keep_fraction=self.fusion.max_fraction)
             extra = {"importance": conf.reshape(k * b * (a - 1), 1, h, w)}
         # Encoded, on air (HARQ / ARQ rounds included) and decoded; with seeds, each
@@ -238,7 +253,7 @@ class CooperativePipeline(nn.Module):
         present = batch.agent_mask[:, 1:]
         for name in ("source_bits", "coded_bits", "channel_uses", "packets"):
             getattr(cost, name)[:, :, 1:] = getattr(on_air.cost, name).view(k, b, a - 1) * present
-        for name in ("packets_erased", "packets_crc_failed", "retransmissions"):
+        for name in RECEPTION_FIELDS:
             getattr(cost, name)[:, :, 1:] = (
                 getattr(outcome, name).to(device).view(k, b, a - 1) * present
             )
@@ -289,14 +304,10 @@ class CooperativePipeline(nn.Module):
                 self._noisy_relative(batch.poses)[:, 1:], self.model.grid, h, w
             )
             sample_grid = one.unsqueeze(0).expand(u, *one.shape).reshape(-1, h, w, 2)
-        # Only collaborators are warped; the ego's map is already in the ego frame.
-        warped = sample_maps(decoded.reshape(-1, c, h, w), sample_grid).view(u * b, a - 1, c, h, w)
         if sent is None:  # every cell was sent: where a map arrives depends on geometry only
-            geometry = sample_grid if noisy else one
-            ones = torch.ones(geometry.shape[0], 1, h, w, dtype=decoded.dtype, device=device)
-            arrived = sample_maps(ones, geometry) > 0.5
+            arrived = arrived_cells(sample_grid if noisy else one)
         else:
-            arrived = sample_maps(sent.reshape(-1, 1, h, w), sample_grid) > 0.5
+            arrived = arrived_cells(sample_grid, sent)
         valid_collab = (
             (
                 coverage.view(-1, b, a - 1, 1, h, w)
@@ -306,12 +317,13 @@ class CooperativePipeline(nn.Module):
             .expand(u, b, a - 1, 1, h, w)
             .reshape(u * b, a - 1, 1, h, w)
         )
+        # Only collaborators are warped; the ego's map is already in the ego frame. The same
+        # warp + fusion + head as training (v2x.perception.losses.fused_head_outputs).
         ego = features[:, :1].unsqueeze(0).expand(u, b, 1, c, h, w).reshape(u * b, 1, c, h, w)
-        fused = self.fusion(
-            torch.cat([ego, warped], dim=1),
-            torch.cat([torch.ones_like(valid_collab[:, :1]), valid_collab], dim=1),
+        collaborators = decoded.reshape(u * b, a - 1, c, h, w)
+        _, heat, reg = fuse_at_ego(
+            self.model, self.fusion, ego, collaborators, sample_grid, valid_collab
         )
-        heat, reg = self.model.head(fused)
         det = self.model.postprocess(heat, reg)
         if inverse is not None:
             rows_of = (inverse.to(device)[:, None] * b + torch.arange(b, device=device)).reshape(-1)
@@ -333,8 +345,7 @@ class CooperativePipeline(nn.Module):
         that arrived (``meta["delivered"]``), both ``[N, 1, h, w]`` bool, and the decoded
         ``Transmission`` (its ``cost``; ``reception`` of it)."""
         n, _, h, w = rows.shape
-        feedback = getattr(self.channel, "sinr_feedback", None)
-        link = LinkState(snr_db=row_snr, sinr_feedback=feedback(row_snr) if feedback else None)
+        link = LinkState.before_sending(self.channel, row_snr)
         tx = codec.encode(rows, link, **extra)
         # on air with the codec's HARQ or the channel's ARQ rounds, and decoded
         decoded, tx = transmit(codec, self.channel, tx, row_snr, link)
@@ -385,7 +396,8 @@ class CooperativePipeline(nn.Module):
         arrived = torch.zeros(n, 1, h, w, dtype=torch.bool, device=device)
         counts = {name: torch.zeros(n, dtype=torch.float64, device=device) for name in (
             "source_bits", "coded_bits", "channel_uses", "packets", "packets_erased",
-            "packets_crc_failed", "retransmissions", "cells_sent")}  # fmt: skip
+            "packets_crc_failed", "retransmissions", "retransmission_rounds", "feedback_s",
+            "cells_sent")}  # fmt: skip
         if cells is None:
             groups = [(torch.arange(n, device=device), h * w)]
         else:
@@ -403,7 +415,7 @@ class CooperativePipeline(nn.Module):
             outcome = reception(tx)
             for name in ("source_bits", "coded_bits", "channel_uses", "packets"):
                 counts[name][index] = getattr(tx.cost, name).to(device, torch.float64)
-            for name in ("packets_erased", "packets_crc_failed", "retransmissions"):
+            for name in RECEPTION_FIELDS:
                 counts[name][index] = getattr(outcome, name).to(device, torch.float64)
             counts["cells_sent"][index] = conveyed.reshape(len(index), -1).sum(1).double()
         present = batch.agent_mask[:, 1:]
@@ -459,14 +471,13 @@ class CooperativePipeline(nn.Module):
         k = snr_db.shape[0]
         own, moved, valid = self._boxes_in_ego_frame(batch, features)
         kk = own.boxes.shape[1]
-        extrapolate = getattr(self.fusion, "extrapolate", None)
-        if extrapolate is not None and motion is not None:
+        if self.fusion.compensates_latency and motion is not None:
             # latency compensation: each collaborator's boxes moved on by their estimated motion
             # (from its previous scan's detections) over the estimated age of its data
             before = motion.previous
             previous = self.model.encode(before.points, before.point_mask, before.poses)
             prev, prev_moved, prev_valid = self._boxes_in_ego_frame(before, previous)
-            moved = extrapolate(
+            moved = self.fusion.extrapolate(
                 moved,
                 valid,
                 own.labels.view(b, a, kk),
