@@ -272,9 +272,10 @@ def _run_group(
         bar.update(b * k)
     ledger = pa.concat_tables(ledgers) if ledgers else empty_ledger()
     num_frames = sum(item.batch.batch_size for item in batches)
+    bits_estimated = group.stage == FEATURE_STAGE and bool(getattr(codec, "bits_estimated", False))
     rows = functools.partial(
         _group_rows, plan, group, snrs, accs, ledger, conditions, cells, key, num_frames,
-        eval_config, feature_values, data_id,
+        eval_config, feature_values, data_id, bits_estimated,
     )  # fmt: skip
     return (rows() if pool is None else pool.submit(rows)), ledger
 
@@ -292,6 +293,7 @@ def _group_rows(
     eval_config: Any,
     feature_values: float,
     data_id: Mapping,
+    bits_estimated: bool,
 ) -> list[dict]:
     """The results rows of a group's cells from their AP accumulators and ledger."""
     cfg = plan.config
@@ -350,8 +352,7 @@ def _group_rows(
                 "realised_ratio": uses_per_link / feature_values
                 if group.stage == FEATURE_STAGE and sums["mean_links_per_frame"] > 0
                 else math.nan,
-                "bits_estimated": group.stage == FEATURE_STAGE
-                and bool(getattr(codec, "bits_estimated", False)),
+                "bits_estimated": bits_estimated,
                 **sums,
                 "per_class_ap": json.dumps(per_class, sort_keys=True) if per_class else "",
                 "config_hash": plan.config_hash,
