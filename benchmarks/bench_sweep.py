@@ -38,8 +38,8 @@ threads). ``--devices`` (``all``, or a comma list such as ``cuda:0,cuda:1`` or `
 ``run_sweep`` once more with ``device`` set to those devices (one worker process each,
 ``v2x.sweep_workers``) and prints its rate against the warm one-device ``run_sweep``; the
 workers' start (spawn, imports, model and frames onto each device) is inside the measured time.
-``--profile N`` runs the last ``run_sweep`` call under cProfile and prints the ``N`` costliest
-project functions (cumulative) and overall (own time).
+``--profile N`` runs ``run_sweep`` once more under cProfile (not one of the timed calls) and
+prints the ``N`` costliest project functions (cumulative) and overall (own time).
 """
 
 from __future__ import annotations
@@ -266,7 +266,7 @@ def main() -> None:
         type=int,
         default=0,
         metavar="N",
-        help="cProfile the last run_sweep call and print its N costliest functions",
+        help="run_sweep once more under cProfile; print its N costliest functions",
     )
     p.add_argument("--small-model", action="store_true", help="±25.6 m grid instead of ±51.2 m")
     p.add_argument("--workers", type=int, nargs="*", default=[], help="joblib worker counts")
@@ -303,9 +303,8 @@ def main() -> None:
         f"loop {r['loop_cpu_s']:.1f} s"
     )
     if not args.skip_run_sweep:
-        repeats = max(1, args.run_sweep_repeats)
-        for i in range(repeats):
-            s = bench_run_sweep(args, profile=args.profile if i == repeats - 1 else 0)
+        for i in range(max(1, args.run_sweep_repeats)):
+            s = bench_run_sweep(args)
             when = "first call, one-time imports included" if i == 0 else "again, warm"
             print(
                 f"run_sweep end to end: {s['fc_per_s']:.1f} frame-conditions/s "
@@ -313,6 +312,9 @@ def main() -> None:
                 f"CPU time {s['cpu_s']:.1f} s; {when}; "
                 f"{s['fc_per_s'] / r['loop_fc_per_s']:.1f}x the per-condition loop)"
             )
+    if args.profile and not args.skip_run_sweep:
+        print("run_sweep once more under cProfile (slower; not a figure):")
+        bench_run_sweep(args, profile=args.profile)
     if args.devices:
         devices = "all" if args.devices == "all" else args.devices.split(",")
         one = bench_run_sweep(args)
