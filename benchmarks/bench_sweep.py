@@ -310,7 +310,8 @@ def main() -> None:
                 f"run_sweep end to end: {s['fc_per_s']:.1f} frame-conditions/s "
                 f"({s['cells']} cells x {args.frames} frames in {s['wall_s']:.1f} s, "
                 f"CPU time {s['cpu_s']:.1f} s; {when}; "
-                f"{s['fc_per_s'] / r['loop_fc_per_s']:.1f}x the per-condition loop)"
+                f"{s['fc_per_s'] / r['loop_fc_per_s']:.1f}x the loop's rate, whose cells are "
+                "max fusion only)"
             )
     if args.profile and not args.skip_run_sweep:
         print("run_sweep once more under cProfile (slower; not a figure):")
