@@ -206,6 +206,7 @@ def evaluate_batch(
     same_for_all: bool = False,
     deliver: Callable[[LinkCost], Arrival] | None = None,
     resense: Resense | None = None,
+    score: bool = True,
 ) -> RunOutput:
     """Run, remove late payloads, score: ``K`` conditions on one frame batch.
 
@@ -225,6 +226,8 @@ def evaluate_batch(
             removed from fusion, old ones re-sensed, by re-running (``remove_late_payloads``).
             ``None``: everything sent arrives fresh.
         resense: how a batch is re-sensed at the ages ``deliver`` reports.
+        score: add the detections to ``accumulators`` here; ``False``: the caller does
+            (``v2x.evaluation.accumulate``, e.g. on another thread while the device goes on).
 
     Returns:
         the scored run: detections after re-runs, the cost of what was sent.
@@ -240,7 +243,8 @@ def evaluate_batch(
         out = remove_late_payloads(
             pipe, batch, out, dropped, snr_db, seeds, arrival.age_s, resense, arrival.min_age_s
         )
-    accumulate(out, gt, list(accumulators))
+    if score:
+        accumulate(out, gt, list(accumulators))
     return out
 
 

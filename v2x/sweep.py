@@ -55,7 +55,7 @@ import torch
 from v2x import __version__
 from v2x.channels import build_channel
 from v2x.datasets.frame import CLASS_NAMES, CoopBatch, CoopFrame
-from v2x.evaluation import VEHICLE_LABELS
+from v2x.evaluation import VEHICLE_LABELS, accumulate
 from v2x.execution import Arrival, evaluate_batch
 from v2x.ledger import empty_ledger, ledger_table, summarize_cells
 from v2x.loading import (  # noqa: F401 - the loading API, also reachable from here
@@ -172,14 +172,17 @@ def _run_group(
     bar,
     data_id: Mapping,
     pool: Executor | None = None,
-) -> tuple[list[dict] | Future, pa.Table]:
+    scorer: Executor | None = None,
+) -> tuple[list[dict], pa.Table] | Future:
     """Evaluate the cells of ``group`` at ``snrs`` over every frame batch: results rows and
     their ledger. Each feature-fusion cell gets the numbers of its own call with its own seed
     (``_cell_seed``; all cells of a frame batch share one pipeline call where the pipeline can,
     ``v2x.condition_streams``), so its numbers do not depend on the cells beside it; ego-only,
     late and early fusion, whose detections do not depend on the SNR, run once per batch for all
-    SNRs. With ``pool`` the rows (APs, bootstrap intervals: host work) are computed there and a
-    ``Future`` of them is returned, so that the device can go on with the next group."""
+    SNRs. With ``pool`` the host work — scoring each batch's detections and building its ledger
+    (on ``scorer``, one thread, in batch order) and the rows (APs, bootstrap intervals) — runs
+    off this thread and a ``Future`` of ``(rows, ledger)`` is returned, so that the device can go
+    on with the next batch and group."""
 
     cfg = plan.config
     snr = torch.tensor(list(snrs), dtype=torch.float32)  # geometric mode: offsets in dB
@@ -253,31 +256,46 @@ def _run_group(
             same_for_all=group.stage == "ego",
             deliver=deliver,
             resense=functools.partial(_aged_batch, clock, item, plan=plan, fusion=fusion),
+            score=False,  # _book_batch scores it (on the scorer thread when there is one)
         )
-        cost, delivery = scored.cost, deliver.delivery
-        b = item.batch.batch_size
-        ledgers.append(
-            ledger_table(
-                cells,
-                cost,
-                delivery,
-                item.network,
-                item.batch.agent_mask.cpu(),
-                group.channel,
-                group.codec,
-                group.fusion,
-                group.bandwidth_ratio,
-            )
-        )
-        bar.update(b * k)
-    ledger = pa.concat_tables(ledgers) if ledgers else empty_ledger()
+        book = functools.partial(
+            _book_batch, scored, item, accs, cells, deliver.delivery, group
+        )  # fmt: skip
+        ledgers.append(book() if scorer is None else scorer.submit(book))
+        bar.update(item.batch.batch_size * k)
     num_frames = sum(item.batch.batch_size for item in batches)
     bits_estimated = group.stage == FEATURE_STAGE and bool(getattr(codec, "bits_estimated", False))
-    rows = functools.partial(
-        _group_rows, plan, group, snrs, accs, ledger, conditions, cells, key, num_frames,
-        eval_config, feature_values, data_id, bits_estimated,
-    )  # fmt: skip
-    return (rows() if pool is None else pool.submit(rows)), ledger
+
+    def finish() -> tuple[list[dict], pa.Table]:
+        tables = [t.result() if isinstance(t, Future) else t for t in ledgers]
+        ledger = pa.concat_tables(tables) if tables else empty_ledger()
+        rows = _group_rows(
+            plan, group, snrs, accs, ledger, conditions, cells, key, num_frames, eval_config,
+            feature_values, data_id, bits_estimated,
+        )  # fmt: skip
+        return rows, ledger
+
+    return finish() if pool is None else pool.submit(finish)
+
+
+def _book_batch(
+    scored: Any, item: _Batch, accs: Sequence[APAccumulator], cells: Sequence[str],
+    delivery: Any, group: Group,
+) -> pa.Table:  # fmt: skip
+    """Score one frame batch's detections into the cells' accumulators (in batch order) and
+    return its ledger rows."""
+    accumulate(scored, item.gt, list(accs))
+    return ledger_table(
+        cells,
+        scored.cost,
+        delivery,
+        item.network,
+        item.batch.agent_mask.cpu(),
+        group.channel,
+        group.codec,
+        group.fusion,
+        group.bandwidth_ratio,
+    )
 
 
 def _group_rows(
@@ -545,15 +563,16 @@ def _run_groups(
     # while the device runs the next group; groups are still yielded in order.
     pending: deque = deque()
     pool = ThreadPoolExecutor(max_workers=ROW_THREADS, thread_name_prefix="v2x-rows")
+    scorer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="v2x-score")  # batch order
     try:
         for group, snrs in todo:
             if hasattr(bar, "set_postfix_str"):
                 bar.set_postfix_str(f"{group.fusion}/{group.codec}/{group.channel}")
             started = time.perf_counter()
-            rows, ledger = _run_group(
-                plan, group, snrs, batches, cache, device, bar, data_id, pool=pool
+            done = _run_group(
+                plan, group, snrs, batches, cache, device, bar, data_id, pool=pool, scorer=scorer
             )
-            pending.append((group, snrs, rows, ledger, started))
+            pending.append((group, snrs, done, started))
             while len(pending) > 1 or (pending and _ready(pending[0][2])):
                 yield _resolved(pending.popleft())
         while pending:
@@ -563,6 +582,7 @@ def _run_groups(
             yield _resolved(pending.popleft())
         raise
     finally:
+        scorer.shutdown(wait=True, cancel_futures=True)
         pool.shutdown(wait=True, cancel_futures=True)
         encodes.append(cache.encodes)
 
@@ -571,14 +591,14 @@ def _run_groups(
 ROW_THREADS = max(1, min(4, (os.cpu_count() or 1) - 1))
 
 
-def _ready(rows: list[dict] | Future) -> bool:
-    return not isinstance(rows, Future) or rows.done()
+def _ready(done: tuple | Future) -> bool:
+    return not isinstance(done, Future) or done.done()
 
 
 def _resolved(item: tuple) -> tuple[Group, list[float], list[dict], pa.Table, float]:
-    """``(group, snrs, rows, ledger, seconds)`` once the group's rows are computed."""
-    group, snrs, rows, ledger, started = item
-    rows = rows.result() if isinstance(rows, Future) else rows
+    """``(group, snrs, rows, ledger, seconds)`` once the group's rows and ledger are done."""
+    group, snrs, done, started = item
+    rows, ledger = done.result() if isinstance(done, Future) else done
     return group, snrs, rows, ledger, time.perf_counter() - started
 
 
