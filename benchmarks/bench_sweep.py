@@ -8,7 +8,7 @@
 
     # the issue-16 measurement on one H200 (< 3 min with frame generation; docs/benchmarks.md):
     python benchmarks/bench_sweep.py --device cuda --frames 128 --batch-size 16 \
-        --codecs identity analog deepjscc --devices all --profile 30
+        --codecs identity analog deepjscc --feature-cache-gb 8 --devices all --profile 30
 
 A *frame-condition* is one frame evaluated under one condition (an SNR of a fusion/codec/channel
 setting). Three measurements, all in this process on the same frames and model:
@@ -179,6 +179,7 @@ def bench_run_sweep(args, device: str | list[str] | None = None, profile: int = 
             },
             "output_dir": out,
             "quiet": True,
+            "feature_cache_gb": args.feature_cache_gb,
         }
         from v2x.sweep import plan_sweep
 
@@ -260,6 +261,12 @@ def main() -> None:
     p.add_argument("--codecs", nargs="+", default=["analog", "identity"])
     p.add_argument(
         "--fusions", nargs="+", default=["none", "late", "max"], help="run_sweep's grid.fusions"
+    )
+    p.add_argument(
+        "--feature-cache-gb",
+        type=float,
+        default=2.0,
+        help="run_sweep's feature_cache_gb (default model: 20 MB per frame; beyond it, re-encodes)",
     )
     p.add_argument(
         "--profile",
