@@ -7,8 +7,9 @@
     python benchmarks/bench_sweep.py --profile 30          # + where the warm run_sweep's time went
 
     # the issue-16 measurement on one H200 (< 3 min with frame generation; docs/benchmarks.md):
-    python benchmarks/bench_sweep.py --device cuda --frames 128 --batch-size 16 \
-        --codecs identity analog deepjscc --feature-cache-gb 8 --devices all --profile 30
+    for c in shipped untrained; do python benchmarks/bench_sweep.py --device cuda \
+        --checkpoint $c --frames 128 --batch-size 16 --codecs identity analog deepjscc \
+        --feature-cache-gb 8 --devices all --profile 25; done
 
 A *frame-condition* is one frame evaluated under one condition (an SNR of a fusion/codec/channel
 setting). Three measurements, all in this process on the same frames and model:
@@ -76,7 +77,14 @@ def build(args: argparse.Namespace):
     model_cfg = {}
     if args.small_model:
         model_cfg = {"grid": {"x_range_m": [-25.6, 25.6], "y_range_m": [-25.6, 25.6]}}
-    model = CoopDetector(detector_config_from_dict(model_cfg)).to(device).eval()
+    if args.checkpoint == "untrained":
+        model = CoopDetector(detector_config_from_dict(model_cfg)).to(device).eval()
+    else:  # the detector run_sweep loads for this checkpoint
+        from v2x.loading import load_model
+        from v2x.sweep_plan import plan_sweep
+
+        plan = plan_sweep({"checkpoint": args.checkpoint, "device": args.device, "quiet": True})
+        model = load_model(plan.config, device)
     batches = [
         collate_frames(frames[i : i + args.batch_size]).to(device)
         for i in range(0, len(frames), args.batch_size)
@@ -165,7 +173,7 @@ def bench_run_sweep(args, device: str | list[str] | None = None, profile: int = 
 
     with tempfile.TemporaryDirectory() as out:
         cfg = {
-            "checkpoint": "untrained",
+            "checkpoint": args.checkpoint,
             "device": args.device if device is None else device,
             "model": {"grid": {"x_range_m": [-25.6, 25.6], "y_range_m": [-25.6, 25.6]}}
             if args.small_model
@@ -276,6 +284,11 @@ def main() -> None:
         help="run_sweep once more under cProfile; print its N costliest functions",
     )
     p.add_argument("--small-model", action="store_true", help="±25.6 m grid instead of ±51.2 m")
+    p.add_argument(
+        "--checkpoint",
+        default="untrained",
+        help="detector: untrained (random weights, many detections) or shipped (or a path)",
+    )
     p.add_argument("--workers", type=int, nargs="*", default=[], help="joblib worker counts")
     p.add_argument("--jobs", type=int, default=4, help="multirun jobs (one channel each, <= 4)")
     p.add_argument("--skip-run-sweep", action="store_true")
@@ -291,6 +304,8 @@ def main() -> None:
         help="run_sweep calls, each in a fresh folder (the first pays one-time imports)",
     )
     args = p.parse_args()
+    if args.small_model and args.checkpoint != "untrained":
+        p.error("--small-model builds an untrained detector; leave out --checkpoint")
     if args.device == "cpu":
         print(f"CPU threads: {torch.get_num_threads()}  cores: {os.cpu_count()}")
     else:
