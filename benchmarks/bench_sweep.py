@@ -40,7 +40,9 @@ threads). ``--devices`` (``all``, or a comma list such as ``cuda:0,cuda:1`` or `
 ``v2x.sweep_workers``) and prints its rate against the warm one-device ``run_sweep``; the
 workers' start (spawn, imports, model and frames onto each device) is inside the measured time.
 ``--profile N`` runs ``run_sweep`` once more under cProfile (not one of the timed calls) and
-prints the ``N`` costliest project functions (cumulative) and overall (own time).
+prints the ``N`` costliest project functions (cumulative) and overall (own time); ``--trace
+PATH`` once more under ``torch.profiler`` (host + CUDA), printing the costliest operators and
+saving a Chrome trace (where the GPU waits on the host).
 """
 
 from __future__ import annotations
@@ -153,6 +155,24 @@ def bench_batched_vs_loop(args, model, batches, device) -> dict:
     return results
 
 
+def _torch_profiler(path: str):
+    """``torch.profiler.profile`` of the host and, when there is one, the CUDA device."""
+    from torch.profiler import ProfilerActivity, profile
+
+    activities = [ProfilerActivity.CPU]
+    if torch.cuda.is_available():
+        activities.append(ProfilerActivity.CUDA)
+    return profile(activities=activities)
+
+
+def _print_trace(traced, path: str) -> None:
+    """The costliest operators (device time first where there is a device) and the trace."""
+    key = "cuda_time_total" if torch.cuda.is_available() else "cpu_time_total"
+    print(traced.key_averages().table(sort_by=key, row_limit=25))
+    traced.export_chrome_trace(path)
+    print(f"Chrome trace (chrome://tracing, ui.perfetto.dev): {path}")
+
+
 def _print_profile(profiler, lines: int) -> None:
     """The ``lines`` costliest functions of the project (cumulative time), then overall (own
     time): where the time of a ``run_sweep`` call went."""
@@ -166,9 +186,12 @@ def _print_profile(profiler, lines: int) -> None:
         print(body[body.find("   ncalls") :])
 
 
-def bench_run_sweep(args, device: str | list[str] | None = None, profile: int = 0) -> dict:
+def bench_run_sweep(
+    args, device: str | list[str] | None = None, profile: int = 0, trace: str | None = None
+) -> dict:
     """One ``run_sweep`` call in a fresh output folder (nothing to resume), on ``device``
-    (default ``--device``); with ``profile`` > 0 under cProfile, printing that many lines."""
+    (default ``--device``); with ``profile`` > 0 under cProfile, printing that many lines; with
+    ``trace`` under ``torch.profiler`` (host and CUDA), saving a Chrome trace there."""
     from v2x.sweep import run_sweep
 
     with tempfile.TemporaryDirectory() as out:
@@ -198,10 +221,16 @@ def bench_run_sweep(args, device: str | list[str] | None = None, profile: int = 
 
             profiler = cProfile.Profile()
             profiler.enable()
+        traced = _torch_profiler(trace) if trace else None
+        if traced is not None:
+            traced.__enter__()
         t0, c0 = time.perf_counter(), time.process_time()
         run_sweep(cfg)
         wall = time.perf_counter() - t0
         cpu = time.process_time() - c0
+        if traced is not None:
+            traced.__exit__(None, None, None)
+            _print_trace(traced, trace)
         if profiler is not None:
             profiler.disable()
             _print_profile(profiler, profile)
@@ -283,6 +312,13 @@ def main() -> None:
         metavar="N",
         help="run_sweep once more under cProfile; print its N costliest functions",
     )
+    p.add_argument(
+        "--trace",
+        default=None,
+        metavar="PATH",
+        help="run_sweep once more under torch.profiler; print its costliest operators and "
+        "save a Chrome trace at PATH (GPU idle gaps between kernels show host overhead)",
+    )
     p.add_argument("--small-model", action="store_true", help="±25.6 m grid instead of ±51.2 m")
     p.add_argument(
         "--checkpoint",
@@ -338,6 +374,9 @@ def main() -> None:
     if args.profile and not args.skip_run_sweep:
         print("run_sweep once more under cProfile (slower; not a figure):")
         bench_run_sweep(args, profile=args.profile)
+    if args.trace and not args.skip_run_sweep:
+        print("run_sweep once more under torch.profiler (slower; not a figure):")
+        bench_run_sweep(args, trace=args.trace)
     if args.devices:
         devices = "all" if args.devices == "all" else args.devices.split(",")
         one = bench_run_sweep(args)
