@@ -179,10 +179,11 @@ def _run_group(
     (``_cell_seed``; all cells of a frame batch share one pipeline call where the pipeline can,
     ``v2x.condition_streams``), so its numbers do not depend on the cells beside it; ego-only,
     late and early fusion, whose detections do not depend on the SNR, run once per batch for all
-    SNRs. With ``pool`` the host work — scoring each batch's detections and building its ledger
-    (on ``scorer``, one thread, in batch order) and the rows (APs, bootstrap intervals) — runs
-    off this thread and a ``Future`` of ``(rows, ledger)`` is returned, so that the device can go
-    on with the next batch and group."""
+    SNRs. Host work can leave this (the device's) thread: with ``scorer`` (one thread) each
+    batch's scoring and ledger rows run there in batch order while the device goes on with the
+    next batch; with ``pool`` the group's rows (APs, bootstrap intervals) run there too and a
+    ``Future`` of ``(rows, ledger)`` is returned, so that the device can go on with the next
+    group."""
 
     cfg = plan.config
     snr = torch.tensor(list(snrs), dtype=torch.float32)  # geometric mode: offsets in dB
@@ -258,9 +259,7 @@ def _run_group(
             resense=functools.partial(_aged_batch, clock, item, plan=plan, fusion=fusion),
             score=False,  # _book_batch scores it (on the scorer thread when there is one)
         )
-        book = functools.partial(
-            _book_batch, scored, item, accs, cells, deliver.delivery, group
-        )  # fmt: skip
+        book = functools.partial(_book_batch, scored, item, accs, cells, deliver.delivery, group)
         ledgers.append(book() if scorer is None else scorer.submit(book))
         bar.update(item.batch.batch_size * k)
     num_frames = sum(item.batch.batch_size for item in batches)
@@ -279,9 +278,13 @@ def _run_group(
 
 
 def _book_batch(
-    scored: Any, item: _Batch, accs: Sequence[APAccumulator], cells: Sequence[str],
-    delivery: Any, group: Group,
-) -> pa.Table:  # fmt: skip
+    scored: Any,
+    item: _Batch,
+    accs: Sequence[APAccumulator],
+    cells: Sequence[str],
+    delivery: Any,
+    group: Group,
+) -> pa.Table:
     """Score one frame batch's detections into the cells' accumulators (in batch order) and
     return its ledger rows."""
     accumulate(scored, item.gt, list(accs))
