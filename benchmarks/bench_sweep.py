@@ -1,20 +1,31 @@
 """Sweep throughput: frame-conditions per second, batched vs a per-condition loop, and joblib scaling.
 
     python benchmarks/bench_sweep.py                       # CPU
-    python benchmarks/bench_sweep.py --device cuda         # GPU (goal: >= 1,000 frame-cond/s)
+    python benchmarks/bench_sweep.py --device cuda         # GPU
     python benchmarks/bench_sweep.py --workers 1 2 4       # + a joblib multirun over 1, 2, 4 jobs
     python benchmarks/bench_sweep.py --device cuda --devices all   # + run_sweep on every GPU
+    python benchmarks/bench_sweep.py --profile 30          # + where the warm run_sweep's time went
+
+    # the issue-16 measurement on one H200 (< 3 min with frame generation; docs/benchmarks.md):
+    for c in shipped untrained; do python benchmarks/bench_sweep.py --device cuda \
+        --checkpoint $c --frames 128 --batch-size 16 --codecs identity analog deepjscc \
+        --feature-cache-gb 8 --devices all --profile 25; done
 
 A *frame-condition* is one frame evaluated under one condition (an SNR of a fusion/codec/channel
 setting). Three measurements, all in this process on the same frames and model:
 
-1. **batched**: what ``run_sweep`` does — encoders run once per frame batch, then every SNR of
-   a setting goes through ``CooperativePipeline.run`` as one batch (``K`` conditions).
+1. **batched**: what ``run_sweep`` does for a feature-fusion group — encoders run once per frame
+   batch, then every SNR of a setting goes through one ``CooperativePipeline.run`` call
+   (``run_conditions`` with one seed per condition: each condition's codec + channel block is
+   drawn from its own seed, ``v2x.condition_streams``; warp, fusion, head and NMS run once for
+   all ``K`` conditions).
 2. **loop (reference)**: the naive way — for every condition, run the whole detector again
    (encode + codec + channel + fusion + head) with one SNR.
-3. **run_sweep**: the full app path (network, budget, ledger, AP, atomic writes) end to end,
+3. **run_sweep**: the full app path (network, budget, ledger, AP with bootstrap intervals,
+   atomic writes) end to end over ``--fusions`` × ``--codecs`` × ``--snr-db``,
    ``--run-sweep-repeats`` times (default 2) in fresh folders: the first call also pays the
-   process's one-time imports (OmegaConf, pyarrow, ...), the second shows the steady state.
+   process's one-time imports (OmegaConf, pyarrow, ...), the second shows the steady state. Its
+   rate is also printed as a multiple of the loop's (the issue's "x the per-condition loop").
 
 Both the batched path and ``run_sweep`` let conditions whose decoded maps are bitwise equal
 (the ``identity`` codec at every SNR, a digital link above its cliff) share one warp + fusion +
@@ -22,13 +33,16 @@ head + NMS and one evaluation pass; the loop reference runs every condition on i
 user without the batching would. ``--codecs analog`` alone gives the figure with no such
 sharing (every SNR differs).
 
-The ratio batched/loop is printed next to the absolute numbers. ``--workers`` launches
-``v2x-sweep -m hydra/launcher=joblib`` with ``--jobs`` jobs (one channel each) and reports the
-wall time per worker count (each job gets ``cores // workers`` torch threads). ``--devices``
-(``all``, or a comma list such as ``cuda:0,cuda:1`` or ``cpu,cpu``) runs ``run_sweep`` once more
-with ``device`` set to those devices (one worker process each, ``v2x.sweep_workers``) and prints
-its rate against the warm one-device ``run_sweep``; the workers' start (spawn, imports, model and
-frames onto each device) is inside the measured time.
+``--workers`` launches ``v2x-sweep -m hydra/launcher=joblib`` with ``--jobs`` jobs (one channel
+each) and reports the wall time per worker count (each job gets ``cores // workers`` torch
+threads). ``--devices`` (``all``, or a comma list such as ``cuda:0,cuda:1`` or ``cpu,cpu``) runs
+``run_sweep`` once more with ``device`` set to those devices (one worker process each,
+``v2x.sweep_workers``) and prints its rate against the warm one-device ``run_sweep``; the
+workers' start (spawn, imports, model and frames onto each device) is inside the measured time.
+``--profile N`` runs ``run_sweep`` once more under cProfile (not one of the timed calls) and
+prints the ``N`` costliest project functions (cumulative) and overall (own time); ``--trace
+PATH`` once more under ``torch.profiler`` (host + CUDA), printing the costliest operators and
+saving a Chrome trace (where the GPU waits on the host).
 """
 
 from __future__ import annotations
@@ -65,7 +79,14 @@ def build(args: argparse.Namespace):
     model_cfg = {}
     if args.small_model:
         model_cfg = {"grid": {"x_range_m": [-25.6, 25.6], "y_range_m": [-25.6, 25.6]}}
-    model = CoopDetector(detector_config_from_dict(model_cfg)).to(device).eval()
+    if args.checkpoint == "untrained":
+        model = CoopDetector(detector_config_from_dict(model_cfg)).to(device).eval()
+    else:  # the detector run_sweep loads for this checkpoint
+        from v2x.loading import load_model
+        from v2x.sweep_plan import plan_sweep
+
+        plan = plan_sweep({"checkpoint": args.checkpoint, "device": args.device, "quiet": True})
+        model = load_model(plan.config, device)
     batches = [
         collate_frames(frames[i : i + args.batch_size]).to(device)
         for i in range(0, len(frames), args.batch_size)
@@ -78,23 +99,31 @@ def pipeline(model, fusion: str, codec: str, device):
     from v2x.perception.fusion import build_fusion
     from v2x.pipeline import CooperativePipeline
     from v2x.semcom import build_codec
+    from v2x.sweep_plan import sweep_arguments
 
+    kwargs = {}
+    if "in_channels" in sweep_arguments(codec):  # deepjscc: the detector's feature channels
+        kwargs["in_channels"] = int(model.config.feature_channels)
+    torch.manual_seed(0)
     return CooperativePipeline(
-        model, build_fusion(fusion), build_codec(codec).to(device), build_channel("awgn")
+        model, build_fusion(fusion), build_codec(codec, **kwargs).to(device), build_channel("awgn")
     ).eval()
 
 
 def bench_batched_vs_loop(args, model, batches, device) -> dict:
+    from v2x.execution import run_conditions
     from v2x.sweep_reuse import EncodeCache
 
     snr = torch.tensor(args.snr_db, dtype=torch.float32)
     k = snr.numel()
     frames = sum(b.batch_size for b in batches)
     settings = [("max", c) for c in args.codecs]
+    seeds = [1000 + i for i in range(k)]  # one per condition, as run_sweep's cells
     results = {}
     with torch.no_grad():
-        # warm-up
-        pipeline(model, *settings[0], device).run(batches[0], snr[:1])
+        # warm-up: every setting once (lazy imports, kernels, autotuning)
+        for setting in settings:
+            run_conditions(pipeline(model, *setting, device), batches[0], snr, seeds)
         _sync(device)
         cache = EncodeCache(model, 8e9)
         t0, c0 = time.perf_counter(), time.process_time()
@@ -102,7 +131,7 @@ def bench_batched_vs_loop(args, model, batches, device) -> dict:
             pipe = pipeline(cache, fusion, codec, device)
             for bi, batch in enumerate(batches):
                 cache.batch_index = bi
-                out = pipe.run(batch, snr)
+                out = run_conditions(pipe, batch, snr, seeds)  # what run_sweep runs
                 out.detections.valid.any().item()
         _sync(device)
         batched = time.perf_counter() - t0
@@ -126,14 +155,48 @@ def bench_batched_vs_loop(args, model, batches, device) -> dict:
     return results
 
 
-def bench_run_sweep(args, device: str | list[str] | None = None) -> dict:
+def _torch_profiler(path: str):
+    """``torch.profiler.profile`` of the host and, when there is one, the CUDA device."""
+    from torch.profiler import ProfilerActivity, profile
+
+    activities = [ProfilerActivity.CPU]
+    if torch.cuda.is_available():
+        activities.append(ProfilerActivity.CUDA)
+    return profile(activities=activities)
+
+
+def _print_trace(traced, path: str) -> None:
+    """The costliest operators (device time first where there is a device) and the trace."""
+    key = "cuda_time_total" if torch.cuda.is_available() else "cpu_time_total"
+    print(traced.key_averages().table(sort_by=key, row_limit=25))
+    traced.export_chrome_trace(path)
+    print(f"Chrome trace (chrome://tracing, ui.perfetto.dev): {path}")
+
+
+def _print_profile(profiler, lines: int) -> None:
+    """The ``lines`` costliest functions of the project (cumulative time), then overall (own
+    time): where the time of a ``run_sweep`` call went."""
+    import io
+    import pstats
+
+    for order, where in (("cumulative", r"v2x|perception|semcom|channels"), ("tottime", "")):
+        text = io.StringIO()
+        pstats.Stats(profiler, stream=text).sort_stats(order).print_stats(where, lines)
+        body = text.getvalue()
+        print(body[body.find("   ncalls") :])
+
+
+def bench_run_sweep(
+    args, device: str | list[str] | None = None, profile: int = 0, trace: str | None = None
+) -> dict:
     """One ``run_sweep`` call in a fresh output folder (nothing to resume), on ``device``
-    (default ``--device``)."""
+    (default ``--device``); with ``profile`` > 0 under cProfile, printing that many lines; with
+    ``trace`` under ``torch.profiler`` (host and CUDA), saving a Chrome trace there."""
     from v2x.sweep import run_sweep
 
     with tempfile.TemporaryDirectory() as out:
         cfg = {
-            "checkpoint": "untrained",
+            "checkpoint": args.checkpoint,
             "device": args.device if device is None else device,
             "model": {"grid": {"x_range_m": [-25.6, 25.6], "y_range_m": [-25.6, 25.6]}}
             if args.small_model
@@ -143,18 +206,34 @@ def bench_run_sweep(args, device: str | list[str] | None = None) -> dict:
             "grid": {
                 "snr_db": args.snr_db,
                 "codecs": args.codecs,
-                "fusions": ["none", "late", "max"],
+                "fusions": args.fusions,
             },
             "output_dir": out,
             "quiet": True,
+            "feature_cache_gb": args.feature_cache_gb,
         }
         from v2x.sweep import plan_sweep
 
         plan = plan_sweep(cfg)
+        profiler = None
+        if profile:
+            import cProfile
+
+            profiler = cProfile.Profile()
+            profiler.enable()
+        traced = _torch_profiler(trace) if trace else None
+        if traced is not None:
+            traced.__enter__()
         t0, c0 = time.perf_counter(), time.process_time()
         run_sweep(cfg)
         wall = time.perf_counter() - t0
         cpu = time.process_time() - c0
+        if traced is not None:
+            traced.__exit__(None, None, None)
+            _print_trace(traced, trace)
+        if profiler is not None:
+            profiler.disable()
+            _print_profile(profiler, profile)
     work = plan.num_cells * args.frames
     return {"cells": plan.num_cells, "wall_s": wall, "cpu_s": cpu, "fc_per_s": work / wall}
 
@@ -217,7 +296,35 @@ def main() -> None:
     p.add_argument("--batch-size", type=int, default=4)
     p.add_argument("--snr-db", type=float, nargs="+", default=[-10, -5, 0, 5, 10, 20, 30])
     p.add_argument("--codecs", nargs="+", default=["analog", "identity"])
+    p.add_argument(
+        "--fusions", nargs="+", default=["none", "late", "max"], help="run_sweep's grid.fusions"
+    )
+    p.add_argument(
+        "--feature-cache-gb",
+        type=float,
+        default=2.0,
+        help="run_sweep's feature_cache_gb (default model: 20 MB per frame; beyond it, re-encodes)",
+    )
+    p.add_argument(
+        "--profile",
+        type=int,
+        default=0,
+        metavar="N",
+        help="run_sweep once more under cProfile; print its N costliest functions",
+    )
+    p.add_argument(
+        "--trace",
+        default=None,
+        metavar="PATH",
+        help="run_sweep once more under torch.profiler; print its costliest operators and "
+        "save a Chrome trace at PATH (GPU idle gaps between kernels show host overhead)",
+    )
     p.add_argument("--small-model", action="store_true", help="±25.6 m grid instead of ±51.2 m")
+    p.add_argument(
+        "--checkpoint",
+        default="untrained",
+        help="detector: untrained (random weights, many detections) or shipped (or a path)",
+    )
     p.add_argument("--workers", type=int, nargs="*", default=[], help="joblib worker counts")
     p.add_argument("--jobs", type=int, default=4, help="multirun jobs (one channel each, <= 4)")
     p.add_argument("--skip-run-sweep", action="store_true")
@@ -233,6 +340,8 @@ def main() -> None:
         help="run_sweep calls, each in a fresh folder (the first pays one-time imports)",
     )
     args = p.parse_args()
+    if args.small_model and args.checkpoint != "untrained":
+        p.error("--small-model builds an untrained detector; leave out --checkpoint")
     if args.device == "cpu":
         print(f"CPU threads: {torch.get_num_threads()}  cores: {os.cpu_count()}")
     else:
@@ -258,8 +367,16 @@ def main() -> None:
             print(
                 f"run_sweep end to end: {s['fc_per_s']:.1f} frame-conditions/s "
                 f"({s['cells']} cells x {args.frames} frames in {s['wall_s']:.1f} s, "
-                f"CPU time {s['cpu_s']:.1f} s; {when})"
+                f"CPU time {s['cpu_s']:.1f} s; {when}; "
+                f"{s['fc_per_s'] / r['loop_fc_per_s']:.1f}x the loop's rate, whose cells are "
+                "max fusion only)"
             )
+    if args.profile and not args.skip_run_sweep:
+        print("run_sweep once more under cProfile (slower; not a figure):")
+        bench_run_sweep(args, profile=args.profile)
+    if args.trace and not args.skip_run_sweep:
+        print("run_sweep once more under torch.profiler (slower; not a figure):")
+        bench_run_sweep(args, trace=args.trace)
     if args.devices:
         devices = "all" if args.devices == "all" else args.devices.split(",")
         one = bench_run_sweep(args)

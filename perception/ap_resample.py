@@ -51,15 +51,23 @@ def resampled_aps(
     scores = np.asarray(scores, dtype=np.float64).reshape(-1)
     lengths = np.asarray(lengths, dtype=np.int64).reshape(-1)
     frame_gt = np.asarray(frame_gt, dtype=np.int64).reshape(-1)
-    rows = [np.asarray(d, dtype=np.int64).reshape(-1) for d in draws]
-    num_gt = np.asarray([int(frame_gt[d].sum()) for d in rows], dtype=np.int64)
-    rows = [d for d, g in zip(rows, num_gt) if g > 0]
+    if isinstance(draws, np.ndarray) and draws.ndim == 2:  # equal-length rows: no Python loop
+        rows = draws.astype(np.int64, copy=False)
+        num_gt = frame_gt[rows].sum(axis=1)
+        rows = rows[num_gt > 0]
+        per_row = lengths[rows].sum(axis=1)
+    else:
+        rows = [np.asarray(d, dtype=np.int64).reshape(-1) for d in draws]
+        num_gt = np.asarray([int(frame_gt[d].sum()) for d in rows], dtype=np.int64)
+        rows = [d for d, g in zip(rows, num_gt) if g > 0]
+        per_row = np.asarray([int(lengths[d].sum()) for d in rows], dtype=np.int64)
     num_gt = num_gt[num_gt > 0]
     offsets = np.cumsum(lengths) - lengths
-    per_row = np.asarray([int(lengths[d].sum()) for d in rows], dtype=np.int64)
     # Padding sorts after every detection by a key of +inf, which NaN scores would not respect:
     # then one resample per chunk (no padding at all).
     one_by_one = sort == "global" and not bool(np.isfinite(scores).all())
+    if sort == "per_frame":  # only the true positives' positions matter (_true_positive_aps)
+        return _true_positive_aps(tp, lengths, rows, num_gt)
     out = np.empty(len(rows), dtype=np.float64)
     start = 0
     while start < len(rows):
@@ -72,24 +80,101 @@ def resampled_aps(
     return out
 
 
+def _true_positive_aps(
+    tp: np.ndarray,
+    lengths: np.ndarray,
+    rows: np.ndarray | Sequence[np.ndarray],
+    num_gt: np.ndarray,
+) -> np.ndarray:
+    """Per-frame order: the AP of each resample from its true positives alone, bit for bit.
+
+    In ``voc_ap`` recall changes only at a true positive (the ``c``-th, at position ``p``
+    of the concatenation: recall ``c / G``, precision ``c / (p + 1)``) and once more at the
+    appended recall 1 (a term ``(1 − T / G) · 0``, present iff ``T / G != 1``). The envelope at
+    a true positive is the largest precision at or after it, reached at a true positive (a
+    false positive's precision is below that of the true positive before it), so the summed
+    terms ``(c / G − (c − 1) / G) · max_{c' ≥ c} c' / (p_c' + 1)`` and the final one are
+    exactly ``voc_ap``'s, in its order, with its arithmetic; the work is the true positives'.
+    """
+    r = len(rows)
+    if r == 0:
+        return np.zeros(0, dtype=np.float64)
+    drawn = rows.reshape(-1) if isinstance(rows, np.ndarray) else np.concatenate(rows)
+    frames_per_row = (
+        np.full(r, rows.shape[1], dtype=np.int64)
+        if isinstance(rows, np.ndarray)
+        else np.asarray([len(d) for d in rows], dtype=np.int64)
+    )
+    row_of_draw = np.repeat(np.arange(r), frames_per_row)
+    # each drawn frame's first position in its resample's concatenation
+    n_det = lengths[drawn]
+    ends = np.cumsum(n_det)
+    row_start = np.concatenate([[0], ends])[np.cumsum(frames_per_row) - frames_per_row]
+    start = ends - n_det - row_start[row_of_draw]
+    # the true positives of every frame record, by position inside the frame
+    frame_of_tp = np.repeat(np.arange(len(lengths)), lengths)[tp > 0]
+    local = np.flatnonzero(tp > 0) - (np.cumsum(lengths) - lengths)[frame_of_tp]
+    tps_per_frame = np.bincount(frame_of_tp, minlength=len(lengths)).astype(np.int64)
+    tp_first = np.cumsum(tps_per_frame) - tps_per_frame
+    t_draw = tps_per_frame[drawn]
+    total = int(t_draw.sum())
+    draw_of_tp = np.repeat(np.arange(drawn.size), t_draw)
+    within = np.arange(total) - np.repeat(np.cumsum(t_draw) - t_draw, t_draw)
+    position = start[draw_of_tp] + local[tp_first[drawn][draw_of_tp] + within]
+    row = row_of_draw[draw_of_tp]
+    t_row = np.bincount(row, minlength=r).astype(np.int64)
+    count = np.arange(total) - np.repeat(np.cumsum(t_row) - t_row, t_row) + 1  # c = 1..T
+    width = int(t_row.max()) + 1
+    col = count - 1
+    ctp = np.zeros((r, width), dtype=np.int64)
+    ctp[row, col] = count
+    pos1 = np.ones((r, width), dtype=np.int64)
+    pos1[row, col] = position + 1
+    inside = np.arange(width)[None, :] < t_row[:, None]
+    precision = np.where(inside, ctp / pos1, 0.0)
+    mpre = np.maximum.accumulate(precision[:, ::-1], axis=1)[:, ::-1]
+    g = num_gt.astype(np.float64)[:, None]
+    recall, before = ctp / g, (ctp - 1) / g
+    before[:, 0] = 0.0  # the first true positive follows recall 0 (0 / G, or voc_ap's 0)
+    terms = (recall - before) * mpre
+    last = t_row / num_gt.astype(np.float64)  # recall after the last detection (0 without)
+    final = last != 1.0
+    terms[np.arange(r), t_row] = (1.0 - last) * 0.0  # the appended recall 1, envelope 0
+    keep = inside.copy()
+    keep[np.arange(r), t_row] = final
+    flat = terms[keep]
+    counts = keep.sum(axis=1)
+    stops = np.cumsum(counts)
+    add = np.add.reduce  # np.sum's own pairwise sum on a 1-D float64 array
+    return np.fromiter(
+        (add(flat[a:b]) for a, b in zip((stops - counts).tolist(), stops.tolist())),
+        dtype=np.float64,
+        count=r,
+    )
+
+
 def _chunk_aps(
     tp: np.ndarray,
     scores: np.ndarray,
     lengths: np.ndarray,
     offsets: np.ndarray,
-    rows: Sequence[np.ndarray],
+    rows: np.ndarray | Sequence[np.ndarray],
     num_gt: np.ndarray,
     sort: str,
 ) -> np.ndarray:
     """``resampled_aps`` of a chunk of resamples that all have GT."""
     r = len(rows)
-    drawn = np.concatenate(rows)
+    drawn = rows.reshape(-1) if isinstance(rows, np.ndarray) else np.concatenate(rows)
     n_det = lengths[drawn]
     ends = np.cumsum(n_det)
     total = int(ends[-1]) if ends.size else 0
     # the drawn frames' detections, frame after frame and resample after resample
     pos = np.arange(total) + np.repeat(offsets[drawn] - (ends - n_det), n_det)
-    frames_per_row = np.asarray([len(d) for d in rows], dtype=np.int64)
+    frames_per_row = (
+        np.full(r, rows.shape[1], dtype=np.int64)
+        if isinstance(rows, np.ndarray)
+        else np.asarray([len(d) for d in rows], dtype=np.int64)
+    )
     bounds = np.concatenate([[0], np.cumsum(frames_per_row)])
     per_row = np.concatenate([[0], ends])[bounds[1:]] - np.concatenate([[0], ends])[bounds[:-1]]
     row = np.repeat(np.arange(r), per_row)
@@ -118,8 +203,10 @@ def _chunk_aps(
     terms = ((mrec[:, 1:] - mrec[:, :-1]) * mpre[:, 1:])[change]
     counts = change.sum(axis=1)
     stops = np.cumsum(counts)
+    # np.add.reduce is what np.sum runs on a 1-D float64 array (the same pairwise sum)
+    add = np.add.reduce
     return np.fromiter(
-        (float(np.sum(terms[a:b])) for a, b in zip((stops - counts).tolist(), stops.tolist())),
+        (add(terms[a:b]) for a, b in zip((stops - counts).tolist(), stops.tolist())),
         dtype=np.float64,
         count=r,
     )

@@ -151,7 +151,8 @@ def remove_late_payloads(
     det = out.detections
     boxes, scores = det.boxes.clone(), det.scores.clone()
     labels, valid = det.labels.clone(), det.valid.clone()
-    silent = {ki: not bool((cost.sent[ki] & ~dropped[ki].to(device)).any()) for ki in todo}
+    on_air = (cost.sent.cpu() & ~dropped).flatten(1).any(1)  # [K]: one transfer, not K syncs
+    silent = {ki: not bool(on_air[ki]) for ki in todo}
     # Silent conditions that lost the same payloads share the re-run of the first of them.
     shared: dict[int, int] = {}
     quiet = [ki for ki in todo if silent[ki]]
@@ -199,6 +200,7 @@ def evaluate_batch(
     same_for_all: bool = False,
     deliver: Callable[[LinkCost], Arrival] | None = None,
     resense: Resense | None = None,
+    score: bool = True,
 ) -> RunOutput:
     """Run, remove late payloads, score: ``K`` conditions on one frame batch.
 
@@ -218,6 +220,8 @@ def evaluate_batch(
             removed from fusion, old ones re-sensed, by re-running (``remove_late_payloads``).
             ``None``: everything sent arrives fresh.
         resense: how a batch is re-sensed at the ages ``deliver`` reports.
+        score: add the detections to ``accumulators`` here; ``False``: the caller does
+            (``v2x.evaluation.accumulate``, e.g. on another thread while the device goes on).
 
     Returns:
         the scored run: detections after re-runs, the cost of what was sent.
@@ -233,7 +237,8 @@ def evaluate_batch(
         out = remove_late_payloads(
             pipe, batch, out, dropped, snr_db, seeds, arrival.age_s, resense, arrival.min_age_s
         )
-    accumulate(out, gt, list(accumulators))
+    if score:
+        accumulate(out, gt, list(accumulators))
     return out
 
 

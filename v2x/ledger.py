@@ -179,12 +179,24 @@ def ledger_table(
         return t[kk, bb, aa].numpy()
 
     nets = network.frames
+    # Per-slot values are looked up once per (frame, agent) slot, then gathered for every row
+    # (``K`` conditions share them): no Python work per ledger row.
+    slots = [(i, j) for i in range(b) for j in range(a) if bool(mask[i, j])]
 
-    def slot(name: str) -> list:
-        return [getattr(nets[i], name)[j] for i, j in zip(bb, aa)]
+    def grid(name: str) -> np.ndarray:
+        table = np.empty((b, a), dtype=object)
+        for i, j in slots:
+            table[i, j] = getattr(nets[i], name)[j]
+        return table
 
-    def ego(name: str) -> list:
-        return [getattr(nets[i], name)[0] for i in bb]
+    def slot(name: str) -> np.ndarray:
+        return grid(name)[bb, aa]
+
+    def ego(name: str) -> np.ndarray:
+        table = np.empty(b, dtype=object)
+        for i in range(b):
+            table[i] = getattr(nets[i], name)[0]
+        return table[bb]
 
     # What happened on the air counts for payloads that reached the receiver in time; a payload
     # dropped at the deadline loses all its packets and none of its cells is fused.
@@ -195,13 +207,16 @@ def ledger_table(
     cells_used = np.where(on_time, pick(host["cells_used"]), 0.0)
     delivered = on_time & ~((cells_sent > 0) & (cells_used <= 0))
 
-    pos_tx = np.array([nets[i].position_m[j] for i, j in zip(bb, aa)]).reshape(-1, 3)
-    pos_rx = np.array([nets[i].position_m[0] for i in bb]).reshape(-1, 3)
+    positions = [np.asarray(net.position_m) for net in nets]
+    where = np.zeros((b, a, 3), dtype=np.result_type(*positions) if positions else np.float64)
+    for i, p in enumerate(positions):
+        where[i, : len(p)] = p
+    pos_tx, pos_rx = where[bb, aa].reshape(-1, 3), where[bb, 0].reshape(-1, 3)
     n = len(kk)
     columns = {
-        "cell_id": [cell_ids[i] for i in kk],
+        "cell_id": _objects(list(cell_ids))[kk],
         "condition_id": kk.astype(np.int32),
-        "frame_id": [nets[i].frame_id for i in bb],
+        "frame_id": _objects([net.frame_id for net in nets])[bb],
         "tx_agent": slot("agent_ids"),
         "rx_agent": ego("agent_ids"),
         "tx_kind": slot("kinds"),
@@ -240,6 +255,14 @@ def ledger_table(
         "rx_y_m": pos_rx[:, 1],
     }
     return pa.table(columns, schema=LEDGER_SCHEMA)
+
+
+def _objects(values: Sequence) -> np.ndarray:
+    """A 1-D object array of ``values``, each kept as it is (never unpacked into an axis)."""
+    out = np.empty(len(values), dtype=object)
+    for i, v in enumerate(values):
+        out[i] = v
+    return out
 
 
 def empty_ledger() -> pa.Table:

@@ -40,8 +40,11 @@ import functools
 import json
 import logging
 import math
+import os
 import time
+from collections import deque
 from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -52,7 +55,7 @@ import torch
 from v2x import __version__
 from v2x.channels import build_channel
 from v2x.datasets.frame import CLASS_NAMES, CoopFrame
-from v2x.evaluation import VEHICLE_LABELS
+from v2x.evaluation import VEHICLE_LABELS, accumulate
 from v2x.execution import Arrival, evaluate_batch
 from v2x.ledger import empty_ledger, ledger_table, summarize_cells
 from v2x.loading import (  # noqa: F401 - the loading API, also reachable from here
@@ -175,11 +178,19 @@ def _run_group(
     device,
     bar,
     data_id: Mapping,
-) -> tuple[list[dict], pa.Table]:
+    pool: Executor | None = None,
+    scorer: Executor | None = None,
+) -> tuple[list[dict], pa.Table] | Future:
     """Evaluate the cells of ``group`` at ``snrs`` over every frame batch: results rows and
-    their ledger. Each feature-fusion cell runs in its own call with its own seed
-    (``_cell_seed``), so its numbers do not depend on the cells beside it; ego-only, late and
-    early fusion, whose detections do not depend on the SNR, run once per batch for all SNRs."""
+    their ledger. Each feature-fusion cell gets the numbers of its own call with its own seed
+    (``_cell_seed``; all cells of a frame batch share one pipeline call where the pipeline can,
+    ``v2x.condition_streams``), so its numbers do not depend on the cells beside it; ego-only,
+    late and early fusion, whose detections do not depend on the SNR, run once per batch for all
+    SNRs. Host work can leave this (the device's) thread: with ``scorer`` (one thread) each
+    batch's scoring and ledger rows run there in batch order while the device goes on with the
+    next batch; with ``pool`` the group's rows (APs, bootstrap intervals) run there too and a
+    ``Future`` of ``(rows, ledger)`` is returned, so that the device can go on with the next
+    group."""
 
     cfg = plan.config
     snr = torch.tensor(list(snrs), dtype=torch.float32)  # geometric mode: offsets in dB
@@ -253,26 +264,68 @@ def _run_group(
             same_for_all=group.stage == "ego",
             deliver=deliver,
             resense=functools.partial(resense_batch, clock, item, plan=plan, fusion=fusion),
+            score=False,  # _book_batch scores it (on the scorer thread when there is one)
         )
-        cost, delivery = scored.cost, deliver.delivery
-        b = item.batch.batch_size
-        ledgers.append(
-            ledger_table(
-                cells,
-                cost,
-                delivery,
-                item.network,
-                item.batch.agent_mask.cpu(),
-                group.channel,
-                group.codec,
-                group.fusion,
-                group.bandwidth_ratio,
-            )
-        )
-        bar.update(b * k)
-    ledger = pa.concat_tables(ledgers) if ledgers else empty_ledger()
-    rows = []
+        book = functools.partial(_book_batch, scored, item, accs, cells, deliver.delivery, group)
+        ledgers.append(book() if scorer is None else scorer.submit(book))
+        bar.update(item.batch.batch_size * k)
     num_frames = sum(item.batch.batch_size for item in batches)
+    bits_estimated = group.stage == FEATURE_STAGE and bool(getattr(codec, "bits_estimated", False))
+
+    def finish() -> tuple[list[dict], pa.Table]:
+        tables = [t.result() if isinstance(t, Future) else t for t in ledgers]
+        ledger = pa.concat_tables(tables) if tables else empty_ledger()
+        rows = _group_rows(
+            plan, group, snrs, accs, ledger, conditions, cells, key, num_frames, eval_config,
+            feature_values, data_id, bits_estimated,
+        )  # fmt: skip
+        return rows, ledger
+
+    return finish() if pool is None else pool.submit(finish)
+
+
+def _book_batch(
+    scored: Any,
+    item: _Batch,
+    accs: Sequence[APAccumulator],
+    cells: Sequence[str],
+    delivery: Any,
+    group: Group,
+) -> pa.Table:
+    """Score one frame batch's detections into the cells' accumulators (in batch order) and
+    return its ledger rows."""
+    accumulate(scored, item.gt, list(accs))
+    return ledger_table(
+        cells,
+        scored.cost,
+        delivery,
+        item.network,
+        item.batch.agent_mask.cpu(),
+        group.channel,
+        group.codec,
+        group.fusion,
+        group.bandwidth_ratio,
+    )
+
+
+def _group_rows(
+    plan: SweepPlan,
+    group: Group,
+    snrs: Sequence[float],
+    accs: Sequence[APAccumulator],
+    ledger: pa.Table,
+    conditions: Sequence[Mapping],
+    cells: Sequence[str],
+    key: str,
+    num_frames: int,
+    eval_config: Any,
+    feature_values: float,
+    data_id: Mapping,
+    bits_estimated: bool,
+) -> list[dict]:
+    """The results rows of a group's cells from their AP accumulators and ledger."""
+    cfg = plan.config
+    rows = []
     convention = json.dumps(eval_config.convention(), sort_keys=True)
     cell_sums = summarize_cells(ledger, cells, num_frames)
     for ki in range(len(snrs)):
@@ -327,8 +380,7 @@ def _run_group(
                 "realised_ratio": uses_per_link / feature_values
                 if group.stage == FEATURE_STAGE and sums["mean_links_per_frame"] > 0
                 else math.nan,
-                "bits_estimated": group.stage == FEATURE_STAGE
-                and bool(getattr(codec, "bits_estimated", False)),
+                "bits_estimated": bits_estimated,
                 **sums,
                 "per_class_ap": json.dumps(per_class, sort_keys=True) if per_class else "",
                 "config_hash": plan.config_hash,
@@ -342,7 +394,7 @@ def _run_group(
                 "setting_key": key,
             }
         )
-    return rows, ledger
+    return rows
 
 
 #: The evaluator groups whose APs are results columns, with the IoU thresholds that get
@@ -461,15 +513,47 @@ def _run_groups(
     """Compute the ``todo`` groups in this process on ``device``, in order: yields each group,
     its SNRs, results rows, ledger and seconds; appends the encoder passes to ``encodes``."""
     cache, batches = prepare_device(plan, frames, device)
+    # A group's rows (APs and bootstrap intervals, numpy on the host) are computed on a thread
+    # while the device runs the next group; groups are still yielded in order.
+    pending: deque = deque()
+    pool = ThreadPoolExecutor(max_workers=ROW_THREADS, thread_name_prefix="v2x-rows")
+    scorer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="v2x-score")  # batch order
     try:
         for group, snrs in todo:
             if hasattr(bar, "set_postfix_str"):
                 bar.set_postfix_str(f"{group.fusion}/{group.codec}/{group.channel}")
             started = time.perf_counter()
-            rows, ledger = _run_group(plan, group, snrs, batches, cache, device, bar, data_id)
-            yield group, snrs, rows, ledger, time.perf_counter() - started
+            done = _run_group(
+                plan, group, snrs, batches, cache, device, bar, data_id, pool=pool, scorer=scorer
+            )
+            pending.append((group, snrs, done, started))
+            while len(pending) > 1 or (pending and _ready(pending[0][2])):
+                yield _resolved(pending.popleft())
+        while pending:
+            yield _resolved(pending.popleft())
+    except KeyboardInterrupt:
+        while pending:  # groups computed before the interrupt are still saved
+            yield _resolved(pending.popleft())
+        raise
     finally:
+        scorer.shutdown(wait=True, cancel_futures=True)
+        pool.shutdown(wait=True, cancel_futures=True)
         encodes.append(cache.encodes)
+
+
+#: Threads that compute finished groups' results rows while the device goes on.
+ROW_THREADS = max(1, min(4, (os.cpu_count() or 1) - 1))
+
+
+def _ready(done: tuple | Future) -> bool:
+    return not isinstance(done, Future) or done.done()
+
+
+def _resolved(item: tuple) -> tuple[Group, list[float], list[dict], pa.Table, float]:
+    """``(group, snrs, rows, ledger, seconds)`` once the group's rows and ledger are done."""
+    group, snrs, done, started = item
+    rows, ledger = done.result() if isinstance(done, Future) else done
+    return group, snrs, rows, ledger, time.perf_counter() - started
 
 
 __all__ = ["SweepConfig", "plan_sweep", "run_sweep", "load_frames", "results_table_text"]

@@ -16,7 +16,7 @@ import multiprocessing as mp
 import os
 import time
 from collections.abc import Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor, as_completed
 from typing import Any
 
 import pyarrow as pa
@@ -45,6 +45,9 @@ def _start(config: dict, devices: Any, threads: int) -> None:
         device=device,
         cache=cache,
         batches=batches,
+        # each batch's scoring and ledger rows beside the device, in batch order (as in one
+        # process: v2x.sweep._run_groups)
+        scorer=ThreadPoolExecutor(max_workers=1, thread_name_prefix="v2x-score"),
     )
 
 
@@ -59,8 +62,9 @@ def _compute(index: int, snrs: list[float]) -> tuple[list[dict], pa.Table, float
     started = time.perf_counter()
     with torch.no_grad():
         rows, ledger = _run_group(
-            w["plan"], group, snrs, w["batches"], w["cache"], w["device"], _NullBar(), w["data_id"]
-        )
+            w["plan"], group, snrs, w["batches"], w["cache"], w["device"], _NullBar(), w["data_id"],
+            scorer=w["scorer"],
+        )  # fmt: skip
     return rows, ledger, time.perf_counter() - started, os.getpid(), w["cache"].encodes
 
 

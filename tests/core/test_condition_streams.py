@@ -148,3 +148,32 @@ def test_box_and_point_fusion_refuse_seeds(model, batch):
                                build_channel("awgn"))  # fmt: skip
     with pytest.raises(ValueError, match="one seed per condition"):
         pipe.run(batch, torch.tensor([0.0, 1.0]), seeds=[1])
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize(
+    ("fusion", "codec", "codec_kw", "channel", "channel_kw", "noise"), CASES[:5]
+)
+def test_on_cuda_seeded_conditions_in_one_call_equal_one_call_each(
+    model, batch, fusion, codec, codec_kw, channel, channel_kw, noise
+):
+    """The same oracle on a GPU. Batched warp, fusion and head see ``K·B`` maps instead of
+    ``B``: this checks that the GPU kernels give each map the same bits whatever the batch
+    (cuDNN may pick another algorithm for another batch size)."""
+    if not torch.cuda.is_available():
+        pytest.skip("needs CUDA")
+    device = torch.device("cuda")
+    torch.manual_seed(3)
+    pipe = CooperativePipeline(
+        model.to(device), build_fusion(fusion), build_codec(codec, **codec_kw).to(device),
+        build_channel(channel, **channel_kw), pose_noise_m=noise[0], pose_noise_yaw_rad=noise[1],
+    ).eval()  # fmt: skip
+    on_device = batch.to(device)
+    snr = torch.tensor([-5.0, 3.0, 3.0, 20.0])
+    seeds = [11, 12, 13, 14]
+    try:
+        _assert_same(
+            run_conditions(pipe, on_device, snr, seeds), _loop(pipe, on_device, snr, seeds)
+        )
+    finally:
+        model.to("cpu")

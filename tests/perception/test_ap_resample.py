@@ -72,3 +72,17 @@ def test_no_detections_and_bad_sort():
         resampled_aps(
             np.zeros(0), np.zeros(0), np.zeros(1, np.int64), np.ones(1), np.zeros((1, 1)), "x"
         )
+
+
+@pytest.mark.parametrize("sort", ["per_frame", "global"])
+def test_full_recall_and_more_hits_than_gt_equal_the_loop(sort):
+    """Every GT found (recall reaches exactly 1: no appended term) and, as an edge, more true
+    positives than GT in some frames."""
+    rng = np.random.default_rng(4)
+    tp, scores, lengths, frame_gt = _records(rng, 25, ties=False)
+    offsets = np.cumsum(lengths) - lengths
+    hits = np.array([int(tp[o : o + n].sum()) for o, n in zip(offsets, lengths)])
+    for gt in (hits, np.maximum(hits - 1, 0)):
+        draws = np.sort(rng.integers(0, 25, size=(200, 25)), axis=1)
+        want = _oracle(tp, scores, lengths, gt, draws, sort)
+        assert resampled_aps(tp, scores, lengths, gt, draws, sort).tobytes() == want.tobytes()
