@@ -16,7 +16,13 @@ import torch
 from v2x.perception.bev import BEVGrid
 from v2x.perception.detector import CoopDetector, DetectorConfig
 from v2x.perception.fusion import build_fusion
-from v2x.perception.inference import autocast, capture_graph, check_precision, compile_function
+from v2x.perception.inference import (
+    autocast,
+    capture_graph,
+    check_precision,
+    compile_function,
+    fold_batchnorm,
+)
 from v2x.perception.pillars import PillarEncoder
 from v2x.perception.warp import relative_level_transforms, warp_to_ego
 
@@ -138,6 +144,23 @@ def test_reduced_precision_matches_fp32_within_tolerance(precision: str) -> None
         err = (o - r).abs().max().item() / r.abs().max().item()
         assert err <= TOLERANCE[precision], f"{precision}: relative error {err:.4f}"
         assert not torch.equal(o, r)  # autocast did run in reduced precision
+
+
+@pytest.mark.parametrize("backbone", ["small", "pointpillars"])
+def test_folded_batchnorm_copy_matches_within_float32_rounding(backbone: str) -> None:
+    model = _detector(backbone)
+    folded = fold_batchnorm(model)
+    norms = (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d)
+    assert not any(isinstance(m, norms) for m in folded.modules())
+    counted = sum(isinstance(m, norms) for m in model.modules())
+    assert counted > 3  # the original keeps its batch norms
+    inputs = _inputs()
+    with torch.no_grad():
+        ref = _network(model)(*inputs)
+        out = _network(folded.configure_inference(channels_last=True))(*inputs)
+    for r, o in zip(ref, out, strict=True):
+        torch.testing.assert_close(o, r, rtol=1e-5, atol=1e-5 * r.abs().max().item())
+        assert not torch.equal(o, r)  # rounded differently: it is another computation
 
 
 def test_precision_is_checked_by_name() -> None:
