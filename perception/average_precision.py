@@ -74,6 +74,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
+from v2x.perception.ap_resample import resampled_aps
 from v2x.perception.boxes import boxes_to_corners_bev, iou_3d, rotated_iou_bev
 
 __all__ = [
@@ -900,20 +901,8 @@ class APAccumulator:
         all_tp = np.concatenate(tps) if tps else np.zeros(0, np.int8)
         all_sc = np.concatenate(scs) if scs else np.zeros(0)
         lengths = np.array([len(x) for x in tps], dtype=np.int64)
-        offsets = np.cumsum(lengths) - lengths
-        values = []
-        for idx in draws:
-            num_gt = int(frame_gt[idx].sum())
-            if num_gt == 0:
-                continue
-            # the drawn frames' detections, frame after frame, in one gather
-            n_det = lengths[idx]
-            ends = np.cumsum(n_det)
-            pos = np.arange(int(ends[-1]) if ends.size else 0) + np.repeat(
-                offsets[idx] - (ends - n_det), n_det
-            )
-            values.append(ap_from_flags(all_tp[pos], all_sc[pos], num_gt, sort)["ap"])
-        return np.asarray(values, dtype=np.float64)
+        # every resample at once, bit for bit what ap_from_flags gives on each
+        return resampled_aps(all_tp, all_sc, lengths, frame_gt, draws, sort)
 
     def _bootstrap(
         self,

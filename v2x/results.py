@@ -12,14 +12,17 @@ write goes to a temporary file in the same folder and is moved into place with `
 the ledger first: a killed job leaves either the old or the new file, never half of one, and a
 ledger row whose cell is not in the results is ignored (and rewritten) on resume.
 
-Results columns (``RESULTS_SCHEMA``): the condition (``channel``, ``snr_mode``, ``snr_db``, ``codec``,
-``bandwidth_ratio``, ``fusion``, ``pose_noise_m``, ``pose_noise_yaw_rad``, ``scheduler``,
-``deadline_s``, ``bandwidth_hz``, ``added_delay_s``, ``late_policy``), the frame set (``dataset``, ``split``, ``num_frames``), the
-metrics (``ap_30``, ``ap_50``, ``ap_70``, ``ap_70_invisible`` — AP on the objects the ego alone
-cannot see, NaN without visibility — ``num_gt``, ``num_gt_invisible``, ``eval_convention``),
-``realised_ratio`` (channel uses per real feature value actually sent), the ledger sums
-(``v2x.ledger.LEDGER_SUMS``), ``config_hash`` (the job), ``v2x_version``, and the provenance that
-keys the cell (``PROVENANCE_COLUMNS``: ``seed``, ``data_path``, ``data_hash``,
+Results columns (``RESULTS_SCHEMA``): the condition (``channel``, ``snr_mode``, ``snr_db``,
+``codec``, ``bandwidth_ratio``, ``fusion``, ``pose_noise_m``, ``pose_noise_yaw_rad``,
+``scheduler``, ``deadline_s``, ``bandwidth_hz``, ``added_delay_s``, ``late_policy``,
+``harq_max_rounds``, ``bits_per_value`` — the quantiser bits of a codec that records them, 0
+otherwise), the frame set (``dataset``, ``split``, ``num_frames``), the metrics (``ap_30``,
+``ap_50``, ``ap_70``, ``ap_70_invisible`` — AP on the objects the ego alone cannot see, NaN
+without visibility — ``num_gt``, ``num_gt_invisible``, ``eval_convention``), ``realised_ratio``
+(channel uses per real feature value actually sent), ``bits_estimated`` (True when the codec's
+``source_bits`` are an estimate, not the size of an encoder's output: ``Codec.bits_estimated``),
+the ledger sums (``v2x.ledger.LEDGER_SUMS``), ``config_hash`` (the job), ``v2x_version``, and the
+provenance that keys the cell (``PROVENANCE_COLUMNS``: ``seed``, ``data_path``, ``data_hash``,
 ``detector_sha256``, ``codec_sha256``, ``code_hash``, ``setting_key``) and the bootstrap 95 %
 intervals of every AP (``ap_30_lo`` / ``ap_30_hi``, …; NaN where not computed) with the unit they
 resample, ``bootstrap_unit``: ``sequence`` (whole towns/scenes, when frames come in sequences),
@@ -63,10 +66,18 @@ CONDITION_COLUMNS: tuple[tuple[str, pa.DataType], ...] = (
     ("added_delay_s", pa.float64()),
     ("late_policy", pa.string()),
     ("harq_max_rounds", pa.int64()),
+    ("bits_per_value", pa.int64()),
 )
 
 #: The AP metrics of a results row; each has a bootstrap interval ``<metric>_lo``/``<metric>_hi``.
-AP_METRICS: tuple[str, ...] = ("ap_30", "ap_50", "ap_70", "ap_70_invisible")
+AP_METRICS: tuple[str, ...] = (
+    "ap_30",
+    "ap_50",
+    "ap_70",
+    "ap_70_invisible",
+    "vehicle_ap_50",
+    "vehicle_ap_70",
+)
 
 #: Provenance of a row: what, besides its condition, determines its numbers.
 PROVENANCE_COLUMNS: tuple[tuple[str, pa.DataType], ...] = (
@@ -87,6 +98,12 @@ ADDED_COLUMNS: dict[str, object] = {
     "added_delay_s": 0.0,
     "late_policy": "",  # unknown: older files kept it in the budget only
     "harq_max_rounds": 0,
+    "retransmission_rounds": float("nan"),  # ledger files from before the column: unknown
+    "feedback_s": 0.0,  # ledger files from before the column: feedback was instantaneous
+    "vehicle_ap_50": float("nan"),  # files from before the vehicle group was scored
+    "vehicle_ap_70": float("nan"),
+    "bits_per_value": 0,
+    "bits_estimated": False,
     **{f"{m}_{end}": float("nan") for m in AP_METRICS for end in ("lo", "hi")},
     "bootstrap_unit": "frame",  # before the column, every interval resampled frames
     "seed": -1,
@@ -110,6 +127,8 @@ RESULTS_SCHEMA = pa.schema(
         ("ap_50", pa.float64()),
         ("ap_70", pa.float64()),
         ("ap_70_invisible", pa.float64()),
+        ("vehicle_ap_50", pa.float64()),
+        ("vehicle_ap_70", pa.float64()),
     ]
     + [(f"{m}_{end}", pa.float64()) for m in AP_METRICS for end in ("lo", "hi")]
     + [
@@ -118,6 +137,7 @@ RESULTS_SCHEMA = pa.schema(
         ("num_gt_invisible", pa.int64()),
         ("eval_convention", pa.string()),
         ("realised_ratio", pa.float64()),
+        ("bits_estimated", pa.bool_()),
     ]
     + [(name, pa.float64()) for name in LEDGER_SUMS]
     + [("per_class_ap", pa.string())]
@@ -151,9 +171,11 @@ def cell_id(
     if missing:
         raise ValueError(f"results: condition lacks field(s) {missing}")
     key: dict[str, object] = {name: condition[name] for name, _ in CONDITION_COLUMNS}
-    if not key.get("harq_max_rounds"):
-        # no retransmission: the ids (hence seeds) of cells from before the axis existed
-        key.pop("harq_max_rounds", None)
+    for name in ("harq_max_rounds", "bits_per_value"):
+        if not key.get(name):
+            # no retransmission / no fixed bit depth: the ids (hence seeds) of cells from
+            # before the column existed
+            key.pop(name, None)
     for name, kind in CONDITION_COLUMNS:
         if name not in key:
             continue

@@ -188,6 +188,7 @@ def test_where2comm_charges_fewer_uses_than_max(model, batch):
 class _SelectiveMax(MaxFusion):
     """Max fusion fed through the Where2comm selection path (sends its top cells only)."""
 
+    selects_cells = True
     max_fraction = 0.05
     confidence = staticmethod(Where2commFusion.confidence)
 
@@ -380,6 +381,7 @@ def test_accumulate_one_accumulator_per_condition(model, batch):
 class _FarSideMax(MaxFusion):
     """Max fusion with a selection that sends only the collaborator's cells with local x > 0."""
 
+    selects_cells = True
     max_fraction = 0.25
 
     @staticmethod
