@@ -169,10 +169,11 @@ def main(argv: list[str] | None = None) -> list[dict]:
     begun = time.perf_counter()
     for b in args.batch:
         inputs = make_inputs(b, args.agents, args.points, device, grid)
-        # the in-run reference: the plain model (fp32, NCHW, eager), as the pipeline runs it
+        # the in-run reference: the plain model (fp32, NCHW, eager), as the pipeline runs it;
+        # then every mode in turn (eager ones first: a failing capture cannot hide them)
         runs = [("fp32", "plain", False)]
-        runs += [(p, m, args.channels_last) for p in args.precision for m in modes]
-        baseline = math.nan
+        runs += [(p, m, args.channels_last) for m in modes for p in args.precision]
+        baseline, reference = math.nan, None
         for precision, mode, channels_last in runs:
             started = time.perf_counter()
             if started - begun > args.budget_s:
@@ -181,26 +182,36 @@ def main(argv: list[str] | None = None) -> list[dict]:
                 continue
             net, network = (model, plain_network) if mode == "plain" else (fast, fast_network)
             net.configure_inference(precision, channels_last=channels_last)
-            with torch.no_grad():
-                if mode == "graph":
-                    fn = capture_graph(network, inputs)
-                elif mode == "compile":
-                    torch._dynamo.reset()
-                    fn = compile_function(network, args.compile_mode)
-                    fn(*inputs)  # compile now, outside the timing
-                else:
-                    fn = network
-            setup_s = time.perf_counter() - started
-            fps = b / measure(fn, inputs, args.iters, device)
+            try:
+                with torch.no_grad():
+                    if mode == "graph":
+                        fn = capture_graph(network, inputs)
+                    elif mode == "compile":
+                        torch._dynamo.reset()
+                        fn = compile_function(network, args.compile_mode)
+                        fn(*inputs)  # compile now, outside the timing
+                    else:
+                        fn = network
+                    outputs = [o.clone() for o in fn(*inputs)]
+                setup_s = time.perf_counter() - started
+                fps = b / measure(fn, inputs, args.iters, device)
+            except Exception as exc:  # report and go on: the other configurations still count
+                print(f"batch {b} {precision:4s} {mode:7s}: failed: {type(exc).__name__}: "
+                      f"{str(exc).splitlines()[0] if str(exc) else ''}", flush=True)  # fmt: skip
+                continue
             if mode == "plain":
-                baseline = fps
+                baseline, reference = fps, outputs
+            # max |out - plain| / max |plain| over the heatmap logits and box regression
+            error = max(float((o - r).abs().max() / r.abs().max().clamp_min(1e-30))
+                        for o, r in zip(outputs, reference, strict=True))  # fmt: skip
             ref = OPENCOOD_FPS.get((b, "fp32" if precision == "fp32" else "fp16"), math.nan)
             rows.append({"batch": b, "precision": precision, "mode": mode, "fps": fps,
                          "channels_last": channels_last, "vs_reference": fps / ref,
-                         "vs_plain_fp32": fps / baseline})  # fmt: skip
+                         "vs_plain_fp32": fps / baseline, "max_rel_error": error})  # fmt: skip
             print(f"batch {b} {precision:4s} {mode:7s}: {fps:8.1f} coop frames/s | "
                   f"{fps / ref:5.2f}x reference ({ref:.1f}) | {fps / baseline:5.2f}x our plain "
-                  f"fp32 | setup {setup_s:5.1f} s", flush=True)  # fmt: skip
+                  f"fp32 | max rel. error vs plain {error:.1e} | setup {setup_s:5.1f} s",
+                  flush=True)  # fmt: skip
     return rows
 
 

@@ -257,3 +257,6 @@ def test_benchmark_runs_every_mode_on_cpu() -> None:
     assert rows[1]["vs_reference"] == pytest.approx(rows[1]["fps"] / 124.5)
     assert rows[2]["vs_reference"] == pytest.approx(rows[2]["fps"] / 176.7)
     assert rows[2]["vs_plain_fp32"] == pytest.approx(rows[2]["fps"] / rows[0]["fps"])
+    assert rows[0]["max_rel_error"] == 0.0  # the reference against itself
+    assert 0.0 < rows[1]["max_rel_error"] < 1e-5  # folded batch norms: float32 rounding
+    assert rows[1]["max_rel_error"] < rows[2]["max_rel_error"] < TOLERANCE["bf16"]
