@@ -239,12 +239,39 @@ def test_reduced_precision_on_cuda_within_tolerance(precision: str) -> None:
         assert err <= TOLERANCE[precision], f"{precision}: relative error {err:.4f}"
 
 
-def test_benchmark_runs_every_mode_on_cpu() -> None:
-    """bench_detector's CPU smoke run: a row per batch x precision x mode, ratios consistent."""
+def _bench():
     path = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_detector.py"
     spec = importlib.util.spec_from_file_location("bench_detector", path)
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
+    return bench
+
+
+#: GPU checks of the benchmark's configurations against the plain fp32 model: cuDNN runs fp32
+#: convolutions in TF32 (10-bit mantissa) by default, differently per algorithm and layout, and
+#: the standard model is deep; these catch wrong results (stale graph inputs, layout bugs give
+#: errors of order 1), not rounding.
+GPU_TOLERANCE = {"fp32": 1e-2, "fp16": 2e-2, "bf16": 1e-1}
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("model", ["small", "pointpillars"])
+def test_benchmark_on_cuda_every_mode_runs_and_matches_the_plain_model(model: str) -> None:
+    """The H200 benchmark's code paths on a small grid: a CUDA graph and inductor with CUDA
+    graphs (reduce-overhead) capture the whole network, and every configuration's outputs match
+    the plain fp32 model within ``GPU_TOLERANCE``."""
+    rows = _bench().main(["--device", "cuda", "--model", model, "--grid", "64", "32",
+                          "--points", "2000", "--batch", "2", "--iters", "2", "--precision",
+                          "fp32", "fp16", "bf16", "--modes", "eager", "graph", "compile",
+                          "--compile-mode", "reduce-overhead"])  # fmt: skip
+    assert len(rows) == 1 + 3 * 3  # no configuration failed or was skipped
+    for r in rows:
+        assert r["max_rel_error"] <= GPU_TOLERANCE[r["precision"]], r
+
+
+def test_benchmark_runs_every_mode_on_cpu() -> None:
+    """bench_detector's CPU smoke run: a row per batch x precision x mode, ratios consistent."""
+    bench = _bench()
     rows = bench.main(["--device", "cpu", "--model", "small", "--grid", "16", "16", "--agents",
                        "2", "--points", "100", "--batch", "1", "--iters", "1", "--precision",
                        "fp32", "bf16", "--modes", "eager", "graph"])  # fmt: skip
