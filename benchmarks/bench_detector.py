@@ -12,11 +12,13 @@ execution mode it prints cooperative frames/s and two ratios:
 * against **our plain model in this process** (fp32, NCHW layout, eager, the same batch: the
   in-run reference, printed as mode ``plain``).
 
-Modes: ``eager`` (the plain module, the layout given by ``--channels-last``), ``graph`` (the
-same network captured once as a CUDA graph for the fixed input shape: no launch overhead, no
-host synchronisation; CUDA only), ``compile`` (``torch.compile`` with ``--compile-mode``, one
-compilation per batch size and precision: tens of seconds each). The precision and layout
-options do not change the fp32 eager computation (``v2x.perception.inference``). Configurations
+Modes: ``plain`` (always first: fp32, NCHW, eager, batch norms as trained), ``eager`` (batch
+norms folded into the layers before them, ``--fold-bn``, in the layout given by
+``--channels-last``), ``graph`` (the same network captured once as a CUDA graph for the fixed
+input shape: no launch overhead, no host synchronisation; CUDA only), ``compile``
+(``torch.compile`` with ``--compile-mode``, one compilation per batch size and precision: tens
+of seconds each). Precision and layout do not change the fp32 computation; folding changes it
+by float32 rounding (``v2x.perception.inference``; tested). Configurations
 that would start after ``--budget-s`` seconds are skipped (and say so). On one H200:
 
     python benchmarks/bench_detector.py --device cuda    # pointpillars, batch 1 and 8,
@@ -47,7 +49,13 @@ from v2x.checkpoint import detector_config_from_dict
 from v2x.perception.bev import BEVGrid
 from v2x.perception.detector import CoopDetector
 from v2x.perception.fusion import build_fusion
-from v2x.perception.inference import COMPILE_MODES, PRECISIONS, capture_graph, compile_function
+from v2x.perception.inference import (
+    COMPILE_MODES,
+    PRECISIONS,
+    capture_graph,
+    compile_function,
+    fold_batchnorm,
+)
 from v2x.perception.warp import relative_level_transforms, warp_to_ego
 
 # (batch, precision) -> reference cooperative frames/s on one H200 (batch 1 fp16 not measured:
@@ -135,6 +143,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     ap.add_argument("--budget-s", type=float, default=170.0,
                     help="skip configurations that would start later than this")  # fmt: skip
     ap.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=True)
+    ap.add_argument("--fold-bn", action=argparse.BooleanOptionalAction, default=True,
+                    help="fold batch norms into the layers before them (not in 'plain')")  # fmt: skip
     ap.add_argument("--grid", type=int, nargs=2, default=[704, 200], metavar=("W", "H"),
                     help="BEV grid in 0.4 m cells (704 200 for the benchmark; a multiple of 8 "
                     "each, smaller for CPU smoke runs)")  # fmt: skip
@@ -147,48 +157,61 @@ def main(argv: list[str] | None = None) -> list[dict]:
     model = build_model(args.model, grid, device)
     params = sum(p.numel() for p in model.parameters())
     fusion = build_fusion("attention")
-    network = network_fn(model, fusion)
+    plain_network = network_fn(model, fusion)
+    fast = fold_batchnorm(model) if args.fold_bn else model
+    fast_network = network_fn(fast, fusion)
     modes = [m for m in args.modes if m != "graph" or device.type == "cuda"]
     print(f"device {torch.cuda.get_device_name(device) if device.type == 'cuda' else device}, "
           f"torch {torch.__version__}, model {args.model} ({params / 1e6:.2f} M parameters), grid "
           f"{grid.width}x{grid.height}, agents {args.agents}, points/agent {args.points}, "
-          f"channels_last {args.channels_last}, modes {modes}")  # fmt: skip
+          f"channels_last {args.channels_last}, fold_bn {args.fold_bn}, modes {modes}")  # fmt: skip
     rows = []
     begun = time.perf_counter()
     for b in args.batch:
         inputs = make_inputs(b, args.agents, args.points, device, grid)
-        # the in-run reference: the plain model (fp32, NCHW, eager), as the pipeline runs it
+        # the in-run reference: the plain model (fp32, NCHW, eager), as the pipeline runs it;
+        # then every mode in turn (eager ones first: a failing capture cannot hide them)
         runs = [("fp32", "plain", False)]
-        runs += [(p, m, args.channels_last) for p in args.precision for m in modes]
-        baseline = math.nan
+        runs += [(p, m, args.channels_last) for m in modes for p in args.precision]
+        baseline, reference = math.nan, None
         for precision, mode, channels_last in runs:
             started = time.perf_counter()
             if started - begun > args.budget_s:
                 print(f"batch {b} {precision:4s} {mode:7s}: skipped (--budget-s "
                       f"{args.budget_s:g} s spent)", flush=True)  # fmt: skip
                 continue
-            model.configure_inference(precision, channels_last=channels_last)
-            with torch.no_grad():
-                if mode == "graph":
-                    fn = capture_graph(network, inputs)
-                elif mode == "compile":
-                    torch._dynamo.reset()
-                    fn = compile_function(network, args.compile_mode)
-                    fn(*inputs)  # compile now, outside the timing
-                else:
-                    fn = network
-            setup_s = time.perf_counter() - started
-            fps = b / measure(fn, inputs, args.iters, device)
+            net, network = (model, plain_network) if mode == "plain" else (fast, fast_network)
+            net.configure_inference(precision, channels_last=channels_last)
+            try:
+                with torch.no_grad():
+                    if mode == "graph":
+                        fn = capture_graph(network, inputs)
+                    elif mode == "compile":
+                        torch._dynamo.reset()
+                        fn = compile_function(network, args.compile_mode)
+                        fn(*inputs)  # compile now, outside the timing
+                    else:
+                        fn = network
+                    outputs = [o.clone() for o in fn(*inputs)]
+                setup_s = time.perf_counter() - started
+                fps = b / measure(fn, inputs, args.iters, device)
+            except Exception as exc:  # report and go on: the other configurations still count
+                print(f"batch {b} {precision:4s} {mode:7s}: failed: {type(exc).__name__}: "
+                      f"{str(exc).splitlines()[0] if str(exc) else ''}", flush=True)  # fmt: skip
+                continue
             if mode == "plain":
-                baseline = fps
+                baseline, reference = fps, outputs
+            # max |out - plain| / max |plain| over the heatmap logits and box regression
+            error = max(float((o - r).abs().max() / r.abs().max().clamp_min(1e-30))
+                        for o, r in zip(outputs, reference, strict=True))  # fmt: skip
             ref = OPENCOOD_FPS.get((b, "fp32" if precision == "fp32" else "fp16"), math.nan)
             rows.append({"batch": b, "precision": precision, "mode": mode, "fps": fps,
                          "channels_last": channels_last, "vs_reference": fps / ref,
-                         "vs_plain_fp32": fps / baseline})  # fmt: skip
+                         "vs_plain_fp32": fps / baseline, "max_rel_error": error})  # fmt: skip
             print(f"batch {b} {precision:4s} {mode:7s}: {fps:8.1f} coop frames/s | "
                   f"{fps / ref:5.2f}x reference ({ref:.1f}) | {fps / baseline:5.2f}x our plain "
-                  f"fp32 | setup {setup_s:5.1f} s", flush=True)  # fmt: skip
-    model.configure_inference("fp32", channels_last=False)
+                  f"fp32 | max rel. error vs plain {error:.1e} | setup {setup_s:5.1f} s",
+                  flush=True)  # fmt: skip
     return rows
 
 

@@ -350,6 +350,7 @@ class DAIRV2XCDataset:
         agents, dropped_points = [vehicle, infra], dropped_veh + dropped_inf
         veh_pose, inf_pose = vehicle.pose, infra.pose
         boxes, classes, tracks, meta = self._labels(pair, where_pair, veh, inf, veh_pose, inf_pose)
+        batch_id = self._side_info[VEH].get(veh, {}).get("batch_id", "")
         meta.update(
             {
                 "source": "dair_v2x_c",
@@ -358,7 +359,10 @@ class DAIRV2XCDataset:
                 "system_error_offset": {"delta_x": offset[0], "delta_y": offset[1]},
                 "labels": self.labels,
                 "nonfinite_points_dropped": dropped_points,
-                "batch_id": self._side_info[VEH].get(veh, {}).get("batch_id", ""),
+                "batch_id": batch_id,
+                # the vehicle's recorded drive: the evaluation's bootstrap unit (frames of one
+                # drive are correlated); a frame without a batch id is a sequence of its own
+                "sequence": f"dair/{batch_id}" if batch_id not in (None, "") else f"dair/{veh}",
             }
         )
         return CoopFrame(f"dair/{veh}", agents, boxes, classes, tracks, None, 0, meta)

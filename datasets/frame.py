@@ -91,6 +91,8 @@ class CoopFrame:
         track_ids: ``[M]`` int64, stable across a sequence.
         visibility: optional ``[A, M]`` int32 — number of LiDAR points agent ``a`` has in box ``m``.
         ego_index: index of the ego agent.
+        meta: source-specific extras; ``meta["sequence"]`` (a string), when a reader sets it,
+            names the recorded sequence the frame belongs to (see :attr:`sequence`).
     """
 
     frame_id: str
@@ -141,6 +143,17 @@ class CoopFrame:
         return self.agents[self.ego_index]
 
     @property
+    def sequence(self) -> str:
+        """The recorded sequence (town, scene, drive) of the frame: ``meta["sequence"]`` when
+        the reader sets it, else the ``frame_id`` before its last ``/`` (``"town3/000042"`` →
+        ``"town3"``), else the ``frame_id`` itself (a sequence of its own). Frames of one sequence
+        are correlated: it is the unit of the sequence bootstrap of the evaluation."""
+        named = (self.meta or {}).get("sequence")
+        if named is not None:
+            return str(named)
+        return self.frame_id.rsplit("/", 1)[0] if "/" in self.frame_id else self.frame_id
+
+    @property
     def num_agents(self) -> int:
         return len(self.agents)
 
@@ -162,6 +175,8 @@ class CoopBatch:
         visibility: ``[B, A, M]`` int32 points per (agent, box); −1 where unknown.
         ego_index: ``[B]`` int64.
         frame_ids: list of ``B`` strings.
+        sequences: list of ``B`` strings, each frame's ``CoopFrame.sequence`` (``None``: not
+            known, e.g. a batch built by hand).
     """
 
     points: torch.Tensor
@@ -175,6 +190,7 @@ class CoopBatch:
     visibility: torch.Tensor
     ego_index: torch.Tensor
     frame_ids: list[str]
+    sequences: list[str] | None = None
 
     def to(self, device: torch.device | str) -> CoopBatch:
         non_blocking = torch.device(device).type == "cuda"
@@ -262,4 +278,5 @@ def collate_frames(frames: list[CoopFrame], max_agents: int | None = None) -> Co
         visibility=visibility,
         ego_index=torch.zeros(b, dtype=torch.int64),
         frame_ids=[frame.frame_id for frame in frames],
+        sequences=[frame.sequence for frame in frames],
     )

@@ -46,9 +46,11 @@ Additions, all optional and all reported by name:
   sequences — the ``sequence`` given to ``add_frame`` (town, scene), each drawn sequence bringing
   all its frames — which is the honest interval when frames of one sequence are correlated (the
   frame bootstrap treats them as independent and is too narrow); ``"auto"`` (the default) is
-  ``"sequence"`` when every frame has a sequence and some sequence holds several frames, else
-  ``"frame"``. The unit used is reported. With one frame per sequence the two units make the
-  same draws and give the same interval. Same seed, same interval, in any process.
+  ``"sequence"`` when every frame has a sequence, there are two sequences or more and some
+  sequence holds several frames, else ``"frame"``. The unit used is reported. With one frame
+  per sequence the two units make the same draws and give the same interval. Same seed, same
+  interval, in any process. Few sequences give a coarse interval (with m sequences a resample
+  is one of at most C(2m−1, m) multisets).
 * **Ignored GT and GT subsets.** ``gt_ignore_mask`` (True = ignore, everywhere) and named
   ``gt_subsets`` (True = member; e.g. ``ego_invisible``: objects the ego alone cannot see).
   Convention: ignored GT *take part in the matching exactly like other GT* (so the matching is
@@ -817,8 +819,10 @@ class APAccumulator:
 
     def bootstrap_unit(self, requested: str = "auto") -> str:
         """The unit ``compute(bootstrap_unit=requested)`` resamples: ``"frame"`` or
-        ``"sequence"`` (``"auto"``: ``"sequence"`` when every frame has a sequence and some
-        sequence holds more than one frame)."""
+        ``"sequence"`` (``"auto"``: ``"sequence"`` when every frame has a sequence, there are at
+        least two sequences and some sequence holds more than one frame; with a single sequence
+        every resample would be the whole set, a zero-width interval, so ``"sequence"`` is then
+        refused and ``"auto"`` falls back to frames)."""
         if requested not in BOOTSTRAP_UNITS:
             raise ValueError(
                 f"bootstrap_unit: expected one of {', '.join(BOOTSTRAP_UNITS)}, got {requested!r}"
@@ -830,8 +834,14 @@ class APAccumulator:
                 f"bootstrap_unit: 'sequence' needs a sequence for every frame, {missing} of "
                 f"{len(self._sequences)} frames have none (add_frame(..., sequence=...))"
             )
+        count = len(set(self._sequences))
+        if requested == "sequence" and count == 1:
+            raise ValueError(
+                f"bootstrap_unit: 'sequence' needs at least two sequences to resample, all "
+                f"{len(self._sequences)} frames are of {self._sequences[0]!r} (use 'frame')"
+            )
         if requested == "auto":
-            grouped = complete and len(set(self._sequences)) < len(self._sequences)
+            grouped = complete and 2 <= count < len(self._sequences)
             return "sequence" if grouped else "frame"
         return requested
 

@@ -32,13 +32,8 @@ class EgoGroundTruth:
     present: torch.Tensor  # [B, M] bool (real box, not padding)
     ignored: torch.Tensor  # [B, M] bool (seen by nobody)
     ego_invisible: torch.Tensor  # [B, M] bool
-    frame_ids: list[str] | None = None  # [B] (their sequence is the bootstrap's unit)
-
-
-def sequence_of(frame_id: str) -> str:
-    """The sequence (town, scene) of a frame id ``<sequence>/<index>``: the unit of the sequence
-    bootstrap (frames of one sequence are correlated). Ids without ``/`` are their own unit."""
-    return frame_id.rsplit("/", 1)[0] if "/" in frame_id else frame_id
+    frame_ids: list[str] | None = None  # [B]
+    sequences: list[str] | None = None  # [B] CoopFrame.sequence: the bootstrap's unit
 
 
 def ego_ground_truth(batch: CoopBatch, grid: BEVGrid, min_points: int = 1) -> EgoGroundTruth:
@@ -48,7 +43,7 @@ def ego_ground_truth(batch: CoopBatch, grid: BEVGrid, min_points: int = 1) -> Eg
     ego_invisible = counted & (ego_vis >= 0) & (ego_vis < min_points)
     return EgoGroundTruth(
         boxes, batch.classes, batch.box_mask, batch.box_mask & ~counted, ego_invisible,
-        list(batch.frame_ids),
+        list(batch.frame_ids), None if batch.sequences is None else list(batch.sequences),
     )
 
 
@@ -130,7 +125,7 @@ def accumulate(
                     "gt_labels": gt_labels[fi][p],
                     "gt_ignore_mask": ignored[fi][p],
                     "gt_subsets": {"ego_invisible": invisible[fi][p]},
-                    "sequence": sequence_of(gt.frame_ids[fi]) if gt.frame_ids else None,
+                    "sequence": gt.sequences[fi] if gt.sequences else None,
                 }
             )
         first = accumulators[ci]

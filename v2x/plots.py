@@ -17,7 +17,8 @@ Results are never mixed: rows are grouped by everything that defines a cell but 
 (condition and ``setting_key``: code, checkpoints, data, config) and averaged over seeds
 (``v2x.seed_aggregation.aggregate_seeds``); lines of different settings are drawn and labelled apart
 (the label names what differs: dataset, frames, detector, codec, code). Every AP carries its
-95 % interval — bootstrap over frames for one seed, Student-t over seeds for several — drawn as
+95 % interval — bootstrap over sequences or frames for one seed (``bootstrap_unit``),
+Student-t over seeds for several — drawn as
 error bars and printed in the table. Conflicting duplicates (the same cell with different
 numbers in two files) stop ``read_results`` with both files named.
 

@@ -663,6 +663,13 @@ def test_evaluate_fusions_headline_metrics(model, batch):
         assert towns["max"][f"{key}_ci"] == pytest.approx(all_["max"][f"{key}_ci"], nan_ok=True)
     assert towns["max"]["bootstrap_unit"] == "sequence"
     assert all_["max"]["bootstrap_unit"] == "frame"  # auto: every sequence holds one frame
+    # a reader's meta["sequence"] groups frames (f0 and f1 one drive): auto resamples drives,
+    # and with two drives of 2 + 1 frames the interval is another one
+    named = [dataclasses.replace(f, meta={"sequence": s}) for f, s in zip(frames, "aab")]
+    assert [f.sequence for f in named] == ["a", "a", "b"]
+    drives = evaluate_fusions(model, named, ["max"], torch.device("cpu"), bootstrap=20)
+    assert drives["max"]["bootstrap_unit"] == "sequence"
+    assert drives["max"]["vehicle_ap_50"] == all_["max"]["vehicle_ap_50"]
 
 
 def test_harq_rounds_reach_the_ledger_and_deliver_what_the_first_round_lost(model, batch):

@@ -709,6 +709,30 @@ def test_no_bootstrap_means_nan_intervals_and_another_key(cache_dir, tmp_path):
     assert frames["cell_id"] != with_ci["cell_id"]  # another unit, another interval: another cell
 
 
+def test_eval_precision_runs_the_detector_under_autocast_and_keys_the_cells(cache_dir, tmp_path):
+    from v2x.perception.detector import CoopDetector
+
+    cfg = tiny_config(cache_dir, tmp_path, snr_db=[10.0], codecs=["identity"], fusions=["max"])
+    seen = []
+    original = CoopDetector.encode
+
+    def spying(self, *args, **kwargs):
+        seen.append(self.precision)
+        return original(self, *args, **kwargs)
+
+    CoopDetector.encode = spying
+    try:
+        fp32 = read_results([run_sweep({**cfg, "eval": {"bootstrap": 0}})]).to_pylist()[0]
+        bf16 = read_results(
+            [run_sweep({**cfg, "eval": {"bootstrap": 0, "precision": "bf16"}})]
+        ).to_pylist()[0]
+    finally:
+        CoopDetector.encode = original
+    assert set(seen) == {"fp32", "bf16"}
+    assert bf16["cell_id"] != fp32["cell_id"]  # another precision, other numbers: another cell
+    assert 0.0 <= bf16["ap_50"] <= 1.0
+
+
 @pytest.mark.parametrize(
     ("field", "value", "message"),
     [

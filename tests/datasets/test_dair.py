@@ -225,6 +225,8 @@ def test_fixture_poses_and_points_follow_hand_computed_calib(tmp_path):
     assert (
         frame.meta["vehicle_frame"] == "015344" and frame.meta["infrastructure_frame"] == "000009"
     )
+    # the vehicle's drive (batch_id) is the frame's sequence, not the "dair/" of every frame id
+    assert frame.frame_id == "dair/015344" and frame.sequence == "dair/42"
 
 
 def test_fixture_cooperative_labels_world_frame(tmp_path):

@@ -214,3 +214,19 @@ def test_hydra_app_composes_and_runs(tmp_path):
     assert summary["counts"] == {"train": 1, "val": 0, "test": 0}
     frame = load_split(tmp_path / "app", "train")[0]
     assert [a.kind for a in frame.agents] == ["vehicle"] * 3 + ["rsu", "uav"]
+
+
+def test_frame_sequence_from_meta_or_id_survives_the_store_and_reaches_the_batch(tmp_path):
+    """The bootstrap unit of a frame: the reader's meta["sequence"], else the id's prefix."""
+    import dataclasses
+
+    from v2x.datasets.frame import collate_frames
+
+    town = _frame()  # "t/0"
+    alone = dataclasses.replace(town, frame_id="solo")
+    drive = dataclasses.replace(town, frame_id="dair/015344", meta={"sequence": "dair/42"})
+    assert (town.sequence, alone.sequence, drive.sequence) == ("t", "solo", "dair/42")
+    write_frame(tmp_path / "f.npz", drive)
+    back = read_frame(tmp_path / "f.npz")
+    assert back.sequence == "dair/42"
+    assert collate_frames([town, alone, back]).sequences == ["t", "solo", "dair/42"]

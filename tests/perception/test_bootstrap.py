@@ -149,6 +149,12 @@ def test_auto_unit_and_its_errors() -> None:
     grouped = _acc()
     grouped.add_frames([_hit_frame(True, 0.5, "a"), _hit_frame(False, 0.4, "a"), _hit_frame(True, 0.3, "b")])
     assert grouped.bootstrap_unit() == "sequence"
+    # one sequence: every resample would be the whole set (a zero-width interval)
+    single = _acc()
+    single.add_frames([_hit_frame(True, 0.5, "a"), _hit_frame(False, 0.4, "a")])
+    assert single.bootstrap_unit() == "frame"
+    with pytest.raises(ValueError, match="at least two sequences to resample, all 2 frames are of 'a'"):
+        single.compute(bootstrap=5, bootstrap_unit="sequence")
 
 
 _SCRIPT = """
