@@ -228,7 +228,12 @@ def _encode_map_parts(
     prefix += _varint(len(model_bytes)) + model_bytes
     segments = [entropy.encode(s, model) for s in symbols_per_segment]
     occupied = [int(flat_occ[a:z].sum()) for a, z in _segments(h * w, cells_per_segment)]
-    return _MapParts(bytes(prefix), segments, np.asarray(energy), q.bits, occupied)
+    parts = _MapParts(bytes(prefix), segments, np.asarray(energy), q.bits, occupied)
+    if backend in entropy.ESTIMATED:  # placeholders: the receiver takes the symbols from here
+        parts.decoded.update(
+            {j: s.astype(np.int64) for j, s in enumerate(symbols_per_segment) if s.size}
+        )
+    return parts
 
 
 def _assemble(parts: _MapParts, keep: np.ndarray | None = None) -> MapStream:
@@ -388,7 +393,9 @@ class DigitalCodec(Codec):
         rows_per_segment: BEV rows per independently decodable entropy-coded segment.
         cells_per_segment: if set, segments are runs of this many cells in raster order instead
             (for maps with few rows, e.g. the ``1 × k`` cell lists of the selective codec).
-        entropy_coder: ``"ans"`` (constriction), ``"zlib"``, ``"lzma"`` or ``"bz2"``.
+        entropy_coder: ``"ans"`` (constriction), ``"zlib"``, ``"lzma"`` or ``"bz2"`` (measured
+            bytes), or ``"ans_estimate"`` (``"ans"``'s size estimated without coding: faster,
+            its ``source_bits`` flagged as estimated; ``v2x.semcom.entropy``).
         mcs: ``"auto"`` (link adaptation from ``link.snr_db``) or a fixed 38.214 table-1 index.
         target_bler: block error rate link adaptation aims at.
         margin_db: SNR back-off of link adaptation.
@@ -476,6 +483,8 @@ class DigitalCodec(Codec):
         self.rows_per_segment = rows_per_segment
         self.cells_per_segment = cells_per_segment
         self.entropy_coder = entropy_coder
+        #: ``entropy_coder="ans_estimate"``: segment sizes are estimates (``Codec.bits_estimated``)
+        self.bits_estimated = entropy_coder in entropy.ESTIMATED
         self.mcs = mcs
         self.target_bler = target_bler
         self.margin_db = margin_db
