@@ -415,6 +415,9 @@ class DigitalCodec(Codec):
         harq_combining: ``"chase"`` (resend the same coded bits, add LLRs) or ``"ir"``
             (incremental redundancy: redundancy versions 0, 2, 3, 1 of 5G rate matching;
             ``decoder="exact"`` only).
+        harq_feedback_delay_s: seconds each HARQ retransmission round waits for the receiver's
+            NACK (added to the payload's latency, ``v2x.semcom.harq``; 0: instantaneous, the
+            default; ~1-2 ms is 5G NR-like).
     """
 
     uses_channel = True
@@ -443,11 +446,15 @@ class DigitalCodec(Codec):
         packet_header_bytes: int = HEADER_BYTES,
         harq_max_rounds: int = 0,
         harq_combining: str = "chase",
+        harq_feedback_delay_s: float = 0.0,
     ) -> None:
         super().__init__()
-        from v2x.semcom.harq import check_harq
+        from v2x.semcom.harq import check_feedback_delay, check_harq
 
         check_harq(harq_max_rounds, harq_combining, decoder)
+        self.harq_feedback_delay_s = check_feedback_delay(
+            harq_feedback_delay_s, "digital codec 'harq_feedback_delay_s'"
+        )
         check_bits(bits)
         check_bits(min_bits, "min_bits")
         check_block_bits(block_bits)
