@@ -143,3 +143,19 @@ def test_digital_payload_sweep_charges_every_code_block_of_the_whole_map(tmp_pat
     assert np.array_equal(uses, blocks * block_code_len(28, 1024))
     # every value of the [8, 64, 64] map is sent (2 bits before entropy coding)
     assert (bits <= 2 * 8 * 64 * 64 + 8 * 4096).all() and (bits > 0.1 * 8 * 64 * 64).all()
+
+
+def test_the_shipped_payload_config_plans_the_main_result_grid_at_4_and_8_bits():
+    from v2x.sweep_plan import _compose_defaults, _plain
+
+    shipped = _plain(_compose_defaults("sweep_digital_payload"))
+    main = _plain(_compose_defaults("sweep"))
+    assert shipped["device"] == "cuda" and shipped["budget"]["bandwidth_hz"] == 1e9
+    assert shipped["data"] == main["data"]  # the main result's frames
+    assert shipped["grid"]["snr_db"] == main["grid"]["snr_db"]
+    plan = plan_sweep({**shipped, "device": "cpu"})
+    got = sorted((g.channel, g.codec, g.bits_per_value, g.fusion) for g in plan.groups)
+    assert got == [
+        (ch, "digital_payload", b, "max") for ch in ("awgn", "rayleigh") for b in (4, 8)
+    ]
+    assert plan.num_cells == 4 * 7

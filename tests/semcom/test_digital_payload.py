@@ -99,3 +99,13 @@ def test_decode_memo_never_serves_bytes_that_differ_from_the_sent_ones():
         decode_map_stream(bytes(data), lost, (3, 8, 8), 16, "ans"),
         decode_map_stream(bytes(data), lost, (3, 8, 8), 16, "ans", sent=st),
     )
+
+
+def test_config_file_builds_the_codec_with_its_defaults():
+    from omegaconf import OmegaConf
+
+    cfg = OmegaConf.to_container(OmegaConf.load("conf/codec/digital_payload.yaml"))
+    codec = build_codec(cfg.pop("name"), **cfg)
+    default = build_codec("digital_payload")
+    for name in ("bits", "decoder", "ldpc_decoder", "mcs", "entropy_coder", "block_bits"):
+        assert getattr(codec, name) == getattr(default, name)
