@@ -686,9 +686,9 @@ class DigitalCodec(Codec):
                 x = code.surrogate_symbols(sum(nblocks[i] for i in rows), device)
             else:
                 bits = torch.cat(
-                    [_stream_bits(streams[i].data, nblocks[i], payload_bits) for i in rows]
+                    [_stream_bits(streams[i].data, nblocks[i], payload_bits, device) for i in rows]
                 )
-                x = code.encode(bits.to(device))  # [sum blocks, S]
+                x = code.encode(bits)  # [sum blocks, S]
             start = 0
             for i in rows:
                 chunk = x[start : start + nblocks[i]].reshape(-1)
@@ -870,8 +870,10 @@ def lost_bytes(ok: np.ndarray, num_bytes: int, payload_bits: int) -> np.ndarray:
     ``ok [blocks]`` bool per code block of ``payload_bits`` stream bits each (MSB first); byte
     ``j`` holds bits ``8j … 8j + 7``, which lie in blocks ``8j // P`` and ``(8j + 7) // P``.
     """
-    first = np.arange(num_bytes, dtype=np.int64) * 8
     failed = ~np.asarray(ok, dtype=bool)
+    if payload_bits % 8 == 0:  # blocks of whole bytes (1000 bits with block_bits 1024)
+        return np.repeat(failed, payload_bits // 8)[:num_bytes]
+    first = np.arange(num_bytes, dtype=np.int64) * 8
     return failed[first // payload_bits] | failed[(first + 7) // payload_bits]
 
 
@@ -881,12 +883,18 @@ def block_code_len(mcs_index: int, block_bits: int) -> int:
     return coded_bits_per_block(m, block_bits) // m.qm
 
 
-def _stream_bits(data: bytes, nblocks: int, payload_bits: int) -> torch.Tensor:
-    """Bytes → ``[nblocks, payload_bits]`` float32 bits (MSB first, zero-padded)."""
-    bits = np.unpackbits(np.frombuffer(data, dtype=np.uint8))
-    padded = np.zeros(nblocks * payload_bits, dtype=np.float32)
-    padded[: bits.size] = bits
-    return torch.from_numpy(padded.reshape(nblocks, payload_bits))
+def _stream_bits(
+    data: bytes, nblocks: int, payload_bits: int, device: torch.device | str = "cpu"
+) -> torch.Tensor:
+    """Bytes → ``[nblocks, payload_bits]`` float32 bits (MSB first, zero-padded) on ``device``
+    (unpacked there: only the bytes travel)."""
+    raw = torch.frombuffer(bytearray(data), dtype=torch.uint8) if data else torch.zeros(0)
+    raw = raw.to(device, torch.uint8)
+    shifts = torch.arange(7, -1, -1, dtype=torch.uint8, device=raw.device)
+    bits = ((raw[:, None] >> shifts) & 1).reshape(-1)
+    padded = torch.zeros(nblocks * payload_bits, dtype=torch.float32, device=raw.device)
+    padded[: bits.numel()] = bits
+    return padded.reshape(nblocks, payload_bits)
 
 
 @CODECS.register("digital_fixed")

@@ -154,8 +154,10 @@ def test_the_shipped_payload_config_plans_the_main_result_grid_at_4_and_8_bits()
     assert shipped["data"] == main["data"]  # the main result's frames
     assert shipped["grid"]["snr_db"] == main["grid"]["snr_db"]
     plan = plan_sweep({**shipped, "device": "cpu"})
-    got = sorted((g.channel, g.codec, g.bits_per_value, g.fusion) for g in plan.groups)
+    got = sorted(
+        (g.channel, g.codec, g.bits_per_value, g.harq_max_rounds, g.fusion) for g in plan.groups
+    )
     assert got == [
-        (ch, "digital_payload", b, "max") for ch in ("awgn", "rayleigh") for b in (4, 8)
+        (ch, "digital_payload", b, 1, "max") for ch in ("awgn", "rayleigh") for b in (4, 8)
     ]
     assert plan.num_cells == 4 * 7

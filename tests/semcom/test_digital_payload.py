@@ -143,3 +143,17 @@ def test_whole_stream_memo_never_serves_another_stream_of_the_same_map():
         assert np.array_equal(out, ref) and np.array_equal(got, ref_got)
         outs.append(out)
     assert not np.array_equal(outs[0], outs[1]) and np.array_equal(outs[0], outs[2])
+
+
+@pytest.mark.parametrize(
+    ("num_bytes", "nblocks", "payload_bits"), [(0, 1, 8), (5, 1, 40), (7, 3, 24)]
+)
+def test_stream_bits_unpack_msb_first_and_zero_pad(num_bytes, nblocks, payload_bits):
+    from v2x.semcom.digital import _stream_bits
+
+    data = bytes(np.random.default_rng(num_bytes).integers(0, 256, num_bytes, dtype=np.uint8))
+    expected = np.zeros(nblocks * payload_bits, dtype=np.float32)
+    expected[: num_bytes * 8] = np.unpackbits(np.frombuffer(data, np.uint8))  # oracle: numpy
+    got = _stream_bits(data, nblocks, payload_bits)
+    assert got.dtype == torch.float32 and got.shape == (nblocks, payload_bits)
+    assert np.array_equal(got.reshape(-1).numpy(), expected)
