@@ -100,6 +100,11 @@ from v2x.semcom.quantize import Quantized, check_bits, quantize
 
 #: Code blocks per call of the exact LDPC decoder (bounds its message memory), per decoder.
 _DECODE_CHUNK = {"sionna": 2048, "minsum": 8192}
+
+
+def decode_chunk(ldpc_decoder: str) -> int:
+    """Code blocks per call of the exact LDPC decoder ``ldpc_decoder`` (every caller's bound)."""
+    return _DECODE_CHUNK[ldpc_decoder]
 _FLAG_PER_CHANNEL = 1
 _FLAG_DENSE = 2  # every cell occupied: no occupancy map sent
 _FLAG_OCC_DEFLATE = 4
@@ -768,7 +773,7 @@ class DigitalCodec(Codec):
             ns = torch.cat([no_eff[i, : nblocks[i] * s].reshape(nblocks[i], s) for i in rows])
             if self.decoder == "exact":
                 code = self.block_code_for(m, dev)
-                chunk = _DECODE_CHUNK[self.ldpc_decoder]
+                chunk = decode_chunk(self.ldpc_decoder)
                 parts = [
                     code.decode(xs[j : j + chunk], ns[j : j + chunk])
                     for j in range(0, xs.shape[0], chunk)

@@ -157,3 +157,28 @@ def test_stream_bits_unpack_msb_first_and_zero_pad(num_bytes, nblocks, payload_b
     got = _stream_bits(data, nblocks, payload_bits)
     assert got.dtype == torch.float32 and got.shape == (nblocks, payload_bits)
     assert np.array_equal(got.reshape(-1).numpy(), expected)
+
+
+@pytest.mark.parametrize("combining", ["chase", "ir"])
+def test_harq_decodes_in_chunks_with_the_numbers_of_one_call(monkeypatch, combining):
+    from v2x.semcom import digital
+    from v2x.semcom.harq import transmit
+
+    x = _features(2, 4, 8, 16, 3)
+    codec = build_codec(
+        "digital_payload", bits=6, mcs=14, harq_max_rounds=1, harq_combining=combining
+    )
+    link = LinkState.from_snr(torch.tensor([6.6, 6.6]))  # near MCS 14's threshold: some fail
+
+    def run():
+        torch.manual_seed(5)
+        tx = codec.encode(x, link)
+        out, rx = transmit(codec, build_channel("awgn"), tx, link.snr_db, link)
+        return out, rx.cost.channel_uses, rx.meta["retransmissions"]
+
+    whole = run()
+    monkeypatch.setitem(digital._DECODE_CHUNK, "minsum", 3)  # blocks per decoder call
+    chunked = run()
+    assert whole[2].sum() > 0  # a retransmission round took place
+    for a, b in zip(whole, chunked):
+        assert torch.equal(a, b)
