@@ -100,14 +100,14 @@ from v2x.semcom.quantize import Quantized, check_bits, quantize
 
 #: Code blocks per call of the exact LDPC decoder (bounds its message memory), per decoder.
 _DECODE_CHUNK = {"sionna": 2048, "minsum": 8192}
+_FLAG_PER_CHANNEL = 1
+_FLAG_DENSE = 2  # every cell occupied: no occupancy map sent
+_FLAG_OCC_DEFLATE = 4
 
 
 def decode_chunk(ldpc_decoder: str) -> int:
     """Code blocks per call of the exact LDPC decoder ``ldpc_decoder`` (every caller's bound)."""
     return _DECODE_CHUNK[ldpc_decoder]
-_FLAG_PER_CHANNEL = 1
-_FLAG_DENSE = 2  # every cell occupied: no occupancy map sent
-_FLAG_OCC_DEFLATE = 4
 
 
 # ---------------------------------------------------------------------------------------------

@@ -37,9 +37,10 @@ def test_bits_per_value_comes_from_each_codec_entry_and_keeps_other_cell_ids():
     old = {k: v for k, v in conds[1].items() if k != "bits_per_value"}
     assert cell_id(conds[1], "s", 0) == cell_id(old, "s", 0)
     assert cell_id(conds[2], "s", 0) != cell_id({**conds[2], "bits_per_value": 8}, "s", 0)
-    assert plan_sweep({**BASE, "grid": {**BASE["grid"], "codecs": ["digital"]}}).groups[
-        1
-    ].key == plan.groups[1].key
+    assert (
+        plan_sweep({**BASE, "grid": {**BASE["grid"], "codecs": ["digital"]}}).groups[1].key
+        == plan.groups[1].key
+    )
 
 
 @pytest.mark.parametrize("bits", [0, 17, 4.5, "8"])
