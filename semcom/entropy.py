@@ -8,6 +8,13 @@ Backends (``backend=``):
   deflate-compressed). Codes each segment within a few bits of its empirical entropy.
 * ``"zlib"``, ``"lzma"``, ``"bz2"`` — Python's standard library on the symbols' bytes (``uint8``
   for ≤ 8-bit levels, little-endian ``uint16`` above); no model side information.
+* ``"ans_estimate"`` — no coding: ``"ans"``'s model and side information, but each segment is
+  a placeholder of zero bytes whose length is ``estimate_bytes``, the estimated size of
+  ``"ans"``'s output (its information content under the model plus the coder's flush, in
+  32-bit words). Its bit counts are **estimates** (``DigitalCodec.bits_estimated``; results
+  column ``bits_estimated``); its bytes cannot be decoded (``decode`` raises), so the digital
+  codec keeps the symbols for the receiver (``MapStream.decoded``). Measured against
+  ``"ans"``'s real output on the shipped detector's maps: docs/digital.md.
 
 Every call encodes one independently decodable segment; ``decode`` needs the symbol count (the
 receiver derives it from the occupancy map and the feature shape). A corrupted segment raises
@@ -18,11 +25,20 @@ from __future__ import annotations
 
 import bz2
 import lzma
+import math
 import zlib
 
 import numpy as np
 
-BACKENDS = ("ans", "zlib", "lzma", "bz2")
+#: Backends that code: their bytes decode back to the symbols exactly.
+CODERS = ("ans", "zlib", "lzma", "bz2")
+BACKENDS = (*CODERS, "ans_estimate")
+#: Backends whose segments are estimated sizes, not coded bytes.
+ESTIMATED = frozenset({"ans_estimate"})
+#: Bits the ANS coder adds to a segment's information content before rounding up to whole
+#: 32-bit words (its state flush; calibrated on the shipped detector's maps, docs/digital.md).
+ANS_FLUSH_BITS = 16.0
+_ANS_WORD_BITS = 32
 
 
 def _constriction():
@@ -67,7 +83,7 @@ class EntropyModel:
     def fit(cls, symbols: np.ndarray, alphabet: int, backend: str) -> EntropyModel:
         """Model for ``symbols`` (any shape, ints in ``0 … alphabet − 1``)."""
         check_backend(backend)
-        if backend != "ans":
+        if not _has_model(backend):
             return cls(backend, alphabet)
         counts = np.bincount(np.asarray(symbols, dtype=np.int64).reshape(-1), minlength=alphabet)
         if counts.size > alphabet:
@@ -76,13 +92,13 @@ class EntropyModel:
 
     def to_bytes(self) -> bytes:
         """Side information the decoder needs (empty for stdlib backends)."""
-        if self.backend != "ans":
+        if not _has_model(self.backend):
             return b""
         return zlib.compress(self.counts.astype("<u4").tobytes(), 9)
 
     @classmethod
     def from_bytes(cls, data: bytes, alphabet: int, backend: str) -> EntropyModel:
-        if backend != "ans":
+        if not _has_model(backend):
             return cls(backend, alphabet)
         try:
             counts = np.frombuffer(zlib.decompress(data), dtype="<u4")
@@ -91,6 +107,34 @@ class EntropyModel:
         if counts.size != alphabet:
             raise ValueError(f"entropy model: {counts.size} counts for an alphabet of {alphabet}")
         return cls(backend, alphabet, counts.astype(np.uint32))
+
+
+def _has_model(backend: str) -> bool:
+    """True for backends with a symbol histogram as side information."""
+    return backend in ("ans", "ans_estimate")
+
+
+def estimate_bytes(symbols: np.ndarray, model: EntropyModel) -> int:
+    """Estimated length of ``encode(symbols, model)`` with the ``"ans"`` backend, without coding.
+
+    ``4 · ceil((Σ −log2 p(s) + ANS_FLUSH_BITS) / 32)`` bytes, with ``p`` the model's histogram
+    probabilities: the information content of the symbols, the coder's flush, and whole 32-bit
+    words. ``symbols``: ints in ``0 … alphabet − 1`` that the model was fitted on; ``model``: an
+    ``"ans"`` or ``"ans_estimate"`` model.
+    """
+    s = np.asarray(symbols).reshape(-1)
+    if s.size == 0:
+        return 0
+    if not _has_model(model.backend) or model.counts is None or model.counts.sum() == 0:
+        raise ValueError(f"entropy estimate: needs a fitted ans model, got {model.backend!r}")
+    counts = model.counts.astype(np.float64)
+    used = np.bincount(s.astype(np.int64), minlength=counts.size)
+    if used.size > counts.size or np.any(counts[used > 0] == 0):
+        raise ValueError("entropy estimate: the model was not fitted on these symbols")
+    nz = used > 0
+    info = float(-(used[nz] * np.log2(counts[nz] / counts.sum())).sum())
+    words = math.ceil((info + ANS_FLUSH_BITS) / _ANS_WORD_BITS)
+    return 4 * words
 
 
 def _dtype(alphabet: int) -> str:
@@ -104,6 +148,8 @@ def encode(symbols: np.ndarray, model: EntropyModel) -> bytes:
         return b""
     if int(s.min()) < 0 or int(s.max()) >= model.alphabet:
         raise ValueError(f"entropy encode: symbols outside 0..{model.alphabet - 1}")
+    if model.backend == "ans_estimate":
+        return bytes(estimate_bytes(s, model))  # a placeholder of the estimated length
     if model.backend == "ans":
         constriction = _constriction()
         if model._model is None or np.any(model.counts[s] == 0):
@@ -125,6 +171,8 @@ def decode(data: bytes, count: int, model: EntropyModel) -> np.ndarray:
         if data:
             raise ValueError("entropy decode: bytes given for an empty segment")
         return np.zeros(0, dtype=np.int64)
+    if model.backend == "ans_estimate":
+        raise ValueError("entropy decode: an ans_estimate segment is a placeholder, not a code")
     try:
         if model.backend == "ans":
             constriction = _constriction()

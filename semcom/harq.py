@@ -218,6 +218,41 @@ def _residual_erasures(codec: DigitalCodec, received: Transmission, blocks: Bloc
     received.state = replace(state, erased=state.erased & failed)
 
 
+def _llr_chunked(codec: DigitalCodec, code, xs: torch.Tensor, ns: torch.Tensor) -> torch.Tensor:
+    """``code.llr(xs, ns)`` in calls of at most the decoder chunk of blocks: the demapper's
+    per-constellation-point temporaries (``[N, symbols, 2^Qm]``) of a whole map's blocks do not
+    fit in memory at 64-QAM. LLRs are per symbol, so the values are those of one call."""
+    from v2x.semcom.digital import decode_chunk
+
+    chunk = decode_chunk(codec.ldpc_decoder)
+    if xs.shape[0] <= chunk:
+        return code.llr(xs, ns)
+    return torch.cat(
+        [code.llr(xs[j : j + chunk], ns[j : j + chunk]) for j in range(0, xs.shape[0], chunk)]
+    )
+
+
+def _decode_chunked(
+    codec: DigitalCodec, code, llr: torch.Tensor, rv: list[int] | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``code.decode_llr(llr, rv)`` in calls of at most the codec's decoder chunk of blocks
+    (``v2x.semcom.digital.decode_chunk``), as the first round's decoder does: a whole map's
+    thousands of blocks at once would hold every block's messages in memory. A block's result
+    does not depend on the other blocks of its call, so the numbers are those of one call."""
+    from v2x.semcom.digital import decode_chunk
+
+    chunk = decode_chunk(codec.ldpc_decoder)
+    if llr.shape[0] <= chunk:
+        return code.decode_llr(llr) if rv is None else code.decode_llr(llr, rv=rv)
+    parts = [
+        code.decode_llr(llr[j : j + chunk])
+        if rv is None
+        else code.decode_llr(llr[j : j + chunk], rv=rv)
+        for j in range(0, llr.shape[0], chunk)
+    ]
+    return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
+
+
 def harq_decode_blocks(
     codec: DigitalCodec,
     received: Transmission,
@@ -263,9 +298,9 @@ def harq_decode_blocks(
         if exact:
             code = codec.block_code_for(m, dev)
             g["code"] = code
-            llr = code.llr(xs, ns) if xs.shape[0] else xs.real
+            llr = _llr_chunked(codec, code, xs, ns) if xs.shape[0] else xs.real
             g["llr"] = [llr]  # one entry per round (ir) or the running sum (chase)
-            u, ok = code.decode_llr(llr)
+            u, ok = _decode_chunked(codec, code, llr)
             g["u"], g["ok"] = u.cpu(), ok.cpu()
         else:
             assert codec.table is not None
@@ -324,16 +359,16 @@ def harq_decode_blocks(
             ns = torch.cat([nr[i, : len(idx) * s].reshape(len(idx), s) for i, idx in mine])
             if exact:
                 code = g["code"]
-                llr = code.llr(xs, ns)
+                llr = _llr_chunked(codec, code, xs, ns)
                 if ir:
                     g["llr"].append(torch.zeros_like(g["llr"][0]))
                     g["llr"][-1][sel.to(llr.device)] = llr
                     stack = torch.stack([h[sel.to(llr.device)] for h in g["llr"]], dim=1)
                     rv = [RV_SEQUENCE[t % 4] for t in range(r + 1)]
-                    u, ok = code.decode_llr(stack, rv=rv)
+                    u, ok = _decode_chunked(codec, code, stack, rv)
                 else:
                     g["llr"][0][sel.to(llr.device)] += llr
-                    u, ok = code.decode_llr(g["llr"][0][sel.to(llr.device)])
+                    u, ok = _decode_chunked(codec, code, g["llr"][0][sel.to(llr.device)])
                 g["u"][sel] = u.cpu()
                 g["ok"][sel] = ok.cpu()
             else:

@@ -10,6 +10,7 @@ import pyarrow.compute as pc
 import pytest
 
 from v2x.ledger import LEDGER_SUMS
+from v2x.plots import _series_label as _label
 from v2x.results import cell_id, read_results, rows_to_table
 from v2x.results_table import results_table_text
 from v2x.semcom.digital import block_code_len
@@ -36,9 +37,10 @@ def test_bits_per_value_comes_from_each_codec_entry_and_keeps_other_cell_ids():
     old = {k: v for k, v in conds[1].items() if k != "bits_per_value"}
     assert cell_id(conds[1], "s", 0) == cell_id(old, "s", 0)
     assert cell_id(conds[2], "s", 0) != cell_id({**conds[2], "bits_per_value": 8}, "s", 0)
-    assert plan_sweep({**BASE, "grid": {**BASE["grid"], "codecs": ["digital"]}}).groups[
-        1
-    ].key == plan.groups[1].key
+    assert (
+        plan_sweep({**BASE, "grid": {**BASE["grid"], "codecs": ["digital"]}}).groups[1].key
+        == plan.groups[1].key
+    )
 
 
 @pytest.mark.parametrize("bits", [0, 17, 4.5, "8"])
@@ -117,20 +119,23 @@ def test_digital_payload_sweep_charges_every_code_block_of_the_whole_map(tmp_pat
         tmp_path / "frames",
         tmp_path / "out",
         snr_db=[30.0],
-        codecs=[{"name": "digital_payload", "bits": 2}],
+        codecs=[
+            {"name": "digital_payload", "bits": 2},
+            # estimated sizes (no coding) and the BLER-table decoder: labelled as estimated
+            {"name": "digital_payload", "bits": 3, "entropy_coder": "ans_estimate",
+             "decoder": "fast"},
+        ],
         fusions=["max"],
-    )
+    )  # fmt: skip
     cfg["data"]["num_frames"] = 2
     cfg["budget"] = {"bandwidth_hz": 1e9}
     path = run_sweep(cfg)
-    (row,) = read_results([path]).to_pylist()
-    assert (row["codec"], row["bits_per_value"], row["bits_estimated"]) == (
-        "digital_payload",
-        2,
-        False,
-    )
+    rows = sorted(read_results([path]).to_pylist(), key=lambda r: r["bits_per_value"])
+    got = [(r["codec"], r["bits_per_value"], r["bits_estimated"]) for r in rows]
+    assert got == [("digital_payload", 2, False), ("digital_payload", 3, True)]
+    assert "[bits estimated]" in _label(rows[1]) and "(3 bit/value)" in _label(rows[1])
     ledger = read_results([path], ledger=True)
-    sent = ledger.filter(pc.field("sent"))
+    sent = ledger.filter(pc.field("sent") & pc.equal(pc.field("cell_id"), rows[0]["cell_id"]))
     bits = np.asarray(sent.column("source_bits").to_pylist())
     uses = np.asarray(sent.column("channel_uses").to_pylist())
     assert len(bits) >= 2 and (bits > 0).all() and (bits % 8 == 0).all()
@@ -139,3 +144,21 @@ def test_digital_payload_sweep_charges_every_code_block_of_the_whole_map(tmp_pat
     assert np.array_equal(uses, blocks * block_code_len(28, 1024))
     # every value of the [8, 64, 64] map is sent (2 bits before entropy coding)
     assert (bits <= 2 * 8 * 64 * 64 + 8 * 4096).all() and (bits > 0.1 * 8 * 64 * 64).all()
+
+
+def test_the_shipped_payload_config_plans_the_main_result_grid_at_4_and_8_bits():
+    from v2x.sweep_plan import _compose_defaults, _plain
+
+    shipped = _plain(_compose_defaults("sweep_digital_payload"))
+    main = _plain(_compose_defaults("sweep"))
+    assert shipped["device"] == "cuda" and shipped["budget"]["bandwidth_hz"] == 1e9
+    assert shipped["data"] == main["data"]  # the main result's frames
+    assert shipped["grid"]["snr_db"] == main["grid"]["snr_db"]
+    plan = plan_sweep({**shipped, "device": "cpu"})
+    got = sorted(
+        (g.channel, g.codec, g.bits_per_value, g.harq_max_rounds, g.fusion) for g in plan.groups
+    )
+    assert got == [
+        (ch, "digital_payload", b, 1, "max") for ch in ("awgn", "rayleigh") for b in (4, 8)
+    ]
+    assert plan.num_cells == 4 * 7

@@ -71,14 +71,14 @@ def test_decode_memo_gives_the_decoder_output_and_decodes_each_segment_once(monk
         got = decode_map_stream(st.data, lost, (3, 8, 8), 16, "ans", sent=st)
         assert np.array_equal(got, plain)
     assert len(calls) == 4  # once per segment, then from the memo
-    assert sorted(st.decoded) == [0, 1, 2, 3]
+    assert sorted(k for k in st.decoded if isinstance(k, int)) == [0, 1, 2, 3]
 
 
 def test_decode_memo_never_serves_bytes_that_differ_from_the_sent_ones():
     st, ref = _stream(1)
     delivered_plain, delivered_memo = np.zeros((8, 8), bool), np.zeros((8, 8), bool)
     decode_map_stream(st.data, np.zeros(len(st.data), bool), (3, 8, 8), 16, "ans", sent=st)
-    assert len(st.decoded) == 4
+    assert len([k for k in st.decoded if isinstance(k, int)]) == 4
     start = st.header_bytes + st.segment_bytes[0]  # segment 1: rows 2-3
     # A byte of segment 1 corrupted but not marked lost (a CRC that passed wrong bits), and a
     # lost byte in segment 2: the memo must not hide either.
@@ -99,3 +99,86 @@ def test_decode_memo_never_serves_bytes_that_differ_from_the_sent_ones():
         decode_map_stream(bytes(data), lost, (3, 8, 8), 16, "ans"),
         decode_map_stream(bytes(data), lost, (3, 8, 8), 16, "ans", sent=st),
     )
+
+
+def test_config_file_builds_the_codec_with_its_defaults():
+    from omegaconf import OmegaConf
+
+    cfg = OmegaConf.to_container(OmegaConf.load("conf/codec/digital_payload.yaml"))
+    codec = build_codec(cfg.pop("name"), **cfg)
+    default = build_codec("digital_payload")
+    for name in ("bits", "decoder", "ldpc_decoder", "mcs", "entropy_coder", "block_bits"):
+        assert getattr(codec, name) == getattr(default, name)
+
+
+@pytest.mark.parametrize("payload_bits", [1000, 999, 1001, 8, 8424])
+def test_lost_bytes_are_the_bytes_with_a_bit_in_a_failed_block(payload_bits):
+    from v2x.semcom.digital import lost_bytes
+
+    rng = np.random.default_rng(payload_bits)
+    ok = rng.random(37) < 0.7
+    num_bytes = (37 * payload_bits) // 8 - 3
+    # oracle: every bit's block, then any lost bit per byte
+    bit_lost = np.repeat(~ok, payload_bits)[: num_bytes * 8]
+    expected = bit_lost.reshape(-1, 8).any(axis=1)
+    assert np.array_equal(lost_bytes(ok, num_bytes, payload_bits), expected)
+
+
+def test_whole_stream_memo_never_serves_another_stream_of_the_same_map():
+    # Two budgets: the same source coding (shared memo) assembled into two different streams.
+    codec = DigitalCodec(bits=6, min_bits=6, decoder="fast", rows_per_segment=2)
+    x = _features(1, 3, 8, 8, 2)
+    cache: dict = {}
+    full = codec._fit_stream(x, 0, 28, cache)
+    codec.max_channel_uses = codec._uses_for_bytes(len(full.data), 28) // 2
+    part = codec._fit_stream(x, 0, 28, cache)
+    assert part.data != full.data and part.decoded is full.decoded  # one memo
+    outs = []
+    for st in (full, part, full, part):
+        lost = np.zeros(len(st.data), dtype=bool)
+        got = np.zeros((8, 8), bool)
+        out = decode_map_stream(st.data, lost, (3, 8, 8), 16, "ans", got, sent=st)
+        ref_got = np.zeros((8, 8), bool)
+        ref = decode_map_stream(st.data, lost, (3, 8, 8), 16, "ans", ref_got)
+        assert np.array_equal(out, ref) and np.array_equal(got, ref_got)
+        outs.append(out)
+    assert not np.array_equal(outs[0], outs[1]) and np.array_equal(outs[0], outs[2])
+
+
+@pytest.mark.parametrize(
+    ("num_bytes", "nblocks", "payload_bits"), [(0, 1, 8), (5, 1, 40), (7, 3, 24)]
+)
+def test_stream_bits_unpack_msb_first_and_zero_pad(num_bytes, nblocks, payload_bits):
+    from v2x.semcom.digital import _stream_bits
+
+    data = bytes(np.random.default_rng(num_bytes).integers(0, 256, num_bytes, dtype=np.uint8))
+    expected = np.zeros(nblocks * payload_bits, dtype=np.float32)
+    expected[: num_bytes * 8] = np.unpackbits(np.frombuffer(data, np.uint8))  # oracle: numpy
+    got = _stream_bits(data, nblocks, payload_bits)
+    assert got.dtype == torch.float32 and got.shape == (nblocks, payload_bits)
+    assert np.array_equal(got.reshape(-1).numpy(), expected)
+
+
+@pytest.mark.parametrize("combining", ["chase", "ir"])
+def test_harq_decodes_in_chunks_with_the_numbers_of_one_call(monkeypatch, combining):
+    from v2x.semcom import digital
+    from v2x.semcom.harq import transmit
+
+    x = _features(2, 4, 8, 16, 3)
+    codec = build_codec(
+        "digital_payload", bits=6, mcs=14, harq_max_rounds=1, harq_combining=combining
+    )
+    link = LinkState.from_snr(torch.tensor([6.6, 6.6]))  # near MCS 14's threshold: some fail
+
+    def run():
+        torch.manual_seed(5)
+        tx = codec.encode(x, link)
+        out, rx = transmit(codec, build_channel("awgn"), tx, link.snr_db, link)
+        return out, rx.cost.channel_uses, rx.meta["retransmissions"]
+
+    whole = run()
+    monkeypatch.setitem(digital._DECODE_CHUNK, "minsum", 3)  # blocks per decoder call
+    chunked = run()
+    assert whole[2].sum() > 0  # a retransmission round took place
+    for a, b in zip(whole, chunked):
+        assert torch.equal(a, b)
