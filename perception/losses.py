@@ -3,7 +3,7 @@
 Modes: ``single`` (every agent detects in its own frame: what ego-only and late fusion run),
 ``max`` / ``mean`` / ``attention`` (intermediate fusion at the ego), ``early`` (the ego encodes
 everyone's points), ``where2comm`` (trained with its selection: each collaborator keeps only its
-``max_fraction`` most confident cells, by its own head's confidence map, and the ego fuses
+``max_fraction`` most important cells, by its own head's confidence map, and the ego fuses
 them by attention with the rest masked — what the pipeline's Where2comm path delivers),
 ``semantic_map`` / ``object_features`` (semantic payloads: each collaborator's head output map or
 its detected objects, moved to the ego by predicted centre and fused by confidence, then rescored
@@ -104,7 +104,7 @@ def fused_head_outputs(
         b, a, c, h, w = features.shape
         with torch.no_grad():
             heat, _ = model.head(features.flatten(0, 1))
-            chosen = fuse.selection_mask(fuse.confidence(heat)).view(b, a, 1, h, w)
+            chosen = fuse.selection_mask(fuse.selection_score(heat)).view(b, a, 1, h, w)
         chosen[:, 0] = True  # the ego's own map is whole
         features = features * chosen
         selected = chosen.to(features.dtype)

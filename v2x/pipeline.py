@@ -160,9 +160,12 @@ class CooperativePipeline(nn.Module):
         link = LinkState(snr_db=row_snr, sinr_feedback=feedback(row_snr) if feedback else None)
         codec, extra = self.codec, {}
         confidence = getattr(self.fusion, "confidence", None)
-        if confidence is not None:  # Where2comm: send only the most confident cells
+        if confidence is not None:  # Where2comm: send only the most important cells
             heat, _ = self.model.head(features[:, 1:].reshape(b * (a - 1), c, h, w))
-            conf = confidence(heat).view(1, b * (a - 1), 1, h, w).expand(k, -1, -1, -1, -1)
+            # ranked by the fusion's selection score where it has one (Where2comm's dilated
+            # confidence), else by the confidence itself
+            score = getattr(self.fusion, "selection_score", confidence)
+            conf = score(heat).view(1, b * (a - 1), 1, h, w).expand(k, -1, -1, -1, -1)
             codec = SelectiveCodec(inner=self.codec, keep_fraction=self.fusion.max_fraction)
             extra = {"importance": conf.reshape(k * b * (a - 1), 1, h, w)}
         tx = codec.encode(rows, link, **extra)
