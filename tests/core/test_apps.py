@@ -113,3 +113,16 @@ def test_train_codec_app_rejects_an_init_checkpoint_of_another_architecture(tmp_
     cfg = _compose("train_codec", [f"init={tmp_path / 'missing.pt'}", "device=cpu"])
     with pytest.raises(ValueError, match="does not exist"):
         run_codec_training(cfg)
+
+
+def test_where2comm_fine_tuning_config_composes_from_the_shipped_detector():
+    from pathlib import Path
+
+    import v2x
+
+    cfg = _compose("train_pointpillars_where2comm")
+    assert cfg.model.backbone == "pointpillars"
+    assert "where2comm" in cfg.train.modes and cfg.val.fusion == "where2comm"
+    assert len(cfg.train.mode_weights) == len(cfg.train.modes)
+    root = Path(v2x.__file__).resolve().parent.parent  # the repository root the run starts in
+    assert (root / cfg.train.init_checkpoint).is_file()
