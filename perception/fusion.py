@@ -35,6 +35,7 @@ from __future__ import annotations
 from typing import Any, ClassVar, Literal, get_args
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from v2x.perception.semantic import (
@@ -314,21 +315,58 @@ class Where2commFusion(AttentionFusion):
 
     Each collaborator computes a spatial confidence map from its own detection heatmap (the
     sigmoid of its largest class logit per cell) and sends only its ``max_fraction`` most
-    confident cells; the ego fuses what arrives by attention, the unsent cells masked out. The
+    important cells; the ego fuses what arrives by attention, the unsent cells masked out. The
     pipeline sends the cells through the configured codec wrapped in the ``selective`` codec, so
     the selection map itself is charged to the payload.
 
+    Cells are ranked by ``selection_score``: the largest confidence within the
+    ``window_cells × window_cells`` neighbourhood of each cell (a grey dilation of the
+    confidence map). A centre head's confidence is a narrow peak at each object's centre
+    (Gaussian targets of about one cell), so ranking the raw map keeps the centres and then
+    background noise, not the objects' footprints around them (with the standard PointPillars
+    detector at 10 % of the cells: 38 % of a collaborator's vehicle cells, and vehicle AP@0.7
+    barely above ego-only); the dilation keeps every confident object's whole neighbourhood,
+    as Where2comm's own Gaussian smoothing of the map intends. ``window_cells = 1`` ranks by
+    the raw confidence.
+
     Args:
         max_fraction: budget, fraction of the ``h·w`` cells a collaborator sends, in (0, 1].
+        window_cells: side of the neighbourhood, in cells of the feature map (odd, ≥ 1; 7 cells
+            of 0.8 m span 5.6 m, a car's length with a margin).
     """
 
+    #: Weight of a cell's own confidence in ``selection_score``: it breaks the ties of the
+    #: neighbourhood maximum (the cells nearer the peak first) and is too small to reorder cells
+    #: whose neighbourhood maxima differ by more than 0.001.
+    TIE_BREAK = 1e-3
     selects_cells = True
 
-    def __init__(self, max_fraction: float = 0.1) -> None:
+    def __init__(self, max_fraction: float = 0.1, window_cells: int = 7) -> None:
         super().__init__()
         if not 0.0 < max_fraction <= 1.0:
             raise ValueError(f"where2comm: 'max_fraction' must be in (0, 1], got {max_fraction}")
+        if (
+            isinstance(window_cells, bool)
+            or not float(window_cells).is_integer()
+            or window_cells < 1
+            or int(window_cells) % 2 == 0
+        ):
+            raise ValueError(
+                f"where2comm: 'window_cells' must be an odd integer >= 1, got {window_cells}"
+            )
         self.max_fraction = max_fraction
+        self.window_cells = int(window_cells)
+
+    def selection_score(self, heat_logits: torch.Tensor) -> torch.Tensor:
+        """``heat_logits [S, K, h, w]`` → ``[S, 1, h, w]`` the score cells are selected by: the
+        largest ``confidence`` within the ``window_cells`` neighbourhood of each cell (cells
+        beyond the map's edge do not count), plus ``TIE_BREAK`` × the cell's own confidence."""
+        conf = self.confidence(heat_logits)
+        if self.window_cells == 1:
+            return conf
+        pad = self.window_cells // 2
+        peak = F.max_pool2d(conf, self.window_cells, stride=1, padding=pad)
+        return peak + self.TIE_BREAK * conf
 
 
 class PayloadFusion(FeatureFusion):

@@ -3,7 +3,7 @@
 Modes: ``single`` (every agent detects in its own frame: what ego-only and late fusion run),
 ``max`` / ``mean`` / ``attention`` (intermediate fusion at the ego), ``early`` (the ego encodes
 everyone's points), ``where2comm`` (trained with its selection: each collaborator keeps only its
-``max_fraction`` most confident cells, by its own head's confidence map, and the ego fuses
+``max_fraction`` most important cells, by its own head's confidence map, and the ego fuses
 them by attention with the rest masked — what the pipeline's Where2comm path delivers),
 ``semantic_map`` / ``object_features`` (semantic payloads: each collaborator's head output map or
 its detected objects, moved to the ego by predicted centre and fused by confidence, then rescored

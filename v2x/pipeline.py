@@ -218,7 +218,7 @@ class CooperativePipeline(nn.Module):
         rows = features[:, 1:].unsqueeze(0).expand(k, b, a - 1, c, h, w).reshape(-1, c, h, w)
         row_snr = link_snr(snr_db, b, a)[:, :, 1:].reshape(-1)
         codec, extra = self.codec, {}
-        if self.fusion.selects_cells:  # Where2comm: send only the most confident cells
+        if self.fusion.selects_cells:  # Where2comm: send only the most important cells
             heat, _ = self.model.head(features[:, 1:].reshape(b * (a - 1), c, h, w))
             conf = self.fusion.selection_score(heat).view(1, b * (a - 1), 1, h, w)
             conf = conf.expand(k, -1, -1, -1, -1)

@@ -115,6 +115,19 @@ def test_train_codec_app_rejects_an_init_checkpoint_of_another_architecture(tmp_
         run_codec_training(cfg)
 
 
+def test_where2comm_fine_tuning_config_composes_from_the_shipped_detector():
+    from pathlib import Path
+
+    import v2x
+
+    cfg = _compose("train_pointpillars_where2comm")
+    assert cfg.model.backbone == "pointpillars"
+    assert "where2comm" in cfg.train.modes and cfg.val.fusion == "where2comm"
+    assert len(cfg.train.mode_weights) == len(cfg.train.modes)
+    root = Path(v2x.__file__).resolve().parent.parent  # the repository root the run starts in
+    assert (root / cfg.train.init_checkpoint).is_file()
+
+
 def test_the_shipped_runs_are_app_configs():
     """The experiments behind the shipped weights, as the one-off scripts ran them (their
     settings, written out here), are configs of v2x-train / v2x-train-codec / v2x-sweep."""

@@ -225,6 +225,43 @@ def test_unsent_cells_are_masked_in_fusion(model):
     torch.testing.assert_close(feats_in[0, 1][:, ~sent], torch.zeros(C, int((~sent).sum())))
 
 
+def test_where2comm_with_every_cell_is_attention(model, batch):
+    """At ``max_fraction = 1`` the selection keeps every cell: the detections are attention
+    fusion's, bit for bit (same codec, same float16 values, nothing masked)."""
+    snr = torch.tensor(SNRS)
+    dense = _pipe(model, "attention").run(batch, snr).detections
+    every = _pipe(model, build_fusion("where2comm", max_fraction=1.0)).run(batch, snr).detections
+    _same_detections(every, dense, atol=0)
+
+
+class _RecordingWhere2comm(Where2commFusion):
+    def forward(self, features, valid):
+        self.seen = valid.clone()
+        return super().forward(features, valid)
+
+
+def test_where2comm_sends_the_cells_training_selects(model):
+    """The pipeline sends the cells of ``selection_mask(selection_score(...))`` of the
+    collaborator's own head, the selection the training mode fuses (a collaborator at the
+    ego's pose: the warp is the identity, so the fused mask is the sent one)."""
+    ego = _frame(5, [(0.0, 0.0, 0.0)]).agents[0]
+    other = _frame(6, [(0.0, 0.0, 0.0)]).agents[0]
+    other = AgentObservation("veh_1", "vehicle", ego.pose, other.points)
+    frame = CoopFrame("same", [ego, other], np.zeros((0, 7)), np.zeros(0), np.zeros(0))
+    batch = collate_frames([frame])
+    fusion = _RecordingWhere2comm(max_fraction=0.1, window_cells=5)
+    _pipe(model, fusion).run(batch, torch.tensor([30.0]))
+    with torch.no_grad():
+        own = model.encode(batch.points, batch.point_mask, batch.poses)[0]
+        heat = model.head(own[1:])[0]
+    chosen = fusion.selection_mask(fusion.selection_score(heat))[0, 0]
+    assert int(chosen.sum()) == round(0.1 * HW * HW)
+    assert torch.equal(fusion.seen[0, 1, 0], chosen)
+    raw = torch.zeros(HW * HW, dtype=torch.bool)
+    raw[fusion.confidence(heat).view(-1).topk(int(chosen.sum())).indices] = True
+    assert not torch.equal(raw.view(HW, HW), chosen)  # the window matters here
+
+
 def test_pose_noise_is_seeded(model, batch):
     a = _pipe(model, "max", pose_noise_m=0.5, pose_noise_yaw_rad=0.05, seed=3).run(
         batch, torch.tensor([30.0])

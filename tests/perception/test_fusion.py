@@ -157,3 +157,77 @@ def test_where2comm_selection_mask_keeps_the_most_confident_cells():
         assert kept.min() > dropped.max()
     assert Where2commFusion(max_fraction=1.0).selection_mask(conf).all()
     assert Where2commFusion(max_fraction=0.001).selection_mask(conf).sum(dim=(1, 2, 3)).eq(1).all()
+
+
+@pytest.mark.parametrize("bad", [0, -1, 2, 4, 2.5, True])
+def test_where2comm_window_cells_validation(bad):
+    with pytest.raises(ValueError, match="window_cells"):
+        build_fusion("where2comm", window_cells=bad)
+    assert build_fusion("where2comm", window_cells=3).window_cells == 3
+
+
+def test_where2comm_selection_score_is_the_neighbourhood_maximum_by_hand():
+    logits = torch.randn(2, 3, 6, 7, generator=torch.Generator().manual_seed(4))
+    conf = torch.sigmoid(logits).amax(dim=1)  # [2, 6, 7]
+    score = Where2commFusion(window_cells=3).selection_score(logits)
+    assert score.shape == (2, 1, 6, 7)
+    for s in range(2):
+        for y in range(6):
+            for x in range(7):
+                near = conf[s, max(0, y - 1) : y + 2, max(0, x - 1) : x + 2].max()
+                want = near + Where2commFusion.TIE_BREAK * conf[s, y, x]
+                torch.testing.assert_close(score[s, 0, y, x], want)
+    raw = Where2commFusion(window_cells=1).selection_score(logits)
+    torch.testing.assert_close(raw, Where2commFusion.confidence(logits), atol=0, rtol=0)
+
+
+def _footprint_cells(box, grid, stride):
+    """``[h, w]`` bool: cells of the stride-``stride`` map whose centre lies inside ``box``
+    (x, y, z, l, w, h, yaw), by hand: the centre in the box's own axes."""
+    h, w = grid.height // stride, grid.width // stride
+    cell = grid.resolution_m * stride
+    out = torch.zeros(h, w, dtype=torch.bool)
+    cx, cy, _, length, width, _, yaw = box
+    for iy in range(h):
+        for ix in range(w):
+            dx = grid.x_range_m[0] + (ix + 0.5) * cell - cx
+            dy = grid.y_range_m[0] + (iy + 0.5) * cell - cy
+            u = math.cos(yaw) * dx + math.sin(yaw) * dy
+            v = -math.sin(yaw) * dx + math.cos(yaw) * dy
+            out[iy, ix] = abs(u) <= length / 2 and abs(v) <= width / 2
+    return out
+
+
+def test_where2comm_selection_covers_the_footprints_of_hand_placed_boxes():
+    """A collaborator's confidence as its centre head gives it (a Gaussian peak of about one
+    cell at each object's centre, ``build_targets``' shape; a strong and a weak car) over
+    background noise: at a 10 % budget the selection keeps every cell of both cars'
+    footprints; ranking the raw confidence (``window_cells = 1``) keeps the centres and then
+    noise, and misses most of the footprints."""
+    from v2x.perception.bev import BEVGrid
+    from v2x.perception.head import build_targets
+
+    grid, stride = BEVGrid(x_range_m=(-12.8, 12.8), y_range_m=(-12.8, 12.8)), 2
+    boxes = torch.tensor(
+        [[-5.75, 4.3, 0.8, 4.5, 1.9, 1.6, 0.0], [5.1, -4.7, 0.8, 4.2, 1.8, 1.5, math.pi / 2]],
+        dtype=torch.float64,
+    )
+    peaks = torch.tensor([0.9, 0.5])
+    heat, *_ = build_targets(
+        boxes[None], torch.tensor([[0, 1]]), torch.tensor([[True, True]]), grid, stride, 2
+    )  # [1, 2, 32, 32]: one class per car, peak 1 at its centre cell
+    conf = (heat[0] * peaks[:, None, None]).amax(dim=0)
+    noise = 0.15 * torch.rand(conf.shape, generator=torch.Generator().manual_seed(0))
+    conf = torch.maximum(conf, noise).clamp(1e-4, 1 - 1e-4)
+    logits = torch.log(conf / (1 - conf))[None, None]  # [1, 1, 32, 32]
+    cars = _footprint_cells(boxes[0].tolist(), grid, stride) | _footprint_cells(
+        boxes[1].tolist(), grid, stride
+    )
+    assert cars.sum() >= 20  # the two footprints, 5-7 by 2-3 cells each
+    fusion = Where2commFusion(max_fraction=0.1)
+    kept = fusion.selection_mask(fusion.selection_score(logits))[0, 0]
+    assert kept.sum() == round(0.1 * 32 * 32)
+    assert kept[cars].all()
+    raw = Where2commFusion(max_fraction=0.1, window_cells=1)
+    kept_raw = raw.selection_mask(raw.selection_score(logits))[0, 0]
+    assert kept_raw[cars].float().mean() < 0.6
