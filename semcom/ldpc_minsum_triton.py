@@ -11,7 +11,6 @@ ARG_SHIFT``. Imported with ``TRITON_INTERPRET=1`` the kernels run on CPU tensors
 
 from __future__ import annotations
 
-
 import triton
 import triton.language as tl
 
@@ -41,6 +40,7 @@ def check_update(t, m, d, alpha, beta, pad_llr, OFFSET: tl.constexpr, HALF: tl.c
     r = tl.where(neg, -mag, mag)
     return r, m1s, m2s, arg, neg
 
+
 @triton.jit
 def layer_kernel(
     llr_ptr, r_ptr, idx_ptr, nb, z, alpha, beta, pad_llr,
@@ -65,6 +65,7 @@ def layer_kernel(
     r, m1s, m2s, arg, neg = check_update(t, m, d, alpha, beta, pad_llr, OFFSET, HALF)
     tl.store(r_ptr + off_r, r.to(r_ptr.dtype.element_ty), mask=m)
     tl.store(llr_ptr + off_l, (t + r).to(llr_ptr.dtype.element_ty), mask=m)
+
 
 @triton.jit
 def layer_compressed_kernel(
@@ -101,7 +102,6 @@ def layer_compressed_kernel(
     tl.store(m2_ptr + off_c, m2s.to(m2_ptr.dtype.element_ty), mask=bm)
     tl.store(info_ptr + off_c, signs | (arg.to(tl.int32) << ARG_SHIFT), mask=bm)
     tl.store(llr_ptr + off_l, (t + r).to(llr_ptr.dtype.element_ty), mask=m)
-
 
 
 def kernel(kind: str):
