@@ -310,6 +310,21 @@ class LDPC5GMinSumDecoder:
         place_buf[in_buf] = buf[in_buf]
         self._place_buf_np = place_buf
 
+    def kernel_bytes_per_iteration(self) -> int:
+        """Bytes one iteration of the Triton row-group kernels moves per block (traffic model:
+        every LLR, message and check state value they touch read once and written once; the
+        index tables, cached across blocks, and the syndrome check are not counted).
+
+        Per edge: ``L`` read and written (2 × 4 B in float32), plus with ``check_state="edges"``
+        its message read and written (16 B per edge in all), or with ``"compressed"`` per check
+        ``α·s·min1``, ``α·s·min2`` and the int32 signs/arg-min read and written (2 × 12 B).
+        """
+        elt = torch.empty((), dtype=self._dtype).element_size()
+        if self.check_state == "edges":
+            return 4 * elt * self.num_edges
+        checks = sum(rows * z for _, _, (rows, _, z), _ in self._group_np)
+        return 2 * elt * self.num_edges + 2 * (2 * elt + 4) * checks
+
     def _tables_on(self, device: torch.device) -> _Tables:
         t = self._tables.get(device)
         if t is None:
