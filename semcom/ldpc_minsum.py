@@ -442,6 +442,7 @@ class LDPC5GMinSumDecoder:
         # it never depends on the other blocks of the batch; converged ("frozen") blocks leave
         # the batch once they are at least 1/_COMPACT of it.
         work = self._work(max_e, nb, device) if use_torch else None
+        syndrome_ok = self._syndrome_ok if use_torch else self._syndrome_ok_triton
         checks = self._checks(rv)
         frozen = torch.zeros(nb, dtype=torch.bool, device=device)
         it = 0
@@ -449,10 +450,10 @@ class LDPC5GMinSumDecoder:
             last = it == self.num_iter
             if last:
                 rest = torch.nonzero(~frozen).reshape(-1)
-                finish(rest, self._syndrome_ok(llr, tab, checks)[rest], it)
+                finish(rest, syndrome_ok(llr, tab, checks)[rest], it)
                 break
             if self.early_stop and it:
-                new = self._syndrome_ok(llr, tab, checks) & ~frozen
+                new = syndrome_ok(llr, tab, checks) & ~frozen
                 cols = torch.nonzero(new).reshape(-1)
                 if cols.numel():
                     finish(cols, True, it)
@@ -593,6 +594,28 @@ class LDPC5GMinSumDecoder:
         return min(n_used, self.n_ldpc) - self.k_ldpc
 
     @staticmethod
+    def _syndrome_ok_triton(llr: torch.Tensor, tab: _Tables, checks: int) -> torch.Tensor:
+        """As ``_syndrome_ok`` with two Triton kernels: hard decisions packed 32 blocks to an
+        int32 word (``[V + 1, ⌈B/32⌉]``, the last row 0 for padding slots), then per check the
+        XOR of its VNs' words, OR-ed over the checks (≈ 4 B per VN and E/8 B per block read,
+        instead of ~13 B per edge with torch's byte-wise gathers)."""
+        v, nb = tab.place.numel(), llr.shape[1]
+        nw = -(-nb // 32)
+        hard = torch.empty(v + 1, nw, dtype=torch.int32, device=llr.device)
+        hard[v] = 0
+        _kernel("pack_hard")[(v, triton_cdiv(nw, 32))](llr, hard, nb, nw, BLOCK_W=32)
+        bad = torch.zeros(nw, dtype=torch.int32, device=llr.device)
+        d = tab.syn_shape[1]
+        per = 64
+        grid = (triton_cdiv(nw, 32), triton_cdiv(checks, per))
+        _kernel("syndrome")[grid](
+            hard, tab.syn_idx, bad, checks, nw,
+            DMAX=d, DMAX_P2=triton_next_pow2(d), BLOCK_W=32, CHECKS_PER=per,
+        )  # fmt: skip
+        shifts = torch.arange(32, dtype=torch.int32, device=llr.device)
+        return ((bad[:, None] >> shifts) & 1).reshape(-1)[:nb] == 0
+
+    @staticmethod
     def _syndrome_ok(llr: torch.Tensor, tab: _Tables, checks: int) -> torch.Tensor:
         """``[B]`` bool: the hard decision of each batch column satisfies every check.
 
@@ -613,6 +636,10 @@ class LDPC5GMinSumDecoder:
 
 def triton_next_pow2(n: int) -> int:
     return 1 << max(0, (n - 1).bit_length())
+
+
+def triton_cdiv(a: int, b: int) -> int:
+    return -(-a // b)
 
 
 def _kernel(kind: str):

@@ -6,7 +6,8 @@ Layouts (batch last, ``nb`` blocks contiguous): ``llr [V + Z, nb]`` float32 or f
 group ``idx [rows·DEG·Z]`` int32 VN of every edge (−1: padding). ``layer_kernel`` keeps one
 message per edge ``r [rows·DEG·Z, nb]``; ``layer_compressed_kernel`` one compressed state per
 check ``[rows·Z, nb]``: ``α·s·min1``, ``α·s·min2`` (storage dtype) and int32 ``signs | arg <<
-ARG_SHIFT``. Imported with ``TRITON_INTERPRET=1`` the kernels run on CPU tensors (tests).
+ARG_SHIFT``. ``pack_hard_kernel`` and ``syndrome_kernel`` check every block's hard decision
+against the parity checks with 32 blocks to an int32 word. Imported with ``TRITON_INTERPRET=1`` the kernels run on CPU tensors (tests).
 """
 
 from __future__ import annotations
@@ -105,8 +106,48 @@ def layer_compressed_kernel(
 
 
 def kernel(kind: str):
-    """``layer_kernel`` (``"edges"``) or ``layer_compressed_kernel`` (``"compressed"``).
+    """``layer_kernel`` (``"edges"``), ``layer_compressed_kernel`` (``"compressed"``),
+    ``pack_hard_kernel`` (``"pack_hard"``) or ``syndrome_kernel`` (``"syndrome"``).
 
     Triton picks compiled or interpreted kernels when this module is imported (tests set
     ``TRITON_INTERPRET=1`` and reload it)."""
-    return {"edges": layer_kernel, "compressed": layer_compressed_kernel}[kind]
+    kernels = {
+        "edges": layer_kernel,
+        "compressed": layer_compressed_kernel,
+        "pack_hard": pack_hard_kernel,
+        "syndrome": syndrome_kernel,
+    }
+    return kernels[kind]
+
+
+@triton.jit
+def pack_hard_kernel(llr_ptr, out_ptr, nb, nw, BLOCK_W: tl.constexpr):
+    # Hard decisions, 32 blocks to a word: bit k of out[v, w] = (llr[v, 32·w + k] ≤ 0).
+    v = tl.program_id(0).to(tl.int64)
+    w = tl.program_id(1) * BLOCK_W + tl.arange(0, BLOCK_W)
+    k = tl.arange(0, 32)
+    b = w[:, None] * 32 + k[None, :]
+    x = tl.load(llr_ptr + v * nb + b, mask=b < nb, other=1.0)
+    bits = (x <= 0.0).to(tl.int32) << k[None, :]
+    tl.store(out_ptr + v * nw + w, tl.sum(bits, axis=1), mask=w < nw)  # disjoint bits: sum = or
+
+
+@triton.jit
+def syndrome_kernel(
+    hard_ptr, syn_ptr, bad_ptr, checks, nw,
+    DMAX: tl.constexpr, DMAX_P2: tl.constexpr, BLOCK_W: tl.constexpr, CHECKS_PER: tl.constexpr,
+):  # fmt: skip
+    # bad[w] |= OR over CHECKS_PER checks of the XOR of the packed hard bits of the check's VNs
+    # (syn [checks, DMAX] VN rows; padding points at an all-zero row): bit k set = block 32·w + k
+    # violates a check.
+    w = tl.program_id(0) * BLOCK_W + tl.arange(0, BLOCK_W)
+    wm = w < nw
+    d = tl.arange(0, DMAX_P2)
+    acc = tl.zeros([BLOCK_W], dtype=tl.int32)
+    c0 = tl.program_id(1) * CHECKS_PER
+    for c in range(c0, tl.minimum(c0 + CHECKS_PER, checks)):
+        vn = tl.load(syn_ptr + c * DMAX + d, mask=d < DMAX, other=0)
+        m = (d < DMAX)[:, None] & wm[None, :]
+        x = tl.load(hard_ptr + vn.to(tl.int64)[:, None] * nw + w[None, :], mask=m, other=0)
+        acc = acc | tl.xor_sum(x, axis=0)
+    tl.atomic_or(bad_ptr + w, acc, mask=wm)

@@ -340,11 +340,13 @@ print(json.dumps(out))
 """
 
 
+@pytest.mark.slow
 def test_triton_kernels_match_the_torch_path_in_the_interpreter():
     """Compressed check state (float32 and float16 storage) and the per-edge kernel (float32):
     the same bits, iteration counts and codeword flags as the torch path, bit for bit, under
-    Triton's CPU interpreter (a tiny code: it runs one program at a time). A subprocess: the
-    interpreter must be on before Triton is first imported."""
+    Triton's CPU interpreter (a tiny code: it runs one program at a time; ~1–3 min), the
+    syndrome kernels included (same iterations). A subprocess: the interpreter must be on
+    before Triton is first imported."""
     import json
     import os
     import subprocess
