@@ -12,6 +12,6 @@ b() {
   grep -v -i warn $OUT/$out.log > $OUT/$out.txt; rm $OUT/$out.log
   echo "== $out rc=$rc"; tail -${N:-14} $OUT/$out.txt
 }
-b bench_ldpc $R/benchmarks/bench_ldpc.py --device cuda --blocks 262144 --sionna-blocks 16384 --repeats 5
-b bench_ldpc_hi $R/benchmarks/bench_ldpc.py --device cuda --blocks 262144 --sionna-blocks 16384 --repeats 5 --snr-offset-db 1
-T=300 b ldpc_bler $R/benchmarks/ldpc_bler.py --device cuda --blocks 20000 --batch 20000 --out $OUT/ldpc_bler_h200.json --figure $OUT/ldpc_bler_h200.png
+N=30 b bench_ldpc $R/benchmarks/bench_ldpc.py --device cuda --mcs 5,14 --blocks 262144 --sionna-blocks 16384 --early on --repeats 3
+N=30 b bench_ldpc_hi $R/benchmarks/bench_ldpc.py --device cuda --blocks 262144 --sionna-blocks 16384 --repeats 3 --snr-offset-db 1 --modes triton,triton-fp16 --early on
+T=300 b ldpc_bler $R/benchmarks/ldpc_bler.py --device cuda --blocks 20000 --batch 20000 --decoders sionna,minsum,minsum-fp16 --out $OUT/ldpc_bler_h200.json --figure $OUT/ldpc_bler_h200.png
