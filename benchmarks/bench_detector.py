@@ -2,12 +2,32 @@
 
 5 agents on OpenCOOD's 704 x 200 BEV grid (x ±140.8 m, y ±40 m, 0.4 m pillars), ~25k points
 per agent: pillar encoder + backbone for every agent, warp to the ego, attention fusion, centre
-head. Reports cooperative frames/s in fp32 and bf16 autocast, and the ratio against OpenCOOD's
-PointPillar attention-fusion reference (6.6 M parameters) measured on one H200 with torch 2.11
-(124.5 frames/s at batch 1 and 135.7 at batch 8 in fp32, 176.7 at batch 8 in fp16; the
-project's reference numbers) and against our own fp32 run in this process.
+head (no NMS, no data loading). For every batch size, precision (fp32; fp16/bf16 autocast) and
+execution mode it prints cooperative frames/s and two ratios:
 
-    python benchmarks/bench_detector.py --device cuda --model pointpillars
+* against the **reference**: OpenCOOD's PointPillar attention-fusion model (6.6 M parameters)
+  measured on one H200 with torch 2.11 (124.5 frames/s at batch 1 and 135.7 at batch 8 in fp32,
+  176.7 at batch 8 in fp16; the project's reference numbers, see ``OPENCOOD_FPS``); the goal is
+  ≥ 2x at batch 1 and 8, fp32 and reduced precision;
+* against **our plain model in this process** (fp32, NCHW layout, eager, the same batch: the
+  in-run reference, printed as mode ``plain``).
+
+Modes: ``eager`` (the plain module, the layout given by ``--channels-last``), ``graph`` (the
+same network captured once as a CUDA graph for the fixed input shape: no launch overhead, no
+host synchronisation; CUDA only), ``compile`` (``torch.compile`` with ``--compile-mode``, one
+compilation per batch size and precision: tens of seconds each). The precision and layout
+options do not change the fp32 eager computation (``v2x.perception.inference``). Configurations
+that would start after ``--budget-s`` seconds are skipped (and say so). On one H200:
+
+    python benchmarks/bench_detector.py --device cuda    # pointpillars, batch 1 and 8,
+                                                         # fp32 and fp16, eager and graph
+    python benchmarks/bench_detector.py --device cuda --modes eager compile \\
+        --compile-mode reduce-overhead                   # inductor + CUDA graphs
+
+CPU smoke run (small grid and model, seconds):
+
+    python benchmarks/bench_detector.py --device cpu --model small --grid 176 48 \\
+        --points 2000 --iters 2 --precision fp32 bf16 --modes eager compile
 """
 
 from __future__ import annotations
@@ -16,6 +36,7 @@ import argparse
 import dataclasses
 import math
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -26,75 +47,149 @@ from v2x.checkpoint import detector_config_from_dict
 from v2x.perception.bev import BEVGrid
 from v2x.perception.detector import CoopDetector
 from v2x.perception.fusion import build_fusion
+from v2x.perception.inference import COMPILE_MODES, PRECISIONS, capture_graph, compile_function
 from v2x.perception.warp import relative_level_transforms, warp_to_ego
 
 # (batch, precision) -> reference cooperative frames/s on one H200 (batch 1 fp16 not measured:
-# the batch-8 figure is used for both batches there).
+# the batch-8 figure is used for both batches there; bf16 is compared with the fp16 figure).
 OPENCOOD_FPS = {(1, "fp32"): 124.5, (8, "fp32"): 135.7, (1, "fp16"): 176.7, (8, "fp16"): 176.7}
+MODES = ("eager", "graph", "compile")  # besides "plain", always measured first
 
 
-def make_inputs(batch: int, agents: int, points: int, device: torch.device):
+def make_inputs(
+    batch: int, agents: int, points: int, device: torch.device, grid: BEVGrid
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Uniform points over the grid: ``[B, A, N, 4]`` points, ``[B, A, N]`` mask (the last 10 %
+    of every agent's slots padded), ``[B, A, 4, 4]`` float64 poses 10 m apart along x and the
+    ``[B, A, 4, 4]`` ego-to-agent transforms (an input, like OpenCOOD's ``pairwise_t_matrix``,
+    which its data loader computes)."""
     g = torch.Generator().manual_seed(0)
-    xyz = torch.rand(batch, agents, points, 3, generator=g) * torch.tensor([281.6, 80.0, 4.0]) - torch.tensor([140.8, 40.0, 2.0])
+    lo = torch.tensor([grid.x_range_m[0], grid.y_range_m[0], -2.0])
+    span = torch.tensor(
+        [grid.x_range_m[1] - grid.x_range_m[0], grid.y_range_m[1] - grid.y_range_m[0], 4.0]
+    )
+    xyz = torch.rand(batch, agents, points, 3, generator=g) * span + lo
     pts = torch.cat([xyz, torch.rand(batch, agents, points, 1, generator=g)], -1)
+    mask = torch.ones(batch, agents, points, dtype=torch.bool)
+    mask[..., int(points * 0.9) :] = False
     poses = torch.eye(4, dtype=torch.float64).repeat(batch, agents, 1, 1)
-    poses[..., 0, 3] = torch.linspace(0, 40, agents, dtype=torch.float64)
+    poses[..., 0, 3] = torch.linspace(0, 10.0 * (agents - 1), agents, dtype=torch.float64)
     poses[..., 2, 3] = 1.8
-    return pts.to(device), torch.ones(batch, agents, points, dtype=torch.bool, device=device), poses.to(device)
+    transforms = relative_level_transforms(poses)
+    return pts.to(device), mask.to(device), poses.to(device), transforms.to(device)
 
 
-def network(model: CoopDetector, fusion, pts, mask, poses):
-    feats = model.encode(pts, mask, poses)
-    warped, cov = warp_to_ego(feats, relative_level_transforms(poses), model.grid)
-    return model.head(fusion(warped, cov))
+def network_fn(model: CoopDetector, fusion: torch.nn.Module) -> Callable:
+    """``(points, mask, poses, ego_to_agent) -> (heat, reg)``: encode every agent, warp, fuse,
+    head (the network of a cooperative frame, no pre- or post-processing)."""
+
+    def network(pts, mask, poses, ego_to_agent):
+        feats = model.encode(pts, mask, poses)
+        warped, cov = warp_to_ego(feats, ego_to_agent, model.grid)
+        return model.head(fusion(warped, cov))
+
+    return network
 
 
-def measure(model, fusion, inputs, dtype, iters: int, device) -> float:
-    with torch.no_grad(), torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32):
-        for _ in range(3):
-            network(model, fusion, *inputs)
-        if device.type == "cuda":
-            torch.cuda.synchronize()
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def measure(fn: Callable, inputs, iters: int, device: torch.device, warmup: int = 3) -> float:
+    """Seconds per call of ``fn(*inputs)`` (mean over ``iters`` after ``warmup`` calls)."""
+    with torch.no_grad():
+        for _ in range(warmup):
+            fn(*inputs)
+        synchronize(device)
         t = time.perf_counter()
         for _ in range(iters):
-            network(model, fusion, *inputs)
-        if device.type == "cuda":
-            torch.cuda.synchronize()
+            fn(*inputs)
+        synchronize(device)
     return (time.perf_counter() - t) / iters
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser()
+def build_model(name: str, grid: BEVGrid, device: torch.device) -> CoopDetector:
+    conf_name = "pillars_center" if name == "small" else name
+    path = Path(v2x.conf.__file__).parent / "model" / f"{conf_name}.yaml"
+    data = yaml.safe_load(path.read_text())
+    data.pop("grid", None)
+    config = detector_config_from_dict({**data, "grid": dataclasses.asdict(grid)})
+    torch.manual_seed(0)
+    return CoopDetector(config).to(device).eval()
+
+
+def main(argv: list[str] | None = None) -> list[dict]:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--agents", type=int, default=5)
     ap.add_argument("--points", type=int, default=25_000)
     ap.add_argument("--batch", type=int, nargs="+", default=[1, 8])
     ap.add_argument("--iters", type=int, default=20)
-    ap.add_argument("--model", default="small", help="conf/model name: small (pillars_center) or pointpillars")
-    args = ap.parse_args()
+    ap.add_argument("--model", default="pointpillars",
+                    help="conf/model name: pointpillars (the standard model) or small")  # fmt: skip
+    ap.add_argument("--precision", nargs="+", default=["fp32", "fp16"], choices=list(PRECISIONS))
+    ap.add_argument("--modes", nargs="+", default=["eager", "graph"], choices=MODES)
+    ap.add_argument("--compile-mode", default="reduce-overhead", choices=COMPILE_MODES,
+                    help="torch.compile mode of the 'compile' runs")
+    ap.add_argument("--budget-s", type=float, default=170.0,
+                    help="skip configurations that would start later than this")  # fmt: skip
+    ap.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=True)
+    ap.add_argument("--grid", type=int, nargs=2, default=[704, 200], metavar=("W", "H"),
+                    help="BEV grid in 0.4 m cells (704 200 for the benchmark; a multiple of 8 "
+                    "each, smaller for CPU smoke runs)")  # fmt: skip
+    args = ap.parse_args(argv)
     device = torch.device(args.device)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
-    grid = BEVGrid(x_range_m=(-140.8, 140.8), y_range_m=(-40.0, 40.0), z_range_m=(-1.0, 5.0))
-    name = "pillars_center" if args.model == "small" else args.model
-    data = yaml.safe_load((Path(v2x.conf.__file__).parent / "model" / f"{name}.yaml").read_text())
-    data.pop("grid", None)
-    config = detector_config_from_dict({**data, "grid": dataclasses.asdict(grid)})
-    model = CoopDetector(config).to(device).eval()
+    sx, sy = args.grid[0] * 0.2, args.grid[1] * 0.2
+    grid = BEVGrid(x_range_m=(-sx, sx), y_range_m=(-sy, sy), z_range_m=(-1.0, 5.0))
+    model = build_model(args.model, grid, device)
     params = sum(p.numel() for p in model.parameters())
-    model = model.to(memory_format=torch.channels_last)
     fusion = build_fusion("attention")
-    print(f"device {device}, model {args.model} ({params / 1e6:.2f} M parameters), grid "
-          f"{grid.width}x{grid.height}, agents {args.agents}, points/agent {args.points}")
+    network = network_fn(model, fusion)
+    modes = [m for m in args.modes if m != "graph" or device.type == "cuda"]
+    print(f"device {torch.cuda.get_device_name(device) if device.type == 'cuda' else device}, "
+          f"torch {torch.__version__}, model {args.model} ({params / 1e6:.2f} M parameters), grid "
+          f"{grid.width}x{grid.height}, agents {args.agents}, points/agent {args.points}, "
+          f"channels_last {args.channels_last}, modes {modes}")  # fmt: skip
+    rows = []
+    begun = time.perf_counter()
     for b in args.batch:
-        inputs = make_inputs(b, args.agents, args.points, device)
-        fp32 = measure(model, fusion, inputs, torch.float32, args.iters, device)
-        half = measure(model, fusion, inputs, torch.bfloat16 if device.type == "cuda" else torch.float32, args.iters, device)
-        fps32, fps16 = b / fp32, b / half
-        ref32, ref16 = OPENCOOD_FPS.get((b, "fp32"), math.nan), OPENCOOD_FPS.get((b, "fp16"), math.nan)
-        print(f"batch {b}: fp32 {fps32:8.1f} coop frames/s ({fps32 / ref32:.2f}x reference fp32) | "
-              f"bf16 {fps16:8.1f} frames/s ({fps16 / ref16:.2f}x reference fp16; "
-              f"{fps16 / fps32:.2f}x our fp32 in this run)")
+        inputs = make_inputs(b, args.agents, args.points, device, grid)
+        # the in-run reference: the plain model (fp32, NCHW, eager), as the pipeline runs it
+        runs = [("fp32", "plain", False)]
+        runs += [(p, m, args.channels_last) for p in args.precision for m in modes]
+        baseline = math.nan
+        for precision, mode, channels_last in runs:
+            started = time.perf_counter()
+            if started - begun > args.budget_s:
+                print(f"batch {b} {precision:4s} {mode:7s}: skipped (--budget-s "
+                      f"{args.budget_s:g} s spent)", flush=True)  # fmt: skip
+                continue
+            model.configure_inference(precision, channels_last=channels_last)
+            with torch.no_grad():
+                if mode == "graph":
+                    fn = capture_graph(network, inputs)
+                elif mode == "compile":
+                    torch._dynamo.reset()
+                    fn = compile_function(network, args.compile_mode)
+                    fn(*inputs)  # compile now, outside the timing
+                else:
+                    fn = network
+            setup_s = time.perf_counter() - started
+            fps = b / measure(fn, inputs, args.iters, device)
+            if mode == "plain":
+                baseline = fps
+            ref = OPENCOOD_FPS.get((b, "fp32" if precision == "fp32" else "fp16"), math.nan)
+            rows.append({"batch": b, "precision": precision, "mode": mode, "fps": fps,
+                         "channels_last": channels_last, "vs_reference": fps / ref,
+                         "vs_plain_fp32": fps / baseline})  # fmt: skip
+            print(f"batch {b} {precision:4s} {mode:7s}: {fps:8.1f} coop frames/s | "
+                  f"{fps / ref:5.2f}x reference ({ref:.1f}) | {fps / baseline:5.2f}x our plain "
+                  f"fp32 | setup {setup_s:5.1f} s", flush=True)  # fmt: skip
+    model.configure_inference("fp32", channels_last=False)
+    return rows
 
 
 if __name__ == "__main__":

@@ -8,7 +8,9 @@ new draw of their losses from the erasure model: independent for ``iid`` (so wit
 probability ``p`` and ``R`` rounds a packet is lost with probability ``p^(R+1)`` and is sent
 ``(1 − p^(R+1)) / (1 − p)`` times on average), a new Gilbert–Elliott chain over the resent
 packets in their order, or the BLER at the round's own SNR for ``bler``. Feedback is
-error-free and instantaneous.
+error-free; each retransmission round waits ``arq_feedback_delay_s`` for it (the channel's
+setting, default 0: instantaneous), which ``v2x.semcom.harq.transmit`` charges to the payload's
+latency (``meta["feedback_s"]``).
 
 The receiver keeps, for each channel use, the copy that arrived: the returned ``y`` is already
 equalised (``state.equalized``, the unbiased one-tap MMSE estimate, with ``state.no_eff`` and,
@@ -22,6 +24,7 @@ to the transmission's cost (the ledger's ``retransmissions``, ``channel_uses`` a
 
 from __future__ import annotations
 
+import math
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
@@ -39,6 +42,16 @@ def check_arq_rounds(max_rounds: object) -> int:
     if isinstance(max_rounds, bool) or not isinstance(max_rounds, int) or max_rounds < 0:
         raise ValueError(f"erasure: 'arq_max_rounds' must be an int >= 0, got {max_rounds!r}")
     return max_rounds
+
+
+def check_feedback_delay(value: object, field: str) -> float:
+    """``value`` as a float ≥ 0 (seconds of ACK/NACK feedback delay per retransmission round),
+    else ``ValueError`` naming ``field``."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError(f"{field} must be a number of seconds >= 0, got {value!r}")
+    if not math.isfinite(value) or value < 0:
+        raise ValueError(f"{field} must be a finite number of seconds >= 0, got {value!r}")
+    return float(value)
 
 
 def arq_resend(

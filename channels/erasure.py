@@ -30,7 +30,7 @@ from typing import Any
 
 import torch
 
-from v2x.channels.arq import arq_resend, check_arq_rounds
+from v2x.channels.arq import arq_resend, check_arq_rounds, check_feedback_delay
 from v2x.channels.base import CHANNELS, Channel, ChannelState
 from v2x.channels.packets import HEADER_BYTES, MTU_BYTES, PacketFormat, packet_index
 
@@ -181,6 +181,8 @@ class ErasureChannel(Channel):
         bler_table: ``[[snr_db, bler], …]`` for ``model="bler"``; ``None``: normal approximation.
         mtu_bytes, header_bytes, bits_per_symbol, symbols_per_packet: see ``Packetizer``.
         arq_max_rounds: rounds in which lost packets are resent (``v2x.channels.arq``; 0: none).
+        arq_feedback_delay_s: seconds each retransmission round waits for the receiver's
+            feedback before it is sent (added to the payload's latency; 0: instantaneous).
 
     Returns ``y`` with erased symbols set to 0 and ``state.erased [B, n]``; ``state.extra`` holds
     ``packet_lost [B, P]``, ``num_packets`` (``P``) and ``channel_uses`` (headers included; an
@@ -206,9 +208,13 @@ class ErasureChannel(Channel):
         bits_per_symbol: float = 2.0,
         symbols_per_packet: int | None = None,
         arq_max_rounds: int = 0,
+        arq_feedback_delay_s: float = 0.0,
     ) -> None:
         super().__init__()
         self.arq_max_rounds = check_arq_rounds(arq_max_rounds)
+        self.arq_feedback_delay_s = check_feedback_delay(
+            arq_feedback_delay_s, "erasure: 'arq_feedback_delay_s'"
+        )
         if model not in ("iid", "gilbert_elliott", "bler"):
             raise ValueError(
                 f"erasure: unknown model {model!r}; valid choices: iid, gilbert_elliott, bler"

@@ -41,6 +41,15 @@ class LinkState:
     sinr_feedback: torch.Tensor | None = None
 
     @classmethod
+    def before_sending(cls, channel: object, snr_db: torch.Tensor) -> LinkState:
+        """What a transmitter knows of each link (``snr_db [L]`` dB) before sending over
+        ``channel``: the SNR and the receiver's per-RE SINR report (``Channel.sinr_feedback``:
+        frequency-selective channels; ``None`` otherwise, or for a channel-like module without
+        the method)."""
+        feedback = getattr(channel, "sinr_feedback", None)
+        return cls(snr_db=snr_db, sinr_feedback=feedback(snr_db) if feedback else None)
+
+    @classmethod
     def from_snr(
         cls, snr_db: torch.Tensor | float, batch: int | None = None, **kwargs
     ) -> LinkState:

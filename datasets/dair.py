@@ -70,6 +70,7 @@ import numpy as np
 
 from v2x.common import atomic_open
 from v2x.datasets.frame import AgentObservation, CoopFrame
+from v2x.datasets.history import latest_at_or_before
 from v2x.datasets.pcd import read_pcd_xyzi, write_pcd
 from v2x.datasets.v2xsim import track_id_from_token
 
@@ -259,6 +260,8 @@ class DAIRV2XCDataset:
         if split is not None:
             pairs = self._apply_split(pairs, split, split_file)
         self._pairs = pairs
+        self._pair_index: dict[str, int] | None = None
+        self._sequences: dict[tuple[str, str], list[tuple[float, str]]] = {}
 
     def _load_side(self, side: str) -> dict[str, dict]:
         path = self.root / side / "data_info.json"
@@ -338,18 +341,14 @@ class DAIRV2XCDataset:
         where_pair = f"{self._info_path} [vehicle {_frame_id(pair['vehicle_pointcloud_path'])}]"
         veh = _frame_id(pair["vehicle_pointcloud_path"])
         inf = _frame_id(pair["infrastructure_pointcloud_path"])
-        veh_pose = self.vehicle_pose(veh)
-        inf_pose, offset = self.infrastructure_pose(inf, pair, where_pair)
-        agents, dropped_points = [], 0
-        for agent_id, kind, rel, pose, side, frame in (
-            ("vehicle", "vehicle", pair["vehicle_pointcloud_path"], veh_pose, VEH, veh),
-            ("infrastructure", "rsu", pair["infrastructure_pointcloud_path"], inf_pose, INF, inf),
-        ):
-            points, dropped = read_pcd_xyzi(self.root / rel, intensity_scale=self.intensity_scale)
-            dropped_points += dropped
-            agents.append(
-                AgentObservation(agent_id, kind, pose, points, self._timestamp(side, frame))
-            )
+        vehicle, dropped_veh, _ = self._observation(
+            VEH, veh, self.root / pair["vehicle_pointcloud_path"], pair, where_pair
+        )
+        infra, dropped_inf, offset = self._observation(
+            INF, inf, self.root / pair["infrastructure_pointcloud_path"], pair, where_pair
+        )
+        agents, dropped_points = [vehicle, infra], dropped_veh + dropped_inf
+        veh_pose, inf_pose = vehicle.pose, infra.pose
         boxes, classes, tracks, meta = self._labels(pair, where_pair, veh, inf, veh_pose, inf_pose)
         meta.update(
             {
@@ -363,6 +362,103 @@ class DAIRV2XCDataset:
             }
         )
         return CoopFrame(f"dair/{veh}", agents, boxes, classes, tracks, None, 0, meta)
+
+    def _observation(
+        self, side: str, frame: str, path: Path, pair: dict, where_pair: str
+    ) -> tuple[AgentObservation, int, tuple[float, float]]:
+        """One side's scan ``frame`` (points at ``path``) with its pose at that scan (the
+        infrastructure's with the pair's system-error offset) and its timestamp; the number of
+        non-finite points dropped; the offset ``(delta_x, delta_y)`` applied (0 for the vehicle)."""
+        points, dropped = read_pcd_xyzi(path, intensity_scale=self.intensity_scale)
+        offset = (0.0, 0.0)
+        if side == VEH:
+            agent_id, kind, pose = "vehicle", "vehicle", self.vehicle_pose(frame)
+        else:
+            agent_id, kind = "infrastructure", "rsu"
+            pose, offset = self.infrastructure_pose(frame, pair, where_pair)
+        stamp = self._timestamp(side, frame)
+        return AgentObservation(agent_id, kind, pose, points, stamp), dropped, offset
+
+    # ------------------------------------------------------------ asynchrony (earlier scans)
+
+    def index_of(self, frame: CoopFrame) -> int:
+        """Index of ``frame`` (read from this dataset) in it, by its ``meta["vehicle_frame"]``."""
+        if self._pair_index is None:
+            self._pair_index = {
+                _frame_id(p["vehicle_pointcloud_path"]): i for i, p in enumerate(self._pairs)
+            }
+        veh = (frame.meta or {}).get("vehicle_frame")
+        if veh not in self._pair_index:
+            raise ValueError(
+                f"DAIRV2XCDataset: frame {frame.frame_id!r} is not a pair of {self._info_path} "
+                f"(its meta 'vehicle_frame' {veh!r} is not among this dataset's pairs)"
+            )
+        return self._pair_index[veh]
+
+    def _agent_side(self, index: int, agent: int) -> tuple[str, str, dict]:
+        """``(side, frame id, pair)`` of agent ``agent`` (0: vehicle, 1: infrastructure)."""
+        if agent not in (0, 1):
+            raise ValueError(
+                f"DAIRV2XCDataset: field 'agent' must be 0 (vehicle) or 1 (infrastructure), "
+                f"got {agent}"
+            )
+        pair = self._pairs[index]
+        key = ("vehicle_pointcloud_path", "infrastructure_pointcloud_path")[agent]
+        return (VEH, INF)[agent], _frame_id(pair[key]), pair
+
+    def _sequence(self, side: str, frame: str) -> list[tuple[float, str]]:
+        """``[(sensing time s, frame id)]`` ascending of the side's frames in the ``batch_id``
+        (recorded sequence) of ``frame``, from the side's ``data_info.json``."""
+        path = self.root / side / "data_info.json"
+        info = self._side_info[side]
+        if frame not in info:
+            raise ValueError(
+                f"{path}: frame {frame!r} is missing; asynchrony needs each side's data_info.json "
+                "with 'pointcloud_timestamp' and 'batch_id' for every frame"
+            )
+        batch = str(info[frame].get("batch_id", ""))
+        key = (side, batch)
+        if key not in self._sequences:
+            rows = []
+            for fid, record in info.items():
+                if str(record.get("batch_id", "")) != batch:
+                    continue
+                where = f"{path} [{fid}]"
+                raw = _get(record, "pointcloud_timestamp", where)
+                if isinstance(raw, str) and not raw.strip():
+                    raise ValueError(
+                        f"{where}: field 'pointcloud_timestamp' is empty; asynchrony needs the "
+                        "sensing time of every frame (µs)"
+                    )
+                rows.append(
+                    (_number(raw, where, "pointcloud_timestamp") * self.timestamp_unit_s, fid)
+                )
+            rows.sort()
+            self._sequences[key] = rows
+        return self._sequences[key]
+
+    def sensing_times(self, index: int, agent: int) -> list[float]:
+        """Ascending sensing times (s, ``pointcloud_timestamp``) of every frame of agent
+        ``agent`` (0: vehicle, 1: infrastructure) of pair ``index`` in that side's recorded
+        sequence (its ``batch_id``)."""
+        side, frame, _ = self._agent_side(index, agent)
+        return [t for t, _ in self._sequence(side, frame)]
+
+    def observation_before(self, index: int, agent: int, until_s: float) -> AgentObservation | None:
+        """Agent ``agent`` of pair ``index`` as it sensed in its side's latest frame of the same
+        sequence (``batch_id``) sensed at or before ``until_s`` (s, within ``TIME_TOL_S``):
+        that frame's points, its own pose (calibration files of that frame; the infrastructure's
+        with the *pair's* system-error offset, as the official ``VICAsyncDataset`` keeps it) and
+        timestamp; ``None`` when the sequence has no frame that early."""
+        side, frame, pair = self._agent_side(index, agent)
+        rows = self._sequence(side, frame)
+        i = latest_at_or_before([t for t, _ in rows], until_s)
+        if i is None:
+            return None
+        chosen = rows[i][1]
+        rel = self._side_info[side][chosen].get("pointcloud_path") or f"velodyne/{chosen}.pcd"
+        where_pair = f"{self._info_path} [vehicle {_frame_id(pair['vehicle_pointcloud_path'])}]"
+        return self._observation(side, chosen, self.root / side / rel, pair, where_pair)[0]
 
     def _labels(self, pair, where_pair, veh, inf, veh_pose, inf_pose):
         if self.labels == "cooperative":

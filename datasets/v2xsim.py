@@ -53,6 +53,7 @@ import numpy as np
 
 from v2x.common import atomic_open, atomic_write_bytes
 from v2x.datasets.frame import CLASS_NAMES, AgentObservation, CoopFrame
+from v2x.datasets.history import latest_at_or_before
 
 TABLES_REQUIRED: tuple[str, ...] = (
     "scene",
@@ -345,6 +346,8 @@ class V2XSimDataset:
         self._frames: list[tuple[str, str, int]] = []  # (sample token, scene name, index in scene)
         self._lidar_by_sample = lidar_by_sample
         self._anns_by_sample = anns_by_sample
+        # per (scene name, channel k): [(sensing time s, sample token)] ascending (asynchrony)
+        self._history: dict[tuple[str, int], list[tuple[float, str]]] = defaultdict(list)
         for scene_index in chosen:
             scene = all_scenes[scene_index]
             where = f"{self._file('scene')} [{scene['token']}]"
@@ -363,9 +366,15 @@ class V2XSimDataset:
                     )
                 seen.add(token)
                 self._frames.append((token, name, position))
+                for k, sd in lidar_by_sample.get(token, {}).items():
+                    stamp = _field(sd, "timestamp", f"{self._file('sample_data')} [{sd['token']}]")
+                    self._history[(name, k)].append((float(stamp) * 1e-6, token))
                 position += 1
                 token = _field(samples[token], "next", f"{self._file('sample')} [{token}]")
         self._samples = samples
+        for rows in self._history.values():
+            rows.sort(key=lambda row: row[0])
+        self._index_of = {token: i for i, (token, _, _) in enumerate(self._frames)}
 
     def __len__(self) -> int:
         return len(self._frames)
@@ -409,25 +418,8 @@ class V2XSimDataset:
             raise ValueError(
                 f"{self._file('sample_data')}: sample {token!r} has no key-frame LIDAR_TOP_id_k record"
             )
-        ext_agents = ext.get("agents", {})
-        agents: list[AgentObservation] = []
-        channels = sorted(lidar)
-        saved_order = [LIDAR_CHANNEL.match(c) for c in ext.get("agent_order", [])]
-        saved_rank = {int(m.group(1)): i for i, m in enumerate(saved_order) if m}
-        channels.sort(key=lambda k: (saved_rank.get(k, len(saved_rank)), k))
-        for k in channels:
-            sd = lidar[k]
-            where = f"{self._file('sample_data')} [{sd['token']}]"
-            channel = f"LIDAR_TOP_id_{k}"
-            info = ext_agents.get(channel, {})
-            kind = info.get("kind", "rsu" if k in self.rsu_channels else "vehicle")
-            agent_id = info.get("agent_id", f"{'rsu' if kind == 'rsu' else 'veh'}_{k}")
-            points = read_pcd_bin(self.root / _field(sd, "filename", where))
-            timestamp = float(_field(sd, "timestamp", where)) * 1e-6
-            try:
-                agents.append(AgentObservation(agent_id, kind, self._pose(sd), points, timestamp))
-            except ValueError as exc:
-                raise ValueError(f"{where} ({channel}): {exc}") from None
+        channels = self._channel_order(token)
+        agents = [self._observation(lidar[k], k, ext) for k in channels]
         ego_channel = ext.get("ego_channel", self.ego_channel)
         if ego_channel in lidar:
             ego_index = channels.index(ego_channel)
@@ -452,6 +444,77 @@ class V2XSimDataset:
         }
         meta.update(ext.get("meta", {}))
         return CoopFrame(frame_id, agents, boxes, classes, track_ids, visibility, ego_index, meta)
+
+    def _channel_order(self, token: str) -> list[int]:
+        """The agents' channels ``k`` of sample ``token`` in frame order (our writer's saved
+        order first, then ascending ``k``)."""
+        ext = self.extension.get(token, {})
+        channels = sorted(self._lidar_by_sample.get(token, {}))
+        saved_order = [LIDAR_CHANNEL.match(c) for c in ext.get("agent_order", [])]
+        saved_rank = {int(m.group(1)): i for i, m in enumerate(saved_order) if m}
+        channels.sort(key=lambda k: (saved_rank.get(k, len(saved_rank)), k))
+        return channels
+
+    def _observation(self, sd: dict, k: int, ext: dict) -> AgentObservation:
+        """Channel ``k``'s scan ``sd``: its points, its pose at its own sensing time
+        (``ego_pose`` of that ``sample_data`` ∘ mount), its timestamp (s); agent id and kind
+        from our writer's ``ext`` entry of the frame, else the V2X-Sim conventions."""
+        where = f"{self._file('sample_data')} [{sd['token']}]"
+        channel = f"LIDAR_TOP_id_{k}"
+        info = ext.get("agents", {}).get(channel, {})
+        kind = info.get("kind", "rsu" if k in self.rsu_channels else "vehicle")
+        agent_id = info.get("agent_id", f"{'rsu' if kind == 'rsu' else 'veh'}_{k}")
+        points = read_pcd_bin(self.root / _field(sd, "filename", where))
+        timestamp = float(_field(sd, "timestamp", where)) * 1e-6
+        try:
+            return AgentObservation(agent_id, kind, self._pose(sd), points, timestamp)
+        except ValueError as exc:
+            raise ValueError(f"{where} ({channel}): {exc}") from None
+
+    # ------------------------------------------------------------ asynchrony (earlier scans)
+
+    def index_of(self, frame: CoopFrame) -> int:
+        """Index of ``frame`` (read from this dataset) in it, by its ``meta["sample_token"]``."""
+        token = (frame.meta or {}).get("sample_token")
+        if token not in self._index_of:
+            raise ValueError(
+                f"V2XSimDataset: frame {frame.frame_id!r} is not a frame of {self.table_dir} "
+                f"(its meta 'sample_token' {token!r} is not among this dataset's samples)"
+            )
+        return self._index_of[token]
+
+    def _agent_key(self, index: int, agent: int) -> tuple[str, int]:
+        token, scene_name, _ = self._frames[index]
+        channels = self._channel_order(token)
+        if not 0 <= agent < len(channels):
+            raise ValueError(
+                f"V2XSimDataset: field 'agent' must be an agent index below {len(channels)} of "
+                f"frame {index}, got {agent}"
+            )
+        return scene_name, channels[agent]
+
+    def sensing_times(self, index: int, agent: int) -> list[float]:
+        """Ascending sensing times (s, ``sample_data.timestamp``) of every key-frame scan of
+        agent ``agent`` of frame ``index`` (its channel ``LIDAR_TOP_id_k``) in the frame's
+        scene."""
+        return [t for t, _ in self._history[self._agent_key(index, agent)]]
+
+    def observation_before(self, index: int, agent: int, until_s: float) -> AgentObservation | None:
+        """Agent ``agent`` of frame ``index`` as it sensed in its latest key-frame scan of the
+        scene sensed at or before ``until_s`` (s, within ``TIME_TOL_S``), with its pose at that
+        scan (its ``ego_pose`` ∘ mount) and that scan's timestamp; ``None`` when the scene has
+        no scan of it that early (``v2x.datasets.history``)."""
+        key = self._agent_key(index, agent)
+        rows = self._history[key]
+        i = latest_at_or_before([t for t, _ in rows], until_s)
+        if i is None:
+            return None
+        token = rows[i][1]
+        return self._observation(
+            self._lidar_by_sample[token][key[1]],
+            key[1],
+            self.extension.get(self._frames[index][0], {}),
+        )
 
     def _boxes(self, sample_token: str, ext_order: list[str] | None):
         anns = self._anns_by_sample.get(sample_token, [])

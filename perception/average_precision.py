@@ -38,10 +38,17 @@ Additions, all optional and all reported by name:
 * **Class groups** ``class_groups={"vehicle": (0, 1)}``: ``group/vehicle`` matches detections
   and GT whose labels are in the group class-agnostically among themselves (OpenCOOD's vehicle
   AP: a truck detected as a car counts); ``group/vehicle/<subset>`` does so on each GT subset.
-* **Bootstrap intervals** ``compute(bootstrap=N, seed=S)``: the frames are resampled with
-  replacement ``N`` times (each resample in dataset order: per-frame-sorted AP depends on
-  the order of the frames) and the AP recomputed on each resample; the interval is the
-  percentile interval (2.5 % / 97.5 % for 95 %). Same seed, same interval.
+* **Bootstrap intervals** ``compute(bootstrap=N, seed=S, bootstrap_unit=U)``: the resampling
+  units are drawn with replacement ``N`` times (each resample in dataset order: per-frame-sorted
+  AP depends on the order of the frames) and the AP recomputed on each resample; the interval
+  is the percentile interval (2.5 % / 97.5 % for 95 %). Units (``BOOTSTRAP_UNITS``):
+  ``"frame"`` resamples frames; ``"sequence"`` (the cluster or block bootstrap) resamples whole
+  sequences — the ``sequence`` given to ``add_frame`` (town, scene), each drawn sequence bringing
+  all its frames — which is the honest interval when frames of one sequence are correlated (the
+  frame bootstrap treats them as independent and is too narrow); ``"auto"`` (the default) is
+  ``"sequence"`` when every frame has a sequence and some sequence holds several frames, else
+  ``"frame"``. The unit used is reported. With one frame per sequence the two units make the
+  same draws and give the same interval. Same seed, same interval, in any process.
 * **Ignored GT and GT subsets.** ``gt_ignore_mask`` (True = ignore, everywhere) and named
   ``gt_subsets`` (True = member; e.g. ``ego_invisible``: objects the ego alone cannot see).
   Convention: ignored GT *take part in the matching exactly like other GT* (so the matching is
@@ -67,6 +74,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
+from v2x.perception.ap_resample import resampled_aps
 from v2x.perception.boxes import boxes_to_corners_bev, iou_3d, rotated_iou_bev
 
 __all__ = [
@@ -79,7 +87,11 @@ __all__ = [
     "range_mask",
     "format_results",
     "visibility_subsets",
+    "BOOTSTRAP_UNITS",
 ]
+
+#: Resampling units of ``APAccumulator.compute(bootstrap_unit=...)`` (module docstring).
+BOOTSTRAP_UNITS = ("auto", "sequence", "frame")
 
 SortMode = Literal["per_frame", "global"]
 
@@ -340,7 +352,7 @@ class _Frame:
     ignore: np.ndarray  # [G] bool
     subsets: dict[str, np.ndarray]  # name -> [G] bool
     labelled: bool = False  # labels were given
-    cluster: Any = None  # resampling unit of the cluster bootstrap (e.g. the town), or None
+    sequence: Any = None  # the frame's sequence (town, scene: the bootstrap unit), or None
 
 
 def _padding(batch: int, n: int, x_m: float, device: torch.device) -> torch.Tensor:
@@ -377,7 +389,7 @@ class APAccumulator:
         self._classes: set[int] = set()
         self._labelled: bool | None = None  # whether frames give labels (else no class/*)
         self.num_frames = 0
-        self._clusters: list[Any] = []  # [frame] -> cluster (None: not given)
+        self._sequences: list[Any] = []  # [frame] -> sequence id (None: not given)
 
     # ----------------------------------------------------------------------------------------
     def _store(self, name: str) -> _GroupStore:
@@ -401,7 +413,7 @@ class APAccumulator:
         gt_labels: torch.Tensor | np.ndarray | None = None,
         gt_ignore_mask: torch.Tensor | np.ndarray | None = None,
         gt_subsets: Mapping[str, torch.Tensor | np.ndarray] | None = None,
-        cluster: Any = None,
+        sequence: Any = None,
     ) -> None:
         """Add one frame (all boxes in the ego frame).
 
@@ -414,13 +426,13 @@ class APAccumulator:
             gt_ignore_mask: ``[G]`` bool, True = ignored GT ("don't care"), or ``None``.
             gt_subsets: name -> ``[G]`` bool membership (e.g. ``{"ego_invisible": mask}``); the
                 same names must be given for every frame.
-            cluster: the frame's resampling unit for ``compute(bootstrap_unit="cluster")``
-                (e.g. its town or scene: frames of one sequence are correlated).
+            sequence: the frame's sequence (its town or scene, any hashable id; frames of one
+                sequence are correlated): the unit of ``compute(bootstrap_unit="sequence")``.
         """
         frame = self._prepare(
             det_boxes, det_scores, det_labels, gt_boxes, gt_labels, gt_ignore_mask, gt_subsets
         )
-        frame.cluster = cluster
+        frame.sequence = sequence
         self._match(frame, self._iou([frame])[0])
 
     def add_frames(
@@ -461,7 +473,7 @@ class APAccumulator:
                 item.get("gt_ignore_mask"),
                 item.get("gt_subsets"),
             )
-            frame.cluster = item.get("cluster")
+            frame.sequence = item.get("sequence")
             for acc in replicas:
                 acc._admit(frame)
             pending.append(frame)
@@ -661,7 +673,7 @@ class APAccumulator:
                     f"subset/{sname}", matched[0], all_d, scores_np, int((~sub_ignore).sum()),
                     sub_ignore,
                 )  # fmt: skip
-            acc._clusters.append(frame.cluster)
+            acc._sequences.append(frame.sequence)
             acc.num_frames += 1
 
     def _labels(self, labels: Any, n: int, name: str) -> np.ndarray:
@@ -727,7 +739,7 @@ class APAccumulator:
         seed: int = 0,
         confidence: float = 0.95,
         bootstrap_groups: Sequence[str] | Mapping[str, Sequence[float]] | None = None,
-        bootstrap_unit: str = "frame",
+        bootstrap_unit: str = "auto",
     ) -> dict[str, Any]:
         """AP for every group and threshold, optionally with bootstrap intervals over frames.
 
@@ -739,9 +751,8 @@ class APAccumulator:
                 percentiles of the resampled APs).
             bootstrap_groups: groups that get intervals (``None``: every group), or a mapping
                 group -> the thresholds that get intervals.
-            bootstrap_unit: ``"frame"`` (resample frames) or ``"cluster"`` (resample the
-                clusters given to ``add_frame``, e.g. towns, each with all its frames: honest
-                when frames of one sequence are correlated; every frame needs a cluster).
+            bootstrap_unit: ``"auto"``, ``"sequence"`` or ``"frame"`` (module docstring;
+                ``"sequence"`` needs a sequence for every frame).
 
         Returns:
             dict with ``convention`` (settings that change the numbers), ``num_frames``,
@@ -749,7 +760,8 @@ class APAccumulator:
             over classes with GT}``), ``details`` (``{group: {threshold: ap_from_flags
             output}}`` with precision/recall arrays and counts), and with ``bootstrap > 0``
             ``ci`` (``{group: {threshold: (lo, hi)}}``, nan where no resample has GT) and
-            ``bootstrap`` (``{"resamples", "seed", "confidence", "unit": "frame"}``).
+            ``bootstrap`` (``{"resamples", "seed", "confidence", "unit"}``, ``unit`` the one
+            used: ``"frame"`` or ``"sequence"``).
         """
         sort = self.config.sort if sort is None else sort
         if sort not in ("per_frame", "global"):
@@ -781,15 +793,7 @@ class APAccumulator:
             "details": details,
         }
         if bootstrap:
-            if bootstrap_unit not in ("frame", "cluster"):
-                raise ValueError(
-                    f"compute: 'bootstrap_unit' must be 'frame' or 'cluster', got {bootstrap_unit!r}"
-                )
-            if bootstrap_unit == "cluster" and any(c is None for c in self._clusters):
-                raise ValueError(
-                    "compute: bootstrap_unit='cluster' needs a cluster for every frame "
-                    "(add_frame(..., cluster=...))"
-                )
+            unit = self.bootstrap_unit(bootstrap_unit)
             if bootstrap < 0 or not 0.0 < confidence < 1.0:
                 raise ValueError(
                     f"compute: expected bootstrap >= 0 and 0 < confidence < 1, got "
@@ -802,15 +806,103 @@ class APAccumulator:
             else:
                 wanted = {n: None for n in bootstrap_groups if n in ap}
             out["ci"] = {
-                name: self._bootstrap(name, sort, bootstrap, seed, confidence, thr,
-                                      bootstrap_unit == "cluster")  # fmt: skip
+                name: self._bootstrap(name, sort, bootstrap, seed, confidence, thr, unit)
                 for name, thr in wanted.items()
             }
             out["bootstrap"] = {
                 "resamples": int(bootstrap), "seed": int(seed), "confidence": float(confidence),
-                "unit": bootstrap_unit,
+                "unit": unit,
             }  # fmt: skip
         return out
+
+    def bootstrap_unit(self, requested: str = "auto") -> str:
+        """The unit ``compute(bootstrap_unit=requested)`` resamples: ``"frame"`` or
+        ``"sequence"`` (``"auto"``: ``"sequence"`` when every frame has a sequence and some
+        sequence holds more than one frame)."""
+        if requested not in BOOTSTRAP_UNITS:
+            raise ValueError(
+                f"bootstrap_unit: expected one of {', '.join(BOOTSTRAP_UNITS)}, got {requested!r}"
+            )
+        complete = all(q is not None for q in self._sequences)
+        if requested == "sequence" and not complete:
+            missing = sum(q is None for q in self._sequences)
+            raise ValueError(
+                f"bootstrap_unit: 'sequence' needs a sequence for every frame, {missing} of "
+                f"{len(self._sequences)} frames have none (add_frame(..., sequence=...))"
+            )
+        if requested == "auto":
+            grouped = complete and len(set(self._sequences)) < len(self._sequences)
+            return "sequence" if grouped else "frame"
+        return requested
+
+    def _draws(self, name: str, resamples: int, seed: int, unit: str) -> list[np.ndarray]:
+        """Per resample, the indices of the group's records (one per frame) it holds, in
+        dataset order. ``"frame"``: ``n`` records drawn with replacement; ``"sequence"``: as many
+        sequences drawn with replacement (numbered in order of first appearance), each bringing
+        all its records — with one frame per sequence, the very same draws."""
+        store = self._store(name)
+        rng = np.random.default_rng(seed)
+        if unit == "sequence":
+            members: dict[Any, list[int]] = {}
+            for record, fi in enumerate(store.frame_index):
+                members.setdefault(self._sequences[fi], []).append(record)
+            units = [np.asarray(v, dtype=np.int64) for v in members.values()]
+        else:
+            units = [np.asarray([r], dtype=np.int64) for r in range(len(store.frame_gt))]
+        if not units:
+            return [np.zeros(0, dtype=np.int64) for _ in range(resamples)]
+        picks = rng.integers(0, len(units), size=(resamples, len(units)))
+        # A resample keeps the frames in dataset order: per-frame AP depends on the order of
+        # the frames, and a shuffled order would add its own spread and bias to the interval.
+        picks.sort(axis=1)
+        if unit != "sequence":
+            return list(picks)
+        return [np.concatenate([units[u] for u in row]) for row in picks]
+
+    def bootstrap_distribution(
+        self,
+        name: str,
+        threshold: float,
+        resamples: int,
+        seed: int = 0,
+        bootstrap_unit: str = "auto",
+        sort: str | None = None,
+    ) -> np.ndarray:
+        """The resampled APs behind ``compute``'s interval for one group and threshold.
+
+        Args:
+            name: group (``"overall"``, ``"class/car"``, ...).
+            threshold: one of the configured IoU thresholds.
+            resamples, seed, bootstrap_unit, sort: as for :meth:`compute`.
+
+        Returns:
+            ``[R]`` float64 AP of each resample that holds GT (``R <= resamples``), in draw
+            order; ``compute``'s interval is its percentile interval.
+        """
+        sort = self.config.sort if sort is None else sort
+        matches = [i for i, t in enumerate(self.thresholds.tolist()) if math.isclose(t, threshold)]
+        if not matches:
+            raise ValueError(
+                f"threshold: expected one of {self.thresholds.tolist()}, got {threshold}"
+            )
+        if name not in self._groups:
+            raise ValueError(f"name: expected one of {list(self._groups)}, got {name!r}")
+        draws = self._draws(name, resamples, seed, self.bootstrap_unit(bootstrap_unit))
+        return self._resampled_ap(name, matches[0], draws, sort)
+
+    def _resampled_ap(
+        self, name: str, ti: int, draws: Sequence[np.ndarray], sort: str
+    ) -> np.ndarray:
+        """AP of group ``name`` at threshold index ``ti`` on each resample (record indices)
+        that holds GT."""
+        store = self._store(name)
+        frame_gt = np.asarray(store.frame_gt, dtype=np.int64)
+        tps, scs = store.tp[ti], store.scores[ti]
+        all_tp = np.concatenate(tps) if tps else np.zeros(0, np.int8)
+        all_sc = np.concatenate(scs) if scs else np.zeros(0)
+        lengths = np.array([len(x) for x in tps], dtype=np.int64)
+        # every resample at once, bit for bit what ap_from_flags gives on each
+        return resampled_aps(all_tp, all_sc, lengths, frame_gt, draws, sort)
 
     def _bootstrap(
         self,
@@ -820,54 +912,19 @@ class APAccumulator:
         seed: int,
         confidence: float,
         thresholds: Sequence[float] | None = None,
-        by_cluster: bool = False,
+        unit: str = "frame",
     ) -> dict[float, tuple[float, float]]:
         """Percentile interval of one group's AP over ``resamples`` resamplings of the frames
-        (with replacement; a resampled frame keeps all its detections and GT), or of the
-        clusters (each drawn cluster brings all its frames)."""
-        store = self._store(name)
-        n = len(store.frame_gt)
-        frame_gt = np.asarray(store.frame_gt, dtype=np.int64)
-        rng = np.random.default_rng(seed)
-        if by_cluster:
-            members: dict[Any, list[int]] = {}
-            for record, fi in enumerate(store.frame_index):
-                members.setdefault(self._clusters[fi], []).append(record)
-            units = [np.asarray(v, dtype=np.int64) for v in members.values()]
-            if not units:
-                return {float(t): (math.nan, math.nan) for t in self.thresholds.tolist()}
-            picks = rng.integers(0, len(units), size=(resamples, len(units)))
-            picks.sort(axis=1)
-            draws = [np.concatenate([units[u] for u in row]) for row in picks]
-        else:
-            draws = rng.integers(0, n, size=(resamples, n)) if n else np.zeros((resamples, 0), int)
-            # A resample keeps the frames in dataset order: per-frame AP depends on the order of
-            # the frames, and a shuffled order would add its own spread and bias to the interval.
-            draws.sort(axis=1)
+        or of the sequences (``_draws``; the same draws at every threshold)."""
+        draws = self._draws(name, resamples, seed, unit)
         lo_q, hi_q = (1.0 - confidence) / 2.0, (1.0 + confidence) / 2.0
         out: dict[float, tuple[float, float]] = {}
         for ti, thr in enumerate(self.thresholds.tolist()):
             if thresholds is not None and not any(math.isclose(thr, t) for t in thresholds):
                 continue
-            tps, scs = store.tp[ti], store.scores[ti]
-            all_tp = np.concatenate(tps) if tps else np.zeros(0, np.int8)
-            all_sc = np.concatenate(scs) if scs else np.zeros(0)
-            lengths = np.array([len(x) for x in tps], dtype=np.int64)
-            offsets = np.cumsum(lengths) - lengths
-            values = []
-            for idx in draws:
-                num_gt = int(frame_gt[idx].sum())
-                if num_gt == 0:
-                    continue
-                # the drawn frames' detections, frame after frame, in one gather
-                n_det = lengths[idx]
-                ends = np.cumsum(n_det)
-                pos = np.arange(int(ends[-1]) if ends.size else 0) + np.repeat(
-                    offsets[idx] - (ends - n_det), n_det
-                )
-                values.append(ap_from_flags(all_tp[pos], all_sc[pos], num_gt, sort)["ap"])
-            if values:
-                lo, hi = np.quantile(np.asarray(values), [lo_q, hi_q])
+            values = self._resampled_ap(name, ti, draws, sort)
+            if values.size:
+                lo, hi = np.quantile(values, [lo_q, hi_q])
                 out[thr] = (float(lo), float(hi))
             else:
                 out[thr] = (math.nan, math.nan)

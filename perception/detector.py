@@ -14,6 +14,7 @@ from torch import nn
 from v2x.perception.backbone import BEVBackbone, PointPillarsBackbone
 from v2x.perception.bev import BEVGrid, points_to_level_frame
 from v2x.perception.head import CenterHead, decode_detections
+from v2x.perception.inference import autocast, check_precision
 from v2x.perception.nms import batched_rotated_nms
 from v2x.perception.pillars import PillarEncoder
 from v2x.perception.semantic import payload_adapters
@@ -104,10 +105,39 @@ class CoopDetector(nn.Module):
         # zero, so checkpoints without these weights fuse payloads by confidence alone.
         self.payload_adapters = payload_adapters(config.feature_channels, config.num_classes)
         self.stride = BEVBackbone.stride
+        self.precision = "fp32"  # inference autocast of encode and head (configure_inference)
+
+    def configure_inference(
+        self, precision: str = "fp32", channels_last: bool | None = None
+    ) -> CoopDetector:
+        """Inference options that leave the fp32 computation as it is (module
+        ``v2x.perception.inference``); returns ``self``.
+
+        Args:
+            precision: ``"fp32"`` (no autocast), ``"fp16"`` or ``"bf16"``: ``encode`` and the
+                head run under ``torch.autocast`` of that dtype; their outputs stay float32.
+            channels_last: convolution weights and the pillar pseudo-image in channels-last
+                (NHWC) memory layout, the fast layout of cuDNN's tensor-core convolutions
+                (``None``: leave the layout as it is).
+        """
+        self.precision = check_precision(precision, "model.precision")
+        self.head.precision = self.precision
+        if channels_last is not None:
+            self.pillars.channels_last = bool(channels_last)
+            fmt = torch.channels_last if channels_last else torch.contiguous_format
+            for module in self.modules():
+                if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d)):
+                    module.weight.data = module.weight.data.contiguous(memory_format=fmt)
+        return self
 
     def encode_points(self, level_points: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """``[S, N, 4]`` levelled points + ``[S, N]`` mask → ``[S, C, h, w]`` features."""
-        return self.backbone(self.pillars(level_points, mask))
+        """``[S, N, 4]`` levelled points + ``[S, N]`` mask → ``[S, C, h, w]`` features (with a
+        reduced ``self.precision``: computed under its autocast, returned as float32)."""
+        if self.precision == "fp32":  # as it always was (an enclosing autocast stays in force)
+            return self.backbone(self.pillars(level_points, mask))
+        with autocast(level_points.device, self.precision, cache_enabled=False):
+            features = self.backbone(self.pillars(level_points, mask))
+        return features.float()
 
     def encode(self, points: torch.Tensor, point_mask: torch.Tensor, poses: torch.Tensor) -> torch.Tensor:
         """Every agent encodes in its own levelled frame.

@@ -16,15 +16,23 @@ Feature-stage strategies implement ``forward(features, valid) -> fused``:
               packet received, inside its grid, finite). The ego's row is always used.
     returns   [B, C, h, w] float32.
 
-Payload fusions (they have ``payload``) fuse payload maps already moved to the ego frame
+Payload fusions (``sends_payload``) fuse payload maps already moved to the ego frame
 (``splat_to_ego``, with ``with_score``'s confidence in channel 0) by the same signature and
 return the fused ``[B, 1 + P, h, w]`` map; their ``head`` turns it into head outputs.
+
+What a fusion needs from the pipeline beyond ``forward`` is declared on its class, never
+probed: ``stage``, ``selects_cells``, ``sends_payload``, ``compensates_latency``
+(``FeatureFusion``, the base of every registered fusion). A class that declares a capability
+without the methods it needs, or defines those methods without declaring it, is refused when
+it is defined.
 
 Masked cells never contribute, so a collaborator whose data is bad cannot drag the result below
 ego-only: with every collaborator masked, each strategy returns the ego's own features.
 """
 
 from __future__ import annotations
+
+from typing import Any, ClassVar, Literal, get_args
 
 import torch
 from torch import nn
@@ -37,7 +45,7 @@ from v2x.perception.semantic import (
 )
 from v2x.registry import Registry
 
-FUSIONS: Registry[nn.Module] = Registry("fusion")
+FUSIONS: Registry[FeatureFusion] = Registry("fusion")
 
 
 def clean_mask(features: torch.Tensor, valid: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -49,8 +57,77 @@ def clean_mask(features: torch.Tensor, valid: torch.Tensor) -> tuple[torch.Tenso
     return features, valid
 
 
+Stage = Literal["ego", "points", "boxes", "features"]
+STAGES: tuple[str, ...] = get_args(Stage)
+
+#: The methods each declared capability needs (checked when a subclass is defined).
+CAPABILITY_METHODS: dict[str, tuple[str, ...]] = {
+    "selects_cells": ("confidence", "selection_mask"),
+    "sends_payload": ("payload", "own_payload", "winners", "head"),
+    "compensates_latency": ("extrapolate",),
+}
+
+
 class FeatureFusion(nn.Module):
-    stage = "features"
+    """Base of every fusion strategy: ``forward(features, valid) -> fused`` (module docstring)
+    and the capabilities the pipeline reads (declared on the class, typed, never probed).
+
+    Attributes:
+        stage: where agents share: ``"ego"`` (nothing), ``"points"``, ``"boxes"`` or
+            ``"features"`` (feature maps or a semantic payload through the codec).
+        selects_cells: each collaborator sends only its ``max_fraction`` most confident cells
+            (``confidence``, ``selection_mask``); the pipeline wraps the codec in the
+            ``selective`` codec with that confidence as importance.
+        max_fraction: the fraction of the ``h·w`` cells a cell-selecting collaborator sends.
+        sends_payload: a semantic payload (``payload``, ``own_payload``, ``winners``, ``head``:
+            ``PayloadFusion``) goes on air instead of the feature map.
+        compensates_latency: a box-stage fusion that moves collaborators' boxes on by their
+            motion (``extrapolate``); the pipeline gives it the motion history.
+    """
+
+    stage: ClassVar[Stage] = "features"
+    selects_cells: ClassVar[bool] = False
+    sends_payload: ClassVar[bool] = False
+    compensates_latency: ClassVar[bool] = False
+    max_fraction: float = 1.0
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if cls.stage not in STAGES:
+            raise TypeError(
+                f"fusion {cls.__name__}: 'stage' must be one of {', '.join(STAGES)}, "
+                f"got {cls.stage!r}"
+            )
+        for capability, methods in CAPABILITY_METHODS.items():
+            declared = getattr(cls, capability)
+            missing = [m for m in methods if not callable(getattr(cls, m, None))]
+            if declared and missing:
+                raise TypeError(
+                    f"fusion {cls.__name__} declares {capability} = True but lacks "
+                    f"{', '.join(missing)}"
+                )
+            defined = [m for m in methods if m in vars(cls)]
+            if not declared and defined:  # an undeclared capability would be silently unused
+                raise TypeError(
+                    f"fusion {cls.__name__} defines {', '.join(defined)} but does not declare "
+                    f"{capability} = True"
+                )
+
+    @staticmethod
+    def confidence(heat_logits: torch.Tensor) -> torch.Tensor:
+        """``heat_logits [S, K, h, w]`` → ``[S, 1, h, w]`` per-cell confidence in [0, 1] (the
+        sigmoid of the largest class logit), what a cell-selecting fusion ranks cells by."""
+        return torch.sigmoid(heat_logits.float()).amax(dim=1, keepdim=True)
+
+    def selection_mask(self, confidence: torch.Tensor) -> torch.Tensor:
+        """``[S, 1, h, w]`` bool: the ``max_fraction`` most confident cells of each map (the
+        cell count rounded as the ``selective`` codec rounds it, at least one), as training
+        with the selection sees them."""
+        s, _, h, w = confidence.shape
+        kept = min(h * w, max(1, int(self.max_fraction * h * w + 0.5)))
+        top = torch.topk(confidence.reshape(s, h * w).float(), kept, dim=1).indices
+        mask = torch.zeros(s, h * w, dtype=torch.bool, device=confidence.device)
+        return mask.scatter_(1, top, True).view(s, 1, h, w)
 
 
 @FUSIONS.register("none")
@@ -95,6 +172,8 @@ class LateExtrapolatedFusion(LateFusion):
         max_speed_mps: the matching gate, as a speed (m/s).
         min_speed_mps: slower estimates count as standing still (m/s; 0: none).
     """
+
+    compensates_latency = True
 
     def __init__(self, max_speed_mps: float = 30.0, min_speed_mps: float = 0.0) -> None:
         super().__init__()
@@ -202,26 +281,13 @@ class Where2commFusion(AttentionFusion):
         max_fraction: budget, fraction of the ``h·w`` cells a collaborator sends, in (0, 1].
     """
 
+    selects_cells = True
+
     def __init__(self, max_fraction: float = 0.1) -> None:
         super().__init__()
         if not 0.0 < max_fraction <= 1.0:
             raise ValueError(f"where2comm: 'max_fraction' must be in (0, 1], got {max_fraction}")
         self.max_fraction = max_fraction
-
-    @staticmethod
-    def confidence(heat_logits: torch.Tensor) -> torch.Tensor:
-        """``heat_logits [S, K, h, w]`` → ``[S, 1, h, w]`` per-cell confidence in [0, 1]."""
-        return torch.sigmoid(heat_logits.float()).amax(dim=1, keepdim=True)
-
-    def selection_mask(self, confidence: torch.Tensor) -> torch.Tensor:
-        """``[S, 1, h, w]`` bool: the ``max_fraction`` most confident cells of each map (the
-        cell count rounded as the ``selective`` codec rounds it, at least one), as training
-        with the selection sees them."""
-        s, _, h, w = confidence.shape
-        kept = min(h * w, max(1, int(self.max_fraction * h * w + 0.5)))
-        top = torch.topk(confidence.reshape(s, h * w).float(), kept, dim=1).indices
-        mask = torch.zeros(s, h * w, dtype=torch.bool, device=confidence.device)
-        return mask.scatter_(1, top, True).view(s, 1, h, w)
 
 
 class PayloadFusion(FeatureFusion):
@@ -236,6 +302,7 @@ class PayloadFusion(FeatureFusion):
     the head outputs through the fusion's learned adapter (``model.payload_adapters[name]``).
     """
 
+    sends_payload = True
     adapter: str = ""
 
     def forward(self, features: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
@@ -328,6 +395,19 @@ class ObjectFeatureFusion(PayloadFusion):
         return object_payload(model, features, self.score_threshold)
 
 
-def build_fusion(name: str, **kwargs) -> nn.Module:
+def build_fusion(name: str, **kwargs: Any) -> FeatureFusion:
     """Build a registered fusion strategy by config name."""
     return FUSIONS.build(name, **kwargs)
+
+
+def fusion_class(name: str) -> type[FeatureFusion]:
+    """The class registered as fusion ``name``, whose declared capabilities (``stage``, …) a
+    caller reads without building it; ``ValueError`` if ``name`` is unknown or is registered
+    with something other than a ``FeatureFusion`` subclass."""
+    factory = FUSIONS.get(name)
+    if not (isinstance(factory, type) and issubclass(factory, FeatureFusion)):
+        raise ValueError(
+            f"fusion {name!r}: registered with {factory!r}, expected a subclass of "
+            "v2x.perception.fusion.FeatureFusion (which declares its capabilities)"
+        )
+    return factory

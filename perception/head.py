@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from v2x.perception.bev import BEVGrid
+from v2x.perception.inference import autocast
 
 REG_CHANNELS = 8
 
@@ -32,10 +33,17 @@ class CenterHead(nn.Module):
         self.heatmap = nn.Conv2d(hidden, num_classes, 3, padding=1)
         self.reg = nn.Conv2d(hidden, REG_CHANNELS, 3, padding=1)
         nn.init.constant_(self.heatmap.bias, -2.19)  # prior 0.1, as in CenterNet
+        # inference autocast precision (CoopDetector.configure_inference); outputs stay float32
+        self.precision = "fp32"
 
     def forward(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        shared = self.shared(features)
-        return self.heatmap(shared), self.reg(shared)
+        if self.precision == "fp32":  # as it always was (an enclosing autocast stays in force)
+            shared = self.shared(features)
+            return self.heatmap(shared), self.reg(shared)
+        with autocast(features.device, self.precision, cache_enabled=False):
+            shared = self.shared(features)
+            heat, reg = self.heatmap(shared), self.reg(shared)
+        return heat.float(), reg.float()
 
 
 def encode_box_regression(

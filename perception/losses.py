@@ -16,6 +16,7 @@ from __future__ import annotations
 import torch
 
 from v2x.datasets.frame import CoopBatch
+from v2x.perception.ego_fusion import arrived_cells, fuse_at_ego
 from v2x.perception.fusion import build_fusion
 from v2x.perception.head import build_targets, head_loss
 from v2x.perception.semantic import splat_to_ego, with_score
@@ -23,7 +24,7 @@ from v2x.perception.warp import (
     boxes_in_level_frames,
     merge_points_to_ego,
     relative_level_transforms,
-    warp_to_ego,
+    warp_sampling_grid,
 )
 
 PAYLOAD_MODES = ("semantic_map", "object_features")
@@ -92,31 +93,34 @@ def _mode_loss(
 def fused_head_outputs(
     model, features: torch.Tensor, batch: CoopBatch, fusion: str | torch.nn.Module
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Warp per-agent features ``[B, A, C, h, w]`` to the ego, fuse by ``fusion`` (a registered
-    name or a fusion module), run the head. A fusion with a ``selection_mask`` (Where2comm)
-    first keeps only each collaborator's selected cells.
+    """Warp the collaborators' features ``[B, A, C, h, w]`` (each in its agent's levelled frame;
+    e.g. what a codec delivered) to the ego, fuse by ``fusion`` (a registered name or a fusion
+    module), run the head: the pipeline's own path (``v2x.perception.ego_fusion.fuse_at_ego``)
+    for one condition, every link delivered, true poses. A fusion that selects cells
+    (Where2comm) first keeps only each collaborator's selected cells, as the pipeline sends.
 
     Returns ``(fused [B, C, h, w], heat_logits [B, classes, h, w], reg [B, 8, h, w])``.
     """
     fuse = build_fusion(fusion) if isinstance(fusion, str) else fusion
-    selected = None
-    if hasattr(fuse, "selection_mask"):  # collaborators keep their most confident cells only
-        b, a, c, h, w = features.shape
+    b, a, c, h, w = features.shape
+    collaborators = features[:, 1:]
+    if a == 1:  # the ego alone: nothing to warp
+        nothing = torch.zeros(b, 0, 1, h, w, dtype=torch.bool, device=features.device)
+        return fuse_at_ego(
+            model, fuse, features, collaborators, features.new_zeros(0, h, w, 2), nothing
+        )
+    sent = None
+    if fuse.selects_cells:  # collaborators send their top cells only
         with torch.no_grad():
-            heat, _ = model.head(features.flatten(0, 1))
-            chosen = fuse.selection_mask(fuse.confidence(heat)).view(b, a, 1, h, w)
-        chosen[:, 0] = True  # the ego's own map is whole
-        features = features * chosen
-        selected = chosen.to(features.dtype)
-    rel = relative_level_transforms(batch.poses)
-    warped, coverage = warp_to_ego(features, rel, model.grid)
-    valid_cells = coverage & batch.agent_mask[:, :, None, None, None]
-    if selected is not None:
-        warped_sel, _ = warp_to_ego(selected, rel, model.grid)
-        valid_cells = valid_cells & (warped_sel > 0.5)
-    fused = fuse(warped, valid_cells)
-    heat, reg = model.head(fused)
-    return fused, heat, reg
+            heat, _ = model.head(collaborators.reshape(b * (a - 1), c, h, w))
+            chosen = fuse.selection_mask(fuse.confidence(heat)).view(b, a - 1, 1, h, w)
+        collaborators = collaborators * chosen
+        sent = chosen.to(features.dtype)
+    rel = relative_level_transforms(batch.poses)[:, 1:]
+    sample_grid, coverage = warp_sampling_grid(rel, model.grid, h, w)
+    arrived = arrived_cells(sample_grid, sent).view(b, a - 1, 1, h, w)
+    valid = coverage & arrived & batch.agent_mask[:, 1:, None, None, None]
+    return fuse_at_ego(model, fuse, features[:, :1], collaborators, sample_grid, valid)
 
 
 def ego_targets(model, batch: CoopBatch, min_points_in_box: int = 1) -> tuple[torch.Tensor, ...]:

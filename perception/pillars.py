@@ -24,7 +24,11 @@ class PillarEncoder(nn.Module):
     Forward:
         points: ``[S, N, 4]`` float32 (x, y, z above ground, intensity) in the levelled frame.
         mask: ``[S, N]`` bool, valid points.
-        returns ``[S, C, H, W]`` float32 (zeros in empty pillars).
+        returns ``[S, C, H, W]`` float32 (zeros in empty pillars; the autocast dtype under
+        ``torch.autocast``).
+
+    Training runs the kept points only; eval mode runs a fixed-shape path with the same result
+    (``_forward_static``) that CUDA graphs and ``torch.compile`` can capture whole.
     """
 
     def __init__(self, grid: BEVGrid, out_channels: int = 64) -> None:
@@ -33,19 +37,54 @@ class PillarEncoder(nn.Module):
         self.out_channels = out_channels
         self.linear = nn.Linear(POINT_FEATURES, out_channels, bias=False)
         self.norm = nn.BatchNorm1d(out_channels, eps=1e-3, momentum=0.01)
+        # return the pseudo-image with channels-last strides (CoopDetector.configure_inference)
+        self.channels_last = False
 
     def forward(self, points: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        if self.training:
+            return self._forward_masked(points, mask)
+        return self._forward_static(points, mask)
+
+    def _cells(self, points: torch.Tensor, mask: torch.Tensor):
+        """Pillar column/row of every point ``[S, N]`` int64 and whether it is kept ``[S, N]``."""
         grid = self.grid
-        s, n, _ = points.shape
-        h, w = grid.height, grid.width
         x, y, z = points[..., 0], points[..., 1], points[..., 2]
         ix = torch.floor((x - grid.x_range_m[0]) / grid.resolution_m).long()
         iy = torch.floor((y - grid.y_range_m[0]) / grid.resolution_m).long()
+        h, w = grid.height, grid.width
         keep = (
             mask
             & (ix >= 0) & (ix < w) & (iy >= 0) & (iy < h)
             & (z >= grid.z_range_m[0]) & (z < grid.z_range_m[1])
+        )  # fmt: skip
+        return ix, iy, keep
+
+    def _point_features(
+        self, pts: torch.Tensor, mean: torch.Tensor, ix: torch.Tensor, iy: torch.Tensor
+    ) -> torch.Tensor:
+        """``[P, 9]`` decorated points (module constant ``POINT_FEATURES``) from ``pts [P, 4]``,
+        their pillar means ``[P, 3]`` and pillar indices ``[P]``."""
+        grid = self.grid
+        cx = grid.x_range_m[0] + (ix.float() + 0.5) * grid.resolution_m
+        cy = grid.y_range_m[0] + (iy.float() + 0.5) * grid.resolution_m
+        return torch.cat(
+            [pts, pts[:, :3] - mean, (pts[:, 0] - cx)[:, None], (pts[:, 1] - cy)[:, None]], dim=1
         )
+
+    def _to_image(self, pooled: torch.Tensor, s: int) -> torch.Tensor:
+        """``[S·H·W, C]`` pillar rows → ``[S, C, H, W]`` (channels-last strides if
+        ``self.channels_last``: the permuted view already has them, no copy)."""
+        image = pooled.view(s, self.grid.height, self.grid.width, self.out_channels)
+        image = image.permute(0, 3, 1, 2)
+        return image if self.channels_last else image.contiguous()
+
+    def _forward_masked(self, points: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Training path: only the kept points go through the pillar net (batch-norm
+        statistics over real points only)."""
+        grid = self.grid
+        s, n, _ = points.shape
+        h, w = grid.height, grid.width
+        ix, iy, keep = self._cells(points, mask)
         sensor = torch.arange(s, device=points.device)[:, None].expand(s, n)
         flat = (sensor * (h * w) + iy.clamp(0, h - 1) * w + ix.clamp(0, w - 1))[keep]
         pts = points[keep]
@@ -56,20 +95,44 @@ class PillarEncoder(nn.Module):
         )
         sums = torch.zeros(num_cells, 3, device=points.device).index_add_(0, flat, pts[:, :3])
         mean = sums[flat] / counts[flat, None]
-        cx = grid.x_range_m[0] + (ix[keep].float() + 0.5) * grid.resolution_m
-        cy = grid.y_range_m[0] + (iy[keep].float() + 0.5) * grid.resolution_m
-        feats = torch.cat(
-            [
-                pts,
-                pts[:, :3] - mean,
-                (pts[:, 0] - cx)[:, None],
-                (pts[:, 1] - cy)[:, None],
-            ],
-            dim=1,
+        feats = self._point_features(pts, mean, ix[keep], iy[keep])
+        feats = (
+            torch.relu(self.norm(self.linear(feats)))
+            if feats.shape[0] > 1 or not self.training
+            else torch.relu(self.linear(feats))
         )
-        feats = torch.relu(self.norm(self.linear(feats))) if feats.shape[0] > 1 or not self.training else torch.relu(self.linear(feats))
         pooled = torch.zeros(num_cells, self.out_channels, device=points.device, dtype=feats.dtype)
         pooled = pooled.scatter_reduce(
             0, flat[:, None].expand_as(feats), feats, reduce="amax", include_self=True
         )
-        return pooled.view(s, h, w, self.out_channels).permute(0, 3, 1, 2).contiguous()
+        return self._to_image(pooled, s)
+
+    def _forward_static(self, points: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Inference path with fixed shapes (no boolean indexing, no host synchronisation: what
+        CUDA graphs and ``torch.compile`` need): every point goes through the pillar net and the
+        dropped ones are scattered into one extra "dump" row that is cut off. The kept points'
+        sums, means and maxima are those of the masked path (eval-mode batch norm is per point).
+        """
+        grid = self.grid
+        s, n, _ = points.shape
+        h, w = grid.height, grid.width
+        ix, iy, keep = self._cells(points, mask)
+        num_cells = s * h * w
+        sensor = torch.arange(s, device=points.device)[:, None]
+        flat = sensor * (h * w) + iy.clamp(0, h - 1) * w + ix.clamp(0, w - 1)
+        flat = torch.where(keep, flat, num_cells).reshape(-1)  # dropped points -> dump row
+        pts = torch.where(keep[..., None], points, 0.0).reshape(-1, points.shape[-1])
+        counts = torch.zeros(num_cells + 1, device=points.device).index_add_(
+            0, flat, keep.reshape(-1).float()
+        )
+        sums = torch.zeros(num_cells + 1, 3, device=points.device).index_add_(0, flat, pts[:, :3])
+        mean = sums[flat] / counts[flat, None].clamp_min(1.0)
+        feats = self._point_features(pts, mean, ix.reshape(-1), iy.reshape(-1))
+        feats = torch.relu(self.norm(self.linear(feats)))
+        pooled = torch.zeros(
+            num_cells + 1, self.out_channels, device=points.device, dtype=feats.dtype
+        )
+        pooled = pooled.scatter_reduce(
+            0, flat[:, None].expand_as(feats), feats, reduce="amax", include_self=True
+        )
+        return self._to_image(pooled[:num_cells], s)

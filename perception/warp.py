@@ -23,7 +23,9 @@ def relative_level_transforms(poses: torch.Tensor, ego_index: int = 0) -> torch.
     """
     level = level_pose(poses)
     ego = level[:, ego_index : ego_index + 1]
-    return torch.linalg.inv(level) @ ego
+    # inv_ex: the same inverse as linalg.inv without its error check, which would synchronise
+    # with the GPU (and break CUDA graph capture); a levelled pose is always invertible
+    return torch.linalg.inv_ex(level).inverse @ ego
 
 
 def perturb_poses(
@@ -77,10 +79,13 @@ def warp_sampling_grid(
     ox = (grid.x_range_m[1] + grid.x_range_m[0]) / 2
     oy = (grid.y_range_m[1] + grid.y_range_m[0]) / 2
     # normalised → metric: p = S u + o ; metric → normalised: u = S^-1 (p - o)
-    to_metric = torch.tensor(
-        [[sx, 0, ox], [0, sy, oy], [0, 0, 1]], dtype=torch.float64, device=ego_to_agent.device
-    )
-    to_norm = torch.linalg.inv(to_metric)
+    # both filled on the device from Python scalars: no host-to-device copy and no matrix
+    # inverse (whose check synchronises), so that a CUDA graph can capture the warp
+    to_metric = torch.zeros(3, 3, dtype=torch.float64, device=ego_to_agent.device)
+    to_norm = torch.zeros_like(to_metric)
+    to_metric[0, 0], to_metric[0, 2], to_metric[1, 1], to_metric[1, 2] = sx, ox, sy, oy
+    to_norm[0, 0], to_norm[0, 2], to_norm[1, 1], to_norm[1, 2] = 1 / sx, -ox / sx, 1 / sy, -oy / sy
+    to_metric[2, 2] = to_norm[2, 2] = 1.0
     t2d = torch.zeros(n, a, 3, 3, dtype=torch.float64, device=ego_to_agent.device)
     t2d[..., :2, :2] = ego_to_agent[..., :2, :2]
     t2d[..., :2, 2] = ego_to_agent[..., :2, 3]

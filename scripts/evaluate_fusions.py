@@ -2,8 +2,10 @@
 
 Vehicle AP@0.5/0.7 (cars and trucks matched class-agnostically, OpenCOOD's convention), on the
 ego-invisible subset too, pedestrian and cyclist AP at BEV IoU 0.25/0.5, with bootstrap 95 %
-intervals over frames; ideal link (identity codec, 30 dB AWGN). The test towns are the dataset
-store's ``test`` seeds (``sequence_seed(seed, "test", s)``): never a training or validation town.
+intervals over whole test towns (the frames of a town are consecutive and correlated: the
+sequence bootstrap; ``--bootstrap-unit frame`` resamples frames); ideal link (identity codec,
+30 dB AWGN). The test towns are the dataset store's ``test`` seeds
+(``sequence_seed(seed, "test", s)``): never a training or validation town.
 
     python scripts/evaluate_fusions.py --device cuda --sequences 100 --bootstrap 1000 --out fusions.json
 """
@@ -20,6 +22,8 @@ from v2x.checkpoint import load_detector
 from v2x.datasets.build import sequence_seed
 from v2x.datasets.synthetic import SyntheticConfig, generate_sequence
 from v2x.fusion_evaluation import evaluate_fusions
+from v2x.perception.average_precision import BOOTSTRAP_UNITS
+from v2x.perception.inference import PRECISIONS
 
 FUSIONS = (
     "none", "late", "early", "max", "mean", "attention", "where2comm", "semantic_map",
@@ -38,8 +42,11 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--bootstrap", type=int, default=1000)
-    ap.add_argument("--bootstrap-unit", choices=("frame", "cluster"), default="frame",
-                    help="resample frames, or whole towns (frames of a town are correlated)")
+    ap.add_argument("--bootstrap-unit", choices=BOOTSTRAP_UNITS, default="auto",
+                    help="resample whole towns (sequence; auto: when towns hold several "
+                    "frames) or frames")
+    ap.add_argument("--precision", choices=tuple(PRECISIONS), default="fp32",
+                    help="detector inference precision (autocast)")
     ap.add_argument("--fusions", nargs="+", default=list(FUSIONS))
     ap.add_argument("--fusion-options", type=json.loads, default=None,
                     help='constructor kwargs per fusion, JSON, e.g. \'{"semantic_map": {"max_fraction": 0.1}}\'')  # fmt: skip
@@ -58,18 +65,21 @@ def main() -> None:
     t = time.perf_counter()
     rows = evaluate_fusions(model, frames, args.fusions, device, args.batch,
                             bootstrap=args.bootstrap, seed=args.seed,
-                            bootstrap_unit=args.bootstrap_unit,
+                            bootstrap_unit=args.bootstrap_unit, precision=args.precision,
                             fusion_options=args.fusion_options)  # fmt: skip
     print(f"evaluated in {time.perf_counter() - t:.0f} s")
     for name, row in rows.items():
         cells = [f"{k} {row[k]:.3f} [{row[k + '_ci'][0]:.3f}, {row[k + '_ci'][1]:.3f}]"
                  for k in ("vehicle_ap_50", "vehicle_ap_70", "vehicle_ap_70_invisible",
                            "pedestrian_ap_25", "cyclist_ap_25") if args.bootstrap]  # fmt: skip
-        print(name, "|", " | ".join(cells), f"| {row['source_bits_per_frame'] / 1e6:.2f} Mbit/frame")
+        unit = f"| 95 % CI over {row['bootstrap_unit']}s " if args.bootstrap else ""
+        bits = f"| {row['source_bits_per_frame'] / 1e6:.2f} Mbit/frame"
+        print(name, "|", " | ".join(cells), unit + bits)
     if args.out:
         with open(args.out, "w") as fh:
             json.dump({"frames": len(frames), "test_seed": args.seed, "towns": args.sequences,
-                       "fusion_options": args.fusion_options, "rows": rows}, fh, indent=1,
+                       "fusion_options": args.fusion_options, "precision": args.precision,
+                       "rows": rows}, fh, indent=1,
                       default=list)  # fmt: skip
 
 

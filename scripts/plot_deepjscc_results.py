@@ -1,11 +1,11 @@
-"""Figure of the shipped DeepJSCC codec from the H100 result files (scripts/gpu_train_codec.py):
+"""Figure of the shipped DeepJSCC codec from the H100 result files (docs/deepjscc.md):
 AP@0.7 vs channel uses per link at 10 dB (the bandwidth-accuracy frontier, 95 % goal line) and
 AP@0.7 vs SNR with the calibrated gate (never below ego-only).
 
     python scripts/plot_deepjscc_results.py [--retention R.json] [--curves C.json] [--out docs/figures]
 
-(defaults: the shipped results in docs/results; gpu_train_codec.py writes retention_10db.json and
-gated_test_curves.json into its --out folder)
+(defaults: the shipped results in docs/results, retention_10db and gated_test_curves as the
+removed scripts/gpu_train_codec.py wrote them)
 """
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Semantic communication: feature codecs (identity, analog, digital, deepjscc, selective).
+"""Semantic communication: feature codecs (identity, analog, digital, digital_payload, deepjscc,
+selective).
 
 Each codec module registers itself in ``CODECS`` on import; the imports below populate it.
 """
@@ -26,6 +27,7 @@ def _load_all() -> None:
 _CODEC_MODULES: list[str] = [
     "v2x.semcom.identity",
     "v2x.semcom.digital",
+    "v2x.semcom.digital_payload",
     "v2x.semcom.deepjscc",
     "v2x.semcom.selective",
 ]

@@ -119,11 +119,22 @@ class Reception:
             (``meta["corrupt"]``: the digital chain's code-block CRC).
         retransmissions: packets sent again by HARQ or ARQ (``meta["retransmissions"]``, set by
             ``v2x.semcom.harq.transmit``; 0 without).
+        retransmission_rounds: rounds after the first transmission in which something was
+            resent (``meta["retransmission_rounds"]``; 0 without).
+        feedback_s: seconds the payload waited for ACK/NACK feedback before those rounds
+            (``meta["feedback_s"]``; part of its latency; 0 without).
     """
 
     packets_erased: torch.Tensor
     packets_crc_failed: torch.Tensor
     retransmissions: torch.Tensor
+    retransmission_rounds: torch.Tensor | None = None
+    feedback_s: torch.Tensor | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("retransmission_rounds", "feedback_s"):
+            if getattr(self, name) is None:
+                setattr(self, name, torch.zeros_like(self.retransmissions))
 
     @property
     def packets_lost(self) -> torch.Tensor:
@@ -149,8 +160,15 @@ class Codec(nn.Module):
     #: channels), ``"max_channel_uses"`` (an equal share of the frame's channel-use budget when
     #: the config leaves it out), ``"bandwidth_ratio"`` (one sweep group per ratio of
     #: ``grid.bandwidth_ratios``), ``"harq_max_rounds"`` (one group per value of
-    #: ``grid.harq_max_rounds``) and ``"checkpoint"`` (trained weights the config must name).
+    #: ``grid.harq_max_rounds``), ``"checkpoint"`` (trained weights the config must name) and
+    #: ``"bits"`` (the quantiser's bits per value, recorded in the results column
+    #: ``bits_per_value`` so that codec entries differing only in ``bits`` are rows apart).
     sweep_arguments: frozenset[str] = frozenset()
+    #: True when ``Cost.source_bits`` is an estimate (e.g. an entropy estimate standing in for
+    #: an entropy coder's output) rather than the size of what an encoder produced; results
+    #: rows carry it (``bits_estimated``). Every codec of the package measures or counts its
+    #: bits exactly unless it says otherwise (``docs/digital.md``, "Where bit counts come from").
+    bits_estimated: bool = False
 
     def encode(self, features: torch.Tensor, link: LinkState) -> Transmission:  # pragma: no cover
         raise NotImplementedError
@@ -215,6 +233,9 @@ def reception(received: Transmission) -> Reception:
         lost = corrupt if lost is None else lost | corrupt.to(lost.device)
     n_erased = packets_hit(erased, spp, packets)
     n_failed = packets_hit(lost, spp, packets) - n_erased
-    resent = received.meta.get("retransmissions")
-    resent = torch.zeros_like(packets) if resent is None else resent.to(packets)
-    return Reception(n_erased, n_failed, resent)
+    meta = received.meta
+    resent, rounds, feedback = (
+        torch.zeros_like(packets) if meta.get(name) is None else meta[name].to(packets)
+        for name in ("retransmissions", "retransmission_rounds", "feedback_s")
+    )
+    return Reception(n_erased, n_failed, resent, rounds, feedback)

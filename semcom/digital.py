@@ -144,6 +144,9 @@ class MapStream:
         segment_bytes: ``[S]`` byte length of every segment (0 = not sent).
         bits: quantiser bits used.
         segment_cells: ``[S]`` occupied (non-empty) cells of every segment (empty: unknown).
+        decoded: memo of the receiver's entropy decoding, ``{segment index: symbols}``, shared
+            by every stream assembled from the same source coding (one map at one ``bits``,
+            sent at several SNRs): see ``decode_map_stream``'s ``sent``.
     """
 
     data: bytes
@@ -151,6 +154,7 @@ class MapStream:
     segment_bytes: list[int]
     bits: int
     segment_cells: list[int] = field(default_factory=list)
+    decoded: dict[int, np.ndarray] = field(default_factory=dict, repr=False)
 
     def sent_cells(self, height: int, width: int, cells_per_segment: int) -> np.ndarray:
         """``[H, W]`` bool: the cells whose values this stream conveys — those of segments that
@@ -175,6 +179,7 @@ class _MapParts:
     energy: np.ndarray  # [S] L1 feature energy of every segment
     bits: int
     cells: list[int] = field(default_factory=list)  # [S] occupied cells of every segment
+    decoded: dict[int, np.ndarray] = field(default_factory=dict)  # receiver's memo (MapStream)
 
 
 def _segments(num_cells: int, cells_per_segment: int) -> list[tuple[int, int]]:
@@ -230,7 +235,9 @@ def _assemble(parts: _MapParts, keep: np.ndarray | None = None) -> MapStream:
     lengths = [len(s) if keep is None or keep[i] else 0 for i, s in enumerate(parts.segments)]
     header = parts.prefix + b"".join(_varint(n) for n in lengths)
     body = b"".join(s for s, n in zip(parts.segments, lengths) if n)
-    return MapStream(header + body, len(header), lengths, parts.bits, list(parts.cells))
+    return MapStream(
+        header + body, len(header), lengths, parts.bits, list(parts.cells), parts.decoded
+    )
 
 
 def decode_map_stream(
@@ -240,6 +247,7 @@ def decode_map_stream(
     cells_per_segment: int,
     backend: str,
     delivered: np.ndarray | None = None,
+    sent: MapStream | None = None,
 ) -> np.ndarray:
     """Rebuild one ``[C, H, W]`` float32 map from its stream; ``lost [len(data)]`` bool bytes.
 
@@ -248,6 +256,12 @@ def decode_map_stream(
     ``[H, W]`` bool array) is given, it is set True exactly on the cells whose values arrived
     (empty cells of a received header count as arrived: they are known to be 0), so that fusion
     can tell "missing" from "zero".
+
+    ``sent``: the transmitted stream, for speed only. Where the received header and a received
+    segment are byte for byte the sent ones, the segment's symbols are taken from
+    ``sent.decoded`` (filled by the first such decoding) instead of running the entropy decoder
+    again: decoding the same bytes with the same model gives the same symbols, so the output is
+    identical (tested), and a map sent at K SNRs is entropy-decoded once per segment.
     """
     c, h, w = shape
     out = np.zeros(shape, dtype=np.float32)
@@ -294,8 +308,15 @@ def decode_map_stream(
     pos = header_end
     flat_out, flat_occ = out.reshape(c, h * w), occ.reshape(h * w)  # views of out / occ
     flat_delivered = delivered.reshape(h * w) if delivered is not None else None
-    for (a, z), n in zip(segs, lengths):
+    same_header = (
+        sent is not None
+        and sent.header_bytes == header_end
+        and len(sent.data) == len(data)
+        and data[:header_end] == sent.data[:header_end]
+    )
+    for j, ((a, z), n) in enumerate(zip(segs, lengths)):
         chunk, chunk_lost = data[pos : pos + n], lost[pos : pos + n]
+        memo = same_header and chunk == sent.data[pos : pos + n]
         pos += n
         cells = flat_occ[a:z]
         count = int(cells.sum()) * c
@@ -303,10 +324,14 @@ def decode_map_stream(
             flat_delivered[a:z] = True  # known empty
         if n == 0 or count == 0 or chunk_lost.any():
             continue
-        try:
-            sym = entropy.decode(chunk, count, model)
-        except ValueError:
-            continue
+        sym = sent.decoded.get(j) if memo else None
+        if sym is None:
+            try:
+                sym = entropy.decode(chunk, count, model)
+            except ValueError:
+                continue
+            if memo:
+                sent.decoded[j] = sym
         if int(sym.max()) >= 2**bits:
             continue
         vals = offset[:, None] + sym.reshape(-1, c).T.astype(np.float32) * step[:, None]  # [C, n]
@@ -384,6 +409,9 @@ class DigitalCodec(Codec):
         harq_combining: ``"chase"`` (resend the same coded bits, add LLRs) or ``"ir"``
             (incremental redundancy: redundancy versions 0, 2, 3, 1 of 5G rate matching;
             ``decoder="exact"`` only).
+        harq_feedback_delay_s: seconds each HARQ retransmission round waits for the receiver's
+            NACK (added to the payload's latency, ``v2x.semcom.harq``; 0: instantaneous, the
+            default; ~1-2 ms is 5G NR-like).
     """
 
     uses_channel = True
@@ -412,11 +440,15 @@ class DigitalCodec(Codec):
         packet_header_bytes: int = HEADER_BYTES,
         harq_max_rounds: int = 0,
         harq_combining: str = "chase",
+        harq_feedback_delay_s: float = 0.0,
     ) -> None:
         super().__init__()
-        from v2x.semcom.harq import check_harq
+        from v2x.semcom.harq import check_feedback_delay, check_harq
 
         check_harq(harq_max_rounds, harq_combining, decoder)
+        self.harq_feedback_delay_s = check_feedback_delay(
+            harq_feedback_delay_s, "digital codec 'harq_feedback_delay_s'"
+        )
         check_bits(bits)
         check_bits(min_bits, "min_bits")
         check_block_bits(block_bits)
@@ -768,7 +800,7 @@ class DigitalCodec(Codec):
             maps.append(
                 decode_map_stream(
                     data, lost, shape, self._cells_per_segment(shape[2]), self.entropy_coder,
-                    delivered[i],
+                    delivered[i], sent=st,
                 )
             )
         # Which cells arrived ([B, 1, H, W] bool): read by the pipeline to mask the rest.

@@ -35,16 +35,32 @@ channel is drawn anew according to its own model: AWGN draws new noise; block fa
 (``rayleigh``, ``rician``) a new fading block per round and transmission (the round is a later
 slot, further apart than the coherence time); fast fading new gains per symbol; TDL/CDL a new
 channel realisation; erasure channels new packet losses (i.i.d., or a new Gilbert–Elliott chain
-over the resent packets, or the BLER at the round's SNR). Feedback (ACK/NACK) is error-free and
-instantaneous: a round costs its airtime only.
+over the resent packets, or the BLER at the round's SNR). Feedback (ACK/NACK) is error-free.
+
+**Feedback delay.** Before each retransmission round the transmitter waits for the receiver's
+NACK: ``feedback_delay_s`` (the digital codec's ``harq_feedback_delay_s``, the erasure channel's
+``arq_feedback_delay_s``). A payload whose blocks (HARQ) or packets (ARQ) needed ``k``
+transmissions in all (``k − 1`` retransmission rounds) is therefore late by::
+
+    latency_s = processing + airtime of every round + (k − 1) · feedback_delay_s
+
+(``v2x.scheduling.schedule`` adds ``meta["feedback_s"]`` = ``(k − 1) · feedback_delay_s``; the
+airtime of the rounds is in ``Cost.channel_uses``). The default 0 s keeps every latency of the
+instantaneous-feedback model bit for bit. A 5G-like value: NR's HARQ round trip is a few slots
+(TS 38.213 ``K1`` ≥ 1 slot and the UE's PDSCH processing time, TS 38.214 §5.3, plus the
+retransmission's scheduling), about 1–2 ms at 30 kHz subcarrier spacing (0.5 ms slots); NR
+sidelink feedback (PSFCH, every 1, 2 or 4 slots, at least 2–3 slots after the PSSCH) is of the
+same order. ARQ above the MAC (RLC status reports) is slower, ~10 ms and more.
 
 **Accounting.** The resent blocks travel in packets of the codec's layout (``blocks_per_packet``
 blocks each); every round adds its channel uses and coded bits to ``Cost.channel_uses`` and
 ``Cost.coded_bits`` — so the budget's latency (``v2x.scheduling.schedule``: processing + channel
 uses / (share · bandwidth)) grows by exactly the airtime of what was resent — and its packets to
 ``meta["retransmissions"]`` (``Reception.retransmissions``, the ledger's ``retransmissions``).
-``Cost.packets`` and ``source_bits`` stay those of the payload. A payload whose latency, rounds
-included, misses the deadline follows the budget's ``late_policy``. After HARQ, ``meta["corrupt"]``
+``Cost.packets`` and ``source_bits`` stay those of the payload; ``meta["retransmission_rounds"]``
+holds the rounds each payload needed (``k − 1``) and ``meta["feedback_s"]`` their feedback
+delay. A payload whose latency, rounds and feedback included, misses the deadline follows the
+budget's ``late_policy``. After HARQ, ``meta["corrupt"]``
 marks the blocks still failing after the last round and ``state.erased`` only erased symbols of
 those blocks, so the packets the ledger counts as lost are the residual losses.
 """
@@ -57,6 +73,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from v2x.channels.arq import check_feedback_delay  # noqa: F401 - also the codec's check
 from v2x.channels.base import Channel, ChannelState
 from v2x.channels.link import LinkState
 from v2x.semcom.base import Codec, Transmission
@@ -125,8 +142,10 @@ def transmit(
 
     Returns:
         ``(features [B, C, H, W], received)``: the decoded maps and the received
-        ``Transmission``, whose ``cost`` includes every retransmission and whose
-        ``meta["retransmissions"]`` (``[B]`` float64) counts the packets sent again.
+        ``Transmission``, whose ``cost`` includes every retransmission and whose ``meta``
+        holds ``[B]`` float64 ``"retransmissions"`` (packets sent again),
+        ``"retransmission_rounds"`` (rounds after the first transmission) and ``"feedback_s"``
+        (those rounds × the feedback delay, s).
     """
     rounds = int(getattr(codec, "harq_max_rounds", 0) or 0)
     inner = getattr(codec, "inner", None)
@@ -156,6 +175,8 @@ def transmit(
         )
         decoded = codec.reconstruct(tx, blocks)  # type: ignore[attr-defined]
         _residual_erasures(codec, tx, blocks)  # type: ignore[arg-type]
+        extra_rounds = tx.meta["retransmission_rounds"].to(zeros)
+        delay = float(getattr(codec, "harq_feedback_delay_s", 0.0) or 0.0)
     else:
         decoded = codec.decode(tx, link)
         arq = tx.state.extra.get("arq") if tx.state is not None else None
@@ -164,14 +185,19 @@ def transmit(
             extra_packets = arq["retransmitted_packets"].to(zeros)
             per_use = cost.coded_bits / cost.channel_uses.clamp_min(1e-12)
             extra_bits = extra_uses * per_use
+            extra_rounds = (arq["rounds"].to(zeros) - 1.0).clamp_min(0.0)
+            delay = float(getattr(channel, "arq_feedback_delay_s", 0.0) or 0.0)
         else:
-            extra_uses = extra_bits = extra_packets = zeros
+            extra_uses = extra_bits = extra_packets = extra_rounds = zeros
+            delay = 0.0
     tx.cost = replace(
         cost,
         channel_uses=cost.channel_uses + extra_uses.to(zeros),
         coded_bits=cost.coded_bits + extra_bits.to(zeros),
     )
     tx.meta["retransmissions"] = extra_packets.to(zeros)
+    tx.meta["retransmission_rounds"] = extra_rounds
+    tx.meta["feedback_s"] = extra_rounds * delay
     return decoded, tx
 
 
@@ -209,7 +235,8 @@ def harq_decode_blocks(
 
     Returns:
         ``blocks`` (as ``DigitalCodec.decode_blocks``), and ``[B]`` float64 channel uses,
-        coded bits and packets sent in the retransmission rounds.
+        coded bits and packets sent in the retransmission rounds. The rounds in which each row
+        resent something (``[B]`` float64) go to ``received.meta["retransmission_rounds"]``.
     """
     from v2x.semcom.digital import _stream_bits, block_code_len, effective_snr_db
 
@@ -251,6 +278,7 @@ def harq_decode_blocks(
     extra_uses = torch.zeros(b, dtype=torch.float64)
     extra_bits = torch.zeros(b, dtype=torch.float64)
     extra_packets = torch.zeros(b, dtype=torch.float64)
+    rounds_used = torch.zeros(b, dtype=torch.float64)
     bpp = codec.blocks_per_packet
     for r in range(1, codec.harq_max_rounds + 1):
         # Blocks still failing, per row (global block index inside the group).
@@ -267,6 +295,8 @@ def harq_decode_blocks(
         lengths = [0] * b
         for g, i, idx in pending:
             lengths[i] = len(idx) * g["s"]
+        for i in {i for _, i, _ in pending}:
+            rounds_used[i] += 1.0
         x = torch.zeros(b, max(lengths), dtype=torch.complex64, device=device)
         spp = torch.ones(b, dtype=torch.float64, device=device)
         for g, i, idx in pending:
@@ -315,6 +345,7 @@ def harq_decode_blocks(
                     torch.full(snr_eff.shape, g["m"], dtype=torch.int64), snr_eff
                 )
                 g["ok"][sel] = (g["draw"][sel] >= p_fail).cpu()
+    meta["retransmission_rounds"] = rounds_used
     results: Blocks = [(torch.zeros(0, dtype=torch.bool), None) for _ in range(b)]
     for g in groups:
         start = 0

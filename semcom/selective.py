@@ -148,6 +148,8 @@ class SelectiveCodec(Codec):
             )
         self.inner = inner
         self.uses_channel = bool(getattr(inner, "uses_channel", True))
+        # the control bits are exact (bitmap or index list); the payload's are the inner codec's
+        self.bits_estimated = bool(getattr(inner, "bits_estimated", False))
         self.keep_fraction = float(keep_fraction)
         self.budget_channel_uses = None if budget_channel_uses is None else int(budget_channel_uses)
         self.control_modulation_bits = int(control_modulation_bits)

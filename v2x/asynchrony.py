@@ -24,8 +24,9 @@ Collaborators' clocks (``clock_offset_std_s``) stamp their data: the ego's *esti
 compensation (``late_extrapolated`` fusion) works with.
 
 Only the synthetic world can be sensed at any instant (``source=synthetic``, or a
-``v2x-generate`` store of it); real-data readers serving the collaborator's frame sensed before
-``t − age`` are not implemented (a ``ValueError`` says so).
+``v2x-generate`` store of it). Real data (``source=v2xsim`` / ``dair_v2x``) is served by
+``v2x.asynchrony_recorded.RecordedClock``: each collaborator's recorded scan sensed at or before
+``t − latency``, with the age actually used (``t − t_scan``) in the ledger.
 """
 
 from __future__ import annotations
@@ -59,11 +60,16 @@ class AsynchronyConfig:
 
     Attributes:
         enabled: the ego fuses what each collaborator sensed ``phase + latency`` before its
-            own instant (points re-cast, poses of that instant); ``false``: every payload's
-            content is that of the frame (the latency only decides deadline drops).
+            own instant (points re-cast, poses of that instant; on real data the recorded scan
+            sensed at or before ``t − latency``); ``false``: every payload's content is that of
+            the frame (the latency only decides deadline drops).
+        no_earlier_frame: real data only, a payload whose delay reaches before the
+            collaborator's first recorded scan: ``drop`` (not fused, recorded in the ledger as
+            not delivered) or ``error`` (``v2x.asynchrony_recorded``).
     """
 
     enabled: bool = False
+    no_earlier_frame: str = "drop"
 
     @classmethod
     def from_dict(cls, data: Mapping | AsynchronyConfig | None) -> AsynchronyConfig:
@@ -71,6 +77,11 @@ class AsynchronyConfig:
         if not isinstance(out.enabled, bool):
             raise ValueError(
                 f"asynchrony: field 'enabled' must be true or false, got {out.enabled!r}"
+            )
+        if out.no_earlier_frame not in ("drop", "error"):
+            raise ValueError(
+                "asynchrony: field 'no_earlier_frame' must be drop or error, got "
+                f"{out.no_earlier_frame!r}"
             )
         return out
 
@@ -88,8 +99,8 @@ def world_config(data: Mapping) -> SyntheticConfig:
         return SyntheticConfig.from_dict(dict(manifest.get("dataset") or {}))
     raise ValueError(
         f"asynchrony: field 'data.source' is {source!r}, but only the synthetic world "
-        "(synthetic, or a store of it) can be sensed at an earlier instant; real-data readers "
-        "serving a collaborator's earlier frame are not implemented: set asynchrony.enabled=false"
+        "(synthetic, or a store of it) can be sensed at any earlier instant; real data "
+        "(v2xsim, dair_v2x) is served by v2x.asynchrony_recorded.RecordedClock"
     )
 
 

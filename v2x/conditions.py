@@ -45,6 +45,10 @@ class LinkCost:
             (early fusion).
         cells_used: float64, those of ``cells_sent`` that arrived and were handed to fusion
             (the decoded-cell mask before warping; ``cells_sent`` over ideal links).
+        retransmission_rounds: float64, rounds after the first transmission in which HARQ or
+            ARQ resent something (``None`` at construction: zeros).
+        feedback_s: float64, seconds the payload waited for ACK/NACK feedback before those
+            rounds (``v2x.semcom.harq``); the budget adds it to the latency (``None``: zeros).
     """
 
     source_bits: torch.Tensor
@@ -58,6 +62,13 @@ class LinkCost:
     retransmissions: torch.Tensor
     cells_sent: torch.Tensor
     cells_used: torch.Tensor
+    retransmission_rounds: torch.Tensor | None = None
+    feedback_s: torch.Tensor | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("retransmission_rounds", "feedback_s"):
+            if getattr(self, name) is None:
+                setattr(self, name, torch.zeros_like(self.channel_uses, dtype=torch.float64))
 
     @classmethod
     def zeros(

@@ -32,11 +32,11 @@ class EgoGroundTruth:
     present: torch.Tensor  # [B, M] bool (real box, not padding)
     ignored: torch.Tensor  # [B, M] bool (seen by nobody)
     ego_invisible: torch.Tensor  # [B, M] bool
-    frame_ids: list[str] | None = None  # [B] (their sequence is the cluster bootstrap's unit)
+    frame_ids: list[str] | None = None  # [B] (their sequence is the bootstrap's unit)
 
 
 def sequence_of(frame_id: str) -> str:
-    """The sequence (town, scene) of a frame id ``<sequence>/<index>``: the unit of the cluster
+    """The sequence (town, scene) of a frame id ``<sequence>/<index>``: the unit of the sequence
     bootstrap (frames of one sequence are correlated). Ids without ``/`` are their own unit."""
     return frame_id.rsplit("/", 1)[0] if "/" in frame_id else frame_id
 
@@ -130,7 +130,7 @@ def accumulate(
                     "gt_labels": gt_labels[fi][p],
                     "gt_ignore_mask": ignored[fi][p],
                     "gt_subsets": {"ego_invisible": invisible[fi][p]},
-                    "cluster": sequence_of(gt.frame_ids[fi]) if gt.frame_ids else None,
+                    "sequence": sequence_of(gt.frame_ids[fi]) if gt.frame_ids else None,
                 }
             )
         first = accumulators[ci]
@@ -170,17 +170,20 @@ def headline_eval_config(grid: BEVGrid, sort: str = "per_frame") -> EvalConfig:
 
 
 def headline_metrics(
-    acc: APAccumulator, bootstrap: int = 0, seed: int = 0, bootstrap_unit: str = "frame"
-) -> dict[str, float | tuple[float, float]]:
+    acc: APAccumulator, bootstrap: int = 0, seed: int = 0, bootstrap_unit: str = "auto"
+) -> dict[str, float | tuple[float, float] | str]:
     """``HEADLINE_METRICS`` of an accumulator built with ``headline_eval_config``: each key's AP,
-    and with ``bootstrap > 0`` its 95 % interval over frames (or over sequences with
-    ``bootstrap_unit="cluster"``) under ``<key>_ci``."""
+    and with ``bootstrap > 0`` its 95 % interval under ``<key>_ci`` and the unit resampled under
+    ``bootstrap_unit`` (``"sequence"`` or ``"frame"``, ``APAccumulator.bootstrap_unit``; ``""``
+    without intervals)."""
     pairs: dict[str, list[float]] = {}
     for _, group, thr in HEADLINE_METRICS:
         pairs.setdefault(group, []).append(thr)
     res = acc.compute(bootstrap=bootstrap, seed=seed, bootstrap_groups=pairs,
                       bootstrap_unit=bootstrap_unit)  # fmt: skip
-    out: dict[str, float | tuple[float, float]] = {}
+    out: dict[str, float | tuple[float, float] | str] = {
+        "bootstrap_unit": res["bootstrap"]["unit"] if bootstrap else ""
+    }
     for key, group, thr in HEADLINE_METRICS:
         out[key] = res["ap"].get(group, {}).get(thr, float("nan"))
         if bootstrap:

@@ -78,9 +78,12 @@ def run_conditions(
     """The ``K`` conditions of ``snr_db`` (``[K]`` or ``[K, B, A]``, dB) on ``batch``.
 
     Args:
-        seeds: ``[K]``: each condition runs in its own call after ``seed_run(pipe, seeds[k])``,
-            so its numbers do not depend on the conditions beside it. ``None``: one call for
-            all ``K`` from the current RNG state.
+        seeds: ``[K]``: each condition gets the numbers of its own call after
+            ``seed_run(pipe, seeds[k])``, so they do not depend on the conditions beside it;
+            where the pipeline can (``runs_seeded_conditions``: a deterministic codec sent
+            once) all ``K`` run in one call with each condition's channel drawn from its seed
+            (``v2x.condition_streams``). ``None``: one call for all ``K`` from the current RNG
+            state.
         same_for_all: nothing the run computes depends on the condition (nothing is sent):
             one condition runs and its output (detections and cost) is tiled ``K`` times.
     """
@@ -96,11 +99,19 @@ def run_conditions(
         raise ValueError(
             f"run_conditions: 'seeds' needs one seed per condition ({k}), got {len(seeds)}"
         )
+    if k > 1 and _runs_seeded(pipe):  # one call, each condition's draws from its own seed
+        return pipe.run(batch, snr_db, seeds=list(seeds))
     runs = []
     for ki in range(k):
         seed_run(pipe, seeds[ki])
         runs.append(pipe.run(batch, snr_db[ki : ki + 1]))
     return concat_runs(runs)
+
+
+def _runs_seeded(pipe: CooperativePipeline) -> bool:
+    """``pipe`` runs several seeded conditions in one call (``runs_seeded_conditions``)."""
+    check = getattr(pipe, "runs_seeded_conditions", None)
+    return bool(check()) if check is not None else False
 
 
 def remove_late_payloads(
@@ -225,7 +236,9 @@ def evaluate_batch(
     if deliver is not None:
         arrival = deliver(out.cost)
         dropped = out.cost.sent & ~arrival.delivered
-        out = remove_late_payloads(pipe, batch, out, dropped, snr_db, seeds, arrival.age_s, resense)
+        out = remove_late_payloads(
+            pipe, batch, out, dropped, snr_db, seeds, arrival.age_s, resense, arrival.min_age_s
+        )
     accumulate(out, gt, list(accumulators))
     return out
 

@@ -33,8 +33,9 @@ def evaluate_fusions(
     codec: str = "identity",
     codec_kwargs: dict[str, Any] | None = None,
     channel: str = "awgn",
-    bootstrap_unit: str = "frame",
+    bootstrap_unit: str = "auto",
     fusion_options: dict[str, dict[str, Any]] | None = None,
+    precision: str = "fp32",
 ) -> dict[str, dict[str, Any]]:
     """Headline metrics of each fusion strategy over one link condition (by default an ideal
     link: identity codec, AWGN at ``snr_db``), the bits each sends per frame, and the
@@ -47,18 +48,25 @@ def evaluate_fusions(
         bootstrap: resamples for the 95 % intervals (0: none).
         seed: seeds the channel and codec noise (``torch.manual_seed`` before each fusion, so a
             fusion's numbers do not depend on which fusions ran before it) and the bootstrap.
-        bootstrap_unit: ``"frame"`` or ``"cluster"`` (resample whole sequences/towns).
+        bootstrap_unit: ``"auto"`` (whole sequences — towns, from the frame ids
+            ``<sequence>/<index>`` — when frames come in sequences, else frames), ``"sequence"``
+            or ``"frame"``; the unit used is reported as ``bootstrap_unit``.
         fusion_options: constructor kwargs per fusion name (the sweep's ``fusion_options``),
             e.g. ``{"semantic_map": {"max_fraction": 0.1}}``.
+        precision: the detector's inference precision (``CoopDetector.configure_inference``:
+            ``"fp32"``, ``"fp16"`` or ``"bf16"`` autocast); restored to fp32 afterwards.
 
     Returns:
-        ``{fusion: {metric: value, "<metric>_ci": (lo, hi), "source_bits_per_frame": bits,
-        "num_frames": n, "convention": {...}}}``.
+        ``{fusion: {metric: value, "<metric>_ci": (lo, hi), "bootstrap_unit": unit,
+        "source_bits_per_frame": bits, "num_frames": n, "convention": {...},
+        "precision": precision}}``.
     """
     if not frames:
         raise ValueError("evaluate_fusions: no frames to evaluate")
     was_training = model.training
     model = model.to(device).eval()
+    previous = model.precision
+    model.configure_inference(precision)
     out: dict[str, dict[str, Any]] = {}
     for name in fusions:
         pipe = (
@@ -77,8 +85,9 @@ def evaluate_fusions(
             (bits,) = evaluate_frames(pipe, frames, [snr_db], [acc], batch_size, device)
         row: dict[str, Any] = dict(headline_metrics(acc, bootstrap, seed, bootstrap_unit))
         row.update(source_bits_per_frame=bits / len(frames), num_frames=len(frames),
-                   convention=acc.config.convention(), bootstrap_unit=bootstrap_unit)  # fmt: skip
+                   convention=acc.config.convention(), precision=precision)  # fmt: skip
         out[name] = row
+    model.configure_inference(previous)
     model.train(was_training)
     return out
 

@@ -36,14 +36,18 @@ packets_lost        float64   packets the receiver could not use: erased + CRC-f
                               packets of a payload dropped at the deadline
 retransmissions     float64   packets sent again by HARQ (digital codec) or ARQ (erasure
                               channel); their uses are in channel_uses and latency_s
+retransmission_     float64   rounds after the first transmission in which HARQ/ARQ resent
+rounds                        something (NaN in files from before the column)
+feedback_s          float64   of latency_s, the time those rounds waited for ACK/NACK feedback
+                              (rounds × the codec's / channel's feedback delay)
 cells_sent          float64   BEV cells of the collaborator's map the ego rebuilds (the
                               selected ones under Where2comm-style selection); boxes for late
                               and points for early fusion
 cells_used          float64   of those, cells that arrived and were fused (0 when the payload
                               was dropped at the deadline)
 share               float64   fraction of the frame's bandwidth the scheduler granted
-latency_s           float64   processing (+ the grid's added delay) + time on air (NaN when
-                              nothing was sent)
+latency_s           float64   processing (+ the grid's added delay) + time on air (every
+                              round) + feedback_s (NaN when nothing was sent)
 aoi_s               float64   age of information at fusion (NaN when not delivered): the
                               latency, plus the LiDAR's phase with asynchrony enabled
                               (``v2x.asynchrony``)
@@ -98,6 +102,8 @@ LEDGER_SCHEMA = pa.schema(
         ("packets_crc_failed", pa.float64()),
         ("packets_lost", pa.float64()),
         ("retransmissions", pa.float64()),
+        ("retransmission_rounds", pa.float64()),
+        ("feedback_s", pa.float64()),
         ("cells_sent", pa.float64()),
         ("cells_used", pa.float64()),
         ("share", pa.float64()),
@@ -157,6 +163,8 @@ def ledger_table(
         "packets_erased",
         "packets_crc_failed",
         "retransmissions",
+        "retransmission_rounds",
+        "feedback_s",
         "cells_sent",
         "cells_used",
     )
@@ -218,6 +226,8 @@ def ledger_table(
         "packets_crc_failed": pick(host["packets_crc_failed"]),
         "packets_lost": packets_lost,
         "retransmissions": pick(host["retransmissions"]),
+        "retransmission_rounds": pick(host["retransmission_rounds"]),
+        "feedback_s": pick(host["feedback_s"]),
         "cells_sent": cells_sent,
         "cells_used": cells_used,
         "share": pick(host["d_share"]),

@@ -34,15 +34,7 @@ def load_frames(data: Mapping, quiet: bool = False) -> list[CoopFrame]:
     ``num_frames`` frames.
     """
     if data["source"] in ("v2xsim", "dair_v2x"):
-        if not data.get("path"):
-            raise ValueError(
-                f"sweep: field 'data.path' must name the dataset root when data.source={data['source']}"
-            )
-        if data["source"] == "v2xsim":
-            from v2x.datasets.v2xsim import V2XSimDataset as Reader
-        else:
-            from v2x.datasets.dair import DAIRV2XCDataset as Reader
-        dataset = Reader(str(data["path"]), **dict(data.get("reader") or {}))
+        dataset = open_reader(data)
         return [dataset[i] for i in range(_frames_wanted(data, len(dataset)))]
     if data["source"] == "store":
         from v2x.datasets.store import load_split
@@ -61,6 +53,25 @@ def load_frames(data: Mapping, quiet: bool = False) -> list[CoopFrame]:
         quiet=quiet or not progress_enabled(quiet),
     )
     return list(split)
+
+
+def open_reader(data: Mapping) -> Any:
+    """The real-data reader of a ``data`` section (``source`` ``v2xsim`` or ``dair_v2x``) on
+    the dataset root ``path`` with ``reader`` as its keyword arguments."""
+    if data["source"] not in ("v2xsim", "dair_v2x"):
+        raise ValueError(
+            f"sweep: field 'data.source' is {data['source']!r}; a real-data reader needs "
+            "v2xsim or dair_v2x"
+        )
+    if not data.get("path"):
+        raise ValueError(
+            f"sweep: field 'data.path' must name the dataset root when data.source={data['source']}"
+        )
+    if data["source"] == "v2xsim":
+        from v2x.datasets.v2xsim import V2XSimDataset as Reader
+    else:
+        from v2x.datasets.dair import DAIRV2XCDataset as Reader
+    return Reader(str(data["path"]), **dict(data.get("reader") or {}))
 
 
 def _frames_wanted(data: Mapping, available: int) -> int:

@@ -20,6 +20,7 @@ the packets the codec counted.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -27,6 +28,7 @@ from torch import nn
 
 from v2x.channels.base import Channel
 from v2x.channels.link import LinkState
+from v2x.condition_streams import send
 from v2x.conditions import (  # noqa: F401 - a run's outputs, also reachable from here
     LinkCost,
     RunOutput,
@@ -38,11 +40,12 @@ from v2x.conditions import distinct_conditions as _distinct_conditions
 from v2x.datasets.frame import CoopBatch
 from v2x.perception.boxes import transform_boxes
 from v2x.perception.detector import CoopDetector, Detections, nms_detections
+from v2x.perception.ego_fusion import arrived_cells, fuse_at_ego
+from v2x.perception.fusion import FeatureFusion
 from v2x.perception.warp import (
     merge_points_to_ego,
     perturb_poses,
     relative_level_transforms,
-    sample_maps,
     warp_sampling_grid,
 )
 from v2x.semcom.base import Codec, Transmission, reception
@@ -51,6 +54,14 @@ from v2x.semcom.selective import SelectiveCodec, scatter_cells
 
 BOX_MESSAGE_BITS = (7 + 2) * 32  # a late-fusion box: 7 floats + score + label, float32
 POINT_MESSAGE_BITS = 4 * 32  # an early-fusion point: x, y, z, intensity, float32
+#: What the receiver learnt of each transmission (``Reception``) that the ledger keeps.
+RECEPTION_FIELDS = (
+    "packets_erased",
+    "packets_crc_failed",
+    "retransmissions",
+    "retransmission_rounds",
+    "feedback_s",
+)
 
 
 @dataclass
@@ -75,7 +86,9 @@ class CooperativePipeline(nn.Module):
 
     Args:
         model: the detector (encoder + head).
-        fusion: a strategy from ``v2x.perception.fusion.FUSIONS``.
+        fusion: a strategy from ``v2x.perception.fusion.FUSIONS``; the path a frame takes
+            follows its declared capabilities (``stage``, ``sends_payload``, ``selects_cells``,
+            ``compensates_latency``: ``v2x.perception.fusion.FeatureFusion``).
         codec: a codec from ``v2x.semcom.CODECS`` (used by feature-stage fusion).
         channel: a channel from ``v2x.channels.CHANNELS``.
         pose_noise_m, pose_noise_yaw_rad: localisation error applied to collaborators.
@@ -85,7 +98,7 @@ class CooperativePipeline(nn.Module):
     def __init__(
         self,
         model: CoopDetector,
-        fusion: nn.Module,
+        fusion: FeatureFusion,
         codec: Codec,
         channel: Channel,
         pose_noise_m: float = 0.0,
@@ -93,19 +106,48 @@ class CooperativePipeline(nn.Module):
         seed: int = 0,
     ) -> None:
         super().__init__()
+        if not isinstance(fusion, FeatureFusion):
+            raise ValueError(
+                f"pipeline: 'fusion' must be a fusion strategy (a v2x.perception.fusion."
+                f"FeatureFusion, which declares its capabilities), got {type(fusion).__name__}"
+            )
         self.model, self.fusion, self.codec, self.channel = model, fusion, codec, channel
         self.pose_noise_m, self.pose_noise_yaw_rad = pose_noise_m, pose_noise_yaw_rad
         self.generator = torch.Generator().manual_seed(seed)
 
     # ------------------------------------------------------------------ helpers
-    def _noisy_relative(self, poses: torch.Tensor) -> torch.Tensor:
-        noisy = perturb_poses(poses, self.pose_noise_m, self.pose_noise_yaw_rad, self.generator)
-        return relative_level_transforms(noisy)
+    def _noisy_relative(
+        self, poses: torch.Tensor, seeds: Sequence[int] | None = None
+    ) -> torch.Tensor:
+        """``poses [N, A, 4, 4]`` with pose noise, relative to the ego. ``seeds [K]``: the
+        ``N = K·B`` poses are ``K`` condition blocks, block ``k`` drawn after seeding the
+        generator with ``seeds[k]`` (as its own run would be)."""
+        if seeds is None:
+            noisy = perturb_poses(poses, self.pose_noise_m, self.pose_noise_yaw_rad, self.generator)
+            return relative_level_transforms(noisy)
+        blocks = []
+        for seed, block in zip(seeds, poses.chunk(len(seeds))):
+            self.generator.manual_seed(int(seed))
+            blocks.append(
+                perturb_poses(block, self.pose_noise_m, self.pose_noise_yaw_rad, self.generator)
+            )
+        return relative_level_transforms(torch.cat(blocks))
+
+    def runs_seeded_conditions(self) -> bool:
+        """True when ``run(..., seeds=...)`` evaluates ``K`` seeded conditions in one call with
+        the numbers of ``K`` calls, each after ``seed_run(seeds[k])``: feature fusion, whose
+        draws are the codec's and channel's (run per condition, ``v2x.condition_streams``) and
+        the pose noise (drawn per condition)."""
+        return self.fusion.stage == "features" and not self.fusion.sends_payload
 
     # ------------------------------------------------------------------ stages
     @torch.no_grad()
     def run(
-        self, batch: CoopBatch, snr_db: torch.Tensor, motion: MotionHistory | None = None
+        self,
+        batch: CoopBatch,
+        snr_db: torch.Tensor,
+        motion: MotionHistory | None = None,
+        seeds: Sequence[int] | None = None,
     ) -> RunOutput:
         """Evaluate ``K`` channel conditions on ``batch``.
 
@@ -115,6 +157,10 @@ class CooperativePipeline(nn.Module):
                 be NaN).
             motion: the collaborators' previous scans and the ages of their data, for a
                 box-stage fusion that compensates latency (``extrapolate``); ignored otherwise.
+            seeds: ``[K]``: condition ``k`` gets the numbers of its own call after
+                ``v2x.execution.seed_run(pipe, seeds[k])`` (its channel and pose noise drawn
+                from that seed); needs ``runs_seeded_conditions()``. ``None``: one draw for all
+                ``K`` from the current RNG state.
         """
         snr_db = torch.as_tensor(snr_db, dtype=torch.float32, device=batch.points.device)
         if snr_db.dim() == 3:
@@ -130,18 +176,35 @@ class CooperativePipeline(nn.Module):
             snr_db = torch.where(unused, 0.0, snr_db)
         else:
             snr_db = snr_db.reshape(-1)
-        stage = getattr(self.fusion, "stage", "features")
+        if seeds is not None:
+            if not self.runs_seeded_conditions():
+                raise ValueError(
+                    "pipeline: 'seeds' needs feature fusion (fusion "
+                    f"{type(self.fusion).__name__}); run each seeded condition in its own call "
+                    "(v2x.execution.run_conditions)"
+                )
+            if len(seeds) != snr_db.shape[0]:
+                raise ValueError(
+                    f"pipeline: 'seeds' needs one seed per condition ({snr_db.shape[0]}), "
+                    f"got {len(seeds)}"
+                )
+        stage = self.fusion.stage
         if stage == "points":
             return self._run_early(batch, snr_db)
         features = self.model.encode(batch.points, batch.point_mask, batch.poses)
         if stage == "boxes":
             return self._run_late(batch, features, snr_db, motion)
-        if hasattr(self.fusion, "payload"):  # semantic payloads (v2x.perception.semantic)
+        if self.fusion.sends_payload:  # semantic payloads (v2x.perception.semantic)
             return self._run_payload(batch, features, snr_db)
-        return self._run_features(batch, features, snr_db, share=stage == "features")
+        return self._run_features(batch, features, snr_db, stage == "features", seeds)
 
     def _run_features(
-        self, batch: CoopBatch, features: torch.Tensor, snr_db: torch.Tensor, share: bool
+        self,
+        batch: CoopBatch,
+        features: torch.Tensor,
+        snr_db: torch.Tensor,
+        share: bool,
+        seeds: Sequence[int] | None = None,
     ) -> RunOutput:
         b, a, c, h, w = features.shape
         k = snr_db.shape[0]
@@ -154,33 +217,28 @@ class CooperativePipeline(nn.Module):
             return RunOutput(repeat_detections(self.model.postprocess(heat, reg), k), cost, k)
         rows = features[:, 1:].unsqueeze(0).expand(k, b, a - 1, c, h, w).reshape(-1, c, h, w)
         row_snr = link_snr(snr_db, b, a)[:, :, 1:].reshape(-1)
-        # The receiver's per-RE SINR report before sending (Channel.sinr_feedback: frequency-
-        # selective channels; None otherwise, or for a channel-like module without it).
-        feedback = getattr(self.channel, "sinr_feedback", None)
-        link = LinkState(snr_db=row_snr, sinr_feedback=feedback(row_snr) if feedback else None)
         codec, extra = self.codec, {}
-        confidence = getattr(self.fusion, "confidence", None)
-        if confidence is not None:  # Where2comm: send only the most confident cells
+        if self.fusion.selects_cells:  # Where2comm: send only the most confident cells
             heat, _ = self.model.head(features[:, 1:].reshape(b * (a - 1), c, h, w))
-            conf = confidence(heat).view(1, b * (a - 1), 1, h, w).expand(k, -1, -1, -1, -1)
+            conf = self.fusion.confidence(heat).view(1, b * (a - 1), 1, h, w)
+            conf = conf.expand(k, -1, -1, -1, -1)
             codec = SelectiveCodec(inner=self.codec, keep_fraction=self.fusion.max_fraction)
             extra = {"importance": conf.reshape(k * b * (a - 1), 1, h, w)}
-        tx = codec.encode(rows, link, **extra)
-        # On air (a packet-aware channel loses the codec's own packets, v2x.channels.packets),
-        # with the codec's HARQ or the channel's ARQ rounds, and decoded (v2x.semcom.harq).
-        decoded, tx = transmit(codec, self.channel, tx, row_snr, link)
-        decoded = decoded.view(k, b, a - 1, c, h, w)
-        outcome = reception(tx)
+        # Encoded, on air (HARQ / ARQ rounds included) and decoded; with seeds, each
+        # condition's block of rows in its own call from its own seed (v2x.condition_streams).
+        on_air = send(codec, self.channel, rows, row_snr, extra, seeds)
+        decoded = on_air.decoded.view(k, b, a - 1, c, h, w)
+        outcome, cells = on_air.outcome, on_air.cells
         # Cells each collaborator actually delivered ([K, B, A-1, 1, h, w]; None: all of them).
         sent = None
         if extra:
             sent = scatter_cells(
-                torch.ones_like(tx.cells.indices, dtype=decoded.dtype)[:, None],
-                tx.cells.indices,
+                torch.ones_like(cells.indices, dtype=decoded.dtype)[:, None],
+                cells.indices,
                 h,
                 w,
             ).view(k, b, a - 1, 1, h, w)
-        delivered = tx.cells.delivered
+        delivered = cells.delivered
         if delivered is not None:  # cells the codec could not deliver are missing, not zero
             # [N, 1, h, w] per cell, or one flag per map ([N] / [N, 1, 1, 1])
             got = delivered.to(decoded.dtype).reshape(k, b, a - 1, 1, -1)
@@ -194,20 +252,20 @@ class CooperativePipeline(nn.Module):
             decoded = torch.where(dead, 0.0, decoded)
         present = batch.agent_mask[:, 1:]
         for name in ("source_bits", "coded_bits", "channel_uses", "packets"):
-            getattr(cost, name)[:, :, 1:] = getattr(tx.cost, name).view(k, b, a - 1) * present
-        for name in ("packets_erased", "packets_crc_failed", "retransmissions"):
+            getattr(cost, name)[:, :, 1:] = getattr(on_air.cost, name).view(k, b, a - 1) * present
+        for name in RECEPTION_FIELDS:
             getattr(cost, name)[:, :, 1:] = (
                 getattr(outcome, name).to(device).view(k, b, a - 1) * present
             )
         # Cells: those whose values the transmitter conveyed (the codec's meta["sent"], within
         # the Where2comm selection) and those of them that arrived and go to fusion (the mask
         # fusion gets, before warping).
-        conveyed = tx.cells.sent
+        conveyed = cells.sent
         known = None if conveyed is None else conveyed.to(device).reshape(k, b, a - 1, 1, h, w)
         if extra:
             chosen = scatter_cells(
-                torch.ones_like(tx.cells.indices, dtype=torch.bool)[:, None].float(),
-                tx.cells.indices,
+                torch.ones_like(cells.indices, dtype=torch.bool)[:, None].float(),
+                cells.indices,
                 h,
                 w,
             ).view(k, b, a - 1, 1, h, w) > 0
@@ -239,21 +297,17 @@ class CooperativePipeline(nn.Module):
         if noisy:
             poses = batch.poses.unsqueeze(0).expand(k, b, a, 4, 4).reshape(k * b, a, 4, 4)
             sample_grid, coverage = warp_sampling_grid(
-                self._noisy_relative(poses)[:, 1:], self.model.grid, h, w
+                self._noisy_relative(poses, seeds)[:, 1:], self.model.grid, h, w
             )
         else:
             one, coverage = warp_sampling_grid(
                 self._noisy_relative(batch.poses)[:, 1:], self.model.grid, h, w
             )
             sample_grid = one.unsqueeze(0).expand(u, *one.shape).reshape(-1, h, w, 2)
-        # Only collaborators are warped; the ego's map is already in the ego frame.
-        warped = sample_maps(decoded.reshape(-1, c, h, w), sample_grid).view(u * b, a - 1, c, h, w)
         if sent is None:  # every cell was sent: where a map arrives depends on geometry only
-            geometry = sample_grid if noisy else one
-            ones = torch.ones(geometry.shape[0], 1, h, w, dtype=decoded.dtype, device=device)
-            arrived = sample_maps(ones, geometry) > 0.5
+            arrived = arrived_cells(sample_grid if noisy else one)
         else:
-            arrived = sample_maps(sent.reshape(-1, 1, h, w), sample_grid) > 0.5
+            arrived = arrived_cells(sample_grid, sent)
         valid_collab = (
             (
                 coverage.view(-1, b, a - 1, 1, h, w)
@@ -263,12 +317,13 @@ class CooperativePipeline(nn.Module):
             .expand(u, b, a - 1, 1, h, w)
             .reshape(u * b, a - 1, 1, h, w)
         )
+        # Only collaborators are warped; the ego's map is already in the ego frame. The same
+        # warp + fusion + head as training (v2x.perception.losses.fused_head_outputs).
         ego = features[:, :1].unsqueeze(0).expand(u, b, 1, c, h, w).reshape(u * b, 1, c, h, w)
-        fused = self.fusion(
-            torch.cat([ego, warped], dim=1),
-            torch.cat([torch.ones_like(valid_collab[:, :1]), valid_collab], dim=1),
+        collaborators = decoded.reshape(u * b, a - 1, c, h, w)
+        _, heat, reg = fuse_at_ego(
+            self.model, self.fusion, ego, collaborators, sample_grid, valid_collab
         )
-        heat, reg = self.model.head(fused)
         det = self.model.postprocess(heat, reg)
         if inverse is not None:
             rows_of = (inverse.to(device)[:, None] * b + torch.arange(b, device=device)).reshape(-1)
@@ -290,8 +345,7 @@ class CooperativePipeline(nn.Module):
         that arrived (``meta["delivered"]``), both ``[N, 1, h, w]`` bool, and the decoded
         ``Transmission`` (its ``cost``; ``reception`` of it)."""
         n, _, h, w = rows.shape
-        feedback = getattr(self.channel, "sinr_feedback", None)
-        link = LinkState(snr_db=row_snr, sinr_feedback=feedback(row_snr) if feedback else None)
+        link = LinkState.before_sending(self.channel, row_snr)
         tx = codec.encode(rows, link, **extra)
         # on air with the codec's HARQ or the channel's ARQ rounds, and decoded
         decoded, tx = transmit(codec, self.channel, tx, row_snr, link)
@@ -342,7 +396,8 @@ class CooperativePipeline(nn.Module):
         arrived = torch.zeros(n, 1, h, w, dtype=torch.bool, device=device)
         counts = {name: torch.zeros(n, dtype=torch.float64, device=device) for name in (
             "source_bits", "coded_bits", "channel_uses", "packets", "packets_erased",
-            "packets_crc_failed", "retransmissions", "cells_sent")}  # fmt: skip
+            "packets_crc_failed", "retransmissions", "retransmission_rounds", "feedback_s",
+            "cells_sent")}  # fmt: skip
         if cells is None:
             groups = [(torch.arange(n, device=device), h * w)]
         else:
@@ -360,7 +415,7 @@ class CooperativePipeline(nn.Module):
             outcome = reception(tx)
             for name in ("source_bits", "coded_bits", "channel_uses", "packets"):
                 counts[name][index] = getattr(tx.cost, name).to(device, torch.float64)
-            for name in ("packets_erased", "packets_crc_failed", "retransmissions"):
+            for name in RECEPTION_FIELDS:
                 counts[name][index] = getattr(outcome, name).to(device, torch.float64)
             counts["cells_sent"][index] = conveyed.reshape(len(index), -1).sum(1).double()
         present = batch.agent_mask[:, 1:]
@@ -416,14 +471,13 @@ class CooperativePipeline(nn.Module):
         k = snr_db.shape[0]
         own, moved, valid = self._boxes_in_ego_frame(batch, features)
         kk = own.boxes.shape[1]
-        extrapolate = getattr(self.fusion, "extrapolate", None)
-        if extrapolate is not None and motion is not None:
+        if self.fusion.compensates_latency and motion is not None:
             # latency compensation: each collaborator's boxes moved on by their estimated motion
             # (from its previous scan's detections) over the estimated age of its data
             before = motion.previous
             previous = self.model.encode(before.points, before.point_mask, before.poses)
             prev, prev_moved, prev_valid = self._boxes_in_ego_frame(before, previous)
-            moved = extrapolate(
+            moved = self.fusion.extrapolate(
                 moved,
                 valid,
                 own.labels.view(b, a, kk),

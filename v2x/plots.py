@@ -9,6 +9,9 @@
 * ``ap_vs_delay`` (results with more than one ``added_delay_s``): the AP metric against the
   added delay and against the mean age of information (ledger), one line per (fusion, codec,
   ratio, late policy) and SNR, ego-only as a reference line.
+* ``ap_vs_payload`` (settings that differ only in their codec's or fusion's options, e.g.
+  where2comm's ``max_fraction``): the AP metric against the payload per collaborator and against
+  its mean latency (ledger), one line per bandwidth: where a larger, slower payload stops paying.
 
 Results are never mixed: rows are grouped by everything that defines a cell but the seed
 (condition and ``setting_key``: code, checkpoints, data, config) and averaged over seeds
@@ -37,6 +40,8 @@ from v2x.common import atomic_path
 from v2x.results import AP_METRICS, aggregate_seeds, read_results
 
 METRICS = AP_METRICS
+#: Bandwidths from this one up (1 THz) are labelled "ideal link" (latency ≈ 0).
+IDEAL_BANDWIDTH_HZ = 1e12
 #: Provenance that tells two settings of one line apart, with its short name in labels.
 _DISTINGUISH = (
     ("dataset", "data"),
@@ -106,6 +111,10 @@ def _series_label(row: dict) -> str:
         label += f" + {row['codec']}"
         if row["bandwidth_ratio"] == row["bandwidth_ratio"]:  # not NaN
             label += f" (ρ={row['bandwidth_ratio']:.3g})"
+        if row.get("bits_per_value"):
+            label += f" ({row['bits_per_value']} bit/value)"
+        if row.get("bits_estimated"):
+            label += " [bits estimated]"
     if row["pose_noise_m"] or row["pose_noise_yaw_rad"]:
         label += f" [σ={row['pose_noise_m']:g} m, {row['pose_noise_yaw_rad']:g} rad]"
     if row.get("harq_max_rounds"):
@@ -404,6 +413,73 @@ def plot_ap_vs_delay(
     return files
 
 
+def _payload_series(rows: list[dict], metric: str) -> dict[str, list[tuple[float, ...]]]:
+    """``{label: [(payload Mbit per link, metric, below, above, mean latency ms), ...]}``: the
+    rows of one setting but the codec's or the fusion's options (e.g. where2comm's
+    ``max_fraction``, the ``selective`` codec's ``keep_fraction``) on one line per bandwidth,
+    sorted by payload size; only lines of two sizes or more."""
+    series: dict[str, list[tuple[float, ...]]] = defaultdict(list)
+    snrs = {r["snr_db"] for r in rows}
+    bandwidths = {r["bandwidth_hz"] for r in rows}
+    for r in rows:
+        links = r.get("mean_links_per_frame") or 0.0
+        if r["fusion"] == "none" or r["codec"] == "n/a" or r[metric] != r[metric] or not links:
+            continue
+        label = _series_label(r) + (f" @ {r['snr_db']:g} dB" if len(snrs) > 1 else "")
+        if len(bandwidths) > 1:  # e.g. the payloads over an ideal link: content without age
+            bw = r["bandwidth_hz"]
+            label += " @ ideal link" if bw >= IDEAL_BANDWIDTH_HZ else f" @ {bw / 1e6:g} MHz"
+        mbit = r["mean_source_bits_per_frame"] / links / 1e6
+        latency = (r.get("mean_latency_s") or math.nan) * 1e3
+        series[label].append((mbit, r[metric], *_interval(r, metric), latency))
+    return {k: sorted(v) for k, v in series.items() if len({p[0] for p in v}) > 1}
+
+
+def plot_ap_vs_payload(
+    rows: list[dict], metric: str, out_dir: Path, formats: Sequence[str]
+) -> list[Path]:
+    """``metric`` against the payload each collaborator sends (Mbit per link, ledger: source
+    bits over links) and against its mean latency (ms, ledger), one line per setting whose
+    codec or fusion options alone change the payload (e.g. where2comm's ``max_fraction``) at
+    one bandwidth and SNR: where a larger, slower payload stops paying. Several bandwidths
+    (e.g. the same sweep over an ideal link: what the payloads carry without their age) are
+    drawn apart. Ego-only fusion is the grey reference. Drawn only when such a line exists."""
+    series = _payload_series(rows, metric)
+    if not series:
+        return []
+    plt = _plt()
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
+    ego = [r[metric] for r in rows if r["fusion"] == "none" and r[metric] == r[metric]]
+    bandwidths = sorted({r["bandwidth_hz"] for r in rows if r["fusion"] != "none"})
+    for label in sorted(series):
+        pts = series[label]
+        _draw(axes[0], [p[:4] for p in pts], "-", label, lw=1)
+        _draw(axes[1], sorted((p[4], *p[1:4]) for p in pts), "-", label, lw=1)
+        best = max(pts, key=lambda p: p[1])
+        axes[0].annotate(
+            f"{best[4]:.0f} ms", (best[0], best[1]), textcoords="offset points", xytext=(4, 4),
+            fontsize=7,
+        )  # fmt: skip
+    for ax, xlabel in (
+        (axes[0], "payload per collaborator (Mbit, ledger)"),
+        (axes[1], "mean latency per payload (ms, ledger)"),
+    ):
+        if ego:
+            ax.axhline(float(np.mean(ego)), color="grey", ls="--", lw=1, label="ego only")
+        ax.set_xscale("log")
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(metric)
+        ax.grid(alpha=0.3, which="both")
+        ax.legend(fontsize=7)
+    where = ", ".join(
+        "ideal link" if b >= IDEAL_BANDWIDTH_HZ else f"{b / 1e6:g} MHz" for b in bandwidths
+    )
+    fig.suptitle(f"{metric} vs payload size and its latency (bandwidth: {where})")
+    files = _save(fig, out_dir, "ap_vs_payload", formats)
+    plt.close(fig)
+    return files
+
+
 def make_plots(
     results: str | os.PathLike | Sequence[str | os.PathLike],
     out_dir: str | os.PathLike = "outputs/plots",
@@ -444,6 +520,7 @@ def make_plots(
     if len({r.get("added_delay_s") for r in rows}) > 1:
         files += plot_ap_vs_delay(rows, metric, out, formats)
     files += plot_ap_vs_rounds(rows, metric, out, formats)
+    files += plot_ap_vs_payload(rows, metric, out, formats)
     if ledger.num_rows:
         files += plot_latency_aoi(ledger, out, formats)
         files += plot_snr_map(ledger, out, formats)

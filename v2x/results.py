@@ -12,16 +12,21 @@ write goes to a temporary file in the same folder and is moved into place with `
 the ledger first: a killed job leaves either the old or the new file, never half of one, and a
 ledger row whose cell is not in the results is ignored (and rewritten) on resume.
 
-Results columns (``RESULTS_SCHEMA``): the condition (``channel``, ``snr_mode``, ``snr_db``, ``codec``,
-``bandwidth_ratio``, ``fusion``, ``pose_noise_m``, ``pose_noise_yaw_rad``, ``scheduler``,
-``deadline_s``, ``bandwidth_hz``, ``added_delay_s``, ``late_policy``), the frame set (``dataset``, ``split``, ``num_frames``), the
-metrics (``ap_30``, ``ap_50``, ``ap_70``, ``ap_70_invisible`` — AP on the objects the ego alone
-cannot see, NaN without visibility — ``num_gt``, ``num_gt_invisible``, ``eval_convention``),
-``realised_ratio`` (channel uses per real feature value actually sent), the ledger sums
-(``v2x.ledger.LEDGER_SUMS``), ``config_hash`` (the job), ``v2x_version``, and the provenance that
-keys the cell (``PROVENANCE_COLUMNS``: ``seed``, ``data_path``, ``data_hash``,
+Results columns (``RESULTS_SCHEMA``): the condition (``channel``, ``snr_mode``, ``snr_db``,
+``codec``, ``bandwidth_ratio``, ``fusion``, ``pose_noise_m``, ``pose_noise_yaw_rad``,
+``scheduler``, ``deadline_s``, ``bandwidth_hz``, ``added_delay_s``, ``late_policy``,
+``harq_max_rounds``, ``bits_per_value`` — the quantiser bits of a codec that records them, 0
+otherwise), the frame set (``dataset``, ``split``, ``num_frames``), the metrics (``ap_30``,
+``ap_50``, ``ap_70``, ``ap_70_invisible`` — AP on the objects the ego alone cannot see, NaN
+without visibility — ``num_gt``, ``num_gt_invisible``, ``eval_convention``), ``realised_ratio``
+(channel uses per real feature value actually sent), ``bits_estimated`` (True when the codec's
+``source_bits`` are an estimate, not the size of an encoder's output: ``Codec.bits_estimated``),
+the ledger sums (``v2x.ledger.LEDGER_SUMS``), ``config_hash`` (the job), ``v2x_version``, and the
+provenance that keys the cell (``PROVENANCE_COLUMNS``: ``seed``, ``data_path``, ``data_hash``,
 ``detector_sha256``, ``codec_sha256``, ``code_hash``, ``setting_key``) and the bootstrap 95 %
-intervals of every AP over frames (``ap_30_lo`` / ``ap_30_hi``, …; NaN where not computed).
+intervals of every AP (``ap_30_lo`` / ``ap_30_hi``, …; NaN where not computed) with the unit they
+resample, ``bootstrap_unit``: ``sequence`` (whole towns/scenes, when frames come in sequences),
+``frame``, ``seed`` (``aggregate_seeds`` over several seeds), ``""`` without intervals.
 """
 
 from __future__ import annotations
@@ -61,10 +66,18 @@ CONDITION_COLUMNS: tuple[tuple[str, pa.DataType], ...] = (
     ("added_delay_s", pa.float64()),
     ("late_policy", pa.string()),
     ("harq_max_rounds", pa.int64()),
+    ("bits_per_value", pa.int64()),
 )
 
 #: The AP metrics of a results row; each has a bootstrap interval ``<metric>_lo``/``<metric>_hi``.
-AP_METRICS: tuple[str, ...] = ("ap_30", "ap_50", "ap_70", "ap_70_invisible")
+AP_METRICS: tuple[str, ...] = (
+    "ap_30",
+    "ap_50",
+    "ap_70",
+    "ap_70_invisible",
+    "vehicle_ap_50",
+    "vehicle_ap_70",
+)
 
 #: Provenance of a row: what, besides its condition, determines its numbers.
 PROVENANCE_COLUMNS: tuple[tuple[str, pa.DataType], ...] = (
@@ -85,7 +98,14 @@ ADDED_COLUMNS: dict[str, object] = {
     "added_delay_s": 0.0,
     "late_policy": "",  # unknown: older files kept it in the budget only
     "harq_max_rounds": 0,
+    "retransmission_rounds": float("nan"),  # ledger files from before the column: unknown
+    "feedback_s": 0.0,  # ledger files from before the column: feedback was instantaneous
+    "vehicle_ap_50": float("nan"),  # files from before the vehicle group was scored
+    "vehicle_ap_70": float("nan"),
+    "bits_per_value": 0,
+    "bits_estimated": False,
     **{f"{m}_{end}": float("nan") for m in AP_METRICS for end in ("lo", "hi")},
+    "bootstrap_unit": "frame",  # before the column, every interval resampled frames
     "seed": -1,
     "data_path": "",
     "data_hash": "",
@@ -107,13 +127,17 @@ RESULTS_SCHEMA = pa.schema(
         ("ap_50", pa.float64()),
         ("ap_70", pa.float64()),
         ("ap_70_invisible", pa.float64()),
+        ("vehicle_ap_50", pa.float64()),
+        ("vehicle_ap_70", pa.float64()),
     ]
     + [(f"{m}_{end}", pa.float64()) for m in AP_METRICS for end in ("lo", "hi")]
     + [
+        ("bootstrap_unit", pa.string()),
         ("num_gt", pa.int64()),
         ("num_gt_invisible", pa.int64()),
         ("eval_convention", pa.string()),
         ("realised_ratio", pa.float64()),
+        ("bits_estimated", pa.bool_()),
     ]
     + [(name, pa.float64()) for name in LEDGER_SUMS]
     + [("per_class_ap", pa.string())]
@@ -147,9 +171,11 @@ def cell_id(
     if missing:
         raise ValueError(f"results: condition lacks field(s) {missing}")
     key: dict[str, object] = {name: condition[name] for name, _ in CONDITION_COLUMNS}
-    if not key.get("harq_max_rounds"):
-        # no retransmission: the ids (hence seeds) of cells from before the axis existed
-        key.pop("harq_max_rounds", None)
+    for name in ("harq_max_rounds", "bits_per_value"):
+        if not key.get(name):
+            # no retransmission / no fixed bit depth: the ids (hence seeds) of cells from
+            # before the column existed
+            key.pop(name, None)
     for name, kind in CONDITION_COLUMNS:
         if name not in key:
             continue
@@ -436,9 +462,11 @@ def aggregate_seeds(table: pa.Table) -> pa.Table:
     Rows are grouped by everything that defines a cell except its seed: the condition columns
     and ``setting_key`` (code, checkpoints, data, config; rows from before provenance existed
     group by ``config_hash``). Numeric columns are averaged. With one seed each AP keeps its
-    bootstrap interval over frames (``<metric>_lo`` / ``_hi``); with ``n > 1`` seeds the
-    interval is the 95 % Student-t interval of the mean over seeds
-    (``mean ± t(0.975, n-1) · sd / √n``). Adds ``num_seeds`` and ``seeds`` (comma-separated).
+    bootstrap interval (``<metric>_lo`` / ``_hi``, over the row's ``bootstrap_unit``); with
+    ``n > 1`` seeds the interval is the 95 % Student-t interval of the mean over seeds
+    (``mean ± t(0.975, n-1) · sd / √n``; ``bootstrap_unit`` ``"seed"``). It measures the spread
+    the seeds cause (channel noise, random weights) on the same frames, not the frames'
+    sampling error. Adds ``num_seeds`` and ``seeds`` (comma-separated).
     """
     import math
 
@@ -471,6 +499,7 @@ def aggregate_seeds(table: pa.Table) -> pa.Table:
                 else:
                     first[f"{metric}_lo"] = first[f"{metric}_hi"] = math.nan
             first["num_gt"] = round(math.fsum(m["num_gt"] for m in members) / n)
+            first["bootstrap_unit"] = "seed"
         first["num_seeds"] = n
         first["seeds"] = ",".join(str(m.get("seed")) for m in members)
         out.append(first)

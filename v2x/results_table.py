@@ -59,6 +59,25 @@ def vocabulary_text() -> str:
     )
 
 
+#: Per-link columns the table derives from per-frame sums: ``{column: per-frame column}``.
+PER_LINK = {
+    "source_bits_per_link": "mean_source_bits_per_frame",
+    "channel_uses_per_link": "mean_channel_uses_per_frame",
+}
+
+
+def _any(table: pa.Table, name: str) -> bool:
+    """True when column ``name`` exists and some row holds a true / non-zero value."""
+    return name in table.column_names and any(table.column(name).to_pylist())
+
+
+def per_link(row: dict, source: str) -> float:
+    """Per-link value of the per-frame column ``source`` of a results ``row``: the frame's
+    total over its links that sent (``mean_links_per_frame``; NaN when none did)."""
+    links = row["mean_links_per_frame"]
+    return float(row[source]) / float(links) if links else math.nan
+
+
 def results_table_text(table: pa.Table, columns: Sequence[str] | None = None) -> str:
     """A plain-text table of results rows (one line per cell), sorted by condition.
 
@@ -73,6 +92,8 @@ def results_table_text(table: pa.Table, columns: Sequence[str] | None = None) ->
         for name in ("added_delay_s", "late_policy"):  # the asynchrony axes, where swept
             if name in table.column_names and len(set(table.column(name).to_pylist())) > 1:
                 columns.append(name)
+        if _any(table, "bits_per_value"):  # codecs at a fixed bit depth (digital_payload)
+            columns.append("bits_per_value")
         columns += [
             "snr_db",
             "ap_30",
@@ -83,6 +104,10 @@ def results_table_text(table: pa.Table, columns: Sequence[str] | None = None) ->
             "mean_source_bits_per_frame",
             "mean_latency_s",
         ]
+        if _any(table, "bits_per_value"):  # realistic payloads: what one link needs
+            columns[columns.index("mean_latency_s") : 0] = list(PER_LINK)
+        if _any(table, "bits_estimated"):
+            columns.append("bits_estimated")
     columns = list(columns)
     if "num_seeds" in table.column_names and max(table.column("num_seeds").to_pylist() or [1]) > 1:
         columns.append("num_seeds")  # rows are means over seeds (v2x.results.aggregate_seeds)
@@ -94,7 +119,13 @@ def results_table_text(table: pa.Table, columns: Sequence[str] | None = None) ->
         for end in ("lo", "hi")
         if f"{c}_{end}" in table.column_names and f"{c}_{end}" not in columns
     ]
-    rows = table.select(list(dict.fromkeys(columns + extra))).to_pylist()
+    derived = [c for c in columns if c in PER_LINK]
+    stored = [c for c in columns + extra if c not in PER_LINK]
+    stored += [PER_LINK[c] for c in derived] + (["mean_links_per_frame"] if derived else [])
+    rows = table.select(list(dict.fromkeys(stored))).to_pylist()
+    for row in rows:
+        for name in derived:
+            row[name] = per_link(row, PER_LINK[name])
     if per_class:
         for row, text in zip(rows, table.column("per_class_ap").to_pylist()):
             values = json.loads(text) if text else {}

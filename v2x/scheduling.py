@@ -6,7 +6,11 @@ second). A **scheduler** splits it into shares (fractions of the bandwidth, FDMA
 ``i`` with share ``f_i`` and a payload of ``u_i`` channel uses is on air for
 ``u_i / (f_i · bandwidth_hz)`` seconds, so its latency is::
 
-    latency_s = processing_latency_s + u_i / (f_i · bandwidth_hz)
+    latency_s = processing_latency_s + u_i / (f_i · bandwidth_hz) + feedback_i
+
+(``u_i`` includes the channel uses of every HARQ/ARQ retransmission round; ``feedback_i`` is the
+time those rounds waited for ACK/NACK feedback, ``v2x.semcom.harq``: 0 without retransmissions or
+with instantaneous feedback).
 
 A payload whose latency exceeds the deadline is late: with ``late_policy="drop"`` it is lost
 (its packets count as lost and the ego fuses without it); with ``"stale"`` it is fused anyway,
@@ -146,7 +150,8 @@ class Delivery:
 
     Attributes:
         share: fraction of the bandwidth (float64).
-        latency_s: processing + time on air (float64; inf when the share is 0, NaN when unsent).
+        latency_s: processing + time on air + feedback waits (float64; inf when the share is
+            0, NaN when unsent).
         on_time: bool, sent and latency ≤ deadline.
         delivered: bool, the ego fuses it (on time, or late with ``late_policy="stale"``).
         packets_lost: float64 packets of dropped payloads.
@@ -168,6 +173,7 @@ def schedule(
     packets: torch.Tensor,
     snr_db: torch.Tensor,
     novelty: torch.Tensor | None = None,
+    feedback_s: torch.Tensor | None = None,
 ) -> Delivery:
     """Share the budget among the links that send and decide what arrives in time.
 
@@ -177,6 +183,8 @@ def schedule(
         channel_uses, packets: ``[K, B, A]`` payload sizes (``LinkCost``).
         snr_db: ``[K, B, A]`` link SNR (for schedulers that weigh link quality).
         novelty: ``[B, A]`` objects unseen by the ego (see ``novelty_from_visibility``).
+        feedback_s: ``[K, B, A]`` seconds each payload waited for HARQ/ARQ feedback
+            (``LinkCost.feedback_s``), added to its latency; ``None``: 0.
     """
     sent = sent.clone()
     sent[..., 0] = False
@@ -192,6 +200,8 @@ def schedule(
             rate > 0, uses / rate.clamp_min(1e-300), torch.full_like(uses, float("inf"))
         )
         on_air = torch.where(uses > 0, on_air, torch.zeros_like(on_air))
+    if feedback_s is not None:  # waits for ACK/NACK before retransmission rounds
+        on_air = on_air + feedback_s.to(on_air)
     latency = torch.where(
         sent, config.processing_latency_s + on_air, torch.full_like(uses, float("nan"))
     )

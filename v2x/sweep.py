@@ -52,6 +52,7 @@ import torch
 from v2x import __version__
 from v2x.channels import build_channel
 from v2x.datasets.frame import CLASS_NAMES, CoopBatch, CoopFrame
+from v2x.evaluation import VEHICLE_LABELS
 from v2x.execution import Arrival, evaluate_batch
 from v2x.ledger import empty_ledger, ledger_table, summarize_cells
 from v2x.loading import (  # noqa: F401 - the loading API, also reachable from here
@@ -66,7 +67,7 @@ from v2x.loading import (  # noqa: F401 - the loading API, also reachable from h
     resolve_devices,
 )
 from v2x.perception.average_precision import APAccumulator
-from v2x.perception.fusion import build_fusion
+from v2x.perception.fusion import FeatureFusion, build_fusion
 from v2x.pipeline import CooperativePipeline, LinkCost
 from v2x.results import ResultsStore, cell_id, stable_hash
 from v2x.results_table import (  # noqa: F401 - the table API, also reachable from here
@@ -114,7 +115,13 @@ class _Scheduler:
     def __call__(self, cost: LinkCost) -> Arrival:
         novelty = self.item.novelty.to(cost.sent.device)
         self.delivery = schedule(
-            self.budget, cost.sent, cost.channel_uses, cost.packets, cost.snr_db, novelty
+            self.budget,
+            cost.sent,
+            cost.channel_uses,
+            cost.packets,
+            cost.snr_db,
+            novelty,
+            feedback_s=cost.feedback_s,
         )
         ages = None
         if self.clock is not None:  # the ego fuses what was sensed phase + latency before
@@ -131,6 +138,8 @@ def _eval_config(plan: SweepPlan, model):
 
     cfg = plan.eval_config
     updates: dict[str, Any] = {"class_names": dict(enumerate(CLASS_NAMES))}
+    if not cfg.class_groups:  # vehicle AP (cars and trucks, OpenCOOD's): vehicle_ap_* columns
+        updates["class_groups"] = {"vehicle": VEHICLE_LABELS}
     if cfg.eval_range is None:
         g = model.grid
         updates["eval_range"] = (g.x_range_m[0], g.y_range_m[0], g.x_range_m[1], g.y_range_m[1])
@@ -168,9 +177,7 @@ def _run_group(
     cfg = plan.config
     snr = torch.tensor(list(snrs), dtype=torch.float32)  # geometric mode: offsets in dB
     k = snr.shape[0]
-    fusion = build_fusion(
-        group.fusion, **dict((cfg.fusion_options or {}).get(group.fusion, {}) or {})
-    )
+    fusion = build_fusion(group.fusion, **group.fusion_kwargs)
     if group.stage == FEATURE_STAGE:
         kwargs = dict(group.codec_kwargs)
         if kwargs.get("checkpoint") == UNTRAINED:
@@ -262,7 +269,7 @@ def _run_group(
     convention = json.dumps(eval_config.convention(), sort_keys=True)
     cell_sums = summarize_cells(ledger, cells, num_frames)
     for ki in range(len(snrs)):
-        result = _compute_ap(accs[ki], plan.bootstrap, int(cfg.seed))
+        result = _compute_ap(accs[ki], plan.bootstrap, int(cfg.seed), plan.bootstrap_unit)
         ap = result["ap"]
         details = result["details"]
         ci = result.get("ci") or {}
@@ -276,6 +283,8 @@ def _run_group(
             "ap_50": ("overall", 0.5),
             "ap_70": ("overall", 0.7),
             "ap_70_invisible": ("subset/ego_invisible", 0.7),
+            "vehicle_ap_50": ("group/vehicle", 0.5),
+            "vehicle_ap_70": ("group/vehicle", 0.7),
         }
         intervals = {}
         for name, (where, thr) in metrics.items():
@@ -297,7 +306,10 @@ def _run_group(
                 "ap_50": float(ap["overall"].get(0.5, math.nan)),
                 "ap_70": float(ap["overall"].get(0.7, math.nan)),
                 "ap_70_invisible": float(sub.get(0.7, math.nan)) if sub else math.nan,
+                "vehicle_ap_50": float(ap.get("group/vehicle", {}).get(0.5, math.nan)),
+                "vehicle_ap_70": float(ap.get("group/vehicle", {}).get(0.7, math.nan)),
                 **intervals,
+                "bootstrap_unit": result["bootstrap"]["unit"] if "bootstrap" in result else "",
                 "num_gt": int(next(iter(details["overall"].values()))["num_gt"]),
                 "num_gt_invisible": int(
                     next(iter(details["subset/ego_invisible"].values()))["num_gt"]
@@ -308,6 +320,8 @@ def _run_group(
                 "realised_ratio": uses_per_link / feature_values
                 if group.stage == FEATURE_STAGE and sums["mean_links_per_frame"] > 0
                 else math.nan,
+                "bits_estimated": group.stage == FEATURE_STAGE
+                and bool(getattr(codec, "bits_estimated", False)),
                 **sums,
                 "per_class_ap": json.dumps(per_class, sort_keys=True) if per_class else "",
                 "config_hash": plan.config_hash,
@@ -325,11 +339,16 @@ def _run_group(
 
 
 def _sensing_clock(plan: SweepPlan) -> Any:
-    """A ``v2x.asynchrony.SensingClock`` of the plan's frames when ``asynchrony.enabled``."""
+    """When ``asynchrony.enabled``, the clock of the plan's frames: a
+    ``v2x.asynchrony.SensingClock`` of the synthetic world, or for real data a
+    ``v2x.asynchrony_recorded.RecordedClock`` on the dataset's reader."""
     if plan.asynchrony is None or not plan.asynchrony.enabled:
         return None
     from v2x.asynchrony import SensingClock, world_config
+    from v2x.asynchrony_recorded import RECORDED_SOURCES, recorded_clock
 
+    if plan.data["source"] in RECORDED_SOURCES:
+        return recorded_clock(plan.data, plan.asynchrony.no_earlier_frame)
     return SensingClock(world_config(plan.data))
 
 
@@ -340,9 +359,13 @@ def _min_age_s(clock: Any) -> float:
 
 def _aged_delivery(clock: Any, item: _Batch, delivery: Any, plan: SweepPlan) -> torch.Tensor:
     """Each delivered payload's age (``[K, B, A]`` s: LiDAR phase + latency, NaN when not
-    delivered), written into ``delivery.aoi_s`` (the ledger's age of information)."""
+    delivered), written into ``delivery.aoi_s`` (the ledger's age of information). A clock
+    with its own ``age_delivery`` (real data: the age of the recorded scan served) does it."""
     from v2x.asynchrony import frame_phases, sensing_age
 
+    own = getattr(clock, "age_delivery", None)
+    if own is not None:
+        return own(item.frames, item.batch, delivery, plan.data.get("max_agents"))
     phase = frame_phases(clock, item.frames, item.batch, plan.data.get("max_agents"))
     delivery.aoi_s = sensing_age(delivery.latency_s, delivery.delivered, phase)
     # what the re-sensing waits on: the latency alone (the phase is in the frame already)
@@ -350,7 +373,12 @@ def _aged_delivery(clock: Any, item: _Batch, delivery: Any, plan: SweepPlan) -> 
 
 
 def _aged_batch(
-    clock: Any, item: _Batch, batch: CoopBatch, ages: torch.Tensor, plan: SweepPlan, fusion: Any
+    clock: Any,
+    item: _Batch,
+    batch: CoopBatch,
+    ages: torch.Tensor,
+    plan: SweepPlan,
+    fusion: FeatureFusion,
 ) -> tuple[CoopBatch, Any]:
     """``batch`` re-sensed ``ages [B, A]`` s earlier, and for a latency-compensating fusion the
     motion history it extrapolates with (``v2x.pipeline.MotionHistory``; else ``None``)."""
@@ -358,19 +386,28 @@ def _aged_batch(
 
     max_agents = plan.data.get("max_agents")
     aged = aged_batch(clock, item.frames, batch, ages, max_agents)
-    if getattr(fusion, "extrapolate", None) is None:
+    if not fusion.compensates_latency:
         return aged, None
+    own = getattr(clock, "motion_history", None)  # real data: the previous recorded scan
+    if own is not None:
+        return aged, own(item.frames, batch, ages, max_agents)
     return aged, motion_history(clock, item.frames, batch, ages, max_agents)
 
 
-#: The evaluator groups whose APs are results columns (and get bootstrap intervals).
-RESULT_GROUPS = ("overall", "subset/ego_invisible")
+#: The evaluator groups whose APs are results columns, with the IoU thresholds that get
+#: bootstrap intervals (``None``: every threshold).
+RESULT_GROUPS: dict[str, tuple[float, ...] | None] = {
+    "overall": None,
+    "subset/ego_invisible": (0.7,),
+    "group/vehicle": (0.5, 0.7),
+}
 
 
-def _compute_ap(acc: Any, bootstrap: int, seed: int) -> dict:
-    """``acc.compute()``, with ``bootstrap`` resamples of the frames (seeded by the sweep's
-    seed) for the 95 % intervals of the APs that are results columns."""
-    return acc.compute(bootstrap=bootstrap, seed=seed, bootstrap_groups=RESULT_GROUPS)
+def _compute_ap(acc: Any, bootstrap: int, seed: int, unit: str = "auto") -> dict:
+    """``acc.compute()``, with ``bootstrap`` resamples of the sequences or frames (``unit``;
+    seeded by the sweep's seed) for the 95 % intervals of the APs that are results columns."""
+    return acc.compute(bootstrap=bootstrap, seed=seed, bootstrap_groups=RESULT_GROUPS,
+                       bootstrap_unit=unit)  # fmt: skip
 
 
 class SweepInterrupted(KeyboardInterrupt):

@@ -55,8 +55,11 @@ class SweepConfig:
         asynchrony: see ``v2x.asynchrony.AsynchronyConfig`` (collaborators' data as old as its
             delivery).
         network, budget, eval: see ``NetworkConfig``, ``BudgetConfig``, ``EvalConfig``; ``eval``
-            also takes ``min_points`` and ``bootstrap`` (resamples of the frames for each AP's
-            95 % interval, seeded by ``seed``; 0: none).
+            also takes ``min_points``, ``bootstrap`` (resamples for each AP's 95 % interval,
+            seeded by ``seed``; 0: none), ``bootstrap_unit`` (``auto``: whole sequences when
+            frames come in sequences, else frames; ``sequence``; ``frame``; the unit used is
+            the results column ``bootstrap_unit``) and ``precision`` (the detector's inference
+            autocast: ``fp32``, ``fp16``, ``bf16``).
         output_dir: folder of the results files.
         quiet: no progress bar (also off when stderr is not a TTY or ``CI`` is set).
         allow_corrupt: move an unreadable results file aside instead of failing.
@@ -140,10 +143,13 @@ def _conf_dir() -> Path:
     return Path(str(resources.files("v2x.conf")))
 
 
-def _compose_defaults(name: str) -> Any:
+def _compose_defaults(name: str, overrides: Mapping[str, str] | None = None) -> Any:
     """``conf/<name>.yaml`` with its ``defaults`` list applied (``group: option``,
-    ``group@package: option``, another config of the folder, ``_self_``) — the subset of
-    Hydra's composition the shipped configs use, without Hydra's global state."""
+    ``group@package: option``, ``override group: option``, another config of the folder,
+    ``_self_``) — the subset of Hydra's composition the shipped configs use, without Hydra's
+    global state. As in Hydra, ``override group: option`` replaces that group's option
+    wherever the defaults below this config choose one (``overrides``: those of the configs
+    above)."""
     from omegaconf import OmegaConf
 
     own = OmegaConf.load(_conf_dir() / f"{name}.yaml")
@@ -151,15 +157,27 @@ def _compose_defaults(name: str) -> Any:
     own.pop("hydra", None)
     if "_self_" not in defaults:
         defaults.append("_self_")
-    merged = OmegaConf.create({})
+    chosen = dict(overrides or {})
+    entries = []
     for entry in defaults:
+        if not isinstance(entry, str):
+            ((group, option),) = dict(entry).items()
+            group = str(group)
+            if group.startswith("override "):
+                chosen.setdefault(group.removeprefix("override ").strip(), option)
+                continue
+            entry = (group, option)
+        entries.append(entry)
+    merged = OmegaConf.create({})
+    for entry in entries:
         if entry == "_self_":
             merged = OmegaConf.merge(merged, own)
         elif isinstance(entry, str):
-            merged = OmegaConf.merge(merged, _compose_defaults(entry))
+            merged = OmegaConf.merge(merged, _compose_defaults(entry, chosen))
         else:
-            ((group, option),) = dict(entry).items()
-            group, _, package = str(group).partition("@")
+            group, option = entry
+            option = chosen.get(group, option)
+            group, _, package = group.partition("@")
             if option is None:
                 continue
             node = OmegaConf.load(_conf_dir() / group / f"{option}.yaml")
@@ -190,11 +208,13 @@ def _plain(obj: Any) -> Any:
     return obj
 
 
-def _codec_spec(spec: Any, options: Mapping) -> tuple[str, dict]:
+def _codec_spec(spec: Any, options: Mapping, axis: str = "codecs") -> tuple[str, dict]:
+    """``(name, kwargs)`` of a ``grid.<axis>`` entry (``codecs`` or ``fusions``): a name (kwargs
+    from ``options[name]``) or ``{name: ..., **kwargs}`` (over ``options[name]``)."""
     if isinstance(spec, Mapping):
         spec = dict(spec)
         if "name" not in spec:
-            raise ValueError(f"sweep: field 'grid.codecs' entry {spec} needs a 'name'")
+            raise ValueError(f"sweep: field 'grid.{axis}' entry {spec} needs a 'name'")
         name = str(spec.pop("name"))
         return name, {**dict(options.get(name, {}) or {}), **spec}
     return str(spec), dict(options.get(str(spec), {}) or {})

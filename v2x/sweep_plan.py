@@ -69,7 +69,12 @@ class Group:
     harq_max_rounds: int = 0
     added_delay_s: float = 0.0
     late_policy: str = "drop"
+    #: the codec's quantiser bits per value where it records them (``"bits"`` in its
+    #: ``sweep_arguments``), else 0
+    bits_per_value: int = 0
     codec_sha256: str = ""
+    #: the fusion's constructor kwargs: its ``fusion_options``, or those of its grid entry
+    fusion_kwargs: dict = field(default_factory=dict)
     #: everything besides the condition, the seed and the frames that changes this group's
     #: numbers (filled by ``plan_sweep``; see ``setting_key``)
     setting: dict = field(default_factory=dict)
@@ -99,6 +104,7 @@ class Group:
             "added_delay_s": float(self.added_delay_s),
             "late_policy": self.late_policy,
             "harq_max_rounds": int(self.harq_max_rounds),
+            "bits_per_value": int(self.bits_per_value),
         }
 
     def channel_kwargs(self, options: Mapping) -> dict:
@@ -125,6 +131,7 @@ class Group:
                 *([self.added_delay_s] if self.added_delay_s != 0.0 else []),
                 *([self.late_policy] if self.late_policy != "drop" else []),
                 *([f"harq{self.harq_max_rounds}"] if self.harq_max_rounds else []),
+                *([f"bits{self.bits_per_value}"] if self.bits_per_value else []),
             ],
             16,
         )
@@ -146,6 +153,8 @@ class SweepPlan:
     config_hash: str
     bootstrap: int = 0
     asynchrony: Any = None  # v2x.asynchrony.AsynchronyConfig
+    bootstrap_unit: str = "auto"  # APAccumulator.compute's: auto | sequence | frame
+    precision: str = "fp32"  # the detector's inference precision (configure_inference)
 
     @property
     def num_cells(self) -> int:
@@ -174,8 +183,9 @@ def plan_sweep(cfg: Any) -> SweepPlan:
     """Validate ``cfg`` and list the groups; raises ``ValueError`` before any work."""
     from v2x.channels import CHANNELS
     from v2x.loading import device_key
-    from v2x.perception.average_precision import EvalConfig
-    from v2x.perception.fusion import FUSIONS
+    from v2x.perception.average_precision import BOOTSTRAP_UNITS, EvalConfig
+    from v2x.perception.fusion import FUSIONS, fusion_class
+    from v2x.perception.inference import check_precision
     from v2x.semcom import CODECS
     from v2x.semcom import _load_all as _load_codecs
 
@@ -244,9 +254,13 @@ def plan_sweep(cfg: Any) -> SweepPlan:
         raise ValueError(
             f"sweep: field 'grid.harq_max_rounds' lists a value twice: {rounds_axis}"
         )
-    fusions = [str(v) for v in as_list("fusions")]
-    for name in fusions:
+    fusion_specs = [_codec_spec(v, cfg.fusion_options or {}, "fusions") for v in as_list("fusions")]
+    for name, kwargs in fusion_specs:
         FUSIONS.get(name)
+        try:
+            FUSIONS.build(name, **kwargs)
+        except TypeError as exc:
+            raise ValueError(f"sweep: fusion {name!r} rejects its options: {exc}") from exc
     channels = [str(v) for v in as_list("channels")]
     for name in channels:
         CHANNELS.get(name)
@@ -277,14 +291,24 @@ def plan_sweep(cfg: Any) -> SweepPlan:
     eval_kwargs = {"distance_bins": [], "per_class": False, "min_points": 1, **(cfg.eval or {})}
     min_points = _integer("eval.min_points", eval_kwargs.pop("min_points"), minimum=0)
     bootstrap = _integer("eval.bootstrap", eval_kwargs.pop("bootstrap", 0), minimum=0)
+    bootstrap_unit = eval_kwargs.pop("bootstrap_unit", "auto")
+    if bootstrap_unit not in BOOTSTRAP_UNITS:
+        raise ValueError(
+            f"sweep: field 'eval.bootstrap_unit' must be one of {', '.join(BOOTSTRAP_UNITS)}, "
+            f"got {bootstrap_unit!r}"
+        )
+    precision = check_precision(
+        eval_kwargs.pop("precision", "fp32"), "sweep: field 'eval.precision'"
+    )
     try:
         eval_config = EvalConfig(**eval_kwargs).validate()
     except TypeError as exc:
         raise ValueError(f"sweep: bad field in 'eval': {exc}") from exc
 
     groups: list[Group] = []
-    for fusion in fusions:
-        stage = getattr(FUSIONS.get(fusion), "stage", FEATURE_STAGE)
+    for fusion, fusion_kwargs in fusion_specs:
+        stage = fusion_class(fusion).stage
+        start = len(groups)
         for pose in poses:
             if stage != FEATURE_STAGE:
                 groups.append(
@@ -325,6 +349,12 @@ def plan_sweep(cfg: Any) -> SweepPlan:
                                     rounds,
                                 )
                             )
+        for g in groups[start:]:
+            g.fusion_kwargs = dict(fusion_kwargs)
+    # Codecs that record their quantiser's bits: each group's (from its kwargs or the default).
+    for g in groups:
+        if g.stage == FEATURE_STAGE and "bits" in sweep_arguments(g.codec):
+            g.bits_per_value = _codec_bits(g.codec, g.codec_kwargs)
     # The asynchrony axes: every setting at every added delay and late policy.
     groups = [
         dataclasses.replace(g, added_delay_s=delay, late_policy=str(policy))
@@ -380,6 +410,8 @@ def plan_sweep(cfg: Any) -> SweepPlan:
         **eval_config.convention(),
         "min_points": min_points,
         "bootstrap": bootstrap,
+        "bootstrap_unit": bootstrap_unit,
+        "precision": precision,
     }
     common = {
         "code_hash": code,
@@ -400,7 +432,7 @@ def plan_sweep(cfg: Any) -> SweepPlan:
             "codec_kwargs": {k: v for k, v in g.codec_kwargs.items() if k != "checkpoint"},
             "codec_sha256": g.codec_sha256,
             "channel_options": g.channel_kwargs(cfg.channel_options or {}),
-            "fusion_options": dict((cfg.fusion_options or {}).get(g.fusion, {}) or {}),
+            "fusion_options": dict(g.fusion_kwargs),
             # parts registered from outside v2x are keyed by their own source
             "external_code": _external_sources(g),
         }
@@ -426,18 +458,39 @@ def plan_sweep(cfg: Any) -> SweepPlan:
         stable_hash(hashed),
         bootstrap,
         asynchrony,
+        bootstrap_unit,
+        precision,
     )
 
 
 def _asynchrony_config(section: Any, data: Mapping) -> Any:
-    """The ``asynchrony`` section, checked against the frame source (only the synthetic world
-    can be sensed at earlier instants)."""
+    """The ``asynchrony`` section, checked against the frame source (the synthetic world is
+    sensed at earlier instants, a recording serves its earlier scans)."""
     from v2x.asynchrony import AsynchronyConfig, world_config
+    from v2x.asynchrony_recorded import RECORDED_SOURCES
 
     out = AsynchronyConfig.from_dict(section or {})
-    if out.enabled and data["source"] not in ("synthetic", "store"):
+    if out.enabled and data["source"] not in ("synthetic", "store", *RECORDED_SOURCES):
         world_config(data)  # raises, naming the source
     return out
+
+
+def _codec_bits(codec: str, kwargs: Mapping) -> int:
+    """The quantiser bits per value codec ``codec`` runs with: ``kwargs["bits"]``, else its
+    constructor's default (``ValueError`` naming the field if it is not an int in 1..16)."""
+    import inspect
+
+    from v2x.semcom import CODECS
+
+    bits = kwargs.get("bits")
+    if bits is None:
+        default = inspect.signature(CODECS.get(codec)).parameters.get("bits")
+        bits = None if default is None else default.default
+    if isinstance(bits, bool) or not isinstance(bits, int) or not 1 <= bits <= 16:
+        raise ValueError(
+            f"sweep: field 'codec_options.{codec}.bits' must be an int in 1..16, got {bits!r}"
+        )
+    return int(bits)
 
 
 def _retransmission_settings(

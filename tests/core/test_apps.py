@@ -113,3 +113,29 @@ def test_train_codec_app_rejects_an_init_checkpoint_of_another_architecture(tmp_
     cfg = _compose("train_codec", [f"init={tmp_path / 'missing.pt'}", "device=cpu"])
     with pytest.raises(ValueError, match="does not exist"):
         run_codec_training(cfg)
+
+
+def test_the_shipped_runs_are_app_configs():
+    """The experiments behind the shipped weights, as the one-off scripts ran them (their
+    settings, written out here), are configs of v2x-train / v2x-train-codec / v2x-sweep."""
+    from v2x.apps.train import train_config_from
+
+    det = _compose("train_synthetic")  # v2x/assets/detector_synthetic.pt
+    tc = train_config_from(det)
+    assert (tc.steps, tc.batch_size, tc.checkpoint_every, tc.device) == (3500, 8, 500, "cuda")
+    assert (tc.lr, tc.augment, tc.val_every, tc.model.backbone) == (2e-3, False, 0, "small")
+    assert tuple(tc.modes) == ("single", "max", "mean", "attention", "early")
+    assert (det.data.source, det.data.num_sequences, det.data.frames_per_sequence,
+            det.data.seed) == ("synthetic", 60, 10, 1000)  # fmt: skip
+    codec = _compose("train_codec_finetune")  # semcom/assets/deepjscc_synthetic.pt, last stage
+    ct = codec.codec_train
+    assert (ct.steps, ct.lr, ct.batch_size, codec.codec.hidden) == (3800, 3e-4, 4, 64)
+    assert list(ct.ratios) == [2.0**-e for e in range(9, 1, -1)]
+    assert list(ct.ratio_weights) == [1, 1, 2, 3, 2, 1, 1, 1]
+    assert (codec.data.num_sequences, codec.data.seed) == (60, 1000)
+    assert (codec.val_data.num_sequences, codec.val_data.seed) == (8, 900_000)
+    assert codec.calibrate.enabled and list(codec.calibrate.snr_db)[::11] == [-10, 30]
+    sweep = _compose("sweep_deepjscc")
+    plan = plan_sweep(sweep)
+    # none: 12 SNRs; identity: 2 channels x 12; deepjscc: 8 ratios x 2 channels x 12
+    assert plan.num_cells == 12 + 2 * 12 + 8 * 2 * 12

@@ -417,8 +417,8 @@ def test_added_delay_and_late_policy_are_grid_axes_the_ledger_ages_with(tmp_path
         ({"grid": {"late_policy": ["sometimes"]}}, "late_policy"),
         ({"asynchrony": {"enabled": "yes"}}, "asynchrony: field 'enabled'"),
         ({"asynchrony": {"enable": True}}, "asynchrony: unknown field"),
-        ({"asynchrony": {"enabled": True}, "data": {"source": "v2xsim", "path": "/nowhere"}},
-         "data.source.*real-data readers"),
+        ({"asynchrony": {"enabled": True, "no_earlier_frame": "skip"}},
+         "asynchrony: field 'no_earlier_frame'"),
     ],
 )  # fmt: skip
 def test_bad_asynchrony_settings_name_the_field(tmp_path, override, message):

@@ -10,6 +10,10 @@ decorator, and a YAML under ``conf/<group>/`` for the apps. Each toy part here h
   mean links per frame, and the detections are those of ``identity``'s float16 maps.
 * ``toy_ego_only`` (fusion): a feature-stage fusion that keeps the ego's own map, so its APs
   equal those of ``none`` whatever is sent.
+* ``toy_left_half`` (fusion): declares ``selects_cells`` (what it needs of the pipeline is
+  declared on the class, not probed) and ranks only the left half of each collaborator's map as
+  confident: the pipeline sends exactly those cells (the ledger's ``cells_sent`` is half the
+  map) and, for a collaborator at the ego's pose, the fusion gets exactly the left half valid.
 """
 
 from __future__ import annotations
@@ -21,13 +25,18 @@ from pathlib import Path
 import pytest
 import torch
 
-from v2x.channels import CHANNELS
+from v2x.channels import CHANNELS, build_channel
 from v2x.channels.base import Channel, ChannelState
-from v2x.perception.fusion import FUSIONS, FeatureFusion
+from v2x.datasets.frame import collate_frames
+from v2x.perception.detector import CoopDetector, DetectorConfig
+from v2x.perception.fusion import FUSIONS, FeatureFusion, MaxFusion, build_fusion
+from v2x.pipeline import CooperativePipeline
 from v2x.results import read_results
+from v2x.semcom import build_codec
 from v2x.semcom.base import CODECS, Codec, Cost, Transmission, packets_for_bits, raw_feature_bits
 
 sys.path.insert(0, str(Path(__file__).parent))
+from test_pipeline import GRID, HW, _frame  # noqa: E402
 from test_sweep import tiny_config  # noqa: E402
 
 
@@ -65,10 +74,29 @@ class ToyEgoOnly(FeatureFusion):
         return torch.nan_to_num(features[:, 0])
 
 
+class ToyLeftHalf(FeatureFusion):
+    """Collaborators send the left half of their map (columns ``< w/2``); max fusion of what
+    arrives. ``forward(features [B, A, C, h, w], valid [B, A, 1, h, w]) -> [B, C, h, w]``."""
+
+    selects_cells = True  # the pipeline sends the max_fraction most confident cells
+    max_fraction = 0.5
+
+    @staticmethod
+    def confidence(heat_logits: torch.Tensor) -> torch.Tensor:
+        s, _, h, w = heat_logits.shape
+        conf = torch.zeros(s, 1, h, w, device=heat_logits.device)
+        conf[..., : w // 2] = 1.0
+        return conf
+
+    def forward(self, features: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+        self.valid = valid.clone()
+        return MaxFusion()(features, valid)
+
+
 @pytest.fixture(scope="module")
 def toy_parts():
     parts = [(CHANNELS, "toy_noiseless", ToyNoiseless), (CODECS, "toy_fixed_bits", ToyFixedBits),
-             (FUSIONS, "toy_ego_only", ToyEgoOnly)]  # fmt: skip
+             (FUSIONS, "toy_ego_only", ToyEgoOnly), (FUSIONS, "toy_left_half", ToyLeftHalf)]  # fmt: skip
     for registry, name, cls in parts:
         registry.register(name)(cls)
     yield
@@ -104,3 +132,46 @@ def test_parts_registered_outside_the_package_run_through_a_sweep(toy_parts, tmp
     quiet = [by[("max", "analog", "toy_noiseless", s)] for s in (0.0, 10.0)]
     assert [quiet[0][m] for m in metrics] == [quiet[1][m] for m in metrics]
     assert not any(math.isnan(by[("max", "analog", "toy_noiseless", 0.0)][m]) for m in metrics)
+
+
+def test_a_fusion_declaring_cell_selection_runs_through_the_pipeline(toy_parts):
+    torch.manual_seed(0)
+    model = CoopDetector(DetectorConfig(grid=GRID, pillar_channels=8, backbone_channels=(8, 16),
+                                        backbone_layers=1, feature_channels=8)).eval()  # fmt: skip
+    batch = collate_frames([_frame(3, [(0.0, 0.0, 0.0), (0.0, 0.0, 0.0)])])  # co-located
+    fusion = build_fusion("toy_left_half")
+    pipe = CooperativePipeline(model, fusion, build_codec("identity"), build_channel("awgn"))
+    cost = pipe.eval().run(batch, torch.tensor([10.0])).cost
+    assert float(cost.cells_sent[0, 0, 1]) == HW * HW / 2 == float(cost.cells_used[0, 0, 1])
+    left = torch.zeros(HW, HW, dtype=torch.bool)
+    left[:, : HW // 2] = True
+    assert torch.equal(fusion.valid[0, 1, 0], left)  # the collaborator: its left half only
+    assert bool(fusion.valid[0, 0].all())  # the ego's own map is whole
+    # Without the declaration the same fusion sends its whole map.
+    whole = CooperativePipeline(model, MaxFusion(), build_codec("identity"), build_channel("awgn"))
+    assert float(whole.eval().run(batch, torch.tensor([10.0])).cost.cells_sent[0, 0, 1]) == HW * HW
+
+
+def test_a_fusion_must_declare_what_it_needs_of_the_pipeline():
+    with pytest.raises(TypeError, match="defines confidence but does not declare selects_cells"):
+
+        class Undeclared(FeatureFusion):  # would silently send every cell
+            @staticmethod
+            def confidence(heat_logits):
+                return heat_logits[:, :1]
+
+    with pytest.raises(TypeError, match="declares compensates_latency = True but lacks extrapolate"):
+
+        class NoMotion(FeatureFusion):
+            stage = "boxes"
+            compensates_latency = True
+
+    with pytest.raises(TypeError, match="'stage' must be one of"):
+
+        class Pixels(FeatureFusion):
+            stage = "pixels"
+
+    model = CoopDetector(DetectorConfig(grid=GRID, feature_channels=8, pillar_channels=8,
+                                        backbone_channels=(8, 16), backbone_layers=1))  # fmt: skip
+    with pytest.raises(ValueError, match="'fusion' must be a fusion strategy"):
+        CooperativePipeline(model, torch.nn.Identity(), build_codec("identity"), build_channel("awgn"))

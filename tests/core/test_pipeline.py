@@ -188,6 +188,7 @@ def test_where2comm_charges_fewer_uses_than_max(model, batch):
 class _SelectiveMax(MaxFusion):
     """Max fusion fed through the Where2comm selection path (sends its top cells only)."""
 
+    selects_cells = True
     max_fraction = 0.05
     confidence = staticmethod(Where2commFusion.confidence)
 
@@ -380,6 +381,7 @@ def test_accumulate_one_accumulator_per_condition(model, batch):
 class _FarSideMax(MaxFusion):
     """Max fusion with a selection that sends only the collaborator's cells with local x > 0."""
 
+    selects_cells = True
     max_fraction = 0.25
 
     @staticmethod
@@ -653,13 +655,14 @@ def test_evaluate_fusions_headline_metrics(model, batch):
     assert one["none"]["source_bits_per_frame"] == 0.0
     assert one["max"]["source_bits_per_frame"] > 0.0
     assert not math.isnan(one["max"]["vehicle_ap_50"])  # every GT box here is a car
-    # ids without a sequence part are their own cluster: the cluster bootstrap is then the
+    # ids without a sequence part are their own sequence: the sequence bootstrap is then the
     # frame bootstrap, draw for draw
     towns = evaluate_fusions(model, frames, ["max"], torch.device("cpu"), bootstrap=20,
-                             bootstrap_unit="cluster")  # fmt: skip
+                             bootstrap_unit="sequence")  # fmt: skip
     for key, _, _ in HEADLINE_METRICS:
         assert towns["max"][f"{key}_ci"] == pytest.approx(all_["max"][f"{key}_ci"], nan_ok=True)
-    assert towns["max"]["bootstrap_unit"] == "cluster"
+    assert towns["max"]["bootstrap_unit"] == "sequence"
+    assert all_["max"]["bootstrap_unit"] == "frame"  # auto: every sequence holds one frame
 
 
 def test_harq_rounds_reach_the_ledger_and_deliver_what_the_first_round_lost(model, batch):

@@ -279,8 +279,10 @@ def test_seeds_average_with_a_t_interval_and_settings_stay_apart():
     assert avg["num_seeds"] == 3 and avg["seeds"] == "0,1,2"
     assert avg["ap_50"] == pytest.approx(mean)
     assert (avg["ap_50_lo"], avg["ap_50_hi"]) == pytest.approx((mean - half, mean + half))
+    assert avg["bootstrap_unit"] == "seed"  # the interval is over seeds now
     single = by_setting["s2"]
     assert single["num_seeds"] == 1 and (single["ap_50_lo"], single["ap_50_hi"]) == (0.2, 0.4)
+    assert single["bootstrap_unit"] == "frame"  # kept (rows without the column: frames)
 
 
 def test_allow_corrupt_moves_aside_only_the_unreadable_file_and_keeps_earlier_ones(tmp_path):

@@ -679,7 +679,9 @@ def test_every_ap_has_a_bootstrap_interval_over_frames(reference, tmp_path, monk
             if r["num_gt"] and not math.isnan(lo):
                 assert 0.0 <= lo <= hi <= 1.0
                 finite += 1
-    assert finite >= len(rows)  # the default config resamples the frames (eval.bootstrap)
+    assert finite >= len(rows)  # the default config resamples (eval.bootstrap)
+    # 2 frames per town: the default unit (auto) resamples whole towns, and says so
+    assert {r["bootstrap_unit"] for r in rows} == {"sequence"}
     text = results_table_text(read_results([path]))
     assert text.count("[") >= len(rows)  # "value [lo, hi]"
     bars = []
@@ -701,6 +703,27 @@ def test_no_bootstrap_means_nan_intervals_and_another_key(cache_dir, tmp_path):
     assert math.isnan(without["ap_50_lo"]) and math.isnan(without["ap_50_hi"])
     assert without["ap_50"] == with_ci["ap_50"]  # intervals never change an AP
     assert without["cell_id"] != with_ci["cell_id"]
+    assert (with_ci["bootstrap_unit"], without["bootstrap_unit"]) == ("sequence", "")
+    frames = read_results([run_sweep({**cfg, "eval": {"bootstrap_unit": "frame"}})]).to_pylist()[0]
+    assert frames["bootstrap_unit"] == "frame" and frames["ap_50"] == with_ci["ap_50"]
+    assert frames["cell_id"] != with_ci["cell_id"]  # another unit, another interval: another cell
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("bootstrap_unit", "town",
+         "'eval.bootstrap_unit' must be one of auto, sequence, frame, got 'town'"),  # fmt: skip
+        ("precision", "fp8", "'eval.precision': expected one of fp32, fp16, bf16, got 'fp8'"),
+    ],
+)
+def test_bad_eval_bootstrap_unit_or_precision_is_refused_by_name(
+    cache_dir, tmp_path, field, value, message
+):
+    from v2x.sweep_plan import plan_sweep
+
+    with pytest.raises(ValueError, match=message):
+        plan_sweep({**tiny_config(cache_dir, tmp_path), "eval": {field: value}})
 
 
 def test_sweep_list_prints_every_axis_vocabulary_one_line_each(tmp_path):

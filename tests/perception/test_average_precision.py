@@ -504,17 +504,19 @@ def test_bootstrap_interval_equals_an_independent_resampling_loop(sort: str) -> 
     assert "ci" not in acc.compute(sort=sort)
 
 
-def test_cluster_bootstrap_resamples_whole_towns() -> None:
-    """Clusters (towns) are resampled whole: the interval equals an independent loop over the
+def test_sequence_bootstrap_resamples_whole_towns() -> None:
+    """Sequences (towns) are resampled whole: the interval equals an independent loop over the
     same cluster draws, and when a town's frames are copies of each other the interval is
     wider than the frame bootstrap's (which would treat the copies as independent)."""
     rng = np.random.default_rng(5)
     towns = [_random_frames(rng, 1) * 5 for _ in range(12)]  # 12 towns x 5 identical frames
-    frames = [dict(f, cluster=f"town{t}") for t, town in enumerate(towns) for f in town]
+    frames = [dict(f, sequence=f"town{t}") for t, town in enumerate(towns) for f in town]
     acc = APAccumulator(EvalConfig(iou_thresholds=(0.5,), distance_bins=(), per_class=False))
     acc.add_frames(frames)
-    res = acc.compute(bootstrap=300, seed=2, bootstrap_unit="cluster")
-    assert res["bootstrap"]["unit"] == "cluster"
+    res = acc.compute(bootstrap=300, seed=2, bootstrap_unit="sequence")
+    assert res["bootstrap"]["unit"] == "sequence"
+    # frames come in sequences: the default (auto) is the sequence bootstrap
+    assert acc.compute(bootstrap=300, seed=2)["ci"] == res["ci"]
     picks = np.sort(np.random.default_rng(2).integers(0, 12, size=(300, 12)), axis=1)
     values = []
     for row in picks:
@@ -526,9 +528,12 @@ def test_cluster_bootstrap_resamples_whole_towns() -> None:
                                         [f["gt_boxes"] for f in picked], 0.5))  # fmt: skip
     lo, hi = np.quantile(values, [0.025, 0.975])
     assert res["ci"]["overall"][0.5] == pytest.approx((lo, hi), abs=1e-12)
-    f_lo, f_hi = acc.compute(bootstrap=300, seed=2)["ci"]["overall"][0.5]
+    f_lo, f_hi = acc.compute(bootstrap=300, seed=2, bootstrap_unit="frame")["ci"]["overall"][0.5]
     assert hi - lo > 1.3 * (f_hi - f_lo)
     plain = APAccumulator(EvalConfig(iou_thresholds=(0.5,), distance_bins=(), per_class=False))
     plain.add_frames(_random_frames(rng, 3))
-    with pytest.raises(ValueError, match="cluster for every frame"):
-        plain.compute(bootstrap=10, bootstrap_unit="cluster")
+    with pytest.raises(ValueError, match="bootstrap_unit: 'sequence' needs a sequence for every frame, 3 of 3"):
+        plain.compute(bootstrap=10, bootstrap_unit="sequence")
+    assert plain.compute(bootstrap=10)["bootstrap"]["unit"] == "frame"  # auto: no sequences
+    with pytest.raises(ValueError, match="bootstrap_unit: expected one of auto, sequence, frame, got 'town'"):
+        plain.compute(bootstrap=10, bootstrap_unit="town")

@@ -1,0 +1,79 @@
+"""The ego's side of intermediate fusion: what arrived from the collaborators, warped to the ego's
+grid, fused with the ego's own map, through the head.
+
+One path for training and evaluation: ``v2x.pipeline.CooperativePipeline`` (evaluation, after
+the codec and the channel), the detector's fused training losses and codec training
+(``v2x.perception.losses.fused_head_outputs``) all call ``fuse_at_ego``, so that what a model
+is trained on and what it is scored on cannot drift apart.
+
+Shapes: ``N`` fused maps (frames, or frames × conditions), ``M`` collaborators per map,
+``C`` feature channels, ``h × w`` the strided BEV grid.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from v2x.perception.warp import sample_maps
+
+
+def arrived_cells(sample_grid: torch.Tensor, sent: torch.Tensor | None = None) -> torch.Tensor:
+    """Ego cells that a collaborator's sent cells cover once warped.
+
+    Args:
+        sample_grid: ``[S, h, w, 2]`` where each ego cell samples the collaborator's map
+            (``v2x.perception.warp.warp_sampling_grid``; one row per collaborator map).
+        sent: ``[S, 1, h, w]`` (float or bool) the cells that arrived in the collaborator's own
+            frame, 1 where they did; ``None``: all of them.
+
+    Returns:
+        ``[S, 1, h, w]`` bool, True where more than half of the bilinear sample comes from
+        arrived cells.
+    """
+    s, h, w, _ = sample_grid.shape
+    if sent is None:
+        sent = torch.ones(s, 1, h, w, device=sample_grid.device)
+    return sample_maps(sent.reshape(-1, 1, h, w), sample_grid) > 0.5
+
+
+def fuse_at_ego(
+    model: nn.Module,
+    fusion: nn.Module,
+    ego: torch.Tensor,
+    collaborators: torch.Tensor,
+    sample_grid: torch.Tensor,
+    valid: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Warp the collaborators' maps to the ego, fuse them with the ego's own, run the head.
+
+    Args:
+        model: the detector (its ``head``).
+        fusion: a feature-stage fusion, ``fusion(features [N, 1+M, C, h, w], valid) -> [N, C, h, w]``.
+        ego: ``[N, 1, C, h, w]`` the ego's own maps (already in the ego frame: not resampled).
+        collaborators: ``[N, M, C, h, w]`` what arrived of each collaborator's map, in its own
+            levelled frame.
+        sample_grid: ``[N·M, h, w, 2]`` where each ego cell samples each collaborator's map.
+        valid: ``[N, M, 1, h, w]`` bool, the ego cells each collaborator's map may fuse into
+            (inside its grid, arrived, agent present).
+
+    Returns:
+        ``(fused [N, C, h, w], heat_logits [N, K, h, w], reg [N, 8, h, w])``; differentiable
+        with respect to ``collaborators`` (and ``ego``).
+    """
+    n, m, c, h, w = collaborators.shape
+    ego_valid = torch.ones(n, 1, 1, h, w, dtype=torch.bool, device=ego.device)
+    if m == 0:  # the ego alone
+        return _fused_head(model, fusion, ego, ego_valid)
+    warped = sample_maps(collaborators.reshape(-1, c, h, w), sample_grid).view(n, m, c, h, w)
+    return _fused_head(
+        model, fusion, torch.cat([ego, warped], dim=1), torch.cat([ego_valid, valid], dim=1)
+    )
+
+
+def _fused_head(
+    model: nn.Module, fusion: nn.Module, features: torch.Tensor, valid: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    fused = fusion(features, valid)
+    heat, reg = model.head(fused)
+    return fused, heat, reg

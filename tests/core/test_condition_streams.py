@@ -1,0 +1,150 @@
+"""Seeded conditions in one pipeline call give each condition the numbers of its own call.
+
+The oracle is the per-condition loop ``run_conditions`` used before (one ``pipe.run`` per
+condition after ``seed_run(pipe, seeds[k])``): detections and every cost field bitwise equal.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from v2x.channels import build_channel
+from v2x.condition_streams import send
+from v2x.conditions import concat_runs
+from v2x.datasets.frame import AgentObservation, CoopFrame, collate_frames
+from v2x.execution import run_conditions, seed_run
+from v2x.perception.bev import BEVGrid
+from v2x.perception.detector import CoopDetector, DetectorConfig
+from v2x.perception.fusion import build_fusion
+from v2x.pipeline import CooperativePipeline
+from v2x.semcom import build_codec
+
+GRID = BEVGrid(x_range_m=(-12.8, 12.8), y_range_m=(-12.8, 12.8), resolution_m=0.4)
+C = 8
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+def _frame(seed: int, placements: list[tuple[float, float, float]]) -> CoopFrame:
+    rng = np.random.default_rng(seed)
+    agents = []
+    for i, (x, y, yaw) in enumerate(placements):
+        pose = np.eye(4)
+        pose[:2, :2] = [[math.cos(yaw), -math.sin(yaw)], [math.sin(yaw), math.cos(yaw)]]
+        pose[:3, 3] = [x, y, 1.8]
+        n = int(rng.integers(150, 400))
+        pts = np.stack([rng.uniform(-11, 11, n), rng.uniform(-11, 11, n),
+                        rng.uniform(-1.7, 0.3, n), rng.uniform(0, 1, n)], axis=1)  # fmt: skip
+        agents.append(AgentObservation(f"veh_{i}", "vehicle", pose, pts))
+    boxes = np.array([[4.0, 2.0, 0.8, 4.5, 1.9, 1.6, 0.3], [-5.0, -3.0, 0.8, 4.0, 1.8, 1.5, 1.2]])
+    return CoopFrame(f"f{seed}", agents, boxes, np.array([0, 0]), np.array([1, 2]))
+
+
+@pytest.fixture(scope="module")
+def model() -> CoopDetector:
+    torch.manual_seed(0)
+    cfg = DetectorConfig(grid=GRID, pillar_channels=8, backbone_channels=(8, 16),
+                         backbone_layers=1, feature_channels=C, score_threshold=0.0,
+                         max_detections=20)  # fmt: skip
+    det = CoopDetector(cfg)
+    with torch.no_grad():
+        for mod in det.modules():
+            if isinstance(mod, torch.nn.BatchNorm2d | torch.nn.BatchNorm1d):
+                mod.running_mean.uniform_(-0.2, 0.2)
+                mod.running_var.uniform_(0.5, 1.5)
+    return det.eval()
+
+
+@pytest.fixture(scope="module")
+def batch():
+    f0 = _frame(1, [(0.0, 0.0, 0.0), (5.0, -3.0, 0.7), (-4.0, 6.0, -2.0)])
+    f1 = _frame(2, [(10.0, 5.0, 1.0), (13.0, 2.0, 2.5)])
+    return collate_frames([f0, f1])
+
+
+def _loop(pipe, batch, snr, seeds):
+    """The oracle: one call per condition after seeding it."""
+    runs = []
+    for ki, seed in enumerate(seeds):
+        seed_run(pipe, seed)
+        runs.append(pipe.run(batch, snr[ki : ki + 1]))
+    return concat_runs(runs)
+
+
+def _assert_same(a, b) -> None:
+    for name in ("boxes", "scores", "labels", "valid"):
+        x, y = getattr(a.detections, name), getattr(b.detections, name)
+        assert x.shape == y.shape and torch.equal(x, y), name
+    for name in ("source_bits", "coded_bits", "channel_uses", "packets", "packets_erased",
+                 "packets_crc_failed", "retransmissions", "cells_sent", "cells_used", "sent"):  # fmt: skip
+        x, y = getattr(a.cost, name), getattr(b.cost, name)
+        assert torch.equal(x, y), name
+
+
+DIGITAL = {"max_channel_uses": 512, "decoder": "fast"}
+CASES = [
+    ("max", "analog", {}, "awgn", {}, (0.0, 0.0)),
+    ("max", "analog", {}, "rayleigh", {}, (0.3, 0.02)),  # pose noise from each seed too
+    ("max", "identity", {}, "awgn", {}, (0.0, 0.0)),
+    ("max", "deepjscc", {"in_channels": C, "hidden": 8}, "awgn", {}, (0.0, 0.0)),
+    ("attention", "deepjscc", {"in_channels": C, "hidden": 8}, "rician", {}, (0.0, 0.0)),
+    ("where2comm", "analog", {}, "awgn", {}, (0.0, 0.0)),
+    ("max", "analog", {}, "erasure", {"loss_prob": 0.3}, (0.0, 0.0)),
+    ("max", "analog", {}, "erasure", {"loss_prob": 0.3, "arq_max_rounds": 1}, (0.0, 0.0)),
+    ("max", "digital", DIGITAL, "awgn", {}, (0.0, 0.0)),  # the fast decoder's draws
+    ("max", "digital", {**DIGITAL, "harq_max_rounds": 1}, "awgn", {}, (0.0, 0.0)),
+]
+
+
+@pytest.mark.parametrize(("fusion", "codec", "codec_kw", "channel", "channel_kw", "noise"), CASES)
+def test_seeded_conditions_in_one_call_equal_one_call_each(
+    model, batch, fusion, codec, codec_kw, channel, channel_kw, noise
+):
+    torch.manual_seed(3)
+    pipe = CooperativePipeline(
+        model, build_fusion(fusion), build_codec(codec, **codec_kw),
+        build_channel(channel, **channel_kw), pose_noise_m=noise[0], pose_noise_yaw_rad=noise[1],
+    ).eval()  # fmt: skip
+    assert pipe.runs_seeded_conditions()
+    snr = torch.tensor([-5.0, 3.0, 3.0, 20.0])  # a repeated SNR: its own seed, its own noise
+    seeds = [11, 12, 13, 14]
+    want = _loop(pipe, batch, snr, seeds)
+    got = run_conditions(pipe, batch, snr, seeds)
+    _assert_same(got, want)
+    # per-link SNRs [K, B, A] too
+    per_link = snr.view(4, 1, 1) + torch.linspace(-3, 3, 6).view(1, 2, 3)
+    _assert_same(run_conditions(pipe, batch, per_link, seeds), _loop(pipe, batch, per_link, seeds))
+    # not vacuous: other seeds give other numbers where noise reaches the detections
+    if codec in ("analog", "deepjscc"):
+        other = run_conditions(pipe, batch, snr, [21, 22, 23, 24])
+        assert not torch.equal(other.detections.scores, got.detections.scores)
+
+
+def test_send_blocks_equal_one_call_per_block():
+    codec, channel = build_codec("analog"), build_channel("rayleigh")
+    rows = torch.randn(6, 4, 8, 8)
+    snr = torch.tensor([0.0, 1.0, 2.0, 3.0, 4.0, 5.0])
+    both = send(codec, channel, rows, snr, seeds=[5, 6])
+    for ki, seed in enumerate([5, 6]):
+        torch.manual_seed(seed)
+        one = send(codec, channel, rows[3 * ki : 3 * ki + 3], snr[3 * ki : 3 * ki + 3])
+        assert torch.equal(both.decoded[3 * ki : 3 * ki + 3], one.decoded)
+        assert torch.equal(both.cost.channel_uses[3 * ki : 3 * ki + 3], one.cost.channel_uses)
+    with pytest.raises(ValueError, match="equal size"):
+        send(codec, channel, rows[:5], snr[:5], seeds=[5, 6])
+
+
+def test_box_and_point_fusion_refuse_seeds(model, batch):
+    late = CooperativePipeline(model, build_fusion("late"), build_codec("analog"),
+                               build_channel("awgn"))  # fmt: skip
+    assert not late.runs_seeded_conditions()
+    with pytest.raises(ValueError, match="seeds"):
+        late.run(batch, torch.tensor([0.0, 1.0]), seeds=[1, 2])
+    pipe = CooperativePipeline(model, build_fusion("max"), build_codec("analog"),
+                               build_channel("awgn"))  # fmt: skip
+    with pytest.raises(ValueError, match="one seed per condition"):
+        pipe.run(batch, torch.tensor([0.0, 1.0]), seeds=[1])

@@ -1,0 +1,122 @@
+"""Several seeded conditions in one pipeline call: each condition on air from its own seed.
+
+A sweep cell runs with its own seed so that its numbers do not depend on the cells computed
+beside it (``v2x.execution.run_conditions``). Run one by one, ``K`` cells cost ``K`` pipeline
+calls — on a GPU mostly kernel launches and host syncs of warp, fusion, head and NMS, not
+arithmetic. In feature fusion the random draws of a condition are those of its codec and
+channel (``codec.encode`` → ``transmit``: noise, fading, erasures, HARQ rounds, the digital
+chain's block failures) and its pose noise (the pipeline's generator). ``send`` runs that
+segment for each condition's block of rows after ``torch.manual_seed(seeds[k])`` — the very
+call, on the very rows, that the condition's own run makes after ``seed_run`` — and joins the
+blocks; everything after it (warp, fusion, head, NMS) runs once for all ``K``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, fields
+from typing import Any
+
+import torch
+
+from v2x.channels.base import Channel
+from v2x.channels.link import LinkState
+from v2x.semcom.base import CellReport, Codec, Cost, Reception, reception
+from v2x.semcom.harq import transmit
+
+__all__ = ["Sent", "send"]
+
+
+@dataclass
+class Sent:
+    """What ``send`` returns for ``N`` rows (maps).
+
+    Attributes:
+        decoded: ``[N, C, h, w]`` float32 decoded maps.
+        cost: the codec's ``Cost`` (retransmissions included), ``[N]`` float64 fields.
+        outcome: ``Reception`` (packets erased, failed CRC, resent), ``[N]`` float64 fields.
+        cells: ``CellReport`` (cells selected, conveyed and delivered; ``None`` fields: all).
+    """
+
+    decoded: torch.Tensor
+    cost: Cost
+    outcome: Reception
+    cells: CellReport
+
+
+def send(
+    codec: Codec,
+    channel: Channel,
+    rows: torch.Tensor,
+    row_snr: torch.Tensor,
+    extra: Mapping[str, torch.Tensor] | None = None,
+    seeds: Sequence[int] | None = None,
+) -> Sent:
+    """Encode ``rows``, put them on air (``transmit``: the codec's HARQ or the channel's ARQ
+    rounds) and decode them.
+
+    Args:
+        rows: ``[N, C, h, w]`` maps to send.
+        row_snr: ``[N]`` float32 Es/N0 of each row's link (dB).
+        extra: keyword tensors of ``codec.encode`` with ``N`` rows (``importance``).
+        seeds: ``[K]``: the rows are ``K`` condition blocks of ``N / K`` (condition-major), and
+            block ``k`` is coded and sent in its own call after ``torch.manual_seed(seeds[k])``.
+            ``None``: one call from the current RNG state.
+    """
+    extra = dict(extra or {})
+    if seeds is None:
+        return _send_block(codec, channel, rows, row_snr, extra)
+    n, k = rows.shape[0], len(seeds)
+    if k == 0 or n % k:
+        raise ValueError(f"send: {n} rows do not split into {k} conditions of equal size")
+    m = n // k
+    blocks = []
+    for ki, seed in enumerate(seeds):
+        part = slice(ki * m, (ki + 1) * m)
+        torch.manual_seed(int(seed))
+        blocks.append(
+            _send_block(
+                codec,
+                channel,
+                rows[part],
+                row_snr[part],
+                {name: v[part] for name, v in extra.items()},
+            )
+        )
+    if k == 1:
+        return blocks[0]
+    return Sent(
+        torch.cat([s.decoded for s in blocks]),
+        _cat(Cost, [s.cost for s in blocks]),
+        _cat(Reception, [s.outcome for s in blocks]),
+        _cat(CellReport, [s.cells for s in blocks]),
+    )
+
+
+def _send_block(
+    codec: Codec,
+    channel: Channel,
+    rows: torch.Tensor,
+    row_snr: torch.Tensor,
+    extra: dict[str, torch.Tensor],
+) -> Sent:
+    link = LinkState.before_sending(channel, row_snr)
+    tx = codec.encode(rows, link, **extra)
+    # On air (a packet-aware channel loses the codec's own packets, v2x.channels.packets),
+    # with the codec's HARQ or the channel's ARQ rounds, and decoded (v2x.semcom.harq).
+    decoded, tx = transmit(codec, channel, tx, row_snr, link)
+    return Sent(decoded, tx.cost, reception(tx), tx.cells)
+
+
+def _cat(kind: type, parts: list[Any]) -> Any:
+    """One ``kind`` dataclass of the parts' tensor fields concatenated (``None`` stays)."""
+    out = {}
+    for f in fields(kind):
+        values = [getattr(p, f.name) for p in parts]
+        if all(v is None for v in values):
+            out[f.name] = None
+        elif any(v is None for v in values):
+            raise ValueError(f"send: '{f.name}' is set for some conditions and not for others")
+        else:
+            out[f.name] = torch.cat(values)
+    return kind(**out)
