@@ -39,9 +39,14 @@ that of Sionna's 20 flooding iterations of exact BP (docs/digital.md).
 
 Messages are stored batch-last (``[edges, blocks]``) so every gather and scatter moves
 contiguous rows of ``B`` values. On CUDA with Triton (``backend="auto"``) one fused kernel per
-row group does the whole update (16 bytes of traffic per edge); the torch path is the reference
-and runs everywhere, with the same arithmetic (bit-identical results in Triton's interpreter; a
-``gpu`` test checks it on CUDA). Memory ≈ ``4 · (n_used + E + 3 E_step) · B`` bytes for ``E``
+row group does the whole update (``semcom/ldpc_minsum_triton.py``); by default it keeps a
+compressed state per check (``α·s·min1``, ``α·s·min2``, arg-min edge, edge signs) from which
+every old message is rebuilt exactly — 8 B per edge for ``L`` plus 24 B per check instead of
+16 B per edge — and the per-iteration syndrome check runs on hard bits packed 32 blocks to a
+word. ``precision="fp16"`` (opt-in) stores LLRs and messages as float16 (float32 arithmetic),
+halving the traffic again. The torch path is the reference and runs everywhere, with the same
+arithmetic (bit-identical results in Triton's interpreter, both precisions; a ``gpu`` test
+checks it on CUDA). Memory ≈ ``4 · (n_used + E + 3 E_step) · B`` bytes for ``E``
 decoded Tanner-graph edges (3,600–11,300 for the chain's 1024-bit blocks above MCS 2) and
 ``E_step`` those of the largest step: ≈ 50 kB per block.
 """
