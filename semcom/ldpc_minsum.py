@@ -450,6 +450,7 @@ class LDPC5GMinSumDecoder:
         syndrome_ok = self._syndrome_ok if use_torch else self._syndrome_ok_triton
         checks = self._checks(rv)
         frozen = torch.zeros(nb, dtype=torch.bool, device=device)
+        num_frozen = 0  # frozen.sum(), counted on the host (one device sync less per iteration)
         it = 0
         while nb:
             last = it == self.num_iter
@@ -463,7 +464,7 @@ class LDPC5GMinSumDecoder:
                 if cols.numel():
                     finish(cols, True, it)
                     frozen |= new
-                    num_frozen = int(frozen.sum())
+                    num_frozen += cols.numel()  # ``new`` excludes the frozen columns
                     if num_frozen == frozen.numel():
                         break
                     if num_frozen * _COMPACT >= frozen.numel():
@@ -472,6 +473,7 @@ class LDPC5GMinSumDecoder:
                         msgs = [[m.index_select(1, keep) for m in st] for st in msgs]
                         active = active[keep]
                         frozen = frozen[keep]
+                        num_frozen = 0
                         work = self._work(max_e, keep.numel(), device) if use_torch else None
             it += 1
             for g, r in zip(tab.groups, msgs):
