@@ -4,19 +4,29 @@ maximum number of iterations.
 
     python benchmarks/bench_ldpc.py                       # CPU, 512 blocks per MCS
     python benchmarks/bench_ldpc.py --threads 1           # one torch thread (a busy machine)
-    python benchmarks/bench_ldpc.py --device cuda --blocks 262144 --sionna-blocks 16384 --repeats 5
+    python benchmarks/bench_ldpc.py --device cuda --mcs 5,14 --blocks 262144 \
+        --sionna-blocks 16384 --early on                  # H200: every GPU mode, < 2 min
 
 For each MCS (default 5, 14, 20, 27) the code is the digital chain's (``block_code(mcs,
 block_bits)``: ``block_bits`` information bits incl. CRC, rate-matched to the chain's coded
 length, its modulation's output interleaver). Random codewords are Gray-QAM modulated, sent
 over AWGN at the SNR where the chain's BLER is 10 % (the link-adaptation operating point, from
-the shipped BLER table) plus ``--snr-offset-db``, and demapped to LLRs. Every decoder decodes
-the same LLRs (Sionna the first ``--sionna-blocks`` of them). Figures: information bits
-(``block_bits`` per block) per second of decoding, the median of ``--repeats`` timed calls after
-a warm-up, and the ratio to Sionna; the min-sum decoder with early termination (the default)
-and without it (every block runs all ``--num-iter`` iterations, as Sionna's always does). Also
-printed: the mean number of iterations, the fraction of blocks decoded to the sent codeword by
-each, and whether the decoded bits are identical wherever both decoders recovered the block.
+the shipped BLER table) plus ``--snr-offset-db``, and demapped to LLRs (``--llr-chunk`` blocks
+at a time: Sionna's demapper needs ~0.5 MB per block). Every decoder decodes the same LLRs
+(Sionna the first ``--sionna-blocks`` of them). Figures: information bits (``block_bits`` per
+block) per second of decoding, the median of ``--repeats`` timed calls after a warm-up, and
+the ratio to Sionna; the min-sum decoder with early termination and without it (every block
+runs all ``--num-iter`` iterations, as Sionna's always does).
+
+``--modes`` (default ``torch`` on the CPU; ``torch,triton-edges,triton,triton-fp16`` on CUDA):
+``torch`` the reference path; ``triton-edges`` the fused kernel storing one float32 message per
+edge (16 B per edge per iteration); ``triton`` the compressed check state (the default Triton
+path, exact); a ``-fp16`` suffix stores LLRs and messages in float16 (opt-in). For Triton
+modes the traffic model of ``kernel_bytes_per_iteration`` gives the bytes per edge and the
+achieved GB/s (bytes of the iterations run ÷ time, syndrome checks not counted). Also printed:
+the mean number of iterations, the fraction of blocks decoded to the sent codeword, whether
+the decoded bits are identical wherever the decoder and Sionna both recovered the block, and
+for every float32 mode whether its bits and iteration counts equal the first mode's.
 """
 
 from __future__ import annotations
@@ -51,20 +61,44 @@ def _time(fn, x: torch.Tensor, repeats: int) -> tuple[float, object]:
     return statistics.median(times), out
 
 
-def _llrs(mcs: int, block_bits: int, blocks: int, snr_db: float, device: torch.device, gen):
+def _llrs(
+    mcs: int,
+    block_bits: int,
+    blocks: int,
+    snr_db: float,
+    device: torch.device,
+    gen,
+    chunk: int = 16384,
+):
     """Information bits ``[blocks, block_bits]`` and channel LLRs ``[blocks, n]`` of the chain's
-    LDPC code for ``mcs`` after Gray QAM over AWGN at ``snr_db`` (Es/N0)."""
+    LDPC code for ``mcs`` after Gray QAM over AWGN at ``snr_db`` (Es/N0), built ``chunk``
+    blocks at a time (the demapper's intermediates are ~0.5 MB per block)."""
     from sionna.phy.mapping import Demapper, Mapper
 
     dev = device_string(device)
     code = block_code(mcs, block_bits, device=dev)  # the chain's code (rate ≥ 1/5 part)
     enc, qm = code.ldpc_encoder, code.mcs.qm
+    mapper, demapper = Mapper("qam", qm, device=dev), Demapper("app", "qam", qm, device=dev)
     u = torch.randint(0, 2, (blocks, block_bits), generator=gen, device=device).float()
-    x = Mapper("qam", qm, device=dev)(enc(u))
+    llr = torch.empty(blocks, enc.n, device=device)
     no = 10.0 ** (-snr_db / 10.0)
-    noise = torch.randn(*x.shape, 2, generator=gen, device=device) * (no / 2.0) ** 0.5
-    llr = Demapper("app", "qam", qm, device=dev)(x + torch.view_as_complex(noise), no)
+    for i in range(0, blocks, chunk):
+        x = mapper(enc(u[i : i + chunk]))
+        noise = torch.randn(*x.shape, 2, generator=gen, device=device) * (no / 2.0) ** 0.5
+        llr[i : i + chunk] = demapper(x + torch.view_as_complex(noise), no)
     return enc, u, llr
+
+
+def _mode(name: str) -> dict:
+    """``"triton-edges-fp16"`` → decoder keyword arguments."""
+    parts = name.split("-")
+    if parts[0] not in ("torch", "triton") or not set(parts[1:]) <= {"edges", "fp16"}:
+        raise SystemExit(f"--modes: unknown mode {name!r} (torch|triton[-edges][-fp16])")
+    return {
+        "backend": parts[0],
+        "check_state": "edges" if "edges" in parts else "compressed",
+        "precision": "fp16" if "fp16" in parts else "fp32",
+    }
 
 
 def main() -> None:
@@ -80,6 +114,9 @@ def main() -> None:
     p.add_argument("--sionna-repeats", type=int, default=1)
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--modes", default="", help="torch|triton[-edges][-fp16],... (see above)")
+    p.add_argument("--early", default="on,off", help="early termination: on, off or on,off")
+    p.add_argument("--llr-chunk", type=int, default=16384, help="blocks per demapper call")
     args = p.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -96,10 +133,13 @@ def main() -> None:
     table = load_bler_table(args.block_bits)
     gen = torch.Generator(device).manual_seed(args.seed)
     nb_s = args.sionna_blocks or args.blocks
-    backends = ["torch"] + (["triton"] if device.type == "cuda" else [])
+    default = "torch,triton-edges,triton,triton-fp16" if device.type == "cuda" else "torch"
+    modes = (args.modes or default).split(",")
+    kwargs = {mode: _mode(mode) for mode in modes}
+    earlies = [{"on": True, "off": False}[e] for e in args.early.split(",")]
     for m in [int(s) for s in args.mcs.split(",")]:
         snr = (float(table.thresholds_db(0.1)[m]) if table else 10.0) + args.snr_offset_db
-        enc, u, llr = _llrs(m, args.block_bits, args.blocks, snr, device, gen)
+        enc, u, llr = _llrs(m, args.block_bits, args.blocks, snr, device, gen, args.llr_chunk)
         sionna = LDPC5GDecoder(enc, num_iter=args.num_iter, hard_out=True, device=dev)
         t_s, u_s = _time(sionna, llr[:nb_s], args.sionna_repeats)
         r_s = nb_s * args.block_bits / t_s
@@ -109,23 +149,43 @@ def main() -> None:
             f"{snr:.2f} dB: sionna {r_s / 1e6:9.3f} Mbit/s ({nb_s} blocks, "
             f"{ok_s.float().mean():.4f} recovered)"
         )
-        for backend in backends:
-            for early in (True, False):
+        del sionna
+        for early in earlies:
+            first = None  # (mode, bits, iterations) of the first float32 mode
+            for mode in modes:
                 dec = LDPC5GMinSumDecoder(
-                    enc, num_iter=args.num_iter, early_stop=early, backend=backend
+                    enc, num_iter=args.num_iter, early_stop=early, **kwargs[mode]
                 )
                 t_m, res = _time(dec.decode, llr, args.repeats)
                 rate = args.blocks * args.block_bits / t_m
                 ok_m = (res.bits == u).all(dim=1)
                 both = ok_m[:nb_s] & ok_s
                 same = bool((res.bits[:nb_s][both] == u_s[both]).all())
+                extra = ""
+                if kwargs[mode]["backend"] == "triton":
+                    per_it = dec.kernel_bytes_per_iteration()
+                    moved = per_it * float(res.iterations.double().sum())
+                    extra = (
+                        f"; {per_it / dec.num_edges:5.2f} B/edge/iteration, "
+                        f"{moved / t_m / 1e9:6.0f} GB/s"
+                    )
+                if kwargs[mode]["precision"] == "fp32":
+                    if first is None:
+                        first = (mode, res.bits, res.iterations)
+                    elif mode != first[0]:
+                        equal = torch.equal(res.bits, first[1]) and torch.equal(
+                            res.iterations, first[2]
+                        )
+                        extra += f"; bits+iterations == {first[0]}: {equal}"
                 print(
-                    f"        minsum[{backend}, early stop {'on ' if early else 'off'}] "
+                    f"        minsum[{mode}, early stop {'on ' if early else 'off'}] "
                     f"{rate / 1e6:9.3f} Mbit/s = {rate / r_s:6.1f}x sionna "
                     f"({args.blocks} blocks, {res.iterations.float().mean():.2f} iterations, "
                     f"{ok_m.float().mean():.4f} recovered; identical where both recovered: "
-                    f"{same})"
+                    f"{same}{extra})",
+                    flush=True,
                 )
+                del dec, res
 
 
 if __name__ == "__main__":

@@ -159,11 +159,12 @@ def plot(results: dict, figure: Path) -> str:
     fig, axes = plt.subplots(rows_, cols, figsize=(4.6 * cols, 3.4 * rows_), squeeze=False)
     head = " | ".join(f"{k} (dB)" if k == ref else f"{k} − {ref} (dB)" for k in labels)
     rows = [f"| MCS | modulation, rate | {head} |", "|---|---|" + "---|" * len(labels)]
-    styles = ["o-", "s--", "^:", "v-."]
+    styles = ["o-", "s--", "^:", "v-.", "D-"]
     for ax, (m, c) in zip(axes.reshape(-1), curves.items()):
         mcs = get_mcs(int(m))
         cells = []
-        for (label, d), style in zip(c["decoders"].items(), styles):
+        for i, (label, d) in enumerate(c["decoders"].items()):
+            style = styles[i % len(styles)]  # zip with the styles dropped a 5th decoder
             seen = [(x, b) for x, b in zip(c["snr_db"], d["bler"]) if b > 0]  # no failure: off
             ax.semilogy(
                 *zip(*seen),

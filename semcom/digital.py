@@ -38,8 +38,8 @@ Modes:
 * ``ldpc_decoder`` picks the exact decoder's LDPC decoder: ``"sionna"`` (Sionna's BP, the
   reference, default) or ``"minsum"`` (``v2x.semcom.ldpc_minsum``: batched layered normalised
   offset min-sum with early termination, many times faster; at 20 iterations it needs 0.1–0.2
-  dB less SNR than Sionna's 20 flooding BP iterations; docs/digital.md). HARQ rounds use the
-  same decoder.
+  dB less SNR than Sionna's 20 flooding BP iterations; docs/digital.md) or ``"minsum-fp16"``
+  (the same decoder with float16 storage, opt-in). HARQ rounds use the same decoder.
 
 Channel-use budget (``max_channel_uses``): when a map's coded payload would need more channel uses
 than the budget, the quantiser's ``bits`` is lowered one at a time down to ``min_bits``; if it
@@ -99,7 +99,7 @@ from v2x.semcom.mcs import MCS_TABLE, LinkAdaptation, get_mcs, shannon_gap_thres
 from v2x.semcom.quantize import Quantized, check_bits, quantize
 
 #: Code blocks per call of the exact LDPC decoder (bounds its message memory), per decoder.
-_DECODE_CHUNK = {"sionna": 2048, "minsum": 8192}
+_DECODE_CHUNK = {"sionna": 2048, "minsum": 8192, "minsum-fp16": 8192}
 _FLAG_PER_CHANNEL = 1
 _FLAG_DENSE = 2  # every cell occupied: no occupancy map sent
 _FLAG_OCC_DEFLATE = 4
@@ -434,7 +434,8 @@ class DigitalCodec(Codec):
         num_iter: LDPC BP iterations (exact decoder; the table records its own).
         cn_update: Sionna check-node update of the exact decoder.
         ldpc_decoder: the exact decoder's LDPC decoder, ``"sionna"`` (BP, reference) or
-            ``"minsum"`` (``v2x.semcom.ldpc_minsum``, layered normalised min-sum).
+            ``"minsum"`` (``v2x.semcom.ldpc_minsum``, layered normalised min-sum) or
+            ``"minsum-fp16"`` (the same, float16 storage).
         block_bits: LDPC information bits per code block incl. the 24-bit CRC (≤ 8448).
         max_channel_uses: channel-use budget per transmission, or ``None``.
         min_bits: lowest ``bits`` the budget rule may go down to.

@@ -12,7 +12,8 @@ The LDPC decoder is Sionna's belief-propagation ``LDPC5GDecoder`` (``ldpc_decode
 the reference) or the project's batched layered normalised min-sum decoder of the same code
 (``"minsum"``, ``v2x.semcom.ldpc_minsum``: same input and output, HARQ redundancy versions
 included, many times faster; at 20 iterations it needs 0.1–0.2 dB less SNR than 20 flooding BP
-iterations, see docs/digital.md).
+iterations, see docs/digital.md); ``"minsum-fp16"`` is the same decoder storing LLRs and
+messages in float16 (opt-in: about half the GPU memory traffic, BLER in docs/digital.md).
 
 Sionna's blocks are imported lazily (they are heavy) and cached per (MCS, block size, decoder,
 device).
@@ -29,7 +30,9 @@ from v2x.semcom.mcs import Mcs, get_mcs
 
 CRC_BITS = 24
 CRC_POLY = "CRC24A"
-LDPC_DECODERS = ("sionna", "minsum")
+LDPC_DECODERS = ("sionna", "minsum", "minsum-fp16")
+#: Storage precision of each min-sum decoder name (``LDPC5GMinSumDecoder(precision=...)``).
+MINSUM_PRECISION = {"minsum": "fp32", "minsum-fp16": "fp16"}
 SCRAMBLING_C_INIT = 0x5A5A5  # any 31-bit value; both ends know it
 #: LLR magnitude used where the equaliser reports an erased symbol (``no_eff = inf``).
 _NO_ERASED = 1e6
@@ -66,7 +69,8 @@ class BlockCode:
         device: torch device string.
         ldpc_decoder: ``"sionna"`` (Sionna's BP decoder with ``cn_update``) or ``"minsum"``
             (``v2x.semcom.ldpc_minsum.LDPC5GMinSumDecoder``, ``num_iter`` layered iterations with
-            early termination; ``cn_update`` does not apply).
+            early termination; ``cn_update`` does not apply) or ``"minsum-fp16"`` (the same,
+            float16 storage).
 
     Attributes:
         payload_bits: bits carried per block (``block_bits − 24``).
@@ -108,10 +112,12 @@ class BlockCode:
         self._ldpc_enc = LDPC5GEncoder(
             block_bits, self.ldpc_bits, num_bits_per_symbol=qm, device=device
         )
-        if ldpc_decoder == "minsum":
+        if ldpc_decoder in MINSUM_PRECISION:
             from v2x.semcom.ldpc_minsum import LDPC5GMinSumDecoder
 
-            self._ldpc_dec = LDPC5GMinSumDecoder(self._ldpc_enc, num_iter=num_iter)
+            self._ldpc_dec = LDPC5GMinSumDecoder(
+                self._ldpc_enc, num_iter=num_iter, precision=MINSUM_PRECISION[ldpc_decoder]
+            )
         else:
             self._ldpc_dec = LDPC5GDecoder(
                 self._ldpc_enc, num_iter=num_iter, cn_update=cn_update, hard_out=True, device=device
@@ -211,11 +217,14 @@ class BlockCode:
         or the min-sum decoder with ``ldpc_decoder="minsum"``."""
         if self._ldpc_dec_harq is not None:
             return self._ldpc_dec_harq
-        if self.ldpc_decoder == "minsum":
+        if self.ldpc_decoder in MINSUM_PRECISION:
             from v2x.semcom.ldpc_minsum import LDPC5GMinSumDecoder
 
             self._ldpc_dec_harq = LDPC5GMinSumDecoder(
-                self._ldpc_enc, num_iter=self._num_iter, harq_mode=True
+                self._ldpc_enc,
+                num_iter=self._num_iter,
+                harq_mode=True,
+                precision=MINSUM_PRECISION[self.ldpc_decoder],
             )
         else:
             from sionna.phy.fec.ldpc import LDPC5GDecoder

@@ -39,9 +39,14 @@ that of Sionna's 20 flooding iterations of exact BP (docs/digital.md).
 
 Messages are stored batch-last (``[edges, blocks]``) so every gather and scatter moves
 contiguous rows of ``B`` values. On CUDA with Triton (``backend="auto"``) one fused kernel per
-row group does the whole update (16 bytes of traffic per edge); the torch path is the reference
-and runs everywhere, with the same arithmetic (bit-identical results in Triton's interpreter; a
-``gpu`` test checks it on CUDA). Memory ≈ ``4 · (n_used + E + 3 E_step) · B`` bytes for ``E``
+row group does the whole update (``semcom/ldpc_minsum_triton.py``); by default it keeps a
+compressed state per check (``α·s·min1``, ``α·s·min2``, arg-min edge, edge signs) from which
+every old message is rebuilt exactly — 8 B per edge for ``L`` plus 24 B per check instead of
+16 B per edge — and the per-iteration syndrome check runs on hard bits packed 32 blocks to a
+word. ``precision="fp16"`` (opt-in) stores LLRs and messages as float16 (float32 arithmetic),
+halving the traffic again. The torch path is the reference and runs everywhere, with the same
+arithmetic (bit-identical results in Triton's interpreter, both precisions; a ``gpu`` test
+checks it on CUDA). Memory ≈ ``4 · (n_used + E + 3 E_step) · B`` bytes for ``E``
 decoded Tanner-graph edges (3,600–11,300 for the chain's 1024-bit blocks above MCS 2) and
 ``E_step`` those of the largest step: ≈ 50 kB per block.
 """
@@ -49,6 +54,7 @@ decoded Tanner-graph edges (3,600–11,300 for the chain's 1024-bit blocks above
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass
 
 import numpy as np
@@ -61,6 +67,12 @@ _PAD_LLR = 3.0e4
 #: Blocks are dropped from the batch once at least 1/_COMPACT of the active ones converged.
 _COMPACT = 16
 BACKENDS = ("auto", "torch", "triton")
+#: Storage of the LLRs and check-to-variable messages (arithmetic is float32 in both).
+PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16}
+#: How the Triton path stores check-to-variable messages between iterations.
+CHECK_STATES = ("compressed", "edges")
+#: Bit of the packed check state where the arg-min edge index starts (edge sign bits below).
+_ARG_SHIFT = 24
 
 
 @dataclass
@@ -119,6 +131,13 @@ class LDPC5GMinSumDecoder:
         backend: ``"torch"``, ``"triton"`` (CUDA) or ``"auto"`` (Triton on CUDA when installed).
         harq_mode: decode the whole mother code (no row is pruned) so that ``decode`` can take
             several redundancy versions (``rv``) of a block, as Sionna's ``harq_mode``.
+        precision: storage of the LLRs and messages between row steps: ``"fp32"`` (default,
+            the reference) or ``"fp16"`` (opt-in: half the memory traffic; arithmetic stays
+            float32, values are rounded to float16 when stored; BLER in docs/digital.md).
+        check_state: Triton path only: ``"compressed"`` (default) keeps per check and block
+            ``α·s·min1``, ``α·s·min2``, the arg-min edge and the edge signs and rebuilds every
+            old message from them (exact: the same values as storing them); ``"edges"`` stores
+            one message per edge (more traffic; kept for comparison).
 
     ``decoder(llr_ch [..., n]) -> [..., k]`` float32 bits, ``decoder.decode(llr_ch)`` a
     ``MinSumResult``. Index tables are built on first use per device; the device follows the
@@ -135,6 +154,8 @@ class LDPC5GMinSumDecoder:
         llr_max: float = 20.0,
         backend: str = "auto",
         harq_mode: bool = False,
+        precision: str = "fp32",
+        check_state: str = "compressed",
     ) -> None:
         if not isinstance(num_iter, int) or num_iter < 0:
             raise ValueError(f"LDPC min-sum 'num_iter' must be an int ≥ 0, got {num_iter!r}")
@@ -146,7 +167,18 @@ class LDPC5GMinSumDecoder:
             raise ValueError(f"LDPC min-sum 'llr_max' must be > 0, got {llr_max!r}")
         if backend not in BACKENDS:
             raise ValueError(f"LDPC min-sum 'backend' must be one of {BACKENDS}, got {backend!r}")
+        if precision not in PRECISIONS:
+            raise ValueError(
+                f"LDPC min-sum 'precision' must be one of {tuple(PRECISIONS)}, got {precision!r}"
+            )
+        if check_state not in CHECK_STATES:
+            raise ValueError(
+                f"LDPC min-sum 'check_state' must be one of {CHECK_STATES}, got {check_state!r}"
+            )
         self.num_iter = num_iter
+        self.precision = precision
+        self.check_state = check_state
+        self._dtype = PRECISIONS[precision]
         self.alpha = float(alpha)
         self.beta = float(beta)
         self.early_stop = bool(early_stop)
@@ -227,6 +259,8 @@ class LDPC5GMinSumDecoder:
         self._group_np = []
         for g in groups:
             deg = max(len(row_cols[r]) for r in g)
+            if deg > _ARG_SHIFT:  # 5G NR: at most 19 (base graph 1)
+                raise ValueError(f"LDPC min-sum: row degree {deg} > {_ARG_SHIFT} unsupported")
             idx = np.broadcast_to(v + zi, (len(g), deg, z)).copy()
             real = np.zeros((len(g), deg), dtype=bool)
             for i, r in enumerate(g):
@@ -281,6 +315,21 @@ class LDPC5GMinSumDecoder:
         place_buf[in_buf] = buf[in_buf]
         self._place_buf_np = place_buf
 
+    def kernel_bytes_per_iteration(self) -> int:
+        """Bytes one iteration of the Triton row-group kernels moves per block (traffic model:
+        every LLR, message and check state value they touch read once and written once; the
+        index tables, cached across blocks, and the syndrome check are not counted).
+
+        Per edge: ``L`` read and written (2 × 4 B in float32), plus with ``check_state="edges"``
+        its message read and written (16 B per edge in all), or with ``"compressed"`` per check
+        ``α·s·min1``, ``α·s·min2`` and the int32 signs/arg-min read and written (2 × 12 B).
+        """
+        elt = torch.empty((), dtype=self._dtype).element_size()
+        if self.check_state == "edges":
+            return 4 * elt * self.num_edges
+        checks = sum(rows * z for _, _, (rows, _, z), _ in self._group_np)
+        return 2 * elt * self.num_edges + 2 * (2 * elt + 4) * checks
+
     def _tables_on(self, device: torch.device) -> _Tables:
         t = self._tables.get(device)
         if t is None:
@@ -307,6 +356,8 @@ class LDPC5GMinSumDecoder:
         return t
 
     def _use_triton(self, device: torch.device) -> bool:
+        if self.backend == "triton" and os.environ.get("TRITON_INTERPRET") == "1":
+            return True  # Triton's interpreter (tests on the CPU)
         if self.backend == "torch" or device.type != "cuda":
             if self.backend == "triton":
                 raise ValueError("LDPC min-sum: backend='triton' needs CUDA tensors")
@@ -374,11 +425,12 @@ class LDPC5GMinSumDecoder:
             place = tab.place_buf
         src[-2] = 0.0
         src[-1] = -_FILLER_LLR
-        llr = torch.empty(v + z, nb, dtype=torch.float32, device=device)
+        llr = torch.empty(v + z, nb, dtype=self._dtype, device=device)
         torch.sub(0.0, src.index_select(0, place), out=llr[:v])  # 0 − (+0) = +0, never −0
         llr[v:] = _PAD_LLR
         del src
-        msgs = [torch.zeros(g.idx.numel(), nb, device=device) for g in tab.groups]
+        use_torch = layer == self._layer_torch
+        msgs = [self._new_state(g, nb, device, use_torch) for g in tab.groups]
         max_e = max(g.idx.numel() for g in tab.groups)
         active = torch.arange(nb, device=device)  # original index of every column still decoding
 
@@ -394,32 +446,34 @@ class LDPC5GMinSumDecoder:
         # A block's output is its first codeword (or its state after num_iter iterations), so
         # it never depends on the other blocks of the batch; converged ("frozen") blocks leave
         # the batch once they are at least 1/_COMPACT of it.
-        use_torch = layer == self._layer_torch
         work = self._work(max_e, nb, device) if use_torch else None
+        syndrome_ok = self._syndrome_ok if use_torch else self._syndrome_ok_triton
         checks = self._checks(rv)
         frozen = torch.zeros(nb, dtype=torch.bool, device=device)
+        num_frozen = 0  # frozen.sum(), counted on the host (one device sync less per iteration)
         it = 0
         while nb:
             last = it == self.num_iter
             if last:
                 rest = torch.nonzero(~frozen).reshape(-1)
-                finish(rest, self._syndrome_ok(llr, tab, checks)[rest], it)
+                finish(rest, syndrome_ok(llr, tab, checks)[rest], it)
                 break
             if self.early_stop and it:
-                new = self._syndrome_ok(llr, tab, checks) & ~frozen
+                new = syndrome_ok(llr, tab, checks) & ~frozen
                 cols = torch.nonzero(new).reshape(-1)
                 if cols.numel():
                     finish(cols, True, it)
                     frozen |= new
-                    num_frozen = int(frozen.sum())
+                    num_frozen += cols.numel()  # ``new`` excludes the frozen columns
                     if num_frozen == frozen.numel():
                         break
                     if num_frozen * _COMPACT >= frozen.numel():
                         keep = torch.nonzero(~frozen).reshape(-1)
                         llr = llr.index_select(1, keep)
-                        msgs = [m.index_select(1, keep) for m in msgs]
+                        msgs = [[m.index_select(1, keep) for m in st] for st in msgs]
                         active = active[keep]
                         frozen = frozen[keep]
+                        num_frozen = 0
                         work = self._work(max_e, keep.numel(), device) if use_torch else None
             it += 1
             for g, r in zip(tab.groups, msgs):
@@ -431,23 +485,48 @@ class LDPC5GMinSumDecoder:
             None if cw is None else cw.reshape(*lead, self.n),
         )
 
+    def _new_state(
+        self, g: _Group, nb: int, device: torch.device, per_edge: bool
+    ) -> list[torch.Tensor]:
+        """Zero check-to-variable messages of row group ``g`` for ``nb`` blocks.
+
+        Per edge (torch path, Triton ``check_state="edges"``): ``[R [rows·degree·Z, nb]]``.
+        Compressed (Triton): ``[α·s·min1, α·s·min2]`` ``[rows·Z, nb]`` in the storage dtype and
+        ``[rows·Z, nb]`` int32 holding the edge sign bits and the arg-min edge (all zero: every
+        message +0, as the per-edge zeros).
+        """
+        if per_edge or self.check_state == "edges":
+            return [torch.zeros(g.idx.numel(), nb, dtype=self._dtype, device=device)]
+        rows, _, z = g.shape
+        mins = [torch.zeros(rows * z, nb, dtype=self._dtype, device=device) for _ in range(2)]
+        return [*mins, torch.zeros(rows * z, nb, dtype=torch.int32, device=device)]
+
     @staticmethod
     def _work(max_e: int, nb: int, device: torch.device) -> torch.Tensor:
         return torch.empty(3, max_e, nb, dtype=torch.float32, device=device)
 
     def _layer_torch(
-        self, llr: torch.Tensor, g: _Group, r_old: torch.Tensor, work: torch.Tensor
+        self, llr: torch.Tensor, g: _Group, state: list[torch.Tensor], work: torch.Tensor
     ) -> None:
         """One row group in torch: ``t = L − R``, check update, ``L = t + R_new`` (in place).
 
-        ``r_old [rows·degree·Z, B]`` is overwritten with the new check-to-variable messages;
-        ``work [3, ≥ rows·degree·Z, B]`` is scratch space. Only float arithmetic and
-        reductions (no bool masks, no arg-min), which are several times faster on CPU.
+        ``state = [r_old [rows·degree·Z, B]]`` is overwritten with the new check-to-variable
+        messages; ``work [3, ≥ rows·degree·Z, B]`` float32 is scratch space. Only float
+        arithmetic and reductions (no bool masks, no arg-min), which are several times faster
+        on CPU. With float16 storage the arithmetic is the same; ``α·s·min`` is rounded to
+        float16 before it is used (the stored messages are exactly the messages used) and the
+        new ``L`` is rounded when stored.
         """
+        (r_old,) = state
+        half = llr.dtype != torch.float32
         nb = llr.shape[1]
         e = r_old.shape[0]
         shape = (*g.shape, nb)
-        t = torch.index_select(llr, 0, g.idx, out=work[0, :e]).view(shape)
+        if half:
+            t = work[0, :e].view(shape)
+            t.copy_(llr.index_select(0, g.idx).view(shape))
+        else:
+            t = torch.index_select(llr, 0, g.idx, out=work[0, :e]).view(shape)
         t -= r_old.view(shape)
         if g.pad is not None:
             t.view(e, nb).index_fill_(0, g.pad, _PAD_LLR)
@@ -467,24 +546,46 @@ class LDPC5GMinSumDecoder:
         scale *= self.alpha
         # r = α · (product of the other signs = all signs · own sign) · (min2 on the minimum
         # edge, min1 elsewhere); lerp with weights 0/1 returns its end points exactly.
+        if half:
+            m1s, m2s = ((m * scale).to(llr.dtype).float() for m in (min1, min2))
+            r = torch.lerp(m1s, m2s, at_min)
+            r *= sgn
+            r_old.view(shape).copy_(r)  # exact: ±(a float16 value)
+            t += r
+            llr.index_copy_(0, g.idx, t.view(e, nb).to(llr.dtype))
+            return
         r = torch.lerp(min1 * scale, min2 * scale, at_min, out=r_old.view(shape))
         r *= sgn
         t += r
         llr.index_copy_(0, g.idx, t.view(e, nb))
 
     def _layer_triton(
-        self, llr: torch.Tensor, g: _Group, r_old: torch.Tensor, work: None = None
+        self, llr: torch.Tensor, g: _Group, state: list[torch.Tensor], work: None = None
     ) -> None:
-        """One row group in one fused Triton kernel (same arithmetic as ``_layer_torch``)."""
+        """One row group in one fused Triton kernel (same arithmetic as ``_layer_torch``).
+
+        ``state``: ``[R]`` per edge or the compressed ``[α·s·min1, α·s·min2, signs | arg]``
+        (``_new_state``), updated in place with ``llr``.
+        """
         rows, deg, z = g.shape
         nb = llr.shape[1]
         block_b = 128 if deg <= 16 else 64
         grid = (rows * z, math.ceil(nb / block_b))
-        _kernel()[grid](
-            llr, r_old, g.idx32, nb, z,
-            self.alpha, self.beta, _PAD_LLR,
-            DEG=deg, DEG_P2=triton_next_pow2(deg), BLOCK_B=block_b, OFFSET=self.beta > 0.0,
-        )  # fmt: skip
+        half = llr.dtype != torch.float32
+        if len(state) == 1:
+            _kernel("edges")[grid](
+                llr, state[0], g.idx32, nb, z,
+                self.alpha, self.beta, _PAD_LLR,
+                DEG=deg, DEG_P2=triton_next_pow2(deg), BLOCK_B=block_b, OFFSET=self.beta > 0.0,
+                HALF=half,
+            )  # fmt: skip
+        else:
+            _kernel("compressed")[grid](
+                llr, state[0], state[1], state[2], g.idx32, nb, z,
+                self.alpha, self.beta, _PAD_LLR,
+                DEG=deg, DEG_P2=triton_next_pow2(deg), BLOCK_B=block_b, OFFSET=self.beta > 0.0,
+                HALF=half, ARG_SHIFT=_ARG_SHIFT,
+            )  # fmt: skip
 
     def _checks(self, rv: list[int] | None) -> int:
         """Checks the syndrome covers: those of the rows whose parity bits were received (the
@@ -498,6 +599,28 @@ class LDPC5GMinSumDecoder:
             last = max(last, self._buf_len - 1 if wraps else start + self.n - 1)
         n_used = max(self._core_vns, 2 * self.z + self.k_ldpc - self.k + last + 1)
         return min(n_used, self.n_ldpc) - self.k_ldpc
+
+    @staticmethod
+    def _syndrome_ok_triton(llr: torch.Tensor, tab: _Tables, checks: int) -> torch.Tensor:
+        """As ``_syndrome_ok`` with two Triton kernels: hard decisions packed 32 blocks to an
+        int32 word (``[V + 1, ⌈B/32⌉]``, the last row 0 for padding slots), then per check the
+        XOR of its VNs' words, OR-ed over the checks (≈ 4 B per VN and E/8 B per block read,
+        instead of ~13 B per edge with torch's byte-wise gathers)."""
+        v, nb = tab.place.numel(), llr.shape[1]
+        nw = -(-nb // 32)
+        hard = torch.empty(v + 1, nw, dtype=torch.int32, device=llr.device)
+        hard[v] = 0
+        _kernel("pack_hard")[(v, triton_cdiv(nw, 32))](llr, hard, nb, nw, BLOCK_W=32)
+        bad = torch.zeros(nw, dtype=torch.int32, device=llr.device)
+        d = tab.syn_shape[1]
+        per = 64
+        grid = (triton_cdiv(nw, 32), triton_cdiv(checks, per))
+        _kernel("syndrome")[grid](
+            hard, tab.syn_idx, bad, checks, nw,
+            DMAX=d, DMAX_P2=triton_next_pow2(d), BLOCK_W=32, CHECKS_PER=per,
+        )  # fmt: skip
+        shifts = torch.arange(32, dtype=torch.int32, device=llr.device)
+        return ((bad[:, None] >> shifts) & 1).reshape(-1)[:nb] == 0
 
     @staticmethod
     def _syndrome_ok(llr: torch.Tensor, tab: _Tables, checks: int) -> torch.Tensor:
@@ -522,51 +645,13 @@ def triton_next_pow2(n: int) -> int:
     return 1 << max(0, (n - 1).bit_length())
 
 
-_KERNEL = None
+def triton_cdiv(a: int, b: int) -> int:
+    return -(-a // b)
 
 
-def _kernel():
-    """The fused row-group kernel (built on first use; Triton is imported lazily)."""
-    global _KERNEL
-    if _KERNEL is None:
-        import triton
-        import triton.language as tl
+def _kernel(kind: str):
+    """The fused row-group kernel of ``kind`` (``"edges"`` or ``"compressed"``) from
+    ``ldpc_minsum_triton`` (imported on first use: Triton stays optional)."""
+    from v2x.semcom import ldpc_minsum_triton
 
-        @triton.jit
-        def layer_kernel(
-            llr_ptr, r_ptr, idx_ptr, nb, z, alpha, beta, pad_llr,
-            DEG: tl.constexpr, DEG_P2: tl.constexpr, BLOCK_B: tl.constexpr, OFFSET: tl.constexpr,
-        ):  # fmt: skip
-            # One check (row i of the group, lifting index j) × BLOCK_B blocks: load the
-            # check's DEG edges [DEG_P2, BLOCK_B], update, store L and R back.
-            chk = tl.program_id(0)
-            i = chk // z
-            j = chk - i * z
-            d = tl.arange(0, DEG_P2)
-            edge = (i * DEG + d) * z + j
-            vn = tl.load(idx_ptr + edge, mask=d < DEG, other=-1)
-            b = tl.program_id(1) * BLOCK_B + tl.arange(0, BLOCK_B)
-            m = (vn >= 0)[:, None] & (b < nb)[None, :]
-            off_l = vn.to(tl.int64)[:, None] * nb + b[None, :]
-            off_r = edge.to(tl.int64)[:, None] * nb + b[None, :]
-            t = tl.load(llr_ptr + off_l, mask=m, other=0.0) - tl.load(
-                r_ptr + off_r, mask=m, other=0.0
-            )
-            a = tl.where(m, tl.abs(t), pad_llr)
-            min1 = tl.min(a, axis=0)
-            arg = tl.argmin(a, axis=0)
-            at_min = d[:, None] == arg[None, :]
-            min2 = tl.min(tl.where(at_min, pad_llr, a), axis=0)
-            if OFFSET:
-                min1 = tl.maximum(min1 - beta, 0.0)
-                min2 = tl.maximum(min2 - beta, 0.0)
-            neg = (t < 0.0) & m
-            odd = tl.sum(neg.to(tl.int32), axis=0) & 1
-            scale = tl.where(odd == 1, -1.0, 1.0) * alpha
-            mag = tl.where(at_min, (min2 * scale)[None, :], (min1 * scale)[None, :])
-            r = tl.where(neg, -mag, mag)
-            tl.store(r_ptr + off_r, r, mask=m)
-            tl.store(llr_ptr + off_l, t + r, mask=m)
-
-        _KERNEL = layer_kernel
-    return _KERNEL
+    return ldpc_minsum_triton.kernel(kind)

@@ -88,16 +88,19 @@ def test_pruning_and_row_groups_follow_the_rate():
 def chain_blocks():
     """MCS 14 blocks of the digital chain (1024 bits incl. CRC) over AWGN, decoded by the
     chain (demapper, descrambler, CRC) at three SNRs 0.2 dB apart around the 10 % BLER point:
-    by both decoders (same blocks, same noise) at the outer two, by min-sum at the middle one.
+    by both decoders (same blocks, same noise) at the outer two, by min-sum (float32 and
+    float16 storage) at the middle one.
     ``{snr: (sent payload bits, {decoder: (decoded bits, CRC ok)})}``."""
     from v2x.semcom.bler_table import load_bler_table
 
     m, n_blocks = 14, 160
     snr0 = float(load_bler_table(1024).thresholds_db(0.1)[m])
     g = torch.Generator().manual_seed(7)
-    codes = {d: block_code(m, 1024, ldpc_decoder=d) for d in ("sionna", "minsum")}
+    codes = {d: block_code(m, 1024, ldpc_decoder=d) for d in ("sionna", "minsum", "minsum-fp16")}
+    both = ["sionna", "minsum"]
+    mid = ["minsum", "minsum-fp16"]
     out = {}
-    for snr, decoders in ((snr0 - 0.3, codes), (snr0 - 0.1, ["minsum"]), (snr0 + 0.1, codes)):
+    for snr, decoders in ((snr0 - 0.3, both), (snr0 - 0.1, mid), (snr0 + 0.1, both)):
         bits = torch.randint(0, 2, (n_blocks, codes["sionna"].payload_bits), generator=g).float()
         x = codes["sionna"].encode(bits)
         assert torch.equal(x, codes["minsum"].encode(bits))
@@ -120,13 +123,17 @@ def test_identical_bits_wherever_both_decoders_succeed(chain_blocks):
     assert both_total >= 150  # the comparison is not vacuous
 
 
-def test_block_error_rate_within_0p2_db_of_sionna(chain_blocks):
+@pytest.mark.parametrize("decoder", ["minsum", "minsum-fp16"])
+def test_block_error_rate_within_0p2_db_of_sionna(chain_blocks, decoder: str):
     """Min-sum at SNR s fails no more often than Sionna's BP at s − 0.2 dB, up to the binomial
     spread of two independent estimates (3σ, σ² = Σ p (1 − p) / N, plus 1/N); and the check has
-    teeth: Sionna fails clearly more often at s − 0.2 dB than at s + 0.2 dB."""
+    teeth: Sionna fails clearly more often at s − 0.2 dB than at s + 0.2 dB. Also with float16
+    storage, which never passes a CRC with wrong bits here."""
     (lo, mid, hi) = sorted(chain_blocks)
     n = chain_blocks[mid][0].shape[0]
-    p_m = (~chain_blocks[mid][1]["minsum"][1]).float().mean().item()
+    u_m, ok_m = chain_blocks[mid][1][decoder]
+    assert torch.equal(u_m[ok_m], chain_blocks[mid][0][ok_m].to(torch.uint8))
+    p_m = (~ok_m).float().mean().item()
     p_lo, p_hi = ((~chain_blocks[s][1]["sionna"][1]).float().mean().item() for s in (lo, hi))
     sigma = math.sqrt((p_m * (1 - p_m) + p_lo * (1 - p_lo)) / n)
     assert p_m <= p_lo + 3 * sigma + 1 / n, (p_lo, p_m, p_hi)
@@ -302,3 +309,119 @@ def test_cuda_torch_and_triton_paths_match_the_cpu_decoder():
         res = LDPC5GMinSumDecoder(enc, backend=backend).decode(llr.cuda())
         assert torch.equal(res.bits.cpu(), ref.bits), backend
         assert torch.equal(res.iterations.cpu(), ref.iterations), backend
+
+
+def _mixed_llrs(enc, nb: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Bits ``[nb, k]`` and logits ``[nb, n]`` from good to hopeless channels (some blocks
+    converge at different iterations, some never)."""
+    g = torch.Generator().manual_seed(seed)
+    u = torch.randint(0, 2, (nb, enc.k), generator=g).float()
+    gain = torch.linspace(2.0, 0.2, nb)[:, None]
+    return u, gain * (2.0 * enc(u) - 1.0) + torch.randn(nb, enc.n, generator=g)
+
+
+_INTERPRETED = """
+import json, sys, torch
+sys.path.insert(0, sys.argv[1])
+from test_ldpc_minsum import LDPC5GMinSumDecoder, _encoder, _mixed_llrs
+enc = _encoder(12, 60)
+u, llr = _mixed_llrs(enc, 24, seed=11)
+out = {}
+for precision in ("fp32", "fp16"):
+    kw = {"num_iter": 6, "precision": precision}
+    ref = LDPC5GMinSumDecoder(enc, backend="torch", **kw).decode(llr)
+    out[precision] = {"converged": int(ref.converged.sum()), "iters": sorted(set(ref.iterations.tolist()))}
+    for state in ("compressed", "edges") if precision == "fp32" else ("compressed",):
+        res = LDPC5GMinSumDecoder(enc, backend="triton", check_state=state, **kw).decode(llr)
+        out[precision][state] = [
+            torch.equal(getattr(res, f), getattr(ref, f)) for f in ("bits", "iterations", "converged")
+        ]
+print(json.dumps(out))
+"""
+
+
+@pytest.mark.slow
+def test_triton_kernels_match_the_torch_path_in_the_interpreter():
+    """Compressed check state (float32 and float16 storage) and the per-edge kernel (float32):
+    the same bits, iteration counts and codeword flags as the torch path, bit for bit, under
+    Triton's CPU interpreter (a tiny code: it runs one program at a time; ~1–3 min), the
+    syndrome kernels included (same iterations). A subprocess: the interpreter must be on
+    before Triton is first imported."""
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    pytest.importorskip("triton")
+    env = {**os.environ, "TRITON_INTERPRET": "1", "OMP_NUM_THREADS": "1"}
+    here = str(Path(__file__).resolve().parent)
+    run = subprocess.run(
+        [sys.executable, "-c", _INTERPRETED, here], env=env, capture_output=True, text=True
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    out = json.loads(run.stdout.strip().splitlines()[-1])
+    for precision, r in out.items():
+        assert 0 < r["converged"] < 24 and len(r["iters"]) >= 3, (precision, r)  # not vacuous
+        states = ("compressed", "edges") if precision == "fp32" else ("compressed",)
+        for state in states:
+            assert r[state] == [True, True, True], (precision, state)
+
+
+def test_float16_storage_decodes_as_float32_on_good_channels():
+    """``precision="fp16"`` rounds the stored LLRs and messages only: noiseless and good
+    channels decode to the sent bits exactly as in float32 (iterations included), and a
+    hopeless block does not converge."""
+    enc = block_code(14, 1024).ldpc_encoder
+    u, llr = _mixed_llrs(enc, 32, seed=4)
+    f32 = LDPC5GMinSumDecoder(enc).decode(llr)
+    f16 = LDPC5GMinSumDecoder(enc, precision="fp16").decode(llr)
+    ok = f32.converged & (f32.bits == u).all(1)
+    assert int(ok.sum()) >= 8 and not bool(f16.converged[-4:].any())
+    assert torch.equal(f16.bits[:8], u[:8]) and torch.equal(f16.iterations[:8], f32.iterations[:8])
+    both = ok & f16.converged
+    assert torch.equal(f16.bits[both], u[both])
+    noiseless = 4.0 * (2.0 * enc(u) - 1.0)
+    assert torch.equal(LDPC5GMinSumDecoder(enc, precision="fp16")(noiseless), u)
+
+
+def test_kernel_traffic_model_and_new_arguments():
+    """Bytes per block and iteration of the Triton kernels, by hand: 16 B per edge with one
+    float32 message per edge (8 B in float16); compressed: 8 B per edge for L plus 2 × 12 B per
+    check (2 × 8 B in float16). Bad ``precision``/``check_state`` name the field."""
+    enc = block_code(14, 1024).ldpc_encoder
+    dec = LDPC5GMinSumDecoder(enc)
+    checks = len(dec.rows) * dec.z
+    e = dec.num_edges
+    assert dec.kernel_bytes_per_iteration() == 8 * e + 24 * checks
+    assert LDPC5GMinSumDecoder(enc, precision="fp16").kernel_bytes_per_iteration() == (
+        4 * e + 16 * checks
+    )
+    assert LDPC5GMinSumDecoder(enc, check_state="edges").kernel_bytes_per_iteration() == 16 * e
+    assert 8 * e + 24 * checks < 16 * e  # mean check degree > 3
+    with pytest.raises(ValueError, match="precision"):
+        LDPC5GMinSumDecoder(enc, precision="bf8")
+    with pytest.raises(ValueError, match="check_state"):
+        LDPC5GMinSumDecoder(enc, check_state="dense")
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("precision", ["fp32", "fp16"])
+def test_cuda_triton_modes_match_the_torch_path(precision: str):
+    """On CUDA: compressed and per-edge Triton kernels equal the torch path (same precision)
+    bit for bit, iterations included, on the chain's MCS 5 and 27 codes (both base graphs)."""
+    from v2x.channels.awgn_triton import triton_available
+
+    if not triton_available():
+        pytest.skip("needs triton")
+    for m in (5, 27):
+        enc = block_code(m, 1024).ldpc_encoder
+        u, llr = _mixed_llrs(enc, 700, seed=m)
+        ref = LDPC5GMinSumDecoder(enc, backend="torch", precision=precision).decode(llr.cuda())
+        for state in ("compressed", "edges"):
+            res = LDPC5GMinSumDecoder(
+                enc, backend="triton", check_state=state, precision=precision
+            ).decode(llr.cuda())
+            assert torch.equal(res.bits, ref.bits), (m, state)
+            assert torch.equal(res.iterations, ref.iterations), (m, state)

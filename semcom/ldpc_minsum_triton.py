@@ -1,0 +1,153 @@
+"""Triton kernels of the min-sum LDPC decoder (``v2x.semcom.ldpc_minsum``): one launch per
+row group updates every check of the group for every block (row-layered normalised offset
+min-sum, the same arithmetic as the decoder's torch path).
+
+Layouts (batch last, ``nb`` blocks contiguous): ``llr [V + Z, nb]`` float32 or float16; per
+group ``idx [rows·DEG·Z]`` int32 VN of every edge (−1: padding). ``layer_kernel`` keeps one
+message per edge ``r [rows·DEG·Z, nb]``; ``layer_compressed_kernel`` one compressed state per
+check ``[rows·Z, nb]``: ``α·s·min1``, ``α·s·min2`` (storage dtype) and int32 ``signs | arg <<
+ARG_SHIFT``. ``pack_hard_kernel`` and ``syndrome_kernel`` check every block's hard decision
+against the parity checks with 32 blocks to an int32 word. Imported with ``TRITON_INTERPRET=1`` the kernels run on CPU tensors (tests).
+"""
+
+from __future__ import annotations
+
+import triton
+import triton.language as tl
+
+
+@triton.jit
+def check_update(t, m, d, alpha, beta, pad_llr, OFFSET: tl.constexpr, HALF: tl.constexpr):
+    """Min-sum update of ``t [DEG_P2, BLOCK_B]`` (``m``: real edges): the new messages
+    ``r``, ``α·s·min1``, ``α·s·min2`` (as used: float16-rounded with ``HALF``), the arg-min
+    edge and the edge signs (sign bit set, as torch.copysign: −0 counts as negative)."""
+    a = tl.where(m, tl.abs(t), pad_llr)
+    min1 = tl.min(a, axis=0)
+    arg = tl.argmin(a, axis=0)
+    at_min = d[:, None] == arg[None, :]
+    min2 = tl.min(tl.where(at_min, pad_llr, a), axis=0)
+    if OFFSET:
+        min1 = tl.maximum(min1 - beta, 0.0)
+        min2 = tl.maximum(min2 - beta, 0.0)
+    neg = (t.to(tl.int32, bitcast=True) < 0) & m
+    odd = tl.sum(neg.to(tl.int32), axis=0) & 1
+    scale = tl.where(odd == 1, -1.0, 1.0) * alpha
+    m1s = min1 * scale
+    m2s = min2 * scale
+    if HALF:
+        m1s = m1s.to(tl.float16).to(tl.float32)
+        m2s = m2s.to(tl.float16).to(tl.float32)
+    mag = tl.where(at_min, m2s[None, :], m1s[None, :])
+    r = tl.where(neg, -mag, mag)
+    return r, m1s, m2s, arg, neg
+
+
+@triton.jit
+def layer_kernel(
+    llr_ptr, r_ptr, idx_ptr, nb, z, alpha, beta, pad_llr,
+    DEG: tl.constexpr, DEG_P2: tl.constexpr, BLOCK_B: tl.constexpr, OFFSET: tl.constexpr,
+    HALF: tl.constexpr,
+):  # fmt: skip
+    # One check (row i of the group, lifting index j) × BLOCK_B blocks: load the
+    # check's DEG edges [DEG_P2, BLOCK_B], update, store L and R back (16 B per edge).
+    chk = tl.program_id(0)
+    i = chk // z
+    j = chk - i * z
+    d = tl.arange(0, DEG_P2)
+    edge = (i * DEG + d) * z + j
+    vn = tl.load(idx_ptr + edge, mask=d < DEG, other=-1)
+    b = tl.program_id(1) * BLOCK_B + tl.arange(0, BLOCK_B)
+    m = (vn >= 0)[:, None] & (b < nb)[None, :]
+    off_l = vn.to(tl.int64)[:, None] * nb + b[None, :]
+    off_r = edge.to(tl.int64)[:, None] * nb + b[None, :]
+    t = tl.load(llr_ptr + off_l, mask=m, other=0.0).to(tl.float32) - tl.load(
+        r_ptr + off_r, mask=m, other=0.0
+    ).to(tl.float32)
+    r, m1s, m2s, arg, neg = check_update(t, m, d, alpha, beta, pad_llr, OFFSET, HALF)
+    tl.store(r_ptr + off_r, r.to(r_ptr.dtype.element_ty), mask=m)
+    tl.store(llr_ptr + off_l, (t + r).to(llr_ptr.dtype.element_ty), mask=m)
+
+
+@triton.jit
+def layer_compressed_kernel(
+    llr_ptr, m1_ptr, m2_ptr, info_ptr, idx_ptr, nb, z, alpha, beta, pad_llr,
+    DEG: tl.constexpr, DEG_P2: tl.constexpr, BLOCK_B: tl.constexpr, OFFSET: tl.constexpr,
+    HALF: tl.constexpr, ARG_SHIFT: tl.constexpr,
+):  # fmt: skip
+    # As layer_kernel, but the old messages of the check are rebuilt from its compressed
+    # state (α·s·min1, α·s·min2, arg-min edge, edge signs): r = ±(min2 on the arg-min
+    # edge, min1 elsewhere) — the values layer_kernel stores — so L moves 8 B per edge
+    # and the state 2 × 12 B (fp32) per check.
+    chk = tl.program_id(0)
+    i = chk // z
+    j = chk - i * z
+    d = tl.arange(0, DEG_P2)
+    edge = (i * DEG + d) * z + j
+    vn = tl.load(idx_ptr + edge, mask=d < DEG, other=-1)
+    b = tl.program_id(1) * BLOCK_B + tl.arange(0, BLOCK_B)
+    bm = b < nb
+    m = (vn >= 0)[:, None] & bm[None, :]
+    off_l = vn.to(tl.int64)[:, None] * nb + b[None, :]
+    off_c = chk.to(tl.int64) * nb + b
+    m1_old = tl.load(m1_ptr + off_c, mask=bm, other=0.0).to(tl.float32)
+    m2_old = tl.load(m2_ptr + off_c, mask=bm, other=0.0).to(tl.float32)
+    info = tl.load(info_ptr + off_c, mask=bm, other=0)
+    arg_old = info >> ARG_SHIFT
+    neg_old = ((info[None, :] >> d[:, None]) & 1) != 0
+    mag_old = tl.where(d[:, None] == arg_old[None, :], m2_old[None, :], m1_old[None, :])
+    r_old = tl.where(neg_old, -mag_old, mag_old)
+    t = tl.load(llr_ptr + off_l, mask=m, other=0.0).to(tl.float32) - r_old
+    r, m1s, m2s, arg, neg = check_update(t, m, d, alpha, beta, pad_llr, OFFSET, HALF)
+    signs = tl.sum(neg.to(tl.int32) << d[:, None], axis=0)
+    tl.store(m1_ptr + off_c, m1s.to(m1_ptr.dtype.element_ty), mask=bm)
+    tl.store(m2_ptr + off_c, m2s.to(m2_ptr.dtype.element_ty), mask=bm)
+    tl.store(info_ptr + off_c, signs | (arg.to(tl.int32) << ARG_SHIFT), mask=bm)
+    tl.store(llr_ptr + off_l, (t + r).to(llr_ptr.dtype.element_ty), mask=m)
+
+
+def kernel(kind: str):
+    """``layer_kernel`` (``"edges"``), ``layer_compressed_kernel`` (``"compressed"``),
+    ``pack_hard_kernel`` (``"pack_hard"``) or ``syndrome_kernel`` (``"syndrome"``).
+
+    Triton picks compiled or interpreted kernels when this module is imported (tests set
+    ``TRITON_INTERPRET=1`` and reload it)."""
+    kernels = {
+        "edges": layer_kernel,
+        "compressed": layer_compressed_kernel,
+        "pack_hard": pack_hard_kernel,
+        "syndrome": syndrome_kernel,
+    }
+    return kernels[kind]
+
+
+@triton.jit
+def pack_hard_kernel(llr_ptr, out_ptr, nb, nw, BLOCK_W: tl.constexpr):
+    # Hard decisions, 32 blocks to a word: bit k of out[v, w] = (llr[v, 32·w + k] ≤ 0).
+    v = tl.program_id(0).to(tl.int64)
+    w = tl.program_id(1) * BLOCK_W + tl.arange(0, BLOCK_W)
+    k = tl.arange(0, 32)
+    b = w[:, None] * 32 + k[None, :]
+    x = tl.load(llr_ptr + v * nb + b, mask=b < nb, other=1.0)
+    bits = (x <= 0.0).to(tl.int32) << k[None, :]
+    tl.store(out_ptr + v * nw + w, tl.sum(bits, axis=1), mask=w < nw)  # disjoint bits: sum = or
+
+
+@triton.jit
+def syndrome_kernel(
+    hard_ptr, syn_ptr, bad_ptr, checks, nw,
+    DMAX: tl.constexpr, DMAX_P2: tl.constexpr, BLOCK_W: tl.constexpr, CHECKS_PER: tl.constexpr,
+):  # fmt: skip
+    # bad[w] |= OR over CHECKS_PER checks of the XOR of the packed hard bits of the check's VNs
+    # (syn [checks, DMAX] VN rows; padding points at an all-zero row): bit k set = block 32·w + k
+    # violates a check.
+    w = tl.program_id(0) * BLOCK_W + tl.arange(0, BLOCK_W)
+    wm = w < nw
+    d = tl.arange(0, DMAX_P2)
+    acc = tl.zeros([BLOCK_W], dtype=tl.int32)
+    c0 = tl.program_id(1) * CHECKS_PER
+    for c in range(c0, tl.minimum(c0 + CHECKS_PER, checks)):
+        vn = tl.load(syn_ptr + c * DMAX + d, mask=d < DMAX, other=0)
+        m = (d < DMAX)[:, None] & wm[None, :]
+        x = tl.load(hard_ptr + vn.to(tl.int64)[:, None] * nw + w[None, :], mask=m, other=0)
+        acc = acc | tl.xor_sum(x, axis=0)
+    tl.atomic_or(bad_ptr + w, acc, mask=wm)
