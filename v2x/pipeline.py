@@ -50,6 +50,8 @@ from v2x.perception.detector import CoopDetector, Detections, nms_detections
 from v2x.perception.ego_fusion import arrived_cells, fuse_at_ego
 from v2x.perception.fusion import FeatureFusion
 from v2x.perception.warp import (
+    box_flow,
+    compose_sampling,
     merge_points_to_ego,
     perturb_poses,
     relative_level_transforms,
@@ -340,6 +342,45 @@ class CooperativePipeline(nn.Module):
                 )
             )
         return RunOutput(det, cost, k)
+
+    def _compensate(
+        self,
+        batch: CoopBatch,
+        features: torch.Tensor,
+        motion: MotionHistory,
+        sample_grid: torch.Tensor,
+        valid: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The warp ``sample_grid [R·B·(A−1), h, w, 2]`` and ``valid [R·B, A−1, 1, h, w]`` of
+        ``R`` conditions with each collaborator's moving boxes moved on (``box_flow``): boxes
+        from its own map and its previous scan's, extrapolated by the fusion over
+        ``motion.age_s``, without pose noise (the displacements are what matter; the pose-noise
+        generator is left alone)."""
+        b, a, c, h, w = features.shape
+        own, boxes, ok = self._boxes_in_ego_frame(batch, features, noisy=False)
+        before = motion.previous
+        previous = self.model.encode(before.points, before.point_mask, before.poses)
+        prev, prev_boxes, prev_ok = self._boxes_in_ego_frame(before, previous, noisy=False)
+        kk = boxes.shape[2]
+        shifted = self.fusion.extrapolate(
+            boxes, ok, own.labels.view(b, a, kk), prev_boxes, prev_ok,
+            prev.labels.view(b, a, -1), motion.age_s.to(boxes.device), motion.period_s,
+        )  # fmt: skip
+        shift = (shifted - boxes)[:, 1:, :, :2].reshape(b * (a - 1), kk, 2)
+        flow, moved, vacated = box_flow(
+            boxes[:, 1:].reshape(b * (a - 1), kk, 7), shift, ok[:, 1:].reshape(b * (a - 1), kk),
+            self.model.grid, h, w, self.fusion.margin_m,
+        )  # fmt: skip
+        r = valid.shape[0] // b
+
+        def per_condition(t: torch.Tensor) -> torch.Tensor:
+            return t.unsqueeze(0).expand(r, *t.shape).reshape(-1, *t.shape[1:])
+
+        grid, ok_cells = compose_sampling(
+            sample_grid, per_condition(flow), per_condition(moved), per_condition(vacated),
+            valid.reshape(-1, 1, h, w),
+        )  # fmt: skip
+        return grid, ok_cells.view(r * b, a - 1, 1, h, w)
 
     def _boxes_in_ego_frame(
         self, batch: CoopBatch, features: torch.Tensor, noisy: bool = True

@@ -26,7 +26,7 @@ OPTIONS = {  # small, fast settings; everything else at its defaults
     "digital_fixed": {"entropy_coder": "zlib"},
     "selective": {"keep_fraction": 0.25, "inner_kwargs": {"in_channels": C, "hidden": 8}},
 }
-NAMES = ["analog", "deepjscc", "digital", "digital_fixed", "identity", "selective"]
+NAMES = ["analog", "deepjscc", "digital", "digital_fixed", "digital_payload", "identity", "selective"]
 
 
 def test_every_registered_codec_is_covered():
