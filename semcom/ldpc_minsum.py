@@ -134,10 +134,11 @@ class LDPC5GMinSumDecoder:
         precision: storage of the LLRs and messages between row steps: ``"fp32"`` (default,
             the reference) or ``"fp16"`` (opt-in: half the memory traffic; arithmetic stays
             float32, values are rounded to float16 when stored; BLER in docs/digital.md).
-        check_state: Triton path only: ``"compressed"`` (default) keeps per check and block
-            ``α·s·min1``, ``α·s·min2``, the arg-min edge and the edge signs and rebuilds every
-            old message from them (exact: the same values as storing them); ``"edges"`` stores
-            one message per edge (more traffic; kept for comparison).
+        check_state: Triton path only: ``"edges"`` (default) stores one message per edge;
+            ``"compressed"`` keeps per check and block ``α·s·min1``, ``α·s·min2``, the arg-min
+            edge and the edge signs and rebuilds every old message from them (exact: the same
+            values; fewer bytes, but measured slower on an H200: 801 vs 901 Mbit/s at MCS 14,
+            docs/benchmarks.md, so it is opt-in).
 
     ``decoder(llr_ch [..., n]) -> [..., k]`` float32 bits, ``decoder.decode(llr_ch)`` a
     ``MinSumResult``. Index tables are built on first use per device; the device follows the
@@ -155,7 +156,7 @@ class LDPC5GMinSumDecoder:
         backend: str = "auto",
         harq_mode: bool = False,
         precision: str = "fp32",
-        check_state: str = "compressed",
+        check_state: str = "edges",
     ) -> None:
         if not isinstance(num_iter, int) or num_iter < 0:
             raise ValueError(f"LDPC min-sum 'num_iter' must be an int ≥ 0, got {num_iter!r}")

@@ -390,14 +390,15 @@ def test_kernel_traffic_model_and_new_arguments():
     float32 message per edge (8 B in float16); compressed: 8 B per edge for L plus 2 × 12 B per
     check (2 × 8 B in float16). Bad ``precision``/``check_state`` name the field."""
     enc = block_code(14, 1024).ldpc_encoder
-    dec = LDPC5GMinSumDecoder(enc)
+    dec = LDPC5GMinSumDecoder(enc, check_state="compressed")
     checks = len(dec.rows) * dec.z
     e = dec.num_edges
     assert dec.kernel_bytes_per_iteration() == 8 * e + 24 * checks
-    assert LDPC5GMinSumDecoder(enc, precision="fp16").kernel_bytes_per_iteration() == (
+    fp16 = LDPC5GMinSumDecoder(enc, precision="fp16", check_state="compressed")
+    assert fp16.kernel_bytes_per_iteration() == (
         4 * e + 16 * checks
     )
-    assert LDPC5GMinSumDecoder(enc, check_state="edges").kernel_bytes_per_iteration() == 16 * e
+    assert LDPC5GMinSumDecoder(enc).kernel_bytes_per_iteration() == 16 * e  # the default
     assert 8 * e + 24 * checks < 16 * e  # mean check degree > 3
     with pytest.raises(ValueError, match="precision"):
         LDPC5GMinSumDecoder(enc, precision="bf8")
