@@ -50,6 +50,9 @@ def main() -> None:
     ap.add_argument("--fusions", nargs="+", default=list(FUSIONS))
     ap.add_argument("--fusion-options", type=json.loads, default=None,
                     help='constructor kwargs per fusion, JSON, e.g. \'{"semantic_map": {"max_fraction": 0.1}}\'')  # fmt: skip
+    ap.add_argument("--sorts", nargs="+", choices=("per_frame", "global"), default=["per_frame"],
+                    help="AP sort conventions: the first gives the table's metrics, the others "
+                    "are added under 'sort/<name>' (global: HEAL/CoAlign, the textbook AP)")
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
     device = torch.device(args.device)
@@ -66,7 +69,7 @@ def main() -> None:
     rows = evaluate_fusions(model, frames, args.fusions, device, args.batch,
                             bootstrap=args.bootstrap, seed=args.seed,
                             bootstrap_unit=args.bootstrap_unit, precision=args.precision,
-                            fusion_options=args.fusion_options)  # fmt: skip
+                            fusion_options=args.fusion_options, sorts=args.sorts)  # fmt: skip
     print(f"evaluated in {time.perf_counter() - t:.0f} s")
     for name, row in rows.items():
         cells = [f"{k} {row[k]:.3f} [{row[k + '_ci'][0]:.3f}, {row[k + '_ci'][1]:.3f}]"
@@ -75,6 +78,10 @@ def main() -> None:
         unit = f"| 95 % CI over {row['bootstrap_unit']}s " if args.bootstrap else ""
         bits = f"| {row['source_bits_per_frame'] / 1e6:.2f} Mbit/frame"
         print(name, "|", " | ".join(cells), unit + bits)
+        for sort in args.sorts[1:]:
+            other = row[f"sort/{sort}"]
+            print(f"  {sort} sort |", " | ".join(
+                f"{k} {other[k]:.3f}" for k in ("vehicle_ap_50", "vehicle_ap_70", "vehicle_ap_70_invisible")))  # fmt: skip
     if args.out:
         with open(args.out, "w") as fh:
             json.dump({"frames": len(frames), "test_seed": args.seed, "towns": args.sequences,

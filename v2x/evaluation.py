@@ -165,16 +165,21 @@ def headline_eval_config(grid: BEVGrid, sort: str = "per_frame") -> EvalConfig:
 
 
 def headline_metrics(
-    acc: APAccumulator, bootstrap: int = 0, seed: int = 0, bootstrap_unit: str = "auto"
+    acc: APAccumulator,
+    bootstrap: int = 0,
+    seed: int = 0,
+    bootstrap_unit: str = "auto",
+    sort: str | None = None,
 ) -> dict[str, float | tuple[float, float] | str]:
     """``HEADLINE_METRICS`` of an accumulator built with ``headline_eval_config``: each key's AP,
     and with ``bootstrap > 0`` its 95 % interval under ``<key>_ci`` and the unit resampled under
     ``bootstrap_unit`` (``"sequence"`` or ``"frame"``, ``APAccumulator.bootstrap_unit``; ``""``
-    without intervals)."""
+    without intervals). ``sort``: ``"per_frame"`` or ``"global"`` (``None``: the
+    accumulator's own, ``APAccumulator.compute``)."""
     pairs: dict[str, list[float]] = {}
     for _, group, thr in HEADLINE_METRICS:
         pairs.setdefault(group, []).append(thr)
-    res = acc.compute(bootstrap=bootstrap, seed=seed, bootstrap_groups=pairs,
+    res = acc.compute(sort=sort, bootstrap=bootstrap, seed=seed, bootstrap_groups=pairs,
                       bootstrap_unit=bootstrap_unit)  # fmt: skip
     out: dict[str, float | tuple[float, float] | str] = {
         "bootstrap_unit": res["bootstrap"]["unit"] if bootstrap else ""

@@ -36,6 +36,7 @@ def evaluate_fusions(
     bootstrap_unit: str = "auto",
     fusion_options: dict[str, dict[str, Any]] | None = None,
     precision: str = "fp32",
+    sorts: Sequence[str] = ("per_frame",),
 ) -> dict[str, dict[str, Any]]:
     """Headline metrics of each fusion strategy over one link condition (by default an ideal
     link: identity codec, AWGN at ``snr_db``), the bits each sends per frame, and the
@@ -55,6 +56,10 @@ def evaluate_fusions(
             e.g. ``{"semantic_map": {"max_fraction": 0.1}}``.
         precision: the detector's inference precision (``CoopDetector.configure_inference``:
             ``"fp32"``, ``"fp16"`` or ``"bf16"`` autocast); restored to fp32 afterwards.
+        sorts: AP sort conventions (``"per_frame"``: OpenCOOD's default, cumulative TP/FP in
+            frame order; ``"global"``: all detections by score, HEAL/CoAlign and the textbook
+            AP). The first gives the row's metrics; each other one the same metrics, interval
+            and convention under ``"sort/<name>"``, from the same matches.
 
     Returns:
         ``{fusion: {metric: value, "<metric>_ci": (lo, hi), "bootstrap_unit": unit,
@@ -83,9 +88,16 @@ def evaluate_fusions(
         torch.manual_seed(seed)
         with torch.no_grad():
             (bits,) = evaluate_frames(pipe, frames, [snr_db], [acc], batch_size, device)
-        row: dict[str, Any] = dict(headline_metrics(acc, bootstrap, seed, bootstrap_unit))
+        first, *others = sorts
+        row: dict[str, Any] = dict(headline_metrics(acc, bootstrap, seed, bootstrap_unit, first))
         row.update(source_bits_per_frame=bits / len(frames), num_frames=len(frames),
-                   convention=acc.config.convention(), precision=precision)  # fmt: skip
+                   convention={**acc.config.convention(), "sort": first},
+                   precision=precision)  # fmt: skip
+        for sort in others:
+            row[f"sort/{sort}"] = {
+                **headline_metrics(acc, bootstrap, seed, bootstrap_unit, sort),
+                "convention": {**acc.config.convention(), "sort": sort},
+            }
         out[name] = row
     model.configure_inference(previous)
     model.train(was_training)

@@ -709,6 +709,33 @@ def test_evaluate_fusions_headline_metrics(model, batch):
     assert drives["max"]["vehicle_ap_50"] == all_["max"]["vehicle_ap_50"]
 
 
+def test_evaluate_fusions_reports_further_sort_conventions(model, batch):
+    """``sorts``: the first convention gives the row, the others come from the same matches
+    under ``sort/<name>``; on one frame both sorts rank detections alike."""
+    from v2x.evaluation import HEADLINE_METRICS, evaluate_fusions
+
+    frames = [
+        _frame(1, [(0.0, 0.0, 0.0), (5.0, -3.0, 0.7), (-4.0, 6.0, -2.0)]),
+        _frame(2, [(10.0, 5.0, 1.0), (13.0, 2.0, 2.5)]),
+        _frame(3, [(0.0, 1.0, 0.2), (-3.0, -2.0, 1.0)]),
+    ]
+    cpu = torch.device("cpu")
+    plain = evaluate_fusions(model, frames, ["max"], cpu, bootstrap=10)["max"]
+    both = evaluate_fusions(model, frames, ["max"], cpu, bootstrap=10,
+                            sorts=("per_frame", "global"))["max"]  # fmt: skip
+    alone = evaluate_fusions(model, frames, ["max"], cpu, bootstrap=10, sorts=("global",))["max"]
+    assert both["convention"]["sort"] == "per_frame"
+    assert both["sort/global"]["convention"]["sort"] == "global"
+    assert alone["convention"]["sort"] == "global" and "sort/per_frame" not in alone
+    for key, _, _ in HEADLINE_METRICS:
+        for k in (key, f"{key}_ci"):
+            assert both[k] == pytest.approx(plain[k], nan_ok=True), k
+            assert both["sort/global"][k] == pytest.approx(alone[k], nan_ok=True), k
+    one = evaluate_fusions(model, frames[:1], ["max"], cpu, sorts=("per_frame", "global"))["max"]
+    for key, _, _ in HEADLINE_METRICS:
+        assert one["sort/global"][key] == pytest.approx(one[key], nan_ok=True), key
+
+
 def test_harq_rounds_reach_the_ledger_and_deliver_what_the_first_round_lost(model, batch):
     # MCS 14 needs ≈ 7 dB: at 3 dB the first round loses its blocks; two chase-combined
     # retransmissions reach ≈ 7.8 dB. Same seed: the first round is the same in both runs.
