@@ -122,7 +122,8 @@ def train_detector(
     ``cfg.init_checkpoint`` (a path, or ``"shipped"``: the detector shipped for the model's
     backbone) gives the starting weights unless a run is resumed; a model with the heading-axis
     channels (``DetectorConfig.yaw_axis``) may start from weights without them
-    (``load_detector_weights(grow=True)``).
+    (``load_detector_weights(grow=True)``). With validation they are validated first (step 0),
+    so ``best.pt`` is never worse than the start.
 
     With ``cfg.augment`` every sampled frame gets one global flip / rotation / scaling draw
     (``v2x.datasets.augment``), seeded by ``(seed, step, rank)``. The next batch is sampled,
@@ -204,7 +205,23 @@ def train_detector(
         batch = collate_frames(picked)
         return batch.pin_memory() if device.type == "cuda" else batch
 
+    def validate_and_keep(steps_done: int, best: float) -> float:
+        """Validate on rank 0 (every rank waits), log, keep ``best.pt``; the best metric."""
+        if rank == 0 and validate is not None:
+            metric = float(validate(model))
+            model.train()
+            _append_csv(out / "val.csv", {"step": steps_done, "metric": metric})
+            if metric > best:
+                best = metric
+                save_checkpoint(out / "best.pt", model, steps_done, None, None,
+                                {"train": _plain(cfg), "val_metric": metric})  # fmt: skip
+        if world > 1:
+            dist.barrier()
+        return best
+
     best = _best_metric(out / "best.pt") if resume else -math.inf
+    if cfg.init_checkpoint and start == 0 and cfg.val_every > 0:
+        best = validate_and_keep(0, best)  # the starting weights compete for best.pt too
     loader = ThreadPoolExecutor(max_workers=1)
     pending = loader.submit(prepare, start) if start < cfg.steps else None
     model.train()
@@ -242,17 +259,8 @@ def train_detector(
         if rank == 0 and ((step + 1) % cfg.checkpoint_every == 0 or step + 1 == cfg.steps):
             save_checkpoint(last, model, step + 1, optimizer, scheduler, {"train": _plain(cfg)})
         due = cfg.val_every > 0 and ((step + 1) % cfg.val_every == 0 or step + 1 == cfg.steps)
-        if due:  # every rank waits while rank 0 validates (only rank 0 has a validator)
-            if rank == 0 and validate is not None:
-                metric = float(validate(model))
-                model.train()
-                _append_csv(out / "val.csv", {"step": step + 1, "metric": metric})
-                if metric > best:
-                    best = metric
-                    save_checkpoint(out / "best.pt", model, step + 1, None, None,
-                                    {"train": _plain(cfg), "val_metric": metric})  # fmt: skip
-            if world > 1:
-                dist.barrier()
+        if due:
+            best = validate_and_keep(step + 1, best)
     loader.shutdown()
     if world > 1:
         dist.barrier()

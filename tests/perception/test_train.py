@@ -303,3 +303,24 @@ def test_init_checkpoint_grows_into_a_model_with_heading_axis_channels(reference
 def test_init_checkpoint_shipped_names_the_shipped_detector(tmp_path):
     with pytest.raises(ValueError, match="detector_synthetic.pt: its weights do not fit"):
         train_detector(_cfg(tmp_path, init_checkpoint="shipped"), frames)
+
+
+def test_fine_tuning_validates_its_starting_weights_first(reference_run, tmp_path):
+    """With init_checkpoint the start is validated at step 0 and kept when nothing beats it."""
+    values = iter([0.9, 0.5, 0.3])
+    seen: list[dict[str, torch.Tensor]] = []
+
+    def validate(model) -> float:
+        seen.append({k: v.detach().clone() for k, v in model.state_dict().items()})
+        return next(values)
+
+    cfg = _cfg(tmp_path, steps=4, val_every=2, init_checkpoint=str(reference_run))
+    train_detector(cfg, frames, validate=validate)
+    rows = _log(tmp_path / "val.csv")
+    assert [(int(r["step"]), float(r["metric"])) for r in rows] == [(0, 0.9), (2, 0.5), (4, 0.3)]
+    best = read_checkpoint(tmp_path / "best.pt")
+    assert best["step"] == 0 and best["extra"]["val_metric"] == 0.9
+    init = _weights(reference_run)
+    for key, value in best["model"].items():
+        torch.testing.assert_close(value, init[key], rtol=0, atol=0)
+        torch.testing.assert_close(seen[0][key], value, rtol=0, atol=0)
