@@ -129,12 +129,14 @@ def test_the_key_keys_the_cells():
 _NOT_COMPARED = ("config_hash", "v2x_version", "data_path")
 
 
-def _sweep_in_a_new_process(tmp: Path, name: str) -> tuple[list[dict], list[dict]]:
-    """A tiny GPU sweep (2 frames, Where2comm with asynchrony, frames ray-cast on the GPU into
+def _sweep_in_a_new_process(
+    tmp: Path, name: str, device: str = "cuda"
+) -> tuple[list[dict], list[dict]]:
+    """A tiny sweep (2 frames, Where2comm with asynchrony, frames ray-cast on ``device`` into
     this run's own cache) in a fresh interpreter; its results rows and ledger rows."""
     out, cache = tmp / name, tmp / f"{name}-frames"
     args = [
-        "--config-name", "sweep_payload_latency", "device=cuda", "data.synthetic.device=cuda",
+        "--config-name", "sweep_payload_latency", f"device={device}", f"data.synthetic.device={device}",
         "data.num_frames=2", "data.frames_per_sequence=2", "batch_size=2", f"data.cache_dir={cache}",
         "grid.fusions=[none,max,{name:where2comm,max_fraction:0.01}]", "eval.bootstrap=50",
         f"output_dir={out}", "quiet=true", "plots=false", "table=false",
@@ -158,7 +160,14 @@ def test_two_processes_running_one_gpu_sweep_write_the_same_numbers(tmp_path):
     rows_b, ledger_b = _sweep_in_a_new_process(tmp_path, "b")
     assert len(rows_a) == 3 and len(ledger_a) > 0
     assert [r["data_hash"] for r in rows_a] == [r["data_hash"] for r in rows_b]  # the frames
+    _assert_same(rows_a, rows_b)
+    _assert_same(ledger_a, ledger_b)
+
+
+def _assert_same(rows_a: list[dict], rows_b: list[dict]) -> None:
+    """Equal rows, column by column; NaN (no interval, no bandwidth ratio, ...) equals NaN."""
+    assert len(rows_a) == len(rows_b)
     for a, b in zip(rows_a, rows_b, strict=True):
-        for key in a:  # NaN (no interval, no invisible objects) equals NaN
-            assert a[key] == b[key] or (a[key] != a[key] and b[key] != b[key]), (a["fusion"], key)
-    assert ledger_a == ledger_b
+        for key in a:
+            same = a[key] == b[key] or (a[key] != a[key] and b[key] != b[key])
+            assert same, (a.get("fusion"), key, a[key], b[key])
