@@ -75,7 +75,7 @@ def _compose(name: str, overrides: list[str] | None = None):
 
 
 @pytest.mark.parametrize("name", ["sweep", "eval", "sweep_payload_latency", "train",
-                                  "train_pointpillars", "train_codec"])  # fmt: skip
+                                  "train_pointpillars", "train_pointpillars_finetune", "train_codec"])  # fmt: skip
 def test_every_app_config_defaults_to_deterministic(name):
     assert _compose(name).deterministic is True
 
