@@ -117,7 +117,9 @@ def test_the_key_keys_the_cells():
 
     small = ["checkpoint=untrained", "grid.snr_db=[0]", "grid.codecs=[identity]",
              "grid.fusions=[none]"]  # fmt: skip
-    on, off = (plan_sweep(_compose("sweep", [*small, f"deterministic={v}"])) for v in ("true", "false"))
+    on, off = (
+        plan_sweep(_compose("sweep", [*small, f"deterministic={v}"])) for v in ("true", "false")
+    )
     assert on.groups[0].setting["deterministic"] is True
     assert off.groups[0].setting["deterministic"] is False
     assert on.config_hash != off.config_hash
