@@ -1,4 +1,5 @@
-"""Plumbing that every part of the project may use: atomic file writes.
+"""Plumbing that every part of the project may use: atomic file writes and the switch that
+makes GPU numbers reproducible (``configure_determinism``).
 
 This module imports nothing from the project (like ``v2x.registry``), so ``datasets``,
 ``perception``, ``semcom`` and ``channels`` may use it without breaking the one-way dependency
@@ -15,6 +16,47 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
+
+#: cuBLAS workspace setting that makes its kernels reproducible (NVIDIA cuBLAS docs, "Results
+#: reproducibility"; torch's deterministic mode asks for it on CUDA >= 10.2).
+CUBLAS_WORKSPACE_CONFIG = ":4096:8"
+
+
+def configure_determinism(enabled: bool) -> None:
+    """Make this process compute the same numbers from the same inputs on every run (the apps'
+    ``deterministic`` config key; default ``True``).
+
+    ``enabled=True``: ``torch.use_deterministic_algorithms(True, warn_only=True)`` (CUDA
+    ``index_add_``, ``scatter_add_``, ``index_put_(accumulate=True)``, ``scatter_reduce`` sum
+    and mean, float ``cumsum`` and duplicate-index writes take their sort-based, fixed-order
+    kernels; an op without one warns instead of failing), cuDNN ``benchmark`` off and
+    ``deterministic`` on (no timing-based algorithm choice, no atomics), and
+    ``CUBLAS_WORKSPACE_CONFIG`` set to ``:4096:8`` unless the user set it. cuBLAS reads that
+    variable when it first allocates a handle's workspace, so this must run before the
+    process's first CUDA matrix product: the apps call it first thing. It changes nothing on the
+    CPU (every CPU kernel the project uses is already deterministic).
+
+    ``enabled=False``: torch's defaults for the two determinism switches (``benchmark`` is left
+    as it is: a speed choice of the caller's), so runs may differ in the last bits.
+
+    Raises ``ValueError`` when ``enabled`` is not a bool (a config value such as ``"false"``).
+
+    Triton kernels are not covered by torch's mode: the project's (``channels.awgn_triton``,
+    ``semcom.ldpc_minsum_triton``) have no order-dependent float accumulation (the LDPC
+    kernel's only atomic is an integer ``atomic_or``).
+    """
+    if not isinstance(enabled, bool):
+        raise ValueError(f"field 'deterministic' must be true or false, got {enabled!r}")
+    import torch
+
+    if enabled:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", CUBLAS_WORKSPACE_CONFIG)
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.backends.cudnn.benchmark = False
+        torch.backends.cudnn.deterministic = True
+    else:
+        torch.use_deterministic_algorithms(False)
+        torch.backends.cudnn.deterministic = False
 
 
 @contextmanager

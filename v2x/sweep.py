@@ -54,6 +54,7 @@ import torch
 
 from v2x import __version__
 from v2x.channels import build_channel
+from v2x.common import configure_determinism
 from v2x.datasets.frame import CLASS_NAMES, CoopFrame
 from v2x.evaluation import VEHICLE_LABELS, accumulate
 from v2x.execution import Arrival, evaluate_batch
@@ -420,14 +421,18 @@ class SweepInterrupted(KeyboardInterrupt):
 def run_sweep(cfg: Any) -> Path:
     """Run (or resume) a sweep; returns the results file path.
 
-    Steps: validate the config (errors list the valid choices), load the frames (their content
+    Steps: set torch's determinism as ``deterministic`` says (``configure_determinism``),
+    validate the config (errors list the valid choices), load the frames (their content
     hash keys the cells), open the job's results store, take the cells that it or another
     results file of ``output_dir`` already holds, then load the model once and compute only the
     missing cells, appending each group's cells atomically. Ctrl-C raises ``SweepInterrupted``
     saying what was saved and how to resume.
     """
     t0 = time.perf_counter()
-    plan = plan_sweep(cfg)
+    options = SweepConfig.from_any(cfg)
+    # before any CUDA work (the frames may be ray-cast on the GPU): cuBLAS reads its setting once
+    configure_determinism(options.deterministic)
+    plan = plan_sweep(options)
     cfg = plan.config
     frames = load_frames(plan.data, cfg.quiet)
     data_id = data_identity(plan.data, frames)

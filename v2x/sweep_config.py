@@ -37,6 +37,9 @@ class SweepConfig:
 
     Attributes:
         seed: seeds channel noise, pose noise and probabilistic LOS.
+        deterministic: run torch's deterministic kernels (``v2x.common.configure_determinism``):
+            the same config and seed give the same numbers in any process, on the GPU too
+            (``False``: the GPU may differ in the last bits between runs). Keys the cells.
         device: ``cpu``, ``cuda``, ``cuda:N`` or ``auto``; ``all`` (every visible CUDA device)
             or a list of devices of one type (``[cuda:0,cuda:1]``, ``[cpu,cpu]``): the groups
             are dealt to one worker process per device (``v2x.sweep_workers``), and the cells
@@ -73,6 +76,7 @@ class SweepConfig:
     """
 
     seed: int = 0
+    deterministic: bool = True
     device: str | list = "cpu"
     checkpoint: str | None = None
     model: dict = field(default_factory=dict)

@@ -407,6 +407,7 @@ def plan_sweep(cfg: Any) -> SweepPlan:
         # random weights are drawn from the model config (a checkpoint carries its own)
         "model": cfg.model if detector_sha == UNTRAINED else None,
         "device": device_key(cfg.device),
+        "deterministic": bool(cfg.deterministic),
         "batch_size": int(cfg.batch_size),
         "max_agents": data.get("max_agents"),
         "network": dataclasses.asdict(network),

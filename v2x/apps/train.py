@@ -11,6 +11,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from v2x.checkpoint import detector_config_from_dict
 from v2x.cli import user_errors
+from v2x.common import configure_determinism
 from v2x.configs import check_fields
 from v2x.datasets.frame import CoopFrame
 from v2x.loading import (  # noqa: F401 - the training frames live with the other loaders
@@ -99,7 +100,9 @@ def data_section(cfg: DictConfig) -> DictConfig:
 
 
 def run_training(cfg: DictConfig) -> Path:
-    """Train as configured; returns the last checkpoint's path."""
+    """Train as configured (torch's determinism as ``deterministic`` says: each DDP rank
+    calls this); returns the last checkpoint's path."""
+    configure_determinism(cfg.get("deterministic", True))
     cfg = cfg.copy()
     with open_dict(cfg):
         cfg.data = data_section(cfg)

@@ -14,6 +14,7 @@ from omegaconf import DictConfig, OmegaConf
 from v2x.cli import user_errors
 from v2x.codec_calibration import calibrate_snr_gate
 from v2x.codec_training import CodecTrainConfig, train_codec_for_task
+from v2x.common import configure_determinism
 from v2x.configs import check_fields
 from v2x.loading import load_training_frames
 from v2x.perception.detector import CoopDetector
@@ -41,8 +42,10 @@ def _device(name: str) -> torch.device:
 def run_codec_training(cfg: DictConfig) -> Path:
     """Train ``cfg.codec`` on the frozen detector, calibrate its gate, write ``cfg.out``.
 
-    Returns the checkpoint path; a JSON of the calibration is written next to it.
+    Torch's determinism is set first, as ``deterministic`` says. Returns the checkpoint path; a
+    JSON of the calibration is written next to it.
     """
+    configure_determinism(cfg.get("deterministic", True))
     device = _device(cfg.device)
     train = OmegaConf.to_container(cfg.codec_train, resolve=True)
     check_fields(CodecTrainConfig, train, "train_codec config: 'codec_train'")
