@@ -11,7 +11,7 @@ from dataclasses import dataclass, field, replace
 import torch
 from torch import nn
 
-from v2x.registry import Registry
+from v2x.common import Registry
 
 
 @dataclass

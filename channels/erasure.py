@@ -26,13 +26,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 
 from v2x.channels.arq import arq_resend, check_arq_rounds, check_feedback_delay
 from v2x.channels.base import CHANNELS, Channel, ChannelState
 from v2x.channels.packets import HEADER_BYTES, MTU_BYTES, PacketFormat, packet_index
+from v2x.common import to_plain
 
 
 @dataclass(frozen=True)
@@ -142,17 +142,8 @@ def _interp_bler(snr_db: torch.Tensor, table: list[list[float]]) -> torch.Tensor
     return torch.exp(y0 + w * (y1 - y0)).to(torch.float32)
 
 
-def _plain(cfg: Any) -> Any:
-    """OmegaConf containers → plain Python (without importing omegaconf eagerly)."""
-    if hasattr(cfg, "_metadata") and hasattr(cfg, "_get_node"):
-        from omegaconf import OmegaConf
-
-        return OmegaConf.to_container(cfg, resolve=True)
-    return cfg
-
-
 def _build_inner(inner: Channel | str | dict) -> Channel:
-    inner = _plain(inner)
+    inner = to_plain(inner)
     if isinstance(inner, Channel):
         return inner
     if isinstance(inner, str):
@@ -233,7 +224,7 @@ class ErasureChannel(Channel):
         self.loss_prob = float(loss_prob)
         self.p_gb, self.p_bg = float(p_gb), float(p_bg)
         self.loss_good, self.loss_bad = float(loss_good), float(loss_bad)
-        self.bler_table = _plain(bler_table)
+        self.bler_table = to_plain(bler_table)
         self.packetizer = Packetizer(mtu_bytes, header_bytes, bits_per_symbol, symbols_per_packet)
 
     def expected_loss_rate(self) -> float:

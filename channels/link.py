@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import torch
 
 from v2x.channels.budget import shannon_capacity
-from v2x.registry import Registry
+from v2x.common import Registry, to_plain
 
 
 @dataclass
@@ -305,10 +305,7 @@ class LinkModel:
 def build_link(cfg=None, **kwargs) -> LinkModel:
     """Build a registered link model from a config mapping with ``name`` (Hydra ``cfg.link``) or
     from ``name=...`` keyword arguments."""
-    if cfg is not None and hasattr(cfg, "_metadata"):
-        from omegaconf import OmegaConf
-
-        cfg = OmegaConf.to_container(cfg, resolve=True)
+    cfg = to_plain(cfg)
     if isinstance(cfg, str):
         cfg = {"name": cfg}
     params = {**(dict(cfg) if cfg else {}), **kwargs}

@@ -38,13 +38,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from v2x.common import Registry
 from v2x.perception.semantic import (
     adapted_head,
     head_payload,
     object_payload,
     top_cells,
 )
-from v2x.registry import Registry
 
 FUSIONS: Registry[FeatureFusion] = Registry("fusion")
 

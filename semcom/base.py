@@ -19,7 +19,7 @@ from torch import nn
 from v2x.channels.base import ChannelState
 from v2x.channels.link import LinkState
 from v2x.channels.packets import HEADER_BYTES, MTU_BYTES, PacketFormat, packets_hit
-from v2x.registry import Registry
+from v2x.common import Registry
 
 FLOAT16_BITS = 16
 

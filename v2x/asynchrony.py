@@ -39,7 +39,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from v2x.configs import dataclass_from
+from v2x.common import dataclass_from
 from v2x.datasets.frame import CoopBatch, CoopFrame, collate_frames, slot_order
 from v2x.datasets.synthetic import (
     GENERATOR_VERSION,

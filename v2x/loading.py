@@ -15,6 +15,7 @@ from typing import Any
 
 import torch
 
+from v2x.common import resolve_device
 from v2x.datasets.frame import CoopFrame
 from v2x.sweep_plan import UNTRAINED, SweepConfig
 
@@ -136,12 +137,6 @@ def data_identity(data: Mapping, frames: Sequence[CoopFrame]) -> dict:
         "num_frames": len(frames),
         "hash": frames_digest(frames),
     }
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
 
 
 _DEVICE_CHOICES = "cpu, cuda, cuda:N, auto, all, or a list of one kind such as [cuda:0,cuda:1]"

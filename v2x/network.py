@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from v2x.configs import dataclass_from
+from v2x.common import dataclass_from
 from v2x.datasets.frame import AGENT_KINDS, CoopFrame
 
 SPEED_OF_LIGHT_MPS = 299_792_458.0

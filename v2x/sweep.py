@@ -66,7 +66,6 @@ from v2x.loading import (  # noqa: F401 - the loading API, also reachable from h
     load_model,
     progress,
     progress_enabled,
-    resolve_device,
     resolve_devices,
 )
 from v2x.perception.average_precision import APAccumulator

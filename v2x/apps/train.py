@@ -11,7 +11,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from v2x.checkpoint import detector_config_from_dict
 from v2x.cli import user_errors
-from v2x.configs import check_fields
+from v2x.common import check_fields, resolve_device
 from v2x.datasets.frame import CoopFrame
 from v2x.loading import (  # noqa: F401 - the training frames live with the other loaders
     TRAIN_DATA_SOURCES as DATA_SOURCES,
@@ -60,7 +60,6 @@ def make_validator(cfg: DictConfig, device: str) -> Callable | None:
     import torch
 
     from v2x.fusion_evaluation import evaluate_fusions
-    from v2x.perception.train import resolve_device
 
     frames = validation_frames(cfg)
     fusion = str(cfg.val.fusion)

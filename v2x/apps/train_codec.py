@@ -14,7 +14,7 @@ from omegaconf import DictConfig, OmegaConf
 from v2x.cli import user_errors
 from v2x.codec_calibration import calibrate_snr_gate
 from v2x.codec_training import CodecTrainConfig, train_codec_for_task
-from v2x.configs import check_fields
+from v2x.common import check_fields, resolve_device
 from v2x.loading import load_training_frames
 from v2x.perception.detector import CoopDetector
 from v2x.semcom import build_codec
@@ -32,18 +32,12 @@ def _detector(cfg: DictConfig, device: torch.device) -> CoopDetector:
     return load_detector(cfg.checkpoint, device, backbone=backbone)
 
 
-def _device(name: str) -> torch.device:
-    from v2x.loading import resolve_device
-
-    return resolve_device(str(name))
-
-
 def run_codec_training(cfg: DictConfig) -> Path:
     """Train ``cfg.codec`` on the frozen detector, calibrate its gate, write ``cfg.out``.
 
     Returns the checkpoint path; a JSON of the calibration is written next to it.
     """
-    device = _device(cfg.device)
+    device = resolve_device(str(cfg.device))
     train = OmegaConf.to_container(cfg.codec_train, resolve=True)
     check_fields(CodecTrainConfig, train, "train_codec config: 'codec_train'")
     for name in ("snr_range_db", "ratios", "channels", "fusions"):
