@@ -348,7 +348,7 @@ class ErasureChannel(Channel):
         return y, state
 
 
-@CHANNELS.register("erasure_iid")
+@CHANNELS.register("erasure_iid", builds=ErasureChannel)
 def erasure_iid(
     inner: Channel | str | dict = "awgn", loss_prob: float = 0.01, **kw
 ) -> ErasureChannel:
@@ -356,7 +356,7 @@ def erasure_iid(
     return ErasureChannel(inner=inner, model="iid", loss_prob=loss_prob, **kw)
 
 
-@CHANNELS.register("erasure_ge")
+@CHANNELS.register("erasure_ge", builds=ErasureChannel)
 def erasure_ge(
     inner: Channel | str | dict = "awgn", p_gb: float = 0.01, p_bg: float = 0.25, **kw
 ) -> ErasureChannel:
@@ -364,14 +364,9 @@ def erasure_ge(
     return ErasureChannel(inner=inner, model="gilbert_elliott", p_gb=p_gb, p_bg=p_bg, **kw)
 
 
-@CHANNELS.register("erasure_bler")
+@CHANNELS.register("erasure_bler", builds=ErasureChannel)
 def erasure_bler(
     inner: Channel | str | dict = "rayleigh", bler_table: list[list[float]] | None = None, **kw
 ) -> ErasureChannel:
     """Packets lost with the block error rate at their instantaneous SNR."""
     return ErasureChannel(inner=inner, model="bler", bler_table=bler_table, **kw)
-
-
-# The named variants take ErasureChannel's keyword arguments (``**kw``), ARQ rounds included.
-for _factory in (erasure_iid, erasure_ge, erasure_bler):
-    _factory.sweep_arguments = ErasureChannel.sweep_arguments

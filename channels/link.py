@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from v2x.channels.base import Channel
 from v2x.channels.budget import shannon_capacity
 from v2x.common import Registry, to_plain
 
@@ -41,13 +42,11 @@ class LinkState:
     sinr_feedback: torch.Tensor | None = None
 
     @classmethod
-    def before_sending(cls, channel: object, snr_db: torch.Tensor) -> LinkState:
+    def before_sending(cls, channel: Channel, snr_db: torch.Tensor) -> LinkState:
         """What a transmitter knows of each link (``snr_db [L]`` dB) before sending over
         ``channel``: the SNR and the receiver's per-RE SINR report (``Channel.sinr_feedback``:
-        frequency-selective channels; ``None`` otherwise, or for a channel-like module without
-        the method)."""
-        feedback = getattr(channel, "sinr_feedback", None)
-        return cls(snr_db=snr_db, sinr_feedback=feedback(snr_db) if feedback else None)
+        frequency-selective channels; ``None`` otherwise)."""
+        return cls(snr_db=snr_db, sinr_feedback=channel.sinr_feedback(snr_db))
 
     @classmethod
     def from_snr(

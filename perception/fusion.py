@@ -46,8 +46,6 @@ from v2x.perception.semantic import (
     top_cells,
 )
 
-FUSIONS: Registry[FeatureFusion] = Registry("fusion")
-
 
 def clean_mask(features: torch.Tensor, valid: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Zero non-finite values, drop their cells from ``valid``, force the ego's row valid."""
@@ -136,6 +134,9 @@ class FeatureFusion(nn.Module):
         top = torch.topk(confidence.reshape(s, h * w).float(), kept, dim=1).indices
         mask = torch.zeros(s, h * w, dtype=torch.bool, device=confidence.device)
         return mask.scatter_(1, top, True).view(s, 1, h, w)
+
+
+FUSIONS: Registry[FeatureFusion] = Registry("fusion", base=FeatureFusion)
 
 
 @FUSIONS.register("none")

@@ -60,24 +60,55 @@ def import_plugins(modules: Sequence[str] | None, field_name: str = "plugins") -
 class Registry(Generic[T]):
     """Maps a config name (``"awgn"``, ``"max"``) to a factory.
 
+    A registry of parts with a base class (``Registry("channel", base=Channel)``) accepts only
+    subclasses of it, or factory functions that declare the subclass they build
+    (``register(name, builds=FadingChannel)``): what a part can do is then read from its class
+    (``part_class(name)``, e.g. ``Codec.sweep_arguments``), never probed on the factory.
+
     >>> CHANNELS = Registry("channel")
     >>> @CHANNELS.register("awgn")
     ... class AWGNChannel: ...
     >>> CHANNELS.build("awgn")
     """
 
-    def __init__(self, kind: str) -> None:
+    def __init__(self, kind: str, base: type | None = None) -> None:
         self.kind = kind
+        self.base = base
         self._factories: dict[str, Callable[..., T]] = {}
+        self._classes: dict[str, type | None] = {}
 
-    def register(self, name: str) -> Callable[[Callable[..., T]], Callable[..., T]]:
+    def register(
+        self, name: str, builds: type | None = None
+    ) -> Callable[[Callable[..., T]], Callable[..., T]]:
+        """Decorator registering a class, or a factory function that returns ``builds``
+        instances, under ``name`` (``TypeError`` when the registry has a base class that
+        neither is a subclass of; ``ValueError`` for a name taken by another factory)."""
+
         def decorator(factory: Callable[..., T]) -> Callable[..., T]:
             if name in self._factories and self._factories[name] is not factory:
                 raise ValueError(f"{self.kind} {name!r} is registered twice")
+            cls = factory if isinstance(factory, type) else builds
+            if self.base is not None and not (
+                isinstance(cls, type) and issubclass(cls, self.base)
+            ):
+                raise TypeError(
+                    f"{self.kind} {name!r}: register a subclass of {self.base.__name__}, or a "
+                    f"factory function with builds=<the {self.base.__name__} subclass it returns>"
+                )
             self._factories[name] = factory
+            self._classes[name] = cls
             return factory
 
         return decorator
+
+    def part_class(self, name: str) -> type:
+        """The class ``name`` builds (where its declared capabilities live); ``ValueError`` for
+        an unknown name or a registry without a base class whose factory declared none."""
+        self.get(name)
+        cls = self._classes.get(name)
+        if cls is None:
+            raise ValueError(f"{self.kind} {name!r} declares no class (register(..., builds=))")
+        return cls
 
     def names(self) -> list[str]:
         return sorted(self._factories)

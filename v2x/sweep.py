@@ -269,7 +269,7 @@ def _run_group(
         ledgers.append(book() if scorer is None else scorer.submit(book))
         bar.update(item.batch.batch_size * k)
     num_frames = sum(item.batch.batch_size for item in batches)
-    bits_estimated = group.stage == FEATURE_STAGE and bool(getattr(codec, "bits_estimated", False))
+    bits_estimated = group.stage == FEATURE_STAGE and bool(codec.bits_estimated)
 
     def finish() -> tuple[list[dict], pa.Table]:
         tables = [t.result() if isinstance(t, Future) else t for t in ledgers]
