@@ -31,6 +31,7 @@ import torch
 
 from v2x.channels.arq import arq_resend, check_arq_rounds, check_feedback_delay
 from v2x.channels.base import CHANNELS, Channel, ChannelState
+from v2x.channels.budget import normal_approx_error_prob
 from v2x.channels.packets import HEADER_BYTES, MTU_BYTES, PacketFormat, packet_index
 from v2x.common import to_plain
 
@@ -114,18 +115,9 @@ def gilbert_elliott_states(
 def normal_approx_bler(
     snr_lin: torch.Tensor, n: float | torch.Tensor, k: float | torch.Tensor
 ) -> torch.Tensor:
-    """Block error probability of the best ``(n, k)`` code over complex AWGN (normal approx.).
-
-    ``ε ≈ Q((n·C − k + ½·log2 n) / √(n·V))``, ``C = log2(1+P)``, ``V = P(P+2)/(P+1)²·log2²e``
-    (Polyanskiy, Poor, Verdú, IEEE T-IT 2010, eq. (296) with the complex-AWGN dispersion).
-    """
-    p = snr_lin.to(torch.float64)
-    n = torch.as_tensor(n, dtype=torch.float64, device=p.device)
-    k = torch.as_tensor(k, dtype=torch.float64, device=p.device)
-    cap = torch.log2(1 + p)
-    disp = p * (p + 2) / (p + 1) ** 2 * (math.log2(math.e) ** 2)
-    arg = (n * cap - k + 0.5 * torch.log2(n)) / torch.sqrt(n * disp).clamp_min(1e-30)
-    return (0.5 * torch.erfc(arg / math.sqrt(2))).to(torch.float32)
+    """Block error probability of the best ``(n, k)`` code over complex AWGN at linear SNR
+    ``snr_lin`` (``v2x.channels.budget.normal_approx_error_prob``), float32."""
+    return normal_approx_error_prob(snr_lin, n, k).to(torch.float32)
 
 
 def _interp_bler(snr_db: torch.Tensor, table: list[list[float]]) -> torch.Tensor:
