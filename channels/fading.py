@@ -33,8 +33,7 @@ from v2x.channels.base import (
     check_symbols,
     snr_db_to_noise_variance,
 )
-
-SPEED_OF_LIGHT = 299_792_458.0
+from v2x.channels.budget import SPEED_OF_LIGHT
 
 
 def doppler_hz(speed_mps: float | torch.Tensor, carrier_hz: float) -> float | torch.Tensor:
