@@ -179,7 +179,11 @@ def device_key(value: str | Sequence[str]) -> str:
 
 def load_model(cfg: SweepConfig, device: torch.device):
     """The detector: a checkpoint, the shipped one, or ``untrained`` (seeded random weights)."""
-    from v2x.checkpoint import detector_config_from_dict, load_detector, shipped_detector_path
+    from v2x.perception.checkpoint import (
+        detector_config_from_dict,
+        load_detector,
+        shipped_detector_path,
+    )
     from v2x.perception.detector import CoopDetector
     from v2x.sweep_plan import model_backbone
 

@@ -9,7 +9,6 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from v2x.checkpoint import detector_config_from_dict
 from v2x.cli import user_errors
 from v2x.common import check_fields, resolve_device
 from v2x.datasets.frame import CoopFrame
@@ -20,6 +19,7 @@ from v2x.loading import (
     _rank_device,
     load_training_frames,
 )
+from v2x.perception.checkpoint import detector_config_from_dict
 from v2x.perception.train import TrainConfig, frame_sampler, train_detector
 
 

@@ -22,7 +22,7 @@ from v2x.semcom.base import Codec
 
 
 def _detector(cfg: DictConfig, device: torch.device) -> CoopDetector:
-    from v2x.checkpoint import detector_config_from_dict, load_detector
+    from v2x.perception.checkpoint import detector_config_from_dict, load_detector
 
     if cfg.checkpoint == "untrained":
         torch.manual_seed(int(cfg.codec_train.seed))
