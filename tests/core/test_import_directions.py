@@ -90,3 +90,16 @@ def test_the_execution_home_imports_only_the_layers_below_it():
             if _package(target) == "core" and target not in EXECUTION_LAYERS[:i] and not forward:
                 bad.append(f"{path.name}: {target}")
     assert not bad, "the execution home imports above itself:\n" + "\n".join(bad)
+
+
+#: DESIGN.md's size rule for the core (``v2x/``, apps included): a module does one job.
+CORE_MAX_LINES = 500
+
+
+def test_no_core_module_is_over_500_lines():
+    long = []
+    for path in sorted((ROOT / "v2x").rglob("*.py")):
+        lines = len(path.read_text(encoding="utf-8").splitlines())
+        if lines > CORE_MAX_LINES:
+            long.append(f"{path.relative_to(ROOT)}: {lines} lines")
+    assert not long, "core modules over 500 lines:\n" + "\n".join(long)
