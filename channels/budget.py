@@ -36,19 +36,6 @@ def received_power_dbm(
     return tx_power_dbm + tx_gain_dbi + rx_gain_dbi - _t(path_loss_db)
 
 
-def snr_db(
-    path_loss_db,
-    tx_power_dbm: float = 23.0,
-    tx_gain_dbi: float = 0.0,
-    rx_gain_dbi: float = 0.0,
-    bandwidth_hz: float = 20e6,
-    noise_figure_db: float = 9.0,
-) -> torch.Tensor:
-    """Average SNR in dB at the receiver, ``[L]`` float64."""
-    rx = received_power_dbm(tx_power_dbm, tx_gain_dbi, rx_gain_dbi, path_loss_db)
-    return rx - thermal_noise_dbm(bandwidth_hz, noise_figure_db)
-
-
 def capacity_lin(snr_lin: torch.Tensor) -> torch.Tensor:
     """Shannon capacity ``log2(1 + P)`` of a linear SNR ``P`` in bits per complex channel use
     (in ``snr_lin``'s dtype and device). The project's one Shannon-rate formula."""

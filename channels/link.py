@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import torch
 
 from v2x.channels.base import Channel
-from v2x.channels.budget import shannon_capacity
+from v2x.channels.budget import received_power_dbm, shannon_capacity, thermal_noise_dbm
 from v2x.common import Registry, to_plain
 
 
@@ -273,8 +273,6 @@ class LinkModel:
             std = self.shadow_std_db(geo, cond)
             shadow = std * torch.randn(std.shape, generator=self.generator, dtype=torch.float64)
         pl = pl + shadow
-        from v2x.channels.budget import received_power_dbm, thermal_noise_dbm
-
         rx = received_power_dbm(self.tx_power_dbm, self.tx_gain_dbi, self.rx_gain_dbi, pl)
         noise = thermal_noise_dbm(self.bandwidth_hz, self.noise_figure_db)
         extra.update(
