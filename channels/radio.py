@@ -30,13 +30,11 @@ def check_radio_value(where: str, name: str, value, positive: bool = False) -> f
     """``float(value)`` of radio field ``name``; ``ValueError`` naming ``where``, the field, the
     value and what is expected when it is not a finite real number (``> 0`` if ``positive``)."""
     expected = "a finite number > 0" if positive else "a finite number"
-    ok = isinstance(value, numbers.Real) and not isinstance(value, bool)
-    if ok:
-        value = float(value)
-        ok = math.isfinite(value) and (value > 0 or not positive)
-    if not ok:
-        raise ValueError(f"{where}: field '{name}' is {value!r}; expected {expected}")
-    return value
+    if isinstance(value, numbers.Real) and not isinstance(value, bool):
+        number = float(value)
+        if math.isfinite(number) and (number > 0 or not positive):
+            return number
+    raise ValueError(f"{where}: field '{name}' is {value!r}; expected {expected}")
 
 
 @dataclass(frozen=True)
