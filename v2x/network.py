@@ -98,7 +98,7 @@ def default_radios() -> dict[str, RadioConfig]:
         "rsu": RadioConfig(
             tx_power_dbm=30.0, antenna_gain_dbi=8.0, num_antennas=2, noise_figure_db=5.0
         ),
-        "uav": RadioConfig(tx_power_dbm=23.0, antenna_gain_dbi=2.0),
+        "uav": RadioConfig(antenna_gain_dbi=2.0),
     }
 
 
