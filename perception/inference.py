@@ -12,6 +12,8 @@ too).
 * :func:`capture_graph` — a CUDA graph of a function on fixed-shape inputs (CUDA only), replayed
   on new inputs copied into its static buffers (what ``torch.compile(mode="reduce-overhead")``
   does, without the compilation).
+* :func:`capture_hazards` — what in a function would break CUDA graph capture (host-device
+  copies, host synchronisation, data-dependent shapes), found without a GPU on ``meta`` tensors.
 * :func:`compile_function` — ``torch.compile`` with a checked mode.
 * :func:`fold_batchnorm` — an inference copy with every eval-mode batch norm folded into the
   convolution or linear layer before it (one pass over the activations fewer per layer; the
@@ -22,15 +24,20 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import traceback
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval, fuse_linear_bn_eval
+from torch.overrides import TorchFunctionMode
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_flatten
 
 __all__ = ["PRECISIONS", "COMPILE_MODES", "autocast", "check_precision", "capture_graph",
-           "compile_function", "fold_batchnorm"]  # fmt: skip
+           "capture_hazards", "compile_function", "fold_batchnorm"]  # fmt: skip
 
 #: precision name -> autocast dtype (``None``: full float32, no autocast)
 PRECISIONS: dict[str, torch.dtype | None] = {
@@ -108,6 +115,100 @@ def capture_graph(
         return outputs
 
     return run
+
+
+#: ATen operators that wait for the device (a value or a shape read back by the host)
+SYNCHRONISING_OPS = frozenset({
+    "_local_scalar_dense", "nonzero", "nonzero_static_", "masked_select", "is_nonzero", "equal",
+    "_linalg_check_errors", "unique", "_unique", "_unique2", "unique_consecutive",
+    "unique_dim", "repeat_interleave", "bincount", "histc",
+})  # fmt: skip
+#: ``Tensor`` methods that return host values (a synchronisation on a CUDA tensor)
+HOST_METHODS = frozenset({
+    "item", "tolist", "cpu", "numpy", "__bool__", "__int__", "__float__", "__index__",
+})  # fmt: skip
+
+
+def _caller(frames: traceback.StackSummary | None = None) -> str:
+    """``file:line`` of the innermost frame outside torch and this module (of ``frames``, by
+    default the current stack)."""
+    for frame in reversed(frames if frames is not None else traceback.extract_stack()):
+        parts = Path(frame.filename).parts
+        if "torch" not in parts and Path(frame.filename) != Path(__file__):
+            return f"{Path(frame.filename).name}:{frame.lineno}"
+    return "?"
+
+
+class _HostFunctionProbe(TorchFunctionMode):
+    """Python-level hazards: host reads, and a Python number assigned to a single element (on
+    a CUDA tensor ``t[i, j] = 1.0`` copies a CPU scalar into the 0-dim slice: ``copy_`` from
+    host memory; a larger slice is filled on the device)."""
+
+    def __init__(self, found: list[str]) -> None:
+        super().__init__()
+        self.found = found
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        name = getattr(func, "__name__", "")
+        if func is torch.Tensor.__setitem__ and isinstance(args[2], (bool, int, float, complex)):
+            with torch._C.DisableTorchFunction():
+                element = args[0][args[1]].dim() == 0
+            if element:
+                self.found.append(f"{_caller()}: a Python number assigned to one element "
+                                  "(host-to-device copy on CUDA)")  # fmt: skip
+        elif name in HOST_METHODS and isinstance(args[0], torch.Tensor):
+            self.found.append(f"{_caller()}: Tensor.{name}() reads the value on the host")
+        return func(*args, **kwargs)
+
+
+class _HostDispatchProbe(TorchDispatchMode):
+    """ATen-level hazards: host memory in the captured region (a CPU tensor that is not a
+    0-dim scalar argument, any copy from or to the CPU) and synchronising operators."""
+
+    def __init__(self, found: list[str]) -> None:
+        super().__init__()
+        self.found = found
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        name = func.overloadpacket.__name__
+        if name in SYNCHRONISING_OPS:  # before the call: on 'meta' most of them raise
+            self.found.append(f"{_caller()}: aten.{name} synchronises with the host")
+        out = func(*args, **(kwargs or {}))
+        tensors = [t for t in tree_flatten((args, kwargs, out))[0] if isinstance(t, torch.Tensor)]
+        host = [t for t in tensors if t.device.type == "cpu"]
+        copy_op = name in ("copy_", "_to_copy", "_copy_from", "to")
+        if (copy_op and host) or any(t.dim() > 0 for t in host):
+            self.found.append(f"{_caller()}: aten.{name} on host memory "
+                              f"({', '.join(sorted({t.device.type for t in tensors}))})")  # fmt: skip
+        return out
+
+
+def capture_hazards(fn: Callable[..., Any], inputs: Sequence[torch.Tensor]) -> list[str]:
+    """What in ``fn(*inputs)`` would break (or silently freeze into) a CUDA graph capture,
+    found without a GPU.
+
+    Run it on ``meta`` tensors: ``inputs`` and every tensor ``fn`` closes over (a model:
+    ``copy.deepcopy(model).to("meta")``) on the ``meta`` device, so that every tensor made on
+    the host stands out. Reported, each as ``"file:line: what"`` (the innermost frame outside
+    torch): operators on host tensors other than 0-dim scalar arguments and copies from or
+    to the host (e.g. ``torch.tensor(...).to(device)``), synchronising operators
+    (:data:`SYNCHRONISING_OPS`: ``.item()``, ``nonzero``, boolean indexing, a checked
+    inverse), host reads (:data:`HOST_METHODS`), a Python number assigned to a single element,
+    and an exception of ``fn`` (a data-dependent shape cannot be computed on ``meta``).
+
+    Returns: the hazards in the order met, duplicates (same line, same message) dropped.
+    """
+    if not inputs or any(t.device.type != "meta" for t in inputs):
+        raise ValueError("capture_hazards: 'inputs' must be tensors on the 'meta' device")
+    found: list[str] = []
+    try:
+        with _HostFunctionProbe(found), _HostDispatchProbe(found):
+            fn(*inputs)
+    except Exception as exc:  # noqa: BLE001 - reported as a hazard
+        where = _caller(traceback.extract_tb(exc.__traceback__))
+        found.append(f"{where}: raised {type(exc).__name__}: {str(exc)[:100]}")
+    return list(dict.fromkeys(found))
 
 
 def compile_function(fn: Callable[..., Any], mode: str = "default") -> Callable[..., Any]:

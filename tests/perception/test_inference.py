@@ -7,7 +7,9 @@ fp32 eager model for channels-last, autocast and compiled runs.
 
 from __future__ import annotations
 
+import copy
 import importlib.util
+import inspect
 from pathlib import Path
 
 import pytest
@@ -19,12 +21,18 @@ from v2x.perception.fusion import build_fusion
 from v2x.perception.inference import (
     autocast,
     capture_graph,
+    capture_hazards,
     check_precision,
     compile_function,
     fold_batchnorm,
 )
 from v2x.perception.pillars import PillarEncoder
-from v2x.perception.warp import relative_level_transforms, warp_to_ego
+from v2x.perception.warp import (
+    perturb_poses,
+    relative_level_transforms,
+    warp_sampling_grid,
+    warp_to_ego,
+)
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -192,6 +200,76 @@ def test_whole_network_traces_as_one_graph() -> None:
         ref, out = net(*inputs), traced(*inputs)
     for r, o in zip(ref, out, strict=True):
         torch.testing.assert_close(o, r, rtol=1e-6, atol=1e-6 * r.abs().max().item())
+
+
+def _host_traffic(x: torch.Tensor) -> torch.Tensor:
+    """One of each capture hazard, on the lines the comments name (offsets from ``def``)."""
+    y = torch.zeros(3, 3, device=x.device)
+    y[0, 0] = 2.0  # +3: one element from a Python number
+    y[1] = 3.0  # a row is filled on the device: no hazard
+    z = x + torch.tensor([1.0, 2.0, 3.0]).to(x.device)  # +5: host tensor copied over
+    return z * z.sum().item()  # +6: a host read (which raises on 'meta': the last one)
+
+
+def test_capture_hazards_names_each_host_copy_and_synchronisation() -> None:
+    first = inspect.getsourcelines(_host_traffic)[1]
+    found = capture_hazards(_host_traffic, [torch.zeros(3, device="meta")])
+    lines = [int(h.split(":")[1]) - first for h in found]
+    assert lines[0] == 3 and "one element" in found[0]
+    assert 5 in lines and any("_to_copy" in h for h in found)
+    read = [h for h, line in zip(found, lines, strict=True) if line == 6]
+    assert "item()" in read[0] and "_local_scalar_dense" in read[1] and "raised" in read[-1]
+    assert lines == sorted(lines)  # in the order met
+    boolean_index = capture_hazards(lambda x: x[x > 0], [torch.zeros(3, device="meta")])
+    assert len(boolean_index) == 1 and "raised" in boolean_index[0]  # a data-dependent shape
+    assert all(h.startswith("test_inference.py:") for h in found)
+    assert capture_hazards(lambda x: (x * 2 + 1).amax(0), [torch.zeros(3, 4, device="meta")]) == []
+    with pytest.raises(ValueError, match="meta"):
+        capture_hazards(lambda x: x, [torch.zeros(3)])
+
+
+@pytest.mark.parametrize("fusion", ["attention", "max"])
+@pytest.mark.parametrize("backbone", ["small", "pointpillars"])
+def test_inference_network_has_no_capture_hazards(backbone: str, fusion: str) -> None:
+    """The benchmark's network (encode, warp, fuse, head; folded, channels-last) makes no host
+    tensor, copy or synchronisation: what CUDA graph capture needs (its failure on the H200 was
+    the warp's constant matrices, filled element by element from Python numbers)."""
+    model = fold_batchnorm(_detector(backbone)).configure_inference("fp32", channels_last=True)
+    model = copy.deepcopy(model).to("meta")
+    fuse = build_fusion(fusion)
+    pts, mask, poses = _inputs()
+    inputs = [t.to("meta") for t in (pts, mask, poses, relative_level_transforms(poses))]
+
+    def network(pts, mask, poses, ego_to_agent):
+        warped, cov = warp_to_ego(model.encode(pts, mask, poses), ego_to_agent, model.grid)
+        return model.head(fuse(warped, cov))
+
+    with torch.no_grad():
+        assert capture_hazards(network, inputs) == []
+
+
+def test_warp_sampling_grid_samples_each_ego_cell_centre_in_the_agent_frame() -> None:
+    """Oracle: each ego cell centre (metres) moved by the ego-to-agent transform in float64 and
+    normalised to [-1, 1] over the agent's grid, an off-centre grid and noisy poses."""
+    grid = BEVGrid(x_range_m=(-10.0, 30.0), y_range_m=(-3.2, 6.4))
+    g = torch.Generator().manual_seed(3)
+    poses = torch.eye(4, dtype=torch.float64).repeat(2, 3, 1, 1)
+    poses[..., :3, 3] = torch.randn(2, 3, 3, generator=g, dtype=torch.float64) * 5
+    poses = perturb_poses(poses, 1.0, 0.4, generator=g)
+    ego_to_agent = relative_level_transforms(poses)
+    stride = 2
+    h, w = grid.height // stride, grid.width // stride
+    sample_grid, coverage = warp_sampling_grid(ego_to_agent, grid, h, w)
+    centres = grid.cell_centers(stride).double()  # [h, w, 2] (x, y) metres
+    xyz1 = torch.cat([centres, torch.zeros(h, w, 1, dtype=torch.float64),
+                      torch.ones(h, w, 1, dtype=torch.float64)], dim=-1)  # fmt: skip
+    moved = torch.einsum("naij,hwj->nahwi", ego_to_agent, xyz1)[..., :2]
+    lo = torch.tensor([grid.x_range_m[0], grid.y_range_m[0]], dtype=torch.float64)
+    hi = torch.tensor([grid.x_range_m[1], grid.y_range_m[1]], dtype=torch.float64)
+    expected = (2 * (moved - lo) / (hi - lo) - 1).reshape(6, h, w, 2)
+    torch.testing.assert_close(sample_grid.double(), expected, rtol=0, atol=1e-5)
+    inside = (expected.abs() <= 1 - 1e-4).all(-1).view(2, 3, 1, h, w)
+    assert coverage[inside].all() and inside[:, 0].all()  # the ego covers its own grid
 
 
 @pytest.mark.slow
