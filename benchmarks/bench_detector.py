@@ -35,7 +35,9 @@ CPU smoke run (small grid and model, seconds):
 from __future__ import annotations
 
 import argparse
+import copy
 import dataclasses
+import functools
 import math
 import time
 from collections.abc import Callable
@@ -53,6 +55,7 @@ from v2x.perception.inference import (
     COMPILE_MODES,
     PRECISIONS,
     capture_graph,
+    capture_hazards,
     compile_function,
     fold_batchnorm,
 )
@@ -61,7 +64,7 @@ from v2x.perception.warp import relative_level_transforms, warp_to_ego
 # (batch, precision) -> reference cooperative frames/s on one H200 (batch 1 fp16 not measured:
 # the batch-8 figure is used for both batches there; bf16 is compared with the fp16 figure).
 OPENCOOD_FPS = {(1, "fp32"): 124.5, (8, "fp32"): 135.7, (1, "fp16"): 176.7, (8, "fp16"): 176.7}
-MODES = ("eager", "graph", "compile")  # besides "plain", always measured first
+MODES = ("eager", "graph", "compile", "hybrid")  # besides "plain", always measured first
 
 
 def make_inputs(
@@ -87,14 +90,26 @@ def make_inputs(
     return pts.to(device), mask.to(device), poses.to(device), transforms.to(device)
 
 
-def network_fn(model: CoopDetector, fusion: torch.nn.Module) -> Callable:
+def network_fn(
+    model: CoopDetector,
+    fusion: torch.nn.Module,
+    wrap_middle: Callable[[Callable], Callable] | None = None,
+) -> Callable:
     """``(points, mask, poses, ego_to_agent) -> (heat, reg)``: encode every agent, warp, fuse,
-    head (the network of a cooperative frame, no pre- or post-processing)."""
+    head (the network of a cooperative frame, no pre- or post-processing).
+
+    ``wrap_middle``: applied to the warp-and-fuse function ``(features [B, A, C, h, w],
+    ego_to_agent) -> fused [B, C, h, w]`` (e.g. ``compile_function``: the memory-bound part
+    between the convolutions, fused by inductor while cuDNN keeps the convolutions)."""
+
+    def warp_fuse(feats, ego_to_agent):
+        warped, cov = warp_to_ego(feats, ego_to_agent, model.grid)
+        return fusion(warped, cov)
+
+    middle = wrap_middle(warp_fuse) if wrap_middle is not None else warp_fuse
 
     def network(pts, mask, poses, ego_to_agent):
-        feats = model.encode(pts, mask, poses)
-        warped, cov = warp_to_ego(feats, ego_to_agent, model.grid)
-        return model.head(fusion(warped, cov))
+        return model.head(middle(model.encode(pts, mask, poses), ego_to_agent))
 
     return network
 
@@ -115,6 +130,43 @@ def measure(fn: Callable, inputs, iters: int, device: torch.device, warmup: int 
             fn(*inputs)
         synchronize(device)
     return (time.perf_counter() - t) / iters
+
+
+def hazards_line(model: CoopDetector, fusion: torch.nn.Module, inputs) -> str:
+    """The first capture hazards of ``model``'s network (``capture_hazards`` on a ``meta``
+    copy), or that there are none: printed when a capture fails."""
+    meta = copy.deepcopy(model).to("meta")
+    with torch.no_grad():
+        found = capture_hazards(network_fn(meta, fusion), [t.to("meta") for t in inputs])
+    return "; ".join(found[:3]) if found else "none found on meta tensors"
+
+
+def profile_lines(fn: Callable, inputs, device: torch.device, top: int) -> list[str]:
+    """The ``top`` CUDA kernels by device time (operators by self CPU time on the CPU) over 5
+    calls, as ``  name  ms per call  share`` lines after the total per call."""
+    from torch.autograd import DeviceType
+    from torch.profiler import ProfilerActivity, profile
+
+    cuda = device.type == "cuda"
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
+    calls = 5
+    with torch.no_grad(), profile(activities=activities) as prof:
+        for _ in range(calls):
+            fn(*inputs)
+        synchronize(device)
+    if cuda:  # the kernels themselves (an operator's device time would count them twice)
+        events = [e for e in prof.key_averages() if e.device_type == DeviceType.CUDA]
+        times = [e.device_time_total for e in events]
+    else:
+        events = list(prof.key_averages())
+        times = [e.self_cpu_time_total for e in events]
+    ranked = sorted(zip(times, events, strict=True), key=lambda te: te[0], reverse=True)
+    total = sum(times) or 1.0
+    count = f" in {sum(e.count for e in events) / calls:.0f} kernels" if cuda else ""
+    lines = [f"  profile: {total / calls / 1e3:.3f} ms per call{count}"]
+    for t, e in ranked[:top]:
+        lines.append(f"  {e.key[:96]:96s} {t / calls / 1e3:8.3f} ms {100 * t / total:5.1f} %")
+    return lines
 
 
 def build_model(name: str, grid: BEVGrid, device: torch.device) -> CoopDetector:
@@ -140,11 +192,17 @@ def main(argv: list[str] | None = None) -> list[dict]:
     ap.add_argument("--modes", nargs="+", default=["eager", "graph"], choices=MODES)
     ap.add_argument("--compile-mode", default="reduce-overhead", choices=COMPILE_MODES,
                     help="torch.compile mode of the 'compile' runs")
+    ap.add_argument("--hybrid-compile-mode", default="max-autotune-no-cudagraphs",
+                    choices=[m for m in COMPILE_MODES if "no-cudagraphs" in m or m == "default"],
+                    help="torch.compile mode of the warp and fusion in 'hybrid' runs (no CUDA "
+                    "graphs of its own: the whole network is captured as one)")  # fmt: skip
     ap.add_argument("--budget-s", type=float, default=170.0,
                     help="skip configurations that would start later than this")  # fmt: skip
     ap.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=True)
     ap.add_argument("--fold-bn", action=argparse.BooleanOptionalAction, default=True,
                     help="fold batch norms into the layers before them (not in 'plain')")  # fmt: skip
+    ap.add_argument("--profile", type=int, default=0, metavar="K",
+                    help="after each configuration, its K operators/kernels by device time")  # fmt: skip
     ap.add_argument("--grid", type=int, nargs=2, default=[704, 200], metavar=("W", "H"),
                     help="BEV grid in 0.4 m cells (704 200 for the benchmark; a multiple of 8 "
                     "each, smaller for CPU smoke runs)")  # fmt: skip
@@ -160,7 +218,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     plain_network = network_fn(model, fusion)
     fast = fold_batchnorm(model) if args.fold_bn else model
     fast_network = network_fn(fast, fusion)
-    modes = [m for m in args.modes if m != "graph" or device.type == "cuda"]
+    modes = [m for m in args.modes if m != "graph" or device.type == "cuda"]  # hybrid: no graph
     print(f"device {torch.cuda.get_device_name(device) if device.type == 'cuda' else device}, "
           f"torch {torch.__version__}, model {args.model} ({params / 1e6:.2f} M parameters), grid "
           f"{grid.width}x{grid.height}, agents {args.agents}, points/agent {args.points}, "
@@ -186,6 +244,14 @@ def main(argv: list[str] | None = None) -> list[dict]:
                 with torch.no_grad():
                     if mode == "graph":
                         fn = capture_graph(network, inputs)
+                    elif mode == "hybrid":
+                        torch._dynamo.reset()
+                        compiled = functools.partial(
+                            compile_function, mode=args.hybrid_compile_mode
+                        )
+                        fn = network_fn(net, fusion, compiled)
+                        if device.type == "cuda":
+                            fn = capture_graph(fn, inputs)  # compiles in its warm-up
                     elif mode == "compile":
                         torch._dynamo.reset()
                         fn = compile_function(network, args.compile_mode)
@@ -198,6 +264,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
             except Exception as exc:  # report and go on: the other configurations still count
                 print(f"batch {b} {precision:4s} {mode:7s}: failed: {type(exc).__name__}: "
                       f"{str(exc).splitlines()[0] if str(exc) else ''}", flush=True)  # fmt: skip
+                if mode in ("graph", "hybrid"):
+                    print(f"  capture hazards: {hazards_line(net, fusion, inputs)}", flush=True)
                 continue
             if mode == "plain":
                 baseline, reference = fps, outputs
@@ -212,6 +280,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
                   f"{fps / ref:5.2f}x reference ({ref:.1f}) | {fps / baseline:5.2f}x our plain "
                   f"fp32 | max rel. error vs plain {error:.1e} | setup {setup_s:5.1f} s",
                   flush=True)  # fmt: skip
+            if args.profile:
+                print("\n".join(profile_lines(fn, inputs, device, args.profile)), flush=True)
     return rows
 
 

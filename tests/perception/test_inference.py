@@ -335,14 +335,15 @@ GPU_TOLERANCE = {"fp32": 1e-2, "fp16": 2e-2, "bf16": 1e-1}
 @pytest.mark.gpu
 @pytest.mark.parametrize("model", ["small", "pointpillars"])
 def test_benchmark_on_cuda_every_mode_runs_and_matches_the_plain_model(model: str) -> None:
-    """The H200 benchmark's code paths on a small grid: a CUDA graph and inductor with CUDA
-    graphs (reduce-overhead) capture the whole network, and every configuration's outputs match
-    the plain fp32 model within ``GPU_TOLERANCE``."""
+    """The H200 benchmark's code paths on a small grid: a CUDA graph, inductor with CUDA graphs
+    (reduce-overhead) and the hybrid (inductor's warp and fusion inside one CUDA graph) capture
+    the whole network, and every configuration's outputs match the plain fp32 model within
+    ``GPU_TOLERANCE``."""
     rows = _bench().main(["--device", "cuda", "--model", model, "--grid", "64", "32",
                           "--points", "2000", "--batch", "2", "--iters", "2", "--precision",
                           "fp32", "fp16", "bf16", "--modes", "eager", "graph", "compile",
-                          "--compile-mode", "reduce-overhead"])  # fmt: skip
-    assert len(rows) == 1 + 3 * 3  # no configuration failed or was skipped
+                          "hybrid", "--compile-mode", "reduce-overhead"])  # fmt: skip
+    assert len(rows) == 1 + 3 * 4  # no configuration failed or was skipped
     for r in rows:
         assert r["max_rel_error"] <= GPU_TOLERANCE[r["precision"]], r
 
@@ -365,3 +366,22 @@ def test_benchmark_runs_every_mode_on_cpu() -> None:
     assert rows[0]["max_rel_error"] == 0.0  # the reference against itself
     assert 0.0 < rows[1]["max_rel_error"] < 1e-5  # folded batch norms: float32 rounding
     assert rows[1]["max_rel_error"] < rows[2]["max_rel_error"] < TOLERANCE["bf16"]
+
+
+def test_benchmark_network_with_a_traced_middle_equals_eager() -> None:
+    """The 'hybrid' wiring: the warp and fusion traced whole (``fullgraph``: no graph break, so
+    inductor can fuse them) and put back between encoder and head give eager's outputs."""
+    bench = _bench()
+    model = _detector().configure_inference("fp32", channels_last=True)
+    fusion = build_fusion("attention")
+    pts, mask, poses = _inputs()
+    inputs = (pts, mask, poses, relative_level_transforms(poses))
+    torch._dynamo.reset()
+    traced = bench.network_fn(
+        model, fusion, lambda f: torch.compile(f, backend="aot_eager", fullgraph=True)
+    )
+    with torch.no_grad():
+        ref, out = bench.network_fn(model, fusion)(*inputs), traced(*inputs)
+        assert bench.hazards_line(model, fusion, inputs) == "none found on meta tensors"
+    for r, o in zip(ref, out, strict=True):
+        torch.testing.assert_close(o, r, rtol=1e-6, atol=1e-6 * r.abs().max().item())
