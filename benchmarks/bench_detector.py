@@ -109,7 +109,9 @@ def network_fn(
     middle = wrap_middle(warp_fuse) if wrap_middle is not None else warp_fuse
 
     def network(pts, mask, poses, ego_to_agent):
-        return model.head(middle(model.encode(pts, mask, poses), ego_to_agent))
+        # reduced precision: the map reaches the warp in its autocast dtype (cast there)
+        feats = model.encode(pts, mask, poses, float_output=False)
+        return model.head(middle(feats, ego_to_agent))
 
     return network
 

@@ -130,24 +130,37 @@ class CoopDetector(nn.Module):
                     module.weight.data = module.weight.data.contiguous(memory_format=fmt)
         return self
 
-    def encode_points(self, level_points: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    def encode_points(
+        self, level_points: torch.Tensor, mask: torch.Tensor, float_output: bool = True
+    ) -> torch.Tensor:
         """``[S, N, 4]`` levelled points + ``[S, N]`` mask → ``[S, C, h, w]`` features (with a
-        reduced ``self.precision``: computed under its autocast, returned as float32)."""
+        reduced ``self.precision``: computed under its autocast, returned as float32, or in the
+        autocast dtype with ``float_output=False``: the warp's resampling casts to float32
+        itself, so a compiled warp can fuse the cast instead of a pass over the map here)."""
         if self.precision == "fp32":  # as it always was (an enclosing autocast stays in force)
             return self.backbone(self.pillars(level_points, mask))
         with autocast(level_points.device, self.precision, cache_enabled=False):
             features = self.backbone(self.pillars(level_points, mask))
-        return features.float()
+        return features.float() if float_output else features
 
-    def encode(self, points: torch.Tensor, point_mask: torch.Tensor, poses: torch.Tensor) -> torch.Tensor:
+    def encode(
+        self,
+        points: torch.Tensor,
+        point_mask: torch.Tensor,
+        poses: torch.Tensor,
+        float_output: bool = True,
+    ) -> torch.Tensor:
         """Every agent encodes in its own levelled frame.
 
         Args: points ``[B, A, N, 4]`` sensor frame, point_mask ``[B, A, N]``, poses
-        ``[B, A, 4, 4]`` float64. Returns ``[B, A, C, h, w]``.
+        ``[B, A, 4, 4]`` float64, ``float_output`` as in ``encode_points``. Returns
+        ``[B, A, C, h, w]``.
         """
         b, a, n, _ = points.shape
         level = points_to_level_frame(points, poses, self.grid.ground_z_m)
-        feats = self.encode_points(level.reshape(b * a, n, 4), point_mask.reshape(b * a, n))
+        feats = self.encode_points(
+            level.reshape(b * a, n, 4), point_mask.reshape(b * a, n), float_output
+        )
         return feats.view(b, a, *feats.shape[1:])
 
     def forward(self, batch, mode: str = "max", min_points_in_box: int = 1) -> dict[str, torch.Tensor]:

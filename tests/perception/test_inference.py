@@ -154,6 +154,24 @@ def test_reduced_precision_matches_fp32_within_tolerance(precision: str) -> None
         assert not torch.equal(o, r)  # autocast did run in reduced precision
 
 
+def test_reduced_precision_map_reaches_the_warp_in_its_dtype_with_the_same_result() -> None:
+    """``float_output=False``: the bf16 map is handed on as it is and the warp casts it, the
+    same float32 values as casting in the encoder."""
+    model = _detector().configure_inference("bf16")
+    pts, mask, poses = _inputs()
+    ego_to_agent = relative_level_transforms(poses)
+    with torch.no_grad():
+        feats = model.encode(pts, mask, poses, float_output=False)
+        floats = model.encode(pts, mask, poses)
+        assert feats.dtype == torch.bfloat16 and floats.dtype == torch.float32
+        assert torch.equal(feats.float(), floats)
+        warped, _ = warp_to_ego(feats, ego_to_agent, model.grid)
+        assert torch.equal(warped, warp_to_ego(floats, ego_to_agent, model.grid)[0])
+        assert model.encode(pts, mask, poses, float_output=False).dtype == torch.bfloat16
+        model.configure_inference("fp32")
+        assert model.encode(pts, mask, poses, float_output=False).dtype == torch.float32
+
+
 @pytest.mark.parametrize("backbone", ["small", "pointpillars"])
 def test_folded_batchnorm_copy_matches_within_float32_rounding(backbone: str) -> None:
     model = _detector(backbone)
