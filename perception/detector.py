@@ -6,6 +6,7 @@ stride-2 feature grid.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 
 import torch
@@ -14,7 +15,7 @@ from torch import nn
 from v2x.perception.backbone import BEVBackbone, PointPillarsBackbone
 from v2x.perception.bev import BEVGrid, points_to_level_frame
 from v2x.perception.head import CenterHead, decode_detections
-from v2x.perception.inference import autocast, check_precision
+from v2x.perception.inference import GraphCache, autocast, check_precision
 from v2x.perception.nms import batched_rotated_nms
 from v2x.perception.pillars import PillarEncoder
 from v2x.perception.semantic import payload_adapters
@@ -106,9 +107,14 @@ class CoopDetector(nn.Module):
         self.payload_adapters = payload_adapters(config.feature_channels, config.num_classes)
         self.stride = BEVBackbone.stride
         self.precision = "fp32"  # inference autocast of encode and head (configure_inference)
+        # encode replayed from CUDA graphs (configure_inference); keyed by float_output
+        self.encode_graphs: dict[bool, GraphCache] | None = None
 
     def configure_inference(
-        self, precision: str = "fp32", channels_last: bool | None = None
+        self,
+        precision: str = "fp32",
+        channels_last: bool | None = None,
+        cuda_graph: bool | None = None,
     ) -> CoopDetector:
         """Inference options that leave the fp32 computation as it is (module
         ``v2x.perception.inference``); returns ``self``.
@@ -119,7 +125,16 @@ class CoopDetector(nn.Module):
             channels_last: convolution weights and the pillar pseudo-image in channels-last
                 (NHWC) memory layout, the fast layout of cuDNN's tensor-core convolutions
                 (``None``: leave the layout as it is).
+            cuda_graph: ``encode`` in eval mode without autograd on CUDA inputs replays a CUDA
+                graph per input shape (``GraphCache``: captured on first use, at most 4 shapes,
+                the same kernels as eager, no launch overhead); ``None``: leave it as it is.
+                Any call of this method drops the graphs captured so far (they hold the old
+                settings), as does moving the model.
         """
+        if cuda_graph is not None:
+            self.encode_graphs = {} if cuda_graph else None
+        elif self.encode_graphs is not None:
+            self.encode_graphs.clear()
         self.precision = check_precision(precision, "model.precision")
         self.head.precision = self.precision
         if channels_last is not None:
@@ -156,12 +171,30 @@ class CoopDetector(nn.Module):
         ``[B, A, 4, 4]`` float64, ``float_output`` as in ``encode_points``. Returns
         ``[B, A, C, h, w]``.
         """
+        if self.encode_graphs is not None and not self.training:
+            graphs = self.encode_graphs.get(float_output)
+            if graphs is None:
+                graphs = self.encode_graphs[float_output] = GraphCache(
+                    functools.partial(self._encode, float_output=float_output)
+                )
+            return graphs(points, point_mask, poses)
+        return self._encode(points, point_mask, poses, float_output)
+
+    def _encode(
+        self, points: torch.Tensor, point_mask: torch.Tensor, poses: torch.Tensor, float_output: bool
+    ) -> torch.Tensor:
         b, a, n, _ = points.shape
         level = points_to_level_frame(points, poses, self.grid.ground_z_m)
         feats = self.encode_points(
             level.reshape(b * a, n, 4), point_mask.reshape(b * a, n), float_output
         )
         return feats.view(b, a, *feats.shape[1:])
+
+    def _apply(self, fn, *args, **kwargs):  # noqa: ANN001, ANN202 - nn.Module's signature
+        """Moving or casting the weights drops the captured graphs (they read the old ones)."""
+        if self.encode_graphs is not None:
+            self.encode_graphs.clear()
+        return super()._apply(fn, *args, **kwargs)
 
     def forward(self, batch, mode: str = "max", min_points_in_box: int = 1) -> dict[str, torch.Tensor]:
         """Training forward: the loss dict of ``mode`` (see ``v2x.perception.losses``) on a

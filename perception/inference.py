@@ -12,6 +12,8 @@ too).
 * :func:`capture_graph` — a CUDA graph of a function on fixed-shape inputs (CUDA only), replayed
   on new inputs copied into its static buffers (what ``torch.compile(mode="reduce-overhead")``
   does, without the compilation).
+* :class:`GraphCache` — a function replayed from CUDA graphs, one per input signature, captured on
+  first use (``CoopDetector.configure_inference(cuda_graph=True)`` puts ``encode`` behind one).
 * :func:`capture_hazards` — what in a function would break CUDA graph capture (host-device
   copies, host synchronisation, data-dependent shapes), found without a GPU on ``meta`` tensors.
 * :func:`compile_function` — ``torch.compile`` with a checked mode.
@@ -36,8 +38,8 @@ from torch.overrides import TorchFunctionMode
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 
-__all__ = ["PRECISIONS", "COMPILE_MODES", "autocast", "check_precision", "capture_graph",
-           "capture_hazards", "compile_function", "fold_batchnorm"]  # fmt: skip
+__all__ = ["PRECISIONS", "COMPILE_MODES", "GraphCache", "autocast", "check_precision",
+           "capture_graph", "capture_hazards", "compile_function", "fold_batchnorm"]  # fmt: skip
 
 #: precision name -> autocast dtype (``None``: full float32, no autocast)
 PRECISIONS: dict[str, torch.dtype | None] = {
@@ -115,6 +117,50 @@ def capture_graph(
         return outputs
 
     return run
+
+
+class GraphCache:
+    """``fn`` replayed from CUDA graphs: one per input signature (shapes, strides, dtypes,
+    device), captured by :func:`capture_graph` on its first use.
+
+    Calls run ``fn`` eagerly when an input is not a CUDA tensor, when autograd is recording, or
+    when ``max_graphs`` signatures already have graphs (each holds its own memory pool: a batch
+    of new shapes must not keep capturing). Replays return clones of the graph's outputs (the
+    next replay overwrites them). ``fn`` must have no host synchronisation and read nothing that
+    moves between calls but its inputs (parameters must stay where they are: :meth:`clear`
+    after moving them). A deep copy starts with no graphs.
+
+    Args:
+        fn: a function of tensors returning a tensor or a tuple of tensors.
+        max_graphs: signatures captured at most.
+    """
+
+    def __init__(self, fn: Callable[..., Any], max_graphs: int = 4) -> None:
+        if max_graphs < 1:
+            raise ValueError(f"GraphCache: 'max_graphs' must be >= 1, got {max_graphs}")
+        self.fn = fn
+        self.max_graphs = max_graphs
+        self.graphs: dict[tuple, Callable[..., Any]] = {}
+
+    def __call__(self, *inputs: torch.Tensor) -> Any:
+        tensors = all(isinstance(t, torch.Tensor) and t.is_cuda for t in inputs)
+        if not inputs or not tensors or torch.is_grad_enabled():
+            return self.fn(*inputs)
+        key = tuple((t.shape, t.stride(), t.dtype, t.device) for t in inputs)
+        graph = self.graphs.get(key)
+        if graph is None:
+            if len(self.graphs) >= self.max_graphs:
+                return self.fn(*inputs)
+            graph = self.graphs[key] = capture_graph(self.fn, inputs)
+        out = graph(*inputs)
+        return out.clone() if isinstance(out, torch.Tensor) else type(out)(o.clone() for o in out)
+
+    def clear(self) -> None:
+        """Drop every graph (and its memory pool)."""
+        self.graphs.clear()
+
+    def __deepcopy__(self, memo: dict) -> GraphCache:
+        return GraphCache(copy.deepcopy(self.fn, memo), self.max_graphs)
 
 
 #: ATen operators that wait for the device (a value or a shape read back by the host)

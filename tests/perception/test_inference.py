@@ -19,6 +19,7 @@ from v2x.perception.bev import BEVGrid
 from v2x.perception.detector import CoopDetector, DetectorConfig
 from v2x.perception.fusion import build_fusion
 from v2x.perception.inference import (
+    GraphCache,
     autocast,
     capture_graph,
     capture_hazards,
@@ -318,6 +319,52 @@ def test_cuda_graph_replays_the_eager_network(precision: str) -> None:
             out = [o.clone() for o in graph(*batch)]
             for r, o in zip(ref, out, strict=True):
                 torch.testing.assert_close(o, r, rtol=1e-5, atol=1e-5 * r.abs().max().item())
+
+
+def test_cuda_graph_option_runs_eagerly_off_cuda_and_survives_copies() -> None:
+    """Off CUDA (and in training) ``encode`` runs as before; the option is kept or dropped as
+    asked, and a copy of the model (``fold_batchnorm``) gets graphs of its own weights."""
+    model = _detector()
+    pts, mask, poses = _inputs()
+    with torch.no_grad():
+        ref = model.encode(pts, mask, poses)
+        model.configure_inference(cuda_graph=True)
+        assert torch.equal(model.encode(pts, mask, poses), ref)
+        assert all(not g.graphs for g in model.encode_graphs.values())  # nothing captured
+        model.configure_inference("fp32")  # cuda_graph=None: kept
+        assert model.encode_graphs is not None
+        folded = fold_batchnorm(model)
+        assert all(g.fn.func.__self__ is folded for g in folded.encode_graphs.values())
+        model.configure_inference(cuda_graph=False)
+        assert model.encode_graphs is None
+    cache = GraphCache(lambda x: x * 2)
+    x = torch.ones(3)
+    assert torch.equal(cache(x), x * 2) and not cache.graphs
+    with pytest.raises(ValueError, match="max_graphs"):
+        GraphCache(lambda x: x, max_graphs=0)
+
+
+@pytest.mark.gpu
+def test_graph_cache_captures_per_shape_and_returns_fresh_outputs() -> None:
+    device = torch.device("cuda")
+    model = _detector().to(device).configure_inference("fp32", cuda_graph=True)
+    shapes = [_inputs(b=1), _inputs(b=2), _inputs(b=2, seed=5), _inputs(b=3), _inputs(b=4)]
+    shapes = [[t.to(device) for t in s] for s in shapes]
+    with torch.no_grad():
+        outs = [model.encode(*s) for s in shapes]  # b=1, 2 (twice), 3, 4
+        graphs = model.encode_graphs[True].graphs
+        assert len(graphs) == 4  # one per shape, b=4 the fifth input, the fourth shape
+        model.configure_inference("fp32", cuda_graph=False)
+        for s, out in zip(shapes, outs, strict=True):  # earlier outputs were not overwritten
+            ref = model.encode(*s)
+            torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5 * ref.abs().max().item())
+    cache = GraphCache(lambda x: x * 2, max_graphs=1)
+    x = torch.ones(3, device=device, requires_grad=True)
+    assert cache(x).requires_grad and not cache.graphs  # autograd recording: eager
+    with torch.no_grad():
+        assert torch.equal(cache(x), x * 2) and len(cache.graphs) == 1
+        assert torch.equal(cache(torch.ones(4, device=device)), torch.full((4,), 2.0, device=device))
+        assert len(cache.graphs) == 1  # over max_graphs: eager
 
 
 @pytest.mark.gpu
