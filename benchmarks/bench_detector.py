@@ -37,7 +37,6 @@ from __future__ import annotations
 import argparse
 import copy
 import dataclasses
-import functools
 import math
 import time
 from collections.abc import Callable
@@ -59,12 +58,12 @@ from v2x.perception.inference import (
     compile_function,
     fold_batchnorm,
 )
-from v2x.perception.warp import relative_level_transforms, warp_to_ego
+from v2x.perception.warp import relative_level_transforms, warp_sampling_grid, warp_to_ego
 
 # (batch, precision) -> reference cooperative frames/s on one H200 (batch 1 fp16 not measured:
 # the batch-8 figure is used for both batches there; bf16 is compared with the fp16 figure).
 OPENCOOD_FPS = {(1, "fp32"): 124.5, (8, "fp32"): 135.7, (1, "fp16"): 176.7, (8, "fp16"): 176.7}
-MODES = ("eager", "graph", "compile", "hybrid")  # besides "plain", always measured first
+MODES = ("eager", "graph", "compile", "hybrid", "triton")  # after "plain", always measured first
 
 
 def make_inputs(
@@ -90,23 +89,24 @@ def make_inputs(
     return pts.to(device), mask.to(device), poses.to(device), transforms.to(device)
 
 
-def network_fn(
-    model: CoopDetector,
-    fusion: torch.nn.Module,
-    wrap_middle: Callable[[Callable], Callable] | None = None,
-) -> Callable:
-    """``(points, mask, poses, ego_to_agent) -> (heat, reg)``: encode every agent, warp, fuse,
-    head (the network of a cooperative frame, no pre- or post-processing).
-
-    ``wrap_middle``: applied to the warp-and-fuse function ``(features [B, A, C, h, w],
-    ego_to_agent) -> fused [B, C, h, w]`` (e.g. ``compile_function``: the memory-bound part
-    between the convolutions, fused by inductor while cuDNN keeps the convolutions)."""
+def warp_fuse_fn(model: CoopDetector, fusion: torch.nn.Module) -> Callable:
+    """``(features [B, A, C, h, w], ego_to_agent) -> fused [B, C, h, w]``: the warp and the
+    fusion, the memory-bound part between the convolutions (what 'hybrid' compiles)."""
 
     def warp_fuse(feats, ego_to_agent):
         warped, cov = warp_to_ego(feats, ego_to_agent, model.grid)
         return fusion(warped, cov)
 
-    middle = wrap_middle(warp_fuse) if wrap_middle is not None else warp_fuse
+    return warp_fuse
+
+
+def network_fn(
+    model: CoopDetector, fusion: torch.nn.Module, middle: Callable | None = None
+) -> Callable:
+    """``(points, mask, poses, ego_to_agent) -> (heat, reg)``: encode every agent, warp, fuse,
+    head (the network of a cooperative frame, no pre- or post-processing); ``middle`` replaces
+    the warp and fusion (``warp_fuse_fn``'s signature)."""
+    middle = middle if middle is not None else warp_fuse_fn(model, fusion)
 
     def network(pts, mask, poses, ego_to_agent):
         # reduced precision: the map reaches the warp in its autocast dtype (cast there)
@@ -114,6 +114,18 @@ def network_fn(
         return model.head(middle(feats, ego_to_agent))
 
     return network
+
+
+def triton_middle(model: CoopDetector, fusion_name: str) -> Callable:
+    """The warp and fusion as one Triton kernel (``v2x.perception.warp_fusion_triton``):
+    ``(features [B, A, C, h, w], ego_to_agent) -> fused [B, C, h, w]``."""
+    from v2x.perception.warp_fusion_triton import warp_fuse
+
+    def middle(feats, ego_to_agent):
+        sample_grid, _ = warp_sampling_grid(ego_to_agent, model.grid, *feats.shape[-2:])
+        return warp_fuse(feats, sample_grid, fusion_name)
+
+    return middle
 
 
 def synchronize(device: torch.device) -> None:
@@ -190,6 +202,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     ap.add_argument("--iters", type=int, default=20)
     ap.add_argument("--model", default="pointpillars",
                     help="conf/model name: pointpillars (the standard model) or small")  # fmt: skip
+    ap.add_argument("--fusion", default="attention", choices=["attention", "max"])
     ap.add_argument("--precision", nargs="+", default=["fp32", "fp16"], choices=list(PRECISIONS))
     ap.add_argument("--modes", nargs="+", default=["eager", "graph"], choices=MODES)
     ap.add_argument("--compile-mode", default="reduce-overhead", choices=COMPILE_MODES,
@@ -216,14 +229,15 @@ def main(argv: list[str] | None = None) -> list[dict]:
     grid = BEVGrid(x_range_m=(-sx, sx), y_range_m=(-sy, sy), z_range_m=(-1.0, 5.0))
     model = build_model(args.model, grid, device)
     params = sum(p.numel() for p in model.parameters())
-    fusion = build_fusion("attention")
+    fusion = build_fusion(args.fusion)
     plain_network = network_fn(model, fusion)
     fast = fold_batchnorm(model) if args.fold_bn else model
     fast_network = network_fn(fast, fusion)
     modes = [m for m in args.modes if m != "graph" or device.type == "cuda"]  # hybrid: no graph
     print(f"device {torch.cuda.get_device_name(device) if device.type == 'cuda' else device}, "
           f"torch {torch.__version__}, model {args.model} ({params / 1e6:.2f} M parameters), grid "
-          f"{grid.width}x{grid.height}, agents {args.agents}, points/agent {args.points}, "
+          f"{grid.width}x{grid.height}, agents {args.agents}, points/agent {args.points}, fusion "
+          f"{args.fusion}, "
           f"channels_last {args.channels_last}, fold_bn {args.fold_bn}, modes {modes}")  # fmt: skip
     rows = []
     begun = time.perf_counter()
@@ -248,12 +262,15 @@ def main(argv: list[str] | None = None) -> list[dict]:
                         fn = capture_graph(network, inputs)
                     elif mode == "hybrid":
                         torch._dynamo.reset()
-                        compiled = functools.partial(
-                            compile_function, mode=args.hybrid_compile_mode
-                        )
-                        fn = network_fn(net, fusion, compiled)
+                        middle = warp_fuse_fn(net, fusion)
+                        middle = compile_function(middle, args.hybrid_compile_mode)
+                        fn = network_fn(net, fusion, middle)
                         if device.type == "cuda":
                             fn = capture_graph(fn, inputs)  # compiles in its warm-up
+                    elif mode == "triton":
+                        fn = network_fn(net, fusion, triton_middle(net, args.fusion))
+                        if device.type == "cuda":
+                            fn = capture_graph(fn, inputs)
                     elif mode == "compile":
                         torch._dynamo.reset()
                         fn = compile_function(network, args.compile_mode)
@@ -266,7 +283,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
             except Exception as exc:  # report and go on: the other configurations still count
                 print(f"batch {b} {precision:4s} {mode:7s}: failed: {type(exc).__name__}: "
                       f"{str(exc).splitlines()[0] if str(exc) else ''}", flush=True)  # fmt: skip
-                if mode in ("graph", "hybrid"):
+                if mode in ("graph", "hybrid", "triton"):
                     print(f"  capture hazards: {hazards_line(net, fusion, inputs)}", flush=True)
                 continue
             if mode == "plain":

@@ -401,14 +401,14 @@ GPU_TOLERANCE = {"fp32": 1e-2, "fp16": 2e-2, "bf16": 1e-1}
 @pytest.mark.parametrize("model", ["small", "pointpillars"])
 def test_benchmark_on_cuda_every_mode_runs_and_matches_the_plain_model(model: str) -> None:
     """The H200 benchmark's code paths on a small grid: a CUDA graph, inductor with CUDA graphs
-    (reduce-overhead) and the hybrid (inductor's warp and fusion inside one CUDA graph) capture
-    the whole network, and every configuration's outputs match the plain fp32 model within
+    (reduce-overhead), the hybrid (inductor's warp and fusion inside one CUDA graph) and the
+    Triton warp-and-fusion kernel inside one CUDA graph capture the whole network, and every configuration's outputs match the plain fp32 model within
     ``GPU_TOLERANCE``."""
     rows = _bench().main(["--device", "cuda", "--model", model, "--grid", "64", "32",
                           "--points", "2000", "--batch", "2", "--iters", "2", "--precision",
                           "fp32", "fp16", "bf16", "--modes", "eager", "graph", "compile",
-                          "hybrid", "--compile-mode", "reduce-overhead"])  # fmt: skip
-    assert len(rows) == 1 + 3 * 4  # no configuration failed or was skipped
+                          "hybrid", "triton", "--compile-mode", "reduce-overhead"])  # fmt: skip
+    assert len(rows) == 1 + 3 * 5  # no configuration failed or was skipped
     for r in rows:
         assert r["max_rel_error"] <= GPU_TOLERANCE[r["precision"]], r
 
@@ -442,9 +442,10 @@ def test_benchmark_network_with_a_traced_middle_equals_eager() -> None:
     pts, mask, poses = _inputs()
     inputs = (pts, mask, poses, relative_level_transforms(poses))
     torch._dynamo.reset()
-    traced = bench.network_fn(
-        model, fusion, lambda f: torch.compile(f, backend="aot_eager", fullgraph=True)
+    middle = torch.compile(
+        bench.warp_fuse_fn(model, fusion), backend="aot_eager", fullgraph=True
     )
+    traced = bench.network_fn(model, fusion, middle)
     with torch.no_grad():
         ref, out = bench.network_fn(model, fusion)(*inputs), traced(*inputs)
         assert bench.hazards_line(model, fusion, inputs) == "none found on meta tensors"
