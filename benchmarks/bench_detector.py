@@ -55,6 +55,7 @@ from v2x.perception.inference import (
     PRECISIONS,
     capture_graph,
     capture_hazards,
+    cast_weights,
     compile_function,
     fold_batchnorm,
 )
@@ -216,6 +217,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     ap.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=True)
     ap.add_argument("--fold-bn", action=argparse.BooleanOptionalAction, default=True,
                     help="fold batch norms into the layers before them (not in 'plain')")  # fmt: skip
+    ap.add_argument("--cast-weights", action=argparse.BooleanOptionalAction, default=True,
+                    help="reduced precision: weights stored in its dtype (not in 'plain')")  # fmt: skip
     ap.add_argument("--profile", type=int, default=0, metavar="K",
                     help="after each configuration, its K operators/kernels by device time")  # fmt: skip
     ap.add_argument("--grid", type=int, nargs=2, default=[704, 200], metavar=("W", "H"),
@@ -230,15 +233,17 @@ def main(argv: list[str] | None = None) -> list[dict]:
     model = build_model(args.model, grid, device)
     params = sum(p.numel() for p in model.parameters())
     fusion = build_fusion(args.fusion)
-    plain_network = network_fn(model, fusion)
     fast = fold_batchnorm(model) if args.fold_bn else model
-    fast_network = network_fn(fast, fusion)
+    # reduced precision: weights stored in its dtype (autocast casts none per call)
+    nets = {p: cast_weights(fast, p) if args.cast_weights and p != "fp32" else fast
+            for p in args.precision}  # fmt: skip
     modes = [m for m in args.modes if m != "graph" or device.type == "cuda"]  # hybrid: no graph
     print(f"device {torch.cuda.get_device_name(device) if device.type == 'cuda' else device}, "
           f"torch {torch.__version__}, model {args.model} ({params / 1e6:.2f} M parameters), grid "
           f"{grid.width}x{grid.height}, agents {args.agents}, points/agent {args.points}, fusion "
           f"{args.fusion}, "
-          f"channels_last {args.channels_last}, fold_bn {args.fold_bn}, modes {modes}")  # fmt: skip
+          f"channels_last {args.channels_last}, fold_bn {args.fold_bn}, cast_weights "
+          f"{args.cast_weights}, modes {modes}")  # fmt: skip
     rows = []
     begun = time.perf_counter()
     for b in args.batch:
@@ -254,7 +259,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
                 print(f"batch {b} {precision:4s} {mode:7s}: skipped (--budget-s "
                       f"{args.budget_s:g} s spent)", flush=True)  # fmt: skip
                 continue
-            net, network = (model, plain_network) if mode == "plain" else (fast, fast_network)
+            net = model if mode == "plain" else nets[precision]
+            network = network_fn(net, fusion)
             net.configure_inference(precision, channels_last=channels_last)
             try:
                 with torch.no_grad():

@@ -17,6 +17,8 @@ too).
 * :func:`capture_hazards` — what in a function would break CUDA graph capture (host-device
   copies, host synchronisation, data-dependent shapes), found without a GPU on ``meta`` tensors.
 * :func:`compile_function` — ``torch.compile`` with a checked mode.
+* :func:`cast_weights` — an inference copy whose weights are stored in a reduced precision's
+  dtype (its autocast then casts no weights: fewer kernels per call, the same values).
 * :func:`fold_batchnorm` — an inference copy with every eval-mode batch norm folded into the
   convolution or linear layer before it (one pass over the activations fewer per layer; the
   fp32 outputs move by float32 rounding only, unlike the options above it is a new model).
@@ -39,7 +41,8 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 
 __all__ = ["PRECISIONS", "COMPILE_MODES", "GraphCache", "autocast", "check_precision",
-           "capture_graph", "capture_hazards", "compile_function", "fold_batchnorm"]  # fmt: skip
+           "capture_graph", "capture_hazards", "cast_weights", "compile_function",
+           "fold_batchnorm"]  # fmt: skip
 
 #: precision name -> autocast dtype (``None``: full float32, no autocast)
 PRECISIONS: dict[str, torch.dtype | None] = {
@@ -292,3 +295,24 @@ def fold_batchnorm(model: nn.Module) -> nn.Module:
             module.linear = fuse_linear_bn_eval(linear, norm)
             module.norm = nn.Identity()
     return folded
+
+
+def cast_weights(model: nn.Module, precision: str) -> nn.Module:
+    """An eval-mode copy of ``model`` whose convolution and linear weights and biases are
+    stored in ``precision``'s autocast dtype (``model`` unchanged; ``"fp32"``: a plain copy).
+
+    Run it under that precision (``configure_inference(precision)``): autocast casts a layer's
+    weight to its dtype on every call (a kernel and a pass over the weight each, inside a CUDA
+    graph too, since the weight cache is off there); stored in that dtype there is nothing to
+    cast, and the values are those autocast would have made. Batch norms stay float32 (fold
+    them first, ``fold_batchnorm``). Inference only.
+    """
+    dtype = PRECISIONS[check_precision(precision)]
+    cast = copy.deepcopy(model).eval()
+    if dtype is None:
+        return cast
+    layers = (nn.Conv1d, nn.Conv2d, nn.ConvTranspose2d, nn.Linear)
+    for module in cast.modules():
+        if isinstance(module, layers):
+            module.to(dtype)
+    return cast

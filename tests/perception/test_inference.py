@@ -23,6 +23,7 @@ from v2x.perception.inference import (
     autocast,
     capture_graph,
     capture_hazards,
+    cast_weights,
     check_precision,
     compile_function,
     fold_batchnorm,
@@ -188,6 +189,21 @@ def test_folded_batchnorm_copy_matches_within_float32_rounding(backbone: str) ->
     for r, o in zip(ref, out, strict=True):
         torch.testing.assert_close(o, r, rtol=1e-5, atol=1e-5 * r.abs().max().item())
         assert not torch.equal(o, r)  # rounded differently: it is another computation
+
+
+def test_weights_stored_in_the_autocast_dtype_give_autocast_s_values() -> None:
+    """Oracle: autocast over float32 weights (which casts each weight per call)."""
+    model = fold_batchnorm(_detector()).configure_inference("bf16", channels_last=True)
+    cast = cast_weights(model, "bf16")
+    assert {p.dtype for p in cast.parameters()} == {torch.bfloat16}
+    assert {p.dtype for p in model.parameters()} == {torch.float32}  # the original stays
+    conv = next(m for m in cast.modules() if isinstance(m, torch.nn.Conv2d))
+    assert conv.weight.is_contiguous(memory_format=torch.channels_last)
+    inputs = _inputs()
+    with torch.no_grad():
+        for r, o in zip(_network(model)(*inputs), _network(cast)(*inputs), strict=True):
+            assert o.dtype == torch.float32 and torch.equal(o, r)
+    assert {p.dtype for p in cast_weights(model, "fp32").parameters()} == {torch.float32}
 
 
 def test_precision_is_checked_by_name() -> None:
