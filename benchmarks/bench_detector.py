@@ -1,7 +1,8 @@
 """Cooperative detector throughput, network only (OpenCOOD's benchmark setting).
 
 5 agents on OpenCOOD's 704 x 200 BEV grid (x ±140.8 m, y ±40 m, 0.4 m pillars), ~25k points
-per agent: pillar encoder + backbone for every agent, warp to the ego, attention fusion, centre
+per agent: pillar encoder + backbone for every agent, warp to the ego, attention fusion (or max,
+``--fusion``), centre
 head (no NMS, no data loading). For every batch size, precision (fp32; fp16/bf16 autocast) and
 execution mode it prints cooperative frames/s and two ratios:
 
@@ -14,15 +15,23 @@ execution mode it prints cooperative frames/s and two ratios:
 
 Modes: ``plain`` (always first: fp32, NCHW, eager, batch norms as trained), ``eager`` (batch
 norms folded into the layers before them, ``--fold-bn``, in the layout given by
-``--channels-last``), ``graph`` (the same network captured once as a CUDA graph for the fixed
-input shape: no launch overhead, no host synchronisation; CUDA only), ``compile``
-(``torch.compile`` with ``--compile-mode``, one compilation per batch size and precision: tens
-of seconds each). Precision and layout do not change the fp32 computation; folding changes it
-by float32 rounding (``v2x.perception.inference``; tested). Configurations
-that would start after ``--budget-s`` seconds are skipped (and say so). On one H200:
+``--channels-last``; reduced precision with its weights stored in its dtype, ``--cast-weights``),
+``graph`` (the same network captured once as a CUDA graph for the fixed input shape: no launch
+overhead, no host synchronisation; CUDA only), ``compile`` (``torch.compile`` with
+``--compile-mode``, one compilation per batch size and precision: tens of seconds each),
+``hybrid`` (cuDNN encoder and head, the warp and fusion compiled by inductor with
+``--hybrid-compile-mode``, the whole captured as one CUDA graph) and ``triton`` (the warp and
+fusion as one Triton kernel, ``v2x.perception.warp_fusion_triton``, inside one CUDA graph).
+Precision and layout do not change the fp32 computation; folding changes it by float32
+rounding, the compiled and Triton warp-fusion by float32 summation order
+(``v2x.perception.inference``; tested). Configurations that would start after ``--budget-s``
+seconds are skipped (and say so); a configuration that fails prints its error (and, for a
+capture, the host copies and synchronisations ``capture_hazards`` finds) and the others go on.
+``--profile K`` prints each configuration's K costliest CUDA kernels. On one H200:
 
     python benchmarks/bench_detector.py --device cuda    # pointpillars, batch 1 and 8,
                                                          # fp32 and fp16, eager and graph
+    python benchmarks/bench_detector.py --device cuda --modes triton hybrid
     python benchmarks/bench_detector.py --device cuda --modes eager compile \\
         --compile-mode reduce-overhead                   # inductor + CUDA graphs
 
