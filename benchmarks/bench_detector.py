@@ -2,8 +2,8 @@
 
 5 agents on OpenCOOD's 704 x 200 BEV grid (x ±140.8 m, y ±40 m, 0.4 m pillars), ~25k points
 per agent: pillar encoder + backbone for every agent, warp to the ego, attention fusion (or max,
-``--fusion``), centre head (no NMS, no data loading). For every batch size, precision (fp32; fp16/bf16 autocast) and
-execution mode it prints cooperative frames/s and two ratios:
+``--fusion``), centre head (no NMS, no data loading). For every batch size, precision (fp32;
+fp16/bf16 autocast) and execution mode it prints cooperative frames/s and two ratios:
 
 * against the **reference**: OpenCOOD's PointPillar attention-fusion model (6.6 M parameters)
   measured on one H200 with torch 2.11 (124.5 frames/s at batch 1 and 135.7 at batch 8 in fp32,
