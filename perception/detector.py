@@ -31,7 +31,8 @@ class DetectorConfig:
     ``backbone_layers``, a 1×1 convolution to ``feature_channels``). ``"pointpillars"``: the
     field's standard three-stage backbone (``layer_nums``, ``layer_filters``,
     ``upsample_filters``; ``feature_channels`` must equal ``sum(upsample_filters)``, 384 by
-    default).
+    default). ``yaw_axis``: the head also regresses the heading axis (``[sin 2·yaw, cos 2·yaw]``,
+    ``v2x.perception.head``); off in checkpoints written before it existed.
     """
 
     grid: BEVGrid = field(default_factory=BEVGrid)
@@ -48,6 +49,7 @@ class DetectorConfig:
     layer_filters: tuple[int, ...] = (64, 128, 256)
     upsample_filters: tuple[int, ...] = (128, 128, 128)
     head_channels: int = 64
+    yaw_axis: bool = False
 
     def __post_init__(self) -> None:
         if self.backbone not in BACKBONES:
@@ -101,7 +103,9 @@ class CoopDetector(nn.Module):
                 config.feature_channels,
                 config.backbone_layers,
             )
-        self.head = CenterHead(config.feature_channels, config.num_classes, config.head_channels)
+        self.head = CenterHead(
+            config.feature_channels, config.num_classes, config.head_channels, config.yaw_axis
+        )
         # Learned rescoring of the semantic-payload fusions (v2x.perception.semantic); starts at
         # zero, so checkpoints without these weights fuse payloads by confidence alone.
         self.payload_adapters = payload_adapters(config.feature_channels, config.num_classes)
@@ -213,13 +217,23 @@ class CoopDetector(nn.Module):
 
 
 OPTIONAL_WEIGHTS = ("payload_adapters.",)  # may be missing from a checkpoint (zero-initialised)
+GROWABLE_WEIGHTS = ("head.reg.",)  # output channels a model may add (the heading-axis channels)
 
 
-def load_detector_weights(model: CoopDetector, state: dict[str, torch.Tensor]) -> None:
+def load_detector_weights(
+    model: CoopDetector, state: dict[str, torch.Tensor], grow: bool = False
+) -> None:
     """Load a detector state dict strictly, except that weights under ``OPTIONAL_WEIGHTS``
     (added after a checkpoint was written) may be missing and keep their initial values.
 
+    ``grow`` (initialising a model from another's weights, e.g. fine-tuning with the heading-axis
+    channels from a checkpoint without them): a weight under ``GROWABLE_WEIGHTS`` with fewer
+    output channels (dim 0) than the model's, its other dims equal, fills the model's first
+    channels; the model's extra channels keep their initial values.
+
     Raises ``RuntimeError`` naming missing or unexpected keys otherwise."""
+    if grow:
+        state = _grown_state(model, state)
     missing, unexpected = model.load_state_dict(state, strict=False)
     missing = [k for k in missing if not k.startswith(OPTIONAL_WEIGHTS)]
     if missing or unexpected:
@@ -227,6 +241,26 @@ def load_detector_weights(model: CoopDetector, state: dict[str, torch.Tensor]) -
             f"Error(s) in loading state_dict for CoopDetector: missing keys {missing}, "
             f"unexpected keys {unexpected}"
         )
+
+
+def _grown_state(model: CoopDetector, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """``state`` with each ``GROWABLE_WEIGHTS`` entry that has fewer output channels than the
+    model's padded by the model's own initial values (``load_detector_weights``)."""
+    own = model.state_dict()
+    out = dict(state)
+    for key, value in state.items():
+        mine = own.get(key)
+        if (
+            key.startswith(GROWABLE_WEIGHTS)
+            and mine is not None
+            and value.dim() == mine.dim() >= 1
+            and value.shape[1:] == mine.shape[1:]
+            and value.shape[0] < mine.shape[0]
+        ):
+            grown = mine.detach().clone()
+            grown[: value.shape[0]] = value.to(grown.dtype)
+            out[key] = grown
+    return out
 
 
 def nms_detections(

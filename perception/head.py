@@ -3,6 +3,15 @@
 Box coding per cell of the stride-``s`` map (cell size ``res * s`` metres):
 ``[dx, dy, z, log l, log w, log h, sin yaw, cos yaw]`` with (dx, dy) the offset of the box centre
 from the cell's lower corner in cells, z the centre height above ground (m).
+
+Heading axis (``yaw_axis=True``): the head also regresses ``[sin 2·yaw, cos 2·yaw]`` (two
+more channels, ``AXIS_CHANNELS``). A box is the same box turned by π, and where a LiDAR cannot
+tell front from back (a car is a cuboid to it) the L1 targets ``±(sin yaw, cos yaw)`` are
+bimodal: the per-channel optimum is then any point between the two modes, which bends the
+predicted angle. The doubled angle is the same for both directions, so it pins the box's axis;
+the ``(sin yaw, cos yaw)`` channels still pick the direction along it (``box_code``), as the
+direction classifier of SECOND / PointPillars does beside their π-periodic angle loss.
+Consumers read the 8-channel code through ``box_code`` (a no-op without the axis channels).
 """
 
 from __future__ import annotations
@@ -16,22 +25,28 @@ from torch import nn
 from v2x.perception.bev import BEVGrid
 from v2x.perception.inference import autocast
 
-REG_CHANNELS = 8
+REG_CHANNELS = 8  # the box code
+AXIS_CHANNELS = 2  # [sin 2·yaw, cos 2·yaw] of a head with yaw_axis=True
 
 
 class CenterHead(nn.Module):
-    """``[B, C, h, w]`` fused features → ``heatmap [B, K, h, w]`` logits, ``reg [B, 8, h, w]``."""
+    """``[B, C, h, w]`` fused features → ``heatmap [B, K, h, w]`` logits, ``reg [B, R, h, w]``
+    with ``R = 8`` (+ ``AXIS_CHANNELS`` with ``yaw_axis``; ``box_code`` gives the 8-channel code).
+    """
 
-    def __init__(self, in_channels: int = 64, num_classes: int = 4, hidden: int = 64) -> None:
+    def __init__(
+        self, in_channels: int = 64, num_classes: int = 4, hidden: int = 64, yaw_axis: bool = False
+    ) -> None:
         super().__init__()
         self.num_classes = num_classes
+        self.yaw_axis = bool(yaw_axis)
         self.shared = nn.Sequential(
             nn.Conv2d(in_channels, hidden, 3, padding=1, bias=False),
             nn.BatchNorm2d(hidden, eps=1e-3, momentum=0.01),
             nn.ReLU(inplace=True),
         )
         self.heatmap = nn.Conv2d(hidden, num_classes, 3, padding=1)
-        self.reg = nn.Conv2d(hidden, REG_CHANNELS, 3, padding=1)
+        self.reg = nn.Conv2d(hidden, REG_CHANNELS + AXIS_CHANNELS * self.yaw_axis, 3, padding=1)
         nn.init.constant_(self.heatmap.bias, -2.19)  # prior 0.1, as in CenterNet
         # inference autocast precision (CoopDetector.configure_inference); outputs stay float32
         self.precision = "fp32"
@@ -76,6 +91,35 @@ def encode_box_regression(
         dim=-1,
     ).float()
     return reg, ix, iy
+
+
+def box_code(reg: torch.Tensor) -> torch.Tensor:
+    """The 8-channel box code of head outputs ``reg [B, R, ...]`` (channels on dim 1).
+
+    ``R = 8``: ``reg`` itself. ``R = 8 + AXIS_CHANNELS``: the yaw channels become the unit
+    heading on the predicted axis ``φ = atan2(sin 2·yaw, cos 2·yaw) / 2``, turned by π where
+    that points against the predicted heading ``(cos yaw, sin yaw)`` (module docstring).
+    """
+    r = reg.shape[1]
+    if r == REG_CHANNELS:
+        return reg
+    if r != REG_CHANNELS + AXIS_CHANNELS:
+        raise ValueError(
+            f"box_code: expected {REG_CHANNELS} or {REG_CHANNELS + AXIS_CHANNELS} channels on "
+            f"dim 1, got {r}"
+        )
+    phi = 0.5 * torch.atan2(reg[:, REG_CHANNELS], reg[:, REG_CHANNELS + 1])
+    s, c = torch.sin(phi), torch.cos(phi)
+    agree = s * reg[:, 6] + c * reg[:, 7]
+    sign = torch.where(agree < 0, -1.0, 1.0).to(reg.dtype)
+    return torch.cat([reg[:, :6], (sign * s)[:, None], (sign * c)[:, None]], dim=1)
+
+
+def axis_targets(reg: torch.Tensor) -> torch.Tensor:
+    """``[..., 8]`` box-code targets → ``[..., 2]`` ``(sin 2·yaw, cos 2·yaw)`` from their unit
+    ``(sin yaw, cos yaw)`` channels (double-angle formulas)."""
+    s, c = reg[..., 6], reg[..., 7]
+    return torch.stack([2.0 * s * c, c * c - s * s], dim=-1)
 
 
 def build_targets(
@@ -139,8 +183,13 @@ def head_loss(
     reg_mask: torch.Tensor,
     reg_weight: float = 1.0,
 ) -> dict[str, torch.Tensor]:
-    """Focal heatmap loss + L1 regression at the centre cells. Returns a dict with ``total``."""
+    """Focal heatmap loss + L1 regression at the centre cells. Returns a dict with ``total``.
+
+    ``reg [B, M, 8]`` are ``build_targets`` box codes; a head with axis channels
+    (``reg_pred [B, 10, h, w]``) is also regressed on ``axis_targets(reg)``."""
     b, c, h, w = reg_pred.shape
+    if c == REG_CHANNELS + AXIS_CHANNELS and reg.shape[-1] == REG_CHANNELS:
+        reg = torch.cat([reg, axis_targets(reg)], dim=-1)
     flat = reg_pred.float().view(b, c, h * w).transpose(1, 2)  # [B, hw, 8]
     gathered = torch.gather(flat, 1, index[..., None].expand(-1, -1, c))  # [B, M, 8]
     mask = reg_mask[..., None].float()
@@ -172,8 +221,9 @@ def decode_detections(
     labels = flat // (h * w)
     cell_index = flat % (h * w)
     iy, ix = cell_index // w, cell_index % w
-    reg = reg_pred.float().view(b, REG_CHANNELS, h * w)
-    r = torch.gather(reg, 2, cell_index[:, None, :].expand(-1, REG_CHANNELS, -1))  # [B, 8, K]
+    channels = reg_pred.shape[1]
+    reg = reg_pred.float().view(b, channels, h * w)
+    r = box_code(torch.gather(reg, 2, cell_index[:, None, :].expand(-1, channels, -1)))  # [B, 8, K]
     cell = grid.resolution_m * stride
     x = grid.x_range_m[0] + (ix.float() + r[:, 0]) * cell
     y = grid.y_range_m[0] + (iy.float() + r[:, 1]) * cell

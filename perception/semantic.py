@@ -34,7 +34,7 @@ import torch
 from torch import nn
 
 from v2x.perception.bev import BEVGrid
-from v2x.perception.head import REG_CHANNELS, encode_box_regression
+from v2x.perception.head import REG_CHANNELS, box_code, encode_box_regression
 
 
 def payload_channels(num_classes: int, extra_channels: int = 0) -> int:
@@ -51,9 +51,10 @@ def with_score(maps: torch.Tensor, num_classes: int) -> torch.Tensor:
 def head_payload(
     heat_logits: torch.Tensor, reg: torch.Tensor, extra: torch.Tensor | None = None
 ) -> torch.Tensor:
-    """``heat [N, K, h, w]``, ``reg [N, 8, h, w]``, optional ``extra [N, D, h, w]`` → the
-    payload layout ``[N, K + 8 + D, h, w]`` float32."""
-    parts = [heat_logits.float(), reg.float()]
+    """``heat [N, K, h, w]``, head outputs ``reg [N, R, h, w]`` (their 8-channel ``box_code``
+    is sent), optional ``extra [N, D, h, w]`` → the payload layout ``[N, K + 8 + D, h, w]``
+    float32."""
+    parts = [heat_logits.float(), box_code(reg).float()]
     if extra is not None:
         parts.append(extra.float())
     return torch.cat(parts, dim=1)
@@ -97,7 +98,7 @@ def object_payload(
     cells = torch.zeros(n, h * w, device=features.device)
     cells = cells.scatter_reduce(1, index, keep.float(), "amax") > 0  # [N, h·w]
     # The box values of the decoded box replace the head's at its centre cell.
-    reg_map = reg.float().reshape(n, REG_CHANNELS, h * w).clone()
+    reg_map = box_code(reg).float().reshape(n, REG_CHANNELS, h * w).clone()
     rows = torch.arange(n, device=features.device)[:, None].expand_as(index)
     reg_map[rows[keep], :, index[keep]] = box_reg[keep].to(reg_map.device)
     maps = head_payload(heat, reg_map.view(n, REG_CHANNELS, h, w), features)

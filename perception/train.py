@@ -119,11 +119,16 @@ def train_detector(
             ``cfg.val_every`` steps and at the end; the best model so far is kept in
             ``out_dir/best.pt`` and every value is logged to ``out_dir/val.csv``.
 
+    ``cfg.init_checkpoint`` (a path, or ``"shipped"``: the detector shipped for the model's
+    backbone) gives the starting weights unless a run is resumed; a model with the heading-axis
+    channels (``DetectorConfig.yaw_axis``) may start from weights without them
+    (``load_detector_weights(grow=True)``).
+
     With ``cfg.augment`` every sampled frame gets one global flip / rotation / scaling draw
     (``v2x.datasets.augment``), seeded by ``(seed, step, rank)``. The next batch is sampled,
     augmented and collated in a background thread while the GPU trains on the current one.
     """
-    from v2x.perception.checkpoint import read_checkpoint, save_checkpoint
+    from v2x.perception.checkpoint import read_checkpoint, save_checkpoint, shipped_detector_path
 
     rank, world, device = setup_distributed(cfg.device)
     torch.manual_seed(cfg.seed)
@@ -145,12 +150,17 @@ def train_detector(
     )
     start = 0
     if cfg.init_checkpoint and not (resume and last.is_file()):
-        init = read_checkpoint(cfg.init_checkpoint)
-        try:
-            load_detector_weights(model, init["model"])
+        init_path = (
+            shipped_detector_path(cfg.model.backbone)
+            if cfg.init_checkpoint == "shipped"
+            else cfg.init_checkpoint
+        )
+        init = read_checkpoint(init_path)
+        try:  # grow: a model with the heading-axis channels starts from one without them
+            load_detector_weights(model, init["model"], grow=True)
         except RuntimeError as exc:
             raise ValueError(
-                f"train: field 'init_checkpoint' {cfg.init_checkpoint}: its weights do not fit "
+                f"train: field 'init_checkpoint' {init_path}: its weights do not fit "
                 f"the configured model ({str(exc).splitlines()[0]})"
             ) from exc
     if resume and last.is_file():

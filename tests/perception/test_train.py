@@ -272,3 +272,34 @@ def test_trainer_runs_the_where2comm_mode(tmp_path):
     assert {r["mode"] for r in rows} == {"where2comm"}
     assert all(math.isfinite(float(r["loss"])) for r in rows)
     assert read_checkpoint(last)["step"] == 4
+
+
+def test_init_checkpoint_grows_into_a_model_with_heading_axis_channels(reference_run, tmp_path):
+    """Fine-tuning a yaw_axis model from weights without the axis channels: with lr 0 the
+    trained weights are the checkpoint's, the axis channels the seed's initialisation."""
+    from dataclasses import replace
+
+    from v2x.perception.detector import CoopDetector
+    from v2x.perception.head import REG_CHANNELS
+
+    axis_model = replace(TINY_MODEL, yaw_axis=True)
+    out = train_detector(
+        _cfg(tmp_path, lr=0.0, model=axis_model, init_checkpoint=str(reference_run)), frames
+    )
+    init, got = _weights(reference_run), _weights(out)
+    torch.manual_seed(0)  # the trainer's seed: the same initial axis channels
+    model = CoopDetector(axis_model)
+    fresh = model.state_dict()
+    params = {name for name, _ in model.named_parameters()}  # batch-norm statistics move
+    for key, value in init.items():
+        if key.startswith("head.reg."):
+            torch.testing.assert_close(got[key][:REG_CHANNELS], value)
+            torch.testing.assert_close(got[key][REG_CHANNELS:], fresh[key][REG_CHANNELS:])
+        elif key in params:
+            torch.testing.assert_close(got[key], value)
+    assert read_checkpoint(out)["detector_config"]["yaw_axis"] is True
+
+
+def test_init_checkpoint_shipped_names_the_shipped_detector(tmp_path):
+    with pytest.raises(ValueError, match="detector_synthetic.pt: its weights do not fit"):
+        train_detector(_cfg(tmp_path, init_checkpoint="shipped"), frames)
