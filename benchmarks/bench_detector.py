@@ -14,7 +14,8 @@ fp16/bf16 autocast) and execution mode it prints cooperative frames/s and two ra
 
 Modes: ``plain`` (always first: fp32, NCHW, eager, batch norms as trained), ``eager`` (batch
 norms folded into the layers before them, ``--fold-bn``, in the layout given by
-``--channels-last``; reduced precision with its weights stored in its dtype, ``--cast-weights``),
+``--channels-last``; reduced precision with its weights stored in its dtype, ``--cast-weights``;
+with ``--fuse-relu`` each convolution + bias + ReLU one cuDNN call),
 ``graph`` (the same network captured once as a CUDA graph for the fixed input shape: no launch
 overhead, no host synchronisation; CUDA only), ``compile`` (``torch.compile`` with
 ``--compile-mode``, one compilation per batch size and precision: tens of seconds each),
@@ -66,6 +67,7 @@ from v2x.perception.inference import (
     cast_weights,
     compile_function,
     fold_batchnorm,
+    fuse_conv_relu,
 )
 from v2x.perception.warp import relative_level_transforms, warp_sampling_grid, warp_to_ego
 
@@ -225,6 +227,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
     ap.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=True)
     ap.add_argument("--fold-bn", action=argparse.BooleanOptionalAction, default=True,
                     help="fold batch norms into the layers before them (not in 'plain')")  # fmt: skip
+    ap.add_argument("--fuse-relu", action=argparse.BooleanOptionalAction, default=False,
+                    help="convolution + bias + ReLU as one cuDNN call each (with --fold-bn; "
+                    "not in 'plain')")  # fmt: skip
     ap.add_argument("--cast-weights", action=argparse.BooleanOptionalAction, default=True,
                     help="reduced precision: weights stored in its dtype (not in 'plain')")  # fmt: skip
     ap.add_argument("--profile", type=int, default=0, metavar="K",
@@ -242,6 +247,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     params = sum(p.numel() for p in model.parameters())
     fusion = build_fusion(args.fusion)
     fast = fold_batchnorm(model) if args.fold_bn else model
+    fast = fuse_conv_relu(fast) if args.fuse_relu else fast
     # reduced precision: weights stored in its dtype (autocast casts none per call)
     nets = {p: cast_weights(fast, p) if args.cast_weights and p != "fp32" else fast
             for p in args.precision}  # fmt: skip
@@ -250,8 +256,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
           f"torch {torch.__version__}, model {args.model} ({params / 1e6:.2f} M parameters), grid "
           f"{grid.width}x{grid.height}, agents {args.agents}, points/agent {args.points}, fusion "
           f"{args.fusion}, "
-          f"channels_last {args.channels_last}, fold_bn {args.fold_bn}, cast_weights "
-          f"{args.cast_weights}, modes {modes}")  # fmt: skip
+          f"channels_last {args.channels_last}, fold_bn {args.fold_bn}, fuse_relu "
+          f"{args.fuse_relu}, cast_weights {args.cast_weights}, modes {modes}")  # fmt: skip
     rows = []
     begun = time.perf_counter()
     for b in args.batch:

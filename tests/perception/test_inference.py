@@ -19,7 +19,9 @@ from v2x.perception.bev import BEVGrid
 from v2x.perception.detector import CoopDetector, DetectorConfig
 from v2x.perception.fusion import build_fusion
 from v2x.perception.inference import (
+    ConvReLU,
     GraphCache,
+    ShuffleUpsampleReLU,
     autocast,
     capture_graph,
     capture_hazards,
@@ -27,6 +29,7 @@ from v2x.perception.inference import (
     check_precision,
     compile_function,
     fold_batchnorm,
+    fuse_conv_relu,
 )
 from v2x.perception.pillars import PillarEncoder
 from v2x.perception.warp import (
@@ -204,6 +207,50 @@ def test_weights_stored_in_the_autocast_dtype_give_autocast_s_values() -> None:
         for r, o in zip(_network(model)(*inputs), _network(cast)(*inputs), strict=True):
             assert o.dtype == torch.float32 and torch.equal(o, r)
     assert {p.dtype for p in cast_weights(model, "fp32").parameters()} == {torch.float32}
+
+
+@pytest.mark.parametrize("k", [1, 2, 4])
+def test_shuffle_upsample_is_the_transposed_convolution(k: int) -> None:
+    """Oracle: ``relu(ConvTranspose2d(x))`` with kernel = stride = k (the backbone's upsamplers)."""
+    torch.manual_seed(k)
+    deconv = torch.nn.ConvTranspose2d(24, 12, k, stride=k, bias=True)
+    x = torch.randn(2, 24, 5, 7)
+    with torch.no_grad():
+        ref, out = torch.relu(deconv(x)), ShuffleUpsampleReLU(deconv)(x)
+    assert out.shape == ref.shape == (2, 12, 5 * k, 7 * k)
+    torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("backbone", ["small", "pointpillars"])
+def test_fused_conv_relu_copy_computes_the_same_network(backbone: str) -> None:
+    """Every convolution + (folded batch norm) + ReLU is one module, no ReLU is left, and the
+    network's outputs are unchanged (the CPU path: relu(conv), the upsamplers reshuffled)."""
+    model = fold_batchnorm(_detector(backbone)).configure_inference("fp32", channels_last=True)
+    fused = fuse_conv_relu(model)
+    assert not any(isinstance(m, torch.nn.ReLU) for m in fused.modules())
+    upsamplers = sum(isinstance(m, ShuffleUpsampleReLU) for m in fused.modules())
+    assert upsamplers == (3 if backbone == "pointpillars" else 1)
+    assert sum(isinstance(m, ConvReLU) for m in fused.modules()) > 3
+    assert any(isinstance(m, torch.nn.ReLU) for m in model.modules())  # the original stays
+    inputs = _inputs()
+    with torch.no_grad():
+        for r, o in zip(_network(model)(*inputs), _network(fused)(*inputs), strict=True):
+            torch.testing.assert_close(o, r, rtol=1e-5, atol=1e-5 * r.abs().max().item())
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("precision", ["fp32", "fp16"])
+def test_fused_conv_relu_on_cuda_matches_the_unfused_network(precision: str) -> None:
+    """cuDNN's fused convolution + bias + ReLU (weights in the precision's dtype)."""
+    device = torch.device("cuda")
+    folded = fold_batchnorm(_detector().to(device)).configure_inference(precision,
+                                                                        channels_last=True)  # fmt: skip
+    fused = cast_weights(fuse_conv_relu(folded), precision)
+    inputs = [t.to(device) for t in _inputs()]
+    with torch.no_grad():
+        for r, o in zip(_network(folded)(*inputs), _network(fused)(*inputs), strict=True):
+            err = (o - r).abs().max().item() / r.abs().max().item()
+            assert err <= GPU_TOLERANCE[precision], f"{precision}: relative error {err:.4f}"
 
 
 def test_precision_is_checked_by_name() -> None:
