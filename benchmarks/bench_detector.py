@@ -278,25 +278,20 @@ def main(argv: list[str] | None = None) -> list[dict]:
             net.configure_inference(precision, channels_last=channels_last)
             try:
                 with torch.no_grad():
-                    if mode == "graph":
-                        fn = capture_graph(network, inputs)
-                    elif mode == "hybrid":
+                    if mode == "hybrid":
                         torch._dynamo.reset()
                         middle = warp_fuse_fn(net, fusion)
                         middle = compile_function(middle, args.hybrid_compile_mode)
-                        fn = network_fn(net, fusion, middle)
-                        if device.type == "cuda":
-                            fn = capture_graph(fn, inputs)  # compiles in its warm-up
+                        network = network_fn(net, fusion, middle)
                     elif mode == "triton":
-                        fn = network_fn(net, fusion, triton_middle(net, args.fusion))
-                        if device.type == "cuda":
-                            fn = capture_graph(fn, inputs)
+                        network = network_fn(net, fusion, triton_middle(net, args.fusion))
+                    fn = network  # eager; 'graph', 'hybrid', 'triton': captured on CUDA
+                    if mode == "graph" or (mode in ("hybrid", "triton") and device.type == "cuda"):
+                        fn = capture_graph(network, inputs)  # hybrid: compiles in its warm-up
                     elif mode == "compile":
                         torch._dynamo.reset()
                         fn = compile_function(network, args.compile_mode)
                         fn(*inputs)  # compile now, outside the timing
-                    else:
-                        fn = network
                     outputs = [o.clone() for o in fn(*inputs)]
                 setup_s = time.perf_counter() - started
                 fps = b / measure(fn, inputs, args.iters, device)
@@ -319,8 +314,10 @@ def main(argv: list[str] | None = None) -> list[dict]:
                   f"{fps / ref:5.2f}x reference ({ref:.1f}) | {fps / baseline:5.2f}x our plain "
                   f"fp32 | max rel. error vs plain {error:.1e} | setup {setup_s:5.1f} s",
                   flush=True)  # fmt: skip
-            if args.profile:
-                print("\n".join(profile_lines(fn, inputs, device, args.profile)), flush=True)
+            if args.profile:  # the kernels of a graph, launched one by one (the profiler
+                # may not see inside a graph replay); a compiled network as compiled
+                profiled = fn if mode == "compile" else network
+                print("\n".join(profile_lines(profiled, inputs, device, args.profile)), flush=True)
     return rows
 
 
