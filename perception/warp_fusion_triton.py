@@ -47,6 +47,10 @@ def _sample(f_ptr, g_ptr, b, a, A, p, pm, coff, cm, H, W, h, w, s_b, s_a, s_y, s
     covered = (tl.abs(gx) <= 1.0) & (tl.abs(gy) <= 1.0)
     ix = ((gx + 1.0) * W - 1.0) / 2.0
     iy = ((gy + 1.0) * H - 1.0) / 2.0
+    # far outside the map every corner is anyway: clamped, the integer corners stay in range
+    # (identical inside [-2, size + 1])
+    ix = tl.minimum(tl.maximum(ix, -2.0), W + 1.0)
+    iy = tl.minimum(tl.maximum(iy, -2.0), H + 1.0)
     x0f = tl.floor(ix)
     y0f = tl.floor(iy)
     x1f = x0f + 1.0
