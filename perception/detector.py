@@ -185,7 +185,11 @@ class CoopDetector(nn.Module):
         return self._encode(points, point_mask, poses, float_output)
 
     def _encode(
-        self, points: torch.Tensor, point_mask: torch.Tensor, poses: torch.Tensor, float_output: bool
+        self,
+        points: torch.Tensor,
+        point_mask: torch.Tensor,
+        poses: torch.Tensor,
+        float_output: bool,
     ) -> torch.Tensor:
         b, a, n, _ = points.shape
         level = points_to_level_frame(points, poses, self.grid.ground_z_m)

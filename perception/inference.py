@@ -371,8 +371,10 @@ class ShuffleUpsampleReLU(nn.Module):
 
 
 def _is_channels_last(weight: torch.Tensor) -> bool:
-    return weight.dim() == 4 and weight.is_contiguous(memory_format=torch.channels_last) and (
-        not weight.is_contiguous()
+    return (
+        weight.dim() == 4
+        and weight.is_contiguous(memory_format=torch.channels_last)
+        and not weight.is_contiguous()
     )
 
 

@@ -426,7 +426,8 @@ def test_graph_cache_captures_per_shape_and_returns_fresh_outputs() -> None:
     assert cache(x).requires_grad and not cache.graphs  # autograd recording: eager
     with torch.no_grad():
         assert torch.equal(cache(x), x * 2) and len(cache.graphs) == 1
-        assert torch.equal(cache(torch.ones(4, device=device)), torch.full((4,), 2.0, device=device))
+        twice = torch.full((4,), 2.0, device=device)
+        assert torch.equal(cache(torch.ones(4, device=device)), twice)
         assert len(cache.graphs) == 1  # over max_graphs: eager
 
 
@@ -505,9 +506,7 @@ def test_benchmark_network_with_a_traced_middle_equals_eager() -> None:
     pts, mask, poses = _inputs()
     inputs = (pts, mask, poses, relative_level_transforms(poses))
     torch._dynamo.reset()
-    middle = torch.compile(
-        bench.warp_fuse_fn(model, fusion), backend="aot_eager", fullgraph=True
-    )
+    middle = torch.compile(bench.warp_fuse_fn(model, fusion), backend="aot_eager", fullgraph=True)
     traced = bench.network_fn(model, fusion, middle)
     with torch.no_grad():
         ref, out = bench.network_fn(model, fusion)(*inputs), traced(*inputs)
