@@ -65,6 +65,10 @@ def _sample(f_ptr, g_ptr, b, a, A, p, pm, coff, cm, H, W, h, w, s_b, s_a, s_y, s
     return val, covered
 
 
+#: (ego cells per program, warps) tried by the autotuner on first use of a shape
+TUNED = [(2, 4), (4, 4), (4, 8), (8, 8), (16, 8)]
+
+
 @triton.jit
 def _warp_fuse_kernel(
     f_ptr, g_ptr, out_ptr,
@@ -113,8 +117,14 @@ def _warp_fuse_kernel(
     tl.store(out_ptr + ooff + c.to(tl.int64)[None, :] * o_c, acc, mask=pm[:, None] & cm[None, :])
 
 
+_tuned_kernel = triton.autotune(
+    configs=[triton.Config({"BLOCK_P": p}, num_warps=nw) for p, nw in TUNED],
+    key=["A", "C", "h", "w"],
+)(_warp_fuse_kernel)
+
+
 def warp_fuse(
-    features: torch.Tensor, sample_grid: torch.Tensor, mode: str, block_cells: int = 4
+    features: torch.Tensor, sample_grid: torch.Tensor, mode: str, block_cells: int | None = None
 ) -> torch.Tensor:
     """Warp every agent's map to the ego's grid and fuse them in one kernel.
 
@@ -124,7 +134,9 @@ def warp_fuse(
         sample_grid: ``[B·A, h, w, 2]`` float32 from ``warp_sampling_grid`` (its coverage is
             recomputed here: ``|grid| <= 1``).
         mode: ``"max"`` or ``"attention"`` (the fusions of those names).
-        block_cells: ego cells per program.
+        block_cells: ego cells per program (4 warps); ``None``: on CUDA the fastest of
+            ``TUNED``, timed by Triton's autotuner on the first call of each shape (outside any
+            CUDA graph capture: warm up first, as ``capture_graph`` does), else 4.
 
     Returns: ``[B, C, h, w]`` float32 with channels-last strides.
     """
@@ -139,11 +151,13 @@ def warp_fuse(
     grid = sample_grid.float().contiguous()
     out = torch.empty(b, c, h, w, device=features.device, dtype=torch.float32)
     out = out.contiguous(memory_format=torch.channels_last)
-    block_c = triton.next_power_of_2(c)
-    launch = (triton.cdiv(h * w, block_cells), b)
-    _warp_fuse_kernel[launch](
-        features, grid, out, a, c, hh, ww, h, w, *features.stride(), *out.stride(),
-        math.sqrt(c), ATTENTION=mode == "attention", BLOCK_P=block_cells, BLOCK_C=block_c,
-        num_warps=4,
-    )  # fmt: skip
+    args = (features, grid, out, a, c, hh, ww, h, w, *features.stride(), *out.stride(),
+            math.sqrt(c))  # fmt: skip
+    consts = {"ATTENTION": mode == "attention", "BLOCK_C": triton.next_power_of_2(c)}
+    if block_cells is None and features.is_cuda:
+        _tuned_kernel[lambda meta: (triton.cdiv(h * w, meta["BLOCK_P"]), b)](*args, **consts)
+    else:  # (the interpreter, on CPU tensors, has no timer to autotune with)
+        block = block_cells or 4
+        launch = (triton.cdiv(h * w, block), b)
+        _warp_fuse_kernel[launch](*args, **consts, BLOCK_P=block, num_warps=4)
     return out

@@ -40,7 +40,7 @@ for layout in ("channels_last", "contiguous"):
         feats = maps.to(dtype).view(b, a, c, h, w)
         for mode in ("max", "attention"):
             ref = build_fusion(mode)(*warp_to_ego(feats, ego_to_agent, grid))
-            got = warp_fuse(feats, sample_grid, mode)
+            got = warp_fuse(feats, sample_grid, mode, block_cells=4)
             out[f"{layout}/{dtype}/{mode}"] = [
                 float((got - ref).abs().max() / ref.abs().max()), bool(torch.isfinite(got).all()),
                 bool(got.is_contiguous(memory_format=torch.channels_last)), list(got.shape),
