@@ -76,9 +76,9 @@ from v2x.perception.warp import relative_level_transforms, warp_sampling_grid, w
 # (batch, precision) -> reference cooperative frames/s on one H200 (batch 1 fp16 not measured:
 # the batch-8 figure is used for both batches there; bf16 is compared with the fp16 figure).
 OPENCOOD_FPS = {(1, "fp32"): 124.5, (8, "fp32"): 135.7, (1, "fp16"): 176.7, (8, "fp16"): 176.7}
-MODES = ("eager", "graph", "compile", "hybrid", "triton")
+MODES = ("eager", "graph", "compile", "hybrid", "triton")  # after "plain", always measured first
 #: compile modes without CUDA graphs of their own: 'compile' captures the compiled network
-OWN_GRAPH_MODES = ("default", "max-autotune-no-cudagraphs")  # after "plain", always measured first
+OWN_GRAPH_MODES = ("default", "max-autotune-no-cudagraphs")
 
 
 def make_inputs(
