@@ -367,7 +367,8 @@ class ShuffleUpsampleReLU(nn.Module):
         self.conv.weight.data = self.conv.weight.data.contiguous(memory_format=fmt)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.pixel_shuffle(_conv_relu(x, self.conv), self.k)
+        y = _conv_relu(x, self.conv)
+        return y if self.k == 1 else F.pixel_shuffle(y, self.k)
 
 
 def _is_channels_last(weight: torch.Tensor) -> bool:
