@@ -37,7 +37,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval, fuse_linear_bn_eval
 from torch.overrides import TorchFunctionMode
@@ -46,7 +45,7 @@ from torch.utils._pytree import tree_flatten
 
 __all__ = ["PRECISIONS", "COMPILE_MODES", "GraphCache", "autocast", "check_precision",
            "capture_graph", "capture_hazards", "cast_weights", "compile_function",
-           "fold_batchnorm", "fuse_conv_relu"]  # fmt: skip
+           "fold_batchnorm", "fuse_conv_relu", "pixel_shuffle_channels_last"]  # fmt: skip
 
 #: precision name -> autocast dtype (``None``: full float32, no autocast)
 PRECISIONS: dict[str, torch.dtype | None] = {
@@ -368,7 +367,18 @@ class ShuffleUpsampleReLU(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = _conv_relu(x, self.conv)
-        return y if self.k == 1 else F.pixel_shuffle(y, self.k)
+        return y if self.k == 1 else pixel_shuffle_channels_last(y, self.k)
+
+
+def pixel_shuffle_channels_last(y: torch.Tensor, k: int) -> torch.Tensor:
+    """``F.pixel_shuffle(y, k)`` (``[S, u·k², h, w]`` → ``[S, u, h·k, w·k]``) returned with
+    channels-last strides, in one copy (``F.pixel_shuffle`` returns the plain layout on CUDA,
+    which would make the maps concatenated with it, and every reader after, plain too)."""
+    s, c, h, w = y.shape
+    u = c // (k * k)
+    nhwc = y.permute(0, 2, 3, 1).reshape(s, h, w, u, k, k)  # a view of a channels-last y
+    out = nhwc.permute(0, 1, 4, 2, 5, 3).reshape(s, h * k, w * k, u)  # [S, h, i, w, j, u]
+    return out.permute(0, 3, 1, 2)
 
 
 def _is_channels_last(weight: torch.Tensor) -> bool:

@@ -30,6 +30,7 @@ from v2x.perception.inference import (
     compile_function,
     fold_batchnorm,
     fuse_conv_relu,
+    pixel_shuffle_channels_last,
 )
 from v2x.perception.pillars import PillarEncoder
 from v2x.perception.warp import (
@@ -209,6 +210,14 @@ def test_weights_stored_in_the_autocast_dtype_give_autocast_s_values() -> None:
     assert {p.dtype for p in cast_weights(model, "fp32").parameters()} == {torch.float32}
 
 
+@pytest.mark.parametrize("layout", [torch.channels_last, torch.contiguous_format])
+def test_pixel_shuffle_channels_last_is_pixel_shuffle(layout: torch.memory_format) -> None:
+    y = torch.randn(2, 3 * 16, 5, 7).contiguous(memory_format=layout)
+    out = pixel_shuffle_channels_last(y, 4)
+    assert torch.equal(out, torch.nn.functional.pixel_shuffle(y, 4))
+    assert out.is_contiguous(memory_format=torch.channels_last)
+
+
 @pytest.mark.parametrize("k", [1, 2, 4])
 def test_shuffle_upsample_is_the_transposed_convolution(k: int) -> None:
     """Oracle: ``relu(ConvTranspose2d(x))`` with kernel = stride = k (the backbone's upsamplers)."""
@@ -218,6 +227,11 @@ def test_shuffle_upsample_is_the_transposed_convolution(k: int) -> None:
     with torch.no_grad():
         ref, out = torch.relu(deconv(x)), ShuffleUpsampleReLU(deconv)(x)
     assert out.shape == ref.shape == (2, 12, 5 * k, 7 * k)
+    torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-6)
+    nhwc = ShuffleUpsampleReLU(deconv.to(memory_format=torch.channels_last))
+    with torch.no_grad():
+        out = nhwc(x.contiguous(memory_format=torch.channels_last))
+    assert out.is_contiguous(memory_format=torch.channels_last)  # the backbone's layout kept
     torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-6)
 
 
