@@ -10,6 +10,7 @@ import functools
 from dataclasses import dataclass, field
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from v2x.perception.backbone import BEVBackbone, PointPillarsBackbone
@@ -21,6 +22,9 @@ from v2x.perception.pillars import PillarEncoder
 from v2x.perception.semantic import payload_adapters
 
 BACKBONES = ("small", "pointpillars")
+#: with CUDA graphs (``configure_inference``), each agent's points are padded to a multiple of
+#: this many slots, so that batches with other point counts replay the same graph
+GRAPH_POINT_BUCKET = 8192
 
 
 @dataclass
@@ -131,7 +135,8 @@ class CoopDetector(nn.Module):
                 (``None``: leave the layout as it is).
             cuda_graph: ``encode`` in eval mode without autograd on CUDA inputs replays a CUDA
                 graph per input shape (``GraphCache``: captured on first use, at most 4 shapes,
-                the same kernels as eager, no launch overhead); ``None``: leave it as it is.
+                the same kernels as eager, no launch overhead; point counts padded to a multiple
+                of ``GRAPH_POINT_BUCKET``); ``None``: leave it as it is.
                 Any call of this method drops the graphs captured so far (they hold the old
                 settings), as does moving the model.
         """
@@ -181,6 +186,14 @@ class CoopDetector(nn.Module):
                 graphs = self.encode_graphs[float_output] = GraphCache(
                     functools.partial(self._encode, float_output=float_output)
                 )
+            # batches of frames differ in their point counts: padded to a whole number of
+            # GRAPH_POINT_BUCKET slots (masked: the eval path drops them, the features stay
+            # the same) they share graphs
+            n = points.shape[2]
+            pad = -n % GRAPH_POINT_BUCKET
+            if pad:
+                points = F.pad(points, (0, 0, 0, pad))
+                point_mask = F.pad(point_mask, (0, pad), value=False)
             return graphs(points, point_mask, poses)
         return self._encode(points, point_mask, poses, float_output)
 
