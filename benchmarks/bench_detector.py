@@ -234,6 +234,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
     ap.add_argument("--fuse-relu", action=argparse.BooleanOptionalAction, default=False,
                     help="convolution + bias + ReLU as one cuDNN call each (with --fold-bn; "
                     "not in 'plain')")  # fmt: skip
+    ap.add_argument("--shuffle-upsample", action="store_true",
+                    help="the upsamplers as 1x1 convolution + pixel shuffle, without the fused "
+                    "cuDNN call of --fuse-relu (which includes them)")  # fmt: skip
     ap.add_argument("--cast-weights", action=argparse.BooleanOptionalAction, default=True,
                     help="reduced precision: weights stored in its dtype (not in 'plain')")  # fmt: skip
     ap.add_argument("--profile", type=int, default=0, metavar="K",
@@ -251,7 +254,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     params = sum(p.numel() for p in model.parameters())
     fusion = build_fusion(args.fusion)
     fast = fold_batchnorm(model) if args.fold_bn else model
-    fast = fuse_conv_relu(fast) if args.fuse_relu else fast
+    if args.fuse_relu or args.shuffle_upsample:
+        fast = fuse_conv_relu(fast, cudnn=args.fuse_relu)
     # reduced precision: weights stored in its dtype (autocast casts none per call)
     nets = {p: cast_weights(fast, p) if args.cast_weights and p != "fp32" else fast
             for p in args.precision}  # fmt: skip
@@ -261,7 +265,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
           f"{grid.width}x{grid.height}, agents {args.agents}, points/agent {args.points}, fusion "
           f"{args.fusion}, "
           f"channels_last {args.channels_last}, fold_bn {args.fold_bn}, fuse_relu "
-          f"{args.fuse_relu}, cast_weights {args.cast_weights}, modes {modes}")  # fmt: skip
+          f"{args.fuse_relu}, shuffle_upsample {args.shuffle_upsample or args.fuse_relu}, "
+          f"cast_weights {args.cast_weights}, modes {modes}")  # fmt: skip
     rows = []
     begun = time.perf_counter()
     for b in args.batch:

@@ -321,12 +321,12 @@ def cast_weights(model: nn.Module, precision: str) -> nn.Module:
     return cast
 
 
-def _conv_relu(x: torch.Tensor, conv: nn.Conv2d) -> torch.Tensor:
-    """``relu(conv(x))``; on CUDA one ``torch.cudnn_convolution_relu`` call (convolution, bias
-    and ReLU in one kernel sequence with one write of the output, instead of the convolution,
-    a bias pass and a ReLU pass), the input cast to the weight's dtype (what autocast does for a
-    convolution: this fused operator is not on autocast's lists)."""
-    if x.is_cuda:
+def _conv_relu(x: torch.Tensor, conv: nn.Conv2d, cudnn: bool = True) -> torch.Tensor:
+    """``relu(conv(x))``; on CUDA with ``cudnn`` one ``torch.cudnn_convolution_relu`` call
+    (convolution, bias and ReLU in one kernel sequence with one write of the output, instead of
+    the convolution, a bias pass and a ReLU pass), the input cast to the weight's dtype (what
+    autocast does for a convolution: this fused operator is not on autocast's lists)."""
+    if cudnn and x.is_cuda:
         x = x.to(conv.weight.dtype)
         return torch.cudnn_convolution_relu(
             x, conv.weight, conv.bias, conv.stride, conv.padding, conv.dilation, conv.groups
@@ -337,12 +337,13 @@ def _conv_relu(x: torch.Tensor, conv: nn.Conv2d) -> torch.Tensor:
 class ConvReLU(nn.Module):
     """``relu(conv(x))`` of a ``Conv2d`` with zero padding (``_conv_relu``)."""
 
-    def __init__(self, conv: nn.Conv2d) -> None:
+    def __init__(self, conv: nn.Conv2d, cudnn: bool = True) -> None:
         super().__init__()
         self.conv = conv
+        self.cudnn = cudnn
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return _conv_relu(x, self.conv)
+        return _conv_relu(x, self.conv, self.cudnn)
 
 
 class ShuffleUpsampleReLU(nn.Module):
@@ -351,10 +352,11 @@ class ShuffleUpsampleReLU(nn.Module):
     and ReLU on CUDA) and a pixel shuffle: output ``[u, y·k + i, x·k + j] = Σ_c W[c, u, i, j]
     x[c, y, x] + b[u]``, the same sum."""
 
-    def __init__(self, deconv: nn.ConvTranspose2d) -> None:
+    def __init__(self, deconv: nn.ConvTranspose2d, cudnn: bool = True) -> None:
         super().__init__()
         c_in, u, k, _ = deconv.weight.shape
         self.k = k
+        self.cudnn = cudnn
         self.conv = nn.Conv2d(c_in, u * k * k, 1, bias=True)
         with torch.no_grad():  # channel u·k² + i·k + j <- W[:, u, i, j] (pixel_shuffle's order)
             weight = deconv.weight.permute(1, 2, 3, 0).reshape(u * k * k, c_in, 1, 1)
@@ -366,7 +368,7 @@ class ShuffleUpsampleReLU(nn.Module):
         self.conv.weight.data = self.conv.weight.data.contiguous(memory_format=fmt)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = _conv_relu(x, self.conv)
+        y = _conv_relu(x, self.conv, self.cudnn)
         return y if self.k == 1 else pixel_shuffle_channels_last(y, self.k)
 
 
@@ -389,20 +391,20 @@ def _is_channels_last(weight: torch.Tensor) -> bool:
     )
 
 
-def _fusable(layer: nn.Module) -> nn.Module | None:
+def _fusable(layer: nn.Module, cudnn: bool) -> nn.Module | None:
     """The fused replacement of ``layer`` followed by a ReLU, or ``None``."""
     zeros = getattr(layer, "padding_mode", "") == "zeros" and not isinstance(layer.padding, str)
     if isinstance(layer, nn.Conv2d) and zeros:
-        return ConvReLU(layer)
+        return ConvReLU(layer, cudnn)
     if isinstance(layer, nn.ConvTranspose2d):
         k, s = layer.kernel_size, layer.stride
         plain = layer.padding == (0, 0) and layer.output_padding == (0, 0) and layer.groups == 1
         if k[0] == k[1] == s[0] == s[1] and layer.dilation == (1, 1) and plain:
-            return ShuffleUpsampleReLU(layer)
+            return ShuffleUpsampleReLU(layer, cudnn)
     return None
 
 
-def fuse_conv_relu(model: nn.Module) -> nn.Module:
+def fuse_conv_relu(model: nn.Module, cudnn: bool = True) -> nn.Module:
     """An eval-mode copy of ``model`` in which each ``nn.Sequential`` run of a convolution, any
     ``nn.Identity`` (a folded batch norm, ``fold_batchnorm``) and a ``nn.ReLU`` is one fused
     module (``ConvReLU``; a transposed convolution with kernel = stride: ``ShuffleUpsampleReLU``),
@@ -412,7 +414,9 @@ def fuse_conv_relu(model: nn.Module) -> nn.Module:
     On CUDA each fused module writes its output once (cuDNN's fused convolution + bias + ReLU),
     instead of a convolution, a bias pass and a ReLU pass over it (two passes fewer per layer,
     two kernels fewer per layer at batch 1); elsewhere it computes ``relu(conv(x))``. The
-    values are the same sums (float32 rounding aside). Inference only.
+    values are the same sums (float32 rounding aside). Inference only. ``cudnn=False``: the
+    same modules computing ``relu(conv(x))`` on CUDA too (only the transposed convolutions
+    change, to 1×1 convolution + pixel shuffle).
     """
     fused = copy.deepcopy(model).eval()
     for module in fused.modules():
@@ -424,7 +428,7 @@ def fuse_conv_relu(model: nn.Module) -> nn.Module:
             while j < len(children) and isinstance(children[j], nn.Identity):
                 j += 1
             if j < len(children) and isinstance(children[j], nn.ReLU):
-                replacement = _fusable(layer)
+                replacement = _fusable(layer, cudnn)
                 if replacement is not None:
                     module[i] = replacement
                     for k in range(i + 1, j + 1):
