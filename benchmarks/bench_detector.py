@@ -57,8 +57,8 @@ import torch
 import yaml
 
 import v2x.conf
-from v2x.checkpoint import detector_config_from_dict
 from v2x.perception.bev import BEVGrid
+from v2x.perception.checkpoint import detector_config_from_dict
 from v2x.perception.detector import CoopDetector
 from v2x.perception.fusion import build_fusion
 from v2x.perception.inference import (

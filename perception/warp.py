@@ -13,6 +13,7 @@ import torch.nn.functional as F
 
 from v2x.perception.bev import BEVGrid, level_pose, points_to_level_frame
 from v2x.perception.boxes import transform_boxes
+from v2x.perception.grid_sample import bilinear_sample
 
 
 def relative_level_transforms(poses: torch.Tensor, ego_index: int = 0) -> torch.Tensor:
@@ -103,9 +104,15 @@ def warp_sampling_grid(
 
 def sample_maps(maps: torch.Tensor, sample_grid: torch.Tensor) -> torch.Tensor:
     """Bilinear resampling of ``maps [N, C, h, w]`` at ``sample_grid [N, h, w, 2]``
-    (``warp_sampling_grid``); zeros outside the source grid. Returns float32."""
+    (``warp_sampling_grid``); zeros outside the source grid. Returns float32.
+
+    Training on CUDA in torch's deterministic mode, the gradient to ``maps`` is added in a fixed
+    order (``v2x.perception.grid_sample``; torch's own backward uses float atomics)."""
+    maps = maps.float()
+    if maps.is_cuda and maps.requires_grad and torch.are_deterministic_algorithms_enabled():
+        return bilinear_sample(maps, sample_grid)
     return F.grid_sample(
-        maps.float(), sample_grid, mode="bilinear", padding_mode="zeros", align_corners=False
+        maps, sample_grid, mode="bilinear", padding_mode="zeros", align_corners=False
     )
 
 

@@ -838,7 +838,7 @@ def test_cells_with_pose_noise_and_dropped_payloads_do_not_depend_on_their_neigh
     """Pose noise and deadline re-runs draw random numbers too: a grid grown one SNR at a time
     gives the rows of a fresh run of the whole grid (shipped detector: an untrained one scores
     AP 0 whatever the draws)."""
-    from v2x.checkpoint import shipped_detector_path
+    from v2x.perception.checkpoint import shipped_detector_path
 
     if not shipped_detector_path().is_file():
         pytest.skip("the shipped detector is not in this checkout")
