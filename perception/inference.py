@@ -32,6 +32,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import traceback
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -129,12 +130,14 @@ class GraphCache:
     """``fn`` replayed from CUDA graphs: one per input signature (shapes, strides, dtypes,
     device), captured by :func:`capture_graph` on its first use.
 
-    Calls run ``fn`` eagerly when an input is not a CUDA tensor, when autograd is recording, or
+    Calls run ``fn`` eagerly when an input is not a CUDA tensor, when autograd is recording,
     when ``max_graphs`` signatures already have graphs (each holds its own memory pool: a batch
-    of new shapes must not keep capturing). Replays return clones of the graph's outputs (the
-    next replay overwrites them). ``fn`` must have no host synchronisation and read nothing that
-    moves between calls but its inputs (parameters must stay where they are: :meth:`clear`
-    after moving them). A deep copy starts with no graphs.
+    of new shapes must not keep capturing), or when the capture failed (e.g. an operator that
+    synchronises in torch's deterministic mode: warned once per signature, kept in
+    ``failed``). Replays return clones of the graph's outputs (the next replay overwrites them).
+    ``fn`` must have no host synchronisation and read nothing that moves between calls but its
+    inputs (parameters must stay where they are: :meth:`clear` after moving them). A deep copy
+    starts with no graphs.
 
     Args:
         fn: a function of tensors returning a tensor or a tuple of tensors.
@@ -147,23 +150,36 @@ class GraphCache:
         self.fn = fn
         self.max_graphs = max_graphs
         self.graphs: dict[tuple, Callable[..., Any]] = {}
+        self.failed: dict[tuple, str] = {}  # signature -> why its capture failed
+
+    def capturable(self, inputs: Sequence[Any]) -> bool:
+        """Whether a call with ``inputs`` may replay a graph (CUDA tensors, no autograd)."""
+        tensors = all(isinstance(t, torch.Tensor) and t.is_cuda for t in inputs)
+        return bool(inputs) and tensors and not torch.is_grad_enabled()
 
     def __call__(self, *inputs: torch.Tensor) -> Any:
-        tensors = all(isinstance(t, torch.Tensor) and t.is_cuda for t in inputs)
-        if not inputs or not tensors or torch.is_grad_enabled():
+        if not self.capturable(inputs):
             return self.fn(*inputs)
         key = tuple((t.shape, t.stride(), t.dtype, t.device) for t in inputs)
         graph = self.graphs.get(key)
         if graph is None:
-            if len(self.graphs) >= self.max_graphs:
+            if len(self.graphs) >= self.max_graphs or key in self.failed:
                 return self.fn(*inputs)
-            graph = self.graphs[key] = capture_graph(self.fn, inputs)
+            try:
+                graph = capture_graph(self.fn, inputs)
+            except RuntimeError as exc:  # run eagerly from now on, for this signature
+                self.failed[key] = f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
+                warnings.warn(f"GraphCache: capture failed, running eagerly ({self.failed[key]})",
+                              RuntimeWarning, stacklevel=2)  # fmt: skip
+                return self.fn(*inputs)
+            self.graphs[key] = graph
         out = graph(*inputs)
         return out.clone() if isinstance(out, torch.Tensor) else type(out)(o.clone() for o in out)
 
     def clear(self) -> None:
-        """Drop every graph (and its memory pool)."""
+        """Drop every graph (and its memory pool) and the record of failed captures."""
         self.graphs.clear()
+        self.failed.clear()
 
     def __deepcopy__(self, memo: dict) -> GraphCache:
         return GraphCache(copy.deepcopy(self.fn, memo), self.max_graphs)

@@ -421,6 +421,35 @@ def test_cuda_graph_option_runs_eagerly_off_cuda_and_survives_copies() -> None:
         GraphCache(lambda x: x, max_graphs=0)
 
 
+def test_graph_cache_runs_eagerly_once_a_capture_fails(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A signature whose capture fails (an operator that synchronises, say) runs eagerly from
+    then on, with one warning, and is not captured again."""
+    import warnings
+
+    import v2x.perception.inference as inference
+
+    attempts = []
+
+    def failing_capture(fn, inputs, warmup=3):  # noqa: ANN001, ANN202 - capture_graph's
+        attempts.append(1)
+        raise RuntimeError("operation not permitted when stream is capturing")
+
+    monkeypatch.setattr(inference, "capture_graph", failing_capture)
+    cache = GraphCache(lambda x: x * 2)
+    monkeypatch.setattr(cache, "capturable", lambda inputs: True)  # as if on CUDA
+    x = torch.ones(3)
+    with pytest.warns(RuntimeWarning, match="capture failed, running eagerly"):
+        assert torch.equal(cache(x), x * 2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert torch.equal(cache(x), x * 2)
+    assert len(attempts) == 1 and not cache.graphs
+    assert list(cache.failed.values()) == ["RuntimeError: operation not permitted when stream "
+                                           "is capturing"]  # fmt: skip
+    cache.clear()
+    assert not cache.failed
+
+
 @pytest.mark.gpu
 def test_graph_cache_captures_per_shape_and_returns_fresh_outputs() -> None:
     device = torch.device("cuda")
