@@ -259,7 +259,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     # reduced precision: weights stored in its dtype (autocast casts none per call)
     nets = {p: cast_weights(fast, p) if args.cast_weights and p != "fp32" else fast
             for p in args.precision}  # fmt: skip
-    modes = [m for m in args.modes if m != "graph" or device.type == "cuda"]  # hybrid: no graph
+    # graph needs CUDA (hybrid, triton and compile run uncaptured elsewhere)
+    modes = [m for m in args.modes if m != "graph" or device.type == "cuda"]
     print(f"device {torch.cuda.get_device_name(device) if device.type == 'cuda' else device}, "
           f"torch {torch.__version__}, model {args.model} ({params / 1e6:.2f} M parameters), grid "
           f"{grid.width}x{grid.height}, agents {args.agents}, points/agent {args.points}, fusion "
