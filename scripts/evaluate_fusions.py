@@ -48,6 +48,8 @@ def main() -> None:
                     "frames) or frames")
     ap.add_argument("--precision", choices=tuple(PRECISIONS), default="fp32",
                     help="detector inference precision (autocast)")
+    ap.add_argument("--cuda-graph", action="store_true",
+                    help="CUDA: the encoder replays a CUDA graph per batch shape (speed only)")
     ap.add_argument("--fusions", nargs="+", default=list(FUSIONS))
     ap.add_argument("--fusion-options", type=json.loads, default=None,
                     help='constructor kwargs per fusion, JSON, e.g. \'{"semantic_map": {"max_fraction": 0.1}}\'')  # fmt: skip
@@ -71,7 +73,8 @@ def main() -> None:
     rows = evaluate_fusions(model, frames, args.fusions, device, args.batch,
                             bootstrap=args.bootstrap, seed=args.seed,
                             bootstrap_unit=args.bootstrap_unit, precision=args.precision,
-                            fusion_options=args.fusion_options)  # fmt: skip
+                            fusion_options=args.fusion_options,
+                            cuda_graph=args.cuda_graph)  # fmt: skip
     print(f"evaluated in {time.perf_counter() - t:.0f} s")
     for name, row in rows.items():
         cells = [f"{k} {row[k]:.3f} [{row[k + '_ci'][0]:.3f}, {row[k + '_ci'][1]:.3f}]"

@@ -21,6 +21,7 @@ _NOT_HASHED = (
     "allow_corrupt",
     "output_dir",
     "feature_cache_gb",
+    "cuda_graph",
     "table",
     "plots",
     "plots_dir",
@@ -67,6 +68,8 @@ class SweepConfig:
         quiet: no progress bar (also off when stderr is not a TTY or ``CI`` is set).
         allow_corrupt: move an unreadable results file aside instead of failing.
         feature_cache_gb: memory for cached encoder features (0: re-encode per group).
+        cuda_graph: on CUDA the detector's encoder replays a CUDA graph per batch shape
+            (``CoopDetector.configure_inference``; the same kernels, no launch overhead).
         table: print the results table when the app finishes.
         plots: draw this job's figures when the app finishes (``v2x.plots.make_plots``).
         plots_dir: their folder (default ``<output_dir>/plots-<config hash>``).
@@ -94,6 +97,7 @@ class SweepConfig:
     quiet: bool = False
     allow_corrupt: bool = False
     feature_cache_gb: float = 2.0
+    cuda_graph: bool = False
     table: bool = True
     plots: bool = True
     plots_dir: str | None = None

@@ -693,6 +693,11 @@ def test_evaluate_fusions_headline_metrics(model, batch):
         assert one[fusion]["convention"]["sort"] == "per_frame"
     assert one["none"]["source_bits_per_frame"] == 0.0
     assert one["max"]["source_bits_per_frame"] > 0.0
+    # the CUDA-graph option is speed only (on the CPU: eager), and the model's setting returns
+    graphed = evaluate_fusions(model, frames, ["max"], torch.device("cpu"), batch_size=3,
+                               bootstrap=20, cuda_graph=True)  # fmt: skip
+    assert graphed["max"]["vehicle_ap_50"] == all_["max"]["vehicle_ap_50"]
+    assert model.encode_graphs is None
     assert not math.isnan(one["max"]["vehicle_ap_50"])  # every GT box here is a car
     # ids without a sequence part are their own sequence: the sequence bootstrap is then the
     # frame bootstrap, draw for draw
