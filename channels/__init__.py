@@ -1,6 +1,6 @@
 """Everything between antennas: symbol-level channels and link models (geometry → SNR/rate/latency).
 
-Depends on nothing else of the project (only the leaf ``v2x.registry``).
+Depends on nothing else of the project (only the leaf ``v2x.common``).
 
 Channels (registry ``CHANNELS``): ``awgn``, ``rayleigh``, ``rician``, ``rayleigh_fast``,
 ``rician_fast``, ``tdl`` / ``cdl`` (OFDM through Sionna, imported lazily), ``erasure``,
@@ -9,7 +9,9 @@ Channels (registry ``CHANNELS``): ``awgn``, ``rayleigh``, ``rician``, ``rayleigh
 Link models (registry ``LINKS``): ``free_space``, ``v2v_highway``, ``v2v_urban``, ``uma_av``,
 ``umi_av``, ``rma_av``, ``al_hourani``, ``umi_street_canyon``, ``thz``. ``build_link(cfg)`` →
 model; ``model(distance_m=...)`` or ``model(tx_pos=..., rx_pos=..., los=...)`` → ``LinkState``;
-``link_report(state, payload_bits)`` → rate, time on air, latency, AoI.
+``link_report(state, payload_bits)`` → rate, time on air, latency, AoI. ``RadioParams``
+(``channels.radio``) is the one type of a link's radio settings (carrier, bandwidth, power,
+gains, noise figure) and the home of their defaults.
 """
 
 from typing import Any
@@ -17,21 +19,25 @@ from typing import Any
 from v2x.channels.awgn import AWGNChannel
 from v2x.channels.base import CHANNELS, Channel, ChannelState, equalize
 from v2x.channels.budget import LinkReport, link_report
-from v2x.channels.erasure import ErasureChannel, Packetizer, _plain
+from v2x.channels.erasure import ErasureChannel, Packetizer
 from v2x.channels.fading import FadingChannel
 from v2x.channels.geometry import link_conditions, segments_blocked
 from v2x.channels.link import LINKS, LinkModel, LinkState, build_link
 from v2x.channels.ofdm import OFDMChannel
 from v2x.channels.pathloss import fspl_db
+from v2x.channels.radio import DEFAULT_RADIO, RadioParams
 from v2x.channels.thz import THzLink, absorption_coefficient
+from v2x.common import to_plain
 
 __all__ = [
     "CHANNELS",
+    "DEFAULT_RADIO",
     "LINKS",
     "LinkModel",
     "LinkReport",
     "LinkState",
     "OFDMChannel",
+    "RadioParams",
     "THzLink",
     "absorption_coefficient",
     "build_link",
@@ -58,14 +64,14 @@ def build_channel(name: str | Any, **kwargs: Any) -> Channel:
     ``name`` may also be a config mapping with a ``name`` field (e.g. Hydra's ``cfg.channel``);
     its other fields become constructor kwargs (``kwargs`` override them).
     """
-    name = _plain(name)
+    name = to_plain(name)
     if isinstance(name, dict):
         cfg = dict(name)
         if "name" not in cfg:
             raise ValueError("build_channel: channel config needs a 'name' field")
         name = cfg.pop("name")
         kwargs = {**cfg, **kwargs}
-    return CHANNELS.build(name, **{k: _plain(v) for k, v in kwargs.items()})
+    return CHANNELS.build(name, **{k: to_plain(v) for k, v in kwargs.items()})
 
 
 def link_summary(cfg: Any, payload_bits: float = 1e6, **report_kw: Any) -> dict[str, float]:

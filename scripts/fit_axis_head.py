@@ -7,7 +7,11 @@ conf/train_pointpillars.yaml), seen through each of ``--fusions`` — the last l
 closed form, as a linear probe is. Boxes of ``--classes`` count (pedestrians are near-square:
 their axis is noise to the fit and costs their IoU nothing).
 
-    python scripts/fit_axis_head.py --model pointpillars --towns 60 --out detector_axis.pt
+    git show 8889c8c:v2x/assets/detector_pointpillars.pt > /tmp/pointpillars_v1.pt  # no axis
+    python scripts/fit_axis_head.py --checkpoint /tmp/pointpillars_v1.pt --towns 60 --out axis.pt
+
+(The shipped detector has had trained axis channels since 2026-12-01; the script refuses a
+checkpoint that already has them.)
 """
 
 from __future__ import annotations

@@ -36,6 +36,7 @@ def evaluate_fusions(
     bootstrap_unit: str = "auto",
     fusion_options: dict[str, dict[str, Any]] | None = None,
     precision: str = "fp32",
+    cuda_graph: bool = False,
     sorts: Sequence[str] = ("per_frame",),
 ) -> dict[str, dict[str, Any]]:
     """Headline metrics of each fusion strategy over one link condition (by default an ideal
@@ -56,6 +57,9 @@ def evaluate_fusions(
             e.g. ``{"semantic_map": {"max_fraction": 0.1}}``.
         precision: the detector's inference precision (``CoopDetector.configure_inference``:
             ``"fp32"``, ``"fp16"`` or ``"bf16"`` autocast); restored to fp32 afterwards.
+        cuda_graph: on CUDA the encoder replays a CUDA graph per batch shape
+            (``configure_inference(cuda_graph=True)``; speed only); the model's own setting
+            is restored afterwards.
         sorts: AP sort conventions (``"per_frame"``: OpenCOOD's default, cumulative TP/FP in
             frame order; ``"global"``: all detections by score, HEAL/CoAlign and the textbook
             AP). The first gives the row's metrics; each other one the same metrics, interval
@@ -70,8 +74,8 @@ def evaluate_fusions(
         raise ValueError("evaluate_fusions: no frames to evaluate")
     was_training = model.training
     model = model.to(device).eval()
-    previous = model.precision
-    model.configure_inference(precision)
+    previous, had_graphs = model.precision, model.encode_graphs is not None
+    model.configure_inference(precision, cuda_graph=True if cuda_graph else None)
     out: dict[str, dict[str, Any]] = {}
     for name in fusions:
         pipe = (
@@ -99,7 +103,7 @@ def evaluate_fusions(
                 "convention": {**acc.config.convention(), "sort": sort},
             }
         out[name] = row
-    model.configure_inference(previous)
+    model.configure_inference(previous, cuda_graph=had_graphs)
     model.train(was_training)
     return out
 
