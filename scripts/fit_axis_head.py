@@ -21,12 +21,11 @@ import argparse
 import torch
 
 from v2x.channels import build_channel
-from v2x.checkpoint import load_detector
 from v2x.datasets.frame import CLASS_NAMES, collate_frames
 from v2x.datasets.synthetic import SyntheticConfig, generate_sequence
 from v2x.evaluation import ego_ground_truth
 from v2x.perception.axis_fit import centre_samples, ridge, with_axis_channels
-from v2x.perception.checkpoint import save_checkpoint
+from v2x.perception.checkpoint import load_detector, save_checkpoint
 from v2x.perception.fusion import build_fusion
 from v2x.pipeline import CooperativePipeline
 from v2x.semcom import build_codec
