@@ -68,6 +68,8 @@ No GT in a group: AP is ``nan`` (OpenCOOD would divide by zero). GT but no detec
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -734,6 +736,28 @@ class APAccumulator:
             store.scores[ti].append(scores[counted])
 
     # ----------------------------------------------------------------------------------------
+    def state_digest(self) -> str:
+        """SHA-256 (hex) of everything :meth:`compute` reads: two accumulators with equal
+        digests give equal results for equal arguments (e.g. sweep conditions whose
+        detections were identical on every frame, recorded through ``add_frames(replicas=)``),
+        so one ``compute`` can serve both."""
+        h = hashlib.sha256()
+        h.update(
+            repr(
+                (self.config, self.num_frames, self._sequences, sorted(self._classes),
+                 self._labelled, self._subset_names, list(self._groups))
+            ).encode()
+        )  # fmt: skip
+        for name in sorted(self._groups):
+            store = self._groups[name]
+            h.update(repr((name, store.num_gt, store.frame_gt, store.frame_index)).encode())
+            for tps, scores in zip(store.tp, store.scores, strict=True):
+                h.update(np.array([len(t) for t in tps], dtype=np.int64).tobytes())
+                for parts in (tps, scores):
+                    if parts:
+                        h.update(np.concatenate(parts).tobytes())
+        return h.hexdigest()
+
     def compute(
         self,
         sort: str | None = None,
@@ -851,23 +875,14 @@ class APAccumulator:
         sequences drawn with replacement (numbered in order of first appearance), each bringing
         all its records — with one frame per sequence, the very same draws."""
         store = self._store(name)
-        rng = np.random.default_rng(seed)
         if unit == "sequence":
             members: dict[Any, list[int]] = {}
             for record, fi in enumerate(store.frame_index):
                 members.setdefault(self._sequences[fi], []).append(record)
-            units = [np.asarray(v, dtype=np.int64) for v in members.values()]
+            units = tuple(tuple(v) for v in members.values())
         else:
-            units = [np.asarray([r], dtype=np.int64) for r in range(len(store.frame_gt))]
-        if not units:
-            return [np.zeros(0, dtype=np.int64) for _ in range(resamples)]
-        picks = rng.integers(0, len(units), size=(resamples, len(units)))
-        # A resample keeps the frames in dataset order: per-frame AP depends on the order of
-        # the frames, and a shuffled order would add its own spread and bias to the interval.
-        picks.sort(axis=1)
-        if unit != "sequence":
-            return list(picks)
-        return [np.concatenate([units[u] for u in row]) for row in picks]
+            units = tuple((r,) for r in range(len(store.frame_gt)))
+        return list(_drawn_units(units, resamples, seed))
 
     def bootstrap_distribution(
         self,
@@ -939,6 +954,32 @@ class APAccumulator:
             else:
                 out[thr] = (math.nan, math.nan)
         return out
+
+
+@functools.lru_cache(maxsize=16)
+def _drawn_units(
+    units: tuple[tuple[int, ...], ...], resamples: int, seed: int
+) -> tuple[np.ndarray, ...]:
+    """``APAccumulator._draws``: per resample, the records of ``resamples`` draws (seeded by
+    ``seed``) of ``len(units)`` units with replacement, in dataset order, each unit bringing
+    its records. Cached (read-only arrays): every group, threshold and sweep cell with the
+    same units draws the very same resamples."""
+    rng = np.random.default_rng(seed)
+    if not units:
+        rows = [np.zeros(0, dtype=np.int64) for _ in range(resamples)]
+    else:
+        picks = rng.integers(0, len(units), size=(resamples, len(units)))
+        # A resample keeps the frames in dataset order: per-frame AP depends on the order of
+        # the frames, and a shuffled order would add its own spread and bias to the interval.
+        picks.sort(axis=1)
+        if all(len(u) == 1 for u in units):
+            rows = list(np.asarray(units, dtype=np.int64)[:, 0][picks])
+        else:
+            arrays = [np.asarray(u, dtype=np.int64) for u in units]
+            rows = [np.concatenate([arrays[u] for u in row]) for row in picks]
+    for row in rows:
+        row.flags.writeable = False
+    return tuple(rows)
 
 
 def visibility_subsets(

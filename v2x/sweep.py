@@ -328,8 +328,14 @@ def _group_rows(
     rows = []
     convention = json.dumps(eval_config.convention(), sort_keys=True)
     cell_sums = summarize_cells(ledger, cells, num_frames)
+    computed: dict[str, dict] = {}  # state digest -> result: identical cells computed once
     for ki in range(len(snrs)):
-        result = _compute_ap(accs[ki], plan.bootstrap, int(cfg.seed), plan.bootstrap_unit)
+        digest = accs[ki].state_digest()
+        if digest not in computed:
+            computed[digest] = _compute_ap(
+                accs[ki], plan.bootstrap, int(cfg.seed), plan.bootstrap_unit
+            )
+        result = computed[digest]
         ap = result["ap"]
         details = result["details"]
         ci = result.get("ci") or {}
