@@ -286,7 +286,9 @@ def greedy_match(
         return matched
     rows = np.arange(p)
     iou = np.asarray(iou, dtype=np.float64)
-    for i in range(d):
+    # a detection below every threshold with every GT matches nothing and removes nothing
+    reach = (iou >= thresholds.min()).any(axis=1) if p else np.zeros(d, dtype=bool)
+    for i in np.flatnonzero(reach).tolist():
         active = det_in[:, i]
         if not active.any():
             continue
@@ -315,6 +317,22 @@ def range_mask(
     pts = boxes_to_corners_bev(boxes) if mode == "corners" else boxes[:, None, 0:2]
     inside = (pts[..., 0] >= x0) & (pts[..., 0] <= x1) & (pts[..., 1] >= y0) & (pts[..., 1] <= y1)
     return inside.all(dim=-1)
+
+
+def _gt_in_range(gt_boxes: torch.Tensor, eval_range: Sequence[float], mode: str) -> torch.Tensor:
+    """``range_mask`` of a frame's GT boxes, computed once per distinct CPU box set (every
+    condition of a sweep scores the same GT): ``[G]`` bool."""
+    if gt_boxes.device.type != "cpu" or not gt_boxes.is_contiguous() or not gt_boxes.numel():
+        return range_mask(gt_boxes, eval_range, mode)  # the same kernels as a cached call
+    key = gt_boxes.numpy().tobytes()
+    return _cached_range_mask(key, tuple(float(v) for v in eval_range), mode)
+
+
+@functools.lru_cache(maxsize=4096)
+def _cached_range_mask(boxes: bytes, eval_range: tuple[float, ...], mode: str) -> torch.Tensor:
+    """``range_mask`` of ``[G, 7]`` float64 boxes given by their bytes (a read-only result)."""
+    data = torch.frombuffer(bytearray(boxes), dtype=torch.float64).reshape(-1, 7)
+    return range_mask(data, eval_range, mode)
 
 
 def _as_tensor(x: Any, name: str, dtype: torch.dtype | None = None) -> torch.Tensor:
@@ -583,7 +601,7 @@ class APAccumulator:
         # evaluation range: drop boxes outside before anything else
         if cfg.eval_range is not None:
             keep_d = range_mask(det_boxes, cfg.eval_range, cfg.range_mode)
-            keep_g = range_mask(gt_boxes, cfg.eval_range, cfg.range_mode)
+            keep_g = _gt_in_range(gt_boxes, cfg.eval_range, cfg.range_mode)
             det_boxes, gt_boxes = det_boxes[keep_d], gt_boxes[keep_g]
             keep_d, keep_g = keep_d.cpu(), keep_g.cpu().numpy()
             scores, det_lab = scores[keep_d], det_lab[keep_d.numpy()]
