@@ -8,12 +8,12 @@
 ``record`` runs ``run_sweep`` once (``--codecs``, ``--fusions``, 7 SNRs, ``eval.bootstrap``
 1000 as in the sweep's defaults) and saves what ``v2x.sweep`` hands the evaluator: each frame
 batch's detections of all ``K`` conditions with the batch's ground truth (``accumulate``'s
-arguments), grouped by sweep setting, and the bootstrap settings of ``_compute_ap``.
+arguments), grouped by sweep setting, and the bootstrap settings of ``compute_ap``.
 
 ``replay`` feeds the recorded batches to fresh accumulators, ``--repeat`` times (each repeat
 with its own sequence names, so that ``--repeat 8`` of 16 recorded frames, 8 per sequence,
 scores 128 frames in 16 sequences, like the 128-frame H200 benchmark's 13), then computes every cell's APs and intervals
-exactly as the sweep does (``v2x.sweep._compute_ap``, once per distinct accumulator state). It prints the seconds of both phases
+exactly as the sweep does (``v2x.sweep_rows.compute_ap``, once per distinct accumulator state). It prints the seconds of both phases
 and a SHA-256 digest of every AP and interval (their float64 bits): equal digests, equal
 numbers. Frame-conditions per second count scored frames times conditions.
 """
@@ -36,12 +36,13 @@ import torch
 
 
 def record(args: argparse.Namespace) -> None:
-    """One ``run_sweep`` with ``v2x.sweep.accumulate`` and ``_compute_ap`` wrapped to save
+    """One ``run_sweep`` with ``v2x.sweep_rows.accumulate`` and ``compute_ap`` wrapped to save
     their inputs."""
     import v2x.sweep as sweep
+    import v2x.sweep_rows as sweep_rows
 
     groups: dict[int, dict[str, Any]] = {}
-    original_accumulate, original_compute = sweep.accumulate, sweep._compute_ap
+    original_accumulate, original_compute = sweep_rows.accumulate, sweep_rows.compute_ap
 
     def accumulate(run, gt, accumulators):
         entry = groups.setdefault(
@@ -67,7 +68,7 @@ def record(args: argparse.Namespace) -> None:
             entry.setdefault("bootstrap", {"bootstrap": bootstrap, "seed": seed, "unit": unit})
         return original_compute(acc, bootstrap, seed, unit)
 
-    sweep.accumulate, sweep._compute_ap = accumulate, compute_ap
+    sweep_rows.accumulate, sweep_rows.compute_ap = accumulate, compute_ap
     with tempfile.TemporaryDirectory() as tmp:
         sweep.run_sweep(
             {
@@ -100,7 +101,7 @@ def replay(args: argparse.Namespace) -> None:
     from v2x.evaluation import accumulate
     from v2x.perception.average_precision import APAccumulator
     from v2x.perception.detector import Detections
-    from v2x.sweep import _compute_ap
+    from v2x.sweep_rows import compute_ap
 
     groups = torch.load(args.path, weights_only=False)
     profiler = cProfile.Profile() if args.profile else None
@@ -126,7 +127,7 @@ def replay(args: argparse.Namespace) -> None:
         for acc in accs:
             key = acc.state_digest() if hasattr(acc, "state_digest") else id(acc)
             if key not in computed:
-                computed[key] = _compute_ap(acc, boot["bootstrap"], boot["seed"], boot["unit"])
+                computed[key] = compute_ap(acc, boot["bootstrap"], boot["seed"], boot["unit"])
             results.append(computed[key])
         cells_computed += len(computed)
         cells += len(accs)

@@ -64,9 +64,9 @@ def _sync(device: torch.device) -> None:
 
 
 def build(args: argparse.Namespace):
-    from v2x.checkpoint import detector_config_from_dict
     from v2x.datasets.build import cached_split
     from v2x.datasets.frame import collate_frames
+    from v2x.perception.checkpoint import detector_config_from_dict
     from v2x.perception.detector import CoopDetector
 
     frames = list(

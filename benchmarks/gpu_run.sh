@@ -9,15 +9,21 @@
 #   quick  channels (without TDL) and NMS, then the GPU tests
 #   ldpc   the LDPC decoder (issue 16): its GPU tests, throughput against Sionna at the 10 % BLER
 #          point and 1 dB above, BLER curves with 20,000 blocks per point (JSON + figure)
+#   time   README's "Time and asynchrony" figures (~5 min): conf/sweep_asynchrony.yaml (AP
+#          against an added delay, with and without latency compensation) and
+#          conf/sweep_payload_latency.yaml (AP against payload size at 20 MHz / 10 dB and over an
+#          ideal link); results under $OUT/asynchrony and $OUT/payload_latency, their figures
+#          under plots/, the README tables in $OUT/time_tables.md. A step cut by its timeout
+#          (T_A, T_B s) keeps every finished group: the sweep resumes when run again.
 #
 # Each step writes $OUT/<name>.txt (warnings filtered out) and prints its exit code and last N
 # lines (N=12 unless set). T bounds each step in seconds (45 unless set; longer for ldpc).
 set -o pipefail
 SET=${1:-all}
 case "$SET" in
-  all | quick | ldpc) ;;
+  all | quick | ldpc | time) ;;
   *)
-    echo "benchmarks/gpu_run.sh: SET must be all, quick or ldpc, got '$SET'" >&2
+    echo "benchmarks/gpu_run.sh: SET must be all, quick, ldpc or time, got '$SET'" >&2
     exit 2
     ;;
 esac
@@ -75,5 +81,21 @@ case "$SET" in
       --sionna-blocks 16384 --repeats 5 --snr-offset-db 1
     step ldpc_bler "${T:-300}" "$R/benchmarks/ldpc_bler.py" --device cuda --blocks 20000 \
       --batch 20000 --out "$OUT/ldpc_bler_h200.json" --figure "$OUT/ldpc_bler_h200.png"
+    ;;
+  time)
+    GPU="device=cuda data.synthetic.device=cuda quiet=true plots=false"
+    N=${N:-40}
+    step asynchrony "${T_A:-210}" -m v2x.apps.sweep --config-name sweep_asynchrony \
+      output_dir="$OUT/asynchrony" $GPU
+    step payload_latency "${T_B:-110}" -m v2x.apps.sweep --config-name sweep_payload_latency -m \
+      budget.bandwidth_hz=20e6,1e15 output_dir="$OUT/payload_latency" \
+      hydra.sweep.dir=/tmp/hydra_payload_latency $GPU
+    for name in asynchrony payload_latency; do
+      step "${name}_table" 120 -m v2x.apps.plot results="[$OUT/$name]" metric=vehicle_ap_70 \
+        out_dir="$OUT/$name/plots" formats='[png,pdf]'
+    done
+    python3 "$R/scripts/time_tables.py" "$OUT/asynchrony" "$OUT/payload_latency" \
+      > "$OUT/time_tables.md" 2>&1
+    cat "$OUT/time_tables.md"
     ;;
 esac

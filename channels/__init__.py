@@ -1,6 +1,6 @@
 """Everything between antennas: symbol-level channels and link models (geometry → SNR/rate/latency).
 
-Depends on nothing else of the project (only the leaf ``v2x.registry``).
+Depends on nothing else of the project (only the leaf ``v2x.common``).
 
 Channels (registry ``CHANNELS``): ``awgn``, ``rayleigh``, ``rician``, ``rayleigh_fast``,
 ``rician_fast``, ``tdl`` / ``cdl`` (OFDM through Sionna, imported lazily), ``erasure``,
@@ -17,13 +17,14 @@ from typing import Any
 from v2x.channels.awgn import AWGNChannel
 from v2x.channels.base import CHANNELS, Channel, ChannelState, equalize
 from v2x.channels.budget import LinkReport, link_report
-from v2x.channels.erasure import ErasureChannel, Packetizer, _plain
+from v2x.channels.erasure import ErasureChannel, Packetizer
 from v2x.channels.fading import FadingChannel
 from v2x.channels.geometry import link_conditions, segments_blocked
 from v2x.channels.link import LINKS, LinkModel, LinkState, build_link
 from v2x.channels.ofdm import OFDMChannel
 from v2x.channels.pathloss import fspl_db
 from v2x.channels.thz import THzLink, absorption_coefficient
+from v2x.common import to_plain
 
 __all__ = [
     "CHANNELS",
@@ -58,14 +59,14 @@ def build_channel(name: str | Any, **kwargs: Any) -> Channel:
     ``name`` may also be a config mapping with a ``name`` field (e.g. Hydra's ``cfg.channel``);
     its other fields become constructor kwargs (``kwargs`` override them).
     """
-    name = _plain(name)
+    name = to_plain(name)
     if isinstance(name, dict):
         cfg = dict(name)
         if "name" not in cfg:
             raise ValueError("build_channel: channel config needs a 'name' field")
         name = cfg.pop("name")
         kwargs = {**cfg, **kwargs}
-    return CHANNELS.build(name, **{k: _plain(v) for k, v in kwargs.items()})
+    return CHANNELS.build(name, **{k: to_plain(v) for k, v in kwargs.items()})
 
 
 def link_summary(cfg: Any, payload_bits: float = 1e6, **report_kw: Any) -> dict[str, float]:

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field, replace
 import torch
 from torch import nn
 
-from v2x.registry import Registry
+from v2x.common import Registry
 
 
 @dataclass
@@ -80,6 +80,10 @@ class Channel(nn.Module):
     #: Constructor arguments a sweep varies (declared, not read from the signature):
     #: ``"arq_max_rounds"`` (one sweep group per value of ``grid.harq_max_rounds``).
     sweep_arguments: frozenset[str] = frozenset()
+    #: ARQ rounds after the first transmission (0: none; a packet-aware channel running them
+    #: accepts ``forward(..., mask=)``) and the wait for each round's NACK (s).
+    arq_max_rounds: int = 0
+    arq_feedback_delay_s: float = 0.0
 
     def forward(  # pragma: no cover - interface
         self, x: torch.Tensor, snr_db: torch.Tensor
@@ -100,7 +104,7 @@ class Channel(nn.Module):
         return None
 
 
-CHANNELS: Registry[Channel] = Registry("channel")
+CHANNELS: Registry[Channel] = Registry("channel", base=Channel)
 
 
 def check_symbols(x: torch.Tensor, name: str = "x") -> None:

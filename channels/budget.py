@@ -36,24 +36,39 @@ def received_power_dbm(
     return tx_power_dbm + tx_gain_dbi + rx_gain_dbi - _t(path_loss_db)
 
 
-def snr_db(
-    path_loss_db,
-    tx_power_dbm: float = 23.0,
-    tx_gain_dbi: float = 0.0,
-    rx_gain_dbi: float = 0.0,
-    bandwidth_hz: float = 20e6,
-    noise_figure_db: float = 9.0,
+def capacity_lin(snr_lin: torch.Tensor) -> torch.Tensor:
+    """Shannon capacity ``log2(1 + P)`` of a linear SNR ``P`` in bits per complex channel use
+    (in ``snr_lin``'s dtype and device). The project's one Shannon-rate formula."""
+    return torch.log2(1.0 + snr_lin)
+
+
+def dispersion_lin(snr_lin: torch.Tensor) -> torch.Tensor:
+    """Channel dispersion ``V = P(P+2)/(P+1)²·log2²e`` of complex AWGN at linear SNR ``P``
+    (bits² per use)."""
+    p = snr_lin
+    return p * (p + 2) / (p + 1) ** 2 * LOG2E**2
+
+
+def normal_approx_error_prob(
+    snr_lin: torch.Tensor, n: float | torch.Tensor, k: float | torch.Tensor
 ) -> torch.Tensor:
-    """Average SNR in dB at the receiver, ``[L]`` float64."""
-    rx = received_power_dbm(tx_power_dbm, tx_gain_dbi, rx_gain_dbi, path_loss_db)
-    return rx - thermal_noise_dbm(bandwidth_hz, noise_figure_db)
+    """Block error probability of the best ``(n, k)`` code over complex AWGN at linear SNR
+    ``P`` (normal approximation): ``Q((n·C − k + ½·log2 n) / √(n·V))``, float64
+    (Polyanskiy, Poor, Verdú, IEEE T-IT 2010, eq. (296) with the complex-AWGN dispersion)."""
+    p = snr_lin.to(torch.float64)
+    n = torch.as_tensor(n, dtype=torch.float64, device=p.device)
+    k = torch.as_tensor(k, dtype=torch.float64, device=p.device)
+    arg = (n * capacity_lin(p) - k + 0.5 * torch.log2(n)) / torch.sqrt(
+        n * dispersion_lin(p)
+    ).clamp_min(1e-30)
+    return 0.5 * torch.erfc(arg / math.sqrt(2))
 
 
 def shannon_capacity(snr_db: torch.Tensor) -> torch.Tensor:
     """Shannon capacity ``log2(1 + 10^(snr_db/10))`` in bits per complex channel use, computed
     in ``snr_db``'s own dtype and device (pass float64 where a ``ceil`` of a bit count over it
-    must not move by one use). The project's one Shannon-rate formula."""
-    return torch.log2(1.0 + torch.pow(10.0, snr_db / 10.0))
+    must not move by one use): ``capacity_lin`` of the linear SNR."""
+    return capacity_lin(torch.pow(10.0, snr_db / 10.0))
 
 
 def capacity_bits_per_use(snr_db_) -> torch.Tensor:
@@ -68,8 +83,7 @@ def shannon_rate_bps(snr_db_, bandwidth_hz: float) -> torch.Tensor:
 
 def dispersion_bits2(snr_db_) -> torch.Tensor:
     """Channel dispersion ``V = P(P+2)/(P+1)²·log2²e`` of complex AWGN (bits² per use)."""
-    p = torch.pow(10.0, _t(snr_db_) / 10)
-    return p * (p + 2) / (p + 1) ** 2 * LOG2E**2
+    return dispersion_lin(torch.pow(10.0, _t(snr_db_) / 10))
 
 
 def _qinv(eps) -> torch.Tensor:
@@ -90,11 +104,9 @@ def fbl_rate_bits_per_use(snr_db_, blocklength: int, error_prob: float) -> torch
 
 
 def fbl_error_prob(snr_db_, blocklength: int, info_bits: float) -> torch.Tensor:
-    """Block error probability of the best code with ``info_bits`` in ``blocklength`` uses."""
-    n = float(blocklength)
-    c, v = capacity_bits_per_use(snr_db_), dispersion_bits2(snr_db_)
-    z = (n * c - info_bits + 0.5 * math.log2(n)) / torch.sqrt(n * v).clamp_min(1e-300)
-    return 0.5 * torch.erfc(z / math.sqrt(2))
+    """Block error probability of the best code with ``info_bits`` in ``blocklength`` uses
+    (``normal_approx_error_prob`` at ``snr_db``)."""
+    return normal_approx_error_prob(torch.pow(10.0, _t(snr_db_) / 10), blocklength, info_bits)
 
 
 def channel_uses(payload_bits: float, bits_per_use) -> torch.Tensor:

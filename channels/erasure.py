@@ -26,13 +26,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 
 from v2x.channels.arq import arq_resend, check_arq_rounds, check_feedback_delay
 from v2x.channels.base import CHANNELS, Channel, ChannelState
+from v2x.channels.budget import normal_approx_error_prob
 from v2x.channels.packets import HEADER_BYTES, MTU_BYTES, PacketFormat, packet_index
+from v2x.common import to_plain
 
 
 @dataclass(frozen=True)
@@ -114,18 +115,9 @@ def gilbert_elliott_states(
 def normal_approx_bler(
     snr_lin: torch.Tensor, n: float | torch.Tensor, k: float | torch.Tensor
 ) -> torch.Tensor:
-    """Block error probability of the best ``(n, k)`` code over complex AWGN (normal approx.).
-
-    ``ε ≈ Q((n·C − k + ½·log2 n) / √(n·V))``, ``C = log2(1+P)``, ``V = P(P+2)/(P+1)²·log2²e``
-    (Polyanskiy, Poor, Verdú, IEEE T-IT 2010, eq. (296) with the complex-AWGN dispersion).
-    """
-    p = snr_lin.to(torch.float64)
-    n = torch.as_tensor(n, dtype=torch.float64, device=p.device)
-    k = torch.as_tensor(k, dtype=torch.float64, device=p.device)
-    cap = torch.log2(1 + p)
-    disp = p * (p + 2) / (p + 1) ** 2 * (math.log2(math.e) ** 2)
-    arg = (n * cap - k + 0.5 * torch.log2(n)) / torch.sqrt(n * disp).clamp_min(1e-30)
-    return (0.5 * torch.erfc(arg / math.sqrt(2))).to(torch.float32)
+    """Block error probability of the best ``(n, k)`` code over complex AWGN at linear SNR
+    ``snr_lin`` (``v2x.channels.budget.normal_approx_error_prob``), float32."""
+    return normal_approx_error_prob(snr_lin, n, k).to(torch.float32)
 
 
 def _interp_bler(snr_db: torch.Tensor, table: list[list[float]]) -> torch.Tensor:
@@ -142,17 +134,8 @@ def _interp_bler(snr_db: torch.Tensor, table: list[list[float]]) -> torch.Tensor
     return torch.exp(y0 + w * (y1 - y0)).to(torch.float32)
 
 
-def _plain(cfg: Any) -> Any:
-    """OmegaConf containers → plain Python (without importing omegaconf eagerly)."""
-    if hasattr(cfg, "_metadata") and hasattr(cfg, "_get_node"):
-        from omegaconf import OmegaConf
-
-        return OmegaConf.to_container(cfg, resolve=True)
-    return cfg
-
-
 def _build_inner(inner: Channel | str | dict) -> Channel:
-    inner = _plain(inner)
+    inner = to_plain(inner)
     if isinstance(inner, Channel):
         return inner
     if isinstance(inner, str):
@@ -233,7 +216,7 @@ class ErasureChannel(Channel):
         self.loss_prob = float(loss_prob)
         self.p_gb, self.p_bg = float(p_gb), float(p_bg)
         self.loss_good, self.loss_bad = float(loss_good), float(loss_bad)
-        self.bler_table = _plain(bler_table)
+        self.bler_table = to_plain(bler_table)
         self.packetizer = Packetizer(mtu_bytes, header_bytes, bits_per_symbol, symbols_per_packet)
 
     def expected_loss_rate(self) -> float:
@@ -357,7 +340,7 @@ class ErasureChannel(Channel):
         return y, state
 
 
-@CHANNELS.register("erasure_iid")
+@CHANNELS.register("erasure_iid", builds=ErasureChannel)
 def erasure_iid(
     inner: Channel | str | dict = "awgn", loss_prob: float = 0.01, **kw
 ) -> ErasureChannel:
@@ -365,7 +348,7 @@ def erasure_iid(
     return ErasureChannel(inner=inner, model="iid", loss_prob=loss_prob, **kw)
 
 
-@CHANNELS.register("erasure_ge")
+@CHANNELS.register("erasure_ge", builds=ErasureChannel)
 def erasure_ge(
     inner: Channel | str | dict = "awgn", p_gb: float = 0.01, p_bg: float = 0.25, **kw
 ) -> ErasureChannel:
@@ -373,14 +356,9 @@ def erasure_ge(
     return ErasureChannel(inner=inner, model="gilbert_elliott", p_gb=p_gb, p_bg=p_bg, **kw)
 
 
-@CHANNELS.register("erasure_bler")
+@CHANNELS.register("erasure_bler", builds=ErasureChannel)
 def erasure_bler(
     inner: Channel | str | dict = "rayleigh", bler_table: list[list[float]] | None = None, **kw
 ) -> ErasureChannel:
     """Packets lost with the block error rate at their instantaneous SNR."""
     return ErasureChannel(inner=inner, model="bler", bler_table=bler_table, **kw)
-
-
-# The named variants take ErasureChannel's keyword arguments (``**kw``), ARQ rounds included.
-for _factory in (erasure_iid, erasure_ge, erasure_bler):
-    _factory.sweep_arguments = ErasureChannel.sweep_arguments

@@ -33,8 +33,7 @@ from v2x.channels.base import (
     check_symbols,
     snr_db_to_noise_variance,
 )
-
-SPEED_OF_LIGHT = 299_792_458.0
+from v2x.channels.budget import SPEED_OF_LIGHT
 
 
 def doppler_hz(speed_mps: float | torch.Tensor, carrier_hz: float) -> float | torch.Tensor:
@@ -317,13 +316,13 @@ class FadingChannel(Channel):
 doppler_hz_fn = doppler_hz
 
 
-@CHANNELS.register("rayleigh")
+@CHANNELS.register("rayleigh", builds=FadingChannel)
 def rayleigh(block_len: int | None = None, csi_error_var: float = 0.0, **kw) -> FadingChannel:
     """Block Rayleigh fading (one gain per transmission, or per ``block_len`` symbols)."""
     return FadingChannel(k_factor_db=None, block_len=block_len, csi_error_var=csi_error_var, **kw)
 
 
-@CHANNELS.register("rician")
+@CHANNELS.register("rician", builds=FadingChannel)
 def rician(
     k_factor_db: float = 6.0, block_len: int | None = None, csi_error_var: float = 0.0, **kw
 ) -> FadingChannel:
@@ -333,7 +332,7 @@ def rician(
     )
 
 
-@CHANNELS.register("rayleigh_fast")
+@CHANNELS.register("rayleigh_fast", builds=FadingChannel)
 def rayleigh_fast(
     speed_mps: float = 30.0, carrier_hz: float = 5.9e9, symbol_rate_hz: float = 10e6, **kw
 ) -> FadingChannel:
@@ -343,7 +342,7 @@ def rayleigh_fast(
     )
 
 
-@CHANNELS.register("rician_fast")
+@CHANNELS.register("rician_fast", builds=FadingChannel)
 def rician_fast(k_factor_db: float = 6.0, **kw) -> FadingChannel:
     """Per-symbol Rician fading: fixed LOS component plus a Clarke/Jakes diffuse part."""
     return FadingChannel(k_factor_db=k_factor_db, fast=True, **kw)

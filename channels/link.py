@@ -11,8 +11,9 @@ from dataclasses import dataclass, field
 
 import torch
 
-from v2x.channels.budget import shannon_capacity
-from v2x.registry import Registry
+from v2x.channels.base import Channel
+from v2x.channels.budget import received_power_dbm, shannon_capacity, thermal_noise_dbm
+from v2x.common import Registry, to_plain
 
 
 @dataclass
@@ -41,13 +42,11 @@ class LinkState:
     sinr_feedback: torch.Tensor | None = None
 
     @classmethod
-    def before_sending(cls, channel: object, snr_db: torch.Tensor) -> LinkState:
+    def before_sending(cls, channel: Channel, snr_db: torch.Tensor) -> LinkState:
         """What a transmitter knows of each link (``snr_db [L]`` dB) before sending over
         ``channel``: the SNR and the receiver's per-RE SINR report (``Channel.sinr_feedback``:
-        frequency-selective channels; ``None`` otherwise, or for a channel-like module without
-        the method)."""
-        feedback = getattr(channel, "sinr_feedback", None)
-        return cls(snr_db=snr_db, sinr_feedback=feedback(snr_db) if feedback else None)
+        frequency-selective channels; ``None`` otherwise)."""
+        return cls(snr_db=snr_db, sinr_feedback=channel.sinr_feedback(snr_db))
 
     @classmethod
     def from_snr(
@@ -274,8 +273,6 @@ class LinkModel:
             std = self.shadow_std_db(geo, cond)
             shadow = std * torch.randn(std.shape, generator=self.generator, dtype=torch.float64)
         pl = pl + shadow
-        from v2x.channels.budget import received_power_dbm, thermal_noise_dbm
-
         rx = received_power_dbm(self.tx_power_dbm, self.tx_gain_dbi, self.rx_gain_dbi, pl)
         noise = thermal_noise_dbm(self.bandwidth_hz, self.noise_figure_db)
         extra.update(
@@ -305,10 +302,7 @@ class LinkModel:
 def build_link(cfg=None, **kwargs) -> LinkModel:
     """Build a registered link model from a config mapping with ``name`` (Hydra ``cfg.link``) or
     from ``name=...`` keyword arguments."""
-    if cfg is not None and hasattr(cfg, "_metadata"):
-        from omegaconf import OmegaConf
-
-        cfg = OmegaConf.to_container(cfg, resolve=True)
+    cfg = to_plain(cfg)
     if isinstance(cfg, str):
         cfg = {"name": cfg}
     params = {**(dict(cfg) if cfg else {}), **kwargs}

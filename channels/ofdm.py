@@ -360,13 +360,13 @@ class OFDMChannel(Channel):
         return table[inverse.to(device)]
 
 
-@CHANNELS.register("tdl")
+@CHANNELS.register("tdl", builds=OFDMChannel)
 def tdl(model: str = "A", delay_spread_s: float = 100e-9, **kw) -> OFDMChannel:
     """OFDM over a 3GPP TR 38.901 TDL model (Sionna)."""
     return OFDMChannel(family="tdl", model=model, delay_spread_s=delay_spread_s, **kw)
 
 
-@CHANNELS.register("cdl")
+@CHANNELS.register("cdl", builds=OFDMChannel)
 def cdl(model: str = "A", delay_spread_s: float = 100e-9, **kw) -> OFDMChannel:
     """OFDM over a 3GPP TR 38.901 CDL model with single omni antennas (Sionna)."""
     return OFDMChannel(family="cdl", model=model, delay_spread_s=delay_spread_s, **kw)

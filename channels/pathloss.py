@@ -10,9 +10,8 @@ import math
 
 import torch
 
+from v2x.channels.budget import SPEED_OF_LIGHT as C
 from v2x.channels.link import LINKS, LOS, NLOS, NLOSV, Geometry, LinkModel
-
-C = 299_792_458.0
 
 
 def _log(x: torch.Tensor) -> torch.Tensor:

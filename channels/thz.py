@@ -26,10 +26,10 @@ import math
 
 import torch
 
+from v2x.channels.budget import SPEED_OF_LIGHT as C
 from v2x.channels.link import LINKS, LOS, Geometry, LinkModel
 from v2x.channels.pathloss import fspl_db
 
-C = 299_792_458.0
 TEN_LOG10_E = 10 * math.log10(math.e)  # 4.343 dB per neper
 MODEL_RANGES_HZ = {
     "kokkoniemi2020": (100e9, 450e9),

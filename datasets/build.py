@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from v2x.common import atomic_path
+from v2x.common import atomic_path, to_plain
 from v2x.datasets.store import (
     FORMAT,
     MANIFEST,
@@ -51,20 +51,14 @@ _DEFAULTS: dict[str, Any] = {
 }
 
 
-def _plain(cfg: Any) -> dict:
-    """A plain dict from a DictConfig / dataclass / mapping."""
-    try:
-        from omegaconf import DictConfig, OmegaConf
-
-        if isinstance(cfg, DictConfig):
-            return OmegaConf.to_container(cfg, resolve=True)  # type: ignore[return-value]
-    except ImportError:  # pragma: no cover - omegaconf is a dependency
-        pass
+def _as_dict(cfg: Any) -> dict:
+    """A plain dict from a DictConfig / ``SyntheticConfig`` / mapping (``v2x.common.to_plain``)."""
     if isinstance(cfg, SyntheticConfig):
         return cfg.to_dict()
-    if not isinstance(cfg, Mapping):
+    plain = to_plain(cfg)
+    if not isinstance(plain, dict):
         raise ValueError(f"generate: config must be a mapping, got {type(cfg).__name__}")
-    return {k: _plain(v) if isinstance(v, Mapping) else v for k, v in cfg.items()}
+    return plain
 
 
 def sequence_seed(seed: int, split: str, sequence: int) -> int:
@@ -91,7 +85,7 @@ def generate_dataset(cfg: Any) -> dict:
         ValueError: bad config fields, or an existing folder written with another config
             (unless ``overwrite``).
     """
-    data = {**_DEFAULTS, **_plain(cfg)}
+    data = {**_DEFAULTS, **_as_dict(cfg)}
     dataset_cfg = SyntheticConfig.from_dict({k: v for k, v in (data.get("dataset") or {}).items()})
     root = Path(os.path.expanduser(str(data["out_dir"])))
     seed, fps_seq = int(data["seed"]), int(data["frames_per_sequence"])
@@ -246,7 +240,7 @@ def cached_split(
     Returns:
         the split as a ``SplitDataset`` of ``CoopFrame``.
     """
-    dataset_cfg = SyntheticConfig.from_dict(_plain(cfg) if cfg is not None else {})
+    dataset_cfg = SyntheticConfig.from_dict(_as_dict(cfg) if cfg is not None else {})
     if split not in SPLITS:
         raise ValueError(f"cached_split: field 'split' must be one of {SPLITS}, got {split!r}")
     key_data = {

@@ -1,6 +1,6 @@
 """Detector checkpoints: atomic writes with config and git revision; loading the shipped detector.
 
-Lives in ``perception`` (it needs only the detector); ``v2x.checkpoint`` re-exports it."""
+Lives in ``perception`` (it needs only the detector)."""
 
 from __future__ import annotations
 

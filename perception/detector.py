@@ -6,20 +6,25 @@ stride-2 feature grid.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from v2x.perception.backbone import BEVBackbone, PointPillarsBackbone
 from v2x.perception.bev import BEVGrid, points_to_level_frame
 from v2x.perception.head import CenterHead, decode_detections
-from v2x.perception.inference import autocast, check_precision
+from v2x.perception.inference import GraphCache, autocast, check_precision
 from v2x.perception.nms import batched_rotated_nms
 from v2x.perception.pillars import PillarEncoder
 from v2x.perception.semantic import payload_adapters
 
 BACKBONES = ("small", "pointpillars")
+#: with CUDA graphs (``configure_inference``), each agent's points are padded to a multiple of
+#: this many slots, so that batches with other point counts replay the same graph
+GRAPH_POINT_BUCKET = 8192
 
 
 @dataclass
@@ -110,9 +115,14 @@ class CoopDetector(nn.Module):
         self.payload_adapters = payload_adapters(config.feature_channels, config.num_classes)
         self.stride = BEVBackbone.stride
         self.precision = "fp32"  # inference autocast of encode and head (configure_inference)
+        # encode replayed from CUDA graphs (configure_inference); keyed by float_output
+        self.encode_graphs: dict[bool, GraphCache] | None = None
 
     def configure_inference(
-        self, precision: str = "fp32", channels_last: bool | None = None
+        self,
+        precision: str = "fp32",
+        channels_last: bool | None = None,
+        cuda_graph: bool | None = None,
     ) -> CoopDetector:
         """Inference options that leave the fp32 computation as it is (module
         ``v2x.perception.inference``); returns ``self``.
@@ -123,7 +133,17 @@ class CoopDetector(nn.Module):
             channels_last: convolution weights and the pillar pseudo-image in channels-last
                 (NHWC) memory layout, the fast layout of cuDNN's tensor-core convolutions
                 (``None``: leave the layout as it is).
+            cuda_graph: ``encode`` in eval mode without autograd on CUDA inputs replays a CUDA
+                graph per input shape (``GraphCache``: captured on first use, at most 4 shapes,
+                the same kernels as eager, no launch overhead; point counts padded to a multiple
+                of ``GRAPH_POINT_BUCKET``); ``None``: leave it as it is.
+                Any call of this method drops the graphs captured so far (they hold the old
+                settings), as does moving the model.
         """
+        if cuda_graph is not None:
+            self.encode_graphs = {} if cuda_graph else None
+        elif self.encode_graphs is not None:
+            self.encode_graphs.clear()
         self.precision = check_precision(precision, "model.precision")
         self.head.precision = self.precision
         if channels_last is not None:
@@ -134,25 +154,68 @@ class CoopDetector(nn.Module):
                     module.weight.data = module.weight.data.contiguous(memory_format=fmt)
         return self
 
-    def encode_points(self, level_points: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    def encode_points(
+        self, level_points: torch.Tensor, mask: torch.Tensor, float_output: bool = True
+    ) -> torch.Tensor:
         """``[S, N, 4]`` levelled points + ``[S, N]`` mask → ``[S, C, h, w]`` features (with a
-        reduced ``self.precision``: computed under its autocast, returned as float32)."""
+        reduced ``self.precision``: computed under its autocast, returned as float32, or in the
+        autocast dtype with ``float_output=False``: the warp's resampling casts to float32
+        itself, so a compiled warp can fuse the cast instead of a pass over the map here)."""
         if self.precision == "fp32":  # as it always was (an enclosing autocast stays in force)
             return self.backbone(self.pillars(level_points, mask))
         with autocast(level_points.device, self.precision, cache_enabled=False):
             features = self.backbone(self.pillars(level_points, mask))
-        return features.float()
+        return features.float() if float_output else features
 
-    def encode(self, points: torch.Tensor, point_mask: torch.Tensor, poses: torch.Tensor) -> torch.Tensor:
+    def encode(
+        self,
+        points: torch.Tensor,
+        point_mask: torch.Tensor,
+        poses: torch.Tensor,
+        float_output: bool = True,
+    ) -> torch.Tensor:
         """Every agent encodes in its own levelled frame.
 
         Args: points ``[B, A, N, 4]`` sensor frame, point_mask ``[B, A, N]``, poses
-        ``[B, A, 4, 4]`` float64. Returns ``[B, A, C, h, w]``.
+        ``[B, A, 4, 4]`` float64, ``float_output`` as in ``encode_points``. Returns
+        ``[B, A, C, h, w]``.
         """
+        if self.encode_graphs is not None and not self.training:
+            graphs = self.encode_graphs.get(float_output)
+            if graphs is None:
+                graphs = self.encode_graphs[float_output] = GraphCache(
+                    functools.partial(self._encode, float_output=float_output)
+                )
+            # batches of frames differ in their point counts: padded to a whole number of
+            # GRAPH_POINT_BUCKET slots (masked: the eval path drops them, the features stay
+            # the same) they share graphs
+            n = points.shape[2]
+            pad = -n % GRAPH_POINT_BUCKET
+            if pad:
+                points = F.pad(points, (0, 0, 0, pad))
+                point_mask = F.pad(point_mask, (0, pad), value=False)
+            return graphs(points, point_mask, poses)
+        return self._encode(points, point_mask, poses, float_output)
+
+    def _encode(
+        self,
+        points: torch.Tensor,
+        point_mask: torch.Tensor,
+        poses: torch.Tensor,
+        float_output: bool,
+    ) -> torch.Tensor:
         b, a, n, _ = points.shape
         level = points_to_level_frame(points, poses, self.grid.ground_z_m)
-        feats = self.encode_points(level.reshape(b * a, n, 4), point_mask.reshape(b * a, n))
+        feats = self.encode_points(
+            level.reshape(b * a, n, 4), point_mask.reshape(b * a, n), float_output
+        )
         return feats.view(b, a, *feats.shape[1:])
+
+    def _apply(self, fn, *args, **kwargs):  # noqa: ANN001, ANN202 - nn.Module's signature
+        """Moving or casting the weights drops the captured graphs (they read the old ones)."""
+        if self.encode_graphs is not None:
+            self.encode_graphs.clear()
+        return super()._apply(fn, *args, **kwargs)
 
     def forward(self, batch, mode: str = "max", min_points_in_box: int = 1) -> dict[str, torch.Tensor]:
         """Training forward: the loss dict of ``mode`` (see ``v2x.perception.losses``) on a

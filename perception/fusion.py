@@ -38,15 +38,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from v2x.common import Registry
 from v2x.perception.semantic import (
     adapted_head,
     head_payload,
     object_payload,
     top_cells,
 )
-from v2x.registry import Registry
-
-FUSIONS: Registry[FeatureFusion] = Registry("fusion")
 
 
 def clean_mask(features: torch.Tensor, valid: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -136,6 +134,9 @@ class FeatureFusion(nn.Module):
         top = torch.topk(confidence.reshape(s, h * w).float(), kept, dim=1).indices
         mask = torch.zeros(s, h * w, dtype=torch.bool, device=confidence.device)
         return mask.scatter_(1, top, True).view(s, 1, h, w)
+
+
+FUSIONS: Registry[FeatureFusion] = Registry("fusion", base=FeatureFusion)
 
 
 @FUSIONS.register("none")

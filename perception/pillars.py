@@ -132,7 +132,7 @@ class PillarEncoder(nn.Module):
         pooled = torch.zeros(
             num_cells + 1, self.out_channels, device=points.device, dtype=feats.dtype
         )
-        pooled = pooled.scatter_reduce(
+        pooled.scatter_reduce_(  # in place: no copy of the S·H·W·C map
             0, flat[:, None].expand_as(feats), feats, reduce="amax", include_self=True
         )
         return self._to_image(pooled[:num_cells], s)

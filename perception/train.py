@@ -14,6 +14,7 @@ fusions of OpenCOOD's family need no weights of their own).
 from __future__ import annotations
 
 import csv
+import dataclasses
 import math
 import os
 import random
@@ -27,7 +28,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from v2x.common import atomic_open
+from v2x.common import atomic_open, resolve_device
 from v2x.datasets.augment import AugmentConfig, random_augment
 from v2x.datasets.frame import CoopBatch, CoopFrame, collate_frames
 from v2x.perception.detector import CoopDetector, DetectorConfig, load_detector_weights
@@ -73,12 +74,6 @@ def frame_sampler(frames: list[CoopFrame], seed: int) -> Callable[[int, int, int
         return [frames[rng.randrange(len(frames))] for _ in range(count)]
 
     return sample
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
 
 
 def is_distributed() -> bool:
@@ -240,7 +235,7 @@ def train_detector(
             if hasattr(progress, "set_postfix"):
                 progress.set_postfix(loss=f"{row['loss']:.3f}", mode=mode)
         if rank == 0 and ((step + 1) % cfg.checkpoint_every == 0 or step + 1 == cfg.steps):
-            save_checkpoint(last, model, step + 1, optimizer, scheduler, {"train": _plain(cfg)})
+            save_checkpoint(last, model, step + 1, optimizer, scheduler, {"train": dataclasses.asdict(cfg)})
         due = cfg.val_every > 0 and ((step + 1) % cfg.val_every == 0 or step + 1 == cfg.steps)
         if due:  # every rank waits while rank 0 validates (only rank 0 has a validator)
             if rank == 0 and validate is not None:
@@ -250,7 +245,7 @@ def train_detector(
                 if metric > best:
                     best = metric
                     save_checkpoint(out / "best.pt", model, step + 1, None, None,
-                                    {"train": _plain(cfg), "val_metric": metric})  # fmt: skip
+                                    {"train": dataclasses.asdict(cfg), "val_metric": metric})  # fmt: skip
             if world > 1:
                 dist.barrier()
     loader.shutdown()
@@ -267,12 +262,6 @@ def _best_metric(path: Path) -> float:
         return -math.inf
     state = torch.load(path, map_location="cpu", weights_only=False)
     return float((state.get("extra") or {}).get("val_metric", -math.inf))
-
-
-def _plain(cfg: TrainConfig) -> dict:
-    import dataclasses
-
-    return dataclasses.asdict(cfg)
 
 
 def _append_csv(path: Path, row: dict) -> None:

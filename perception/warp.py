@@ -13,6 +13,7 @@ import torch.nn.functional as F
 
 from v2x.perception.bev import BEVGrid, level_pose, points_to_level_frame
 from v2x.perception.boxes import transform_boxes
+from v2x.perception.grid_sample import bilinear_sample
 
 
 def relative_level_transforms(poses: torch.Tensor, ego_index: int = 0) -> torch.Tensor:
@@ -78,19 +79,24 @@ def warp_sampling_grid(
     sy = (grid.y_range_m[1] - grid.y_range_m[0]) / 2
     ox = (grid.x_range_m[1] + grid.x_range_m[0]) / 2
     oy = (grid.y_range_m[1] + grid.y_range_m[0]) / 2
-    # normalised → metric: p = S u + o ; metric → normalised: u = S^-1 (p - o)
-    # both filled on the device from Python scalars: no host-to-device copy and no matrix
-    # inverse (whose check synchronises), so that a CUDA graph can capture the warp
-    to_metric = torch.zeros(3, 3, dtype=torch.float64, device=ego_to_agent.device)
-    to_norm = torch.zeros_like(to_metric)
-    to_metric[0, 0], to_metric[0, 2], to_metric[1, 1], to_metric[1, 2] = sx, ox, sy, oy
-    to_norm[0, 0], to_norm[0, 2], to_norm[1, 1], to_norm[1, 2] = 1 / sx, -ox / sx, 1 / sy, -oy / sy
-    to_metric[2, 2] = to_norm[2, 2] = 1.0
-    t2d = torch.zeros(n, a, 3, 3, dtype=torch.float64, device=ego_to_agent.device)
-    t2d[..., :2, :2] = ego_to_agent[..., :2, :2]
-    t2d[..., :2, 2] = ego_to_agent[..., :2, 3]
-    t2d[..., 2, 2] = 1
-    theta = (to_norm @ t2d @ to_metric)[..., :2, :].float().reshape(n * a, 2, 3)
+    # normalised → metric: p = S u + o (S = diag(sx, sy)); metric → normalised:
+    # u = S^-1 (p - o). theta = S^-1 [R | t] [[S, o], [0, 1]] written out entry by entry from
+    # the ego-to-agent rotation R and translation t, with Python-scalar factors only: no
+    # constant matrices (a Python number assigned to one element of a CUDA tensor is a
+    # host-to-device copy, which CUDA graph capture refuses) and no inverse (whose check
+    # synchronises). The factors are grouped as in the product (S^-1 [R | t]) [[S, o], [0, 1]].
+    r00, r01 = ego_to_agent[..., 0, 0], ego_to_agent[..., 0, 1]
+    r10, r11 = ego_to_agent[..., 1, 0], ego_to_agent[..., 1, 1]
+    m00, m01, m02 = r00 / sx, r01 / sx, ego_to_agent[..., 0, 3] / sx - ox / sx
+    m10, m11, m12 = r10 / sy, r11 / sy, ego_to_agent[..., 1, 3] / sy - oy / sy
+    theta = torch.stack(
+        [
+            torch.stack([m00 * sx, m01 * sy, m00 * ox + m01 * oy + m02], dim=-1),
+            torch.stack([m10 * sx, m11 * sy, m10 * ox + m11 * oy + m12], dim=-1),
+        ],
+        dim=-2,
+    )  # [N, A, 2, 3] float64
+    theta = theta.float().reshape(n * a, 2, 3)
     sample_grid = F.affine_grid(theta, [n * a, 1, h, w], align_corners=False)
     coverage = (sample_grid.abs() <= 1).all(dim=-1)
     return sample_grid, coverage.view(n, a, 1, h, w)
@@ -98,9 +104,15 @@ def warp_sampling_grid(
 
 def sample_maps(maps: torch.Tensor, sample_grid: torch.Tensor) -> torch.Tensor:
     """Bilinear resampling of ``maps [N, C, h, w]`` at ``sample_grid [N, h, w, 2]``
-    (``warp_sampling_grid``); zeros outside the source grid. Returns float32."""
+    (``warp_sampling_grid``); zeros outside the source grid. Returns float32.
+
+    Training on CUDA in torch's deterministic mode, the gradient to ``maps`` is added in a fixed
+    order (``v2x.perception.grid_sample``; torch's own backward uses float atomics)."""
+    maps = maps.float()
+    if maps.is_cuda and maps.requires_grad and torch.are_deterministic_algorithms_enabled():
+        return bilinear_sample(maps, sample_grid)
     return F.grid_sample(
-        maps.float(), sample_grid, mode="bilinear", padding_mode="zeros", align_corners=False
+        maps, sample_grid, mode="bilinear", padding_mode="zeros", align_corners=False
     )
 
 

@@ -18,11 +18,12 @@ import time
 
 import torch
 
-from v2x.checkpoint import load_detector
+from v2x.common import configure_determinism
 from v2x.datasets.build import sequence_seed
 from v2x.datasets.synthetic import SyntheticConfig, generate_sequence
 from v2x.fusion_evaluation import evaluate_fusions
 from v2x.perception.average_precision import BOOTSTRAP_UNITS
+from v2x.perception.checkpoint import load_detector
 from v2x.perception.inference import PRECISIONS
 
 FUSIONS = (
@@ -47,11 +48,17 @@ def main() -> None:
                     "frames) or frames")
     ap.add_argument("--precision", choices=tuple(PRECISIONS), default="fp32",
                     help="detector inference precision (autocast)")
+    ap.add_argument("--cuda-graph", action="store_true",
+                    help="CUDA: the encoder replays a CUDA graph per batch shape (speed only)")
     ap.add_argument("--fusions", nargs="+", default=list(FUSIONS))
     ap.add_argument("--fusion-options", type=json.loads, default=None,
                     help='constructor kwargs per fusion, JSON, e.g. \'{"semantic_map": {"max_fraction": 0.1}}\'')  # fmt: skip
     ap.add_argument("--out", default=None)
+    ap.add_argument("--deterministic", action=argparse.BooleanOptionalAction, default=True,
+                    help="torch's deterministic kernels: the same numbers on every run "
+                    "(--no-deterministic: the GPU may differ in the last bits)")
     args = ap.parse_args()
+    configure_determinism(args.deterministic)
     device = torch.device(args.device)
     model = load_detector(args.checkpoint, device, backbone=args.model)
     syn = SyntheticConfig(device=args.device if device.type == "cuda" else "cpu")
@@ -66,7 +73,8 @@ def main() -> None:
     rows = evaluate_fusions(model, frames, args.fusions, device, args.batch,
                             bootstrap=args.bootstrap, seed=args.seed,
                             bootstrap_unit=args.bootstrap_unit, precision=args.precision,
-                            fusion_options=args.fusion_options)  # fmt: skip
+                            fusion_options=args.fusion_options,
+                            cuda_graph=args.cuda_graph)  # fmt: skip
     print(f"evaluated in {time.perf_counter() - t:.0f} s")
     for name, row in rows.items():
         cells = [f"{k} {row[k]:.3f} [{row[k + '_ci'][0]:.3f}, {row[k + '_ci'][1]:.3f}]"
@@ -79,7 +87,7 @@ def main() -> None:
         with open(args.out, "w") as fh:
             json.dump({"frames": len(frames), "test_seed": args.seed, "towns": args.sequences,
                        "fusion_options": args.fusion_options, "precision": args.precision,
-                       "rows": rows}, fh, indent=1,
+                       "deterministic": args.deterministic, "rows": rows}, fh, indent=1,
                       default=list)  # fmt: skip
 
 

@@ -19,7 +19,7 @@ from torch import nn
 from v2x.channels.base import ChannelState
 from v2x.channels.link import LinkState
 from v2x.channels.packets import HEADER_BYTES, MTU_BYTES, PacketFormat, packets_hit
-from v2x.registry import Registry
+from v2x.common import Registry
 
 FLOAT16_BITS = 16
 
@@ -165,6 +165,13 @@ class Codec(nn.Module):
     #: ``"bits"`` (the quantiser's bits per value, recorded in the results column
     #: ``bits_per_value`` so that codec entries differing only in ``bits`` are rows apart).
     sweep_arguments: frozenset[str] = frozenset()
+    #: The quantiser's bits per value when the config leaves ``bits`` out (its constructor's
+    #: default); a codec with ``"bits"`` in ``sweep_arguments`` must declare it.
+    default_bits: ClassVar[int | None] = None
+    #: HARQ retransmission rounds after the first transmission (0: none) and the wait for each
+    #: round's NACK (s); ``v2x.semcom.harq.transmit`` runs them (the digital chain sets both).
+    harq_max_rounds: int = 0
+    harq_feedback_delay_s: float = 0.0
     #: True when ``Cost.source_bits`` is an estimate (e.g. an entropy estimate standing in for
     #: an entropy coder's output) rather than the size of what an encoder produced; results
     #: rows carry it (``bits_estimated``). Every codec of the package measures or counts its
@@ -183,11 +190,24 @@ class Codec(nn.Module):
     #: An SNR gate per bandwidth ratio (``gate_ratios``, ``set_gate``, ``snr_gate``) that
     #: ``v2x.codec_calibration.calibrate_snr_gate`` sets.
     snr_gated: ClassVar[bool] = False
+    #: Its channel uses depend only on the map's shape: ``channel_uses_for((C, H, W), ratio)
+    #: -> int`` (``selective`` budgets with it).
+    shape_only_cost: ClassVar[bool] = False
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         needs = {"trainable": ("forward_train", "save_checkpoint", "warm_start"),
-                 "snr_gated": ("set_gate",)}  # fmt: skip
+                 "snr_gated": ("set_gate",), "shape_only_cost": ("channel_uses_for",)}  # fmt: skip
+        if callable(getattr(cls, "channel_uses_for", None)) and not cls.shape_only_cost:
+            raise TypeError(
+                f"codec {cls.__name__} defines channel_uses_for but does not declare "
+                "shape_only_cost = True"
+            )
+        if "bits" in cls.sweep_arguments and cls.default_bits is None:
+            raise TypeError(
+                f"codec {cls.__name__} lists 'bits' in sweep_arguments but declares no "
+                "default_bits"
+            )
         for capability, methods in needs.items():
             missing = [m for m in methods if not callable(getattr(cls, m, None))]
             if getattr(cls, capability) and missing:
@@ -203,7 +223,7 @@ class Codec(nn.Module):
         raise NotImplementedError
 
 
-CODECS: Registry[Codec] = Registry("codec")
+CODECS: Registry[Codec] = Registry("codec", base=Codec)
 
 
 def check_features(features: torch.Tensor) -> None:

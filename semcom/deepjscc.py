@@ -249,6 +249,7 @@ class DeepJSCCCodec(Codec):
     sweep_arguments = frozenset({"in_channels", "bandwidth_ratio", "checkpoint"})
     trainable = True  # forward_train, save_checkpoint, warm_start (v2x-train-codec)
     snr_gated = True  # gate_ratios, set_gate, snr_gate (v2x.codec_calibration)
+    shape_only_cost = True  # channel_uses_for (selective's budget)
 
     def __init__(
         self,

@@ -61,7 +61,6 @@ code blocks whose CRC failed and ``meta["delivered"]`` the cells that arrived
 from __future__ import annotations
 
 import hashlib
-import inspect
 import math
 import struct
 import zlib
@@ -916,12 +915,3 @@ class FixedMCSDigitalCodec(DigitalCodec):
             raise ValueError("digital_fixed: 'mcs' must be a fixed index 0..28, not 'auto'")
         super().__init__(mcs=mcs, **kwargs)
 
-
-# Advertise DigitalCodec's own arguments (mcs defaulting to 14), not ``**kwargs``, so that
-# callers inspecting the signature (the sweep's option routing) see what is accepted.
-FixedMCSDigitalCodec.__signature__ = inspect.signature(DigitalCodec).replace(
-    parameters=[
-        p.replace(default=14) if p.name == "mcs" else p
-        for p in inspect.signature(DigitalCodec).parameters.values()
-    ]
-)

@@ -16,8 +16,6 @@ It is the realistic-payload row of the main result, beside DeepJSCC at its chann
 
 from __future__ import annotations
 
-import inspect
-
 from v2x.semcom.base import CODECS
 from v2x.semcom.digital import DigitalCodec
 
@@ -35,9 +33,10 @@ class DigitalPayloadCodec(DigitalCodec):
 
     #: ``bits`` is recorded per results row (``bits_per_value``); HARQ rounds as ``digital``.
     sweep_arguments = frozenset({"harq_max_rounds", "bits"})
+    default_bits = 8
 
     def __init__(
-        self, bits: int = 8, decoder: str = "exact", ldpc_decoder: str = "minsum", **kwargs
+        self, bits: int = default_bits, decoder: str = "exact", ldpc_decoder: str = "minsum", **kwargs
     ) -> None:
         for name in ("max_channel_uses", "min_bits"):
             if kwargs.get(name) is not None and not (name == "min_bits" and kwargs[name] == bits):
@@ -55,14 +54,3 @@ class DigitalPayloadCodec(DigitalCodec):
             **kwargs,
         )
 
-
-# Advertise DigitalCodec's arguments (less the budget's) with this codec's defaults, not
-# ``**kwargs``, so that callers inspecting the signature (the sweep's option routing) see them.
-_DEFAULTS = {"bits": 8, "decoder": "exact", "ldpc_decoder": "minsum"}
-DigitalPayloadCodec.__signature__ = inspect.signature(DigitalCodec).replace(
-    parameters=[
-        p.replace(default=_DEFAULTS.get(p.name, p.default))
-        for p in inspect.signature(DigitalCodec).parameters.values()
-        if p.name not in ("max_channel_uses", "min_bits")
-    ]
-)

@@ -119,8 +119,8 @@ def _resend_fn(channel: Channel, snr_db: torch.Tensor):
     def resend(
         x: torch.Tensor, spp: torch.Tensor | None, mask: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, ChannelState]:
-        if getattr(channel, "packet_aware", False) and spp is not None:
-            if int(getattr(channel, "arq_max_rounds", 0) or 0) > 0:
+        if channel.packet_aware and spp is not None:
+            if channel.arq_max_rounds > 0:
                 return channel(x, snr_db, symbols_per_packet=spp, mask=mask)
             return channel(x, snr_db, symbols_per_packet=spp)
         return channel(x, snr_db)
@@ -147,14 +147,8 @@ def transmit(
         ``"retransmission_rounds"`` (rounds after the first transmission) and ``"feedback_s"``
         (those rounds × the feedback delay, s).
     """
-    rounds = int(getattr(codec, "harq_max_rounds", 0) or 0)
-    inner = getattr(codec, "inner", None)
-    if int(getattr(inner, "harq_max_rounds", 0) or 0) > 0:
-        raise ValueError(
-            f"HARQ: codec {type(codec).__name__} wraps a digital codec with harq_max_rounds > 0, "
-            "which is not supported (set harq_max_rounds=0 for the inner codec)"
-        )
-    if rounds > 0 and int(getattr(channel, "arq_max_rounds", 0) or 0) > 0:
+    rounds = codec.harq_max_rounds
+    if rounds > 0 and channel.arq_max_rounds > 0:
         raise ValueError(
             "HARQ: the digital codec's harq_max_rounds and the channel's arq_max_rounds are both "
             "> 0; HARQ already resends the blocks of erased packets: set one of them to 0"
@@ -176,7 +170,7 @@ def transmit(
         decoded = codec.reconstruct(tx, blocks)  # type: ignore[attr-defined]
         _residual_erasures(codec, tx, blocks)  # type: ignore[arg-type]
         extra_rounds = tx.meta["retransmission_rounds"].to(zeros)
-        delay = float(getattr(codec, "harq_feedback_delay_s", 0.0) or 0.0)
+        delay = float(codec.harq_feedback_delay_s)
     else:
         decoded = codec.decode(tx, link)
         arq = tx.state.extra.get("arq") if tx.state is not None else None
@@ -186,7 +180,7 @@ def transmit(
             per_use = cost.coded_bits / cost.channel_uses.clamp_min(1e-12)
             extra_bits = extra_uses * per_use
             extra_rounds = (arq["rounds"].to(zeros) - 1.0).clamp_min(0.0)
-            delay = float(getattr(channel, "arq_feedback_delay_s", 0.0) or 0.0)
+            delay = float(channel.arq_feedback_delay_s)
         else:
             extra_uses = extra_bits = extra_packets = extra_rounds = zeros
             delay = 0.0

@@ -136,7 +136,7 @@ class SelectiveCodec(Codec):
                 f"selective: 'budget_channel_uses' must be a positive integer or null, got "
                 f"{budget_channel_uses}"
             )
-        if budget_channel_uses is not None and not hasattr(inner, "channel_uses_for"):
+        if budget_channel_uses is not None and not inner.shape_only_cost:
             raise ValueError(
                 "selective: 'budget_channel_uses' needs an inner codec with a shape-only cost "
                 f"(channel_uses_for), {type(inner).__name__} has none; use 'keep_fraction'"
@@ -146,10 +146,15 @@ class SelectiveCodec(Codec):
                 "selective: need 'control_modulation_bits' ≥ 1 and 0 < 'control_code_rate' ≤ 1, "
                 f"got {control_modulation_bits}, {control_code_rate}"
             )
+        if inner.harq_max_rounds > 0:
+            raise ValueError(
+                f"selective: the inner codec {type(inner).__name__} has harq_max_rounds > 0, "
+                "which is not supported (set harq_max_rounds=0 for the inner codec)"
+            )
         self.inner = inner
-        self.uses_channel = bool(getattr(inner, "uses_channel", True))
+        self.uses_channel = bool(inner.uses_channel)
         # the control bits are exact (bitmap or index list); the payload's are the inner codec's
-        self.bits_estimated = bool(getattr(inner, "bits_estimated", False))
+        self.bits_estimated = bool(inner.bits_estimated)
         self.keep_fraction = float(keep_fraction)
         self.budget_channel_uses = None if budget_channel_uses is None else int(budget_channel_uses)
         self.control_modulation_bits = int(control_modulation_bits)
@@ -325,7 +330,7 @@ class SelectiveCodec(Codec):
             reconstruction ``[B, C, H, W]`` (zeros at unselected cells) and channel uses ``[B]``
             float64 including the control channel.
         """
-        if not hasattr(self.inner, "forward_train"):
+        if not self.inner.trainable:
             raise ValueError(f"selective: inner codec {type(self.inner).__name__} cannot train")
         b, c, h, w = features.shape
         grid, indices, kept = self._pack(features, importance)

@@ -35,11 +35,12 @@ import dataclasses
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Protocol
 
 import numpy as np
 import torch
 
-from v2x.configs import dataclass_from
+from v2x.common import dataclass_from
 from v2x.datasets.frame import CoopBatch, CoopFrame, collate_frames, slot_order
 from v2x.datasets.synthetic import (
     GENERATOR_VERSION,
@@ -104,8 +105,40 @@ def world_config(data: Mapping) -> SyntheticConfig:
     )
 
 
+class Clock(Protocol):
+    """What the sweep asks of a sensing clock (``SensingClock``: the synthetic world;
+    ``v2x.asynchrony_recorded.RecordedClock``: a recorded dataset). ``frames`` are those
+    collated into ``batch``; ``max_agents`` as ``collate_frames``'."""
+
+    #: ages at or below this count as fresh (the frame's own observation)
+    MIN_AGE_S: float
+
+    def aged_frame(self, frame: CoopFrame, age_s: Sequence[float] | np.ndarray) -> CoopFrame:
+        """``frame`` with each collaborator as sensed ``age_s [A]`` s before its own scan."""
+        ...
+
+    def age_delivery(
+        self, frames: Sequence[CoopFrame], batch: CoopBatch, delivery: Any, max_agents: int | None
+    ) -> torch.Tensor:
+        """Write each delivered payload's age into ``delivery.aoi_s`` (``[K, B, A]`` s, NaN when
+        not delivered; a ``v2x.scheduling.Delivery``) and return the ``[K, B, A]`` float64
+        delays to re-sense the batch at."""
+        ...
+
+    def motion_history(
+        self,
+        frames: Sequence[CoopFrame],
+        batch: CoopBatch,
+        delay_s: torch.Tensor,
+        max_agents: int | None = None,
+    ) -> MotionHistory:
+        """What a latency-compensating fusion extrapolates with, for ``batch`` re-sensed
+        ``delay_s [B, A]`` s earlier."""
+        ...
+
+
 class SensingClock:
-    """Re-senses collaborators of synthetic frames at earlier instants.
+    """Re-senses collaborators of synthetic frames at earlier instants (a ``Clock``).
 
     Args:
         config: the world's configuration (that of the frames).
@@ -176,9 +209,28 @@ class SensingClock:
             agents[a] = self.renderer.observe(world, index, [a], when)[0][0]
         return dataclasses.replace(frame, agents=agents)
 
+    def age_delivery(
+        self, frames: Sequence[CoopFrame], batch: CoopBatch, delivery: Any, max_agents: int | None
+    ) -> torch.Tensor:
+        """``Clock.age_delivery``: the age is the LiDAR phase + the latency (``sensing_age``);
+        the batch is re-sensed at the latency alone (the phase is in the frame already)."""
+        phase = frame_phases(self, frames, batch, max_agents)
+        delivery.aoi_s = sensing_age(delivery.latency_s, delivery.delivered, phase)
+        return torch.where(delivery.delivered, delivery.latency_s, 0.0).cpu()
+
+    def motion_history(
+        self,
+        frames: Sequence[CoopFrame],
+        batch: CoopBatch,
+        delay_s: torch.Tensor,
+        max_agents: int | None = None,
+    ) -> MotionHistory:
+        """``Clock.motion_history``: the module's ``motion_history`` on this world."""
+        return motion_history(self, frames, batch, delay_s, max_agents)
+
 
 def aged_batch(
-    clock: SensingClock,
+    clock: Clock,
     frames: Sequence[CoopFrame],
     batch: CoopBatch,
     age_s: torch.Tensor,

@@ -1,20 +1,178 @@
-"""Plumbing that every part of the project may use: atomic file writes.
+"""Plumbing that every part of the project may use: the registry of interchangeable parts,
+atomic file writes, config helpers, device resolution and the switch that makes GPU numbers
+reproducible (``configure_determinism``).
 
-This module imports nothing from the project (like ``v2x.registry``), so ``datasets``,
-``perception``, ``semcom`` and ``channels`` may use it without breaking the one-way dependency
-rule. Every file the project writes goes through ``atomic_path``: a reader never sees a half
-written file, a crash leaves the previous version in place, and new files get the permissions
-of any file the user creates (``0666`` less the umask), so shared output folders work.
+This module imports nothing from the project, so ``datasets``, ``perception``, ``semcom`` and
+``channels`` may use it without breaking the one-way dependency rule (DESIGN.md): it is the only
+module of the core a part imports. Every file the project writes goes through ``atomic_path``: a
+reader never sees a half written file, a crash leaves the previous version in place, and new
+files get the permissions of any file the user creates (``0666`` less the umask), so shared
+output folders work.
 """
 
 from __future__ import annotations
 
+import importlib
 import os
 import secrets
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import fields
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any, Generic, TypeVar
+
+if TYPE_CHECKING:
+    import torch
+
+T = TypeVar("T")
+
+# ---------------------------------------------------------------------------------------------
+# The registry of interchangeable parts (fusion, codec, channel, link model) and plugins.
+# ---------------------------------------------------------------------------------------------
+
+
+def import_plugins(modules: Sequence[str] | None, field_name: str = "plugins") -> list[str]:
+    """Import user modules that register parts (channels, codecs, fusions, link models) in the
+    project's registries, so that a config can name them without editing the package.
+
+    Args:
+        modules: importable module names (on ``sys.path``/``PYTHONPATH``), e.g. ``["my_parts"]``.
+        field_name: the config field, for error messages.
+
+    Returns:
+        the names imported. Raises ``ValueError`` naming the field and the module when one
+        cannot be imported.
+    """
+    done = []
+    for name in modules or []:
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"{field_name}: expected module names, got {name!r}")
+        try:
+            importlib.import_module(name)
+        except ImportError as exc:
+            raise ValueError(
+                f"{field_name}: cannot import module {name!r} ({exc}); it must be importable, "
+                "e.g. on PYTHONPATH"
+            ) from exc
+        done.append(name)
+    return done
+
+
+class Registry(Generic[T]):
+    """Maps a config name (``"awgn"``, ``"max"``) to a factory.
+
+    A registry of parts with a base class (``Registry("channel", base=Channel)``) accepts only
+    subclasses of it, or factory functions that declare the subclass they build
+    (``register(name, builds=FadingChannel)``): what a part can do is then read from its class
+    (``part_class(name)``, e.g. ``Codec.sweep_arguments``), never probed on the factory.
+
+    >>> CHANNELS = Registry("channel")
+    >>> @CHANNELS.register("awgn")
+    ... class AWGNChannel: ...
+    >>> CHANNELS.build("awgn")
+    """
+
+    def __init__(self, kind: str, base: type | None = None) -> None:
+        self.kind = kind
+        self.base = base
+        self._factories: dict[str, Callable[..., T]] = {}
+        self._classes: dict[str, type | None] = {}
+
+    def register(
+        self, name: str, builds: type | None = None
+    ) -> Callable[[Callable[..., T]], Callable[..., T]]:
+        """Decorator registering a class, or a factory function that returns ``builds``
+        instances, under ``name`` (``TypeError`` when the registry has a base class that
+        neither is a subclass of; ``ValueError`` for a name taken by another factory)."""
+
+        def decorator(factory: Callable[..., T]) -> Callable[..., T]:
+            if name in self._factories and self._factories[name] is not factory:
+                raise ValueError(f"{self.kind} {name!r} is registered twice")
+            cls = factory if isinstance(factory, type) else builds
+            if self.base is not None and not (
+                isinstance(cls, type) and issubclass(cls, self.base)
+            ):
+                raise TypeError(
+                    f"{self.kind} {name!r}: register a subclass of {self.base.__name__}, or a "
+                    f"factory function with builds=<the {self.base.__name__} subclass it returns>"
+                )
+            self._factories[name] = factory
+            self._classes[name] = cls
+            return factory
+
+        return decorator
+
+    def part_class(self, name: str) -> type:
+        """The class ``name`` builds (where its declared capabilities live); ``ValueError`` for
+        an unknown name or a registry without a base class whose factory declared none."""
+        self.get(name)
+        cls = self._classes.get(name)
+        if cls is None:
+            raise ValueError(f"{self.kind} {name!r} declares no class (register(..., builds=))")
+        return cls
+
+    def names(self) -> list[str]:
+        return sorted(self._factories)
+
+    def get(self, name: str) -> Callable[..., T]:
+        try:
+            return self._factories[name]
+        except KeyError:
+            raise ValueError(
+                f"unknown {self.kind} {name!r}; valid choices: {', '.join(self.names())}"
+            ) from None
+
+    def build(self, name: str, **kwargs: Any) -> T:
+        return self.get(name)(**kwargs)
+
+    def __contains__(self, name: str) -> bool:
+        return name in self._factories
+
+
+# ---------------------------------------------------------------------------------------------
+# Atomic writes.
+# ---------------------------------------------------------------------------------------------
+
+#: cuBLAS workspace setting that makes its kernels reproducible (NVIDIA cuBLAS docs, "Results
+#: reproducibility"; torch's deterministic mode asks for it on CUDA >= 10.2).
+CUBLAS_WORKSPACE_CONFIG = ":4096:8"
+
+
+def configure_determinism(enabled: bool) -> None:
+    """Make this process compute the same numbers from the same inputs on every run (the apps'
+    ``deterministic`` config key; default ``True``).
+
+    ``enabled=True``: ``torch.use_deterministic_algorithms(True, warn_only=True)`` (CUDA
+    ``index_add_``, ``scatter_add_``, ``index_put_(accumulate=True)``, ``scatter_reduce`` sum
+    and mean, float ``cumsum`` and duplicate-index writes take their sort-based, fixed-order
+    kernels; an op without one warns instead of failing), cuDNN ``benchmark`` off and
+    ``deterministic`` on (no timing-based algorithm choice, no atomics), and
+    ``CUBLAS_WORKSPACE_CONFIG`` set to ``:4096:8`` unless the user set it. cuBLAS reads that
+    variable when it first allocates a handle's workspace, so this must run before the
+    process's first CUDA matrix product: the apps call it first thing. It changes nothing on the
+    CPU (every CPU kernel the project uses is already deterministic).
+
+    ``enabled=False``: torch's defaults for the two determinism switches (``benchmark`` is left
+    as it is: a speed choice of the caller's), so runs may differ in the last bits.
+
+    Raises ``ValueError`` when ``enabled`` is not a bool (a config value such as ``"false"``).
+
+    Triton kernels are not covered by torch's mode: the project's (``channels.awgn_triton``,
+    ``semcom.ldpc_minsum_triton``) have no order-dependent float accumulation (the LDPC
+    kernel's only atomic is an integer ``atomic_or``).
+    """
+    if not isinstance(enabled, bool):
+        raise ValueError(f"field 'deterministic' must be true or false, got {enabled!r}")
+    import torch
+
+    if enabled:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", CUBLAS_WORKSPACE_CONFIG)
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.backends.cudnn.benchmark = False
+        torch.backends.cudnn.deterministic = True
+    else:
+        torch.use_deterministic_algorithms(False)
+        torch.backends.cudnn.deterministic = False
 
 
 @contextmanager
@@ -73,3 +231,61 @@ def atomic_write_text(path: str | os.PathLike, text: str, encoding: str = "utf-8
     """Write ``text`` to ``path`` atomically."""
     with atomic_open(path, "w", encoding=encoding) as handle:
         handle.write(text)
+
+
+# ---------------------------------------------------------------------------------------------
+# Config helpers: plain Python from Hydra nodes, dataclasses from plain mappings.
+# ---------------------------------------------------------------------------------------------
+
+
+def to_plain(obj: Any) -> Any:
+    """OmegaConf containers (resolved), mappings, lists and tuples → plain ``dict``/``list``
+    (recursively; path-likes become ``str``); anything else is returned as is. The project's one
+    config-to-plain conversion (omegaconf is imported only when it is already loaded)."""
+    import sys
+
+    omegaconf = sys.modules.get("omegaconf")
+    if omegaconf is not None and isinstance(obj, omegaconf.DictConfig | omegaconf.ListConfig):
+        return omegaconf.OmegaConf.to_container(obj, resolve=True)
+    if isinstance(obj, os.PathLike):
+        return os.fspath(obj)
+    if isinstance(obj, Mapping):
+        return {k: to_plain(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [to_plain(v) for v in obj]
+    return obj
+
+
+
+def check_fields(cls: type, data: Mapping, where: str) -> None:
+    """Raise ``ValueError`` naming ``where`` if ``data`` has keys that ``cls`` has no field for."""
+    names = {f.name for f in fields(cls)}
+    unknown = set(data) - names
+    if unknown:
+        raise ValueError(f"{where}: unknown field(s) {sorted(unknown)}; valid: {sorted(names)}")
+
+
+def dataclass_from(cls: type[T], data: Mapping | T | None, where: str, **defaults: Any) -> T:
+    """``cls(**defaults, **data)`` after checking the keys; ``None`` gives ``cls()``, an
+    instance is returned as is."""
+    if data is None:
+        return cls(**defaults)
+    if isinstance(data, cls):
+        return data
+    data = dict(data)
+    check_fields(cls, data, where)
+    return cls(**{**defaults, **data})
+
+
+# ---------------------------------------------------------------------------------------------
+# Device resolution.
+# ---------------------------------------------------------------------------------------------
+
+
+def resolve_device(name: str) -> torch.device:
+    """``torch.device(name)``; ``"auto"``: ``cuda`` when a CUDA device is visible, else ``cpu``."""
+    import torch
+
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)

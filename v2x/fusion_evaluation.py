@@ -36,6 +36,7 @@ def evaluate_fusions(
     bootstrap_unit: str = "auto",
     fusion_options: dict[str, dict[str, Any]] | None = None,
     precision: str = "fp32",
+    cuda_graph: bool = False,
 ) -> dict[str, dict[str, Any]]:
     """Headline metrics of each fusion strategy over one link condition (by default an ideal
     link: identity codec, AWGN at ``snr_db``), the bits each sends per frame, and the
@@ -55,6 +56,9 @@ def evaluate_fusions(
             e.g. ``{"semantic_map": {"max_fraction": 0.1}}``.
         precision: the detector's inference precision (``CoopDetector.configure_inference``:
             ``"fp32"``, ``"fp16"`` or ``"bf16"`` autocast); restored to fp32 afterwards.
+        cuda_graph: on CUDA the encoder replays a CUDA graph per batch shape
+            (``configure_inference(cuda_graph=True)``; speed only); the model's own setting
+            is restored afterwards.
 
     Returns:
         ``{fusion: {metric: value, "<metric>_ci": (lo, hi), "bootstrap_unit": unit,
@@ -65,8 +69,8 @@ def evaluate_fusions(
         raise ValueError("evaluate_fusions: no frames to evaluate")
     was_training = model.training
     model = model.to(device).eval()
-    previous = model.precision
-    model.configure_inference(precision)
+    previous, had_graphs = model.precision, model.encode_graphs is not None
+    model.configure_inference(precision, cuda_graph=True if cuda_graph else None)
     out: dict[str, dict[str, Any]] = {}
     for name in fusions:
         pipe = (
@@ -87,7 +91,7 @@ def evaluate_fusions(
         row.update(source_bits_per_frame=bits / len(frames), num_frames=len(frames),
                    convention=acc.config.convention(), precision=precision)  # fmt: skip
         out[name] = row
-    model.configure_inference(previous)
+    model.configure_inference(previous, cuda_graph=had_graphs)
     model.train(was_training)
     return out
 

@@ -15,6 +15,7 @@ from typing import Any
 
 import torch
 
+from v2x.common import resolve_device, to_plain
 from v2x.datasets.frame import CoopFrame
 from v2x.sweep_plan import UNTRAINED, SweepConfig
 
@@ -138,12 +139,6 @@ def data_identity(data: Mapping, frames: Sequence[CoopFrame]) -> dict:
     }
 
 
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
-
-
 _DEVICE_CHOICES = "cpu, cuda, cuda:N, auto, all, or a list of one kind such as [cuda:0,cuda:1]"
 
 
@@ -182,10 +177,24 @@ def device_key(value: str | Sequence[str]) -> str:
     return value if isinstance(value, str) and value != "all" else devices[0].type
 
 
-def load_model(cfg: SweepConfig, device: torch.device):
-    """The detector: a checkpoint, the shipped one, or ``untrained`` (seeded random weights)."""
-    from v2x.checkpoint import detector_config_from_dict, load_detector, shipped_detector_path
+def detector_from(checkpoint: str | None, model: Mapping | None, device: torch.device):
+    """The detector every app starts from: ``checkpoint`` (a path; ``None``/``"shipped"``: the
+    shipped detector of ``model``'s ``backbone``), or for ``"untrained"`` a ``CoopDetector``
+    of ``model``'s config with weights from torch's global RNG (the caller seeds it), in eval
+    mode on ``device``."""
+    from v2x.perception.checkpoint import detector_config_from_dict, load_detector
     from v2x.perception.detector import CoopDetector
+    from v2x.provenance import model_backbone
+
+    if checkpoint == UNTRAINED:
+        return CoopDetector(detector_config_from_dict(dict(model or {}))).to(device).eval()
+    return load_detector(checkpoint, device=device, backbone=model_backbone(model))
+
+
+def load_model(cfg: SweepConfig, device: torch.device):
+    """The sweep's detector (``detector_from``): a checkpoint, the shipped one, or
+    ``untrained`` (random weights seeded by ``cfg.seed``, the global RNG left as it was)."""
+    from v2x.perception.checkpoint import shipped_detector_path
     from v2x.sweep_plan import model_backbone
 
     ckpt = cfg.checkpoint
@@ -196,12 +205,11 @@ def load_model(cfg: SweepConfig, device: torch.device):
             f"{shipped_detector_path(backbone)} does not exist; valid: a checkpoint path, or "
             f"'{UNTRAINED}' for random weights (smoke runs)"
         )
-    if ckpt == "untrained":
+    if ckpt == UNTRAINED:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(int(cfg.seed))
-            model = CoopDetector(detector_config_from_dict(dict(cfg.model or {})))
-        return model.to(device).eval()
-    return load_detector(ckpt, device=device, backbone=backbone)
+            return detector_from(ckpt, cfg.model, device)
+    return detector_from(ckpt, cfg.model, device)
 
 
 
@@ -248,9 +256,8 @@ def load_training_frames(data: Mapping | Any, rank: int = 0, world: int = 1) -> 
     Synthetic towns are split across DDP ranks: rank ``r`` of ``world`` generates (on its own
     GPU when ``data.synthetic.device=cuda``) and trains on the towns ``s ≡ r (mod world)``.
     """
-    from omegaconf import DictConfig, OmegaConf
 
-    data = OmegaConf.to_container(data, resolve=True) if isinstance(data, DictConfig) else dict(data)
+    data = to_plain(data)
     source = data.get("source")
     if source == "synthetic":
         from v2x.datasets.synthetic import SyntheticConfig, generate_sequence

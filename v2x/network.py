@@ -34,11 +34,10 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from v2x.configs import dataclass_from
+from v2x.channels.budget import thermal_noise_dbm
+from v2x.common import dataclass_from
 from v2x.datasets.frame import AGENT_KINDS, CoopFrame
 
-SPEED_OF_LIGHT_MPS = 299_792_458.0
-THERMAL_NOISE_DBM_PER_HZ = -174.0
 LOS_MODES = ("geometric", "probabilistic", "expected", "los", "nlos")
 BLOCKERS = ("none", "vehicle", "building")
 
@@ -82,9 +81,7 @@ class RadioConfig:
 
     def noise_dbm(self) -> float:
         """Thermal noise plus noise figure over the bandwidth, in dBm."""
-        return (
-            THERMAL_NOISE_DBM_PER_HZ + 10.0 * math.log10(self.bandwidth_hz) + self.noise_figure_db
-        )
+        return thermal_noise_dbm(self.bandwidth_hz, self.noise_figure_db)
 
 
 def default_radios() -> dict[str, RadioConfig]:

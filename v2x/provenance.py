@@ -26,7 +26,7 @@ def model_backbone(model: Any) -> str:
 
 def checkpoint_digest(checkpoint: str | None, backbone: str = "small") -> str:
     """SHA-256 of the detector checkpoint the sweep will load (``"untrained"`` for none)."""
-    from v2x.checkpoint import shipped_detector_path
+    from v2x.perception.checkpoint import shipped_detector_path
 
     if checkpoint == UNTRAINED:
         return UNTRAINED

@@ -35,8 +35,7 @@ from dataclasses import dataclass
 import torch
 
 from v2x.channels.budget import shannon_capacity
-from v2x.configs import dataclass_from
-from v2x.registry import Registry
+from v2x.common import Registry, dataclass_from
 
 LATE_POLICIES = ("drop", "stale")
 

@@ -28,16 +28,16 @@ One module per job: ``v2x.sweep_config`` (fields and defaults), ``v2x.sweep_plan
 into groups), ``v2x.provenance`` (hashes and digests that key cells), ``v2x.loading`` (frames,
 models, devices, progress), ``v2x.execution`` (running, re-running and scoring conditions on a
 frame batch), ``v2x.sweep_reuse`` (caches and cells reused across the sweep), this module (a
-plan's groups over the frames, results rows, the results store), ``v2x.sweep_workers`` (the
-groups dealt to one worker process per device) and ``v2x.results_table`` (vocabulary and console
-table). Their public names are also importable from here.
+plan's groups over the frames, the results store), ``v2x.sweep_rows`` (a group's results
+rows), ``v2x.sweep_workers`` (the groups dealt to one worker process per device) and
+``v2x.results_table`` (vocabulary and console table). Their public names are also importable
+from here.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
-import json
 import logging
 import math
 import os
@@ -52,12 +52,12 @@ from typing import Any
 import pyarrow as pa
 import torch
 
-from v2x import __version__
 from v2x.channels import build_channel
+from v2x.common import configure_determinism
 from v2x.datasets.frame import CLASS_NAMES, CoopFrame
-from v2x.evaluation import VEHICLE_LABELS, accumulate
+from v2x.evaluation import VEHICLE_LABELS
 from v2x.execution import Arrival, evaluate_batch
-from v2x.ledger import empty_ledger, ledger_table, summarize_cells
+from v2x.ledger import empty_ledger
 from v2x.loading import (  # noqa: F401 - the loading API, also reachable from here
     _NullBar,
     data_identity,
@@ -66,7 +66,6 @@ from v2x.loading import (  # noqa: F401 - the loading API, also reachable from h
     load_model,
     progress,
     progress_enabled,
-    resolve_device,
     resolve_devices,
 )
 from v2x.perception.average_precision import APAccumulator
@@ -97,6 +96,7 @@ from v2x.sweep_plan import (  # noqa: F401 - the planning API, also reachable fr
     sweep_arguments,
 )
 from v2x.sweep_reuse import EncodeCache, reuse_cells, share_source_coding
+from v2x.sweep_rows import book_batch, group_rows
 
 log = logging.getLogger(__name__)
 
@@ -264,159 +264,24 @@ def _run_group(
             same_for_all=group.stage == "ego",
             deliver=deliver,
             resense=functools.partial(resense_batch, clock, item, plan=plan, fusion=fusion),
-            score=False,  # _book_batch scores it (on the scorer thread when there is one)
+            score=False,  # book_batch scores it (on the scorer thread when there is one)
         )
-        book = functools.partial(_book_batch, scored, item, accs, cells, deliver.delivery, group)
+        book = functools.partial(book_batch, scored, item, accs, cells, deliver.delivery, group)
         ledgers.append(book() if scorer is None else scorer.submit(book))
         bar.update(item.batch.batch_size * k)
     num_frames = sum(item.batch.batch_size for item in batches)
-    bits_estimated = group.stage == FEATURE_STAGE and bool(getattr(codec, "bits_estimated", False))
+    bits_estimated = group.stage == FEATURE_STAGE and bool(codec.bits_estimated)
 
     def finish() -> tuple[list[dict], pa.Table]:
         tables = [t.result() if isinstance(t, Future) else t for t in ledgers]
         ledger = pa.concat_tables(tables) if tables else empty_ledger()
-        rows = _group_rows(
+        rows = group_rows(
             plan, group, snrs, accs, ledger, conditions, cells, key, num_frames, eval_config,
             feature_values, data_id, bits_estimated,
         )  # fmt: skip
         return rows, ledger
 
     return finish() if pool is None else pool.submit(finish)
-
-
-def _book_batch(
-    scored: Any,
-    item: _Batch,
-    accs: Sequence[APAccumulator],
-    cells: Sequence[str],
-    delivery: Any,
-    group: Group,
-) -> pa.Table:
-    """Score one frame batch's detections into the cells' accumulators (in batch order) and
-    return its ledger rows."""
-    accumulate(scored, item.gt, list(accs))
-    return ledger_table(
-        cells,
-        scored.cost,
-        delivery,
-        item.network,
-        item.batch.agent_mask.cpu(),
-        group.channel,
-        group.codec,
-        group.fusion,
-        group.bandwidth_ratio,
-    )
-
-
-def _group_rows(
-    plan: SweepPlan,
-    group: Group,
-    snrs: Sequence[float],
-    accs: Sequence[APAccumulator],
-    ledger: pa.Table,
-    conditions: Sequence[Mapping],
-    cells: Sequence[str],
-    key: str,
-    num_frames: int,
-    eval_config: Any,
-    feature_values: float,
-    data_id: Mapping,
-    bits_estimated: bool,
-) -> list[dict]:
-    """The results rows of a group's cells from their AP accumulators and ledger."""
-    cfg = plan.config
-    rows = []
-    convention = json.dumps(eval_config.convention(), sort_keys=True)
-    cell_sums = summarize_cells(ledger, cells, num_frames)
-    computed: dict[str, dict] = {}  # state digest -> result: identical cells computed once
-    for ki in range(len(snrs)):
-        digest = accs[ki].state_digest()
-        if digest not in computed:
-            computed[digest] = _compute_ap(
-                accs[ki], plan.bootstrap, int(cfg.seed), plan.bootstrap_unit
-            )
-        result = computed[digest]
-        ap = result["ap"]
-        details = result["details"]
-        ci = result.get("ci") or {}
-        sub = ap.get("subset/ego_invisible")
-        sums = cell_sums[ki]
-        uses_per_link = sums["mean_channel_uses_per_frame"] / max(
-            sums["mean_links_per_frame"], 1e-12
-        )
-        metrics = {
-            "ap_30": ("overall", 0.3),
-            "ap_50": ("overall", 0.5),
-            "ap_70": ("overall", 0.7),
-            "ap_70_invisible": ("subset/ego_invisible", 0.7),
-            "vehicle_ap_50": ("group/vehicle", 0.5),
-            "vehicle_ap_70": ("group/vehicle", 0.7),
-        }
-        intervals = {}
-        for name, (where, thr) in metrics.items():
-            lo, hi = (ci.get(where) or {}).get(thr, (math.nan, math.nan))
-            intervals[f"{name}_lo"], intervals[f"{name}_hi"] = float(lo), float(hi)
-        per_class = {
-            g.removeprefix("class/"): {f"{t:g}": float(v) for t, v in ap[g].items()}
-            for g in ap
-            if g.startswith("class/")
-        }
-        rows.append(
-            {
-                "cell_id": cells[ki],
-                **conditions[ki],
-                "dataset": data_id["source"],
-                "split": data_id["split"],
-                "num_frames": num_frames,
-                "ap_30": float(ap["overall"].get(0.3, math.nan)),
-                "ap_50": float(ap["overall"].get(0.5, math.nan)),
-                "ap_70": float(ap["overall"].get(0.7, math.nan)),
-                "ap_70_invisible": float(sub.get(0.7, math.nan)) if sub else math.nan,
-                "vehicle_ap_50": float(ap.get("group/vehicle", {}).get(0.5, math.nan)),
-                "vehicle_ap_70": float(ap.get("group/vehicle", {}).get(0.7, math.nan)),
-                **intervals,
-                "bootstrap_unit": result["bootstrap"]["unit"] if "bootstrap" in result else "",
-                "num_gt": int(next(iter(details["overall"].values()))["num_gt"]),
-                "num_gt_invisible": int(
-                    next(iter(details["subset/ego_invisible"].values()))["num_gt"]
-                )
-                if sub
-                else 0,
-                "eval_convention": convention,
-                "realised_ratio": uses_per_link / feature_values
-                if group.stage == FEATURE_STAGE and sums["mean_links_per_frame"] > 0
-                else math.nan,
-                "bits_estimated": bits_estimated,
-                **sums,
-                "per_class_ap": json.dumps(per_class, sort_keys=True) if per_class else "",
-                "config_hash": plan.config_hash,
-                "v2x_version": __version__,
-                "seed": int(cfg.seed),
-                "data_path": data_id["path"],
-                "data_hash": data_id["hash"],
-                "detector_sha256": group.setting["detector_sha256"],
-                "codec_sha256": group.codec_sha256,
-                "code_hash": group.setting["code_hash"],
-                "setting_key": key,
-            }
-        )
-    return rows
-
-
-#: The evaluator groups whose APs are results columns, with the IoU thresholds that get
-#: bootstrap intervals (``None``: every threshold).
-RESULT_GROUPS: dict[str, tuple[float, ...] | None] = {
-    "overall": None,
-    "subset/ego_invisible": (0.7,),
-    "group/vehicle": (0.5, 0.7),
-}
-
-
-def _compute_ap(acc: Any, bootstrap: int, seed: int, unit: str = "auto") -> dict:
-    """``acc.compute()``, with ``bootstrap`` resamples of the sequences or frames (``unit``;
-    seeded by the sweep's seed) for the 95 % intervals of the APs that are results columns."""
-    return acc.compute(bootstrap=bootstrap, seed=seed, bootstrap_groups=RESULT_GROUPS,
-                       bootstrap_unit=unit)  # fmt: skip
 
 
 class SweepInterrupted(KeyboardInterrupt):
@@ -426,14 +291,18 @@ class SweepInterrupted(KeyboardInterrupt):
 def run_sweep(cfg: Any) -> Path:
     """Run (or resume) a sweep; returns the results file path.
 
-    Steps: validate the config (errors list the valid choices), load the frames (their content
+    Steps: set torch's determinism as ``deterministic`` says (``configure_determinism``),
+    validate the config (errors list the valid choices), load the frames (their content
     hash keys the cells), open the job's results store, take the cells that it or another
     results file of ``output_dir`` already holds, then load the model once and compute only the
     missing cells, appending each group's cells atomically. Ctrl-C raises ``SweepInterrupted``
     saying what was saved and how to resume.
     """
     t0 = time.perf_counter()
-    plan = plan_sweep(cfg)
+    options = SweepConfig.from_any(cfg)
+    # before any CUDA work (the frames may be ray-cast on the GPU): cuBLAS reads its setting once
+    configure_determinism(options.deterministic)
+    plan = plan_sweep(options)
     cfg = plan.config
     frames = load_frames(plan.data, cfg.quiet)
     data_id = data_identity(plan.data, frames)

@@ -51,7 +51,9 @@ def prepare_device(
     plan: SweepPlan, frames: list[CoopFrame], device: torch.device
 ) -> tuple[EncodeCache, list[_Batch]]:
     """The detector (behind its feature cache) and the frame batches on ``device``."""
-    model = load_model(plan.config, device).configure_inference(plan.precision)
+    model = load_model(plan.config, device).configure_inference(
+        plan.precision, cuda_graph=bool(plan.config.cuda_graph)
+    )
     cache = EncodeCache(model, float(plan.config.feature_cache_gb) * 1e9)
     return cache, _prepare_batches(frames, plan, model, device)
 

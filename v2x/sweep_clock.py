@@ -5,7 +5,7 @@ motion history a latency-compensating fusion extrapolates with).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -14,8 +14,13 @@ from v2x.perception.fusion import FeatureFusion
 from v2x.sweep_batches import _Batch
 from v2x.sweep_plan import SweepPlan
 
+if TYPE_CHECKING:
+    from v2x.asynchrony import Clock
+    from v2x.pipeline import MotionHistory
+    from v2x.scheduling import Delivery
 
-def sensing_clock(plan: SweepPlan) -> Any:
+
+def sensing_clock(plan: SweepPlan) -> Clock | None:
     """When ``asynchrony.enabled``, the clock of the plan's frames: a
     ``v2x.asynchrony.SensingClock`` of the synthetic world, or for real data a
     ``v2x.asynchrony_recorded.RecordedClock`` on the dataset's reader."""
@@ -29,43 +34,35 @@ def sensing_clock(plan: SweepPlan) -> Any:
     return SensingClock(world_config(plan.data))
 
 
-def min_age_s(clock: Any) -> float:
+def min_age_s(clock: Clock | None) -> float:
     """Ages at or below this count as fresh (``v2x.asynchrony.MIN_AGE_S``)."""
     return float(clock.MIN_AGE_S) if clock is not None else 0.0
 
 
-def aged_delivery(clock: Any, item: _Batch, delivery: Any, plan: SweepPlan) -> torch.Tensor:
-    """Each delivered payload's age (``[K, B, A]`` s: LiDAR phase + latency, NaN when not
-    delivered), written into ``delivery.aoi_s`` (the ledger's age of information). A clock
-    with its own ``age_delivery`` (real data: the age of the recorded scan served) does it."""
-    from v2x.asynchrony import frame_phases, sensing_age
-
-    own = getattr(clock, "age_delivery", None)
-    if own is not None:
-        return own(item.frames, item.batch, delivery, plan.data.get("max_agents"))
-    phase = frame_phases(clock, item.frames, item.batch, plan.data.get("max_agents"))
-    delivery.aoi_s = sensing_age(delivery.latency_s, delivery.delivered, phase)
-    # what the re-sensing waits on: the latency alone (the phase is in the frame already)
-    return torch.where(delivery.delivered, delivery.latency_s, 0.0).cpu()
+def aged_delivery(
+    clock: Clock, item: _Batch, delivery: Delivery, plan: SweepPlan
+) -> torch.Tensor:
+    """Each delivered payload's age (``[K, B, A]`` s, NaN when not delivered), written into
+    ``delivery.aoi_s`` (the ledger's age of information) by the clock (``Clock.age_delivery``:
+    the synthetic world's LiDAR phase + latency, or the age of the recorded scan served); returns
+    the delays to re-sense the batch at."""
+    return clock.age_delivery(item.frames, item.batch, delivery, plan.data.get("max_agents"))
 
 
 def resense_batch(
-    clock: Any,
+    clock: Clock,
     item: _Batch,
     batch: CoopBatch,
     ages: torch.Tensor,
     plan: SweepPlan,
     fusion: FeatureFusion,
-) -> tuple[CoopBatch, Any]:
+) -> tuple[CoopBatch, MotionHistory | None]:
     """``batch`` re-sensed ``ages [B, A]`` s earlier, and for a latency-compensating fusion the
-    motion history it extrapolates with (``v2x.pipeline.MotionHistory``; else ``None``)."""
-    from v2x.asynchrony import aged_batch, motion_history
+    motion history it extrapolates with (``Clock.motion_history``; else ``None``)."""
+    from v2x.asynchrony import aged_batch
 
     max_agents = plan.data.get("max_agents")
     aged = aged_batch(clock, item.frames, batch, ages, max_agents)
     if not fusion.compensates_latency:
         return aged, None
-    own = getattr(clock, "motion_history", None)  # real data: the previous recorded scan
-    if own is not None:
-        return aged, own(item.frames, batch, ages, max_agents)
-    return aged, motion_history(clock, item.frames, batch, ages, max_agents)
+    return aged, clock.motion_history(item.frames, batch, ages, max_agents)

@@ -7,12 +7,12 @@ defaults for the CLI and the Python API) and the field checks that name a bad fi
 from __future__ import annotations
 
 import dataclasses
-import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from v2x.common import to_plain
 from v2x.provenance import UNTRAINED  # noqa: F401 - part of the config vocabulary
 
 # Config keys that do not change any number (left out of the config hash).
@@ -21,6 +21,7 @@ _NOT_HASHED = (
     "allow_corrupt",
     "output_dir",
     "feature_cache_gb",
+    "cuda_graph",
     "table",
     "plots",
     "plots_dir",
@@ -37,6 +38,9 @@ class SweepConfig:
 
     Attributes:
         seed: seeds channel noise, pose noise and probabilistic LOS.
+        deterministic: run torch's deterministic kernels (``v2x.common.configure_determinism``):
+            the same config and seed give the same numbers in any process, on the GPU too
+            (``False``: the GPU may differ in the last bits between runs). Keys the cells.
         device: ``cpu``, ``cuda``, ``cuda:N`` or ``auto``; ``all`` (every visible CUDA device)
             or a list of devices of one type (``[cuda:0,cuda:1]``, ``[cpu,cpu]``): the groups
             are dealt to one worker process per device (``v2x.sweep_workers``), and the cells
@@ -64,15 +68,18 @@ class SweepConfig:
         quiet: no progress bar (also off when stderr is not a TTY or ``CI`` is set).
         allow_corrupt: move an unreadable results file aside instead of failing.
         feature_cache_gb: memory for cached encoder features (0: re-encode per group).
+        cuda_graph: on CUDA the detector's encoder replays a CUDA graph per batch shape
+            (``CoopDetector.configure_inference``; the same kernels, no launch overhead).
         table: print the results table when the app finishes.
         plots: draw this job's figures when the app finishes (``v2x.plots.make_plots``).
         plots_dir: their folder (default ``<output_dir>/plots-<config hash>``).
         plugins: modules imported first, which register channels, codecs, fusions or link
-            models of the user's (``v2x.registry.import_plugins``); each job of a launcher
+            models of the user's (``v2x.common.import_plugins``); each job of a launcher
             imports them itself.
     """
 
     seed: int = 0
+    deterministic: bool = True
     device: str | list = "cpu"
     checkpoint: str | None = None
     model: dict = field(default_factory=dict)
@@ -90,6 +97,7 @@ class SweepConfig:
     quiet: bool = False
     allow_corrupt: bool = False
     feature_cache_gb: float = 2.0
+    cuda_graph: bool = False
     table: bool = True
     plots: bool = True
     plots_dir: str | None = None
@@ -103,7 +111,7 @@ class SweepConfig:
             return cfg
         from omegaconf import OmegaConf
 
-        data = _plain(cfg)
+        data = to_plain(cfg)
         if not isinstance(data, Mapping):
             raise ValueError(f"sweep: the config must be a mapping of fields, got {type(cfg)}")
         data = {k: v for k, v in data.items() if k != "hydra"}
@@ -114,7 +122,7 @@ class SweepConfig:
                 f"sweep: unknown config field(s) {sorted(unknown)}; valid: {sorted(names)}"
             )
         defaults = default_config()
-        merged = _plain(OmegaConf.merge(OmegaConf.create(defaults), OmegaConf.create(data)))
+        merged = to_plain(OmegaConf.merge(OmegaConf.create(defaults), OmegaConf.create(data)))
         return cls(**merged)
 
     def to_dict(self) -> dict:
@@ -134,7 +142,7 @@ def default_config() -> dict:
     ``run_sweep`` / ``plan_sweep`` merge a Python config over these, so the Python API and the
     CLI share one set of defaults.
     """
-    return _plain(_compose_defaults("sweep"))
+    return to_plain(_compose_defaults("sweep"))
 
 
 def _conf_dir() -> Path:
@@ -188,24 +196,6 @@ def _compose_defaults(name: str, overrides: Mapping[str, str] | None = None) -> 
 
 def _nest(keys: list[str], value: Any) -> Any:
     return value if not keys else {keys[0]: _nest(keys[1:], value)}
-
-
-def _plain(obj: Any) -> Any:
-    """OmegaConf containers → plain Python (resolved)."""
-    try:
-        from omegaconf import DictConfig, ListConfig, OmegaConf
-
-        if isinstance(obj, DictConfig | ListConfig):
-            return OmegaConf.to_container(obj, resolve=True)
-    except ImportError:  # pragma: no cover
-        pass
-    if isinstance(obj, os.PathLike):
-        return os.fspath(obj)
-    if isinstance(obj, Mapping):
-        return {k: _plain(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_plain(v) for v in obj]
-    return obj
 
 
 def _codec_spec(spec: Any, options: Mapping, axis: str = "codecs") -> tuple[str, dict]:

@@ -6,18 +6,17 @@ arguments a codec or channel lets a sweep fill in or vary (``Codec.sweep_argumen
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Mapping
 
 
 def sweep_arguments(codec: str) -> frozenset[str]:
     """The constructor arguments codec ``codec`` declares a sweep fills in or varies
-    (``Codec.sweep_arguments``; a factory that is not a ``Codec`` class declares none)."""
+    (``Codec.sweep_arguments`` of the class it builds)."""
     from v2x.semcom import CODECS
     from v2x.semcom import _load_all as _load_codecs
 
     _load_codecs()
-    return frozenset(getattr(CODECS.get(codec), "sweep_arguments", frozenset()))
+    return frozenset(CODECS.part_class(codec).sweep_arguments)
 
 
 def channel_sweep_arguments(channel: str) -> frozenset[str]:
@@ -25,18 +24,18 @@ def channel_sweep_arguments(channel: str) -> frozenset[str]:
     (``Channel.sweep_arguments``)."""
     from v2x.channels import CHANNELS
 
-    return frozenset(getattr(CHANNELS.get(channel), "sweep_arguments", frozenset()))
+    return frozenset(CHANNELS.part_class(channel).sweep_arguments)
 
 
 def codec_bits(codec: str, kwargs: Mapping) -> int:
-    """The quantiser bits per value codec ``codec`` runs with: ``kwargs["bits"]``, else its
-    constructor's default (``ValueError`` naming the field if it is not an int in 1..16)."""
+    """The quantiser bits per value codec ``codec`` runs with: ``kwargs["bits"]``, else the
+    default its class declares (``Codec.default_bits``; ``ValueError`` naming the field if it
+    is not an int in 1..16)."""
     from v2x.semcom import CODECS
 
     bits = kwargs.get("bits")
     if bits is None:
-        default = inspect.signature(CODECS.get(codec)).parameters.get("bits")
-        bits = None if default is None else default.default
+        bits = CODECS.part_class(codec).default_bits
     if isinstance(bits, bool) or not isinstance(bits, int) or not 1 <= bits <= 16:
         raise ValueError(
             f"sweep: field 'codec_options.{codec}.bits' must be an int in 1..16, got {bits!r}"

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from v2x import __version__
+from v2x.common import import_plugins
 from v2x.network import NetworkConfig
 from v2x.provenance import (
     UNTRAINED,
@@ -26,7 +27,6 @@ from v2x.provenance import (
     model_backbone,
     stable_hash,
 )
-from v2x.registry import import_plugins
 from v2x.scheduling import BudgetConfig
 from v2x.sweep_config import (  # noqa: F401 - the config API, also reachable from here
     _NOT_HASHED,
@@ -38,7 +38,6 @@ from v2x.sweep_config import (  # noqa: F401 - the config API, also reachable fr
     _compose_defaults,
     _integer,
     _numbers,
-    _plain,
     default_config,
 )
 from v2x.sweep_parts import (  # noqa: F401 - what the parts declare, also reachable from here
@@ -407,6 +406,7 @@ def plan_sweep(cfg: Any) -> SweepPlan:
         # random weights are drawn from the model config (a checkpoint carries its own)
         "model": cfg.model if detector_sha == UNTRAINED else None,
         "device": device_key(cfg.device),
+        "deterministic": bool(cfg.deterministic),
         "batch_size": int(cfg.batch_size),
         "max_agents": data.get("max_agents"),
         "network": dataclasses.asdict(network),

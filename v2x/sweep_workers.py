@@ -30,10 +30,12 @@ _WORKER: dict[str, Any] = {}
 
 def _start(config: dict, devices: Any, threads: int) -> None:
     """Worker initialiser: take a device from the queue and load everything onto it."""
+    from v2x.common import configure_determinism
     from v2x.loading import data_identity, load_frames
     from v2x.sweep import prepare_device
     from v2x.sweep_plan import plan_sweep
 
+    configure_determinism(config["deterministic"])  # a spawned process starts with torch's defaults
     device = torch.device(devices.get())
     torch.set_num_threads(threads)
     plan = plan_sweep(config)

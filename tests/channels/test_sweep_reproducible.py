@@ -56,7 +56,7 @@ def _rows(path: Path) -> list[dict]:
 def test_same_sweep_into_two_folders_gives_the_same_rows(tmp_path: Path) -> None:
     from sionna.phy import config
 
-    from v2x.checkpoint import shipped_detector_path
+    from v2x.perception.checkpoint import shipped_detector_path
 
     if not shipped_detector_path().is_file():
         pytest.skip("the shipped detector is not in this checkout")

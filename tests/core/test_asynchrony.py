@@ -432,12 +432,13 @@ def test_the_documented_delay_figure_command_on_two_frames(tmp_path):
     """``v2x-sweep --config-name sweep_asynchrony`` then ``v2x-plot metric=ap_70``: the shipped
     config (with the tiny untrained model and 2 frames) gives AP against every added delay and
     the ``ap_vs_delay`` figure."""
+    from v2x.common import to_plain
     from v2x.plots import make_plots
     from v2x.results import read_results
     from v2x.sweep import run_sweep
-    from v2x.sweep_plan import _compose_defaults, _plain
+    from v2x.sweep_plan import _compose_defaults
 
-    shipped = _plain(_compose_defaults("sweep_asynchrony"))
+    shipped = to_plain(_compose_defaults("sweep_asynchrony"))
     tiny = _sweep_config(tmp_path)
     cfg = {
         **shipped,

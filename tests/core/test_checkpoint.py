@@ -9,9 +9,10 @@ from pathlib import Path
 import pytest
 import torch
 
-import v2x.checkpoint as ckpt
-from v2x.checkpoint import (
-    atomic_torch_save,
+import v2x.perception.checkpoint as ckpt
+from v2x.common import atomic_torch_save
+from v2x.perception.bev import BEVGrid
+from v2x.perception.checkpoint import (
     detector_config_from_dict,
     detector_config_to_dict,
     git_revision,
@@ -20,7 +21,6 @@ from v2x.checkpoint import (
     save_checkpoint,
     shipped_detector_path,
 )
-from v2x.perception.bev import BEVGrid
 from v2x.perception.detector import CoopDetector, DetectorConfig
 
 TINY = DetectorConfig(

@@ -1,5 +1,6 @@
-"""The one atomic-write helper: all or nothing, the user's umask, the previous file kept on
-failure, and nothing of the project imported (it is a leaf every part may use)."""
+"""The one leaf of the core (``v2x.common``): the atomic-write helper (all or nothing, the user's
+umask, the previous file kept on failure), the config helpers and device resolution, nothing of
+the project imported, and no copy of them anywhere else."""
 
 from __future__ import annotations
 
@@ -52,3 +53,55 @@ def test_common_is_a_leaf():
     imported = [n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)]
     imported += [a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names]
     assert not [m for m in imported if m == "v2x" or m.startswith("v2x.")]
+
+
+def test_to_plain_turns_hydra_nodes_paths_and_tuples_into_plain_python():
+    from omegaconf import OmegaConf
+
+    from v2x.common import to_plain
+
+    node = OmegaConf.create({"a": 1, "b": "${a}", "c": [1, {"d": 2}]})
+    assert to_plain(node) == {"a": 1, "b": 1, "c": [1, {"d": 2}]}
+    assert type(to_plain(node)) is dict
+    assert to_plain({"p": Path("/x/y"), "t": (1, 2), "n": None}) == {"p": "/x/y", "t": [1, 2], "n": None}
+    thing = object()
+    assert to_plain(thing) is thing and to_plain("awgn") == "awgn"
+
+
+def test_resolve_device():
+    import torch
+
+    from v2x.common import resolve_device
+
+    assert resolve_device("cpu") == torch.device("cpu")
+    assert resolve_device("cuda:1") == torch.device("cuda", 1)
+    expected = "cuda" if torch.cuda.is_available() else "cpu"
+    assert resolve_device("auto").type == expected
+
+
+#: The plumbing that lives only in ``v2x.common`` (a definition of one of these names, or a call
+#: of ``os.replace``, anywhere else is a copy).
+PLUMBING = {"Registry", "import_plugins", "atomic_path", "atomic_open", "atomic_torch_save",
+            "atomic_write_bytes", "atomic_write_text", "to_plain", "_plain", "check_fields",
+            "dataclass_from", "resolve_device"}  # fmt: skip
+
+
+def test_the_plumbing_is_defined_once():
+    root = Path(__file__).resolve().parents[2]
+    copies = []
+    for folder in ("v2x", "datasets", "perception", "semcom", "channels", "scripts", "benchmarks"):
+        for path in sorted((root / folder).rglob("*.py")):
+            if path == root / "v2x" / "common.py":
+                continue
+            for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+                defined = isinstance(node, ast.FunctionDef | ast.ClassDef) and node.name in PLUMBING
+                replaces = (
+                    isinstance(node, ast.Call)
+                    and isinstance(node.func, ast.Attribute)
+                    and node.func.attr == "replace"
+                    and isinstance(node.func.value, ast.Name)
+                    and node.func.value.id == "os"
+                )
+                if defined or replaces:
+                    copies.append(f"{path.relative_to(root)}:{node.lineno}")
+    assert not copies, "copies of v2x.common's plumbing:\n" + "\n".join(copies)

@@ -147,10 +147,11 @@ def test_digital_payload_sweep_charges_every_code_block_of_the_whole_map(tmp_pat
 
 
 def test_the_shipped_payload_config_plans_the_main_result_grid_at_4_and_8_bits():
-    from v2x.sweep_plan import _compose_defaults, _plain
+    from v2x.common import to_plain
+    from v2x.sweep_plan import _compose_defaults
 
-    shipped = _plain(_compose_defaults("sweep_digital_payload"))
-    main = _plain(_compose_defaults("sweep"))
+    shipped = to_plain(_compose_defaults("sweep_digital_payload"))
+    main = to_plain(_compose_defaults("sweep"))
     assert shipped["device"] == "cuda" and shipped["budget"]["bandwidth_hz"] == 1e9
     assert shipped["data"] == main["data"]  # the main result's frames
     assert shipped["grid"]["snr_db"] == main["grid"]["snr_db"]

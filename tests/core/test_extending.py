@@ -102,6 +102,7 @@ def toy_parts():
     yield
     for registry, name, _ in parts:
         registry._factories.pop(name, None)
+        registry._classes.pop(name, None)
 
 
 def _rows(path: Path) -> list[dict]:
@@ -175,3 +176,125 @@ def test_a_fusion_must_declare_what_it_needs_of_the_pipeline():
                                         backbone_channels=(8, 16), backbone_layers=1))  # fmt: skip
     with pytest.raises(ValueError, match="'fusion' must be a fusion strategy"):
         CooperativePipeline(model, torch.nn.Identity(), build_codec("identity"), ToyNoiseless())
+
+
+#: A newcomer's one Python file: a channel, a codec and a fusion, each a subclass of its part's
+#: base class with the registry's decorator (README: "Adding a channel, a codec or a fusion").
+NEWCOMER_FILE = '''
+import torch
+
+from v2x.channels import CHANNELS
+from v2x.channels.base import Channel, ChannelState
+from v2x.perception.fusion import FUSIONS, FeatureFusion
+from v2x.semcom.base import CODECS, Codec, Cost, Transmission, packets_for_bits, raw_feature_bits
+
+
+@CHANNELS.register("newcomer_gain")
+class GainChannel(Channel):
+    """y = gain * x, noiseless."""
+
+    def __init__(self, gain: float = 1.0) -> None:
+        super().__init__()
+        self.gain = float(gain)
+
+    def forward(self, x, snr_db):
+        snr = torch.as_tensor(snr_db, dtype=torch.float32, device=x.device).expand(x.shape[0])
+        return self.gain * x, ChannelState(no=10.0 ** (-snr / 10.0))
+
+
+@CODECS.register("newcomer_bits")
+class FixedBitsCodec(Codec):
+    """Each map error-free as float16, charged bits_per_map source bits."""
+
+    uses_channel = False
+
+    def __init__(self, bits_per_map: int = 1) -> None:
+        super().__init__()
+        self.bits_per_map = int(bits_per_map)
+
+    def encode(self, features, link):
+        bits = torch.full((features.shape[0],), float(self.bits_per_map), dtype=torch.float64)
+        cost = Cost(bits, bits.clone(), bits.clone(), packets_for_bits(bits),
+                    raw_feature_bits(features))
+        return Transmission(None, cost, meta={"payload": features.to(torch.float16)})
+
+    def decode(self, received, link):
+        return received.meta["payload"].float()
+
+
+@FUSIONS.register("newcomer_ego")
+class EgoFusion(FeatureFusion):
+    """The ego's own map: features [B, A, C, h, w] -> [B, C, h, w]."""
+
+    def __init__(self, weight: float = 1.0) -> None:
+        super().__init__()
+        self.weight = float(weight)
+
+    def forward(self, features, valid):
+        return self.weight * torch.nan_to_num(features[:, 0])
+'''
+
+#: And one YAML per part, as under ``conf/channel/`` and ``conf/codec/`` (``name`` + constructor
+#: arguments); a fusion's options are ``fusion_options.<name>`` of the sweep's YAML.
+NEWCOMER_YAML = {
+    "channel/newcomer_gain.yaml": "name: newcomer_gain\ngain: 1.0\n",
+    "codec/newcomer_bits.yaml": "name: newcomer_bits\nbits_per_map: 1234\n",
+    "sweep_newcomer.yaml": "grid:\n  fusions: [none, newcomer_ego]\n"
+    "fusion_options:\n  newcomer_ego: {weight: 1.0}\n",
+}
+
+
+def test_a_newcomer_adds_a_channel_a_codec_and_a_fusion_with_one_file_and_yaml(
+    tmp_path, monkeypatch
+):
+    """The path README.md documents, end to end: one module named in ``plugins`` and the parts'
+    YAML; the sweep runs them by name. Oracles: the codec charges exactly ``bits_per_map`` (from
+    its YAML) per link; analog maps over the noiseless unit-gain channel give identical
+    detections at 0 and 10 dB; the ego-only fusion equals ``none``."""
+    from omegaconf import OmegaConf
+
+    from v2x.channels import build_channel
+    from v2x.sweep import run_sweep
+
+    (tmp_path / "newcomer_parts.py").write_text(NEWCOMER_FILE)
+    conf = tmp_path / "conf"
+    for rel, text in NEWCOMER_YAML.items():
+        (conf / rel).parent.mkdir(parents=True, exist_ok=True)
+        (conf / rel).write_text(text)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    names = [(CHANNELS, "newcomer_gain"), (CODECS, "newcomer_bits"), (FUSIONS, "newcomer_ego")]
+    try:
+        channel_yaml = OmegaConf.load(conf / "channel/newcomer_gain.yaml")
+        codec_yaml = OmegaConf.to_container(OmegaConf.load(conf / "codec/newcomer_bits.yaml"))
+        sweep_yaml = OmegaConf.to_container(OmegaConf.load(conf / "sweep_newcomer.yaml"))
+        cfg = tiny_config(tmp_path / "cache", tmp_path / "out", channels=["newcomer_gain"],
+                          codecs=["newcomer_bits", "analog"])  # fmt: skip
+        cfg["grid"]["fusions"] = ["max", *sweep_yaml["grid"]["fusions"]]
+        cfg["fusion_options"] = sweep_yaml["fusion_options"]
+        cfg["codec_options"] = {"newcomer_bits": {k: v for k, v in codec_yaml.items()
+                                                  if k != "name"}}  # fmt: skip
+        cfg["channel_options"] = {"newcomer_gain": {"gain": float(channel_yaml.gain)}}
+        cfg["plugins"] = ["newcomer_parts"]
+        cfg["eval"] = {"bootstrap": 0}
+        rows = _rows(run_sweep(cfg))
+        # the channel YAML builds the channel as the apps do (``channel=newcomer_gain``)
+        assert type(build_channel(channel_yaml)).__name__ == "GainChannel"
+    finally:
+        for registry, name in names:
+            registry._factories.pop(name, None)
+            registry._classes.pop(name, None)
+        sys.modules.pop("newcomer_parts", None)
+    by = {(r["fusion"], r["codec"], r["snr_db"]): r for r in rows}
+    metrics = ("ap_30", "ap_50", "ap_70")
+    for snr in (0.0, 10.0):
+        sent = by[("max", "newcomer_bits", snr)]
+        assert sent["channel"] == "newcomer_gain" and sent["mean_links_per_frame"] > 0
+        assert sent["mean_source_bits_per_frame"] == pytest.approx(
+            1234.0 * sent["mean_links_per_frame"]
+        )
+        for codec in ("newcomer_bits", "analog"):
+            ego = by[("newcomer_ego", codec, snr)]
+            assert [ego[m] for m in metrics] == [by[("none", "n/a", snr)][m] for m in metrics]
+    analog = [by[("max", "analog", s)] for s in (0.0, 10.0)]
+    assert [analog[0][m] for m in metrics] == [analog[1][m] for m in metrics]
+    assert not any(math.isnan(analog[0][m]) for m in metrics)

@@ -1,8 +1,9 @@
 """Every import of the project follows DESIGN.md's directions (parsed, not guessed):
 
 * ``datasets`` and ``channels`` use nothing else of ours; ``semcom`` uses ``channels``;
-  ``perception`` uses ``datasets``. Besides, a part may import only the leaf modules of the
-  core (``v2x.registry``, ``v2x.common``, ``v2x.configs``: they import nothing of the project).
+  ``perception`` uses ``datasets``. Besides, a part may import only the one leaf module of
+  the core, ``v2x.common`` (the registry, atomic writes, config helpers, device resolution: it
+  imports nothing of the project).
 * Nothing imports ``v2x.apps`` (``python -m v2x``'s list aside), and no app imports another.
 """
 
@@ -20,7 +21,7 @@ ALLOWED = {
     "v2x.semcom": {"v2x.channels"},
     "v2x.perception": {"v2x.datasets"},
 }
-LEAVES = {"v2x.registry", "v2x.common", "v2x.configs"}
+LEAVES = {"v2x.common"}
 
 
 def _imports(path: Path) -> list[str]:
@@ -89,3 +90,16 @@ def test_the_execution_home_imports_only_the_layers_below_it():
             if _package(target) == "core" and target not in EXECUTION_LAYERS[:i] and not forward:
                 bad.append(f"{path.name}: {target}")
     assert not bad, "the execution home imports above itself:\n" + "\n".join(bad)
+
+
+#: DESIGN.md's size rule for the core (``v2x/``, apps included): a module does one job.
+CORE_MAX_LINES = 500
+
+
+def test_no_core_module_is_over_500_lines():
+    long = []
+    for path in sorted((ROOT / "v2x").rglob("*.py")):
+        lines = len(path.read_text(encoding="utf-8").splitlines())
+        if lines > CORE_MAX_LINES:
+            long.append(f"{path.relative_to(ROOT)}: {lines} lines")
+    assert not long, "core modules over 500 lines:\n" + "\n".join(long)

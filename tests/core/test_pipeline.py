@@ -10,12 +10,14 @@ import pytest
 import torch
 
 from v2x.channels import build_channel
+from v2x.channels.base import Channel
 from v2x.datasets.frame import AgentObservation, CoopFrame, collate_frames
 from v2x.perception.bev import BEVGrid
 from v2x.perception.detector import CoopDetector, DetectorConfig
 from v2x.perception.fusion import MaxFusion, Where2commFusion, build_fusion
 from v2x.pipeline import BOX_MESSAGE_BITS, POINT_MESSAGE_BITS, CooperativePipeline
 from v2x.semcom import build_codec
+from v2x.semcom.base import Codec
 
 GRID = BEVGrid(x_range_m=(-12.8, 12.8), y_range_m=(-12.8, 12.8), resolution_m=0.4)
 C = 8
@@ -277,10 +279,10 @@ def test_pose_noise_is_seeded(model, batch):
 def test_shipped_detector_end_to_end_cooperation_helps_where_ego_is_blind():
     """One synthetic frame with the shipped detector: AP is computable and max fusion at 30 dB
     finds at least as much of what the ego cannot see as ego-only detection does."""
-    from v2x.checkpoint import load_detector
     from v2x.datasets.synthetic import SyntheticConfig, generate_frame
     from v2x.evaluation import accumulate, default_eval_config, ego_ground_truth
     from v2x.perception.average_precision import APAccumulator
+    from v2x.perception.checkpoint import load_detector
 
     detector = load_detector()
     frame = generate_frame(SyntheticConfig(), seed=900_000, index=0)
@@ -570,7 +572,7 @@ def test_accumulate_groups_identical_conditions_without_mixing_others(model, bat
     assert (first["num_tp"], first["num_fp"]) != (second["num_tp"], second["num_fp"])
 
 
-class _GatedNoisyCodec(torch.nn.Module):
+class _GatedNoisyCodec(Codec):
     """A stand-in for a gated learned codec: SNR-dependent noise on every map, and a map is
     delivered (``meta["delivered"]``, one flag per item) only above 5 dB."""
 
@@ -647,7 +649,7 @@ def test_per_link_snr_reaches_each_link_and_bad_shapes_fail(model, batch):
     pipe = _pipe(model, "max", "analog")
     seen = []
 
-    class Recording(torch.nn.Module):
+    class Recording(Channel):
         def __init__(self, inner):
             super().__init__()
             self.inner = inner
@@ -691,6 +693,11 @@ def test_evaluate_fusions_headline_metrics(model, batch):
         assert one[fusion]["convention"]["sort"] == "per_frame"
     assert one["none"]["source_bits_per_frame"] == 0.0
     assert one["max"]["source_bits_per_frame"] > 0.0
+    # the CUDA-graph option is speed only (on the CPU: eager), and the model's setting returns
+    graphed = evaluate_fusions(model, frames, ["max"], torch.device("cpu"), batch_size=3,
+                               bootstrap=20, cuda_graph=True)  # fmt: skip
+    assert graphed["max"]["vehicle_ap_50"] == all_["max"]["vehicle_ap_50"]
+    assert model.encode_graphs is None
     assert not math.isnan(one["max"]["vehicle_ap_50"])  # every GT box here is a car
     # ids without a sequence part are their own sequence: the sequence bootstrap is then the
     # frame bootstrap, draw for draw

@@ -579,11 +579,15 @@ def test_python_api_and_cli_share_one_set_of_defaults(tmp_path):
     assert SweepConfig.from_any({}).to_dict() == cli
     defaults = SweepConfig()
     for name in ("seed", "device", "checkpoint", "batch_size", "output_dir", "quiet",
-                 "allow_corrupt", "feature_cache_gb", "table", "plots", "plots_dir"):
+                 "allow_corrupt", "feature_cache_gb", "cuda_graph", "table", "plots", "plots_dir"):
         assert getattr(defaults, name) == cli[name], name
     plan = plan_sweep({"output_dir": str(tmp_path)})
     assert plan.snr_db == [float(v) for v in cli["grid"]["snr_db"]]
     assert plan.data["num_frames"] == cli["data"]["num_frames"]
+    # speed-only options leave the results key alone
+    assert plan_sweep({"output_dir": str(tmp_path), "cuda_graph": True}).config_hash == (
+        plan.config_hash
+    )
 
 
 def test_the_python_api_runs_the_shipped_codec_unless_untrained_is_named(tmp_path, cache_dir):
@@ -834,7 +838,7 @@ def test_cells_with_pose_noise_and_dropped_payloads_do_not_depend_on_their_neigh
     """Pose noise and deadline re-runs draw random numbers too: a grid grown one SNR at a time
     gives the rows of a fresh run of the whole grid (shipped detector: an untrained one scores
     AP 0 whatever the draws)."""
-    from v2x.checkpoint import shipped_detector_path
+    from v2x.perception.checkpoint import shipped_detector_path
 
     if not shipped_detector_path().is_file():
         pytest.skip("the shipped detector is not in this checkout")

@@ -19,17 +19,18 @@ def test_figure_configs_compose_as_hydra_composes_them(name):
     from hydra import compose, initialize_config_module
     from omegaconf import OmegaConf
 
-    from v2x.sweep_plan import _compose_defaults, _plain
+    from v2x.common import to_plain
+    from v2x.sweep_plan import _compose_defaults
 
     with initialize_config_module(config_module="v2x.conf", version_base=None):
         hydra_cfg = compose(config_name=name)
     expected = OmegaConf.to_container(hydra_cfg, resolve=False)
     expected.pop("hydra", None)
-    ours = _plain(_compose_defaults(name))
+    ours = to_plain(_compose_defaults(name))
     assert ours == expected
     assert ours["model"]["backbone"] == "pointpillars" and ours["checkpoint"] is None
     assert ours["data"]["split"] == "test"
-    assert _plain(_compose_defaults("sweep"))["model"].get("backbone") != "pointpillars"
+    assert to_plain(_compose_defaults("sweep"))["model"].get("backbone") != "pointpillars"
 
 
 def test_fusion_entries_with_options_plan_like_fusion_options():
@@ -60,9 +61,10 @@ def test_fusion_entries_with_options_plan_like_fusion_options():
 def _tiny(name: str, tmp_path, **grid) -> dict:
     """The shipped config ``name`` on the CPU: the standard detector and its data settings,
     two frames of one test town with sparser LiDARs, no intervals, a smaller grid."""
-    from v2x.sweep_plan import _compose_defaults, _plain
+    from v2x.common import to_plain
+    from v2x.sweep_plan import _compose_defaults
 
-    cfg = _plain(_compose_defaults(name))
+    cfg = to_plain(_compose_defaults(name))
     lidar = {"columns": 256}
     cfg["data"].update(num_frames=2, frames_per_sequence=2, cache_dir=str(tmp_path / "cache"))
     for kind in ("vehicle_lidar", "rsu_lidar", "uav_lidar"):

@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 import torch
 
-from v2x.checkpoint import git_revision, read_checkpoint
 from v2x.datasets.frame import AgentObservation, CoopFrame
 from v2x.perception.bev import BEVGrid
+from v2x.perception.checkpoint import git_revision, read_checkpoint
 from v2x.perception.detector import DetectorConfig
 from v2x.perception.train import TrainConfig, train_detector
 

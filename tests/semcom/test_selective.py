@@ -21,6 +21,7 @@ class Passthrough(Codec):
     """Test double: lossless inner codec with a fixed, shape-only cost of C·h·w / 2 uses."""
 
     uses_channel = False
+    shape_only_cost = True
 
     def channel_uses_for(self, shape, ratio=None) -> int:
         c, h, w = shape

@@ -17,7 +17,8 @@ EVAL_COLUMNS = (
 @user_errors
 def main(cfg: DictConfig) -> None:
     from v2x.results import read_results
-    from v2x.sweep import results_table_text, run_sweep
+    from v2x.results_table import results_table_text
+    from v2x.sweep import run_sweep
 
     path = run_sweep(cfg)
     print(results_table_text(read_results([path]), columns=list(EVAL_COLUMNS)))

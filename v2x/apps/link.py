@@ -7,9 +7,10 @@
 from __future__ import annotations
 
 import hydra
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from v2x.cli import user_errors
+from v2x.common import to_plain
 
 
 @hydra.main(config_path="pkg://v2x.conf", config_name="single_link", version_base=None)
@@ -18,8 +19,8 @@ def main(cfg: DictConfig) -> None:
     from v2x.channels import simulate_link
 
     out = simulate_link(
-        OmegaConf.to_container(cfg.channel, resolve=True),
-        OmegaConf.to_container(cfg.link, resolve=True),
+        to_plain(cfg.channel),
+        to_plain(cfg.link),
         float(cfg.payload_bits), int(cfg.num_symbols), int(cfg.seed),
     )  # fmt: skip
     print(f"channel {cfg.channel.name}, link {cfg.link.name}")

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import hydra
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from v2x.cli import user_errors
+from v2x.common import to_plain
 
 
 @hydra.main(config_path="pkg://v2x.conf", config_name="plot", version_base=None)
@@ -13,7 +14,7 @@ from v2x.cli import user_errors
 def main(cfg: DictConfig) -> None:
     from v2x.plots import make_plots
 
-    c = OmegaConf.to_container(cfg, resolve=True)
+    c = to_plain(cfg)
     c.pop("hydra", None)
     files = make_plots(
         c["results"],

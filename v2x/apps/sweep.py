@@ -20,7 +20,8 @@ from v2x.cli import user_errors
 def run(cfg: DictConfig) -> None:
     """Run the sweep of ``cfg``, then print its table and draw its figures."""
     from v2x.results import read_results
-    from v2x.sweep import SweepConfig, results_table_text, run_sweep
+    from v2x.results_table import results_table_text
+    from v2x.sweep import SweepConfig, run_sweep
 
     logging.getLogger("v2x").setLevel(logging.INFO)
     path = run_sweep(cfg)

@@ -9,9 +9,8 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from v2x.checkpoint import detector_config_from_dict
 from v2x.cli import user_errors
-from v2x.configs import check_fields
+from v2x.common import check_fields, configure_determinism, resolve_device, to_plain
 from v2x.datasets.frame import CoopFrame
 from v2x.loading import (  # noqa: F401 - the training frames live with the other loaders
     TRAIN_DATA_SOURCES as DATA_SOURCES,
@@ -20,18 +19,19 @@ from v2x.loading import (
     _rank_device,
     load_training_frames,
 )
+from v2x.perception.checkpoint import detector_config_from_dict
 from v2x.perception.train import TrainConfig, frame_sampler, train_detector
 
 
 def train_config_from(cfg: DictConfig) -> TrainConfig:
-    train = OmegaConf.to_container(cfg.train, resolve=True)
+    train = to_plain(cfg.train)
     check_fields(TrainConfig, train, "train config: 'train'")
     train["modes"] = tuple(train.get("modes", TrainConfig.modes))
     train["mode_weights"] = tuple(train.get("mode_weights", TrainConfig.mode_weights))
     train["augment_scale_range"] = tuple(
         train.get("augment_scale_range", TrainConfig.augment_scale_range)
     )
-    model = detector_config_from_dict(OmegaConf.to_container(cfg.model, resolve=True))
+    model = detector_config_from_dict(to_plain(cfg.model))
     return TrainConfig(**train, model=model)
 
 
@@ -41,7 +41,7 @@ def validation_frames(cfg: DictConfig) -> list[CoopFrame]:
     from v2x.datasets.build import sequence_seed
     from v2x.datasets.synthetic import SyntheticConfig, generate_sequence
 
-    syn = dict(OmegaConf.to_container(cfg.data.synthetic, resolve=True) or {})
+    syn = dict(to_plain(cfg.data.synthetic) or {})
     syn["device"] = _rank_device(str(syn.get("device", "cpu")))
     syn_cfg = SyntheticConfig.from_dict(syn)
     n = int(cfg.data.frames_per_sequence)
@@ -60,7 +60,6 @@ def make_validator(cfg: DictConfig, device: str) -> Callable | None:
     import torch
 
     from v2x.fusion_evaluation import evaluate_fusions
-    from v2x.perception.train import resolve_device
 
     frames = validation_frames(cfg)
     fusion = str(cfg.val.fusion)
@@ -81,10 +80,10 @@ def data_section(cfg: DictConfig) -> DictConfig:
     ``source``, ``path`` (the group's ``root``) and ``reader`` (its other fields); ``synthetic``
     sets ``source`` and the world's fields."""
     chosen = cfg.get("dataset")
-    data = OmegaConf.to_container(cfg.data, resolve=True)
+    data = to_plain(cfg.data)
     if chosen is None:
         return OmegaConf.create(data)
-    group = OmegaConf.to_container(chosen, resolve=True)
+    group = to_plain(chosen)
     name = group.pop("name", None)
     if name == "synthetic":
         data.update(source="synthetic", synthetic={**group, **(data.get("synthetic") or {})})
@@ -99,7 +98,9 @@ def data_section(cfg: DictConfig) -> DictConfig:
 
 
 def run_training(cfg: DictConfig) -> Path:
-    """Train as configured; returns the last checkpoint's path."""
+    """Train as configured (torch's determinism as ``deterministic`` says: each DDP rank
+    calls this); returns the last checkpoint's path."""
+    configure_determinism(cfg.get("deterministic", True))
     cfg = cfg.copy()
     with open_dict(cfg):
         cfg.data = data_section(cfg)

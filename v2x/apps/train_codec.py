@@ -9,42 +9,34 @@ from pathlib import Path
 
 import hydra
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from v2x.cli import user_errors
 from v2x.codec_calibration import calibrate_snr_gate
 from v2x.codec_training import CodecTrainConfig, train_codec_for_task
-from v2x.configs import check_fields
-from v2x.loading import load_training_frames
+from v2x.common import check_fields, configure_determinism, resolve_device, to_plain
+from v2x.loading import detector_from, load_training_frames
 from v2x.perception.detector import CoopDetector
 from v2x.semcom import build_codec
 from v2x.semcom.base import Codec
 
 
 def _detector(cfg: DictConfig, device: torch.device) -> CoopDetector:
-    from v2x.checkpoint import detector_config_from_dict, load_detector
-
+    """``v2x.loading.detector_from``; ``untrained`` weights seeded by ``codec_train.seed``."""
     if cfg.checkpoint == "untrained":
         torch.manual_seed(int(cfg.codec_train.seed))
-        model = detector_config_from_dict(OmegaConf.to_container(cfg.model, resolve=True))
-        return CoopDetector(model).to(device).eval()
-    backbone = str((cfg.get("model") or {}).get("backbone", "small"))
-    return load_detector(cfg.checkpoint, device, backbone=backbone)
-
-
-def _device(name: str) -> torch.device:
-    from v2x.loading import resolve_device
-
-    return resolve_device(str(name))
+    return detector_from(cfg.checkpoint, to_plain(cfg.model), device)
 
 
 def run_codec_training(cfg: DictConfig) -> Path:
     """Train ``cfg.codec`` on the frozen detector, calibrate its gate, write ``cfg.out``.
 
-    Returns the checkpoint path; a JSON of the calibration is written next to it.
+    Torch's determinism is set first, as ``deterministic`` says. Returns the checkpoint path; a
+    JSON of the calibration is written next to it.
     """
-    device = _device(cfg.device)
-    train = OmegaConf.to_container(cfg.codec_train, resolve=True)
+    configure_determinism(cfg.get("deterministic", True))
+    device = resolve_device(str(cfg.device))
+    train = to_plain(cfg.codec_train)
     check_fields(CodecTrainConfig, train, "train_codec config: 'codec_train'")
     for name in ("snr_range_db", "ratios", "channels", "fusions"):
         train[name] = tuple(train[name])
@@ -53,7 +45,7 @@ def run_codec_training(cfg: DictConfig) -> Path:
     out = Path(str(cfg.out))
     train_cfg = CodecTrainConfig(**train, out_path=str(out))
     detector = _detector(cfg, device)
-    codec_kwargs = OmegaConf.to_container(cfg.codec, resolve=True)
+    codec_kwargs = to_plain(cfg.codec)
     name = codec_kwargs.pop("name")
     codec_kwargs["in_channels"] = int(detector.config.feature_channels)  # the map it codes
     codec = build_codec(name, **codec_kwargs)
@@ -73,7 +65,7 @@ def run_codec_training(cfg: DictConfig) -> Path:
     rng = random.Random(train_cfg.seed)
     train_codec_for_task(codec, detector, lambda _s, n: rng.sample(frames, n), train_cfg, device)
     if cfg.calibrate.enabled:
-        cal = OmegaConf.to_container(cfg.calibrate, resolve=True)
+        cal = to_plain(cfg.calibrate)
         cal.pop("enabled")
         result = calibrate_snr_gate(
             detector, codec.to(device).eval(), load_training_frames(cfg.val_data), **cal

@@ -1,0 +1,137 @@
+"""The warp-and-fusion Triton kernel (``v2x.perception.warp_fusion_triton``) against the torch
+path it replaces: ``warp_to_ego`` followed by the ``max`` / ``attention`` fusion (the oracle),
+on maps with non-finite values, agents partly off the ego's grid, channels-last and plain
+layouts, float32 and bfloat16 maps."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+#: Run in a subprocess: Triton's CPU interpreter must be on before triton is first imported.
+_INTERPRETED = r"""
+import json, torch
+from v2x.perception.bev import BEVGrid
+from v2x.perception.fusion import build_fusion
+from v2x.perception.warp import perturb_poses, relative_level_transforms, warp_sampling_grid, warp_to_ego
+from v2x.perception.warp_fusion_triton import warp_fuse
+
+grid = BEVGrid(x_range_m=(-6.4, 6.4), y_range_m=(-3.2, 3.2))
+b, a, c, h, w = 2, 3, 20, 8, 16
+g = torch.Generator().manual_seed(0)
+poses = torch.eye(4, dtype=torch.float64).repeat(b, a, 1, 1)
+poses[..., 0, 3] = torch.arange(a, dtype=torch.float64) * 4.0  # agents partly off the grid
+poses = perturb_poses(poses, 1.0, 0.3, generator=g)
+ego_to_agent = relative_level_transforms(poses)
+sample_grid, _ = warp_sampling_grid(ego_to_agent, grid, h, w)
+out = {}
+for layout in ("channels_last", "contiguous"):
+    maps = torch.randn(b * a, c, h, w, generator=g)
+    maps[1, 3, 2, 5] = float("nan")  # a collaborator's bad cell: dropped
+    maps[0, 2, 1, 1] = float("inf")  # the ego's: zeroed
+    if layout == "channels_last":
+        maps = maps.contiguous(memory_format=torch.channels_last)
+    for dtype in (torch.float32, torch.bfloat16):
+        feats = maps.to(dtype).view(b, a, c, h, w)
+        for mode in ("max", "attention"):
+            ref = build_fusion(mode)(*warp_to_ego(feats, ego_to_agent, grid))
+            got = warp_fuse(feats, sample_grid, mode, block_cells=4)
+            out[f"{layout}/{dtype}/{mode}"] = [
+                float((got - ref).abs().max() / ref.abs().max()), bool(torch.isfinite(got).all()),
+                bool(got.is_contiguous(memory_format=torch.channels_last)), list(got.shape),
+            ]
+print(json.dumps(out))
+"""
+
+
+def test_kernel_matches_warp_and_fusion_in_the_interpreter() -> None:
+    pytest.importorskip("triton")
+    env = {**os.environ, "TRITON_INTERPRET": "1", "OMP_NUM_THREADS": "1"}
+    run = subprocess.run(
+        [sys.executable, "-c", _INTERPRETED], env=env, capture_output=True, text=True
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    out = json.loads(run.stdout.strip().splitlines()[-1])
+    assert len(out) == 8
+    for case, (err, finite, nhwc, shape) in out.items():
+        assert err < 1e-5, case  # float32 summation order; the maps' dtype is the oracle's too
+        assert finite and nhwc and shape == [2, 20, 8, 16], case
+
+
+def test_mode_and_shapes_are_checked() -> None:
+    pytest.importorskip("triton")
+    from v2x.perception.warp_fusion_triton import warp_fuse
+
+    feats = torch.zeros(1, 2, 3, 4, 4)
+    with pytest.raises(ValueError, match="mode"):
+        warp_fuse(feats, torch.zeros(2, 4, 4, 2), "mean")
+    with pytest.raises(ValueError, match="sample_grid"):
+        warp_fuse(feats, torch.zeros(3, 4, 4, 2), "max")
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
+@pytest.mark.parametrize("mode", ["max", "attention"])
+def test_kernel_matches_warp_and_fusion_on_cuda(mode: str, dtype: torch.dtype) -> None:
+    """The benchmark's shape class (384 channels, 5 agents, channels-last) on the GPU."""
+    from v2x.perception.bev import BEVGrid
+    from v2x.perception.fusion import build_fusion
+    from v2x.perception.warp import (
+        perturb_poses,
+        relative_level_transforms,
+        warp_sampling_grid,
+        warp_to_ego,
+    )
+    from v2x.perception.warp_fusion_triton import warp_fuse
+
+    device = torch.device("cuda")
+    grid = BEVGrid(x_range_m=(-28.8, 28.8), y_range_m=(-12.8, 12.8))
+    b, a, c = 2, 5, 384
+    h, w = grid.height // 2, grid.width // 2
+    g = torch.Generator().manual_seed(1)
+    poses = torch.eye(4, dtype=torch.float64).repeat(b, a, 1, 1)
+    poses[..., 0, 3] = torch.arange(a, dtype=torch.float64) * 6.0
+    ego_to_agent = relative_level_transforms(perturb_poses(poses, 1.0, 0.3, generator=g))
+    maps = torch.randn(b * a, c, h, w, generator=g)
+    maps[3, 7, 5, 9] = float("nan")
+    feats = maps.to(device, dtype).contiguous(memory_format=torch.channels_last)
+    feats = feats.view(b, a, c, h, w)
+    ego_to_agent = ego_to_agent.to(device)
+    sample_grid, _ = warp_sampling_grid(ego_to_agent, grid, h, w)
+    ref = build_fusion(mode)(*warp_to_ego(feats, ego_to_agent, grid))
+    got = warp_fuse(feats, sample_grid, mode)
+    torch.testing.assert_close(got, ref, rtol=1e-5, atol=1e-5 * ref.abs().max().item())
+
+
+@pytest.mark.parametrize(("dtype", "mode"), [("fp16", "attention"), ("fp32", "max")])
+def test_kernel_compiles_for_hopper_without_a_gpu(dtype: str, mode: str) -> None:
+    """Triton's compiler down to an sm_90 cubin (its bundled ptxas; no GPU needed): catches what
+    the interpreter lets through (types, layouts, unsupported operations)."""
+    triton = pytest.importorskip("triton")
+    try:
+        from triton.backends.compiler import GPUTarget
+        from triton.compiler import ASTSource
+    except ImportError:
+        pytest.skip("this triton has no ASTSource/GPUTarget")
+    from v2x.perception.warp_fusion_triton import _warp_fuse_kernel as kernel
+
+    ints = ["A", "C", "H", "W", "h", "w", "s_b", "s_a", "s_y", "s_x", "o_b", "o_y", "o_x"]
+    signature = {"f_ptr": f"*{dtype}", "g_ptr": "*fp32", "out_ptr": "*fp32", "sqrt_c": "fp32"}
+    signature.update({n: "i32" for n in ints})
+    consts = {"s_c": 1, "o_c": 1, "ATTENTION": mode == "attention", "BLOCK_P": 4, "BLOCK_C": 512}
+    signature.update({n: "constexpr" for n in consts})
+    signature = {n: signature[n] for n in kernel.arg_names}
+    constexprs = {(kernel.arg_names.index(n),): v for n, v in consts.items()}
+    try:
+        src = ASTSource(fn=kernel, signature=signature, constexprs=constexprs)
+        out = triton.compile(src, target=GPUTarget("cuda", 90, 32), options={"num_warps": 4})
+    except (RuntimeError, FileNotFoundError) as err:  # no NVIDIA backend / ptxas in this wheel
+        if "ptxas" in str(err).lower() or "backend" in str(err).lower():
+            pytest.skip(f"no CUDA toolchain in this triton: {err}")
+        raise
+    assert "cubin" in out.asm and out.asm["ptx"].count("st.global") > 0

@@ -1,0 +1,156 @@
+"""A sweep group's results rows: each frame batch scored into the cells' AP accumulators with
+its ledger rows (``book_batch``), and the rows of the results table from the accumulators and
+the ledger (``group_rows``: APs with bootstrap intervals, costs, provenance; schema in
+``v2x.results``).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import pyarrow as pa
+
+from v2x import __version__
+from v2x.evaluation import accumulate
+from v2x.ledger import ledger_table, summarize_cells
+from v2x.perception.average_precision import APAccumulator
+from v2x.sweep_batches import _Batch
+from v2x.sweep_plan import FEATURE_STAGE, Group, SweepPlan
+
+
+def book_batch(
+    scored: Any,
+    item: _Batch,
+    accs: Sequence[APAccumulator],
+    cells: Sequence[str],
+    delivery: Any,
+    group: Group,
+) -> pa.Table:
+    """Score one frame batch's detections into the cells' accumulators (in batch order) and
+    return its ledger rows."""
+    accumulate(scored, item.gt, list(accs))
+    return ledger_table(
+        cells,
+        scored.cost,
+        delivery,
+        item.network,
+        item.batch.agent_mask.cpu(),
+        group.channel,
+        group.codec,
+        group.fusion,
+        group.bandwidth_ratio,
+    )
+
+
+def group_rows(
+    plan: SweepPlan,
+    group: Group,
+    snrs: Sequence[float],
+    accs: Sequence[APAccumulator],
+    ledger: pa.Table,
+    conditions: Sequence[Mapping],
+    cells: Sequence[str],
+    key: str,
+    num_frames: int,
+    eval_config: Any,
+    feature_values: float,
+    data_id: Mapping,
+    bits_estimated: bool,
+) -> list[dict]:
+    """The results rows of a group's cells from their AP accumulators and ledger."""
+    cfg = plan.config
+    rows = []
+    convention = json.dumps(eval_config.convention(), sort_keys=True)
+    cell_sums = summarize_cells(ledger, cells, num_frames)
+    computed: dict[str, dict] = {}  # state digest -> result: identical cells computed once
+    for ki in range(len(snrs)):
+        digest = accs[ki].state_digest()
+        if digest not in computed:
+            computed[digest] = compute_ap(
+                accs[ki], plan.bootstrap, int(cfg.seed), plan.bootstrap_unit
+            )
+        result = computed[digest]
+        ap = result["ap"]
+        details = result["details"]
+        ci = result.get("ci") or {}
+        sub = ap.get("subset/ego_invisible")
+        sums = cell_sums[ki]
+        uses_per_link = sums["mean_channel_uses_per_frame"] / max(
+            sums["mean_links_per_frame"], 1e-12
+        )
+        metrics = {
+            "ap_30": ("overall", 0.3),
+            "ap_50": ("overall", 0.5),
+            "ap_70": ("overall", 0.7),
+            "ap_70_invisible": ("subset/ego_invisible", 0.7),
+            "vehicle_ap_50": ("group/vehicle", 0.5),
+            "vehicle_ap_70": ("group/vehicle", 0.7),
+        }
+        intervals = {}
+        for name, (where, thr) in metrics.items():
+            lo, hi = (ci.get(where) or {}).get(thr, (math.nan, math.nan))
+            intervals[f"{name}_lo"], intervals[f"{name}_hi"] = float(lo), float(hi)
+        per_class = {
+            g.removeprefix("class/"): {f"{t:g}": float(v) for t, v in ap[g].items()}
+            for g in ap
+            if g.startswith("class/")
+        }
+        rows.append(
+            {
+                "cell_id": cells[ki],
+                **conditions[ki],
+                "dataset": data_id["source"],
+                "split": data_id["split"],
+                "num_frames": num_frames,
+                "ap_30": float(ap["overall"].get(0.3, math.nan)),
+                "ap_50": float(ap["overall"].get(0.5, math.nan)),
+                "ap_70": float(ap["overall"].get(0.7, math.nan)),
+                "ap_70_invisible": float(sub.get(0.7, math.nan)) if sub else math.nan,
+                "vehicle_ap_50": float(ap.get("group/vehicle", {}).get(0.5, math.nan)),
+                "vehicle_ap_70": float(ap.get("group/vehicle", {}).get(0.7, math.nan)),
+                **intervals,
+                "bootstrap_unit": result["bootstrap"]["unit"] if "bootstrap" in result else "",
+                "num_gt": int(next(iter(details["overall"].values()))["num_gt"]),
+                "num_gt_invisible": int(
+                    next(iter(details["subset/ego_invisible"].values()))["num_gt"]
+                )
+                if sub
+                else 0,
+                "eval_convention": convention,
+                "realised_ratio": uses_per_link / feature_values
+                if group.stage == FEATURE_STAGE and sums["mean_links_per_frame"] > 0
+                else math.nan,
+                "bits_estimated": bits_estimated,
+                **sums,
+                "per_class_ap": json.dumps(per_class, sort_keys=True) if per_class else "",
+                "config_hash": plan.config_hash,
+                "v2x_version": __version__,
+                "seed": int(cfg.seed),
+                "data_path": data_id["path"],
+                "data_hash": data_id["hash"],
+                "detector_sha256": group.setting["detector_sha256"],
+                "codec_sha256": group.codec_sha256,
+                "code_hash": group.setting["code_hash"],
+                "setting_key": key,
+            }
+        )
+    return rows
+
+
+#: The evaluator groups whose APs are results columns, with the IoU thresholds that get
+#: bootstrap intervals (``None``: every threshold).
+RESULT_GROUPS: dict[str, tuple[float, ...] | None] = {
+    "overall": None,
+    "subset/ego_invisible": (0.7,),
+    "group/vehicle": (0.5, 0.7),
+}
+
+
+def compute_ap(acc: Any, bootstrap: int, seed: int, unit: str = "auto") -> dict:
+    """``acc.compute()``, with ``bootstrap`` resamples of the sequences or frames (``unit``;
+    seeded by the sweep's seed) for the 95 % intervals of the APs that are results columns."""
+    return acc.compute(bootstrap=bootstrap, seed=seed, bootstrap_groups=RESULT_GROUPS,
+                       bootstrap_unit=unit)  # fmt: skip
