@@ -98,10 +98,10 @@ def _renamed(gt: Any, suffix: str) -> Any:
 
 def replay(args: argparse.Namespace) -> None:
     """Score the recording: accumulate every batch, then every cell's APs with intervals."""
+    import v2x.sweep_rows as sweep_rows
     from v2x.evaluation import accumulate
     from v2x.perception.average_precision import APAccumulator
     from v2x.perception.detector import Detections
-    from v2x.sweep_rows import compute_ap
 
     groups = torch.load(args.path, weights_only=False)
     profiler = cProfile.Profile() if args.profile else None
@@ -122,13 +122,14 @@ def replay(args: argparse.Namespace) -> None:
                 frame_conditions += entry["k"] * batch["gt"].boxes.shape[0]
         t1 = time.perf_counter()
         boot = entry.get("bootstrap", {"bootstrap": 1000, "seed": 0, "unit": "auto"})
-        computed: dict[Any, dict] = {}  # as v2x.sweep._group_rows: identical cells once
-        results = []
-        for acc in accs:
-            key = acc.state_digest() if hasattr(acc, "state_digest") else id(acc)
-            if key not in computed:
-                computed[key] = compute_ap(acc, boot["bootstrap"], boot["seed"], boot["unit"])
-            results.append(computed[key])
+        args_ap = (boot["bootstrap"], boot["seed"], boot["unit"])
+        if hasattr(sweep_rows, "_distinct_results"):  # as group_rows: identical cells once
+            keys = [acc.state_digest() for acc in accs]
+            computed = sweep_rows._distinct_results(dict(zip(keys, accs)), *args_ap)
+        else:  # before that: every cell
+            keys = list(range(len(accs)))
+            computed = {i: sweep_rows.compute_ap(acc, *args_ap) for i, acc in enumerate(accs)}
+        results = [computed[key] for key in keys]
         cells_computed += len(computed)
         cells += len(accs)
         if profiler:
