@@ -115,8 +115,9 @@ def _true_positive_aps(
     false positive's precision is below that of the true positive before it), so the summed
     terms ``(c / G − (c − 1) / G) · max_{c' ≥ c} c' / (p_c' + 1)`` and the final one are
     exactly ``voc_ap``'s, in its order, with its arithmetic; the work is the true positives'.
-    Everything runs on flat arrays of the resamples' true positives, row after row (only the
-    envelope, a running maximum, on a padded ``[R, max T]`` matrix).
+    Everything runs on one flat array of slots, row after row: each row's true positives and
+    its appended term (only the envelope, a running maximum, on a padded ``[R, max]`` matrix);
+    each row's slots are then summed with ``np.sum``'s own pairwise sum.
 
     Args:
         tp, lengths: as for ``resampled_aps``.
@@ -139,41 +140,43 @@ def _true_positive_aps(
     det_before = np.cumsum(n_det) - n_det
     start1 = det_before - np.repeat(det_before[row_first], frames_per_row) + 1
     t_draw = tps_per_frame[drawn]
-    tp_before = np.cumsum(t_draw) - t_draw
-    total = int(tp_before[-1] + t_draw[-1])
-    t_row = np.add.reduceat(t_draw, row_first) if total else np.zeros(r, np.int64)
-    row_tp_first = np.cumsum(t_row) - t_row
-    # every true positive of every row: p + 1 and its count c (1..T)
-    k = np.arange(total)
-    pos1 = local[k + np.repeat(tp_first[drawn] - tp_before, t_draw)]
-    pos1 += np.repeat(start1, t_draw)
-    count = (k + np.repeat(1 - row_tp_first, t_row)).astype(np.float64)  # exact integers
+    t_row = np.add.reduceat(t_draw, row_first)
+    last = t_row / num_gt.astype(np.float64)  # recall after the last detection (0 without)
+    final = last != 1.0  # then voc_ap's appended recall 1 adds a term
+    # Slots: each row's true positives, then (iff final) one slot for that term, given to the
+    # row's last drawn frame and overwritten below (so that the rows come out contiguous).
+    size = t_row + final
+    t_slot = t_draw.copy()
+    t_slot[(row_first + frames_per_row - 1)[final]] += 1
+    slot_before = np.cumsum(t_slot) - t_slot
+    row_slot_first = np.cumsum(size) - size
+    final_slot = (row_slot_first + t_row)[final]
+    k = np.arange(int(size.sum()))
+    # every slot: p + 1 and the count c (1..T) of its true positive
+    local = np.concatenate([local, [0]])  # the final slot of the last frame record reads this
+    pos1 = local[k + np.repeat(tp_first[drawn] - slot_before, t_slot)]
+    pos1 += np.repeat(start1, t_slot)
+    count = (k + np.repeat(1 - row_slot_first, size)).astype(np.float64)  # exact integers
     precision = count / pos1
+    precision[final_slot] = 0.0  # voc_ap's appended precision
     # the envelope: the running maximum from the right inside each row
-    width = int(t_row.max()) if total else 0
-    cell = k + np.repeat(np.arange(r) * width - row_tp_first, t_row)
+    width = int(size.max())
+    cell = k + np.repeat(np.arange(r) * width - row_slot_first, size)
     padded = np.zeros(r * width)
     padded[cell] = precision
     padded = padded.reshape(r, width)[:, ::-1]
     np.maximum.accumulate(padded, axis=1, out=padded)
     mpre = padded[:, ::-1].reshape(-1)[cell]
-    g = np.repeat(num_gt.astype(np.float64), t_row)
-    terms = count / g  # (c / G − (c − 1) / G) · envelope, in place
+    g = np.repeat(num_gt.astype(np.float64), size)
+    flat = count / g  # (c / G − (c − 1) / G) · envelope, in place
     count -= 1.0
     count /= g
-    terms -= count
-    terms *= mpre
-    # each row's terms then, iff recall ends below (or above) 1, the appended one
-    last = t_row / num_gt.astype(np.float64)  # recall after the last detection (0 without)
-    final = last != 1.0
-    size = t_row + final
-    seg_first = np.cumsum(size) - size
-    flat = np.empty(int(size.sum()))
-    flat[k + np.repeat(seg_first - row_tp_first, t_row)] = terms
-    flat[(seg_first + t_row)[final]] = ((1.0 - last) * 0.0)[final]  # recall 1, envelope 0
+    flat -= count
+    flat *= mpre
+    flat[final_slot] = ((1.0 - last) * 0.0)[final]  # (1 − T / G) · 0, voc_ap's arithmetic
     add = np.add.reduce  # np.sum's own pairwise sum on a 1-D float64 array
     return np.fromiter(
-        (add(flat[a : a + n]) for a, n in zip(seg_first.tolist(), size.tolist())),
+        (add(flat[a : a + n]) for a, n in zip(row_slot_first.tolist(), size.tolist())),
         dtype=np.float64,
         count=r,
     )
