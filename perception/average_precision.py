@@ -319,6 +319,22 @@ def range_mask(
     return inside.all(dim=-1)
 
 
+def _flags(
+    matched: np.ndarray, det_mask: np.ndarray, scores: np.ndarray, ignore: np.ndarray
+) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Per threshold, the int8 TP flags and the scores of a group's counted detections:
+    those in ``det_mask [D]`` not matched (``matched [T, D]``: GT index or -1) to a GT that
+    ``ignore [G]`` marks; a detection matched to an ignored GT is neither TP nor FP."""
+    hit = matched >= 0
+    counted = (
+        det_mask[None, :] & ~(hit & ignore[np.where(hit, matched, 0)])
+        if ignore.size
+        else np.broadcast_to(det_mask[None, :], hit.shape)
+    )
+    tp = [hit[ti][counted[ti]].astype(np.int8) for ti in range(hit.shape[0])]
+    return tp, [scores[counted[ti]] for ti in range(hit.shape[0])]
+
+
 def _gt_in_range(gt_boxes: torch.Tensor, eval_range: Sequence[float], mode: str) -> torch.Tensor:
     """``range_mask`` of a frame's GT boxes, computed once per distinct CPU box set (every
     condition of a sweep scores the same GT): ``[G]`` bool."""
@@ -667,32 +683,42 @@ class APAccumulator:
             name: (matched[gi], dmask, gmask) for gi, (name, dmask, gmask) in enumerate(groups)
         }
         none_d = np.zeros(d, dtype=bool)
+        flags: dict[str, tuple[int, list[np.ndarray], list[np.ndarray]]] = {}
+
+        def record(
+            acc: APAccumulator, name: str, m: np.ndarray, dmask: np.ndarray, n_gt: int,
+            ign: np.ndarray,
+        ) -> None:  # fmt: skip
+            """One group's record of this frame, computed once and stored in every target."""
+            if name not in flags:
+                flags[name] = (n_gt, *_flags(m, dmask, scores_np, ign))
+            acc._record(name, *flags[name])
 
         for acc in [self] if targets is None else targets:
-            acc._record("overall", matched[0], all_d, scores_np, int((~ignore).sum()), ignore)
+            record(acc, "overall", matched[0], all_d, int((~ignore).sum()), ignore)
             if cfg.per_class and acc._labelled:
                 # every class seen so far gets its group (classes absent here: empty records)
                 for c in sorted(acc._classes):
                     hit = found.get(f"class/{c}")
                     m, dmask, gmask = hit if hit else (matched[0], none_d, None)
                     n_gt = int((gmask & ~ignore).sum()) if hit else 0
-                    acc._record(f"class/{acc._class_name(c)}", m, dmask, scores_np, n_gt, ignore)
+                    record(acc, f"class/{acc._class_name(c)}", m, dmask, n_gt, ignore)
             for name, _, gmask in groups:
                 if name.startswith(("distance/", "group/")):
                     m, dmask, _ = found[name]
-                    acc._record(name, m, dmask, scores_np, int((gmask & ~ignore).sum()), ignore)
+                    record(acc, name, m, dmask, int((gmask & ~ignore).sum()), ignore)
                 if name.startswith("group/"):
                     m, dmask, _ = found[name]
                     for sname, member in subsets.items():
                         sub_ignore = ignore | ~member
-                        acc._record(
-                            f"{name}/{sname}", m, dmask, scores_np,
-                            int((gmask & ~sub_ignore).sum()), sub_ignore,
+                        record(
+                            acc, f"{name}/{sname}", m, dmask, int((gmask & ~sub_ignore).sum()),
+                            sub_ignore,
                         )  # fmt: skip
             for sname, member in subsets.items():
                 sub_ignore = ignore | ~member
-                acc._record(
-                    f"subset/{sname}", matched[0], all_d, scores_np, int((~sub_ignore).sum()),
+                record(
+                    acc, f"subset/{sname}", matched[0], all_d, int((~sub_ignore).sum()),
                     sub_ignore,
                 )  # fmt: skip
             acc._sequences.append(frame.sequence)
@@ -730,28 +756,17 @@ class APAccumulator:
         return out
 
     def _record(
-        self,
-        name: str,
-        matched: np.ndarray,
-        det_mask: np.ndarray,
-        scores: np.ndarray,
-        num_gt: int,
-        ignore: np.ndarray,
+        self, name: str, num_gt: int, tp: list[np.ndarray], scores: list[np.ndarray]
     ) -> None:
-        """Store TP flags for one group: ``matched [T, D]`` GT index or -1."""
+        """Store one frame's record of a group: its GT count and, per threshold, the TP flags
+        and scores of its counted detections (``_flags``; the arrays are never modified)."""
         store = self._store(name)
         store.num_gt += num_gt
         store.frame_gt.append(num_gt)
         store.frame_index.append(self.num_frames)
         for ti in range(len(self.thresholds)):
-            m = matched[ti]
-            hit_ignored = np.zeros_like(det_mask)
-            hit = m >= 0
-            if ignore.size:
-                hit_ignored[hit] = ignore[m[hit]]
-            counted = det_mask & ~hit_ignored
-            store.tp[ti].append(hit[counted].astype(np.int8))
-            store.scores[ti].append(scores[counted])
+            store.tp[ti].append(tp[ti])
+            store.scores[ti].append(scores[ti])
 
     # ----------------------------------------------------------------------------------------
     def state_digest(self) -> str:
