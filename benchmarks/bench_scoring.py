@@ -1,21 +1,23 @@
 """Host-side scoring of a sweep (matching + AP + bootstrap intervals), replayed from a recording.
 
     # record the evaluator's inputs of one run_sweep (CPU, shipped detector; a few minutes):
-    python benchmarks/bench_scoring.py record /tmp/scoring.pt --frames 16
+    python benchmarks/bench_scoring.py record /tmp/scoring.pt --frames 8
     # replay them: time the matching (accumulate) and the APs with intervals (compute)
-    python benchmarks/bench_scoring.py replay /tmp/scoring.pt --repeat 8 [--profile 25]
+    python benchmarks/bench_scoring.py replay /tmp/scoring.pt --repeat 16 [--profile 25]
 
 ``record`` runs ``run_sweep`` once (``--codecs``, ``--fusions``, 7 SNRs, ``eval.bootstrap``
-1000 as in the sweep's defaults) and saves what ``v2x.sweep`` hands the evaluator: each frame
-batch's detections of all ``K`` conditions with the batch's ground truth (``accumulate``'s
-arguments), grouped by sweep setting, and the bootstrap settings of ``compute_ap``.
+1000 as in the sweep's defaults, 4 frames per sequence) and saves what the sweep hands the
+evaluator: each frame batch's detections of all ``K`` conditions with the batch's ground truth
+(``v2x.sweep_rows.accumulate``'s arguments), grouped by sweep setting, and the bootstrap
+settings of ``compute_ap``.
 
 ``replay`` feeds the recorded batches to fresh accumulators, ``--repeat`` times (each repeat
-with its own sequence names, so that ``--repeat 8`` of 16 recorded frames, 8 per sequence,
-scores 128 frames in 16 sequences, like the 128-frame H200 benchmark's 13), then computes every cell's APs and intervals
-exactly as the sweep does (``v2x.sweep_rows.compute_ap``, once per distinct accumulator state). It prints the seconds of both phases
-and a SHA-256 digest of every AP and interval (their float64 bits): equal digests, equal
-numbers. Frame-conditions per second count scored frames times conditions.
+with its own sequence names: ``--repeat 16`` of 8 recorded frames scores 128 frames in 32
+sequences, like the 128-frame H200 benchmark's 13 of 10), then computes every cell's APs and
+intervals as the sweep does (``v2x.sweep_rows``: once per distinct accumulator state, where
+the code has that; else ``compute_ap`` per cell). It prints the seconds of both phases and a
+SHA-256 digest of every AP and interval (their float64 bits): equal digests, equal numbers.
+Frame-conditions per second count scored frames times conditions.
 """
 
 from __future__ import annotations
@@ -53,7 +55,8 @@ def record(args: argparse.Namespace) -> None:
         entry["batches"].append(
             {
                 "detections": {
-                    n: getattr(det, n).detach().cpu() for n in ("boxes", "scores", "labels", "valid")
+                    n: getattr(det, n).detach().cpu()
+                    for n in ("boxes", "scores", "labels", "valid")
                 },
                 "gt": dataclasses.replace(
                     gt, **{f.name: getattr(gt, f.name).cpu() for f in dataclasses.fields(gt)
@@ -164,14 +167,14 @@ def main() -> None:
     sub = p.add_subparsers(dest="command", required=True)
     rec = sub.add_parser("record", help="run one sweep and save the evaluator's inputs")
     rec.add_argument("path")
-    rec.add_argument("--frames", type=int, default=16)
+    rec.add_argument("--frames", type=int, default=8)
     rec.add_argument("--batch-size", type=int, default=4)
     rec.add_argument("--checkpoint", default="shipped")
     rec.add_argument("--codecs", nargs="+", default=["identity", "analog", "deepjscc"])
     rec.add_argument("--fusions", nargs="+", default=["none", "late", "max"])
     rep = sub.add_parser("replay", help="time the scoring of a recording")
     rep.add_argument("path")
-    rep.add_argument("--repeat", type=int, default=8)
+    rep.add_argument("--repeat", type=int, default=16)
     rep.add_argument("--profile", type=int, default=0, metavar="N")
     args = p.parse_args()
     record(args) if args.command == "record" else replay(args)
