@@ -76,6 +76,7 @@ def record(args: argparse.Namespace) -> None:
         sweep.run_sweep(
             {
                 "checkpoint": args.checkpoint,
+                "device": args.device,
                 "data": {"num_frames": args.frames, "frames_per_sequence": 4, "seed": 0},
                 "batch_size": args.batch_size,
                 "grid": {"codecs": args.codecs, "fusions": args.fusions},
@@ -170,6 +171,7 @@ def main() -> None:
     rec.add_argument("--frames", type=int, default=8)
     rec.add_argument("--batch-size", type=int, default=4)
     rec.add_argument("--checkpoint", default="shipped")
+    rec.add_argument("--device", default="cpu", help="run_sweep's device (cpu, cuda)")
     rec.add_argument("--codecs", nargs="+", default=["identity", "analog", "deepjscc"])
     rec.add_argument("--fusions", nargs="+", default=["none", "late", "max"])
     rep = sub.add_parser("replay", help="time the scoring of a recording")
