@@ -9,7 +9,9 @@ Channels (registry ``CHANNELS``): ``awgn``, ``rayleigh``, ``rician``, ``rayleigh
 Link models (registry ``LINKS``): ``free_space``, ``v2v_highway``, ``v2v_urban``, ``uma_av``,
 ``umi_av``, ``rma_av``, ``al_hourani``, ``umi_street_canyon``, ``thz``. ``build_link(cfg)`` →
 model; ``model(distance_m=...)`` or ``model(tx_pos=..., rx_pos=..., los=...)`` → ``LinkState``;
-``link_report(state, payload_bits)`` → rate, time on air, latency, AoI.
+``link_report(state, payload_bits)`` → rate, time on air, latency, AoI. ``RadioParams``
+(``channels.radio``) is the one type of a link's radio settings (carrier, bandwidth, power,
+gains, noise figure) and the home of their defaults.
 """
 
 from typing import Any
@@ -23,16 +25,19 @@ from v2x.channels.geometry import link_conditions, segments_blocked
 from v2x.channels.link import LINKS, LinkModel, LinkState, build_link
 from v2x.channels.ofdm import OFDMChannel
 from v2x.channels.pathloss import fspl_db
+from v2x.channels.radio import DEFAULT_RADIO, RadioParams
 from v2x.channels.thz import THzLink, absorption_coefficient
 from v2x.common import to_plain
 
 __all__ = [
     "CHANNELS",
+    "DEFAULT_RADIO",
     "LINKS",
     "LinkModel",
     "LinkReport",
     "LinkState",
     "OFDMChannel",
+    "RadioParams",
     "THzLink",
     "absorption_coefficient",
     "build_link",

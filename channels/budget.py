@@ -22,7 +22,7 @@ def _t(x) -> torch.Tensor:
     return torch.as_tensor(x, dtype=torch.float64)
 
 
-def thermal_noise_dbm(bandwidth_hz: float, noise_figure_db: float = 0.0) -> float:
+def thermal_noise_dbm(bandwidth_hz: float, noise_figure_db: float) -> float:
     """Noise power in dBm over ``bandwidth_hz`` with receiver noise figure ``noise_figure_db``."""
     if bandwidth_hz <= 0:
         raise ValueError(f"budget: 'bandwidth_hz' must be > 0, got {bandwidth_hz}")

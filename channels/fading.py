@@ -34,6 +34,7 @@ from v2x.channels.base import (
     snr_db_to_noise_variance,
 )
 from v2x.channels.budget import SPEED_OF_LIGHT
+from v2x.channels.radio import DEFAULT_RADIO
 
 
 def doppler_hz(speed_mps: float | torch.Tensor, carrier_hz: float) -> float | torch.Tensor:
@@ -191,7 +192,7 @@ class FadingChannel(Channel):
         fast: bool = False,
         doppler_hz: float | None = None,
         speed_mps: float = 30.0,
-        carrier_hz: float = 5.9e9,
+        carrier_hz: float = DEFAULT_RADIO.carrier_hz,
         symbol_rate_hz: float = 10e6,
         num_sinusoids: int = 32,
         fast_model: str = "sos",
@@ -333,13 +334,10 @@ def rician(
 
 
 @CHANNELS.register("rayleigh_fast", builds=FadingChannel)
-def rayleigh_fast(
-    speed_mps: float = 30.0, carrier_hz: float = 5.9e9, symbol_rate_hz: float = 10e6, **kw
-) -> FadingChannel:
-    """Per-symbol Rayleigh fading with Clarke/Jakes Doppler from speed and carrier."""
-    return FadingChannel(
-        fast=True, speed_mps=speed_mps, carrier_hz=carrier_hz, symbol_rate_hz=symbol_rate_hz, **kw
-    )
+def rayleigh_fast(**kw) -> FadingChannel:
+    """Per-symbol Rayleigh fading with Clarke/Jakes Doppler from ``speed_mps`` and
+    ``carrier_hz`` (``FadingChannel``'s arguments and defaults, ``fast=True``)."""
+    return FadingChannel(fast=True, **kw)
 
 
 @CHANNELS.register("rician_fast", builds=FadingChannel)

@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 import torch
 
 from v2x.channels.base import Channel
-from v2x.channels.budget import received_power_dbm, shannon_capacity, thermal_noise_dbm
+from v2x.channels.budget import shannon_capacity
+from v2x.channels.radio import DEFAULT_RADIO, RADIO_FIELDS, RadioParams
 from v2x.common import Registry, to_plain
 
 
@@ -34,7 +35,7 @@ class LinkState:
     """
 
     snr_db: torch.Tensor
-    bandwidth_hz: float = 20e6
+    bandwidth_hz: float = DEFAULT_RADIO.bandwidth_hz
     distance_m: torch.Tensor | None = None
     path_loss_db: torch.Tensor | None = None
     los: torch.Tensor | None = None
@@ -105,9 +106,11 @@ class LinkModel:
     decision, shadowing, antenna gains and the link budget (thermal noise −174 dBm/Hz).
 
     Args:
-        carrier_hz: carrier frequency (Hz); checked against ``freq_range_hz``.
-        bandwidth_hz: occupied bandwidth (Hz) = complex symbol rate.
-        tx_power_dbm, tx_gain_dbi, rx_gain_dbi, noise_figure_db: link budget.
+        radio: ``RadioParams`` (or a mapping of its fields) of the link; ``None``: the model's
+            ``default_radio`` (the scenario of its ``conf/link`` YAML).
+        **radio_fields: ``RadioParams`` fields (``carrier_hz``, ``bandwidth_hz``,
+            ``tx_power_dbm``, ``tx_gain_dbi``, ``rx_gain_dbi``, ``noise_figure_db``) replacing
+            those of ``radio``; ``carrier_hz`` is checked against ``freq_range_hz``.
         distance_m: default ground (2D) tx–rx distance when a call gives no geometry.
         h_tx_m, h_rx_m: default antenna heights (m).
         los_mode: ``"probabilistic"`` (sample LOS from the model's P_LOS), ``"geometric"`` (the
@@ -120,40 +123,37 @@ class LinkModel:
 
     name = "base"
     freq_range_hz: tuple[float, float] = (0.0, float("inf"))
+    default_radio: RadioParams = DEFAULT_RADIO
     default_h_tx_m = 1.5
     default_h_rx_m = 1.5
 
     def __init__(
         self,
-        carrier_hz: float = 5.9e9,
-        bandwidth_hz: float = 20e6,
-        tx_power_dbm: float = 23.0,
-        tx_gain_dbi: float = 3.0,
-        rx_gain_dbi: float = 3.0,
-        noise_figure_db: float = 9.0,
+        radio: RadioParams | dict | None = None,
         distance_m: float = 100.0,
         h_tx_m: float | None = None,
         h_rx_m: float | None = None,
         los_mode: str = "probabilistic",
         shadowing: bool = True,
         seed: int = 0,
+        **radio_fields: float,
     ) -> None:
-        lo, hi = self.freq_range_hz
-        if not lo <= carrier_hz <= hi:
+        unknown = sorted(set(radio_fields) - set(RADIO_FIELDS))
+        if unknown:
             raise ValueError(
-                f"{self.name}: 'carrier_hz'={carrier_hz:g} is outside the model's validity "
-                f"range [{lo:g}, {hi:g}] Hz"
+                f"{self.name}: unknown argument(s) {unknown}; valid: radio, distance_m, h_tx_m, "
+                f"h_rx_m, los_mode, shadowing, seed, the model's own and {list(RADIO_FIELDS)}"
             )
-        if bandwidth_hz <= 0:
-            raise ValueError(f"{self.name}: 'bandwidth_hz' must be > 0, got {bandwidth_hz}")
+        base = RadioParams.from_mapping(radio, self.default_radio, self.name)
+        self.radio = RadioParams.from_mapping(radio_fields, base, self.name)
+        lo, hi = self.freq_range_hz
+        if not lo <= self.radio.carrier_hz <= hi:
+            raise ValueError(
+                f"{self.name}: 'carrier_hz'={self.radio.carrier_hz:g} is outside the model's "
+                f"validity range [{lo:g}, {hi:g}] Hz"
+            )
         if los_mode not in _MODES:
             raise ValueError(f"{self.name}: 'los_mode' must be one of {_MODES}, got {los_mode!r}")
-        self.carrier_hz = float(carrier_hz)
-        self.bandwidth_hz = float(bandwidth_hz)
-        self.tx_power_dbm = float(tx_power_dbm)
-        self.tx_gain_dbi = float(tx_gain_dbi)
-        self.rx_gain_dbi = float(rx_gain_dbi)
-        self.noise_figure_db = float(noise_figure_db)
         self.distance_m = float(distance_m)
         self.h_tx_m = float(self.default_h_tx_m if h_tx_m is None else h_tx_m)
         self.h_rx_m = float(self.default_h_rx_m if h_rx_m is None else h_rx_m)
@@ -162,8 +162,12 @@ class LinkModel:
         self.generator = torch.Generator().manual_seed(int(seed))
 
     @property
+    def carrier_hz(self) -> float:
+        return self.radio.carrier_hz
+
+    @property
     def fc_ghz(self) -> float:
-        return self.carrier_hz / 1e9
+        return self.radio.fc_ghz
 
     # -- geometry ------------------------------------------------------------------------------
     def geometry(
@@ -273,8 +277,8 @@ class LinkModel:
             std = self.shadow_std_db(geo, cond)
             shadow = std * torch.randn(std.shape, generator=self.generator, dtype=torch.float64)
         pl = pl + shadow
-        rx = received_power_dbm(self.tx_power_dbm, self.tx_gain_dbi, self.rx_gain_dbi, pl)
-        noise = thermal_noise_dbm(self.bandwidth_hz, self.noise_figure_db)
+        rx = self.radio.rx_power_dbm(pl)
+        noise = self.radio.noise_dbm()
         extra.update(
             condition=cond,
             shadow_db=shadow.float(),
@@ -284,7 +288,7 @@ class LinkModel:
         )
         return LinkState(
             snr_db=(rx - noise).float(),
-            bandwidth_hz=self.bandwidth_hz,
+            bandwidth_hz=self.radio.bandwidth_hz,
             distance_m=geo.d3d.float(),
             path_loss_db=pl.float(),
             los=cond == LOS,

@@ -33,6 +33,7 @@ from v2x.channels.base import (
     snr_db_to_noise_variance,
 )
 from v2x.channels.effective_sinr import post_equalization_sinr
+from v2x.channels.radio import DEFAULT_RADIO
 from v2x.channels.sionna_rng import import_sionna, sionna_generator
 
 
@@ -88,7 +89,7 @@ class OFDMChannel(Channel):
         family: str = "tdl",
         model: str = "A",
         delay_spread_s: float = 100e-9,
-        carrier_hz: float = 5.9e9,
+        carrier_hz: float = DEFAULT_RADIO.carrier_hz,
         speed_mps: float = 30.0,
         subcarrier_spacing_hz: float = 30e3,
         fft_size: int = 72,

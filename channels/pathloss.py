@@ -12,6 +12,7 @@ import torch
 
 from v2x.channels.budget import SPEED_OF_LIGHT as C
 from v2x.channels.link import LINKS, LOS, NLOS, NLOSV, Geometry, LinkModel
+from v2x.channels.radio import RadioParams
 
 
 def _log(x: torch.Tensor) -> torch.Tensor:
@@ -75,7 +76,6 @@ class _V2V(LinkModel):
     los_const, los_slope, los_freq = 0.0, 0.0, 0.0
 
     def __init__(self, blocker_height_m: float = 1.6, **kw) -> None:
-        kw.setdefault("carrier_hz", 5.9e9)
         super().__init__(**kw)
         self.blocker_height_m = float(blocker_height_m)
 
@@ -240,6 +240,8 @@ class UMiStreetCanyon(LinkModel):
     freq_range_hz = (0.5e9, 100e9)
     default_h_tx_m = 10.0
     default_h_rx_m = 1.5
+    #: An RSU (30 dBm, 8 dBi) to a vehicle at 5.9 GHz / 20 MHz.
+    default_radio = RadioParams(tx_power_dbm=30.0, tx_gain_dbi=8.0)
 
     def geometry(self, *args, **kwargs) -> Geometry:
         geo = super().geometry(*args, **kwargs)
@@ -275,13 +277,12 @@ class _Aerial(LinkModel):
     freq_range_hz = (0.5e9, 100e9)
     min_aerial_height_m = 22.5
     default_h_rx_m = 100.0
+    #: A macro base station (46 dBm, 8 dBi) to a UAV at 2 GHz / 10 MHz.
+    default_radio = RadioParams(
+        carrier_hz=2.0e9, bandwidth_hz=10e6, tx_power_dbm=46.0, tx_gain_dbi=8.0, rx_gain_dbi=0.0
+    )
 
     def __init__(self, **kw) -> None:
-        kw.setdefault("carrier_hz", 2.0e9)
-        kw.setdefault("tx_power_dbm", 46.0)
-        kw.setdefault("tx_gain_dbi", 8.0)
-        kw.setdefault("rx_gain_dbi", 0.0)
-        kw.setdefault("noise_figure_db", 9.0)
         kw.setdefault("distance_m", 500.0)
         super().__init__(**kw)
 
@@ -451,6 +452,7 @@ class AlHourani(LinkModel):
     freq_range_hz = (0.1e9, 100e9)
     default_h_tx_m = 100.0
     default_h_rx_m = 1.5
+    default_radio = RadioParams(carrier_hz=2.0e9, bandwidth_hz=10e6)
 
     def __init__(self, environment: str = "urban", **kw) -> None:
         if environment not in AL_HOURANI_ENVIRONMENTS:
@@ -458,7 +460,6 @@ class AlHourani(LinkModel):
                 f"al_hourani: unknown 'environment' {environment!r}; valid choices: "
                 f"{', '.join(AL_HOURANI_ENVIRONMENTS)}"
             )
-        kw.setdefault("carrier_hz", 2.0e9)
         kw.setdefault("shadowing", False)
         kw.setdefault("distance_m", 300.0)
         super().__init__(**kw)

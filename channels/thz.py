@@ -29,6 +29,7 @@ import torch
 from v2x.channels.budget import SPEED_OF_LIGHT as C
 from v2x.channels.link import LINKS, LOS, Geometry, LinkModel
 from v2x.channels.pathloss import fspl_db
+from v2x.channels.radio import RadioParams
 
 TEN_LOG10_E = 10 * math.log10(math.e)  # 4.343 dB per neper
 MODEL_RANGES_HZ = {
@@ -113,7 +114,8 @@ def misalignment_loss_db(angle_rad, beamwidth_rad: float, max_loss_db: float = 3
 class THzLink(LinkModel):
     """THz LOS link with molecular absorption, high-gain antennas and beam misalignment.
 
-    Args (besides ``LinkModel``'s; THz defaults: 300 GHz, 10 GHz bandwidth, 25 dBi per end):
+    Args (besides ``LinkModel``'s; ``default_radio``: 300 GHz, 10 GHz bandwidth, 10 dBm,
+    25 dBi per end, 10 dB noise figure):
         absorption_model: ``kokkoniemi2020`` | ``kokkoniemi2018`` | ``constant``.
         absorption_coeff_per_m: κ for ``constant``.
         temperature_k, pressure_hpa, relative_humidity: atmosphere.
@@ -129,6 +131,14 @@ class THzLink(LinkModel):
     freq_range_hz = (100e9, 1e12)
     default_h_tx_m = 1.5
     default_h_rx_m = 1.5
+    default_radio = RadioParams(
+        carrier_hz=300e9,
+        bandwidth_hz=10e9,
+        tx_power_dbm=10.0,
+        tx_gain_dbi=25.0,
+        rx_gain_dbi=25.0,
+        noise_figure_db=10.0,
+    )
 
     def __init__(
         self,
@@ -144,12 +154,6 @@ class THzLink(LinkModel):
         blockage_loss_db: float = 40.0,
         **kw,
     ) -> None:
-        kw.setdefault("carrier_hz", 300e9)
-        kw.setdefault("bandwidth_hz", 10e9)
-        kw.setdefault("tx_power_dbm", 10.0)
-        kw.setdefault("tx_gain_dbi", 25.0)
-        kw.setdefault("rx_gain_dbi", 25.0)
-        kw.setdefault("noise_figure_db", 10.0)
         kw.setdefault("distance_m", 20.0)
         kw.setdefault("los_mode", "los")
         kw.setdefault("shadowing", False)

@@ -26,6 +26,7 @@ Shapes: a frame has ``A`` agents with the ego in slot 0 (the order of
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import math
 from collections.abc import Mapping, Sequence
@@ -34,7 +35,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from v2x.channels.budget import thermal_noise_dbm
+from v2x.channels.radio import DEFAULT_RADIO, POSITIVE_FIELDS, RadioParams, check_radio_value
 from v2x.common import dataclass_from
 from v2x.datasets.frame import AGENT_KINDS, CoopFrame
 
@@ -45,7 +46,8 @@ BLOCKERS = ("none", "vehicle", "building")
 # --------------------------------------------------------------------------- radios
 @dataclass
 class RadioConfig:
-    """One agent kind's radio (Hydra: ``network.radios.<kind>``).
+    """One agent kind's radio (Hydra: ``network.radios.<kind>``); defaults from
+    ``v2x.channels.radio.DEFAULT_RADIO``, values checked by its rules.
 
     Attributes:
         tx_power_dbm: transmit power.
@@ -57,19 +59,16 @@ class RadioConfig:
         noise_figure_db: receiver noise figure.
     """
 
-    tx_power_dbm: float = 23.0
-    antenna_gain_dbi: float = 3.0
+    tx_power_dbm: float = DEFAULT_RADIO.tx_power_dbm
+    antenna_gain_dbi: float = DEFAULT_RADIO.tx_gain_dbi
     num_antennas: int = 1
-    carrier_hz: float = 5.9e9
-    bandwidth_hz: float = 20e6
-    noise_figure_db: float = 9.0
+    carrier_hz: float = DEFAULT_RADIO.carrier_hz
+    bandwidth_hz: float = DEFAULT_RADIO.bandwidth_hz
+    noise_figure_db: float = DEFAULT_RADIO.noise_figure_db
 
     def __post_init__(self) -> None:
-        for name in ("carrier_hz", "bandwidth_hz"):
-            if not getattr(self, name) > 0:
-                raise ValueError(
-                    f"network radio: field '{name}' must be > 0, got {getattr(self, name)}"
-                )
+        for name in ("tx_power_dbm", "antenna_gain_dbi", *POSITIVE_FIELDS, "noise_figure_db"):
+            check_radio_value("network radio", name, getattr(self, name), name in POSITIVE_FIELDS)
         if int(self.num_antennas) < 1:
             raise ValueError(
                 f"network radio: field 'num_antennas' must be >= 1, got {self.num_antennas}"
@@ -79,9 +78,17 @@ class RadioConfig:
     def array_gain_db(self) -> float:
         return 10.0 * math.log10(int(self.num_antennas))
 
-    def noise_dbm(self) -> float:
-        """Thermal noise plus noise figure over the bandwidth, in dBm."""
-        return thermal_noise_dbm(self.bandwidth_hz, self.noise_figure_db)
+    def link_to(self, rx: RadioConfig) -> RadioParams:
+        """The ``RadioParams`` of a link from this radio to ``rx``: this carrier, power and
+        antenna + array gain; the receiver's bandwidth, antenna + array gain and noise figure."""
+        return RadioParams(
+            carrier_hz=self.carrier_hz,
+            bandwidth_hz=rx.bandwidth_hz,
+            tx_power_dbm=self.tx_power_dbm,
+            tx_gain_dbi=self.antenna_gain_dbi + self.array_gain_db,
+            rx_gain_dbi=rx.antenna_gain_dbi + rx.array_gain_db,
+            noise_figure_db=rx.noise_figure_db,
+        )
 
 
 def default_radios() -> dict[str, RadioConfig]:
@@ -91,7 +98,7 @@ def default_radios() -> dict[str, RadioConfig]:
         "rsu": RadioConfig(
             tx_power_dbm=30.0, antenna_gain_dbi=8.0, num_antennas=2, noise_figure_db=5.0
         ),
-        "uav": RadioConfig(tx_power_dbm=23.0, antenna_gain_dbi=2.0),
+        "uav": RadioConfig(antenna_gain_dbi=2.0),
     }
 
 
@@ -209,24 +216,28 @@ def _evaluate_links(
     Path loss is reciprocal: the higher antenna is passed as the model's transmitter (the base
     station / UAV side of the 38.901 and air-to-ground models).
     """
-    from v2x.channels import build_link
+    from v2x.channels import LINKS, build_link
 
+    options = dict(cfg.link_options.get(model, {}) or {})
+    radio = tx.link_to(rx)
+    if model == "thz":  # THz radios are their own (300 GHz, 10 GHz, high-gain antennas)
+        radio = dataclasses.replace(
+            LINKS.get(model).default_radio,
+            tx_power_dbm=radio.tx_power_dbm,
+            noise_figure_db=radio.noise_figure_db,
+        )
+    if "radio" in options:  # a mapping of RadioParams fields replacing those of the radios
+        radio = RadioParams.from_mapping(
+            options.pop("radio"), radio, f"network: 'link_options.{model}.radio'"
+        )
     params = {
         "name": model,
-        "carrier_hz": tx.carrier_hz,
-        "bandwidth_hz": rx.bandwidth_hz,
-        "tx_power_dbm": tx.tx_power_dbm,
-        "tx_gain_dbi": tx.antenna_gain_dbi + tx.array_gain_db,
-        "rx_gain_dbi": rx.antenna_gain_dbi + rx.array_gain_db,
-        "noise_figure_db": rx.noise_figure_db,
+        "radio": radio,
         "los_mode": cfg.los_mode,
         "shadowing": cfg.shadowing,
         "seed": seed,
     }
-    if model == "thz":  # THz radios are their own (300 GHz, 10 GHz, high-gain antennas)
-        for key in ("carrier_hz", "bandwidth_hz", "tx_gain_dbi", "rx_gain_dbi"):
-            params.pop(key)
-    params.update(dict(cfg.link_options.get(model, {}) or {}))
+    params.update(options)
     link = build_link(params)
     swap = tx_pos[:, 2] < rx_pos[:, 2]
     hi = np.where(swap[:, None], rx_pos, tx_pos)

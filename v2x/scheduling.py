@@ -35,6 +35,7 @@ from dataclasses import dataclass
 import torch
 
 from v2x.channels.budget import shannon_capacity
+from v2x.channels.radio import DEFAULT_RADIO, check_radio_value
 from v2x.common import Registry, dataclass_from
 
 LATE_POLICIES = ("drop", "stale")
@@ -53,7 +54,7 @@ class BudgetConfig:
         alpha, beta: exponents of the ``importance`` scheduler (novelty, capacity).
     """
 
-    bandwidth_hz: float = 20e6
+    bandwidth_hz: float = DEFAULT_RADIO.bandwidth_hz
     deadline_s: float = 0.1
     scheduler: str = "equal"
     late_policy: str = "drop"
@@ -62,8 +63,7 @@ class BudgetConfig:
     beta: float = 1.0
 
     def __post_init__(self) -> None:
-        if not self.bandwidth_hz > 0:
-            raise ValueError(f"budget: field 'bandwidth_hz' must be > 0, got {self.bandwidth_hz}")
+        check_radio_value("budget", "bandwidth_hz", self.bandwidth_hz, positive=True)
         if not self.deadline_s > 0:
             raise ValueError(f"budget: field 'deadline_s' must be > 0, got {self.deadline_s}")
         if self.late_policy not in LATE_POLICIES:

@@ -25,7 +25,7 @@ C = 299_792_458.0
 def test_thermal_noise() -> None:
     assert thermal_noise_dbm(20e6, 9.0) == pytest.approx(-174 + 73.0103 + 9, abs=1e-3)
     with pytest.raises(ValueError, match="bandwidth_hz"):
-        thermal_noise_dbm(0.0)
+        thermal_noise_dbm(0.0, 9.0)
 
 
 def test_finite_blocklength_below_capacity_and_converges() -> None:

@@ -1,0 +1,108 @@
+"""``RadioParams``: the one type for a link's radio settings and their defaults.
+
+Carrier, bandwidth, transmit power, the two antenna gains and the receiver's noise figure are
+declared here once. The link models (``LinkModel.default_radio``, overridden per model for its
+scenario), the THz link, the OFDM and fading channels' carrier, ``LinkState``'s bandwidth and the
+network's per-agent radios (``v2x.network.RadioConfig``) take their defaults from this module;
+configs (``conf/link/*.yaml``: flat fields of these names) map onto it, and a bad value raises one
+``ValueError`` naming the field, the value and what is expected.
+
+Link budget: ``snr_db = P_tx + G_tx + G_rx − PL − (−174 dBm/Hz + 10·log10 B + NF)``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import numbers
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+
+import torch
+
+from v2x.channels.budget import received_power_dbm, thermal_noise_dbm
+
+#: Fields that must be > 0 (the others must be finite).
+POSITIVE_FIELDS = ("carrier_hz", "bandwidth_hz")
+
+
+def check_radio_value(where: str, name: str, value, positive: bool = False) -> float:
+    """``float(value)`` of radio field ``name``; ``ValueError`` naming ``where``, the field, the
+    value and what is expected when it is not a finite real number (``> 0`` if ``positive``)."""
+    expected = "a finite number > 0" if positive else "a finite number"
+    if isinstance(value, numbers.Real) and not isinstance(value, bool):
+        number = float(value)
+        if math.isfinite(number) and (number > 0 or not positive):
+            return number
+    raise ValueError(f"{where}: field '{name}' is {value!r}; expected {expected}")
+
+
+@dataclass(frozen=True)
+class RadioParams:
+    """Radio settings of one tx → rx link (the link budget's inputs), all floats.
+
+    Attributes:
+        carrier_hz: carrier frequency (Hz, > 0).
+        bandwidth_hz: occupied bandwidth (Hz, > 0) = complex symbol rate (one use per s per Hz).
+        tx_power_dbm: transmit power (dBm).
+        tx_gain_dbi, rx_gain_dbi: antenna (and array) gain of the transmitter and receiver (dBi).
+        noise_figure_db: receiver noise figure (dB).
+
+    The defaults are a C-V2X-like sidelink at 5.9 GHz / 20 MHz.
+    """
+
+    carrier_hz: float = 5.9e9
+    bandwidth_hz: float = 20e6
+    tx_power_dbm: float = 23.0
+    tx_gain_dbi: float = 3.0
+    rx_gain_dbi: float = 3.0
+    noise_figure_db: float = 9.0
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            value = check_radio_value(
+                "radio", f.name, getattr(self, f.name), f.name in POSITIVE_FIELDS
+            )
+            object.__setattr__(self, f.name, value)
+
+    @classmethod
+    def from_mapping(
+        cls,
+        data: RadioParams | Mapping | None,
+        base: RadioParams | None = None,
+        where: str = "radio",
+    ) -> RadioParams:
+        """``base`` (default ``RadioParams()``) with the fields of ``data`` replaced; unknown keys
+        raise ``ValueError`` naming ``where`` and the valid fields. An instance is returned as is."""
+        if isinstance(data, RadioParams):
+            return data
+        data = dict(data or {})
+        unknown = sorted(set(data) - set(RADIO_FIELDS))
+        if unknown:
+            raise ValueError(
+                f"{where}: unknown radio field(s) {unknown}; valid: {list(RADIO_FIELDS)}"
+            )
+        try:
+            return dataclasses.replace(base or cls(), **data)
+        except ValueError as err:
+            raise ValueError(str(err).replace("radio:", f"{where}:", 1)) from None
+
+    @property
+    def fc_ghz(self) -> float:
+        """Carrier in GHz (the unit of the path-loss formulas)."""
+        return self.carrier_hz / 1e9
+
+    def noise_dbm(self) -> float:
+        """Thermal noise (−174 dBm/Hz) over ``bandwidth_hz`` plus the noise figure, in dBm."""
+        return thermal_noise_dbm(self.bandwidth_hz, self.noise_figure_db)
+
+    def rx_power_dbm(self, path_loss_db) -> torch.Tensor:
+        """``P_tx + G_tx + G_rx − PL`` (dBm), float64 in the shape of ``path_loss_db``."""
+        return received_power_dbm(
+            self.tx_power_dbm, self.tx_gain_dbi, self.rx_gain_dbi, path_loss_db
+        )
+
+
+RADIO_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(RadioParams))
+#: The defaults every module that declares a radio setting takes its default from.
+DEFAULT_RADIO = RadioParams()
