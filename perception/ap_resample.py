@@ -51,6 +51,16 @@ def resampled_aps(
     scores = np.asarray(scores, dtype=np.float64).reshape(-1)
     lengths = np.asarray(lengths, dtype=np.int64).reshape(-1)
     frame_gt = np.asarray(frame_gt, dtype=np.int64).reshape(-1)
+    if sort == "per_frame":  # only the true positives' positions matter (_true_positive_aps)
+        drawn, frames_per_row = _flat_rows(draws)
+        gt_sums = np.concatenate([[0], np.cumsum(frame_gt[drawn])])
+        row_end = np.cumsum(frames_per_row)
+        num_gt = gt_sums[row_end] - gt_sums[row_end - frames_per_row]
+        has_gt = num_gt > 0
+        if not has_gt.all():
+            drawn = drawn[np.repeat(has_gt, frames_per_row)]
+            frames_per_row, num_gt = frames_per_row[has_gt], num_gt[has_gt]
+        return _true_positive_aps(tp, lengths, drawn, frames_per_row, num_gt)
     if isinstance(draws, np.ndarray) and draws.ndim == 2:  # equal-length rows: no Python loop
         rows = draws.astype(np.int64, copy=False)
         num_gt = frame_gt[rows].sum(axis=1)
@@ -65,9 +75,7 @@ def resampled_aps(
     offsets = np.cumsum(lengths) - lengths
     # Padding sorts after every detection by a key of +inf, which NaN scores would not respect:
     # then one resample per chunk (no padding at all).
-    one_by_one = sort == "global" and not bool(np.isfinite(scores).all())
-    if sort == "per_frame":  # only the true positives' positions matter (_true_positive_aps)
-        return _true_positive_aps(tp, lengths, rows, num_gt)
+    one_by_one = not bool(np.isfinite(scores).all())
     out = np.empty(len(rows), dtype=np.float64)
     start = 0
     while start < len(rows):
@@ -80,10 +88,22 @@ def resampled_aps(
     return out
 
 
+def _flat_rows(draws: np.ndarray | Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """``[N]`` int64 frame records of every resample, row after row, and ``[R]`` int64 records
+    per row."""
+    if isinstance(draws, np.ndarray) and draws.ndim == 2:
+        r, n = draws.shape
+        return draws.astype(np.int64).reshape(-1), np.full(r, n, dtype=np.int64)
+    rows = [np.asarray(d, dtype=np.int64).reshape(-1) for d in draws]
+    counts = np.fromiter((d.size for d in rows), dtype=np.int64, count=len(rows))
+    return (np.concatenate(rows) if rows else np.zeros(0, np.int64)), counts
+
+
 def _true_positive_aps(
     tp: np.ndarray,
     lengths: np.ndarray,
-    rows: np.ndarray | Sequence[np.ndarray],
+    drawn: np.ndarray,
+    frames_per_row: np.ndarray,
     num_gt: np.ndarray,
 ) -> np.ndarray:
     """Per-frame order: the AP of each resample from its true positives alone, bit for bit.
@@ -95,59 +115,68 @@ def _true_positive_aps(
     false positive's precision is below that of the true positive before it), so the summed
     terms ``(c / G − (c − 1) / G) · max_{c' ≥ c} c' / (p_c' + 1)`` and the final one are
     exactly ``voc_ap``'s, in its order, with its arithmetic; the work is the true positives'.
+    Everything runs on one flat array of slots, row after row: each row's true positives and
+    its appended term (only the envelope, a running maximum, on a padded ``[R, max]`` matrix);
+    each row's slots are then summed with ``np.sum``'s own pairwise sum.
+
+    Args:
+        tp, lengths: as for ``resampled_aps``.
+        drawn: ``[N]`` frame records of every resample (each with GT), row after row.
+        frames_per_row: ``[R]`` records of each row.
+        num_gt: ``[R]`` its GT count (``> 0``).
     """
-    r = len(rows)
+    r = frames_per_row.size
     if r == 0:
         return np.zeros(0, dtype=np.float64)
-    drawn = rows.reshape(-1) if isinstance(rows, np.ndarray) else np.concatenate(rows)
-    frames_per_row = (
-        np.full(r, rows.shape[1], dtype=np.int64)
-        if isinstance(rows, np.ndarray)
-        else np.asarray([len(d) for d in rows], dtype=np.int64)
-    )
-    row_of_draw = np.repeat(np.arange(r), frames_per_row)
-    # each drawn frame's first position in its resample's concatenation
-    n_det = lengths[drawn]
-    ends = np.cumsum(n_det)
-    row_start = np.concatenate([[0], ends])[np.cumsum(frames_per_row) - frames_per_row]
-    start = ends - n_det - row_start[row_of_draw]
     # the true positives of every frame record, by position inside the frame
-    frame_of_tp = np.repeat(np.arange(len(lengths)), lengths)[tp > 0]
-    local = np.flatnonzero(tp > 0) - (np.cumsum(lengths) - lengths)[frame_of_tp]
+    is_tp = tp > 0
+    frame_of_tp = np.repeat(np.arange(len(lengths)), lengths)[is_tp]
+    local = np.flatnonzero(is_tp) - (np.cumsum(lengths) - lengths)[frame_of_tp]
     tps_per_frame = np.bincount(frame_of_tp, minlength=len(lengths)).astype(np.int64)
     tp_first = np.cumsum(tps_per_frame) - tps_per_frame
+    # each drawn frame: its first position (+ 1) in its row's concatenation and its TPs
+    row_first = np.cumsum(frames_per_row) - frames_per_row
+    n_det = lengths[drawn]
+    det_before = np.cumsum(n_det) - n_det
+    start1 = det_before - np.repeat(det_before[row_first], frames_per_row) + 1
     t_draw = tps_per_frame[drawn]
-    total = int(t_draw.sum())
-    draw_of_tp = np.repeat(np.arange(drawn.size), t_draw)
-    within = np.arange(total) - np.repeat(np.cumsum(t_draw) - t_draw, t_draw)
-    position = start[draw_of_tp] + local[tp_first[drawn][draw_of_tp] + within]
-    row = row_of_draw[draw_of_tp]
-    t_row = np.bincount(row, minlength=r).astype(np.int64)
-    count = np.arange(total) - np.repeat(np.cumsum(t_row) - t_row, t_row) + 1  # c = 1..T
-    width = int(t_row.max()) + 1
-    col = count - 1
-    ctp = np.zeros((r, width), dtype=np.int64)
-    ctp[row, col] = count
-    pos1 = np.ones((r, width), dtype=np.int64)
-    pos1[row, col] = position + 1
-    inside = np.arange(width)[None, :] < t_row[:, None]
-    precision = np.where(inside, ctp / pos1, 0.0)
-    mpre = np.maximum.accumulate(precision[:, ::-1], axis=1)[:, ::-1]
-    g = num_gt.astype(np.float64)[:, None]
-    recall, before = ctp / g, (ctp - 1) / g
-    before[:, 0] = 0.0  # the first true positive follows recall 0 (0 / G, or voc_ap's 0)
-    terms = (recall - before) * mpre
+    t_row = np.add.reduceat(t_draw, row_first)
     last = t_row / num_gt.astype(np.float64)  # recall after the last detection (0 without)
-    final = last != 1.0
-    terms[np.arange(r), t_row] = (1.0 - last) * 0.0  # the appended recall 1, envelope 0
-    keep = inside.copy()
-    keep[np.arange(r), t_row] = final
-    flat = terms[keep]
-    counts = keep.sum(axis=1)
-    stops = np.cumsum(counts)
+    final = last != 1.0  # then voc_ap's appended recall 1 adds a term
+    # Slots: each row's true positives, then (iff final) one slot for that term, given to the
+    # row's last drawn frame and overwritten below (so that the rows come out contiguous).
+    size = t_row + final
+    t_slot = t_draw.copy()
+    t_slot[(row_first + frames_per_row - 1)[final]] += 1
+    slot_before = np.cumsum(t_slot) - t_slot
+    row_slot_first = np.cumsum(size) - size
+    final_slot = (row_slot_first + t_row)[final]
+    k = np.arange(int(size.sum()))
+    # every slot: p + 1 and the count c (1..T) of its true positive
+    local = np.concatenate([local, [0]])  # the final slot of the last frame record reads this
+    pos1 = local[k + np.repeat(tp_first[drawn] - slot_before, t_slot)]
+    pos1 += np.repeat(start1, t_slot)
+    count = (k + np.repeat(1 - row_slot_first, size)).astype(np.float64)  # exact integers
+    precision = count / pos1
+    precision[final_slot] = 0.0  # voc_ap's appended precision
+    # the envelope: the running maximum from the right inside each row
+    width = int(size.max())
+    cell = k + np.repeat(np.arange(r) * width - row_slot_first, size)
+    padded = np.zeros(r * width)
+    padded[cell] = precision
+    padded = padded.reshape(r, width)[:, ::-1]
+    np.maximum.accumulate(padded, axis=1, out=padded)
+    mpre = padded[:, ::-1].reshape(-1)[cell]
+    g = np.repeat(num_gt.astype(np.float64), size)
+    flat = count / g  # (c / G − (c − 1) / G) · envelope, in place
+    count -= 1.0
+    count /= g
+    flat -= count
+    flat *= mpre
+    flat[final_slot] = ((1.0 - last) * 0.0)[final]  # (1 − T / G) · 0, voc_ap's arithmetic
     add = np.add.reduce  # np.sum's own pairwise sum on a 1-D float64 array
     return np.fromiter(
-        (add(flat[a:b]) for a, b in zip((stops - counts).tolist(), stops.tolist())),
+        (add(flat[a : a + n]) for a, n in zip(row_slot_first.tolist(), size.tolist())),
         dtype=np.float64,
         count=r,
     )

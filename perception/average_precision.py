@@ -68,6 +68,8 @@ No GT in a group: AP is ``nan`` (OpenCOOD would divide by zero). GT but no detec
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -284,7 +286,9 @@ def greedy_match(
         return matched
     rows = np.arange(p)
     iou = np.asarray(iou, dtype=np.float64)
-    for i in range(d):
+    # a detection below every threshold with every GT matches nothing and removes nothing
+    reach = (iou >= thresholds.min()).any(axis=1) if p else np.zeros(d, dtype=bool)
+    for i in np.flatnonzero(reach).tolist():
         active = det_in[:, i]
         if not active.any():
             continue
@@ -313,6 +317,38 @@ def range_mask(
     pts = boxes_to_corners_bev(boxes) if mode == "corners" else boxes[:, None, 0:2]
     inside = (pts[..., 0] >= x0) & (pts[..., 0] <= x1) & (pts[..., 1] >= y0) & (pts[..., 1] <= y1)
     return inside.all(dim=-1)
+
+
+def _flags(
+    matched: np.ndarray, det_mask: np.ndarray, scores: np.ndarray, ignore: np.ndarray
+) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Per threshold, the int8 TP flags and the scores of a group's counted detections:
+    those in ``det_mask [D]`` not matched (``matched [T, D]``: GT index or -1) to a GT that
+    ``ignore [G]`` marks; a detection matched to an ignored GT is neither TP nor FP."""
+    hit = matched >= 0
+    counted = (
+        det_mask[None, :] & ~(hit & ignore[np.where(hit, matched, 0)])
+        if ignore.size
+        else np.broadcast_to(det_mask[None, :], hit.shape)
+    )
+    tp = [hit[ti][counted[ti]].astype(np.int8) for ti in range(hit.shape[0])]
+    return tp, [scores[counted[ti]] for ti in range(hit.shape[0])]
+
+
+def _gt_in_range(gt_boxes: torch.Tensor, eval_range: Sequence[float], mode: str) -> torch.Tensor:
+    """``range_mask`` of a frame's GT boxes, computed once per distinct CPU box set (every
+    condition of a sweep scores the same GT): ``[G]`` bool."""
+    if gt_boxes.device.type != "cpu" or not gt_boxes.is_contiguous() or not gt_boxes.numel():
+        return range_mask(gt_boxes, eval_range, mode)  # the same kernels as a cached call
+    key = gt_boxes.numpy().tobytes()
+    return _cached_range_mask(key, tuple(float(v) for v in eval_range), mode)
+
+
+@functools.lru_cache(maxsize=4096)
+def _cached_range_mask(boxes: bytes, eval_range: tuple[float, ...], mode: str) -> torch.Tensor:
+    """``range_mask`` of ``[G, 7]`` float64 boxes given by their bytes (a read-only result)."""
+    data = torch.frombuffer(bytearray(boxes), dtype=torch.float64).reshape(-1, 7)
+    return range_mask(data, eval_range, mode)
 
 
 def _as_tensor(x: Any, name: str, dtype: torch.dtype | None = None) -> torch.Tensor:
@@ -581,7 +617,7 @@ class APAccumulator:
         # evaluation range: drop boxes outside before anything else
         if cfg.eval_range is not None:
             keep_d = range_mask(det_boxes, cfg.eval_range, cfg.range_mode)
-            keep_g = range_mask(gt_boxes, cfg.eval_range, cfg.range_mode)
+            keep_g = _gt_in_range(gt_boxes, cfg.eval_range, cfg.range_mode)
             det_boxes, gt_boxes = det_boxes[keep_d], gt_boxes[keep_g]
             keep_d, keep_g = keep_d.cpu(), keep_g.cpu().numpy()
             scores, det_lab = scores[keep_d], det_lab[keep_d.numpy()]
@@ -647,32 +683,42 @@ class APAccumulator:
             name: (matched[gi], dmask, gmask) for gi, (name, dmask, gmask) in enumerate(groups)
         }
         none_d = np.zeros(d, dtype=bool)
+        flags: dict[str, tuple[int, list[np.ndarray], list[np.ndarray]]] = {}
+
+        def record(
+            acc: APAccumulator, name: str, m: np.ndarray, dmask: np.ndarray, n_gt: int,
+            ign: np.ndarray,
+        ) -> None:  # fmt: skip
+            """One group's record of this frame, computed once and stored in every target."""
+            if name not in flags:
+                flags[name] = (n_gt, *_flags(m, dmask, scores_np, ign))
+            acc._record(name, *flags[name])
 
         for acc in [self] if targets is None else targets:
-            acc._record("overall", matched[0], all_d, scores_np, int((~ignore).sum()), ignore)
+            record(acc, "overall", matched[0], all_d, int((~ignore).sum()), ignore)
             if cfg.per_class and acc._labelled:
                 # every class seen so far gets its group (classes absent here: empty records)
                 for c in sorted(acc._classes):
                     hit = found.get(f"class/{c}")
                     m, dmask, gmask = hit if hit else (matched[0], none_d, None)
                     n_gt = int((gmask & ~ignore).sum()) if hit else 0
-                    acc._record(f"class/{acc._class_name(c)}", m, dmask, scores_np, n_gt, ignore)
+                    record(acc, f"class/{acc._class_name(c)}", m, dmask, n_gt, ignore)
             for name, _, gmask in groups:
                 if name.startswith(("distance/", "group/")):
                     m, dmask, _ = found[name]
-                    acc._record(name, m, dmask, scores_np, int((gmask & ~ignore).sum()), ignore)
+                    record(acc, name, m, dmask, int((gmask & ~ignore).sum()), ignore)
                 if name.startswith("group/"):
                     m, dmask, _ = found[name]
                     for sname, member in subsets.items():
                         sub_ignore = ignore | ~member
-                        acc._record(
-                            f"{name}/{sname}", m, dmask, scores_np,
-                            int((gmask & ~sub_ignore).sum()), sub_ignore,
+                        record(
+                            acc, f"{name}/{sname}", m, dmask, int((gmask & ~sub_ignore).sum()),
+                            sub_ignore,
                         )  # fmt: skip
             for sname, member in subsets.items():
                 sub_ignore = ignore | ~member
-                acc._record(
-                    f"subset/{sname}", matched[0], all_d, scores_np, int((~sub_ignore).sum()),
+                record(
+                    acc, f"subset/{sname}", matched[0], all_d, int((~sub_ignore).sum()),
                     sub_ignore,
                 )  # fmt: skip
             acc._sequences.append(frame.sequence)
@@ -710,30 +756,41 @@ class APAccumulator:
         return out
 
     def _record(
-        self,
-        name: str,
-        matched: np.ndarray,
-        det_mask: np.ndarray,
-        scores: np.ndarray,
-        num_gt: int,
-        ignore: np.ndarray,
+        self, name: str, num_gt: int, tp: list[np.ndarray], scores: list[np.ndarray]
     ) -> None:
-        """Store TP flags for one group: ``matched [T, D]`` GT index or -1."""
+        """Store one frame's record of a group: its GT count and, per threshold, the TP flags
+        and scores of its counted detections (``_flags``; the arrays are never modified)."""
         store = self._store(name)
         store.num_gt += num_gt
         store.frame_gt.append(num_gt)
         store.frame_index.append(self.num_frames)
         for ti in range(len(self.thresholds)):
-            m = matched[ti]
-            hit_ignored = np.zeros_like(det_mask)
-            hit = m >= 0
-            if ignore.size:
-                hit_ignored[hit] = ignore[m[hit]]
-            counted = det_mask & ~hit_ignored
-            store.tp[ti].append(hit[counted].astype(np.int8))
-            store.scores[ti].append(scores[counted])
+            store.tp[ti].append(tp[ti])
+            store.scores[ti].append(scores[ti])
 
     # ----------------------------------------------------------------------------------------
+    def state_digest(self) -> str:
+        """SHA-256 (hex) of everything :meth:`compute` reads: two accumulators with equal
+        digests give equal results for equal arguments (e.g. sweep conditions whose
+        detections were identical on every frame, recorded through ``add_frames(replicas=)``),
+        so one ``compute`` can serve both."""
+        h = hashlib.sha256()
+        h.update(
+            repr(
+                (self.config, self.num_frames, self._sequences, sorted(self._classes),
+                 self._labelled, self._subset_names, list(self._groups))
+            ).encode()
+        )  # fmt: skip
+        for name in sorted(self._groups):
+            store = self._groups[name]
+            h.update(repr((name, store.num_gt, store.frame_gt, store.frame_index)).encode())
+            for tps, scores in zip(store.tp, store.scores, strict=True):
+                h.update(np.array([len(t) for t in tps], dtype=np.int64).tobytes())
+                for parts in (tps, scores):
+                    if parts:
+                        h.update(np.concatenate(parts).tobytes())
+        return h.hexdigest()
+
     def compute(
         self,
         sort: str | None = None,
@@ -851,23 +908,14 @@ class APAccumulator:
         sequences drawn with replacement (numbered in order of first appearance), each bringing
         all its records — with one frame per sequence, the very same draws."""
         store = self._store(name)
-        rng = np.random.default_rng(seed)
         if unit == "sequence":
             members: dict[Any, list[int]] = {}
             for record, fi in enumerate(store.frame_index):
                 members.setdefault(self._sequences[fi], []).append(record)
-            units = [np.asarray(v, dtype=np.int64) for v in members.values()]
+            units = tuple(tuple(v) for v in members.values())
         else:
-            units = [np.asarray([r], dtype=np.int64) for r in range(len(store.frame_gt))]
-        if not units:
-            return [np.zeros(0, dtype=np.int64) for _ in range(resamples)]
-        picks = rng.integers(0, len(units), size=(resamples, len(units)))
-        # A resample keeps the frames in dataset order: per-frame AP depends on the order of
-        # the frames, and a shuffled order would add its own spread and bias to the interval.
-        picks.sort(axis=1)
-        if unit != "sequence":
-            return list(picks)
-        return [np.concatenate([units[u] for u in row]) for row in picks]
+            units = tuple((r,) for r in range(len(store.frame_gt)))
+        return list(_drawn_units(units, resamples, seed))
 
     def bootstrap_distribution(
         self,
@@ -939,6 +987,32 @@ class APAccumulator:
             else:
                 out[thr] = (math.nan, math.nan)
         return out
+
+
+@functools.lru_cache(maxsize=16)
+def _drawn_units(
+    units: tuple[tuple[int, ...], ...], resamples: int, seed: int
+) -> tuple[np.ndarray, ...]:
+    """``APAccumulator._draws``: per resample, the records of ``resamples`` draws (seeded by
+    ``seed``) of ``len(units)`` units with replacement, in dataset order, each unit bringing
+    its records. Cached (read-only arrays): every group, threshold and sweep cell with the
+    same units draws the very same resamples."""
+    rng = np.random.default_rng(seed)
+    if not units:
+        rows = [np.zeros(0, dtype=np.int64) for _ in range(resamples)]
+    else:
+        picks = rng.integers(0, len(units), size=(resamples, len(units)))
+        # A resample keeps the frames in dataset order: per-frame AP depends on the order of
+        # the frames, and a shuffled order would add its own spread and bias to the interval.
+        picks.sort(axis=1)
+        if all(len(u) == 1 for u in units):
+            rows = list(np.asarray(units, dtype=np.int64)[:, 0][picks])
+        else:
+            arrays = [np.asarray(u, dtype=np.int64) for u in units]
+            rows = [np.concatenate([arrays[u] for u in row]) for row in picks]
+    for row in rows:
+        row.flags.writeable = False
+    return tuple(rows)
 
 
 def visibility_subsets(

@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-from v2x.common import atomic_torch_save
+from v2x.common import atomic_torch_save, code_hash
 from v2x.perception.bev import BEVGrid
 from v2x.perception.detector import CoopDetector, DetectorConfig, load_detector_weights
 
@@ -24,16 +24,30 @@ SHIPPED_DETECTOR = "detector_synthetic.pt"
 SHIPPED_DETECTORS = {"small": SHIPPED_DETECTOR, "pointpillars": "detector_pointpillars.pt"}
 
 
-def git_revision() -> str:
-    """The current git commit of the source tree, or ``"unknown"`` outside a checkout."""
+def _git(args: list[str], cwd: str | os.PathLike | None) -> str | None:
+    """``git <args>``'s standard output in ``cwd`` (default: this source tree), or ``None``."""
     try:
         out = subprocess.run(
-            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
-            cwd=Path(__file__).resolve().parent,
-        )
-        return out.stdout.strip() or "unknown"
+            ["git", *args], capture_output=True, text=True, timeout=5,
+            cwd=Path(cwd) if cwd is not None else Path(__file__).resolve().parent,
+        )  # fmt: skip
     except (OSError, subprocess.SubprocessError):
-        return "unknown"
+        return None
+    return out.stdout if out.returncode == 0 else None
+
+
+def git_revision(cwd: str | os.PathLike | None = None) -> str:
+    """The current git commit of the source tree, or ``"unknown"`` outside a checkout."""
+    return (_git(["rev-parse", "HEAD"], cwd) or "").strip() or "unknown"
+
+
+def git_dirty(cwd: str | os.PathLike | None = None) -> bool | None:
+    """Whether tracked files of the source tree differ from ``git_revision`` (``None`` outside a
+    checkout). A copy of a working tree whose ``.git`` lags behind its files (a machine that
+    receives the tree, not the history) shows up as dirty, so ``git_revision`` alone would name
+    the wrong code; ``code_hash`` in the checkpoint names the right one either way."""
+    status = _git(["status", "--porcelain", "--untracked-files=no"], cwd)
+    return None if status is None else bool(status.strip())
 
 
 def detector_config_to_dict(config: DetectorConfig) -> dict:
@@ -59,12 +73,15 @@ def save_checkpoint(
     scheduler: Any = None,
     extra: dict | None = None,
 ) -> None:
-    """Write model weights, detector config, optimiser state, step and git revision atomically."""
+    """Write model weights, detector config, optimiser state, step and the code that trained them
+    (git revision, whether the tree differed from it, and ``v2x.common.code_hash``) atomically."""
     state = {
         "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
         "detector_config": detector_config_to_dict(model.config),
         "step": step,
         "git_revision": git_revision(),
+        "git_dirty": git_dirty(),
+        "code_hash": code_hash(),
         "optimizer": optimizer.state_dict() if optimizer is not None else None,
         "scheduler": scheduler.state_dict() if scheduler is not None else None,
         "extra": extra or {},

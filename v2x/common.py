@@ -12,12 +12,15 @@ output folders work.
 
 from __future__ import annotations
 
+import hashlib
 import importlib
+import importlib.util
 import os
 import secrets
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import fields
+from functools import lru_cache
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Generic, TypeVar
 
@@ -289,3 +292,56 @@ def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(name)
+
+
+#: The packages whose Python sources make up ``code_hash`` (every package installed under the
+#: ``v2x`` namespace; ``tests/core/test_results.py`` checks the list against ``pyproject.toml``).
+CODE_PACKAGES: tuple[str, ...] = (
+    "v2x",
+    "v2x.apps",
+    "v2x.datasets",
+    "v2x.perception",
+    "v2x.semcom",
+    "v2x.channels",
+    "v2x.conf",
+)
+
+
+def source_tree_hash(roots: Mapping[str, str | os.PathLike]) -> str:
+    """SHA-256 over the ``.py`` files under each ``{package name: folder}`` of ``roots``.
+
+    Each file enters as its module path relative to its package (``v2x.channels/awgn.py`` →
+    ``v2x.channels.awgn``) and its bytes, in sorted order, so the hash is the same wherever and
+    however (editable or not) the package is installed, and changes with any edit, addition,
+    removal or rename of a source file. ``__pycache__`` and hidden folders are skipped.
+    """
+    files: dict[str, Path] = {}
+    for package, root in roots.items():
+        root = Path(root)
+        for path in root.rglob("*.py"):
+            rel = path.relative_to(root)
+            if any(part == "__pycache__" or part.startswith(".") for part in rel.parts[:-1]):
+                continue
+            module = ".".join([package, *rel.with_suffix("").parts])
+            files.setdefault(module, path)
+    digest = hashlib.sha256()
+    for module in sorted(files):
+        data = files[module].read_bytes()
+        digest.update(f"{module}\0{len(data)}\0".encode())
+        digest.update(data)
+    return digest.hexdigest()
+
+
+@lru_cache(maxsize=1)
+def code_hash() -> str:
+    """``source_tree_hash`` of the installed ``v2x`` packages (``CODE_PACKAGES``), once per process.
+
+    Keys every results cell: results computed by other code are never resumed or mixed.
+    """
+    roots: dict[str, str] = {}
+    for name in CODE_PACKAGES:
+        spec = importlib.util.find_spec(name)
+        if spec is None or not spec.submodule_search_locations:
+            raise RuntimeError(f"results: package {name} is not installed")
+        roots[name] = list(spec.submodule_search_locations)[0]
+    return source_tree_hash(roots)

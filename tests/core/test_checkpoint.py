@@ -79,6 +79,38 @@ def test_git_revision_matches_git():
         assert rev == out.stdout.strip() and re.fullmatch(r"[0-9a-f]{40}", rev)
 
 
+def test_checkpoint_names_the_code_that_wrote_it(tmp_path):
+    """A checkpoint records the source hash (the results' ``code_hash``) and whether the tree
+    differed from its git revision: a tree copied to another machine with a stale ``.git``
+    must not pass for that revision."""
+    from v2x.common import code_hash
+
+    path = tmp_path / "c.pt"
+    save_checkpoint(path, CoopDetector(TINY), step=1)
+    state = read_checkpoint(path)
+    assert state["code_hash"] == code_hash() and len(state["code_hash"]) == 64
+    assert state["git_dirty"] in (True, False, None)
+
+
+def test_git_dirty_sees_a_tree_that_differs_from_its_revision(tmp_path):
+    from v2x.perception.checkpoint import git_dirty
+
+    def git(*args):
+        subprocess.run(["git", *args], cwd=tmp_path, check=True, capture_output=True)
+
+    assert git_dirty(tmp_path) is None  # not a checkout
+    git("init", "-q")
+    (tmp_path / "a.py").write_text("x = 1\n")
+    git("add", "a.py")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "one")
+    assert git_dirty(tmp_path) is False and re.fullmatch(r"[0-9a-f]{40}", git_revision(tmp_path))
+    (tmp_path / "a.py").write_text("x = 2\n")  # the files moved on, the history did not
+    assert git_dirty(tmp_path) is True
+    (tmp_path / "b.py").write_text("")  # untracked files do not count
+    (tmp_path / "a.py").write_text("x = 1\n")
+    assert git_dirty(tmp_path) is False
+
+
 def test_config_dict_round_trip_from_plain_lists():
     data = detector_config_to_dict(TINY)
     # As YAML/JSON would give it back: tuples become lists.

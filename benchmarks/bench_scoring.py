@@ -1,0 +1,187 @@
+"""Host-side scoring of a sweep (matching + AP + bootstrap intervals), replayed from a recording.
+
+    # record the evaluator's inputs of one run_sweep (CPU, shipped detector; a few minutes):
+    python benchmarks/bench_scoring.py record /tmp/scoring.pt --frames 8
+    # replay them: time the matching (accumulate) and the APs with intervals (compute)
+    python benchmarks/bench_scoring.py replay /tmp/scoring.pt --repeat 16 [--profile 25]
+
+``record`` runs ``run_sweep`` once (``--codecs``, ``--fusions``, 7 SNRs, ``eval.bootstrap``
+1000 as in the sweep's defaults, 4 frames per sequence) and saves what the sweep hands the
+evaluator: each frame batch's detections of all ``K`` conditions with the batch's ground truth
+(``v2x.sweep_rows.accumulate``'s arguments), grouped by sweep setting, and the bootstrap
+settings of ``compute_ap``.
+
+``replay`` feeds the recorded batches to fresh accumulators, ``--repeat`` times (each repeat
+with its own sequence names: ``--repeat 16`` of 8 recorded frames scores 128 frames in 32
+sequences, like the 128-frame H200 benchmark's 13 of 10), then computes every cell's APs and
+intervals as the sweep does (``v2x.sweep_rows``: once per distinct accumulator state, where
+the code has that; else ``compute_ap`` per cell). It prints the seconds of both phases and a
+SHA-256 digest of every AP and interval (their float64 bits): equal digests, equal numbers.
+Frame-conditions per second count scored frames times conditions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import dataclasses
+import hashlib
+import io
+import pstats
+import sys
+import tempfile
+import time
+from types import SimpleNamespace
+from typing import Any
+
+import torch
+
+
+def record(args: argparse.Namespace) -> None:
+    """One ``run_sweep`` with ``v2x.sweep_rows.accumulate`` and ``compute_ap`` wrapped to save
+    their inputs."""
+    import v2x.sweep as sweep
+    import v2x.sweep_rows as sweep_rows
+
+    groups: dict[int, dict[str, Any]] = {}
+    original_accumulate, original_compute = sweep_rows.accumulate, sweep_rows.compute_ap
+
+    def accumulate(run, gt, accumulators):
+        entry = groups.setdefault(
+            id(accumulators[0]),
+            {"config": accumulators[0].config, "k": run.num_conditions, "batches": []},
+        )
+        det = run.detections
+        entry["batches"].append(
+            {
+                "detections": {
+                    n: getattr(det, n).detach().cpu()
+                    for n in ("boxes", "scores", "labels", "valid")
+                },
+                "gt": dataclasses.replace(
+                    gt, **{f.name: getattr(gt, f.name).cpu() for f in dataclasses.fields(gt)
+                           if isinstance(getattr(gt, f.name), torch.Tensor)}
+                ),
+            }
+        )  # fmt: skip
+        return original_accumulate(run, gt, accumulators)
+
+    def compute_ap(acc, bootstrap, seed, unit="auto"):
+        for entry in groups.values():
+            entry.setdefault("bootstrap", {"bootstrap": bootstrap, "seed": seed, "unit": unit})
+        return original_compute(acc, bootstrap, seed, unit)
+
+    sweep_rows.accumulate, sweep_rows.compute_ap = accumulate, compute_ap
+    with tempfile.TemporaryDirectory() as tmp:
+        sweep.run_sweep(
+            {
+                "checkpoint": args.checkpoint,
+                "device": args.device,
+                "data": {"num_frames": args.frames, "frames_per_sequence": 4, "seed": 0},
+                "batch_size": args.batch_size,
+                "grid": {"codecs": args.codecs, "fusions": args.fusions},
+                "output_dir": tmp,
+                "quiet": True,
+                "plots": False,
+                "table": False,
+            }
+        )
+    torch.save(list(groups.values()), args.path)
+    n = sum(len(e["batches"]) for e in groups.values())
+    print(f"recorded {len(groups)} settings, {n} frame batches -> {args.path}")
+
+
+def _renamed(gt: Any, suffix: str) -> Any:
+    """``gt`` with ``suffix`` appended to its frame ids and sequences (a repeat of the set)."""
+    return dataclasses.replace(
+        gt,
+        frame_ids=None if gt.frame_ids is None else [f + suffix for f in gt.frame_ids],
+        sequences=None if gt.sequences is None else [s + suffix for s in gt.sequences],
+    )
+
+
+def replay(args: argparse.Namespace) -> None:
+    """Score the recording: accumulate every batch, then every cell's APs with intervals."""
+    import v2x.sweep_rows as sweep_rows
+    from v2x.evaluation import accumulate
+    from v2x.perception.average_precision import APAccumulator
+    from v2x.perception.detector import Detections
+
+    groups = torch.load(args.path, weights_only=False)
+    profiler = cProfile.Profile() if args.profile else None
+    digest = hashlib.sha256()
+    t_match = t_ap = 0.0
+    frame_conditions = cells = cells_computed = 0
+    for entry in groups:
+        accs = [APAccumulator(entry["config"]) for _ in range(entry["k"])]
+        t0 = time.perf_counter()
+        if profiler:
+            profiler.enable()
+        for r in range(args.repeat):
+            for batch in entry["batches"]:
+                run = SimpleNamespace(
+                    num_conditions=entry["k"], detections=Detections(**batch["detections"])
+                )
+                accumulate(run, _renamed(batch["gt"], f"#{r}"), accs)
+                frame_conditions += entry["k"] * batch["gt"].boxes.shape[0]
+        t1 = time.perf_counter()
+        boot = entry.get("bootstrap", {"bootstrap": 1000, "seed": 0, "unit": "auto"})
+        args_ap = (boot["bootstrap"], boot["seed"], boot["unit"])
+        if hasattr(sweep_rows, "_distinct_results"):  # as group_rows: identical cells once
+            keys = [acc.state_digest() for acc in accs]
+            computed = sweep_rows._distinct_results(dict(zip(keys, accs)), *args_ap)
+        else:  # before that: every cell
+            keys = list(range(len(accs)))
+            computed = {i: sweep_rows.compute_ap(acc, *args_ap) for i, acc in enumerate(accs)}
+        results = [computed[key] for key in keys]
+        cells_computed += len(computed)
+        cells += len(accs)
+        if profiler:
+            profiler.disable()
+        t2 = time.perf_counter()
+        t_match, t_ap = t_match + t1 - t0, t_ap + t2 - t1
+        for res in results:
+            for group in sorted(res["ap"]):
+                for thr, value in sorted(res["ap"][group].items()):
+                    digest.update(f"{group}@{thr}={float(value).hex()};".encode())
+            for group in sorted(res.get("ci", {})):
+                for thr, (lo, hi) in sorted(res["ci"][group].items()):
+                    digest.update(f"ci {group}@{thr}={lo.hex()},{hi.hex()};".encode())
+    total = t_match + t_ap
+    print(
+        f"{len(groups)} settings, {frame_conditions} frame-conditions: matching {t_match:.2f} s, "
+        f"APs + intervals {t_ap:.2f} s, total {total:.2f} s "
+        f"({frame_conditions / total:.0f} frame-conditions/s); {cells_computed} of {cells} "
+        f"cells computed (the others equal one of them)\ndigest {digest.hexdigest()}"
+    )
+    if profiler:
+        for order in ("cumulative", "tottime"):
+            text = io.StringIO()
+            pstats.Stats(profiler, stream=text).sort_stats(order).print_stats(args.profile)
+            print(text.getvalue())
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    sub = p.add_subparsers(dest="command", required=True)
+    rec = sub.add_parser("record", help="run one sweep and save the evaluator's inputs")
+    rec.add_argument("path")
+    rec.add_argument("--frames", type=int, default=8)
+    rec.add_argument("--batch-size", type=int, default=4)
+    rec.add_argument("--checkpoint", default="shipped")
+    rec.add_argument("--device", default="cpu", help="run_sweep's device (cpu, cuda)")
+    rec.add_argument("--codecs", nargs="+", default=["identity", "analog", "deepjscc"])
+    rec.add_argument("--fusions", nargs="+", default=["none", "late", "max"])
+    rep = sub.add_parser("replay", help="time the scoring of a recording")
+    rep.add_argument("path")
+    rep.add_argument("--repeat", type=int, default=16)
+    rep.add_argument("--profile", type=int, default=0, metavar="N")
+    args = p.parse_args()
+    record(args) if args.command == "record" else replay(args)
+    sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    main()

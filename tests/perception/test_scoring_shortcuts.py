@@ -1,0 +1,112 @@
+"""The evaluator's shortcuts give what the plain computation gives: one ``compute`` for
+accumulators with equal state digests, cached resample draws, greedy matching that skips
+detections below every threshold. Oracles: the former code, written out here."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from v2x.perception.average_precision import APAccumulator, EvalConfig, greedy_match
+
+
+def _frames(rng: np.random.Generator, n: int, sequences: int) -> list[dict]:
+    frames = []
+    for i in range(n):
+        g = int(rng.integers(1, 6))
+        gt = np.column_stack([rng.uniform(-30, 30, (g, 2)), np.zeros(g), np.tile([4.0, 2.0, 1.5], (g, 1)),
+                              rng.uniform(-1, 1, g)])  # fmt: skip
+        det = gt[rng.random(g) < 0.7].copy()
+        det[:, 0] += rng.normal(0, 0.8, det.shape[0])
+        fp = np.column_stack([rng.uniform(-30, 30, (3, 2)), np.zeros(3), np.tile([4.0, 2.0, 1.5], (3, 1)),
+                              np.zeros(3)])  # fmt: skip
+        det = np.concatenate([det, fp[: int(rng.integers(0, 4))]])
+        frames.append({"det_boxes": torch.from_numpy(det), "det_scores": rng.random(det.shape[0]),
+                       "det_labels": rng.integers(0, 2, det.shape[0]),
+                       "gt_boxes": torch.from_numpy(gt), "gt_labels": rng.integers(0, 2, g),
+                       "sequence": f"s{i % sequences}"})  # fmt: skip
+    return frames
+
+
+def _config() -> EvalConfig:
+    return EvalConfig(eval_range=(-25.0, -25.0, 25.0, 25.0), class_groups={"vehicle": (0, 1)})
+
+
+def test_equal_digests_mean_equal_results_and_any_record_changes_the_digest():
+    frames = _frames(np.random.default_rng(0), 12, 3)
+    first, replica, alone = (
+        APAccumulator(_config()),
+        APAccumulator(_config()),
+        APAccumulator(_config()),
+    )
+    first.add_frames(frames, replicas=[replica])
+    alone.add_frames(frames)
+    assert first.state_digest() == replica.state_digest() == alone.state_digest()
+    results = [a.compute(bootstrap=50, seed=3) for a in (first, alone)]
+    assert repr(results[0]["ap"]) == repr(results[1]["ap"])
+    assert repr(results[0]["ci"]) == repr(results[1]["ci"])
+    other = APAccumulator(_config())
+    changed = [dict(f) for f in frames]
+    changed[5]["det_scores"] = np.asarray(changed[5]["det_scores"]) * 0.5 + 0.1
+    other.add_frames(changed)
+    assert other.state_digest() != first.state_digest()
+    renamed = APAccumulator(_config())
+    renamed.add_frames([{**f, "sequence": "x"} if i == 0 else f for i, f in enumerate(frames)])
+    assert renamed.state_digest() != first.state_digest()
+
+
+def _former_draws(acc: APAccumulator, name: str, resamples: int, seed: int, unit: str):
+    """``APAccumulator._draws`` before its cache."""
+    store = acc._store(name)
+    rng = np.random.default_rng(seed)
+    if unit == "sequence":
+        members: dict = {}
+        for record, fi in enumerate(store.frame_index):
+            members.setdefault(acc._sequences[fi], []).append(record)
+        units = [np.asarray(v, dtype=np.int64) for v in members.values()]
+    else:
+        units = [np.asarray([r], dtype=np.int64) for r in range(len(store.frame_gt))]
+    picks = rng.integers(0, len(units), size=(resamples, len(units)))
+    picks.sort(axis=1)
+    if unit != "sequence":
+        return list(picks)
+    return [np.concatenate([units[u] for u in row]) for row in picks]
+
+
+def test_cached_draws_equal_the_former_draws():
+    acc = APAccumulator(_config())
+    acc.add_frames(_frames(np.random.default_rng(1), 15, 4))
+    for unit in ("frame", "sequence"):
+        for seed in (0, 7):
+            want = _former_draws(acc, "overall", 40, seed, unit)
+            for _ in range(2):  # the second call is served from the cache
+                got = acc._draws("overall", 40, seed, unit)
+                assert len(got) == len(want)
+                assert all(g.dtype == w.dtype and np.array_equal(g, w) for g, w in zip(got, want))
+
+
+def _former_greedy_match(iou, thresholds, det_in, gt_in):
+    """``greedy_match`` visiting every detection."""
+    d, g = iou.shape
+    p = thresholds.size
+    avail = np.array(gt_in, dtype=bool)
+    matched = np.full((p, d), -1, dtype=np.int64)
+    rows = np.arange(p)
+    for i in range(d):
+        masked = np.where(avail, iou[i][None, :], -1.0)
+        best = masked.argmax(axis=1)
+        hit = det_in[:, i] & (masked[rows, best] >= thresholds)
+        matched[hit, i] = best[hit]
+        avail[rows[hit], best[hit]] = False
+    return matched
+
+
+def test_greedy_match_equals_visiting_every_detection():
+    rng = np.random.default_rng(2)
+    for _ in range(200):
+        d, g, p = (int(x) for x in rng.integers(1, 9, 3))
+        iou = np.round(rng.random((d, g)) * rng.random((d, 1)), 1)  # ties and rows below all
+        thresholds = rng.choice([0.3, 0.5, 0.7], p)
+        det_in, gt_in = rng.random((p, d)) < 0.8, rng.random((p, g)) < 0.8
+        want = _former_greedy_match(iou, thresholds, det_in, gt_in)
+        assert np.array_equal(greedy_match(iou, thresholds, det_in, gt_in), want)
