@@ -12,35 +12,50 @@
 #   time   README's "Time and asynchrony" figures (~5 min): conf/sweep_asynchrony.yaml (AP
 #          against an added delay, with and without latency compensation) and
 #          conf/sweep_payload_latency.yaml (AP against payload size at 20 MHz / 10 dB and over an
-#          ideal link); results under $OUT/asynchrony and $OUT/payload_latency, their figures
-#          under plots/, the README tables in $OUT/time_tables.md. A step cut by its timeout
+#          ideal link); results under asynchrony/ and payload_latency/, their figures
+#          under plots/, the README tables in time_tables.md. A step cut by its timeout
 #          (T_A, T_B s) keeps every finished group: the sweep resumes when run again.
+#   verify what the 2026-12-01 session built without a GPU (~9 min): the GPU tests of
+#          determinism, inference/CUDA graphs, the fused warp+fusion kernel and condition
+#          streams; the detector (eager, CUDA graph, Triton fusion; batch 1 and 8, fp32/fp16);
+#          the sweep end to end with the faster scoring; Where2comm of the shipped standard
+#          detector on the 1,000 test frames
 #
-# Each step writes $OUT/<name>.txt (warnings filtered out) and prints its exit code and last N
-# lines (N=12 unless set). T bounds each step in seconds (45 unless set; longer for ldpc).
+# Each step writes <name>.txt (warnings filtered out) into a work folder ($W, default
+# /tmp/gpu_run) and prints its exit code and last N lines (N=12 unless set); after every step
+# the whole folder is packed into $OUT/results.tgz (a lent machine returns only a few files).
+# T bounds each step in seconds (45 unless set; longer for ldpc). GPU tests run from a copy of
+# the tree without its v2x/ folder, which would shadow the mapped package.
 set -o pipefail
 SET=${1:-all}
 case "$SET" in
-  all | quick | ldpc | time) ;;
+  all | quick | ldpc | time | verify) ;;
   *)
-    echo "benchmarks/gpu_run.sh: SET must be all, quick, ldpc or time, got '$SET'" >&2
+    echo "benchmarks/gpu_run.sh: SET must be all, quick, ldpc, time or verify, got '$SET'" >&2
     exit 2
     ;;
 esac
 : "${OUT:?set OUT to the folder the results go to}"
 source scripts/gpu_env.sh
 R=$PWD
+W=${W:-/tmp/gpu_run}
+mkdir -p "$W"
 cd /tmp
 
-step() {  # step NAME TIMEOUT_S ARGS...: python3 ARGS, output to $OUT/NAME.txt
+pack() {  # the work folder as one file under $OUT, refreshed after every step
+  tar czf "$OUT/results.tgz.part" -C "$W" . && mv "$OUT/results.tgz.part" "$OUT/results.tgz"
+}
+
+step() {  # step NAME TIMEOUT_S ARGS...: python3 ARGS, output to $W/NAME.txt
   local name=$1 limit=$2
   shift 2
-  timeout "$limit" python3 "$@" > "$OUT/$name.log" 2>&1
+  timeout "$limit" python3 "$@" > "$W/$name.log" 2>&1
   local rc=$?
-  grep -v -i warn "$OUT/$name.log" > "$OUT/$name.txt"
-  rm "$OUT/$name.log"
+  grep -v -i warn "$W/$name.log" > "$W/$name.txt"
+  rm "$W/$name.log"
   echo "== $name rc=$rc"
-  tail -"${N:-12}" "$OUT/$name.txt"
+  tail -"${N:-12}" "$W/$name.txt"
+  pack
 }
 bench() {  # bench NAME ARGS...: benchmarks/NAME.py
   local name=$1
@@ -50,9 +65,11 @@ bench() {  # bench NAME ARGS...: benchmarks/NAME.py
 gpu_tests() {  # gpu_tests NAME TIMEOUT_S [PATHS...]: pytest -m gpu
   local name=$1 limit=$2
   shift 2
-  (cd "$R" && timeout "$limit" python3 -m pytest -q -m gpu -p no:cacheprovider "${@:-tests}" 2>&1 \
-    | tail -15) > "$OUT/$name.txt"
-  cat "$OUT/$name.txt"
+  rm -rf /tmp/gpu_run_tree && cp -r "$R" /tmp/gpu_run_tree && rm -rf /tmp/gpu_run_tree/v2x
+  (cd /tmp/gpu_run_tree && timeout "$limit" python3 -P -m pytest -q -m gpu -p no:cacheprovider \
+    "${@:-tests}" 2>&1 | tail -15) > "$W/$name.txt"
+  cat "$W/$name.txt"
+  pack
 }
 
 nvidia-smi --query-gpu=name,memory.total,clocks.max.sm --format=csv,noheader
@@ -80,22 +97,36 @@ case "$SET" in
     step bench_ldpc_hi "${T:-150}" "$R/benchmarks/bench_ldpc.py" --device cuda --blocks 262144 \
       --sionna-blocks 16384 --repeats 5 --snr-offset-db 1
     step ldpc_bler "${T:-300}" "$R/benchmarks/ldpc_bler.py" --device cuda --blocks 20000 \
-      --batch 20000 --out "$OUT/ldpc_bler_h200.json" --figure "$OUT/ldpc_bler_h200.png"
+      --batch 20000 --out "$W/ldpc_bler_h200.json" --figure "$W/ldpc_bler_h200.png"
     ;;
   time)
     GPU="device=cuda data.synthetic.device=cuda quiet=true plots=false"
     N=${N:-40}
     step asynchrony "${T_A:-210}" -m v2x.apps.sweep --config-name sweep_asynchrony \
-      output_dir="$OUT/asynchrony" $GPU
+      output_dir="$W/asynchrony" $GPU
     step payload_latency "${T_B:-110}" -m v2x.apps.sweep --config-name sweep_payload_latency -m \
-      budget.bandwidth_hz=20e6,1e15 output_dir="$OUT/payload_latency" \
+      budget.bandwidth_hz=20e6,1e15 output_dir="$W/payload_latency" \
       hydra.sweep.dir=/tmp/hydra_payload_latency $GPU
     for name in asynchrony payload_latency; do
-      step "${name}_table" 120 -m v2x.apps.plot results="[$OUT/$name]" metric=vehicle_ap_70 \
-        out_dir="$OUT/$name/plots" formats='[png,pdf]'
+      step "${name}_table" 120 -m v2x.apps.plot results="[$W/$name]" metric=vehicle_ap_70 \
+        out_dir="$W/$name/plots" formats='[png,pdf]'
     done
-    python3 "$R/scripts/time_tables.py" "$OUT/asynchrony" "$OUT/payload_latency" \
-      > "$OUT/time_tables.md" 2>&1
-    cat "$OUT/time_tables.md"
+    python3 "$R/scripts/time_tables.py" "$W/asynchrony" "$W/payload_latency" \
+      > "$W/time_tables.md" 2>&1
+    cat "$W/time_tables.md"
+    pack
+    ;;
+  verify)
+    gpu_tests pytest_gpu_verify 150 tests/core/test_determinism.py \
+      tests/perception/test_grid_sample.py tests/perception/test_inference.py \
+      tests/perception/test_warp_fusion_triton.py tests/core/test_condition_streams.py
+    step bench_detector 100 "$R/benchmarks/bench_detector.py" --device cuda \
+      --modes eager graph triton --budget-s 90
+    step bench_sweep 150 "$R/benchmarks/bench_sweep.py" --device cuda --checkpoint shipped \
+      --frames 128 --batch-size 16 --codecs identity analog deepjscc --feature-cache-gb 8 \
+      --profile 25
+    step where2comm_1000 150 "$R/scripts/evaluate_fusions.py" --model pointpillars \
+      --device cuda --sequences 100 --bootstrap 1000 --fusions max where2comm \
+      --out "$W/fusions_pointpillars_where2comm_1000.json"
     ;;
 esac

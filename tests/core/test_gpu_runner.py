@@ -34,5 +34,5 @@ def test_an_unknown_set_is_refused_before_anything_runs(tmp_path):
     done = subprocess.run(["bash", str(RUNNER), "everything"], cwd=tmp_path, capture_output=True,
                           text=True, env={"PATH": "/usr/bin:/bin", "OUT": str(tmp_path)})  # fmt: skip
     assert done.returncode == 2
-    assert "SET must be all, quick, ldpc or time, got 'everything'" in done.stderr
+    assert "SET must be all, quick, ldpc, time or verify, got 'everything'" in done.stderr
     assert list(tmp_path.iterdir()) == []
