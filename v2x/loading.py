@@ -41,7 +41,7 @@ def load_frames(data: Mapping, quiet: bool = False) -> list[CoopFrame]:
         from v2x.datasets.store import load_split
 
         split = load_split(Path(str(data["path"])), str(data["split"]))
-        return [split[i] for i in range(_frames_wanted(data, len(split)))]
+        return split.read_frames(range(_frames_wanted(data, len(split))))
     from v2x.datasets.build import cached_split
 
     split = cached_split(
@@ -53,7 +53,7 @@ def load_frames(data: Mapping, quiet: bool = False) -> list[CoopFrame]:
         cache_dir=data.get("cache_dir"),
         quiet=quiet or not progress_enabled(quiet),
     )
-    return list(split)
+    return split.read_frames(range(len(split)))
 
 
 def open_reader(data: Mapping) -> Any:

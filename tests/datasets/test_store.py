@@ -230,3 +230,24 @@ def test_frame_sequence_from_meta_or_id_survives_the_store_and_reaches_the_batch
     back = read_frame(tmp_path / "f.npz")
     assert back.sequence == "dair/42"
     assert collate_frames([town, alone, back]).sequences == ["t", "solo", "dair/42"]
+
+
+def test_read_frames_on_threads_equals_the_loop_and_names_the_first_bad_file(tmp_path):
+    generate_dataset(_gen_cfg(tmp_path, png=False))
+    split = load_split(tmp_path / "ds", "train")
+    order = [2, 0, 1, 2]
+    threaded = split.read_frames(order, threads=3)
+    assert [f.frame_id for f in threaded] == [split[i].frame_id for i in order]
+    for got, i in zip(threaded, order, strict=True):
+        _assert_same(got, split[i])
+    assert split.read_frames([], threads=3) == []
+    # corrupt two frames: the error is the loop's, for the first bad one in the given order
+    for i in (0, 2):
+        path = tmp_path / "ds" / split.entries[i]["file"]
+        path.write_bytes(path.read_bytes()[:100])
+    with pytest.raises(ValueError) as looped:
+        [split[i] for i in (1, 2, 0)]
+    with pytest.raises(ValueError) as threaded_err:
+        split.read_frames([1, 2, 0], threads=3)
+    assert str(threaded_err.value) == str(looped.value)
+    assert split.entries[2]["file"].split("/")[-1] in str(threaded_err.value)
