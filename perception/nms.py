@@ -6,11 +6,16 @@ threshold survives). The greedy result is the unique solution of the triangular 
 
     keep[i] = valid[i] and not any(keep[j] and iou[j, i] > thr for j ranked before i)
 
-which is solved by fixed-point iteration over the whole IoU matrix at once: after ``t`` sweeps the
-``t`` highest-ranked decisions are final, and the iteration stops as soon as a sweep changes
-nothing (a fixed point of a triangular system is its solution). The number of sweeps is the
-length of the longest suppression chain (a handful in practice), each a ``[B, K, K]`` tensor
-op, so it runs on the GPU with no per-box Python loop.
+which is solved by fixed-point iteration: after ``t`` sweeps the ``t`` highest-ranked decisions
+are final, and the iteration stops as soon as a sweep changes nothing (a fixed point of a
+triangular system is its solution). The number of sweeps is the length of the longest
+suppression chain (a handful in practice), so it runs on the GPU with no per-box Python loop.
+
+``batched_rotated_nms`` works on the list of candidate pairs only: ranked pairs ``i < j`` of
+valid, same-class boxes whose circumscribed circles overlap (all other pairs have IoU 0 and
+suppress nothing). Their exact IoU is computed once and each sweep is one gather and one
+scatter over those ``P`` pairs (``greedy_suppression_pairs``) instead of a ``[B, K, K]``
+reduction; the keep set is the same unique solution. ``greedy_suppression`` is the dense form.
 """
 
 from __future__ import annotations
@@ -21,7 +26,13 @@ import torch
 
 from v2x.perception.boxes import rotated_iou_bev_aligned
 
-__all__ = ["NmsResult", "batched_rotated_nms", "rotated_nms", "greedy_suppression"]
+__all__ = [
+    "NmsResult",
+    "batched_rotated_nms",
+    "rotated_nms",
+    "greedy_suppression",
+    "greedy_suppression_pairs",
+]
 
 
 class NmsResult(NamedTuple):
@@ -57,6 +68,48 @@ def greedy_suppression(overlap: torch.Tensor, valid: torch.Tensor) -> torch.Tens
     for _ in range(k // 2 + 1):
         once = valid & ~(sup & keep.unsqueeze(-1)).any(dim=-2)  # [B, K]
         twice = valid & ~(sup & once.unsqueeze(-1)).any(dim=-2)
+        if torch.equal(twice, once):
+            return once
+        keep = twice
+    return keep
+
+
+def greedy_suppression_pairs(
+    first: torch.Tensor, second: torch.Tensor, overlap: torch.Tensor, valid: torch.Tensor
+) -> torch.Tensor:
+    """Exact greedy suppression given the suppressing pairs as a list (``greedy_suppression``
+    on a sparse matrix: the same keep mask).
+
+    Args:
+        first: ``[P]`` int64 flat index ``b * K + i`` of the higher-ranked box of each pair.
+        second: ``[P]`` int64 flat index ``b * K + j`` of the lower-ranked box (``j > i``, same
+            ``b``); pairs may repeat.
+        overlap: ``[P]`` bool, True where ``first`` would suppress ``second`` if kept.
+        valid: ``[B, K]`` bool, candidates that take part (pairs touching an invalid box are
+            ignored, as in ``greedy_suppression``).
+
+    Returns:
+        ``[B, K]`` bool keep mask, identical to the sequential greedy loop.
+    """
+    b, k = valid.shape
+    flat_valid = valid.reshape(-1)
+    live = overlap & flat_valid[first] & flat_valid[second]  # [P]
+    # each sweep: a box is dropped iff some kept box of a live pair suppresses it
+    zeros = torch.zeros(b * k, dtype=torch.int32, device=valid.device)
+
+    def sweep(keep: torch.Tensor) -> torch.Tensor:
+        hit = (keep.reshape(-1)[first] & live).to(torch.int32)
+        # amax is exact in any order (deterministic on every device)
+        dropped = zeros.scatter_reduce(0, second, hit, reduce="amax", include_self=True)
+        return valid & (dropped == 0).view(b, k)
+
+    keep = valid.clone()
+    if first.numel() == 0:
+        return keep
+    # Two sweeps per convergence test (one host sync per test), as in greedy_suppression.
+    for _ in range(k // 2 + 1):
+        once = sweep(keep)
+        twice = sweep(once)
         if torch.equal(twice, once):
             return once
         keep = twice
@@ -121,8 +174,10 @@ def batched_rotated_nms(
     cand_boxes = torch.where(cand_valid.unsqueeze(-1), cand_boxes, _dummy_box(cand_boxes))
 
     cand_labels = None if labels is None else torch.gather(labels, 1, order)
-    overlap = _suppression_matrix(cand_boxes, cand_valid, cand_labels, float(iou_threshold))
-    keep = greedy_suppression(overlap, cand_valid)
+    first, second, overlap = _suppression_pairs(
+        cand_boxes, cand_valid, cand_labels, float(iou_threshold)
+    )
+    keep = greedy_suppression_pairs(first, second, overlap, cand_valid)
 
     k_out = k if max_out is None else min(int(max_out), k)
     rank = torch.cumsum(keep.to(torch.int64), dim=1) - 1  # position among kept
@@ -134,14 +189,11 @@ def batched_rotated_nms(
     return NmsResult(indices=indices, mask=indices >= 0)
 
 
-def _suppression_matrix(
-    boxes: torch.Tensor, valid: torch.Tensor, labels: torch.Tensor | None, threshold: float
+def _candidate_pairs(
+    boxes: torch.Tensor, valid: torch.Tensor, labels: torch.Tensor | None
 ) -> torch.Tensor:
-    """``[B, K, K]`` bool: IoU(i, j) > threshold, for ranked pairs i < j that can interact.
-
-    Only pairs of valid, same-class boxes (when ``labels`` is given) ranked ``i < j`` whose
-    circumscribed circles overlap are evaluated exactly; all other entries are False.
-    """
+    """``[B, K, K]`` bool: ranked pairs ``i < j`` of valid, same-class boxes (when ``labels`` is
+    given) whose circumscribed circles overlap; every other pair has BEV IoU 0."""
     k = boxes.shape[1]
     upper = torch.ones(k, k, dtype=torch.bool, device=boxes.device).triu(diagonal=1)
     radius = 0.5 * torch.hypot(boxes[..., 3], boxes[..., 4])  # [B, K]
@@ -150,12 +202,46 @@ def _suppression_matrix(
     cand = cand & valid[:, :, None] & valid[:, None, :]
     if labels is not None:
         cand = cand & (labels[:, :, None] == labels[:, None, :])
-    bi, ii, jj = cand.nonzero(as_tuple=True)
-    overlap = torch.zeros_like(cand)
-    if bi.numel():
-        iou = rotated_iou_bev_aligned(boxes[bi, ii], boxes[bi, jj])
-        overlap[bi, ii, jj] = iou > threshold
-    return overlap
+    return cand
+
+
+def _suppression_pairs(
+    boxes: torch.Tensor, valid: torch.Tensor, labels: torch.Tensor | None, threshold: float
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The candidate pairs (``_candidate_pairs``) as ``greedy_suppression_pairs`` takes them:
+    flat indices ``first [P]``, ``second [P]`` (``b * K + i``, ``b * K + j``) and ``overlap [P]``
+    (exact IoU ``> threshold``), with one host sync (the pair count)."""
+    k = boxes.shape[1]
+    # Only columns up to the last valid box can interact: the [B, K, K] candidate test (the
+    # costliest part for padded, mostly-empty sets) shrinks to [B, used, used]. Boxes come
+    # ranked with the valid ones first (``batched_rotated_nms``), so ``used`` is the largest
+    # valid count of a set.
+    column = torch.arange(1, k + 1, device=valid.device)
+    used = int(torch.where(valid, column, 0).amax()) if valid.numel() else 0  # one host sync
+    if used < k:
+        boxes, valid = boxes[:, :used], valid[:, :used]
+        labels = None if labels is None else labels[:, :used]
+    bi, ii, jj = _candidate_pairs(boxes, valid, labels).nonzero(as_tuple=True)
+    if not bi.numel():
+        return bi, bi, torch.zeros(0, dtype=torch.bool, device=boxes.device)
+    overlap = rotated_iou_bev_aligned(boxes[bi, ii], boxes[bi, jj]) > threshold
+    return bi * k + ii, bi * k + jj, overlap
+
+
+def _suppression_matrix(
+    boxes: torch.Tensor, valid: torch.Tensor, labels: torch.Tensor | None, threshold: float
+) -> torch.Tensor:
+    """``[B, K, K]`` bool: IoU(i, j) > threshold, for ranked pairs i < j that can interact
+    (the dense form of ``_suppression_pairs``, for ``greedy_suppression``).
+
+    Only pairs of valid, same-class boxes (when ``labels`` is given) ranked ``i < j`` whose
+    circumscribed circles overlap are evaluated exactly; all other entries are False.
+    """
+    b, k = boxes.shape[:2]
+    first, second, overlap = _suppression_pairs(boxes, valid, labels, threshold)
+    out = torch.zeros(b * k * k, dtype=torch.bool, device=boxes.device)
+    out[(first // k) * k * k + (first % k) * k + second % k] = overlap
+    return out.view(b, k, k)
 
 
 def _dummy_box(like: torch.Tensor) -> torch.Tensor:

@@ -9,7 +9,12 @@ import pytest
 import torch
 from shapely.geometry import Polygon
 
-from v2x.perception.nms import batched_rotated_nms, greedy_suppression, rotated_nms
+from v2x.perception.nms import (
+    batched_rotated_nms,
+    greedy_suppression,
+    greedy_suppression_pairs,
+    rotated_nms,
+)
 
 
 def _poly(box: np.ndarray) -> Polygon:
@@ -129,3 +134,82 @@ def test_batched_nms_cuda_matches_cpu() -> None:
     gpu = batched_rotated_nms(boxes.cuda(), scores.cuda(), labels.cuda(), None, 0.15, max_out=50)
     assert gpu.indices.device.type == "cuda"
     assert torch.equal(gpu.indices.cpu(), cpu.indices)
+
+
+def _touching_boxes(rng: np.random.Generator, n: int) -> np.ndarray:
+    """Rows of boxes placed edge to edge along their heading, each gap a few ulps to a few cm
+    either way (overlapping, touching or just apart), at random headings and far offsets."""
+    boxes = _clustered_boxes(rng, n)
+    for i in range(1, n, 2):  # every other box touches the one before it, end to end
+        prev = boxes[i - 1]
+        boxes[i, 3:7] = prev[3:7]
+        gap = float(rng.choice([-0.3, -1e-3, -1e-9, 0.0, 1e-9, 1e-3, 0.3]))
+        step = prev[3] + gap
+        boxes[i, 0] = prev[0] + step * math.cos(prev[6])
+        boxes[i, 1] = prev[1] + step * math.sin(prev[6])
+    boxes[:, 0:2] += rng.choice([0.0, 1e3])  # far from the origin too
+    return boxes
+
+
+def _full_matrix_nms_keep(boxes, valid, labels, thr):
+    """The keep mask from every pair's exact IoU (no circle pruning, no column cut): each pair
+    of ranked boxes through the same IoU kernel, then the dense greedy solve."""
+    from v2x.perception.boxes import rotated_iou_bev_aligned
+
+    b, k = valid.shape
+    iou = rotated_iou_bev_aligned(boxes[:, :, None, :], boxes[:, None, :, :])  # [B, K, K]
+    overlap = (iou > thr) & valid[:, :, None] & valid[:, None, :]
+    if labels is not None:
+        overlap &= labels[:, :, None] == labels[:, None, :]
+    return greedy_suppression(overlap, valid)
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_pruned_nms_equals_full_matrix_nms(seed: int) -> None:
+    """Pair pruning (circles, valid columns, classes) keeps exactly the full-matrix keep set,
+    on clustered, rotated and near-touching boxes with padding anywhere in the rows."""
+    from v2x.perception.nms import _suppression_matrix, _suppression_pairs
+
+    rng = np.random.default_rng(100 + seed)
+    b, k = 5, int(rng.integers(2, 60))
+    boxes = torch.tensor(np.stack([_touching_boxes(rng, k) for _ in range(b)]))
+    if seed % 2:
+        boxes = boxes.float()
+    valid = torch.tensor(rng.uniform(size=(b, k)) < [[0.0], [0.3], [0.7], [1.0], [0.9]])
+    labels = torch.tensor(rng.integers(0, 2, (b, k))) if seed % 3 else None
+    thr = [0.0, 0.01, 0.1, 0.5][seed % 4]
+    full = _full_matrix_nms_keep(boxes, valid, labels, thr)
+    first, second, overlap = _suppression_pairs(boxes, valid, labels, thr)
+    assert torch.equal(greedy_suppression_pairs(first, second, overlap, valid), full)
+    dense = _suppression_matrix(boxes, valid, labels, thr)
+    assert torch.equal(greedy_suppression(dense, valid), full)
+    # through batched_rotated_nms (boxes ranked by score, valid first): the same kept boxes
+    scores = torch.tensor(rng.permutation(b * k).reshape(b, k), dtype=torch.float64)
+    result = batched_rotated_nms(boxes, scores, labels, valid, thr)
+    for i in range(b):
+        order = torch.argsort(torch.where(valid[i], scores[i], -torch.inf), descending=True)
+        ranked = boxes[i][order][None]
+        lab = None if labels is None else labels[i][order][None]
+        keep = _full_matrix_nms_keep(ranked, valid[i][order][None], lab, thr)[0]
+        assert result.indices[i][result.mask[i]].tolist() == order[keep].tolist()
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_greedy_suppression_pairs_equals_dense(seed: int) -> None:
+    """The pair-list solve equals the dense one on random suppression graphs (pairs listed in
+    any order, repeated, with non-suppressing pairs and pairs touching invalid boxes)."""
+    gen = torch.Generator().manual_seed(seed)
+    b, k = 3, [1, 2, 7, 40, 80, 120][seed]
+    overlap = (torch.rand(b, k, k, generator=gen) < [0.02, 0.1, 0.5][seed % 3]).triu(1)
+    valid = torch.rand(b, k, generator=gen) < 0.8
+    bi, ii, jj = torch.ones(b, k, k, dtype=torch.bool).triu(1).nonzero(as_tuple=True)
+    keep_pair = torch.rand(bi.numel(), generator=gen) < 0.7  # a subset of the pairs ...
+    bi, ii, jj = bi[keep_pair], ii[keep_pair], jj[keep_pair]
+    bi, ii, jj = (torch.cat([t, t[: t.numel() // 3]]) for t in (bi, ii, jj))  # ... some twice
+    shuffle = torch.randperm(bi.numel(), generator=gen)
+    bi, ii, jj = bi[shuffle], ii[shuffle], jj[shuffle]
+    listed = torch.zeros_like(overlap)
+    listed[bi, ii, jj] = True
+    dense = greedy_suppression(overlap & listed, valid)
+    got = greedy_suppression_pairs(bi * k + ii, bi * k + jj, overlap[bi, ii, jj], valid)
+    assert torch.equal(got, dense)
