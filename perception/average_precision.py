@@ -84,10 +84,12 @@ from v2x.perception.boxes import boxes_to_corners_bev, iou_3d, rotated_iou_bev
 __all__ = [
     "EvalConfig",
     "APAccumulator",
+    "add_frame_sets",
     "average_precision",
     "voc_ap",
     "ap_from_flags",
     "greedy_match",
+    "greedy_match_batched",
     "range_mask",
     "format_results",
     "visibility_subsets",
@@ -300,6 +302,84 @@ def greedy_match(
     return matched
 
 
+def greedy_match_batched(
+    ious: Sequence[np.ndarray],
+    thresholds: Sequence[np.ndarray],
+    det_in: Sequence[np.ndarray],
+    gt_in: Sequence[np.ndarray],
+) -> list[np.ndarray]:
+    """``greedy_match`` of many frames at once: ``[greedy_match(*args) for args in zip(...)]``,
+    element for element.
+
+    Frames are independent, so the sequential visit runs over the frames' detections side by
+    side: step ``t`` visits the ``t``-th detection of every frame that can match anything (IoU
+    ``>=`` the frame's smallest threshold with some GT; the others match nothing and remove
+    nothing, as in ``greedy_match``). Frames, problems, detections and GT are padded (padding
+    takes part in no problem and is never available), so the same maxima, first-index ties and
+    ``>=`` tests decide every match; the Python loop has as many steps as the longest frame
+    has such detections, not as all frames together.
+
+    Args:
+        ious: per frame ``[D_f, G_f]`` IoU of score-sorted detections with GT.
+        thresholds: per frame ``[P_f]`` thresholds of its problems.
+        det_in: per frame ``[P_f, D_f]`` bool.
+        gt_in: per frame ``[P_f, G_f]`` bool.
+
+    Returns:
+        per frame ``[P_f, D_f]`` int64: the matched GT index, or -1.
+    """
+    n = len(ious)
+    shapes = [np.shape(iou) for iou in ious]
+    p_f = [np.size(t) for t in thresholds]
+    out = [np.full((p, d), -1, dtype=np.int64) for p, (d, _) in zip(p_f, shapes, strict=True)]
+    busy = [f for f in range(n) if shapes[f][0] and shapes[f][1] and p_f[f]]
+    if not busy:
+        return out
+    dm = max(shapes[f][0] for f in busy)
+    gm = max(shapes[f][1] for f in busy)
+    pm = max(p_f[f] for f in busy)
+    m = len(busy)
+    iou = np.zeros((m, dm, gm), dtype=np.float64)
+    thr = np.full((m, pm), np.inf)
+    active_in = np.zeros((m, pm, dm), dtype=bool)
+    avail = np.zeros((m, pm, gm), dtype=bool)
+    reach_rows = []
+    for bi, f in enumerate(busy):
+        d, g = shapes[f]
+        p = p_f[f]
+        iou[bi, :d, :g] = ious[f]
+        t = np.asarray(thresholds[f], dtype=np.float64).reshape(-1)
+        thr[bi, :p] = t
+        active_in[bi, :p, :d] = det_in[f]
+        avail[bi, :p, :g] = gt_in[f]
+        reach_rows.append(np.flatnonzero((iou[bi, :d, :g] >= t.min()).any(axis=1)))
+    steps = max(len(r) for r in reach_rows)
+    if steps == 0:
+        return out
+    visit = np.full((m, steps), -1, dtype=np.int64)  # the t-th reaching detection per frame
+    for bi, rows in enumerate(reach_rows):
+        visit[bi, : len(rows)] = rows
+    matched = np.full((m, pm, dm), -1, dtype=np.int64)
+    frames = np.arange(m)
+    fi = np.repeat(frames, pm)  # [m * pm]
+    pi = np.tile(np.arange(pm), m)
+    for step in range(steps):
+        di = visit[:, step]  # [m]
+        here = di >= 0
+        dsafe = np.where(here, di, 0)
+        active = active_in[frames, :, dsafe] & here[:, None]  # [m, pm]
+        masked = np.where(avail, iou[frames, dsafe][:, None, :], -1.0)  # [m, pm, gm]
+        best = masked.argmax(axis=2)  # [m, pm]
+        value = np.take_along_axis(masked, best[:, :, None], axis=2)[:, :, 0]
+        hit = (active & (value >= thr)).reshape(-1)
+        rows_f, rows_p, best_g = fi[hit], pi[hit], best.reshape(-1)[hit]
+        matched[rows_f, rows_p, dsafe[rows_f]] = best_g
+        avail[rows_f, rows_p, best_g] = False
+    for bi, f in enumerate(busy):
+        out[f] = matched[bi, : p_f[f], : shapes[f][0]].copy()
+    return out
+
+
 def range_mask(
     boxes: torch.Tensor, eval_range: Sequence[float], mode: str = "corners"
 ) -> torch.Tensor:
@@ -493,6 +573,16 @@ class APAccumulator:
         accumulator and on every replica.
         """
         targets = [self, *replicas]
+        self._check_replicas(replicas)
+        pending: list[_Frame] = []
+        for item in frames:
+            pending.append(self._prepare_item(item, replicas))
+            if len(pending) >= chunk:
+                self._flush(pending, targets)
+                pending = []
+        self._flush(pending, targets)
+
+    def _check_replicas(self, replicas: Sequence[APAccumulator]) -> None:
         for acc in replicas:
             if acc is self or not isinstance(acc, APAccumulator):
                 raise ValueError("add_frames: 'replicas' must be other APAccumulator objects")
@@ -500,25 +590,24 @@ class APAccumulator:
                 raise ValueError(
                     "add_frames: every replica needs the same EvalConfig as the accumulator"
                 )
-        pending: list[_Frame] = []
-        for item in frames:
-            frame = self._prepare(
-                item["det_boxes"],
-                item["det_scores"],
-                item.get("det_labels"),
-                item["gt_boxes"],
-                item.get("gt_labels"),
-                item.get("gt_ignore_mask"),
-                item.get("gt_subsets"),
-            )
-            frame.sequence = item.get("sequence")
-            for acc in replicas:
-                acc._admit(frame)
-            pending.append(frame)
-            if len(pending) >= chunk:
-                self._flush(pending, targets)
-                pending = []
-        self._flush(pending, targets)
+
+    def _prepare_item(
+        self, item: Mapping[str, Any], replicas: Sequence[APAccumulator] = ()
+    ) -> _Frame:
+        """``_prepare`` of one ``add_frames`` item, admitted in every replica."""
+        frame = self._prepare(
+            item["det_boxes"],
+            item["det_scores"],
+            item.get("det_labels"),
+            item["gt_boxes"],
+            item.get("gt_labels"),
+            item.get("gt_ignore_mask"),
+            item.get("gt_subsets"),
+        )
+        frame.sequence = item.get("sequence")
+        for acc in replicas:
+            acc._admit(frame)
+        return frame
 
     def _admit(self, frame: _Frame) -> None:
         """The state checks and updates ``_prepare`` makes, for a frame prepared elsewhere."""
@@ -535,8 +624,7 @@ class APAccumulator:
         self._classes.update(int(c) for c in np.unique(frame.det_lab))
 
     def _flush(self, frames: list[_Frame], targets: Sequence[APAccumulator] | None = None) -> None:
-        for frame, iou in zip(frames, self._iou(frames), strict=True):
-            self._match(frame, iou, targets)
+        self._match_frames(frames, self._iou(frames), targets)
 
     def _iou(self, frames: list[_Frame]) -> list[np.ndarray]:
         """``[D_f, G_f]`` float64 IoU per frame, from one batched (padded) IoU call."""
@@ -640,9 +728,32 @@ class APAccumulator:
     ) -> None:
         """Greedy matching of one prepared frame for every group and threshold; records flags
         in ``targets`` (default: this accumulator)."""
+        self._match_frames([frame], [iou], targets)
+
+    def _match_frames(
+        self,
+        frames: Sequence[_Frame],
+        ious: Sequence[np.ndarray],
+        targets: Sequence[APAccumulator] | None = None,
+    ) -> None:
+        """``_match`` of each frame in order, the greedy matching of all of them in one
+        ``greedy_match_batched`` call (frames are matched independently; records are made in
+        frame order)."""
+        setups = [self._match_problems(frame, iou) for frame, iou in zip(frames, ious, strict=True)]
+        if not setups:
+            return
+        matched = greedy_match_batched(*zip(*(setup[1] for setup in setups), strict=True))
+        for frame, (groups, _), m in zip(frames, setups, matched, strict=True):
+            self._record_frame(frame, groups, m, targets)
+
+    def _match_problems(
+        self, frame: _Frame, iou: np.ndarray
+    ) -> tuple[list[tuple[str, np.ndarray, np.ndarray]], tuple]:
+        """A frame's matching problems: its groups ``(name, det mask [D], gt mask [G])`` and
+        ``greedy_match``'s arguments for every group and threshold."""
         cfg = self.config
-        det_boxes, gt_boxes, scores_np = frame.det_boxes, frame.gt_boxes, frame.scores
-        det_lab, gt_lab, ignore, subsets = frame.det_lab, frame.gt_lab, frame.ignore, frame.subsets
+        det_boxes, gt_boxes = frame.det_boxes, frame.gt_boxes
+        det_lab, gt_lab = frame.det_lab, frame.gt_lab
         d, g = det_boxes.shape[0], gt_boxes.shape[0]
         det_dist = torch.hypot(det_boxes[:, 0], det_boxes[:, 1]).double().cpu().numpy()
         gt_dist = torch.hypot(gt_boxes[:, 0], gt_boxes[:, 1]).double().cpu().numpy()
@@ -678,7 +789,21 @@ class APAccumulator:
         gt_in = np.repeat(np.stack([gm[2] for gm in groups]), t, axis=0)
         thr = np.tile(self.thresholds, n_groups)
         # class groups already restrict labels, so class-aware IoU is equivalent for them
-        matched = greedy_match(match_iou, thr, det_in, gt_in).reshape(n_groups, t, d)
+        return groups, (match_iou, thr, det_in, gt_in)
+
+    def _record_frame(
+        self,
+        frame: _Frame,
+        groups: list[tuple[str, np.ndarray, np.ndarray]],
+        matched: np.ndarray,
+        targets: Sequence[APAccumulator] | None,
+    ) -> None:
+        """Record a matched frame's flags (``matched [n_groups * T, D]``) in ``targets``."""
+        cfg = self.config
+        scores_np, ignore, subsets = frame.scores, frame.ignore, frame.subsets
+        d = frame.det_boxes.shape[0]
+        all_d = np.ones(d, dtype=bool)
+        matched = matched.reshape(len(groups), len(self.thresholds), d)
         found = {
             name: (matched[gi], dmask, gmask) for gi, (name, dmask, gmask) in enumerate(groups)
         }
@@ -987,6 +1112,43 @@ class APAccumulator:
             else:
                 out[thr] = (math.nan, math.nan)
         return out
+
+
+def add_frame_sets(
+    jobs: Sequence[tuple[APAccumulator, Sequence[Mapping[str, Any]], Sequence[APAccumulator]]],
+    chunk: int = 256,
+) -> None:
+    """``acc.add_frames(frames, chunk, replicas)`` for each ``(acc, frames, replicas)`` of
+    ``jobs`` in order, with the IoUs of all jobs' frames from shared batched calls (up to
+    ``chunk`` frames each; e.g. every distinct condition of a sweep's frame batch at once).
+
+    Results are those of the ``add_frames`` calls: IoU is a function of each frame alone, and
+    every job's frames are prepared before any is matched, as ``add_frames`` does within one
+    chunk. Where that ordering could differ (a job of more than ``chunk`` frames, or an
+    accumulator in two jobs) the jobs run one ``add_frames`` call after the other.
+    """
+    jobs = [(acc, list(frames), list(replicas)) for acc, frames, replicas in jobs]
+    owners = [id(a) for acc, _, replicas in jobs for a in (acc, *replicas)]
+    if len(set(owners)) < len(owners) or any(len(frames) > chunk for _, frames, _ in jobs):
+        for acc, frames, replicas in jobs:
+            acc.add_frames(frames, chunk, replicas)
+        return
+    prepared = []
+    for acc, frames, replicas in jobs:
+        acc._check_replicas(replicas)
+        prepared.append((acc, [acc._prepare_item(f, replicas) for f in frames], replicas))
+    # one batched IoU call per IoU mode and chunk of frames
+    ious: dict[int, list[np.ndarray]] = {}
+    for mode in dict.fromkeys(acc.config.iou_mode for acc, _, _ in prepared):
+        share = [(ji, p) for ji, p in enumerate(prepared) if p[0].config.iou_mode == mode]
+        flat = [(ji, f) for ji, (_, frames, _) in share for f in frames]
+        values: list[np.ndarray] = []
+        for start in range(0, len(flat), chunk):
+            values += share[0][1][0]._iou([f for _, f in flat[start : start + chunk]])
+        for (ji, _), iou in zip(flat, values, strict=True):
+            ious.setdefault(ji, []).append(iou)
+    for ji, (acc, frames, replicas) in enumerate(prepared):
+        acc._match_frames(frames, ious.get(ji, []), [acc, *replicas])
 
 
 @functools.lru_cache(maxsize=16)

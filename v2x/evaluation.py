@@ -15,7 +15,7 @@ import torch
 
 from v2x.conditions import condition_members, distinct_conditions
 from v2x.datasets.frame import CLASS_NAMES, CoopBatch
-from v2x.perception.average_precision import APAccumulator, EvalConfig
+from v2x.perception.average_precision import APAccumulator, EvalConfig, add_frame_sets
 from v2x.perception.bev import BEVGrid
 from v2x.perception.detector import Detections
 from v2x.perception.losses import visible_gt_mask
@@ -109,6 +109,7 @@ def accumulate(
     )
     gt_boxes, gt_labels = gt.boxes.cpu(), gt.labels.cpu()
     present, ignored, invisible = gt.present.cpu(), gt.ignored.cpu(), gt.ego_invisible.cpu()
+    jobs = []  # (accumulator, frames, replicas): scored together, IoUs in shared calls
     for members in condition_groups(Detections(boxes, scores, labels, valid), k):
         ci = members[0]
         frames = []
@@ -130,10 +131,11 @@ def accumulate(
             )
         first = accumulators[ci]
         same = [accumulators[j] for j in members[1:] if accumulators[j].config == first.config]
-        first.add_frames(frames, replicas=same)
+        jobs.append((first, frames, same))
         for j in members[1:]:  # accumulators with other settings score the frames themselves
             if accumulators[j].config != first.config:
-                accumulators[j].add_frames(frames)
+                jobs.append((accumulators[j], frames, []))
+    add_frame_sets(jobs)
 
 
 VEHICLE_LABELS = (0, 1)  # car, truck: the field's "vehicle" class (OpenCOOD convention)
