@@ -360,6 +360,7 @@ def greedy_match_batched(
     for bi, rows in enumerate(reach_rows):
         visit[bi, : len(rows)] = rows
     matched = np.full((m, pm, dm), -1, dtype=np.int64)
+    active_at = np.ascontiguousarray(active_in.transpose(0, 2, 1))  # [m, dm, pm]
     frames = np.arange(m)
     fi = np.repeat(frames, pm)  # [m * pm]
     pi = np.tile(np.arange(pm), m)
@@ -367,10 +368,10 @@ def greedy_match_batched(
         di = visit[:, step]  # [m]
         here = di >= 0
         dsafe = np.where(here, di, 0)
-        active = active_in[frames, :, dsafe] & here[:, None]  # [m, pm]
+        active = active_at[frames, dsafe] & here[:, None]  # [m, pm]
         masked = np.where(avail, iou[frames, dsafe][:, None, :], -1.0)  # [m, pm, gm]
         best = masked.argmax(axis=2)  # [m, pm]
-        value = np.take_along_axis(masked, best[:, :, None], axis=2)[:, :, 0]
+        value = masked.max(axis=2)  # the value at ``best``
         hit = (active & (value >= thr)).reshape(-1)
         rows_f, rows_p, best_g = fi[hit], pi[hit], best.reshape(-1)[hit]
         matched[rows_f, rows_p, dsafe[rows_f]] = best_g
@@ -574,9 +575,10 @@ class APAccumulator:
         """
         targets = [self, *replicas]
         self._check_replicas(replicas)
+        frames = list(frames)
         pending: list[_Frame] = []
-        for item in frames:
-            pending.append(self._prepare_item(item, replicas))
+        for item, keep_d in zip(frames, self._det_range_masks(frames), strict=True):
+            pending.append(self._prepare_item(item, replicas, keep_d))
             if len(pending) >= chunk:
                 self._flush(pending, targets)
                 pending = []
@@ -592,9 +594,13 @@ class APAccumulator:
                 )
 
     def _prepare_item(
-        self, item: Mapping[str, Any], replicas: Sequence[APAccumulator] = ()
+        self,
+        item: Mapping[str, Any],
+        replicas: Sequence[APAccumulator] = (),
+        keep_d: torch.Tensor | None = None,
     ) -> _Frame:
-        """``_prepare`` of one ``add_frames`` item, admitted in every replica."""
+        """``_prepare`` of one ``add_frames`` item, admitted in every replica (``keep_d``: its
+        detections' range mask, from ``_det_range_masks``)."""
         frame = self._prepare(
             item["det_boxes"],
             item["det_scores"],
@@ -603,11 +609,31 @@ class APAccumulator:
             item.get("gt_labels"),
             item.get("gt_ignore_mask"),
             item.get("gt_subsets"),
+            keep_d=keep_d,
         )
         frame.sequence = item.get("sequence")
         for acc in replicas:
             acc._admit(frame)
         return frame
+
+    def _det_range_masks(self, items: Sequence[Mapping[str, Any]]) -> list[torch.Tensor | None]:
+        """Each item's detection ``range_mask`` from one call on all of them (an element-wise
+        test: what ``_prepare`` computes frame by frame), or ``None`` per item where there is no
+        range or an item is not a CPU float ``[D, 7]`` tensor (``_prepare`` then validates and
+        computes it)."""
+        cfg = self.config
+        none: list[torch.Tensor | None] = [None] * len(items)
+        if cfg.eval_range is None or len(items) < 2:
+            return none
+        boxes = []
+        for item in items:
+            b = item["det_boxes"]
+            ok = isinstance(b, torch.Tensor) and b.ndim == 2 and b.shape[1] == 7
+            if not ok or not b.is_floating_point() or b.device.type != "cpu":
+                return none
+            boxes.append(b.detach().to(torch.float64))
+        mask = range_mask(torch.cat(boxes), cfg.eval_range, cfg.range_mode)
+        return list(mask.split([b.shape[0] for b in boxes]))
 
     def _admit(self, frame: _Frame) -> None:
         """The state checks and updates ``_prepare`` makes, for a frame prepared elsewhere."""
@@ -660,8 +686,10 @@ class APAccumulator:
         gt_labels: torch.Tensor | np.ndarray | None = None,
         gt_ignore_mask: torch.Tensor | np.ndarray | None = None,
         gt_subsets: Mapping[str, torch.Tensor | np.ndarray] | None = None,
+        keep_d: torch.Tensor | None = None,
     ) -> _Frame:
-        """Validate one frame, apply the range filter and sort detections by score."""
+        """Validate one frame, apply the range filter and sort detections by score
+        (``keep_d``: the detections' ``range_mask``, when already computed)."""
         cfg = self.config
         det_boxes = _as_tensor(det_boxes, "det_boxes")
         gt_boxes = _as_tensor(gt_boxes, "gt_boxes")
@@ -704,7 +732,8 @@ class APAccumulator:
 
         # evaluation range: drop boxes outside before anything else
         if cfg.eval_range is not None:
-            keep_d = range_mask(det_boxes, cfg.eval_range, cfg.range_mode)
+            if keep_d is None:
+                keep_d = range_mask(det_boxes, cfg.eval_range, cfg.range_mode)
             keep_g = _gt_in_range(gt_boxes, cfg.eval_range, cfg.range_mode)
             det_boxes, gt_boxes = det_boxes[keep_d], gt_boxes[keep_g]
             keep_d, keep_g = keep_d.cpu(), keep_g.cpu().numpy()
@@ -718,8 +747,8 @@ class APAccumulator:
         scores_np = scores[order].numpy()
         det_boxes = det_boxes[order.to(det_boxes.device)]
         det_lab = det_lab[order.numpy()]
-        self._classes.update(int(c) for c in np.unique(gt_lab))
-        self._classes.update(int(c) for c in np.unique(det_lab))
+        self._classes.update(gt_lab.tolist())  # int64 arrays: Python ints
+        self._classes.update(det_lab.tolist())
 
         return _Frame(det_boxes, gt_boxes, scores_np, det_lab, gt_lab, ignore, subsets, labelled)
 
@@ -855,7 +884,8 @@ class APAccumulator:
         arr = _as_tensor(labels, name).cpu().numpy().reshape(-1)
         if arr.shape != (n,):
             raise ValueError(f"{name}: expected [{n}], got {arr.shape}")
-        if arr.size and not np.all(np.equal(np.mod(arr, 1), 0)):
+        integral = arr.dtype.kind in "iub" or not arr.size
+        if not integral and not np.all(np.equal(np.mod(arr, 1), 0)):
             raise ValueError(f"{name}: expected integer class labels")
         return arr.astype(np.int64)
 
@@ -1136,7 +1166,10 @@ def add_frame_sets(
     prepared = []
     for acc, frames, replicas in jobs:
         acc._check_replicas(replicas)
-        prepared.append((acc, [acc._prepare_item(f, replicas) for f in frames], replicas))
+        masks = acc._det_range_masks(frames)
+        prepared.append(
+            (acc, [acc._prepare_item(f, replicas, m) for f, m in zip(frames, masks)], replicas)
+        )
     # one batched IoU call per IoU mode and chunk of frames
     ious: dict[int, list[np.ndarray]] = {}
     for mode in dict.fromkeys(acc.config.iou_mode for acc, _, _ in prepared):
