@@ -709,9 +709,17 @@ class APAccumulator:
         scores = _as_tensor(det_scores, "det_scores", torch.float64).reshape(-1).cpu()
         if scores.shape[0] != d:
             raise ValueError(f"det_scores: expected [D] = [{d}], got {tuple(scores.shape)}")
-        if not (torch.isfinite(det_boxes).all() and torch.isfinite(scores).all()):
+        on_host = det_boxes.device.type == "cpu"  # then numpy: the same tests, fewer torch calls
+        det_np = det_boxes.numpy() if on_host else None
+        gt_np = gt_boxes.numpy() if on_host else None
+        scores_np = scores.numpy()
+        if on_host:
+            finite = np.isfinite(det_np).all() and np.isfinite(scores_np).all()
+        else:
+            finite = torch.isfinite(det_boxes).all() and torch.isfinite(scores).all()
+        if not finite:
             raise ValueError("det_boxes/det_scores: contain non-finite values")
-        if not torch.isfinite(gt_boxes).all():
+        if not (np.isfinite(gt_np).all() if on_host else torch.isfinite(gt_boxes).all()):
             raise ValueError("gt_boxes: contains non-finite values")
         labelled = det_labels is not None or gt_labels is not None
         if self._labelled is None:
@@ -735,18 +743,23 @@ class APAccumulator:
             if keep_d is None:
                 keep_d = range_mask(det_boxes, cfg.eval_range, cfg.range_mode)
             keep_g = _gt_in_range(gt_boxes, cfg.eval_range, cfg.range_mode)
-            det_boxes, gt_boxes = det_boxes[keep_d], gt_boxes[keep_g]
-            keep_d, keep_g = keep_d.cpu(), keep_g.cpu().numpy()
-            scores, det_lab = scores[keep_d], det_lab[keep_d.numpy()]
+            keep_d_np, keep_g = keep_d.cpu().numpy(), keep_g.cpu().numpy()
+            if on_host:
+                det_np, gt_np = det_np[keep_d_np], gt_np[keep_g]
+            else:
+                det_boxes, gt_boxes = det_boxes[keep_d], gt_boxes[keep_g]
+            scores_np, det_lab = scores_np[keep_d_np], det_lab[keep_d_np]
             gt_lab, ignore = gt_lab[keep_g], ignore[keep_g]
             subsets = {k: v[keep_g] for k, v in subsets.items()}
-            d, g = det_boxes.shape[0], gt_boxes.shape[0]
 
-        # per-frame score order (stable, descending)
-        order = torch.argsort(-scores, stable=True)
-        scores_np = scores[order].numpy()
-        det_boxes = det_boxes[order.to(det_boxes.device)]
-        det_lab = det_lab[order.numpy()]
+        # per-frame score order (stable, descending; the order of torch's stable argsort)
+        order = np.argsort(-scores_np, kind="stable")
+        scores_np = scores_np[order]
+        if on_host:
+            det_boxes, gt_boxes = torch.from_numpy(det_np[order]), torch.from_numpy(gt_np)
+        else:
+            det_boxes = det_boxes[torch.from_numpy(order).to(det_boxes.device)]
+        det_lab = det_lab[order]
         self._classes.update(gt_lab.tolist())  # int64 arrays: Python ints
         self._classes.update(det_lab.tolist())
 
