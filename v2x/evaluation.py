@@ -104,29 +104,42 @@ def accumulate(
             f"accumulate: need {k} accumulators (one per condition), got {len(accumulators)}"
         )
     det = run.detections
+    # numpy on the host from here: selecting rows and boxes is plain indexing (no torch call,
+    # which on the scorer thread would give up the GIL each time)
     boxes, scores, labels, valid = (
-        t.detach().cpu() for t in (det.boxes, det.scores, det.labels, det.valid)
+        t.detach().cpu().numpy() for t in (det.boxes, det.scores, det.labels, det.valid)
     )
-    gt_boxes, gt_labels = gt.boxes.cpu(), gt.labels.cpu()
-    present, ignored, invisible = gt.present.cpu(), gt.ignored.cpu(), gt.ego_invisible.cpu()
+    gt_boxes, gt_labels = gt.boxes.cpu().numpy(), gt.labels.cpu().numpy()
+    present, ignored = gt.present.cpu().numpy(), gt.ignored.cpu().numpy()
+    invisible = gt.ego_invisible.cpu().numpy()
+    truth = []  # per frame: its GT fields, the same for every condition
+    for fi in range(b):
+        p = present[fi]
+        truth.append(
+            {
+                "gt_boxes": gt_boxes[fi][p],
+                "gt_labels": gt_labels[fi][p],
+                "gt_ignore_mask": ignored[fi][p],
+                "gt_subsets": {"ego_invisible": invisible[fi][p]},
+                "sequence": gt.sequences[fi] if gt.sequences else None,
+            }
+        )
+    distinct = condition_groups(
+        Detections(*(torch.from_numpy(t) for t in (boxes, scores, labels, valid))), k
+    )
     jobs = []  # (accumulator, frames, replicas): scored together, IoUs in shared calls
-    for members in condition_groups(Detections(boxes, scores, labels, valid), k):
+    for members in distinct:
         ci = members[0]
         frames = []
         for fi in range(b):
             row = ci * b + fi
             keep = valid[row]
-            p = present[fi]
             frames.append(
                 {
                     "det_boxes": boxes[row][keep],
                     "det_scores": scores[row][keep],
                     "det_labels": labels[row][keep],
-                    "gt_boxes": gt_boxes[fi][p],
-                    "gt_labels": gt_labels[fi][p],
-                    "gt_ignore_mask": ignored[fi][p],
-                    "gt_subsets": {"ego_invisible": invisible[fi][p]},
-                    "sequence": gt.sequences[fi] if gt.sequences else None,
+                    **truth[fi],
                 }
             )
         first = accumulators[ci]
