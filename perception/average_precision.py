@@ -591,11 +591,22 @@ class APAccumulator:
         dmax = max(frames[i].det_boxes.shape[0] for i in busy)
         gmax = max(frames[i].gt_boxes.shape[0] for i in busy)
         # padding: unit boxes far away on opposite sides, never candidates for any pair
-        det = _padding(len(busy), dmax, 1e7, device)
-        gt = _padding(len(busy), gmax, -1e7, device)
-        for k, i in enumerate(busy):
-            det[k, : frames[i].det_boxes.shape[0]] = frames[i].det_boxes.to(device)
-            gt[k, : frames[i].gt_boxes.shape[0]] = frames[i].gt_boxes.to(device)
+        on_host = all(
+            t.device.type == "cpu" for i in busy for t in (frames[i].det_boxes, frames[i].gt_boxes)
+        )
+        if on_host:  # filled in numpy (plain copies, no torch call per frame)
+            det_np = _padding(len(busy), dmax, 1e7, device).numpy()
+            gt_np = _padding(len(busy), gmax, -1e7, device).numpy()
+            for k, i in enumerate(busy):
+                det_np[k, : frames[i].det_boxes.shape[0]] = frames[i].det_boxes.numpy()
+                gt_np[k, : frames[i].gt_boxes.shape[0]] = frames[i].gt_boxes.numpy()
+            det, gt = torch.from_numpy(det_np), torch.from_numpy(gt_np)
+        else:
+            det = _padding(len(busy), dmax, 1e7, device)
+            gt = _padding(len(busy), gmax, -1e7, device)
+            for k, i in enumerate(busy):
+                det[k, : frames[i].det_boxes.shape[0]] = frames[i].det_boxes.to(device)
+                gt[k, : frames[i].gt_boxes.shape[0]] = frames[i].gt_boxes.to(device)
         iou = iou_fn(det, gt).cpu().numpy()
         for k, i in enumerate(busy):
             out[i] = iou[k, : frames[i].det_boxes.shape[0], : frames[i].gt_boxes.shape[0]]
