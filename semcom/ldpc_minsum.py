@@ -71,6 +71,8 @@ BACKENDS = ("auto", "torch", "triton")
 PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16}
 #: How the Triton path stores check-to-variable messages between iterations.
 CHECK_STATES = ("compressed", "edges")
+#: How the Triton path launches its kernels (see ``LDPC5GMinSumDecoder``).
+LAUNCHES = ("persistent", "per-layer")
 #: Bit of the packed check state where the arg-min edge index starts (edge sign bits below).
 _ARG_SHIFT = 24
 
@@ -115,6 +117,9 @@ class _Tables:
     place_buf: torch.Tensor  # [V] index into [circular buffer | 0 | filler] of every VN
     out_int: torch.Tensor  # [n] circular-buffer index (before the RV's start) of input column
     one: torch.Tensor  # 0-dim 1.0 (copysign's magnitude)
+    eidx32: torch.Tensor  # every group's idx32, concatenated (persistent kernel)
+    ginfo: torch.Tensor  # [groups, 4] int32: first edge in eidx32, rows·Z, degree, 0
+    syn32: torch.Tensor  # syn_idx as int32, −1 for padding
 
 
 class LDPC5GMinSumDecoder:
@@ -139,6 +144,14 @@ class LDPC5GMinSumDecoder:
             edge and the edge signs and rebuilds every old message from them (exact: the same
             values; fewer bytes, but measured slower on an H200: 801 vs 901 Mbit/s at MCS 14,
             docs/benchmarks.md, so it is opt-in).
+        launch: Triton path only: ``"persistent"`` (default) decodes the whole batch in ONE
+            kernel launch (``ldpc_persistent_triton``: every iteration, the syndrome check and
+            early termination in the kernel, each program's blocks in a slot state small
+            enough to stay in L2, a finished block's slot refilled with the next block);
+            ``"per-layer"`` launches one kernel per row group and iteration plus the syndrome
+            kernels, with the blocks still decoding compacted between iterations (the previous
+            default). Same bits and iteration counts either way. ``check_state="compressed"``
+            always runs per layer.
 
     ``decoder(llr_ch [..., n]) -> [..., k]`` float32 bits, ``decoder.decode(llr_ch)`` a
     ``MinSumResult``. Index tables are built on first use per device; the device follows the
@@ -157,6 +170,7 @@ class LDPC5GMinSumDecoder:
         harq_mode: bool = False,
         precision: str = "fp32",
         check_state: str = "edges",
+        launch: str = "persistent",
     ) -> None:
         if not isinstance(num_iter, int) or num_iter < 0:
             raise ValueError(f"LDPC min-sum 'num_iter' must be an int ≥ 0, got {num_iter!r}")
@@ -176,7 +190,10 @@ class LDPC5GMinSumDecoder:
             raise ValueError(
                 f"LDPC min-sum 'check_state' must be one of {CHECK_STATES}, got {check_state!r}"
             )
+        if launch not in LAUNCHES:
+            raise ValueError(f"LDPC min-sum 'launch' must be one of {LAUNCHES}, got {launch!r}")
         self.num_iter = num_iter
+        self.launch = launch
         self.precision = precision
         self.check_state = check_state
         self._dtype = PRECISIONS[precision]
@@ -343,6 +360,17 @@ class LDPC5GMinSumDecoder:
                 )
                 for idx, pad, shape, idx32 in self._group_np
             ]
+            eidx = [idx32 for *_, idx32 in self._group_np]
+            first = np.cumsum([0] + [e.size for e in eidx[:-1]])
+            ginfo = np.array(
+                [
+                    [f, rows * z, deg, 0]
+                    for f, (_, _, (rows, deg, z), _) in zip(first, self._group_np)
+                ],
+                dtype=np.int32,
+            )
+            syn = self._syn_np[0]
+            syn32 = np.where(syn == self._num_vns, -1, syn).astype(np.int32)
             t = _Tables(
                 place=torch.as_tensor(self._place_np, device=device),
                 groups=groups,
@@ -352,6 +380,9 @@ class LDPC5GMinSumDecoder:
                 place_buf=torch.as_tensor(self._place_buf_np, device=device),
                 out_int=torch.as_tensor(self._out_int_np, device=device),
                 one=torch.ones((), dtype=torch.float32, device=device),
+                eidx32=torch.as_tensor(np.concatenate(eidx), device=device),
+                ginfo=torch.as_tensor(ginfo, device=device),
+                syn32=torch.as_tensor(syn32, device=device),
             )
             self._tables[device] = t
         return t
@@ -405,6 +436,9 @@ class LDPC5GMinSumDecoder:
         device = x.device
         tab = self._tables_on(device)
         layer = self._layer_triton if nb and self._use_triton(device) else self._layer_torch
+        persistent = self.launch == "persistent" and self.check_state == "edges"
+        if layer == self._layer_triton and persistent:
+            return self._decode_persistent(x, rv, tab, lead, return_codeword)
         bits = torch.zeros(nb, self.k, dtype=torch.float32, device=device)
         converged = torch.zeros(nb, dtype=torch.bool, device=device)
         iterations = torch.zeros(nb, dtype=torch.int32, device=device)
@@ -484,6 +518,54 @@ class LDPC5GMinSumDecoder:
             converged.reshape(lead),
             iterations.reshape(lead),
             None if cw is None else cw.reshape(*lead, self.n),
+        )
+
+    def _decode_persistent(
+        self,
+        x: torch.Tensor,
+        rv: list[int] | None,
+        tab: _Tables,
+        lead: tuple[int, ...],
+        return_codeword: bool,
+    ) -> MinSumResult:
+        """``decode`` in one persistent kernel launch (``ldpc_persistent``): ``x [B, n]`` (or
+        ``[B, R, n]`` with ``rv``) float32 channel logits. The initial LLRs are the per-layer
+        path's, block-major ``[B, V]``."""
+        from v2x.semcom.ldpc_persistent import LAUNCHER, PersistentInputs
+
+        nb, device = x.shape[0], x.device
+        if rv is None:
+            src = torch.empty(nb, self.n + 2, dtype=torch.float32, device=device)
+            torch.clamp(x, -self.llr_max, self.llr_max, out=src[:, : self.n])
+            place = tab.place
+        else:
+            src = torch.zeros(nb, self._buf_len + 2, dtype=torch.float32, device=device)
+            for i, r in enumerate(rv):
+                at = (tab.out_int + self._rv_start[r]) % self._buf_len
+                src.index_add_(1, at, x[:, i])
+            src.clamp_(-self.llr_max, self.llr_max)  # after combining, as Sionna
+            place = tab.place_buf
+        src[:, -2] = 0.0
+        src[:, -1] = -_FILLER_LLR
+        l0 = torch.sub(0.0, src.index_select(1, place)).to(self._dtype)  # +0, never −0
+        del src
+        inp = PersistentInputs(
+            l0=l0, eidx=tab.eidx32, ginfo=tab.ginfo, syn=tab.syn32,
+            dmax=tab.syn_shape[1], z=self.z, checks=self._checks(rv),
+            num_iter=self.num_iter, alpha=self.alpha, beta=self.beta, pad_llr=_PAD_LLR,
+            early=self.early_stop,
+        )  # fmt: skip
+        del l0
+        hard, iterations, converged = LAUNCHER(inp)
+        del inp
+        cw = None
+        if return_codeword:
+            cw = hard.index_select(1, tab.cw_idx).float().reshape(*lead, self.n)
+        return MinSumResult(
+            hard[:, : self.k].float().reshape(*lead, self.k),
+            converged.reshape(lead),
+            iterations.reshape(lead),
+            cw,
         )
 
     def _new_state(

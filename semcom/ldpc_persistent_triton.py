@@ -1,0 +1,195 @@
+"""Persistent Triton kernel of the min-sum LDPC decoder (``v2x.semcom.ldpc_minsum``): ONE launch
+decodes every block, all iterations, the syndrome check and early termination included.
+
+Each program owns ``CB`` block *slots* and loops: every row group of one layered iteration for
+its running slots (a barrier between groups: layered decoding is sequential), then the syndrome
+of the slots that may stop (per check tile, leaving the loop as soon as every such slot violates
+a check), then the slots that are done write their hard decisions, iteration count and
+codeword flag and take the next blocks from a global counter (one atomic per program and
+round). A block's arithmetic is the one of ``ldpc_minsum_triton.layer_kernel`` (same helpers),
+so its bits and iteration count are those of the per-row-group launches, whatever the slot,
+program or configuration that decodes it.
+
+Layouts: ``l0 [nb, V]`` initial internal LLRs of the decoded VNs (block-major); per program
+``p`` a slot state ``sl [p, V, CB]`` (LLRs) and ``sr [p, E, CB]`` (one message per edge, edges
+of all row groups concatenated, each group ``[rows, degree, Z]`` as ``layer_kernel``'s), batch
+last so a VN row of the ``CB`` slots is one contiguous ``4·CB``-byte segment. The slot state is
+only ever touched by its program: with few slots in flight it stays in L2 across iterations.
+Index tables: ``eidx`` int32 VN of every edge (−1 padding), ``ginfo [groups, 4]`` int32 (first
+edge, checks = rows·Z, degree, 0), ``syn [checks, DMAX]`` int32 VNs of every parity check (−1
+padding). Outputs: ``hard [nb, V]`` int8 (``L ≤ 0``), ``iters [nb]`` int32, ``conv [nb]`` int8.
+"""
+
+from __future__ import annotations
+
+import triton
+import triton.language as tl
+
+from v2x.semcom.ldpc_minsum_triton import check_edges, check_update
+
+
+@triton.jit
+def _group_tiles(
+    slb, srb, eidx_ptr, eoff, ncheck, deg, z, lane, alpha, beta, pad_llr,
+    DEG_P2: tl.constexpr, CHK: tl.constexpr, CB: tl.constexpr, OFFSET: tl.constexpr,
+    HALF: tl.constexpr,
+):  # fmt: skip
+    # One row group, CHK checks × DEG_P2 edges × CB slots at a time. Every slot is updated:
+    # when this runs, the slots not running hold no block (a slot at num_iter iterations is
+    # written out and refilled before), and a mask uniform along the slots keeps the 4·CB-byte
+    # rows vector loads.
+    d = tl.arange(0, DEG_P2)[None, :]
+    for c0 in range(0, ncheck, CHK):
+        chk = c0 + tl.arange(0, CHK)[:, None]
+        edge, vn = check_edges(eidx_ptr + eoff, chk, d, z, deg, chk < ncheck)
+        m = (vn >= 0)[:, :, None]
+        off_l = vn[:, :, None] * CB + lane[None, None, :]
+        off_r = (eoff + edge)[:, :, None] * CB + lane[None, None, :]
+        t = tl.load(slb + off_l, mask=m, other=0.0, cache_modifier=".cg").to(tl.float32)
+        t -= tl.load(srb + off_r, mask=m, other=0.0, cache_modifier=".cg").to(tl.float32)
+        r, m1s, m2s, arg, neg = check_update(
+            t, m, d[:, :, None], alpha, beta, pad_llr, OFFSET, HALF, 1
+        )
+        tl.store(srb + off_r, r.to(srb.dtype.element_ty), mask=m)
+        tl.store(slb + off_l, (t + r).to(slb.dtype.element_ty), mask=m)
+
+
+@triton.jit
+def _iteration(
+    slb, srb, eidx_ptr, ginfo_ptr, n_groups, z, lane, alpha, beta, pad_llr,
+    TILE: tl.constexpr, CB: tl.constexpr, OFFSET: tl.constexpr, HALF: tl.constexpr,
+):  # fmt: skip
+    # One layered iteration: the row groups in order, tiles sized by the group's degree class.
+    for g in range(n_groups):
+        eoff = tl.load(ginfo_ptr + 4 * g)
+        ncheck = tl.load(ginfo_ptr + 4 * g + 1)
+        deg = tl.load(ginfo_ptr + 4 * g + 2)
+        if deg <= 4:
+            _group_tiles(
+                slb, srb, eidx_ptr, eoff, ncheck, deg, z, lane, alpha, beta, pad_llr,
+                4, TILE // (4 * CB), CB, OFFSET, HALF,
+            )  # fmt: skip
+        elif deg <= 8:
+            _group_tiles(
+                slb, srb, eidx_ptr, eoff, ncheck, deg, z, lane, alpha, beta, pad_llr,
+                8, TILE // (8 * CB), CB, OFFSET, HALF,
+            )  # fmt: skip
+        elif deg <= 16:
+            _group_tiles(
+                slb, srb, eidx_ptr, eoff, ncheck, deg, z, lane, alpha, beta, pad_llr,
+                16, TILE // (16 * CB), CB, OFFSET, HALF,
+            )  # fmt: skip
+        else:
+            _group_tiles(
+                slb, srb, eidx_ptr, eoff, ncheck, deg, z, lane, alpha, beta, pad_llr,
+                32, TILE // (32 * CB), CB, OFFSET, HALF,
+            )  # fmt: skip
+        tl.debug_barrier()  # the next group reads LLRs other threads wrote
+
+
+@triton.jit
+def _syndrome_bad(
+    slb, syn_ptr, checks, lane, need,
+    DMAX: tl.constexpr, DMAX_P2: tl.constexpr, SCHK: tl.constexpr, CB: tl.constexpr,
+):  # fmt: skip
+    # [CB] bool: the slot's hard decision violates a parity check (exact for the slots in
+    # ``need``; True for the others). Stops once every needed slot has a violation.
+    d = tl.arange(0, DMAX_P2)[None, :]
+    bad = need == 0
+    c0 = checks * 0
+    go = tl.sum((bad == 0).to(tl.int32), axis=0) > 0
+    while go:
+        c = c0 + tl.arange(0, SCHK)[:, None]
+        vn = tl.load(syn_ptr + c * DMAX + d, mask=(c < checks) & (d < DMAX), other=-1)
+        m = (vn >= 0)[:, :, None]  # all slots (vector loads)
+        x = tl.load(
+            slb + vn[:, :, None] * CB + lane[None, None, :], mask=m, other=1.0,
+            cache_modifier=".cg",
+        ).to(tl.float32)  # fmt: skip
+        par = tl.sum((x <= 0.0).to(tl.int32), axis=1) & 1  # [SCHK, CB]
+        bad = bad | (tl.max(par, axis=0) > 0)
+        c0 += SCHK
+        go = (c0 < checks) & (tl.sum((bad == 0).to(tl.int32), axis=0) > 0)
+    return bad
+
+
+@triton.jit
+def _load_blocks(l0_ptr, slb, srb, blk, fresh, v, e, lane, CB: tl.constexpr, VCH: tl.constexpr):
+    # Slots ``fresh`` start block ``blk``: LLRs from l0 [nb, V], messages 0.
+    rows = tl.arange(0, VCH)[:, None]
+    src = l0_ptr + blk.to(tl.int64)[None, :] * v
+    for v0 in range(0, v, VCH):
+        vv = v0 + rows
+        m = (vv < v) & fresh[None, :]
+        x = tl.load(src + vv, mask=m, other=0.0)
+        tl.store(slb + vv * CB + lane[None, :], x, mask=m)
+    zero = tl.zeros([VCH, CB], dtype=srb.dtype.element_ty)
+    for e0 in range(0, e, VCH):
+        ee = e0 + rows
+        tl.store(srb + ee * CB + lane[None, :], zero, mask=(ee < e) & fresh[None, :])
+
+
+@triton.jit
+def _write_hard(slb, hard_ptr, blk, done, v, lane, CB: tl.constexpr, VCH: tl.constexpr):
+    # hard[blk, :] = (L ≤ 0) of the slots ``done``.
+    rows = tl.arange(0, VCH)[:, None]
+    dst = hard_ptr + blk.to(tl.int64)[None, :] * v
+    for v0 in range(0, v, VCH):
+        vv = v0 + rows
+        m = (vv < v) & done[None, :]
+        x = tl.load(slb + vv * CB + lane[None, :], mask=m, other=1.0, cache_modifier=".cg")
+        tl.store(dst + vv, (x.to(tl.float32) <= 0.0).to(tl.int8), mask=m)
+
+
+@triton.jit
+def decode_kernel(
+    l0_ptr, sl_ptr, sr_ptr, hard_ptr, iters_ptr, conv_ptr, counter_ptr,
+    eidx_ptr, ginfo_ptr, syn_ptr,
+    nb, v, e, z, n_groups, checks, num_iter, alpha, beta, pad_llr,
+    DMAX: tl.constexpr, DMAX_P2: tl.constexpr, EARLY: tl.constexpr, OFFSET: tl.constexpr,
+    HALF: tl.constexpr, CB: tl.constexpr, TILE: tl.constexpr,
+):  # fmt: skip
+    p = tl.program_id(0).to(tl.int64)
+    lane = tl.arange(0, CB)
+    slb = sl_ptr + p * v * CB
+    srb = sr_ptr + p * e * CB
+    blk = tl.atomic_add(counter_ptr, CB) + lane
+    active = blk < nb
+    _load_blocks(l0_ptr, slb, srb, blk, active, v, e, lane, CB, TILE // CB)
+    it = tl.zeros([CB], dtype=tl.int32)
+    tl.debug_barrier()
+    go = tl.sum(active.to(tl.int32), axis=0) > 0
+    while go:
+        run = active & (it < num_iter)  # every active slot, unless num_iter = 0
+        if tl.sum(run.to(tl.int32), axis=0) > 0:
+            _iteration(
+                slb, srb, eidx_ptr, ginfo_ptr, n_groups, z, lane, alpha, beta, pad_llr,
+                TILE, CB, OFFSET, HALF,
+            )  # fmt: skip
+            it += run.to(tl.int32)
+        last = it == num_iter
+        need = active & (last | (it > 0)) if EARLY else active & last
+        bad = _syndrome_bad(
+            slb, syn_ptr, checks, lane, need, DMAX, DMAX_P2, TILE // (DMAX_P2 * CB), CB
+        )
+        done = need & (last | (bad == 0))
+        n_done = tl.sum(done.to(tl.int32), axis=0)
+        if n_done > 0:
+            _write_hard(slb, hard_ptr, blk, done, v, lane, CB, TILE // CB)
+            tl.store(iters_ptr + blk, it, mask=done)
+            tl.store(conv_ptr + blk, (bad == 0).to(tl.int8), mask=done)
+            tl.debug_barrier()  # the written slots are refilled below
+            base = tl.atomic_add(counter_ptr, n_done)
+            blk = tl.where(done, base + tl.cumsum(done.to(tl.int32), axis=0) - 1, blk)
+            fresh = done & (blk < nb)
+            active = (active & (done == 0)) | fresh
+            it = tl.where(done, 0, it)
+            _load_blocks(l0_ptr, slb, srb, blk, fresh, v, e, lane, CB, TILE // CB)
+            tl.debug_barrier()
+        go = tl.sum(active.to(tl.int32), axis=0) > 0
+
+
+def kernel():
+    """``decode_kernel`` (compiled, or interpreted when ``TRITON_INTERPRET=1`` was set before
+    this module was imported)."""
+    return decode_kernel
