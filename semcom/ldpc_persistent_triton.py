@@ -141,7 +141,7 @@ def _write_hard(slb, hard_ptr, blk, done, v, lane, CB: tl.constexpr, VCH: tl.con
         tl.store(dst + vv, (x.to(tl.float32) <= 0.0).to(tl.int8), mask=m)
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["nb", "v", "e", "z", "n_groups", "checks", "num_iter"])
 def decode_kernel(
     l0_ptr, sl_ptr, sr_ptr, hard_ptr, iters_ptr, conv_ptr, counter_ptr,
     eidx_ptr, ginfo_ptr, syn_ptr,
