@@ -41,14 +41,21 @@ class PersistentConfig:
     tile: int
     num_warps: int
 
+    @property
+    def maxnreg(self) -> int:
+        """Registers per thread that keep ``pps`` programs resident on an SM (64 K registers;
+        ptxas would take up to 255 and leave room for one)."""
+        return min(255, 65536 // (self.pps * self.num_warps * 32) // 8 * 8)
+
     def __str__(self) -> str:
         return f"CB={self.cb},PPS={self.pps},TILE={self.tile},W={self.num_warps}"
 
 
 #: Tried in this order; the first is the default below ``TUNE_MIN_BLOCKS``. Slot state per block
 #: ≈ 4·(V + E) B (39 kB at MCS 14, 57 kB at MCS 5): on 132 SMs the 1,056 slots of (8, 1) stay in
-#: the 50 MB L2, the others trade L2 hits for warps per SM (8–16). ptxas (sm_90, Triton 3.6):
-#: 122–150 registers per thread, no spills, so every program of these grids is resident.
+#: the 50 MB L2, the others trade L2 hits for warps per SM (8–16). Registers are capped
+#: (``maxnreg``) so that every program of the grid is resident (ptxas, sm_90, Triton 3.6: ≤ 172 B
+#: of spills per thread at 128 registers, none at 255).
 CONFIGS = (
     PersistentConfig(16, 2, 2048, 8),
     PersistentConfig(8, 1, 1024, 8),
@@ -170,7 +177,7 @@ class PersistentLauncher:
                 inp.alpha, inp.beta, inp.pad_llr,
                 DMAX=dmax, DMAX_P2=1 << max(0, (dmax - 1).bit_length()), EARLY=inp.early,
                 OFFSET=inp.beta > 0.0, HALF=l0.dtype == torch.float16, CB=cfg.cb,
-                TILE=cfg.tile, num_warps=cfg.num_warps, num_stages=1,
+                TILE=cfg.tile, num_warps=cfg.num_warps, num_stages=1, maxnreg=cfg.maxnreg,
             )  # fmt: skip
         return hard, iters, conv.bool()
 

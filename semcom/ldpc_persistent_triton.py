@@ -30,14 +30,16 @@ from v2x.semcom.ldpc_minsum_triton import check_edges, check_update
 
 @triton.jit
 def _group_tiles(
-    slb, srb, eidx_ptr, eoff, ncheck, deg, z, lane, alpha, beta, pad_llr,
+    slb, srb, eidx_ptr, eoff, ncheck, deg, z, lane, keep, alpha, beta, pad_llr,
     DEG_P2: tl.constexpr, CHK: tl.constexpr, CB: tl.constexpr, OFFSET: tl.constexpr,
     HALF: tl.constexpr,
 ):  # fmt: skip
     # One row group, CHK checks × DEG_P2 edges × CB slots at a time. Every slot is updated:
     # when this runs, the slots not running hold no block (a slot at num_iter iterations is
     # written out and refilled before), and a mask uniform along the slots keeps the 4·CB-byte
-    # rows vector loads.
+    # rows vector loads. ``keep`` [CB] is 0.0 in a block's first iteration: its old messages
+    # are then 0 (the slot's stale, finite messages times 0 is ±0, and L − (±0) = L exactly, as
+    # a fresh L is never −0), so a new block's messages need no clearing.
     d = tl.arange(0, DEG_P2)[None, :]
     for c0 in range(0, ncheck, CHK):
         chk = c0 + tl.arange(0, CHK)[:, None]
@@ -46,7 +48,8 @@ def _group_tiles(
         off_l = vn[:, :, None] * CB + lane[None, None, :]
         off_r = (eoff + edge)[:, :, None] * CB + lane[None, None, :]
         t = tl.load(slb + off_l, mask=m, other=0.0, cache_modifier=".cg").to(tl.float32)
-        t -= tl.load(srb + off_r, mask=m, other=0.0, cache_modifier=".cg").to(tl.float32)
+        r_old = tl.load(srb + off_r, mask=m, other=0.0, cache_modifier=".cg").to(tl.float32)
+        t -= r_old * keep[None, None, :]
         r, m1s, m2s, arg, neg = check_update(
             t, m, d[:, :, None], alpha, beta, pad_llr, OFFSET, HALF, 1
         )
@@ -56,7 +59,7 @@ def _group_tiles(
 
 @triton.jit
 def _iteration(
-    slb, srb, eidx_ptr, ginfo_ptr, n_groups, z, lane, alpha, beta, pad_llr,
+    slb, srb, eidx_ptr, ginfo_ptr, n_groups, z, lane, keep, alpha, beta, pad_llr,
     TILE: tl.constexpr, CB: tl.constexpr, OFFSET: tl.constexpr, HALF: tl.constexpr,
 ):  # fmt: skip
     # One layered iteration: the row groups in order, tiles sized by the group's degree class.
@@ -66,22 +69,22 @@ def _iteration(
         deg = tl.load(ginfo_ptr + 4 * g + 2)
         if deg <= 4:
             _group_tiles(
-                slb, srb, eidx_ptr, eoff, ncheck, deg, z, lane, alpha, beta, pad_llr,
+                slb, srb, eidx_ptr, eoff, ncheck, deg, z, lane, keep, alpha, beta, pad_llr,
                 4, TILE // (4 * CB), CB, OFFSET, HALF,
             )  # fmt: skip
         elif deg <= 8:
             _group_tiles(
-                slb, srb, eidx_ptr, eoff, ncheck, deg, z, lane, alpha, beta, pad_llr,
+                slb, srb, eidx_ptr, eoff, ncheck, deg, z, lane, keep, alpha, beta, pad_llr,
                 8, TILE // (8 * CB), CB, OFFSET, HALF,
             )  # fmt: skip
         elif deg <= 16:
             _group_tiles(
-                slb, srb, eidx_ptr, eoff, ncheck, deg, z, lane, alpha, beta, pad_llr,
+                slb, srb, eidx_ptr, eoff, ncheck, deg, z, lane, keep, alpha, beta, pad_llr,
                 16, TILE // (16 * CB), CB, OFFSET, HALF,
             )  # fmt: skip
         else:
             _group_tiles(
-                slb, srb, eidx_ptr, eoff, ncheck, deg, z, lane, alpha, beta, pad_llr,
+                slb, srb, eidx_ptr, eoff, ncheck, deg, z, lane, keep, alpha, beta, pad_llr,
                 32, TILE // (32 * CB), CB, OFFSET, HALF,
             )  # fmt: skip
         tl.debug_barrier()  # the next group reads LLRs other threads wrote
@@ -114,8 +117,8 @@ def _syndrome_bad(
 
 
 @triton.jit
-def _load_blocks(l0_ptr, slb, srb, blk, fresh, v, e, lane, CB: tl.constexpr, VCH: tl.constexpr):
-    # Slots ``fresh`` start block ``blk``: LLRs from l0 [nb, V], messages 0.
+def _load_blocks(l0_ptr, slb, blk, fresh, v, lane, CB: tl.constexpr, VCH: tl.constexpr):
+    # Slots ``fresh`` start block ``blk``: LLRs from l0 [nb, V] (messages: see ``keep``).
     rows = tl.arange(0, VCH)[:, None]
     src = l0_ptr + blk.to(tl.int64)[None, :] * v
     for v0 in range(0, v, VCH):
@@ -123,10 +126,6 @@ def _load_blocks(l0_ptr, slb, srb, blk, fresh, v, e, lane, CB: tl.constexpr, VCH
         m = (vv < v) & fresh[None, :]
         x = tl.load(src + vv, mask=m, other=0.0)
         tl.store(slb + vv * CB + lane[None, :], x, mask=m)
-    zero = tl.zeros([VCH, CB], dtype=srb.dtype.element_ty)
-    for e0 in range(0, e, VCH):
-        ee = e0 + rows
-        tl.store(srb + ee * CB + lane[None, :], zero, mask=(ee < e) & fresh[None, :])
 
 
 @triton.jit
@@ -155,7 +154,7 @@ def decode_kernel(
     srb = sr_ptr + p * e * CB
     blk = tl.atomic_add(counter_ptr, CB) + lane
     active = blk < nb
-    _load_blocks(l0_ptr, slb, srb, blk, active, v, e, lane, CB, TILE // CB)
+    _load_blocks(l0_ptr, slb, blk, active, v, lane, CB, 2 * TILE // CB)
     it = tl.zeros([CB], dtype=tl.int32)
     tl.debug_barrier()
     go = tl.sum(active.to(tl.int32), axis=0) > 0
@@ -163,19 +162,19 @@ def decode_kernel(
         run = active & (it < num_iter)  # every active slot, unless num_iter = 0
         if tl.sum(run.to(tl.int32), axis=0) > 0:
             _iteration(
-                slb, srb, eidx_ptr, ginfo_ptr, n_groups, z, lane, alpha, beta, pad_llr,
-                TILE, CB, OFFSET, HALF,
+                slb, srb, eidx_ptr, ginfo_ptr, n_groups, z, lane, (it > 0).to(tl.float32),
+                alpha, beta, pad_llr, TILE, CB, OFFSET, HALF,
             )  # fmt: skip
             it += run.to(tl.int32)
         last = it == num_iter
         need = active & (last | (it > 0)) if EARLY else active & last
         bad = _syndrome_bad(
-            slb, syn_ptr, checks, lane, need, DMAX, DMAX_P2, TILE // (DMAX_P2 * CB), CB
+            slb, syn_ptr, checks, lane, need, DMAX, DMAX_P2, 2 * TILE // (DMAX_P2 * CB), CB
         )
         done = need & (last | (bad == 0))
         n_done = tl.sum(done.to(tl.int32), axis=0)
         if n_done > 0:
-            _write_hard(slb, hard_ptr, blk, done, v, lane, CB, TILE // CB)
+            _write_hard(slb, hard_ptr, blk, done, v, lane, CB, 2 * TILE // CB)
             tl.store(iters_ptr + blk, it, mask=done)
             tl.store(conv_ptr + blk, (bad == 0).to(tl.int8), mask=done)
             tl.debug_barrier()  # the written slots are refilled below
@@ -184,7 +183,7 @@ def decode_kernel(
             fresh = done & (blk < nb)
             active = (active & (done == 0)) | fresh
             it = tl.where(done, 0, it)
-            _load_blocks(l0_ptr, slb, srb, blk, fresh, v, e, lane, CB, TILE // CB)
+            _load_blocks(l0_ptr, slb, blk, fresh, v, lane, CB, 2 * TILE // CB)
             tl.debug_barrier()
         go = tl.sum(active.to(tl.int32), axis=0) > 0
 

@@ -446,7 +446,10 @@ def case(name, enc, llr, rv=None, harq=False, **kw):
     dec = LDPC5GMinSumDecoder(enc, backend="triton", launch="persistent", harq_mode=harq, **kw)
     res = dec.decode(llr, return_codeword=rv is None, rv=rv)
     out[name] = {
-        "equal": [torch.equal(getattr(res, f), getattr(ref, f)) for f in fields],
+        "equal": [
+            torch.equal(getattr(res, f), getattr(ref, f)) if getattr(ref, f) is not None
+            else getattr(res, f) is None for f in fields
+        ],
         "converged": int(ref.converged.sum()),
         "iters": sorted(set(ref.iterations.tolist())),
     }
@@ -458,7 +461,7 @@ case("bg2_z2_no_early_stop", enc, llr, num_iter=3, early_stop=False)
 case("bg2_z2_zero_iterations", enc, llr, num_iter=0)
 enc = _encoder(40, 100, 2)  # base graph 2, Z = 7, interleaved
 u, llr = _mixed_llrs(enc, 12, seed=3, best=3.0)
-case("bg2_z4_qam", enc, llr, num_iter=5)
+case("bg2_z7_qam", enc, llr, num_iter=5)
 enc = _encoder(500, 600)  # base graph 1, Z = 24
 u, llr = _mixed_llrs(enc, 10, seed=5, best=6.0)
 case("bg1_z24", enc, llr, num_iter=4)
@@ -501,8 +504,8 @@ def test_persistent_kernel_matches_the_torch_path_in_the_interpreter():
     for name, r in out.items():
         assert r["equal"] == [True] * 4, (name, r)
     assert 0 < out["bg2_z2"]["converged"] < 20 and len(out["bg2_z2"]["iters"]) >= 3
-    for name in ("bg2_z4_qam", "bg1_z24", "bg1_z48_chain"):  # not vacuous
-        assert 0 < out[name]["converged"], (name, out[name])
+    for name in ("bg2_z7_qam", "bg1_z24", "bg1_z48_chain"):  # not vacuous
+        assert out[name]["converged"] > 0, (name, out[name])
     assert out["bg2_z2_zero_iterations"]["iters"] == [0]
     assert out["bg2_z2_no_early_stop"]["iters"] == [3]
 
