@@ -205,7 +205,8 @@ class Codec(nn.Module):
             )
         if "bits" in cls.sweep_arguments and cls.default_bits is None:
             raise TypeError(
-                f"codec {cls.__name__} lists 'bits' in sweep_arguments but declares no default_bits"
+                f"codec {cls.__name__} lists 'bits' in sweep_arguments but declares no "
+                "default_bits"
             )
         for capability, methods in needs.items():
             missing = [m for m in methods if not callable(getattr(cls, m, None))]
@@ -235,9 +236,7 @@ def check_features(features: torch.Tensor) -> None:
 def raw_feature_bits(features: torch.Tensor) -> torch.Tensor:
     """``[B]`` bits of the uncompressed float32 feature maps."""
     per_map = features[0].numel() * 32 if features.shape[0] else 0
-    return torch.full(
-        (features.shape[0],), float(per_map), dtype=torch.float64, device=features.device
-    )
+    return torch.full((features.shape[0],), float(per_map), dtype=torch.float64, device=features.device)
 
 
 def packets_for_bits(

@@ -914,3 +914,4 @@ class FixedMCSDigitalCodec(DigitalCodec):
         if mcs == "auto":
             raise ValueError("digital_fixed: 'mcs' must be a fixed index 0..28, not 'auto'")
         super().__init__(mcs=mcs, **kwargs)
+

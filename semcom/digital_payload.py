@@ -36,11 +36,7 @@ class DigitalPayloadCodec(DigitalCodec):
     default_bits = 8
 
     def __init__(
-        self,
-        bits: int = default_bits,
-        decoder: str = "exact",
-        ldpc_decoder: str = "minsum",
-        **kwargs,
+        self, bits: int = default_bits, decoder: str = "exact", ldpc_decoder: str = "minsum", **kwargs
     ) -> None:
         for name in ("max_channel_uses", "min_bits"):
             if kwargs.get(name) is not None and not (name == "min_bits" and kwargs[name] == bits):
@@ -57,3 +53,4 @@ class DigitalPayloadCodec(DigitalCodec):
             max_channel_uses=None,
             **kwargs,
         )
+

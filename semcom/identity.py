@@ -45,12 +45,8 @@ class IdentityCodec(Codec):
     def encode(self, features: torch.Tensor, link: LinkState) -> Transmission:
         check_features(features)
         b = features.shape[0]
-        bits = torch.full(
-            (b,),
-            float(features[0].numel() * FLOAT16_BITS) if b else 0.0,
-            dtype=torch.float64,
-            device=features.device,
-        )
+        bits = torch.full((b,), float(features[0].numel() * FLOAT16_BITS) if b else 0.0,
+                          dtype=torch.float64, device=features.device)
         # log2(1 + snr) in float64: a float32 capacity moves ceil() by one use at some SNRs.
         snr_db = link.snr_db.to(features.device, torch.float64)
         capacity = shannon_capacity(snr_db)
