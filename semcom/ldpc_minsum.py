@@ -38,17 +38,23 @@ blocks, MCS 5/14/20/27 on AWGN): at 20 iterations the block error rate is then a
 that of Sionna's 20 flooding iterations of exact BP (docs/digital.md).
 
 Messages are stored batch-last (``[edges, blocks]``) so every gather and scatter moves
-contiguous rows of ``B`` values. On CUDA with Triton (``backend="auto"``) one fused kernel per
-row group does the whole update (``semcom/ldpc_minsum_triton.py``); by default it keeps a
-compressed state per check (``α·s·min1``, ``α·s·min2``, arg-min edge, edge signs) from which
-every old message is rebuilt exactly — 8 B per edge for ``L`` plus 24 B per check instead of
-16 B per edge — and the per-iteration syndrome check runs on hard bits packed 32 blocks to a
-word. ``precision="fp16"`` (opt-in) stores LLRs and messages as float16 (float32 arithmetic),
-halving the traffic again. The torch path is the reference and runs everywhere, with the same
-arithmetic (bit-identical results in Triton's interpreter, both precisions; a ``gpu`` test
-checks it on CUDA). Memory ≈ ``4 · (n_used + E + 3 E_step) · B`` bytes for ``E``
-decoded Tanner-graph edges (3,600–11,300 for the chain's 1024-bit blocks above MCS 2) and
-``E_step`` those of the largest step: ≈ 50 kB per block.
+contiguous rows of ``B`` values. On CUDA with Triton (``backend="auto"``) the default
+(``launch="persistent"``, ``semcom/ldpc_persistent_triton.py``) decodes the whole batch in ONE
+kernel launch: each program owns a few block slots, runs every iteration, the syndrome check and
+early termination itself, and refills a finished block's slot with the next block, so the
+per-iteration launches, syndrome kernels, host synchronisations and batch compactions are gone
+and the small slot state can stay in L2. ``launch="per-layer"`` keeps the previous scheme: one
+fused kernel per row group and iteration (``semcom/ldpc_minsum_triton.py``), one float32 message
+per edge (16 B per edge and iteration) or, with ``check_state="compressed"``, a compressed state
+per check (``α·s·min1``, ``α·s·min2``, arg-min edge, edge signs) from which every old message is
+rebuilt exactly (8 B per edge for ``L`` plus 24 B per check), and a per-iteration syndrome check
+on hard bits packed 32 blocks to a word. ``precision="fp16"`` (opt-in) stores LLRs and messages
+as float16 (float32 arithmetic), halving the traffic again. The torch path is the reference
+and runs everywhere, with the same arithmetic (bit-identical results in Triton's interpreter,
+both precisions and both launches; ``gpu`` tests check it on CUDA). Memory ≈
+``4 · (n_used + E + 3 E_step) · B`` bytes for ``E`` decoded Tanner-graph edges (3,600–11,300 for
+the chain's 1024-bit blocks above MCS 2) and ``E_step`` those of the largest step: ≈ 50 kB per
+block (persistent: ≈ 9 B per VN and block, plus ≈ 4 · (V + E) B per slot).
 """
 
 from __future__ import annotations
