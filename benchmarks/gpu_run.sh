@@ -21,6 +21,9 @@
 #          streams; the detector (eager, CUDA graph, Triton fusion; batch 1 and 8, fp32/fp16);
 #          the sweep end to end with the faster scoring; Where2comm of the shipped standard
 #          detector on the 1,000 test frames
+#   codec  DeepJSCC for the standard detector (~9 min): conf/train_codec_pointpillars.yaml
+#          (training capped at codec_train.max_seconds, then the SNR gate calibrated on the
+#          validation towns); checkpoint, calibration JSON and log in the work folder
 #
 # Each step writes <name>.txt (warnings filtered out) into a work folder ($W, default
 # /tmp/gpu_run) and prints its exit code and last N lines (N=12 unless set); after every step
@@ -30,10 +33,18 @@
 set -o pipefail
 SET=${1:-all}
 case "$SET" in
-  all | quick | ldpc | time | verify) ;;
+  all | quick | ldpc | time | verify | codec) ;;
   *)
-    echo "benchmarks/gpu_run.sh: SET must be all, quick, ldpc, time or verify, got '$SET'" >&2
+    echo "benchmarks/gpu_run.sh: SET must be all, quick, ldpc, time, verify or codec, got '$SET'" >&2
     exit 2
+    ;;
+  codec)
+    gpu_tests pytest_gpu_grid_sample 60 tests/perception/test_grid_sample.py
+    N=${N:-25}
+    step train_codec_pointpillars "${T:-500}" -m v2x.apps.train_codec \
+      --config-name train_codec_pointpillars out="$W/deepjscc_pointpillars.pt" \
+      codec_train.log_path="$W/log_pointpillars.csv" codec_train.max_seconds="${MAX_S:-330}" \
+      hydra.run.dir=/tmp/hydra_train_codec
     ;;
 esac
 : "${OUT:?set OUT to the folder the results go to}"
@@ -67,9 +78,9 @@ gpu_tests() {  # gpu_tests NAME TIMEOUT_S [PATHS...]: pytest -m gpu
   local name=$1 limit=$2
   shift 2
   rm -rf /tmp/gpu_run_tree && cp -r "$R" /tmp/gpu_run_tree && rm -rf /tmp/gpu_run_tree/v2x
-  (cd /tmp/gpu_run_tree && timeout "$limit" python3 -P -m pytest -q -m gpu -p no:cacheprovider \
-    "${@:-tests}" 2>&1 | tail -15) > "$W/$name.txt"
-  cat "$W/$name.txt"
+  (cd /tmp/gpu_run_tree && timeout "$limit" python3 -P -m pytest -q -rA -m gpu -p no:cacheprovider \
+    "${@:-tests}" 2>&1) > "$W/$name.txt"
+  tail -15 "$W/$name.txt"
   pack
 }
 
@@ -132,5 +143,13 @@ case "$SET" in
     step where2comm_1000 150 "$R/scripts/evaluate_fusions.py" --model pointpillars \
       --device cuda --sequences 100 --bootstrap 1000 --fusions max where2comm \
       --out "$W/fusions_pointpillars_where2comm_1000.json"
+    ;;
+  codec)
+    gpu_tests pytest_gpu_grid_sample 60 tests/perception/test_grid_sample.py
+    N=${N:-25}
+    step train_codec_pointpillars "${T:-500}" -m v2x.apps.train_codec \
+      --config-name train_codec_pointpillars out="$W/deepjscc_pointpillars.pt" \
+      codec_train.log_path="$W/log_pointpillars.csv" codec_train.max_seconds="${MAX_S:-330}" \
+      hydra.run.dir=/tmp/hydra_train_codec
     ;;
 esac
