@@ -124,8 +124,7 @@ class _Tables:
     out_int: torch.Tensor  # [n] circular-buffer index (before the RV's start) of input column
     one: torch.Tensor  # 0-dim 1.0 (copysign's magnitude)
     eidx32: torch.Tensor  # every group's idx32, concatenated (persistent kernel)
-    ginfo: torch.Tensor  # [groups, 4] int32: first edge in eidx32, rows·Z, degree, 0
-    syn32: torch.Tensor  # syn_idx as int32, −1 for padding
+    ginfo: torch.Tensor  # [groups, 4] int32: first edge in eidx32, rows·Z, degree, first check
 
 
 class LDPC5GMinSumDecoder:
@@ -367,16 +366,16 @@ class LDPC5GMinSumDecoder:
                 for idx, pad, shape, idx32 in self._group_np
             ]
             eidx = [idx32 for *_, idx32 in self._group_np]
-            first = np.cumsum([0] + [e.size for e in eidx[:-1]])
+            shapes = [shape for _, _, shape, _ in self._group_np]
+            first_edge = np.cumsum([0] + [e.size for e in eidx[:-1]])
+            first_check = np.cumsum([0] + [rows * z for rows, _, z in shapes[:-1]])
             ginfo = np.array(
                 [
-                    [f, rows * z, deg, 0]
-                    for f, (_, _, (rows, deg, z), _) in zip(first, self._group_np)
+                    [e0, rows * z, deg, c0]
+                    for e0, c0, (rows, deg, z) in zip(first_edge, first_check, shapes)
                 ],
                 dtype=np.int32,
             )
-            syn = self._syn_np[0]
-            syn32 = np.where(syn == self._num_vns, -1, syn).astype(np.int32)
             t = _Tables(
                 place=torch.as_tensor(self._place_np, device=device),
                 groups=groups,
@@ -388,7 +387,6 @@ class LDPC5GMinSumDecoder:
                 one=torch.ones((), dtype=torch.float32, device=device),
                 eidx32=torch.as_tensor(np.concatenate(eidx), device=device),
                 ginfo=torch.as_tensor(ginfo, device=device),
-                syn32=torch.as_tensor(syn32, device=device),
             )
             self._tables[device] = t
         return t
@@ -556,8 +554,7 @@ class LDPC5GMinSumDecoder:
         l0 = torch.sub(0.0, src.index_select(1, place)).to(self._dtype)  # +0, never −0
         del src
         inp = PersistentInputs(
-            l0=l0, eidx=tab.eidx32, ginfo=tab.ginfo, syn=tab.syn32,
-            dmax=tab.syn_shape[1], z=self.z, checks=self._checks(rv),
+            l0=l0, eidx=tab.eidx32, ginfo=tab.ginfo, z=self.z, checks=self._checks(rv),
             num_iter=self.num_iter, alpha=self.alpha, beta=self.beta, pad_llr=_PAD_LLR,
             early=self.early_stop,
         )  # fmt: skip

@@ -54,13 +54,14 @@ class PersistentConfig:
 #: Tried in this order; the first is the default below ``TUNE_MIN_BLOCKS``. Slot state per block
 #: ≈ 4·(V + E) B (39 kB at MCS 14, 57 kB at MCS 5): on 132 SMs the 1,056 slots of (8, 1) stay in
 #: the 50 MB L2, the others trade L2 hits for warps per SM (8–16). Registers are capped
-#: (``maxnreg``) so that every program of the grid is resident (ptxas, sm_90, Triton 3.6: ≤ 172 B
-#: of spills per thread at 128 registers, none at 255).
+#: (``maxnreg``) so that every program of the grid is resident. ptxas (sm_90, Triton 3.6): 216–255
+#: registers per thread and no spills for the first three; the last spills ≈ 0.8 kB per thread
+#: at 128 registers.
 CONFIGS = (
-    PersistentConfig(16, 2, 2048, 8),
-    PersistentConfig(8, 1, 1024, 8),
     PersistentConfig(8, 2, 1024, 4),
-    PersistentConfig(8, 3, 1024, 4),
+    PersistentConfig(8, 1, 1024, 8),
+    PersistentConfig(16, 1, 2048, 8),
+    PersistentConfig(16, 2, 2048, 8),
 )
 #: Under Triton's interpreter (tests): few slots, two programs, so that slots are refilled.
 INTERPRET_CONFIG = PersistentConfig(4, 2, 512, 4)
@@ -81,14 +82,13 @@ def _forced() -> PersistentConfig | None:
 @dataclass
 class PersistentInputs:
     """One decode call: ``l0 [nb, V]`` initial internal LLRs (float32 or float16) and the index
-    tables (``eidx`` int32 VN per edge, ``ginfo [groups, 4]`` int32, ``syn [checks_all, dmax]``
-    int32) with the scalar parameters of ``decode_kernel``."""
+    tables (``eidx`` int32 VN per edge, ``ginfo [groups, 4]`` int32) with the scalar
+    parameters of ``decode_kernel`` (``checks``: the parity checks of the syndrome, the first
+    ones of the row groups)."""
 
     l0: torch.Tensor
     eidx: torch.Tensor
     ginfo: torch.Tensor
-    syn: torch.Tensor
-    dmax: int
     z: int
     checks: int
     num_iter: int
@@ -170,13 +170,11 @@ class PersistentLauncher:
         conv = torch.empty(nb, dtype=torch.int8, device=dev)
         counter = torch.zeros(1, dtype=torch.int32, device=dev)
         if nb:
-            dmax = inp.dmax
             kernel()[(programs,)](
-                l0, sl, sr, hard, iters, conv, counter, inp.eidx, inp.ginfo, inp.syn,
+                l0, sl, sr, hard, iters, conv, counter, inp.eidx, inp.ginfo,
                 nb, v, e, inp.z, inp.ginfo.shape[0], inp.checks, inp.num_iter,
                 inp.alpha, inp.beta, inp.pad_llr,
-                DMAX=dmax, DMAX_P2=1 << max(0, (dmax - 1).bit_length()), EARLY=inp.early,
-                OFFSET=inp.beta > 0.0, HALF=l0.dtype == torch.float16, CB=cfg.cb,
+                EARLY=inp.early, OFFSET=inp.beta > 0.0, HALF=l0.dtype == torch.float16, CB=cfg.cb,
                 TILE=cfg.tile, num_warps=cfg.num_warps, num_stages=1, maxnreg=cfg.maxnreg,
             )  # fmt: skip
         return hard, iters, conv.bool()

@@ -16,8 +16,7 @@ of all row groups concatenated, each group ``[rows, degree, Z]`` as ``layer_kern
 last so a VN row of the ``CB`` slots is one contiguous ``4·CB``-byte segment. The slot state is
 only ever touched by its program: with few slots in flight it stays in L2 across iterations.
 Index tables: ``eidx`` int32 VN of every edge (−1 padding), ``ginfo [groups, 4]`` int32 (first
-edge, checks = rows·Z, degree, 0), ``syn [checks, DMAX]`` int32 VNs of every parity check (−1
-padding). Outputs: ``hard [nb, V]`` int8 (``L ≤ 0``), ``iters [nb]`` int32, ``conv [nb]`` int8.
+edge, checks = rows·Z, degree, first check): the syndrome walks the same tables. Outputs: ``hard [nb, V]`` int8 (``L ≤ 0``), ``iters [nb]`` int32, ``conv [nb]`` int8.
 """
 
 from __future__ import annotations
@@ -91,28 +90,58 @@ def _iteration(
 
 
 @triton.jit
-def _syndrome_bad(
-    slb, syn_ptr, checks, lane, need,
-    DMAX: tl.constexpr, DMAX_P2: tl.constexpr, SCHK: tl.constexpr, CB: tl.constexpr,
+def _group_bad(
+    slb, eidx_ptr, eoff, nc, deg, z, lane, bad,
+    DEG_P2: tl.constexpr, CHK: tl.constexpr, CB: tl.constexpr,
 ):  # fmt: skip
-    # [CB] bool: the slot's hard decision violates a parity check (exact for the slots in
-    # ``need``; True for the others). Stops once every needed slot has a violation.
-    d = tl.arange(0, DMAX_P2)[None, :]
+    # ``bad`` or-ed with "violates one of the group's first ``nc`` checks", CHK checks at a
+    # time, until every slot is bad.
+    d = tl.arange(0, DEG_P2)[None, :]
+    c0 = nc * 0
+    go = (c0 < nc) & (tl.sum((bad == 0).to(tl.int32), axis=0) > 0)
+    while go:
+        chk = c0 + tl.arange(0, CHK)[:, None]
+        edge, vn = check_edges(eidx_ptr + eoff, chk, d, z, deg, chk < nc)
+        x = tl.load(
+            slb + vn[:, :, None] * CB + lane[None, None, :], mask=(vn >= 0)[:, :, None],
+            other=1.0, cache_modifier=".cg",
+        ).to(tl.float32)  # fmt: skip
+        par = tl.sum((x <= 0.0).to(tl.int32), axis=1) & 1  # [CHK, CB]
+        bad = bad | (tl.max(par, axis=0) > 0)
+        c0 += CHK
+        go = (c0 < nc) & (tl.sum((bad == 0).to(tl.int32), axis=0) > 0)
+    return bad
+
+
+@triton.jit
+def _syndrome_bad(
+    slb, eidx_ptr, ginfo_ptr, n_groups, z, checks, lane, need,
+    TILE: tl.constexpr, CB: tl.constexpr,
+):  # fmt: skip
+    # [CB] bool: the slot's hard decision violates one of the first ``checks`` parity checks
+    # (exact for the slots in ``need``; True for the others). The checks are the row groups'
+    # (check ``c0 + i·Z + j`` of the group starting at check ``c0``; the same VNs as Sionna's
+    # pruned PCM rows), in tiles of the group's degree class; stops once every needed slot has
+    # a violation.
     bad = need == 0
-    c0 = checks * 0
+    g = n_groups * 0
     go = tl.sum((bad == 0).to(tl.int32), axis=0) > 0
     while go:
-        c = c0 + tl.arange(0, SCHK)[:, None]
-        vn = tl.load(syn_ptr + c * DMAX + d, mask=(c < checks) & (d < DMAX), other=-1)
-        m = (vn >= 0)[:, :, None]  # all slots (vector loads)
-        x = tl.load(
-            slb + vn[:, :, None] * CB + lane[None, None, :], mask=m, other=1.0,
-            cache_modifier=".cg",
-        ).to(tl.float32)  # fmt: skip
-        par = tl.sum((x <= 0.0).to(tl.int32), axis=1) & 1  # [SCHK, CB]
-        bad = bad | (tl.max(par, axis=0) > 0)
-        c0 += SCHK
-        go = (c0 < checks) & (tl.sum((bad == 0).to(tl.int32), axis=0) > 0)
+        eoff = tl.load(ginfo_ptr + 4 * g)
+        c0 = tl.load(ginfo_ptr + 4 * g + 3)
+        nc = tl.minimum(tl.load(ginfo_ptr + 4 * g + 1), checks - c0)
+        deg = tl.load(ginfo_ptr + 4 * g + 2)
+        if deg <= 4:
+            bad = _group_bad(slb, eidx_ptr, eoff, nc, deg, z, lane, bad, 4, TILE // (4 * CB), CB)
+        elif deg <= 8:
+            bad = _group_bad(slb, eidx_ptr, eoff, nc, deg, z, lane, bad, 8, TILE // (8 * CB), CB)
+        elif deg <= 16:
+            bad = _group_bad(slb, eidx_ptr, eoff, nc, deg, z, lane, bad, 16, TILE // (16 * CB), CB)
+        else:
+            bad = _group_bad(slb, eidx_ptr, eoff, nc, deg, z, lane, bad, 32, TILE // (32 * CB), CB)
+        g += 1
+        go = (g < n_groups) & (c0 + nc < checks)
+        go = go & (tl.sum((bad == 0).to(tl.int32), axis=0) > 0)
     return bad
 
 
@@ -143,10 +172,10 @@ def _write_hard(slb, hard_ptr, blk, done, v, lane, CB: tl.constexpr, VCH: tl.con
 @triton.jit(do_not_specialize=["nb", "v", "e", "z", "n_groups", "checks", "num_iter"])
 def decode_kernel(
     l0_ptr, sl_ptr, sr_ptr, hard_ptr, iters_ptr, conv_ptr, counter_ptr,
-    eidx_ptr, ginfo_ptr, syn_ptr,
+    eidx_ptr, ginfo_ptr,
     nb, v, e, z, n_groups, checks, num_iter, alpha, beta, pad_llr,
-    DMAX: tl.constexpr, DMAX_P2: tl.constexpr, EARLY: tl.constexpr, OFFSET: tl.constexpr,
-    HALF: tl.constexpr, CB: tl.constexpr, TILE: tl.constexpr,
+    EARLY: tl.constexpr, OFFSET: tl.constexpr, HALF: tl.constexpr, CB: tl.constexpr,
+    TILE: tl.constexpr,
 ):  # fmt: skip
     p = tl.program_id(0).to(tl.int64)
     lane = tl.arange(0, CB)
@@ -168,9 +197,7 @@ def decode_kernel(
             it += run.to(tl.int32)
         last = it == num_iter
         need = active & (last | (it > 0)) if EARLY else active & last
-        bad = _syndrome_bad(
-            slb, syn_ptr, checks, lane, need, DMAX, DMAX_P2, 2 * TILE // (DMAX_P2 * CB), CB
-        )
+        bad = _syndrome_bad(slb, eidx_ptr, ginfo_ptr, n_groups, z, checks, lane, need, TILE, CB)
         done = need & (last | (bad == 0))
         n_done = tl.sum(done.to(tl.int32), axis=0)
         if n_done > 0:
