@@ -54,13 +54,13 @@ class PersistentConfig:
 #: Tried in this order; the first is the default below ``TUNE_MIN_BLOCKS``. Slot state per block
 #: ≈ 4·(V + E) B (39 kB at MCS 14, 57 kB at MCS 5): on 132 SMs the 1,056 slots of (8, 1) stay in
 #: the 50 MB L2, the others trade L2 hits for warps per SM (8–16). Registers are capped
-#: (``maxnreg``) so that every program of the grid is resident. ptxas (sm_90, Triton 3.6): 216–255
-#: registers per thread and no spills for the first three; the last spills ≈ 0.8 kB per thread
-#: at 128 registers.
+#: (``maxnreg``) so that every program of the grid is resident; ptxas (sm_90, Triton 3.6): 117,
+#: 151 and 168 registers per thread and no spills for the first three, 104 B of spills for the
+#: last.
 CONFIGS = (
-    PersistentConfig(8, 2, 1024, 4),
+    PersistentConfig(8, 2, 1024, 8),
     PersistentConfig(8, 1, 1024, 8),
-    PersistentConfig(16, 1, 2048, 8),
+    PersistentConfig(8, 3, 1024, 4),
     PersistentConfig(16, 2, 2048, 8),
 )
 #: Under Triton's interpreter (tests): few slots, two programs, so that slots are refilled.

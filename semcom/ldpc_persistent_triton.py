@@ -38,10 +38,12 @@ def _group_tiles(
     # written out and refilled before), and a mask uniform along the slots keeps the 4·CB-byte
     # rows vector loads. ``keep`` [CB] is 0.0 in a block's first iteration: its old messages
     # are then 0 (the slot's stale, finite messages times 0 is ±0, and L − (±0) = L exactly, as
-    # a fresh L is never −0), so a new block's messages need no clearing.
-    d = tl.arange(0, DEG_P2)[None, :]
+    # a fresh L is never −0), so a new block's messages need no clearing. Tiles are
+    # [DEG_P2, CHK, CB]: Triton lays threads along the edges first (after the slots), so the
+    # reductions over a check's edges stay within a warp.
+    d = tl.arange(0, DEG_P2)[:, None]
     for c0 in range(0, ncheck, CHK):
-        chk = c0 + tl.arange(0, CHK)[:, None]
+        chk = c0 + tl.arange(0, CHK)[None, :]
         edge, vn = check_edges(eidx_ptr + eoff, chk, d, z, deg, chk < ncheck)
         m = (vn >= 0)[:, :, None]
         off_l = vn[:, :, None] * CB + lane[None, None, :]
@@ -50,7 +52,7 @@ def _group_tiles(
         r_old = tl.load(srb + off_r, mask=m, other=0.0, cache_modifier=".cg").to(tl.float32)
         t -= r_old * keep[None, None, :]
         r, m1s, m2s, arg, neg = check_update(
-            t, m, d[:, :, None], alpha, beta, pad_llr, OFFSET, HALF, 1
+            t, m, d[:, :, None], alpha, beta, pad_llr, OFFSET, HALF, 0
         )
         tl.store(srb + off_r, r.to(srb.dtype.element_ty), mask=m)
         tl.store(slb + off_l, (t + r).to(slb.dtype.element_ty), mask=m)
@@ -96,17 +98,17 @@ def _group_bad(
 ):  # fmt: skip
     # ``bad`` or-ed with "violates one of the group's first ``nc`` checks", CHK checks at a
     # time, until every slot is bad.
-    d = tl.arange(0, DEG_P2)[None, :]
+    d = tl.arange(0, DEG_P2)[:, None]  # [DEG_P2, CHK, CB] tiles, as _group_tiles
     c0 = nc * 0
     go = (c0 < nc) & (tl.sum((bad == 0).to(tl.int32), axis=0) > 0)
     while go:
-        chk = c0 + tl.arange(0, CHK)[:, None]
+        chk = c0 + tl.arange(0, CHK)[None, :]
         edge, vn = check_edges(eidx_ptr + eoff, chk, d, z, deg, chk < nc)
         x = tl.load(
             slb + vn[:, :, None] * CB + lane[None, None, :], mask=(vn >= 0)[:, :, None],
             other=1.0, cache_modifier=".cg",
         ).to(tl.float32)  # fmt: skip
-        par = tl.sum((x <= 0.0).to(tl.int32), axis=1) & 1  # [CHK, CB]
+        par = tl.sum((x <= 0.0).to(tl.int32), axis=0) & 1  # [CHK, CB]
         bad = bad | (tl.max(par, axis=0) > 0)
         c0 += CHK
         go = (c0 < nc) & (tl.sum((bad == 0).to(tl.int32), axis=0) > 0)
