@@ -16,7 +16,8 @@ of all row groups concatenated, each group ``[rows, degree, Z]`` as ``layer_kern
 last so a VN row of the ``CB`` slots is one contiguous ``4·CB``-byte segment. The slot state is
 only ever touched by its program: with few slots in flight it stays in L2 across iterations.
 Index tables: ``eidx`` int32 VN of every edge (−1 padding), ``ginfo [groups, 4]`` int32 (first
-edge, checks = rows·Z, degree, first check): the syndrome walks the same tables. Outputs: ``hard [nb, V]`` int8 (``L ≤ 0``), ``iters [nb]`` int32, ``conv [nb]`` int8.
+edge, checks = rows·Z, degree, first check): the syndrome walks the same tables. Outputs:
+``hard [nb, V]`` int8 (``L ≤ 0``), ``iters [nb]`` int32, ``conv [nb]`` int8.
 """
 
 from __future__ import annotations
