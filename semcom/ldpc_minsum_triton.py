@@ -9,7 +9,8 @@ check ``[rows·Z, nb]``: ``α·s·min1``, ``α·s·min2`` (storage dtype) and in
 ARG_SHIFT``. ``pack_hard_kernel`` and ``syndrome_kernel`` check every block's hard decision
 against the parity checks with 32 blocks to an int32 word. ``check_edges`` (a check's edges and
 VNs) and ``check_update`` (the min-sum update) are shared with the persistent kernel
-(``ldpc_persistent_triton``). Imported with ``TRITON_INTERPRET=1`` the kernels run on CPU tensors (tests).
+(``ldpc_persistent_triton``). Imported with ``TRITON_INTERPRET=1`` the kernels run on CPU
+tensors (tests).
 """
 
 from __future__ import annotations
