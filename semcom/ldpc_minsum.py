@@ -551,8 +551,9 @@ class LDPC5GMinSumDecoder:
             place = tab.place_buf
         src[:, -2] = 0.0
         src[:, -1] = -_FILLER_LLR
-        l0 = torch.sub(0.0, src.index_select(1, place)).to(self._dtype)  # +0, never −0
+        l0 = src.index_select(1, place)
         del src
+        l0 = torch.sub(0.0, l0, out=l0).to(self._dtype)  # +0, never −0
         inp = PersistentInputs(
             l0=l0, eidx=tab.eidx32, ginfo=tab.ginfo, z=self.z, checks=self._checks(rv),
             num_iter=self.num_iter, alpha=self.alpha, beta=self.beta, pad_llr=_PAD_LLR,

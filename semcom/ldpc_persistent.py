@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 import os
 import time
+import warnings
 from dataclasses import dataclass
 
 import torch
@@ -134,7 +135,11 @@ class PersistentLauncher:
         best, out, timings = None, None, []
         for cfg in CONFIGS:
             small = PersistentInputs(**{**inp.__dict__, "l0": inp.l0[: 2 * cfg.cb]})
-            self._run(small, cfg)
+            try:  # a configuration this GPU or Triton cannot run is skipped
+                self._run(small, cfg)
+            except Exception as exc:  # noqa: BLE001 (OutOfResources, PTXASError, ...)
+                warnings.warn(f"LDPC persistent kernel: {cfg} skipped: {exc}", stacklevel=2)
+                continue
             torch.cuda.synchronize(inp.l0.device)
             t0 = time.perf_counter()
             res = self._run(inp, cfg)
@@ -144,6 +149,8 @@ class PersistentLauncher:
             if best is None or dt < best[1]:
                 best, out = (cfg, dt), res
             del res
+        if best is None:
+            raise RuntimeError("LDPC persistent kernel: no launch configuration runs here")
         self.tuned[key] = best[0]
         self.last_tuning = timings
         self.last_config = best[0]
