@@ -24,6 +24,9 @@
 #   codec  DeepJSCC for the standard detector (~9 min): conf/train_codec_pointpillars.yaml
 #          (training capped at codec_train.max_seconds, then the SNR gate calibrated on the
 #          validation towns); checkpoint, calibration JSON and log in the work folder
+#   frontier  the standard detector's DeepJSCC on 400 unseen frames
+#          (conf/sweep_deepjscc_pointpillars.yaml, ~4 min), then Where2comm of the shipped
+#          standard detector on the 1,000 test frames
 #
 # Each step writes <name>.txt (warnings filtered out) into a work folder ($W, default
 # /tmp/gpu_run) and prints its exit code and last N lines (N=12 unless set); after every step
@@ -33,9 +36,9 @@
 set -o pipefail
 SET=${1:-all}
 case "$SET" in
-  all | quick | ldpc | time | verify | codec) ;;
+  all | quick | ldpc | time | verify | codec | frontier) ;;
   *)
-    echo "benchmarks/gpu_run.sh: SET must be all, quick, ldpc, time, verify or codec, got '$SET'" >&2
+    echo "benchmarks/gpu_run.sh: SET must be all, quick, ldpc, time, verify, codec or frontier, got '$SET'" >&2
     exit 2
     ;;
   codec)
@@ -45,6 +48,14 @@ case "$SET" in
       --config-name train_codec_pointpillars out="$W/deepjscc_pointpillars.pt" \
       codec_train.log_path="$W/log_pointpillars.csv" codec_train.max_seconds="${MAX_S:-330}" \
       hydra.run.dir=/tmp/hydra_train_codec
+    ;;
+  frontier)
+    N=${N:-30}
+    step frontier "${T_A:-300}" -m v2x.apps.sweep --config-name sweep_deepjscc_pointpillars \
+      output_dir="$W/frontier" quiet=true hydra.run.dir=/tmp/hydra_frontier
+    step where2comm_1000 "${T_B:-270}" "$R/scripts/evaluate_fusions.py" --model pointpillars \
+      --device cuda --sequences 100 --bootstrap 1000 --fusions max where2comm \
+      --out "$W/fusions_pointpillars_where2comm_1000.json"
     ;;
 esac
 : "${OUT:?set OUT to the folder the results go to}"
@@ -151,5 +162,13 @@ case "$SET" in
       --config-name train_codec_pointpillars out="$W/deepjscc_pointpillars.pt" \
       codec_train.log_path="$W/log_pointpillars.csv" codec_train.max_seconds="${MAX_S:-330}" \
       hydra.run.dir=/tmp/hydra_train_codec
+    ;;
+  frontier)
+    N=${N:-30}
+    step frontier "${T_A:-300}" -m v2x.apps.sweep --config-name sweep_deepjscc_pointpillars \
+      output_dir="$W/frontier" quiet=true hydra.run.dir=/tmp/hydra_frontier
+    step where2comm_1000 "${T_B:-270}" "$R/scripts/evaluate_fusions.py" --model pointpillars \
+      --device cuda --sequences 100 --bootstrap 1000 --fusions max where2comm \
+      --out "$W/fusions_pointpillars_where2comm_1000.json"
     ;;
 esac

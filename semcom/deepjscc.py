@@ -186,6 +186,13 @@ def _per_batch(
 
 
 SHIPPED_CHECKPOINT = "deepjscc_synthetic.pt"
+#: ``checkpoint`` names of the packaged codecs: ``shipped`` for the small detector's 64-channel
+#: maps (the main job's), ``shipped_pointpillars`` for the standard detector's 384-channel maps
+#: (built with ``max_ratio: 0.0625``; ``conf/train_codec_pointpillars.yaml``).
+SHIPPED_CHECKPOINTS = {
+    "shipped": SHIPPED_CHECKPOINT,
+    "shipped_pointpillars": "deepjscc_pointpillars.pt",
+}
 
 
 def read_codec_checkpoint(path: str) -> tuple[str, dict]:
@@ -208,12 +215,12 @@ def read_codec_checkpoint(path: str) -> tuple[str, dict]:
 
 
 def resolve_checkpoint(path: str) -> str:
-    """The file a ``checkpoint`` option names: ``"shipped"`` → the packaged
-    ``semcom/assets/deepjscc_synthetic.pt``; any other value is a path."""
-    if path == "shipped":
+    """The file a ``checkpoint`` option names: a ``SHIPPED_CHECKPOINTS`` name (``"shipped"`` →
+    the packaged ``semcom/assets/deepjscc_synthetic.pt``) or else a path."""
+    if path in SHIPPED_CHECKPOINTS:
         from importlib import resources
 
-        return str(resources.files("v2x.semcom") / "assets" / SHIPPED_CHECKPOINT)
+        return str(resources.files("v2x.semcom") / "assets" / SHIPPED_CHECKPOINTS[path])
     return str(path)
 
 
