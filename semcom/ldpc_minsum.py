@@ -556,7 +556,8 @@ class LDPC5GMinSumDecoder:
         l0 = torch.sub(0.0, l0, out=l0).to(self._dtype)  # +0, never −0
         inp = PersistentInputs(
             l0=l0, eidx=tab.eidx32, ginfo=tab.ginfo, z=self.z, checks=self._checks(rv),
-            num_iter=self.num_iter, alpha=self.alpha, beta=self.beta, pad_llr=_PAD_LLR,
+            num_iter=self.num_iter, hard_rows=self._num_vns if return_codeword else self.k,
+            alpha=self.alpha, beta=self.beta, pad_llr=_PAD_LLR,
             early=self.early_stop,
         )  # fmt: skip
         del l0

@@ -93,6 +93,7 @@ class PersistentInputs:
     z: int
     checks: int
     num_iter: int
+    hard_rows: int
     alpha: float
     beta: float
     pad_llr: float
@@ -109,8 +110,8 @@ class PersistentLauncher:
         self.last_config: PersistentConfig | None = None
 
     def __call__(self, inp: PersistentInputs) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Decode every block: ``hard [nb, V]`` int8 (``L ≤ 0``), ``iterations [nb]`` int32,
-        ``converged [nb]`` bool."""
+        """Decode every block: ``hard [nb, hard_rows]`` int8 (``L ≤ 0`` of the first
+        ``hard_rows`` VNs), ``iterations [nb]`` int32, ``converged [nb]`` bool."""
         nb, v = inp.l0.shape
         forced = _forced()
         if _interpreting() or inp.l0.device.type != "cuda":
@@ -172,14 +173,14 @@ class PersistentLauncher:
         # zeros: slots that never hold a block are still updated (finite values)
         sl = torch.zeros(programs * v * cfg.cb, dtype=l0.dtype, device=dev)
         sr = torch.zeros(programs * e * cfg.cb, dtype=l0.dtype, device=dev)
-        hard = torch.empty(nb, v, dtype=torch.int8, device=dev)
+        hard = torch.empty(nb, inp.hard_rows, dtype=torch.int8, device=dev)
         iters = torch.empty(nb, dtype=torch.int32, device=dev)
         conv = torch.empty(nb, dtype=torch.int8, device=dev)
         counter = torch.zeros(1, dtype=torch.int32, device=dev)
         if nb:
             kernel()[(programs,)](
                 l0, sl, sr, hard, iters, conv, counter, inp.eidx, inp.ginfo,
-                nb, v, e, inp.z, inp.ginfo.shape[0], inp.checks, inp.num_iter,
+                nb, v, e, inp.z, inp.ginfo.shape[0], inp.checks, inp.num_iter, inp.hard_rows,
                 inp.alpha, inp.beta, inp.pad_llr,
                 EARLY=inp.early, OFFSET=inp.beta > 0.0, HALF=l0.dtype == torch.float16, CB=cfg.cb,
                 TILE=cfg.tile, num_warps=cfg.num_warps, num_stages=1, maxnreg=cfg.maxnreg,

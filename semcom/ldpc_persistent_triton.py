@@ -17,7 +17,8 @@ last so a VN row of the ``CB`` slots is one contiguous ``4·CB``-byte segment. T
 only ever touched by its program: with few slots in flight it stays in L2 across iterations.
 Index tables: ``eidx`` int32 VN of every edge (−1 padding), ``ginfo [groups, 4]`` int32 (first
 edge, checks = rows·Z, degree, first check): the syndrome walks the same tables. Outputs:
-``hard [nb, V]`` int8 (``L ≤ 0``), ``iters [nb]`` int32, ``conv [nb]`` int8.
+``hard [nb, hv]`` int8 (``L ≤ 0`` of the first ``hv`` VNs: the information bits, or all ``V``
+for the codeword), ``iters [nb]`` int32, ``conv [nb]`` int8.
 """
 
 from __future__ import annotations
@@ -161,22 +162,22 @@ def _load_blocks(l0_ptr, slb, blk, fresh, v, lane, CB: tl.constexpr, VCH: tl.con
 
 
 @triton.jit
-def _write_hard(slb, hard_ptr, blk, done, v, lane, CB: tl.constexpr, VCH: tl.constexpr):
-    # hard[blk, :] = (L ≤ 0) of the slots ``done``.
+def _write_hard(slb, hard_ptr, blk, done, hv, lane, CB: tl.constexpr, VCH: tl.constexpr):
+    # hard[blk, :hv] = (L ≤ 0) of the first hv VNs of the slots ``done``.
     rows = tl.arange(0, VCH)[:, None]
-    dst = hard_ptr + blk.to(tl.int64)[None, :] * v
-    for v0 in range(0, v, VCH):
+    dst = hard_ptr + blk.to(tl.int64)[None, :] * hv
+    for v0 in range(0, hv, VCH):
         vv = v0 + rows
-        m = (vv < v) & done[None, :]
+        m = (vv < hv) & done[None, :]
         x = tl.load(slb + vv * CB + lane[None, :], mask=m, other=1.0, cache_modifier=".cg")
         tl.store(dst + vv, (x.to(tl.float32) <= 0.0).to(tl.int8), mask=m)
 
 
-@triton.jit(do_not_specialize=["nb", "v", "e", "z", "n_groups", "checks", "num_iter"])
+@triton.jit(do_not_specialize=["nb", "v", "e", "z", "n_groups", "checks", "num_iter", "hv"])
 def decode_kernel(
     l0_ptr, sl_ptr, sr_ptr, hard_ptr, iters_ptr, conv_ptr, counter_ptr,
     eidx_ptr, ginfo_ptr,
-    nb, v, e, z, n_groups, checks, num_iter, alpha, beta, pad_llr,
+    nb, v, e, z, n_groups, checks, num_iter, hv, alpha, beta, pad_llr,
     EARLY: tl.constexpr, OFFSET: tl.constexpr, HALF: tl.constexpr, CB: tl.constexpr,
     TILE: tl.constexpr,
 ):  # fmt: skip
@@ -204,7 +205,7 @@ def decode_kernel(
         done = need & (last | (bad == 0))
         n_done = tl.sum(done.to(tl.int32), axis=0)
         if n_done > 0:
-            _write_hard(slb, hard_ptr, blk, done, v, lane, CB, 2 * TILE // CB)
+            _write_hard(slb, hard_ptr, blk, done, hv, lane, CB, 2 * TILE // CB)
             tl.store(iters_ptr + blk, it, mask=done)
             tl.store(conv_ptr + blk, (bad == 0).to(tl.int8), mask=done)
             tl.debug_barrier()  # the written slots are refilled below
