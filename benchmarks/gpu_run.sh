@@ -41,22 +41,6 @@ case "$SET" in
     echo "benchmarks/gpu_run.sh: SET must be all, quick, ldpc, time, verify, codec or frontier, got '$SET'" >&2
     exit 2
     ;;
-  codec)
-    gpu_tests pytest_gpu_grid_sample 60 tests/perception/test_grid_sample.py
-    N=${N:-25}
-    step train_codec_pointpillars "${T:-500}" -m v2x.apps.train_codec \
-      --config-name train_codec_pointpillars out="$W/deepjscc_pointpillars.pt" \
-      codec_train.log_path="$W/log_pointpillars.csv" codec_train.max_seconds="${MAX_S:-330}" \
-      hydra.run.dir=/tmp/hydra_train_codec
-    ;;
-  frontier)
-    N=${N:-30}
-    step frontier "${T_A:-300}" -m v2x.apps.sweep --config-name sweep_deepjscc_pointpillars \
-      output_dir="$W/frontier" quiet=true hydra.run.dir=/tmp/hydra_frontier
-    step where2comm_1000 "${T_B:-270}" "$R/scripts/evaluate_fusions.py" --model pointpillars \
-      --device cuda --sequences 100 --bootstrap 1000 --fusions max where2comm \
-      --out "$W/fusions_pointpillars_where2comm_1000.json"
-    ;;
 esac
 : "${OUT:?set OUT to the folder the results go to}"
 source scripts/gpu_env.sh
