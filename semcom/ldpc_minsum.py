@@ -38,12 +38,12 @@ blocks, MCS 5/14/20/27 on AWGN): at 20 iterations the block error rate is then a
 that of Sionna's 20 flooding iterations of exact BP (docs/digital.md).
 
 Messages are stored batch-last (``[edges, blocks]``) so every gather and scatter moves
-contiguous rows of ``B`` values. On CUDA with Triton (``backend="auto"``) the default
-(``launch="persistent"``, ``semcom/ldpc_persistent_triton.py``) decodes the whole batch in ONE
+contiguous rows of ``B`` values. On CUDA with Triton (``backend="auto"``) the opt-in
+``launch="persistent"`` (``semcom/ldpc_persistent_triton.py``; not yet timed on a GPU) decodes the whole batch in ONE
 kernel launch: each program owns a few block slots, runs every iteration, the syndrome check and
 early termination itself, and refills a finished block's slot with the next block, so the
 per-iteration launches, syndrome kernels, host synchronisations and batch compactions are gone
-and the small slot state can stay in L2. ``launch="per-layer"`` keeps the previous scheme: one
+and the small slot state can stay in L2. The default ``launch="per-layer"`` is the measured scheme: one
 fused kernel per row group and iteration (``semcom/ldpc_minsum_triton.py``), one float32 message
 per edge (16 B per edge and iteration) or, with ``check_state="compressed"``, a compressed state
 per check (``α·s·min1``, ``α·s·min2``, arg-min edge, edge signs) from which every old message is
@@ -149,13 +149,14 @@ class LDPC5GMinSumDecoder:
             edge and the edge signs and rebuilds every old message from them (exact: the same
             values; fewer bytes, but measured slower on an H200: 801 vs 901 Mbit/s at MCS 14,
             docs/benchmarks.md, so it is opt-in).
-        launch: Triton path only: ``"persistent"`` (default) decodes the whole batch in ONE
+        launch: Triton path only: ``"persistent"`` (opt-in until it is timed and checked on a
+            GPU: bit-identical to the torch path in Triton's interpreter) decodes the whole batch in ONE
             kernel launch (``ldpc_persistent_triton``: every iteration, the syndrome check and
             early termination in the kernel, each program's blocks in a slot state small
             enough to stay in L2, a finished block's slot refilled with the next block);
             ``"per-layer"`` launches one kernel per row group and iteration plus the syndrome
-            kernels, with the blocks still decoding compacted between iterations (the previous
-            default). Same bits and iteration counts either way. ``check_state="compressed"``
+            kernels, with the blocks still decoding compacted between iterations (the default:
+            the kernel measured on an H200). Same bits and iteration counts either way. ``check_state="compressed"``
             always runs per layer.
 
     ``decoder(llr_ch [..., n]) -> [..., k]`` float32 bits, ``decoder.decode(llr_ch)`` a
@@ -175,7 +176,7 @@ class LDPC5GMinSumDecoder:
         harq_mode: bool = False,
         precision: str = "fp32",
         check_state: str = "edges",
-        launch: str = "persistent",
+        launch: str = "per-layer",
     ) -> None:
         if not isinstance(num_iter, int) or num_iter < 0:
             raise ValueError(f"LDPC min-sum 'num_iter' must be an int ≥ 0, got {num_iter!r}")
