@@ -18,12 +18,17 @@ block) per second of decoding, the median of ``--repeats`` timed calls after a w
 the ratio to Sionna; the min-sum decoder with early termination and without it (every block
 runs all ``--num-iter`` iterations, as Sionna's always does).
 
-``--modes`` (default ``torch`` on the CPU; ``torch,triton-edges,triton,triton-fp16`` on CUDA):
-``torch`` the reference path; ``triton-edges`` the fused kernel storing one float32 message per
-edge (16 B per edge per iteration); ``triton`` the compressed check state (the default Triton
-path, exact); a ``-fp16`` suffix stores LLRs and messages in float16 (opt-in). For Triton
-modes the traffic model of ``kernel_bytes_per_iteration`` gives the bytes per edge and the
-achieved GB/s (bytes of the iterations run ÷ time, syndrome checks not counted). Also printed:
+``--modes`` (default ``torch`` on the CPU; ``torch,triton-edges,triton-persistent`` on CUDA):
+``torch`` the reference path; ``triton-edges`` one fused kernel launch per row group and
+iteration storing one float32 message per edge (16 B per edge per iteration), blocks compacted
+between iterations; ``triton`` the same with the compressed check state; ``triton-persistent``
+the decoder's default: ONE launch for the whole batch (every iteration, syndrome and early
+termination in the kernel, one float32 message per edge in a per-program slot state that can
+stay in L2; the launch configuration is tuned on the first large call, and the chosen one and
+every configuration's time are printed); a ``-fp16`` suffix stores LLRs and messages in
+float16 (opt-in). For Triton modes the traffic model of ``kernel_bytes_per_iteration`` gives
+the bytes per edge and the achieved GB/s (bytes of the iterations run ÷ time, syndrome checks
+not counted; for ``triton-persistent`` much of it is L2 traffic). Also printed:
 the mean number of iterations, the fraction of blocks decoded to the sent codeword, whether
 the decoded bits are identical wherever the decoder and Sionna both recovered the block, and
 for every float32 mode whether its bits and iteration counts equal the first mode's.
@@ -92,13 +97,33 @@ def _llrs(
 def _mode(name: str) -> dict:
     """``"triton-edges-fp16"`` → decoder keyword arguments."""
     parts = name.split("-")
-    if parts[0] not in ("torch", "triton") or not set(parts[1:]) <= {"edges", "fp16"}:
-        raise SystemExit(f"--modes: unknown mode {name!r} (torch|triton[-edges][-fp16])")
+    ok = {"edges", "fp16", "persistent"}
+    if parts[0] not in ("torch", "triton") or not set(parts[1:]) <= ok:
+        raise SystemExit(
+            f"--modes: unknown mode {name!r} (torch|triton[-edges|-persistent][-fp16])"
+        )
+    if "edges" in parts and "persistent" in parts:
+        raise SystemExit(f"--modes: {name!r}: -persistent always stores messages per edge")
+    persistent = "persistent" in parts
     return {
         "backend": parts[0],
-        "check_state": "edges" if "edges" in parts else "compressed",
+        "check_state": "edges" if "edges" in parts or persistent else "compressed",
         "precision": "fp16" if "fp16" in parts else "fp32",
+        "launch": "persistent" if persistent else "per-layer",
     }
+
+
+def _tuning() -> str:
+    """The persistent kernel's configuration of the last call, and the configurations timed
+    when it was tuned (during this mode's first timed call)."""
+    from v2x.semcom.ldpc_persistent import LAUNCHER
+
+    out = f"; config {LAUNCHER.last_config}"
+    if LAUNCHER.last_tuning:
+        times = ", ".join(f"{c}: {t * 1e3:.0f} ms" for c, t in LAUNCHER.last_tuning)
+        out += f" (tuned: {times})"
+        LAUNCHER.last_tuning = []
+    return out
 
 
 def main() -> None:
@@ -133,7 +158,7 @@ def main() -> None:
     table = load_bler_table(args.block_bits)
     gen = torch.Generator(device).manual_seed(args.seed)
     nb_s = args.sionna_blocks or args.blocks
-    default = "torch,triton-edges,triton,triton-fp16" if device.type == "cuda" else "torch"
+    default = "torch,triton-edges,triton-persistent" if device.type == "cuda" else "torch"
     modes = (args.modes or default).split(",")
     kwargs = {mode: _mode(mode) for mode in modes}
     earlies = [{"on": True, "off": False}[e] for e in args.early.split(",")]
@@ -177,6 +202,8 @@ def main() -> None:
                             res.iterations, first[2]
                         )
                         extra += f"; bits+iterations == {first[0]}: {equal}"
+                if kwargs[mode]["launch"] == "persistent":
+                    extra += _tuning()
                 print(
                     f"        minsum[{mode}, early stop {'on ' if early else 'off'}] "
                     f"{rate / 1e6:9.3f} Mbit/s = {rate / r_s:6.1f}x sionna "

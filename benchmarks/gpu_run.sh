@@ -8,7 +8,8 @@
 #          tests: docs/benchmarks.md's GPU rows
 #   quick  channels (without TDL) and NMS, then the GPU tests
 #   ldpc   the LDPC decoder (issue 16): its GPU tests, throughput against Sionna at the 10 % BLER
-#          point and 1 dB above, BLER curves with 20,000 blocks per point (JSON + figure)
+#          point (MCS 5/14/27) and 1 dB above (MCS 5/14) of the per-layer and the persistent
+#          Triton kernels, BLER curves with 20,000 blocks per point (JSON + figure)
 #   time   README's "Time and asynchrony" figures (~5 min): conf/sweep_asynchrony.yaml (AP
 #          against an added delay, with and without latency compensation) and
 #          conf/sweep_payload_latency.yaml (AP against payload size at 20 MHz / 10 dB and over an
@@ -39,22 +40,6 @@ case "$SET" in
   *)
     echo "benchmarks/gpu_run.sh: SET must be all, quick, ldpc, time, verify, codec or frontier, got '$SET'" >&2
     exit 2
-    ;;
-  codec)
-    gpu_tests pytest_gpu_grid_sample 60 tests/perception/test_grid_sample.py
-    N=${N:-25}
-    step train_codec_pointpillars "${T:-500}" -m v2x.apps.train_codec \
-      --config-name train_codec_pointpillars out="$W/deepjscc_pointpillars.pt" \
-      codec_train.log_path="$W/log_pointpillars.csv" codec_train.max_seconds="${MAX_S:-330}" \
-      hydra.run.dir=/tmp/hydra_train_codec
-    ;;
-  frontier)
-    N=${N:-30}
-    step frontier "${T_A:-300}" -m v2x.apps.sweep --config-name sweep_deepjscc_pointpillars \
-      output_dir="$W/frontier" quiet=true hydra.run.dir=/tmp/hydra_frontier
-    step where2comm_1000 "${T_B:-270}" "$R/scripts/evaluate_fusions.py" --model pointpillars \
-      --device cuda --sequences 100 --bootstrap 1000 --fusions max where2comm \
-      --out "$W/fusions_pointpillars_where2comm_1000.json"
     ;;
 esac
 : "${OUT:?set OUT to the folder the results go to}"
@@ -112,12 +97,15 @@ case "$SET" in
     ;;
   ldpc)
     python3 -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__)"
-    gpu_tests pytest_gpu_ldpc 120 tests/semcom/test_ldpc_minsum.py
+    gpu_tests pytest_gpu_ldpc 180 tests/semcom/test_ldpc_minsum.py
     N=${N:-14}
-    step bench_ldpc "${T:-150}" "$R/benchmarks/bench_ldpc.py" --device cuda --blocks 262144 \
-      --sionna-blocks 16384 --repeats 5
-    step bench_ldpc_hi "${T:-150}" "$R/benchmarks/bench_ldpc.py" --device cuda --blocks 262144 \
-      --sionna-blocks 16384 --repeats 5 --snr-offset-db 1
+    # per-layer launches (the default) against the persistent kernel (opt-in until measured here),
+    # bits and iterations compared; the GPU tests compare both with the torch path
+    step bench_ldpc "${T:-200}" "$R/benchmarks/bench_ldpc.py" --device cuda --blocks 262144 \
+      --sionna-blocks 16384 --repeats 3 --mcs 5,14,27 --modes triton-edges,triton-persistent
+    step bench_ldpc_hi "${T:-120}" "$R/benchmarks/bench_ldpc.py" --device cuda --blocks 262144 \
+      --sionna-blocks 16384 --repeats 3 --snr-offset-db 1 --mcs 5,14 --early on \
+      --modes triton-edges,triton-persistent
     step ldpc_bler "${T:-300}" "$R/benchmarks/ldpc_bler.py" --device cuda --blocks 20000 \
       --batch 20000 --out "$W/ldpc_bler_h200.json" --figure "$W/ldpc_bler_h200.png"
     ;;

@@ -38,17 +38,23 @@ blocks, MCS 5/14/20/27 on AWGN): at 20 iterations the block error rate is then a
 that of Sionna's 20 flooding iterations of exact BP (docs/digital.md).
 
 Messages are stored batch-last (``[edges, blocks]``) so every gather and scatter moves
-contiguous rows of ``B`` values. On CUDA with Triton (``backend="auto"``) one fused kernel per
-row group does the whole update (``semcom/ldpc_minsum_triton.py``); by default it keeps a
-compressed state per check (``α·s·min1``, ``α·s·min2``, arg-min edge, edge signs) from which
-every old message is rebuilt exactly — 8 B per edge for ``L`` plus 24 B per check instead of
-16 B per edge — and the per-iteration syndrome check runs on hard bits packed 32 blocks to a
-word. ``precision="fp16"`` (opt-in) stores LLRs and messages as float16 (float32 arithmetic),
-halving the traffic again. The torch path is the reference and runs everywhere, with the same
-arithmetic (bit-identical results in Triton's interpreter, both precisions; a ``gpu`` test
-checks it on CUDA). Memory ≈ ``4 · (n_used + E + 3 E_step) · B`` bytes for ``E``
-decoded Tanner-graph edges (3,600–11,300 for the chain's 1024-bit blocks above MCS 2) and
-``E_step`` those of the largest step: ≈ 50 kB per block.
+contiguous rows of ``B`` values. On CUDA with Triton (``backend="auto"``) the opt-in
+``launch="persistent"`` (``semcom/ldpc_persistent_triton.py``; not yet timed on a GPU) decodes the whole batch in ONE
+kernel launch: each program owns a few block slots, runs every iteration, the syndrome check and
+early termination itself, and refills a finished block's slot with the next block, so the
+per-iteration launches, syndrome kernels, host synchronisations and batch compactions are gone
+and the small slot state can stay in L2. The default ``launch="per-layer"`` is the measured scheme: one
+fused kernel per row group and iteration (``semcom/ldpc_minsum_triton.py``), one float32 message
+per edge (16 B per edge and iteration) or, with ``check_state="compressed"``, a compressed state
+per check (``α·s·min1``, ``α·s·min2``, arg-min edge, edge signs) from which every old message is
+rebuilt exactly (8 B per edge for ``L`` plus 24 B per check), and a per-iteration syndrome check
+on hard bits packed 32 blocks to a word. ``precision="fp16"`` (opt-in) stores LLRs and messages
+as float16 (float32 arithmetic), halving the traffic again. The torch path is the reference
+and runs everywhere, with the same arithmetic (bit-identical results in Triton's interpreter,
+both precisions and both launches; ``gpu`` tests check it on CUDA). Memory ≈
+``4 · (n_used + E + 3 E_step) · B`` bytes for ``E`` decoded Tanner-graph edges (3,600–11,300 for
+the chain's 1024-bit blocks above MCS 2) and ``E_step`` those of the largest step: ≈ 50 kB per
+block (persistent: ≈ 9 B per VN and block, plus ≈ 4 · (V + E) B per slot).
 """
 
 from __future__ import annotations
@@ -71,6 +77,8 @@ BACKENDS = ("auto", "torch", "triton")
 PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16}
 #: How the Triton path stores check-to-variable messages between iterations.
 CHECK_STATES = ("compressed", "edges")
+#: How the Triton path launches its kernels (see ``LDPC5GMinSumDecoder``).
+LAUNCHES = ("persistent", "per-layer")
 #: Bit of the packed check state where the arg-min edge index starts (edge sign bits below).
 _ARG_SHIFT = 24
 
@@ -115,6 +123,8 @@ class _Tables:
     place_buf: torch.Tensor  # [V] index into [circular buffer | 0 | filler] of every VN
     out_int: torch.Tensor  # [n] circular-buffer index (before the RV's start) of input column
     one: torch.Tensor  # 0-dim 1.0 (copysign's magnitude)
+    eidx32: torch.Tensor  # every group's idx32, concatenated (persistent kernel)
+    ginfo: torch.Tensor  # [groups, 4] int32: first edge in eidx32, rows·Z, degree, first check
 
 
 class LDPC5GMinSumDecoder:
@@ -139,6 +149,15 @@ class LDPC5GMinSumDecoder:
             edge and the edge signs and rebuilds every old message from them (exact: the same
             values; fewer bytes, but measured slower on an H200: 801 vs 901 Mbit/s at MCS 14,
             docs/benchmarks.md, so it is opt-in).
+        launch: Triton path only: ``"persistent"`` (opt-in until it is timed and checked on a
+            GPU: bit-identical to the torch path in Triton's interpreter) decodes the whole batch in ONE
+            kernel launch (``ldpc_persistent_triton``: every iteration, the syndrome check and
+            early termination in the kernel, each program's blocks in a slot state small
+            enough to stay in L2, a finished block's slot refilled with the next block);
+            ``"per-layer"`` launches one kernel per row group and iteration plus the syndrome
+            kernels, with the blocks still decoding compacted between iterations (the default:
+            the kernel measured on an H200). Same bits and iteration counts either way. ``check_state="compressed"``
+            always runs per layer.
 
     ``decoder(llr_ch [..., n]) -> [..., k]`` float32 bits, ``decoder.decode(llr_ch)`` a
     ``MinSumResult``. Index tables are built on first use per device; the device follows the
@@ -157,6 +176,7 @@ class LDPC5GMinSumDecoder:
         harq_mode: bool = False,
         precision: str = "fp32",
         check_state: str = "edges",
+        launch: str = "per-layer",
     ) -> None:
         if not isinstance(num_iter, int) or num_iter < 0:
             raise ValueError(f"LDPC min-sum 'num_iter' must be an int ≥ 0, got {num_iter!r}")
@@ -176,7 +196,10 @@ class LDPC5GMinSumDecoder:
             raise ValueError(
                 f"LDPC min-sum 'check_state' must be one of {CHECK_STATES}, got {check_state!r}"
             )
+        if launch not in LAUNCHES:
+            raise ValueError(f"LDPC min-sum 'launch' must be one of {LAUNCHES}, got {launch!r}")
         self.num_iter = num_iter
+        self.launch = launch
         self.precision = precision
         self.check_state = check_state
         self._dtype = PRECISIONS[precision]
@@ -343,6 +366,17 @@ class LDPC5GMinSumDecoder:
                 )
                 for idx, pad, shape, idx32 in self._group_np
             ]
+            eidx = [idx32 for *_, idx32 in self._group_np]
+            shapes = [shape for _, _, shape, _ in self._group_np]
+            first_edge = np.cumsum([0] + [e.size for e in eidx[:-1]])
+            first_check = np.cumsum([0] + [rows * z for rows, _, z in shapes[:-1]])
+            ginfo = np.array(
+                [
+                    [e0, rows * z, deg, c0]
+                    for e0, c0, (rows, deg, z) in zip(first_edge, first_check, shapes)
+                ],
+                dtype=np.int32,
+            )
             t = _Tables(
                 place=torch.as_tensor(self._place_np, device=device),
                 groups=groups,
@@ -352,6 +386,8 @@ class LDPC5GMinSumDecoder:
                 place_buf=torch.as_tensor(self._place_buf_np, device=device),
                 out_int=torch.as_tensor(self._out_int_np, device=device),
                 one=torch.ones((), dtype=torch.float32, device=device),
+                eidx32=torch.as_tensor(np.concatenate(eidx), device=device),
+                ginfo=torch.as_tensor(ginfo, device=device),
             )
             self._tables[device] = t
         return t
@@ -405,6 +441,9 @@ class LDPC5GMinSumDecoder:
         device = x.device
         tab = self._tables_on(device)
         layer = self._layer_triton if nb and self._use_triton(device) else self._layer_torch
+        persistent = self.launch == "persistent" and self.check_state == "edges"
+        if layer == self._layer_triton and persistent:
+            return self._decode_persistent(x, rv, tab, lead, return_codeword)
         bits = torch.zeros(nb, self.k, dtype=torch.float32, device=device)
         converged = torch.zeros(nb, dtype=torch.bool, device=device)
         iterations = torch.zeros(nb, dtype=torch.int32, device=device)
@@ -484,6 +523,55 @@ class LDPC5GMinSumDecoder:
             converged.reshape(lead),
             iterations.reshape(lead),
             None if cw is None else cw.reshape(*lead, self.n),
+        )
+
+    def _decode_persistent(
+        self,
+        x: torch.Tensor,
+        rv: list[int] | None,
+        tab: _Tables,
+        lead: tuple[int, ...],
+        return_codeword: bool,
+    ) -> MinSumResult:
+        """``decode`` in one persistent kernel launch (``ldpc_persistent``): ``x [B, n]`` (or
+        ``[B, R, n]`` with ``rv``) float32 channel logits. The initial LLRs are the per-layer
+        path's, block-major ``[B, V]``."""
+        from v2x.semcom.ldpc_persistent import LAUNCHER, PersistentInputs
+
+        nb, device = x.shape[0], x.device
+        if rv is None:
+            src = torch.empty(nb, self.n + 2, dtype=torch.float32, device=device)
+            torch.clamp(x, -self.llr_max, self.llr_max, out=src[:, : self.n])
+            place = tab.place
+        else:
+            src = torch.zeros(nb, self._buf_len + 2, dtype=torch.float32, device=device)
+            for i, r in enumerate(rv):
+                at = (tab.out_int + self._rv_start[r]) % self._buf_len
+                src.index_add_(1, at, x[:, i])
+            src.clamp_(-self.llr_max, self.llr_max)  # after combining, as Sionna
+            place = tab.place_buf
+        src[:, -2] = 0.0
+        src[:, -1] = -_FILLER_LLR
+        l0 = src.index_select(1, place)
+        del src
+        l0 = torch.sub(0.0, l0, out=l0).to(self._dtype)  # +0, never −0
+        inp = PersistentInputs(
+            l0=l0, eidx=tab.eidx32, ginfo=tab.ginfo, z=self.z, checks=self._checks(rv),
+            num_iter=self.num_iter, hard_rows=self._num_vns if return_codeword else self.k,
+            alpha=self.alpha, beta=self.beta, pad_llr=_PAD_LLR,
+            early=self.early_stop,
+        )  # fmt: skip
+        del l0
+        hard, iterations, converged = LAUNCHER(inp)
+        del inp
+        cw = None
+        if return_codeword:
+            cw = hard.index_select(1, tab.cw_idx).float().reshape(*lead, self.n)
+        return MinSumResult(
+            hard[:, : self.k].float().reshape(*lead, self.k),
+            converged.reshape(lead),
+            iterations.reshape(lead),
+            cw,
         )
 
     def _new_state(

@@ -7,7 +7,10 @@ group ``idx [rows·DEG·Z]`` int32 VN of every edge (−1: padding). ``layer_ker
 message per edge ``r [rows·DEG·Z, nb]``; ``layer_compressed_kernel`` one compressed state per
 check ``[rows·Z, nb]``: ``α·s·min1``, ``α·s·min2`` (storage dtype) and int32 ``signs | arg <<
 ARG_SHIFT``. ``pack_hard_kernel`` and ``syndrome_kernel`` check every block's hard decision
-against the parity checks with 32 blocks to an int32 word. Imported with ``TRITON_INTERPRET=1`` the kernels run on CPU tensors (tests).
+against the parity checks with 32 blocks to an int32 word. ``check_edges`` (a check's edges and
+VNs) and ``check_update`` (the min-sum update) are shared with the persistent kernel
+(``ldpc_persistent_triton``). Imported with ``TRITON_INTERPRET=1`` the kernels run on CPU
+tensors (tests).
 """
 
 from __future__ import annotations
@@ -17,27 +20,43 @@ import triton.language as tl
 
 
 @triton.jit
-def check_update(t, m, d, alpha, beta, pad_llr, OFFSET: tl.constexpr, HALF: tl.constexpr):
-    """Min-sum update of ``t [DEG_P2, BLOCK_B]`` (``m``: real edges): the new messages
-    ``r``, ``α·s·min1``, ``α·s·min2`` (as used: float16-rounded with ``HALF``), the arg-min
-    edge and the edge signs (sign bit set, as torch.copysign: −0 counts as negative)."""
+def check_edges(idx_ptr, chk, d, z, deg, valid):
+    """Edges and VNs of checks ``chk`` (a row group's check ``i·Z + j``: row ``i``, lifting
+    index ``j``), edge slots ``d`` (broadcast against ``chk``): the edge index ``(i·deg + d)·Z +
+    j`` within the group and its VN from ``idx_ptr`` (−1: padding, ``d ≥ deg`` or not
+    ``valid``)."""
+    i = chk // z
+    j = chk - i * z
+    edge = (i * deg + d) * z + j
+    vn = tl.load(idx_ptr + edge, mask=(d < deg) & valid, other=-1)
+    return edge, vn
+
+
+@triton.jit
+def check_update(
+    t, m, d, alpha, beta, pad_llr, OFFSET: tl.constexpr, HALF: tl.constexpr, AXIS: tl.constexpr
+):
+    """Min-sum update of ``t`` (edges of a check along ``AXIS``, ``m``: real edges, ``d``: the
+    edge slot, broadcast against ``t``): the new messages ``r``, ``α·s·min1``, ``α·s·min2`` (as
+    used: float16-rounded with ``HALF``; ``AXIS`` reduced), the arg-min edge and the edge signs
+    (sign bit set, as torch.copysign: −0 counts as negative)."""
     a = tl.where(m, tl.abs(t), pad_llr)
-    min1 = tl.min(a, axis=0)
-    arg = tl.argmin(a, axis=0)
-    at_min = d[:, None] == arg[None, :]
-    min2 = tl.min(tl.where(at_min, pad_llr, a), axis=0)
+    min1 = tl.min(a, axis=AXIS)
+    arg = tl.argmin(a, axis=AXIS)
+    at_min = d == tl.expand_dims(arg, AXIS)
+    min2 = tl.min(tl.where(at_min, pad_llr, a), axis=AXIS)
     if OFFSET:
         min1 = tl.maximum(min1 - beta, 0.0)
         min2 = tl.maximum(min2 - beta, 0.0)
     neg = (t.to(tl.int32, bitcast=True) < 0) & m
-    odd = tl.sum(neg.to(tl.int32), axis=0) & 1
+    odd = tl.sum(neg.to(tl.int32), axis=AXIS) & 1
     scale = tl.where(odd == 1, -1.0, 1.0) * alpha
     m1s = min1 * scale
     m2s = min2 * scale
     if HALF:
         m1s = m1s.to(tl.float16).to(tl.float32)
         m2s = m2s.to(tl.float16).to(tl.float32)
-    mag = tl.where(at_min, m2s[None, :], m1s[None, :])
+    mag = tl.where(at_min, tl.expand_dims(m2s, AXIS), tl.expand_dims(m1s, AXIS))
     r = tl.where(neg, -mag, mag)
     return r, m1s, m2s, arg, neg
 
@@ -51,11 +70,8 @@ def layer_kernel(
     # One check (row i of the group, lifting index j) × BLOCK_B blocks: load the
     # check's DEG edges [DEG_P2, BLOCK_B], update, store L and R back (16 B per edge).
     chk = tl.program_id(0)
-    i = chk // z
-    j = chk - i * z
     d = tl.arange(0, DEG_P2)
-    edge = (i * DEG + d) * z + j
-    vn = tl.load(idx_ptr + edge, mask=d < DEG, other=-1)
+    edge, vn = check_edges(idx_ptr, chk, d, z, DEG, d >= 0)
     b = tl.program_id(1) * BLOCK_B + tl.arange(0, BLOCK_B)
     m = (vn >= 0)[:, None] & (b < nb)[None, :]
     off_l = vn.to(tl.int64)[:, None] * nb + b[None, :]
@@ -63,7 +79,7 @@ def layer_kernel(
     t = tl.load(llr_ptr + off_l, mask=m, other=0.0).to(tl.float32) - tl.load(
         r_ptr + off_r, mask=m, other=0.0
     ).to(tl.float32)
-    r, m1s, m2s, arg, neg = check_update(t, m, d, alpha, beta, pad_llr, OFFSET, HALF)
+    r, m1s, m2s, arg, neg = check_update(t, m, d[:, None], alpha, beta, pad_llr, OFFSET, HALF, 0)
     tl.store(r_ptr + off_r, r.to(r_ptr.dtype.element_ty), mask=m)
     tl.store(llr_ptr + off_l, (t + r).to(llr_ptr.dtype.element_ty), mask=m)
 
@@ -79,11 +95,8 @@ def layer_compressed_kernel(
     # edge, min1 elsewhere) — the values layer_kernel stores — so L moves 8 B per edge
     # and the state 2 × 12 B (fp32) per check.
     chk = tl.program_id(0)
-    i = chk // z
-    j = chk - i * z
     d = tl.arange(0, DEG_P2)
-    edge = (i * DEG + d) * z + j
-    vn = tl.load(idx_ptr + edge, mask=d < DEG, other=-1)
+    edge, vn = check_edges(idx_ptr, chk, d, z, DEG, d >= 0)
     b = tl.program_id(1) * BLOCK_B + tl.arange(0, BLOCK_B)
     bm = b < nb
     m = (vn >= 0)[:, None] & bm[None, :]
@@ -97,7 +110,7 @@ def layer_compressed_kernel(
     mag_old = tl.where(d[:, None] == arg_old[None, :], m2_old[None, :], m1_old[None, :])
     r_old = tl.where(neg_old, -mag_old, mag_old)
     t = tl.load(llr_ptr + off_l, mask=m, other=0.0).to(tl.float32) - r_old
-    r, m1s, m2s, arg, neg = check_update(t, m, d, alpha, beta, pad_llr, OFFSET, HALF)
+    r, m1s, m2s, arg, neg = check_update(t, m, d[:, None], alpha, beta, pad_llr, OFFSET, HALF, 0)
     signs = tl.sum(neg.to(tl.int32) << d[:, None], axis=0)
     tl.store(m1_ptr + off_c, m1s.to(m1_ptr.dtype.element_ty), mask=bm)
     tl.store(m2_ptr + off_c, m2s.to(m2_ptr.dtype.element_ty), mask=bm)

@@ -164,3 +164,24 @@ def test_the_shipped_runs_are_app_configs():
     plan = plan_sweep(sweep)
     # none: 12 SNRs; identity: 2 channels x 12; deepjscc: 8 ratios x 2 channels x 12
     assert plan.num_cells == 12 + 2 * 12 + 8 * 2 * 12
+
+
+def test_the_standard_detectors_codec_run_and_frontier_are_app_configs():
+    """semcom/assets/deepjscc_pointpillars.pt: its training config builds the codec the packaged
+    checkpoint holds, and the frontier sweep loads that checkpoint into the same architecture."""
+    from v2x.semcom.deepjscc import read_codec_checkpoint
+
+    _, blob = read_codec_checkpoint("shipped_pointpillars")
+    codec = _compose("train_codec_pointpillars")
+    assert codec.model.backbone == "pointpillars" and codec.model.feature_channels == 384
+    assert (codec.codec.hidden, codec.codec.max_ratio) == (64, 0.0625)
+    assert {k: blob["config"][k] for k in ("in_channels", "hidden", "max_ratio")} == {
+        "in_channels": 384, "hidden": 64, "max_ratio": 0.0625}  # fmt: skip
+    assert max(codec.codec_train.ratios) == codec.codec.max_ratio
+    sweep = _compose("sweep_deepjscc_pointpillars")
+    options = sweep.codec_options.deepjscc
+    assert (options.checkpoint, options.max_ratio) == ("shipped_pointpillars", 0.0625)
+    assert sweep.model.backbone == "pointpillars" and sweep.data.num_frames == 400
+    plan = plan_sweep(sweep)
+    # none: 7 SNRs; identity: 2 channels x 7; deepjscc: 6 ratios x 2 channels x 7
+    assert plan.num_cells == 7 + 2 * 7 + 6 * 2 * 7

@@ -78,5 +78,15 @@ def test_on_the_gpu_the_map_gradient_is_the_same_bits_every_time():
         first = _grads(sample_maps, maps, grid, upstream)[1]
         for _ in range(3):
             assert torch.equal(_grads(sample_maps, maps, grid, upstream)[1], first)
-    ref = _grads(lambda m, g: F.grid_sample(m, g, align_corners=False), maps, grid, upstream)[1]
-    torch.testing.assert_close(first, ref, rtol=1e-5, atol=1e-5)
+    # Accuracy against a float64 oracle: no worse than torch's own float32 kernel. (The two float32
+    # results differ from each other by up to ~2.5e-5 on an H200: each input cell sums dozens of
+    # terms in a different order, so comparing them to each other at 1e-5 tested rounding noise.)
+    def torchs(m, g):
+        return F.grid_sample(m, g, align_corners=False)
+
+    exact = _grads(torchs, maps.double(), grid.double(), upstream.double())[1]
+    torch32 = _grads(torchs, maps, grid, upstream)[1]
+    ours_err = (first.double() - exact).abs()
+    torch_err = (torch32.double() - exact).abs()
+    assert ours_err.max() <= 2 * torch_err.max() + 1e-12
+    assert ours_err.mean() <= 2 * torch_err.mean() + 1e-12

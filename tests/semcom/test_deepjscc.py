@@ -334,3 +334,17 @@ def test_runs_on_cuda_with_power_constraint():
     out, _ = codec.train().forward_train(x, link.snr_db, 1 / 16)
     out.square().mean().backward()
     assert codec.encoder.stages[0].conv.weight.grad.abs().sum() > 0
+
+
+def test_each_packaged_checkpoint_name_loads_its_architecture_and_a_mismatch_names_the_file():
+    from v2x.semcom.deepjscc import SHIPPED_CHECKPOINTS, read_codec_checkpoint
+
+    expected = {"shipped": 64, "shipped_pointpillars": 384}  # the detectors' feature channels
+    assert set(SHIPPED_CHECKPOINTS) == set(expected)
+    for name, channels in expected.items():
+        path, blob = read_codec_checkpoint(name)
+        assert path.endswith(SHIPPED_CHECKPOINTS[name]) and blob["config"]["in_channels"] == channels
+        codec = build_codec("deepjscc", **blob["config"], checkpoint=name)
+        assert torch.equal(codec.gate_snr_db, blob["state_dict"]["gate_snr_db"])
+    with pytest.raises(ValueError, match="deepjscc_pointpillars.pt.*saved with config"):
+        build_codec("deepjscc", in_channels=384, hidden=64, checkpoint="shipped_pointpillars")

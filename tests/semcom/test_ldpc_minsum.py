@@ -311,12 +311,12 @@ def test_cuda_torch_and_triton_paths_match_the_cpu_decoder():
         assert torch.equal(res.iterations.cpu(), ref.iterations), backend
 
 
-def _mixed_llrs(enc, nb: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Bits ``[nb, k]`` and logits ``[nb, n]`` from good to hopeless channels (some blocks
-    converge at different iterations, some never)."""
+def _mixed_llrs(enc, nb: int, seed: int, best: float = 2.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Bits ``[nb, k]`` and logits ``[nb, n]`` from good (signal gain ``best``, unit noise) to
+    hopeless channels (some blocks converge at different iterations, some never)."""
     g = torch.Generator().manual_seed(seed)
     u = torch.randint(0, 2, (nb, enc.k), generator=g).float()
-    gain = torch.linspace(2.0, 0.2, nb)[:, None]
+    gain = torch.linspace(best, 0.2, nb)[:, None]
     return u, gain * (2.0 * enc(u) - 1.0) + torch.randn(nb, enc.n, generator=g)
 
 
@@ -332,7 +332,9 @@ for precision in ("fp32", "fp16"):
     ref = LDPC5GMinSumDecoder(enc, backend="torch", **kw).decode(llr)
     out[precision] = {"converged": int(ref.converged.sum()), "iters": sorted(set(ref.iterations.tolist()))}
     for state in ("compressed", "edges") if precision == "fp32" else ("compressed",):
-        res = LDPC5GMinSumDecoder(enc, backend="triton", check_state=state, **kw).decode(llr)
+        res = LDPC5GMinSumDecoder(
+            enc, backend="triton", check_state=state, launch="per-layer", **kw
+        ).decode(llr)
         out[precision][state] = [
             torch.equal(getattr(res, f), getattr(ref, f)) for f in ("bits", "iterations", "converged")
         ]
@@ -395,9 +397,7 @@ def test_kernel_traffic_model_and_new_arguments():
     e = dec.num_edges
     assert dec.kernel_bytes_per_iteration() == 8 * e + 24 * checks
     fp16 = LDPC5GMinSumDecoder(enc, precision="fp16", check_state="compressed")
-    assert fp16.kernel_bytes_per_iteration() == (
-        4 * e + 16 * checks
-    )
+    assert fp16.kernel_bytes_per_iteration() == (4 * e + 16 * checks)
     assert LDPC5GMinSumDecoder(enc).kernel_bytes_per_iteration() == 16 * e  # the default
     assert 8 * e + 24 * checks < 16 * e  # mean check degree > 3
     with pytest.raises(ValueError, match="precision"):
@@ -420,9 +420,149 @@ def test_cuda_triton_modes_match_the_torch_path(precision: str):
         enc = block_code(m, 1024).ldpc_encoder
         u, llr = _mixed_llrs(enc, 700, seed=m)
         ref = LDPC5GMinSumDecoder(enc, backend="torch", precision=precision).decode(llr.cuda())
-        for state in ("compressed", "edges"):
+        for state, launch in (
+            ("compressed", "per-layer"),
+            ("edges", "per-layer"),
+            ("edges", "persistent"),
+        ):
             res = LDPC5GMinSumDecoder(
-                enc, backend="triton", check_state=state, precision=precision
+                enc, backend="triton", check_state=state, precision=precision, launch=launch
             ).decode(llr.cuda())
-            assert torch.equal(res.bits, ref.bits), (m, state)
-            assert torch.equal(res.iterations, ref.iterations), (m, state)
+            assert torch.equal(res.bits, ref.bits), (m, state, launch)
+            assert torch.equal(res.iterations, ref.iterations), (m, state, launch)
+            assert torch.equal(res.converged, ref.converged), (m, state, launch)
+
+
+_PERSISTENT = """
+import json, sys, torch
+sys.path.insert(0, sys.argv[1])
+from test_ldpc_minsum import LDPC5GMinSumDecoder, _encoder, _mixed_llrs
+from v2x.semcom.fec import block_code
+fields = ("bits", "iterations", "converged", "codeword")
+out = {}
+def case(name, enc, llr, rv=None, harq=False, **kw):
+    ref = LDPC5GMinSumDecoder(enc, backend="torch", harq_mode=harq, **kw)
+    ref = ref.decode(llr, return_codeword=rv is None, rv=rv)
+    dec = LDPC5GMinSumDecoder(enc, backend="triton", launch="persistent", harq_mode=harq, **kw)
+    res = dec.decode(llr, return_codeword=rv is None, rv=rv)
+    out[name] = {
+        "equal": [
+            torch.equal(getattr(res, f), getattr(ref, f)) if getattr(ref, f) is not None
+            else getattr(res, f) is None for f in fields
+        ],
+        "converged": int(ref.converged.sum()),
+        "iters": sorted(set(ref.iterations.tolist())),
+    }
+enc = _encoder(12, 60)  # base graph 2, Z = 2
+u, llr = _mixed_llrs(enc, 20, seed=11)
+case("bg2_z2", enc, llr, num_iter=6)
+case("bg2_z2_fp16", enc, llr, num_iter=6, precision="fp16")
+case("bg2_z2_no_early_stop", enc, llr, num_iter=3, early_stop=False)
+case("bg2_z2_zero_iterations", enc, llr, num_iter=0)
+enc = _encoder(40, 100, 2)  # base graph 2, Z = 7, interleaved
+u, llr = _mixed_llrs(enc, 12, seed=3, best=3.0)
+case("bg2_z7_qam", enc, llr, num_iter=5)
+enc = _encoder(500, 600)  # base graph 1, Z = 24
+u, llr = _mixed_llrs(enc, 10, seed=5, best=6.0)
+case("bg1_z24", enc, llr, num_iter=4)
+enc = block_code(27, 1024).ldpc_encoder  # the chain's base graph 1 code, Z = 48
+u, llr = _mixed_llrs(enc, 6, seed=6, best=8.0)
+case("bg1_z48_chain", enc, llr, num_iter=3)
+enc = _encoder(12, 60)
+c = enc(torch.randint(0, 2, (6, 12), generator=torch.Generator().manual_seed(1)), rv=[0, 2])
+llr = 1.5 * (2.0 * c - 1.0) + torch.randn(c.shape, generator=torch.Generator().manual_seed(2))
+case("bg2_z2_harq_rv02", enc, llr, rv=[0, 2], harq=True, num_iter=4)
+print(json.dumps(out))
+"""
+
+
+@pytest.mark.slow
+def test_persistent_kernel_matches_the_torch_path_in_the_interpreter():
+    """The one-launch persistent kernel (``launch="persistent"``: iterations, syndrome and
+    early termination in the kernel, 4 slots per program and 2 programs, so finished blocks'
+    slots are refilled) gives the torch path's bits, iteration counts, codeword flags and
+    codewords bit for bit under Triton's CPU interpreter: base graphs 1 and 2, Z = 2 to 48,
+    float32 and float16 storage, with and without early termination, zero iterations, and
+    HARQ redundancy versions (~2–4 min: the interpreter runs one program at a time). A
+    subprocess: the interpreter must be on before Triton is first imported."""
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    pytest.importorskip("triton")
+    env = {**os.environ, "TRITON_INTERPRET": "1", "OMP_NUM_THREADS": "1"}
+    env.pop("V2X_LDPC_PERSISTENT", None)
+    here = str(Path(__file__).resolve().parent)
+    run = subprocess.run(
+        [sys.executable, "-c", _PERSISTENT, here], env=env, capture_output=True, text=True
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    out = json.loads(run.stdout.strip().splitlines()[-1])
+    assert len(out) == 8
+    for name, r in out.items():
+        assert r["equal"] == [True] * 4, (name, r)
+    assert 0 < out["bg2_z2"]["converged"] < 20 and len(out["bg2_z2"]["iters"]) >= 3
+    for name in ("bg2_z7_qam", "bg1_z24", "bg1_z48_chain"):  # not vacuous
+        assert out[name]["converged"] > 0, (name, out[name])
+    assert out["bg2_z2_zero_iterations"]["iters"] == [0]
+    assert out["bg2_z2_no_early_stop"]["iters"] == [3]
+
+
+def test_persistent_launch_configurations():
+    """Every launch configuration fits a tile of degree-32 checks (tile ≥ 32 · slots) and
+    ``V2X_LDPC_PERSISTENT`` forces one; a bad ``launch`` names the field; the per-layer path
+    stays selectable."""
+    from v2x.semcom import ldpc_persistent as lp
+
+    for cfg in (*lp.CONFIGS, lp.INTERPRET_CONFIG):
+        assert cfg.tile >= 32 * cfg.cb and cfg.cb % 4 == 0, cfg
+    assert len(set(lp.CONFIGS)) == len(lp.CONFIGS)
+    enc = _encoder(100, 300)
+    with pytest.raises(ValueError, match="launch"):
+        LDPC5GMinSumDecoder(enc, launch="fused")
+    assert LDPC5GMinSumDecoder(enc).launch == "per-layer"  # persistent: opt-in until timed on a GPU
+    assert LDPC5GMinSumDecoder(enc, launch="per-layer").launch == "per-layer"
+
+
+def test_persistent_configuration_from_the_environment(monkeypatch):
+    from v2x.semcom import ldpc_persistent as lp
+
+    monkeypatch.setenv("V2X_LDPC_PERSISTENT", "16,2,2048,8")
+    assert lp._forced() == lp.PersistentConfig(16, 2, 2048, 8)
+    monkeypatch.delenv("V2X_LDPC_PERSISTENT")
+    assert lp._forced() is None
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_persistent_configurations_and_tuning_match_the_per_layer_kernel(monkeypatch):
+    """On CUDA: every launch configuration of the persistent kernel, and the tuned call on a
+    batch large enough to be tuned, give the per-layer kernel's bits, iterations and codeword
+    flags (MCS 14 with and without early termination, MCS 27: both base graphs)."""
+    from v2x.channels.awgn_triton import triton_available
+    from v2x.semcom import ldpc_persistent as lp
+
+    if not triton_available():
+        pytest.skip("needs triton")
+    for m, earlies in ((14, (True, False)), (27, (True,))):
+        enc = block_code(m, 1024).ldpc_encoder
+        _, llr = _mixed_llrs(enc, lp.TUNE_MIN_BLOCKS, seed=m, best=3.0)
+        llr = llr.cuda()
+        for early in earlies:
+            kw = {"backend": "triton", "early_stop": early, "num_iter": 12}
+            ref = LDPC5GMinSumDecoder(enc, launch="per-layer", **kw).decode(llr)
+            assert 0 < int(ref.converged.sum()) < llr.shape[0]  # not vacuous
+            dec = LDPC5GMinSumDecoder(enc, launch="persistent", **kw)
+            for _ in range(2):  # the first call tunes, the second uses the tuned configuration
+                res = dec.decode(llr)
+                for f in ("bits", "iterations", "converged"):
+                    assert torch.equal(getattr(res, f), getattr(ref, f)), (m, early, f)
+            for cfg in lp.CONFIGS:
+                env = f"{cfg.cb},{cfg.pps},{cfg.tile},{cfg.num_warps}"
+                monkeypatch.setenv("V2X_LDPC_PERSISTENT", env)
+                part = dec.decode(llr[:3000])
+                monkeypatch.delenv("V2X_LDPC_PERSISTENT")
+                for f in ("bits", "iterations", "converged"):
+                    assert torch.equal(getattr(part, f), getattr(ref, f)[:3000]), (m, early, env)
