@@ -365,6 +365,22 @@ def _as_tensor(x: Any, name: str, dtype: torch.dtype | None = None) -> torch.Ten
     return t if dtype is None else t.to(dtype)
 
 
+def _host_array(x: Any, name: str) -> np.ndarray:
+    """``_as_tensor(x, name).cpu().numpy()``, with no torch call for a numeric numpy array
+    (the same array: what that round trip returns)."""
+    if isinstance(x, np.ndarray) and x.dtype.kind in "biuf":
+        return x
+    return _as_tensor(x, name).cpu().numpy()
+
+
+def _distances(boxes: torch.Tensor) -> np.ndarray:
+    """``[N]`` float64 BEV distance of ``[N, 7]`` box centres from the origin (``torch.hypot``,
+    whose CPU kernel this keeps: numpy's may differ in the last bit)."""
+    if boxes.device.type == "cpu" and boxes.dtype == torch.float64:
+        return torch.hypot(boxes[:, 0], boxes[:, 1]).numpy()
+    return torch.hypot(boxes[:, 0], boxes[:, 1]).double().cpu().numpy()
+
+
 # --------------------------------------------------------------------------------------------
 # Accumulator
 # --------------------------------------------------------------------------------------------
@@ -626,6 +642,13 @@ class APAccumulator:
         """Validate one frame, apply the range filter and sort detections by score
         (``keep_d``: the detections' ``range_mask``, when already computed)."""
         cfg = self.config
+        numeric = (det_boxes, det_scores, gt_boxes)
+        if all(isinstance(x, np.ndarray) and x.dtype.kind in "biuf" for x in numeric):
+            # numpy in, numpy through (no torch call): the same tests and values
+            return self._prepare_host(
+                det_boxes, det_scores, det_labels, gt_boxes, gt_labels, gt_ignore_mask,
+                gt_subsets, keep_d,
+            )  # fmt: skip
         det_boxes = _as_tensor(det_boxes, "det_boxes")
         gt_boxes = _as_tensor(gt_boxes, "gt_boxes")
         if det_boxes.numel() == 0:
@@ -668,7 +691,7 @@ class APAccumulator:
         gt_lab = self._labels(gt_labels, g, "gt_labels")
         ignore = np.zeros(g, dtype=bool)
         if gt_ignore_mask is not None:
-            ignore = _as_tensor(gt_ignore_mask, "gt_ignore_mask").cpu().numpy().astype(bool)
+            ignore = _host_array(gt_ignore_mask, "gt_ignore_mask").astype(bool)
             if ignore.shape != (g,):
                 raise ValueError(f"gt_ignore_mask: expected [G] = [{g}], got {ignore.shape}")
         subsets = self._subsets(gt_subsets, g)
@@ -699,6 +722,77 @@ class APAccumulator:
         self._classes.update(det_lab.tolist())
 
         return _Frame(det_boxes, gt_boxes, scores_np, det_lab, gt_lab, ignore, subsets, labelled)
+
+    def _prepare_host(
+        self,
+        det_boxes: np.ndarray,
+        det_scores: np.ndarray,
+        det_labels: Any,
+        gt_boxes: np.ndarray,
+        gt_labels: Any,
+        gt_ignore_mask: Any,
+        gt_subsets: Mapping[str, Any] | None,
+        keep_d: torch.Tensor | np.ndarray | None,
+    ) -> _Frame:
+        """``_prepare`` of numeric numpy boxes and scores, in numpy: the same checks in the
+        same order with the same messages, the same float64 values, range masks (torch's,
+        ``range_mask``) and stable score order."""
+        cfg = self.config
+        if det_boxes.size == 0:
+            det_boxes = det_boxes.reshape(0, 7)
+        if gt_boxes.size == 0:
+            gt_boxes = gt_boxes.reshape(0, 7)
+        if det_boxes.ndim != 2 or det_boxes.shape[1] != 7:
+            raise ValueError(f"det_boxes: expected [D, 7], got {tuple(det_boxes.shape)}")
+        if gt_boxes.ndim != 2 or gt_boxes.shape[1] != 7:
+            raise ValueError(f"gt_boxes: expected [G, 7], got {tuple(gt_boxes.shape)}")
+        d, g = det_boxes.shape[0], gt_boxes.shape[0]
+        det_np = det_boxes.astype(np.float64, copy=False)
+        gt_np = gt_boxes.astype(np.float64, copy=False)
+        scores_np = det_scores.astype(np.float64, copy=False).reshape(-1)
+        if scores_np.shape[0] != d:
+            raise ValueError(f"det_scores: expected [D] = [{d}], got {tuple(scores_np.shape)}")
+        if not (np.isfinite(det_np).all() and np.isfinite(scores_np).all()):
+            raise ValueError("det_boxes/det_scores: contain non-finite values")
+        if not np.isfinite(gt_np).all():
+            raise ValueError("gt_boxes: contains non-finite values")
+        labelled = det_labels is not None or gt_labels is not None
+        if self._labelled is None:
+            self._labelled = labelled
+        elif labelled != self._labelled:
+            raise ValueError(
+                "det_labels/gt_labels: give labels for every frame or for none "
+                f"(earlier frames: {'with' if self._labelled else 'without'} labels)"
+            )
+        det_lab = self._labels(det_labels, d, "det_labels")
+        gt_lab = self._labels(gt_labels, g, "gt_labels")
+        ignore = np.zeros(g, dtype=bool)
+        if gt_ignore_mask is not None:
+            ignore = _host_array(gt_ignore_mask, "gt_ignore_mask").astype(bool)
+            if ignore.shape != (g,):
+                raise ValueError(f"gt_ignore_mask: expected [G] = [{g}], got {ignore.shape}")
+        subsets = self._subsets(gt_subsets, g)
+        if cfg.eval_range is not None:
+            if keep_d is None:
+                keep_d = range_mask(torch.from_numpy(det_np), cfg.eval_range, cfg.range_mode)
+            keep_d_np = keep_d.numpy() if isinstance(keep_d, torch.Tensor) else keep_d
+            if g:  # the cached mask of this GT set (every condition scores the same GT)
+                rng = tuple(float(v) for v in cfg.eval_range)
+                key = np.ascontiguousarray(gt_np).tobytes()
+                keep_g = _cached_range_mask(key, rng, cfg.range_mode).numpy()
+            else:
+                keep_g = np.zeros(0, dtype=bool)
+            det_np, gt_np = det_np[keep_d_np], gt_np[keep_g]
+            scores_np, det_lab = scores_np[keep_d_np], det_lab[keep_d_np]
+            gt_lab, ignore = gt_lab[keep_g], ignore[keep_g]
+            subsets = {k: v[keep_g] for k, v in subsets.items()}
+        order = np.argsort(-scores_np, kind="stable")
+        scores_np, det_lab = scores_np[order], det_lab[order]
+        det_t = torch.from_numpy(np.ascontiguousarray(det_np[order]))
+        gt_t = torch.from_numpy(np.ascontiguousarray(gt_np))
+        self._classes.update(gt_lab.tolist())
+        self._classes.update(det_lab.tolist())
+        return _Frame(det_t, gt_t, scores_np, det_lab, gt_lab, ignore, subsets, labelled)
 
     def _match(
         self, frame: _Frame, iou: np.ndarray, targets: Sequence[APAccumulator] | None = None
@@ -732,8 +826,7 @@ class APAccumulator:
         det_boxes, gt_boxes = frame.det_boxes, frame.gt_boxes
         det_lab, gt_lab = frame.det_lab, frame.gt_lab
         d, g = det_boxes.shape[0], gt_boxes.shape[0]
-        det_dist = torch.hypot(det_boxes[:, 0], det_boxes[:, 1]).double().cpu().numpy()
-        gt_dist = torch.hypot(gt_boxes[:, 0], gt_boxes[:, 1]).double().cpu().numpy()
+        det_dist, gt_dist = _distances(det_boxes), _distances(gt_boxes)
 
         # groups of independent matching problems: (name, det mask [D], gt mask [G]). A class
         # with no box in this frame has empty masks: it is matched nowhere and recorded empty.
@@ -829,7 +922,7 @@ class APAccumulator:
     def _labels(self, labels: Any, n: int, name: str) -> np.ndarray:
         if labels is None:
             return np.zeros(n, dtype=np.int64)
-        arr = _as_tensor(labels, name).cpu().numpy().reshape(-1)
+        arr = _host_array(labels, name).reshape(-1)
         if arr.shape != (n,):
             raise ValueError(f"{name}: expected [{n}], got {arr.shape}")
         integral = arr.dtype.kind in "iub" or not arr.size
@@ -852,7 +945,7 @@ class APAccumulator:
         self._admit_subset_names(names)
         out = {}
         for key in names:
-            mask = _as_tensor(gt_subsets[key], f"gt_subsets[{key!r}]").cpu().numpy().astype(bool)
+            mask = _host_array(gt_subsets[key], f"gt_subsets[{key!r}]").astype(bool)
             if mask.shape != (g,):
                 raise ValueError(f"gt_subsets[{key!r}]: expected [G] = [{g}], got {mask.shape}")
             out[key] = mask

@@ -172,3 +172,52 @@ def test_add_frame_sets_equals_add_frames_one_set_after_another():
     twice.add_frames(sets[0])
     twice.add_frames(sets[1])
     assert shared.state_digest() == twice.state_digest()
+
+
+def test_numpy_frames_record_what_tensor_frames_record():
+    """Frames given as numpy arrays (scored in numpy, no torch call) and the same frames as
+    tensors (float32 detections, float64 GT, empty frames, no labels) give equal digests,
+    results and error messages."""
+    rng = np.random.default_rng(11)
+    frames = _frames(rng, 10, 3)
+    frames[3] = {**frames[3], "det_boxes": torch.zeros(0, 7), "det_scores": np.zeros(0),
+                 "det_labels": np.zeros(0, dtype=np.int64)}  # fmt: skip
+    frames[5] = {**frames[5], "gt_boxes": torch.zeros(0, 7), "gt_labels": np.zeros(0, np.int64)}
+    for f in frames:
+        g = f["gt_boxes"].shape[0]
+        f["gt_ignore_mask"] = rng.random(g) < 0.2
+        f["gt_subsets"] = {"ego_invisible": rng.random(g) < 0.5}
+    as_tensors = [
+        {**f, "det_boxes": torch.as_tensor(f["det_boxes"]).float(),
+         "det_scores": torch.as_tensor(f["det_scores"]).float(),
+         "det_labels": torch.as_tensor(f["det_labels"]),
+         "gt_boxes": torch.as_tensor(f["gt_boxes"]).double(),
+         "gt_ignore_mask": torch.as_tensor(f["gt_ignore_mask"]),
+         "gt_subsets": {"ego_invisible": torch.as_tensor(f["gt_subsets"]["ego_invisible"])}}
+        for f in frames
+    ]  # fmt: skip
+    as_arrays = [
+        {**f, "det_boxes": f["det_boxes"].numpy(), "det_scores": f["det_scores"].numpy(),
+         "det_labels": f["det_labels"].numpy(), "gt_boxes": f["gt_boxes"].numpy(),
+         "gt_ignore_mask": f["gt_ignore_mask"].numpy(),
+         "gt_subsets": {"ego_invisible": f["gt_subsets"]["ego_invisible"].numpy()}}
+        for f in as_tensors
+    ]  # fmt: skip
+    for config in (_config(), EvalConfig(), EvalConfig(sort="global", eval_range=(-9, -9, 9, 9))):
+        one, two, three = APAccumulator(config), APAccumulator(config), APAccumulator(config)
+        one.add_frames(as_tensors)
+        two.add_frames(as_arrays)
+        for f in as_arrays:  # one frame at a time: the range mask computed in _prepare
+            three.add_frame(**f)
+        assert one.state_digest() == two.state_digest() == three.state_digest()
+        assert repr(one.compute(bootstrap=10)["ci"]) == repr(two.compute(bootstrap=10)["ci"])
+    for bad in ({"det_boxes": np.zeros((2, 6))}, {"det_scores": np.zeros(5)},
+                {"det_boxes": np.full((1, 7), np.nan), "det_scores": np.zeros(1)}):  # fmt: skip
+        messages = []
+        for kind in (np.asarray, torch.as_tensor):
+            item = {**as_arrays[0], **{k: kind(v) for k, v in bad.items()}}
+            try:
+                APAccumulator(_config()).add_frames([item])
+            except ValueError as exc:
+                messages.append(str(exc))
+        assert len(messages) == 2 and messages[0] == messages[1]
