@@ -95,7 +95,9 @@ def accumulate(
 
     Conditions with identical detections (an error-free link at every SNR, fusions that send
     nothing) are evaluated once and recorded in each of their accumulators
-    (``APAccumulator.add_frames(replicas=...)``: the same result as adding them one by one).
+    (``APAccumulator.add_frames(replicas=...)``: the same result as adding them one by one);
+    the distinct conditions are scored together (``add_frame_sets``: shared IoU calls, frames
+    matched side by side), from numpy arrays (no torch call per frame).
     """
     k = run.num_conditions
     b = gt.boxes.shape[0]
