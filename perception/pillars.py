@@ -78,41 +78,13 @@ class PillarEncoder(nn.Module):
         image = image.permute(0, 3, 1, 2)
         return image if self.channels_last else image.contiguous()
 
-    def _forward_masked(self, points: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """Training path: only the kept points go through the pillar net (batch-norm
-        statistics over real points only)."""
-        grid = self.grid
-        s, n, _ = points.shape
-        h, w = grid.height, grid.width
-        ix, iy, keep = self._cells(points, mask)
-        sensor = torch.arange(s, device=points.device)[:, None].expand(s, n)
-        flat = (sensor * (h * w) + iy.clamp(0, h - 1) * w + ix.clamp(0, w - 1))[keep]
-        pts = points[keep]
-        num_cells = s * h * w
-        # Pillar means of (x, y, z).
-        counts = torch.zeros(num_cells, device=points.device).index_add_(
-            0, flat, torch.ones_like(flat, dtype=torch.float32)
-        )
-        sums = torch.zeros(num_cells, 3, device=points.device).index_add_(0, flat, pts[:, :3])
-        mean = sums[flat] / counts[flat, None]
-        feats = self._point_features(pts, mean, ix[keep], iy[keep])
-        feats = (
-            torch.relu(self.norm(self.linear(feats)))
-            if feats.shape[0] > 1 or not self.training
-            else torch.relu(self.linear(feats))
-        )
-        pooled = torch.zeros(num_cells, self.out_channels, device=points.device, dtype=feats.dtype)
-        pooled = pooled.scatter_reduce(
-            0, flat[:, None].expand_as(feats), feats, reduce="amax", include_self=True
-        )
-        return self._to_image(pooled, s)
-
-    def _forward_static(self, points: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """Inference path with fixed shapes (no boolean indexing, no host synchronisation: what
-        CUDA graphs and ``torch.compile`` need): every point goes through the pillar net and the
-        dropped ones are scattered into one extra "dump" row that is cut off. The kept points'
-        sums, means and maxima are those of the masked path (eval-mode batch norm is per point).
-        """
+    def _decorated(
+        self, points: torch.Tensor, mask: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Every point's pillar row ``flat [S·N]`` int64 (dropped points → the extra "dump" row
+        ``S·H·W``), whether it is kept ``[S·N]`` bool, and its decorated features ``[S·N, 9]``
+        (``_point_features``; dropped points zeroed first, so they may hold anything). Fixed
+        shapes: no boolean indexing, no host synchronisation."""
         grid = self.grid
         s, n, _ = points.shape
         h, w = grid.height, grid.width
@@ -127,7 +99,36 @@ class PillarEncoder(nn.Module):
         )
         sums = torch.zeros(num_cells + 1, 3, device=points.device).index_add_(0, flat, pts[:, :3])
         mean = sums[flat] / counts[flat, None].clamp_min(1.0)
-        feats = self._point_features(pts, mean, ix.reshape(-1), iy.reshape(-1))
+        return flat, keep.reshape(-1), self._point_features(pts, mean, ix.reshape(-1), iy.reshape(-1))
+
+    def _forward_masked(self, points: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Training path: batch-norm statistics over the kept points only. The linear layer runs
+        on every point, the same matrix product as ``_forward_static``'s, so the kept rows carry
+        its exact bits (a BLAS may round a row differently in a product of another shape)."""
+        s = points.shape[0]
+        num_cells = s * self.grid.height * self.grid.width
+        flat, keep, feats = self._decorated(points, mask)
+        feats, flat = self.linear(feats)[keep], flat[keep]
+        feats = (
+            torch.relu(self.norm(feats))
+            if feats.shape[0] > 1 or not self.training
+            else torch.relu(feats)
+        )
+        pooled = torch.zeros(num_cells, self.out_channels, device=points.device, dtype=feats.dtype)
+        pooled = pooled.scatter_reduce(
+            0, flat[:, None].expand_as(feats), feats, reduce="amax", include_self=True
+        )
+        return self._to_image(pooled, s)
+
+    def _forward_static(self, points: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Inference path with fixed shapes (no boolean indexing, no host synchronisation: what
+        CUDA graphs and ``torch.compile`` need): every point goes through the pillar net and the
+        dropped ones are scattered into the "dump" row that is cut off. The kept points' sums,
+        means and maxima are those of the masked path (eval-mode batch norm is per point).
+        """
+        s = points.shape[0]
+        num_cells = s * self.grid.height * self.grid.width
+        flat, _, feats = self._decorated(points, mask)
         feats = torch.relu(self.norm(self.linear(feats)))
         pooled = torch.zeros(
             num_cells + 1, self.out_channels, device=points.device, dtype=feats.dtype

@@ -27,6 +27,10 @@ def test_every_step_of_the_runner_exists():
     for path in tests:
         assert (ROOT / path).is_file(), path
     assert (ROOT / "scripts" / "gpu_env.sh").is_file()  # the offline install it sources
+    configs = re.findall(r"--config-name (\w+)", text)
+    assert configs
+    for name in configs:
+        assert (ROOT / "conf" / f"{name}.yaml").is_file(), name
 
 
 @pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash")
@@ -34,5 +38,8 @@ def test_an_unknown_set_is_refused_before_anything_runs(tmp_path):
     done = subprocess.run(["bash", str(RUNNER), "everything"], cwd=tmp_path, capture_output=True,
                           text=True, env={"PATH": "/usr/bin:/bin", "OUT": str(tmp_path)})  # fmt: skip
     assert done.returncode == 2
-    assert "SET must be all, quick, ldpc, time or verify, got 'everything'" in done.stderr
+    assert (
+        "SET must be all, quick, ldpc, time, verify, codec or frontier, got 'everything'"
+        in done.stderr
+    )
     assert list(tmp_path.iterdir()) == []
