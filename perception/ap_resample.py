@@ -18,6 +18,10 @@ import numpy as np
 #: Elements of one padded ``[R, L]`` chunk (bounds the memory: ~10 float64 arrays of this size).
 CHUNK_ELEMENTS = 1 << 21
 
+#: Offset that puts the padding's positions far below 0 (negative precision; exact integers).
+_FAR = float(1 << 40)
+_ARANGE = np.arange(0, dtype=np.int64)
+
 __all__ = ["CHUNK_ELEMENTS", "resampled_aps"]
 
 
@@ -115,9 +119,14 @@ def _true_positive_aps(
     false positive's precision is below that of the true positive before it), so the summed
     terms ``(c / G − (c − 1) / G) · max_{c' ≥ c} c' / (p_c' + 1)`` and the final one are
     exactly ``voc_ap``'s, in its order, with its arithmetic; the work is the true positives'.
-    Everything runs on one flat array of slots, row after row: each row's true positives and
-    its appended term (only the envelope, a running maximum, on a padded ``[R, max]`` matrix);
-    each row's slots are then summed with ``np.sum``'s own pairwise sum.
+
+    Everything runs on one padded ``[R, W]`` float64 matrix (``W``: the most slots of a row),
+    row ``i`` holding in its first ``S_i`` columns the row's slots: its true positives, then
+    (iff the final term exists) one slot for that term; the padding's precision is negative,
+    so the right-to-left running maximum (the envelope) never picks it up. ``p + 1`` of every
+    cell comes from one gather (``np.take``) of the true positives' positions, the count ``c``
+    is the column + 1 (no per-slot array), and ``c / G − (c − 1) / G`` is a table per distinct
+    ``G``. Each row's ``S_i`` terms, contiguous, are summed with ``np.sum``'s own pairwise sum.
 
     Args:
         tp, lengths: as for ``resampled_aps``.
@@ -128,58 +137,75 @@ def _true_positive_aps(
     r = frames_per_row.size
     if r == 0:
         return np.zeros(0, dtype=np.float64)
-    # the true positives of every frame record, by position inside the frame
+    # the true positives of every frame record: their positions in the records'
+    # concatenation (float64, exact integers; one trailing entry that padding reads)
     is_tp = tp > 0
-    frame_of_tp = np.repeat(np.arange(len(lengths)), lengths)[is_tp]
-    local = np.flatnonzero(is_tp) - (np.cumsum(lengths) - lengths)[frame_of_tp]
-    tps_per_frame = np.bincount(frame_of_tp, minlength=len(lengths)).astype(np.int64)
-    tp_first = np.cumsum(tps_per_frame) - tps_per_frame
-    # each drawn frame: its first position (+ 1) in its row's concatenation and its TPs
+    tp_pos = np.zeros(int(np.count_nonzero(is_tp)) + 1)
+    tp_pos[:-1] = np.flatnonzero(is_tp)
+    ends = np.cumsum(lengths)
+    offsets = ends - lengths
+    tps_before = np.concatenate([[0], np.cumsum(is_tp, dtype=np.int64)])
+    tp_first = tps_before[offsets]
+    tps_per_frame = tps_before[ends] - tp_first
+    # each drawn frame: its detections before it in its row and its true positives
     row_first = np.cumsum(frames_per_row) - frames_per_row
     n_det = lengths[drawn]
     det_before = np.cumsum(n_det) - n_det
-    start1 = det_before - np.repeat(det_before[row_first], frames_per_row) + 1
     t_draw = tps_per_frame[drawn]
     t_row = np.add.reduceat(t_draw, row_first)
     last = t_row / num_gt.astype(np.float64)  # recall after the last detection (0 without)
     final = last != 1.0  # then voc_ap's appended recall 1 adds a term
-    # Slots: each row's true positives, then (iff final) one slot for that term, given to the
-    # row's last drawn frame and overwritten below (so that the rows come out contiguous).
     size = t_row + final
-    t_slot = t_draw.copy()
-    t_slot[(row_first + frames_per_row - 1)[final]] += 1
-    slot_before = np.cumsum(t_slot) - t_slot
-    row_slot_first = np.cumsum(size) - size
-    final_slot = (row_slot_first + t_row)[final]
-    k = np.arange(int(size.sum()))
-    # every slot: p + 1 and the count c (1..T) of its true positive
-    local = np.concatenate([local, [0]])  # the final slot of the last frame record reads this
-    pos1 = local[k + np.repeat(tp_first[drawn] - slot_before, t_slot)]
-    pos1 += np.repeat(start1, t_slot)
-    count = (k + np.repeat(1 - row_slot_first, size)).astype(np.float64)  # exact integers
-    precision = count / pos1
-    precision[final_slot] = 0.0  # voc_ap's appended precision
-    # the envelope: the running maximum from the right inside each row
     width = int(size.max())
-    cell = k + np.repeat(np.arange(r) * width - row_slot_first, size)
-    padded = np.zeros(r * width)
-    padded[cell] = precision
-    padded = padded.reshape(r, width)[:, ::-1]
-    np.maximum.accumulate(padded, axis=1, out=padded)
-    mpre = padded[:, ::-1].reshape(-1)[cell]
-    g = np.repeat(num_gt.astype(np.float64), size)
-    flat = count / g  # (c / G − (c − 1) / G) · envelope, in place
-    count -= 1.0
-    count /= g
-    flat -= count
-    flat *= mpre
-    flat[final_slot] = ((1.0 - last) * 0.0)[final]  # (1 − T / G) · 0, voc_ap's arithmetic
+    # Segments of the flattened [R, W] matrix, row after row: each drawn frame's true
+    # positives, the row's final slot (0 or 1 cells), the row's padding.
+    rows = np.arange(r)
+    seg_frame = np.arange(drawn.size) + np.repeat(2 * rows, frames_per_row)
+    seg_final = row_first + frames_per_row + 2 * rows
+    counts = np.empty(drawn.size + 2 * r, dtype=np.int64)
+    counts[seg_frame] = t_draw
+    counts[seg_final] = final
+    counts[seg_final + 1] = width - size
+    seg_start = np.cumsum(counts) - counts
+    # cell -> index into tp_pos (clipped: final and padding cells read the trailing entry)
+    base = np.zeros(counts.size, dtype=np.int64)
+    base[seg_frame] = tp_first[drawn] - seg_start[seg_frame]
+    # cell -> p + 1 − (position in the records' concatenation); padding: far below 0
+    shift = np.full(counts.size, -_FAR)
+    row_det = np.repeat(det_before[row_first], frames_per_row)
+    shift[seg_frame] = det_before - row_det + 1 - offsets[drawn]
+    index = np.repeat(base, counts)
+    index += _arange(r * width)
+    pos1 = np.take(tp_pos, index, mode="clip")
+    pos1 += np.repeat(shift, counts)
+    pos1 = pos1.reshape(r, width)
+    count = np.arange(width + 1, dtype=np.float64)  # c of column j is j + 1
+    precision = np.divide(count[1:], pos1, out=pos1)  # < 0 on padding and final slots
+    # the envelope: the running maximum from the right inside each row
+    backwards = precision[:, ::-1]
+    np.maximum.accumulate(backwards, axis=1, out=backwards)
+    # c / G − (c − 1) / G, voc_ap's arithmetic, per distinct G
+    gts, g_of = np.unique(num_gt, return_inverse=True)
+    recall = count / gts.astype(np.float64)[:, None]
+    terms = np.take(recall[:, 1:] - recall[:, :-1], g_of.reshape(-1), axis=0)
+    terms *= precision
+    terms[rows[final], size[final] - 1] = ((1.0 - last) * 0.0)[final]  # (1 − T / G) · 0
+    flat = terms.reshape(-1)
     add = np.add.reduce  # np.sum's own pairwise sum on a 1-D float64 array
     return np.fromiter(
-        (add(flat[a : a + n]) for a, n in zip(row_slot_first.tolist(), size.tolist())),
+        (add(flat[a : a + n]) for a, n in zip((rows * width).tolist(), size.tolist())),
         dtype=np.float64,
         count=r,
     )
+
+
+def _arange(n: int) -> np.ndarray:
+    """``np.arange(n)`` (int64), a read-only view of one cached array grown as needed."""
+    global _ARANGE
+    if _ARANGE.size < n:
+        _ARANGE = np.arange(n, dtype=np.int64)
+        _ARANGE.flags.writeable = False
+    return _ARANGE[:n]
 
 
 def _chunk_aps(
