@@ -222,8 +222,10 @@ def _block_aps(
     pos1 = pos1.reshape(r, width)
     count = np.arange(width + 1, dtype=np.float64)  # c of column j is j + 1
     precision = np.divide(count[1:], pos1, out=pos1)  # < 0 on padding and final slots
-    # the envelope: the running maximum from the right inside each row
-    backwards = precision[:, ::-1]
+    # the envelope: the running maximum from the right inside each row, on the float64 bits
+    # as int64 (the same order for values >= 0, and any value < 0 is below them: padding and
+    # final slots never win; several times faster than the float maximum)
+    backwards = precision.view(np.int64)[:, ::-1]
     np.maximum.accumulate(backwards, axis=1, out=backwards)
     # c / G − (c − 1) / G, voc_ap's arithmetic, per distinct G
     gts, g_of = np.unique(num_gt, return_inverse=True)
