@@ -162,15 +162,21 @@ def _true_positive_aps(
     size = t_row + final
     firsts = tp_first[drawn]
     shifts = det_before - np.repeat(det_before[row_first], frames_per_row) + 1 - offsets[drawn]
+    # c / G − (c − 1) / G (voc_ap's arithmetic) of every count c, per distinct G
+    width = int(size.max())
+    gts, g_of = np.unique(num_gt, return_inverse=True)
+    recall = np.arange(width + 1, dtype=np.float64) / gts.astype(np.float64)[:, None]
+    gains = recall[:, 1:] - recall[:, :-1]
+    g_of = g_of.reshape(-1)
     # rows in blocks of about BLOCK_ELEMENTS cells (cache-sized temporaries)
-    step = max(1, BLOCK_ELEMENTS // int(size.max()))
+    step = max(1, BLOCK_ELEMENTS // width)
     out = np.empty(r, dtype=np.float64)
     for a in range(0, r, step):
         b = min(a + step, r)
         d0, d1 = int(row_first[a]), int(row_first[b - 1] + frames_per_row[b - 1])
         out[a:b] = _block_aps(
             tp_pos, firsts[d0:d1], t_draw[d0:d1], shifts[d0:d1], frames_per_row[a:b],
-            num_gt[a:b], last[a:b], final[a:b], size[a:b],
+            gains, g_of[a:b], last[a:b], final[a:b], size[a:b],
         )  # fmt: skip
     return out
 
@@ -181,7 +187,8 @@ def _block_aps(
     t_draw: np.ndarray,
     shifts: np.ndarray,
     frames_per_row: np.ndarray,
-    num_gt: np.ndarray,
+    gains: np.ndarray,
+    g_of: np.ndarray,
     last: np.ndarray,
     final: np.ndarray,
     size: np.ndarray,
@@ -193,7 +200,9 @@ def _block_aps(
             concatenation, and one trailing entry (read by final and padding cells).
         firsts, t_draw, shifts: ``[N]`` each drawn frame's first true positive (index into
             ``tp_pos``), its true positives, and ``p + 1 −`` position for its cells.
-        frames_per_row, num_gt: ``[R]`` drawn frames and GT of each row.
+        frames_per_row: ``[R]`` drawn frames of each row.
+        gains, g_of: ``[U, >= W]`` float64 ``c / G − (c − 1) / G`` (column ``c − 1``) of each
+            distinct GT count ``G``, and ``[R]`` each row's (index into ``gains``).
         last, final, size: ``[R]`` recall ``T / G``, whether the final term exists, slots.
     """
     r = frames_per_row.size
@@ -227,10 +236,7 @@ def _block_aps(
     # final slots never win; several times faster than the float maximum)
     backwards = precision.view(np.int64)[:, ::-1]
     np.maximum.accumulate(backwards, axis=1, out=backwards)
-    # c / G − (c − 1) / G, voc_ap's arithmetic, per distinct G
-    gts, g_of = np.unique(num_gt, return_inverse=True)
-    recall = count / gts.astype(np.float64)[:, None]
-    terms = np.take(recall[:, 1:] - recall[:, :-1], g_of.reshape(-1), axis=0)
+    terms = gains[g_of, :width]
     terms *= precision
     terms[rows[final], size[final] - 1] = ((1.0 - last) * 0.0)[final]  # (1 − T / G) · 0
     flat = terms.reshape(-1)
