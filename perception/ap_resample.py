@@ -124,13 +124,14 @@ def _true_positive_aps(
     terms ``(c / G − (c − 1) / G) · max_{c' ≥ c} c' / (p_c' + 1)`` and the final one are
     exactly ``voc_ap``'s, in its order, with its arithmetic; the work is the true positives'.
 
-    Everything runs on one padded ``[R, W]`` float64 matrix (``W``: the most slots of a row),
-    row ``i`` holding in its first ``S_i`` columns the row's slots: its true positives, then
+    Everything runs on a padded ``[R, W]`` float64 matrix (``W``: the most slots of a row),
+    built and reduced in blocks of rows (``BLOCK_ELEMENTS``, ``_block_aps``), row ``i``
+    holding in its first ``S_i`` columns the row's slots: its true positives, then
     (iff the final term exists) one slot for that term; the padding's precision is negative,
     so the right-to-left running maximum (the envelope) never picks it up. ``p + 1`` of every
     cell comes from one gather (``np.take``) of the true positives' positions, the count ``c``
     is the column + 1 (no per-slot array), and ``c / G − (c − 1) / G`` is a table per distinct
-    ``G``. Each row's ``S_i`` terms, contiguous, are summed with ``np.sum``'s own pairwise sum.
+    ``G`` (computed once for all blocks). Each row's ``S_i`` terms, contiguous, are summed with ``np.sum``'s own pairwise sum.
 
     Args:
         tp, lengths: as for ``resampled_aps``.
