@@ -679,22 +679,9 @@ class APAccumulator:
             raise ValueError("det_boxes/det_scores: contain non-finite values")
         if not (np.isfinite(gt_np).all() if on_host else torch.isfinite(gt_boxes).all()):
             raise ValueError("gt_boxes: contains non-finite values")
-        labelled = det_labels is not None or gt_labels is not None
-        if self._labelled is None:
-            self._labelled = labelled
-        elif labelled != self._labelled:
-            raise ValueError(
-                "det_labels/gt_labels: give labels for every frame or for none "
-                f"(earlier frames: {'with' if self._labelled else 'without'} labels)"
-            )
-        det_lab = self._labels(det_labels, d, "det_labels")
-        gt_lab = self._labels(gt_labels, g, "gt_labels")
-        ignore = np.zeros(g, dtype=bool)
-        if gt_ignore_mask is not None:
-            ignore = _host_array(gt_ignore_mask, "gt_ignore_mask").astype(bool)
-            if ignore.shape != (g,):
-                raise ValueError(f"gt_ignore_mask: expected [G] = [{g}], got {ignore.shape}")
-        subsets = self._subsets(gt_subsets, g)
+        labelled, det_lab, gt_lab, ignore, subsets = self._annotations(
+            det_labels, gt_labels, gt_ignore_mask, gt_subsets, d, g
+        )
 
         # evaluation range: drop boxes outside before anything else
         if cfg.eval_range is not None:
@@ -722,6 +709,35 @@ class APAccumulator:
         self._classes.update(det_lab.tolist())
 
         return _Frame(det_boxes, gt_boxes, scores_np, det_lab, gt_lab, ignore, subsets, labelled)
+
+    def _annotations(
+        self,
+        det_labels: Any,
+        gt_labels: Any,
+        gt_ignore_mask: Any,
+        gt_subsets: Mapping[str, Any] | None,
+        d: int,
+        g: int,
+    ) -> tuple[bool, np.ndarray, np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+        """A frame's labels, ignore mask and GT subsets, checked (``D`` detections, ``G`` GT
+        boxes): ``(labelled, det_labels [D], gt_labels [G], ignore [G] bool, subsets)``; labels
+        must be given for every frame or for none."""
+        labelled = det_labels is not None or gt_labels is not None
+        if self._labelled is None:
+            self._labelled = labelled
+        elif labelled != self._labelled:
+            raise ValueError(
+                "det_labels/gt_labels: give labels for every frame or for none "
+                f"(earlier frames: {'with' if self._labelled else 'without'} labels)"
+            )
+        det_lab = self._labels(det_labels, d, "det_labels")
+        gt_lab = self._labels(gt_labels, g, "gt_labels")
+        ignore = np.zeros(g, dtype=bool)
+        if gt_ignore_mask is not None:
+            ignore = _host_array(gt_ignore_mask, "gt_ignore_mask").astype(bool)
+            if ignore.shape != (g,):
+                raise ValueError(f"gt_ignore_mask: expected [G] = [{g}], got {ignore.shape}")
+        return labelled, det_lab, gt_lab, ignore, self._subsets(gt_subsets, g)
 
     def _prepare_host(
         self,
@@ -756,22 +772,9 @@ class APAccumulator:
             raise ValueError("det_boxes/det_scores: contain non-finite values")
         if not np.isfinite(gt_np).all():
             raise ValueError("gt_boxes: contains non-finite values")
-        labelled = det_labels is not None or gt_labels is not None
-        if self._labelled is None:
-            self._labelled = labelled
-        elif labelled != self._labelled:
-            raise ValueError(
-                "det_labels/gt_labels: give labels for every frame or for none "
-                f"(earlier frames: {'with' if self._labelled else 'without'} labels)"
-            )
-        det_lab = self._labels(det_labels, d, "det_labels")
-        gt_lab = self._labels(gt_labels, g, "gt_labels")
-        ignore = np.zeros(g, dtype=bool)
-        if gt_ignore_mask is not None:
-            ignore = _host_array(gt_ignore_mask, "gt_ignore_mask").astype(bool)
-            if ignore.shape != (g,):
-                raise ValueError(f"gt_ignore_mask: expected [G] = [{g}], got {ignore.shape}")
-        subsets = self._subsets(gt_subsets, g)
+        labelled, det_lab, gt_lab, ignore, subsets = self._annotations(
+            det_labels, gt_labels, gt_ignore_mask, gt_subsets, d, g
+        )
         if cfg.eval_range is not None:
             if keep_d is None:
                 keep_d = range_mask(torch.from_numpy(det_np), cfg.eval_range, cfg.range_mode)
