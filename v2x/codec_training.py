@@ -52,6 +52,7 @@ class CodecTrainConfig:
     erasure_prob_max: float = 0.1
     log_every: int = 20
     max_seconds: float | None = None  # stop early (and save) after this wall time
+    start_step: int = 0  # resume a run at this step (weights from ``init``; see train_codec_for_task)
     seed: int = 0
     amp: bool = True
     quiet: bool = False
@@ -98,11 +99,20 @@ def train_codec_for_task(
 ) -> list[float]:
     """Train ``codec`` (a ``deepjscc``-like codec with ``forward_train``); returns the losses.
 
+    Steps ``cfg.start_step … cfg.steps − 1`` run, under one cosine schedule over ``cfg.steps``.
+    Every random draw of a step (its ratio, channel, fusion, erasure probability, SNRs and
+    channel noise) comes from generators seeded by ``(cfg.seed, step)``, so a run cut by
+    ``max_seconds`` and resumed with ``start_step`` (and the saved weights as ``init``) draws
+    what the uninterrupted run would have drawn; only AdamW's moment estimates start afresh.
+
     Args:
-        frames: ``frames(step, count) -> count CoopFrames``.
+        frames: ``frames(step, count) -> count CoopFrames`` (a pure function of ``step`` for
+            the same resumption property).
     """
-    torch.manual_seed(cfg.seed)
-    rng = random.Random(cfg.seed)
+    if not 0 <= cfg.start_step < cfg.steps:
+        raise ValueError(
+            f"codec_train: 'start_step' must be in [0, steps = {cfg.steps}), got {cfg.start_step}"
+        )
     detector = detector.to(device).eval()
     for p in detector.parameters():
         p.requires_grad_(False)
@@ -111,7 +121,9 @@ def train_codec_for_task(
     for ch in channels.values():
         ch.to(device)
     opt = torch.optim.AdamW([p for p in codec.parameters() if p.requires_grad], lr=cfg.lr)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(cfg.steps, 1))
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: 0.5 * (1.0 + math.cos(math.pi * (s + cfg.start_step) / cfg.steps))
+    )
     use_amp = cfg.amp and device.type == "cuda"
     losses: list[float] = []
     started = time.perf_counter()
@@ -121,7 +133,9 @@ def train_codec_for_task(
         writer = csv.writer(handle)
         writer.writerow(["step", "loss", "detection", "reconstruction", "distillation", "ratio",
                          "channel", "seconds"])
-        for step in range(cfg.steps):
+        for step in range(cfg.start_step, cfg.steps):
+            rng = random.Random(f"codec-step:{cfg.seed}:{step}")
+            torch.manual_seed(rng.getrandbits(63))
             batch = collate_frames(frames(step, cfg.batch_size)).to(device)
             with torch.no_grad():
                 feats = detector.encode(batch.points, batch.point_mask, batch.poses)

@@ -197,3 +197,38 @@ def test_training_fuses_through_the_evaluation_path(tmp_path, fusion):
     assert evaluated[0].shape[0] == 2
     for ours, theirs in zip(trained, evaluated):
         assert torch.equal(ours, theirs)
+
+
+def test_a_resumed_run_draws_what_the_uninterrupted_run_drew(tmp_path):
+    """start_step: steps 2 and 3 of a run resumed from the checkpoint of steps 0–1 see the
+    frames, ratios, channels, SNRs and noise of steps 2 and 3 of the whole run (lr 0 keeps the
+    weights equal and the checkpoint carries the feature statistics, so equal draws mean equal
+    losses)."""
+
+    def run(sub: str, start: int, steps: int, init: str | None = None) -> list[float]:
+        torch.manual_seed(0)
+        detector = CoopDetector(DETECTOR).eval()
+        codec = build_codec("deepjscc", in_channels=4, hidden=8, downsample=1)
+        if init is not None:
+            codec.warm_start(init)
+        cfg = CodecTrainConfig(
+            steps=steps,
+            start_step=start,
+            batch_size=1,
+            lr=0.0,
+            ratios=(1 / 16, 1 / 8),
+            channels=("awgn", "rayleigh"),
+            amp=False,
+            quiet=True,
+            out_path=str(tmp_path / sub / "c.pt"),
+            log_path=str(tmp_path / sub / "log.csv"),
+        )
+        return train_codec_for_task(codec, detector, frames, cfg, torch.device("cpu"))
+
+    whole = run("whole", 0, 4)
+    first = run("first", 0, 2)
+    resumed = run("resumed", 2, 4, init=str(tmp_path / "first" / "c.pt"))
+    assert first == whole[:2] and resumed == whole[2:]
+    assert len(set(whole)) == 4  # the steps did draw different things
+    with pytest.raises(ValueError, match="start_step"):
+        run("bad", 4, 4)

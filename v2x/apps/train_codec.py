@@ -62,8 +62,10 @@ def run_codec_training(cfg: DictConfig) -> Path:
             f"train_codec config: 'data' gives {len(frames)} frames, fewer than "
             f"codec_train.batch_size = {train_cfg.batch_size}"
         )
-    rng = random.Random(train_cfg.seed)
-    train_codec_for_task(codec, detector, lambda _s, n: rng.sample(frames, n), train_cfg, device)
+    def sample(step: int, count: int) -> list:  # a function of the step: resumable runs
+        return random.Random(f"codec-frames:{train_cfg.seed}:{step}").sample(frames, count)
+
+    train_codec_for_task(codec, detector, sample, train_cfg, device)
     if cfg.calibrate.enabled:
         cal = to_plain(cfg.calibrate)
         cal.pop("enabled")
