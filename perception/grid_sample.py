@@ -3,8 +3,13 @@
 torch's CUDA ``grid_sample`` backward adds each output cell's gradient into the four input cells
 it read with float atomics, in whatever order the threads run: two training runs differ in the
 last bits, and torch's deterministic mode has no replacement (it only warns). Here the forward
-is ``F.grid_sample`` itself (the same numbers) and the backward adds the four corner terms with
-``index_add_``, which torch's deterministic mode runs sort-based in a fixed order.
+is ``F.grid_sample`` itself (the same numbers) and the backward sums the four corner terms of
+every input cell in a fixed order without atomics: the terms are stably sorted by the input
+cell they land in, each run of equal cells is summed by a segmented tree reduction (⌈log₂ D⌉
+shifted adds, D the longest run), and each input cell reads its run's sum. (torch's
+deterministic ``index_add_`` gives the same kind of guarantee but runs a sort-based kernel that
+serialises the C-wide rows: 115 of 180 ms of a DeepJSCC training step of the standard detector
+on an H200.)
 ``sample_maps`` (``v2x.perception.warp``) takes this path only where it matters: CUDA, gradients
 on, deterministic mode on; the CPU kernel is already deterministic and stays as it was.
 """
@@ -67,12 +72,50 @@ def scatter_bilinear(grad_out: torch.Tensor, grid: torch.Tensor, shape: torch.Si
         (x0, y1, (x1 - ix) * (iy - y0)),
         (x1, y1, (ix - x0) * (iy - y0)),
     )
-    g = grad_out.permute(0, 2, 3, 1)  # [N, h, w, C]
+    g = grad_out.permute(0, 2, 3, 1).reshape(1, -1, c)  # [1, M, C], M = N·h·w output cells
     base = torch.arange(n, device=grad_out.device).view(n, 1, 1) * (hi * wi)
-    out = torch.zeros(n * hi * wi, c, dtype=grad_out.dtype, device=grad_out.device)
+    keys, weights = [], []
     for x, y, weight in corners:
         inside = (x >= 0) & (x < wi) & (y >= 0) & (y < hi)
-        index = base + torch.where(inside, y * wi + x, 0.0).long()
-        term = torch.where(inside[..., None], g * weight[..., None], 0.0)
-        out.index_add_(0, index.reshape(-1), term.reshape(-1, c))
+        keys.append(torch.where(inside, base + (y * wi + x).nan_to_num().long(), -1).reshape(-1))
+        weights.append(torch.where(inside, weight, 0.0).reshape(-1))
+    key = torch.cat(keys)  # [4M] input cell of each term; -1: outside (adds nothing)
+    cells = n * hi * wi
+    position = torch.arange(key.numel(), device=key.device)
+    key = torch.where(key >= 0, key, cells + position)  # outside: a run of its own, never read
+    key, order = torch.sort(key, stable=True)
+    corner, cell = order // g.shape[1], order % g.shape[1]
+    terms = g[0, cell] * torch.stack(weights)[corner, cell, None]  # [4M, C] in key order
+    sums = segment_sums(key, terms)
+    wanted = torch.arange(cells, device=key.device)
+    first = torch.searchsorted(key, wanted).clamp_max(key.numel() - 1)
+    hit = key[first] == wanted
+    out = torch.where(hit[:, None], sums[first], 0.0)  # [N·H·W, C]
     return out.view(n, hi, wi, c).permute(0, 3, 1, 2)
+
+
+def segment_sums(sorted_keys: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+    """``out[i] = values[i] + values[i + 1] + …`` up to the end of ``i``'s run of equal keys.
+
+    A segmented tree reduction in a fixed order (the same bits on every run, on any device):
+    pass ``k`` adds the partial sum ``2**k`` rows ahead when that row is in the same run.
+
+    Args:
+        sorted_keys: ``[L]`` integer keys in ascending order.
+        values: ``[L, C]`` float rows.
+
+    Returns:
+        ``[L, C]``; at the first row of each run, the run's sum.
+    """
+    length = sorted_keys.numel()
+    if length == 0:
+        return values.clone()
+    row = torch.arange(length, device=sorted_keys.device)
+    end = torch.searchsorted(sorted_keys, sorted_keys, right=True)  # first row of the next run
+    longest = int((end - row).max())
+    sums, span = values, 1
+    while span < longest:
+        ahead = row + span
+        sums = sums + torch.where((ahead < end)[:, None], sums[ahead.clamp_max(length - 1)], 0.0)
+        span *= 2
+    return sums

@@ -170,7 +170,8 @@ def train_codec_for_task(
             if not math.isfinite(value):
                 raise FloatingPointError(f"codec training diverged at step {step} (loss {value})")
             losses.append(value)
-            if step % cfg.log_every == 0 or step == cfg.steps - 1:
+            stop = cfg.max_seconds is not None and time.perf_counter() - started > cfg.max_seconds
+            if step % cfg.log_every == 0 or step == cfg.steps - 1 or stop:  # stop: where it ended
                 writer.writerow([step, value, float(det["total"].detach()), float(recon.detach()),
                                  float(distill.detach()), ratio, channel_name,
                                  round(time.perf_counter() - started, 2)])
@@ -179,7 +180,7 @@ def train_codec_for_task(
                     print(f"codec step {step}: loss {value:.3f} (det {float(det['total'].detach()):.3f}, "
                           f"recon {float(recon.detach()):.3f}) ratio 1/{round(1 / ratio)} {channel_name}",
                           flush=True)
-            if cfg.max_seconds is not None and time.perf_counter() - started > cfg.max_seconds:
+            if stop:
                 break
     codec.eval()
     Path(cfg.out_path).parent.mkdir(parents=True, exist_ok=True)

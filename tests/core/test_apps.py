@@ -185,3 +185,30 @@ def test_the_standard_detectors_codec_run_and_frontier_are_app_configs():
     plan = plan_sweep(sweep)
     # none: 7 SNRs; identity: 2 channels x 7; deepjscc: 6 ratios x 2 channels x 7
     assert plan.num_cells == 7 + 2 * 7 + 6 * 2 * 7
+
+
+def test_train_codec_app_with_train_false_only_calibrates_the_init_weights(tmp_path):
+    import pytest
+    import torch
+
+    from v2x.apps.train_codec import run_codec_training
+
+    tiny = [
+        "checkpoint=untrained",
+        "model.grid.x_range_m=[-12.8,12.8]", "model.grid.y_range_m=[-12.8,12.8]",
+        "model.pillar_channels=8", "model.backbone_channels=[8,16]", "model.backbone_layers=1",
+        "model.feature_channels=8", "codec.hidden=8", "device=cpu",
+        "data.num_sequences=1", "data.frames_per_sequence=2",
+        "val_data.num_sequences=1", "val_data.frames_per_sequence=2",
+        "codec_train.steps=2", "codec_train.batch_size=2", "codec_train.amp=false",
+        "codec_train.quiet=true", f"codec_train.log_path={tmp_path / 'log.csv'}",
+        "calibrate.snr_db=[0,20]", "calibrate.channels=[awgn]", "calibrate.batch_size=2",
+    ]
+    trained = run_codec_training(_compose("train_codec", [*tiny, f"out={tmp_path / 'a.pt'}"]))
+    again = run_codec_training(_compose("train_codec", [
+        *tiny, "train=false", f"init={trained}", f"out={tmp_path / 'b.pt'}"]))  # fmt: skip
+    a, b = (torch.load(p, weights_only=True)["state_dict"] for p in (trained, again))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)  # same weights and gate
+    assert again.with_suffix(".gate.json").exists()
+    with pytest.raises(ValueError, match="'init' is not set"):
+        run_codec_training(_compose("train_codec", [*tiny, "train=false"]))

@@ -31,7 +31,8 @@ def _detector(cfg: DictConfig, device: torch.device) -> CoopDetector:
 def run_codec_training(cfg: DictConfig) -> Path:
     """Train ``cfg.codec`` on the frozen detector, calibrate its gate, write ``cfg.out``.
 
-    Torch's determinism is set first, as ``deterministic`` says. Returns the checkpoint path; a
+    Torch's determinism is set first, as ``deterministic`` says. ``train: false`` skips the
+    training and calibrates the gate of the ``init`` weights. Returns the checkpoint path; a
     JSON of the calibration is written next to it.
     """
     configure_determinism(cfg.get("deterministic", True))
@@ -56,8 +57,8 @@ def run_codec_training(cfg: DictConfig) -> Path:
         )
     if cfg.init:
         codec.warm_start(str(cfg.init))
-    frames = load_training_frames(cfg.data)
-    if len(frames) < train_cfg.batch_size:
+    frames = load_training_frames(cfg.data) if cfg.get("train", True) else []
+    if cfg.get("train", True) and len(frames) < train_cfg.batch_size:
         raise ValueError(
             f"train_codec config: 'data' gives {len(frames)} frames, fewer than "
             f"codec_train.batch_size = {train_cfg.batch_size}"
@@ -65,7 +66,11 @@ def run_codec_training(cfg: DictConfig) -> Path:
     def sample(step: int, count: int) -> list:  # a function of the step: resumable runs
         return random.Random(f"codec-frames:{train_cfg.seed}:{step}").sample(frames, count)
 
-    train_codec_for_task(codec, detector, sample, train_cfg, device)
+    if cfg.get("train", True):
+        train_codec_for_task(codec, detector, sample, train_cfg, device)
+    elif not cfg.init:
+        raise ValueError("train_codec config: 'train: false' calibrates the weights of 'init', "
+                         "but 'init' is not set")
     if cfg.calibrate.enabled:
         cal = to_plain(cfg.calibrate)
         cal.pop("enabled")
