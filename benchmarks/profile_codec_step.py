@@ -71,6 +71,8 @@ def main() -> None:
     run(3)  # warm-up: kernels, allocator
     seconds = run(args.steps)
     print(f"{args.steps} steps, batch {train['batch_size']}: {args.steps / seconds:.2f} steps/s")
+    if args.profile_steps < 1:
+        return
     activities = [torch.profiler.ProfilerActivity.CPU]
     if device.type == "cuda":
         activities.append(torch.profiler.ProfilerActivity.CUDA)

@@ -5,11 +5,8 @@ it read with float atomics, in whatever order the threads run: two training runs
 last bits, and torch's deterministic mode has no replacement (it only warns). Here the forward
 is ``F.grid_sample`` itself (the same numbers) and the backward sums the four corner terms of
 every input cell in a fixed order without atomics: the terms are stably sorted by the input
-cell they land in, each run of equal cells is summed by a segmented tree reduction (⌈log₂ D⌉
-shifted adds, D the longest run), and each input cell reads its run's sum. (torch's
-deterministic ``index_add_`` gives the same kind of guarantee but runs a sort-based kernel that
-serialises the C-wide rows: 115 of 180 ms of a DeepJSCC training step of the standard detector
-on an H200.)
+cell they land in and each run is summed by ``v2x.perception.segments.segment_sums``, and each
+input cell reads its run's sum.
 ``sample_maps`` (``v2x.perception.warp``) takes this path only where it matters: CUDA, gradients
 on, deterministic mode on; the CPU kernel is already deterministic and stays as it was.
 """
@@ -18,6 +15,8 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+
+from v2x.perception.segments import segment_sums
 
 #: ``grid_sampler_2d`` enums: bilinear interpolation, zeros padding.
 _BILINEAR, _ZEROS = 0, 0
@@ -92,30 +91,3 @@ def scatter_bilinear(grad_out: torch.Tensor, grid: torch.Tensor, shape: torch.Si
     hit = key[first] == wanted
     out = torch.where(hit[:, None], sums[first], 0.0)  # [N·H·W, C]
     return out.view(n, hi, wi, c).permute(0, 3, 1, 2)
-
-
-def segment_sums(sorted_keys: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
-    """``out[i] = values[i] + values[i + 1] + …`` up to the end of ``i``'s run of equal keys.
-
-    A segmented tree reduction in a fixed order (the same bits on every run, on any device):
-    pass ``k`` adds the partial sum ``2**k`` rows ahead when that row is in the same run.
-
-    Args:
-        sorted_keys: ``[L]`` integer keys in ascending order.
-        values: ``[L, C]`` float rows.
-
-    Returns:
-        ``[L, C]``; at the first row of each run, the run's sum.
-    """
-    length = sorted_keys.numel()
-    if length == 0:
-        return values.clone()
-    row = torch.arange(length, device=sorted_keys.device)
-    end = torch.searchsorted(sorted_keys, sorted_keys, right=True)  # first row of the next run
-    longest = int((end - row).max())
-    sums, span = values, 1
-    while span < longest:
-        ahead = row + span
-        sums = sums + torch.where((ahead < end)[:, None], sums[ahead.clamp_max(length - 1)], 0.0)
-        span *= 2
-    return sums

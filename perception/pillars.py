@@ -1,7 +1,9 @@
 """PointPillars-style pillar feature net with scatter-based voxelisation (pure torch).
 
 No spconv, no custom CUDA: points are bucketed into pillars by a flat cell index, pillar
-statistics come from ``scatter_add`` and per-pillar max pooling from ``scatter_reduce``.
+statistics come from ``index_add_`` (on CUDA in torch's deterministic mode: fixed-order sums
+over the points sorted by pillar, ``v2x.perception.segments``) and per-pillar max pooling from
+``scatter_reduce``.
 """
 
 from __future__ import annotations
@@ -10,8 +12,14 @@ import torch
 from torch import nn
 
 from v2x.perception.bev import BEVGrid
+from v2x.perception.segments import sums_by_key
 
 POINT_FEATURES = 9  # x, y, z, intensity, dx/dy/dz to pillar mean, dx/dy to pillar centre
+
+
+def sorted_pillar_sums(points: torch.Tensor) -> bool:
+    """Whether the pillar sums take the sorted fixed-order path: CUDA in deterministic mode."""
+    return points.is_cuda and torch.are_deterministic_algorithms_enabled()
 
 
 class PillarEncoder(nn.Module):
@@ -94,12 +102,28 @@ class PillarEncoder(nn.Module):
         flat = sensor * (h * w) + iy.clamp(0, h - 1) * w + ix.clamp(0, w - 1)
         flat = torch.where(keep, flat, num_cells).reshape(-1)  # dropped points -> dump row
         pts = torch.where(keep[..., None], points, 0.0).reshape(-1, points.shape[-1])
-        counts = torch.zeros(num_cells + 1, device=points.device).index_add_(
-            0, flat, keep.reshape(-1).float()
+        if sorted_pillar_sums(points):
+            # Fixed-order sums without atomics and without torch's sort-based index_add_ (which
+            # adds the dump row's many padding points in one thread): every dropped point is a
+            # pillar of its own, so no pillar has more than n points.
+            keys = torch.where(
+                keep.reshape(-1), flat, num_cells + torch.arange(s * n, device=points.device)
+            )
+            sums, counts = sums_by_key(keys, pts[:, :3], longest=n)
+            mean = sums / counts[:, None].clamp_min(1)
+        else:
+            counts = torch.zeros(num_cells + 1, device=points.device).index_add_(
+                0, flat, keep.reshape(-1).float()
+            )
+            sums = torch.zeros(num_cells + 1, 3, device=points.device).index_add_(
+                0, flat, pts[:, :3]
+            )
+            mean = sums[flat] / counts[flat, None].clamp_min(1.0)
+        return (
+            flat,
+            keep.reshape(-1),
+            self._point_features(pts, mean, ix.reshape(-1), iy.reshape(-1)),
         )
-        sums = torch.zeros(num_cells + 1, 3, device=points.device).index_add_(0, flat, pts[:, :3])
-        mean = sums[flat] / counts[flat, None].clamp_min(1.0)
-        return flat, keep.reshape(-1), self._point_features(pts, mean, ix.reshape(-1), iy.reshape(-1))
 
     def _forward_masked(self, points: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """Training path: batch-norm statistics over the kept points only. The linear layer runs

@@ -92,21 +92,6 @@ def test_on_the_gpu_the_map_gradient_is_the_same_bits_every_time():
     assert ours_err.mean() <= 2 * torch_err.mean() + 1e-12
 
 
-def test_segment_sums_adds_each_run_of_equal_keys_whatever_its_length():
-    from v2x.perception.grid_sample import segment_sums
-
-    g = torch.Generator().manual_seed(2)
-    lengths = [1, 2, 3, 1, 7, 16, 1, 33, 5]  # runs up to 33 rows: six doubling passes
-    keys = torch.repeat_interleave(torch.arange(len(lengths)) * 3, torch.tensor(lengths))
-    values = torch.randn(keys.numel(), 4, generator=g, dtype=torch.float64)
-    sums = segment_sums(keys, values)
-    start = 0
-    for n in lengths:
-        torch.testing.assert_close(sums[start], values[start : start + n].sum(0))
-        start += n
-    assert segment_sums(keys[:0], values[:0]).shape == (0, 4)
-
-
 def test_the_map_gradient_with_many_outputs_per_input_cell_matches_torchs():
     """A zoomed grid: up to ~16 output cells read each input cell (long runs in the sort)."""
     g = torch.Generator().manual_seed(3)
