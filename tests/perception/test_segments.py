@@ -3,6 +3,7 @@ and the pillar encoder's sorted path against its index_add_ path."""
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from v2x.perception.segments import segment_sums, sums_by_key
@@ -50,3 +51,29 @@ def test_the_pillar_encoders_sorted_sums_match_its_index_add_path(monkeypatch):
     sorted_ = encoder(points, mask)
     torch.testing.assert_close(sorted_, plain, rtol=1e-5, atol=1e-5)
     assert sorted_.abs().sum() > 0
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_on_the_gpu_in_deterministic_mode_the_pillar_image_is_the_same_bits_and_matches_the_cpu():
+    import v2x.perception.pillars as pillars
+    from v2x.perception.bev import BEVGrid
+
+    grid = BEVGrid(x_range_m=(-51.2, 51.2), y_range_m=(-51.2, 51.2), z_range_m=(-1.0, 5.0),
+                   resolution_m=0.4)  # fmt: skip
+    torch.manual_seed(0)
+    encoder = pillars.PillarEncoder(grid, 64).eval()
+    points = torch.randn(5, 60_000, 4) * torch.tensor([20.0, 20.0, 1.0, 0.3])
+    mask = torch.rand(5, 60_000) > 0.3  # padding: the dump row collects ~90,000 points
+    cpu = encoder(points, mask)
+    gpu_encoder, points, mask = encoder.cuda(), points.cuda(), mask.cuda()
+    state = torch.are_deterministic_algorithms_enabled()
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    try:
+        assert pillars.sorted_pillar_sums(points)
+        first = gpu_encoder(points, mask)
+        for _ in range(3):
+            assert torch.equal(gpu_encoder(points, mask), first)
+    finally:
+        torch.use_deterministic_algorithms(state)
+    torch.testing.assert_close(first.cpu(), cpu, rtol=1e-4, atol=1e-4)
