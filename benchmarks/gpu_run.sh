@@ -22,8 +22,9 @@
 #          the sweep end to end with the faster scoring; Where2comm of the shipped standard
 #          detector on the 1,000 test frames
 #   codec  DeepJSCC for the standard detector (~9 min): conf/train_codec_pointpillars.yaml
-#          (training capped at codec_train.max_seconds, then the SNR gate calibrated on the
-#          validation towns); checkpoint, calibration JSON and log in the work folder
+#          (training capped at codec_train.max_seconds = MAX_S, then the SNR gate calibrated on
+#          the validation towns); checkpoint, calibration JSON and log in the work folder. A
+#          second call resumes it: INIT=<the checkpoint> START=<the log's last step + 1>
 #   frontier  the standard detector's DeepJSCC on 400 unseen frames
 #          (conf/sweep_deepjscc_pointpillars.yaml, ~4 min), then Where2comm of the shipped
 #          standard detector on the 1,000 test frames
@@ -140,11 +141,14 @@ case "$SET" in
       --out "$W/fusions_pointpillars_where2comm_1000.json"
     ;;
   codec)
-    gpu_tests pytest_gpu_grid_sample 60 tests/perception/test_grid_sample.py
+    gpu_tests pytest_gpu_grid_sample 60 tests/perception/test_grid_sample.py \
+      tests/perception/test_segments.py
     N=${N:-25}
-    step train_codec_pointpillars "${T:-500}" -m v2x.apps.train_codec \
+    # INIT and START resume a run cut by MAX_S (the weights it saved, the step its log ends on)
+    step train_codec_pointpillars "${T:-530}" -m v2x.apps.train_codec \
       --config-name train_codec_pointpillars out="$W/deepjscc_pointpillars.pt" \
-      codec_train.log_path="$W/log_pointpillars.csv" codec_train.max_seconds="${MAX_S:-330}" \
+      codec_train.log_path="$W/log_pointpillars.csv" codec_train.max_seconds="${MAX_S:-400}" \
+      init="${INIT:-null}" codec_train.start_step="${START:-0}" \
       hydra.run.dir=/tmp/hydra_train_codec
     ;;
   frontier)

@@ -169,18 +169,25 @@ def test_the_shipped_runs_are_app_configs():
 def test_the_standard_detectors_codec_run_and_frontier_are_app_configs():
     """semcom/assets/deepjscc_pointpillars.pt: its training config builds the codec the packaged
     checkpoint holds, and the frontier sweep loads that checkpoint into the same architecture."""
+    import torch
+
+    from v2x.semcom import build_codec
     from v2x.semcom.deepjscc import read_codec_checkpoint
 
     _, blob = read_codec_checkpoint("shipped_pointpillars")
     codec = _compose("train_codec_pointpillars")
     assert codec.model.backbone == "pointpillars" and codec.model.feature_channels == 384
-    assert (codec.codec.hidden, codec.codec.max_ratio) == (64, 0.0625)
-    assert {k: blob["config"][k] for k in ("in_channels", "hidden", "max_ratio")} == {
-        "in_channels": 384, "hidden": 64, "max_ratio": 0.0625}  # fmt: skip
+    assert (codec.codec.hidden, codec.codec.downsample, codec.codec.max_ratio) == (128, 1, 0.0625)
+    keys = ("in_channels", "hidden", "downsample", "max_ratio")
+    assert {k: blob["config"][k] for k in keys} == {
+        "in_channels": 384, "hidden": 128, "downsample": 1, "max_ratio": 0.0625}  # fmt: skip
     assert max(codec.codec_train.ratios) == codec.codec.max_ratio
     sweep = _compose("sweep_deepjscc_pointpillars")
     options = sweep.codec_options.deepjscc
-    assert (options.checkpoint, options.max_ratio) == ("shipped_pointpillars", 0.0625)
+    assert (options.checkpoint, options.hidden, options.downsample, options.max_ratio) == (
+        "shipped_pointpillars", 128, 1, 0.0625)  # fmt: skip
+    built = build_codec("deepjscc", in_channels=384, **options)  # the checkpoint loads into it
+    assert torch.equal(built.gate_snr_db, blob["state_dict"]["gate_snr_db"])
     assert sweep.model.backbone == "pointpillars" and sweep.data.num_frames == 400
     plan = plan_sweep(sweep)
     # none: 7 SNRs; identity: 2 channels x 7; deepjscc: 6 ratios x 2 channels x 7

@@ -55,25 +55,28 @@ def test_the_pillar_encoders_sorted_sums_match_its_index_add_path(monkeypatch):
 
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
-def test_on_the_gpu_in_deterministic_mode_the_pillar_image_is_the_same_bits_and_matches_the_cpu():
+def test_on_the_gpu_in_deterministic_mode_the_pillar_image_is_the_same_bits_and_close_to_atomics():
+    """The sorted path against torch's atomic index_add_ on the same GPU (the CPU may put a point
+    on a pillar border into the other pillar: its cell index is computed with other rounding)."""
     import v2x.perception.pillars as pillars
     from v2x.perception.bev import BEVGrid
 
     grid = BEVGrid(x_range_m=(-51.2, 51.2), y_range_m=(-51.2, 51.2), z_range_m=(-1.0, 5.0),
                    resolution_m=0.4)  # fmt: skip
     torch.manual_seed(0)
-    encoder = pillars.PillarEncoder(grid, 64).eval()
-    points = torch.randn(5, 60_000, 4) * torch.tensor([20.0, 20.0, 1.0, 0.3])
-    mask = torch.rand(5, 60_000) > 0.3  # padding: the dump row collects ~90,000 points
-    cpu = encoder(points, mask)
-    gpu_encoder, points, mask = encoder.cuda(), points.cuda(), mask.cuda()
+    encoder = pillars.PillarEncoder(grid, 64).eval().cuda()
+    points = (torch.randn(5, 60_000, 4) * torch.tensor([20.0, 20.0, 1.0, 0.3])).cuda()
+    mask = (torch.rand(5, 60_000) > 0.3).cuda()  # padding: the dump row collects ~90,000 points
     state = torch.are_deterministic_algorithms_enabled()
-    torch.use_deterministic_algorithms(True, warn_only=True)
     try:
+        torch.use_deterministic_algorithms(False)
+        assert not pillars.sorted_pillar_sums(points)
+        atomics = encoder(points, mask)
+        torch.use_deterministic_algorithms(True, warn_only=True)
         assert pillars.sorted_pillar_sums(points)
-        first = gpu_encoder(points, mask)
+        first = encoder(points, mask)
         for _ in range(3):
-            assert torch.equal(gpu_encoder(points, mask), first)
+            assert torch.equal(encoder(points, mask), first)
     finally:
-        torch.use_deterministic_algorithms(state)
-    torch.testing.assert_close(first.cpu(), cpu, rtol=1e-4, atol=1e-4)
+        torch.use_deterministic_algorithms(state, warn_only=True)
+    torch.testing.assert_close(first, atomics, rtol=1e-4, atol=1e-4)
