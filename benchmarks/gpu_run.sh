@@ -28,6 +28,12 @@
 #   frontier  the standard detector's DeepJSCC on 400 unseen frames
 #          (conf/sweep_deepjscc_pointpillars.yaml, ~4 min), then Where2comm of the shipped
 #          standard detector on the 1,000 test frames
+#   semantic_train  conf/train_pointpillars_semantic.yaml: the standard detector's payload
+#          adapters fine-tuned with the semantic_map / object_features modes (~6 min); log,
+#          validation CSV and best.pt in the work folder
+#   semantic_eval  none / late / max / semantic_map (whole and at 10 % of the cells) /
+#          object_features of the standard detector on the 1,000 test frames (~8 min; CKPT=a
+#          detector checkpoint, default the shipped one)
 #
 # Each step writes <name>.txt (warnings filtered out) into a work folder ($W, default
 # /tmp/gpu_run) and prints its exit code and last N lines (N=12 unless set); after every step
@@ -37,9 +43,9 @@
 set -o pipefail
 SET=${1:-all}
 case "$SET" in
-  all | quick | ldpc | time | verify | codec | frontier) ;;
+  all | quick | ldpc | time | verify | codec | frontier | semantic_train | semantic_eval) ;;
   *)
-    echo "benchmarks/gpu_run.sh: SET must be all, quick, ldpc, time, verify, codec or frontier, got '$SET'" >&2
+    echo "benchmarks/gpu_run.sh: SET must be all, quick, ldpc, time, verify, codec, frontier, semantic_train or semantic_eval, got '$SET'" >&2
     exit 2
     ;;
 esac
@@ -150,6 +156,19 @@ case "$SET" in
       codec_train.log_path="$W/log_pointpillars.csv" codec_train.max_seconds="${MAX_S:-400}" \
       init="${INIT:-null}" codec_train.start_step="${START:-0}" \
       hydra.run.dir=/tmp/hydra_train_codec
+    ;;
+  semantic_train)
+    step train_semantic "${T:-540}" -m v2x.apps.train --config-name train_pointpillars_semantic \
+      train.out_dir="$W/train_semantic" hydra.run.dir=/tmp/hydra_train_semantic
+    ;;
+  semantic_eval)
+    step semantic_1000 "${T_A:-330}" "$R/scripts/evaluate_fusions.py" --model pointpillars \
+      ${CKPT:+--checkpoint "$CKPT"} --device cuda --sequences 100 --bootstrap 1000 \
+      --fusions none late max semantic_map object_features --out "$W/semantic_pointpillars_1000.json"
+    step semantic_map10_1000 "${T_B:-150}" "$R/scripts/evaluate_fusions.py" --model pointpillars \
+      ${CKPT:+--checkpoint "$CKPT"} --device cuda --sequences 100 --bootstrap 1000 \
+      --fusions semantic_map --fusion-options '{"semantic_map": {"max_fraction": 0.1}}' \
+      --out "$W/semantic_map10_pointpillars_1000.json"
     ;;
   frontier)
     N=${N:-30}

@@ -140,6 +140,19 @@ def test_pointpillars_fine_tuning_config_grows_the_shipped_detector_on_one_gpu()
     assert cfg.val.fusion == "max" and train.val_every > 0 and train.steps % train.val_every == 0
 
 
+def test_the_standard_detectors_semantic_fine_tune_is_an_app_config():
+    from v2x.apps.train import train_config_from
+    from v2x.perception.checkpoint import shipped_detector_path
+
+    cfg = _compose("train_pointpillars_semantic")
+    train = train_config_from(cfg)
+    assert train.model.backbone == "pointpillars" and train.model.yaw_axis
+    assert train.init_checkpoint == "shipped" and shipped_detector_path("pointpillars").is_file()
+    assert {"semantic_map", "object_features"} <= set(train.modes)
+    assert len(train.mode_weights) == len(train.modes) and cfg.val.fusion in FUSIONS
+    assert train.steps % train.val_every == 0
+
+
 def test_the_shipped_runs_are_app_configs():
     """The experiments behind the shipped weights, as the one-off scripts ran them (their
     settings, written out here), are configs of v2x-train / v2x-train-codec / v2x-sweep."""
