@@ -14,14 +14,15 @@ import argparse
 import random
 import tempfile
 import time
+from dataclasses import replace
 
 import torch
 from hydra import compose, initialize_config_module
 
-from v2x.codec_training import CodecTrainConfig, train_codec_for_task
+from v2x.apps.train_codec import codec_train_config, task_codec
+from v2x.codec_training import train_codec_for_task
 from v2x.common import configure_determinism, resolve_device, to_plain
 from v2x.loading import detector_from, load_training_frames
-from v2x.semcom import build_codec
 
 
 def main() -> None:
@@ -36,41 +37,38 @@ def main() -> None:
     configure_determinism(bool(cfg.deterministic))
     device = resolve_device(str(cfg.device))
     detector = detector_from(cfg.checkpoint, to_plain(cfg.model), device)
-    options = to_plain(cfg.codec)
-    options.pop("checkpoint", None)
-    options["in_channels"] = int(detector.config.feature_channels)
-    codec = build_codec(options.pop("name"), **options)
+    codec = task_codec(cfg, detector)
     started = time.perf_counter()
     frames = load_training_frames(cfg.data)
-    print(f"{len(frames)} frames in {time.perf_counter() - started:.1f} s; codec "
-          f"{sum(p.numel() for p in codec.parameters()) / 1e6:.2f} M parameters")
-    train = {k: v for k, v in to_plain(cfg.codec_train).items() if k not in ("max_seconds", "log_path")}
-    for name in ("snr_range_db", "ratios", "channels", "fusions"):
-        train[name] = tuple(train[name])
-    if train.get("ratio_weights") is not None:
-        train["ratio_weights"] = tuple(train["ratio_weights"])
+    print(
+        f"{len(frames)} frames in {time.perf_counter() - started:.1f} s; codec "
+        f"{sum(p.numel() for p in codec.parameters()) / 1e6:.2f} M parameters"
+    )
     tmp = tempfile.mkdtemp()
+    train = replace(
+        codec_train_config(cfg),
+        max_seconds=None,
+        quiet=True,
+        log_every=10**9,
+        out_path=f"{tmp}/c.pt",
+        log_path=f"{tmp}/log.csv",
+    )
 
-    def run(steps: int, on_step=None) -> float:
-        cfg_t = CodecTrainConfig(**{**train, "steps": steps, "quiet": True, "log_every": 10**9},
-                                 out_path=f"{tmp}/c.pt", log_path=f"{tmp}/log.csv")
-
+    def run(steps: int) -> float:
         def sample(step: int, count: int) -> list:
-            if on_step is not None:
-                on_step()
             return random.Random(step).sample(frames, count)
 
         if device.type == "cuda":
             torch.cuda.synchronize()
         t0 = time.perf_counter()
-        train_codec_for_task(codec, detector, sample, cfg_t, device)
+        train_codec_for_task(codec, detector, sample, replace(train, steps=steps), device)
         if device.type == "cuda":
             torch.cuda.synchronize()
         return time.perf_counter() - t0
 
     run(3)  # warm-up: kernels, allocator
     seconds = run(args.steps)
-    print(f"{args.steps} steps, batch {train['batch_size']}: {args.steps / seconds:.2f} steps/s")
+    print(f"{args.steps} steps, batch {train.batch_size}: {args.steps / seconds:.2f} steps/s")
     if args.profile_steps < 1:
         return
     activities = [torch.profiler.ProfilerActivity.CPU]

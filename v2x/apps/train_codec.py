@@ -28,24 +28,21 @@ def _detector(cfg: DictConfig, device: torch.device) -> CoopDetector:
     return detector_from(cfg.checkpoint, to_plain(cfg.model), device)
 
 
-def run_codec_training(cfg: DictConfig) -> Path:
-    """Train ``cfg.codec`` on the frozen detector, calibrate its gate, write ``cfg.out``.
-
-    Torch's determinism is set first, as ``deterministic`` says. ``train: false`` skips the
-    training and calibrates the gate of the ``init`` weights. Returns the checkpoint path; a
-    JSON of the calibration is written next to it.
-    """
-    configure_determinism(cfg.get("deterministic", True))
-    device = resolve_device(str(cfg.device))
+def codec_train_config(cfg: DictConfig) -> CodecTrainConfig:
+    """``cfg.codec_train`` as a ``CodecTrainConfig`` (fields checked, lists as tuples) that
+    saves to ``cfg.out``."""
     train = to_plain(cfg.codec_train)
     check_fields(CodecTrainConfig, train, "train_codec config: 'codec_train'")
     for name in ("snr_range_db", "ratios", "channels", "fusions"):
         train[name] = tuple(train[name])
     if train.get("ratio_weights") is not None:
         train["ratio_weights"] = tuple(train["ratio_weights"])
-    out = Path(str(cfg.out))
-    train_cfg = CodecTrainConfig(**train, out_path=str(out))
-    detector = _detector(cfg, device)
+    return CodecTrainConfig(**train, out_path=str(cfg.out))
+
+
+def task_codec(cfg: DictConfig, detector: CoopDetector) -> Codec:
+    """``cfg.codec`` built for ``detector``'s feature map (``in_channels``), checked to be
+    trainable, warm-started from ``cfg.init`` when set."""
     codec_kwargs = to_plain(cfg.codec)
     name = codec_kwargs.pop("name")
     codec_kwargs["in_channels"] = int(detector.config.feature_channels)  # the map it codes
@@ -57,20 +54,40 @@ def run_codec_training(cfg: DictConfig) -> Path:
         )
     if cfg.init:
         codec.warm_start(str(cfg.init))
-    frames = load_training_frames(cfg.data) if cfg.get("train", True) else []
-    if cfg.get("train", True) and len(frames) < train_cfg.batch_size:
-        raise ValueError(
-            f"train_codec config: 'data' gives {len(frames)} frames, fewer than "
-            f"codec_train.batch_size = {train_cfg.batch_size}"
-        )
-    def sample(step: int, count: int) -> list:  # a function of the step: resumable runs
-        return random.Random(f"codec-frames:{train_cfg.seed}:{step}").sample(frames, count)
+    return codec
 
-    if cfg.get("train", True):
+
+def run_codec_training(cfg: DictConfig) -> Path:
+    """Train ``cfg.codec`` on the frozen detector, calibrate its gate, write ``cfg.out``.
+
+    Torch's determinism is set first, as ``deterministic`` says. ``train: false`` skips the
+    training and calibrates the gate of the ``init`` weights. Returns the checkpoint path; a
+    JSON of the calibration is written next to it.
+    """
+    configure_determinism(cfg.get("deterministic", True))
+    train = bool(cfg.get("train", True))
+    if not train and not cfg.init:
+        raise ValueError(
+            "train_codec config: 'train: false' calibrates the weights of 'init', "
+            "but 'init' is not set"
+        )
+    device = resolve_device(str(cfg.device))
+    train_cfg = codec_train_config(cfg)
+    out = Path(train_cfg.out_path)
+    detector = _detector(cfg, device)
+    codec = task_codec(cfg, detector)
+    if train:
+        frames = load_training_frames(cfg.data)
+        if len(frames) < train_cfg.batch_size:
+            raise ValueError(
+                f"train_codec config: 'data' gives {len(frames)} frames, fewer than "
+                f"codec_train.batch_size = {train_cfg.batch_size}"
+            )
+
+        def sample(step: int, count: int) -> list:  # a function of the step: resumable runs
+            return random.Random(f"codec-frames:{train_cfg.seed}:{step}").sample(frames, count)
+
         train_codec_for_task(codec, detector, sample, train_cfg, device)
-    elif not cfg.init:
-        raise ValueError("train_codec config: 'train: false' calibrates the weights of 'init', "
-                         "but 'init' is not set")
     if cfg.calibrate.enabled:
         cal = to_plain(cfg.calibrate)
         cal.pop("enabled")
