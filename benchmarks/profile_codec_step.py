@@ -19,8 +19,7 @@ from dataclasses import replace
 import torch
 from hydra import compose, initialize_config_module
 
-from v2x.apps.train_codec import codec_train_config, task_codec
-from v2x.codec_training import train_codec_for_task
+from v2x.codec_training import codec_train_config, task_codec, train_codec_for_task
 from v2x.common import configure_determinism, resolve_device, to_plain
 from v2x.loading import detector_from, load_training_frames
 

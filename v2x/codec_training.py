@@ -24,15 +24,19 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 
 from v2x.channels import build_channel
+from v2x.common import check_fields, to_plain
 from v2x.datasets.frame import CoopFrame, collate_frames
 from v2x.perception.detector import CoopDetector
 from v2x.perception.head import head_loss
 from v2x.perception.losses import ego_targets, fused_head_outputs
+from v2x.semcom import build_codec
+from v2x.semcom.base import Codec
 
 
 @dataclass
@@ -59,6 +63,35 @@ class CodecTrainConfig:
     out_path: str = "outputs/codec/deepjscc.pt"
     log_path: str = "outputs/codec/log.csv"
     extra: dict = field(default_factory=dict)
+
+
+def codec_train_config(cfg: Any) -> CodecTrainConfig:
+    """``cfg.codec_train`` of a ``v2x-train-codec`` config as a ``CodecTrainConfig`` (fields
+    checked, lists as tuples) that saves to ``cfg.out``."""
+    train = to_plain(cfg.codec_train)
+    check_fields(CodecTrainConfig, train, "train_codec config: 'codec_train'")
+    for name in ("snr_range_db", "ratios", "channels", "fusions"):
+        train[name] = tuple(train[name])
+    if train.get("ratio_weights") is not None:
+        train["ratio_weights"] = tuple(train["ratio_weights"])
+    return CodecTrainConfig(**train, out_path=str(cfg.out))
+
+
+def task_codec(cfg: Any, detector: CoopDetector) -> Codec:
+    """``cfg.codec`` built for ``detector``'s feature map (``in_channels``), checked to be
+    trainable, warm-started from ``cfg.init`` when set."""
+    codec_kwargs = to_plain(cfg.codec)
+    name = codec_kwargs.pop("name")
+    codec_kwargs["in_channels"] = int(detector.config.feature_channels)  # the map it codes
+    codec = build_codec(name, **codec_kwargs)
+    if not (isinstance(codec, Codec) and codec.trainable):
+        raise ValueError(
+            f"train_codec config: codec {name!r} is not trainable (it does not declare "
+            "Codec.trainable: forward_train, save_checkpoint, warm_start)"
+        )
+    if cfg.init:
+        codec.warm_start(str(cfg.init))
+    return codec
 
 
 def distillation_loss(

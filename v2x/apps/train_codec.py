@@ -13,12 +13,10 @@ from omegaconf import DictConfig
 
 from v2x.cli import user_errors
 from v2x.codec_calibration import calibrate_snr_gate
-from v2x.codec_training import CodecTrainConfig, train_codec_for_task
-from v2x.common import check_fields, configure_determinism, resolve_device, to_plain
+from v2x.codec_training import codec_train_config, task_codec, train_codec_for_task
+from v2x.common import configure_determinism, resolve_device, to_plain
 from v2x.loading import detector_from, load_training_frames
 from v2x.perception.detector import CoopDetector
-from v2x.semcom import build_codec
-from v2x.semcom.base import Codec
 
 
 def _detector(cfg: DictConfig, device: torch.device) -> CoopDetector:
@@ -26,35 +24,6 @@ def _detector(cfg: DictConfig, device: torch.device) -> CoopDetector:
     if cfg.checkpoint == "untrained":
         torch.manual_seed(int(cfg.codec_train.seed))
     return detector_from(cfg.checkpoint, to_plain(cfg.model), device)
-
-
-def codec_train_config(cfg: DictConfig) -> CodecTrainConfig:
-    """``cfg.codec_train`` as a ``CodecTrainConfig`` (fields checked, lists as tuples) that
-    saves to ``cfg.out``."""
-    train = to_plain(cfg.codec_train)
-    check_fields(CodecTrainConfig, train, "train_codec config: 'codec_train'")
-    for name in ("snr_range_db", "ratios", "channels", "fusions"):
-        train[name] = tuple(train[name])
-    if train.get("ratio_weights") is not None:
-        train["ratio_weights"] = tuple(train["ratio_weights"])
-    return CodecTrainConfig(**train, out_path=str(cfg.out))
-
-
-def task_codec(cfg: DictConfig, detector: CoopDetector) -> Codec:
-    """``cfg.codec`` built for ``detector``'s feature map (``in_channels``), checked to be
-    trainable, warm-started from ``cfg.init`` when set."""
-    codec_kwargs = to_plain(cfg.codec)
-    name = codec_kwargs.pop("name")
-    codec_kwargs["in_channels"] = int(detector.config.feature_channels)  # the map it codes
-    codec = build_codec(name, **codec_kwargs)
-    if not (isinstance(codec, Codec) and codec.trainable):
-        raise ValueError(
-            f"train_codec config: codec {name!r} is not trainable (it does not declare "
-            "Codec.trainable: forward_train, save_checkpoint, warm_start)"
-        )
-    if cfg.init:
-        codec.warm_start(str(cfg.init))
-    return codec
 
 
 def run_codec_training(cfg: DictConfig) -> Path:
