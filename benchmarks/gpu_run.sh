@@ -29,8 +29,9 @@
 #          (conf/sweep_deepjscc_pointpillars.yaml, ~4 min), then Where2comm of the shipped
 #          standard detector on the 1,000 test frames
 #   semantic_train  conf/train_pointpillars_semantic.yaml: the standard detector's payload
-#          adapters fine-tuned with the semantic_map / object_features modes (~6 min); log,
-#          validation CSV and best.pt in the work folder
+#          adapters trained with the semantic_map / object_features modes, the rest frozen
+#          (~5 min); log, validation CSV and best.pt's adapter weights (payload_adapters.pt) in
+#          the work folder
 #   semantic_eval  none / late / max / semantic_map (whole and at 10 % of the cells) /
 #          object_features of the standard detector on the 1,000 test frames (~8 min; CKPT=a
 #          detector checkpoint, default the shipped one)
@@ -158,8 +159,14 @@ case "$SET" in
       hydra.run.dir=/tmp/hydra_train_codec
     ;;
   semantic_train)
-    step train_semantic "${T:-540}" -m v2x.apps.train --config-name train_pointpillars_semantic \
-      train.out_dir="$W/train_semantic" hydra.run.dir=/tmp/hydra_train_semantic
+    # checkpoints (26 MB each) stay outside $W: only the adapters' weights come back
+    step train_semantic "${T:-480}" -m v2x.apps.train --config-name train_pointpillars_semantic \
+      train.out_dir=/tmp/train_semantic hydra.run.dir=/tmp/hydra_train_semantic
+    cp /tmp/train_semantic/*.csv "$W/"
+    step adapters 60 -c "import torch; s = torch.load('/tmp/train_semantic/best.pt', \
+map_location='cpu', weights_only=False); torch.save({'step': s['step'], 'extra': s['extra'], \
+'model': {k: v for k, v in s['model'].items() if k.startswith('payload_adapters.')}}, \
+'$W/payload_adapters.pt'); print('best step', s['step'], s['extra']['val_metric'])"
     ;;
   semantic_eval)
     step semantic_1000 "${T_A:-330}" "$R/scripts/evaluate_fusions.py" --model pointpillars \

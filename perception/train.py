@@ -61,6 +61,7 @@ class TrainConfig:
     augment_scale_range: tuple[float, float] = (0.95, 1.05)
     val_every: int = 0
     init_checkpoint: str | None = None
+    trainable: tuple[str, ...] | None = None
     model: DetectorConfig = field(default_factory=DetectorConfig)
 
 
@@ -140,7 +141,8 @@ def train_detector(
             f"train: 'pct_start' must be in (0, 1) with pct_start·steps ≠ 1 (a zero-length "
             f"one-cycle phase), got {cfg.pct_start} with steps={cfg.steps}"
         )
-    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    trained = trainable_parameters(model, cfg.trainable)
+    optimizer = torch.optim.AdamW(trained, lr=cfg.lr, weight_decay=cfg.weight_decay)
     scheduler = torch.optim.lr_scheduler.OneCycleLR(
         optimizer, max_lr=cfg.lr, total_steps=total_steps, pct_start=cfg.pct_start
     )
@@ -204,7 +206,7 @@ def train_detector(
         """Validate on rank 0 (every rank waits), log, keep ``best.pt``; the best metric."""
         if rank == 0 and validate is not None:
             metric = float(validate(model))
-            model.train()
+            set_train_mode(model, cfg.trainable)
             _append_csv(out / "val.csv", {"step": steps_done, "metric": metric})
             if metric > best:
                 best = metric
@@ -219,7 +221,7 @@ def train_detector(
         best = validate_and_keep(0, best)  # the starting weights compete for best.pt too
     loader = ThreadPoolExecutor(max_workers=1)
     pending = loader.submit(prepare, start) if start < cfg.steps else None
-    model.train()
+    set_train_mode(model, cfg.trainable)
     started = time.perf_counter()
     for step in progress:
         mode_rng = random.Random(cfg.seed * 1_000_003 + step)  # same mode on every rank
@@ -230,7 +232,7 @@ def train_detector(
             losses = net(batch, mode, cfg.min_points_in_box)
         optimizer.zero_grad(set_to_none=True)
         losses["total"].backward()
-        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip_norm)
+        grad_norm = torch.nn.utils.clip_grad_norm_(trained, cfg.grad_clip_norm)
         lr = scheduler.get_last_lr()[0]  # the LR this step uses (before the scheduler moves on)
         optimizer.step()
         scheduler.step()
@@ -262,6 +264,41 @@ def train_detector(
     if writer is not None:
         writer.close()
     return last
+
+
+def trainable_parameters(
+    model: torch.nn.Module, prefixes: tuple[str, ...] | list[str] | None
+) -> list[torch.nn.Parameter]:
+    """The parameters ``train.trainable`` trains: all of them without prefixes; else those whose
+    name starts with one of ``prefixes`` (e.g. ``payload_adapters.``), the rest frozen
+    (``requires_grad`` off). A prefix that names no parameter is refused."""
+    if prefixes is None:
+        return list(model.parameters())
+    names = [name for name, _ in model.named_parameters()]
+    for prefix in prefixes:
+        if not any(name.startswith(prefix) for name in names):
+            raise ValueError(
+                f"train: field 'trainable' entry {prefix!r} names no parameter of the model "
+                f"(expected a prefix of a parameter name, e.g. 'payload_adapters.')"
+            )
+    kept = []
+    for name, param in model.named_parameters():
+        param.requires_grad_(name.startswith(tuple(prefixes)))
+        if param.requires_grad:
+            kept.append(param)
+    return kept
+
+
+def set_train_mode(model: torch.nn.Module, prefixes: tuple[str, ...] | list[str] | None) -> None:
+    """``model.train()``; with ``train.trainable`` prefixes only the modules under them train
+    and the frozen rest stays in eval mode, so its batch-norm statistics do not move either."""
+    if prefixes is None:
+        model.train()
+        return
+    model.eval()
+    for name, module in model.named_modules():
+        if name and (name + ".").startswith(tuple(prefixes)):
+            module.train()
 
 
 def _best_metric(path: Path) -> float:

@@ -148,7 +148,8 @@ def test_the_standard_detectors_semantic_fine_tune_is_an_app_config():
     train = train_config_from(cfg)
     assert train.model.backbone == "pointpillars" and train.model.yaw_axis
     assert train.init_checkpoint == "shipped" and shipped_detector_path("pointpillars").is_file()
-    assert {"semantic_map", "object_features"} <= set(train.modes)
+    assert set(train.modes) == {"semantic_map", "object_features"}
+    assert train.trainable == ("payload_adapters.",)  # the dense fusions' weights stay shipped
     assert len(train.mode_weights) == len(train.modes) and cfg.val.fusion in FUSIONS
     assert train.steps % train.val_every == 0
 

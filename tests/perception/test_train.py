@@ -324,3 +324,24 @@ def test_fine_tuning_validates_its_starting_weights_first(reference_run, tmp_pat
     for key, value in best["model"].items():
         torch.testing.assert_close(value, init[key], rtol=0, atol=0)
         torch.testing.assert_close(seen[0][key], value, rtol=0, atol=0)
+
+
+def test_trainable_prefixes_train_only_the_payload_adapters(reference_run, tmp_path):
+    """``trainable=("payload_adapters.",)``: every other weight and batch-norm statistic stays
+    the checkpoint's bit for bit (frozen modules stay in eval mode); the adapters move."""
+    cfg = _cfg(
+        tmp_path, init_checkpoint=str(reference_run), trainable=("payload_adapters.",),
+        modes=("semantic_map", "object_features"), mode_weights=(0.5, 0.5),
+    )  # fmt: skip
+    init, got = _weights(reference_run), _weights(train_detector(cfg, frames))
+    moved = [key for key in got if not torch.equal(got[key], init.get(key, torch.zeros_like(got[key])))]
+    assert moved and all(key.startswith("payload_adapters.") for key in moved)
+    assert any(".net.2.weight" in key for key in moved)  # the zero-initialised last layer learnt
+    for key, value in init.items():
+        if not key.startswith("payload_adapters."):
+            assert torch.equal(got[key], value), key
+
+
+def test_trainable_prefix_naming_no_parameter_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="'trainable' entry 'adapters.' names no parameter"):
+        train_detector(_cfg(tmp_path, trainable=("adapters.",)), frames)

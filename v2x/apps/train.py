@@ -31,6 +31,8 @@ def train_config_from(cfg: DictConfig) -> TrainConfig:
     train["augment_scale_range"] = tuple(
         train.get("augment_scale_range", TrainConfig.augment_scale_range)
     )
+    if train.get("trainable") is not None:
+        train["trainable"] = tuple(train["trainable"])
     model = detector_config_from_dict(to_plain(cfg.model))
     return TrainConfig(**train, model=model)
 
