@@ -35,6 +35,9 @@
 #   semantic_eval  none / late / max / semantic_map (whole and at 10 % of the cells) /
 #          object_features of the standard detector on the 1,000 test frames (~8 min; CKPT=a
 #          detector checkpoint, default the shipped one)
+#   main   the README's main result at full size (~8 min): conf/sweep_main.yaml (the standard
+#          detector, 400 frames, none/late/max, DeepJSCC and identity), then the digital chain
+#          at equal channel uses on 20 frames (10 towns); results and ledgers under main/
 #
 # Each step writes <name>.txt (warnings filtered out) into a work folder ($W, default
 # /tmp/gpu_run) and prints its exit code and last N lines (N=12 unless set); after every step
@@ -44,9 +47,9 @@
 set -o pipefail
 SET=${1:-all}
 case "$SET" in
-  all | quick | ldpc | time | verify | codec | frontier | semantic_train | semantic_eval) ;;
+  all | quick | ldpc | time | verify | codec | frontier | semantic_train | semantic_eval | main) ;;
   *)
-    echo "benchmarks/gpu_run.sh: SET must be all, quick, ldpc, time, verify, codec, frontier, semantic_train or semantic_eval, got '$SET'" >&2
+    echo "benchmarks/gpu_run.sh: SET must be all, quick, ldpc, time, verify, codec, frontier, semantic_train, semantic_eval or main, got '$SET'" >&2
     exit 2
     ;;
 esac
@@ -176,6 +179,13 @@ map_location='cpu', weights_only=False); torch.save({'step': s['step'], 'extra':
       ${CKPT:+--checkpoint "$CKPT"} --device cuda --sequences 100 --bootstrap 1000 \
       --fusions semantic_map --fusion-options '{"semantic_map": {"max_fraction": 0.1}}' \
       --out "$W/semantic_map10_pointpillars_1000.json"
+    ;;
+  main)
+    step main_sweep "${T_A:-330}" -m v2x.apps.sweep --config-name sweep_main \
+      output_dir="$W/main" quiet=true table=false hydra.run.dir=/tmp/hydra_main
+    step main_digital "${T_B:-240}" -m v2x.apps.sweep --config-name sweep_main \
+      data.num_frames=20 data.frames_per_sequence=2 'grid.codecs=[digital]' 'grid.fusions=[max]' \
+      output_dir="$W/main" quiet=true table=false hydra.run.dir=/tmp/hydra_main_digital
     ;;
   frontier)
     N=${N:-30}

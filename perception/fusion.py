@@ -47,13 +47,23 @@ from v2x.perception.semantic import (
 )
 
 
-def clean_mask(features: torch.Tensor, valid: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Zero non-finite values, drop their cells from ``valid``, force the ego's row valid."""
-    finite = torch.isfinite(features).all(dim=2, keepdim=True)
-    valid = valid & finite
-    valid = torch.cat([torch.ones_like(valid[:, :1]), valid[:, 1:]], dim=1)
-    features = torch.where(valid, torch.nan_to_num(features, nan=0.0, posinf=0.0, neginf=0.0), 0.0)
-    return features, valid
+def clean_mask(
+    features: torch.Tensor, valid: torch.Tensor, fill: float = 0.0
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Drop the cells with a non-finite value from ``valid``, force the ego's row valid, and
+    put ``fill`` in every invalid cell and 0 in the ego's non-finite entries.
+
+    ``features [B, A, C, h, w]``, ``valid [B, A, 1, h, w]`` bool. A cell is finite iff the
+    minimum and maximum over its ``C`` values are (NaN and ±inf reach one of them), so no
+    full-size mask is built: on 384-channel maps the full-size passes are what costs (and
+    ``amax`` + ``amin`` over ``C`` are 3× faster on the CPU than ``aminmax``)."""
+    values = features.detach()
+    finite = torch.isfinite(values.amax(dim=2, keepdim=True) + values.amin(dim=2, keepdim=True))
+    valid = torch.cat([torch.ones_like(valid[:, :1]), (valid & finite)[:, 1:]], dim=1)
+    ego = torch.nan_to_num(features[:, :1], nan=0.0, posinf=0.0, neginf=0.0)
+    cleaned = torch.where(valid, features, fill)
+    cleaned[:, :1] = ego  # the ego's own map is never dropped, only cleaned
+    return cleaned, valid
 
 
 Stage = Literal["ego", "points", "boxes", "features"]
@@ -246,8 +256,7 @@ class MaxFusion(FeatureFusion):
     """Element-wise maximum over the valid agents of each cell."""
 
     def forward(self, features: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
-        features, valid = clean_mask(features, valid)
-        masked = torch.where(valid, features, torch.finfo(features.dtype).min)
+        masked, _ = clean_mask(features, valid, fill=torch.finfo(features.dtype).min)
         return masked.amax(dim=1)
 
 

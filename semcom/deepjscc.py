@@ -186,19 +186,27 @@ def _per_batch(
 
 
 SHIPPED_CHECKPOINT = "deepjscc_synthetic.pt"
-#: ``checkpoint`` names of the packaged codecs: ``shipped`` for the small detector's 64-channel
-#: maps (the main job's), ``shipped_pointpillars`` for the standard detector's 384-channel maps
-#: (built with ``max_ratio: 0.0625``; ``conf/train_codec_pointpillars.yaml``).
-SHIPPED_CHECKPOINTS = {
-    "shipped": SHIPPED_CHECKPOINT,
-    "shipped_pointpillars": "deepjscc_pointpillars.pt",
+#: The packaged codecs by the feature channels they code: ``checkpoint: shipped`` loads the one
+#: for the codec's ``in_channels`` (64: the small detector's maps; 384: the standard detector's,
+#: ``conf/train_codec_pointpillars.yaml``).
+SHIPPED_BY_CHANNELS = {64: SHIPPED_CHECKPOINT, 384: "deepjscc_pointpillars.pt"}
+#: Other ``checkpoint`` names of packaged codecs, whatever ``in_channels`` says.
+SHIPPED_CHECKPOINTS = {"shipped_pointpillars": "deepjscc_pointpillars.pt"}
+#: Architecture fields a checkpoint's ``config`` fixes (``None`` arguments take them from it).
+ARCHITECTURE_DEFAULTS = {
+    "hidden": 128,
+    "downsample": 2,
+    "min_ratio": MIN_RATIO,
+    "max_ratio": MAX_RATIO,
+    "output_activation": "none",
 }
 
 
-def read_codec_checkpoint(path: str) -> tuple[str, dict]:
-    """``(resolved path, blob)`` of a ``save_checkpoint`` file; ``ValueError`` naming the file
-    (and the field) when it is missing, unreadable or lacks ``config`` / ``state_dict``."""
-    path = resolve_checkpoint(path)
+def read_codec_checkpoint(path: str, in_channels: int = 64) -> tuple[str, dict]:
+    """``(resolved path, blob)`` of a ``save_checkpoint`` file (``resolve_checkpoint``);
+    ``ValueError`` naming the file (and the field) when it is missing, unreadable or lacks
+    ``config`` / ``state_dict``."""
+    path = resolve_checkpoint(path, in_channels)
     if not Path(path).is_file():
         raise ValueError(f"deepjscc: checkpoint {path} does not exist")
     try:
@@ -214,14 +222,25 @@ def read_codec_checkpoint(path: str) -> tuple[str, dict]:
     return path, blob
 
 
-def resolve_checkpoint(path: str) -> str:
-    """The file a ``checkpoint`` option names: a ``SHIPPED_CHECKPOINTS`` name (``"shipped"`` →
-    the packaged ``semcom/assets/deepjscc_synthetic.pt``) or else a path."""
-    if path in SHIPPED_CHECKPOINTS:
-        from importlib import resources
+def resolve_checkpoint(path: str, in_channels: int = 64) -> str:
+    """The file a ``checkpoint`` option names: ``"shipped"`` → the packaged codec for
+    ``in_channels`` (``SHIPPED_BY_CHANNELS``), a ``SHIPPED_CHECKPOINTS`` name → that packaged
+    codec, else the path itself. ``ValueError`` when no packaged codec codes ``in_channels``."""
+    if path == "shipped":
+        if in_channels not in SHIPPED_BY_CHANNELS:
+            raise ValueError(
+                f"deepjscc: checkpoint 'shipped' has no packaged codec for in_channels="
+                f"{in_channels}; packaged: {sorted(SHIPPED_BY_CHANNELS)} (the small and the "
+                "standard detector's feature maps); give a checkpoint path (v2x-train-codec)"
+            )
+        name = SHIPPED_BY_CHANNELS[in_channels]
+    elif path in SHIPPED_CHECKPOINTS:
+        name = SHIPPED_CHECKPOINTS[path]
+    else:
+        return str(path)
+    from importlib import resources
 
-        return str(resources.files("v2x.semcom") / "assets" / SHIPPED_CHECKPOINTS[path])
-    return str(path)
+    return str(resources.files("v2x.semcom") / "assets" / name)
 
 
 @CODECS.register("deepjscc")
@@ -235,6 +254,9 @@ class DeepJSCCCodec(Codec):
         downsample: number of stride-2 stages (spatial factor ``s = 2**downsample``).
         min_ratio, max_ratio: the bandwidth-ratio range the model is trained for; ``K_max =
             ceil(max_ratio · C · s²)`` complex latent channels.
+            ``hidden``, ``downsample``, ``min_ratio``, ``max_ratio`` and ``output_activation``
+            left ``None`` are the ``checkpoint``'s (else ``ARCHITECTURE_DEFAULTS``); given ones
+            must match it.
         bandwidth_ratio: the ratio ``encode`` uses (channel uses per real source value), within
             ``[min_ratio, max_ratio]``.
         granularity: ``"symbol"`` (prefix of symbols, exact budgets) or ``"channel"``.
@@ -261,10 +283,10 @@ class DeepJSCCCodec(Codec):
     def __init__(
         self,
         in_channels: int = 64,
-        hidden: int = 128,
-        downsample: int = 2,
-        min_ratio: float = MIN_RATIO,
-        max_ratio: float = MAX_RATIO,
+        hidden: int | None = None,
+        downsample: int | None = None,
+        min_ratio: float | None = None,
+        max_ratio: float | None = None,
         bandwidth_ratio: float = 1.0 / 64.0,
         granularity: str = "symbol",
         snr_range_db: tuple[float, float] | list[float] = (-10.0, 30.0),
@@ -273,11 +295,20 @@ class DeepJSCCCodec(Codec):
         onair_bits_per_symbol: int = 32,
         mtu_bytes: int = MTU_BYTES,
         header_bytes: int = HEADER_BYTES,
-        output_activation: str = "none",
+        output_activation: str | None = None,
         snr_gate: bool = True,
         checkpoint: str | None = None,
     ) -> None:
         super().__init__()
+        stored = read_codec_checkpoint(checkpoint, in_channels) if checkpoint else None
+        saved = stored[1]["config"] if stored else {}
+        given = {"hidden": hidden, "downsample": downsample, "min_ratio": min_ratio,
+                 "max_ratio": max_ratio, "output_activation": output_activation}  # fmt: skip
+        arch = {k: v if v is not None else saved.get(k, ARCHITECTURE_DEFAULTS[k])
+                for k, v in given.items()}  # fmt: skip
+        hidden, downsample = arch["hidden"], arch["downsample"]
+        min_ratio, max_ratio = arch["min_ratio"], arch["max_ratio"]
+        output_activation = arch["output_activation"]
         if output_activation not in ("none", "relu"):
             raise ValueError(
                 f"deepjscc: unknown output_activation {output_activation!r}; valid: none, relu"
@@ -330,8 +361,8 @@ class DeepJSCCCodec(Codec):
         self.register_buffer("gate_ratios", torch.tensor(grid, dtype=torch.float64))
         self.register_buffer("gate_snr_db", torch.full((len(grid),), float("-inf")))
         self._default_channel: Channel | None = None
-        if checkpoint:
-            self.load_checkpoint(checkpoint)
+        if stored:
+            self._load_stored(*stored)
 
     # ----------------------------------------------------------------- ratio and sizes
     def check_ratio(self, ratio: float) -> float:
@@ -700,7 +731,7 @@ class DeepJSCCCodec(Codec):
         without checking its config, e.g. to fine-tune with another output activation;
         recalibrate the gate after training. ``"shipped"`` names the packaged checkpoint. Raises
         ``ValueError`` naming the file when it is missing or its tensors do not fit."""
-        path, blob = read_codec_checkpoint(path)
+        path, blob = read_codec_checkpoint(path, self.in_channels)
         try:
             self.load_state_dict(blob["state_dict"], strict=False)
         except RuntimeError as exc:
@@ -718,8 +749,11 @@ class DeepJSCCCodec(Codec):
 
     def load_checkpoint(self, path: str) -> None:
         """Load a ``save_checkpoint`` file; the architecture must match. ``"shipped"`` loads the
-        task-trained model that ships with v2x (``semcom/assets/deepjscc_synthetic.pt``)."""
-        path, blob = read_codec_checkpoint(path)
+        task-trained model that ships with v2x for ``in_channels`` (``SHIPPED_BY_CHANNELS``)."""
+        self._load_stored(*read_codec_checkpoint(path, self.in_channels))
+
+    def _load_stored(self, path: str, blob: dict) -> None:
+        """``load_checkpoint`` of a file already read (``read_codec_checkpoint``)."""
         saved = {"output_activation": "none", **blob["config"]}
         if saved != self.config():
             raise ValueError(

@@ -43,11 +43,23 @@ def checkpoint_digest(checkpoint: str | None, backbone: str = "small") -> str:
     return file_digest(path)
 
 
-def codec_checkpoint_digest(codec: str, checkpoint: str) -> str:
-    """SHA-256 of a codec's checkpoint file (``"shipped"`` resolved to the packaged one)."""
+def model_feature_channels(model: Any) -> int:
+    """The ``feature_channels`` of a sweep's ``model`` section (the detector's default when not
+    set): the ``in_channels`` of the codecs that code its maps."""
+    from v2x.perception.detector import DetectorConfig
+
+    return int((dict(model) if model else {}).get("feature_channels", DetectorConfig.feature_channels))
+
+
+def codec_checkpoint_digest(codec: str, checkpoint: str, in_channels: int = 64) -> str:
+    """SHA-256 of a codec's checkpoint file (``"shipped"`` resolved to the packaged one for
+    ``in_channels``, ``v2x.semcom.deepjscc.resolve_checkpoint``)."""
     from v2x.semcom.deepjscc import resolve_checkpoint
 
-    path = Path(resolve_checkpoint(checkpoint))
+    try:
+        path = Path(resolve_checkpoint(checkpoint, in_channels))
+    except ValueError as exc:
+        raise ValueError(f"sweep: codec_options.{codec}.checkpoint: {exc}") from exc
     if not path.is_file():
         raise ValueError(
             f"sweep: codec_options.{codec}.checkpoint names {path}, which does not exist"

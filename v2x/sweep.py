@@ -91,6 +91,7 @@ from v2x.sweep_plan import (  # noqa: F401 - the planning API, also reachable fr
     Group,
     SweepConfig,
     SweepPlan,
+    codec_kwargs_for,
     default_config,
     plan_sweep,
     sweep_arguments,
@@ -197,13 +198,8 @@ def _run_group(
     k = snr.shape[0]
     fusion = build_fusion(group.fusion, **group.fusion_kwargs)
     if group.stage == FEATURE_STAGE:
-        kwargs = dict(group.codec_kwargs)
-        if kwargs.get("checkpoint") == UNTRAINED:
-            kwargs["checkpoint"] = None
-        declared = sweep_arguments(group.codec)
-        if "in_channels" not in kwargs and "in_channels" in declared:
-            kwargs["in_channels"] = int(model.config.feature_channels)  # the map it codes
-        if "max_channel_uses" not in kwargs and "max_channel_uses" in declared:
+        kwargs = codec_kwargs_for(group.codec, group.codec_kwargs, model.config.feature_channels)
+        if "max_channel_uses" not in kwargs and "max_channel_uses" in sweep_arguments(group.codec):
             # Rate-adaptive codecs fit their payload into an equal share of the frame's budget.
             links = max(int(item.batch.agent_mask[:, 1:].sum(1).max()) for item in batches)
             kwargs["max_channel_uses"] = int(plan.budget.channel_uses // max(links, 1))

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from v2x.common import to_plain
-from v2x.provenance import UNTRAINED  # noqa: F401 - part of the config vocabulary
+from v2x.provenance import UNTRAINED, model_backbone  # noqa: F401 - UNTRAINED: config vocabulary
 
 # Config keys that do not change any number (left out of the config hash).
 _NOT_HASHED = (
@@ -122,6 +122,14 @@ class SweepConfig:
                 f"sweep: unknown config field(s) {sorted(unknown)}; valid: {sorted(names)}"
             )
         defaults = default_config()
+        model = data.get("model")
+        if isinstance(model, str):  # a model group option, as `model=pillars_center` on the CLI
+            defaults["model"], data["model"] = model_preset(model), {}
+        elif isinstance(model, Mapping) and model.get("backbone") not in (
+            None,
+            model_backbone(defaults["model"]),
+        ):  # another backbone: its own preset's fields, not the default model's
+            defaults["model"] = model_preset(MODEL_PRESETS.get(str(model["backbone"]), ""), model)
         merged = to_plain(OmegaConf.merge(OmegaConf.create(defaults), OmegaConf.create(data)))
         return cls(**merged)
 
@@ -143,6 +151,26 @@ def default_config() -> dict:
     CLI share one set of defaults.
     """
     return to_plain(_compose_defaults("sweep"))
+
+
+#: The ``model`` group's option (``conf/model/<option>.yaml``) of each detector ``backbone``.
+MODEL_PRESETS = {"small": "pillars_center", "pointpillars": "pointpillars"}
+
+
+def model_preset(option: str, model: Any = None) -> dict:
+    """``conf/model/<option>.yaml`` as a dict; ``ValueError`` naming the valid options (and the
+    ``model`` section asking for it, when given) for an unknown one."""
+    from omegaconf import OmegaConf
+
+    path = _conf_dir() / "model" / f"{option}.yaml"
+    if not option or not path.is_file():
+        valid = sorted(p.stem for p in (_conf_dir() / "model").glob("*.yaml"))
+        asked = f"model {dict(model)}" if model is not None else f"model {option!r}"
+        raise ValueError(
+            f"sweep: field 'model': {asked} names no model preset; valid: a preset name "
+            f"({', '.join(valid)}) or a mapping whose 'backbone' is one of {sorted(MODEL_PRESETS)}"
+        )
+    return to_plain(OmegaConf.load(path))
 
 
 def _conf_dir() -> Path:

@@ -19,6 +19,20 @@ def sweep_arguments(codec: str) -> frozenset[str]:
     return frozenset(CODECS.part_class(codec).sweep_arguments)
 
 
+def codec_kwargs_for(codec: str, kwargs: dict, feature_channels: int) -> dict:
+    """``kwargs`` of codec ``codec`` as a sweep builds it: ``in_channels`` (where the codec
+    declares it and the options do not set it) is the detector's ``feature_channels``, the
+    maps it codes; an ``"untrained"`` checkpoint becomes ``None`` (random weights)."""
+    from v2x.provenance import UNTRAINED
+
+    kwargs = dict(kwargs)
+    if kwargs.get("checkpoint") == UNTRAINED:
+        kwargs["checkpoint"] = None
+    if "in_channels" not in kwargs and "in_channels" in sweep_arguments(codec):
+        kwargs["in_channels"] = int(feature_channels)
+    return kwargs
+
+
 def channel_sweep_arguments(channel: str) -> frozenset[str]:
     """The constructor arguments channel ``channel`` declares a sweep varies
     (``Channel.sweep_arguments``)."""

@@ -25,6 +25,7 @@ from v2x.provenance import (
     codec_checkpoint_digest,
     file_digest,
     model_backbone,
+    model_feature_channels,
     stable_hash,
 )
 from v2x.scheduling import BudgetConfig
@@ -43,6 +44,7 @@ from v2x.sweep_config import (  # noqa: F401 - the config API, also reachable fr
 from v2x.sweep_parts import (  # noqa: F401 - what the parts declare, also reachable from here
     channel_sweep_arguments,
     codec_bits,
+    codec_kwargs_for,
     retransmission_settings,
     sweep_arguments,
 )
@@ -349,7 +351,23 @@ def plan_sweep(cfg: Any) -> SweepPlan:
         for delay in delays
         for policy in policies
     ]
-    # Build every codec and channel once now, so that bad kwargs or ratios fail before any work.
+    detector_sha = checkpoint_digest(cfg.checkpoint, model_backbone(cfg.model))
+    feature_channels = model_feature_channels(cfg.model)
+    codec_shas: dict[str, str] = {}
+    for g in groups:
+        ckpt = (g.codec_kwargs or {}).get("checkpoint")
+        if ckpt:
+            in_channels = int(g.codec_kwargs.get("in_channels", feature_channels))
+            ref = f"{g.codec}:{ckpt}:{in_channels}"
+            if ref not in codec_shas:
+                codec_shas[ref] = (
+                    UNTRAINED
+                    if ckpt == UNTRAINED
+                    else codec_checkpoint_digest(g.codec, str(ckpt), in_channels)
+                )
+            g.codec_sha256 = codec_shas[ref]
+    # Build every codec and channel once now (checkpoints loaded: their architecture fixes the
+    # valid ratios), so that bad kwargs or ratios fail before any work.
     for g in groups:
         if g.stage == FEATURE_STAGE:
             if "checkpoint" in sweep_arguments(g.codec) and g.codec_kwargs.get("checkpoint") in (
@@ -363,12 +381,7 @@ def plan_sweep(cfg: Any) -> SweepPlan:
                     f"'{UNTRAINED}' (random weights, for smoke runs)"
                 )
             try:
-                # Weights load at run time, once the detector fixes in_channels; here only the
-                # kwargs are checked (a missing checkpoint file is reported by the digest below).
-                kwargs = dict(g.codec_kwargs)
-                if kwargs.get("checkpoint"):
-                    kwargs["checkpoint"] = None
-                CODECS.build(g.codec, **kwargs)
+                CODECS.build(g.codec, **codec_kwargs_for(g.codec, g.codec_kwargs, feature_channels))
             except TypeError as exc:
                 raise ValueError(f"sweep: codec {g.codec!r} rejects its options: {exc}") from exc
     for name in channels:
@@ -380,17 +393,6 @@ def plan_sweep(cfg: Any) -> SweepPlan:
         if g.stage == FEATURE_STAGE and g.harq_max_rounds:
             CHANNELS.build(g.channel, **g.channel_kwargs(cfg.channel_options or {}))
 
-    detector_sha = checkpoint_digest(cfg.checkpoint, model_backbone(cfg.model))
-    codec_shas: dict[str, str] = {}
-    for g in groups:
-        ckpt = (g.codec_kwargs or {}).get("checkpoint")
-        if ckpt:
-            ref = f"{g.codec}:{ckpt}"
-            if ref not in codec_shas:
-                codec_shas[ref] = (
-                    UNTRAINED if ckpt == UNTRAINED else codec_checkpoint_digest(g.codec, str(ckpt))
-                )
-            g.codec_sha256 = codec_shas[ref]
     code = code_hash()
     eval_setting = {
         **dataclasses.asdict(eval_config),  # per_class, distance bins, ... (columns they fill)

@@ -364,6 +364,7 @@ def test_sweep_results_loss_and_delivery_come_from_the_ledger_rows(tmp_path):
     cfg = {
         "checkpoint": "untrained",
         "model": {
+            "backbone": "small",  # the default is the standard detector
             "grid": {"x_range_m": [-25.6, 25.6], "y_range_m": [-25.6, 25.6]},
             "pillar_channels": 8,
             "backbone_channels": [8, 16],

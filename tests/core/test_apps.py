@@ -233,3 +233,25 @@ def test_train_codec_app_with_train_false_only_calibrates_the_init_weights(tmp_p
     assert again.with_suffix(".gate.json").exists()
     with pytest.raises(ValueError, match="'init' is not set"):
         run_codec_training(_compose("train_codec", [*tiny, "train=false"]))
+
+
+def test_the_main_result_at_full_size_is_an_app_config():
+    """conf/sweep_main.yaml: the README's main result with the standard detector on 400 frames
+    (DeepJSCC's shipped codec for its 384-channel maps), and its digital run on 20 frames."""
+    from pathlib import Path
+
+    from v2x.provenance import file_digest
+    from v2x.semcom.deepjscc import resolve_checkpoint
+
+    cfg = _compose("sweep_main")
+    assert cfg.model.backbone == "pointpillars" and cfg.checkpoint is None
+    assert (cfg.data.num_frames, cfg.data.frames_per_sequence) == (400, 10)
+    plan = plan_sweep(cfg)
+    # none, late: 7 SNRs each; identity: 2 channels x 7; deepjscc: 3 ratios x 2 channels x 7
+    assert plan.num_cells == 2 * 7 + 2 * 7 + 3 * 2 * 7
+    deepjscc = next(g for g in plan.groups if g.codec == "deepjscc")
+    assert deepjscc.codec_sha256 == file_digest(Path(resolve_checkpoint("shipped", 384)))
+    digital = _compose("sweep_main", ["data.num_frames=20", "data.frames_per_sequence=2",
+                                      "grid.codecs=[digital]", "grid.fusions=[max]"])  # fmt: skip
+    assert plan_sweep(digital).num_cells == 2 * 7
+    assert digital.codec_options.digital.max_channel_uses == 384 * 128 * 128 // 64

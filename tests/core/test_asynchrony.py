@@ -292,6 +292,7 @@ def _sweep_config(tmp_path, **overrides) -> dict:
     cfg = {
         "checkpoint": "untrained",
         "model": {
+            "backbone": "small",  # the default is the standard detector
             "grid": {"x_range_m": [-25.6, 25.6], "y_range_m": [-25.6, 25.6]},
             "pillar_channels": 8,
             "backbone_channels": [8, 16],

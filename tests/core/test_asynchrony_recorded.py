@@ -235,6 +235,7 @@ def _sweep_config(tmp_path: Path, root: Path, **overrides) -> dict:
     cfg = {
         "checkpoint": "untrained",
         "model": {
+            "backbone": "small",  # the default is the standard detector
             "grid": {"x_range_m": [-25.6, 25.6], "y_range_m": [-25.6, 25.6]},
             "pillar_channels": 8,
             "backbone_channels": [8, 16],

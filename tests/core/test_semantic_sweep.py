@@ -21,6 +21,7 @@ def _config(tmp_path) -> dict:
     return {
         "checkpoint": "untrained",
         "model": {
+            "backbone": "small",  # the default is the standard detector
             "grid": {"x_range_m": [-25.6, 25.6], "y_range_m": [-25.6, 25.6]},
             "pillar_channels": 8, "backbone_channels": [8, 16], "backbone_layers": 1,
             "feature_channels": FEATURES, "score_threshold": 0.0, "max_detections": 20,

@@ -28,6 +28,7 @@ def tiny_config(cache_dir: Path, output_dir: Path, **grid) -> dict:
     return {
         "checkpoint": "untrained",
         "model": {
+            "backbone": "small",  # the small detector's fields (the default is pointpillars)
             "grid": {"x_range_m": [-25.6, 25.6], "y_range_m": [-25.6, 25.6]},
             "pillar_channels": 8,
             "backbone_channels": [8, 16],
@@ -123,8 +124,15 @@ def test_bad_sections_name_the_field(tmp_path):
         plan_sweep({**cfg, "budget": {"scheduler": "lottery"}})
     with pytest.raises(ValueError, match="deepjscc.*bandwidth_ratio"):
         plan_sweep(
-            {**cfg, "grid": {**cfg["grid"], "codecs": ["deepjscc"], "bandwidth_ratios": [0.9]}}
+            {**cfg, "grid": {**cfg["grid"], "codecs": ["deepjscc"], "bandwidth_ratios": [0.9]},
+             "codec_options": {"deepjscc": {"checkpoint": "untrained"}}}  # fmt: skip
         )
+    # no packaged codec codes the tiny model's 8-channel maps: refused before any work
+    with pytest.raises(ValueError, match="deepjscc.checkpoint.*no packaged codec for in_channels=8"):
+        plan_sweep({**cfg, "grid": {**cfg["grid"], "codecs": ["deepjscc"]}})
+    # the standard detector's shipped codec allows ratios up to 1/16, checked when planning
+    with pytest.raises(ValueError, match="bandwidth_ratio"):
+        plan_sweep({"model": "pointpillars", "grid": {"bandwidth_ratios": [0.125]}})
 
 
 def test_groups_codec_free_fusions_once_and_encodes_once_per_batch(reference):
@@ -595,9 +603,11 @@ def test_the_python_api_runs_the_shipped_codec_unless_untrained_is_named(tmp_pat
     from v2x.semcom.deepjscc import resolve_checkpoint
 
     cfg = tiny_config(cache_dir, tmp_path, codecs=["deepjscc"], fusions=["max"])
-    (group,) = plan_sweep(cfg).groups
-    assert group.codec_kwargs["checkpoint"] == "shipped"
-    assert group.codec_sha256 == _file_digest(Path(resolve_checkpoint("shipped")))
+    for channels in (64, 384):  # the packaged codec of the model's feature maps
+        wide = {**cfg, "model": {**cfg["model"], "feature_channels": channels}}
+        (group,) = plan_sweep(wide).groups
+        assert group.codec_kwargs["checkpoint"] == "shipped"
+        assert group.codec_sha256 == _file_digest(Path(resolve_checkpoint("shipped", channels)))
     cfg["codec_options"] = {"deepjscc": {"checkpoint": None}}
     with pytest.raises(ValueError, match=r"codec_options.deepjscc.checkpoint.*'untrained'"):
         plan_sweep(cfg)
@@ -960,3 +970,25 @@ def test_plugins_register_a_channel_that_a_sweep_runs(tmp_path, monkeypatch, cac
     table = read_results([path]).to_pydict()
     assert set(table["channel"]) == {"plugin_quiet_awgn"}
     assert "plugin_quiet_awgn" in CHANNELS
+
+
+def test_the_model_section_picks_its_preset_as_the_cli_group_does():
+    """The default is the standard detector; ``model: <preset>`` (a string) is the CLI's
+    ``model=<preset>``; a mapping naming another ``backbone`` starts from that backbone's preset,
+    so no field of the default model leaks into it."""
+    from omegaconf import OmegaConf
+
+    from v2x.sweep_config import SweepConfig, _conf_dir, model_preset
+
+    small = OmegaConf.to_container(OmegaConf.load(_conf_dir() / "model" / "pillars_center.yaml"))
+    assert SweepConfig.from_any({}).model["backbone"] == "pointpillars"
+    assert SweepConfig.from_any({"model": "pillars_center"}).model == small
+    tiny = SweepConfig.from_any({"model": {"backbone": "small", "feature_channels": 8}}).model
+    assert tiny == {**small, "backbone": "small", "feature_channels": 8}
+    assert "layer_nums" not in tiny
+    with pytest.raises(ValueError, match=r"'model': model 'resnet' names no model preset; valid"):
+        SweepConfig.from_any({"model": "resnet"})
+    with pytest.raises(ValueError, match=r"model \{'backbone': 'vit'\} names no model preset"):
+        model_preset("", {"backbone": "vit"})
+    with pytest.raises(ValueError, match="names no model preset"):
+        SweepConfig.from_any({"model": {"backbone": "vit"}})

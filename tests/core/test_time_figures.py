@@ -30,7 +30,7 @@ def test_figure_configs_compose_as_hydra_composes_them(name):
     assert ours == expected
     assert ours["model"]["backbone"] == "pointpillars" and ours["checkpoint"] is None
     assert ours["data"]["split"] == "test"
-    assert to_plain(_compose_defaults("sweep"))["model"].get("backbone") != "pointpillars"
+    assert to_plain(_compose_defaults("sweep"))["model"].get("backbone") == "pointpillars"
 
 
 def test_fusion_entries_with_options_plan_like_fusion_options():

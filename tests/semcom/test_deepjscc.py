@@ -337,14 +337,25 @@ def test_runs_on_cuda_with_power_constraint():
 
 
 def test_each_packaged_checkpoint_name_loads_its_architecture_and_a_mismatch_names_the_file():
-    from v2x.semcom.deepjscc import SHIPPED_CHECKPOINTS, read_codec_checkpoint
+    """``shipped`` picks the packaged codec by ``in_channels`` (the detector's feature
+    channels); architecture arguments left out are the checkpoint's, given ones must match."""
+    from v2x.semcom.deepjscc import SHIPPED_BY_CHANNELS, SHIPPED_CHECKPOINTS, read_codec_checkpoint
 
-    expected = {"shipped": 64, "shipped_pointpillars": 384}  # the detectors' feature channels
-    assert set(SHIPPED_CHECKPOINTS) == set(expected)
-    for name, channels in expected.items():
-        path, blob = read_codec_checkpoint(name)
-        assert path.endswith(SHIPPED_CHECKPOINTS[name]) and blob["config"]["in_channels"] == channels
-        codec = build_codec("deepjscc", **blob["config"], checkpoint=name)
-        assert torch.equal(codec.gate_snr_db, blob["state_dict"]["gate_snr_db"])
+    assert set(SHIPPED_BY_CHANNELS) == {64, 384}  # the small and the standard detector's maps
+    assert {"shipped_pointpillars": SHIPPED_BY_CHANNELS[384]} == SHIPPED_CHECKPOINTS
+    for channels, file in SHIPPED_BY_CHANNELS.items():
+        for name in ["shipped"] + [n for n, f in SHIPPED_CHECKPOINTS.items() if f == file]:
+            path, blob = read_codec_checkpoint(name, channels)
+            assert path.endswith(file) and blob["config"]["in_channels"] == channels
+            codec = build_codec("deepjscc", in_channels=channels, checkpoint=name)
+            assert codec.config() == {"output_activation": "none", **blob["config"]}
+            assert torch.equal(codec.gate_snr_db, blob["state_dict"]["gate_snr_db"])
+            explicit = build_codec("deepjscc", **blob["config"], checkpoint=name)
+            assert explicit.config() == codec.config()
+    assert build_codec("deepjscc", in_channels=384, checkpoint="shipped").max_ratio == 0.0625
     with pytest.raises(ValueError, match="deepjscc_pointpillars.pt.*saved with config"):
-        build_codec("deepjscc", in_channels=384, hidden=64, checkpoint="shipped_pointpillars")
+        build_codec("deepjscc", in_channels=384, hidden=64, checkpoint="shipped")
+    with pytest.raises(ValueError, match="'shipped' has no packaged codec for in_channels=12"):
+        build_codec("deepjscc", in_channels=12, checkpoint="shipped")
+    fresh = build_codec("deepjscc")  # no checkpoint: the built-in architecture
+    assert (fresh.hidden, fresh.downsample, fresh.max_ratio) == (128, 2, 0.25)
