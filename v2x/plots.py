@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -154,13 +155,26 @@ def plot_ap_vs_rounds(
     for label in sorted(series):
         _draw(ax, sorted(series[label]), "-", label)
     ax.set_xlabel("retransmission rounds (HARQ / ARQ, harq_max_rounds)")
-    ax.set_ylabel(metric.replace("_", "@0."))
+    ax.set_ylabel(metric_label(metric))
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
-    fig.suptitle(f"{metric} vs retransmission rounds")
+    fig.suptitle(f"{metric_label(metric)} vs retransmission rounds")
     files = _save(fig, out_dir, "ap_vs_rounds", formats)
     plt.close(fig)
     return files
+
+
+def metric_label(metric: str) -> str:
+    """A results column as the field writes it: ``ap_50`` → ``AP@0.5``, ``vehicle_ap_70`` →
+    ``vehicle AP@0.7``, ``ap_70_invisible`` → ``AP@0.7 (ego-invisible)``, ``ap_50/car`` →
+    ``car AP@0.5``; anything else as it is."""
+    match = re.fullmatch(r"(?:(\w+?)_)?ap_(\d\d)(_invisible)?(?:/(\w+))?", metric)
+    if match is None:
+        return metric
+    group, threshold, invisible, cls = match.groups()
+    who = " ".join(x for x in (group, cls) if x)
+    text = f"AP@{int(threshold) / 100:g}" + (" (ego-invisible)" if invisible else "")
+    return f"{who} {text}" if who else text
 
 
 def plot_ap_vs_snr(
@@ -183,13 +197,11 @@ def plot_ap_vs_snr(
         ax.set_xlabel(
             "offset over each link's geometric SNR (dB)" if geometric else "SNR per link (dB)"
         )
-        ax.set_ylabel(
-            metric.replace("_", "@0.").replace("@0.70@0.invisible", "@0.7 (ego-invisible)")
-        )
+        ax.set_ylabel(metric_label(metric))
         ax.set_title(f"channel: {channel}")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
-    fig.suptitle(f"{metric} vs SNR")
+    fig.suptitle(f"{metric_label(metric)} vs SNR")
     files = _save(fig, out_dir, "ap_vs_snr", formats)
     plt.close(fig)
     return files
@@ -238,8 +250,8 @@ def plot_ap_vs_bandwidth(
     if series:
         ax.set_xscale("log")
     ax.set_xlabel("channel uses per frame (all links, ledger)")
-    ax.set_ylabel(metric)
-    ax.set_title(f"{metric} vs bandwidth")
+    ax.set_ylabel(metric_label(metric))
+    ax.set_title(f"{metric_label(metric)} vs bandwidth")
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=6)
     files = _save(fig, out_dir, "ap_vs_bandwidth", formats)
@@ -286,10 +298,10 @@ def plot_ap_vs_delay(
         if ego:
             ax.axhline(float(np.mean(ego)), color="grey", ls="--", lw=1, label="ego only")
         ax.set_xlabel(xlabel)
-        ax.set_ylabel(metric)
+        ax.set_ylabel(metric_label(metric))
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
-    fig.suptitle(f"{metric} vs delay and age of information")
+    fig.suptitle(f"{metric_label(metric)} vs delay and age of information")
     files = _save(fig, out_dir, "ap_vs_delay", formats)
     plt.close(fig)
     return files
@@ -352,13 +364,13 @@ def plot_ap_vs_payload(
             ax.axhline(float(np.mean(ego)), color="grey", ls="--", lw=1, label="ego only")
         ax.set_xscale("log")
         ax.set_xlabel(xlabel)
-        ax.set_ylabel(metric)
+        ax.set_ylabel(metric_label(metric))
         ax.grid(alpha=0.3, which="both")
         ax.legend(fontsize=7)
     where = ", ".join(
         "ideal link" if b >= IDEAL_BANDWIDTH_HZ else f"{b / 1e6:g} MHz" for b in bandwidths
     )
-    fig.suptitle(f"{metric} vs payload size and its latency (bandwidth: {where})")
+    fig.suptitle(f"{metric_label(metric)} vs payload size and its latency (bandwidth: {where})")
     files = _save(fig, out_dir, "ap_vs_payload", formats)
     plt.close(fig)
     return files

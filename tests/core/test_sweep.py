@@ -992,3 +992,14 @@ def test_the_model_section_picks_its_preset_as_the_cli_group_does():
         model_preset("", {"backbone": "vit"})
     with pytest.raises(ValueError, match="names no model preset"):
         SweepConfig.from_any({"model": {"backbone": "vit"}})
+
+
+@pytest.mark.parametrize(
+    ("metric", "label"),
+    [("ap_50", "AP@0.5"), ("ap_70_invisible", "AP@0.7 (ego-invisible)"),
+     ("vehicle_ap_70", "vehicle AP@0.7"), ("ap_50/car", "car AP@0.5"), ("latency", "latency")],
+)  # fmt: skip
+def test_figures_name_metrics_as_the_field_writes_them(metric, label):
+    from v2x.plots import metric_label
+
+    assert metric_label(metric) == label
