@@ -63,6 +63,18 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
+def model_section(args: argparse.Namespace) -> dict:
+    """The sweep's ``model`` section: the ``--model`` preset (``conf/model``), on the ±25.6 m
+    grid with ``--small-model``."""
+    from v2x.sweep_config import model_preset
+
+    model = model_preset(args.model)
+    model.setdefault("backbone", "small")
+    if args.small_model:
+        model["grid"] = {**model["grid"], "x_range_m": [-25.6, 25.6], "y_range_m": [-25.6, 25.6]}
+    return model
+
+
 def build(args: argparse.Namespace):
     from v2x.datasets.build import cached_split
     from v2x.datasets.frame import collate_frames
@@ -76,16 +88,16 @@ def build(args: argparse.Namespace):
     )
     device = torch.device(args.device)
     torch.manual_seed(0)
-    model_cfg = {}
-    if args.small_model:
-        model_cfg = {"grid": {"x_range_m": [-25.6, 25.6], "y_range_m": [-25.6, 25.6]}}
+    model_cfg = model_section(args)
     if args.checkpoint == "untrained":
         model = CoopDetector(detector_config_from_dict(model_cfg)).to(device).eval()
     else:  # the detector run_sweep loads for this checkpoint
         from v2x.loading import load_model
         from v2x.sweep_plan import plan_sweep
 
-        plan = plan_sweep({"checkpoint": args.checkpoint, "device": args.device, "quiet": True})
+        plan = plan_sweep(
+            {"checkpoint": args.checkpoint, "model": model_cfg, "device": args.device, "quiet": True}
+        )
         model = load_model(plan.config, device)
     batches = [
         collate_frames(frames[i : i + args.batch_size]).to(device)
@@ -99,11 +111,14 @@ def pipeline(model, fusion: str, codec: str, device):
     from v2x.perception.fusion import build_fusion
     from v2x.pipeline import CooperativePipeline
     from v2x.semcom import build_codec
+    from v2x.semcom.deepjscc import SHIPPED_BY_CHANNELS
     from v2x.sweep_plan import sweep_arguments
 
     kwargs = {}
     if "in_channels" in sweep_arguments(codec):  # deepjscc: the detector's feature channels
         kwargs["in_channels"] = int(model.config.feature_channels)
+    if "checkpoint" in sweep_arguments(codec) and kwargs.get("in_channels") in SHIPPED_BY_CHANNELS:
+        kwargs["checkpoint"] = "shipped"  # the architecture run_sweep runs
     torch.manual_seed(0)
     return CooperativePipeline(
         model, build_fusion(fusion), build_codec(codec, **kwargs).to(device), build_channel("awgn")
@@ -198,9 +213,7 @@ def bench_run_sweep(
         cfg = {
             "checkpoint": args.checkpoint,
             "device": args.device if device is None else device,
-            "model": {"grid": {"x_range_m": [-25.6, 25.6], "y_range_m": [-25.6, 25.6]}}
-            if args.small_model
-            else {},
+            "model": model_section(args),
             "data": {"num_frames": args.frames, "frames_per_sequence": 10, "seed": 0},
             "batch_size": args.batch_size,
             "grid": {
@@ -263,6 +276,7 @@ def bench_joblib(args) -> dict:
                 "table=false",
                 "plots=false",
             ]
+            overrides.append(f"model={args.model}")
             if args.small_model:
                 overrides += [
                     "model.grid.x_range_m=[-25.6,25.6]",
@@ -318,6 +332,12 @@ def main() -> None:
         metavar="PATH",
         help="run_sweep once more under torch.profiler; print its costliest operators and "
         "save a Chrome trace at PATH (GPU idle gaps between kernels show host overhead)",
+    )
+    p.add_argument(
+        "--model",
+        default="pointpillars",
+        help="conf/model preset: pointpillars (the sweeps' default) or pillars_center (the small "
+        "detector, the figures in docs/benchmarks.md before 2026-12-01)",
     )
     p.add_argument("--small-model", action="store_true", help="±25.6 m grid instead of ±51.2 m")
     p.add_argument(

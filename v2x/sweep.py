@@ -185,7 +185,9 @@ def _run_group(
     """Evaluate the cells of ``group`` at ``snrs`` over every frame batch: results rows and
     their ledger. Each feature-fusion cell gets the numbers of its own call with its own seed
     (``_cell_seed``; all cells of a frame batch share one pipeline call where the pipeline can,
-    ``v2x.condition_streams``), so its numbers do not depend on the cells beside it; ego-only,
+    ``v2x.condition_streams``), so its numbers do not depend on the cells beside it (on CUDA up
+    to float32 rounding of boxes and scores: cuDNN picks convolution algorithms by batch shape;
+    counts, flags and the ledger exactly); ego-only,
     late and early fusion, whose detections do not depend on the SNR, run once per batch for all
     SNRs. Host work can leave this (the device's) thread: with ``scorer`` (one thread) each
     batch's scoring and ledger rows run there in batch order while the device goes on with the

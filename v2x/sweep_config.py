@@ -84,7 +84,7 @@ class SweepConfig:
     checkpoint: str | None = None
     model: dict = field(default_factory=dict)
     data: dict = field(default_factory=dict)
-    batch_size: int = 4
+    batch_size: int = 1
     grid: dict = field(default_factory=dict)
     codec_options: dict = field(default_factory=dict)
     channel_options: dict = field(default_factory=dict)
