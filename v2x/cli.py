@@ -38,8 +38,9 @@ def reuse_freed_memory() -> bool:
     so each new tensor of that size is faulted in page by page again (zero-filled by the
     kernel). On the CPU a sweep of the standard detector moves 100–200 MB tensors per operation
     and spent more time in those page faults than computing (2 frames of the main job: 71 s of
-    system time in 107 s). Here blocks come from the heap (``M_MMAP_MAX = 0``) and up to 2 GB of
-    free heap top is kept (``M_TRIM_THRESHOLD``): the same job then took 63 s instead of 99 s.
+    system time in 107 s). Here blocks come from the heap (``M_MMAP_MAX = 0``) and freed heap
+    is never returned (``M_TRIM_THRESHOLD`` = -1, i.e. ``SIZE_MAX``): the same job then took
+    55 s instead of 99 s, 10 s of it system time, with the same results.
     The cost is that the process keeps its peak memory until it exits. Every app calls this at
     start (``user_errors``); ``V2X_DEFAULT_MALLOC=1`` keeps glibc's settings. Returns whether the
     settings were applied (False off glibc, e.g. macOS or musl)."""
@@ -50,7 +51,7 @@ def reuse_freed_memory() -> bool:
     except (OSError, AttributeError):
         return False
     mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
-    return bool(mallopt(_M_MMAP_MAX, 0)) and bool(mallopt(_M_TRIM_THRESHOLD, 2**31 - 1))
+    return bool(mallopt(_M_MMAP_MAX, 0)) and bool(mallopt(_M_TRIM_THRESHOLD, -1))  # -1: SIZE_MAX
 
 
 def traceback_wanted() -> bool:
