@@ -51,6 +51,19 @@ def model_feature_channels(model: Any) -> int:
     return int((dict(model) if model else {}).get("feature_channels", DetectorConfig.feature_channels))
 
 
+def detector_feature_channels(checkpoint: str | None, model: Any) -> int:
+    """The feature channels of the detector a sweep loads: a checkpoint file's own
+    ``detector_config`` (it decides the architecture, whatever ``model`` says), else the
+    ``model`` section's (the shipped detector of its backbone, or random weights)."""
+    if checkpoint not in (None, "", "shipped", UNTRAINED):
+        from v2x.perception.checkpoint import read_checkpoint
+
+        saved = read_checkpoint(checkpoint)["detector_config"]
+        if "feature_channels" in saved:
+            return int(saved["feature_channels"])
+    return model_feature_channels(model)
+
+
 def codec_checkpoint_digest(codec: str, checkpoint: str, in_channels: int = 64) -> str:
     """SHA-256 of a codec's checkpoint file (``"shipped"`` resolved to the packaged one for
     ``in_channels``, ``v2x.semcom.deepjscc.resolve_checkpoint``)."""

@@ -23,9 +23,9 @@ from v2x.provenance import (
     checkpoint_digest,
     code_hash,
     codec_checkpoint_digest,
+    detector_feature_channels,
     file_digest,
     model_backbone,
-    model_feature_channels,
     stable_hash,
 )
 from v2x.scheduling import BudgetConfig
@@ -352,7 +352,7 @@ def plan_sweep(cfg: Any) -> SweepPlan:
         for policy in policies
     ]
     detector_sha = checkpoint_digest(cfg.checkpoint, model_backbone(cfg.model))
-    feature_channels = model_feature_channels(cfg.model)
+    feature_channels = detector_feature_channels(cfg.checkpoint, cfg.model)  # the codecs' maps
     codec_shas: dict[str, str] = {}
     for g in groups:
         ckpt = (g.codec_kwargs or {}).get("checkpoint")

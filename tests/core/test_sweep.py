@@ -1003,3 +1003,20 @@ def test_figures_name_metrics_as_the_field_writes_them(metric, label):
     from v2x.plots import metric_label
 
     assert metric_label(metric) == label
+
+
+def test_a_checkpoint_file_decides_which_shipped_codec_the_plan_records(tmp_path):
+    """A sweep with the small detector's checkpoint file and the default (standard) model
+    section runs 64-channel maps: the plan records the small codec's digest, the one the run
+    loads (``codec_kwargs_for`` with the loaded detector's channels)."""
+    from v2x.perception.checkpoint import shipped_detector_path
+    from v2x.provenance import file_digest
+    from v2x.semcom.deepjscc import resolve_checkpoint
+
+    small = str(shipped_detector_path("small"))
+    cfg = {"checkpoint": small, "grid": {"codecs": ["deepjscc"], "fusions": ["max"]},
+           "output_dir": str(tmp_path)}  # fmt: skip
+    (group,) = plan_sweep(cfg).groups
+    assert group.codec_sha256 == file_digest(Path(resolve_checkpoint("shipped", 64)))
+    (group,) = plan_sweep({**cfg, "checkpoint": None}).groups  # the shipped standard detector
+    assert group.codec_sha256 == file_digest(Path(resolve_checkpoint("shipped", 384)))
