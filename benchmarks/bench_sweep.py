@@ -69,7 +69,6 @@ def model_section(args: argparse.Namespace) -> dict:
     from v2x.sweep_config import model_preset
 
     model = model_preset(args.model)
-    model.setdefault("backbone", "small")
     if args.small_model:
         model["grid"] = {**model["grid"], "x_range_m": [-25.6, 25.6], "y_range_m": [-25.6, 25.6]}
     return model
