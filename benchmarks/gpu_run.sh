@@ -38,6 +38,11 @@
 #   main   the README's main result at full size (~8 min): conf/sweep_main.yaml (the standard
 #          detector, 400 frames, none/late/max, DeepJSCC and identity), then the digital chain
 #          at equal channel uses on 20 frames (10 towns); results and ledgers under main/
+#   payload  the digital chain at realistic payloads with the standard detector
+#          (conf/sweep_main_payload.yaml: the whole map at 4 and 8 bits per value, exact chain,
+#          min-sum LDPC, on 10 of the main result's 20 digital frames; stopped by SIGINT at T_A
+#          s); results under outputs/sweep_main_payload of the tree, so a run cut short resumes
+#          when that folder is carried back
 #
 # Each step writes <name>.txt (warnings filtered out) into a work folder ($W, default
 # /tmp/gpu_run) and prints its exit code and last N lines (N=12 unless set); after every step
@@ -47,9 +52,9 @@
 set -o pipefail
 SET=${1:-all}
 case "$SET" in
-  all | quick | ldpc | time | verify | codec | frontier | semantic_train | semantic_eval | main) ;;
+  all | quick | ldpc | time | verify | codec | frontier | semantic_train | semantic_eval | main | payload) ;;
   *)
-    echo "benchmarks/gpu_run.sh: SET must be all, quick, ldpc, time, verify, codec, frontier, semantic_train, semantic_eval or main, got '$SET'" >&2
+    echo "benchmarks/gpu_run.sh: SET must be all, quick, ldpc, time, verify, codec, frontier, semantic_train, semantic_eval, main or payload, got '$SET'" >&2
     exit 2
     ;;
 esac
@@ -186,6 +191,18 @@ map_location='cpu', weights_only=False); torch.save({'step': s['step'], 'extra':
     step main_digital "${T_B:-240}" -m v2x.apps.sweep --config-name sweep_main \
       data.num_frames=20 data.frames_per_sequence=2 'grid.codecs=[digital]' 'grid.fusions=[max]' \
       output_dir="$W/main" quiet=true table=false hydra.run.dir=/tmp/hydra_main_digital
+    ;;
+  payload)
+    N=${N:-30}
+    mkdir -p "$R/outputs/sweep_main_payload"
+    timeout -s INT "${T_A:-480}" python3 -m v2x.apps.sweep \
+      --config-name sweep_main_payload output_dir="$R/outputs/sweep_main_payload" quiet=true \
+      plots=false hydra.run.dir=/tmp/hydra_payload > "$W/payload.log" 2>&1
+    echo "== payload rc=$?"
+    grep -v -i warn "$W/payload.log" > "$W/payload.txt" && rm "$W/payload.log"
+    tail -"$N" "$W/payload.txt"
+    cp -r "$R/outputs/sweep_main_payload" "$W/"
+    pack
     ;;
   frontier)
     N=${N:-30}

@@ -384,7 +384,8 @@ def _run_groups(
     encodes: list[int],
 ) -> Iterator[tuple[Group, list[float], list[dict], pa.Table, float]]:
     """Compute the ``todo`` groups in this process on ``device``, in order: yields each group,
-    its SNRs, results rows, ledger and seconds; appends the encoder passes to ``encodes``."""
+    its SNRs, results rows, ledger and seconds (the device thread's time on the group); appends
+    the encoder passes to ``encodes``."""
     cache, batches = prepare_device(plan, frames, device)
     # A group's rows (APs and bootstrap intervals, numpy on the host) are computed on a thread
     # while the device runs the next group; groups are still yielded in order.
@@ -399,7 +400,8 @@ def _run_groups(
             done = _run_group(
                 plan, group, snrs, batches, cache, device, bar, data_id, pool=pool, scorer=scorer
             )
-            pending.append((group, snrs, done, started))
+            # the group's own time: its rows finish on a thread while the next group runs
+            pending.append((group, snrs, done, time.perf_counter() - started))
             while len(pending) > 1 or (pending and _ready(pending[0][2])):
                 yield _resolved(pending.popleft())
         while pending:
@@ -423,10 +425,12 @@ def _ready(done: tuple | Future) -> bool:
 
 
 def _resolved(item: tuple) -> tuple[Group, list[float], list[dict], pa.Table, float]:
-    """``(group, snrs, rows, ledger, seconds)`` once the group's rows and ledger are done."""
-    group, snrs, done, started = item
+    """``(group, snrs, rows, ledger, seconds)`` once the group's rows and ledger are done;
+    ``seconds`` is the time the device's thread spent on the group (its pipeline calls), not
+    the wait for its rows, which overlaps the next group's work."""
+    group, snrs, done, seconds = item
     rows, ledger = done.result() if isinstance(done, Future) else done
-    return group, snrs, rows, ledger, time.perf_counter() - started
+    return group, snrs, rows, ledger, seconds
 
 
 __all__ = ["SweepConfig", "plan_sweep", "run_sweep", "load_frames", "results_table_text"]

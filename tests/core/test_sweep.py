@@ -678,6 +678,52 @@ def test_ctrl_c_says_what_was_saved_and_how_to_resume(cache_dir, tmp_path, monke
     assert len(err) == 1 and "2 of the 6 cells to compute were saved" in err[0]
 
 
+def test_a_groups_logged_seconds_are_its_own_not_the_next_groups(
+    cache_dir, tmp_path, monkeypatch, caplog
+):
+    """A group's rows finish on a thread while the next group runs; the seconds logged for it
+    are its own pipeline time (group n takes 10**n s on a fake clock), not that plus the next
+    group's, which it used to report."""
+    import logging
+    import types
+    from concurrent.futures import Future
+
+    import v2x.sweep as sweep
+
+    clock, held = [0.0], []
+    monkeypatch.setattr(sweep, "time", types.SimpleNamespace(perf_counter=lambda: clock[0]))
+    original = sweep._run_group
+
+    def timed(*args, **kwargs):
+        for future, result in held:  # the previous group's rows finish only now
+            future.set_result(result)
+        held.clear()
+        done = original(*args, **kwargs)
+        clock[0] += 10.0 ** (len(seconds_of) + 1)
+        seconds_of.append(clock[0])
+        pending: Future = Future()
+        held.append((pending, done.result() if isinstance(done, Future) else done))
+        return pending
+
+    def resolved(item):  # the last group's rows finish when the sweep waits for them
+        for future, result in held:
+            future.set_result(result)
+        held.clear()
+        return original_resolved(item)
+
+    seconds_of: list[float] = []
+    original_resolved = sweep._resolved
+    monkeypatch.setattr(sweep, "_run_group", timed)
+    monkeypatch.setattr(sweep, "_resolved", resolved)
+    cfg = tiny_config(cache_dir, tmp_path, codecs=["identity"], fusions=["none", "max"])
+    with caplog.at_level(logging.INFO, logger="v2x.sweep"):
+        run_sweep(cfg)
+    logged = [r.getMessage() for r in caplog.records if " frame-conditions in " in r.getMessage()]
+    assert len(logged) == len(seconds_of) == 2
+    for n, message in enumerate(logged, 1):
+        assert f"frame-conditions in {10.0**n:.1f} s" in message, message
+
+
 def test_every_ap_has_a_bootstrap_interval_over_frames(reference, tmp_path, monkeypatch, capsys):
     import matplotlib.axes
 
