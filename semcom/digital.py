@@ -42,7 +42,8 @@ Modes:
   (the same decoder with float16 storage, opt-in). HARQ rounds use the same decoder.
 
 Channel-use budget (``max_channel_uses``): when a map's coded payload would need more channel uses
-than the budget, the quantiser's ``bits`` is lowered one at a time down to ``min_bits``; if it
+than the budget, the quantiser's ``bits`` is lowered one at a time down to ``min_bits`` (a depth
+whose information content alone exceeds the budget is skipped uncoded: docs/digital.md); if it
 still does not fit, whole segments are dropped, keeping those with the largest L1 feature energy
 per byte first (a dropped segment is sent with length 0 and decodes to zeros); if not even the
 header fits, nothing is sent and the map decodes to zeros.
@@ -95,7 +96,7 @@ from v2x.semcom.fec import (
 )
 from v2x.semcom.link_adaptation import select_mcs_from_sinr
 from v2x.semcom.mcs import MCS_TABLE, LinkAdaptation, get_mcs, shannon_gap_thresholds_db
-from v2x.semcom.quantize import Quantized, check_bits, quantize
+from v2x.semcom.quantize import Quantized, check_bits, level_histograms, quantize
 
 #: Code blocks per call of the exact LDPC decoder (bounds its message memory), per decoder.
 _DECODE_CHUNK = {"sionna": 2048, "minsum": 8192, "minsum-fp16": 8192}
@@ -623,6 +624,36 @@ class DigitalCodec(Codec):
             // get_mcs(mcs_index).qm
         )
 
+    def _max_bytes(self, mcs_index: int) -> int | None:
+        """Most stream bytes within ``max_channel_uses`` at ``mcs_index`` (``None``: no budget):
+        ``_uses_for_bytes(n) <= max_channel_uses`` exactly when ``n <=`` this."""
+        if self.max_channel_uses is None:
+            return None
+        uses_per_block = self._uses_for_bytes(1, mcs_index)
+        return (self.max_channel_uses // uses_per_block) * (self.block_bits - CRC_BITS) // 8
+
+    def _cannot_fit(
+        self,
+        features: torch.Tensor,
+        row: int,
+        digest: bytes,
+        bits: int,
+        max_bytes: int | None,
+        cache: dict,
+    ) -> bool:
+        """Whether the map at ``bits`` is sure to exceed ``max_bytes``: its coded segments alone
+        are at least ``entropy.min_coded_bytes`` of its level histogram (``ans`` backends only;
+        the histograms of every depth above ``min_bits`` are computed at the first call and
+        memoised per map in ``cache``)."""
+        if max_bytes is None or self.entropy_coder not in entropy.BOUNDED:
+            return False
+        hist = cache.get((digest, "levels"))
+        if hist is None:  # every depth the loop may skip, at once
+            depths = range(self.bits, self.min_bits, -1)
+            hist = level_histograms(features[row : row + 1].detach().cpu(), depths, self.per_channel)
+            cache[(digest, "levels")] = hist
+        return entropy.min_coded_bytes(hist[bits]) > max_bytes
+
     def _fit_stream(
         self, features: torch.Tensor, row: int, mcs_index: int, cache: dict | None = None
     ) -> MapStream:
@@ -635,24 +666,28 @@ class DigitalCodec(Codec):
         feats_np = features[row].detach().cpu().numpy()
         digest = hashlib.blake2b(np.ascontiguousarray(feats_np).tobytes(), digest_size=16).digest()
         budget = self.max_channel_uses
+        cache = {} if cache is None else cache
+        max_bytes = self._max_bytes(mcs_index)
         parts = None
         for bits in range(self.bits, self.min_bits - 1, -1):
             key = (digest, bits)
-            parts = cache.get(key) if cache is not None else None
+            parts = cache.get(key)
+            if parts is None and bits > self.min_bits and self._cannot_fit(
+                features, row, digest, bits, max_bytes, cache
+            ):
+                continue  # what the loop would conclude after coding the map at these bits
             if parts is None:
                 q = quantize(features[row : row + 1], bits, self.per_channel)
                 parts = _encode_map_parts(
                     q, 0, feats_np, self._cells_per_segment(features.shape[3]), self.entropy_coder
                 )
-                if cache is not None:
-                    cache[key] = parts
+                cache[key] = parts
             stream = _assemble(parts)
             if budget is None or self._uses_for_bytes(len(stream.data), mcs_index) <= budget:
                 return stream
         assert parts is not None
         # Drop segments: keep the highest energy per byte first while the stream fits.
-        uses_per_block = self._uses_for_bytes(1, mcs_index)
-        max_bytes = (budget // uses_per_block) * (self.block_bits - CRC_BITS) // 8
+        assert max_bytes is not None
         keep = np.zeros(len(parts.segments), dtype=bool)
         if _assemble(parts, keep).header_bytes > max_bytes:
             return MapStream(b"", 0, [0] * len(parts.segments), parts.bits, list(parts.cells))
