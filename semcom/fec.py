@@ -15,6 +15,9 @@ included, many times faster; at 20 iterations it needs 0.1–0.2 dB less SNR tha
 iterations, see docs/digital.md); ``"minsum-fp16"`` is the same decoder storing LLRs and
 messages in float16 (opt-in: about half the GPU memory traffic, BLER in docs/digital.md).
 
+The receiver's exact LLRs come from ``v2x.semcom.demap.SeparableQamDemapper`` (Sionna's
+``"app"`` demapper computed one dimension at a time; tested equal to it).
+
 Sionna's blocks are imported lazily (they are heavy) and cached per (MCS, block size, decoder,
 device).
 """
@@ -26,6 +29,7 @@ from functools import lru_cache
 
 import torch
 
+from v2x.semcom.demap import SeparableQamDemapper
 from v2x.semcom.mcs import Mcs, get_mcs
 
 CRC_BITS = 24
@@ -88,7 +92,7 @@ class BlockCode:
     ) -> None:
         from sionna.phy.fec.crc import CRCDecoder, CRCEncoder
         from sionna.phy.fec.ldpc import LDPC5GDecoder, LDPC5GEncoder
-        from sionna.phy.mapping import Demapper, Mapper
+        from sionna.phy.mapping import Mapper
 
         check_block_bits(block_bits)
         check_ldpc_decoder(ldpc_decoder)
@@ -127,7 +131,8 @@ class BlockCode:
         self._fork_devices = [torch.device(device).index or 0] if device.startswith("cuda") else []
         self._ldpc_dec_harq = None  # built on first use (incremental redundancy)
         self._mapper = Mapper("qam", qm, device=device)
-        self._demapper = Demapper("app", "qam", qm, device=device)
+        # exact app LLRs, as Sionna's Demapper("app", "qam", qm), one dimension at a time
+        self._demapper = SeparableQamDemapper(self._mapper.constellation(), qm)
 
     @property
     def ldpc_encoder(self):
