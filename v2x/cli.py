@@ -5,7 +5,9 @@ A user error (a ``ValueError`` or ``FileNotFoundError`` from validating the conf
 inputs: every message names the field, the value and the valid choices) is printed as a single
 ``error: …`` line on stderr and the app exits with status 2, without a traceback. Set
 ``V2X_TRACEBACK=1`` to get the traceback instead. Ctrl-C prints one line (a sweep says what was
-saved and how to resume) and exits with status 130.
+saved and how to resume) and exits with status 130. ``SIGTERM`` — what Slurm sends at a job's
+time limit, ``timeout`` by default, ``kill`` — is handled the same way (status 143), so a sweep
+stopped by a scheduler still saves every group it finished.
 """
 
 from __future__ import annotations
@@ -13,7 +15,9 @@ from __future__ import annotations
 import ctypes
 import functools
 import os
+import signal
 import sys
+import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -59,23 +63,56 @@ def traceback_wanted() -> bool:
     return _env_flag(TRACEBACK_ENV)
 
 
+class Terminated(KeyboardInterrupt):
+    """``SIGTERM`` received: unwinds like Ctrl-C, so what was computed is saved first."""
+
+
+def _on_sigterm(signum: int, frame: Any) -> None:
+    raise Terminated(f"terminated by {signal.Signals(signum).name}")
+
+
+def _terminated(exc: BaseException) -> bool:
+    """Whether ``exc`` (e.g. a sweep's ``SweepInterrupted``) was caused by a ``SIGTERM``."""
+    while exc is not None:
+        if isinstance(exc, Terminated):
+            return True
+        exc = exc.__cause__ or exc.__context__  # type: ignore[assignment]
+    return False
+
+
+def _interrupt_on_sigterm() -> Any:
+    """Install ``_on_sigterm`` for ``SIGTERM`` (main thread only); returns the previous handler,
+    or ``None`` when nothing was installed."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    try:
+        return signal.signal(signal.SIGTERM, _on_sigterm)
+    except (ValueError, OSError):  # e.g. an embedded interpreter without signals
+        return None
+
+
 def user_errors(fn: F) -> F:
-    """Wrap an app's main function: user errors and Ctrl-C become one line and an exit status."""
+    """Wrap an app's main function: user errors, Ctrl-C and ``SIGTERM`` become one line and an
+    exit status (2, 130, 143)."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         reuse_freed_memory()
+        previous = _interrupt_on_sigterm()
         try:
             return fn(*args, **kwargs)
         except KeyboardInterrupt as exc:
             if traceback_wanted():
                 raise
             print(str(exc) or "interrupted (nothing to save yet)", file=sys.stderr)
-            sys.exit(130)
+            sys.exit(143 if _terminated(exc) else 130)
         except (ValueError, FileNotFoundError) as exc:
             if traceback_wanted():
                 raise
             print(f"error: {exc} (set {TRACEBACK_ENV}=1 for the traceback)", file=sys.stderr)
             sys.exit(2)
+        finally:
+            if previous is not None:
+                signal.signal(signal.SIGTERM, previous)
 
     return wrapper  # type: ignore[return-value]

@@ -678,6 +678,33 @@ def test_ctrl_c_says_what_was_saved_and_how_to_resume(cache_dir, tmp_path, monke
     assert len(err) == 1 and "2 of the 6 cells to compute were saved" in err[0]
 
 
+def test_sigterm_saves_the_finished_groups_like_ctrl_c(cache_dir, tmp_path, monkeypatch, capsys):
+    """A scheduler's SIGTERM (Slurm's time limit, ``timeout``) unwinds like Ctrl-C: the groups
+    already computed are saved, one line says so, and the app exits with status 143."""
+    import signal
+
+    import v2x.sweep as sweep
+    from v2x.cli import user_errors
+
+    original, calls = sweep._run_group, []
+
+    def terminated(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:  # the second group: the first one's rows are still pending
+            os.kill(os.getpid(), signal.SIGTERM)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(sweep, "_run_group", terminated)
+    before = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(SystemExit) as exit_info:
+        user_errors(lambda: run_sweep(tiny_config(cache_dir, tmp_path)))()
+    assert exit_info.value.code == 143
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "2 of the 8 cells to compute were saved" in err[0], err
+    assert signal.getsignal(signal.SIGTERM) is before  # the app's handler is removed again
+    assert len(read_results([tmp_path]).to_pylist()) == 2
+
+
 def test_a_groups_logged_seconds_are_its_own_not_the_next_groups(
     cache_dir, tmp_path, monkeypatch, caplog
 ):
