@@ -40,7 +40,7 @@
 #          at equal channel uses on 20 frames (10 towns); results and ledgers under main/
 #   payload  the digital chain at realistic payloads with the standard detector
 #          (conf/sweep_main_payload.yaml: the whole map at 4 and 8 bits per value, exact chain,
-#          min-sum LDPC, on 10 of the main result's 20 digital frames; stopped by SIGINT at T_A
+#          min-sum LDPC, on 10 of the main result's 20 digital frames; stopped by SIGTERM at T_A
 #          s); results under outputs/sweep_main_payload of the tree, so a run cut short resumes
 #          when that folder is carried back
 #
@@ -195,7 +195,7 @@ map_location='cpu', weights_only=False); torch.save({'step': s['step'], 'extra':
   payload)
     N=${N:-30}
     mkdir -p "$R/outputs/sweep_main_payload"
-    timeout -s INT "${T_A:-480}" python3 -m v2x.apps.sweep \
+    timeout "${T_A:-480}" python3 -m v2x.apps.sweep \
       --config-name sweep_main_payload output_dir="$R/outputs/sweep_main_payload" quiet=true \
       plots=false hydra.run.dir=/tmp/hydra_payload > "$W/payload.log" 2>&1
     echo "== payload rc=$?"
