@@ -42,7 +42,8 @@
 #          (conf/sweep_main_payload.yaml: the whole map at 4 and 8 bits per value, exact chain,
 #          min-sum LDPC, on 10 of the main result's 20 digital frames; stopped by SIGTERM at T_A
 #          s); results under outputs/sweep_main_payload of the tree, so a run cut short resumes
-#          when that folder is carried back
+#          when that folder is carried back; then benchmarks/profile_digital_payload.py (one
+#          frame's 4 maps at -5/10/20 dB, warm, cProfile + torch.profiler)
 #
 # Each step writes <name>.txt (warnings filtered out) into a work folder ($W, default
 # /tmp/gpu_run) and prints its exit code and last N lines (N=12 unless set); after every step
@@ -203,6 +204,9 @@ map_location='cpu', weights_only=False); torch.save({'step': s['step'], 'extra':
     tail -"$N" "$W/payload.txt"
     cp -r "$R/outputs/sweep_main_payload" "$W/"
     pack
+    # one link's round trip, warm (every MCS compiled first): where the chain's time goes
+    T=${T_B:-120} bench profile_digital_payload --device cuda --channels 384 --size 128 \
+      --density 0.4 --snr-db=-5,10,20 --profile 40
     ;;
   frontier)
     N=${N:-30}

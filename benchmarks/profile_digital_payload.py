@@ -67,7 +67,7 @@ def main() -> None:
         bits=args.bits, harq_max_rounds=args.harq_rounds, harq_combining="ir"
     )
     codec.source_memo = {}  # as a sweep: one source coding per map for all SNRs
-    round_trips(codec, x[:1], snrs[-1:])  # warm-up: kernels, LDPC graphs
+    round_trips(codec, x[:1], snrs)  # warm-up: every MCS's kernels and LDPC graphs
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     prof = cProfile.Profile() if args.profile else None
     sync()
