@@ -5,9 +5,9 @@ A user error (a ``ValueError`` or ``FileNotFoundError`` from validating the conf
 inputs: every message names the field, the value and the valid choices) is printed as a single
 ``error: …`` line on stderr and the app exits with status 2, without a traceback. Set
 ``V2X_TRACEBACK=1`` to get the traceback instead. Ctrl-C prints one line (a sweep says what was
-saved and how to resume) and exits with status 130. ``SIGTERM`` — what Slurm sends at a job's
-time limit, ``timeout`` by default, ``kill`` — is handled the same way (status 143), so a sweep
-stopped by a scheduler still saves every group it finished.
+saved and how to resume) and exits with status 130. ``SIGTERM`` — what Slurm sends a job
+script's processes at its time limit, ``timeout`` by default, ``kill`` — is handled the same way
+(status 143), so a sweep stopped that way still saves every group it finished.
 """
 
 from __future__ import annotations
