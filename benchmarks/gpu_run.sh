@@ -38,7 +38,8 @@
 #   main   the README's main result at full size (~8 min): conf/sweep_main.yaml (the standard
 #          detector, 400 frames, none/late/max, DeepJSCC and identity), then the digital chain
 #          at equal channel uses on 20 frames (10 towns); results and ledgers under main/
-#   payload  the digital chain at realistic payloads with the standard detector
+#   payload  the separable demapper's GPU test, then the digital chain at realistic payloads
+#          with the standard detector
 #          (conf/sweep_main_payload.yaml: the whole map at 4 and 8 bits per value, exact chain,
 #          min-sum LDPC, on 10 of the main result's 20 digital frames; stopped by SIGTERM at T_A
 #          s); results under outputs/sweep_main_payload of the tree, so a run cut short resumes
@@ -195,6 +196,7 @@ map_location='cpu', weights_only=False); torch.save({'step': s['step'], 'extra':
     ;;
   payload)
     N=${N:-30}
+    gpu_tests pytest_gpu_demap 60 tests/semcom/test_demap.py
     mkdir -p "$R/outputs/sweep_main_payload"
     timeout "${T_A:-480}" python3 -m v2x.apps.sweep \
       --config-name sweep_main_payload output_dir="$R/outputs/sweep_main_payload" quiet=true \

@@ -46,3 +46,20 @@ def test_a_non_separable_labelling_is_refused():
         SeparableQamDemapper(points / 2**0.5, 2)
     with pytest.raises(ValueError, match="3 points for 2 bits"):
         SeparableQamDemapper(points[:3], 2)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("qm", [2, 8])
+def test_llrs_on_cuda_equal_the_cpu_ones(qm):
+    mapper = sionna_mapping.Mapper("qam", qm)
+    ours = SeparableQamDemapper(mapper.constellation(), qm)
+    g = torch.Generator().manual_seed(1)
+    x = mapper(torch.randint(0, 2, (4, 100 * qm), generator=g).float()).to(torch.complex64)
+    y = x + 0.2 * torch.complex(torch.randn(x.shape, generator=g), torch.randn(x.shape, generator=g))
+    no = torch.full(y.shape, 0.08)
+    expected = ours(y, no)
+    got = ours(y.cuda(), no.cuda())
+    assert got.device.type == "cuda"
+    torch.testing.assert_close(got.cpu(), expected, rtol=1e-5, atol=1e-5 * expected.abs().max())
+    torch.testing.assert_close(ours(y, no), expected, rtol=0, atol=0)  # back on the CPU
