@@ -633,15 +633,10 @@ class DigitalCodec(Codec):
         return (self.max_channel_uses // uses_per_block) * (self.block_bits - CRC_BITS) // 8
 
     def _cannot_fit(
-        self,
-        features: torch.Tensor,
-        row: int,
-        digest: bytes,
-        bits: int,
-        max_bytes: int | None,
-        cache: dict,
+        self, feats_np: np.ndarray, digest: bytes, bits: int, max_bytes: int | None, cache: dict
     ) -> bool:
-        """Whether the map at ``bits`` is sure to exceed ``max_bytes``: its coded segments alone
+        """Whether the map ``feats_np [C, H, W]`` (on the host) at ``bits`` is sure to exceed
+        ``max_bytes``: its coded segments alone
         are at least ``entropy.min_coded_bytes`` of its level histogram (``ans`` backends only;
         the histograms of every depth above ``min_bits`` are computed at the first call and
         memoised per map in ``cache``)."""
@@ -650,7 +645,7 @@ class DigitalCodec(Codec):
         hist = cache.get((digest, "levels"))
         if hist is None:  # every depth the loop may skip, at once
             depths = range(self.bits, self.min_bits, -1)
-            hist = level_histograms(features[row : row + 1].detach().cpu(), depths, self.per_channel)
+            hist = level_histograms(torch.from_numpy(feats_np)[None], depths, self.per_channel)
             cache[(digest, "levels")] = hist
         return entropy.min_coded_bytes(hist[bits]) > max_bytes
 
@@ -673,7 +668,7 @@ class DigitalCodec(Codec):
             key = (digest, bits)
             parts = cache.get(key)
             if parts is None and bits > self.min_bits and self._cannot_fit(
-                features, row, digest, bits, max_bytes, cache
+                feats_np, digest, bits, max_bytes, cache
             ):
                 continue  # what the loop would conclude after coding the map at these bits
             if parts is None:
