@@ -636,10 +636,9 @@ class DigitalCodec(Codec):
         self, feats_np: np.ndarray, digest: bytes, bits: int, max_bytes: int | None, cache: dict
     ) -> bool:
         """Whether the map ``feats_np [C, H, W]`` (on the host) at ``bits`` is sure to exceed
-        ``max_bytes``: its coded segments alone
-        are at least ``entropy.min_coded_bytes`` of its level histogram (``ans`` backends only;
-        the histograms of every depth above ``min_bits`` are computed at the first call and
-        memoised per map in ``cache``)."""
+        ``max_bytes``: its coded segments alone are at least ``entropy.min_coded_bytes`` of its
+        level histogram (``ans`` backends only; the histograms of every depth above
+        ``min_bits`` are computed at the first call and memoised per map in ``cache``)."""
         if max_bytes is None or self.entropy_coder not in entropy.BOUNDED:
             return False
         hist = cache.get((digest, "levels"))

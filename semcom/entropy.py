@@ -147,11 +147,13 @@ def min_coded_bytes(counts: np.ndarray) -> int:
     (``[alphabet]``), entropy-coded by an ``"ans"`` or ``"ans_estimate"`` model fitted on it.
 
     ``floor(0.9 · n·H / 8)`` with ``n·H = Σ −count · log2(count / n)``, the symbols' information
-    content under their own histogram. No model codes them in fewer bits in expectation
-    (Gibbs' inequality: the ANS model's quantised probabilities can only add to it), the
-    estimate's placeholders are never shorter, and constriction's real output was never below
-    ``n·H`` on 300 random histograms, segmentations and alphabets
-    (``tests/semcom/test_entropy_bound.py``); the factor 0.9 is a margin. The digital codec uses
+    content under their own histogram. Under any other probability model (the ANS model's
+    quantised probabilities included) these symbols carry at least that much information
+    (Gibbs' inequality: ``Σ −log2 q(s) ≥ n·H`` for every ``q``); the estimate's placeholders are
+    never shorter than their information content, and constriction's real output was never
+    below ``n·H`` on 300 random histograms, segmentations and alphabets
+    (``tests/semcom/test_entropy_bound.py``); the factor 0.9 is a margin for the coder's
+    rounding. The digital codec uses
     it to skip bit depths that cannot fit a channel-use budget without coding them.
     """
     c = np.asarray(counts, dtype=np.float64)

@@ -81,7 +81,9 @@ def quantize(features: torch.Tensor, bits: int, per_channel: bool = True) -> Qua
     )
 
 
-def _offset_step(lo: torch.Tensor, hi: torch.Tensor, bits: int) -> tuple[torch.Tensor, torch.Tensor]:
+def _offset_step(
+    lo: torch.Tensor, hi: torch.Tensor, bits: int
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Offset and step of ``2^bits`` levels from each group's occupied ``lo``/``hi`` (``lo >
     hi``: no occupied cell, offset 0; a zero span gets step 1)."""
     empty = lo > hi  # no occupied cell in this group
