@@ -86,9 +86,12 @@ class SeparableQamDemapper:
         raise ValueError("demapper: a bit depends on both the real and the imaginary part")
 
     def _to(self, device: torch.device) -> None:
+        """Keep the level tables on ``device`` (moved once, on the first call there)."""
         if self._device != device:
-            self._dims = [tuple(t.to(device) if torch.is_tensor(t) else t for t in dim)
-                          for dim in self._dims]  # type: ignore[misc]
+            self._dims = [
+                (levels.to(device), bits, ones.to(device), zeros.to(device))
+                for levels, bits, ones, zeros in self._dims
+            ]
             self._device = device
 
     def __call__(self, x_hat: torch.Tensor, no: torch.Tensor) -> torch.Tensor:
