@@ -66,9 +66,9 @@ def fuse_at_ego(
     if m == 0:  # the ego alone
         return _fused_head(model, fusion, ego, ego_valid)
     warped = sample_maps(collaborators.reshape(-1, c, h, w), sample_grid).view(n, m, c, h, w)
-    return _fused_head(
-        model, fusion, torch.cat([ego, warped], dim=1), torch.cat([ego_valid, valid], dim=1)
-    )
+    fused = fusion.fuse_warped(ego, warped, valid)
+    heat, reg = model.head(fused)
+    return fused, heat, reg
 
 
 def _fused_head(

@@ -47,18 +47,27 @@ from v2x.perception.semantic import (
 )
 
 
+def finite_cells(features: torch.Tensor) -> torch.Tensor:
+    """``features [B, A, C, h, w]`` → ``[B, A, 1, h, w]`` bool: every one of the cell's ``C``
+    values is finite (NaN and ±inf reach the minimum or the maximum; no full-size mask)."""
+    values = features.detach()
+    if values.is_cuda:  # one pass on a GPU
+        low, high = torch.aminmax(values, dim=2, keepdim=True)
+        return torch.isfinite(low + high)
+    # (on the CPU two reductions are ~3x faster than aminmax's one)
+    return torch.isfinite(values.amax(dim=2, keepdim=True) + values.amin(dim=2, keepdim=True))
+
+
 def clean_mask(
     features: torch.Tensor, valid: torch.Tensor, fill: float = 0.0
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Drop the cells with a non-finite value from ``valid``, force the ego's row valid, and
     put ``fill`` in every invalid cell and 0 in the ego's non-finite entries.
 
-    ``features [B, A, C, h, w]``, ``valid [B, A, 1, h, w]`` bool. A cell is finite iff the
-    minimum and maximum over its ``C`` values are (NaN and ±inf reach one of them), so no
-    full-size mask is built: on 384-channel maps the full-size passes are what costs (and
-    ``amax`` + ``amin`` over ``C`` are 3× faster on the CPU than ``aminmax``)."""
-    values = features.detach()
-    finite = torch.isfinite(values.amax(dim=2, keepdim=True) + values.amin(dim=2, keepdim=True))
+    ``features [B, A, C, h, w]``, ``valid [B, A, 1, h, w]`` bool. Finiteness per cell is
+    ``finite_cells`` (no full-size mask: on 384-channel maps the full-size passes are what
+    costs)."""
+    finite = finite_cells(features)
     valid = torch.cat([torch.ones_like(valid[:, :1]), (valid & finite)[:, 1:]], dim=1)
     ego = torch.nan_to_num(features[:, :1], nan=0.0, posinf=0.0, neginf=0.0)
     cleaned = torch.where(valid, features, fill)
@@ -123,6 +132,23 @@ class FeatureFusion(nn.Module):
                     f"fusion {cls.__name__} defines {', '.join(defined)} but does not declare "
                     f"{capability} = True"
                 )
+
+    def fuse_warped(
+        self, ego: torch.Tensor, warped: torch.Tensor, valid: torch.Tensor
+    ) -> torch.Tensor:
+        """``forward`` of the ego's map and the collaborators' maps warped to it.
+
+        Args:
+            ego: ``[N, 1, C, h, w]`` the ego's own maps (always valid).
+            warped: ``[N, M, C, h, w]`` the collaborators' maps on the ego's grid: the
+                caller's own tensor, which a fusion may overwrite.
+            valid: ``[N, M, 1, h, w]`` bool, the cells each collaborator may fuse into.
+
+        Returns ``[N, C, h, w]``: by default ``forward`` on the stacked maps; a fusion may
+        compute the same values without building them.
+        """
+        ego_valid = torch.ones_like(valid[:, :1], memory_format=torch.contiguous_format)
+        return self(torch.cat([ego, warped], dim=1), torch.cat([ego_valid, valid], dim=1))
 
     @staticmethod
     def confidence(heat_logits: torch.Tensor) -> torch.Tensor:
@@ -258,6 +284,22 @@ class MaxFusion(FeatureFusion):
     def forward(self, features: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
         masked, _ = clean_mask(features, valid, fill=torch.finfo(features.dtype).min)
         return masked.amax(dim=1)
+
+    def fuse_warped(
+        self, ego: torch.Tensor, warped: torch.Tensor, valid: torch.Tensor
+    ) -> torch.Tensor:
+        """In inference, ``forward``'s values without the stacked ``[N, 1+M, C, h, w]`` maps
+        (a maximum is exact in any order): the collaborators' invalid cells are overwritten in
+        ``warped``, their maximum taken, then the ego's. With a gradient, ``forward`` itself
+        (ties would share it differently)."""
+        needs_grad = torch.is_grad_enabled() and (ego.requires_grad or warped.requires_grad)
+        if needs_grad or type(self).forward is not MaxFusion.forward:
+            return super().fuse_warped(ego, warped, valid)
+        dtype = torch.promote_types(ego.dtype, warped.dtype)
+        keep = valid & finite_cells(warped)
+        others = warped.to(dtype).masked_fill_(~keep, torch.finfo(dtype).min).amax(dim=1)
+        own = torch.nan_to_num(ego[:, 0].to(dtype), nan=0.0, posinf=0.0, neginf=0.0)
+        return torch.maximum(others, own)
 
 
 @FUSIONS.register("max_extrapolated")

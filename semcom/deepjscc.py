@@ -471,7 +471,8 @@ class DeepJSCCCodec(Codec):
         hp, wp = self.latent_hw(h, w)
         ratio = uses.to(torch.float32) / float(c * h * w)
         x = self._standardize(features)
-        x = F.pad(x, (0, wp * self.factor - w, 0, hp * self.factor - h))
+        pad = (0, wp * self.factor - w, 0, hp * self.factor - h)
+        x = F.pad(x, pad) if any(pad) else x  # (a zero pad would still copy the map)
         latent = self.encoder(x, self._context(snr_db, ratio))  # [B, 2K, H', W']
         k = self.latent_channels
         flat = latent.reshape(b, k, 2, hp, wp).permute(0, 1, 3, 4, 2).reshape(b, 2 * k * hp * wp)
@@ -630,17 +631,17 @@ class DeepJSCCCodec(Codec):
             gate_snr_db = self.gate_snr_db_of(received.state, uses)
             y, _ = equalize(y, received.state, self.equalizer)
         if received.mask is not None:
-            y = torch.where(received.mask, y, torch.zeros_like(y))
+            y = torch.where(received.mask, y, 0.0)
         hp, wp = self.latent_hw(shape[1], shape[2])
         n_max = self.latent_channels * hp * wp
         z = torch.zeros(b, n_max, dtype=torch.complex64, device=y.device)
         z[:, : y.shape[1]] = y.to(torch.complex64)
-        z = torch.where(prefix_mask(uses, n_max), z, torch.zeros_like(z))
+        z = torch.where(prefix_mask(uses, n_max), z, 0.0)
         ratio = received.meta["ratio"].to(y.device)
         out = self._decode_symbols(z, snr_db, ratio, shape)
         keep = self.gate_open(snr_db if gate_snr_db is None else gate_snr_db, ratio)
         received.meta["delivered"] = keep.view(b, 1, 1, 1).expand(b, 1, *shape[1:]).contiguous()
-        return torch.where(keep.view(b, 1, 1, 1), out, torch.zeros_like(out))
+        return torch.where(keep.view(b, 1, 1, 1), out, 0.0)
 
     # ----------------------------------------------------------------- training
     @property

@@ -110,9 +110,15 @@ class AnalogCodec(Codec):
     def decode(self, received: Transmission, link: LinkState) -> torch.Tensor:
         shape = received.meta["shape"]
         y = received.symbols
-        if received.state is not None:
+        state = received.state
+        if state is not None:
             # ZF followed by the scalar LMMSE shrink is the per-symbol MMSE estimate.
-            x_hat, no_eff = equalize(y, received.state, method="zf")
+            if state.csi is None and not state.equalized and state.erased is None:
+                # AWGN: one noise level per link, so the shrink is one factor per row (the
+                # same values equalize's per-symbol no_eff gives, without [B, n] passes)
+                x_hat, no_eff = y, state.no.to(y.device, torch.float32).reshape(-1, 1)
+            else:
+                x_hat, no_eff = equalize(y, state, method="zf")
             snr_eff = 1.0 / no_eff.clamp_min(1e-12)
             x_hat = x_hat * (snr_eff / (1.0 + snr_eff))
         else:

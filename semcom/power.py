@@ -85,7 +85,7 @@ def normalize_power(z: torch.Tensor, mask: torch.Tensor | None = None) -> torch.
     scale = torch.where(alive, torch.rsqrt(power.clamp_min(ZERO_ENERGY)), torch.zeros_like(power))
     out = z * scale.reshape(-1, 1)
     if mask is not None:
-        out = torch.where(mask, out, torch.zeros_like(out))
+        out = torch.where(mask, out, 0.0)
     return out
 
 

@@ -56,7 +56,8 @@ def send(
     rounds) and decode them.
 
     Args:
-        rows: ``[N, C, h, w]`` maps to send.
+        rows: ``[N, C, h, w]`` maps to send, or ``[K, N / K, C, h, w]``: the same rows as
+            ``K`` condition blocks (an expanded view: no copy per condition).
         row_snr: ``[N]`` float32 Es/N0 of each row's link (dB).
         extra: keyword tensors of ``codec.encode`` with ``N`` rows (``importance``).
         seeds: ``[K]``: the rows are ``K`` condition blocks of ``N / K`` (condition-major), and
@@ -64,10 +65,13 @@ def send(
             ``None``: one call from the current RNG state.
     """
     extra = dict(extra or {})
+    blocked = rows.dim() == 5
     if seeds is None:
-        return _send_block(codec, channel, rows, row_snr, extra)
-    n, k = rows.shape[0], len(seeds)
-    if k == 0 or n % k:
+        flat = rows.reshape(-1, *rows.shape[2:]) if blocked else rows
+        return _send_block(codec, channel, flat, row_snr, extra)
+    k = len(seeds)
+    n = rows.shape[0] * rows.shape[1] if blocked else rows.shape[0]
+    if k == 0 or n % k or (blocked and rows.shape[0] != k):
         raise ValueError(f"send: {n} rows do not split into {k} conditions of equal size")
     m = n // k
     blocks = []
@@ -78,7 +82,7 @@ def send(
             _send_block(
                 codec,
                 channel,
-                rows[part],
+                rows[ki] if blocked else rows[part],
                 row_snr[part],
                 {name: v[part] for name, v in extra.items()},
             )

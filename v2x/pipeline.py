@@ -217,7 +217,9 @@ class CooperativePipeline(nn.Module):
             ego_only = torch.ones(b, 1, 1, h, w, dtype=torch.bool, device=device)
             heat, reg = self.model.head(self.fusion(features[:, :1], ego_only))
             return RunOutput(repeat_detections(self.model.postprocess(heat, reg), k), cost, k)
-        rows = features[:, 1:].unsqueeze(0).expand(k, b, a - 1, c, h, w).reshape(-1, c, h, w)
+        # the collaborators' maps once, as K condition blocks of the same rows (not K copies)
+        rows = features[:, 1:].reshape(b * (a - 1), c, h, w)
+        rows = rows.unsqueeze(0).expand(k, *rows.shape)
         row_snr = link_snr(snr_db, b, a)[:, :, 1:].reshape(-1)
         codec, extra = self.codec, {}
         if self.fusion.selects_cells:  # Where2comm: send only the most important cells

@@ -231,3 +231,44 @@ def test_where2comm_selection_covers_the_footprints_of_hand_placed_boxes():
     raw = Where2commFusion(max_fraction=0.1, window_cells=1)
     kept_raw = raw.selection_mask(raw.selection_score(logits))[0, 0]
     assert kept_raw[cars].float().mean() < 0.6
+
+
+@pytest.mark.parametrize("name", [*FEATURE_STRATEGIES, "max_extrapolated"])
+@pytest.mark.parametrize("ego_dtype", [torch.float32, torch.float16])
+def test_fuse_warped_equals_forward_on_the_stacked_maps(name, ego_dtype):
+    """What the pipeline runs (``fuse_warped``: ego and warped collaborators apart, inference)
+    gives ``forward``'s values on the stacked maps exactly: NaN / ±inf cells in the ego and the
+    collaborators, invalid cells, a collaborator with nothing valid, negative maxima."""
+    fusion = build_fusion(name).eval()
+    feats = _features(b=3, a=4, c=6, h=4, w=5, seed=3) - 1.5
+    feats[0, 0, 2, 1, 1] = float("nan")  # the ego's own bad values are zeroed
+    feats[1, 0, :, 2, 3] = float("inf")
+    feats[0, 1, 3, 0, 0] = float("nan")  # a collaborator's bad cells are dropped
+    feats[2, 2, 0, 3, 4] = -float("inf")
+    feats[1, 3, 1, 2, 2] = float("inf")
+    g = torch.Generator().manual_seed(4)
+    valid = torch.rand(3, 3, 1, 4, 5, generator=g) > 0.3
+    valid[2, 1] = False
+    ego = feats[:, :1].to(ego_dtype)
+    with torch.no_grad():
+        stacked = torch.cat([ego.float(), feats[:, 1:]], dim=1)
+        ones = torch.ones(3, 1, 1, 4, 5, dtype=torch.bool)
+        expected = fusion(stacked, torch.cat([ones, valid], dim=1))
+        got = fusion.fuse_warped(ego, feats[:, 1:].clone(), valid)
+    assert got.dtype == expected.dtype and got.shape == expected.shape
+    assert torch.equal(got, expected)
+    assert torch.isfinite(got).all()
+
+
+def test_fuse_warped_keeps_forward_and_its_gradient_in_training():
+    """With a gradient, ``fuse_warped`` is ``forward`` itself (a tie's gradient is not split
+    differently from what training always did)."""
+    fusion = build_fusion("max")
+    feats = _features(b=2, a=3, c=4, h=3, w=3, seed=5)
+    feats[:, 2] = feats[:, 1]  # ties between two collaborators
+    valid = torch.ones(2, 2, 1, 3, 3, dtype=torch.bool)
+    a = feats.clone().requires_grad_(True)
+    b = feats.clone().requires_grad_(True)
+    fusion(a, torch.cat([torch.ones_like(valid[:, :1]), valid], dim=1)).sum().backward()
+    fusion.fuse_warped(b[:, :1], b[:, 1:], valid).sum().backward()
+    assert torch.equal(a.grad, b.grad)
