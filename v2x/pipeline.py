@@ -253,7 +253,8 @@ class CooperativePipeline(nn.Module):
             # (FUSIONS' contract), so they are set to 0, and conditions that differ only there
             # (e.g. a closed DeepJSCC gate at several low SNRs) can share one pass below.
             dead = sent.amax(dim=(-3, -2, -1), keepdim=True) <= 0  # [K, B, A-1, 1, 1, 1]
-            decoded = torch.where(dead, 0.0, decoded)
+            if bool(dead.any()):  # (one flag read saves a pass over every map)
+                decoded = torch.where(dead, 0.0, decoded)
         present = batch.agent_mask[:, 1:]
         for name in ("source_bits", "coded_bits", "channel_uses", "packets"):
             getattr(cost, name)[:, :, 1:] = getattr(on_air.cost, name).view(k, b, a - 1) * present

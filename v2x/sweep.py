@@ -97,7 +97,7 @@ from v2x.sweep_plan import (  # noqa: F401 - the planning API, also reachable fr
     sweep_arguments,
 )
 from v2x.sweep_reuse import EncodeCache, reuse_cells, share_source_coding
-from v2x.sweep_rows import book_batch, group_rows
+from v2x.sweep_rows import book_batch, group_rows, warm_cell_pool
 
 log = logging.getLogger(__name__)
 
@@ -302,6 +302,7 @@ def run_sweep(cfg: Any) -> Path:
     configure_determinism(options.deterministic)
     plan = plan_sweep(options)
     cfg = plan.config
+    warm_cell_pool()  # the AP worker processes start while the frames load
     frames = load_frames(plan.data, cfg.quiet)
     data_id = data_identity(plan.data, frames)
     store = ResultsStore(

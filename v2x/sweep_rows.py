@@ -8,9 +8,13 @@ from __future__ import annotations
 
 import json
 import math
+import multiprocessing
 import os
+import signal
+import warnings
 from collections.abc import Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
 import pyarrow as pa
@@ -149,21 +153,80 @@ RESULT_GROUPS: dict[str, tuple[float, ...] | None] = {
 }
 
 
-#: Threads that compute one group's distinct cells (numpy releases the GIL in the bootstrap's
-#: large array operations); the sweep runs up to 4 groups' rows at once (``ROW_THREADS``).
+#: Threads that compute one group's distinct cells when there are no worker processes
+#: (numpy releases the GIL in the bootstrap's large array operations); the sweep runs up to
+#: 4 groups' rows at once (``ROW_THREADS``).
 CELL_THREADS = max(1, (os.cpu_count() or 1) // 4)
+
+#: Worker processes that compute the distinct cells' APs and intervals on a host with at least
+#: 4 cores: the bootstrap's many small numpy calls then share no GIL with the device's
+#: thread (threads of this process do; measured on an H200 host, the device's thread waited
+#: for them). 0: ``CELL_THREADS`` threads of this process. Same numbers either way.
+CELL_PROCESSES = min(8, (os.cpu_count() or 1) - 2) if (os.cpu_count() or 1) >= 4 else 0
+
+_POOL: list[ProcessPoolExecutor] = []
+
+
+def _ignore_stop_signals() -> None:
+    """Worker initializer: Ctrl-C and SIGTERM are the sweep's to handle (it saves finished
+    groups, whose rows may still be computing here); the workers end with the sweep."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
+def cell_pool() -> ProcessPoolExecutor | None:
+    """The worker processes of ``CELL_PROCESSES``, or ``None`` for threads.
+
+    They are forked, all at once, on first use (``warm_cell_pool``: at the start of a sweep,
+    before its frames load and its device work starts) and live as long as this process. Forked,
+    not spawned: a spawned worker would re-run the user's ``__main__`` script. The workers run
+    numpy only (``APAccumulator.compute``), never torch or CUDA."""
+    if CELL_PROCESSES <= 0 or multiprocessing.current_process().daemon:  # (no children)
+        return None
+    if not _POOL:
+        context = multiprocessing.get_context("fork")
+        _POOL.append(
+            ProcessPoolExecutor(
+                CELL_PROCESSES, mp_context=context, initializer=_ignore_stop_signals
+            )
+        )
+    return _POOL[0]
+
+
+def warm_cell_pool() -> None:
+    """Start the worker processes (and their imports) now, e.g. while frames load."""
+    pool = cell_pool()
+    if pool is not None:
+        for _ in range(CELL_PROCESSES):
+            pool.submit(os.getpid)
 
 
 def _distinct_results(
     accs: Mapping[str, APAccumulator], bootstrap: int, seed: int, unit: str
 ) -> dict[str, dict]:
     """``compute_ap`` of each accumulator, keyed like ``accs`` (by state digest: cells whose
-    accumulators hold identical records get one computation), on ``CELL_THREADS`` threads."""
+    accumulators hold identical records get one computation), in the worker processes
+    (``cell_pool``) or on ``CELL_THREADS`` threads."""
+    pool = cell_pool() if len(accs) > 1 else None
+    if pool is not None:
+        try:
+            futures = {
+                d: pool.submit(compute_ap, acc, bootstrap, seed, unit) for d, acc in accs.items()
+            }
+            return {d: f.result() for d, f in futures.items()}
+        except BrokenProcessPool as err:  # a worker died (e.g. out of memory): compute here
+            _POOL.clear()
+            warnings.warn(
+                f"sweep: the AP worker processes stopped ({err}); computing the cells' APs in "
+                "this process",
+                RuntimeWarning,
+                stacklevel=2,
+            )
     if CELL_THREADS == 1 or len(accs) == 1:
         return {d: compute_ap(acc, bootstrap, seed, unit) for d, acc in accs.items()}
-    with ThreadPoolExecutor(min(CELL_THREADS, len(accs)), "v2x-cells") as pool:
+    with ThreadPoolExecutor(min(CELL_THREADS, len(accs)), "v2x-cells") as threads:
         futures = {
-            d: pool.submit(compute_ap, acc, bootstrap, seed, unit) for d, acc in accs.items()
+            d: threads.submit(compute_ap, acc, bootstrap, seed, unit) for d, acc in accs.items()
         }
         return {d: f.result() for d, f in futures.items()}
 
