@@ -174,7 +174,7 @@ def _run_group(
     plan: SweepPlan,
     group: Group,
     snrs: Sequence[float],
-    batches: list[_Batch],
+    batches: Sequence[_Batch],
     model: EncodeCache,
     device,
     bar,

@@ -5,8 +5,10 @@ each collaborator's view (for the importance scheduler) and the ego's ground tru
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, overload
 
 import torch
 
@@ -28,34 +30,56 @@ class _Batch:
     gt: EgoGroundTruth
 
 
-def _prepare_batches(frames: list[CoopFrame], plan: SweepPlan, model, device) -> list[_Batch]:
-
-    out = []
-    bs = int(plan.config.batch_size)
+def _prepare_batch(chunk: list[CoopFrame], plan: SweepPlan, model, device) -> _Batch:
     max_agents = plan.data.get("max_agents")
-    for start in range(0, len(frames), bs):
-        chunk = frames[start : start + bs]
-        batch = collate_frames(chunk, max_agents=max_agents)
-        net = build_network_batch(
-            chunk, plan.network, max_agents=max_agents, ground_z_m=model.grid.ground_z_m
-        )
-        # Collaborators out of communication range do not exist for the ego.
-        batch.agent_mask = batch.agent_mask & net.in_range
-        novelty = novelty_from_visibility(batch.visibility, batch.box_mask)
-        gt = ego_ground_truth(batch, model.grid, plan.min_points)
-        out.append(_Batch(chunk, batch.to(device), net, novelty, gt))
-    return out
+    batch = collate_frames(chunk, max_agents=max_agents)
+    net = build_network_batch(
+        chunk, plan.network, max_agents=max_agents, ground_z_m=model.grid.ground_z_m
+    )
+    # Collaborators out of communication range do not exist for the ego.
+    batch.agent_mask = batch.agent_mask & net.in_range
+    novelty = novelty_from_visibility(batch.visibility, batch.box_mask)
+    gt = ego_ground_truth(batch, model.grid, plan.min_points)
+    return _Batch(chunk, batch.to(device), net, novelty, gt)
+
+
+class PreparedBatches(Sequence[_Batch]):
+    """The sweep's frame batches, prepared in order on a background thread (collation, the
+    frames' networks, ground truth, the copy to the device): the first group starts on the first
+    batch while the others are still being prepared. Indexing or iterating waits for a batch
+    (and raises what its preparation raised). Preparation draws no numbers from torch's global
+    generator (the link models have their own, seeded per frame), so it cannot change what the
+    device's thread draws."""
+
+    def __init__(self, frames: list[CoopFrame], plan: SweepPlan, model, device) -> None:
+        bs = int(plan.config.batch_size)
+        chunks = [frames[i : i + bs] for i in range(0, len(frames), bs)]
+        pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="v2x-batches")
+        self._futures = [pool.submit(_prepare_batch, c, plan, model, device) for c in chunks]
+        pool.shutdown(wait=False)  # the submitted batches are still prepared, in order
+
+    def __len__(self) -> int:
+        return len(self._futures)
+
+    @overload
+    def __getitem__(self, index: int) -> _Batch: ...
+    @overload
+    def __getitem__(self, index: slice) -> list[_Batch]: ...
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return [f.result() for f in self._futures[index]]
+        return self._futures[index].result()
 
 
 def prepare_device(
     plan: SweepPlan, frames: list[CoopFrame], device: torch.device
-) -> tuple[EncodeCache, list[_Batch]]:
+) -> tuple[EncodeCache, PreparedBatches]:
     """The detector (behind its feature cache) and the frame batches on ``device``."""
     model = load_model(plan.config, device).configure_inference(
         plan.precision, cuda_graph=bool(plan.config.cuda_graph)
     )
     cache = EncodeCache(model, float(plan.config.feature_cache_gb) * 1e9)
-    return cache, _prepare_batches(frames, plan, model, device)
+    return cache, PreparedBatches(frames, plan, model, device)
 
 
 __all__ = ["prepare_device"]

@@ -6,7 +6,9 @@ defaults for the CLI and the Python API) and the field checks that name a bad fi
 
 from __future__ import annotations
 
+import copy
 import dataclasses
+import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -150,7 +152,23 @@ def default_config() -> dict:
     ``run_sweep`` / ``plan_sweep`` merge a Python config over these, so the Python API and the
     CLI share one set of defaults.
     """
+    return copy.deepcopy(_composed_defaults(_conf_stamp()))
+
+
+@functools.lru_cache(maxsize=2)
+def _composed_defaults(stamp: tuple) -> dict:
+    """``default_config`` for the config files as ``stamp`` describes them (composed once)."""
     return to_plain(_compose_defaults("sweep"))
+
+
+def _conf_stamp() -> tuple:
+    """Path, modification time and size of every file under ``conf/``: an edited config file
+    composes the defaults again."""
+    stamp = []
+    for path in sorted(p for p in _conf_dir().rglob("*.yaml") if p.is_file()):
+        status = path.stat()
+        stamp.append((str(path), status.st_mtime_ns, status.st_size))
+    return tuple(stamp)
 
 
 #: The ``model`` group's option (``conf/model/<option>.yaml``) of each detector ``backbone``.

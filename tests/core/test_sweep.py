@@ -1116,3 +1116,22 @@ def test_ap_worker_processes_give_the_same_results(reference, cache_dir, tmp_pat
         for p in (path, ref_path)
     )
     assert _canonical(ledger) == _canonical(ref_ledger)
+
+
+def test_defaults_are_composed_again_when_a_config_file_changes(tmp_path, monkeypatch):
+    """``default_config`` is composed once per state of ``conf/`` (the Python API calls it for
+    every sweep): an edited file is read again, and callers get their own copy."""
+    import shutil
+
+    import v2x.sweep_config as sweep_config
+
+    conf = tmp_path / "conf"
+    shutil.copytree(sweep_config._conf_dir(), conf)
+    monkeypatch.setattr(sweep_config, "_conf_dir", lambda: conf)
+    first = sweep_config.default_config()
+    first["grid"]["snr_db"].append(1234.0)  # a caller's edit stays its own
+    assert 1234.0 not in sweep_config.default_config()["grid"]["snr_db"]
+    text = (conf / "sweep.yaml").read_text()
+    assert "seed: 0" in text
+    (conf / "sweep.yaml").write_text(text.replace("seed: 0", "seed: 77", 1))
+    assert sweep_config.default_config()["seed"] == 77
