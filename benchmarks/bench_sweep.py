@@ -42,7 +42,11 @@ workers' start (spawn, imports, model and frames onto each device) is inside the
 ``--profile N`` runs ``run_sweep`` once more under cProfile (not one of the timed calls) and
 prints the ``N`` costliest project functions (cumulative) and overall (own time); ``--trace
 PATH`` once more under ``torch.profiler`` (host + CUDA), printing the costliest operators and
-saving a Chrome trace (where the GPU waits on the host).
+saving a Chrome trace (where the GPU waits on the host); ``--idle-gaps`` once more under
+``torch.profiler`` with Python stacks, charging every interval in which the GPU runs nothing to
+the innermost project function the main thread is in at its midpoint (use fewer frames: the
+trace holds every Python call). ``benchmarks/sweep_traffic.py`` counts the bytes each call site
+moves per frame-condition (device-independent).
 """
 
 from __future__ import annotations
@@ -169,14 +173,15 @@ def bench_batched_vs_loop(args, model, batches, device) -> dict:
     return results
 
 
-def _torch_profiler(path: str):
-    """``torch.profiler.profile`` of the host and, when there is one, the CUDA device."""
+def _torch_profiler(path: str, stacks: bool = False):
+    """``torch.profiler.profile`` of the host and, when there is one, the CUDA device (with
+    ``stacks``: every Python call too)."""
     from torch.profiler import ProfilerActivity, profile
 
     activities = [ProfilerActivity.CPU]
     if torch.cuda.is_available():
         activities.append(ProfilerActivity.CUDA)
-    return profile(activities=activities)
+    return profile(activities=activities, with_stack=stacks)
 
 
 def _print_trace(traced, path: str) -> None:
@@ -185,6 +190,51 @@ def _print_trace(traced, path: str) -> None:
     print(traced.key_averages().table(sort_by=key, row_limit=25))
     traced.export_chrome_trace(path)
     print(f"Chrome trace (chrome://tracing, ui.perfetto.dev): {path}")
+
+
+def _print_idle_gaps(path: str, lines: int = 25) -> None:
+    """GPU-idle time of the Chrome trace at ``path`` (``with_stack=True``) by the innermost
+    project function of the busiest Python thread at each idle interval's midpoint."""
+    import collections
+    import json
+
+    with open(path) as f:
+        events = [e for e in json.load(f)["traceEvents"] if e.get("ph") == "X"]
+    gpu = sorted(
+        (e["ts"], e["ts"] + e["dur"])
+        for e in events
+        if e.get("cat") in ("kernel", "gpu_memcpy", "gpu_memset")
+    )
+    py = [e for e in events if e.get("cat") == "python_function"]
+    main = collections.Counter(e["tid"] for e in py).most_common(1)[0][0]
+    calls = sorted(
+        ((e["ts"], e["ts"] + e["dur"], e["name"]) for e in py if e["tid"] == main),
+        key=lambda c: (c[0], -c[1]),
+    )
+    start, end = calls[0][0], max(c[1] for c in calls)
+    idle, reached = [], start
+    for a, b in gpu:
+        if a > reached:
+            idle.append((reached, a))
+        reached = max(reached, b)
+    idle.append((reached, end))
+    total = sum(b - a for a, b in idle)
+    print(f"main thread {(end - start) / 1e6:.2f} s, GPU idle {total / 1e6:.2f} s")
+    charged = collections.Counter()
+    stack, j = [], 0
+    for mid, gap in sorted(((a + b) / 2, b - a) for a, b in idle if b > a):
+        while j < len(calls) and calls[j][0] <= mid:  # calls nest: a stack of open ones
+            while stack and stack[-1][1] < calls[j][0]:
+                stack.pop()
+            stack.append(calls[j])
+            j += 1
+        while stack and stack[-1][1] < mid:
+            stack.pop()
+        own = [c[2] for c in stack if c[1] >= mid and ("v2x/" in c[2] or "bench_" in c[2])]
+        charged[own[-1] if own else "(outside the project)"] += gap
+    print("GPU-idle seconds by the innermost project function running on the host:")
+    for name, us in charged.most_common(lines):
+        print(f"  {us / 1e6:7.3f}  {name}")
 
 
 def _print_profile(profiler, lines: int) -> None:
@@ -201,11 +251,16 @@ def _print_profile(profiler, lines: int) -> None:
 
 
 def bench_run_sweep(
-    args, device: str | list[str] | None = None, profile: int = 0, trace: str | None = None
+    args,
+    device: str | list[str] | None = None,
+    profile: int = 0,
+    trace: str | None = None,
+    gaps: bool = False,
 ) -> dict:
     """One ``run_sweep`` call in a fresh output folder (nothing to resume), on ``device``
     (default ``--device``); with ``profile`` > 0 under cProfile, printing that many lines; with
-    ``trace`` under ``torch.profiler`` (host and CUDA), saving a Chrome trace there."""
+    ``trace`` under ``torch.profiler`` (host and CUDA), saving a Chrome trace there (with
+    ``gaps``: Python stacks too, and the GPU-idle time by host function is printed)."""
     from v2x.sweep import run_sweep
 
     with tempfile.TemporaryDirectory() as out:
@@ -233,7 +288,7 @@ def bench_run_sweep(
 
             profiler = cProfile.Profile()
             profiler.enable()
-        traced = _torch_profiler(trace) if trace else None
+        traced = _torch_profiler(trace, stacks=gaps) if trace else None
         if traced is not None:
             traced.__enter__()
         t0, c0 = time.perf_counter(), time.process_time()
@@ -243,6 +298,8 @@ def bench_run_sweep(
         if traced is not None:
             traced.__exit__(None, None, None)
             _print_trace(traced, trace)
+            if gaps:
+                _print_idle_gaps(trace)
         if profiler is not None:
             profiler.disable()
             _print_profile(profiler, profile)
@@ -348,6 +405,11 @@ def main() -> None:
     p.add_argument("--jobs", type=int, default=4, help="multirun jobs (one channel each, <= 4)")
     p.add_argument("--skip-run-sweep", action="store_true")
     p.add_argument(
+        "--idle-gaps",
+        action="store_true",
+        help="where the GPU waits on the host: idle time by host function (module docstring)",
+    )
+    p.add_argument(
         "--devices",
         default=None,
         help="run_sweep also on these devices: all (every GPU) or a comma list (cpu,cpu)",
@@ -396,6 +458,9 @@ def main() -> None:
     if args.trace and not args.skip_run_sweep:
         print("run_sweep once more under torch.profiler (slower; not a figure):")
         bench_run_sweep(args, trace=args.trace)
+    if args.idle_gaps and not args.skip_run_sweep:
+        print("run_sweep once more under torch.profiler with Python stacks (not a figure):")
+        bench_run_sweep(args, trace=args.trace or "/tmp/v2x_sweep_stacks.json", gaps=True)
     if args.devices:
         devices = "all" if args.devices == "all" else args.devices.split(",")
         one = bench_run_sweep(args)
