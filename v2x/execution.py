@@ -162,18 +162,24 @@ def remove_late_payloads(
                 shared[quiet[m]] = quiet[members[0]]
     reruns: dict[int, Detections] = {}
     generator_state = pipe.generator.get_state()
+    feature_stage = pipe.runs_seeded_conditions()
     for ki in todo:
         if ki in shared and shared[ki] in reruns:
             rerun = reruns[shared[ki]]
         else:
             lost = dropped[ki].to(device)
             masked = dataclasses.replace(batch, agent_mask=batch.agent_mask & ~lost)
-            motion = None
-            if aged[ki] and not silent[ki]:
-                masked, motion = resense(masked, age_s[ki])
-            if seeds is not None:
-                seed_run(pipe, seeds[ki] + 1)
-            rerun = pipe.run(masked, snr_db[ki : ki + 1], motion).detections
+            if silent[ki] and feature_stage and not bool(masked.agent_mask[:, 1:].any()):
+                # no collaborator left in any frame: the ego's own detections, without sending
+                # every row through the codec and channel only for fusion to drop it
+                rerun = pipe.ego_detections(masked)
+            else:
+                motion = None
+                if aged[ki] and not silent[ki]:
+                    masked, motion = resense(masked, age_s[ki])
+                if seeds is not None:
+                    seed_run(pipe, seeds[ki] + 1)
+                rerun = pipe.run(masked, snr_db[ki : ki + 1], motion).detections
             reruns[ki] = rerun
         rows = slice(ki * b, (ki + 1) * b)
         n = min(rerun.boxes.shape[1], boxes.shape[1])

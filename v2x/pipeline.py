@@ -199,6 +199,24 @@ class CooperativePipeline(nn.Module):
             return run_payload(self, batch, features, snr_db)
         return self._run_features(batch, features, snr_db, stage == "features", seeds, motion)
 
+    @torch.no_grad()
+    def ego_detections(self, batch: CoopBatch) -> Detections:
+        """``[B]`` rows of detections from the ego's own maps alone: what a feature fusion
+        gives when no collaborator's map is fused (every shipped fusion then returns the ego's
+        map, NaN and ±inf zeroed; tested against the full path). Draws no random numbers."""
+        if not self.runs_seeded_conditions():
+            raise ValueError(
+                f"pipeline: ego_detections needs feature fusion (fusion "
+                f"{type(self.fusion).__name__})"
+            )
+        return self._ego_alone(self.model.encode(batch.points, batch.point_mask, batch.poses))
+
+    def _ego_alone(self, features: torch.Tensor) -> Detections:
+        b, _, _, h, w = features.shape
+        ego_only = torch.ones(b, 1, 1, h, w, dtype=torch.bool, device=features.device)
+        heat, reg = self.model.head(self.fusion(features[:, :1], ego_only))
+        return self.model.postprocess(heat, reg)
+
     def _run_features(
         self,
         batch: CoopBatch,
@@ -214,9 +232,7 @@ class CooperativePipeline(nn.Module):
         cost = LinkCost.zeros(k, b, a, snr_db, device)
         if not share or a == 1:
             # Nothing is sent: one fusion of the ego's own map serves every condition.
-            ego_only = torch.ones(b, 1, 1, h, w, dtype=torch.bool, device=device)
-            heat, reg = self.model.head(self.fusion(features[:, :1], ego_only))
-            return RunOutput(repeat_detections(self.model.postprocess(heat, reg), k), cost, k)
+            return RunOutput(repeat_detections(self._ego_alone(features), k), cost, k)
         # the collaborators' maps once, as K condition blocks of the same rows (not K copies)
         rows = features[:, 1:].reshape(b * (a - 1), c, h, w)
         rows = rows.unsqueeze(0).expand(k, *rows.shape)
