@@ -173,10 +173,10 @@ def ledger_table(
         [getattr(cost, n).detach().double() for n in names]
         + [getattr(delivery, n).detach().to(cost.channel_uses.device).double() for n in dnames]
     ).cpu()
-    host = dict(zip(names + tuple("d_" + n for n in dnames), stacked.unbind(0), strict=True))
+    host = dict(zip(names + tuple("d_" + n for n in dnames), stacked.numpy(), strict=True))
 
-    def pick(t: torch.Tensor) -> np.ndarray:
-        return t[kk, bb, aa].numpy()
+    def pick(t: np.ndarray) -> np.ndarray:  # (numpy indexing: no index tensors per column)
+        return t[kk, bb, aa]
 
     nets = network.frames
     # Per-slot values are looked up once per (frame, agent) slot, then gathered for every row
