@@ -11,6 +11,7 @@ import math
 import multiprocessing
 import os
 import signal
+import sys
 import warnings
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
@@ -158,11 +159,16 @@ RESULT_GROUPS: dict[str, tuple[float, ...] | None] = {
 #: 4 groups' rows at once (``ROW_THREADS``).
 CELL_THREADS = max(1, (os.cpu_count() or 1) // 4)
 
-#: Worker processes that compute the distinct cells' APs and intervals on a host with at least
-#: 4 cores: the bootstrap's many small numpy calls then share no GIL with the device's
+#: Worker processes that compute the distinct cells' APs and intervals on a Linux host with at
+#: least 4 cores: the bootstrap's many small numpy calls then share no GIL with the device's
 #: thread (threads of this process do; measured on an H200 host, the device's thread waited
-#: for them). 0: ``CELL_THREADS`` threads of this process. Same numbers either way.
-CELL_PROCESSES = min(8, (os.cpu_count() or 1) - 2) if (os.cpu_count() or 1) >= 4 else 0
+#: for them). 0: ``CELL_THREADS`` threads of this process (elsewhere: fork is Linux's). Same
+#: numbers either way.
+CELL_PROCESSES = (
+    min(8, (os.cpu_count() or 1) - 2)
+    if sys.platform == "linux" and (os.cpu_count() or 1) >= 4
+    else 0
+)
 
 _POOL: list[ProcessPoolExecutor] = []
 

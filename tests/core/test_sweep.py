@@ -19,6 +19,7 @@ import torch
 from v2x.perception.detector import CoopDetector
 from v2x.results import read_results
 from v2x.sweep import plan_sweep, run_sweep
+from v2x.sweep_rows import compute_ap
 
 FEATURES = 8  # feature channels of the tiny model; its map is [8, 64, 64] (±25.6 m, 0.4 m, /2)
 
@@ -1135,3 +1136,30 @@ def test_defaults_are_composed_again_when_a_config_file_changes(tmp_path, monkey
     assert "seed: 0" in text
     (conf / "sweep.yaml").write_text(text.replace("seed: 0", "seed: 77", 1))
     assert sweep_config.default_config()["seed"] == 77
+
+
+_TEST_PROCESS = os.getpid()
+
+
+def _dies_in_a_worker(*args, **kwargs):
+    """``compute_ap`` in this process; a worker process that runs it dies at once."""
+    if os.getpid() != _TEST_PROCESS:
+        os._exit(1)
+    return compute_ap(*args, **kwargs)
+
+
+def test_a_dead_ap_worker_falls_back_to_this_process(reference, cache_dir, tmp_path, monkeypatch):
+    """A worker process that dies (e.g. killed for memory) costs a warning, not the sweep: the
+    cells' APs are computed in this process, with the same results."""
+    import v2x.sweep_rows as sweep_rows
+
+    monkeypatch.setattr(sweep_rows, "compute_ap", _dies_in_a_worker)
+    monkeypatch.setattr(sweep_rows, "CELL_PROCESSES", 2)
+    monkeypatch.setattr(sweep_rows, "_POOL", [])
+    try:
+        with pytest.warns(RuntimeWarning, match="AP worker processes stopped"):
+            path = run_sweep(tiny_config(cache_dir, tmp_path))
+    finally:
+        for pool in sweep_rows._POOL:
+            pool.shutdown()
+    assert _canonical(read_results([path])) == _canonical(read_results([reference[0]]))
