@@ -175,7 +175,7 @@ _POOL: list[ProcessPoolExecutor] = []
 
 def _ignore_stop_signals() -> None:
     """Worker initializer: Ctrl-C and SIGTERM are the sweep's to handle (it saves finished
-    groups, whose rows may still be computing here); the workers end with the sweep."""
+    groups, whose rows may still be computing here); the workers end with this process."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
