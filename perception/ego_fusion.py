@@ -62,8 +62,8 @@ def fuse_at_ego(
         with respect to ``collaborators`` (and ``ego``).
     """
     n, m, c, h, w = collaborators.shape
-    ego_valid = torch.ones(n, 1, 1, h, w, dtype=torch.bool, device=ego.device)
     if m == 0:  # the ego alone
+        ego_valid = torch.ones(n, 1, 1, h, w, dtype=torch.bool, device=ego.device)
         return _fused_head(model, fusion, ego, ego_valid)
     warped = sample_maps(collaborators.reshape(-1, c, h, w), sample_grid).view(n, m, c, h, w)
     fused = fusion.fuse_warped(ego, warped, valid)

@@ -14,7 +14,7 @@ import signal
 import sys
 import warnings
 from collections.abc import Mapping, Sequence
-from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
@@ -213,13 +213,17 @@ def _distinct_results(
     """``compute_ap`` of each accumulator, keyed like ``accs`` (by state digest: cells whose
     accumulators hold identical records get one computation), in the worker processes
     (``cell_pool``) or on ``CELL_THREADS`` threads."""
+
+    def computed_on(executor: Executor) -> dict[str, dict]:
+        futures = {
+            d: executor.submit(compute_ap, acc, bootstrap, seed, unit) for d, acc in accs.items()
+        }
+        return {d: f.result() for d, f in futures.items()}
+
     pool = cell_pool() if len(accs) > 1 else None
     if pool is not None:
         try:
-            futures = {
-                d: pool.submit(compute_ap, acc, bootstrap, seed, unit) for d, acc in accs.items()
-            }
-            return {d: f.result() for d, f in futures.items()}
+            return computed_on(pool)
         except BrokenProcessPool as err:  # a worker died (e.g. out of memory): compute here
             _POOL.clear()
             warnings.warn(
@@ -231,10 +235,7 @@ def _distinct_results(
     if CELL_THREADS == 1 or len(accs) == 1:
         return {d: compute_ap(acc, bootstrap, seed, unit) for d, acc in accs.items()}
     with ThreadPoolExecutor(min(CELL_THREADS, len(accs)), "v2x-cells") as threads:
-        futures = {
-            d: threads.submit(compute_ap, acc, bootstrap, seed, unit) for d, acc in accs.items()
-        }
-        return {d: f.result() for d, f in futures.items()}
+        return computed_on(threads)
 
 
 def compute_ap(acc: Any, bootstrap: int, seed: int, unit: str = "auto") -> dict:
