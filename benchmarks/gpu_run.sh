@@ -8,7 +8,7 @@
 #          tests: docs/benchmarks.md's GPU rows
 #   quick  channels (without TDL) and NMS, then the GPU tests
 #   ldpc   the LDPC decoder (issue 16): its GPU tests, throughput against Sionna at the 10 % BLER
-#          point (MCS 5/14/27) and 1 dB above (MCS 5/14) of the per-layer and the persistent
+#          point and 1 dB above (MCS 5/14/20/27) of the per-layer and the persistent
 #          Triton kernels, BLER curves with 20,000 blocks per point (JSON + figure)
 #   time   README's "Time and asynchrony" figures (~5 min): conf/sweep_asynchrony.yaml (AP
 #          against an added delay, with and without latency compensation) and
@@ -117,12 +117,12 @@ case "$SET" in
     python3 -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__)"
     gpu_tests pytest_gpu_ldpc 180 tests/semcom/test_ldpc_minsum.py
     N=${N:-14}
-    # per-layer launches (the default) against the persistent kernel (opt-in: 0.45x on an H200),
+    # per-layer launches (the default) against the persistent kernel (opt-in: 0.45-0.67x on an H200),
     # bits and iterations compared; the GPU tests compare both with the torch path
     step bench_ldpc "${T:-200}" "$R/benchmarks/bench_ldpc.py" --device cuda --blocks 262144 \
-      --sionna-blocks 16384 --repeats 3 --mcs 5,14,27 --modes triton-edges,triton-persistent
+      --sionna-blocks 16384 --repeats 3 --mcs 5,14,20,27 --modes triton-edges,triton-persistent
     step bench_ldpc_hi "${T:-120}" "$R/benchmarks/bench_ldpc.py" --device cuda --blocks 262144 \
-      --sionna-blocks 16384 --repeats 3 --snr-offset-db 1 --mcs 5,14 --early on \
+      --sionna-blocks 16384 --repeats 3 --snr-offset-db 1 --mcs 5,14,20,27 --early on \
       --modes triton-edges,triton-persistent
     step ldpc_bler "${T:-300}" "$R/benchmarks/ldpc_bler.py" --device cuda --blocks 20000 \
       --batch 20000 --out "$W/ldpc_bler_h200.json" --figure "$W/ldpc_bler_h200.png"

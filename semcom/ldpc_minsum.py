@@ -27,8 +27,9 @@ Algorithm (row-layered min-sum, the usual hardware 5G decoder):
   together, which is the same computation as one after the other, in fewer steps;
 * after every iteration each block's hard decision is checked against every parity check; a
   block whose syndrome is zero keeps that decision and stops (early termination per block), and
-  stopped blocks leave the batch once they are 1/16 of it, so later iterations only run on
-  blocks still decoding. A block's output never depends on the other blocks of the call.
+  stopped blocks leave the batch once they are 1/16 of it (1/4 with the Triton kernel, where
+  the copy costs more relative to an iteration), so later iterations only run on blocks still
+  decoding. A block's output never depends on the other blocks of the call.
 
 ``harq_mode=True`` decodes the whole mother code, and ``decode(llr, rv=[...])`` adds several
 received redundancy versions in the circular buffer first, as Sionna's HARQ-mode decoder.
@@ -39,14 +40,15 @@ that of Sionna's 20 flooding iterations of exact BP (docs/digital.md).
 
 Messages are stored batch-last (``[edges, blocks]``) so every gather and scatter moves
 contiguous rows of ``B`` values. On CUDA with Triton (``backend="auto"``) the opt-in
-``launch="persistent"`` (``semcom/ldpc_persistent_triton.py``; measured 0.45× the per-layer
+``launch="persistent"`` (``semcom/ldpc_persistent_triton.py``; measured 0.45–0.67× the per-layer
 kernel on an H200) decodes the whole batch in ONE
 kernel launch: each program owns a few block slots, runs every iteration, the syndrome check and
 early termination itself, and refills a finished block's slot with the next block, so the
 per-iteration launches, syndrome kernels, host synchronisations and batch compactions are gone
 and the small slot state can stay in L2. The default ``launch="per-layer"`` is the measured scheme: one
 fused kernel per row group and iteration (``semcom/ldpc_minsum_triton.py``), one float32 message
-per edge (16 B per edge and iteration) or, with ``check_state="compressed"``, a compressed state
+per edge (16 B per edge and iteration; each thread walks one block's check edge by edge: 1.1–2×
+the former edge-tile kernel on an H200, 1.1–2.9 Gbit/s at the 10 % BLER point) or, with ``check_state="compressed"``, a compressed state
 per check (``α·s·min1``, ``α·s·min2``, arg-min edge, edge signs) from which every old message is
 rebuilt exactly (8 B per edge for ``L`` plus 24 B per check), and a per-iteration syndrome check
 on hard bits packed 32 blocks to a word. ``precision="fp16"`` (opt-in) stores LLRs and messages
@@ -71,8 +73,14 @@ import torch
 _FILLER_LLR = 1.0e4
 #: |t| given to the padding edges of a row group: never the minimum, sign +.
 _PAD_LLR = 3.0e4
-#: Blocks are dropped from the batch once at least 1/_COMPACT of the active ones converged.
-_COMPACT = 16
+#: Blocks are dropped from the batch once at least 1/_COMPACT[path] of the active ones
+#: converged. The torch path moves ~14 passes per edge and iteration, so the copy is cheap
+#: (1/16); with the Triton per-edge kernel it costs about half an iteration (1/4: on an H200 at
+#: the 10 % BLER point 4–10 % faster than 1/16 for MCS 5, 14, 20 and 27).
+_COMPACT = {"torch": 16, "triton": 4}
+#: (blocks per program, warps) of the per-edge Triton kernel for checks of degree ≤ 16 and
+#: > 16: one block per thread, the fastest of those timed on an H200 (docs/benchmarks.md).
+_EDGE_LAUNCH = {False: (128, 4), True: (256, 8)}
 BACKENDS = ("auto", "torch", "triton")
 #: Storage of the LLRs and check-to-variable messages (arithmetic is float32 in both).
 PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16}
@@ -151,7 +159,7 @@ class LDPC5GMinSumDecoder:
             values; fewer bytes, but measured slower on an H200: 801 vs 901 Mbit/s at MCS 14,
             docs/benchmarks.md, so it is opt-in).
         launch: Triton path only: ``"persistent"`` (opt-in: the same bits as the per-layer
-            kernel on an H200, but 0.45× its speed there, docs/benchmarks.md) decodes the whole batch in ONE
+            kernel on an H200, but 0.45–0.67× its speed there, docs/benchmarks.md) decodes the whole batch in ONE
             kernel launch (``ldpc_persistent_triton``: every iteration, the syndrome check and
             early termination in the kernel, each program's blocks in a slot state small
             enough to stay in L2, a finished block's slot refilled with the next block);
@@ -486,10 +494,11 @@ class LDPC5GMinSumDecoder:
 
         # A block's output is its first codeword (or its state after num_iter iterations), so
         # it never depends on the other blocks of the batch; converged ("frozen") blocks leave
-        # the batch once they are at least 1/_COMPACT of it.
+        # the batch once they are at least 1/_COMPACT[path] of it.
         work = self._work(max_e, nb, device) if use_torch else None
         syndrome_ok = self._syndrome_ok if use_torch else self._syndrome_ok_triton
         checks = self._checks(rv)
+        compact = _COMPACT["torch" if use_torch else "triton"]
         frozen = torch.zeros(nb, dtype=torch.bool, device=device)
         num_frozen = 0  # frozen.sum(), counted on the host (one device sync less per iteration)
         it = 0
@@ -508,7 +517,7 @@ class LDPC5GMinSumDecoder:
                     num_frozen += cols.numel()  # ``new`` excludes the frozen columns
                     if num_frozen == frozen.numel():
                         break
-                    if num_frozen * _COMPACT >= frozen.numel():
+                    if num_frozen * compact >= frozen.numel():
                         keep = torch.nonzero(~frozen).reshape(-1)
                         llr = llr.index_select(1, keep)
                         msgs = [[m.index_select(1, keep) for m in st] for st in msgs]
@@ -659,17 +668,17 @@ class LDPC5GMinSumDecoder:
         """
         rows, deg, z = g.shape
         nb = llr.shape[1]
-        block_b = 128 if deg <= 16 else 64
-        grid = (rows * z, math.ceil(nb / block_b))
         half = llr.dtype != torch.float32
         if len(state) == 1:
-            _kernel("edges")[grid](
+            block_b, warps = _EDGE_LAUNCH[deg > 16]
+            _kernel("edges")[(rows * z, math.ceil(nb / block_b))](
                 llr, state[0], g.idx32, nb, z,
                 self.alpha, self.beta, _PAD_LLR,
-                DEG=deg, DEG_P2=triton_next_pow2(deg), BLOCK_B=block_b, OFFSET=self.beta > 0.0,
-                HALF=half,
+                DEG=deg, BLOCK_B=block_b, OFFSET=self.beta > 0.0, HALF=half, num_warps=warps,
             )  # fmt: skip
         else:
+            block_b = 128 if deg <= 16 else 64
+            grid = (rows * z, math.ceil(nb / block_b))
             _kernel("compressed")[grid](
                 llr, state[0], state[1], state[2], g.idx32, nb, z,
                 self.alpha, self.beta, _PAD_LLR,
