@@ -15,6 +15,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from v2x.channels.awgn_triton import triton_available
+from v2x.perception.fusion import AttentionFusion, MaxFusion
 from v2x.perception.warp import sample_maps
 
 
@@ -50,7 +52,9 @@ def fuse_at_ego(
     Args:
         model: the detector (its ``head``).
         fusion: a feature-stage fusion, ``fusion(features [N, 1+M, C, h, w], valid) -> [N, C, h, w]``.
-        ego: ``[N, 1, C, h, w]`` the ego's own maps (already in the ego frame: not resampled).
+        ego: ``[E, 1, C, h, w]`` the ego's own maps (already in the ego frame: not resampled);
+            ``E`` divides ``N`` and fused map ``n`` uses row ``n % E`` (one map per frame for
+            ``N / E`` blocks of conditions; ``E = N``: one each).
         collaborators: ``[N, M, C, h, w]`` what arrived of each collaborator's map, in its own
             levelled frame.
         sample_grid: ``[N·M, h, w, 2]`` where each ego cell samples each collaborator's map.
@@ -62,6 +66,17 @@ def fuse_at_ego(
         with respect to ``collaborators`` (and ``ego``).
     """
     n, m, c, h, w = collaborators.shape
+    if n % max(ego.shape[0], 1):
+        raise ValueError(f"fuse_at_ego: {ego.shape[0]} ego maps do not divide {n} fused maps")
+    mode = _kernel_mode(fusion, ego, collaborators) if m else None
+    if mode is not None:  # warp + fusion in one Triton kernel (CUDA inference)
+        from v2x.perception.warp_fusion_triton import fuse_collaborators
+
+        fused = fuse_collaborators(ego, collaborators, sample_grid, valid, mode)
+        heat, reg = model.head(fused)
+        return fused, heat, reg
+    if ego.shape[0] != n:
+        ego = ego.repeat(n // ego.shape[0], 1, 1, 1, 1)
     if m == 0:  # the ego alone
         ego_valid = torch.ones(n, 1, 1, h, w, dtype=torch.bool, device=ego.device)
         return _fused_head(model, fusion, ego, ego_valid)
@@ -69,6 +84,18 @@ def fuse_at_ego(
     fused = fusion.fuse_warped(ego, warped, valid)
     heat, reg = model.head(fused)
     return fused, heat, reg
+
+
+def _kernel_mode(fusion: nn.Module, ego: torch.Tensor, collaborators: torch.Tensor) -> str | None:
+    """``"max"`` / ``"attention"`` where ``warp_fusion_triton.fuse_collaborators`` computes this
+    fusion's ``fuse_warped`` of the warped maps (CUDA, Triton installed, no gradient, the
+    fusion's ``forward`` is ``max``'s or ``attention``'s own), else ``None``."""
+    if not collaborators.is_cuda or not triton_available():
+        return None
+    if torch.is_grad_enabled() and (ego.requires_grad or collaborators.requires_grad):
+        return None
+    forward = type(fusion).forward
+    return {MaxFusion.forward: "max", AttentionFusion.forward: "attention"}.get(forward)
 
 
 def _fused_head(

@@ -118,6 +118,59 @@ def _warp_fuse_kernel(
     tl.store(out_ptr + ooff + c.to(tl.int64)[None, :] * o_c, acc, mask=pm[:, None] & cm[None, :])
 
 
+@triton.jit
+def _fuse_at_ego_kernel(
+    e_ptr, f_ptr, g_ptr, v_ptr, out_ptr,
+    M, C, H, W, h, w, E,
+    e_n, e_c, e_y, e_x,
+    s_n, s_m, s_c, s_y, s_x,
+    o_n, o_c, o_y, o_x,
+    sqrt_c,
+    ATTENTION: tl.constexpr, BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr,
+):  # fmt: skip
+    # ego [E, C, h, w] (strides e_*; row n % E of fused map n, read in place: already on the
+    # ego's grid), collaborators [N, M, C, H, W] (strides s_*), sample grid [N·M, h, w, 2] and
+    # valid [N·M, h·w] uint8 contiguous, out [N, C, h, w] float32 (strides o_*); program
+    # (cell block, fused map)
+    n = tl.program_id(1)
+    p = tl.program_id(0) * BLOCK_P + tl.arange(0, BLOCK_P)
+    pm = p < h * w
+    y = p // w
+    x = p - y * w
+    c = tl.arange(0, BLOCK_C)
+    cm = c < C
+    cell = (y.to(tl.int64) * e_y + x.to(tl.int64) * e_x)[:, None]
+    own = e_ptr + (n % E).to(tl.int64) * e_n + cell + c.to(tl.int64)[None, :] * e_c
+    val = tl.load(own, mask=pm[:, None] & cm[None, :], other=0.0).to(tl.float32)
+    q = tl.where(tl.abs(val) < float("inf"), val, 0.0)  # nan_to_num: False for inf and nan
+    acc = q
+    m_run = tl.sum(q * q, axis=1) / sqrt_c  # attention: running max logit, normaliser
+    l_run = tl.full([BLOCK_P], 1.0, dtype=tl.float32)
+    coff = c.to(tl.int64)[None, :] * s_c
+    for a in range(0, M):
+        val, _ = _sample(
+            f_ptr, g_ptr, n, a, M, p, pm, coff, cm, H, W, h, w, s_n, s_m, s_y, s_x
+        )
+        sent = tl.load(v_ptr + (n * M + a).to(tl.int64) * h * w + p, mask=pm, other=0) != 0
+        finite = tl.where(cm[None, :], tl.abs(val) < float("inf"), True)
+        valid = sent & (tl.min(finite.to(tl.int32), axis=1) > 0)
+        f = tl.where(valid[:, None], val, 0.0)
+        if ATTENTION:
+            logit = tl.where(valid, tl.sum(q * f, axis=1) / sqrt_c, float("-inf"))
+            m_new = tl.maximum(m_run, logit)
+            scale = tl.exp(m_run - m_new)
+            pw = tl.exp(logit - m_new)
+            l_run = l_run * scale + pw
+            acc = acc * scale[:, None] + pw[:, None] * f
+            m_run = m_new
+        else:  # the masked maximum: finfo(float32).min where the collaborator is not valid
+            acc = tl.maximum(acc, tl.where(valid[:, None], f, -3.4028234663852886e38))
+    if ATTENTION:
+        acc = acc / l_run[:, None]
+    ooff = n.to(tl.int64) * o_n + (y.to(tl.int64) * o_y + x.to(tl.int64) * o_x)[:, None]
+    tl.store(out_ptr + ooff + c.to(tl.int64)[None, :] * o_c, acc, mask=pm[:, None] & cm[None, :])
+
+
 _tuned_kernel = triton.autotune(
     configs=[triton.Config({"BLOCK_P": p}, num_warps=nw) for p, nw in TUNED],
     key=["A", "C", "h", "w"],
@@ -161,4 +214,64 @@ def warp_fuse(
         block = block_cells or 4
         launch = (triton.cdiv(h * w, block), b)
         _warp_fuse_kernel[launch](*args, **consts, BLOCK_P=block, num_warps=4)
+    return out
+
+
+#: Ego cells per program of ``fuse_at_ego_kernel`` on CUDA (4 warps): with channels-first maps
+#: the cells of a program share the cache lines of each channel row.
+EGO_BLOCK_CELLS = 8
+
+
+def fuse_collaborators(
+    ego: torch.Tensor,
+    collaborators: torch.Tensor,
+    sample_grid: torch.Tensor,
+    valid: torch.Tensor,
+    mode: str,
+    block_cells: int | None = None,
+) -> torch.Tensor:
+    """What ``v2x.perception.ego_fusion.fuse_at_ego`` fuses before the head, in one kernel:
+    the collaborators' maps warped to the ego's grid (``sample_maps``), their invalid or
+    non-finite cells dropped, fused with the ego's own map (read in place, its non-finite
+    entries zeroed) by the ``max`` or ``attention`` fusion (``fuse_warped``'s values; the
+    maximum exactly, up to the float32 rounding of the bilinear sample).
+
+    Args:
+        ego: ``[E, 1, C, h, w]`` the ego's maps (any float dtype and strides); fused map ``n``
+            uses ego row ``n % E`` (``E`` divides ``N``: one ego map per frame, repeated for
+            each block of conditions).
+        collaborators: ``[N, M, C, H, W]`` what arrived of each collaborator's map (any float
+            dtype and strides).
+        sample_grid: ``[N·M, h, w, 2]`` where each ego cell samples each collaborator's map.
+        valid: ``[N, M, 1, h, w]`` bool, the ego cells each collaborator may fuse into.
+        mode: ``"max"`` or ``"attention"``.
+        block_cells: ego cells per program (default ``EGO_BLOCK_CELLS``).
+
+    Returns: ``[N, C, h, w]`` float32, contiguous.
+    """
+    if mode not in MODES:
+        raise ValueError(f"fuse_collaborators: mode must be one of {', '.join(MODES)}, got {mode!r}")
+    n, m, c, hh, ww = collaborators.shape
+    e = ego.shape[0]
+    h, w = sample_grid.shape[1:3]
+    if ego.shape[1:] != (1, c, h, w) or e == 0 or n % e:
+        raise ValueError(
+            f"fuse_collaborators: ego {tuple(ego.shape)} does not match {n} maps of {c}x{h}x{w}"
+        )
+    if sample_grid.shape != (n * m, h, w, 2) or valid.shape != (n, m, 1, h, w):
+        raise ValueError(
+            f"fuse_collaborators: sample_grid {tuple(sample_grid.shape)} / valid "
+            f"{tuple(valid.shape)} do not match {n}x{m} maps on a {h}x{w} grid"
+        )
+    grid = sample_grid.float().contiguous()
+    sent = valid.reshape(n * m, h * w).to(torch.uint8).contiguous()
+    out = torch.empty(n, c, h, w, device=collaborators.device, dtype=torch.float32)
+    block = block_cells or EGO_BLOCK_CELLS
+    own = ego[:, 0]
+    _fuse_at_ego_kernel[(triton.cdiv(h * w, block), n)](
+        own, collaborators, grid, sent, out, m, c, hh, ww, h, w, e,
+        *own.stride(), *collaborators.stride(), *out.stride(), math.sqrt(c),
+        ATTENTION=mode == "attention", BLOCK_P=block, BLOCK_C=triton.next_power_of_2(c),
+        num_warps=4,
+    )  # fmt: skip
     return out

@@ -346,7 +346,7 @@ class CooperativePipeline(nn.Module):
             )
         # Only collaborators are warped; the ego's map is already in the ego frame. The same
         # warp + fusion + head as training (v2x.perception.losses.fused_head_outputs).
-        ego = features[:, :1].unsqueeze(0).expand(u, b, 1, c, h, w).reshape(u * b, 1, c, h, w)
+        ego = features[:, :1]  # [B, 1, C, h, w]: fuse_at_ego repeats it for the u blocks
         collaborators = decoded.reshape(u * b, a - 1, c, h, w)
         _, heat, reg = fuse_at_ego(
             self.model, self.fusion, ego, collaborators, sample_grid, valid_collab

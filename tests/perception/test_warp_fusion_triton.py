@@ -63,6 +63,67 @@ def test_kernel_matches_warp_and_fusion_in_the_interpreter() -> None:
         assert finite and nhwc and shape == [2, 20, 8, 16], case
 
 
+#: The ego-side fusion (``fuse_collaborators``) against ``fuse_at_ego``'s torch path: warp
+#: (``sample_maps``), then the fusion's ``fuse_warped`` with the ego repeated per block.
+_INTERPRETED_EGO = r"""
+import json, torch
+from v2x.perception.bev import BEVGrid
+from v2x.perception.fusion import build_fusion
+from v2x.perception.warp import perturb_poses, relative_level_transforms, warp_sampling_grid, sample_maps
+from v2x.perception.warp_fusion_triton import fuse_collaborators
+
+grid = BEVGrid(x_range_m=(-6.4, 6.4), y_range_m=(-3.2, 3.2))
+e, u, m, c, h, w = 2, 2, 3, 20, 8, 16  # 2 frames x 2 condition blocks, 3 collaborators
+n = u * e
+g = torch.Generator().manual_seed(0)
+poses = torch.eye(4, dtype=torch.float64).repeat(n, m + 1, 1, 1)
+poses[..., 0, 3] = torch.arange(m + 1, dtype=torch.float64) * 4.0  # partly off the grid
+poses = perturb_poses(poses, 1.0, 0.3, generator=g)
+sample_grid, coverage = warp_sampling_grid(relative_level_transforms(poses)[:, 1:], grid, h, w)
+valid = coverage.view(n, m, 1, h, w) & (torch.rand(n, m, 1, h, w, generator=g) < 0.8)
+valid[1, 2] = False  # a collaborator that sent nothing
+out = {}
+for layout in ("contiguous", "channels_last"):
+    maps = torch.randn(n * m, c, h, w, generator=g)
+    maps[1, 3, 2, 5] = float("nan")  # a collaborator's bad cell: dropped
+    maps[4, 0, 3, 3] = float("-inf")
+    own = torch.randn(e, c, h, w, generator=g)
+    own[0, 2, 1, 1] = float("inf")  # the ego's: zeroed
+    if layout == "channels_last":
+        maps = maps.contiguous(memory_format=torch.channels_last)
+    for dtype in (torch.float32, torch.bfloat16):
+        collab = maps.to(dtype).view(n, m, c, h, w)
+        ego = own.to(dtype).view(e, 1, c, h, w)
+        warped = sample_maps(collab.reshape(-1, c, h, w), sample_grid).view(n, m, c, h, w)
+        for mode in ("max", "attention"):
+            ref = build_fusion(mode).fuse_warped(ego.repeat(u, 1, 1, 1, 1), warped.clone(), valid)
+            got = fuse_collaborators(ego, collab, sample_grid, valid, mode, block_cells=4)
+            out[f"{layout}/{dtype}/{mode}"] = [
+                float((got - ref).abs().max() / ref.abs().max()), bool(torch.isfinite(got).all()),
+                bool(got.is_contiguous()), list(got.shape),
+            ]
+print(json.dumps(out))
+"""
+
+
+def test_ego_side_kernel_matches_fuse_at_ego_in_the_interpreter() -> None:
+    """``fuse_collaborators`` = warp + ``fuse_warped`` (the oracle, torch): valid masks with
+    holes and an absent collaborator, NaN / −inf in collaborators, +inf in the ego, the ego
+    repeated over condition blocks, both layouts, float32 and bfloat16, max and attention."""
+    pytest.importorskip("triton")
+    env = {**os.environ, "TRITON_INTERPRET": "1", "OMP_NUM_THREADS": "1"}
+    run = subprocess.run(
+        [sys.executable, "-c", _INTERPRETED_EGO], env=env, capture_output=True, text=True
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    out = json.loads(run.stdout.strip().splitlines()[-1])
+    assert len(out) == 8
+    for case, (err, finite, contiguous, shape) in out.items():
+        limit = 1e-6 if case.endswith("/max") else 1e-5  # max: the bilinear sample's rounding
+        assert err <= limit, (case, err)
+        assert finite and contiguous and shape == [4, 20, 8, 16], case
+
+
 def test_mode_and_shapes_are_checked() -> None:
     pytest.importorskip("triton")
     from v2x.perception.warp_fusion_triton import warp_fuse
@@ -108,22 +169,29 @@ def test_kernel_matches_warp_and_fusion_on_cuda(mode: str, dtype: torch.dtype) -
     torch.testing.assert_close(got, ref, rtol=1e-5, atol=1e-5 * ref.abs().max().item())
 
 
+@pytest.mark.parametrize("kernel_name", ["_warp_fuse_kernel", "_fuse_at_ego_kernel"])
 @pytest.mark.parametrize(("dtype", "mode"), [("fp16", "attention"), ("fp32", "max")])
-def test_kernel_compiles_for_hopper_without_a_gpu(dtype: str, mode: str) -> None:
+def test_kernel_compiles_for_hopper_without_a_gpu(dtype: str, mode: str, kernel_name: str) -> None:
     """Triton's compiler down to an sm_90 cubin (its bundled ptxas; no GPU needed): catches what
-    the interpreter lets through (types, layouts, unsupported operations)."""
+    the interpreter lets through (types, layouts, unsupported operations), for both kernels."""
     triton = pytest.importorskip("triton")
     try:
         from triton.backends.compiler import GPUTarget
         from triton.compiler import ASTSource
     except ImportError:
         pytest.skip("this triton has no ASTSource/GPUTarget")
-    from v2x.perception.warp_fusion_triton import _warp_fuse_kernel as kernel
+    from v2x.perception import warp_fusion_triton
 
-    ints = ["A", "C", "H", "W", "h", "w", "s_b", "s_a", "s_y", "s_x", "o_b", "o_y", "o_x"]
+    kernel = getattr(warp_fusion_triton, kernel_name)
     signature = {"f_ptr": f"*{dtype}", "g_ptr": "*fp32", "out_ptr": "*fp32", "sqrt_c": "fp32"}
+    signature.update({"e_ptr": f"*{dtype}", "v_ptr": "*u8"})
+    consts = {"ATTENTION": mode == "attention", "BLOCK_P": 4, "BLOCK_C": 512}
+    if kernel_name == "_warp_fuse_kernel":  # channels-last maps and output
+        consts.update(s_c=1, o_c=1)
+    else:  # channels-first maps and output
+        consts.update(e_x=1, s_x=1, o_x=1)
+    ints = [n for n in kernel.arg_names if n not in signature and n not in consts]
     signature.update({n: "i32" for n in ints})
-    consts = {"s_c": 1, "o_c": 1, "ATTENTION": mode == "attention", "BLOCK_P": 4, "BLOCK_C": 512}
     signature.update({n: "constexpr" for n in consts})
     signature = {n: signature[n] for n in kernel.arg_names}
     constexprs = {(kernel.arg_names.index(n),): v for n, v in consts.items()}
@@ -135,3 +203,48 @@ def test_kernel_compiles_for_hopper_without_a_gpu(dtype: str, mode: str) -> None
             pytest.skip(f"no CUDA toolchain in this triton: {err}")
         raise
     assert "cubin" in out.asm and out.asm["ptx"].count("st.global") > 0
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("mode", ["max", "attention"])
+def test_ego_side_kernel_matches_fuse_at_ego_on_cuda(mode: str) -> None:
+    """The sweep's shape class on the GPU: 384 channels-first channels, 4 collaborators, 3
+    condition blocks sharing the ego's maps, holes in ``valid``; and ``fuse_at_ego`` takes the
+    kernel there (its fused map equals ``fuse_collaborators``')."""
+    from v2x.perception.bev import BEVGrid
+    from v2x.perception.ego_fusion import _kernel_mode, fuse_at_ego
+    from v2x.perception.fusion import build_fusion
+    from v2x.perception.warp import (
+        perturb_poses,
+        relative_level_transforms,
+        sample_maps,
+        warp_sampling_grid,
+    )
+    from v2x.perception.warp_fusion_triton import fuse_collaborators
+
+    device = torch.device("cuda")
+    grid = BEVGrid(x_range_m=(-28.8, 28.8), y_range_m=(-12.8, 12.8))
+    e, u, m, c = 2, 3, 4, 384
+    n = e * u
+    h, w = grid.height // 2, grid.width // 2
+    g = torch.Generator().manual_seed(1)
+    poses = torch.eye(4, dtype=torch.float64).repeat(n, m + 1, 1, 1)
+    poses[..., 0, 3] = torch.arange(m + 1, dtype=torch.float64) * 6.0
+    rel = relative_level_transforms(perturb_poses(poses, 1.0, 0.3, generator=g))[:, 1:]
+    sample_grid, coverage = warp_sampling_grid(rel.to(device), grid, h, w)
+    holes = torch.rand(n, m, 1, h, w, generator=g) < 0.9
+    valid = coverage.view(n, m, 1, h, w) & holes.to(device)
+    maps = torch.randn(n, m, c, h, w, generator=g)
+    maps[3, 1, 7, 5, 9] = float("nan")
+    collab, ego = maps.to(device), torch.randn(e, 1, c, h, w, generator=g).to(device)
+    fusion = build_fusion(mode)
+    warped = sample_maps(collab.reshape(-1, c, h, w), sample_grid).view(n, m, c, h, w)
+    ref = fusion.fuse_warped(ego.repeat(u, 1, 1, 1, 1), warped, valid)
+    got = fuse_collaborators(ego, collab, sample_grid, valid, mode)
+    torch.testing.assert_close(got, ref, rtol=1e-5, atol=1e-5 * ref.abs().max().item())
+    with torch.no_grad():
+        assert _kernel_mode(fusion, ego, collab) == mode
+        head = torch.nn.Module()
+        head.head = lambda x: (x[:, :1], x[:, 1:2])
+        fused, _, _ = fuse_at_ego(head, fusion, ego, collab, sample_grid, valid)
+    assert torch.equal(fused, got)
