@@ -65,6 +65,38 @@ def _sample(f_ptr, g_ptr, b, a, A, p, pm, coff, cm, H, W, h, w, s_b, s_a, s_y, s
     return val, covered
 
 
+@triton.jit
+def _program_cells(h, w, C, BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr):
+    """This program's ego cells ``p`` (block ``program_id(0)``, mask ``pm``, row ``y``, column
+    ``x``) ``[BLOCK_P]`` and the channels ``c`` (mask ``cm``) ``[BLOCK_C]``."""
+    p = tl.program_id(0) * BLOCK_P + tl.arange(0, BLOCK_P)
+    y = p // w
+    c = tl.arange(0, BLOCK_C)
+    return p, p < h * w, y, p - y * w, c, c < C
+
+
+@triton.jit
+def _fold(acc, m_run, l_run, q, val, usable, cm, sqrt_c, ATTENTION: tl.constexpr):
+    """Fold one agent's sampled map ``val [BLOCK_P, BLOCK_C]`` into the running result ``acc``
+    where ``usable [BLOCK_P]`` and every channel of the cell is finite: the maximum
+    (finfo(float32).min elsewhere), or the attention's softmax-weighted sum kept online against
+    the ego's query ``q`` (running maximum logit ``m_run`` and normaliser ``l_run``)."""
+    finite = tl.where(cm[None, :], tl.abs(val) < float("inf"), True)
+    valid = usable & (tl.min(finite.to(tl.int32), axis=1) > 0)
+    f = tl.where(valid[:, None], val, 0.0)
+    if ATTENTION:
+        logit = tl.where(valid, tl.sum(q * f, axis=1) / sqrt_c, float("-inf"))
+        m_new = tl.maximum(m_run, logit)
+        scale = tl.exp(m_run - m_new)
+        pw = tl.exp(logit - m_new)
+        l_run = l_run * scale + pw
+        acc = acc * scale[:, None] + pw[:, None] * f
+        m_run = m_new
+    else:
+        acc = tl.maximum(acc, tl.where(valid[:, None], f, -3.4028234663852886e38))
+    return acc, m_run, l_run
+
+
 #: (ego cells per program, warps) tried by the autotuner on first use of a shape: none spills
 #: registers on sm_90 with 384 channels (16 cells on 8 warps, or 8 on 16, would)
 TUNED = [(2, 2), (2, 4), (4, 4), (4, 8), (8, 8)]
@@ -82,12 +114,7 @@ def _warp_fuse_kernel(
     # features [B, A, C, H, W] (strides s_*), sample grid [B·A, h, w, 2] contiguous float32,
     # out [B, C, h, w] float32 (strides o_*); program (cell block, frame)
     b = tl.program_id(1)
-    p = tl.program_id(0) * BLOCK_P + tl.arange(0, BLOCK_P)
-    pm = p < h * w
-    y = p // w
-    x = p - y * w
-    c = tl.arange(0, BLOCK_C)
-    cm = c < C
+    p, pm, y, x, c, cm = _program_cells(h, w, C, BLOCK_P, BLOCK_C)
     coff = c.to(tl.int64)[None, :] * s_c
     # the ego: always used, its non-finite entries zeroed (clean_mask)
     val, _ = _sample(f_ptr, g_ptr, b, 0, A, p, pm, coff, cm, H, W, h, w, s_b, s_a, s_y, s_x)
@@ -99,19 +126,7 @@ def _warp_fuse_kernel(
         val, covered = _sample(
             f_ptr, g_ptr, b, a, A, p, pm, coff, cm, H, W, h, w, s_b, s_a, s_y, s_x
         )
-        finite = tl.where(cm[None, :], tl.abs(val) < float("inf"), True)
-        valid = covered & (tl.min(finite.to(tl.int32), axis=1) > 0)
-        f = tl.where(valid[:, None], val, 0.0)
-        if ATTENTION:
-            logit = tl.where(valid, tl.sum(q * f, axis=1) / sqrt_c, float("-inf"))
-            m_new = tl.maximum(m_run, logit)
-            scale = tl.exp(m_run - m_new)
-            pw = tl.exp(logit - m_new)
-            l_run = l_run * scale + pw
-            acc = acc * scale[:, None] + pw[:, None] * f
-            m_run = m_new
-        else:  # the masked maximum: finfo(float32).min where the agent is not valid
-            acc = tl.maximum(acc, tl.where(valid[:, None], f, -3.4028234663852886e38))
+        acc, m_run, l_run = _fold(acc, m_run, l_run, q, val, covered, cm, sqrt_c, ATTENTION)
     if ATTENTION:
         acc = acc / l_run[:, None]
     ooff = b.to(tl.int64) * o_b + (y.to(tl.int64) * o_y + x.to(tl.int64) * o_x)[:, None]
@@ -133,12 +148,7 @@ def _fuse_at_ego_kernel(
     # valid [N·M, h·w] uint8 contiguous, out [N, C, h, w] float32 (strides o_*); program
     # (cell block, fused map)
     n = tl.program_id(1)
-    p = tl.program_id(0) * BLOCK_P + tl.arange(0, BLOCK_P)
-    pm = p < h * w
-    y = p // w
-    x = p - y * w
-    c = tl.arange(0, BLOCK_C)
-    cm = c < C
+    p, pm, y, x, c, cm = _program_cells(h, w, C, BLOCK_P, BLOCK_C)
     cell = (y.to(tl.int64) * e_y + x.to(tl.int64) * e_x)[:, None]
     own = e_ptr + (n % E).to(tl.int64) * e_n + cell + c.to(tl.int64)[None, :] * e_c
     val = tl.load(own, mask=pm[:, None] & cm[None, :], other=0.0).to(tl.float32)
@@ -148,23 +158,9 @@ def _fuse_at_ego_kernel(
     l_run = tl.full([BLOCK_P], 1.0, dtype=tl.float32)
     coff = c.to(tl.int64)[None, :] * s_c
     for a in range(0, M):
-        val, _ = _sample(
-            f_ptr, g_ptr, n, a, M, p, pm, coff, cm, H, W, h, w, s_n, s_m, s_y, s_x
-        )
+        val, _ = _sample(f_ptr, g_ptr, n, a, M, p, pm, coff, cm, H, W, h, w, s_n, s_m, s_y, s_x)
         sent = tl.load(v_ptr + (n * M + a).to(tl.int64) * h * w + p, mask=pm, other=0) != 0
-        finite = tl.where(cm[None, :], tl.abs(val) < float("inf"), True)
-        valid = sent & (tl.min(finite.to(tl.int32), axis=1) > 0)
-        f = tl.where(valid[:, None], val, 0.0)
-        if ATTENTION:
-            logit = tl.where(valid, tl.sum(q * f, axis=1) / sqrt_c, float("-inf"))
-            m_new = tl.maximum(m_run, logit)
-            scale = tl.exp(m_run - m_new)
-            pw = tl.exp(logit - m_new)
-            l_run = l_run * scale + pw
-            acc = acc * scale[:, None] + pw[:, None] * f
-            m_run = m_new
-        else:  # the masked maximum: finfo(float32).min where the collaborator is not valid
-            acc = tl.maximum(acc, tl.where(valid[:, None], f, -3.4028234663852886e38))
+        acc, m_run, l_run = _fold(acc, m_run, l_run, q, val, sent, cm, sqrt_c, ATTENTION)
     if ATTENTION:
         acc = acc / l_run[:, None]
     ooff = n.to(tl.int64) * o_n + (y.to(tl.int64) * o_y + x.to(tl.int64) * o_x)[:, None]
@@ -251,7 +247,9 @@ def fuse_collaborators(
     Returns: ``[N, C, h, w]`` float32, contiguous.
     """
     if mode not in MODES:
-        raise ValueError(f"fuse_collaborators: mode must be one of {', '.join(MODES)}, got {mode!r}")
+        raise ValueError(
+            f"fuse_collaborators: mode must be one of {', '.join(MODES)}, got {mode!r}"
+        )
     n, m, c, hh, ww = collaborators.shape
     e = ego.shape[0]
     h, w = sample_grid.shape[1:3]

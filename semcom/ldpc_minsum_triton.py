@@ -34,6 +34,23 @@ def check_edges(idx_ptr, chk, d, z, deg, valid):
 
 
 @triton.jit
+def signed_minima(min1, min2, odd, alpha, beta, OFFSET: tl.constexpr, HALF: tl.constexpr):
+    """A check's two smallest ``|t|`` → the messages' magnitudes with the check's sign:
+    ``α·s·max(min − β, 0)`` (``β`` with ``OFFSET``; ``s = −1`` where ``odd`` edges are negative),
+    float16-rounded with ``HALF`` (as stored)."""
+    if OFFSET:
+        min1 = tl.maximum(min1 - beta, 0.0)
+        min2 = tl.maximum(min2 - beta, 0.0)
+    scale = tl.where(odd == 1, -1.0, 1.0) * alpha
+    m1s = min1 * scale
+    m2s = min2 * scale
+    if HALF:
+        m1s = m1s.to(tl.float16).to(tl.float32)
+        m2s = m2s.to(tl.float16).to(tl.float32)
+    return m1s, m2s
+
+
+@triton.jit
 def check_update(
     t, m, d, alpha, beta, pad_llr, OFFSET: tl.constexpr, HALF: tl.constexpr, AXIS: tl.constexpr
 ):
@@ -46,20 +63,25 @@ def check_update(
     arg = tl.argmin(a, axis=AXIS)
     at_min = d == tl.expand_dims(arg, AXIS)
     min2 = tl.min(tl.where(at_min, pad_llr, a), axis=AXIS)
-    if OFFSET:
-        min1 = tl.maximum(min1 - beta, 0.0)
-        min2 = tl.maximum(min2 - beta, 0.0)
     neg = (t.to(tl.int32, bitcast=True) < 0) & m
     odd = tl.sum(neg.to(tl.int32), axis=AXIS) & 1
-    scale = tl.where(odd == 1, -1.0, 1.0) * alpha
-    m1s = min1 * scale
-    m2s = min2 * scale
-    if HALF:
-        m1s = m1s.to(tl.float16).to(tl.float32)
-        m2s = m2s.to(tl.float16).to(tl.float32)
+    m1s, m2s = signed_minima(min1, min2, odd, alpha, beta, OFFSET, HALF)
     mag = tl.where(at_min, tl.expand_dims(m2s, AXIS), tl.expand_dims(m1s, AXIS))
     r = tl.where(neg, -mag, mag)
     return r, m1s, m2s, arg, neg
+
+
+@triton.jit
+def _edge_t(llr_ptr, r_ptr, idx_ptr, edge, b, bm, nb):
+    """Edge ``edge`` of a row group for blocks ``b``: ``t = L − R`` float32 ``[BLOCK_B]``, where
+    it is real (``m``: not padding, ``b < nb``) and the offsets of its ``L`` and ``R``."""
+    vn = tl.load(idx_ptr + edge)
+    m = bm & (vn + tl.zeros_like(b) >= 0)  # (a block: the interpreter masks with blocks)
+    off_l = vn.to(tl.int64) * nb + b
+    off_r = edge.to(tl.int64) * nb + b
+    t = tl.load(llr_ptr + off_l, mask=m, other=0.0).to(tl.float32)
+    t -= tl.load(r_ptr + off_r, mask=m, other=0.0).to(tl.float32)
+    return t, m, off_l, off_r
 
 
 @triton.jit
@@ -83,36 +105,16 @@ def layer_kernel(
     arg = tl.zeros([BLOCK_B], dtype=tl.int32)
     odd = tl.zeros([BLOCK_B], dtype=tl.int32)
     for d in tl.static_range(DEG):
-        edge = (i * DEG + d) * z + j
-        vn = tl.load(idx_ptr + edge)
-        m = bm & (vn + tl.zeros_like(b) >= 0)  # (a block: the interpreter masks with blocks)
-        t = tl.load(llr_ptr + vn.to(tl.int64) * nb + b, mask=m, other=0.0).to(tl.float32) - tl.load(
-            r_ptr + edge.to(tl.int64) * nb + b, mask=m, other=0.0
-        ).to(tl.float32)
+        t, m, _, _ = _edge_t(llr_ptr, r_ptr, idx_ptr, (i * DEG + d) * z + j, b, bm, nb)
         a = tl.where(m, tl.abs(t), pad_llr)
         first = a < min1
         min2 = tl.where(first, min1, tl.minimum(min2, a))
         min1 = tl.where(first, a, min1)
         arg = tl.where(first, d, arg)
         odd = odd ^ ((t.to(tl.int32, bitcast=True) < 0) & m).to(tl.int32)
-    if OFFSET:
-        min1 = tl.maximum(min1 - beta, 0.0)
-        min2 = tl.maximum(min2 - beta, 0.0)
-    scale = tl.where(odd == 1, -1.0, 1.0) * alpha
-    m1s = min1 * scale
-    m2s = min2 * scale
-    if HALF:
-        m1s = m1s.to(tl.float16).to(tl.float32)
-        m2s = m2s.to(tl.float16).to(tl.float32)
+    m1s, m2s = signed_minima(min1, min2, odd, alpha, beta, OFFSET, HALF)
     for d in tl.static_range(DEG):
-        edge = (i * DEG + d) * z + j
-        vn = tl.load(idx_ptr + edge)
-        m = bm & (vn + tl.zeros_like(b) >= 0)  # (a block: the interpreter masks with blocks)
-        off_l = vn.to(tl.int64) * nb + b
-        off_r = edge.to(tl.int64) * nb + b
-        t = tl.load(llr_ptr + off_l, mask=m, other=0.0).to(tl.float32) - tl.load(
-            r_ptr + off_r, mask=m, other=0.0
-        ).to(tl.float32)
+        t, m, off_l, off_r = _edge_t(llr_ptr, r_ptr, idx_ptr, (i * DEG + d) * z + j, b, bm, nb)
         mag = tl.where(arg == d, m2s, m1s)
         r = tl.where((t.to(tl.int32, bitcast=True) < 0) & m, -mag, mag)
         tl.store(r_ptr + off_r, r.to(r_ptr.dtype.element_ty), mask=m)
