@@ -91,6 +91,6 @@ class AWGNChannel(Channel):
             return False
         if x.requires_grad and torch.is_grad_enabled():
             return False
-        from v2x.channels.awgn_triton import triton_available
+        from v2x.common import triton_available
 
         return triton_available()

@@ -13,14 +13,6 @@ _KERNEL = None
 BLOCK = 2048
 
 
-def triton_available() -> bool:
-    try:
-        import triton  # noqa: F401
-    except ImportError:
-        return False
-    return torch.cuda.is_available()
-
-
 def _kernel():
     global _KERNEL
     if _KERNEL is None:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from v2x.channels.awgn_triton import triton_available
+from v2x.common import triton_available
 from v2x.perception.fusion import AttentionFusion, MaxFusion
 from v2x.perception.warp import sample_maps
 

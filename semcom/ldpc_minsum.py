@@ -408,7 +408,7 @@ class LDPC5GMinSumDecoder:
             if self.backend == "triton":
                 raise ValueError("LDPC min-sum: backend='triton' needs CUDA tensors")
             return False
-        from v2x.channels.awgn_triton import triton_available
+        from v2x.common import triton_available
 
         if self.backend == "triton" and not triton_available():
             raise ValueError("LDPC min-sum: backend='triton' but triton is not installed")

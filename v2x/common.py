@@ -294,6 +294,17 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def triton_available() -> bool:
+    """Triton is installed and a CUDA device is visible (its kernels can run compiled)."""
+    import torch
+
+    try:
+        import triton  # noqa: F401
+    except ImportError:
+        return False
+    return torch.cuda.is_available()
+
+
 #: The packages whose Python sources make up ``code_hash`` (every package installed under the
 #: ``v2x`` namespace; ``tests/core/test_results.py`` checks the list against ``pyproject.toml``).
 CODE_PACKAGES: tuple[str, ...] = (

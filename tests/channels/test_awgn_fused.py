@@ -12,7 +12,7 @@ pytestmark = pytest.mark.gpu
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_fused_awgn_noise_statistics_match_the_snr():
-    from v2x.channels.awgn_triton import triton_available
+    from v2x.common import triton_available
 
     if not triton_available():
         pytest.skip("triton not installed")

@@ -7,6 +7,7 @@ import pytest
 import torch
 from torch import nn
 
+from v2x.common import triton_available
 from v2x.perception.bev import BEVGrid
 from v2x.perception.ego_fusion import _kernel_mode, fuse_at_ego
 from v2x.perception.fusion import build_fusion
@@ -68,11 +69,7 @@ def test_the_kernel_is_taken_only_for_cuda_inference_of_max_and_attention() -> N
     ego, collab, _, _ = _inputs(e=1, u=1, m=1)
     for name in ("max", "attention", "mean", "max_extrapolated"):
         assert _kernel_mode(build_fusion(name), ego, collab) is None  # CPU
-    if torch.cuda.is_available():
-        try:
-            import triton  # noqa: F401
-        except ImportError:
-            return
+    if triton_available():
         ego, collab = ego.cuda(), collab.cuda()
         modes = {
             n: _kernel_mode(build_fusion(n), ego, collab)

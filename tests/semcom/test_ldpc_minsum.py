@@ -297,7 +297,7 @@ def test_ldpc_decoder_is_a_config_field():
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_cuda_torch_and_triton_paths_match_the_cpu_decoder():
-    from v2x.channels.awgn_triton import triton_available
+    from v2x.common import triton_available
 
     enc = block_code(14, 1024).ldpc_encoder
     g = torch.Generator().manual_seed(5)
@@ -412,7 +412,7 @@ def test_kernel_traffic_model_and_new_arguments():
 def test_cuda_triton_modes_match_the_torch_path(precision: str):
     """On CUDA: compressed and per-edge Triton kernels equal the torch path (same precision)
     bit for bit, iterations included, on the chain's MCS 5 and 27 codes (both base graphs)."""
-    from v2x.channels.awgn_triton import triton_available
+    from v2x.common import triton_available
 
     if not triton_available():
         pytest.skip("needs triton")
@@ -541,7 +541,7 @@ def test_cuda_persistent_configurations_and_tuning_match_the_per_layer_kernel(mo
     """On CUDA: every launch configuration of the persistent kernel, and the tuned call on a
     batch large enough to be tuned, give the per-layer kernel's bits, iterations and codeword
     flags (MCS 14 with and without early termination, MCS 27: both base graphs)."""
-    from v2x.channels.awgn_triton import triton_available
+    from v2x.common import triton_available
     from v2x.semcom import ldpc_persistent as lp
 
     if not triton_available():
