@@ -4,7 +4,10 @@ grid, fused with the ego's own map, through the head.
 One path for training and evaluation: ``v2x.pipeline.CooperativePipeline`` (evaluation, after
 the codec and the channel), the detector's fused training losses and codec training
 (``v2x.perception.losses.fused_head_outputs``) all call ``fuse_at_ego``, so that what a model
-is trained on and what it is scored on cannot drift apart.
+is trained on and what it is scored on cannot drift apart. In CUDA inference with max or
+attention fusion the warp and the fusion run as one Triton kernel
+(``warp_fusion_triton.fuse_collaborators``): the same values up to the float32 rounding of the
+bilinear sample, tested against this module's torch path.
 
 Shapes: ``N`` fused maps (frames, or frames × conditions), ``M`` collaborators per map,
 ``C`` feature channels, ``h × w`` the strided BEV grid.

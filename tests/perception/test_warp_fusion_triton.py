@@ -133,6 +133,16 @@ def test_mode_and_shapes_are_checked() -> None:
         warp_fuse(feats, torch.zeros(3, 4, 4, 2), "max")
 
 
+def _agents_in_a_row(frames: int, agents: int, g: torch.Generator) -> torch.Tensor:
+    """``[frames, agents, 4, 4]`` ego-to-agent transforms: agents 6 m apart along x, poses
+    perturbed (1 m, 0.3 rad), so that each agent's map covers part of the ego's grid."""
+    from v2x.perception.warp import perturb_poses, relative_level_transforms
+
+    poses = torch.eye(4, dtype=torch.float64).repeat(frames, agents, 1, 1)
+    poses[..., 0, 3] = torch.arange(agents, dtype=torch.float64) * 6.0
+    return relative_level_transforms(perturb_poses(poses, 1.0, 0.3, generator=g))
+
+
 @pytest.mark.gpu
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
 @pytest.mark.parametrize("mode", ["max", "attention"])
@@ -140,12 +150,7 @@ def test_kernel_matches_warp_and_fusion_on_cuda(mode: str, dtype: torch.dtype) -
     """The benchmark's shape class (384 channels, 5 agents, channels-last) on the GPU."""
     from v2x.perception.bev import BEVGrid
     from v2x.perception.fusion import build_fusion
-    from v2x.perception.warp import (
-        perturb_poses,
-        relative_level_transforms,
-        warp_sampling_grid,
-        warp_to_ego,
-    )
+    from v2x.perception.warp import warp_sampling_grid, warp_to_ego
     from v2x.perception.warp_fusion_triton import warp_fuse
 
     device = torch.device("cuda")
@@ -153,9 +158,7 @@ def test_kernel_matches_warp_and_fusion_on_cuda(mode: str, dtype: torch.dtype) -
     b, a, c = 2, 5, 384
     h, w = grid.height // 2, grid.width // 2
     g = torch.Generator().manual_seed(1)
-    poses = torch.eye(4, dtype=torch.float64).repeat(b, a, 1, 1)
-    poses[..., 0, 3] = torch.arange(a, dtype=torch.float64) * 6.0
-    ego_to_agent = relative_level_transforms(perturb_poses(poses, 1.0, 0.3, generator=g))
+    ego_to_agent = _agents_in_a_row(b, a, g)
     maps = torch.randn(b * a, c, h, w, generator=g)
     maps[3, 7, 5, 9] = float("nan")
     feats = maps.to(device, dtype).contiguous(memory_format=torch.channels_last)
@@ -212,12 +215,7 @@ def test_ego_side_kernel_matches_fuse_at_ego_on_cuda(mode: str) -> None:
     from v2x.perception.bev import BEVGrid
     from v2x.perception.ego_fusion import _kernel_mode, fuse_at_ego
     from v2x.perception.fusion import build_fusion
-    from v2x.perception.warp import (
-        perturb_poses,
-        relative_level_transforms,
-        sample_maps,
-        warp_sampling_grid,
-    )
+    from v2x.perception.warp import sample_maps, warp_sampling_grid
     from v2x.perception.warp_fusion_triton import fuse_collaborators
 
     device = torch.device("cuda")
@@ -226,9 +224,7 @@ def test_ego_side_kernel_matches_fuse_at_ego_on_cuda(mode: str) -> None:
     n = e * u
     h, w = grid.height // 2, grid.width // 2
     g = torch.Generator().manual_seed(1)
-    poses = torch.eye(4, dtype=torch.float64).repeat(n, m + 1, 1, 1)
-    poses[..., 0, 3] = torch.arange(m + 1, dtype=torch.float64) * 6.0
-    rel = relative_level_transforms(perturb_poses(poses, 1.0, 0.3, generator=g))[:, 1:]
+    rel = _agents_in_a_row(n, m + 1, g)[:, 1:]
     sample_grid, coverage = warp_sampling_grid(rel.to(device), grid, h, w)
     holes = torch.rand(n, m, 1, h, w, generator=g) < 0.9
     valid = coverage.view(n, m, 1, h, w) & holes.to(device)
