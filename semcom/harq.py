@@ -71,6 +71,7 @@ import math
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
+import numpy as np
 import torch
 
 from v2x.channels.arq import check_feedback_delay  # noqa: F401 - also the codec's check
@@ -311,14 +312,15 @@ def harq_decode_blocks(
     bpp = codec.blocks_per_packet
     for r in range(1, codec.harq_max_rounds + 1):
         # Blocks still failing, per row (global block index inside the group).
-        pending = []  # (group, row, [block indices in the group])
+        pending = []  # (group, row, int64 array of its failed blocks' indices in the group)
         for g in groups:
-            start = 0
-            for i in g["rows"]:
-                idx = [start + j for j in range(nblocks[i]) if not bool(g["ok"][start + j])]
-                if idx:
+            failed = np.flatnonzero(~g["ok"].numpy())  # one scan of the group's blocks
+            ends = np.cumsum([nblocks[i] for i in g["rows"]])
+            cut = np.searchsorted(failed, ends)  # failed[cut[k - 1] : cut[k]] are row k's
+            for k, i in enumerate(g["rows"]):
+                idx = failed[(cut[k - 1] if k else 0) : cut[k]]
+                if idx.size:
                     pending.append((g, i, idx))
-                start += nblocks[i]
         if not pending:
             break
         lengths = [0] * b
@@ -330,7 +332,7 @@ def harq_decode_blocks(
         spp = torch.ones(b, dtype=torch.float64, device=device)
         for g, i, idx in pending:
             s, first = g["s"], sum(nblocks[j] for j in g["rows"] if j < i)
-            local = [k - first for k in idx]
+            local = torch.from_numpy(idx - first)
             if ir and RV_SEQUENCE[r % 4] != 0:
                 bits = _stream_bits(meta["streams"][i].data, nblocks[i], payload_bits)[local]
                 sym = g["code"].encode(bits.to(device), rv=RV_SEQUENCE[r % 4])
@@ -348,7 +350,7 @@ def harq_decode_blocks(
             if not mine:
                 continue
             s = g["s"]
-            sel = torch.tensor([k for _, idx in mine for k in idx], dtype=torch.int64)
+            sel = torch.from_numpy(np.concatenate([idx for _, idx in mine]))
             xs = torch.cat([xr[i, : len(idx) * s].reshape(len(idx), s) for i, idx in mine])
             ns = torch.cat([nr[i, : len(idx) * s].reshape(len(idx), s) for i, idx in mine])
             if exact:

@@ -93,6 +93,73 @@ def _offset_step(
     return lo, torch.where(step > 0, step, torch.ones_like(step))
 
 
+@dataclass
+class OccupiedLevels:
+    """One map quantised as ``quantize`` does, kept for its occupied cells only: what the
+    digital codec codes and sends.
+
+    Attributes:
+        levels: ``[C, n]`` int64 levels of the ``n`` occupied cells, in raster order
+            (``quantize(features[None], …).levels[0][:, occupied]``, tested equal).
+        offset: ``[G]`` float32 value of level 0 (``G = C`` per channel, 1 per map).
+        step: ``[G]`` float32 quantisation step (> 0).
+        occupied: ``[H, W]`` bool occupancy map.
+        bits: bits per level.
+    """
+
+    levels: torch.Tensor
+    offset: torch.Tensor
+    step: torch.Tensor
+    occupied: torch.Tensor
+    bits: int
+
+
+def _occupied_values(
+    feature_map: torch.Tensor, per_channel: bool
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``feature_map [C, H, W]`` → its occupied values ``[C, n]`` float32 (raster order), the
+    occupancy ``[H, W]`` and each group's lowest and highest occupied value ``[G]``
+    (``±float32 max`` for a group with no occupied cell, as ``quantize``'s masked minimum)."""
+    x = feature_map.to(torch.float32)
+    occ = occupancy(x[None])[0]
+    values = x[:, occ]  # [C, n]
+    grouped = values if per_channel else values.reshape(1, -1)
+    big = torch.finfo(torch.float32).max
+    if grouped.shape[1]:
+        return values, occ, grouped.amin(1), grouped.amax(1)
+    g = grouped.shape[0]
+    return (
+        values,
+        occ,
+        torch.full((g,), big, device=x.device),
+        torch.full((g,), -big, device=x.device),
+    )
+
+
+def _levels(values: torch.Tensor, lo: torch.Tensor, step: torch.Tensor, bits: int) -> torch.Tensor:
+    """``values [G, n]`` or ``[C, n]`` → float32 levels in ``0 … 2^bits − 1``, with ``quantize``'s
+    arithmetic (``round((x − offset) / step)``, clamped); ``lo``/``step`` ``[G]`` broadcast."""
+    top = float(2**bits - 1)
+    return torch.round((values - lo[:, None]) / step[:, None]).clamp_(0, top)
+
+
+def quantize_occupied(
+    feature_map: torch.Tensor, bits: int, per_channel: bool = True
+) -> OccupiedLevels:
+    """``quantize(feature_map[None], bits, per_channel)`` for one ``[C, H, W]`` map, computed on
+    its occupied cells only (same offsets, steps and float32 arithmetic; no full-size masked
+    copies), on the map's device."""
+    check_bits(bits)
+    if feature_map.dim() != 3:
+        raise ValueError(
+            f"quantize_occupied: 'feature_map' must be [C, H, W], got {tuple(feature_map.shape)}"
+        )
+    values, occ, lo, hi = _occupied_values(feature_map, per_channel)
+    lo, step = _offset_step(lo, hi, bits)
+    levels = _levels(values, lo, step, bits).to(torch.int64)
+    return OccupiedLevels(levels=levels, offset=lo, step=step, occupied=occ, bits=bits)
+
+
 def level_histograms(
     features: torch.Tensor, bits: Iterable[int], per_channel: bool = True
 ) -> dict[int, np.ndarray]:
@@ -102,7 +169,7 @@ def level_histograms(
     equal).
 
     Args:
-        features: ``[1, C, H, W]`` float, one map.
+        features: ``[1, C, H, W]`` float, one map (any device).
         bits: the bit depths wanted.
         per_channel: as ``quantize``'s.
 
@@ -113,20 +180,14 @@ def level_histograms(
         raise ValueError(
             f"level_histograms: 'features' must be [1, C, H, W], got {tuple(features.shape)}"
         )
-    x = features[0].to(torch.float32)
-    occ = occupancy(x[None])[0]
-    values = x[:, occ] if per_channel else x[:, occ].reshape(1, -1)  # [G, n]
-    big = torch.finfo(torch.float32).max
-    g, n = values.shape
-    lo_all = values.amin(1) if n else torch.full((g,), big)
-    hi_all = values.amax(1) if n else torch.full((g,), -big)
+    values, _, lo_all, hi_all = _occupied_values(features[0], per_channel)
+    values = values if per_channel else values.reshape(1, -1)  # [G, n]
     out = {}
     for b in bits:
         check_bits(b)
         lo, step = _offset_step(lo_all, hi_all, b)
-        top = float(2**b - 1)
-        levels = torch.round((values - lo[:, None]) / step[:, None]).clamp_(0, top)
-        out[b] = np.bincount(levels.to(torch.int64).reshape(-1).numpy(), minlength=2**b)
+        levels = _levels(values, lo, step, b).to(torch.int64).reshape(-1)
+        out[b] = torch.bincount(levels, minlength=2**b).cpu().numpy()
     return out
 
 

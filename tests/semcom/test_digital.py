@@ -357,3 +357,44 @@ def test_digital_chain_on_cuda(decoder: str):
     assert out.device.type == "cuda"
     assert torch.equal(out[0], dequantize(quantize(x[:1], 6))[0])
     assert bool((out[1] == 0).all())  # MCS 0 at -15 dB: every block lost
+
+
+@pytest.mark.parametrize("per_channel", [True, False])
+def test_stream_bytes_follow_the_documented_layout(per_channel: bool):
+    """The stream parsed by hand from the module docstring's layout: ``bits``, flags, the
+    deflated occupancy bitmap, float32 offsets and steps, the zlib'd ``uint32`` histogram, the
+    varint segment lengths, then each segment an ANS code (constriction, read directly) of its
+    occupied cells' levels, cell-major. Oracle: ``quantize`` of the map."""
+    import constriction
+
+    x = _features(1, 5, 12, 8, density=0.3, seed=4)
+    codec = DigitalCodec(bits=4, per_channel=per_channel, rows_per_segment=3)
+    stream = codec._fit_stream(x, 0, 10)
+    q = quantize(x, 4, per_channel)
+    data, pos = stream.data, 2
+    assert data[0] == 4 and data[1] == (1 if per_channel else 0)  # per channel; not dense
+    n, pos = data[pos], pos + 1  # one-byte varint: the bitmap is short
+    assert n == 12 and len(zlib.compress(data[pos : pos + n], 9)) >= n
+    occ = np.unpackbits(np.frombuffer(data[pos : pos + n], np.uint8))
+    assert np.array_equal(occ.reshape(12, 8).astype(bool), q.occupied[0].numpy())
+    pos += n
+    g = 5 if per_channel else 1
+    assert np.array_equal(np.frombuffer(data, "<f4", g, pos), q.offset[0].numpy())
+    assert np.array_equal(np.frombuffer(data, "<f4", g, pos + 4 * g), q.step[0].numpy())
+    pos += 8 * g
+    n, pos = data[pos], pos + 1
+    counts = np.frombuffer(zlib.decompress(data[pos : pos + n]), "<u4")
+    levels, occupied = q.levels[0].numpy(), q.occupied[0].numpy()
+    assert np.array_equal(counts, np.bincount(levels[:, occupied].reshape(-1), minlength=16))
+    pos += n
+    lengths = list(data[pos : pos + 4])  # four segments of 3 rows, each shorter than 128 bytes
+    pos += 4
+    assert pos == stream.header_bytes and lengths == stream.segment_bytes
+    model = constriction.stream.model.Categorical(counts / counts.sum(), perfect=False)
+    for j, n in enumerate(lengths):
+        rows = slice(3 * j, 3 * j + 3)
+        want = levels[:, rows][:, occupied[rows]].T.reshape(-1)  # cell-major, raster order
+        coder = constriction.stream.stack.AnsCoder(np.frombuffer(data[pos : pos + n], "<u4"))
+        assert np.array_equal(coder.decode(model, want.size), want) and coder.is_empty()
+        pos += n
+    assert pos == len(data)

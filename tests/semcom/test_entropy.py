@@ -81,3 +81,19 @@ def test_bad_arguments():
         entropy.EntropyModel.fit(np.zeros(3), 4, "huffman")
     with pytest.raises(ValueError, match="outside"):
         entropy.encode(np.array([5]), entropy.EntropyModel("zlib", 4))
+
+
+@pytest.mark.parametrize("backend", [*BACKENDS, "ans_estimate"])
+def test_encode_segments_equals_encode_per_segment(backend: str):
+    """Oracle: one ``encode`` call per segment (empty segments included)."""
+    s = _sparse_symbols(5000, 16, 0.3, seed=3)
+    bounds = np.array([0, 0, 17, 900, 900, 2500, 5000])
+    model = entropy.EntropyModel.fit(s, 16, backend)
+    got = entropy.encode_segments(s, bounds, model)
+    assert got == [entropy.encode(s[a:z], model) for a, z in zip(bounds[:-1], bounds[1:])]
+    with pytest.raises(ValueError, match="outside"):
+        entropy.encode_segments(np.array([0, 16]), np.array([0, 2]), model)
+    if backend.startswith("ans"):  # a symbol the model gives no probability
+        rare = entropy.EntropyModel.fit(np.zeros(4, dtype=np.int64), 16, backend)
+        with pytest.raises(ValueError, match="not fitted"):
+            entropy.encode_segments(np.array([0, 1]), np.array([0, 1, 2]), rare)

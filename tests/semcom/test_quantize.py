@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from v2x.semcom.quantize import dequantize, occupancy, quantize
+from v2x.semcom.quantize import dequantize, occupancy, quantize, quantize_occupied
 
 
 def _sparse_features(
@@ -59,3 +59,21 @@ def test_bad_input():
         quantize(torch.zeros(1, 1, 2, 2), 17)
     with pytest.raises(ValueError, match=r"\[B, C, H, W\]"):
         quantize(torch.zeros(2, 2), 4)
+
+
+@pytest.mark.parametrize("per_channel", [True, False])
+@pytest.mark.parametrize("bits", [1, 4, 9, 16])
+def test_quantize_occupied_equals_quantize_on_the_occupied_cells(bits: int, per_channel: bool):
+    """Oracle: ``quantize`` of the whole map, read at its occupied cells (raster order)."""
+    x = _sparse_features(seed=bits, b=1, c=6, h=11, w=7)
+    x[0, 2] = 0.0  # a channel empty at every cell
+    x[0, 4] = 3.5  # a constant channel (zero span: step 1)
+    for fm in (x[0], torch.zeros_like(x[0]), x[0, :1]):
+        q = quantize(fm[None], bits, per_channel)
+        occ = quantize_occupied(fm, bits, per_channel)
+        assert torch.equal(occ.occupied, q.occupied[0])
+        assert torch.equal(occ.levels, q.levels[0][:, q.occupied[0]])
+        assert torch.equal(occ.offset, q.offset[0]) and torch.equal(occ.step, q.step[0])
+        assert occ.bits == bits
+    with pytest.raises(ValueError, match=r"\[C, H, W\]"):
+        quantize_occupied(x, bits)
