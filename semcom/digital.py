@@ -184,6 +184,8 @@ class MapStream:
             same source coding (one map at one ``bits``, sent at several SNRs): ``{segment
             index: symbols}`` and ``"whole"``: ``(stream bytes, [C, H, W] map, [H, W]
             delivered)`` of the last stream received whole; see ``decode_map_stream``'s ``sent``.
+        cells_memo: ``sent_cells``' read-only answers per (height, width, cells per segment):
+            the source-coding memo hands the same stream object to each of a map's ``K`` SNRs.
     """
 
     data: bytes
@@ -192,19 +194,24 @@ class MapStream:
     bits: int
     segment_cells: list[int] = field(default_factory=list)
     decoded: dict[int | str, Any] = field(default_factory=dict, repr=False)
+    cells_memo: dict[tuple[int, int, int], np.ndarray] = field(
+        default_factory=dict, repr=False, compare=False
+    )
 
     def sent_cells(self, height: int, width: int, cells_per_segment: int) -> np.ndarray:
         """``[H, W]`` bool: the cells whose values this stream conveys — those of segments that
         were sent, and of empty segments (known to be 0 from the header) — all False when
         nothing is sent. Equal to ``decode_map_stream``'s ``delivered`` when nothing is lost."""
-        out = np.zeros(height * width, dtype=bool)
-        if not self.data:
-            return out.reshape(height, width)
-        segs = _segments(height * width, cells_per_segment)
-        for j, (a, z) in enumerate(segs):
-            empty = bool(self.segment_cells) and self.segment_cells[j] == 0
-            out[a:z] = self.segment_bytes[j] > 0 or empty
-        return out.reshape(height, width)
+        key = (height, width, cells_per_segment)
+        if key not in self.cells_memo:
+            out = np.zeros(height * width, dtype=bool)
+            if self.data:
+                for j, (a, z) in enumerate(_segments(height * width, cells_per_segment)):
+                    empty = bool(self.segment_cells) and self.segment_cells[j] == 0
+                    out[a:z] = self.segment_bytes[j] > 0 or empty
+            out.setflags(write=False)
+            self.cells_memo[key] = out.reshape(height, width)
+        return self.cells_memo[key]
 
 
 @dataclass
@@ -741,7 +748,9 @@ class DigitalCodec(Codec):
                 continue  # what the loop would conclude after coding the map at these bits
             if parts is None:
                 parts = cache[key] = self._source_code(feature_map, digest, bits, cache)
-            stream = _assemble(parts)
+            stream = cache.get((digest, bits, "whole"))  # the K - 1 repeats of this map
+            if stream is None:
+                stream = cache[(digest, bits, "whole")] = _assemble(parts)
             if budget is None or self._uses_for_bytes(len(stream.data), mcs_index) <= budget:
                 return stream
         assert parts is not None
