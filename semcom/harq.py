@@ -296,7 +296,7 @@ def harq_decode_blocks(
             llr = _llr_chunked(codec, code, xs, ns) if xs.shape[0] else xs.real
             g["llr"] = [llr]  # one entry per round (ir) or the running sum (chase)
             u, ok = _decode_chunked(codec, code, llr)
-            g["u"], g["ok"] = u.cpu(), ok.cpu()
+            g["u"], g["ok"] = u, ok.cpu()  # bits stay on the device (packed there)
         else:
             assert codec.table is not None
             snr_eff = effective_snr_db(ns, m)
@@ -365,7 +365,7 @@ def harq_decode_blocks(
                 else:
                     g["llr"][0][sel.to(llr.device)] += llr
                     u, ok = _decode_chunked(codec, code, g["llr"][0][sel.to(llr.device)])
-                g["u"][sel] = u.cpu()
+                g["u"][sel.to(u.device)] = u
                 g["ok"][sel] = ok.cpu()
             else:
                 prev = g["no"][sel.to(g["no"].device)]

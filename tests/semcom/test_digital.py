@@ -398,3 +398,38 @@ def test_stream_bytes_follow_the_documented_layout(per_channel: bool):
         assert np.array_equal(coder.decode(model, want.size), want) and coder.is_empty()
         pos += n
     assert pos == len(data)
+
+
+def test_pack_bits_is_numpy_packbits():
+    """``pack_bits`` (how a GPU packs the decoded bits before the copy to the host) against
+    ``numpy.packbits``, for uint8 and float bits."""
+    from v2x.semcom.digital import pack_bits
+
+    bits = torch.randint(0, 2, (8 * 1001,), generator=torch.Generator().manual_seed(5))
+    want = np.packbits(bits.numpy().astype(np.uint8))
+    for dtype in (torch.uint8, torch.float32, torch.int64):
+        got = pack_bits(bits.to(dtype))
+        assert got.dtype == torch.uint8 and np.array_equal(got.numpy(), want)
+
+
+def test_received_streams_packed_on_the_device_equal_numpy_per_row():
+    """The GPU path of the receiver (rows' bits cut, joined, packed by ``pack_bits`` and split
+    back) run on the CPU against numpy's per-row ``packbits``: rows of different lengths, a row
+    with nothing sent and a fast-mode row without bits."""
+    from v2x.semcom.digital import MapStream, received_streams
+
+    g = torch.Generator().manual_seed(6)
+    streams, blocks = [], []
+    for n in (130, 0, 977, 1, 125):
+        nb = max(1, -(-n * 8 // 1000))
+        streams.append(MapStream(bytes(n), 0, [], 4))
+        blocks.append(
+            (
+                torch.ones(nb, dtype=torch.bool),
+                torch.randint(0, 2, (nb, 1000), generator=g, dtype=torch.uint8),
+            )
+        )
+    blocks[3] = (blocks[3][0], None)
+    host = received_streams(streams, blocks, on_device=False)
+    assert sorted(host) == [0, 2, 4] and [len(host[i]) for i in (0, 2, 4)] == [130, 977, 125]
+    assert received_streams(streams, blocks, on_device=True) == host
