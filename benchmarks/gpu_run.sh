@@ -45,6 +45,9 @@
 #          s); results under outputs/sweep_main_payload of the tree, so a run cut short resumes
 #          when that folder is carried back; then benchmarks/profile_digital_payload.py (one
 #          frame's 4 maps at -5/10/20 dB, warm, cProfile + torch.profiler)
+#   digital  the digital chain's GPU tests, then the issue-16 setting: 1 Mbit per link
+#          (64 x 64 x 64 maps at 4 bits), one frame's 4 links at -5/10/20 dB (as 2026-12-01h)
+#          and a sweep's batch of 16 frames x 4 links at 7 SNRs (~5 min)
 #
 # Each step writes <name>.txt (warnings filtered out) into a work folder ($W, default
 # /tmp/gpu_run) and prints its exit code and last N lines (N=12 unless set); after every step
@@ -54,9 +57,9 @@
 set -o pipefail
 SET=${1:-all}
 case "$SET" in
-  all | quick | ldpc | time | verify | codec | frontier | semantic_train | semantic_eval | main | payload) ;;
+  all | quick | ldpc | time | verify | codec | frontier | semantic_train | semantic_eval | main | payload | digital) ;;
   *)
-    echo "benchmarks/gpu_run.sh: SET must be all, quick, ldpc, time, verify, codec, frontier, semantic_train, semantic_eval, main or payload, got '$SET'" >&2
+    echo "benchmarks/gpu_run.sh: SET must be all, quick, ldpc, time, verify, codec, frontier, semantic_train, semantic_eval, main, payload or digital, got '$SET'" >&2
     exit 2
     ;;
 esac
@@ -209,6 +212,15 @@ map_location='cpu', weights_only=False); torch.save({'step': s['step'], 'extra':
     # one link's round trip, warm (every MCS compiled first): where the chain's time goes
     T=${T_B:-120} bench profile_digital_payload --device cuda --channels 384 --size 128 \
       --density 0.4 --snr-db=-5,10,20 --profile 40
+    ;;
+  digital)
+    N=${N:-40}
+    gpu_tests pytest_gpu_digital 180 tests/semcom/test_digital.py tests/semcom/test_demap.py \
+      tests/semcom/test_digital_payload.py tests/semcom/test_harq.py tests/semcom/test_ldpc_minsum.py
+    step digital_1mbit_4links 150 "$R/benchmarks/profile_digital_payload.py" --device cuda \
+      --channels 64 --size 64 --density 1.0 --snr-db=-5,10,20 --profile 30
+    step digital_1mbit_64links 240 "$R/benchmarks/profile_digital_payload.py" --device cuda \
+      --links 64 --channels 64 --size 64 --density 1.0 --snr-db=-10,-5,0,5,10,15,20 --profile 40
     ;;
   frontier)
     N=${N:-30}
