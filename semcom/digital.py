@@ -185,8 +185,9 @@ class MapStream:
             index: symbols}`` and ``"whole"``: ``(stream bytes, [C, H, W] map, [H, W]
             delivered)`` of the last stream received whole; see ``decode_map_stream``'s ``sent``;
             ``("whole", device)``: the same, its map a tensor on ``device`` (``reconstruct``).
-        cells_memo: ``sent_cells``' read-only answers per (height, width, cells per segment):
-            the source-coding memo hands the same stream object to each of a map's ``K`` SNRs.
+        memo: read-only answers of ``sent_cells`` per (height, width, cells per segment)
+            and of ``on_device`` per device: the source-coding memo hands the same stream
+            object to each of a map's ``K`` SNRs.
     """
 
     data: bytes
@@ -195,24 +196,34 @@ class MapStream:
     bits: int
     segment_cells: list[int] = field(default_factory=list)
     decoded: dict[int | str, Any] = field(default_factory=dict, repr=False)
-    cells_memo: dict[tuple[int, int, int], np.ndarray] = field(
+    memo: dict[tuple, np.ndarray | torch.Tensor] = field(
         default_factory=dict, repr=False, compare=False
     )
+
+    def on_device(self, device: torch.device | str) -> torch.Tensor:
+        """``[len(data)]`` uint8: the stream's bytes on ``device``, copied there once (read-only
+        by contract: the stream is shared by a map's ``K`` SNRs and their HARQ rounds)."""
+        key = ("bytes", str(torch.device(device)))
+        if key not in self.memo:
+            raw = torch.frombuffer(bytearray(self.data), dtype=torch.uint8) if self.data else None
+            raw = torch.zeros(0, dtype=torch.uint8) if raw is None else raw
+            self.memo[key] = raw.to(device)
+        return self.memo[key]
 
     def sent_cells(self, height: int, width: int, cells_per_segment: int) -> np.ndarray:
         """``[H, W]`` bool: the cells whose values this stream conveys — those of segments that
         were sent, and of empty segments (known to be 0 from the header) — all False when
         nothing is sent. Equal to ``decode_map_stream``'s ``delivered`` when nothing is lost."""
         key = (height, width, cells_per_segment)
-        if key not in self.cells_memo:
+        if key not in self.memo:
             out = np.zeros(height * width, dtype=bool)
             if self.data:
                 for j, (a, z) in enumerate(_segments(height * width, cells_per_segment)):
                     empty = bool(self.segment_cells) and self.segment_cells[j] == 0
                     out[a:z] = self.segment_bytes[j] > 0 or empty
             out.setflags(write=False)
-            self.cells_memo[key] = out.reshape(height, width)
-        return self.cells_memo[key]
+            self.memo[key] = out.reshape(height, width)
+        return self.memo[key]
 
 
 @dataclass
@@ -796,7 +807,7 @@ class DigitalCodec(Codec):
                 x = code.surrogate_symbols(sum(nblocks[i] for i in rows), device)
             else:
                 bits = torch.cat(
-                    [_stream_bits(streams[i].data, nblocks[i], payload_bits, device) for i in rows]
+                    [_stream_bits(streams[i], nblocks[i], payload_bits, device) for i in rows]
                 )
                 x = code.encode(bits)  # [sum blocks, S]
             start = 0
@@ -1037,12 +1048,16 @@ def block_code_len(mcs_index: int, block_bits: int) -> int:
 
 
 def _stream_bits(
-    data: bytes, nblocks: int, payload_bits: int, device: torch.device | str = "cpu"
+    data: bytes | MapStream, nblocks: int, payload_bits: int, device: torch.device | str = "cpu"
 ) -> torch.Tensor:
     """Bytes → ``[nblocks, payload_bits]`` float32 bits (MSB first, zero-padded) on ``device``
-    (unpacked there: only the bytes travel)."""
-    raw = torch.frombuffer(bytearray(data), dtype=torch.uint8) if data else torch.zeros(0)
-    raw = raw.to(device, torch.uint8)
+    (unpacked there: only the bytes travel; a ``MapStream``'s bytes travel once per device,
+    ``MapStream.on_device``)."""
+    if isinstance(data, MapStream):
+        raw = data.on_device(device)
+    else:
+        raw = torch.frombuffer(bytearray(data), dtype=torch.uint8) if data else torch.zeros(0)
+        raw = raw.to(device, torch.uint8)
     shifts = torch.arange(7, -1, -1, dtype=torch.uint8, device=raw.device)
     bits = ((raw[:, None] >> shifts) & 1).reshape(-1)
     padded = torch.zeros(nblocks * payload_bits, dtype=torch.float32, device=raw.device)

@@ -334,8 +334,8 @@ def harq_decode_blocks(
             s, first = g["s"], sum(nblocks[j] for j in g["rows"] if j < i)
             local = torch.from_numpy(idx - first)
             if ir and RV_SEQUENCE[r % 4] != 0:
-                bits = _stream_bits(meta["streams"][i].data, nblocks[i], payload_bits)[local]
-                sym = g["code"].encode(bits.to(device), rv=RV_SEQUENCE[r % 4])
+                bits = _stream_bits(meta["streams"][i], nblocks[i], payload_bits, device)
+                sym = g["code"].encode(bits[local.to(device)], rv=RV_SEQUENCE[r % 4])
             else:
                 sym = sent_symbols[i, : nblocks[i] * s].reshape(nblocks[i], s)[local]
             x[i, : len(idx) * s] = sym.reshape(-1)

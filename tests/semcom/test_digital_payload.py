@@ -149,7 +149,7 @@ def test_whole_stream_memo_never_serves_another_stream_of_the_same_map():
     ("num_bytes", "nblocks", "payload_bits"), [(0, 1, 8), (5, 1, 40), (7, 3, 24)]
 )
 def test_stream_bits_unpack_msb_first_and_zero_pad(num_bytes, nblocks, payload_bits):
-    from v2x.semcom.digital import _stream_bits
+    from v2x.semcom.digital import MapStream, _stream_bits
 
     data = bytes(np.random.default_rng(num_bytes).integers(0, 256, num_bytes, dtype=np.uint8))
     expected = np.zeros(nblocks * payload_bits, dtype=np.float32)
@@ -157,6 +157,9 @@ def test_stream_bits_unpack_msb_first_and_zero_pad(num_bytes, nblocks, payload_b
     got = _stream_bits(data, nblocks, payload_bits)
     assert got.dtype == torch.float32 and got.shape == (nblocks, payload_bits)
     assert np.array_equal(got.reshape(-1).numpy(), expected)
+    stream = MapStream(data, 0, [], 8)  # a stream's bytes: copied to the device once
+    assert torch.equal(_stream_bits(stream, nblocks, payload_bits), got)
+    assert stream.on_device("cpu") is stream.on_device(torch.device("cpu"))
 
 
 @pytest.mark.parametrize("combining", ["chase", "ir"])
