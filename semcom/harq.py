@@ -248,6 +248,49 @@ def _decode_chunked(
     return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
 
 
+def _retransmitted_symbols(
+    codec: DigitalCodec,
+    groups: list[dict],
+    pending: list[tuple[dict, int, np.ndarray]],
+    nblocks: list[int],
+    streams: list,
+    sent_symbols: torch.Tensor,
+    r: int,
+    device: torch.device,
+) -> dict[int, torch.Tensor]:
+    """Round ``r``'s symbols of every pending row: ``{row: [failed blocks, S]}`` complex64, the
+    failed blocks' redundancy version ``RV_SEQUENCE[r % 4]`` (incremental redundancy: encoded
+    again, one encoder call per MCS group — a block's codeword does not depend on the other
+    blocks of its call) or their first-round symbols (chase combining, or RV 0)."""
+    from v2x.semcom.digital import _stream_bits
+
+    rv = RV_SEQUENCE[r % 4]
+    payload_bits = codec.block_bits - CRC_BITS
+    out: dict[int, torch.Tensor] = {}
+    for g in groups:
+        mine = [(i, idx) for gg, i, idx in pending if gg is g]
+        if not mine:
+            continue
+        s = g["s"]
+        first = dict(zip(g["rows"], np.cumsum([0] + [nblocks[i] for i in g["rows"]])))
+        if codec.harq_combining == "ir" and rv != 0:
+            bits = torch.cat(
+                [
+                    _stream_bits(streams[i], nblocks[i], payload_bits, device)[
+                        torch.from_numpy(idx - first[i]).to(device)
+                    ]
+                    for i, idx in mine
+                ]
+            )
+            sym = g["code"].encode(bits, rv=rv)
+            out.update(zip([i for i, _ in mine], sym.split([len(idx) for _, idx in mine])))
+        else:
+            for i, idx in mine:
+                local = torch.from_numpy(idx - first[i])
+                out[i] = sent_symbols[i, : nblocks[i] * s].reshape(nblocks[i], s)[local]
+    return out
+
+
 def harq_decode_blocks(
     codec: DigitalCodec,
     received: Transmission,
@@ -268,7 +311,7 @@ def harq_decode_blocks(
         coded bits and packets sent in the retransmission rounds. The rounds in which each row
         resent something (``[B]`` float64) go to ``received.meta["retransmission_rounds"]``.
     """
-    from v2x.semcom.digital import _stream_bits, block_code_len, effective_snr_db
+    from v2x.semcom.digital import block_code_len, effective_snr_db
 
     meta = received.meta
     nblocks: list[int] = meta["num_blocks"]
@@ -276,7 +319,6 @@ def harq_decode_blocks(
     b = len(nblocks)
     device = received.symbols.device
     dev = device_string(device)
-    payload_bits = codec.block_bits - CRC_BITS
     exact = codec.decoder != "fast"  # check_harq: "exact" or "fast"
     ir = codec.harq_combining == "ir"
     x_hat, no_eff = codec.equalized(received.symbols, received.state)
@@ -330,15 +372,12 @@ def harq_decode_blocks(
             rounds_used[i] += 1.0
         x = torch.zeros(b, max(lengths), dtype=torch.complex64, device=device)
         spp = torch.ones(b, dtype=torch.float64, device=device)
+        resent = _retransmitted_symbols(
+            codec, groups, pending, nblocks, meta["streams"], sent_symbols, r, device
+        )
         for g, i, idx in pending:
-            s, first = g["s"], sum(nblocks[j] for j in g["rows"] if j < i)
-            local = torch.from_numpy(idx - first)
-            if ir and RV_SEQUENCE[r % 4] != 0:
-                bits = _stream_bits(meta["streams"][i], nblocks[i], payload_bits, device)
-                sym = g["code"].encode(bits[local.to(device)], rv=RV_SEQUENCE[r % 4])
-            else:
-                sym = sent_symbols[i, : nblocks[i] * s].reshape(nblocks[i], s)[local]
-            x[i, : len(idx) * s] = sym.reshape(-1)
+            s = g["s"]
+            x[i, : len(idx) * s] = resent[i].reshape(-1)
             spp[i] = bpp * s
             extra_uses[i] += len(idx) * s
             extra_bits[i] += len(idx) * coded_bits_per_block(get_mcs(g["m"]), codec.block_bits)
