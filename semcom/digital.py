@@ -796,7 +796,6 @@ class DigitalCodec(Codec):
         nsym = [nblocks[i] * block_code_len(int(mcs[i]), self.block_bits) for i in range(b)]
         n_max = max(nsym, default=0)
         symbols = torch.zeros(b, n_max, dtype=torch.complex64, device=device)
-        mask = torch.zeros(b, n_max, dtype=torch.bool, device=device)
         dev = device_string(device)
         for m in sorted(set(mcs.tolist())):
             rows = [i for i in range(b) if int(mcs[i]) == m and nblocks[i] > 0]
@@ -806,16 +805,13 @@ class DigitalCodec(Codec):
             if self.decoder == "fast":  # the fast receiver never reads symbol values
                 x = code.surrogate_symbols(sum(nblocks[i] for i in rows), device)
             else:
-                bits = torch.cat(
-                    [_stream_bits(streams[i], nblocks[i], payload_bits, device) for i in rows]
-                )
-                x = code.encode(bits)  # [sum blocks, S]
-            start = 0
-            for i in rows:
-                chunk = x[start : start + nblocks[i]].reshape(-1)
-                symbols[i, : chunk.numel()] = chunk
-                mask[i, : chunk.numel()] = True
-                start += nblocks[i]
+                x = code.encode(_rows_bits(streams, rows, nblocks, payload_bits, device))
+            # row i's blocks, one after the other, at the start of its symbol row
+            parts = x.reshape(-1).split([nblocks[i] * code.num_symbols for i in rows])
+            padded = torch.nn.utils.rnn.pad_sequence(list(parts), batch_first=True)
+            symbols[torch.tensor(rows, device=device), : padded.shape[1]] = padded
+        sent = torch.tensor(nsym, device=device)
+        mask = torch.arange(n_max, device=device)[None, :] < sent[:, None]
         coded = torch.tensor(
             [
                 nblocks[i] * coded_bits_per_block(get_mcs(int(mcs[i])), self.block_bits)
@@ -1045,6 +1041,20 @@ def block_code_len(mcs_index: int, block_bits: int) -> int:
     """Complex symbols per code block for an MCS."""
     m = get_mcs(mcs_index)
     return coded_bits_per_block(m, block_bits) // m.qm
+
+
+def _rows_bits(
+    streams: list[MapStream], rows: list[int], nblocks: list[int], payload_bits: int, device
+) -> torch.Tensor:
+    """``torch.cat`` of ``_stream_bits`` of the ``rows``' streams: ``[Σ nblocks, payload_bits]``
+    float32. With whole bytes per block, the rows' zero-padded bytes are joined on the host and
+    unpacked in one pass on ``device`` (one copy instead of one per row)."""
+    if payload_bits % 8:
+        return torch.cat([_stream_bits(streams[i], nblocks[i], payload_bits, device) for i in rows])
+    per_block = payload_bits // 8
+    joined = b"".join(streams[i].data.ljust(nblocks[i] * per_block, b"\0") for i in rows)
+    total = sum(nblocks[i] for i in rows)
+    return _stream_bits(joined, total, payload_bits, device)
 
 
 def _stream_bits(
