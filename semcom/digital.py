@@ -962,7 +962,8 @@ class DigitalCodec(Codec):
                 sent=st,
             )
             if whole:  # kept on the device: the K - 1 repeats are not copied there again
-                memo = (data, torch.from_numpy(out).to(device), delivered[i].copy())
+                host = st.decoded["whole"]  # decode_map_stream's memo of this reception
+                memo = (data, torch.from_numpy(host[1]).to(device), host[2])  # no copy on a CPU
                 st.decoded[("whole", device)] = memo
                 maps.append(memo[1])
             else:
