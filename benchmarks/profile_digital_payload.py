@@ -19,8 +19,10 @@ from __future__ import annotations
 
 import argparse
 import cProfile
+import multiprocessing
 import pstats
 import time
+from concurrent.futures import ProcessPoolExecutor
 
 import torch
 
@@ -65,6 +67,13 @@ def main() -> None:
     p.add_argument("--harq-rounds", type=int, default=1)
     p.add_argument("--snr-db", default="0,10,20")
     p.add_argument("--profile", type=int, default=0, help="print the N costliest functions")
+    p.add_argument(
+        "--source-workers",
+        type=int,
+        default=0,
+        help="forked worker processes for the host's source coding and decoding (a sweep "
+        "uses v2x.sweep_rows.cell_pool's); 0: in this process",
+    )
     args = p.parse_args()
     device = torch.device(args.device)
     snrs = [float(s) for s in args.snr_db.split(",")]
@@ -73,6 +82,9 @@ def main() -> None:
         bits=args.bits, harq_max_rounds=args.harq_rounds, harq_combining="ir"
     )
     codec.source_memo = {}  # as a sweep: one source coding per map for all SNRs
+    if args.source_workers:
+        context = multiprocessing.get_context("fork")
+        codec.source_executor = ProcessPoolExecutor(args.source_workers, mp_context=context)
     # warm-up on another map: every MCS's kernels and LDPC graphs; the timed pass source-codes
     # each of its maps once for all SNRs, as a sweep does per frame
     round_trips(codec, feature_maps(1, args.channels, args.size, args.density, 1).to(device), snrs)

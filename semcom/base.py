@@ -10,6 +10,7 @@ packets on the air, as the receiver knows it after ``decode``, is ``reception``.
 
 from __future__ import annotations
 
+from concurrent.futures import Executor
 from dataclasses import dataclass, field, fields, replace
 from typing import Any, ClassVar
 
@@ -183,6 +184,10 @@ class Codec(nn.Module):
     #: (``v2x.sweep_reuse.share_source_coding``); the memo returns what would be recomputed.
     memoises_source_coding: ClassVar[bool] = False
     source_memo: dict | None = None
+    #: Worker processes (a ``concurrent.futures`` executor whose workers need not import torch)
+    #: that such a codec may hand the host part of its source coding to, several maps at once;
+    #: ``None``: in this process. The same bytes either way.
+    source_executor: Executor | None = None
     #: ``v2x-train-codec`` can train it: ``forward_train(rows [N, C, H, W], snr_db [N], ratio,
     #: channel, erasure_prob=...) -> (decoded, ...)`` (differentiable through the channel),
     #: ``save_checkpoint(path)`` and ``warm_start(path)`` (``v2x.codec_training``).

@@ -64,6 +64,7 @@ from __future__ import annotations
 import hashlib
 import math
 import struct
+import warnings
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -248,7 +249,8 @@ def _segments(num_cells: int, cells_per_segment: int) -> list[tuple[int, int]]:
 def _encode_map_parts(
     q: OccupiedLevels, cell_energy: np.ndarray, cells_per_segment: int, backend: str
 ) -> _MapParts:
-    """Header prefix and entropy-coded segments of one quantised map.
+    """Header prefix and entropy-coded segments of one quantised map: ``code_map`` of its
+    levels, copied to the host.
 
     Args:
         q: the map's levels on its occupied cells (``quantize_occupied``; any device: only the
@@ -259,15 +261,45 @@ def _encode_map_parts(
         cells_per_segment: cells per segment in raster order.
         backend: entropy coder.
     """
-    c, n = q.levels.shape
-    h, w = q.occupied.shape
+    return code_map(*_levels_on_host(q), q.bits, cell_energy, cells_per_segment, backend)
+
+
+def _levels_on_host(q: OccupiedLevels) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """``q``'s levels ``[C, n]`` (uint8 up to 8 bits, else int32), occupancy ``[H, W]``,
+    offsets and steps ``[G]`` as host arrays."""
     narrow = torch.uint8 if q.bits <= 8 else torch.int32
-    levels = q.levels.to(narrow).cpu().numpy()  # [C, n]
-    occ = q.occupied.cpu().numpy()  # [H, W]
-    offset = q.offset.cpu().numpy()
-    step = q.step.cpu().numpy()
+    return (
+        q.levels.to(narrow).cpu().numpy(),
+        q.occupied.cpu().numpy(),
+        q.offset.cpu().numpy(),
+        q.step.cpu().numpy(),
+    )
+
+
+def code_map(
+    levels: np.ndarray,
+    occ: np.ndarray,
+    offset: np.ndarray,
+    step: np.ndarray,
+    bits: int,
+    cell_energy: np.ndarray,
+    cells_per_segment: int,
+    backend: str,
+) -> _MapParts:
+    """Header prefix and entropy-coded segments of one map from host arrays only (numpy and the
+    entropy coder: what a worker process runs, ``DigitalCodec.source_executor``).
+
+    Args:
+        levels: ``[C, n]`` quantiser levels of the ``n`` occupied cells, raster order.
+        occ: ``[H, W]`` bool occupancy.
+        offset, step: ``[G]`` float32 per channel (``G = C``) or per map (``G = 1``).
+        bits: quantiser bits.
+        cell_energy, cells_per_segment, backend: as ``_encode_map_parts``'.
+    """
+    c = levels.shape[0]
+    h, w = occ.shape
     flags = _FLAG_PER_CHANNEL if offset.shape[0] == c and c != 1 else 0
-    prefix = bytearray(struct.pack("<BB", q.bits, 0))
+    prefix = bytearray(struct.pack("<BB", bits, 0))
     if occ.all():
         flags |= _FLAG_DENSE
     else:
@@ -287,11 +319,11 @@ def _encode_map_parts(
     bounds = np.concatenate([[0], np.cumsum(occupied)]) * c
     symbols = np.ascontiguousarray(levels.T).reshape(-1)  # [n · C] cell-major
     energy = np.add.reduceat(cell_energy, starts) if h * w else np.zeros(0)
-    model = entropy.EntropyModel.fit(symbols, 2**q.bits, backend)
+    model = entropy.EntropyModel.fit(symbols, 2**bits, backend)
     model_bytes = model.to_bytes()
     prefix += _varint(len(model_bytes)) + model_bytes
     segments = entropy.encode_segments(symbols, bounds, model)
-    parts = _MapParts(bytes(prefix), segments, energy, q.bits, occupied.tolist())
+    parts = _MapParts(bytes(prefix), segments, energy, bits, occupied.tolist())
     if backend in entropy.ESTIMATED:  # placeholders: the receiver takes the symbols from here
         parts.decoded.update(
             {
@@ -347,6 +379,17 @@ def decode_map_stream(
     if delivered is not None:
         delivered[:] = memo[2]
     return memo[1].copy()
+
+
+def decode_whole(
+    data: bytes, shape: tuple[int, int, int], cells_per_segment: int, backend: str
+) -> tuple[np.ndarray, np.ndarray]:
+    """A stream received whole (no byte lost) → its ``[C, H, W]`` float32 map and ``[H, W]``
+    delivered cells: ``decode_map_stream``'s values, with numpy and the entropy decoder only
+    (what a worker process runs, ``DigitalCodec.source_executor``; not for estimated sizes)."""
+    arrived = np.zeros(shape[1:], dtype=bool)
+    lost = np.zeros(len(data), dtype=bool)
+    return _decode(data, lost, shape, cells_per_segment, backend, arrived, None), arrived
 
 
 def _decode(
@@ -720,19 +763,74 @@ class DigitalCodec(Codec):
             cache[(digest, "levels")] = hist
         return entropy.min_coded_bytes(hist[bits]) > max_bytes
 
+    def _cell_energy(self, feature_map: torch.Tensor, digest: bytes, cache: dict) -> np.ndarray:
+        """``[H·W]`` float64 L1 norm of each cell of ``feature_map [C, H, W]`` (float32 sums over
+        the channels), memoised per map: what orders segments for the budget rule."""
+        energy = cache.get((digest, "energy"))
+        if energy is None:
+            energy = feature_map.abs().sum(0).reshape(-1).cpu().numpy().astype(np.float64)
+            cache[(digest, "energy")] = energy
+        return energy
+
     def _source_code(
         self, feature_map: torch.Tensor, digest: bytes, bits: int, cache: dict
     ) -> _MapParts:
         """Quantise and entropy-code ``feature_map [C, H, W]`` at ``bits`` (on its device; the
         cells' L1 energies, which order segments for the budget rule, memoised per map)."""
-        energy = cache.get((digest, "energy"))
-        if energy is None:
-            energy = feature_map.abs().sum(0).reshape(-1).cpu().numpy().astype(np.float64)
-            cache[(digest, "energy")] = energy
+        energy = self._cell_energy(feature_map, digest, cache)
         q = quantize_occupied(feature_map, bits, self.per_channel)
         return _encode_map_parts(
             q, energy, self._cells_per_segment(feature_map.shape[2]), self.entropy_coder
         )
+
+    def _source_code_in_workers(
+        self, features: torch.Tensor, mcs: torch.Tensor, cache: dict
+    ) -> None:
+        """Source-code at once, on ``source_executor``'s workers, the first depth each row's
+        ``_fit_stream`` will code (the one its budget loop reaches first that the memo lacks),
+        and put the parts in the memo, where ``_fit_stream`` then finds them. The quantisation
+        runs here, on the maps' device; the workers run ``code_map`` on host arrays. Same bytes
+        as coding each in this process; a broken pool leaves the work to ``_fit_stream``."""
+        from concurrent.futures.process import BrokenProcessPool
+
+        jobs: dict[tuple[bytes, int], Any] = {}
+        for row in range(features.shape[0]):
+            feature_map = features[row].detach()
+            digest = map_digest(feature_map, cache)
+            max_bytes = self._max_bytes(int(mcs[row]))
+            for bits in range(self.bits, self.min_bits - 1, -1):
+                key = (digest, bits)
+                if key in cache or key in jobs:
+                    break  # the loop starts from these parts
+                if bits > self.min_bits and self._cannot_fit(
+                    feature_map, digest, bits, max_bytes, cache
+                ):
+                    continue
+                jobs[key] = self._submit_source_code(feature_map, digest, bits, cache)
+                break
+        try:
+            for key, job in jobs.items():
+                cache[key] = job.result()
+        except BrokenProcessPool as err:  # a worker died: _fit_stream codes what is missing
+            warnings.warn(
+                f"digital codec: the source-coding workers stopped ({err}); coding in this process",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+            self.source_executor = None
+
+    def _submit_source_code(
+        self, feature_map: torch.Tensor, digest: bytes, bits: int, cache: dict
+    ) -> Any:
+        """``_source_code`` with its host part (``code_map``) submitted to ``source_executor``:
+        a future of the ``_MapParts``."""
+        energy = self._cell_energy(feature_map, digest, cache)
+        q = quantize_occupied(feature_map, bits, self.per_channel)
+        assert self.source_executor is not None
+        return self.source_executor.submit(
+            code_map, *_levels_on_host(q), bits, energy,
+            self._cells_per_segment(feature_map.shape[2]), self.entropy_coder,
+        )  # fmt: skip
 
     def _fit_stream(
         self, features: torch.Tensor, row: int, mcs_index: int, cache: dict | None = None
@@ -790,6 +888,8 @@ class DigitalCodec(Codec):
         device = features.device
         mcs = self.select_mcs(link.snr_db, b, link.sinr_feedback)
         cache: dict = self.source_memo if self.source_memo is not None else {}
+        if self.source_executor is not None and b > 1:
+            self._source_code_in_workers(features, mcs, cache)
         streams = [self._fit_stream(features, i, int(mcs[i]), cache) for i in range(b)]
         payload_bits = self.block_bits - CRC_BITS
         nblocks = [math.ceil(len(s.data) * 8 / payload_bits) for s in streams]
@@ -939,6 +1039,8 @@ class DigitalCodec(Codec):
         maps = []
         delivered = np.zeros((len(streams), *shape[1:]), dtype=bool)
         received_bytes = received_streams(streams, blocks)
+        if self.source_executor is not None and self.entropy_coder not in entropy.ESTIMATED:
+            self._decode_whole_in_workers(streams, blocks, received_bytes, shape)
         for i, (st, (ok, bits)) in enumerate(zip(streams, blocks)):
             if len(st.data) == 0 or ok.numel() == 0:
                 maps.append(np.zeros(shape, dtype=np.float32))
@@ -972,6 +1074,47 @@ class DigitalCodec(Codec):
         meta["delivered"] = torch.from_numpy(delivered[:, None]).to(device)
         meta["corrupt"] = self._corrupt_symbols(received, blocks)
         return torch.stack([torch.as_tensor(m).to(device) for m in maps])
+
+    def _decode_whole_in_workers(
+        self,
+        streams: list[MapStream],
+        blocks: list[tuple[torch.Tensor, torch.Tensor | None]],
+        received_bytes: dict[int, bytes],
+        shape: tuple[int, int, int],
+    ) -> None:
+        """Entropy-decode at once, on ``source_executor``'s workers (``decode_whole``), every
+        stream received whole whose map the receiver's memo lacks, and memoise each as
+        ``decode_map_stream`` does for a whole reception, where ``reconstruct`` then finds it.
+        Not for estimated sizes (their symbols live in this process); a broken pool leaves the
+        work to ``decode_map_stream``."""
+        from concurrent.futures.process import BrokenProcessPool
+
+        assert self.source_executor is not None
+        cps = self._cells_per_segment(shape[2])
+        jobs: dict[int, tuple[MapStream, Any]] = {}
+        for i, (st, (ok, bits)) in enumerate(zip(streams, blocks)):
+            if not st.data or ok.numel() == 0 or not bool(ok.all()) or id(st.decoded) in jobs:
+                continue
+            if bits is not None and received_bytes[i] != st.data:
+                continue  # every block passed its CRC, yet a byte differs: decoded here
+            memo = st.decoded.get("whole")
+            if memo is None or memo[0] != st.data:
+                job = self.source_executor.submit(
+                    decode_whole, st.data, shape, cps, self.entropy_coder
+                )
+                jobs[id(st.decoded)] = (st, job)
+        try:
+            for st, job in jobs.values():
+                out, arrived = job.result()
+                st.decoded["whole"] = (st.data, out, arrived)
+        except BrokenProcessPool as err:
+            warnings.warn(
+                f"digital codec: the source-coding workers stopped ({err}); decoding in this "
+                "process",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+            self.source_executor = None
 
     def _corrupt_symbols(
         self, received: Transmission, blocks: list[tuple[torch.Tensor, torch.Tensor | None]]

@@ -222,7 +222,7 @@ def _run_group(
         seed=_group_seed(cfg.seed, group, -1) % (2**31),
     ).eval()
 
-    shared_coding = share_source_coding(codec)
+    shared_coding = share_source_coding(codec, device)
     budget = group.budget(plan.budget)  # the group's late policy and added delay
     clock = sensing_clock(plan)
 

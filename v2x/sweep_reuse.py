@@ -62,19 +62,26 @@ class EncodeCache:
         return getattr(self._model, name)
 
 
-def share_source_coding(codec: Any) -> dict:
+def share_source_coding(codec: Any, device: torch.device | str = "cpu") -> dict:
     """Let every cell of a group reuse the codec's SNR-independent source coding of a map.
 
     A codec that declares ``memoises_source_coding`` (the digital chain: quantise + entropy
     code, the costliest step of a sweep on the CPU) memoises its source coding per map content
     within one ``encode`` call; cells run one call each, so the sweep sets one shared memo as the
     codec's ``source_memo``, which the caller clears per frame batch. The memo is keyed by the
-    map's content and returns what the codec would recompute, so no number changes. Any other
-    codec is left as is. Returns the shared memo.
+    map's content and returns what the codec would recompute, so no number changes. When the
+    group runs on a GPU (``device``) of a host with worker processes (``v2x.sweep_rows.cell_pool``:
+    Linux, ≥ 4 cores), the codec also hands the host part of a batch's source coding and
+    decoding to them, several maps at once (the same bytes); on a CPU the cores already run
+    torch's threads. Any other codec is left as is. Returns the shared memo.
     """
+    from v2x.sweep_rows import cell_pool  # (sweep_rows imports this module's users)
+
     shared: dict = {}
     if isinstance(codec, Codec) and codec.memoises_source_coding:
         codec.source_memo = shared
+        on_gpu = torch.device(device).type == "cuda"
+        codec.source_executor = cell_pool() if on_gpu else None
     return shared
 
 

@@ -36,3 +36,21 @@ def test_the_digital_chain_shares_its_source_coding_across_calls():
     for name in ("identity", "analog"):  # nothing to memoise: left as is
         codec = build_codec(name)
         assert share_source_coding(codec) == {} and codec.source_memo is None
+
+
+def test_worker_processes_code_only_for_groups_on_a_gpu(monkeypatch):
+    """The host's worker processes (``cell_pool``) take the digital chain's source coding when
+    the group runs on a GPU; on a CPU the cores run torch's threads, so the codec codes in its
+    own process."""
+    import v2x.sweep_rows as sweep_rows
+
+    pool = object()
+    monkeypatch.setattr(sweep_rows, "cell_pool", lambda: pool)
+    codec = build_codec("digital", bits=6)
+    share_source_coding(codec, "cpu")
+    assert codec.source_executor is None
+    share_source_coding(codec, torch.device("cuda", 0))  # no GPU needed: only the decision
+    assert codec.source_executor is pool
+    monkeypatch.setattr(sweep_rows, "cell_pool", lambda: None)  # a host without workers
+    share_source_coding(codec, "cuda")
+    assert codec.source_executor is None

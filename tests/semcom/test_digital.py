@@ -433,3 +433,63 @@ def test_received_streams_packed_on_the_device_equal_numpy_per_row():
     host = received_streams(streams, blocks, on_device=False)
     assert sorted(host) == [0, 2, 4] and [len(host[i]) for i in (0, 2, 4)] == [130, 977, 125]
     assert received_streams(streams, blocks, on_device=True) == host
+
+
+@pytest.mark.parametrize("budget", [None, 1500])
+def test_source_coding_in_worker_processes_gives_the_same_transmission(budget, monkeypatch):
+    """``source_executor`` (forked workers running ``code_map``) against coding in this process:
+    the same streams, symbols and costs, with a repeated map in the batch and, with a channel-use
+    budget, depths that the budget loop skips or steps down from."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    import v2x.semcom.digital as digital
+
+    x = _features(5, 6, 12, 10, density=0.5, seed=9)
+    x[3] = x[1]  # the same map twice: coded once
+    link = LinkState.from_snr(torch.tensor([0.0, 8.0, 15.0, 8.0, 25.0]))
+    kwargs = {"bits": 6, "rows_per_segment": 2, "max_channel_uses": budget, "min_bits": 2}
+    torch.manual_seed(0)  # the fast decoder's transmitter draws its symbols
+    here = DigitalCodec(**kwargs).encode(x, link)
+    calls = []
+    original = digital._encode_map_parts
+    monkeypatch.setattr(
+        digital, "_encode_map_parts", lambda *a, **k: calls.append(1) or original(*a, **k)
+    )
+    codec = DigitalCodec(**kwargs)
+    with ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("fork")) as pool:
+        codec.source_executor = pool
+        torch.manual_seed(0)
+        workers = codec.encode(x, link)
+    streams = [(s.data, s.segment_bytes, s.bits) for s in workers.meta["streams"]]
+    assert streams == [(s.data, s.segment_bytes, s.bits) for s in here.meta["streams"]]
+    assert torch.equal(workers.symbols, here.symbols) and torch.equal(workers.mask, here.mask)
+    for f in ("source_bits", "coded_bits", "channel_uses", "packets"):
+        assert torch.equal(getattr(workers.cost, f), getattr(here.cost, f)), f
+    if budget is None:  # every map's one coding ran in the workers
+        assert calls == []
+
+
+@pytest.mark.parametrize("decoder", ["fast", "exact"])
+def test_receiver_decoding_in_worker_processes_gives_the_same_maps(decoder):
+    """``source_executor`` at the receiver (whole receptions entropy-decoded by ``decode_whole``
+    in forked workers) against decoding in this process: the same maps and delivered cells, at
+    SNRs where some maps arrive whole and others lose segments."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    x = _features(5, 6, 12, 10, density=0.5, seed=10)
+    x[3] = x[1]
+    snr = [-1.0, 25.0, 3.0, 25.0, 30.0]
+    kwargs = {"bits": 6, "rows_per_segment": 2, "decoder": decoder, "ldpc_decoder": "minsum"}
+    out = {}
+    with ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("fork")) as pool:
+        for name, executor in (("here", None), ("workers", pool)):
+            codec = DigitalCodec(**kwargs, mcs=14)  # fixed: the low SNRs lose blocks
+            codec.source_executor = executor
+            tx, rx, link = _send(codec, x, snr, seed=1)
+            out[name] = (codec.decode(rx, link), rx.meta["delivered"])
+    assert torch.equal(out["workers"][0], out["here"][0])
+    assert torch.equal(out["workers"][1], out["here"][1])
+    delivered = out["here"][1].reshape(5, -1).float().mean(1)
+    assert bool((delivered == 1).any()) and bool((delivered < 1).any())  # both kinds of rows
