@@ -47,7 +47,8 @@
 #          frame's 4 maps at -5/10/20 dB, warm, cProfile + torch.profiler)
 #   digital  the digital chain's GPU tests, then the issue-16 setting: 1 Mbit per link
 #          (64 x 64 x 64 maps at 4 bits), one frame's 4 links at -5/10/20 dB (as 2026-12-01h)
-#          and a sweep's batch of 16 frames x 4 links at 7 SNRs (~5 min)
+#          and a sweep's batch of 16 frames x 4 links at 7 SNRs, in one process and with 8
+#          source-coding worker processes (~8 min)
 #
 # Each step writes <name>.txt (warnings filtered out) into a work folder ($W, default
 # /tmp/gpu_run) and prints its exit code and last N lines (N=12 unless set); after every step
@@ -221,6 +222,9 @@ map_location='cpu', weights_only=False); torch.save({'step': s['step'], 'extra':
       --channels 64 --size 64 --density 1.0 --snr-db=-5,10,20 --profile 30
     step digital_1mbit_64links 240 "$R/benchmarks/profile_digital_payload.py" --device cuda \
       --links 64 --channels 64 --size 64 --density 1.0 --snr-db=-10,-5,0,5,10,15,20 --profile 40
+    step digital_1mbit_64links_workers 240 "$R/benchmarks/profile_digital_payload.py" \
+      --device cuda --links 64 --channels 64 --size 64 --density 1.0 \
+      --snr-db=-10,-5,0,5,10,15,20 --source-workers 8
     ;;
   frontier)
     N=${N:-30}
