@@ -196,7 +196,7 @@ class MapStream:
     segment_bytes: list[int]
     bits: int
     segment_cells: list[int] = field(default_factory=list)
-    decoded: dict[int | str, Any] = field(default_factory=dict, repr=False)
+    decoded: dict[int | str | tuple, Any] = field(default_factory=dict, repr=False)
     memo: dict[tuple, np.ndarray | torch.Tensor] = field(
         default_factory=dict, repr=False, compare=False
     )
@@ -768,7 +768,14 @@ class DigitalCodec(Codec):
         the channels), memoised per map: what orders segments for the budget rule."""
         energy = cache.get((digest, "energy"))
         if energy is None:
-            energy = feature_map.abs().sum(0).reshape(-1).cpu().numpy().astype(np.float64)
+            energy = (
+                feature_map.abs()
+                .sum(0, dtype=torch.float32)
+                .reshape(-1)
+                .cpu()
+                .numpy()
+                .astype(np.float64)
+            )
             cache[(digest, "energy")] = energy
         return energy
 
