@@ -493,3 +493,30 @@ def test_receiver_decoding_in_worker_processes_gives_the_same_maps(decoder):
     assert torch.equal(out["workers"][1], out["here"][1])
     delivered = out["here"][1].reshape(5, -1).float().mean(1)
     assert bool((delivered == 1).any()) and bool((delivered < 1).any())  # both kinds of rows
+
+
+def test_effective_snr_of_blocks_with_one_noise_variance_is_computed_on_one_symbol():
+    """Blocks whose symbols share one noise variance take one symbol each: bit for bit the EESM
+    over all of them (oracle: the full computation), which equals that SNR (the closed form);
+    a block with differing symbols keeps the full computation for all."""
+    from v2x.semcom.digital import _effective_snr_db
+
+    g = torch.Generator().manual_seed(11)
+    per_block = torch.cat(
+        [
+            10 ** (-torch.rand(61, 1, generator=g) * 5 + 1),
+            torch.tensor([[0.0], [float("inf")], [1e-300]]),
+        ]
+    )
+    for m in (0, 10, 27):
+        for width in (1, 7, 1000):
+            no = per_block.expand(-1, width).to(torch.float32)
+            fast, full = effective_snr_db(no, m), _effective_snr_db(no, m)
+            assert torch.equal(fast, full)
+            closed = 10 * torch.log10(
+                (1 / no[:, 0].double()).nan_to_num(posinf=1e12).clamp_min(1e-12)
+            )
+            assert torch.allclose(fast, closed, rtol=0, atol=1e-9)
+        mixed = no.clone()
+        mixed[3, 5] = 2.0
+        assert torch.equal(effective_snr_db(mixed, m), _effective_snr_db(mixed, m))
