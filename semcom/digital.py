@@ -1141,16 +1141,8 @@ class DigitalCodec(Codec):
         """``[B, n]`` bool: the channel uses of code blocks whose CRC failed (``v2x.semcom.base.reception``
         turns them into failed packets)."""
         n = received.symbols.shape[1] if received.symbols is not None else 0
-        mcs: torch.Tensor = received.meta["mcs"]
-        out = torch.zeros(len(blocks), n, dtype=torch.bool)
-        for i, (ok, _) in enumerate(blocks):
-            failed = ~ok.cpu()
-            if not bool(failed.any()):
-                continue
-            s = block_code_len(int(mcs[i]), self.block_bits)
-            out[i, : failed.numel() * s] = failed.repeat_interleave(s)
         device = received.symbols.device if received.symbols is not None else "cpu"
-        return out.to(device)
+        return failed_block_symbols(blocks, received.meta["mcs"], self.block_bits, n, device)
 
 
 def received_streams(
@@ -1185,6 +1177,27 @@ def pack_bits(bits: torch.Tensor) -> torch.Tensor:
     (``numpy.packbits``), on ``bits``' device."""
     weights = torch.tensor([128, 64, 32, 16, 8, 4, 2, 1], dtype=torch.uint8, device=bits.device)
     return (bits.to(torch.uint8).reshape(-1, 8) * weights).sum(1, dtype=torch.uint8)
+
+
+def failed_block_symbols(
+    blocks: list[tuple[torch.Tensor, torch.Tensor | None]],
+    mcs: torch.Tensor,
+    block_bits: int,
+    n: int,
+    device: torch.device | str,
+) -> torch.Tensor:
+    """``[B, n]`` bool on ``device``: the channel uses of each row's code blocks whose CRC failed
+    (``blocks``: ``decode_blocks``' per-row ``(ok, bits)``; a row's blocks lie one after the
+    other from its first channel use, ``block_code_len`` uses each at its MCS). Built where it
+    is used: only the rows' block outcomes travel, not the ``B × n`` mask."""
+    out = torch.zeros(len(blocks), n, dtype=torch.bool, device=device)
+    for i, (ok, _) in enumerate(blocks):
+        failed = ~ok.cpu()
+        if not bool(failed.any()):
+            continue
+        s = block_code_len(int(mcs[i]), block_bits)
+        out[i, : failed.numel() * s] = failed.to(out.device).repeat_interleave(s)
+    return out
 
 
 def lost_bytes(ok: np.ndarray, num_bytes: int, payload_bits: int) -> np.ndarray:

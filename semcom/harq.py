@@ -202,15 +202,13 @@ def _residual_erasures(codec: DigitalCodec, received: Transmission, blocks: Bloc
     state = received.state
     if state is None or state.erased is None:
         return
-    from v2x.semcom.digital import block_code_len
+    from v2x.semcom.digital import failed_block_symbols
 
-    failed = torch.zeros_like(state.erased)
-    mcs = received.meta["mcs"]
-    for i, (ok, _) in enumerate(blocks):
-        if ok.numel():
-            s = block_code_len(int(mcs[i]), codec.block_bits)
-            failed[i, : ok.numel() * s] = (~ok).repeat_interleave(s).to(failed.device)
-    received.state = replace(state, erased=state.erased & failed)
+    erased = state.erased
+    failed = failed_block_symbols(
+        blocks, received.meta["mcs"], codec.block_bits, erased.shape[1], erased.device
+    )
+    received.state = replace(state, erased=erased & failed)
 
 
 def _llr_chunked(codec: DigitalCodec, code, xs: torch.Tensor, ns: torch.Tensor) -> torch.Tensor:
