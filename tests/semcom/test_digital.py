@@ -520,3 +520,34 @@ def test_effective_snr_of_blocks_with_one_noise_variance_is_computed_on_one_symb
         mixed = no.clone()
         mixed[3, 5] = 2.0
         assert torch.equal(effective_snr_db(mixed, m), _effective_snr_db(mixed, m))
+
+
+def test_a_broken_worker_pool_warns_and_codes_in_this_process():
+    """Workers that died (``BrokenProcessPool`` from their futures): the codec says so once,
+    drops the pool and codes and decodes in its own process — the same transmission."""
+    from concurrent.futures import Future
+    from concurrent.futures.process import BrokenProcessPool
+
+    class Broken:
+        def submit(self, *args, **kwargs):
+            f = Future()
+            f.set_exception(BrokenProcessPool("a worker died"))
+            return f
+
+    x = _features(3, 4, 8, 8, density=0.5, seed=12)
+    kwargs = {"bits": 5, "rows_per_segment": 2}
+    torch.manual_seed(0)
+    here = DigitalCodec(**kwargs).encode(x, LinkState.from_snr(torch.full((3,), 20.0)))
+    codec = DigitalCodec(**kwargs)
+    codec.source_executor = Broken()
+    torch.manual_seed(0)
+    with pytest.warns(RuntimeWarning, match="source-coding workers stopped"):
+        tx = codec.encode(x, LinkState.from_snr(torch.full((3,), 20.0)))
+    assert codec.source_executor is None
+    assert [s.data for s in tx.meta["streams"]] == [s.data for s in here.meta["streams"]]
+    codec.source_executor = Broken()
+    rx = tx.received(tx.symbols, None)
+    with pytest.warns(RuntimeWarning, match="decoding in this process"):
+        out = codec.decode(rx, LinkState.from_snr(torch.full((3,), 20.0)))
+    assert codec.source_executor is None
+    assert torch.equal(out, dequantize(quantize(x, 5)))
