@@ -1058,16 +1058,23 @@ class DigitalCodec(Codec):
         maps = []
         delivered = np.zeros((len(streams), *shape[1:]), dtype=bool)
         received_bytes = received_streams(streams, blocks)
-        if self.source_executor is not None and self.entropy_coder not in entropy.ESTIMATED:
-            self._decode_whole_in_workers(streams, blocks, received_bytes, shape)
+        rows: list[tuple[np.ndarray, bytes, bool] | None] = []  # (lost, data, whole); None: empty
         for i, (st, (ok, bits)) in enumerate(zip(streams, blocks)):
             if len(st.data) == 0 or ok.numel() == 0:
-                maps.append(np.zeros(shape, dtype=np.float32))
+                rows.append(None)
                 continue
             lost = lost_bytes(ok.numpy(), len(st.data), payload_bits)
             # fast mode (no bits): the bits of a block that passed are the sent ones
             data = st.data if bits is None else received_bytes[i]
-            whole = not lost.any() and data == st.data
+            rows.append((lost, data, not lost.any() and data == st.data))
+        if self.source_executor is not None and self.entropy_coder not in entropy.ESTIMATED:
+            whole_streams = [st for st, row in zip(streams, rows) if row is not None and row[2]]
+            self._decode_whole_in_workers(whole_streams, shape)
+        for i, (st, row) in enumerate(zip(streams, rows)):
+            if row is None:
+                maps.append(np.zeros(shape, dtype=np.float32))
+                continue
+            lost, data, whole = row
             memo = st.decoded.get(("whole", device)) if whole else None
             if memo is not None and memo[0] == data:  # this map received whole before
                 delivered[i] = memo[2]
@@ -1095,29 +1102,21 @@ class DigitalCodec(Codec):
         return torch.stack([torch.as_tensor(m).to(device) for m in maps])
 
     def _decode_whole_in_workers(
-        self,
-        streams: list[MapStream],
-        blocks: list[tuple[torch.Tensor, torch.Tensor | None]],
-        received_bytes: dict[int, bytes],
-        shape: tuple[int, int, int],
+        self, streams: list[MapStream], shape: tuple[int, int, int]
     ) -> None:
-        """Entropy-decode at once, on ``source_executor``'s workers (``decode_whole``), every
-        stream received whole whose map the receiver's memo lacks, and memoise each as
-        ``decode_map_stream`` does for a whole reception, where ``reconstruct`` then finds it.
-        Not for estimated sizes (their symbols live in this process); a broken pool leaves the
-        work to ``decode_map_stream``."""
+        """Entropy-decode at once, on ``source_executor``'s workers (``decode_whole``), each of
+        ``streams`` (received whole: every byte as sent) whose map the receiver's memo lacks,
+        and memoise each as ``decode_map_stream`` does for a whole reception, where
+        ``reconstruct`` then finds it. Not for estimated sizes (their symbols live in this
+        process); a broken pool leaves the work to ``decode_map_stream``."""
         from concurrent.futures.process import BrokenProcessPool
 
         assert self.source_executor is not None
         cps = self._cells_per_segment(shape[2])
         jobs: dict[int, tuple[MapStream, Any]] = {}
-        for i, (st, (ok, bits)) in enumerate(zip(streams, blocks)):
-            if not st.data or ok.numel() == 0 or not bool(ok.all()) or id(st.decoded) in jobs:
-                continue
-            if bits is not None and received_bytes[i] != st.data:
-                continue  # every block passed its CRC, yet a byte differs: decoded here
+        for st in streams:
             memo = st.decoded.get("whole")
-            if memo is None or memo[0] != st.data:
+            if id(st.decoded) not in jobs and (memo is None or memo[0] != st.data):
                 job = self.source_executor.submit(
                     decode_whole, st.data, shape, cps, self.entropy_coder
                 )
