@@ -371,9 +371,9 @@ def main() -> None:
     )
     p.add_argument(
         "--feature-cache-gb",
-        type=float,
-        default=2.0,
-        help="run_sweep's feature_cache_gb (default model: 20 MB per frame; beyond it, re-encodes)",
+        default="auto",
+        help="run_sweep's feature_cache_gb: GB, or auto (the sweep's default: half the GPU's free "
+        "memory; the standard detector needs 126 MB per frame; beyond it, groups re-encode)",
     )
     p.add_argument(
         "--profile",

@@ -18,7 +18,7 @@ from v2x.loading import load_model
 from v2x.network import build_network_batch
 from v2x.scheduling import novelty_from_visibility
 from v2x.sweep_plan import SweepPlan
-from v2x.sweep_reuse import EncodeCache
+from v2x.sweep_reuse import EncodeCache, feature_cache_bytes
 
 
 @dataclass
@@ -78,7 +78,7 @@ def prepare_device(
     model = load_model(plan.config, device).configure_inference(
         plan.precision, cuda_graph=bool(plan.config.cuda_graph)
     )
-    cache = EncodeCache(model, float(plan.config.feature_cache_gb) * 1e9)
+    cache = EncodeCache(model, feature_cache_bytes(plan.config.feature_cache_gb, device))
     return cache, PreparedBatches(frames, plan, model, device)
 
 

@@ -69,7 +69,9 @@ class SweepConfig:
         output_dir: folder of the results files.
         quiet: no progress bar (also off when stderr is not a TTY or ``CI`` is set).
         allow_corrupt: move an unreadable results file aside instead of failing.
-        feature_cache_gb: memory for cached encoder features (0: re-encode per group).
+        feature_cache_gb: memory for cached encoder features, in GB (0: re-encode per group), or
+            ``auto``: half of a CUDA device's free memory, a quarter of the host's available
+            memory on a CPU (``v2x.sweep_reuse.feature_cache_bytes``).
         cuda_graph: on CUDA the detector's encoder replays a CUDA graph per batch shape
             (``CoopDetector.configure_inference``; the same kernels, no launch overhead).
         table: print the results table when the app finishes.
@@ -98,7 +100,7 @@ class SweepConfig:
     output_dir: str = "outputs/sweeps"
     quiet: bool = False
     allow_corrupt: bool = False
-    feature_cache_gb: float = 2.0
+    feature_cache_gb: float | str = "auto"
     cuda_graph: bool = False
     table: bool = True
     plots: bool = True
@@ -282,3 +284,19 @@ def _integer(field_name: str, value: Any, minimum: int | None = None) -> int:
     if minimum is not None and number < minimum:
         raise ValueError(f"sweep: field '{field_name}' must be >= {minimum}, got {value}")
     return int(number)
+
+
+def check_feature_cache(value: Any) -> float | str:
+    """``feature_cache_gb`` as the sweep takes it: ``"auto"`` or a number of GB ``>= 0``."""
+    if isinstance(value, str) and value.strip().lower() == "auto":
+        return "auto"
+    try:
+        gb = float(value)
+    except (TypeError, ValueError):
+        gb = float("nan")
+    if isinstance(value, bool) or not gb >= 0 or gb == float("inf"):
+        raise ValueError(
+            f"sweep: field 'feature_cache_gb' must be 'auto' or a finite number of GB >= 0, "
+            f"got {value!r}"
+        )
+    return gb

@@ -39,6 +39,7 @@ from v2x.sweep_config import (  # noqa: F401 - the config API, also reachable fr
     _compose_defaults,
     _integer,
     _numbers,
+    check_feature_cache,
     default_config,
 )
 from v2x.sweep_parts import (  # noqa: F401 - what the parts declare, also reachable from here
@@ -211,6 +212,7 @@ def plan_sweep(cfg: Any) -> SweepPlan:
         data[key] = _integer(f"data.{key}", data[key], minimum=1)
     cfg.batch_size = _integer("batch_size", cfg.batch_size, minimum=1)
     cfg.seed = _integer("seed", cfg.seed)
+    cfg.feature_cache_gb = check_feature_cache(cfg.feature_cache_gb)
 
     def as_list(name: str) -> list:
         value = grid[name]
@@ -240,9 +242,7 @@ def plan_sweep(cfg: Any) -> SweepPlan:
         _integer("grid.harq_max_rounds", v, minimum=0) for v in as_list("harq_max_rounds")
     ]
     if len(set(rounds_axis)) != len(rounds_axis):
-        raise ValueError(
-            f"sweep: field 'grid.harq_max_rounds' lists a value twice: {rounds_axis}"
-        )
+        raise ValueError(f"sweep: field 'grid.harq_max_rounds' lists a value twice: {rounds_axis}")
     fusion_specs = [_codec_spec(v, cfg.fusion_options or {}, "fusions") for v in as_list("fusions")]
     for name, kwargs in fusion_specs:
         FUSIONS.get(name)
@@ -306,9 +306,7 @@ def plan_sweep(cfg: Any) -> SweepPlan:
                 continue
             for channel in channels:
                 for codec, kwargs in codecs:
-                    for kw, rounds in retransmission_settings(
-                        codec, kwargs, channel, rounds_axis
-                    ):
+                    for kw, rounds in retransmission_settings(codec, kwargs, channel, rounds_axis):
                         if "bandwidth_ratio" in sweep_arguments(codec):
                             for r in ratios:
                                 groups.append(

@@ -6,6 +6,7 @@ encoder features per frame batch (``EncodeCache``), the digital chain's source c
 from __future__ import annotations
 
 import logging
+import os
 from typing import Any
 
 import pyarrow as pa
@@ -22,6 +23,7 @@ from v2x.results import (
     results_files,
 )
 from v2x.semcom.base import Codec
+from v2x.sweep_config import check_feature_cache
 
 log = logging.getLogger("v2x.sweep")
 
@@ -60,6 +62,38 @@ class EncodeCache:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._model, name)
+
+
+#: ``feature_cache_gb: auto``: the share of the device's free memory (CUDA, measured once the
+#: detector is loaded) or of the host's available memory (CPU) the cache may fill.
+AUTO_CACHE_SHARE = {"cuda": 0.5, "cpu": 0.25}
+
+
+def feature_cache_bytes(value: Any, device: torch.device | str) -> float:
+    """Bytes the sweep's ``EncodeCache`` may hold on ``device``: ``value`` GB, or with ``"auto"``
+    ``AUTO_CACHE_SHARE`` of the memory free now (a CUDA device's, else the host's available
+    memory). Every frame batch whose features fit is then encoded once per sweep instead of
+    once per group; the cache changes no number."""
+    setting = check_feature_cache(value)
+    if setting != "auto":
+        return float(setting) * 1e9
+    device = torch.device(device)
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        return AUTO_CACHE_SHARE["cuda"] * free
+    return AUTO_CACHE_SHARE["cpu"] * _available_host_bytes()
+
+
+def _available_host_bytes() -> float:
+    """The host's available memory (``MemAvailable`` on Linux, else its free pages)."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return float(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return float(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
 
 
 def share_source_coding(codec: Any, device: torch.device | str = "cpu") -> dict:
@@ -113,4 +147,10 @@ def reuse_cells(store: ResultsStore, wanted: set[str]) -> int:
     return found
 
 
-__all__ = ["EncodeCache", "reuse_cells", "share_source_coding"]
+__all__ = [
+    "AUTO_CACHE_SHARE",
+    "EncodeCache",
+    "feature_cache_bytes",
+    "reuse_cells",
+    "share_source_coding",
+]

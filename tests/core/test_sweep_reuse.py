@@ -3,6 +3,8 @@ and what it encodes with the memo is what it encodes without (the memo only save
 
 from __future__ import annotations
 
+import sys
+
 import pytest
 import torch
 
@@ -54,3 +56,52 @@ def test_worker_processes_code_only_for_groups_on_a_gpu(monkeypatch):
     monkeypatch.setattr(sweep_rows, "cell_pool", lambda: None)  # a host without workers
     share_source_coding(codec, "cuda")
     assert codec.source_executor is None
+
+
+def _mem_available_bytes() -> float:
+    with open("/proc/meminfo") as f:
+        fields = dict(line.split(":", 1) for line in f)
+    value, unit = fields["MemAvailable"].split()
+    assert unit == "kB"
+    return float(value) * 1024
+
+
+def test_feature_cache_size_is_a_number_of_gb_or_auto(monkeypatch):
+    from v2x.sweep_reuse import feature_cache_bytes
+
+    assert feature_cache_bytes(0, "cpu") == 0.0
+    assert feature_cache_bytes(2.5, "cpu") == 2.5e9
+    assert feature_cache_bytes("3", "cpu") == 3e9
+    if sys.platform == "linux":  # auto: a quarter of the host's available memory
+        for setting in ("auto", "AUTO"):
+            got = feature_cache_bytes(setting, "cpu")
+            assert got == pytest.approx(0.25 * _mem_available_bytes(), rel=0.05)
+    # auto on CUDA: half of the device's free memory (mem_get_info), read when the cache is made
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (40e9, 141e9))
+    assert feature_cache_bytes("auto", "cuda:0") == 20e9
+
+
+@pytest.mark.parametrize("bad", [-1, "lots", True, float("inf"), float("nan"), None])
+def test_a_bad_feature_cache_size_is_refused_before_any_work(bad, tmp_path):
+    from v2x.sweep_plan import plan_sweep
+
+    with pytest.raises(ValueError) as err:
+        plan_sweep({"output_dir": str(tmp_path), "feature_cache_gb": bad})
+    message = str(err.value)
+    assert "feature_cache_gb" in message and repr(bad) in message and "'auto'" in message
+    assert not any(tmp_path.iterdir())  # nothing written
+
+
+def test_the_sweep_caches_features_by_default():
+    from v2x.sweep_config import SweepConfig
+
+    assert SweepConfig().feature_cache_gb == "auto"
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_auto_feature_cache_takes_half_the_free_device_memory():
+    from v2x.sweep_reuse import feature_cache_bytes
+
+    free, _ = torch.cuda.mem_get_info(0)
+    assert feature_cache_bytes("auto", "cuda:0") == pytest.approx(0.5 * free, rel=0.05)
