@@ -150,6 +150,24 @@ class FeatureFusion(nn.Module):
         ego_valid = torch.ones_like(valid[:, :1], memory_format=torch.contiguous_format)
         return self(torch.cat([ego, warped], dim=1), torch.cat([ego_valid, valid], dim=1))
 
+    def ego_alone_key(self) -> tuple | None:
+        """A key that two fusions share only if ``forward`` gives them the same map when the
+        ego's map alone is valid: the class's ``forward`` and the instance's plain settings
+        (numbers, strings, flags). ``None`` (never shared) for a fusion with parameters,
+        buffers, submodules or other state, on which that map may depend."""
+        if any(True for _ in self.parameters()) or any(True for _ in self.buffers()):
+            return None
+        if any(True for _ in self.children()):
+            return None
+        settings = []
+        for name, value in sorted(vars(self).items()):
+            if name.startswith("_") or name == "training":
+                continue
+            if not isinstance(value, bool | int | float | str | type(None)):
+                return None
+            settings.append((name, value))
+        return (type(self).forward, tuple(settings))
+
     @staticmethod
     def confidence(heat_logits: torch.Tensor) -> torch.Tensor:
         """``heat_logits [S, K, h, w]`` → ``[S, 1, h, w]`` per-cell confidence in [0, 1] (the

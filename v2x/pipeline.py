@@ -27,7 +27,7 @@ the packets the codec counted.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -209,9 +209,23 @@ class CooperativePipeline(nn.Module):
                 f"pipeline: ego_detections needs feature fusion (fusion "
                 f"{type(self.fusion).__name__})"
             )
-        return self._ego_alone(self.model.encode(batch.points, batch.point_mask, batch.poses))
+        return self._ego_alone(
+            batch, lambda: self.model.encode(batch.points, batch.point_mask, batch.poses)
+        )
 
-    def _ego_alone(self, features: torch.Tensor) -> Detections:
+    def _ego_alone(self, batch: CoopBatch, features: Callable[[], torch.Tensor]) -> Detections:
+        """The ego-alone detections of ``batch`` (``features()``: its ``[B, A, C, h, w]`` maps).
+
+        A sweep's detector (``v2x.sweep_reuse.EncodeCache``) keeps them per frame batch and
+        fusion key (``FeatureFusion.ego_alone_key``), so the ego-only group and every group
+        whose conditions lose all their payloads at the deadline compute them once."""
+        shared = getattr(self.model, "shared_ego_detections", None)
+        key = self.fusion.ego_alone_key()
+        if shared is None or key is None:
+            return self._ego_alone_run(features())
+        return shared(batch.points, key, lambda: self._ego_alone_run(features()))
+
+    def _ego_alone_run(self, features: torch.Tensor) -> Detections:
         b, _, _, h, w = features.shape
         ego_only = torch.ones(b, 1, 1, h, w, dtype=torch.bool, device=features.device)
         heat, reg = self.model.head(self.fusion(features[:, :1], ego_only))
@@ -232,7 +246,8 @@ class CooperativePipeline(nn.Module):
         cost = LinkCost.zeros(k, b, a, snr_db, device)
         if not share or a == 1:
             # Nothing is sent: one fusion of the ego's own map serves every condition.
-            return RunOutput(repeat_detections(self._ego_alone(features), k), cost, k)
+            ego = self._ego_alone(batch, lambda: features)
+            return RunOutput(repeat_detections(ego, k), cost, k)
         # the collaborators' maps once, as K condition blocks of the same rows (not K copies)
         rows = features[:, 1:].reshape(b * (a - 1), c, h, w)
         rows = rows.unsqueeze(0).expand(k, *rows.shape)
@@ -284,12 +299,15 @@ class CooperativePipeline(nn.Module):
         conveyed = cells.sent
         known = None if conveyed is None else conveyed.to(device).reshape(k, b, a - 1, 1, h, w)
         if extra:
-            chosen = scatter_cells(
-                torch.ones_like(cells.indices, dtype=torch.bool)[:, None].float(),
-                cells.indices,
-                h,
-                w,
-            ).view(k, b, a - 1, 1, h, w) > 0
+            chosen = (
+                scatter_cells(
+                    torch.ones_like(cells.indices, dtype=torch.bool)[:, None].float(),
+                    cells.indices,
+                    h,
+                    w,
+                ).view(k, b, a - 1, 1, h, w)
+                > 0
+            )
             known = chosen if known is None else known & chosen
         if known is None:
             cells_sent = torch.full((k, b, a - 1), float(h * w), device=device)

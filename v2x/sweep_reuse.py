@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable
 from typing import Any
 
 import pyarrow as pa
@@ -40,6 +41,7 @@ class EncodeCache:
     def __init__(self, model: torch.nn.Module, max_bytes: float) -> None:
         self._model = model
         self._cache: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+        self._ego: dict[tuple, tuple[torch.Tensor, Any]] = {}
         self._max_bytes = max_bytes
         self._bytes = 0
         self.batch_index: int | None = None
@@ -59,6 +61,23 @@ class EncodeCache:
             self._cache[key] = (points, features)
             self._bytes += size
         return features
+
+    def shared_ego_detections(
+        self, points: torch.Tensor, fusion_key: tuple, compute: Callable[[], Any]
+    ) -> Any:
+        """The ego-alone detections of the current batch (``compute()``) for fusions keyed
+        ``fusion_key`` (``FeatureFusion.ego_alone_key``): computed once per batch and key for
+        the whole sweep, for the batch's own scans only. They draw no random numbers and depend
+        on nothing else a group sets, so sharing them changes no number; callers do not modify
+        them (``repeat_detections`` and the late-payload re-runs copy)."""
+        key = None if self.batch_index is None else (self.batch_index, fusion_key)
+        hit = self._ego.get(key) if key is not None else None
+        if hit is not None and hit[0] is points:
+            return hit[1]
+        detections = compute()
+        if key is not None:
+            self._ego[key] = (points, detections)
+        return detections
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._model, name)

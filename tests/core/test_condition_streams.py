@@ -215,3 +215,77 @@ def test_ego_detections_equal_a_run_with_every_collaborator_masked(
     for name in ("boxes", "scores", "labels", "valid"):
         assert torch.equal(getattr(short, name), getattr(full, name)), name
     assert bool(short.valid.any())  # the untrained detector keeps some boxes: not vacuous
+
+
+def test_fusions_share_an_ego_alone_key_only_when_their_maps_agree():
+    from v2x.perception.fusion import MaxFusion
+
+    assert build_fusion("max").ego_alone_key() == build_fusion("max").ego_alone_key()
+    keys = [build_fusion(n).ego_alone_key() for n in ("none", "max", "mean", "attention")]
+    assert None not in keys and len(set(keys)) == 4  # each forward its own key
+    slow, fast = (build_fusion("max_extrapolated", margin_m=m) for m in (0.5, 1.0))
+    assert slow.ego_alone_key() != fast.ego_alone_key()  # a setting differs
+
+    class Scaled(MaxFusion):  # state the key cannot see: never shared
+        def __init__(self) -> None:
+            super().__init__()
+            self.gain = torch.nn.Parameter(torch.ones(1))
+
+    class Tabled(MaxFusion):
+        def __init__(self) -> None:
+            super().__init__()
+            self.table = [1.0, 2.0]
+
+    assert Scaled().ego_alone_key() is None and Tabled().ego_alone_key() is None
+
+
+def test_a_sweeps_detector_computes_ego_alone_detections_once_per_batch(model, batch):
+    """The ego-only group and the deadline's ego-alone re-runs of two feature groups take the
+    ego-alone detections from the sweep's ``EncodeCache``: computed once per batch and fusion
+    key, bitwise what each pipeline computes on its own, and recomputed for re-sensed scans."""
+    import dataclasses
+
+    from v2x.sweep_reuse import EncodeCache
+
+    cache = EncodeCache(model, 1e9)
+    heads = []
+    head = model.head
+
+    def counted_head(x):
+        heads.append(x.shape[0])
+        return head(x)
+
+    cache.head = counted_head  # the pipelines reach the head through the cache
+    mask = batch.agent_mask.clone()
+    mask[:, 1:] = False
+    alone = dataclasses.replace(batch, agent_mask=mask)
+    pipes = {}
+    for name, codec in (("max", "analog"), ("max", "identity"), ("mean", "analog")):
+        plain = CooperativePipeline(model, build_fusion(name), build_codec(codec),
+                                    build_channel("awgn")).eval()  # fmt: skip
+        shared = CooperativePipeline(cache, build_fusion(name), build_codec(codec),
+                                     build_channel("awgn")).eval()  # fmt: skip
+        pipes[(name, codec)] = (plain, shared)
+    cache.batch_index = 0
+    for (name, codec), (plain, shared) in pipes.items():
+        want = plain.ego_detections(alone)
+        got = shared.ego_detections(alone)
+        for field in ("boxes", "scores", "labels", "valid"):
+            assert torch.equal(getattr(got, field), getattr(want, field)), (name, codec, field)
+    assert len(heads) == 2  # max (both codecs) once, mean once
+    # the ego-only group: its own key, then served from the cache as well
+    none_plain = CooperativePipeline(model, build_fusion("none"), build_codec("analog"),
+                                     build_channel("awgn")).eval()  # fmt: skip
+    none_shared = CooperativePipeline(cache, build_fusion("none"), build_codec("analog"),
+                                      build_channel("awgn")).eval()  # fmt: skip
+    snr = torch.tensor([0.0, 10.0])
+    for _ in range(2):
+        got = none_shared.run(batch, snr).detections
+        assert torch.equal(got.scores, none_plain.run(batch, snr).detections.scores)
+    assert len(heads) == 3
+    # re-sensed scans (other points) and another batch are computed afresh
+    resensed = dataclasses.replace(alone, points=alone.points.clone())
+    pipes[("max", "analog")][1].ego_detections(resensed)
+    cache.batch_index = 1
+    pipes[("max", "analog")][1].ego_detections(alone)
+    assert len(heads) == 5
