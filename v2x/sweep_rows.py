@@ -212,7 +212,7 @@ def _distinct_results(
 ) -> dict[str, dict]:
     """``compute_ap`` of each accumulator, keyed like ``accs`` (by state digest: cells whose
     accumulators hold identical records get one computation), in the worker processes
-    (``cell_pool``) or on ``CELL_THREADS`` threads."""
+    (``cell_pool``, even for one cell) or on ``CELL_THREADS`` threads."""
 
     def computed_on(executor: Executor) -> dict[str, dict]:
         futures = {
@@ -220,7 +220,9 @@ def _distinct_results(
         }
         return {d: f.result() for d, f in futures.items()}
 
-    pool = cell_pool() if len(accs) > 1 else None
+    # a single distinct cell goes to the workers too: computed on a thread of this process, its
+    # bootstrap's small numpy calls would hold the GIL the device's thread needs
+    pool = cell_pool()
     if pool is not None:
         try:
             return computed_on(pool)
