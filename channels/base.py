@@ -6,6 +6,9 @@ transmissions (links × conditions), each ``n`` complex channel uses long.
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 
 import torch
@@ -107,6 +110,54 @@ class Channel(nn.Module):
 CHANNELS: Registry[Channel] = Registry("channel", base=Channel)
 
 
+_DEFERRED = threading.local()
+
+
+def require(flag: torch.Tensor, message: str) -> None:
+    """Raise ``ValueError(message)`` unless the 0-dim bool ``flag`` holds: at once (reading a
+    device flag waits for the device), or inside ``deferred_checks`` when the block ends."""
+    queue = getattr(_DEFERRED, "queue", None)
+    if queue is None:
+        if not bool(flag):
+            raise ValueError(message)
+    else:
+        queue.append((flag.reshape(()), message))
+
+
+@contextmanager
+def deferred_checks() -> Iterator[None]:
+    """Within the block, the channel's input checks (``require``: finite symbols, finite SNRs)
+    queue their flags on the device instead of reading each one, a host sync per call; leaving
+    the block reads them all at once and raises the first failed check's ``ValueError``. If the
+    block itself raised (e.g. on values a failed check let through), that error becomes the
+    check's cause. Nested blocks leave the reading to the outermost one."""
+    if getattr(_DEFERRED, "queue", None) is not None:
+        yield
+        return
+    queue: list[tuple[torch.Tensor, str]] = []
+    _DEFERRED.queue = queue
+    try:
+        yield
+    except BaseException as exc:
+        _DEFERRED.queue = None
+        _raise_first_failed(queue, cause=exc)
+        raise
+    _DEFERRED.queue = None
+    _raise_first_failed(queue)
+
+
+def _raise_first_failed(
+    queue: list[tuple[torch.Tensor, str]], cause: BaseException | None = None
+) -> None:
+    if not queue:
+        return
+    device = queue[0][0].device
+    held = torch.stack([flag.to(device) for flag, _ in queue]).tolist()  # one host sync
+    for ok, (_, message) in zip(held, queue, strict=True):
+        if not ok:
+            raise ValueError(message) from cause
+
+
 def check_symbols(x: torch.Tensor, name: str = "x") -> None:
     """Raise ``ValueError`` unless ``x`` is a finite complex ``[B, n]`` tensor."""
     if not torch.is_complex(x):
@@ -115,9 +166,11 @@ def check_symbols(x: torch.Tensor, name: str = "x") -> None:
         raise ValueError(f"channel input '{name}' must have shape [B, n], got {tuple(x.shape)}")
     # NaN reaches both extremes and ±inf one of them: one read of x, where isfinite's
     # composite (abs, eq, ne, and) passes over it four times
-    extremes = torch.stack(torch.aminmax(torch.view_as_real(x))) if x.numel() else None
-    if extremes is not None and not bool(torch.isfinite(extremes).all()):
-        raise ValueError(f"channel input '{name}' contains NaN or Inf symbols")
+    if x.numel():
+        extremes = torch.stack(torch.aminmax(torch.view_as_real(x)))
+        require(
+            torch.isfinite(extremes).all(), f"channel input '{name}' contains NaN or Inf symbols"
+        )
 
 
 def snr_db_to_noise_variance(
@@ -133,8 +186,7 @@ def snr_db_to_noise_variance(
             f"channel parameter 'snr_db' must be a scalar or have shape [{batch}], "
             f"got {tuple(snr.shape)}"
         )
-    if not bool(torch.isfinite(snr).all()):
-        raise ValueError("channel parameter 'snr_db' must be finite")
+    require(torch.isfinite(snr).all(), "channel parameter 'snr_db' must be finite")
     no = torch.pow(10.0, -snr.reshape(-1) / 10.0)
     return no.expand(batch).contiguous() if no.shape[0] != batch else no
 

@@ -217,7 +217,9 @@ class CoopDetector(nn.Module):
             self.encode_graphs.clear()
         return super()._apply(fn, *args, **kwargs)
 
-    def forward(self, batch, mode: str = "max", min_points_in_box: int = 1) -> dict[str, torch.Tensor]:
+    def forward(
+        self, batch, mode: str = "max", min_points_in_box: int = 1
+    ) -> dict[str, torch.Tensor]:
         """Training forward: the loss dict of ``mode`` (see ``v2x.perception.losses``) on a
         ``CoopBatch``. Inference goes through ``encode`` / ``head`` / ``postprocess``."""
         from v2x.perception.losses import detection_loss
@@ -290,8 +292,10 @@ def nms_detections(
 ) -> Detections:
     """Rotated NMS of ``[B, K, 7]`` candidates; suppressed ones get ``valid=False``."""
     result = batched_rotated_nms(boxes, scores, labels if class_aware else None, valid, iou)
-    keep = torch.zeros_like(valid)
-    rows = torch.arange(boxes.shape[0], device=boxes.device)[:, None].expand_as(result.indices)
-    keep[rows[result.mask], result.indices[result.mask]] = True
-    return Detections(boxes, scores, labels, valid & keep)
-
+    # the kept candidates' flags by a scatter into a spare last column for the unused slots
+    # (boolean indexing would read the kept count on the host: a device sync)
+    k = valid.shape[1]
+    slots = torch.where(result.mask, result.indices, k)
+    keep = torch.zeros(valid.shape[0], k + 1, dtype=torch.bool, device=valid.device)
+    keep.scatter_(1, slots, True)
+    return Detections(boxes, scores, labels, valid & keep[:, :k])

@@ -210,8 +210,7 @@ class Codec(nn.Module):
             )
         if "bits" in cls.sweep_arguments and cls.default_bits is None:
             raise TypeError(
-                f"codec {cls.__name__} lists 'bits' in sweep_arguments but declares no "
-                "default_bits"
+                f"codec {cls.__name__} lists 'bits' in sweep_arguments but declares no default_bits"
             )
         for capability, methods in needs.items():
             missing = [m for m in methods if not callable(getattr(cls, m, None))]
@@ -241,7 +240,9 @@ def check_features(features: torch.Tensor) -> None:
 def raw_feature_bits(features: torch.Tensor) -> torch.Tensor:
     """``[B]`` bits of the uncompressed float32 feature maps."""
     per_map = features[0].numel() * 32 if features.shape[0] else 0
-    return torch.full((features.shape[0],), float(per_map), dtype=torch.float64, device=features.device)
+    return torch.full(
+        (features.shape[0],), float(per_map), dtype=torch.float64, device=features.device
+    )
 
 
 def packets_for_bits(
@@ -260,8 +261,11 @@ def symbols_per_packet(
 ) -> torch.Tensor:
     """``[B]`` float64 payload channel uses per packet when each use carries ``bits_per_symbol``
     (scalar or ``[B]``) payload bits: ``payload_bits / bits_per_symbol``."""
-    rate = torch.as_tensor(bits_per_symbol, dtype=torch.float64, device=device).reshape(-1)
-    rate = rate.expand(batch) if rate.numel() == 1 else rate
+    if isinstance(bits_per_symbol, torch.Tensor):
+        rate = bits_per_symbol.to(device, torch.float64).reshape(-1)
+        rate = rate.expand(batch) if rate.numel() == 1 else rate
+    else:  # a fill on the device, not a copy from the host (which waits for the device)
+        rate = torch.full((batch,), float(bits_per_symbol), dtype=torch.float64, device=device)
     return PacketFormat(mtu_bytes, header_bytes).payload_bits / rate.clamp_min(1e-12)
 
 

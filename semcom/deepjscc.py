@@ -505,7 +505,7 @@ class DeepJSCCCodec(Codec):
         around it (the table's end value outside its range)."""
         grid = self.gate_ratios.to(ratio.device)
         table = self.gate_snr_db.to(ratio.device)
-        r = ratio.to(torch.float64).clamp(float(grid[0]), float(grid[-1]))
+        r = ratio.to(torch.float64).clamp(grid[0], grid[-1])  # (tensor bounds: no host read)
         hi = torch.searchsorted(grid, r * (1 - 1e-9)).clamp(max=grid.numel() - 1)
         lo = torch.where(grid[hi] > r * (1 + 1e-9), (hi - 1).clamp_min(0), hi)
         return torch.maximum(table[lo], table[hi]).to(torch.float32)
@@ -602,7 +602,10 @@ class DeepJSCCCodec(Codec):
         uses = self._uses_per_item((c, h, w), ratio, b, features.device)
         snr_db = _per_batch(link.snr_db, b, "link.snr_db", features.device)
         z, _, realised = self._encode_symbols(features.to(torch.float32), snr_db, uses)
-        n_sent = int(uses.max()) if b else int(self.channel_uses_for((c, h, w), ratio))
+        if b and isinstance(ratio, torch.Tensor):
+            n_sent = int(uses.max())
+        else:  # one ratio: every item's uses, known on the host
+            n_sent = int(self.channel_uses_for((c, h, w), float(ratio)))
         return Transmission(
             symbols=z[:, :n_sent],
             cost=self._cost(features, uses),

@@ -92,9 +92,7 @@ class Registry(Generic[T]):
             if name in self._factories and self._factories[name] is not factory:
                 raise ValueError(f"{self.kind} {name!r} is registered twice")
             cls = factory if isinstance(factory, type) else builds
-            if self.base is not None and not (
-                isinstance(cls, type) and issubclass(cls, self.base)
-            ):
+            if self.base is not None and not (isinstance(cls, type) and issubclass(cls, self.base)):
                 raise TypeError(
                     f"{self.kind} {name!r}: register a subclass of {self.base.__name__}, or a "
                     f"factory function with builds=<the {self.base.__name__} subclass it returns>"
@@ -212,7 +210,10 @@ def atomic_open(path: str | os.PathLike, mode: str = "wb", **kwargs: Any) -> Ite
     if not any(c in mode for c in "wax"):
         raise ValueError(f"atomic_open: mode {mode!r} does not write")
     # the file is closed (inner context) before it is synced and moved (outer context)
-    with atomic_path(path) as tmp, open(tmp, mode.replace("x", "w").replace("a", "w"), **kwargs) as handle:
+    with (
+        atomic_path(path) as tmp,
+        open(tmp, mode.replace("x", "w").replace("a", "w"), **kwargs) as handle,
+    ):
         yield handle
 
 
@@ -259,7 +260,6 @@ def to_plain(obj: Any) -> Any:
     return obj
 
 
-
 def check_fields(cls: type, data: Mapping, where: str) -> None:
     """Raise ``ValueError`` naming ``where`` if ``data`` has keys that ``cls`` has no field for."""
     names = {f.name for f in fields(cls)}
@@ -292,6 +292,19 @@ def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(name)
+
+
+def to_device_async(t: torch.Tensor, device: torch.device | str) -> torch.Tensor:
+    """``t`` on ``device``, the same values. A host tensor bound for a CUDA device goes through
+    page-locked memory as a non-blocking copy: a copy from ordinary host memory waits until the
+    device has run everything queued before it (a host sync in the middle of a pipeline). The
+    caching host allocator keeps the page-locked block until the copy has run."""
+    import torch
+
+    device = torch.device(device)
+    if device.type != "cuda" or t.device.type != "cpu":
+        return t.to(device)
+    return t.pin_memory().to(device, non_blocking=True)
 
 
 def triton_available() -> bool:

@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-from v2x.channels.base import Channel
+from v2x.channels.base import Channel, deferred_checks
 from v2x.channels.link import LinkState
 from v2x.semcom.base import CellReport, Codec, Cost, Reception, reception
 from v2x.semcom.harq import transmit
@@ -75,18 +75,20 @@ def send(
         raise ValueError(f"send: {n} rows do not split into {k} conditions of equal size")
     m = n // k
     blocks = []
-    for ki, seed in enumerate(seeds):
-        part = slice(ki * m, (ki + 1) * m)
-        torch.manual_seed(int(seed))
-        blocks.append(
-            _send_block(
-                codec,
-                channel,
-                rows[ki] if blocked else rows[part],
-                row_snr[part],
-                {name: v[part] for name, v in extra.items()},
+    # the channel's input checks read once for all K blocks, not once per block (a host sync)
+    with deferred_checks():
+        for ki, seed in enumerate(seeds):
+            part = slice(ki * m, (ki + 1) * m)
+            torch.manual_seed(int(seed))
+            blocks.append(
+                _send_block(
+                    codec,
+                    channel,
+                    rows[ki] if blocked else rows[part],
+                    row_snr[part],
+                    {name: v[part] for name, v in extra.items()},
+                )
             )
-        )
     if k == 1:
         return blocks[0]
     return Sent(

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 
 import torch
 
+from v2x.common import to_device_async
 from v2x.conditions import (
     LinkCost,
     RunOutput,
@@ -167,7 +168,7 @@ def remove_late_payloads(
         if ki in shared and shared[ki] in reruns:
             rerun = reruns[shared[ki]]
         else:
-            lost = dropped[ki].to(device)
+            lost = to_device_async(dropped[ki], device)
             masked = dataclasses.replace(batch, agent_mask=batch.agent_mask & ~lost)
             if silent[ki] and feature_stage and not bool(masked.agent_mask[:, 1:].any()):
                 # no collaborator left in any frame: the ego's own detections, without sending

@@ -34,6 +34,7 @@ import torch
 from torch import nn
 
 from v2x.channels.base import Channel
+from v2x.common import to_device_async
 from v2x.condition_streams import send
 from v2x.conditions import (  # noqa: F401 - a run's outputs, also reachable from here
     RECEPTION_FIELDS,
@@ -163,7 +164,7 @@ class CooperativePipeline(nn.Module):
                 from that seed); needs ``runs_seeded_conditions()``. ``None``: one draw for all
                 ``K`` from the current RNG state.
         """
-        snr_db = torch.as_tensor(snr_db, dtype=torch.float32, device=batch.points.device)
+        snr_db = to_device_async(torch.as_tensor(snr_db, dtype=torch.float32), batch.points.device)
         if snr_db.dim() == 3:
             if tuple(snr_db.shape[1:]) != tuple(batch.agent_mask.shape):
                 raise ValueError(
@@ -327,7 +328,7 @@ class CooperativePipeline(nn.Module):
         if not noisy and k > 1:
             reps, inverse = _distinct_conditions(decoded, sent)
             if len(reps) < k:
-                pick = torch.tensor(reps, device=device)
+                pick = to_device_async(torch.tensor(reps), device)
                 decoded = decoded.index_select(0, pick)
                 sent = None if sent is None else sent.index_select(0, pick)
             else:
@@ -371,7 +372,7 @@ class CooperativePipeline(nn.Module):
         )
         det = self.model.postprocess(heat, reg)
         if inverse is not None:
-            rows_of = (inverse.to(device)[:, None] * b + torch.arange(b, device=device)).reshape(-1)
+            rows_of = to_device_async(inverse[:, None] * b + torch.arange(b), device).reshape(-1)
             det = Detections(
                 *(
                     t.index_select(0, rows_of)

@@ -53,7 +53,7 @@ import pyarrow as pa
 import torch
 
 from v2x.channels import build_channel
-from v2x.common import configure_determinism
+from v2x.common import configure_determinism, to_device_async
 from v2x.datasets.frame import CLASS_NAMES, CoopFrame
 from v2x.evaluation import VEHICLE_LABELS
 from v2x.execution import Arrival, evaluate_batch
@@ -121,7 +121,7 @@ class _Scheduler:
     compensates: bool = False
 
     def __call__(self, cost: LinkCost) -> Arrival:
-        novelty = self.item.novelty.to(cost.sent.device)
+        novelty = to_device_async(self.item.novelty, cost.sent.device)
         self.delivery = schedule(
             self.budget,
             cost.sent,
@@ -223,6 +223,7 @@ def _run_group(
     ).eval()
 
     shared_coding = share_source_coding(codec, device)
+    snr_on_device = to_device_async(snr, device)
     budget = group.budget(plan.budget)  # the group's late policy and added delay
     clock = sensing_clock(plan)
 
@@ -241,9 +242,10 @@ def _run_group(
     for bi, item in enumerate(batches):
         model.batch_index = bi
         shared_coding.clear()  # holds the source coding of one frame batch's maps at a time
-        item_snr = snr  # [K], or [K, B, A]: each link at its geometric SNR + the grid's offset
+        item_snr = snr_on_device  # [K], or [K, B, A]: each link at its geometric SNR + offset
         if group.snr_mode == "geometric":
-            item_snr = (item.network.snr_db[None] + snr.view(k, 1, 1).double()).float().to(device)
+            item_snr = (item.network.snr_db[None] + snr.view(k, 1, 1).double()).float()
+            item_snr = to_device_async(item_snr, device)
         deliver = _Scheduler(budget, item, plan, clock, compensates=fusion.compensates_latency)
         # Feature fusion: each cell in its own call with its own seed. Ego-only, late and early
         # fusion: the detections do not depend on the SNR (late and early payloads are charged

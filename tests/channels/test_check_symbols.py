@@ -32,3 +32,46 @@ def test_wrong_dtype_and_shape_are_named() -> None:
         check_symbols(torch.zeros(2, 3), "tx")
     with pytest.raises(ValueError, match=r"must have shape \[B, n\], got \(6,\)"):
         check_symbols(torch.zeros(6, dtype=torch.complex64), "tx")
+
+
+def test_deferred_checks_raise_when_the_block_ends() -> None:
+    """Inside ``deferred_checks`` a bad input is reported when the block ends (one host read
+    for every check), with the same message; outside it, at once."""
+    from v2x.channels import build_channel
+    from v2x.channels.base import deferred_checks
+
+    awgn = build_channel("awgn", validate=True)
+    good = torch.randn(2, 16, dtype=torch.complex64)
+    bad = good.clone()
+    torch.view_as_real(bad)[0, 3, 0] = float("nan")
+    reached = []
+    with pytest.raises(ValueError, match="contains NaN or Inf") as err, deferred_checks():
+        awgn(good, 10.0)
+        awgn(bad, 10.0)  # queued, not raised here
+        reached.append(True)
+        awgn(good, torch.tensor([5.0, float("nan")]))  # a second failure: the first is named
+    assert reached and err.value.__cause__ is None
+    with pytest.raises(ValueError, match="'snr_db' must be finite"):
+        awgn(good, torch.tensor([5.0, float("inf")]))  # no block: at once
+    with deferred_checks():  # all good: nothing raised
+        awgn(good, 3.0)
+
+
+def test_a_failed_deferred_check_names_itself_when_the_block_fails_too() -> None:
+    from v2x.channels.base import deferred_checks, require
+
+    with pytest.raises(ValueError, match="first check") as err, deferred_checks():
+        require(torch.tensor(False), "first check")
+        raise RuntimeError("what the bad value caused")
+    assert isinstance(err.value.__cause__, RuntimeError)
+    # no check failed: the block's error itself
+    with pytest.raises(RuntimeError, match="unrelated"), deferred_checks():
+        require(torch.tensor(True), "fine")
+        raise RuntimeError("unrelated")
+    # nested blocks: the outermost one reads
+    reached = []
+    with pytest.raises(ValueError, match="inner"), deferred_checks():
+        with deferred_checks():
+            require(torch.tensor(False), "inner")
+        reached.append("after the inner block")
+    assert reached[-1] == "after the inner block"

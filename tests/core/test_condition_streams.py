@@ -183,7 +183,8 @@ def test_on_cuda_seeded_conditions_in_one_call_equal_one_call_each(
     seeds = [11, 12, 13, 14]
     try:
         _assert_same(
-            run_conditions(pipe, on_device, snr, seeds), _loop(pipe, on_device, snr, seeds),
+            run_conditions(pipe, on_device, snr, seeds),
+            _loop(pipe, on_device, snr, seeds),
             atol=2e-3,
         )
     finally:
@@ -289,3 +290,22 @@ def test_a_sweeps_detector_computes_ego_alone_detections_once_per_batch(model, b
     cache.batch_index = 1
     pipes[("max", "analog")][1].ego_detections(alone)
     assert len(heads) == 5
+
+
+def test_send_reads_the_channel_checks_once_and_still_refuses_bad_input(monkeypatch):
+    """With seeds, ``send`` runs its ``K`` blocks inside ``deferred_checks``: a non-finite SNR of
+    one condition is still refused with the channel's message, after the blocks ran."""
+    import v2x.channels.base as base
+
+    codec, channel = build_codec("analog"), build_channel("awgn", validate=True)
+    rows = torch.randn(6, 4, 8, 8)
+    snr = torch.tensor([0.0, 1.0, 2.0, float("nan"), 4.0, 5.0])
+    with pytest.raises(ValueError, match="'snr_db' must be finite"):
+        send(codec, channel, rows, snr, seeds=[5, 6])
+    reads = []
+    real = base._raise_first_failed
+    monkeypatch.setattr(
+        base, "_raise_first_failed", lambda q, cause=None: (reads.append(len(q)), real(q, cause))
+    )
+    send(codec, channel, rows, snr.nan_to_num(3.0), seeds=[5, 6])
+    assert reads == [4]  # 2 blocks x (finite SNRs, finite symbols), read once

@@ -763,3 +763,44 @@ def test_harq_rounds_reach_the_ledger_and_deliver_what_the_first_round_lost(mode
     assert torch.equal(c0.packets, c2.packets) and torch.equal(c0.source_bits, c2.source_bits)
     assert float(c0.cells_used.sum()) == 0 < float(c2.cells_used.sum())
     assert float(c2.packets_crc_failed.sum()) < float(c0.packets_crc_failed.sum())
+
+
+def test_nms_detections_keep_exactly_what_batched_nms_keeps():
+    """``valid`` after ``nms_detections`` is the candidates ``batched_rotated_nms`` keeps (read
+    from its indices on the host here), for batches with kept, suppressed, padded and empty
+    sets."""
+    from v2x.perception.detector import nms_detections
+    from v2x.perception.nms import batched_rotated_nms
+
+    gen = torch.Generator().manual_seed(5)
+    b, k = 6, 40
+    centres = torch.rand(b, k, 2, generator=gen) * 12
+    sizes = torch.rand(b, k, 3, generator=gen) * 3 + 1
+    boxes = torch.cat([centres, torch.ones(b, k, 1), sizes, torch.rand(b, k, 1, generator=gen) * 3], 2)
+    scores = torch.rand(b, k, generator=gen)
+    labels = torch.randint(0, 3, (b, k), generator=gen)
+    valid = torch.rand(b, k, generator=gen) < 0.7
+    valid[1] = False  # nothing to keep
+    valid[2, 5:] = False  # a padded set
+    got = nms_detections(boxes, scores, labels, valid, 0.1)
+    result = batched_rotated_nms(boxes, scores, labels, valid, 0.1)
+    want = torch.zeros(b, k, dtype=torch.bool)
+    for row, (idx, mask) in enumerate(zip(result.indices.tolist(), result.mask.tolist(), strict=True)):
+        for i, m in zip(idx, mask, strict=True):
+            if m:
+                want[row, i] = True
+    assert torch.equal(got.valid, want)
+    assert 0 < int(want.sum()) < int(valid.sum())  # some kept, some suppressed: not vacuous
+    assert not bool(got.valid[1].any())
+
+
+def test_to_device_async_gives_the_same_values():
+    from v2x.common import to_device_async
+
+    t = torch.arange(6, dtype=torch.float32).view(2, 3)
+    same = to_device_async(t, "cpu")
+    assert torch.equal(same, t)
+    if torch.cuda.is_available():
+        on_gpu = to_device_async(t, "cuda")
+        assert on_gpu.is_cuda and torch.equal(on_gpu.cpu(), t)
+        assert to_device_async(on_gpu, "cuda") is on_gpu
