@@ -19,8 +19,8 @@
 #   verify what the 2026-12-01 session built without a GPU (~9 min): the GPU tests of
 #          determinism, inference/CUDA graphs, the fused warp+fusion kernel and condition
 #          streams; the detector (eager, CUDA graph, Triton fusion; batch 1 and 8, fp32/fp16);
-#          the sweep end to end with the faster scoring; Where2comm of the shipped standard
-#          detector on the 1,000 test frames
+#          the sweep end to end with the faster scoring, and its host syncs by call site
+#          (sweep_syncs.py); Where2comm of the shipped standard detector on the 1,000 test frames
 #   codec  DeepJSCC for the standard detector (~9 min): conf/train_codec_pointpillars.yaml
 #          (training capped at codec_train.max_seconds = MAX_S, then the SNR gate calibrated on
 #          the validation towns); checkpoint, calibration JSON and log in the work folder. A
@@ -155,8 +155,8 @@ case "$SET" in
     step bench_detector 100 "$R/benchmarks/bench_detector.py" --device cuda \
       --modes eager graph triton --budget-s 90
     step bench_sweep 150 "$R/benchmarks/bench_sweep.py" --device cuda --checkpoint shipped \
-      --frames 128 --batch-size 16 --codecs identity analog deepjscc --feature-cache-gb 8 \
-      --profile 25
+      --frames 128 --batch-size 16 --codecs identity analog deepjscc --profile 25
+    step sweep_syncs 120 "$R/benchmarks/sweep_syncs.py"
     step where2comm_1000 150 "$R/scripts/evaluate_fusions.py" --model pointpillars \
       --device cuda --sequences 100 --bootstrap 1000 --fusions max where2comm \
       --out "$W/fusions_pointpillars_where2comm_1000.json"
