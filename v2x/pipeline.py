@@ -215,11 +215,8 @@ class CooperativePipeline(nn.Module):
         )
 
     def _ego_alone(self, batch: CoopBatch, features: Callable[[], torch.Tensor]) -> Detections:
-        """The ego-alone detections of ``batch`` (``features()``: its ``[B, A, C, h, w]`` maps).
-
-        A sweep's detector (``v2x.sweep_reuse.EncodeCache``) keeps them per frame batch and
-        fusion key (``FeatureFusion.ego_alone_key``), so the ego-only group and every group
-        whose conditions lose all their payloads at the deadline compute them once."""
+        """The ego-alone detections of ``batch`` (``features()``: its ``[B, A, C, h, w]`` maps);
+        a sweep's detector (``EncodeCache``) keeps them per frame batch and fusion key."""
         shared = getattr(self.model, "shared_ego_detections", None)
         key = self.fusion.ego_alone_key()
         if shared is None or key is None:
@@ -300,15 +297,8 @@ class CooperativePipeline(nn.Module):
         conveyed = cells.sent
         known = None if conveyed is None else conveyed.to(device).reshape(k, b, a - 1, 1, h, w)
         if extra:
-            chosen = (
-                scatter_cells(
-                    torch.ones_like(cells.indices, dtype=torch.bool)[:, None].float(),
-                    cells.indices,
-                    h,
-                    w,
-                ).view(k, b, a - 1, 1, h, w)
-                > 0
-            )
+            ones = torch.ones_like(cells.indices, dtype=torch.float32)[:, None]
+            chosen = scatter_cells(ones, cells.indices, h, w).view(k, b, a - 1, 1, h, w) > 0
             known = chosen if known is None else known & chosen
         if known is None:
             cells_sent = torch.full((k, b, a - 1), float(h * w), device=device)
