@@ -87,7 +87,10 @@ PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16}
 #: How the Triton path stores check-to-variable messages between iterations.
 CHECK_STATES = ("compressed", "edges")
 #: How the Triton path launches its kernels (see ``LDPC5GMinSumDecoder``).
-LAUNCHES = ("persistent", "per-layer")
+LAUNCHES = ("auto", "persistent", "per-layer")
+#: ``launch="auto"``: calls of at most this many blocks run the persistent kernel, larger ones
+#: per layer (H200, docs/benchmarks.md "LDPC launch by batch size").
+AUTO_PERSISTENT_MAX_BLOCKS = 8192
 #: Bit of the packed check state where the arg-min edge index starts (edge sign bits below).
 _ARG_SHIFT = 24
 
@@ -165,8 +168,10 @@ class LDPC5GMinSumDecoder:
             enough to stay in L2, a finished block's slot refilled with the next block);
             ``"per-layer"`` launches one kernel per row group and iteration plus the syndrome
             kernels, with the blocks still decoding compacted between iterations (the default:
-            the kernel measured on an H200). Same bits and iteration counts either way. ``check_state="compressed"``
-            always runs per layer.
+            the kernel measured on an H200); ``"auto"``: persistent for calls of at most
+            ``AUTO_PERSISTENT_MAX_BLOCKS`` blocks (where launches cost more than the kernel),
+            per layer above. Same bits and iteration counts every way.
+            ``check_state="compressed"`` always runs per layer.
 
     ``decoder(llr_ch [..., n]) -> [..., k]`` float32 bits, ``decoder.decode(llr_ch)`` a
     ``MinSumResult``. Index tables are built on first use per device; the device follows the
@@ -450,7 +455,10 @@ class LDPC5GMinSumDecoder:
         device = x.device
         tab = self._tables_on(device)
         layer = self._layer_triton if nb and self._use_triton(device) else self._layer_torch
-        persistent = self.launch == "persistent" and self.check_state == "edges"
+        persistent = self.check_state == "edges" and (
+            self.launch == "persistent"
+            or (self.launch == "auto" and nb <= AUTO_PERSISTENT_MAX_BLOCKS)
+        )
         if layer == self._layer_triton and persistent:
             return self._decode_persistent(x, rv, tab, lead, return_codeword)
         bits = torch.zeros(nb, self.k, dtype=torch.float32, device=device)

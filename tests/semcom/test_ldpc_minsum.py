@@ -424,6 +424,7 @@ def test_cuda_triton_modes_match_the_torch_path(precision: str):
             ("compressed", "per-layer"),
             ("edges", "per-layer"),
             ("edges", "persistent"),
+            ("edges", "auto"),  # 700 blocks: the persistent kernel
         ):
             res = LDPC5GMinSumDecoder(
                 enc, backend="triton", check_state=state, precision=precision, launch=launch
