@@ -103,7 +103,7 @@ def frames_digest(frames: Sequence[CoopFrame]) -> str:
         if isinstance(value, np.ndarray):
             arr = np.ascontiguousarray(value)
             digest.update(f"A{arr.dtype.str}{arr.shape}".encode())
-            digest.update(arr.tobytes())
+            digest.update(memoryview(arr.reshape(-1)).cast("B"))  # tobytes()'s bytes, no copy
         elif isinstance(value, torch.Tensor):
             feed(value.detach().cpu().numpy())
         elif dataclasses.is_dataclass(value) and not isinstance(value, type):
