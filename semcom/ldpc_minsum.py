@@ -39,13 +39,12 @@ blocks, MCS 5/14/20/27 on AWGN): at 20 iterations the block error rate is then a
 that of Sionna's 20 flooding iterations of exact BP (docs/digital.md).
 
 Messages are stored batch-last (``[edges, blocks]``) so every gather and scatter moves
-contiguous rows of ``B`` values. On CUDA with Triton (``backend="auto"``) the opt-in
-``launch="persistent"`` (``semcom/ldpc_persistent_triton.py``; measured 0.45–0.67× the per-layer
-kernel on an H200) decodes the whole batch in ONE
+contiguous rows of ``B`` values. On CUDA with Triton (``backend="auto"``)
+``launch="persistent"`` (``semcom/ldpc_persistent_triton.py``) decodes the whole batch in ONE
 kernel launch: each program owns a few block slots, runs every iteration, the syndrome check and
 early termination itself, and refills a finished block's slot with the next block, so the
 per-iteration launches, syndrome kernels, host synchronisations and batch compactions are gone
-and the small slot state can stay in L2. The default ``launch="per-layer"`` is the measured scheme: one
+and the small slot state can stay in L2; ``launch="per-layer"`` runs one
 fused kernel per row group and iteration (``semcom/ldpc_minsum_triton.py``), one float32 message
 per edge (16 B per edge and iteration; each thread walks one block's check edge by edge: 1.1–2×
 the former edge-tile kernel on an H200, 1.1–2.9 Gbit/s at the 10 % BLER point) or, with ``check_state="compressed"``, a compressed state
@@ -57,7 +56,10 @@ and runs everywhere, with the same arithmetic (bit-identical results in Triton's
 both precisions and both launches; ``gpu`` tests check it on CUDA). Memory ≈
 ``4 · (n_used + E + 3 E_step) · B`` bytes for ``E`` decoded Tanner-graph edges (3,600–11,300 for
 the chain's 1024-bit blocks above MCS 2) and ``E_step`` those of the largest step: ≈ 50 kB per
-block (persistent: ≈ 9 B per VN and block, plus ≈ 4 · (V + E) B per slot).
+block (persistent: ≈ 9 B per VN and block, plus ≈ 4 · (V + E) B per slot). The default
+``launch="auto"`` takes the persistent kernel for calls of up to ``AUTO_PERSISTENT_MAX_BLOCKS``
+blocks (on an H200 1.4–6.4× the per-layer kernel there: its launches cost more than its
+kernels) and the per-layer one above (0.45–0.67× persistent at 262,144 blocks).
 """
 
 from __future__ import annotations
@@ -89,7 +91,8 @@ CHECK_STATES = ("compressed", "edges")
 #: How the Triton path launches its kernels (see ``LDPC5GMinSumDecoder``).
 LAUNCHES = ("auto", "persistent", "per-layer")
 #: ``launch="auto"``: calls of at most this many blocks run the persistent kernel, larger ones
-#: per layer (H200, docs/benchmarks.md "LDPC launch by batch size").
+#: per layer (H200: persistent 1.4–6.4× faster at 1,024–8,192 blocks, 0.45–0.67× at 262,144;
+#: docs/benchmarks.md, "LDPC decoder").
 AUTO_PERSISTENT_MAX_BLOCKS = 8192
 #: Bit of the packed check state where the arg-min edge index starts (edge sign bits below).
 _ARG_SHIFT = 24
@@ -161,16 +164,17 @@ class LDPC5GMinSumDecoder:
             edge and the edge signs and rebuilds every old message from them (exact: the same
             values; fewer bytes, but measured slower on an H200: 801 vs 901 Mbit/s at MCS 14,
             docs/benchmarks.md, so it is opt-in).
-        launch: Triton path only: ``"persistent"`` (opt-in: the same bits as the per-layer
-            kernel on an H200, but 0.45–0.67× its speed there, docs/benchmarks.md) decodes the whole batch in ONE
-            kernel launch (``ldpc_persistent_triton``: every iteration, the syndrome check and
+        launch: Triton path only: ``"persistent"`` (the same bits as the per-layer kernel;
+            on an H200 1.4–6.4× its speed up to 8,192 blocks per call, 0.45–0.67× at 262,144,
+            docs/benchmarks.md) decodes the whole batch in ONE kernel launch (``ldpc_persistent_triton``: every iteration, the syndrome check and
             early termination in the kernel, each program's blocks in a slot state small
             enough to stay in L2, a finished block's slot refilled with the next block);
             ``"per-layer"`` launches one kernel per row group and iteration plus the syndrome
-            kernels, with the blocks still decoding compacted between iterations (the default:
-            the kernel measured on an H200); ``"auto"``: persistent for calls of at most
-            ``AUTO_PERSISTENT_MAX_BLOCKS`` blocks (where launches cost more than the kernel),
-            per layer above. Same bits and iteration counts every way.
+            kernels, with the blocks still decoding compacted between iterations; ``"auto"``
+            (the default): persistent for calls of at most ``AUTO_PERSISTENT_MAX_BLOCKS``
+            blocks (where the per-layer launches cost more than the kernel; the digital chain
+            decodes in chunks of at most that many), per layer above. Same bits and iteration
+            counts every way.
             ``check_state="compressed"`` always runs per layer.
 
     ``decoder(llr_ch [..., n]) -> [..., k]`` float32 bits, ``decoder.decode(llr_ch)`` a
@@ -190,7 +194,7 @@ class LDPC5GMinSumDecoder:
         harq_mode: bool = False,
         precision: str = "fp32",
         check_state: str = "edges",
-        launch: str = "per-layer",
+        launch: str = "auto",
     ) -> None:
         if not isinstance(num_iter, int) or num_iter < 0:
             raise ValueError(f"LDPC min-sum 'num_iter' must be an int ≥ 0, got {num_iter!r}")

@@ -523,7 +523,8 @@ def test_persistent_launch_configurations():
     enc = _encoder(100, 300)
     with pytest.raises(ValueError, match="launch"):
         LDPC5GMinSumDecoder(enc, launch="fused")
-    assert LDPC5GMinSumDecoder(enc).launch == "per-layer"  # persistent: opt-in (slower on an H200)
+    # auto: persistent up to AUTO_PERSISTENT_MAX_BLOCKS per call (faster there on an H200)
+    assert LDPC5GMinSumDecoder(enc).launch == "auto"
     assert LDPC5GMinSumDecoder(enc, launch="per-layer").launch == "per-layer"
 
 
