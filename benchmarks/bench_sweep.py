@@ -45,8 +45,12 @@ PATH`` once more under ``torch.profiler`` (host + CUDA), printing the costliest 
 saving a Chrome trace (where the GPU waits on the host); ``--idle-gaps`` once more under
 ``torch.profiler`` with Python stacks, charging every interval in which the GPU runs nothing to
 the innermost project function the main thread is in at its midpoint (use fewer frames: the
-trace holds every Python call). ``benchmarks/sweep_traffic.py`` counts the bytes each call site
-moves per frame-condition (device-independent).
+trace holds every Python call); ``--phases`` once more with ``run_sweep``'s steps (``PHASES``:
+planning, frame loading, hashing, the detector, each group, each batch, scoring, the rows) timed
+per thread. ``benchmarks/sweep_traffic.py`` counts the bytes each call site moves per
+frame-condition (device-independent); ``benchmarks/sweep_syncs.py`` counts the host syncs per
+call site (CUDA). The batched pipeline and the loop run in the sweep's deterministic mode
+(``configure_determinism``), set before any CUDA work.
 """
 
 from __future__ import annotations
@@ -307,6 +311,60 @@ def bench_run_sweep(
     return {"cells": plan.num_cells, "wall_s": wall, "cpu_s": cpu, "fc_per_s": work / wall}
 
 
+#: ``run_sweep``'s steps that ``--phases`` times (module, function), in the order they run.
+PHASES = (
+    ("v2x.sweep", "plan_sweep"),
+    ("v2x.sweep", "load_frames"),
+    ("v2x.sweep", "data_identity"),
+    ("v2x.sweep", "prepare_device"),
+    ("v2x.sweep", "_run_group"),
+    ("v2x.sweep", "evaluate_batch"),
+    ("v2x.sweep", "book_batch"),
+    ("v2x.sweep", "group_rows"),
+)
+
+
+def bench_phases(args) -> list[tuple[str, str, int, float, float, float]]:
+    """One more ``run_sweep`` with ``PHASES`` wrapped in timers: per (step, thread) the calls,
+    the summed seconds and the first start / last end after the call began (s)."""
+    import functools
+    import importlib
+    import threading
+
+    spans: list[tuple[str, str, float, float]] = []
+    saved = []
+    for module_name, name in PHASES:
+        module = importlib.import_module(module_name)
+        original = getattr(module, name)
+
+        def timed(*a, _f=original, _name=name, **k):
+            t = time.perf_counter()
+            try:
+                return _f(*a, **k)
+            finally:
+                thread = threading.current_thread().name.split("_")[0]
+                spans.append((_name, thread, t, time.perf_counter()))
+
+        saved.append((module, name, original))
+        setattr(module, name, functools.wraps(original)(timed))
+    try:
+        t0 = time.perf_counter()
+        bench_run_sweep(args)
+    finally:
+        for module, name, original in saved:
+            setattr(module, name, original)
+    rows: dict[tuple[str, str], list[float]] = {}
+    for name, thread, a, b in spans:
+        r = rows.setdefault((name, thread), [0, 0.0, a, b])
+        r[0] += 1
+        r[1] += b - a
+        r[2], r[3] = min(r[2], a), max(r[3], b)
+    return [
+        (name, thread, int(n), total, first - t0, last - t0)
+        for (name, thread), (n, total, first, last) in sorted(rows.items(), key=lambda kv: kv[1][2])
+    ]
+
+
 def bench_joblib(args) -> dict:
     cores = os.cpu_count() or 1
     channels = ["awgn", "rayleigh", "rician", "rayleigh_fast"][: args.jobs]
@@ -405,6 +463,11 @@ def main() -> None:
     p.add_argument("--jobs", type=int, default=4, help="multirun jobs (one channel each, <= 4)")
     p.add_argument("--skip-run-sweep", action="store_true")
     p.add_argument(
+        "--phases",
+        action="store_true",
+        help="run_sweep once more with its steps (PHASES) timed: where a call's wall time goes",
+    )
+    p.add_argument(
         "--idle-gaps",
         action="store_true",
         help="where the GPU waits on the host: idle time by host function (module docstring)",
@@ -463,6 +526,11 @@ def main() -> None:
     if args.trace and not args.skip_run_sweep:
         print("run_sweep once more under torch.profiler (slower; not a figure):")
         bench_run_sweep(args, trace=args.trace)
+    if args.phases and not args.skip_run_sweep:
+        print("run_sweep once more with its steps timed (step, thread, calls, summed s, span s):")
+        for name, thread, n, total, first, last in bench_phases(args):
+            line = f"{name:16s} {thread:10s} {n:4d}x {total:7.2f} s  {first:6.2f} .. {last:6.2f} s"
+            print("  " + line)
     if args.idle_gaps and not args.skip_run_sweep:
         print("run_sweep once more under torch.profiler with Python stacks (not a figure):")
         bench_run_sweep(args, trace=args.trace or "/tmp/v2x_sweep_stacks.json", gaps=True)
