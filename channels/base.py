@@ -138,11 +138,12 @@ def deferred_checks() -> Iterator[None]:
     _DEFERRED.queue = queue
     try:
         yield
-    except BaseException as exc:
+    except Exception as exc:  # (Ctrl-C and exits go through untouched)
         _DEFERRED.queue = None
         _raise_first_failed(queue, cause=exc)
         raise
-    _DEFERRED.queue = None
+    finally:
+        _DEFERRED.queue = None
     _raise_first_failed(queue)
 
 

@@ -75,3 +75,14 @@ def test_a_failed_deferred_check_names_itself_when_the_block_fails_too() -> None
             require(torch.tensor(False), "inner")
         reached.append("after the inner block")
     assert reached[-1] == "after the inner block"
+
+
+def test_an_interrupt_inside_deferred_checks_goes_through() -> None:
+    from v2x.channels.base import _DEFERRED, deferred_checks, require
+
+    with pytest.raises(KeyboardInterrupt), deferred_checks():
+        require(torch.tensor(False), "a failed check does not replace Ctrl-C")
+        raise KeyboardInterrupt
+    assert getattr(_DEFERRED, "queue", None) is None  # checks are read at once again
+    with pytest.raises(ValueError, match="at once"):
+        require(torch.tensor(False), "at once")
