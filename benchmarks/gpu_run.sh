@@ -121,7 +121,7 @@ case "$SET" in
     python3 -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__)"
     gpu_tests pytest_gpu_ldpc 180 tests/semcom/test_ldpc_minsum.py
     N=${N:-14}
-    # per-layer launches (the default) against the persistent kernel (opt-in: 0.45-0.67x on an H200),
+    # per-layer launches against the persistent kernel (auto, the default, takes it up to 8,192 blocks),
     # bits and iterations compared; the GPU tests compare both with the torch path
     step bench_ldpc "${T:-200}" "$R/benchmarks/bench_ldpc.py" --device cuda --blocks 262144 \
       --sionna-blocks 16384 --repeats 3 --mcs 5,14,20,27 --modes triton-edges,triton-persistent
