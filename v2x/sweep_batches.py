@@ -72,13 +72,15 @@ class PreparedBatches(Sequence[_Batch]):
 
 
 def prepare_device(
-    plan: SweepPlan, frames: list[CoopFrame], device: torch.device
+    plan: SweepPlan, frames: list[CoopFrame], device: torch.device, sharers: int = 1
 ) -> tuple[EncodeCache, PreparedBatches]:
-    """The detector (behind its feature cache) and the frame batches on ``device``."""
+    """The detector (behind its feature cache) and the frame batches on ``device``
+    (``sharers``: the sweep's workers drawing on this device's memory, ``memory_sharers``)."""
     model = load_model(plan.config, device).configure_inference(
         plan.precision, cuda_graph=bool(plan.config.cuda_graph)
     )
-    cache = EncodeCache(model, feature_cache_bytes(plan.config.feature_cache_gb, device))
+    cache_bytes = feature_cache_bytes(plan.config.feature_cache_gb, device, sharers)
+    cache = EncodeCache(model, cache_bytes)
     return cache, PreparedBatches(frames, plan, model, device)
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import pyarrow as pa
@@ -88,19 +88,28 @@ class EncodeCache:
 AUTO_CACHE_SHARE = {"cuda": 0.5, "cpu": 0.25}
 
 
-def feature_cache_bytes(value: Any, device: torch.device | str) -> float:
+def feature_cache_bytes(value: Any, device: torch.device | str, sharers: int = 1) -> float:
     """Bytes the sweep's ``EncodeCache`` may hold on ``device``: ``value`` GB, or with ``"auto"``
     ``AUTO_CACHE_SHARE`` of the memory free now (a CUDA device's, else the host's available
-    memory). Every frame batch whose features fit is then encoded once per sweep instead of
-    once per group; the cache changes no number."""
+    memory), split between the ``sharers`` sweep workers that draw on that memory (the CPU
+    workers of one host, or workers given the same GPU). Every frame batch whose features fit
+    is then encoded once per sweep instead of once per group; the cache changes no number."""
     setting = check_feature_cache(value)
     if setting != "auto":
         return float(setting) * 1e9
     device = torch.device(device)
     if device.type == "cuda":
         free, _ = torch.cuda.mem_get_info(device)
-        return AUTO_CACHE_SHARE["cuda"] * free
-    return AUTO_CACHE_SHARE["cpu"] * _available_host_bytes()
+        return AUTO_CACHE_SHARE["cuda"] * free / max(1, sharers)
+    return AUTO_CACHE_SHARE["cpu"] * _available_host_bytes() / max(1, sharers)
+
+
+def memory_sharers(devices: Sequence[torch.device | str]) -> dict[str, int]:
+    """For each device of a sweep's workers, how many workers draw on its memory: every CPU
+    worker on the host's, each GPU's workers on that GPU's (keyed by ``str(device)``)."""
+    names = [str(torch.device(d)) for d in devices]
+    cpu = sum(torch.device(n).type == "cpu" for n in names)
+    return {n: cpu if torch.device(n).type == "cpu" else names.count(n) for n in names}
 
 
 def _available_host_bytes() -> float:
@@ -170,6 +179,7 @@ __all__ = [
     "AUTO_CACHE_SHARE",
     "EncodeCache",
     "feature_cache_bytes",
+    "memory_sharers",
     "reuse_cells",
     "share_source_coding",
 ]

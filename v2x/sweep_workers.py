@@ -23,12 +23,13 @@ import pyarrow as pa
 import torch
 
 from v2x.sweep_plan import Group, SweepPlan
+from v2x.sweep_reuse import memory_sharers
 
 #: This worker process's sweep: plan, frames' identity, device, feature cache and batches.
 _WORKER: dict[str, Any] = {}
 
 
-def _start(config: dict, devices: Any, threads: int) -> None:
+def _start(config: dict, devices: Any, threads: int, sharers: dict[str, int]) -> None:
     """Worker initialiser: take a device from the queue and load everything onto it."""
     from v2x.common import configure_determinism
     from v2x.loading import data_identity, load_frames
@@ -40,7 +41,7 @@ def _start(config: dict, devices: Any, threads: int) -> None:
     torch.set_num_threads(threads)
     plan = plan_sweep(config)
     frames = load_frames(plan.data, True)
-    cache, batches = prepare_device(plan, frames, device)
+    cache, batches = prepare_device(plan, frames, device, sharers.get(str(device), 1))
     _WORKER.update(
         plan=plan,
         data_id=data_identity(plan.data, frames),
@@ -93,7 +94,7 @@ def run_groups_on_devices(
         workers,
         mp_context=ctx,
         initializer=_start,
-        initargs=(plan.config.to_dict(), queue, threads),
+        initargs=(plan.config.to_dict(), queue, threads, memory_sharers(devices[:workers])),
     )
     passes: dict[int, int] = {}  # worker -> its encoder passes
     try:

@@ -105,3 +105,19 @@ def test_auto_feature_cache_takes_half_the_free_device_memory():
 
     free, _ = torch.cuda.mem_get_info(0)
     assert feature_cache_bytes("auto", "cuda:0") == pytest.approx(0.5 * free, rel=0.05)
+
+
+def test_auto_feature_cache_is_split_between_workers_on_one_memory(monkeypatch):
+    """``device: [cpu, cpu]`` runs two workers on the host's memory and ``[cuda:0, cuda:0]`` two
+    on one GPU's: with ``auto`` each caches its share, not the whole."""
+    import v2x.sweep_reuse as reuse
+
+    assert reuse.memory_sharers(["cpu", "cpu", "cpu"]) == {"cpu": 3}
+    assert reuse.memory_sharers(["cuda:0", "cuda:1", "cuda:0"]) == {"cuda:0": 2, "cuda:1": 1}
+    assert reuse.memory_sharers([torch.device("cpu")]) == {"cpu": 1}
+    monkeypatch.setattr(reuse, "_available_host_bytes", lambda: 16e9)
+    assert reuse.feature_cache_bytes("auto", "cpu") == 4e9
+    assert reuse.feature_cache_bytes("auto", "cpu", sharers=4) == 1e9
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (40e9, 141e9))
+    assert reuse.feature_cache_bytes("auto", "cuda:0", sharers=2) == 10e9
+    assert reuse.feature_cache_bytes(3, "cpu", sharers=4) == 3e9  # a number is each worker's
