@@ -29,7 +29,7 @@ from v2x.sweep_reuse import memory_sharers
 _WORKER: dict[str, Any] = {}
 
 
-def _start(config: dict, devices: Any, threads: int, sharers: dict[str, int]) -> None:
+def _start(config: dict, devices: Any, threads: int, sharers: dict[str, int] | None = None) -> None:
     """Worker initialiser: take a device from the queue and load everything onto it."""
     from v2x.common import configure_determinism
     from v2x.loading import data_identity, load_frames
@@ -41,7 +41,7 @@ def _start(config: dict, devices: Any, threads: int, sharers: dict[str, int]) ->
     torch.set_num_threads(threads)
     plan = plan_sweep(config)
     frames = load_frames(plan.data, True)
-    cache, batches = prepare_device(plan, frames, device, sharers.get(str(device), 1))
+    cache, batches = prepare_device(plan, frames, device, (sharers or {}).get(str(device), 1))
     _WORKER.update(
         plan=plan,
         data_id=data_identity(plan.data, frames),
