@@ -796,11 +796,18 @@ class DigitalCodec(Codec):
     ) -> _MapParts:
         """Quantise and entropy-code ``feature_map [C, H, W]`` at ``bits`` (on its device; the
         cells' L1 energies, which order segments for the budget rule, memoised per map)."""
-        energy = self._cell_energy(feature_map, digest, cache)
-        q = quantize_occupied(feature_map, bits, self.per_channel)
+        q, energy = self._quantized(feature_map, digest, bits, cache)
         return _encode_map_parts(
             q, energy, self._cells_per_segment(feature_map.shape[2]), self.entropy_coder
         )
+
+    def _quantized(
+        self, feature_map: torch.Tensor, digest: bytes, bits: int, cache: dict
+    ) -> tuple[OccupiedLevels, np.ndarray]:
+        """The map's levels on its occupied cells (on its device) and its cells' energies: what
+        the entropy coding of ``feature_map`` at ``bits`` starts from."""
+        energy = self._cell_energy(feature_map, digest, cache)
+        return quantize_occupied(feature_map, bits, self.per_channel), energy
 
     def _source_code_in_workers(
         self, features: torch.Tensor, mcs: torch.Tensor, cache: dict
@@ -810,8 +817,6 @@ class DigitalCodec(Codec):
         and put the parts in the memo, where ``_fit_stream`` then finds them. The quantisation
         runs here, on the maps' device; the workers run ``code_map`` on host arrays. Same bytes
         as coding each in this process; a broken pool leaves the work to ``_fit_stream``."""
-        from concurrent.futures.process import BrokenProcessPool
-
         jobs: dict[tuple[bytes, int], Any] = {}
         for row in range(features.shape[0]):
             feature_map = features[row].detach()
@@ -827,24 +832,14 @@ class DigitalCodec(Codec):
                     continue
                 jobs[key] = self._submit_source_code(feature_map, digest, bits, cache)
                 break
-        try:
-            for key, job in jobs.items():
-                cache[key] = job.result()
-        except BrokenProcessPool as err:  # a worker died: _fit_stream codes what is missing
-            warnings.warn(
-                f"digital codec: the source-coding workers stopped ({err}); coding in this process",
-                RuntimeWarning,
-                stacklevel=2,
-            )
-            self.source_executor = None
+        self._collect(jobs.items(), cache.__setitem__, "coding")  # else _fit_stream codes them
 
     def _submit_source_code(
         self, feature_map: torch.Tensor, digest: bytes, bits: int, cache: dict
     ) -> Any:
         """``_source_code`` with its host part (``code_map``) submitted to ``source_executor``:
         a future of the ``_MapParts``."""
-        energy = self._cell_energy(feature_map, digest, cache)
-        q = quantize_occupied(feature_map, bits, self.per_channel)
+        q, energy = self._quantized(feature_map, digest, bits, cache)
         assert self.source_executor is not None
         return self.source_executor.submit(
             code_map, *_levels_on_host(q), bits, energy,
@@ -1109,8 +1104,6 @@ class DigitalCodec(Codec):
         and memoise each as ``decode_map_stream`` does for a whole reception, where
         ``reconstruct`` then finds it. Not for estimated sizes (their symbols live in this
         process); a broken pool leaves the work to ``decode_map_stream``."""
-        from concurrent.futures.process import BrokenProcessPool
-
         assert self.source_executor is not None
         cps = self._cells_per_segment(shape[2])
         jobs: dict[int, tuple[MapStream, Any]] = {}
@@ -1121,16 +1114,27 @@ class DigitalCodec(Codec):
                     decode_whole, st.data, shape, cps, self.entropy_coder
                 )
                 jobs[id(st.decoded)] = (st, job)
+
+        def memoise(st: MapStream, decoded: tuple[np.ndarray, np.ndarray]) -> None:
+            st.decoded["whole"] = (st.data, *decoded)
+
+        self._collect(jobs.values(), memoise, "decoding")
+
+    def _collect(self, jobs: Any, store: Callable[[Any, Any], None], doing: str) -> None:
+        """``store(key, future.result())`` for each ``(key, future)`` of ``jobs`` run on
+        ``source_executor``; if a worker died (``BrokenProcessPool``), warn once and drop the
+        executor: what is not stored is then done in this process."""
+        from concurrent.futures.process import BrokenProcessPool
+
         try:
-            for st, job in jobs.values():
-                out, arrived = job.result()
-                st.decoded["whole"] = (st.data, out, arrived)
+            for key, job in jobs:
+                store(key, job.result())
         except BrokenProcessPool as err:
             warnings.warn(
-                f"digital codec: the source-coding workers stopped ({err}); decoding in this "
+                f"digital codec: the source-coding workers stopped ({err}); {doing} in this "
                 "process",
                 RuntimeWarning,
-                stacklevel=2,
+                stacklevel=3,
             )
             self.source_executor = None
 
