@@ -57,6 +57,7 @@ from v2x.channels.base import Channel, ChannelState, equalize
 from v2x.channels.effective_sinr import analog_effective_snr_db, receiver_sinr
 from v2x.channels.link import LinkState
 from v2x.channels.packets import HEADER_BYTES, MTU_BYTES
+from v2x.common import TensorMemo
 from v2x.semcom.base import (
     CODECS,
     Codec,
@@ -141,7 +142,18 @@ class JSCCEncoder(nn.Module):
         self.head = nn.Conv2d(hidden, 2 * latent_channels, 3, padding=1)
 
     def forward(self, x: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
-        for stage in self.stages:
+        return self.from_first(self.context_free(x), context)
+
+    def context_free(self, x: torch.Tensor) -> torch.Tensor:
+        """The first stage's convolution and activation ``[B, hidden, H/2, W/2]`` (``H, W``
+        without downsampling): the part of the encoder that does not depend on the context."""
+        first = self.stages[0]
+        return first.act(first.conv(x))
+
+    def from_first(self, first: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
+        """The rest of ``forward`` from ``context_free``'s output."""
+        x = self.stages[0].af(first, context)
+        for stage in self.stages[1:]:
             x = stage(x, context)
         return self.head(self.residual(x, context))
 
@@ -353,6 +365,7 @@ class DeepJSCCCodec(Codec):
         self.output_activation = output_activation
         self.snr_gate = bool(snr_gate)
         self.encoder = JSCCEncoder(in_channels, hidden, self.latent_channels, self.downsample)
+        self._first_memo = TensorMemo()  # _encoder_first's last value
         self.decoder = JSCCDecoder(in_channels, hidden, self.latent_channels, self.downsample)
         self.register_buffer("feat_mean", torch.zeros(in_channels))
         self.register_buffer("feat_std", torch.ones(in_channels))
@@ -470,15 +483,33 @@ class DeepJSCCCodec(Codec):
         b, c, h, w = features.shape
         hp, wp = self.latent_hw(h, w)
         ratio = uses.to(torch.float32) / float(c * h * w)
-        x = self._standardize(features)
-        pad = (0, wp * self.factor - w, 0, hp * self.factor - h)
-        x = F.pad(x, pad) if any(pad) else x  # (a zero pad would still copy the map)
-        latent = self.encoder(x, self._context(snr_db, ratio))  # [B, 2K, H', W']
+        first = self._encoder_first(features)
+        latent = self.encoder.from_first(first, self._context(snr_db, ratio))  # [B, 2K, H', W']
         k = self.latent_channels
         flat = latent.reshape(b, k, 2, hp, wp).permute(0, 1, 3, 4, 2).reshape(b, 2 * k * hp * wp)
         z = real_to_complex(flat)  # [B, K·H'·W'] channel-major
         mask = prefix_mask(uses, z.shape[1])
         return normalize_power(z, mask), mask, ratio
+
+    def _encoder_first(self, features: torch.Tensor) -> torch.Tensor:
+        """The encoder's SNR-independent start (``JSCCEncoder.context_free``) of the standardised,
+        padded maps. Without autograd it is kept for the next call with the same maps, weights
+        and statistics (``v2x.common.TensorMemo``): a sweep encodes each frame batch's maps at ``K`` SNRs,
+        one call per condition on views of one tensor, and the first convolution over the
+        ``C``-channel maps is most of the encoder's work. The same values either way."""
+
+        def compute() -> torch.Tensor:
+            h, w = features.shape[-2:]
+            hp, wp = self.latent_hw(h, w)
+            x = self._standardize(features)
+            pad = (0, wp * self.factor - w, 0, hp * self.factor - h)
+            x = F.pad(x, pad) if any(pad) else x  # (a zero pad would still copy the map)
+            return self.encoder.context_free(x)
+
+        first = self.encoder.stages[0]
+        reads = [features, self.feat_mean, self.feat_std, *first.conv.parameters(),
+                 *first.act.parameters()]  # fmt: skip
+        return self._first_memo.get(reads, compute)
 
     def _decode_symbols(
         self,

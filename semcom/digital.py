@@ -78,6 +78,7 @@ from v2x.channels.base import ChannelState, equalize
 from v2x.channels.effective_sinr import receiver_sinr
 from v2x.channels.link import LinkState
 from v2x.channels.packets import HEADER_BYTES, MTU_BYTES, PacketFormat
+from v2x.common import tensor_identity
 from v2x.semcom import entropy
 from v2x.semcom.base import (
     CODECS,
@@ -149,19 +150,13 @@ def map_digest(
     host), the key of the source-coding memo (SHA-256 rather than BLAKE2b: 2.4× faster where
     the CPU has SHA instructions, 1.5 against 0.6 GB/s on the development VM).
 
-    Memoised in ``cache`` per tensor identity: the same storage (held by a weak reference, so
-    an entry whose storage was freed is never matched by a new one at the same address), offset,
-    shape, strides, dtype and version counter (bumped by every in-place write). A sweep sends
+    Memoised in ``cache`` per tensor identity (``v2x.common.tensor_identity``: the same
+    storage, alive, offset, shape, strides, dtype and version counter). A sweep sends
     the same map at ``K`` SNRs: the ``K − 1`` repeats skip the host copy and the hash.
     ``host()`` gives the host copy when one is needed (default: copied here).
     """
-    from torch.multiprocessing.reductions import StorageWeakRef
-
-    storage = feature_map.untyped_storage()
-    ref = StorageWeakRef(storage)
-    key = ("map_digest", ref.cdata, storage.data_ptr(), feature_map.storage_offset(),
-           tuple(feature_map.shape), feature_map.stride(), feature_map.dtype,
-           feature_map.device, feature_map._version)  # fmt: skip
+    ref, identity = tensor_identity(feature_map)
+    key = ("map_digest", *identity)
     hit = cache.get(key)
     if hit is not None and not hit[0].expired():
         return hit[1]

@@ -9,6 +9,7 @@ from v2x.channels.base import equalize
 from v2x.channels.budget import shannon_capacity
 from v2x.channels.link import LinkState
 from v2x.channels.packets import HEADER_BYTES, MTU_BYTES
+from v2x.common import TensorMemo
 from v2x.semcom.base import (
     CODECS,
     FLOAT16_BITS,
@@ -77,16 +78,14 @@ class AnalogCodec(Codec):
     def __init__(self, mtu_bytes: int = MTU_BYTES, header_bytes: int = HEADER_BYTES) -> None:
         super().__init__()
         self.mtu_bytes, self.header_bytes = mtu_bytes, header_bytes
+        self._symbols = TensorMemo()  # _scaled_pairs's last value
 
     def encode(self, features: torch.Tensor, link: LinkState) -> Transmission:
         check_features(features)
         b = features.shape[0]
-        flat = features.reshape(b, features[0].numel() if b else 0).float()
-        if flat.shape[1] % 2:
-            flat = torch.nn.functional.pad(flat, (0, 1))
-        scale = flat.square().mean(dim=1, keepdim=True).mul(2.0).sqrt().clamp_min(1e-12)
-        pairs = (flat / scale).reshape(b, flat.shape[1] // 2, 2)  # explicit size: b may be 0
-        symbols = torch.view_as_complex(pairs.contiguous())
+        # the symbols depend on the maps alone: kept for the next call on the same maps (a
+        # sweep's K conditions, v2x.condition_streams); the same values either way
+        scale, symbols = self._symbols.get([features], lambda: self._scaled_pairs(features))
         n = symbols.shape[1]
         uses = torch.full((b,), float(n), dtype=torch.float64, device=features.device)
         side = torch.full_like(uses, float(SCALE_SIDE_INFO_BITS))
@@ -106,6 +105,17 @@ class AnalogCodec(Codec):
             meta={"scale": scale, "shape": features.shape},
             symbols_per_packet=spp,
         )
+
+    @staticmethod
+    def _scaled_pairs(features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(scale [B, 1], symbols [B, ⌈C·H·W/2⌉] complex64 of unit average energy)``."""
+        b = features.shape[0]
+        flat = features.reshape(b, features[0].numel() if b else 0).float()
+        if flat.shape[1] % 2:
+            flat = torch.nn.functional.pad(flat, (0, 1))
+        scale = flat.square().mean(dim=1, keepdim=True).mul(2.0).sqrt().clamp_min(1e-12)
+        pairs = (flat / scale).reshape(b, flat.shape[1] // 2, 2)  # explicit size: b may be 0
+        return scale, torch.view_as_complex(pairs.contiguous())
 
     def decode(self, received: Transmission, link: LinkState) -> torch.Tensor:
         shape = received.meta["shape"]

@@ -105,3 +105,56 @@ def test_the_plumbing_is_defined_once():
                 if defined or replaces:
                     copies.append(f"{path.relative_to(root)}:{node.lineno}")
     assert not copies, "copies of v2x.common's plumbing:\n" + "\n".join(copies)
+
+
+def test_tensor_memo_keeps_a_value_only_while_its_inputs_and_value_are_unchanged():
+    import copy
+    import gc
+    import pickle
+
+    import torch
+
+    from v2x.common import TensorMemo
+
+    memo, calls = TensorMemo(), []
+
+    def double(t):
+        return lambda: calls.append(1) or t * 2
+
+    x = torch.arange(12.0).reshape(3, 4)
+    first = memo.get([x], double(x))
+    assert memo.get([x[:]], double(x)) is first and len(calls) == 1  # a view of the same values
+    assert torch.equal(memo.get([x[1:]], double(x[1:])), x[1:] * 2) and len(calls) == 2
+    x.add_(1)  # an in-place write to the input
+    assert torch.equal(memo.get([x], double(x)), x * 2) and len(calls) == 3
+    memo.get([x], double(x)).mul_(0)  # the caller wrote into the value it got
+    assert torch.equal(memo.get([x], double(x)), x * 2) and len(calls) == 4
+    # a freed input's successor at the same address is never taken for it
+    for _ in range(20):
+        y = torch.full((3, 4), 5.0)
+        memo.get([y], double(y))
+        address = y.data_ptr()
+        del y
+        gc.collect()
+        z = torch.full((3, 4), 7.0)
+        assert torch.equal(memo.get([z], double(z)), torch.full((3, 4), 14.0))
+        if z.data_ptr() == address:
+            break
+    # size: least recently used dropped first
+    two, calls = TensorMemo(size=2), []
+    a, b, c = torch.ones(2), torch.zeros(2), torch.ones(3)
+    for t in (a, b, a, c, a):
+        two.get([t], double(t))
+    assert len(calls) == 3  # a, b, c computed; a kept throughout (b dropped for c)
+    two.get([b], double(b))
+    assert len(calls) == 4
+    # autograd history and inference tensors are never kept
+    w = torch.ones(2, requires_grad=True)
+    assert memo.get([w], lambda: w * 3) is not memo.get([w], lambda: w * 3)
+    with torch.inference_mode():
+        i = torch.ones(2)
+    assert memo.get([i], lambda: [1]) is not memo.get([i], lambda: [1])
+    # copies and pickles start empty
+    assert copy.deepcopy(memo)._entries == {} and pickle.loads(pickle.dumps(memo))._entries == {}
+    with pytest.raises(ValueError, match="size"):
+        TensorMemo(size=0)

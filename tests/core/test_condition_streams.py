@@ -309,3 +309,50 @@ def test_send_reads_the_channel_checks_once_and_still_refuses_bad_input(monkeypa
     )
     send(codec, channel, rows, snr.nan_to_num(3.0), seeds=[5, 6])
     assert reads == [4]  # 2 blocks x (finite SNRs, finite symbols), read once
+
+
+@pytest.mark.parametrize("codec_name", ["analog", "deepjscc"])
+def test_a_codec_computes_the_maps_snr_independent_part_once_per_send(monkeypatch, codec_name):
+    """``send``'s K condition blocks are views of one tensor: the analog symbols and DeepJSCC's
+    first convolution (``TensorMemo``) are computed once, the same numbers as a fresh codec per
+    block (the oracle: ``test_send_blocks_equal_one_call_per_block``'s loop); after an in-place
+    weight update the next call computes afresh."""
+    from v2x.semcom.deepjscc import JSCCEncoder
+    from v2x.semcom.identity import AnalogCodec
+
+    kw = {"in_channels": 4, "hidden": 8} if codec_name == "deepjscc" else {}
+    torch.manual_seed(0)
+    codec, channel = build_codec(codec_name, **kw).eval(), build_channel("awgn")
+    fresh = {k: v.clone() for k, v in codec.state_dict().items()}
+    counted = JSCCEncoder if codec_name == "deepjscc" else AnalogCodec
+    name = "context_free" if codec_name == "deepjscc" else "_scaled_pairs"
+    original, calls = getattr(counted, name), []
+
+    def counting(*args):
+        calls.append(1)
+        return original(*args)
+
+    monkeypatch.setattr(
+        counted, name, counting if codec_name == "deepjscc" else staticmethod(counting)
+    )
+    maps = torch.randn(2, 4, 8, 8)
+    rows = maps.unsqueeze(0).expand(3, *maps.shape)
+    snr = torch.tensor([0.0, 0.0, 5.0, 5.0, 20.0, 20.0])
+    with torch.no_grad():
+        both = send(codec, channel, rows, snr, seeds=[5, 6, 7])
+        assert len(calls) == 1
+        for ki, seed in enumerate([5, 6, 7]):
+            alone = build_codec(codec_name, **kw).eval()
+            alone.load_state_dict(fresh)
+            torch.manual_seed(seed)
+            one = send(alone, channel, maps.clone(), snr[2 * ki : 2 * ki + 2])
+            assert torch.equal(both.decoded[2 * ki : 2 * ki + 2], one.decoded)
+        if codec_name == "deepjscc":  # weights written in place: not the kept value
+            codec.encoder.stages[0].conv.weight.mul_(0.5)
+            again = send(codec, channel, rows, snr, seeds=[5, 6, 7])
+            changed = build_codec(codec_name, **kw).eval()
+            changed.load_state_dict(codec.state_dict())
+            torch.manual_seed(5)
+            one = send(changed, channel, maps.clone(), snr[:2])
+            assert torch.equal(again.decoded[:2], one.decoded)
+            assert not torch.equal(again.decoded[:2], both.decoded[:2])
