@@ -177,9 +177,19 @@ def concat_runs(outs: Sequence[RunOutput]) -> RunOutput:
     return RunOutput(det, cost, sum(o.num_conditions for o in outs))
 
 
+def _memory_order(t: torch.Tensor, keep_first: bool = False) -> torch.Tensor:
+    """``t`` with its dims permuted into the order of its strides, largest first (the first dim
+    kept first with ``keep_first``): a view whose flattening is a view too for any dense layout
+    (e.g. channels-last maps), so nothing below copies a whole map to read it."""
+    rest = range(1 if keep_first else 0, t.dim())
+    order = sorted(rest, key=lambda d: (-t.stride(d), d))
+    return t.permute(*([0] if keep_first else []), *order)
+
+
 def _bits(t: torch.Tensor) -> torch.Tensor:
-    """``t`` reinterpreted as integers of its width (bitwise comparisons: -0.0 != 0.0)."""
-    t = t.contiguous()
+    """``t`` reinterpreted as integers of its width (bitwise comparisons: -0.0 != 0.0; compared
+    in ``t``'s memory order, the same for every condition of one tensor)."""
+    t = _memory_order(t).contiguous()
     if t.dtype == torch.bool:
         return t.view(torch.uint8)
     width = {1: torch.uint8, 2: torch.int16, 4: torch.int32, 8: torch.int64}[t.element_size()]
@@ -206,7 +216,10 @@ def distinct_conditions(*tensors: torch.Tensor | None) -> tuple[list[int], torch
     """
     present = [t for t in tensors if t is not None]
     k = present[0].shape[0]
-    keys = torch.stack([_sample(t.reshape(k, -1)).float().sum(1) for t in present], 1).tolist()
+    keys = torch.stack(
+        [_sample(_memory_order(t, keep_first=True).reshape(k, -1)).float().sum(1) for t in present],
+        1,
+    ).tolist()
     reps: list[int] = []
     inverse = [0] * k
     for i, key in enumerate(keys):

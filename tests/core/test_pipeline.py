@@ -804,3 +804,32 @@ def test_to_device_async_gives_the_same_values():
         on_gpu = to_device_async(t, "cuda")
         assert on_gpu.is_cuda and torch.equal(on_gpu.cpu(), t)
         assert to_device_async(on_gpu, "cuda") is on_gpu
+
+
+def test_distinct_conditions_read_channels_last_maps_in_place_with_the_same_groups(monkeypatch):
+    """DeepJSCC's decoded maps are channels-last on CUDA: the grouping reads them in memory
+    order (no copy of a whole map) and finds the groups of the channels-first layout."""
+    from v2x.conditions import distinct_conditions
+
+    maps = torch.randn(5, 2, 3, 4, 6, 7)  # [K, B, A-1, C, h, w]
+    maps[3] = maps[0]
+    maps[4] = maps[1]
+    maps[4, 1, 2, 3, 5, 6] = -maps[4, 1, 2, 3, 5, 6]  # one value apart: not the same
+    sent = (torch.rand(5, 2, 3, 1, 6, 7) > 0.3).float()
+    sent[3] = sent[0]
+    cl = maps.reshape(30, 4, 6, 7).contiguous(memory_format=torch.channels_last).view(maps.shape)
+    assert not cl.is_contiguous()
+    want = distinct_conditions(maps, sent)
+    assert want[0] == [0, 1, 2, 4]
+    copies = []
+    original = torch.Tensor.contiguous
+
+    def counting(self, *args, **kwargs):
+        out = original(self, *args, **kwargs)
+        copies.append(out.data_ptr() != self.data_ptr())
+        return out
+
+    monkeypatch.setattr(torch.Tensor, "contiguous", counting)
+    got = distinct_conditions(cl, sent)
+    assert got[0] == want[0] and torch.equal(got[1], want[1])
+    assert not any(copies)

@@ -336,6 +336,33 @@ def test_runs_on_cuda_with_power_constraint():
     assert codec.encoder.stages[0].conv.weight.grad.abs().sum() > 0
 
 
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_on_cuda_the_decoder_runs_channels_last_with_the_channels_first_values():
+    """On CUDA the decoder's input is made channels-last (cuDNN's layout): the maps come out
+    channels-last, and hold what the same decoder gives from a channels-first input."""
+    device = torch.device("cuda")
+    torch.manual_seed(0)
+    codec = tiny_codec().to(device).eval()
+    x = synthetic_maps(4, seed=5).to(device)
+    link = LinkState.from_snr(torch.tensor([0.0, 5.0, 10.0, 20.0], device=device))
+    with torch.no_grad():
+        tx = codec.encode(x, link)
+        out = codec.decode(tx.received(tx.symbols, None), link)
+        assert out.is_contiguous(memory_format=torch.channels_last) and not out.is_contiguous()
+        hp, wp = codec.latent_hw(H, W)
+        k = codec.latent_channels
+        z = torch.zeros(4, k * hp * wp, dtype=torch.complex64, device=device)
+        z[:, : tx.symbols.shape[1]] = tx.symbols
+        from v2x.semcom.power import complex_to_real
+
+        latent = complex_to_real(z).reshape(4, k, hp, wp, 2).permute(0, 1, 4, 2, 3)
+        latent = latent.reshape(4, 2 * k, hp, wp).contiguous()
+        context = codec._context(link.snr_db, tx.meta["ratio"])
+        want = codec._destandardize(codec.decoder(latent, context)[:, :, :H, :W])
+    assert torch.allclose(out, want, rtol=1e-4, atol=1e-4 * float(want.abs().max()))
+
+
 def test_each_packaged_checkpoint_name_loads_its_architecture_and_a_mismatch_names_the_file():
     """``shipped`` picks the packaged codec by ``in_channels`` (the detector's feature
     channels); architecture arguments left out are the checkpoint's, given ones must match."""
