@@ -71,6 +71,17 @@ def test_round_trip_and_checksum(tmp_path):
     with np.load(path, allow_pickle=False) as data:
         assert data["points"].shape == (5, 4) and str(data["frame_id"]) == "t/0"
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+    # stored, not deflated (point clouds barely deflate; inflating was most of a read) ...
+    with zipfile.ZipFile(path) as archive:
+        assert {i.compress_type for i in archive.infolist()} == {zipfile.ZIP_STORED}
+    # ... and a deflated frame, as stores written before hold, reads the same
+    from v2x.datasets.store import frame_to_arrays
+
+    old = tmp_path / "deflated.npz"
+    np.savez_compressed(old, **frame_to_arrays(frame))
+    with zipfile.ZipFile(old) as archive:
+        assert {i.compress_type for i in archive.infolist()} == {zipfile.ZIP_DEFLATED}
+    _assert_same(read_frame(old, expected_sha256=sha256_file(old)), back)
 
 
 def test_reader_names_file_and_field(tmp_path):
