@@ -262,3 +262,33 @@ def test_read_frames_on_threads_equals_the_loop_and_names_the_first_bad_file(tmp
         split.read_frames([1, 2, 0], threads=3)
     assert str(threaded_err.value) == str(looped.value)
     assert split.entries[2]["file"].split("/")[-1] in str(threaded_err.value)
+
+
+def test_rigid_pose_check_decides_as_numpys_allclose():
+    """The oracle: ``np.allclose`` / ``np.isclose`` with the same tolerance, on rotations
+    perturbed from far inside to far outside it."""
+    from v2x.datasets.frame import _RIGID_TOL, check_rigid_pose
+
+    rng = np.random.default_rng(0)
+    decided = {True: 0, False: 0}
+    for _ in range(3000):
+        q, _ = np.linalg.qr(rng.normal(size=(3, 3)))
+        q[:, 0] *= np.sign(np.linalg.det(q))
+        pose = np.eye(4)
+        pose[:3, :3], pose[:3, 3] = q, rng.normal(size=3) * 50
+        pose += rng.normal(size=(4, 4)) * 10 ** rng.uniform(-8, -3)
+        rot = pose[:3, :3]
+        want = (
+            np.allclose(rot @ rot.T, np.eye(3), atol=_RIGID_TOL)
+            and np.isclose(np.linalg.det(rot), 1.0, atol=_RIGID_TOL)
+            and np.allclose(pose[3], [0.0, 0.0, 0.0, 1.0], atol=_RIGID_TOL)
+        )
+        try:
+            check_rigid_pose(pose, "frame 'x'")
+            got = True
+        except ValueError as err:
+            assert "field 'pose'" in str(err)
+            got = False
+        assert got == want
+        decided[got] += 1
+    assert min(decided.values()) > 300  # both outcomes exercised
