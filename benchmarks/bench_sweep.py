@@ -311,15 +311,21 @@ def bench_run_sweep(
     return {"cells": plan.num_cells, "wall_s": wall, "cpu_s": cpu, "fc_per_s": work / wall}
 
 
-#: ``run_sweep``'s steps that ``--phases`` times (module, function), in the order they run.
+#: ``run_sweep``'s steps that ``--phases`` times (module, function or Class.method), in the
+#: order they run. In a fresh output folder the frames are read on their own thread while the
+#: device starts (``FrameStream._read``: the whole read; ``_prepare_frames``: each batch's
+#: preparation, waiting for its frames; ``_open_store``: once all are read and hashed).
 PHASES = (
     ("v2x.sweep", "plan_sweep"),
+    ("v2x.loading", "FrameStream._read"),
     ("v2x.sweep", "load_frames"),
     ("v2x.sweep", "data_identity"),
     ("v2x.sweep", "prepare_device"),
+    ("v2x.sweep_batches", "_prepare_frames"),
     ("v2x.sweep", "_run_group"),
     ("v2x.sweep", "evaluate_batch"),
     ("v2x.sweep", "book_batch"),
+    ("v2x.sweep", "_open_store"),
     ("v2x.sweep", "group_rows"),
 )
 
@@ -333,8 +339,11 @@ def bench_phases(args) -> list[tuple[str, str, int, float, float, float]]:
 
     spans: list[tuple[str, str, float, float]] = []
     saved = []
-    for module_name, name in PHASES:
+    for module_name, path in PHASES:
         module = importlib.import_module(module_name)
+        *owners, name = path.split(".")
+        for owner in owners:  # Class.method
+            module = getattr(module, owner)
         original = getattr(module, name)
 
         def timed(*a, _f=original, _name=name, **k):

@@ -302,12 +302,19 @@ class SplitDataset(Sequence[CoopFrame]):
         ``READ_THREADS``): zlib's decompression and the checksum release the GIL, so a frame
         set loads several times faster. The frames, their order and the error raised for the
         first bad frame in ``indices`` order (naming its file and field) are those of the loop."""
+        return list(self.iter_frames(indices, threads))
+
+    def iter_frames(
+        self, indices: Iterable[int], threads: int | None = None
+    ) -> Iterator[CoopFrame]:
+        """``read_frames``' frames one at a time, in order, each as soon as it is read."""
         indices = list(indices)
         threads = READ_THREADS if threads is None else max(1, int(threads))
         if threads == 1 or len(indices) < 2:
-            return [self[i] for i in indices]
+            yield from (self[i] for i in indices)
+            return
         with ThreadPoolExecutor(min(threads, len(indices)), "v2x-read") as pool:
-            return list(pool.map(self.__getitem__, indices))
+            yield from pool.map(self.__getitem__, indices)
 
     def __repr__(self) -> str:
         return f"SplitDataset(root={str(self.root)!r}, split={self.split!r}, frames={len(self)})"

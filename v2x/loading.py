@@ -9,7 +9,8 @@ import dataclasses
 import logging
 import os
 import sys
-from collections.abc import Mapping, Sequence
+import threading
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -34,26 +35,105 @@ def load_frames(data: Mapping, quiet: bool = False) -> list[CoopFrame]:
     ``split_scenes``, ``labels``; see ``conf/dataset/v2xsim.yaml`` / ``dair_v2x.yaml``), the first
     ``num_frames`` frames.
     """
+    return FrameStream(data, quiet).frames()
+
+
+def _frame_reader(data: Mapping, quiet: bool) -> tuple[Callable[[], Iterator[CoopFrame]], int]:
+    """``(read, count)``: ``read()`` yields ``load_frames``' frames in order, ``count`` of them
+    (a synthetic split is generated here, before anything is read)."""
     if data["source"] in ("v2xsim", "dair_v2x"):
         dataset = open_reader(data)
-        return [dataset[i] for i in range(_frames_wanted(data, len(dataset)))]
+        count = _frames_wanted(data, len(dataset))
+        return lambda: (dataset[i] for i in range(count)), count
     if data["source"] == "store":
         from v2x.datasets.store import load_split
 
         split = load_split(Path(str(data["path"])), str(data["split"]))
-        return split.read_frames(range(_frames_wanted(data, len(split))))
-    from v2x.datasets.build import cached_split
+        count = _frames_wanted(data, len(split))
+    else:
+        from v2x.datasets.build import cached_split
 
-    split = cached_split(
-        dict(data.get("synthetic") or {}),
-        split=str(data["split"]),
-        num_frames=int(data["num_frames"]),
-        frames_per_sequence=int(data["frames_per_sequence"]),
-        seed=int(data["seed"]),
-        cache_dir=data.get("cache_dir"),
-        quiet=quiet or not progress_enabled(quiet),
-    )
-    return split.read_frames(range(len(split)))
+        split = cached_split(
+            dict(data.get("synthetic") or {}),
+            split=str(data["split"]),
+            num_frames=int(data["num_frames"]),
+            frames_per_sequence=int(data["frames_per_sequence"]),
+            seed=int(data["seed"]),
+            cache_dir=data.get("cache_dir"),
+            quiet=quiet or not progress_enabled(quiet),
+        )
+        count = len(split)
+    return lambda: split.iter_frames(range(count)), count
+
+
+class FrameStream(Sequence[CoopFrame]):
+    """``load_frames``' frames, read in order on a background thread from construction on, and
+    their content hash (``frames_digest``) taken as they arrive: a sweep's device starts on the
+    first frame batch while the others are still read.
+
+    The source is opened (a synthetic split generated) in the constructor, so its errors are
+    raised there. ``len()`` is known at once; indexing waits for the frames it asks for;
+    ``frames()`` and ``data_id()`` wait for all of them. A frame that cannot be read stops the
+    reading, and every wait from then on raises its error (which names the file and field).
+    """
+
+    def __init__(self, data: Mapping, quiet: bool = False) -> None:
+        self._data = data
+        read, self._count = _frame_reader(data, quiet)
+        self._frames: list[CoopFrame] = []
+        self._digest = FramesDigest()
+        self._error: BaseException | None = None
+        self._done = False
+        self._changed = threading.Condition()
+        self._thread = threading.Thread(
+            target=self._read, args=(read,), name="v2x-frames", daemon=True
+        )
+        self._thread.start()
+
+    def _read(self, read: Callable[[], Iterator[CoopFrame]]) -> None:
+        try:
+            for frame in read():
+                self._digest.add(frame)
+                with self._changed:
+                    self._frames.append(frame)
+                    self._changed.notify_all()
+        except BaseException as exc:  # noqa: BLE001 - handed to whoever waits
+            self._error = exc
+        with self._changed:
+            self._done = True
+            self._changed.notify_all()
+
+    def _wait(self, count: int) -> None:
+        with self._changed:
+            self._changed.wait_for(lambda: len(self._frames) >= count or self._done)
+        if len(self._frames) < count:
+            if self._error is not None:
+                raise self._error
+            raise RuntimeError(f"frames: {len(self._frames)} of {self._count} were read")
+
+    def __len__(self) -> int:
+        return self._count
+
+    def __getitem__(self, index):  # noqa: ANN001, ANN204 - Sequence's signature
+        if isinstance(index, slice):
+            wanted = range(*index.indices(self._count))
+            if wanted:
+                self._wait(max(wanted) + 1)
+            return [self._frames[i] for i in wanted]
+        if not -self._count <= index < self._count:
+            raise IndexError(f"frames: index {index} out of range [0, {self._count})")
+        self._wait(index % self._count + 1)
+        return self._frames[index]
+
+    def frames(self) -> list[CoopFrame]:
+        """Every frame, once all are read."""
+        self._wait(self._count)
+        return list(self._frames)
+
+    def data_id(self) -> dict:
+        """``data_identity`` of the frames, once all are read."""
+        self._wait(self._count)
+        return data_identity(self._data, self._frames, self._digest.hexdigest())
 
 
 def open_reader(data: Mapping) -> Any:
@@ -93,49 +173,63 @@ def _frames_wanted(data: Mapping, available: int) -> int:
 def frames_digest(frames: Sequence[CoopFrame]) -> str:
     """SHA-256 of the frames' content (every agent's id, kind, pose, points and timestamp; the
     boxes, classes, track ids, visibility and meta), in order: the data part of a cell's key."""
-    import hashlib
-
-    import numpy as np
-
-    digest = hashlib.sha256()
-
-    def feed(value: Any) -> None:
-        if isinstance(value, np.ndarray):
-            arr = np.ascontiguousarray(value)
-            digest.update(f"A{arr.dtype.str}{arr.shape}".encode())
-            digest.update(memoryview(arr.reshape(-1)).cast("B"))  # tobytes()'s bytes, no copy
-        elif isinstance(value, torch.Tensor):
-            feed(value.detach().cpu().numpy())
-        elif dataclasses.is_dataclass(value) and not isinstance(value, type):
-            digest.update(f"D{type(value).__name__}".encode())
-            for f in dataclasses.fields(value):
-                digest.update(f.name.encode())
-                feed(getattr(value, f.name))
-        elif isinstance(value, Mapping):
-            digest.update(f"M{len(value)}".encode())
-            for key in sorted(value, key=str):
-                digest.update(str(key).encode())
-                feed(value[key])
-        elif isinstance(value, list | tuple):
-            digest.update(f"L{len(value)}".encode())
-            for item in value:
-                feed(item)
-        else:
-            digest.update(f"S{value!r}".encode())
-
+    digest = FramesDigest()
     for frame in frames:
-        feed(frame)
+        digest.add(frame)
     return digest.hexdigest()
 
 
-def data_identity(data: Mapping, frames: Sequence[CoopFrame]) -> dict:
-    """What the results record of the frame set: source, path, split, frame count, content hash."""
+class FramesDigest:
+    """``frames_digest`` taken one frame at a time (``add`` in order, then ``hexdigest``)."""
+
+    def __init__(self) -> None:
+        import hashlib
+
+        self._sha = hashlib.sha256()
+
+    def add(self, frame: CoopFrame) -> None:
+        self._feed(frame)
+
+    def hexdigest(self) -> str:
+        return self._sha.hexdigest()
+
+    def _feed(self, value: Any) -> None:
+        import numpy as np
+
+        update = self._sha.update
+        if isinstance(value, np.ndarray):
+            arr = np.ascontiguousarray(value)
+            update(f"A{arr.dtype.str}{arr.shape}".encode())
+            update(memoryview(arr.reshape(-1)).cast("B"))  # tobytes()'s bytes, no copy
+        elif isinstance(value, torch.Tensor):
+            self._feed(value.detach().cpu().numpy())
+        elif dataclasses.is_dataclass(value) and not isinstance(value, type):
+            update(f"D{type(value).__name__}".encode())
+            for f in dataclasses.fields(value):
+                update(f.name.encode())
+                self._feed(getattr(value, f.name))
+        elif isinstance(value, Mapping):
+            update(f"M{len(value)}".encode())
+            for key in sorted(value, key=str):
+                update(str(key).encode())
+                self._feed(value[key])
+        elif isinstance(value, list | tuple):
+            update(f"L{len(value)}".encode())
+            for item in value:
+                self._feed(item)
+        else:
+            update(f"S{value!r}".encode())
+
+
+def data_identity(data: Mapping, frames: Sequence[CoopFrame], digest: str | None = None) -> dict:
+    """What the results record of the frame set: source, path, split, frame count, content hash
+    (``digest``: the frames' ``frames_digest``, when already taken)."""
     return {
         "source": str(data["source"]),
         "path": "" if data.get("path") in (None, "") else str(data["path"]),
         "split": str(data["split"]),
         "num_frames": len(frames),
-        "hash": frames_digest(frames),
+        "hash": frames_digest(frames) if digest is None else digest,
     }
 
 

@@ -43,7 +43,7 @@ import math
 import os
 import time
 from collections import deque
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -59,6 +59,7 @@ from v2x.evaluation import VEHICLE_LABELS
 from v2x.execution import Arrival, evaluate_batch
 from v2x.ledger import empty_ledger
 from v2x.loading import (  # noqa: F401 - the loading API, also reachable from here
+    FrameStream,
     _NullBar,
     data_identity,
     frames_digest,
@@ -71,7 +72,7 @@ from v2x.loading import (  # noqa: F401 - the loading API, also reachable from h
 from v2x.perception.average_precision import APAccumulator
 from v2x.perception.fusion import build_fusion
 from v2x.pipeline import CooperativePipeline, LinkCost
-from v2x.results import ResultsStore, cell_id, stable_hash
+from v2x.results import ResultsStore, cell_id, results_files, stable_hash
 from v2x.results_table import (  # noqa: F401 - the table API, also reachable from here
     _per_class_columns,
     results_table_text,
@@ -178,7 +179,7 @@ def _run_group(
     model: EncodeCache,
     device,
     bar,
-    data_id: Mapping,
+    data_id: Mapping | Callable[[], Mapping],
     pool: Executor | None = None,
     scorer: Executor | None = None,
 ) -> tuple[list[dict], pa.Table] | Future:
@@ -193,7 +194,8 @@ def _run_group(
     batch's scoring and ledger rows run there in batch order while the device goes on with the
     next batch; with ``pool`` the group's rows (APs, bootstrap intervals) run there too and a
     ``Future`` of ``(rows, ledger)`` is returned, so that the device can go on with the next
-    group."""
+    group. ``data_id`` may be a function that waits for it (``FrameStream.data_id``): the cells'
+    ids hold the frames' hash, so the first booking waits until every frame is read."""
 
     cfg = plan.config
     snr = torch.tensor(list(snrs), dtype=torch.float32)  # geometric mode: offsets in dB
@@ -230,8 +232,13 @@ def _run_group(
     eval_config = _eval_config(plan, model)
     accs = [APAccumulator(eval_config) for _ in range(k)]
     conditions = [group.condition(s, plan.budget) for s in snrs]
-    key = setting_key(group, data_id)
-    cells = [cell_id(c, key, int(cfg.seed)) for c in conditions]
+    identity = data_id if callable(data_id) else lambda: data_id
+
+    @functools.cache
+    def keyed() -> tuple[str, list[str]]:  # the setting's key and the cells' ids
+        key = setting_key(group, identity())
+        return key, [cell_id(c, key, int(cfg.seed)) for c in conditions]
+
     ledgers = []
     # Real values of one transmitted feature map [C, H/stride, W/stride] (the ratio's denominator).
     feature_values = float(
@@ -266,7 +273,7 @@ def _run_group(
             resense=functools.partial(resense_batch, clock, item, plan=plan, fusion=fusion),
             score=False,  # book_batch scores it (on the scorer thread when there is one)
         )
-        book = functools.partial(book_batch, scored, item, accs, cells, deliver.delivery, group)
+        book = functools.partial(_book, keyed, scored, item, accs, deliver.delivery, group)
         ledgers.append(book() if scorer is None else scorer.submit(book))
         bar.update(item.batch.batch_size * k)
     num_frames = sum(item.batch.batch_size for item in batches)
@@ -275,13 +282,19 @@ def _run_group(
     def finish() -> tuple[list[dict], pa.Table]:
         tables = [t.result() if isinstance(t, Future) else t for t in ledgers]
         ledger = pa.concat_tables(tables) if tables else empty_ledger()
+        key, cells = keyed()
         rows = group_rows(
             plan, group, snrs, accs, ledger, conditions, cells, key, num_frames, eval_config,
-            feature_values, data_id, bits_estimated,
+            feature_values, identity(), bits_estimated,
         )  # fmt: skip
         return rows, ledger
 
     return finish() if pool is None else pool.submit(finish)
+
+
+def _book(keyed: Callable[[], tuple[str, list[str]]], scored, item, accs, delivery, group):  # noqa: ANN001, ANN202
+    """``book_batch`` with the cells' ids of ``keyed()``."""
+    return book_batch(scored, item, accs, keyed()[1], delivery, group)
 
 
 class SweepInterrupted(KeyboardInterrupt):
@@ -295,8 +308,10 @@ def run_sweep(cfg: Any) -> Path:
     validate the config (errors list the valid choices), load the frames (their content
     hash keys the cells), open the job's results store, take the cells that it or another
     results file of ``output_dir`` already holds, then load the model once and compute only the
-    missing cells, appending each group's cells atomically. Ctrl-C raises ``SweepInterrupted``
-    saying what was saved and how to resume.
+    missing cells, appending each group's cells atomically. When ``output_dir`` holds no results
+    file (nothing to resume or reuse) on one device, the frames are read while the device
+    starts on the first ones (``FrameStream``) and the store opens once all are read. Ctrl-C
+    raises ``SweepInterrupted`` saying what was saved and how to resume.
     """
     t0 = time.perf_counter()
     options = SweepConfig.from_any(cfg)
@@ -305,8 +320,66 @@ def run_sweep(cfg: Any) -> Path:
     plan = plan_sweep(options)
     cfg = plan.config
     warm_cell_pool()  # the AP worker processes start while the frames load
-    frames = load_frames(plan.data, cfg.quiet)
-    data_id = data_identity(plan.data, frames)
+    devices = resolve_devices(cfg.device)
+    stream = FrameStream(plan.data, cfg.quiet)  # read on a background thread from here on
+    store = None
+    fresh = not (os.path.isdir(cfg.output_dir) and results_files([cfg.output_dir]))
+    if len(devices) == 1 and fresh:
+        # Nothing to resume or reuse: every cell is computed, and the device starts on the
+        # first frames while the others are read (the store, named by the frames' hash, opens
+        # once all are read; the first group's results need them all anyway).
+        todo = [(g, list(plan.snr_db)) for g in plan.groups]
+        frames, data_id = stream, stream.data_id
+    else:
+        frames, data_id = stream.frames(), stream.data_id()
+        store, todo = _open_store(plan, data_id)
+        if not todo:
+            return store.path
+    to_compute = sum(len(snrs) for _, snrs in todo)
+    saved = 0
+    encodes: list[int] = []
+    try:
+        total = to_compute * len(frames)
+        with torch.no_grad(), progress(total, "sweep", cfg.quiet, unit="frame-cond") as bar:
+            if len(devices) > 1 and len(todo) > 1:
+                from v2x.sweep_workers import run_groups_on_devices
+
+                computed = run_groups_on_devices(plan, todo, devices, bar, len(frames), encodes)
+            else:
+                computed = _run_groups(plan, frames, data_id, todo, devices[0], bar, encodes)
+            for n, (group, snrs, rows, ledger, elapsed) in enumerate(computed, 1):
+                if store is None:
+                    store, _ = _open_store(plan, stream.data_id())
+                store.add(rows, ledger)
+                saved += len(rows)
+                log.info(
+                    "group %d/%d %s/%s/%s ratio=%g: %d frame-conditions in %.1f s (%.1f/s)",
+                    n,
+                    len(todo),
+                    group.fusion,
+                    group.codec,
+                    group.channel,
+                    group.bandwidth_ratio,
+                    len(frames) * len(snrs),
+                    elapsed,
+                    len(frames) * len(snrs) / max(elapsed, 1e-9),
+                )
+    except KeyboardInterrupt:
+        have = 0 if store is None else len(store.done_cells())
+        where = "" if store is None else f" in {store.path}"
+        raise SweepInterrupted(
+            f"sweep interrupted: {saved} of the {to_compute} cells to compute were saved "
+            f"({have} of {plan.num_cells} cells{where}); run the same command again "
+            "to resume"
+        ) from None
+    log.info("sweep done in %.1f s (%d encoder passes)", time.perf_counter() - t0, sum(encodes))
+    return store.path
+
+
+def _open_store(plan: SweepPlan, data_id: Mapping) -> tuple[ResultsStore, list]:
+    """The job's results store, with the cells other results files of ``output_dir`` hold
+    copied in, and the ``(group, SNRs)`` still to compute (logged)."""
+    cfg = plan.config
     store = ResultsStore(
         cfg.output_dir,
         stable_hash([plan.config_hash, data_id["hash"]]),
@@ -337,44 +410,7 @@ def run_sweep(cfg: Any) -> Path:
         len(todo),
         store.path,
     )
-    if not todo:
-        return store.path
-    devices = resolve_devices(cfg.device)
-    saved = 0
-    encodes: list[int] = []
-    try:
-        total = to_compute * len(frames)
-        with torch.no_grad(), progress(total, "sweep", cfg.quiet, unit="frame-cond") as bar:
-            if len(devices) > 1 and len(todo) > 1:
-                from v2x.sweep_workers import run_groups_on_devices
-
-                computed = run_groups_on_devices(plan, todo, devices, bar, len(frames), encodes)
-            else:
-                computed = _run_groups(plan, frames, data_id, todo, devices[0], bar, encodes)
-            for n, (group, snrs, rows, ledger, elapsed) in enumerate(computed, 1):
-                store.add(rows, ledger)
-                saved += len(rows)
-                log.info(
-                    "group %d/%d %s/%s/%s ratio=%g: %d frame-conditions in %.1f s (%.1f/s)",
-                    n,
-                    len(todo),
-                    group.fusion,
-                    group.codec,
-                    group.channel,
-                    group.bandwidth_ratio,
-                    len(frames) * len(snrs),
-                    elapsed,
-                    len(frames) * len(snrs) / max(elapsed, 1e-9),
-                )
-    except KeyboardInterrupt:
-        have = len(store.done_cells())
-        raise SweepInterrupted(
-            f"sweep interrupted: {saved} of the {to_compute} cells to compute were saved "
-            f"({have} of {plan.num_cells} cells in {store.path}); run the same command again "
-            "to resume"
-        ) from None
-    log.info("sweep done in %.1f s (%d encoder passes)", time.perf_counter() - t0, sum(encodes))
-    return store.path
+    return store, todo
 
 
 def _run_groups(

@@ -43,19 +43,27 @@ def _prepare_batch(chunk: list[CoopFrame], plan: SweepPlan, model, device) -> _B
     return _Batch(chunk, batch.to(device), net, novelty, gt)
 
 
+def _prepare_frames(frames: Sequence[CoopFrame], part: slice, plan: SweepPlan, model, device):
+    """``_prepare_batch`` of ``frames[part]`` (a ``FrameStream`` waits here for them)."""
+    return _prepare_batch(list(frames[part]), plan, model, device)
+
+
 class PreparedBatches(Sequence[_Batch]):
     """The sweep's frame batches, prepared in order on a background thread (collation, the
     frames' networks, ground truth, the copy to the device): the first group starts on the first
-    batch while the others are still being prepared. Indexing or iterating waits for a batch
+    batch while the others are still being prepared (and, from a ``v2x.loading.FrameStream``,
+    still being read). Indexing or iterating waits for a batch
     (and raises what its preparation raised). Preparation draws no numbers from torch's global
     generator (the link models have their own, seeded per frame), so it cannot change what the
     device's thread draws."""
 
-    def __init__(self, frames: list[CoopFrame], plan: SweepPlan, model, device) -> None:
+    def __init__(self, frames: Sequence[CoopFrame], plan: SweepPlan, model, device) -> None:
         bs = int(plan.config.batch_size)
-        chunks = [frames[i : i + bs] for i in range(0, len(frames), bs)]
         pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="v2x-batches")
-        self._futures = [pool.submit(_prepare_batch, c, plan, model, device) for c in chunks]
+        self._futures = [
+            pool.submit(_prepare_frames, frames, slice(i, i + bs), plan, model, device)
+            for i in range(0, len(frames), bs)
+        ]
         pool.shutdown(wait=False)  # the submitted batches are still prepared, in order
 
     def __len__(self) -> int:
@@ -72,7 +80,7 @@ class PreparedBatches(Sequence[_Batch]):
 
 
 def prepare_device(
-    plan: SweepPlan, frames: list[CoopFrame], device: torch.device, sharers: int = 1
+    plan: SweepPlan, frames: Sequence[CoopFrame], device: torch.device, sharers: int = 1
 ) -> tuple[EncodeCache, PreparedBatches]:
     """The detector (behind its feature cache) and the frame batches on ``device``
     (``sharers``: the sweep's workers drawing on this device's memory, ``memory_sharers``)."""

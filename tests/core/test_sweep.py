@@ -1184,3 +1184,87 @@ def test_frames_digest_is_stable_across_releases():
     assert frames_digest([frame]) == (
         "12f534aa0f7b2ed212c13ddfe9d25b881fe5e15449ce630d998a54484e0a3df8"
     )
+
+
+def test_a_fresh_sweep_starts_on_the_first_frames_while_the_rest_are_read(
+    reference, cache_dir, tmp_path, monkeypatch
+):
+    """With nothing to resume or reuse, the device's first batch runs before the last frames
+    are read (``FrameStream``); the rows and ledger are those of the sweep that reads every
+    frame first (the path taken when ``output_dir`` holds results files)."""
+    import threading
+
+    import v2x.sweep as sweep_module
+    from v2x.datasets.store import SplitDataset
+
+    started = threading.Event()
+    order: list[str] = []
+    read = SplitDataset.iter_frames
+
+    def slow_tail(self, indices, threads=None):
+        for i, frame in enumerate(read(self, indices, threads)):
+            if i == 2:  # the first batch (batch_size 2) is out; the rest wait for the device
+                order.append("rest waits")
+                assert started.wait(120), "the device did not start before all frames were read"
+            order.append(f"frame {i}")
+            yield frame
+
+    evaluate = sweep_module.evaluate_batch
+
+    def first_batch(*args, **kwargs):
+        order.append("device") if not started.is_set() else None
+        started.set()
+        return evaluate(*args, **kwargs)
+
+    monkeypatch.setattr(SplitDataset, "iter_frames", slow_tail)
+    monkeypatch.setattr(sweep_module, "evaluate_batch", first_batch)
+    streamed = run_sweep(tiny_config(cache_dir, tmp_path / "streamed"))
+    assert order.index("device") < order.index("frame 2") and order[-1] == "frame 3"
+    monkeypatch.setattr(SplitDataset, "iter_frames", read)
+    # the path that reads every frame first: output_dir appears to hold results
+    monkeypatch.setattr(sweep_module, "results_files", lambda paths: [Path("other.parquet")])
+    (tmp_path / "first").mkdir()
+    first = run_sweep(tiny_config(cache_dir, tmp_path / "first"))
+    assert streamed.name == first.name == reference[0].name
+    for a, b in ((streamed, first), (streamed, reference[0])):
+        assert _canonical(pq.read_table(a)) == _canonical(pq.read_table(b))
+        ledger_a = str(a).replace(".parquet", ".ledger.parquet")
+        ledger_b = str(b).replace(".parquet", ".ledger.parquet")
+        assert _canonical(pq.read_table(ledger_a)) == _canonical(pq.read_table(ledger_b))
+
+
+def test_frame_stream_waits_for_what_it_is_asked_and_names_a_bad_frame(cache_dir, tmp_path):
+    """``FrameStream``: the frames and hash of ``load_frames`` / ``data_identity``; a frame
+    that cannot be read is raised (file and field named) by any wait that needs it, the frames
+    before it are served."""
+    import shutil
+
+    from v2x.loading import FrameStream, data_identity, load_frames
+    from v2x.sweep_config import SweepConfig
+
+    data = SweepConfig.from_any(tiny_config(cache_dir, tmp_path)).data
+    data = {**data, "source": "synthetic", "num_frames": 4}
+    frames = load_frames(data, quiet=True)
+    stream = FrameStream(data, quiet=True)
+    assert len(stream) == 4
+    assert [f.frame_id for f in stream[1:3]] == [f.frame_id for f in frames[1:3]]
+    assert stream[-1].frame_id == frames[-1].frame_id
+    assert stream.data_id() == data_identity(data, frames)
+    with pytest.raises(IndexError):
+        stream[4]
+    # a store whose third frame is truncated
+    from v2x.datasets.build import cached_split
+
+    split = cached_split(dict(data["synthetic"]), split=data["split"], num_frames=4,
+                         frames_per_sequence=data["frames_per_sequence"], seed=data["seed"],
+                         cache_dir=data["cache_dir"], quiet=True)  # fmt: skip
+    root = tmp_path / "store"
+    shutil.copytree(split.root, root)
+    bad = root / split.entries[2]["file"]
+    bad.write_bytes(bad.read_bytes()[:100])
+    stored = {"source": "store", "path": str(root), "split": split.split, "num_frames": None}
+    broken = FrameStream(stored, quiet=True)
+    assert [f.frame_id for f in broken[:2]] == [f.frame_id for f in frames[:2]]
+    for wait in (lambda: broken[2], broken.frames, broken.data_id):
+        with pytest.raises(ValueError, match=str(bad.name)):
+            wait()
