@@ -38,7 +38,7 @@ import hashlib
 import json
 import os
 from collections.abc import Iterable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -305,10 +305,21 @@ class SplitDataset(Sequence[CoopFrame]):
         return list(self.iter_frames(indices, threads))
 
     def iter_frames(
-        self, indices: Iterable[int], threads: int | None = None
+        self, indices: Iterable[int], threads: int | None = None, processes: Executor | None = None
     ) -> Iterator[CoopFrame]:
-        """``read_frames``' frames one at a time, in order, each as soon as it is read."""
+        """``read_frames``' frames one at a time, in order, each as soon as it is read; with
+        ``processes`` (an executor of worker processes) read there: parsing and validating a
+        frame holds the GIL for most of its time, so threads of this process read about one
+        frame at a time and slow whatever else this process runs."""
         indices = list(indices)
+        if processes is not None and len(indices) > 1:
+            entries = [self.entries[i] for i in indices]
+            yield from processes.map(
+                read_frame,
+                [self.root / e["file"] for e in entries],
+                [e["sha256"] if self.verify else None for e in entries],
+            )
+            return
         threads = READ_THREADS if threads is None else max(1, int(threads))
         if threads == 1 or len(indices) < 2:
             yield from (self[i] for i in indices)

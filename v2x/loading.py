@@ -11,6 +11,8 @@ import os
 import sys
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import Executor
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Any
 
@@ -38,9 +40,12 @@ def load_frames(data: Mapping, quiet: bool = False) -> list[CoopFrame]:
     return FrameStream(data, quiet).frames()
 
 
-def _frame_reader(data: Mapping, quiet: bool) -> tuple[Callable[[], Iterator[CoopFrame]], int]:
+def _frame_reader(
+    data: Mapping, quiet: bool, processes: Executor | None = None
+) -> tuple[Callable[[], Iterator[CoopFrame]], int]:
     """``(read, count)``: ``read()`` yields ``load_frames``' frames in order, ``count`` of them
-    (a synthetic split is generated here, before anything is read)."""
+    (a synthetic split is generated here, before anything is read); stored frames are read in
+    the worker ``processes`` when given (``SplitDataset.iter_frames``)."""
     if data["source"] in ("v2xsim", "dair_v2x"):
         dataset = open_reader(data)
         count = _frames_wanted(data, len(dataset))
@@ -63,7 +68,18 @@ def _frame_reader(data: Mapping, quiet: bool) -> tuple[Callable[[], Iterator[Coo
             quiet=quiet or not progress_enabled(quiet),
         )
         count = len(split)
-    return lambda: split.iter_frames(range(count)), count
+
+    def read() -> Iterator[CoopFrame]:
+        done = 0
+        try:
+            for frame in split.iter_frames(range(count), processes=processes):
+                done += 1
+                yield frame
+        except BrokenProcessPool as err:  # a worker died (e.g. out of memory): read them here
+            log.warning("frames: the reading processes stopped (%s); reading in this one", err)
+            yield from split.iter_frames(range(done, count))
+
+    return read, count
 
 
 class FrameStream(Sequence[CoopFrame]):
@@ -75,11 +91,16 @@ class FrameStream(Sequence[CoopFrame]):
     raised there. ``len()`` is known at once; indexing waits for the frames it asks for;
     ``frames()`` and ``data_id()`` wait for all of them. A frame that cannot be read stops the
     reading, and every wait from then on raises its error (which names the file and field).
+    Stored and synthetic frames are read in the worker ``processes`` when given (a sweep's AP
+    workers, idle until the first group ends): on threads of this process the reading holds
+    the GIL that the device's thread needs.
     """
 
-    def __init__(self, data: Mapping, quiet: bool = False) -> None:
+    def __init__(
+        self, data: Mapping, quiet: bool = False, processes: Executor | None = None
+    ) -> None:
         self._data = data
-        read, self._count = _frame_reader(data, quiet)
+        read, self._count = _frame_reader(data, quiet, processes)
         self._frames: list[CoopFrame] = []
         self._digest = FramesDigest()
         self._error: BaseException | None = None

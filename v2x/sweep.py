@@ -98,7 +98,7 @@ from v2x.sweep_plan import (  # noqa: F401 - the planning API, also reachable fr
     sweep_arguments,
 )
 from v2x.sweep_reuse import EncodeCache, reuse_cells, share_source_coding
-from v2x.sweep_rows import book_batch, group_rows, warm_cell_pool
+from v2x.sweep_rows import book_batch, cell_pool, group_rows, warm_cell_pool
 
 log = logging.getLogger(__name__)
 
@@ -319,9 +319,9 @@ def run_sweep(cfg: Any) -> Path:
     configure_determinism(options.deterministic)
     plan = plan_sweep(options)
     cfg = plan.config
-    warm_cell_pool()  # the AP worker processes start while the frames load
+    warm_cell_pool()  # the AP worker processes start; they read the frames first
     devices = resolve_devices(cfg.device)
-    stream = FrameStream(plan.data, cfg.quiet)  # read on a background thread from here on
+    stream = FrameStream(plan.data, cfg.quiet, cell_pool())  # read from here on
     store = None
     fresh = not (os.path.isdir(cfg.output_dir) and results_files([cfg.output_dir]))
     if len(devices) == 1 and fresh:

@@ -186,7 +186,8 @@ def cell_pool() -> ProcessPoolExecutor | None:
     They are forked, all at once, on first use (``warm_cell_pool``: at the start of a sweep,
     before its frames load and its device work starts) and live as long as this process. Forked,
     not spawned: a spawned worker would re-run the user's ``__main__`` script. The workers run
-    numpy only (``APAccumulator.compute``), never torch or CUDA."""
+    numpy only (the sweep's frames read first, ``FrameStream``; then ``APAccumulator.compute``),
+    never torch or CUDA."""
     if CELL_PROCESSES <= 0 or multiprocessing.current_process().daemon:  # (no children)
         return None
     if not _POOL:

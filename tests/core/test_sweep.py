@@ -1098,13 +1098,24 @@ def test_a_checkpoint_file_decides_which_shipped_codec_the_plan_records(tmp_path
 
 def test_ap_worker_processes_give_the_same_results(reference, cache_dir, tmp_path, monkeypatch):
     """The cells' APs and intervals computed in worker processes (hosts with >= 4 cores) equal
-    those computed in this process's threads, row for row, ledger included."""
+    those computed in this process's threads, row for row, ledger included; the frames were
+    read in those processes too."""
     import v2x.sweep_rows as sweep_rows
+    from v2x.datasets.store import SplitDataset
 
     monkeypatch.setattr(sweep_rows, "CELL_PROCESSES", 2)
     monkeypatch.setattr(sweep_rows, "_POOL", [])
+    readers = []
+    read = SplitDataset.iter_frames
+
+    def recorded(self, indices, threads=None, processes=None):
+        readers.append(processes)
+        return read(self, indices, threads, processes)
+
+    monkeypatch.setattr(SplitDataset, "iter_frames", recorded)
     try:
         path = run_sweep(tiny_config(cache_dir, tmp_path))
+        assert readers and readers[0] is sweep_rows.cell_pool()
         pool = sweep_rows.cell_pool()
         assert pool is not None and pool.submit(os.getpid).result() != os.getpid()
     finally:
@@ -1201,8 +1212,8 @@ def test_a_fresh_sweep_starts_on_the_first_frames_while_the_rest_are_read(
     order: list[str] = []
     read = SplitDataset.iter_frames
 
-    def slow_tail(self, indices, threads=None):
-        for i, frame in enumerate(read(self, indices, threads)):
+    def slow_tail(self, indices, threads=None, processes=None):
+        for i, frame in enumerate(read(self, indices, threads, processes)):
             if i == 2:  # the first batch (batch_size 2) is out; the rest wait for the device
                 order.append("rest waits")
                 assert started.wait(120), "the device did not start before all frames were read"
