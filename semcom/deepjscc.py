@@ -57,7 +57,7 @@ from v2x.channels.base import Channel, ChannelState, equalize
 from v2x.channels.effective_sinr import analog_effective_snr_db, receiver_sinr
 from v2x.channels.link import LinkState
 from v2x.channels.packets import HEADER_BYTES, MTU_BYTES
-from v2x.common import TensorMemo
+from v2x.common import TensorMemo, triton_available
 from v2x.semcom.base import (
     CODECS,
     Codec,
@@ -435,6 +435,14 @@ class DeepJSCCCodec(Codec):
         return (x - self.feat_mean[None, :, None, None]) / self.feat_std[None, :, None, None]
 
     def _destandardize(self, x: torch.Tensor) -> torch.Tensor:
+        """``x · std + mean`` per channel; in CUDA inference as one pass
+        (``deepjscc_triton.destandardize``: the same bits as these two operations)."""
+        dense = x.is_contiguous() or x.is_contiguous(memory_format=torch.channels_last)
+        plain = x.dtype == self.feat_std.dtype == torch.float32 and not torch.is_grad_enabled()
+        if x.is_cuda and dense and plain and triton_available():
+            from v2x.semcom.deepjscc_triton import destandardize
+
+            return destandardize(x, self.feat_std, self.feat_mean)
         return x * self.feat_std[None, :, None, None] + self.feat_mean[None, :, None, None]
 
     @torch.no_grad()

@@ -363,6 +363,73 @@ def test_on_cuda_the_decoder_runs_channels_last_with_the_channels_first_values()
     assert torch.allclose(out, want, rtol=1e-4, atol=1e-4 * float(want.abs().max()))
 
 
+_DESTANDARDIZE = r"""
+import json, torch
+from v2x.semcom.deepjscc_triton import destandardize
+torch.manual_seed(0)
+out = {}
+for shape in ((3, 5, 6, 7), (1, 384, 4, 4), (2, 1, 3, 3)):
+    x = torch.randn(*shape) * 3
+    c = shape[1]
+    s, m = torch.rand(c) + 0.5, torch.randn(c)
+    ref = x * s[None, :, None, None] + m[None, :, None, None]
+    for layout in ("nchw", "nhwc"):
+        xin = x if layout == "nchw" else x.contiguous(memory_format=torch.channels_last)
+        got = destandardize(xin, s, m)
+        out[f"{shape}/{layout}"] = [torch.equal(got, ref), got.stride() == xin.stride()]
+try:
+    destandardize(torch.randn(2, 3, 4, 6)[..., ::2], torch.ones(3), torch.zeros(3))
+    out["refused"] = False
+except ValueError as err:
+    out["refused"] = "dense" in str(err)
+print(json.dumps(out))
+"""
+
+
+def test_destandardize_kernel_rounds_as_torch_in_the_interpreter():
+    """``destandardize`` (one Triton pass, no FMA contraction) gives torch's ``x · s + m``,
+    op by op, bit for bit, in either layout."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    pytest.importorskip("triton")
+    env = {**os.environ, "TRITON_INTERPRET": "1", "OMP_NUM_THREADS": "1"}
+    code = [sys.executable, "-c", _DESTANDARDIZE]
+    run = subprocess.run(code, env=env, capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr[-2000:]
+    out = json.loads(run.stdout.strip().splitlines()[-1])
+    assert out.pop("refused") is True
+    assert len(out) == 6 and all(equal and layout for equal, layout in out.values()), out
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_on_cuda_the_one_pass_destandardisation_gives_the_torch_paths_bits(monkeypatch):
+    """The decoded maps de-standardised in one kernel equal torch's two per-channel passes,
+    bit for bit (layout included)."""
+    import v2x.semcom.deepjscc as deepjscc
+    from v2x.common import triton_available
+
+    if not triton_available():
+        pytest.skip("triton not installed")
+    device = torch.device("cuda")
+    torch.manual_seed(0)
+    codec = tiny_codec(downsample=1).to(device).eval()
+    with torch.no_grad():
+        codec.feat_mean.normal_()
+        codec.feat_std.uniform_(0.5, 2.0)
+    x = synthetic_maps(4, seed=6).to(device)
+    link = LinkState.from_snr(torch.tensor([0.0, 5.0, 10.0, 20.0], device=device))
+    with torch.no_grad():
+        tx = codec.encode(x, link)
+        fused = codec.decode(tx.received(tx.symbols, None), link)
+        monkeypatch.setattr(deepjscc, "triton_available", lambda: False)
+        plain = codec.decode(tx.received(tx.symbols, None), link)
+    assert torch.equal(fused, plain) and fused.stride() == plain.stride()
+
+
 def test_each_packaged_checkpoint_name_loads_its_architecture_and_a_mismatch_names_the_file():
     """``shipped`` picks the packaged codec by ``in_channels`` (the detector's feature
     channels); architecture arguments left out are the checkpoint's, given ones must match."""
