@@ -336,12 +336,15 @@ def test_runs_on_cuda_with_power_constraint():
     assert codec.encoder.stages[0].conv.weight.grad.abs().sum() > 0
 
 
-@pytest.mark.gpu
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
-def test_on_cuda_the_decoder_runs_channels_last_with_the_channels_first_values():
-    """On CUDA the decoder's input is made channels-last (cuDNN's layout): the maps come out
-    channels-last, and hold what the same decoder gives from a channels-first input."""
-    device = torch.device("cuda")
+@pytest.mark.parametrize(
+    "device_name",
+    ["cpu", pytest.param("cuda", marks=[pytest.mark.gpu, pytest.mark.skipif(
+        not torch.cuda.is_available(), reason="needs CUDA")])],
+)  # fmt: skip
+def test_the_decoder_runs_channels_last_with_the_channels_first_values(device_name):
+    """The decoder's input is made channels-last (cuDNN's and oneDNN's layout): the maps come
+    out channels-last, and hold what the same decoder gives from a channels-first input."""
+    device = torch.device(device_name)
     torch.manual_seed(0)
     codec = tiny_codec().to(device).eval()
     x = synthetic_maps(4, seed=5).to(device)
