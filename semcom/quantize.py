@@ -136,11 +136,20 @@ def _occupied_values(
     )
 
 
-def _levels(values: torch.Tensor, lo: torch.Tensor, step: torch.Tensor, bits: int) -> torch.Tensor:
+def _levels(
+    values: torch.Tensor,
+    lo: torch.Tensor,
+    step: torch.Tensor,
+    bits: int,
+    shifted: torch.Tensor | None = None,
+) -> torch.Tensor:
     """``values [G, n]`` or ``[C, n]`` → float32 levels in ``0 … 2^bits − 1``, with ``quantize``'s
-    arithmetic (``round((x − offset) / step)``, clamped); ``lo``/``step`` ``[G]`` broadcast."""
+    arithmetic (``round((x − offset) / step)``, clamped); ``lo``/``step`` ``[G]`` broadcast.
+    ``shifted``: ``values − lo`` when already computed (the offset does not depend on the
+    depth)."""
     top = float(2**bits - 1)
-    return torch.round((values - lo[:, None]) / step[:, None]).clamp_(0, top)
+    shifted = values - lo[:, None] if shifted is None else shifted
+    return torch.div(shifted, step[:, None]).round_().clamp_(0, top)
 
 
 def quantize_occupied(
@@ -183,10 +192,12 @@ def level_histograms(
     values, _, lo_all, hi_all = _occupied_values(features[0], per_channel)
     values = values if per_channel else values.reshape(1, -1)  # [G, n]
     out = {}
+    shifted = None  # values − offset, the same at every depth
     for b in bits:
         check_bits(b)
         lo, step = _offset_step(lo_all, hi_all, b)
-        levels = _levels(values, lo, step, b).to(torch.int64).reshape(-1)
+        shifted = values - lo[:, None] if shifted is None else shifted
+        levels = _levels(values, lo, step, b, shifted).to(torch.int32).reshape(-1)
         out[b] = torch.bincount(levels, minlength=2**b).cpu().numpy()
     return out
 
