@@ -364,9 +364,6 @@ class TensorMemo:
             del self._entries[next(iter(self._entries))]
         return value
 
-    def clear(self) -> None:
-        self._entries.clear()
-
     def __getstate__(self) -> dict:  # copies and pickles start empty (weak references do not copy)
         return {"size": self.size}
 

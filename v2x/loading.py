@@ -106,10 +106,7 @@ class FrameStream(Sequence[CoopFrame]):
         self._error: BaseException | None = None
         self._done = False
         self._changed = threading.Condition()
-        self._thread = threading.Thread(
-            target=self._read, args=(read,), name="v2x-frames", daemon=True
-        )
-        self._thread.start()
+        threading.Thread(target=self._read, args=(read,), name="v2x-frames", daemon=True).start()
 
     def _read(self, read: Callable[[], Iterator[CoopFrame]]) -> None:
         try:
