@@ -177,10 +177,24 @@ class JSCCDecoder(nn.Module):
             self.out = nn.Conv2d(hidden, out_channels, 3, padding=1)
 
     def forward(self, y: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
+        return self.out(self.body(y, context))
+
+    def body(self, y: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
+        """Every layer but the output layer: ``[B, hidden, H'·s/2, W'·s/2]`` (``s`` the
+        downsampling factor; ``[B, hidden, H', W']`` without downsampling)."""
         x = self.residual(self.stem(y, context), context)
         for up in self.ups:
             x = up(x, context)
-        return self.out(x)
+        return x
+
+
+def _transposed_size(layer: nn.ConvTranspose2d, size: Iterable[int]) -> tuple[int, ...]:
+    """The output height and width of ``layer`` (no ``output_size``) on an input of ``size``."""
+    return tuple(
+        (n - 1) * layer.stride[i] - 2 * layer.padding[i] + layer.dilation[i]
+        * (layer.kernel_size[i] - 1) + layer.output_padding[i] + 1
+        for i, n in enumerate(size)
+    )  # fmt: skip
 
 
 def _per_batch(
@@ -434,12 +448,41 @@ class DeepJSCCCodec(Codec):
     def _standardize(self, x: torch.Tensor) -> torch.Tensor:
         return (x - self.feat_mean[None, :, None, None]) / self.feat_std[None, :, None, None]
 
+    def _output_maps(self, hidden: torch.Tensor, h: int, w: int) -> torch.Tensor:
+        """The decoder's output layer over ``hidden`` (``JSCCDecoder.body``), cropped to
+        ``h × w`` and de-standardised: ``[B, C, h, w]``.
+
+        In CUDA inference, when nothing is cropped, the transposed output convolution runs
+        without its bias and one pass (``deepjscc_triton.destandardize``) adds the bias and
+        de-standardises: torch itself adds a cuDNN convolution's bias in a pass of its own
+        (``add_``), so these are the same operations in the same order (the same bits in the
+        deterministic mode; tested on CUDA), one pass over the maps fewer."""
+        layer = self.decoder.out
+        if (
+            isinstance(layer, nn.ConvTranspose2d)
+            and layer.bias is not None
+            and _transposed_size(layer, hidden.shape[-2:]) == (h, w)
+            and self._in_one_pass(hidden)
+        ):
+            from v2x.semcom.deepjscc_triton import destandardize
+
+            pre = F.conv_transpose2d(
+                hidden, layer.weight, None, layer.stride, layer.padding, layer.output_padding,
+                layer.groups, layer.dilation,
+            )  # fmt: skip
+            return destandardize(pre, self.feat_std, self.feat_mean, layer.bias)
+        return self._destandardize(layer(hidden)[:, :, :h, :w])
+
+    def _in_one_pass(self, x: torch.Tensor) -> bool:
+        """De-standardisation as one Triton pass: CUDA inference in float32."""
+        plain = x.dtype == self.feat_std.dtype == torch.float32 and not torch.is_grad_enabled()
+        return x.is_cuda and plain and triton_available()
+
     def _destandardize(self, x: torch.Tensor) -> torch.Tensor:
         """``x · std + mean`` per channel; in CUDA inference as one pass
         (``deepjscc_triton.destandardize``: the same bits as these two operations)."""
         dense = x.is_contiguous() or x.is_contiguous(memory_format=torch.channels_last)
-        plain = x.dtype == self.feat_std.dtype == torch.float32 and not torch.is_grad_enabled()
-        if x.is_cuda and dense and plain and triton_available():
+        if dense and self._in_one_pass(x):
             from v2x.semcom.deepjscc_triton import destandardize
 
             return destandardize(x, self.feat_std, self.feat_mean)
@@ -538,7 +581,7 @@ class DeepJSCCCodec(Codec):
         # faster, the same bits); the maps come out NHWC, the layout in which the warp reads a
         # cell's channels at once (the fusion kernel on CUDA, grid_sample 1.8× on the CPU)
         latent = latent.contiguous(memory_format=torch.channels_last)
-        out = self._destandardize(self.decoder(latent, self._context(snr_db, ratio))[:, :, :h, :w])
+        out = self._output_maps(self.decoder.body(latent, self._context(snr_db, ratio)), h, w)
         # The clamp is applied at inference only: in training it would stop the gradient of
         # every cell predicted below 0 (it can only lower the error of a non-negative target).
         return F.relu(out) if self.output_activation == "relu" and not self.training else out

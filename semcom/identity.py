@@ -9,7 +9,7 @@ from v2x.channels.base import equalize
 from v2x.channels.budget import shannon_capacity
 from v2x.channels.link import LinkState
 from v2x.channels.packets import HEADER_BYTES, MTU_BYTES
-from v2x.common import TensorMemo
+from v2x.common import TensorMemo, triton_available
 from v2x.semcom.base import (
     CODECS,
     FLOAT16_BITS,
@@ -42,9 +42,13 @@ class IdentityCodec(Codec):
     def __init__(self, mtu_bytes: int = MTU_BYTES, header_bytes: int = HEADER_BYTES) -> None:
         super().__init__()
         self.mtu_bytes, self.header_bytes = mtu_bytes, header_bytes
+        self._payload = TensorMemo()  # the last float16 payload
 
     def encode(self, features: torch.Tensor, link: LinkState) -> Transmission:
         check_features(features)
+        # the payload depends on the maps alone: kept for the next call on the same maps (a
+        # sweep's K conditions, v2x.condition_streams); the same values either way
+        payload = self._payload.get([features], lambda: features.to(torch.float16))
         b = features.shape[0]
         bits = torch.full((b,), float(features[0].numel() * FLOAT16_BITS) if b else 0.0,
                           dtype=torch.float64, device=features.device)
@@ -59,7 +63,7 @@ class IdentityCodec(Codec):
             packets=packets_for_bits(bits, self.mtu_bytes, self.header_bytes),
             raw_bits=raw_feature_bits(features),
         )
-        return Transmission(symbols=None, cost=cost, meta={"payload": features.to(torch.float16)})
+        return Transmission(symbols=None, cost=cost, meta={"payload": payload})
 
     def decode(self, received: Transmission, link: LinkState) -> torch.Tensor:
         return received.meta["payload"].float()
@@ -130,10 +134,26 @@ class AnalogCodec(Codec):
             else:
                 x_hat, no_eff = equalize(y, state, method="zf")
             snr_eff = 1.0 / no_eff.clamp_min(1e-12)
-            x_hat = x_hat * (snr_eff / (1.0 + snr_eff))
+            shrink = snr_eff / (1.0 + snr_eff)
+            if self._receives_in_one_pass(x_hat, shrink, shape):
+                from v2x.semcom.analog_triton import receive
+
+                return receive(x_hat, shrink, received.meta["scale"], shape)
+            x_hat = x_hat * shrink
         else:
             x_hat = y
         real = torch.view_as_real(x_hat).reshape(shape[0], 2 * y.shape[1])
         real = real * received.meta["scale"]
         numel = int(torch.tensor(shape[1:]).prod()) if len(shape) > 1 else 0
         return real[:, :numel].reshape(shape)
+
+    @staticmethod
+    def _receives_in_one_pass(y: torch.Tensor, shrink: torch.Tensor, shape: torch.Size) -> bool:
+        """The shrink and the rescale as one Triton pass (``analog_triton.receive``, the same
+        values, maps channels-last): CUDA inference on ``[B, C, H, W]`` maps with one shrink
+        factor per map."""
+        if not (y.is_cuda and y.dtype == torch.complex64 and len(shape) == 4):
+            return False
+        if torch.is_grad_enabled() or shrink.shape != (y.shape[0], 1) or y.shape[0] > 65535:
+            return False
+        return triton_available()

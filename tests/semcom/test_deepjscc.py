@@ -374,12 +374,14 @@ out = {}
 for shape in ((3, 5, 6, 7), (1, 384, 4, 4), (2, 1, 3, 3)):
     x = torch.randn(*shape) * 3
     c = shape[1]
-    s, m = torch.rand(c) + 0.5, torch.randn(c)
+    s, m, b = torch.rand(c) + 0.5, torch.randn(c), torch.randn(c)
     ref = x * s[None, :, None, None] + m[None, :, None, None]
+    ref_b = (x + b[None, :, None, None]) * s[None, :, None, None] + m[None, :, None, None]
     for layout in ("nchw", "nhwc"):
         xin = x if layout == "nchw" else x.contiguous(memory_format=torch.channels_last)
-        got = destandardize(xin, s, m)
-        out[f"{shape}/{layout}"] = [torch.equal(got, ref), got.stride() == xin.stride()]
+        got, got_b = destandardize(xin, s, m), destandardize(xin, s, m, b)
+        out[f"{shape}/{layout}"] = [torch.equal(got, ref) and torch.equal(got_b, ref_b),
+                                    got.stride() == got_b.stride() == xin.stride()]
 try:
     destandardize(torch.randn(2, 3, 4, 6)[..., ::2], torch.ones(3), torch.zeros(3))
     out["refused"] = False
@@ -410,50 +412,46 @@ def test_destandardize_kernel_rounds_as_torch_in_the_interpreter():
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_on_cuda_the_one_pass_destandardisation_gives_the_torch_paths_bits(monkeypatch):
-    """The decoded maps de-standardised in one kernel equal torch's two per-channel passes on
-    the same decoded maps, bit for bit (layout included); and so do random maps in either
-    layout. (The decoder runs once: two decodes need not agree in the last bits outside the
-    deterministic mode.)"""
+    """On CUDA the decoder's output convolution runs without its bias and one kernel adds the
+    bias and de-standardises: the maps equal torch's path (the convolution with its bias, then
+    two per-channel passes) bit for bit, layout included, in the deterministic mode (outside
+    it two cuDNN calls need not agree in the last bits); and the kernel gives torch's
+    ``(x + b) · s + m`` on random maps in either layout."""
     import v2x.semcom.deepjscc as deepjscc
     from v2x.common import triton_available
     from v2x.semcom.deepjscc_triton import destandardize
 
     if not triton_available():
         pytest.skip("triton not installed")
+    monkeypatch.setattr(torch.backends.cudnn, "deterministic", True)
+    monkeypatch.setattr(torch.backends.cudnn, "benchmark", False)
     device = torch.device("cuda")
     torch.manual_seed(0)
     codec = tiny_codec(downsample=1).to(device).eval()
     with torch.no_grad():
         codec.feat_mean.normal_()
         codec.feat_std.uniform_(0.5, 2.0)
+        codec.decoder.out.bias.normal_()
     x = synthetic_maps(4, seed=6).to(device)
     link = LinkState.from_snr(torch.tensor([0.0, 5.0, 10.0, 20.0], device=device))
-    seen = []
-    one_pass = deepjscc.DeepJSCCCodec._destandardize
-
-    def spy(self, maps):
-        seen.append(maps.clone(memory_format=torch.preserve_format))
-        return one_pass(self, maps)
-
-    monkeypatch.setattr(deepjscc.DeepJSCCCodec, "_destandardize", spy)
     with torch.no_grad():
         tx = codec.encode(x, link)
         fused = codec.decode(tx.received(tx.symbols, None), link)
-    (decoded,) = seen
-    assert decoded.is_contiguous(memory_format=torch.channels_last)
-    plain = decoded * codec.feat_std[None, :, None, None] + codec.feat_mean[None, :, None, None]
-    plain = torch.relu(plain) if codec.output_activation == "relu" else plain
+        monkeypatch.setattr(deepjscc, "triton_available", lambda: False)
+        plain = codec.decode(tx.received(tx.symbols, None), link)
+    assert fused.is_contiguous(memory_format=torch.channels_last)
     assert torch.equal(fused, plain) and fused.stride() == plain.stride()
     g = torch.Generator(device=device).manual_seed(1)
     for shape in ((3, 5, 6, 7), (2, 384, 64, 64)):
         maps = torch.randn(*shape, device=device, generator=g) * 3
-        s = torch.rand(shape[1], device=device, generator=g) + 0.5
-        m = torch.randn(shape[1], device=device, generator=g)
+        s, m, bias = (torch.randn(shape[1], device=device, generator=g) for _ in range(3))
         for layout in (torch.contiguous_format, torch.channels_last):
             xin = maps.contiguous(memory_format=layout)
-            got = destandardize(xin, s, m)
-            want = xin * s[None, :, None, None] + m[None, :, None, None]
-            assert torch.equal(got, want) and got.stride() == xin.stride(), (shape, layout)
+            for b in (None, bias):
+                got = destandardize(xin, s, m, b)
+                shifted = xin if b is None else xin + b[None, :, None, None]
+                want = shifted * s[None, :, None, None] + m[None, :, None, None]
+                assert torch.equal(got, want) and got.stride() == xin.stride(), (shape, layout)
 
 
 def test_each_packaged_checkpoint_name_loads_its_architecture_and_a_mismatch_names_the_file():

@@ -126,3 +126,92 @@ def test_identity_channel_uses_exact_over_an_snr_sweep():
     bits = 8 * 32 * 32 * 16
     want = [math.ceil(bits / math.log2(1 + 10 ** (float(s) / 10))) for s in snr_db]
     assert tx.cost.channel_uses.tolist() == want
+
+
+_RECEIVE = r"""
+import json, torch
+from v2x.semcom.analog_triton import receive
+torch.manual_seed(0)
+out = {}
+for shape in ((3, 5, 6, 7), (2, 40, 9, 9), (1, 3, 5, 3), (2, 33, 64, 66)):
+    b, c, h, w = shape
+    n = (c * h * w + 1) // 2
+    y = torch.randn(b, n, dtype=torch.complex64) * 3
+    shrink, scale = torch.rand(b, 1) + 0.01, torch.rand(b, 1) * 5
+    real = torch.view_as_real(y * shrink).reshape(b, 2 * n) * scale
+    want = real[:, : c * h * w].reshape(shape)
+    got = receive(y, shrink, scale, torch.Size(shape))
+    out[str(shape)] = [torch.equal(got, want),
+                       got.is_contiguous(memory_format=torch.channels_last)]
+try:
+    receive(torch.zeros(2, 3, dtype=torch.complex64), torch.ones(2, 1), torch.ones(2, 1),
+            torch.Size((2, 1, 3, 3)))
+    out["refused"] = False
+except ValueError as err:
+    out["refused"] = "complex64" in str(err)
+print(json.dumps(out))
+"""
+
+
+def test_analog_receive_kernel_gives_torchs_values_channels_last_in_the_interpreter():
+    """``analog_triton.receive`` (one Triton pass) gives torch's shrink-then-rescale bit for
+    bit, padding dropped, maps channels-last; too few symbols are refused by name."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    pytest.importorskip("triton")
+    env = {**os.environ, "TRITON_INTERPRET": "1", "OMP_NUM_THREADS": "1"}
+    run = subprocess.run([sys.executable, "-c", _RECEIVE], env=env, capture_output=True,
+                         text=True)  # fmt: skip
+    assert run.returncode == 0, run.stderr[-2000:]
+    out = json.loads(run.stdout.strip().splitlines()[-1])
+    assert out.pop("refused") is True
+    assert len(out) == 4 and all(equal and layout for equal, layout in out.values()), out
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_on_cuda_the_analog_receiver_in_one_pass_gives_the_torch_paths_values(monkeypatch):
+    """On CUDA the analog codec decodes an AWGN reception in one pass (channels-last maps) with
+    the values of torch's two passes; a faded reception takes the torch path."""
+    import v2x.semcom.identity as identity
+    from v2x.common import triton_available
+
+    if not triton_available():
+        pytest.skip("triton not installed")
+    device = torch.device("cuda")
+    torch.manual_seed(0)
+    codec = AnalogCodec()
+    feats = torch.randn(6, 384, 32, 40, device=device)
+    link = LinkState.from_snr(torch.tensor([-10.0, -5, 0, 5, 10, 20], device=device))
+    with torch.no_grad():
+        tx = codec.encode(feats, link)
+        y, state = build_channel("awgn")(tx.symbols, link.snr_db)
+        fast = codec.decode(tx.received(y, state), link)
+        monkeypatch.setattr(identity, "triton_available", lambda: False)
+        plain = codec.decode(tx.received(y, state), link)
+    assert fast.is_contiguous(memory_format=torch.channels_last) and plain.is_contiguous()
+    assert torch.equal(fast, plain)
+    monkeypatch.setattr(identity, "triton_available", lambda: True)
+    with torch.no_grad():
+        y, state = build_channel("rayleigh")(tx.symbols, link.snr_db)
+        faded = codec.decode(tx.received(y, state), link)
+    assert faded.is_contiguous()  # a shrink per symbol: torch's passes
+
+
+def test_identity_payload_is_made_once_for_the_same_maps_and_again_after_a_write():
+    """A sweep's K condition blocks are views of one tensor: the float16 payload is converted
+    once (``TensorMemo``); maps written in place get a fresh payload with their new values."""
+    codec = IdentityCodec()
+    maps = torch.randn(2, 3, 4, 4)
+    rows = maps.unsqueeze(0).expand(3, *maps.shape)
+    link = LinkState.from_snr(torch.tensor([0.0, 10.0]))
+    first, second = (codec.encode(rows[k], link).meta["payload"] for k in (0, 1))
+    assert first is second and torch.equal(first, maps.to(torch.float16))
+    maps.mul_(2.0)
+    third = codec.encode(rows[2], link).meta["payload"]
+    assert third is not first and torch.equal(third, maps.to(torch.float16))
+    other = codec.encode(maps.clone(), link).meta["payload"]
+    assert other is not third and torch.equal(other, third)
