@@ -45,12 +45,13 @@ kernel launch: each program owns a few block slots, runs every iteration, the sy
 early termination itself, and refills a finished block's slot with the next block, so the
 per-iteration launches, syndrome kernels, host synchronisations and batch compactions are gone
 and the small slot state can stay in L2; ``launch="per-layer"`` runs one
-fused kernel per row group and iteration (``semcom/ldpc_minsum_triton.py``), one float32 message
-per edge (16 B per edge and iteration; each thread walks one block's check edge by edge: 1.1–2×
-the former edge-tile kernel on an H200, 1.1–2.9 Gbit/s at the 10 % BLER point) or, with ``check_state="compressed"``, a compressed state
-per check (``α·s·min1``, ``α·s·min2``, arg-min edge, edge signs) from which every old message is
-rebuilt exactly (8 B per edge for ``L`` plus 24 B per check), and a per-iteration syndrome check
-on hard bits packed 32 blocks to a word. ``precision="fp16"`` (opt-in) stores LLRs and messages
+fused kernel per row group and iteration (``semcom/ldpc_minsum_triton.py``; each thread walks
+one block's check edge by edge) that keeps, by default, a compressed state per check
+(``α·s·min1``, ``α·s·min2``, arg-min edge, edge signs) from which every old message is rebuilt
+exactly (8 B per edge for ``L`` plus 24 B per check: 1.4–4.2 Gbit/s at the 10 % BLER point on
+an H200, 1.2–1.55× the per-edge form) or, with ``check_state="edges"``, one float32 message per
+edge (16 B per edge and iteration), and a per-iteration syndrome check on hard bits packed 32
+blocks to a word. ``precision="fp16"`` (opt-in) stores LLRs and messages
 as float16 (float32 arithmetic), halving the traffic again. The torch path is the reference
 and runs everywhere, with the same arithmetic (bit-identical results in Triton's interpreter,
 both precisions and both launches; ``gpu`` tests check it on CUDA). Memory ≈
@@ -83,11 +84,15 @@ _COMPACT = {"torch": 16, "triton": 4}
 #: (blocks per program, warps) of the per-edge Triton kernel for checks of degree ≤ 16 and
 #: > 16: one block per thread, the fastest of those timed on an H200 (docs/benchmarks.md).
 _EDGE_LAUNCH = {False: (128, 4), True: (256, 8)}
+#: (blocks per program, warps) of the compressed-state kernel, every degree: timed on an H200
+#: at 262,144 blocks (docs/results/h200_2026-12-02c/ldpc_launch_compressed.txt; MCS 27, whose
+#: degree-19 rows took 256 on 8 warps above, 4,167 against 3,898 Mbit/s).
+_COMPRESSED_LAUNCH = (128, 4)
 BACKENDS = ("auto", "torch", "triton")
 #: Storage of the LLRs and check-to-variable messages (arithmetic is float32 in both).
 PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16}
 #: How the Triton path stores check-to-variable messages between iterations.
-CHECK_STATES = ("compressed", "edges")
+CHECK_STATES = ("auto", "compressed", "edges")
 #: How the Triton path launches its kernels (see ``LDPC5GMinSumDecoder``).
 LAUNCHES = ("auto", "persistent", "per-layer")
 #: ``launch="auto"``: calls of at most this many blocks run the persistent kernel, larger ones
@@ -159,11 +164,13 @@ class LDPC5GMinSumDecoder:
         precision: storage of the LLRs and messages between row steps: ``"fp32"`` (default,
             the reference) or ``"fp16"`` (opt-in: half the memory traffic; arithmetic stays
             float32, values are rounded to float16 when stored; BLER in docs/digital.md).
-        check_state: Triton path only: ``"edges"`` (default) stores one message per edge;
+        check_state: Triton path only: ``"edges"`` stores one message per edge;
             ``"compressed"`` keeps per check and block ``α·s·min1``, ``α·s·min2``, the arg-min
             edge and the edge signs and rebuilds every old message from them (exact: the same
-            values; fewer bytes, but measured slower on an H200: 801 vs 901 Mbit/s at MCS 14,
-            docs/benchmarks.md, so it is opt-in).
+            values; 9.5–12.2 instead of 16 B per edge and iteration; on an H200 1.2–1.55× the
+            per-edge kernel at 262,144 blocks, docs/benchmarks.md); ``"auto"`` (the default):
+            compressed for per-layer launches, per edge in the persistent kernel (its only
+            form).
         launch: Triton path only: ``"persistent"`` (the same bits as the per-layer kernel;
             on an H200 1.4–6.4× its speed up to 8,192 blocks per call, 0.45–0.67× at 262,144,
             docs/benchmarks.md) decodes the whole batch in ONE kernel launch (``ldpc_persistent_triton``: every iteration, the syndrome check and
@@ -193,7 +200,7 @@ class LDPC5GMinSumDecoder:
         backend: str = "auto",
         harq_mode: bool = False,
         precision: str = "fp32",
-        check_state: str = "edges",
+        check_state: str = "auto",
         launch: str = "auto",
     ) -> None:
         if not isinstance(num_iter, int) or num_iter < 0:
@@ -220,6 +227,8 @@ class LDPC5GMinSumDecoder:
         self.launch = launch
         self.precision = precision
         self.check_state = check_state
+        # what the per-layer kernels keep between iterations ("auto": the compressed state)
+        self._layer_state = "edges" if check_state == "edges" else "compressed"
         self._dtype = PRECISIONS[precision]
         self.alpha = float(alpha)
         self.beta = float(beta)
@@ -363,11 +372,12 @@ class LDPC5GMinSumDecoder:
         index tables, cached across blocks, and the syndrome check are not counted).
 
         Per edge: ``L`` read and written (2 × 4 B in float32), plus with ``check_state="edges"``
-        its message read and written (16 B per edge in all), or with ``"compressed"`` per check
-        ``α·s·min1``, ``α·s·min2`` and the int32 signs/arg-min read and written (2 × 12 B).
+        its message read and written (16 B per edge in all), or with ``"compressed"`` (and
+        ``"auto"``, whose per-layer kernels keep that state) per check ``α·s·min1``,
+        ``α·s·min2`` and the int32 signs/arg-min read and written (2 × 12 B).
         """
         elt = torch.empty((), dtype=self._dtype).element_size()
-        if self.check_state == "edges":
+        if self._layer_state == "edges":
             return 4 * elt * self.num_edges
         checks = sum(rows * z for _, _, (rows, _, z), _ in self._group_np)
         return 2 * elt * self.num_edges + 2 * (2 * elt + 4) * checks
@@ -459,7 +469,7 @@ class LDPC5GMinSumDecoder:
         device = x.device
         tab = self._tables_on(device)
         layer = self._layer_triton if nb and self._use_triton(device) else self._layer_torch
-        persistent = self.check_state == "edges" and (
+        persistent = self.check_state != "compressed" and (
             self.launch == "persistent"
             or (self.launch == "auto" and nb <= AUTO_PERSISTENT_MAX_BLOCKS)
         )
@@ -606,7 +616,7 @@ class LDPC5GMinSumDecoder:
         ``[rows·Z, nb]`` int32 holding the edge sign bits and the arg-min edge (all zero: every
         message +0, as the per-edge zeros).
         """
-        if per_edge or self.check_state == "edges":
+        if per_edge or self._layer_state == "edges":
             return [torch.zeros(g.idx.numel(), nb, dtype=self._dtype, device=device)]
         rows, _, z = g.shape
         mins = [torch.zeros(rows * z, nb, dtype=self._dtype, device=device) for _ in range(2)]
@@ -683,19 +693,20 @@ class LDPC5GMinSumDecoder:
         half = llr.dtype != torch.float32
         if len(state) == 1:
             block_b, warps = _EDGE_LAUNCH[deg > 16]
-            _kernel("edges")[(rows * z, math.ceil(nb / block_b))](
+            grid = (rows * z, math.ceil(nb / block_b))
+            _kernel("edges")[grid](
                 llr, state[0], g.idx32, nb, z,
                 self.alpha, self.beta, _PAD_LLR,
                 DEG=deg, BLOCK_B=block_b, OFFSET=self.beta > 0.0, HALF=half, num_warps=warps,
             )  # fmt: skip
         else:
-            block_b = 128 if deg <= 16 else 64
+            block_b, warps = _COMPRESSED_LAUNCH
             grid = (rows * z, math.ceil(nb / block_b))
             _kernel("compressed")[grid](
                 llr, state[0], state[1], state[2], g.idx32, nb, z,
                 self.alpha, self.beta, _PAD_LLR,
-                DEG=deg, DEG_P2=triton_next_pow2(deg), BLOCK_B=block_b, OFFSET=self.beta > 0.0,
-                HALF=half, ARG_SHIFT=_ARG_SHIFT,
+                DEG=deg, BLOCK_B=block_b, OFFSET=self.beta > 0.0, HALF=half,
+                ARG_SHIFT=_ARG_SHIFT, num_warps=warps,
             )  # fmt: skip
 
     def _checks(self, rv: list[int] | None) -> int:

@@ -8,9 +8,9 @@ message per edge ``r [rows·DEG·Z, nb]``; ``layer_compressed_kernel`` one compr
 check ``[rows·Z, nb]``: ``α·s·min1``, ``α·s·min2`` (storage dtype) and int32 ``signs | arg <<
 ARG_SHIFT``. ``pack_hard_kernel`` and ``syndrome_kernel`` check every block's hard decision
 against the parity checks with 32 blocks to an int32 word. ``check_edges`` (a check's edges and
-VNs) and ``check_update`` (the min-sum update) are shared with the persistent kernel
-(``ldpc_persistent_triton``) and the compressed kernel; ``layer_kernel`` walks a check's edges
-one at a time instead. Imported with ``TRITON_INTERPRET=1`` the kernels run on CPU
+VNs) and ``check_update`` (the min-sum update, on a tile of a check's edges) are the persistent
+kernel's (``ldpc_persistent_triton``); ``layer_kernel`` and ``layer_compressed_kernel`` walk a
+check's edges one at a time instead. Imported with ``TRITON_INTERPRET=1`` the kernels run on CPU
 tensors (tests).
 """
 
@@ -122,37 +122,65 @@ def layer_kernel(
 
 
 @triton.jit
+def _old_message(m1_old, m2_old, info, arg_old, d):
+    """Edge ``d``'s message of the last iteration, rebuilt from the check's compressed state:
+    ``±(α·s·min2 on the arg-min edge, α·s·min1 elsewhere)``, negative where its sign bit is set
+    (the very value ``layer_kernel`` would have stored)."""
+    mag = tl.where(arg_old == d, m2_old, m1_old)
+    return tl.where(((info >> d) & 1) != 0, -mag, mag)
+
+
+@triton.jit
 def layer_compressed_kernel(
     llr_ptr, m1_ptr, m2_ptr, info_ptr, idx_ptr, nb, z, alpha, beta, pad_llr,
-    DEG: tl.constexpr, DEG_P2: tl.constexpr, BLOCK_B: tl.constexpr, OFFSET: tl.constexpr,
-    HALF: tl.constexpr, ARG_SHIFT: tl.constexpr,
+    DEG: tl.constexpr, BLOCK_B: tl.constexpr, OFFSET: tl.constexpr, HALF: tl.constexpr,
+    ARG_SHIFT: tl.constexpr,
 ):  # fmt: skip
-    # As layer_kernel, but the old messages of the check are rebuilt from its compressed
-    # state (α·s·min1, α·s·min2, arg-min edge, edge signs): r = ±(min2 on the arg-min
-    # edge, min1 elsewhere) — the values layer_kernel stores — so L moves 8 B per edge
-    # and the state 2 × 12 B (fp32) per check.
+    # As layer_kernel (one check x BLOCK_B blocks, one edge at a time, two passes), but the
+    # old messages are rebuilt from the check's compressed state (α·s·min1, α·s·min2, arg-min
+    # edge, edge signs) instead of read per edge: L moves 8 B per edge and the state 2 × 12 B
+    # (float32) per check. The same values as layer_kernel and the torch path.
     chk = tl.program_id(0)
-    d = tl.arange(0, DEG_P2)
-    edge, vn = check_edges(idx_ptr, chk, d, z, DEG, d >= 0)
+    i = chk // z
+    j = chk - i * z
     b = tl.program_id(1) * BLOCK_B + tl.arange(0, BLOCK_B)
     bm = b < nb
-    m = (vn >= 0)[:, None] & bm[None, :]
-    off_l = vn.to(tl.int64)[:, None] * nb + b[None, :]
     off_c = chk.to(tl.int64) * nb + b
     m1_old = tl.load(m1_ptr + off_c, mask=bm, other=0.0).to(tl.float32)
     m2_old = tl.load(m2_ptr + off_c, mask=bm, other=0.0).to(tl.float32)
     info = tl.load(info_ptr + off_c, mask=bm, other=0)
     arg_old = info >> ARG_SHIFT
-    neg_old = ((info[None, :] >> d[:, None]) & 1) != 0
-    mag_old = tl.where(d[:, None] == arg_old[None, :], m2_old[None, :], m1_old[None, :])
-    r_old = tl.where(neg_old, -mag_old, mag_old)
-    t = tl.load(llr_ptr + off_l, mask=m, other=0.0).to(tl.float32) - r_old
-    r, m1s, m2s, arg, neg = check_update(t, m, d[:, None], alpha, beta, pad_llr, OFFSET, HALF, 0)
-    signs = tl.sum(neg.to(tl.int32) << d[:, None], axis=0)
+    min1 = tl.full([BLOCK_B], pad_llr, dtype=tl.float32)
+    min2 = tl.full([BLOCK_B], pad_llr, dtype=tl.float32)
+    arg = tl.zeros([BLOCK_B], dtype=tl.int32)
+    odd = tl.zeros([BLOCK_B], dtype=tl.int32)
+    signs = tl.zeros([BLOCK_B], dtype=tl.int32)
+    for d in tl.static_range(DEG):
+        vn = tl.load(idx_ptr + (i * DEG + d) * z + j)
+        m = bm & (vn + tl.zeros_like(b) >= 0)
+        t = tl.load(llr_ptr + vn.to(tl.int64) * nb + b, mask=m, other=0.0).to(tl.float32)
+        t -= _old_message(m1_old, m2_old, info, arg_old, d)
+        a = tl.where(m, tl.abs(t), pad_llr)
+        first = a < min1
+        min2 = tl.where(first, min1, tl.minimum(min2, a))
+        min1 = tl.where(first, a, min1)
+        arg = tl.where(first, d, arg)
+        neg = ((t.to(tl.int32, bitcast=True) < 0) & m).to(tl.int32)
+        odd = odd ^ neg
+        signs = signs | (neg << d)
+    m1s, m2s = signed_minima(min1, min2, odd, alpha, beta, OFFSET, HALF)
+    for d in tl.static_range(DEG):
+        vn = tl.load(idx_ptr + (i * DEG + d) * z + j)
+        m = bm & (vn + tl.zeros_like(b) >= 0)
+        off_l = vn.to(tl.int64) * nb + b
+        t = tl.load(llr_ptr + off_l, mask=m, other=0.0).to(tl.float32)
+        t -= _old_message(m1_old, m2_old, info, arg_old, d)
+        mag = tl.where(arg == d, m2s, m1s)
+        r = tl.where(((signs >> d) & 1) != 0, -mag, mag)
+        tl.store(llr_ptr + off_l, (t + r).to(llr_ptr.dtype.element_ty), mask=m)
     tl.store(m1_ptr + off_c, m1s.to(m1_ptr.dtype.element_ty), mask=bm)
     tl.store(m2_ptr + off_c, m2s.to(m2_ptr.dtype.element_ty), mask=bm)
-    tl.store(info_ptr + off_c, signs | (arg.to(tl.int32) << ARG_SHIFT), mask=bm)
-    tl.store(llr_ptr + off_l, (t + r).to(llr_ptr.dtype.element_ty), mask=m)
+    tl.store(info_ptr + off_c, signs | (arg << ARG_SHIFT), mask=bm)
 
 
 def kernel(kind: str):

@@ -389,8 +389,9 @@ def test_float16_storage_decodes_as_float32_on_good_channels():
 
 def test_kernel_traffic_model_and_new_arguments():
     """Bytes per block and iteration of the Triton kernels, by hand: 16 B per edge with one
-    float32 message per edge (8 B in float16); compressed: 8 B per edge for L plus 2 × 12 B per
-    check (2 × 8 B in float16). Bad ``precision``/``check_state`` name the field."""
+    float32 message per edge (8 B in float16); compressed (and the default ``auto``'s per-layer
+    kernels): 8 B per edge for L plus 2 × 12 B per check (2 × 8 B in float16). Bad
+    ``precision``/``check_state`` name the field."""
     enc = block_code(14, 1024).ldpc_encoder
     dec = LDPC5GMinSumDecoder(enc, check_state="compressed")
     checks = len(dec.rows) * dec.z
@@ -398,7 +399,11 @@ def test_kernel_traffic_model_and_new_arguments():
     assert dec.kernel_bytes_per_iteration() == 8 * e + 24 * checks
     fp16 = LDPC5GMinSumDecoder(enc, precision="fp16", check_state="compressed")
     assert fp16.kernel_bytes_per_iteration() == (4 * e + 16 * checks)
-    assert LDPC5GMinSumDecoder(enc).kernel_bytes_per_iteration() == 16 * e  # the default
+    edges = LDPC5GMinSumDecoder(enc, check_state="edges")
+    assert edges.kernel_bytes_per_iteration() == 16 * e
+    default = LDPC5GMinSumDecoder(enc)  # "auto": the per-layer kernels keep the compressed state
+    assert default.check_state == "auto"
+    assert default.kernel_bytes_per_iteration() == dec.kernel_bytes_per_iteration()
     assert 8 * e + 24 * checks < 16 * e  # mean check degree > 3
     with pytest.raises(ValueError, match="precision"):
         LDPC5GMinSumDecoder(enc, precision="bf8")
