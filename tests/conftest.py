@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+
 import pytest
 import torch
 
@@ -14,3 +20,20 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def triton_interpreted() -> Callable[[str], dict]:
+    """``run(script)``: ``script`` in a subprocess with Triton's CPU interpreter on (it must be
+    on before triton is first imported); its last line of output, as JSON. Skips the test
+    where Triton is not installed."""
+    pytest.importorskip("triton")
+
+    def run(script: str) -> dict:
+        env = {**os.environ, "TRITON_INTERPRET": "1", "OMP_NUM_THREADS": "1"}
+        done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
+                              text=True)  # fmt: skip
+        assert done.returncode == 0, done.stderr[-2000:]
+        return json.loads(done.stdout.strip().splitlines()[-1])
+
+    return run

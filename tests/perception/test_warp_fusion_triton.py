@@ -5,11 +5,6 @@ layouts, float32 and bfloat16 maps."""
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
-
 import pytest
 import torch
 
@@ -49,18 +44,8 @@ print(json.dumps(out))
 """
 
 
-def _interpreted(script: str) -> dict:
-    """Run ``script`` in a subprocess with Triton's CPU interpreter on (it must be on before
-    triton is first imported); its last line of output, as JSON."""
-    pytest.importorskip("triton")
-    env = {**os.environ, "TRITON_INTERPRET": "1", "OMP_NUM_THREADS": "1"}
-    run = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True)
-    assert run.returncode == 0, run.stderr[-2000:]
-    return json.loads(run.stdout.strip().splitlines()[-1])
-
-
-def test_kernel_matches_warp_and_fusion_in_the_interpreter() -> None:
-    out = _interpreted(_INTERPRETED)
+def test_kernel_matches_warp_and_fusion_in_the_interpreter(triton_interpreted) -> None:
+    out = triton_interpreted(_INTERPRETED)
     assert len(out) == 8
     for case, (err, finite, nhwc, shape) in out.items():
         assert err < 1e-5, case  # float32 summation order; the maps' dtype is the oracle's too
@@ -110,11 +95,11 @@ print(json.dumps(out))
 """
 
 
-def test_ego_side_kernel_matches_fuse_at_ego_in_the_interpreter() -> None:
+def test_ego_side_kernel_matches_fuse_at_ego_in_the_interpreter(triton_interpreted) -> None:
     """``fuse_collaborators`` = warp + ``fuse_warped`` (the oracle, torch): valid masks with
     holes and an absent collaborator, NaN / −inf in collaborators, +inf in the ego, the ego
     repeated over condition blocks, both layouts, float32 and bfloat16, max and attention."""
-    out = _interpreted(_INTERPRETED_EGO)
+    out = triton_interpreted(_INTERPRETED_EGO)
     assert len(out) == 8
     for case, (err, finite, contiguous, shape) in out.items():
         limit = 1e-6 if case.endswith("/max") else 1e-5  # max: the bilinear sample's rounding

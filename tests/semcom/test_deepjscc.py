@@ -391,20 +391,10 @@ print(json.dumps(out))
 """
 
 
-def test_destandardize_kernel_rounds_as_torch_in_the_interpreter():
-    """``destandardize`` (one Triton pass, no FMA contraction) gives torch's ``x · s + m``,
-    op by op, bit for bit, in either layout."""
-    import json
-    import os
-    import subprocess
-    import sys
-
-    pytest.importorskip("triton")
-    env = {**os.environ, "TRITON_INTERPRET": "1", "OMP_NUM_THREADS": "1"}
-    code = [sys.executable, "-c", _DESTANDARDIZE]
-    run = subprocess.run(code, env=env, capture_output=True, text=True)
-    assert run.returncode == 0, run.stderr[-2000:]
-    out = json.loads(run.stdout.strip().splitlines()[-1])
+def test_destandardize_kernel_rounds_as_torch_in_the_interpreter(triton_interpreted):
+    """``destandardize`` (one Triton pass, no FMA contraction) gives torch's ``x · s + m``
+    and, with a bias, ``(x + b) · s + m``, op by op, bit for bit, in either layout."""
+    out = triton_interpreted(_DESTANDARDIZE)
     assert out.pop("refused") is True
     assert len(out) == 6 and all(equal and layout for equal, layout in out.values()), out
 

@@ -153,20 +153,12 @@ print(json.dumps(out))
 """
 
 
-def test_analog_receive_kernel_gives_torchs_values_channels_last_in_the_interpreter():
+def test_analog_receive_kernel_gives_torchs_values_channels_last_in_the_interpreter(
+    triton_interpreted,
+):
     """``analog_triton.receive`` (one Triton pass) gives torch's shrink-then-rescale bit for
     bit, padding dropped, maps channels-last; too few symbols are refused by name."""
-    import json
-    import os
-    import subprocess
-    import sys
-
-    pytest.importorskip("triton")
-    env = {**os.environ, "TRITON_INTERPRET": "1", "OMP_NUM_THREADS": "1"}
-    run = subprocess.run([sys.executable, "-c", _RECEIVE], env=env, capture_output=True,
-                         text=True)  # fmt: skip
-    assert run.returncode == 0, run.stderr[-2000:]
-    out = json.loads(run.stdout.strip().splitlines()[-1])
+    out = triton_interpreted(_RECEIVE)
     assert out.pop("refused") is True
     assert len(out) == 4 and all(equal and layout for equal, layout in out.values()), out
 
