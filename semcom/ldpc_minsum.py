@@ -48,7 +48,7 @@ and the small slot state can stay in L2; ``launch="per-layer"`` runs one
 fused kernel per row group and iteration (``semcom/ldpc_minsum_triton.py``; each thread walks
 one block's check edge by edge) that keeps, by default, a compressed state per check
 (``α·s·min1``, ``α·s·min2``, arg-min edge, edge signs) from which every old message is rebuilt
-exactly (8 B per edge for ``L`` plus 24 B per check: 1.4–4.2 Gbit/s at the 10 % BLER point on
+exactly (8 B per edge for ``L`` plus 24 B per check: 1.4–4.0 Gbit/s at the 10 % BLER point on
 an H200, 1.2–1.55× the per-edge form) or, with ``check_state="edges"``, one float32 message per
 edge (16 B per edge and iteration), and a per-iteration syndrome check on hard bits packed 32
 blocks to a word. ``precision="fp16"`` (opt-in) stores LLRs and messages
