@@ -18,11 +18,12 @@ block) per second of decoding, the median of ``--repeats`` timed calls after a w
 the ratio to Sionna; the min-sum decoder with early termination and without it (every block
 runs all ``--num-iter`` iterations, as Sionna's always does).
 
-``--modes`` (default ``torch`` on the CPU; ``torch,triton-edges,triton-persistent`` on CUDA):
-``torch`` the reference path; ``triton-edges`` one fused kernel launch per row group and
+``--modes`` (default ``torch`` on the CPU; ``torch,triton,triton-edges,triton-persistent`` on
+CUDA): ``torch`` the reference path; ``triton-edges`` one fused kernel launch per row group and
 iteration storing one float32 message per edge (16 B per edge per iteration), blocks compacted
-between iterations; ``triton`` the same with the compressed check state; ``triton-persistent``
-the decoder's default: ONE launch for the whole batch (every iteration, syndrome and early
+between iterations; ``triton`` the same with the compressed check state (what the decoder's
+default ``launch="auto"`` runs above 8,192 blocks per call); ``triton-persistent`` what it runs
+up to 8,192 (the digital chain's chunks): ONE launch for the whole batch (every iteration, syndrome and early
 termination in the kernel, one float32 message per edge in a per-program slot state that can
 stay in L2; the launch configuration is tuned on the first large call, and the chosen one and
 every configuration's time are printed); a ``-fp16`` suffix stores LLRs and messages in
@@ -158,7 +159,7 @@ def main() -> None:
     table = load_bler_table(args.block_bits)
     gen = torch.Generator(device).manual_seed(args.seed)
     nb_s = args.sionna_blocks or args.blocks
-    default = "torch,triton-edges,triton-persistent" if device.type == "cuda" else "torch"
+    default = "torch,triton,triton-edges,triton-persistent" if device.type == "cuda" else "torch"
     modes = (args.modes or default).split(",")
     kwargs = {mode: _mode(mode) for mode in modes}
     earlies = [{"on": True, "off": False}[e] for e in args.early.split(",")]

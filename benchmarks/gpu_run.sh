@@ -122,13 +122,14 @@ case "$SET" in
     python3 -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__)"
     gpu_tests pytest_gpu_ldpc 180 tests/semcom/test_ldpc_minsum.py
     N=${N:-14}
-    # per-layer launches against the persistent kernel (auto, the default, takes it up to 8,192 blocks),
+    # the per-layer launches (compressed state: the default above 8,192 blocks; per edge) against the
+    # persistent kernel (auto, the default, takes it up to 8,192 blocks),
     # bits and iterations compared; the GPU tests compare both with the torch path
     step bench_ldpc "${T:-200}" "$R/benchmarks/bench_ldpc.py" --device cuda --blocks 262144 \
-      --sionna-blocks 16384 --repeats 3 --mcs 5,14,20,27 --modes triton-edges,triton-persistent
+      --sionna-blocks 16384 --repeats 3 --mcs 5,14,20,27 --modes triton,triton-edges,triton-persistent
     step bench_ldpc_hi "${T:-120}" "$R/benchmarks/bench_ldpc.py" --device cuda --blocks 262144 \
       --sionna-blocks 16384 --repeats 3 --snr-offset-db 1 --mcs 5,14,20,27 --early on \
-      --modes triton-edges,triton-persistent
+      --modes triton,triton-edges,triton-persistent
     step ldpc_bler "${T:-300}" "$R/benchmarks/ldpc_bler.py" --device cuda --blocks 20000 \
       --batch 20000 --out "$W/ldpc_bler_h200.json" --figure "$W/ldpc_bler_h200.png"
     ;;
