@@ -14,7 +14,7 @@ blocks; everything after it (warp, fusion, head, NMS) runs once for all ``K``.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from typing import Any
 
 import torch
@@ -75,28 +75,41 @@ def send(
         raise ValueError(f"send: {n} rows do not split into {k} conditions of equal size")
     m = n // k
     blocks = []
+    decoded = None  # [N, C, h, w]: each block's maps copied in as it is decoded
     # the channel's input checks read once for all K blocks, not once per block (a host sync)
     with deferred_checks():
         for ki, seed in enumerate(seeds):
             part = slice(ki * m, (ki + 1) * m)
             torch.manual_seed(int(seed))
-            blocks.append(
-                _send_block(
-                    codec,
-                    channel,
-                    rows[ki] if blocked else rows[part],
-                    row_snr[part],
-                    {name: v[part] for name, v in extra.items()},
-                )
+            block = _send_block(
+                codec,
+                channel,
+                rows[ki] if blocked else rows[part],
+                row_snr[part],
+                {name: v[part] for name, v in extra.items()},
             )
-    if k == 1:
-        return blocks[0]
+            if k == 1:
+                return block
+            # torch.cat's values and layout, without holding all K blocks' maps at once
+            decoded = _joined(block.decoded, n) if decoded is None else decoded
+            decoded[part] = block.decoded
+            blocks.append(replace(block, decoded=decoded[part]))
     return Sent(
-        torch.cat([s.decoded for s in blocks]),
+        decoded,
         _cat(Cost, [s.cost for s in blocks]),
         _cat(Reception, [s.outcome for s in blocks]),
         _cat(CellReport, [s.cells for s in blocks]),
     )
+
+
+def _joined(first: torch.Tensor, rows: int) -> torch.Tensor:
+    """An empty ``[rows, *first.shape[1:]]`` tensor of ``first``'s dtype, device and memory
+    format (channels-last when ``first`` is and is not also contiguous: ``torch.cat``'s
+    choice for blocks of one layout)."""
+    nhwc = first.dim() == 4 and first.is_contiguous(memory_format=torch.channels_last)
+    layout = torch.channels_last if nhwc and not first.is_contiguous() else torch.contiguous_format
+    return torch.empty((rows, *first.shape[1:]), dtype=first.dtype, device=first.device,
+                       memory_format=layout)  # fmt: skip
 
 
 def _send_block(

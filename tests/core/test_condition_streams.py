@@ -144,6 +144,47 @@ def test_send_blocks_equal_one_call_per_block():
         send(codec, channel, rows[:5], snr[:5], seeds=[5, 6])
 
 
+@pytest.mark.parametrize("codec_name", ["analog", "deepjscc"])
+def test_send_joins_the_blocks_as_torch_cat_does(codec_name):
+    """``send`` copies each block's decoded maps into one tensor as the block is decoded (not
+    all K blocks held, then ``torch.cat``): the values and the memory layout ``torch.cat``
+    gives (channels-last for DeepJSCC's maps, channels-first for the analog codec's on the
+    CPU), and each block's maps are freed once copied."""
+    import gc
+    import weakref
+
+    import v2x.condition_streams as condition_streams
+
+    kw = {"in_channels": 4, "hidden": 8} if codec_name == "deepjscc" else {}
+    torch.manual_seed(0)
+    codec, channel = build_codec(codec_name, **kw).eval(), build_channel("awgn")
+    maps = torch.randn(2, 4, 8, 8)
+    rows = maps.unsqueeze(0).expand(3, *maps.shape)
+    snr = torch.tensor([0.0, 0.0, 5.0, 5.0, 20.0, 20.0])
+    alive, original = [], condition_streams._send_block
+
+    def watched(*args):
+        sent = original(*args)
+        alive.append(weakref.ref(sent.decoded))
+        return sent
+
+    with torch.no_grad():
+        condition_streams._send_block = watched
+        try:
+            both = send(codec, channel, rows, snr, seeds=[5, 6, 7])
+        finally:
+            condition_streams._send_block = original
+        gc.collect()
+        assert len(alive) == 3 and all(ref() is None for ref in alive)
+        parts = []
+        for ki, seed in enumerate([5, 6, 7]):
+            torch.manual_seed(seed)
+            parts.append(send(codec, channel, maps, snr[2 * ki : 2 * ki + 2]).decoded)
+    joined = torch.cat(parts)
+    assert torch.equal(both.decoded, joined) and both.decoded.stride() == joined.stride()
+    assert parts[0].is_contiguous() != (codec_name == "deepjscc")
+
+
 def test_box_and_point_fusion_refuse_seeds(model, batch):
     late = CooperativePipeline(model, build_fusion("late"), build_codec("analog"),
                                build_channel("awgn"))  # fmt: skip
