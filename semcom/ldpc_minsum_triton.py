@@ -72,14 +72,21 @@ def check_update(
 
 
 @triton.jit
-def _edge_t(llr_ptr, r_ptr, idx_ptr, edge, b, bm, nb):
-    """Edge ``edge`` of a row group for blocks ``b``: ``t = L − R`` float32 ``[BLOCK_B]``, where
-    it is real (``m``: not padding, ``b < nb``) and the offsets of its ``L`` and ``R``."""
+def _edge_l(llr_ptr, idx_ptr, edge, b, bm, nb):
+    """Edge ``edge`` of a row group for blocks ``b``: its VN's ``L`` float32 ``[BLOCK_B]``,
+    where it is real (``m``: not padding, ``b < nb``) and the offset of ``L``."""
     vn = tl.load(idx_ptr + edge)
     m = bm & (vn + tl.zeros_like(b) >= 0)  # (a block: the interpreter masks with blocks)
     off_l = vn.to(tl.int64) * nb + b
+    return tl.load(llr_ptr + off_l, mask=m, other=0.0).to(tl.float32), m, off_l
+
+
+@triton.jit
+def _edge_t(llr_ptr, r_ptr, idx_ptr, edge, b, bm, nb):
+    """Edge ``edge`` of a row group for blocks ``b``: ``t = L − R`` float32 ``[BLOCK_B]``, where
+    it is real (``m``: not padding, ``b < nb``) and the offsets of its ``L`` and ``R``."""
+    t, m, off_l = _edge_l(llr_ptr, idx_ptr, edge, b, bm, nb)
     off_r = edge.to(tl.int64) * nb + b
-    t = tl.load(llr_ptr + off_l, mask=m, other=0.0).to(tl.float32)
     t -= tl.load(r_ptr + off_r, mask=m, other=0.0).to(tl.float32)
     return t, m, off_l, off_r
 
@@ -156,9 +163,7 @@ def layer_compressed_kernel(
     odd = tl.zeros([BLOCK_B], dtype=tl.int32)
     signs = tl.zeros([BLOCK_B], dtype=tl.int32)
     for d in tl.static_range(DEG):
-        vn = tl.load(idx_ptr + (i * DEG + d) * z + j)
-        m = bm & (vn + tl.zeros_like(b) >= 0)
-        t = tl.load(llr_ptr + vn.to(tl.int64) * nb + b, mask=m, other=0.0).to(tl.float32)
+        t, m, _ = _edge_l(llr_ptr, idx_ptr, (i * DEG + d) * z + j, b, bm, nb)
         t -= _old_message(m1_old, m2_old, info, arg_old, d)
         a = tl.where(m, tl.abs(t), pad_llr)
         first = a < min1
@@ -170,10 +175,7 @@ def layer_compressed_kernel(
         signs = signs | (neg << d)
     m1s, m2s = signed_minima(min1, min2, odd, alpha, beta, OFFSET, HALF)
     for d in tl.static_range(DEG):
-        vn = tl.load(idx_ptr + (i * DEG + d) * z + j)
-        m = bm & (vn + tl.zeros_like(b) >= 0)
-        off_l = vn.to(tl.int64) * nb + b
-        t = tl.load(llr_ptr + off_l, mask=m, other=0.0).to(tl.float32)
+        t, m, off_l = _edge_l(llr_ptr, idx_ptr, (i * DEG + d) * z + j, b, bm, nb)
         t -= _old_message(m1_old, m2_old, info, arg_old, d)
         mag = tl.where(arg == d, m2s, m1s)
         r = tl.where(((signs >> d) & 1) != 0, -mag, mag)
