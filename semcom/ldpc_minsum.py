@@ -145,6 +145,9 @@ class _Tables:
     one: torch.Tensor  # 0-dim 1.0 (copysign's magnitude)
     eidx32: torch.Tensor  # every group's idx32, concatenated (persistent kernel)
     ginfo: torch.Tensor  # [groups, 4] int32: first edge in eidx32, rows·Z, degree, first check
+    recv_row: torch.Tensor  # [n] int32 VN row of every input column (``place`` inverted)
+    const_rows: torch.Tensor  # [c] int64 rows of the LLR buffer no input column feeds
+    const_vals: torch.Tensor  # [c] their values (0, the filler, padding), storage dtype
 
 
 class LDPC5GMinSumDecoder:
@@ -351,6 +354,20 @@ class LDPC5GMinSumDecoder:
         par = (pos >= k_ldpc) & (buf < n)
         place[par] = out_int_inv[buf[par]]
         self._place_np = place
+        # The VN row of every input column (each column feeds exactly one VN: no repetition),
+        # and the rows no column feeds with their values (0 − source row, as decode computes
+        # them; the padding rows [V, V + Z)).
+        fed = place < n
+        recv_row = np.full(n, -1, dtype=np.int64)
+        recv_row[place[fed]] = np.flatnonzero(fed)
+        if (recv_row < 0).any() or fed.sum() != n:
+            raise ValueError("LDPC min-sum: the rate matching does not feed one VN per column")
+        self._recv_row_np = recv_row.astype(np.int32)
+        const_rows = np.concatenate([np.flatnonzero(~fed), np.arange(v, v + z)])
+        const_vals = np.concatenate(
+            [np.where(place[~fed] == n, 0.0, _FILLER_LLR), np.full(z, _PAD_LLR)]
+        ).astype(np.float32)
+        self._const_np = (const_rows, const_vals)
         vn_of_buf = np.where(j < k - 2 * z, j + 2 * z, j - (k - 2 * z) + k_ldpc)
         self._cw_np = vn_of_buf[out_int]
         # Redundancy versions (harq_mode): input column c of version r lands at circular-buffer
@@ -416,6 +433,9 @@ class LDPC5GMinSumDecoder:
                 one=torch.ones((), dtype=torch.float32, device=device),
                 eidx32=torch.as_tensor(np.concatenate(eidx), device=device),
                 ginfo=torch.as_tensor(ginfo, device=device),
+                recv_row=torch.as_tensor(self._recv_row_np, device=device),
+                const_rows=torch.as_tensor(self._const_np[0], device=device),
+                const_vals=torch.as_tensor(self._const_np[1], device=device).to(self._dtype),
             )
             self._tables[device] = t
         return t
@@ -483,32 +503,26 @@ class LDPC5GMinSumDecoder:
         # Internal LLRs (positive favours 0): L = −logit, batch-last, plus the z padding rows.
         # Source rows: the input columns (or the circular buffer), then 0 and the filler value.
         v, z = self._num_vns, self.z
-        if rv is None:
-            src = torch.empty(self.n + 2, nb, dtype=torch.float32, device=device)
-            torch.clamp(x.t(), -self.llr_max, self.llr_max, out=src[: self.n])
-            place = tab.place
-        else:
-            src = torch.zeros(self._buf_len + 2, nb, dtype=torch.float32, device=device)
-            for i, r in enumerate(rv):
-                at = (tab.out_int + self._rv_start[r]) % self._buf_len
-                src.index_add_(0, at, x[:, i].t())
-            src.clamp_(-self.llr_max, self.llr_max)  # after combining, as Sionna
-            place = tab.place_buf
-        src[-2] = 0.0
-        src[-1] = -_FILLER_LLR
         llr = torch.empty(v + z, nb, dtype=self._dtype, device=device)
-        torch.sub(0.0, src.index_select(0, place), out=llr[:v])  # 0 − (+0) = +0, never −0
-        llr[v:] = _PAD_LLR
-        del src
+        if rv is None and layer == self._layer_triton:
+            self._channel_llr_triton(x, llr, tab)
+        else:
+            self._channel_llr_torch(x, rv, llr, tab)
         use_torch = layer == self._layer_torch
         msgs = [self._new_state(g, nb, device, use_torch) for g in tab.groups]
         max_e = max(g.idx.numel() for g in tab.groups)
         active = torch.arange(nb, device=device)  # original index of every column still decoding
 
-        def finish(cols: torch.Tensor, ok: torch.Tensor | bool, it: int) -> None:
-            """Write out the hard decisions of the active batch columns ``cols``."""
+        def finish(
+            cols: torch.Tensor, ok: torch.Tensor | bool, it: int, hard: torch.Tensor | None
+        ) -> None:
+            """Write out the hard decisions of the active batch columns ``cols`` (from the
+            syndrome check's packed words ``hard`` where it gives them)."""
             dest = active[cols]
-            bits[dest] = (llr[: self.k, cols] <= 0.0).t().to(torch.float32)
+            if hard is None:
+                bits[dest] = (llr[: self.k, cols] <= 0.0).t().to(torch.float32)
+            else:
+                self._hard_bits_triton(hard, cols, dest, bits)
             iterations[dest] = it
             converged[dest] = ok
             if cw is not None:
@@ -528,13 +542,15 @@ class LDPC5GMinSumDecoder:
             last = it == self.num_iter
             if last:
                 rest = torch.nonzero(~frozen).reshape(-1)
-                finish(rest, syndrome_ok(llr, tab, checks)[rest], it)
+                ok, hard = syndrome_ok(llr, tab, checks)
+                finish(rest, ok[rest], it, hard)
                 break
             if self.early_stop and it:
-                new = syndrome_ok(llr, tab, checks) & ~frozen
+                ok, hard = syndrome_ok(llr, tab, checks)
+                new = ok & ~frozen
                 cols = torch.nonzero(new).reshape(-1)
                 if cols.numel():
-                    finish(cols, True, it)
+                    finish(cols, True, it, hard)
                     frozen |= new
                     num_frozen += cols.numel()  # ``new`` excludes the frozen columns
                     if num_frozen == frozen.numel():
@@ -722,12 +738,60 @@ class LDPC5GMinSumDecoder:
         n_used = max(self._core_vns, 2 * self.z + self.k_ldpc - self.k + last + 1)
         return min(n_used, self.n_ldpc) - self.k_ldpc
 
+    def _channel_llr_torch(
+        self, x: torch.Tensor, rv: list[int] | None, llr: torch.Tensor, tab: _Tables
+    ) -> None:
+        """``llr [V + Z, B]`` from the channel logits ``x [B, n]`` (or ``[B, R, n]``, the
+        received versions ``rv`` combined in the circular buffer): each VN's source row of
+        ``[input columns (or buffer) | 0 | filler]``, negated, then the padding rows."""
+        v, nb, device = self._num_vns, x.shape[0], x.device
+        if rv is None:
+            src = torch.empty(self.n + 2, nb, dtype=torch.float32, device=device)
+            torch.clamp(x.t(), -self.llr_max, self.llr_max, out=src[: self.n])
+            place = tab.place
+        else:
+            src = torch.zeros(self._buf_len + 2, nb, dtype=torch.float32, device=device)
+            for i, r in enumerate(rv):
+                at = (tab.out_int + self._rv_start[r]) % self._buf_len
+                src.index_add_(0, at, x[:, i].t())
+            src.clamp_(-self.llr_max, self.llr_max)  # after combining, as Sionna
+            place = tab.place_buf
+        src[-2] = 0.0
+        src[-1] = -_FILLER_LLR
+        torch.sub(0.0, src.index_select(0, place), out=llr[:v])  # 0 − (+0) = +0, never −0
+        llr[v:] = _PAD_LLR
+
+    def _channel_llr_triton(self, x: torch.Tensor, llr: torch.Tensor, tab: _Tables) -> None:
+        """``llr [V + Z, B]`` from the channel logits ``x [B, n]`` in one Triton pass (the
+        values of ``decode``'s torch ops: ``0 − clamp(x)`` at the columns' VNs), then the rows
+        no column feeds (punctured 0, fillers, padding)."""
+        nb = x.shape[0]
+        grid = (triton_cdiv(self.n, 64), triton_cdiv(nb, 64))
+        _kernel("channel_llr")[grid](
+            x.contiguous(), tab.recv_row, llr, nb, self.n, self.llr_max, BLOCK_P=64, BLOCK_B=64
+        )
+        llr[tab.const_rows] = tab.const_vals[:, None]
+
+    def _hard_bits_triton(
+        self, hard: torch.Tensor, cols: torch.Tensor, dest: torch.Tensor, bits: torch.Tensor
+    ) -> None:
+        """``bits[dest] = `` the information bits of the active batch columns ``cols``, read
+        from ``_syndrome_ok_triton``'s packed hard decisions (``(llr[:k, cols] ≤ 0)ᵀ``)."""
+        if not cols.numel():
+            return
+        grid = (triton_cdiv(cols.numel(), 32), triton_cdiv(self.k, 128))
+        _kernel("hard_bits")[grid](
+            hard, cols, dest, bits, cols.numel(), self.k, hard.shape[1], BLOCK_C=32, BLOCK_K=128
+        )
+
     @staticmethod
-    def _syndrome_ok_triton(llr: torch.Tensor, tab: _Tables, checks: int) -> torch.Tensor:
+    def _syndrome_ok_triton(
+        llr: torch.Tensor, tab: _Tables, checks: int
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """As ``_syndrome_ok`` with two Triton kernels: hard decisions packed 32 blocks to an
-        int32 word (``[V + 1, ⌈B/32⌉]``, the last row 0 for padding slots), then per check the
-        XOR of its VNs' words, OR-ed over the checks (≈ 4 B per VN and E/8 B per block read,
-        instead of ~13 B per edge with torch's byte-wise gathers)."""
+        int32 word (``[V + 1, ⌈B/32⌉]``, the last row 0 for padding slots, returned as well),
+        then per check the XOR of its VNs' words, OR-ed over the checks (≈ 4 B per VN and E/8 B
+        per block read, instead of ~13 B per edge with torch's byte-wise gathers)."""
         v, nb = tab.place.numel(), llr.shape[1]
         nw = -(-nb // 32)
         hard = torch.empty(v + 1, nw, dtype=torch.int32, device=llr.device)
@@ -742,11 +806,12 @@ class LDPC5GMinSumDecoder:
             DMAX=d, DMAX_P2=triton_next_pow2(d), BLOCK_W=32, CHECKS_PER=per,
         )  # fmt: skip
         shifts = torch.arange(32, dtype=torch.int32, device=llr.device)
-        return ((bad[:, None] >> shifts) & 1).reshape(-1)[:nb] == 0
+        return ((bad[:, None] >> shifts) & 1).reshape(-1)[:nb] == 0, hard
 
     @staticmethod
-    def _syndrome_ok(llr: torch.Tensor, tab: _Tables, checks: int) -> torch.Tensor:
-        """``[B]`` bool: the hard decision of each batch column satisfies every check.
+    def _syndrome_ok(llr: torch.Tensor, tab: _Tables, checks: int) -> tuple[torch.Tensor, None]:
+        """``[B]`` bool: the hard decision of each batch column satisfies every check (and
+        ``None``: no packed hard decisions, as ``_syndrome_ok_triton`` returns).
 
         Hard bits are bytes, four blocks to an int32 lane group: the gather and the sum over a
         check's edges (at most its degree, < 256 per byte: no carry between blocks) move a
@@ -760,7 +825,7 @@ class LDPC5GMinSumDecoder:
         idx = tab.syn_idx[: checks * d]
         packed = hard.view(torch.int32).index_select(0, idx).view(checks, d, nb4 // 4)
         parity = packed.sum(dim=1, dtype=torch.int32).bitwise_and_(0x01010101)
-        return parity.view(torch.uint8).amax(dim=0)[:nb] == 0
+        return parity.view(torch.uint8).amax(dim=0)[:nb] == 0, None
 
 
 def triton_next_pow2(n: int) -> int:
@@ -772,8 +837,8 @@ def triton_cdiv(a: int, b: int) -> int:
 
 
 def _kernel(kind: str):
-    """The fused row-group kernel of ``kind`` (``"edges"`` or ``"compressed"``) from
-    ``ldpc_minsum_triton`` (imported on first use: Triton stays optional)."""
+    """The Triton kernel of ``kind`` (``ldpc_minsum_triton.kernel``), imported on first use:
+    Triton stays optional."""
     from v2x.semcom import ldpc_minsum_triton
 
     return ldpc_minsum_triton.kernel(kind)

@@ -185,9 +185,48 @@ def layer_compressed_kernel(
     tl.store(info_ptr + off_c, signs | (arg << ARG_SHIFT), mask=bm)
 
 
+@triton.jit
+def channel_llr_kernel(
+    x_ptr, row_ptr, llr_ptr, nb, n, llr_max, BLOCK_P: tl.constexpr, BLOCK_B: tl.constexpr
+):  # fmt: skip
+    # The received columns into the decoder's LLRs: llr[row[p], b] = 0 − clamp(x[b, p], ±llr_max)
+    # (x [nb, n] logits, block-major; llr [V + Z, nb], batch last; row [n] the VN of each input
+    # column). Read along p, written along b (the tile transposed on chip): one pass instead of
+    # torch's transposing clamp, row gather and negation. 0 − x, as torch.sub: +0, never −0.
+    p = tl.program_id(0) * BLOCK_P + tl.arange(0, BLOCK_P)
+    b = tl.program_id(1) * BLOCK_B + tl.arange(0, BLOCK_B)
+    pm = p < n
+    m = pm[:, None] & (b < nb)[None, :]
+    x = tl.load(x_ptr + b[None, :].to(tl.int64) * n + p[:, None], mask=m, other=0.0)
+    x = tl.clamp(x, -llr_max, llr_max, propagate_nan=tl.PropagateNan.ALL)
+    row = tl.load(row_ptr + p, mask=pm, other=0)
+    out = llr_ptr + row[:, None].to(tl.int64) * nb + b[None, :]
+    tl.store(out, (0.0 - x).to(llr_ptr.dtype.element_ty), mask=m)
+
+
+@triton.jit
+def hard_bits_kernel(
+    hard_ptr, cols_ptr, dest_ptr, out_ptr, ncols, k, nw,
+    BLOCK_C: tl.constexpr, BLOCK_K: tl.constexpr,
+):  # fmt: skip
+    # Decoded bits of finished blocks from pack_hard_kernel's words: out[dest[c], j] = bit
+    # (cols[c] mod 32) of hard[j, cols[c] // 32] as float32 (1: llr[j, cols[c]] ≤ 0), for the
+    # information bits j < k of batch columns cols [ncols] (rows dest of out [*, k]).
+    c = tl.program_id(0) * BLOCK_C + tl.arange(0, BLOCK_C)
+    j = tl.program_id(1) * BLOCK_K + tl.arange(0, BLOCK_K)
+    cm = c < ncols
+    col = tl.load(cols_ptr + c, mask=cm, other=0)
+    row = tl.load(dest_ptr + c, mask=cm, other=0)
+    m = cm[:, None] & (j < k)[None, :]
+    word = tl.load(hard_ptr + j[None, :].to(tl.int64) * nw + (col >> 5)[:, None], mask=m, other=0)
+    bit = (word >> (col & 31)[:, None]) & 1
+    tl.store(out_ptr + row[:, None].to(tl.int64) * k + j[None, :], bit.to(tl.float32), mask=m)
+
+
 def kernel(kind: str):
     """``layer_kernel`` (``"edges"``), ``layer_compressed_kernel`` (``"compressed"``),
-    ``pack_hard_kernel`` (``"pack_hard"``) or ``syndrome_kernel`` (``"syndrome"``).
+    ``pack_hard_kernel`` (``"pack_hard"``), ``syndrome_kernel`` (``"syndrome"``),
+    ``channel_llr_kernel`` (``"channel_llr"``) or ``hard_bits_kernel`` (``"hard_bits"``).
 
     Triton picks compiled or interpreted kernels when this module is imported (tests set
     ``TRITON_INTERPRET=1`` and reload it)."""
@@ -196,6 +235,8 @@ def kernel(kind: str):
         "compressed": layer_compressed_kernel,
         "pack_hard": pack_hard_kernel,
         "syndrome": syndrome_kernel,
+        "channel_llr": channel_llr_kernel,
+        "hard_bits": hard_bits_kernel,
     }
     return kernels[kind]
 

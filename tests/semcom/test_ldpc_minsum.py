@@ -342,6 +342,52 @@ print(json.dumps(out))
 """
 
 
+_LOAD_AND_BITS = """
+import json, sys, torch
+sys.path.insert(0, sys.argv[1])
+from test_ldpc_minsum import LDPC5GMinSumDecoder, _encoder
+out = {}
+enc = _encoder(40, 100, 2)  # base graph 2, Z = 7: punctured, filler and padding rows
+g = torch.Generator().manual_seed(3)
+x = 30.0 * torch.randn(70, enc.n, generator=g)  # beyond ±llr_max: clamped
+x[0, :5] = torch.tensor([0.0, -0.0, float("nan"), 20.0, -20.0])
+for precision in ("fp32", "fp16"):
+    dec = LDPC5GMinSumDecoder(enc, backend="triton", precision=precision)
+    tab = dec._tables_on(x.device)
+    ref = torch.empty(dec._num_vns + dec.z, 70, dtype=dec._dtype)
+    dec._channel_llr_torch(x, None, ref, tab)
+    got = torch.full_like(ref, 7.0)
+    dec._channel_llr_triton(x, got, tab)
+    # bit patterns: NaN where torch has NaN, +0 where torch has +0
+    out[precision] = torch.equal(got.view(torch.int16 if precision == "fp16" else torch.int32),
+                                 ref.view(torch.int16 if precision == "fp16" else torch.int32))
+    # packed hard decisions of 70 columns (3 words) → the bits of some of them, as torch gives
+    llr = ref.float()
+    ok, hard = dec._syndrome_ok_triton(ref, tab, dec._checks(None))
+    cols = torch.tensor([0, 5, 31, 32, 33, 63, 64, 69])
+    dest = torch.tensor([7, 0, 3, 1, 2, 6, 5, 4])
+    bits = torch.full((8, dec.k), 5.0)
+    dec._hard_bits_triton(hard, cols, dest, bits)
+    want = torch.full((8, dec.k), 5.0)
+    want[dest] = (llr[: dec.k, cols] <= 0.0).t().float()
+    out[precision + "_bits"] = torch.equal(bits, want)
+print(json.dumps(out))
+"""
+
+
+def test_llr_loading_and_bit_output_kernels_in_the_interpreter(triton_interpreted):
+    """The decoder's two Triton passes at its ends, under Triton's CPU interpreter: the channel
+    logits placed, clamped and negated as the torch path does it (bit patterns equal, NaN, −0,
+    clamping, punctured, filler and padding rows included; float32 and float16 storage), and
+    the finished blocks' bits read from the syndrome check's packed words (three words of 32
+    blocks, scattered to output rows) as torch's ``(llr[:k, cols] <= 0)ᵀ``."""
+    from pathlib import Path
+
+    here = str(Path(__file__).resolve().parent)
+    out = triton_interpreted(_LOAD_AND_BITS.replace("sys.argv[1]", repr(here)))
+    assert out == {"fp32": True, "fp32_bits": True, "fp16": True, "fp16_bits": True}, out
+
+
 @pytest.mark.slow
 def test_triton_kernels_match_the_torch_path_in_the_interpreter():
     """Compressed check state (float32 and float16 storage) and the per-edge kernel (float32):
