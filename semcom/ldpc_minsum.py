@@ -537,6 +537,7 @@ class LDPC5GMinSumDecoder:
         compact = _COMPACT["torch" if use_torch else "triton"]
         frozen = torch.zeros(nb, dtype=torch.bool, device=device)
         num_frozen = 0  # frozen.sum(), counted on the host (one device sync less per iteration)
+        later = None  # a Triton finish queued after the next iteration's row kernels
         it = 0
         while nb:
             last = it == self.num_iter
@@ -550,12 +551,17 @@ class LDPC5GMinSumDecoder:
                 new = ok & ~frozen
                 cols = torch.nonzero(new).reshape(-1)
                 if cols.numel():
-                    finish(cols, True, it, hard)
-                    frozen |= new
                     num_frozen += cols.numel()  # ``new`` excludes the frozen columns
-                    if num_frozen == frozen.numel():
+                    done = num_frozen == frozen.numel()
+                    squeeze = not done and num_frozen * compact >= frozen.numel()
+                    if done or squeeze or hard is None or cw is not None:
+                        finish(cols, True, it, hard)
+                        frozen |= new
+                    else:  # it reads only the packed words: queued after the row kernels
+                        later = (cols, it, hard, new)
+                    if done:
                         break
-                    if num_frozen * compact >= frozen.numel():
+                    if squeeze:
                         keep = torch.nonzero(~frozen).reshape(-1)
                         llr = llr.index_select(1, keep)
                         msgs = [[m.index_select(1, keep) for m in st] for st in msgs]
@@ -566,6 +572,11 @@ class LDPC5GMinSumDecoder:
             it += 1
             for g, r in zip(tab.groups, msgs):
                 layer(llr, g, r, work)
+            if later is not None:  # the device starts the row kernels without waiting for these
+                cols, at, hard, new = later
+                finish(cols, True, at, hard)
+                frozen |= new
+                later = None
         return MinSumResult(
             bits.reshape(*lead, self.k),
             converged.reshape(lead),
