@@ -31,7 +31,7 @@ class IdentityCodec(Codec):
 
     The bandwidth ceiling: ``channel_uses = ceil(source_bits / log2(1 + snr))``. No symbols go
     through the channel (``Transmission.symbols`` is ``None``); decoding returns the float16
-    values.
+    values as float32 (the same tensor again for the same payload: do not write into it).
 
     Args:
         mtu_bytes, header_bytes: packetisation for the ``packets`` count.
@@ -43,6 +43,7 @@ class IdentityCodec(Codec):
         super().__init__()
         self.mtu_bytes, self.header_bytes = mtu_bytes, header_bytes
         self._payload = TensorMemo()  # the last float16 payload
+        self._decoded = TensorMemo()  # the last payload's float32 maps
 
     def encode(self, features: torch.Tensor, link: LinkState) -> Transmission:
         check_features(features)
@@ -66,7 +67,10 @@ class IdentityCodec(Codec):
         return Transmission(symbols=None, cost=cost, meta={"payload": payload})
 
     def decode(self, received: Transmission, link: LinkState) -> torch.Tensor:
-        return received.meta["payload"].float()
+        # the maps depend on the payload alone: a sweep's K conditions get the same tensor, which
+        # ``send`` then shares among them instead of copying it K times (v2x.condition_streams)
+        payload = received.meta["payload"]
+        return self._decoded.get([payload], payload.float)
 
 
 @CODECS.register("analog")

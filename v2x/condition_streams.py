@@ -8,7 +8,9 @@ channel (``codec.encode`` → ``transmit``: noise, fading, erasures, HARQ rounds
 chain's block failures) and its pose noise (the pipeline's generator). ``send`` runs that
 segment for each condition's block of rows after ``torch.manual_seed(seeds[k])`` — the very
 call, on the very rows, that the condition's own run makes after ``seed_run`` — and joins the
-blocks; everything after it (warp, fusion, head, NMS) runs once for all ``K``.
+blocks; everything after it (warp, fusion, head, NMS) runs once for all ``K``. A codec whose
+decoded maps do not depend on the condition (``identity``: the same tensor for every block)
+has them shared by the ``K`` blocks, not copied ``K`` times.
 """
 
 from __future__ import annotations
@@ -32,7 +34,9 @@ class Sent:
     """What ``send`` returns for ``N`` rows (maps).
 
     Attributes:
-        decoded: ``[N, C, h, w]`` float32 decoded maps.
+        decoded: ``[N, C, h, w]`` float32 decoded maps; or ``[K, N / K, C, h, w]`` when ``send``
+            had ``K`` seeds and every block decoded to the same tensor: that tensor expanded over
+            the ``K`` blocks (a view, one map for all; do not write into it).
         cost: the codec's ``Cost`` (retransmissions included), ``[N]`` float64 fields.
         outcome: ``Reception`` (packets erased, failed CRC, resent), ``[N]`` float64 fields.
         cells: ``CellReport`` (cells selected, conveyed and delivered; ``None`` fields: all).
@@ -74,7 +78,7 @@ def send(
     if k == 0 or n % k or (blocked and rows.shape[0] != k):
         raise ValueError(f"send: {n} rows do not split into {k} conditions of equal size")
     m = n // k
-    blocks = []
+    blocks: list[Sent] = []
     decoded = None  # [N, C, h, w]: each block's maps copied in as it is decoded
     # the channel's input checks read once for all K blocks, not once per block (a host sync)
     with deferred_checks():
@@ -90,10 +94,19 @@ def send(
             )
             if k == 1:
                 return block
-            # torch.cat's values and layout, without holding all K blocks' maps at once
-            decoded = _joined(block.decoded, n) if decoded is None else decoded
-            decoded[part] = block.decoded
-            blocks.append(replace(block, decoded=decoded[part]))
+            if decoded is None and blocks and block.decoded is not blocks[0].decoded:
+                # the first block with maps of its own: every earlier one had the first's
+                decoded = _joined(blocks[0].decoded, n)
+                for j, earlier in enumerate(blocks):
+                    decoded[j * m : (j + 1) * m] = earlier.decoded
+                    blocks[j] = replace(earlier, decoded=decoded[j * m : (j + 1) * m])
+            if decoded is not None:
+                # torch.cat's values and layout, without holding all K blocks' maps at once
+                decoded[part] = block.decoded
+                block = replace(block, decoded=decoded[part])
+            blocks.append(block)
+    if decoded is None:  # one tensor for every block: shared, not copied K times
+        decoded = blocks[0].decoded.unsqueeze(0).expand(k, *blocks[0].decoded.shape)
     return Sent(
         decoded,
         _cat(Cost, [s.cost for s in blocks]),

@@ -196,6 +196,19 @@ def _bits(t: torch.Tensor) -> torch.Tensor:
     return t.view(width)
 
 
+def _same_elements(x: torch.Tensor, y: torch.Tensor) -> bool:
+    """``x`` and ``y`` view the very same memory (storage, offset, shape, strides and dtype;
+    e.g. two conditions of one map expanded over them): bitwise equal without a read."""
+    return (
+        x.dtype == y.dtype
+        and x.device == y.device
+        and x.shape == y.shape
+        and x.stride() == y.stride()
+        and x.storage_offset() == y.storage_offset()
+        and x.untyped_storage().data_ptr() == y.untyped_storage().data_ptr()
+    )
+
+
 def _sample(rows: torch.Tensor, size: int = 1 << 16) -> torch.Tensor:
     """About ``size`` evenly strided columns of ``rows [K, N]`` (all of them when N is small)."""
     step = max(1, rows.shape[1] // size)
@@ -206,9 +219,10 @@ def distinct_conditions(*tensors: torch.Tensor | None) -> tuple[list[int], torch
     """Group the ``K`` conditions (first dim of every tensor) whose slices are bitwise equal.
 
     A float32 sum over a strided sample of each condition's values picks candidates (one host
-    sync, a small fraction of one pass); candidates are then confirmed bit for bit, so two
-    conditions share a group only if every tensor is identical in them. ``None`` tensors are
-    skipped; a condition whose sampled sum is not finite is a group of its own.
+    sync, a small fraction of one pass); candidates are then confirmed bit for bit (without a
+    read where both view the same memory), so two conditions share a group only if every
+    tensor is identical in them. ``None`` tensors are skipped; a condition whose sampled sum is
+    not finite is a group of its own.
 
     Returns:
         ``reps``: the first condition of each group, ascending; ``inverse [K]`` int64 (CPU):
@@ -226,7 +240,7 @@ def distinct_conditions(*tensors: torch.Tensor | None) -> tuple[list[int], torch
         group = -1
         if all(math.isfinite(v) for v in key):
             for gi, r in enumerate(reps):
-                if keys[r] == key and all(torch.equal(_bits(t[i]), _bits(t[r])) for t in present):
+                if keys[r] == key and all(_equal_bits(t[i], t[r]) for t in present):
                     group = gi
                     break
         if group < 0:
@@ -234,6 +248,10 @@ def distinct_conditions(*tensors: torch.Tensor | None) -> tuple[list[int], torch
             reps.append(i)
         inverse[i] = group
     return reps, torch.tensor(inverse, dtype=torch.int64)
+
+
+def _equal_bits(x: torch.Tensor, y: torch.Tensor) -> bool:
+    return _same_elements(x, y) or torch.equal(_bits(x), _bits(y))
 
 
 def condition_members(inverse: torch.Tensor) -> list[list[int]]:

@@ -317,7 +317,10 @@ class CooperativePipeline(nn.Module):
         inverse = None
         if not noisy and k > 1:
             reps, inverse = _distinct_conditions(decoded, sent)
-            if len(reps) < k:
+            if reps == list(range(len(reps))) and len(reps) < k:  # the first u: a view
+                decoded = decoded[: len(reps)]
+                sent = None if sent is None else sent[: len(reps)]
+            elif len(reps) < k:
                 pick = to_device_async(torch.tensor(reps), device)
                 decoded = decoded.index_select(0, pick)
                 sent = None if sent is None else sent.index_select(0, pick)

@@ -185,6 +185,38 @@ def test_send_joins_the_blocks_as_torch_cat_does(codec_name):
     assert parts[0].is_contiguous() != (codec_name == "deepjscc")
 
 
+def test_send_shares_one_map_among_blocks_that_decode_to_it(monkeypatch):
+    """A codec whose decoded maps do not depend on the condition (``identity``: the same tensor
+    for every block) has them shared by the K blocks: ``[K, N / K, ...]`` expanded from that
+    one tensor (no copy), the values of one call per block; the pipeline's grouping of equal
+    conditions takes them as equal without reading them. A codec with maps of its own per
+    block still gets them joined as ``torch.cat`` would (``[N, ...]``)."""
+    from v2x.conditions import distinct_conditions
+
+    codec, channel = build_codec("identity"), build_channel("awgn")
+    maps = torch.randn(2, 4, 8, 8)
+    rows = maps.unsqueeze(0).expand(3, *maps.shape)
+    snr = torch.tensor([0.0, 0.0, 5.0, 5.0, 20.0, 20.0])
+    both = send(codec, channel, rows, snr, seeds=[5, 6, 7])
+    assert both.decoded.shape == (3, 2, 4, 8, 8) and both.decoded.stride(0) == 0
+    for ki, seed in enumerate([5, 6, 7]):
+        torch.manual_seed(seed)
+        one = send(build_codec("identity"), channel, maps.clone(), snr[2 * ki : 2 * ki + 2])
+        assert torch.equal(both.decoded[ki], one.decoded)
+        assert torch.equal(both.cost.channel_uses[2 * ki : 2 * ki + 2], one.cost.channel_uses)
+    reads, original = [], torch.equal
+    monkeypatch.setattr(torch, "equal", lambda *a: reads.append(1) or original(*a))
+    reps, inverse = distinct_conditions(both.decoded)
+    assert reps == [0] and inverse.tolist() == [0, 0, 0] and not reads
+    # equal values in separate tensors: still confirmed by reading them
+    copies = both.decoded.clone()
+    assert distinct_conditions(copies)[0] == [0] and len(reads) == 2
+    copies[2, 0, 0, 0, 0] += 1.0
+    assert distinct_conditions(copies)[0] == [0, 2]
+    analog = send(build_codec("analog"), channel, rows, snr, seeds=[5, 6, 7])
+    assert analog.decoded.shape == (6, 4, 8, 8)
+
+
 def test_box_and_point_fusion_refuse_seeds(model, batch):
     late = CooperativePipeline(model, build_fusion("late"), build_codec("analog"),
                                build_channel("awgn"))  # fmt: skip

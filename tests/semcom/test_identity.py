@@ -207,3 +207,18 @@ def test_identity_payload_is_made_once_for_the_same_maps_and_again_after_a_write
     assert third is not first and torch.equal(third, maps.to(torch.float16))
     other = codec.encode(maps.clone(), link).meta["payload"]
     assert other is not third and torch.equal(other, third)
+
+
+def test_identity_maps_are_decoded_once_per_payload_and_again_after_a_write():
+    """The float32 maps depend on the payload alone: the K blocks of a send get the same tensor
+    (``TensorMemo``), equal to the payload's values; after an in-place write to the maps the
+    next decode is a fresh tensor with the payload's values again."""
+    codec = IdentityCodec()
+    maps = torch.randn(2, 3, 4, 4)
+    rows = maps.unsqueeze(0).expand(2, *maps.shape)
+    link = LinkState.from_snr(torch.tensor([0.0, 10.0]))
+    first, second = (codec.decode(codec.encode(rows[k], link), link) for k in (0, 1))
+    assert first is second and torch.equal(first, maps.to(torch.float16).float())
+    first.zero_()  # a caller writing into what it got
+    again = codec.decode(codec.encode(rows[0], link), link)
+    assert again is not first and torch.equal(again, maps.to(torch.float16).float())
