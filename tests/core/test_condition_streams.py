@@ -99,6 +99,7 @@ CASES = [
     ("max", "deepjscc", {"in_channels": C, "hidden": 8}, "awgn", {}, (0.0, 0.0)),
     ("attention", "deepjscc", {"in_channels": C, "hidden": 8}, "rician", {}, (0.0, 0.0)),
     ("where2comm", "analog", {}, "awgn", {}, (0.0, 0.0)),
+    ("where2comm", "identity", {}, "awgn", {}, (0.0, 0.0)),  # identity's maps under a wrapper
     ("max", "analog", {}, "erasure", {"loss_prob": 0.3}, (0.0, 0.0)),
     ("max", "analog", {}, "erasure", {"loss_prob": 0.3, "arq_max_rounds": 1}, (0.0, 0.0)),
     ("max", "digital", DIGITAL, "awgn", {}, (0.0, 0.0)),  # the fast decoder's draws
