@@ -422,9 +422,9 @@ def _run_groups(
     bar: Any,
     encodes: list[int],
 ) -> Iterator[tuple[Group, list[float], list[dict], pa.Table, float]]:
-    """Compute the ``todo`` groups in this process on ``device``, in order: yields each group,
-    its SNRs, results rows, ledger and seconds (the device thread's time on the group); appends
-    the encoder passes to ``encodes``."""
+    """Compute the ``todo`` groups in this process on ``device`` in ``device_order``: yields
+    each group, its SNRs, results rows, ledger and seconds (the device thread's time on the
+    group) as it finishes; appends the encoder passes to ``encodes``."""
     cache, batches = prepare_device(plan, frames, device)
     # A group's rows (APs and bootstrap intervals, numpy on the host) are computed on a thread
     # while the device runs the next group; groups are still yielded in order.
@@ -432,7 +432,7 @@ def _run_groups(
     pool = ThreadPoolExecutor(max_workers=ROW_THREADS, thread_name_prefix="v2x-rows")
     scorer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="v2x-score")  # batch order
     try:
-        for group, snrs in todo:
+        for group, snrs in device_order(todo):
             if hasattr(bar, "set_postfix_str"):
                 bar.set_postfix_str(f"{group.fusion}/{group.codec}/{group.channel}")
             started = time.perf_counter()
@@ -453,6 +453,17 @@ def _run_groups(
         scorer.shutdown(wait=True, cancel_futures=True)
         pool.shutdown(wait=True, cancel_futures=True)
         encodes.append(cache.encodes)
+
+
+def device_order(todo: Sequence[tuple[Group, list[float]]]) -> list[tuple[Group, list[float]]]:
+    """The order one device computes ``todo`` in: the groups that send features first, then
+    late and ego-only ones, each in plan order. The first group runs while the frame batches are
+    still being prepared on a thread (``prepare_device``), so a heavy one hides that work (an
+    ego-only group would wait on it); the last group's rows (APs and bootstrap intervals) are
+    computed after the device is done, so a light one ends the sweep sooner. Results do not
+    depend on the order: every cell has its own seeds, and the feature cache and the ego-alone
+    detections are the same whichever group computes them first."""
+    return sorted(todo, key=lambda item: item[0].stage != FEATURE_STAGE)
 
 
 #: Threads that compute finished groups' results rows while the device goes on.

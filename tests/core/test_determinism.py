@@ -26,11 +26,13 @@ def torch_switches(monkeypatch):
         torch.is_deterministic_algorithms_warn_only_enabled(),
         torch.backends.cudnn.benchmark,
         torch.backends.cudnn.deterministic,
+        torch.utils.deterministic.fill_uninitialized_memory,
     )
     monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG", raising=False)
     yield
     torch.use_deterministic_algorithms(state[0], warn_only=state[1])
-    torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic = state[2:]
+    torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic = state[2:4]
+    torch.utils.deterministic.fill_uninitialized_memory = state[4]
 
 
 def test_enabled_sets_every_switch_and_disabled_restores_torchs_defaults(torch_switches):
@@ -40,6 +42,8 @@ def test_enabled_sets_every_switch_and_disabled_restores_torchs_defaults(torch_s
     assert torch.is_deterministic_algorithms_warn_only_enabled()  # an op without one warns
     assert torch.backends.cudnn.deterministic and not torch.backends.cudnn.benchmark
     assert os.environ["CUBLAS_WORKSPACE_CONFIG"] == CUBLAS_WORKSPACE_CONFIG == ":4096:8"
+    # no NaN pass over every new tensor (test_sweep: no memory is read before it is written)
+    assert not torch.utils.deterministic.fill_uninitialized_memory
 
     configure_determinism(False)
     assert not torch.are_deterministic_algorithms_enabled()

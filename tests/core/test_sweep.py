@@ -1279,3 +1279,72 @@ def test_frame_stream_waits_for_what_it_is_asked_and_names_a_bad_frame(cache_dir
     for wait in (lambda: broken[2], broken.frames, broken.data_id):
         with pytest.raises(ValueError, match=str(bad.name)):
             wait()
+
+
+def test_feature_groups_run_first_and_the_order_does_not_change_results(
+    reference, cache_dir, tmp_path, monkeypatch
+):
+    """One device computes the groups that send features before the late and ego-only ones
+    (a heavy first group hides the batch preparation, a light last one ends the sweep sooner);
+    the same sweep computed in plan order gives the same rows and ledger."""
+    import v2x.sweep as sweep
+
+    stages: list[str] = []
+    original = sweep._run_group
+
+    def recording(plan, group, *args, **kwargs):
+        stages.append(group.stage)
+        return original(plan, group, *args, **kwargs)
+
+    monkeypatch.setattr(sweep, "_run_group", recording)
+    planned = [g.stage for g in plan_sweep(tiny_config(cache_dir, tmp_path / "plan")).groups]
+    assert planned[0] != "features" and "features" in planned  # a plan order to change
+    device_order = sweep.device_order
+    monkeypatch.setattr(sweep, "device_order", lambda todo: list(todo))
+    in_plan_order = run_sweep(tiny_config(cache_dir, tmp_path / "plan"))
+    assert stages == planned
+    stages.clear()
+    monkeypatch.setattr(sweep, "device_order", device_order)
+    path = run_sweep(tiny_config(cache_dir, tmp_path / "device"))
+    n = planned.count("features")
+    assert stages[:n] == ["features"] * n and "features" not in stages[n:]
+    assert _canonical(read_results([path])) == _canonical(read_results([in_plan_order]))
+    ledger, plan_ledger = (
+        pq.read_table(p.with_name(p.name.replace(".parquet", ".ledger.parquet")))
+        for p in (path, in_plan_order)
+    )
+    assert _canonical(ledger) == _canonical(plan_ledger)
+
+
+@pytest.mark.parametrize(
+    "device", ["cpu", pytest.param("cuda", marks=[pytest.mark.gpu, pytest.mark.skipif(
+        not torch.cuda.is_available(), reason="needs a CUDA device")])],
+)  # fmt: skip
+def test_no_memory_is_read_before_it_is_written(cache_dir, tmp_path, monkeypatch, device):
+    """The deterministic mode no longer fills every new tensor with NaN
+    (``configure_determinism``). A sweep that read memory nothing wrote would change with that
+    fill: with it, the same sweep (feature fusions and Where2comm over identity, analog and
+    DeepJSCC, the late fusion and the ego alone) gives the same rows and ledger."""
+    import v2x.sweep as sweep
+    from v2x.common import configure_determinism
+
+    def with_fill(enabled: bool) -> None:
+        configure_determinism(enabled)
+        torch.utils.deterministic.fill_uninitialized_memory = True
+
+    grid = {
+        "codecs": ["identity", "analog", "deepjscc"],
+        "fusions": ["none", "late", "max", {"name": "where2comm", "max_fraction": 0.1}],
+    }
+    results = []
+    for fill in (False, True):
+        if fill:
+            monkeypatch.setattr(sweep, "configure_determinism", with_fill)
+        cfg = {**tiny_config(cache_dir, tmp_path / str(fill), **grid), "device": device}
+        cfg["codec_options"] = {"deepjscc": {"checkpoint": "untrained", "hidden": 8}}
+        path = run_sweep(cfg)
+        assert torch.utils.deterministic.fill_uninitialized_memory is fill
+        ledger = pq.read_table(path.with_name(path.name.replace(".parquet", ".ledger.parquet")))
+        results.append((_canonical(read_results([path])), _canonical(ledger)))
+    assert results[0] == results[1]
+    assert len(results[0][0]) == 2 * (2 + 3 * 2)  # SNRs x (none, late, 3 codecs x 2 fusions)
