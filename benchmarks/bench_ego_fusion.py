@@ -5,10 +5,12 @@ path it replaces (``sample_maps`` + the fusion's ``fuse_warped``), same process,
     python benchmarks/bench_ego_fusion.py                      # the kernel alone, sweep shapes
     python benchmarks/bench_ego_fusion.py --sweep-ab 2         # and run_sweep with it off / on
 
-Part 1: ``N`` fused maps of ``--collaborators`` channels-first ``--channels × size²`` maps
-(one frame batch, and ``K = 7`` conditions of it), milliseconds per call, the ratio to torch,
-and GB/s of the minimum traffic (collaborators read once, the ego and the fused map once), for
-each ``(cells per program, warps)`` of ``--configs``; the default launch is ``EGO_LAUNCH``.
+Part 1: ``N`` fused maps of ``--collaborators`` ``--channels × size²`` maps, channels-first
+and channels-last (``--layouts``; one frame batch, and ``K = 7`` conditions of it), milliseconds
+per call, the ratio to torch, and GB/s of the minimum traffic (collaborators read once, the ego
+and the fused map once), for each ``(cells per program, warps)`` of ``--configs``, writing the
+channels-last fused map ``fuse_collaborators`` returns; the default launch of each layout is
+``EGO_LAUNCH``'s.
 Part 2 (``--sweep-ab R``, the standard detector, shipped checkpoint): ``R`` rounds of warm
 ``run_sweep`` calls alternating the torch path and the kernel (``bench_sweep``'s setting:
 128 frames, identity / analog / DeepJSCC × none / late / max, 7 SNRs), then one 64-frame max
@@ -38,7 +40,9 @@ def _time(fn, reps: int = 5) -> float:
     return (time.perf_counter() - t0) / reps
 
 
-def bench_kernel(n: int, e: int, m: int, c: int, size: int, configs: list[tuple[int, int]]) -> None:
+def bench_kernel(
+    n: int, e: int, m: int, c: int, size: int, configs: list[tuple[int, int]], last: bool
+) -> None:
     import triton
 
     from v2x.perception import warp_fusion_triton as wf
@@ -48,6 +52,9 @@ def bench_kernel(n: int, e: int, m: int, c: int, size: int, configs: list[tuple[
     dev = torch.device("cuda")
     g = torch.Generator(dev).manual_seed(0)
     collab = torch.randn(n, m, c, size, size, device=dev, generator=g)
+    if last:  # each map channels-last, as DeepJSCC's and the analog receiver's are
+        collab = collab.view(n * m, c, size, size).contiguous(memory_format=torch.channels_last)
+        collab = collab.view(n, m, c, size, size)
     ego = torch.randn(e, 1, c, size, size, device=dev, generator=g)
     theta = torch.tensor([[0.98, -0.17, 0.1], [0.17, 0.98, -0.05]], device=dev)
     grid = torch.nn.functional.affine_grid(
@@ -63,7 +70,7 @@ def bench_kernel(n: int, e: int, m: int, c: int, size: int, configs: list[tuple[
 
     def kernel(block: int, warps: int) -> torch.Tensor:
         sent = valid.reshape(n * m, -1).to(torch.uint8)
-        out = torch.empty(n, c, size, size, device=dev)
+        out = torch.empty(n, c, size, size, device=dev).contiguous(memory_format=torch.channels_last)
         own = ego[:, 0]
         wf._fuse_at_ego_kernel[(triton.cdiv(size * size, block), n)](
             own, collab, grid, sent, out, m, c, size, size, size, size, e,
@@ -75,12 +82,14 @@ def bench_kernel(n: int, e: int, m: int, c: int, size: int, configs: list[tuple[
     ref = torch_path()
     t_ref = _time(torch_path)
     moved = (n * m + n + e) * c * size * size * 4
-    print(f"N={n} fused maps, {m} collaborators, {c}x{size}x{size}: torch {t_ref * 1e3:.2f} ms "
+    layout = "channels-last" if last else "channels-first"
+    print(f"N={n} fused maps, {m} {layout} collaborators, {c}x{size}x{size}: torch "
+          f"{t_ref * 1e3:.2f} ms "
           f"({moved / t_ref / 1e9:.0f} GB/s of the minimum traffic)")  # fmt: skip
     for block, warps in configs:
         err = float((kernel(block, warps) - ref).abs().max() / ref.abs().max())
         t = _time(lambda: kernel(block, warps))  # noqa: B023
-        mark = " (default)" if (block, warps) == wf.EGO_LAUNCH else ""
+        mark = " (default)" if (block, warps) == wf.EGO_LAUNCH[last] else ""
         print(f"    {block:3d} cells, {warps:2d} warps{mark}: {t * 1e3:7.2f} ms = {t_ref / t:.2f}x "
               f"torch, {moved / t / 1e9:5.0f} GB/s, max rel. difference {err:.1e}", flush=True)  # fmt: skip
 
@@ -139,15 +148,19 @@ def main() -> None:
     p.add_argument("--collaborators", type=int, default=4)
     p.add_argument("--channels", type=int, default=384)
     p.add_argument("--size", type=int, default=128)
-    p.add_argument("--configs", default="8x4,16x4,16x8,32x8,32x16", help="cellsxwarps,...")
+    p.add_argument("--configs", default="1x1,2x1,2x2,4x2,4x4,8x4,16x8,16x16,32x8",
+                   help="cellsxwarps,...")
+    p.add_argument("--layouts", default="first,last", help="the collaborators' maps: first,last")
     p.add_argument("--sweep-ab", type=int, default=0, help="rounds of run_sweep off / on")
     args = p.parse_args()
     print(f"device: {torch.cuda.get_device_name(0)}")
     configs = [tuple(int(v) for v in cfg.split("x")) for cfg in args.configs.split(",")]
-    for blocks in (1, args.conditions):
-        n = args.frames * blocks
-        bench_kernel(n, args.frames, args.collaborators, args.channels, args.size, configs)
-        torch.cuda.empty_cache()
+    for layout in args.layouts.split(","):
+        for blocks in (1, args.conditions):
+            n = args.frames * blocks
+            bench_kernel(n, args.frames, args.collaborators, args.channels, args.size, configs,
+                         layout == "last")  # fmt: skip
+            torch.cuda.empty_cache()
     if args.sweep_ab:
         sweep_ab(args.sweep_ab)
 

@@ -213,10 +213,14 @@ def warp_fuse(
     return out
 
 
-#: (ego cells per program, warps) of ``_fuse_at_ego_kernel`` on CUDA: the fastest timed on an
-#: H200 for 384 channels-first channels (1.26x warp + fusion in torch; 8 cells on 4 warps 0.97x,
-#: 32 on 8 0.97x; tiles transposed to put cells on consecutive threads: 0.09-0.67x).
-EGO_LAUNCH = (16, 8)
+#: (ego cells per program, warps) of ``_fuse_at_ego_kernel`` on CUDA by the collaborators'
+#: layout (channels-last: each bilinear corner one contiguous row), the fastest timed on an
+#: H200 for 384 channels, writing the channels-last fused map
+#: (``docs/results/h200_2026-12-02e/``): channels-last 2 cells on 2 warps, 85.6 µs per fused
+#: 128 x 128 map against 110 for 16 on 8 (and 154 writing channels-first, the layout before);
+#: channels-first 16 on 8 (1.26x warp + fusion in torch; tiles transposed to put cells on
+#: consecutive threads: 0.09-0.67x).
+EGO_LAUNCH = {True: (2, 2), False: (16, 8)}
 
 
 def fuse_collaborators(
@@ -244,7 +248,8 @@ def fuse_collaborators(
         mode: ``"max"`` or ``"attention"``.
         block_cells: ego cells per program (default ``EGO_LAUNCH``'s).
 
-    Returns: ``[N, C, h, w]`` float32, contiguous.
+    Returns: ``[N, C, h, w]`` float32 with channels-last strides (each cell's channels written
+    as one row; the head's convolutions take that layout without a transpose).
     """
     if mode not in MODES:
         raise ValueError(
@@ -265,7 +270,8 @@ def fuse_collaborators(
     grid = sample_grid.float().contiguous()
     sent = valid.reshape(n * m, h * w).to(torch.uint8).contiguous()
     out = torch.empty(n, c, h, w, device=collaborators.device, dtype=torch.float32)
-    block, warps = EGO_LAUNCH
+    out = out.contiguous(memory_format=torch.channels_last)
+    block, warps = EGO_LAUNCH[collaborators.stride(2) == 1]
     block = block_cells or block
     own = ego[:, 0]
     _fuse_at_ego_kernel[(triton.cdiv(h * w, block), n)](

@@ -70,7 +70,16 @@ class IdentityCodec(Codec):
         # the maps depend on the payload alone: a sweep's K conditions get the same tensor, which
         # ``send`` then shares among them instead of copying it K times (v2x.condition_streams)
         payload = received.meta["payload"]
-        return self._decoded.get([payload], payload.float)
+        return self._decoded.get([payload], lambda: _float_maps(payload))
+
+
+def _float_maps(payload: torch.Tensor) -> torch.Tensor:
+    """The float16 payload ``[B, C, H, W]`` as float32 maps: on CUDA channels-last (the layout
+    the ego's warp + fusion kernel reads a bilinear corner's channels in one row, as it does
+    DeepJSCC's and the analog receiver's maps; the same values), elsewhere in its own layout."""
+    if payload.is_cuda and payload.dim() == 4:
+        return payload.to(torch.float32, memory_format=torch.channels_last)
+    return payload.float()
 
 
 @CODECS.register("analog")

@@ -89,7 +89,7 @@ for layout in ("contiguous", "channels_last"):
             got = fuse_collaborators(ego, collab, sample_grid, valid, mode, block_cells=4)
             out[f"{layout}/{dtype}/{mode}"] = [
                 float((got - ref).abs().max() / ref.abs().max()), bool(torch.isfinite(got).all()),
-                bool(got.is_contiguous()), list(got.shape),
+                bool(got.is_contiguous(memory_format=torch.channels_last)), list(got.shape),
             ]
 print(json.dumps(out))
 """
@@ -104,7 +104,7 @@ def test_ego_side_kernel_matches_fuse_at_ego_in_the_interpreter(triton_interpret
     for case, (err, finite, contiguous, shape) in out.items():
         limit = 1e-6 if case.endswith("/max") else 1e-5  # max: the bilinear sample's rounding
         assert err <= limit, (case, err)
-        assert finite and contiguous and shape == [4, 20, 8, 16], case
+        assert finite and contiguous and shape == [4, 20, 8, 16], case  # channels-last
 
 
 def test_mode_and_shapes_are_checked() -> None:

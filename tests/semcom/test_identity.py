@@ -222,3 +222,19 @@ def test_identity_maps_are_decoded_once_per_payload_and_again_after_a_write():
     first.zero_()  # a caller writing into what it got
     again = codec.decode(codec.encode(rows[0], link), link)
     assert again is not first and torch.equal(again, maps.to(torch.float16).float())
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_on_cuda_identity_decodes_channels_last_maps_with_the_payloads_values():
+    """On CUDA identity's float32 maps are channels-last (what the ego's warp + fusion kernel
+    reads fastest), with the float16 payload's values; on the CPU they keep its layout."""
+    codec = IdentityCodec()
+    feats = torch.randn(4, 384, 32, 40)
+    link = LinkState.from_snr(torch.tensor([0.0, 5.0, 10.0, 20.0]))
+    on_cpu = codec.decode(codec.encode(feats, link), link)
+    gpu_link = LinkState.from_snr(link.snr_db.cuda())
+    on_cuda = codec.decode(codec.encode(feats.cuda(), gpu_link), gpu_link)
+    assert on_cpu.is_contiguous() and on_cuda.is_contiguous(memory_format=torch.channels_last)
+    assert not on_cuda.is_contiguous()
+    assert torch.equal(on_cuda.cpu(), on_cpu) and torch.equal(on_cpu, feats.half().float())
