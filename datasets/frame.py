@@ -246,7 +246,8 @@ def collate_frames(frames: list[CoopFrame], max_agents: int | None = None) -> Co
     a = max(len(o) for o in ordered)
     n = max(1, max(frame.agents[i].points.shape[0] for frame, o in zip(frames, ordered) for i in o))
     m = max(1, max(frame.boxes.shape[0] for frame in frames))
-    points = torch.zeros(b, a, n, 4, dtype=torch.float32)
+    # every element written once: an agent's points, then zeros after them and in empty slots
+    points = torch.empty(b, a, n, 4, dtype=torch.float32)
     point_mask = torch.zeros(b, a, n, dtype=torch.bool)
     poses = torch.eye(4, dtype=torch.float64).repeat(b, a, 1, 1)
     agent_mask = torch.zeros(b, a, dtype=torch.bool)
@@ -260,6 +261,7 @@ def collate_frames(frames: list[CoopFrame], max_agents: int | None = None) -> Co
             agent = frame.agents[agent_index]
             count = agent.points.shape[0]
             points[bi, slot, :count] = torch.from_numpy(agent.points)
+            points[bi, slot, count:] = 0.0
             point_mask[bi, slot, :count] = True
             poses[bi, slot] = torch.from_numpy(agent.pose)
             agent_mask[bi, slot] = True
@@ -268,6 +270,7 @@ def collate_frames(frames: list[CoopFrame], max_agents: int | None = None) -> Co
                 visibility[bi, slot, : frame.boxes.shape[0]] = torch.from_numpy(
                     frame.visibility[agent_index]
                 )
+        points[bi, len(order) :] = 0.0
         count = frame.boxes.shape[0]
         boxes[bi, :count] = torch.from_numpy(frame.boxes)
         box_mask[bi, :count] = True
