@@ -75,9 +75,9 @@ def fuse_at_ego(
     if mode is not None:  # warp + fusion in one Triton kernel (CUDA inference)
         from v2x.perception.warp_fusion_triton import fuse_collaborators
 
-        fused = fuse_collaborators(ego, collaborators, sample_grid, valid, mode)
-        heat, reg = model.head(fused)
-        return fused, heat, reg
+        fused = fuse_collaborators(ego, collaborators, sample_grid, valid, mode)  # channels-last
+        heat, reg = model.head(fused)  # the head's outputs keep its layout: made contiguous
+        return fused, heat.contiguous(), reg.contiguous()
     if ego.shape[0] != n:
         ego = ego.repeat(n // ego.shape[0], 1, 1, 1, 1)
     if m == 0:  # the ego alone

@@ -216,11 +216,12 @@ def warp_fuse(
 #: (ego cells per program, warps) of ``_fuse_at_ego_kernel`` on CUDA by the collaborators'
 #: layout (channels-last: each bilinear corner one contiguous row), the fastest timed on an
 #: H200 for 384 channels, writing the channels-last fused map
-#: (``docs/results/h200_2026-12-02e/``): channels-last 2 cells on 2 warps, 85.6 µs per fused
-#: 128 x 128 map against 110 for 16 on 8 (and 154 writing channels-first, the layout before);
-#: channels-first 16 on 8 (1.26x warp + fusion in torch; tiles transposed to put cells on
-#: consecutive threads: 0.09-0.67x).
-EGO_LAUNCH = {True: (2, 2), False: (16, 8)}
+#: (``docs/results/h200_2026-12-02e/``, ``bench_ego_fusion.py``): channels-last 1 cell on 1 warp,
+#: 124 µs per fused 128 x 128 map of 4 collaborators against 137 for 2 on 2 and 158 for 16 on 8
+#: (154 µs per map in the sweep writing channels-first, the layout before, 86 after);
+#: channels-first 16 on 8 (1.26x warp + fusion in torch; 1-4 cells: 0.6x; tiles transposed to
+#: put cells on consecutive threads: 0.09-0.67x).
+EGO_LAUNCH = {True: (1, 1), False: (16, 8)}
 
 
 def fuse_collaborators(

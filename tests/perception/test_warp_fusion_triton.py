@@ -225,5 +225,8 @@ def test_ego_side_kernel_matches_fuse_at_ego_on_cuda(mode: str) -> None:
         assert _kernel_mode(fusion, ego, collab) == mode
         head = torch.nn.Module()
         head.head = lambda x: (x[:, :1], x[:, 1:2])
-        fused, _, _ = fuse_at_ego(head, fusion, ego, collab, sample_grid, valid)
+        fused, heat, reg = fuse_at_ego(head, fusion, ego, collab, sample_grid, valid)
     assert torch.equal(fused, got)
+    # the fused map is channels-last; what the head gives the decoder is contiguous
+    assert fused.is_contiguous(memory_format=torch.channels_last)
+    assert heat.is_contiguous() and reg.is_contiguous() and torch.equal(heat, got[:, :1])
