@@ -47,7 +47,8 @@ saving a Chrome trace (where the GPU waits on the host); ``--idle-gaps`` once mo
 the innermost project function the main thread is in at its midpoint (use fewer frames: the
 trace holds every Python call); ``--phases`` once more with ``run_sweep``'s steps (``PHASES``:
 planning, frame loading, hashing, the detector, each group, each batch, scoring, the rows) timed
-per thread. ``benchmarks/sweep_traffic.py`` counts the bytes each call site moves per
+per thread; ``--order-ab R`` R rounds of warm calls alternating the order one device computes
+the groups in (``bench_orders``). ``benchmarks/sweep_traffic.py`` counts the bytes each call site moves per
 frame-condition (device-independent); ``benchmarks/sweep_syncs.py`` counts the host syncs per
 call site (CUDA). The batched pipeline and the loop run in the sweep's deterministic mode
 (``configure_determinism``), set before any CUDA work.
@@ -311,6 +312,55 @@ def bench_run_sweep(
     return {"cells": plan.num_cells, "wall_s": wall, "cpu_s": cpu, "fc_per_s": work / wall}
 
 
+def bench_orders(args, rounds: int) -> None:
+    """``rounds`` rounds of warm ``run_sweep`` calls alternating the order one device computes
+    the groups in: the plan's, ``v2x.sweep.device_order`` (feature groups first, the default),
+    and feature groups heaviest codec first (DeepJSCC, analog, then the others): frame-conditions
+    per second and each group's device seconds (from the sweep's log), in computing order. The
+    first group runs while the frame batches are prepared; which order hides that best is what
+    this measures."""
+    import logging
+
+    import v2x.sweep as sweep
+
+    device_order = sweep.device_order
+    rank = {"deepjscc": 0, "analog": 1}
+
+    def heaviest_first(todo):  # noqa: ANN001, ANN202
+        return sorted(device_order(todo),
+                      key=lambda g: (g[0].stage != "features", rank.get(g[0].codec, 2)))  # fmt: skip
+
+    orders = {"plan": list, "device_order": device_order, "heaviest": heaviest_first}
+    lines: list[str] = []
+
+    class Groups(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            if record.getMessage().startswith("group "):
+                lines.append(record.getMessage())
+
+    handler, logger = Groups(), logging.getLogger("v2x")
+    logger.addHandler(handler)
+    level = logger.level
+    logger.setLevel(logging.INFO)
+    try:
+        for _ in range(rounds):
+            for name, order in orders.items():
+                sweep.device_order = order
+                lines.clear()
+                s = bench_run_sweep(args)
+                groups = "; ".join(
+                    f"{m.split()[2].replace('/n/a/n/a', '')} "
+                    f"{m.rsplit(' in ', 1)[1].split()[0]} s"
+                    for m in lines
+                )  # "group 1/5 max/analog/awgn ratio=nan: 896 frame-conditions in 0.7 s (...)"
+                print(f"  {name:12s} {s['fc_per_s']:7.1f} frame-conditions/s ({s['wall_s']:.2f} s): "
+                      f"{groups}", flush=True)  # fmt: skip
+    finally:
+        sweep.device_order = device_order
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+
+
 #: ``run_sweep``'s steps that ``--phases`` times (module, function or Class.method), in the
 #: order they run. In a fresh output folder the frames are read on their own thread while the
 #: device starts (``FrameStream._read``: the whole read; ``_prepare_frames``: each batch's
@@ -477,6 +527,12 @@ def main() -> None:
         help="run_sweep once more with its steps (PHASES) timed: where a call's wall time goes",
     )
     p.add_argument(
+        "--order-ab",
+        type=int,
+        default=0,
+        help="rounds of warm run_sweep calls alternating the groups' computing order",
+    )
+    p.add_argument(
         "--idle-gaps",
         action="store_true",
         help="where the GPU waits on the host: idle time by host function (module docstring)",
@@ -540,6 +596,9 @@ def main() -> None:
         for name, thread, n, total, first, last in bench_phases(args):
             line = f"{name:16s} {thread:10s} {n:4d}x {total:7.2f} s  {first:6.2f} .. {last:6.2f} s"
             print("  " + line)
+    if args.order_ab and not args.skip_run_sweep:
+        print("run_sweep with the groups computed in other orders (alternating, warm):")
+        bench_orders(args, args.order_ab)
     if args.idle_gaps and not args.skip_run_sweep:
         print("run_sweep once more under torch.profiler with Python stacks (not a figure):")
         bench_run_sweep(args, trace=args.trace or "/tmp/v2x_sweep_stacks.json", gaps=True)

@@ -17,11 +17,13 @@
 #          ideal link); results under asynchrony/ and payload_latency/, their figures
 #          under plots/, the README tables in time_tables.md. A step cut by its timeout
 #          (T_A, T_B s) keeps every finished group: the sweep resumes when run again.
-#   verify what the 2026-12-01 session built without a GPU (~11 min): the GPU tests of
+#   verify what the 2026-12-01 session built without a GPU (~12 min): the GPU tests of
 #          determinism, inference/CUDA graphs, the fused warp+fusion kernel, condition
 #          streams (send's block joining), DeepJSCC (channels-last decoder, one-pass
-#          de-standardisation with the output bias) and the analog receiver; the
-#          sweep's rate with its steps timed (--phases); the detector (eager, CUDA graph, Triton fusion; batch 1 and 8, fp32/fp16);
+#          de-standardisation with the output bias), the analog receiver, identity's
+#          channels-last maps and the sweep (no unwritten memory read); the ego-side fusion
+#          kernel's launches; the sweep's rate with its steps timed (--phases) and the
+#          groups' computing orders alternated (--order-ab); the detector (eager, CUDA graph, Triton fusion; batch 1 and 8, fp32/fp16);
 #          the sweep end to end with the faster scoring, and its host syncs by call site
 #          (sweep_syncs.py); Where2comm of the shipped standard detector on the 1,000 test frames
 #   codec  DeepJSCC for the standard detector (~9 min): conf/train_codec_pointpillars.yaml
@@ -160,10 +162,11 @@ case "$SET" in
     gpu_tests pytest_gpu_verify 150 tests/core/test_determinism.py \
       tests/perception/test_grid_sample.py tests/perception/test_inference.py \
       tests/perception/test_warp_fusion_triton.py tests/core/test_condition_streams.py \
-      tests/semcom/test_deepjscc.py tests/semcom/test_identity.py
-    step bench_sweep_phases 150 "$R/benchmarks/bench_sweep.py" --device cuda \
+      tests/semcom/test_deepjscc.py tests/semcom/test_identity.py tests/core/test_sweep.py
+    step bench_ego_fusion 60 "$R/benchmarks/bench_ego_fusion.py"
+    step bench_sweep_phases 200 "$R/benchmarks/bench_sweep.py" --device cuda \
       --checkpoint shipped --frames 128 --batch-size 16 --codecs identity analog deepjscc \
-      --run-sweep-repeats 3 --phases
+      --run-sweep-repeats 3 --phases --order-ab 2
     step bench_detector 100 "$R/benchmarks/bench_detector.py" --device cuda \
       --modes eager graph triton --budget-s 90
     step bench_sweep 150 "$R/benchmarks/bench_sweep.py" --device cuda --checkpoint shipped \
