@@ -1316,15 +1316,35 @@ def test_feature_groups_run_first_and_the_order_does_not_change_results(
     assert _canonical(ledger) == _canonical(plan_ledger)
 
 
+_ANALOG_GRID = {
+    "codecs": ["identity", "analog", "deepjscc"],
+    "fusions": ["none", "late", "max", {"name": "where2comm", "max_fraction": 0.1}],
+}  # SNRs x (none, late, 3 codecs x 2 fusions) cells
+_DIGITAL_GRID = {
+    "codecs": ["digital"], "fusions": ["attention"], "channels": ["rayleigh"],
+    "harq_max_rounds": [1], "pose_noise": [[0.5, 0.01]],
+}  # fmt: skip
+_SEMANTIC_GRID = {"codecs": ["analog"], "fusions": ["semantic_map", "object_features"]}
+
+
 @pytest.mark.parametrize(
     "device", ["cpu", pytest.param("cuda", marks=[pytest.mark.gpu, pytest.mark.skipif(
         not torch.cuda.is_available(), reason="needs a CUDA device")])],
 )  # fmt: skip
-def test_no_memory_is_read_before_it_is_written(cache_dir, tmp_path, monkeypatch, device):
+@pytest.mark.parametrize(
+    ("grid", "cells"),
+    [(_ANALOG_GRID, 2 * (2 + 3 * 2)), (_DIGITAL_GRID, 2), (_SEMANTIC_GRID, 2 * 2)],
+    ids=["analog", "digital", "semantic"],
+)  # fmt: skip
+def test_no_memory_is_read_before_it_is_written(
+    cache_dir, tmp_path, monkeypatch, device, grid, cells
+):
     """The deterministic mode no longer fills every new tensor with NaN
     (``configure_determinism``). A sweep that read memory nothing wrote would change with that
-    fill: with it, the same sweep (feature fusions and Where2comm over identity, analog and
-    DeepJSCC, the late fusion and the ego alone) gives the same rows and ledger."""
+    fill: with it, the same sweep gives the same rows and ledger. Sweeps: feature fusions and
+    Where2comm over identity, analog and DeepJSCC, the late fusion and the ego alone; the digital
+    chain with a HARQ round over block Rayleigh, attention fusion, pose noise; the semantic map
+    and object features over analog."""
     import v2x.sweep as sweep
     from v2x.common import configure_determinism
 
@@ -1332,10 +1352,6 @@ def test_no_memory_is_read_before_it_is_written(cache_dir, tmp_path, monkeypatch
         configure_determinism(enabled)
         torch.utils.deterministic.fill_uninitialized_memory = True
 
-    grid = {
-        "codecs": ["identity", "analog", "deepjscc"],
-        "fusions": ["none", "late", "max", {"name": "where2comm", "max_fraction": 0.1}],
-    }
     results = []
     for fill in (False, True):
         if fill:
@@ -1347,4 +1363,4 @@ def test_no_memory_is_read_before_it_is_written(cache_dir, tmp_path, monkeypatch
         ledger = pq.read_table(path.with_name(path.name.replace(".parquet", ".ledger.parquet")))
         results.append((_canonical(read_results([path])), _canonical(ledger)))
     assert results[0] == results[1]
-    assert len(results[0][0]) == 2 * (2 + 3 * 2)  # SNRs x (none, late, 3 codecs x 2 fusions)
+    assert len(results[0][0]) == cells
