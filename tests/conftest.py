@@ -23,6 +23,23 @@ def one_torch_thread():
 
 
 @pytest.fixture
+def unwritten_memory_is_nan():
+    """Torch's deterministic mode with its fill on for the test: every new tensor holds NaN
+    (integers their maximum) until written, so a computation that reads an element nothing
+    wrote changes its result. ``configure_determinism`` turns that fill off (a pass per
+    tensor); tests with this fixture check that nothing depends on it."""
+    enabled = torch.are_deterministic_algorithms_enabled()
+    warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
+    fill = torch.utils.deterministic.fill_uninitialized_memory
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    torch.utils.deterministic.fill_uninitialized_memory = True
+    assert torch.empty(2).isnan().all()
+    yield
+    torch.use_deterministic_algorithms(enabled, warn_only=warn_only)
+    torch.utils.deterministic.fill_uninitialized_memory = fill
+
+
+@pytest.fixture
 def triton_interpreted() -> Callable[[str], dict]:
     """``run(script)``: ``script`` in a subprocess with Triton's CPU interpreter on (it must be
     on before triton is first imported); its last line of output, as JSON. Skips the test

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -96,24 +97,33 @@ def test_two_steps_train_only_the_codec(tmp_path):
     assert all(float(r["ratio"]) in (1 / 16, 1 / 8) for r in rows)
 
 
-def test_codec_training_is_deterministic(tmp_path):
-    def run(sub: str) -> list[float]:
-        torch.manual_seed(0)
-        detector = CoopDetector(DETECTOR).eval()
-        codec = build_codec("deepjscc", in_channels=4, hidden=8, downsample=1)
-        cfg = CodecTrainConfig(
-            steps=2,
-            batch_size=1,
-            ratios=(1 / 8,),
-            channels=("awgn",),
-            amp=False,
-            quiet=True,
-            out_path=str(tmp_path / sub / "c.pt"),
-            log_path=str(tmp_path / sub / "log.csv"),
-        )
-        return train_codec_for_task(codec, detector, frames, cfg, torch.device("cpu"))
+def _train_two_steps(out: Path) -> list[float]:
+    torch.manual_seed(0)
+    detector = CoopDetector(DETECTOR).eval()
+    codec = build_codec("deepjscc", in_channels=4, hidden=8, downsample=1)
+    cfg = CodecTrainConfig(
+        steps=2,
+        batch_size=1,
+        ratios=(1 / 8,),
+        channels=("awgn",),
+        amp=False,
+        quiet=True,
+        out_path=str(out / "c.pt"),
+        log_path=str(out / "log.csv"),
+    )
+    return train_codec_for_task(codec, detector, frames, cfg, torch.device("cpu"))
 
-    assert run("a") == run("b")
+
+def test_codec_training_is_deterministic(tmp_path):
+    assert _train_two_steps(tmp_path / "a") == _train_two_steps(tmp_path / "b")
+
+
+def test_codec_training_reads_no_memory_before_writing_it(tmp_path, unwritten_memory_is_nan):
+    """With every new tensor NaN until written, and without that fill (what
+    ``configure_determinism`` sets): the same losses."""
+    filled = _train_two_steps(tmp_path / "filled")
+    torch.utils.deterministic.fill_uninitialized_memory = False
+    assert _train_two_steps(tmp_path / "plain") == filled
 
 
 def test_distillation_loss_is_zero_at_agreement_and_counts_only_where_the_teacher_looks():

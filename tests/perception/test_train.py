@@ -132,6 +132,18 @@ def test_training_is_deterministic_on_cpu(reference_run, tmp_path):
     assert any(not torch.equal(fresh[k], wa[k]) for k in wa if wa[k].is_floating_point())
 
 
+def test_training_reads_no_memory_before_writing_it(
+    reference_run, tmp_path, unwritten_memory_is_nan
+):
+    """The same training with every new tensor NaN until written (the deterministic mode's
+    fill, which ``configure_determinism`` turns off): the same losses and weights."""
+    again = train_detector(_cfg(tmp_path), frames)
+    a, b = _log(reference_run.parent / "log.csv"), _log(again.parent / "log.csv")
+    assert [r["loss"] for r in a] == [r["loss"] for r in b]
+    wa, wb = _weights(reference_run), _weights(again)
+    assert all(torch.equal(wa[key], wb[key]) for key in wa)
+
+
 def test_resume_continues_and_matches_uninterrupted(reference_run, tmp_path):
     class Crash(RuntimeError):
         pass
