@@ -458,9 +458,11 @@ def _run_groups(
 def device_order(todo: Sequence[tuple[Group, list[float]]]) -> list[tuple[Group, list[float]]]:
     """The order one device computes ``todo`` in: the groups that send features first, then
     late and ego-only ones, each in plan order. The first group runs while the frame batches are
-    still being prepared on a thread (``prepare_device``), so a heavy one hides that work (an
-    ego-only group would wait on it); the last group's rows (APs and bootstrap intervals) are
-    computed after the device is done, so a light one ends the sweep sooner. Results do not
+    still being prepared on a thread (``prepare_device``) and waits on that work unless its own
+    is heavier (an ego-only group always waits); the last group's rows (APs and bootstrap
+    intervals) are computed after the device is done, so a light one ends the sweep sooner. On
+    an H200 this order and the plan's are inside each other's noise (``bench_sweep.py
+    --order-ab``, docs/benchmarks.md). Results do not
     depend on the order: every cell has its own seeds, and the feature cache and the ego-alone
     detections are the same whichever group computes them first."""
     return sorted(todo, key=lambda item: item[0].stage != FEATURE_STAGE)
