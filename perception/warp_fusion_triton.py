@@ -199,8 +199,8 @@ def warp_fuse(
         )
     h, w = sample_grid.shape[1:3]
     grid = sample_grid.float().contiguous()
-    out = torch.empty(b, c, h, w, device=features.device, dtype=torch.float32)
-    out = out.contiguous(memory_format=torch.channels_last)
+    out = torch.empty(b, c, h, w, device=features.device, dtype=torch.float32,
+                      memory_format=torch.channels_last)  # fmt: skip
     args = (features, grid, out, a, c, hh, ww, h, w, *features.stride(), *out.stride(),
             math.sqrt(c))  # fmt: skip
     consts = {"ATTENTION": mode == "attention", "BLOCK_C": triton.next_power_of_2(c)}
@@ -270,8 +270,8 @@ def fuse_collaborators(
         )
     grid = sample_grid.float().contiguous()
     sent = valid.reshape(n * m, h * w).to(torch.uint8).contiguous()
-    out = torch.empty(n, c, h, w, device=collaborators.device, dtype=torch.float32)
-    out = out.contiguous(memory_format=torch.channels_last)
+    out = torch.empty(n, c, h, w, device=collaborators.device, dtype=torch.float32,
+                      memory_format=torch.channels_last)  # fmt: skip
     block, warps = EGO_LAUNCH[collaborators.stride(2) == 1]
     block = block_cells or block
     own = ego[:, 0]

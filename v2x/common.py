@@ -153,8 +153,8 @@ def configure_determinism(enabled: bool) -> None:
     mode would otherwise write NaN into every tensor ``torch.empty`` returns (on the CPU 38 ms
     per 100 MB; on an H200 a fill pass per empty, ≈ 50 µs of each DeepJSCC frame-condition's
     0.9 ms): that makes reads of memory nothing wrote repeatable, and the project reads none
-    (the numbers are the same with and without it, and the same in two processes: tests). cuBLAS reads that
-    variable when it first allocates a handle's workspace, so this must run before the
+    (the numbers are the same with and without it, and the same in two processes: tests).
+    cuBLAS reads that variable when it first allocates a handle's workspace, so this must run before the
     process's first CUDA matrix product: the apps call it first thing. It changes nothing on the
     CPU (every CPU kernel the project uses is already deterministic).
 

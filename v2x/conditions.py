@@ -198,7 +198,9 @@ def _bits(t: torch.Tensor) -> torch.Tensor:
 
 def _same_elements(x: torch.Tensor, y: torch.Tensor) -> bool:
     """``x`` and ``y`` view the very same memory (storage, offset, shape, strides and dtype;
-    e.g. two conditions of one map expanded over them): bitwise equal without a read."""
+    e.g. two conditions of one map expanded over them): bitwise equal without a read.
+    (``v2x.common.tensor_identity``'s key without the version counter, which inference tensors
+    do not have.)"""
     return (
         x.dtype == y.dtype
         and x.device == y.device

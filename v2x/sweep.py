@@ -427,7 +427,7 @@ def _run_groups(
     group) as it finishes; appends the encoder passes to ``encodes``."""
     cache, batches = prepare_device(plan, frames, device)
     # A group's rows (APs and bootstrap intervals, numpy on the host) are computed on a thread
-    # while the device runs the next group; groups are still yielded in order.
+    # while the device runs the next group; groups are yielded in the order they were computed.
     pending: deque = deque()
     pool = ThreadPoolExecutor(max_workers=ROW_THREADS, thread_name_prefix="v2x-rows")
     scorer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="v2x-score")  # batch order
@@ -462,9 +462,9 @@ def device_order(todo: Sequence[tuple[Group, list[float]]]) -> list[tuple[Group,
     is heavier (an ego-only group always waits); the last group's rows (APs and bootstrap
     intervals) are computed after the device is done, so a light one ends the sweep sooner. On
     an H200 this order and the plan's are inside each other's noise (``bench_sweep.py
-    --order-ab``, docs/benchmarks.md). Results do not
-    depend on the order: every cell has its own seeds, and the feature cache and the ego-alone
-    detections are the same whichever group computes them first."""
+    --order-ab``, docs/benchmarks.md). Results do not depend on the order: every cell has its
+    own seeds, and the feature cache and the ego-alone detections are the same whichever group
+    computes them first."""
     return sorted(todo, key=lambda item: item[0].stage != FEATURE_STAGE)
 
 
