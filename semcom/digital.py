@@ -101,16 +101,36 @@ from v2x.semcom.link_adaptation import select_mcs_from_sinr
 from v2x.semcom.mcs import MCS_TABLE, LinkAdaptation, get_mcs, shannon_gap_thresholds_db
 from v2x.semcom.quantize import OccupiedLevels, check_bits, level_histograms, quantize_occupied
 
-#: Code blocks per call of the exact LDPC decoder (bounds its message memory), per decoder.
+#: Code blocks per call of the exact LDPC decoder (bounds its message memory), per decoder; the
+#: least on a GPU, where the min-sum decoder takes more (``decode_chunk``).
 _DECODE_CHUNK = {"sionna": 2048, "minsum": 8192, "minsum-fp16": 8192}
+#: Device memory per block in flight that sizes the min-sum decoder's calls on a GPU: ≈ 10× what
+#: a block needs at MCS 0 (its LLRs, compressed check state, channel logits and demapper
+#: temporaries, ≈ 0.2 MB): 65,536 blocks on a 141 GB H200; 8,192 (the floor) up to 16 GiB.
+_GPU_BYTES_PER_BLOCK = 2 << 20
+#: The most blocks per min-sum call on a GPU (the decoder's rate is flat beyond it).
+_GPU_MAX_CHUNK = 262144
 _FLAG_PER_CHANNEL = 1
 _FLAG_DENSE = 2  # every cell occupied: no occupancy map sent
 _FLAG_OCC_DEFLATE = 4
 
 
-def decode_chunk(ldpc_decoder: str) -> int:
-    """Code blocks per call of the exact LDPC decoder ``ldpc_decoder`` (every caller's bound)."""
-    return _DECODE_CHUNK[ldpc_decoder]
+def decode_chunk(ldpc_decoder: str, device: torch.device | str = "cpu") -> int:
+    """Code blocks per call of the exact LDPC decoder ``ldpc_decoder`` on ``device`` (every
+    caller's bound, and the demapper's).
+
+    The min-sum decoder on a GPU takes calls sized by the device's memory (a power of two,
+    ``_GPU_BYTES_PER_BLOCK`` each, between ``_DECODE_CHUNK`` and ``_GPU_MAX_CHUNK``): its
+    per-layer launches cost less per block the more blocks a call holds (on an H200 at MCS 5,
+    8,192 blocks 529 Mbit/s, 262,144 blocks 1.5 Gbit/s; docs/benchmarks.md). A block's bits do
+    not depend on the other blocks of its call, so the numbers do not depend on the chunk."""
+    chunk = _DECODE_CHUNK[ldpc_decoder]
+    device = torch.device(device)
+    if device.type != "cuda" or not ldpc_decoder.startswith("minsum"):
+        return chunk
+    total = torch.cuda.get_device_properties(device).total_memory
+    fits = 1 << max(0, (total // _GPU_BYTES_PER_BLOCK).bit_length() - 1)  # a power of two
+    return max(chunk, min(_GPU_MAX_CHUNK, fits))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -995,7 +1015,7 @@ class DigitalCodec(Codec):
             ns = torch.cat([no_eff[i, : nblocks[i] * s].reshape(nblocks[i], s) for i in rows])
             if self.decoder == "exact":
                 code = self.block_code_for(m, dev)
-                chunk = decode_chunk(self.ldpc_decoder)
+                chunk = decode_chunk(self.ldpc_decoder, device)
                 parts = [
                     code.decode(xs[j : j + chunk], ns[j : j + chunk])
                     for j in range(0, xs.shape[0], chunk)

@@ -217,7 +217,7 @@ def _llr_chunked(codec: DigitalCodec, code, xs: torch.Tensor, ns: torch.Tensor) 
     fit in memory at 64-QAM. LLRs are per symbol, so the values are those of one call."""
     from v2x.semcom.digital import decode_chunk
 
-    chunk = decode_chunk(codec.ldpc_decoder)
+    chunk = decode_chunk(codec.ldpc_decoder, xs.device)
     if xs.shape[0] <= chunk:
         return code.llr(xs, ns)
     return torch.cat(
@@ -234,7 +234,7 @@ def _decode_chunked(
     does not depend on the other blocks of its call, so the numbers are those of one call."""
     from v2x.semcom.digital import decode_chunk
 
-    chunk = decode_chunk(codec.ldpc_decoder)
+    chunk = decode_chunk(codec.ldpc_decoder, llr.device)
     if llr.shape[0] <= chunk:
         return code.decode_llr(llr) if rv is None else code.decode_llr(llr, rv=rv)
     parts = [

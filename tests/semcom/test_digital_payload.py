@@ -162,6 +162,32 @@ def test_stream_bits_unpack_msb_first_and_zero_pad(num_bytes, nblocks, payload_b
     assert stream.on_device("cpu") is stream.on_device(torch.device("cpu"))
 
 
+def test_min_sum_calls_on_a_gpu_are_sized_by_its_memory(monkeypatch):
+    from types import SimpleNamespace
+
+    from v2x.semcom import digital
+
+    gib = 1 << 30
+    memory = {"total": 141 * 10**9}
+    monkeypatch.setattr(
+        torch.cuda, "get_device_properties", lambda d: SimpleNamespace(total_memory=memory["total"])
+    )
+    # 2 MiB per block, rounded down to a power of two: 141 GB -> 67,240 -> 65,536
+    assert digital.decode_chunk("minsum", "cuda:0") == 65536
+    assert digital.decode_chunk("minsum-fp16", torch.device("cuda")) == 65536
+    memory["total"] = 16 * gib  # 8,192: the floor
+    assert digital.decode_chunk("minsum", "cuda") == 8192
+    memory["total"] = 8 * gib  # below the floor: the floor
+    assert digital.decode_chunk("minsum", "cuda") == 8192
+    memory["total"] = 40 * gib
+    assert digital.decode_chunk("minsum", "cuda") == 16384
+    memory["total"] = 4096 * gib  # capped
+    assert digital.decode_chunk("minsum", "cuda") == 262144
+    # the CPU and Sionna's decoder keep their fixed bounds
+    assert digital.decode_chunk("minsum", "cpu") == 8192
+    assert digital.decode_chunk("sionna", "cuda") == 2048
+
+
 @pytest.mark.parametrize("combining", ["chase", "ir"])
 def test_harq_decodes_in_chunks_with_the_numbers_of_one_call(monkeypatch, combining):
     from v2x.semcom import digital
