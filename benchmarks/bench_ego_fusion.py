@@ -70,7 +70,7 @@ def bench_kernel(
 
     def kernel(block: int, warps: int) -> torch.Tensor:
         sent = valid.reshape(n * m, -1).to(torch.uint8)
-        out = torch.empty(n, c, size, size, device=dev).contiguous(memory_format=torch.channels_last)
+        out = torch.empty(n, c, size, size, device=dev, memory_format=torch.channels_last)
         own = ego[:, 0]
         wf._fuse_at_ego_kernel[(triton.cdiv(size * size, block), n)](
             own, collab, grid, sent, out, m, c, size, size, size, size, e,

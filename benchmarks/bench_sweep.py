@@ -328,7 +328,7 @@ def bench_orders(args, rounds: int) -> None:
 
     def heaviest_first(todo):  # noqa: ANN001, ANN202
         return sorted(device_order(todo),
-                      key=lambda g: (g[0].stage != "features", rank.get(g[0].codec, 2)))  # fmt: skip
+                      key=lambda g: (g[0].stage != sweep.FEATURE_STAGE, rank.get(g[0].codec, 2)))  # fmt: skip
 
     orders = {"plan": list, "device_order": device_order, "heaviest": heaviest_first}
     lines: list[str] = []
