@@ -85,9 +85,11 @@ def main() -> None:
     if args.source_workers:
         context = multiprocessing.get_context("fork")
         codec.source_executor = ProcessPoolExecutor(args.source_workers, mp_context=context)
-    # warm-up on another map: every MCS's kernels and LDPC graphs; the timed pass source-codes
-    # each of its maps once for all SNRs, as a sweep does per frame
-    round_trips(codec, feature_maps(1, args.channels, args.size, args.density, 1).to(device), snrs)
+    # warm-up on other maps of the same size: every MCS's kernels and LDPC graphs at the timed
+    # pass's block counts (a launch's kernel depends on them); the timed pass source-codes each
+    # of its maps once for all SNRs, as a sweep does per frame
+    warm = feature_maps(args.links, args.channels, args.size, args.density, 1).to(device)
+    round_trips(codec, warm, snrs)
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     prof = cProfile.Profile() if args.profile else None
     sync()

@@ -57,6 +57,7 @@ class SeparableQamDemapper:
         self._dims: list[tuple[torch.Tensor, list[int], torch.Tensor, torch.Tensor]] = []
         parts = (pts.real.numpy(), pts.imag.numpy())
         owner = [self._owner(labels[:, k], parts) for k in range(qm)]
+        self._owners = owner
         for d, coord in enumerate(parts):
             bits = [k for k in range(qm) if owner[k] == d]
             if not bits:
@@ -93,6 +94,24 @@ class SeparableQamDemapper:
                 for levels, bits, ones, zeros in self._dims
             ]
             self._device = device
+
+    def bit_tables(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The same tables per bit, for ``v2x.semcom.demap_triton``: ``dims [Qm]`` int32 (0 when
+        bit ``k`` is carried by the real part, 1 by the imaginary part), ``levels [Qm, L]``
+        float32 (that dimension's levels) and ``labels [Qm, L]`` int32 (bit ``k`` of each
+        level's label), on the CPU."""
+        qm, num_levels = self.qm, self._dims[0][0].numel()
+        dims = torch.zeros(qm, dtype=torch.int32)
+        levels = torch.zeros(qm, num_levels, dtype=torch.float32)
+        labels = torch.zeros(qm, num_levels, dtype=torch.int32)
+        for lv, bits, ones, _zeros in self._dims:
+            if lv.numel() != num_levels:
+                raise ValueError("demapper: the two dimensions have different level counts")
+            for j, k in enumerate(bits):
+                dims[k] = self._owners[k]
+                levels[k] = lv.cpu()
+                labels[k, ones[j].cpu()] = 1
+        return dims, levels, labels
 
     def __call__(self, x_hat: torch.Tensor, no: torch.Tensor) -> torch.Tensor:
         self._to(x_hat.device)

@@ -29,6 +29,7 @@ from functools import lru_cache
 
 import torch
 
+from v2x.common import triton_available
 from v2x.semcom.demap import SeparableQamDemapper
 from v2x.semcom.mcs import Mcs, get_mcs
 
@@ -40,6 +41,7 @@ MINSUM_PRECISION = {"minsum": "fp32", "minsum-fp16": "fp16"}
 SCRAMBLING_C_INIT = 0x5A5A5  # any 31-bit value; both ends know it
 #: LLR magnitude used where the equaliser reports an erased symbol (``no_eff = inf``).
 _NO_ERASED = 1e6
+_NO_MIN = 1e-9  # the smallest noise variance the LLRs use
 
 
 def coded_bits_per_block(mcs: Mcs, block_bits: int) -> int:
@@ -133,6 +135,7 @@ class BlockCode:
         self._mapper = Mapper("qam", qm, device=device)
         # exact app LLRs, as Sionna's Demapper("app", "qam", qm), one dimension at a time
         self._demapper = SeparableQamDemapper(self._mapper.constellation(), qm)
+        self._llr_tables_on: dict[str, object] = {}  # device -> demap_triton.LlrTables
 
     @property
     def ldpc_encoder(self):
@@ -185,14 +188,41 @@ class BlockCode:
         """``[N, ldpc_bits]`` float32 LLRs of the LDPC codeword bits (descrambled; the cyclic
         repeats of MCS 0–2 added), from equalised symbols as in ``decode``."""
         n = x_hat.shape[0]
-        no = torch.as_tensor(no, dtype=torch.float32, device=x_hat.device).expand(x_hat.shape)
-        no = torch.nan_to_num(no, nan=_NO_ERASED, posinf=_NO_ERASED).clamp(1e-9, _NO_ERASED)
-        llr = self._demapper(x_hat, no) * (1.0 - 2.0 * self._scramble.to(x_hat.device))
+        if self._llrs_in_one_pass(x_hat):
+            from v2x.semcom.demap_triton import codeword_llrs
+
+            llr = codeword_llrs(x_hat, no, self._llr_tables(x_hat.device), _NO_ERASED, _NO_MIN)
+        else:
+            no = torch.as_tensor(no, dtype=torch.float32, device=x_hat.device)
+            no = no.expand(x_hat.shape)
+            no = torch.nan_to_num(no, nan=_NO_ERASED, posinf=_NO_ERASED).clamp(_NO_MIN, _NO_ERASED)
+            llr = self._demapper(x_hat, no) * (1.0 - 2.0 * self._scramble.to(x_hat.device))
         if self.ldpc_bits < self.coded_bits:
             combined = torch.zeros(n, self.ldpc_bits, dtype=llr.dtype, device=llr.device)
             idx = self._repeat_index.to(llr.device).expand(n, -1)
             llr = combined.scatter_add_(1, idx, llr)
         return llr
+
+    @staticmethod
+    def _llrs_in_one_pass(x_hat: torch.Tensor) -> bool:
+        """The noise clean-up, demapper and descrambling as one Triton pass
+        (``v2x.semcom.demap_triton``): CUDA, ``[N, n]`` complex64 symbols, no gradient."""
+        if not (x_hat.is_cuda and x_hat.dtype == torch.complex64 and x_hat.dim() == 2):
+            return False
+        return not torch.is_grad_enabled() and triton_available()
+
+    def _llr_tables(self, device: torch.device):  # noqa: ANN202
+        """``demap_triton.LlrTables`` of this code on ``device`` (built once per device)."""
+        from v2x.semcom.demap_triton import LlrTables
+
+        key = str(device)
+        if key not in self._llr_tables_on:
+            dims, levels, labels = self._demapper.bit_tables()
+            sign = 1.0 - 2.0 * self._scramble
+            self._llr_tables_on[key] = LlrTables(
+                dims.to(device), levels.to(device), labels.to(device), sign.to(device)
+            )
+        return self._llr_tables_on[key]
 
     def decode_llr(
         self, llr: torch.Tensor, rv: list[int] | None = None
