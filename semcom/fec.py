@@ -206,10 +206,11 @@ class BlockCode:
     @staticmethod
     def _llrs_in_one_pass(x_hat: torch.Tensor) -> bool:
         """The noise clean-up, demapper and descrambling as one Triton pass
-        (``v2x.semcom.demap_triton``): CUDA, ``[N, n]`` complex64 symbols, no gradient."""
+        (``v2x.semcom.demap_triton``): CUDA, ``[N, n]`` complex64 symbols that need no
+        gradient (the LDPC decoder after it has none)."""
         if not (x_hat.is_cuda and x_hat.dtype == torch.complex64 and x_hat.dim() == 2):
             return False
-        return not torch.is_grad_enabled() and triton_available()
+        return not x_hat.requires_grad and triton_available()
 
     def _llr_tables(self, device: torch.device):  # noqa: ANN202
         """``demap_triton.LlrTables`` of this code on ``device`` (built once per device)."""

@@ -129,7 +129,7 @@ def test_on_cuda_block_llrs_in_one_pass_equal_the_torch_paths(mcs, monkeypatch):
     if not triton_available():
         pytest.skip("triton not installed")
     g = torch.Generator().manual_seed(mcs)
-    code = fec.BlockCode(mcs, 1024, device="cuda")
+    code = fec.BlockCode(mcs, 1024, device="cuda:0")
     bits = torch.randint(0, 2, (64, code.payload_bits), generator=g).float().cuda()
     x = code.encode(bits)
     no = (torch.rand(64, 1, generator=g) * 0.3 + 0.01).cuda()
