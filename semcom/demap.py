@@ -96,7 +96,7 @@ class SeparableQamDemapper:
             self._device = device
 
     def bit_tables(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """The same tables per bit, for ``v2x.semcom.demap_triton``: ``dims [Qm]`` int32 (0 when
+        """The same tables per bit, for ``v2x.semcom.qam_triton``: ``dims [Qm]`` int32 (0 when
         bit ``k`` is carried by the real part, 1 by the imaginary part), ``levels [Qm, L]``
         float32 (that dimension's levels) and ``labels [Qm, L]`` int32 (bit ``k`` of each
         level's label), on the CPU."""

@@ -78,7 +78,7 @@ from v2x.channels.base import ChannelState, equalize
 from v2x.channels.effective_sinr import receiver_sinr
 from v2x.channels.link import LinkState
 from v2x.channels.packets import HEADER_BYTES, MTU_BYTES, PacketFormat
-from v2x.common import tensor_identity
+from v2x.common import tensor_identity, to_device_async
 from v2x.semcom import entropy
 from v2x.semcom.base import (
     CODECS,
@@ -939,49 +939,44 @@ class DigitalCodec(Codec):
             # row i's blocks, one after the other, at the start of its symbol row
             parts = x.reshape(-1).split([nblocks[i] * code.num_symbols for i in rows])
             padded = torch.nn.utils.rnn.pad_sequence(list(parts), batch_first=True)
-            symbols[torch.tensor(rows, device=device), : padded.shape[1]] = padded
-        sent = torch.tensor(nsym, device=device)
-        mask = torch.arange(n_max, device=device)[None, :] < sent[:, None]
-        coded = torch.tensor(
-            [
-                nblocks[i] * coded_bits_per_block(get_mcs(int(mcs[i])), self.block_bits)
-                for i in range(b)
-            ],
-            dtype=torch.float64,
-            device=device,
-        )
-        source = torch.tensor(
-            [len(s.data) * 8.0 for s in streams], dtype=torch.float64, device=device
-        )
-        cost = Cost(
-            source_bits=source,
-            coded_bits=coded,
-            channel_uses=torch.tensor(nsym, dtype=torch.float64, device=device),
-            packets=torch.tensor(
-                [math.ceil(n / self.blocks_per_packet) for n in nblocks],
+            symbols[to_device_async(torch.tensor(rows), device), : padded.shape[1]] = padded
+        # the rows' counts in one host tensor and one non-blocking copy (a copy from pageable
+        # memory would wait for the encoder's queued work)
+        counts = to_device_async(
+            torch.tensor(
+                [
+                    nsym,
+                    [nblocks[i] * coded_bits_per_block(get_mcs(int(mcs[i])), self.block_bits)
+                     for i in range(b)],
+                    [len(s.data) * 8.0 for s in streams],
+                    [math.ceil(n / self.blocks_per_packet) for n in nblocks],
+                    [self.blocks_per_packet * block_code_len(int(m), self.block_bits) for m in mcs],
+                ],
                 dtype=torch.float64,
-                device=device,
-            ),
+            ).reshape(5, b),
+            device,
+        )  # fmt: skip
+        mask = torch.arange(n_max, device=device)[None, :] < counts[0][:, None]
+        cost = Cost(
+            source_bits=counts[2],
+            coded_bits=counts[1],
+            channel_uses=counts[0],
+            packets=counts[3],
             raw_bits=raw_feature_bits(features),
         )
         _, _, h, w = features.shape
         cps = self._cells_per_segment(w)
         sent = np.stack([s.sent_cells(h, w, cps) for s in streams]) if b else np.zeros((0, h, w))
         meta = {
-            "sent": torch.from_numpy(sent[:, None].astype(bool)).to(device),
+            "sent": to_device_async(torch.from_numpy(sent[:, None].astype(bool)), device),
             "shape": tuple(features.shape[1:]),
             "mcs": mcs,
             "num_blocks": nblocks,
             "streams": streams,
             "bits": [s.bits for s in streams],
         }
-        spp = torch.tensor(
-            [self.blocks_per_packet * block_code_len(int(m), self.block_bits) for m in mcs],
-            dtype=torch.float64,
-            device=device,
-        )
         return Transmission(
-            symbols=symbols, cost=cost, mask=mask, meta=meta, symbols_per_packet=spp
+            symbols=symbols, cost=cost, mask=mask, meta=meta, symbols_per_packet=counts[4]
         )
 
     # -- decoder ------------------------------------------------------------------------------
@@ -1210,12 +1205,24 @@ def failed_block_symbols(
     other from its first channel use, ``block_code_len`` uses each at its MCS). Built where it
     is used: only the rows' block outcomes travel, not the ``B × n`` mask."""
     out = torch.zeros(len(blocks), n, dtype=torch.bool, device=device)
-    for i, (ok, _) in enumerate(blocks):
-        failed = ~ok.cpu()
-        if not bool(failed.any()):
-            continue
-        s = block_code_len(int(mcs[i]), block_bits)
-        out[i, : failed.numel() * s] = failed.to(out.device).repeat_interleave(s)
+    failed = [~ok.cpu() for ok, _ in blocks]
+    rows = [i for i, f in enumerate(failed) if bool(f.any())]
+    if not rows:
+        return out
+    # the failed rows' outcomes padded to one [rows, blocks] host tensor, one non-blocking copy;
+    # then one repeat per MCS (its uses per block)
+    width = max(failed[i].numel() for i in rows)
+    host = torch.zeros(len(rows), width, dtype=torch.bool)
+    for j, i in enumerate(rows):
+        host[j, : failed[i].numel()] = failed[i]
+    on_device = to_device_async(host, out.device)
+    uses = [block_code_len(int(mcs[i]), block_bits) for i in rows]
+    for s in sorted(set(uses)):
+        group = [j for j, u in enumerate(uses) if u == s]
+        nb = max(failed[rows[j]].numel() for j in group)
+        picked = on_device[to_device_async(torch.tensor(group), out.device), :nb]
+        at = to_device_async(torch.tensor([rows[j] for j in group]), out.device)
+        out[at, : nb * s] = picked.repeat_interleave(s, dim=1)
     return out
 
 
@@ -1262,7 +1269,7 @@ def _stream_bits(
         raw = data.on_device(device)
     else:
         raw = torch.frombuffer(bytearray(data), dtype=torch.uint8) if data else torch.zeros(0)
-        raw = raw.to(device, torch.uint8)
+        raw = to_device_async(raw.to(torch.uint8), device)
     shifts = torch.arange(7, -1, -1, dtype=torch.uint8, device=raw.device)
     bits = ((raw[:, None] >> shifts) & 1).reshape(-1)
     padded = torch.zeros(nblocks * payload_bits, dtype=torch.float32, device=raw.device)

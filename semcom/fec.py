@@ -135,7 +135,7 @@ class BlockCode:
         self._mapper = Mapper("qam", qm, device=device)
         # exact app LLRs, as Sionna's Demapper("app", "qam", qm), one dimension at a time
         self._demapper = SeparableQamDemapper(self._mapper.constellation(), qm)
-        self._llr_tables_on: dict[str, object] = {}  # device -> demap_triton.LlrTables
+        self._qam_tables_on: dict = {}  # qam_triton's tables per device (and per end)
 
     @property
     def ldpc_encoder(self):
@@ -153,10 +153,31 @@ class BlockCode:
             return torch.zeros(0, self.num_symbols, dtype=torch.complex64, device=bits.device)
         info = self._crc_enc(bits.to(torch.float32))
         c = self._ldpc_enc(info) if rv == 0 else self._ldpc_enc(info, rv=[int(rv)])[:, 0]
+        if self._maps_in_one_pass(c):
+            from v2x.semcom.qam_triton import coded_symbols
+
+            scramble, points = self._map_tables(c.device)
+            return coded_symbols(c, scramble, points, self.mcs.qm, self.coded_bits)
         if self.ldpc_bits < self.coded_bits:
             c = c[:, self._repeat_index.to(c.device)]
         c = (c + self._scramble.to(c.device)) % 2.0
         return self._mapper(c).to(torch.complex64)
+
+    @staticmethod
+    def _maps_in_one_pass(c: torch.Tensor) -> bool:
+        """The repeat, scrambling and mapping as one Triton pass (``qam_triton.coded_symbols``,
+        the same symbols): CUDA float32 codewords with unit column stride, no gradient."""
+        if not (c.is_cuda and c.dtype == torch.float32 and c.dim() == 2 and c.stride(1) == 1):
+            return False
+        return not c.requires_grad and triton_available()
+
+    def _map_tables(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        """The scramble bits and the constellation on ``device`` (moved once per device)."""
+        key = ("map", str(device))
+        if key not in self._qam_tables_on:
+            points = self._mapper.constellation().to(device=device, dtype=torch.complex64)
+            self._qam_tables_on[key] = (self._scramble.to(device), points)
+        return self._qam_tables_on[key]
 
     def surrogate_symbols(self, num_blocks: int, device: torch.device) -> torch.Tensor:
         """``[num_blocks, num_symbols]`` i.i.d. uniform points of this MCS's QAM constellation.
@@ -189,7 +210,7 @@ class BlockCode:
         repeats of MCS 0–2 added), from equalised symbols as in ``decode``."""
         n = x_hat.shape[0]
         if self._llrs_in_one_pass(x_hat):
-            from v2x.semcom.demap_triton import codeword_llrs
+            from v2x.semcom.qam_triton import codeword_llrs
 
             llr = codeword_llrs(x_hat, no, self._llr_tables(x_hat.device), _NO_ERASED, _NO_MIN)
         else:
@@ -206,24 +227,24 @@ class BlockCode:
     @staticmethod
     def _llrs_in_one_pass(x_hat: torch.Tensor) -> bool:
         """The noise clean-up, demapper and descrambling as one Triton pass
-        (``v2x.semcom.demap_triton``): CUDA, ``[N, n]`` complex64 symbols that need no
+        (``v2x.semcom.qam_triton``): CUDA, ``[N, n]`` complex64 symbols that need no
         gradient (the LDPC decoder after it has none)."""
         if not (x_hat.is_cuda and x_hat.dtype == torch.complex64 and x_hat.dim() == 2):
             return False
         return not x_hat.requires_grad and triton_available()
 
     def _llr_tables(self, device: torch.device):  # noqa: ANN202
-        """``demap_triton.LlrTables`` of this code on ``device`` (built once per device)."""
-        from v2x.semcom.demap_triton import LlrTables
+        """``qam_triton.LlrTables`` of this code on ``device`` (built once per device)."""
+        from v2x.semcom.qam_triton import LlrTables
 
         key = str(device)
-        if key not in self._llr_tables_on:
+        if key not in self._qam_tables_on:
             dims, levels, labels = self._demapper.bit_tables()
             sign = 1.0 - 2.0 * self._scramble
-            self._llr_tables_on[key] = LlrTables(
+            self._qam_tables_on[key] = LlrTables(
                 dims.to(device), levels.to(device), labels.to(device), sign.to(device)
             )
-        return self._llr_tables_on[key]
+        return self._qam_tables_on[key]
 
     def decode_llr(
         self, llr: torch.Tensor, rv: list[int] | None = None

@@ -551,3 +551,37 @@ def test_a_broken_worker_pool_warns_and_codes_in_this_process():
         out = codec.decode(rx, LinkState.from_snr(torch.full((3,), 20.0)))
     assert codec.source_executor is None
     assert torch.equal(out, dequantize(quantize(x, 5)))
+
+
+@pytest.mark.parametrize(
+    "device",
+    [
+        "cpu",
+        pytest.param(
+            "cuda",
+            marks=[pytest.mark.gpu,
+                   pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")],
+        ),
+    ],
+)  # fmt: skip
+def test_failed_block_symbols_marks_each_failed_blocks_channel_uses(device):
+    """The mask of failed code blocks' channel uses (rows of mixed MCS and block counts, rows
+    with no failure, an empty row) equals the per-block oracle: block ``j`` of row ``i`` covers
+    uses ``[j·s, (j+1)·s)`` with ``s = block_code_len(mcs_i, block_bits)``."""
+    from v2x.semcom.digital import block_code_len, failed_block_symbols
+
+    g = torch.Generator().manual_seed(0)
+    mcs = torch.tensor([0, 27, 0, 14, 5, 27])
+    nblocks = [3, 5, 2, 4, 0, 1]
+    oks = [torch.rand(nb, generator=g) > 0.5 for nb in nblocks]
+    oks[3][:] = True  # nothing failed there
+    oks[0][:] = False
+    blocks = [(ok, None) for ok in oks]
+    n = max(nb * block_code_len(int(m), 1024) for nb, m in zip(nblocks, mcs))
+    got = failed_block_symbols(blocks, mcs, 1024, n, device).cpu()
+    want = torch.zeros(len(blocks), n, dtype=torch.bool)
+    for i, ok in enumerate(oks):
+        s = block_code_len(int(mcs[i]), 1024)
+        for j, good in enumerate(ok.tolist()):
+            want[i, j * s : (j + 1) * s] = not good
+    assert want.any() and torch.equal(got, want)

@@ -1,18 +1,24 @@
-"""The receiver's codeword LLRs in one Triton kernel (CUDA): the noise variance's clean-up, the
-separable exact demapper (``v2x.semcom.demap``) and the descrambling sign, one pass over the
-symbols.
+"""The block code's two QAM ends as Triton kernels (CUDA): the transmitter's repeat, scrambling
+and mapping (``coded_symbols``), and the receiver's noise clean-up, exact demapper and
+descrambling (``codeword_llrs``), each one pass over the symbols.
 
-torch computes, per dimension, ``z = −(y − level)² / N0`` for every level (``[N, n, L]``),
-gathers it twice by the bits' label sets (``[N, n, nb, L/2]`` each), and takes two
-log-sum-exps (max, subtract, exp, sum, log): about ten full-size passes per dimension, then the
-scramble multiply. At 1 Mbit per link and MCS 0 a condition has ≈ 170 M symbols, and these
-passes were the largest GPU cost after the LDPC layers (H200, 64 maps, 7 SNRs: ≈ 200 of
-709 ms). The kernel reads each symbol's two floats and its noise variance once and writes its
+**Receiver.** torch computes, per dimension, ``z = −(y − level)² / N0`` for every level
+(``[N, n, L]``), gathers it twice by the bits' label sets (``[N, n, nb, L/2]`` each), and takes
+two log-sum-exps (max, subtract, exp, sum, log): about ten full-size passes per dimension, then
+the scramble multiply. At 1 Mbit per link and MCS 0 a condition has ≈ 170 M symbols, and these
+passes were the largest GPU cost after the LDPC layers (H200, 64 maps, 7 SNRs: ≈ 150 of
+699 ms). The kernel reads each symbol's two floats and its noise variance once and writes its
 ``Qm`` LLRs: per bit, ``logsumexp`` over the levels whose label has the bit at 1 minus the same
 at 0, each as ``max + log Σ exp(z − max)`` (torch's formula; the sums' order differs, so the
 LLRs agree to float32 rounding, not bitwise).
 
-Imported with ``TRITON_INTERPRET=1`` the kernel runs on CPU tensors (tests).
+**Transmitter.** torch indexes the codeword by the repeat pattern (MCS 0–2), adds the scramble
+bits modulo 2, and Sionna's ``Mapper`` casts to int32, shifts every bit by its position, sums
+each symbol's ``Qm`` shifted bits and gathers the constellation point: six passes over ``[N,
+n·Qm]``. The kernel does the same integer steps per symbol and writes the point: the same
+symbols, bit for bit.
+
+Imported with ``TRITON_INTERPRET=1`` the kernels run on CPU tensors (tests).
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ from __future__ import annotations
 import torch
 
 _KERNEL = None
+_MAP_KERNEL = None
 BLOCK = 512
 
 
@@ -116,5 +123,68 @@ def codeword_llrs(
             x, no, tables.dims, tables.levels, tables.labels, tables.sign, out,
             n, total, no.stride(0), no.stride(1), float(no_erased), float(no_min),
             QM=tables.qm, L=tables.num_levels, BLOCK=BLOCK,
+        )  # fmt: skip
+    return out
+
+
+def _map_kernel():
+    global _MAP_KERNEL
+    if _MAP_KERNEL is None:
+        import triton
+        import triton.language as tl
+
+        @triton.jit
+        def map_kernel(
+            c_ptr, scramble_ptr, points_ptr, out_ptr, n, total, c_row_stride, ldpc_bits,
+            QM: tl.constexpr, BLOCK: tl.constexpr,
+        ):  # fmt: skip
+            # One BLOCK of symbols of the [N, n] output, flattened row-major.
+            i = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
+            m = i < total
+            row = i // n
+            col = i - row * n
+            index = tl.zeros([BLOCK], tl.int32)
+            for k in tl.static_range(QM):
+                p = col * QM + k  # the coded bit; the codeword repeats cyclically past ldpc_bits
+                c = tl.load(c_ptr + row * c_row_stride + p % ldpc_bits, mask=m, other=0.0)
+                s = tl.load(scramble_ptr + p, mask=m, other=0.0)
+                bit = ((c + s) % 2.0).to(tl.int32)
+                index += bit << (QM - 1 - k)  # Sionna's Mapper: bit 0 the most significant
+            re = tl.load(points_ptr + 2 * index, mask=m, other=0.0)
+            im = tl.load(points_ptr + 2 * index + 1, mask=m, other=0.0)
+            tl.store(out_ptr + 2 * i, re, mask=m)
+            tl.store(out_ptr + 2 * i + 1, im, mask=m)
+
+        _MAP_KERNEL = map_kernel
+    return _MAP_KERNEL
+
+
+def coded_symbols(
+    c: torch.Tensor, scramble: torch.Tensor, points: torch.Tensor, qm: int, coded_bits: int
+) -> torch.Tensor:
+    """``[N, coded_bits / Qm]`` complex64 symbols of codewords ``c [N, ldpc_bits]`` (0/1 float32,
+    any row stride): coded bit ``p`` is ``c[p mod ldpc_bits]`` plus ``scramble[p]`` (``[coded_bits]``
+    float32 0/1) modulo 2; each ``Qm`` bits, the first the most significant, index ``points``
+    (``[2^Qm]`` complex64)."""
+    import triton
+
+    n_rows, ldpc_bits = c.shape
+    if c.dtype != torch.float32 or (n_rows and c.stride(1) != 1):
+        raise ValueError(f"coded_symbols: expected [N, n] float32 codewords with unit column "
+                         f"stride, got {c.dtype} with strides {c.stride()}")  # fmt: skip
+    if coded_bits % qm or scramble.numel() != coded_bits or points.numel() != 2**qm:
+        raise ValueError(
+            f"coded_symbols: {coded_bits} coded bits, {scramble.numel()} scramble bits and "
+            f"{points.numel()} points for {qm} bits per symbol"
+        )
+    n = coded_bits // qm
+    out = torch.empty(n_rows, n, dtype=torch.complex64, device=c.device)
+    total = n_rows * n
+    if total:
+        pts = torch.view_as_real(points.to(torch.complex64).contiguous())
+        grid = (triton.cdiv(total, BLOCK),)
+        _map_kernel()[grid](
+            c, scramble, pts, torch.view_as_real(out), n, total, c.stride(0), ldpc_bits,
+            QM=qm, BLOCK=BLOCK,
         )  # fmt: skip
     return out
