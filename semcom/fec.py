@@ -152,31 +152,43 @@ class BlockCode:
         if bits.shape[0] == 0:
             return torch.zeros(0, self.num_symbols, dtype=torch.complex64, device=bits.device)
         info = self._crc_enc(bits.to(torch.float32))
-        c = self._ldpc_enc(info) if rv == 0 else self._ldpc_enc(info, rv=[int(rv)])[:, 0]
-        if self._maps_in_one_pass(c):
+        if self._encodes_in_one_pass(info):
+            from v2x.semcom.ldpc_encode_triton import codewords
             from v2x.semcom.qam_triton import coded_symbols
 
-            scramble, points = self._map_tables(c.device)
-            return coded_symbols(c, scramble, points, self.mcs.qm, self.coded_bits)
+            tables, positions, scramble, points = self._encode_tables(info.device, rv)
+            c = codewords(info, tables)
+            return coded_symbols(c, scramble, points, self.mcs.qm, self.coded_bits, positions)
+        c = self._ldpc_enc(info) if rv == 0 else self._ldpc_enc(info, rv=[int(rv)])[:, 0]
         if self.ldpc_bits < self.coded_bits:
             c = c[:, self._repeat_index.to(c.device)]
         c = (c + self._scramble.to(c.device)) % 2.0
         return self._mapper(c).to(torch.complex64)
 
     @staticmethod
-    def _maps_in_one_pass(c: torch.Tensor) -> bool:
-        """The repeat, scrambling and mapping as one Triton pass (``qam_triton.coded_symbols``,
-        the same symbols): CUDA float32 codewords with unit column stride, no gradient."""
-        if not (c.is_cuda and c.dtype == torch.float32 and c.dim() == 2 and c.stride(1) == 1):
+    def _encodes_in_one_pass(info: torch.Tensor) -> bool:
+        """LDPC encoding, rate matching, repeat, scrambling and mapping in Triton
+        (``ldpc_encode_triton.codewords``, then ``qam_triton.coded_symbols``: the same symbols):
+        CUDA, ``[N, k]`` information bits, no gradient."""
+        if not (info.is_cuda and info.dim() == 2):
             return False
-        return not c.requires_grad and triton_available()
+        return not info.requires_grad and triton_available()
 
-    def _map_tables(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-        """The scramble bits and the constellation on ``device`` (moved once per device)."""
-        key = ("map", str(device))
+    def _encode_tables(self, device: torch.device, rv: int) -> tuple:
+        """``(EncoderTables, output positions [ldpc_bits], scramble [coded_bits], points [2^Qm])``
+        on ``device``, built once per device and redundancy version."""
+        from v2x.semcom.ldpc_encode_triton import EncoderTables, output_positions
+
+        key = ("encode", str(device), int(rv))
         if key not in self._qam_tables_on:
-            points = self._mapper.constellation().to(device=device, dtype=torch.complex64)
-            self._qam_tables_on[key] = (self._scramble.to(device), points)
+            on = ("encoder", str(device))
+            if on not in self._qam_tables_on:
+                points = self._mapper.constellation().to(device=device, dtype=torch.complex64)
+                tables = EncoderTables(self._ldpc_enc, device)
+                self._qam_tables_on[on] = (tables, self._scramble.to(device), points)
+            tables, scramble, points = self._qam_tables_on[on]
+            positions = output_positions(self._ldpc_enc, int(rv)).to(device)
+            self._qam_tables_on[key] = (tables, positions, scramble, points)
         return self._qam_tables_on[key]
 
     def surrogate_symbols(self, num_blocks: int, device: torch.device) -> torch.Tensor:

@@ -16,7 +16,8 @@ LLRs agree to float32 rounding, not bitwise).
 bits modulo 2, and Sionna's ``Mapper`` casts to int32, shifts every bit by its position, sums
 each symbol's ``Qm`` shifted bits and gathers the constellation point: six passes over ``[N,
 n·Qm]``. The kernel does the same integer steps per symbol and writes the point: the same
-symbols, bit for bit.
+symbols, bit for bit. It reads the whole codeword of ``v2x.semcom.ldpc_encode_triton`` through
+the rate matching's positions, so the rate-matched codeword is never written.
 
 Imported with ``TRITON_INTERPRET=1`` the kernels run on CPU tensors (tests).
 """
@@ -135,7 +136,7 @@ def _map_kernel():
 
         @triton.jit
         def map_kernel(
-            c_ptr, scramble_ptr, points_ptr, out_ptr, n, total, c_row_stride, ldpc_bits,
+            c_ptr, pos_ptr, scramble_ptr, points_ptr, out_ptr, n, total, c_row_stride, ldpc_bits,
             QM: tl.constexpr, BLOCK: tl.constexpr,
         ):  # fmt: skip
             # One BLOCK of symbols of the [N, n] output, flattened row-major.
@@ -145,11 +146,11 @@ def _map_kernel():
             col = i - row * n
             index = tl.zeros([BLOCK], tl.int32)
             for k in tl.static_range(QM):
-                p = col * QM + k  # the coded bit; the codeword repeats cyclically past ldpc_bits
-                c = tl.load(c_ptr + row * c_row_stride + p % ldpc_bits, mask=m, other=0.0)
-                s = tl.load(scramble_ptr + p, mask=m, other=0.0)
-                bit = ((c + s) % 2.0).to(tl.int32)
-                index += bit << (QM - 1 - k)  # Sionna's Mapper: bit 0 the most significant
+                q = (col * QM + k) % ldpc_bits  # the rate-matched bits repeat cyclically
+                q = tl.load(pos_ptr + q, mask=m, other=0).to(tl.int64)  # its codeword bit
+                c = tl.load(c_ptr + row * c_row_stride + q, mask=m, other=0).to(tl.int32)
+                s = tl.load(scramble_ptr + col * QM + k, mask=m, other=0.0).to(tl.int32)
+                index += ((c + s) & 1) << (QM - 1 - k)  # Sionna's Mapper: bit 0 the MSB
             re = tl.load(points_ptr + 2 * index, mask=m, other=0.0)
             im = tl.load(points_ptr + 2 * index + 1, mask=m, other=0.0)
             tl.store(out_ptr + 2 * i, re, mask=m)
@@ -160,17 +161,26 @@ def _map_kernel():
 
 
 def coded_symbols(
-    c: torch.Tensor, scramble: torch.Tensor, points: torch.Tensor, qm: int, coded_bits: int
+    c: torch.Tensor,
+    scramble: torch.Tensor,
+    points: torch.Tensor,
+    qm: int,
+    coded_bits: int,
+    positions: torch.Tensor,
 ) -> torch.Tensor:
-    """``[N, coded_bits / Qm]`` complex64 symbols of codewords ``c [N, ldpc_bits]`` (0/1 float32,
-    any row stride): coded bit ``p`` is ``c[p mod ldpc_bits]`` plus ``scramble[p]`` (``[coded_bits]``
-    float32 0/1) modulo 2; each ``Qm`` bits, the first the most significant, index ``points``
-    (``[2^Qm]`` complex64)."""
+    """``[N, coded_bits / Qm]`` complex64 symbols of codewords ``c [N, ·]`` (0/1 uint8, any row
+    stride, unit column stride; ``v2x.semcom.ldpc_encode_triton.codewords``).
+
+    Rate-matched bit ``q`` is ``c[positions[q]]`` (``positions [ldpc_bits]`` int32,
+    ``v2x.semcom.ldpc_encode_triton.output_positions``); coded bit ``p`` is rate-matched
+    bit ``p mod ldpc_bits`` plus ``scramble[p]`` (``[coded_bits]`` float32 0/1) modulo 2; each
+    ``Qm`` bits, the first the most significant, index ``points`` (``[2^Qm]`` complex64)."""
     import triton
 
-    n_rows, ldpc_bits = c.shape
-    if c.dtype != torch.float32 or (n_rows and c.stride(1) != 1):
-        raise ValueError(f"coded_symbols: expected [N, n] float32 codewords with unit column "
+    n_rows = c.shape[0]
+    ldpc_bits = positions.numel()
+    if c.dtype != torch.uint8 or (n_rows and c.stride(1) != 1):
+        raise ValueError(f"coded_symbols: expected [N, n] uint8 codewords with unit column "
                          f"stride, got {c.dtype} with strides {c.stride()}")  # fmt: skip
     if coded_bits % qm or scramble.numel() != coded_bits or points.numel() != 2**qm:
         raise ValueError(
@@ -184,7 +194,7 @@ def coded_symbols(
         pts = torch.view_as_real(points.to(torch.complex64).contiguous())
         grid = (triton.cdiv(total, BLOCK),)
         _map_kernel()[grid](
-            c, scramble, pts, torch.view_as_real(out), n, total, c.stride(0), ldpc_bits,
-            QM=qm, BLOCK=BLOCK,
+            c, positions, scramble, pts, torch.view_as_real(out), n, total, c.stride(0),
+            ldpc_bits, QM=qm, BLOCK=BLOCK,
         )  # fmt: skip
     return out

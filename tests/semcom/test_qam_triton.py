@@ -88,49 +88,52 @@ def test_on_cuda_block_llrs_in_one_pass_equal_the_torch_paths(mcs, monkeypatch):
 _MAP = r"""
 import json
 import torch
-from v2x.semcom.qam_triton import coded_symbols
 from v2x.semcom.fec import BlockCode
+from v2x.semcom.ldpc_encode_triton import codewords
+from v2x.semcom.qam_triton import coded_symbols
 
 out = {}
 g = torch.Generator().manual_seed(5)
-for mcs in (0, 2, 9, 17, 27):  # QPSK with and without repeats, 16-, 64- and 256-QAM
+for mcs in (0, 2, 9, 17, 27):  # QPSK with and without repeats, 16-, 64- and 256-QAM; BG 1 and 2
     code = BlockCode(mcs, 1024)
     bits = torch.randint(0, 2, (3, code.payload_bits), generator=g).float()
     info = code._crc_enc(bits)
     same = []
-    for rv in (0, 2):  # rv 2: a strided view of Sionna's [N, 1, n] output
-        c = code._ldpc_enc(info) if rv == 0 else code._ldpc_enc(info, rv=[rv])[:, 0]
-        scramble, points = code._map_tables(c.device)
-        got = coded_symbols(c, scramble, points, code.mcs.qm, code.coded_bits)
-        same.append(torch.equal(got, code.encode(bits, rv=rv)))  # the torch path (CPU)
+    for rv in (0, 1, 2, 3):
+        tables, positions, scramble, points = code._encode_tables(info.device, rv)
+        c = codewords(info, tables)
+        got = coded_symbols(c, scramble, points, code.mcs.qm, code.coded_bits, positions)
+        same.append(torch.equal(got, code.encode(bits, rv=rv)))  # Sionna's encoder + mapper
     out[str(mcs)] = same
 try:
-    coded_symbols(c.double(), scramble, points, code.mcs.qm, code.coded_bits)
+    coded_symbols(c.float(), scramble, points, code.mcs.qm, code.coded_bits, positions)
     out["refused"] = False
 except ValueError as err:
-    out["refused"] = "float32" in str(err)
+    out["refused"] = "uint8" in str(err)
 print(json.dumps(out))
 """
 
 
-def test_one_pass_symbols_kernel_gives_the_torch_paths_symbols_in_the_interpreter(
+def test_triton_encoder_and_mapper_give_sionnas_symbols_in_the_interpreter(
     triton_interpreted,
 ):
-    """``qam_triton.coded_symbols`` (repeat, scrambling and Sionna's mapping in one Triton
-    pass) gives ``BlockCode.encode``'s torch symbols bit for bit: QPSK with the repeats of MCS 0
-    and without, 16-, 64- and 256-QAM, redundancy versions 0 and 2; float64 codewords are
-    refused by name."""
+    """``ldpc_encode_triton.codewords`` then ``qam_triton.coded_symbols`` (LDPC encoding, rate
+    matching, repeat, scrambling and mapping in Triton) give ``BlockCode.encode``'s symbols
+    (Sionna's ``LDPC5GEncoder`` and ``Mapper``) bit for bit: QPSK with the repeats of MCS 0 and
+    without, 16-, 64- and 256-QAM, base graphs 1 and 2, redundancy versions 0–3; float
+    codewords are refused by name."""
     out = triton_interpreted(_MAP)
     assert out.pop("refused") is True
-    assert out == {m: [True, True] for m in ("0", "2", "9", "17", "27")}, out
+    assert out == {m: [True] * 4 for m in ("0", "2", "9", "17", "27")}, out
 
 
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 @pytest.mark.parametrize("mcs", [0, 17, 27])
 def test_on_cuda_block_symbols_in_one_pass_equal_the_torch_paths(mcs, monkeypatch):
-    """On CUDA ``BlockCode.encode`` takes the one-pass Triton kernel, with the torch path's
-    symbols bit for bit (first transmission and an incremental-redundancy version)."""
+    """On CUDA ``BlockCode.encode`` takes the Triton encoder and mapper, with the symbols of
+    Sionna's encoder and mapper bit for bit (first transmission and an incremental-redundancy
+    version)."""
     import v2x.semcom.fec as fec
     from v2x.common import triton_available
 
