@@ -201,7 +201,9 @@ class MapStream:
             same source coding (one map at one ``bits``, sent at several SNRs): ``{segment
             index: symbols}`` and ``"whole"``: ``(stream bytes, [C, H, W] map, [H, W]
             delivered)`` of the last stream received whole; see ``decode_map_stream``'s ``sent``;
-            ``("whole", device)``: the same, its map a tensor on ``device`` (``reconstruct``).
+            ``("whole", device)``: the same, its map a tensor on ``device`` (``reconstruct``);
+            ``"ahead"``: ``(stream bytes, future)`` of a whole decoding started on the workers
+            before reception (``DigitalCodec._decode_ahead``).
         memo: read-only answers of ``sent_cells`` per (height, width, cells per segment)
             and of ``on_device`` per device: the source-coding memo hands the same stream
             object to each of a map's ``K`` SNRs.
@@ -921,6 +923,7 @@ class DigitalCodec(Codec):
         if self.source_executor is not None and b > 1:
             self._source_code_in_workers(features, mcs, cache)
         streams = [self._fit_stream(features, i, int(mcs[i]), cache) for i in range(b)]
+        self._decode_ahead(streams, tuple(features.shape[1:]))
         payload_bits = self.block_bits - CRC_BITS
         nblocks = [math.ceil(len(s.data) * 8 / payload_bits) for s in streams]
         nsym = [nblocks[i] * block_code_len(int(mcs[i]), self.block_bits) for i in range(b)]
@@ -1121,15 +1124,41 @@ class DigitalCodec(Codec):
         for st in streams:
             memo = st.decoded.get("whole")
             if id(st.decoded) not in jobs and (memo is None or memo[0] != st.data):
-                job = self.source_executor.submit(
-                    decode_whole, st.data, shape, cps, self.entropy_coder
-                )
+                ahead = st.decoded.get("ahead")  # started by _decode_ahead on these bytes
+                if ahead is not None and ahead[0] is st.data:
+                    job = ahead[1]
+                else:
+                    job = self.source_executor.submit(
+                        decode_whole, st.data, shape, cps, self.entropy_coder
+                    )
                 jobs[id(st.decoded)] = (st, job)
 
         def memoise(st: MapStream, decoded: tuple[np.ndarray, np.ndarray]) -> None:
             st.decoded["whole"] = (st.data, *decoded)
+            if st.decoded.get("ahead", (None,))[0] is st.data:
+                del st.decoded["ahead"]
 
         self._collect(jobs.values(), memoise, "decoding")
+
+    def _decode_ahead(self, streams: list[MapStream], shape: tuple[int, int, int]) -> None:
+        """Start ``decode_whole`` of each stream that the receiver's memo lacks on
+        ``source_executor``'s workers now, as the transmitter forms it, while the device encodes,
+        sends and LDPC-decodes: when the stream is then received whole (every byte as sent),
+        ``_decode_whole_in_workers`` takes that decoding of the same bytes instead of starting
+        one and waiting for it. A stream never received whole wastes its worker's time, not
+        this process's. Only with workers and real entropy coding (not estimated sizes)."""
+        if self.source_executor is None or self.entropy_coder in entropy.ESTIMATED:
+            return
+        cps = self._cells_per_segment(shape[2])
+        for st in streams:
+            memo, ahead = st.decoded.get("whole"), st.decoded.get("ahead")
+            if not st.data or (memo is not None and memo[0] == st.data):
+                continue
+            if ahead is None or ahead[0] is not st.data:
+                job = self.source_executor.submit(
+                    decode_whole, st.data, shape, cps, self.entropy_coder
+                )
+                st.decoded["ahead"] = (st.data, job)
 
     def _collect(self, jobs: Any, store: Callable[[Any, Any], None], doing: str) -> None:
         """``store(key, future.result())`` for each ``(key, future)`` of ``jobs`` run on

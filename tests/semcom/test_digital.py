@@ -495,6 +495,45 @@ def test_receiver_decoding_in_worker_processes_gives_the_same_maps(decoder):
     assert bool((delivered == 1).any()) and bool((delivered < 1).any())  # both kinds of rows
 
 
+def test_whole_decoding_starts_on_the_workers_when_the_streams_are_formed():
+    """With workers, ``encode`` starts each new stream's whole decoding (``decode_whole``) at
+    once; a reception that arrives whole takes that decoding (no job submitted at the
+    receiver) and gives the maps decoded in this process; the next SNR's encode of the same
+    maps starts nothing (the receiver's memo has them)."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    from v2x.semcom.digital import decode_whole
+
+    class Counting:
+        def __init__(self, pool):
+            self.pool, self.calls = pool, []
+
+        def submit(self, fn, *args, **kwargs):
+            self.calls.append(fn)
+            return self.pool.submit(fn, *args, **kwargs)
+
+    x = _features(4, 6, 12, 10, density=0.5, seed=13)
+    kwargs = {"bits": 6, "rows_per_segment": 2, "ldpc_decoder": "minsum"}
+    here = DigitalCodec(**kwargs)
+    _, rx, link = _send(here, x, [30.0] * 4, seed=2)
+    want = here.decode(rx, link)
+    with ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("fork")) as pool:
+        codec = DigitalCodec(**kwargs)
+        codec.source_memo = {}
+        codec.source_executor = counting = Counting(pool)
+        tx = codec.encode(x, LinkState.from_snr(torch.full((4,), 30.0)))
+        started = [f for f in counting.calls if f is decode_whole]
+        assert len(started) == 4 and all("ahead" in s.decoded for s in tx.meta["streams"])
+        _, rx, link = _send(codec, x, [30.0] * 4, seed=2)
+        counting.calls.clear()
+        got = codec.decode(rx, link)
+        assert decode_whole not in counting.calls  # taken from the decodings already started
+        assert torch.equal(got, want)
+        codec.encode(x, LinkState.from_snr(torch.full((4,), 25.0)))
+        assert decode_whole not in counting.calls
+
+
 def test_effective_snr_of_blocks_with_one_noise_variance_is_computed_on_one_symbol():
     """Blocks whose symbols share one noise variance take one symbol each: bit for bit the EESM
     over all of them (oracle: the full computation), which equals that SNR (the closed form);
