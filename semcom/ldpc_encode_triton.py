@@ -42,8 +42,8 @@ def _kernel():
             BLOCK_ROWS: tl.constexpr, BLOCK_COLS: tl.constexpr,
         ):  # fmt: skip
             # dst[r, j] (^)= XOR_t src[r, mat[j, t]]; mat's padding index (src_len) reads 0.
-            r = tl.program_id(1).to(tl.int64) * BLOCK_ROWS + tl.arange(0, BLOCK_ROWS)
-            j = tl.program_id(0) * BLOCK_COLS + tl.arange(0, BLOCK_COLS)
+            r = tl.program_id(0).to(tl.int64) * BLOCK_ROWS + tl.arange(0, BLOCK_ROWS)
+            j = tl.program_id(1) * BLOCK_COLS + tl.arange(0, BLOCK_COLS)
             rm = r < n_rows
             jm = j < m
             acc = tl.zeros([BLOCK_ROWS, BLOCK_COLS], tl.int32)
@@ -109,7 +109,7 @@ def codewords(info: torch.Tensor, tables: EncoderTables) -> torch.Tensor:
     if n == 0:
         return c
     for (src_off, src_len), mat, (dst_off, m), xor_into in tables.products:
-        grid = (triton.cdiv(m, BLOCK_COLS), triton.cdiv(n, BLOCK_ROWS))
+        grid = (triton.cdiv(n, BLOCK_ROWS), triton.cdiv(m, BLOCK_COLS))  # rows: the long axis
         _kernel()[grid](
             c, src_off, src_len, mat, c, dst_off, n, m, tables.width,
             NMAX=mat.shape[1], XOR_INTO=xor_into, BLOCK_ROWS=BLOCK_ROWS, BLOCK_COLS=BLOCK_COLS,
