@@ -136,5 +136,5 @@ def output_positions(encoder, rv: int) -> torch.Tensor:  # noqa: ANN001
             first_len = e.n_cb_comp - start
             c_out = torch.cat([c_rm[:, start:], c_rm[:, : e._n - first_len]], dim=1)
     if e._num_bits_per_symbol is not None:
-        c_out = c_out[..., e._out_int]
+        c_out = c_out[..., e._out_int.cpu()]  # (Sionna keeps it on its device)
     return c_out[0].to(torch.int32)
