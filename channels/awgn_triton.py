@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import torch
 
+from v2x.common import on_device_of
+
 _KERNEL = None
 BLOCK = 2048
 
@@ -43,5 +45,6 @@ def awgn_fused(x: torch.Tensor, noise_variance: torch.Tensor, seed: int) -> torc
     std = torch.sqrt(noise_variance.float() * 0.5).contiguous()
     floats = xr.shape[1]
     grid = (triton.cdiv(floats, BLOCK), x.shape[0])
-    _kernel()[grid](xr, y, std, floats, seed, BLOCK=BLOCK)
+    with on_device_of(x):
+        _kernel()[grid](xr, y, std, floats, seed, BLOCK=BLOCK)
     return torch.view_as_complex(y.view(x.shape[0], -1, 2))

@@ -44,6 +44,8 @@ from torch.overrides import TorchFunctionMode
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 
+from v2x.common import on_device_of
+
 __all__ = ["PRECISIONS", "COMPILE_MODES", "GraphCache", "autocast", "check_precision",
            "capture_graph", "capture_hazards", "cast_weights", "compile_function",
            "fold_batchnorm", "fuse_conv_relu", "pixel_shuffle_channels_last"]  # fmt: skip
@@ -106,7 +108,7 @@ def capture_graph(
             fn(*static)
     torch.cuda.current_stream(static[0].device).wait_stream(stream)
     graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph):
+    with on_device_of(static[0]), torch.cuda.graph(graph):  # captured on the inputs' device
         outputs = fn(*static)
 
     def run(*new_inputs: torch.Tensor) -> Any:

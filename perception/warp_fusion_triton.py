@@ -23,6 +23,8 @@ import torch
 import triton
 import triton.language as tl
 
+from v2x.common import on_device_of
+
 MODES = ("max", "attention")
 
 
@@ -204,12 +206,13 @@ def warp_fuse(
     args = (features, grid, out, a, c, hh, ww, h, w, *features.stride(), *out.stride(),
             math.sqrt(c))  # fmt: skip
     consts = {"ATTENTION": mode == "attention", "BLOCK_C": triton.next_power_of_2(c)}
-    if block_cells is None and features.is_cuda:
-        _tuned_kernel[lambda meta: (triton.cdiv(h * w, meta["BLOCK_P"]), b)](*args, **consts)
-    else:  # (the interpreter, on CPU tensors, has no timer to autotune with)
-        block = block_cells or 4
-        launch = (triton.cdiv(h * w, block), b)
-        _warp_fuse_kernel[launch](*args, **consts, BLOCK_P=block, num_warps=4)
+    with on_device_of(features):
+        if block_cells is None and features.is_cuda:
+            _tuned_kernel[lambda meta: (triton.cdiv(h * w, meta["BLOCK_P"]), b)](*args, **consts)
+        else:  # (the interpreter, on CPU tensors, has no timer to autotune with)
+            block = block_cells or 4
+            launch = (triton.cdiv(h * w, block), b)
+            _warp_fuse_kernel[launch](*args, **consts, BLOCK_P=block, num_warps=4)
     return out
 
 
@@ -275,10 +278,11 @@ def fuse_collaborators(
     block, warps = EGO_LAUNCH[collaborators.stride(2) == 1]
     block = block_cells or block
     own = ego[:, 0]
-    _fuse_at_ego_kernel[(triton.cdiv(h * w, block), n)](
-        own, collaborators, grid, sent, out, m, c, hh, ww, h, w, e,
-        *own.stride(), *collaborators.stride(), *out.stride(), math.sqrt(c),
-        ATTENTION=mode == "attention", BLOCK_P=block, BLOCK_C=triton.next_power_of_2(c),
-        num_warps=warps,
-    )  # fmt: skip
+    with on_device_of(collaborators):
+        _fuse_at_ego_kernel[(triton.cdiv(h * w, block), n)](
+            own, collaborators, grid, sent, out, m, c, hh, ww, h, w, e,
+            *own.stride(), *collaborators.stride(), *out.stride(), math.sqrt(c),
+            ATTENTION=mode == "attention", BLOCK_P=block, BLOCK_C=triton.next_power_of_2(c),
+            num_warps=warps,
+        )  # fmt: skip
     return out

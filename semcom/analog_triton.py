@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import torch
 
+from v2x.common import on_device_of
+
 _KERNEL = None
 BLOCK_C = 32
 BLOCK_HW = 64
@@ -79,6 +81,7 @@ def receive(
         f = shrink.to(torch.float32).reshape(b).contiguous()
         s = scale.to(torch.float32).reshape(b).contiguous()
         grid = (triton.cdiv(h * w, BLOCK_HW), triton.cdiv(c, BLOCK_C), b)
-        _kernel()[grid](yr, f, s, out, c, h * w, yr.shape[1], BLOCK_C=BLOCK_C,
-                        BLOCK_HW=BLOCK_HW, enable_fp_fusion=False)  # fmt: skip
+        with on_device_of(y):
+            _kernel()[grid](yr, f, s, out, c, h * w, yr.shape[1], BLOCK_C=BLOCK_C,
+                            BLOCK_HW=BLOCK_HW, enable_fp_fusion=False)  # fmt: skip
     return out

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import torch
 
+from v2x.common import on_device_of
+
 _KERNEL = None
 BLOCK = 1024
 
@@ -78,8 +80,9 @@ def destandardize(
     if n:
         s, m = std.float().contiguous(), mean.float().contiguous()
         b = s if bias is None else bias.float().contiguous()  # (not read without a bias)
-        _kernel()[(triton.cdiv(n, BLOCK),)](
-            x, out, s, m, b, n, c, h * w, CHANNELS_LAST=channels_last,
-            HAS_BIAS=bias is not None, BLOCK=BLOCK, enable_fp_fusion=False,
-        )  # fmt: skip
+        with on_device_of(x):
+            _kernel()[(triton.cdiv(n, BLOCK),)](
+                x, out, s, m, b, n, c, h * w, CHANNELS_LAST=channels_last,
+                HAS_BIAS=bias is not None, BLOCK=BLOCK, enable_fp_fusion=False,
+            )  # fmt: skip
     return out

@@ -24,6 +24,8 @@ from __future__ import annotations
 
 import torch
 
+from v2x.common import on_device_of
+
 _KERNEL = None
 BLOCK_ROWS = 32
 BLOCK_COLS = 64
@@ -108,12 +110,13 @@ def codewords(info: torch.Tensor, tables: EncoderTables) -> torch.Tensor:
     c[:, tables.k : tables.k_ldpc] = 0
     if n == 0:
         return c
-    for (src_off, src_len), mat, (dst_off, m), xor_into in tables.products:
-        grid = (triton.cdiv(n, BLOCK_ROWS), triton.cdiv(m, BLOCK_COLS))  # rows: the long axis
-        _kernel()[grid](
-            c, src_off, src_len, mat, c, dst_off, n, m, tables.width,
-            NMAX=mat.shape[1], XOR_INTO=xor_into, BLOCK_ROWS=BLOCK_ROWS, BLOCK_COLS=BLOCK_COLS,
-        )  # fmt: skip
+    with on_device_of(c):
+        for (src_off, src_len), mat, (dst_off, m), xor_into in tables.products:
+            grid = (triton.cdiv(n, BLOCK_ROWS), triton.cdiv(m, BLOCK_COLS))  # rows: the long axis
+            _kernel()[grid](
+                c, src_off, src_len, mat, c, dst_off, n, m, tables.width,
+                NMAX=mat.shape[1], XOR_INTO=xor_into, BLOCK_ROWS=BLOCK_ROWS, BLOCK_COLS=BLOCK_COLS,
+            )  # fmt: skip
     return c
 
 

@@ -72,6 +72,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from v2x.common import on_device_of
+
 #: Internal LLR of a filler bit (known 0): larger than any message, so never the minimum.
 _FILLER_LLR = 1.0e4
 #: |t| given to the padding edges of a row group: never the minimum, sign +.
@@ -468,6 +470,12 @@ class LDPC5GMinSumDecoder:
         redundancy versions ``rv[0..R-1]`` (each 0–3) of every block; their LLRs are added in
         the circular buffer before decoding, as Sionna's HARQ-mode ``LDPC5GDecoder`` does.
         """
+        with on_device_of(llr_ch):  # the Triton kernels launch on llr_ch's device
+            return self._decode(llr_ch, return_codeword, rv)
+
+    def _decode(
+        self, llr_ch: torch.Tensor, return_codeword: bool, rv: list[int] | None
+    ) -> MinSumResult:
         if llr_ch.shape[-1] != self.n:
             raise ValueError(
                 f"LDPC min-sum: llr_ch must be [..., n={self.n}], got {tuple(llr_ch.shape)}"

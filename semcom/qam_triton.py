@@ -26,6 +26,8 @@ from __future__ import annotations
 
 import torch
 
+from v2x.common import on_device_of
+
 _KERNEL = None
 _MAP_KERNEL = None
 BLOCK = 512
@@ -120,11 +122,12 @@ def codeword_llrs(
     total = n_rows * n
     if total:
         grid = (triton.cdiv(total, BLOCK),)
-        _kernel()[grid](
-            x, no, tables.dims, tables.levels, tables.labels, tables.sign, out,
-            n, total, no.stride(0), no.stride(1), float(no_erased), float(no_min),
-            QM=tables.qm, L=tables.num_levels, BLOCK=BLOCK,
-        )  # fmt: skip
+        with on_device_of(x_hat):
+            _kernel()[grid](
+                x, no, tables.dims, tables.levels, tables.labels, tables.sign, out,
+                n, total, no.stride(0), no.stride(1), float(no_erased), float(no_min),
+                QM=tables.qm, L=tables.num_levels, BLOCK=BLOCK,
+            )  # fmt: skip
     return out
 
 
@@ -193,8 +196,9 @@ def coded_symbols(
     if total:
         pts = torch.view_as_real(points.to(torch.complex64).contiguous())
         grid = (triton.cdiv(total, BLOCK),)
-        _map_kernel()[grid](
-            c, positions, scramble, pts, torch.view_as_real(out), n, total, c.stride(0),
-            ldpc_bits, QM=qm, BLOCK=BLOCK,
-        )  # fmt: skip
+        with on_device_of(c):
+            _map_kernel()[grid](
+                c, positions, scramble, pts, torch.view_as_real(out), n, total, c.stride(0),
+                ldpc_bits, QM=qm, BLOCK=BLOCK,
+            )  # fmt: skip
     return out

@@ -386,6 +386,24 @@ def _versions(value: Any) -> tuple:
     return tuple(v._version for v in items if isinstance(v, torch.Tensor))
 
 
+@contextmanager
+def on_device_of(t: torch.Tensor) -> Iterator[None]:
+    """Within the block, the current CUDA device is ``t``'s (nothing changes for a host tensor).
+
+    Triton launches a kernel on the current device and its current stream, not on its
+    arguments' device: called with tensors on ``cuda:1`` while ``cuda:0`` is current (a sweep
+    worker of ``device=all``, or ``device=cuda:1``), a kernel would run on the wrong device,
+    unordered with the work that produced its inputs. Every Triton wrapper launches inside it.
+    """
+    import torch
+
+    if not t.is_cuda:
+        yield
+        return
+    with torch.cuda.device(t.device):
+        yield
+
+
 def triton_available() -> bool:
     """Triton is installed and a CUDA device is visible (its kernels can run compiled)."""
     import torch
