@@ -50,7 +50,8 @@
 #          s); results under outputs/sweep_main_payload of the tree, so a run cut short resumes
 #          when that folder is carried back; then benchmarks/profile_digital_payload.py (one
 #          frame's 4 maps at -5/10/20 dB, warm, cProfile + torch.profiler)
-#   digital  the digital chain's GPU tests, then the issue-16 setting: 1 Mbit per link
+#   digital  the digital chain's GPU tests, the block code's Triton ends against the torch path
+#          (bench_block_code.py), then the issue-16 setting: 1 Mbit per link
 #          (64 x 64 x 64 maps at 4 bits), one frame's 4 links at -5/10/20 dB (as 2026-12-01h)
 #          and a sweep's batch of 16 frames x 4 links at 7 SNRs, in one process and with 8
 #          source-coding worker processes (~8 min)
@@ -234,7 +235,9 @@ map_location='cpu', weights_only=False); torch.save({'step': s['step'], 'extra':
   digital)
     N=${N:-40}
     gpu_tests pytest_gpu_digital 180 tests/semcom/test_digital.py tests/semcom/test_demap.py \
-      tests/semcom/test_digital_payload.py tests/semcom/test_harq.py tests/semcom/test_ldpc_minsum.py
+      tests/semcom/test_qam_triton.py tests/semcom/test_digital_payload.py \
+      tests/semcom/test_harq.py tests/semcom/test_ldpc_minsum.py tests/core/test_triton_device.py
+    step bench_block_code 120 "$R/benchmarks/bench_block_code.py" --device cuda
     step digital_1mbit_4links 150 "$R/benchmarks/profile_digital_payload.py" --device cuda \
       --channels 64 --size 64 --density 1.0 --snr-db=-5,10,20 --profile 30
     step digital_1mbit_64links 240 "$R/benchmarks/profile_digital_payload.py" --device cuda \
