@@ -38,6 +38,8 @@ def _start(config: dict, devices: Any, threads: int, sharers: dict[str, int] | N
 
     configure_determinism(config["deterministic"])  # a spawned process starts with torch's defaults
     device = torch.device(devices.get())
+    if device.type == "cuda":  # this process's current device (Triton kernels also enter their
+        torch.cuda.set_device(device)  # tensors' device: v2x.common.on_device_of)
     torch.set_num_threads(threads)
     plan = plan_sweep(config)
     frames = load_frames(plan.data, True)
