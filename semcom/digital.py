@@ -956,7 +956,7 @@ class DigitalCodec(Codec):
                     [self.blocks_per_packet * block_code_len(int(m), self.block_bits) for m in mcs],
                 ],
                 dtype=torch.float64,
-            ).reshape(5, b),
+            ),  # [5, B]
             device,
         )  # fmt: skip
         mask = torch.arange(n_max, device=device)[None, :] < counts[0][:, None]
@@ -1118,19 +1118,14 @@ class DigitalCodec(Codec):
         and memoise each as ``decode_map_stream`` does for a whole reception, where
         ``reconstruct`` then finds it. Not for estimated sizes (their symbols live in this
         process); a broken pool leaves the work to ``decode_map_stream``."""
-        assert self.source_executor is not None
         cps = self._cells_per_segment(shape[2])
         jobs: dict[int, tuple[MapStream, Any]] = {}
         for st in streams:
             memo = st.decoded.get("whole")
             if id(st.decoded) not in jobs and (memo is None or memo[0] != st.data):
                 ahead = st.decoded.get("ahead")  # started by _decode_ahead on these bytes
-                if ahead is not None and ahead[0] is st.data:
-                    job = ahead[1]
-                else:
-                    job = self.source_executor.submit(
-                        decode_whole, st.data, shape, cps, self.entropy_coder
-                    )
+                same = ahead is not None and ahead[0] is st.data
+                job = ahead[1] if same else self._submit_whole(st, shape, cps)
                 jobs[id(st.decoded)] = (st, job)
 
         def memoise(st: MapStream, decoded: tuple[np.ndarray, np.ndarray]) -> None:
@@ -1155,10 +1150,16 @@ class DigitalCodec(Codec):
             if not st.data or (memo is not None and memo[0] == st.data):
                 continue
             if ahead is None or ahead[0] is not st.data:
-                job = self.source_executor.submit(
-                    decode_whole, st.data, shape, cps, self.entropy_coder
-                )
-                st.decoded["ahead"] = (st.data, job)
+                st.decoded["ahead"] = (st.data, self._submit_whole(st, shape, cps))
+
+    def _submit_whole(
+        self, st: MapStream, shape: tuple[int, int, int], cells_per_segment: int
+    ) -> Any:
+        """A future of ``decode_whole`` of ``st``'s bytes on ``source_executor``'s workers."""
+        assert self.source_executor is not None
+        return self.source_executor.submit(
+            decode_whole, st.data, shape, cells_per_segment, self.entropy_coder
+        )
 
     def _collect(self, jobs: Any, store: Callable[[Any, Any], None], doing: str) -> None:
         """``store(key, future.result())`` for each ``(key, future)`` of ``jobs`` run on
@@ -1235,23 +1236,17 @@ def failed_block_symbols(
     is used: only the rows' block outcomes travel, not the ``B × n`` mask."""
     out = torch.zeros(len(blocks), n, dtype=torch.bool, device=device)
     failed = [~ok.cpu() for ok, _ in blocks]
-    rows = [i for i, f in enumerate(failed) if bool(f.any())]
-    if not rows:
-        return out
-    # the failed rows' outcomes padded to one [rows, blocks] host tensor, one non-blocking copy;
-    # then one repeat per MCS (its uses per block)
-    width = max(failed[i].numel() for i in rows)
-    host = torch.zeros(len(rows), width, dtype=torch.bool)
-    for j, i in enumerate(rows):
-        host[j, : failed[i].numel()] = failed[i]
-    on_device = to_device_async(host, out.device)
-    uses = [block_code_len(int(mcs[i]), block_bits) for i in rows]
-    for s in sorted(set(uses)):
-        group = [j for j, u in enumerate(uses) if u == s]
-        nb = max(failed[rows[j]].numel() for j in group)
-        picked = on_device[to_device_async(torch.tensor(group), out.device), :nb]
-        at = to_device_async(torch.tensor([rows[j] for j in group]), out.device)
-        out[at, : nb * s] = picked.repeat_interleave(s, dim=1)
+    by_uses: dict[int, list[int]] = {}  # channel uses per block -> the rows with a failed block
+    for i, f in enumerate(failed):
+        if bool(f.any()):
+            by_uses.setdefault(block_code_len(int(mcs[i]), block_bits), []).append(i)
+    # per MCS, the rows' outcomes padded into one host tensor and one non-blocking copy
+    for s, rows in by_uses.items():
+        host = torch.zeros(len(rows), max(failed[i].numel() for i in rows), dtype=torch.bool)
+        for j, i in enumerate(rows):
+            host[j, : failed[i].numel()] = failed[i]
+        at = to_device_async(torch.tensor(rows), out.device)
+        out[at, : host.shape[1] * s] = to_device_async(host, out.device).repeat_interleave(s, 1)
     return out
 
 

@@ -69,9 +69,10 @@ class EncoderTables:
 
     Attributes:
         k, k_ldpc, n_ldpc: information bits, with the fillers, codeword length.
-        products: ``(source, mat, destination)`` per sparse product: ``mat [m, n_max]`` int32
-            indices into the source's ``[offset, offset + length)`` columns of the codeword,
-            padded with ``length``; source and destination as ``(offset, length)``.
+        products: ``(source, mat, destination, xor_into)`` per sparse product, in order:
+            ``mat [m, n_max]`` int32 indices into the source's ``[offset, offset + length)``
+            columns of the codeword, padded with ``length``; source and destination as
+            ``(offset, length)``; ``xor_into``: XOR into the destination instead of writing it.
     """
 
     def __init__(self, encoder, device: torch.device | str) -> None:  # noqa: ANN001
@@ -84,15 +85,11 @@ class EncoderTables:
         if p_b[0] + p_b[1] != self.n_ldpc or c2.shape[0] != c1.shape[0]:
             raise ValueError(f"LDPC tables: [s, p_a, p_b] do not make {self.n_ldpc} bits")
         tmp = (self.n_ldpc, m_a)  # A · s, in scratch columns past the codeword
-        self.products = [
-            (s, a, tmp, False),
-            (tmp, b_inv, p_a, False),
-            (s, c1, p_b, False),
-            (p_a, c2, p_b, True),
-        ]
+        steps = [(s, a, tmp, False), (tmp, b_inv, p_a, False), (s, c1, p_b, False),
+                 (p_a, c2, p_b, True)]  # fmt: skip
         self.products = [
             (src, mat.to(device=device, dtype=torch.int32).contiguous(), dst, xor_into)
-            for src, mat, dst, xor_into in self.products
+            for src, mat, dst, xor_into in steps
         ]
         self.width = self.n_ldpc + m_a  # codeword + scratch
 
