@@ -67,6 +67,13 @@ def main() -> None:
     p.add_argument("--harq-rounds", type=int, default=1)
     p.add_argument("--snr-db", default="0,10,20")
     p.add_argument("--profile", type=int, default=0, help="print the N costliest functions")
+    p.add_argument("--ldpc-decoder", default="minsum", help="minsum | minsum-fp16 | sionna")
+    p.add_argument(
+        "--trace",
+        default="",
+        help="with --profile on CUDA: also write the device pass's Chrome trace (JSON, with the "
+        "Python call stack) here",
+    )
     p.add_argument(
         "--source-workers",
         type=int,
@@ -79,7 +86,10 @@ def main() -> None:
     snrs = [float(s) for s in args.snr_db.split(",")]
     x = feature_maps(args.links, args.channels, args.size, args.density, 0).to(device)
     codec = DigitalPayloadCodec(
-        bits=args.bits, harq_max_rounds=args.harq_rounds, harq_combining="ir"
+        bits=args.bits,
+        harq_max_rounds=args.harq_rounds,
+        harq_combining="ir",
+        ldpc_decoder=args.ldpc_decoder,
     )
     codec.source_memo = {}  # as a sweep: one source coding per map for all SNRs
     if args.source_workers:
@@ -114,10 +124,13 @@ def main() -> None:
         if device.type == "cuda":
             from torch.profiler import ProfilerActivity, profile
 
-            with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as tp:
+            activities = [ProfilerActivity.CPU, ProfilerActivity.CUDA]
+            with profile(activities=activities, with_stack=bool(args.trace)) as tp:
                 round_trips(codec, x, snrs)
                 sync()
             print(tp.key_averages().table(sort_by="self_cuda_time_total", row_limit=args.profile))
+            if args.trace:
+                tp.export_chrome_trace(args.trace)
 
 
 if __name__ == "__main__":

@@ -67,12 +67,13 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from v2x.common import on_device_of
+from v2x.common import on_device_of, to_device_async
 
 #: Internal LLR of a filler bit (known 0): larger than any message, so never the minimum.
 _FILLER_LLR = 1.0e4
@@ -504,8 +505,8 @@ class LDPC5GMinSumDecoder:
         if layer == self._layer_triton and persistent:
             return self._decode_persistent(x, rv, tab, lead, return_codeword)
         bits = torch.zeros(nb, self.k, dtype=torch.float32, device=device)
-        converged = torch.zeros(nb, dtype=torch.bool, device=device)
-        iterations = torch.zeros(nb, dtype=torch.int32, device=device)
+        converged = np.zeros(nb, dtype=bool)  # filled on the host, copied once at the end
+        iterations = np.zeros(nb, dtype=np.int32)
         cw = torch.zeros(nb, self.n, device=device) if return_codeword else None
 
         # Internal LLRs (positive favours 0): L = −logit, batch-last, plus the z padding rows.
@@ -517,78 +518,77 @@ class LDPC5GMinSumDecoder:
         else:
             self._channel_llr_torch(x, rv, llr, tab)
         use_torch = layer == self._layer_torch
-        msgs = [self._new_state(g, nb, device, use_torch) for g in tab.groups]
+        state, msgs = self._new_state(tab, nb, device, use_torch)
         max_e = max(g.idx.numel() for g in tab.groups)
-        active = torch.arange(nb, device=device)  # original index of every column still decoding
+        active = np.arange(nb)  # original index of every column still decoding
 
-        def finish(
-            cols: torch.Tensor, ok: torch.Tensor | bool, it: int, hard: torch.Tensor | None
-        ) -> None:
+        def finish(cols: np.ndarray, ok: np.ndarray | bool, it: int, hard: torch.Tensor | None):
             """Write out the hard decisions of the active batch columns ``cols`` (from the
             syndrome check's packed words ``hard`` where it gives them)."""
             dest = active[cols]
-            if hard is None:
-                bits[dest] = (llr[: self.k, cols] <= 0.0).t().to(torch.float32)
-            else:
-                self._hard_bits_triton(hard, cols, dest, bits)
             iterations[dest] = it
             converged[dest] = ok
+            at = to_device_async(torch.from_numpy(np.stack([cols, dest])), device)
+            if hard is None:
+                bits[at[1]] = (llr[: self.k, at[0]] <= 0.0).t().to(torch.float32)
+            else:
+                self._hard_bits_triton(hard, at[0], at[1], bits)
             if cw is not None:
-                cw[dest] = (llr.index_select(0, tab.cw_idx)[:, cols] <= 0.0).t().float()
+                cw[at[1]] = (llr.index_select(0, tab.cw_idx)[:, at[0]] <= 0.0).t().float()
+
+        def iterate() -> None:
+            for g, r in zip(tab.groups, msgs):
+                layer(llr, g, r, work)
 
         # A block's output is its first codeword (or its state after num_iter iterations), so
         # it never depends on the other blocks of the batch; converged ("frozen") blocks leave
-        # the batch once they are at least 1/_COMPACT[path] of it.
+        # the batch once they are at least 1/_COMPACT[path] of it. With Triton (no codeword
+        # asked), the next iteration's row kernels are queued before the host reads a check:
+        # the device runs them while the host waits and books the finished blocks, whose bits
+        # come from the check's packed words (that iteration is wasted on them, never read).
         work = self._work(max_e, nb, device) if use_torch else None
-        syndrome_ok = self._syndrome_ok if use_torch else self._syndrome_ok_triton
         checks = self._checks(rv)
         compact = _COMPACT["torch" if use_torch else "triton"]
-        frozen = torch.zeros(nb, dtype=torch.bool, device=device)
-        num_frozen = 0  # frozen.sum(), counted on the host (one device sync less per iteration)
-        later = None  # a Triton finish queued after the next iteration's row kernels
+        ahead = not use_torch and cw is None
+        frozen = np.zeros(nb, dtype=bool)
+        num_frozen = 0
         it = 0
         while nb:
             last = it == self.num_iter
+            if not (last or (self.early_stop and it)):
+                iterate()
+                it += 1
+                continue
+            ok, hard = self._check(llr, tab, checks, use_torch)
+            if ahead and not last:
+                iterate()
+            ok = ok()  # the host waits for the check (not for the row kernels queued after it)
             if last:
-                rest = torch.nonzero(~frozen).reshape(-1)
-                ok, hard = syndrome_ok(llr, tab, checks)
+                rest = np.flatnonzero(~frozen)
                 finish(rest, ok[rest], it, hard)
                 break
-            if self.early_stop and it:
-                ok, hard = syndrome_ok(llr, tab, checks)
-                new = ok & ~frozen
-                cols = torch.nonzero(new).reshape(-1)
-                if cols.numel():
-                    num_frozen += cols.numel()  # ``new`` excludes the frozen columns
-                    done = num_frozen == frozen.numel()
-                    squeeze = not done and num_frozen * compact >= frozen.numel()
-                    if done or squeeze or hard is None or cw is not None:
-                        finish(cols, True, it, hard)
-                        frozen |= new
-                    else:  # it reads only the packed words: queued after the row kernels
-                        later = (cols, it, hard, new)
-                    if done:
-                        break
-                    if squeeze:
-                        keep = torch.nonzero(~frozen).reshape(-1)
-                        llr = llr.index_select(1, keep)
-                        msgs = [[m.index_select(1, keep) for m in st] for st in msgs]
-                        active = active[keep]
-                        frozen = frozen[keep]
-                        num_frozen = 0
-                        work = self._work(max_e, keep.numel(), device) if use_torch else None
-            it += 1
-            for g, r in zip(tab.groups, msgs):
-                layer(llr, g, r, work)
-            if later is not None:  # the device starts the row kernels without waiting for these
-                cols, at, hard, new = later
-                finish(cols, True, at, hard)
+            new = ok & ~frozen
+            cols = np.flatnonzero(new)
+            if cols.size:
+                num_frozen += cols.size  # ``new`` excludes the frozen columns
+                finish(cols, True, it, hard)
                 frozen |= new
-                later = None
+                if num_frozen == frozen.size:
+                    break
+                if num_frozen * compact >= frozen.size:
+                    keep_np = np.flatnonzero(~frozen)
+                    keep = to_device_async(torch.from_numpy(keep_np), device)
+                    llr = llr.index_select(1, keep)
+                    state, msgs = self._state_views(tab, [s.index_select(1, keep) for s in state])
+                    active, frozen, num_frozen = active[keep_np], frozen[keep_np], 0
+                    work = self._work(max_e, keep_np.size, device) if use_torch else None
+            if not ahead:
+                iterate()
+            it += 1
         return MinSumResult(
             bits.reshape(*lead, self.k),
-            converged.reshape(lead),
-            iterations.reshape(lead),
+            to_device_async(torch.from_numpy(converged), device).reshape(lead),
+            to_device_async(torch.from_numpy(iterations), device).reshape(lead),
             None if cw is None else cw.reshape(*lead, self.n),
         )
 
@@ -642,20 +642,30 @@ class LDPC5GMinSumDecoder:
         )
 
     def _new_state(
-        self, g: _Group, nb: int, device: torch.device, per_edge: bool
-    ) -> list[torch.Tensor]:
-        """Zero check-to-variable messages of row group ``g`` for ``nb`` blocks.
+        self, tab: _Tables, nb: int, device: torch.device, per_edge: bool
+    ) -> tuple[list[torch.Tensor], list[list[torch.Tensor]]]:
+        """Zero check-to-variable messages of every row group for ``nb`` blocks: the state
+        tensors (every group's rows in one tensor per kind, one allocation and one compaction
+        for all groups) and each group's views of them (``_state_views``).
 
-        Per edge (torch path, Triton ``check_state="edges"``): ``[R [rows·degree·Z, nb]]``.
-        Compressed (Triton): ``[α·s·min1, α·s·min2]`` ``[rows·Z, nb]`` in the storage dtype and
-        ``[rows·Z, nb]`` int32 holding the edge sign bits and the arg-min edge (all zero: every
-        message +0, as the per-edge zeros).
+        Per edge (torch path, Triton ``check_state="edges"``): ``[R [rows·degree·Z, nb]]`` per
+        group. Compressed (Triton): ``[α·s·min1, α·s·min2]`` ``[rows·Z, nb]`` in the storage
+        dtype and ``[rows·Z, nb]`` int32 holding the edge sign bits and the arg-min edge (all
+        zero: every message +0, as the per-edge zeros).
         """
-        if per_edge or self._layer_state == "edges":
-            return [torch.zeros(g.idx.numel(), nb, dtype=self._dtype, device=device)]
-        rows, _, z = g.shape
-        mins = [torch.zeros(rows * z, nb, dtype=self._dtype, device=device) for _ in range(2)]
-        return [*mins, torch.zeros(rows * z, nb, dtype=torch.int32, device=device)]
+        per_edge = per_edge or self._layer_state == "edges"
+        _, rows = _state_rows(tab, per_edge)
+        dtypes = (self._dtype,) if per_edge else (self._dtype, self._dtype, torch.int32)
+        state = [torch.zeros(rows, nb, dtype=dt, device=device) for dt in dtypes]
+        return self._state_views(tab, state)
+
+    @staticmethod
+    def _state_views(
+        tab: _Tables, state: list[torch.Tensor]
+    ) -> tuple[list[torch.Tensor], list[list[torch.Tensor]]]:
+        """``(state, per group [its rows of every state tensor])`` (``_state_rows``)."""
+        rows, _ = _state_rows(tab, len(state) == 1)
+        return state, [[s[a:b] for s in state] for a, b in rows]
 
     @staticmethod
     def _work(max_e: int, nb: int, device: torch.device) -> torch.Tensor:
@@ -795,7 +805,7 @@ class LDPC5GMinSumDecoder:
         self, hard: torch.Tensor, cols: torch.Tensor, dest: torch.Tensor, bits: torch.Tensor
     ) -> None:
         """``bits[dest] = `` the information bits of the active batch columns ``cols``, read
-        from ``_syndrome_ok_triton``'s packed hard decisions (``(llr[:k, cols] ≤ 0)ᵀ``)."""
+        from ``_syndrome_words_triton``'s packed hard decisions (``(llr[:k, cols] ≤ 0)ᵀ``)."""
         if not cols.numel():
             return
         grid = (triton_cdiv(cols.numel(), 32), triton_cdiv(self.k, 128))
@@ -803,14 +813,42 @@ class LDPC5GMinSumDecoder:
             hard, cols, dest, bits, cols.numel(), self.k, hard.shape[1], BLOCK_C=32, BLOCK_K=128
         )
 
+    def _check(
+        self, llr: torch.Tensor, tab: _Tables, checks: int, use_torch: bool
+    ) -> tuple[Callable[[], np.ndarray], torch.Tensor | None]:
+        """Queue the syndrome check of every batch column of ``llr``: ``(read, hard)``, where
+        ``read()`` waits for the check alone and returns ``[B]`` bool on the host (True: a
+        codeword) and ``hard`` the packed hard decisions (Triton; ``None`` in torch). On CUDA
+        the violation words go to page-locked memory in a non-blocking copy, so work queued
+        after the check runs while the host reads it."""
+        if use_torch:
+            ok, hard = self._syndrome_ok(llr, tab, checks)
+            return (lambda: ok.cpu().numpy()), hard
+        bad, hard = self._syndrome_words_triton(llr, tab, checks)
+        nb = llr.shape[1]
+        if bad.device.type != "cuda":  # Triton's interpreter
+            return (lambda: _words_ok(bad.numpy(), nb)), hard
+        host = torch.empty(bad.shape, dtype=bad.dtype, pin_memory=True)
+        host.copy_(bad, non_blocking=True)
+        done = torch.cuda.Event()
+        done.record()
+
+        def read() -> np.ndarray:
+            done.synchronize()
+            return _words_ok(host.numpy(), nb)
+
+        return read, hard
+
     @staticmethod
-    def _syndrome_ok_triton(
+    def _syndrome_words_triton(
         llr: torch.Tensor, tab: _Tables, checks: int
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """As ``_syndrome_ok`` with two Triton kernels: hard decisions packed 32 blocks to an
-        int32 word (``[V + 1, ⌈B/32⌉]``, the last row 0 for padding slots, returned as well),
+        """The syndrome check of ``_syndrome_ok`` in two Triton kernels: hard decisions packed 32
+        blocks to an int32 word (``hard [V + 1, ⌈B/32⌉]``, the last row 0 for padding slots),
         then per check the XOR of its VNs' words, OR-ed over the checks (≈ 4 B per VN and E/8 B
-        per block read, instead of ~13 B per edge with torch's byte-wise gathers)."""
+        per block read, instead of ~13 B per edge with torch's byte-wise gathers). Returns
+        ``(bad [⌈B/32⌉] int32, hard)``: bit ``k`` of ``bad[w]`` set where block ``32·w + k``
+        violates a check (``_words_ok`` unpacks it)."""
         v, nb = tab.place.numel(), llr.shape[1]
         nw = -(-nb // 32)
         hard = torch.empty(v + 1, nw, dtype=torch.int32, device=llr.device)
@@ -824,13 +862,12 @@ class LDPC5GMinSumDecoder:
             hard, tab.syn_idx, bad, checks, nw,
             DMAX=d, DMAX_P2=triton_next_pow2(d), BLOCK_W=32, CHECKS_PER=per,
         )  # fmt: skip
-        shifts = torch.arange(32, dtype=torch.int32, device=llr.device)
-        return ((bad[:, None] >> shifts) & 1).reshape(-1)[:nb] == 0, hard
+        return bad, hard
 
     @staticmethod
     def _syndrome_ok(llr: torch.Tensor, tab: _Tables, checks: int) -> tuple[torch.Tensor, None]:
         """``[B]`` bool: the hard decision of each batch column satisfies every check (and
-        ``None``: no packed hard decisions, as ``_syndrome_ok_triton`` returns).
+        ``None``: no packed hard decisions, as ``_syndrome_words_triton`` returns).
 
         Hard bits are bytes, four blocks to an int32 lane group: the gather and the sum over a
         check's edges (at most its degree, < 256 per byte: no carry between blocks) move a
@@ -845,6 +882,25 @@ class LDPC5GMinSumDecoder:
         packed = hard.view(torch.int32).index_select(0, idx).view(checks, d, nb4 // 4)
         parity = packed.sum(dim=1, dtype=torch.int32).bitwise_and_(0x01010101)
         return parity.view(torch.uint8).amax(dim=0)[:nb] == 0, None
+
+
+def _state_rows(tab: _Tables, per_edge: bool) -> tuple[list[tuple[int, int]], int]:
+    """``([(first, end) row of each row group's check state], total rows)``: ``rows·degree·Z``
+    rows per group of a per-edge state, ``rows·Z`` of a compressed one, each group starting at
+    a multiple of 8 rows, so that every group's view is 16-byte aligned whatever the batch (a
+    Triton kernel is compiled per pointer alignment)."""
+    rows, at = [], 0
+    for g in tab.groups:
+        n = g.idx.numel() if per_edge else g.shape[0] * g.shape[2]
+        rows.append((at, at + n))
+        at += -(-n // 8) * 8
+    return rows, at
+
+
+def _words_ok(bad: np.ndarray, nb: int) -> np.ndarray:
+    """``[nb]`` bool: bit ``k`` of ``bad[w]`` (int32) clear for block ``32·w + k``."""
+    bits = np.unpackbits(bad.astype("<i4").view(np.uint8), bitorder="little")
+    return bits[:nb] == 0
 
 
 def triton_next_pow2(n: int) -> int:

@@ -12,6 +12,10 @@ VNs) and ``check_update`` (the min-sum update, on a tile of a check's edges) are
 kernel's (``ldpc_persistent_triton``); ``layer_kernel`` and ``layer_compressed_kernel`` walk a
 check's edges one at a time instead. Imported with ``TRITON_INTERPRET=1`` the kernels run on CPU
 tensors (tests).
+
+Block and word counts are not specialised on (``do_not_specialize``): Triton would otherwise
+compile a kernel again for a batch of 1 or of a multiple of 16, which the decoder's batch
+compaction reaches at any point of a run.
 """
 
 from __future__ import annotations
@@ -97,7 +101,7 @@ def _edge_t(llr_ptr, r_ptr, idx_ptr, edge, b, bm, nb):
     return t, m, off_l, off_r
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["nb"])
 def layer_kernel(
     llr_ptr, r_ptr, idx_ptr, nb, z, alpha, beta, pad_llr,
     DEG: tl.constexpr, BLOCK_B: tl.constexpr, OFFSET: tl.constexpr, HALF: tl.constexpr,
@@ -143,7 +147,7 @@ def _old_message(m1_old, m2_old, info, arg_old, d):
     return tl.where(((info >> d) & 1) != 0, -mag, mag)
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["nb"])
 def layer_compressed_kernel(
     llr_ptr, m1_ptr, m2_ptr, info_ptr, idx_ptr, nb, z, alpha, beta, pad_llr,
     DEG: tl.constexpr, BLOCK_B: tl.constexpr, OFFSET: tl.constexpr, HALF: tl.constexpr,
@@ -194,7 +198,7 @@ def layer_compressed_kernel(
     tl.store(info_ptr + off_c, signs | (arg << ARG_SHIFT), mask=bm)
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["nb"])
 def channel_llr_kernel(
     x_ptr, row_ptr, llr_ptr, nb, n, llr_max, BLOCK_P: tl.constexpr, BLOCK_B: tl.constexpr
 ):  # fmt: skip
@@ -213,7 +217,7 @@ def channel_llr_kernel(
     tl.store(out, (0.0 - x).to(llr_ptr.dtype.element_ty), mask=m)
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["ncols", "nw"])
 def hard_bits_kernel(
     hard_ptr, cols_ptr, dest_ptr, out_ptr, ncols, k, nw,
     BLOCK_C: tl.constexpr, BLOCK_K: tl.constexpr,
@@ -250,7 +254,7 @@ def kernel(kind: str):
     return kernels[kind]
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["nb", "nw"])
 def pack_hard_kernel(llr_ptr, out_ptr, nb, nw, BLOCK_W: tl.constexpr):
     # Hard decisions, 32 blocks to a word: bit k of out[v, w] = (llr[v, 32·w + k] ≤ 0).
     v = tl.program_id(0).to(tl.int64)
@@ -262,7 +266,7 @@ def pack_hard_kernel(llr_ptr, out_ptr, nb, nw, BLOCK_W: tl.constexpr):
     tl.store(out_ptr + v * nw + w, tl.sum(bits, axis=1), mask=w < nw)  # disjoint bits: sum = or
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["nw"])
 def syndrome_kernel(
     hard_ptr, syn_ptr, bad_ptr, checks, nw,
     DMAX: tl.constexpr, DMAX_P2: tl.constexpr, BLOCK_W: tl.constexpr, CHECKS_PER: tl.constexpr,

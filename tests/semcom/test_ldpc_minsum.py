@@ -346,6 +346,7 @@ _LOAD_AND_BITS = """
 import json, sys, torch
 sys.path.insert(0, sys.argv[1])
 from test_ldpc_minsum import LDPC5GMinSumDecoder, _encoder
+from v2x.semcom.ldpc_minsum import _words_ok
 out = {}
 enc = _encoder(40, 100, 2)  # base graph 2, Z = 7: punctured, filler and padding rows
 g = torch.Generator().manual_seed(3)
@@ -362,8 +363,13 @@ for precision in ("fp32", "fp16"):
     out[precision] = torch.equal(got.view(torch.int16 if precision == "fp16" else torch.int32),
                                  ref.view(torch.int16 if precision == "fp16" else torch.int32))
     # packed hard decisions of 70 columns (3 words) → the bits of some of them, as torch gives
+    ref[: dec._num_vns, [1, 33, 66]] = 5.0  # the all-zero codeword: these pass every check
     llr = ref.float()
-    ok, hard = dec._syndrome_ok_triton(ref, tab, dec._checks(None))
+    bad, hard = dec._syndrome_words_triton(ref, tab, dec._checks(None))
+    # the syndrome words unpacked on the host: the torch path's per-column verdict
+    ok_torch, _ = dec._syndrome_ok(ref.float(), tab, dec._checks(None))
+    ok = _words_ok(bad.numpy(), 70)
+    out[precision + "_ok"] = bool((ok == ok_torch.numpy()).all()) and ok.sum().item() == 3
     cols = torch.tensor([0, 5, 31, 32, 33, 63, 64, 69])
     dest = torch.tensor([7, 0, 3, 1, 2, 6, 5, 4])
     bits = torch.full((8, dec.k), 5.0)
@@ -380,12 +386,13 @@ def test_llr_loading_and_bit_output_kernels_in_the_interpreter(triton_interprete
     logits placed, clamped and negated as the torch path does it (bit patterns equal, NaN, −0,
     clamping, punctured, filler and padding rows included; float32 and float16 storage), and
     the finished blocks' bits read from the syndrome check's packed words (three words of 32
-    blocks, scattered to output rows) as torch's ``(llr[:k, cols] <= 0)ᵀ``."""
+    blocks, scattered to output rows) as torch's ``(llr[:k, cols] <= 0)ᵀ``, and the syndrome
+    words unpacked on the host as the torch path's verdict (three codeword columns)."""
     from pathlib import Path
 
     here = str(Path(__file__).resolve().parent)
     out = triton_interpreted(_LOAD_AND_BITS.replace("sys.argv[1]", repr(here)))
-    assert out == {"fp32": True, "fp32_bits": True, "fp16": True, "fp16_bits": True}, out
+    assert all(out.values()) and len(out) == 6, out
 
 
 @pytest.mark.slow
