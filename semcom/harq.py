@@ -77,6 +77,7 @@ import torch
 from v2x.channels.arq import check_feedback_delay  # noqa: F401 - also the codec's check
 from v2x.channels.base import Channel, ChannelState
 from v2x.channels.link import LinkState
+from v2x.common import to_device_async
 from v2x.semcom.base import Codec, Transmission
 from v2x.semcom.fec import CRC_BITS, coded_bits_per_block, device_string
 from v2x.semcom.mcs import get_mcs
@@ -260,7 +261,7 @@ def _retransmitted_symbols(
     failed blocks' redundancy version ``RV_SEQUENCE[r % 4]`` (incremental redundancy: encoded
     again, one encoder call per MCS group — a block's codeword does not depend on the other
     blocks of its call) or their first-round symbols (chase combining, or RV 0)."""
-    from v2x.semcom.digital import _stream_bits
+    from v2x.semcom.digital import _rows_bits
 
     rv = RV_SEQUENCE[r % 4]
     payload_bits = codec.block_bits - CRC_BITS
@@ -272,14 +273,12 @@ def _retransmitted_symbols(
         s = g["s"]
         first = dict(zip(g["rows"], np.cumsum([0] + [nblocks[i] for i in g["rows"]])))
         if codec.harq_combining == "ir" and rv != 0:
-            bits = torch.cat(
-                [
-                    _stream_bits(streams[i], nblocks[i], payload_bits, device)[
-                        torch.from_numpy(idx - first[i]).to(device)
-                    ]
-                    for i, idx in mine
-                ]
-            )
+            # the pending rows' bits in one pass, then their failed blocks in one gather
+            rows = [i for i, _ in mine]
+            start = np.cumsum([0] + [nblocks[i] for i in rows])
+            pick = np.concatenate([idx - first[i] + start[k] for k, (i, idx) in enumerate(mine)])
+            bits = _rows_bits(streams, rows, nblocks, payload_bits, device)
+            bits = bits[to_device_async(torch.from_numpy(pick), device)]
             sym = g["code"].encode(bits, rv=rv)
             out.update(zip([i for i, _ in mine], sym.split([len(idx) for _, idx in mine])))
         else:
@@ -369,18 +368,20 @@ def harq_decode_blocks(
         for i in {i for _, i, _ in pending}:
             rounds_used[i] += 1.0
         x = torch.zeros(b, max(lengths), dtype=torch.complex64, device=device)
-        spp = torch.ones(b, dtype=torch.float64, device=device)
+        spp = torch.ones(b, dtype=torch.float64)  # filled on the host, one copy
         resent = _retransmitted_symbols(
             codec, groups, pending, nblocks, meta["streams"], sent_symbols, r, device
         )
         for g, i, idx in pending:
             s = g["s"]
-            x[i, : len(idx) * s] = resent[i].reshape(-1)
             spp[i] = bpp * s
             extra_uses[i] += len(idx) * s
             extra_bits[i] += len(idx) * coded_bits_per_block(get_mcs(g["m"]), codec.block_bits)
             extra_packets[i] += math.ceil(len(idx) / bpp)
-        y, state = resend(x, spp)
+        rows = [i for _, i, _ in pending]
+        padded = torch.nn.utils.rnn.pad_sequence([resent[i].reshape(-1) for i in rows], True)
+        x[to_device_async(torch.tensor(rows), device), : padded.shape[1]] = padded
+        y, state = resend(x, to_device_async(spp, device))
         xr, nr = codec.equalized(y, state)
         for g in groups:
             mine = [(i, idx) for gg, i, idx in pending if gg is g]
@@ -393,16 +394,17 @@ def harq_decode_blocks(
             if exact:
                 code = g["code"]
                 llr = _llr_chunked(codec, code, xs, ns)
+                at = to_device_async(sel, llr.device)
                 if ir:
                     g["llr"].append(torch.zeros_like(g["llr"][0]))
-                    g["llr"][-1][sel.to(llr.device)] = llr
-                    stack = torch.stack([h[sel.to(llr.device)] for h in g["llr"]], dim=1)
+                    g["llr"][-1][at] = llr
+                    stack = torch.stack([h[at] for h in g["llr"]], dim=1)
                     rv = [RV_SEQUENCE[t % 4] for t in range(r + 1)]
                     u, ok = _decode_chunked(codec, code, stack, rv)
                 else:
-                    g["llr"][0][sel.to(llr.device)] += llr
-                    u, ok = _decode_chunked(codec, code, g["llr"][0][sel.to(llr.device)])
-                g["u"][sel.to(u.device)] = u
+                    g["llr"][0][at] += llr
+                    u, ok = _decode_chunked(codec, code, g["llr"][0][at])
+                g["u"][at.to(u.device)] = u
                 g["ok"][sel] = ok.cpu()
             else:
                 prev = g["no"][sel.to(g["no"].device)]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import warnings
 
+import numpy as np
 import pytest
 import torch
 
@@ -462,6 +463,30 @@ def test_kernel_traffic_model_and_new_arguments():
         LDPC5GMinSumDecoder(enc, precision="bf8")
     with pytest.raises(ValueError, match="check_state"):
         LDPC5GMinSumDecoder(enc, check_state="dense")
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_check_is_read_without_waiting_for_the_work_queued_after_it():
+    """The early-termination check's verdict reaches the host while the device still runs what
+    was queued after the check (the next iteration's row kernels, here a 2·10⁹-cycle sleep):
+    the decoder's host never drains the device to read it. The verdict is the torch path's."""
+    from v2x.common import triton_available
+
+    if not triton_available():
+        pytest.skip("needs triton")
+    dec = LDPC5GMinSumDecoder(block_code(14, 1024).ldpc_encoder, backend="triton")
+    device = torch.device("cuda")
+    tab = dec._tables_on(device)
+    llr = torch.randn(dec._num_vns + dec.z, 200, device=device)
+    llr[: dec._num_vns, 50:120] = 5.0  # the all-zero codeword in 70 columns
+    read, _ = dec._check(llr, tab, dec._checks(None), use_torch=False)
+    torch.cuda._sleep(2_000_000_000)
+    ok = read()
+    assert not torch.cuda.current_stream().query()  # the sleep queued after the check still runs
+    torch.cuda.synchronize()
+    want, _ = dec._syndrome_ok(llr, tab, dec._checks(None))
+    assert np.array_equal(ok, want.cpu().numpy()) and ok.sum() == 70
 
 
 @pytest.mark.gpu
