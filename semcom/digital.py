@@ -226,7 +226,7 @@ class MapStream:
         if key not in self.memo:
             raw = torch.frombuffer(bytearray(self.data), dtype=torch.uint8) if self.data else None
             raw = torch.zeros(0, dtype=torch.uint8) if raw is None else raw
-            self.memo[key] = raw.to(device)
+            self.memo[key] = to_device_async(raw, device)
         return self.memo[key]
 
     def sent_cells(self, height: int, width: int, cells_per_segment: int) -> np.ndarray:
@@ -1273,14 +1273,18 @@ def _rows_bits(
     streams: list[MapStream], rows: list[int], nblocks: list[int], payload_bits: int, device
 ) -> torch.Tensor:
     """``torch.cat`` of ``_stream_bits`` of the ``rows``' streams: ``[Σ nblocks, payload_bits]``
-    float32. With whole bytes per block, the rows' zero-padded bytes are joined on the host and
-    unpacked in one pass on ``device`` (one copy instead of one per row)."""
+    float32 on ``device``. With whole bytes per block, the rows' bytes — each stream's copied to
+    the device once for all its SNRs and HARQ rounds (``MapStream.on_device``) — are joined there,
+    zero-padded to their blocks, and unpacked in one pass."""
     if payload_bits % 8:
         return torch.cat([_stream_bits(streams[i], nblocks[i], payload_bits, device) for i in rows])
     per_block = payload_bits // 8
-    joined = b"".join(streams[i].data.ljust(nblocks[i] * per_block, b"\0") for i in rows)
-    total = sum(nblocks[i] for i in rows)
-    return _stream_bits(joined, total, payload_bits, device)
+    parts = [(streams[i].on_device(device), nblocks[i] * per_block) for i in rows]
+    zeros = torch.zeros(max((n - raw.numel() for raw, n in parts), default=0),
+                        dtype=torch.uint8, device=device)  # fmt: skip
+    pieces = [piece for raw, n in parts for piece in (raw, zeros[: n - raw.numel()])]
+    raw = torch.cat(pieces) if pieces else zeros
+    return _unpacked_bits(raw, sum(nblocks[i] for i in rows), payload_bits)
 
 
 def _stream_bits(
@@ -1294,6 +1298,12 @@ def _stream_bits(
     else:
         raw = torch.frombuffer(bytearray(data), dtype=torch.uint8) if data else torch.zeros(0)
         raw = to_device_async(raw.to(torch.uint8), device)
+    return _unpacked_bits(raw, nblocks, payload_bits)
+
+
+def _unpacked_bits(raw: torch.Tensor, nblocks: int, payload_bits: int) -> torch.Tensor:
+    """``raw [n]`` uint8 → ``[nblocks, payload_bits]`` float32 bits (MSB first), zero after the
+    ``8·n`` bits, on ``raw``'s device."""
     shifts = torch.arange(7, -1, -1, dtype=torch.uint8, device=raw.device)
     bits = ((raw[:, None] >> shifts) & 1).reshape(-1)
     padded = torch.zeros(nblocks * payload_bits, dtype=torch.float32, device=raw.device)

@@ -162,6 +162,31 @@ def test_stream_bits_unpack_msb_first_and_zero_pad(num_bytes, nblocks, payload_b
     assert stream.on_device("cpu") is stream.on_device(torch.device("cpu"))
 
 
+def test_rows_bits_join_each_rows_blocks_zero_padded():
+    """Several rows' streams at once (bytes joined on the device): each row's bits, MSB first,
+    zero-padded to its own blocks, one row after the other (numpy's unpackbits per row), with
+    rows in any order, an empty stream among them, and the device copy of a stream reused."""
+    from v2x.semcom.digital import MapStream, _rows_bits
+
+    rng = np.random.default_rng(0)
+    sizes = [0, 13, 250, 125, 7]
+    streams = [MapStream(bytes(rng.integers(0, 256, n, dtype=np.uint8)), 0, [], 8) for n in sizes]
+    payload_bits = 1000  # 125 whole bytes per block
+    nblocks = [-(-n * 8 // payload_bits) for n in sizes]
+    rows = [3, 0, 2, 4, 1]
+    expected = []
+    for i in rows:
+        row = np.zeros(nblocks[i] * payload_bits, dtype=np.float32)
+        row[: sizes[i] * 8] = np.unpackbits(np.frombuffer(streams[i].data, np.uint8))
+        expected.append(row)
+    got = _rows_bits(streams, rows, nblocks, payload_bits, "cpu")
+    assert got.shape == (sum(nblocks), payload_bits) and got.dtype == torch.float32
+    assert np.array_equal(got.reshape(-1).numpy(), np.concatenate(expected))
+    again = _rows_bits(streams, rows[:2], nblocks, payload_bits, "cpu")
+    assert torch.equal(again, got[: nblocks[3] + nblocks[0]])
+    assert _rows_bits(streams, [], nblocks, payload_bits, "cpu").shape == (0, payload_bits)
+
+
 def test_min_sum_calls_on_a_gpu_are_sized_by_its_memory(monkeypatch):
     from types import SimpleNamespace
 
