@@ -54,7 +54,8 @@
 #          (bench_block_code.py), then the issue-16 setting: 1 Mbit per link
 #          (64 x 64 x 64 maps at 4 bits), one frame's 4 links at -5/10/20 dB (as 2026-12-01h)
 #          and a sweep's batch of 16 frames x 4 links at 7 SNRs, in one process and with 8
-#          source-coding worker processes (~8 min)
+#          source-coding worker processes, the latter profiled with the device's idle time
+#          attributed to the host's Python functions (trace_idle.py) (~9 min)
 #
 # Each step writes <name>.txt (warnings filtered out) into a work folder ($W, default
 # /tmp/gpu_run) and prints its exit code and last N lines (N=12 unless set); after every step
@@ -244,7 +245,9 @@ map_location='cpu', weights_only=False); torch.save({'step': s['step'], 'extra':
       --links 64 --channels 64 --size 64 --density 1.0 --snr-db=-10,-5,0,5,10,15,20 --profile 40
     step digital_1mbit_64links_workers 240 "$R/benchmarks/profile_digital_payload.py" \
       --device cuda --links 64 --channels 64 --size 64 --density 1.0 \
-      --snr-db=-10,-5,0,5,10,15,20 --source-workers 8
+      --snr-db=-10,-5,0,5,10,15,20 --source-workers 8 --profile 30 --trace /tmp/digital_trace.json
+    step digital_idle 120 "$R/benchmarks/trace_idle.py" /tmp/digital_trace.json --top 50 \
+      --children harq_decode_blocks,reconstruct,encode,_decode
     ;;
   frontier)
     N=${N:-30}

@@ -1100,15 +1100,22 @@ class DigitalCodec(Codec):
             )
             if whole:  # kept on the device: the K - 1 repeats are not copied there again
                 host = st.decoded["whole"]  # decode_map_stream's memo of this reception
-                memo = (data, torch.from_numpy(host[1]).to(device), host[2])  # no copy on a CPU
+                memo = (data, to_device_async(torch.from_numpy(host[1]), device), host[2])
                 st.decoded[("whole", device)] = memo
                 maps.append(memo[1])
             else:
                 maps.append(out)
         # Which cells arrived ([B, 1, H, W] bool): read by the pipeline to mask the rest.
-        meta["delivered"] = torch.from_numpy(delivered[:, None]).to(device)
+        meta["delivered"] = to_device_async(torch.from_numpy(delivered[:, None]), device)
         meta["corrupt"] = self._corrupt_symbols(received, blocks)
-        return torch.stack([torch.as_tensor(m).to(device) for m in maps])
+        # the maps decoded here travel in one non-blocking copy (a copy from pageable memory
+        # would wait for the device's queued work); the memoised ones are there already
+        host = [i for i, m in enumerate(maps) if isinstance(m, np.ndarray)]
+        if host:
+            moved = to_device_async(torch.from_numpy(np.stack([maps[i] for i in host])), device)
+            for i, m in zip(host, moved.unbind()):
+                maps[i] = m
+        return torch.stack(maps)
 
     def _decode_whole_in_workers(
         self, streams: list[MapStream], shape: tuple[int, int, int]

@@ -1,0 +1,130 @@
+"""Where the device waits on the host: a torch.profiler Chrome trace's GPU idle time, attributed
+to the Python functions the host's main thread was running meanwhile.
+
+    python benchmarks/profile_digital_payload.py --device cuda ... --profile 30 --trace t.json
+    python benchmarks/trace_idle.py t.json --top 40 --children harq_decode_blocks,reconstruct
+
+The trace must hold the Python call stack (``profile(..., with_stack=True)``; ``--trace`` of
+``profile_digital_payload.py`` records it). Device busy time is the union of kernels, copies
+and memsets; idle time the gaps between them from the first to the last. Printed: the span,
+busy and idle milliseconds; per function the idle time while it was on the main thread's stack
+(inclusive, counted once per outermost call) and while its own code ran (self: not inside a
+Python function it called, so C calls it makes, such as tensor operators and host syncs, count
+here); with ``--children``, the inclusive idle time of the direct callees of each function
+whose name contains one of the given strings. Names drop object addresses (``at 0x…``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import bisect
+import collections
+import gzip
+import json
+import re
+
+_DEVICE_EVENTS = ("kernel", "gpu_memcpy", "gpu_memset")
+
+
+def idle_intervals(events: list[dict]) -> tuple[list[tuple[float, float]], float, float]:
+    """``(idle [(start, end)] µs, busy µs, span µs)`` of the trace's device events."""
+    device = sorted(
+        (e for e in events if e.get("cat") in _DEVICE_EVENTS and "dur" in e),
+        key=lambda e: e["ts"],
+    )
+    busy: list[list[float]] = []
+    for e in device:
+        start, end = e["ts"], e["ts"] + e["dur"]
+        if busy and start <= busy[-1][1]:
+            busy[-1][1] = max(busy[-1][1], end)
+        else:
+            busy.append([start, end])
+    if not busy:
+        raise SystemExit("trace_idle: the trace has no device events (profile with CUDA)")
+    idle = [(busy[i][1], busy[i + 1][0]) for i in range(len(busy) - 1)]
+    return idle, sum(b - a for a, b in busy), busy[-1][1] - busy[0][0]
+
+
+class IdleClock:
+    """Idle time inside any ``[a, b)``: a binary search over the sorted idle intervals."""
+
+    def __init__(self, idle: list[tuple[float, float]]) -> None:
+        self.idle = idle
+        self.starts = [a for a, _ in idle]
+
+    def within(self, a: float, b: float) -> float:
+        i = max(bisect.bisect_right(self.starts, a) - 1, 0)
+        total = 0.0
+        while i < len(self.idle) and self.idle[i][0] < b:
+            s, f = self.idle[i]
+            total += max(0.0, min(f, b) - max(s, a))
+            i += 1
+        return total
+
+
+def attribute(events: list[dict], clock: IdleClock) -> dict[str, collections.Counter]:
+    """Idle µs per Python function of the busiest thread: ``inclusive``, ``self``, ``calls``
+    and ``children`` (keyed ``(caller, callee)``)."""
+    py = [e for e in events if e.get("cat") == "python_function" and "dur" in e]
+    if not py:
+        raise SystemExit("trace_idle: no Python events (profile with with_stack=True)")
+    tid = collections.Counter(e["tid"] for e in py).most_common(1)[0][0]
+    py = sorted((e for e in py if e["tid"] == tid), key=lambda e: (e["ts"], -e["dur"]))
+    out = {k: collections.Counter() for k in ("inclusive", "self", "calls", "children")}
+    stack: list[tuple[float, str, float, list[tuple[float, float]]]] = []  # end, name, start
+
+    def close(end: float, name: str, start: float, kids: list[tuple[float, float]]) -> None:
+        cur = start
+        for ks, kf in sorted(kids):
+            if ks > cur:
+                out["self"][name] += clock.within(cur, ks)
+            cur = max(cur, kf)
+        if end > cur:
+            out["self"][name] += clock.within(cur, end)
+
+    for e in py:
+        start, end = e["ts"], e["ts"] + e["dur"]
+        while stack and stack[-1][0] <= start:
+            close(*stack.pop())
+        name = re.sub(r" at 0x[0-9a-f]+", "", e["name"])
+        if stack:
+            stack[-1][3].append((start, end))
+            out["children"][(stack[-1][1], name)] += clock.within(start, end)
+        if all(item[1] != name for item in stack):  # outermost call of this name
+            out["inclusive"][name] += clock.within(start, end)
+        out["calls"][name] += 1
+        stack.append((end, name, start, []))
+    while stack:
+        close(*stack.pop())
+    return out
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("trace", help="Chrome trace JSON (or .json.gz) from torch.profiler")
+    p.add_argument("--top", type=int, default=40)
+    p.add_argument("--children", default="", help="comma-separated parts of function names")
+    args = p.parse_args()
+    opener = gzip.open if args.trace.endswith(".gz") else open
+    with opener(args.trace, "rt") as f:
+        trace = json.load(f)
+    events = trace["traceEvents"] if isinstance(trace, dict) else trace
+    idle, busy, span = idle_intervals(events)
+    got = attribute(events, IdleClock(idle))
+    print(
+        f"span {span / 1e3:.1f} ms, device busy {busy / 1e3:.1f} ms, "
+        f"idle {sum(b - a for a, b in idle) / 1e3:.1f} ms"
+    )
+    for kind in ("inclusive", "self"):
+        print(f"\n== device idle, {kind} (ms, calls) ==")
+        for name, us in got[kind].most_common(args.top):
+            print(f"{us / 1e3:8.1f} {got['calls'][name]:6d}  {name[:110]}")
+    for want in filter(None, args.children.split(",")):
+        print(f"\n== device idle under the callees of *{want}* (inclusive, ms) ==")
+        rows = [(us, callee) for (caller, callee), us in got["children"].items() if want in caller]
+        for us, callee in sorted(rows, reverse=True)[: args.top]:
+            print(f"{us / 1e3:8.1f}  {callee[:110]}")
+
+
+if __name__ == "__main__":
+    main()
