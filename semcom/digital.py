@@ -226,7 +226,7 @@ class MapStream:
         if key not in self.memo:
             raw = torch.frombuffer(bytearray(self.data), dtype=torch.uint8) if self.data else None
             raw = torch.zeros(0, dtype=torch.uint8) if raw is None else raw
-            self.memo[key] = to_device_async(raw, device)
+            self.memo[key] = raw.to(device)  # pageable: pinning each stream cost more (measured)
         return self.memo[key]
 
     def sent_cells(self, height: int, width: int, cells_per_segment: int) -> np.ndarray:
@@ -1100,22 +1100,15 @@ class DigitalCodec(Codec):
             )
             if whole:  # kept on the device: the K - 1 repeats are not copied there again
                 host = st.decoded["whole"]  # decode_map_stream's memo of this reception
-                memo = (data, to_device_async(torch.from_numpy(host[1]), device), host[2])
+                memo = (data, torch.from_numpy(host[1]).to(device), host[2])  # no copy on a CPU
                 st.decoded[("whole", device)] = memo
                 maps.append(memo[1])
             else:
                 maps.append(out)
         # Which cells arrived ([B, 1, H, W] bool): read by the pipeline to mask the rest.
-        meta["delivered"] = to_device_async(torch.from_numpy(delivered[:, None]), device)
+        meta["delivered"] = torch.from_numpy(delivered[:, None]).to(device)
         meta["corrupt"] = self._corrupt_symbols(received, blocks)
-        # the maps decoded here travel in one non-blocking copy (a copy from pageable memory
-        # would wait for the device's queued work); the memoised ones are there already
-        host = [i for i, m in enumerate(maps) if isinstance(m, np.ndarray)]
-        if host:
-            moved = to_device_async(torch.from_numpy(np.stack([maps[i] for i in host])), device)
-            for i, m in zip(host, moved.unbind()):
-                maps[i] = m
-        return torch.stack(maps)
+        return torch.stack([torch.as_tensor(m).to(device) for m in maps])
 
     def _decode_whole_in_workers(
         self, streams: list[MapStream], shape: tuple[int, int, int]
