@@ -29,7 +29,11 @@ Algorithm (row-layered min-sum, the usual hardware 5G decoder):
   block whose syndrome is zero keeps that decision and stops (early termination per block), and
   stopped blocks leave the batch once they are 1/16 of it (1/4 with the Triton kernel, where
   the copy costs more relative to an iteration), so later iterations only run on blocks still
-  decoding. A block's output never depends on the other blocks of the call.
+  decoding. A block's output never depends on the other blocks of the call. With Triton the
+  check's verdict reaches the host in a non-blocking copy and the next iteration's row kernels
+  are queued before the host reads it: the device runs them while the host books the finished
+  blocks (whose bits come from the check's packed hard decisions; the extra iteration they run
+  is never read).
 
 ``harq_mode=True`` decodes the whole mother code, and ``decode(llr, rv=[...])`` adds several
 received redundancy versions in the circular buffer first, as Sionna's HARQ-mode decoder.
