@@ -43,9 +43,9 @@ workers' start (spawn, imports, model and frames onto each device) is inside the
 prints the ``N`` costliest project functions (cumulative) and overall (own time); ``--trace
 PATH`` once more under ``torch.profiler`` (host + CUDA), printing the costliest operators and
 saving a Chrome trace (where the GPU waits on the host); ``--idle-gaps`` once more under
-``torch.profiler`` with Python stacks, charging every interval in which the GPU runs nothing to
-the innermost project function the main thread is in at its midpoint (use fewer frames: the
-trace holds every Python call); ``--phases`` once more with ``run_sweep``'s steps (``PHASES``:
+``torch.profiler`` with Python stacks, printing ``benchmarks/trace_idle.py``'s report: the GPU's
+idle time by host function (inclusive, own code, innermost project function; use fewer frames:
+the trace holds every Python call); ``--phases`` once more with ``run_sweep``'s steps (``PHASES``:
 planning, frame loading, hashing, the detector, each group, each batch, scoring, the rows) timed
 per thread; ``--order-ab R`` R rounds of warm calls alternating the order one device computes
 the groups in (``bench_orders``). ``benchmarks/sweep_traffic.py`` counts the bytes each call site moves per
@@ -197,49 +197,15 @@ def _print_trace(traced, path: str) -> None:
     print(f"Chrome trace (chrome://tracing, ui.perfetto.dev): {path}")
 
 
-def _print_idle_gaps(path: str, lines: int = 25) -> None:
-    """GPU-idle time of the Chrome trace at ``path`` (``with_stack=True``) by the innermost
-    project function of the busiest Python thread at each idle interval's midpoint."""
-    import collections
-    import json
+def _print_idle_report(path: str) -> None:
+    """``trace_idle.report`` of the trace at ``path``: the GPU's idle time by host function."""
+    if not torch.cuda.is_available():
+        print("--idle-gaps: no GPU in this run, so no device idle time to attribute")
+        return
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from trace_idle import report
 
-    with open(path) as f:
-        events = [e for e in json.load(f)["traceEvents"] if e.get("ph") == "X"]
-    gpu = sorted(
-        (e["ts"], e["ts"] + e["dur"])
-        for e in events
-        if e.get("cat") in ("kernel", "gpu_memcpy", "gpu_memset")
-    )
-    py = [e for e in events if e.get("cat") == "python_function"]
-    main = collections.Counter(e["tid"] for e in py).most_common(1)[0][0]
-    calls = sorted(
-        ((e["ts"], e["ts"] + e["dur"], e["name"]) for e in py if e["tid"] == main),
-        key=lambda c: (c[0], -c[1]),
-    )
-    start, end = calls[0][0], max(c[1] for c in calls)
-    idle, reached = [], start
-    for a, b in gpu:
-        if a > reached:
-            idle.append((reached, a))
-        reached = max(reached, b)
-    idle.append((reached, end))
-    total = sum(b - a for a, b in idle)
-    print(f"main thread {(end - start) / 1e6:.2f} s, GPU idle {total / 1e6:.2f} s")
-    charged = collections.Counter()
-    stack, j = [], 0
-    for mid, gap in sorted(((a + b) / 2, b - a) for a, b in idle if b > a):
-        while j < len(calls) and calls[j][0] <= mid:  # calls nest: a stack of open ones
-            while stack and stack[-1][1] < calls[j][0]:
-                stack.pop()
-            stack.append(calls[j])
-            j += 1
-        while stack and stack[-1][1] < mid:
-            stack.pop()
-        own = [c[2] for c in stack if c[1] >= mid and ("v2x/" in c[2] or "bench_" in c[2])]
-        charged[own[-1] if own else "(outside the project)"] += gap
-    print("GPU-idle seconds by the innermost project function running on the host:")
-    for name, us in charged.most_common(lines):
-        print(f"  {us / 1e6:7.3f}  {name}")
+    report(path, top=25)
 
 
 def _print_profile(profiler, lines: int) -> None:
@@ -304,7 +270,7 @@ def bench_run_sweep(
             traced.__exit__(None, None, None)
             _print_trace(traced, trace)
             if gaps:
-                _print_idle_gaps(trace)
+                _print_idle_report(trace)
         if profiler is not None:
             profiler.disable()
             _print_profile(profiler, profile)

@@ -10,8 +10,11 @@ and memsets; idle time the gaps between them from the first to the last. Printed
 busy and idle milliseconds; per function the idle time while it was on the main thread's stack
 (inclusive, counted once per outermost call) and while its own code ran (self: not inside a
 Python function it called, so C calls it makes, such as tensor operators and host syncs, count
-here); with ``--children``, the inclusive idle time of the direct callees of each function
-whose name contains one of the given strings. Names drop object addresses (``at 0x…``).
+here); by the innermost project function on the stack (the deepest whose file is under
+``v2x/`` or a ``bench_``/``profile_`` script: where in the project the host was); with
+``--children``, the inclusive idle time of the direct callees of each function whose name
+contains one of the given strings. Names drop object addresses (``at 0x…``).
+``benchmarks/bench_sweep.py --idle-gaps`` prints this report for a traced ``run_sweep``.
 """
 
 from __future__ import annotations
@@ -24,6 +27,9 @@ import json
 import re
 
 _DEVICE_EVENTS = ("kernel", "gpu_memcpy", "gpu_memset")
+#: Parts of a Python event's name that make it a project function.
+PROJECT = ("v2x/", "bench_", "profile_")
+OUTSIDE = "(outside the project)"
 
 
 def idle_intervals(events: list[dict]) -> tuple[list[tuple[float, float]], float, float]:
@@ -63,24 +69,29 @@ class IdleClock:
 
 
 def attribute(events: list[dict], clock: IdleClock) -> dict[str, collections.Counter]:
-    """Idle µs per Python function of the busiest thread: ``inclusive``, ``self``, ``calls``
-    and ``children`` (keyed ``(caller, callee)``)."""
+    """Idle µs per Python function of the busiest thread: ``inclusive``, ``self``, ``calls``,
+    ``project`` (a function's own idle time charged to the innermost project function among it
+    and its callers, ``PROJECT``) and ``children`` (keyed ``(caller, callee)``)."""
     py = [e for e in events if e.get("cat") == "python_function" and "dur" in e]
     if not py:
         raise SystemExit("trace_idle: no Python events (profile with with_stack=True)")
     tid = collections.Counter(e["tid"] for e in py).most_common(1)[0][0]
     py = sorted((e for e in py if e["tid"] == tid), key=lambda e: (e["ts"], -e["dur"]))
-    out = {k: collections.Counter() for k in ("inclusive", "self", "calls", "children")}
-    stack: list[tuple[float, str, float, list[tuple[float, float]]]] = []  # end, name, start
+    kinds = ("inclusive", "self", "calls", "project", "children")
+    out = {k: collections.Counter() for k in kinds}
+    # open calls: end, name, start, callees' intervals, innermost project function so far
+    stack: list[tuple[float, str, float, list[tuple[float, float]], str]] = []
 
-    def close(end: float, name: str, start: float, kids: list[tuple[float, float]]) -> None:
-        cur = start
+    def close(end: float, name: str, start: float, kids: list, owner: str) -> None:
+        own, cur = 0.0, start
         for ks, kf in sorted(kids):
             if ks > cur:
-                out["self"][name] += clock.within(cur, ks)
+                own += clock.within(cur, ks)
             cur = max(cur, kf)
         if end > cur:
-            out["self"][name] += clock.within(cur, end)
+            own += clock.within(cur, end)
+        out["self"][name] += own
+        out["project"][owner] += own
 
     for e in py:
         start, end = e["ts"], e["ts"] + e["dur"]
@@ -93,20 +104,17 @@ def attribute(events: list[dict], clock: IdleClock) -> dict[str, collections.Cou
         if all(item[1] != name for item in stack):  # outermost call of this name
             out["inclusive"][name] += clock.within(start, end)
         out["calls"][name] += 1
-        stack.append((end, name, start, []))
+        owner = name if any(m in name for m in PROJECT) else (stack[-1][4] if stack else OUTSIDE)
+        stack.append((end, name, start, [], owner))
     while stack:
         close(*stack.pop())
     return out
 
 
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("trace", help="Chrome trace JSON (or .json.gz) from torch.profiler")
-    p.add_argument("--top", type=int, default=40)
-    p.add_argument("--children", default="", help="comma-separated parts of function names")
-    args = p.parse_args()
-    opener = gzip.open if args.trace.endswith(".gz") else open
-    with opener(args.trace, "rt") as f:
+def report(path: str, top: int = 40, children: str = "") -> None:
+    """Print the idle report of the Chrome trace at ``path`` (``.json`` or ``.json.gz``)."""
+    opener = gzip.open if path.endswith(".gz") else open
+    with opener(path, "rt") as f:
         trace = json.load(f)
     events = trace["traceEvents"] if isinstance(trace, dict) else trace
     idle, busy, span = idle_intervals(events)
@@ -115,15 +123,25 @@ def main() -> None:
         f"span {span / 1e3:.1f} ms, device busy {busy / 1e3:.1f} ms, "
         f"idle {sum(b - a for a, b in idle) / 1e3:.1f} ms"
     )
-    for kind in ("inclusive", "self"):
-        print(f"\n== device idle, {kind} (ms, calls) ==")
-        for name, us in got[kind].most_common(args.top):
+    for kind in ("inclusive", "self", "project"):
+        title = "innermost project function" if kind == "project" else kind
+        print(f"\n== device idle, {title} (ms, calls) ==")
+        for name, us in got[kind].most_common(top):
             print(f"{us / 1e3:8.1f} {got['calls'][name]:6d}  {name[:110]}")
-    for want in filter(None, args.children.split(",")):
+    for want in filter(None, children.split(",")):
         print(f"\n== device idle under the callees of *{want}* (inclusive, ms) ==")
         rows = [(us, callee) for (caller, callee), us in got["children"].items() if want in caller]
-        for us, callee in sorted(rows, reverse=True)[: args.top]:
+        for us, callee in sorted(rows, reverse=True)[:top]:
             print(f"{us / 1e3:8.1f}  {callee[:110]}")
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("trace", help="Chrome trace JSON (or .json.gz) from torch.profiler")
+    p.add_argument("--top", type=int, default=40)
+    p.add_argument("--children", default="", help="comma-separated parts of function names")
+    args = p.parse_args()
+    report(args.trace, args.top, args.children)
 
 
 if __name__ == "__main__":

@@ -26,9 +26,11 @@ def _module():
 def _trace(scale: float = 1.0) -> list[dict]:
     """Device busy [0, 10), [12, 20) (two overlapping kernels), [30, 40); idle [10, 12) and
     [20, 30). Main thread (tid 1): ``outer`` [0, 40) calls ``a`` [5, 25) (which calls ``b``
-    [8, 11)) and ``a`` again [26, 28); another thread's function never counts."""
+    [8, 11)) and ``a`` again [26, 28); another thread's function never counts. ``outer`` and
+    ``b`` are project functions (``v2x/``, ``bench_``), ``a`` is not."""
     dev = [(0, 10, "kernel"), (12, 6, "kernel"), (15, 5, "gpu_memcpy"), (30, 10, "gpu_memset")]
-    py = [("outer", 0, 40), ("a at 0x7f00", 5, 20), ("b", 8, 3), ("a at 0x7f08", 26, 2)]
+    outer, b = "v2x/m.py(1): outer", "bench_x.py(5): b"  # project functions
+    py = [(outer, 0, 40), ("a at 0x7f00", 5, 20), (b, 8, 3), ("a at 0x7f08", 26, 2)]
     py.append(("other", 0, 40))
     return [{"cat": c, "ts": t * scale, "dur": d * scale, "name": "k"} for t, d, c in dev] + [
         {"cat": "python_function", "ts": t * scale, "dur": d * scale, "name": n,
@@ -43,12 +45,15 @@ def test_idle_time_goes_to_the_functions_on_the_main_threads_stack():
     idle, busy, span = mod.idle_intervals(events)
     assert idle == [(10, 12), (20, 30)] and busy == 28 and span == 40
     got = mod.attribute(events, mod.IdleClock(idle))
+    outer, b = "v2x/m.py(1): outer", "bench_x.py(5): b"
     # inclusive: outer all 12 µs; a: [10,12) + [20,25) + [26,28) = 9; b: [10,11) = 1
-    assert dict(got["inclusive"]) == {"outer": 12, "a": 9, "b": 1}
+    assert dict(got["inclusive"]) == {outer: 12, "a": 9, b: 1}
     # self: outer [25,26) + [28,30) = 3; a [11,12) + [20,25) + [26,28) = 8; b 1
-    assert dict(got["self"]) == {"outer": 3, "a": 8, "b": 1}
-    assert dict(got["calls"]) == {"outer": 1, "a": 2, "b": 1}
-    assert got["children"][("outer", "a")] == 9 and got["children"][("a", "b")] == 1
+    assert dict(got["self"]) == {outer: 3, "a": 8, b: 1}
+    # innermost project function: a's own time goes to its caller outer, b keeps its own
+    assert dict(got["project"]) == {outer: 11, b: 1}
+    assert dict(got["calls"]) == {outer: 1, "a": 2, b: 1}
+    assert got["children"][(outer, "a")] == 9 and got["children"][("a", b)] == 1
 
 
 def test_the_script_reads_a_real_profiler_trace(tmp_path):
@@ -71,5 +76,8 @@ def test_the_script_reads_a_real_profiler_trace(tmp_path):
     )
     assert run.returncode == 0, run.stderr
     assert "device busy 28.0 ms, idle 12.0 ms" in run.stdout
-    assert "    12.0      1  outer" in run.stdout and "     9.0      2  a" in run.stdout
+    assert (
+        "    12.0      1  v2x/m.py(1): outer" in run.stdout and "     9.0      2  a" in run.stdout
+    )
+    assert "innermost project function" in run.stdout and "    11.0      1  v2x/m.py" in run.stdout
     assert "callees of *outer*" in run.stdout
