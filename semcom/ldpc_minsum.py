@@ -563,10 +563,10 @@ class LDPC5GMinSumDecoder:
                 iterate()
                 it += 1
                 continue
-            ok, hard = self._check(llr, tab, checks, use_torch)
+            read, hard = self._check(llr, tab, checks, use_torch)
             if ahead and not last:
                 iterate()
-            ok = ok()  # the host waits for the check (not for the row kernels queued after it)
+            ok = read()  # the host waits for the check (not for the row kernels queued after it)
             if last:
                 rest = np.flatnonzero(~frozen)
                 finish(rest, ok[rest], it, hard)
