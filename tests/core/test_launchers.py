@@ -32,6 +32,7 @@ from v2x.results import read_results
 
 #: A tiny model and frame set (the same as tests/core/test_sweep.py's joblib test).
 TINY = [
+    "model=pillars_center",  # the small detector: the overrides below are its fields
     "checkpoint=untrained",
     "model.grid.x_range_m=[-25.6,25.6]",
     "model.grid.y_range_m=[-25.6,25.6]",
@@ -183,6 +184,16 @@ def single(tmp_path_factory) -> tuple[Path, Path]:
         root,
     )
     return cache, out
+
+
+def test_the_tiny_overrides_compose_with_the_sweep_config():
+    """The slow tests' overrides still name the sweep config's fields (they run only with
+    ``-m slow``: a renamed field would otherwise go unseen until then)."""
+    from hydra import compose, initialize_config_module
+
+    with initialize_config_module(config_module="v2x.conf", version_base=None):
+        cfg = compose(config_name="sweep", overrides=TINY)
+    assert cfg.model.backbone == "small" and list(cfg.model.backbone_channels) == [8, 16]
 
 
 @pytest.mark.slow

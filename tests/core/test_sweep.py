@@ -289,6 +289,7 @@ def test_joblib_multirun_writes_one_file_per_job(tmp_path, cache_dir):
         "-m",
         "hydra/launcher=joblib",
         "hydra.launcher.n_jobs=2",
+        "model=pillars_center",  # the small detector: the overrides below are its fields
         "checkpoint=untrained",
         "model.grid.x_range_m=[-25.6,25.6]",
         "model.grid.y_range_m=[-25.6,25.6]",
