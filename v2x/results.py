@@ -257,13 +257,22 @@ class ResultsStore:
         allow_corrupt: when an existing file cannot be read, move that file (only that one)
             aside (``<name>.corrupt``, never overwriting an earlier one) and recompute its cells
             instead of raising ``CorruptResultsError``.
+        order: cell ids in the order the files keep their rows (a sweep's grid order), whatever
+            order the cells are added in (computing order, devices, resumed runs); cells not
+            named follow, in the order they were added. Ledger rows follow their cells (a
+            cell's own rows keep their order). Empty: the order of adding.
     """
 
     def __init__(
-        self, directory: str | os.PathLike, config_hash: str, allow_corrupt: bool = False
+        self,
+        directory: str | os.PathLike,
+        config_hash: str,
+        allow_corrupt: bool = False,
+        order: Sequence[str] = (),
     ) -> None:
         self.directory = Path(directory)
         self.config_hash = config_hash
+        self._order = pa.array(list(order), pa.string())
         self.path = self.directory / f"sweep-{config_hash}.parquet"
         self.ledger_path = self.directory / f"sweep-{config_hash}.ledger.parquet"
         self.results = RESULTS_SCHEMA.empty_table()
@@ -334,9 +343,21 @@ class ResultsStore:
                 ledger.column("cell_id"), value_set=pa.array(sorted(new_ids), pa.string())
             )
             self.ledger = pa.concat_tables([self.ledger, ledger.cast(LEDGER_SCHEMA).filter(keep)])
-        self.results = pa.concat_tables([self.results, rows_to_table(new_rows)])
+            self.ledger = self._in_order(self.ledger)
+        self.results = self._in_order(pa.concat_tables([self.results, rows_to_table(new_rows)]))
         atomic_write_parquet(self.ledger, self.ledger_path)
         atomic_write_parquet(self.results, self.path)
+
+    def _in_order(self, table: pa.Table) -> pa.Table:
+        """``table``'s rows by their cell's place in ``order`` (a stable sort: rows of one cell,
+        and of cells ``order`` does not name, keep theirs)."""
+        if not len(self._order):
+            return table
+        import pyarrow.compute as pc
+
+        rank = pc.index_in(table.column("cell_id"), value_set=self._order)
+        rank = pc.fill_null(rank, len(self._order))
+        return table.take(pc.sort_indices(rank))  # Arrow's sort_indices is stable
 
 
 def results_files(paths: Iterable[str | os.PathLike]) -> list[Path]:

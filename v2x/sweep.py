@@ -308,7 +308,8 @@ def run_sweep(cfg: Any) -> Path:
     validate the config (errors list the valid choices), load the frames (their content
     hash keys the cells), open the job's results store, take the cells that it or another
     results file of ``output_dir`` already holds, then load the model once and compute only the
-    missing cells, appending each group's cells atomically. When ``output_dir`` holds no results
+    missing cells, appending each group's cells atomically (the files keep the grid's order,
+    whatever order the groups are computed in). When ``output_dir`` holds no results
     file (nothing to resume or reuse) on one device, the frames are read while the device
     starts on the first ones (``FrameStream``) and the store opens once all are read. Ctrl-C
     raises ``SweepInterrupted`` saying what was saved and how to resume.
@@ -380,11 +381,6 @@ def _open_store(plan: SweepPlan, data_id: Mapping) -> tuple[ResultsStore, list]:
     """The job's results store, with the cells other results files of ``output_dir`` hold
     copied in, and the ``(group, SNRs)`` still to compute (logged)."""
     cfg = plan.config
-    store = ResultsStore(
-        cfg.output_dir,
-        stable_hash([plan.config_hash, data_id["hash"]]),
-        allow_corrupt=cfg.allow_corrupt,
-    )
     ids = {
         id(g): [
             cell_id(g.condition(s, plan.budget), setting_key(g, data_id), int(cfg.seed))
@@ -392,6 +388,12 @@ def _open_store(plan: SweepPlan, data_id: Mapping) -> tuple[ResultsStore, list]:
         ]
         for g in plan.groups
     }
+    store = ResultsStore(
+        cfg.output_dir,
+        stable_hash([plan.config_hash, data_id["hash"]]),
+        allow_corrupt=cfg.allow_corrupt,
+        order=[c for g in plan.groups for c in ids[id(g)]],  # the grid's order
+    )
     done = store.done_cells()
     reused = reuse_cells(store, {c for cs in ids.values() for c in cs} - done)
     done = store.done_cells()

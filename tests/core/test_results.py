@@ -86,6 +86,29 @@ def test_resume_keeps_rows_and_never_duplicates(tmp_path):
     assert table.schema.equals(RESULTS_SCHEMA)
 
 
+def test_files_keep_the_given_cell_order_whatever_order_cells_are_added_in(tmp_path):
+    """A sweep adds its groups in computing order (feature groups first, or per device); the
+    files hold the grid's order at every write, a cell's ledger rows in theirs, and cells the
+    order does not name last, as added (the oracle: the order written out by hand)."""
+    a, b, c, extra = (_row(s) for s in (0.0, 10.0, 20.0, 30.0))
+    order = [a["cell_id"], b["cell_id"], c["cell_id"]]
+
+    def ledger(row: dict, n: int) -> pa.Table:
+        t = _ledger(row["cell_id"], n)
+        frames = [f"{row['snr_db']}-{i}" for i in range(n)]
+        return t.set_column(t.schema.get_field_index("frame_id"), "frame_id", pa.array(frames))
+
+    store = ResultsStore(tmp_path, "o", order=order)
+    store.add([extra, c], pa.concat_tables([ledger(extra, 1), ledger(c, 3)]))
+    store.add([a], ledger(a, 2))
+    assert pq.read_table(store.path).column("snr_db").to_pylist() == [0.0, 20.0, 30.0]
+    store = ResultsStore(tmp_path, "o", order=order)  # resumed: the missing cell slots in
+    store.add([b], ledger(b, 1))
+    assert pq.read_table(store.path).column("snr_db").to_pylist() == [0.0, 10.0, 20.0, 30.0]
+    frames = pq.read_table(store.ledger_path).column("frame_id").to_pylist()
+    assert frames == ["0.0-0", "0.0-1", "10.0-0", "20.0-0", "20.0-1", "20.0-2", "30.0-0"]
+
+
 def test_ledger_rows_of_unfinished_cells_are_dropped_on_resume(tmp_path):
     store = ResultsStore(tmp_path, "h1")
     store.add([_row(0.0)], _ledger(_row(0.0)["cell_id"], 2))
