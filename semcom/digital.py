@@ -66,7 +66,7 @@ import math
 import struct
 import warnings
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
@@ -941,8 +941,7 @@ class DigitalCodec(Codec):
                 x = code.encode(_rows_bits(streams, rows, nblocks, payload_bits, device))
             # row i's blocks, one after the other, at the start of its symbol row
             parts = x.reshape(-1).split([nblocks[i] * code.num_symbols for i in rows])
-            padded = torch.nn.utils.rnn.pad_sequence(list(parts), batch_first=True)
-            symbols[to_device_async(torch.tensor(rows), device), : padded.shape[1]] = padded
+            write_row_heads(symbols, rows, parts)
         # the rows' counts in one host tensor and one non-blocking copy (a copy from pageable
         # memory would wait for the encoder's queued work)
         counts = to_device_async(
@@ -1288,17 +1287,18 @@ def _rows_bits(
 
 
 def _stream_bits(
-    data: bytes | MapStream, nblocks: int, payload_bits: int, device: torch.device | str = "cpu"
+    stream: MapStream, nblocks: int, payload_bits: int, device: torch.device | str = "cpu"
 ) -> torch.Tensor:
-    """Bytes → ``[nblocks, payload_bits]`` float32 bits (MSB first, zero-padded) on ``device``
-    (unpacked there: only the bytes travel; a ``MapStream``'s bytes travel once per device,
-    ``MapStream.on_device``)."""
-    if isinstance(data, MapStream):
-        raw = data.on_device(device)
-    else:
-        raw = torch.frombuffer(bytearray(data), dtype=torch.uint8) if data else torch.zeros(0)
-        raw = to_device_async(raw.to(torch.uint8), device)
-    return _unpacked_bits(raw, nblocks, payload_bits)
+    """A stream's bytes → ``[nblocks, payload_bits]`` float32 bits (MSB first, zero-padded) on
+    ``device`` (unpacked there: only the bytes travel, once per device, ``MapStream.on_device``)."""
+    return _unpacked_bits(stream.on_device(device), nblocks, payload_bits)
+
+
+def write_row_heads(out: torch.Tensor, rows: list[int], parts: Sequence[torch.Tensor]) -> None:
+    """``out[rows[k], : len(parts[k])] = parts[k]`` for every ``k`` (1-D parts of ragged lengths,
+    distinct rows), in one padded copy and one non-blocking copy of the row indices."""
+    padded = torch.nn.utils.rnn.pad_sequence(list(parts), batch_first=True)
+    out[to_device_async(torch.tensor(rows), out.device), : padded.shape[1]] = padded
 
 
 def _unpacked_bits(raw: torch.Tensor, nblocks: int, payload_bits: int) -> torch.Tensor:

@@ -308,7 +308,7 @@ def harq_decode_blocks(
         coded bits and packets sent in the retransmission rounds. The rounds in which each row
         resent something (``[B]`` float64) go to ``received.meta["retransmission_rounds"]``.
     """
-    from v2x.semcom.digital import block_code_len, effective_snr_db
+    from v2x.semcom.digital import block_code_len, effective_snr_db, write_row_heads
 
     meta = received.meta
     nblocks: list[int] = meta["num_blocks"]
@@ -379,8 +379,7 @@ def harq_decode_blocks(
             extra_bits[i] += len(idx) * coded_bits_per_block(get_mcs(g["m"]), codec.block_bits)
             extra_packets[i] += math.ceil(len(idx) / bpp)
         rows = [i for _, i, _ in pending]
-        padded = torch.nn.utils.rnn.pad_sequence([resent[i].reshape(-1) for i in rows], True)
-        x[to_device_async(torch.tensor(rows), device), : padded.shape[1]] = padded
+        write_row_heads(x, rows, [resent[i].reshape(-1) for i in rows])
         y, state = resend(x, to_device_async(spp, device))
         xr, nr = codec.equalized(y, state)
         for g in groups:

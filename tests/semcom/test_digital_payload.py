@@ -154,10 +154,10 @@ def test_stream_bits_unpack_msb_first_and_zero_pad(num_bytes, nblocks, payload_b
     data = bytes(np.random.default_rng(num_bytes).integers(0, 256, num_bytes, dtype=np.uint8))
     expected = np.zeros(nblocks * payload_bits, dtype=np.float32)
     expected[: num_bytes * 8] = np.unpackbits(np.frombuffer(data, np.uint8))  # oracle: numpy
-    got = _stream_bits(data, nblocks, payload_bits)
+    stream = MapStream(data, 0, [], 8)  # a stream's bytes: copied to the device once
+    got = _stream_bits(stream, nblocks, payload_bits)
     assert got.dtype == torch.float32 and got.shape == (nblocks, payload_bits)
     assert np.array_equal(got.reshape(-1).numpy(), expected)
-    stream = MapStream(data, 0, [], 8)  # a stream's bytes: copied to the device once
     assert torch.equal(_stream_bits(stream, nblocks, payload_bits), got)
     assert stream.on_device("cpu") is stream.on_device(torch.device("cpu"))
 
