@@ -114,9 +114,17 @@ def attribute(events: list[dict], clock: IdleClock) -> dict[str, collections.Cou
 def report(path: str, top: int = 40, children: str = "") -> None:
     """Print the idle report of the Chrome trace at ``path`` (``.json`` or ``.json.gz``)."""
     opener = gzip.open if path.endswith(".gz") else open
-    with opener(path, "rt") as f:
-        trace = json.load(f)
-    events = trace["traceEvents"] if isinstance(trace, dict) else trace
+    try:
+        with opener(path, "rt") as f:
+            trace = json.load(f)
+        events = trace["traceEvents"] if isinstance(trace, dict) else trace
+        if not isinstance(events, list):
+            raise TypeError(f"its events are a {type(events).__name__}")
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise SystemExit(
+            f"trace_idle: {path} is not a Chrome trace (a JSON list or {{'traceEvents': [...]}}, "
+            f"as torch.profiler writes): {exc!r}"
+        ) from None
     idle, busy, span = idle_intervals(events)
     got = attribute(events, IdleClock(idle))
     print(

@@ -81,3 +81,8 @@ def test_the_script_reads_a_real_profiler_trace(tmp_path):
     )
     assert "innermost project function" in run.stdout and "    11.0      1  v2x/m.py" in run.stdout
     assert "callees of *outer*" in run.stdout
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"events": []}')
+    run = subprocess.run([sys.executable, str(SCRIPT), str(bad)], capture_output=True, text=True)
+    assert run.returncode != 0 and f"{bad} is not a Chrome trace" in run.stderr
+    assert "traceEvents" in run.stderr
