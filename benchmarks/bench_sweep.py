@@ -35,9 +35,10 @@ sharing (every SNR differs).
 
 ``--workers`` launches ``v2x-sweep -m hydra/launcher=joblib`` with ``--jobs`` jobs (one channel
 each) and reports the wall time per worker count (each job gets ``cores // workers`` torch
-threads). ``--devices`` (``all``, or a comma list such as ``cuda:0,cuda:1`` or ``cpu,cpu``) runs
-``run_sweep`` once more with ``device`` set to those devices (one worker process each,
-``v2x.sweep_workers``) and prints its rate against the warm one-device ``run_sweep``; the
+threads). ``--devices`` (``all``, or a comma list such as ``cuda:0,cuda:1`` or ``cpu,cpu``; a
+device named twice gets two workers: ``cuda:0,cuda:0``; several lists may follow) runs
+``run_sweep`` once more per list with ``device`` set to those devices (one worker process each,
+``v2x.sweep_workers``) and prints its rate against a warm one-device ``run_sweep``; the
 workers' start (spawn, imports, model and frames onto each device) is inside the measured time.
 ``--profile N`` runs ``run_sweep`` once more under cProfile (not one of the timed calls) and
 prints the ``N`` costliest project functions (cumulative) and overall (own time); ``--trace
@@ -505,8 +506,10 @@ def main() -> None:
     )
     p.add_argument(
         "--devices",
-        default=None,
-        help="run_sweep also on these devices: all (every GPU) or a comma list (cpu,cpu)",
+        nargs="*",
+        default=[],
+        help="run_sweep also on these devices, each against --device: all (every GPU) or a "
+        "comma list (cpu,cpu; cuda:0,cuda:0 is two workers on one GPU); several may follow",
     )
     p.add_argument(
         "--run-sweep-repeats",
@@ -568,12 +571,12 @@ def main() -> None:
     if args.idle_gaps and not args.skip_run_sweep:
         print("run_sweep once more under torch.profiler with Python stacks (not a figure):")
         bench_run_sweep(args, trace=args.trace or "/tmp/v2x_sweep_stacks.json", gaps=True)
-    if args.devices:
-        devices = "all" if args.devices == "all" else args.devices.split(",")
+    for spec in args.devices:
+        devices = "all" if spec == "all" else spec.split(",")
         one = bench_run_sweep(args)
         many = bench_run_sweep(args, devices)
         print(
-            f"run_sweep on devices {args.devices}: {many['fc_per_s']:.1f} frame-conditions/s "
+            f"run_sweep on devices {spec}: {many['fc_per_s']:.1f} frame-conditions/s "
             f"in {many['wall_s']:.1f} s vs {one['fc_per_s']:.1f} on {args.device} "
             f"({one['wall_s']:.1f} s): {many['fc_per_s'] / one['fc_per_s']:.2f}x"
         )

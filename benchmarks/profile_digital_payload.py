@@ -13,6 +13,17 @@ The issue-16 setting (1 Mbit per link, a sweep's batch of 16 frames × 4 links, 
 Prints information bits/s of the whole round trip and, with ``--profile N``, the N costliest
 functions of the main thread (cProfile, cumulative; CUDA work shows up where the host waits
 for it) and of the device (torch.profiler, self CUDA time).
+
+``--processes P`` runs the chain in ``P`` processes at once on the same device (each its own
+maps, codec and ``--source-workers``; spawned, as CUDA needs), the way a sweep deals its groups
+to several workers of one GPU (``device: [cuda:0, cuda:0]``): each process warms up, all start
+together, each times ``--passes`` passes on fresh maps, and the figure is every process's
+frame-conditions over the span from the first start to the last end (one device's throughput
+when the host's work of one process leaves it idle).
+
+    python benchmarks/profile_digital_payload.py --device cuda --links 64 --channels 64 \
+        --size 64 --density 1.0 --snr-db=-10,-5,0,5,10,15,20 --source-workers 4 \
+        --processes 3 --passes 3
 """
 
 from __future__ import annotations
@@ -55,6 +66,91 @@ def round_trips(codec, x: torch.Tensor, snrs: list[float]) -> float:
     return bits
 
 
+def build_codec(args: argparse.Namespace) -> DigitalPayloadCodec:
+    """The benchmark's codec: ``--bits``, ``--harq-rounds`` IR rounds, ``--ldpc-decoder``, one
+    source coding per map for all SNRs (as a sweep), ``--source-workers`` forked workers."""
+    codec = DigitalPayloadCodec(
+        bits=args.bits,
+        harq_max_rounds=args.harq_rounds,
+        harq_combining="ir",
+        ldpc_decoder=args.ldpc_decoder,
+    )
+    codec.source_memo = {}  # as a sweep: one source coding per map for all SNRs
+    if args.source_workers:
+        context = multiprocessing.get_context("fork")
+        codec.source_executor = ProcessPoolExecutor(args.source_workers, mp_context=context)
+    return codec
+
+
+def frame_conditions(args: argparse.Namespace, snrs: list[float]) -> float:
+    """Frame-conditions of one pass: every SNR for every frame of ``--links`` maps."""
+    return len(snrs) * args.links / args.links_per_frame
+
+
+def timed_passes(
+    args: argparse.Namespace, snrs: list[float], rank: int, start: object = None
+) -> list[tuple[float, float, float]]:
+    """Process ``rank``'s run: a warm-up pass, then (after ``start.wait()``, a barrier shared
+    by the processes, when given) ``--passes`` timed passes on fresh maps. Returns each pass's
+    ``(start, end, information bits)``, times from ``time.perf_counter`` (system-wide on
+    Linux, so comparable between processes)."""
+    device = torch.device(args.device)
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    codec = build_codec(args)
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    maps = [args.channels, args.size, args.density]
+    round_trips(codec, feature_maps(args.links, *maps, 1_000 + rank).to(device), snrs)
+    sync()
+    if start is not None:
+        start.wait()
+    out = []
+    for i in range(args.passes):
+        x = feature_maps(args.links, *maps, 2_000 + rank * args.passes + i).to(device)
+        sync()
+        t0 = time.perf_counter()
+        bits = round_trips(codec, x, snrs)
+        sync()
+        out.append((t0, time.perf_counter(), bits))
+    if codec.source_executor is not None:
+        codec.source_executor.shutdown()
+    return out
+
+
+def _process(args: argparse.Namespace, snrs: list[float], rank: int, start, results) -> None:
+    """A spawned process of ``--processes``: ``timed_passes``, put on ``results``."""
+    results.put((rank, timed_passes(args, snrs, rank, start)))
+
+
+def run_processes(args: argparse.Namespace, snrs: list[float]) -> None:
+    """``--processes`` spawned processes on ``--device`` at once; prints each pass and the
+    total frame-conditions per second over the span of all timed passes."""
+    context = multiprocessing.get_context("spawn")
+    start, results = context.Barrier(args.processes), context.Queue()
+    procs = [
+        context.Process(target=_process, args=(args, snrs, r, start, results))
+        for r in range(args.processes)
+    ]
+    for proc in procs:
+        proc.start()
+    runs = dict(results.get() for _ in procs)
+    for proc in procs:
+        proc.join()
+    fc = frame_conditions(args, snrs)
+    for rank in sorted(runs):
+        rates = " / ".join(f"{fc / (b - a):.1f}" for a, b, _ in runs[rank])
+        print(f"  process {rank}: {rates} frame-conditions/s per pass")
+    passes = [p for r in runs.values() for p in r]
+    span = max(b for _, b, _ in passes) - min(a for a, _, _ in passes)
+    bits = sum(x for _, _, x in passes)
+    print(
+        f"{args.processes} processes x {args.passes} passes on {args.device} "
+        f"({multiprocessing.cpu_count()} CPU cores, {args.source_workers} source-coding workers "
+        f"each): {fc * len(passes) / span:.1f} frame-conditions/s, "
+        f"{bits / span / 1e6:.1f} Mbit/s of information over {span:.2f} s"
+    )
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--device", default="cpu")
@@ -81,20 +177,24 @@ def main() -> None:
         help="forked worker processes for the host's source coding and decoding (a sweep "
         "uses v2x.sweep_rows.cell_pool's); 0: in this process",
     )
+    p.add_argument(
+        "--processes",
+        type=int,
+        default=0,
+        help="run the chain in this many spawned processes at once on --device (module "
+        "docstring); 0: the single timed pass in this process",
+    )
+    p.add_argument("--passes", type=int, default=3, help="timed passes per --processes process")
     args = p.parse_args()
     device = torch.device(args.device)
     snrs = [float(s) for s in args.snr_db.split(",")]
+    if args.processes:
+        if args.profile:
+            p.error("--profile profiles this process: leave out --processes")
+        run_processes(args, snrs)
+        return
     x = feature_maps(args.links, args.channels, args.size, args.density, 0).to(device)
-    codec = DigitalPayloadCodec(
-        bits=args.bits,
-        harq_max_rounds=args.harq_rounds,
-        harq_combining="ir",
-        ldpc_decoder=args.ldpc_decoder,
-    )
-    codec.source_memo = {}  # as a sweep: one source coding per map for all SNRs
-    if args.source_workers:
-        context = multiprocessing.get_context("fork")
-        codec.source_executor = ProcessPoolExecutor(args.source_workers, mp_context=context)
+    codec = build_codec(args)
     # warm-up on other maps of the same size: every MCS's kernels and LDPC graphs at the timed
     # pass's block counts (a launch's kernel depends on them); the timed pass source-codes each
     # of its maps once for all SNRs, as a sweep does per frame
@@ -115,7 +215,7 @@ def main() -> None:
         f"{args.links} maps {args.channels}x{args.size}x{args.size} at {args.bits} bits, "
         f"SNRs {snrs}: {bits / 1e6:.1f} Mbit of information in {dt:.2f} s = "
         f"{bits / dt / 1e6:.1f} Mbit/s end to end (source coding memoised across SNRs), "
-        f"{len(snrs) * args.links / args.links_per_frame / dt:.1f} frame-conditions/s "
+        f"{frame_conditions(args, snrs) / dt:.1f} frame-conditions/s "
         f"({args.links_per_frame} links per frame)"
     )
     if prof:
