@@ -32,6 +32,7 @@ import argparse
 import cProfile
 import multiprocessing
 import pstats
+import queue
 import time
 from concurrent.futures import ProcessPoolExecutor
 
@@ -95,7 +96,7 @@ def timed_passes(
     ``(start, end, information bits)``, times from ``time.perf_counter`` (system-wide on
     Linux, so comparable between processes)."""
     device = torch.device(args.device)
-    if device.type == "cuda":
+    if device.type == "cuda" and device.index is not None:
         torch.cuda.set_device(device)
     codec = build_codec(args)
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
@@ -133,7 +134,17 @@ def run_processes(args: argparse.Namespace, snrs: list[float]) -> None:
     ]
     for proc in procs:
         proc.start()
-    runs = dict(results.get() for _ in procs)
+    runs = {}
+    while len(runs) < len(procs):
+        try:
+            rank, passes = results.get(timeout=1.0)
+            runs[rank] = passes
+        except queue.Empty:
+            dead = [p.exitcode for p in procs if p.exitcode not in (None, 0)]
+            if dead:  # a process failed (its traceback is above): stop the others
+                for proc in procs:
+                    proc.kill()
+                raise SystemExit(f"--processes: a process exited with code {dead[0]}") from None
     for proc in procs:
         proc.join()
     fc = frame_conditions(args, snrs)
