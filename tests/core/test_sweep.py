@@ -1005,6 +1005,50 @@ def test_device_all_equals_one_gpu(cache_dir, tmp_path):
     ]
 
 
+#: Two worker processes on one device: identity, analog and the digital chain's realistic
+#: payload (exact, min-sum LDPC, one IR HARQ round: host-bound, what extra workers are for).
+_WORKERS_GRID = {
+    "codecs": [
+        "identity",
+        "analog",
+        {"name": "digital_payload", "bits": 4, "harq_max_rounds": 1, "harq_combining": "ir"},
+    ]
+}
+
+
+def _assert_same_results(path_a: Path, path_b: Path) -> None:
+    """The two results files hold the same rows in the same order (the config hash aside,
+    which holds the device list) and the same ledger."""
+    a, b = pq.read_table(path_a).to_pylist(), pq.read_table(path_b).to_pylist()
+    assert [r["cell_id"] for r in a] == [r["cell_id"] for r in b] and a
+    drop = {"config_hash"}
+    assert [{k: v for k, v in _canonical_row(r).items() if k not in drop} for r in a] == [
+        {k: v for k, v in _canonical_row(r).items() if k not in drop} for r in b
+    ]
+    assert _canonical(read_results([path_a], ledger=True)) == _canonical(
+        read_results([path_b], ledger=True)
+    )
+
+
+@pytest.mark.parametrize(
+    "kind",
+    [pytest.param("cpu", marks=pytest.mark.slow), pytest.param("cuda", marks=pytest.mark.gpu)],
+)
+def test_two_workers_on_one_device_equal_one_process(kind, cache_dir, tmp_path):
+    """device=[cuda:0,cuda:0]: two worker processes share the one GPU (their host work
+    overlaps; [cpu,cpu] on the CPU); the rows and ledger equal one process's, the digital
+    chain's cells included."""
+    if kind == "cuda" and not torch.cuda.is_available():
+        pytest.skip("needs a CUDA device")
+    cfg = tiny_config(cache_dir, tmp_path / "one", **_WORKERS_GRID)
+    one = run_sweep({**cfg, "device": kind})
+    cfg = tiny_config(cache_dir, tmp_path / "two", **_WORKERS_GRID)
+    two = run_sweep({**cfg, "device": [f"{kind}:0" if kind == "cuda" else kind] * 2})
+    codecs = {r["codec"] for r in pq.read_table(one).to_pylist()}
+    assert {"identity", "analog", "digital_payload"} <= codecs
+    _assert_same_results(one, two)
+
+
 def _canonical_row(row: dict) -> dict:
     return {k: None if isinstance(v, float) and math.isnan(v) else v for k, v in row.items()}
 
