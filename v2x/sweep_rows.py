@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import math
 import multiprocessing
+import multiprocessing.util
 import os
 import signal
 import sys
@@ -184,19 +185,27 @@ def cell_pool() -> ProcessPoolExecutor | None:
     """The worker processes of ``CELL_PROCESSES``, or ``None`` for threads.
 
     They are forked, all at once, on first use (``warm_cell_pool``: at the start of a sweep,
-    before its frames load and its device work starts) and live as long as this process. Forked,
-    not spawned: a spawned worker would re-run the user's ``__main__`` script. The workers run
-    numpy only (the sweep's frames read first, ``FrameStream``; then ``APAccumulator.compute``),
-    never torch or CUDA."""
+    before its frames load and its device work starts) and live as long as this process: they
+    are shut down when it exits, before multiprocessing joins its children (a sweep's device
+    worker, ``v2x.sweep_workers``, is itself a pool's child: without that its exit waited on
+    these workers forever). Forked, not spawned: a spawned worker would re-run the user's
+    ``__main__`` script. The workers run numpy only (the sweep's frames read first,
+    ``FrameStream``; then ``APAccumulator.compute``), never torch or CUDA."""
     if CELL_PROCESSES <= 0 or multiprocessing.current_process().daemon:  # (no children)
         return None
     if not _POOL:
         context = multiprocessing.get_context("fork")
-        _POOL.append(
-            ProcessPoolExecutor(
-                CELL_PROCESSES, mp_context=context, initializer=_ignore_stop_signals
-            )
+        pool = ProcessPoolExecutor(
+            CELL_PROCESSES, mp_context=context, initializer=_ignore_stop_signals
         )
+        # at this process's exit, before its children are joined (a multiprocessing child's
+        # exit runs no threading atexit hook, which shuts pools down in a main process) and
+        # before the queues' own exit finalizers (priority 10) stop the feeder thread that
+        # carries the shutdown's sentinels to the workers
+        multiprocessing.util.Finalize(
+            None, pool.shutdown, kwargs={"cancel_futures": True}, exitpriority=100
+        )
+        _POOL.append(pool)
     return _POOL[0]
 
 

@@ -1,0 +1,53 @@
+"""The sweep's AP worker processes (``v2x.sweep_rows.cell_pool``) end with the process that
+made them, also when that process is itself a pool's worker: a sweep's device worker
+(``v2x.sweep_workers``, ``device=all`` or ``[cuda:0,cuda:0]``) on a host with ≥ 4 cores."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+SCRIPT = textwrap.dedent(
+    """
+    import multiprocessing, os
+    from concurrent.futures import ProcessPoolExecutor
+
+    def device_worker():
+        from v2x import sweep_rows
+        sweep_rows.CELL_PROCESSES = 2  # as on a host with >= 4 cores
+        return sweep_rows.cell_pool().submit(os.getpid).result() != os.getpid()
+
+    if __name__ == "__main__":
+        with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+            assert pool.submit(device_worker).result()
+        print("ended")
+    """
+)
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="the cell workers are forked (Linux only)")
+def test_a_device_worker_that_made_cell_workers_ends(tmp_path):
+    """The device worker's exit shuts its cell workers down before multiprocessing joins its
+    children; before, the parent's pool shutdown (the end of every multi-device sweep) waited
+    forever (found on an H200 host: ``device=[cuda:0,cuda:0]`` never returned)."""
+    script = tmp_path / "device_worker_exit.py"
+    script.write_text(SCRIPT)
+    proc = subprocess.Popen(
+        [sys.executable, str(script)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,  # one process group: a hang is killed with every child
+    )
+    try:
+        out, err = proc.communicate(timeout=120)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        pytest.fail("the device worker never ended: its exit waited on its cell workers")
+    assert proc.returncode == 0 and out.strip() == "ended", err
