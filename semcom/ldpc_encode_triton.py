@@ -37,7 +37,7 @@ def _kernel():
         import triton
         import triton.language as tl
 
-        @triton.jit
+        @triton.jit(do_not_specialize=["n_rows"])  # blocks per call vary with the data
         def gather_xor_kernel(
             src_ptr, src_offset, src_len, mat_ptr, dst_ptr, dst_offset, n_rows, m, row_stride,
             NMAX: tl.constexpr, XOR_INTO: tl.constexpr,

@@ -39,7 +39,7 @@ def _kernel():
         import triton
         import triton.language as tl
 
-        @triton.jit
+        @triton.jit(do_not_specialize=["total"])  # symbols per call vary with the data
         def llr_kernel(
             x_ptr, no_ptr, dim_ptr, level_ptr, label_ptr, sign_ptr, out_ptr,
             n, total, no_row_stride, no_col_stride, no_erased, no_min,
@@ -137,7 +137,7 @@ def _map_kernel():
         import triton
         import triton.language as tl
 
-        @triton.jit
+        @triton.jit(do_not_specialize=["total"])  # symbols per call vary with the data
         def map_kernel(
             c_ptr, pos_ptr, scramble_ptr, points_ptr, out_ptr, n, total, c_row_stride, ldpc_bits,
             QM: tl.constexpr, BLOCK: tl.constexpr,
