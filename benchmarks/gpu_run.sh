@@ -56,6 +56,11 @@
 #          and a sweep's batch of 16 frames x 4 links at 7 SNRs, in one process and with 8
 #          source-coding worker processes, the latter profiled with the device's idle time
 #          attributed to the host's Python functions (trace_idle.py) (~9 min)
+#   workers  several sweep workers on the machine's GPUs (~12 min): the GPU tests of
+#          device lists (two workers on one GPU; every GPU of a host and the Triton kernels'
+#          device, where two are visible), the digital chain in 1, 2 and 3 processes on one GPU
+#          (profile_digital_payload.py --processes), then bench_sweep.py with two and three
+#          workers on one GPU (and device=all where there are several) against one
 #
 # Each step writes <name>.txt (warnings filtered out) into a work folder ($W, default
 # /tmp/gpu_run) and prints its exit code and last N lines (N=12 unless set); after every step
@@ -65,9 +70,9 @@
 set -o pipefail
 SET=${1:-all}
 case "$SET" in
-  all | quick | ldpc | time | verify | codec | frontier | semantic_train | semantic_eval | main | payload | digital) ;;
+  all | quick | ldpc | time | verify | codec | frontier | semantic_train | semantic_eval | main | payload | digital | workers) ;;
   *)
-    echo "benchmarks/gpu_run.sh: SET must be all, quick, ldpc, time, verify, codec, frontier, semantic_train, semantic_eval, main, payload or digital, got '$SET'" >&2
+    echo "benchmarks/gpu_run.sh: SET must be all, quick, ldpc, time, verify, codec, frontier, semantic_train, semantic_eval, main, payload, digital or workers, got '$SET'" >&2
     exit 2
     ;;
 esac
@@ -82,10 +87,23 @@ pack() {  # the work folder as one file under $OUT, refreshed after every step
   tar czf "$OUT/results.tgz.part" -C "$W" . && mv "$OUT/results.tgz.part" "$OUT/results.tgz"
 }
 
+bounded() {  # bounded TIMEOUT_S CMD...: CMD in its own session, stopped at the limit with every
+  # process it started (spawned or forked workers outlive a plain timeout's kill and would hold
+  # the GPU, or a pipe, until the call ends)
+  local limit=$1
+  shift
+  setsid timeout "$limit" "$@" &
+  local pid=$! rc
+  wait "$pid"
+  rc=$?
+  pkill -9 -s "$pid" 2>/dev/null
+  return "$rc"
+}
+
 step() {  # step NAME TIMEOUT_S ARGS...: python3 ARGS, output to $W/NAME.txt
   local name=$1 limit=$2
   shift 2
-  timeout "$limit" python3 "$@" > "$W/$name.log" 2>&1
+  bounded "$limit" python3 "$@" > "$W/$name.log" 2>&1
   local rc=$?
   grep -v -i warn "$W/$name.log" > "$W/$name.txt"
   rm "$W/$name.log"
@@ -104,7 +122,7 @@ gpu_tests() {  # gpu_tests NAME TIMEOUT_S [PATHS...]: pytest -m gpu
   rm -rf /tmp/gpu_run_tree && cp -r "$R" /tmp/gpu_run_tree && rm -rf /tmp/gpu_run_tree/v2x
   # a test file that cannot be imported there (an oracle library missing from the carried
   # wheels) is reported, not allowed to stop every other GPU test
-  (cd /tmp/gpu_run_tree && timeout "$limit" python3 -P -m pytest -q -rA -m gpu -p no:cacheprovider \
+  (cd /tmp/gpu_run_tree && bounded "$limit" python3 -P -m pytest -q -rA -m gpu -p no:cacheprovider \
     --continue-on-collection-errors "${@:-tests}" 2>&1) > "$W/$name.txt"
   tail -15 "$W/$name.txt"
   pack
@@ -248,6 +266,21 @@ map_location='cpu', weights_only=False); torch.save({'step': s['step'], 'extra':
       --snr-db=-10,-5,0,5,10,15,20 --source-workers 8 --profile 30 --trace /tmp/digital_trace.json
     step digital_idle 120 "$R/benchmarks/trace_idle.py" /tmp/digital_trace.json --top 50 \
       --children harq_decode_blocks,reconstruct,encode,_decode
+    ;;
+  workers)
+    N=${N:-14}
+    gpu_tests pytest_gpu_workers 300 tests/core/test_sweep.py tests/core/test_triton_device.py
+    for p in 1 2 3; do
+      step "digital_processes_$p" 150 "$R/benchmarks/profile_digital_payload.py" --device cuda \
+        --links 64 --channels 64 --size 64 --density 1.0 --snr-db=-10,-5,0,5,10,15,20 \
+        --processes "$p" --passes 3 --source-workers $((p == 1 ? 8 : 16 / p))
+    done
+    lists="cuda:0,cuda:0 cuda:0,cuda:0,cuda:0"
+    if [ "$(nvidia-smi -L | wc -l)" -gt 1 ]; then lists="all $lists"; fi
+    # shellcheck disable=SC2086  # one argument per device list
+    step sweep_workers 420 "$R/benchmarks/bench_sweep.py" --device cuda --checkpoint shipped \
+      --frames 256 --batch-size 16 --codecs identity analog deepjscc --run-sweep-repeats 2 \
+      --devices $lists
     ;;
   frontier)
     N=${N:-30}
