@@ -44,6 +44,7 @@ import time
 
 import torch
 
+from v2x.common import code_hash
 from v2x.semcom.bler_table import load_bler_table
 from v2x.semcom.fec import block_code, device_string
 from v2x.semcom.ldpc_minsum import LDPC5GMinSumDecoder
@@ -152,7 +153,7 @@ def main() -> None:
     print(
         f"device {device} ({name or platform.machine()}), torch {torch.__version__}, "
         f"{torch.get_num_threads()} CPU threads, {args.num_iter} iterations, "
-        f"{args.block_bits}-bit blocks"
+        f"{args.block_bits}-bit blocks, v2x code {code_hash()}"
     )
     from sionna.phy.fec.ldpc import LDPC5GDecoder
 

@@ -525,10 +525,13 @@ def main() -> None:
     configure_determinism(True)
     if args.small_model and args.checkpoint != "untrained":
         p.error("--small-model builds an untrained detector; leave out --checkpoint")
+    from v2x.common import code_hash
+
     if args.device == "cpu":
         print(f"CPU threads: {torch.get_num_threads()}  cores: {os.cpu_count()}")
     else:
         print(f"device: {torch.cuda.get_device_name(0)}")
+    print(f"torch {torch.__version__}, v2x code {code_hash()} (the sweep's results key)")
     frames, model, batches, device = build(args)
     agents = sum(f.num_agents for f in frames) / len(frames)
     print(

@@ -40,6 +40,7 @@ import torch
 
 from v2x.channels import build_channel
 from v2x.channels.link import LinkState
+from v2x.common import code_hash
 from v2x.semcom.digital_payload import DigitalPayloadCodec
 from v2x.semcom.harq import transmit
 
@@ -158,7 +159,8 @@ def run_processes(args: argparse.Namespace, snrs: list[float]) -> None:
         f"{args.processes} processes x {args.passes} passes on {args.device} "
         f"({multiprocessing.cpu_count()} CPU cores, {args.source_workers} source-coding workers "
         f"each): {fc * len(passes) / span:.1f} frame-conditions/s, "
-        f"{bits / span / 1e6:.1f} Mbit/s of information over {span:.2f} s"
+        f"{bits / span / 1e6:.1f} Mbit/s of information over {span:.2f} s (v2x code "
+        f"{code_hash()})"
     )
 
 
@@ -227,7 +229,7 @@ def main() -> None:
         f"SNRs {snrs}: {bits / 1e6:.1f} Mbit of information in {dt:.2f} s = "
         f"{bits / dt / 1e6:.1f} Mbit/s end to end (source coding memoised across SNRs), "
         f"{frame_conditions(args, snrs) / dt:.1f} frame-conditions/s "
-        f"({args.links_per_frame} links per frame)"
+        f"({args.links_per_frame} links per frame; v2x code {code_hash()})"
     )
     if prof:
         pstats.Stats(prof).sort_stats("cumulative").print_stats(args.profile)
