@@ -28,7 +28,7 @@ shows: a safe threshold exists only if the first is below the second at every po
 from __future__ import annotations
 
 import argparse
-import importlib.util
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -37,14 +37,8 @@ import torch
 from v2x.semcom import ldpc_minsum
 from v2x.semcom.bler_table import load_bler_table
 
-
-def _bench_ldpc():
-    """``bench_ldpc.py`` (its LLR generator), imported from beside this file."""
-    path = Path(__file__).with_name("bench_ldpc.py")
-    spec = importlib.util.spec_from_file_location("bench_ldpc", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_ldpc import _llrs  # noqa: E402  (the LLR generator, beside this file)
 
 
 class RecordingDecoder(ldpc_minsum.LDPC5GMinSumDecoder):
@@ -72,7 +66,7 @@ def trajectories(mcs: int, offset_db: float, blocks: int, seed: int) -> dict:
     table = load_bler_table(1024)
     snr = float(table.thresholds_db(0.1)[mcs]) + offset_db
     gen = torch.Generator().manual_seed(seed)
-    enc, _, llr = _bench_ldpc()._llrs(mcs, 1024, blocks, snr, torch.device("cpu"), gen, 4096)
+    enc, _, llr = _llrs(mcs, 1024, blocks, snr, torch.device("cpu"), gen, 4096)
     dec = RecordingDecoder(enc, num_iter=20, early_stop=True, backend="torch")
     dec.weights = []
     compact = ldpc_minsum._COMPACT["torch"]
