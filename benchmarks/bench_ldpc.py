@@ -27,17 +27,20 @@ up to 8,192 (the digital chain's chunks): ONE launch for the whole batch (every 
 termination in the kernel, one float32 message per edge in a per-program slot state that can
 stay in L2; the launch configuration is tuned on the first large call, and the chosen one and
 every configuration's time are printed); a ``-fp16`` suffix stores LLRs and messages in
-float16 (opt-in). For Triton modes the traffic model of ``kernel_bytes_per_iteration`` gives
+float16 (opt-in); a ``@BxW`` suffix on a per-layer Triton mode (e.g. ``triton-fp16@256x4``) runs
+its row-group kernels with ``B`` blocks per program on ``W`` warps. For Triton modes the traffic model of ``kernel_bytes_per_iteration`` gives
 the bytes per edge and the achieved GB/s (bytes of the iterations run ÷ time, syndrome checks
 not counted; for ``triton-persistent`` much of it is L2 traffic). Also printed:
 the mean number of iterations, the fraction of blocks decoded to the sent codeword, whether
 the decoded bits are identical wherever the decoder and Sionna both recovered the block, and
-for every float32 mode whether its bits and iteration counts equal the first mode's.
+for every mode whether its bits and iteration counts equal those of the first mode of its
+storage precision.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import platform
 import statistics
 import time
@@ -97,7 +100,10 @@ def _llrs(
 
 
 def _mode(name: str) -> dict:
-    """``"triton-edges-fp16"`` → decoder keyword arguments."""
+    """``"triton-edges-fp16"`` → decoder keyword arguments; a suffix ``@BxW`` (e.g.
+    ``triton-fp16@256x4``) also sets the per-layer kernel's launch, ``B`` blocks per program on
+    ``W`` warps (key ``"_launch"``, not a decoder argument)."""
+    name, _, launch = name.partition("@")
     parts = name.split("-")
     ok = {"edges", "fp16", "persistent"}
     if parts[0] not in ("torch", "triton") or not set(parts[1:]) <= ok:
@@ -107,12 +113,39 @@ def _mode(name: str) -> dict:
     if "edges" in parts and "persistent" in parts:
         raise SystemExit(f"--modes: {name!r}: -persistent always stores messages per edge")
     persistent = "persistent" in parts
-    return {
+    extra = {}
+    if launch:
+        try:
+            block_b, warps = (int(v) for v in launch.split("x"))
+        except ValueError:
+            raise SystemExit(
+                f"--modes: {name}@{launch}: the launch must be BxW, e.g. 256x4"
+            ) from None
+        if persistent or parts[0] != "triton":
+            raise SystemExit(f"--modes: {name}@{launch}: a launch is for per-layer Triton modes")
+        extra["_launch"] = (block_b, warps)
+    return extra | {
         "backend": parts[0],
         "check_state": "edges" if "edges" in parts or persistent else "compressed",
         "precision": "fp16" if "fp16" in parts else "fp32",
         "launch": "persistent" if persistent else "per-layer",
     }
+
+
+@contextlib.contextmanager
+def _per_layer_launch(launch: tuple[int, int] | None):
+    """The per-layer kernels' launch set to ``(blocks per program, warps)`` for every check
+    degree inside the block (``None``: the decoder's own)."""
+    from v2x.semcom import ldpc_minsum
+
+    saved = ldpc_minsum._EDGE_LAUNCH, ldpc_minsum._COMPRESSED_LAUNCH
+    if launch is not None:
+        ldpc_minsum._EDGE_LAUNCH = {False: launch, True: launch}
+        ldpc_minsum._COMPRESSED_LAUNCH = launch
+    try:
+        yield
+    finally:
+        ldpc_minsum._EDGE_LAUNCH, ldpc_minsum._COMPRESSED_LAUNCH = saved
 
 
 def _tuning() -> str:
@@ -178,12 +211,13 @@ def main() -> None:
         )
         del sionna
         for early in earlies:
-            first = None  # (mode, bits, iterations) of the first float32 mode
+            first = {}  # precision: (mode, bits, iterations) of its first mode
             for mode in modes:
-                dec = LDPC5GMinSumDecoder(
-                    enc, num_iter=args.num_iter, early_stop=early, **kwargs[mode]
-                )
-                t_m, res = _time(dec.decode, llr, args.repeats)
+                kw = dict(kwargs[mode])
+                launch = kw.pop("_launch", None)
+                dec = LDPC5GMinSumDecoder(enc, num_iter=args.num_iter, early_stop=early, **kw)
+                with _per_layer_launch(launch):
+                    t_m, res = _time(dec.decode, llr, args.repeats)
                 rate = args.blocks * args.block_bits / t_m
                 ok_m = (res.bits == u).all(dim=1)
                 both = ok_m[:nb_s] & ok_s
@@ -196,14 +230,10 @@ def main() -> None:
                         f"; {per_it / dec.num_edges:5.2f} B/edge/iteration, "
                         f"{moved / t_m / 1e9:6.0f} GB/s"
                     )
-                if kwargs[mode]["precision"] == "fp32":
-                    if first is None:
-                        first = (mode, res.bits, res.iterations)
-                    elif mode != first[0]:
-                        equal = torch.equal(res.bits, first[1]) and torch.equal(
-                            res.iterations, first[2]
-                        )
-                        extra += f"; bits+iterations == {first[0]}: {equal}"
+                ref = first.setdefault(kw["precision"], (mode, res.bits, res.iterations))
+                if ref[0] != mode:
+                    equal = torch.equal(res.bits, ref[1]) and torch.equal(res.iterations, ref[2])
+                    extra += f"; bits+iterations == {ref[0]}: {equal}"
                 if kwargs[mode]["launch"] == "persistent":
                     extra += _tuning()
                 print(

@@ -279,6 +279,24 @@ def bench_run_sweep(
     return {"cells": plan.num_cells, "wall_s": wall, "cpu_s": cpu, "fc_per_s": work / wall}
 
 
+def _release_device_memory(device: str) -> None:
+    """Hand this process's cached CUDA memory back to the device before the sweep's own worker
+    processes start on it: they size their feature caches from the memory free then, and the
+    caching allocator of this process's earlier runs (the batched pipeline, the loop, the
+    in-process sweeps) would otherwise hold tens of GB they need."""
+    import gc
+
+    import torch
+
+    if torch.device(device).type != "cuda" or not torch.cuda.is_available():
+        return
+    gc.collect()
+    torch.cuda.empty_cache()
+    held = torch.cuda.memory_reserved(device) / 1e9
+    free, total = torch.cuda.mem_get_info(device)
+    print(f"  (this process holds {held:.1f} GB; {free / 1e9:.1f} of {total / 1e9:.1f} GB free)")
+
+
 def bench_orders(args, rounds: int) -> None:
     """``rounds`` rounds of warm ``run_sweep`` calls alternating the order one device computes
     the groups in: the plan's, ``v2x.sweep.device_order`` (feature groups first, the default),
@@ -577,6 +595,7 @@ def main() -> None:
     for spec in args.devices:
         devices = "all" if spec == "all" else spec.split(",")
         one = bench_run_sweep(args)
+        _release_device_memory(args.device)
         many = bench_run_sweep(args, devices)
         print(
             f"run_sweep on devices {spec}: {many['fc_per_s']:.1f} frame-conditions/s "

@@ -95,6 +95,12 @@ _EDGE_LAUNCH = {False: (128, 4), True: (256, 8)}
 #: at 262,144 blocks (docs/results/h200_2026-12-02c/ldpc_launch_compressed.txt; MCS 27, whose
 #: degree-19 rows took 256 on 8 warps above, 4,167 against 3,898 Mbit/s).
 _COMPRESSED_LAUNCH = (128, 4)
+#: The Triton path's batch is ``[rows, width]`` with ``width`` the live blocks rounded up to a
+#: multiple of this (the padding columns are decoded and never read): every row then starts
+#: 16-element aligned and the kernels' ``b < width`` mask is constant over 16 blocks, which
+#: lets Triton compile one kernel per shape (no re-specialisation as the batch shrinks) whose
+#: loads and stores can be vectorised over a thread's consecutive blocks.
+_BATCH_ALIGN = 16
 BACKENDS = ("auto", "torch", "triton")
 #: Storage of the LLRs and check-to-variable messages (arithmetic is float32 in both).
 PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16}
@@ -515,14 +521,19 @@ class LDPC5GMinSumDecoder:
 
         # Internal LLRs (positive favours 0): L = −logit, batch-last, plus the z padding rows.
         # Source rows: the input columns (or the circular buffer), then 0 and the filler value.
+        # The Triton path decodes ``width`` ≥ nb columns (``_BATCH_ALIGN``); the padding
+        # columns start at L = 0 and are never read.
         v, z = self._num_vns, self.z
-        llr = torch.empty(v + z, nb, dtype=self._dtype, device=device)
-        if rv is None and layer == self._layer_triton:
+        use_torch = layer == self._layer_torch
+        align = 1 if use_torch else _BATCH_ALIGN
+        llr = torch.empty(v + z, _aligned(nb, align), dtype=self._dtype, device=device)
+        if rv is None and not use_torch:
             self._channel_llr_triton(x, llr, tab)
         else:
-            self._channel_llr_torch(x, rv, llr, tab)
-        use_torch = layer == self._layer_torch
-        state, msgs = self._new_state(tab, nb, device, use_torch)
+            self._channel_llr_torch(x, rv, llr[:, :nb], tab)
+        if llr.shape[1] > nb:
+            llr[:, nb:] = 0.0
+        state, msgs = self._new_state(tab, llr.shape[1], device, use_torch)
         max_e = max(g.idx.numel() for g in tab.groups)
         active = np.arange(nb)  # original index of every column still decoding
 
@@ -566,7 +577,8 @@ class LDPC5GMinSumDecoder:
             read, hard = self._check(llr, tab, checks, use_torch)
             if ahead and not last:
                 iterate()
-            ok = read()  # the host waits for the check (not for the row kernels queued after it)
+            ok = read()[: frozen.size]  # the host waits for the check (not for the row
+            # kernels queued after it); the padding columns' outcomes are dropped
             if last:
                 rest = np.flatnonzero(~frozen)
                 finish(rest, ok[rest], it, hard)
@@ -581,11 +593,11 @@ class LDPC5GMinSumDecoder:
                     break
                 if num_frozen * compact >= frozen.size:
                     keep_np = np.flatnonzero(~frozen)
-                    keep = to_device_async(torch.from_numpy(keep_np), device)
+                    keep = to_device_async(torch.from_numpy(_padded_index(keep_np, align)), device)
                     llr = llr.index_select(1, keep)
                     state, msgs = self._state_views(tab, [s.index_select(1, keep) for s in state])
                     active, frozen, num_frozen = active[keep_np], frozen[keep_np], 0
-                    work = self._work(max_e, keep_np.size, device) if use_torch else None
+                    work = self._work(max_e, keep.numel(), device) if use_torch else None
             if not ahead:
                 iterate()
             it += 1
@@ -795,14 +807,15 @@ class LDPC5GMinSumDecoder:
         llr[v:] = _PAD_LLR
 
     def _channel_llr_triton(self, x: torch.Tensor, llr: torch.Tensor, tab: _Tables) -> None:
-        """``llr [V + Z, B]`` from the channel logits ``x [B, n]`` in one Triton pass (the
-        values of ``decode``'s torch ops: ``0 − clamp(x)`` at the columns' VNs), then the rows
-        no column feeds (punctured 0, fillers, padding)."""
+        """``llr [V + Z, ≥ B]`` (its first ``B`` columns) from the channel logits ``x [B, n]`` in
+        one Triton pass (the values of ``decode``'s torch ops: ``0 − clamp(x)`` at the columns'
+        VNs), then the rows no column feeds (punctured 0, fillers, padding)."""
         nb = x.shape[0]
         grid = (triton_cdiv(self.n, 64), triton_cdiv(nb, 64))
         _kernel("channel_llr")[grid](
-            x.contiguous(), tab.recv_row, llr, nb, self.n, self.llr_max, BLOCK_P=64, BLOCK_B=64
-        )
+            x.contiguous(), tab.recv_row, llr, nb, llr.stride(0), self.n, self.llr_max,
+            BLOCK_P=64, BLOCK_B=64,
+        )  # fmt: skip
         llr[tab.const_rows] = tab.const_vals[:, None]
 
     def _hard_bits_triton(
@@ -899,6 +912,18 @@ def _state_rows(tab: _Tables, per_edge: bool) -> tuple[list[tuple[int, int]], in
         rows.append((at, at + n))
         at += -(-n // 8) * 8
     return rows, at
+
+
+def _aligned(n: int, align: int) -> int:
+    """``n`` rounded up to a multiple of ``align``."""
+    return -(-n // align) * align
+
+
+def _padded_index(keep: np.ndarray, align: int) -> np.ndarray:
+    """The batch columns ``keep`` (non-empty), then its last one repeated up to a multiple
+    of ``align``: the columns a compaction keeps, the repeats filling the padding."""
+    pad = _aligned(keep.size, align) - keep.size
+    return np.concatenate([keep, np.full(pad, keep[-1], dtype=keep.dtype)]) if pad else keep
 
 
 def _words_ok(bad: np.ndarray, nb: int) -> np.ndarray:

@@ -13,9 +13,13 @@ kernel's (``ldpc_persistent_triton``); ``layer_kernel`` and ``layer_compressed_k
 check's edges one at a time instead. Imported with ``TRITON_INTERPRET=1`` the kernels run on CPU
 tensors (tests).
 
-Block and word counts are not specialised on (``do_not_specialize``): Triton would otherwise
-compile a kernel again for a batch of 1 or of a multiple of 16, which the decoder's batch
-compaction reaches at any point of a run.
+The row-group kernels take the batch padded to a multiple of 16 blocks (the decoder's
+``_BATCH_ALIGN``; padding columns are decoded and never read), so Triton specialises ``nb`` the
+same way for every batch (one compilation per shape) and knows every row 16-element aligned and
+the ``b < nb`` mask constant over 16 blocks: loads and stores can be vectorised over a
+thread's consecutive blocks. The other kernels' block and word counts are not specialised on
+(``do_not_specialize``): Triton would otherwise compile them again for a count of 1 or of a
+multiple of 16, which the decoder's batch compaction reaches at any point of a run.
 """
 
 from __future__ import annotations
@@ -101,7 +105,7 @@ def _edge_t(llr_ptr, r_ptr, idx_ptr, edge, b, bm, nb):
     return t, m, off_l, off_r
 
 
-@triton.jit(do_not_specialize=["nb"])
+@triton.jit
 def layer_kernel(
     llr_ptr, r_ptr, idx_ptr, nb, z, alpha, beta, pad_llr,
     DEG: tl.constexpr, BLOCK_B: tl.constexpr, OFFSET: tl.constexpr, HALF: tl.constexpr,
@@ -147,7 +151,7 @@ def _old_message(m1_old, m2_old, info, arg_old, d):
     return tl.where(((info >> d) & 1) != 0, -mag, mag)
 
 
-@triton.jit(do_not_specialize=["nb"])
+@triton.jit
 def layer_compressed_kernel(
     llr_ptr, m1_ptr, m2_ptr, info_ptr, idx_ptr, nb, z, alpha, beta, pad_llr,
     DEG: tl.constexpr, BLOCK_B: tl.constexpr, OFFSET: tl.constexpr, HALF: tl.constexpr,
@@ -200,11 +204,11 @@ def layer_compressed_kernel(
 
 @triton.jit(do_not_specialize=["nb"])
 def channel_llr_kernel(
-    x_ptr, row_ptr, llr_ptr, nb, n, llr_max, BLOCK_P: tl.constexpr, BLOCK_B: tl.constexpr
+    x_ptr, row_ptr, llr_ptr, nb, stride, n, llr_max, BLOCK_P: tl.constexpr, BLOCK_B: tl.constexpr
 ):  # fmt: skip
     # The received columns into the decoder's LLRs: llr[row[p], b] = 0 − clamp(x[b, p], ±llr_max)
-    # (x [nb, n] logits, block-major; llr [V + Z, nb], batch last; row [n] the VN of each input
-    # column). Read along p, written along b (the tile transposed on chip): one pass instead of
+    # (x [nb, n] logits, block-major; llr [V + Z, ≥ nb], batch last, rows ``stride`` apart (the
+    # decoder's aligned width); row [n] the VN of each input column). Read along p, written along b (the tile transposed on chip): one pass instead of
     # torch's transposing clamp, row gather and negation. 0 − x, as torch.sub: +0, never −0.
     p = tl.program_id(0) * BLOCK_P + tl.arange(0, BLOCK_P)
     b = tl.program_id(1) * BLOCK_B + tl.arange(0, BLOCK_B)
@@ -213,7 +217,7 @@ def channel_llr_kernel(
     x = tl.load(x_ptr + b[None, :].to(tl.int64) * n + p[:, None], mask=m, other=0.0)
     x = tl.clamp(x, -llr_max, llr_max, propagate_nan=tl.PropagateNan.ALL)
     row = tl.load(row_ptr + p, mask=pm, other=0)
-    out = llr_ptr + row[:, None].to(tl.int64) * nb + b[None, :]
+    out = llr_ptr + row[:, None].to(tl.int64) * stride + b[None, :]
     tl.store(out, (0.0 - x).to(llr_ptr.dtype.element_ty), mask=m)
 
 
