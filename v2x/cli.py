@@ -4,7 +4,9 @@ allocator that reuses freed memory (``reuse_freed_memory``).
 A user error (a ``ValueError`` or ``FileNotFoundError`` from validating the config or reading
 inputs: every message names the field, the value and the valid choices) is printed as a single
 ``error: …`` line on stderr and the app exits with status 2, without a traceback. Set
-``V2X_TRACEBACK=1`` to get the traceback instead. Ctrl-C prints one line (a sweep says what was
+``V2X_TRACEBACK=1`` to get the traceback instead. A run stopped for lack of memory
+(``OutOfResources``: its message says what was saved and which settings to lower) is printed
+the same way and exits with status 3. Ctrl-C prints one line (a sweep says what was
 saved and how to resume) and exits with status 130. ``SIGTERM`` — what Slurm sends a job
 script's processes at its time limit, ``timeout`` by default, ``kill`` — is handled the same way
 (status 143), so a sweep stopped that way still saves every group it finished.
@@ -63,6 +65,11 @@ def traceback_wanted() -> bool:
     return _env_flag(TRACEBACK_ENV)
 
 
+class OutOfResources(RuntimeError):
+    """A run stopped for lack of memory (device or host); the message says what was saved and
+    which settings to lower. The apps print it as one line and exit with status 3."""
+
+
 class Terminated(KeyboardInterrupt):
     """``SIGTERM`` received: unwinds like Ctrl-C, so what was computed is saved first."""
 
@@ -92,8 +99,8 @@ def _interrupt_on_sigterm() -> Any:
 
 
 def user_errors(fn: F) -> F:
-    """Wrap an app's main function: user errors, Ctrl-C and ``SIGTERM`` become one line and an
-    exit status (2, 130, 143)."""
+    """Wrap an app's main function: user errors, a lack of memory, Ctrl-C and ``SIGTERM`` become
+    one line and an exit status (2, 3, 130, 143)."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -106,11 +113,11 @@ def user_errors(fn: F) -> F:
                 raise
             print(str(exc) or "interrupted (nothing to save yet)", file=sys.stderr)
             sys.exit(143 if _terminated(exc) else 130)
-        except (ValueError, FileNotFoundError) as exc:
+        except (ValueError, FileNotFoundError, OutOfResources) as exc:
             if traceback_wanted():
                 raise
             print(f"error: {exc} (set {TRACEBACK_ENV}=1 for the traceback)", file=sys.stderr)
-            sys.exit(2)
+            sys.exit(3 if isinstance(exc, OutOfResources) else 2)
         finally:
             if previous is not None:
                 signal.signal(signal.SIGTERM, previous)

@@ -83,6 +83,7 @@ from v2x.scheduling import schedule
 from v2x.semcom import build_codec
 from v2x.sweep_batches import _Batch, prepare_device
 from v2x.sweep_clock import aged_delivery, min_age_s, resense_batch, sensing_clock
+from v2x.sweep_errors import SweepInterrupted, SweepOutOfMemory, out_of_memory_message, saved_note
 from v2x.sweep_plan import (  # noqa: F401 - the planning API, also reachable from here
     DATA_SOURCES,
     FEATURE_STAGE,
@@ -297,10 +298,6 @@ def _book(keyed: Callable[[], tuple[str, list[str]]], scored, item, accs, delive
     return book_batch(scored, item, accs, keyed()[1], delivery, group)
 
 
-class SweepInterrupted(KeyboardInterrupt):
-    """Ctrl-C during a sweep; its message says what was saved and how to resume."""
-
-
 def run_sweep(cfg: Any) -> Path:
     """Run (or resume) a sweep; returns the results file path.
 
@@ -366,13 +363,13 @@ def run_sweep(cfg: Any) -> Path:
                     len(frames) * len(snrs) / max(elapsed, 1e-9),
                 )
     except KeyboardInterrupt:
-        have = 0 if store is None else len(store.done_cells())
-        where = "" if store is None else f" in {store.path}"
         raise SweepInterrupted(
-            f"sweep interrupted: {saved} of the {to_compute} cells to compute were saved "
-            f"({have} of {plan.num_cells} cells{where}); run the same command again "
-            "to resume"
+            f"sweep interrupted: {saved_note(plan, store, saved, to_compute)}; run the same "
+            "command again to resume"
         ) from None
+    except (torch.OutOfMemoryError, MemoryError) as err:
+        note = saved_note(plan, store, saved, to_compute)
+        raise SweepOutOfMemory(out_of_memory_message(plan, devices, note, err)) from err
     log.info("sweep done in %.1f s (%d encoder passes)", time.perf_counter() - t0, sum(encodes))
     return store.path
 
@@ -447,8 +444,8 @@ def _run_groups(
                 yield _resolved(pending.popleft())
         while pending:
             yield _resolved(pending.popleft())
-    except KeyboardInterrupt:
-        while pending:  # groups computed before the interrupt are still saved
+    except (KeyboardInterrupt, torch.OutOfMemoryError, MemoryError):
+        while pending:  # groups computed before the interrupt (or the lack of memory) are saved
             yield _resolved(pending.popleft())
         raise
     finally:

@@ -83,7 +83,9 @@ def run_groups_on_devices(
 ) -> Iterator[tuple[Group, list[float], list[dict], pa.Table, float]]:
     """Compute the ``todo`` groups of ``plan`` on one worker per device (at most one per group);
     yields each group, its SNRs, results rows, ledger and seconds in ``todo``'s order as soon
-    as it and every group before it are done. CPU workers share this process's torch threads.
+    as it and every group before it are done. When a group fails, the groups not yet started are
+    cancelled, every group that finished is yielded (in ``todo``'s order), then the group's
+    exception is raised. CPU workers share this process's torch threads.
     Appends each worker's encoder passes to ``encodes`` at the end."""
     index_of = {id(g): i for i, g in enumerate(plan.groups)}
     workers = min(len(devices), len(todo))
@@ -106,16 +108,33 @@ def run_groups_on_devices(
         }
         finished: dict[int, tuple[list[dict], pa.Table, float]] = {}
         upcoming = 0
+        error: Exception | None = None
         for future in as_completed(futures):
-            rows, ledger, seconds, worker, encoder_passes = future.result()
+            if future.cancelled():
+                continue
+            try:
+                rows, ledger, seconds, worker, encoder_passes = future.result()
+            except Exception as exc:  # the groups not started are dropped, the running ones kept
+                if error is None:
+                    error = exc
+                    for f in futures:
+                        f.cancel()
+                continue
             n = futures[future]
             finished[n] = (rows, ledger, seconds)
             passes[worker] = max(passes.get(worker, 0), encoder_passes)
             bar.update(num_frames * len(todo[n][1]))
-            while upcoming in finished:
+            while error is None and upcoming in finished:
                 group, snrs = todo[upcoming]
                 yield (group, snrs, *finished.pop(upcoming))
                 upcoming += 1
+        if error is not None:
+            # every group a worker finished is still saved (the store keeps the grid's order
+            # whatever order they arrive in), then the first failure is raised
+            for n in sorted(finished):
+                group, snrs = todo[n]
+                yield (group, snrs, *finished.pop(n))
+            raise error
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
         queue.close()

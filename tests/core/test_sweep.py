@@ -125,11 +125,16 @@ def test_bad_sections_name_the_field(tmp_path):
         plan_sweep({**cfg, "budget": {"scheduler": "lottery"}})
     with pytest.raises(ValueError, match="deepjscc.*bandwidth_ratio"):
         plan_sweep(
-            {**cfg, "grid": {**cfg["grid"], "codecs": ["deepjscc"], "bandwidth_ratios": [0.9]},
-             "codec_options": {"deepjscc": {"checkpoint": "untrained"}}}  # fmt: skip
+            {
+                **cfg,
+                "grid": {**cfg["grid"], "codecs": ["deepjscc"], "bandwidth_ratios": [0.9]},
+                "codec_options": {"deepjscc": {"checkpoint": "untrained"}},
+            }  # fmt: skip
         )
     # no packaged codec codes the tiny model's 8-channel maps: refused before any work
-    with pytest.raises(ValueError, match="deepjscc.checkpoint.*no packaged codec for in_channels=8"):
+    with pytest.raises(
+        ValueError, match="deepjscc.checkpoint.*no packaged codec for in_channels=8"
+    ):
         plan_sweep({**cfg, "grid": {**cfg["grid"], "codecs": ["deepjscc"]}})
     # the standard detector's shipped codec allows ratios up to 1/16, checked when planning
     with pytest.raises(ValueError, match="bandwidth_ratio"):
@@ -419,8 +424,14 @@ def test_a_retrained_codec_checkpoint_changes_the_sweep_hash(tmp_path):
 def test_geometric_snr_mode_runs_each_link_at_its_link_budget_plus_the_offset(tmp_path, cache_dir):
     import pyarrow.compute as pc
 
-    cfg = tiny_config(cache_dir, tmp_path, snr_db=[-20.0, 0.0], snr_mode="geometric",
-                      codecs=["analog"], fusions=["max"])
+    cfg = tiny_config(
+        cache_dir,
+        tmp_path,
+        snr_db=[-20.0, 0.0],
+        snr_mode="geometric",
+        codecs=["analog"],
+        fusions=["max"],
+    )
     path = run_sweep(cfg)
     results = read_results([path])
     assert set(results.column("snr_mode").to_pylist()) == {"geometric"}
@@ -517,8 +528,9 @@ def test_a_part_registered_outside_v2x_is_keyed_by_its_source(tmp_path, cache_di
     monkeypatch.syspath_prepend(str(tmp_path))
     try:
         importlib.import_module("my_channels")
-        cfg = tiny_config(cache_dir, tmp_path, channels=["my_awgn"], fusions=["max"],
-                          codecs=["analog"])
+        cfg = tiny_config(
+            cache_dir, tmp_path, channels=["my_awgn"], fusions=["max"], codecs=["analog"]
+        )
         data = {"source": "synthetic", "split": "test", "num_frames": 4, "hash": "h"}
         before = setting_key(plan_sweep(cfg).groups[0], data)
         assert setting_key(plan_sweep(cfg).groups[0], data) == before
@@ -554,8 +566,9 @@ def test_adding_an_snr_computes_only_the_new_cells(reference, cache_dir, tmp_pat
     assert read_results([path.parent, out, tmp_path / "fresh"]).num_rows == 12
 
 
-def test_seeds_are_averaged_and_other_settings_kept_apart_in_plots(reference, cache_dir, tmp_path,
-                                                                  capsys):
+def test_seeds_are_averaged_and_other_settings_kept_apart_in_plots(
+    reference, cache_dir, tmp_path, capsys
+):
     import shutil
 
     from v2x.plots import make_plots
@@ -563,8 +576,9 @@ def test_seeds_are_averaged_and_other_settings_kept_apart_in_plots(reference, ca
     path, _ = reference
     out = tmp_path / "seeds"
     shutil.copytree(path.parent, out)
-    run_sweep({**tiny_config(cache_dir, out, fusions=["none", "max"], codecs=["analog"]),
-               "seed": 1})
+    run_sweep(
+        {**tiny_config(cache_dir, out, fusions=["none", "max"], codecs=["analog"]), "seed": 1}
+    )
     capsys.readouterr()
     make_plots([out], tmp_path / "fig", formats=["png"], metric="ap_30")
     text = capsys.readouterr().out
@@ -588,8 +602,20 @@ def test_python_api_and_cli_share_one_set_of_defaults(tmp_path):
     assert default_config() == cli
     assert SweepConfig.from_any({}).to_dict() == cli
     defaults = SweepConfig()
-    for name in ("seed", "device", "checkpoint", "batch_size", "output_dir", "quiet",
-                 "allow_corrupt", "feature_cache_gb", "cuda_graph", "table", "plots", "plots_dir"):
+    for name in (
+        "seed",
+        "device",
+        "checkpoint",
+        "batch_size",
+        "output_dir",
+        "quiet",
+        "allow_corrupt",
+        "feature_cache_gb",
+        "cuda_graph",
+        "table",
+        "plots",
+        "plots_dir",
+    ):
         assert getattr(defaults, name) == cli[name], name
     plan = plan_sweep({"output_dir": str(tmp_path)})
     assert plan.snr_db == [float(v) for v in cli["grid"]["snr_db"]]
@@ -635,8 +661,9 @@ def test_the_python_api_runs_the_shipped_codec_unless_untrained_is_named(tmp_pat
         ),
     ],
 )
-def test_inputs_that_would_be_ignored_or_are_not_numbers_name_the_field(tmp_path, override,
-                                                                         message):
+def test_inputs_that_would_be_ignored_or_are_not_numbers_name_the_field(
+    tmp_path, override, message
+):
     with pytest.raises(ValueError, match=message):
         plan_sweep({**override, "output_dir": str(tmp_path)})
 
@@ -649,8 +676,9 @@ def test_cli_prints_user_errors_as_one_line_and_tracebacks_on_request(tmp_path):
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "grid.snr_db" in lines[0] and "'ten'" in lines[0], proc.stderr
     assert "Traceback" not in proc.stderr
-    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path,
-                          env={**env, "V2X_TRACEBACK": "1"})
+    proc = subprocess.run(
+        cmd, capture_output=True, text=True, cwd=tmp_path, env={**env, "V2X_TRACEBACK": "1"}
+    )
     assert proc.returncode != 0 and "Traceback" in proc.stderr and "grid.snr_db" in proc.stderr
 
 
@@ -678,6 +706,47 @@ def test_ctrl_c_says_what_was_saved_and_how_to_resume(cache_dir, tmp_path, monke
     assert exit_info.value.code == 130
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "2 of the 6 cells to compute were saved" in err[0]
+
+
+def test_out_of_memory_says_what_was_saved_and_what_to_lower(
+    cache_dir, tmp_path, monkeypatch, capsys
+):
+    """A device running out of memory mid-sweep (here raised by the second group, as CUDA's
+    allocator raises it) keeps the finished groups, and the app prints one line naming the
+    device, what was saved, and the settings that hold the memory (batch_size × SNRs,
+    feature_cache_gb) with their values; it exits with status 3, and the same command
+    resumes."""
+    import v2x.sweep as sweep
+    from v2x.cli import user_errors
+
+    original, calls = sweep._run_group, []
+
+    def short_of_memory(*args, **kwargs):
+        calls.append(1)
+        if len(calls) in (2, 4):  # the second group of each run
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 10.50 GiB.")
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(sweep, "_run_group", short_of_memory)
+    cfg = tiny_config(cache_dir, tmp_path)
+    with pytest.raises(SystemExit) as exit_info:
+        user_errors(lambda: run_sweep(cfg))()
+    assert exit_info.value.code == 3
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1, err
+    line = err[0]
+    assert "out of memory on cpu ×1" in line and "Tried to allocate 10.50 GiB" in line
+    assert "2 of the 8 cells to compute were saved" in line and "sweep-" in line
+    snrs = len(cfg["grid"]["snr_db"])
+    assert f"batch_size={cfg['batch_size']} frames × {snrs} SNRs" in line
+    assert "feature_cache_gb=" in line and "run the same command again to resume" in line
+    with pytest.raises(sweep.SweepOutOfMemory) as info:  # the API raises it, chained
+        run_sweep(cfg)
+    assert isinstance(info.value.__cause__, torch.OutOfMemoryError)
+    assert "2 of the 6 cells to compute were saved" in str(info.value)
+    monkeypatch.setattr(sweep, "_run_group", original)
+    path = run_sweep(cfg)  # resumes: the last cells
+    assert pq.read_table(path).num_rows == 8
 
 
 def test_sigterm_saves_the_finished_groups_like_ctrl_c(cache_dir, tmp_path, monkeypatch, capsys):
@@ -825,8 +894,11 @@ def test_eval_precision_runs_the_detector_under_autocast_and_keys_the_cells(cach
 @pytest.mark.parametrize(
     ("field", "value", "message"),
     [
-        ("bootstrap_unit", "town",
-         "'eval.bootstrap_unit' must be one of auto, sequence, frame, got 'town'"),  # fmt: skip
+        (
+            "bootstrap_unit",
+            "town",
+            "'eval.bootstrap_unit' must be one of auto, sequence, frame, got 'town'",
+        ),  # fmt: skip
         ("precision", "fp8", "'eval.precision': expected one of fp32, fp16, bf16, got 'fp8'"),
     ],
 )
@@ -845,14 +917,25 @@ def test_sweep_list_prints_every_axis_vocabulary_one_line_each(tmp_path):
     from v2x.scheduling import SCHEDULERS
     from v2x.semcom import CODECS
 
-    proc = subprocess.run([sys.executable, "-m", "v2x.apps.sweep", "list"], capture_output=True,
-                          text=True, cwd=tmp_path)
+    proc = subprocess.run(
+        [sys.executable, "-m", "v2x.apps.sweep", "list"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
     assert proc.returncode == 0, proc.stderr
     lines = {line.split(" (")[0]: line for line in proc.stdout.strip().splitlines()}
-    lines = {axis: line.split(": ", 1)[0] + ": " + line.split(": ", 1)[1].strip()
-             for axis, line in lines.items()}
-    for axis, registry in (("channels", CHANNELS), ("codecs", CODECS), ("fusions", FUSIONS),
-                           ("link models", LINKS), ("schedulers", SCHEDULERS)):
+    lines = {
+        axis: line.split(": ", 1)[0] + ": " + line.split(": ", 1)[1].strip()
+        for axis, line in lines.items()
+    }
+    for axis, registry in (
+        ("channels", CHANNELS),
+        ("codecs", CODECS),
+        ("fusions", FUSIONS),
+        ("link models", LINKS),
+        ("schedulers", SCHEDULERS),
+    ):
         assert lines[axis].split(": ", 1)[1].split(", ") == registry.names(), axis
     assert not list(tmp_path.iterdir())  # no sweep ran
 
@@ -899,8 +982,9 @@ def test_cells_share_the_digital_source_coding_of_a_map(cache_dir, tmp_path, mon
         return original(*args, **kwargs)
 
     monkeypatch.setattr(digital, "_encode_map_parts", counting)
-    cfg = tiny_config(cache_dir, tmp_path / "one", snr_db=[30.0], codecs=["digital"],
-                      fusions=["max"])
+    cfg = tiny_config(
+        cache_dir, tmp_path / "one", snr_db=[30.0], codecs=["digital"], fusions=["max"]
+    )
     cfg["eval"] = {"bootstrap": 0}
     alone = read_results([run_sweep(cfg)])
     once = len(calls)
@@ -912,8 +996,11 @@ def test_cells_share_the_digital_source_coding_of_a_map(cache_dir, tmp_path, mon
     assert len(calls) < 2 * once  # not once per cell (3x)
     row = [r for r in three.to_pylist() if r["snr_db"] == 30.0][0]
     assert _canonical(alone.select(["cell_id", "ap_30", "ap_50", "mean_coded_bits_per_frame"])) == (
-        _canonical(three.filter(pc.equal(three["snr_db"], 30.0)).select(
-            ["cell_id", "ap_30", "ap_50", "mean_coded_bits_per_frame"]))
+        _canonical(
+            three.filter(pc.equal(three["snr_db"], 30.0)).select(
+                ["cell_id", "ap_30", "ap_50", "mean_coded_bits_per_frame"]
+            )
+        )
     )
     assert row["mean_source_bits_per_frame"] > 0
 
@@ -932,8 +1019,12 @@ def test_cells_with_pose_noise_and_dropped_payloads_do_not_depend_on_their_neigh
         return {
             "data": {"num_frames": 2, "frames_per_sequence": 2, "cache_dir": str(tmp_path / "f")},
             "batch_size": 1,  # two frame batches: draws of one must not shift the next
-            "grid": {"snr_db": snrs, "codecs": ["analog"], "fusions": ["late", "max"],
-                     "pose_noise": [[1.0, 0.05]]},
+            "grid": {
+                "snr_db": snrs,
+                "codecs": ["analog"],
+                "fusions": ["late", "max"],
+                "pose_noise": [[1.0, 0.05]],
+            },
             "budget": {"bandwidth_hz": 2e6},  # late fusion at low SNR misses the deadline
             "eval": {"bootstrap": 0},
             "output_dir": str(out),
@@ -1003,6 +1094,51 @@ _WORKERS_GRID = {
         {"name": "digital_payload", "bits": 4, "harq_max_rounds": 1, "harq_combining": "ir"},
     ]
 }
+
+
+def test_a_failing_device_worker_keeps_every_finished_group(monkeypatch):
+    """Device workers: when one group fails (here out of memory), the groups not started are
+    cancelled, every group a worker finished is still handed over to be saved (in the plan's
+    order, also those after the failed one), and then the failure is raised. The workers run
+    inline here, finishing in whatever order ``as_completed`` reports them."""
+    import concurrent.futures as cf
+    from types import SimpleNamespace
+
+    import v2x.sweep_workers as sw
+
+    class InlinePool:
+        def __init__(self, *args, **kwargs) -> None:
+            pass
+
+        def submit(self, fn, *args):
+            future = cf.Future()
+            try:
+                future.set_result(fn(*args))
+            except Exception as exc:
+                future.set_exception(exc)
+            return future
+
+        def shutdown(self, wait=True, cancel_futures=False) -> None:
+            pass
+
+    def compute(index, snrs):
+        if index == 1:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 10.50 GiB.")
+        return [{"group": index}], None, 0.1, 7, 3
+
+    monkeypatch.setattr(sw, "ProcessPoolExecutor", InlinePool)
+    monkeypatch.setattr(sw, "_compute", compute)
+    groups = [SimpleNamespace(name=f"g{i}") for i in range(4)]
+    plan = SimpleNamespace(groups=groups, config=SimpleNamespace(to_dict=dict))
+    todo = [(g, [0.0, 10.0]) for g in groups]
+    bar = SimpleNamespace(update=lambda n: None)
+    got = []
+    with pytest.raises(torch.OutOfMemoryError):
+        for group, snrs, rows, ledger, seconds in sw.run_groups_on_devices(
+            plan, todo, ["cpu", "cpu"], bar, 4, []
+        ):
+            got.append(rows[0]["group"])
+    assert got == [0, 2, 3]
 
 
 def _assert_same_results(path_a: Path, path_b: Path) -> None:
@@ -1225,7 +1361,9 @@ def test_frames_digest_is_stable_across_releases():
         AgentObservation("rsu_1", "rsu", np.eye(4), pts[:2].copy(), timestamp=0.2),
     ]
     boxes = np.array([[4.0, 2.0, 0.8, 4.5, 1.9, 1.6, 0.3]])
-    frame = CoopFrame("f0", agents, boxes, np.array([0]), np.array([7]), meta={"town": "t1", "k": 3})
+    frame = CoopFrame(
+        "f0", agents, boxes, np.array([0]), np.array([7]), meta={"town": "t1", "k": 3}
+    )
     assert frames_digest([frame]) == (
         "12f534aa0f7b2ed212c13ddfe9d25b881fe5e15449ce630d998a54484e0a3df8"
     )
