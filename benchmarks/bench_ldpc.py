@@ -141,7 +141,7 @@ def _per_layer_launch(launch: tuple[int, int] | None):
     saved = ldpc_minsum._EDGE_LAUNCH, ldpc_minsum._COMPRESSED_LAUNCH
     if launch is not None:
         ldpc_minsum._EDGE_LAUNCH = {False: launch, True: launch}
-        ldpc_minsum._COMPRESSED_LAUNCH = launch
+        ldpc_minsum._COMPRESSED_LAUNCH = {False: launch, True: launch}
     try:
         yield
     finally:

@@ -91,10 +91,13 @@ _COMPACT = {"torch": 16, "triton": 4}
 #: (blocks per program, warps) of the per-edge Triton kernel for checks of degree ≤ 16 and
 #: > 16: one block per thread, the fastest of those timed on an H200 (docs/benchmarks.md).
 _EDGE_LAUNCH = {False: (128, 4), True: (256, 8)}
-#: (blocks per program, warps) of the compressed-state kernel, every degree: timed on an H200
-#: at 262,144 blocks (docs/results/h200_2026-12-02c/ldpc_launch_compressed.txt; MCS 27, whose
-#: degree-19 rows took 256 on 8 warps above, 4,167 against 3,898 Mbit/s).
-_COMPRESSED_LAUNCH = (128, 4)
+#: (blocks per program, warps) of the compressed-state kernel for checks of degree ≤ 16 and
+#: > 16, timed on an H200 at 262,144 blocks with the batch aligned (``_BATCH_ALIGN``;
+#: docs/results/h200_2026-12-02j/ldpc_new.txt, no early stop): two blocks per thread, whose
+#: loads and stores are then vectorised, on base graph 2's rows (MCS 0: float32 609 → 657
+#: Mbit/s, float16 721 → 909); one per thread where degree-19 rows would hold twice the
+#: registers (MCS 27 with 256 on 4 warps: float32 3,453 → 3,280, float16 3,991 → 3,118).
+_COMPRESSED_LAUNCH = {False: (256, 4), True: (128, 4)}
 #: The Triton path's batch is ``[rows, width]`` with ``width`` the live blocks rounded up to a
 #: multiple of this (the padding columns are decoded and never read): every row then starts
 #: 16-element aligned and the kernels' ``b < width`` mask is constant over 16 blocks, which
@@ -761,7 +764,7 @@ class LDPC5GMinSumDecoder:
                 DEG=deg, BLOCK_B=block_b, OFFSET=self.beta > 0.0, HALF=half, num_warps=warps,
             )  # fmt: skip
         else:
-            block_b, warps = _COMPRESSED_LAUNCH
+            block_b, warps = _COMPRESSED_LAUNCH[deg > 16]
             grid = (rows * z, math.ceil(nb / block_b))
             _kernel("compressed")[grid](
                 llr, state[0], state[1], state[2], g.idx32, nb, z,

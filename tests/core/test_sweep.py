@@ -1134,10 +1134,8 @@ def test_a_failing_device_worker_keeps_every_finished_group(monkeypatch):
     bar = SimpleNamespace(update=lambda n: None)
     got = []
     with pytest.raises(torch.OutOfMemoryError):
-        for group, snrs, rows, ledger, seconds in sw.run_groups_on_devices(
-            plan, todo, ["cpu", "cpu"], bar, 4, []
-        ):
-            got.append(rows[0]["group"])
+        for item in sw.run_groups_on_devices(plan, todo, ["cpu", "cpu"], bar, 4, []):
+            got.append(item[2][0]["group"])  # (group, snrs, rows, ledger, seconds)
     assert got == [0, 2, 3]
 
 
