@@ -651,3 +651,19 @@ def test_cuda_persistent_configurations_and_tuning_match_the_per_layer_kernel(mo
                 monkeypatch.delenv("V2X_LDPC_PERSISTENT")
                 for f in ("bits", "iterations", "converged"):
                     assert torch.equal(getattr(part, f), getattr(ref, f)[:3000]), (m, early, env)
+
+
+def test_triton_batch_columns_are_padded_to_the_alignment_with_a_kept_column():
+    """A compaction's kept columns, padded for the Triton kernels' aligned batch: the kept
+    columns in order, then the last one repeated up to a multiple of the alignment (16 in the
+    decoder); a batch already aligned, or the torch path's alignment of 1, is unchanged."""
+    from v2x.semcom.ldpc_minsum import _BATCH_ALIGN, _aligned, _padded_index
+
+    assert _BATCH_ALIGN == 16
+    assert [_aligned(n, 16) for n in (1, 15, 16, 17, 33)] == [16, 16, 16, 32, 48]
+    keep = np.array([2, 5, 9])
+    padded = _padded_index(keep, 16)
+    assert padded.tolist() == [2, 5, 9] + [9] * 13 and padded.dtype == keep.dtype
+    assert _padded_index(keep, 1) is keep
+    full = np.arange(32)
+    assert _padded_index(full, 16) is full
