@@ -27,10 +27,11 @@ up to 8,192 (the digital chain's chunks): ONE launch for the whole batch (every 
 termination in the kernel, one float32 message per edge in a per-program slot state that can
 stay in L2; the launch configuration is tuned on the first large call, and the chosen one and
 every configuration's time are printed); a ``-fp16`` suffix stores LLRs and messages in
-float16 (opt-in); a ``@BxW`` suffix on a per-layer Triton mode (e.g. ``triton-fp16@256x4``) runs
-its row-group kernels with ``B`` blocks per program on ``W`` warps. For Triton modes the traffic model of ``kernel_bytes_per_iteration`` gives
-the bytes per edge and the achieved GB/s (bytes of the iterations run ÷ time, syndrome checks
-not counted; for ``triton-persistent`` much of it is L2 traffic). Also printed:
+float16 (opt-in); a ``@BxW`` suffix on a per-layer Triton mode (e.g. ``triton-fp16@256x4``)
+runs its row-group kernels with ``B`` blocks per program on ``W`` warps. For Triton modes the
+traffic model of ``kernel_bytes_per_iteration`` gives the bytes per edge and the achieved GB/s
+(bytes of the iterations run ÷ time, syndrome checks not counted; for ``triton-persistent``
+much of it is L2 traffic). Also printed:
 the mean number of iterations, the fraction of blocks decoded to the sent codeword, whether
 the decoded bits are identical wherever the decoder and Sionna both recovered the block, and
 for every mode whether its bits and iteration counts equal those of the first mode of its

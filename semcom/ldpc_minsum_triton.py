@@ -208,8 +208,9 @@ def channel_llr_kernel(
 ):  # fmt: skip
     # The received columns into the decoder's LLRs: llr[row[p], b] = 0 − clamp(x[b, p], ±llr_max)
     # (x [nb, n] logits, block-major; llr [V + Z, ≥ nb], batch last, rows ``stride`` apart (the
-    # decoder's aligned width); row [n] the VN of each input column). Read along p, written along b (the tile transposed on chip): one pass instead of
-    # torch's transposing clamp, row gather and negation. 0 − x, as torch.sub: +0, never −0.
+    # decoder's aligned width); row [n] the VN of each input column). Read along p, written
+    # along b (the tile transposed on chip): one pass instead of torch's transposing clamp, row
+    # gather and negation. 0 − x, as torch.sub: +0, never −0.
     p = tl.program_id(0) * BLOCK_P + tl.arange(0, BLOCK_P)
     b = tl.program_id(1) * BLOCK_B + tl.arange(0, BLOCK_B)
     pm = p < n

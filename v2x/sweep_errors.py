@@ -37,15 +37,16 @@ def saved_note(plan: SweepPlan, store: ResultsStore | None, saved: int, to_compu
 
 
 def out_of_memory_message(
-    plan: SweepPlan, devices: Sequence[torch.device], saved_note: str, err: BaseException
+    plan: SweepPlan, devices: Sequence[torch.device], saved: str, err: BaseException
 ) -> str:
-    """What ran out, what was saved, and the two settings that decide a sweep's memory."""
+    """What ran out, what was saved (``saved``: ``saved_note``'s text), and the two settings
+    that decide a sweep's memory."""
     cfg = plan.config
     names = [str(d) for d in devices]
     workers = ", ".join(f"{n} ×{names.count(n)}" for n in dict.fromkeys(names))
     first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
     return (
-        f"sweep: out of memory on {workers} ({first[:200]}); {saved_note}. Each call holds "
+        f"sweep: out of memory on {workers} ({first[:200]}); {saved}. Each call holds "
         f"batch_size={cfg.batch_size} frames × {len(plan.snr_db)} SNRs = "
         f"{cfg.batch_size * len(plan.snr_db)} frame-conditions of maps at once, beside the "
         f"encoder-feature cache (feature_cache_gb={cfg.feature_cache_gb!r}; auto: half the "

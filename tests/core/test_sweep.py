@@ -125,16 +125,11 @@ def test_bad_sections_name_the_field(tmp_path):
         plan_sweep({**cfg, "budget": {"scheduler": "lottery"}})
     with pytest.raises(ValueError, match="deepjscc.*bandwidth_ratio"):
         plan_sweep(
-            {
-                **cfg,
-                "grid": {**cfg["grid"], "codecs": ["deepjscc"], "bandwidth_ratios": [0.9]},
-                "codec_options": {"deepjscc": {"checkpoint": "untrained"}},
-            }  # fmt: skip
+            {**cfg, "grid": {**cfg["grid"], "codecs": ["deepjscc"], "bandwidth_ratios": [0.9]},
+             "codec_options": {"deepjscc": {"checkpoint": "untrained"}}}  # fmt: skip
         )
     # no packaged codec codes the tiny model's 8-channel maps: refused before any work
-    with pytest.raises(
-        ValueError, match="deepjscc.checkpoint.*no packaged codec for in_channels=8"
-    ):
+    with pytest.raises(ValueError, match="deepjscc.checkpoint.*no packaged codec for in_channels=8"):
         plan_sweep({**cfg, "grid": {**cfg["grid"], "codecs": ["deepjscc"]}})
     # the standard detector's shipped codec allows ratios up to 1/16, checked when planning
     with pytest.raises(ValueError, match="bandwidth_ratio"):
@@ -424,14 +419,8 @@ def test_a_retrained_codec_checkpoint_changes_the_sweep_hash(tmp_path):
 def test_geometric_snr_mode_runs_each_link_at_its_link_budget_plus_the_offset(tmp_path, cache_dir):
     import pyarrow.compute as pc
 
-    cfg = tiny_config(
-        cache_dir,
-        tmp_path,
-        snr_db=[-20.0, 0.0],
-        snr_mode="geometric",
-        codecs=["analog"],
-        fusions=["max"],
-    )
+    cfg = tiny_config(cache_dir, tmp_path, snr_db=[-20.0, 0.0], snr_mode="geometric",
+                      codecs=["analog"], fusions=["max"])
     path = run_sweep(cfg)
     results = read_results([path])
     assert set(results.column("snr_mode").to_pylist()) == {"geometric"}
@@ -528,9 +517,8 @@ def test_a_part_registered_outside_v2x_is_keyed_by_its_source(tmp_path, cache_di
     monkeypatch.syspath_prepend(str(tmp_path))
     try:
         importlib.import_module("my_channels")
-        cfg = tiny_config(
-            cache_dir, tmp_path, channels=["my_awgn"], fusions=["max"], codecs=["analog"]
-        )
+        cfg = tiny_config(cache_dir, tmp_path, channels=["my_awgn"], fusions=["max"],
+                          codecs=["analog"])
         data = {"source": "synthetic", "split": "test", "num_frames": 4, "hash": "h"}
         before = setting_key(plan_sweep(cfg).groups[0], data)
         assert setting_key(plan_sweep(cfg).groups[0], data) == before
@@ -566,9 +554,8 @@ def test_adding_an_snr_computes_only_the_new_cells(reference, cache_dir, tmp_pat
     assert read_results([path.parent, out, tmp_path / "fresh"]).num_rows == 12
 
 
-def test_seeds_are_averaged_and_other_settings_kept_apart_in_plots(
-    reference, cache_dir, tmp_path, capsys
-):
+def test_seeds_are_averaged_and_other_settings_kept_apart_in_plots(reference, cache_dir, tmp_path,
+                                                                  capsys):
     import shutil
 
     from v2x.plots import make_plots
@@ -576,9 +563,8 @@ def test_seeds_are_averaged_and_other_settings_kept_apart_in_plots(
     path, _ = reference
     out = tmp_path / "seeds"
     shutil.copytree(path.parent, out)
-    run_sweep(
-        {**tiny_config(cache_dir, out, fusions=["none", "max"], codecs=["analog"]), "seed": 1}
-    )
+    run_sweep({**tiny_config(cache_dir, out, fusions=["none", "max"], codecs=["analog"]),
+               "seed": 1})
     capsys.readouterr()
     make_plots([out], tmp_path / "fig", formats=["png"], metric="ap_30")
     text = capsys.readouterr().out
@@ -602,20 +588,8 @@ def test_python_api_and_cli_share_one_set_of_defaults(tmp_path):
     assert default_config() == cli
     assert SweepConfig.from_any({}).to_dict() == cli
     defaults = SweepConfig()
-    for name in (
-        "seed",
-        "device",
-        "checkpoint",
-        "batch_size",
-        "output_dir",
-        "quiet",
-        "allow_corrupt",
-        "feature_cache_gb",
-        "cuda_graph",
-        "table",
-        "plots",
-        "plots_dir",
-    ):
+    for name in ("seed", "device", "checkpoint", "batch_size", "output_dir", "quiet",
+                 "allow_corrupt", "feature_cache_gb", "cuda_graph", "table", "plots", "plots_dir"):
         assert getattr(defaults, name) == cli[name], name
     plan = plan_sweep({"output_dir": str(tmp_path)})
     assert plan.snr_db == [float(v) for v in cli["grid"]["snr_db"]]
@@ -661,9 +635,8 @@ def test_the_python_api_runs_the_shipped_codec_unless_untrained_is_named(tmp_pat
         ),
     ],
 )
-def test_inputs_that_would_be_ignored_or_are_not_numbers_name_the_field(
-    tmp_path, override, message
-):
+def test_inputs_that_would_be_ignored_or_are_not_numbers_name_the_field(tmp_path, override,
+                                                                         message):
     with pytest.raises(ValueError, match=message):
         plan_sweep({**override, "output_dir": str(tmp_path)})
 
@@ -676,9 +649,8 @@ def test_cli_prints_user_errors_as_one_line_and_tracebacks_on_request(tmp_path):
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "grid.snr_db" in lines[0] and "'ten'" in lines[0], proc.stderr
     assert "Traceback" not in proc.stderr
-    proc = subprocess.run(
-        cmd, capture_output=True, text=True, cwd=tmp_path, env={**env, "V2X_TRACEBACK": "1"}
-    )
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path,
+                          env={**env, "V2X_TRACEBACK": "1"})
     assert proc.returncode != 0 and "Traceback" in proc.stderr and "grid.snr_db" in proc.stderr
 
 
@@ -894,11 +866,8 @@ def test_eval_precision_runs_the_detector_under_autocast_and_keys_the_cells(cach
 @pytest.mark.parametrize(
     ("field", "value", "message"),
     [
-        (
-            "bootstrap_unit",
-            "town",
-            "'eval.bootstrap_unit' must be one of auto, sequence, frame, got 'town'",
-        ),  # fmt: skip
+        ("bootstrap_unit", "town",
+         "'eval.bootstrap_unit' must be one of auto, sequence, frame, got 'town'"),  # fmt: skip
         ("precision", "fp8", "'eval.precision': expected one of fp32, fp16, bf16, got 'fp8'"),
     ],
 )
@@ -917,25 +886,14 @@ def test_sweep_list_prints_every_axis_vocabulary_one_line_each(tmp_path):
     from v2x.scheduling import SCHEDULERS
     from v2x.semcom import CODECS
 
-    proc = subprocess.run(
-        [sys.executable, "-m", "v2x.apps.sweep", "list"],
-        capture_output=True,
-        text=True,
-        cwd=tmp_path,
-    )
+    proc = subprocess.run([sys.executable, "-m", "v2x.apps.sweep", "list"], capture_output=True,
+                          text=True, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     lines = {line.split(" (")[0]: line for line in proc.stdout.strip().splitlines()}
-    lines = {
-        axis: line.split(": ", 1)[0] + ": " + line.split(": ", 1)[1].strip()
-        for axis, line in lines.items()
-    }
-    for axis, registry in (
-        ("channels", CHANNELS),
-        ("codecs", CODECS),
-        ("fusions", FUSIONS),
-        ("link models", LINKS),
-        ("schedulers", SCHEDULERS),
-    ):
+    lines = {axis: line.split(": ", 1)[0] + ": " + line.split(": ", 1)[1].strip()
+             for axis, line in lines.items()}
+    for axis, registry in (("channels", CHANNELS), ("codecs", CODECS), ("fusions", FUSIONS),
+                           ("link models", LINKS), ("schedulers", SCHEDULERS)):
         assert lines[axis].split(": ", 1)[1].split(", ") == registry.names(), axis
     assert not list(tmp_path.iterdir())  # no sweep ran
 
@@ -982,9 +940,8 @@ def test_cells_share_the_digital_source_coding_of_a_map(cache_dir, tmp_path, mon
         return original(*args, **kwargs)
 
     monkeypatch.setattr(digital, "_encode_map_parts", counting)
-    cfg = tiny_config(
-        cache_dir, tmp_path / "one", snr_db=[30.0], codecs=["digital"], fusions=["max"]
-    )
+    cfg = tiny_config(cache_dir, tmp_path / "one", snr_db=[30.0], codecs=["digital"],
+                      fusions=["max"])
     cfg["eval"] = {"bootstrap": 0}
     alone = read_results([run_sweep(cfg)])
     once = len(calls)
@@ -996,11 +953,8 @@ def test_cells_share_the_digital_source_coding_of_a_map(cache_dir, tmp_path, mon
     assert len(calls) < 2 * once  # not once per cell (3x)
     row = [r for r in three.to_pylist() if r["snr_db"] == 30.0][0]
     assert _canonical(alone.select(["cell_id", "ap_30", "ap_50", "mean_coded_bits_per_frame"])) == (
-        _canonical(
-            three.filter(pc.equal(three["snr_db"], 30.0)).select(
-                ["cell_id", "ap_30", "ap_50", "mean_coded_bits_per_frame"]
-            )
-        )
+        _canonical(three.filter(pc.equal(three["snr_db"], 30.0)).select(
+            ["cell_id", "ap_30", "ap_50", "mean_coded_bits_per_frame"]))
     )
     assert row["mean_source_bits_per_frame"] > 0
 
@@ -1019,12 +973,8 @@ def test_cells_with_pose_noise_and_dropped_payloads_do_not_depend_on_their_neigh
         return {
             "data": {"num_frames": 2, "frames_per_sequence": 2, "cache_dir": str(tmp_path / "f")},
             "batch_size": 1,  # two frame batches: draws of one must not shift the next
-            "grid": {
-                "snr_db": snrs,
-                "codecs": ["analog"],
-                "fusions": ["late", "max"],
-                "pose_noise": [[1.0, 0.05]],
-            },
+            "grid": {"snr_db": snrs, "codecs": ["analog"], "fusions": ["late", "max"],
+                     "pose_noise": [[1.0, 0.05]]},
             "budget": {"bandwidth_hz": 2e6},  # late fusion at low SNR misses the deadline
             "eval": {"bootstrap": 0},
             "output_dir": str(out),
@@ -1359,9 +1309,7 @@ def test_frames_digest_is_stable_across_releases():
         AgentObservation("rsu_1", "rsu", np.eye(4), pts[:2].copy(), timestamp=0.2),
     ]
     boxes = np.array([[4.0, 2.0, 0.8, 4.5, 1.9, 1.6, 0.3]])
-    frame = CoopFrame(
-        "f0", agents, boxes, np.array([0]), np.array([7]), meta={"town": "t1", "k": 3}
-    )
+    frame = CoopFrame("f0", agents, boxes, np.array([0]), np.array([7]), meta={"town": "t1", "k": 3})
     assert frames_digest([frame]) == (
         "12f534aa0f7b2ed212c13ddfe9d25b881fe5e15449ce630d998a54484e0a3df8"
     )
