@@ -150,12 +150,22 @@ class JSCCEncoder(nn.Module):
         first = self.stages[0]
         return first.act(first.conv(x))
 
-    def from_first(self, first: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
-        """The rest of ``forward`` from ``context_free``'s output."""
+    def from_first(
+        self, first: torch.Tensor, context: torch.Tensor, channels: int | None = None
+    ) -> torch.Tensor:
+        """The rest of ``forward`` from ``context_free``'s output.
+
+        ``channels``: compute only the head's first ``channels`` output channels (the latent
+        channels a transmission sends: ``[B, channels, H', W']``); ``None``: all ``2K``."""
         x = self.stages[0].af(first, context)
         for stage in self.stages[1:]:
             x = stage(x, context)
-        return self.head(self.residual(x, context))
+        x = self.residual(x, context)
+        head = self.head
+        if channels is None or channels >= head.out_channels:
+            return head(x)
+        return F.conv2d(x, head.weight[:channels], head.bias[:channels], head.stride,
+                        head.padding, head.dilation, head.groups)  # fmt: skip
 
 
 class JSCCDecoder(nn.Module):
@@ -181,8 +191,20 @@ class JSCCDecoder(nn.Module):
 
     def body(self, y: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
         """Every layer but the output layer: ``[B, hidden, H'·s/2, W'·s/2]`` (``s`` the
-        downsampling factor; ``[B, hidden, H', W']`` without downsampling)."""
-        x = self.residual(self.stem(y, context), context)
+        downsampling factor; ``[B, hidden, H', W']`` without downsampling).
+
+        ``y`` may hold only the first ``c < 2K`` latent channels (those a transmission sent;
+        the others are zeros): the stem's convolution then reads those ``c`` input channels,
+        the same sum without its zero terms."""
+        stem = self.stem
+        if y.shape[1] < stem.conv.in_channels:
+            conv = stem.conv
+            pre = F.conv2d(y, conv.weight[:, : y.shape[1]], conv.bias, conv.stride, conv.padding,
+                           conv.dilation, conv.groups)  # fmt: skip
+            x = stem.af(stem.act(pre), context)
+        else:
+            x = stem(y, context)
+        x = self.residual(x, context)
         for up in self.ups:
             x = up(x, context)
         return x
@@ -527,18 +549,32 @@ class DeepJSCCCodec(Codec):
             [self.channel_uses_for(shape, float(v)) for v in r], dtype=torch.long, device=device
         )
 
+    def _sent_channels(self, symbols: int, hp: int, wp: int) -> int:
+        """Complex latent channels that hold the first ``symbols`` of the channel-major
+        sequence (at least 1, at most ``K``)."""
+        return min(max(-(-symbols // (hp * wp)), 1), self.latent_channels)
+
     def _encode_symbols(
-        self, features: torch.Tensor, snr_db: torch.Tensor, uses: torch.Tensor
+        self,
+        features: torch.Tensor,
+        snr_db: torch.Tensor,
+        uses: torch.Tensor,
+        sent: int | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """→ ``(z [B, N_max] complex64 unit power over the kept prefix, mask [B, N_max], ratio [B])``."""
+        """→ ``(z [B, n] complex64 unit power over the kept prefix, mask [B, n], ratio [B])``.
+
+        ``n = K·H'·W'`` (``N_max``); with ``sent`` (≥ every row's ``uses``), only the latent
+        channels that hold the first ``sent`` symbols are computed: ``n = k·H'·W'``, ``k`` those
+        channels (the others are never sent)."""
         b, c, h, w = features.shape
         hp, wp = self.latent_hw(h, w)
         ratio = uses.to(torch.float32) / float(c * h * w)
         first = self._encoder_first(features)
-        latent = self.encoder.from_first(first, self._context(snr_db, ratio))  # [B, 2K, H', W']
-        k = self.latent_channels
+        k = self.latent_channels if sent is None else self._sent_channels(sent, hp, wp)
+        context = self._context(snr_db, ratio)
+        latent = self.encoder.from_first(first, context, 2 * k)  # [B, 2k, H', W']
         flat = latent.reshape(b, k, 2, hp, wp).permute(0, 1, 3, 4, 2).reshape(b, 2 * k * hp * wp)
-        z = real_to_complex(flat)  # [B, K·H'·W'] channel-major
+        z = real_to_complex(flat)  # [B, k·H'·W'] channel-major
         mask = prefix_mask(uses, z.shape[1])
         return normalize_power(z, mask), mask, ratio
 
@@ -569,11 +605,12 @@ class DeepJSCCCodec(Codec):
         ratio: torch.Tensor,
         shape: tuple[int, int, int],
     ) -> torch.Tensor:
-        """``z [B, N_max]`` (zeros where masked/erased) → features ``[B, C, H, W]``."""
+        """``z [B, k·H'·W']`` (zeros where masked/erased; ``k ≤ K`` leading latent channels,
+        the others zero) → features ``[B, C, H, W]``."""
         c, h, w = shape
         b = z.shape[0]
         hp, wp = self.latent_hw(h, w)
-        k = self.latent_channels
+        k = z.shape[1] // (hp * wp)
         latent = complex_to_real(z).reshape(b, k, hp, wp, 2).permute(0, 1, 4, 2, 3)
         latent = latent.reshape(b, 2 * k, hp, wp)
         # Channels-last (NHWC): cuDNN runs its convolutions so (an NHWC input saves the layout
@@ -688,11 +725,11 @@ class DeepJSCCCodec(Codec):
         ratio = self.bandwidth_ratio if bandwidth_ratio is None else bandwidth_ratio
         uses = self._uses_per_item((c, h, w), ratio, b, features.device)
         snr_db = _per_batch(link.snr_db, b, "link.snr_db", features.device)
-        z, _, realised = self._encode_symbols(features.to(torch.float32), snr_db, uses)
         if b and isinstance(ratio, torch.Tensor):
             n_sent = int(uses.max())
         else:  # one ratio: every item's uses, known on the host
             n_sent = int(self.channel_uses_for((c, h, w), float(ratio)))
+        z, _, realised = self._encode_symbols(features.to(torch.float32), snr_db, uses, n_sent)
         return Transmission(
             symbols=z[:, :n_sent],
             cost=self._cost(features, uses),
@@ -723,10 +760,11 @@ class DeepJSCCCodec(Codec):
         if received.mask is not None:
             y = torch.where(received.mask, y, 0.0)
         hp, wp = self.latent_hw(shape[1], shape[2])
-        n_max = self.latent_channels * hp * wp
-        z = torch.zeros(b, n_max, dtype=torch.complex64, device=y.device)
+        # only the latent channels that hold the received symbols (the rest were not sent)
+        n = self._sent_channels(y.shape[1], hp, wp) * hp * wp
+        z = torch.zeros(b, n, dtype=torch.complex64, device=y.device)
         z[:, : y.shape[1]] = y.to(torch.complex64)
-        z = torch.where(prefix_mask(uses, n_max), z, 0.0)
+        z = torch.where(prefix_mask(uses, n), z, 0.0)
         ratio = received.meta["ratio"].to(y.device)
         out = self._decode_symbols(z, snr_db, ratio, shape)
         keep = self.gate_open(snr_db if gate_snr_db is None else gate_snr_db, ratio)

@@ -366,6 +366,44 @@ def test_the_decoder_runs_channels_last_with_the_channels_first_values(device_na
     assert torch.allclose(out, want, rtol=1e-4, atol=1e-4 * float(want.abs().max()))
 
 
+@pytest.mark.parametrize("ratio", [1 / 64, 1 / 20, 1 / 4])
+def test_only_the_sent_latent_channels_are_computed_with_the_full_latents_values(ratio):
+    """``encode`` computes only the latent channels that hold the symbols it sends (the head's
+    first output channels) and ``decode`` reads only the received ones (the stem's first input
+    channels): the symbols and maps equal, to float rounding, those of the full ``2K``-channel
+    latent with the unsent slots zeroed; the convolutions' arithmetic shrinks with them."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    torch.manual_seed(0)
+    codec = tiny_codec(bandwidth_ratio=ratio).eval()
+    x = synthetic_maps(3, seed=4)
+    link = LinkState.from_snr(torch.tensor([0.0, 8.0, 20.0]))
+    hp, wp = codec.latent_hw(H, W)
+    k_all = codec.latent_channels
+    with torch.no_grad():
+        codec._encoder_first(x)  # its memo: both paths below reuse the first stage
+        counter = FlopCounterMode(display=False)
+        with counter:
+            tx = codec.encode(x, link)
+            out = codec.decode(tx.received(tx.symbols, None), link)
+        sliced_flops = counter.get_total_flops()
+        n = tx.symbols.shape[1]
+        uses = tx.meta["uses"]
+        # the full latent: every channel computed, the unsent slots zeroed
+        with FlopCounterMode(display=False) as full_counter:
+            z_full, _, ratio_full = codec._encode_symbols(x, link.snr_db, uses)
+            z_rx = torch.where(torch.arange(k_all * hp * wp) < n, z_full, 0.0)
+            want = codec._decode_symbols(z_rx, link.snr_db, ratio_full, (C, H, W))
+        full_flops = full_counter.get_total_flops()
+    torch.testing.assert_close(tx.symbols, z_full[:, :n], rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(out, want, rtol=1e-4, atol=1e-5 * float(want.abs().max()))
+    k_sent = -(-n // (hp * wp))
+    assert k_sent < k_all or ratio == 1 / 4
+    # only the encoder's head and the decoder's stem shrink, each by k_sent / K
+    head = 2 * 3 * (2 * k_all) * codec.hidden * 9 * hp * wp  # multiply-adds × 2 of each conv
+    assert full_flops - sliced_flops == 2 * head * (k_all - k_sent) // k_all
+
+
 _DESTANDARDIZE = r"""
 import json, torch
 from v2x.semcom.deepjscc_triton import destandardize
