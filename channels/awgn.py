@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 
+from v2x.channels.awgn_triton import awgn_fused, fused_seed, use_fused
 from v2x.channels.base import (
     CHANNELS,
     Channel,
@@ -74,23 +75,11 @@ class AWGNChannel(Channel):
                 self._sionna_block = AWGN(device=device)
             with sionna_generator(device):  # Sionna's noise, seeded from torch's generator
                 y = self._sionna_block(x, no.reshape(-1, 1))
-        elif self._use_fused(x):
-            from v2x.channels.awgn_triton import awgn_fused
-
-            seed = int(torch.randint(0, 2**31 - 1, (1,)))
-            y = awgn_fused(x, no, seed)
+        elif self.fused and use_fused(x):
+            y = awgn_fused(x, no, fused_seed())
         else:
             xr = torch.view_as_real(x)
             scale = torch.sqrt(no * 0.5).reshape(-1, 1, 1).to(xr.dtype)
             fn = _compiled_awgn_real() if (self.compile and x.is_cuda) else _awgn_real
             y = torch.view_as_complex(fn(xr, scale))
         return y, ChannelState(no=no)
-
-    def _use_fused(self, x: torch.Tensor) -> bool:
-        if not (self.fused and x.is_cuda and x.dtype == torch.complex64):
-            return False
-        if x.requires_grad and torch.is_grad_enabled():
-            return False
-        from v2x.common import triton_available
-
-        return triton_available()

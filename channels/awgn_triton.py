@@ -1,17 +1,19 @@
-"""A fused AWGN kernel for CUDA (Triton): read x, draw Philox normals in registers, write y.
+"""The fused channel kernel for CUDA (Triton): read x (and a gain), draw Philox normals in
+registers, write ``y = h·x + n``.
 
-16 bytes of memory traffic per complex64 symbol (8 read, 8 written) instead of the ≥ 32 of a
-materialised noise tensor. Same law as the torch path: y = x + sqrt(no/2)·(N(0,1) + jN(0,1)).
-Used for inference (no autograd graph).
+16 bytes of memory traffic per complex64 symbol (8 read, 8 written; a per-symbol gain 8 more)
+instead of the ≥ 32 of a materialised noise tensor (48 for torch's block fading: the product,
+the noise and their sum). Same law as the torch paths: ``y = h·x + sqrt(no/2)·(N(0,1) +
+jN(0,1))`` with ``h = 1`` for AWGN. Used for inference (no autograd graph).
 
-The normals: Philox4x32-10 keyed by the call's ``seed``, one counter ``(q, row, 0, 0)`` per four
-floats, its four words turned into four N(0, 1) by two Box–Muller pairs (``tl.randn4x``). A
-program of ``BLOCK`` floats of one row draws counters ``q`` for its ``BLOCK / 4`` positions and
-gives the ``j``-th normal of counter ``q`` to the float ``j · BLOCK / 4`` further on (so each
-quarter of the block loads and stores contiguously). Every (row, float) of a call has its own
-counter, and calls have their own keys: no two draws share a stream. (Before 2026-12-02 each
-float drew its own Philox call and used one normal of its four, with the row in the key:
-calls seeded ``s`` and ``s + 1`` then shared rows' noise, shifted by one row.)
+The normals: Philox4x32-10 keyed by the call's ``seed``, one counter ``(q, row, 0, 0)`` per two
+symbols, its four words turned into four N(0, 1) by two Box–Muller pairs (``tl.randn4x``). A
+program of ``BLOCK`` symbols of one row draws counters ``q`` for its ``BLOCK / 2`` positions
+``i``: symbol ``i`` of the program takes the first pair (real, imaginary) and symbol
+``i + BLOCK / 2`` the second. Every (row, symbol) of a call has its own draw and calls have their
+own keys: no two draws share a stream. (Before 2026-12-02 each float drew its own Philox call
+and used one normal of its four, with the row in the key: calls seeded ``s`` and ``s + 1`` then
+shared rows' noise, shifted by one row.)
 
 Imported with ``TRITON_INTERPRET=1`` the kernel runs on CPU tensors (tests).
 """
@@ -23,8 +25,8 @@ import torch
 from v2x.common import on_device_of
 
 _KERNEL = None
-#: floats per program (four quarters of ``BLOCK / 4``, one Philox counter per quarter position)
-BLOCK = 2048
+#: symbols per program (two halves of ``BLOCK / 2``, one Philox counter per half position)
+BLOCK = 1024
 
 
 def _kernel():
@@ -34,43 +36,94 @@ def _kernel():
         import triton.language as tl
 
         @triton.jit(do_not_specialize=["seed"])  # a new seed never compiles a new kernel
-        def awgn_kernel(x_ptr, y_ptr, std_ptr, floats_per_row, seed, BLOCK: tl.constexpr):
-            QUARTER: tl.constexpr = BLOCK // 4
+        def channel_kernel(
+            x_ptr, y_ptr, std_ptr, h_ptr, symbols_per_row, seed,
+            GAIN: tl.constexpr, GAIN_PER_SYMBOL: tl.constexpr, BLOCK: tl.constexpr,
+        ):  # fmt: skip
+            HALF: tl.constexpr = BLOCK // 2
             row = tl.program_id(1).to(tl.int64)
             block = tl.program_id(0).to(tl.int64)
-            i = tl.arange(0, QUARTER)
+            i = tl.arange(0, HALF)
             # counter (q, row, 0, 0): q in the low word, the row in the high word
-            n0, n1, n2, n3 = tl.randn4x(seed, (row << 32) + block * QUARTER + i)
-            j = tl.arange(0, 4)[:, None]  # the block's quarter: [4, QUARTER] tile
-            noise = tl.where(
-                j == 0, n0[None, :],
-                tl.where(j == 1, n1[None, :], tl.where(j == 2, n2[None, :], n3[None, :])),
-            )  # fmt: skip
-            offs = block * BLOCK + j * QUARTER + i[None, :]
-            mask = offs < floats_per_row
-            base = row * floats_per_row
-            x = tl.load(x_ptr + base + offs, mask=mask)
+            n0, n1, n2, n3 = tl.randn4x(seed, (row << 32) + block * HALF + i)
+            second = tl.arange(0, 2)[:, None] == 1  # the program's half: a [2, HALF] tile
+            noise_re = tl.where(second, n2[None, :], n0[None, :])
+            noise_im = tl.where(second, n3[None, :], n1[None, :])
+            s = block * BLOCK + tl.arange(0, 2)[:, None] * HALF + i[None, :]
+            mask = s < symbols_per_row
+            re = row * symbols_per_row * 2 + 2 * s  # float offset of each symbol's real part
+            x_re = tl.load(x_ptr + re, mask=mask)
+            x_im = tl.load(x_ptr + re + 1, mask=mask)
+            if GAIN:
+                if GAIN_PER_SYMBOL:
+                    h_re = tl.load(h_ptr + re, mask=mask)
+                    h_im = tl.load(h_ptr + re + 1, mask=mask)
+                else:
+                    h_re = tl.load(h_ptr + 2 * row)
+                    h_im = tl.load(h_ptr + 2 * row + 1)
+                x_re, x_im = h_re * x_re - h_im * x_im, h_re * x_im + h_im * x_re
             std = tl.load(std_ptr + row)
-            tl.store(y_ptr + base + offs, x + std * noise, mask=mask)
+            tl.store(y_ptr + re, x_re + std * noise_re, mask=mask)
+            tl.store(y_ptr + re + 1, x_im + std * noise_im, mask=mask)
 
-        _KERNEL = awgn_kernel
+        _KERNEL = channel_kernel
     return _KERNEL
 
 
-def awgn_fused(x: torch.Tensor, noise_variance: torch.Tensor, seed: int) -> torch.Tensor:
-    """``x [B, n]`` complex64 on CUDA, ``noise_variance [B]`` → ``y [B, n]`` complex64.
+def use_fused(x: torch.Tensor) -> bool:
+    """Whether ``awgn_fused`` can take ``x``: complex64 on CUDA, no gradient wanted, Triton
+    installed."""
+    if not (x.is_cuda and x.dtype == torch.complex64):
+        return False
+    if x.requires_grad and torch.is_grad_enabled():
+        return False
+    from v2x.common import triton_available
 
-    ``seed``: the call's Philox key (0 ≤ seed < 2**63); rows ``< 2**31`` and ``2 n / 4 < 2**32``
-    (each row's counters fit the low word)."""
+    return triton_available()
+
+
+def fused_seed() -> int:
+    """A call's Philox key, drawn from torch's CPU generator (``torch.manual_seed`` repeats it)."""
+    return int(torch.randint(0, 2**31 - 1, (1,)))
+
+
+def awgn_fused(
+    x: torch.Tensor,
+    noise_variance: torch.Tensor,
+    seed: int,
+    gain: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """``y = gain·x + n``, ``n ~ CN(0, noise_variance)`` per row, in one pass.
+
+    Args:
+        x: ``[B, n]`` complex64 (CUDA, or CPU under ``TRITON_INTERPRET=1``).
+        noise_variance: ``[B]`` float.
+        seed: the call's Philox key (0 ≤ seed < 2**63); ``B < 2**31`` and ``n / 2 < 2**32``.
+        gain: ``None`` (AWGN), or ``[B, 1]`` / ``[B, n]`` complex: one gain per row or per
+            symbol (block or fast fading).
+
+    Returns:
+        ``[B, n]`` complex64.
+    """
     import triton
 
-    xr = torch.view_as_real(x.contiguous()).reshape(x.shape[0], -1)
+    b, n = x.shape
+    if n // 2 >= 2**32:
+        raise ValueError(f"awgn_fused: {n} symbols per row; at most 2 · 2**32 fit the counters")
+    xr = torch.view_as_real(x.contiguous())
     y = torch.empty_like(xr)
     std = torch.sqrt(noise_variance.float() * 0.5).contiguous()
-    floats = xr.shape[1]
-    if floats // 4 >= 2**32:
-        raise ValueError(f"awgn_fused: {floats} floats per row; at most 4 · 2**32 fit the counters")
-    grid = (triton.cdiv(floats, BLOCK), x.shape[0])
+    per_symbol = gain is not None and gain.shape[1] != 1
+    if gain is not None:
+        if gain.shape not in ((b, 1), (b, n)):
+            raise ValueError(
+                f"awgn_fused: 'gain' must be [{b}, 1] or [{b}, {n}], got {tuple(gain.shape)}"
+            )
+        h = torch.view_as_real(gain.to(torch.complex64).contiguous())
+    else:
+        h = std  # not read
+    grid = (triton.cdiv(n, BLOCK), b)
     with on_device_of(x):
-        _kernel()[grid](xr, y, std, floats, seed, BLOCK=BLOCK)
-    return torch.view_as_complex(y.view(x.shape[0], -1, 2))
+        _kernel()[grid](xr, y, std, h, n, seed, GAIN=gain is not None,
+                        GAIN_PER_SYMBOL=per_symbol, BLOCK=BLOCK)  # fmt: skip
+    return torch.view_as_complex(y)

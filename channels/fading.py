@@ -26,6 +26,7 @@ import math
 
 import torch
 
+from v2x.channels.awgn_triton import awgn_fused, fused_seed, use_fused
 from v2x.channels.base import (
     CHANNELS,
     Channel,
@@ -176,6 +177,10 @@ class FadingChannel(Channel):
         validate: check inputs for NaN/Inf (a device sync; turn off in hot loops).
         compile: on CUDA, ``torch.compile`` the ``h·x + n`` kernel (real arithmetic, noise
             generated in the kernel); ignored on CPU.
+        fused: on CUDA, when Triton is available and no gradient is needed, ``h·x + n`` in one
+            kernel (``v2x.channels.awgn_triton``: 16 B of traffic per symbol with one gain per
+            row, 24 with one per symbol). Seeded from torch's CPU generator, so
+            ``torch.manual_seed`` makes it reproducible (the gains come from the device's).
 
     Forward:
         x: ``[B, n]`` complex64, snr_db ``[B]`` or scalar; optional ``doppler_hz`` ``[B]``
@@ -200,6 +205,7 @@ class FadingChannel(Channel):
         los_phase: str = "random",
         validate: bool = True,
         compile: bool = False,
+        fused: bool = True,
     ) -> None:
         super().__init__()
         if block_len is not None and int(block_len) < 1:
@@ -232,6 +238,7 @@ class FadingChannel(Channel):
         self.num_sinusoids = int(num_sinusoids)
         self.fast_model = fast_model
         self.compile = bool(compile)
+        self.fused = bool(fused)
         self.csi_error_var = float(csi_error_var)
         self.los_phase = los_phase
         self.validate = validate
@@ -294,7 +301,9 @@ class FadingChannel(Channel):
         no = snr_db_to_noise_variance(snr_db, batch, x.device)
         h, los = self.sample_gains(batch, n, x.device, doppler_hz)
         scale = torch.sqrt(no * 0.5).reshape(-1, 1, 1)
-        if self.compile and x.is_cuda:
+        if self.fused and use_fused(x):
+            y = awgn_fused(x, no, fused_seed(), gain=h)
+        elif self.compile and x.is_cuda:
             hr = torch.view_as_real(h.to(x.dtype))
             y = torch.view_as_complex(_compiled_fading_real()(torch.view_as_real(x), hr, scale))
         else:

@@ -55,40 +55,52 @@ import json, torch
 from v2x.channels.awgn_triton import BLOCK, awgn_fused
 g = torch.Generator().manual_seed(3)
 x = torch.complex(torch.randn(3, 2501, generator=g), torch.randn(3, 2501, generator=g))
+h_row = torch.complex(torch.randn(3, 1, generator=g), torch.randn(3, 1, generator=g))
+h_sym = torch.complex(torch.randn(3, 2501, generator=g), torch.randn(3, 2501, generator=g))
 variance = torch.tensor([0.5, 1.0, 2.0])
-out = {}
+std = torch.sqrt(variance * 0.5)[:, None, None]
+out = {"normals": {}}
 for seed in (12345, 12346, 2**31 - 2):
     y = awgn_fused(x, variance, seed)
-    noise = (torch.view_as_real(y) - torch.view_as_real(x)).reshape(3, -1)
-    out[str(seed)] = (noise / torch.sqrt(variance * 0.5)[:, None]).tolist()
+    noise = (torch.view_as_real(y) - torch.view_as_real(x)) / std
+    out["normals"][str(seed)] = noise.tolist()
+gain_noise = {}
+for name, h in (("row", h_row), ("symbol", h_sym)):
+    y = awgn_fused(x, variance, 12345, gain=h)
+    gain_noise[name] = ((torch.view_as_real(y) - torch.view_as_real(h * x)) / std).tolist()
+out["gain"] = gain_noise
 out["block"] = BLOCK
 print(json.dumps(out))
 """
 
 
 def test_the_fused_kernel_draws_philox_box_muller_normals(triton_interpreted):
-    """Float ``f`` of row ``r`` gets normal ``j`` of counter ``(q, r, 0, 0)`` under the call's
-    seed, ``f = b · BLOCK + j · BLOCK / 4 + i`` and ``q = b · BLOCK / 4 + i``: the oracle's
-    numbers to float32 rounding, for 3 rows of 5,002 floats (a partial last block). So no two
-    floats of a call, and no two calls, share a draw: calls seeded ``s`` and ``s + 1`` are
-    uncorrelated (the kernel before 2026-12-02 keyed rows by ``seed + row``: row ``r + 1`` of
-    one call was row ``r`` of the other)."""
+    """Symbol ``s`` of row ``r`` gets the first (``j = 0``) or second (``j = 1``) pair of
+    normals of counter ``(q, r, 0, 0)`` under the call's seed, ``s = b · BLOCK + j · BLOCK / 2 +
+    i`` and ``q = b · BLOCK / 2 + i``: the oracle's numbers to float32 rounding, for 3 rows of
+    2,501 symbols (a partial last block). So no two symbols of a call, and no two calls, share
+    a draw: calls seeded ``s`` and ``s + 1`` are uncorrelated (the kernel before 2026-12-02
+    keyed rows by ``seed + row``: row ``r + 1`` of one call was row ``r`` of the other). With a
+    gain, one per row or per symbol, ``y − h·x`` is the same noise."""
     out = triton_interpreted(_KERNEL_NORMALS)
-    block = out.pop("block")
-    quarter = block // 4
-    f = np.arange(5002)
-    b, j, i = f // block, (f % block) // quarter, f % quarter
-    q = (b * quarter + i).astype(np.uint32)
-    for seed, rows in out.items():
-        got = np.asarray(rows)
+    block = out["block"]
+    half = block // 2
+    sym = np.arange(2501)
+    b, j, i = sym // block, (sym % block) // half, sym % half
+    q = (b * half + i).astype(np.uint32)
+    for seed, rows in out["normals"].items():
+        got = np.asarray(rows)  # [3, 2501, 2]
         for r in range(3):
-            normals = box_muller_normals(
+            n = box_muller_normals(
                 philox4x32_10((q, np.full_like(q, r), q * 0, q * 0), (int(seed), 0))
             )
-            want = np.choose(j, normals)
+            want = np.stack([np.where(j == 0, n[0], n[2]), np.where(j == 0, n[1], n[3])], -1)
             np.testing.assert_allclose(got[r], want, rtol=0, atol=2e-4)
-    a, b_next = np.asarray(out["12345"])[1], np.asarray(out["12346"])[0]
+    first = np.asarray(out["normals"]["12345"])
+    a, b_next = first[1].ravel(), np.asarray(out["normals"]["12346"])[0].ravel()
     assert abs(np.corrcoef(a, b_next)[0, 1]) < 0.06  # 5,002 pairs: σ = 0.014
+    for name, noise in out["gain"].items():
+        np.testing.assert_allclose(np.asarray(noise), first, rtol=0, atol=1e-3, err_msg=name)
 
 
 @pytest.mark.gpu
@@ -117,4 +129,45 @@ def test_fused_awgn_noise_statistics_match_the_snr():
     # Seeded: same torch seed, same noise.
     torch.manual_seed(0)
     y2, _ = channel(x, snr_db)
+    assert torch.equal(y, y2)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("name, kwargs", [("rayleigh", {}), ("rayleigh", {"block_len": 1000}),
+                                          ("rician", {"k_factor_db": 6.0})])  # fmt: skip
+def test_fused_fading_applies_the_states_gain_and_the_snrs_noise(name, kwargs, monkeypatch):
+    """On CUDA, fading's ``h·x + n`` in the fused kernel: ``y − h·x`` (``h`` from the state) has
+    the SNR's variance, independent real and imaginary parts; the gains keep ``E|h|² = 1``;
+    the kernel ran (it is counted); same seed, same output."""
+    import v2x.channels.fading as fading
+    from v2x.common import triton_available
+
+    if not triton_available():
+        pytest.skip("triton not installed")
+    calls = []
+    real_fused = fading.awgn_fused
+    monkeypatch.setattr(
+        fading, "awgn_fused", lambda *a, **k: calls.append(1) or real_fused(*a, **k)
+    )
+    torch.manual_seed(0)
+    g = torch.Generator(device="cuda").manual_seed(1)
+    qpsk = (torch.randint(0, 2, (3, 200_000, 2), device="cuda", generator=g) * 2 - 1) / 2**0.5
+    x = torch.view_as_complex(qpsk.float().contiguous())
+    snr_db = torch.tensor([0.0, 10.0, 20.0], device="cuda")
+    channel = build_channel(name, validate=False, **kwargs)
+    with torch.no_grad():
+        y, state = channel(x, snr_db)
+        noise = torch.view_as_real(y - state.h * x)
+    assert calls == [1]
+    expected = torch.pow(10.0, -snr_db / 10.0)
+    torch.testing.assert_close(noise.square().sum(-1).mean(-1), expected, rtol=0.01, atol=0)
+    corr = (noise[..., 0] * noise[..., 1]).mean(-1) / (expected / 2)
+    assert corr.abs().max() < 0.012  # σ = 1/√200 000 = 0.0022: 5.4 σ
+    if kwargs.get("block_len"):
+        assert state.h.shape == x.shape
+        assert abs(float(state.h.abs().square().mean()) - 1.0) < 0.15  # 3 × 200 blocks
+    torch.manual_seed(0)
+    with torch.no_grad():
+        y2, _ = channel(x, snr_db)
     assert torch.equal(y, y2)
