@@ -179,6 +179,57 @@ def bench_batched_vs_loop(args, model, batches, device) -> dict:
     return results
 
 
+def bench_group_kernels(args, model, batches, device, top: int) -> None:
+    """Per setting of ``bench_batched_vs_loop`` (max fusion × each codec), one warm pass of the
+    batched pipeline over every batch under ``torch.profiler``: the device's kernel time per
+    frame-condition and the ``top`` kernels by time (name, launches, µs per frame-condition).
+    The encoder's cached features are computed in the warm-up pass, so they are not counted.
+    On a CPU: the operators' own CPU time instead."""
+    from torch.profiler import ProfilerActivity, profile
+
+    from v2x.execution import run_conditions
+    from v2x.sweep_reuse import EncodeCache
+
+    snr = torch.tensor(args.snr_db, dtype=torch.float32)
+    seeds = [1000 + i for i in range(snr.numel())]
+    frames = sum(b.batch_size for b in batches)
+    fc = frames * snr.numel()
+    on_device = device.type == "cuda"
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if on_device else [])
+
+    def one_pass(pipe, cache) -> None:
+        for bi, batch in enumerate(batches):
+            cache.batch_index = bi
+            run_conditions(pipe, batch, snr, seeds).detections.valid.any().item()
+
+    with torch.no_grad():
+        cache = EncodeCache(model, 8e9)
+        for codec in args.codecs:
+            pipe = pipeline(cache, "max", codec, device)
+            one_pass(pipe, cache)  # warm: kernels compiled, features cached
+            _sync(device)
+            with profile(activities=activities) as prof:
+                one_pass(pipe, cache)
+                _sync(device)
+            kernels = {}  # on a CPU: the operators' own time
+            for e in prof.events():
+                if on_device and e.device_type == torch.autograd.DeviceType.CUDA:
+                    name, t = e.name, e.device_time  # µs
+                elif not on_device and e.name.startswith("aten::"):
+                    name, t = e.name, e.self_cpu_time_total
+                else:
+                    continue
+                count, total = kernels.get(name, (0, 0.0))
+                kernels[name] = (count + 1, total + t)
+            total = sum(t for _, t in kernels.values())
+            what = "device kernel" if on_device else "operators' own CPU"
+            print(f"== max/{codec}: {what} time {total / 1e3:.1f} ms = "
+                  f"{total / fc:.1f} us per frame-condition ({fc} frame-conditions)")  # fmt: skip
+            ranked = sorted(kernels.items(), key=lambda kv: -kv[1][1])[:top]
+            for name, (count, t) in ranked:
+                print(f"  {t / fc:8.1f} us/fc {count:6d}x  {name[:110]}")
+
+
 def _torch_profiler(path: str, stacks: bool = False):
     """``torch.profiler.profile`` of the host and, when there is one, the CUDA device (with
     ``stacks``: every Python call too)."""
@@ -523,6 +574,14 @@ def main() -> None:
         help="where the GPU waits on the host: idle time by host function (module docstring)",
     )
     p.add_argument(
+        "--group-kernels",
+        type=int,
+        default=0,
+        metavar="N",
+        help="per codec (max fusion), the device's kernel time per frame-condition of one warm "
+        "batched pass and its N costliest kernels",
+    )
+    p.add_argument(
         "--devices",
         nargs="*",
         default=[],
@@ -564,6 +623,8 @@ def main() -> None:
         f"process CPU time (all threads): batched {r['batched_cpu_s']:.1f} s, "
         f"loop {r['loop_cpu_s']:.1f} s"
     )
+    if args.group_kernels:
+        bench_group_kernels(args, model, batches, device, args.group_kernels)
     if not args.skip_run_sweep:
         for i in range(max(1, args.run_sweep_repeats)):
             s = bench_run_sweep(args)
