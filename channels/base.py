@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, replace
 import torch
 from torch import nn
 
-from v2x.common import Registry
+from v2x.common import Registry, TensorMemo
 
 
 @dataclass
@@ -165,13 +165,25 @@ def check_symbols(x: torch.Tensor, name: str = "x") -> None:
         raise ValueError(f"channel input '{name}' must be complex, got dtype {x.dtype}")
     if x.dim() != 2:
         raise ValueError(f"channel input '{name}' must have shape [B, n], got {tuple(x.shape)}")
-    # NaN reaches both extremes and ±inf one of them: one read of x, where isfinite's
-    # composite (abs, eq, ne, and) passes over it four times
     if x.numel():
-        extremes = torch.stack(torch.aminmax(torch.view_as_real(x)))
-        require(
-            torch.isfinite(extremes).all(), f"channel input '{name}' contains NaN or Inf symbols"
-        )
+        require(_finite(x), f"channel input '{name}' contains NaN or Inf symbols")
+
+
+_FINITE = threading.local()
+
+
+def _finite(x: torch.Tensor) -> torch.Tensor:
+    """0-dim bool: every value of ``x`` finite. NaN reaches both extremes and ±inf one of them:
+    one read of ``x``, where ``isfinite``'s composite (abs, eq, ne, and) passes over it four
+    times. Kept for the next call on the same, unwritten tensor (``TensorMemo``): a sweep sends
+    one tensor of symbols at its ``K`` SNRs (``v2x.condition_streams``), read once, not ``K``
+    times."""
+    memo = getattr(_FINITE, "memo", None)
+    if memo is None:
+        memo = _FINITE.memo = TensorMemo()
+    return memo.get(
+        [x], lambda: torch.isfinite(torch.stack(torch.aminmax(torch.view_as_real(x)))).all()
+    )
 
 
 def snr_db_to_noise_variance(

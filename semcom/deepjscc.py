@@ -588,7 +588,16 @@ class DeepJSCCCodec(Codec):
         def compute() -> torch.Tensor:
             h, w = features.shape[-2:]
             hp, wp = self.latent_hw(h, w)
-            x = self._standardize(features)
+            if torch.is_grad_enabled():
+                x = self._standardize(features)
+            else:
+                # channels-last (NHWC), written so by the standardisation itself: cuDNN and
+                # oneDNN run their convolutions in it, so the encoder's layers then take and
+                # give NHWC maps, where from NCHW maps cuDNN transposed every layer's input and
+                # output (H200: 4 transposes of [B, 128, H/2, W/2] per call)
+                x = torch.empty_like(features, memory_format=torch.channels_last)
+                torch.sub(features, self.feat_mean[None, :, None, None], out=x)
+                x.div_(self.feat_std[None, :, None, None])
             pad = (0, wp * self.factor - w, 0, hp * self.factor - h)
             x = F.pad(x, pad) if any(pad) else x  # (a zero pad would still copy the map)
             return self.encoder.context_free(x)

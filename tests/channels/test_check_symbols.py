@@ -86,3 +86,26 @@ def test_an_interrupt_inside_deferred_checks_goes_through() -> None:
     assert getattr(_DEFERRED, "queue", None) is None  # checks are read at once again
     with pytest.raises(ValueError, match="at once"):
         require(torch.tensor(False), "at once")
+
+
+def test_the_same_unwritten_symbols_are_read_once_and_a_write_is_seen(monkeypatch) -> None:
+    """A sweep sends one tensor of symbols at its K SNRs: the finiteness check reads it once
+    (``aminmax`` counted), a fresh tensor or an in-place write is read again, and a NaN written
+    after a passed check is still refused."""
+    calls = []
+    real = torch.aminmax
+    monkeypatch.setattr(torch, "aminmax", lambda t: calls.append(1) or real(t))
+    x = torch.randn(3, 257, dtype=torch.complex64)
+    for _ in range(3):
+        check_symbols(x)
+    assert len(calls) == 1  # read once, kept
+    check_symbols(x[:2])  # a view of part of it: another input, read
+    assert len(calls) == 2
+    torch.view_as_real(x)[0, 3, 1] = float("nan")
+    with pytest.raises(ValueError, match="contains NaN or Inf"):
+        check_symbols(x)  # written since: read again
+    assert len(calls) == 3
+    fresh = torch.randn(3, 257, dtype=torch.complex64)
+    check_symbols(fresh)
+    check_symbols(fresh)
+    assert len(calls) == 4
