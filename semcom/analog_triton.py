@@ -53,7 +53,11 @@ def _kernel():
 
 
 def receive(
-    y: torch.Tensor, shrink: torch.Tensor, scale: torch.Tensor, shape: torch.Size
+    y: torch.Tensor,
+    shrink: torch.Tensor,
+    scale: torch.Tensor,
+    shape: torch.Size,
+    out: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """``(view_as_real(y) · shrink) · scale`` as ``shape`` maps, channels-last.
 
@@ -63,8 +67,10 @@ def receive(
         shrink, scale: ``[B, 1]`` float32 per-map factors (the LMMSE shrink, the transmitter's
             scale).
         shape: ``[B, C, H, W]``.
+        out: a ``shape`` float32 channels-last tensor on ``y``'s device to write the maps into
+            (``None``: a new one).
 
-    Returns: ``[B, C, H, W]`` float32, channels-last (``torch.channels_last``).
+    Returns: ``[B, C, H, W]`` float32, channels-last (``torch.channels_last``): ``out`` if given.
     """
     import triton
 
@@ -75,8 +81,15 @@ def receive(
             f"{tuple(shape)}, got {tuple(y.shape)} {y.dtype}"
         )
     yr = torch.view_as_real(y.contiguous()).reshape(b, 2 * y.shape[1])
-    out = torch.empty(shape, dtype=torch.float32, device=y.device,
-                      memory_format=torch.channels_last)  # fmt: skip
+    if out is None:
+        out = torch.empty(shape, dtype=torch.float32, device=y.device,
+                          memory_format=torch.channels_last)  # fmt: skip
+    elif (out.shape != shape or out.dtype != torch.float32 or out.device != y.device
+          or not out.is_contiguous(memory_format=torch.channels_last)):  # fmt: skip
+        raise ValueError(
+            f"analog receive: 'out' must be a {tuple(shape)} float32 channels-last tensor on "
+            f"{y.device}, got {tuple(out.shape)} {out.dtype} strides {out.stride()} on {out.device}"
+        )
     if out.numel():
         f = shrink.to(torch.float32).reshape(b).contiguous()
         s = scale.to(torch.float32).reshape(b).contiguous()

@@ -198,6 +198,9 @@ class Codec(nn.Module):
     #: Its channel uses depend only on the map's shape: ``channel_uses_for((C, H, W), ratio)
     #: -> int`` (``selective`` budgets with it).
     shape_only_cost: ClassVar[bool] = False
+    #: ``decode`` writes its maps into ``received.meta[DECODE_INTO]`` when that tensor fits its
+    #: last pass (``decode_target``) and returns that very tensor; otherwise a new one.
+    decodes_into: ClassVar[bool] = False
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -228,6 +231,26 @@ class Codec(nn.Module):
 
 
 CODECS: Registry[Codec] = Registry("codec", base=Codec)
+
+
+#: ``Transmission.meta`` key of an optional ``[B, C, H, W]`` float32 tensor the caller would
+#: like the decoded maps in (``v2x.condition_streams.send`` offers each condition block its
+#: slice of the joined maps, so a codec with ``decodes_into`` saves the join's copy). A codec
+#: that does not write there returns a tensor of its own, which the caller then copies.
+DECODE_INTO = "decode_into"
+
+
+def decode_target(
+    received: Transmission, shape: tuple[int, ...], device: torch.device, memory_format
+) -> torch.Tensor | None:
+    """``received.meta[DECODE_INTO]`` when it is a float32 tensor of ``shape`` on ``device``,
+    dense in ``memory_format`` (the layout the codec's last pass writes); else ``None``."""
+    out = received.meta.get(DECODE_INTO)
+    if out is None or out.dtype != torch.float32 or tuple(out.shape) != tuple(shape):
+        return None
+    if out.device != device or not out.is_contiguous(memory_format=memory_format):
+        return None
+    return out
 
 
 def check_features(features: torch.Tensor) -> None:

@@ -64,6 +64,7 @@ from v2x.semcom.base import (
     Cost,
     Transmission,
     check_features,
+    decode_target,
     packets_for_bits,
     raw_feature_bits,
     symbols_per_packet,
@@ -326,6 +327,7 @@ class DeepJSCCCodec(Codec):
     sweep_arguments = frozenset({"in_channels", "bandwidth_ratio", "checkpoint"})
     trainable = True  # forward_train, save_checkpoint, warm_start (v2x-train-codec)
     snr_gated = True  # gate_ratios, set_gate, snr_gate (v2x.codec_calibration)
+    decodes_into = True  # the one-pass de-standardisation writes into DECODE_INTO (CUDA)
     shape_only_cost = True  # channel_uses_for (selective's budget)
 
     def __init__(
@@ -470,7 +472,9 @@ class DeepJSCCCodec(Codec):
     def _standardize(self, x: torch.Tensor) -> torch.Tensor:
         return (x - self.feat_mean[None, :, None, None]) / self.feat_std[None, :, None, None]
 
-    def _output_maps(self, hidden: torch.Tensor, h: int, w: int) -> torch.Tensor:
+    def _output_maps(
+        self, hidden: torch.Tensor, h: int, w: int, into: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """The decoder's output layer over ``hidden`` (``JSCCDecoder.body``), cropped to
         ``h × w`` and de-standardised: ``[B, C, h, w]``.
 
@@ -478,7 +482,8 @@ class DeepJSCCCodec(Codec):
         without its bias and one pass (``deepjscc_triton.destandardize``) adds the bias and
         de-standardises: torch itself adds a cuDNN convolution's bias in a pass of its own
         (``add_``), so these are the same operations in the same order (the same bits in the
-        deterministic mode; tested on CUDA), one pass over the maps fewer."""
+        deterministic mode; tested on CUDA), one pass over the maps fewer. That pass writes into
+        ``into`` when it has the convolution output's layout (``DECODE_INTO``)."""
         layer = self.decoder.out
         if (
             isinstance(layer, nn.ConvTranspose2d)
@@ -492,7 +497,9 @@ class DeepJSCCCodec(Codec):
                 hidden, layer.weight, None, layer.stride, layer.padding, layer.output_padding,
                 layer.groups, layer.dilation,
             )  # fmt: skip
-            return destandardize(pre, self.feat_std, self.feat_mean, layer.bias)
+            fits = into is not None and into.shape == pre.shape and into.stride() == pre.stride()
+            out = into if fits else None
+            return destandardize(pre, self.feat_std, self.feat_mean, layer.bias, out=out)
         return self._destandardize(layer(hidden)[:, :, :h, :w])
 
     def _in_one_pass(self, x: torch.Tensor) -> bool:
@@ -613,9 +620,11 @@ class DeepJSCCCodec(Codec):
         snr_db: torch.Tensor,
         ratio: torch.Tensor,
         shape: tuple[int, int, int],
+        into: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """``z [B, k·H'·W']`` (zeros where masked/erased; ``k ≤ K`` leading latent channels,
-        the others zero) → features ``[B, C, H, W]``."""
+        the others zero) → features ``[B, C, H, W]`` (``into`` when the last pass could write
+        there: ``_output_maps``)."""
         c, h, w = shape
         b = z.shape[0]
         hp, wp = self.latent_hw(h, w)
@@ -627,10 +636,13 @@ class DeepJSCCCodec(Codec):
         # faster, the same bits); the maps come out NHWC, the layout in which the warp reads a
         # cell's channels at once (the fusion kernel on CUDA, grid_sample 1.8× on the CPU)
         latent = latent.contiguous(memory_format=torch.channels_last)
-        out = self._output_maps(self.decoder.body(latent, self._context(snr_db, ratio)), h, w)
+        hidden = self.decoder.body(latent, self._context(snr_db, ratio))
+        out = self._output_maps(hidden, h, w, into)
         # The clamp is applied at inference only: in training it would stop the gradient of
         # every cell predicted below 0 (it can only lower the error of a non-negative target).
-        return F.relu(out) if self.output_activation == "relu" and not self.training else out
+        if self.output_activation == "relu" and not self.training:
+            return out.relu_() if out is into else F.relu(out)
+        return out
 
     # ----------------------------------------------------------------- SNR gate
     def gate_threshold_db(self, ratio: torch.Tensor) -> torch.Tensor:
@@ -775,11 +787,14 @@ class DeepJSCCCodec(Codec):
         z[:, : y.shape[1]] = y.to(torch.complex64)
         z = torch.where(prefix_mask(uses, n), z, 0.0)
         ratio = received.meta["ratio"].to(y.device)
-        out = self._decode_symbols(z, snr_db, ratio, shape)
+        into = decode_target(received, (b, *shape), y.device, torch.channels_last)
+        out = self._decode_symbols(z, snr_db, ratio, shape, into)
         keep = self.gate_open(snr_db if gate_snr_db is None else gate_snr_db, ratio)
         received.meta["delivered"] = keep.view(b, 1, 1, 1).expand(b, 1, *shape[1:]).contiguous()
         if bool(keep.all()):  # (one flag read saves a pass over every map)
             return out
+        if out is into:  # (the same values as the torch.where below)
+            return out.masked_fill_(~keep.view(b, 1, 1, 1), 0.0)
         return torch.where(keep.view(b, 1, 1, 1), out, 0.0)
 
     # ----------------------------------------------------------------- training

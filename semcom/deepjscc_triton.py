@@ -46,7 +46,11 @@ def _kernel():
 
 
 def destandardize(
-    x: torch.Tensor, std: torch.Tensor, mean: torch.Tensor, bias: torch.Tensor | None = None
+    x: torch.Tensor,
+    std: torch.Tensor,
+    mean: torch.Tensor,
+    bias: torch.Tensor | None = None,
+    out: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """``(x + bias) · std + mean`` per channel, rounded as torch rounds its operations.
 
@@ -54,8 +58,10 @@ def destandardize(
         x: ``[B, C, H, W]`` float32, dense channels-first or channels-last.
         std, mean: ``[C]`` float32.
         bias: ``[C]`` float32 added first (a convolution's bias), or ``None``.
+        out: a float32 tensor of ``x``'s shape, strides and device to write into (``None``: a
+            new one).
 
-    Returns: ``[B, C, H, W]`` float32 in ``x``'s layout.
+    Returns: ``[B, C, H, W]`` float32 in ``x``'s layout: ``out`` if given.
     """
     import triton
 
@@ -75,7 +81,15 @@ def destandardize(
             f"destandardize: expected float32 x and [{c}] std/mean/bias, got {x.dtype}, "
             f"{[tuple(t.shape) for t in per_channel]}"
         )
-    out = torch.empty_like(x)  # the same layout
+    if out is None:
+        out = torch.empty_like(x)  # the same layout
+    elif (out.shape, out.stride(), out.dtype, out.device) != (x.shape, x.stride(), torch.float32,
+                                                               x.device):  # fmt: skip
+        raise ValueError(
+            f"destandardize: 'out' must be float32 with x's shape {tuple(x.shape)} and strides "
+            f"{x.stride()} on {x.device}, got {tuple(out.shape)} {out.stride()} {out.dtype} "
+            f"on {out.device}"
+        )
     n = x.numel()
     if n:
         s, m = std.float().contiguous(), mean.float().contiguous()

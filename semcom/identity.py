@@ -17,6 +17,7 @@ from v2x.semcom.base import (
     Cost,
     Transmission,
     check_features,
+    decode_target,
     packets_for_bits,
     raw_feature_bits,
     symbols_per_packet,
@@ -92,6 +93,8 @@ class AnalogCodec(Codec):
     rescaled. Bandwidth ratio 1/2 complex use per real value.
     """
 
+    decodes_into = True  # the one-pass receiver writes into DECODE_INTO (CUDA, AWGN)
+
     def __init__(self, mtu_bytes: int = MTU_BYTES, header_bytes: int = HEADER_BYTES) -> None:
         super().__init__()
         self.mtu_bytes, self.header_bytes = mtu_bytes, header_bytes
@@ -151,7 +154,8 @@ class AnalogCodec(Codec):
             if self._receives_in_one_pass(x_hat, shrink, shape):
                 from v2x.semcom.analog_triton import receive
 
-                return receive(x_hat, shrink, received.meta["scale"], shape)
+                out = decode_target(received, tuple(shape), y.device, torch.channels_last)
+                return receive(x_hat, shrink, received.meta["scale"], shape, out=out)
             x_hat = x_hat * shrink
         else:
             x_hat = y

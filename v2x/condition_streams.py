@@ -10,7 +10,9 @@ segment for each condition's block of rows after ``torch.manual_seed(seeds[k])``
 call, on the very rows, that the condition's own run makes after ``seed_run`` — and joins the
 blocks; everything after it (warp, fusion, head, NMS) runs once for all ``K``. A codec whose
 decoded maps do not depend on the condition (``identity``: the same tensor for every block)
-has them shared by the ``K`` blocks, not copied ``K`` times.
+has them shared by the ``K`` blocks, not copied ``K`` times; a codec that can decode into a
+given tensor (``Codec.decodes_into``) is offered each later block's slice of the joined maps
+(``DECODE_INTO``), so only the first block's maps are copied.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import torch
 
 from v2x.channels.base import Channel, deferred_checks
 from v2x.channels.link import LinkState
-from v2x.semcom.base import CellReport, Codec, Cost, Reception, reception
+from v2x.semcom.base import DECODE_INTO, CellReport, Codec, Cost, Reception, reception
 from v2x.semcom.harq import transmit
 
 __all__ = ["Sent", "send"]
@@ -85,16 +87,20 @@ def send(
         for ki, seed in enumerate(seeds):
             part = slice(ki * m, (ki + 1) * m)
             torch.manual_seed(int(seed))
+            into = decoded[part] if decoded is not None and codec.decodes_into else None
             block = _send_block(
                 codec,
                 channel,
                 rows[ki] if blocked else rows[part],
                 row_snr[part],
                 {name: v[part] for name, v in extra.items()},
+                into,
             )
             if k == 1:
                 return block
-            if decoded is None and blocks and block.decoded is not blocks[0].decoded:
+            if decoded is None and not blocks and codec.decodes_into:
+                decoded = _joined(block.decoded, n)  # maps of its own per block: join at once
+            elif decoded is None and blocks and block.decoded is not blocks[0].decoded:
                 # the first block with maps of its own: every earlier one had the first's
                 decoded = _joined(blocks[0].decoded, n)
                 for j, earlier in enumerate(blocks):
@@ -102,7 +108,8 @@ def send(
                     blocks[j] = replace(earlier, decoded=decoded[j * m : (j + 1) * m])
             if decoded is not None:
                 # torch.cat's values and layout, without holding all K blocks' maps at once
-                decoded[part] = block.decoded
+                if block.decoded is not into:  # (a codec that decoded into it: no copy)
+                    decoded[part] = block.decoded
                 block = replace(block, decoded=decoded[part])
             blocks.append(block)
     if decoded is None:  # one tensor for every block: shared, not copied K times
@@ -131,9 +138,12 @@ def _send_block(
     rows: torch.Tensor,
     row_snr: torch.Tensor,
     extra: dict[str, torch.Tensor],
+    into: torch.Tensor | None = None,
 ) -> Sent:
     link = LinkState.before_sending(channel, row_snr)
     tx = codec.encode(rows, link, **extra)
+    if into is not None:  # where the maps are wanted (the codec may write them there)
+        tx.meta[DECODE_INTO] = into
     # On air (a packet-aware channel loses the codec's own packets, v2x.channels.packets),
     # with the codec's HARQ or the channel's ARQ rounds, and decoded (v2x.semcom.harq).
     decoded, tx = transmit(codec, channel, tx, row_snr, link)

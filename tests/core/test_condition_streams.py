@@ -430,3 +430,76 @@ def test_a_codec_computes_the_maps_snr_independent_part_once_per_send(monkeypatc
             one = send(changed, channel, maps.clone(), snr[:2])
             assert torch.equal(again.decoded[:2], one.decoded)
             assert not torch.equal(again.decoded[:2], both.decoded[:2])
+
+
+def test_a_codec_that_decodes_into_the_joined_maps_is_offered_each_later_blocks_slice():
+    """``send`` offers a codec with ``decodes_into`` each block's slice of the joined maps once
+    it has them (``DECODE_INTO``; the first block's maps set their layout): a codec that writes
+    there is not copied after, one that returns maps of its own is copied as before; the values
+    are the plain codec's either way."""
+    from v2x.semcom.base import decode_target
+    from v2x.semcom.identity import AnalogCodec
+
+    class IntoAnalog(AnalogCodec):
+        decodes_into = True
+
+        def __init__(self, write: bool) -> None:
+            super().__init__()
+            self.write, self.offered = write, []
+
+        def decode(self, received, link):
+            maps = super().decode(received, link)
+            into = decode_target(received, tuple(maps.shape), maps.device, torch.contiguous_format)
+            self.offered.append(None if into is None else into.data_ptr())
+            if into is None or not self.write:
+                return maps
+            return into.copy_(maps)
+
+    channel = build_channel("rayleigh")
+    maps = torch.randn(2, 4, 8, 8)
+    rows = maps.unsqueeze(0).expand(3, *maps.shape)
+    snr = torch.tensor([0.0, 0.0, 5.0, 5.0, 20.0, 20.0])
+    plain = send(AnalogCodec(), channel, rows, snr, seeds=[5, 6, 7])
+    for write in (True, False):
+        codec = IntoAnalog(write)
+        sent = send(codec, channel, rows, snr, seeds=[5, 6, 7])
+        assert torch.equal(sent.decoded, plain.decoded)
+        row_bytes = sent.decoded[0].numel() * 4
+        base = sent.decoded.data_ptr()
+        assert codec.offered == [None, base + 2 * row_bytes, base + 4 * row_bytes]
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("codec_name", ["analog", "deepjscc"])
+def test_on_cuda_the_codecs_decode_into_the_joined_maps_with_the_same_bits(codec_name, monkeypatch):
+    """On CUDA the analog receiver's and DeepJSCC's last pass write each later block's maps
+    straight into its slice of the joined maps (no copy after): every block but the first is
+    decoded into the slice it was offered, and the joined maps equal, bit for bit, those of
+    the same send with the offer switched off (each block decoded apart, then copied)."""
+    from v2x.common import triton_available
+    from v2x.semcom.base import DECODE_INTO
+
+    if not torch.cuda.is_available() or not triton_available():
+        pytest.skip("needs CUDA and triton")
+    device = torch.device("cuda")
+    kw = {"in_channels": 16, "hidden": 16, "downsample": 1} if codec_name == "deepjscc" else {}
+    torch.manual_seed(0)
+    codec = build_codec(codec_name, **kw).to(device).eval()
+    channel = build_channel("awgn")
+    maps = torch.randn(3, 16, 32, 32, device=device)
+    rows = maps.unsqueeze(0).expand(4, *maps.shape)
+    snr = torch.tensor([-5.0, 3.0, 10.0, 25.0], device=device).repeat_interleave(3)
+    written, decode = [], type(codec).decode
+
+    def watched(self, received, link):
+        out = decode(self, received, link)
+        written.append(out is received.meta.get(DECODE_INTO) and out is not None)
+        return out
+
+    monkeypatch.setattr(type(codec), "decode", watched)
+    with torch.no_grad():
+        into = send(codec, channel, rows, snr, seeds=[5, 6, 7, 8]).decoded
+        assert written == [False, True, True, True]
+        monkeypatch.setattr(type(codec), "decodes_into", False)
+        apart = send(codec, channel, rows, snr, seeds=[5, 6, 7, 8]).decoded
+    assert torch.equal(into, apart) and into.stride() == apart.stride()

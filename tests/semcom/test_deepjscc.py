@@ -418,22 +418,32 @@ for shape in ((3, 5, 6, 7), (1, 384, 4, 4), (2, 1, 3, 3)):
     for layout in ("nchw", "nhwc"):
         xin = x if layout == "nchw" else x.contiguous(memory_format=torch.channels_last)
         got, got_b = destandardize(xin, s, m), destandardize(xin, s, m, b)
-        out[f"{shape}/{layout}"] = [torch.equal(got, ref) and torch.equal(got_b, ref_b),
+        given = torch.empty_like(xin)
+        into = destandardize(xin, s, m, b, out=given)
+        out[f"{shape}/{layout}"] = [torch.equal(got, ref) and torch.equal(got_b, ref_b)
+                                    and into is given and torch.equal(given, ref_b),
                                     got.stride() == got_b.stride() == xin.stride()]
 try:
     destandardize(torch.randn(2, 3, 4, 6)[..., ::2], torch.ones(3), torch.zeros(3))
     out["refused"] = False
 except ValueError as err:
     out["refused"] = "dense" in str(err)
+try:
+    x = torch.randn(2, 3, 4, 4)
+    destandardize(x, torch.ones(3), torch.zeros(3), out=torch.empty_like(x).transpose(2, 3))
+    out["refused_out"] = False
+except ValueError as err:
+    out["refused_out"] = "strides" in str(err)
 print(json.dumps(out))
 """
 
 
 def test_destandardize_kernel_rounds_as_torch_in_the_interpreter(triton_interpreted):
     """``destandardize`` (one Triton pass, no FMA contraction) gives torch's ``x · s + m``
-    and, with a bias, ``(x + b) · s + m``, op by op, bit for bit, in either layout."""
+    and, with a bias, ``(x + b) · s + m``, op by op, bit for bit, in either layout, also into
+    a given tensor of ``x``'s layout (another layout is refused)."""
     out = triton_interpreted(_DESTANDARDIZE)
-    assert out.pop("refused") is True
+    assert out.pop("refused") is True and out.pop("refused_out") is True
     assert len(out) == 6 and all(equal and layout for equal, layout in out.values()), out
 
 

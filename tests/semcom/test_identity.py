@@ -141,8 +141,19 @@ for shape in ((3, 5, 6, 7), (2, 40, 9, 9), (1, 3, 5, 3), (2, 33, 64, 66)):
     real = torch.view_as_real(y * shrink).reshape(b, 2 * n) * scale
     want = real[:, : c * h * w].reshape(shape)
     got = receive(y, shrink, scale, torch.Size(shape))
-    out[str(shape)] = [torch.equal(got, want),
+    # into a slice of a larger channels-last tensor (a condition block of joined maps)
+    joined = torch.full((2 * b, c, h, w), 7.0).contiguous(memory_format=torch.channels_last)
+    into = receive(y, shrink, scale, torch.Size(shape), out=joined[b:])
+    out[str(shape)] = [torch.equal(got, want) and torch.equal(joined[b:], want)
+                       and into.data_ptr() == joined[b:].data_ptr()
+                       and bool((joined[:b] == 7.0).all()),
                        got.is_contiguous(memory_format=torch.channels_last)]
+try:
+    receive(torch.zeros(1, 8, dtype=torch.complex64), torch.ones(1, 1), torch.ones(1, 1),
+            torch.Size((1, 1, 4, 4)), out=torch.zeros(1, 1, 4, 4)[:, :, :, :2])
+    out["refused_out"] = False
+except ValueError as err:
+    out["refused_out"] = "channels-last" in str(err)
 try:
     receive(torch.zeros(2, 3, dtype=torch.complex64), torch.ones(2, 1), torch.ones(2, 1),
             torch.Size((2, 1, 3, 3)))
@@ -157,9 +168,11 @@ def test_analog_receive_kernel_gives_torchs_values_channels_last_in_the_interpre
     triton_interpreted,
 ):
     """``analog_triton.receive`` (one Triton pass) gives torch's shrink-then-rescale bit for
-    bit, padding dropped, maps channels-last; too few symbols are refused by name."""
+    bit, padding dropped, maps channels-last, also written into a given slice of a larger
+    tensor (and nothing else of it); too few symbols and an ``out`` of another layout are
+    refused by name."""
     out = triton_interpreted(_RECEIVE)
-    assert out.pop("refused") is True
+    assert out.pop("refused") is True and out.pop("refused_out") is True
     assert len(out) == 4 and all(equal and layout for equal, layout in out.values()), out
 
 
