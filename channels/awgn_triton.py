@@ -126,6 +126,8 @@ def awgn_fused(
         h = torch.view_as_real(gain.to(torch.complex64).contiguous())
     else:
         h = std  # not read
+    if not x.numel():
+        return torch.view_as_complex(y)
     grid = (triton.cdiv(n, BLOCK), b)
     with on_device_of(x):
         _kernel()[grid](xr, y, std, h, n, seed, GAIN=gain is not None, GAIN_PER_SYMBOL=per_symbol,
