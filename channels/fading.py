@@ -300,16 +300,19 @@ class FadingChannel(Channel):
         batch, n = x.shape
         no = snr_db_to_noise_variance(snr_db, batch, x.device)
         h, los = self.sample_gains(batch, n, x.device, doppler_hz)
-        scale = torch.sqrt(no * 0.5).reshape(-1, 1, 1)
         if self.fused and use_fused(x):
             y = awgn_fused(x, no, fused_seed(), gain=h)
-        elif self.compile and x.is_cuda:
-            hr = torch.view_as_real(h.to(x.dtype))
-            y = torch.view_as_complex(_compiled_fading_real()(torch.view_as_real(x), hr, scale))
         else:
-            # y = h·x + n: one complex multiply, one randn, one fused addcmul on the real view.
-            hx = torch.view_as_real(h.to(x.dtype) * x)
-            y = torch.view_as_complex(torch.addcmul(hx, torch.randn_like(hx), scale.to(hx.dtype)))
+            scale = torch.sqrt(no * 0.5).reshape(-1, 1, 1)
+            if self.compile and x.is_cuda:
+                hr = torch.view_as_real(h.to(x.dtype))
+                xr = torch.view_as_real(x)
+                y = torch.view_as_complex(_compiled_fading_real()(xr, hr, scale))
+            else:
+                # y = h·x + n: one complex multiply, one randn, one fused addcmul on the real view
+                hx = torch.view_as_real(h.to(x.dtype) * x)
+                noise = torch.randn_like(hx)
+                y = torch.view_as_complex(torch.addcmul(hx, noise, scale.to(hx.dtype)))
         imperfect = self.csi_error_var > 0
         extra = (
             {"doppler_hz": self.doppler if doppler_hz is None else doppler_hz} if self.fast else {}

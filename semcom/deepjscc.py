@@ -469,8 +469,16 @@ class DeepJSCCCodec(Codec):
         return torch.stack([c_snr, c_ratio], dim=1).to(torch.float32)
 
     # ----------------------------------------------------------------- normalisation
-    def _standardize(self, x: torch.Tensor) -> torch.Tensor:
-        return (x - self.feat_mean[None, :, None, None]) / self.feat_std[None, :, None, None]
+    def _standardize(
+        self, x: torch.Tensor, memory_format: torch.memory_format | None = None
+    ) -> torch.Tensor:
+        """``(x − mean) / std`` per channel; with ``memory_format`` (inference only: the division
+        is in place) written in that layout by the subtraction itself, the same values."""
+        mean, std = self.feat_mean[None, :, None, None], self.feat_std[None, :, None, None]
+        if memory_format is None:
+            return (x - mean) / std
+        out = torch.empty_like(x, memory_format=memory_format)
+        return torch.sub(x, mean, out=out).div_(std)
 
     def _output_maps(
         self, hidden: torch.Tensor, h: int, w: int, into: torch.Tensor | None = None
@@ -595,16 +603,12 @@ class DeepJSCCCodec(Codec):
         def compute() -> torch.Tensor:
             h, w = features.shape[-2:]
             hp, wp = self.latent_hw(h, w)
-            if torch.is_grad_enabled():
-                x = self._standardize(features)
-            else:
-                # channels-last (NHWC), written so by the standardisation itself: cuDNN and
-                # oneDNN run their convolutions in it, so the encoder's layers then take and
-                # give NHWC maps, where from NCHW maps cuDNN transposed every layer's input and
-                # output (H200: 4 transposes of [B, 128, H/2, W/2] per call)
-                x = torch.empty_like(features, memory_format=torch.channels_last)
-                torch.sub(features, self.feat_mean[None, :, None, None], out=x)
-                x.div_(self.feat_std[None, :, None, None])
+            # in inference channels-last (NHWC): cuDNN and oneDNN run their convolutions in it,
+            # so the encoder's layers then take and give NHWC maps, where from NCHW maps cuDNN
+            # transposed every layer's input and output (H200: 4 transposes of
+            # [B, 128, H/2, W/2] per call)
+            layout = None if torch.is_grad_enabled() else torch.channels_last
+            x = self._standardize(features, layout)
             pad = (0, wp * self.factor - w, 0, hp * self.factor - h)
             x = F.pad(x, pad) if any(pad) else x  # (a zero pad would still copy the map)
             return self.encoder.context_free(x)
