@@ -94,10 +94,27 @@ class AFModule(nn.Module):
             nn.Sigmoid(),
         )
 
-    def forward(self, x: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, context: torch.Tensor, residual: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """``x · gains`` (``residual + x · gains`` with a residual of ``x``'s shape)."""
         pooled = x.mean(dim=(2, 3))
         gains = self.mlp(torch.cat([pooled, context], dim=1))
-        return x * gains[:, :, None, None]
+        if _fused_layers(x) and (residual is None or residual.stride() == x.stride()):
+            from v2x.semcom.deepjscc_triton import scale_add
+
+            return scale_add(x, gains, residual)  # one pass, the same bits
+        out = x * gains[:, :, None, None]
+        return out if residual is None else residual + out
+
+
+def _fused_layers(x: torch.Tensor) -> bool:
+    """The layers' pointwise passes as Triton kernels (``deepjscc_triton.bias_prelu_``,
+    ``scale_add``; the same bits as torch's): CUDA inference on dense float32 maps."""
+    if not (x.is_cuda and x.dtype == torch.float32 and x.dim() == 4) or torch.is_grad_enabled():
+        return False
+    dense = x.is_contiguous() or x.is_contiguous(memory_format=torch.channels_last)
+    return dense and triton_available()
 
 
 class _Stage(nn.Module):
@@ -109,8 +126,31 @@ class _Stage(nn.Module):
         self.act = nn.PReLU(channels)
         self.af = AFModule(channels)
 
-    def forward(self, x: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
-        return self.af(self.act(self.conv(x)), context)
+    def forward(
+        self, x: torch.Tensor, context: torch.Tensor, residual: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        return self.af(self.activated(x), context, residual)
+
+    def activated(self, x: torch.Tensor) -> torch.Tensor:
+        """``PReLU(conv(x))``. ``x`` may hold only the first ``c`` of a ``Conv2d``'s input
+        channels (the others zero: DeepJSCC's unsent latent channels): the convolution then
+        reads those ``c``, the same sum without its zero terms. In CUDA inference the bias and
+        the PReLU are one pass (``deepjscc_triton.bias_prelu_``)."""
+        conv = self.conv
+        if not isinstance(conv, nn.Conv2d):
+            return self.act(conv(x))
+        sliced = x.shape[1] < conv.in_channels
+        fuse = _fused_layers(x) and conv.bias is not None
+        if not (sliced or fuse):
+            return self.act(conv(x))
+        weight = conv.weight[:, : x.shape[1]] if sliced else conv.weight
+        pre = F.conv2d(x, weight, None if fuse else conv.bias, conv.stride, conv.padding,
+                       conv.dilation, conv.groups)  # fmt: skip
+        if not fuse:
+            return self.act(pre)
+        from v2x.semcom.deepjscc_triton import bias_prelu_
+
+        return bias_prelu_(pre, conv.bias, self.act.weight)
 
 
 class _Residual(nn.Module):
@@ -121,7 +161,7 @@ class _Residual(nn.Module):
         self.stage = _Stage(nn.Conv2d(channels, channels, 3, padding=1), channels)
 
     def forward(self, x: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
-        return x + self.stage(x, context)
+        return self.stage(x, context, residual=x)
 
 
 class JSCCEncoder(nn.Module):
@@ -148,8 +188,7 @@ class JSCCEncoder(nn.Module):
     def context_free(self, x: torch.Tensor) -> torch.Tensor:
         """The first stage's convolution and activation ``[B, hidden, H/2, W/2]`` (``H, W``
         without downsampling): the part of the encoder that does not depend on the context."""
-        first = self.stages[0]
-        return first.act(first.conv(x))
+        return self.stages[0].activated(x)
 
     def from_first(
         self, first: torch.Tensor, context: torch.Tensor, channels: int | None = None
@@ -196,16 +235,8 @@ class JSCCDecoder(nn.Module):
 
         ``y`` may hold only the first ``c < 2K`` latent channels (those a transmission sent;
         the others are zeros): the stem's convolution then reads those ``c`` input channels,
-        the same sum without its zero terms."""
-        stem = self.stem
-        if y.shape[1] < stem.conv.in_channels:
-            conv = stem.conv
-            pre = F.conv2d(y, conv.weight[:, : y.shape[1]], conv.bias, conv.stride, conv.padding,
-                           conv.dilation, conv.groups)  # fmt: skip
-            x = stem.af(stem.act(pre), context)
-        else:
-            x = stem(y, context)
-        x = self.residual(x, context)
+        the same sum without its zero terms (``_Stage.activated``)."""
+        x = self.residual(self.stem(y, context), context)
         for up in self.ups:
             x = up(x, context)
         return x

@@ -7,7 +7,13 @@ torch's separate kernels round it: the same bits (tested in the interpreter and 
 the torch path; a cuDNN convolution and its bias give the same bits in one call or two in the
 deterministic mode, H200 2026-12-02).
 
-Imported with ``TRITON_INTERPRET=1`` the kernel runs on CPU tensors (tests).
+The codec's layers in CUDA inference take two more such passes: a convolution's bias and the
+PReLU after it in one (``bias_prelu_``: torch adds a cuDNN convolution's bias in a broadcasting
+pass of its own, then runs the PReLU), and an AF module's channel gains with the residual sum
+after it in one (``scale_add``: torch's ``x · g`` then ``r + ·``). Each rounds as torch's
+separate kernels do, so the maps keep their bits.
+
+Imported with ``TRITON_INTERPRET=1`` the kernels run on CPU tensors (tests).
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ import torch
 from v2x.common import on_device_of
 
 _KERNEL = None
+_LAYER_KERNELS = None
 BLOCK = 1024
 
 
@@ -45,6 +52,133 @@ def _kernel():
     return _KERNEL
 
 
+def _layer_kernels():
+    global _LAYER_KERNELS
+    if _LAYER_KERNELS is None:
+        import triton
+        import triton.language as tl
+
+        @triton.jit
+        def bias_prelu_kernel(
+            x_ptr, bias_ptr, weight_ptr, n, C, HW,
+            CHANNELS_LAST: tl.constexpr, ONE_WEIGHT: tl.constexpr, BLOCK: tl.constexpr,
+        ):  # fmt: skip
+            offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
+            mask = offs < n
+            c = offs % C if CHANNELS_LAST else (offs // HW) % C
+            v = tl.load(x_ptr + offs, mask=mask, other=0.0)
+            v = v + tl.load(bias_ptr + c, mask=mask, other=0.0)
+            if ONE_WEIGHT:
+                a = tl.load(weight_ptr)
+            else:
+                a = tl.load(weight_ptr + c, mask=mask, other=0.0)
+            tl.store(x_ptr + offs, tl.where(v > 0, v, a * v), mask=mask)  # ATen's prelu
+
+        @triton.jit
+        def scale_add_kernel(
+            x_ptr, gains_ptr, residual_ptr, out_ptr, n, C, HW,
+            CHANNELS_LAST: tl.constexpr, HAS_RESIDUAL: tl.constexpr, BLOCK: tl.constexpr,
+        ):  # fmt: skip
+            offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
+            mask = offs < n
+            c = offs % C if CHANNELS_LAST else (offs // HW) % C
+            row = offs // (C * HW)
+            y = tl.load(x_ptr + offs, mask=mask, other=0.0)
+            y = y * tl.load(gains_ptr + row * C + c, mask=mask, other=0.0)
+            if HAS_RESIDUAL:
+                y = tl.load(residual_ptr + offs, mask=mask, other=0.0) + y
+            tl.store(out_ptr + offs, y, mask=mask)
+
+        _LAYER_KERNELS = bias_prelu_kernel, scale_add_kernel
+    return _LAYER_KERNELS
+
+
+def _channels_last(x: torch.Tensor, name: str) -> bool:
+    """Whether the 4-D ``x`` is dense channels-last (``False``: dense channels-first); refuses
+    any other layout by name."""
+    if x.is_contiguous():
+        return False
+    if x.is_contiguous(memory_format=torch.channels_last):
+        return True
+    raise ValueError(
+        f"{name}: x must be dense channels-first or channels-last, got strides {x.stride()} for "
+        f"shape {tuple(x.shape)}"
+    )
+
+
+def bias_prelu_(x: torch.Tensor, bias: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """In place: ``v = x + bias`` per channel, then ATen's PReLU ``v > 0 ? v : weight · v``.
+
+    Args:
+        x: ``[B, C, H, W]`` float32 (a bias-free convolution's output), dense channels-first or
+            channels-last.
+        bias: ``[C]`` float32.
+        weight: the PReLU's ``[C]`` or ``[1]`` float32 slopes.
+
+    Returns: ``x``.
+    """
+    import triton
+
+    b, c, h, w = x.shape
+    channels_last = _channels_last(x, "bias_prelu_")
+    if x.dtype != torch.float32 or bias.shape != (c,) or weight.numel() not in (1, c):
+        raise ValueError(
+            f"bias_prelu_: expected float32 x, [{c}] bias and [{c}] or [1] weight, got {x.dtype}, "
+            f"{tuple(bias.shape)}, {tuple(weight.shape)}"
+        )
+    n = x.numel()
+    if n:
+        bias_prelu, _ = _layer_kernels()
+        with on_device_of(x):
+            bias_prelu[(triton.cdiv(n, BLOCK),)](
+                x, bias.float().contiguous(), weight.float().contiguous(), n, c, h * w,
+                CHANNELS_LAST=channels_last, ONE_WEIGHT=weight.numel() == 1, BLOCK=BLOCK,
+                enable_fp_fusion=False,
+            )  # fmt: skip
+    return x
+
+
+def scale_add(
+    x: torch.Tensor, gains: torch.Tensor, residual: torch.Tensor | None = None
+) -> torch.Tensor:
+    """``residual + x · gains`` (``x · gains`` without a residual), per map and channel.
+
+    Args:
+        x: ``[B, C, H, W]`` float32, dense channels-first or channels-last.
+        gains: ``[B, C]`` float32.
+        residual: ``None``, or float32 of ``x``'s shape and strides.
+
+    Returns: a new ``[B, C, H, W]`` float32 tensor in ``x``'s layout.
+    """
+    import triton
+
+    b, c, h, w = x.shape
+    channels_last = _channels_last(x, "scale_add")
+    if x.dtype != torch.float32 or gains.shape != (b, c):
+        raise ValueError(
+            f"scale_add: expected float32 x and [{b}, {c}] gains, got {x.dtype}, "
+            f"{tuple(gains.shape)}"
+        )
+    if residual is not None and (residual.shape, residual.stride(), residual.dtype) != (
+        x.shape, x.stride(), torch.float32,
+    ):  # fmt: skip
+        raise ValueError(
+            f"scale_add: 'residual' must be float32 with x's shape {tuple(x.shape)} and strides "
+            f"{x.stride()}, got {tuple(residual.shape)} {residual.stride()} {residual.dtype}"
+        )
+    out = torch.empty_like(x)
+    n = x.numel()
+    if n:
+        _, scale_add_k = _layer_kernels()
+        with on_device_of(x):
+            scale_add_k[(triton.cdiv(n, BLOCK),)](
+                x, gains.float().contiguous(), x if residual is None else residual, out, n, c,
+                h * w, CHANNELS_LAST=channels_last, HAS_RESIDUAL=residual is not None,
+                BLOCK=BLOCK, enable_fp_fusion=False,
+            )  # fmt: skip
+    return out
+
+
 def destandardize(
     x: torch.Tensor,
     std: torch.Tensor,
@@ -66,15 +200,7 @@ def destandardize(
     import triton
 
     b, c, h, w = x.shape
-    if x.is_contiguous():
-        channels_last = False
-    elif x.is_contiguous(memory_format=torch.channels_last):
-        channels_last = True
-    else:
-        raise ValueError(
-            f"destandardize: x must be dense channels-first or channels-last, got strides "
-            f"{x.stride()} for shape {tuple(x.shape)}"
-        )
+    channels_last = _channels_last(x, "destandardize")
     per_channel = (std, mean) if bias is None else (std, mean, bias)
     if x.dtype != torch.float32 or any(t.shape != (c,) for t in per_channel):
         raise ValueError(

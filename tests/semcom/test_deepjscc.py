@@ -447,6 +447,88 @@ def test_destandardize_kernel_rounds_as_torch_in_the_interpreter(triton_interpre
     assert len(out) == 6 and all(equal and layout for equal, layout in out.values()), out
 
 
+_LAYER_PASSES = r"""
+import json, torch
+from v2x.semcom.deepjscc_triton import bias_prelu_, scale_add
+torch.manual_seed(0)
+out = {}
+for shape in ((3, 5, 6, 7), (2, 128, 4, 4), (1, 1, 3, 3)):
+    b, c = shape[:2]
+    x = torch.randn(*shape) * 3
+    bias, slope, gains = torch.randn(c), torch.rand(c) * 0.5, torch.rand(b, c) * 2
+    r = torch.randn(*shape)
+    for layout in ("nchw", "nhwc"):
+        fmt = torch.contiguous_format if layout == "nchw" else torch.channels_last
+        xin, rin = x.contiguous(memory_format=fmt), r.contiguous(memory_format=fmt)
+        want = torch.prelu(xin + bias[None, :, None, None], slope)
+        got = bias_prelu_(xin.clone(), bias, slope)
+        one = torch.prelu(xin + bias[None, :, None, None], slope[:1])
+        got_one = bias_prelu_(xin.clone(), bias, slope[:1])
+        scaled = xin * gains[:, :, None, None]
+        out[f"{shape}/{layout}"] = [
+            torch.equal(got, want), torch.equal(got_one, one),
+            torch.equal(scale_add(xin, gains), scaled),
+            torch.equal(scale_add(xin, gains, rin), rin + scaled),
+            got.stride() == xin.stride() and scale_add(xin, gains, rin).stride() == xin.stride(),
+        ]
+x = torch.randn(2, 3, 4, 4)
+for name, call in (("strided", lambda: bias_prelu_(x.transpose(2, 3), torch.ones(3), torch.ones(3))),
+                   ("residual", lambda: scale_add(x, torch.ones(2, 3), x.transpose(2, 3)))):
+    try:
+        call()
+        out[name] = False
+    except ValueError as err:
+        out[name] = "strides" in str(err)
+print(json.dumps(out))
+"""
+
+
+def test_the_layer_passes_round_as_torch_in_the_interpreter(triton_interpreted):
+    """``bias_prelu_`` gives torch's bias add then PReLU (per-channel and single slopes) in
+    place, and ``scale_add`` torch's ``x · g`` and ``r + x · g``, bit for bit, in either
+    layout; other strides are refused by name."""
+    out = triton_interpreted(_LAYER_PASSES)
+    assert out.pop("strided") is True and out.pop("residual") is True
+    assert len(out) == 6 and all(all(v) for v in out.values()), out
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_on_cuda_the_fused_layer_passes_give_the_torch_paths_bits(monkeypatch):
+    """In CUDA inference DeepJSCC's convolution biases with their PReLU, and its AF gains with
+    the residual sums, run as one Triton pass each: the symbols and maps equal torch's path
+    bit for bit (deterministic mode; channels-first and channels-last maps), and the passes
+    ran."""
+    import v2x.semcom.deepjscc as deepjscc
+    import v2x.semcom.deepjscc_triton as kernels
+    from v2x.common import triton_available
+
+    if not triton_available():
+        pytest.skip("triton not installed")
+    monkeypatch.setattr(torch.backends.cudnn, "deterministic", True)
+    monkeypatch.setattr(torch.backends.cudnn, "benchmark", False)
+    device = torch.device("cuda")
+    torch.manual_seed(0)
+    codec = tiny_codec(downsample=1, bandwidth_ratio=1 / 16).to(device).eval()
+    link = LinkState.from_snr(torch.tensor([0.0, 5.0, 10.0, 20.0], device=device))
+    calls = []
+    for name in ("bias_prelu_", "scale_add"):
+        real = getattr(kernels, name)
+        monkeypatch.setattr(kernels, name, lambda *a, _r=real, _n=name, **k: calls.append(_n)
+                            or _r(*a, **k))  # fmt: skip
+    for layout in (torch.contiguous_format, torch.channels_last):
+        x = synthetic_maps(4, seed=5).to(device).contiguous(memory_format=layout)
+        got = []
+        for fused in (True, False):
+            monkeypatch.setattr(deepjscc, "_fused_layers", lambda t, _f=fused: _f and t.is_cuda)
+            codec._first_memo = deepjscc.TensorMemo()  # the encoder's first stage afresh
+            with torch.no_grad():
+                tx = codec.encode(x, link)
+                got.append((tx.symbols, codec.decode(tx.received(tx.symbols, None), link)))
+        assert torch.equal(got[0][0], got[1][0]) and torch.equal(got[0][1], got[1][1])
+    assert {"bias_prelu_", "scale_add"} <= set(calls)
+
+
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_on_cuda_the_one_pass_destandardisation_gives_the_torch_paths_bits(monkeypatch):
