@@ -14,6 +14,9 @@ sparse scenes cost little. Coordinates are shifted to the pair's own origin befo
 arithmetic, so float32 stays accurate far from the world origin.
 
 Everything follows the device and dtype of its inputs; there are no Python loops over boxes.
+On CUDA in inference the pairwise and paired areas (and ``rotated_iou_bev``'s IoU) run as one
+Triton launch of the same construction (``boxes_triton``; equal to float rounding) instead of
+the ~60 operators of the torch form.
 """
 
 from __future__ import annotations
@@ -207,8 +210,27 @@ def intersection_area_bev_aligned(a: torch.Tensor, b: torch.Tensor) -> torch.Ten
     return out.reshape(batch_shape)
 
 
+def use_box_kernel(a: torch.Tensor, b: torch.Tensor) -> bool:
+    """Whether the Triton kernels (``boxes_triton``: the same construction in one launch) can
+    take ``a`` and ``b``: CUDA, one float32/float64 dtype, no gradient wanted, Triton
+    installed."""
+    if not (a.is_cuda and b.is_cuda and a.dtype == b.dtype):
+        return False
+    if a.dtype not in (torch.float32, torch.float64):
+        return False
+    if torch.is_grad_enabled() and (a.requires_grad or b.requires_grad):
+        return False
+    from v2x.common import triton_available
+
+    return triton_available()
+
+
 def _pair_intersection(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """``[P, 7], [P, 7] -> [P]`` intersection area, each pair shifted to its own origin."""
+    if use_box_kernel(a, b):
+        from v2x.perception.boxes_triton import aligned_intersection_triton
+
+        return aligned_intersection_triton(a, b)
     origin = 0.5 * (a[:, 0:2] + b[:, 0:2])
     ax, ay = _quad_xy(a[:, 0] - origin[:, 0], a[:, 1] - origin[:, 1], a[:, 3], a[:, 4], a[:, 6])
     bx, by = _quad_xy(b[:, 0] - origin[:, 0], b[:, 1] - origin[:, 1], b[:, 3], b[:, 4], b[:, 6])
@@ -226,6 +248,11 @@ def _pairwise_intersection(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
             "[..., N, 7] / [..., M, 7]"
         )
     n, m = a.shape[-2], b.shape[-2]
+    if use_box_kernel(a, b):
+        from v2x.perception.boxes_triton import pairwise_intersection_triton
+
+        inter = pairwise_intersection_triton(a.reshape(-1, n, 7), b.reshape(-1, m, 7))
+        return inter.reshape(*a.shape[:-2], n, m)
     out = a.new_zeros(*a.shape[:-2], n, m)
     if n == 0 or m == 0:
         return out
@@ -277,6 +304,12 @@ def rotated_iou_bev(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     if a.ndim < 2 or b.ndim < 2:
         raise ValueError(f"a and b must be [..., N, 7] and [..., M, 7], got {a.shape}, {b.shape}")
     a, b = _promote(a, b)
+    if use_box_kernel(a, b) and a.shape[:-2] == b.shape[:-2]:  # IoU in the kernel: one launch
+        from v2x.perception.boxes_triton import pairwise_intersection_triton
+
+        n, m = a.shape[-2], b.shape[-2]
+        iou = pairwise_intersection_triton(a.reshape(-1, n, 7), b.reshape(-1, m, 7), iou=True)
+        return iou.reshape(*a.shape[:-2], n, m)
     inter = _pairwise_intersection(a, b)
     area_a = (a[..., 3] * a[..., 4]).unsqueeze(-1)
     area_b = (b[..., 3] * b[..., 4]).unsqueeze(-2)

@@ -15,7 +15,9 @@ suppression chain (a handful in practice), so it runs on the GPU with no per-box
 valid, same-class boxes whose circumscribed circles overlap (all other pairs have IoU 0 and
 suppress nothing). Their exact IoU is computed once and each sweep is one gather and one
 scatter over those ``P`` pairs (``greedy_suppression_pairs``) instead of a ``[B, K, K]``
-reduction; the keep set is the same unique solution. ``greedy_suppression`` is the dense form.
+reduction; the keep set is the same unique solution. ``greedy_suppression`` is the dense form;
+on CUDA (inference) it runs on the dense IoU of one Triton launch (``boxes_triton``), which
+needs no pair list (no ``nonzero`` sync) and is one launch where the pairs' construction is ~60.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from typing import NamedTuple
 
 import torch
 
-from v2x.perception.boxes import rotated_iou_bev_aligned
+from v2x.perception.boxes import rotated_iou_bev, rotated_iou_bev_aligned, use_box_kernel
 
 __all__ = [
     "NmsResult",
@@ -174,10 +176,13 @@ def batched_rotated_nms(
     cand_boxes = torch.where(cand_valid.unsqueeze(-1), cand_boxes, _dummy_box(cand_boxes))
 
     cand_labels = None if labels is None else torch.gather(labels, 1, order)
-    first, second, overlap = _suppression_pairs(
-        cand_boxes, cand_valid, cand_labels, float(iou_threshold)
-    )
-    keep = greedy_suppression_pairs(first, second, overlap, cand_valid)
+    if use_box_kernel(cand_boxes, cand_boxes):
+        keep = _kept_dense(cand_boxes, cand_valid, cand_labels, float(iou_threshold))
+    else:
+        first, second, overlap = _suppression_pairs(
+            cand_boxes, cand_valid, cand_labels, float(iou_threshold)
+        )
+        keep = greedy_suppression_pairs(first, second, overlap, cand_valid)
 
     k_out = k if max_out is None else min(int(max_out), k)
     rank = torch.cumsum(keep.to(torch.int64), dim=1) - 1  # position among kept
@@ -212,12 +217,7 @@ def _suppression_pairs(
     flat indices ``first [P]``, ``second [P]`` (``b * K + i``, ``b * K + j``) and ``overlap [P]``
     (exact IoU ``> threshold``), with one host sync (the pair count)."""
     k = boxes.shape[1]
-    # Only columns up to the last valid box can interact: the [B, K, K] candidate test (the
-    # costliest part for padded, mostly-empty sets) shrinks to [B, used, used]. Boxes come
-    # ranked with the valid ones first (``batched_rotated_nms``), so ``used`` is the largest
-    # valid count of a set.
-    column = torch.arange(1, k + 1, device=valid.device)
-    used = int(torch.where(valid, column, 0).amax()) if valid.numel() else 0  # one host sync
+    used = _used_columns(valid)
     if used < k:
         boxes, valid = boxes[:, :used], valid[:, :used]
         labels = None if labels is None else labels[:, :used]
@@ -226,6 +226,35 @@ def _suppression_pairs(
         return bi, bi, torch.zeros(0, dtype=torch.bool, device=boxes.device)
     overlap = rotated_iou_bev_aligned(boxes[bi, ii], boxes[bi, jj]) > threshold
     return bi * k + ii, bi * k + jj, overlap
+
+
+def _used_columns(valid: torch.Tensor) -> int:
+    """Only columns up to the last valid box can interact: the ``[B, K, K]`` pair tests (the
+    costliest part for padded, mostly-empty sets) shrink to ``[B, used, used]``. Boxes come
+    ranked with the valid ones first (``batched_rotated_nms``), so ``used`` is the largest
+    valid count of a set. One host sync."""
+    column = torch.arange(1, valid.shape[1] + 1, device=valid.device)
+    return int(torch.where(valid, column, 0).amax()) if valid.numel() else 0
+
+
+def _kept_dense(
+    boxes: torch.Tensor, valid: torch.Tensor, labels: torch.Tensor | None, threshold: float
+) -> torch.Tensor:
+    """``[B, K]`` keep mask by ``greedy_suppression`` on the dense ``[B, used, used]`` IoU of
+    one Triton launch (CUDA: ``boxes_triton``; pairs whose circumscribed circles miss are 0 in
+    it, so they suppress nothing, as in ``_suppression_pairs``). No pair list, so no
+    ``nonzero`` sync and none of the ~60 small operators of the torch construction."""
+    used = _used_columns(valid)
+    keep = torch.zeros_like(valid)
+    if used == 0:
+        return keep
+    boxes, kept_valid = boxes[:, :used], valid[:, :used]
+    overlap = rotated_iou_bev(boxes, boxes) > threshold
+    if labels is not None:
+        labels = labels[:, :used]
+        overlap &= labels[:, :, None] == labels[:, None, :]
+    keep[:, :used] = greedy_suppression(overlap, kept_valid)
+    return keep
 
 
 def _suppression_matrix(
