@@ -6,14 +6,18 @@ polygons for NMS, and an OpenCOOD-style per-detection shapely matching loop for 
 
     python benchmarks/bench_nms.py                 # CPU
     python benchmarks/bench_nms.py --device cuda   # GPU (the shapely references stay on CPU)
+
+On CUDA the IoU and NMS rows also time the torch construction (``boxes_triton`` switched off in
+the same process) and print the kernel's ratio to it.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import numpy as np
 import torch
@@ -57,6 +61,30 @@ def timeit(fn: Callable[[], object], device: str, min_time_s: float = 0.5) -> fl
     return float(np.median(times))
 
 
+@contextlib.contextmanager
+def torch_form() -> Iterator[None]:
+    """The torch construction of the rotated areas (``boxes._intersection_area_quads``) instead
+    of the one-launch Triton kernels (``boxes_triton``), inside the block."""
+    import v2x.perception.boxes as boxes_module
+    import v2x.perception.nms as nms_module
+
+    saved = boxes_module.use_box_kernel
+    boxes_module.use_box_kernel = nms_module.use_box_kernel = lambda *boxes: False
+    try:
+        yield
+    finally:
+        boxes_module.use_box_kernel = nms_module.use_box_kernel = saved
+
+
+def against_torch_form(fn: Callable[[], object], sec: float, device: str) -> str:
+    """On CUDA: `` | torch form N/s, kernel R×`` (``fn`` timed under ``torch_form``)."""
+    if not device.startswith("cuda"):
+        return ""
+    with torch_form():
+        ref = timeit(fn, device)
+    return f" | kernel {ref / sec:5.2f}x the torch form"
+
+
 def shapely_iou_matrix(pa: list[Polygon], pb: list[Polygon]) -> np.ndarray:
     out = np.zeros((len(pa), len(pb)))
     for i, p in enumerate(pa):
@@ -97,9 +125,10 @@ def bench_iou(args: argparse.Namespace, rng: np.random.Generator) -> None:
         err = np.abs(
             rotated_iou_bev(ta[:k], tb[:k]).double().cpu().numpy() - shapely_iou_matrix(pa, pb)
         ).max()
+        versus = against_torch_form(lambda ta=ta, tb=tb: rotated_iou_bev(ta, tb), sec, args.device)
         print(
             f"  {label:<32s} torch {ours:12.3e} pairs/s | shapely {ref:10.3e} pairs/s | "
-            f"ratio {ours / ref:8.1f}x | max |diff| {err:.1e}"
+            f"ratio {ours / ref:8.1f}x | max |diff| {err:.1e}{versus}"
         )
 
 
@@ -126,9 +155,18 @@ def bench_nms(args: argparse.Namespace, rng: np.random.Generator) -> None:
     same = got.indices[0][got.mask[0]].tolist() == [
         int(i) for i in shapely_nms(pols, scores[0], 0.1)
     ]
+    versus = against_torch_form(
+        lambda: batched_rotated_nms(tb, ts, iou_threshold=0.1), sec, args.device
+    )
+    if versus:
+        with torch_form():
+            plain = batched_rotated_nms(tb, ts, iou_threshold=0.1)
+        full = batched_rotated_nms(tb, ts, iou_threshold=0.1)
+        versus += f" (same keep sets: {torch.equal(plain.indices, full.indices)})"
     print(
         f"  torch {ours:10.1f} sets/s ({ours * args.nms_n:.3e} boxes/s) | "
         f"shapely loop {ref:8.1f} sets/s | ratio {ours / ref:8.1f}x | same keep set: {same}"
+        f"{versus}"
     )
 
 

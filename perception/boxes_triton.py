@@ -132,33 +132,48 @@ def pair_area(ax, ay, al, aw, ayaw, bx, by, bl, bw, byaw, EPS: tl.constexpr,
 
 
 @triton.jit
+def load_boxes(ptr, row, live):
+    """``(x, y, l, w, yaw)`` of the boxes ``ptr[row, :]`` of a ``[.., 7]`` table, each
+    ``[BLOCK]``; a dummy 1 m × 1 m box at the origin where not ``live``."""
+    x = tl.load(ptr + row * 7, mask=live, other=0.0)
+    y = tl.load(ptr + row * 7 + 1, mask=live, other=0.0)
+    length = tl.load(ptr + row * 7 + 3, mask=live, other=1.0)
+    width = tl.load(ptr + row * 7 + 4, mask=live, other=1.0)
+    yaw = tl.load(ptr + row * 7 + 6, mask=live, other=0.0)
+    return x, y, length, width, yaw
+
+
+@triton.jit
+def circles_meet(ax, ay, al, aw, bx, by, bl, bw):
+    """Whether the boxes' circumscribed circles overlap (the torch form's test; every other
+    pair's intersection is exactly 0)."""
+    reach = 0.5 * tl.sqrt(al * al + aw * aw) + 0.5 * tl.sqrt(bl * bl + bw * bw)
+    dx, dy = ax - bx, ay - by
+    return tl.sqrt(dx * dx + dy * dy) <= reach * (1.0 + 1e-6)
+
+
+@triton.jit
+def iou_of(area, al, aw, bl, bw, TINY: tl.constexpr):
+    """As ``boxes.rotated_iou_bev``: intersection / union, clamped to [0, 1]."""
+    union = al * aw + bl * bw - area
+    return tl.minimum(tl.maximum(area / tl.maximum(union, TINY), 0.0), 1.0)
+
+
+@triton.jit
 def pairwise_kernel(a_ptr, b_ptr, out_ptr, n, m, IOU: tl.constexpr, EPS: tl.constexpr,
                     TINY: tl.constexpr, BLOCK: tl.constexpr):  # fmt: skip
     e = tl.program_id(1).to(tl.int64)
     q = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
     live = q < n * m
-    ia, ib = (e * n + q // m) * 7, (e * m + q % m) * 7
-    ax = tl.load(a_ptr + ia, mask=live, other=0.0)
-    ay = tl.load(a_ptr + ia + 1, mask=live, other=0.0)
-    al = tl.load(a_ptr + ia + 3, mask=live, other=1.0)
-    aw = tl.load(a_ptr + ia + 4, mask=live, other=1.0)
-    ayaw = tl.load(a_ptr + ia + 6, mask=live, other=0.0)
-    bx = tl.load(b_ptr + ib, mask=live, other=0.0)
-    by = tl.load(b_ptr + ib + 1, mask=live, other=0.0)
-    bl = tl.load(b_ptr + ib + 3, mask=live, other=1.0)
-    bw = tl.load(b_ptr + ib + 4, mask=live, other=1.0)
-    byaw = tl.load(b_ptr + ib + 6, mask=live, other=0.0)
-    # pairs whose circumscribed circles do not overlap: exactly 0 (the torch form's test)
-    reach = 0.5 * tl.sqrt(al * al + aw * aw) + 0.5 * tl.sqrt(bl * bl + bw * bw)
-    dx, dy = ax - bx, ay - by
-    near = live & (tl.sqrt(dx * dx + dy * dy) <= reach * (1.0 + 1e-6))
+    ax, ay, al, aw, ayaw = load_boxes(a_ptr, e * n + q // m, live)
+    bx, by, bl, bw, byaw = load_boxes(b_ptr, e * m + q % m, live)
+    near = live & circles_meet(ax, ay, al, aw, bx, by, bl, bw)
     area = tl.zeros([BLOCK], dtype=ax.dtype)
-    if tl.max(near.to(tl.int32), axis=0) > 0:
+    if tl.max(near.to(tl.int32), axis=0) > 0:  # else every pair of the program is 0
         area = pair_area(ax, ay, al, aw, ayaw, bx, by, bl, bw, byaw, EPS, TINY)
         area = tl.where(near, area, 0.0)
-    if IOU:  # as boxes.rotated_iou_bev: inter / union, clamped to [0, 1]
-        union = al * aw + bl * bw - area
-        area = tl.minimum(tl.maximum(area / tl.maximum(union, TINY), 0.0), 1.0)
+    if IOU:
+        area = iou_of(area, al, aw, bl, bw, TINY)
     tl.store(out_ptr + e * n * m + q, area, mask=live)
 
 
@@ -167,21 +182,13 @@ def aligned_kernel(a_ptr, b_ptr, out_ptr, count, EPS: tl.constexpr, TINY: tl.con
                    BLOCK: tl.constexpr):  # fmt: skip
     q = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
     live = q < count
-    ax = tl.load(a_ptr + q * 7, mask=live, other=0.0)
-    ay = tl.load(a_ptr + q * 7 + 1, mask=live, other=0.0)
-    al = tl.load(a_ptr + q * 7 + 3, mask=live, other=1.0)
-    aw = tl.load(a_ptr + q * 7 + 4, mask=live, other=1.0)
-    ayaw = tl.load(a_ptr + q * 7 + 6, mask=live, other=0.0)
-    bx = tl.load(b_ptr + q * 7, mask=live, other=0.0)
-    by = tl.load(b_ptr + q * 7 + 1, mask=live, other=0.0)
-    bl = tl.load(b_ptr + q * 7 + 3, mask=live, other=1.0)
-    bw = tl.load(b_ptr + q * 7 + 4, mask=live, other=1.0)
-    byaw = tl.load(b_ptr + q * 7 + 6, mask=live, other=0.0)
+    ax, ay, al, aw, ayaw = load_boxes(a_ptr, q, live)
+    bx, by, bl, bw, byaw = load_boxes(b_ptr, q, live)
     area = pair_area(ax, ay, al, aw, ayaw, bx, by, bl, bw, byaw, EPS, TINY)
     tl.store(out_ptr + q, area, mask=live)
 
 
-def _constants(dtype: torch.dtype) -> dict:
+def box_constants(dtype: torch.dtype) -> dict:
     info = torch.finfo(dtype)
     return {"EPS": float(info.eps), "TINY": float(info.tiny)}
 
@@ -203,7 +210,7 @@ def pairwise_intersection_triton(
         return out
     grid = (triton.cdiv(n * m, BLOCK), bsz)
     pairwise_kernel[grid](
-        a.contiguous(), b.contiguous(), out, n, m, IOU=iou, BLOCK=BLOCK, **_constants(a.dtype)
+        a.contiguous(), b.contiguous(), out, n, m, IOU=iou, BLOCK=BLOCK, **box_constants(a.dtype)
     )
     return out
 
@@ -221,7 +228,7 @@ def aligned_intersection_triton(a: torch.Tensor, b: torch.Tensor) -> torch.Tenso
         return out
     grid = (triton.cdiv(a.shape[0], BLOCK),)
     aligned_kernel[grid](
-        a.contiguous(), b.contiguous(), out, a.shape[0], BLOCK=BLOCK, **_constants(a.dtype)
+        a.contiguous(), b.contiguous(), out, a.shape[0], BLOCK=BLOCK, **box_constants(a.dtype)
     )
     return out
 

@@ -15,9 +15,9 @@ suppression chain (a handful in practice), so it runs on the GPU with no per-box
 valid, same-class boxes whose circumscribed circles overlap (all other pairs have IoU 0 and
 suppress nothing). Their exact IoU is computed once and each sweep is one gather and one
 scatter over those ``P`` pairs (``greedy_suppression_pairs``) instead of a ``[B, K, K]``
-reduction; the keep set is the same unique solution. ``greedy_suppression`` is the dense form;
-on CUDA (inference) it runs on the dense IoU of one Triton launch (``boxes_triton``), which
-needs no pair list (no ``nonzero`` sync) and is one launch where the pairs' construction is ~60.
+reduction; the keep set is the same unique solution. ``greedy_suppression`` is the dense form.
+On CUDA (inference) two Triton launches give the keep mask with no host sync (``nms_triton``:
+the suppression flags of every ranked pair, then the greedy walk per set).
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from typing import NamedTuple
 
 import torch
 
-from v2x.perception.boxes import rotated_iou_bev, rotated_iou_bev_aligned, use_box_kernel
+from v2x.perception.boxes import rotated_iou_bev_aligned, use_box_kernel
 
 __all__ = [
     "NmsResult",
@@ -176,8 +176,10 @@ def batched_rotated_nms(
     cand_boxes = torch.where(cand_valid.unsqueeze(-1), cand_boxes, _dummy_box(cand_boxes))
 
     cand_labels = None if labels is None else torch.gather(labels, 1, order)
-    if use_box_kernel(cand_boxes, cand_boxes):
-        keep = _kept_dense(cand_boxes, cand_valid, cand_labels, float(iou_threshold))
+    if use_box_kernel(cand_boxes, cand_boxes):  # CUDA: two launches, no host sync
+        from v2x.perception.nms_triton import greedy_nms_keep
+
+        keep = greedy_nms_keep(cand_boxes, cand_valid, cand_labels, float(iou_threshold))
     else:
         first, second, overlap = _suppression_pairs(
             cand_boxes, cand_valid, cand_labels, float(iou_threshold)
@@ -235,26 +237,6 @@ def _used_columns(valid: torch.Tensor) -> int:
     valid count of a set. One host sync."""
     column = torch.arange(1, valid.shape[1] + 1, device=valid.device)
     return int(torch.where(valid, column, 0).amax()) if valid.numel() else 0
-
-
-def _kept_dense(
-    boxes: torch.Tensor, valid: torch.Tensor, labels: torch.Tensor | None, threshold: float
-) -> torch.Tensor:
-    """``[B, K]`` keep mask by ``greedy_suppression`` on the dense ``[B, used, used]`` IoU of
-    one Triton launch (CUDA: ``boxes_triton``; pairs whose circumscribed circles miss are 0 in
-    it, so they suppress nothing, as in ``_suppression_pairs``). No pair list, so no
-    ``nonzero`` sync and none of the ~60 small operators of the torch construction."""
-    used = _used_columns(valid)
-    keep = torch.zeros_like(valid)
-    if used == 0:
-        return keep
-    boxes, kept_valid = boxes[:, :used], valid[:, :used]
-    overlap = rotated_iou_bev(boxes, boxes) > threshold
-    if labels is not None:
-        labels = labels[:, :used]
-        overlap &= labels[:, :, None] == labels[:, None, :]
-    keep[:, :used] = greedy_suppression(overlap, kept_valid)
-    return keep
 
 
 def _suppression_matrix(

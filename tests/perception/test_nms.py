@@ -168,7 +168,7 @@ def _full_matrix_nms_keep(boxes, valid, labels, thr):
 def test_pruned_nms_equals_full_matrix_nms(seed: int) -> None:
     """Pair pruning (circles, valid columns, classes) keeps exactly the full-matrix keep set,
     on clustered, rotated and near-touching boxes with padding anywhere in the rows."""
-    from v2x.perception.nms import _kept_dense, _suppression_matrix, _suppression_pairs
+    from v2x.perception.nms import _suppression_matrix, _suppression_pairs
 
     rng = np.random.default_rng(100 + seed)
     b, k = 5, int(rng.integers(2, 60))
@@ -183,8 +183,6 @@ def test_pruned_nms_equals_full_matrix_nms(seed: int) -> None:
     assert torch.equal(greedy_suppression_pairs(first, second, overlap, valid), full)
     dense = _suppression_matrix(boxes, valid, labels, thr)
     assert torch.equal(greedy_suppression(dense, valid), full)
-    # the dense IoU form that CUDA takes (there from one Triton launch): the same keep mask
-    assert torch.equal(_kept_dense(boxes, valid, labels, thr), full)
     # through batched_rotated_nms (boxes ranked by score, valid first): the same kept boxes
     scores = torch.tensor(rng.permutation(b * k).reshape(b, k), dtype=torch.float64)
     result = batched_rotated_nms(boxes, scores, labels, valid, thr)
