@@ -4,11 +4,10 @@ The same construction as ``boxes._intersection_area_quads`` (its torch form is t
 each pair is shifted to its own origin (the midpoint of the two centres); its 24 candidate
 vertices are the 4 corners of either box that lie inside the other (up to the same scale-aware
 tolerance) and the 16 edge-edge crossings; the valid ones are ordered by pseudo-angle about
-their mean and integrated with the shoelace formula. The torch form sorts the candidates; here
-each program holds ``BLOCK`` pairs × 32 candidate slots in registers and a vertex's successor
-is the one whose rank (by pseudo-angle, then slot) is one higher, so nothing is sorted or
-written to memory between the steps. The torch form runs ~60 operators per call (60 launches
-and their host time on a GPU); this is one launch.
+their mean and integrated with the shoelace formula. Each program holds ``BLOCK`` pairs × 32
+candidate slots in registers and sorts each pair's (pseudo-angle, slot) keys there
+(``tl.sort``), so nothing is written to memory between the steps. The torch form runs ~60
+operators per call (60 launches and their host time on a GPU); this is one launch.
 
 Two entry points:
 
@@ -29,7 +28,7 @@ import torch
 import triton
 import triton.language as tl
 
-#: pairs per program; the rank step holds BLOCK × 32 × 32 values
+#: pairs per program (each 32 candidate slots)
 BLOCK = 8
 
 
@@ -59,8 +58,7 @@ def inside(px, py, cx, cy, hl, hw, c, s, tol):
 
 
 @triton.jit
-def pair_area(ax, ay, al, aw, ayaw, bx, by, bl, bw, byaw, EPS: tl.constexpr,
-              TINY: tl.constexpr):  # fmt: skip
+def pair_area(ax, ay, al, aw, ayaw, bx, by, bl, bw, byaw, EPS: tl.constexpr):
     """Intersection areas ``[BLOCK]`` of the boxes ``(x, y, l, w, yaw)`` given as
     ``[BLOCK]`` vectors."""
     ox, oy = 0.5 * (ax + bx), 0.5 * (ay + by)
@@ -100,33 +98,36 @@ def pair_area(ax, ay, al, aw, ayaw, bx, by, bl, bw, byaw, EPS: tl.constexpr,
     t = (abx * dby - aby * dbx) / safe
     u = (abx * day - aby * dax) / safe
     slack = 16.0 * EPS
-    crosses = crosses & (t >= -slack) & (t <= 1 + slack) & (u >= -slack) & (u <= 1 + slack)
+    # 1 - t, not t <= 1 + slack: a compiled constant is float32, where 1 + slack is 1
+    crosses &= (t >= -slack) & (1.0 - t >= -slack) & (u >= -slack) & (1.0 - u >= -slack)
     px = tl.where(is_a, pax, tl.where(is_b, pbx, pax + t * dax))
     py = tl.where(is_a, pay, tl.where(is_b, pby, pay + t * day))
     in_b = inside(px, py, bcx, bcy, bhl, bhw, bc, bs, tol)
     in_a = inside(px, py, acx, acy, ahl, ahw, ac, as_, tol)
     valid = tl.where(is_a, in_b, tl.where(is_b, in_a, is_x & crosses))
 
-    # order the valid vertices by pseudo-angle about their mean; a vertex's successor is
-    # the one of next rank (ties by slot), the last one's the first
+    # order the valid vertices by pseudo-angle about their mean: one sort of (angle, slot)
+    # packed in an int64 (a positive float's bits order as the float), so the order is one
+    # permutation whichever rounding of a key it sees; invalid slots sort last
     w = valid.to(px.dtype)
     n = tl.sum(valid.to(tl.int32), axis=1)  # [BLOCK]
     nf = tl.maximum(n, 1).to(px.dtype)[:, None]
     rx = px - (tl.sum(px * w, axis=1)[:, None] / nf)
     ry = py - (tl.sum(py * w, axis=1)[:, None] / nf)
-    ratio = ry / tl.maximum(tl.abs(rx) + tl.abs(ry), TINY)
-    key = tl.where(rx < 0, 2.0 - ratio, ratio)
-    key = tl.where(valid, key, 10.0)
-    ki, kj = key[:, :, None], key[:, None, :]
-    si, sj = p[:, :, None], p[:, None, :]
-    before = (kj < ki) | ((kj == ki) & (sj < si))
-    rank = tl.sum((before & valid[:, None, :]).to(tl.int32), axis=2)  # [BLOCK, 32]
-    succ = (rank + 1) % tl.maximum(n, 1)[:, None]
-    is_succ = (rank[:, None, :] == succ[:, :, None]) & valid[:, None, :]
-    zero = tl.zeros_like(rx)
-    sx = tl.sum(tl.where(is_succ, rx[:, None, :], zero[:, None, :]), axis=2)
-    sy = tl.sum(tl.where(is_succ, ry[:, None, :], zero[:, None, :]), axis=2)
-    term = tl.where(valid, rx * sy - sx * ry, zero)
+    size = tl.abs(rx) + tl.abs(ry)
+    ratio = tl.where(size > 0, ry / tl.where(size > 0, size, 1.0), 0.0)
+    key = tl.where(valid, tl.where(rx < 0, 4.0 - ratio, ratio + 2.0), 12.0)  # (1, 5], 12
+    slot = p.to(tl.int64)
+    if key.dtype == tl.float64:  # the mantissa's last 5 bits give way to the slot
+        packed = (key.to(tl.int64, bitcast=True) & -32) | slot
+    else:
+        packed = (key.to(tl.int32, bitcast=True).to(tl.int64) << 5) | slot
+    order = (tl.sort(packed, dim=1) & 31).to(tl.int32)  # [BLOCK, 32] slots by angle
+    sx, sy = tl.gather(rx, order, axis=1), tl.gather(ry, order, axis=1)
+    rank = tl.arange(0, 32)[None, :]
+    following = tl.where(rank + 1 < n[:, None], rank + 1, 0)  # the last one's is the first
+    nx, ny = tl.gather(sx, following, axis=1), tl.gather(sy, following, axis=1)
+    term = tl.where(rank < n[:, None], sx * ny - nx * sy, 0.0)
     area = tl.maximum(0.5 * tl.sum(term, axis=1), 0.0)
     return tl.where(n >= 3, area, 0.0)
 
@@ -153,15 +154,18 @@ def circles_meet(ax, ay, al, aw, bx, by, bl, bw):
 
 
 @triton.jit
-def iou_of(area, al, aw, bl, bw, TINY: tl.constexpr):
-    """As ``boxes.rotated_iou_bev``: intersection / union, clamped to [0, 1]."""
+def iou_of(area, al, aw, bl, bw):
+    """As ``boxes.rotated_iou_bev``: intersection / union, clamped to [0, 1] (0 where the
+    union is 0)."""
     union = al * aw + bl * bw - area
-    return tl.minimum(tl.maximum(area / tl.maximum(union, TINY), 0.0), 1.0)
+    positive = union > 0
+    return tl.where(positive, tl.minimum(tl.maximum(area / tl.where(positive, union, 1.0),
+                                                    0.0), 1.0), 0.0)  # fmt: skip
 
 
 @triton.jit
 def pairwise_kernel(a_ptr, b_ptr, out_ptr, n, m, IOU: tl.constexpr, EPS: tl.constexpr,
-                    TINY: tl.constexpr, BLOCK: tl.constexpr):  # fmt: skip
+                    BLOCK: tl.constexpr):  # fmt: skip
     e = tl.program_id(1).to(tl.int64)
     q = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
     live = q < n * m
@@ -170,27 +174,27 @@ def pairwise_kernel(a_ptr, b_ptr, out_ptr, n, m, IOU: tl.constexpr, EPS: tl.cons
     near = live & circles_meet(ax, ay, al, aw, bx, by, bl, bw)
     area = tl.zeros([BLOCK], dtype=ax.dtype)
     if tl.max(near.to(tl.int32), axis=0) > 0:  # else every pair of the program is 0
-        area = pair_area(ax, ay, al, aw, ayaw, bx, by, bl, bw, byaw, EPS, TINY)
+        area = pair_area(ax, ay, al, aw, ayaw, bx, by, bl, bw, byaw, EPS)
         area = tl.where(near, area, 0.0)
     if IOU:
-        area = iou_of(area, al, aw, bl, bw, TINY)
+        area = iou_of(area, al, aw, bl, bw)
     tl.store(out_ptr + e * n * m + q, area, mask=live)
 
 
 @triton.jit
-def aligned_kernel(a_ptr, b_ptr, out_ptr, count, EPS: tl.constexpr, TINY: tl.constexpr,
+def aligned_kernel(a_ptr, b_ptr, out_ptr, count, EPS: tl.constexpr,
                    BLOCK: tl.constexpr):  # fmt: skip
     q = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
     live = q < count
     ax, ay, al, aw, ayaw = load_boxes(a_ptr, q, live)
     bx, by, bl, bw, byaw = load_boxes(b_ptr, q, live)
-    area = pair_area(ax, ay, al, aw, ayaw, bx, by, bl, bw, byaw, EPS, TINY)
+    area = pair_area(ax, ay, al, aw, ayaw, bx, by, bl, bw, byaw, EPS)
     tl.store(out_ptr + q, area, mask=live)
 
 
 def box_constants(dtype: torch.dtype) -> dict:
     info = torch.finfo(dtype)
-    return {"EPS": float(info.eps), "TINY": float(info.tiny)}
+    return {"EPS": float(info.eps)}
 
 
 def pairwise_intersection_triton(

