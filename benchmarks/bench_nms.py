@@ -213,10 +213,12 @@ def bench_eval(args: argparse.Namespace, rng: np.random.Generator) -> None:
 
     n_ref = min(args.frames, 20)
     ref = n_ref / timeit(lambda: reference(n_ref), "cpu", 0.2)
+    versus = against_torch_form(run_batched, args.frames / ours_batched, args.device)
     print(
         f"  add_frame  {ours:8.1f} frames/s | add_frames {ours_batched:8.1f} frames/s "
         f"(overall + 3 distance bins, 3 thresholds) | shapely loop {ref:6.1f} frames/s "
         f"(overall only) | ratio {ours / ref:6.1f}x / {ours_batched / ref:6.1f}x"
+        f"{versus.replace('kernel', 'add_frames with the kernel')}"
     )
 
 
