@@ -68,7 +68,7 @@ def _layer_kernels():
             c = offs % C if CHANNELS_LAST else (offs // HW) % C
             v = tl.load(x_ptr + offs, mask=mask, other=0.0)
             v = v + tl.load(bias_ptr + c, mask=mask, other=0.0)
-            if ONE_WEIGHT:
+            if ONE_WEIGHT:  # noqa: SIM108 (a constexpr branch: one load compiled)
                 a = tl.load(weight_ptr)
             else:
                 a = tl.load(weight_ptr + c, mask=mask, other=0.0)

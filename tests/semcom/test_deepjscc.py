@@ -492,6 +492,19 @@ def test_the_layer_passes_round_as_torch_in_the_interpreter(triton_interpreted):
     assert len(out) == 6 and all(all(v) for v in out.values()), out
 
 
+def _deterministic_cuda(monkeypatch) -> torch.device:  # noqa: ANN001
+    """CUDA with Triton (the test skips otherwise), cuDNN in its deterministic mode (outside it
+    two calls need not agree in the last bits), torch seeded."""
+    from v2x.common import triton_available
+
+    if not triton_available():
+        pytest.skip("triton not installed")
+    monkeypatch.setattr(torch.backends.cudnn, "deterministic", True)
+    monkeypatch.setattr(torch.backends.cudnn, "benchmark", False)
+    torch.manual_seed(0)
+    return torch.device("cuda")
+
+
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_on_cuda_the_fused_layer_passes_give_the_torch_paths_bits(monkeypatch):
@@ -501,14 +514,8 @@ def test_on_cuda_the_fused_layer_passes_give_the_torch_paths_bits(monkeypatch):
     ran."""
     import v2x.semcom.deepjscc as deepjscc
     import v2x.semcom.deepjscc_triton as kernels
-    from v2x.common import triton_available
 
-    if not triton_available():
-        pytest.skip("triton not installed")
-    monkeypatch.setattr(torch.backends.cudnn, "deterministic", True)
-    monkeypatch.setattr(torch.backends.cudnn, "benchmark", False)
-    device = torch.device("cuda")
-    torch.manual_seed(0)
+    device = _deterministic_cuda(monkeypatch)
     codec = tiny_codec(downsample=1, bandwidth_ratio=1 / 16).to(device).eval()
     link = LinkState.from_snr(torch.tensor([0.0, 5.0, 10.0, 20.0], device=device))
     calls = []
@@ -538,15 +545,9 @@ def test_on_cuda_the_one_pass_destandardisation_gives_the_torch_paths_bits(monke
     it two cuDNN calls need not agree in the last bits); and the kernel gives torch's
     ``(x + b) · s + m`` on random maps in either layout."""
     import v2x.semcom.deepjscc as deepjscc
-    from v2x.common import triton_available
     from v2x.semcom.deepjscc_triton import destandardize
 
-    if not triton_available():
-        pytest.skip("triton not installed")
-    monkeypatch.setattr(torch.backends.cudnn, "deterministic", True)
-    monkeypatch.setattr(torch.backends.cudnn, "benchmark", False)
-    device = torch.device("cuda")
-    torch.manual_seed(0)
+    device = _deterministic_cuda(monkeypatch)
     codec = tiny_codec(downsample=1).to(device).eval()
     with torch.no_grad():
         codec.feat_mean.normal_()
