@@ -248,7 +248,7 @@ def _pairwise_intersection(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
             "[..., N, 7] / [..., M, 7]"
         )
     n, m = a.shape[-2], b.shape[-2]
-    if use_box_kernel(a, b):
+    if use_box_kernel(a, b) and n * m < 2**31:
         from v2x.perception.boxes_triton import pairwise_intersection_triton
 
         inter = pairwise_intersection_triton(a.reshape(-1, n, 7), b.reshape(-1, m, 7))
@@ -304,7 +304,8 @@ def rotated_iou_bev(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     if a.ndim < 2 or b.ndim < 2:
         raise ValueError(f"a and b must be [..., N, 7] and [..., M, 7], got {a.shape}, {b.shape}")
     a, b = _promote(a, b)
-    if use_box_kernel(a, b) and a.shape[:-2] == b.shape[:-2]:  # IoU in the kernel: one launch
+    dense = a.shape[:-2] == b.shape[:-2] and a.shape[-2] * b.shape[-2] < 2**31
+    if use_box_kernel(a, b) and dense:  # IoU in the kernel: one launch
         from v2x.perception.boxes_triton import pairwise_intersection_triton
 
         n, m = a.shape[-2], b.shape[-2]

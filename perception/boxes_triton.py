@@ -30,6 +30,8 @@ import triton.language as tl
 
 #: pairs per program (each 32 candidate slots)
 BLOCK = 8
+#: batch elements per launch of ``pairwise_kernel`` (CUDA's limit on a grid's y axis)
+MAX_GRID_Y = 65535
 
 
 @triton.jit
@@ -202,7 +204,8 @@ def pairwise_intersection_triton(
 ) -> torch.Tensor:
     """BEV intersection areas (m²) of every pair: ``a [B, N, 7]``, ``b [B, M, 7]`` (same dtype,
     float32 or float64) → ``[B, N, M]``; 0 where the circumscribed circles do not overlap. With
-    ``iou``: their IoU instead (``boxes.rotated_iou_bev``)."""
+    ``iou``: their IoU instead (``boxes.rotated_iou_bev``). ``N · M`` below 2**31 (the kernel's
+    int32 pair index; ``boxes`` takes the torch form beyond)."""
     if a.dtype != b.dtype or a.dim() != 3 or b.dim() != 3 or a.shape[0] != b.shape[0]:
         raise ValueError(
             f"a [B, N, 7] and b [B, M, 7] of one dtype, got {tuple(a.shape)} {a.dtype}, "
@@ -212,10 +215,13 @@ def pairwise_intersection_triton(
     out = torch.empty(bsz, n, m, dtype=a.dtype, device=a.device)
     if out.numel() == 0:
         return out
-    grid = (triton.cdiv(n * m, BLOCK), bsz)
-    pairwise_kernel[grid](
-        a.contiguous(), b.contiguous(), out, n, m, IOU=iou, BLOCK=BLOCK, **box_constants(a.dtype)
-    )
+    a, b = a.contiguous(), b.contiguous()
+    for start in range(0, bsz, MAX_GRID_Y):  # the batch is the grid's y axis (≤ 65,535)
+        part = slice(start, start + MAX_GRID_Y)
+        grid = (triton.cdiv(n * m, BLOCK), out[part].shape[0])
+        pairwise_kernel[grid](
+            a[part], b[part], out[part], n, m, IOU=iou, BLOCK=BLOCK, **box_constants(a.dtype)
+        )
     return out
 
 

@@ -37,6 +37,14 @@ for name in ("float64", "float32"):
         "aligned": aligned_intersection_triton(pa, pb).tolist(),
         "empty": list(pairwise_intersection_triton(a[:, :0], b).shape),
     }}
+# batch elements in launches of one: the same areas
+import v2x.perception.boxes_triton as kernels
+a = torch.tensor(data["a"])[:4].reshape(2, 2, 7)
+b = torch.tensor(data["b"])[:6].reshape(2, 3, 7)
+whole = pairwise_intersection_triton(a, b)
+kernels.MAX_GRID_Y = 1
+out["launches"] = bool(torch.equal(pairwise_intersection_triton(a, b), whole))
+out["overlaps"] = [int((w > 0).sum()) for w in whole]
 print(json.dumps(out))
 """
 
@@ -76,13 +84,16 @@ def _check_against_oracles(got: dict, data: dict[str, np.ndarray], dtype: torch.
 def test_the_box_kernels_give_shapely_areas_in_the_interpreter(triton_interpreted) -> None:
     """Pairwise areas and IoUs (random boxes) and paired areas (identical, contained, touching
     at an edge or a corner, disjoint, turned by π, perturbed), float64 and float32, in Triton's
-    interpreter: the torch construction's numbers to float rounding, shapely's to 1e-4."""
+    interpreter: the torch construction's numbers to float rounding, shapely's to 1e-4; a batch
+    split over several launches gives the same areas."""
     data = _inputs()
     script = _SCRIPT.format(data=json.dumps({k: v.tolist() for k, v in data.items()}))
     out = triton_interpreted(script)
     for name, dtype in (("float64", torch.float64), ("float32", torch.float32)):
         _check_against_oracles(out[name], data, dtype)
         assert out[name]["empty"] == [1, 0, 8]
+    assert out["launches"]  # a batch split over several launches (CUDA's grid limit)
+    assert min(out["overlaps"]) > 0, out["overlaps"]
 
 
 @pytest.mark.gpu
@@ -106,6 +117,8 @@ def test_on_cuda_the_box_kernels_give_shapely_areas() -> None:
             "aligned": _pair_intersection(pa, pb).cpu().tolist(),
         }
         _check_against_oracles(got, data, dtype)
+        one = rotated_iou_bev(a[:1], b[:3])  # a size of 1 is a compile-time constant
+        torch.testing.assert_close(one.cpu(), rotated_iou_bev(a[:1].cpu(), b[:3].cpu()))
         torch.testing.assert_close(
             rotated_iou_bev_aligned(pa, pb).cpu(),
             rotated_iou_bev_aligned(pa.cpu(), pb.cpu()),
