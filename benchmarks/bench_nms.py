@@ -77,7 +77,8 @@ def torch_form() -> Iterator[None]:
 
 
 def against_torch_form(fn: Callable[[], object], sec: float, device: str) -> str:
-    """On CUDA: `` | torch form N/s, kernel R×`` (``fn`` timed under ``torch_form``)."""
+    """On CUDA: `` | kernel R× the torch form``, ``R`` the ratio of ``fn``'s seconds under
+    ``torch_form`` to ``sec`` (``""`` elsewhere)."""
     if not device.startswith("cuda"):
         return ""
     with torch_form():

@@ -237,6 +237,19 @@ def _pair_intersection(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return _intersection_area_quads(ax, ay, bx, by)
 
 
+def _pairwise_by_kernel(a: torch.Tensor, b: torch.Tensor, iou: bool) -> torch.Tensor | None:
+    """``[..., N, M]`` areas (IoUs with ``iou``) of ``a [..., N, 7]``, ``b [..., M, 7]`` from
+    ``boxes_triton.pairwise_intersection_triton``; ``None`` where it cannot take them (not
+    ``use_box_kernel``, other batch dimensions, or ``N · M ≥ 2**31``: its int32 pair index)."""
+    n, m = a.shape[-2], b.shape[-2]
+    if a.shape[:-2] != b.shape[:-2] or n * m >= 2**31 or not use_box_kernel(a, b):
+        return None
+    from v2x.perception.boxes_triton import pairwise_intersection_triton
+
+    out = pairwise_intersection_triton(a.reshape(-1, n, 7), b.reshape(-1, m, 7), iou=iou)
+    return out.reshape(*a.shape[:-2], n, m)
+
+
 def _pairwise_intersection(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """``a [..., N, 7]``, ``b [..., M, 7]`` (same batch dims) -> ``[..., N, M]`` BEV areas.
 
@@ -247,12 +260,10 @@ def _pairwise_intersection(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
             f"a {tuple(a.shape)} and b {tuple(b.shape)} must share their batch dimensions "
             "[..., N, 7] / [..., M, 7]"
         )
+    inter = _pairwise_by_kernel(a, b, iou=False)
+    if inter is not None:
+        return inter
     n, m = a.shape[-2], b.shape[-2]
-    if use_box_kernel(a, b) and n * m < 2**31:
-        from v2x.perception.boxes_triton import pairwise_intersection_triton
-
-        inter = pairwise_intersection_triton(a.reshape(-1, n, 7), b.reshape(-1, m, 7))
-        return inter.reshape(*a.shape[:-2], n, m)
     out = a.new_zeros(*a.shape[:-2], n, m)
     if n == 0 or m == 0:
         return out
@@ -304,13 +315,9 @@ def rotated_iou_bev(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     if a.ndim < 2 or b.ndim < 2:
         raise ValueError(f"a and b must be [..., N, 7] and [..., M, 7], got {a.shape}, {b.shape}")
     a, b = _promote(a, b)
-    dense = a.shape[:-2] == b.shape[:-2] and a.shape[-2] * b.shape[-2] < 2**31
-    if use_box_kernel(a, b) and dense:  # IoU in the kernel: one launch
-        from v2x.perception.boxes_triton import pairwise_intersection_triton
-
-        n, m = a.shape[-2], b.shape[-2]
-        iou = pairwise_intersection_triton(a.reshape(-1, n, 7), b.reshape(-1, m, 7), iou=True)
-        return iou.reshape(*a.shape[:-2], n, m)
+    iou = _pairwise_by_kernel(a, b, iou=True)  # the IoU in the kernel: one launch
+    if iou is not None:
+        return iou
     inter = _pairwise_intersection(a, b)
     area_a = (a[..., 3] * a[..., 4]).unsqueeze(-1)
     area_b = (b[..., 3] * b[..., 4]).unsqueeze(-2)

@@ -194,11 +194,6 @@ def aligned_kernel(a_ptr, b_ptr, out_ptr, count, EPS: tl.constexpr,
     tl.store(out_ptr + q, area, mask=live)
 
 
-def box_constants(dtype: torch.dtype) -> dict:
-    info = torch.finfo(dtype)
-    return {"EPS": float(info.eps)}
-
-
 def pairwise_intersection_triton(
     a: torch.Tensor, b: torch.Tensor, iou: bool = False
 ) -> torch.Tensor:
@@ -220,7 +215,7 @@ def pairwise_intersection_triton(
         part = slice(start, start + MAX_GRID_Y)
         grid = (triton.cdiv(n * m, BLOCK), out[part].shape[0])
         pairwise_kernel[grid](
-            a[part], b[part], out[part], n, m, IOU=iou, BLOCK=BLOCK, **box_constants(a.dtype)
+            a[part], b[part], out[part], n, m, IOU=iou, BLOCK=BLOCK, EPS=torch.finfo(a.dtype).eps
         )
     return out
 
@@ -238,7 +233,7 @@ def aligned_intersection_triton(a: torch.Tensor, b: torch.Tensor) -> torch.Tenso
         return out
     grid = (triton.cdiv(a.shape[0], BLOCK),)
     aligned_kernel[grid](
-        a.contiguous(), b.contiguous(), out, a.shape[0], BLOCK=BLOCK, **box_constants(a.dtype)
+        a.contiguous(), b.contiguous(), out, a.shape[0], BLOCK=BLOCK, EPS=torch.finfo(a.dtype).eps
     )
     return out
 
