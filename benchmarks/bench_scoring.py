@@ -8,7 +8,7 @@
 ``record`` runs ``run_sweep`` once (``--codecs``, ``--fusions``, 7 SNRs, ``eval.bootstrap``
 1000 as in the sweep's defaults, 4 frames per sequence) and saves what the sweep hands the
 evaluator: each frame batch's detections of all ``K`` conditions with the batch's ground truth
-(``v2x.sweep_rows.accumulate``'s arguments), grouped by sweep setting, and the bootstrap
+(``v2x.sweep_scoring.GroupScoring.add``'s arguments: ``v2x.evaluation.ScoredArrays``), grouped by sweep setting, and the bootstrap
 settings of ``compute_ap``.
 
 ``replay`` feeds the recorded batches to fresh accumulators, ``--repeat`` times (each repeat
@@ -31,47 +31,32 @@ import pstats
 import sys
 import tempfile
 import time
-from types import SimpleNamespace
 from typing import Any
 
 import torch
 
 
 def record(args: argparse.Namespace) -> None:
-    """One ``run_sweep`` with ``v2x.sweep_rows.accumulate`` and ``compute_ap`` wrapped to save
-    their inputs."""
+    """One ``run_sweep`` with ``v2x.sweep_scoring.GroupScoring.add`` and ``compute_ap``
+    wrapped to save their inputs."""
     import v2x.sweep as sweep
     import v2x.sweep_rows as sweep_rows
+    import v2x.sweep_scoring as sweep_scoring
 
     groups: dict[int, dict[str, Any]] = {}
-    original_accumulate, original_compute = sweep_rows.accumulate, sweep_rows.compute_ap
+    original_add, original_compute = sweep_scoring.GroupScoring.add, sweep_rows.compute_ap
 
-    def accumulate(run, gt, accumulators):
-        entry = groups.setdefault(
-            id(accumulators[0]),
-            {"config": accumulators[0].config, "k": run.num_conditions, "batches": []},
-        )
-        det = run.detections
-        entry["batches"].append(
-            {
-                "detections": {
-                    n: getattr(det, n).detach().cpu()
-                    for n in ("boxes", "scores", "labels", "valid")
-                },
-                "gt": dataclasses.replace(
-                    gt, **{f.name: getattr(gt, f.name).cpu() for f in dataclasses.fields(gt)
-                           if isinstance(getattr(gt, f.name), torch.Tensor)}
-                ),
-            }
-        )  # fmt: skip
-        return original_accumulate(run, gt, accumulators)
+    def add(self, scored):
+        entry = groups.setdefault(id(self), {"config": self.config, "k": self.k, "batches": []})
+        entry["batches"].append(scored)
+        return original_add(self, scored)
 
     def compute_ap(acc, bootstrap, seed, unit="auto"):
         for entry in groups.values():
             entry.setdefault("bootstrap", {"bootstrap": bootstrap, "seed": seed, "unit": unit})
         return original_compute(acc, bootstrap, seed, unit)
 
-    sweep_rows.accumulate, sweep_rows.compute_ap = accumulate, compute_ap
+    sweep_scoring.GroupScoring.add, sweep_rows.compute_ap = add, compute_ap
     with tempfile.TemporaryDirectory() as tmp:
         sweep.run_sweep(
             {
@@ -91,21 +76,19 @@ def record(args: argparse.Namespace) -> None:
     print(f"recorded {len(groups)} settings, {n} frame batches -> {args.path}")
 
 
-def _renamed(gt: Any, suffix: str) -> Any:
-    """``gt`` with ``suffix`` appended to its frame ids and sequences (a repeat of the set)."""
+def _renamed(scored: Any, suffix: str) -> Any:
+    """``scored`` with ``suffix`` appended to its frames' sequences (a repeat of the set)."""
+    sequences = scored.sequences
     return dataclasses.replace(
-        gt,
-        frame_ids=None if gt.frame_ids is None else [f + suffix for f in gt.frame_ids],
-        sequences=None if gt.sequences is None else [s + suffix for s in gt.sequences],
+        scored, sequences=None if sequences is None else [s + suffix for s in sequences]
     )
 
 
 def replay(args: argparse.Namespace) -> None:
     """Score the recording: accumulate every batch, then every cell's APs with intervals."""
     import v2x.sweep_rows as sweep_rows
-    from v2x.evaluation import accumulate
+    from v2x.evaluation import accumulate_arrays
     from v2x.perception.average_precision import APAccumulator
-    from v2x.perception.detector import Detections
 
     groups = torch.load(args.path, weights_only=False)
     profiler = cProfile.Profile() if args.profile else None
@@ -118,12 +101,9 @@ def replay(args: argparse.Namespace) -> None:
         if profiler:
             profiler.enable()
         for r in range(args.repeat):
-            for batch in entry["batches"]:
-                run = SimpleNamespace(
-                    num_conditions=entry["k"], detections=Detections(**batch["detections"])
-                )
-                accumulate(run, _renamed(batch["gt"], f"#{r}"), accs)
-                frame_conditions += entry["k"] * batch["gt"].boxes.shape[0]
+            for scored in entry["batches"]:
+                accumulate_arrays(_renamed(scored, f"#{r}"), accs)
+                frame_conditions += entry["k"] * scored.gt_boxes.shape[0]
         t1 = time.perf_counter()
         boot = entry.get("bootstrap", {"bootstrap": 1000, "seed": 0, "unit": "auto"})
         args_ap = (boot["bootstrap"], boot["seed"], boot["unit"])

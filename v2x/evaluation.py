@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 
 from v2x.conditions import condition_members, distinct_conditions
@@ -86,6 +87,47 @@ def condition_groups(det: Detections, k: int) -> list[list[int]]:
     return condition_members(inverse)
 
 
+@dataclass
+class ScoredArrays:
+    """What ``accumulate`` reads of a run of ``K`` conditions on ``B`` frames and of their
+    ground truth, as host (numpy) arrays: picklable, so a batch can be scored in another
+    process (``v2x.sweep_scoring``).
+
+    Attributes:
+        k: ``K``.
+        boxes: ``[K·B, D, 7]`` detections (condition-major rows); ``scores``, ``labels``,
+            ``valid``: ``[K·B, D]``.
+        gt_boxes: ``[B, M, 7]`` float64; ``gt_labels``, ``present``, ``ignored``,
+            ``invisible``: ``[B, M]`` (``EgoGroundTruth``'s fields).
+        sequences: ``[B]`` the frames' sequences (the bootstrap's unit) or ``None``.
+    """
+
+    k: int
+    boxes: np.ndarray
+    scores: np.ndarray
+    labels: np.ndarray
+    valid: np.ndarray
+    gt_boxes: np.ndarray
+    gt_labels: np.ndarray
+    present: np.ndarray
+    ignored: np.ndarray
+    invisible: np.ndarray
+    sequences: list | None = None
+
+
+def scored_arrays(run: RunOutput, gt: EgoGroundTruth) -> ScoredArrays:
+    """The host arrays ``accumulate`` scores ``run`` from (one device-to-host copy each)."""
+    det = run.detections
+    boxes, scores, labels, valid = (
+        t.detach().cpu().numpy() for t in (det.boxes, det.scores, det.labels, det.valid)
+    )
+    return ScoredArrays(
+        run.num_conditions, boxes, scores, labels, valid, gt.boxes.cpu().numpy(),
+        gt.labels.cpu().numpy(), gt.present.cpu().numpy(), gt.ignored.cpu().numpy(),
+        gt.ego_invisible.cpu().numpy(), list(gt.sequences) if gt.sequences else None,
+    )  # fmt: skip
+
+
 def accumulate(
     run: RunOutput,
     gt: EgoGroundTruth,
@@ -99,21 +141,22 @@ def accumulate(
     the distinct conditions are scored together (``add_frame_sets``: shared IoU calls, frames
     matched side by side), from numpy arrays (no torch call per frame).
     """
-    k = run.num_conditions
-    b = gt.boxes.shape[0]
+    accumulate_arrays(scored_arrays(run, gt), accumulators)
+
+
+def accumulate_arrays(scored: ScoredArrays, accumulators: list[APAccumulator]) -> None:
+    """``accumulate`` from the host arrays of a run and its ground truth (``scored_arrays``)."""
+    k = scored.k
+    b = scored.gt_boxes.shape[0]
     if len(accumulators) != k:
         raise ValueError(
             f"accumulate: need {k} accumulators (one per condition), got {len(accumulators)}"
         )
-    det = run.detections
     # numpy on the host from here: selecting rows and boxes is plain indexing (no torch call,
     # which on the scorer thread would give up the GIL each time)
-    boxes, scores, labels, valid = (
-        t.detach().cpu().numpy() for t in (det.boxes, det.scores, det.labels, det.valid)
-    )
-    gt_boxes, gt_labels = gt.boxes.cpu().numpy(), gt.labels.cpu().numpy()
-    present, ignored = gt.present.cpu().numpy(), gt.ignored.cpu().numpy()
-    invisible = gt.ego_invisible.cpu().numpy()
+    boxes, scores, labels, valid = scored.boxes, scored.scores, scored.labels, scored.valid
+    gt_boxes, gt_labels = scored.gt_boxes, scored.gt_labels
+    present, ignored, invisible = scored.present, scored.ignored, scored.invisible
     truth = []  # per frame: its GT fields, the same for every condition
     for fi in range(b):
         p = present[fi]
@@ -123,7 +166,7 @@ def accumulate(
                 "gt_labels": gt_labels[fi][p],
                 "gt_ignore_mask": ignored[fi][p],
                 "gt_subsets": {"ego_invisible": invisible[fi][p]},
-                "sequence": gt.sequences[fi] if gt.sequences else None,
+                "sequence": scored.sequences[fi] if scored.sequences else None,
             }
         )
     distinct = condition_groups(

@@ -69,7 +69,6 @@ from v2x.loading import (  # noqa: F401 - the loading API, also reachable from h
     progress_enabled,
     resolve_devices,
 )
-from v2x.perception.average_precision import APAccumulator
 from v2x.perception.fusion import build_fusion
 from v2x.pipeline import CooperativePipeline, LinkCost
 from v2x.results import ResultsStore, cell_id, results_files, stable_hash
@@ -100,6 +99,7 @@ from v2x.sweep_plan import (  # noqa: F401 - the planning API, also reachable fr
 )
 from v2x.sweep_reuse import EncodeCache, reuse_cells, share_source_coding
 from v2x.sweep_rows import book_batch, cell_pool, group_rows, warm_cell_pool
+from v2x.sweep_scoring import GroupScoring, warm_scoring_pool
 
 log = logging.getLogger(__name__)
 
@@ -193,7 +193,8 @@ def _run_group(
     late and early fusion, whose detections do not depend on the SNR, run once per batch for all
     SNRs. Host work can leave this (the device's) thread: with ``scorer`` (one thread) each
     batch's scoring and ledger rows run there in batch order while the device goes on with the
-    next batch; with ``pool`` the group's rows (APs, bootstrap intervals) run there too and a
+    next batch (the matching itself in the scoring process where the host has one,
+    ``v2x.sweep_scoring``); with ``pool`` the group's rows (APs, bootstrap intervals) run there too and a
     ``Future`` of ``(rows, ledger)`` is returned, so that the device can go on with the next
     group. ``data_id`` may be a function that waits for it (``FrameStream.data_id``): the cells'
     ids hold the frames' hash, so the first booking waits until every frame is read."""
@@ -231,7 +232,7 @@ def _run_group(
     clock = sensing_clock(plan)
 
     eval_config = _eval_config(plan, model)
-    accs = [APAccumulator(eval_config) for _ in range(k)]
+    scoring = GroupScoring(eval_config, k)  # the cells' accumulators (v2x.sweep_scoring)
     conditions = [group.condition(s, plan.budget) for s in snrs]
     identity = data_id if callable(data_id) else lambda: data_id
 
@@ -266,7 +267,7 @@ def _run_group(
             item.batch,
             item_snr,
             item.gt,
-            accs,
+            (),  # scored by book_batch
             seeds=[_cell_seed(int(cfg.seed), c, bi) for c in conditions],
             joint_seed=joint,
             same_for_all=group.stage == "ego",
@@ -274,7 +275,7 @@ def _run_group(
             resense=functools.partial(resense_batch, clock, item, plan=plan, fusion=fusion),
             score=False,  # book_batch scores it (on the scorer thread when there is one)
         )
-        book = functools.partial(_book, keyed, scored, item, accs, deliver.delivery, group)
+        book = functools.partial(_book, keyed, scored, item, scoring, deliver.delivery, group)
         ledgers.append(book() if scorer is None else scorer.submit(book))
         bar.update(item.batch.batch_size * k)
     num_frames = sum(item.batch.batch_size for item in batches)
@@ -285,7 +286,7 @@ def _run_group(
         ledger = pa.concat_tables(tables) if tables else empty_ledger()
         key, cells = keyed()
         rows = group_rows(
-            plan, group, snrs, accs, ledger, conditions, cells, key, num_frames, eval_config,
+            plan, group, snrs, scoring.accumulators(), ledger, conditions, cells, key, num_frames, eval_config,
             feature_values, identity(), bits_estimated,
         )  # fmt: skip
         return rows, ledger
@@ -293,9 +294,9 @@ def _run_group(
     return finish() if pool is None else pool.submit(finish)
 
 
-def _book(keyed: Callable[[], tuple[str, list[str]]], scored, item, accs, delivery, group):  # noqa: ANN001, ANN202
+def _book(keyed: Callable[[], tuple[str, list[str]]], scored, item, scoring, delivery, group):  # noqa: ANN001, ANN202
     """``book_batch`` with the cells' ids of ``keyed()``."""
-    return book_batch(scored, item, accs, keyed()[1], delivery, group)
+    return book_batch(scored, item, scoring, keyed()[1], delivery, group)
 
 
 def run_sweep(cfg: Any) -> Path:
@@ -318,6 +319,7 @@ def run_sweep(cfg: Any) -> Path:
     plan = plan_sweep(options)
     cfg = plan.config
     warm_cell_pool()  # the AP worker processes start; they read the frames first
+    warm_scoring_pool()
     devices = resolve_devices(cfg.device)
     stream = FrameStream(plan.data, cfg.quiet, cell_pool())  # read from here on
     store = None

@@ -9,9 +9,7 @@ from __future__ import annotations
 import json
 import math
 import multiprocessing
-import multiprocessing.util
 import os
-import signal
 import sys
 import warnings
 from collections.abc import Mapping, Sequence
@@ -22,24 +20,26 @@ from typing import Any
 import pyarrow as pa
 
 from v2x import __version__
-from v2x.evaluation import accumulate
+from v2x.evaluation import scored_arrays
+from v2x.forked_pools import forked_pool
 from v2x.ledger import ledger_table, summarize_cells
 from v2x.perception.average_precision import APAccumulator
 from v2x.sweep_batches import _Batch
 from v2x.sweep_plan import FEATURE_STAGE, Group, SweepPlan
+from v2x.sweep_scoring import GroupScoring
 
 
 def book_batch(
     scored: Any,
     item: _Batch,
-    accs: Sequence[APAccumulator],
+    scoring: GroupScoring,
     cells: Sequence[str],
     delivery: Any,
     group: Group,
 ) -> pa.Table:
-    """Score one frame batch's detections into the cells' accumulators (in batch order) and
-    return its ledger rows."""
-    accumulate(scored, item.gt, list(accs))
+    """Score one frame batch's detections into the cells' accumulators (in batch order; in the
+    scoring process where there is one, ``v2x.sweep_scoring``) and return its ledger rows."""
+    scoring.add(scored_arrays(scored, item.gt))
     return ledger_table(
         cells,
         scored.cost,
@@ -174,38 +174,17 @@ CELL_PROCESSES = (
 _POOL: list[ProcessPoolExecutor] = []
 
 
-def _ignore_stop_signals() -> None:
-    """Worker initializer: Ctrl-C and SIGTERM are the sweep's to handle (it saves finished
-    groups, whose rows may still be computing here); the workers end with this process."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-
-
 def cell_pool() -> ProcessPoolExecutor | None:
     """The worker processes of ``CELL_PROCESSES``, or ``None`` for threads.
 
-    They are forked, all at once, on first use (``warm_cell_pool``: at the start of a sweep,
-    before its frames load and its device work starts) and live as long as this process: they
-    are shut down when it exits, before multiprocessing joins its children (a sweep's device
-    worker, ``v2x.sweep_workers``, is itself a pool's child: without that its exit waited on
-    these workers forever). Forked, not spawned: a spawned worker would re-run the user's
-    ``__main__`` script. The workers run numpy only (the sweep's frames read first,
-    ``FrameStream``; then ``APAccumulator.compute``), never torch or CUDA."""
+    They are forked (``v2x.forked_pools``), all at once, on first use (``warm_cell_pool``: at
+    the start of a sweep, before its frames load and its device work starts) and live as long as
+    this process. The workers run numpy only (the sweep's frames read first, ``FrameStream``;
+    then ``APAccumulator.compute``), never torch or CUDA."""
     if CELL_PROCESSES <= 0 or multiprocessing.current_process().daemon:  # (no children)
         return None
     if not _POOL:
-        context = multiprocessing.get_context("fork")
-        pool = ProcessPoolExecutor(
-            CELL_PROCESSES, mp_context=context, initializer=_ignore_stop_signals
-        )
-        # at this process's exit, before its children are joined (a multiprocessing child's
-        # exit runs no threading atexit hook, which shuts pools down in a main process) and
-        # before the queues' own exit finalizers (priority 10) stop the feeder thread that
-        # carries the shutdown's sentinels to the workers
-        multiprocessing.util.Finalize(
-            None, pool.shutdown, kwargs={"cancel_futures": True}, exitpriority=100
-        )
-        _POOL.append(pool)
+        _POOL.append(forked_pool(CELL_PROCESSES))
     return _POOL[0]
 
 

@@ -1248,6 +1248,42 @@ def test_ap_worker_processes_give_the_same_results(reference, cache_dir, tmp_pat
     assert _canonical(ledger) == _canonical(ref_ledger)
 
 
+def test_scoring_in_the_scoring_process_gives_the_same_results(
+    reference, cache_dir, tmp_path, monkeypatch
+):
+    """The frame batches scored in the scoring process (hosts with >= 4 cores,
+    ``v2x.sweep_scoring``) give the results and ledger of scoring in this process, row for
+    row; the scoring ran in that process."""
+    import v2x.sweep_scoring as sweep_scoring
+
+    monkeypatch.setattr(sweep_scoring, "SCORING_PROCESS", True)
+    monkeypatch.setattr(sweep_scoring, "can_fork_workers", lambda: sys.platform == "linux")
+    monkeypatch.setattr(sweep_scoring, "_POOL", [])
+    added = []
+    submit = sweep_scoring.GroupScoring.add
+
+    def recorded(self, scored):
+        added.append(self._pool)
+        return submit(self, scored)
+
+    monkeypatch.setattr(sweep_scoring.GroupScoring, "add", recorded)
+    try:
+        path = run_sweep(tiny_config(cache_dir, tmp_path))
+        pool = sweep_scoring.scoring_pool()
+        assert added and all(p is pool for p in added)
+        assert pool.submit(os.getpid).result() != os.getpid()
+    finally:
+        for pool in sweep_scoring._POOL:
+            pool.shutdown()
+    ref_path = reference[0]
+    assert _canonical(read_results([path])) == _canonical(read_results([ref_path]))
+    ledger, ref_ledger = (
+        pq.read_table(p.with_name(p.name.replace(".parquet", ".ledger.parquet")))
+        for p in (path, ref_path)
+    )
+    assert _canonical(ledger) == _canonical(ref_ledger)
+
+
 def test_defaults_are_composed_again_when_a_config_file_changes(tmp_path, monkeypatch):
     """``default_config`` is composed once per state of ``conf/`` (the Python API calls it for
     every sweep): an edited file is read again, and callers get their own copy."""

@@ -1,0 +1,138 @@
+"""A sweep group's scoring in the scoring process (``v2x.sweep_scoring``) gives the
+accumulators that scoring in this process gives, record for record; errors and a dead worker
+are handled. Oracle: ``accumulate_arrays`` on the same batches in this process, in order."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import numpy as np
+import pytest
+
+from v2x.evaluation import ScoredArrays, accumulate_arrays
+from v2x.forked_pools import forked_pool
+from v2x.perception.average_precision import APAccumulator, EvalConfig
+from v2x.sweep_scoring import GroupScoring, _one_thread
+
+pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="the worker is forked (Linux)")
+
+K, B, D, M = 4, 3, 9, 6
+
+
+def _batch(rng: np.random.Generator, start: int) -> ScoredArrays:
+    """``K`` conditions of ``B`` frames: conditions 1 and 3 detect what condition 0 does (shared
+    scoring), the others their own boxes; GT with padding, ignored and ego-invisible boxes."""
+    gt = np.zeros((B, M, 7))
+    gt[..., :2] = rng.uniform(-30, 30, (B, M, 2))
+    gt[..., 3:6] = (4.0, 2.0, 1.5)
+    gt[..., 6] = rng.uniform(-np.pi, np.pi, (B, M))
+    present = rng.random((B, M)) < 0.8
+    boxes = np.zeros((K * B, D, 7), dtype=np.float32)
+    for row in range(K * B):
+        picks = rng.integers(0, M, D)
+        boxes[row] = gt[row % B, picks]
+        boxes[row, :, :2] += rng.normal(0, 0.7, (D, 2))
+    for k in (1, 3):
+        boxes[k * B : (k + 1) * B] = boxes[:B]
+    scores = rng.random((K * B, D)).astype(np.float32)
+    scores[B : 2 * B], scores[3 * B :] = scores[:B], scores[:B]
+    labels = rng.integers(0, 4, (K * B, D))
+    labels[B : 2 * B], labels[3 * B :] = labels[:B], labels[:B]
+    valid = rng.random((K * B, D)) < 0.85
+    valid[B : 2 * B], valid[3 * B :] = valid[:B], valid[:B]
+    return ScoredArrays(
+        K, boxes, scores, labels, valid, gt, rng.integers(0, 4, (B, M)), present,
+        rng.random((B, M)) < 0.15, rng.random((B, M)) < 0.3,
+        [f"town{(start + i) % 2}" for i in range(B)],
+    )  # fmt: skip
+
+
+def _config() -> EvalConfig:
+    return EvalConfig(
+        eval_range=(-28.0, -28.0, 28.0, 28.0),
+        class_names={0: "car", 1: "truck", 2: "pedestrian", 3: "cyclist"},
+        class_groups={"vehicle": (0, 1)},
+    )
+
+
+def _batches(n: int) -> list[ScoredArrays]:
+    rng = np.random.default_rng(7)
+    return [_batch(rng, i * B) for i in range(n)]
+
+
+def _here(batches: list[ScoredArrays]) -> list[APAccumulator]:
+    accs = [APAccumulator(_config()) for _ in range(K)]
+    for scored in batches:
+        accumulate_arrays(scored, accs)
+    return accs
+
+
+def _same(accs: list[APAccumulator], oracle: list[APAccumulator]) -> None:
+    assert [a.state_digest() for a in accs] == [a.state_digest() for a in oracle]
+    for acc, ref in zip(accs, oracle, strict=True):
+        np.testing.assert_equal(acc.compute(bootstrap=50, seed=3), ref.compute(bootstrap=50, seed=3))
+
+
+def test_the_scoring_process_gives_the_accumulators_scored_here():
+    batches = _batches(5)
+    pool = forked_pool(1, _one_thread)
+    try:
+        assert pool.submit(os.getpid).result() != os.getpid()
+        scoring = GroupScoring(_config(), K, pool)
+        other = GroupScoring(_config(), K, pool)  # a second group in flight beside it
+        for scored in batches:
+            scoring.add(scored)
+            other.add(batches[0])
+        accs = scoring.accumulators()
+        assert scoring.accumulators() is accs  # asked again: the same objects
+        _same(other.accumulators(), _here([batches[0]] * len(batches)))
+    finally:
+        pool.shutdown()
+    oracle = _here(batches)
+    _same(accs, oracle)
+    # the shared conditions were recorded as replicas there too, and differ from the others
+    digests = [a.state_digest() for a in accs]
+    assert digests[0] == digests[1] == digests[3] != digests[2]
+    # without a process: the same
+    here = GroupScoring(_config(), K, None)
+    for scored in batches:
+        here.add(scored)
+    _same(here.accumulators(), oracle)
+
+
+def test_a_batch_that_cannot_be_scored_is_reported_when_the_group_ends():
+    batches = _batches(3)
+    bad = batches[1]
+    bad.boxes[0, 0, 3] = np.nan
+    bad.valid[0, 0] = True
+    pool = forked_pool(1, _one_thread)
+    try:
+        scoring = GroupScoring(_config(), K, pool)
+        for scored in batches:
+            scoring.add(scored)
+        with pytest.raises(ValueError, match="det_boxes/det_scores: contain non-finite values"):
+            scoring.accumulators()
+        # the worker goes on with other groups
+        good = GroupScoring(_config(), K, pool)
+        good.add(batches[0])
+        _same(good.accumulators(), _here(batches[:1]))
+    finally:
+        pool.shutdown()
+
+
+def test_a_dead_scoring_process_costs_a_warning_not_the_group():
+    batches = _batches(4)
+    pool = forked_pool(1, _one_thread)
+    try:
+        scoring = GroupScoring(_config(), K, pool)
+        for scored in batches[:2]:
+            scoring.add(scored)
+        pool.submit(os._exit, 1)  # the worker dies (as if killed for memory)
+        with pytest.warns(RuntimeWarning, match="scoring process stopped"):
+            for scored in batches[2:]:
+                scoring.add(scored)
+            accs = scoring.accumulators()
+    finally:
+        pool.shutdown()
+    _same(accs, _here(batches))
