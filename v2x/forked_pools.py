@@ -1,5 +1,5 @@
 """The sweep's forked worker processes on the host: the AP workers (``v2x.sweep_rows.cell_pool``)
-and the scoring process (``v2x.sweep_scoring.scoring_pool``).
+and the scoring processes (``v2x.sweep_scoring.scoring_pools``).
 
 Forked, not spawned: a spawned worker would re-run the user's ``__main__`` script. A pool lives
 as long as the process that made it and is shut down when that process exits, before

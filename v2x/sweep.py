@@ -99,7 +99,7 @@ from v2x.sweep_plan import (  # noqa: F401 - the planning API, also reachable fr
 )
 from v2x.sweep_reuse import EncodeCache, reuse_cells, share_source_coding
 from v2x.sweep_rows import book_batch, cell_pool, group_rows, warm_cell_pool
-from v2x.sweep_scoring import GroupScoring, warm_scoring_pool
+from v2x.sweep_scoring import GroupScoring, warm_scoring_pools
 
 log = logging.getLogger(__name__)
 
@@ -319,7 +319,7 @@ def run_sweep(cfg: Any) -> Path:
     plan = plan_sweep(options)
     cfg = plan.config
     warm_cell_pool()  # the AP worker processes start; they read the frames first
-    warm_scoring_pool()
+    warm_scoring_pools()
     devices = resolve_devices(cfg.device)
     stream = FrameStream(plan.data, cfg.quiet, cell_pool())  # read from here on
     store = None
@@ -440,9 +440,10 @@ def _run_groups(
             done = _run_group(
                 plan, group, snrs, batches, cache, device, bar, data_id, pool=pool, scorer=scorer
             )
-            # the group's own time: its rows finish on a thread while the next group runs
+            # the group's own time: its rows finish on a thread while the next groups run (up
+            # to ROW_THREADS groups' rows at once; the device waits only beyond that)
             pending.append((group, snrs, done, time.perf_counter() - started))
-            while len(pending) > 1 or (pending and _ready(pending[0][2])):
+            while len(pending) > ROW_THREADS or (pending and _ready(pending[0][2])):
                 yield _resolved(pending.popleft())
         while pending:
             yield _resolved(pending.popleft())

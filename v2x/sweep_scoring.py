@@ -9,11 +9,14 @@ shares this process's GIL with the device's thread, whose kernel launches wait o
 device's thread waits on it again before starting a group while the last group's rows are
 unfinished (sampled on an H200 host with py-spy: 24 % of the main thread's time).
 
-``GroupScoring`` holds one group's ``K`` accumulators. With ``scoring_pool()`` (Linux, ≥ 4
-cores: ``SCORING_PROCESS``) they live in one forked worker process: each batch's detections
-and ground truth go there as host arrays (``v2x.evaluation.ScoredArrays``) and are added in the
-order they were sent (one worker reads the pool's queue in order), so every accumulator gets
-the very calls it would get here, and the group's accumulators come back when it is finished.
+``GroupScoring`` holds one group's ``K`` accumulators. With scoring processes
+(``scoring_pools()``: Linux, ≥ 4 cores, ``SCORING_PROCESSES``) they live in one of them, the
+groups taking turns: each batch's detections and ground truth go there as host arrays
+(``v2x.evaluation.ScoredArrays``) and are added in the order they were sent (a pool of one
+worker reads its queue in order), so every accumulator gets the very calls it would get here,
+and the group's accumulators come back when it is finished. Consecutive groups are scored in
+different processes, side by side (one process for all was the bottleneck: measured on an H200
+host, the device's thread then waited on it as long as on the scorer thread before).
 The same records, bit for bit (tested). The arrays sent are kept here until then: if the worker
 dies (e.g. killed for memory) the group is scored again in this process, with a warning.
 """
@@ -21,6 +24,7 @@ dies (e.g. killed for memory) the group is scored again in this process, with a 
 from __future__ import annotations
 
 import itertools
+import os
 import threading
 import warnings
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -30,15 +34,16 @@ from v2x.evaluation import ScoredArrays, accumulate_arrays
 from v2x.forked_pools import can_fork_workers, forked_pool
 from v2x.perception.average_precision import APAccumulator, EvalConfig
 
-__all__ = ["SCORING_PROCESS", "GroupScoring", "scoring_pool", "warm_scoring_pool"]
+__all__ = ["SCORING_PROCESSES", "GroupScoring", "scoring_pools", "warm_scoring_pools"]
 
-#: Score in a forked worker process (``scoring_pool``): on Linux hosts with ≥ 4 cores, where a
-#: core is free for it beside the device's thread and the AP workers. ``False``: in this
-#: process (the caller's thread). The same numbers either way.
-SCORING_PROCESS = can_fork_workers()
+#: Forked scoring processes (``scoring_pools``) on Linux hosts with ≥ 4 cores: one per 4 cores,
+#: at most 4 (beside the device's thread and the AP workers, ``v2x.sweep_rows.CELL_PROCESSES``).
+#: 0: groups are scored in this process (the caller's thread). The same numbers either way.
+SCORING_PROCESSES = min(4, (os.cpu_count() or 1) // 4) if can_fork_workers() else 0
 
-_POOL: list[ProcessPoolExecutor] = []
-_IDS = itertools.count()
+_POOLS: list[ProcessPoolExecutor | None] = []  # one worker each; None: to be forked again
+_IDS = itertools.count()  # the groups' keys in the processes
+_TURNS = itertools.count()  # which process scores the next group
 
 # in the worker: each open group's accumulators (or the error that stopped its scoring)
 _GROUPS: dict[int, list[APAccumulator] | BaseException] = {}
@@ -52,20 +57,21 @@ def _one_thread() -> None:
     torch.set_num_threads(1)
 
 
-def scoring_pool() -> ProcessPoolExecutor | None:
-    """The scoring process (one worker, forked on first use; ``v2x.forked_pools``), or
-    ``None`` where the sweep scores in this process (``SCORING_PROCESS``)."""
-    if not SCORING_PROCESS or not can_fork_workers():
-        return None
-    if not _POOL:
-        _POOL.append(forked_pool(1, _one_thread))
-    return _POOL[0]
+def scoring_pools() -> list[ProcessPoolExecutor]:
+    """The ``SCORING_PROCESSES`` scoring processes (pools of one worker, forked on first use,
+    ``v2x.forked_pools``); empty where the sweep scores in this process."""
+    if SCORING_PROCESSES <= 0 or not can_fork_workers():
+        return []
+    _POOLS.extend([None] * (SCORING_PROCESSES - len(_POOLS)))
+    for i, pool in enumerate(_POOLS):
+        if pool is None:
+            _POOLS[i] = forked_pool(1, _one_thread)
+    return list(_POOLS)
 
 
-def warm_scoring_pool() -> None:
-    """Start the scoring process (and its imports) now, e.g. while frames load."""
-    pool = scoring_pool()
-    if pool is not None:
+def warm_scoring_pools() -> None:
+    """Start the scoring processes (and their imports) now, e.g. while frames load."""
+    for pool in scoring_pools():
         pool.submit(int)
 
 
@@ -98,14 +104,18 @@ class GroupScoring:
     Args:
         config: every cell's evaluation settings.
         k: the group's cells (conditions).
-        pool: the scoring process (default: ``scoring_pool()``); ``None``: score here.
+        pool: the scoring process (a pool of one worker); default: the next of
+            ``scoring_pools()`` in turn, or this process where there are none; ``None``: here.
     """
 
     def __init__(
         self, config: EvalConfig, k: int, pool: ProcessPoolExecutor | None | str = "default"
     ) -> None:
         self.config, self.k = config, k
-        self._pool = scoring_pool() if pool == "default" else pool
+        if pool == "default":
+            pools = scoring_pools()
+            pool = pools[next(_TURNS) % len(pools)] if pools else None
+        self._pool = pool
         self._sent: list[ScoredArrays] = []  # kept until the accumulators are back
         self._added: list[Future] = []
         self._lock = threading.Lock()
@@ -150,8 +160,10 @@ class GroupScoring:
             return self._accs
 
     def _here(self) -> None:
-        """The scoring process stopped: score every batch sent so far here instead."""
-        _POOL.clear()
+        """The scoring process stopped: score every batch sent so far here instead (the next
+        group that would use that process gets a new one)."""
+        if self._pool in _POOLS:
+            _POOLS[_POOLS.index(self._pool)] = None
         warnings.warn(
             "sweep: the scoring process stopped; scoring this group's frame batches in this "
             "process",

@@ -1251,14 +1251,16 @@ def test_ap_worker_processes_give_the_same_results(reference, cache_dir, tmp_pat
 def test_scoring_in_the_scoring_process_gives_the_same_results(
     reference, cache_dir, tmp_path, monkeypatch
 ):
-    """The frame batches scored in the scoring process (hosts with >= 4 cores,
-    ``v2x.sweep_scoring``) give the results and ledger of scoring in this process, row for
-    row; the scoring ran in that process."""
+    """The frame batches scored in the scoring processes (hosts with >= 4 cores,
+    ``v2x.sweep_scoring``; the groups in turn), with the rows of up to three groups pending
+    while the device goes on, give the results and ledger of scoring in this process and one
+    group pending, row for row; the scoring ran in those processes."""
     import v2x.sweep_scoring as sweep_scoring
 
-    monkeypatch.setattr(sweep_scoring, "SCORING_PROCESS", True)
+    monkeypatch.setattr(sweep_scoring, "SCORING_PROCESSES", 2)
+    monkeypatch.setattr("v2x.sweep.ROW_THREADS", 3)  # as on such a host: 3 groups' rows pending
     monkeypatch.setattr(sweep_scoring, "can_fork_workers", lambda: sys.platform == "linux")
-    monkeypatch.setattr(sweep_scoring, "_POOL", [])
+    monkeypatch.setattr(sweep_scoring, "_POOLS", [])
     added = []
     submit = sweep_scoring.GroupScoring.add
 
@@ -1269,11 +1271,11 @@ def test_scoring_in_the_scoring_process_gives_the_same_results(
     monkeypatch.setattr(sweep_scoring.GroupScoring, "add", recorded)
     try:
         path = run_sweep(tiny_config(cache_dir, tmp_path))
-        pool = sweep_scoring.scoring_pool()
-        assert added and all(p is pool for p in added)
-        assert pool.submit(os.getpid).result() != os.getpid()
+        pools = sweep_scoring.scoring_pools()
+        assert len(pools) == 2 and set(map(id, added)) == set(map(id, pools))  # groups in turn
+        assert all(pool.submit(os.getpid).result() != os.getpid() for pool in pools)
     finally:
-        for pool in sweep_scoring._POOL:
+        for pool in sweep_scoring._POOLS:
             pool.shutdown()
     ref_path = reference[0]
     assert _canonical(read_results([path])) == _canonical(read_results([ref_path]))
