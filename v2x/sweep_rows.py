@@ -201,20 +201,27 @@ def _distinct_results(
 ) -> dict[str, dict]:
     """``compute_ap`` of each accumulator, keyed like ``accs`` (by state digest: cells whose
     accumulators hold identical records get one computation), in the worker processes
-    (``cell_pool``, even for one cell) or on ``CELL_THREADS`` threads."""
+    (``cell_pool``, even for one cell) or on ``CELL_THREADS`` threads. With fewer distinct
+    cells than worker processes each cell's intervals are split over several of them
+    (``interval_parts``; e.g. ego-only's one distinct cell, the last group a sweep computes,
+    whose rows the sweep's end waits for)."""
 
-    def computed_on(executor: Executor) -> dict[str, dict]:
+    def computed_on(executor: Executor, parts: int = 1) -> dict[str, dict]:
         futures = {
-            d: executor.submit(compute_ap, acc, bootstrap, seed, unit) for d, acc in accs.items()
+            d: [
+                executor.submit(compute_ap, acc, bootstrap, seed, unit, groups)
+                for groups in interval_parts(acc, parts if bootstrap else 1)
+            ]
+            for d, acc in accs.items()
         }
-        return {d: f.result() for d, f in futures.items()}
+        return {d: joined_parts([f.result() for f in fs]) for d, fs in futures.items()}
 
     # a single distinct cell goes to the workers too: computed on a thread of this process, its
     # bootstrap's small numpy calls would hold the GIL the device's thread needs
     pool = cell_pool()
     if pool is not None:
         try:
-            return computed_on(pool)
+            return computed_on(pool, max(1, CELL_PROCESSES // max(len(accs), 1)))
         except BrokenProcessPool as err:  # a worker died (e.g. out of memory): compute here
             _POOL.clear()
             warnings.warn(
@@ -229,8 +236,53 @@ def _distinct_results(
         return computed_on(threads)
 
 
-def compute_ap(acc: Any, bootstrap: int, seed: int, unit: str = "auto") -> dict:
+def interval_parts(acc: APAccumulator, parts: int) -> list[Mapping[str, Any]]:
+    """``RESULT_GROUPS`` split into up to ``parts`` ``bootstrap_groups`` arguments of
+    ``compute_ap``, one per worker: consecutive (group, threshold) intervals of ``acc`` in
+    ``compute``'s order (a group without a threshold of ``acc``'s in the first part). Each
+    interval has its own percentiles over the group's draws, the same draws in any part (drawn
+    from the group's records and the seed), so the parts' intervals are those of one call
+    (``joined_parts``). ``parts <= 1``: ``[RESULT_GROUPS]``."""
+    if parts <= 1:
+        return [RESULT_GROUPS]
+    pairs, without = [], []
+    for name, wanted in RESULT_GROUPS.items():
+        own = [
+            t for t in acc.thresholds.tolist()
+            if wanted is None or any(math.isclose(t, w) for w in wanted)
+        ]  # fmt: skip
+        pairs += [(name, t) for t in own]
+        if not own:
+            without.append(name)
+    n = max(1, min(parts, len(pairs)))
+    bounds = [len(pairs) * i // n for i in range(n + 1)]
+    split: list[dict[str, list[float]]] = [{name: [] for name in without}] + [
+        {} for _ in range(n - 1)
+    ]
+    for i in range(n):
+        for name, t in pairs[bounds[i] : bounds[i + 1]]:
+            split[i].setdefault(name, []).append(t)
+    return split
+
+
+def joined_parts(parts: Sequence[dict]) -> dict:
+    """One ``compute_ap`` result from the results of its ``interval_parts``: the first part's
+    APs and details (every part has them) with every part's intervals, in ``compute``'s order."""
+    if len(parts) == 1:
+        return parts[0]
+    found: dict[str, dict] = {}
+    for part in parts:
+        for name, intervals in part["ci"].items():
+            found.setdefault(name, {}).update(intervals)
+    return {**parts[0], "ci": {name: found[name] for name in RESULT_GROUPS if name in found}}
+
+
+def compute_ap(
+    acc: Any, bootstrap: int, seed: int, unit: str = "auto", groups: Mapping | None = None
+) -> dict:
     """``acc.compute()``, with ``bootstrap`` resamples of the sequences or frames (``unit``;
-    seeded by the sweep's seed) for the 95 % intervals of the APs that are results columns."""
-    return acc.compute(bootstrap=bootstrap, seed=seed, bootstrap_groups=RESULT_GROUPS,
+    seeded by the sweep's seed) for the 95 % intervals of the APs that are results columns
+    (``groups``: those of one of ``interval_parts``; default ``RESULT_GROUPS``)."""
+    return acc.compute(bootstrap=bootstrap, seed=seed,
+                       bootstrap_groups=RESULT_GROUPS if groups is None else groups,
                        bootstrap_unit=unit)  # fmt: skip

@@ -71,7 +71,9 @@ def _here(batches: list[ScoredArrays]) -> list[APAccumulator]:
 def _same(accs: list[APAccumulator], oracle: list[APAccumulator]) -> None:
     assert [a.state_digest() for a in accs] == [a.state_digest() for a in oracle]
     for acc, ref in zip(accs, oracle, strict=True):
-        np.testing.assert_equal(acc.compute(bootstrap=50, seed=3), ref.compute(bootstrap=50, seed=3))
+        np.testing.assert_equal(
+            acc.compute(bootstrap=50, seed=3), ref.compute(bootstrap=50, seed=3)
+        )
 
 
 def test_the_scoring_process_gives_the_accumulators_scored_here():
@@ -136,3 +138,42 @@ def test_a_dead_scoring_process_costs_a_warning_not_the_group():
     finally:
         pool.shutdown()
     _same(accs, _here(batches))
+
+
+def test_intervals_split_over_the_ap_workers_are_those_of_one_computation(monkeypatch):
+    """One distinct cell's intervals computed in parts on several AP workers
+    (``interval_parts``, ``joined_parts``) equal ``compute_ap`` in one piece: every AP,
+    detail and interval, in the same order."""
+    import v2x.sweep_rows as sweep_rows
+
+    accs = _here(_batches(6))
+    whole = sweep_rows.compute_ap(accs[0], 200, 5, "auto")
+    # every split, down to one (group, threshold) interval per part
+    for parts in (2, 3, 6, 50):
+        split = sweep_rows.interval_parts(accs[0], parts)
+        assert len(split) == min(parts, 6)
+        joined = sweep_rows.joined_parts(
+            [sweep_rows.compute_ap(accs[0], 200, 5, "auto", g) for g in split]
+        )
+        np.testing.assert_equal(joined, whole)
+        assert [(n, list(v)) for n, v in joined["ci"].items()] == [
+            (n, list(v)) for n, v in whole["ci"].items()
+        ]
+    # in the sweep's worker processes: one cell split over them, two cells one part each
+    monkeypatch.setattr(sweep_rows, "CELL_PROCESSES", 4)
+    monkeypatch.setattr(sweep_rows, "_POOL", [])
+    parts = []
+    split = sweep_rows.interval_parts
+    monkeypatch.setattr(
+        sweep_rows, "interval_parts", lambda acc, n: parts.append(n) or split(acc, n)
+    )
+    try:
+        one = sweep_rows._distinct_results({"a": accs[0]}, 200, 5, "auto")
+        two = sweep_rows._distinct_results({"a": accs[0], "c": accs[2]}, 200, 5, "auto")
+    finally:
+        for pool in sweep_rows._POOL:
+            pool.shutdown()
+    assert parts == [4, 2, 2]
+    np.testing.assert_equal(one["a"], whole)
+    np.testing.assert_equal(two["a"], whole)
+    np.testing.assert_equal(two["c"], sweep_rows.compute_ap(accs[2], 200, 5, "auto"))
