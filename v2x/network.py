@@ -415,8 +415,24 @@ def build_network_batch(
     ground_z_m: float = 0.0,
 ) -> NetworkBatch:
     """Networks of ``frames`` stacked in the ``collate_frames(frames, max_agents)`` layout."""
+    return stack_networks(frame_networks(frames, cfg, max_agents, ground_z_m))
+
+
+def frame_networks(
+    frames: Sequence[CoopFrame],
+    cfg: NetworkConfig | Mapping | None = None,
+    max_agents: int | None = None,
+    ground_z_m: float = 0.0,
+) -> list[FrameNetwork]:
+    """``build_frame_network`` of each frame (numpy only: what a worker process can return).
+    It reads the agents' poses and kinds and the scene's boxes, never the point clouds."""
     cfg = NetworkConfig.from_dict(cfg)
-    nets = [build_frame_network(f, cfg, max_agents, ground_z_m) for f in frames]
+    return [build_frame_network(f, cfg, max_agents, ground_z_m) for f in frames]
+
+
+def stack_networks(nets: Sequence[FrameNetwork]) -> NetworkBatch:
+    """``B`` frame networks padded to the batch's ``A`` agent slots (``NetworkBatch``)."""
+    nets = list(nets)
     b, a = len(nets), max(n.num_agents for n in nets)
     dist = torch.full((b, a), float("nan"), dtype=torch.float64)
     snr = torch.full((b, a), float("nan"), dtype=torch.float64)

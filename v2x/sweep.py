@@ -99,7 +99,7 @@ from v2x.sweep_plan import (  # noqa: F401 - the planning API, also reachable fr
 )
 from v2x.sweep_reuse import EncodeCache, reuse_cells, share_source_coding
 from v2x.sweep_rows import book_batch, cell_pool, group_rows, warm_cell_pool
-from v2x.sweep_scoring import GroupScoring, warm_scoring_pools
+from v2x.sweep_scoring import GroupScoring, scoring_pools, warm_scoring_pools
 
 log = logging.getLogger(__name__)
 
@@ -426,7 +426,8 @@ def _run_groups(
     """Compute the ``todo`` groups in this process on ``device`` in ``device_order``: yields
     each group, its SNRs, results rows, ledger and seconds (the device thread's time on the
     group) as it finishes; appends the encoder passes to ``encodes``."""
-    cache, batches = prepare_device(plan, frames, device)
+    # the batches' networks in the scoring processes (idle until the first batch is scored)
+    cache, batches = prepare_device(plan, frames, device, workers=scoring_pools())
     # A group's rows (APs and bootstrap intervals, numpy on the host) are computed on a thread
     # while the device runs the next group; groups are yielded in the order they were computed.
     pending: deque = deque()

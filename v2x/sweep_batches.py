@@ -5,17 +5,19 @@ each collaborator's view (for the importance scheduler) and the ego's ground tru
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, overload
 
+import numpy as np
 import torch
 
 from v2x.datasets.frame import CoopBatch, CoopFrame, collate_frames
 from v2x.evaluation import EgoGroundTruth, ego_ground_truth
 from v2x.loading import load_model
-from v2x.network import build_network_batch
+from v2x.network import build_network_batch, frame_networks, stack_networks
 from v2x.scheduling import novelty_from_visibility
 from v2x.sweep_plan import SweepPlan
 from v2x.sweep_reuse import EncodeCache, feature_cache_bytes
@@ -30,12 +32,19 @@ class _Batch:
     gt: EgoGroundTruth
 
 
-def _prepare_batch(chunk: list[CoopFrame], plan: SweepPlan, model, device) -> _Batch:
+def _prepare_batch(
+    chunk: list[CoopFrame], plan: SweepPlan, model, device, networks: Future | None = None
+) -> _Batch:
+    """A batch ready for the device (``networks``: a future of the future of its frames'
+    ``frame_networks``, computed elsewhere; ``None``: here)."""
     max_agents = plan.data.get("max_agents")
     batch = collate_frames(chunk, max_agents=max_agents)
-    net = build_network_batch(
-        chunk, plan.network, max_agents=max_agents, ground_z_m=model.grid.ground_z_m
-    )
+    if networks is None:
+        net = build_network_batch(
+            chunk, plan.network, max_agents=max_agents, ground_z_m=model.grid.ground_z_m
+        )
+    else:
+        net = stack_networks(networks.result().result())
     # Collaborators out of communication range do not exist for the ego.
     batch.agent_mask = batch.agent_mask & net.in_range
     novelty = novelty_from_visibility(batch.visibility, batch.box_mask)
@@ -43,9 +52,39 @@ def _prepare_batch(chunk: list[CoopFrame], plan: SweepPlan, model, device) -> _B
     return _Batch(chunk, batch.to(device), net, novelty, gt)
 
 
-def _prepare_frames(frames: Sequence[CoopFrame], part: slice, plan: SweepPlan, model, device):
+def _prepare_frames(
+    frames: Sequence[CoopFrame],
+    part: slice,
+    plan: SweepPlan,
+    model,
+    device,
+    networks: Future | None = None,
+):
     """``_prepare_batch`` of ``frames[part]`` (a ``FrameStream`` waits here for them)."""
-    return _prepare_batch(list(frames[part]), plan, model, device)
+    return _prepare_batch(list(frames[part]), plan, model, device, networks)
+
+
+_NO_POINTS = np.zeros((0, 4), dtype=np.float32)
+
+
+def _without_points(frame: CoopFrame) -> CoopFrame:
+    """``frame`` with empty point clouds (shallow copies, not validated again): all that
+    ``frame_networks`` reads, small to send to a worker process."""
+    light = copy.copy(frame)
+    light.agents = [copy.copy(agent) for agent in frame.agents]
+    for agent in light.agents:
+        agent.points = _NO_POINTS
+    return light
+
+
+def _networks_sent(
+    frames: Sequence[CoopFrame], part: slice, plan: SweepPlan, model, pool: Executor
+) -> Future:
+    """``frame_networks`` of ``frames[part]`` submitted to ``pool`` (waits for the frames)."""
+    light = [_without_points(f) for f in frames[part]]
+    return pool.submit(
+        frame_networks, light, plan.network, plan.data.get("max_agents"), model.grid.ground_z_m
+    )
 
 
 class PreparedBatches(Sequence[_Batch]):
@@ -55,14 +94,35 @@ class PreparedBatches(Sequence[_Batch]):
     still being read). Indexing or iterating waits for a batch
     (and raises what its preparation raised). Preparation draws no numbers from torch's global
     generator (the link models have their own, seeded per frame), so it cannot change what the
-    device's thread draws."""
+    device's thread draws. With ``workers`` (pools of worker processes, e.g. the sweep's
+    scoring processes, idle until the first batch is scored) the frames' networks are built
+    there, the same values (a function of the frames and the plan)."""
 
-    def __init__(self, frames: Sequence[CoopFrame], plan: SweepPlan, model, device) -> None:
+    def __init__(
+        self,
+        frames: Sequence[CoopFrame],
+        plan: SweepPlan,
+        model,
+        device,
+        workers: Sequence[Executor] = (),
+    ) -> None:
         bs = int(plan.config.batch_size)
+        parts = [slice(i, i + bs) for i in range(0, len(frames), bs)]
+        networks: list[Future | None] = [None] * len(parts)
+        if workers:
+            # The frames' networks (link geometry and budgets, 2/3 of a batch's preparation in
+            # Python and numpy) in worker processes, the batches side by side, sent in order as
+            # their frames arrive: the GIL stays with the device's thread.
+            sender = ThreadPoolExecutor(max_workers=1, thread_name_prefix="v2x-networks")
+            networks = [
+                sender.submit(_networks_sent, frames, part, plan, model, workers[i % len(workers)])
+                for i, part in enumerate(parts)
+            ]
+            sender.shutdown(wait=False)
         pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="v2x-batches")
         self._futures = [
-            pool.submit(_prepare_frames, frames, slice(i, i + bs), plan, model, device)
-            for i in range(0, len(frames), bs)
+            pool.submit(_prepare_frames, frames, part, plan, model, device, net)
+            for part, net in zip(parts, networks, strict=True)
         ]
         pool.shutdown(wait=False)  # the submitted batches are still prepared, in order
 
@@ -80,16 +140,21 @@ class PreparedBatches(Sequence[_Batch]):
 
 
 def prepare_device(
-    plan: SweepPlan, frames: Sequence[CoopFrame], device: torch.device, sharers: int = 1
+    plan: SweepPlan,
+    frames: Sequence[CoopFrame],
+    device: torch.device,
+    sharers: int = 1,
+    workers: Sequence[Executor] = (),
 ) -> tuple[EncodeCache, PreparedBatches]:
     """The detector (behind its feature cache) and the frame batches on ``device``
-    (``sharers``: the sweep's workers drawing on this device's memory, ``memory_sharers``)."""
+    (``sharers``: the sweep's workers drawing on this device's memory, ``memory_sharers``;
+    ``workers``: worker processes for the batches' networks, ``PreparedBatches``)."""
     model = load_model(plan.config, device).configure_inference(
         plan.precision, cuda_graph=bool(plan.config.cuda_graph)
     )
     cache_bytes = feature_cache_bytes(plan.config.feature_cache_gb, device, sharers)
     cache = EncodeCache(model, cache_bytes)
-    return cache, PreparedBatches(frames, plan, model, device)
+    return cache, PreparedBatches(frames, plan, model, device, workers)
 
 
 __all__ = ["prepare_device"]

@@ -16,7 +16,9 @@ groups taking turns: each batch's detections and ground truth go there as host a
 worker reads its queue in order), so every accumulator gets the very calls it would get here,
 and the group's accumulators come back when it is finished. Consecutive groups are scored in
 different processes, side by side (one process for all was the bottleneck: measured on an H200
-host, the device's thread then waited on it as long as on the scorer thread before).
+host, the device's thread then waited on it as long as on the scorer thread before). At a
+sweep's start, before any batch is scored, the same processes build the frame batches'
+networks (``v2x.sweep_batches.PreparedBatches``).
 The same records, bit for bit (tested). The arrays sent are kept here until then: if the worker
 dies (e.g. killed for memory) the group is scored again in this process, with a warning.
 """

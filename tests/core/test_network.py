@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 import pytest
+import torch
 from shapely.geometry import LineString, Polygon
 
 from v2x.datasets.frame import AgentObservation, CoopFrame
@@ -171,3 +172,41 @@ def test_probabilistic_los_is_seeded():
     b = build_frame_network(frame, cfg)
     np.testing.assert_array_equal(a.los, b.los)
     np.testing.assert_array_equal(a.snr_db, b.snr_db)
+
+
+def test_networks_read_no_point_clouds():
+    """``frame_networks`` of frames without their points (``v2x.sweep_batches``: what goes to
+    a worker process) equal ``build_network_batch`` of the frames themselves, field for field,
+    with geometric blockage by buildings and vehicles and probabilistic LOS; ``frame_networks``
+    is numpy only (a worker can send it back), ``stack_networks`` lays it out."""
+    from v2x.network import frame_networks, stack_networks
+    from v2x.sweep_batches import _without_points
+
+    rng = np.random.default_rng(4)
+    frames = []
+    for i in range(3):
+        frame = _frame(
+            [(0, 0, 1.5), (60, 3, 1.5), (20, -40, 6.0), (150, 80, 40.0)],
+            ["vehicle", "vehicle", "rsu", "uav"],
+            buildings=[[30, 1, 10, 8, 8, 20, 0.1]],  # between the ego and the vehicle
+            boxes=[[2, -4, 1.5, 4.5, 2.5, 3.0, 0.0]],  # a truck between the ego and the RSU
+        )
+        frame.frame_id = f"f{i}"
+        for agent in frame.agents:
+            agent.points = rng.normal(size=(50, 4)).astype(np.float32)
+        frames.append(frame)
+    for cfg in (NetworkConfig(), NetworkConfig(los_mode="probabilistic", seed=5)):
+        whole = build_network_batch(frames, cfg)
+        nets = frame_networks([_without_points(f) for f in frames], cfg)
+        light = stack_networks(nets)
+        for name in ("distance_m", "snr_db", "in_range", "los"):
+            torch.testing.assert_close(
+                getattr(light, name), getattr(whole, name), rtol=0, atol=0, equal_nan=True
+            )
+        for net, ref in zip(nets, whole.frames, strict=True):
+            for name, value in vars(ref).items():
+                np.testing.assert_array_equal(getattr(net, name), value)
+            assert not any(type(v).__module__.startswith("torch") for v in vars(net).values())
+        if cfg.los_mode == "geometric":
+            assert {"building", "vehicle"} <= set(whole.frames[0].blocker)
+    assert all(len(a.points) == 50 for f in frames for a in f.agents)  # the frames untouched

@@ -1252,9 +1252,10 @@ def test_scoring_in_the_scoring_process_gives_the_same_results(
     reference, cache_dir, tmp_path, monkeypatch
 ):
     """The frame batches scored in the scoring processes (hosts with >= 4 cores,
-    ``v2x.sweep_scoring``; the groups in turn), with the rows of up to three groups pending
-    while the device goes on, give the results and ledger of scoring in this process and one
-    group pending, row for row; the scoring ran in those processes."""
+    ``v2x.sweep_scoring``; the groups in turn), with the frame batches' networks built there
+    and the rows of up to three groups pending while the device goes on, give the results and
+    ledger of doing all that in this process with one group pending, row for row."""
+    import v2x.sweep_batches as sweep_batches
     import v2x.sweep_scoring as sweep_scoring
 
     monkeypatch.setattr(sweep_scoring, "SCORING_PROCESSES", 2)
@@ -1269,10 +1270,16 @@ def test_scoring_in_the_scoring_process_gives_the_same_results(
         return submit(self, scored)
 
     monkeypatch.setattr(sweep_scoring.GroupScoring, "add", recorded)
+    sent = []  # the frame batches' networks, built in those processes too
+    send = sweep_batches._networks_sent
+    monkeypatch.setattr(
+        sweep_batches, "_networks_sent", lambda *a: sent.append(a[-1]) or send(*a)
+    )
     try:
         path = run_sweep(tiny_config(cache_dir, tmp_path))
         pools = sweep_scoring.scoring_pools()
         assert len(pools) == 2 and set(map(id, added)) == set(map(id, pools))  # groups in turn
+        assert len(sent) == 2 and set(map(id, sent)) == set(map(id, pools))  # batches in turn
         assert all(pool.submit(os.getpid).result() != os.getpid() for pool in pools)
     finally:
         for pool in sweep_scoring._POOLS:
