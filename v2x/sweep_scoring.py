@@ -4,7 +4,7 @@ process of its own on hosts with the cores for it.
 Matching a frame batch's detections to the ground truth (``v2x.evaluation.accumulate``:
 range filters, rotated IoUs, greedy matching, per-group records) is host work of Python and
 small numpy and torch calls: about 50 ms per batch of 16 frames × 7 conditions on an H200's
-host, 1.9 s of a 4.4 s ``run_sweep`` (35 cells × 128 frames). On the sweep's scorer thread it
+host, 1.9 s of a 4.2 s ``run_sweep`` (35 cells × 128 frames). On the sweep's scorer thread it
 shares this process's GIL with the device's thread, whose kernel launches wait on it, and the
 device's thread waits on it again before starting a group while the last group's rows are
 unfinished (sampled on an H200 host with py-spy: 24 % of the main thread's time).
