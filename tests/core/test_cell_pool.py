@@ -1,6 +1,7 @@
-"""The sweep's AP worker processes (``v2x.sweep_rows.cell_pool``) end with the process that
-made them, also when that process is itself a pool's worker: a sweep's device worker
-(``v2x.sweep_workers``, ``device=all`` or ``[cuda:0,cuda:0]``) on a host with ≥ 4 cores."""
+"""The sweep's AP worker processes (``v2x.sweep_rows.cell_pool``) and scoring processes
+(``v2x.sweep_scoring.scoring_pools``) end with the process that made them, also when that
+process is itself a pool's worker: a sweep's device worker (``v2x.sweep_workers``,
+``device=all`` or ``[cuda:0,cuda:0]``) on a host with ≥ 4 cores."""
 
 from __future__ import annotations
 
@@ -18,9 +19,12 @@ SCRIPT = textwrap.dedent(
     from concurrent.futures import ProcessPoolExecutor
 
     def device_worker():
-        from v2x import sweep_rows
+        from v2x import sweep_rows, sweep_scoring
         sweep_rows.CELL_PROCESSES = 2  # as on a host with >= 4 cores
-        return sweep_rows.cell_pool().submit(os.getpid).result() != os.getpid()
+        sweep_scoring.SCORING_PROCESSES = 2
+        sweep_scoring.can_fork_workers = lambda: True
+        pools = [sweep_rows.cell_pool(), *sweep_scoring.scoring_pools()]
+        return len(pools) == 3 and all(p.submit(os.getpid).result() != os.getpid() for p in pools)
 
     if __name__ == "__main__":
         with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
@@ -32,8 +36,8 @@ SCRIPT = textwrap.dedent(
 
 @pytest.mark.skipif(sys.platform != "linux", reason="the cell workers are forked (Linux only)")
 def test_a_device_worker_that_made_cell_workers_ends(tmp_path):
-    """The device worker's exit shuts its cell workers down before multiprocessing joins its
-    children; before, the parent's pool shutdown (the end of every multi-device sweep) waited
+    """The device worker's exit shuts its cell workers and scoring processes down before
+    multiprocessing joins its children; before, the parent's pool shutdown (the end of every multi-device sweep) waited
     forever (found on an H200 host: ``device=[cuda:0,cuda:0]`` never returned)."""
     script = tmp_path / "device_worker_exit.py"
     script.write_text(SCRIPT)
