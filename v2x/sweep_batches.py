@@ -8,6 +8,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Sequence
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from typing import Any, overload
 
@@ -36,15 +37,17 @@ def _prepare_batch(
     chunk: list[CoopFrame], plan: SweepPlan, model, device, networks: Future | None = None
 ) -> _Batch:
     """A batch ready for the device (``networks``: a future of the future of its frames'
-    ``frame_networks``, computed elsewhere; ``None``: here)."""
+    ``frame_networks``, computed in a worker process; ``None``, or that worker died: here)."""
     max_agents = plan.data.get("max_agents")
     batch = collate_frames(chunk, max_agents=max_agents)
-    if networks is None:
+    try:
+        net = None if networks is None else stack_networks(networks.result().result())
+    except BrokenProcessPool:  # the same values here (GroupScoring warns of the dead worker)
+        net = None
+    if net is None:
         net = build_network_batch(
             chunk, plan.network, max_agents=max_agents, ground_z_m=model.grid.ground_z_m
         )
-    else:
-        net = stack_networks(networks.result().result())
     # Collaborators out of communication range do not exist for the ego.
     batch.agent_mask = batch.agent_mask & net.in_range
     novelty = novelty_from_visibility(batch.visibility, batch.box_mask)

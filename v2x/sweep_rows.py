@@ -10,7 +10,6 @@ import json
 import math
 import multiprocessing
 import os
-import sys
 import warnings
 from collections.abc import Mapping, Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
@@ -21,7 +20,7 @@ import pyarrow as pa
 
 from v2x import __version__
 from v2x.evaluation import scored_arrays
-from v2x.forked_pools import forked_pool
+from v2x.forked_pools import can_fork_workers, forked_pool
 from v2x.ledger import ledger_table, summarize_cells
 from v2x.perception.average_precision import APAccumulator
 from v2x.sweep_batches import _Batch
@@ -165,11 +164,7 @@ CELL_THREADS = max(1, (os.cpu_count() or 1) // 4)
 #: thread (threads of this process do; measured on an H200 host, the device's thread waited
 #: for them). 0: ``CELL_THREADS`` threads of this process (elsewhere: fork is Linux's). Same
 #: numbers either way.
-CELL_PROCESSES = (
-    min(8, (os.cpu_count() or 1) - 2)
-    if sys.platform == "linux" and (os.cpu_count() or 1) >= 4
-    else 0
-)
+CELL_PROCESSES = min(8, (os.cpu_count() or 1) - 2) if can_fork_workers() else 0
 
 _POOL: list[ProcessPoolExecutor] = []
 

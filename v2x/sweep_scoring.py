@@ -153,9 +153,12 @@ class GroupScoring:
         with self._lock:
             if self._accs is None:
                 try:
+                    # closed first (after every batch, in queue order), so that a batch's error
+                    # raised below leaves no group behind in the process
+                    closed = self._pool.submit(_close, self._id)
                     for added in self._added:
                         added.result()
-                    self._accs = self._pool.submit(_close, self._id).result()
+                    self._accs = closed.result()
                 except BrokenProcessPool:
                     self._here()
                 self._sent, self._added = [], []

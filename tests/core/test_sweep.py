@@ -1339,6 +1339,47 @@ def test_a_dead_ap_worker_falls_back_to_this_process(reference, cache_dir, tmp_p
     assert _canonical(read_results([path])) == _canonical(read_results([reference[0]]))
 
 
+def _networks_die_in_a_worker(*args, **kwargs):
+    """``frame_networks`` in this process; a worker process that runs it dies at once."""
+    from v2x.network import frame_networks
+
+    if os.getpid() != _TEST_PROCESS:
+        os._exit(1)
+    return frame_networks(*args, **kwargs)
+
+
+def test_a_dead_scoring_process_falls_back_to_building_networks_here(
+    reference, cache_dir, tmp_path, monkeypatch
+):
+    """A scoring process that dies while building a batch's networks costs the batch nothing:
+    its networks are built in this process (and a group that process was to score is scored
+    here), with the same results."""
+    import warnings
+
+    import v2x.sweep_batches as sweep_batches
+    import v2x.sweep_scoring as sweep_scoring
+
+    monkeypatch.setattr(sweep_scoring, "SCORING_PROCESSES", 2)
+    monkeypatch.setattr(sweep_scoring, "can_fork_workers", lambda: sys.platform == "linux")
+    monkeypatch.setattr(sweep_scoring, "_POOLS", [])
+    monkeypatch.setattr(sweep_batches, "frame_networks", _networks_die_in_a_worker)
+    built_here = []
+    build = sweep_batches.build_network_batch
+    monkeypatch.setattr(
+        sweep_batches, "build_network_batch", lambda *a, **k: built_here.append(1) or build(*a, **k)
+    )
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # a group on a dead process
+            path = run_sweep(tiny_config(cache_dir, tmp_path))
+    finally:
+        for pool in sweep_scoring._POOLS:
+            if pool is not None:
+                pool.shutdown()
+    assert len(built_here) == 2  # both batches, after their workers died
+    assert _canonical(read_results([path])) == _canonical(read_results([reference[0]]))
+
+
 def test_frames_digest_is_stable_across_releases():
     """The data hash keys every stored cell: a frame set hashes to the value the code has
     always given (computed with ``tobytes`` before the digest read arrays without a copy), so
