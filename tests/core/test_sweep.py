@@ -98,6 +98,16 @@ def _canonical(table) -> list[tuple]:
     return sorted(out, key=repr)
 
 
+def _assert_same_results_and_ledger(path: Path, ref_path: Path) -> None:
+    """The results files and their ledgers hold the same rows (``_canonical``)."""
+    assert _canonical(read_results([path])) == _canonical(read_results([ref_path]))
+    ledger, ref_ledger = (
+        pq.read_table(p.with_name(p.name.replace(".parquet", ".ledger.parquet")))
+        for p in (path, ref_path)
+    )
+    assert _canonical(ledger) == _canonical(ref_ledger)
+
+
 @pytest.mark.parametrize(
     ("override", "message"),
     [
@@ -1239,13 +1249,7 @@ def test_ap_worker_processes_give_the_same_results(reference, cache_dir, tmp_pat
     finally:
         for pool in sweep_rows._POOL:
             pool.shutdown()
-    ref_path = reference[0]
-    assert _canonical(read_results([path])) == _canonical(read_results([ref_path]))
-    ledger, ref_ledger = (
-        pq.read_table(p.with_name(p.name.replace(".parquet", ".ledger.parquet")))
-        for p in (path, ref_path)
-    )
-    assert _canonical(ledger) == _canonical(ref_ledger)
+    _assert_same_results_and_ledger(path, reference[0])
 
 
 def test_scoring_in_the_scoring_process_gives_the_same_results(
@@ -1284,13 +1288,7 @@ def test_scoring_in_the_scoring_process_gives_the_same_results(
     finally:
         for pool in sweep_scoring._POOLS:
             pool.shutdown()
-    ref_path = reference[0]
-    assert _canonical(read_results([path])) == _canonical(read_results([ref_path]))
-    ledger, ref_ledger = (
-        pq.read_table(p.with_name(p.name.replace(".parquet", ".ledger.parquet")))
-        for p in (path, ref_path)
-    )
-    assert _canonical(ledger) == _canonical(ref_ledger)
+    _assert_same_results_and_ledger(path, reference[0])
 
 
 def test_defaults_are_composed_again_when_a_config_file_changes(tmp_path, monkeypatch):
@@ -1512,12 +1510,7 @@ def test_feature_groups_run_first_and_the_order_does_not_change_results(
     path = run_sweep(tiny_config(cache_dir, tmp_path / "device"))
     n = planned.count("features")
     assert stages[:n] == ["features"] * n and "features" not in stages[n:]
-    assert _canonical(read_results([path])) == _canonical(read_results([in_plan_order]))
-    ledger, plan_ledger = (
-        pq.read_table(p.with_name(p.name.replace(".parquet", ".ledger.parquet")))
-        for p in (path, in_plan_order)
-    )
-    assert _canonical(ledger) == _canonical(plan_ledger)
+    _assert_same_results_and_ledger(path, in_plan_order)
 
 
 _ANALOG_GRID = {
