@@ -110,8 +110,12 @@ class AFModule(nn.Module):
 
 def _fused_layers(x: torch.Tensor) -> bool:
     """The layers' pointwise passes as Triton kernels (``deepjscc_triton.bias_prelu_``,
-    ``scale_add``; the same bits as torch's): CUDA inference on dense float32 maps."""
+    ``scale_add``; the same bits as torch's): CUDA inference on dense float32 maps, outside
+    ``torch.autocast`` (under it the convolutions and the AF modules' MLPs return the autocast
+    dtype, which torch's passes take as they are)."""
     if not (x.is_cuda and x.dtype == torch.float32 and x.dim() == 4) or torch.is_grad_enabled():
+        return False
+    if torch.is_autocast_enabled(x.device.type):
         return False
     dense = x.is_contiguous() or x.is_contiguous(memory_format=torch.channels_last)
     return dense and triton_available()
@@ -542,9 +546,12 @@ class DeepJSCCCodec(Codec):
         return self._destandardize(layer(hidden)[:, :, :h, :w])
 
     def _in_one_pass(self, x: torch.Tensor) -> bool:
-        """De-standardisation as one Triton pass: CUDA inference in float32."""
+        """De-standardisation as one Triton pass: CUDA inference in float32, outside
+        ``torch.autocast`` (its output convolution would return the autocast dtype)."""
         plain = x.dtype == self.feat_std.dtype == torch.float32 and not torch.is_grad_enabled()
-        return x.is_cuda and plain and triton_available()
+        if not (x.is_cuda and plain) or torch.is_autocast_enabled(x.device.type):
+            return False
+        return triton_available()
 
     def _destandardize(self, x: torch.Tensor) -> torch.Tensor:
         """``x · std + mean`` per channel; in CUDA inference as one pass

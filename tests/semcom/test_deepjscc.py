@@ -575,6 +575,32 @@ def test_on_cuda_the_one_pass_destandardisation_gives_the_torch_paths_bits(monke
                 assert torch.equal(got, want) and got.stride() == xin.stride(), (shape, layout)
 
 
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_on_cuda_under_autocast_the_codec_runs_torch_passes_on_the_autocast_maps(
+    monkeypatch, dtype
+):
+    """Under ``torch.autocast`` the convolutions return the autocast dtype: CUDA inference then
+    keeps torch's pointwise passes (the float32 Triton passes are not offered those maps) and
+    gives exactly what the codec gives with the Triton passes switched off."""
+    import v2x.semcom.deepjscc as deepjscc
+
+    device = _deterministic_cuda(monkeypatch)
+    codec = tiny_codec(downsample=1, bandwidth_ratio=1 / 16).to(device).eval()
+    x = synthetic_maps(4, seed=7).to(device)
+    link = LinkState.from_snr(torch.tensor([0.0, 5.0, 10.0, 20.0], device=device))
+    got = []
+    for triton in (True, False):
+        monkeypatch.setattr(deepjscc, "triton_available", lambda _t=triton: _t)
+        codec._first_memo = deepjscc.TensorMemo()
+        with torch.no_grad(), torch.autocast("cuda", dtype=dtype):
+            tx = codec.encode(x, link)
+            got.append((tx.symbols, codec.decode(tx.received(tx.symbols, None), link)))
+    assert torch.equal(got[0][0], got[1][0]) and torch.equal(got[0][1], got[1][1])
+    assert got[0][1].dtype == torch.float32 and torch.isfinite(got[0][1]).all()
+
+
 def test_each_packaged_checkpoint_name_loads_its_architecture_and_a_mismatch_names_the_file():
     """``shipped`` picks the packaged codec by ``in_channels`` (the detector's feature
     channels); architecture arguments left out are the checkpoint's, given ones must match."""
