@@ -350,11 +350,12 @@ def _release_device_memory(device: str) -> None:
 
 def bench_orders(args, rounds: int) -> None:
     """``rounds`` rounds of warm ``run_sweep`` calls alternating the order one device computes
-    the groups in: the plan's, ``v2x.sweep.device_order`` (feature groups first, the default),
-    and feature groups heaviest codec first (DeepJSCC, analog, then the others): frame-conditions
-    per second and each group's device seconds (from the sweep's log), in computing order. The
-    first group runs while the frame batches are prepared; which order hides that best is what
-    this measures."""
+    the groups in: the plan's, ``v2x.sweep.device_order`` (the default: the groups with one
+    result per SNR last), every feature group first (the default until 2026-12-03), and feature
+    groups heaviest codec first (DeepJSCC, analog, then the others): frame-conditions per second
+    and each group's device seconds (from the sweep's log), in computing order. The first group
+    runs while the frame batches are prepared, and the last groups' rows (APs and intervals)
+    after the device is done; which order hides those best is what this measures."""
     import logging
 
     import v2x.sweep as sweep
@@ -363,10 +364,14 @@ def bench_orders(args, rounds: int) -> None:
     rank = {"deepjscc": 0, "analog": 1}
 
     def heaviest_first(todo):  # noqa: ANN001, ANN202
-        return sorted(device_order(todo),
+        return sorted(features_first(todo),
                       key=lambda g: (g[0].stage != sweep.FEATURE_STAGE, rank.get(g[0].codec, 2)))  # fmt: skip
 
-    orders = {"plan": list, "device_order": device_order, "heaviest": heaviest_first}
+    def features_first(todo):  # noqa: ANN001, ANN202
+        return sorted(todo, key=lambda g: g[0].stage != sweep.FEATURE_STAGE)
+
+    orders = {"plan": list, "device_order": device_order, "features_first": features_first,
+              "heaviest": heaviest_first}  # fmt: skip
     lines: list[str] = []
 
     class Groups(logging.Handler):

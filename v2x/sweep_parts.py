@@ -9,14 +9,20 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 
-def sweep_arguments(codec: str) -> frozenset[str]:
-    """The constructor arguments codec ``codec`` declares a sweep fills in or varies
-    (``Codec.sweep_arguments`` of the class it builds)."""
+def codec_class(codec: str) -> type:
+    """The class codec ``codec`` builds, where its capabilities are declared
+    (``sweep_arguments``, ``uses_channel``, ``default_bits``, ...)."""
     from v2x.semcom import CODECS
     from v2x.semcom import _load_all as _load_codecs
 
     _load_codecs()
-    return frozenset(CODECS.part_class(codec).sweep_arguments)
+    return CODECS.part_class(codec)
+
+
+def sweep_arguments(codec: str) -> frozenset[str]:
+    """The constructor arguments codec ``codec`` declares a sweep fills in or varies
+    (``Codec.sweep_arguments`` of the class it builds)."""
+    return frozenset(codec_class(codec).sweep_arguments)
 
 
 def codec_kwargs_for(codec: str, kwargs: dict, feature_channels: int) -> dict:
@@ -45,11 +51,9 @@ def codec_bits(codec: str, kwargs: Mapping) -> int:
     """The quantiser bits per value codec ``codec`` runs with: ``kwargs["bits"]``, else the
     default its class declares (``Codec.default_bits``; ``ValueError`` naming the field if it
     is not an int in 1..16)."""
-    from v2x.semcom import CODECS
-
     bits = kwargs.get("bits")
     if bits is None:
-        bits = CODECS.part_class(codec).default_bits
+        bits = codec_class(codec).default_bits
     if isinstance(bits, bool) or not isinstance(bits, int) or not 1 <= bits <= 16:
         raise ValueError(
             f"sweep: field 'codec_options.{codec}.bits' must be an int in 1..16, got {bits!r}"

@@ -1483,34 +1483,57 @@ def test_frame_stream_waits_for_what_it_is_asked_and_names_a_bad_frame(cache_dir
             wait()
 
 
-def test_feature_groups_run_first_and_the_order_does_not_change_results(
+def test_one_result_groups_run_last_and_the_order_does_not_change_results(
     reference, cache_dir, tmp_path, monkeypatch
 ):
-    """One device computes the groups that send features before the late and ego-only ones
-    (a heavy first group hides the batch preparation, a light last one ends the sweep sooner);
-    the same sweep computed in plan order gives the same rows and ledger."""
+    """One device computes the feature groups whose maps go through the channel first (a heavy
+    first group hides the batch preparation), then late fusion, then the groups whose cells
+    all get one result (ego-only; the identity codec, which does not use the channel): their
+    one computation of APs and intervals ends the sweep sooner than a group of distinct cells.
+    The same sweep computed in plan order gives the same rows and ledger."""
     import v2x.sweep as sweep
 
-    stages: list[str] = []
+    order: list[tuple[str, str]] = []
     original = sweep._run_group
 
     def recording(plan, group, *args, **kwargs):
-        stages.append(group.stage)
+        order.append((group.stage, group.codec))
         return original(plan, group, *args, **kwargs)
 
     monkeypatch.setattr(sweep, "_run_group", recording)
-    planned = [g.stage for g in plan_sweep(tiny_config(cache_dir, tmp_path / "plan")).groups]
-    assert planned[0] != "features" and "features" in planned  # a plan order to change
+    planned = [(g.stage, g.codec) for g in plan_sweep(tiny_config(cache_dir, tmp_path / "p")).groups]
+    assert planned == [("ego", "n/a"), ("boxes", "n/a"), ("features", "identity"),
+                       ("features", "analog")]  # fmt: skip
     device_order = sweep.device_order
     monkeypatch.setattr(sweep, "device_order", lambda todo: list(todo))
     in_plan_order = run_sweep(tiny_config(cache_dir, tmp_path / "plan"))
-    assert stages == planned
-    stages.clear()
+    assert order == planned
+    order.clear()
     monkeypatch.setattr(sweep, "device_order", device_order)
     path = run_sweep(tiny_config(cache_dir, tmp_path / "device"))
-    n = planned.count("features")
-    assert stages[:n] == ["features"] * n and "features" not in stages[n:]
+    assert order == [("features", "analog"), ("boxes", "n/a"), ("ego", "n/a"),
+                     ("features", "identity")]  # fmt: skip
     _assert_same_results_and_ledger(path, in_plan_order)
+
+
+def test_snr_independent_groups_are_ego_only_and_channel_free_codecs_without_pose_noise():
+    """``snr_independent`` (the computing order's guess of groups with one result): ego-only,
+    and feature fusion with a codec that does not use the channel, unless pose noise (drawn
+    per condition) makes the conditions differ; never late fusion or a codec on air."""
+    from v2x.sweep import snr_independent
+
+    def group(fusion: str, codec: str, noise: float = 0.0):
+        cfg = tiny_config(Path("unused"), Path("unused"), codecs=[codec], fusions=[fusion])
+        cfg["grid"]["pose_noise"] = [[noise, 0.0]]
+        cfg["codec_options"] = {"deepjscc": {"checkpoint": "untrained"}}
+        return plan_sweep(cfg).groups[0]
+
+    assert snr_independent(group("none", "identity"))
+    assert snr_independent(group("max", "identity"))
+    assert not snr_independent(group("max", "identity", noise=0.5))
+    assert not snr_independent(group("late", "identity"))
+    for codec in ("analog", "deepjscc", "digital"):
+        assert not snr_independent(group("max", codec)), codec
 
 
 _ANALOG_GRID = {
