@@ -201,11 +201,20 @@ class Codec(nn.Module):
     #: ``decode`` writes its maps into ``received.meta[DECODE_INTO]`` when that tensor fits its
     #: last pass (``decode_target``) and returns that very tensor; otherwise a new one.
     decodes_into: ClassVar[bool] = False
+    #: The ``K`` condition blocks of a send (the same maps at ``K`` SNRs, each on air from its
+    #: own seed, ``v2x.condition_streams``) may be coded together: ``encode_blocks(rows [K, m,
+    #: C, H, W], links) -> [K] Transmission`` gives what ``encode(rows[k], links[k])`` gives,
+    #: and ``decode_blocks(received, links) -> [K·m, C, H, W]`` the ``decode`` of each block,
+    #: joined (setting ``meta["delivered"]`` on each). Only for a codec whose ``encode`` and
+    #: ``decode`` draw no random numbers and have no HARQ rounds: the channel's draws then stay
+    #: each block's own, in the same order.
+    codes_blocks_jointly: ClassVar[bool] = False
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         needs = {"trainable": ("forward_train", "save_checkpoint", "warm_start"),
-                 "snr_gated": ("set_gate",), "shape_only_cost": ("channel_uses_for",)}  # fmt: skip
+                 "snr_gated": ("set_gate",), "shape_only_cost": ("channel_uses_for",),
+                 "codes_blocks_jointly": ("encode_blocks", "decode_blocks")}  # fmt: skip
         if callable(getattr(cls, "channel_uses_for", None)) and not cls.shape_only_cost:
             raise TypeError(
                 f"codec {cls.__name__} defines channel_uses_for but does not declare "

@@ -45,7 +45,7 @@ uncalibrated codec (``gate_snr_db = -inf``) or ``snr_gate=False`` delivers every
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -363,6 +363,7 @@ class DeepJSCCCodec(Codec):
     trainable = True  # forward_train, save_checkpoint, warm_start (v2x-train-codec)
     snr_gated = True  # gate_ratios, set_gate, snr_gate (v2x.codec_calibration)
     decodes_into = True  # the one-pass de-standardisation writes into DECODE_INTO (CUDA)
+    codes_blocks_jointly = True  # encode_blocks / decode_blocks (v2x.condition_streams)
     shape_only_cost = True  # channel_uses_for (selective's budget)
 
     def __init__(
@@ -613,16 +614,21 @@ class DeepJSCCCodec(Codec):
         snr_db: torch.Tensor,
         uses: torch.Tensor,
         sent: int | None = None,
+        blocks: int = 1,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """→ ``(z [B, n] complex64 unit power over the kept prefix, mask [B, n], ratio [B])``.
 
         ``n = K·H'·W'`` (``N_max``); with ``sent`` (≥ every row's ``uses``), only the latent
         channels that hold the first ``sent`` symbols are computed: ``n = k·H'·W'``, ``k`` those
-        channels (the others are never sent)."""
+        channels (the others are never sent). With ``blocks`` > 1, ``B = blocks · m`` rows are
+        the ``m`` maps of ``features`` repeated ``blocks`` times (``snr_db`` and ``uses`` hold
+        ``B`` entries): their SNR-independent first stage is computed once."""
         b, c, h, w = features.shape
         hp, wp = self.latent_hw(h, w)
         ratio = uses.to(torch.float32) / float(c * h * w)
         first = self._encoder_first(features)
+        if blocks > 1:  # (torch.cat keeps the channels-last layout of its inputs)
+            first, b = torch.cat([first] * blocks), b * blocks
         k = self.latent_channels if sent is None else self._sent_channels(sent, hp, wp)
         context = self._context(snr_db, ratio)
         latent = self.encoder.from_first(first, context, 2 * k)  # [B, 2k, H', W']
@@ -667,7 +673,15 @@ class DeepJSCCCodec(Codec):
         """``z [B, k·H'·W']`` (zeros where masked/erased; ``k ≤ K`` leading latent channels,
         the others zero) → features ``[B, C, H, W]`` (``into`` when the last pass could write
         there: ``_output_maps``)."""
-        c, h, w = shape
+        hidden = self._decoder_hidden(z, snr_db, ratio, shape)
+        return self._clamped(self._output_maps(hidden, shape[1], shape[2], into), into)
+
+    def _decoder_hidden(
+        self, z: torch.Tensor, snr_db: torch.Tensor, ratio: torch.Tensor, shape: tuple[int, ...]
+    ) -> torch.Tensor:
+        """The decoder's body (all but its output layer) over ``z [B, k·H'·W']``: ``[B, hidden,
+        h', w']``, channels-last."""
+        _, h, w = shape
         b = z.shape[0]
         hp, wp = self.latent_hw(h, w)
         k = z.shape[1] // (hp * wp)
@@ -678,10 +692,12 @@ class DeepJSCCCodec(Codec):
         # faster, the same bits); the maps come out NHWC, the layout in which the warp reads a
         # cell's channels at once (the fusion kernel on CUDA, grid_sample 1.8× on the CPU)
         latent = latent.contiguous(memory_format=torch.channels_last)
-        hidden = self.decoder.body(latent, self._context(snr_db, ratio))
-        out = self._output_maps(hidden, h, w, into)
-        # The clamp is applied at inference only: in training it would stop the gradient of
-        # every cell predicted below 0 (it can only lower the error of a non-negative target).
+        return self.decoder.body(latent, self._context(snr_db, ratio))
+
+    def _clamped(self, out: torch.Tensor, into: torch.Tensor | None) -> torch.Tensor:
+        """The output activation. The clamp is applied at inference only: in training it would
+        stop the gradient of every cell predicted below 0 (it can only lower the error of a
+        non-negative target)."""
         if self.output_activation == "relu" and not self.training:
             return out.relu_() if out is into else F.relu(out)
         return out
@@ -793,8 +809,44 @@ class DeepJSCCCodec(Codec):
         else:  # one ratio: every item's uses, known on the host
             n_sent = int(self.channel_uses_for((c, h, w), float(ratio)))
         z, _, realised = self._encode_symbols(features.to(torch.float32), snr_db, uses, n_sent)
+        return self._transmission(features, z[:, :n_sent], uses, realised)
+
+    def encode_blocks(self, rows: torch.Tensor, links: Sequence[LinkState]) -> list[Transmission]:
+        """``[encode(rows[k], links[k]) for k]`` (``Codec.codes_blocks_jointly``) with the
+        encoder run once over the ``K·m`` rows, its SNR-independent first stage once over the
+        ``m`` maps: ``rows [K, m, C, H, W]`` holds the same maps in every block. Each row's
+        symbols are those of its own block's call (its layers see that row and its SNR only;
+        on the CPU bit for bit, tested)."""
+        k, m = rows.shape[:2]
+        features = rows[0]
+        self._check_input(features)
+        _, c, h, w = features.shape
+        ratio = float(self.bandwidth_ratio)
+        uses = self._uses_per_item((c, h, w), ratio, m, features.device)
+        snr_db = torch.cat([_per_batch(link.snr_db, m, "link.snr_db", features.device)
+                            for link in links])  # fmt: skip
+        n_sent = int(self.channel_uses_for((c, h, w), ratio))
+        z, _, realised = self._encode_symbols(
+            features.to(torch.float32), snr_db, uses.repeat(k), n_sent, blocks=k
+        )
+        return [
+            self._transmission(
+                features,
+                z[i * m : (i + 1) * m, :n_sent],
+                uses.clone(),
+                realised[i * m : (i + 1) * m],
+            )  # fmt: skip
+            for i in range(k)
+        ]
+
+    def _transmission(
+        self, features: torch.Tensor, symbols: torch.Tensor, uses: torch.Tensor,
+        realised: torch.Tensor,
+    ) -> Transmission:  # fmt: skip
+        """``encode``'s ``Transmission`` of ``symbols [B, n]`` (``uses [B]`` sent each)."""
+        b, c, h, w = features.shape
         return Transmission(
-            symbols=z[:, :n_sent],
+            symbols=symbols,
             cost=self._cost(features, uses),
             mask=None,
             meta={"shape": (c, h, w), "ratio": realised, "uses": uses},
@@ -808,6 +860,45 @@ class DeepJSCCCodec(Codec):
 
         Returns ``[B, C, H, W]`` float32 features.
         """
+        z, snr_db, gate_snr_db, ratio = self._received_latent(received, link)
+        shape = received.meta["shape"]
+        b = z.shape[0]
+        into = decode_target(received, (b, *shape), z.device, torch.channels_last)
+        out = self._decode_symbols(z, snr_db, ratio, shape, into)
+        keep = self._delivered(received, snr_db, gate_snr_db, ratio)
+        return self._gated(out, keep, into)
+
+    def decode_blocks(
+        self, received: Sequence[Transmission], links: Sequence[LinkState]
+    ) -> torch.Tensor:
+        """The ``decode`` of each of ``K`` condition blocks (``Codec.codes_blocks_jointly``),
+        joined: ``[K·m, C, H, W]`` float32, channels-last. The decoder's body runs once over
+        the ``K·m`` rows; its output layer (the full-size maps) and the de-standardisation one
+        block at a time, into the joined maps (a block's worth of temporaries, not ``K``). Each
+        block's ``meta["delivered"]`` is set as ``decode`` sets it."""
+        parts = [self._received_latent(rx, link) for rx, link in zip(received, links)]
+        z, snr_db, ratio = (torch.cat([p[i] for p in parts]) for i in (0, 1, 3))
+        shape = received[0].meta["shape"]
+        hidden = self._decoder_hidden(z, snr_db, ratio, shape)
+        out = torch.empty((z.shape[0], *shape), dtype=torch.float32, device=z.device,
+                          memory_format=torch.channels_last)  # fmt: skip
+        start = 0
+        keeps = []
+        for rx, (zb, snr_b, gate_b, ratio_b) in zip(received, parts):
+            rows = slice(start, start + zb.shape[0])
+            start = rows.stop
+            into = out[rows]
+            block = self._clamped(self._output_maps(hidden[rows], shape[1], shape[2], into), into)
+            if block is not into:
+                into.copy_(block)
+            keeps.append(self._delivered(rx, snr_b, gate_b, ratio_b))
+        return self._gated(out, torch.cat(keeps), out)
+
+    def _received_latent(
+        self, received: Transmission, link: LinkState
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor]:
+        """``decode``'s receiver up to the decoder: ``(z [B, k·H'·W'] complex64 (zeros where
+        masked, erased or not sent), decoder SNR [B] dB, gate SNR [B] dB or None, ratio [B])``."""
         if received.symbols is None:
             raise ValueError("deepjscc: 'received.symbols' is None; an analog codec needs symbols")
         shape = received.meta["shape"]
@@ -828,11 +919,26 @@ class DeepJSCCCodec(Codec):
         z = torch.zeros(b, n, dtype=torch.complex64, device=y.device)
         z[:, : y.shape[1]] = y.to(torch.complex64)
         z = torch.where(prefix_mask(uses, n), z, 0.0)
-        ratio = received.meta["ratio"].to(y.device)
-        into = decode_target(received, (b, *shape), y.device, torch.channels_last)
-        out = self._decode_symbols(z, snr_db, ratio, shape, into)
+        return z, snr_db, gate_snr_db, received.meta["ratio"].to(y.device)
+
+    def _delivered(
+        self,
+        received: Transmission,
+        snr_db: torch.Tensor,
+        gate_snr_db: torch.Tensor | None,
+        ratio: torch.Tensor,
+    ) -> torch.Tensor:
+        """``[B]`` bool: the gate keeps the map; recorded as ``received.meta["delivered"]``."""
+        shape = received.meta["shape"]
         keep = self.gate_open(snr_db if gate_snr_db is None else gate_snr_db, ratio)
+        b = keep.shape[0]
         received.meta["delivered"] = keep.view(b, 1, 1, 1).expand(b, 1, *shape[1:]).contiguous()
+        return keep
+
+    @staticmethod
+    def _gated(out: torch.Tensor, keep: torch.Tensor, into: torch.Tensor | None) -> torch.Tensor:
+        """``out`` with the maps the gate closed (``keep`` False) set to 0."""
+        b = out.shape[0]
         if bool(keep.all()):  # (one flag read saves a pass over every map)
             return out
         if out is into:  # (the same values as the torch.where below)

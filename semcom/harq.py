@@ -149,20 +149,9 @@ def transmit(
         ``"retransmission_rounds"`` (rounds after the first transmission) and ``"feedback_s"``
         (those rounds × the feedback delay, s).
     """
-    rounds = codec.harq_max_rounds
-    if rounds > 0 and channel.arq_max_rounds > 0:
-        raise ValueError(
-            "HARQ: the digital codec's harq_max_rounds and the channel's arq_max_rounds are both "
-            "> 0; HARQ already resends the blocks of erased packets: set one of them to 0"
-        )
     sent = tx
-    if tx.symbols is not None and codec.uses_channel:
-        y, state = _resend_fn(channel, snr_db)(tx.symbols, tx.symbols_per_packet, tx.mask)
-        tx = tx.received(y, state)
-    cost = tx.cost
-    b = cost.channel_uses.shape[0]
-    zeros = torch.zeros(b, dtype=torch.float64, device=cost.channel_uses.device)
-    if rounds > 0 and tx.symbols is not None and codec.uses_channel:
+    tx = on_air(codec, channel, tx, snr_db)
+    if codec.harq_max_rounds > 0 and tx.symbols is not None and codec.uses_channel:
         blocks, extra_uses, extra_bits, extra_packets = harq_decode_blocks(
             codec,  # type: ignore[arg-type]
             tx,
@@ -171,30 +160,66 @@ def transmit(
         )
         decoded = codec.reconstruct(tx, blocks)  # type: ignore[attr-defined]
         _residual_erasures(codec, tx, blocks)  # type: ignore[arg-type]
-        extra_rounds = tx.meta["retransmission_rounds"].to(zeros)
-        delay = float(codec.harq_feedback_delay_s)
-    else:
-        decoded = codec.decode(tx, link)
-        arq = tx.state.extra.get("arq") if tx.state is not None else None
-        if arq is not None:  # the erasure channel resent erased packets
-            extra_uses = arq["retransmitted_uses"].to(zeros)
-            extra_packets = arq["retransmitted_packets"].to(zeros)
-            per_use = cost.coded_bits / cost.channel_uses.clamp_min(1e-12)
-            extra_bits = extra_uses * per_use
-            extra_rounds = (arq["rounds"].to(zeros) - 1.0).clamp_min(0.0)
-            delay = float(channel.arq_feedback_delay_s)
-        else:
-            extra_uses = extra_bits = extra_packets = extra_rounds = zeros
-            delay = 0.0
-    tx.cost = replace(
+        extra_rounds = tx.meta["retransmission_rounds"]
+        _charge(tx, extra_uses, extra_bits, extra_packets, extra_rounds,
+                float(codec.harq_feedback_delay_s))  # fmt: skip
+        return decoded, tx
+    decoded = codec.decode(tx, link)
+    charge_arq(tx, channel)
+    return decoded, tx
+
+
+def on_air(codec: Codec, channel: Channel, tx: Transmission, snr_db: torch.Tensor) -> Transmission:
+    """``tx`` after its first pass through ``channel`` (``transmit``'s first step; a codec
+    that does not use the channel, or sends no symbols, is returned as it is). Refuses HARQ
+    over a channel that runs ARQ."""
+    if codec.harq_max_rounds > 0 and channel.arq_max_rounds > 0:
+        raise ValueError(
+            "HARQ: the digital codec's harq_max_rounds and the channel's arq_max_rounds are both "
+            "> 0; HARQ already resends the blocks of erased packets: set one of them to 0"
+        )
+    if tx.symbols is None or not codec.uses_channel:
+        return tx
+    y, state = _resend_fn(channel, snr_db)(tx.symbols, tx.symbols_per_packet, tx.mask)
+    return tx.received(y, state)
+
+
+def charge_arq(received: Transmission, channel: Channel) -> None:
+    """``transmit``'s accounting without HARQ: the packets the channel's ARQ resent
+    (``state.extra["arq"]``; none without it) charged to ``received``'s cost and ``meta``."""
+    cost = received.cost
+    zeros = torch.zeros_like(cost.channel_uses, dtype=torch.float64)
+    arq = received.state.extra.get("arq") if received.state is not None else None
+    if arq is None:
+        _charge(received, zeros, zeros, zeros, zeros, 0.0)
+        return
+    extra_uses = arq["retransmitted_uses"].to(zeros)
+    per_use = cost.coded_bits / cost.channel_uses.clamp_min(1e-12)
+    _charge(received, extra_uses, extra_uses * per_use, arq["retransmitted_packets"].to(zeros),
+            (arq["rounds"].to(zeros) - 1.0).clamp_min(0.0),
+            float(channel.arq_feedback_delay_s))  # fmt: skip
+
+
+def _charge(
+    received: Transmission,
+    extra_uses: torch.Tensor,
+    extra_bits: torch.Tensor,
+    extra_packets: torch.Tensor,
+    extra_rounds: torch.Tensor,
+    delay_s: float,
+) -> None:
+    """Retransmissions (``[B]`` each) added to ``received``'s cost, and recorded in ``meta``."""
+    cost = received.cost
+    zeros = torch.zeros_like(cost.channel_uses, dtype=torch.float64)
+    extra_rounds = extra_rounds.to(zeros)
+    received.cost = replace(
         cost,
         channel_uses=cost.channel_uses + extra_uses.to(zeros),
         coded_bits=cost.coded_bits + extra_bits.to(zeros),
     )
-    tx.meta["retransmissions"] = extra_packets.to(zeros)
-    tx.meta["retransmission_rounds"] = extra_rounds
-    tx.meta["feedback_s"] = extra_rounds * delay
-    return decoded, tx
+    received.meta["retransmissions"] = extra_packets.to(zeros)
+    received.meta["retransmission_rounds"] = extra_rounds
+    received.meta["feedback_s"] = extra_rounds * delay_s
 
 
 def _residual_erasures(codec: DigitalCodec, received: Transmission, blocks: Blocks) -> None:

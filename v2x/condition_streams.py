@@ -26,7 +26,7 @@ import torch
 from v2x.channels.base import Channel, deferred_checks
 from v2x.channels.link import LinkState
 from v2x.semcom.base import DECODE_INTO, CellReport, Codec, Cost, Reception, reception
-from v2x.semcom.harq import transmit
+from v2x.semcom.harq import charge_arq, on_air, transmit
 
 __all__ = ["Sent", "send"]
 
@@ -80,6 +80,8 @@ def send(
     if k == 0 or n % k or (blocked and rows.shape[0] != k):
         raise ValueError(f"send: {n} rows do not split into {k} conditions of equal size")
     m = n // k
+    if k > 1 and _jointly(codec, rows, extra):
+        return _send_jointly(codec, channel, rows, row_snr, seeds)
     blocks: list[Sent] = []
     decoded = None  # [N, C, h, w]: each block's maps copied in as it is decoded
     # the channel's input checks read once for all K blocks, not once per block (a host sync)
@@ -148,6 +150,53 @@ def _send_block(
     # with the codec's HARQ or the channel's ARQ rounds, and decoded (v2x.semcom.harq).
     decoded, tx = transmit(codec, channel, tx, row_snr, link)
     return Sent(decoded, tx.cost, reception(tx), tx.cells)
+
+
+def _jointly(codec: Codec, rows: torch.Tensor, extra: Mapping[str, torch.Tensor]) -> bool:
+    """Whether ``send`` codes its condition blocks together (``_send_jointly``): on CUDA, a
+    codec that can (``Codec.codes_blocks_jointly``, no HARQ rounds), the blocks one map set
+    (``rows [K, m, ...]`` expanded over the conditions) and no per-row codec arguments.
+
+    Only on CUDA, where a condition's maps already equal its own call's to float32 rounding
+    (cuDNN picks convolution algorithms by batch shape; the pipeline's head sees ``K·B`` maps
+    anyway) and everything counted exactly. On the CPU each block keeps a call of its own, bit
+    for bit its own call's: oneDNN's reductions (the AF modules' pooling) may split a row's sum
+    differently for a larger batch."""
+    same_rows = rows.dim() == 5 and rows.stride(0) == 0 and rows.is_cuda
+    return codec.codes_blocks_jointly and codec.harq_max_rounds == 0 and same_rows and not extra
+
+
+def _send_jointly(
+    codec: Codec,
+    channel: Channel,
+    rows: torch.Tensor,
+    row_snr: torch.Tensor,
+    seeds: Sequence[int],
+) -> Sent:
+    """``send`` of ``K`` condition blocks coded together: ``codec.encode_blocks`` once, then
+    each block on air after ``torch.manual_seed(seeds[k])`` (its channel's draws, in the order
+    its own call makes them: the codec draws nothing, ``LinkState.before_sending`` restores the
+    generators it uses), then ``codec.decode_blocks`` once and each block's retransmissions
+    charged. The same numbers as one ``_send_block`` per block (tested); the encoder's and
+    decoder's small layers run once per send, not once per block."""
+    m = rows.shape[1]
+    parts = [slice(i * m, (i + 1) * m) for i in range(len(seeds))]
+    links = [LinkState.before_sending(channel, row_snr[part]) for part in parts]
+    sent = codec.encode_blocks(rows, links)
+    received = []
+    with deferred_checks():
+        for seed, tx, part in zip(seeds, sent, parts):
+            torch.manual_seed(int(seed))
+            received.append(on_air(codec, channel, tx, row_snr[part]))
+        decoded = codec.decode_blocks(received, links)
+    for rx in received:
+        charge_arq(rx, channel)
+    return Sent(
+        decoded,
+        _cat(Cost, [rx.cost for rx in received]),
+        _cat(Reception, [reception(rx) for rx in received]),
+        _cat(CellReport, [rx.cells for rx in received]),
+    )
 
 
 def _cat(kind: type, parts: list[Any]) -> Any:

@@ -476,12 +476,15 @@ def test_on_cuda_the_codecs_decode_into_the_joined_maps_with_the_same_bits(codec
     straight into its slice of the joined maps (no copy after): every block but the first is
     decoded into the slice it was offered, and the joined maps equal, bit for bit, those of
     the same send with the offer switched off (each block decoded apart, then copied), in the
-    deterministic mode (outside it two cuDNN calls need not agree in the last bits)."""
+    deterministic mode (outside it two cuDNN calls need not agree in the last bits). (The
+    per-block path: on CUDA DeepJSCC's blocks are otherwise coded together, tested below.)"""
+    import v2x.condition_streams as condition_streams
     from v2x.common import triton_available
     from v2x.semcom.base import DECODE_INTO
 
     if not torch.cuda.is_available() or not triton_available():
         pytest.skip("needs CUDA and triton")
+    monkeypatch.setattr(condition_streams, "_jointly", lambda *args: False)
     monkeypatch.setattr(torch.backends.cudnn, "deterministic", True)
     monkeypatch.setattr(torch.backends.cudnn, "benchmark", False)
     device = torch.device("cuda")
@@ -506,3 +509,105 @@ def test_on_cuda_the_codecs_decode_into_the_joined_maps_with_the_same_bits(codec
         monkeypatch.setattr(type(codec), "decodes_into", False)
         apart = send(codec, channel, rows, snr, seeds=[5, 6, 7, 8]).decoded
     assert torch.equal(into, apart) and into.stride() == apart.stride()
+
+
+@pytest.mark.parametrize(
+    ("channel_name", "channel_kw"),
+    [("awgn", {}), ("rayleigh", {}), ("erasure", {"loss_prob": 0.4, "arq_max_rounds": 1})],
+)
+def test_deepjscc_blocks_coded_together_equal_one_call_per_block(channel_name, channel_kw):
+    """``_send_jointly`` (on CUDA, ``send``'s path for a codec with ``codes_blocks_jointly``):
+    DeepJSCC's encoder and decoder run once over the ``K`` blocks, each block on air from its own
+    seed. Against one ``send`` call per block: the symbols each block's channel drew, costs
+    (ARQ's retransmissions included), receptions and delivered cells exactly, maps to float32
+    rounding (a larger batch may sum the AF modules' pooling in another order), the gate's closed
+    blocks exactly zero."""
+    from v2x.condition_streams import _jointly, _send_jointly
+
+    torch.manual_seed(0)
+    codec = build_codec("deepjscc", in_channels=4, hidden=8, bandwidth_ratio=1 / 8).eval()
+    codec.set_gate({r: 0.0 for r in codec.ratio_grid()})  # closed below 0 dB
+    channel = build_channel(channel_name, **channel_kw)
+    maps = torch.rand(3, 4, 16, 16)
+    seeds = [5, 6, 7, 8]
+    rows = maps.unsqueeze(0).expand(len(seeds), *maps.shape)
+    snr = torch.tensor([-5.0, 2.0, 10.0, 20.0]).repeat_interleave(3)
+    assert not _jointly(codec, rows, {})  # on the CPU: one call per block, bit for bit
+    with torch.no_grad():
+        joint = _send_jointly(codec, channel, rows, snr, seeds)
+        ones = []
+        for ki, seed in enumerate(seeds):
+            torch.manual_seed(seed)
+            ones.append(send(codec, channel, maps, snr[3 * ki : 3 * ki + 3]))
+    closed = joint.cells.delivered.view(12, -1)[:, 0] == 0
+    assert closed.tolist() == [True] * 3 + [False] * 9  # the gate closed the -5 dB block only
+    assert torch.equal(joint.decoded[:3], torch.zeros_like(joint.decoded[:3]))
+    torch.testing.assert_close(joint.decoded, torch.cat([o.decoded for o in ones]),
+                               rtol=1e-5, atol=1e-6)  # fmt: skip
+    assert bool(joint.decoded[3:].abs().sum() > 0)
+    for kind in ("cost", "outcome", "cells"):
+        for name, value in vars(getattr(joint, kind)).items():
+            parts = [getattr(getattr(o, kind), name) for o in ones]
+            if value is None:
+                assert all(p is None for p in parts), (kind, name)
+            else:
+                assert torch.equal(value, torch.cat(parts)), (kind, name)
+    if channel_kw.get("arq_max_rounds"):
+        assert float(joint.outcome.retransmissions.sum()) > 0  # ARQ resent something
+
+
+def test_send_codes_deepjscc_blocks_together_only_on_cuda_without_harq_or_extra_rows():
+    """``_jointly``: the codec must declare it, the blocks must be one expanded map set on CUDA
+    and no per-row codec argument (Where2comm's importance) may be given; a codec that declares
+    ``codes_blocks_jointly`` must define ``encode_blocks`` and ``decode_blocks``."""
+    from v2x.condition_streams import _jointly
+    from v2x.semcom.base import Codec
+
+    deepjscc = build_codec("deepjscc", in_channels=4, hidden=8)
+    maps = torch.rand(3, 4, 16, 16)
+    rows = maps.unsqueeze(0).expand(2, *maps.shape)
+    assert deepjscc.codes_blocks_jointly and not build_codec("analog").codes_blocks_jointly
+    assert not _jointly(deepjscc, rows, {})  # CPU
+    assert not _jointly(deepjscc, rows.contiguous(), {})
+    with pytest.raises(TypeError, match="codes_blocks_jointly.*encode_blocks, decode_blocks"):
+
+        class Claims(Codec):
+            codes_blocks_jointly = True
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("channel_name", ["awgn", "rayleigh"])
+def test_on_cuda_send_codes_deepjscc_blocks_together(channel_name, monkeypatch):
+    """On CUDA ``send`` codes DeepJSCC's condition blocks together (one ``encode_blocks`` and
+    one ``decode_blocks`` call per send): against the same send one call per block, costs,
+    receptions and delivered cells exactly, maps to float32 rounding (the batched layers'
+    cuDNN algorithms), in the deterministic mode."""
+    import v2x.condition_streams as condition_streams
+
+    if not torch.cuda.is_available():
+        pytest.skip("needs CUDA")
+    monkeypatch.setattr(torch.backends.cudnn, "deterministic", True)
+    monkeypatch.setattr(torch.backends.cudnn, "benchmark", False)
+    device = torch.device("cuda")
+    torch.manual_seed(0)
+    codec = build_codec("deepjscc", in_channels=16, hidden=16).to(device).eval()
+    codec.set_gate({r: 0.0 for r in codec.ratio_grid()})
+    channel = build_channel(channel_name)
+    maps = torch.rand(3, 16, 32, 32, device=device)
+    rows = maps.unsqueeze(0).expand(4, *maps.shape)
+    snr = torch.tensor([-5.0, 3.0, 10.0, 25.0], device=device).repeat_interleave(3)
+    calls = []
+    encode_blocks = type(codec).encode_blocks
+    monkeypatch.setattr(type(codec), "encode_blocks",
+                        lambda self, *a: calls.append(1) or encode_blocks(self, *a))  # fmt: skip
+    with torch.no_grad():
+        joint = send(codec, channel, rows, snr, seeds=[5, 6, 7, 8])
+        monkeypatch.setattr(condition_streams, "_jointly", lambda *args: False)
+        apart = send(codec, channel, rows, snr, seeds=[5, 6, 7, 8])
+    assert calls == [1]
+    torch.testing.assert_close(joint.decoded, apart.decoded, rtol=1e-4, atol=1e-4)
+    assert torch.equal(joint.decoded[:3], torch.zeros_like(joint.decoded[:3]))  # gate closed
+    for kind in ("cost", "outcome", "cells"):
+        for name, value in vars(getattr(joint, kind)).items():
+            other = getattr(getattr(apart, kind), name)
+            assert (value is None and other is None) or torch.equal(value, other), (kind, name)

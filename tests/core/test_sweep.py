@@ -1520,7 +1520,7 @@ def test_snr_independent_groups_are_ego_only_and_channel_free_codecs_without_pos
     """``snr_independent`` (the computing order's guess of groups with one result): ego-only,
     and feature fusion with a codec that does not use the channel, unless pose noise (drawn
     per condition) makes the conditions differ; never late fusion or a codec on air."""
-    from v2x.sweep import snr_independent
+    from v2x.sweep_order import snr_independent
 
     def group(fusion: str, codec: str, noise: float = 0.0):
         cfg = tiny_config(Path("unused"), Path("unused"), codecs=[codec], fusions=[fusion])
