@@ -12,7 +12,9 @@ blocks; everything after it (warp, fusion, head, NMS) runs once for all ``K``. A
 decoded maps do not depend on the condition (``identity``: the same tensor for every block)
 has them shared by the ``K`` blocks, not copied ``K`` times; a codec that can decode into a
 given tensor (``Codec.decodes_into``) is offered each later block's slice of the joined maps
-(``DECODE_INTO``), so only the first block's maps are copied.
+(``DECODE_INTO``), so only the first block's maps are copied. On CUDA a codec that can code
+the blocks together (``Codec.codes_blocks_jointly``: DeepJSCC) runs its encoder and decoder
+once over the ``K`` blocks, each block still on air from its own seed (``_send_jointly``).
 """
 
 from __future__ import annotations
