@@ -184,7 +184,11 @@ def bench_group_kernels(args, model, batches, device, top: int) -> None:
     batched pipeline over every batch under ``torch.profiler``: the device's kernel time per
     frame-condition and the ``top`` kernels by time (name, launches, µs per frame-condition).
     Every frame's encoded features are cached in the warm-up pass, so the encoder is not counted.
-    On a CPU: the operators' own CPU time instead."""
+    On a CPU: the operators' own CPU time instead. With ``--autocast bf16|fp16`` both passes run
+    under ``torch.autocast`` of that dtype (the codec and the detector's head in reduced
+    precision; an experiment, not a sweep setting)."""
+    import contextlib
+
     from torch.profiler import ProfilerActivity, profile
 
     from v2x.execution import run_conditions
@@ -197,10 +201,16 @@ def bench_group_kernels(args, model, batches, device, top: int) -> None:
     on_device = device.type == "cuda"
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if on_device else [])
 
+    dtypes = {"bf16": torch.bfloat16, "fp16": torch.float16}
+    autocast = args.autocast or "fp32"
+
     def one_pass(pipe, cache) -> None:
-        for bi, batch in enumerate(batches):
-            cache.batch_index = bi
-            run_conditions(pipe, batch, snr, seeds).detections.valid.any().item()
+        reduced = autocast in dtypes
+        with (torch.autocast(device.type, dtype=dtypes[autocast]) if reduced
+              else contextlib.nullcontext()):  # fmt: skip
+            for bi, batch in enumerate(batches):
+                cache.batch_index = bi
+                run_conditions(pipe, batch, snr, seeds).detections.valid.any().item()
 
     with torch.no_grad():
         cache = EncodeCache(model, 64e9)  # every frame's features kept (126 MB each, standard)
@@ -223,7 +233,7 @@ def bench_group_kernels(args, model, batches, device, top: int) -> None:
                 kernels[name] = (count + 1, total + t)
             total = sum(t for _, t in kernels.values())
             what = "device kernel" if on_device else "operators' own CPU"
-            print(f"== max/{codec}: {what} time {total / 1e3:.1f} ms = "
+            print(f"== max/{codec} ({autocast}): {what} time {total / 1e3:.1f} ms = "
                   f"{total / fc:.1f} us per frame-condition ({fc} frame-conditions)")  # fmt: skip
             ranked = sorted(kernels.items(), key=lambda kv: -kv[1][1])[:top]
             for name, (count, t) in ranked:
@@ -585,6 +595,12 @@ def main() -> None:
         metavar="N",
         help="per codec (max fusion), the device's kernel time per frame-condition of one warm "
         "batched pass and its N costliest kernels",
+    )
+    p.add_argument(
+        "--autocast",
+        choices=["fp32", "bf16", "fp16"],
+        default="fp32",
+        help="with --group-kernels: the profiled passes under torch.autocast of this dtype",
     )
     p.add_argument(
         "--devices",
