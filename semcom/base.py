@@ -224,6 +224,14 @@ class Codec(nn.Module):
             raise TypeError(
                 f"codec {cls.__name__} lists 'bits' in sweep_arguments but declares no default_bits"
             )
+        if cls.codes_blocks_jointly and "codes_blocks_jointly" not in vars(cls):
+            overridden = [m for m in ("encode", "decode") if m in vars(cls)]
+            if overridden:  # the inherited block methods would not call the new ones
+                raise TypeError(
+                    f"codec {cls.__name__} overrides {', '.join(overridden)} but inherits "
+                    "codes_blocks_jointly = True; declare it (False, or True with its own "
+                    "encode_blocks and decode_blocks)"
+                )
         for capability, methods in needs.items():
             missing = [m for m in methods if not callable(getattr(cls, m, None))]
             if getattr(cls, capability) and missing:

@@ -577,6 +577,22 @@ def test_send_codes_deepjscc_blocks_together_only_on_cuda_without_harq_or_extra_
         class Claims(Codec):
             codes_blocks_jointly = True
 
+    from v2x.semcom.deepjscc import DeepJSCCCodec
+
+    with pytest.raises(TypeError, match="overrides decode but inherits codes_blocks_jointly"):
+
+        class Quieter(DeepJSCCCodec):  # its decode would be skipped by decode_blocks
+            def decode(self, received, link):
+                return super().decode(received, link) * 0.5
+
+    class Apart(DeepJSCCCodec):  # declared: one call per block again
+        codes_blocks_jointly = False
+
+        def decode(self, received, link):
+            return super().decode(received, link)
+
+    assert not Apart.codes_blocks_jointly
+
 
 @pytest.mark.gpu
 @pytest.mark.parametrize("channel_name", ["awgn", "rayleigh"])
