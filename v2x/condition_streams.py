@@ -179,8 +179,9 @@ def _send_jointly(
     each block on air after ``torch.manual_seed(seeds[k])`` (its channel's draws, in the order
     its own call makes them: the codec draws nothing, ``LinkState.before_sending`` restores the
     generators it uses), then ``codec.decode_blocks`` once and each block's retransmissions
-    charged. The same numbers as one ``_send_block`` per block (tested); the encoder's and
-    decoder's small layers run once per send, not once per block."""
+    charged. Against one ``_send_block`` per block: the same draws, costs, receptions and
+    delivered cells, the maps to float32 rounding (tested; hence CUDA only, ``_jointly``); the
+    encoder's and decoder's small layers run once per send, not once per block."""
     m = rows.shape[1]
     parts = [slice(i * m, (i + 1) * m) for i in range(len(seeds))]
     links = [LinkState.before_sending(channel, row_snr[part]) for part in parts]
