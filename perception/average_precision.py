@@ -396,6 +396,43 @@ class _GroupStore:
     frame_gt: list[int] = field(default_factory=list)  # [record] -> non-ignored GT count
     frame_index: list[int] = field(default_factory=list)  # [record] -> accumulator frame index
 
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickled with each threshold's records as one array and their lengths
+        (``_packed``): a sweep sends its cells' accumulators between processes, and thousands
+        of small arrays pickle one by one (≈ 40 ms per accumulator of 128 frames, with the
+        sending process's GIL held) where one array is a copy."""
+        return {
+            **self.__dict__,
+            "tp": [_packed(parts) for parts in self.tp],
+            "scores": [_packed(parts) for parts in self.scores],
+        }
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        """The records as they were: the same values, dtypes and lengths (views of one array
+        per threshold; records are never modified, ``_record``)."""
+        self.__dict__.update(
+            {
+                **state,
+                "tp": [_unpacked(parts) for parts in state["tp"]],
+                "scores": [_unpacked(parts) for parts in state["scores"]],
+            }
+        )
+
+
+def _packed(parts: list[np.ndarray]) -> Any:
+    """``(values, lengths)`` of 1-D arrays of one dtype (``parts`` itself otherwise)."""
+    if not parts or any(a.ndim != 1 or a.dtype != parts[0].dtype for a in parts):
+        return parts
+    return np.concatenate(parts), np.array([len(a) for a in parts], dtype=np.int64)
+
+
+def _unpacked(packed: Any) -> list[np.ndarray]:
+    """The arrays ``_packed`` joined."""
+    if isinstance(packed, list):
+        return packed
+    values, lengths = packed
+    return np.split(values, np.cumsum(lengths)[:-1])
+
 
 @dataclass
 class _Frame:

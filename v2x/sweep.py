@@ -287,7 +287,7 @@ def _run_group(
         ledger = pa.concat_tables(tables) if tables else empty_ledger()
         key, cells = keyed()
         rows = group_rows(
-            plan, group, snrs, scoring.accumulators(), ledger, conditions, cells, key, num_frames, eval_config,
+            plan, group, snrs, scoring.sealed_accumulators(), ledger, conditions, cells, key, num_frames, eval_config,
             feature_values, identity(), bits_estimated,
         )  # fmt: skip
         return rows, ledger

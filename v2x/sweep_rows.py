@@ -25,7 +25,7 @@ from v2x.ledger import ledger_table, summarize_cells
 from v2x.perception.average_precision import APAccumulator
 from v2x.sweep_batches import _Batch
 from v2x.sweep_plan import FEATURE_STAGE, Group, SweepPlan
-from v2x.sweep_scoring import GroupScoring
+from v2x.sweep_scoring import GroupScoring, SealedAccumulator
 
 
 def book_batch(
@@ -56,7 +56,7 @@ def group_rows(
     plan: SweepPlan,
     group: Group,
     snrs: Sequence[float],
-    accs: Sequence[APAccumulator],
+    accs: Sequence[APAccumulator | SealedAccumulator],
     ledger: pa.Table,
     conditions: Sequence[Mapping],
     cells: Sequence[str],
@@ -67,7 +67,8 @@ def group_rows(
     data_id: Mapping,
     bits_estimated: bool,
 ) -> list[dict]:
-    """The results rows of a group's cells from their AP accumulators and ledger."""
+    """The results rows of a group's cells from their AP accumulators (or those sealed in the
+    scoring process, ``GroupScoring.sealed_accumulators``) and ledger."""
     cfg = plan.config
     rows = []
     convention = json.dumps(eval_config.convention(), sort_keys=True)
@@ -192,7 +193,7 @@ def warm_cell_pool() -> None:
 
 
 def _distinct_results(
-    accs: Mapping[str, APAccumulator], bootstrap: int, seed: int, unit: str
+    accs: Mapping[str, APAccumulator | SealedAccumulator], bootstrap: int, seed: int, unit: str
 ) -> dict[str, dict]:
     """``compute_ap`` of each accumulator, keyed like ``accs`` (by state digest: cells whose
     accumulators hold identical records get one computation), in the worker processes
@@ -277,7 +278,10 @@ def compute_ap(
 ) -> dict:
     """``acc.compute()``, with ``bootstrap`` resamples of the sequences or frames (``unit``;
     seeded by the sweep's seed) for the 95 % intervals of the APs that are results columns
-    (``groups``: those of one of ``interval_parts``; default ``RESULT_GROUPS``)."""
+    (``groups``: those of one of ``interval_parts``; default ``RESULT_GROUPS``). ``acc``: an
+    ``APAccumulator`` or a ``SealedAccumulator`` (opened here, e.g. in an AP worker)."""
+    if isinstance(acc, SealedAccumulator):
+        acc = acc.opened()
     return acc.compute(bootstrap=bootstrap, seed=seed,
                        bootstrap_groups=RESULT_GROUPS if groups is None else groups,
                        bootstrap_unit=unit)  # fmt: skip

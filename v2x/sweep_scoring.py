@@ -27,16 +27,27 @@ from __future__ import annotations
 
 import itertools
 import os
+import pickle
 import threading
 import warnings
+from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
+
+import numpy as np
 
 from v2x.evaluation import ScoredArrays, accumulate_arrays
 from v2x.forked_pools import can_fork_workers, forked_pool
 from v2x.perception.average_precision import APAccumulator, EvalConfig
 
-__all__ = ["SCORING_PROCESSES", "GroupScoring", "scoring_pools", "warm_scoring_pools"]
+__all__ = [
+    "SCORING_PROCESSES",
+    "GroupScoring",
+    "SealedAccumulator",
+    "scoring_pools",
+    "warm_scoring_pools",
+]
 
 #: Forked scoring processes (``scoring_pools``) on Linux hosts with ≥ 4 cores: one per 4 cores,
 #: at most 4 (beside the device's thread and the AP workers, ``v2x.sweep_rows.CELL_PROCESSES``).
@@ -99,6 +110,35 @@ def _close(group_id: int) -> list[APAccumulator]:
     return accs
 
 
+@dataclass(frozen=True)
+class SealedAccumulator:
+    """An ``APAccumulator`` pickled in the scoring process that filled it, with what a
+    group's rows read before computing it (``v2x.sweep_rows``: its state digest, which cells
+    share one computation, and its IoU thresholds). It goes on to an AP worker as bytes: this
+    process never rebuilds its records (thousands of small arrays per cell, unpickled and
+    pickled again with this process's GIL held, where the device's thread needs it)."""
+
+    digest: str
+    thresholds: np.ndarray
+    blob: bytes
+
+    def state_digest(self) -> str:
+        return self.digest
+
+    def opened(self) -> APAccumulator:
+        """The accumulator itself (the same records)."""
+        return pickle.loads(self.blob)
+
+
+def _close_sealed(group_id: int) -> list[SealedAccumulator]:
+    return [
+        SealedAccumulator(
+            acc.state_digest(), acc.thresholds, pickle.dumps(acc, pickle.HIGHEST_PROTOCOL)
+        )
+        for acc in _close(group_id)
+    ]
+
+
 class GroupScoring:
     """The AP accumulators of one group's ``K`` cells, filled batch by batch (``add``, in
     batch order, from one thread at a time) in the scoring process or, without one, here.
@@ -121,7 +161,8 @@ class GroupScoring:
         self._sent: list[ScoredArrays] = []  # kept until the accumulators are back
         self._added: list[Future] = []
         self._lock = threading.Lock()
-        self._accs: list[APAccumulator] | None = None
+        self._accs: list[APAccumulator] | None = None  # scored here
+        self._done: list | None = None  # what the group's closing returned
         if self._pool is None:
             self._accs = [APAccumulator(config) for _ in range(k)]
         else:
@@ -150,19 +191,31 @@ class GroupScoring:
             what scoring a batch raised (e.g. ``ValueError`` for detections that are not
             finite), once every batch before it was added.
         """
+        return self._closed(_close)
+
+    def sealed_accumulators(self) -> list[APAccumulator | SealedAccumulator]:
+        """``accumulators`` as a group's rows take them: from the scoring process sealed there
+        (``SealedAccumulator``), without one the accumulators themselves. Raises as
+        ``accumulators`` does."""
+        return self._closed(_close_sealed)
+
+    def _closed(self, close: Callable[[int], list]) -> list:
         with self._lock:
-            if self._accs is None:
+            if self._done is None and self._accs is not None:
+                self._done = self._accs
+            if self._done is None:
                 try:
                     # closed first (after every batch, in queue order), so that a batch's error
                     # raised below leaves no group behind in the process
-                    closed = self._pool.submit(_close, self._id)
+                    closed = self._pool.submit(close, self._id)
                     for added in self._added:
                         added.result()
-                    self._accs = closed.result()
+                    self._done = closed.result()
                 except BrokenProcessPool:
                     self._here()
+                    self._done = self._accs
                 self._sent, self._added = [], []
-            return self._accs
+            return self._done
 
     def _here(self) -> None:
         """The scoring process stopped: score every batch sent so far here instead (the next

@@ -177,3 +177,43 @@ def test_intervals_split_over_the_ap_workers_are_those_of_one_computation(monkey
     np.testing.assert_equal(one["a"], whole)
     np.testing.assert_equal(two["a"], whole)
     np.testing.assert_equal(two["c"], sweep_rows.compute_ap(accs[2], 200, 5, "auto"))
+
+
+def test_sealed_accumulators_are_the_process_s_accumulators_unopened(monkeypatch):
+    """From a scoring process a group's rows get its accumulators sealed there
+    (``SealedAccumulator``: pickled with their digests, never rebuilt in this process): the
+    oracle's digests and thresholds, and ``compute_ap`` of one (in this process or split over
+    the AP workers) equals the oracle's. Without a process: the accumulators themselves."""
+    import v2x.sweep_rows as sweep_rows
+    from v2x.sweep_scoring import SealedAccumulator
+
+    batches = _batches(4)
+    oracle = _here(batches)
+    pool = forked_pool(1, _one_thread)
+    try:
+        scoring = GroupScoring(_config(), K, pool)
+        for scored in batches:
+            scoring.add(scored)
+        sealed = scoring.sealed_accumulators()
+        assert scoring.sealed_accumulators() is sealed
+    finally:
+        pool.shutdown()
+    assert all(isinstance(s, SealedAccumulator) for s in sealed)
+    assert [s.state_digest() for s in sealed] == [a.state_digest() for a in oracle]
+    np.testing.assert_array_equal(sealed[0].thresholds, oracle[0].thresholds)
+    _same([s.opened() for s in sealed], oracle)
+    want = sweep_rows.compute_ap(oracle[2], 100, 5, "auto")
+    np.testing.assert_equal(sweep_rows.compute_ap(sealed[2], 100, 5, "auto"), want)
+    monkeypatch.setattr(sweep_rows, "CELL_PROCESSES", 4)
+    monkeypatch.setattr(sweep_rows, "_POOL", [])
+    try:
+        got = sweep_rows._distinct_results({"c": sealed[2]}, 100, 5, "auto")
+    finally:
+        for worker_pool in sweep_rows._POOL:
+            worker_pool.shutdown()
+    np.testing.assert_equal(got["c"], want)
+    here = GroupScoring(_config(), K, None)
+    for scored in batches:
+        here.add(scored)
+    assert here.sealed_accumulators() is here.accumulators()
+    _same(here.sealed_accumulators(), oracle)

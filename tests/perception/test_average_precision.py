@@ -537,3 +537,55 @@ def test_sequence_bootstrap_resamples_whole_towns() -> None:
     assert plain.compute(bootstrap=10)["bootstrap"]["unit"] == "frame"  # auto: no sequences
     with pytest.raises(ValueError, match="bootstrap_unit: expected one of auto, sequence, frame, got 'town'"):
         plain.compute(bootstrap=10, bootstrap_unit="town")
+
+
+def test_a_pickled_accumulator_holds_the_same_records_packed() -> None:
+    """An accumulator sent between processes (a sweep's scoring process, its AP workers)
+    comes back with every record as it was (values, dtypes, lengths, empty records included),
+    the same digest and the same results, each threshold's records pickled as one array."""
+    import pickle
+
+    rng = np.random.default_rng(4)
+    acc = APAccumulator(EvalConfig(class_groups={"vehicle": (0, 1)}))
+    for f in range(40):
+        g, d = int(rng.integers(1, 8)), int(rng.integers(0, 12))  # frames without detections too
+        gt = np.array([box(float(x), float(y)) for x, y in rng.uniform(-40, 40, (g, 2))])
+        det = gt[rng.integers(0, g, d)] + rng.normal(0, 0.4, (d, 7)) * [1, 1, 0, 0, 0, 0, 0.1]
+        acc.add_frame(
+            det.reshape(-1, 7), rng.uniform(0, 1, d), rng.integers(0, 2, d), gt,
+            rng.integers(0, 2, g), gt_subsets={"far": rng.uniform(size=g) < 0.3}, sequence=f // 8,
+        )  # fmt: skip
+    blob = pickle.dumps(acc)
+    back = pickle.loads(blob)
+    assert set(back._groups) == set(acc._groups)
+    for name, store in acc._groups.items():
+        got = back._groups[name]
+        assert (got.num_gt, got.frame_gt, got.frame_index) == (
+            store.num_gt, store.frame_gt, store.frame_index
+        )  # fmt: skip
+        for mine, theirs in ((store.tp, got.tp), (store.scores, got.scores)):
+            assert len(theirs) == len(mine)
+            for parts, back_parts in zip(mine, theirs, strict=True):
+                assert len(back_parts) == len(parts) > 0
+                for a, b in zip(parts, back_parts, strict=True):
+                    assert a.dtype == b.dtype and a.shape == b.shape
+                    np.testing.assert_array_equal(a, b)
+    assert back.state_digest() == acc.state_digest()
+    np.testing.assert_equal(back.compute(bootstrap=100, seed=2), acc.compute(bootstrap=100, seed=2))
+    assert pickle.loads(pickle.dumps(back)).state_digest() == acc.state_digest()  # again
+    # packed: one array per threshold and list, not one per record
+    state = acc._groups["overall"].__getstate__()
+    assert all(isinstance(p, tuple) and len(p) == 2 for p in state["tp"] + state["scores"])
+
+
+def test_records_of_mixed_dtypes_pickle_as_they_are() -> None:
+    from v2x.perception.average_precision import _packed, _unpacked
+
+    mixed = [np.zeros(2, np.int8), np.ones(3, np.float64)]
+    assert _packed(mixed) is mixed and _unpacked(_packed(mixed)) is mixed
+    assert _packed([]) == [] and _unpacked([]) == []
+    parts = [np.arange(3, dtype=np.float32), np.zeros(0, np.float32), np.ones(1, np.float32)]
+    back = _unpacked(_packed(parts))
+    assert [b.dtype for b in back] == [np.float32] * 3 and [len(b) for b in back] == [3, 0, 1]
+    for a, b in zip(parts, back, strict=True):
+        np.testing.assert_array_equal(a, b)
