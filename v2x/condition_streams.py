@@ -27,6 +27,7 @@ import torch
 
 from v2x.channels.base import Channel, deferred_checks
 from v2x.channels.link import LinkState
+from v2x.common import seed_torch
 from v2x.semcom.base import DECODE_INTO, CellReport, Codec, Cost, Reception, reception
 from v2x.semcom.harq import charge_arq, on_air, transmit
 
@@ -90,7 +91,7 @@ def send(
     with deferred_checks():
         for ki, seed in enumerate(seeds):
             part = slice(ki * m, (ki + 1) * m)
-            torch.manual_seed(int(seed))
+            seed_torch(seed)
             into = decoded[part] if decoded is not None and codec.decodes_into else None
             block = _send_block(
                 codec,
@@ -189,7 +190,7 @@ def _send_jointly(
     received = []
     with deferred_checks():
         for seed, tx, part in zip(seeds, sent, parts):
-            torch.manual_seed(int(seed))
+            seed_torch(seed)
             received.append(on_air(codec, channel, tx, row_snr[part]))
         decoded = codec.decode_blocks(received, links)
     for rx in received:

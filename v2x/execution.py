@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 import torch
 
-from v2x.common import to_device_async
+from v2x.common import seed_torch, to_device_async
 from v2x.conditions import (
     LinkCost,
     RunOutput,
@@ -65,7 +65,7 @@ Resense = Callable[[CoopBatch, torch.Tensor], tuple[CoopBatch, MotionHistory | N
 
 def seed_run(pipe: CooperativePipeline, seed: int) -> None:
     """Seed torch's global RNG (channel and codec noise) and ``pipe``'s pose-noise generator."""
-    torch.manual_seed(seed)
+    seed_torch(seed)
     pipe.generator.manual_seed(seed)
 
 
@@ -234,7 +234,7 @@ def evaluate_batch(
         the scored run: detections after re-runs, the cost of what was sent.
     """
     if joint_seed is not None:
-        torch.manual_seed(joint_seed)
+        seed_torch(joint_seed)
         out = run_conditions(pipe, batch, snr_db, None, same_for_all)
     else:
         out = run_conditions(pipe, batch, snr_db, seeds, same_for_all)

@@ -160,10 +160,11 @@ def _eval_config(plan: SweepPlan, model):
     return dataclasses.replace(cfg, **updates)
 
 
-def _cell_seed(seed: int, condition: Mapping, batch_index: int) -> int:
+def _cell_seed(seed: int, condition_id: str, batch_index: int) -> int:
     """Seed of one cell's run on one frame batch: from the sweep seed, the cell's condition
-    and the batch alone, so a cell's numbers do not depend on which other cells run with it."""
-    return int(stable_hash([seed, cell_id(condition), batch_index], 15), 16)
+    (``condition_id``: its ``cell_id(condition)``) and the batch alone, so a cell's numbers do
+    not depend on which other cells run with it."""
+    return int(stable_hash([seed, condition_id, batch_index], 15), 16)
 
 
 def setting_key(group: Group, data_id: Mapping) -> str:
@@ -242,6 +243,7 @@ def _run_group(
         key = setting_key(group, identity())
         return key, [cell_id(c, key, int(cfg.seed)) for c in conditions]
 
+    condition_ids = [cell_id(c) for c in conditions]  # (each batch's seeds: _cell_seed)
     ledgers = []
     # Real values of one transmitted feature map [C, H/stride, W/stride] (the ratio's denominator).
     feature_values = float(
@@ -269,7 +271,7 @@ def _run_group(
             item_snr,
             item.gt,
             (),  # scored by book_batch
-            seeds=[_cell_seed(int(cfg.seed), c, bi) for c in conditions],
+            seeds=[_cell_seed(int(cfg.seed), c, bi) for c in condition_ids],
             joint_seed=joint,
             same_for_all=group.stage == "ego",
             deliver=deliver,

@@ -177,3 +177,35 @@ def _assert_same(rows_a: list[dict], rows_b: list[dict]) -> None:
         for key in a:
             same = a[key] == b[key] or (a[key] != a[key] and b[key] != b[key])
             assert same, (a.get("fusion"), key, a[key], b[key])
+
+
+def _generator_states() -> list[torch.Tensor]:
+    states = [torch.get_rng_state()]
+    if torch.cuda.is_available():
+        states += [torch.cuda.get_rng_state(i) for i in range(torch.cuda.device_count())]
+    return states
+
+
+@pytest.mark.parametrize("seed", [0, 7, 2**40 + 3, -5])
+def test_seed_torch_leaves_the_generators_torch_manual_seed_leaves(seed):
+    """``seed_torch`` (what a sweep calls per condition block) against ``torch.manual_seed``:
+    the same CPU generator state and, where there is CUDA, every device's, and the same draws."""
+    from v2x.common import seed_torch
+
+    saved = _generator_states()
+    try:
+        torch.rand(3)  # states moved on first: both calls must reset them
+        torch.manual_seed(seed)
+        want = _generator_states()
+        want_draw = torch.rand(5)
+        torch.rand(7)
+        seed_torch(seed)
+        got = _generator_states()
+        assert len(got) == len(want)
+        for a, b in zip(got, want, strict=True):
+            assert torch.equal(a, b)
+        assert torch.equal(torch.rand(5), want_draw)
+    finally:
+        torch.set_rng_state(saved[0])
+        for i, state in enumerate(saved[1:]):
+            torch.cuda.set_rng_state(state, i)
