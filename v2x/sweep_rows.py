@@ -16,6 +16,7 @@ from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 
 from v2x import __version__
@@ -279,9 +280,21 @@ def compute_ap(
     """``acc.compute()``, with ``bootstrap`` resamples of the sequences or frames (``unit``;
     seeded by the sweep's seed) for the 95 % intervals of the APs that are results columns
     (``groups``: those of one of ``interval_parts``; default ``RESULT_GROUPS``). ``acc``: an
-    ``APAccumulator`` or a ``SealedAccumulator`` (opened here, e.g. in an AP worker)."""
+    ``APAccumulator`` or a ``SealedAccumulator`` (opened here, e.g. in an AP worker).
+
+    The details keep their counts, not their precision and recall curves: the rows read none,
+    and with them a cell's result came back from a worker as about 1 MB of arrays, read on
+    the device process's pool thread with its GIL held."""
     if isinstance(acc, SealedAccumulator):
         acc = acc.opened()
-    return acc.compute(bootstrap=bootstrap, seed=seed,
-                       bootstrap_groups=RESULT_GROUPS if groups is None else groups,
-                       bootstrap_unit=unit)  # fmt: skip
+    result = acc.compute(bootstrap=bootstrap, seed=seed,
+                         bootstrap_groups=RESULT_GROUPS if groups is None else groups,
+                         bootstrap_unit=unit)  # fmt: skip
+    result["details"] = {
+        name: {
+            t: {k: v for k, v in detail.items() if not isinstance(v, np.ndarray)}
+            for t, detail in by_threshold.items()
+        }
+        for name, by_threshold in result["details"].items()
+    }
+    return result

@@ -217,3 +217,22 @@ def test_sealed_accumulators_are_the_process_s_accumulators_unopened(monkeypatch
         here.add(scored)
     assert here.sealed_accumulators() is here.accumulators()
     _same(here.sealed_accumulators(), oracle)
+
+
+def test_a_cells_result_is_the_accumulators_without_its_curves():
+    """``compute_ap`` (what comes back from an AP worker): ``compute``'s APs, intervals and
+    detail counts, without the precision and recall arrays (the rows read none)."""
+    import v2x.sweep_rows as sweep_rows
+
+    acc = _here(_batches(3))[2]
+    got = sweep_rows.compute_ap(acc, 100, 5, "auto")
+    want = acc.compute(bootstrap=100, seed=5, bootstrap_groups=sweep_rows.RESULT_GROUPS)
+    curves = {"recall", "precision"}
+    assert {k: v for k, v in got.items() if k != "details"} == {
+        k: v for k, v in want.items() if k != "details"
+    }
+    assert got["details"] == {
+        name: {t: {k: v for k, v in d.items() if k not in curves} for t, d in by_t.items()}
+        for name, by_t in want["details"].items()
+    }
+    assert any(curves <= set(d) for by_t in want["details"].values() for d in by_t.values())
