@@ -12,6 +12,15 @@ name matches ``--thread`` and whose stack holds ``--under``, it prints each func
 inclusive share (the samples with it on the stack) and the costliest (last project frame →
 leaf) pairs. Thread names are py-spy's at sampling time: a pool's threads in later calls may
 reuse another pool's name, so ``--under`` (a function only that work runs) is the safer key.
+
+``--by-thread`` prints instead the samples of every thread (names without their numbers) and
+each thread's costliest project frames, leaving out stacks that hold ``--skip`` (default: the
+import machinery, a process's one-time imports). With a recording of ``py-spy record --gil``
+(only samples of the thread holding the GIL) that says which threads take the GIL the device's
+thread needs:
+
+    py-spy record --threads --gil --nonblocking --rate 200 --format raw -o gil.txt -- ...
+    python benchmarks/pyspy_summary.py gil.txt --by-thread
 """
 
 from __future__ import annotations
@@ -49,6 +58,30 @@ def summary(path: str, thread: str, under: str, top: int) -> str:
     return "\n".join(out)
 
 
+def by_thread(path: str, skip: str, top: int) -> str:
+    """Samples per thread (its name without a pool's thread number) and each thread's ``top`` last project
+    frames, over the stacks that do not hold the function ``skip``."""
+    threads: collections.Counter[str] = collections.Counter()
+    frames: dict[str, collections.Counter[str]] = collections.defaultdict(collections.Counter)
+    with open(path, encoding="utf-8") as lines:
+        for line in lines:
+            stack, _, count = line.rstrip("\n").rpartition(" ")
+            head, *rest = stack.split(";")
+            if any(re.sub(r" \(.*", "", f) == skip for f in rest):
+                continue
+            name = re.sub(r"\(.*?\)|^thread|:", "", head).strip()
+            name = re.sub(r"[_-]?[0-9]+$", "", name) or "(unnamed)"  # a pool's thread number
+            threads[name] += int(count)
+            own = [f for f in rest if "v2x/" in f or "benchmarks/" in f]
+            frames[name][own[-1] if own else (rest[-1] if rest else "-")] += int(count)
+    total = sum(threads.values())
+    out = [f"{total} samples (stacks under {skip} left out)"]
+    for name, n in threads.most_common():
+        out.append(f"{n:6d} {100 * n / max(total, 1):5.1f}%  {name}")
+        out += [f"          {m:6d}  {f}" for f, m in frames[name].most_common(top)]
+    return "\n".join(out)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -57,10 +90,15 @@ def main() -> None:
     p.add_argument("--thread", default="MainThread", help="regex on py-spy's thread label")
     p.add_argument("--under", default="run_sweep", help="a function on the counted stacks")
     p.add_argument("--top", type=int, default=40)
+    p.add_argument("--by-thread", action="store_true", help="samples per thread (see above)")
+    p.add_argument("--skip", default="_find_and_load", help="with --by-thread: stacks left out")
     args = p.parse_args()
     if args.top <= 0:
         p.error("--top must be positive")
-    print(summary(args.path, args.thread, args.under, args.top))
+    if args.by_thread:
+        print(by_thread(args.path, args.skip, args.top))
+    else:
+        print(summary(args.path, args.thread, args.under, args.top))
 
 
 if __name__ == "__main__":
