@@ -283,6 +283,21 @@ def _print_profile(profiler, lines: int) -> None:
         print(body[body.find("   ncalls") :])
 
 
+def cuda_sweep_args(
+    frames: int = 128, batch_size: int = 16, codecs: list[str] | None = None
+) -> argparse.Namespace:
+    """``bench_run_sweep``'s arguments for the issue-16 setting on CUDA (the profiling scripts'
+    sweep): ``frames`` five-agent frames, 7 SNRs, none / late / max fusion over ``codecs``
+    (default identity, analog, DeepJSCC), the shipped standard detector."""
+    return argparse.Namespace(
+        device="cuda", frames=frames, batch_size=batch_size,
+        snr_db=[-10.0, -5.0, 0.0, 5.0, 10.0, 20.0, 30.0],
+        codecs=list(codecs or ["identity", "analog", "deepjscc"]),
+        fusions=["none", "late", "max"], feature_cache_gb="auto", model="pointpillars",
+        small_model=False, checkpoint="shipped",
+    )  # fmt: skip
+
+
 def bench_run_sweep(
     args,
     device: str | list[str] | None = None,

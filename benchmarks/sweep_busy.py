@@ -29,7 +29,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_sweep import bench_run_sweep  # noqa: E402
+from bench_sweep import bench_run_sweep, cuda_sweep_args  # noqa: E402
 from trace_idle import IdleClock, idle_intervals  # noqa: E402
 
 #: (module, function or Class.method) wrapped in a ``record_function`` range, where they are
@@ -111,12 +111,7 @@ def main() -> None:
     args = p.parse_args()
     if not torch.cuda.is_available():
         p.error("needs a CUDA device")
-    run = argparse.Namespace(
-        device="cuda", frames=args.frames, batch_size=args.batch_size,
-        snr_db=[-10.0, -5.0, 0.0, 5.0, 10.0, 20.0, 30.0], codecs=args.codecs,
-        fusions=["none", "late", "max"], feature_cache_gb="auto", model="pointpillars",
-        small_model=False, checkpoint="shipped",
-    )  # fmt: skip
+    run = cuda_sweep_args(args.frames, args.batch_size, args.codecs)
     for _ in range(2):  # warm-up: imports, compilation, the worker processes
         bench_run_sweep(run)
     wrap_targets()
