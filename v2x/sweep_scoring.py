@@ -14,7 +14,8 @@ unfinished (sampled on an H200 host with py-spy: 24 % of the main thread's time)
 groups taking turns: each batch's detections and ground truth go there as host arrays
 (``v2x.evaluation.ScoredArrays``) and are added in the order they were sent (a pool of one
 worker reads its queue in order), so every accumulator gets the very calls it would get here,
-and the group's accumulators come back when it is finished. Consecutive groups are scored in
+and the group's accumulators come back when it is finished, sealed there for the sweep
+(``SealedAccumulator``: pickled with their digests, passed on to the AP workers unopened). Consecutive groups are scored in
 different processes, side by side (one process for all was the bottleneck: measured on an H200
 host, the device's thread then waited on it as long as on the scorer thread before). At a
 sweep's start, before any batch is scored, the same processes build the frame batches'
@@ -191,12 +192,19 @@ class GroupScoring:
             what scoring a batch raised (e.g. ``ValueError`` for detections that are not
             finite), once every batch before it was added.
         """
-        return self._closed(_close)
+        done = self._closed(_close)
+        if any(isinstance(a, SealedAccumulator) for a in done):  # sealed first: opened once
+            with self._lock:
+                self._done = done = [
+                    a.opened() if isinstance(a, SealedAccumulator) else a for a in done
+                ]
+        return done
 
     def sealed_accumulators(self) -> list[APAccumulator | SealedAccumulator]:
         """``accumulators`` as a group's rows take them: from the scoring process sealed there
         (``SealedAccumulator``), without one the accumulators themselves. Raises as
-        ``accumulators`` does."""
+        ``accumulators`` does. The first of the two methods asked closes the group; after
+        ``sealed_accumulators``, ``accumulators`` opens the sealed ones (once)."""
         return self._closed(_close_sealed)
 
     def _closed(self, close: Callable[[int], list]) -> list:

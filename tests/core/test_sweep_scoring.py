@@ -196,6 +196,9 @@ def test_sealed_accumulators_are_the_process_s_accumulators_unopened(monkeypatch
             scoring.add(scored)
         sealed = scoring.sealed_accumulators()
         assert scoring.sealed_accumulators() is sealed
+        opened = scoring.accumulators()  # asked after: the sealed ones opened, once
+        assert scoring.accumulators() is opened
+        _same(opened, oracle)
     finally:
         pool.shutdown()
     assert all(isinstance(s, SealedAccumulator) for s in sealed)
