@@ -15,10 +15,10 @@ groups taking turns: each batch's detections and ground truth go there as host a
 (``v2x.evaluation.ScoredArrays``) and are added in the order they were sent (a pool of one
 worker reads its queue in order), so every accumulator gets the very calls it would get here,
 and the group's accumulators come back when it is finished, sealed there for the sweep
-(``SealedAccumulator``: pickled with their digests, passed on to the AP workers unopened). Consecutive groups are scored in
-different processes, side by side (one process for all was the bottleneck: measured on an H200
-host, the device's thread then waited on it as long as on the scorer thread before). At a
-sweep's start, before any batch is scored, the same processes build the frame batches'
+(``SealedAccumulator``: pickled with their digests, passed on to the AP workers unopened).
+Consecutive groups are scored in different processes, side by side (one process for all was
+the bottleneck: measured on an H200 host, the device's thread then waited on it as long as on
+the scorer thread before). At a sweep's start, before any batch is scored, the same processes build the frame batches'
 networks (``v2x.sweep_batches.PreparedBatches``).
 The same records, bit for bit (tested). The arrays sent are kept here until then: if the worker
 dies (e.g. killed for memory) the group is scored again in this process, with a warning.
@@ -132,12 +132,17 @@ class SealedAccumulator:
 
 
 def _close_sealed(group_id: int) -> list[SealedAccumulator]:
-    return [
-        SealedAccumulator(
-            acc.state_digest(), acc.thresholds, pickle.dumps(acc, pickle.HIGHEST_PROTOCOL)
-        )
-        for acc in _close(group_id)
-    ]
+    """The group's accumulators sealed; cells whose records are identical (equal digests, e.g.
+    identity's SNRs) share one sealed object, pickled and sent back once."""
+    sealed: dict[str, SealedAccumulator] = {}
+    out = []
+    for acc in _close(group_id):
+        digest = acc.state_digest()
+        if digest not in sealed:
+            blob = pickle.dumps(acc, pickle.HIGHEST_PROTOCOL)
+            sealed[digest] = SealedAccumulator(digest, acc.thresholds, blob)
+        out.append(sealed[digest])
+    return out
 
 
 class GroupScoring:

@@ -202,6 +202,7 @@ def test_sealed_accumulators_are_the_process_s_accumulators_unopened(monkeypatch
     finally:
         pool.shutdown()
     assert all(isinstance(s, SealedAccumulator) for s in sealed)
+    assert sealed[0] is sealed[1] is sealed[3] is not sealed[2]  # identical cells: sealed once
     assert [s.state_digest() for s in sealed] == [a.state_digest() for a in oracle]
     np.testing.assert_array_equal(sealed[0].thresholds, oracle[0].thresholds)
     _same([s.opened() for s in sealed], oracle)
