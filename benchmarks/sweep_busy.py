@@ -37,6 +37,8 @@ from trace_idle import IdleClock, idle_intervals  # noqa: E402
 TARGETS = (
     ("v2x.sweep", "plan_sweep"),
     ("v2x.sweep", "prepare_device"),
+    ("v2x.sweep_batches", "load_model"),
+    ("v2x.sweep_batches", "feature_cache_bytes"),
     ("v2x.sweep", "_run_group"),
     ("v2x.sweep", "evaluate_batch"),
     ("v2x.sweep", "_resolved"),
@@ -46,6 +48,7 @@ TARGETS = (
     ("v2x.pipeline", "_distinct_conditions"),
     ("v2x.pipeline", "CooperativePipeline._run_late"),
     ("v2x.pipeline", "CooperativePipeline._ego_alone"),
+    ("v2x.pipeline", "CooperativePipeline._run_features"),
     ("v2x.pipeline", "fuse_at_ego"),
     ("v2x.perception.detector", "CoopDetector.postprocess"),
     ("v2x.perception.detector", "CoopDetector.encode"),

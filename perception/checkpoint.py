@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-from v2x.common import atomic_torch_save, code_hash
+from v2x.common import atomic_torch_save, code_hash, takes_tensors
 from v2x.perception.bev import BEVGrid
 from v2x.perception.detector import CoopDetector, DetectorConfig, load_detector_weights
 
@@ -122,14 +122,34 @@ def load_detector(
         config = detector_config_from_dict(state["detector_config"])
     except (TypeError, ValueError, AttributeError) as exc:
         raise ValueError(f"checkpoint {path}: field 'detector_config' is invalid ({exc})") from exc
-    model = CoopDetector(config)
     try:
-        load_detector_weights(model, state["model"])
+        model = detector_holding(config, state["model"])
     except RuntimeError as exc:
         raise ValueError(
             f"checkpoint {path}: field 'model' does not match its 'detector_config' ({exc})"
         ) from exc
     return model.to(device).eval()
+
+
+def detector_holding(config: DetectorConfig, weights: dict[str, torch.Tensor]) -> CoopDetector:
+    """A ``CoopDetector`` of ``config`` holding ``weights`` (a state dict on the CPU).
+
+    When ``weights`` has every entry of the model's state dict, in the model's shapes and
+    dtypes, the model is built on the meta device (no initialisation) and takes the tensors of
+    ``weights`` themselves (``load_state_dict(assign=True)``): no random initialisation that
+    the checkpoint overwrites, no copy. Otherwise it is built and loaded as before
+    (``load_detector_weights``: missing ``OPTIONAL_WEIGHTS`` keep their initial values).
+    The global RNG is left as the first way leaves it: an initialisation would draw from it.
+    Raises ``RuntimeError`` naming missing or unexpected keys or mismatched sizes."""
+    with torch.device("meta"):
+        shell = CoopDetector(config)
+    if takes_tensors(shell.state_dict(), weights):
+        shell.load_state_dict(weights, strict=True, assign=True)
+        return shell
+    with torch.random.fork_rng(devices=[]):
+        model = CoopDetector(config)
+    load_detector_weights(model, weights)
+    return model
 
 
 def shipped_detector_path(backbone: str = "small") -> Path:

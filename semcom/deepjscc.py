@@ -57,7 +57,7 @@ from v2x.channels.base import Channel, ChannelState, equalize
 from v2x.channels.effective_sinr import analog_effective_snr_db, receiver_sinr
 from v2x.channels.link import LinkState
 from v2x.channels.packets import HEADER_BYTES, MTU_BYTES
-from v2x.common import TensorMemo, triton_available
+from v2x.common import TensorMemo, takes_tensors, triton_available
 from v2x.semcom.base import (
     CODECS,
     Codec,
@@ -1066,7 +1066,9 @@ class DeepJSCCCodec(Codec):
         state = dict(blob["state_dict"])
         for name in ("gate_ratios", "gate_snr_db"):  # checkpoints from before the gate
             state.setdefault(name, getattr(self, name))
-        self.load_state_dict(state)
+        # A codec still on the CPU takes the file's tensors themselves (no copy: the file's
+        # dict is this call's own); anywhere else they are copied onto its device.
+        self.load_state_dict(state, assign=takes_tensors(self.state_dict(), state))
 
 
 def train_reconstruction(

@@ -332,6 +332,17 @@ def to_device_async(t: torch.Tensor, device: torch.device | str) -> torch.Tensor
     return t.pin_memory().to(device, non_blocking=True)
 
 
+def takes_tensors(own: Mapping[str, torch.Tensor], weights: Mapping[str, torch.Tensor]) -> bool:
+    """Whether a module whose state dict is ``own`` can take the tensors of ``weights`` (a CPU
+    state dict) themselves, ``load_state_dict(weights, assign=True)``: the same keys, shapes
+    and dtypes, and ``own`` on the CPU or the meta device (a module built uninitialised)."""
+    return own.keys() == weights.keys() and all(
+        w.device.type == "cpu" and o.device.type in ("cpu", "meta")
+        and w.shape == o.shape and w.dtype == o.dtype
+        for o, w in ((own[k], weights[k]) for k in own)
+    )  # fmt: skip
+
+
 def tensor_identity(t: torch.Tensor) -> tuple[Any, tuple]:
     """``(weak reference to t's storage, key)``: what identifies ``t``'s values without reading
     them. The key holds the storage's address, offset, shape, strides, dtype, device and version

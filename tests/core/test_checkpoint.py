@@ -21,7 +21,12 @@ from v2x.perception.checkpoint import (
     save_checkpoint,
     shipped_detector_path,
 )
-from v2x.perception.detector import CoopDetector, DetectorConfig
+from v2x.perception.detector import (
+    OPTIONAL_WEIGHTS,
+    CoopDetector,
+    DetectorConfig,
+    load_detector_weights,
+)
 
 TINY = DetectorConfig(
     grid=BEVGrid(x_range_m=(-6.4, 6.4), y_range_m=(-3.2, 3.2), resolution_m=0.4),
@@ -117,6 +122,34 @@ def test_config_dict_round_trip_from_plain_lists():
     data["grid"] = {k: list(v) if isinstance(v, tuple) else v for k, v in data["grid"].items()}
     data["backbone_channels"] = list(data["backbone_channels"])
     assert detector_config_from_dict(data) == TINY
+
+
+def test_a_complete_state_is_taken_uninitialised_and_a_partial_one_loaded_as_before():
+    """``detector_holding``: with every entry, the model holds the state's own tensors (built
+    on the meta device, nothing initialised or copied); with an optional adapter missing, it is
+    built and loaded as ``load_detector_weights`` does (the adapters at their initial values).
+    Either way the global RNG is left as it was, and the weights equal the state's."""
+    torch.manual_seed(3)
+    state = CoopDetector(TINY).state_dict()
+    partial = {k: v for k, v in state.items() if not k.startswith(OPTIONAL_WEIGHTS)}
+    assert len(partial) < len(state)
+    rng = torch.get_rng_state()
+    taken = ckpt.detector_holding(TINY, dict(state))
+    assert torch.equal(torch.get_rng_state(), rng)
+    for key, value in taken.state_dict().items():
+        assert value.data_ptr() == state[key].data_ptr(), key  # the state's tensor itself
+    assert all(isinstance(p, torch.nn.Parameter) and p.requires_grad for p in taken.parameters())
+    loaded = ckpt.detector_holding(TINY, dict(partial))
+    assert torch.equal(torch.get_rng_state(), rng)
+    reference = CoopDetector(TINY)
+    load_detector_weights(reference, partial)
+    for key, value in reference.state_dict().items():
+        assert torch.equal(loaded.state_dict()[key], value), key
+        if key in partial:
+            assert value.data_ptr() != partial[key].data_ptr()  # copied, as before
+    wrong = {**state, "head.heatmap.weight": torch.zeros(1)}
+    with pytest.raises(RuntimeError, match="head.heatmap.weight"):
+        ckpt.detector_holding(TINY, wrong)
 
 
 def test_missing_file_names_the_path(tmp_path):
