@@ -87,8 +87,8 @@ def model_section(args: argparse.Namespace) -> dict:
 def build(args: argparse.Namespace):
     from v2x.datasets.build import cached_split
     from v2x.datasets.frame import collate_frames
-    from v2x.perception.checkpoint import detector_config_from_dict
-    from v2x.perception.detector import CoopDetector
+    from v2x.sweep_batches import sweep_detector
+    from v2x.sweep_plan import plan_sweep
 
     frames = list(
         cached_split(
@@ -97,17 +97,13 @@ def build(args: argparse.Namespace):
     )
     device = torch.device(args.device)
     torch.manual_seed(0)
-    model_cfg = model_section(args)
-    if args.checkpoint == "untrained":
-        model = CoopDetector(detector_config_from_dict(model_cfg)).to(device).eval()
-    else:  # the detector run_sweep loads for this checkpoint
-        from v2x.loading import load_model
-        from v2x.sweep_plan import plan_sweep
-
-        plan = plan_sweep(
-            {"checkpoint": args.checkpoint, "model": model_cfg, "device": args.device, "quiet": True}
-        )
-        model = load_model(plan.config, device)
+    # the detector run_sweep runs for this checkpoint (untrained: weights seeded by its seed, 0),
+    # batch norms folded as its default says (sweep_detector)
+    plan = plan_sweep(
+        {"checkpoint": args.checkpoint, "model": model_section(args), "device": args.device,
+         "quiet": True}
+    )  # fmt: skip
+    model = sweep_detector(plan, device)
     batches = [
         collate_frames(frames[i : i + args.batch_size]).to(device)
         for i in range(0, len(frames), args.batch_size)

@@ -19,6 +19,8 @@ from v2x.datasets.frame import CoopBatch, CoopFrame, collate_frames
 from v2x.evaluation import EgoGroundTruth, ego_ground_truth
 from v2x.loading import load_model
 from v2x.network import build_network_batch, frame_networks, stack_networks
+from v2x.perception.detector import CoopDetector
+from v2x.perception.inference import fold_batchnorm
 from v2x.scheduling import novelty_from_visibility
 from v2x.sweep_plan import SweepPlan
 from v2x.sweep_reuse import EncodeCache, feature_cache_bytes
@@ -142,6 +144,16 @@ class PreparedBatches(Sequence[_Batch]):
         return self._futures[index].result()
 
 
+def sweep_detector(plan: SweepPlan, device: torch.device) -> CoopDetector:
+    """The detector a sweep runs on ``device``: ``load_model``, with its batch norms folded into
+    the layers before them when ``plan.fold_batchnorm`` (``fold_batchnorm``: the same function,
+    rounded differently), configured for ``plan.precision`` (and CUDA graphs if asked)."""
+    model = load_model(plan.config, device)
+    if plan.fold_batchnorm:
+        model = fold_batchnorm(model)
+    return model.configure_inference(plan.precision, cuda_graph=bool(plan.config.cuda_graph))
+
+
 def prepare_device(
     plan: SweepPlan,
     frames: Sequence[CoopFrame],
@@ -152,12 +164,10 @@ def prepare_device(
     """The detector (behind its feature cache) and the frame batches on ``device``
     (``sharers``: the sweep's workers drawing on this device's memory, ``memory_sharers``;
     ``workers``: worker processes for the batches' networks, ``PreparedBatches``)."""
-    model = load_model(plan.config, device).configure_inference(
-        plan.precision, cuda_graph=bool(plan.config.cuda_graph)
-    )
+    model = sweep_detector(plan, device)
     cache_bytes = feature_cache_bytes(plan.config.feature_cache_gb, device, sharers)
     cache = EncodeCache(model, cache_bytes)
     return cache, PreparedBatches(frames, plan, model, device, workers)
 
 
-__all__ = ["prepare_device"]
+__all__ = ["prepare_device", "sweep_detector"]

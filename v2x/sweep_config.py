@@ -64,8 +64,9 @@ class SweepConfig:
             also takes ``min_points``, ``bootstrap`` (resamples for each AP's 95 % interval,
             seeded by ``seed``; 0: none), ``bootstrap_unit`` (``auto``: whole sequences when
             frames come in sequences, else frames; ``sequence``; ``frame``; the unit used is
-            the results column ``bootstrap_unit``) and ``precision`` (the detector's inference
-            autocast: ``fp32``, ``fp16``, ``bf16``).
+            the results column ``bootstrap_unit``), ``precision`` (the detector's inference
+            autocast: ``fp32``, ``fp16``, ``bf16``) and ``fold_batchnorm`` (each batch norm
+            folded into the convolution before it, ``v2x.perception.inference.fold_batchnorm``).
         output_dir: folder of the results files.
         quiet: no progress bar (also off when stderr is not a TTY or ``CI`` is set).
         allow_corrupt: move an unreadable results file aside instead of failing.

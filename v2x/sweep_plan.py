@@ -163,6 +163,7 @@ class SweepPlan:
     asynchrony: Any = None  # v2x.asynchrony.AsynchronyConfig
     bootstrap_unit: str = "auto"  # APAccumulator.compute's: auto | sequence | frame
     precision: str = "fp32"  # the detector's inference precision (configure_inference)
+    fold_batchnorm: bool = False  # batch norms folded into the layers before them (inference)
 
     @property
     def num_cells(self) -> int:
@@ -289,6 +290,9 @@ def plan_sweep(cfg: Any) -> SweepPlan:
     precision = check_precision(
         eval_kwargs.pop("precision", "fp32"), "sweep: field 'eval.precision'"
     )
+    fold = eval_kwargs.pop("fold_batchnorm", False)
+    if not isinstance(fold, bool):
+        raise ValueError(f"sweep: field 'eval.fold_batchnorm' must be true or false, got {fold!r}")
     try:
         eval_config = EvalConfig(**eval_kwargs).validate()
     except TypeError as exc:
@@ -399,6 +403,7 @@ def plan_sweep(cfg: Any) -> SweepPlan:
         "bootstrap": bootstrap,
         "bootstrap_unit": bootstrap_unit,
         "precision": precision,
+        "fold_batchnorm": fold,
     }
     common = {
         "code_hash": code,
@@ -448,6 +453,7 @@ def plan_sweep(cfg: Any) -> SweepPlan:
         asynchrony,
         bootstrap_unit,
         precision,
+        fold,
     )
 
 

@@ -873,12 +873,39 @@ def test_eval_precision_runs_the_detector_under_autocast_and_keys_the_cells(cach
     assert 0.0 <= bf16["ap_50"] <= 1.0
 
 
+def test_fold_batchnorm_folds_the_sweep_detector_and_keys_the_cells(cache_dir, tmp_path):
+    """``eval.fold_batchnorm`` (the default): the sweep's detector has no batch norm left and
+    computes the unfolded detector's outputs up to float32 rounding; folded and unfolded runs
+    are different cells, with the same APs here."""
+    from v2x.sweep_batches import sweep_detector
+
+    cfg = tiny_config(cache_dir, tmp_path, snr_db=[10.0], codecs=["identity"], fusions=["max"])
+    assert plan_sweep(cfg).fold_batchnorm  # conf/sweep.yaml's default
+    unfolded_plan = plan_sweep({**cfg, "eval": {"fold_batchnorm": False}})
+    folded = sweep_detector(plan_sweep(cfg), torch.device("cpu"))
+    plain = sweep_detector(unfolded_plan, torch.device("cpu"))
+    norms = (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d)
+    assert not any(isinstance(m, norms) for m in folded.modules())
+    assert sum(isinstance(m, norms) for m in plain.modules()) > 0
+    features = torch.randn(2, plain.config.feature_channels, 16, 16)
+    for a, b in zip(folded.head(features), plain.head(features), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
+    rows = [
+        read_results([run_sweep({**cfg, "eval": {"bootstrap": 0, "fold_batchnorm": fold}})])
+        .to_pylist()[0]
+        for fold in (True, False)
+    ]
+    assert rows[0]["cell_id"] != rows[1]["cell_id"]
+    assert rows[0]["ap_50"] == pytest.approx(rows[1]["ap_50"], abs=1e-6)
+
+
 @pytest.mark.parametrize(
     ("field", "value", "message"),
     [
         ("bootstrap_unit", "town",
          "'eval.bootstrap_unit' must be one of auto, sequence, frame, got 'town'"),  # fmt: skip
         ("precision", "fp8", "'eval.precision': expected one of fp32, fp16, bf16, got 'fp8'"),
+        ("fold_batchnorm", "yes", "'eval.fold_batchnorm' must be true or false, got 'yes'"),
     ],
 )
 def test_bad_eval_bootstrap_unit_or_precision_is_refused_by_name(
