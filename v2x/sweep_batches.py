@@ -147,10 +147,13 @@ class PreparedBatches(Sequence[_Batch]):
 def sweep_detector(plan: SweepPlan, device: torch.device) -> CoopDetector:
     """The detector a sweep runs on ``device``: ``load_model``, with its batch norms folded into
     the layers before them when ``plan.fold_batchnorm`` (``fold_batchnorm``: the same function,
-    rounded differently), configured for ``plan.precision`` (and CUDA graphs if asked)."""
-    model = load_model(plan.config, device)
+    rounded differently; folded on the CPU, so every device runs the same folded weights, and
+    moved without the norms' tensors), configured for ``plan.precision`` (and CUDA graphs if
+    asked)."""
     if plan.fold_batchnorm:
-        model = fold_batchnorm(model)
+        model = fold_batchnorm(load_model(plan.config, torch.device("cpu"))).to(device)
+    else:
+        model = load_model(plan.config, device)
     return model.configure_inference(plan.precision, cuda_graph=bool(plan.config.cuda_graph))
 
 
