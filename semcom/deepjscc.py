@@ -44,6 +44,7 @@ uncalibrated codec (``gate_snr_db = -inf``) or ``snr_gate=False`` delivers every
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -438,9 +439,10 @@ class DeepJSCCCodec(Codec):
         self.bandwidth_ratio = self.check_ratio(bandwidth_ratio)
         self.output_activation = output_activation
         self.snr_gate = bool(snr_gate)
-        self.encoder = JSCCEncoder(in_channels, hidden, self.latent_channels, self.downsample)
         self._first_memo = TensorMemo()  # _encoder_first's last value
-        self.decoder = JSCCDecoder(in_channels, hidden, self.latent_channels, self.downsample)
+        # With a checkpoint the layers are built uninitialised (on the meta device) and take
+        # its tensors (_load_stored): their initialisation would only be overwritten.
+        self._build_layers(meta=stored is not None)
         self.register_buffer("feat_mean", torch.zeros(in_channels))
         self.register_buffer("feat_std", torch.ones(in_channels))
         self.register_buffer("stats_ready", torch.zeros((), dtype=torch.bool))
@@ -450,6 +452,14 @@ class DeepJSCCCodec(Codec):
         self._default_channel: Channel | None = None
         if stored:
             self._load_stored(*stored)
+
+    def _build_layers(self, meta: bool = False) -> None:
+        """The encoder and decoder, initialised from torch's global RNG, or with ``meta`` on the
+        meta device (no values: a checkpoint's tensors replace them, ``_load_stored``)."""
+        args = (self.in_channels, self.hidden, self.latent_channels, self.downsample)
+        with torch.device("meta") if meta else contextlib.nullcontext():
+            self.encoder = JSCCEncoder(*args)
+            self.decoder = JSCCDecoder(*args)
 
     # ----------------------------------------------------------------- ratio and sizes
     def check_ratio(self, ratio: float) -> float:
@@ -1066,9 +1076,14 @@ class DeepJSCCCodec(Codec):
         state = dict(blob["state_dict"])
         for name in ("gate_ratios", "gate_snr_db"):  # checkpoints from before the gate
             state.setdefault(name, getattr(self, name))
-        # A codec still on the CPU takes the file's tensors themselves (no copy: the file's
-        # dict is this call's own); anywhere else they are copied onto its device.
-        self.load_state_dict(state, assign=takes_tensors(self.state_dict(), state))
+        # A codec still on the CPU (or built uninitialised) takes the file's tensors themselves
+        # (no copy: the file's dict is this call's own); anywhere else they are copied onto its
+        # device. Uninitialised layers that cannot take them (another architecture) are built
+        # first, so that the load below fails as it would have, naming the keys.
+        assign = takes_tensors(self.state_dict(), state)
+        if not assign and any(t.is_meta for t in self.state_dict().values()):
+            self._build_layers()
+        self.load_state_dict(state, assign=assign)
 
 
 def train_reconstruction(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 
 import pytest
 import torch
@@ -211,6 +212,29 @@ def test_checkpoint_roundtrip(tmp_path):
         assert torch.equal(a.decode(a.encode(x, link), link), b.decode(b.encode(x, link), link))
     with pytest.raises(ValueError, match="checkpoint"):
         tiny_codec(hidden=16, checkpoint=path)
+
+
+def test_a_checkpoint_builds_its_layers_uninitialised_and_a_broken_one_fails_by_name(tmp_path):
+    """Built from a checkpoint, the layers are never initialised (the global RNG is left as it
+    was) and hold the file's values, none left on the meta device; a file whose tensors do not
+    fit still fails naming the key, as the copying load did."""
+    torch.manual_seed(2)
+    a = tiny_codec().eval()
+    path = str(tmp_path / "jscc.pt")
+    a.save_checkpoint(path)
+    rng = torch.get_rng_state()
+    b = tiny_codec(checkpoint=path)
+    assert torch.equal(torch.get_rng_state(), rng)
+    for key, value in a.state_dict().items():
+        assert not b.state_dict()[key].is_meta and torch.equal(b.state_dict()[key], value), key
+    assert all(isinstance(p, torch.nn.Parameter) and p.requires_grad for p in b.parameters())
+    blob = torch.load(path, weights_only=True)
+    key = next(k for k in blob["state_dict"] if k.startswith("decoder."))
+    for broken in ({k: v for k, v in blob["state_dict"].items() if k != key},
+                   {**blob["state_dict"], key: torch.zeros(1)}):  # fmt: skip
+        torch.save({**blob, "state_dict": broken}, path)
+        with pytest.raises(RuntimeError, match=re.escape(key)):
+            tiny_codec(checkpoint=path)
 
 
 def test_registry_and_config_build():
