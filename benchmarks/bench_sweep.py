@@ -434,17 +434,30 @@ PHASES = (
     ("v2x.sweep", "data_identity"),
     ("v2x.sweep", "prepare_device"),
     ("v2x.sweep_batches", "_prepare_frames"),
+    ("v2x.sweep_batches", "collate_frames"),
+    ("v2x.sweep_batches", "stack_networks"),
+    ("v2x.sweep_batches", "ego_ground_truth"),
+    ("v2x.datasets.frame", "CoopBatch.to"),
     ("v2x.sweep", "_run_group"),
     ("v2x.sweep", "evaluate_batch"),
     ("v2x.sweep", "book_batch"),
     ("v2x.sweep", "_open_store"),
     ("v2x.sweep", "group_rows"),
+    ("v2x.sweep_scoring", "GroupScoring.sealed_accumulators"),
+    ("v2x.sweep_rows", "_distinct_results"),
+    ("v2x.results", "ResultsStore.add"),
 )
 
+#: Steps whose every call ``--phases`` lists too (thread, start and end after the call began).
+EACH_CALL = ("_run_group", "group_rows", "sealed_accumulators", "_distinct_results", "add")
 
-def bench_phases(args) -> list[tuple[str, str, int, float, float, float]]:
+
+def bench_phases(
+    args, each: list[tuple[str, str, float, float]] | None = None
+) -> list[tuple[str, str, int, float, float, float]]:
     """One more ``run_sweep`` with ``PHASES`` wrapped in timers: per (step, thread) the calls,
-    the summed seconds and the first start / last end after the call began (s)."""
+    the summed seconds and the first start / last end after the call began (s); ``each``
+    receives ``(step, thread, start, end)`` of every call of the ``EACH_CALL`` steps."""
     import functools
     import importlib
     import threading
@@ -475,6 +488,9 @@ def bench_phases(args) -> list[tuple[str, str, int, float, float, float]]:
         for module, name, original in saved:
             setattr(module, name, original)
     rows: dict[tuple[str, str], list[float]] = {}
+    if each is not None:
+        each += [(n, th, a - t0, b - t0) for n, th, a, b in sorted(spans, key=lambda s: s[2])
+                 if n in EACH_CALL]  # fmt: skip
     for name, thread, a, b in spans:
         r = rows.setdefault((name, thread), [0, 0.0, a, b])
         r[0] += 1
@@ -676,9 +692,13 @@ def main() -> None:
         bench_run_sweep(args, trace=args.trace)
     if args.phases and not args.skip_run_sweep:
         print("run_sweep once more with its steps timed (step, thread, calls, summed s, span s):")
-        for name, thread, n, total, first, last in bench_phases(args):
+        each: list[tuple[str, str, float, float]] = []
+        for name, thread, n, total, first, last in bench_phases(args, each):
             line = f"{name:16s} {thread:10s} {n:4d}x {total:7.2f} s  {first:6.2f} .. {last:6.2f} s"
             print("  " + line)
+        print("  every call of " + ", ".join(EACH_CALL) + " (thread, start .. end s):")
+        for name, thread, a, b in each:
+            print(f"    {name:20s} {thread:10s} {a:6.3f} .. {b:6.3f} s")
     if args.order_ab and not args.skip_run_sweep:
         print("run_sweep with the groups computed in other orders (alternating, warm):")
         bench_orders(args, args.order_ab)

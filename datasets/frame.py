@@ -234,10 +234,15 @@ def slot_order(frame: CoopFrame, max_agents: int | None = None) -> list[int]:
     return order[:max_agents] if max_agents else order
 
 
-def collate_frames(frames: list[CoopFrame], max_agents: int | None = None) -> CoopBatch:
+def collate_frames(
+    frames: list[CoopFrame], max_agents: int | None = None, pin_memory: bool = False
+) -> CoopBatch:
     """Pad a list of frames into a ``CoopBatch``; the ego is moved to agent slot 0.
 
     ``max_agents`` truncates collaborators beyond that count (the ego is always kept).
+    ``pin_memory``: the batch's point tensors are written straight into page-locked host
+    memory, so that ``CoopBatch.to`` a CUDA device is a non-blocking copy (one from ordinary
+    host memory waits until the device has run everything queued before it).
     """
     if not frames:
         raise ValueError("collate_frames: field 'frames' must hold at least one CoopFrame")
@@ -247,8 +252,8 @@ def collate_frames(frames: list[CoopFrame], max_agents: int | None = None) -> Co
     n = max(1, max(frame.agents[i].points.shape[0] for frame, o in zip(frames, ordered) for i in o))
     m = max(1, max(frame.boxes.shape[0] for frame in frames))
     # every element written once: an agent's points, then zeros after them and in empty slots
-    points = torch.empty(b, a, n, 4, dtype=torch.float32)
-    point_mask = torch.zeros(b, a, n, dtype=torch.bool)
+    points = torch.empty(b, a, n, 4, dtype=torch.float32, pin_memory=pin_memory)
+    point_mask = torch.zeros(b, a, n, dtype=torch.bool, pin_memory=pin_memory)
     poses = torch.eye(4, dtype=torch.float64).repeat(b, a, 1, 1)
     agent_mask = torch.zeros(b, a, dtype=torch.bool)
     kinds = torch.full((b, a), -1, dtype=torch.int64)

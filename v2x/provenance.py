@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -81,12 +83,35 @@ def codec_checkpoint_digest(codec: str, checkpoint: str, in_channels: int = 64) 
 
 
 def file_digest(path: Path) -> str:
-    """SHA-256 (hex) of the file at ``path``."""
+    """SHA-256 (hex) of the file at ``path``.
+
+    Remembered in this process per file and state (device, inode, size, modification and
+    status-change times in ns, ``_file_state``) once the file is over 2 s old: a sweep hashes
+    its checkpoints in every ``plan_sweep``, and a file written, replaced or touched in any way
+    since gets a new status-change time (which no program can set back), so it is hashed
+    again."""
+    state = _file_state(path)
+    known = _DIGESTS.get(state)
+    if known is not None:
+        return known
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
+    # remembered when unchanged while it was read and last changed over 2 s ago (a file system
+    # with coarse times could give a file written again within its granularity the same state)
+    if _file_state(path) == state and time.time_ns() - max(state[-2:]) > 2_000_000_000:
+        _DIGESTS[state] = digest.hexdigest()
     return digest.hexdigest()
+
+
+def _file_state(path: Path) -> tuple:
+    """What ``file_digest`` remembers a file's digest by."""
+    st = os.stat(path)
+    return (os.path.abspath(path), st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
+_DIGESTS: dict[tuple, str] = {}  # file_digest's: _file_state -> SHA-256
 
 
 def stable_hash(data: object, length: int = 12) -> str:

@@ -41,7 +41,9 @@ def _prepare_batch(
     """A batch ready for the device (``networks``: a future of the future of its frames'
     ``frame_networks``, computed in a worker process; ``None``, or that worker died: here)."""
     max_agents = plan.data.get("max_agents")
-    batch = collate_frames(chunk, max_agents=max_agents)
+    # on CUDA in page-locked memory: copies that do not wait for the device's queued work
+    pinned = torch.device(device).type == "cuda"
+    batch = collate_frames(chunk, max_agents=max_agents, pin_memory=pinned)
     try:
         net = None if networks is None else stack_networks(networks.result().result())
     except BrokenProcessPool:  # the same values here (GroupScoring warns of the dead worker)
@@ -54,7 +56,7 @@ def _prepare_batch(
     batch.agent_mask = batch.agent_mask & net.in_range
     novelty = novelty_from_visibility(batch.visibility, batch.box_mask)
     gt = ego_ground_truth(batch, model.grid, plan.min_points)
-    return _Batch(chunk, batch.to(device), net, novelty, gt)
+    return _Batch(chunk, (batch.pin_memory() if pinned else batch).to(device), net, novelty, gt)
 
 
 def _prepare_frames(
@@ -94,7 +96,8 @@ def _networks_sent(
 
 class PreparedBatches(Sequence[_Batch]):
     """The sweep's frame batches, prepared in order on a background thread (collation, the
-    frames' networks, ground truth, the copy to the device): the first group starts on the first
+    frames' networks, ground truth, the copy to the device: on CUDA from page-locked memory,
+    queued behind the device's work instead of waiting for it): the first group starts on the first
     batch while the others are still being prepared (and, from a ``v2x.loading.FrameStream``,
     still being read). Indexing or iterating waits for a batch
     (and raises what its preparation raised). Preparation draws no numbers from torch's global

@@ -82,7 +82,7 @@ def _assert_same(a, b, atol: float = 0.0) -> None:
         x, y = getattr(a.detections, name), getattr(b.detections, name)
         assert x.shape == y.shape, name
         if atol and x.is_floating_point():
-            torch.testing.assert_close(x, y, atol=atol, rtol=0.0, msg=name)
+            torch.testing.assert_close(x, y, atol=atol, rtol=0.0, msg=lambda m, n=name: f"{n}: {m}")
         else:
             assert torch.equal(x, y), name
     for name in ("source_bits", "coded_bits", "channel_uses", "packets", "packets_erased",

@@ -194,6 +194,30 @@ def test_results_written_before_snr_mode_existed_read_as_fixed(tmp_path):
 
 
 # ----------------------------------------------------------------- keys, provenance, merging
+def test_file_digest_is_sha256_of_the_file_and_follows_every_rewrite(tmp_path, monkeypatch):
+    """``file_digest`` (checkpoints' keys) is hashlib's SHA-256 of the bytes. Remembered per file
+    state, it still sees a file rewritten with the same size, at once or with its modification
+    time set back to the remembered one (the status-change time moves)."""
+    import hashlib
+    import os
+    import time
+
+    import v2x.provenance as provenance
+
+    path = tmp_path / "ckpt.pt"
+    for content in (b"a" * 4096, b"b" * 4096):  # same size, rewritten at once (not remembered)
+        path.write_bytes(content)
+        assert provenance.file_digest(path) == hashlib.sha256(content).hexdigest()
+    later = time.time_ns() + 10**10  # every file is now over 2 s old: digests are remembered
+    monkeypatch.setattr(provenance.time, "time_ns", lambda: later)
+    first = path.stat()
+    assert provenance.file_digest(path) == hashlib.sha256(b"b" * 4096).hexdigest()
+    assert provenance._file_state(path) in provenance._DIGESTS
+    path.write_bytes(b"c" * 4096)
+    os.utime(path, ns=(first.st_atime_ns, first.st_mtime_ns))  # same size and modification time
+    assert provenance.file_digest(path) == hashlib.sha256(b"c" * 4096).hexdigest()
+
+
 def test_source_tree_hash_is_location_free_and_sees_every_edit(tmp_path):
     from v2x.results import source_tree_hash
 

@@ -312,3 +312,31 @@ def test_collated_points_are_each_agents_points_then_zeros(unwritten_memory_is_n
     expected[0, 0] = expected[1, 0] = torch.from_numpy(two.agents[0].points).float()
     assert torch.equal(batch.points, expected)
     assert batch.point_mask.sum().item() == 10 and not batch.point_mask[:, 1].any()
+
+
+@pytest.mark.gpu
+def test_a_batch_collated_into_page_locked_memory_arrives_on_cuda_with_the_same_values():
+    """``collate_frames(pin_memory=True)`` (the sweep's batches on CUDA) writes the points and
+    their mask into page-locked memory, and the batch, pinned whole, reaches the device by
+    non-blocking copies with exactly the values of an ordinary collation."""
+    import dataclasses
+
+    import torch
+
+    from v2x.datasets.frame import collate_frames
+
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA device")
+    two = _frame()
+    one = dataclasses.replace(two, agents=two.agents[:1], frame_id="t/1", visibility=[[3, 0]])
+    plain = collate_frames([one, two])
+    pinned = collate_frames([one, two], pin_memory=True)
+    assert pinned.points.is_pinned() and pinned.point_mask.is_pinned()
+    whole = pinned.pin_memory()
+    assert whole.points.data_ptr() == pinned.points.data_ptr()  # already pinned: not copied
+    moved = whole.to("cuda")
+    torch.cuda.synchronize()
+    for name, value in vars(plain).items():
+        if isinstance(value, torch.Tensor):
+            assert getattr(moved, name).is_cuda, name
+            assert torch.equal(getattr(moved, name).cpu(), value), name
