@@ -289,17 +289,19 @@ def compile_function(fn: Callable[..., Any], mode: str = "default") -> Callable[
     return torch.compile(fn, mode=mode, dynamic=False)
 
 
-def fold_batchnorm(model: nn.Module) -> nn.Module:
+def fold_batchnorm(model: nn.Module, inplace: bool = False) -> nn.Module:
     """An eval-mode copy of ``model`` in which each batch norm that directly follows a
     convolution (``Conv2d``/``ConvTranspose2d`` then ``BatchNorm2d`` in an ``nn.Sequential``) or
     a linear layer (a module's ``linear`` and ``norm`` attributes, as in ``PillarEncoder``) is
-    folded into that layer's weights and replaced by ``nn.Identity``. ``model`` is left as it is.
+    folded into that layer's weights and replaced by ``nn.Identity``. ``model`` is left as it is
+    (``inplace``: ``model`` itself is folded and returned, without the copy of every weight; for
+    a model nothing else holds, e.g. one just loaded).
 
     The copy computes ``w' x + b'`` with ``w' = w·γ/√(σ²+ε)``, ``b' = (b − μ)·γ/√(σ²+ε) + β``:
     the same function, rounded differently (about 1e-6 relative in float32). Inference only:
     the folded copy cannot be trained as the original.
     """
-    folded = copy.deepcopy(model).eval()
+    folded = (model if inplace else copy.deepcopy(model)).eval()
     for module in folded.modules():
         if isinstance(module, nn.Sequential):
             children = list(module)

@@ -12,6 +12,37 @@ import pytest
 import torch
 
 
+def _torch_switches() -> tuple:
+    """Torch's process-wide numerics switches that a test (or a benchmark's ``main`` run in
+    one) may set."""
+    return (
+        torch.are_deterministic_algorithms_enabled(),
+        torch.is_deterministic_algorithms_warn_only_enabled(),
+        torch.utils.deterministic.fill_uninitialized_memory,
+        torch.backends.cudnn.benchmark,
+        torch.backends.cudnn.deterministic,
+        torch.backends.cudnn.allow_tf32,
+        torch.backends.cuda.matmul.allow_tf32,
+        torch.get_float32_matmul_precision(),
+    )
+
+
+@pytest.fixture(autouse=True)
+def torch_switches_restored():
+    """Every test leaves torch's numerics switches as it found them: e.g. the detector
+    benchmark's ``main`` (run by a GPU test) turns cuDNN's timing-based algorithm choice on,
+    and the CUDA tests after it in the same process then compared batched and per-condition
+    boxes computed by other convolution algorithms (a failure seen on an H200, 2026-12-03)."""
+    state = _torch_switches()
+    yield
+    if _torch_switches() != state:
+        torch.use_deterministic_algorithms(state[0], warn_only=state[1])
+        torch.utils.deterministic.fill_uninitialized_memory = state[2]
+        torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic = state[3:5]
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = state[5:7]
+        torch.set_float32_matmul_precision(state[7])
+
+
 @pytest.fixture(scope="module")
 def one_torch_thread():
     """Tiny convolutions: one torch thread beats two contended ones on a shared 2-core CPU.

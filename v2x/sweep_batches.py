@@ -154,7 +154,8 @@ def sweep_detector(plan: SweepPlan, device: torch.device) -> CoopDetector:
     moved without the norms' tensors), configured for ``plan.precision`` (and CUDA graphs if
     asked)."""
     if plan.fold_batchnorm:
-        model = fold_batchnorm(load_model(plan.config, torch.device("cpu"))).to(device)
+        model = fold_batchnorm(load_model(plan.config, torch.device("cpu")), inplace=True)
+        model = model.to(device)
     else:
         model = load_model(plan.config, device)
     return model.configure_inference(plan.precision, cuda_graph=bool(plan.config.cuda_graph))

@@ -193,6 +193,13 @@ def test_folded_batchnorm_copy_matches_within_float32_rounding(backbone: str) ->
     for r, o in zip(ref, out, strict=True):
         torch.testing.assert_close(o, r, rtol=1e-5, atol=1e-5 * r.abs().max().item())
         assert not torch.equal(o, r)  # rounded differently: it is another computation
+    # in place (the sweep's freshly loaded detector): that model itself, the copy's very values
+    same = fold_batchnorm(model, inplace=True)
+    assert same is model and not any(isinstance(m, norms) for m in model.modules())
+    with torch.no_grad():
+        again = _network(model.configure_inference(channels_last=True))(*inputs)
+    for o, a in zip(out, again, strict=True):
+        assert torch.equal(a, o)
 
 
 def test_weights_stored_in_the_autocast_dtype_give_autocast_s_values() -> None:
