@@ -251,38 +251,41 @@ def collate_frames(
     a = max(len(o) for o in ordered)
     n = max(1, max(frame.agents[i].points.shape[0] for frame, o in zip(frames, ordered) for i in o))
     m = max(1, max(frame.boxes.shape[0] for frame in frames))
-    # every element written once: an agent's points, then zeros after them and in empty slots
-    points = torch.empty(b, a, n, 4, dtype=torch.float32, pin_memory=pin_memory)
-    point_mask = torch.zeros(b, a, n, dtype=torch.bool, pin_memory=pin_memory)
-    poses = torch.eye(4, dtype=torch.float64).repeat(b, a, 1, 1)
-    agent_mask = torch.zeros(b, a, dtype=torch.bool)
-    kinds = torch.full((b, a), -1, dtype=torch.int64)
-    boxes = torch.zeros(b, m, 7, dtype=torch.float64)
-    box_mask = torch.zeros(b, m, dtype=torch.bool)
-    classes = torch.full((b, m), -1, dtype=torch.int64)
-    visibility = torch.full((b, a, m), -1, dtype=torch.int32)
+    # Filled through numpy views, one copy per agent into zeroed points: collation runs on a
+    # thread beside the sweep's device thread, where each torch call is a GIL handover to wait
+    # for (the torch form, 8 calls per agent, took 1.3-1.7x as long beside a busy torch thread on the
+    # 2-core VM, docs/benchmarks.md).
+    points = torch.zeros(b, a, n, 4, dtype=torch.float32, pin_memory=pin_memory)
+    point_mask = torch.empty(b, a, n, dtype=torch.bool, pin_memory=pin_memory)
+    counts = np.zeros((b, a, 1), dtype=np.int64)
+    poses = np.broadcast_to(np.eye(4), (b, a, 4, 4)).copy()
+    kinds = np.full((b, a), -1, dtype=np.int64)
+    boxes = np.zeros((b, m, 7), dtype=np.float64)
+    box_mask = np.zeros((b, m), dtype=bool)
+    classes = np.full((b, m), -1, dtype=np.int64)
+    visibility = np.full((b, a, m), -1, dtype=np.int32)
+    flat = points.numpy()
     for bi, (frame, order) in enumerate(zip(frames, ordered)):
+        count = frame.boxes.shape[0]
         for slot, agent_index in enumerate(order):
             agent = frame.agents[agent_index]
-            count = agent.points.shape[0]
-            points[bi, slot, :count] = torch.from_numpy(agent.points)
-            points[bi, slot, count:] = 0.0
-            point_mask[bi, slot, :count] = True
-            poses[bi, slot] = torch.from_numpy(agent.pose)
-            agent_mask[bi, slot] = True
+            counts[bi, slot] = agent.points.shape[0]
+            flat[bi, slot, : agent.points.shape[0]] = agent.points
+            poses[bi, slot] = agent.pose
             kinds[bi, slot] = AGENT_KINDS.index(agent.kind)
             if frame.visibility is not None:
-                visibility[bi, slot, : frame.boxes.shape[0]] = torch.from_numpy(
-                    frame.visibility[agent_index]
-                )
-        points[bi, len(order) :] = 0.0
-        count = frame.boxes.shape[0]
-        boxes[bi, :count] = torch.from_numpy(frame.boxes)
+                visibility[bi, slot, :count] = frame.visibility[agent_index]
+        boxes[bi, :count] = frame.boxes
         box_mask[bi, :count] = True
         own = frame.meta.get("agent_box_index")
         if own is not None and 0 <= int(own[frame.ego_index]) < count:
             box_mask[bi, int(own[frame.ego_index])] = False
-        classes[bi, :count] = torch.from_numpy(frame.classes)
+        classes[bi, :count] = frame.classes
+    np.less(np.arange(n), counts, out=point_mask.numpy())
+    agent_mask = torch.from_numpy(kinds >= 0)
+    poses, kinds, boxes = torch.from_numpy(poses), torch.from_numpy(kinds), torch.from_numpy(boxes)
+    box_mask, classes = torch.from_numpy(box_mask), torch.from_numpy(classes)
+    visibility = torch.from_numpy(visibility)
     return CoopBatch(
         points=points,
         point_mask=point_mask,
