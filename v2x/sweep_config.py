@@ -111,9 +111,13 @@ class SweepConfig:
     @classmethod
     def from_any(cls, cfg: Any) -> SweepConfig:
         """A ``SweepConfig`` from a mapping (Hydra's ``DictConfig`` or a plain dict) merged over
-        ``default_config()`` (nested mappings merge key by key, lists replace)."""
+        ``default_config()`` (nested mappings merge key by key, lists replace). A ``SweepConfig``
+        built directly is merged the same way (its sections, e.g. ``eval={}``, over the YAML's:
+        ``eval.bootstrap`` 1000, not none); one this method returned is returned as it is."""
         if isinstance(cfg, SweepConfig):
-            return cfg
+            if getattr(cfg, "_merged", False):
+                return cfg
+            cfg = cfg.to_dict()
         from omegaconf import OmegaConf
 
         data = to_plain(cfg)
@@ -136,7 +140,9 @@ class SweepConfig:
         ):  # another backbone: its own preset's fields, not the default model's
             defaults["model"] = model_preset(MODEL_PRESETS.get(str(model["backbone"]), ""), model)
         merged = to_plain(OmegaConf.merge(OmegaConf.create(defaults), OmegaConf.create(data)))
-        return cls(**merged)
+        out = cls(**merged)
+        out._merged = True  # not a field: dataclasses.replace gives a config merged again
+        return out
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

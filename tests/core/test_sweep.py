@@ -610,6 +610,21 @@ def test_python_api_and_cli_share_one_set_of_defaults(tmp_path):
     )
 
 
+def test_a_sweep_config_built_directly_gets_the_yaml_defaults(tmp_path):
+    """``SweepConfig(...)`` (exported by ``v2x.sweep``) plans as the same fields given as a
+    mapping: its empty sections take the YAML's (e.g. ``eval.bootstrap`` 1000 and
+    ``eval.fold_batchnorm``, not none and off)."""
+    from v2x.sweep import SweepConfig
+
+    fields = {"output_dir": str(tmp_path), "grid": {"snr_db": [0, 10]}, "eval": {"sort": "global"}}
+    direct = plan_sweep(SweepConfig(**fields))
+    mapped = plan_sweep(fields)
+    assert direct.config_hash == mapped.config_hash
+    assert direct.bootstrap == mapped.bootstrap == 1000 and direct.fold_batchnorm
+    assert direct.snr_db == [0.0, 10.0] and direct.config.eval["sort"] == "global"
+    assert SweepConfig.from_any(direct.config) is direct.config  # merged once
+
+
 def test_the_python_api_runs_the_shipped_codec_unless_untrained_is_named(tmp_path, cache_dir):
     from v2x.provenance import file_digest as _file_digest
     from v2x.semcom.deepjscc import resolve_checkpoint
