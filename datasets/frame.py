@@ -253,8 +253,8 @@ def collate_frames(
     m = max(1, max(frame.boxes.shape[0] for frame in frames))
     # Filled through numpy views, one copy per agent into zeroed points: collation runs on a
     # thread beside the sweep's device thread, where each torch call is a GIL handover to wait
-    # for (the torch form, 8 calls per agent, took 1.3-1.7x as long beside a busy torch thread on the
-    # 2-core VM, docs/benchmarks.md).
+    # for (the torch form, 8 calls per agent, took 1.3-1.7x as long beside a busy torch thread
+    # on the 2-core VM: docs/benchmarks.md).
     points = torch.zeros(b, a, n, 4, dtype=torch.float32, pin_memory=pin_memory)
     point_mask = torch.empty(b, a, n, dtype=torch.bool, pin_memory=pin_memory)
     counts = np.zeros((b, a, 1), dtype=np.int64)
