@@ -278,19 +278,20 @@ def plan_sweep(cfg: Any) -> SweepPlan:
     for policy in policies:
         BudgetConfig.from_dict({**dataclasses.asdict(budget), "late_policy": policy})
     asynchrony = _asynchrony_config(cfg.asynchrony, data)
-    eval_kwargs = {"distance_bins": [], "per_class": False, "min_points": 1, **(cfg.eval or {})}
+    # the YAML's eval section under the config's (one set of defaults; `eval: null` too)
+    eval_kwargs = {"distance_bins": [], **defaults["eval"], **(cfg.eval or {})}
     min_points = _integer("eval.min_points", eval_kwargs.pop("min_points"), minimum=0)
-    bootstrap = _integer("eval.bootstrap", eval_kwargs.pop("bootstrap", 0), minimum=0)
-    bootstrap_unit = eval_kwargs.pop("bootstrap_unit", "auto")
+    bootstrap = _integer("eval.bootstrap", eval_kwargs.pop("bootstrap"), minimum=0)
+    bootstrap_unit = eval_kwargs.pop("bootstrap_unit")
     if bootstrap_unit not in BOOTSTRAP_UNITS:
         raise ValueError(
             f"sweep: field 'eval.bootstrap_unit' must be one of {', '.join(BOOTSTRAP_UNITS)}, "
             f"got {bootstrap_unit!r}"
         )
     precision = check_precision(
-        eval_kwargs.pop("precision", "fp32"), "sweep: field 'eval.precision'"
+        eval_kwargs.pop("precision"), "sweep: field 'eval.precision'"
     )
-    fold = eval_kwargs.pop("fold_batchnorm", False)
+    fold = eval_kwargs.pop("fold_batchnorm")
     if not isinstance(fold, bool):
         raise ValueError(f"sweep: field 'eval.fold_batchnorm' must be true or false, got {fold!r}")
     try:

@@ -623,6 +623,8 @@ def test_a_sweep_config_built_directly_gets_the_yaml_defaults(tmp_path):
     assert direct.bootstrap == mapped.bootstrap == 1000 and direct.fold_batchnorm
     assert direct.snr_db == [0.0, 10.0] and direct.config.eval["sort"] == "global"
     assert SweepConfig.from_any(direct.config) is direct.config  # merged once
+    unset = plan_sweep({**fields, "eval": None})  # no eval section at all: the YAML's
+    assert unset.bootstrap == 1000 and unset.fold_batchnorm and unset.bootstrap_unit == "auto"
 
 
 def test_the_python_api_runs_the_shipped_codec_unless_untrained_is_named(tmp_path, cache_dir):
