@@ -1080,8 +1080,9 @@ class DeepJSCCCodec(Codec):
         # (no copy: the file's dict is this call's own); anywhere else they are copied onto its
         # device. Uninitialised layers that cannot take them (another architecture) are built
         # first, so that the load below fails as it would have, naming the keys.
-        assign = takes_tensors(self.state_dict(), state)
-        if not assign and any(t.is_meta for t in self.state_dict().values()):
+        own = self.state_dict()
+        assign = takes_tensors(own, state)
+        if not assign and any(t.is_meta for t in own.values()):
             self._build_layers()
         self.load_state_dict(state, assign=assign)
 

@@ -58,16 +58,12 @@ def unwritten_memory_is_nan():
     """Torch's deterministic mode with its fill on for the test: every new tensor holds NaN
     (integers their maximum) until written, so a computation that reads an element nothing
     wrote changes its result. ``configure_determinism`` turns that fill off (a pass per
-    tensor); tests with this fixture check that nothing depends on it."""
-    enabled = torch.are_deterministic_algorithms_enabled()
-    warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
-    fill = torch.utils.deterministic.fill_uninitialized_memory
+    tensor); tests with this fixture check that nothing depends on it. Both switches are set
+    back after the test by ``torch_switches_restored`` (autouse, so torn down after this)."""
     torch.use_deterministic_algorithms(True, warn_only=True)
     torch.utils.deterministic.fill_uninitialized_memory = True
     assert torch.empty(2).isnan().all()
     yield
-    torch.use_deterministic_algorithms(enabled, warn_only=warn_only)
-    torch.utils.deterministic.fill_uninitialized_memory = fill
 
 
 @pytest.fixture

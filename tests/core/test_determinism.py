@@ -20,19 +20,9 @@ from v2x.common import CUBLAS_WORKSPACE_CONFIG, configure_determinism
 
 @pytest.fixture
 def torch_switches(monkeypatch):
-    """Torch's determinism switches (and the cuBLAS variable) restored after the test."""
-    state = (
-        torch.are_deterministic_algorithms_enabled(),
-        torch.is_deterministic_algorithms_warn_only_enabled(),
-        torch.backends.cudnn.benchmark,
-        torch.backends.cudnn.deterministic,
-        torch.utils.deterministic.fill_uninitialized_memory,
-    )
+    """The cuBLAS variable unset for the test and restored after it (torch's determinism
+    switches are set back after every test: ``tests/conftest.py``)."""
     monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG", raising=False)
-    yield
-    torch.use_deterministic_algorithms(state[0], warn_only=state[1])
-    torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic = state[2:4]
-    torch.utils.deterministic.fill_uninitialized_memory = state[4]
 
 
 def test_enabled_sets_every_switch_and_disabled_restores_torchs_defaults(torch_switches):
