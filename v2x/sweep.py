@@ -101,6 +101,7 @@ from v2x.sweep_plan import (  # noqa: F401 - the planning API, also reachable fr
 from v2x.sweep_reuse import EncodeCache, reuse_cells, share_source_coding
 from v2x.sweep_rows import book_batch, cell_pool, group_rows, warm_cell_pool
 from v2x.sweep_scoring import GroupScoring, scoring_pools, warm_scoring_pools
+from v2x.torch_threads import sweep_process_threads, torch_threads
 
 log = logging.getLogger(__name__)
 
@@ -429,36 +430,39 @@ def _run_groups(
     """Compute the ``todo`` groups in this process on ``device`` in ``device_order``: yields
     each group, its SNRs, results rows, ledger and seconds (the device thread's time on the
     group) as it finishes; appends the encoder passes to ``encodes``."""
-    # the batches' networks in the scoring processes (idle until the first batch is scored)
-    cache, batches = prepare_device(plan, frames, device, workers=scoring_pools())
-    # A group's rows (APs and bootstrap intervals, numpy on the host) are computed on a thread
-    # while the device runs the next group; groups are yielded in the order they were computed.
-    pending: deque = deque()
-    pool = ThreadPoolExecutor(max_workers=ROW_THREADS, thread_name_prefix="v2x-rows")
-    scorer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="v2x-score")  # batch order
-    try:
-        for group, snrs in device_order(todo):
-            if hasattr(bar, "set_postfix_str"):
-                bar.set_postfix_str(f"{group.fusion}/{group.codec}/{group.channel}")
-            started = time.perf_counter()
-            done = _run_group(
-                plan, group, snrs, batches, cache, device, bar, data_id, pool=pool, scorer=scorer
-            )
-            # the group's own time: its rows finish on a thread while the next groups run (up
-            # to ROW_THREADS groups' rows at once; the device waits only beyond that)
-            pending.append((group, snrs, done, time.perf_counter() - started))
-            while len(pending) > ROW_THREADS or (pending and _ready(pending[0][2])):
+    # torch's CPU threads: on a GPU, the cores the worker processes leave (v2x.torch_threads)
+    with torch_threads(sweep_process_threads(device)):
+        # the batches' networks in the scoring processes (idle until the first batch is scored)
+        cache, batches = prepare_device(plan, frames, device, workers=scoring_pools())
+        # A group's rows (APs and bootstrap intervals, numpy on the host) are computed on a
+        # thread while the device runs the next group; groups are yielded in the order they were
+        # computed.
+        pending: deque = deque()
+        pool = ThreadPoolExecutor(max_workers=ROW_THREADS, thread_name_prefix="v2x-rows")
+        scorer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="v2x-score")  # batch order
+        try:
+            for group, snrs in device_order(todo):
+                if hasattr(bar, "set_postfix_str"):
+                    bar.set_postfix_str(f"{group.fusion}/{group.codec}/{group.channel}")
+                started = time.perf_counter()
+                done = _run_group(plan, group, snrs, batches, cache, device, bar, data_id,
+                                  pool=pool, scorer=scorer)  # fmt: skip
+                # the group's own time: its rows finish on a thread while the next groups run
+                # (up to ROW_THREADS groups' rows at once; the device waits only beyond that)
+                pending.append((group, snrs, done, time.perf_counter() - started))
+                while len(pending) > ROW_THREADS or (pending and _ready(pending[0][2])):
+                    yield _resolved(pending.popleft())
+            while pending:
                 yield _resolved(pending.popleft())
-        while pending:
-            yield _resolved(pending.popleft())
-    except (KeyboardInterrupt, torch.OutOfMemoryError, MemoryError):
-        while pending:  # groups computed before the interrupt (or the lack of memory) are saved
-            yield _resolved(pending.popleft())
-        raise
-    finally:
-        scorer.shutdown(wait=True, cancel_futures=True)
-        pool.shutdown(wait=True, cancel_futures=True)
-        encodes.append(cache.encodes)
+        except (KeyboardInterrupt, torch.OutOfMemoryError, MemoryError):
+            # groups computed before the interrupt (or the lack of memory) are saved
+            while pending:
+                yield _resolved(pending.popleft())
+            raise
+        finally:
+            scorer.shutdown(wait=True, cancel_futures=True)
+            pool.shutdown(wait=True, cancel_futures=True)
+            encodes.append(cache.encodes)
 
 
 #: Threads that compute finished groups' results rows while the device goes on.

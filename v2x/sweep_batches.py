@@ -24,6 +24,7 @@ from v2x.perception.inference import fold_batchnorm
 from v2x.scheduling import novelty_from_visibility
 from v2x.sweep_plan import SweepPlan
 from v2x.sweep_reuse import EncodeCache, feature_cache_bytes
+from v2x.torch_threads import torch_threads
 
 
 @dataclass
@@ -158,13 +159,8 @@ def sweep_detector(plan: SweepPlan, device: torch.device) -> CoopDetector:
     H200 host: the fold 0.21–0.29 s on 16 threads, against 36–48 ms on the 2-core VM); each
     element is computed alike on any number of threads."""
     if plan.fold_batchnorm:
-        threads = torch.get_num_threads()
-        if device.type != "cpu":
-            torch.set_num_threads(1)
-        try:
+        with torch_threads(1 if device.type != "cpu" else None):
             model = fold_batchnorm(load_model(plan.config, torch.device("cpu")), inplace=True)
-        finally:
-            torch.set_num_threads(threads)
         model = model.to(device)
     else:
         model = load_model(plan.config, device)

@@ -1628,3 +1628,28 @@ def test_no_memory_is_read_before_it_is_written(
         results.append((_canonical(read_results([path])), _canonical(ledger)))
     assert results[0] == results[1]
     assert len(results[0][0]) == cells
+
+
+def test_the_groups_run_on_the_threads_the_workers_leave_with_the_same_numbers(
+    reference, cache_dir, tmp_path, monkeypatch
+):
+    """The sweep's process computes its groups with torch's threads set as
+    ``sweep_process_threads`` says (forced to one here), gives the count back after, and the
+    results and ledger are those of the reference run on torch's own count."""
+    import v2x.sweep
+    import v2x.sweep_batches
+
+    seen = []
+    prepare = v2x.sweep_batches.prepare_device
+
+    def recording(*args, **kwargs):
+        seen.append(torch.get_num_threads())
+        return prepare(*args, **kwargs)
+
+    monkeypatch.setattr(v2x.sweep, "sweep_process_threads", lambda device: 1)
+    monkeypatch.setattr(v2x.sweep, "prepare_device", recording)
+    before = torch.get_num_threads()
+    path = run_sweep(tiny_config(cache_dir, tmp_path))
+    assert seen == [1]
+    assert torch.get_num_threads() == before
+    _assert_same_results_and_ledger(path, reference[0])
