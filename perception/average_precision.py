@@ -959,6 +959,69 @@ class APAccumulator:
             acc._sequences.append(frame.sequence)
             acc.num_frames += 1
 
+    def extend(self, other: APAccumulator) -> None:
+        """Append ``other``'s frames after this accumulator's: the state that adding this one's
+        frames and then ``other``'s (each set in one ``add_frames`` call) to one accumulator
+        gives: the same records, state digest and results (tested). E.g. the partial
+        accumulators of consecutive frame batches, filled in different processes, joined in
+        batch order. A class this accumulator has seen gets its (empty) record on each of
+        ``other``'s frames where ``other`` has none, as ``add_frames`` records every class seen
+        so far. ``other`` is not changed; its record arrays are shared (never modified).
+
+        Raises ``ValueError`` for another ``EvalConfig``, or frames with labels in one and
+        without in the other, or other ``gt_subsets`` names (as ``add_frame`` would)."""
+        if not isinstance(other, APAccumulator) or other.config != self.config:
+            raise ValueError(
+                "APAccumulator.extend: 'other' must be an APAccumulator with the same EvalConfig"
+            )
+        if other.num_frames == 0:
+            return
+        if self._labelled is not None and other._labelled != self._labelled:
+            raise ValueError(
+                "det_labels/gt_labels: give labels for every frame or for none "
+                f"(earlier frames: {'with' if self._labelled else 'without'} labels)"
+            )
+        self._admit_subset_names(other._subset_names or ())
+        known = set()  # this one's class groups: recorded on every later frame
+        if self.config.per_class and self._labelled:
+            known = {f"class/{self._class_name(c)}" for c in self._classes}
+        self._labelled = other._labelled
+        self._classes |= other._classes
+        offset = self.num_frames
+        for name in [*other._groups, *sorted(known - set(other._groups))]:
+            theirs = other._groups.get(name)
+            if name in known:
+                theirs = other._every_frame(theirs)
+            mine = self._store(name)
+            mine.num_gt += theirs.num_gt
+            mine.frame_gt += theirs.frame_gt
+            mine.frame_index += [offset + i for i in theirs.frame_index]
+            for ti in range(len(self.thresholds)):
+                mine.tp[ti] += theirs.tp[ti]
+                mine.scores[ti] += theirs.scores[ti]
+        self._sequences += other._sequences
+        self.num_frames += other.num_frames
+
+    def _every_frame(self, store: _GroupStore | None) -> _GroupStore:
+        """``store``'s records with an empty one (no GT, no detection) on each frame it has
+        none for: a class group as ``_record_frame`` keeps it once the class is known."""
+        have = {} if store is None else {f: r for r, f in enumerate(store.frame_index)}
+        if len(have) == self.num_frames:
+            return store
+        overall = self._groups["overall"]  # a record on every frame
+        t = len(self.thresholds)
+        out = _GroupStore(tp=[[] for _ in range(t)], scores=[[] for _ in range(t)])
+        out.num_gt = 0 if store is None else store.num_gt
+        for f in range(self.num_frames):
+            r = have.get(f)
+            out.frame_gt.append(0 if r is None else store.frame_gt[r])
+            out.frame_index.append(f)
+            for ti in range(t):
+                empty = (np.zeros(0, np.int8), overall.scores[ti][f][:0])
+                out.tp[ti].append(empty[0] if r is None else store.tp[ti][r])
+                out.scores[ti].append(empty[1] if r is None else store.scores[ti][r])
+        return out
+
     def _labels(self, labels: Any, n: int, name: str) -> np.ndarray:
         if labels is None:
             return np.zeros(n, dtype=np.int64)

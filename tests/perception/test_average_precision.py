@@ -589,3 +589,51 @@ def test_records_of_mixed_dtypes_pickle_as_they_are() -> None:
     assert [b.dtype for b in back] == [np.float32] * 3 and [len(b) for b in back] == [3, 0, 1]
     for a, b in zip(parts, back, strict=True):
         np.testing.assert_array_equal(a, b)
+
+
+def test_accumulators_of_consecutive_frames_joined_equal_one_that_saw_them_all() -> None:
+    """``extend`` (a sweep group's partial accumulators, one per frame batch, joined in batch
+    order): the same state digest, groups and results, bootstrap intervals over sequences
+    included, as one accumulator given each batch in turn (``add_frames`` per batch, as a sweep
+    scores them in one process); classes first seen in a later part or absent from one, and a
+    part with no frames; another config, labels or subsets are refused."""
+    rng = np.random.default_rng(11)
+    cfg = EvalConfig(eval_range=(-40, -40, 40, 40), class_names={0: "car"},
+                     class_groups={"vehicle": (0, 1)})  # fmt: skip
+    parts = [_random_labelled_frames(rng, n, c) for n, c in ((5, 2), (0, 2), (7, 4), (3, 3))]
+    for i, part in enumerate(parts):
+        for j, frame in enumerate(part):
+            frame["sequence"] = (i + j) // 3
+    whole = APAccumulator(cfg)
+    for part in parts:
+        whole.add_frames(part)
+    pieces = [APAccumulator(cfg) for _ in parts]
+    for acc, part in zip(pieces, parts, strict=True):
+        acc.add_frames(part)
+    joined = APAccumulator(cfg)
+    for acc in pieces:
+        joined.extend(acc)
+    assert joined.state_digest() == whole.state_digest()
+    assert list(joined._groups) == list(whole._groups)  # groups in order of first appearance
+    _same_results(joined.compute(), whole.compute())
+    np.testing.assert_equal(
+        joined.compute(bootstrap=50, seed=3, bootstrap_unit="sequence"),
+        whole.compute(bootstrap=50, seed=3, bootstrap_unit="sequence"),
+    )
+    first = pieces[0]
+    first.extend(pieces[1])  # an empty part changes nothing
+    for acc in pieces[2:]:
+        first.extend(acc)
+    assert first.state_digest() == whole.state_digest()
+    with pytest.raises(ValueError, match="same EvalConfig"):
+        joined.extend(APAccumulator(EvalConfig(sort="global")))
+    unlabelled = APAccumulator(cfg)
+    unlabelled.add_frame(np.zeros((0, 7)), np.zeros(0), None, np.zeros((0, 7)), None,
+                         gt_subsets={"ego_invisible": np.zeros(0, bool)})  # fmt: skip
+    with pytest.raises(ValueError, match="labels for every frame or for none"):
+        joined.extend(unlabelled)
+    other_subsets = APAccumulator(cfg)
+    other_subsets.add_frames(_random_labelled_frames(rng, 1, 2))
+    other_subsets._subset_names = ("far",)
+    with pytest.raises(ValueError, match="same subsets"):
+        APAccumulator(cfg).extend(unlabelled) or joined.extend(other_subsets)
