@@ -1,5 +1,5 @@
-"""A sweep group's scoring (its frame batches matched into the cells' AP accumulators), in a
-process of its own on hosts with the cores for it.
+"""A sweep group's scoring (its frame batches matched into the cells' AP accumulators), in
+processes of their own on hosts with the cores for it.
 
 Matching a frame batch's detections to the ground truth (``v2x.evaluation.accumulate``:
 range filters, rotated IoUs, greedy matching, per-group records) is host work of Python and
@@ -10,29 +10,30 @@ device's thread waits on it again before starting a group while the last group's
 unfinished (sampled on an H200 host with py-spy: 24 % of the main thread's time).
 
 ``GroupScoring`` holds one group's ``K`` accumulators. With scoring processes
-(``scoring_pools()``: Linux, ≥ 4 cores, ``SCORING_PROCESSES``) they live in one of them, the
-groups taking turns: each batch's detections and ground truth go there as host arrays
-(``v2x.evaluation.ScoredArrays``) and are added in the order they were sent (a pool of one
-worker reads its queue in order), so every accumulator gets the very calls it would get here,
-and the group's accumulators come back when it is finished, sealed there for the sweep
+(``scoring_pools()``: Linux, ≥ 4 cores, ``SCORING_PROCESSES``) they are filled there: each
+batch's detections and ground truth go to one of them as host arrays
+(``v2x.evaluation.ScoredArrays``), the group's batches to the processes in turn, each batch
+scored into accumulators of its own; when the group ends its first process joins them in
+batch order (``APAccumulator.extend``), so every cell gets the records that adding every batch
+here, in order, gives, and the group's accumulators come back sealed there for the sweep
 (``SealedAccumulator``: pickled with their digests, passed on to the AP workers unopened).
-Consecutive groups are scored in different processes, side by side (one process for all was
-the bottleneck: measured on an H200 host, the device's thread then waited on it as long as on
-the scorer thread before). At a sweep's start, before any batch is scored, the same processes build the frame batches'
-networks (``v2x.sweep_batches.PreparedBatches``).
-The same records, bit for bit (tested). The arrays sent are kept here until then: if the worker
+One process per group fell behind the device (measured on an H200 host: a group's rows waited
+0.21–0.68 s for its scoring after its last batch); one process for all groups was the
+bottleneck before that. At a sweep's start, before any batch is scored, the same processes
+build the frame batches' networks (``v2x.sweep_batches.PreparedBatches``). The same records, bit for bit (tested). The arrays sent are kept here until then: if a worker
 dies (e.g. killed for memory) the group is scored again in this process, with a warning.
 """
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import pickle
 import threading
 import warnings
-from collections.abc import Callable
-from concurrent.futures import Future, ProcessPoolExecutor
+from collections.abc import Callable, Sequence
+from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 
@@ -59,8 +60,10 @@ _POOLS: list[ProcessPoolExecutor | None] = []  # one worker each; None: to be fo
 _IDS = itertools.count()  # the groups' keys in the processes
 _TURNS = itertools.count()  # which process scores the next group
 
-# in the worker: each open group's accumulators (or the error that stopped its scoring)
-_GROUPS: dict[int, list[APAccumulator] | BaseException] = {}
+# in the worker: each open group's partial accumulators by frame batch (or the error that
+# stopped its scoring), and its settings
+_GROUPS: dict[int, dict[int, list[APAccumulator]] | BaseException] = {}
+_SETTINGS: dict[int, tuple[EvalConfig, int]] = {}
 
 
 def _one_thread() -> None:
@@ -90,25 +93,57 @@ def warm_scoring_pools() -> None:
 
 
 def _open(group_id: int, config: EvalConfig, k: int) -> None:
-    _GROUPS[group_id] = [APAccumulator(config) for _ in range(k)]
+    _GROUPS[group_id], _SETTINGS[group_id] = {}, (config, k)
 
 
-def _add(group_id: int, scored: ScoredArrays) -> None:
-    accs = _GROUPS[group_id]
-    if isinstance(accs, BaseException):  # an earlier batch failed: the group is not scored
+def _add(group_id: int, batch: int, scored: ScoredArrays) -> None:
+    """Score frame batch number ``batch`` into accumulators of its own (joined in batch order
+    when the group closes, ``APAccumulator.extend``)."""
+    parts = _GROUPS[group_id]
+    if isinstance(parts, BaseException):  # an earlier batch failed: the group is not scored
         return
+    config, k = _SETTINGS[group_id]
+    accs = [APAccumulator(config) for _ in range(k)]
     try:
         accumulate_arrays(scored, accs)
     except BaseException as err:
         _GROUPS[group_id] = err
         raise
+    parts[batch] = accs
 
 
-def _close(group_id: int) -> list[APAccumulator]:
-    accs = _GROUPS.pop(group_id)
-    if isinstance(accs, BaseException):
-        raise accs
-    return accs
+def _popped(group_id: int) -> dict[int, list[APAccumulator]]:
+    """The group's partial accumulators by batch, taken out of this worker (raises the error
+    that stopped its scoring here)."""
+    parts = _GROUPS.pop(group_id)
+    _SETTINGS.pop(group_id, None)
+    if isinstance(parts, BaseException):
+        raise parts
+    return parts
+
+
+def _take(group_id: int) -> dict[int, bytes]:
+    """The group's partial accumulators of this worker's batches, pickled, for the process
+    that joins them (``_join``): they pass through the sweep's process as bytes."""
+    return {b: pickle.dumps(accs, pickle.HIGHEST_PROTOCOL) for b, accs in _popped(group_id).items()}
+
+
+def _discard(group_id: int) -> None:
+    _GROUPS.pop(group_id, None)
+    _SETTINGS.pop(group_id, None)
+
+
+def _join(group_id: int, taken: dict[int, bytes]) -> list[APAccumulator]:
+    """The group's ``K`` accumulators: this worker's partial ones and those ``taken`` from the
+    others, joined in batch order (the records scoring every batch in one accumulator gives)."""
+    config, k = _SETTINGS[group_id]
+    parts = _popped(group_id)
+    parts.update({b: pickle.loads(blob) for b, blob in taken.items()})
+    joined = [APAccumulator(config) for _ in range(k)]
+    for b in sorted(parts):
+        for acc, part in zip(joined, parts[b], strict=True):
+            acc.extend(part)
+    return joined
 
 
 @dataclass(frozen=True)
@@ -131,12 +166,12 @@ class SealedAccumulator:
         return pickle.loads(self.blob)
 
 
-def _close_sealed(group_id: int) -> list[SealedAccumulator]:
+def _sealed(accs: list[APAccumulator]) -> list[SealedAccumulator]:
     """The group's accumulators sealed; cells whose records are identical (equal digests, e.g.
     identity's SNRs) share one sealed object, pickled and sent back once."""
     sealed: dict[str, SealedAccumulator] = {}
     out = []
-    for acc in _close(group_id):
+    for acc in accs:
         digest = acc.state_digest()
         if digest not in sealed:
             blob = pickle.dumps(acc, pickle.HIGHEST_PROTOCOL)
@@ -145,36 +180,55 @@ def _close_sealed(group_id: int) -> list[SealedAccumulator]:
     return out
 
 
+def _join_sealed(group_id: int, taken: dict[int, bytes]) -> list[SealedAccumulator]:
+    return _sealed(_join(group_id, taken))
+
+
 class GroupScoring:
     """The AP accumulators of one group's ``K`` cells, filled batch by batch (``add``, in
-    batch order, from one thread at a time) in the scoring process or, without one, here.
+    batch order, from one thread at a time) in the scoring processes or, without them, here.
+
+    With several processes the group's frame batches go to them in turn (batch ``i`` to
+    ``pools[i % P]``), each scored into accumulators of its own; when the group closes they
+    are joined in batch order in the first process (``APAccumulator.extend``: the records
+    that scoring every batch into one accumulator gives, tested). A group's scoring then ends
+    soon after its last batch, where one process per group fell behind the device (measured
+    on an H200 host: the second group's rows waited 0.21–0.68 s for it after its last batch).
 
     Args:
         config: every cell's evaluation settings.
         k: the group's cells (conditions).
-        pool: the scoring process (a pool of one worker); default: the next of
-            ``scoring_pools()`` in turn, or this process where there are none; ``None``: here.
+        pool: the scoring processes (pools of one worker; one pool or a list); default: all of
+            ``scoring_pools()``, starting with the next in turn, or this process where there
+            are none; ``None``: here.
     """
 
     def __init__(
-        self, config: EvalConfig, k: int, pool: ProcessPoolExecutor | None | str = "default"
+        self,
+        config: EvalConfig,
+        k: int,
+        pool: ProcessPoolExecutor | Sequence[ProcessPoolExecutor] | None | str = "default",
     ) -> None:
         self.config, self.k = config, k
-        if pool == "default":
+        if isinstance(pool, str):  # "default"
             pools = scoring_pools()
-            pool = pools[next(_TURNS) % len(pools)] if pools else None
-        self._pool = pool
+            turn = next(_TURNS) % len(pools) if pools else 0
+            pools = pools[turn:] + pools[:turn]
+        else:
+            pools = [] if pool is None else [pool] if isinstance(pool, Executor) else list(pool)
+        self._pools = pools
         self._sent: list[ScoredArrays] = []  # kept until the accumulators are back
         self._added: list[Future] = []
         self._lock = threading.Lock()
         self._accs: list[APAccumulator] | None = None  # scored here
         self._done: list | None = None  # what the group's closing returned
-        if self._pool is None:
+        if not self._pools:
             self._accs = [APAccumulator(config) for _ in range(k)]
         else:
             self._id = next(_IDS)
             try:
-                self._pool.submit(_open, self._id, config, k)
+                for one in self._pools:
+                    one.submit(_open, self._id, config, k)
             except BrokenProcessPool:
                 self._here()
 
@@ -184,20 +238,22 @@ class GroupScoring:
             if self._accs is not None:
                 accumulate_arrays(scored, self._accs)
                 return
+            batch = len(self._sent)
             self._sent.append(scored)
             try:
-                self._added.append(self._pool.submit(_add, self._id, scored))
+                one = self._pools[batch % len(self._pools)]
+                self._added.append(one.submit(_add, self._id, batch, scored))
             except BrokenProcessPool:
                 self._here()
 
     def accumulators(self) -> list[APAccumulator]:
-        """The ``K`` accumulators with every batch added (waits for the scoring process).
+        """The ``K`` accumulators with every batch added (waits for the scoring processes).
 
         Raises:
             what scoring a batch raised (e.g. ``ValueError`` for detections that are not
-            finite), once every batch before it was added.
+            finite), the first such batch's.
         """
-        done = self._closed(_close)
+        done = self._closed(_join)
         if any(isinstance(a, SealedAccumulator) for a in done):  # sealed first: opened once
             with self._lock:
                 self._done = done = [
@@ -206,24 +262,34 @@ class GroupScoring:
         return done
 
     def sealed_accumulators(self) -> list[APAccumulator | SealedAccumulator]:
-        """``accumulators`` as a group's rows take them: from the scoring process sealed there
-        (``SealedAccumulator``), without one the accumulators themselves. Raises as
+        """``accumulators`` as a group's rows take them: from the scoring processes sealed
+        there (``SealedAccumulator``), without them the accumulators themselves. Raises as
         ``accumulators`` does. The first of the two methods asked closes the group; after
         ``sealed_accumulators``, ``accumulators`` opens the sealed ones (once)."""
-        return self._closed(_close_sealed)
+        return self._closed(_join_sealed)
 
-    def _closed(self, close: Callable[[int], list]) -> list:
+    def _closed(self, join: Callable[[int, dict[int, bytes]], list]) -> list:
         with self._lock:
             if self._done is None and self._accs is not None:
                 self._done = self._accs
             if self._done is None:
+                first, others = self._pools[0], self._pools[1:]
                 try:
-                    # closed first (after every batch, in queue order), so that a batch's error
-                    # raised below leaves no group behind in the process
-                    closed = self._pool.submit(close, self._id)
-                    for added in self._added:
-                        added.result()
-                    self._done = closed.result()
+                    # each process's partial accumulators leave it (also after an error: no
+                    # group is left behind there), then the first process joins them
+                    taken = [one.submit(_take, self._id) for one in others]
+                    try:
+                        for added in self._added:  # the first failed batch's error
+                            added.result()
+                        parts: dict[int, bytes] = {}
+                        for future in taken:
+                            parts.update(future.result())
+                    except BrokenProcessPool:
+                        raise
+                    except BaseException:
+                        first.submit(_discard, self._id)
+                        raise
+                    self._done = first.submit(join, self._id, parts).result()
                 except BrokenProcessPool:
                     self._here()
                     self._done = self._accs
@@ -231,10 +297,14 @@ class GroupScoring:
             return self._done
 
     def _here(self) -> None:
-        """The scoring process stopped: score every batch sent so far here instead (the next
+        """A scoring process stopped: score every batch sent so far here instead (the next
         group that would use that process gets a new one)."""
-        if self._pool in _POOLS:
-            _POOLS[_POOLS.index(self._pool)] = None
+        for one in self._pools:
+            if getattr(one, "_broken", False) and one in _POOLS:
+                _POOLS[_POOLS.index(one)] = None
+            else:
+                with contextlib.suppress(BrokenProcessPool, RuntimeError):
+                    one.submit(_discard, self._id)  # the group's state there, dropped
         warnings.warn(
             "sweep: the scoring process stopped; scoring this group's frame batches in this "
             "process",

@@ -240,3 +240,67 @@ def test_a_cells_result_is_the_accumulators_without_its_curves():
         for name, by_t in want["details"].items()
     }
     assert any(curves <= set(d) for by_t in want["details"].values() for d in by_t.values())
+
+
+def _pools(n: int) -> list:
+    return [forked_pool(1, _one_thread) for _ in range(n)]
+
+
+def test_a_group_spread_over_several_processes_gets_the_records_scored_here():
+    """Three scoring processes take a group's batches in turn, each into accumulators of its
+    own, joined in batch order by the first: the oracle's digests and results, sealed or not
+    (identical cells sealed once), with a second group in flight on the same processes; fewer
+    batches than processes too."""
+    from v2x.sweep_scoring import SealedAccumulator
+
+    batches = _batches(5)
+    pools = _pools(3)
+    try:
+        scoring = GroupScoring(_config(), K, pools)
+        other = GroupScoring(_config(), K, pools[::-1])
+        short = GroupScoring(_config(), K, pools)
+        for i, scored in enumerate(batches):
+            scoring.add(scored)
+            other.add(batches[-1 - i])
+        short.add(batches[0])
+        sealed = scoring.sealed_accumulators()
+        _same(other.accumulators(), _here(batches[::-1]))
+        _same(short.accumulators(), _here(batches[:1]))
+    finally:
+        for pool in pools:
+            pool.shutdown()
+    oracle = _here(batches)
+    assert all(isinstance(s, SealedAccumulator) for s in sealed)
+    assert sealed[0] is sealed[1] is sealed[3] is not sealed[2]
+    assert [s.state_digest() for s in sealed] == [a.state_digest() for a in oracle]
+    _same([s.opened() for s in sealed], oracle)
+
+
+def test_over_several_processes_a_failed_batch_is_reported_and_a_dead_one_costs_a_warning():
+    batches = _batches(4)
+    bad = batches[2]
+    bad.boxes[0, 0, 3] = np.nan
+    bad.valid[0, 0] = True
+    pools = _pools(2)
+    try:
+        scoring = GroupScoring(_config(), K, pools)
+        for scored in batches:
+            scoring.add(scored)
+        with pytest.raises(ValueError, match="det_boxes/det_scores: contain non-finite values"):
+            scoring.accumulators()
+        good = GroupScoring(_config(), K, pools)  # both processes go on with other groups
+        for scored in batches[:2]:
+            good.add(scored)
+        _same(good.accumulators(), _here(batches[:2]))
+        batches = _batches(4)
+        scoring = GroupScoring(_config(), K, pools)
+        for scored in batches[:3]:
+            scoring.add(scored)
+        pools[1].submit(os._exit, 1)  # the second process dies (as if killed for memory)
+        with pytest.warns(RuntimeWarning, match="scoring process stopped"):
+            scoring.add(batches[3])
+            accs = scoring.accumulators()
+    finally:
+        for pool in pools:
+            pool.shutdown()
+    _same(accs, _here(batches))
