@@ -105,10 +105,10 @@ def rotated_nms_keep_triton(
     b, k = valid.shape
     if b == 0 or k == 0:
         return torch.zeros(b, k, dtype=torch.bool, device=valid.device)
-    # the threshold and the union's floor in the boxes' dtype, as the torch form compares them,
-    # written by fill kernels (an item assigned from the host is a copy that waits for the queue)
+    # the threshold and the union's floor in the boxes' dtype, as the torch form compares them
+    # (written on the device: a copy from the host would wait for its queue)
     params = torch.full((2,), float(threshold), dtype=boxes.dtype, device=boxes.device)
-    params[1:].fill_(torch.finfo(boxes.dtype).tiny)
+    params[1] = torch.finfo(boxes.dtype).tiny
     boxes, flags = boxes.contiguous(), valid.to(torch.int8).contiguous()
     classes = flags if labels is None else labels.contiguous()
     sup = torch.empty(b * k * k, dtype=torch.int32, device=valid.device)
