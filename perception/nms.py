@@ -16,10 +16,8 @@ valid, same-class boxes whose circumscribed circles overlap (all other pairs hav
 suppress nothing). Their exact IoU is computed once and each sweep is one gather and one
 scatter over those ``P`` pairs (``greedy_suppression_pairs``) instead of a ``[B, K, K]``
 reduction; the keep set is the same unique solution. ``greedy_suppression`` is the dense form.
-On CUDA (inference) the pairs are not listed: one Triton launch tests every ranked pair of the
-``[B, K, K]`` table and computes the candidates' exact IoU (``boxes_triton``'s construction),
-another walks each set greedily (``nms_triton``), with no host sync (listing the pairs needs
-two: the used columns and the pair count).
+On CUDA (inference) the pairs' IoU is one Triton launch (``boxes_triton``) and the solve another
+(``nms_triton``: the greedy walk per set, no fixed-point syncs).
 """
 
 from __future__ import annotations
@@ -178,14 +176,14 @@ def batched_rotated_nms(
     cand_boxes = torch.where(cand_valid.unsqueeze(-1), cand_boxes, _dummy_box(cand_boxes))
 
     cand_labels = None if labels is None else torch.gather(labels, 1, order)
-    if use_box_kernel(cand_boxes, cand_boxes):  # CUDA: two launches, no host sync
-        from v2x.perception.nms_triton import rotated_nms_keep_triton
+    first, second, overlap = _suppression_pairs(
+        cand_boxes, cand_valid, cand_labels, float(iou_threshold)
+    )
+    if use_box_kernel(cand_boxes, cand_boxes):  # CUDA: one launch, no fixed-point syncs
+        from v2x.perception.nms_triton import greedy_keep_triton
 
-        keep = rotated_nms_keep_triton(cand_boxes, cand_valid, cand_labels, float(iou_threshold))
+        keep = greedy_keep_triton(first, second, overlap, cand_valid)
     else:
-        first, second, overlap = _suppression_pairs(
-            cand_boxes, cand_valid, cand_labels, float(iou_threshold)
-        )
         keep = greedy_suppression_pairs(first, second, overlap, cand_valid)
 
     k_out = k if max_out is None else min(int(max_out), k)

@@ -35,24 +35,6 @@ print(json.dumps(out))
 """
 
 
-_TABLE_SCRIPT = """
-import json, torch
-from v2x.perception.nms import _suppression_pairs
-from v2x.perception.nms_triton import greedy_keep_triton, rotated_nms_keep_triton
-cases = json.loads('''{cases}''')
-out = []
-for case in cases:
-    boxes = torch.tensor(case["boxes"], dtype=getattr(torch, case["dtype"]))
-    valid = torch.tensor(case["valid"])
-    labels = None if case["labels"] is None else torch.tensor(case["labels"])
-    table = rotated_nms_keep_triton(boxes, valid, labels, case["thr"])
-    pairs = greedy_keep_triton(*_suppression_pairs(boxes, valid, labels, case["thr"]), valid)
-    out.append([table.tolist(), pairs.tolist()])
-out.append(list(rotated_nms_keep_triton(boxes, valid[:, :0], None, 0.1).shape))
-print(json.dumps(out))
-"""
-
-
 def _cases() -> list[dict]:
     """Rank-ordered sets (best first) of clustered boxes with suppression chains: padding
     anywhere, with and without classes, float64 and float32, four thresholds."""
@@ -92,20 +74,6 @@ def test_the_greedy_kernel_keeps_the_greedy_set_in_the_interpreter(triton_interp
     assert out[-1] == [3, 0]
 
 
-def test_the_table_built_on_the_device_keeps_the_greedy_set_in_the_interpreter(
-    triton_interpreted,
-) -> None:
-    """``rotated_nms_keep_triton`` (each ranked pair tested and its IoU computed in the kernel,
-    no pair list) keeps the exact greedy solution and what the pair list gives, on the same
-    clustered sets; an empty set gives an empty mask."""
-    cases = _cases()
-    out = triton_interpreted(_TABLE_SCRIPT.format(cases=json.dumps(cases)))
-    for case, (table, pairs) in zip(cases, out[:-1]):
-        assert torch.equal(torch.tensor(table), _expected(case))
-        assert table == pairs
-    assert out[-1] == [3, 0]
-
-
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_on_cuda_nms_keeps_the_greedy_set() -> None:
@@ -113,7 +81,7 @@ def test_on_cuda_nms_keeps_the_greedy_set() -> None:
     (IoU and solve through the kernels) against a shapely greedy loop."""
     from v2x.common import triton_available
     from v2x.perception.nms import _suppression_pairs
-    from v2x.perception.nms_triton import greedy_keep_triton, rotated_nms_keep_triton
+    from v2x.perception.nms_triton import greedy_keep_triton
 
     if not triton_available():
         pytest.skip("needs Triton")
@@ -123,8 +91,6 @@ def test_on_cuda_nms_keeps_the_greedy_set() -> None:
         valid = torch.tensor(case["valid"], device="cuda")
         keep = greedy_keep_triton(*_suppression_pairs(boxes, valid, labels, case["thr"]), valid)
         assert torch.equal(keep.cpu(), _expected(case))
-        table = rotated_nms_keep_triton(boxes, valid, labels, case["thr"])
-        assert torch.equal(table.cpu(), _expected(case))
     rng = np.random.default_rng(9)
     sets = np.stack([_clustered_boxes(rng, 60) for _ in range(4)])
     scores = rng.uniform(size=(4, 60)).astype(np.float32)
@@ -133,44 +99,3 @@ def test_on_cuda_nms_keeps_the_greedy_set() -> None:
     for i in range(4):
         expected = _reference_nms(sets[i], scores[i], 0.1)
         assert result.indices[i][result.mask[i]].tolist() == list(expected)
-
-
-@pytest.mark.gpu
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
-def test_on_cuda_nms_of_a_sweeps_batch_needs_no_host_sync_and_keeps_what_the_pairs_keep() -> None:
-    """A sweep batch's sets (112 × 100 ranked candidates, two classes, a third padding) through
-    ``batched_rotated_nms`` with CUDA's sync debug mode raising on any host sync; the keep
-    masks equal those of the pair list (``_suppression_pairs`` + ``greedy_keep_triton``) and of
-    the CPU's torch form."""
-    from v2x.common import triton_available
-    from v2x.perception.nms import _suppression_pairs
-    from v2x.perception.nms_triton import greedy_keep_triton
-
-    if not triton_available():
-        pytest.skip("needs Triton")
-    rng = np.random.default_rng(21)
-    b, k = 112, 100
-    boxes = torch.tensor(np.stack([_clustered_boxes(rng, k) for _ in range(b)])).float().cuda()
-    scores = torch.tensor(rng.uniform(size=(b, k)), dtype=torch.float32, device="cuda")
-    labels = torch.tensor(rng.integers(0, 2, (b, k)), device="cuda")
-    valid = torch.tensor(rng.uniform(size=(b, k)) < 0.67, device="cuda")
-    torch.cuda.synchronize()
-    torch.cuda.set_sync_debug_mode("error")
-    try:
-        result = batched_rotated_nms(boxes, scores, labels, valid, 0.1)
-    finally:
-        torch.cuda.set_sync_debug_mode("default")
-    cpu = batched_rotated_nms(boxes.cpu(), scores.cpu(), labels.cpu(), valid.cpu(), 0.1)
-    assert torch.equal(result.mask.cpu(), cpu.mask)
-    assert torch.equal(result.indices.cpu(), cpu.indices)
-    order = torch.argsort(torch.where(valid, scores, -torch.inf), 1, descending=True, stable=True)
-    ranked = torch.gather(boxes, 1, order[..., None].expand(-1, -1, 7))
-    ranked_valid, ranked_labels = torch.gather(valid, 1, order), torch.gather(labels, 1, order)
-    pairs = greedy_keep_triton(
-        *_suppression_pairs(ranked, ranked_valid, ranked_labels, 0.1), ranked_valid
-    )
-    kept = torch.zeros_like(valid).scatter_(1, order, pairs)
-    from_indices = torch.zeros(b, k + 1, dtype=torch.bool, device="cuda")
-    from_indices.scatter_(1, torch.where(result.mask, result.indices, k), True)
-    assert torch.equal(from_indices[:, :k], kept)
-    assert 0 < int(kept.sum()) < int(valid.sum())
