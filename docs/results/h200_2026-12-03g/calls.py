@@ -4,7 +4,12 @@
 import sys
 from pathlib import Path
 
-repo, calls, threads, phases = Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+repo, calls, threads, phases = (
+    Path(sys.argv[1]),
+    int(sys.argv[2]),
+    int(sys.argv[3]),
+    int(sys.argv[4]),
+)
 frames = int(sys.argv[5]) if len(sys.argv) > 5 else 128
 sys.path.insert(0, str(repo / "benchmarks"))
 import torch  # noqa: E402
