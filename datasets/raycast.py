@@ -27,8 +27,6 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from v2x.torch_threads import torch_threads
-
 MISS = -1
 """``RayHits.prim`` value of a ray that hits nothing within range."""
 GROUND = -2
@@ -301,11 +299,17 @@ class TorchRaycaster(Raycaster):
         per_ray: bool,
     ) -> RayHits:
         ref = o.mean(axis=0)
-        limit = self.device.type == "cpu" and self.num_threads > 0
-        with torch_threads(self.num_threads if limit else None):
+        previous = torch.get_num_threads()
+        limit = self.device.type == "cpu" and 0 < self.num_threads != previous
+        if limit:
+            torch.set_num_threads(self.num_threads)
+        try:
             t, prim, normal = self.cast_tensors(
                 scene, o - ref, d, ref, max_range_m, group=group, per_ray=per_ray
             )
+        finally:
+            if limit:
+                torch.set_num_threads(previous)
         return RayHits(
             t=t.double().cpu().numpy(),
             prim=prim.cpu().numpy(),

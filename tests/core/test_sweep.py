@@ -1300,7 +1300,7 @@ def test_scoring_in_the_scoring_process_gives_the_same_results(
     reference, cache_dir, tmp_path, monkeypatch
 ):
     """The frame batches scored in the scoring processes (hosts with >= 4 cores,
-    ``v2x.sweep_scoring``; the groups in turn), with the frame batches' networks built there
+    ``v2x.sweep_scoring``; each group's batches over them in turn), with the frame batches' networks built there
     and the rows of up to three groups pending while the device goes on, give the results and
     ledger of doing all that in this process with one group pending, row for row."""
     import v2x.sweep_batches as sweep_batches
@@ -1314,7 +1314,7 @@ def test_scoring_in_the_scoring_process_gives_the_same_results(
     submit = sweep_scoring.GroupScoring.add
 
     def recorded(self, scored):
-        added.append(self._pool)
+        added.append(self._pools[len(self._sent) % len(self._pools)])  # where this batch goes
         return submit(self, scored)
 
     monkeypatch.setattr(sweep_scoring.GroupScoring, "add", recorded)
@@ -1326,7 +1326,7 @@ def test_scoring_in_the_scoring_process_gives_the_same_results(
     try:
         path = run_sweep(tiny_config(cache_dir, tmp_path))
         pools = sweep_scoring.scoring_pools()
-        assert len(pools) == 2 and set(map(id, added)) == set(map(id, pools))  # groups in turn
+        assert len(pools) == 2 and set(map(id, added)) == set(map(id, pools))  # batches in turn
         assert len(sent) == 2 and set(map(id, sent)) == set(map(id, pools))  # batches in turn
         assert all(pool.submit(os.getpid).result() != os.getpid() for pool in pools)
     finally:
