@@ -10,8 +10,8 @@ detector's fold 0.16–0.29 s on 16 threads against 0.04–0.06 s on one; a warm
 (bench_sweep's issue-16 setting) 1,681–1,811 frame-conditions/s with the process's threads
 limited to the 4 cores the workers leave, against 1,427–1,676 on 16, in the same call
 (``docs/results/h200_2026-12-03g/``). The number of threads changes no value: the project's
-CPU operators compute each element alike on any number of threads (the sweep's results are the
-same on a 2-core and a 16-core host: tests).
+CPU operators compute each element alike on any number of threads (tested: a sweep whose
+process runs on one thread gives the results and ledger of one on torch's own count).
 """
 
 from __future__ import annotations
