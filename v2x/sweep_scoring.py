@@ -20,8 +20,9 @@ here, in order, gives, and the group's accumulators come back sealed there for t
 One process per group fell behind the device (measured on an H200 host: a group's rows waited
 0.21–0.68 s for its scoring after its last batch); one process for all groups was the
 bottleneck before that. At a sweep's start, before any batch is scored, the same processes
-build the frame batches' networks (``v2x.sweep_batches.PreparedBatches``). The same records, bit for bit (tested). The arrays sent are kept here until then: if a worker
-dies (e.g. killed for memory) the group is scored again in this process, with a warning.
+build the frame batches' networks (``v2x.sweep_batches.PreparedBatches``). The same records,
+bit for bit (tested). The arrays sent are kept here until then: if a worker dies (e.g. killed
+for memory) the group is scored again in this process, with a warning.
 """
 
 from __future__ import annotations
@@ -58,7 +59,7 @@ SCORING_PROCESSES = min(4, (os.cpu_count() or 1) // 4) if can_fork_workers() els
 
 _POOLS: list[ProcessPoolExecutor | None] = []  # one worker each; None: to be forked again
 _IDS = itertools.count()  # the groups' keys in the processes
-_TURNS = itertools.count()  # which process scores the next group
+_TURNS = itertools.count()  # which process is the next group's first (the one joining it)
 
 # in the worker: each open group's partial accumulators by frame batch (or the error that
 # stopped its scoring), and its settings
@@ -284,10 +285,9 @@ class GroupScoring:
                         parts: dict[int, bytes] = {}
                         for future in taken:
                             parts.update(future.result())
-                    except BrokenProcessPool:
-                        raise
-                    except BaseException:
-                        first.submit(_discard, self._id)
+                    except BaseException as err:
+                        if not isinstance(err, BrokenProcessPool):  # (that one: _here below)
+                            first.submit(_discard, self._id)
                         raise
                     self._done = first.submit(join, self._id, parts).result()
                 except BrokenProcessPool:
