@@ -36,28 +36,20 @@ from here.
 
 from __future__ import annotations
 
-import dataclasses
-import functools
 import logging
-import math
 import os
 import time
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 import torch
 
-from v2x.channels import build_channel
-from v2x.common import configure_determinism, to_device_async
-from v2x.datasets.frame import CLASS_NAMES, CoopFrame
-from v2x.evaluation import VEHICLE_LABELS
-from v2x.execution import Arrival, evaluate_batch
-from v2x.ledger import empty_ledger
+from v2x.common import configure_determinism
+from v2x.datasets.frame import CoopFrame
 from v2x.loading import (  # noqa: F401 - the loading API, also reachable from here
     FrameStream,
     _NullBar,
@@ -69,8 +61,6 @@ from v2x.loading import (  # noqa: F401 - the loading API, also reachable from h
     progress_enabled,
     resolve_devices,
 )
-from v2x.perception.fusion import build_fusion
-from v2x.pipeline import CooperativePipeline, LinkCost
 from v2x.results import ResultsStore, cell_id, results_files, stable_hash
 from v2x.results_table import (  # noqa: F401 - the table API, also reachable from here
     _per_class_columns,
@@ -78,11 +68,9 @@ from v2x.results_table import (  # noqa: F401 - the table API, also reachable fr
     vocabulary,
     vocabulary_text,
 )
-from v2x.scheduling import schedule
-from v2x.semcom import build_codec
 from v2x.sweep_batches import _Batch, prepare_device
-from v2x.sweep_clock import aged_delivery, min_age_s, resense_batch, sensing_clock
 from v2x.sweep_errors import SweepInterrupted, SweepOutOfMemory, out_of_memory_message, saved_note
+from v2x.sweep_group import GroupRun, setting_key
 from v2x.sweep_order import device_order
 from v2x.sweep_plan import (  # noqa: F401 - the planning API, also reachable from here
     DATA_SOURCES,
@@ -98,81 +86,15 @@ from v2x.sweep_plan import (  # noqa: F401 - the planning API, also reachable fr
     plan_sweep,
     sweep_arguments,
 )
-from v2x.sweep_reuse import EncodeCache, reuse_cells, share_source_coding
-from v2x.sweep_rows import book_batch, cell_pool, group_rows, warm_cell_pool
-from v2x.sweep_scoring import GroupScoring, scoring_pools, warm_scoring_pools
+from v2x.sweep_reuse import EncodeCache, reuse_cells
+from v2x.sweep_rows import cell_pool, warm_cell_pool
+from v2x.sweep_scoring import scoring_pools, warm_scoring_pools
 from v2x.torch_threads import sweep_process_threads, torch_threads
 
 log = logging.getLogger(__name__)
 
 
 # --------------------------------------------------------------------------- the run
-
-
-@dataclass
-class _Scheduler:
-    """The bandwidth budget's scheduler as ``evaluate_batch``'s ``deliver``: which payloads of
-    a run arrive by the deadline (``v2x.scheduling.schedule``) and, with asynchronous sensing
-    (``clock``), how old they are; keeps the last ``Delivery`` for the ledger."""
-
-    budget: Any
-    item: _Batch
-    plan: SweepPlan
-    clock: Any = None
-    delivery: Any = None
-    #: the fusion compensates latency: every condition is re-run with the motion history, even
-    #: where no payload waited (the LiDAR phases and clock offsets age the data too)
-    compensates: bool = False
-
-    def __call__(self, cost: LinkCost) -> Arrival:
-        novelty = to_device_async(self.item.novelty, cost.sent.device)
-        self.delivery = schedule(
-            self.budget,
-            cost.sent,
-            cost.channel_uses,
-            cost.packets,
-            cost.snr_db,
-            novelty,
-            feedback_s=cost.feedback_s,
-        )
-        ages = None
-        if self.clock is not None:  # the ego fuses what was sensed phase + latency before
-            ages = aged_delivery(self.clock, self.item, self.delivery, self.plan)
-        fresh = min_age_s(self.clock)
-        if self.compensates and ages is not None:
-            fresh = -math.inf  # (re-sensing itself still skips ages <= MIN_AGE_S)
-        return Arrival(self.delivery.delivered, ages, fresh)
-
-
-def _group_seed(seed: int, group: Group, batch_index: int) -> int:
-    return int(stable_hash([seed, group.key, batch_index], 15), 16)
-
-
-def _eval_config(plan: SweepPlan, model):
-    """The plan's evaluation settings; no ``eval_range`` means the ego's BEV grid."""
-
-    cfg = plan.eval_config
-    updates: dict[str, Any] = {"class_names": dict(enumerate(CLASS_NAMES))}
-    if not cfg.class_groups:  # vehicle AP (cars and trucks, OpenCOOD's): vehicle_ap_* columns
-        updates["class_groups"] = {"vehicle": VEHICLE_LABELS}
-    if cfg.eval_range is None:
-        g = model.grid
-        updates["eval_range"] = (g.x_range_m[0], g.y_range_m[0], g.x_range_m[1], g.y_range_m[1])
-    return dataclasses.replace(cfg, **updates)
-
-
-def _cell_seed(seed: int, condition_id: str, batch_index: int) -> int:
-    """Seed of one cell's run on one frame batch: from the sweep seed, the cell's condition
-    (``condition_id``: its ``cell_id(condition)``) and the batch alone, so a cell's numbers do
-    not depend on which other cells run with it."""
-    return int(stable_hash([seed, condition_id, batch_index], 15), 16)
-
-
-def setting_key(group: Group, data_id: Mapping) -> str:
-    """Hash of everything besides the condition and the seed that changes a cell's numbers:
-    the group's ``setting`` (code, checkpoints, config) and the frames' content hash."""
-    data = {k: data_id[k] for k in ("source", "split", "num_frames", "hash")}
-    return stable_hash({**group.setting, "data": data}, 16)
 
 
 def _run_group(
@@ -187,120 +109,13 @@ def _run_group(
     pool: Executor | None = None,
     scorer: Executor | None = None,
 ) -> tuple[list[dict], pa.Table] | Future:
-    """Evaluate the cells of ``group`` at ``snrs`` over every frame batch: results rows and
-    their ledger. Each feature-fusion cell gets the numbers of its own call with its own seed
-    (``_cell_seed``; all cells of a frame batch share one pipeline call where the pipeline can,
-    ``v2x.condition_streams``), so its numbers do not depend on the cells beside it (on CUDA up
-    to float32 rounding of boxes and scores: cuDNN picks convolution algorithms by batch shape;
-    counts, flags and the ledger exactly); ego-only,
-    late and early fusion, whose detections do not depend on the SNR, run once per batch for all
-    SNRs. Host work can leave this (the device's) thread: with ``scorer`` (one thread) each
-    batch's scoring and ledger rows run there in batch order while the device goes on with the
-    next batch (the matching itself in the scoring process where the host has one,
-    ``v2x.sweep_scoring``); with ``pool`` the group's rows (APs, bootstrap intervals) run there too and a
-    ``Future`` of ``(rows, ledger)`` is returned, so that the device can go on with the next
-    group. ``data_id`` may be a function that waits for it (``FrameStream.data_id``): the cells'
-    ids hold the frames' hash, so the first booking waits until every frame is read."""
-
-    cfg = plan.config
-    snr = torch.tensor(list(snrs), dtype=torch.float32)  # geometric mode: offsets in dB
-    k = snr.shape[0]
-    fusion = build_fusion(group.fusion, **group.fusion_kwargs)
-    if group.stage == FEATURE_STAGE:
-        kwargs = codec_kwargs_for(group.codec, group.codec_kwargs, model.config.feature_channels)
-        if "max_channel_uses" not in kwargs and "max_channel_uses" in sweep_arguments(group.codec):
-            # Rate-adaptive codecs fit their payload into an equal share of the frame's budget.
-            links = max(int(item.batch.agent_mask[:, 1:].sum(1).max()) for item in batches)
-            kwargs["max_channel_uses"] = int(plan.budget.channel_uses // max(links, 1))
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(int(cfg.seed))  # untrained weights: the same on every run
-            codec = build_codec(group.codec, **kwargs)
-        channel = build_channel(group.channel, **group.channel_kwargs(cfg.channel_options or {}))
-    else:
-        codec = build_codec("identity")
-        channel = build_channel("awgn")
-    pipe = CooperativePipeline(
-        model,
-        fusion.to(device),
-        codec.to(device),
-        channel.to(device),
-        pose_noise_m=group.pose_noise_m,
-        pose_noise_yaw_rad=group.pose_noise_yaw_rad,
-        seed=_group_seed(cfg.seed, group, -1) % (2**31),
-    ).eval()
-
-    shared_coding = share_source_coding(codec, device)
-    snr_on_device = to_device_async(snr, device)
-    budget = group.budget(plan.budget)  # the group's late policy and added delay
-    clock = sensing_clock(plan)
-
-    eval_config = _eval_config(plan, model)
-    scoring = GroupScoring(eval_config, k)  # the cells' accumulators (v2x.sweep_scoring)
-    conditions = [group.condition(s, plan.budget) for s in snrs]
-    identity = data_id if callable(data_id) else lambda: data_id
-
-    @functools.cache
-    def keyed() -> tuple[str, list[str]]:  # the setting's key and the cells' ids
-        key = setting_key(group, identity())
-        return key, [cell_id(c, key, int(cfg.seed)) for c in conditions]
-
-    condition_ids = [cell_id(c) for c in conditions]  # (each batch's seeds: _cell_seed)
-    ledgers = []
-    # Real values of one transmitted feature map [C, H/stride, W/stride] (the ratio's denominator).
-    feature_values = float(
-        model.config.feature_channels
-        * (model.grid.height // model.stride)
-        * (model.grid.width // model.stride)
-    )
+    """Evaluate the cells of ``group`` at ``snrs`` over every frame batch (``GroupRun``): results
+    rows and their ledger; with ``pool`` a ``Future`` of them (computed there while the device
+    goes on with the next group)."""
+    run = GroupRun(plan, group, snrs, batches, model, device, data_id, scorer)
     for bi, item in enumerate(batches):
-        model.batch_index = bi
-        shared_coding.clear()  # holds the source coding of one frame batch's maps at a time
-        item_snr = snr_on_device  # [K], or [K, B, A]: each link at its geometric SNR + offset
-        if group.snr_mode == "geometric":
-            item_snr = (item.network.snr_db[None] + snr.view(k, 1, 1).double()).float()
-            item_snr = to_device_async(item_snr, device)
-        deliver = _Scheduler(budget, item, plan, clock, compensates=fusion.compensates_latency)
-        # Feature fusion: each cell in its own call with its own seed. Ego-only, late and early
-        # fusion: the detections do not depend on the SNR (late and early payloads are charged
-        # as ideal digital links, a function of the SNR alone), so one call with the group's
-        # seed gives every cell what a call of its own would (pose noise draws from the
-        # pipeline's generator once per call, whatever K is).
-        joint = None if group.stage == FEATURE_STAGE else _group_seed(int(cfg.seed), group, bi)
-        scored = evaluate_batch(
-            pipe,
-            item.batch,
-            item_snr,
-            item.gt,
-            (),  # scored by book_batch
-            seeds=[_cell_seed(int(cfg.seed), c, bi) for c in condition_ids],
-            joint_seed=joint,
-            same_for_all=group.stage == "ego",
-            deliver=deliver,
-            resense=functools.partial(resense_batch, clock, item, plan=plan, fusion=fusion),
-            score=False,  # book_batch scores it (on the scorer thread when there is one)
-        )
-        book = functools.partial(_book, keyed, scored, item, scoring, deliver.delivery, group)
-        ledgers.append(book() if scorer is None else scorer.submit(book))
-        bar.update(item.batch.batch_size * k)
-    num_frames = sum(item.batch.batch_size for item in batches)
-    bits_estimated = group.stage == FEATURE_STAGE and bool(codec.bits_estimated)
-
-    def finish() -> tuple[list[dict], pa.Table]:
-        tables = [t.result() if isinstance(t, Future) else t for t in ledgers]
-        ledger = pa.concat_tables(tables) if tables else empty_ledger()
-        key, cells = keyed()
-        rows = group_rows(
-            plan, group, snrs, scoring.sealed_accumulators(), ledger, conditions, cells, key, num_frames, eval_config,
-            feature_values, identity(), bits_estimated,
-        )  # fmt: skip
-        return rows, ledger
-
-    return finish() if pool is None else pool.submit(finish)
-
-
-def _book(keyed: Callable[[], tuple[str, list[str]]], scored, item, scoring, delivery, group):  # noqa: ANN001, ANN202
-    """``book_batch`` with the cells' ids of ``keyed()``."""
-    return book_batch(scored, item, scoring, keyed()[1], delivery, group)
+        run.step(bi, item, bar)
+    return run.finish(pool)
 
 
 def run_sweep(cfg: Any) -> Path:
@@ -441,17 +256,26 @@ def _run_groups(
         pool = ThreadPoolExecutor(max_workers=ROW_THREADS, thread_name_prefix="v2x-rows")
         scorer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="v2x-score")  # batch order
         try:
-            for group, snrs in device_order(todo):
+            for wave in _waves(device_order(todo), cache, batches, len(frames)):
                 if hasattr(bar, "set_postfix_str"):
-                    bar.set_postfix_str(f"{group.fusion}/{group.codec}/{group.channel}")
-                started = time.perf_counter()
-                done = _run_group(plan, group, snrs, batches, cache, device, bar, data_id,
-                                  pool=pool, scorer=scorer)  # fmt: skip
-                # the group's own time: its rows finish on a thread while the next groups run
-                # (up to ROW_THREADS groups' rows at once; the device waits only beyond that)
-                pending.append((group, snrs, done, time.perf_counter() - started))
-                while len(pending) > ROW_THREADS or (pending and _ready(pending[0][2])):
-                    yield _resolved(pending.popleft())
+                    bar.set_postfix_str(
+                        " + ".join(f"{g.fusion}/{g.codec}/{g.channel}" for g, _ in wave)
+                    )
+                if len(wave) == 1:
+                    group, snrs = wave[0]
+                    started = time.perf_counter()
+                    done = _run_group(plan, group, snrs, batches, cache, device, bar, data_id,
+                                      pool=pool, scorer=scorer)  # fmt: skip
+                    # the group's own time: its rows finish on a thread while the next groups
+                    # run (up to ROW_THREADS groups' rows at once; the device waits beyond that)
+                    finished = [(group, snrs, done, time.perf_counter() - started)]
+                else:
+                    finished = _run_lockstep(plan, wave, batches, cache, device, bar, data_id,
+                                             pool, scorer)  # fmt: skip
+                for item in finished:
+                    pending.append(item)
+                    while len(pending) > ROW_THREADS or (pending and _ready(pending[0][2])):
+                        yield _resolved(pending.popleft())
             while pending:
                 yield _resolved(pending.popleft())
         except (KeyboardInterrupt, torch.OutOfMemoryError, MemoryError):
@@ -463,6 +287,51 @@ def _run_groups(
             scorer.shutdown(wait=True, cancel_futures=True)
             pool.shutdown(wait=True, cancel_futures=True)
             encodes.append(cache.encodes)
+
+
+#: At most this many groups run in lockstep over the frame batches (``_waves``): a sweep
+#: interrupted in a wave loses that wave's groups, and their rows finish together.
+LOCKSTEP_GROUPS = 8
+
+
+def _waves(
+    ordered: Sequence[tuple[Group, list[float]]],
+    cache: EncodeCache,
+    batches: Sequence[_Batch],
+    num_frames: int,
+) -> list[list[tuple[Group, list[float]]]]:
+    """The groups of ``ordered`` as the waves ``_run_groups`` computes: one group at a time when
+    the feature cache holds every frame's features (each batch encoded once for the sweep), else
+    up to ``LOCKSTEP_GROUPS`` groups in lockstep over the batches (each batch encoded once per
+    wave instead of once per group for the batches the cache does not hold). A speed choice
+    only: every cell has its own seeds, and each group its own generators."""
+    if len(ordered) < 2 or cache.would_hold(batches[0].batch, num_frames):
+        return [[item] for item in ordered]
+    return [list(ordered[i : i + LOCKSTEP_GROUPS]) for i in range(0, len(ordered), LOCKSTEP_GROUPS)]
+
+
+def _run_lockstep(
+    plan: SweepPlan,
+    wave: Sequence[tuple[Group, list[float]]],
+    batches: Sequence[_Batch],
+    cache: EncodeCache,
+    device: torch.device,
+    bar: Any,
+    data_id: Mapping | Callable[[], Mapping],
+    pool: Executor,
+    scorer: Executor,
+) -> list[tuple[Group, list[float], Future, float]]:
+    """The groups of ``wave`` batch by batch, each batch's groups in turn (its features encoded
+    once for all of them): ``(group, snrs, future of rows and ledger, seconds)`` per group, the
+    seconds its own steps took."""
+    runs = [GroupRun(plan, g, snrs, batches, cache, device, data_id, scorer) for g, snrs in wave]
+    seconds = [0.0] * len(runs)
+    for bi, item in enumerate(batches):
+        for j, run in enumerate(runs):
+            started = time.perf_counter()
+            run.step(bi, item, bar)
+            seconds[j] += time.perf_counter() - started
+    return [(g, snrs, run.finish(pool), s) for (g, snrs), run, s in zip(wave, runs, seconds)]
 
 
 #: Threads that compute finished groups' results rows while the device goes on.

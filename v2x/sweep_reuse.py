@@ -44,6 +44,9 @@ class EncodeCache:
         self._ego: dict[tuple, tuple[torch.Tensor, Any]] = {}
         self._max_bytes = max_bytes
         self._bytes = 0
+        # the last batch's features when the cache could not hold them: the groups that run
+        # in lockstep over the batches (v2x.sweep._waves) share them
+        self._last: tuple[int, torch.Tensor, torch.Tensor] | None = None
         self.batch_index: int | None = None
         self.encodes = 0
 
@@ -54,13 +57,30 @@ class EncodeCache:
         hit = self._cache.get(key) if key is not None else None
         if hit is not None and hit[0] is points:  # the batch's own scans, not re-sensed ones
             return hit[1]
+        last = self._last
+        if last is not None and key is not None and last[0] == key and last[1] is points:
+            return last[2]
+        self._last = None  # (freed before the next batch's features are computed)
         features = self._model.encode(points, point_mask, poses)
         self.encodes += 1
         size = features.numel() * features.element_size()
         if key is not None and key not in self._cache and self._bytes + size <= self._max_bytes:
             self._cache[key] = (points, features)
             self._bytes += size
+        elif key is not None and key not in self._cache:
+            self._last = (key, points, features)
         return features
+
+    def would_hold(self, batch: Any, num_frames: int) -> bool:
+        """Whether the cache would hold the features of ``num_frames`` frames, each the size of
+        one of ``batch``'s (a ``CoopBatch``: its padded agents; the detector's
+        ``feature_channels`` × its grid over ``stride``, in the default float dtype)."""
+        b, a = batch.agent_mask.shape
+        grid, stride = self._model.grid, self._model.stride
+        values = a * self._model.config.feature_channels
+        values *= (grid.height // stride) * (grid.width // stride)
+        itemsize = torch.empty((), dtype=torch.get_default_dtype()).element_size()
+        return values * itemsize * num_frames <= self._max_bytes - self._bytes
 
     def shared_ego_detections(
         self, points: torch.Tensor, fusion_key: tuple, compute: Callable[[], Any]
@@ -100,6 +120,9 @@ def feature_cache_bytes(value: Any, device: torch.device | str, sharers: int = 1
     device = torch.device(device)
     if device.type == "cuda":
         free, _ = torch.cuda.mem_get_info(device)
+        # memory this process's caching allocator holds but has not handed out (an earlier
+        # sweep's features, freed) is free to it too; the driver counts it as used
+        free += torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
         return AUTO_CACHE_SHARE["cuda"] * free / max(1, sharers)
     return AUTO_CACHE_SHARE["cpu"] * _available_host_bytes() / max(1, sharers)
 

@@ -6,7 +6,7 @@ process, as CUDA needs) plans the same sweep, loads the frames from the cache, t
 and the frame batches onto its own device once, then takes groups from a shared queue (the next
 free worker takes the next group, so a slow group does not hold the others back) and returns
 each group's results rows and ledger. The parent writes them to the results store in grid order,
-as one process would. A cell's numbers depend only on its own seed (``v2x.sweep._cell_seed``)
+as one process would. A cell's numbers depend only on its own seed (``v2x.sweep_group._cell_seed``)
 and the device type, never on which worker ran it, so the table equals one device's.
 """
 

@@ -165,6 +165,67 @@ def test_groups_codec_free_fusions_once_and_encodes_once_per_batch(reference):
     assert all(json.loads(c)["sort"] == "per_frame" for c in table["eval_convention"].to_pylist())
 
 
+def _encoded(monkeypatch, cfg: dict) -> tuple[Path, int]:
+    """``run_sweep(cfg)``'s results file and its encoder passes."""
+    calls = []
+    original = CoopDetector.encode
+
+    def counting(self, *args, **kwargs):
+        calls.append(1)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(CoopDetector, "encode", counting)
+    path = run_sweep(cfg)
+    monkeypatch.setattr(CoopDetector, "encode", original)
+    return path, len(calls)
+
+
+def test_groups_run_in_lockstep_over_the_batches_when_the_features_do_not_fit(
+    reference, cache_dir, tmp_path, monkeypatch
+):
+    """With no room for features (``feature_cache_gb: 0``) the groups run in lockstep over the
+    frame batches (``v2x.sweep._waves``): each batch is encoded once for all of them, where
+    groups run one at a time encode it once per group. Both give the reference sweep's results
+    and ledger (its cache holds every batch); with pose noise, which each group draws from its
+    own generator, lockstep and one group at a time agree too."""
+    import v2x.sweep as sweep
+
+    uncached = {**tiny_config(cache_dir, tmp_path / "lockstep"), "feature_cache_gb": 0}
+    path, encodes = _encoded(monkeypatch, uncached)
+    assert encodes == 2  # 4 frames in batches of 2, 4 groups
+    _assert_same_results_and_ledger(path, reference[0])
+    monkeypatch.setattr(sweep, "LOCKSTEP_GROUPS", 1)  # one group at a time
+    one_at_a_time = {**uncached, "output_dir": str(tmp_path / "one")}
+    path, encodes = _encoded(monkeypatch, one_at_a_time)
+    assert encodes == 8  # each of the 4 groups encodes each batch
+    _assert_same_results_and_ledger(path, reference[0])
+    noisy = tiny_config(cache_dir, tmp_path, codecs=["analog"], pose_noise=[[0.5, 0.02]])
+    noisy["feature_cache_gb"] = 0
+    monkeypatch.setattr(sweep, "LOCKSTEP_GROUPS", 8)
+    lockstep, encodes = _encoded(monkeypatch, {**noisy, "output_dir": str(tmp_path / "n8")})
+    assert encodes == 2
+    monkeypatch.setattr(sweep, "LOCKSTEP_GROUPS", 1)
+    apart, encodes = _encoded(monkeypatch, {**noisy, "output_dir": str(tmp_path / "n1")})
+    assert encodes == 6
+    _assert_same_results_and_ledger(lockstep, apart)
+
+
+def test_the_feature_cache_says_whether_a_sweeps_features_fit(cache_dir, tmp_path):
+    """``EncodeCache.would_hold`` against the features the detector computes: a cache of
+    exactly one batch's bytes holds that batch's frames and not one frame more."""
+    from v2x.sweep import load_frames
+    from v2x.sweep_batches import prepare_device
+    from v2x.sweep_reuse import EncodeCache
+
+    plan = plan_sweep(tiny_config(cache_dir, tmp_path))
+    cache, batches = prepare_device(plan, load_frames(plan.data, True), torch.device("cpu"))
+    batch = batches[0].batch
+    features = cache.encode(batch.points, batch.point_mask, batch.poses)
+    exact = EncodeCache(cache, features.numel() * features.element_size())
+    assert exact.would_hold(batch, batch.batch_size)
+    assert not exact.would_hold(batch, batch.batch_size + 1)
+
+
 def test_ledger_matches_hand_computed_costs_and_results_sums(reference):
     path, _ = reference
     results = pq.read_table(path)
@@ -1466,7 +1527,9 @@ def test_a_fresh_sweep_starts_on_the_first_frames_while_the_rest_are_read(
             order.append(f"frame {i}")
             yield frame
 
-    evaluate = sweep_module.evaluate_batch
+    import v2x.sweep_group as group_module
+
+    evaluate = group_module.evaluate_batch
 
     def first_batch(*args, **kwargs):
         order.append("device") if not started.is_set() else None
@@ -1474,7 +1537,7 @@ def test_a_fresh_sweep_starts_on_the_first_frames_while_the_rest_are_read(
         return evaluate(*args, **kwargs)
 
     monkeypatch.setattr(SplitDataset, "iter_frames", slow_tail)
-    monkeypatch.setattr(sweep_module, "evaluate_batch", first_batch)
+    monkeypatch.setattr(group_module, "evaluate_batch", first_batch)
     streamed = run_sweep(tiny_config(cache_dir, tmp_path / "streamed"))
     assert order.index("device") < order.index("frame 2") and order[-1] == "frame 3"
     monkeypatch.setattr(SplitDataset, "iter_frames", read)

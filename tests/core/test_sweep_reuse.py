@@ -81,6 +81,19 @@ def test_feature_cache_size_is_a_number_of_gb_or_auto(monkeypatch):
     assert feature_cache_bytes("auto", "cuda:0") == 20e9
 
 
+def test_auto_feature_cache_counts_what_the_caching_allocator_holds_unused(monkeypatch):
+    """Memory this process's CUDA caching allocator reserved but does not use (an earlier
+    sweep's features, freed in the same process) is free to the new cache, though the driver
+    (``mem_get_info``) counts it as used: 40 GB free + (30 reserved − 10 allocated) → half of
+    60 GB."""
+    from v2x.sweep_reuse import feature_cache_bytes
+
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (40e9, 141e9))
+    monkeypatch.setattr(torch.cuda, "memory_reserved", lambda device=None: 30e9)
+    monkeypatch.setattr(torch.cuda, "memory_allocated", lambda device=None: 10e9)
+    assert feature_cache_bytes("auto", "cuda:0") == 30e9
+
+
 @pytest.mark.parametrize("bad", [-1, "lots", True, float("inf"), float("nan"), None])
 def test_a_bad_feature_cache_size_is_refused_before_any_work(bad, tmp_path):
     from v2x.sweep_plan import plan_sweep
@@ -104,6 +117,7 @@ def test_auto_feature_cache_takes_half_the_free_device_memory():
     from v2x.sweep_reuse import feature_cache_bytes
 
     free, _ = torch.cuda.mem_get_info(0)
+    free += torch.cuda.memory_reserved(0) - torch.cuda.memory_allocated(0)
     assert feature_cache_bytes("auto", "cuda:0") == pytest.approx(0.5 * free, rel=0.05)
 
 
