@@ -443,17 +443,19 @@ PHASES = (
     ("v2x.sweep_batches", "ego_ground_truth"),
     ("v2x.datasets.frame", "CoopBatch.to"),
     ("v2x.sweep", "_run_group"),
-    ("v2x.sweep", "evaluate_batch"),
-    ("v2x.sweep", "book_batch"),
+    ("v2x.sweep", "_run_lockstep"),
+    ("v2x.sweep_group", "evaluate_batch"),
+    ("v2x.sweep_group", "book_batch"),
     ("v2x.sweep", "_open_store"),
-    ("v2x.sweep", "group_rows"),
+    ("v2x.sweep_group", "group_rows"),
     ("v2x.sweep_scoring", "GroupScoring.sealed_accumulators"),
     ("v2x.sweep_rows", "_distinct_results"),
     ("v2x.results", "ResultsStore.add"),
 )
 
 #: Steps whose every call ``--phases`` lists too (thread, start and end after the call began).
-EACH_CALL = ("_run_group", "group_rows", "sealed_accumulators", "_distinct_results", "add")
+EACH_CALL = ("_run_group", "_run_lockstep", "group_rows", "sealed_accumulators",
+             "_distinct_results", "add")  # fmt: skip
 
 
 def bench_phases(

@@ -210,6 +210,23 @@ def test_groups_run_in_lockstep_over_the_batches_when_the_features_do_not_fit(
     _assert_same_results_and_ledger(lockstep, apart)
 
 
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_on_cuda_groups_in_lockstep_equal_groups_one_at_a_time(cache_dir, tmp_path, monkeypatch):
+    """On CUDA too, 8 groups (two pose noises) in lockstep over the batches give the results
+    and ledger of the same groups run one at a time, with one encoder pass per batch."""
+    import v2x.sweep as sweep
+
+    cfg = tiny_config(cache_dir, tmp_path, pose_noise=[[0.0, 0.0], [0.5, 0.02]])
+    cfg.update(device="cuda", feature_cache_gb=0)
+    lockstep, encodes = _encoded(monkeypatch, {**cfg, "output_dir": str(tmp_path / "wave")})
+    assert encodes == 2
+    monkeypatch.setattr(sweep, "LOCKSTEP_GROUPS", 1)
+    apart, encodes = _encoded(monkeypatch, {**cfg, "output_dir": str(tmp_path / "apart")})
+    assert encodes == 16
+    _assert_same_results_and_ledger(lockstep, apart)
+
+
 def test_the_feature_cache_says_whether_a_sweeps_features_fit(cache_dir, tmp_path):
     """``EncodeCache.would_hold`` against the features the detector computes: a cache of
     exactly one batch's bytes holds that batch's frames and not one frame more."""
