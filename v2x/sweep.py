@@ -292,9 +292,6 @@ def _run_groups(
 #: At most this many groups run in lockstep over the frame batches (``_waves``): a sweep
 #: interrupted in a wave loses that wave's groups, and their rows finish together.
 LOCKSTEP_GROUPS = 8
-#: Groups that run in lockstep first even when the cache holds every frame's features: the
-#: first batches are still being read and prepared on other threads while they run.
-FIRST_WAVE = 1
 
 
 def _waves(
@@ -309,8 +306,7 @@ def _waves(
     wave instead of once per group for the batches the cache does not hold). A speed choice
     only: every cell has its own seeds, and each group its own generators."""
     if len(ordered) < 2 or cache.would_hold(batches[0].batch, num_frames):
-        first = list(ordered[:FIRST_WAVE])
-        return [first] + [[item] for item in ordered[FIRST_WAVE:]]
+        return [[item] for item in ordered]
     return [list(ordered[i : i + LOCKSTEP_GROUPS]) for i in range(0, len(ordered), LOCKSTEP_GROUPS)]
 
 
