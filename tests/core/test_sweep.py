@@ -210,6 +210,48 @@ def test_groups_run_in_lockstep_over_the_batches_when_the_features_do_not_fit(
     _assert_same_results_and_ledger(lockstep, apart)
 
 
+def test_ctrl_c_in_a_lockstep_wave_saves_the_waves_before_it(cache_dir, tmp_path, monkeypatch):
+    """Groups in lockstep waves of two (no room for features): Ctrl-C during the second wave
+    keeps the first wave's two groups (4 of the 8 cells), says so, and the same command
+    resumes with the other two groups."""
+    import v2x.sweep as sweep
+    import v2x.sweep_group as sweep_group
+
+    monkeypatch.setattr(sweep, "LOCKSTEP_GROUPS", 2)
+    steps, step = [], sweep_group.GroupRun.step
+
+    def interrupted(self, *args, **kwargs):
+        steps.append(self.group.key)
+        if len(steps) == 6:  # the second wave's second step (waves of 2 groups x 2 batches)
+            raise KeyboardInterrupt
+        return step(self, *args, **kwargs)
+
+    monkeypatch.setattr(sweep_group.GroupRun, "step", interrupted)
+    cfg = {**tiny_config(cache_dir, tmp_path), "feature_cache_gb": 0}
+    with pytest.raises(sweep.SweepInterrupted, match="4 of the 8 cells to compute were saved"):
+        run_sweep(cfg)
+    assert len(read_results([tmp_path]).to_pylist()) == 4
+    monkeypatch.setattr(sweep_group.GroupRun, "step", step)
+    computed = _computed_cells(monkeypatch)
+    path = run_sweep(cfg)
+    assert pq.read_table(path).num_rows == 8 and computed == [2, 2]
+
+
+def _computed_cells(monkeypatch) -> list[int]:
+    """The SNRs of each group ``run_sweep`` computes in a lockstep wave (``GroupRun``)."""
+    import v2x.sweep_group as sweep_group
+
+    counts: list[int] = []
+    init = sweep_group.GroupRun.__init__
+
+    def counting(self, plan, group, snrs, *args, **kwargs):
+        counts.append(len(snrs))
+        init(self, plan, group, snrs, *args, **kwargs)
+
+    monkeypatch.setattr(sweep_group.GroupRun, "__init__", counting)
+    return counts
+
+
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_on_cuda_groups_in_lockstep_equal_groups_one_at_a_time(cache_dir, tmp_path, monkeypatch):
