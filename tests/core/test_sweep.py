@@ -201,13 +201,20 @@ def test_groups_run_in_lockstep_over_the_batches_when_the_features_do_not_fit(
     _assert_same_results_and_ledger(path, reference[0])
     noisy = tiny_config(cache_dir, tmp_path, codecs=["analog"], pose_noise=[[0.5, 0.02]])
     noisy["feature_cache_gb"] = 0
+    assert _lockstep_and_apart(monkeypatch, noisy, tmp_path) == (2, 6)  # 3 groups
+
+
+def _lockstep_and_apart(monkeypatch, cfg: dict, tmp_path: Path) -> tuple[int, int]:
+    """``cfg``'s sweep with its groups in lockstep and one at a time: asserts the same results
+    and ledger; returns the two runs' encoder passes."""
+    import v2x.sweep as sweep
+
     monkeypatch.setattr(sweep, "LOCKSTEP_GROUPS", 8)
-    lockstep, encodes = _encoded(monkeypatch, {**noisy, "output_dir": str(tmp_path / "n8")})
-    assert encodes == 2
+    lockstep, in_lockstep = _encoded(monkeypatch, {**cfg, "output_dir": str(tmp_path / "wave")})
     monkeypatch.setattr(sweep, "LOCKSTEP_GROUPS", 1)
-    apart, encodes = _encoded(monkeypatch, {**noisy, "output_dir": str(tmp_path / "n1")})
-    assert encodes == 6
+    apart, one_at_a_time = _encoded(monkeypatch, {**cfg, "output_dir": str(tmp_path / "apart")})
     _assert_same_results_and_ledger(lockstep, apart)
+    return in_lockstep, one_at_a_time
 
 
 def test_ctrl_c_in_a_lockstep_wave_saves_the_waves_before_it(cache_dir, tmp_path, monkeypatch):
@@ -257,16 +264,9 @@ def _computed_cells(monkeypatch) -> list[int]:
 def test_on_cuda_groups_in_lockstep_equal_groups_one_at_a_time(cache_dir, tmp_path, monkeypatch):
     """On CUDA too, 8 groups (two pose noises) in lockstep over the batches give the results
     and ledger of the same groups run one at a time, with one encoder pass per batch."""
-    import v2x.sweep as sweep
-
     cfg = tiny_config(cache_dir, tmp_path, pose_noise=[[0.0, 0.0], [0.5, 0.02]])
     cfg.update(device="cuda", feature_cache_gb=0)
-    lockstep, encodes = _encoded(monkeypatch, {**cfg, "output_dir": str(tmp_path / "wave")})
-    assert encodes == 2
-    monkeypatch.setattr(sweep, "LOCKSTEP_GROUPS", 1)
-    apart, encodes = _encoded(monkeypatch, {**cfg, "output_dir": str(tmp_path / "apart")})
-    assert encodes == 16
-    _assert_same_results_and_ledger(lockstep, apart)
+    assert _lockstep_and_apart(monkeypatch, cfg, tmp_path) == (2, 16)  # 8 groups
 
 
 def test_the_feature_cache_says_whether_a_sweeps_features_fit(cache_dir, tmp_path):
