@@ -272,10 +272,12 @@ def _run_groups(
                 else:
                     finished = _run_lockstep(plan, wave, batches, cache, device, bar, data_id,
                                              pool, scorer)  # fmt: skip
-                for item in finished:
-                    pending.append(item)
-                    while len(pending) > ROW_THREADS or (pending and _ready(pending[0][2])):
-                        yield _resolved(pending.popleft())
+                # a wave's groups all wait for their rows at once: the next wave runs meanwhile
+                pending.extend(finished)
+                while len(pending) > max(ROW_THREADS, len(finished)) or (
+                    pending and _ready(pending[0][2])
+                ):
+                    yield _resolved(pending.popleft())
             while pending:
                 yield _resolved(pending.popleft())
         except (KeyboardInterrupt, torch.OutOfMemoryError, MemoryError):

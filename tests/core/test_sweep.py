@@ -244,6 +244,57 @@ def test_ctrl_c_in_a_lockstep_wave_saves_the_waves_before_it(cache_dir, tmp_path
     assert pq.read_table(path).num_rows == 8 and computed == [2, 2]
 
 
+def test_a_waves_pending_rows_do_not_hold_up_the_next_wave(
+    reference, cache_dir, tmp_path, monkeypatch
+):
+    """Waves of two groups with one row thread: the second wave starts while the first wave's
+    two groups still wait for their rows (the device used to wait for all but ``ROW_THREADS``
+    of them); the rows are released there (or, were the device to wait, by a timer after 60 s,
+    which the test then reports), and the sweep gives the reference's results."""
+    import threading
+    from concurrent.futures import Future
+
+    import v2x.sweep as sweep
+    import v2x.sweep_group as sweep_group
+
+    monkeypatch.setattr(sweep, "LOCKSTEP_GROUPS", 2)
+    monkeypatch.setattr(sweep, "ROW_THREADS", 1)
+    held: list[tuple[Future, tuple]] = []
+    events: list[str] = []
+    lock = threading.Lock()
+
+    def release(why: str) -> None:
+        with lock:
+            if held and not held[0][0].done():
+                events.append(why)
+                for future, rows in held:
+                    future.set_result(rows)
+
+    finish, step = sweep_group.GroupRun.finish, sweep_group.GroupRun.step
+
+    def holding(self, pool=None):
+        rows = finish(self, None)  # computed now; handed over when released
+        if len(held) == 2:
+            return rows
+        held.append((Future(), rows))
+        if len(held) == 2:
+            timer = threading.Timer(60, release, ("released by the timer",))
+            timer.daemon = True
+            timer.start()
+        return held[-1][0]
+
+    def stepping(self, *args, **kwargs):
+        if len(held) == 2:
+            release("the second wave started")
+        return step(self, *args, **kwargs)
+
+    monkeypatch.setattr(sweep_group.GroupRun, "finish", holding)
+    monkeypatch.setattr(sweep_group.GroupRun, "step", stepping)
+    path = run_sweep({**tiny_config(cache_dir, tmp_path), "feature_cache_gb": 0})
+    assert events == ["the second wave started"]
+    _assert_same_results_and_ledger(path, reference[0])
+
+
 def _computed_cells(monkeypatch) -> list[int]:
     """The SNRs of each group ``run_sweep`` computes in a lockstep wave (``GroupRun``)."""
     import v2x.sweep_group as sweep_group
