@@ -9,7 +9,7 @@
     # the issue-16 measurement on one H200 (< 3 min with frame generation; docs/benchmarks.md):
     for c in shipped untrained; do python benchmarks/bench_sweep.py --device cuda \
         --checkpoint $c --frames 128 --batch-size 16 --codecs identity analog deepjscc \
-        --feature-cache-gb 8 --devices all --profile 25; done
+        --devices all --profile 25; done
 
 A *frame-condition* is one frame evaluated under one condition (an SNR of a fusion/codec/channel
 setting). Three measurements, all in this process on the same frames and model:
@@ -58,7 +58,9 @@ call site (CUDA). The batched pipeline and the loop run in the sweep's determini
 from __future__ import annotations
 
 import argparse
+import logging
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -335,10 +337,18 @@ def bench_run_sweep(
         traced = _torch_profiler(trace, stacks=gaps) if trace else None
         if traced is not None:
             traced.__enter__()
+        passes = _EncoderPasses()
+        logging.getLogger("v2x.sweep").addHandler(passes)
+        level = logging.getLogger("v2x.sweep").level
+        logging.getLogger("v2x.sweep").setLevel(logging.INFO)
         t0, c0 = time.perf_counter(), time.process_time()
-        run_sweep(cfg)
-        wall = time.perf_counter() - t0
-        cpu = time.process_time() - c0
+        try:
+            run_sweep(cfg)
+        finally:
+            wall = time.perf_counter() - t0
+            cpu = time.process_time() - c0
+            logging.getLogger("v2x.sweep").removeHandler(passes)
+            logging.getLogger("v2x.sweep").setLevel(level)
         if traced is not None:
             traced.__exit__(None, None, None)
             _print_trace(traced, trace)
@@ -348,7 +358,22 @@ def bench_run_sweep(
             profiler.disable()
             _print_profile(profiler, profile)
     work = plan.num_cells * args.frames
-    return {"cells": plan.num_cells, "wall_s": wall, "cpu_s": cpu, "fc_per_s": work / wall}
+    return {"cells": plan.num_cells, "wall_s": wall, "cpu_s": cpu, "fc_per_s": work / wall,
+            "encoder_passes": passes.count}  # fmt: skip
+
+
+class _EncoderPasses(logging.Handler):
+    """The encoder passes ``run_sweep`` logs when it ends (``None`` until it has): more passes
+    than frame batches means the feature cache did not hold every batch."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.count: int | None = None
+
+    def emit(self, record: logging.LogRecord) -> None:
+        found = re.search(r"\((\d+) encoder passes\)", record.getMessage())
+        if found:
+            self.count = int(found.group(1))
 
 
 def _release_device_memory(device: str) -> None:
@@ -377,7 +402,6 @@ def bench_orders(args, rounds: int) -> None:
     and each group's device seconds (from the sweep's log), in computing order. The first group
     runs while the frame batches are prepared, and the last groups' rows (APs and intervals)
     after the device is done; which order hides those best is what this measures."""
-    import logging
 
     import v2x.sweep as sweep
 
@@ -574,7 +598,8 @@ def main() -> None:
         "--feature-cache-gb",
         default="auto",
         help="run_sweep's feature_cache_gb: GB, or auto (the sweep's default: half the GPU's free "
-        "memory; the standard detector needs 126 MB per frame; beyond it, groups re-encode)",
+        "memory; the standard detector needs 126 MB per frame; beyond it, groups run in lockstep "
+        "over the frame batches)",
     )
     p.add_argument(
         "--profile",
@@ -688,7 +713,8 @@ def main() -> None:
                 f"({s['cells']} cells x {args.frames} frames in {s['wall_s']:.1f} s, "
                 f"CPU time {s['cpu_s']:.1f} s; {when}; "
                 f"{s['fc_per_s'] / r['loop_fc_per_s']:.1f}x the loop's rate, whose cells are "
-                "max fusion only)"
+                f"max fusion only; {s['encoder_passes']} encoder passes for "
+                f"{-(-args.frames // args.batch_size)} frame batches)"
             )
     if args.profile and not args.skip_run_sweep:
         print("run_sweep once more under cProfile (slower; not a figure):")
