@@ -320,12 +320,12 @@ def _run_lockstep(
     device: torch.device,
     bar: Any,
     data_id: Mapping | Callable[[], Mapping],
-    pool: Executor,
-    scorer: Executor,
-) -> list[tuple[Group, list[float], Future, float]]:
+    pool: Executor | None,
+    scorer: Executor | None,
+) -> list[tuple[Group, list[float], Future | tuple[list[dict], pa.Table], float]]:
     """The groups of ``wave`` batch by batch, each batch's groups in turn (its features encoded
-    once for all of them): ``(group, snrs, future of rows and ledger, seconds)`` per group, the
-    seconds its own steps took."""
+    once for all of them): ``(group, snrs, rows and ledger, seconds)`` per group (a future of
+    the rows and ledger with ``pool``), the seconds its own steps took."""
     runs = [GroupRun(plan, g, snrs, batches, cache, device, data_id, scorer) for g, snrs in wave]
     seconds = [0.0] * len(runs)
     for bi, item in enumerate(batches):

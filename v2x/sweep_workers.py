@@ -5,7 +5,9 @@ device; or a list such as ``[cuda:0,cuda:1]`` or ``[cpu,cpu]``). Each worker (a 
 process, as CUDA needs) plans the same sweep, loads the frames from the cache, the detector
 and the frame batches onto its own device once, then takes groups from a shared queue (the next
 free worker takes the next group, so a slow group does not hold the others back) and returns
-each group's results rows and ledger. The parent writes them to the results store in grid order,
+each group's results rows and ledger (when the frames' features do not fit a worker's feature
+cache, it takes waves of groups and runs each wave in lockstep over the frame batches, as one
+process does: ``v2x.sweep._waves``). The parent writes them to the results store in grid order,
 as one process would. A cell's numbers depend only on its own seed (``v2x.sweep_group._cell_seed``)
 and the device type, never on which worker ran it, so the table equals one device's.
 """
@@ -73,6 +75,47 @@ def _compute(index: int, snrs: list[float]) -> tuple[list[dict], pa.Table, float
     return rows, ledger, time.perf_counter() - started, os.getpid(), w["cache"].encodes
 
 
+def _fits(num_frames: int) -> bool:
+    """Whether this worker's feature cache holds all ``num_frames`` frames' features
+    (``EncodeCache.would_hold``)."""
+    w = _WORKER
+    return w["cache"].would_hold(w["batches"][0].batch, num_frames)
+
+
+def _compute_wave(
+    indices: list[int], snrs: list[list[float]]
+) -> list[tuple[list[dict], pa.Table, float, int, int]]:
+    """Groups ``indices`` of the plan at ``snrs`` in lockstep over the frame batches (each
+    batch encoded once for all of them, ``v2x.sweep._run_lockstep``): ``_compute``'s tuple per
+    group."""
+    from v2x.loading import _NullBar
+    from v2x.sweep import _run_lockstep
+
+    w = _WORKER
+    wave = [(w["plan"].groups[i], s) for i, s in zip(indices, snrs, strict=True)]
+    with torch.no_grad():
+        done = _run_lockstep(
+            w["plan"], wave, w["batches"], w["cache"], w["device"], _NullBar(), w["data_id"],
+            None, w["scorer"],
+        )  # fmt: skip
+    return [
+        (rows, ledger, seconds, os.getpid(), w["cache"].encodes)
+        for _, _, (rows, ledger), seconds in done
+    ]
+
+
+def _waves(todo_size: int, workers: int, fits: bool) -> list[list[int]]:
+    """The positions in ``todo`` each task computes: one group each when the workers' caches
+    hold every frame's features (or every worker gets at most one group), else waves of up to
+    ``LOCKSTEP_GROUPS`` consecutive groups, about as many per worker, run in lockstep."""
+    from v2x.sweep import LOCKSTEP_GROUPS
+
+    if fits or todo_size <= workers:
+        return [[n] for n in range(todo_size)]
+    size = min(LOCKSTEP_GROUPS, -(-todo_size // workers))
+    return [list(range(i, min(i + size, todo_size))) for i in range(0, todo_size, size)]
+
+
 def run_groups_on_devices(
     plan: SweepPlan,
     todo: Sequence[tuple[Group, list[float]]],
@@ -102,10 +145,17 @@ def run_groups_on_devices(
     )
     passes: dict[int, int] = {}  # worker -> its encoder passes
     try:
-        futures = {
-            pool.submit(_compute, index_of[id(group)], list(snrs)): n
-            for n, (group, snrs) in enumerate(todo)
-        }
+        # beyond the feature cache, groups run in lockstep waves (v2x.sweep._waves)
+        fits = len(todo) <= workers or pool.submit(_fits, num_frames).result()
+        futures = {}
+        for wave in _waves(len(todo), workers, fits):
+            if len(wave) == 1:
+                group, snrs = todo[wave[0]]
+                futures[pool.submit(_compute, index_of[id(group)], list(snrs))] = wave
+            else:
+                indices = [index_of[id(todo[n][0])] for n in wave]
+                snrs_of = [list(todo[n][1]) for n in wave]
+                futures[pool.submit(_compute_wave, indices, snrs_of)] = wave
         finished: dict[int, tuple[list[dict], pa.Table, float]] = {}
         upcoming = 0
         error: Exception | None = None
@@ -113,17 +163,19 @@ def run_groups_on_devices(
             if future.cancelled():
                 continue
             try:
-                rows, ledger, seconds, worker, encoder_passes = future.result()
+                results = future.result()
             except Exception as exc:  # the groups not started are dropped, the running ones kept
                 if error is None:
                     error = exc
                     for f in futures:
                         f.cancel()
                 continue
-            n = futures[future]
-            finished[n] = (rows, ledger, seconds)
-            passes[worker] = max(passes.get(worker, 0), encoder_passes)
-            bar.update(num_frames * len(todo[n][1]))
+            wave = futures[future]
+            for n, result in zip(wave, [results] if len(wave) == 1 else results, strict=True):
+                rows, ledger, seconds, worker, encoder_passes = result
+                finished[n] = (rows, ledger, seconds)
+                passes[worker] = max(passes.get(worker, 0), encoder_passes)
+                bar.update(num_frames * len(todo[n][1]))
             while error is None and upcoming in finished:
                 group, snrs = todo[upcoming]
                 yield (group, snrs, *finished.pop(upcoming))

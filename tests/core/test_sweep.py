@@ -1303,6 +1303,7 @@ def test_a_failing_device_worker_keeps_every_finished_group(monkeypatch):
 
     monkeypatch.setattr(sw, "ProcessPoolExecutor", InlinePool)
     monkeypatch.setattr(sw, "_compute", compute)
+    monkeypatch.setattr(sw, "_fits", lambda num_frames: True)  # one group per task
     groups = [SimpleNamespace(name=f"g{i}") for i in range(4)]
     plan = SimpleNamespace(groups=groups, config=SimpleNamespace(to_dict=dict))
     todo = [(g, [0.0, 10.0]) for g in groups]
@@ -1312,6 +1313,24 @@ def test_a_failing_device_worker_keeps_every_finished_group(monkeypatch):
         for item in sw.run_groups_on_devices(plan, todo, ["cpu", "cpu"], bar, 4, []):
             got.append(item[2][0]["group"])  # (group, snrs, rows, ledger, seconds)
     assert got == [0, 2, 3]
+
+
+@pytest.mark.slow
+def test_device_workers_run_waves_in_lockstep_when_the_features_do_not_fit(
+    reference, cache_dir, tmp_path, caplog
+):
+    """``device=[cpu,cpu]`` with no room for features: the 4 groups go out as 2 waves of 2,
+    each run in lockstep by the worker that takes it (each batch encoded once per wave: 4
+    passes, where one group per task makes 8); the rows and ledger equal the one-process
+    reference's."""
+    import logging
+
+    cfg = {**tiny_config(cache_dir, tmp_path), "device": ["cpu", "cpu"], "feature_cache_gb": 0}
+    with caplog.at_level(logging.INFO, logger="v2x.sweep"):
+        path = run_sweep(cfg)
+    done = [r.getMessage() for r in caplog.records if "encoder passes" in r.getMessage()]
+    assert done and done[-1].endswith("(4 encoder passes)"), done
+    _assert_same_results(path, reference[0])
 
 
 def _assert_same_results(path_a: Path, path_b: Path) -> None:
