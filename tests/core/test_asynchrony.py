@@ -462,3 +462,37 @@ def test_the_documented_delay_figure_command_on_two_frames(tmp_path):
             assert r["mean_aoi_s"] == pytest.approx(r["added_delay_s"], abs=1e-6)
     files = make_plots([path], tmp_path / "plots", formats=["png"], metric="ap_70", table=False)
     assert tmp_path / "plots" / "ap_vs_delay.png" in files
+
+
+def test_asynchronous_groups_in_lockstep_equal_groups_one_at_a_time(tmp_path, monkeypatch):
+    """Asynchronous sensing (payloads aged by the LiDARs' phases and their latency, batches
+    re-sensed, latency-compensating fusions with their motion history) with no room for
+    features: the groups in lockstep over the frame batches (``v2x.sweep._waves``) give the
+    results and ledger of the same groups run one at a time."""
+    from v2x.results import read_results
+    from v2x.sweep import run_sweep
+
+    def run(groups: int, out: str) -> tuple[list[str], list[str]]:
+        monkeypatch.setattr("v2x.sweep.LOCKSTEP_GROUPS", groups)
+        path = run_sweep(
+            _sweep_config(
+                tmp_path,
+                output_dir=str(tmp_path / out),
+                feature_cache_gb=0,
+                batch_size=1,  # two frame batches: the groups' steps interleave
+                asynchrony={"enabled": True},
+                grid={
+                    "fusions": ["none", "late", "late_extrapolated", "max", "max_extrapolated"],
+                    "codecs": ["analog"],
+                    "added_delay_s": [0.0, 0.2],
+                    "late_policy": ["stale"],
+                },
+                data={"synthetic": {"sensing_phase_max_s": 0.05}},
+            )  # fmt: skip
+        )
+        rows, ledger = read_results([path]), read_results([path], ledger=True)
+        return sorted(map(repr, rows.to_pylist())), sorted(map(repr, ledger.to_pylist()))
+
+    lockstep, apart = run(8, "wave"), run(1, "apart")
+    assert lockstep[0] and lockstep[1]
+    assert lockstep == apart
