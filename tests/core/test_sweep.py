@@ -204,6 +204,16 @@ def test_groups_run_in_lockstep_over_the_batches_when_the_features_do_not_fit(
     assert _lockstep_and_apart(monkeypatch, noisy, tmp_path) == (2, 6)  # 3 groups
 
 
+def test_digital_groups_in_lockstep_equal_them_one_at_a_time(cache_dir, tmp_path, monkeypatch):
+    """The digital chain (its source coding shared within a group's batch, HARQ rounds, a
+    Rayleigh channel, pose noise) in lockstep with another digital group gives what the two
+    groups give one at a time, with one encoder pass per batch."""
+    grid = {**_DIGITAL_GRID, "fusions": ["attention", "max"]}
+    cfg = {**tiny_config(cache_dir, tmp_path, **grid), "feature_cache_gb": 0}
+    cfg["eval"] = {"bootstrap": 0}
+    assert _lockstep_and_apart(monkeypatch, cfg, tmp_path) == (2, 4)
+
+
 def _lockstep_and_apart(monkeypatch, cfg: dict, tmp_path: Path) -> tuple[int, int]:
     """``cfg``'s sweep with its groups in lockstep and one at a time: asserts the same results
     and ledger; returns the two runs' encoder passes."""
