@@ -12,10 +12,11 @@ channel (late and early fusion are charged as ideal digital links at each SNR), 
 group per pose noise, with ``codec = channel = "n/a"``.
 
 Per frame batch the encoders run once for the whole sweep (their features are cached in memory
-up to ``feature_cache_gb``); each cell then pays only for codec, channel, warp, fusion, head and
-NMS. The network (range, link models, geometric SNR) and the bandwidth budget (scheduler,
-deadline) decide what arrives; a payload dropped at the deadline is removed from the ego's
-fusion by re-running that condition with the collaborator masked.
+up to ``feature_cache_gb``; when they do not all fit, groups run in lockstep over the batches,
+``_waves``); each cell then pays only for codec, channel, warp, fusion, head and NMS. The
+network (range, link models, geometric SNR) and the bandwidth budget (scheduler, deadline)
+decide what arrives; a payload dropped at the deadline is removed from the ego's fusion by
+re-running that condition with the collaborator masked.
 
 Cells are keyed by everything that changes a number (``cell_id``: condition, ``setting_key`` —
 code hash, checkpoint hashes, frames' content hash, config — and seed; see ``docs/sweeps.md``).
@@ -27,9 +28,10 @@ and the CLI alike (``default_config``).
 One module per job: ``v2x.sweep_config`` (fields and defaults), ``v2x.sweep_plan`` (validation
 into groups), ``v2x.provenance`` (hashes and digests that key cells), ``v2x.loading`` (frames,
 models, devices, progress), ``v2x.execution`` (running, re-running and scoring conditions on a
-frame batch), ``v2x.sweep_reuse`` (caches and cells reused across the sweep), this module (a
-plan's groups over the frames, the results store), ``v2x.sweep_rows`` (a group's results
-rows), ``v2x.sweep_workers`` (the groups dealt to one worker process per device) and
+frame batch), ``v2x.sweep_reuse`` (caches and cells reused across the sweep),
+``v2x.sweep_group`` (one group's cells, a frame batch at a time), this module (a plan's groups
+over the frames, the results store), ``v2x.sweep_rows`` (a group's results rows),
+``v2x.sweep_workers`` (the groups dealt to one worker process per device) and
 ``v2x.results_table`` (vocabulary and console table). Their public names are also importable
 from here.
 """
