@@ -5,6 +5,7 @@ encoder features per frame batch (``EncodeCache``), the digital chain's source c
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import os
 from collections.abc import Callable, Sequence
@@ -110,8 +111,9 @@ AUTO_CACHE_SHARE = {"cuda": 0.5, "cpu": 0.25}
 
 def feature_cache_bytes(value: Any, device: torch.device | str, sharers: int = 1) -> float:
     """Bytes the sweep's ``EncodeCache`` may hold on ``device``: ``value`` GB, or with ``"auto"``
-    ``AUTO_CACHE_SHARE`` of the memory free now (a CUDA device's, else the host's available
-    memory), split between the ``sharers`` sweep workers that draw on that memory (the CPU
+    ``AUTO_CACHE_SHARE`` of the memory free to this process now (a CUDA device's free memory
+    and its caching allocator's unused reserve, else the host's available memory and the heap
+    glibc keeps freed for the process), split between the ``sharers`` sweep workers that draw on that memory (the CPU
     workers of one host, or workers given the same GPU). Every frame batch whose features fit
     is then encoded once per sweep instead of once per group; the cache changes no number."""
     setting = check_feature_cache(value)
@@ -124,7 +126,9 @@ def feature_cache_bytes(value: Any, device: torch.device | str, sharers: int = 1
         # sweep's features, freed) is free to it too; the driver counts it as used
         free += torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
         return AUTO_CACHE_SHARE["cuda"] * free / max(1, sharers)
-    return AUTO_CACHE_SHARE["cpu"] * _available_host_bytes() / max(1, sharers)
+    # likewise the heap glibc keeps freed for this process (v2x.cli.reuse_freed_memory)
+    free = _available_host_bytes() + _free_heap_bytes()
+    return AUTO_CACHE_SHARE["cpu"] * free / max(1, sharers)
 
 
 def memory_sharers(devices: Sequence[torch.device | str]) -> dict[str, int]:
@@ -145,6 +149,28 @@ def _available_host_bytes() -> float:
     except OSError:
         pass
     return float(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+
+
+class _MallInfo2(ctypes.Structure):
+    """glibc's ``struct mallinfo2`` (all ``size_t``)."""
+
+    _fields_ = [
+        (name, ctypes.c_size_t)
+        for name in ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks",
+                     "uordblks", "fordblks", "keepcost")
+    ]  # fmt: skip
+
+
+def _free_heap_bytes() -> float:
+    """Bytes freed in this process's malloc heap and kept there for reuse (glibc's
+    ``mallinfo2().fordblks``, every arena): this process can allocate them again, but the host's
+    available memory leaves them out. 0 where there is no glibc 2.33+."""
+    try:
+        mallinfo2 = ctypes.CDLL("libc.so.6").mallinfo2
+    except (OSError, AttributeError):
+        return 0.0
+    mallinfo2.restype = _MallInfo2
+    return float(mallinfo2().fordblks)
 
 
 def share_source_coding(codec: Any, device: torch.device | str = "cpu") -> dict:

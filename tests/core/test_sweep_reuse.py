@@ -3,7 +3,9 @@ and what it encodes with the memo is what it encodes without (the memo only save
 
 from __future__ import annotations
 
+import subprocess
 import sys
+import textwrap
 
 import pytest
 import torch
@@ -67,6 +69,7 @@ def _mem_available_bytes() -> float:
 
 
 def test_feature_cache_size_is_a_number_of_gb_or_auto(monkeypatch):
+    import v2x.sweep_reuse as reuse
     from v2x.sweep_reuse import feature_cache_bytes
 
     assert feature_cache_bytes(0, "cpu") == 0.0
@@ -75,7 +78,8 @@ def test_feature_cache_size_is_a_number_of_gb_or_auto(monkeypatch):
     if sys.platform == "linux":  # auto: a quarter of the host's available memory
         for setting in ("auto", "AUTO"):
             got = feature_cache_bytes(setting, "cpu")
-            assert got == pytest.approx(0.25 * _mem_available_bytes(), rel=0.05)
+            free = _mem_available_bytes() + reuse._free_heap_bytes()  # (the heap: below)
+            assert got == pytest.approx(0.25 * free, rel=0.05)
     # auto on CUDA: half of the device's free memory (mem_get_info), read when the cache is made
     monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (40e9, 141e9))
     assert feature_cache_bytes("auto", "cuda:0") == 20e9
@@ -92,6 +96,39 @@ def test_auto_feature_cache_counts_what_the_caching_allocator_holds_unused(monke
     monkeypatch.setattr(torch.cuda, "memory_reserved", lambda device=None: 30e9)
     monkeypatch.setattr(torch.cuda, "memory_allocated", lambda device=None: 10e9)
     assert feature_cache_bytes("auto", "cuda:0") == 30e9
+
+
+def test_auto_feature_cache_on_a_cpu_counts_the_heap_this_process_keeps_freed(monkeypatch):
+    """On a CPU ``auto`` is a quarter of the host's available memory plus the heap glibc keeps
+    freed for this process (the apps keep freed memory, ``v2x.cli.reuse_freed_memory``; the
+    host counts it as used): 16 GB available + 8 GB kept → 6 GB."""
+    import v2x.sweep_reuse as reuse
+
+    monkeypatch.setattr(reuse, "_available_host_bytes", lambda: 16e9)
+    monkeypatch.setattr(reuse, "_free_heap_bytes", lambda: 8e9)
+    assert reuse.feature_cache_bytes("auto", "cpu") == 6e9
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="glibc's malloc")
+@pytest.mark.parametrize("keep_freed", [True, False])
+def test_the_heap_kept_freed_is_what_glibc_holds_after_a_large_array_is_freed(keep_freed):
+    """``_free_heap_bytes`` against glibc itself, in fresh processes: after a 256 MiB array is
+    freed, the heap holds at least that much free with the apps' malloc settings (kept for this
+    process, ``v2x.cli.reuse_freed_memory``) and less without them (glibc unmaps so large a
+    block on free, which the host's available memory then counts)."""
+    code = textwrap.dedent(
+        f"""
+        import numpy as np
+        from v2x.cli import reuse_freed_memory
+        from v2x.sweep_reuse import _free_heap_bytes
+        assert reuse_freed_memory() if {keep_freed} else True
+        block = np.ones(32 * 2**20)  # 256 MiB of float64
+        del block
+        print(_free_heap_bytes())
+        """
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert (float(done.stdout) >= 256 * 2**20) is keep_freed
 
 
 @pytest.mark.parametrize("bad", [-1, "lots", True, float("inf"), float("nan"), None])
@@ -130,6 +167,7 @@ def test_auto_feature_cache_is_split_between_workers_on_one_memory(monkeypatch):
     assert reuse.memory_sharers(["cuda:0", "cuda:1", "cuda:0"]) == {"cuda:0": 2, "cuda:1": 1}
     assert reuse.memory_sharers([torch.device("cpu")]) == {"cpu": 1}
     monkeypatch.setattr(reuse, "_available_host_bytes", lambda: 16e9)
+    monkeypatch.setattr(reuse, "_free_heap_bytes", lambda: 0.0)
     assert reuse.feature_cache_bytes("auto", "cpu") == 4e9
     assert reuse.feature_cache_bytes("auto", "cpu", sharers=4) == 1e9
     monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (40e9, 141e9))
