@@ -244,15 +244,12 @@ class GroupRun:
         tables = [t.result() if isinstance(t, Future) else t for t in self.ledgers]
         ledger = pa.concat_tables(tables) if tables else empty_ledger()
         key, cells = self._keyed
-        group, codec, config = self.group, self.codec, self.model.config
-        bits_estimated = group.stage == FEATURE_STAGE and bool(codec.bits_estimated)
-        # Real values of one transmitted feature map [C, H/stride, W/stride] (the ratio's
-        # denominator).
-        stride, grid = self.model.stride, self.model.grid
-        values = float(config.feature_channels * (grid.height // stride) * (grid.width // stride))
+        group = self.group
+        bits_estimated = group.stage == FEATURE_STAGE and bool(self.codec.bits_estimated)
         rows = group_rows(
             self.plan, group, self.snrs, self.scoring.sealed_accumulators(), ledger,
-            self.conditions, cells, key, self.num_frames, self.eval_config, values,
+            self.conditions, cells, key, self.num_frames, self.eval_config,
+            float(self.model.map_values),  # real values of one sent map: the ratio's denominator
             self.identity(), bits_estimated,
         )  # fmt: skip
         return rows, ledger

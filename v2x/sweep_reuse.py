@@ -72,16 +72,21 @@ class EncodeCache:
             self._last = (key, points, features)
         return features
 
+    @property
+    def map_values(self) -> int:
+        """Values of one agent's feature map ``[C, H/stride, W/stride]``."""
+        grid, stride = self._model.grid, self._model.stride
+        return (
+            self._model.config.feature_channels * (grid.height // stride) * (grid.width // stride)
+        )
+
     def would_hold(self, batch: Any, num_frames: int) -> bool:
         """Whether the cache would hold the features of ``num_frames`` frames, each the size of
-        one of ``batch``'s (a ``CoopBatch``: its padded agents; the detector's
-        ``feature_channels`` × its grid over ``stride``, in the default float dtype)."""
-        b, a = batch.agent_mask.shape
-        grid, stride = self._model.grid, self._model.stride
-        values = a * self._model.config.feature_channels
-        values *= (grid.height // stride) * (grid.width // stride)
-        itemsize = torch.empty((), dtype=torch.get_default_dtype()).element_size()
-        return values * itemsize * num_frames <= self._max_bytes - self._bytes
+        one of ``batch``'s (a ``CoopBatch``: its padded agents' maps, ``map_values`` each, in
+        the default float dtype)."""
+        agents = batch.agent_mask.shape[1]
+        frame_bytes = agents * self.map_values * torch.get_default_dtype().itemsize
+        return frame_bytes * num_frames <= self._max_bytes - self._bytes
 
     def shared_ego_detections(
         self, points: torch.Tensor, fusion_key: tuple, compute: Callable[[], Any]
@@ -113,8 +118,8 @@ def feature_cache_bytes(value: Any, device: torch.device | str, sharers: int = 1
     """Bytes the sweep's ``EncodeCache`` may hold on ``device``: ``value`` GB, or with ``"auto"``
     ``AUTO_CACHE_SHARE`` of the memory free to this process now (a CUDA device's free memory
     and its caching allocator's unused reserve, else the host's available memory and the heap
-    glibc keeps freed for the process), split between the ``sharers`` sweep workers that draw on that memory (the CPU
-    workers of one host, or workers given the same GPU). Every frame batch whose features fit
+    glibc keeps freed for the process), split between the ``sharers`` sweep workers that draw
+    on that memory (the CPU workers of one host, or workers given the same GPU). Every frame batch whose features fit
     is then encoded once per sweep instead of once per group; the cache changes no number."""
     setting = check_feature_cache(value)
     if setting != "auto":

@@ -7,9 +7,10 @@ and the frame batches onto its own device once, then takes groups from a shared 
 free worker takes the next group, so a slow group does not hold the others back) and returns
 each group's results rows and ledger (when the frames' features do not fit a worker's feature
 cache, it takes waves of groups and runs each wave in lockstep over the frame batches, as one
-process does: ``v2x.sweep._waves``). The parent writes them to the results store in grid order,
-as one process would. A cell's numbers depend only on its own seed (``v2x.sweep_group._cell_seed``)
-and the device type, never on which worker ran it, so the table equals one device's.
+process does: ``v2x.sweep._waves``). The parent writes them to the results store in grid
+order, as one process would. A cell's numbers depend only on its own seed
+(``v2x.sweep_group._cell_seed``) and the device type, never on which worker ran it, so the
+table equals one device's.
 """
 
 from __future__ import annotations
@@ -106,11 +107,11 @@ def _compute_wave(
 
 def _waves(todo_size: int, workers: int, fits: bool) -> list[list[int]]:
     """The positions in ``todo`` each task computes: one group each when the workers' caches
-    hold every frame's features (or every worker gets at most one group), else waves of up to
-    ``LOCKSTEP_GROUPS`` consecutive groups, about as many per worker, run in lockstep."""
+    hold every frame's features, else waves of up to ``LOCKSTEP_GROUPS`` consecutive groups,
+    about as many per worker, run in lockstep."""
     from v2x.sweep import LOCKSTEP_GROUPS
 
-    if fits or todo_size <= workers:
+    if fits:
         return [[n] for n in range(todo_size)]
     size = min(LOCKSTEP_GROUPS, -(-todo_size // workers))
     return [list(range(i, min(i + size, todo_size))) for i in range(0, todo_size, size)]
@@ -145,7 +146,8 @@ def run_groups_on_devices(
     )
     passes: dict[int, int] = {}  # worker -> its encoder passes
     try:
-        # beyond the feature cache, groups run in lockstep waves (v2x.sweep._waves)
+        # beyond the feature cache, groups run in lockstep waves (v2x.sweep._waves); with one
+        # group per worker there is nothing to share
         fits = len(todo) <= workers or pool.submit(_fits, num_frames).result()
         futures = {}
         for wave in _waves(len(todo), workers, fits):
