@@ -42,12 +42,14 @@ def _voc_loop(tp, lengths, frame_gt, draws):
     return np.asarray(out, dtype=np.float64)
 
 
+@pytest.mark.parametrize("chunk", [1, 4, 64])
 @pytest.mark.parametrize("block", [1, 64, 1000, 1 << 16])
 @pytest.mark.parametrize("seed", [0, 1])
-def test_row_blocks_equal_the_published_voc_ap_per_resample(block, seed, monkeypatch):
+def test_row_blocks_equal_the_published_voc_ap_per_resample(block, seed, chunk, monkeypatch):
     """Long rows (hundreds of terms: numpy's pairwise sum splits them), frames without
     detections or without TPs, rows without TPs, rows without GT, ragged rows; blocks of one
-    row up to all rows."""
+    row up to all rows; the envelope's chunks of one cell (every chunk's envelope is the
+    maximum after it or its own cell) up to chunks wider than most rows."""
     rng = np.random.default_rng(seed)
     frames = 30
     lengths = rng.integers(0, 60, frames)
@@ -61,6 +63,7 @@ def test_row_blocks_equal_the_published_voc_ap_per_resample(block, seed, monkeyp
     draws += [np.array([0, 0]), np.full(3, int(np.argmin(frame_gt)))]  # no TPs; maybe no GT
     hits = np.array([int(tp[o : o + n].sum()) for o, n in zip(offsets, lengths)])
     monkeypatch.setattr(ap_resample, "BLOCK_ELEMENTS", block)
+    monkeypatch.setattr(ap_resample, "ENVELOPE_CHUNK", chunk)
     scores = rng.random(tp.size)
     for gt in (frame_gt, hits):  # hits: full recall, no appended term
         want = _voc_loop(tp, lengths, gt, draws)
