@@ -888,6 +888,25 @@ def test_ctrl_c_says_what_was_saved_and_how_to_resume(cache_dir, tmp_path, monke
     assert len(err) == 1 and "2 of the 6 cells to compute were saved" in err[0]
 
 
+def test_a_sweep_that_fails_keeps_the_groups_computed_before(cache_dir, tmp_path, monkeypatch):
+    """An error other than Ctrl-C or lack of memory in the second group: it is raised, and
+    the first group's cells are in the files (written on the writer's thread)."""
+    import v2x.sweep as sweep
+
+    original, calls = sweep._run_group, []
+
+    def failing(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise ValueError("a bug in the second group")
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(sweep, "_run_group", failing)
+    with pytest.raises(ValueError, match="a bug in the second group"):
+        run_sweep(tiny_config(cache_dir, tmp_path))
+    assert len(read_results([tmp_path]).to_pylist()) == 2
+
+
 def test_out_of_memory_says_what_was_saved_and_what_to_lower(
     cache_dir, tmp_path, monkeypatch, capsys
 ):
