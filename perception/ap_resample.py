@@ -18,10 +18,13 @@ import numpy as np
 #: Elements of one padded ``[R, L]`` chunk (bounds the memory: ~10 float64 arrays of this size).
 CHUNK_ELEMENTS = 1 << 21
 
-#: Cells of one block of rows in ``_true_positive_aps``: its temporaries (512 KiB each) stay
-#: cache-sized and are reused by malloc. At 1 MiB glibc mmaps and unmaps them block after block
-#: (measured: 2x slower from page faults).
-BLOCK_ELEMENTS = 1 << 16
+#: Cells of one block of rows in ``_true_positive_aps``: its temporaries (1 MiB each) stay
+#: cache-sized and are reused by malloc (glibc raises its mmap threshold to a freed block's size
+#: at the first free, with or without ``v2x.cli.reuse_freed_memory``). A cell of a 512-frame
+#: sweep (six intervals of 1,000 resamples, ≈ 20,000 true positives each) on the 2-core VM:
+#: 0.30–0.35 s at 1 << 17, 0.31–0.44 at 1 << 16 (more blocks, each ≈ 20 numpy calls), 0.33–0.37
+#: at 1 << 19.
+BLOCK_ELEMENTS = 1 << 17
 #: Offset that puts the padding's positions far below 0 (negative precision; exact integers).
 _FAR = float(1 << 40)
 _ARANGE = np.arange(0, dtype=np.int64)
