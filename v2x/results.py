@@ -326,16 +326,10 @@ class ResultsStore:
         Cells already present are skipped (never duplicated); every row gets this job's
         ``config_hash`` (cells reused from other jobs' files are re-homed here).
         """
-        if self.append(rows, ledger):
-            self.write(self.ledger, self.results)
-
-    def append(self, rows: Sequence[Mapping[str, object]], ledger: pa.Table | None = None) -> bool:
-        """``add`` without writing the files: the tables only. Returns whether any cell was
-        new (the files then need a ``write``)."""
         done = self.done_cells()
         new_rows = [dict(r) for r in rows if r["cell_id"] not in done]
         if not new_rows:
-            return False
+            return
         for r in new_rows:
             r["config_hash"] = self.config_hash
             r.setdefault("v2x_version", __version__)
@@ -351,14 +345,8 @@ class ResultsStore:
             self.ledger = pa.concat_tables([self.ledger, ledger.cast(LEDGER_SCHEMA).filter(keep)])
             self.ledger = self._in_order(self.ledger)
         self.results = self._in_order(pa.concat_tables([self.results, rows_to_table(new_rows)]))
-        return True
-
-    def write(self, ledger: pa.Table, results: pa.Table) -> None:
-        """Write the two files atomically, the ledger first (module docstring): ``ledger`` and
-        ``results`` are this store's tables as of some ``append`` (``v2x.results_writer``
-        writes them on a thread of its own)."""
-        atomic_write_parquet(ledger, self.ledger_path)
-        atomic_write_parquet(results, self.path)
+        atomic_write_parquet(self.ledger, self.ledger_path)
+        atomic_write_parquet(self.results, self.path)
 
     def _in_order(self, table: pa.Table) -> pa.Table:
         """``table``'s rows by their cell's place in ``order`` (a stable sort: rows of one cell,

@@ -70,7 +70,6 @@ from v2x.results_table import (  # noqa: F401 - the table API, also reachable fr
     vocabulary,
     vocabulary_text,
 )
-from v2x.results_writer import StoreWriter
 from v2x.sweep_batches import _Batch, prepare_device
 from v2x.sweep_errors import SweepInterrupted, SweepOutOfMemory, out_of_memory_message, saved_note
 from v2x.sweep_group import GroupRun, setting_key
@@ -129,8 +128,7 @@ def run_sweep(cfg: Any) -> Path:
     hash keys the cells), open the job's results store, take the cells that it or another
     results file of ``output_dir`` already holds, then load the model once and compute only the
     missing cells, appending each group's cells atomically (the files keep the grid's order,
-    whatever order the groups are computed in; they are written on a thread of their own,
-    ``v2x.results_writer``, and every added group is in them when this returns or raises). When ``output_dir`` holds no results
+    whatever order the groups are computed in). When ``output_dir`` holds no results
     file (nothing to resume or reuse) on one device, the frames are read while the device
     starts on the first ones (``FrameStream``) and the store opens once all are read. Ctrl-C
     raises ``SweepInterrupted`` saying what was saved and how to resume.
@@ -161,7 +159,6 @@ def run_sweep(cfg: Any) -> Path:
     to_compute = sum(len(snrs) for _, snrs in todo)
     saved = 0
     encodes: list[int] = []
-    writer = None  # the store's files, written on a thread of their own (v2x.results_writer)
     try:
         total = to_compute * len(frames)
         with torch.no_grad(), progress(total, "sweep", cfg.quiet, unit="frame-cond") as bar:
@@ -174,9 +171,7 @@ def run_sweep(cfg: Any) -> Path:
             for n, (group, snrs, rows, ledger, elapsed) in enumerate(computed, 1):
                 if store is None:
                     store, _ = _open_store(plan, stream.data_id())
-                if writer is None:
-                    writer = StoreWriter(store)
-                writer.add(rows, ledger)
+                store.add(rows, ledger)
                 saved += len(rows)
                 log.info(
                     "group %d/%d %s/%s/%s ratio=%g: %d frame-conditions in %.1f s (%.1f/s)",
@@ -190,27 +185,16 @@ def run_sweep(cfg: Any) -> Path:
                     elapsed,
                     len(frames) * len(snrs) / max(elapsed, 1e-9),
                 )
-        _close(writer)
     except KeyboardInterrupt:
-        _close(writer)  # the cells computed before are in the files
         raise SweepInterrupted(
             f"sweep interrupted: {saved_note(plan, store, saved, to_compute)}; run the same "
             "command again to resume"
         ) from None
     except (torch.OutOfMemoryError, MemoryError) as err:
-        _close(writer)
         note = saved_note(plan, store, saved, to_compute)
         raise SweepOutOfMemory(out_of_memory_message(plan, devices, note, err)) from err
-    finally:
-        _close(writer)  # any other error: what was computed before it is still written
     log.info("sweep done in %.1f s (%d encoder passes)", time.perf_counter() - t0, sum(encodes))
     return store.path
-
-
-def _close(writer: StoreWriter | None) -> None:
-    """Wait for the files of every added group (``StoreWriter.close``; again: nothing)."""
-    if writer is not None:
-        writer.close()
 
 
 def _open_store(plan: SweepPlan, data_id: Mapping) -> tuple[ResultsStore, list]:

@@ -1,11 +1,8 @@
-"""Results store: schema, atomic writes, resume without loss or duplicates, corrupt files; its
-files written on a thread of their own (``v2x.results_writer``): the same files as synchronous
-``add`` calls, adds during a write written together by the next one, write errors raised."""
+"""Results store: schema, atomic writes, resume without loss or duplicates, corrupt files."""
 
 from __future__ import annotations
 
 import math
-import threading
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -20,7 +17,6 @@ from v2x.results import (
     cell_id,
     read_results,
 )
-from v2x.results_writer import StoreWriter
 
 
 def _row(snr: float, ap: float = 0.5) -> dict:
@@ -379,76 +375,3 @@ def test_results_files_follow_the_umask(tmp_path, umask):
         os.umask(old)
     for path in (store.path, store.ledger_path):
         assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~umask
-
-
-def _groups() -> list[tuple[list[dict], object]]:
-    """Four groups of rows with their ledgers, added in an order other than the store's."""
-    groups = []
-    for snr in (10.0, 0.0, 5.0, -5.0):
-        row = _row(snr, ap=0.1 + snr / 100)
-        groups.append(([row], _ledger(row["cell_id"], 3)))
-    return groups
-
-
-def _files(store: ResultsStore) -> tuple:
-    return pq.read_table(store.path), pq.read_table(store.ledger_path)
-
-
-def test_the_writer_gives_the_files_of_synchronous_adds(tmp_path):
-    groups = _groups()
-    order = [g[0][0]["cell_id"] for g in sorted(groups, key=lambda g: g[0][0]["snr_db"])]
-    reference = ResultsStore(tmp_path / "sync", "h", order=order)
-    for rows, ledger in groups:
-        reference.add(rows, ledger)
-    store = ResultsStore(tmp_path / "thread", "h", order=order)
-    with StoreWriter(store) as writer:
-        for rows, ledger in groups:
-            writer.add(rows, ledger)
-        writer.add(groups[0][0], groups[0][1])  # already there: nothing new
-    assert store.path.read_bytes() == reference.path.read_bytes()
-    assert store.ledger_path.read_bytes() == reference.ledger_path.read_bytes()
-    assert [t.num_rows for t in _files(store)] == [4, 12]
-    assert ResultsStore(tmp_path / "thread", "h").done_cells() == set(order)  # resumable
-
-
-def test_adds_during_a_write_are_written_together_by_the_next(tmp_path, monkeypatch):
-    """The first write is held until three more groups are added: two writes in all, the
-    second with every group; ``add`` returned while the first write was held."""
-    store = ResultsStore(tmp_path, "h")
-    held, release, written = threading.Event(), threading.Event(), []
-    write = store.write
-
-    def slow_write(ledger, results):
-        if not written:
-            held.set()
-            assert release.wait(60), "the test's adds did not return"
-        written.append(results.num_rows)
-        write(ledger, results)
-
-    monkeypatch.setattr(store, "write", slow_write)
-    groups = _groups()
-    with StoreWriter(store) as writer:
-        writer.add(*groups[0])
-        assert held.wait(60)
-        for rows, ledger in groups[1:]:
-            writer.add(rows, ledger)  # returns although the first write is held
-        assert store.results.num_rows == 4 and store.ledger.num_rows == 12
-        release.set()
-    assert written == [1, 4]
-    assert _files(store)[0].num_rows == 4 and _files(store)[1].num_rows == 12
-
-
-def test_a_failed_write_is_raised_to_the_caller(tmp_path, monkeypatch):
-    store = ResultsStore(tmp_path, "h")
-
-    def full_disk(ledger, results):
-        raise OSError(28, "No space left on device", str(store.ledger_path))
-
-    monkeypatch.setattr(store, "write", full_disk)
-    writer = StoreWriter(store)
-    writer.add(*_groups()[0])
-    with pytest.raises(OSError, match="No space left on device"):
-        writer.close()
-    writer.close()  # again: nothing more
-    with pytest.raises(RuntimeError, match="closed"):
-        writer.add(*_groups()[1])

@@ -890,7 +890,8 @@ def test_ctrl_c_says_what_was_saved_and_how_to_resume(cache_dir, tmp_path, monke
 
 def test_a_sweep_that_fails_keeps_the_groups_computed_before(cache_dir, tmp_path, monkeypatch):
     """An error other than Ctrl-C or lack of memory in the second group: it is raised, and
-    the first group's cells are in the files (written on the writer's thread)."""
+    the first group's cells are in the files (were dropped before: only Ctrl-C and the lack
+    of memory saved the groups computed before them)."""
     import v2x.sweep as sweep
 
     original, calls = sweep._run_group, []
