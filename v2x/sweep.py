@@ -89,7 +89,7 @@ from v2x.sweep_plan import (  # noqa: F401 - the planning API, also reachable fr
     sweep_arguments,
 )
 from v2x.sweep_reuse import EncodeCache, reuse_cells
-from v2x.sweep_rows import cell_pool, warm_cell_pool
+from v2x.sweep_rows import cell_pool, forget_results, warm_cell_pool
 from v2x.sweep_scoring import scoring_pools, warm_scoring_pools
 from v2x.torch_threads import sweep_process_threads, torch_threads
 
@@ -139,6 +139,7 @@ def run_sweep(cfg: Any) -> Path:
     configure_determinism(options.deterministic)
     plan = plan_sweep(options)
     cfg = plan.config
+    forget_results()  # cells computed by an earlier sweep of this process are not reused here
     warm_cell_pool()  # the AP worker processes start; they read the frames first
     warm_scoring_pools()
     devices = resolve_devices(cfg.device)

@@ -10,9 +10,11 @@ import json
 import math
 import multiprocessing
 import os
+import threading
 import warnings
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
-from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
@@ -193,11 +195,64 @@ def warm_cell_pool() -> None:
             pool.submit(os.getpid)
 
 
+#: ``compute_ap`` results of the sweep's earlier cells, by (state digest, resamples, seed,
+#: unit), as futures (a group may ask for a cell another group is computing): a sweep's groups
+#: often hold equal cells (e.g. every cell none of whose links arrive equals ego-only; in the
+#: issue-16 benchmark the ego-only, analog and identity groups at 512 frames, each ≈ 1 s of
+#: an AP worker's time), computed once. Equal digests give equal results (``state_digest``
+#: covers everything ``compute`` reads); the results are shared, never mutated. ``run_sweep``
+#: starts each sweep with it empty (``forget_results``): a later call of the same sweep in this
+#: process computes its cells again, as a new process would (reuse across calls is the results
+#: store's, by cell id).
+_MEMO: OrderedDict[tuple, Future] = OrderedDict()
+_MEMO_LOCK = threading.Lock()
+#: Most results kept (the oldest finished ones go first).
+MEMO_CELLS = 4096
+
+
+def forget_results() -> None:
+    """Empty ``_MEMO`` (a new sweep starts)."""
+    with _MEMO_LOCK:
+        _MEMO.clear()
+
+
 def _distinct_results(
     accs: Mapping[str, APAccumulator | SealedAccumulator], bootstrap: int, seed: int, unit: str
 ) -> dict[str, dict]:
     """``compute_ap`` of each accumulator, keyed like ``accs`` (by state digest: cells whose
-    accumulators hold identical records get one computation), in the worker processes
+    accumulators hold identical records get one computation, in this group or any earlier one
+    of this process, ``_MEMO``), the new ones by ``_computed_results``."""
+    keys = {d: (d, int(bootstrap), int(seed), unit) for d in accs}
+    known, mine = {}, {}
+    with _MEMO_LOCK:
+        for d, key in keys.items():
+            if key in _MEMO:
+                _MEMO.move_to_end(key)
+                known[d] = _MEMO[key]
+            else:
+                known[d] = mine[d] = _MEMO[key] = Future()
+        done = [k for k, f in _MEMO.items() if f.done()]
+        for key in done[: max(0, len(_MEMO) - MEMO_CELLS)]:
+            del _MEMO[key]
+    try:
+        fresh = _computed_results({d: accs[d] for d in mine}, bootstrap, seed, unit) if mine else {}
+    except BaseException as err:
+        with _MEMO_LOCK:  # not kept: a later call computes them again
+            for d in mine:
+                if _MEMO.get(keys[d]) is mine[d]:
+                    del _MEMO[keys[d]]
+        for future in mine.values():
+            future.set_exception(err)
+        raise
+    for d, future in mine.items():
+        future.set_result(fresh[d])
+    return {d: future.result() for d, future in known.items()}
+
+
+def _computed_results(
+    accs: Mapping[str, APAccumulator | SealedAccumulator], bootstrap: int, seed: int, unit: str
+) -> dict[str, dict]:
+    """``compute_ap`` of each accumulator, keyed like ``accs``, in the worker processes
     (``cell_pool``, even for one cell) or on ``CELL_THREADS`` threads. With fewer distinct
     cells than worker processes each cell's intervals are split over several of them
     (``interval_parts``; e.g. ego-only's one distinct cell, the last group a sweep computes,

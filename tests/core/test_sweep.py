@@ -888,6 +888,40 @@ def test_ctrl_c_says_what_was_saved_and_how_to_resume(cache_dir, tmp_path, monke
     assert len(err) == 1 and "2 of the 6 cells to compute were saved" in err[0]
 
 
+def test_cells_equal_across_groups_are_computed_once_per_sweep(
+    reference, cache_dir, tmp_path, monkeypatch
+):
+    """The tiny sweep's groups share a cell (equal accumulators: ego-only detections): its APs
+    and intervals are computed once (``v2x.sweep_rows._MEMO``), no cell twice, the results
+    are the reference's, and a second sweep in this process computes its cells again."""
+    import collections
+
+    import v2x.sweep_rows as sweep_rows
+
+    asked, computed = [], []
+    distinct, compute = sweep_rows._distinct_results, sweep_rows._computed_results
+
+    def asking(accs, *args):
+        asked.append(sorted(accs))
+        return distinct(accs, *args)
+
+    def computing(accs, *args):
+        computed.append(sorted(accs))
+        return compute(accs, *args)
+
+    monkeypatch.setattr(sweep_rows, "_distinct_results", asking)
+    monkeypatch.setattr(sweep_rows, "_computed_results", computing)
+    path = run_sweep(tiny_config(cache_dir, tmp_path / "a"))
+    times = collections.Counter(d for group in asked for d in group)
+    assert max(times.values()) > 1  # a cell shared by two groups
+    done = [d for group in computed for d in group]
+    assert sorted(done) == sorted(times)  # each distinct cell computed exactly once
+    assert _canonical(read_results([path])) == _canonical(read_results([reference[0]]))
+    computed.clear()
+    run_sweep(tiny_config(cache_dir, tmp_path / "b"))
+    assert sorted(d for group in computed for d in group) == sorted(times)
+
+
 def test_a_sweep_that_fails_keeps_the_groups_computed_before(cache_dir, tmp_path, monkeypatch):
     """An error other than Ctrl-C or lack of memory in the second group: it is raised, and
     the first group's cells are in the files (were dropped before: only Ctrl-C and the lack

@@ -167,9 +167,9 @@ def test_intervals_split_over_the_ap_workers_are_those_of_one_computation(monkey
     monkeypatch.setattr(
         sweep_rows, "interval_parts", lambda acc, n: parts.append(n) or split(acc, n)
     )
-    try:
-        one = sweep_rows._distinct_results({"a": accs[0]}, 200, 5, "auto")
-        two = sweep_rows._distinct_results({"a": accs[0], "c": accs[2]}, 200, 5, "auto")
+    try:  # (_computed_results: _distinct_results would take "a" from its memo the second time)
+        one = sweep_rows._computed_results({"a": accs[0]}, 200, 5, "auto")
+        two = sweep_rows._computed_results({"a": accs[0], "c": accs[2]}, 200, 5, "auto")
     finally:
         for pool in sweep_rows._POOL:
             pool.shutdown()
@@ -304,3 +304,95 @@ def test_over_several_processes_a_failed_batch_is_reported_and_a_dead_one_costs_
         for pool in pools:
             pool.shutdown()
     _same(accs, _here(batches))
+
+
+def _counted(monkeypatch, sweep_rows, gate=None):
+    """``_computed_results`` wrapped: records the digests each call computes; the first call
+    waits for ``gate`` (a ``threading.Event``) when one is given."""
+    calls, original = [], sweep_rows._computed_results
+
+    def computed(accs, *args):
+        calls.append(sorted(accs))
+        if gate is not None and len(calls) == 1:
+            assert gate.wait(60), "the test's second request did not start"
+        return original(accs, *args)
+
+    monkeypatch.setattr(sweep_rows, "_computed_results", computed)
+    return calls
+
+
+def test_a_cell_equal_to_an_earlier_groups_is_computed_once(monkeypatch):
+    """``_distinct_results`` of a later group takes an equal cell's result (equal state
+    digest, resamples, seed and unit) from the sweep's memo: computed once, equal to
+    ``compute_ap``'s; other resamples or seeds are computed anew; ``forget_results`` (a new
+    sweep) empties the memo."""
+    import v2x.sweep_rows as sweep_rows
+
+    accs = _here(_batches(4))  # cells 0, 1, 3 identical (replicas), 2 its own
+    a, c = accs[0].state_digest(), accs[2].state_digest()
+    assert accs[1].state_digest() == a != c
+    sweep_rows.forget_results()
+    calls = _counted(monkeypatch, sweep_rows)
+    first = sweep_rows._distinct_results({a: accs[0]}, 100, 5, "auto")
+    later = sweep_rows._distinct_results({a: accs[1], c: accs[2]}, 100, 5, "auto")
+    assert calls == [[a], [c]]
+    np.testing.assert_equal(later[a], sweep_rows.compute_ap(accs[0], 100, 5, "auto"))
+    np.testing.assert_equal(later[c], sweep_rows.compute_ap(accs[2], 100, 5, "auto"))
+    assert later[a] is first[a]
+    sweep_rows._distinct_results({a: accs[3]}, 100, 6, "auto")  # another seed
+    sweep_rows._distinct_results({a: accs[3]}, 50, 5, "auto")  # other resamples
+    assert calls[2:] == [[a], [a]]
+    sweep_rows.forget_results()
+    sweep_rows._distinct_results({a: accs[0]}, 100, 5, "auto")
+    assert calls[4:] == [[a]]
+
+
+def test_a_cell_asked_for_while_another_group_computes_it_waits_for_that(monkeypatch):
+    """Two groups' row threads ask for the same cell at once: the second waits for the
+    first's computation (one call), and both get its result."""
+    import threading
+
+    import v2x.sweep_rows as sweep_rows
+
+    accs = _here(_batches(2))
+    a = accs[0].state_digest()
+    sweep_rows.forget_results()
+    gate = threading.Event()
+    calls = _counted(monkeypatch, sweep_rows, gate)
+    got = {}
+    first = threading.Thread(
+        target=lambda: got.update(one=sweep_rows._distinct_results({a: accs[0]}, 100, 5, "auto"))
+    )
+    first.start()
+    while not calls:  # the first thread is computing (held at the gate)
+        first.join(0.01)
+    second = threading.Thread(
+        target=lambda: got.update(two=sweep_rows._distinct_results({a: accs[1]}, 100, 5, "auto"))
+    )
+    second.start()
+    second.join(0.2)
+    assert second.is_alive()  # waiting for the first's result, not computing its own
+    gate.set()
+    first.join(60)
+    second.join(60)
+    assert calls == [[a]] and got["one"][a] is got["two"][a]
+    np.testing.assert_equal(got["one"][a], sweep_rows.compute_ap(accs[0], 100, 5, "auto"))
+
+
+def test_a_failed_cell_is_raised_to_every_group_and_computed_again_later(monkeypatch):
+    import v2x.sweep_rows as sweep_rows
+
+    accs = _here(_batches(2))
+    a = accs[0].state_digest()
+    sweep_rows.forget_results()
+    original = sweep_rows._computed_results
+
+    def broken(accs, *args):
+        raise MemoryError("the AP worker ran out of memory")
+
+    monkeypatch.setattr(sweep_rows, "_computed_results", broken)
+    with pytest.raises(MemoryError, match="ran out of memory"):
+        sweep_rows._distinct_results({a: accs[0]}, 100, 5, "auto")
+    monkeypatch.setattr(sweep_rows, "_computed_results", original)
+    got = sweep_rows._distinct_results({a: accs[0]}, 100, 5, "auto")
+    np.testing.assert_equal(got[a], sweep_rows.compute_ap(accs[0], 100, 5, "auto"))
