@@ -144,8 +144,12 @@ def accumulate(
     accumulate_arrays(scored_arrays(run, gt), accumulators)
 
 
-def accumulate_arrays(scored: ScoredArrays, accumulators: list[APAccumulator]) -> None:
-    """``accumulate`` from the host arrays of a run and its ground truth (``scored_arrays``)."""
+def accumulate_arrays(scored: ScoredArrays, accumulators: list[APAccumulator]) -> list[int]:
+    """``accumulate`` from the host arrays of a run and its ground truth (``scored_arrays``).
+
+    Returns, per accumulator, the index of the one whose records it got as a replica (the same
+    detections on every frame, scored once: ``add_frames(replicas=)``), its own index when it
+    was scored itself."""
     k = scored.k
     b = scored.gt_boxes.shape[0]
     if len(accumulators) != k:
@@ -173,6 +177,7 @@ def accumulate_arrays(scored: ScoredArrays, accumulators: list[APAccumulator]) -
         Detections(*(torch.from_numpy(t) for t in (boxes, scores, labels, valid))), k
     )
     jobs = []  # (accumulator, frames, replicas): scored together, IoUs in shared calls
+    replica_of = list(range(k))
     for members in distinct:
         ci = members[0]
         frames = []
@@ -193,7 +198,10 @@ def accumulate_arrays(scored: ScoredArrays, accumulators: list[APAccumulator]) -
         for j in members[1:]:  # accumulators with other settings score the frames themselves
             if accumulators[j].config != first.config:
                 jobs.append((accumulators[j], frames, []))
+            else:
+                replica_of[j] = ci
     add_frame_sets(jobs)
+    return replica_of
 
 
 VEHICLE_LABELS = (0, 1)  # car, truck: the field's "vehicle" class (OpenCOOD convention)

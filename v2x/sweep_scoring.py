@@ -61,9 +61,30 @@ _POOLS: list[ProcessPoolExecutor | None] = []  # one worker each; None: to be fo
 _IDS = itertools.count()  # the groups' keys in the processes
 _TURNS = itertools.count()  # which process is the next group's first (the one joining it)
 
+
+@dataclass
+class _Part:
+    """One frame batch's ``K`` partial accumulators in a scoring process: ``replica_of[k]``
+    is the cell whose records cell ``k`` holds as a replica (itself when scored on its own,
+    ``accumulate_arrays``). Pickled with the scored cells only (identity's, late's and
+    ego-only's ``K`` cells are one: a 512-frame group's join unpickled 7× the accumulators)."""
+
+    accs: list[APAccumulator]
+    replica_of: list[int]
+
+    def __getstate__(self) -> dict:
+        own = sorted(set(self.replica_of))
+        return {"own": own, "accs": [self.accs[i] for i in own], "replica_of": self.replica_of}
+
+    def __setstate__(self, state: dict) -> None:
+        by_cell = dict(zip(state["own"], state["accs"], strict=True))
+        self.replica_of = state["replica_of"]
+        self.accs = [by_cell[i] for i in self.replica_of]
+
+
 # in the worker: each open group's partial accumulators by frame batch (or the error that
 # stopped its scoring), and its settings
-_GROUPS: dict[int, dict[int, list[APAccumulator]] | BaseException] = {}
+_GROUPS: dict[int, dict[int, _Part] | BaseException] = {}
 _SETTINGS: dict[int, tuple[EvalConfig, int]] = {}
 
 
@@ -106,14 +127,14 @@ def _add(group_id: int, batch: int, scored: ScoredArrays) -> None:
     config, k = _SETTINGS[group_id]
     accs = [APAccumulator(config) for _ in range(k)]
     try:
-        accumulate_arrays(scored, accs)
+        replica_of = accumulate_arrays(scored, accs)
     except BaseException as err:
         _GROUPS[group_id] = err
         raise
-    parts[batch] = accs
+    parts[batch] = _Part(accs, replica_of)
 
 
-def _popped(group_id: int) -> dict[int, list[APAccumulator]]:
+def _popped(group_id: int) -> dict[int, _Part]:
     """The group's partial accumulators by batch, taken out of this worker (raises the error
     that stopped its scoring here)."""
     parts = _GROUPS.pop(group_id)
@@ -142,8 +163,8 @@ def _join(group_id: int, taken: dict[int, bytes]) -> list[APAccumulator]:
     parts.update({b: pickle.loads(blob) for b, blob in taken.items()})
     joined = [APAccumulator(config) for _ in range(k)]
     for b in sorted(parts):
-        for acc, part in zip(joined, parts[b], strict=True):
-            acc.extend(part)
+        for acc, part in zip(joined, parts[b].accs, strict=True):
+            acc.extend(part)  # (a replica's part is its cell's accumulator: the same records)
     return joined
 
 

@@ -396,3 +396,25 @@ def test_a_failed_cell_is_raised_to_every_group_and_computed_again_later(monkeyp
     monkeypatch.setattr(sweep_rows, "_computed_results", original)
     got = sweep_rows._distinct_results({a: accs[0]}, 100, 5, "auto")
     np.testing.assert_equal(got[a], sweep_rows.compute_ap(accs[0], 100, 5, "auto"))
+
+
+def test_a_batchs_replica_cells_leave_the_scoring_process_once():
+    """``accumulate_arrays`` says which cells got their records as replicas (conditions 1 and
+    3 of these batches detect what condition 0 does); a batch's partial accumulators
+    (``_Part``) pickle only the cells scored on their own and come back with every cell's
+    records, the replicas sharing their cell's accumulator."""
+    import pickle
+
+    from v2x.sweep_scoring import _Part
+
+    accs = [APAccumulator(_config()) for _ in range(K)]
+    replica_of = accumulate_arrays(_batches(1)[0], accs)
+    assert replica_of == [0, 0, 2, 0]
+    part = _Part(accs, replica_of)
+    blob = pickle.dumps(part, pickle.HIGHEST_PROTOCOL)
+    two = len(pickle.dumps([accs[0], accs[2]], pickle.HIGHEST_PROTOCOL))
+    assert len(blob) < two + 200  # two accumulators' records, not four
+    back = pickle.loads(blob)
+    assert back.replica_of == replica_of
+    assert back.accs[0] is back.accs[1] is back.accs[3] is not back.accs[2]
+    assert [a.state_digest() for a in back.accs] == [a.state_digest() for a in accs]
