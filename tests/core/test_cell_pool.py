@@ -55,3 +55,29 @@ def test_a_device_worker_that_made_cell_workers_ends(tmp_path):
         proc.communicate()
         pytest.fail("the device worker never ended: its exit waited on its cell workers")
     assert proc.returncode == 0 and out.strip() == "ended", err
+
+
+def _collector_state() -> tuple[int, int]:
+    import gc
+
+    return gc.get_freeze_count(), len(gc.get_objects())
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="the cell workers are forked (Linux only)")
+def test_a_forked_worker_leaves_the_objects_it_inherited_to_the_parent():
+    """A forked worker freezes what it inherited (``gc.freeze``): its cyclic collections scan
+    only its own objects. The sweep's process holds ~180,000 tracked objects; without the
+    freeze each scoring process scanned them all again (a 512-frame group's join on the VM:
+    0.20–0.32 s, 0.05–0.06 s with it)."""
+    import gc
+
+    from v2x.forked_pools import forked_pool
+
+    keep = [[i] for i in range(50_000)]  # objects the worker inherits
+    pool = forked_pool(1)
+    try:
+        frozen, tracked = pool.submit(_collector_state).result()
+    finally:
+        pool.shutdown()
+    assert frozen >= len(keep) and frozen >= len(gc.get_objects()) // 2
+    assert tracked < frozen  # the collector's generations hold only the worker's own objects
