@@ -221,7 +221,7 @@ def _distinct_results(
 ) -> dict[str, dict]:
     """``compute_ap`` of each accumulator, keyed like ``accs`` (by state digest: cells whose
     accumulators hold identical records get one computation, in this group or any earlier one
-    of this process, ``_MEMO``), the new ones by ``_computed_results``."""
+    of the sweep, ``_MEMO``), the new ones by ``_computed_results``."""
     keys = {d: (d, int(bootstrap), int(seed), unit) for d in accs}
     known, mine = {}, {}
     with _MEMO_LOCK:
