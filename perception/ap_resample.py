@@ -133,9 +133,10 @@ def _true_positive_aps(
     exactly ``voc_ap``'s, in its order, with its arithmetic; the work is the true positives'.
 
     Everything runs on a padded ``[R, W]`` float64 matrix (``W``: the most slots of a row,
-    rounded up to whole ``ENVELOPE_CHUNK`` columns), built and reduced in blocks of rows (``BLOCK_ELEMENTS``, ``_block_aps``), row ``i``
-    holding in its first ``S_i`` columns the row's slots: its true positives, then
-    (iff the final term exists) one slot for that term; the padding's precision is negative,
+    rounded up to whole ``ENVELOPE_CHUNK`` columns, ``_chunked``), built and reduced in blocks
+    of rows (``BLOCK_ELEMENTS``, ``_block_aps``), row ``i`` holding in its first ``S_i``
+    columns the row's slots: its true positives, then (iff the final term exists) one slot for
+    that term; the padding's precision is negative,
     so the right-to-left running maximum (the envelope) never picks it up. ``p + 1`` of every
     cell comes from one gather (``np.take``) of the true positives' positions, the count ``c``
     is the column + 1 (no per-slot array), ``c / G − (c − 1) / G`` is computed per block (a
@@ -175,7 +176,7 @@ def _true_positive_aps(
     shifts = det_before - np.repeat(det_before[row_first], frames_per_row) + 1 - offsets[drawn]
     # rows in blocks of about BLOCK_ELEMENTS cells (cache-sized temporaries), each block's
     # width a whole number of envelope chunks
-    width = -(-int(size.max()) // ENVELOPE_CHUNK) * ENVELOPE_CHUNK
+    width = _chunked(int(size.max()))
     step = max(1, BLOCK_ELEMENTS // width)
     gt = num_gt.astype(np.float64)
     out = np.empty(r, dtype=np.float64)
@@ -212,8 +213,7 @@ def _block_aps(
         last, final, size: ``[R]`` recall ``T / G``, whether the final term exists, slots.
     """
     r = frames_per_row.size
-    chunk = ENVELOPE_CHUNK
-    width = -(-int(size.max()) // chunk) * chunk
+    width = _chunked(int(size.max()))
     row_first = np.cumsum(frames_per_row) - frames_per_row
     # Segments of the flattened [R, W] matrix, row after row: each drawn frame's true
     # positives, the row's final slot (0 or 1 cells), the row's padding.
@@ -241,7 +241,7 @@ def _block_aps(
     # c / G − (c − 1) / G, voc_ap's arithmetic
     recall = np.divide(count, gt[:, None])
     terms = np.subtract(recall[:, 1:], recall[:, :-1])
-    _times_envelope(terms, precision, chunk)
+    _times_envelope(terms, precision, ENVELOPE_CHUNK)
     terms[rows[final], size[final] - 1] = ((1.0 - last) * 0.0)[final]  # (1 − T / G) · 0
     flat = terms.reshape(-1)
     add = np.add.reduce  # np.sum's own pairwise sum on a 1-D float64 array
@@ -261,8 +261,9 @@ def _times_envelope(terms: np.ndarray, precision: np.ndarray, chunk: int) -> Non
     value < 0 (padding, final slots) is below them, so those never win at a valid cell.
     A row is cut into chunks of ``chunk`` columns: a chunk whose own maximum does not exceed
     the maximum of everything after it (most of them) has that maximum as its envelope at
-    every cell; only the others (about one in ten) are scanned cell by cell, numpy's running
-    maximum being a scalar loop (≈ 2.5 ns per cell) against a few vector passes for the rest.
+    every cell; only the others (about one in seven at 64 columns) are scanned cell by cell,
+    numpy's running maximum being a scalar loop (≈ 2.5 ns per cell) against a few vector
+    passes for the rest.
     """
     r, width = precision.shape
     nc = width // chunk
@@ -280,6 +281,11 @@ def _times_envelope(terms: np.ndarray, precision: np.ndarray, chunk: int) -> Non
     envelope[:] = after.view(np.float64)[:, :, None]
     envelope.reshape(-1, chunk)[scanned] = cells.view(np.float64)
     terms *= precision
+
+
+def _chunked(slots: int) -> int:
+    """``slots`` rounded up to whole ``ENVELOPE_CHUNK`` columns."""
+    return -(-slots // ENVELOPE_CHUNK) * ENVELOPE_CHUNK
 
 
 def _counts(width: int) -> np.ndarray:
