@@ -46,6 +46,8 @@ class AWGNChannel(Channel):
             torch's CPU generator, so ``torch.manual_seed`` makes it reproducible.
     """
 
+    erases = False  # noise only: every channel use arrives
+
     def __init__(
         self,
         backend: str = "torch",

@@ -10,6 +10,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
+from typing import ClassVar
 
 import torch
 from torch import nn
@@ -87,6 +88,11 @@ class Channel(nn.Module):
     #: accepts ``forward(..., mask=)``) and the wait for each round's NACK (s).
     arq_max_rounds: int = 0
     arq_feedback_delay_s: float = 0.0
+    #: The channel may erase channel uses (``state.erased``). ``False`` declares it never
+    #: does: a codec without an integrity check then learns nothing on the air that could
+    #: change its ``Reception`` (which is known before sending, ``v2x.known_drops``). A new
+    #: channel is taken to erase until it says otherwise.
+    erases: ClassVar[bool] = True
 
     def forward(  # pragma: no cover - interface
         self, x: torch.Tensor, snr_db: torch.Tensor

@@ -190,6 +190,8 @@ class FadingChannel(Channel):
     transmission) or ``[B, n]``, ``err_var`` = ``σe²``.
     """
 
+    erases = False  # fading and noise only: every channel use arrives
+
     def __init__(
         self,
         k_factor_db: float | None = None,

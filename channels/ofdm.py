@@ -79,6 +79,8 @@ class OFDMChannel(Channel):
     random stream is untouched) for link adaptation.
     """
 
+    erases = False  # fading and noise only: every channel use arrives
+
     #: Grids sounded per nominal SNR by ``sinr_feedback`` and the seed of their draws.
     FEEDBACK_GRIDS = 16
     FEEDBACK_SEED = 20261130

@@ -167,6 +167,12 @@ class CoopDetector(nn.Module):
             features = self.backbone(self.pillars(level_points, mask))
         return features.float() if float_output else features
 
+    @property
+    def feature_map_shape(self) -> tuple[int, int, int]:
+        """``(C, h, w)`` of one agent's map from ``encode``: the grid at the backbone's stride."""
+        grid = self.grid
+        return (self.config.feature_channels, grid.height // self.stride, grid.width // self.stride)
+
     def encode(
         self,
         points: torch.Tensor,

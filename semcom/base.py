@@ -10,6 +10,7 @@ packets on the air, as the receiver knows it after ``decode``, is ``reception``.
 
 from __future__ import annotations
 
+import math
 from concurrent.futures import Executor
 from dataclasses import dataclass, field, fields, replace
 from typing import Any, ClassVar
@@ -232,6 +233,16 @@ class Codec(nn.Module):
                     "codes_blocks_jointly = True; declare it (False, or True with its own "
                     "encode_blocks and decode_blocks)"
                 )
+        inherited = getattr(cls, "cost_before_air", None)
+        if (
+            "encode" in vars(cls)
+            and "cost_before_air" not in vars(cls)
+            and (inherited is not Codec.cost_before_air)
+        ):  # the inherited cost would not be the new encode's
+            raise TypeError(
+                f"codec {cls.__name__} overrides encode but inherits cost_before_air; define "
+                "it (return None when the cost is not known before encoding)"
+            )
         for capability, methods in needs.items():
             missing = [m for m in methods if not callable(getattr(cls, m, None))]
             if getattr(cls, capability) and missing:
@@ -242,6 +253,15 @@ class Codec(nn.Module):
 
     def encode(self, features: torch.Tensor, link: LinkState) -> Transmission:  # pragma: no cover
         raise NotImplementedError
+
+    def cost_before_air(self, shape: tuple[int, ...], snr_db: torch.Tensor) -> Cost | None:
+        """The ``Cost`` ``encode`` charges ``shape = (N, C, H, W)`` maps at ``snr_db`` (``[N]``
+        dB, on the maps' device), when neither the maps' values nor the air change it and the
+        receiver has no integrity check (so its ``Reception`` is all zeros unless the channel
+        erases or resends, ``Channel.erases``); ``None`` otherwise (the default: a payload sized
+        by source coding, an SNR gate, HARQ). ``v2x.known_drops`` leaves out of a run the
+        conditions whose every payload the budget would drop."""
+        return None
 
     def decode(self, received: Transmission, link: LinkState) -> torch.Tensor:  # pragma: no cover
         raise NotImplementedError
@@ -279,10 +299,13 @@ def check_features(features: torch.Tensor) -> None:
 
 def raw_feature_bits(features: torch.Tensor) -> torch.Tensor:
     """``[B]`` bits of the uncompressed float32 feature maps."""
-    per_map = features[0].numel() * 32 if features.shape[0] else 0
-    return torch.full(
-        (features.shape[0],), float(per_map), dtype=torch.float64, device=features.device
-    )
+    return raw_feature_bits_of(tuple(features.shape), features.device)
+
+
+def raw_feature_bits_of(shape: tuple[int, ...], device: torch.device | str) -> torch.Tensor:
+    """``[B]`` bits of uncompressed float32 feature maps of ``shape`` ``(B, C, H, W)``."""
+    per_map = math.prod(shape[1:]) * 32 if shape[0] else 0
+    return torch.full((shape[0],), float(per_map), dtype=torch.float64, device=device)
 
 
 def packets_for_bits(

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from v2x.channels.base import equalize
@@ -19,7 +21,7 @@ from v2x.semcom.base import (
     check_features,
     decode_target,
     packets_for_bits,
-    raw_feature_bits,
+    raw_feature_bits_of,
     symbols_per_packet,
 )
 
@@ -51,21 +53,24 @@ class IdentityCodec(Codec):
         # the payload depends on the maps alone: kept for the next call on the same maps (a
         # sweep's K conditions, v2x.condition_streams); the same values either way
         payload = self._payload.get([features], lambda: features.to(torch.float16))
-        b = features.shape[0]
-        bits = torch.full((b,), float(features[0].numel() * FLOAT16_BITS) if b else 0.0,
-                          dtype=torch.float64, device=features.device)
+        cost = self.cost_before_air(tuple(features.shape), link.snr_db.to(features.device))
+        return Transmission(symbols=None, cost=cost, meta={"payload": payload})
+
+    def cost_before_air(self, shape: tuple[int, ...], snr_db: torch.Tensor) -> Cost:
+        """The raw float16 payload of ``shape`` maps at the Shannon rate of ``snr_db``."""
+        b, device = shape[0], snr_db.device
+        values = math.prod(shape[1:]) if b else 0
+        bits = torch.full((b,), float(values * FLOAT16_BITS), dtype=torch.float64, device=device)
         # log2(1 + snr) in float64: a float32 capacity moves ceil() by one use at some SNRs.
-        snr_db = link.snr_db.to(features.device, torch.float64)
-        capacity = shannon_capacity(snr_db)
+        capacity = shannon_capacity(snr_db.to(torch.float64))
         uses = torch.ceil(bits / capacity.clamp_min(1e-9))
-        cost = Cost(
+        return Cost(
             source_bits=bits,
             coded_bits=bits.clone(),
             channel_uses=uses,
             packets=packets_for_bits(bits, self.mtu_bytes, self.header_bytes),
-            raw_bits=raw_feature_bits(features),
+            raw_bits=raw_feature_bits_of(shape, device),
         )
-        return Transmission(symbols=None, cost=cost, meta={"payload": payload})
 
     def decode(self, received: Transmission, link: LinkState) -> torch.Tensor:
         # the maps depend on the payload alone: a sweep's K conditions get the same tensor, which
@@ -106,16 +111,7 @@ class AnalogCodec(Codec):
         # the symbols depend on the maps alone: kept for the next call on the same maps (a
         # sweep's K conditions, v2x.condition_streams); the same values either way
         scale, symbols = self._symbols.get([features], lambda: self._scaled_pairs(features))
-        n = symbols.shape[1]
-        uses = torch.full((b,), float(n), dtype=torch.float64, device=features.device)
-        side = torch.full_like(uses, float(SCALE_SIDE_INFO_BITS))
-        cost = Cost(
-            source_bits=side,
-            coded_bits=side.clone(),
-            channel_uses=uses,
-            packets=packets_for_bits(uses * 2 * FLOAT16_BITS, self.mtu_bytes, self.header_bytes),
-            raw_bits=raw_feature_bits(features),
-        )
+        cost = self.cost_before_air(tuple(features.shape), link.snr_db.to(features.device))
         spp = symbols_per_packet(
             2 * FLOAT16_BITS, b, features.device, self.mtu_bytes, self.header_bytes
         )
@@ -124,6 +120,21 @@ class AnalogCodec(Codec):
             cost=cost,
             meta={"scale": scale, "shape": features.shape},
             symbols_per_packet=spp,
+        )
+
+    def cost_before_air(self, shape: tuple[int, ...], snr_db: torch.Tensor) -> Cost:
+        """``⌈C·H·W / 2⌉`` uses per map of ``shape`` (whatever the SNR), 32 bits of side
+        information, packets of 16-bit halves of each use."""
+        b, device = shape[0], snr_db.device
+        n = (math.prod(shape[1:]) + 1) // 2 if b else 0
+        uses = torch.full((b,), float(n), dtype=torch.float64, device=device)
+        side = torch.full_like(uses, float(SCALE_SIDE_INFO_BITS))
+        return Cost(
+            source_bits=side,
+            coded_bits=side.clone(),
+            channel_uses=uses,
+            packets=packets_for_bits(uses * 2 * FLOAT16_BITS, self.mtu_bytes, self.header_bytes),
+            raw_bits=raw_feature_bits_of(shape, device),
         )
 
     @staticmethod

@@ -19,6 +19,7 @@ from dataclasses import dataclass, fields
 import torch
 
 from v2x.channels.budget import shannon_capacity
+from v2x.common import to_device_async
 from v2x.perception.detector import Detections
 from v2x.semcom.base import packets_for_bits
 
@@ -142,6 +143,25 @@ class RunOutput:
     detections: Detections
     cost: LinkCost
     num_conditions: int
+
+
+def condition_snr(snr_db: torch.Tensor | Sequence[float], agent_mask: torch.Tensor) -> torch.Tensor:
+    """The conditions' SNRs (dB) as a run takes them, float32 on ``agent_mask``'s device:
+    ``[K]``, or ``[K, B, A]`` (one per link; ``agent_mask [B, A]``) with the ego's and absent
+    agents' slots set to 0; refused unless finite on every sent link."""
+    snr_db = to_device_async(torch.as_tensor(snr_db, dtype=torch.float32), agent_mask.device)
+    if snr_db.dim() != 3:
+        return snr_db.reshape(-1)
+    if tuple(snr_db.shape[1:]) != tuple(agent_mask.shape):
+        raise ValueError(
+            f"pipeline: per-link 'snr_db' must be [K, B, A] = [K, "
+            f"{', '.join(map(str, agent_mask.shape))}], got {tuple(snr_db.shape)}"
+        )
+    unused = ~agent_mask.clone()
+    unused[:, 0] = True
+    if not bool(torch.isfinite(snr_db[:, ~unused]).all()):
+        raise ValueError("pipeline: per-link 'snr_db' must be finite on every sent link")
+    return torch.where(unused, 0.0, snr_db)
 
 
 def link_snr(snr_db: torch.Tensor, b: int, a: int) -> torch.Tensor:
@@ -280,6 +300,7 @@ __all__ = [
     "RunOutput",
     "concat_runs",
     "condition_members",
+    "condition_snr",
     "distinct_conditions",
     "ideal_digital_uses",
     "link_snr",

@@ -9,7 +9,9 @@ gate calibration (``v2x.codec_calibration``) and the fusion comparison
    with it), or once and tiled when nothing depends on the condition;
 2. asks a scheduler which payloads arrived in time and re-runs each condition that lost some
    with those collaborators masked out (``remove_late_payloads``; conditions left with nothing
-   on air that lost the same payloads share one re-run);
+   on air that lost the same payloads share one re-run). Where the payloads' costs are known
+   before the air, the scheduler decides first and conditions that would deliver nothing do
+   not run in step 1 (``v2x.known_drops``);
 3. scores the detections against the ego's ground truth (``v2x.evaluation.accumulate``, which
    scores bitwise-identical conditions once).
 
@@ -36,6 +38,7 @@ from v2x.conditions import (
 )
 from v2x.datasets.frame import CoopBatch, CoopFrame, collate_frames
 from v2x.evaluation import EgoGroundTruth, accumulate, ego_ground_truth
+from v2x.known_drops import run_with_known_drops
 from v2x.perception.average_precision import APAccumulator
 from v2x.perception.detector import Detections
 from v2x.pipeline import CooperativePipeline, MotionHistory
@@ -233,10 +236,14 @@ def evaluate_batch(
     Returns:
         the scored run: detections after re-runs, the cost of what was sent.
     """
+    out = None
     if joint_seed is not None:
         seed_torch(joint_seed)
         out = run_conditions(pipe, batch, snr_db, None, same_for_all)
-    else:
+    elif deliver is not None and seeds is not None and not same_for_all:
+        # conditions the budget leaves without any payload, known before the air, do not run
+        out = run_with_known_drops(pipe, batch, snr_db, seeds, deliver, run_conditions)
+    if out is None:
         out = run_conditions(pipe, batch, snr_db, seeds, same_for_all)
     if deliver is not None:
         arrival = deliver(out.cost)

@@ -40,6 +40,7 @@ from v2x.conditions import (  # noqa: F401 - a run's outputs, also reachable fro
     RECEPTION_FIELDS,
     LinkCost,
     RunOutput,
+    condition_snr,
     ideal_digital_uses,
     link_snr,
     repeat_detections,
@@ -164,20 +165,7 @@ class CooperativePipeline(nn.Module):
                 from that seed); needs ``runs_seeded_conditions()``. ``None``: one draw for all
                 ``K`` from the current RNG state.
         """
-        snr_db = to_device_async(torch.as_tensor(snr_db, dtype=torch.float32), batch.points.device)
-        if snr_db.dim() == 3:
-            if tuple(snr_db.shape[1:]) != tuple(batch.agent_mask.shape):
-                raise ValueError(
-                    f"pipeline: per-link 'snr_db' must be [K, B, A] = [K, "
-                    f"{', '.join(map(str, batch.agent_mask.shape))}], got {tuple(snr_db.shape)}"
-                )
-            unused = ~batch.agent_mask.clone()
-            unused[:, 0] = True
-            if not bool(torch.isfinite(snr_db[:, ~unused]).all()):
-                raise ValueError("pipeline: per-link 'snr_db' must be finite on every sent link")
-            snr_db = torch.where(unused, 0.0, snr_db)
-        else:
-            snr_db = snr_db.reshape(-1)
+        snr_db = condition_snr(snr_db, batch.agent_mask)
         if seeds is not None:
             if not self.runs_seeded_conditions():
                 raise ValueError(

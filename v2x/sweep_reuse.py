@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import ctypes
 import logging
+import math
 import os
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -75,10 +76,7 @@ class EncodeCache:
     @property
     def map_values(self) -> int:
         """Values of one agent's feature map ``[C, H/stride, W/stride]``."""
-        grid, stride = self._model.grid, self._model.stride
-        return (
-            self._model.config.feature_channels * (grid.height // stride) * (grid.width // stride)
-        )
+        return math.prod(self._model.feature_map_shape)
 
     def would_hold(self, batch: Any, num_frames: int) -> bool:
         """Whether the cache would hold the features of ``num_frames`` frames, each the size of

@@ -65,3 +65,20 @@ def test_compose_channel_and_link_from_the_command_line() -> None:
     ch = build_channel(cfg.channel)
     y, _ = ch(torch.ones(3, 10, dtype=torch.complex64), torch.full((3,), s["snr_db"]))
     assert y.shape == (3, 10)
+
+
+@pytest.mark.parametrize("name", sorted(CHANNELS.names()), ids=str)
+def test_a_channel_that_declares_it_never_erases_erases_nothing(name: str) -> None:
+    """``Channel.erases = False`` lets a sweep know a reception before the air
+    (``v2x.known_drops``): such a channel must leave every use unerased and resend nothing,
+    even at −30 dB; the erasure channels must declare that they erase."""
+    channel = build_channel(name)
+    torch.manual_seed(0)
+    x = torch.randn(4, 1024, dtype=torch.complex64) / math.sqrt(2)
+    y, state = channel(x, torch.tensor([-30.0, -5.0, 10.0, 40.0]))
+    if name.startswith("erasure"):
+        assert channel.erases
+    if channel.erases:
+        return
+    assert state.erased is None and "arq" not in state.extra
+    assert channel.arq_max_rounds == 0 and y.shape == x.shape

@@ -1909,3 +1909,62 @@ def test_the_groups_run_on_the_threads_the_workers_leave_with_the_same_numbers(
     assert seen == [1]
     assert torch.get_num_threads() == before
     _assert_same_results_and_ledger(path, reference[0])
+
+
+_CUDA = [
+    pytest.mark.gpu,
+    pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device"),
+]
+
+
+@pytest.mark.parametrize(
+    ("bandwidth_hz", "snr_mode", "device"),
+    [
+        (2.0e6, "fixed", "cpu"),
+        (2.0e6, "geometric", "cpu"),
+        (1.0e5, "fixed", "cpu"),
+        pytest.param(2.0e6, "fixed", "cuda", marks=_CUDA),
+        pytest.param(1.0e5, "geometric", "cuda", marks=_CUDA),
+    ],
+)
+def test_conditions_the_budget_leaves_without_payloads_do_not_run_and_change_no_number(
+    cache_dir, tmp_path, monkeypatch, bandwidth_hz, snr_mode, device
+):
+    """At 2 MHz the identity codec's raw maps miss the 100 ms deadline at −5 and 0 dB (0.26 s
+    per collaborator sharing the band) but arrive at 30 dB, and analog's uncoded maps arrive
+    (geometric: each link at its link budget's SNR 60 and 40 dB lower, or as it is); at 100 kHz
+    nothing arrives. Conditions known before the air to deliver nothing
+    (``v2x.known_drops``) must send nothing and give the results and ledger of the sweep that
+    sends every payload and drops it at the deadline."""
+    import v2x.known_drops as known_drops
+    import v2x.pipeline as pipeline
+
+    def sweep(out: Path, known: bool) -> tuple[Path, int]:
+        rows: list[int] = []
+        original = pipeline.send
+
+        def counting(codec, channel, maps, *args, **kwargs):
+            rows.append(maps.shape[0] * (maps.shape[1] if maps.dim() == 5 else 1))
+            return original(codec, channel, maps, *args, **kwargs)
+
+        with monkeypatch.context() as m:
+            m.setattr(pipeline, "send", counting)
+            if not known:
+                m.setattr(known_drops, "cost_before_air", lambda *a: None)
+            snrs = [-5.0, 0.0, 30.0] if snr_mode == "fixed" else [-60.0, -40.0, 0.0]
+            cfg = tiny_config(cache_dir, out, snr_db=snrs, fusions=["max"], snr_mode=snr_mode)
+            cfg.update(budget={"bandwidth_hz": bandwidth_hz}, device=device)
+            return run_sweep(cfg), sum(rows)
+
+    path, sent = sweep(tmp_path / "known", True)
+    ref_path, ref_sent = sweep(tmp_path / "sent", False)
+    _assert_same_results_and_ledger(path, ref_path)
+    ledger = read_results([path], ledger=True).to_pydict()
+    on_air = [s for s, u in zip(ledger["sent"], ledger["channel_uses"]) if s and u > 0]
+    dropped = [s and not d for s, d in zip(ledger["sent"], ledger["delivered"])]
+    assert on_air and any(dropped)  # payloads on air and dropped at the deadline, as before
+    assert sent < ref_sent
+    if bandwidth_hz < 1e6:
+        assert not any(ledger["delivered"]) and sent == 0
+    else:
+        assert any(ledger["delivered"]) and sent > 0

@@ -563,3 +563,14 @@ def test_benchmark_network_with_a_traced_middle_equals_eager() -> None:
         assert bench.hazards_line(model, fusion, inputs) == "none found on meta tensors"
     for r, o in zip(ref, out, strict=True):
         torch.testing.assert_close(o, r, rtol=1e-6, atol=1e-6 * r.abs().max().item())
+
+
+@pytest.mark.parametrize("backbone", ["small", "pointpillars"])
+def test_the_feature_map_shape_is_that_of_the_encoders_maps(backbone: str) -> None:
+    """``feature_map_shape`` sizes maps before any is computed (the feature cache's budget,
+    payloads known before the air); it must be what ``encode`` returns per agent."""
+    model = _detector(backbone)
+    pts, mask, poses = _inputs()
+    with torch.no_grad():
+        maps = model.encode(pts, mask, poses)
+    assert tuple(maps.shape[2:]) == model.feature_map_shape

@@ -251,3 +251,44 @@ def test_on_cuda_identity_decodes_channels_last_maps_with_the_payloads_values():
     assert on_cpu.is_contiguous() and on_cuda.is_contiguous(memory_format=torch.channels_last)
     assert not on_cuda.is_contiguous()
     assert torch.equal(on_cuda.cpu(), on_cpu) and torch.equal(on_cpu, feats.half().float())
+
+
+@pytest.mark.parametrize("codec", [IdentityCodec(), AnalogCodec()], ids=["identity", "analog"])
+@pytest.mark.parametrize("shape", [(3, 4, 5, 7), (2, 8, 16, 16), (0, 4, 5, 7)])
+def test_the_cost_known_before_the_air_is_what_encode_charges_whatever_the_values(codec, shape):
+    """``cost_before_air`` (what ``v2x.known_drops`` schedules with) against ``encode`` on two
+    different sets of maps of ``shape`` at several SNRs, odd value counts included."""
+    snr_db = torch.linspace(-10.0, 30.0, shape[0]) if shape[0] else torch.zeros(0)
+    before = codec.cost_before_air(shape, snr_db)
+    for scale in (1.0, 50.0):
+        tx = codec.encode(scale * torch.randn(shape), LinkState(snr_db=snr_db))
+        for name in ("source_bits", "coded_bits", "channel_uses", "packets", "raw_bits"):
+            got, want = getattr(before, name), getattr(tx.cost, name)
+            assert got.dtype == want.dtype == torch.float64
+            assert torch.equal(got, want), name
+
+
+def test_codecs_whose_cost_depends_on_the_maps_or_the_air_do_not_claim_to_know_it():
+    from v2x.semcom.base import Codec, Cost
+
+    digital = build_codec("digital", bits=4)
+    assert digital.cost_before_air((1, 4, 8, 8), torch.zeros(1)) is None
+    with pytest.raises(TypeError, match="cost_before_air"):
+
+        class Resized(AnalogCodec):  # a new encode under the inherited cost
+            def encode(self, features, link):
+                return super().encode(features[:, :1], link)
+
+    class Declared(AnalogCodec):  # says its own cost: allowed
+        def encode(self, features, link):
+            return super().encode(features[:, :1], link)
+
+        def cost_before_air(self, shape, snr_db) -> Cost | None:
+            return None
+
+    class Plain(Codec):  # the base's answer: not known
+        def encode(self, features, link):
+            raise NotImplementedError
+
+    assert Declared().cost_before_air((1, 2, 2, 2), torch.zeros(1)) is None
+    assert Plain().cost_before_air((1, 2, 2, 2), torch.zeros(1)) is None
