@@ -73,7 +73,7 @@ from v2x.results_table import (  # noqa: F401 - the table API, also reachable fr
 from v2x.sweep_batches import _Batch, prepare_device
 from v2x.sweep_errors import SweepInterrupted, SweepOutOfMemory, out_of_memory_message, saved_note
 from v2x.sweep_group import GroupRun, setting_key
-from v2x.sweep_order import device_order
+from v2x.sweep_order import device_order, silent_groups
 from v2x.sweep_plan import (  # noqa: F401 - the planning API, also reachable from here
     DATA_SOURCES,
     FEATURE_STAGE,
@@ -259,7 +259,8 @@ def _run_groups(
         pool = ThreadPoolExecutor(max_workers=ROW_THREADS, thread_name_prefix="v2x-rows")
         scorer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="v2x-score")  # batch order
         try:
-            for wave in _waves(device_order(todo), cache, batches, len(frames)):
+            silent = silent_groups(plan.budget, cache.feature_map_shape)
+            for wave in _waves(device_order(todo, silent), cache, batches, len(frames)):
                 if hasattr(bar, "set_postfix_str"):
                     bar.set_postfix_str(
                         " + ".join(f"{g.fusion}/{g.codec}/{g.channel}" for g, _ in wave)

@@ -1968,3 +1968,34 @@ def test_conditions_the_budget_leaves_without_payloads_do_not_run_and_change_no_
         assert not any(ledger["delivered"]) and sent == 0
     else:
         assert any(ledger["delivered"]) and sent > 0
+
+
+def test_groups_that_can_never_deliver_a_map_are_ordered_with_the_ego_only_ones(
+    cache_dir, tmp_path, caplog
+):
+    """At 100 kHz neither the identity codec's raw maps nor analog's uncoded ones fit the
+    100 ms deadline even alone on the band (``silent_groups``): they are computed after late
+    fusion, with the ego-only group, and said so in the log; the ledger shows that nothing of
+    theirs arrived. At 20 MHz they may arrive and keep their place."""
+    import logging
+
+    from v2x.sweep_order import device_order, silent_groups
+
+    def order(bandwidth_hz: float) -> list[tuple[str, str]]:
+        cfg = tiny_config(cache_dir, tmp_path / "plan", snr_db=[-5.0, 30.0])
+        cfg["budget"] = {"bandwidth_hz": bandwidth_hz}
+        plan = plan_sweep(cfg)
+        todo = [(g, list(plan.snr_db)) for g in plan.groups]
+        silent = silent_groups(plan.budget, (FEATURES, 64, 64))
+        return [(g.fusion, g.codec) for g, _ in device_order(todo, silent)]
+
+    assert order(2.0e7) == [("max", "analog"), ("late", "n/a"), ("none", "n/a"),
+                            ("max", "identity")]  # fmt: skip
+    with caplog.at_level(logging.INFO, logger="v2x.sweep"):
+        assert order(1.0e5) == [("late", "n/a"), ("none", "n/a"), ("max", "identity"),
+                                ("max", "analog")]  # fmt: skip
+    assert sum("no map can arrive" in r.getMessage() for r in caplog.records) == 2
+    cfg = tiny_config(cache_dir, tmp_path / "run", snr_db=[-5.0, 30.0], fusions=["max"])
+    cfg["budget"] = {"bandwidth_hz": 1.0e5}
+    ledger = read_results([run_sweep(cfg)], ledger=True).to_pydict()
+    assert any(ledger["sent"]) and not any(ledger["delivered"])
