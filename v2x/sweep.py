@@ -166,25 +166,26 @@ def run_sweep(cfg: Any) -> Path:
             if len(devices) > 1 and len(todo) > 1:
                 from v2x.sweep_workers import run_groups_on_devices
 
-                each = run_groups_on_devices(plan, todo, devices, bar, len(frames), encodes)
-                computed = ([item] for item in each)
+                computed = run_groups_on_devices(plan, todo, devices, bar, len(frames), encodes)
             else:
                 computed = _run_groups(plan, frames, data_id, todo, devices[0], bar, encodes)
-            n = 0
-            for finished in computed:  # groups whose rows are done: one write for all
+            for n, (group, snrs, rows, ledger, elapsed) in enumerate(computed, 1):
                 if store is None:
                     store, _ = _open_store(plan, stream.data_id())
-                rows = [row for item in finished for row in item[2]]
-                store.add(rows, pa.concat_tables([item[3] for item in finished]))
+                store.add(rows, ledger)
                 saved += len(rows)
-                for group, snrs, _, _, elapsed in finished:
-                    n += 1
-                    log.info(
-                        "group %d/%d %s/%s/%s ratio=%g: %d frame-conditions in %.1f s (%.1f/s)",
-                        n, len(todo), group.fusion, group.codec, group.channel,
-                        group.bandwidth_ratio, len(frames) * len(snrs), elapsed,
-                        len(frames) * len(snrs) / max(elapsed, 1e-9),
-                    )  # fmt: skip
+                log.info(
+                    "group %d/%d %s/%s/%s ratio=%g: %d frame-conditions in %.1f s (%.1f/s)",
+                    n,
+                    len(todo),
+                    group.fusion,
+                    group.codec,
+                    group.channel,
+                    group.bandwidth_ratio,
+                    len(frames) * len(snrs),
+                    elapsed,
+                    len(frames) * len(snrs) / max(elapsed, 1e-9),
+                )
     except KeyboardInterrupt:
         raise SweepInterrupted(
             f"sweep interrupted: {saved_note(plan, store, saved, to_compute)}; run the same "
@@ -245,9 +246,8 @@ def _run_groups(
     encodes: list[int],
 ) -> Iterator[tuple[Group, list[float], list[dict], pa.Table, float]]:
     """Compute the ``todo`` groups in this process on ``device`` in ``device_order``: yields
-    lists of finished groups (``_resolved_ready``), each as its SNRs, results rows, ledger and
-    seconds (the device thread's time on the group); appends the encoder passes to
-    ``encodes``."""
+    each group, its SNRs, results rows, ledger and seconds (the device thread's time on the
+    group) as it finishes; appends the encoder passes to ``encodes``."""
     # torch's CPU threads: on a GPU, the cores the worker processes leave (v2x.torch_threads)
     with torch_threads(sweep_process_threads(device)):
         # the batches' networks in the scoring processes (idle until the first batch is scored)
@@ -281,14 +281,14 @@ def _run_groups(
                 while len(pending) > max(ROW_THREADS, len(finished)) or (
                     pending and _ready(pending[0][2])
                 ):
-                    yield _resolved_ready(pending)
+                    yield _resolved(pending.popleft())
             while pending:
-                yield _resolved_ready(pending)
+                yield _resolved(pending.popleft())
         except (KeyboardInterrupt, Exception):  # (not GeneratorExit: the caller stopped)
             # groups computed before the error (Ctrl-C, the lack of memory, a later group's
             # bug) are saved
             while pending:
-                yield _resolved_ready(pending)
+                yield _resolved(pending.popleft())
             raise
         finally:
             scorer.shutdown(wait=True, cancel_futures=True)
@@ -347,17 +347,6 @@ ROW_THREADS = max(1, min(4, (os.cpu_count() or 1) - 1))
 
 def _ready(done: tuple | Future) -> bool:
     return not isinstance(done, Future) or done.done()
-
-
-def _resolved_ready(pending: deque) -> list[tuple[Group, list[float], list[dict], pa.Table, float]]:
-    """The first of ``pending`` resolved (waiting for its rows) and every next one whose rows
-    are done by then: the store writes them at once (each write rewrites both files, which
-    the last groups' rows, finishing together at the end of a sweep, would otherwise pay one
-    by one)."""
-    out = [_resolved(pending.popleft())]
-    while pending and _ready(pending[0][2]):
-        out.append(_resolved(pending.popleft()))
-    return out
 
 
 def _resolved(item: tuple) -> tuple[Group, list[float], list[dict], pa.Table, float]:

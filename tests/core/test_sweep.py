@@ -1805,7 +1805,7 @@ def test_one_result_groups_run_last_and_the_order_does_not_change_results(
     assert planned == [("ego", "n/a"), ("boxes", "n/a"), ("features", "identity"),
                        ("features", "analog")]  # fmt: skip
     device_order = sweep.device_order
-    monkeypatch.setattr(sweep, "device_order", lambda todo, silent=None: list(todo))
+    monkeypatch.setattr(sweep, "device_order", lambda todo: list(todo))
     in_plan_order = run_sweep(tiny_config(cache_dir, tmp_path / "plan"))
     assert order == planned
     order.clear()
@@ -1999,37 +1999,3 @@ def test_groups_that_can_never_deliver_a_map_are_ordered_with_the_ego_only_ones(
     cfg["budget"] = {"bandwidth_hz": 1.0e5}
     ledger = read_results([run_sweep(cfg)], ledger=True).to_pydict()
     assert any(ledger["sent"]) and not any(ledger["delivered"])
-
-
-def test_groups_whose_rows_are_done_together_are_written_at_once():
-    """``_resolved_ready``: the first pending group is waited for, and every next one whose rows
-    are already done comes with it (one store write for all); a group still computing its
-    rows stays pending, as does everything after it."""
-    import threading
-    from collections import deque
-    from concurrent.futures import Future
-
-    import pyarrow as pa
-
-    import v2x.sweep as sweep
-
-    def rows(tag: str) -> tuple[list[dict], pa.Table]:
-        return [{"cell_id": tag}], pa.table({"cell_id": [tag]})
-
-    def future(tag: str | None = None) -> Future:
-        f: Future = Future()
-        if tag is not None:
-            f.set_result(rows(tag))
-        return f
-
-    first, later = future(), future()
-    pending = deque([("g1", [0.0], first, 1.0), ("g2", [0.0], future("b"), 2.0),
-                     ("g3", [0.0], rows("c"), 3.0), ("g4", [0.0], later, 4.0),
-                     ("g5", [0.0], future("e"), 5.0)])  # fmt: skip
-    threading.Timer(0.05, first.set_result, [rows("a")]).start()
-    out = sweep._resolved_ready(pending)
-    assert [item[0] for item in out] == ["g1", "g2", "g3"]
-    assert [item[2][0]["cell_id"] for item in out] == ["a", "b", "c"]
-    assert [item[0] for item in pending] == ["g4", "g5"]
-    later.set_result(rows("d"))
-    assert [item[0] for item in sweep._resolved_ready(pending)] == ["g4", "g5"] and not pending
