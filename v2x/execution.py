@@ -236,18 +236,24 @@ def evaluate_batch(
     Returns:
         the scored run: detections after re-runs, the cost of what was sent.
     """
-    out = None
+    out, arrival, silent = None, None, None
     if joint_seed is not None:
         seed_torch(joint_seed)
         out = run_conditions(pipe, batch, snr_db, None, same_for_all)
     elif deliver is not None and seeds is not None and not same_for_all:
         # conditions the budget leaves without any payload, known before the air, do not run
-        out = run_with_known_drops(pipe, batch, snr_db, seeds, deliver, run_conditions)
+        known = run_with_known_drops(pipe, batch, snr_db, seeds, deliver, run_conditions)
+        if known is not None:
+            out, arrival, silent = known
     if out is None:
         out = run_conditions(pipe, batch, snr_db, seeds, same_for_all)
     if deliver is not None:
-        arrival = deliver(out.cost)
+        if silent is None or not all(silent):  # the conditions that ran: their own costs
+            arrival = deliver(out.cost)
         dropped = out.cost.sent & ~arrival.delivered
+        if silent is not None:  # those left out already hold the ego's own detections
+            ran = torch.tensor([not s for s in silent], device=dropped.device)
+            dropped = dropped & ran.view(-1, 1, 1)
         out = remove_late_payloads(
             pipe, batch, out, dropped, snr_db, seeds, arrival.age_s, resense, arrival.min_age_s
         )

@@ -21,6 +21,7 @@ it drew beside them. Under a budget too small for raw or uncoded maps (the ``ide
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 
@@ -78,32 +79,38 @@ def run_with_known_drops(
     batch: CoopBatch,
     snr_db: torch.Tensor,
     seeds: Sequence[int],
-    deliver: Callable[[LinkCost], object],
+    deliver: Callable[[LinkCost], Any],
     run: Callable[..., RunOutput],
-) -> RunOutput | None:
+) -> tuple[RunOutput, Any, list[bool]] | None:
     """What ``run(pipe, batch, snr_db, seeds)`` gives, for the conditions that deliver
     something by ``deliver``'s decision (``cost -> Arrival``), with the others left out:
-    those get the cost the run would have reported and the ego-alone detections (which the
-    late-payload re-run then gives them again). ``None`` when the cost is not known before the
-    air (``cost_before_air``) or every condition delivers something: run them all.
+    those get the cost the run would have reported and the ego-alone detections, what the
+    late-payload re-run would give them. ``None`` when the cost is not known before the air
+    (``cost_before_air``) or every condition delivers something: run them all.
 
     Args:
         snr_db: ``[K]`` or ``[K, B, A]`` dB.
         seeds: ``[K]``, each condition's own seed (``v2x.execution.run_conditions``).
         run: ``v2x.execution.run_conditions``.
+
+    Returns:
+        ``(output, arrival, silent)``: the ``RunOutput`` of all ``K`` conditions, ``deliver``'s
+        ``Arrival`` for the cost known before the air, and ``[K]`` which conditions were left
+        out (their detections final: nothing of theirs arrives).
     """
     snr = condition_snr(snr_db, batch.agent_mask)
     planned = cost_before_air(pipe, batch, snr)
     if planned is None:
         return None
-    delivered = deliver(planned).delivered  # type: ignore[attr-defined]
-    live = (planned.sent & delivered).flatten(1).any(1).tolist()  # [K], one read
+    arrival = deliver(planned)
+    live = (planned.sent & arrival.delivered).flatten(1).any(1).tolist()  # [K], one read
     if all(live):
         return None
     k = len(live)
+    silent = [not x for x in live]
     ego = pipe.ego_detections(batch)
     if not any(live):
-        return RunOutput(repeat_detections(ego, k), planned, k)
+        return RunOutput(repeat_detections(ego, k), planned, k), arrival, silent
     todo = [i for i in range(k) if live[i]]
     ran = run(pipe, batch, snr[todo], [seeds[i] for i in todo])
     b = batch.batch_size
@@ -114,7 +121,7 @@ def run_with_known_drops(
             j += 1
         else:
             parts.append(RunOutput(ego, _condition_cost(planned, i), 1))
-    return concat_runs(parts)
+    return concat_runs(parts), arrival, silent
 
 
 def _condition(out: RunOutput, i: int, b: int) -> RunOutput:

@@ -1805,7 +1805,7 @@ def test_one_result_groups_run_last_and_the_order_does_not_change_results(
     assert planned == [("ego", "n/a"), ("boxes", "n/a"), ("features", "identity"),
                        ("features", "analog")]  # fmt: skip
     device_order = sweep.device_order
-    monkeypatch.setattr(sweep, "device_order", lambda todo: list(todo))
+    monkeypatch.setattr(sweep, "device_order", lambda todo, silent=None: list(todo))
     in_plan_order = run_sweep(tiny_config(cache_dir, tmp_path / "plan"))
     assert order == planned
     order.clear()
