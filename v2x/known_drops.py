@@ -36,6 +36,7 @@ from v2x.conditions import (
 from v2x.datasets.frame import CoopBatch
 from v2x.perception.detector import Detections
 from v2x.pipeline import CooperativePipeline
+from v2x.semcom.base import Codec
 
 #: The fields of a codec's ``Cost`` that a ``LinkCost`` keeps per link.
 _COST_FIELDS = ("source_bits", "coded_bits", "channel_uses", "packets")
@@ -50,14 +51,9 @@ def cost_before_air(
     Args:
         snr_db: ``[K]`` or ``[K, B, A]`` dB, as ``v2x.conditions.condition_snr`` gives them.
     """
-    codec, channel = pipe.codec, pipe.channel
-    a = batch.agent_mask.shape[1]
-    if not pipe.runs_seeded_conditions() or pipe.fusion.selects_cells or a == 1:
-        return None  # (Where2comm's cells depend on the maps; no collaborator: nothing sent)
-    if codec.harq_max_rounds > 0:
+    if not _knowable(pipe, batch):
         return None
-    if codec.uses_channel and (channel.erases or channel.arq_max_rounds > 0):
-        return None
+    codec, a = pipe.codec, batch.agent_mask.shape[1]
     c, h, w = pipe.model.feature_map_shape
     b, k = batch.batch_size, snr_db.shape[0]
     row_snr = link_snr(snr_db, b, a)[:, :, 1:].reshape(-1)
@@ -72,6 +68,21 @@ def cost_before_air(
     cost.cells_used[:, :, 1:] = float(h * w) * present
     cost.sent[:, :, 1:] = present
     return cost
+
+
+def _knowable(pipe: CooperativePipeline, batch: CoopBatch) -> bool:
+    """Whether ``cost_before_air`` may know the cost: feature fusion sending whole maps to a
+    collaborator slot, a codec that says its cost before encoding (``Codec.cost_before_air``)
+    without HARQ, over a channel that neither erases nor resends (or not through the channel
+    at all)."""
+    codec, channel = pipe.codec, pipe.channel
+    if not pipe.runs_seeded_conditions() or pipe.fusion.selects_cells:
+        return False  # (Where2comm's cells depend on the maps)
+    if batch.agent_mask.shape[1] == 1 or codec.harq_max_rounds > 0:
+        return False
+    if type(codec).cost_before_air is Codec.cost_before_air:
+        return False
+    return not (codec.uses_channel and (channel.erases or channel.arq_max_rounds > 0))
 
 
 def run_with_known_drops(
@@ -98,6 +109,8 @@ def run_with_known_drops(
         ``Arrival`` for the cost known before the air, and ``[K]`` which conditions were left
         out (their detections final: nothing of theirs arrives).
     """
+    if not _knowable(pipe, batch):  # (before condition_snr, which may read the device)
+        return None
     snr = condition_snr(snr_db, batch.agent_mask)
     planned = cost_before_air(pipe, batch, snr)
     if planned is None:

@@ -1917,18 +1917,31 @@ _CUDA = [
 ]
 
 
+#: Settings the known-drop test also runs under: asynchronous sensing (the ego fuses what was
+#: sensed phase + latency before), the importance scheduler (unequal shares), Rayleigh fading
+#: with pose noise (drawn per condition).
+_ASYNC = {"asynchrony": {"enabled": True}, "phase_s": 0.05}
+_IMPORTANCE = {"budget": {"scheduler": "importance", "alpha": 1.0, "beta": 1.0}}
+_FADING = {"grid": {"channels": ["rayleigh"], "pose_noise": [[0.5, 0.02]]}}
+
+
 @pytest.mark.parametrize(
-    ("bandwidth_hz", "snr_mode", "device"),
+    ("bandwidth_hz", "snr_mode", "device", "extra"),
     [
-        (2.0e6, "fixed", "cpu"),
-        (2.0e6, "geometric", "cpu"),
-        (1.0e5, "fixed", "cpu"),
-        pytest.param(2.0e6, "fixed", "cuda", marks=_CUDA),
-        pytest.param(1.0e5, "geometric", "cuda", marks=_CUDA),
+        (2.0e6, "fixed", "cpu", {}),
+        (2.0e6, "geometric", "cpu", {}),
+        (1.0e5, "fixed", "cpu", {}),
+        (2.0e6, "fixed", "cpu", _ASYNC),
+        (2.0e6, "fixed", "cpu", _IMPORTANCE),
+        (2.0e6, "geometric", "cpu", _FADING),
+        pytest.param(2.0e6, "fixed", "cuda", {}, marks=_CUDA),
+        pytest.param(1.0e5, "geometric", "cuda", {}, marks=_CUDA),
     ],
+    ids=["fixed", "geometric", "nothing-arrives", "asynchrony", "importance", "fading-pose-noise",
+         "cuda-fixed", "cuda-nothing-arrives"],
 )
 def test_conditions_the_budget_leaves_without_payloads_do_not_run_and_change_no_number(
-    cache_dir, tmp_path, monkeypatch, bandwidth_hz, snr_mode, device
+    cache_dir, tmp_path, monkeypatch, bandwidth_hz, snr_mode, device, extra
 ):
     """At 2 MHz the identity codec's raw maps miss the 100 ms deadline at −5 and 0 dB (0.26 s
     per collaborator sharing the band) but arrive at 30 dB, and analog's uncoded maps arrive
@@ -1953,7 +1966,12 @@ def test_conditions_the_budget_leaves_without_payloads_do_not_run_and_change_no_
                 m.setattr(known_drops, "cost_before_air", lambda *a: None)
             snrs = [-5.0, 0.0, 30.0] if snr_mode == "fixed" else [-60.0, -40.0, 0.0]
             cfg = tiny_config(cache_dir, out, snr_db=snrs, fusions=["max"], snr_mode=snr_mode)
-            cfg.update(budget={"bandwidth_hz": bandwidth_hz}, device=device)
+            cfg.update(budget={"bandwidth_hz": bandwidth_hz, **extra.get("budget", {})},
+                       device=device)  # fmt: skip
+            cfg["grid"].update(extra.get("grid", {}))
+            if "asynchrony" in extra:
+                cfg["asynchrony"] = extra["asynchrony"]
+                cfg["data"]["synthetic"]["sensing_phase_max_s"] = extra["phase_s"]
             return run_sweep(cfg), sum(rows)
 
     path, sent = sweep(tmp_path / "known", True)
