@@ -49,7 +49,9 @@ idle time by host function (inclusive, own code, innermost project function; use
 the trace holds every Python call); ``--phases`` once more with ``run_sweep``'s steps (``PHASES``:
 planning, frame loading, hashing, the detector, each group, each batch, scoring, the rows) timed
 per thread; ``--order-ab R`` R rounds of warm calls alternating the order one device computes
-the groups in (``bench_orders``). ``benchmarks/sweep_traffic.py`` counts the bytes each call site moves per
+the groups in (``bench_orders``); ``--known-drops-ab R`` R rounds alternating with and without
+the conditions known before the air to deliver nothing left out of the runs
+(``bench_known_drops``). ``benchmarks/sweep_traffic.py`` counts the bytes each call site moves per
 frame-condition (device-independent); ``benchmarks/sweep_syncs.py`` counts the host syncs per
 call site (CUDA). The batched pipeline and the loop run in the sweep's deterministic mode
 (``configure_determinism``), set before any CUDA work.
@@ -408,14 +410,18 @@ def bench_orders(args, rounds: int) -> None:
     device_order = sweep.device_order
     rank = {"deepjscc": 0, "analog": 1}
 
-    def heaviest_first(todo):  # noqa: ANN001, ANN202
+    def heaviest_first(todo, silent=None):  # noqa: ANN001, ANN202
         return sorted(features_first(todo),
                       key=lambda g: (g[0].stage != sweep.FEATURE_STAGE, rank.get(g[0].codec, 2)))  # fmt: skip
 
-    def features_first(todo):  # noqa: ANN001, ANN202
+    def features_first(todo, silent=None):  # noqa: ANN001, ANN202
         return sorted(todo, key=lambda g: g[0].stage != sweep.FEATURE_STAGE)
 
-    orders = {"plan": list, "device_order": device_order, "features_first": features_first,
+    def plan(todo, silent=None):  # noqa: ANN001, ANN202
+        return list(todo)
+
+    # (``silent``: the groups whose maps never arrive, which only device_order reads)
+    orders = {"plan": plan, "device_order": device_order, "features_first": features_first,
               "heaviest": heaviest_first}  # fmt: skip
     lines: list[str] = []
 
@@ -445,6 +451,30 @@ def bench_orders(args, rounds: int) -> None:
         sweep.device_order = device_order
         logger.removeHandler(handler)
         logger.setLevel(level)
+
+
+def bench_known_drops(args, rounds: int) -> None:
+    """``rounds`` rounds of warm ``run_sweep`` calls alternating with and without the conditions
+    known before the air to deliver nothing left out of the runs (``v2x.known_drops``; without:
+    every map is sent and dropped at the deadline, the code before 2026-12-04): frame-conditions
+    per second of each, in this process (the same results either way)."""
+    import v2x.known_drops as known_drops
+
+    planned = known_drops.cost_before_air
+    rates: dict[str, list[float]] = {"known": [], "sent": []}
+    try:
+        for _ in range(rounds):
+            for name in rates:
+                known_drops.cost_before_air = planned if name == "known" else lambda *a: None
+                s = bench_run_sweep(args)
+                rates[name].append(s["fc_per_s"])
+                print(f"  {name:5s} {s['fc_per_s']:8.1f} frame-conditions/s ({s['wall_s']:.2f} s)",
+                      flush=True)  # fmt: skip
+    finally:
+        known_drops.cost_before_air = planned
+    known, sent = (sum(v) / len(v) for v in rates.values())
+    print(f"known drops left out: {known:.1f} against {sent:.1f} frame-conditions/s "
+          f"({known / sent:.2f}x, means of {rounds} rounds)")  # fmt: skip
 
 
 #: ``run_sweep``'s steps that ``--phases`` times (module, function or Class.method), in the
@@ -645,6 +675,14 @@ def main() -> None:
         help="rounds of warm run_sweep calls alternating the groups' computing order",
     )
     p.add_argument(
+        "--known-drops-ab",
+        type=int,
+        default=0,
+        metavar="R",
+        help="R rounds of warm run_sweep calls alternating with and without the conditions "
+        "known before the air to deliver nothing left out (v2x.known_drops)",
+    )
+    p.add_argument(
         "--idle-gaps",
         action="store_true",
         help="where the GPU waits on the host: idle time by host function (module docstring)",
@@ -737,6 +775,9 @@ def main() -> None:
     if args.order_ab and not args.skip_run_sweep:
         print("run_sweep with the groups computed in other orders (alternating, warm):")
         bench_orders(args, args.order_ab)
+    if args.known_drops_ab and not args.skip_run_sweep:
+        print("run_sweep with and without the known drops left out (alternating, warm):")
+        bench_known_drops(args, args.known_drops_ab)
     if args.idle_gaps and not args.skip_run_sweep:
         print("run_sweep once more under torch.profiler with Python stacks (not a figure):")
         bench_run_sweep(args, trace=args.trace or "/tmp/v2x_sweep_stacks.json", gaps=True)
