@@ -256,11 +256,13 @@ class Codec(nn.Module):
 
     def cost_before_air(self, shape: tuple[int, ...], snr_db: torch.Tensor) -> Cost | None:
         """The ``Cost`` ``encode`` charges ``shape = (N, C, H, W)`` maps at ``snr_db`` (``[N]``
-        dB, on the maps' device), when neither the maps' values nor the air change it and the
+        dB, on the maps' device), when neither the maps' values nor the air change it, the
         receiver has no integrity check (so its ``Reception`` is all zeros unless the channel
-        erases or resends, ``Channel.erases``); ``None`` otherwise (the default: a payload sized
-        by source coding, an SNR gate, HARQ). ``v2x.known_drops`` leaves out of a run the
-        conditions whose every payload the budget would drop."""
+        erases or resends, ``Channel.erases``) and every cell of every map is conveyed and
+        delivered (no ``meta["sent"]`` or ``meta["delivered"]``: the ledger's ``cells_used``
+        is every cell); ``None`` otherwise (the default: a payload sized by source coding, an
+        SNR gate, HARQ). ``v2x.known_drops`` leaves out of a run the conditions whose every
+        payload the budget would drop."""
         return None
 
     def decode(self, received: Transmission, link: LinkState) -> torch.Tensor:  # pragma: no cover

@@ -10,6 +10,8 @@ import torch
 from v2x.channels import build_channel
 from v2x.channels.link import LinkState
 from v2x.semcom import build_codec
+from v2x.semcom.base import reception
+from v2x.semcom.harq import transmit
 from v2x.semcom.identity import SCALE_SIDE_INFO_BITS, AnalogCodec, IdentityCodec
 
 
@@ -261,11 +263,16 @@ def test_the_cost_known_before_the_air_is_what_encode_charges_whatever_the_value
     snr_db = torch.linspace(-10.0, 30.0, shape[0]) if shape[0] else torch.zeros(0)
     before = codec.cost_before_air(shape, snr_db)
     for scale in (1.0, 50.0):
-        tx = codec.encode(scale * torch.randn(shape), LinkState(snr_db=snr_db))
+        link = LinkState(snr_db=snr_db)
+        tx = codec.encode(scale * torch.randn(shape), link)
         for name in ("source_bits", "coded_bits", "channel_uses", "packets", "raw_bits"):
             got, want = getattr(before, name), getattr(tx.cost, name)
             assert got.dtype == want.dtype == torch.float64
             assert torch.equal(got, want), name
+        # what the contract also promises: whole maps, every cell delivered, nothing lost
+        _, received = transmit(codec, build_channel("awgn"), tx, snr_db, link)
+        assert received.meta.get("sent") is None and received.meta.get("delivered") is None
+        assert not reception(received).packets_lost.any()
 
 
 def test_codecs_whose_cost_depends_on_the_maps_or_the_air_do_not_claim_to_know_it():
