@@ -23,6 +23,9 @@ from v2x.common import to_device_async
 from v2x.perception.detector import Detections
 from v2x.semcom.base import packets_for_bits
 
+#: The fields of a codec's ``Cost`` that a ``LinkCost`` keeps per link.
+COST_FIELDS = ("source_bits", "coded_bits", "channel_uses", "packets")
+
 #: What the receiver learnt of each transmission (``Reception``) that the ledger keeps.
 RECEPTION_FIELDS = (
     "packets_erased",
@@ -296,6 +299,7 @@ def repeat_detections(det: Detections, k: int) -> Detections:
 
 
 __all__ = [
+    "COST_FIELDS",
     "LinkCost",
     "RunOutput",
     "concat_runs",

@@ -26,6 +26,7 @@ from typing import Any
 import torch
 
 from v2x.conditions import (
+    COST_FIELDS,
     LinkCost,
     RunOutput,
     concat_runs,
@@ -37,9 +38,6 @@ from v2x.datasets.frame import CoopBatch
 from v2x.perception.detector import Detections
 from v2x.pipeline import CooperativePipeline
 from v2x.semcom.base import Codec
-
-#: The fields of a codec's ``Cost`` that a ``LinkCost`` keeps per link.
-_COST_FIELDS = ("source_bits", "coded_bits", "channel_uses", "packets")
 
 
 def cost_before_air(
@@ -62,7 +60,7 @@ def cost_before_air(
         return None
     cost = LinkCost.zeros(k, b, a, snr_db, batch.agent_mask.device)
     present = batch.agent_mask[:, 1:]
-    for name in _COST_FIELDS:  # as CooperativePipeline._run_features charges them
+    for name in COST_FIELDS:  # as CooperativePipeline._run_features charges them
         getattr(cost, name)[:, :, 1:] = getattr(sent, name).view(k, b, a - 1) * present
     cost.cells_sent[:, :, 1:] = float(h * w) * present  # whole maps, every cell decoded
     cost.cells_used[:, :, 1:] = float(h * w) * present

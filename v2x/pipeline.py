@@ -37,6 +37,7 @@ from v2x.channels.base import Channel
 from v2x.common import to_device_async
 from v2x.condition_streams import send
 from v2x.conditions import (  # noqa: F401 - a run's outputs, also reachable from here
+    COST_FIELDS,
     RECEPTION_FIELDS,
     LinkCost,
     RunOutput,
@@ -273,7 +274,7 @@ class CooperativePipeline(nn.Module):
             if bool(dead.any()):  # (one flag read saves a pass over every map)
                 decoded = torch.where(dead, 0.0, decoded)
         present = batch.agent_mask[:, 1:]
-        for name in ("source_bits", "coded_bits", "channel_uses", "packets"):
+        for name in COST_FIELDS:
             getattr(cost, name)[:, :, 1:] = getattr(on_air.cost, name).view(k, b, a - 1) * present
         for name in RECEPTION_FIELDS:
             getattr(cost, name)[:, :, 1:] = (

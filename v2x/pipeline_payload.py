@@ -17,7 +17,14 @@ import torch
 
 from v2x.channels.base import Channel
 from v2x.channels.link import LinkState
-from v2x.conditions import RECEPTION_FIELDS, LinkCost, RunOutput, link_snr, repeat_detections
+from v2x.conditions import (
+    COST_FIELDS,
+    RECEPTION_FIELDS,
+    LinkCost,
+    RunOutput,
+    link_snr,
+    repeat_detections,
+)
 from v2x.datasets.frame import CoopBatch
 from v2x.perception.detector import CoopDetector
 from v2x.perception.fusion import FeatureFusion
@@ -123,7 +130,7 @@ def run_payload(
         )
         decoded[index], arrived[index] = got.float(), ok
         outcome = reception(tx)
-        for name in ("source_bits", "coded_bits", "channel_uses", "packets"):
+        for name in COST_FIELDS:
             counts[name][index] = getattr(tx.cost, name).to(device, torch.float64)
         for name in RECEPTION_FIELDS:
             counts[name][index] = getattr(outcome, name).to(device, torch.float64)
