@@ -15,6 +15,10 @@ from v2x.perception.bev import BEVGrid
 from v2x.perception.segments import sums_by_key
 
 POINT_FEATURES = 9  # x, y, z, intensity, dx/dy/dz to pillar mean, dx/dy to pillar centre
+#: Rows past the pillars that the eval path's dropped points are spread over
+#: (``PillarEncoder._forward_static``): few enough to stay small (1 MiB at 64 channels), many
+#: enough that no row's atomic maxima queue up.
+DUMP_ROWS = 4096
 
 
 def sorted_pillar_sums(points: torch.Tensor) -> bool:
@@ -147,17 +151,24 @@ class PillarEncoder(nn.Module):
     def _forward_static(self, points: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """Inference path with fixed shapes (no boolean indexing, no host synchronisation: what
         CUDA graphs and ``torch.compile`` need): every point goes through the pillar net and the
-        dropped ones are scattered into the "dump" row that is cut off. The kept points' sums,
-        means and maxima are those of the masked path (eval-mode batch norm is per point).
+        dropped ones are scattered into "dump" rows that are cut off (``DUMP_ROWS``). The kept
+        points' sums, means and maxima are those of the masked path (eval-mode batch norm is
+        per point).
         """
         s = points.shape[0]
         num_cells = s * self.grid.height * self.grid.width
-        flat, _, feats = self._decorated(points, mask)
+        flat, keep, feats = self._decorated(points, mask)
         feats = torch.relu(self.norm(self.linear(feats)))
+        # The dropped points (padding, out of range) go to DUMP_ROWS rows cut off below, in
+        # turn: all in one row, their atomic maxima on its C values ran one after another (on
+        # an H200, 15 ms of a 16-frame, five-agent batch's encoding; the maxima are the same).
+        dump = min(DUMP_ROWS, flat.numel())
+        spread = torch.arange(flat.numel(), device=flat.device).remainder_(dump).add_(num_cells)
+        rows = torch.where(keep, flat, spread)
         pooled = torch.zeros(
-            num_cells + 1, self.out_channels, device=points.device, dtype=feats.dtype
+            num_cells + dump, self.out_channels, device=points.device, dtype=feats.dtype
         )
         pooled.scatter_reduce_(  # in place: no copy of the S·H·W·C map
-            0, flat[:, None].expand_as(feats), feats, reduce="amax", include_self=True
+            0, rows[:, None].expand_as(feats), feats, reduce="amax", include_self=True
         )
         return self._to_image(pooled[:num_cells], s)

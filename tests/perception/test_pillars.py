@@ -138,6 +138,27 @@ def test_eval_matches_per_pillar_loop():
     assert (got >= 0).all()
 
 
+@pytest.mark.parametrize("dump_rows", [1, 3, 4096])
+def test_eval_dropped_points_spread_over_dump_rows_change_nothing(monkeypatch, dump_rows):
+    """The eval path's dropped points (masked, out of range: most of them here, more than there
+    are dump rows) go to rows past the pillars in turn: the map is the per-pillar oracle's and
+    bit for bit the one with a single dump row."""
+    import v2x.perception.pillars as pillars
+
+    enc = _encoder(3).eval()
+    points, mask = _points(2, 3000, seed=11)
+    points[:, ::2, 0] += 10.0  # every second point out of range
+    with torch.no_grad():
+        monkeypatch.setattr(pillars, "DUMP_ROWS", 1)
+        single = enc(points, mask)
+        monkeypatch.setattr(pillars, "DUMP_ROWS", dump_rows)
+        got = enc(points, mask)
+    torch.testing.assert_close(got, single, atol=0, rtol=0)
+    want = _oracle(enc, points.numpy(), mask.numpy())
+    np.testing.assert_allclose(got.numpy(), want, atol=1e-5, rtol=1e-5)
+    assert (got > 0).any()
+
+
 def test_training_mode_uses_batch_statistics_of_kept_points():
     enc = _encoder().train()
     points, mask = _points(2, 300, seed=5)
