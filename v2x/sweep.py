@@ -116,8 +116,20 @@ def _run_group(
     goes on with the next group)."""
     run = GroupRun(plan, group, snrs, batches, model, device, data_id, scorer)
     for bi, item in enumerate(batches):
+        upcoming = _prepared(batches, bi + 1)
+        if upcoming is not None:  # its encoding queued on the device beside this batch's work
+            model.prefetch(bi + 1, upcoming.batch)
         run.step(bi, item, bar)
     return run.finish(pool)
+
+
+def _prepared(batches: Sequence[_Batch], index: int) -> _Batch | None:
+    """Batch ``index`` if there is one and it is prepared (``PreparedBatches.ready``: taking
+    it does not wait), else ``None``."""
+    if index >= len(batches):
+        return None
+    ready = getattr(batches, "ready", None)
+    return batches[index] if ready is None or ready(index) else None
 
 
 def run_sweep(cfg: Any) -> Path:

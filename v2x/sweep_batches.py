@@ -138,6 +138,10 @@ class PreparedBatches(Sequence[_Batch]):
     def __len__(self) -> int:
         return len(self._futures)
 
+    def ready(self, index: int) -> bool:
+        """Whether batch ``index`` is prepared (indexing it would not wait)."""
+        return self._futures[index].done()
+
     @overload
     def __getitem__(self, index: int) -> _Batch: ...
     @overload

@@ -51,11 +51,21 @@ class EncodeCache:
         self._last: tuple[int, torch.Tensor, torch.Tensor] | None = None
         self.batch_index: int | None = None
         self.encodes = 0
+        # features queued on a side stream by ``prefetch``: batch -> (points, features, event)
+        self._pending: dict[int, tuple[torch.Tensor, torch.Tensor, Any]] = {}
+        self._stream: Any = None
 
     def encode(
         self, points: torch.Tensor, point_mask: torch.Tensor, poses: torch.Tensor
     ) -> torch.Tensor:
         key = self.batch_index
+        pending = self._pending.get(key) if key is not None else None
+        if pending is not None and pending[0] is points:
+            del self._pending[key]
+            current = torch.cuda.current_stream(points.device)
+            current.wait_event(pending[2])  # (the side stream's encoding is done for this one)
+            pending[1].record_stream(current)
+            self._cache[key] = pending[:2]
         hit = self._cache.get(key) if key is not None else None
         if hit is not None and hit[0] is points:  # the batch's own scans, not re-sensed ones
             return hit[1]
@@ -72,6 +82,35 @@ class EncodeCache:
         elif key is not None and key not in self._cache:
             self._last = (key, points, features)
         return features
+
+    def prefetch(self, key: int, batch: Any) -> None:
+        """Queue the encoding of frame batch ``key`` (a ``CoopBatch`` on a CUDA device) on a
+        side stream, into the cache, while this thread goes on with the current batch: the
+        device then runs the next batch's encoder in the current batch's gaps (its codec's and
+        NMS's host work, the host syncs) instead of after them; ``encode`` takes the features
+        for that batch once their stream is done. The same kernels on the same inputs: the same
+        features. Nothing happens on the CPU, for a batch the cache holds or has queued, or one
+        it could not hold."""
+        points = batch.points
+        if points.device.type != "cuda" or key in self._cache or key in self._pending:
+            return
+        agents = batch.agent_mask.shape[1]
+        size = batch.batch_size * agents * self.map_values * torch.get_default_dtype().itemsize
+        if self._bytes + size > self._max_bytes:
+            return
+        if self._stream is None:
+            self._stream = torch.cuda.Stream(points.device)
+        stream = self._stream
+        stream.wait_stream(torch.cuda.current_stream(points.device))  # the batch's copies
+        with torch.cuda.stream(stream):
+            features = self._model.encode(points, batch.point_mask, batch.poses)
+            done = torch.cuda.Event()
+            done.record(stream)
+        for tensor in (points, batch.point_mask, batch.poses):
+            tensor.record_stream(stream)
+        self.encodes += 1
+        self._bytes += features.numel() * features.element_size()
+        self._pending[key] = (points, features, done)
 
     @property
     def map_values(self) -> int:

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pyarrow.compute as pc
@@ -328,6 +329,56 @@ def test_on_cuda_groups_in_lockstep_equal_groups_one_at_a_time(cache_dir, tmp_pa
     cfg = tiny_config(cache_dir, tmp_path, pose_noise=[[0.0, 0.0], [0.5, 0.02]])
     cfg.update(device="cuda", feature_cache_gb=0)
     assert _lockstep_and_apart(monkeypatch, cfg, tmp_path) == (2, 16)  # 8 groups
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_on_cuda_the_next_batch_encoded_on_a_side_stream_changes_nothing(
+    cache_dir, tmp_path, monkeypatch
+):
+    """On CUDA each group queues the next frame batch's encoding on a side stream while it
+    works on the current one (``EncodeCache.prefetch``; here every batch after the first, the
+    batches taken as soon as they are asked for): the results and ledger of the same sweep with
+    no feature cache (every group encodes every batch itself, on the one stream), one encoder
+    pass per batch."""
+    import v2x.sweep as sweep
+    from v2x.sweep_batches import PreparedBatches
+    from v2x.sweep_reuse import EncodeCache
+
+    monkeypatch.setattr(PreparedBatches, "ready", lambda self, index: True)
+    queued, prefetch = [], EncodeCache.prefetch
+
+    def counting(self, key, batch):
+        before = len(self._pending)
+        prefetch(self, key, batch)
+        queued.extend([key] * (len(self._pending) - before))
+
+    monkeypatch.setattr(EncodeCache, "prefetch", counting)
+    cfg = {**tiny_config(cache_dir, tmp_path), "device": "cuda"}
+    fetched, encodes = _encoded(monkeypatch, {**cfg, "output_dir": str(tmp_path / "fetched")})
+    assert queued == [1] and encodes == 2  # 4 frames in batches of 2: batch 1 queued ahead
+    monkeypatch.setattr(sweep, "LOCKSTEP_GROUPS", 1)  # one group at a time, nothing cached
+    plain, _ = _encoded(monkeypatch, {**cfg, "output_dir": str(tmp_path / "plain"),
+                                      "feature_cache_gb": 0})  # fmt: skip
+    _assert_same_results_and_ledger(fetched, plain)
+
+
+def test_the_feature_cache_queues_nothing_ahead_on_the_cpu():
+    """``EncodeCache.prefetch`` is a CUDA-stream overlap: on the CPU it encodes nothing."""
+    from v2x.sweep_reuse import EncodeCache
+
+    class Model:
+        feature_map_shape = (2, 4, 4)
+
+        def encode(self, *args):
+            raise AssertionError("encoded ahead on the CPU")
+
+    cache = EncodeCache(Model(), 1e9)
+    agents = torch.ones(1, 2, dtype=torch.bool)
+    batch = SimpleNamespace(points=torch.zeros(1, 2, 8, 4), point_mask=agents, poses=None,
+                            agent_mask=agents, batch_size=1)  # fmt: skip
+    cache.prefetch(1, batch)
+    assert cache.encodes == 0 and not cache._pending
 
 
 def test_the_feature_cache_says_whether_a_sweeps_features_fit(cache_dir, tmp_path):
