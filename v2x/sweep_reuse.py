@@ -37,7 +37,8 @@ class EncodeCache:
     ``CooperativePipeline`` calls ``model.encode`` once per run; the sweep sets ``batch_index``
     before each run so that every group reuses the features of that batch. Only the points the
     features were computed from are served from the cache (a batch re-sensed at other instants,
-    ``v2x.asynchrony``, is encoded afresh).
+    ``v2x.asynchrony``, is encoded afresh). On CUDA the sweep queues the next batch's encoding
+    ahead on a side stream (``prefetch``).
     """
 
     def __init__(self, model: torch.nn.Module, max_bytes: float) -> None:
