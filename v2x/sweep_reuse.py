@@ -95,9 +95,7 @@ class EncodeCache:
         points = batch.points
         if points.device.type != "cuda" or key in self._cache or key in self._pending:
             return
-        agents = batch.agent_mask.shape[1]
-        size = batch.batch_size * agents * self.map_values * torch.get_default_dtype().itemsize
-        if self._bytes + size > self._max_bytes:
+        if not self.would_hold(batch, batch.batch_size):
             return
         if self._stream is None:
             self._stream = torch.cuda.Stream(points.device)
