@@ -52,7 +52,6 @@ import torch
 
 from v2x.common import configure_determinism
 from v2x.datasets.frame import CoopFrame
-from v2x.device_streams import priority_stream
 from v2x.loading import (  # noqa: F401 - the loading API, also reachable from here
     FrameStream,
     _NullBar,
@@ -261,10 +260,8 @@ def _run_groups(
     """Compute the ``todo`` groups in this process on ``device`` in ``device_order``: yields
     each group, its SNRs, results rows, ledger and seconds (the device thread's time on the
     group) as it finishes; appends the encoder passes to ``encodes``."""
-    # torch's CPU threads: on a GPU, the cores the worker processes leave (v2x.torch_threads);
-    # on CUDA the groups' work on a stream of high priority, so that the next batch's encoder,
-    # queued on a side stream (EncodeCache.prefetch), fills its gaps (v2x.device_streams)
-    with torch_threads(sweep_process_threads(device)), priority_stream(device):
+    # torch's CPU threads: on a GPU, the cores the worker processes leave (v2x.torch_threads)
+    with torch_threads(sweep_process_threads(device)):
         # the batches' networks in the scoring processes (idle until the first batch is scored)
         cache, batches = prepare_device(plan, frames, device, workers=scoring_pools())
         # A group's rows (APs and bootstrap intervals, numpy on the host) are computed on a

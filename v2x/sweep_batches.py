@@ -16,7 +16,6 @@ import numpy as np
 import torch
 
 from v2x.datasets.frame import CoopBatch, CoopFrame, collate_frames
-from v2x.device_streams import recorded_event, wait_for
 from v2x.evaluation import EgoGroundTruth, ego_ground_truth
 from v2x.loading import load_model
 from v2x.network import build_network_batch, frame_networks, stack_networks
@@ -35,9 +34,6 @@ class _Batch:
     network: Any
     novelty: torch.Tensor
     gt: EgoGroundTruth
-    #: on CUDA, the event after the batch's copies to the device (on the preparing thread's
-    #: stream), which the device thread's stream waits for (``PreparedBatches``)
-    copied: Any = None
 
 
 def _prepare_batch(
@@ -61,8 +57,7 @@ def _prepare_batch(
     batch.agent_mask = batch.agent_mask & net.in_range
     novelty = novelty_from_visibility(batch.visibility, batch.box_mask)
     gt = ego_ground_truth(batch, model.grid, plan.min_points)
-    batch = (batch.pin_memory() if pinned else batch).to(device)
-    return _Batch(chunk, batch, net, novelty, gt, recorded_event(device))
+    return _Batch(chunk, (batch.pin_memory() if pinned else batch).to(device), net, novelty, gt)
 
 
 def _prepare_frames(
@@ -133,7 +128,6 @@ class PreparedBatches(Sequence[_Batch]):
                 for i, part in enumerate(parts)
             ]
             sender.shutdown(wait=False)
-        self._device = torch.device(device)
         pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="v2x-batches")
         self._futures = [
             pool.submit(_prepare_frames, frames, part, plan, model, device, net)
@@ -154,15 +148,8 @@ class PreparedBatches(Sequence[_Batch]):
     def __getitem__(self, index: slice) -> list[_Batch]: ...
     def __getitem__(self, index):
         if isinstance(index, slice):
-            return [self._taken(f) for f in self._futures[index]]
-        return self._taken(self._futures[index])
-
-    def _taken(self, future: Future) -> _Batch:
-        """The batch of ``future``, its copies ordered before the calling thread's next work
-        on the device (they ran on the preparing thread's stream)."""
-        item = future.result()
-        wait_for(item.copied, self._device)
-        return item
+            return [f.result() for f in self._futures[index]]
+        return self._futures[index].result()
 
 
 def sweep_detector(plan: SweepPlan, device: torch.device) -> CoopDetector:

@@ -25,7 +25,6 @@ import torch
 from v2x.channels import build_channel
 from v2x.common import to_device_async
 from v2x.datasets.frame import CLASS_NAMES
-from v2x.device_streams import after_queued_work
 from v2x.evaluation import VEHICLE_LABELS
 from v2x.execution import Arrival, evaluate_batch
 from v2x.ledger import empty_ledger
@@ -227,10 +226,7 @@ class GroupRun:
             score=False,  # book_batch scores it (on the scorer thread when there is one)
         )
         book = functools.partial(self._book, scored, item, deliver.delivery)
-        if self.scorer is None:
-            self.ledgers.append(book())
-        else:  # the scorer thread reads the results once the device has computed them
-            self.ledgers.append(self.scorer.submit(after_queued_work(book, self.device)))
+        self.ledgers.append(book() if self.scorer is None else self.scorer.submit(book))
         self.num_frames += item.batch.batch_size
         bar.update(item.batch.batch_size * k)
 

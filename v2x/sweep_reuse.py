@@ -16,7 +16,6 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import torch
 
-from v2x.device_streams import side_stream
 from v2x.ledger import LEDGER_SCHEMA
 from v2x.results import (
     RESULTS_SCHEMA,
@@ -99,7 +98,7 @@ class EncodeCache:
         if not self.would_hold(batch, batch.batch_size):
             return
         if self._stream is None:
-            self._stream = side_stream(points.device)  # (below the device thread's priority)
+            self._stream = torch.cuda.Stream(points.device)
         stream = self._stream
         stream.wait_stream(torch.cuda.current_stream(points.device))  # the batch's copies
         with torch.cuda.stream(stream):

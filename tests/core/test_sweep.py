@@ -363,48 +363,6 @@ def test_on_cuda_the_next_batch_encoded_on_a_side_stream_changes_nothing(
     _assert_same_results_and_ledger(fetched, plain)
 
 
-@pytest.mark.gpu
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
-def test_on_cuda_the_groups_run_above_the_side_streams_priority_and_change_nothing(
-    cache_dir, tmp_path, monkeypatch
-):
-    """On CUDA the groups' work runs on a stream of higher priority than the default stream and
-    the side stream that encodes the next batch (``v2x.device_streams``), and the results and
-    ledger are those of the same sweep on the default stream."""
-    import contextlib
-
-    import v2x.sweep as sweep
-    import v2x.sweep_group as sweep_group
-    from v2x.sweep_batches import PreparedBatches
-    from v2x.sweep_reuse import EncodeCache
-
-    monkeypatch.setattr(PreparedBatches, "ready", lambda self, index: True)
-    seen: dict[str, set] = {"step": set(), "side": set()}
-    step, prefetch = sweep_group.GroupRun.step, EncodeCache.prefetch
-
-    def stepping(self, *args, **kwargs):
-        seen["step"].add(torch.cuda.current_stream().priority)
-        return step(self, *args, **kwargs)
-
-    def fetching(self, key, batch):
-        prefetch(self, key, batch)
-        if self._stream is not None:
-            seen["side"].add(self._stream.priority)
-
-    monkeypatch.setattr(sweep_group.GroupRun, "step", stepping)
-    monkeypatch.setattr(EncodeCache, "prefetch", fetching)
-    cfg = {**tiny_config(cache_dir, tmp_path), "device": "cuda"}
-    ranked = run_sweep({**cfg, "output_dir": str(tmp_path / "ranked")})
-    default = torch.cuda.default_stream().priority
-    assert len(seen["step"]) == 1 and len(seen["side"]) == 1
-    assert next(iter(seen["step"])) < next(iter(seen["side"])) == default  # lower: runs first
-    monkeypatch.setattr(sweep, "priority_stream", lambda device: contextlib.nullcontext())
-    seen["step"].clear()
-    plain = run_sweep({**cfg, "output_dir": str(tmp_path / "plain")})
-    assert seen["step"] == {default}
-    _assert_same_results_and_ledger(ranked, plain)
-
-
 def test_the_feature_cache_queues_nothing_ahead_on_the_cpu():
     """``EncodeCache.prefetch`` is a CUDA-stream overlap: on the CPU it encodes nothing."""
     from v2x.sweep_reuse import EncodeCache
