@@ -86,6 +86,41 @@ def test_resume_keeps_rows_and_never_duplicates(tmp_path):
     assert table.schema.equals(RESULTS_SCHEMA)
 
 
+def test_written_files_hold_the_table_with_only_text_columns_dictionary_encoded(tmp_path):
+    """``atomic_write_parquet``: reading the file back gives the very table (values, nulls,
+    NaN, types), and in Parquet's column metadata only the text columns carry a dictionary
+    page; the numbers are stored plain."""
+    rows = [_row(0.0), _row(10.0, ap=math.nan)]
+    store = ResultsStore(tmp_path, "abc")
+    ledger = pa.concat_tables([_ledger(rows[0]["cell_id"], 3), _ledger(rows[1]["cell_id"], 2)])
+    ledger = ledger.set_column(
+        ledger.schema.get_field_index("channel_uses"),
+        "channel_uses",
+        pa.array([1.5, math.nan, None, 7.0, 7.0], ledger.schema.field("channel_uses").type),
+    )
+    store.add(rows, ledger)
+    for path, table in ((store.path, store.results), (store.ledger_path, store.ledger)):
+        back = pq.read_table(path)
+        assert back.schema.equals(table.schema)
+        assert _same_with_nan(back, table)
+        meta = pq.ParquetFile(path).metadata.row_group(0)
+        for i, field in enumerate(back.schema):
+            dictionary = meta.column(i).dictionary_page_offset is not None
+            assert dictionary == pa.types.is_string(field.type), field.name
+
+
+def _same_with_nan(a: pa.Table, b: pa.Table) -> bool:
+    """Row by row equal, NaN equal to NaN."""
+
+    def same(x, y) -> bool:
+        both_nan = isinstance(x, float) and isinstance(y, float) and x != x and y != y
+        return x == y or both_nan
+
+    return all(
+        same(x[k], y[k]) for x, y in zip(a.to_pylist(), b.to_pylist(), strict=True) for k in x
+    )
+
+
 def test_files_keep_the_given_cell_order_whatever_order_cells_are_added_in(tmp_path):
     """A sweep adds its groups in computing order (feature groups first, or per device); the
     files hold the grid's order at every write, a cell's ledger rows in theirs, and cells the
