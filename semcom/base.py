@@ -210,6 +210,11 @@ class Codec(nn.Module):
     #: ``decode`` draw no random numbers and have no HARQ rounds: the channel's draws then stay
     #: each block's own, in the same order.
     codes_blocks_jointly: ClassVar[bool] = False
+    #: Its decoded maps follow the channel's noise: conditions, each on air from its own seed,
+    #: never decode to bitwise-equal maps unless a map is dropped (``meta["delivered"]``), so
+    #: the pipeline does not look for conditions that could share their fusion (a host read of
+    #: the decoded maps) when every map arrived.
+    maps_differ_per_condition: ClassVar[bool] = False
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)

@@ -39,7 +39,10 @@ detector's features are signed (its last layer is a 1x1 conv), so its codec uses
 map never lowers AP below ego-only. ``decode`` marks a transmission whose decoder SNR lies below
 the threshold at its ratio (the larger threshold of the two neighbouring table ratios) as not
 delivered (``meta["delivered"]`` all False), so the ego fuses nothing rather than noise. An
-uncalibrated codec (``gate_snr_db = -inf``) or ``snr_gate=False`` delivers everything.
+uncalibrated codec (``gate_snr_db = -inf``) or ``snr_gate=False`` delivers everything. The gate
+is read before the decoder is queued, so that on a GPU the host goes on while the decoder runs;
+``decode_blocks`` records no ``meta["delivered"]`` when it kept every map of every block
+(``CellReport``'s convention: every cell arrived), so that the caller need not read it either.
 """
 
 from __future__ import annotations
@@ -365,6 +368,7 @@ class DeepJSCCCodec(Codec):
     snr_gated = True  # gate_ratios, set_gate, snr_gate (v2x.codec_calibration)
     decodes_into = True  # the one-pass de-standardisation writes into DECODE_INTO (CUDA)
     codes_blocks_jointly = True  # encode_blocks / decode_blocks (v2x.condition_streams)
+    maps_differ_per_condition = True  # its decoder reads each condition's noisy symbols
     shape_only_cost = True  # channel_uses_for (selective's budget)
 
     def __init__(
@@ -873,10 +877,12 @@ class DeepJSCCCodec(Codec):
         z, snr_db, gate_snr_db, ratio = self._received_latent(received, link)
         shape = received.meta["shape"]
         b = z.shape[0]
+        keep = self._delivered(snr_db, gate_snr_db, ratio)
+        every = bool(keep.all())  # (read before the decoder is queued: see the module doc)
+        received.meta["delivered"] = self._delivered_cells(keep, shape)
         into = decode_target(received, (b, *shape), z.device, torch.channels_last)
         out = self._decode_symbols(z, snr_db, ratio, shape, into)
-        keep = self._delivered(received, snr_db, gate_snr_db, ratio)
-        return self._gated(out, keep, into)
+        return out if every else self._gated(out, keep, into)
 
     def decode_blocks(
         self, received: Sequence[Transmission], links: Sequence[LinkState]
@@ -885,24 +891,29 @@ class DeepJSCCCodec(Codec):
         joined: ``[K·m, C, H, W]`` float32, channels-last. The decoder's body runs once over
         the ``K·m`` rows; its output layer (the full-size maps) and the de-standardisation one
         block at a time, into the joined maps (a block's worth of temporaries, not ``K``). Each
-        block's ``meta["delivered"]`` is set as ``decode`` sets it."""
+        block's ``meta["delivered"]`` is set as ``decode`` sets it, unless the gate kept every
+        map of every block: then none is set (every cell arrived)."""
         parts = [self._received_latent(rx, link) for rx, link in zip(received, links)]
         z, snr_db, ratio = (torch.cat([p[i] for p in parts]) for i in (0, 1, 3))
         shape = received[0].meta["shape"]
+        keeps = [self._delivered(*p[1:]) for p in parts]
+        keep = torch.cat(keeps)
+        every = bool(keep.all())  # (read before the decoder is queued: see the module doc)
+        for rx, kept in zip(received, keeps):
+            if not every:
+                rx.meta["delivered"] = self._delivered_cells(kept, shape)
         hidden = self._decoder_hidden(z, snr_db, ratio, shape)
         out = torch.empty((z.shape[0], *shape), dtype=torch.float32, device=z.device,
                           memory_format=torch.channels_last)  # fmt: skip
         start = 0
-        keeps = []
-        for rx, (zb, snr_b, gate_b, ratio_b) in zip(received, parts):
+        for zb in (p[0] for p in parts):
             rows = slice(start, start + zb.shape[0])
             start = rows.stop
             into = out[rows]
             block = self._clamped(self._output_maps(hidden[rows], shape[1], shape[2], into), into)
             if block is not into:
                 into.copy_(block)
-            keeps.append(self._delivered(rx, snr_b, gate_b, ratio_b))
-        return self._gated(out, torch.cat(keeps), out)
+        return out if every else self._gated(out, keep, out)
 
     def _received_latent(
         self, received: Transmission, link: LinkState
@@ -932,25 +943,22 @@ class DeepJSCCCodec(Codec):
         return z, snr_db, gate_snr_db, received.meta["ratio"].to(y.device)
 
     def _delivered(
-        self,
-        received: Transmission,
-        snr_db: torch.Tensor,
-        gate_snr_db: torch.Tensor | None,
-        ratio: torch.Tensor,
+        self, snr_db: torch.Tensor, gate_snr_db: torch.Tensor | None, ratio: torch.Tensor
     ) -> torch.Tensor:
-        """``[B]`` bool: the gate keeps the map; recorded as ``received.meta["delivered"]``."""
-        shape = received.meta["shape"]
-        keep = self.gate_open(snr_db if gate_snr_db is None else gate_snr_db, ratio)
+        """``[B]`` bool: the gate keeps the map (known before decoding)."""
+        return self.gate_open(snr_db if gate_snr_db is None else gate_snr_db, ratio)
+
+    @staticmethod
+    def _delivered_cells(keep: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
+        """The gate's ``keep [B]`` per cell of ``shape = (C, H, W)`` maps: ``[B, 1, H, W]``
+        bool (``meta["delivered"]``)."""
         b = keep.shape[0]
-        received.meta["delivered"] = keep.view(b, 1, 1, 1).expand(b, 1, *shape[1:]).contiguous()
-        return keep
+        return keep.view(b, 1, 1, 1).expand(b, 1, *shape[1:]).contiguous()
 
     @staticmethod
     def _gated(out: torch.Tensor, keep: torch.Tensor, into: torch.Tensor | None) -> torch.Tensor:
         """``out`` with the maps the gate closed (``keep`` False) set to 0."""
         b = out.shape[0]
-        if bool(keep.all()):  # (one flag read saves a pass over every map)
-            return out
         if out is into:  # (the same values as the torch.where below)
             return out.masked_fill_(~keep.view(b, 1, 1, 1), 0.0)
         return torch.where(keep.view(b, 1, 1, 1), out, 0.0)

@@ -304,7 +304,7 @@ class CooperativePipeline(nn.Module):
         # digital link above its cliff) share one warp + fusion + head + NMS.
         noisy = self.pose_noise_m != 0 or self.pose_noise_yaw_rad != 0
         inverse = None
-        if not noisy and k > 1:
+        if not noisy and k > 1 and (sent is not None or not codec.maps_differ_per_condition):
             reps, inverse = _distinct_conditions(decoded, sent)
             if reps == list(range(len(reps))) and len(reps) < k:  # the first u: a view
                 decoded = decoded[: len(reps)]

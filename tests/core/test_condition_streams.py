@@ -559,6 +559,82 @@ def test_deepjscc_blocks_coded_together_equal_one_call_per_block(channel_name, c
         assert float(joint.outcome.retransmissions.sum()) > 0  # ARQ resent something
 
 
+def test_deepjscc_blocks_coded_together_record_no_cells_when_the_gate_keeps_every_map():
+    """When the gate keeps every map of every block, ``_send_jointly`` reports no delivered
+    cells (``CellReport``'s convention: all of them), where one ``send`` per block marks every
+    cell delivered; everything else as one call per block (costs and receptions exactly, maps
+    to float32 rounding). One closed map and every block records its cells again."""
+    from v2x.condition_streams import _send_jointly
+
+    torch.manual_seed(0)
+    codec = build_codec("deepjscc", in_channels=4, hidden=8, bandwidth_ratio=1 / 8).eval()
+    codec.set_gate({r: 0.0 for r in codec.ratio_grid()})  # closed below 0 dB
+    channel = build_channel("awgn")
+    maps = torch.rand(3, 4, 16, 16)
+    seeds = [5, 6, 7]
+    rows = maps.unsqueeze(0).expand(len(seeds), *maps.shape)
+    with torch.no_grad():
+        for snrs, every in (([1.0, 10.0, 20.0], True), ([-1.0, 10.0, 20.0], False)):
+            snr = torch.tensor(snrs).repeat_interleave(3)
+            joint = _send_jointly(codec, channel, rows, snr, seeds)
+            ones = []
+            for ki, seed in enumerate(seeds):
+                torch.manual_seed(seed)
+                ones.append(send(codec, channel, maps, snr[3 * ki : 3 * ki + 3]))
+            kept = torch.cat([o.cells.delivered for o in ones]).view(9, -1).all(1)
+            assert bool(kept.all()) == every
+            if every:
+                assert joint.cells.delivered is None
+            else:
+                assert torch.equal(
+                    joint.cells.delivered, torch.cat([o.cells.delivered for o in ones])
+                )
+            torch.testing.assert_close(joint.decoded, torch.cat([o.decoded for o in ones]),
+                                       rtol=1e-5, atol=1e-6)  # fmt: skip
+            for kind in ("cost", "outcome"):
+                for name, value in vars(getattr(joint, kind)).items():
+                    parts = [getattr(getattr(o, kind), name) for o in ones]
+                    assert torch.equal(value, torch.cat(parts)), (kind, name)
+
+
+def test_the_pipeline_looks_for_shared_conditions_only_where_maps_may_be_equal(
+    model, batch, monkeypatch
+):
+    """A codec whose maps follow the channel's noise (``maps_differ_per_condition``: DeepJSCC),
+    every map delivered: the pipeline does not read the decoded maps to find conditions that
+    could share their fusion, and its detections and cost are those of the run that looked
+    (and found every condition distinct). With a closed gate it looks again."""
+    import v2x.condition_streams as condition_streams
+    import v2x.pipeline as pipeline_module
+    from v2x.semcom.deepjscc import DeepJSCCCodec
+
+    monkeypatch.setattr(condition_streams, "_jointly", lambda *args: True)  # the CUDA path
+    looked = []
+    distinct = pipeline_module._distinct_conditions
+
+    def counting(*tensors):
+        looked.append(1)
+        return distinct(*tensors)
+
+    monkeypatch.setattr(pipeline_module, "_distinct_conditions", counting)
+    torch.manual_seed(0)
+    codec = build_codec("deepjscc", in_channels=C, hidden=8, bandwidth_ratio=1 / 8)
+    codec.set_gate({r: -20.0 for r in codec.ratio_grid()})
+    pipe = CooperativePipeline(model, build_fusion("max"), codec, build_channel("awgn")).eval()
+    snr = torch.tensor([0.0, 10.0, 20.0])
+    runs = {}
+    for differ in (True, False):
+        monkeypatch.setattr(DeepJSCCCodec, "maps_differ_per_condition", differ)
+        looked.clear()
+        runs[differ] = pipe.run(batch, snr, seeds=[3, 4, 5])
+        assert len(looked) == (0 if differ else 1)
+    _assert_same(runs[True], runs[False])
+    monkeypatch.setattr(DeepJSCCCodec, "maps_differ_per_condition", True)
+    looked.clear()
+    pipe.run(batch, torch.tensor([-30.0, 10.0, 20.0]), seeds=[3, 4, 5])  # -30 dB: gate closed
+    assert len(looked) == 1
+
+
 def test_send_codes_deepjscc_blocks_together_only_on_cuda_without_harq_or_extra_rows():
     """``_jointly``: the codec must declare it, the blocks must be one expanded map set on CUDA
     and no per-row codec argument (Where2comm's importance) may be given; a codec that declares

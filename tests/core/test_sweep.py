@@ -363,6 +363,20 @@ def test_on_cuda_the_next_batch_encoded_on_a_side_stream_changes_nothing(
     _assert_same_results_and_ledger(fetched, plain)
 
 
+def test_a_sweep_refuses_symbols_that_are_not_finite_once_the_batch_is_done(
+    cache_dir, tmp_path, monkeypatch
+):
+    """The channel's input checks of a group's batch are read when the batch is done (one host
+    read, ``GroupRun.step``), and a failed one still stops the sweep with the channel's clear
+    message."""
+    import v2x.channels.base as channel_base
+
+    monkeypatch.setattr(channel_base, "_finite", lambda x: torch.tensor(False))
+    cfg = tiny_config(cache_dir, tmp_path, codecs=["analog"], fusions=["max"])
+    with pytest.raises(ValueError, match="channel input 'x' contains NaN or Inf symbols"):
+        run_sweep(cfg)
+
+
 def test_the_feature_cache_queues_nothing_ahead_on_the_cpu():
     """``EncodeCache.prefetch`` is a CUDA-stream overlap: on the CPU it encodes nothing."""
     from v2x.sweep_reuse import EncodeCache
