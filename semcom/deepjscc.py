@@ -39,10 +39,11 @@ detector's features are signed (its last layer is a 1x1 conv), so its codec uses
 map never lowers AP below ego-only. ``decode`` marks a transmission whose decoder SNR lies below
 the threshold at its ratio (the larger threshold of the two neighbouring table ratios) as not
 delivered (``meta["delivered"]`` all False), so the ego fuses nothing rather than noise. An
-uncalibrated codec (``gate_snr_db = -inf``) or ``snr_gate=False`` delivers everything. The gate
-is read before the decoder is queued, so that on a GPU the host goes on while the decoder runs;
-``decode_blocks`` records no ``meta["delivered"]`` when it kept every map of every block
-(``CellReport``'s convention: every cell arrived), so that the caller need not read it either.
+uncalibrated codec (``gate_snr_db = -inf``) or ``snr_gate=False`` delivers everything.
+``decode_blocks`` (a sweep's condition blocks coded together) reads its gate before it queues
+the decoder, so that on a GPU the host goes on while the decoder runs, and records no
+``meta["delivered"]`` when the gate kept every map of every block (``CellReport``'s convention:
+every cell arrived), so that the caller need not read it either.
 """
 
 from __future__ import annotations
@@ -877,12 +878,11 @@ class DeepJSCCCodec(Codec):
         z, snr_db, gate_snr_db, ratio = self._received_latent(received, link)
         shape = received.meta["shape"]
         b = z.shape[0]
-        keep = self._delivered(snr_db, gate_snr_db, ratio)
-        every = bool(keep.all())  # (read before the decoder is queued: see the module doc)
-        received.meta["delivered"] = self._delivered_cells(keep, shape)
         into = decode_target(received, (b, *shape), z.device, torch.channels_last)
         out = self._decode_symbols(z, snr_db, ratio, shape, into)
-        return out if every else self._gated(out, keep, into)
+        keep = self._delivered(snr_db, gate_snr_db, ratio)
+        received.meta["delivered"] = self._delivered_cells(keep, shape)
+        return self._gated(out, keep, into)
 
     def decode_blocks(
         self, received: Sequence[Transmission], links: Sequence[LinkState]
@@ -913,7 +913,7 @@ class DeepJSCCCodec(Codec):
             block = self._clamped(self._output_maps(hidden[rows], shape[1], shape[2], into), into)
             if block is not into:
                 into.copy_(block)
-        return out if every else self._gated(out, keep, out)
+        return self._gated(out, keep, out, every)
 
     def _received_latent(
         self, received: Transmission, link: LinkState
@@ -956,9 +956,14 @@ class DeepJSCCCodec(Codec):
         return keep.view(b, 1, 1, 1).expand(b, 1, *shape[1:]).contiguous()
 
     @staticmethod
-    def _gated(out: torch.Tensor, keep: torch.Tensor, into: torch.Tensor | None) -> torch.Tensor:
-        """``out`` with the maps the gate closed (``keep`` False) set to 0."""
+    def _gated(
+        out: torch.Tensor, keep: torch.Tensor, into: torch.Tensor | None, every: bool | None = None
+    ) -> torch.Tensor:
+        """``out`` with the maps the gate closed (``keep`` False) set to 0 (``every``: whether
+        it kept them all, read here when ``None``)."""
         b = out.shape[0]
+        if bool(keep.all()) if every is None else every:  # (one flag read saves a pass)
+            return out
         if out is into:  # (the same values as the torch.where below)
             return out.masked_fill_(~keep.view(b, 1, 1, 1), 0.0)
         return torch.where(keep.view(b, 1, 1, 1), out, 0.0)
