@@ -27,6 +27,7 @@ from dataclasses import dataclass
 
 import torch
 
+from v2x.channels.base import deferred_checks
 from v2x.common import seed_torch, to_device_async
 from v2x.conditions import (
     LinkCost,
@@ -91,6 +92,20 @@ def run_conditions(
         same_for_all: nothing the run computes depends on the condition (nothing is sent):
             one condition runs and its output (detections and cost) is tiled ``K`` times.
     """
+    # the channel's input checks read once all K conditions ran (nested blocks leave the read
+    # to this one): a host read right after a condition's decoder is queued would leave the
+    # device idle while the host goes on to fusion, head and NMS
+    with deferred_checks():
+        return _run_conditions(pipe, batch, snr_db, seeds, same_for_all)
+
+
+def _run_conditions(
+    pipe: CooperativePipeline,
+    batch: CoopBatch,
+    snr_db: torch.Tensor,
+    seeds: Sequence[int] | None,
+    same_for_all: bool,
+) -> RunOutput:
     k = snr_db.shape[0]
     if same_for_all and k > 1:
         one = pipe.run(batch, snr_db[:1])

@@ -23,7 +23,6 @@ import pyarrow as pa
 import torch
 
 from v2x.channels import build_channel
-from v2x.channels.base import deferred_checks
 from v2x.common import to_device_async
 from v2x.datasets.frame import CLASS_NAMES
 from v2x.evaluation import VEHICLE_LABELS
@@ -211,24 +210,21 @@ class GroupRun:
         # seed gives every cell what a call of its own would (pose noise draws from the
         # pipeline's generator once per call, whatever K is).
         joint = None if group.stage == FEATURE_STAGE else _group_seed(int(cfg.seed), group, bi)
-        # the channel's input checks read once the batch is done (not right after its codec is
-        # queued: a host read there would leave the device idle while the host goes on)
-        with deferred_checks():
-            scored = evaluate_batch(
-                self.pipe,
-                item.batch,
-                item_snr,
-                item.gt,
-                (),  # scored by book_batch
-                seeds=[_cell_seed(int(cfg.seed), c, bi) for c in self.condition_ids],
-                joint_seed=joint,
-                same_for_all=group.stage == "ego",
-                deliver=deliver,
-                resense=functools.partial(
-                    resense_batch, self.clock, item, plan=self.plan, fusion=self.fusion
-                ),
-                score=False,  # book_batch scores it (on the scorer thread when there is one)
-            )
+        scored = evaluate_batch(
+            self.pipe,
+            item.batch,
+            item_snr,
+            item.gt,
+            (),  # scored by book_batch
+            seeds=[_cell_seed(int(cfg.seed), c, bi) for c in self.condition_ids],
+            joint_seed=joint,
+            same_for_all=group.stage == "ego",
+            deliver=deliver,
+            resense=functools.partial(
+                resense_batch, self.clock, item, plan=self.plan, fusion=self.fusion
+            ),
+            score=False,  # book_batch scores it (on the scorer thread when there is one)
+        )
         book = functools.partial(self._book, scored, item, deliver.delivery)
         self.ledgers.append(book() if self.scorer is None else self.scorer.submit(book))
         self.num_frames += item.batch.batch_size

@@ -366,9 +366,9 @@ def test_on_cuda_the_next_batch_encoded_on_a_side_stream_changes_nothing(
 def test_a_sweep_refuses_symbols_that_are_not_finite_once_the_batch_is_done(
     cache_dir, tmp_path, monkeypatch
 ):
-    """The channel's input checks of a group's batch are read when the batch is done (one host
-    read, ``GroupRun.step``), and a failed one still stops the sweep with the channel's clear
-    message."""
+    """The channel's input checks of a batch's conditions are read once they all ran (one host
+    read, ``v2x.execution.run_conditions``), and a failed one still stops the sweep with the
+    channel's clear message."""
     import v2x.channels.base as channel_base
 
     monkeypatch.setattr(channel_base, "_finite", lambda x: torch.tensor(False))
