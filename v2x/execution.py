@@ -92,39 +92,29 @@ def run_conditions(
         same_for_all: nothing the run computes depends on the condition (nothing is sent):
             one condition runs and its output (detections and cost) is tiled ``K`` times.
     """
+    k = snr_db.shape[0]
     # the channel's input checks read once all K conditions ran (nested blocks leave the read
     # to this one): a host read right after a condition's decoder is queued would leave the
     # device idle while the host goes on to fusion, head and NMS
     with deferred_checks():
-        return _run_conditions(pipe, batch, snr_db, seeds, same_for_all)
-
-
-def _run_conditions(
-    pipe: CooperativePipeline,
-    batch: CoopBatch,
-    snr_db: torch.Tensor,
-    seeds: Sequence[int] | None,
-    same_for_all: bool,
-) -> RunOutput:
-    k = snr_db.shape[0]
-    if same_for_all and k > 1:
-        one = pipe.run(batch, snr_db[:1])
-        return RunOutput(
-            repeat_detections(one.detections, k), one.cost.repeat_conditions(k, snr_db), k
-        )
-    if seeds is None:
-        return pipe.run(batch, snr_db)
-    if len(seeds) != k:
-        raise ValueError(
-            f"run_conditions: 'seeds' needs one seed per condition ({k}), got {len(seeds)}"
-        )
-    if k > 1 and pipe.runs_seeded_conditions():  # one call, each condition's own seed
-        return pipe.run(batch, snr_db, seeds=list(seeds))
-    runs = []
-    for ki in range(k):
-        seed_run(pipe, seeds[ki])
-        runs.append(pipe.run(batch, snr_db[ki : ki + 1]))
-    return concat_runs(runs)
+        if same_for_all and k > 1:
+            one = pipe.run(batch, snr_db[:1])
+            return RunOutput(
+                repeat_detections(one.detections, k), one.cost.repeat_conditions(k, snr_db), k
+            )
+        if seeds is None:
+            return pipe.run(batch, snr_db)
+        if len(seeds) != k:
+            raise ValueError(
+                f"run_conditions: 'seeds' needs one seed per condition ({k}), got {len(seeds)}"
+            )
+        if k > 1 and pipe.runs_seeded_conditions():  # one call, each condition's own seed
+            return pipe.run(batch, snr_db, seeds=list(seeds))
+        runs = []
+        for ki in range(k):
+            seed_run(pipe, seeds[ki])
+            runs.append(pipe.run(batch, snr_db[ki : ki + 1]))
+        return concat_runs(runs)
 
 
 def remove_late_payloads(
