@@ -27,7 +27,7 @@ import torch
 
 from v2x.channels.base import Channel, deferred_checks
 from v2x.channels.link import LinkState
-from v2x.global_rng import refuse_global_draws, seed_torch
+from v2x.common import seed_torch
 from v2x.semcom.base import DECODE_INTO, CellReport, Codec, Cost, Reception, reception
 from v2x.semcom.harq import charge_arq, on_air, transmit
 
@@ -73,7 +73,6 @@ def send(
             block ``k`` is coded and sent in its own call after ``torch.manual_seed(seeds[k])``.
             ``None``: one call from the current RNG state.
     """
-    refuse_global_draws("sending maps on air")  # (the channel's noise, the codec's draws)
     extra = dict(extra or {})
     blocked = rows.dim() == 5
     if seeds is None:

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 import torch
 
 from v2x.channels.base import deferred_checks
-from v2x.common import to_device_async
+from v2x.common import seed_torch, to_device_async
 from v2x.conditions import (
     LinkCost,
     RunOutput,
@@ -39,7 +39,6 @@ from v2x.conditions import (
 )
 from v2x.datasets.frame import CoopBatch, CoopFrame, collate_frames
 from v2x.evaluation import EgoGroundTruth, accumulate, ego_ground_truth
-from v2x.global_rng import seed_torch
 from v2x.known_drops import run_with_known_drops
 from v2x.perception.average_precision import APAccumulator
 from v2x.perception.detector import Detections

@@ -38,10 +38,8 @@ from here.
 
 from __future__ import annotations
 
-import functools
 import logging
 import os
-import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -75,7 +73,6 @@ from v2x.results_table import (  # noqa: F401 - the table API, also reachable fr
 from v2x.sweep_batches import _Batch, prepare_device
 from v2x.sweep_errors import SweepInterrupted, SweepOutOfMemory, out_of_memory_message, saved_note
 from v2x.sweep_group import GroupRun, setting_key
-from v2x.sweep_lanes import LockedBar, SideLane, remembered, split_lanes
 from v2x.sweep_order import device_order, silent_groups
 from v2x.sweep_plan import (  # noqa: F401 - the planning API, also reachable from here
     DATA_SOURCES,
@@ -118,22 +115,7 @@ def _run_group(
     rows and their ledger; with ``pool`` a ``Future`` of them (computed there while the device
     goes on with the next group)."""
     run = GroupRun(plan, group, snrs, batches, model, device, data_id, scorer)
-    return _compute_group(run, batches, model, bar, pool)
-
-
-def _compute_group(
-    run: GroupRun,
-    batches: Sequence[_Batch],
-    model: EncodeCache,
-    bar,
-    pool: Executor | None = None,
-    stop: threading.Event | None = None,
-) -> tuple[list[dict], pa.Table] | Future | None:
-    """``run``'s steps over every frame batch, then its ``finish``; ``None`` if ``stop`` was
-    set before a batch (the group's cells are not computed)."""
     for bi, item in enumerate(batches):
-        if stop is not None and stop.is_set():
-            return None
         upcoming = _prepared(batches, bi + 1)
         if upcoming is not None:  # its encoding queued on the device beside this batch's work
             model.prefetch(bi + 1, upcoming.batch)
@@ -288,20 +270,9 @@ def _run_groups(
         pending: deque = deque()
         pool = ThreadPoolExecutor(max_workers=ROW_THREADS, thread_name_prefix="v2x-rows")
         scorer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="v2x-score")  # batch order
-        side: SideLane | None = None
         try:
-            silent = remembered(silent_groups(plan.budget, cache.feature_map_shape))
-            waves = _waves(device_order(todo, silent), cache, batches, len(frames))
-            # the groups that send nothing on air on a thread beside this one (v2x.sweep_lanes)
-            waves, beside = split_lanes(plan, waves, silent, device)
-            if beside:
-                bar = LockedBar(bar)
-                runs = [(g, snrs, GroupRun(plan, g, snrs, batches, cache, device, data_id, scorer))
-                        for g, snrs in beside]  # fmt: skip
-                compute = functools.partial(_compute_group, batches=batches, model=cache,
-                                            bar=bar, pool=pool)  # fmt: skip
-                side = SideLane(runs, lambda run, stop: compute(run, stop=stop), device)
-            for wave in waves:
+            silent = silent_groups(plan.budget, cache.feature_map_shape)
+            for wave in _waves(device_order(todo, silent), cache, batches, len(frames)):
                 if hasattr(bar, "set_postfix_str"):
                     bar.set_postfix_str(
                         " + ".join(f"{g.fusion}/{g.codec}/{g.channel}" for g, _ in wave)
@@ -319,27 +290,19 @@ def _run_groups(
                                              pool, scorer)  # fmt: skip
                 # a wave's groups all wait for their rows at once: the next wave runs meanwhile
                 pending.extend(finished)
-                if side is not None:
-                    pending.extend(side.finished())
                 while len(pending) > max(ROW_THREADS, len(finished)) or (
                     pending and _ready(pending[0][2])
                 ):
                     yield _resolved(pending.popleft())
-            if side is not None:
-                pending.extend(side.join())
             while pending:
                 yield _resolved(pending.popleft())
         except (KeyboardInterrupt, Exception):  # (not GeneratorExit: the caller stopped)
             # groups computed before the error (Ctrl-C, the lack of memory, a later group's
             # bug) are saved
-            if side is not None:
-                pending.extend(side.stop())
             while pending:
                 yield _resolved(pending.popleft())
             raise
         finally:
-            if side is not None:
-                side.stop()  # (the caller stopped early: GeneratorExit)
             scorer.shutdown(wait=True, cancel_futures=True)
             pool.shutdown(wait=True, cancel_futures=True)
             encodes.append(cache.encodes)

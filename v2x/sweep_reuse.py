@@ -9,7 +9,6 @@ import ctypes
 import logging
 import math
 import os
-import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -39,14 +38,11 @@ class EncodeCache:
     before each run so that every group reuses the features of that batch. Only the points the
     features were computed from are served from the cache (a batch re-sensed at other instants,
     ``v2x.asynchrony``, is encoded afresh). On CUDA the sweep queues the next batch's encoding
-    ahead on a side stream (``prefetch``). Threads may share it (``v2x.sweep_lanes``): each
-    sets its own ``batch_index``, and a batch is encoded once whichever thread asks first.
+    ahead on a side stream (``prefetch``).
     """
 
     def __init__(self, model: torch.nn.Module, max_bytes: float) -> None:
         self._model = model
-        self._thread = threading.local()  # (batch_index)
-        self._lock = threading.RLock()  # one thread at a time looks up, encodes and stores
         self._cache: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
         self._ego: dict[tuple, tuple[torch.Tensor, Any]] = {}
         self._max_bytes = max_bytes
@@ -54,27 +50,13 @@ class EncodeCache:
         # the last batch's features when the cache could not hold them: the groups that run
         # in lockstep over the batches (v2x.sweep._waves) share them
         self._last: tuple[int, torch.Tensor, torch.Tensor] | None = None
+        self.batch_index: int | None = None
         self.encodes = 0
         # features queued on a side stream by ``prefetch``: batch -> (points, features, event)
         self._pending: dict[int, tuple[torch.Tensor, torch.Tensor, Any]] = {}
         self._stream: Any = None
 
-    @property
-    def batch_index(self) -> int | None:
-        """The frame batch this thread's pipeline calls encode (``None``: not a sweep batch)."""
-        return getattr(self._thread, "batch_index", None)
-
-    @batch_index.setter
-    def batch_index(self, value: int | None) -> None:
-        self._thread.batch_index = value
-
     def encode(
-        self, points: torch.Tensor, point_mask: torch.Tensor, poses: torch.Tensor
-    ) -> torch.Tensor:
-        with self._lock:
-            return self._encode(points, point_mask, poses)
-
-    def _encode(
         self, points: torch.Tensor, point_mask: torch.Tensor, poses: torch.Tensor
     ) -> torch.Tensor:
         key = self.batch_index
@@ -110,10 +92,6 @@ class EncodeCache:
         for that batch once their stream is done. The same kernels on the same inputs: the same
         features. Nothing happens on the CPU, for a batch the cache holds or has queued, or one
         it could not hold."""
-        with self._lock:
-            self._prefetch(key, batch)
-
-    def _prefetch(self, key: int, batch: Any) -> None:
         points = batch.points
         if points.device.type != "cuda" or key in self._cache or key in self._pending:
             return

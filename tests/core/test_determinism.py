@@ -180,7 +180,7 @@ def _generator_states() -> list[torch.Tensor]:
 def test_seed_torch_leaves_the_generators_torch_manual_seed_leaves(seed):
     """``seed_torch`` (what a sweep calls per condition block) against ``torch.manual_seed``:
     the same CPU generator state and, where there is CUDA, every device's, and the same draws."""
-    from v2x.global_rng import seed_torch
+    from v2x.common import seed_torch
 
     saved = _generator_states()
     try:

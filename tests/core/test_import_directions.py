@@ -72,10 +72,10 @@ def test_nothing_imports_an_app_and_no_app_imports_another():
 
 
 #: The execution home in layers: each module imports, of the core, only the layers before it
-#: (``v2x.global_rng``, torch's global generators, imports none; the sweep, the calibration and
-#: the fusion comparison build on ``v2x.execution``, never the other way round).
-EXECUTION_LAYERS = ("v2x.global_rng", "v2x.conditions", "v2x.condition_streams",
-                    "v2x.pipeline_payload", "v2x.pipeline", "v2x.known_drops", "v2x.evaluation",
+#: (the sweep, the calibration and the fusion comparison build on ``v2x.execution``, never the
+#: other way round).
+EXECUTION_LAYERS = ("v2x.conditions", "v2x.condition_streams", "v2x.pipeline_payload",
+                    "v2x.pipeline", "v2x.known_drops", "v2x.evaluation",
                     "v2x.execution")  # fmt: skip
 #: Lazy forwards of old import paths (module ``__getattr__``), the only exceptions:
 #: ``v2x.evaluation.evaluate_fusions`` -> ``v2x.fusion_evaluation``.
