@@ -417,7 +417,7 @@ class CooperativePipeline(nn.Module):
             ego_to_agent = self._noisy_relative(batch.poses)
         else:
             ego_to_agent = relative_level_transforms(batch.poses)
-        agent_to_ego = torch.linalg.inv(ego_to_agent)
+        agent_to_ego = torch.linalg.inv_ex(ego_to_agent).inverse  # (rigid: no host check)
         moved = transform_boxes(boxes, agent_to_ego)
         moved[..., 2] = boxes[..., 2]  # heights above ground are frame independent
         valid = own.valid.view(b, a, kk) & batch.agent_mask[..., None]
