@@ -55,13 +55,10 @@ class EncodeCache:
         # features queued on a side stream by ``prefetch``: batch -> (points, features, event)
         self._pending: dict[int, tuple[torch.Tensor, torch.Tensor, Any]] = {}
         self._stream: Any = None
-        # a prefetch asked for but not yet queued: (batch index, batch, its inputs' event)
-        self._deferred: tuple[int, Any, Any] | None = None
 
     def encode(
         self, points: torch.Tensor, point_mask: torch.Tensor, poses: torch.Tensor
     ) -> torch.Tensor:
-        self._queue_deferred()
         key = self.batch_index
         pending = self._pending.get(key) if key is not None else None
         if pending is not None and pending[0] is points:
@@ -88,44 +85,22 @@ class EncodeCache:
         return features
 
     def prefetch(self, key: int, batch: Any) -> None:
-        """Have the encoding of frame batch ``key`` (a ``CoopBatch`` on a CUDA device) queued
-        on a side stream, into the cache, while this thread goes on with the current batch:
-        the device then runs the next batch's encoder in the current batch's gaps (its codec's
-        and NMS's host work, the host syncs) instead of after them; ``encode`` takes the
-        features for that batch once their stream is done. The encoder's kernels are queued
-        (its host work, ≈ 14 ms per batch of the standard detector on an H200 host) at this
-        thread's next ``postprocess`` (whose NMS then waits for the device anyway) or
-        ``encode``, whichever comes first; they start from where the current stream stood at
-        this call (the batch's copies). The same kernels on the same inputs: the same features.
-        Nothing happens on the CPU, for a batch the cache holds or has queued, or one it could
-        not hold."""
+        """Queue the encoding of frame batch ``key`` (a ``CoopBatch`` on a CUDA device) on a
+        side stream, into the cache, while this thread goes on with the current batch: the
+        device then runs the next batch's encoder in the current batch's gaps (its codec's and
+        NMS's host work, the host syncs) instead of after them; ``encode`` takes the features
+        for that batch once their stream is done. The same kernels on the same inputs: the same
+        features. Nothing happens on the CPU, for a batch the cache holds or has queued, or one
+        it could not hold."""
         points = batch.points
         if points.device.type != "cuda" or key in self._cache or key in self._pending:
             return
         if not self.would_hold(batch, batch.batch_size):
             return
-        self._queue_deferred()  # (one prefetch waits at a time)
-        inputs = torch.cuda.Event()
-        inputs.record(torch.cuda.current_stream(points.device))  # the batch's copies
-        self._deferred = (key, batch, inputs)
-
-    def postprocess(self, *args: Any, **kwargs: Any) -> Any:
-        """The detector's ``postprocess``, after queueing a deferred ``prefetch``."""
-        self._queue_deferred()
-        return self._model.postprocess(*args, **kwargs)
-
-    def _queue_deferred(self) -> None:
-        """Queue the encoder of the batch ``prefetch`` was last asked for, if it is waiting."""
-        if self._deferred is None:
-            return
-        (key, batch, inputs), self._deferred = self._deferred, None
-        if key in self._cache or key in self._pending:
-            return
-        points = batch.points
         if self._stream is None:
             self._stream = torch.cuda.Stream(points.device)
         stream = self._stream
-        stream.wait_event(inputs)
+        stream.wait_stream(torch.cuda.current_stream(points.device))  # the batch's copies
         with torch.cuda.stream(stream):
             features = self._model.encode(points, batch.point_mask, batch.poses)
             done = torch.cuda.Event()

@@ -338,33 +338,25 @@ def test_on_cuda_the_next_batch_encoded_on_a_side_stream_changes_nothing(
 ):
     """On CUDA each group queues the next frame batch's encoding on a side stream while it
     works on the current one (``EncodeCache.prefetch``; here every batch after the first, the
-    batches taken as soon as they are asked for), at the current batch's first
-    ``postprocess`` (its NMS then waits for the device anyway): the results and ledger of the
-    same sweep with no feature cache (every group encodes every batch itself, on the one
-    stream), one encoder pass per batch."""
+    batches taken as soon as they are asked for): the results and ledger of the same sweep with
+    no feature cache (every group encodes every batch itself, on the one stream), one encoder
+    pass per batch."""
     import v2x.sweep as sweep
     from v2x.sweep_batches import PreparedBatches
     from v2x.sweep_reuse import EncodeCache
 
     monkeypatch.setattr(PreparedBatches, "ready", lambda self, index: True)
-    events, queue_deferred, postprocess = [], EncodeCache._queue_deferred, CoopDetector.postprocess
+    queued, prefetch = [], EncodeCache.prefetch
 
-    def queueing(self):
-        before = set(self._pending)
-        queue_deferred(self)
-        events.extend(f"queued {key}" for key in set(self._pending) - before)
+    def counting(self, key, batch):
+        before = len(self._pending)
+        prefetch(self, key, batch)
+        queued.extend([key] * (len(self._pending) - before))
 
-    def noting(self, *args, **kwargs):
-        events.append("postprocess")
-        return postprocess(self, *args, **kwargs)
-
-    monkeypatch.setattr(EncodeCache, "_queue_deferred", queueing)
-    monkeypatch.setattr(CoopDetector, "postprocess", noting)
+    monkeypatch.setattr(EncodeCache, "prefetch", counting)
     cfg = {**tiny_config(cache_dir, tmp_path), "device": "cuda"}
     fetched, encodes = _encoded(monkeypatch, {**cfg, "output_dir": str(tmp_path / "fetched")})
-    assert encodes == 2  # 4 frames in batches of 2
-    assert events.count("queued 1") == 1 and "queued 0" not in events  # batch 1 queued ahead
-    assert events.index("queued 1") < events.index("postprocess")  # queued just before it
+    assert queued == [1] and encodes == 2  # 4 frames in batches of 2: batch 1 queued ahead
     monkeypatch.setattr(sweep, "LOCKSTEP_GROUPS", 1)  # one group at a time, nothing cached
     plain, _ = _encoded(monkeypatch, {**cfg, "output_dir": str(tmp_path / "plain"),
                                       "feature_cache_gb": 0})  # fmt: skip
