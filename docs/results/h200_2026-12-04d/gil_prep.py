@@ -1,7 +1,8 @@
 """GIL seconds each part of a sweep's frame hand-over and batch preparation takes from another
 Python thread, on this machine: ``python gil_prep.py <frames>``. A ticker thread counts pure
 Python loop iterations; a part runs on the main thread; the ticks lost against the ticker alone,
-divided by its rate alone, are the GIL seconds the part held."""
+divided by its rate alone, are the GIL seconds the part held. With CUDA, the page-locked
+collation and its copy to the device too (what a CUDA sweep's batch thread does)."""
 
 import pickle
 import sys
@@ -69,6 +70,12 @@ print(f"ticker alone: {rate:.0f} ticks/s")
 measure("unpickle frames (protocol 4)", lambda: [pickle.loads(b) for b in blobs])
 measure("frames_digest", lambda: frames_digest(frames))
 measure("collate_frames", lambda: [collate_frames(c) for c in chunks])
+if torch.cuda.is_available():  # a CUDA sweep's collation: page-locked, then queued to the device
+    measure("collate_frames (pinned)", lambda: [collate_frames(c, pin_memory=True) for c in chunks])
+    measure(
+        "collate_frames (pinned) + to(cuda)",
+        lambda: [collate_frames(c, pin_memory=True).to("cuda") for c in chunks],
+    )
 measure(
     "ego_ground_truth", lambda: [ego_ground_truth(b, model.grid, plan.min_points) for b in batches]
 )
@@ -84,6 +91,7 @@ measure("sleep (control)", lambda: time.sleep(0.2 * n / 64), reps=1)
 stop.set()
 
 # collate's parts
+th.join()  # (the first ticker has stopped before the second starts)
 stop.clear()
 th = threading.Thread(target=ticker, daemon=True)
 th.start()
