@@ -899,8 +899,8 @@ class DeepJSCCCodec(Codec):
         keeps = [self._delivered(*p[1:]) for p in parts]
         keep = torch.cat(keeps)
         every = bool(keep.all())  # (read before the decoder is queued: see the module doc)
-        for rx, kept in zip(received, keeps):
-            if not every:
+        if not every:
+            for rx, kept in zip(received, keeps):
                 rx.meta["delivered"] = self._delivered_cells(kept, shape)
         hidden = self._decoder_hidden(z, snr_db, ratio, shape)
         out = torch.empty((z.shape[0], *shape), dtype=torch.float32, device=z.device,
