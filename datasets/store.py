@@ -46,7 +46,6 @@ import numpy as np
 
 from v2x.common import atomic_write_bytes
 from v2x.datasets.frame import AgentObservation, CoopFrame
-from v2x.datasets.shared_frames import attach, read_shared, remove_folder, shared_folder
 
 FORMAT = "v2x-coop-store"
 VERSION = 1
@@ -312,38 +311,21 @@ class SplitDataset(Sequence[CoopFrame]):
         ``processes`` (an executor of worker processes) read there: parsing and validating a
         frame holds the GIL for most of its time, so threads of this process read about one
         frame at a time and slow whatever else this process runs."""
-        for frame, _ in self.iter_frames_hashed(indices, threads, processes):
-            yield frame
-
-    def iter_frames_hashed(
-        self, indices: Iterable[int], threads: int | None = None, processes: Executor | None = None
-    ) -> Iterator[tuple[CoopFrame, list[bytes | memoryview] | None]]:
-        """``iter_frames``' frames, each with its content hash's parts
-        (``v2x.loading.FramesDigest.add``) where the worker ``processes`` took them, else
-        ``None``. From the processes, the frames' points come through shared memory
-        (``v2x.datasets.shared_frames``): views of it, not copied or unpickled here."""
         indices = list(indices)
         if processes is not None and len(indices) > 1:
             entries = [self.entries[i] for i in indices]
-            folder = shared_folder()
-            try:
-                for shared in processes.map(
-                    read_shared,
-                    [str(self.root / e["file"]) for e in entries],
-                    [e["sha256"] if self.verify else None for e in entries],
-                    [folder] * len(entries),
-                    [str(i) for i in indices],
-                ):
-                    yield attach(shared)
-            finally:
-                remove_folder(folder)
+            yield from processes.map(
+                read_frame,
+                [self.root / e["file"] for e in entries],
+                [e["sha256"] if self.verify else None for e in entries],
+            )
             return
         threads = READ_THREADS if threads is None else max(1, int(threads))
         if threads == 1 or len(indices) < 2:
-            yield from ((self[i], None) for i in indices)
+            yield from (self[i] for i in indices)
             return
         with ThreadPoolExecutor(min(threads, len(indices)), "v2x-read") as pool:
-            yield from ((frame, None) for frame in pool.map(self.__getitem__, indices))
+            yield from pool.map(self.__getitem__, indices)
 
     def __repr__(self) -> str:
         return f"SplitDataset(root={str(self.root)!r}, split={self.split!r}, frames={len(self)})"

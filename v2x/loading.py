@@ -5,6 +5,7 @@ a config names, device resolution, and progress bars.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import sys
@@ -42,14 +43,13 @@ def load_frames(data: Mapping, quiet: bool = False) -> list[CoopFrame]:
 def _frame_reader(
     data: Mapping, quiet: bool, processes: Executor | None = None
 ) -> tuple[Callable[[], Iterator[CoopFrame]], int]:
-    """``(read, count)``: ``read()`` yields ``load_frames``' frames in order, ``count`` of them,
-    each with its content hash's parts where a worker took them (else ``None``; a synthetic
-    split is generated here, before anything is read); stored frames are read in the worker
-    ``processes`` when given (``SplitDataset.iter_frames_hashed``)."""
+    """``(read, count)``: ``read()`` yields ``load_frames``' frames in order, ``count`` of them
+    (a synthetic split is generated here, before anything is read); stored frames are read in
+    the worker ``processes`` when given (``SplitDataset.iter_frames``)."""
     if data["source"] in ("v2xsim", "dair_v2x"):
         dataset = open_reader(data)
         count = _frames_wanted(data, len(dataset))
-        return lambda: ((dataset[i], None) for i in range(count)), count
+        return lambda: (dataset[i] for i in range(count)), count
     if data["source"] == "store":
         from v2x.datasets.store import load_split
 
@@ -69,15 +69,15 @@ def _frame_reader(
         )
         count = len(split)
 
-    def read() -> Iterator[tuple[CoopFrame, list | None]]:
+    def read() -> Iterator[CoopFrame]:
         done = 0
         try:
-            for frame, parts in split.iter_frames_hashed(range(count), processes=processes):
+            for frame in split.iter_frames(range(count), processes=processes):
                 done += 1
-                yield frame, parts
+                yield frame
         except BrokenProcessPool as err:  # a worker died (e.g. out of memory): read them here
             log.warning("frames: the reading processes stopped (%s); reading in this one", err)
-            yield from split.iter_frames_hashed(range(done, count))
+            yield from split.iter_frames(range(done, count))
 
     return read, count
 
@@ -108,10 +108,10 @@ class FrameStream(Sequence[CoopFrame]):
         self._changed = threading.Condition()
         threading.Thread(target=self._read, args=(read,), name="v2x-frames", daemon=True).start()
 
-    def _read(self, read: Callable[[], Iterator[tuple[CoopFrame, list | None]]]) -> None:
+    def _read(self, read: Callable[[], Iterator[CoopFrame]]) -> None:
         try:
-            for frame, parts in read():
-                self._digest.add(frame, parts)
+            for frame in read():
+                self._digest.add(frame)
                 with self._changed:
                     self._frames.append(frame)
                     self._changed.notify_all()
@@ -205,21 +205,38 @@ class FramesDigest:
 
         self._sha = hashlib.sha256()
 
-    def add(self, frame: CoopFrame, parts: Sequence[bytes | memoryview] | None = None) -> None:
-        """Feed ``frame``; ``parts``: its ``hash_parts`` as bytes when already taken (by the
-        worker process that read it, ``v2x.datasets.shared_frames``), fed as they are."""
-        from v2x.datasets.frame_hash import hash_parts, part_bytes
-
-        update = self._sha.update
-        if parts is not None:
-            for part in parts:
-                update(part)
-            return
-        for part in hash_parts(frame):
-            update(part_bytes(part))
+    def add(self, frame: CoopFrame) -> None:
+        self._feed(frame)
 
     def hexdigest(self) -> str:
         return self._sha.hexdigest()
+
+    def _feed(self, value: Any) -> None:
+        import numpy as np
+
+        update = self._sha.update
+        if isinstance(value, np.ndarray):
+            arr = np.ascontiguousarray(value)
+            update(f"A{arr.dtype.str}{arr.shape}".encode())
+            update(memoryview(arr.reshape(-1)).cast("B"))  # tobytes()'s bytes, no copy
+        elif isinstance(value, torch.Tensor):
+            self._feed(value.detach().cpu().numpy())
+        elif dataclasses.is_dataclass(value) and not isinstance(value, type):
+            update(f"D{type(value).__name__}".encode())
+            for f in dataclasses.fields(value):
+                update(f.name.encode())
+                self._feed(getattr(value, f.name))
+        elif isinstance(value, Mapping):
+            update(f"M{len(value)}".encode())
+            for key in sorted(value, key=str):
+                update(str(key).encode())
+                self._feed(value[key])
+        elif isinstance(value, list | tuple):
+            update(f"L{len(value)}".encode())
+            for item in value:
+                self._feed(item)
+        else:
+            update(f"S{value!r}".encode())
 
 
 def data_identity(data: Mapping, frames: Sequence[CoopFrame], digest: str | None = None) -> dict:

@@ -1597,13 +1597,13 @@ def test_ap_worker_processes_give_the_same_results(reference, cache_dir, tmp_pat
     monkeypatch.setattr(sweep_rows, "CELL_PROCESSES", 2)
     monkeypatch.setattr(sweep_rows, "_POOL", [])
     readers = []
-    read = SplitDataset.iter_frames_hashed
+    read = SplitDataset.iter_frames
 
     def recorded(self, indices, threads=None, processes=None):
         readers.append(processes)
         return read(self, indices, threads, processes)
 
-    monkeypatch.setattr(SplitDataset, "iter_frames_hashed", recorded)
+    monkeypatch.setattr(SplitDataset, "iter_frames", recorded)
     try:
         path = run_sweep(tiny_config(cache_dir, tmp_path))
         assert readers and readers[0] is sweep_rows.cell_pool()
@@ -1775,15 +1775,15 @@ def test_a_fresh_sweep_starts_on_the_first_frames_while_the_rest_are_read(
 
     started = threading.Event()
     order: list[str] = []
-    read = SplitDataset.iter_frames_hashed
+    read = SplitDataset.iter_frames
 
     def slow_tail(self, indices, threads=None, processes=None):
-        for i, read_item in enumerate(read(self, indices, threads, processes)):
+        for i, frame in enumerate(read(self, indices, threads, processes)):
             if i == 2:  # the first batch (batch_size 2) is out; the rest wait for the device
                 order.append("rest waits")
                 assert started.wait(120), "the device did not start before all frames were read"
             order.append(f"frame {i}")
-            yield read_item  # (frame, its hash parts)
+            yield frame
 
     import v2x.sweep_group as group_module
 
@@ -1794,11 +1794,11 @@ def test_a_fresh_sweep_starts_on_the_first_frames_while_the_rest_are_read(
         started.set()
         return evaluate(*args, **kwargs)
 
-    monkeypatch.setattr(SplitDataset, "iter_frames_hashed", slow_tail)
+    monkeypatch.setattr(SplitDataset, "iter_frames", slow_tail)
     monkeypatch.setattr(group_module, "evaluate_batch", first_batch)
     streamed = run_sweep(tiny_config(cache_dir, tmp_path / "streamed"))
     assert order.index("device") < order.index("frame 2") and order[-1] == "frame 3"
-    monkeypatch.setattr(SplitDataset, "iter_frames_hashed", read)
+    monkeypatch.setattr(SplitDataset, "iter_frames", read)
     # the path that reads every frame first: output_dir appears to hold results
     monkeypatch.setattr(sweep_module, "results_files", lambda paths: [Path("other.parquet")])
     (tmp_path / "first").mkdir()
