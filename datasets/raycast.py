@@ -27,6 +27,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from v2x.common import usable_device
+
 MISS = -1
 """``RayHits.prim`` value of a ray that hits nothing within range."""
 GROUND = -2
@@ -249,7 +251,7 @@ class TorchRaycaster(Raycaster):
         dtype: torch.dtype = torch.float32,
         num_threads: int = 1,
     ) -> None:
-        self.device = torch.device(device)
+        self.device = usable_device(str(device), "dataset (synthetic): field 'device'")
         if num_threads < 0:
             raise ValueError(f"TorchRaycaster: 'num_threads' must be >= 0, got {num_threads}")
         self.num_threads = int(num_threads)

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from v2x.common import atomic_open, resolve_device
+from v2x.common import atomic_open, usable_device
 from v2x.datasets.augment import AugmentConfig, random_augment
 from v2x.datasets.frame import CoopBatch, CoopFrame, collate_frames
 from v2x.perception.detector import CoopDetector, DetectorConfig, load_detector_weights
@@ -85,7 +85,7 @@ def setup_distributed(device_name: str) -> tuple[int, int, torch.device]:
     """Initialise DDP when launched by ``torchrun`` (``WORLD_SIZE`` > 1): NCCL on GPUs, gloo on
     CPU. Returns ``(rank, world_size, device)``."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
-    device = resolve_device(device_name)
+    device = usable_device(device_name, "train: field 'train.device'")
     if world <= 1:
         return 0, 1, device
     rank = int(os.environ["RANK"])

@@ -154,18 +154,15 @@ def configure_determinism(enabled: bool) -> None:
     per 100 MB; on an H200 a fill pass per empty, ≈ 50 µs of each DeepJSCC frame-condition's
     0.9 ms): that makes reads of memory nothing wrote repeatable, and the project reads none
     (the numbers are the same with and without it, and the same in two processes: tests).
-    cuBLAS reads that variable when it first allocates a handle's workspace, so this must run before the
-    process's first CUDA matrix product: the apps call it first thing. It changes nothing on the
-    CPU (every CPU kernel the project uses is already deterministic).
+    cuBLAS reads that variable at its first workspace, so this must run before the process's first
+    CUDA matrix product (the apps call it first). CPU kernels are already deterministic.
 
     ``enabled=False``: torch's defaults for the two determinism switches (``benchmark`` is left
-    as it is: a speed choice of the caller's), so runs may differ in the last bits.
+    as it is: a speed choice of the caller's), so runs may differ in the last bits. Raises
+    ``ValueError`` when ``enabled`` is not a bool (a config value such as ``"false"``).
 
-    Raises ``ValueError`` when ``enabled`` is not a bool (a config value such as ``"false"``).
-
-    Triton kernels are not covered by torch's mode: the project's (``channels.awgn_triton``,
-    ``semcom.ldpc_minsum_triton``) have no order-dependent float accumulation (the LDPC
-    kernel's only atomic is an integer ``atomic_or``).
+    Triton kernels are not covered by torch's mode: the project's have no order-dependent float
+    accumulation (the LDPC kernel's only atomic is an integer ``atomic_or``).
     """
     if not isinstance(enabled, bool):
         raise ValueError(f"field 'deterministic' must be true or false, got {enabled!r}")
@@ -315,15 +312,26 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def usable_device(name: str, field: str) -> torch.device:
+    """``resolve_device(name)`` where this process can compute on it; else ``ValueError`` naming
+    ``field`` (e.g. ``"sweep: field 'device'"``), the value and what is there instead."""
+    import torch
+
+    device = resolve_device(name)  # (CUDA is asked only about a CUDA device)
+    count = torch.cuda.device_count() if device.type == "cuda" and torch.cuda.is_available() else 0
+    if device.type == "cuda" and (device.index or 0) >= count:
+        why = f"{count} CUDA device(s) are visible" if count else "no CUDA device is visible"
+        build = "" if torch.version.cuda else f" (torch {torch.__version__} is a CPU-only build)"
+        raise ValueError(f"{field} is {name!r}, but {why}{build}; use 'cpu' or 'auto'")
+    return device
+
+
 def to_device_async(t: torch.Tensor, device: torch.device | str) -> torch.Tensor:
     """``t`` on ``device``, the same values. A host tensor bound for a CUDA device goes through
-    page-locked memory as a non-blocking copy: a copy from ordinary host memory waits until the
-    device has run everything queued before it (a host sync in the middle of a pipeline). The
-    caching host allocator keeps the page-locked block until the copy has run. Pinning is a
-    host copy plus, when the allocator has no free block of the size, a page-locking allocation:
-    for many one-off or large tensors a plain copy can cost less (the digital chain with its
-    streams' bytes and 1 MB maps sent through this function: 84–136 frame-conditions/s against
-    129–140 with plain copies, docs/benchmarks.md); keep it for small tensors on a hot path."""
+    page-locked memory as a non-blocking copy (a copy from ordinary host memory waits until the
+    device has run everything queued before it). Pinning costs a host copy and at times an
+    allocation: for many one-off or large tensors a plain copy can cost less (the digital chain:
+    84–136 frame-conditions/s against 129–140, docs/benchmarks.md); keep it for small tensors."""
     import torch
 
     device = torch.device(device)
@@ -448,14 +456,8 @@ def triton_available() -> bool:
 #: The packages whose Python sources make up ``code_hash`` (every package installed under the
 #: ``v2x`` namespace; ``tests/core/test_results.py`` checks the list against ``pyproject.toml``).
 CODE_PACKAGES: tuple[str, ...] = (
-    "v2x",
-    "v2x.apps",
-    "v2x.datasets",
-    "v2x.perception",
-    "v2x.semcom",
-    "v2x.channels",
-    "v2x.conf",
-)
+    "v2x", "v2x.apps", "v2x.datasets", "v2x.perception", "v2x.semcom", "v2x.channels", "v2x.conf",
+)  # fmt: skip
 
 
 def source_tree_hash(roots: Mapping[str, str | os.PathLike]) -> str:

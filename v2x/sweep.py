@@ -50,7 +50,7 @@ from typing import Any
 import pyarrow as pa
 import torch
 
-from v2x.common import configure_determinism
+from v2x.common import configure_determinism, usable_device
 from v2x.datasets.frame import CoopFrame
 from v2x.loading import (  # noqa: F401 - the loading API, also reachable from here
     FrameStream,
@@ -151,10 +151,12 @@ def run_sweep(cfg: Any) -> Path:
     configure_determinism(options.deterministic)
     plan = plan_sweep(options)
     cfg = plan.config
+    devices = resolve_devices(cfg.device)
+    for device in devices:  # refused before anything starts
+        usable_device(str(device), "sweep: field 'device'")
     forget_results()  # cells computed by an earlier sweep of this process are not reused here
     warm_cell_pool()  # the AP worker processes start; they read the frames first
     warm_scoring_pools()
-    devices = resolve_devices(cfg.device)
     stream = FrameStream(plan.data, cfg.quiet, cell_pool())  # read from here on
     store = None
     fresh = not (os.path.isdir(cfg.output_dir) and results_files([cfg.output_dir]))

@@ -79,11 +79,40 @@ def test_resolve_device():
     assert resolve_device("auto").type == expected
 
 
+def test_a_device_this_process_cannot_compute_on_is_refused_naming_the_field():
+    """``usable_device``: CPU and ``auto`` pass; a CUDA index beyond the visible devices (on any
+    host) and, without CUDA, any CUDA device are refused with one message naming the field, the
+    value and what is there; each entry point that takes a device from a config refuses it
+    before any work (the sweep, training, the synthetic world's ray caster)."""
+    import torch
+
+    from v2x.common import usable_device
+    from v2x.datasets.raycast import TorchRaycaster
+    from v2x.perception.train import setup_distributed
+    from v2x.sweep import run_sweep
+
+    assert usable_device("cpu", "x: field 'device'") == torch.device("cpu")
+    assert usable_device("auto", "x: field 'device'").type in ("cpu", "cuda")
+    with pytest.raises(ValueError, match=r"^x: field 'device' is 'cuda:99', but .* visible"):
+        usable_device("cuda:99", "x: field 'device'")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="no CUDA device is visible.*use 'cpu' or 'auto'"):
+            usable_device("cuda", "x: field 'device'")
+    else:
+        assert usable_device("cuda", "x: field 'device'").type == "cuda"
+    with pytest.raises(ValueError, match=r"^sweep: field 'device' is 'cuda:99'"):
+        run_sweep({"device": "cuda:99", "checkpoint": "untrained", "quiet": True})
+    with pytest.raises(ValueError, match=r"^train: field 'train.device' is 'cuda:99'"):
+        setup_distributed("cuda:99")
+    with pytest.raises(ValueError, match=r"^dataset \(synthetic\): field 'device' is 'cuda:99'"):
+        TorchRaycaster(device="cuda:99")
+
+
 #: The plumbing that lives only in ``v2x.common`` (a definition of one of these names, or a call
 #: of ``os.replace``, anywhere else is a copy).
 PLUMBING = {"Registry", "import_plugins", "atomic_path", "atomic_open", "atomic_torch_save",
             "atomic_write_bytes", "atomic_write_text", "to_plain", "_plain", "check_fields",
-            "dataclass_from", "resolve_device"}  # fmt: skip
+            "dataclass_from", "resolve_device", "usable_device"}  # fmt: skip
 
 
 def test_the_plumbing_is_defined_once():

@@ -14,7 +14,7 @@ from omegaconf import DictConfig
 from v2x.cli import user_errors
 from v2x.codec_calibration import calibrate_snr_gate
 from v2x.codec_training import codec_train_config, task_codec, train_codec_for_task
-from v2x.common import configure_determinism, resolve_device, to_plain
+from v2x.common import configure_determinism, to_plain, usable_device
 from v2x.loading import detector_from, load_training_frames
 from v2x.perception.detector import CoopDetector
 
@@ -40,7 +40,7 @@ def run_codec_training(cfg: DictConfig) -> Path:
             "train_codec config: 'train: false' calibrates the weights of 'init', "
             "but 'init' is not set"
         )
-    device = resolve_device(str(cfg.device))
+    device = usable_device(str(cfg.device), "train_codec: field 'device'")
     train_cfg = codec_train_config(cfg)
     out = Path(train_cfg.out_path)
     detector = _detector(cfg, device)
