@@ -117,6 +117,15 @@ def simulate_link(
 
     import torch
 
+    bad_payload = isinstance(payload_bits, bool) or not isinstance(payload_bits, int | float)
+    if bad_payload or not 0 <= payload_bits < math.inf:
+        raise ValueError(f"link: field 'payload_bits' must be a number >= 0, got {payload_bits!r}")
+    for name, value in (("num_symbols", num_symbols), ("seed", seed)):
+        minimum = 1 if name == "num_symbols" else 0
+        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+            raise ValueError(
+                f"link: field {name!r} must be a whole number >= {minimum}, got {value!r}"
+            )
     summary = link_summary(link_cfg, payload_bits)
     gen = torch.Generator().manual_seed(int(seed))
     bits = torch.randint(0, 2, (1, int(num_symbols), 2), generator=gen)

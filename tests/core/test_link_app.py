@@ -57,3 +57,14 @@ def test_v2x_link_app_runs_the_documented_command(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert "channel rayleigh, link v2v_urban" in proc.stdout
     assert "snr_db" in proc.stdout and "qpsk_ber" in proc.stdout and "latency_s" in proc.stdout
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("num_symbols", 0), ("num_symbols", "abc"), ("num_symbols", 2.5), ("seed", -1),
+     ("payload_bits", -1.0), ("payload_bits", "1e6"), ("payload_bits", math.inf)],
+)  # fmt: skip
+def test_a_bad_link_setting_is_refused_naming_the_field_and_value(field, value):
+    ch, link, _ = _compose("channel=awgn", "link=free_space")
+    with pytest.raises(ValueError, match=rf"^link: field '{field}' must be .*got {value!r}"):
+        simulate_link(ch, link, **{field: value})

@@ -21,7 +21,7 @@ def main(cfg: DictConfig) -> None:
     out = simulate_link(
         to_plain(cfg.channel),
         to_plain(cfg.link),
-        float(cfg.payload_bits), int(cfg.num_symbols), int(cfg.seed),
+        cfg.payload_bits, cfg.num_symbols, cfg.seed,
     )  # fmt: skip
     print(f"channel {cfg.channel.name}, link {cfg.link.name}")
     for key, value in out.items():
