@@ -64,6 +64,26 @@ class TrainConfig:
     trainable: tuple[str, ...] | None = None
     model: DetectorConfig = field(default_factory=DetectorConfig)
 
+    def __post_init__(self) -> None:
+        """Refuse a setting training cannot use, naming the field and the value."""
+        for name, least in (("steps", 1), ("batch_size", 1), ("checkpoint_every", 1),
+                            ("log_every", 1), ("val_every", 0), ("min_points_in_box", 0)):  # fmt: skip
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < least:
+                raise ValueError(
+                    f"train: field 'train.{name}' must be a whole number >= {least}, got {value!r}"
+                )
+        # (lr 0 trains nothing but is kept, e.g. to check a resume; no gradient clipping: inf)
+        for name, valid, expected in (
+            ("lr", lambda v: 0 <= v < math.inf, "a finite number >= 0"),
+            ("weight_decay", lambda v: 0 <= v < math.inf, "a finite number >= 0"),
+            ("grad_clip_norm", lambda v: v > 0, "> 0 (inf: no clipping)"),
+            ("pct_start", lambda v: 0 <= v <= 1, "in [0, 1]"),
+        ):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | float) or not valid(value):
+                raise ValueError(f"train: field 'train.{name}' must be {expected}, got {value!r}")
+
 
 def frame_sampler(frames: list[CoopFrame], seed: int) -> Callable[[int, int, int], list[CoopFrame]]:
     """Deterministic sampler: ``(step, rank, count) -> count frames`` (disjoint across ranks)."""

@@ -64,6 +64,14 @@ class CodecTrainConfig:
     log_path: str = "outputs/codec/log.csv"
     extra: dict = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        for name in ("steps", "batch_size", "log_every"):  # (start_step: train_codec_for_task)
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(
+                    f"codec_train: field '{name}' must be a whole number >= 1, got {value!r}"
+                )
+
 
 def codec_train_config(cfg: Any) -> CodecTrainConfig:
     """``cfg.codec_train`` of a ``v2x-train-codec`` config as a ``CodecTrainConfig`` (fields

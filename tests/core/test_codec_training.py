@@ -242,3 +242,9 @@ def test_a_resumed_run_draws_what_the_uninterrupted_run_drew(tmp_path):
     assert len(set(whole)) == 4  # the steps did draw different things
     with pytest.raises(ValueError, match="start_step"):
         run("bad", 4, 4)
+
+
+@pytest.mark.parametrize(("field", "value"), [("steps", 0), ("batch_size", 0), ("log_every", 1.5)])
+def test_a_step_count_training_cannot_use_is_refused_naming_the_field(field, value):
+    with pytest.raises(ValueError, match=rf"^codec_train: field '{field}' must be .*got {value!r}"):
+        CodecTrainConfig(**{field: value})

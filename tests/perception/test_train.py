@@ -357,3 +357,17 @@ def test_trainable_prefixes_train_only_the_payload_adapters(reference_run, tmp_p
 def test_trainable_prefix_naming_no_parameter_is_refused(tmp_path):
     with pytest.raises(ValueError, match="'trainable' entry 'adapters.' names no parameter"):
         train_detector(_cfg(tmp_path, trainable=("adapters.",)), frames)
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("steps", 0), ("batch_size", 0), ("batch_size", 2.5), ("checkpoint_every", 0),
+     ("log_every", -1), ("val_every", -1), ("lr", -1.0), ("lr", float("nan")),
+     ("weight_decay", float("inf")), ("grad_clip_norm", 0.0), ("pct_start", 1.5)],
+)  # fmt: skip
+def test_a_setting_training_cannot_use_is_refused_naming_the_field(tmp_path, field, value):
+    """``train.steps=0`` used to end at once and report a checkpoint it had not written, and
+    ``train.batch_size=0`` to train on one frame per step: now each is refused before any work."""
+    with pytest.raises(ValueError, match=rf"^train: field 'train.{field}' must be .*got {value!r}"):
+        _cfg(tmp_path, **{field: value})
+    assert _cfg(tmp_path, lr=0.0, grad_clip_norm=float("inf")).lr == 0.0  # kept: see the fields
