@@ -156,8 +156,7 @@ class NetworkConfig:
             raise ValueError(
                 f"network: field 'los_mode' is {self.los_mode!r}; valid choices: {', '.join(LOS_MODES)}"
             )
-        if not self.comm_range_m > 0:
-            raise ValueError(f"network: field 'comm_range_m' must be > 0, got {self.comm_range_m}")
+        check_radio_value("network", "comm_range_m", self.comm_range_m, positive=True)
         links = default_link_models()
         for key, name in dict(self.link_models).items():
             a, _, b = str(key).partition("-")

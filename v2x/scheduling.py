@@ -64,15 +64,17 @@ class BudgetConfig:
 
     def __post_init__(self) -> None:
         check_radio_value("budget", "bandwidth_hz", self.bandwidth_hz, positive=True)
-        if not self.deadline_s > 0:
-            raise ValueError(f"budget: field 'deadline_s' must be > 0, got {self.deadline_s}")
+        check_radio_value("budget", "deadline_s", self.deadline_s, positive=True)
         if self.late_policy not in LATE_POLICIES:
             raise ValueError(
                 f"budget: field 'late_policy' is {self.late_policy!r}; valid choices: "
                 f"{', '.join(LATE_POLICIES)}"
             )
-        if self.processing_latency_s < 0:
-            raise ValueError("budget: field 'processing_latency_s' must be >= 0")
+        if check_radio_value("budget", "processing_latency_s", self.processing_latency_s) < 0:
+            raise ValueError(
+                f"budget: field 'processing_latency_s' is {self.processing_latency_s!r}; "
+                "expected a finite number >= 0"
+            )
         SCHEDULERS.get(self.scheduler)  # raises with the valid choices
 
     @property

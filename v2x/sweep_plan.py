@@ -211,6 +211,8 @@ def plan_sweep(cfg: Any) -> SweepPlan:
         )
     for key in ("num_frames", "frames_per_sequence"):
         data[key] = _integer(f"data.{key}", data[key], minimum=1)
+    if data.get("max_agents") is not None:  # the ego is always kept: at least one agent
+        data["max_agents"] = _integer("data.max_agents", data["max_agents"], minimum=1)
     cfg.batch_size = _integer("batch_size", cfg.batch_size, minimum=1)
     cfg.seed = _integer("seed", cfg.seed)
     cfg.feature_cache_gb = check_feature_cache(cfg.feature_cache_gb)

@@ -132,6 +132,15 @@ def test_bad_sections_name_the_field(tmp_path):
     cfg = tiny_config(tmp_path, tmp_path)
     with pytest.raises(ValueError, match="unknown config field"):
         plan_sweep({**cfg, "gird": {}})
+    # a value of the wrong type or range is refused naming its field, not failed on mid-run
+    for section, field, value, message in (
+        ("budget", "deadline_s", "abc", r"budget: field 'deadline_s' is 'abc'; expected"),
+        ("budget", "processing_latency_s", -0.1, r"'processing_latency_s' is -0.1; expected"),
+        ("network", "comm_range_m", "far", r"network: field 'comm_range_m' is 'far'; expected"),
+        ("data", "max_agents", 0, r"sweep: field 'data.max_agents' must be >= 1, got 0"),
+    ):
+        with pytest.raises(ValueError, match=message):
+            plan_sweep({**cfg, section: {**cfg.get(section, {}), field: value}})
     with pytest.raises(ValueError, match="scheduler"):
         plan_sweep({**cfg, "budget": {"scheduler": "lottery"}})
     with pytest.raises(ValueError, match="deepjscc.*bandwidth_ratio"):
