@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import numbers
 import os
 import sys
 from collections.abc import Mapping
@@ -70,6 +71,15 @@ def _frame_file(split: str, sequence: int, index: int) -> str:
     return f"{split}/{sequence:05d}_{index:04d}.npz"
 
 
+def _whole(field: str, value: Any, least: int) -> int:
+    """``value`` as an int >= ``least``; ``ValueError`` naming the field and the value."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < least:
+        raise ValueError(
+            f"generate: field {field!r} must be a whole number >= {least}, got {value!r}"
+        )
+    return int(value)
+
+
 def generate_dataset(cfg: Any) -> dict:
     """Generate (or complete) a synthetic dataset on disk.
 
@@ -87,19 +97,19 @@ def generate_dataset(cfg: Any) -> dict:
     """
     data = {**_DEFAULTS, **_as_dict(cfg)}
     dataset_cfg = SyntheticConfig.from_dict({k: v for k, v in (data.get("dataset") or {}).items()})
+    if data["out_dir"] is None or not str(data["out_dir"]).strip():
+        raise ValueError(f"generate: field 'out_dir' must name a folder, got {data['out_dir']!r}")
     root = Path(os.path.expanduser(str(data["out_dir"])))
-    seed, fps_seq = int(data["seed"]), int(data["frames_per_sequence"])
-    splits = {str(k): int(v) for k, v in dict(data["splits"]).items()}
-    if seed < 0:
-        raise ValueError(f"generate: field 'seed' must be >= 0, got {seed}")
-    if fps_seq < 1:
-        raise ValueError(f"generate: field 'frames_per_sequence' must be >= 1, got {fps_seq}")
+    seed = _whole("seed", data["seed"], 0)
+    fps_seq = _whole("frames_per_sequence", data["frames_per_sequence"], 1)
+    splits = {str(k): v for k, v in dict(data["splits"]).items()}
     for name, count in splits.items():
-        if name not in SPLITS or count < 0:
+        if name not in SPLITS:
             raise ValueError(
                 f"generate: field 'splits' must map names in {SPLITS} to counts >= 0, "
                 f"got {name}: {count}"
             )
+        splits[name] = _whole(f"splits.{name}", count, 0)
     identity = {
         "seed": seed,
         "frames_per_sequence": fps_seq,

@@ -340,3 +340,22 @@ def test_a_batch_collated_into_page_locked_memory_arrives_on_cuda_with_the_same_
         if isinstance(value, torch.Tensor):
             assert getattr(moved, name).is_cuda, name
             assert torch.equal(getattr(moved, name).cpu(), value), name
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [({"seed": "abc"}, r"'seed' must be a whole number >= 0, got 'abc'"),
+     ({"seed": -1}, r"'seed' must be a whole number >= 0, got -1"),
+     ({"frames_per_sequence": 0}, r"'frames_per_sequence' must be a whole number >= 1, got 0"),
+     ({"splits": {"train": "abc"}}, r"'splits.train' must be a whole number >= 0, got 'abc'"),
+     ({"splits": {"train": 2.5}}, r"'splits.train' must be a whole number >= 0, got 2.5"),
+     ({"splits": {"dev": 1}}, r"'splits' must map names in"),
+     ({"out_dir": ""}, r"'out_dir' must name a folder, got ''"),
+     ({"out_dir": None}, r"'out_dir' must name a folder, got None")],
+)  # fmt: skip
+def test_a_bad_generate_setting_is_refused_naming_the_field(tmp_path, override, message):
+    """An empty ``out_dir`` used to write the dataset into the working folder, and a text count
+    to fail in ``int()`` without naming its field: now each is refused before anything is written."""
+    with pytest.raises(ValueError, match=rf"^generate: field {message}"):
+        generate_dataset(_gen_cfg(tmp_path, **override))
+    assert not any(tmp_path.iterdir())
