@@ -66,6 +66,10 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         """Refuse a setting training cannot use, naming the field and the value."""
+        if not str(self.out_dir or "").strip():  # (e.g. an unset shell variable), not the cwd
+            raise ValueError(
+                f"train: field 'train.out_dir' must name a folder, got {self.out_dir!r}"
+            )
         for name, least in (("steps", 1), ("batch_size", 1), ("checkpoint_every", 1),
                             ("log_every", 1), ("val_every", 0), ("min_points_in_box", 0)):  # fmt: skip
             value = getattr(self, name)

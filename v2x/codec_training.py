@@ -65,6 +65,10 @@ class CodecTrainConfig:
     extra: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        for name in ("out_path", "log_path"):  # (e.g. an unset shell variable), not the cwd
+            value = getattr(self, name)
+            if not str(value or "").strip():
+                raise ValueError(f"codec_train: field '{name}' must name a file, got {value!r}")
         for name in ("steps", "batch_size", "log_every"):  # (start_step: train_codec_for_task)
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -82,6 +86,8 @@ def codec_train_config(cfg: Any) -> CodecTrainConfig:
         train[name] = tuple(train[name])
     if train.get("ratio_weights") is not None:
         train["ratio_weights"] = tuple(train["ratio_weights"])
+    if not str(cfg.out or "").strip():  # (e.g. an unset shell variable)
+        raise ValueError(f"train_codec: field 'out' must name a file, got {cfg.out!r}")
     return CodecTrainConfig(**train, out_path=str(cfg.out))
 
 

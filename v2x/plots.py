@@ -395,6 +395,8 @@ def make_plots(
     """
     if metric not in METRICS:
         raise ValueError(f"plot: unknown metric {metric!r}; valid choices: {', '.join(METRICS)}")
+    if not str(out_dir or "").strip():  # (e.g. an unset shell variable), not the cwd
+        raise ValueError(f"plot: field 'out_dir' must name a folder, got {out_dir!r}")
     formats = [str(f) for f in ([formats] if isinstance(formats, str) else formats)]
     bad = [f for f in formats if f not in ("png", "pdf", "svg")]
     if bad or not formats:

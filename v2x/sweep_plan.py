@@ -216,6 +216,8 @@ def plan_sweep(cfg: Any) -> SweepPlan:
     cfg.batch_size = _integer("batch_size", cfg.batch_size, minimum=1)
     cfg.seed = _integer("seed", cfg.seed)
     cfg.feature_cache_gb = check_feature_cache(cfg.feature_cache_gb)
+    if not str(cfg.output_dir or "").strip():  # (e.g. an unset shell variable), not the cwd
+        raise ValueError(f"sweep: field 'output_dir' must name a folder, got {cfg.output_dir!r}")
 
     def as_list(name: str) -> list:
         value = grid[name]

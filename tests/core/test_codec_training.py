@@ -244,7 +244,10 @@ def test_a_resumed_run_draws_what_the_uninterrupted_run_drew(tmp_path):
         run("bad", 4, 4)
 
 
-@pytest.mark.parametrize(("field", "value"), [("steps", 0), ("batch_size", 0), ("log_every", 1.5)])
-def test_a_step_count_training_cannot_use_is_refused_naming_the_field(field, value):
-    with pytest.raises(ValueError, match=rf"^codec_train: field '{field}' must be .*got {value!r}"):
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("steps", 0), ("batch_size", 0), ("log_every", 1.5), ("out_path", ""), ("log_path", None)],
+)
+def test_a_setting_codec_training_cannot_use_is_refused_naming_the_field(field, value):
+    with pytest.raises(ValueError, match=rf"^codec_train: field '{field}' must .*got {value!r}"):
         CodecTrainConfig(**{field: value})

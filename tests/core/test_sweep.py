@@ -141,6 +141,9 @@ def test_bad_sections_name_the_field(tmp_path):
     ):
         with pytest.raises(ValueError, match=message):
             plan_sweep({**cfg, section: {**cfg.get(section, {}), field: value}})
+    # an empty output folder (an unset shell variable) is not the working folder
+    with pytest.raises(ValueError, match=r"sweep: field 'output_dir' must name a folder, got ''"):
+        plan_sweep({**cfg, "output_dir": ""})
     with pytest.raises(ValueError, match="scheduler"):
         plan_sweep({**cfg, "budget": {"scheduler": "lottery"}})
     with pytest.raises(ValueError, match="deepjscc.*bandwidth_ratio"):
@@ -526,6 +529,8 @@ def test_plots_and_table(reference, tmp_path, capsys):
     assert "identity" in text and "AP convention" in text
     with pytest.raises(ValueError, match="unknown metric"):
         make_plots([path.parent], tmp_path, metric="accuracy")
+    with pytest.raises(ValueError, match=r"plot: field 'out_dir' must name a folder, got ''"):
+        make_plots([path.parent], "")
 
 
 def test_launcher_configs_compose():

@@ -368,6 +368,8 @@ def test_trainable_prefix_naming_no_parameter_is_refused(tmp_path):
 def test_a_setting_training_cannot_use_is_refused_naming_the_field(tmp_path, field, value):
     """``train.steps=0`` used to end at once and report a checkpoint it had not written, and
     ``train.batch_size=0`` to train on one frame per step: now each is refused before any work."""
-    with pytest.raises(ValueError, match=rf"^train: field 'train.{field}' must be .*got {value!r}"):
+    with pytest.raises(ValueError, match=rf"^train: field 'train.{field}' must .*got {value!r}"):
         _cfg(tmp_path, **{field: value})
     assert _cfg(tmp_path, lr=0.0, grad_clip_norm=float("inf")).lr == 0.0  # kept: see the fields
+    with pytest.raises(ValueError, match="field 'train.out_dir' must name a folder, got ''"):
+        TrainConfig(out_dir="")  # (an unset shell variable), not the working folder
