@@ -300,7 +300,31 @@ def detector_from(checkpoint: str | None, model: Mapping | None, device: torch.d
 
     if checkpoint == UNTRAINED:
         return CoopDetector(detector_config_from_dict(dict(model or {}))).to(device).eval()
-    return load_detector(checkpoint, device=device, backbone=model_backbone(model))
+    detector = load_detector(checkpoint, device=device, backbone=model_backbone(model))
+    unused = _model_fields_unused(model, detector.config)
+    if unused:  # a checkpoint's detector runs with its own config: say so, once per load
+        log.warning(
+            "model: the checkpoint %s carries its detector's config; the model section's %s "
+            "are not used (the results record the checkpoint, detector_sha256; "
+            "checkpoint=untrained builds a detector from the model section)",
+            checkpoint or "shipped", ", ".join(unused),
+        )  # fmt: skip
+    return detector
+
+
+def _model_fields_unused(model: Mapping | None, config: Any) -> list[str]:
+    """The ``model`` section's fields (``name=value``) that the loaded detector's ``config``
+    does not have (none when the section is empty or a preset of that detector)."""
+    from v2x.perception.checkpoint import detector_config_from_dict
+
+    if not model:
+        return []
+    try:
+        asked = dataclasses.asdict(detector_config_from_dict(dict(model)))
+    except (TypeError, ValueError) as exc:
+        return [f"fields ({exc})"]
+    have = dataclasses.asdict(config)
+    return [f"{k}={asked[k]!r}" for k in asked if asked[k] != have.get(k)]
 
 
 def load_model(cfg: SweepConfig, device: torch.device):

@@ -242,3 +242,24 @@ def test_shipped_standard_detector_is_picked_by_the_model_backbone():
     assert _checkpoint_digest(None, "pointpillars") != _checkpoint_digest(None, "small")
     with pytest.raises(ValueError, match=r"'backbone' is 'resnet'.*small, pointpillars"):
         shipped_detector_path("resnet")
+
+
+def test_model_settings_a_checkpoint_overrides_are_named_in_a_warning(caplog):
+    """A checkpoint's detector runs with its own config (``v2x.loading.detector_from``): a
+    ``model`` section that says otherwise (a user's ``model.score_threshold=0.9`` beside the
+    shipped detector) is named in a warning; the preset of that detector says nothing."""
+    import logging
+
+    from v2x.loading import detector_from
+    from v2x.sweep_config import model_preset
+
+    preset = model_preset("pillars_center")
+    with caplog.at_level(logging.WARNING, logger="v2x.loading"):
+        plain = detector_from(None, preset, torch.device("cpu"))
+    assert not caplog.records
+    with caplog.at_level(logging.WARNING, logger="v2x.loading"):
+        asked = detector_from("shipped", {**preset, "score_threshold": 0.9}, torch.device("cpu"))
+    (record,) = caplog.records
+    assert "score_threshold=0.9 are not used" in record.getMessage()
+    assert "shipped" in record.getMessage()
+    assert asked.config.score_threshold == plain.config.score_threshold != 0.9
