@@ -303,11 +303,12 @@ def detector_from(checkpoint: str | None, model: Mapping | None, device: torch.d
     detector = load_detector(checkpoint, device=device, backbone=model_backbone(model))
     unused = _model_fields_unused(model, detector.config)
     if unused:  # a checkpoint's detector runs with its own config: say so, once per load
+        shipped = checkpoint in (None, "", "shipped")
         log.warning(
-            "model: the checkpoint %s carries its detector's config; the model section's %s "
-            "are not used (the results record the checkpoint, detector_sha256; "
-            "checkpoint=untrained builds a detector from the model section)",
-            checkpoint or "shipped", ", ".join(unused),
+            "model: %s runs with its own config; the model section's %s are not used (the "
+            "results record the checkpoint, detector_sha256; checkpoint=untrained builds a "
+            "detector from the model section)",
+            "the shipped detector" if shipped else f"checkpoint {checkpoint}", ", ".join(unused),
         )  # fmt: skip
     return detector
 
