@@ -136,7 +136,12 @@ class EvalConfig:
 
     def validate(self) -> EvalConfig:
         """Check every field, raising ``ValueError`` naming the field; returns ``self``."""
-        thr = [float(t) for t in self.iou_thresholds]
+        for name in ("class_aware", "per_class"):
+            if not isinstance(getattr(self, name), bool | np.bool_):
+                raise ValueError(
+                    f"EvalConfig.{name}: expected true or false, got {getattr(self, name)!r}"
+                )
+        thr = _floats("iou_thresholds", self.iou_thresholds)
         if not thr or any(not (0.0 < t <= 1.0) for t in thr):
             raise ValueError(f"EvalConfig.iou_thresholds: expected values in (0, 1], got {thr}")
         if self.iou_mode not in ("bev", "3d"):
@@ -150,14 +155,14 @@ class EvalConfig:
                 f"EvalConfig.range_mode: expected 'corners' or 'centre', got {self.range_mode!r}"
             )
         if self.eval_range is not None:
-            r = [float(v) for v in self.eval_range]
+            r = _floats("eval_range", self.eval_range)
             if len(r) != 4 or r[0] >= r[2] or r[1] >= r[3]:
                 raise ValueError(
                     "EvalConfig.eval_range: expected (x_min, y_min, x_max, y_max) with "
                     f"x_min < x_max and y_min < y_max, got {list(self.eval_range)}"
                 )
         for b in self.distance_bins:
-            if len(b) != 2 or not (0.0 <= float(b[0]) < float(b[1])):
+            if len(_floats("distance_bins", b)) != 2 or not (0.0 <= float(b[0]) < float(b[1])):
                 raise ValueError(
                     f"EvalConfig.distance_bins: expected [lo, hi) pairs with 0 <= lo < hi, got {b}"
                 )
@@ -180,6 +185,16 @@ class EvalConfig:
             "range_mode": self.range_mode,
             "ap": "voc-all-point",
         }
+
+
+def _floats(field: str, values: Any) -> list[float]:
+    """``values`` as floats; ``ValueError`` naming ``EvalConfig.<field>`` and the value."""
+    try:
+        if isinstance(values, str | bytes):
+            raise TypeError
+        return [float(v) for v in values]
+    except (TypeError, ValueError):
+        raise ValueError(f"EvalConfig.{field}: expected a list of numbers, got {values!r}") from None
 
 
 # --------------------------------------------------------------------------------------------

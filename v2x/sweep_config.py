@@ -142,6 +142,11 @@ class SweepConfig:
         ):  # another backbone: its own preset's fields, not the default model's
             defaults["model"] = model_preset(MODEL_PRESETS.get(str(model["backbone"]), ""), model)
         merged = to_plain(OmegaConf.merge(OmegaConf.create(defaults), OmegaConf.create(data)))
+        for f in dataclasses.fields(cls):  # a switch is true or false, not any truthy text
+            if f.type == "bool" and not isinstance(merged.get(f.name), bool):
+                raise ValueError(
+                    f"sweep: field {f.name!r} must be true or false, got {merged.get(f.name)!r}"
+                )
         out = cls(**merged)
         out._merged = True  # not a field: dataclasses.replace gives a config merged again
         return out

@@ -144,6 +144,10 @@ def test_bad_sections_name_the_field(tmp_path):
     # an empty output folder (an unset shell variable) is not the working folder
     with pytest.raises(ValueError, match=r"sweep: field 'output_dir' must name a folder, got ''"):
         plan_sweep({**cfg, "output_dir": ""})
+    # a switch is true or false (any text was taken as true)
+    for switch in ("quiet", "plots", "table", "allow_corrupt", "cuda_graph", "deterministic"):
+        with pytest.raises(ValueError, match=rf"'{switch}' must be true or false, got 'maybe'"):
+            plan_sweep({**cfg, switch: "maybe"})
     with pytest.raises(ValueError, match="scheduler"):
         plan_sweep({**cfg, "budget": {"scheduler": "lottery"}})
     with pytest.raises(ValueError, match="deepjscc.*bandwidth_ratio"):
@@ -1237,6 +1241,9 @@ def test_fold_batchnorm_folds_the_sweep_detector_and_keys_the_cells(cache_dir, t
          "'eval.bootstrap_unit' must be one of auto, sequence, frame, got 'town'"),  # fmt: skip
         ("precision", "fp8", "'eval.precision': expected one of fp32, fp16, bf16, got 'fp8'"),
         ("fold_batchnorm", "yes", "'eval.fold_batchnorm' must be true or false, got 'yes'"),
+        ("per_class", "maybe", r"EvalConfig.per_class: expected true or false, got 'maybe'"),
+        ("eval_range", "abc", r"EvalConfig.eval_range: expected a list of numbers, got 'abc'"),
+        ("iou_thresholds", ["x"], r"EvalConfig.iou_thresholds: expected a list of numbers"),
     ],
 )
 def test_bad_eval_bootstrap_unit_or_precision_is_refused_by_name(
