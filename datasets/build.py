@@ -100,6 +100,11 @@ def generate_dataset(cfg: Any) -> dict:
     if data["out_dir"] is None or not str(data["out_dir"]).strip():
         raise ValueError(f"generate: field 'out_dir' must name a folder, got {data['out_dir']!r}")
     root = Path(os.path.expanduser(str(data["out_dir"])))
+    for switch in ("quiet", "overwrite", "png"):  # any text would be taken as true
+        if not isinstance(data[switch], bool):
+            raise ValueError(
+                f"generate: field {switch!r} must be true or false, got {data[switch]!r}"
+            )
     seed = _whole("seed", data["seed"], 0)
     fps_seq = _whole("frames_per_sequence", data["frames_per_sequence"], 1)
     splits = {str(k): v for k, v in dict(data["splits"]).items()}

@@ -66,6 +66,12 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         """Refuse a setting training cannot use, naming the field and the value."""
+        for f in dataclasses.fields(self):  # a switch is true or false, not any truthy text
+            if f.type == "bool" and not isinstance(getattr(self, f.name), bool):
+                raise ValueError(
+                    f"train: field 'train.{f.name}' must be true or false, "
+                    f"got {getattr(self, f.name)!r}"
+                )
         if not str(self.out_dir or "").strip():  # (e.g. an unset shell variable), not the cwd
             raise ValueError(
                 f"train: field 'train.out_dir' must name a folder, got {self.out_dir!r}"

@@ -65,6 +65,11 @@ class CodecTrainConfig:
     extra: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        for name in ("amp", "quiet"):  # any text would be taken as true
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(
+                    f"codec_train: field '{name}' must be true or false, got {getattr(self, name)!r}"
+                )
         for name in ("out_path", "log_path"):  # (e.g. an unset shell variable), not the cwd
             value = getattr(self, name)
             if not str(value or "").strip():

@@ -397,6 +397,9 @@ def make_plots(
         raise ValueError(f"plot: unknown metric {metric!r}; valid choices: {', '.join(METRICS)}")
     if not str(out_dir or "").strip():  # (e.g. an unset shell variable), not the cwd
         raise ValueError(f"plot: field 'out_dir' must name a folder, got {out_dir!r}")
+    for name, switch in (("allow_corrupt", allow_corrupt), ("table", table)):
+        if not isinstance(switch, bool):  # any text would be taken as true
+            raise ValueError(f"plot: field {name!r} must be true or false, got {switch!r}")
     formats = [str(f) for f in ([formats] if isinstance(formats, str) else formats)]
     bad = [f for f in formats if f not in ("png", "pdf", "svg")]
     if bad or not formats:

@@ -246,7 +246,8 @@ def test_a_resumed_run_draws_what_the_uninterrupted_run_drew(tmp_path):
 
 @pytest.mark.parametrize(
     ("field", "value"),
-    [("steps", 0), ("batch_size", 0), ("log_every", 1.5), ("out_path", ""), ("log_path", None)],
+    [("steps", 0), ("batch_size", 0), ("log_every", 1.5), ("out_path", ""), ("log_path", None),
+     ("quiet", "yes")],
 )
 def test_a_setting_codec_training_cannot_use_is_refused_naming_the_field(field, value):
     with pytest.raises(ValueError, match=rf"^codec_train: field '{field}' must .*got {value!r}"):

@@ -535,6 +535,8 @@ def test_plots_and_table(reference, tmp_path, capsys):
         make_plots([path.parent], tmp_path, metric="accuracy")
     with pytest.raises(ValueError, match=r"plot: field 'out_dir' must name a folder, got ''"):
         make_plots([path.parent], "")
+    with pytest.raises(ValueError, match=r"plot: field 'table' must be true or false, got 'no'"):
+        make_plots([path.parent], tmp_path, table="no")  # (any text was taken as true)
 
 
 def test_launcher_configs_compose():

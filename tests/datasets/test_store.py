@@ -351,7 +351,8 @@ def test_a_batch_collated_into_page_locked_memory_arrives_on_cuda_with_the_same_
      ({"splits": {"train": 2.5}}, r"'splits.train' must be a whole number >= 0, got 2.5"),
      ({"splits": {"dev": 1}}, r"'splits' must map names in"),
      ({"out_dir": ""}, r"'out_dir' must name a folder, got ''"),
-     ({"out_dir": None}, r"'out_dir' must name a folder, got None")],
+     ({"out_dir": None}, r"'out_dir' must name a folder, got None"),
+     ({"overwrite": "maybe"}, r"'overwrite' must be true or false, got 'maybe'")],
 )  # fmt: skip
 def test_a_bad_generate_setting_is_refused_naming_the_field(tmp_path, override, message):
     """An empty ``out_dir`` used to write the dataset into the working folder, and a text count

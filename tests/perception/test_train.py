@@ -363,7 +363,8 @@ def test_trainable_prefix_naming_no_parameter_is_refused(tmp_path):
     ("field", "value"),
     [("steps", 0), ("batch_size", 0), ("batch_size", 2.5), ("checkpoint_every", 0),
      ("log_every", -1), ("val_every", -1), ("lr", -1.0), ("lr", float("nan")),
-     ("weight_decay", float("inf")), ("grad_clip_norm", 0.0), ("pct_start", 1.5)],
+     ("weight_decay", float("inf")), ("grad_clip_norm", 0.0), ("pct_start", 1.5),
+     ("amp", "maybe"), ("augment", 1)],
 )  # fmt: skip
 def test_a_setting_training_cannot_use_is_refused_naming_the_field(tmp_path, field, value):
     """``train.steps=0`` used to end at once and report a checkpoint it had not written, and
