@@ -399,12 +399,19 @@ def load_training_frames(data: Mapping | Any, rank: int = 0, world: int = 1) -> 
     if source == "synthetic":
         from v2x.datasets.synthetic import SyntheticConfig, generate_sequence
 
+        for key, least in (("num_sequences", 1), ("frames_per_sequence", 1), ("seed", 0)):
+            value = data.get(key)
+            if isinstance(value, bool) or not isinstance(value, int) or value < least:
+                raise ValueError(
+                    f"train config: field 'data.{key}' must be a whole number >= {least}, "
+                    f"got {value!r}"
+                )
         syn = dict(data.get("synthetic") or {})
         syn["device"] = _rank_device(str(syn.get("device", "cpu")))
         cfg = SyntheticConfig.from_dict(syn)
         frames: list[CoopFrame] = []
-        for s in range(rank, int(data["num_sequences"]), world):
-            frames.extend(generate_sequence(cfg, int(data["seed"]) + s, int(data["frames_per_sequence"])))
+        for s in range(rank, data["num_sequences"], world):
+            frames.extend(generate_sequence(cfg, data["seed"] + s, data["frames_per_sequence"]))
         return frames
     if source in ("v2xsim", "dair_v2x"):
         return load_frames({**data, "num_frames": data.get("num_frames")})  # None: all

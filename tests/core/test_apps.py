@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from hydra import compose, initialize_config_module
 
 from v2x.perception.fusion import FUSIONS
@@ -255,3 +256,16 @@ def test_the_main_result_at_full_size_is_an_app_config():
                                       "grid.codecs=[digital]", "grid.fusions=[max]"])  # fmt: skip
     assert plan_sweep(digital).num_cells == 2 * 7
     assert digital.codec_options.digital.max_channel_uses == 384 * 128 * 128 // 64
+
+
+@pytest.mark.parametrize(
+    ("key", "value"), [("num_sequences", "abc"), ("frames_per_sequence", 0), ("seed", -1)]
+)
+def test_a_bad_synthetic_training_section_is_refused_naming_the_field(key, value):
+    """``data.frames_per_sequence=0`` said only "no training frames", a text count failed in
+    ``int()``: each is refused naming the field before any town is generated."""
+    from v2x.apps.train import load_training_frames
+
+    data = {"source": "synthetic", "num_sequences": 1, "frames_per_sequence": 1, "seed": 0}
+    with pytest.raises(ValueError, match=rf"^train config: field 'data.{key}' must be .*{value!r}"):
+        load_training_frames({**data, key: value})
