@@ -27,7 +27,7 @@ from v2x.channels.ofdm import OFDMChannel
 from v2x.channels.pathloss import fspl_db
 from v2x.channels.radio import DEFAULT_RADIO, RadioParams
 from v2x.channels.thz import THzLink, absorption_coefficient
-from v2x.common import to_plain
+from v2x.common import check_whole, to_plain
 
 __all__ = [
     "CHANNELS",
@@ -120,12 +120,8 @@ def simulate_link(
     bad_payload = isinstance(payload_bits, bool) or not isinstance(payload_bits, int | float)
     if bad_payload or not 0 <= payload_bits < math.inf:
         raise ValueError(f"link: field 'payload_bits' must be a number >= 0, got {payload_bits!r}")
-    for name, value in (("num_symbols", num_symbols), ("seed", seed)):
-        minimum = 1 if name == "num_symbols" else 0
-        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-            raise ValueError(
-                f"link: field {name!r} must be a whole number >= {minimum}, got {value!r}"
-            )
+    check_whole("link: field 'num_symbols'", num_symbols, 1)
+    check_whole("link: field 'seed'", seed, 0)
     summary = link_summary(link_cfg, payload_bits)
     gen = torch.Generator().manual_seed(int(seed))
     bits = torch.randint(0, 2, (1, int(num_symbols), 2), generator=gen)

@@ -14,14 +14,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import numbers
 import os
 import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from v2x.common import atomic_path, to_plain
+from v2x.common import atomic_path, check_switch, check_whole, to_plain
 from v2x.datasets.store import (
     FORMAT,
     MANIFEST,
@@ -71,15 +70,6 @@ def _frame_file(split: str, sequence: int, index: int) -> str:
     return f"{split}/{sequence:05d}_{index:04d}.npz"
 
 
-def _whole(field: str, value: Any, least: int) -> int:
-    """``value`` as an int >= ``least``; ``ValueError`` naming the field and the value."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < least:
-        raise ValueError(
-            f"generate: field {field!r} must be a whole number >= {least}, got {value!r}"
-        )
-    return int(value)
-
-
 def generate_dataset(cfg: Any) -> dict:
     """Generate (or complete) a synthetic dataset on disk.
 
@@ -100,13 +90,10 @@ def generate_dataset(cfg: Any) -> dict:
     if data["out_dir"] is None or not str(data["out_dir"]).strip():
         raise ValueError(f"generate: field 'out_dir' must name a folder, got {data['out_dir']!r}")
     root = Path(os.path.expanduser(str(data["out_dir"])))
-    for switch in ("quiet", "overwrite", "png"):  # any text would be taken as true
-        if not isinstance(data[switch], bool):
-            raise ValueError(
-                f"generate: field {switch!r} must be true or false, got {data[switch]!r}"
-            )
-    seed = _whole("seed", data["seed"], 0)
-    fps_seq = _whole("frames_per_sequence", data["frames_per_sequence"], 1)
+    for switch in ("quiet", "overwrite", "png"):
+        check_switch(f"generate: field {switch!r}", data[switch])
+    seed = check_whole("generate: field 'seed'", data["seed"], 0)
+    fps_seq = check_whole("generate: field 'frames_per_sequence'", data["frames_per_sequence"], 1)
     splits = {str(k): v for k, v in dict(data["splits"]).items()}
     for name, count in splits.items():
         if name not in SPLITS:
@@ -114,7 +101,7 @@ def generate_dataset(cfg: Any) -> dict:
                 f"generate: field 'splits' must map names in {SPLITS} to counts >= 0, "
                 f"got {name}: {count}"
             )
-        splits[name] = _whole(f"splits.{name}", count, 0)
+        splits[name] = check_whole(f"generate: field 'splits.{name}'", count, 0)
     identity = {
         "seed": seed,
         "frames_per_sequence": fps_seq,

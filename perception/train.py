@@ -28,7 +28,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from v2x.common import atomic_open, usable_device
+from v2x.common import atomic_open, check_switch, check_whole, usable_device
 from v2x.datasets.augment import AugmentConfig, random_augment
 from v2x.datasets.frame import CoopBatch, CoopFrame, collate_frames
 from v2x.perception.detector import CoopDetector, DetectorConfig, load_detector_weights
@@ -66,23 +66,16 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         """Refuse a setting training cannot use, naming the field and the value."""
-        for f in dataclasses.fields(self):  # a switch is true or false, not any truthy text
-            if f.type == "bool" and not isinstance(getattr(self, f.name), bool):
-                raise ValueError(
-                    f"train: field 'train.{f.name}' must be true or false, "
-                    f"got {getattr(self, f.name)!r}"
-                )
+        for f in dataclasses.fields(self):
+            if f.type == "bool":
+                check_switch(f"train: field 'train.{f.name}'", getattr(self, f.name))
         if not str(self.out_dir or "").strip():  # (e.g. an unset shell variable), not the cwd
             raise ValueError(
                 f"train: field 'train.out_dir' must name a folder, got {self.out_dir!r}"
             )
         for name, least in (("steps", 1), ("batch_size", 1), ("checkpoint_every", 1),
                             ("log_every", 1), ("val_every", 0), ("min_points_in_box", 0)):  # fmt: skip
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < least:
-                raise ValueError(
-                    f"train: field 'train.{name}' must be a whole number >= {least}, got {value!r}"
-                )
+            check_whole(f"train: field 'train.{name}'", getattr(self, name), least)
         # (lr 0 trains nothing but is kept, e.g. to check a resume; no gradient clipping: inf)
         for name, valid, expected in (
             ("lr", lambda v: 0 <= v < math.inf, "a finite number >= 0"),

@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 
 from v2x.channels import build_channel
-from v2x.common import check_fields, to_plain
+from v2x.common import check_fields, check_switch, check_whole, to_plain
 from v2x.datasets.frame import CoopFrame, collate_frames
 from v2x.perception.detector import CoopDetector
 from v2x.perception.head import head_loss
@@ -65,21 +65,14 @@ class CodecTrainConfig:
     extra: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        for name in ("amp", "quiet"):  # any text would be taken as true
-            if not isinstance(getattr(self, name), bool):
-                raise ValueError(
-                    f"codec_train: field '{name}' must be true or false, got {getattr(self, name)!r}"
-                )
+        for name in ("amp", "quiet"):
+            check_switch(f"codec_train: field '{name}'", getattr(self, name))
         for name in ("out_path", "log_path"):  # (e.g. an unset shell variable), not the cwd
             value = getattr(self, name)
             if not str(value or "").strip():
                 raise ValueError(f"codec_train: field '{name}' must name a file, got {value!r}")
         for name in ("steps", "batch_size", "log_every"):  # (start_step: train_codec_for_task)
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(
-                    f"codec_train: field '{name}' must be a whole number >= 1, got {value!r}"
-                )
+            check_whole(f"codec_train: field '{name}'", getattr(self, name), 1)
 
 
 def codec_train_config(cfg: Any) -> CodecTrainConfig:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import importlib
 import importlib.util
+import numbers
 import os
 import secrets
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -35,17 +36,9 @@ T = TypeVar("T")
 
 
 def import_plugins(modules: Sequence[str] | None, field_name: str = "plugins") -> list[str]:
-    """Import user modules that register parts (channels, codecs, fusions, link models) in the
-    project's registries, so that a config can name them without editing the package.
-
-    Args:
-        modules: importable module names (on ``sys.path``/``PYTHONPATH``), e.g. ``["my_parts"]``.
-        field_name: the config field, for error messages.
-
-    Returns:
-        the names imported. Raises ``ValueError`` naming the field and the module when one
-        cannot be imported.
-    """
+    """Import user ``modules`` (on ``PYTHONPATH``, e.g. ``["my_parts"]``) that register parts in
+    the project's registries, so a config can name them; returns their names. ``ValueError``
+    naming ``field_name`` and the module when one cannot be imported."""
     done = []
     for name in modules or []:
         if not isinstance(name, str) or not name:
@@ -141,31 +134,19 @@ CUBLAS_WORKSPACE_CONFIG = ":4096:8"
 
 def configure_determinism(enabled: bool) -> None:
     """Make this process compute the same numbers from the same inputs on every run (the apps'
-    ``deterministic`` config key; default ``True``).
+    ``deterministic`` key, default ``True``; ``ValueError`` for a non-bool such as ``"false"``).
 
-    ``enabled=True``: ``torch.use_deterministic_algorithms(True, warn_only=True)`` (CUDA
-    ``index_add_``, ``scatter_add_``, ``index_put_(accumulate=True)``, ``scatter_reduce`` sum
-    and mean, float ``cumsum`` and duplicate-index writes take their sort-based, fixed-order
-    kernels; an op without one warns instead of failing), cuDNN ``benchmark`` off and
-    ``deterministic`` on (no timing-based algorithm choice, no atomics),
-    ``torch.utils.deterministic.fill_uninitialized_memory`` off, and
-    ``CUBLAS_WORKSPACE_CONFIG`` set to ``:4096:8`` unless the user set it. The deterministic
-    mode would otherwise write NaN into every tensor ``torch.empty`` returns (on the CPU 38 ms
-    per 100 MB; on an H200 a fill pass per empty, ≈ 50 µs of each DeepJSCC frame-condition's
-    0.9 ms): that makes reads of memory nothing wrote repeatable, and the project reads none
-    (the numbers are the same with and without it, and the same in two processes: tests).
-    cuBLAS reads that variable at its first workspace, so this must run before the process's first
-    CUDA matrix product (the apps call it first). CPU kernels are already deterministic.
-
-    ``enabled=False``: torch's defaults for the two determinism switches (``benchmark`` is left
-    as it is: a speed choice of the caller's), so runs may differ in the last bits. Raises
-    ``ValueError`` when ``enabled`` is not a bool (a config value such as ``"false"``).
-
-    Triton kernels are not covered by torch's mode: the project's have no order-dependent float
-    accumulation (the LDPC kernel's only atomic is an integer ``atomic_or``).
+    ``True``: ``torch.use_deterministic_algorithms(True, warn_only=True)`` (CUDA scatter/index
+    accumulations and float ``cumsum`` take fixed-order kernels; an op without one warns),
+    cuDNN ``benchmark`` off and ``deterministic`` on, ``CUBLAS_WORKSPACE_CONFIG=:4096:8`` unless
+    set (cuBLAS reads it at its first workspace: call this before the first CUDA matrix
+    product), and ``fill_uninitialized_memory`` off: its NaN fill of every ``torch.empty``
+    (≈ 50 µs of a DeepJSCC frame-condition's 0.9 ms on an H200) only makes reads of unwritten
+    memory repeatable, and the project reads none (tests). ``False``: torch's defaults for the
+    two switches (``benchmark`` left as the caller set it). CPU kernels are deterministic
+    already; the project's Triton kernels have no order-dependent float accumulation.
     """
-    if not isinstance(enabled, bool):
-        raise ValueError(f"field 'deterministic' must be true or false, got {enabled!r}")
+    check_switch("field 'deterministic'", enabled)
     import torch
 
     if enabled:
@@ -286,6 +267,22 @@ def check_fields(cls: type, data: Mapping, where: str) -> None:
         raise ValueError(f"{where}: unknown field(s) {sorted(unknown)}; valid: {sorted(names)}")
 
 
+def check_whole(where: str, value: Any, least: int = 0) -> int:
+    """``value`` as an int >= ``least``; ``ValueError`` naming ``where`` (e.g.
+    ``"train: field 'train.steps'"``) and the value for anything else (a bool, a float, text)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < least:
+        raise ValueError(f"{where} must be a whole number >= {least}, got {value!r}")
+    return int(value)
+
+
+def check_switch(where: str, value: Any) -> bool:
+    """``value`` if it is a bool, else ``ValueError`` naming ``where`` (config text such as
+    ``"maybe"`` would read as true)."""
+    if not isinstance(value, bool):
+        raise ValueError(f"{where} must be true or false, got {value!r}")
+    return value
+
+
 def dataclass_from(cls: type[T], data: Mapping | T | None, where: str, **defaults: Any) -> T:
     """``cls(**defaults, **data)`` after checking the keys; ``None`` gives ``cls()``, an
     instance is returned as is."""
@@ -317,9 +314,11 @@ def usable_device(name: str, field: str) -> torch.device:
     ``field`` (e.g. ``"sweep: field 'device'"``), the value and what is there instead."""
     import torch
 
-    device = resolve_device(name)  # (CUDA is asked only about a CUDA device)
-    count = torch.cuda.device_count() if device.type == "cuda" and torch.cuda.is_available() else 0
-    if device.type == "cuda" and (device.index or 0) >= count:
+    device = resolve_device(name)
+    if device.type != "cuda":  # (CUDA is asked only about a CUDA device)
+        return device
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if (device.index or 0) >= count:
         why = f"{count} CUDA device(s) are visible" if count else "no CUDA device is visible"
         build = "" if torch.version.cuda else f" (torch {torch.__version__} is a CPU-only build)"
         raise ValueError(f"{field} is {name!r}, but {why}{build}; use 'cpu' or 'auto'")

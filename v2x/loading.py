@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-from v2x.common import resolve_device, to_plain
+from v2x.common import check_whole, resolve_device, to_plain
 from v2x.datasets.frame import CoopFrame
 from v2x.sweep_plan import UNTRAINED, SweepConfig
 
@@ -400,12 +400,7 @@ def load_training_frames(data: Mapping | Any, rank: int = 0, world: int = 1) -> 
         from v2x.datasets.synthetic import SyntheticConfig, generate_sequence
 
         for key, least in (("num_sequences", 1), ("frames_per_sequence", 1), ("seed", 0)):
-            value = data.get(key)
-            if isinstance(value, bool) or not isinstance(value, int) or value < least:
-                raise ValueError(
-                    f"train config: field 'data.{key}' must be a whole number >= {least}, "
-                    f"got {value!r}"
-                )
+            data[key] = check_whole(f"train config: field 'data.{key}'", data.get(key), least)
         syn = dict(data.get("synthetic") or {})
         syn["device"] = _rank_device(str(syn.get("device", "cpu")))
         cfg = SyntheticConfig.from_dict(syn)

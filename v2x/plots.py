@@ -37,6 +37,7 @@ from pathlib import Path
 
 import numpy as np
 
+from v2x.common import check_switch
 from v2x.figures import pyplot as _plt
 from v2x.figures import save_figure as _save
 from v2x.plots_ledger import plot_latency_aoi, plot_snr_map  # noqa: F401 - also reachable here
@@ -397,9 +398,8 @@ def make_plots(
         raise ValueError(f"plot: unknown metric {metric!r}; valid choices: {', '.join(METRICS)}")
     if not str(out_dir or "").strip():  # (e.g. an unset shell variable), not the cwd
         raise ValueError(f"plot: field 'out_dir' must name a folder, got {out_dir!r}")
-    for name, switch in (("allow_corrupt", allow_corrupt), ("table", table)):
-        if not isinstance(switch, bool):  # any text would be taken as true
-            raise ValueError(f"plot: field {name!r} must be true or false, got {switch!r}")
+    check_switch("plot: field 'allow_corrupt'", allow_corrupt)
+    check_switch("plot: field 'table'", table)
     formats = [str(f) for f in ([formats] if isinstance(formats, str) else formats)]
     bad = [f for f in formats if f not in ("png", "pdf", "svg")]
     if bad or not formats:

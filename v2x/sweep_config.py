@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from v2x.common import to_plain
+from v2x.common import check_switch, to_plain
 from v2x.provenance import UNTRAINED, model_backbone  # noqa: F401 - UNTRAINED: config vocabulary
 
 # Config keys that do not change any number (left out of the config hash).
@@ -142,11 +142,9 @@ class SweepConfig:
         ):  # another backbone: its own preset's fields, not the default model's
             defaults["model"] = model_preset(MODEL_PRESETS.get(str(model["backbone"]), ""), model)
         merged = to_plain(OmegaConf.merge(OmegaConf.create(defaults), OmegaConf.create(data)))
-        for f in dataclasses.fields(cls):  # a switch is true or false, not any truthy text
-            if f.type == "bool" and not isinstance(merged.get(f.name), bool):
-                raise ValueError(
-                    f"sweep: field {f.name!r} must be true or false, got {merged.get(f.name)!r}"
-                )
+        for f in dataclasses.fields(cls):
+            if f.type == "bool":
+                check_switch(f"sweep: field {f.name!r}", merged.get(f.name))
         out = cls(**merged)
         out._merged = True  # not a field: dataclasses.replace gives a config merged again
         return out

@@ -112,7 +112,8 @@ def test_a_device_this_process_cannot_compute_on_is_refused_naming_the_field():
 #: of ``os.replace``, anywhere else is a copy).
 PLUMBING = {"Registry", "import_plugins", "atomic_path", "atomic_open", "atomic_torch_save",
             "atomic_write_bytes", "atomic_write_text", "to_plain", "_plain", "check_fields",
-            "dataclass_from", "resolve_device", "usable_device"}  # fmt: skip
+            "dataclass_from", "resolve_device", "usable_device", "check_whole",
+            "check_switch"}  # fmt: skip
 
 
 def test_the_plumbing_is_defined_once():
