@@ -153,21 +153,6 @@ def deferred_checks() -> Iterator[None]:
     _raise_first_failed(queue)
 
 
-@contextmanager
-def own_checks() -> Iterator[None]:
-    """Within the block the channel's input checks are read at once, or by a
-    ``deferred_checks`` block opened inside it, never by an enclosing one: for work run in the
-    middle of another block (a sweep's light groups stepped in a heavy group's device waits on
-    a stream of their own, ``v2x.sweep_fill``), whose flags the enclosing block would read
-    through the wrong stream."""
-    saved = getattr(_DEFERRED, "queue", None)
-    _DEFERRED.queue = None
-    try:
-        yield
-    finally:
-        _DEFERRED.queue = saved
-
-
 def _raise_first_failed(
     queue: list[tuple[torch.Tensor, str]], cause: BaseException | None = None
 ) -> None:

@@ -72,9 +72,8 @@ from v2x.results_table import (  # noqa: F401 - the table API, also reachable fr
 )
 from v2x.sweep_batches import _Batch, prepare_device
 from v2x.sweep_errors import SweepInterrupted, SweepOutOfMemory, out_of_memory_message, saved_note
-from v2x.sweep_fill import DeviceWaitFiller
-from v2x.sweep_group import GroupRun, setting_key, sizes_from_batches
-from v2x.sweep_order import device_order, sends_on_air, silent_groups
+from v2x.sweep_group import GroupRun, setting_key
+from v2x.sweep_order import device_order, silent_groups
 from v2x.sweep_plan import (  # noqa: F401 - the planning API, also reachable from here
     DATA_SOURCES,
     FEATURE_STAGE,
@@ -111,26 +110,16 @@ def _run_group(
     data_id: Mapping | Callable[[], Mapping],
     pool: Executor | None = None,
     scorer: Executor | None = None,
-    filler: DeviceWaitFiller | None = None,
 ) -> tuple[list[dict], pa.Table] | Future:
     """Evaluate the cells of ``group`` at ``snrs`` over every frame batch (``GroupRun``): results
     rows and their ledger; with ``pool`` a ``Future`` of them (computed there while the device
-    goes on with the next group). With ``filler``, light groups' steps are taken in this
-    group's device waits, and all that are left at its end."""
+    goes on with the next group)."""
     run = GroupRun(plan, group, snrs, batches, model, device, data_id, scorer)
-    model.while_device_works = filler
-    try:
-        for bi, item in enumerate(batches):
-            upcoming = _prepared(batches, bi + 1)
-            if upcoming is not None:  # its encoding queued on the device beside this batch's work
-                model.prefetch(bi + 1, upcoming.batch)
-            run.step(bi, item, bar)
-            if filler is not None:
-                filler.batch_done(bi)
-    finally:
-        model.while_device_works = None
-    if filler is not None:
-        filler.drain()
+    for bi, item in enumerate(batches):
+        upcoming = _prepared(batches, bi + 1)
+        if upcoming is not None:  # its encoding queued on the device beside this batch's work
+            model.prefetch(bi + 1, upcoming.batch)
+        run.step(bi, item, bar)
     return run.finish(pool)
 
 
@@ -269,13 +258,10 @@ def _run_groups(
     device: torch.device,
     bar: Any,
     encodes: list[int],
-    fill: bool | None = None,
 ) -> Iterator[tuple[Group, list[float], list[dict], pa.Table, float]]:
     """Compute the ``todo`` groups in this process on ``device`` in ``device_order``: yields
     each group, its SNRs, results rows, ledger and seconds (the device thread's time on the
-    group) as it finishes; appends the encoder passes to ``encodes``. ``fill``: take the light
-    groups' steps in the first heavy group's device waits (``_light_groups``); ``None``: on
-    CUDA."""
+    group) as it finishes; appends the encoder passes to ``encodes``."""
     # torch's CPU threads: on a GPU, the cores the worker processes leave (v2x.torch_threads)
     with torch_threads(sweep_process_threads(device)):
         # the batches' networks in the scoring processes (idle until the first batch is scored)
@@ -288,32 +274,19 @@ def _run_groups(
         scorer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="v2x-score")  # batch order
         try:
             silent = silent_groups(plan.budget, cache.feature_map_shape)
-            waves = _waves(device_order(todo, silent), cache, batches, len(frames))
-            waves, light = _light_groups(waves, silent, device, fill)
-            for wi, wave in enumerate(waves):
+            for wave in _waves(device_order(todo, silent), cache, batches, len(frames)):
                 if hasattr(bar, "set_postfix_str"):
                     bar.set_postfix_str(
-                        " + ".join(f"{g.fusion}/{g.codec}/{g.channel}" for g, _ in wave + light)
+                        " + ".join(f"{g.fusion}/{g.codec}/{g.channel}" for g, _ in wave)
                     )
                 if len(wave) == 1:
                     group, snrs = wave[0]
-                    filler = None
-                    if wi == 0 and light:  # the light groups in the first heavy group's waits
-                        filler = _filler(plan, light, batches, cache, device, bar, data_id, scorer)
                     started = time.perf_counter()
                     done = _run_group(plan, group, snrs, batches, cache, device, bar, data_id,
-                                      pool=pool, scorer=scorer, filler=filler)  # fmt: skip
+                                      pool=pool, scorer=scorer)  # fmt: skip
                     # the group's own time: its rows finish on a thread while the next groups
                     # run (up to ROW_THREADS groups' rows at once; the device waits beyond that)
-                    seconds = time.perf_counter() - started
-                    finished = [
-                        (group, snrs, done, seconds - sum(filler.seconds if filler else []))
-                    ]
-                    if filler is not None:
-                        finished += [
-                            (g, s, run.finish(pool), t)
-                            for (g, s), run, t in zip(light, filler.runs, filler.seconds)
-                        ]
+                    finished = [(group, snrs, done, time.perf_counter() - started)]
                 else:
                     finished = _run_lockstep(plan, wave, batches, cache, device, bar, data_id,
                                              pool, scorer)  # fmt: skip
@@ -335,57 +308,6 @@ def _run_groups(
             scorer.shutdown(wait=True, cancel_futures=True)
             pool.shutdown(wait=True, cancel_futures=True)
             encodes.append(cache.encodes)
-
-
-#: ``_run_groups``' default on CUDA (benchmarks turn it off to compare in one process).
-FILL_DEVICE_WAITS = True
-
-
-def _light_groups(
-    waves: list[list[tuple[Group, list[float]]]],
-    silent: Callable[[Group, list[float]], bool],
-    device: torch.device,
-    fill: bool | None,
-) -> tuple[list[list[tuple[Group, list[float]]]], list[tuple[Group, list[float]]]]:
-    """``(waves, light)``: the groups that send nothing on air (``sends_on_air``) taken out of
-    ``waves`` to be stepped in the first heavy group's device waits (``v2x.sweep_fill``), when
-    ``fill`` (``None``: on CUDA), every group runs alone (the feature cache holds every frame)
-    and there is a heavy group; else ``waves`` as they are and no light group. A speed choice
-    only, like the order."""
-    if fill is None:
-        fill = FILL_DEVICE_WAITS and torch.device(device).type == "cuda"
-    if not fill or any(len(w) > 1 for w in waves):
-        return waves, []
-    heavy = [w for w in waves if sends_on_air(w[0], silent)]
-    if not heavy or len(heavy) == len(waves):
-        return waves, []
-    return heavy, [w[0] for w in waves if not sends_on_air(w[0], silent)]
-
-
-def _filler(
-    plan: SweepPlan,
-    light: Sequence[tuple[Group, list[float]]],
-    batches: Sequence[_Batch],
-    cache: EncodeCache,
-    device: torch.device,
-    bar: Any,
-    data_id: Mapping | Callable[[], Mapping],
-    scorer: Executor | None,
-) -> DeviceWaitFiller:
-    """The ``DeviceWaitFiller`` of the ``light`` groups."""
-    channels = cache.config.feature_channels
-    ready = getattr(batches, "ready", None)
-
-    def start(i: int) -> GroupRun:
-        group, snrs = light[i]
-        return GroupRun(plan, group, snrs, batches, cache, device, data_id, filler.scorer(scorer))
-
-    def startable(i: int) -> bool:  # building the run would not wait for every batch
-        last = len(batches) - 1
-        return not sizes_from_batches(light[i][0], channels) or ready is None or ready(last)
-
-    filler = DeviceWaitFiller(start, len(light), batches, cache, device, bar, startable)
-    return filler
 
 
 #: At most this many groups run in lockstep over the frame batches (``_waves``): a sweep

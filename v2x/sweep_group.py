@@ -100,16 +100,6 @@ def _cell_seed(seed: int, condition_id: str, batch_index: int) -> int:
     return int(stable_hash([seed, condition_id, batch_index], 15), 16)
 
 
-def sizes_from_batches(group: Group, feature_channels: int) -> bool:
-    """Whether ``group``'s codec fits its payload into a share of the budget set by the most
-    links any frame batch has (a rate-adaptive codec without its own ``max_channel_uses``):
-    building its ``GroupRun`` then waits for every frame batch."""
-    if group.stage != FEATURE_STAGE:
-        return False
-    kwargs = codec_kwargs_for(group.codec, group.codec_kwargs, feature_channels)
-    return "max_channel_uses" not in kwargs and "max_channel_uses" in sweep_arguments(group.codec)
-
-
 def setting_key(group: Group, data_id: Mapping) -> str:
     """Hash of everything besides the condition and the seed that changes a cell's numbers:
     the group's ``setting`` (code, checkpoints, config) and the frames' content hash."""
@@ -157,7 +147,9 @@ class GroupRun:
             kwargs = codec_kwargs_for(
                 group.codec, group.codec_kwargs, model.config.feature_channels
             )
-            if sizes_from_batches(group, model.config.feature_channels):
+            if "max_channel_uses" not in kwargs and "max_channel_uses" in sweep_arguments(
+                group.codec
+            ):
                 # Rate-adaptive codecs fit their payload into an equal share of the frame's
                 # budget.
                 links = max(int(item.batch.agent_mask[:, 1:].sum(1).max()) for item in batches)
@@ -263,4 +255,4 @@ class GroupRun:
         return rows, ledger
 
 
-__all__ = ["GroupRun", "setting_key", "sizes_from_batches"]
+__all__ = ["GroupRun", "setting_key"]

@@ -34,26 +34,13 @@ def device_order(
     Results do not depend on the order: every cell has its own seeds, and the feature cache
     and the ego-alone detections are the same whichever group computes them first."""
 
-    return sorted(todo, key=lambda item: _rank(item, silent))
+    def rank(item: tuple[Group, list[float]]) -> int:
+        group = item[0]
+        if (silent is not None and silent(*item)) or snr_independent(group):
+            return 2
+        return 0 if group.stage == FEATURE_STAGE else 1
 
-
-def _rank(
-    item: tuple[Group, list[float]], silent: Callable[[Group, list[float]], bool] | None
-) -> int:
-    group = item[0]
-    if (silent is not None and silent(*item)) or snr_independent(group):
-        return 2
-    return 0 if group.stage == FEATURE_STAGE else 1
-
-
-def sends_on_air(
-    item: tuple[Group, list[float]],
-    silent: Callable[[Group, list[float]], bool] | None = None,
-) -> bool:
-    """Whether a group's maps go through the channel (``device_order``'s first rank): the
-    groups with the device work. The others (ego-only, late and early fusion, codecs that do
-    not use the channel, ``silent`` groups) are mostly host work (``v2x.sweep_fill``)."""
-    return _rank(item, silent) == 0
+    return sorted(todo, key=rank)
 
 
 def silent_groups(
@@ -124,4 +111,4 @@ def snr_independent(group: Group) -> bool:
     return not codec_class(group.codec).uses_channel
 
 
-__all__ = ["device_order", "sends_on_air", "silent_groups", "snr_independent"]
+__all__ = ["device_order", "silent_groups", "snr_independent"]

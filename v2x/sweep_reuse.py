@@ -55,9 +55,6 @@ class EncodeCache:
         # features queued on a side stream by ``prefetch``: batch -> (points, features, event)
         self._pending: dict[int, tuple[torch.Tensor, torch.Tensor, Any]] = {}
         self._stream: Any = None
-        #: called before each ``postprocess`` (its NMS reads the detections back, waiting for
-        #: the device): a ``v2x.sweep_fill.DeviceWaitFiller`` takes light groups' steps there
-        self.while_device_works: Callable[[], None] | None = None
 
     def encode(
         self, points: torch.Tensor, point_mask: torch.Tensor, poses: torch.Tensor
@@ -143,13 +140,6 @@ class EncodeCache:
         if key is not None:
             self._ego[key] = (points, detections)
         return detections
-
-    def postprocess(self, heat_logits: torch.Tensor, reg: torch.Tensor) -> Any:
-        """The detector's ``postprocess``, after ``while_device_works`` (if set) used the time
-        the device needs to finish what was queued before it."""
-        if self.while_device_works is not None:
-            self.while_device_works()
-        return self._model.postprocess(heat_logits, reg)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._model, name)
