@@ -301,7 +301,10 @@ def read_codec_checkpoint(path: str, in_channels: int = 64) -> tuple[str, dict]:
     try:
         blob = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - any reader failure means an unusable file
-        raise ValueError(f"deepjscc: checkpoint {path} cannot be read ({exc})") from exc
+        raise ValueError(
+            f"deepjscc: checkpoint {path} cannot be read: expected a save_checkpoint file of "
+            f"tensors and plain values ({_load_failure(exc)})"
+        ) from exc
     for field, kind in (("config", dict), ("state_dict", dict)):
         if not isinstance(blob, dict) or not isinstance(blob.get(field), kind):
             raise ValueError(
@@ -309,6 +312,18 @@ def read_codec_checkpoint(path: str, in_channels: int = 64) -> tuple[str, dict]:
                 "holds {'config': {...}, 'state_dict': {...}})"
             )
     return path, blob
+
+
+def _load_failure(exc: Exception) -> str:
+    """What ``torch.load`` says went wrong, without its advice: a weights-only load's own
+    reason (not the suggestion to load the file with ``weights_only=False``, which runs the
+    code a file holds), else the message's first sentence (the error stays chained)."""
+    after = str(exc).partition("WeightsUnpickler error:")[2]
+    reason = next((line.strip() for line in after.splitlines() if line.strip()), "")
+    if reason:
+        return f"torch.load with weights_only: {reason.partition('. ')[0].rstrip('.')}"
+    text = " ".join(str(exc).split())
+    return text.partition(". ")[0].rstrip(".") or type(exc).__name__
 
 
 def resolve_checkpoint(path: str, in_channels: int = 64) -> str:
