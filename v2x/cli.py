@@ -2,8 +2,11 @@
 allocator that reuses freed memory (``reuse_freed_memory``).
 
 A user error (a ``ValueError`` or ``FileNotFoundError`` from validating the config or reading
-inputs: every message names the field, the value and the valid choices) is printed as a single
-``error: …`` line on stderr and the app exits with status 2, without a traceback. Set
+inputs: every message names the field, the value and the valid choices; or any other
+``OSError`` that names the path the file system refused, e.g. a file where a folder was to be
+made) is printed as a single ``error: …`` line on stderr and the app exits with status 2,
+without a traceback. The folders an app writes to are checked before it computes anything
+(``v2x.output_folders``). Set
 ``V2X_TRACEBACK=1`` to get the traceback instead. A run stopped for lack of memory
 (``OutOfResources``: its message says what was saved and which settings to lower) is printed
 the same way and exits with status 3. Ctrl-C prints one line (a sweep says what was
@@ -118,6 +121,11 @@ def user_errors(fn: F) -> F:
                 raise
             print(f"error: {exc} (set {TRACEBACK_ENV}=1 for the traceback)", file=sys.stderr)
             sys.exit(3 if isinstance(exc, OutOfResources) else 2)
+        except OSError as exc:  # a path the file system refused, named by the error
+            if traceback_wanted() or exc.filename is None:
+                raise
+            print(f"error: {exc} (set {TRACEBACK_ENV}=1 for the traceback)", file=sys.stderr)
+            sys.exit(2)
         finally:
             if previous is not None:
                 signal.signal(signal.SIGTERM, previous)

@@ -40,6 +40,7 @@ import numpy as np
 from v2x.common import check_switch
 from v2x.figures import pyplot as _plt
 from v2x.figures import save_figure as _save
+from v2x.output_folders import writable_folder
 from v2x.plots_ledger import plot_latency_aoi, plot_snr_map  # noqa: F401 - also reachable here
 from v2x.results import AP_METRICS, read_results
 from v2x.seed_aggregation import aggregate_seeds
@@ -406,13 +407,12 @@ def make_plots(
         raise ValueError(
             f"plot: field 'formats' has {bad or formats}; valid choices: png, pdf, svg"
         )
+    out = writable_folder(out_dir, "plot: field 'out_dir'")
     paths = [results] if isinstance(results, str | os.PathLike) else list(results)
     table_rows = read_results(paths, allow_corrupt=allow_corrupt)
     if table_rows.num_rows == 0:
         raise ValueError(f"plot: no sweep results found in {[str(p) for p in paths]}")
     ledger = read_results(paths, allow_corrupt=allow_corrupt, ledger=True)
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     merged = aggregate_seeds(table_rows)
     rows = merged.to_pylist()
     label_settings(rows)

@@ -63,6 +63,7 @@ from v2x.loading import (  # noqa: F401 - the loading API, also reachable from h
     progress_enabled,
     resolve_devices,
 )
+from v2x.output_folders import writable_folder
 from v2x.results import ResultsStore, cell_id, results_files, stable_hash
 from v2x.results_table import (  # noqa: F401 - the table API, also reachable from here
     _per_class_columns,
@@ -154,6 +155,7 @@ def run_sweep(cfg: Any) -> Path:
     devices = resolve_devices(cfg.device)
     for device in devices:  # refused before anything starts
         usable_device(str(device), "sweep: field 'device'")
+    writable_folder(cfg.output_dir, "sweep: field 'output_dir'")
     forget_results()  # cells computed by an earlier sweep of this process are not reused here
     warm_cell_pool()  # the AP worker processes start; they read the frames first
     warm_scoring_pools()

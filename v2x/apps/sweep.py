@@ -19,13 +19,16 @@ from v2x.cli import user_errors
 @user_errors
 def run(cfg: DictConfig) -> None:
     """Run the sweep of ``cfg``, then print its table and draw its figures."""
+    from v2x.output_folders import writable_folder
     from v2x.results import read_results
     from v2x.results_table import results_table_text
     from v2x.sweep import SweepConfig, run_sweep
 
     logging.getLogger("v2x").setLevel(logging.INFO)
-    path = run_sweep(cfg)
     options = SweepConfig.from_any(cfg)
+    if options.plots and options.plots_dir:  # refused before the sweep, not after it
+        writable_folder(options.plots_dir, "sweep: field 'plots_dir'")
+    path = run_sweep(cfg)
     if options.plots:
         from v2x.plots import make_plots
 

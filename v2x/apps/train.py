@@ -19,6 +19,7 @@ from v2x.loading import (
     _rank_device,
     load_training_frames,
 )
+from v2x.output_folders import writable_folder
 from v2x.perception.checkpoint import detector_config_from_dict
 from v2x.perception.train import TrainConfig, frame_sampler, train_detector
 
@@ -107,6 +108,8 @@ def run_training(cfg: DictConfig) -> Path:
     with open_dict(cfg):
         cfg.data = data_section(cfg)
     train_cfg = train_config_from(cfg)
+    # refused before the frames load and training starts, not at the first checkpoint
+    writable_folder(train_cfg.out_dir, "train: field 'train.out_dir'")
     rank, world = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
     frames = load_training_frames(cfg.data, rank, world)
     validate = make_validator(cfg, train_cfg.device) if rank == 0 else None

@@ -16,6 +16,7 @@ from v2x.codec_calibration import calibrate_snr_gate
 from v2x.codec_training import codec_train_config, task_codec, train_codec_for_task
 from v2x.common import configure_determinism, to_plain, usable_device
 from v2x.loading import detector_from, load_training_frames
+from v2x.output_folders import writable_folder
 from v2x.perception.detector import CoopDetector
 
 
@@ -45,6 +46,10 @@ def run_codec_training(cfg: DictConfig) -> Path:
     out = Path(train_cfg.out_path)
     detector = _detector(cfg, device)
     codec = task_codec(cfg, detector)
+    # refused before the codec trains and calibrates, not when it is saved
+    for name in ("out_path", "log_path")[: 2 if train else 1]:
+        folder = Path(getattr(train_cfg, name)).parent
+        writable_folder(folder, f"train_codec: the folder of field '{name}'")
     if train:
         frames = load_training_frames(cfg.data)
         if len(frames) < train_cfg.batch_size:

@@ -1,0 +1,52 @@
+"""The folders an app writes into, checked before anything is computed.
+
+A sweep writes its results after its first group, training its first checkpoint after many
+steps: a folder that cannot be made or written would only show then, as an ``OSError`` of the
+file system, after the work it was to hold. ``writable_folder`` makes the folder at the start
+and writes a file there (removed at once), and otherwise refuses the value in one line that
+names the field, the path and what is in the way.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+__all__ = ["writable_folder"]
+
+
+def writable_folder(path: str | os.PathLike, field: str) -> Path:
+    """``path`` (``~`` expanded) as a folder this process can write into, made with its parents
+    when missing.
+
+    Args:
+        path: the folder.
+        field: what names it in the error, e.g. ``"sweep: field 'output_dir'"``.
+
+    Raises:
+        ValueError: naming ``field``, the value and why (e.g. "'/data/run' is a file", "Permission
+            denied", "Read-only file system"), when the folder cannot be made or written.
+    """
+    folder = Path(os.path.expanduser(str(path)))
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".v2x-write-check-"):
+            pass
+    except OSError as exc:
+        raise ValueError(
+            f"{field} is {str(path)!r}: cannot make or write a folder there "
+            f"({_obstacle(folder, exc)}); expected a folder this process can make and write into"
+        ) from exc
+    return folder
+
+
+def _obstacle(folder: Path, exc: OSError) -> str:
+    """What keeps ``folder`` from being made or written: a file on its path, else the system's
+    reason (``strerror``)."""
+    for part in (folder, *folder.parents):
+        if part.exists():
+            if not part.is_dir():
+                return f"{str(part)!r} is a file, not a folder"
+            break
+    return exc.strerror or str(exc)
