@@ -33,7 +33,8 @@ from v2x.channels.arq import arq_resend, check_arq_rounds, check_feedback_delay
 from v2x.channels.base import CHANNELS, Channel, ChannelState
 from v2x.channels.budget import normal_approx_error_prob
 from v2x.channels.packets import HEADER_BYTES, MTU_BYTES, PacketFormat, packet_index
-from v2x.common import to_plain
+from v2x.channels.radio import check_radio_value
+from v2x.common import check_whole, to_plain
 
 
 @dataclass(frozen=True)
@@ -56,14 +57,9 @@ class Packetizer:
 
     def __post_init__(self) -> None:
         PacketFormat(self.mtu_bytes, self.header_bytes)  # raises naming both fields
-        if self.bits_per_symbol <= 0:
-            raise ValueError(
-                f"packetizer: 'bits_per_symbol' must be > 0, got {self.bits_per_symbol}"
-            )
-        if self.symbols_per_packet is not None and self.symbols_per_packet < 1:
-            raise ValueError(
-                f"packetizer: 'symbols_per_packet' must be >= 1, got {self.symbols_per_packet}"
-            )
+        check_radio_value("packetizer", "bits_per_symbol", self.bits_per_symbol, positive=True)
+        if self.symbols_per_packet is not None:
+            check_whole("packetizer: field 'symbols_per_packet'", self.symbols_per_packet, 1)
 
     @property
     def payload_symbols(self) -> int:

@@ -23,6 +23,7 @@ from a noisy pilot observation, so that ``h = ĥ + e`` with ``e ~ CN(0, σe²)``
 from __future__ import annotations
 
 import math
+import numbers
 
 import torch
 
@@ -35,7 +36,8 @@ from v2x.channels.base import (
     snr_db_to_noise_variance,
 )
 from v2x.channels.budget import SPEED_OF_LIGHT
-from v2x.channels.radio import DEFAULT_RADIO
+from v2x.channels.radio import DEFAULT_RADIO, check_radio_value
+from v2x.common import check_whole
 
 
 def doppler_hz(speed_mps: float | torch.Tensor, carrier_hz: float) -> float | torch.Tensor:
@@ -43,6 +45,11 @@ def doppler_hz(speed_mps: float | torch.Tensor, carrier_hz: float) -> float | to
     if carrier_hz <= 0:
         raise ValueError(f"fading: 'carrier_hz' must be > 0, got {carrier_hz}")
     return speed_mps * carrier_hz / SPEED_OF_LIGHT
+
+
+def _decibels_or_infinite(value: object) -> bool:
+    """Whether ``value`` is a real number other than NaN (a K-factor in dB; ``±inf`` allowed)."""
+    return isinstance(value, numbers.Real) and not isinstance(value, bool) and not math.isnan(value)
 
 
 def _bessel_j0(x: torch.Tensor) -> torch.Tensor:
@@ -212,12 +219,18 @@ class FadingChannel(Channel):
         super().__init__()
         if block_len is not None and int(block_len) < 1:
             raise ValueError(f"fading: 'block_len' must be >= 1 or None, got {block_len}")
-        if speed_mps < 0:
-            raise ValueError(f"fading: 'speed_mps' must be >= 0, got {speed_mps}")
-        if symbol_rate_hz <= 0:
-            raise ValueError(f"fading: 'symbol_rate_hz' must be > 0, got {symbol_rate_hz}")
-        if doppler_hz is not None and doppler_hz < 0:
-            raise ValueError(f"fading: 'doppler_hz' must be >= 0, got {doppler_hz}")
+        # (NaN and infinities would pass a comparison and give NaN gains or plain AWGN)
+        if k_factor_db is not None and not _decibels_or_infinite(k_factor_db):
+            raise ValueError(
+                f"fading: field 'k_factor_db' is {k_factor_db!r}; expected a number of dB "
+                "(inf: no diffuse part; -inf or None: Rayleigh)"
+            )
+        speed_mps = check_radio_value("fading", "speed_mps", speed_mps, least=0.0)
+        carrier_hz = check_radio_value("fading", "carrier_hz", carrier_hz, positive=True)
+        symbol_rate_hz = check_radio_value("fading", "symbol_rate_hz", symbol_rate_hz, True)
+        if doppler_hz is not None:
+            doppler_hz = check_radio_value("fading", "doppler_hz", doppler_hz, least=0.0)
+        num_sinusoids = check_whole("fading: field 'num_sinusoids'", num_sinusoids, 1)
         if fast_model not in ("sos", "ar1"):
             raise ValueError(f"fading: 'fast_model' must be 'sos' or 'ar1', got {fast_model!r}")
         if los_phase not in ("random", "zero"):

@@ -33,8 +33,9 @@ from v2x.channels.base import (
     snr_db_to_noise_variance,
 )
 from v2x.channels.effective_sinr import post_equalization_sinr
-from v2x.channels.radio import DEFAULT_RADIO
+from v2x.channels.radio import DEFAULT_RADIO, check_radio_value
 from v2x.channels.sionna_rng import import_sionna, sionna_generator
+from v2x.common import check_whole
 
 
 def _device_str(device: torch.device) -> str:
@@ -116,11 +117,14 @@ class OFDMChannel(Channel):
             raise ValueError(f"ofdm: 'estimator' must be 'ls' or 'perfect', got {estimator!r}")
         if equalizer not in ("lmmse", "none"):
             raise ValueError(f"ofdm: 'equalizer' must be 'lmmse' or 'none', got {equalizer!r}")
-        if delay_spread_s <= 0 or carrier_hz <= 0 or speed_mps < 0:
-            raise ValueError(
-                "ofdm: need 'delay_spread_s' > 0, 'carrier_hz' > 0 and 'speed_mps' >= 0, got "
-                f"{delay_spread_s}, {carrier_hz}, {speed_mps}"
-            )
+        for name, value in (("delay_spread_s", delay_spread_s), ("carrier_hz", carrier_hz),
+                            ("subcarrier_spacing_hz", subcarrier_spacing_hz)):  # fmt: skip
+            check_radio_value("ofdm", name, value, positive=True)
+        check_radio_value("ofdm", "speed_mps", speed_mps, least=0.0)
+        for name, value, least in (("fft_size", fft_size, 1), ("pilot_seed", pilot_seed, 0),
+                                   ("num_ofdm_symbols", num_ofdm_symbols, 1),
+                                   ("cyclic_prefix_length", cyclic_prefix_length, 0)):  # fmt: skip
+            check_whole(f"ofdm: field '{name}'", value, least)
         pilots = list(pilot_ofdm_symbol_indices)
         if any(not 0 <= i < num_ofdm_symbols for i in pilots):
             raise ValueError(

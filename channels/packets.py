@@ -22,6 +22,8 @@ from dataclasses import dataclass
 
 import torch
 
+from v2x.common import check_whole
+
 
 @dataclass(frozen=True)
 class PacketFormat:
@@ -36,6 +38,8 @@ class PacketFormat:
     header_bytes: int = 40
 
     def __post_init__(self) -> None:
+        check_whole("packet format: field 'mtu_bytes'", self.mtu_bytes, 1)  # (NaN compares false)
+        check_whole("packet format: field 'header_bytes'", self.header_bytes, 0)
         if self.header_bytes < 0 or self.mtu_bytes <= self.header_bytes:
             raise ValueError(
                 f"packet format: need 0 <= 'header_bytes' < 'mtu_bytes', got "

@@ -26,13 +26,18 @@ from v2x.channels.budget import received_power_dbm, thermal_noise_dbm
 POSITIVE_FIELDS = ("carrier_hz", "bandwidth_hz")
 
 
-def check_radio_value(where: str, name: str, value, positive: bool = False) -> float:
-    """``float(value)`` of radio field ``name``; ``ValueError`` naming ``where``, the field, the
-    value and what is expected when it is not a finite real number (``> 0`` if ``positive``)."""
-    expected = "a finite number > 0" if positive else "a finite number"
+def check_radio_value(
+    where: str, name: str, value, positive: bool = False, least: float | None = None
+) -> float:
+    """``float(value)`` of radio (or channel) field ``name``; ``ValueError`` naming ``where``, the
+    field, the value and what is expected when it is not a finite real number (``> 0`` if
+    ``positive``, ``>= least`` if ``least`` is given): NaN and infinities fail every test."""
+    expected = "a finite number" + (" > 0" if positive else "")
+    expected += "" if least is None else f" >= {least:g}"
     if isinstance(value, numbers.Real) and not isinstance(value, bool):
         number = float(value)
-        if math.isfinite(number) and (number > 0 or not positive):
+        above = least is None or number >= least
+        if math.isfinite(number) and (number > 0 or not positive) and above:
             return number
     raise ValueError(f"{where}: field '{name}' is {value!r}; expected {expected}")
 
