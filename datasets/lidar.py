@@ -21,9 +21,13 @@ uav_down 64    -88 .. -20       UAV, downward-looking cone (just off nadir: no c
 
 from __future__ import annotations
 
+import math
+import numbers
 from dataclasses import asdict, dataclass, field, fields
 
 import numpy as np
+
+from v2x.common import check_whole
 
 LIDAR_PRESETS: dict[str, tuple[int, float, float]] = {
     "vlp16": (16, -15.0, 15.0),
@@ -62,16 +66,48 @@ class LidarConfig:
     dropout: float = 0.0
     intensity_noise: float = 0.02
 
+    def __post_init__(self) -> None:
+        """Refuse a value the sensor model cannot use, naming the field (``lidar: …``)."""
+        check_whole("lidar: field 'columns'", self.columns, 1)
+        check_whole("lidar: field 'beams'", self.beams, 0)
+        for name in ("fov_down_deg", "fov_up_deg"):
+            if getattr(self, name) is not None:
+                check_finite(f"lidar: field '{name}'", getattr(self, name), -90.0, 90.0)
+        for name in ("max_range_m", "min_range_m", "range_noise_m", "intensity_noise"):
+            check_finite(f"lidar: field '{name}'", getattr(self, name))
+        if self.max_range_m <= self.min_range_m:
+            raise ValueError(
+                "lidar: need 0 <= min_range_m < max_range_m, "
+                f"got {self.min_range_m}, {self.max_range_m}"
+            )
+        if not check_finite("lidar: field 'dropout'", self.dropout, 0.0, 1.0) < 1.0:
+            raise ValueError(f"lidar: field 'dropout' must be in [0, 1), got {self.dropout}")
+
     @classmethod
     def from_dict(cls, data: dict | LidarConfig, where: str = "lidar") -> LidarConfig:
-        """Build from a mapping, rejecting unknown keys with a message naming them."""
+        """Build from a mapping, rejecting unknown keys and bad values with a message naming
+        them (``where``: e.g. ``dataset.vehicle_lidar``)."""
         if isinstance(data, LidarConfig):
             return data
         names = {f.name for f in fields(cls)}
         unknown = set(data) - names
         if unknown:
             raise ValueError(f"{where}: unknown field(s) {sorted(unknown)}; valid: {sorted(names)}")
-        return cls(**dict(data))
+        try:
+            return cls(**dict(data))
+        except ValueError as exc:
+            raise ValueError(str(exc).replace("lidar:", f"{where}:", 1)) from None
+
+
+def check_finite(where: str, value: object, least: float = 0.0, most: float = math.inf) -> float:
+    """``float(value)`` when it is a finite real number in ``[least, most]``; else ``ValueError``
+    naming ``where`` (e.g. ``"lidar: field 'max_range_m'"``) and the value (NaN fails every
+    comparison, so a plain ``value < 0`` test would let it through)."""
+    real = isinstance(value, numbers.Real) and not isinstance(value, bool)
+    if not (real and math.isfinite(value) and least <= value <= most):
+        bounds = f">= {least:g}" if most == math.inf else f"in [{least:g}, {most:g}]"
+        raise ValueError(f"{where} must be a finite number {bounds}, got {value!r}")
+    return float(value)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -172,12 +208,5 @@ def build_lidar(config: LidarConfig | dict | str) -> LidarModel:
     beams = config.beams or beams
     down = down if config.fov_down_deg is None else config.fov_down_deg
     up = up if config.fov_up_deg is None else config.fov_up_deg
-    if config.max_range_m <= config.min_range_m or config.min_range_m < 0:
-        raise ValueError(
-            "lidar: need 0 <= min_range_m < max_range_m, "
-            f"got {config.min_range_m}, {config.max_range_m}"
-        )
-    if not 0.0 <= config.dropout < 1.0:
-        raise ValueError(f"lidar: field 'dropout' must be in [0, 1), got {config.dropout}")
     dirs = rotating_directions(beams, config.columns, down, up)
     return LidarModel(directions=dirs, beams=beams, columns=config.columns, config=config)

@@ -40,8 +40,9 @@ from dataclasses import asdict, dataclass, field, fields
 
 import numpy as np
 
+from v2x.common import check_whole
 from v2x.datasets.frame import CLASS_NAMES, AgentObservation, CoopFrame
-from v2x.datasets.lidar import LidarConfig, LidarModel, build_lidar
+from v2x.datasets.lidar import LidarConfig, LidarModel, build_lidar, check_finite
 from v2x.datasets.raycast import BoxScene, Raycaster, RayHits, box_corners, make_raycaster
 
 GENERATOR_VERSION = 5
@@ -61,6 +62,11 @@ BUILDING_REFLECTIVITY = 0.25
 
 # Lane kinds.
 _CAR_LANE, _BIKE_LANE, _WALK_LANE = 0, 1, 2
+
+
+#: ``SyntheticConfig`` fields that are probabilities or fractions (in [0, 1]).
+_FRACTIONS = ("empty_lot_probability", "parking_lot_probability", "parking_lot_fill",
+              "truck_fraction")  # fmt: skip
 
 
 @dataclass
@@ -164,6 +170,13 @@ class SyntheticConfig:
     def __post_init__(self) -> None:
         for key in ("vehicle_lidar", "rsu_lidar", "uav_lidar"):
             setattr(self, key, LidarConfig.from_dict(getattr(self, key), where=f"dataset.{key}"))
+        for f in fields(self):  # every count a whole number, every quantity finite and >= 0
+            where = f"dataset (synthetic): field '{f.name}'"
+            if f.type == "int":
+                check_whole(where, getattr(self, f.name), 0)
+            elif f.type == "float":
+                most = 1.0 if f.name in _FRACTIONS else math.inf
+                check_finite(where, getattr(self, f.name), 0.0, most)
         checks = {
             "blocks": self.blocks >= 1,
             "block_size_m": self.block_size_m > 2 * self.half_corridor_m + 4.0,

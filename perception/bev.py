@@ -37,10 +37,15 @@ class BEVGrid:
     def __post_init__(self) -> None:
         for name in ("x_range_m", "y_range_m", "z_range_m"):
             lo, hi = getattr(self, name)
-            if not hi > lo:
-                raise ValueError(f"BEVGrid: field '{name}' must be (min, max) with max > min")
-        if self.resolution_m <= 0:
-            raise ValueError("BEVGrid: field 'resolution_m' must be positive")
+            if not (hi > lo and math.isfinite(lo) and math.isfinite(hi)):
+                raise ValueError(
+                    f"BEVGrid: field '{name}' must be (min, max) with max > min, both finite, "
+                    f"got {getattr(self, name)!r}"
+                )
+        for name, value in (("resolution_m", self.resolution_m), ("ground_z_m", self.ground_z_m)):
+            if not math.isfinite(value) or (name == "resolution_m" and value <= 0):
+                expected = "a finite number" + (" > 0" if name == "resolution_m" else "")
+                raise ValueError(f"BEVGrid: field '{name}' must be {expected}, got {value!r}")
         for name, (lo, hi) in (("x_range_m", self.x_range_m), ("y_range_m", self.y_range_m)):
             cells = (hi - lo) / self.resolution_m
             if abs(cells - round(cells)) > 1e-6:

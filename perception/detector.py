@@ -7,12 +7,14 @@ stride-2 feature grid.
 from __future__ import annotations
 
 import functools
+import numbers
 from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from v2x.common import check_whole
 from v2x.perception.backbone import BEVBackbone, PointPillarsBackbone
 from v2x.perception.bev import BEVGrid, points_to_level_frame
 from v2x.perception.head import CenterHead, decode_detections
@@ -56,6 +58,15 @@ class DetectorConfig:
     yaw_axis: bool = False
 
     def __post_init__(self) -> None:
+        for name in ("pillar_channels", "feature_channels", "num_classes", "max_detections",
+                     "head_channels", "backbone_layers"):  # fmt: skip
+            least = 0 if name == "backbone_layers" else 1
+            check_whole(f"model: field '{name}'", getattr(self, name), least)
+        for name in ("score_threshold", "nms_iou_threshold"):  # (NaN would keep no box, or all)
+            value = getattr(self, name)
+            real = isinstance(value, numbers.Real) and not isinstance(value, bool)
+            if not (real and 0 <= value <= 1):
+                raise ValueError(f"model: field '{name}' must be a number in [0, 1], got {value!r}")
         if self.backbone not in BACKBONES:
             raise ValueError(
                 f"model: field 'backbone' must be one of {', '.join(BACKBONES)}, got {self.backbone!r}"
