@@ -52,7 +52,8 @@ Type mapping (case-insensitive) into ``CLASS_NAMES``: Car, Van → car; Truck, B
 Pedestrian → pedestrian; Cyclist, Motorcyclist, Tricyclist → cyclist. Barrowlist, TrafficCone
 and any other type are dropped and counted per type in ``frame.meta["dropped_categories"]``;
 boxes with a zero size (present in the release; the official loader skips them too) are
-dropped and counted in ``frame.meta["dropped_zero_size"]``.
+dropped and counted in ``frame.meta["dropped_zero_size"]``; a negative size is malformed and
+raises ``ValueError`` naming the label file and object.
 
 Track ids: DAIR-V2X-C labels have none; boxes get ``-1`` unless a label carries ``track_id``
 (V2X-Seq does, and so do files our writer makes), hashed by
@@ -124,6 +125,14 @@ def _number(value, where: str, field_name: str, empty_is_zero: bool = False) -> 
     return out
 
 
+def _path(record, name: str, where: str) -> str:
+    """A path field: a non-empty string (relative to the dataset or side folder)."""
+    value = _get(record, name, where)
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError(f"{where}: field '{name}' must be a non-empty path string, got {value!r}")
+    return value
+
+
 def _frame_id(path: str) -> str:
     return Path(path).name.split(".")[0]
 
@@ -140,13 +149,18 @@ def rigid_from_calib(calib: dict, where: str, tol: float = 1e-3) -> np.ndarray:
     try:
         rot = np.asarray(rot_raw, dtype=np.float64).reshape(3, 3)
     except (TypeError, ValueError):
-        raise ValueError(f"{where}: field 'rotation' must be a 3x3 matrix") from None
+        raise ValueError(
+            f"{where}: field 'rotation' must be a 3x3 matrix of numbers, got {rot_raw!r}"
+        ) from None
     try:
         trans = np.asarray(trans_raw, dtype=np.float64).reshape(3)
     except (TypeError, ValueError):
-        raise ValueError(f"{where}: field 'translation' must be 3 numbers (3x1)") from None
-    if not (np.all(np.isfinite(rot)) and np.all(np.isfinite(trans))):
-        raise ValueError(f"{where}: field 'rotation'/'translation' must be finite")
+        raise ValueError(
+            f"{where}: field 'translation' must be 3 numbers (3x1), got {trans_raw!r}"
+        ) from None
+    for name, value, raw in (("rotation", rot, rot_raw), ("translation", trans, trans_raw)):
+        if not np.all(np.isfinite(value)):
+            raise ValueError(f"{where}: field '{name}' must be finite, got {raw!r}")
     err = np.abs(rot @ rot.T - np.eye(3)).max()
     if err > tol or abs(np.linalg.det(rot) - 1.0) > tol:
         raise ValueError(
@@ -190,10 +204,23 @@ def yaw_from_corners(corners: np.ndarray) -> float:
     return float(np.arctan2(d[1], d[0]))
 
 
+def _has_heading(corners: np.ndarray) -> bool:
+    """Whether DAIR-ordered corners span a length (the heading ``yaw_from_corners`` reads)."""
+    c = np.asarray(corners, dtype=np.float64)
+    d = (c[0] - c[3]) + (c[1] - c[2]) + (c[4] - c[7]) + (c[5] - c[6])
+    return bool(np.hypot(d[0], d[1]) > 1e-9)
+
+
 def _offset(pair: dict, inf_calib: dict, where_pair: str, where_calib: str) -> tuple[float, float]:
     source, where = None, where_pair
-    if isinstance(pair.get("system_error_offset"), dict):
-        source = pair["system_error_offset"]
+    raw = pair.get("system_error_offset")
+    if raw not in (None, "") and not isinstance(raw, dict):
+        raise ValueError(
+            f"{where_pair}: field 'system_error_offset' must be an object "
+            f'{{"delta_x": …, "delta_y": …}}, got {raw!r}'
+        )
+    if isinstance(raw, dict):
+        source = raw
     elif isinstance(inf_calib.get("relative_error"), dict):
         source, where = inf_calib["relative_error"], where_calib
     if source is None:
@@ -253,9 +280,23 @@ class DAIRV2XCDataset:
         pairs = _load_json(self._info_path)
         if not isinstance(pairs, list):
             raise ValueError(f"{self._info_path}: must hold a JSON list of frame pairs")
+        if not pairs:
+            raise ValueError(
+                f"{self._info_path}: holds no frame pairs (an empty list); expected one record "
+                "per cooperative frame with 'vehicle_pointcloud_path' and "
+                "'infrastructure_pointcloud_path'"
+            )
+        first_at: dict[str, int] = {}
         for i, pair in enumerate(pairs):
             for name in ("vehicle_pointcloud_path", "infrastructure_pointcloud_path"):
-                _get(pair, name, f"{self._info_path} [{i}]")
+                _path(pair, name, f"{self._info_path} [{i}]")
+            veh = _frame_id(pair["vehicle_pointcloud_path"])
+            if veh in first_at:
+                raise ValueError(
+                    f"{self._info_path} [{i}]: field 'vehicle_pointcloud_path' repeats vehicle "
+                    f"frame {veh!r} of record [{first_at[veh]}]; expected each vehicle frame once"
+                )
+            first_at[veh] = i
         self._side_info = {side: self._load_side(side) for side in (VEH, INF)}
         if split is not None:
             pairs = self._apply_split(pairs, split, split_file)
@@ -270,9 +311,17 @@ class DAIRV2XCDataset:
         rows = _load_json(path)
         if not isinstance(rows, list):
             raise ValueError(f"{path}: must hold a JSON list of frames")
-        return {
-            _frame_id(_get(r, "pointcloud_path", f"{path} [{i}]")): r for i, r in enumerate(rows)
-        }
+        records: dict[str, dict] = {}
+        first_at: dict[str, int] = {}
+        for i, row in enumerate(rows):
+            frame = _frame_id(_path(row, "pointcloud_path", f"{path} [{i}]"))
+            if frame in records:
+                raise ValueError(
+                    f"{path} [{i}]: field 'pointcloud_path' repeats frame {frame!r} of record "
+                    f"[{first_at[frame]}]; expected each frame once"
+                )
+            records[frame], first_at[frame] = row, i
+        return records
 
     def _apply_split(self, pairs: list[dict], split: str, split_file) -> list[dict]:
         if split_file is None:
@@ -285,7 +334,12 @@ class DAIRV2XCDataset:
             raise ValueError(
                 f"{path}: field '{split}' (under 'cooperative_split' or top level) is missing"
             )
-        keep = {str(v) for v in table[split]}
+        ids = table[split]
+        if not isinstance(ids, list):
+            raise ValueError(
+                f"{path}: field '{split}' must be a list of vehicle frame ids, got {ids!r:.80}"
+            )
+        keep = {str(v) for v in ids}
         return [p for p in pairs if _frame_id(p["vehicle_pointcloud_path"]) in keep]
 
     def __len__(self) -> int:
@@ -327,9 +381,15 @@ class DAIRV2XCDataset:
         return pose, (dx, dy)
 
     def _timestamp(self, side: str, frame: str) -> float:
+        where = f"{self.root / side / 'data_info.json'} [{frame}]"
+        if self._side_info[side] and frame not in self._side_info[side]:
+            raise ValueError(
+                f"{where}: frame {frame!r} is missing; expected a record (with "
+                "'pointcloud_path' and 'pointcloud_timestamp') for every frame that "
+                "cooperative/data_info.json pairs"
+            )
         info = self._side_info[side].get(frame, {})
         raw = info.get("pointcloud_timestamp", "")
-        where = f"{self.root / side / 'data_info.json'} [{frame}]"
         return (
             _number(raw, where, "pointcloud_timestamp", empty_is_zero=True) * self.timestamp_unit_s
         )
@@ -483,7 +543,12 @@ class DAIRV2XCDataset:
         zero = 0
         for i, obj in enumerate(objects):
             where = f"{path} [object {i}]"
-            type_name = str(_get(obj, "type", where))
+            type_name = _get(obj, "type", where)
+            if not isinstance(type_name, str):
+                raise ValueError(
+                    f"{where}: field 'type' must be a class name string (e.g. 'Car'), "
+                    f"got {type_name!r}"
+                )
             dims = _get(obj, "3d_dimensions", where)
             loc = _get(obj, "3d_location", where)
             h = _number(_get(dims, "h", f"{where} 3d_dimensions"), where, "3d_dimensions.h")
@@ -503,6 +568,11 @@ class DAIRV2XCDataset:
                     raise ValueError(
                         f"{where}: field 'world_8_points' must be 8 points [x, y, z]"
                     ) from None
+                if not np.all(np.isfinite(corners)):
+                    raise ValueError(
+                        f"{where}: field 'world_8_points' must be finite, got "
+                        f"{obj['world_8_points']!r}"
+                    )
                 yaw = yaw_from_corners(corners)
             else:
                 yaw = _number(_get(obj, "rotation", where), where, "rotation")
@@ -510,9 +580,19 @@ class DAIRV2XCDataset:
             if cls is None:
                 dropped[type_name] = dropped.get(type_name, 0) + 1
                 continue
-            if min(h, w, length) <= 0:
+            if min(h, w, length) < 0:
+                raise ValueError(
+                    f"{where}: field '3d_dimensions' must not be negative, got "
+                    f"{{h: {h:g}, w: {w:g}, l: {length:g}}}"
+                )
+            if min(h, w, length) == 0:
                 zero += 1
                 continue
+            if corners is not None and not _has_heading(corners):
+                raise ValueError(
+                    f"{where}: field 'world_8_points' has no heading (c0 − c3 is zero); expected "
+                    "DAIR's corner order (0–3 bottom, 4–7 top, c0 − c3 along the length)"
+                )
             if frame_pose is not None:
                 centre, yaw = box_to_world(frame_pose, centre, yaw)
             boxes.append([*centre, length, w, h, yaw])

@@ -233,6 +233,10 @@ def _layout(header: dict[str, str], where: str) -> tuple[list[str], np.dtype, in
                 f"{where}: field 'TYPE'/'SIZE' of '{name}' is {type_code}{size} (count {count}); "
                 "expected F4, F8, U1-U8 or I1-I8 and an integer COUNT"
             ) from None
+        if count_int < 1:
+            raise ValueError(
+                f"{where}: field 'COUNT' of '{name}' is {count}; expected an integer >= 1"
+            )
         unique = name if name not in seen else f"{name}_{seen[name]}"  # PCL pads with '_' fields
         seen[name] = seen.get(name, 0) + 1
         dtype_fields.append((unique, code) if count_int == 1 else (unique, code, (count_int,)))
@@ -244,6 +248,19 @@ def _layout(header: dict[str, str], where: str) -> tuple[list[str], np.dtype, in
         ) from None
     if num_points < 0:
         raise ValueError(f"{where}: field 'POINTS' must be >= 0, got {num_points}")
+    if "WIDTH" in header and "HEIGHT" in header:
+        try:
+            width, height = int(header["WIDTH"]), int(header["HEIGHT"])
+        except ValueError:
+            raise ValueError(
+                f"{where}: field 'WIDTH'/'HEIGHT' must be integers, got "
+                f"{header['WIDTH']!r}/{header['HEIGHT']!r}"
+            ) from None
+        if width * height != num_points:
+            raise ValueError(
+                f"{where}: field 'POINTS' is {num_points} but WIDTH x HEIGHT is {width} x {height}"
+                f" = {width * height}; expected them to agree"
+            )
     return [f[0] for f in dtype_fields], np.dtype(dtype_fields), num_points
 
 
@@ -271,6 +288,12 @@ def read_pcd(path: str | os.PathLike) -> PcdCloud:
                 f"{where}: field 'DATA' (binary) is truncated: {len(body)} bytes, "
                 f"expected {need} for {num_points} points of {dtype.itemsize} bytes"
             )
+        if len(body) - need >= max(dtype.itemsize, 1):  # (a trailing newline is no point)
+            raise ValueError(
+                f"{where}: field 'DATA' (binary) holds more points than the header promises: "
+                f"{len(body)} bytes, expected {need} for POINTS {num_points} of "
+                f"{dtype.itemsize} bytes"
+            )
         records = np.frombuffer(body, dtype=dtype, count=num_points)
     elif kind == "binary_compressed":
         records = _read_compressed(body, dtype, num_points, where)
@@ -286,6 +309,11 @@ def _read_ascii(body: bytes, dtype: np.dtype, num_points: int, where: str) -> np
         raise ValueError(
             f"{where}: field 'DATA' (ascii) is truncated: {len(lines)} lines, expected {num_points}"
         )
+    if len(lines) > num_points:
+        raise ValueError(
+            f"{where}: field 'DATA' (ascii) is longer than the header promises: {len(lines)} "
+            f"lines, expected POINTS {num_points}"
+        )
     width = sum(int(np.prod(dtype[name].shape or (1,))) for name in dtype.names)
     records = np.zeros(num_points, dtype=dtype)
     if num_points == 0:
@@ -293,11 +321,12 @@ def _read_ascii(body: bytes, dtype: np.dtype, num_points: int, where: str) -> np
     try:
         table = np.array([ln.split() for ln in lines[:num_points]], dtype=np.float64)
     except ValueError:
+        table = None
+    if table is None or table.ndim != 2 or table.shape[1] != width:
         raise ValueError(
-            f"{where}: field 'DATA' (ascii) has a line that is not {width} numbers"
-        ) from None
-    if table.ndim != 2 or table.shape[1] != width:
-        raise ValueError(f"{where}: field 'DATA' (ascii) lines must hold {width} numbers each")
+            f"{where}: field 'DATA' (ascii) point {_bad_ascii_line(lines, width)} is not "
+            f"{width} numbers"
+        )
     col = 0
     for name in dtype.names:
         count = int(np.prod(dtype[name].shape or (1,)))
@@ -305,6 +334,20 @@ def _read_ascii(body: bytes, dtype: np.dtype, num_points: int, where: str) -> np
         records[name] = values[:, 0] if count == 1 else values
         col += count
     return records
+
+
+def _bad_ascii_line(lines: list[str], width: int) -> str:
+    """``"<index> (<text>)"`` of the first data line that is not ``width`` numbers."""
+    for i, line in enumerate(lines):
+        tokens = line.split()
+        try:
+            [float(t) for t in tokens]
+        except ValueError:
+            tokens = []
+        if len(tokens) != width:
+            text = line.strip()
+            return f"{i} ({text[:60] + '…' if len(text) > 60 else text!r})"
+    return "?"
 
 
 def _read_compressed(body: bytes, dtype: np.dtype, num_points: int, where: str) -> np.ndarray:
@@ -358,6 +401,11 @@ def read_pcd_xyzi(
             raise ValueError(
                 f"{path}: field '{name}' missing from the PCD header FIELDS "
                 f"({' '.join(cloud.fields)}); expected x y z intensity"
+            )
+        if cloud.fields[name].ndim != 1:
+            raise ValueError(
+                f"{path}: field 'COUNT' of '{name}' is {cloud.fields[name].shape[1]}; "
+                "expected 1 (one value per point)"
             )
     points = np.stack(
         [

@@ -66,6 +66,18 @@ _REQUIRED = (
     "track_ids",
 )
 
+_NUMERIC = (
+    "ego_index",
+    "poses",
+    "timestamps",
+    "point_counts",
+    "points",
+    "boxes",
+    "classes",
+    "track_ids",
+    "visibility",
+)
+
 
 def sha256_file(path: str | Path) -> str:
     """Hex SHA-256 of a file's bytes."""
@@ -163,6 +175,27 @@ def arrays_to_frame(arrays: dict[str, np.ndarray], where: str) -> CoopFrame:
     """Validate ``.npz`` arrays and build the ``CoopFrame`` (errors name ``where`` + field)."""
     for key in _REQUIRED:
         _field(arrays, key, where)
+    for key in _NUMERIC:
+        if key in arrays and not (
+            np.issubdtype(arrays[key].dtype, np.number) or arrays[key].dtype == np.bool_
+        ):
+            raise ValueError(
+                f"{where}: field '{key}' must hold numbers, got dtype {arrays[key].dtype}"
+            )
+    for key in ("ego_index", "point_counts"):
+        if not np.issubdtype(arrays[key].dtype, np.integer):
+            raise ValueError(
+                f"{where}: field '{key}' must hold integers, got dtype {arrays[key].dtype}"
+            )
+    if arrays["ego_index"].shape != ():
+        raise ValueError(
+            f"{where}: field 'ego_index' must be a single integer, got shape "
+            f"{arrays['ego_index'].shape}"
+        )
+    if arrays["frame_id"].shape != () or arrays["frame_id"].dtype.kind != "U":
+        raise ValueError(
+            f"{where}: field 'frame_id' must be a single string, got {arrays['frame_id']!r:.80}"
+        )
     ids = [str(x) for x in np.atleast_1d(arrays["agent_ids"])]
     a = len(ids)
     expect = {
@@ -192,6 +225,11 @@ def arrays_to_frame(arrays: dict[str, np.ndarray], where: str) -> CoopFrame:
             meta = json.loads(str(arrays["meta_json"]))
         except json.JSONDecodeError as exc:
             raise ValueError(f"{where}: field 'meta_json' is not valid JSON ({exc})") from exc
+        if not isinstance(meta, dict):
+            raise ValueError(
+                f"{where}: field 'meta_json' must hold a JSON object, got {type(meta).__name__} "
+                f"{meta!r:.80}"
+            )
     for key in arrays:
         if key.startswith("meta."):
             meta[key[5:]] = arrays[key]
@@ -236,6 +274,11 @@ def read_manifest(root: str | Path) -> dict:
         manifest = json.loads(path.read_text())
     except json.JSONDecodeError as exc:
         raise ValueError(f"{where}: not valid JSON ({exc})") from exc
+    if not isinstance(manifest, dict):
+        raise ValueError(
+            f"{where}: must hold a JSON object (format, version, splits, …), got "
+            f"{type(manifest).__name__}"
+        )
     if manifest.get("format") != FORMAT:
         raise ValueError(
             f"{where}: field 'format' must be {FORMAT!r}, got {manifest.get('format')!r}"

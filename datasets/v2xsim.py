@@ -131,12 +131,17 @@ def category_to_class(name: str, attributes: Iterable[str] = ()) -> int | None:
 def quaternion_to_matrix(q: Iterable[float], where: str, field_name: str, tol: float) -> np.ndarray:
     """``[w, x, y, z]`` → ``[3, 3]`` rotation; a quaternion whose norm is off 1 by more than ``tol``
     is not a rotation and raises ``ValueError`` naming ``where`` and ``field_name``."""
+    raw = q
     try:
         q = np.asarray(list(q), dtype=np.float64)
     except (TypeError, ValueError):
-        raise ValueError(f"{where}: field '{field_name}' must be 4 numbers [w, x, y, z]") from None
+        raise ValueError(
+            f"{where}: field '{field_name}' must be 4 numbers [w, x, y, z], got {raw!r}"
+        ) from None
     if q.shape != (4,) or not np.all(np.isfinite(q)):
-        raise ValueError(f"{where}: field '{field_name}' must be 4 finite numbers [w, x, y, z]")
+        raise ValueError(
+            f"{where}: field '{field_name}' must be 4 finite numbers [w, x, y, z], got {raw!r}"
+        )
     norm = float(np.linalg.norm(q))
     if abs(norm - 1.0) > tol:
         raise ValueError(
@@ -180,9 +185,11 @@ def _transform(
     try:
         t = np.asarray(list(translation), dtype=np.float64).reshape(3)
     except (TypeError, ValueError):
-        raise ValueError(f"{where}: field '{field_name}' must be 3 numbers [x, y, z]") from None
+        raise ValueError(
+            f"{where}: field '{field_name}' must be 3 numbers [x, y, z], got {translation!r}"
+        ) from None
     if not np.all(np.isfinite(t)):
-        raise ValueError(f"{where}: field '{field_name}' must be finite")
+        raise ValueError(f"{where}: field '{field_name}' must be finite, got {translation!r}")
     pose = np.eye(4)
     pose[:3, :3] = rotation
     pose[:3, 3] = t
@@ -207,18 +214,77 @@ def _load_table(table_dir: Path, name: str) -> list[dict]:
         raise ValueError(f"{path}: not valid JSON ({exc})") from None
     if not isinstance(rows, list):
         raise ValueError(f"{path}: must hold a JSON list of records")
+    first_at: dict = {}
     for i, row in enumerate(rows):
         if not isinstance(row, dict) or "token" not in row:
             raise ValueError(f"{path}: record {i} field 'token' is missing")
+        token = row["token"]
+        if not isinstance(token, (str, int)) or isinstance(token, bool):
+            raise ValueError(f"{path}: record {i} field 'token' must be a string, got {token!r}")
+        if token in first_at:
+            raise ValueError(
+                f"{path}: record {i} field 'token' {token!r} repeats record {first_at[token]}; "
+                "expected unique tokens"
+            )
+        first_at[token] = i
     return rows
+
+
+def _seconds(record: dict, where: str) -> float:
+    """A record's ``timestamp`` (µs, a finite number) in seconds."""
+    raw = _field(record, "timestamp", where)
+    try:
+        value = float(raw)
+    except (TypeError, ValueError):
+        raise ValueError(f"{where}: field 'timestamp' must be a number (µs), got {raw!r}") from None
+    if isinstance(raw, bool) or not np.isfinite(value):
+        raise ValueError(f"{where}: field 'timestamp' must be a finite number (µs), got {raw!r}")
+    return value * 1e-6
+
+
+_EXTENSION_TYPES: tuple[tuple[str, type | tuple[type, ...], str], ...] = (
+    ("frame_id", str, "a string"),
+    ("ego_channel", int, "an integer k of LIDAR_TOP_id_k"),
+    ("agents", dict, "an object channel → {agent_id, kind}"),
+    ("agent_order", list, "a list of channels"),
+    ("annotations", list, "a list of sample_annotation tokens"),
+    ("visibility", dict, "an object channel → counts"),
+    ("meta", dict, "an object"),
+)
+
+
+def _check_extension(row: dict, path: Path, samples: dict[str, dict]) -> dict:
+    """Validate one ``v2x_frames.json`` entry (our writer's side table) against ``sample``."""
+    where = f"{path} [{row['token']}]"
+    if row["token"] not in samples:
+        raise ValueError(f"{where}: field 'token' {row['token']!r} is not in sample.json")
+    for key, kind, expected in _EXTENSION_TYPES:
+        value = row.get(key)
+        if value is not None and (not isinstance(value, kind) or isinstance(value, bool)):
+            raise ValueError(f"{where}: field '{key}' must be {expected}, got {value!r:.80}")
+    for channel, info in (row.get("agents") or {}).items():
+        if not isinstance(info, dict):
+            raise ValueError(
+                f"{where}: field 'agents.{channel}' must be an object {{agent_id, kind}}, "
+                f"got {info!r:.80}"
+            )
+    return row
 
 
 def read_pcd_bin(path: str | os.PathLike, floats_per_point: int = POINT_FLOATS) -> np.ndarray:
     """Read a nuScenes ``.pcd.bin`` (float32 × ``floats_per_point``) → ``[N, 4]`` x, y, z, intensity."""
     try:
-        raw = np.fromfile(path, dtype="<f4")
+        data = Path(path).read_bytes()
     except FileNotFoundError:
         raise ValueError(f"{path}: file not found (expected a .pcd.bin point cloud)") from None
+    except IsADirectoryError:
+        raise ValueError(f"{path}: is a folder (expected a .pcd.bin point cloud)") from None
+    if len(data) % 4:
+        raise ValueError(
+            f"{path}: field 'data' is truncated or malformed: {len(data)} bytes is not a whole "
+            "number of float32 values"
+        )
+    raw = np.frombuffer(data, dtype="<f4")
     if raw.size % floats_per_point:
         raise ValueError(
             f"{path}: field 'data' is truncated or malformed: {raw.size} float32 values is not a "
@@ -282,7 +348,7 @@ class V2XSimDataset:
         self.extension: dict[str, dict] = {}
         if ext_path.exists():
             for row in _load_table(ext_path.parent, ext_path.stem):
-                self.extension[row["token"]] = row
+                self.extension[row["token"]] = _check_extension(row, ext_path, self._samples)
 
     def _file(self, name: str) -> str:
         return str(self.table_dir / f"{name}.json")
@@ -320,13 +386,33 @@ class V2XSimDataset:
             match = LIDAR_CHANNEL.match(channel)
             if match is None or not _field(sd, "is_key_frame", where):
                 continue
-            lidar_by_sample[_field(sd, "sample_token", where)][int(match.group(1))] = sd
+            sample_token = _field(sd, "sample_token", where)
+            if sample_token not in by_token["sample"]:
+                raise ValueError(
+                    f"{where}: field 'sample_token' {sample_token!r} is not in sample.json"
+                )
+            k = int(match.group(1))
+            if k in lidar_by_sample[sample_token]:
+                raise ValueError(
+                    f"{where}: sample {sample_token!r} already has key-frame {channel} record "
+                    f"{lidar_by_sample[sample_token][k]['token']!r}; expected one per agent"
+                )
+            lidar_by_sample[sample_token][k] = sd
         anns_by_sample: dict[str, list[dict]] = defaultdict(list)
         for ann in tables["sample_annotation"]:
-            anns_by_sample[
-                _field(ann, "sample_token", f"{self._file('sample_annotation')} [{ann['token']}]")
-            ].append(ann)
+            where = f"{self._file('sample_annotation')} [{ann['token']}]"
+            sample_token = _field(ann, "sample_token", where)
+            if sample_token not in by_token["sample"]:
+                raise ValueError(
+                    f"{where}: field 'sample_token' {sample_token!r} is not in sample.json"
+                )
+            anns_by_sample[sample_token].append(ann)
         samples = by_token["sample"]
+        if not tables["scene"]:
+            raise ValueError(
+                f"{self._file('scene')}: holds no scenes (an empty list); expected one record "
+                "per scene with 'first_sample_token'"
+            )
         all_scenes = tables["scene"]
         if scenes is None:
             chosen = list(range(len(all_scenes)))
@@ -367,8 +453,8 @@ class V2XSimDataset:
                 seen.add(token)
                 self._frames.append((token, name, position))
                 for k, sd in lidar_by_sample.get(token, {}).items():
-                    stamp = _field(sd, "timestamp", f"{self._file('sample_data')} [{sd['token']}]")
-                    self._history[(name, k)].append((float(stamp) * 1e-6, token))
+                    stamp = _seconds(sd, f"{self._file('sample_data')} [{sd['token']}]")
+                    self._history[(name, k)].append((stamp, token))
                 position += 1
                 token = _field(samples[token], "next", f"{self._file('sample')} [{token}]")
         self._samples = samples
@@ -433,8 +519,16 @@ class V2XSimDataset:
             visibility = np.zeros((len(agents), len(order)), dtype=np.int32)
             for a, k in enumerate(channels):
                 row = vis_by_channel.get(f"LIDAR_TOP_id_{k}")
-                if row is not None:
-                    visibility[a] = [row[i] for i in order]
+                if row is None:
+                    continue
+                if not isinstance(row, list) or len(row) != len(ext["annotations"]):
+                    raise ValueError(
+                        f"{self.table_dir / EXTENSION_FILE} [{token}]: field "
+                        f"'visibility.LIDAR_TOP_id_{k}' must be a list of "
+                        f"{len(ext['annotations'])} counts (one per 'annotations' entry), got "
+                        f"{len(row) if isinstance(row, list) else row!r}"
+                    )
+                visibility[a] = [row[i] for i in order]
         frame_id = ext.get("frame_id", f"{scene_name}/{position:04d}")
         meta = {
             "source": "v2xsim",
@@ -464,12 +558,20 @@ class V2XSimDataset:
         info = ext.get("agents", {}).get(channel, {})
         kind = info.get("kind", "rsu" if k in self.rsu_channels else "vehicle")
         agent_id = info.get("agent_id", f"{'rsu' if kind == 'rsu' else 'veh'}_{k}")
-        points = read_pcd_bin(self.root / _field(sd, "filename", where))
-        timestamp = float(_field(sd, "timestamp", where)) * 1e-6
+        filename = _field(sd, "filename", where)
+        if not isinstance(filename, str) or not filename.strip():
+            raise ValueError(
+                f"{where}: field 'filename' must be a non-empty path string, got {filename!r}"
+            )
+        points = read_pcd_bin(self.root / filename)
+        timestamp = _seconds(sd, where)
         try:
             return AgentObservation(agent_id, kind, self._pose(sd), points, timestamp)
         except ValueError as exc:
-            raise ValueError(f"{where} ({channel}): {exc}") from None
+            message = str(exc)
+            if message.startswith(f"{where}: "):  # already names this record: add the channel
+                message = message[len(where) + 2 :]
+            raise ValueError(f"{where} ({channel}): {message}") from None
 
     # ------------------------------------------------------------ asynchrony (earlier scans)
 
@@ -521,6 +623,15 @@ class V2XSimDataset:
         rank: dict[str, int] = {}
         if ext_order is not None:
             rank = {t: i for i, t in enumerate(ext_order)}
+            have = {a["token"] for a in anns}
+            if len(rank) != len(ext_order) or set(rank) != have:
+                missing, unknown = sorted(have - set(rank)), sorted(set(rank) - have)
+                raise ValueError(
+                    f"{self.table_dir / EXTENSION_FILE} [{sample_token}]: field 'annotations' "
+                    f"must list each of the sample's {len(have)} sample_annotation tokens once; "
+                    f"got {len(ext_order)} ({len(missing)} missing, e.g. "
+                    f"{missing[:1]}; {len(unknown)} not the sample's, e.g. {unknown[:1]})"
+                )
             anns = sorted(anns, key=lambda a: rank.get(a["token"], len(rank)))
         boxes, classes, track_ids, order = [], [], [], []
         dropped: dict[str, int] = {}
@@ -545,9 +656,25 @@ class V2XSimDataset:
                 "name",
                 f"{self._file('category')} [{category_token}]",
             )
-            attrs = [
-                self._attribute.get(t, {}).get("name", "") for t in ann.get("attribute_tokens", [])
-            ]
+            if not isinstance(name, str):
+                raise ValueError(
+                    f"{self._file('category')} [{category_token}]: field 'name' must be a "
+                    f"category name string (e.g. 'vehicle.car'), got {name!r}"
+                )
+            attr_tokens = ann.get("attribute_tokens", [])
+            if not isinstance(attr_tokens, list):
+                raise ValueError(
+                    f"{where}: field 'attribute_tokens' must be a list of tokens, got "
+                    f"{attr_tokens!r}"
+                )
+            if self._attribute:
+                for t in attr_tokens:
+                    if t not in self._attribute:
+                        raise ValueError(
+                            f"{where}: field 'attribute_tokens' holds {t!r}, which is not in "
+                            "attribute.json"
+                        )
+            attrs = [self._attribute.get(t, {}).get("name", "") for t in attr_tokens]
             cls = category_to_class(name, attrs)
             if cls is None:
                 label = name + (f" ({WITHOUT_RIDER})" if WITHOUT_RIDER in attrs else "")
@@ -561,7 +688,11 @@ class V2XSimDataset:
             try:
                 w, length, h = (float(v) for v in size)
             except (TypeError, ValueError):
-                raise ValueError(f"{where}: field 'size' must be 3 numbers [w, l, h]") from None
+                raise ValueError(
+                    f"{where}: field 'size' must be 3 numbers [w, l, h], got {size!r}"
+                ) from None
+            if not np.all(np.isfinite([w, length, h])):
+                raise ValueError(f"{where}: field 'size' must be finite [w, l, h], got {size!r}")
             if min(w, length, h) <= 0:
                 raise ValueError(
                     f"{where}: field 'size' must be positive [w, l, h], got {ann['size']}"
