@@ -214,7 +214,8 @@ def plan_sweep(cfg: Any) -> SweepPlan:
     if data.get("max_agents") is not None:  # the ego is always kept: at least one agent
         data["max_agents"] = _integer("data.max_agents", data["max_agents"], minimum=1)
     cfg.batch_size = _integer("batch_size", cfg.batch_size, minimum=1)
-    cfg.seed = _integer("seed", cfg.seed)
+    cfg.seed = _integer("seed", cfg.seed, minimum=0)
+    data["seed"] = _integer("data.seed", data.get("seed", 0), minimum=0)  # (1.5 drew seed 1)
     cfg.feature_cache_gb = check_feature_cache(cfg.feature_cache_gb)
     if not str(cfg.output_dir or "").strip():  # (e.g. an unset shell variable), not the cwd
         raise ValueError(f"sweep: field 'output_dir' must name a folder, got {cfg.output_dir!r}")

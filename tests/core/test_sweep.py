@@ -922,6 +922,10 @@ def test_the_python_api_runs_the_shipped_codec_unless_untrained_is_named(tmp_pat
         ({"data": {"num_frames": "many"}}, r"field 'data.num_frames' must be a whole number"),
         ({"batch_size": 2.5}, r"field 'batch_size' must be a whole number"),
         ({"grid": {"snr_db": [0, 0]}}, r"grid.snr_db' lists a value twice"),
+        ({"data": {"seed": 1.5}}, r"field 'data.seed' must be a whole number, got 1.5"),
+        ({"data": {"seed": float("nan")}}, r"field 'data.seed' must be a whole number, got nan"),
+        ({"data": {"seed": -1}}, r"field 'data.seed' must be >= 0, got -1"),
+        ({"seed": -1}, r"field 'seed' must be >= 0, got -1"),
         (
             {"data": {"source": "synthetic", "path": "/data/v2xsim"}},
             r"field 'data.path' is '/data/v2xsim', but data.source=synthetic ignores it",
