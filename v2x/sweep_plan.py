@@ -266,9 +266,9 @@ def plan_sweep(cfg: Any) -> SweepPlan:
     poses = []
     for p in as_list("pose_noise"):
         pair = _numbers("grid.pose_noise", p if isinstance(p, list | tuple) else [p, 0.0])
-        if len(pair) != 2 or min(pair) < 0:
+        if len(pair) != 2 or not all(0 <= v < math.inf for v in pair):  # (NaN fails too)
             raise ValueError(
-                f"sweep: field 'grid.pose_noise' entries must be [translation_std_m, yaw_std_rad] >= 0, got {p}"
+                f"sweep: field 'grid.pose_noise' entries must be [translation_std_m, yaw_std_rad], finite and >= 0, got {p}"
             )
         poses.append(tuple(pair))
     network = NetworkConfig.from_dict(cfg.network or {})

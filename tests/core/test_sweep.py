@@ -926,6 +926,8 @@ def test_the_python_api_runs_the_shipped_codec_unless_untrained_is_named(tmp_pat
         ({"data": {"seed": float("nan")}}, r"field 'data.seed' must be a whole number, got nan"),
         ({"data": {"seed": -1}}, r"field 'data.seed' must be >= 0, got -1"),
         ({"seed": -1}, r"field 'seed' must be >= 0, got -1"),
+        ({"grid": {"pose_noise": [[float("nan"), 0.0]]}}, r"'grid.pose_noise' entries .* got \[nan"),
+        ({"grid": {"pose_noise": [[0.0, float("inf")]]}}, r"finite and >= 0, got \[0.0, inf\]"),
         (
             {"data": {"source": "synthetic", "path": "/data/v2xsim"}},
             r"field 'data.path' is '/data/v2xsim', but data.source=synthetic ignores it",
