@@ -18,7 +18,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 from v2x.datasets.frame import CoopFrame
 
@@ -49,8 +49,12 @@ def main(argv: Sequence[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(prog="python -m v2x.datasets.export", description=__doc__)
     parser.add_argument("--format", choices=EXPORT_FORMATS, required=True)
     parser.add_argument("--out", required=True, help="output dataset folder")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="one sequence per seed")
-    parser.add_argument("--frames", type=int, default=10, help="frames per sequence (10 Hz)")
+    parser.add_argument(
+        "--seeds", type=_whole(0), nargs="+", default=[0], help="one sequence per seed"
+    )
+    parser.add_argument(
+        "--frames", type=_whole(1), default=10, help="frames per sequence (10 Hz), >= 1"
+    )
     parser.add_argument("--pcd-data", default="binary", help="DAIR PCD encoding")
     args = parser.parse_args(argv)
     from v2x.datasets.synthetic import SyntheticConfig, generate_sequence
@@ -59,9 +63,25 @@ def main(argv: Sequence[str] | None = None) -> dict:
         generate_sequence(SyntheticConfig(), seed, args.frames) for seed in args.seeds
     )
     kwargs = {"pcd_data": args.pcd_data} if args.format == "dair_v2x" else {}
-    summary = export_frames(frames, args.out, args.format, **kwargs)
+    try:
+        summary = export_frames(frames, args.out, args.format, **kwargs)
+    except (ValueError, OSError) as exc:  # one line naming the value or path, status 2
+        parser.error(str(exc))
     print(summary)
     return summary
+
+
+def _whole(least: int) -> Callable[[str], int]:
+    """An argparse ``type``: a whole number >= ``least`` (argparse names the option)."""
+
+    def parse(text: str) -> int:
+        value = int(text)  # (ValueError: argparse says "invalid parse value")
+        if value < least:
+            raise argparse.ArgumentTypeError(f"must be a whole number >= {least}, got {value}")
+        return value
+
+    parse.__name__ = f"whole number >= {least}"
+    return parse
 
 
 if __name__ == "__main__":
