@@ -13,8 +13,8 @@ import torch
 
 from v2x.channels.base import Channel
 from v2x.channels.budget import shannon_capacity
-from v2x.channels.radio import DEFAULT_RADIO, RADIO_FIELDS, RadioParams
-from v2x.common import Registry, to_plain
+from v2x.channels.radio import DEFAULT_RADIO, RADIO_FIELDS, RadioParams, check_radio_value
+from v2x.common import Registry, check_switch, check_whole, to_plain
 
 
 @dataclass
@@ -154,12 +154,19 @@ class LinkModel:
             )
         if los_mode not in _MODES:
             raise ValueError(f"{self.name}: 'los_mode' must be one of {_MODES}, got {los_mode!r}")
-        self.distance_m = float(distance_m)
-        self.h_tx_m = float(self.default_h_tx_m if h_tx_m is None else h_tx_m)
-        self.h_rx_m = float(self.default_h_rx_m if h_rx_m is None else h_rx_m)
+        # NaN, infinities and text are refused here, naming the field (not at the first call)
+        self.distance_m = check_radio_value(self.name, "distance_m", distance_m, least=0)
+        self.h_tx_m = check_radio_value(
+            self.name, "h_tx_m", self.default_h_tx_m if h_tx_m is None else h_tx_m, least=0
+        )
+        self.h_rx_m = check_radio_value(
+            self.name, "h_rx_m", self.default_h_rx_m if h_rx_m is None else h_rx_m, least=0
+        )
         self.los_mode = los_mode
-        self.shadowing = bool(shadowing)
-        self.generator = torch.Generator().manual_seed(int(seed))
+        self.shadowing = check_switch(f"{self.name}: field 'shadowing'", shadowing)
+        self.generator = torch.Generator().manual_seed(
+            check_whole(f"{self.name}: field 'seed'", seed, 0)
+        )
 
     @property
     def carrier_hz(self) -> float:

@@ -12,7 +12,7 @@ import torch
 
 from v2x.channels.budget import SPEED_OF_LIGHT as C
 from v2x.channels.link import LINKS, LOS, NLOS, NLOSV, Geometry, LinkModel
-from v2x.channels.radio import RadioParams
+from v2x.channels.radio import RadioParams, check_radio_value
 
 
 def _log(x: torch.Tensor) -> torch.Tensor:
@@ -77,7 +77,9 @@ class _V2V(LinkModel):
 
     def __init__(self, blocker_height_m: float = 1.6, **kw) -> None:
         super().__init__(**kw)
-        self.blocker_height_m = float(blocker_height_m)
+        self.blocker_height_m = check_radio_value(
+            self.name, "blocker_height_m", blocker_height_m, least=0
+        )
 
     def nlos_condition(self) -> int:
         return NLOSV

@@ -29,7 +29,7 @@ import torch
 from v2x.channels.budget import SPEED_OF_LIGHT as C
 from v2x.channels.link import LINKS, LOS, Geometry, LinkModel
 from v2x.channels.pathloss import fspl_db
-from v2x.channels.radio import RadioParams
+from v2x.channels.radio import RadioParams, check_radio_value
 
 TEN_LOG10_E = 10 * math.log10(math.e)  # 4.343 dB per neper
 MODEL_RANGES_HZ = {
@@ -43,8 +43,9 @@ def water_vapor_vmr(temperature_k: float, pressure_hpa: float, relative_humidity
     """Volume mixing ratio of water vapour (Buck's equation for the saturation pressure)."""
     if not 0 <= relative_humidity <= 100:
         raise ValueError(f"thz: 'relative_humidity' must be in [0, 100] %, got {relative_humidity}")
-    if temperature_k <= 0 or pressure_hpa <= 0:
-        raise ValueError("thz: 'temperature_k' and 'pressure_hpa' must be > 0")
+    # (Buck's equation divides by T − 32.18 K; NaN and infinities fail check_radio_value)
+    check_radio_value("thz", "temperature_k", temperature_k, least=33.0)
+    check_radio_value("thz", "pressure_hpa", pressure_hpa, positive=True)
     p_w = (
         6.1121
         * (1.0007 + 3.46e-6 * pressure_hpa)
@@ -75,8 +76,10 @@ def absorption_coefficient(
             f"thz: 'carrier_hz' outside the {model} model's range [{lo:g}, {hi:g}] Hz; "
             "use model='constant' with 'absorption_coeff_per_m' elsewhere in 0.1–1 THz"
         )
+    if coeff_per_m is not None:  # given but unused elsewhere: still a number, never NaN
+        check_radio_value("thz", "absorption_coeff_per_m", coeff_per_m, least=0)
     if model == "constant":
-        if coeff_per_m is None or coeff_per_m < 0:
+        if coeff_per_m is None:
             raise ValueError("thz: model='constant' needs 'absorption_coeff_per_m' >= 0")
         return torch.full_like(f, float(coeff_per_m))
     mu = water_vapor_vmr(temperature_k, pressure_hpa, relative_humidity)
@@ -158,8 +161,15 @@ class THzLink(LinkModel):
         kw.setdefault("los_mode", "los")
         kw.setdefault("shadowing", False)
         super().__init__(**kw)
-        if beamwidth_deg <= 0:
-            raise ValueError(f"thz: 'beamwidth_deg' must be > 0, got {beamwidth_deg}")
+        check_radio_value("thz", "beamwidth_deg", beamwidth_deg, positive=True)
+        check_radio_value("thz", "misalignment_deg", misalignment_deg)
+        for name, value in (
+            ("pointing_error_std_deg", pointing_error_std_deg),
+            ("max_misalignment_loss_db", max_misalignment_loss_db),
+            ("blockage_loss_db", blockage_loss_db),
+        ):
+            check_radio_value("thz", name, value, least=0)
+        water_vapor_vmr(temperature_k, pressure_hpa, relative_humidity)  # checked for every model
         self.absorption_model = absorption_model
         self.kappa = float(
             absorption_coefficient(

@@ -86,6 +86,58 @@ class TrainConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int | float) or not valid(value):
                 raise ValueError(f"train: field 'train.{name}' must be {expected}, got {value!r}")
+        if check_whole("train: field 'train.seed'", self.seed, 0) >= 2**32:  # numpy's seed range
+            raise ValueError(f"train: field 'train.seed' must be below 2**32, got {self.seed!r}")
+        self._check_modes()
+        self._check_augment()
+
+    def _check_modes(self) -> None:
+        """``modes``: known training modes; ``mode_weights``: one finite weight >= 0 per mode,
+        not all 0 (NaN compares false with everything, so it is tested explicitly)."""
+        modes, weights = list(self.modes or ()), list(self.mode_weights or ())
+        if not modes:
+            raise ValueError(f"train: field 'train.modes' must name at least one mode, got {modes}")
+        for mode in modes:
+            if mode not in TRAIN_MODES:
+                raise ValueError(
+                    f"train: field 'train.modes' entry {mode!r} is not a training mode; "
+                    f"valid choices: {', '.join(TRAIN_MODES)}"
+                )
+        if len(weights) != len(modes):
+            raise ValueError(
+                f"train: field 'train.mode_weights' must have one weight per entry of "
+                f"'train.modes' ({len(modes)}), got {len(weights)}: {weights}"
+            )
+        for w in weights:
+            if isinstance(w, bool) or not isinstance(w, int | float) or not 0 <= w < math.inf:
+                raise ValueError(
+                    f"train: field 'train.mode_weights' entry {w!r} must be a finite number >= 0"
+                )
+        if not sum(weights) > 0:
+            raise ValueError(
+                f"train: field 'train.mode_weights' must not be all 0 (no mode could be drawn), "
+                f"got {weights}"
+            )
+
+    def _check_augment(self) -> None:
+        """The augmentation ranges, finite (NaN and infinities fail every test)."""
+
+        def real(value) -> bool:
+            return not isinstance(value, bool) and isinstance(value, int | float)
+
+        for name, valid, expected in (
+            ("augment_flip_prob", lambda v: 0 <= v <= 1, "in [0, 1]"),
+            ("augment_rotation_rad", lambda v: 0 <= v < math.inf, "a finite number >= 0"),
+        ):
+            value = getattr(self, name)
+            if not real(value) or not valid(value):
+                raise ValueError(f"train: field 'train.{name}' must be {expected}, got {value!r}")
+        scale = list(self.augment_scale_range or ())
+        if not (len(scale) == 2 and all(map(real, scale)) and 0 < scale[0] <= scale[1] < math.inf):
+            raise ValueError(
+                f"train: field 'train.augment_scale_range' must be [lo, hi] with "
+                f"0 < lo <= hi, both finite, got {scale}"
+            )
 
 
 def frame_sampler(frames: list[CoopFrame], seed: int) -> Callable[[int, int, int], list[CoopFrame]]:

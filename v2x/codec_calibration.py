@@ -13,18 +13,21 @@ and report on different (test) frames.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
-from v2x.channels import build_channel
+from v2x.channels import CHANNELS, build_channel
+from v2x.common import check_whole
 from v2x.datasets.frame import CoopFrame
 from v2x.evaluation import default_eval_config
 from v2x.execution import evaluate_frames
-from v2x.perception.average_precision import APAccumulator
+from v2x.perception.average_precision import APAccumulator, EvalConfig
 from v2x.perception.detector import CoopDetector
-from v2x.perception.fusion import build_fusion
+from v2x.perception.fusion import FUSIONS, build_fusion
 from v2x.pipeline import CooperativePipeline
 from v2x.semcom.base import Codec
 
@@ -58,6 +61,47 @@ class GateCalibration:
             },
             "thresholds_db": {f"{r:g}": t for r, t in self.thresholds_db.items()},
         }
+
+
+def _real(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def check_calibration(
+    channels: Sequence[str] = ("awgn", "rayleigh"),
+    snr_db: Sequence[float] = (-10, -7.5, -5, -2.5, 0, 2.5, 5, 7.5, 10, 15, 20, 30),
+    iou_thresholds: Sequence[float] = (0.5, 0.7),
+    fusion: str = "max",
+    margin: float = 0.0,
+    batch_size: int = 4,
+) -> None:
+    """Refuse settings of ``calibrate_snr_gate`` (the ``calibrate`` section) before any AP is
+    measured, naming the field and the value: NaN would pass a plain ``<`` test."""
+    where = "calibrate: field"
+    names = list(channels or ())
+    if not names or any(name not in CHANNELS.names() for name in names):
+        raise ValueError(
+            f"{where} 'channels' must list channels of {', '.join(CHANNELS.names())}, got {names}"
+        )
+    grid = list(snr_db or ())
+    if not grid or not all(map(_real, grid)) or len(set(grid)) != len(grid):
+        raise ValueError(
+            f"{where} 'snr_db' must list distinct finite SNRs in dB (at least one), got {grid}"
+        )
+    known = [float(t) for t in EvalConfig.iou_thresholds]
+    ious = list(iou_thresholds or ())
+    if not ious or not all(_real(t) and float(t) in known for t in ious):
+        raise ValueError(
+            f"{where} 'iou_thresholds' must list IoU thresholds of {known} (those AP is "
+            f"computed at), got {ious}"
+        )
+    if fusion not in FUSIONS.names():
+        raise ValueError(
+            f"{where} 'fusion' is {fusion!r}; valid choices: {', '.join(FUSIONS.names())}"
+        )
+    if not (_real(margin) and 0 <= margin <= 1):
+        raise ValueError(f"{where} 'margin' must be an AP shortfall in [0, 1], got {margin!r}")
+    check_whole(f"{where} 'batch_size'", batch_size, 1)
 
 
 def gate_threshold(
@@ -142,6 +186,7 @@ def calibrate_snr_gate(
     Returns:
         the measurements; ``codec`` leaves with the new gate and ``snr_gate=True``.
     """
+    check_calibration(channels, snr_db, iou_thresholds, fusion, margin, batch_size)
     if not frames:
         raise ValueError("calibrate_snr_gate: 'frames' is empty")
     if not (isinstance(codec, Codec) and codec.snr_gated):
@@ -178,4 +223,10 @@ def calibrate_snr_gate(
     return GateCalibration(grid, [float(t) for t in iou_thresholds], ego_ap, curves, thresholds)
 
 
-__all__ = ["GateCalibration", "ap_per_snr", "calibrate_snr_gate", "gate_threshold"]
+__all__ = [
+    "GateCalibration",
+    "ap_per_snr",
+    "calibrate_snr_gate",
+    "check_calibration",
+    "gate_threshold",
+]

@@ -71,8 +71,89 @@ class CodecTrainConfig:
             value = getattr(self, name)
             if not str(value or "").strip():
                 raise ValueError(f"codec_train: field '{name}' must name a file, got {value!r}")
-        for name in ("steps", "batch_size", "log_every"):  # (start_step: train_codec_for_task)
+        for name in ("steps", "batch_size", "log_every"):
             check_whole(f"codec_train: field '{name}'", getattr(self, name), 1)
+        check_whole("codec_train: field 'seed'", self.seed, 0)
+        if check_whole("codec_train: field 'start_step'", self.start_step, 0) >= self.steps:
+            raise ValueError(
+                f"codec_train: field 'start_step' must be in [0, steps = {self.steps}), "
+                f"got {self.start_step!r}"
+            )
+        # NaN fails every comparison, so each range is tested as ``low <= v <= high``
+        for name, low, high, expected in (
+            ("lr", 0, math.inf, "a finite number >= 0"),
+            ("reconstruction_weight", 0, math.inf, "a finite number >= 0"),
+            ("distill_weight", 0, math.inf, "a finite number >= 0"),
+            ("erasure_prob_max", 0, 1, "in [0, 1]"),
+        ):
+            value = getattr(self, name)
+            if not (_real(value) and low <= value <= high and math.isfinite(value)):
+                raise ValueError(f"codec_train: field '{name}' must be {expected}, got {value!r}")
+        if self.max_seconds is not None and not (_real(self.max_seconds) and self.max_seconds >= 0):
+            raise ValueError(
+                "codec_train: field 'max_seconds' must be null (no limit) or a number of "
+                f"seconds >= 0, got {self.max_seconds!r}"
+            )
+        snr = list(self.snr_range_db or ())
+        if not (len(snr) == 2 and all(_real(v) and math.isfinite(v) for v in snr) and snr[0] <= snr[1]):
+            raise ValueError(
+                f"codec_train: field 'snr_range_db' must be [low, high] in dB, both finite, "
+                f"low <= high, got {snr}"
+            )
+        _check_choices("ratios", self.ratios, self.ratio_weights)
+        for name in ("channels", "fusions"):
+            if not list(getattr(self, name) or ()):
+                raise ValueError(f"codec_train: field '{name}' must name at least one, got []")
+
+
+def _real(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _check_choices(name: str, values: Any, weights: Any) -> None:
+    """``values`` (bandwidth ratios in (0, 1]) and their sampling ``weights`` (``None``, or
+    one finite weight >= 0 per value, not all 0)."""
+    values = list(values or ())
+    if not values or not all(_real(v) and 0 < v <= 1 for v in values):
+        raise ValueError(
+            f"codec_train: field '{name}' must list bandwidth ratios in (0, 1], got {values}"
+        )
+    if weights is None:
+        return
+    weights = list(weights)
+    if len(weights) != len(values):
+        raise ValueError(
+            f"codec_train: field '{name[:-1]}_weights' must have one weight per entry of "
+            f"'{name}' ({len(values)}), got {len(weights)}: {weights}"
+        )
+    if not all(_real(w) and 0 <= w < math.inf for w in weights) or not sum(weights) > 0:
+        raise ValueError(
+            f"codec_train: field '{name[:-1]}_weights' must be finite numbers >= 0, not all 0, "
+            f"got {weights}"
+        )
+
+
+def check_task_settings(codec: Any, cfg: CodecTrainConfig) -> None:
+    """What ``cfg`` asks of ``codec`` and the registries, checked before any frame loads or
+    step runs: each ratio in the codec's range (``check_ratio``), every channel and fusion
+    name registered."""
+    from v2x.channels import CHANNELS
+    from v2x.perception.fusion import FUSIONS
+
+    check = getattr(codec, "check_ratio", None)
+    for ratio in cfg.ratios:
+        if check is not None:
+            try:
+                check(ratio)
+            except ValueError as exc:
+                raise ValueError(f"codec_train: field 'ratios' entry {ratio!r}: {exc}") from None
+    for name, registry in (("channels", CHANNELS), ("fusions", FUSIONS)):
+        for entry in getattr(cfg, name):
+            if entry not in registry.names():
+                raise ValueError(
+                    f"codec_train: field '{name}' entry {entry!r} is unknown; valid choices: "
+                    f"{', '.join(registry.names())}"
+                )
 
 
 def codec_train_config(cfg: Any) -> CodecTrainConfig:
@@ -158,6 +239,7 @@ def train_codec_for_task(
         raise ValueError(
             f"codec_train: 'start_step' must be in [0, steps = {cfg.steps}), got {cfg.start_step}"
         )
+    check_task_settings(codec, cfg)  # (the config's own fields: CodecTrainConfig)
     detector = detector.to(device).eval()
     for p in detector.parameters():
         p.requires_grad_(False)

@@ -36,7 +36,7 @@ import numpy as np
 import torch
 
 from v2x.channels.radio import DEFAULT_RADIO, POSITIVE_FIELDS, RadioParams, check_radio_value
-from v2x.common import dataclass_from
+from v2x.common import check_switch, check_whole, dataclass_from
 from v2x.datasets.frame import AGENT_KINDS, CoopFrame
 
 LOS_MODES = ("geometric", "probabilistic", "expected", "los", "nlos")
@@ -69,10 +69,7 @@ class RadioConfig:
     def __post_init__(self) -> None:
         for name in ("tx_power_dbm", "antenna_gain_dbi", *POSITIVE_FIELDS, "noise_figure_db"):
             check_radio_value("network radio", name, getattr(self, name), name in POSITIVE_FIELDS)
-        if int(self.num_antennas) < 1:
-            raise ValueError(
-                f"network radio: field 'num_antennas' must be >= 1, got {self.num_antennas}"
-            )
+        check_whole("network radio: field 'num_antennas'", self.num_antennas, 1)
 
     @property
     def array_gain_db(self) -> float:
@@ -157,6 +154,8 @@ class NetworkConfig:
                 f"network: field 'los_mode' is {self.los_mode!r}; valid choices: {', '.join(LOS_MODES)}"
             )
         check_radio_value("network", "comm_range_m", self.comm_range_m, positive=True)
+        check_switch("network: field 'shadowing'", self.shadowing)
+        check_whole("network: field 'seed'", self.seed, 0)
         links = default_link_models()
         for key, name in dict(self.link_models).items():
             a, _, b = str(key).partition("-")
@@ -176,6 +175,35 @@ class NetworkConfig:
                 )
             radios[kind] = radio if isinstance(radio, RadioConfig) else _radio_from(radio, kind)
         self.radios = radios
+        self._check_link_options()
+
+    def _check_link_options(self) -> None:
+        """Build each link model with its ``link_options`` once, so a bad option (NaN, an
+        unknown field) is refused at planning, not at the first frame."""
+        from v2x.channels import LINKS, build_link
+
+        for model, options in dict(self.link_options).items():
+            if model not in link_model_names():
+                raise ValueError(
+                    f"network: field 'link_options.{model}' names no link model; valid "
+                    f"choices: {', '.join(link_model_names())}"
+                )
+            if not isinstance(options, Mapping):
+                raise ValueError(
+                    f"network: field 'link_options.{model}' must be a mapping of the model's "
+                    f"options, got {options!r}"
+                )
+            params = {"name": model, "los_mode": self.los_mode, "shadowing": self.shadowing,
+                      "seed": self.seed, **options}  # fmt: skip
+            if "radio" in params:
+                params["radio"] = RadioParams.from_mapping(
+                    params["radio"], LINKS.get(model).default_radio,
+                    f"network: 'link_options.{model}.radio'",
+                )
+            try:
+                build_link(params)
+            except (TypeError, ValueError) as exc:  # (TypeError: an option it does not take)
+                raise ValueError(f"network: field 'link_options.{model}': {exc}") from None
 
     @classmethod
     def from_dict(cls, data: Mapping | NetworkConfig | None) -> NetworkConfig:

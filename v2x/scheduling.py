@@ -75,7 +75,17 @@ class BudgetConfig:
                 f"budget: field 'processing_latency_s' is {self.processing_latency_s!r}; "
                 "expected a finite number >= 0"
             )
-        SCHEDULERS.get(self.scheduler)  # raises with the valid choices
+        if self.scheduler not in SCHEDULERS.names():
+            raise ValueError(
+                f"budget: field 'scheduler' is {self.scheduler!r}; valid choices: "
+                f"{', '.join(SCHEDULERS.names())}"
+            )
+        for name in ("alpha", "beta"):  # capacity 0 to a negative power would share inf / inf
+            if check_radio_value("budget", name, getattr(self, name)) < 0:
+                raise ValueError(
+                    f"budget: field '{name}' is {getattr(self, name)!r}; expected a finite "
+                    "number >= 0 (an exponent of the importance scheduler)"
+                )
 
     @property
     def channel_uses(self) -> float:

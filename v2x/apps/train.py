@@ -10,7 +10,13 @@ import hydra
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from v2x.cli import user_errors
-from v2x.common import check_fields, configure_determinism, resolve_device, to_plain
+from v2x.common import (
+    check_fields,
+    check_whole,
+    configure_determinism,
+    resolve_device,
+    to_plain,
+)
 from v2x.datasets.frame import CoopFrame
 from v2x.loading import (  # noqa: F401 - the training frames live with the other loaders
     TRAIN_DATA_SOURCES as DATA_SOURCES,
@@ -53,6 +59,30 @@ def validation_frames(cfg: DictConfig) -> list[CoopFrame]:
         for s in range(int(cfg.val.num_sequences))
         for f in generate_sequence(syn_cfg, sequence_seed(int(cfg.val.seed), "val", s), n)
     ]
+
+
+def check_validation(cfg: DictConfig) -> None:
+    """The ``val`` section, refused before the frames load and training starts (not at the
+    first validation, after ``train.val_every`` steps), naming the field and the value."""
+    from v2x.evaluation import HEADLINE_METRICS
+    from v2x.perception.fusion import FUSIONS
+
+    if int(cfg.train.val_every) <= 0 or cfg.data.source != "synthetic":
+        return  # (make_validator validates nothing then)
+    val = to_plain(cfg.val)
+    for name, least in (("num_sequences", 1), ("seed", 0), ("batch_size", 1)):
+        check_whole(f"train config: field 'val.{name}'", val.get(name), least)
+    if val.get("fusion") not in FUSIONS.names():
+        raise ValueError(
+            f"train config: field 'val.fusion' is {val.get('fusion')!r}; valid choices: "
+            f"{', '.join(FUSIONS.names())}"
+        )
+    metrics = [name for name, _, _ in HEADLINE_METRICS]
+    if val.get("metric") not in metrics:
+        raise ValueError(
+            f"train config: field 'val.metric' is {val.get('metric')!r}; valid choices: "
+            f"{', '.join(metrics)}"
+        )
 
 
 def make_validator(cfg: DictConfig, device: str) -> Callable | None:
@@ -110,6 +140,7 @@ def run_training(cfg: DictConfig) -> Path:
     train_cfg = train_config_from(cfg)
     # refused before the frames load and training starts, not at the first checkpoint
     writable_folder(train_cfg.out_dir, "train: field 'train.out_dir'")
+    check_validation(cfg)
     rank, world = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
     frames = load_training_frames(cfg.data, rank, world)
     validate = make_validator(cfg, train_cfg.device) if rank == 0 else None

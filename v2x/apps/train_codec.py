@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 import random
 from pathlib import Path
@@ -12,9 +13,14 @@ import torch
 from omegaconf import DictConfig
 
 from v2x.cli import user_errors
-from v2x.codec_calibration import calibrate_snr_gate
-from v2x.codec_training import codec_train_config, task_codec, train_codec_for_task
-from v2x.common import configure_determinism, to_plain, usable_device
+from v2x.codec_calibration import calibrate_snr_gate, check_calibration
+from v2x.codec_training import (
+    check_task_settings,
+    codec_train_config,
+    task_codec,
+    train_codec_for_task,
+)
+from v2x.common import check_switch, configure_determinism, to_plain, usable_device
 from v2x.loading import detector_from, load_training_frames
 from v2x.output_folders import writable_folder
 from v2x.perception.detector import CoopDetector
@@ -35,7 +41,7 @@ def run_codec_training(cfg: DictConfig) -> Path:
     JSON of the calibration is written next to it.
     """
     configure_determinism(cfg.get("deterministic", True))
-    train = bool(cfg.get("train", True))
+    train = check_switch("train_codec: field 'train'", cfg.get("train", True))
     if not train and not cfg.init:
         raise ValueError(
             "train_codec config: 'train: false' calibrates the weights of 'init', "
@@ -43,6 +49,16 @@ def run_codec_training(cfg: DictConfig) -> Path:
         )
     device = usable_device(str(cfg.device), "train_codec: field 'device'")
     train_cfg = codec_train_config(cfg)
+    # the calibration's settings are refused before the codec trains, not after it
+    calibrate = to_plain(cfg.calibrate)
+    known = set(inspect.signature(check_calibration).parameters)
+    if set(calibrate) - known - {"enabled"}:
+        raise ValueError(
+            f"train_codec config: 'calibrate' has unknown field(s) "
+            f"{sorted(set(calibrate) - known - {'enabled'})}; valid: {sorted(known | {'enabled'})}"
+        )
+    if check_switch("calibrate: field 'enabled'", calibrate.pop("enabled", True)):
+        check_calibration(**calibrate)
     out = Path(train_cfg.out_path)
     detector = _detector(cfg, device)
     codec = task_codec(cfg, detector)
@@ -51,6 +67,7 @@ def run_codec_training(cfg: DictConfig) -> Path:
         folder = Path(getattr(train_cfg, name)).parent
         writable_folder(folder, f"train_codec: the folder of field '{name}'")
     if train:
+        check_task_settings(codec, train_cfg)
         frames = load_training_frames(cfg.data)
         if len(frames) < train_cfg.batch_size:
             raise ValueError(
@@ -63,10 +80,8 @@ def run_codec_training(cfg: DictConfig) -> Path:
 
         train_codec_for_task(codec, detector, sample, train_cfg, device)
     if cfg.calibrate.enabled:
-        cal = to_plain(cfg.calibrate)
-        cal.pop("enabled")
         result = calibrate_snr_gate(
-            detector, codec.to(device).eval(), load_training_frames(cfg.val_data), **cal
+            detector, codec.to(device).eval(), load_training_frames(cfg.val_data), **calibrate
         )
         codec.save_checkpoint(str(out))
         out.with_suffix(".gate.json").write_text(json.dumps(result.to_dict(), indent=1))
