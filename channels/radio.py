@@ -65,8 +65,9 @@ class RadioParams:
 
     def __post_init__(self) -> None:
         for f in fields(self):
+            least = 0.0 if f.name == "noise_figure_db" else None  # (F >= 1: a receiver adds noise)
             value = check_radio_value(
-                "radio", f.name, getattr(self, f.name), f.name in POSITIVE_FIELDS
+                "radio", f.name, getattr(self, f.name), f.name in POSITIVE_FIELDS, least
             )
             object.__setattr__(self, f.name, value)
 

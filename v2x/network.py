@@ -68,7 +68,9 @@ class RadioConfig:
 
     def __post_init__(self) -> None:
         for name in ("tx_power_dbm", "antenna_gain_dbi", *POSITIVE_FIELDS, "noise_figure_db"):
-            check_radio_value("network radio", name, getattr(self, name), name in POSITIVE_FIELDS)
+            least = 0.0 if name == "noise_figure_db" else None  # (a receiver adds noise: F >= 1)
+            value = getattr(self, name)
+            check_radio_value("network radio", name, value, name in POSITIVE_FIELDS, least)
         check_whole("network radio: field 'num_antennas'", self.num_antennas, 1)
 
     @property

@@ -75,3 +75,15 @@ def test_packet_sizes_are_whole_bytes():
             PacketFormat(mtu, header)
     with pytest.raises(ValueError, match="'bits_per_symbol' is nan; expected a finite number > 0"):
         Packetizer(bits_per_symbol=NAN)
+
+
+def test_a_receiver_adds_noise_its_noise_figure_is_at_least_0_db():
+    from v2x.channels.radio import RadioParams
+    from v2x.network import RadioConfig
+
+    assert RadioParams(noise_figure_db=0.0).noise_figure_db == 0.0
+    with pytest.raises(ValueError, match=r"radio: field 'noise_figure_db' is -1.0; expected a "
+                                         r"finite number >= 0"):  # fmt: skip
+        RadioParams(noise_figure_db=-1.0)
+    with pytest.raises(ValueError, match=r"network radio: field 'noise_figure_db' is -0.5"):
+        RadioConfig(noise_figure_db=-0.5)
