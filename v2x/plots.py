@@ -411,7 +411,10 @@ def make_plots(
     paths = [results] if isinstance(results, str | os.PathLike) else list(results)
     table_rows = read_results(paths, allow_corrupt=allow_corrupt)
     if table_rows.num_rows == 0:
-        raise ValueError(f"plot: no sweep results found in {[str(p) for p in paths]}")
+        raise ValueError(
+            f"plot: no sweep results found in {[str(p) for p in paths]} (field 'results'); "
+            "expected folders or files holding sweep-*.parquet results with rows (v2x-sweep's)"
+        )
     ledger = read_results(paths, allow_corrupt=allow_corrupt, ledger=True)
     merged = aggregate_seeds(table_rows)
     rows = merged.to_pylist()

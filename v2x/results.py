@@ -12,21 +12,11 @@ write goes to a temporary file in the same folder and is moved into place with `
 the ledger first: a killed job leaves either the old or the new file, never half of one, and a
 ledger row whose cell is not in the results is ignored (and rewritten) on resume.
 
-Results columns (``RESULTS_SCHEMA``): the condition (``channel``, ``snr_mode``, ``snr_db``,
-``codec``, ``bandwidth_ratio``, ``fusion``, ``pose_noise_m``, ``pose_noise_yaw_rad``,
-``scheduler``, ``deadline_s``, ``bandwidth_hz``, ``added_delay_s``, ``late_policy``,
-``harq_max_rounds``, ``bits_per_value`` — the quantiser bits of a codec that records them, 0
-otherwise), the frame set (``dataset``, ``split``, ``num_frames``), the metrics (``ap_30``,
-``ap_50``, ``ap_70``, ``ap_70_invisible`` — AP on the objects the ego alone cannot see, NaN
-without visibility — ``num_gt``, ``num_gt_invisible``, ``eval_convention``), ``realised_ratio``
-(channel uses per real feature value actually sent), ``bits_estimated`` (True when the codec's
-``source_bits`` are an estimate, not the size of an encoder's output: ``Codec.bits_estimated``),
-the ledger sums (``v2x.ledger.LEDGER_SUMS``), ``config_hash`` (the job), ``v2x_version``, and the
-provenance that keys the cell (``PROVENANCE_COLUMNS``: ``seed``, ``data_path``, ``data_hash``,
-``detector_sha256``, ``codec_sha256``, ``code_hash``, ``setting_key``) and the bootstrap 95 %
-intervals of every AP (``ap_30_lo`` / ``ap_30_hi``, …; NaN where not computed) with the unit they
-resample, ``bootstrap_unit``: ``sequence`` (whole towns/scenes, when frames come in sequences),
-``frame``, ``seed`` (``aggregate_seeds`` over several seeds), ``""`` without intervals.
+Results columns (``RESULTS_SCHEMA``, each described in docs/sweeps.md, "Results schema"): the
+condition (``CONDITION_COLUMNS``), the frame set, the APs (``AP_METRICS``) with their bootstrap
+95 % intervals (``<metric>_lo`` / ``_hi``) and the unit they resample (``bootstrap_unit``), the
+ground-truth counts, the ledger sums (``v2x.ledger.LEDGER_SUMS``), ``config_hash`` (the job),
+``v2x_version`` and the provenance that keys the cell (``PROVENANCE_COLUMNS``).
 """
 
 from __future__ import annotations
@@ -187,12 +177,6 @@ def cell_id(
     return stable_hash(key, 16)
 
 
-def _current_umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
 def atomic_write_parquet(table: pa.Table, path: str | os.PathLike) -> None:
     """Write ``table`` to a temporary file beside ``path`` and ``os.replace`` it into place.
 
@@ -209,21 +193,32 @@ def atomic_write_parquet(table: pa.Table, path: str | os.PathLike) -> None:
 def read_table(path: str | os.PathLike, schema: pa.Schema) -> pa.Table:
     """Read a Parquet file and check it has ``schema``'s columns; errors name the file."""
     path = Path(path)
+    what = "ledger file" if schema.equals(LEDGER_SCHEMA) else "results file"
     try:
         table = pq.read_table(path)
     except Exception as exc:  # noqa: BLE001 - any reader failure means a corrupt file
-        raise CorruptResultsError(f"results file {path} cannot be read ({exc})") from exc
+        raise CorruptResultsError(f"{what} {path} cannot be read ({exc})") from exc
+    own = table.column_names
     for name, value in ADDED_COLUMNS.items():  # files from before a column existed
         if name in schema.names and name not in table.column_names:
             kind = schema.field(name).type
             table = table.append_column(name, pa.array([value] * table.num_rows, kind))
     missing = [f.name for f in schema if f.name not in table.column_names]
     if missing:
-        raise CorruptResultsError(f"results file {path} lacks column(s) {missing}")
+        raise CorruptResultsError(
+            f"{what} {path} lacks column(s) {_names(missing)}; it has "
+            f"{_names(own)}, expected those of v2x.results."
+            f"{'LEDGER' if what == 'ledger file' else 'RESULTS'}_SCHEMA"
+        )
     try:
         return table.select(schema.names).cast(schema)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
-        raise CorruptResultsError(f"results file {path} has wrong column types ({exc})") from exc
+        raise CorruptResultsError(f"{what} {path} has wrong column types ({exc})") from exc
+
+
+def _names(names: Sequence[str]) -> str:
+    """Column names for a message: the first 8, and how many in all."""
+    return "[" + ", ".join(names[:8]) + (f", … ({len(names)} in all)]" if names[8:] else "]")
 
 
 def rows_to_table(rows: Sequence[Mapping[str, object]]) -> pa.Table:
@@ -307,6 +302,14 @@ class ResultsStore:
                 self.results = results
             except CorruptResultsError as exc:
                 self._aside(self.path, exc, allow_corrupt)
+        if self.results.num_rows and not self.ledger_path.exists():  # deleted, not copied
+            exc = CorruptResultsError(
+                f"results file {self.path} has no ledger file {self.ledger_path.name} beside it"
+            )
+            if not allow_corrupt:
+                raise CorruptResultsError(f"{exc}; pass allow_corrupt=true to recompute its cells")
+            log.warning("results: %s; its cells will be recomputed", exc)
+            self.results = RESULTS_SCHEMA.empty_table()  # (as for an unreadable ledger)
         if self.ledger_path.exists() and self.results.num_rows:
             try:
                 ledger = read_table(self.ledger_path, LEDGER_SCHEMA)
@@ -372,6 +375,11 @@ def results_files(paths: Iterable[str | os.PathLike]) -> list[Path]:
         if p.is_dir():
             files += sorted(
                 f for f in p.rglob("sweep-*.parquet") if not f.name.endswith(".ledger.parquet")
+            )
+        elif p.name.endswith(".ledger.parquet"):
+            raise ValueError(
+                f"results: {p} is a ledger file; expected a results file "
+                f"({p.name.replace('.ledger.parquet', '.parquet')}) or the folder holding it"
             )
         elif p.exists():
             files.append(p)
@@ -461,7 +469,13 @@ def read_results(
     parts = []
     for f, _ in tables:
         path = ledger_path_of(f)
-        if not path.exists() or f not in cells_of:
+        if f not in cells_of:
+            continue
+        if not path.exists():  # its cells would be missing from every ledger figure
+            note = f"results file {f} has no ledger file {path.name} beside it"
+            if not allow_corrupt:
+                raise CorruptResultsError(f"{note}; pass allow_corrupt=true to read without it")
+            log.warning("leaving out the ledger rows of %d cell(s): %s", len(cells_of[f]), note)
             continue
         try:
             table = read_table(path, LEDGER_SCHEMA)

@@ -250,7 +250,13 @@ def reuse_cells(store: ResultsStore, wanted: set[str]) -> int:
         try:
             table = read_table(f, RESULTS_SCHEMA)
             hit = wanted & set(table.column("cell_id").to_pylist())
-            if not hit or not ledger_path_of(f).exists():
+            if not hit:
+                continue
+            if not ledger_path_of(f).exists():  # its cells would come without their ledger rows
+                log.warning(
+                    "sweep: not reusing %d cell(s) of %s: it has no ledger file %s beside it; "
+                    "they are recomputed", len(hit), f, ledger_path_of(f).name,
+                )  # fmt: skip
                 continue
             ledger = read_table(ledger_path_of(f), LEDGER_SCHEMA)
         except CorruptResultsError as exc:

@@ -1,0 +1,89 @@
+"""Results files that lost their ledger, or that are not results files at all: each gets one
+message naming the file and what is expected, and no cell is resumed, reused or plotted without
+its ledger rows."""
+
+from __future__ import annotations
+
+import logging
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from tests.core.test_results import _keyed_row, _ledger, _row
+from v2x.results import CorruptResultsError, ResultsStore, read_results
+
+
+def test_a_results_file_without_its_ledger_is_not_resumed_silently(tmp_path, caplog):
+    store = ResultsStore(tmp_path, "j")
+    store.add([_row(0.0), _row(10.0)], _ledger(_row(0.0)["cell_id"], 2))
+    results_before = store.path.read_bytes()
+    store.ledger_path.unlink()  # deleted, or not copied along with the results
+    with pytest.raises(CorruptResultsError) as caught:
+        ResultsStore(tmp_path, "j")
+    message = str(caught.value)
+    assert str(store.path) in message and store.ledger_path.name in message
+    assert "allow_corrupt=true" in message and "\n" not in message
+    assert store.path.read_bytes() == results_before  # nothing touched
+    with caplog.at_level(logging.WARNING, logger="v2x.results"):
+        again = ResultsStore(tmp_path, "j", allow_corrupt=True)
+    assert again.done_cells() == set()  # its cells are recomputed, with their ledger rows
+    assert store.ledger_path.name in caplog.text
+
+
+def test_reading_the_ledger_of_a_results_file_without_one_names_it(tmp_path, caplog):
+    a = ResultsStore(tmp_path / "a", "job1")
+    a.add([_keyed_row(0.0)], _ledger(_keyed_row(0.0)["cell_id"], 3))
+    b = ResultsStore(tmp_path / "b", "job2")
+    b.add([_keyed_row(10.0)], _ledger(_keyed_row(10.0)["cell_id"], 2))
+    b.ledger_path.unlink()
+    assert read_results([tmp_path]).num_rows == 2  # the results themselves are whole
+    with pytest.raises(CorruptResultsError, match=str(b.path) + ".*no ledger file.*allow_corrupt"):
+        read_results([tmp_path], ledger=True)
+    with caplog.at_level(logging.WARNING, logger="v2x.results"):
+        assert read_results([tmp_path], ledger=True, allow_corrupt=True).num_rows == 3
+    assert "ledger rows of 1 cell(s)" in caplog.text and str(b.path) in caplog.text
+
+
+def test_cells_of_a_file_without_its_ledger_are_not_reused_and_this_is_said(tmp_path, caplog):
+    from v2x.sweep_reuse import reuse_cells
+
+    other = ResultsStore(tmp_path, "other")
+    row = _keyed_row(0.0)
+    other.add([row], _ledger(row["cell_id"], 2))
+    other.ledger_path.unlink()
+    store = ResultsStore(tmp_path, "mine")
+    with caplog.at_level(logging.WARNING, logger="v2x.sweep"):
+        assert reuse_cells(store, {row["cell_id"]}) == 0
+    assert str(other.path) in caplog.text and "no ledger file" in caplog.text
+
+
+def test_a_file_of_other_columns_is_named_with_what_it_has_in_one_short_line(tmp_path):
+    path = tmp_path / "sweep-x.parquet"
+    pq.write_table(pa.table({"x": [1, 2], "y": ["a", "b"]}), path)
+    with pytest.raises(CorruptResultsError) as caught:
+        read_results([tmp_path])
+    message = str(caught.value)
+    assert message.startswith(f"results file {path} lacks column(s) [cell_id, channel,")
+    assert "in all)" in message and "it has [x, y]" in message and "RESULTS_SCHEMA" in message
+    assert len(message) < 400
+    store = ResultsStore(tmp_path, "k")
+    store.add([_row(0.0)], _ledger(_row(0.0)["cell_id"], 1))
+    pq.write_table(pa.table({"cell_id": ["a"]}), store.ledger_path)
+    with pytest.raises(CorruptResultsError, match=f"ledger file {store.ledger_path} lacks"):
+        ResultsStore(tmp_path, "k")
+
+
+def test_a_ledger_file_named_as_results_is_refused_naming_its_results_file(tmp_path):
+    store = ResultsStore(tmp_path, "j")
+    store.add([_row(0.0)], _ledger(_row(0.0)["cell_id"], 1))
+    with pytest.raises(ValueError, match=f"{store.ledger_path} is a ledger file.*sweep-j.parquet"):
+        read_results([store.ledger_path])
+
+
+def test_plotting_an_empty_folder_says_what_was_expected(tmp_path):
+    from v2x.plots import make_plots
+
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="no sweep results found.*field 'results'.*sweep-"):
+        make_plots([tmp_path / "empty"], tmp_path / "fig", formats=["png"])
