@@ -63,14 +63,21 @@ class GateCalibration:
         }
 
 
+#: ``calibrate_snr_gate``'s (and ``check_calibration``'s) default channels, SNR grid (dB) and
+#: IoU thresholds.
+DEFAULT_CHANNELS = ("awgn", "rayleigh")
+DEFAULT_SNRS_DB = (-10, -7.5, -5, -2.5, 0, 2.5, 5, 7.5, 10, 15, 20, 30)
+DEFAULT_IOU_THRESHOLDS = (0.5, 0.7)
+
+
 def _real(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def check_calibration(
-    channels: Sequence[str] = ("awgn", "rayleigh"),
-    snr_db: Sequence[float] = (-10, -7.5, -5, -2.5, 0, 2.5, 5, 7.5, 10, 15, 20, 30),
-    iou_thresholds: Sequence[float] = (0.5, 0.7),
+    channels: Sequence[str] = DEFAULT_CHANNELS,
+    snr_db: Sequence[float] = DEFAULT_SNRS_DB,
+    iou_thresholds: Sequence[float] = DEFAULT_IOU_THRESHOLDS,
     fusion: str = "max",
     margin: float = 0.0,
     batch_size: int = 4,
@@ -164,9 +171,9 @@ def calibrate_snr_gate(
     detector: CoopDetector,
     codec: Codec,
     frames: Sequence[CoopFrame],
-    channels: Sequence[str] = ("awgn", "rayleigh"),
-    snr_db: Sequence[float] = (-10, -7.5, -5, -2.5, 0, 2.5, 5, 7.5, 10, 15, 20, 30),
-    iou_thresholds: Sequence[float] = (0.5, 0.7),
+    channels: Sequence[str] = DEFAULT_CHANNELS,
+    snr_db: Sequence[float] = DEFAULT_SNRS_DB,
+    iou_thresholds: Sequence[float] = DEFAULT_IOU_THRESHOLDS,
     fusion: str = "max",
     margin: float = 0.0,
     batch_size: int = 4,

@@ -199,7 +199,8 @@ class NetworkConfig:
                       "seed": self.seed, **options}  # fmt: skip
             if "radio" in params:
                 params["radio"] = RadioParams.from_mapping(
-                    params["radio"], LINKS.get(model).default_radio,
+                    params["radio"],
+                    LINKS.get(model).default_radio,
                     f"network: 'link_options.{model}.radio'",
                 )
             try:

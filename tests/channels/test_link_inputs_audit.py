@@ -43,12 +43,16 @@ def test_constant_absorption_with_an_infinite_coefficient_names_it():
 
 @pytest.mark.parametrize("seed", [-1, 1.5, float("nan"), float("inf")])
 def test_a_link_seed_must_be_a_whole_number(seed):
-    with pytest.raises(ValueError, match=rf"v2v_urban: field 'seed' must be a whole number >= 0, got {seed!r}"):
+    with pytest.raises(
+        ValueError, match=rf"v2v_urban: field 'seed' must be a whole number >= 0, got {seed!r}"
+    ):
         build_link(name="v2v_urban", seed=seed)
 
 
 def test_shadowing_must_be_true_or_false():
-    with pytest.raises(ValueError, match="v2v_urban: field 'shadowing' must be true or false, got 'maybe'"):
+    with pytest.raises(
+        ValueError, match="v2v_urban: field 'shadowing' must be true or false, got 'maybe'"
+    ):
         build_link(name="v2v_urban", shadowing="maybe")
 
 

@@ -52,11 +52,17 @@ def test_train_config_refuses_naming_field_and_value(kw, field, shown):
 
 @pytest.mark.parametrize(
     "override, field",
-    [("val.batch_size=0", "val.batch_size"), ("val.num_sequences=nan", "val.num_sequences"),
-     ("val.seed=-1", "val.seed"), ("val.fusion=bogus", "val.fusion"),
-     ("val.metric=bogus", "val.metric")],  # fmt: skip
+    [
+        ("val.batch_size=0", "val.batch_size"),
+        ("val.num_sequences=nan", "val.num_sequences"),
+        ("val.seed=-1", "val.seed"),
+        ("val.fusion=bogus", "val.fusion"),
+        ("val.metric=bogus", "val.metric"),
+    ],  # fmt: skip
 )
-def test_train_app_refuses_a_bad_val_section_before_loading_frames(tmp_path, monkeypatch, override, field):
+def test_train_app_refuses_a_bad_val_section_before_loading_frames(
+    tmp_path, monkeypatch, override, field
+):
     import v2x.apps.train as app
 
     def no_frames(*args, **kwargs):
@@ -144,13 +150,17 @@ def test_calibration_settings_are_refused_naming_field_and_value(kw, field, show
 
 @pytest.mark.parametrize(
     "override, match",
-    [("calibrate.margin=nan", "calibrate: field 'margin'.*nan"),
-     ("calibrate.channels=[]", "calibrate: field 'channels'"),
-     ("calibrate.enabled=maybe", "calibrate: field 'enabled'.*maybe"),
-     ("codec_train.lr=nan", "codec_train: field 'lr'.*nan"),
-     ("codec_train.ratios=[0.5];codec_train.ratio_weights=null",
-      "codec_train: field 'ratios' entry 0.5"),
-     ("codec_train.ratio_weights=null", None)],  # fmt: skip
+    [
+        ("calibrate.margin=nan", "calibrate: field 'margin'.*nan"),
+        ("calibrate.channels=[]", "calibrate: field 'channels'"),
+        ("calibrate.enabled=maybe", "calibrate: field 'enabled'.*maybe"),
+        ("codec_train.lr=nan", "codec_train: field 'lr'.*nan"),
+        (
+            "codec_train.ratios=[0.5];codec_train.ratio_weights=null",
+            "codec_train: field 'ratios' entry 0.5",
+        ),
+        ("codec_train.ratio_weights=null", None),
+    ],  # fmt: skip
 )
 def test_train_codec_app_refuses_before_training(tmp_path, monkeypatch, override, match):
     import v2x.apps.train_codec as app
@@ -183,10 +193,14 @@ def test_train_codec_app_refuses_before_training(tmp_path, monkeypatch, override
         ({"shadowing": "maybe"}, "network: field 'shadowing' must be true or false, got 'maybe'"),
         ({"radios": {"vehicle": {"num_antennas": NAN}}}, "field 'num_antennas'.*got nan"),
         ({"radios": {"vehicle": {"num_antennas": 1.5}}}, "field 'num_antennas'.*got 1.5"),
-        ({"link_options": {"v2v_urban": {"blocker_height_m": NAN}}},
-         "network: field 'link_options.v2v_urban'.*'blocker_height_m' is nan"),
-        ({"link_options": {"thz": {"beamwidth_deg": NAN}}},
-         "network: field 'link_options.thz'.*'beamwidth_deg' is nan"),
+        (
+            {"link_options": {"v2v_urban": {"blocker_height_m": NAN}}},
+            "network: field 'link_options.v2v_urban'.*'blocker_height_m' is nan",
+        ),
+        (
+            {"link_options": {"thz": {"beamwidth_deg": NAN}}},
+            "network: field 'link_options.thz'.*'beamwidth_deg' is nan",
+        ),
         ({"link_options": {"v2v_urban": {"bogus": 1}}}, "link_options.v2v_urban.*bogus"),
         ({"link_options": {"bogus_model": {}}}, "link_options.bogus_model' names no link model"),
     ],
