@@ -287,41 +287,54 @@ class DAIRV2XCDataset:
                 "'infrastructure_pointcloud_path'"
             )
         first_at: dict[str, int] = {}
+        repeated: dict[str, tuple[int, int]] = {}  # vehicle frame -> its first and next record
         for i, pair in enumerate(pairs):
             for name in ("vehicle_pointcloud_path", "infrastructure_pointcloud_path"):
                 _path(pair, name, f"{self._info_path} [{i}]")
             veh = _frame_id(pair["vehicle_pointcloud_path"])
             if veh in first_at:
-                raise ValueError(
-                    f"{self._info_path} [{i}]: field 'vehicle_pointcloud_path' repeats vehicle "
-                    f"frame {veh!r} of record [{first_at[veh]}]; expected each vehicle frame once"
-                )
-            first_at[veh] = i
-        self._side_info = {side: self._load_side(side) for side in (VEH, INF)}
+                repeated.setdefault(veh, (first_at[veh], i))
+            first_at.setdefault(veh, i)
+        self._side_info: dict[str, dict[str, dict]] = {}
+        self._side_conflicts: dict[str, dict[str, tuple[int, int]]] = {}
+        for side in (VEH, INF):
+            self._side_info[side], self._side_conflicts[side] = self._load_side(side)
         if split is not None:
             pairs = self._apply_split(pairs, split, split_file)
+        for pair in pairs:  # (a repeat outside the split is not read: a release's files are kept)
+            veh = _frame_id(pair["vehicle_pointcloud_path"])
+            if veh in repeated:
+                first, again = repeated[veh]
+                raise ValueError(
+                    f"{self._info_path} [{again}]: field 'vehicle_pointcloud_path' repeats "
+                    f"vehicle frame {veh!r} of record [{first}]; expected each vehicle frame once"
+                )
         self._pairs = pairs
         self._pair_index: dict[str, int] | None = None
         self._sequences: dict[tuple[str, str], list[tuple[float, str]]] = {}
 
-    def _load_side(self, side: str) -> dict[str, dict]:
+    def _load_side(self, side: str) -> tuple[dict[str, dict], dict[str, tuple[int, int]]]:
+        """The side's ``data_info.json`` records by frame, and the frames that two different
+        records claim (first and next record; refused when such a frame is read, so that a
+        release's stray repeat among frames no pair uses does not refuse the whole dataset;
+        an exact repeat of a record changes nothing and is taken)."""
         path = self.root / side / "data_info.json"
         if not path.exists():
-            return {}
+            return {}, {}
         rows = _load_json(path)
         if not isinstance(rows, list):
             raise ValueError(f"{path}: must hold a JSON list of frames")
         records: dict[str, dict] = {}
         first_at: dict[str, int] = {}
+        conflicts: dict[str, tuple[int, int]] = {}
         for i, row in enumerate(rows):
             frame = _frame_id(_path(row, "pointcloud_path", f"{path} [{i}]"))
             if frame in records:
-                raise ValueError(
-                    f"{path} [{i}]: field 'pointcloud_path' repeats frame {frame!r} of record "
-                    f"[{first_at[frame]}]; expected each frame once"
-                )
+                if row != records[frame]:
+                    conflicts.setdefault(frame, (first_at[frame], i))
+                continue
             records[frame], first_at[frame] = row, i
-        return records
+        return records, conflicts
 
     def _apply_split(self, pairs: list[dict], split: str, split_file) -> list[dict]:
         if split_file is None:
@@ -387,6 +400,13 @@ class DAIRV2XCDataset:
                 f"{where}: frame {frame!r} is missing; expected a record (with "
                 "'pointcloud_path' and 'pointcloud_timestamp') for every frame that "
                 "cooperative/data_info.json pairs"
+            )
+        if frame in self._side_conflicts[side]:
+            first, again = self._side_conflicts[side][frame]
+            raise ValueError(
+                f"{self.root / side / 'data_info.json'} [{again}]: field 'pointcloud_path' "
+                f"repeats frame {frame!r} of record [{first}] with other values; expected each "
+                "frame once"
             )
         info = self._side_info[side].get(frame, {})
         raw = info.get("pointcloud_timestamp", "")
@@ -487,6 +507,7 @@ class DAIRV2XCDataset:
             for fid, record in info.items():
                 if str(record.get("batch_id", "")) != batch:
                     continue
+                self._timestamp(side, fid)  # (refuses a frame two records claim)
                 where = f"{path} [{fid}]"
                 raw = _get(record, "pointcloud_timestamp", where)
                 if isinstance(raw, str) and not raw.strip():

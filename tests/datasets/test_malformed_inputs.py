@@ -510,3 +510,25 @@ def test_store_manifest_that_is_not_an_object(written, tmp_path):
     (root / "manifest.json").write_text("[1, 2]")
     with pytest.raises(ValueError, match=r"manifest\.json: must hold a JSON object .*got list"):
         read_manifest(root)
+
+
+def test_dair_repeats_the_read_frames_do_not_use_are_taken(written, tmp_path):
+    """A release's stray repeat refuses only the frames it makes ambiguous: a repeated vehicle
+    frame outside the split, an exact repeat of a side record, and a side frame no pair uses
+    claimed by two different records all leave the split's frames readable, as before."""
+    root = _copy(written, "dair", tmp_path)
+    _edit_json(root / PAIRS, lambda d: d.append(d[1]))  # vehicle frame 000001 twice
+    (root / "split.json").write_text(json.dumps({"train": ["000000"]}))
+    _edit_json(root / f"{V}/data_info.json", lambda d: d.append(dict(d[0])))  # exact repeat
+    _edit_json(
+        root / f"{I}/data_info.json",
+        lambda d: d.append(dict(d[0], pointcloud_path="velodyne/999999.pcd")),
+    )
+    _edit_json(
+        root / f"{I}/data_info.json",
+        lambda d: d.append(dict(d[0], pointcloud_path="velodyne/999999.pcd", batch_id="x")),
+    )
+    ds = DAIRV2XCDataset(root, split="train", split_file="split.json")
+    assert len(ds) == 1 and ds[0].agents[0].points.shape[0] > 0
+    with pytest.raises(ValueError, match=r"repeats vehicle frame '000001' of record \[1\]"):
+        DAIRV2XCDataset(root)  # every pair: the repeat is read
