@@ -22,8 +22,9 @@ import torch
 
 from v2x.channels.budget import received_power_dbm, thermal_noise_dbm
 
-#: Fields that must be > 0 (the others must be finite).
+#: Fields that must be > 0, and >= 0 (a receiver adds noise: F >= 1); the others must be finite.
 POSITIVE_FIELDS = ("carrier_hz", "bandwidth_hz")
+NONNEGATIVE_FIELDS = ("noise_figure_db",)
 
 
 def check_radio_value(
@@ -40,6 +41,13 @@ def check_radio_value(
         if math.isfinite(number) and (number > 0 or not positive) and above:
             return number
     raise ValueError(f"{where}: field '{name}' is {value!r}; expected {expected}")
+
+
+def check_radio_field(where: str, name: str, value) -> float:
+    """``check_radio_value`` with radio field ``name``'s own bounds (``POSITIVE_FIELDS``,
+    ``NONNEGATIVE_FIELDS``)."""
+    least = 0.0 if name in NONNEGATIVE_FIELDS else None
+    return check_radio_value(where, name, value, name in POSITIVE_FIELDS, least)
 
 
 @dataclass(frozen=True)
@@ -65,10 +73,7 @@ class RadioParams:
 
     def __post_init__(self) -> None:
         for f in fields(self):
-            least = 0.0 if f.name == "noise_figure_db" else None  # (F >= 1: a receiver adds noise)
-            value = check_radio_value(
-                "radio", f.name, getattr(self, f.name), f.name in POSITIVE_FIELDS, least
-            )
+            value = check_radio_field("radio", f.name, getattr(self, f.name))
             object.__setattr__(self, f.name, value)
 
     @classmethod

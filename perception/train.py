@@ -249,12 +249,7 @@ def train_detector(
         net = torch.nn.parallel.DistributedDataParallel(
             model, device_ids=[device.index] if device.type == "cuda" else None
         )
-    use_amp = cfg.amp and device.type == "cuda"
-    if len(cfg.mode_weights) != len(cfg.modes):
-        raise ValueError("train: 'mode_weights' must have one weight per entry of 'modes'")
-    for mode in cfg.modes:
-        if mode not in TRAIN_MODES:
-            raise ValueError(f"train: unknown mode {mode!r}; valid choices: {', '.join(TRAIN_MODES)}")
+    use_amp = cfg.amp and device.type == "cuda"  # (modes and their weights: TrainConfig)
     per_rank = max(1, cfg.batch_size // world)
     log_path = out / "log.csv"
     if rank == 0 and start > 0:

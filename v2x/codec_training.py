@@ -235,11 +235,7 @@ def train_codec_for_task(
         frames: ``frames(step, count) -> count CoopFrames`` (a pure function of ``step`` for
             the same resumption property).
     """
-    if not 0 <= cfg.start_step < cfg.steps:
-        raise ValueError(
-            f"codec_train: 'start_step' must be in [0, steps = {cfg.steps}), got {cfg.start_step}"
-        )
-    check_task_settings(codec, cfg)  # (the config's own fields: CodecTrainConfig)
+    check_task_settings(codec, cfg)  # (the config's own fields, start_step too: CodecTrainConfig)
     detector = detector.to(device).eval()
     for p in detector.parameters():
         p.requires_grad_(False)

@@ -35,7 +35,13 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from v2x.channels.radio import DEFAULT_RADIO, POSITIVE_FIELDS, RadioParams, check_radio_value
+from v2x.channels.radio import (
+    DEFAULT_RADIO,
+    POSITIVE_FIELDS,
+    RadioParams,
+    check_radio_field,
+    check_radio_value,
+)
 from v2x.common import check_switch, check_whole, dataclass_from
 from v2x.datasets.frame import AGENT_KINDS, CoopFrame
 
@@ -68,9 +74,7 @@ class RadioConfig:
 
     def __post_init__(self) -> None:
         for name in ("tx_power_dbm", "antenna_gain_dbi", *POSITIVE_FIELDS, "noise_figure_db"):
-            least = 0.0 if name == "noise_figure_db" else None  # (a receiver adds noise: F >= 1)
-            value = getattr(self, name)
-            check_radio_value("network radio", name, value, name in POSITIVE_FIELDS, least)
+            check_radio_field("network radio", name, getattr(self, name))
         check_whole("network radio: field 'num_antennas'", self.num_antennas, 1)
 
     @property
@@ -182,7 +186,7 @@ class NetworkConfig:
     def _check_link_options(self) -> None:
         """Build each link model with its ``link_options`` once, so a bad option (NaN, an
         unknown field) is refused at planning, not at the first frame."""
-        from v2x.channels import LINKS, build_link
+        from v2x.channels import LINKS
 
         for model, options in dict(self.link_options).items():
             if model not in link_model_names():
@@ -195,16 +199,8 @@ class NetworkConfig:
                     f"network: field 'link_options.{model}' must be a mapping of the model's "
                     f"options, got {options!r}"
                 )
-            params = {"name": model, "los_mode": self.los_mode, "shadowing": self.shadowing,
-                      "seed": self.seed, **options}  # fmt: skip
-            if "radio" in params:
-                params["radio"] = RadioParams.from_mapping(
-                    params["radio"],
-                    LINKS.get(model).default_radio,
-                    f"network: 'link_options.{model}.radio'",
-                )
             try:
-                build_link(params)
+                _link_model(self, model, LINKS.get(model).default_radio, self.seed)
             except (TypeError, ValueError) as exc:  # (TypeError: an option it does not take)
                 raise ValueError(f"network: field 'link_options.{model}': {exc}") from None
 
@@ -227,6 +223,33 @@ def link_model_names() -> list[str]:
     return LINKS.names()
 
 
+def _link_model(cfg: NetworkConfig, model: str, radio: RadioParams, seed: int):
+    """The ``v2x.channels`` link model ``model`` between radios ``radio`` (``RadioConfig.link_to``)
+    with the network's LOS mode and shadowing and its ``link_options`` for ``model``."""
+    from v2x.channels import LINKS, build_link
+
+    options = dict(cfg.link_options.get(model, {}) or {})
+    if model == "thz":  # THz radios are their own (300 GHz, 10 GHz, high-gain antennas)
+        radio = dataclasses.replace(
+            LINKS.get(model).default_radio,
+            tx_power_dbm=radio.tx_power_dbm,
+            noise_figure_db=radio.noise_figure_db,
+        )
+    if "radio" in options:  # a mapping of RadioParams fields replacing those of the radios
+        radio = RadioParams.from_mapping(
+            options.pop("radio"), radio, f"network: 'link_options.{model}.radio'"
+        )
+    params = {
+        "name": model,
+        "radio": radio,
+        "los_mode": cfg.los_mode,
+        "shadowing": cfg.shadowing,
+        "seed": seed,
+    }
+    params.update(options)
+    return build_link(params)
+
+
 # UE-height validity of TR 38.901 UMi (the ego's antenna is clamped into it, documented).
 _UMI_UE_HEIGHT_M = (1.5, 22.5)
 
@@ -246,29 +269,7 @@ def _evaluate_links(
     Path loss is reciprocal: the higher antenna is passed as the model's transmitter (the base
     station / UAV side of the 38.901 and air-to-ground models).
     """
-    from v2x.channels import LINKS, build_link
-
-    options = dict(cfg.link_options.get(model, {}) or {})
-    radio = tx.link_to(rx)
-    if model == "thz":  # THz radios are their own (300 GHz, 10 GHz, high-gain antennas)
-        radio = dataclasses.replace(
-            LINKS.get(model).default_radio,
-            tx_power_dbm=radio.tx_power_dbm,
-            noise_figure_db=radio.noise_figure_db,
-        )
-    if "radio" in options:  # a mapping of RadioParams fields replacing those of the radios
-        radio = RadioParams.from_mapping(
-            options.pop("radio"), radio, f"network: 'link_options.{model}.radio'"
-        )
-    params = {
-        "name": model,
-        "radio": radio,
-        "los_mode": cfg.los_mode,
-        "shadowing": cfg.shadowing,
-        "seed": seed,
-    }
-    params.update(options)
-    link = build_link(params)
+    link = _link_model(cfg, model, tx.link_to(rx), seed)
     swap = tx_pos[:, 2] < rx_pos[:, 2]
     hi = np.where(swap[:, None], rx_pos, tx_pos)
     lo = np.where(swap[:, None], tx_pos, rx_pos)

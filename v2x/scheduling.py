@@ -81,11 +81,7 @@ class BudgetConfig:
                 f"{', '.join(SCHEDULERS.names())}"
             )
         for name in ("alpha", "beta"):  # capacity 0 to a negative power would share inf / inf
-            if check_radio_value("budget", name, getattr(self, name)) < 0:
-                raise ValueError(
-                    f"budget: field '{name}' is {getattr(self, name)!r}; expected a finite "
-                    "number >= 0 (an exponent of the importance scheduler)"
-                )
+            check_radio_value("budget", name, getattr(self, name), least=0.0)
 
     @property
     def channel_uses(self) -> float:

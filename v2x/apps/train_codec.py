@@ -57,7 +57,8 @@ def run_codec_training(cfg: DictConfig) -> Path:
             f"train_codec config: 'calibrate' has unknown field(s) "
             f"{sorted(set(calibrate) - known - {'enabled'})}; valid: {sorted(known | {'enabled'})}"
         )
-    if check_switch("calibrate: field 'enabled'", calibrate.pop("enabled", True)):
+    calibrating = check_switch("calibrate: field 'enabled'", calibrate.pop("enabled", True))
+    if calibrating:
         check_calibration(**calibrate)
     out = Path(train_cfg.out_path)
     detector = _detector(cfg, device)
@@ -79,7 +80,7 @@ def run_codec_training(cfg: DictConfig) -> Path:
             return random.Random(f"codec-frames:{train_cfg.seed}:{step}").sample(frames, count)
 
         train_codec_for_task(codec, detector, sample, train_cfg, device)
-    if cfg.calibrate.enabled:
+    if calibrating:
         result = calibrate_snr_gate(
             detector, codec.to(device).eval(), load_training_frames(cfg.val_data), **calibrate
         )
