@@ -387,11 +387,14 @@ def _rank_device(device: str) -> str:
     return device
 
 
-def load_training_frames(data: Mapping | Any, rank: int = 0, world: int = 1) -> list[CoopFrame]:
+def load_training_frames(
+    data: Mapping | Any, rank: int = 0, world: int = 1, app: str = "train", section: str = "data"
+) -> list[CoopFrame]:
     """The training frames named by the ``data`` config section.
 
     Synthetic towns are split across DDP ranks: rank ``r`` of ``world`` generates (on its own
     GPU when ``data.synthetic.device=cuda``) and trains on the towns ``s ≡ r (mod world)``.
+    Messages about bad settings name ``<app> config: field '<section>.<key>'``.
     """
 
     data = to_plain(data)
@@ -400,7 +403,7 @@ def load_training_frames(data: Mapping | Any, rank: int = 0, world: int = 1) -> 
         from v2x.datasets.synthetic import SyntheticConfig, generate_sequence
 
         for key, least in (("num_sequences", 1), ("frames_per_sequence", 1), ("seed", 0)):
-            data[key] = check_whole(f"train config: field 'data.{key}'", data.get(key), least)
+            data[key] = check_whole(f"{app} config: field '{section}.{key}'", data.get(key), least)
         syn = dict(data.get("synthetic") or {})
         syn["device"] = _rank_device(str(syn.get("device", "cpu")))
         cfg = SyntheticConfig.from_dict(syn)
@@ -414,6 +417,12 @@ def load_training_frames(data: Mapping | Any, rank: int = 0, world: int = 1) -> 
         from v2x.datasets.store import load_split
 
         if not data.get("path"):
-            raise ValueError("train config: field 'data.path' must name a v2x-generate folder when data.source=store")
+            raise ValueError(
+                f"{app} config: field '{section}.path' must name a v2x-generate folder when "
+                f"{section}.source=store"
+            )
         return list(load_split(Path(data["path"]), data.get("split", "train")))
-    raise ValueError(f"train config: field 'data.source' must be one of {TRAIN_DATA_SOURCES}, got {source!r}")
+    raise ValueError(
+        f"{app} config: field '{section}.source' must be one of {TRAIN_DATA_SOURCES}, "
+        f"got {source!r}"
+    )

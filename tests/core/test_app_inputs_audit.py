@@ -230,3 +230,34 @@ def test_budget_config_refuses_bad_scheduler_settings(data, match):
     with pytest.raises(ValueError, match=match):
         BudgetConfig.from_dict(data)
     assert math.isfinite(BudgetConfig.from_dict({"alpha": 0, "beta": 2}).beta)
+
+
+@pytest.mark.parametrize(
+    "override, match",
+    [
+        ("val_data.seed=-1", "train_codec config: field 'val_data.seed'.*-1"),
+        ("val_data.source=bogus", "train_codec config: field 'val_data.source'.*bogus"),
+        ("val_data.source=store", "train_codec config: field 'val_data.path'"),
+        ("data.seed=-1", "train_codec config: field 'data.seed'.*-1"),
+    ],
+)
+def test_train_codec_app_reads_its_calibration_frames_before_training(
+    tmp_path, monkeypatch, override, match
+):
+    """The calibration's ``val_data`` was read only after the codec had trained: a bad section
+    lost the whole training run. Now both frame sections are refused before it starts."""
+    import v2x.apps.train_codec as app
+
+    def untrained(*args, **kwargs):
+        raise AssertionError("training started")
+
+    monkeypatch.setattr(app, "train_codec_for_task", untrained)
+    cfg = _compose("train_codec", [
+        "checkpoint=untrained", "model=pillars_center", "codec.hidden=8", "device=cpu",
+        f"out={tmp_path / 'c.pt'}", f"codec_train.log_path={tmp_path / 'log.csv'}",
+        "val_data.num_sequences=1", "val_data.frames_per_sequence=1",
+        "data.num_sequences=1", "data.frames_per_sequence=2", "codec_train.batch_size=1",
+        override,
+    ])  # fmt: skip
+    with pytest.raises(ValueError, match=match):
+        app.run_codec_training(cfg)

@@ -69,7 +69,12 @@ def run_codec_training(cfg: DictConfig) -> Path:
         writable_folder(folder, f"train_codec: the folder of field '{name}'")
     if train:
         check_task_settings(codec, train_cfg)
-        frames = load_training_frames(cfg.data)
+    if calibrating:  # the calibration's frames are read (and refused) before the codec trains
+        val_frames = load_training_frames(cfg.val_data, app="train_codec", section="val_data")
+        if not val_frames:
+            raise ValueError("train_codec config: 'val_data' gives no frames to calibrate on")
+    if train:
+        frames = load_training_frames(cfg.data, app="train_codec")
         if len(frames) < train_cfg.batch_size:
             raise ValueError(
                 f"train_codec config: 'data' gives {len(frames)} frames, fewer than "
@@ -81,9 +86,7 @@ def run_codec_training(cfg: DictConfig) -> Path:
 
         train_codec_for_task(codec, detector, sample, train_cfg, device)
     if calibrating:
-        result = calibrate_snr_gate(
-            detector, codec.to(device).eval(), load_training_frames(cfg.val_data), **calibrate
-        )
+        result = calibrate_snr_gate(detector, codec.to(device).eval(), val_frames, **calibrate)
         codec.save_checkpoint(str(out))
         out.with_suffix(".gate.json").write_text(json.dumps(result.to_dict(), indent=1))
     return out
