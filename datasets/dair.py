@@ -353,7 +353,16 @@ class DAIRV2XCDataset:
                 f"{path}: field '{split}' must be a list of vehicle frame ids, got {ids!r:.80}"
             )
         keep = {str(v) for v in ids}
-        return [p for p in pairs if _frame_id(p["vehicle_pointcloud_path"]) in keep]
+        kept = [p for p in pairs if _frame_id(p["vehicle_pointcloud_path"]) in keep]
+        if not kept:  # a split of another release, or ids written as numbers: not an empty run
+            ours = sorted(_frame_id(p["vehicle_pointcloud_path"]) for p in pairs)[:3]
+            raise ValueError(
+                f"{path}: field '{split}' names {len(keep)} vehicle frame id(s) "
+                f"(e.g. {sorted(keep)[:3]}), none of them a vehicle frame of "
+                f"{self._info_path} (e.g. {ours}); expected the ids of this release's frames, "
+                f"as strings with their leading zeros"
+            )
+        return kept
 
     def __len__(self) -> int:
         return len(self._pairs)

@@ -173,14 +173,25 @@ def open_reader(data: Mapping) -> Any:
     return Reader(str(data["path"]), **dict(data.get("reader") or {}))
 
 
+def _reader_settings(data: Mapping) -> str:
+    """The settings that choose the frames, for messages."""
+    keys = ("split",) if data["source"] == "store" else ("reader",)
+    return ", ".join(f"{k}={data.get(k)!r}" for k in keys)
+
+
 def _frames_wanted(data: Mapping, available: int) -> int:
     """``data.num_frames`` (``None``: all), checked against the frames the dataset has (never
     silently fewer)."""
+    where = f"{data['path']}" + (f" (split {data['split']})" if data["source"] == "store" else "")
+    if available == 0:  # e.g. an empty split: an empty sweep is not a result
+        raise ValueError(
+            f"data: the {data['source']} dataset at {where} gives no frames with the settings "
+            f"of 'data' ({_reader_settings(data)}); expected at least one"
+        )
     if data.get("num_frames") is None:
         return available
     wanted = int(data["num_frames"])
     if wanted > available:
-        where = f"{data['path']}" + (f" (split {data['split']})" if data["source"] == "store" else "")
         raise ValueError(
             f"sweep: field 'data.num_frames' is {wanted}, but the {data['source']} dataset at "
             f"{where} has {available} frame(s); set data.num_frames <= {available}"

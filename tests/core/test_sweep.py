@@ -668,6 +668,11 @@ def test_sweep_reads_real_data_layouts_through_the_readers(tmp_path):
         # more frames than the dataset has is an error saying how many it has (never fewer)
         with pytest.raises(ValueError, match=r"data.num_frames' is 5.* has 1 frame"):
             load_frames({**data, "num_frames": 5})
+    # a split that chooses no frame was an empty sweep without a word
+    empty = {"split": "val", "split_scenes": {"val": [], "train": [0]}}
+    data = {"source": "v2xsim", "path": str(tmp_path / "v2xsim"), "num_frames": None}
+    with pytest.raises(ValueError, match=r"v2xsim dataset at .* gives no frames .*'val'"):
+        load_frames({**data, "reader": empty})
     with pytest.raises(ValueError, match="data.path"):
         load_frames({"source": "v2xsim", "path": None, "num_frames": 1})
 

@@ -285,9 +285,13 @@ def test_offset_falls_back_to_calib_relative_error(tmp_path):
 
 def test_split_file(tmp_path):
     build_fixture(tmp_path)
-    _json(tmp_path / "split.json", {"cooperative_split": {"train": ["015344"], "val": ["000001"]}})
+    split = {"train": ["015344", "000002"], "val": ["000001"], "ints": [15344], "none": []}
+    _json(tmp_path / "split.json", {"cooperative_split": split})
     assert len(DAIRV2XCDataset(tmp_path, split="train", split_file="split.json")) == 1
-    assert len(DAIRV2XCDataset(tmp_path, split="val", split_file="split.json")) == 0
+    # a split none of whose ids is a frame here gave 0 frames without a word (an empty run)
+    for name, shown in [("val", "'000001'"), ("ints", "'15344'"), ("none", "0 vehicle")]:
+        with pytest.raises(ValueError, match=rf"split.json: field '{name}' names .*{shown}.*'015344'"):
+            DAIRV2XCDataset(tmp_path, split=name, split_file="split.json")
     with pytest.raises(ValueError, match="split_file"):
         DAIRV2XCDataset(tmp_path, split="train")
 
