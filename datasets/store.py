@@ -145,12 +145,15 @@ def _field(arrays: Any, key: str, where: str) -> np.ndarray:
     return arrays[key]
 
 
-def read_frame(path: str | Path, expected_sha256: str | None = None) -> CoopFrame:
+def read_frame(
+    path: str | Path, expected_sha256: str | None = None, expected_frame_id: str | None = None
+) -> CoopFrame:
     """Read and validate one ``.npz`` frame.
 
     Raises:
         ValueError: naming the file and the field when the file is missing, truncated, fails
-            its checksum or holds a malformed field.
+            its checksum, holds a malformed field or another frame than the manifest's
+            ``expected_frame_id``.
     """
     path = Path(path)
     where = str(path)
@@ -168,7 +171,13 @@ def read_frame(path: str | Path, expected_sha256: str | None = None) -> CoopFram
             arrays = {key: data[key] for key in data.files}
     except Exception as exc:  # zipfile / zlib / format errors
         raise ValueError(f"{where}: cannot read .npz ({exc})") from exc
-    return arrays_to_frame(arrays, where)
+    frame = arrays_to_frame(arrays, where)
+    if expected_frame_id is not None and frame.frame_id != expected_frame_id:
+        raise ValueError(
+            f"{where}: field 'frame_id' is {frame.frame_id!r}, but the manifest lists this file "
+            f"as frame {expected_frame_id!r}; expected the manifest's frame"
+        )
+    return frame
 
 
 def arrays_to_frame(arrays: dict[str, np.ndarray], where: str) -> CoopFrame:
@@ -334,7 +343,9 @@ class SplitDataset(Sequence[CoopFrame]):
         if not -len(self) <= index < len(self):
             raise IndexError(f"{self.split}: index {index} out of range [0, {len(self)})")
         entry = self.entries[index]
-        return read_frame(self.root / entry["file"], entry["sha256"] if self.verify else None)
+        return read_frame(
+            self.root / entry["file"], entry["sha256"] if self.verify else None, entry["frame_id"]
+        )
 
     def __iter__(self) -> Iterator[CoopFrame]:
         for i in range(len(self)):
@@ -361,6 +372,7 @@ class SplitDataset(Sequence[CoopFrame]):
                 read_frame,
                 [self.root / e["file"] for e in entries],
                 [e["sha256"] if self.verify else None for e in entries],
+                [e["frame_id"] for e in entries],
             )
             return
         threads = READ_THREADS if threads is None else max(1, int(threads))

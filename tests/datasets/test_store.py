@@ -360,3 +360,28 @@ def test_a_bad_generate_setting_is_refused_naming_the_field(tmp_path, override, 
     with pytest.raises(ValueError, match=rf"^generate: field {message}"):
         generate_dataset(_gen_cfg(tmp_path, **override))
     assert not any(tmp_path.iterdir())
+
+
+def test_a_manifest_entry_whose_file_holds_another_frame_is_refused(tmp_path):
+    """The manifest's frame ids were never compared with the files': two entries whose files
+    (and checksums) were swapped, e.g. by a hand-merged manifest, read each other's frames
+    under the listed ids, in the loop, on threads and in worker processes alike."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    generate_dataset(_gen_cfg(tmp_path, png=False))
+    root = tmp_path / "ds"
+    manifest = json.loads((root / MANIFEST).read_text())
+    entries = manifest["splits"]["train"]
+    first, second = entries[0], entries[1]
+    for key in ("file", "sha256"):
+        first[key], second[key] = second[key], first[key]
+    (root / MANIFEST).write_text(json.dumps(manifest))
+    split = load_split(root, "train")
+    expected = rf"{first['file']}: field 'frame_id' is .*manifest lists this file as frame"
+    with pytest.raises(ValueError, match=expected):
+        split[0]
+    with pytest.raises(ValueError, match=expected):
+        split.read_frames([0, 1], threads=2)
+    with ProcessPoolExecutor(1) as pool, pytest.raises(ValueError, match=expected):
+        list(split.iter_frames([0, 1], processes=pool))
+    assert split[2].frame_id == split.frame_ids[2]  # the others read as before
