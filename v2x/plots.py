@@ -18,7 +18,8 @@ Results are never mixed: rows are grouped by everything that defines a cell but 
 (``v2x.seed_aggregation.aggregate_seeds``); lines of different settings are drawn and labelled apart
 (the label names what differs: dataset, frames, detector, codec, code). Every AP carries its
 95 % interval — bootstrap over sequences or frames for one seed (``bootstrap_unit``),
-Student-t over seeds for several — drawn as
+for several seeds the Student-t interval over seeds and the frames' bootstrap error added in
+quadrature (``bootstrap_unit`` ``seed+sequence``) — drawn as
 error bars and printed in the table. Conflicting duplicates (the same cell with different
 numbers in two files) stop ``read_results`` with both files named.
 

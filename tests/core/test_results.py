@@ -367,6 +367,41 @@ def test_seeds_average_with_a_t_interval_and_settings_stay_apart():
     assert single["bootstrap_unit"] == "frame"  # kept (rows without the column: frames)
 
 
+def test_seed_intervals_keep_the_frames_sampling_error():
+    """Over seeds the interval was the seeds' spread alone: a cell the seed does not change
+    (e.g. a noiseless link) got a zero-wide interval however few frames it had. Averaging over
+    seeds on the same frames does not shrink the frames' error, so both now add in quadrature."""
+    from scipy import stats
+
+    from v2x.results import aggregate_seeds, rows_to_table
+
+    def seeded(seed: int, ap: float, lo: float, hi: float, setting: str) -> dict:
+        row = _keyed_row(0.0, ap=ap, seed=seed, setting=setting)
+        for metric in ("ap_30", "ap_50", "ap_70"):
+            row.update({f"{metric}_lo": lo, f"{metric}_hi": hi})
+        return {**row, "bootstrap_unit": "sequence"}
+
+    same = [seeded(s, 0.6, 0.5, 0.75, "same") for s in range(3)]
+    spread = [seeded(0, 0.4, 0.3, 0.45, "spread"), seeded(1, 0.6, 0.4, 0.7, "spread")]
+    by_setting = {
+        r["setting_key"]: r for r in aggregate_seeds(rows_to_table([*same, *spread])).to_pylist()
+    }
+    flat = by_setting["same"]  # every seed the same AP: the frames' interval, not [0.6, 0.6]
+    assert (flat["ap_50_lo"], flat["ap_50_hi"]) == pytest.approx((0.5, 0.75))
+    assert flat["bootstrap_unit"] == "seed+sequence" and flat["num_seeds"] == 3
+    mixed = by_setting["spread"]
+    h_seed = stats.t.ppf(0.975, 1) * (0.2**2 / 2) ** 0.5 / 2**0.5  # sd of (0.4, 0.6) over √2
+    below, above = (0.1 + 0.2) / 2, (0.05 + 0.1) / 2  # the seeds' mean half-widths
+    assert mixed["ap_50"] == pytest.approx(0.5)
+    assert mixed["ap_50_lo"] == pytest.approx(0.5 - (h_seed**2 + below**2) ** 0.5)
+    assert mixed["ap_50_hi"] == pytest.approx(0.5 + (h_seed**2 + above**2) ** 0.5)
+    # a seed row without its interval: the seeds' spread alone, and said so
+    bare = {**spread[1], "ap_50_lo": math.nan, "ap_50_hi": math.nan}
+    alone = aggregate_seeds(rows_to_table([spread[0], bare])).to_pylist()[0]
+    assert alone["bootstrap_unit"] == "seed"
+    assert alone["ap_30_hi"] - alone["ap_30"] == pytest.approx(h_seed)
+
+
 def test_allow_corrupt_moves_aside_only_the_unreadable_file_and_keeps_earlier_ones(tmp_path):
     store = ResultsStore(tmp_path, "j")
     store.add([_row(0.0)], _ledger(_row(0.0)["cell_id"], 2))
