@@ -304,16 +304,22 @@ def detector_from(checkpoint: str | None, model: Mapping | None, device: torch.d
     """The detector every app starts from: ``checkpoint`` (a path; ``None``/``"shipped"``: the
     shipped detector of ``model``'s ``backbone``), or for ``"untrained"`` a ``CoopDetector``
     of ``model``'s config with weights from torch's global RNG (the caller seeds it), in eval
-    mode on ``device``."""
+    mode on ``device``. A checkpoint's detector keeps its own architecture (a ``model`` field
+    that differs is named in a warning) but takes ``model``'s decode fields
+    (``DECODE_FIELDS``: score threshold, NMS IoU, detections kept), as OpenCOOD's
+    post-processing settings act on any trained model."""
     from v2x.perception.checkpoint import detector_config_from_dict, load_detector
-    from v2x.perception.detector import CoopDetector
+    from v2x.perception.detector import DECODE_FIELDS, CoopDetector
     from v2x.provenance import model_backbone
 
     if checkpoint == UNTRAINED:
         return CoopDetector(detector_config_from_dict(dict(model or {}))).to(device).eval()
     detector = load_detector(checkpoint, device=device, backbone=model_backbone(model))
+    decode = {k: v for k, v in dict(model or {}).items() if k in DECODE_FIELDS}
+    if decode:  # (validated as any model field: 'model: field ...')
+        detector.config = dataclasses.replace(detector.config, **decode)
     unused = _model_fields_unused(model, detector.config)
-    if unused:  # a checkpoint's detector runs with its own config: say so, once per load
+    if unused:  # a checkpoint's detector runs with its own architecture: say so, once per load
         shipped = checkpoint in (None, "", "shipped")
         log.warning(
             "model: %s runs with its own config; the model section's %s are not used (the "

@@ -26,6 +26,19 @@ def model_backbone(model: Any) -> str:
     return str((dict(model) if model else {}).get("backbone", "small"))
 
 
+def model_setting(model: Any, checkpoint_sha256: str) -> dict | None:
+    """What of a sweep's ``model`` section changes its numbers: all of it for random weights
+    (``untrained``: drawn from it), else its decode fields (``DECODE_FIELDS``: set on the
+    checkpoint's detector; a field it leaves out keeps the checkpoint's, which its SHA-256
+    keys)."""
+    from v2x.perception.detector import DECODE_FIELDS
+
+    if checkpoint_sha256 == UNTRAINED:
+        return model
+    given = dict(model) if model else {}
+    return {name: given.get(name) for name in DECODE_FIELDS}
+
+
 def checkpoint_digest(checkpoint: str | None, backbone: str = "small") -> str:
     """SHA-256 of the detector checkpoint the sweep will load (``"untrained"`` for none)."""
     from v2x.perception.checkpoint import shipped_detector_path

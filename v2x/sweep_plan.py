@@ -26,6 +26,7 @@ from v2x.provenance import (
     detector_feature_channels,
     file_digest,
     model_backbone,
+    model_setting,
     stable_hash,
 )
 from v2x.scheduling import BudgetConfig
@@ -414,8 +415,7 @@ def plan_sweep(cfg: Any) -> SweepPlan:
     common = {
         "code_hash": code,
         "detector_sha256": detector_sha,
-        # random weights are drawn from the model config (a checkpoint carries its own)
-        "model": cfg.model if detector_sha == UNTRAINED else None,
+        "model": model_setting(cfg.model, detector_sha),  # (a checkpoint: its decode fields)
         "device": device_key(cfg.device),
         "deterministic": bool(cfg.deterministic),
         "batch_size": int(cfg.batch_size),

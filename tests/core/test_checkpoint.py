@@ -244,10 +244,13 @@ def test_shipped_standard_detector_is_picked_by_the_model_backbone():
         shipped_detector_path("resnet")
 
 
-def test_model_settings_a_checkpoint_overrides_are_named_in_a_warning(caplog):
-    """A checkpoint's detector runs with its own config (``v2x.loading.detector_from``): a
-    ``model`` section that says otherwise (a user's ``model.score_threshold=0.9`` beside the
-    shipped detector) is named in a warning; the preset of that detector says nothing."""
+def test_a_checkpoints_detector_takes_the_model_sections_decode_fields_only(caplog):
+    """A checkpoint's detector keeps its own architecture (``v2x.loading.detector_from``): a
+    ``model`` section that says otherwise is named in a warning, and the preset of that
+    detector says nothing. The decode fields (score threshold, NMS IoU, detections kept) act
+    on any trained detector, as OpenCOOD's post-processing settings do: a user's
+    ``model.score_threshold=0.9`` beside the shipped detector was named in a warning and
+    dropped, so a sweep of it gave the same AP at every value."""
     import logging
 
     from v2x.loading import detector_from
@@ -257,9 +260,26 @@ def test_model_settings_a_checkpoint_overrides_are_named_in_a_warning(caplog):
     with caplog.at_level(logging.WARNING, logger="v2x.loading"):
         plain = detector_from(None, preset, torch.device("cpu"))
     assert not caplog.records
+    decode = {"score_threshold": 0.9, "nms_iou_threshold": 0.3, "max_detections": 7}
     with caplog.at_level(logging.WARNING, logger="v2x.loading"):
-        asked = detector_from("shipped", {**preset, "score_threshold": 0.9}, torch.device("cpu"))
+        asked = detector_from("shipped", {**preset, **decode}, torch.device("cpu"))
+    assert not caplog.records  # taken, so nothing to warn about
+    assert (asked.config.score_threshold, asked.config.nms_iou_threshold) == (0.9, 0.3)
+    assert asked.config.max_detections == 7 and plain.config.score_threshold == 0.2
+    torch.manual_seed(0)
+    x = torch.randn(1, plain.config.feature_channels, 16, 16)
+    with torch.no_grad():  # the same weights: only decoding differs
+        heat, reg = plain.head(x)
+        assert torch.equal(asked.head(x)[0], heat)
+        heat = 4.0 * torch.randn_like(heat)  # scores spread over (0, 1)
+        few, many = asked.postprocess(heat, reg), plain.postprocess(heat, reg)
+    assert 0 < int(few.valid.sum()) <= 7 < int(many.valid.sum())
+    assert float(few.scores[few.valid].min()) >= 0.9
+    with caplog.at_level(logging.WARNING, logger="v2x.loading"):
+        other = detector_from("shipped", {**preset, "feature_channels": 32}, torch.device("cpu"))
     (record,) = caplog.records
-    assert "score_threshold=0.9 are not used" in record.getMessage()
+    assert "feature_channels=32 are not used" in record.getMessage()
     assert record.getMessage().startswith("model: the shipped detector runs with its own config")
-    assert asked.config.score_threshold == plain.config.score_threshold != 0.9
+    assert other.config.feature_channels == plain.config.feature_channels != 32
+    with pytest.raises(ValueError, match=r"model: field 'score_threshold' .*\[0, 1\], got 2"):
+        detector_from("shipped", {**preset, "score_threshold": 2.0}, torch.device("cpu"))

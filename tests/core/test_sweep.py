@@ -697,6 +697,36 @@ def test_a_retrained_codec_checkpoint_changes_the_sweep_hash(tmp_path):
         plan_sweep(cfg)
 
 
+def test_a_checkpoints_decode_fields_from_the_model_section_key_the_results(tmp_path):
+    """With a detector checkpoint the ``model`` section's decode fields (score threshold, NMS
+    IoU, detections kept) act on the loaded detector, so they key its results; its
+    architecture fields do not (the checkpoint's own architecture runs, and its SHA-256 keys
+    it). Before, the whole section was dropped from the key and from the detector."""
+    from v2x.perception.checkpoint import detector_config_from_dict, save_checkpoint
+    from v2x.perception.detector import CoopDetector
+    from v2x.sweep import load_model
+    from v2x.sweep_group import setting_key
+
+    cfg = tiny_config(tmp_path, tmp_path, codecs=["analog"], fusions=["max"])
+    path = tmp_path / "detector.pt"
+    save_checkpoint(path, CoopDetector(detector_config_from_dict(dict(cfg["model"]))), step=0)
+    cfg["checkpoint"] = str(path)
+    data = {"source": "synthetic", "split": "test", "num_frames": 4, "hash": "h"}
+
+    def keyed(**model) -> tuple[str, object]:
+        run = {**cfg, "model": {**cfg["model"], **model}}
+        plan = plan_sweep(run)
+        return setting_key(plan.groups[0], data), load_model(plan.config, torch.device("cpu"))
+
+    key, detector = keyed()
+    assert detector.config.score_threshold == 0.0
+    higher, stricter = keyed(score_threshold=0.5)
+    assert higher != key and stricter.config.score_threshold == 0.5
+    assert keyed(nms_iou_threshold=0.5)[0] != key and keyed(max_detections=5)[0] != key
+    wider, same = keyed(pillar_channels=16)  # the checkpoint's architecture runs: same numbers
+    assert wider == key and same.config.pillar_channels == 8
+
+
 def test_geometric_snr_mode_runs_each_link_at_its_link_budget_plus_the_offset(tmp_path, cache_dir):
     import pyarrow.compute as pc
 
