@@ -165,7 +165,21 @@ def results_table_text(table: pa.Table, columns: Sequence[str] | None = None) ->
     line = "  ".join(c.rjust(w) for c, w in zip(columns, widths))
     out = [line, "-" * len(line)]
     out += ["  ".join(v.rjust(w) for v, w in zip(row, widths)) for row in cells]
+    if any("[" in v for row in cells for v in row):  # say what the intervals resample
+        units = table.column("bootstrap_unit").to_pylist() if "bootstrap_unit" in table.column_names else []
+        kinds = sorted({_INTERVAL_KINDS.get(u or "frame", u) for u in units} or {_INTERVAL_KINDS["frame"]})
+        out.append(f"[lo, hi]: 95 % interval, {'; '.join(kinds)}")
     return "\n".join(out)
+
+
+#: what each ``bootstrap_unit`` means, for the table's footnote
+_INTERVAL_KINDS = {
+    "frame": "bootstrap over frames",
+    "sequence": "bootstrap over whole sequences",
+    "seed": "Student-t over seeds",
+    "seed+frame": "over seeds: Student-t over seeds and bootstrap over frames in quadrature",
+    "seed+sequence": "over seeds: Student-t over seeds and bootstrap over sequences in quadrature",
+}
 
 
 

@@ -389,6 +389,13 @@ def test_seed_intervals_keep_the_frames_sampling_error():
     flat = by_setting["same"]  # every seed the same AP: the frames' interval, not [0.6, 0.6]
     assert (flat["ap_50_lo"], flat["ap_50_hi"]) == pytest.approx((0.5, 0.75))
     assert flat["bootstrap_unit"] == "seed+sequence" and flat["num_seeds"] == 3
+    from v2x.results_table import results_table_text
+
+    footnote = results_table_text(aggregate_seeds(rows_to_table(same))).splitlines()[-1]
+    assert footnote == (
+        "[lo, hi]: 95 % interval, over seeds: Student-t over seeds and bootstrap over "
+        "sequences in quadrature"
+    )
     mixed = by_setting["spread"]
     h_seed = stats.t.ppf(0.975, 1) * (0.2**2 / 2) ** 0.5 / 2**0.5  # sd of (0.4, 0.6) over √2
     below, above = (0.1 + 0.2) / 2, (0.05 + 0.1) / 2  # the seeds' mean half-widths

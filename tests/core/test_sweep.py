@@ -1202,6 +1202,8 @@ def test_every_ap_has_a_bootstrap_interval_over_frames(reference, tmp_path, monk
     assert {r["bootstrap_unit"] for r in rows} == {"sequence"}
     text = results_table_text(read_results([path]))
     assert text.count("[") >= len(rows)  # "value [lo, hi]"
+    # and says what the intervals resample
+    assert text.splitlines()[-1] == "[lo, hi]: 95 % interval, bootstrap over whole sequences"
     bars = []
     original = matplotlib.axes.Axes.errorbar
 
