@@ -25,7 +25,8 @@ channel, codec      string    channel and codec names
 fusion              string    fusion strategy
 bandwidth_ratio     float64   nominal codec bandwidth ratio (NaN if the codec has none)
 connected           bool      within communication range
-sent                bool      something was transmitted
+sent                bool      something was transmitted (channel uses > 0; a digital payload
+                              of which not even the header fits sends nothing)
 source_bits         float64   information bits
 coded_bits          float64   bits after channel coding
 channel_uses        float64   complex channel symbols (retransmission rounds included)
@@ -51,8 +52,9 @@ latency_s           float64   processing (+ the grid's added delay) + time on ai
 aoi_s               float64   age of information at fusion (NaN when not delivered): the
                               latency, plus the LiDAR's phase with asynchrony enabled
                               (``v2x.asynchrony``)
-delivered           bool      the ego fused (some of) it: on time (or stale) and not every
-                              cell lost
+delivered           bool      the ego fused (some of) it: sent, on time (or stale) and at
+                              least one cell arrived (a header alone, or a payload whose
+                              every packet was lost, delivered nothing)
 tx_x_m … rx_y_m     float64   antenna positions (world), for maps
 ==================  ========  ===========================================================
 """
@@ -200,12 +202,16 @@ def ledger_table(
 
     # What happened on the air counts for payloads that reached the receiver in time; a payload
     # dropped at the deadline loses all its packets and none of its cells is fused.
+    # A link sent something only if it used the channel (a digital payload of which not even
+    # the header fits sends nothing), and delivered only if the ego fused some of its cells: a
+    # header alone, or a payload whose every code block failed its CRC, delivered nothing.
     on_time = pick(host["d_delivered"]).astype(bool)
+    on_air = pick(host["sent"]).astype(bool) & (pick(host["channel_uses"]) > 0)
     air_lost = pick(host["packets_erased"]) + pick(host["packets_crc_failed"])
     packets_lost = np.where(on_time, air_lost, pick(host["d_packets_lost"]))
     cells_sent = pick(host["cells_sent"])
     cells_used = np.where(on_time, pick(host["cells_used"]), 0.0)
-    delivered = on_time & ~((cells_sent > 0) & (cells_used <= 0))
+    delivered = on_time & on_air & (cells_used > 0)
 
     positions = [np.asarray(net.position_m) for net in nets]
     where = np.zeros((b, a, 3), dtype=np.result_type(*positions) if positions else np.float64)
@@ -232,7 +238,7 @@ def ledger_table(
         "fusion": [fusion] * n,
         "bandwidth_ratio": np.full(n, float(bandwidth_ratio)),
         "connected": network.in_range.cpu()[bb, aa].numpy(),
-        "sent": pick(host["sent"]).astype(bool),
+        "sent": on_air,
         "source_bits": pick(host["source_bits"]),
         "coded_bits": pick(host["coded_bits"]),
         "channel_uses": pick(host["channel_uses"]),
@@ -246,8 +252,8 @@ def ledger_table(
         "cells_sent": cells_sent,
         "cells_used": cells_used,
         "share": pick(host["d_share"]),
-        "latency_s": pick(host["d_latency_s"]),
-        "aoi_s": pick(host["d_aoi_s"]),
+        "latency_s": np.where(on_air, pick(host["d_latency_s"]), np.nan),
+        "aoi_s": np.where(delivered, pick(host["d_aoi_s"]), np.nan),
         "delivered": delivered,
         "tx_x_m": pos_tx[:, 0],
         "tx_y_m": pos_tx[:, 1],
@@ -353,9 +359,10 @@ def summarize_columns(columns: dict[str, np.ndarray], num_frames: int) -> dict[s
         "mean_coded_bits_per_frame": float(col("coded_bits").sum() / frames),
         "mean_channel_uses_per_frame": float(col("channel_uses").sum() / frames),
         "mean_packets_per_frame": float(packets.sum() / frames),
+        # NaN when no packet was sent (ego only, or nothing fits): 0/0 is no loss rate
         "packet_loss_rate": float(col("packets_lost").sum() / packets.sum())
         if packets.sum()
-        else 0.0,
+        else math.nan,
         "delivered_fraction": delivered_fraction,
         "mean_latency_s": float(latency.mean()) if latency.size else float("nan"),
         "p95_latency_s": float(np.percentile(latency, 95)) if latency.size else float("nan"),

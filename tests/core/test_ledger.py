@@ -130,3 +130,43 @@ def test_air_losses_and_deadline_drops_reach_rows_and_sums():
     fast = schedule(BudgetConfig(bandwidth_hz=1e9), sent, uses, packets, snr)
     rows = ledger_table(["c"], nothing, fast, net, agent_mask, "e", "d", "max", 1.0).to_pylist()
     assert [r["delivered"] for r in rows] == [False, False]
+
+
+def test_nothing_on_air_and_a_header_alone_are_neither_sent_nor_delivered():
+    """A digital payload of which not even the header fits used no channel and was recorded
+    ``sent``, ``delivered``, latency 0 and AoI 0, which pulled the latency and AoI means to 0;
+    a header alone (no cell conveyed) was ``delivered``; payloads that delivered nothing kept
+    an age of information. Now: nothing on air is not sent (latency NaN), and delivered means
+    the ego fused at least one cell (AoI NaN otherwise)."""
+    frames = [_frame("f0", [0, 30, 60, 90, 120])]  # four collaborators
+    net = build_network_batch(frames, NetworkConfig(los_mode="los"))
+    agent_mask = torch.ones(1, 5, dtype=torch.bool)
+    sent = torch.tensor([[[False, True, True, True, True]]])
+    #      nothing fits | a header alone | every packet failed CRC | delivered
+    uses = torch.tensor([[[0.0, 0.0, 50.0, 500.0, 500.0]]], dtype=torch.float64)
+    packets = torch.tensor([[[0.0, 0.0, 1.0, 2.0, 2.0]]], dtype=torch.float64)
+    crc = torch.tensor([[[0.0, 0.0, 0.0, 2.0, 0.0]]], dtype=torch.float64)
+    cells_sent = torch.tensor([[[0.0, 0.0, 0.0, 100.0, 100.0]]], dtype=torch.float64)
+    cells_used = torch.tensor([[[0.0, 0.0, 0.0, 0.0, 100.0]]], dtype=torch.float64)
+    snr = torch.full((1, 1, 5), -10.0)
+    zero = torch.zeros(1, 1, 5, dtype=torch.float64)
+    cost = LinkCost(uses, uses, uses, packets, sent, snr, zero, crc, zero, cells_sent, cells_used)
+    delivery = schedule(BudgetConfig(bandwidth_hz=1e9), sent, uses, packets, snr)
+    table = ledger_table(["c"], cost, delivery, net, agent_mask, "awgn", "digital", "max", 1.0)
+    none, header, failed, ok = table.to_pylist()
+    assert not none["sent"] and not none["delivered"]
+    assert math.isnan(none["latency_s"]) and math.isnan(none["aoi_s"])
+    for row in (header, failed):
+        assert row["sent"] and not row["delivered"]
+        assert row["latency_s"] > 0 and math.isnan(row["aoi_s"])
+    assert ok["sent"] and ok["delivered"] and ok["aoi_s"] == pytest.approx(ok["latency_s"])
+    sums = summarize(table, num_frames=1)
+    assert sums["mean_links_per_frame"] == 3.0  # the link that sent nothing is no link
+    assert sums["mean_aoi_s"] == pytest.approx(ok["aoi_s"])  # the delivered payload's age only
+    assert sums["mean_latency_s"] == pytest.approx(
+        (header["latency_s"] + failed["latency_s"] + ok["latency_s"]) / 3
+    )
+    assert sums["packet_loss_rate"] == pytest.approx(2 / 5)
+    # nothing sent at all (ego only, or no payload fits): no loss rate, not 0
+    quiet = summarize(table.slice(0, 1), num_frames=1)
+    assert math.isnan(quiet["packet_loss_rate"]) and math.isnan(quiet["mean_latency_s"])

@@ -881,9 +881,15 @@ def test_seeds_are_averaged_and_other_settings_kept_apart_in_plots(reference, ca
     text = capsys.readouterr().out
     header = text.splitlines()[0]
     assert "num_seeds" in header
-    lines = [line for line in text.splitlines()[2:] if line.strip() and "convention" not in line]
+    notes = [line for line in text.splitlines() if line.startswith("[lo, hi]: 95 % interval")]
+    lines = [line for line in text.splitlines()[2:] if line.strip() and "convention" not in line
+             and line not in notes]  # fmt: skip
     # max+analog and none over 2 seeds; max+identity and late over one: 4 settings x 2 SNRs
     assert len(lines) == 8
+    assert notes == [  # the intervals say what they are (one seed, or seeds and towns)
+        "[lo, hi]: 95 % interval, bootstrap over whole sequences; over seeds: Student-t over "
+        "seeds and bootstrap over sequences in quadrature"
+    ]
     assert sum(line.rstrip().endswith(" 2") for line in lines) == 4
 
 
