@@ -460,22 +460,23 @@ CODE_PACKAGES: tuple[str, ...] = (
 
 
 def source_tree_hash(roots: Mapping[str, str | os.PathLike]) -> str:
-    """SHA-256 over the ``.py`` files under each ``{package name: folder}`` of ``roots``.
+    """SHA-256 over the ``.py`` and ``.json`` files (the tables code reads, such as the digital
+    chain's ``semcom/bler_table.json``) under each ``{package name: folder}`` of ``roots``.
 
     Each file enters as its module path relative to its package (``v2x.channels/awgn.py`` →
-    ``v2x.channels.awgn``) and its bytes, in sorted order, so the hash is the same wherever and
-    however (editable or not) the package is installed, and changes with any edit, addition,
-    removal or rename of a source file. ``__pycache__`` and hidden folders are skipped.
-    """
+    ``v2x.channels.awgn``; a table keeps its suffix) and its bytes, in sorted order, so the hash
+    is the same wherever and however (editable or not) the package is installed, and changes
+    with any edit, addition, removal or rename of such a file. ``__pycache__`` and hidden
+    folders are skipped."""
     files: dict[str, Path] = {}
     for package, root in roots.items():
         root = Path(root)
-        for path in root.rglob("*.py"):
+        for path in [*root.rglob("*.py"), *root.rglob("*.json")]:
             rel = path.relative_to(root)
             if any(part == "__pycache__" or part.startswith(".") for part in rel.parts[:-1]):
                 continue
             module = ".".join([package, *rel.with_suffix("").parts])
-            files.setdefault(module, path)
+            files.setdefault(module + ("" if path.suffix == ".py" else path.suffix), path)
     digest = hashlib.sha256()
     for module in sorted(files):
         data = files[module].read_bytes()

@@ -9,6 +9,7 @@ import hashlib
 import json
 import os
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -125,6 +126,27 @@ def _file_state(path: Path) -> tuple:
 
 
 _DIGESTS: dict[tuple, str] = {}  # file_digest's: _file_state -> SHA-256
+
+
+#: a string option with one of these suffixes (or a folder in it) that names a file is keyed
+#: by that file's content (``with_file_digests``)
+DATA_FILE_SUFFIXES = (".json", ".yaml", ".yml", ".csv", ".txt", ".npz", ".npy", ".pt", ".pth")
+
+
+def with_file_digests(setting: Any) -> Any:
+    """``setting`` (nested mappings and lists) with every string that names an existing file — a
+    path with a folder in it or a ``DATA_FILE_SUFFIXES`` suffix — followed by that file's
+    SHA-256 (``path@sha256:…``): an option such as the digital codec's ``bler_table`` keys
+    results by the table's content, not by its path, so a table edited in place is not resumed
+    as the old one."""
+    if isinstance(setting, Mapping):
+        return {k: with_file_digests(v) for k, v in setting.items()}
+    if isinstance(setting, list | tuple):
+        return [with_file_digests(v) for v in setting]
+    named = isinstance(setting, str) and (os.sep in setting or setting.endswith(DATA_FILE_SUFFIXES))
+    if named and Path(setting).is_file():
+        return f"{setting}@sha256:{file_digest(Path(setting))}"
+    return setting
 
 
 def stable_hash(data: object, length: int = 12) -> str:

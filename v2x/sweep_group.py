@@ -30,6 +30,7 @@ from v2x.execution import Arrival, evaluate_batch
 from v2x.ledger import empty_ledger
 from v2x.perception.fusion import build_fusion
 from v2x.pipeline import CooperativePipeline, LinkCost
+from v2x.provenance import with_file_digests
 from v2x.results import cell_id, stable_hash
 from v2x.scheduling import schedule
 from v2x.semcom import build_codec
@@ -102,9 +103,10 @@ def _cell_seed(seed: int, condition_id: str, batch_index: int) -> int:
 
 def setting_key(group: Group, data_id: Mapping) -> str:
     """Hash of everything besides the condition and the seed that changes a cell's numbers:
-    the group's ``setting`` (code, checkpoints, config) and the frames' content hash."""
+    the group's ``setting`` (code, checkpoints, config; files its options name, such as a
+    ``bler_table``, by their content: ``with_file_digests``) and the frames' content hash."""
     data = {k: data_id[k] for k in ("source", "split", "num_frames", "hash")}
-    return stable_hash({**group.setting, "data": data}, 16)
+    return stable_hash(with_file_digests({**group.setting, "data": data}), 16)
 
 
 class GroupRun:

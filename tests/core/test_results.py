@@ -278,6 +278,15 @@ def test_source_tree_hash_is_location_free_and_sees_every_edit(tmp_path):
     (two / "sub" / "b.py").rename(two / "sub" / "c.py")
     assert source_tree_hash({"v2x.channels": two}) != base
     assert source_tree_hash({"v2x.semcom": one}) != base  # the package path is part of the key
+    # a table the code reads (the digital chain's bler_table.json) is part of the code: edited
+    # in place it was resumed as the old one; a table beside a module of its name counts apart
+    (two / "sub" / "c.py").rename(two / "sub" / "b.py")
+    assert source_tree_hash({"v2x.channels": two}) == base
+    (two / "a.json").write_text('{"snr_db": [1.0]}')
+    with_table = source_tree_hash({"v2x.channels": two})
+    assert with_table != base
+    (two / "a.json").write_text('{"snr_db": [5.0]}')
+    assert source_tree_hash({"v2x.channels": two}) not in (base, with_table)
 
 
 def test_code_hash_covers_every_installed_package_and_is_stable_across_processes():

@@ -697,6 +697,29 @@ def test_a_retrained_codec_checkpoint_changes_the_sweep_hash(tmp_path):
         plan_sweep(cfg)
 
 
+def test_a_table_an_option_names_keys_the_results_by_its_content(tmp_path):
+    """The digital codec's ``bler_table`` option was keyed by its path: a table edited in place
+    resumed the old table's cells (other MCS choices, other numbers) under the same ids."""
+    import json
+    import shutil
+
+    from v2x.semcom.bler_table import DEFAULT_TABLE_PATH
+    from v2x.sweep_group import setting_key
+
+    table = tmp_path / "tables" / "bler.json"
+    table.parent.mkdir()
+    shutil.copy(DEFAULT_TABLE_PATH, table)
+    cfg = tiny_config(tmp_path, tmp_path, codecs=["digital"], fusions=["max"])
+    cfg["codec_options"] = {"digital": {"bler_table": str(table)}}
+    data = {"source": "synthetic", "split": "test", "num_frames": 4, "hash": "h"}
+    before = setting_key(plan_sweep(cfg).groups[0], data)
+    assert setting_key(plan_sweep(cfg).groups[0], data) == before
+    content = json.loads(table.read_text())
+    content["_comment"] = "shifted"  # any edit: the codec reads the whole file
+    table.write_text(json.dumps(content))
+    assert setting_key(plan_sweep(cfg).groups[0], data) != before
+
+
 def test_a_checkpoints_decode_fields_from_the_model_section_key_the_results(tmp_path):
     """With a detector checkpoint the ``model`` section's decode fields (score threshold, NMS
     IoU, detections kept) act on the loaded detector, so they key its results; its
