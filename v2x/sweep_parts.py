@@ -62,7 +62,7 @@ def codec_bits(codec: str, kwargs: Mapping) -> int:
 
 
 def retransmission_settings(
-    codec: str, kwargs: dict, channel: str, rounds_axis: list[int]
+    codec: str, kwargs: dict, channel: str, rounds_axis: list[int], fusion: str = "max"
 ) -> list[tuple[dict, int]]:
     """``(codec kwargs, rounds)`` of each value of ``grid.harq_max_rounds`` that applies.
 
@@ -70,8 +70,26 @@ def retransmission_settings(
     the rounds itself; otherwise a channel with ARQ (``arq_max_rounds``: the erasure channels)
     does (``Group.channel_kwargs``); where neither retransmits, only 0 applies (like
     ``bandwidth_ratio`` for codecs without that knob). Rounds set in ``codec_options`` stand
-    when the axis is left at ``[0]``.
+    when the axis is left at ``[0]``. A ``fusion`` that sends selected cells or a payload
+    (``selects_cells``, ``sends_payload``) wraps the codec in the ``selective`` codec, which
+    has no HARQ: only 0 applies to its codec's rounds, and a grid that leaves no 0 for it is
+    refused here, before any work (it failed when its group started).
     """
+    from v2x.perception.fusion import fusion_class
+
+    parts = fusion_class(fusion)
+    if "harq_max_rounds" in sweep_arguments(codec) and (parts.selects_cells or parts.sends_payload):
+        fixed = kwargs.get("harq_max_rounds")
+        asked = [int(fixed)] if fixed is not None and rounds_axis == [0] else rounds_axis
+        if 0 not in asked:
+            raise ValueError(
+                f"sweep: fusion {fusion!r} sends selected cells through the 'selective' codec, "
+                f"which has no HARQ, but the HARQ rounds of codec {codec!r} are {asked} "
+                "('grid.harq_max_rounds' or 'codec_options."
+                f"{codec}.harq_max_rounds'); expected 0 among them for this fusion"
+            )
+        kwargs = {k: v for k, v in kwargs.items() if k != "harq_max_rounds"}
+        return [(kwargs, 0)]
     if "harq_max_rounds" in sweep_arguments(codec):
         fixed = kwargs.get("harq_max_rounds")
         if fixed is not None:

@@ -294,9 +294,7 @@ def plan_sweep(cfg: Any) -> SweepPlan:
             f"sweep: field 'eval.bootstrap_unit' must be one of {', '.join(BOOTSTRAP_UNITS)}, "
             f"got {bootstrap_unit!r}"
         )
-    precision = check_precision(
-        eval_kwargs.pop("precision"), "sweep: field 'eval.precision'"
-    )
+    precision = check_precision(eval_kwargs.pop("precision"), "sweep: field 'eval.precision'")
     fold = eval_kwargs.pop("fold_batchnorm")
     if not isinstance(fold, bool):
         raise ValueError(f"sweep: field 'eval.fold_batchnorm' must be true or false, got {fold!r}")
@@ -317,7 +315,8 @@ def plan_sweep(cfg: Any) -> SweepPlan:
                 continue
             for channel in channels:
                 for codec, kwargs in codecs:
-                    for kw, rounds in retransmission_settings(codec, kwargs, channel, rounds_axis):
+                    choices = retransmission_settings(codec, kwargs, channel, rounds_axis, fusion)
+                    for kw, rounds in choices:
                         if "bandwidth_ratio" in sweep_arguments(codec):
                             for r in ratios:
                                 groups.append(

@@ -78,3 +78,27 @@ def test_rounds_in_codec_options_and_on_the_axis_conflict():
     assert {g.harq_max_rounds for g in plan.groups if g.codec == "digital"} == {1}
     with pytest.raises(ValueError, match="both set the HARQ rounds"):
         plan_sweep({**cfg, "grid": {**BASE["grid"], "harq_max_rounds": [0, 2]}})
+
+
+def test_a_fusion_that_sends_selected_cells_takes_no_harq_rounds_of_its_codec():
+    """``where2comm`` (and the semantic payloads) wrap the codec in the ``selective`` codec,
+    which has no HARQ: a grid with HARQ rounds for them passed planning and failed when its
+    group started, minutes into the sweep, and again on every resume. Now only 0 applies to
+    them, and a grid that leaves them no 0 is refused before any work."""
+    plan = _plan(harq_max_rounds=[0, 2], fusions=["max", "where2comm"], codecs=["digital"])
+    got = sorted((g.fusion, g.channel, g.harq_max_rounds) for g in plan.groups)
+    assert got == [
+        ("max", "awgn", 0), ("max", "awgn", 2), ("max", "erasure_iid", 0),
+        ("max", "erasure_iid", 2),
+        ("where2comm", "awgn", 0), ("where2comm", "erasure_iid", 0),
+    ]  # fmt: skip
+    assert all(
+        "harq_max_rounds" not in g.codec_kwargs for g in plan.groups if g.fusion == "where2comm"
+    )
+    for fusion in ("where2comm", "semantic_map"):
+        with pytest.raises(ValueError, match=rf"fusion '{fusion}' sends selected cells .*\[2\]"):
+            _plan(harq_max_rounds=[2], fusions=[fusion], codecs=["digital"])
+    fixed = {**BASE, "codec_options": {"digital": {"harq_max_rounds": 1}}}
+    fixed["grid"] = {**BASE["grid"], "fusions": ["where2comm"], "codecs": ["digital"]}
+    with pytest.raises(ValueError, match=r"codec 'digital' are \[1\]"):
+        plan_sweep(fixed)
