@@ -10,6 +10,7 @@ from typing import Any
 
 import pyarrow as pa
 
+from v2x.results import AP_METRICS
 from v2x.sweep_plan import DATA_SOURCES, SNR_MODES
 
 log = logging.getLogger(__name__)
@@ -169,7 +170,20 @@ def results_table_text(table: pa.Table, columns: Sequence[str] | None = None) ->
         units = table.column("bootstrap_unit").to_pylist() if "bootstrap_unit" in table.column_names else []
         kinds = sorted({_INTERVAL_KINDS.get(u or "frame", u) for u in units} or {_INTERVAL_KINDS["frame"]})
         out.append(f"[lo, hi]: 95 % interval, {'; '.join(kinds)}")
+    bare = [c for c in columns if c in AP_METRICS and any(_bare(r, c) for r in rows)]
+    if bare:  # never an AP shown as if it were exact without saying so
+        out.append(
+            f"no interval: {', '.join(bare)} of some rows (computed with eval.bootstrap=0, or "
+            "no resample of the frames had ground truth); a difference there may be noise"
+        )
     return "\n".join(out)
+
+
+def _bare(row: dict, column: str) -> bool:
+    """An AP shown without its interval: finite, with no finite ``_lo`` / ``_hi``."""
+    value, lo, hi = row.get(column), row.get(f"{column}_lo"), row.get(f"{column}_hi")
+    finite = isinstance(value, float) and math.isfinite(value)
+    return finite and not (isinstance(lo, float) and isinstance(hi, float) and lo == lo and hi == hi)
 
 
 #: what each ``bootstrap_unit`` means, for the table's footnote

@@ -44,7 +44,8 @@ def aggregate_seeds(table: pa.Table) -> pa.Table:
       on the same frames): the seeds' mean bootstrap half-width on each side, ``h_frames``
       (``AP - lo`` below, ``hi - AP`` above).
 
-    Assumed independent, they add in quadrature: ``mean ∓ √(h_seed² + h_frames²)``, and
+    Assumed independent, they add in quadrature: ``mean ∓ √(h_seed² + h_frames²)``, clipped to
+    ``[0, 1]``, and
     ``bootstrap_unit`` reads ``seed+frame`` (or ``seed+sequence``). A cell the seed does not
     change thus keeps its frames' interval instead of a zero-wide one. Rows without bootstrap
     intervals (``eval.bootstrap=0``) get the seeds' interval alone (``bootstrap_unit``
@@ -85,8 +86,9 @@ def aggregate_seeds(table: pa.Table) -> pa.Table:
                 sd = math.sqrt(math.fsum((v - mean) ** 2 for v in values) / (n - 1))
                 half = _t_quantile_975(n - 1) * sd / math.sqrt(n)
                 below, above = frames[metric] if with_frames else (0.0, 0.0)
-                first[f"{metric}_lo"] = mean - math.hypot(half, below)
-                first[f"{metric}_hi"] = mean + math.hypot(half, above)
+                # an AP lies in [0, 1]: so does its interval (a t interval can cross 0)
+                first[f"{metric}_lo"] = max(0.0, mean - math.hypot(half, below))
+                first[f"{metric}_hi"] = min(1.0, mean + math.hypot(half, above))
             first["num_gt"] = round(math.fsum(m["num_gt"] for m in members) / n)
             unit = str(members[0].get("bootstrap_unit") or "frame")
             first["bootstrap_unit"] = f"seed+{unit}" if with_frames else "seed"

@@ -369,7 +369,13 @@ def test_seeds_average_with_a_t_interval_and_settings_stay_apart():
     avg = by_setting["s1"]
     assert avg["num_seeds"] == 3 and avg["seeds"] == "0,1,2"
     assert avg["ap_50"] == pytest.approx(mean)
-    assert (avg["ap_50_lo"], avg["ap_50_hi"]) == pytest.approx((mean - half, mean + half))
+    # mean ± half is (-0.06, 1.26): an AP's interval stays within [0, 1]
+    assert mean - half < 0 and mean + half > 1
+    assert (avg["ap_50_lo"], avg["ap_50_hi"]) == pytest.approx((0.0, 1.0))
+    narrow = aggregate_seeds(rows_to_table([_keyed_row(0.0, ap=a, seed=s)
+                                            for s, a in enumerate((0.5, 0.52))])).to_pylist()[0]
+    half = stats.t.ppf(0.975, 1) * (0.02**2 / 2) ** 0.5 / 2**0.5
+    assert (narrow["ap_50_lo"], narrow["ap_50_hi"]) == pytest.approx((0.51 - half, 0.51 + half))
     assert avg["bootstrap_unit"] == "seed"  # the interval is over seeds now
     single = by_setting["s2"]
     assert single["num_seeds"] == 1 and (single["ap_50_lo"], single["ap_50_hi"]) == (0.2, 0.4)
@@ -391,7 +397,7 @@ def test_seed_intervals_keep_the_frames_sampling_error():
         return {**row, "bootstrap_unit": "sequence"}
 
     same = [seeded(s, 0.6, 0.5, 0.75, "same") for s in range(3)]
-    spread = [seeded(0, 0.4, 0.3, 0.45, "spread"), seeded(1, 0.6, 0.4, 0.7, "spread")]
+    spread = [seeded(0, 0.45, 0.40, 0.50, "spread"), seeded(1, 0.47, 0.40, 0.55, "spread")]
     by_setting = {
         r["setting_key"]: r for r in aggregate_seeds(rows_to_table([*same, *spread])).to_pylist()
     }
@@ -406,11 +412,14 @@ def test_seed_intervals_keep_the_frames_sampling_error():
         "sequences in quadrature"
     )
     mixed = by_setting["spread"]
-    h_seed = stats.t.ppf(0.975, 1) * (0.2**2 / 2) ** 0.5 / 2**0.5  # sd of (0.4, 0.6) over √2
-    below, above = (0.1 + 0.2) / 2, (0.05 + 0.1) / 2  # the seeds' mean half-widths
-    assert mixed["ap_50"] == pytest.approx(0.5)
-    assert mixed["ap_50_lo"] == pytest.approx(0.5 - (h_seed**2 + below**2) ** 0.5)
-    assert mixed["ap_50_hi"] == pytest.approx(0.5 + (h_seed**2 + above**2) ** 0.5)
+    h_seed = stats.t.ppf(0.975, 1) * (0.02**2 / 2) ** 0.5 / 2**0.5  # sd of (0.45, 0.47) / √2
+    below, above = (0.05 + 0.07) / 2, (0.05 + 0.08) / 2  # the seeds' mean half-widths
+    assert mixed["ap_50"] == pytest.approx(0.46)
+    assert mixed["ap_50_lo"] == pytest.approx(0.46 - (h_seed**2 + below**2) ** 0.5)
+    assert mixed["ap_50_hi"] == pytest.approx(0.46 + (h_seed**2 + above**2) ** 0.5)
+    # an AP shown without an interval is said to have none
+    lone = results_table_text(rows_to_table([_keyed_row(0.0)])).splitlines()[-1]
+    assert lone.startswith("no interval: ap_30, ap_50, ap_70 of some rows (computed with eval")
     # a seed row without its interval: the seeds' spread alone, and said so
     bare = {**spread[1], "ap_50_lo": math.nan, "ap_50_hi": math.nan}
     alone = aggregate_seeds(rows_to_table([spread[0], bare])).to_pylist()[0]
