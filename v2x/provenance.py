@@ -128,6 +128,25 @@ def _file_state(path: Path) -> tuple:
 _DIGESTS: dict[tuple, str] = {}  # file_digest's: _file_state -> SHA-256
 
 
+#: the libraries whose versions key results: their kernels, generators and coders make the
+#: numbers (``library_versions``)
+KEYED_LIBRARIES = ("torch", "numpy", "scipy", "sionna-no-rt", "constriction")
+
+
+def library_versions() -> dict[str, str | None]:
+    """``{distribution: installed version}`` of ``KEYED_LIBRARIES`` (``None``: not installed):
+    results computed under another stack are not resumed as this one's."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    out: dict[str, str | None] = {}
+    for name in KEYED_LIBRARIES:
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            out[name] = None
+    return out
+
+
 #: a string option with one of these suffixes (or a folder in it) that names a file is keyed
 #: by that file's content (``with_file_digests``)
 DATA_FILE_SUFFIXES = (".json", ".yaml", ".yml", ".csv", ".txt", ".npz", ".npy", ".pt", ".pth")

@@ -25,6 +25,7 @@ from v2x.provenance import (
     codec_checkpoint_digest,
     detector_feature_channels,
     file_digest,
+    library_versions,
     model_backbone,
     model_setting,
     stable_hash,
@@ -379,9 +380,7 @@ def plan_sweep(cfg: Any) -> SweepPlan:
     for g in groups:
         if g.stage == FEATURE_STAGE:
             if "checkpoint" in sweep_arguments(g.codec) and g.codec_kwargs.get("checkpoint") in (
-                None,
-                "",
-            ):
+                None, ""):  # fmt: skip
                 raise ValueError(
                     f"sweep: codec {g.codec!r} has no checkpoint (field "
                     f"'codec_options.{g.codec}.checkpoint' is {g.codec_kwargs.get('checkpoint')!r}); "
@@ -413,6 +412,7 @@ def plan_sweep(cfg: Any) -> SweepPlan:
     }
     common = {
         "code_hash": code,
+        "libraries": library_versions(),  # torch, numpy, Sionna, ... (v2x.provenance)
         "detector_sha256": detector_sha,
         "model": model_setting(cfg.model, detector_sha),  # (a checkpoint: its decode fields)
         "device": device_key(cfg.device),

@@ -720,6 +720,25 @@ def test_a_table_an_option_names_keys_the_results_by_its_content(tmp_path):
     assert setting_key(plan_sweep(cfg).groups[0], data) != before
 
 
+def test_the_library_versions_key_the_results(tmp_path, monkeypatch):
+    """Results computed under another torch, numpy, Sionna, SciPy or constriction were resumed
+    as this stack's (only the v2x code was keyed)."""
+    from importlib.metadata import version
+
+    import v2x.provenance as provenance
+    import v2x.sweep_plan
+    from v2x.sweep_group import setting_key
+
+    assert provenance.library_versions()["torch"] == version("torch") == torch.__version__
+    cfg = tiny_config(tmp_path, tmp_path, codecs=["analog"], fusions=["max"])
+    data = {"source": "synthetic", "split": "test", "num_frames": 4, "hash": "h"}
+    before = setting_key(plan_sweep(cfg).groups[0], data)
+    real = provenance.library_versions
+    for name in provenance.KEYED_LIBRARIES:
+        monkeypatch.setattr(v2x.sweep_plan, "library_versions", lambda n=name: {**real(), n: "0"})
+        assert setting_key(plan_sweep(cfg).groups[0], data) != before, name
+
+
 def test_a_checkpoints_decode_fields_from_the_model_section_key_the_results(tmp_path):
     """With a detector checkpoint the ``model`` section's decode fields (score threshold, NMS
     IoU, detections kept) act on the loaded detector, so they key its results; its
