@@ -102,3 +102,16 @@ def test_a_fusion_that_sends_selected_cells_takes_no_harq_rounds_of_its_codec():
     fixed["grid"] = {**BASE["grid"], "fusions": ["where2comm"], "codecs": ["digital"]}
     with pytest.raises(ValueError, match=r"codec 'digital' are \[1\]"):
         plan_sweep(fixed)
+
+
+def test_a_codec_sized_for_feature_maps_under_a_payload_fusion_is_refused_before_any_work():
+    """``grid.fusions=[semantic_map]`` with the default codecs (deepjscc among them) passed
+    planning and stopped when the deepjscc group started: its 384-channel codec got the
+    12-channel payload map."""
+    with pytest.raises(ValueError, match=r"fusion 'semantic_map' sends a payload .*'deepjscc'"):
+        _plan(fusions=["semantic_map"], codecs=["identity", "deepjscc"])
+    with pytest.raises(ValueError, match=r"fusion 'object_features' sends a payload"):
+        _plan(fusions=["object_features"], codecs=["deepjscc"])
+    plan = _plan(fusions=["semantic_map", "where2comm"], codecs=["identity", "digital"])
+    assert {g.fusion for g in plan.groups} == {"semantic_map", "where2comm"}
+    assert _plan(fusions=["where2comm"], codecs=["deepjscc"]).groups  # features: fine
