@@ -6,6 +6,7 @@ a config names, device resolution, and progress bars.
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import logging
 import os
 import sys
@@ -170,7 +171,27 @@ def open_reader(data: Mapping) -> Any:
         from v2x.datasets.v2xsim import V2XSimDataset as Reader
     else:
         from v2x.datasets.dair import DAIRV2XCDataset as Reader
-    return Reader(str(data["path"]), **dict(data.get("reader") or {}))
+    reader = dict(data.get("reader") or {})
+    valid = set(inspect.signature(Reader.__init__).parameters) - {"self", "root"}
+    if set(reader) - valid:  # (a misspelled option was a TypeError traceback)
+        raise ValueError(
+            f"sweep: field 'data.reader' has unknown field(s) {sorted(set(reader) - valid)} for "
+            f"{data['source']}; valid: {sorted(valid)}"
+        )
+    if data["source"] == "v2xsim" and reader.get("split") and not reader.get("split_scenes"):
+        reader["split_scenes"] = v2xsim_split_scenes()  # the shipped split, as dataset=v2xsim
+    return Reader(str(data["path"]), **reader)
+
+
+def v2xsim_split_scenes() -> dict[str, list[int]]:
+    """The scene-index split of ``conf/dataset/v2xsim.yaml`` (``split_scenes``: the 80/10/10
+    split of OpenCOOD-family V2X-Sim 2.0 info generators), for a ``split`` given alone."""
+    from importlib import resources
+
+    from omegaconf import OmegaConf
+
+    text = resources.files("v2x.conf").joinpath("dataset", "v2xsim.yaml").read_text()
+    return OmegaConf.to_container(OmegaConf.create(text).split_scenes)
 
 
 def _reader_settings(data: Mapping) -> str:

@@ -673,6 +673,15 @@ def test_sweep_reads_real_data_layouts_through_the_readers(tmp_path):
     data = {"source": "v2xsim", "path": str(tmp_path / "v2xsim"), "num_frames": None}
     with pytest.raises(ValueError, match=r"v2xsim dataset at .* gives no frames .*'val'"):
         load_frames({**data, "reader": empty})
+    # a split alone takes the shipped scene split (conf/dataset/v2xsim.yaml: val is scenes 1,
+    # 3, ...; this export has scene 0 only); it was refused as "not a key of 'split_scenes'"
+    with pytest.raises(ValueError, match=r"has no scene 1 "):
+        load_frames({**data, "reader": {"split": "val"}})
+    mine = {"split": "val", "split_scenes": {"val": [0]}}  # a split of one's own still rules
+    assert len(load_frames({**data, "reader": mine})) == 1
+    # a misspelled reader option was a TypeError traceback
+    with pytest.raises(ValueError, match=r"'data.reader' has unknown field\(s\) \['scene'\] "):
+        load_frames({**data, "reader": {"scene": [0]}})
     with pytest.raises(ValueError, match="data.path"):
         load_frames({"source": "v2xsim", "path": None, "num_frames": 1})
 
