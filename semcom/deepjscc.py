@@ -1097,9 +1097,17 @@ class DeepJSCCCodec(Codec):
         """``load_checkpoint`` of a file already read (``read_codec_checkpoint``)."""
         saved = {"output_activation": "none", **blob["config"]}
         if saved != self.config():
+            hint = ""
+            if saved.get("in_channels") != self.in_channels:  # a codec of another detector
+                hint = (
+                    f"; it codes {saved.get('in_channels')}-channel feature maps and this "
+                    f"detector's have {self.in_channels}: run it with the detector it was "
+                    "trained on (model=pillars_center: 64, model=pointpillars: 384), or train "
+                    "one for this detector (v2x-train-codec with the same model)"
+                )
             raise ValueError(
                 f"deepjscc: checkpoint {path!r} was saved with config {blob.get('config')}, "
-                f"this codec has {self.config()}"
+                f"this codec has {self.config()}{hint}"
             )
         state = dict(blob["state_dict"])
         for name in ("gate_ratios", "gate_snr_db"):  # checkpoints from before the gate

@@ -646,5 +646,8 @@ def test_each_packaged_checkpoint_name_loads_its_architecture_and_a_mismatch_nam
         build_codec("deepjscc", in_channels=384, hidden=64, checkpoint="shipped")
     with pytest.raises(ValueError, match="'shipped' has no packaged codec for in_channels=12"):
         build_codec("deepjscc", in_channels=12, checkpoint="shipped")
+    # a codec of the small detector's 64-channel maps under the standard detector says why
+    with pytest.raises(ValueError, match=r"codes 64-channel .* have 384: .*model=pillars_center"):
+        build_codec("deepjscc", in_channels=384, checkpoint=read_codec_checkpoint("shipped", 64)[0])
     fresh = build_codec("deepjscc")  # no checkpoint: the built-in architecture
     assert (fresh.hidden, fresh.downsample, fresh.max_ratio) == (128, 2, 0.25)
