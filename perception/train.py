@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import json
 import math
 import os
 import random
@@ -238,6 +239,7 @@ def train_detector(
             ) from exc
     if resume and last.is_file():
         state = read_checkpoint(last)
+        _check_resumable(last, (state.get("extra") or {}).get("train"), cfg)
         load_detector_weights(model, state["model"])
         if state.get("optimizer"):
             optimizer.load_state_dict(state["optimizer"])
@@ -387,6 +389,33 @@ def _append_csv(path: Path, row: dict) -> None:
         if new:
             writer.writeheader()
         writer.writerow(row)
+
+
+#: settings a run may change when it is resumed: they decide where it writes and what it
+#: shows, not what it computes
+RESUMABLE_CHANGES = ("checkpoint_every", "log_every", "out_dir", "device", "quiet", "val_every")
+
+
+def _check_resumable(path: Path, saved: dict | None, cfg: TrainConfig) -> None:
+    """Refuse to resume the run of ``path`` (its ``train`` settings ``saved``) under other
+    settings that change what it computes: a changed model was a traceback of mismatched
+    weights, more ``steps`` a one-cycle schedule error, and a changed ``lr`` or
+    ``batch_size`` was taken without a word for the rest of a run that began without it."""
+    if not saved:  # (checkpoints from before the settings were stored)
+        return
+    now = json.loads(json.dumps(dataclasses.asdict(cfg), default=str))
+    saved = json.loads(json.dumps(saved, default=str))
+    changed = [
+        f"{name}: {saved.get(name)!r} there, {now[name]!r} here"
+        for name in now
+        if name not in RESUMABLE_CHANGES and saved.get(name) != now[name]
+    ]
+    if changed:
+        raise ValueError(
+            f"train: field 'train.out_dir' holds a run ({path}) with other settings "
+            f"({'; '.join(changed)}); expected the same settings to resume it, or another "
+            "train.out_dir for a new run"
+        )
 
 
 def _truncate_log(path: Path, step: int) -> None:

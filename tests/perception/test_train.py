@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import math
 import os
 import subprocess
@@ -177,6 +178,19 @@ def test_resume_continues_and_matches_uninterrupted(reference_run, tmp_path):
         assert [r[key] for r in log] == [r[key] for r in ref], key
     # A finished run resumes to a no-op.
     assert train_detector(_cfg(tmp_path), crashing) == resumed
+    # Settings that change what the run computes are not resumed under: more steps were a
+    # one-cycle schedule error, another model a traceback, another lr taken without a word.
+    never = crashing  # (refused before any step)
+    for changed, shown in [
+        ({"steps": 6}, "steps: 4 there, 6 here"),
+        ({"lr": 1e-3}, "lr: 0.005 there, 0.001 here"),
+        ({"batch_size": 4}, "batch_size: 2 there, 4 here"),
+        ({"model": dataclasses.replace(TINY_MODEL, feature_channels=16)}, "model: "),
+    ]:
+        with pytest.raises(ValueError, match=rf"train.out_dir' holds a run .*{shown}"):
+            train_detector(_cfg(tmp_path, **changed), never)
+    # what it writes and shows may change
+    assert train_detector(_cfg(tmp_path, log_every=2, quiet=False), never) == resumed
 
 
 def test_bad_modes_are_rejected(tmp_path):
