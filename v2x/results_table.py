@@ -79,6 +79,14 @@ def per_link(row: dict, source: str) -> float:
     return float(row[source]) / float(links) if links else math.nan
 
 
+#: condition columns the table shows where the rows differ in them (rows that differ only in
+#: a hidden axis would read as repeats)
+VARYING_AXES = (
+    "harq_max_rounds", "pose_noise_m", "pose_noise_yaw_rad", "scheduler", "deadline_s",
+    "bandwidth_hz", "added_delay_s", "late_policy",
+)  # fmt: skip
+
+
 def results_table_text(table: pa.Table, columns: Sequence[str] | None = None) -> str:
     """A plain-text table of results rows (one line per cell), sorted by condition.
 
@@ -90,7 +98,7 @@ def results_table_text(table: pa.Table, columns: Sequence[str] | None = None) ->
         columns = ["fusion", "codec", "channel", "bandwidth_ratio"]
         if "snr_mode" in table.column_names and "geometric" in table.column("snr_mode").to_pylist():
             columns.append("snr_mode")  # snr_db is then an offset over each link's own SNR
-        for name in ("added_delay_s", "late_policy"):  # the asynchrony axes, where swept
+        for name in VARYING_AXES:  # the grid's other axes, where swept
             if name in table.column_names and len(set(table.column(name).to_pylist())) > 1:
                 columns.append(name)
         if _any(table, "bits_per_value"):  # codecs at a fixed bit depth (digital_payload)

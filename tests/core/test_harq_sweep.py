@@ -115,3 +115,20 @@ def test_a_codec_sized_for_feature_maps_under_a_payload_fusion_is_refused_before
     plan = _plan(fusions=["semantic_map", "where2comm"], codecs=["identity", "digital"])
     assert {g.fusion for g in plan.groups} == {"semantic_map", "where2comm"}
     assert _plan(fusions=["where2comm"], codecs=["deepjscc"]).groups  # features: fine
+
+
+def test_the_table_shows_an_axis_where_its_rows_differ():
+    """Rows that differed only in ``harq_max_rounds`` (or pose noise, the budget) printed as
+    repeats of one another: the table showed only the asynchrony and bit-depth axes."""
+    from v2x.results import RESULTS_SCHEMA, rows_to_table
+    from v2x.results_table import results_table_text
+
+    base = {f.name: None for f in RESULTS_SCHEMA}
+    base.update(fusion="max", codec="digital", channel="awgn", snr_db=3.0, bandwidth_ratio=0.5,
+                ap_30=0.4, ap_50=0.3, ap_70=0.2, num_gt=5, pose_noise_m=0.0, deadline_s=0.1)
+    rows = [{**base, "harq_max_rounds": r, "cell_id": str(r)} for r in (0, 1, 2)]
+    header = results_table_text(rows_to_table(rows)).splitlines()[0].split()
+    assert "harq_max_rounds" in header and "pose_noise_m" not in header
+    noisy = [{**rows[0], "pose_noise_m": m, "cell_id": str(m)} for m in (0.0, 0.5)]
+    header = results_table_text(rows_to_table(noisy)).splitlines()[0].split()
+    assert "pose_noise_m" in header and "harq_max_rounds" not in header
