@@ -101,6 +101,38 @@ def _interrupt_on_sigterm() -> Any:
         return None
 
 
+#: the Hydra launcher plugins of ``pyproject.toml``'s optional extras: ``hydra/launcher`` name →
+#: (the plugin's module, the extra that installs it)
+LAUNCHER_EXTRAS = {
+    "submitit_local": ("hydra_plugins.hydra_submitit_launcher", "slurm"),
+    "submitit_slurm": ("hydra_plugins.hydra_submitit_launcher", "slurm"),
+    "ray": ("hydra_plugins.hydra_ray_launcher", "ray"),
+}
+
+
+def check_launcher(argv: list[str]) -> None:
+    """Exit with one line (status 2) when ``argv`` asks for a launcher of an optional extra
+    that is not installed: Hydra said only "Unknown plugin class", in a traceback."""
+    import importlib.util
+
+    for arg in argv:
+        name = arg.split("=", 1)[1] if arg.startswith("hydra/launcher=") else None
+        if name not in LAUNCHER_EXTRAS:
+            continue
+        module, extra = LAUNCHER_EXTRAS[name]
+        try:
+            found = importlib.util.find_spec(module) is not None
+        except ModuleNotFoundError:  # no hydra_plugins namespace at all
+            found = False
+        if not found:
+            print(
+                f"error: hydra/launcher={name} needs its Hydra plugin, which is not installed; "
+                f"expected pip install 'v2x[{extra}]' (README, \"Scaling out\")",
+                file=sys.stderr,
+            )
+            raise SystemExit(2)
+
+
 def user_errors(fn: F) -> F:
     """Wrap an app's main function: user errors, a lack of memory, Ctrl-C and ``SIGTERM`` become
     one line and an exit status (2, 3, 130, 143)."""

@@ -269,3 +269,26 @@ def test_a_bad_synthetic_training_section_is_refused_naming_the_field(key, value
     data = {"source": "synthetic", "num_sequences": 1, "frames_per_sequence": 1, "seed": 0}
     with pytest.raises(ValueError, match=rf"^train config: field 'data.{key}' must be .*{value!r}"):
         load_training_frames({**data, key: value})
+
+
+def test_a_launcher_of_an_extra_not_installed_is_one_line(monkeypatch, capsys):
+    """``hydra/launcher=submitit_slurm`` without ``v2x[slurm]`` was Hydra's "Unknown plugin
+    class" traceback: now one line names the extra to install."""
+    import importlib.util
+
+    from v2x.cli import LAUNCHER_EXTRAS, check_launcher
+
+    real = importlib.util.find_spec
+    missing = {module for module, _ in LAUNCHER_EXTRAS.values()}
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name in missing else real(name, *a)
+    )
+    for name, (_, extra) in LAUNCHER_EXTRAS.items():
+        with pytest.raises(SystemExit) as stop:
+            check_launcher(["grid.snr_db=[0]", f"hydra/launcher={name}", "-m"])
+        assert stop.value.code == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and f"pip install 'v2x[{extra}]'" in err, err
+    check_launcher(["hydra/launcher=joblib", "-m"])  # a core dependency: nothing to say
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: object())
+    check_launcher(["hydra/launcher=submitit_local"])  # installed: nothing to say
