@@ -51,6 +51,11 @@ def _frame_reader(
         dataset = open_reader(data)
         count = _frames_wanted(data, len(dataset))
         return lambda: (dataset[i] for i in range(count)), count
+    if data.get("reader"):  # (it was ignored: the frames of another source, without a word)
+        raise ValueError(
+            f"sweep: field 'data.reader' is {dict(data['reader'])!r}, but data.source is "
+            f"{data['source']!r}; expected it empty: reader options apply to v2xsim and dair_v2x"
+        )
     if data["source"] == "store":
         from v2x.datasets.store import load_split
 

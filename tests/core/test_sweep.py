@@ -679,6 +679,9 @@ def test_sweep_reads_real_data_layouts_through_the_readers(tmp_path):
         load_frames({**data, "reader": {"split": "val"}})
     mine = {"split": "val", "split_scenes": {"val": [0]}}  # a split of one's own still rules
     assert len(load_frames({**data, "reader": mine})) == 1
+    # reader options beside the built-in world were ignored without a word
+    with pytest.raises(ValueError, match=r"'data.reader' is \{'scenes': \[0, 2\]\}, but .*synthetic"):
+        load_frames({"source": "synthetic", "num_frames": 1, "reader": {"scenes": [0, 2]}})
     # a misspelled reader option was a TypeError traceback
     with pytest.raises(ValueError, match=r"'data.reader' has unknown field\(s\) \['scene'\] "):
         load_frames({**data, "reader": {"scene": [0]}})
