@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import sys
 from collections.abc import Mapping
@@ -39,6 +40,8 @@ from v2x.datasets.synthetic import (
     SyntheticConfig,
     SyntheticWorld,
 )
+
+log = logging.getLogger(__name__)
 
 _DEFAULTS: dict[str, Any] = {
     "out_dir": "data/synthetic",
@@ -266,7 +269,11 @@ def cached_split(
             )
         except ValueError:
             manifest_ok = False
-    if not manifest_ok:
+    if not manifest_ok:  # said, since it may take long (about 1.4 MB per default frame)
+        log.info(
+            "frames: generating %d synthetic %s frames into %s (first use; reused afterwards)",
+            int(num_frames), split, out,
+        )  # fmt: skip
         generate_dataset(
             {
                 "out_dir": str(out),

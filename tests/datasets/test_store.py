@@ -185,13 +185,22 @@ def test_unlisted_frames_from_a_crash_are_reused(tmp_path):
     assert zipfile.is_zipfile(root / "train" / "00000_0000.npz")
 
 
-def test_cached_split_generates_once(tmp_path, monkeypatch):
+def test_cached_split_generates_once(tmp_path, monkeypatch, caplog):
+    import logging
+
     monkeypatch.setenv("V2X_CACHE", str(tmp_path / "cache"))
-    a = cached_split(TINY, "test", num_frames=2, frames_per_sequence=2)
+    with caplog.at_level(logging.INFO, logger="v2x.datasets.build"):
+        a = cached_split(TINY, "test", num_frames=2, frames_per_sequence=2)
     files = sorted((tmp_path / "cache").rglob("*.npz"))
     assert len(a) == 2 and len(files) == 2
+    # generating is said (a large split took minutes without a word), reusing is not
+    (said,) = [r.getMessage() for r in caplog.records]
+    assert said.startswith("frames: generating 2 synthetic test frames into ")
+    caplog.clear()
     stamps = [f.stat().st_mtime_ns for f in files]
-    b = cached_split(TINY, "test", num_frames=2, frames_per_sequence=2)
+    with caplog.at_level(logging.INFO, logger="v2x.datasets.build"):
+        b = cached_split(TINY, "test", num_frames=2, frames_per_sequence=2)
+    assert not caplog.records
     assert [f.stat().st_mtime_ns for f in files] == stamps
     _assert_same(a[1], b[1])
     c = cached_split({**TINY, "num_uavs": 0}, "test", num_frames=2, frames_per_sequence=2)
