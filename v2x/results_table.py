@@ -113,6 +113,12 @@ def results_table_text(table: pa.Table, columns: Sequence[str] | None = None) ->
             "mean_source_bits_per_frame",
             "mean_latency_s",
         ]
+        vehicle = [  # vehicle AP (cars and trucks, OpenCOOD's): the field's headline metric
+            name for name in ("vehicle_ap_50", "vehicle_ap_70")
+            if name in table.column_names
+            and any(v is not None and v == v for v in table.column(name).to_pylist())
+        ]  # fmt: skip
+        columns[columns.index("ap_70_invisible") + 1 : 0] = vehicle
         if _any(table, "bits_per_value"):  # realistic payloads: what one link needs
             columns[columns.index("mean_latency_s") : 0] = list(PER_LINK)
         if _any(table, "bits_estimated"):

@@ -1262,6 +1262,9 @@ def test_every_ap_has_a_bootstrap_interval_over_frames(reference, tmp_path, monk
     assert {r["bootstrap_unit"] for r in rows} == {"sequence"}
     text = results_table_text(read_results([path]))
     assert text.count("[") >= len(rows)  # "value [lo, hi]"
+    # the vehicle APs (the README's headline metric) are columns too, with their intervals
+    header = text.splitlines()[0].split()
+    assert header.index("vehicle_ap_50") + 1 == header.index("vehicle_ap_70")
     # and says what the intervals resample
     assert text.splitlines()[-1] == "[lo, hi]: 95 % interval, bootstrap over whole sequences"
     bars = []
