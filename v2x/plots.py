@@ -100,6 +100,19 @@ def _interval(row: dict, metric: str) -> tuple[float, float]:
     return max(value - lo, 0.0), max(hi - value, 0.0)
 
 
+def _ego_level(ax, rows: list[dict], metric: str, label: str = "ego only") -> None:
+    """Ego-only ``metric`` as a grey reference line (mean over its rows, which no link changes)
+    with its 95 % interval as a grey band (mean of the rows' bounds; none where unknown)."""
+    ego = [r for r in rows if r["fusion"] == "none" and r[metric] == r[metric]]
+    if not ego:
+        return
+    ax.axhline(float(np.mean([r[metric] for r in ego])), color="grey", ls="--", lw=1, label=label)
+    bounds = [(r.get(f"{metric}_lo"), r.get(f"{metric}_hi")) for r in ego]
+    if all(lo is not None and hi is not None and lo == lo and hi == hi for lo, hi in bounds):
+        lo, hi = np.mean(bounds, axis=0)
+        ax.axhspan(float(lo), float(hi), color="grey", alpha=0.15, lw=0)
+
+
 def _draw(ax, pts: list[tuple], style: str, label: str, **kwargs) -> None:
     """A line through ``(x, y, below, above)`` points, with error bars where known."""
     xs, ys = [p[0] for p in pts], [p[1] for p in pts]
@@ -227,7 +240,6 @@ def plot_ap_vs_bandwidth(
     plt = _plt()
     fig, ax = plt.subplots(figsize=(7, 4.5))
     series: dict[str, list[tuple[float, ...]]] = defaultdict(list)
-    ego = [r[metric] for r in rows if r["fusion"] == "none" and r[metric] == r[metric]]
     for r in rows:
         uses = r["mean_channel_uses_per_frame"]
         if uses > 0 and r[metric] == r[metric]:
@@ -246,10 +258,7 @@ def plot_ap_vs_bandwidth(
             lw=1.5,
             label="frontier",
         )
-    if ego:
-        ax.axhline(
-            float(np.mean(ego)), color="grey", ls="--", lw=1, label="ego only (no bandwidth)"
-        )
+    _ego_level(ax, rows, metric, "ego only (no bandwidth)")
     if series:
         ax.set_xscale("log")
     ax.set_xlabel("channel uses per frame (all links, ledger)")
@@ -272,7 +281,6 @@ def plot_ap_vs_delay(
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
     by_delay: dict[str, list[tuple[float, ...]]] = defaultdict(list)
     by_age: dict[str, list[tuple[float, ...]]] = defaultdict(list)
-    ego = [r[metric] for r in rows if r["fusion"] == "none" and r[metric] == r[metric]]
     snrs = {r["snr_db"] for r in rows}
     for r in rows:
         if r["fusion"] == "none" or r[metric] != r[metric]:
@@ -298,8 +306,7 @@ def plot_ap_vs_delay(
     ):
         for label in sorted(series):
             _draw(ax, sorted(series[label]), "-", label, lw=1)
-        if ego:
-            ax.axhline(float(np.mean(ego)), color="grey", ls="--", lw=1, label="ego only")
+        _ego_level(ax, rows, metric)
         ax.set_xlabel(xlabel)
         ax.set_ylabel(metric_label(metric))
         ax.grid(alpha=0.3)
@@ -346,7 +353,6 @@ def plot_ap_vs_payload(
         return []
     plt = _plt()
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
-    ego = [r[metric] for r in rows if r["fusion"] == "none" and r[metric] == r[metric]]
     bandwidths = sorted({r["bandwidth_hz"] for r in rows if r["fusion"] != "none"})
     for label in sorted(series):
         pts = series[label]
@@ -363,8 +369,7 @@ def plot_ap_vs_payload(
         (axes[0], "payload per collaborator (Mbit, ledger)"),
         (axes[1], "mean latency per payload (ms, ledger)"),
     ):
-        if ego:
-            ax.axhline(float(np.mean(ego)), color="grey", ls="--", lw=1, label="ego only")
+        _ego_level(ax, rows, metric)
         ax.set_xscale("log")
         ax.set_xlabel(xlabel)
         ax.set_ylabel(metric_label(metric))

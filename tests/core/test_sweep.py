@@ -1274,9 +1274,21 @@ def test_every_ap_has_a_bootstrap_interval_over_frames(reference, tmp_path, monk
         bars.append(kwargs.get("yerr"))
         return original(self, *args, **kwargs)
 
+    bands = []
+    original_band = matplotlib.axes.Axes.axhspan
+
+    def banding(self, lo, hi, *args, **kwargs):
+        bands.append((lo, hi))
+        return original_band(self, lo, hi, *args, **kwargs)
+
     monkeypatch.setattr(matplotlib.axes.Axes, "errorbar", counting)
+    monkeypatch.setattr(matplotlib.axes.Axes, "axhspan", banding)
     make_plots([path], tmp_path, formats=["png"], metric="ap_30", table=False)
     assert bars  # error bars on the AP figures
+    # and the ego-only reference level carries its interval as a band (it had none)
+    ego = [r for r in rows if r["fusion"] == "none"]
+    lo, hi = (sum(r[f"ap_30_{end}"] for r in ego) / len(ego) for end in ("lo", "hi"))
+    assert bands and all(band == pytest.approx((lo, hi)) for band in bands)
 
 
 def test_no_bootstrap_means_nan_intervals_and_another_key(cache_dir, tmp_path):
