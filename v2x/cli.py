@@ -133,6 +133,56 @@ def check_launcher(argv: list[str]) -> None:
             raise SystemExit(2)
 
 
+def check_override_keys(app: str, config_name: str, argv: list[str]) -> None:
+    """Exit with one line (status 2) when an override in ``argv`` sets a key that the app's
+    config (``config_name``, or the one ``--config-name`` / ``-cn`` picks) does not have.
+
+    Hydra says so in five to ten lines that list no valid key; this names the key, the
+    nearest fields where it was meant to go and the ``+key=…`` form that adds a new one.
+    Overrides Hydra handles itself (``+``/``++``/``~`` prefixes, ``hydra…``, group paths
+    with ``/``, flags) are left to it, and so is anything when the config does not compose.
+    """
+    import difflib
+    import re
+
+    name, keys = config_name, []
+    for i, arg in enumerate(argv):
+        if arg in ("--config-name", "-cn") and i + 1 < len(argv):
+            name = argv[i + 1]
+        elif arg.startswith("--config-name="):
+            name = arg.split("=", 1)[1]
+        key = arg.split("=", 1)[0] if "=" in arg else ""
+        if re.fullmatch(r"[A-Za-z_][\w.\-]*", key) and not key.startswith("hydra"):
+            keys.append(key)
+    if not keys:
+        return
+    try:
+        from hydra import compose, initialize_config_module
+        from omegaconf import OmegaConf
+
+        with initialize_config_module(config_module="v2x.conf", version_base=None):
+            tree = OmegaConf.to_container(compose(name), resolve=False)
+    except Exception:  # (a bad config name or group: Hydra's own message says which)
+        return
+    for key in keys:
+        node, parts = tree, key.split(".")
+        for depth, part in enumerate(parts):
+            if not isinstance(node, dict):
+                break  # inside a value (a list, null): Hydra decides
+            if part not in node:
+                where = ".".join(parts[:depth])
+                near = difflib.get_close_matches(part, [str(k) for k in node], n=3, cutoff=0.6)
+                print(
+                    f"error: {app}: field '{key}' is not a setting ('{part}' is not a field of "
+                    f"{repr(where) if where else 'the config'}"
+                    + (f"; did you mean {', '.join(repr(n) for n in near)}?" if near else "")
+                    + f"); expected a field of the config, or +{key}=… to add a new key",
+                    file=sys.stderr,
+                )
+                raise SystemExit(2)
+            node = node[part]
+
+
 def user_errors(fn: F) -> F:
     """Wrap an app's main function: user errors, a lack of memory, Ctrl-C and ``SIGTERM`` become
     one line and an exit status (2, 3, 130, 143)."""

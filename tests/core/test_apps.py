@@ -292,3 +292,31 @@ def test_a_launcher_of_an_extra_not_installed_is_one_line(monkeypatch, capsys):
     check_launcher(["hydra/launcher=joblib", "-m"])  # a core dependency: nothing to say
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: object())
     check_launcher(["hydra/launcher=submitit_local"])  # installed: nothing to say
+
+
+def test_a_misspelled_override_is_one_line_naming_the_nearest_fields(capsys):
+    """``grid.snr_dB=[0]`` was Hydra's five-to-ten-line message listing no valid key: now one
+    line names the field, the nearest ones and the ``+key`` form; what Hydra handles itself
+    (``+``, groups, ``hydra.*``, multirun values, another ``--config-name``) is left to it."""
+    from v2x.cli import check_override_keys
+
+    for arg, shown in [
+        ("grid.snr_dB=[0]", "'snr_dB' is not a field of 'grid'; did you mean 'snr_db'"),
+        ("data.num_frame=4", "did you mean 'num_frames'?"),
+        ("tabel=false", "'tabel' is not a field of the config; did you mean 'table'?"),
+        ("channel_options.rician.k_factor_db=3", "+channel_options.rician.k_factor_db=… to add"),
+    ]:
+        with pytest.raises(SystemExit) as stop:
+            check_override_keys("sweep", "sweep", ["-m", "grid.snr_db=0,10", arg])
+        err = capsys.readouterr().err
+        assert stop.value.code == 2 and err.count("\n") == 1 and shown in err, err
+        assert err.startswith(f"error: sweep: field '{arg.split('=')[0]}' is not a setting")
+    fine = [
+        "grid.snr_db=[0,10]", "model=pillars_center", "model.score_threshold=0.1",
+        "+data.reader.split=val", "hydra/launcher=joblib", "hydra.run.dir=/tmp/x", "-m",
+        "grid.codecs='[{name: digital_fixed, max_channel_uses: 16384}]'", "~plots_dir",
+        "codec_options.deepjscc.checkpoint=untrained",
+    ]  # fmt: skip
+    check_override_keys("sweep", "sweep", fine)
+    check_override_keys("sweep", "sweep", ["--config-name", "sweep_main", "grid.snr_db=[0]"])
+    check_override_keys("sweep", "sweep", ["--config-name", "no_such_config", "x.y=1"])

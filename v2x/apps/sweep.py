@@ -12,7 +12,7 @@ import sys
 import hydra
 from omegaconf import DictConfig
 
-from v2x.cli import check_launcher, user_errors
+from v2x.cli import check_launcher, check_override_keys, user_errors
 
 
 @hydra.main(config_path="pkg://v2x.conf", config_name="sweep", version_base=None)
@@ -49,6 +49,7 @@ def main() -> None:
         print(vocabulary_text())
         return
     check_launcher(sys.argv[1:])
+    check_override_keys("sweep", "sweep", sys.argv[1:])
     run()
 
 
