@@ -183,6 +183,23 @@ def check_override_keys(app: str, config_name: str, argv: list[str]) -> None:
             node = node[part]
 
 
+def checks_override_keys(app: str, config_name: str) -> Callable[[F], F]:
+    """Decorator for an app's ``@hydra.main`` entry point: ``check_override_keys`` on the
+    command line before Hydra composes it (when called without arguments, as the console
+    script is)."""
+
+    def wrap(fn: F) -> F:
+        @functools.wraps(fn)
+        def entry(*args: Any, **kwargs: Any) -> Any:
+            if not args and not kwargs:
+                check_override_keys(app, config_name, sys.argv[1:])
+            return fn(*args, **kwargs)
+
+        return entry  # type: ignore[return-value]
+
+    return wrap
+
+
 def user_errors(fn: F) -> F:
     """Wrap an app's main function: user errors, a lack of memory, Ctrl-C and ``SIGTERM`` become
     one line and an exit status (2, 3, 130, 143)."""

@@ -320,3 +320,26 @@ def test_a_misspelled_override_is_one_line_naming_the_nearest_fields(capsys):
     check_override_keys("sweep", "sweep", fine)
     check_override_keys("sweep", "sweep", ["--config-name", "sweep_main", "grid.snr_db=[0]"])
     check_override_keys("sweep", "sweep", ["--config-name", "no_such_config", "x.y=1"])
+
+
+@pytest.mark.parametrize(
+    "module, arg, shown",
+    [
+        ("train", "train.stepz=3", "'train.stepz' is not a setting ('stepz' is not a field of "
+                                   "'train'; did you mean 'steps'?"),
+        ("eval", "data.num_frame=2", "did you mean 'num_frames'?"),
+        ("plot", "reslts=[x]", "did you mean 'results'?"),
+        ("train_codec", "codec_train.lr_=1", "did you mean 'lr'?"),
+        ("generate", "splits.tset=3", "did you mean 'test'?"),
+    ],
+)  # fmt: skip
+def test_every_app_names_a_misspelled_override_in_one_line(module, arg, shown, monkeypatch, capsys):
+    import importlib
+    import sys
+
+    app = importlib.import_module(f"v2x.apps.{module}")
+    monkeypatch.setattr(sys, "argv", [f"v2x-{module}", arg])
+    with pytest.raises(SystemExit) as stop:
+        app.main()
+    err = capsys.readouterr().err
+    assert stop.value.code == 2 and err.count("\n") == 1 and shown in err, err

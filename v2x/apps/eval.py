@@ -5,7 +5,7 @@ from __future__ import annotations
 import hydra
 from omegaconf import DictConfig
 
-from v2x.cli import user_errors
+from v2x.cli import checks_override_keys, user_errors
 
 EVAL_COLUMNS = (
     "fusion", "codec", "ap_30", "ap_50", "ap_70", "ap_70_invisible",
@@ -13,6 +13,7 @@ EVAL_COLUMNS = (
 )
 
 
+@checks_override_keys("eval", "eval")
 @hydra.main(config_path="pkg://v2x.conf", config_name="eval", version_base=None)
 @user_errors
 def main(cfg: DictConfig) -> None:

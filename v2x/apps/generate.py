@@ -10,12 +10,13 @@ from __future__ import annotations
 import hydra
 from omegaconf import DictConfig
 
-from v2x.cli import user_errors
+from v2x.cli import checks_override_keys, user_errors
 from v2x.datasets.build import generate_dataset
 
 __all__ = ["generate_dataset", "main"]
 
 
+@checks_override_keys("generate", "generate")
 @hydra.main(config_path="pkg://v2x.conf", config_name="generate", version_base=None)
 @user_errors
 def main(cfg: DictConfig) -> None:

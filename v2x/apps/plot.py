@@ -5,10 +5,11 @@ from __future__ import annotations
 import hydra
 from omegaconf import DictConfig
 
-from v2x.cli import user_errors
+from v2x.cli import checks_override_keys, user_errors
 from v2x.common import to_plain
 
 
+@checks_override_keys("plot", "plot")
 @hydra.main(config_path="pkg://v2x.conf", config_name="plot", version_base=None)
 @user_errors
 def main(cfg: DictConfig) -> None:

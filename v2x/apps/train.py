@@ -9,7 +9,7 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from v2x.cli import user_errors
+from v2x.cli import checks_override_keys, user_errors
 from v2x.common import (
     check_fields,
     check_whole,
@@ -149,6 +149,7 @@ def run_training(cfg: DictConfig) -> Path:
     )
 
 
+@checks_override_keys("train", "train")
 @hydra.main(config_path="pkg://v2x.conf", config_name="train", version_base=None)
 @user_errors
 def main(cfg: DictConfig) -> None:

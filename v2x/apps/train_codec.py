@@ -12,7 +12,7 @@ import hydra
 import torch
 from omegaconf import DictConfig
 
-from v2x.cli import user_errors
+from v2x.cli import checks_override_keys, user_errors
 from v2x.codec_calibration import calibrate_snr_gate, check_calibration
 from v2x.codec_training import (
     check_task_settings,
@@ -92,6 +92,7 @@ def run_codec_training(cfg: DictConfig) -> Path:
     return out
 
 
+@checks_override_keys("train_codec", "train_codec")
 @hydra.main(config_path="pkg://v2x.conf", config_name="train_codec", version_base=None)
 @user_errors
 def main(cfg: DictConfig) -> None:
