@@ -1,5 +1,7 @@
 """What the command-line apps share: user errors as one line, Ctrl-C as one line, and an
-allocator that reuses freed memory (``reuse_freed_memory``).
+allocator that reuses freed memory (``reuse_freed_memory``). An override of a key the config
+does not have, and a launcher whose optional extra is not installed, are one line too, before
+Hydra composes anything (``check_override_keys``, ``check_launcher``).
 
 A user error (a ``ValueError`` or ``FileNotFoundError`` from validating the config or reading
 inputs: every message names the field, the value and the valid choices; or any other
