@@ -14,6 +14,13 @@ box coding), so that every codec and channel carries them unchanged:
 
 Layout of every payload map: ``[heat K, reg 8, extra D]`` (``D = 0`` or ``C``).
 
+**On the air** (``payload_to_air`` / ``payload_from_air``, the pipeline's payload path) each class
+logit travels as its height above a floor ``FLOOR_MARGIN`` logits below the detector's score
+threshold, clamped at 0, and the other values only where some class is above the floor: the rest
+of a semantic map (its background, most cells) is sent as empty cells, which the receiver does
+not fuse. Nothing that can become a box changes; the digital chain's occupancy map skips the
+empty cells and its quantiser's steps follow the cells that matter.
+
 **Warp by centre** (``splat_to_ego``). Regression values are frame-dependent (offsets within a
 cell, yaw) and only the centre cell's are meaningful, so bilinear resampling (``warp_to_ego``)
 would mix a box's centre cell with its neighbours' unsupervised values. Each sender cell is
@@ -29,6 +36,8 @@ untrained it changes nothing) rescores the class logits from the ego's features 
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 from torch import nn
@@ -46,6 +55,53 @@ def with_score(maps: torch.Tensor, num_classes: int) -> torch.Tensor:
     """``[N, P, h, w]`` payload maps → ``[N, 1 + P, h, w]``: the cell's confidence (largest class
     logit) in front, as the payload fusions compare agents by it."""
     return torch.cat([maps[:, :num_classes].amax(dim=1, keepdim=True), maps], dim=1)
+
+
+#: How far (in logits) below the detector's score threshold a class logit still travels in a
+#: payload (``payload_floor``): a class below that floor cannot become a detection, even after a
+#: codec's rounding, and a cell with every class below it carries nothing.
+FLOOR_MARGIN = 2.0
+
+
+def payload_floor(score_threshold: float) -> float | None:
+    """The logit floor of payloads on the air, ``logit(score_threshold) − FLOOR_MARGIN``
+    (``None``, no floor, when the threshold is not in (0, 1): every cell is then sent as is)."""
+    if not 0.0 < score_threshold < 1.0:
+        return None
+    return math.log(score_threshold / (1.0 - score_threshold)) - FLOOR_MARGIN
+
+
+def payload_to_air(maps: torch.Tensor, num_classes: int, floor: float | None) -> torch.Tensor:
+    """Payload maps ``[N, K + 8 + D, h, w]`` → what a collaborator sends: each class logit as its
+    height above ``floor`` (``max(logit − floor, 0)``), and the other values only in cells where
+    some class is above it; a cell with every class at or below the floor is all zeros.
+
+    A semantic map's background (most of its cells) thus sends nothing a codec must spend bits
+    or quantiser range on: the digital chain's occupancy map skips its empty cells, and its
+    quantiser's steps follow the cells that can become boxes instead of the unsupervised box
+    values and far-negative logits of the background. ``floor=None``: ``maps`` unchanged."""
+    if floor is None:
+        return maps
+    k = num_classes
+    heat = (maps[:, :k] - floor).clamp_min(0.0)
+    present = (heat > 0).any(dim=1, keepdim=True)
+    rest = torch.where(present, maps[:, k:], torch.zeros_like(maps[:, k:]))
+    return torch.cat([heat, rest], dim=1)
+
+
+def payload_from_air(
+    received: torch.Tensor, num_classes: int, floor: float | None
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Inverse of ``payload_to_air`` at the receiver: ``[N, K + 8 + D, h, w]`` decoded maps →
+    payload maps (class logits ``floor + height``) and ``[N, 1, h, w]`` bool, the cells that
+    carry something (not all zeros): an empty cell is "no class above the floor here" and is
+    not fused. ``floor=None``: ``received`` unchanged and ``None`` (every cell carries)."""
+    if floor is None:
+        return received, None
+    k = num_classes
+    carries = (received != 0).any(dim=1, keepdim=True)
+    maps = torch.cat([received[:, :k] + floor, received[:, k:]], dim=1)
+    return maps, carries
 
 
 def head_payload(
@@ -246,12 +302,16 @@ def adapted_head(
 
 __all__ = [
     "ADAPTER_EXTRA",
+    "FLOOR_MARGIN",
     "PayloadAdapter",
     "adapted_head",
     "head_payload",
     "object_payload",
     "payload_adapters",
     "payload_channels",
+    "payload_floor",
+    "payload_from_air",
+    "payload_to_air",
     "splat_to_ego",
     "top_cells",
     "with_score",

@@ -28,7 +28,13 @@ from v2x.conditions import (
 from v2x.datasets.frame import CoopBatch
 from v2x.perception.detector import CoopDetector
 from v2x.perception.fusion import FeatureFusion
-from v2x.perception.semantic import splat_to_ego, with_score
+from v2x.perception.semantic import (
+    payload_floor,
+    payload_from_air,
+    payload_to_air,
+    splat_to_ego,
+    with_score,
+)
 from v2x.semcom.base import Codec, Transmission, reception
 from v2x.semcom.harq import transmit
 from v2x.semcom.selective import SelectiveCodec
@@ -88,7 +94,11 @@ def run_payload(
     detected object) goes through the codec wrapped in the ``selective`` codec, one call per
     distinct cell count, so every codec and channel carries it unchanged and the bits count
     the sent cells (+ their selection map) only; a collaborator with nothing to send costs
-    nothing."""
+    nothing.
+
+    On the air a payload carries its class logits as heights above the floor below the
+    detector's score threshold and is empty where no class reaches it (``payload_to_air``); the
+    ego fuses only the cells that arrived and carry something (``payload_from_air``)."""
     b, a, c, h, w = features.shape
     k = snr_db.shape[0]
     device = features.device
@@ -103,6 +113,12 @@ def run_payload(
         return RunOutput(repeat_detections(model.postprocess(heat, reg), k), cost, k)
     s = b * (a - 1)
     maps, cells = fusion.payload(model, features[:, 1:].reshape(s, c, h, w))
+    # On the air each logit is its height above the floor, a cell with no class above it
+    # empty (payload_to_air): the background costs no quantiser range nor bits.
+    floor = payload_floor(float(model.config.score_threshold))
+    maps = payload_to_air(maps, classes, floor)
+    if cells is not None:
+        maps = maps * cells
     p = maps.shape[1]
     n = k * s
     rows = maps.unsqueeze(0).expand(k, s, p, h, w).reshape(n, p, h, w)
@@ -146,8 +162,10 @@ def run_payload(
     else:
         one = torch.linalg.inv(pipe._noisy_relative(batch.poses))[:, 1:]
         agent_to_ego = one.unsqueeze(0).expand(k, b, a - 1, 4, 4)
+    decoded, carries = payload_from_air(decoded, classes, floor)
+    fused_cells = arrived if carries is None else arrived & carries  # empty: nothing to fuse
     moved, valid = splat_to_ego(
-        decoded, arrived, agent_to_ego.reshape(n, 4, 4), model.grid, model.stride, classes
+        decoded, fused_cells, agent_to_ego.reshape(n, 4, 4), model.grid, model.stride, classes
     )
     valid = valid.view(k * b, a - 1, 1, h, w) & present.repeat(k, 1)[..., None, None, None]
     moved = with_score(moved, classes).view(k * b, a - 1, p + 1, h, w)
