@@ -19,7 +19,13 @@ from v2x.datasets.frame import CoopBatch
 from v2x.perception.ego_fusion import arrived_cells, fuse_at_ego
 from v2x.perception.fusion import build_fusion
 from v2x.perception.head import build_targets, head_loss
-from v2x.perception.semantic import splat_to_ego, with_score
+from v2x.perception.semantic import (
+    payload_floor,
+    payload_from_air,
+    payload_to_air,
+    splat_to_ego,
+    with_score,
+)
 from v2x.perception.warp import (
     boxes_in_level_frames,
     merge_points_to_ego,
@@ -147,7 +153,8 @@ def payload_head_outputs(
     model, features: torch.Tensor, batch: CoopBatch, fusion: str | torch.nn.Module
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Head outputs of a payload fusion (``semantic_map``, ``object_features``) over ideal links:
-    each collaborator's payload of ``features [B, A, C, h, w]`` moved to the ego by predicted
+    each collaborator's payload of ``features [B, A, C, h, w]`` in its on-air form
+    (``payload_to_air``: its cells with a class above the floor) moved to the ego by predicted
     centre (``splat_to_ego``), fused with the ego's own, rescored by the fusion's adapter.
 
     Returns ``(heat_logits [B, K, h, w], reg [B, 8, h, w])``.
@@ -159,6 +166,12 @@ def payload_head_outputs(
     maps, valid = own, torch.ones(b, 1, 1, h, w, dtype=torch.bool, device=features.device)
     if a > 1:
         sent, cells = fuse.payload(model, features[:, 1:].reshape(b * (a - 1), c, h, w))
+        # what arrives over an ideal link: the on-air form (v2x.pipeline_payload), whose empty
+        # cells (no class above the floor) are not fused
+        floor = payload_floor(float(model.config.score_threshold))
+        sent, carries = payload_from_air(payload_to_air(sent, k, floor), k, floor)
+        if carries is not None:
+            cells = carries if cells is None else cells.bool() & carries
         agent_to_ego = torch.linalg.inv(relative_level_transforms(batch.poses))[:, 1:]
         moved, arrived = splat_to_ego(
             sent, cells, agent_to_ego.reshape(-1, 4, 4), model.grid, model.stride, k
