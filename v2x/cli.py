@@ -19,6 +19,7 @@ script's processes at its time limit, ``timeout`` by default, ``kill`` — is ha
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import functools
 import os
@@ -141,19 +142,22 @@ def check_override_keys(app: str, config_name: str, argv: list[str]) -> None:
 
     Hydra says so in five to ten lines that list no valid key; this names the key, the
     nearest fields where it was meant to go and the ``+key=…`` form that adds a new one.
-    Overrides Hydra handles itself (``+``/``++``/``~`` prefixes, ``hydra…``, group paths
-    with ``/``, flags) are left to it, and so is anything when the config does not compose.
+    Nothing is said when Hydra takes every override. Overrides Hydra handles itself
+    (``+``/``++``/``~`` prefixes, ``hydra…``, group paths with ``/``, flags) are left to it;
+    keys are looked up in the config with the command line's group choices (``model=…``).
     """
     import difflib
     import re
 
-    name, keys = config_name, []
+    name, keys, given = config_name, [], []
     for i, arg in enumerate(argv):
         if arg in ("--config-name", "-cn") and i + 1 < len(argv):
             name = argv[i + 1]
         elif arg.startswith("--config-name="):
             name = arg.split("=", 1)[1]
-        key = arg.split("=", 1)[0] if "=" in arg else ""
+        key = arg.split("=", 1)[0] if "=" in arg and not arg.startswith("-") else ""
+        if key and not key.lstrip("+~").startswith("hydra"):
+            given.append(arg)
         if re.fullmatch(r"[A-Za-z_][\w.\-]*", key) and not key.startswith("hydra"):
             keys.append(key)
     if not keys:
@@ -162,12 +166,21 @@ def check_override_keys(app: str, config_name: str, argv: list[str]) -> None:
         from hydra import compose, initialize_config_module
         from omegaconf import OmegaConf
 
+        def tree(overrides: list[str]) -> Any:
+            return OmegaConf.to_container(compose(name, overrides=overrides), resolve=False)
+
         with initialize_config_module(config_module="v2x.conf", version_base=None):
-            tree = OmegaConf.to_container(compose(name), resolve=False)
+            with contextlib.suppress(Exception):
+                tree(given)
+                return  # Hydra takes them all (multirun values such as a=1,2 it takes later)
+            config = tree([])
+            chosen = [a for a in given if isinstance(config.get(a.split("=", 1)[0]), dict)]
+            with contextlib.suppress(Exception):  # the command line's groups (model=pointpillars
+                config = tree(chosen)  # has layer_nums, the default small model has not)
     except Exception:  # (a bad config name or group: Hydra's own message says which)
         return
     for key in keys:
-        node, parts = tree, key.split(".")
+        node, parts = config, key.split(".")
         for depth, part in enumerate(parts):
             if not isinstance(node, dict):
                 break  # inside a value (a list, null): Hydra decides

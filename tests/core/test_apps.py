@@ -318,6 +318,11 @@ def test_a_misspelled_override_is_one_line_naming_the_nearest_fields(capsys):
         "codec_options.deepjscc.checkpoint=untrained",
     ]  # fmt: skip
     check_override_keys("sweep", "sweep", fine)
+    # a key of the group the command line chooses (train's default model is the small one)
+    check_override_keys("train", "train", ["model=pointpillars", "model.layer_nums=[3,5,8]"])
+    with pytest.raises(SystemExit):
+        check_override_keys("train", "train", ["model=pointpillars", "model.layer_numz=[3]"])
+    assert "did you mean 'layer_nums'?" in capsys.readouterr().err
     check_override_keys("sweep", "sweep", ["--config-name", "sweep_main", "grid.snr_db=[0]"])
     check_override_keys("sweep", "sweep", ["--config-name", "no_such_config", "x.y=1"])
 
