@@ -144,11 +144,14 @@ def check_override_keys(app: str, config_name: str, argv: list[str]) -> None:
     nearest fields where it was meant to go and the ``+key=…`` form that adds a new one.
     Nothing is said when Hydra takes every override. Overrides Hydra handles itself
     (``+``/``++``/``~`` prefixes, ``hydra…``, group paths with ``/``, flags) are left to it;
-    keys are looked up in the config with the command line's group choices (``model=…``).
+    keys are looked up in the config with the command line's group choices (``model=…``), and
+    nothing is checked when ``--config-dir`` / ``--config-path`` adds the user's own configs.
     """
     import difflib
     import re
 
+    if any(a.split("=", 1)[0] in ("--config-dir", "-cd", "--config-path", "-cp") for a in argv):
+        return  # configs of the user's own folder: only Hydra knows them
     name, keys, given = config_name, [], []
     for i, arg in enumerate(argv):
         if arg in ("--config-name", "-cn") and i + 1 < len(argv):

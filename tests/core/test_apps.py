@@ -323,6 +323,7 @@ def test_a_misspelled_override_is_one_line_naming_the_nearest_fields(capsys):
     with pytest.raises(SystemExit):
         check_override_keys("train", "train", ["model=pointpillars", "model.layer_numz=[3]"])
     assert "did you mean 'layer_nums'?" in capsys.readouterr().err
+    check_override_keys("sweep", "sweep", ["--config-dir", "/my/conf", "my.own=1"])  # theirs
     check_override_keys("sweep", "sweep", ["--config-name", "sweep_main", "grid.snr_db=[0]"])
     check_override_keys("sweep", "sweep", ["--config-name", "no_such_config", "x.y=1"])
 
