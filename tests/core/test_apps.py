@@ -318,7 +318,10 @@ def test_a_misspelled_override_is_one_line_naming_the_nearest_fields(capsys):
         "codec_options.deepjscc.checkpoint=untrained",
     ]  # fmt: skip
     check_override_keys("sweep", "sweep", fine)
-    # a key of the group the command line chooses (train's default model is the small one)
+    # a key of the group the command line chooses (the slow launcher tests' command: the
+    # sweep's default model, the standard one, has no backbone_channels)
+    check_override_keys("sweep", "sweep", ["model=pillars_center", "model.backbone_channels=[8,16]",
+                                           "-m", "grid.channels=[awgn],[rayleigh]"])  # fmt: skip
     check_override_keys("train", "train", ["model=pointpillars", "model.layer_nums=[3,5,8]"])
     with pytest.raises(SystemExit):
         check_override_keys("train", "train", ["model=pointpillars", "model.layer_numz=[3]"])
