@@ -167,8 +167,8 @@ def results_table_text(table: pa.Table, columns: Sequence[str] | None = None) ->
         return str(v)
 
     def cell(r: dict, c: str) -> str:
-        lo, hi = r.get(f"{c}_lo"), r.get(f"{c}_hi")
-        if isinstance(lo, float) and isinstance(hi, float) and lo == lo and hi == hi:
+        if _has_interval(r, c):
+            lo, hi = r[f"{c}_lo"], r[f"{c}_hi"]
             return f"{fmt(r[c])} [{fmt(lo)}, {fmt(hi)}]"  # the AP's 95 % interval
         return fmt(r[c])
 
@@ -180,7 +180,7 @@ def results_table_text(table: pa.Table, columns: Sequence[str] | None = None) ->
     line = "  ".join(c.rjust(w) for c, w in zip(columns, widths))
     out = [line, "-" * len(line)]
     out += ["  ".join(v.rjust(w) for v, w in zip(row, widths)) for row in cells]
-    if any("[" in v for row in cells for v in row):  # say what the intervals resample
+    if any(_has_interval(r, c) for r in rows for c in columns):  # what the intervals resample
         units = table.column("bootstrap_unit").to_pylist() if "bootstrap_unit" in table.column_names else []
         kinds = sorted({_INTERVAL_KINDS.get(u or "frame", u) for u in units} or {_INTERVAL_KINDS["frame"]})
         out.append(f"[lo, hi]: 95 % interval, {'; '.join(kinds)}")
@@ -193,11 +193,16 @@ def results_table_text(table: pa.Table, columns: Sequence[str] | None = None) ->
     return "\n".join(out)
 
 
+def _has_interval(row: dict, column: str) -> bool:
+    """Whether ``row`` holds a known interval of ``column`` (finite ``_lo`` and ``_hi``)."""
+    lo, hi = row.get(f"{column}_lo"), row.get(f"{column}_hi")
+    return isinstance(lo, float) and isinstance(hi, float) and lo == lo and hi == hi
+
+
 def _bare(row: dict, column: str) -> bool:
-    """An AP shown without its interval: finite, with no finite ``_lo`` / ``_hi``."""
-    value, lo, hi = row.get(column), row.get(f"{column}_lo"), row.get(f"{column}_hi")
-    finite = isinstance(value, float) and math.isfinite(value)
-    return finite and not (isinstance(lo, float) and isinstance(hi, float) and lo == lo and hi == hi)
+    """An AP shown without its interval: finite, with no known interval."""
+    value = row.get(column)
+    return isinstance(value, float) and math.isfinite(value) and not _has_interval(row, column)
 
 
 #: what each ``bootstrap_unit`` means, for the table's footnote

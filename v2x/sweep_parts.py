@@ -61,6 +61,22 @@ def codec_bits(codec: str, kwargs: Mapping) -> int:
     return int(bits)
 
 
+def check_codec_for_fusion(codec: str, kwargs: Mapping, fusion: str) -> None:
+    """Refuse, before any work, a codec sized for the detector's feature maps (``in_channels``
+    in its ``sweep_arguments``, not set in ``kwargs``) under a fusion that sends a payload
+    map of its own channels (``sends_payload``): it failed when its group started."""
+    from v2x.perception.fusion import fusion_class
+
+    sized = "in_channels" in sweep_arguments(codec) and "in_channels" not in kwargs
+    if sized and fusion_class(fusion).sends_payload:
+        raise ValueError(
+            f"sweep: fusion {fusion!r} sends a payload map of its own channels, but codec "
+            f"{codec!r} codes maps of the detector's feature channels ('in_channels'); "
+            "expected a codec without a channel count for it (identity, analog, digital, "
+            f"digital_payload), or 'codec_options.{codec}.in_channels' set to the payload's"
+        )
+
+
 def retransmission_settings(
     codec: str, kwargs: dict, channel: str, rounds_axis: list[int], fusion: str = "max"
 ) -> list[tuple[dict, int]]:
@@ -73,19 +89,11 @@ def retransmission_settings(
     when the axis is left at ``[0]``. A ``fusion`` that sends selected cells or a payload
     (``selects_cells``, ``sends_payload``) wraps the codec in the ``selective`` codec, which
     has no HARQ: only 0 applies to its codec's rounds, and a grid that leaves no 0 for it is
-    refused here, before any work (it failed when its group started); so is a codec sized for
-    the detector's feature maps (``in_channels``) under a fusion that sends a payload.
+    refused here, before any work (it failed when its group started).
     """
     from v2x.perception.fusion import fusion_class
 
     parts = fusion_class(fusion)
-    if parts.sends_payload and "in_channels" in sweep_arguments(codec) and "in_channels" not in kwargs:
-        raise ValueError(  # (it failed when its group started, after other groups' work)
-            f"sweep: fusion {fusion!r} sends a payload map of its own channels, but codec "
-            f"{codec!r} codes maps of the detector's feature channels ('in_channels'); expected "
-            "a codec without a channel count for it (identity, analog, digital, "
-            f"digital_payload), or 'codec_options.{codec}.in_channels' set to the payload's"
-        )
     if "harq_max_rounds" in sweep_arguments(codec) and (parts.selects_cells or parts.sends_payload):
         fixed = kwargs.get("harq_max_rounds")
         asked = [int(fixed)] if fixed is not None and rounds_axis == [0] else rounds_axis

@@ -46,6 +46,7 @@ from v2x.sweep_config import (  # noqa: F401 - the config API, also reachable fr
 )
 from v2x.sweep_parts import (  # noqa: F401 - what the parts declare, also reachable from here
     channel_sweep_arguments,
+    check_codec_for_fusion,
     codec_bits,
     codec_kwargs_for,
     retransmission_settings,
@@ -379,8 +380,8 @@ def plan_sweep(cfg: Any) -> SweepPlan:
     # valid ratios), so that bad kwargs or ratios fail before any work.
     for g in groups:
         if g.stage == FEATURE_STAGE:
-            if "checkpoint" in sweep_arguments(g.codec) and g.codec_kwargs.get("checkpoint") in (
-                None, ""):  # fmt: skip
+            check_codec_for_fusion(g.codec, g.codec_kwargs, g.fusion)
+            if "checkpoint" in sweep_arguments(g.codec) and not g.codec_kwargs.get("checkpoint"):
                 raise ValueError(
                     f"sweep: codec {g.codec!r} has no checkpoint (field "
                     f"'codec_options.{g.codec}.checkpoint' is {g.codec_kwargs.get('checkpoint')!r}); "

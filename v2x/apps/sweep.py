@@ -12,9 +12,10 @@ import sys
 import hydra
 from omegaconf import DictConfig
 
-from v2x.cli import check_launcher, check_override_keys, user_errors
+from v2x.cli import check_launcher, checks_override_keys, user_errors
 
 
+@checks_override_keys("sweep", "sweep")
 @hydra.main(config_path="pkg://v2x.conf", config_name="sweep", version_base=None)
 @user_errors
 def run(cfg: DictConfig) -> None:
@@ -49,7 +50,6 @@ def main() -> None:
         print(vocabulary_text())
         return
     check_launcher(sys.argv[1:])
-    check_override_keys("sweep", "sweep", sys.argv[1:])
     run()
 
 
