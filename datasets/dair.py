@@ -37,9 +37,14 @@ Coordinate conversions (all documented where they happen below):
   ``cooperative_label_path`` and applies ``World → Vehicle_lidar``; OpenCOOD/CoAlign read their
   ``world_8_points`` the same way). (V2X-Seq/SPD's ``cooperative/label/`` is in the vehicle LiDAR
   frame instead: ``coop_label_frame="vehicle_lidar"`` reads that.) When ``world_8_points`` is
-  present its corner order is DAIR's (``0–3`` bottom, ``4–7`` top, ``c0 − c3`` along the length),
-  and the yaw is taken from the corners with ``atan2`` (one official converter uses ``atan`` and
-  loses half the circle); otherwise from ``rotation``.
+  present (corner order DAIR's: ``0–3`` bottom, ``4–7`` top, ``c0 − c3`` along the length) the
+  corners are the box (``box_from_corners``): centre, ``l``, ``w``, ``h`` and the yaw (``atan2``;
+  one official converter uses ``atan`` and loses half the circle) all come from them, as the
+  official ``Label`` and HEAL/CoAlign's ``corner_to_center`` read them — DAIR's README gives the
+  cooperative annotation as ``type``, ``world_8_points``, ``system_error_offset`` and calls its
+  other 3D fields unusable, so ``3d_location``/``rotation`` are ignored and ``3d_dimensions`` is
+  optional (when present, a zero size still drops the box, as the official loader does).
+  Without corners: ``3d_location``, ``3d_dimensions`` and ``rotation``.
 
 Labels — the vehicle-only / infrastructure-only subtlety: the cooperative label merges both sides
 (objects seen by either, matched and fused, originally only Car/Truck/Van/Bus), whereas
@@ -209,6 +214,35 @@ def _has_heading(corners: np.ndarray) -> bool:
     c = np.asarray(corners, dtype=np.float64)
     d = (c[0] - c[3]) + (c[1] - c[2]) + (c[4] - c[7]) + (c[5] - c[6])
     return bool(np.hypot(d[0], d[1]) > 1e-9)
+
+
+def _corner_array(raw, where: str) -> np.ndarray:
+    """A label's ``world_8_points`` as a finite ``[8, 3]`` array; ``ValueError`` naming the
+    label file, object and field otherwise."""
+    try:
+        corners = np.asarray(raw, dtype=np.float64).reshape(8, 3)
+    except (TypeError, ValueError):
+        raise ValueError(
+            f"{where}: field 'world_8_points' must be 8 points [x, y, z], got {raw!r:.200}"
+        ) from None
+    if not np.all(np.isfinite(corners)):
+        raise ValueError(f"{where}: field 'world_8_points' must be finite, got {raw!r:.200}")
+    return corners
+
+
+def box_from_corners(corners: np.ndarray) -> np.ndarray:
+    """DAIR-ordered corners ``[8, 3]`` (``box_corners``' order) → ``(x, y, z, l, w, h, yaw)``:
+    the centre is the mean of the 8 corners, ``l`` the mean BEV length of the four edges along
+    the heading (``c0−c3, c1−c2, c4−c7, c5−c6``), ``w`` of the four across it (``c0−c1,
+    c3−c2, c4−c5, c7−c6``), ``h`` the mean top−bottom height, ``yaw`` from
+    ``yaw_from_corners`` (metres, radians)."""
+    c = np.asarray(corners, dtype=np.float64).reshape(8, 3)
+    along = [(0, 3), (1, 2), (4, 7), (5, 6)]
+    across = [(0, 1), (3, 2), (4, 5), (7, 6)]
+    length = np.mean([np.hypot(*(c[a, :2] - c[b, :2])) for a, b in along])
+    width = np.mean([np.hypot(*(c[a, :2] - c[b, :2])) for a, b in across])
+    height = float(np.mean(c[4:, 2] - c[:4, 2]))
+    return np.array([*c.mean(axis=0), length, width, abs(height), yaw_from_corners(c)])
 
 
 def _offset(pair: dict, inf_calib: dict, where_pair: str, where_calib: str) -> tuple[float, float]:
@@ -579,32 +613,36 @@ class DAIRV2XCDataset:
                     f"{where}: field 'type' must be a class name string (e.g. 'Car'), "
                     f"got {type_name!r}"
                 )
-            dims = _get(obj, "3d_dimensions", where)
-            loc = _get(obj, "3d_location", where)
-            h = _number(_get(dims, "h", f"{where} 3d_dimensions"), where, "3d_dimensions.h")
-            w = _number(_get(dims, "w", f"{where} 3d_dimensions"), where, "3d_dimensions.w")
-            length = _number(_get(dims, "l", f"{where} 3d_dimensions"), where, "3d_dimensions.l")
-            centre = np.array(
-                [
-                    _number(_get(loc, k, f"{where} 3d_location"), where, f"3d_location.{k}")
-                    for k in "xyz"
-                ]
-            )
             corners = obj.get("world_8_points") if frame_pose is None else None
             if corners is not None:
-                try:
-                    corners = np.asarray(corners, dtype=np.float64).reshape(8, 3)
-                except (TypeError, ValueError):
-                    raise ValueError(
-                        f"{where}: field 'world_8_points' must be 8 points [x, y, z]"
-                    ) from None
-                if not np.all(np.isfinite(corners)):
-                    raise ValueError(
-                        f"{where}: field 'world_8_points' must be finite, got "
-                        f"{obj['world_8_points']!r}"
-                    )
-                yaw = yaw_from_corners(corners)
+                corners = _corner_array(corners, where)
+            dims = obj.get("3d_dimensions") if corners is not None else None
+            zero_dims = False  # a zero 3d_dimensions: the release's zero-size boxes, dropped
+            if corners is None or dims is not None:
+                dims = _get(obj, "3d_dimensions", where)
+                h = _number(_get(dims, "h", f"{where} 3d_dimensions"), where, "3d_dimensions.h")
+                w = _number(_get(dims, "w", f"{where} 3d_dimensions"), where, "3d_dimensions.w")
+                length = _number(
+                    _get(dims, "l", f"{where} 3d_dimensions"), where, "3d_dimensions.l"
+                )
+            if corners is not None:
+                # the corners are the box (DAIR's README: the cooperative annotation is type,
+                # world_8_points, system_error_offset; its other 3D fields are not usable) —
+                # what the official Label and HEAL/CoAlign's corner_to_center read
+                box = box_from_corners(corners)
+                centre, yaw = box[:3], float(box[6])
+                # (a zero or negative 3d_dimensions keeps its meaning: dropped / refused below)
+                zero_dims = dims is not None and min(h, w, length) == 0
+                if dims is None or min(h, w, length) > 0:
+                    length, w, h = (float(v) for v in box[3:6])
             else:
+                loc = _get(obj, "3d_location", where)
+                centre = np.array(
+                    [
+                        _number(_get(loc, k, f"{where} 3d_location"), where, f"3d_location.{k}")
+                        for k in "xyz"
+                    ]
+                )
                 yaw = _number(_get(obj, "rotation", where), where, "rotation")
             cls = TYPE_TO_CLASS.get(type_name.strip().lower())
             if cls is None:
@@ -615,14 +653,14 @@ class DAIRV2XCDataset:
                     f"{where}: field '3d_dimensions' must not be negative, got "
                     f"{{h: {h:g}, w: {w:g}, l: {length:g}}}"
                 )
-            if min(h, w, length) == 0:
-                zero += 1
-                continue
-            if corners is not None and not _has_heading(corners):
+            if corners is not None and not zero_dims and not _has_heading(corners):
                 raise ValueError(
                     f"{where}: field 'world_8_points' has no heading (c0 − c3 is zero); expected "
                     "DAIR's corner order (0–3 bottom, 4–7 top, c0 − c3 along the length)"
                 )
+            if min(h, w, length) == 0:
+                zero += 1
+                continue
             if frame_pose is not None:
                 centre, yaw = box_to_world(frame_pose, centre, yaw)
             boxes.append([*centre, length, w, h, yaw])

@@ -272,6 +272,64 @@ def test_coop_labels_in_vehicle_lidar_frame_option(tmp_path):
     )
 
 
+def _dair_8_points(length, w, h, x, y, z, yaw):
+    """DAIR's ``get_lidar_3d_8points`` (AIR-THU/DAIR-V2X tools/dataset_converter/README.md),
+    written out: local (±l/2, ±w/2, ±h/2) as (+,+), (+,−), (−,−), (−,+), bottom then top,
+    rotated by Rz(yaw) about the centre (x, y, z); "forward direction: 3 -> 0"."""
+    lx = np.array([1, 1, -1, -1, 1, 1, -1, -1]) * length / 2
+    ly = np.array([1, -1, -1, 1, 1, -1, -1, 1]) * w / 2
+    lz = np.array([-1, -1, -1, -1, 1, 1, 1, 1]) * h / 2
+    c, s = math.cos(yaw), math.sin(yaw)
+    return np.stack([x + c * lx - s * ly, y + s * lx + c * ly, z + lz], axis=1).tolist()
+
+
+def test_cooperative_corners_decide_the_whole_box(tmp_path):
+    """DAIR-V2X data/README.md, "Cooperative Annotation File": ``{type, world_8_points,
+    system_error_offset}``; the zh README adds that the file's other 3D fields are not usable
+    (the box is to be read from the corners). The official ``Label`` builds the GT from the
+    corners and HEAL's ``project_world_objects_dairv2x`` takes centre, l, w, h and yaw from them
+    (``corner_to_center``). We read the centre and the size from ``3d_location`` /
+    ``3d_dimensions`` instead: a file in the published form failed ("field '3d_dimensions' is
+    missing") and stale fields gave a box at (12, -3, -1) of 4.4 x 1.9 x 1.6 where the corners
+    say (105, 203, 11), 4 x 2 x 1.5."""
+    build_fixture(tmp_path)
+    offset = {"delta_x": "0.5", "delta_y": ""}
+    truth = [  # (l, w, h, x, y, z, yaw) in the world
+        (4.0, 2.0, 1.5, 105.0, 203.0, 11.0, math.pi / 2),
+        (4.6, 1.8, 1.9, 130.25, 190.5, 10.9, math.pi - 0.01),  # heading just short of +pi
+        (10.0, 2.5, 3.2, 90.0, 230.0, 11.6, -math.pi + 0.02),  # just past -pi
+        (3.9, 1.7, 1.4, 101.0, 199.0, 10.5, -0.7),
+    ]
+    objects = [
+        {"type": "Car", "world_8_points": _dair_8_points(*truth[0]), "system_error_offset": offset},
+        # the fields a release also carries, deliberately stale: the corners decide
+        {
+            "type": "Van",
+            "world_8_points": _dair_8_points(*truth[1]),
+            "3d_dimensions": {"h": 1.6, "w": 1.9, "l": 4.4},
+            "3d_location": {"x": 12.0, "y": -3.0, "z": -1.0},
+            "rotation": 0.3,
+            "system_error_offset": offset,
+        },
+        {"type": "Bus", "world_8_points": _dair_8_points(*truth[2]), "system_error_offset": offset},
+        {"type": "Car", "world_8_points": _dair_8_points(*truth[3])},
+        # a zero 3d_dimensions (with its collapsed corners) still drops the box (the official
+        # Label skips it)
+        {
+            "type": "Car",
+            "world_8_points": _dair_8_points(0.0, 0.0, 0.0, 80.0, 180.0, 10.0, 0.0),
+            "3d_dimensions": {"h": 0, "w": 0, "l": 0},
+        },
+    ]
+    _json(tmp_path / "cooperative/label_world/015344.json", objects)
+    frame = DAIRV2XCDataset(tmp_path)[0]
+    assert frame.classes.tolist() == [0, 0, 1, 0]
+    assert frame.meta["dropped_zero_size"] == 1
+    for got, (length, w, h, x, y, z, yaw) in zip(frame.boxes, truth, strict=True):
+        np.testing.assert_allclose(got[:6], [x, y, z, length, w, h], atol=1e-9)
+        assert abs(_wrap(got[6] - yaw)) < 1e-9
+
+
 def test_offset_falls_back_to_calib_relative_error(tmp_path):
     build_fixture(tmp_path)
     info = json.loads((tmp_path / "cooperative/data_info.json").read_text())
@@ -290,7 +348,9 @@ def test_split_file(tmp_path):
     assert len(DAIRV2XCDataset(tmp_path, split="train", split_file="split.json")) == 1
     # a split none of whose ids is a frame here gave 0 frames without a word (an empty run)
     for name, shown in [("val", "'000001'"), ("ints", "'15344'"), ("none", "0 vehicle")]:
-        with pytest.raises(ValueError, match=rf"split.json: field '{name}' names .*{shown}.*'015344'"):
+        with pytest.raises(
+            ValueError, match=rf"split.json: field '{name}' names .*{shown}.*'015344'"
+        ):
             DAIRV2XCDataset(tmp_path, split=name, split_file="split.json")
     with pytest.raises(ValueError, match="split_file"):
         DAIRV2XCDataset(tmp_path, split="train")
