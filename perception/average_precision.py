@@ -60,8 +60,15 @@ Additions, all optional and all reported by name:
   "don't care" rule of KITTI/nuScenes-style evaluators applied to OpenCOOD's greedy matching:
   a correct detection of a visible object neither helps nor hurts the invisible-subset AP.
 
-IoU is computed in float64 (OpenCOOD uses shapely in float64 but stores the IoUs as float32
-before the comparison; the two can only disagree for IoUs within ~1e-7 of a threshold).
+IoU is computed in float64 from float64 corners. OpenCOOD builds its corners in float32
+(``rotate_points_along_z`` casts to float) and stores the shapely IoUs as float32 before the
+comparison, so the two can disagree for IoUs within float32 rounding of a threshold (~1e-7 near
+the origin, more far from it). One such case is exact: an IoU of exactly 0.7 is a TP here and a
+FP in OpenCOOD under NumPy 1.x (``float32(0.7) = 0.69999999 < 0.7``; NumPy 2 compares in float32
+and agrees with us); 0.3 and 0.5 agree. Exact score ties: both of OpenCOOD's sorts
+(``np.argsort``) are unstable, ours are stable (frame order, then input order), so AP on
+tied scores can differ (measured: up to 0.028 on frame sets with scores rounded to 0.1; none on
+tie-free sets, nor with a stable sort in OpenCOOD's code).
 
 No GT in a group: AP is ``nan`` (OpenCOOD would divide by zero). GT but no detections: AP 0.
 """
@@ -194,7 +201,9 @@ def _floats(field: str, values: Any) -> list[float]:
             raise TypeError
         return [float(v) for v in values]
     except (TypeError, ValueError):
-        raise ValueError(f"EvalConfig.{field}: expected a list of numbers, got {values!r}") from None
+        raise ValueError(
+            f"EvalConfig.{field}: expected a list of numbers, got {values!r}"
+        ) from None
 
 
 # --------------------------------------------------------------------------------------------

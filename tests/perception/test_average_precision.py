@@ -88,6 +88,16 @@ def test_iou_at_threshold_counts_as_tp() -> None:
     assert average_precision([det], [[0.9]], [gt], iou_threshold=0.7) == 0.0
 
 
+def test_iou_exactly_at_0_7_is_a_tp_as_documented() -> None:
+    # GT 10 x 1, detection 7 x 1 inside it: IoU = 7 / 10, which float64 division rounds to the
+    # literal 0.7. The module docstring's convention: >= in float64, a TP (OpenCOOD under NumPy
+    # 1.x stores the IoU as float32(0.7) = 0.69999999 < 0.7 and calls it a FP).
+    gt = t([[0.0, 0, 0, 10, 1, 1, 0]])
+    det = t([[1.5, 0, 0, 7, 1, 1, 0]])
+    assert float(np.float32(7 / 10)) < 0.7  # the float32 rounding the docstring describes
+    assert average_precision([det], [[0.9]], [gt], iou_threshold=0.7) == 1.0
+
+
 def test_matches_gt_with_highest_iou_not_first() -> None:
     # 1 m wide boxes along x.  g0 = [0, 2], g1 = [0.5, 2.5]; det A = [0.3, 2.3] (score .9):
     # IoU(A, g0) = 1.7 / 2.3 = .739, IoU(A, g1) = 1.8 / 2.2 = .818 -> A takes g1 (not g0).
@@ -471,7 +481,9 @@ def _random_frames(rng: np.random.Generator, n: int) -> list[dict]:
         det = [list(b) for b in gt if rng.random() < 0.7]
         for b in det:
             b[0] += float(rng.normal(0, 0.8))
-        det += [box(float(x), float(y)) for x, y in rng.uniform(-40, 40, (int(rng.integers(0, 3)), 2))]
+        det += [
+            box(float(x), float(y)) for x, y in rng.uniform(-40, 40, (int(rng.integers(0, 3)), 2))
+        ]
         frames.append({"det_boxes": t(det), "det_scores": rng.random(len(det)), "gt_boxes": t(gt)})
     return frames
 
@@ -485,7 +497,9 @@ def test_bootstrap_interval_equals_an_independent_resampling_loop(sort: str) -> 
     res = acc.compute(sort=sort, bootstrap=200, seed=11)
     # oracle: the same resamples (numpy's generator with the same seed, each in dataset order)
     # through average_precision, one frame list per resample
-    draws = np.sort(np.random.default_rng(11).integers(0, len(frames), size=(200, len(frames))), axis=1)
+    draws = np.sort(
+        np.random.default_rng(11).integers(0, len(frames), size=(200, len(frames))), axis=1
+    )
     values = []
     for idx in draws:
         picked = [frames[i] for i in idx]
@@ -532,10 +546,14 @@ def test_sequence_bootstrap_resamples_whole_towns() -> None:
     assert hi - lo > 1.3 * (f_hi - f_lo)
     plain = APAccumulator(EvalConfig(iou_thresholds=(0.5,), distance_bins=(), per_class=False))
     plain.add_frames(_random_frames(rng, 3))
-    with pytest.raises(ValueError, match="bootstrap_unit: 'sequence' needs a sequence for every frame, 3 of 3"):
+    with pytest.raises(
+        ValueError, match="bootstrap_unit: 'sequence' needs a sequence for every frame, 3 of 3"
+    ):
         plain.compute(bootstrap=10, bootstrap_unit="sequence")
     assert plain.compute(bootstrap=10)["bootstrap"]["unit"] == "frame"  # auto: no sequences
-    with pytest.raises(ValueError, match="bootstrap_unit: expected one of auto, sequence, frame, got 'town'"):
+    with pytest.raises(
+        ValueError, match="bootstrap_unit: expected one of auto, sequence, frame, got 'town'"
+    ):
         plain.compute(bootstrap=10, bootstrap_unit="town")
 
 
