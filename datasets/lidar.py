@@ -98,6 +98,10 @@ class LidarConfig:
         except ValueError as exc:
             raise ValueError(str(exc).replace("lidar:", f"{where}:", 1)) from None
 
+    def to_dict(self) -> dict:
+        """The fields as a plain dict (``from_dict`` builds the same config back)."""
+        return asdict(self)
+
 
 def check_finite(where: str, value: object, least: float = 0.0, most: float = math.inf) -> float:
     """``float(value)`` when it is a finite real number in ``[least, most]``; else ``ValueError``
@@ -108,9 +112,6 @@ def check_finite(where: str, value: object, least: float = 0.0, most: float = ma
         bounds = f">= {least:g}" if most == math.inf else f"in [{least:g}, {most:g}]"
         raise ValueError(f"{where} must be a finite number {bounds}, got {value!r}")
     return float(value)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 @dataclass

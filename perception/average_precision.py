@@ -1147,8 +1147,9 @@ class APAccumulator:
             over classes with GT}``), ``details`` (``{group: {threshold: ap_from_flags
             output}}`` with precision/recall arrays and counts), and with ``bootstrap > 0``
             ``ci`` (``{group: {threshold: (lo, hi)}}``, nan where no resample has GT) and
-            ``bootstrap`` (``{"resamples", "seed", "confidence", "unit"}``, ``unit`` the one
-            used: ``"frame"`` or ``"sequence"``).
+            ``bootstrap`` (``{"resamples", "seed", "confidence", "unit", "units"}``, ``unit``
+            the one used: ``"frame"`` or ``"sequence"``; ``units`` how many frames or
+            sequences each resample draws from).
         """
         sort = self.config.sort if sort is None else sort
         if sort not in ("per_frame", "global"):
@@ -1196,9 +1197,10 @@ class APAccumulator:
                 name: self._bootstrap(name, sort, bootstrap, seed, confidence, thr, unit)
                 for name, thr in wanted.items()
             }
+            units = len(set(self._sequences)) if unit == "sequence" else self.num_frames
             out["bootstrap"] = {
                 "resamples": int(bootstrap), "seed": int(seed), "confidence": float(confidence),
-                "unit": unit,
+                "unit": unit, "units": units,
             }  # fmt: skip
         return out
 

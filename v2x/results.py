@@ -14,9 +14,10 @@ ledger row whose cell is not in the results is ignored (and rewritten) on resume
 
 Results columns (``RESULTS_SCHEMA``, each described in docs/sweeps.md, "Results schema"): the
 condition (``CONDITION_COLUMNS``), the frame set, the APs (``AP_METRICS``) with their bootstrap
-95 % intervals (``<metric>_lo`` / ``_hi``) and the unit they resample (``bootstrap_unit``), the
-ground-truth counts, the ledger sums (``v2x.ledger.LEDGER_SUMS``), ``config_hash`` (the job),
-``v2x_version`` and the provenance that keys the cell (``PROVENANCE_COLUMNS``).
+95 % intervals (``<metric>_lo`` / ``_hi``), the unit they resample and how many of them there
+are (``bootstrap_unit``, ``bootstrap_units``), the ground-truth counts, the ledger sums
+(``v2x.ledger.LEDGER_SUMS``), ``config_hash`` (the job), ``v2x_version`` and the provenance that
+keys the cell (``PROVENANCE_COLUMNS``).
 """
 
 from __future__ import annotations
@@ -33,12 +34,9 @@ import pyarrow.parquet as pq
 from v2x import __version__
 from v2x.common import atomic_path
 from v2x.ledger import LEDGER_SCHEMA, LEDGER_SUMS
-from v2x.provenance import (  # noqa: F401 - the hashing API, also reachable from here
-    CODE_PACKAGES,
-    code_hash,
-    source_tree_hash,
-    stable_hash,
-)
+
+# the hashing API, also reachable from here
+from v2x.provenance import CODE_PACKAGES, code_hash, source_tree_hash, stable_hash  # noqa: F401
 
 log = logging.getLogger(__name__)
 
@@ -97,6 +95,7 @@ ADDED_COLUMNS: dict[str, object] = {
     "bits_estimated": False,
     **{f"{m}_{end}": float("nan") for m in AP_METRICS for end in ("lo", "hi")},
     "bootstrap_unit": "frame",  # before the column, every interval resampled frames
+    "bootstrap_units": 0,  # unknown: files from before the column
     "seed": -1,
     "data_path": "",
     "data_hash": "",
@@ -124,6 +123,7 @@ RESULTS_SCHEMA = pa.schema(
     + [(f"{m}_{end}", pa.float64()) for m in AP_METRICS for end in ("lo", "hi")]
     + [
         ("bootstrap_unit", pa.string()),
+        ("bootstrap_units", pa.int32()),
         ("num_gt", pa.int64()),
         ("num_gt_invisible", pa.int64()),
         ("eval_convention", pa.string()),

@@ -122,6 +122,7 @@ def group_rows(
                 "vehicle_ap_70": float(ap.get("group/vehicle", {}).get(0.7, math.nan)),
                 **intervals,
                 "bootstrap_unit": result["bootstrap"]["unit"] if "bootstrap" in result else "",
+                "bootstrap_units": int(result.get("bootstrap", {}).get("units", 0)),
                 "num_gt": int(next(iter(details["overall"].values()))["num_gt"]),
                 "num_gt_invisible": int(
                     next(iter(details["subset/ego_invisible"].values()))["num_gt"]

@@ -470,3 +470,36 @@ def test_results_files_follow_the_umask(tmp_path, umask):
         os.umask(old)
     for path in (store.path, store.ledger_path):
         assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~umask
+
+
+def test_the_table_says_how_many_units_its_intervals_resample_and_warns_when_few():
+    """An interval from 2 towns was printed like one from 40: a percentile bootstrap over m
+    clusters draws at most C(2m - 1, m) distinct resamples (3 for m = 2), so its 95 % is not
+    one. The footnote names the count and warns below ``FEW_UNITS``; files from before the
+    count read 0 (unknown) and keep the plain footnote."""
+    from math import comb
+
+    from v2x.results import rows_to_table
+    from v2x.results_table import FEW_UNITS, results_table_text
+
+    def with_interval(snr: float, unit: str, units: int | None) -> dict:
+        row = {**_keyed_row(snr), "bootstrap_unit": unit}
+        row.update({f"{m}_{end}": v for m in ("ap_30", "ap_50", "ap_70")
+                    for end, v in (("lo", 0.4), ("hi", 0.6))})  # fmt: skip
+        return row if units is None else {**row, "bootstrap_units": units}
+
+    assert comb(2 * 2 - 1, 2) == 3 and FEW_UNITS == 10
+    few = results_table_text(rows_to_table([with_interval(0.0, "sequence", 2)])).splitlines()
+    assert few[-2:] == [
+        "[lo, hi]: 95 % interval, bootstrap over whole sequences (2 sequences)",
+        "few units: an interval drawn from 2 units is coarse and covers less than 95 % (read it "
+        "as the spread between them; more towns/scenes or frames narrow it honestly)",
+    ]
+    many = [with_interval(0.0, "sequence", 40), with_interval(5.0, "frame", 400),
+            with_interval(10.0, "frame", 120)]  # fmt: skip
+    assert results_table_text(rows_to_table(many)).splitlines()[-1] == (
+        "[lo, hi]: 95 % interval, bootstrap over frames (120-400 frames); bootstrap over whole "
+        "sequences (40 sequences)"
+    )
+    old = results_table_text(rows_to_table([with_interval(0.0, "frame", None)])).splitlines()
+    assert old[-1] == "[lo, hi]: 95 % interval, bootstrap over frames"

@@ -937,12 +937,12 @@ def test_seeds_are_averaged_and_other_settings_kept_apart_in_plots(reference, ca
     assert "num_seeds" in header
     notes = [line for line in text.splitlines() if line.startswith("[lo, hi]: 95 % interval")]
     lines = [line for line in text.splitlines()[2:] if line.strip() and "convention" not in line
-             and line not in notes]  # fmt: skip
+             and line not in notes and not line.startswith("few units: ")]  # fmt: skip
     # max+analog and none over 2 seeds; max+identity and late over one: 4 settings x 2 SNRs
     assert len(lines) == 8
     assert notes == [  # the intervals say what they are (one seed, or seeds and towns)
-        "[lo, hi]: 95 % interval, bootstrap over whole sequences; over seeds: Student-t over "
-        "seeds and bootstrap over sequences in quadrature"
+        "[lo, hi]: 95 % interval, bootstrap over whole sequences (2 sequences); over seeds: "
+        "Student-t over seeds and bootstrap over sequences in quadrature (2 sequences per seed)"
     ]
     assert sum(line.rstrip().endswith(" 2") for line in lines) == 4
 
@@ -1260,13 +1260,18 @@ def test_every_ap_has_a_bootstrap_interval_over_frames(reference, tmp_path, monk
     assert finite >= len(rows)  # the default config resamples (eval.bootstrap)
     # 2 frames per town: the default unit (auto) resamples whole towns, and says so
     assert {r["bootstrap_unit"] for r in rows} == {"sequence"}
+    assert {r["bootstrap_units"] for r in rows} == {2}  # 4 frames, 2 per town
     text = results_table_text(read_results([path]))
     assert text.count("[") >= len(rows)  # "value [lo, hi]"
     # the vehicle APs (the README's headline metric) are columns too, with their intervals
     header = text.splitlines()[0].split()
     assert header.index("vehicle_ap_50") + 1 == header.index("vehicle_ap_70")
-    # and says what the intervals resample
-    assert text.splitlines()[-1] == "[lo, hi]: 95 % interval, bootstrap over whole sequences"
+    # and says what the intervals resample, from how many towns, and that 2 are too few
+    assert text.splitlines()[-2:] == [
+        "[lo, hi]: 95 % interval, bootstrap over whole sequences (2 sequences)",
+        "few units: an interval drawn from 2 units is coarse and covers less than 95 % (read it "
+        "as the spread between them; more towns/scenes or frames narrow it honestly)",
+    ]
     bars = []
     original = matplotlib.axes.Axes.errorbar
 

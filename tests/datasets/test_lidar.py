@@ -71,3 +71,12 @@ def test_bad_lidar_config_names_the_field():
         build_lidar(LidarConfig(dropout=1.0))
     with pytest.raises(ValueError, match="unknown field"):
         LidarConfig.from_dict({"colums": 5})
+
+
+def test_a_lidar_config_round_trips_through_its_dict():
+    """``LidarConfig.to_dict`` had slipped below ``return`` in ``check_finite`` (dead code: the
+    class had no ``to_dict``, unlike ``SyntheticConfig``)."""
+    cfg = LidarConfig(preset="vlp16", columns=720, max_range_m=90.0, dropout=0.1)
+    plain = cfg.to_dict()
+    assert plain["columns"] == 720 and plain["max_range_m"] == 90.0
+    assert LidarConfig.from_dict(plain) == cfg

@@ -511,7 +511,9 @@ def test_bootstrap_interval_equals_an_independent_resampling_loop(sort: str) -> 
     lo, hi = np.quantile(values, [0.025, 0.975])
     assert res["ci"]["overall"][0.5] == pytest.approx((lo, hi), abs=1e-12)
     assert lo < res["ap"]["overall"][0.5] < hi
-    assert res["bootstrap"] == {"resamples": 200, "seed": 11, "confidence": 0.95, "unit": "frame"}
+    assert res["bootstrap"] == {
+        "resamples": 200, "seed": 11, "confidence": 0.95, "unit": "frame", "units": 40
+    }  # fmt: skip
     # same seed, same interval; another seed, another interval
     assert acc.compute(sort=sort, bootstrap=200, seed=11)["ci"] == res["ci"]
     assert acc.compute(sort=sort, bootstrap=200, seed=12)["ci"] != res["ci"]
@@ -529,6 +531,8 @@ def test_sequence_bootstrap_resamples_whole_towns() -> None:
     acc.add_frames(frames)
     res = acc.compute(bootstrap=300, seed=2, bootstrap_unit="sequence")
     assert res["bootstrap"]["unit"] == "sequence"
+    assert res["bootstrap"]["units"] == 12  # the towns each resample draws from
+    assert acc.compute(bootstrap=5, bootstrap_unit="frame")["bootstrap"]["units"] == 60
     # frames come in sequences: the default (auto) is the sequence bootstrap
     assert acc.compute(bootstrap=300, seed=2)["ci"] == res["ci"]
     picks = np.sort(np.random.default_rng(2).integers(0, 12, size=(300, 12)), axis=1)
