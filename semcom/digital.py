@@ -93,6 +93,7 @@ from v2x.semcom.fec import (
     CRC_BITS,
     block_code,
     check_block_bits,
+    check_block_code,
     check_ldpc_decoder,
     coded_bits_per_block,
     device_string,
@@ -576,7 +577,8 @@ class DigitalCodec(Codec):
         ldpc_decoder: the exact decoder's LDPC decoder, ``"sionna"`` (BP, reference) or
             ``"minsum"`` (``v2x.semcom.ldpc_minsum``, layered normalised min-sum) or
             ``"minsum-fp16"`` (the same, float16 storage).
-        block_bits: LDPC information bits per code block incl. the 24-bit CRC (≤ 8448).
+        block_bits: LDPC information bits per code block incl. the 24-bit CRC (≤ 8448; ≤ 3840
+            where an MCS the codec may use takes base graph 2: ``fec.check_block_code``).
         max_channel_uses: channel-use budget per transmission, or ``None``.
         min_bits: lowest ``bits`` the budget rule may go down to.
         equalizer: ``"mmse"`` or ``"zf"`` (``v2x.channels.base.equalize``).
@@ -648,6 +650,8 @@ class DigitalCodec(Codec):
             raise ValueError(f"digital codec 'decoder' must be 'exact' or 'fast', got {decoder!r}")
         if mcs != "auto":
             get_mcs(mcs)
+        for m in range(len(MCS_TABLE)) if mcs == "auto" else (mcs,):
+            check_block_code(m, block_bits)  # every MCS the codec may send has its code block
         if not 0.0 < target_bler < 1.0:
             raise ValueError(f"digital codec 'target_bler' must be in (0, 1), got {target_bler!r}")
         if max_channel_uses is not None and (

@@ -49,6 +49,45 @@ def coded_bits_per_block(mcs: Mcs, block_bits: int) -> int:
     return math.ceil(block_bits * 1024 / mcs.rate_x1024 / mcs.qm) * mcs.qm
 
 
+#: Largest LDPC information block ``K_cb`` of each base graph (38.212 § 5.2.2).
+K_CB = {"bg1": 8448, "bg2": 3840}
+#: 1 / the lowest code rate of each base graph's mother code (``N / (K_b Z)``: 66/22, 50/10);
+#: below that rate this chain repeats the rate-matched codeword (``BlockCode.ldpc_bits``).
+MOTHER_RATE_INV = {"bg1": 3, "bg2": 5}
+
+
+def base_graph(payload_bits: int, rate: float) -> str:
+    """LDPC base graph, ``"bg1"`` or ``"bg2"``, of 38.212 § 7.2.2 (DL-SCH; § 6.2.2, UL-SCH, is
+    the same rule) for a block of ``A = payload_bits`` bits before its CRC at target code rate
+    ``R = rate`` (the MCS's ``R × 1024 / 1024``): base graph 2 if ``A ≤ 292``, or ``A ≤ 3824``
+    and ``R ≤ 0.67``, or ``R ≤ 0.25``; base graph 1 otherwise.
+
+    (Sionna's ``LDPC5GEncoder`` applies the rule to its ``k`` (CRC included) and ``k / n``, which
+    differs for 293–316-bit blocks at MCS 23–28 and 3825–3848-bit blocks: ``BlockCode`` passes
+    this choice to it.)
+    """
+    if payload_bits <= 292 or (payload_bits <= 3824 and rate <= 0.67) or rate <= 0.25:
+        return "bg2"
+    return "bg1"
+
+
+def check_block_code(mcs_index: int, block_bits: int) -> None:
+    """``ValueError`` unless one 5G LDPC code block of ``block_bits`` information bits (CRC
+    included) exists at MCS ``mcs_index``: its base graph (``base_graph``) must take
+    ``block_bits ≤ K_cb`` (8448 for base graph 1, 3840 for base graph 2). A longer block would be
+    segmented into several code blocks (38.212 § 5.2.2), which this chain does not model."""
+    check_block_bits(block_bits)
+    mcs = get_mcs(mcs_index)
+    bg = base_graph(block_bits - CRC_BITS, mcs.rate)
+    if block_bits > K_CB[bg]:
+        raise ValueError(
+            f"digital codec 'block_bits' = {block_bits} at MCS {mcs_index} (rate "
+            f"{mcs.rate_x1024}/1024) takes LDPC base graph {bg[-1]} (38.212 § 7.2.2), whose code "
+            f"blocks hold at most {K_CB[bg]} bits (§ 5.2.2: a longer block is segmented, which "
+            f"this chain does not model): use block_bits ≤ {K_CB[bg]} or another MCS"
+        )
+
+
 def check_ldpc_decoder(ldpc_decoder: str) -> None:
     if ldpc_decoder not in LDPC_DECODERS:
         raise ValueError(
@@ -96,7 +135,7 @@ class BlockCode:
         from sionna.phy.fec.ldpc import LDPC5GDecoder, LDPC5GEncoder
         from sionna.phy.mapping import Mapper
 
-        check_block_bits(block_bits)
+        check_block_code(mcs_index, block_bits)
         check_ldpc_decoder(ldpc_decoder)
         self.mcs = get_mcs(mcs_index)
         self.block_bits = block_bits
@@ -104,10 +143,15 @@ class BlockCode:
         self.coded_bits = coded_bits_per_block(self.mcs, block_bits)
         self.num_symbols = self.coded_bits // self.mcs.qm
         qm = self.mcs.qm
-        # Sionna's 5G LDPC stops at rate 1/5 (MCS 0-2 are lower): like the 38.212 circular
-        # buffer, send a rate-1/5 codeword and repeat it cyclically up to n coded bits; the
-        # receiver adds the LLRs of the repeats (chase combining).
-        self.ldpc_bits = min(self.coded_bits, (5 * block_bits // qm) * qm)
+        #: 38.212 § 7.2.2 base graph (``base_graph``), given to Sionna's encoder.
+        self.base_graph = base_graph(self.payload_bits, self.mcs.rate)
+        # Sionna's 5G LDPC stops at the mother code's rate (1/5 for base graph 2: MCS 0-2 are
+        # lower; 1/3 for base graph 1: MCS 4 and 10 with blocks > 3848 bits): send a codeword
+        # at that rate and repeat it cyclically up to n coded bits; the receiver adds the LLRs of
+        # the repeats (chase combining). Not bit for bit 38.212's circular buffer (docs/digital.md,
+        # "Where the chain departs from 3GPP").
+        max_bits = block_bits * MOTHER_RATE_INV[self.base_graph]
+        self.ldpc_bits = min(self.coded_bits, (max_bits // qm) * qm)
         self._repeat_index = torch.arange(self.coded_bits) % self.ldpc_bits
         from sionna.phy.nr.utils import generate_prng_seq
 
@@ -116,7 +160,7 @@ class BlockCode:
         self._crc_enc = CRCEncoder(CRC_POLY, device=device)
         self._crc_dec = CRCDecoder(self._crc_enc, device=device)
         self._ldpc_enc = LDPC5GEncoder(
-            block_bits, self.ldpc_bits, num_bits_per_symbol=qm, device=device
+            block_bits, self.ldpc_bits, num_bits_per_symbol=qm, bg=self.base_graph, device=device
         )
         if ldpc_decoder in MINSUM_PRECISION:
             from v2x.semcom.ldpc_minsum import LDPC5GMinSumDecoder
