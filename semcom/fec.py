@@ -6,7 +6,10 @@ the block's ``block_bits`` LDPC information bits. The LDPC codeword is rate-matc
 whole QAM symbols), i.e. ``n / Qm`` complex channel uses with unit average energy. As in
 38.211 § 7.3.1.1 the coded bits are scrambled with the length-31 Gold sequence (fixed
 ``c_init = SCRAMBLING_C_INIT``) before Gray QAM mapping, so structured payloads (zero padding)
-still give unit average symbol energy; the receiver flips the LLR signs back.
+still give unit average symbol energy; the receiver flips the LLR signs back. The base graph,
+lifting size, rate matching (MCS 3–28), scrambling and QAM are 38.212/38.211's bit for bit; the
+block's CRC24A, its ``n`` and the repetition below the mother code's rate are this chain's own
+(docs/digital.md, "Where the chain departs from 3GPP"; tests/semcom/test_nr_standard.py).
 
 The LDPC decoder is Sionna's belief-propagation ``LDPC5GDecoder`` (``ldpc_decoder="sionna"``,
 the reference) or the project's batched layered normalised min-sum decoder of the same code
