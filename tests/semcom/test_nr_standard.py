@@ -184,3 +184,13 @@ def test_a_block_too_long_for_its_base_graph_is_refused_when_the_codec_is_built(
         DigitalCodec(decoder="exact", block_bits=4000, mcs=3)
     assert DigitalCodec(decoder="exact", block_bits=4000, mcs=4).block_bits == 4000
     assert DigitalCodec(decoder="exact", block_bits=3840).block_bits == 3840  # every MCS fits
+
+
+@pytest.mark.parametrize("qm", [2, 4, 6, 8])
+def test_qam_points_and_labels_are_38211s(qm: int):
+    """The constellation the chain maps with and ``SeparableQamDemapper`` splits (Sionna's
+    ``Mapper("qam", Qm)``; 256-QAM only for the demapper) against 38.211 § 5.1.3–5.1.5."""
+    from sionna.phy.mapping import Mapper
+
+    points = torch.tensor(qam_points(qm), dtype=torch.complex64)
+    torch.testing.assert_close(Mapper("qam", qm).constellation(), points, atol=1e-6, rtol=0)
