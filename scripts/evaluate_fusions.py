@@ -83,7 +83,8 @@ def main() -> None:
         cells = [f"{k} {row[k]:.3f} [{row[k + '_ci'][0]:.3f}, {row[k + '_ci'][1]:.3f}]"
                  for k in ("vehicle_ap_50", "vehicle_ap_70", "vehicle_ap_70_invisible",
                            "pedestrian_ap_25", "cyclist_ap_25") if args.bootstrap]  # fmt: skip
-        unit = f"| 95 % CI over {row['bootstrap_unit']}s " if args.bootstrap else ""
+        unit = (f"| 95 % CI over {row['bootstrap_units']} {row['bootstrap_unit']}s "
+                if args.bootstrap else "")  # fmt: skip
         bits = f"| {row['source_bits_per_frame'] / 1e6:.2f} Mbit/frame"
         print(name, "|", " | ".join(cells), unit + bits)
         for sort in args.sorts[1:]:

@@ -240,9 +240,9 @@ def headline_metrics(
     sort: str | None = None,
 ) -> dict[str, float | tuple[float, float] | str]:
     """``HEADLINE_METRICS`` of an accumulator built with ``headline_eval_config``: each key's AP,
-    and with ``bootstrap > 0`` its 95 % interval under ``<key>_ci`` and the unit resampled under
+    and with ``bootstrap > 0`` its 95 % interval under ``<key>_ci``, the unit resampled under
     ``bootstrap_unit`` (``"sequence"`` or ``"frame"``, ``APAccumulator.bootstrap_unit``; ``""``
-    without intervals). ``sort``: ``"per_frame"`` or ``"global"`` (``None``: the
+    without intervals) and how many of them under ``bootstrap_units`` (0 without intervals). ``sort``: ``"per_frame"`` or ``"global"`` (``None``: the
     accumulator's own, ``APAccumulator.compute``)."""
     pairs: dict[str, list[float]] = {}
     for _, group, thr in HEADLINE_METRICS:
@@ -250,7 +250,8 @@ def headline_metrics(
     res = acc.compute(sort=sort, bootstrap=bootstrap, seed=seed, bootstrap_groups=pairs,
                       bootstrap_unit=bootstrap_unit)  # fmt: skip
     out: dict[str, float | tuple[float, float] | str] = {
-        "bootstrap_unit": res["bootstrap"]["unit"] if bootstrap else ""
+        "bootstrap_unit": res["bootstrap"]["unit"] if bootstrap else "",
+        "bootstrap_units": res["bootstrap"]["units"] if bootstrap else 0,
     }
     for key, group, thr in HEADLINE_METRICS:
         out[key] = res["ap"].get(group, {}).get(thr, float("nan"))

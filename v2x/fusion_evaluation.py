@@ -67,6 +67,7 @@ def evaluate_fusions(
 
     Returns:
         ``{fusion: {metric: value, "<metric>_ci": (lo, hi), "bootstrap_unit": unit,
+        "bootstrap_units": count,
         "source_bits_per_frame": bits, "num_frames": n, "convention": {...},
         "precision": precision}}``.
     """

@@ -713,6 +713,7 @@ def test_evaluate_fusions_headline_metrics(model, batch):
     assert [f.sequence for f in named] == ["a", "a", "b"]
     drives = evaluate_fusions(model, named, ["max"], torch.device("cpu"), bootstrap=20)
     assert drives["max"]["bootstrap_unit"] == "sequence"
+    assert (drives["max"]["bootstrap_units"], all_["max"]["bootstrap_units"]) == (2, 3)
     assert drives["max"]["vehicle_ap_50"] == all_["max"]["vehicle_ap_50"]
 
 
