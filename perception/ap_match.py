@@ -1,7 +1,8 @@
 """Greedy matching of many frames side by side (``greedy_match_batched``), for
 ``v2x.perception.average_precision``: element for element what its ``greedy_match`` gives one
 frame at a time, with a Python loop as long as the longest frame's list of detections that can
-match, instead of as all frames' together.
+match, instead of as all frames' together; and DAIR-V2X's matching from the ground-truth side
+(``gt_side_match_batched``), the same loop with the roles exchanged.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-__all__ = ["greedy_match_batched"]
+__all__ = ["greedy_match_batched", "gt_side_match_batched"]
 
 
 def greedy_match_batched(
@@ -89,4 +90,46 @@ def greedy_match_batched(
         avail[rows_f, rows_p, best_g] = False
     for bi, f in enumerate(busy):
         out[f] = matched[bi, : p_f[f], : shapes[f][0]].copy()
+    return out
+
+
+def gt_side_match_batched(
+    ious: Sequence[np.ndarray],
+    thresholds: Sequence[np.ndarray],
+    det_in: Sequence[np.ndarray],
+    gt_in: Sequence[np.ndarray],
+) -> list[np.ndarray]:
+    """DAIR-V2X's matching from the ground-truth side, many frames at once.
+
+    DAIR-V2X ``v2x/v2x_utils/eval_utils.py``, ``compute_type``: each GT in turn (input order)
+    takes, among the detections not yet taken (in score order), the one of largest IoU
+    ``>=`` the threshold, ties to the **later** one (its test is ``iou >= mx``); that detection
+    is a true positive and leaves the pool; every detection left over is a false positive.
+
+    This is ``greedy_match_batched`` with the roles of detections and GT exchanged (GT rows
+    visit detection columns, so the same maxima and ``>=`` tests decide) and the detection
+    columns reversed (its first index on ties is then the later detection).
+
+    Args:
+        ious: per frame ``[D_f, G_f]`` IoU of score-sorted detections with GT.
+        thresholds: per frame ``[P_f]`` thresholds of its problems.
+        det_in: per frame ``[P_f, D_f]`` bool.
+        gt_in: per frame ``[P_f, G_f]`` bool.
+
+    Returns:
+        per frame ``[P_f, D_f]`` int64: the GT index each detection was taken by, or -1.
+    """
+    flipped = greedy_match_batched(
+        [np.asarray(iou, dtype=np.float64).T[:, ::-1] for iou in ious],
+        thresholds,
+        gt_in,
+        [np.asarray(m, dtype=bool)[:, ::-1] for m in det_in],
+    )
+    out = []
+    for iou, taken in zip(ious, flipped, strict=True):
+        d = np.shape(iou)[0]
+        matched = np.full((taken.shape[0], d), -1, dtype=np.int64)
+        p, g = np.nonzero(taken >= 0)
+        matched[p, d - 1 - taken[p, g]] = g
+        out.append(matched)
     return out

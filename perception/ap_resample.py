@@ -7,6 +7,11 @@ resamples in a few array operations on a padded ``[R, L]`` matrix with the same 
 arithmetic, and each resample's sum of ``Δrecall · precision`` terms is taken by ``np.sum`` on
 exactly the terms ``voc_ap`` sums, in the same order (numpy's pairwise summation depends on the
 array's length, so padding is never summed). The per-resample Python work is that one ``np.sum``.
+
+DAIR-V2X's procedure (``procedure="dair_v2x"``, always sorted globally) takes the global-sort
+path to the same padded recall and precision and sums its own terms (``dair_ap``: the
+differences between consecutive recalls times the envelope, without VOC's start and end
+points), again by ``np.sum`` on exactly those terms in their order.
 """
 
 from __future__ import annotations
@@ -44,6 +49,7 @@ def resampled_aps(
     frame_gt: np.ndarray,
     draws: np.ndarray | Sequence[np.ndarray],
     sort: str = "per_frame",
+    procedure: str = "opencood",
 ) -> np.ndarray:
     """AP of each resample that has ground truth, as ``ap_from_flags`` would compute it.
 
@@ -56,6 +62,8 @@ def resampled_aps(
             lengths (a cluster bootstrap); each row in the order its frames' detections are
             concatenated.
         sort: ``"per_frame"`` or ``"global"`` (see ``ap_from_flags``).
+        procedure: ``"opencood"`` or ``"dair_v2x"`` (only with ``sort="global"``; see
+            ``ap_from_flags``).
 
     Returns:
         ``[R']`` float64 APs of the resamples whose drawn frames hold GT (``R' <= R``), in
@@ -63,6 +71,11 @@ def resampled_aps(
     """
     if sort not in ("per_frame", "global"):
         raise ValueError(f"sort: expected 'per_frame' or 'global', got {sort!r}")
+    if procedure not in ("opencood", "dair_v2x") or (procedure == "dair_v2x" and sort != "global"):
+        raise ValueError(
+            f"procedure: expected 'opencood', or 'dair_v2x' with sort 'global', got "
+            f"{procedure!r} with sort {sort!r}"
+        )
     tp = np.asarray(tp, dtype=np.int64).reshape(-1)
     scores = np.asarray(scores, dtype=np.float64).reshape(-1)
     lengths = np.asarray(lengths, dtype=np.int64).reshape(-1)
@@ -98,8 +111,9 @@ def resampled_aps(
         width = int(per_row[start:].max()) + 2
         stop = start + (1 if one_by_one else max(1, CHUNK_ELEMENTS // width))
         out[start:stop] = _chunk_aps(
-            tp, scores, lengths, offsets, rows[start:stop], num_gt[start:stop], sort
-        )
+            tp, scores, lengths, offsets, rows[start:stop], num_gt[start:stop], sort,
+            procedure == "dair_v2x",
+        )  # fmt: skip
         start = stop
     return out
 
@@ -314,8 +328,10 @@ def _chunk_aps(
     rows: np.ndarray | Sequence[np.ndarray],
     num_gt: np.ndarray,
     sort: str,
+    dair: bool = False,
 ) -> np.ndarray:
-    """``resampled_aps`` of a chunk of resamples that all have GT."""
+    """``resampled_aps`` of a chunk of resamples that all have GT (``dair``: DAIR-V2X's AP
+    sum, ``dair_ap``, instead of ``voc_ap``'s)."""
     r = len(rows)
     drawn = rows.reshape(-1) if isinstance(rows, np.ndarray) else np.concatenate(rows)
     n_det = lengths[drawn]
@@ -343,9 +359,16 @@ def _chunk_aps(
     cfp = np.cumsum(1 - flags, axis=1)
     recall = ctp / num_gt.astype(np.float64)[:, None]
     precision = ctp / np.maximum(ctp + cfp, 1)
+    inside = np.arange(width)[None, :] < per_row[:, None]
+    if dair:
+        # dair_ap on each row: the padding (flag 0) keeps the row's last recall (no change, no
+        # term) and gets precision 0 (leaves the right-to-left maximum alone)
+        envelope = np.maximum.accumulate(np.where(inside, precision, 0.0)[:, ::-1], axis=1)
+        change = recall[:, 1:] != recall[:, :-1]
+        terms = ((recall[:, 1:] - recall[:, :-1]) * envelope[:, ::-1][:, 1:])[change]
+        return _row_sums(terms, change.sum(axis=1))
     # voc_ap's mrec = [0, recall, 1] and mpre = [0, precision, 0], padded past each row's end
     # with mrec = 1 (no change, no term) and mpre = 0 (leaves the right-to-left maximum alone).
-    inside = np.arange(width)[None, :] < per_row[:, None]
     mrec = np.ones((r, width + 2))
     mrec[:, 0] = 0.0
     mrec[:, 1:-1] = np.where(inside, recall, 1.0)
@@ -354,12 +377,17 @@ def _chunk_aps(
     mpre = np.maximum.accumulate(mpre[:, ::-1], axis=1)[:, ::-1]
     change = mrec[:, 1:] != mrec[:, :-1]
     terms = ((mrec[:, 1:] - mrec[:, :-1]) * mpre[:, 1:])[change]
-    counts = change.sum(axis=1)
+    return _row_sums(terms, change.sum(axis=1))
+
+
+def _row_sums(terms: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """``[R]`` sums of consecutive runs of ``terms`` (``[sum(counts)]`` float64), ``counts[i]``
+    terms for row ``i``, each by ``np.sum``'s own pairwise sum on exactly its terms."""
     stops = np.cumsum(counts)
     # np.add.reduce is what np.sum runs on a 1-D float64 array (the same pairwise sum)
     add = np.add.reduce
     return np.fromiter(
         (add(terms[a:b]) for a, b in zip((stops - counts).tolist(), stops.tolist())),
         dtype=np.float64,
-        count=r,
+        count=counts.size,
     )

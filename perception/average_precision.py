@@ -1,4 +1,5 @@
-"""Detection evaluation reproducing the OpenCOOD procedure, with the field's variants as options.
+"""Detection evaluation reproducing the OpenCOOD procedure, with the field's variants as options
+(and DAIR-V2X's official evaluator as ``procedure="dair_v2x"``, below).
 
 The procedure (OpenCOOD ``opencood/utils/eval_utils.py``: ``caluclate_tp_fp``, ``calculate_ap``,
 ``voc_ap``), applied independently at each IoU threshold (0.3 / 0.5 / 0.7 by default):
@@ -19,6 +20,40 @@ The procedure (OpenCOOD ``opencood/utils/eval_utils.py``: ``caluclate_tp_fp``, `
    all-point interpolation (``voc_ap``): prepend 0 / append 1 to recall, prepend 0 / append 0
    to precision, make precision non-increasing from the right, and sum
    ``(recall[i] - recall[i-1]) * precision[i]`` over the indices where recall changes.
+
+**DAIR-V2X's official evaluator** (``EvalConfig.procedure="dair_v2x"``; AIR-THU/DAIR-V2X
+``v2x/v2x_utils/eval_utils.py``: ``compute_type``, ``compute_ap``, driven by ``Evaluator``
+from ``v2x/eval.py``) differs in the matching and in the AP sum; reproduced exactly here:
+
+a. Matching from the **ground-truth side**, per frame: detections are sorted by score
+   (stable); each GT in input order takes, among the detections not yet taken, the one of
+   largest IoU ``>= threshold``, **ties to the later one** in score order (its test is
+   ``iou >= mx``, ``mx`` starting at the threshold): of two identical detections of one object
+   the *lower*-scored one is the TP and the higher-scored one a FP. Detections left over are
+   false positives. (OpenCOOD's greedy order gives the higher-scored one; results differ
+   whenever a detection could serve two GT or a GT two detections.)
+b. All detections of all frames are sorted by score, stable, from each frame's list of its
+   true positives followed by its false positives; so ``sort`` must be ``"global"`` (other
+   values are refused), and among equal scores a frame's TPs come before its FPs.
+c. ``recall = cumTP / num_gt``, ``precision = cumTP / rank``, precision made non-increasing
+   from the right, and ``AP = sum((recall[i+1] - recall[i]) * precision[i+1])`` over the ``i``
+   where recall changes (``dair_ap``). There is **no (0, 0) start point** (and no end point):
+   the recall reached at the first detection in score order adds nothing. One GT found by one
+   perfect detection gives AP **0** (VOC: 1); two GT found by the two best detections give
+   0.5 (VOC: 1). The quirk is DAIR-V2X's published definition and is kept as such.
+
+What ``procedure`` does not change (set them with the other fields): DAIR-V2X evaluates per
+super-class (``config.py``: ``car`` = car, van, truck, bus; ``cyclist``; ``pedestrian``; the
+rest ignored) with thresholds ``car`` 0.3 / 0.5 / 0.7, ``cyclist`` and ``pedestrian`` 0.25 / 0.5
+(``iou_threshold_dict``), in both ``"3d"`` and ``"bev"`` IoU (``box3d_iou``: BEV polygon
+intersection x z-overlap over the union volume, the definitions used here); here that is a
+``class_groups`` entry per super-class and the thresholds. Its range filter (``RectFilter`` on
+``extended_range``, default x in [-10, 79.12], y in [-49.68, 49.68], z in [-3, 1] m in the
+vehicle LiDAR frame) keeps a GT or predicted box when *any* of its 8 corners is inside the 3D
+range; neither ``range_mode`` here is that rule (``"corners"`` needs all four BEV corners).
+Ignored GT and subsets (below) apply to its matching as to OpenCOOD's: DAIR-V2X has none.
+IoU is float64 here; DAIR's polygon clipping returns 0 for boxes that merely touch (an
+exception caught there), which no threshold > 0 can tell apart.
 
 Additions, all optional and all reported by name:
 
@@ -70,7 +105,8 @@ and agrees with us); 0.3 and 0.5 agree. Exact score ties: both of OpenCOOD's sor
 tied scores can differ (measured: up to 0.028 on frame sets with scores rounded to 0.1; none on
 tie-free sets, nor with a stable sort in OpenCOOD's code).
 
-No GT in a group: AP is ``nan`` (OpenCOOD would divide by zero). GT but no detections: AP 0.
+No GT in a group: AP is ``nan`` (OpenCOOD and DAIR-V2X would divide by zero). GT but no
+detections: AP 0 (under either procedure).
 """
 
 from __future__ import annotations
@@ -86,7 +122,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from v2x.perception.ap_match import greedy_match_batched
+from v2x.perception.ap_match import greedy_match_batched, gt_side_match_batched
 from v2x.perception.ap_resample import resampled_aps
 from v2x.perception.boxes import boxes_to_corners_bev, iou_3d, rotated_iou_bev
 
@@ -96,6 +132,7 @@ __all__ = [
     "add_frame_sets",
     "average_precision",
     "voc_ap",
+    "dair_ap",
     "ap_from_flags",
     "greedy_match",
     "greedy_match_batched",
@@ -103,12 +140,29 @@ __all__ = [
     "format_results",
     "visibility_subsets",
     "BOOTSTRAP_UNITS",
+    "PROCEDURES",
 ]
 
 #: Resampling units of ``APAccumulator.compute(bootstrap_unit=...)`` (module docstring).
 BOOTSTRAP_UNITS = ("auto", "sequence", "frame")
 
 SortMode = Literal["per_frame", "global"]
+
+#: Matching and AP procedures of ``EvalConfig.procedure`` (module docstring).
+PROCEDURES = ("opencood", "dair_v2x")
+
+#: What each procedure does, as ``EvalConfig.convention()`` reports it (``"procedure"``, ``"ap"``).
+_PROCEDURE_CONVENTION = {
+    "opencood": {
+        "procedure": "opencood-greedy (TP iff max IoU >= thr, best remaining GT removed)",
+        "ap": "voc-all-point",
+    },
+    "dair_v2x": {
+        "procedure": "dair-v2x (GT-side: each GT takes the remaining detection of largest IoU "
+        ">= thr, ties to the later; the rest FP)",
+        "ap": "dair-v2x (sum of d(recall) * precision envelope, no (0, 0) start point)",
+    },
+}
 
 
 @dataclass
@@ -128,6 +182,9 @@ class EvalConfig:
         class_groups: name -> labels matched class-agnostically among themselves, reported as
             ``group/<name>`` (and ``group/<name>/<subset>`` for every GT subset); e.g.
             ``{"vehicle": (0, 1)}``: cars and trucks, OpenCOOD's vehicle AP. ``None``: none.
+        procedure: ``"opencood"`` (greedy from the detections' side, VOC AP; the default) or
+            ``"dair_v2x"`` (DAIR-V2X's official evaluator: matching from the GT side, its own
+            AP sum; needs ``sort="global"``). See the module docstring.
     """
 
     iou_thresholds: Sequence[float] = (0.3, 0.5, 0.7)
@@ -140,6 +197,7 @@ class EvalConfig:
     class_names: Mapping[int, str] | None = None
     per_class: bool = True
     class_groups: Mapping[str, Sequence[int]] | None = None
+    procedure: str = "opencood"
 
     def validate(self) -> EvalConfig:
         """Check every field, raising ``ValueError`` naming the field; returns ``self``."""
@@ -153,10 +211,16 @@ class EvalConfig:
             raise ValueError(f"EvalConfig.iou_thresholds: expected values in (0, 1], got {thr}")
         if self.iou_mode not in ("bev", "3d"):
             raise ValueError(f"EvalConfig.iou_mode: expected 'bev' or '3d', got {self.iou_mode!r}")
+        if self.procedure not in PROCEDURES:
+            raise ValueError(
+                f"EvalConfig.procedure: expected one of {', '.join(PROCEDURES)}, "
+                f"got {self.procedure!r}"
+            )
         if self.sort not in ("per_frame", "global"):
             raise ValueError(
                 f"EvalConfig.sort: expected 'per_frame' or 'global', got {self.sort!r}"
             )
+        _check_sort(self.sort, self.procedure, "EvalConfig.sort")
         if self.range_mode not in ("corners", "centre"):
             raise ValueError(
                 f"EvalConfig.range_mode: expected 'corners' or 'centre', got {self.range_mode!r}"
@@ -184,14 +248,24 @@ class EvalConfig:
     def convention(self) -> dict[str, Any]:
         """The settings that change AP values, for printing next to every number."""
         return {
-            "procedure": "opencood-greedy (TP iff max IoU >= thr, best remaining GT removed)",
+            "procedure": _PROCEDURE_CONVENTION[self.procedure]["procedure"],
             "sort": self.sort,
             "iou_mode": self.iou_mode,
             "class_aware": bool(self.class_aware),
             "eval_range": None if self.eval_range is None else [float(v) for v in self.eval_range],
             "range_mode": self.range_mode,
-            "ap": "voc-all-point",
+            "ap": _PROCEDURE_CONVENTION[self.procedure]["ap"],
         }
+
+
+def _check_sort(sort: str, procedure: str, name: str) -> None:
+    """``ValueError`` naming ``name`` when ``procedure`` cannot run with ``sort``: DAIR-V2X's
+    evaluator sorts every detection of every frame by score (``compute_ap``)."""
+    if procedure == "dair_v2x" and sort != "global":
+        raise ValueError(
+            f"{name}: procedure 'dair_v2x' sorts all detections by score globally (DAIR-V2X "
+            f"compute_ap); expected 'global', got {sort!r}"
+        )
 
 
 def _floats(field: str, values: Any) -> list[float]:
@@ -230,20 +304,48 @@ def voc_ap(recall: np.ndarray, precision: np.ndarray) -> tuple[float, np.ndarray
     return ap, mrec, mpre
 
 
+def dair_ap(recall: np.ndarray, precision: np.ndarray) -> tuple[float, np.ndarray]:
+    """DAIR-V2X's AP (``v2x/v2x_utils/eval_utils.py``, ``compute_ap``), exactly as published.
+
+    Precision is made non-increasing from the right, and AP is the sum of
+    ``(recall[i + 1] - recall[i]) * precision[i + 1]`` over the ``i`` where recall changes.
+    There is **no (0, 0) start point**: the recall reached at the first detection adds
+    nothing (one GT found by one perfect detection: AP 0; VOC's ``voc_ap`` gives 1), and there
+    is no appended end point.
+
+    Args:
+        recall: ``[K]`` cumulative recall (non-decreasing), detections in global score order.
+        precision: ``[K]`` cumulative precision.
+
+    Returns:
+        ``(ap, envelope [K])``; ``ap`` is 0 for ``K <= 1``.
+    """
+    recall = np.asarray(recall, dtype=np.float64)
+    envelope = np.maximum.accumulate(np.asarray(precision, dtype=np.float64)[::-1])[::-1]
+    index = np.flatnonzero(recall[1:] != recall[:-1])
+    ap = float(np.sum((recall[index + 1] - recall[index]) * envelope[index + 1]))
+    return ap, envelope
+
+
 def ap_from_flags(
     tp: np.ndarray,
     scores: np.ndarray,
     num_gt: int,
     sort: str = "per_frame",
+    procedure: str = "opencood",
 ) -> dict[str, Any]:
-    """AP from TP flags accumulated over frames (OpenCOOD's ``calculate_ap``).
+    """AP from TP flags accumulated over frames (OpenCOOD's ``calculate_ap``, or DAIR-V2X's
+    ``compute_ap``).
 
     Args:
         tp: ``[K]`` bool/int, 1 = true positive, 0 = false positive, in per-frame order (frames in
-            order, each frame's detections by descending score).
+            order, each frame's detections by descending score; for ``"dair_v2x"`` true
+            positives first among a frame's equal scores, as ``compute_type`` lists them).
         scores: ``[K]`` detection scores, same order.
         num_gt: number of (non-ignored) GT boxes.
-        sort: ``"per_frame"`` (use the given order) or ``"global"`` (stable sort by score first).
+        sort: ``"per_frame"`` (use the given order) or ``"global"`` (stable sort by score first;
+            the only sort of ``"dair_v2x"``).
+        procedure: ``"opencood"`` (``voc_ap``) or ``"dair_v2x"`` (``dair_ap``).
 
     Returns:
         dict with ``ap`` (nan if ``num_gt == 0``), ``recall [K]``, ``precision [K]``,
@@ -253,6 +355,9 @@ def ap_from_flags(
     scores = np.asarray(scores, dtype=np.float64).reshape(-1)
     if tp.shape != scores.shape:
         raise ValueError(f"tp {tp.shape} and scores {scores.shape} must have the same length")
+    if procedure not in PROCEDURES:
+        raise ValueError(f"procedure: expected one of {', '.join(PROCEDURES)}, got {procedure!r}")
+    _check_sort(sort, procedure, "sort")
     if sort == "global":
         order = np.argsort(-scores, kind="stable")
         tp = tp[order]
@@ -272,7 +377,7 @@ def ap_from_flags(
         return out
     recall = ctp / float(num_gt)
     precision = ctp / np.maximum(ctp + cfp, 1)
-    ap, _, _ = voc_ap(recall, precision)
+    ap = voc_ap(recall, precision)[0] if procedure == "opencood" else dair_ap(recall, precision)[0]
     out.update(ap=ap, recall=recall, precision=precision)
     return out
 
@@ -348,11 +453,19 @@ def range_mask(
 
 
 def _flags(
-    matched: np.ndarray, det_mask: np.ndarray, scores: np.ndarray, ignore: np.ndarray
+    matched: np.ndarray,
+    det_mask: np.ndarray,
+    scores: np.ndarray,
+    ignore: np.ndarray,
+    tp_first: bool = False,
 ) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """Per threshold, the int8 TP flags and the scores of a group's counted detections:
     those in ``det_mask [D]`` not matched (``matched [T, D]``: GT index or -1) to a GT that
-    ``ignore [G]`` marks; a detection matched to an ignored GT is neither TP nor FP."""
+    ``ignore [G]`` marks; a detection matched to an ignored GT is neither TP nor FP.
+
+    In score order (``scores`` descending); ``tp_first``: true positives before false
+    positives of equal score, as DAIR-V2X's ``compute_type`` lists a frame's detections (its
+    true positives, then the rest), which its stable global sort keeps."""
     hit = matched >= 0
     counted = (
         det_mask[None, :] & ~(hit & ignore[np.where(hit, matched, 0)])
@@ -360,7 +473,12 @@ def _flags(
         else np.broadcast_to(det_mask[None, :], hit.shape)
     )
     tp = [hit[ti][counted[ti]].astype(np.int8) for ti in range(hit.shape[0])]
-    return tp, [scores[counted[ti]] for ti in range(hit.shape[0])]
+    kept = [scores[counted[ti]] for ti in range(hit.shape[0])]
+    if tp_first:
+        order = [np.lexsort((1 - f, -s)) for f, s in zip(tp, kept, strict=True)]
+        tp = [f[o] for f, o in zip(tp, order, strict=True)]
+        kept = [s[o] for s, o in zip(kept, order, strict=True)]
+    return tp, kept
 
 
 def _gt_in_range(gt_boxes: torch.Tensor, eval_range: Sequence[float], mode: str) -> torch.Tensor:
@@ -882,7 +1000,10 @@ class APAccumulator:
         setups = [self._match_problems(frame, iou) for frame, iou in zip(frames, ious, strict=True)]
         if not setups:
             return
-        matched = greedy_match_batched(*zip(*(setup[1] for setup in setups), strict=True))
+        match = (
+            greedy_match_batched if self.config.procedure == "opencood" else gt_side_match_batched
+        )
+        matched = match(*zip(*(setup[1] for setup in setups), strict=True))
         for frame, (groups, _), m in zip(frames, setups, matched, strict=True):
             self._record_frame(frame, groups, m, targets)
 
@@ -948,6 +1069,7 @@ class APAccumulator:
         }
         none_d = np.zeros(d, dtype=bool)
         flags: dict[str, tuple[int, list[np.ndarray], list[np.ndarray]]] = {}
+        tp_first = cfg.procedure == "dair_v2x"
 
         def record(
             acc: APAccumulator, name: str, m: np.ndarray, dmask: np.ndarray, n_gt: int,
@@ -955,7 +1077,7 @@ class APAccumulator:
         ) -> None:  # fmt: skip
             """One group's record of this frame, computed once and stored in every target."""
             if name not in flags:
-                flags[name] = (n_gt, *_flags(m, dmask, scores_np, ign))
+                flags[name] = (n_gt, *_flags(m, dmask, scores_np, ign, tp_first))
             acc._record(name, *flags[name])
 
         for acc in [self] if targets is None else targets:
@@ -1154,6 +1276,8 @@ class APAccumulator:
         sort = self.config.sort if sort is None else sort
         if sort not in ("per_frame", "global"):
             raise ValueError(f"sort: expected 'per_frame' or 'global', got {sort!r}")
+        procedure = self.config.procedure
+        _check_sort(sort, procedure, "sort")
         convention = self.config.convention()
         convention["sort"] = sort
         ap: dict[str, dict[float, float]] = {}
@@ -1165,7 +1289,7 @@ class APAccumulator:
             for ti, thr in enumerate(self.thresholds.tolist()):
                 tp = np.concatenate(store.tp[ti]) if store.tp[ti] else np.zeros(0, np.int8)
                 sc = np.concatenate(store.scores[ti]) if store.scores[ti] else np.zeros(0)
-                res = ap_from_flags(tp, sc, store.num_gt, sort)
+                res = ap_from_flags(tp, sc, store.num_gt, sort, procedure)
                 ap[name][thr] = res["ap"]
                 details[name][thr] = res
         m_ap: dict[float, float] = {}
@@ -1268,6 +1392,7 @@ class APAccumulator:
             order; ``compute``'s interval is its percentile interval.
         """
         sort = self.config.sort if sort is None else sort
+        _check_sort(sort, self.config.procedure, "sort")
         matches = [i for i, t in enumerate(self.thresholds.tolist()) if math.isclose(t, threshold)]
         if not matches:
             raise ValueError(
@@ -1290,7 +1415,7 @@ class APAccumulator:
         all_sc = np.concatenate(scs) if scs else np.zeros(0)
         lengths = np.array([len(x) for x in tps], dtype=np.int64)
         # every resample at once, bit for bit what ap_from_flags gives on each
-        return resampled_aps(all_tp, all_sc, lengths, frame_gt, draws, sort)
+        return resampled_aps(all_tp, all_sc, lengths, frame_gt, draws, sort, self.config.procedure)
 
     def _bootstrap(
         self,
@@ -1441,6 +1566,7 @@ def format_results(result: Mapping[str, Any]) -> str:
     """One line per group and threshold, each with the convention it was computed under."""
     conv = result["convention"]
     tag = f"[{conv['iou_mode']} IoU, sort={conv['sort']}, class_aware={conv['class_aware']}"
+    tag += f", procedure={conv['procedure'].split(' ')[0]}"  # opencood-greedy | dair-v2x
     if conv["eval_range"] is not None:
         tag += f", range={conv['eval_range']} ({conv['range_mode']})"
     tag += "]"
@@ -1459,8 +1585,9 @@ def average_precision(
     iou_threshold: float = 0.5,
     sort: str = "per_frame",
     iou_mode: str = "bev",
+    procedure: str = "opencood",
 ) -> float:
-    """Class-agnostic OpenCOOD AP over frames at one threshold.
+    """Class-agnostic AP over frames at one threshold (OpenCOOD's procedure by default).
 
     Args:
         det_boxes: per frame ``[D_f, 7]`` detections.
@@ -1469,6 +1596,7 @@ def average_precision(
         iou_threshold: TP iff IoU ``>=`` this.
         sort: ``"per_frame"`` or ``"global"``.
         iou_mode: ``"bev"`` or ``"3d"``.
+        procedure: ``"opencood"`` or ``"dair_v2x"`` (with ``sort="global"``).
 
     Returns:
         AP in [0, 1] (nan without GT).
@@ -1480,6 +1608,7 @@ def average_precision(
             sort=sort,
             distance_bins=(),
             per_class=False,
+            procedure=procedure,
         )
     )
     for db, ds, gb in zip(det_boxes, det_scores, gt_boxes, strict=True):
