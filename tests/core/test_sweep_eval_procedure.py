@@ -1,0 +1,54 @@
+"""``eval.procedure`` in sweeps: DAIR-V2X's official evaluator is selected by name, refused with
+one message when misspelled, and named in every results row's ``eval_convention``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.core.test_sweep import tiny_config
+from v2x.results import read_results
+from v2x.sweep import plan_sweep, run_sweep
+
+
+@pytest.fixture(scope="module")
+def cache_dir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("frames")
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        (
+            {"procedure": "dair"},
+            r"^EvalConfig\.procedure: expected one of opencood, dair_v2x, got 'dair'$",
+        ),
+        (
+            {"procedure": "dair_v2x"},
+            r"EvalConfig\.sort: procedure 'dair_v2x' sorts all detections by score globally "
+            r".*expected 'global', got 'per_frame'",
+        ),
+    ],
+)
+def test_a_bad_procedure_is_refused_by_name(cache_dir, tmp_path, fields, message):
+    with pytest.raises(ValueError, match=message):
+        plan_sweep({**tiny_config(cache_dir, tmp_path), "eval": fields})
+
+
+def test_dair_v2x_procedure_reaches_the_results_with_its_intervals(cache_dir, tmp_path):
+    cfg = tiny_config(cache_dir, tmp_path, snr_db=[10.0], codecs=["identity"], fusions=["none"])
+    cfg["eval"] = {"procedure": "dair_v2x", "sort": "global", "bootstrap": 20}
+    plan = plan_sweep(cfg)
+    assert plan.eval_config.procedure == "dair_v2x"
+    row = read_results([run_sweep(cfg)]).to_pylist()[0]
+    convention = json.loads(row["eval_convention"])
+    assert convention["procedure"].startswith("dair-v2x (GT-side")
+    assert convention["ap"].startswith("dair-v2x") and convention["sort"] == "global"
+    for key in ("ap_30", "ap_50", "ap_70", "vehicle_ap_50"):  # (an untrained detector: 0)
+        assert row[f"{key}_lo"] <= row[key] <= row[f"{key}_hi"], key
+    # the default is OpenCOOD's procedure: another convention, other cells
+    default = plan_sweep({**cfg, "eval": {"bootstrap": 20}})
+    assert default.eval_config.procedure == "opencood"
+    assert default.groups[0].setting != plan.groups[0].setting
