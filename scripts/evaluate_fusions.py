@@ -87,6 +87,10 @@ def main() -> None:
                 if args.bootstrap else "")  # fmt: skip
         bits = f"| {row['source_bits_per_frame'] / 1e6:.2f} Mbit/frame"
         print(name, "|", " | ".join(cells), unit + bits)
+        if "gain_over" in row:  # the paired difference from the baseline on the same frames
+            print(f"  minus {row['gain_over']} (paired) |", " | ".join(
+                f"{k} {row[k + '_gain']:+.3f} [{row[k + '_gain_ci'][0]:+.3f}, "
+                f"{row[k + '_gain_ci'][1]:+.3f}]" for k in ("vehicle_ap_50", "vehicle_ap_70")))  # fmt: skip
         for sort in args.sorts[1:]:
             other = row[f"sort/{sort}"]
             print(f"  {sort} sort |", " | ".join(

@@ -5,6 +5,7 @@ training app's validation. It runs the pipeline through ``v2x.execution.evaluate
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -12,8 +13,9 @@ import torch
 
 from v2x.channels import build_channel
 from v2x.datasets.frame import CoopFrame
-from v2x.evaluation import headline_eval_config, headline_metrics
+from v2x.evaluation import HEADLINE_METRICS, headline_eval_config, headline_metrics
 from v2x.execution import evaluate_frames
+from v2x.perception.ap_paired import paired_difference
 from v2x.perception.average_precision import APAccumulator
 from v2x.perception.detector import CoopDetector
 from v2x.perception.fusion import build_fusion
@@ -38,6 +40,7 @@ def evaluate_fusions(
     precision: str = "fp32",
     cuda_graph: bool = False,
     sorts: Sequence[str] = ("per_frame",),
+    baseline: str | None = "none",
 ) -> dict[str, dict[str, Any]]:
     """Headline metrics of each fusion strategy over one link condition (by default an ideal
     link: identity codec, AWGN at ``snr_db``), the bits each sends per frame, and the
@@ -64,10 +67,16 @@ def evaluate_fusions(
             frame order; ``"global"``: all detections by score, HEAL/CoAlign and the textbook
             AP). The first gives the row's metrics; each other one the same metrics, interval
             and convention under ``"sort/<name>"``, from the same matches.
+        baseline: with ``bootstrap > 0`` and this fusion among ``fusions`` (default: ego-only,
+            ``"none"``), every other fusion's row also gets, per metric, its difference from
+            the baseline on the same frames under ``"<metric>_gain"`` and that difference's
+            paired bootstrap interval under ``"<metric>_gain_ci"`` (``v2x.perception.ap_paired``:
+            the same resamples for both; a gain whose interval holds 0 is not a finding), and
+            ``"gain_over"``: the baseline's name.
 
     Returns:
         ``{fusion: {metric: value, "<metric>_ci": (lo, hi), "bootstrap_unit": unit,
-        "bootstrap_units": count,
+        "bootstrap_units": count, with a baseline "<metric>_gain", "<metric>_gain_ci", "gain_over",
         "source_bits_per_frame": bits, "num_frames": n, "convention": {...},
         "precision": precision}}``.
     """
@@ -78,6 +87,7 @@ def evaluate_fusions(
     previous, had_graphs = model.precision, model.encode_graphs is not None
     model.configure_inference(precision, cuda_graph=True if cuda_graph else None)
     out: dict[str, dict[str, Any]] = {}
+    accs: dict[str, APAccumulator] = {}
     for name in fusions:
         pipe = (
             CooperativePipeline(
@@ -103,9 +113,32 @@ def evaluate_fusions(
                 **headline_metrics(acc, bootstrap, seed, bootstrap_unit, sort),
                 "convention": {**acc.config.convention(), "sort": sort},
             }
-        out[name] = row
+        out[name], accs[name] = row, acc
+    if bootstrap and baseline in accs:
+        for name, row in out.items():
+            if name != baseline:
+                row.update(
+                    _gains(accs[name], accs[baseline], bootstrap, seed, bootstrap_unit, first)
+                )
+                row["gain_over"] = baseline
     model.configure_inference(previous, cuda_graph=had_graphs)
     model.train(was_training)
+    return out
+
+
+def _gains(
+    acc: APAccumulator, base: APAccumulator, bootstrap: int, seed: int, unit: str, sort: str
+) -> dict[str, Any]:
+    """Each headline metric's ``AP(acc) − AP(base)`` (``"<metric>_gain"``) and its paired
+    interval (``"<metric>_gain_ci"``), NaN where a group has no ground truth."""
+    out: dict[str, Any] = {}
+    scored = acc.compute(sort=sort)["ap"]
+    for key, group, thr in HEADLINE_METRICS:
+        if math.isnan(scored.get(group, {}).get(thr, math.nan)):  # no such group, or no GT
+            out[f"{key}_gain"], out[f"{key}_gain_ci"] = math.nan, (math.nan, math.nan)
+            continue
+        diff, lo, hi = paired_difference(acc, base, group, thr, bootstrap, seed, unit, sort)
+        out[f"{key}_gain"], out[f"{key}_gain_ci"] = diff, (lo, hi)
     return out
 
 

@@ -714,6 +714,13 @@ def test_evaluate_fusions_headline_metrics(model, batch):
     drives = evaluate_fusions(model, named, ["max"], torch.device("cpu"), bootstrap=20)
     assert drives["max"]["bootstrap_unit"] == "sequence"
     assert (drives["max"]["bootstrap_units"], all_["max"]["bootstrap_units"]) == (2, 3)
+    # with ego-only among the fusions, the others carry their paired gain over it
+    gained = evaluate_fusions(model, frames, ["none", "max"], torch.device("cpu"), bootstrap=20)
+    row, ego = gained["max"], gained["none"]
+    assert row["gain_over"] == "none" and "gain_over" not in ego
+    assert row["vehicle_ap_50_gain"] == pytest.approx(row["vehicle_ap_50"] - ego["vehicle_ap_50"])
+    lo, hi = row["vehicle_ap_50_gain_ci"]
+    assert -1.0 <= lo <= hi <= 1.0
     assert drives["max"]["vehicle_ap_50"] == all_["max"]["vehicle_ap_50"]
 
 
