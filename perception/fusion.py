@@ -259,7 +259,7 @@ class LateExtrapolatedFusion(LateFusion):
         previous_valid: torch.Tensor,
         previous_labels: torch.Tensor,
         age_s: torch.Tensor,
-        period_s: float,
+        period_s: float | torch.Tensor,
     ) -> torch.Tensor:
         """Boxes moved on to the fusion instant.
 
@@ -270,12 +270,16 @@ class LateExtrapolatedFusion(LateFusion):
                 (``[B, A, K', …]``), ``period_s`` seconds earlier.
             age_s: ``[B, A]`` seconds from each agent's scan to the fusion (the ego's slot 0,
                 whatever it holds, is not moved).
+            period_s: seconds between each agent's previous scan and the one fused: one for
+                all, or ``[B, A]`` (recorded data, whose scans are not evenly spaced).
 
         Returns: ``[B, A, K, 7]`` float64, centres ``+ v · age``; sizes, heights and headings
         unchanged.
         """
-        if period_s <= 0:
+        period = torch.as_tensor(period_s, dtype=boxes.dtype, device=boxes.device)
+        if not bool((period > 0).all()):
             raise ValueError(f"late_extrapolated: 'period_s' must be > 0, got {period_s}")
+        period = period[..., None] if period.ndim else period  # [B, A, 1]: per box
         centres, before = boxes[..., :2], previous[..., :2]
         dist = torch.cdist(centres, before)  # [B, A, K, K']
         usable = previous_valid[..., None, :] & (
@@ -283,9 +287,9 @@ class LateExtrapolatedFusion(LateFusion):
         )
         dist = torch.where(usable, dist, torch.full_like(dist, float("inf")))
         nearest, index = dist.min(dim=-1)  # [B, A, K]
-        matched = valid & (nearest <= self.max_speed_mps * period_s)
+        matched = valid & (nearest <= self.max_speed_mps * period)
         origin = torch.gather(before, 2, index[..., None].expand(*index.shape, 2))
-        velocity = (centres - origin) / period_s
+        velocity = (centres - origin) / period[..., None]
         moving = matched & (velocity.norm(dim=-1) >= self.min_speed_mps)
         velocity = torch.where(moving[..., None], velocity, 0.0)
         age = torch.nan_to_num(age_s.to(boxes.dtype), nan=0.0).clone()

@@ -248,14 +248,15 @@ class RecordedClock:
         """What a latency-compensating fusion gets: each collaborator's scan before the one
         served at ``delay_s [B, A]`` (the previous scan of its sequence; masked out where there
         is none), the ego's estimate of each served scan's age (``t_ego − t_scan``) and the
-        period between the two (the batch's mean gap, s: 0.2 in V2X-Sim 2.0, about 0.1 in
-        DAIR-V2X-C)."""
+        time between the two, per slot (``[B, A]`` s: 0.2 in V2X-Sim 2.0, about 0.1 in
+        DAIR-V2X-C, more where the recording skipped a scan; 1 where there is no history)."""
         delay = torch.nan_to_num(delay_s.detach().double().cpu(), nan=0.0)
         present = batch.agent_mask.cpu().clone()
         present[:, 0] = False
         age = torch.zeros(present.shape, dtype=torch.float64)
         mask = batch.agent_mask.cpu().clone()
-        previous, gaps = [], []
+        previous = []
+        period = torch.ones(present.shape, dtype=torch.float64)  # no history: nothing moves
         for b, frame in enumerate(frames):
             slots = slot_order(frame, max_agents)
             per_agent = np.zeros(frame.num_agents)
@@ -274,7 +275,7 @@ class RecordedClock:
                     mask[b, slot] = False
                     continue
                 before[agent] = frame.ego.timestamp - times[i]
-                gaps.append(served[agent] - times[i])
+                period[b, slot] = served[agent] - times[i]
             previous.append(self.aged_frame(frame, before))
         out = collate_frames(previous, max_agents=max_agents).to(batch.points.device)
         prev = dataclasses.replace(
@@ -284,7 +285,6 @@ class RecordedClock:
             poses=out.poses,
             agent_mask=mask.to(batch.agent_mask.device),
         )
-        period = float(np.mean(gaps)) if gaps else 1.0  # no history: nothing is extrapolated
         return MotionHistory(previous=prev, age_s=age, period_s=period)
 
 

@@ -77,12 +77,13 @@ class MotionHistory:
             masks as the run's batch; the ego's slot is not used).
         age_s: ``[B, A]`` float64 the ego's estimate of each collaborator's data age at fusion
             (s; from the timestamps, so clock offsets bias it).
-        period_s: time between the previous and the fused scan (s).
+        period_s: time between the previous and the fused scan (s): one for all, or ``[B, A]``
+            float64 per collaborator (recorded scans are not evenly spaced).
     """
 
     previous: CoopBatch
     age_s: torch.Tensor
-    period_s: float
+    period_s: float | torch.Tensor
 
 
 class CooperativePipeline(nn.Module):

@@ -153,13 +153,80 @@ def test_motion_history_is_the_previous_recorded_scan(v2xsim_root):
     motion = clock.motion_history(frames, batch, delay)
     # served: rsu 1.37 s (≤ 1.55), veh_2 1.4 s (≤ 1.5); previous: 1.17 s and 1.2 s
     torch.testing.assert_close(motion.age_s, torch.tensor([[0.0, 0.23, 0.2]], dtype=torch.float64))
-    assert motion.period_s == pytest.approx(0.2)
+    torch.testing.assert_close(
+        motion.period_s[0, 1:], torch.tensor([0.2, 0.2], dtype=torch.float64)
+    )
     prev = motion.previous
     assert prev.points[0, 1, 0, 3].item() == pytest.approx(fx.v2xsim_intensity(0, 1))
     assert prev.points[0, 2, 0, 3].item() == pytest.approx(fx.v2xsim_intensity(2, 1))
     # a served scan that is the first of the recording has no previous one: masked out
     first = clock.motion_history(frames, batch, torch.tensor([[0.0, 0.0, 0.6]]))
     assert first.previous.agent_mask.tolist() == [[True, True, False]]
+
+
+class _GappyReader:
+    """A recording of one frame: the ego scans at 0.35 s; collaborator ``a`` (slot 1) at 0.0,
+    0.1, 0.2, 0.3 s, ``b`` (slot 2) at 0.0, 0.1, 0.3 s (its 0.2 s scan is missing, as scans
+    are in real recordings). Each scan's single point has intensity = its time."""
+
+    TIMES = {0: [0.35], 1: [0.0, 0.1, 0.2, 0.3], 2: [0.0, 0.1, 0.3]}
+    IDS = ("ego", "a", "b")
+
+    def _obs(self, agent: int, t: float):
+        from v2x.datasets.frame import AgentObservation
+
+        return AgentObservation(self.IDS[agent], "vehicle", np.eye(4), [[0, 0, 0, t]], t)
+
+    def frame(self):
+        from v2x.datasets.frame import CoopFrame
+
+        agents = [self._obs(a, self.TIMES[a][-1]) for a in range(3)]
+        empty = np.zeros((0, 7))
+        return CoopFrame("gappy/0", agents, empty, np.zeros(0, np.int64), np.zeros(0, np.int64))
+
+    def index_of(self, frame) -> int:
+        return 0
+
+    def sensing_times(self, index: int, agent: int) -> list[float]:
+        return list(self.TIMES[agent])
+
+    def observation_before(self, index: int, agent: int, until_s: float):
+        times = [t for t in self.TIMES[agent] if t <= until_s + 1e-6]
+        return self._obs(agent, times[-1]) if times else None
+
+
+def test_extrapolation_uses_each_collaborators_own_scan_gap():
+    """A car at 10 m/s along x, seen by two collaborators whose served scans (0.3 s) follow
+    their previous ones by 0.1 s (``a``) and 0.2 s (``b``, a scan missing). Oracle by hand: the
+    car is at x = 3 m at 0.3 s and 1 m / 2 m at 0.1 s / 0.2 s, and at the ego's instant 0.35 s
+    at x = 3.5 m. A period averaged over the batch (0.15 s) put it at 3.33 m (a) and 3.67 m (b)."""
+    from v2x.perception.fusion import build_fusion
+
+    reader = _GappyReader()
+    frame = reader.frame()
+    batch = collate_frames([frame])
+    delay = torch.tensor([[0.0, 0.05, 0.05]], dtype=torch.float64)  # served: both at 0.3 s
+    motion = RecordedClock(reader).motion_history([frame], batch, delay)
+    torch.testing.assert_close(motion.age_s, torch.tensor([[0.0, 0.05, 0.05]], dtype=torch.float64))
+    assert motion.previous.points[0, 1, 0, 3].item() == pytest.approx(0.2)
+    assert motion.previous.points[0, 2, 0, 3].item() == pytest.approx(0.1)
+    torch.testing.assert_close(
+        motion.period_s[0, 1:], torch.tensor([0.1, 0.2], dtype=torch.float64)
+    )
+
+    def box(x: float) -> list[float]:
+        return [x, 0.0, 0.8, 4.5, 1.9, 1.6, 0.0]
+
+    now = torch.tensor([[[box(0.0)], [box(3.0)], [box(3.0)]]], dtype=torch.float64)
+    before = torch.tensor([[[box(0.0)], [box(2.0)], [box(1.0)]]], dtype=torch.float64)
+    valid = torch.ones(1, 3, 1, dtype=torch.bool)
+    labels = torch.zeros(1, 3, 1, dtype=torch.int64)
+    fusion = build_fusion("late_extrapolated")
+    moved = fusion.extrapolate(
+        now, valid, labels, before, valid, labels, motion.age_s, motion.period_s
+    )
+    torch.testing.assert_close(moved[0, 1:, 0, 0], torch.tensor([3.5, 3.5], dtype=torch.float64))
+    assert moved[0, 0, 0, 0].item() == 0.0  # the ego is not moved
 
 
 def _tiny_pipeline(fusion: str, codec: str):
