@@ -12,7 +12,8 @@ second). A **scheduler** splits it into shares (fractions of the bandwidth, FDMA
 time those rounds waited for ACK/NACK feedback, ``v2x.semcom.harq``: 0 without retransmissions or
 with instantaneous feedback).
 
-A payload whose latency exceeds the deadline is late: with ``late_policy="drop"`` it is lost
+A payload whose latency exceeds the deadline is late (``meets_deadline``: a latency that equals
+the deadline in exact arithmetic is on time, whatever the float rounding of the shares): with ``late_policy="drop"`` it is lost
 (its packets count as lost and the ego fuses without it); with ``"stale"`` it is fused anyway,
 and its age of information (AoI, the time from sensing to fusion) records how old it was. The
 AoI of a delivered payload is its latency; a dropped payload has no AoI (NaN).
@@ -39,6 +40,17 @@ from v2x.channels.radio import DEFAULT_RADIO, check_radio_value
 from v2x.common import Registry, dataclass_from
 
 LATE_POLICIES = ("drop", "stale")
+
+#: Relative slack of the deadline test: float rounding of ``u / (f · bandwidth_hz)`` (a share of
+#: 1/3 is inexact) put a payload of exactly its share of the budget 1 ulp past the deadline (3
+#: links of 200 000 uses at 20 MHz: 0.030000000000000002 s > 0.03 s). 1e-12 of 100 ms is 0.1 ps.
+DEADLINE_RTOL = 1e-12
+
+
+def meets_deadline(latency_s: torch.Tensor | float, deadline_s: float) -> torch.Tensor | bool:
+    """Whether a latency (s; tensor or float) is at or below the deadline (s), up to
+    ``DEADLINE_RTOL`` of it."""
+    return latency_s <= deadline_s * (1.0 + DEADLINE_RTOL)
 
 
 @dataclass
@@ -212,7 +224,7 @@ def schedule(
     latency = torch.where(
         sent, config.processing_latency_s + on_air, torch.full_like(uses, float("nan"))
     )
-    on_time = sent & (latency <= config.deadline_s)
+    on_time = sent & meets_deadline(latency, config.deadline_s)
     delivered = on_time | (sent & (config.late_policy == "stale") & torch.isfinite(latency))
     lost = torch.where(sent & ~delivered, packets.double(), torch.zeros_like(uses))
     aoi = torch.where(delivered, latency, torch.full_like(uses, float("nan")))

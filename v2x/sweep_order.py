@@ -8,7 +8,7 @@ from collections.abc import Callable, Sequence
 
 import torch
 
-from v2x.scheduling import BudgetConfig
+from v2x.scheduling import BudgetConfig, meets_deadline
 from v2x.semcom.base import Codec
 from v2x.sweep_parts import codec_class, codec_kwargs_for
 from v2x.sweep_plan import FEATURE_STAGE, Group
@@ -95,7 +95,7 @@ def _never_delivers(
     if cost is None:
         return False
     fastest = float(cost.channel_uses.min()) / budget.bandwidth_hz
-    return budget.processing_latency_s + fastest > budget.deadline_s
+    return not meets_deadline(budget.processing_latency_s + fastest, budget.deadline_s)
 
 
 def snr_independent(group: Group) -> bool:

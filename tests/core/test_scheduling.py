@@ -32,6 +32,23 @@ def test_equal_share_latency_and_deadline_drop():
     assert math.isnan(d.aoi_s[0, 0, 3].item()) and math.isnan(d.latency_s[0, 0, 4].item())
 
 
+def test_a_payload_of_exactly_its_share_of_the_budget_is_on_time():
+    """3 collaborators share 20 MHz for a 30 ms deadline: each gets W / 3, and 200 000 channel
+    uses take 200 000 · 3 / 20e6 = 0.03 s exactly, which is not past the deadline. The share
+    1/3 is inexact in float64: the latency used to come out 0.030000000000000002 s, dropped.
+    One use more (30.00015 ms) is late."""
+    cfg = BudgetConfig(bandwidth_hz=20e6, deadline_s=0.03)
+    sent = _kba([False, True, True, True], torch.bool)
+    uses = _kba([0, 2e5, 2e5, 2e5 + 1])
+    d = schedule(cfg, sent, uses, _kba([0, 1, 1, 1]), torch.zeros(1, 1, 4))
+    assert d.latency_s[0, 0, 1].item() == pytest.approx(2e5 * 3 / 20e6, rel=1e-15)
+    assert d.latency_s[0, 0, 3].item() == pytest.approx((2e5 + 1) * 3 / 20e6, rel=1e-15)
+    assert d.on_time[0, 0].tolist() == [False, True, True, False]
+    assert d.delivered[0, 0].tolist() == [False, True, True, False]
+    assert d.aoi_s[0, 0, 1].item() == pytest.approx(0.03, rel=1e-15)
+    assert d.packets_lost[0, 0].tolist() == [0, 0, 0, 1]
+
+
 def test_stale_policy_keeps_late_payloads_with_their_age():
     cfg = BudgetConfig(
         bandwidth_hz=1e6, deadline_s=0.1, late_policy="stale", processing_latency_s=0.01
