@@ -14,6 +14,13 @@ appears where it was, ``v · age`` behind. Ground truth stays at ``t``. A payloa
 deadline is not fused (``late_policy``), as before. Ages up to 1 µs (``MIN_AGE_S``) count as 0
 (the frame's own observation, bit for bit).
 
+Convention (V2X-ViT's "time delay", in continuous time): ``a`` is sensed exactly ``phase_a +
+latency_a`` before ``t``, whether or not its LiDAR (one scan every ``1 / fps``) scanned then. The
+standard AoI of periodic scans, the age of the newest scan that has *arrived* by ``t``, is
+``phase + ⌈(latency − phase) / period⌉ · period`` — what ``RecordedClock`` serves on real data —
+e.g. phase 30 ms, latency 50 ms at 10 Hz: 130 ms there, 80 ms here. The two agree when the
+latency is a whole number of periods (the README's +0 … +400 ms delays on an ideal link).
+
 Approximation: a payload's size (hence its latency) is that of the collaborator's payload at
 the frame instant; for fixed-size payloads (``identity``, ``deepjscc`` at a fixed ratio) it is
 exact, for content-dependent ones (entropy-coded ``digital``, late boxes) it is the size of a
