@@ -32,9 +32,14 @@ SCALE_SIDE_INFO_BITS = 32
 class IdentityCodec(Codec):
     """Raw float16 features over an ideal, error-free digital link at the Shannon rate.
 
-    The bandwidth ceiling: ``channel_uses = ceil(source_bits / log2(1 + snr))``. No symbols go
-    through the channel (``Transmission.symbols`` is ``None``); decoding returns the float16
-    values as float32 (the same tensor again for the same payload: do not write into it).
+    The bandwidth ceiling: ``channel_uses = ceil(source_bits / log2(1 + snr))`` with ``snr`` the
+    link's ``snr_db`` (Es/N0 per complex channel use, the SNR every other codec's symbols see).
+    No symbols go through the channel (``Transmission.symbols`` is ``None``), so the channel
+    model plays no part: over fading channels this is the AWGN capacity of the *average* SNR,
+    error free — above the ergodic capacity ``E[log2(1 + |h|²·snr)]`` of block Rayleigh (2.91
+    against 3.46 bits per use at 10 dB, 0.86 against 1.0 at 0 dB) and without outage. Decoding
+    returns the float16 values as float32 (the same tensor again for the same payload: do not
+    write into it).
 
     Args:
         mtu_bytes, header_bytes: packetisation for the ``packets`` count.
