@@ -52,7 +52,13 @@ from pathlib import Path
 import numpy as np
 
 from v2x.common import atomic_open, atomic_write_bytes
-from v2x.datasets.frame import CLASS_NAMES, AgentObservation, CoopFrame
+from v2x.datasets.frame import (
+    AGENT_KINDS,
+    CLASS_NAMES,
+    AgentObservation,
+    CoopFrame,
+    check_rigid_pose,
+)
 from v2x.datasets.history import latest_at_or_before
 
 TABLES_REQUIRED: tuple[str, ...] = (
@@ -761,6 +767,31 @@ def _write_json(path: Path, rows) -> None:
         json.dump(rows, handle, indent=1)
 
 
+def _check_mounts(sensor_to_ego: dict[str, np.ndarray] | None) -> dict[str, np.ndarray]:
+    """``sensor_to_ego`` as float64 ``[4, 4]`` rigid transforms keyed by agent kind; a key that is
+    not a kind or a matrix that is not rigid raises ``ValueError`` naming it."""
+    mounts = {}
+    for kind, matrix in (sensor_to_ego or {}).items():
+        field_name = f"sensor_to_ego[{kind!r}]"
+        if kind not in AGENT_KINDS:
+            raise ValueError(
+                f"write_v2xsim: field '{field_name}' is not an agent kind; "
+                f"expected keys among {AGENT_KINDS}"
+            )
+        try:
+            value = np.asarray(matrix, dtype=np.float64)
+        except (TypeError, ValueError):
+            raise ValueError(
+                f"write_v2xsim: field '{field_name}' must be a 4x4 matrix of numbers, "
+                f"got {matrix!r:.300}"
+            ) from None
+        try:
+            mounts[kind] = check_rigid_pose(value, "write_v2xsim", field_name)
+        except ValueError as exc:
+            raise ValueError(f"{exc}; got {value.tolist()!r:.300}") from None
+    return mounts
+
+
 def write_v2xsim(
     frames: Iterable[CoopFrame],
     root: str | os.PathLike,
@@ -778,15 +809,17 @@ def write_v2xsim(
         frames: the frames, in time order within each scene.
         root: output folder (created).
         version: table folder name.
-        sensor_to_ego: per agent kind, the ``[4, 4]`` LiDAR→ego mount written to
-            ``calibrated_sensor`` (the ``ego_pose`` is then ``pose ∘ mount⁻¹``); identity if absent.
+        sensor_to_ego: per agent kind (a key of ``AGENT_KINDS``), the rigid ``[4, 4]`` LiDAR→ego
+            mount written to ``calibrated_sensor`` (the ``ego_pose`` is then ``pose ∘ mount⁻¹``);
+            identity for kinds not given. Another key, or a matrix that is not a rigid
+            transform (a quaternion cannot hold it), raises ``ValueError`` naming the key.
         log_location: ``log.location`` string.
 
     Returns:
         a summary dict (``scenes``, ``samples``, ``annotations``, ``root``).
     """
     root = Path(root)
-    sensor_to_ego = {k: np.asarray(v, dtype=np.float64) for k, v in (sensor_to_ego or {}).items()}
+    sensor_to_ego = _check_mounts(sensor_to_ego)
     t = {name: [] for name in (*TABLES_REQUIRED, *TABLES_OPTIONAL)}
     extension: list[dict] = []
     for level, (token, desc) in enumerate(
