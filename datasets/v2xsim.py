@@ -767,6 +767,30 @@ def _write_json(path: Path, rows) -> None:
         json.dump(rows, handle, indent=1)
 
 
+def points_in_boxes(frame: CoopFrame) -> np.ndarray:
+    """``[M]`` int64: how many LiDAR points of all the frame's agents lie in each world box
+    (boundary included), the ``num_lidar_pts`` written when ``frame.visibility`` is unknown.
+
+    Each agent's points go to the world (``pose``), then into each box's frame (centre, yaw):
+    a point counts when ``|x| <= l/2``, ``|y| <= w/2`` and ``|z| <= h/2``.
+    """
+    counts = np.zeros(frame.boxes.shape[0], dtype=np.int64)
+    if not counts.size:
+        return counts
+    for agent in frame.agents:
+        world = agent.points[:, :3].astype(np.float64) @ agent.pose[:3, :3].T + agent.pose[:3, 3]
+        for m, (x, y, z, length, w, h, yaw) in enumerate(frame.boxes.tolist()):
+            dx, dy, dz = world[:, 0] - x, world[:, 1] - y, world[:, 2] - z
+            c, s = np.cos(yaw), np.sin(yaw)
+            inside = (
+                (np.abs(c * dx + s * dy) <= length / 2)
+                & (np.abs(-s * dx + c * dy) <= w / 2)
+                & (np.abs(dz) <= h / 2)
+            )
+            counts[m] += int(inside.sum())
+    return counts
+
+
 def _check_mounts(sensor_to_ego: dict[str, np.ndarray] | None) -> dict[str, np.ndarray]:
     """``sensor_to_ego`` as float64 ``[4, 4]`` rigid transforms keyed by agent kind; a key that is
     not a kind or a matrix that is not rigid raises ``ValueError`` naming it."""
@@ -979,13 +1003,16 @@ def write_v2xsim(
             if frame.visibility is not None:
                 vis_ext[channel] = frame.visibility[a].tolist()
         ann_tokens = []
+        if frame.visibility is not None:
+            lidar_pts = frame.visibility.sum(axis=0)
+        else:
+            lidar_pts = points_in_boxes(frame)
         for m in range(frame.boxes.shape[0]):
             x, y, z, length, w, h, yaw = frame.boxes[m].tolist()
             cls = int(frame.classes[m])
             inst = _instance_token(scene_name, int(frame.track_ids[m]), frame.frame_id, m)
             ann_token = _token("sample_annotation", scene_name, i, m)
             ann_tokens.append(ann_token)
-            points_in_box = int(frame.visibility[:, m].sum()) if frame.visibility is not None else 0
             ann = {
                 "token": ann_token,
                 "sample_token": sample_token,
@@ -997,7 +1024,7 @@ def write_v2xsim(
                 "rotation": [float(np.cos(yaw / 2)), 0.0, 0.0, float(np.sin(yaw / 2))],
                 "prev": last_ann[inst]["token"] if inst in last_ann else "",
                 "next": "",
-                "num_lidar_pts": points_in_box,
+                "num_lidar_pts": int(lidar_pts[m]),
                 "num_radar_pts": 0,
             }
             if inst in last_ann:

@@ -250,6 +250,23 @@ def _world_points(agent: AgentObservation) -> np.ndarray:
 # ------------------------------------------------------------------ dependency-free checks
 
 
+def test_num_lidar_pts_is_counted_when_visibility_is_unknown(tmp_path):
+    """``num_lidar_pts`` is the number of LiDAR points in the box; the nuScenes evaluator (and
+    mmdet3d's/OpenPCDet's converters) drop boxes whose count is 0. Frames without visibility
+    used to be written with 0 for every box."""
+    frames = _hand_frames_without_visibility()
+    export_frames(frames, tmp_path, "v2xsim")
+    anns = _load(tmp_path)["sample_annotation"]
+    got = [a["num_lidar_pts"] for a in anns]
+    expected = [
+        sum(count_in_box(_world_points(a), box) for a in frame.agents)
+        for frame in frames
+        for box in frame.boxes
+    ]
+    assert got == expected
+    assert min(expected[:3]) > 0 and expected[3] == 0  # the check is not vacuous
+
+
 def test_bad_sensor_to_ego_names_the_key_and_value(tmp_path):
     frames = _hand_frames_without_visibility()[:1]
     scaled = np.diag([2.0, 1.0, 1.0, 1.0])  # not a rotation: a quaternion cannot hold it
@@ -263,3 +280,30 @@ def test_bad_sensor_to_ego_names_the_key_and_value(tmp_path):
 
 
 # ------------------------------------------------------------------ nuscenes-devkit checks
+
+
+def test_nuscenes_devkit_counts_the_points_we_write(tmp_path):
+    pytest.importorskip("nuscenes")
+    from nuscenes import NuScenes
+    from nuscenes.utils.data_classes import LidarPointCloud
+    from nuscenes.utils.geometry_utils import points_in_box
+    from pyquaternion import Quaternion
+
+    export_frames(_hand_frames_without_visibility(), tmp_path, "v2xsim")
+    nusc = NuScenes(version="v2.0", dataroot=str(tmp_path), verbose=False)
+    for sample in nusc.sample:
+        clouds = []
+        for sd_token in sample["data"].values():
+            sd = nusc.get("sample_data", sd_token)
+            cloud = LidarPointCloud.from_file(str(tmp_path / sd["filename"]))
+            for record in (
+                nusc.get("calibrated_sensor", sd["calibrated_sensor_token"]),
+                nusc.get("ego_pose", sd["ego_pose_token"]),
+            ):
+                cloud.rotate(Quaternion(record["rotation"]).rotation_matrix)
+                cloud.translate(np.array(record["translation"]))
+            clouds.append(cloud.points[:3])
+        for token in sample["anns"]:
+            box = nusc.get_box(token)
+            inside = sum(int(points_in_box(box, pts).sum()) for pts in clouds)
+            assert nusc.get("sample_annotation", token)["num_lidar_pts"] == inside
