@@ -96,6 +96,14 @@ CLASS_TO_CATEGORY: tuple[str, ...] = (
     "human.pedestrian.adult",
     "vehicle.bicycle",
 )
+# nuScenes' ``category.index`` for those names (the nuScenes-lidarseg label index, a schema field
+# since v1.0 that the devkit sorts categories by when lidarseg/panoptic labels are loaded).
+CATEGORY_INDEX: dict[str, int] = {
+    "human.pedestrian.adult": 2,
+    "vehicle.bicycle": 14,
+    "vehicle.car": 17,
+    "vehicle.truck": 23,
+}
 WITHOUT_RIDER = "cycle.without_rider"
 WITH_RIDER = "cycle.with_rider"
 _MASK63 = (1 << 63) - 1
@@ -864,7 +872,12 @@ def write_v2xsim(
     for cls, name in enumerate(CLASS_TO_CATEGORY):
         cat_tokens.append(_token("category", name))
         t["category"].append(
-            {"token": cat_tokens[-1], "name": name, "description": f"v2x class {CLASS_NAMES[cls]}"}
+            {
+                "token": cat_tokens[-1],
+                "name": name,
+                "description": f"v2x class {CLASS_NAMES[cls]}",
+                "index": CATEGORY_INDEX[name],
+            }
         )
     sensor_tokens: dict[int, str] = {}
     log_token = _token("log", log_location)

@@ -250,6 +250,98 @@ def _world_points(agent: AgentObservation) -> np.ndarray:
 # ------------------------------------------------------------------ dependency-free checks
 
 
+def test_export_follows_the_published_nuscenes_schema(tmp_path):
+    frames = _synthetic_export(tmp_path)
+    tables = _load(tmp_path)
+    by_token = {name: {r["token"]: r for r in rows} for name, rows in tables.items()}
+    for name, fields in SCHEMA.items():
+        assert tables[name], f"{name}.json is empty"
+        for row in tables[name]:
+            assert set(fields) <= set(row), (name, sorted(set(fields) - set(row)))
+            for key, kind in fields.items():
+                value = row[key]
+                if isinstance(kind, list):
+                    assert len(value) == len(kind), (name, key, value)
+                    assert all(isinstance(v, (int, float)) and math.isfinite(v) for v in value)
+                elif kind in (TOKEN, TEXT):
+                    assert isinstance(value, str), (name, key, value)
+                    if kind == TOKEN:
+                        assert value, (name, key)
+                elif kind == INT:
+                    assert isinstance(value, int) and not isinstance(value, bool), (name, key)
+                elif kind == "bool":
+                    assert isinstance(value, bool), (name, key)
+                else:
+                    assert isinstance(value, list), (name, key)
+    for (table, key), target in FOREIGN_KEYS.items():
+        for row in tables[table]:
+            assert row[key] in by_token[target], (table, key, row[key])
+    for row in tables["sample_annotation"]:
+        # '' is accepted by the devkit's own 2D exporter (default visibilities '', '1'..'4').
+        assert row["visibility_token"] == "" or row["visibility_token"] in by_token["visibility"]
+        assert all(a in by_token["attribute"] for a in row["attribute_tokens"])
+    for row in tables["map"]:
+        assert all(t in by_token["log"] for t in row["log_tokens"])
+    assert {s["modality"] for s in tables["sensor"]} == {"lidar"}
+    for row in tables["category"]:
+        assert row["index"] == NUSCENES_CATEGORY_INDEX[row["name"]], row
+    # prev/next chains: samples per scene, sample_data per channel, annotations per instance.
+    for scene in tables["scene"]:
+        chain, token, prev = [], scene["first_sample_token"], ""
+        while token:
+            sample = by_token["sample"][token]
+            assert sample["prev"] == prev and sample["scene_token"] == scene["token"]
+            chain.append(token)
+            prev, token = token, sample["next"]
+        assert len(chain) == scene["nbr_samples"] and chain[-1] == scene["last_sample_token"]
+    for inst in tables["instance"]:
+        chain, token, prev = [], inst["first_annotation_token"], ""
+        while token:
+            ann = by_token["sample_annotation"][token]
+            assert ann["prev"] == prev and ann["instance_token"] == inst["token"]
+            chain.append(token)
+            prev, token = token, ann["next"]
+        assert len(chain) == inst["nbr_annotations"] and chain[-1] == inst["last_annotation_token"]
+    for sd in tables["sample_data"]:
+        if sd["next"]:
+            nxt = by_token["sample_data"][sd["next"]]
+            assert nxt["prev"] == sd["token"]
+            assert nxt["calibrated_sensor_token"] == sd["calibrated_sensor_token"]
+            assert nxt["timestamp"] > sd["timestamp"]
+
+    # Poses, points and boxes decoded here, compared with the frames.
+    channel_of = {
+        c["token"]: by_token["sensor"][c["sensor_token"]]["channel"]
+        for c in tables["calibrated_sensor"]
+    }
+    agents_of = _agents_by_channel(tmp_path)
+    samples = [s for s in tables["sample"]]
+    assert len(samples) == len(frames)
+    for sample, frame in zip(samples, frames):
+        agents = {a.agent_id: a for a in frame.agents}
+        sds = [sd for sd in tables["sample_data"] if sd["sample_token"] == sample["token"]]
+        assert len(sds) == len(frame.agents)
+        for sd in sds:
+            agent = agents[agents_of[sample["token"]][channel_of[sd["calibrated_sensor_token"]]]]
+            ego = _pose(by_token["ego_pose"][sd["ego_pose_token"]])
+            mount = _pose(by_token["calibrated_sensor"][sd["calibrated_sensor_token"]])
+            np.testing.assert_allclose(ego @ mount, agent.pose, atol=1e-9)
+            np.testing.assert_allclose(mount, MOUNTS[agent.kind], atol=1e-12)
+            assert sd["timestamp"] == round(agent.timestamp * 1e6)
+            raw = np.fromfile(tmp_path / sd["filename"], dtype="<f4")
+            assert raw.size == 5 * len(agent.points)
+            np.testing.assert_array_equal(raw.reshape(-1, 5)[:, :4], agent.points)
+        anns = [a for a in tables["sample_annotation"] if a["sample_token"] == sample["token"]]
+        assert len(anns) == len(frame.boxes)
+        for ann, box in zip(anns, frame.boxes):
+            x, y, z, length, w, h, yaw = box
+            np.testing.assert_allclose(ann["translation"], [x, y, z], atol=1e-12)
+            np.testing.assert_allclose(ann["size"], [w, length, h], atol=1e-12)  # [w, l, h]
+            np.testing.assert_allclose(
+                quat_to_matrix(ann["rotation"]), _yaw_matrix(yaw), atol=1e-12
+            )
+
+
 def test_num_lidar_pts_is_counted_when_visibility_is_unknown(tmp_path):
     """``num_lidar_pts`` is the number of LiDAR points in the box; the nuScenes evaluator (and
     mmdet3d's/OpenPCDet's converters) drop boxes whose count is 0. Frames without visibility
@@ -280,6 +372,45 @@ def test_bad_sensor_to_ego_names_the_key_and_value(tmp_path):
 
 
 # ------------------------------------------------------------------ nuscenes-devkit checks
+
+
+def test_nuscenes_devkit_reads_the_export(tmp_path):
+    pytest.importorskip("nuscenes")
+    from nuscenes import NuScenes
+    from nuscenes.utils.color_map import get_colormap
+    from nuscenes.utils.data_classes import LidarPointCloud
+
+    frames = _synthetic_export(tmp_path)
+    nusc = NuScenes(version="v2.0", dataroot=str(tmp_path), verbose=False)
+    assert len(nusc.sample) == len(frames) and len(nusc.scene) == 1
+    index_of = {name: i for i, name in enumerate(get_colormap())}  # lidarseg order
+    for category in nusc.category:
+        assert category["index"] == index_of[category["name"]]
+    agents_of = _agents_by_channel(tmp_path)
+    for sample, frame in zip(nusc.sample, frames):
+        agents = {a.agent_id: a for a in frame.agents}
+        assert len(sample["data"]) == len(frame.agents) and "LIDAR_TOP_id_0" in sample["data"]
+        assert agents[agents_of[sample["token"]]["LIDAR_TOP_id_0"]].kind == "rsu"
+        for channel, sd_token in sample["data"].items():
+            agent = agents[agents_of[sample["token"]][channel]]
+            path, boxes, _ = nusc.get_sample_data(sd_token)  # boxes in the sensor frame
+            cloud = LidarPointCloud.from_file(path)
+            np.testing.assert_array_equal(cloud.points.T, agent.points)
+            assert [b.token for b in boxes] == sample["anns"]
+            world_to_sensor = np.linalg.inv(agent.pose)
+            for box, (x, y, z, length, w, h, yaw) in zip(boxes, frame.boxes):
+                centre = world_to_sensor[:3, :3] @ [x, y, z] + world_to_sensor[:3, 3]
+                np.testing.assert_allclose(box.center, centre, atol=1e-9)
+                np.testing.assert_allclose(box.wlh, [w, length, h], atol=1e-12)
+                np.testing.assert_allclose(
+                    box.rotation_matrix, world_to_sensor[:3, :3] @ _yaw_matrix(yaw), atol=1e-9
+                )
+        for token, (x, y, z, _l, _w, _h, yaw) in zip(sample["anns"], frame.boxes):
+            box = nusc.get_box(token)  # global frame
+            np.testing.assert_allclose(box.center, [x, y, z], atol=1e-12)
+            assert box.orientation.yaw_pitch_roll[0] == pytest.approx(
+                math.remainder(yaw, 2 * math.pi), abs=1e-12
+            )
 
 
 def test_nuscenes_devkit_counts_the_points_we_write(tmp_path):
