@@ -75,9 +75,9 @@ from pathlib import Path
 import numpy as np
 
 from v2x.common import atomic_open
-from v2x.datasets.frame import AgentObservation, CoopFrame
+from v2x.datasets.frame import AgentObservation, CoopFrame, check_rigid_pose
 from v2x.datasets.history import latest_at_or_before
-from v2x.datasets.pcd import read_pcd_xyzi, write_pcd
+from v2x.datasets.pcd import PCD_DATA_KINDS, read_pcd_xyzi, write_pcd
 from v2x.datasets.v2xsim import track_id_from_token
 
 TYPE_TO_CLASS: dict[str, int] = {
@@ -716,6 +716,68 @@ def _box_to_frame(box: np.ndarray, pose: np.ndarray) -> np.ndarray:
     return np.array([*centre, *box[3:6], yaw])
 
 
+MAX_FRAME_ID = 999_999  # DAIR ids are 6 digits: the official tools read ``image_path[-10:-4]``
+
+
+def _frame_offset(frame: CoopFrame) -> tuple[float, float]:
+    """``frame.meta["system_error_offset"]`` (``{delta_x, delta_y}`` or a pair; absent or ``""`` →
+    0) as two finite floats; anything else raises ``ValueError`` naming the frame, the field and
+    the value."""
+    raw = (frame.meta or {}).get("system_error_offset", (0.0, 0.0))
+    try:
+        pair = (raw["delta_x"], raw["delta_y"]) if isinstance(raw, dict) else tuple(raw)
+        if len(pair) != 2 or isinstance(raw, (str, bytes)):
+            raise ValueError
+        dx, dy = (0.0 if v == "" else float(v) for v in pair)  # "" is 0, as in the format
+    except (KeyError, TypeError, ValueError):
+        dx = dy = float("nan")
+    if not (np.isfinite(dx) and np.isfinite(dy)):
+        raise ValueError(
+            f"frame {frame.frame_id!r}: field 'meta[\"system_error_offset\"]' must be "
+            f"{{'delta_x': metres, 'delta_y': metres}} or a pair of finite numbers, got {raw!r:.200}"
+        )
+    return dx, dy
+
+
+def _check_writer_args(mount, pcd_data: str, intensity_scale: float, first_id: int) -> np.ndarray:
+    """Validate ``write_dair_v2x_c``'s options before anything is written; returns the mount."""
+    where = "write_dair_v2x_c"
+    if mount is None:
+        mount = np.eye(4)
+    else:
+        try:
+            value = np.asarray(mount, dtype=np.float64)
+        except (TypeError, ValueError):
+            raise ValueError(
+                f"{where}: field 'lidar_to_novatel' must be a 4x4 matrix of numbers, "
+                f"got {mount!r:.300}"
+            ) from None
+        try:
+            mount = check_rigid_pose(value, where, "lidar_to_novatel")
+        except ValueError as exc:
+            raise ValueError(f"{exc}; got {value.tolist()!r:.300}") from None
+    if pcd_data not in PCD_DATA_KINDS:
+        raise ValueError(
+            f"{where}: field 'pcd_data' must be one of {PCD_DATA_KINDS}, got {pcd_data!r}"
+        )
+    if not (isinstance(intensity_scale, (int, float)) and np.isfinite(intensity_scale)) or (
+        intensity_scale <= 0
+    ):
+        raise ValueError(
+            f"{where}: field 'intensity_scale' must be a finite number > 0, got {intensity_scale!r}"
+        )
+    if (
+        isinstance(first_id, bool)
+        or not isinstance(first_id, (int, np.integer))
+        or not (0 <= first_id <= MAX_FRAME_ID)
+    ):
+        raise ValueError(
+            f"{where}: field 'first_id' must be a whole number in [0, {MAX_FRAME_ID}] (DAIR frame "
+            f"ids are 6 digits), got {first_id!r}"
+        )
+    return mount
+
+
 def _pick_agents(frame: CoopFrame) -> tuple[AgentObservation, AgentObservation]:
     vehicle = frame.ego if frame.ego.kind == "vehicle" else None
     if vehicle is None:
@@ -757,26 +819,33 @@ def write_dair_v2x_c(
         lidar_to_novatel: ``[4, 4]`` vehicle LiDAR→NovAtel mount (identity if ``None``); the
             written novatel→world is ``pose ∘ mount⁻¹``.
         pcd_data: PCD encoding (``"binary"``, ``"binary_compressed"``, ``"ascii"``).
-        intensity_scale: stored intensity = intensity × this (0–1 → 0–255).
-        first_id: number of the first frame id (``000000``).
+        intensity_scale: stored intensity = intensity × this (0–1 → 0–255), finite and > 0.
+        first_id: number of the first frame id (``000000``); every id must fit DAIR's 6 digits
+            (``first_id + len(frames) - 1 <= 999999``).
+
+    Raises:
+        ValueError: naming the option, or the frame and field, that a DAIR-V2X-C reader could
+            not take (a mount that is not rigid, an unknown PCD encoding, an id beyond 6 digits,
+            a malformed ``system_error_offset``, a frame without a vehicle and an RSU).
 
     Returns:
         summary dict: ``pairs``, ``agents_not_written``, ``root``.
     """
     root = Path(root)
-    mount = (
-        np.eye(4) if lidar_to_novatel is None else np.asarray(lidar_to_novatel, dtype=np.float64)
-    )
+    mount = _check_writer_args(lidar_to_novatel, pcd_data, intensity_scale, first_id)
     coop, veh_info, inf_info = [], [], []
     skipped = 0
     batches: list[tuple[str, list[str]]] = []
     for n, frame in enumerate(frames):
+        if first_id + n > MAX_FRAME_ID:
+            raise ValueError(
+                f"write_dair_v2x_c: field 'first_id' {first_id} + frame {n} ({frame.frame_id!r}) "
+                f"gives id {first_id + n}, beyond DAIR's 6 digits ({MAX_FRAME_ID})"
+            )
         fid = f"{first_id + n:06d}"
         vehicle, rsu = _pick_agents(frame)
         skipped += frame.num_agents - 2
-        raw = (frame.meta or {}).get("system_error_offset", (0.0, 0.0))
-        dx, dy = (raw["delta_x"], raw["delta_y"]) if isinstance(raw, dict) else raw
-        dx, dy = float(dx), float(dy)
+        dx, dy = _frame_offset(frame)
         batch = frame.frame_id.rsplit("/", 1)[0] if "/" in frame.frame_id else "0"
         if batches and batches[-1][0] == batch:
             batches[-1][1].append(fid)
