@@ -826,7 +826,7 @@ def write_dair_v2x_c(
     Raises:
         ValueError: naming the option, or the frame and field, that a DAIR-V2X-C reader could
             not take (a mount that is not rigid, an unknown PCD encoding, an id beyond 6 digits,
-            a malformed ``system_error_offset``, a frame without a vehicle and an RSU).
+            a malformed ``system_error_offset``, a frame without a vehicle and an RSU, no frames).
 
     Returns:
         summary dict: ``pairs``, ``agents_not_written``, ``root``.
@@ -943,6 +943,8 @@ def write_dair_v2x_c(
                 "intersection_loc": "",
             }
         )
+    if not coop:
+        raise ValueError(f"write_dair_v2x_c: field 'frames' is empty; nothing written under {root}")
     start_end = {fid: (ids[0], ids[-1]) for _, ids in batches for fid in ids}
     for rows in (veh_info, inf_info):
         for row in rows:

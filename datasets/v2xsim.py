@@ -849,6 +849,9 @@ def write_v2xsim(
 
     Returns:
         a summary dict (``scenes``, ``samples``, ``annotations``, ``root``).
+
+    Raises:
+        ValueError: a bad ``sensor_to_ego``, a scene revisited after leaving it, or no frames.
     """
     root = Path(root)
     sensor_to_ego = _check_mounts(sensor_to_ego)
@@ -1076,6 +1079,8 @@ def write_v2xsim(
             entry["meta"] = meta
         extension.append(entry)
     close_scene()
+    if not t["sample"]:
+        raise ValueError(f"write_v2xsim: field 'frames' is empty; nothing written under {root}")
     table_dir = root / version
     for name, rows in t.items():
         _write_json(table_dir / f"{name}.json", rows)

@@ -438,3 +438,11 @@ def test_nuscenes_devkit_counts_the_points_we_write(tmp_path):
             box = nusc.get_box(token)
             inside = sum(int(points_in_box(box, pts).sum()) for pts in clouds)
             assert nusc.get("sample_annotation", token)["num_lidar_pts"] == inside
+
+
+@pytest.mark.parametrize("fmt", ["v2xsim", "dair_v2x"])
+def test_no_frames_is_an_error_not_an_empty_dataset(tmp_path, fmt):
+    """An exhausted generator used to give a dataset of empty tables and a zero summary."""
+    with pytest.raises(ValueError, match=r"field 'frames' is empty; nothing written under"):
+        export_frames(iter([]), tmp_path / "out", fmt)
+    assert not (tmp_path / "out").exists()
