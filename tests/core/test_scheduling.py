@@ -95,3 +95,31 @@ def test_bad_budget_config():
         BudgetConfig(deadline_s=0)
     with pytest.raises(ValueError, match="unknown field"):
         BudgetConfig.from_dict({"deadline": 1})
+
+
+def test_a_setting_is_skipped_as_never_delivering_only_when_even_the_whole_band_is_too_slow():
+    """``sweep_order._never_delivers`` (a setting whose every cell is then the ego's alone)
+    against the closed form: the identity codec's float16 map of C·h·w values at the Shannon
+    rate needs ⌈16·C·h·w / log2(1 + 10^(snr/10))⌉ channel uses, on air for uses / W seconds
+    after the processing latency; it never delivers iff that misses the deadline at every SNR."""
+    from v2x.semcom.identity import IdentityCodec
+    from v2x.sweep_order import _never_delivers
+
+    shape = (64, 32, 32)  # 1,048,576 bits per map
+    uses = lambda snr: math.ceil(16 * 64 * 32 * 32 / math.log2(1 + 10 ** (snr / 10)))  # noqa: E731
+    codec = IdentityCodec()
+    # 10 dB: 303,107 uses; on a 1 MHz band 0.303 s, past a 100 ms deadline; at 30 dB 105,203
+    # uses = 0.105 s, still past; with the band at 3.1 MHz the 30 dB map arrives in 34 ms
+    assert uses(10) == 303_107 and uses(30) == 105_203
+    slow = BudgetConfig(bandwidth_hz=1e6, deadline_s=0.1)
+    assert _never_delivers(codec, shape, [10.0, 30.0], slow)
+    assert not _never_delivers(codec, shape, [10.0, 30.0], BudgetConfig(bandwidth_hz=3.1e6))
+    # exactly on time at the deadline (uses / W == deadline) is delivered; one use more is not
+    exact = BudgetConfig(bandwidth_hz=uses(30) / 0.1, deadline_s=0.1)
+    assert not _never_delivers(codec, shape, [30.0], exact)
+    late = BudgetConfig(bandwidth_hz=uses(30) / 0.1, deadline_s=0.1, processing_latency_s=1e-6)
+    assert _never_delivers(codec, shape, [30.0], late)
+    # a stale policy fuses late payloads: never skipped
+    assert not _never_delivers(
+        codec, shape, [10.0], BudgetConfig(bandwidth_hz=1e6, late_policy="stale")
+    )
