@@ -32,6 +32,7 @@ ego-only: with every collaborator masked, each strategy returns the ego's own fe
 
 from __future__ import annotations
 
+import math
 from typing import Any, ClassVar, Literal, get_args
 
 import torch
@@ -371,7 +372,10 @@ class MeanFusion(FeatureFusion):
 @FUSIONS.register("attention")
 class AttentionFusion(FeatureFusion):
     """Per-cell scaled dot-product attention of the ego's feature over all valid agents
-    (OpenCOOD's AttFusion: query, keys and values are the agents' features at that cell)."""
+    (OpenCOOD's AttFusion: query, keys and values are the agents' features at that cell, scores
+    over ``sqrt(C)``). Deliberate difference: a masked cell (outside a collaborator's map,
+    unsent, lost) takes no part, where OpenCOOD fuses the zeros it warps in
+    (``docs/fusion_references.md``)."""
 
     def forward(self, features: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
         features, valid = clean_mask(features, valid)
@@ -403,10 +407,23 @@ class Where2commFusion(AttentionFusion):
     as Where2comm's own Gaussian smoothing of the map intends. ``window_cells = 1`` ranks by
     the raw confidence.
 
+    ``selection="gaussian"`` ranks by Where2comm's own score instead: the confidence map
+    convolved with its ``k_size × k_size`` Gaussian of ``c_sigma`` (zero padding;
+    ``Where2comm/opencood/models/comm_modules/where2comm.py``, ``Communication``; their configs:
+    5, 1.0). Their threshold ``thre`` keeps the cells whose score exceeds it, a super-level set
+    of that score: the same cells as ranking by it and keeping as many, so at
+    ``max_fraction`` = their selected fraction of a map this sends their mask. Deliberate
+    differences (``docs/fusion_references.md``): a fixed budget instead of a threshold (a sweep
+    sets the bits), the 7 × 7 window by default, and unsent cells masked out of the attention
+    (theirs fuse them as zeros).
+
     Args:
         max_fraction: budget, fraction of the ``h·w`` cells a collaborator sends, in (0, 1].
         window_cells: side of the neighbourhood, in cells of the feature map (odd, ≥ 1; 7 cells
-            of 0.8 m span 5.6 m, a car's length with a margin).
+            of 0.8 m span 5.6 m, a car's length with a margin); ``selection="window"`` only.
+        selection: ``"window"`` (the neighbourhood maximum) or ``"gaussian"`` (Where2comm's).
+        k_size, c_sigma: the Gaussian's side (odd, ≥ 1, cells) and sigma (> 0, cells);
+            ``selection="gaussian"`` only.
     """
 
     #: Weight of a cell's own confidence in ``selection_score``: it breaks the ties of the
@@ -415,32 +432,60 @@ class Where2commFusion(AttentionFusion):
     TIE_BREAK = 1e-3
     selects_cells = True
 
-    def __init__(self, max_fraction: float = 0.1, window_cells: int = 7) -> None:
+    def __init__(
+        self,
+        max_fraction: float = 0.1,
+        window_cells: int = 7,
+        selection: Literal["window", "gaussian"] = "window",
+        k_size: int = 5,
+        c_sigma: float = 1.0,
+    ) -> None:
         super().__init__()
         if not 0.0 < max_fraction <= 1.0:
             raise ValueError(f"where2comm: 'max_fraction' must be in (0, 1], got {max_fraction}")
-        if (
-            isinstance(window_cells, bool)
-            or not float(window_cells).is_integer()
-            or window_cells < 1
-            or int(window_cells) % 2 == 0
-        ):
+        for name, side in (("window_cells", window_cells), ("k_size", k_size)):
+            if (
+                isinstance(side, bool)
+                or not float(side).is_integer()
+                or side < 1
+                or int(side) % 2 == 0
+            ):
+                raise ValueError(f"where2comm: '{name}' must be an odd integer >= 1, got {side}")
+        if selection not in ("window", "gaussian"):
             raise ValueError(
-                f"where2comm: 'window_cells' must be an odd integer >= 1, got {window_cells}"
+                f"where2comm: 'selection' must be one of window, gaussian, got {selection!r}"
             )
+        if not (isinstance(c_sigma, int | float) and math.isfinite(c_sigma) and c_sigma > 0):
+            raise ValueError(f"where2comm: 'c_sigma' must be a number > 0, got {c_sigma!r}")
         self.max_fraction = max_fraction
         self.window_cells = int(window_cells)
+        self.selection = selection
+        self.k_size = int(k_size)
+        self.c_sigma = float(c_sigma)
 
     def selection_score(self, heat_logits: torch.Tensor) -> torch.Tensor:
         """``heat_logits [S, K, h, w]`` → ``[S, 1, h, w]`` the score cells are selected by: the
         largest ``confidence`` within the ``window_cells`` neighbourhood of each cell (cells
-        beyond the map's edge do not count), plus ``TIE_BREAK`` × the cell's own confidence."""
+        beyond the map's edge do not count), plus ``TIE_BREAK`` × the cell's own confidence;
+        with ``selection="gaussian"`` Where2comm's smoothed confidence (class docstring)."""
         conf = self.confidence(heat_logits)
+        if self.selection == "gaussian":
+            return F.conv2d(conf, self.gaussian_kernel(conf.device), padding=self.k_size // 2)
         if self.window_cells == 1:
             return conf
         pad = self.window_cells // 2
         peak = F.max_pool2d(conf, self.window_cells, stride=1, padding=pad)
         return peak + self.TIE_BREAK * conf
+
+    def gaussian_kernel(self, device: torch.device | str = "cpu") -> torch.Tensor:
+        """``[1, 1, k_size, k_size]`` float32 Where2comm's smoothing kernel, as its
+        ``Communication.init_gaussian_filter`` writes it: ``exp(-(x² + y²) / (2σ²)) / (2πσ)``
+        at integer offsets from the centre (not normalised; a scale does not change a ranking)."""
+        offsets = torch.arange(self.k_size, dtype=torch.float64) - self.k_size // 2
+        square = offsets[:, None] ** 2 + offsets[None, :] ** 2
+        sigma = self.c_sigma
+        kernel = torch.exp(-square / (2 * sigma**2)) / (2 * math.pi * sigma)
+        return kernel.to(device, torch.float32)[None, None]
 
 
 class PayloadFusion(FeatureFusion):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -179,6 +180,110 @@ def test_where2comm_selection_score_is_the_neighbourhood_maximum_by_hand():
                 torch.testing.assert_close(score[s, 0, y, x], want)
     raw = Where2commFusion(window_cells=1).selection_score(logits)
     torch.testing.assert_close(raw, Where2commFusion.confidence(logits), atol=0, rtol=0)
+
+
+def _where2comm_communication(rm: torch.Tensor, thre: float, k_size: int, c_sigma: float):
+    """Where2comm's ``Communication.forward`` for one sample (MediaBrain-SJTU/Where2comm,
+    ``opencood/models/comm_modules/where2comm.py``), written out with numpy's kernel:
+    ``rm [L, anchors, H, W]`` class logits → ``(mask [L, 1, H, W] float, comm_rate)``: the
+    sigmoid's maximum over anchors, smoothed by the ``k_size`` Gaussian of ``c_sigma``
+    (``1 / (2πσ) · exp(-(x² + y²) / (2σ²))``, zero padding), ``> thre``; the rate is agent 0's
+    selected fraction; then every even-indexed agent's mask is set to ones (``[::2]``)."""
+    centre = k_size // 2
+    x, y = np.mgrid[0 - centre : k_size - centre, 0 - centre : k_size - centre]
+    g = 1 / (2 * np.pi * c_sigma) * np.exp(-(np.square(x) + np.square(y)) / (2 * c_sigma**2))
+    weight = torch.Tensor(g).unsqueeze(0).unsqueeze(0)
+    conf = rm.sigmoid().max(dim=1)[0].unsqueeze(1)
+    smoothed = torch.nn.functional.conv2d(conf, weight, padding=(k_size - 1) // 2)
+    mask = torch.where(smoothed > thre, torch.ones_like(smoothed), torch.zeros_like(smoothed))
+    h, w = rm.shape[-2:]
+    rate = float(mask[0].sum() / (h * w))
+    mask[::2] = 1.0
+    return mask, rate
+
+
+@pytest.mark.parametrize(("thre", "k_size", "c_sigma"), [(0.01, 5, 1.0), (0.05, 3, 0.7)])
+def test_where2comm_gaussian_selection_sends_the_reference_mask(thre, k_size, c_sigma):
+    """``selection="gaussian"`` at ``max_fraction`` = the reference's selected fraction of a
+    collaborator's map keeps exactly the reference's cells (Where2comm's ``Communication``
+    re-implemented above, 2 agents: their DAIR setting, where only the ego keeps all)."""
+    g = torch.Generator().manual_seed(3)
+    rm = torch.randn(2, 2, 24, 40, generator=g) - 6.0  # two anchors, background well below
+    rm[:, :, 5:9, 4:12] += 7.0 + torch.rand(2, 2, 4, 8, generator=g)  # an object in each
+    rm[1, :, 15:18, 25:33] += 5.0  # one more for the collaborator
+    reference, _ = _where2comm_communication(rm, thre, k_size, c_sigma)
+    assert reference[0].all()  # the ego's row: every cell
+    collaborator = reference[1:2].bool()
+    fraction = float(collaborator.float().mean())
+    assert 0.02 < fraction < 0.9  # a selection, not all or nothing
+    fusion = Where2commFusion(
+        max_fraction=fraction, selection="gaussian", k_size=k_size, c_sigma=c_sigma
+    )
+    ours = fusion.selection_mask(fusion.selection_score(rm[1:2]))
+    assert torch.equal(ours, collaborator)
+    # the default ranking (7 x 7 neighbourhood maximum) keeps other cells at that budget
+    window = Where2commFusion(max_fraction=fraction)
+    assert not torch.equal(window.selection_mask(window.selection_score(rm[1:2])), collaborator)
+
+
+def test_where2comm_reference_forces_every_even_agent_not_only_the_ego():
+    """What the re-implemented reference does with 3 agents (documented in
+    ``docs/fusion_references.md``): agent 2 sends its whole map, and the reported rate is the
+    ego's own selected fraction, not a collaborator's; ours keeps the budget for every
+    collaborator."""
+    rm = torch.full((3, 2, 20, 30), -8.0)
+    rm[:, :, 5:9, 5:12] = 2.0
+    rm[0, :, 12:16, 20:28] = 2.0  # the ego sees more than its collaborators
+    mask, rate = _where2comm_communication(rm, 0.01, 5, 1.0)
+    fractions = mask.mean(dim=(1, 2, 3)).tolist()
+    assert fractions[0] == fractions[2] == 1.0 and fractions[1] < 0.3
+    assert rate > fractions[1]
+
+
+@pytest.mark.parametrize("bad", [{"selection": "threshold"}, {"k_size": 4}, {"c_sigma": 0.0},
+                                 {"c_sigma": float("nan")}, {"k_size": True}])  # fmt: skip
+def test_where2comm_gaussian_options_validation(bad):
+    with pytest.raises(ValueError, match=next(iter(bad))):
+        build_fusion("where2comm", **bad)
+
+
+def test_where2comm_gaussian_kernel_by_hand():
+    """The kernel's centre and a corner of the 5 x 5 one of sigma 1: 1 / (2π) and
+    exp(-4) / (2π)."""
+    kernel = Where2commFusion(selection="gaussian").gaussian_kernel()
+    assert kernel.shape == (1, 1, 5, 5)
+    torch.testing.assert_close(kernel[0, 0, 2, 2], torch.tensor(1 / (2 * math.pi)))
+    torch.testing.assert_close(kernel[0, 0, 0, 0], torch.tensor(math.exp(-4) / (2 * math.pi)))
+
+
+def _opencood_att_fusion(xx: torch.Tensor) -> torch.Tensor:
+    """OpenCOOD's ``AttFusion.forward`` on one sample (DerrickXuNu/OpenCOOD,
+    ``opencood/models/fuse_modules/self_attn.py``): ``xx [cav, C, H, W]`` → ``[C, H, W]``, the
+    ego's row of the per-cell self-attention across agents, scores scaled by ``sqrt(C)``."""
+    cav, c, h, w = xx.shape
+    x = xx.view(cav, c, -1).permute(2, 0, 1)
+    score = torch.bmm(x, x.transpose(1, 2)) / np.sqrt(c)
+    out = torch.bmm(torch.nn.functional.softmax(score, -1), x)
+    return out.permute(1, 2, 0).view(cav, c, h, w)[0]
+
+
+def test_attention_equals_opencood_att_fusion_on_random_maps():
+    """Every agent valid: ``attention`` is OpenCOOD's ``AttFusion``; a masked cell (out of
+    view, unsent, lost) is left out here, where OpenCOOD fuses the zeros it warps in
+    (deliberate: ``docs/fusion_references.md``)."""
+    feats = _features(b=2, a=4, c=16, h=5, w=7, seed=11)
+    want = torch.stack([_opencood_att_fusion(f) for f in feats])
+    every = torch.ones(2, 4, 1, 5, 7, dtype=torch.bool)
+    torch.testing.assert_close(build_fusion("attention")(feats, every), want)
+    valid = every.clone()
+    valid[:, 2, :, :2] = False
+    out = build_fusion("attention")(feats, valid)
+    keep = torch.ones(4, dtype=torch.bool)
+    keep[2] = False
+    at_masked = torch.stack([_opencood_att_fusion(f[keep]) for f in feats])[..., :2, :]
+    torch.testing.assert_close(out[..., :2, :], at_masked)  # the other agents' attention
+    zeros = torch.stack([_opencood_att_fusion(f) for f in feats * valid])[..., :2, :]
+    assert (out[..., :2, :] - zeros).abs().max() > 1e-2  # OpenCOOD's, with the zeros: another
 
 
 def _footprint_cells(box, grid, stride):
