@@ -256,12 +256,14 @@ def train_detector(
     log_path = out / "log.csv"
     if rank == 0 and start > 0:
         _truncate_log(log_path, start)  # rows past the checkpoint are logged again below
-        _truncate_log(out / "val.csv", start)  # and so are validations past it
+        # validations past it too; the one at its step (of the checkpoint's weights) is kept
+        _truncate_log(out / "val.csv", start + 1)
     writer = _tensorboard(out) if rank == 0 else None
     progress = _progress(range(start, cfg.steps), rank == 0 and not cfg.quiet)
     augment = (
-        AugmentConfig(cfg.augment_flip_prob, cfg.augment_rotation_rad,
-                      tuple(cfg.augment_scale_range))  # fmt: skip
+        AugmentConfig(
+            cfg.augment_flip_prob, cfg.augment_rotation_rad, tuple(cfg.augment_scale_range)
+        )  # fmt: skip
         if cfg.augment
         else None
     )
@@ -274,9 +276,14 @@ def train_detector(
         batch = collate_frames(picked)
         return batch.pin_memory() if device.type == "cuda" else batch
 
-    def validate_and_keep(steps_done: int, best: float) -> float:
-        """Validate on rank 0 (every rank waits), log, keep ``best.pt``; the best metric."""
-        if rank == 0 and validate is not None:
+    def validate_and_keep(steps_done: int, best: float, unless_logged: bool = False) -> float:
+        """Validate on rank 0 (every rank waits), log, keep ``best.pt``; the best metric.
+        ``unless_logged``: not when ``val.csv`` already holds a row of ``steps_done``."""
+        if (
+            rank == 0
+            and validate is not None
+            and not (unless_logged and steps_done in _logged_steps(out / "val.csv"))
+        ):
             metric = float(validate(model))
             set_train_mode(model, cfg.trainable)
             _append_csv(out / "val.csv", {"step": steps_done, "metric": metric})
@@ -291,6 +298,10 @@ def train_detector(
     best = _best_metric(out / "best.pt") if resume else -math.inf
     if cfg.init_checkpoint and start == 0 and cfg.val_every > 0:
         best = validate_and_keep(0, best)  # the starting weights compete for best.pt too
+    elif start > 0 and cfg.val_every > 0 and (start % cfg.val_every == 0 or start == cfg.steps):
+        # a resumed run whose validation at the checkpoint's step was cut off (after the save,
+        # before its row) validates those weights now; one that was logged is not run again
+        best = validate_and_keep(start, best, unless_logged=True)
     loader = ThreadPoolExecutor(max_workers=1)
     pending = loader.submit(prepare, start) if start < cfg.steps else None
     set_train_mode(model, cfg.trainable)
@@ -317,7 +328,9 @@ def train_detector(
                 "regression": float(losses["regression"].detach()),
                 "grad_norm": float(grad_norm),
                 "lr": lr,
-                "samples_per_s": (step - start + 1) * cfg.batch_size / (time.perf_counter() - started),
+                "samples_per_s": (step - start + 1)
+                * cfg.batch_size
+                / (time.perf_counter() - started),
             }
             _append_csv(log_path, row)
             if writer is not None:
@@ -326,7 +339,9 @@ def train_detector(
             if hasattr(progress, "set_postfix"):
                 progress.set_postfix(loss=f"{row['loss']:.3f}", mode=mode)
         if rank == 0 and ((step + 1) % cfg.checkpoint_every == 0 or step + 1 == cfg.steps):
-            save_checkpoint(last, model, step + 1, optimizer, scheduler, {"train": dataclasses.asdict(cfg)})
+            save_checkpoint(
+                last, model, step + 1, optimizer, scheduler, {"train": dataclasses.asdict(cfg)}
+            )
         due = cfg.val_every > 0 and ((step + 1) % cfg.val_every == 0 or step + 1 == cfg.steps)
         if due:
             best = validate_and_keep(step + 1, best)
@@ -418,6 +433,14 @@ def _check_resumable(path: Path, saved: dict | None, cfg: TrainConfig) -> None:
         )
 
 
+def _logged_steps(path: Path) -> set[int]:
+    """The steps of the rows of the CSV log ``path`` (none without a log)."""
+    if not path.is_file():
+        return set()
+    with path.open(newline="") as handle:
+        return {int(row["step"]) for row in csv.DictReader(handle)}
+
+
 def _truncate_log(path: Path, step: int) -> None:
     """Drop the rows of ``path`` whose step is ≥ ``step`` (atomically; no-op without a log)."""
     if not path.is_file():
@@ -444,4 +467,3 @@ def _progress(iterable: range, enabled: bool) -> Iterator[int]:
     from tqdm.auto import tqdm
 
     return tqdm(iterable, desc="train", disable=not enabled, dynamic_ncols=True, mininterval=2.0)
-

@@ -267,6 +267,52 @@ def test_validation_keeps_the_best_model_and_logs_every_value(tmp_path):
     assert any(not torch.equal(snapshots[2][k], best["model"][k]) for k in best["model"])
 
 
+def _weights_metric(model) -> float:
+    """A validation metric that is a deterministic function of the weights alone."""
+    with torch.no_grad():
+        return float(sum(p.double().sum() for p in model.parameters()))
+
+
+@pytest.mark.parametrize("cut", ["after_validation", "before_validation"])
+def test_resumed_validation_log_and_best_match_the_uninterrupted_run(tmp_path, cut):
+    """Killed after the step-2 checkpoint (once its validation was logged, or before it was),
+    the resumed run's val.csv and best.pt are the uninterrupted run's. The resume used to drop
+    the row of the checkpoint's own step and never validate it again: [4, 6] for [2, 4, 6]."""
+
+    class Crash(RuntimeError):
+        pass
+
+    ref = tmp_path / "ref"
+    train_detector(_cfg(ref, steps=6, val_every=2), frames, validate=_weights_metric)
+    calls: list[int] = []
+
+    def crashing_validate(model) -> float:
+        calls.append(1)
+        if cut == "before_validation":  # the checkpoint of step 2 is saved, its row is not
+            raise Crash("simulated kill")
+        return _weights_metric(model)
+
+    def crashing_frames(step: int, rank: int, count: int):
+        if step == 3:
+            raise Crash("simulated kill")
+        return frames(step, rank, count)
+
+    run = tmp_path / "run"
+    with pytest.raises(Crash):
+        train_detector(_cfg(run, steps=6, val_every=2), crashing_frames, validate=crashing_validate)
+    assert read_checkpoint(run / "last.pt")["step"] == 2 and len(calls) == 1
+    train_detector(_cfg(run, steps=6, val_every=2), frames, validate=_weights_metric)
+    assert _log(run / "val.csv") == _log(ref / "val.csv")
+    assert [int(r["step"]) for r in _log(run / "val.csv")] == [2, 4, 6]
+    a, b = read_checkpoint(ref / "best.pt"), read_checkpoint(run / "best.pt")
+    assert (b["step"], b["extra"]["val_metric"]) == (a["step"], a["extra"]["val_metric"])
+    for key in a["model"]:
+        torch.testing.assert_close(b["model"][key], a["model"][key], rtol=0, atol=0, msg=key)
+    # a finished run resumed validates nothing again: its last row is logged
+    train_detector(_cfg(run, steps=6, val_every=2), frames, validate=crashing_validate)
+    assert len(calls) == 1 and _log(run / "val.csv") == _log(ref / "val.csv")
+
+
 def test_augmented_training_is_deterministic_and_differs_from_plain(tmp_path):
     a = train_detector(_cfg(tmp_path / "a", augment=True), frames)
     b = train_detector(_cfg(tmp_path / "b", augment=True), frames)
@@ -291,6 +337,7 @@ def test_where2comm_mode_trains_with_its_selection():
     _, heat_w, reg_w = fused_head_outputs(model, feats, batch, Where2commFusion(max_fraction=1.0))
     torch.testing.assert_close(heat_w, heat_a)
     torch.testing.assert_close(reg_w, reg_a)
+
 
 def test_trainer_runs_the_where2comm_mode(tmp_path):
     last = train_detector(_cfg(tmp_path, modes=("where2comm",), mode_weights=(1.0,)), frames)
@@ -360,7 +407,9 @@ def test_trainable_prefixes_train_only_the_payload_adapters(reference_run, tmp_p
         modes=("semantic_map", "object_features"), mode_weights=(0.5, 0.5),
     )  # fmt: skip
     init, got = _weights(reference_run), _weights(train_detector(cfg, frames))
-    moved = [key for key in got if not torch.equal(got[key], init.get(key, torch.zeros_like(got[key])))]
+    moved = [
+        key for key in got if not torch.equal(got[key], init.get(key, torch.zeros_like(got[key])))
+    ]
     assert moved and all(key.startswith("payload_adapters.") for key in moved)
     assert any(".net.2.weight" in key for key in moved)  # the zero-initialised last layer learnt
     for key, value in init.items():
