@@ -203,6 +203,12 @@ def train_detector(
     """
     from v2x.perception.checkpoint import read_checkpoint, save_checkpoint, shipped_detector_path
 
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if cfg.batch_size % world:  # (before any process group: every process says it and stops)
+        raise ValueError(
+            f"train: field 'train.batch_size' ({cfg.batch_size}) must be a multiple of the DDP "
+            f"world size ({world}): it is the global batch, batch_size / world frames a process"
+        )
     rank, world, device = setup_distributed(cfg.device)
     torch.manual_seed(cfg.seed)
     random.seed(cfg.seed)
@@ -252,7 +258,7 @@ def train_detector(
             model, device_ids=[device.index] if device.type == "cuda" else None
         )
     use_amp = cfg.amp and device.type == "cuda"  # (modes and their weights: TrainConfig)
-    per_rank = max(1, cfg.batch_size // world)
+    per_rank = cfg.batch_size // world
     log_path = out / "log.csv"
     if rank == 0 and start > 0:
         _truncate_log(log_path, start)  # rows past the checkpoint are logged again below

@@ -392,7 +392,6 @@ def load_model(cfg: SweepConfig, device: torch.device):
     return detector_from(ckpt, cfg.model, device)
 
 
-
 class _NullBar:
     def update(self, n: int = 1) -> None:
         pass
@@ -436,7 +435,8 @@ def load_training_frames(
     """The training frames named by the ``data`` config section.
 
     Synthetic towns are split across DDP ranks: rank ``r`` of ``world`` generates (on its own
-    GPU when ``data.synthetic.device=cuda``) and trains on the towns ``s ≡ r (mod world)``.
+    GPU when ``data.synthetic.device=cuda``) and trains on the towns ``s ≡ r (mod world)``;
+    ``num_sequences`` must be a multiple of ``world`` (equal shares, every town drawn as often).
     Messages about bad settings name ``<app> config: field '<section>.<key>'``.
     """
 
@@ -447,6 +447,13 @@ def load_training_frames(
 
         for key, least in (("num_sequences", 1), ("frames_per_sequence", 1), ("seed", 0)):
             data[key] = check_whole(f"{app} config: field '{section}.{key}'", data.get(key), least)
+        if data["num_sequences"] % world:  # each rank draws its share of a step from its towns
+            raise ValueError(
+                f"{app} config: field '{section}.num_sequences' ({data['num_sequences']}) must be "
+                f"a multiple of the DDP world size ({world}): each process trains on its own "
+                "towns, the same number of frames per step, so uneven shares would weight the "
+                "towns of the smaller ones more (or leave a process without frames)"
+            )
         syn = dict(data.get("synthetic") or {})
         syn["device"] = _rank_device(str(syn.get("device", "cpu")))
         cfg = SyntheticConfig.from_dict(syn)

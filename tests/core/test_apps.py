@@ -271,6 +271,23 @@ def test_a_bad_synthetic_training_section_is_refused_naming_the_field(key, value
         load_training_frames({**data, key: value})
 
 
+def test_ddp_ranks_train_on_equal_disjoint_shares_of_the_towns():
+    """Each DDP rank trains on its own towns and draws the same number of frames per step, so
+    the shares must be equal for every town to be drawn as often as on one process: with 3
+    towns on 2 ranks town 1 was drawn twice as often as towns 0 and 2 (6,000 against ~3,000
+    draws in 3,000 steps), with 1 town rank 1 stopped with "no training frames"."""
+    from v2x.apps.train import load_training_frames
+
+    data = {"source": "synthetic", "num_sequences": 4, "frames_per_sequence": 1, "seed": 1000}
+    whole = [f.frame_id for f in load_training_frames(data)]
+    shares = [[f.frame_id for f in load_training_frames(data, rank, 2)] for rank in range(2)]
+    assert sorted(shares[0] + shares[1]) == sorted(whole)  # disjoint, covering every town
+    assert len(shares[0]) == len(shares[1])
+    for towns in (3, 1):
+        with pytest.raises(ValueError, match=rf"'data.num_sequences' \({towns}\) must be a mul"):
+            load_training_frames({**data, "num_sequences": towns}, 0, 2)
+
+
 def test_a_launcher_of_an_extra_not_installed_is_one_line(monkeypatch, capsys):
     """``hydra/launcher=submitit_slurm`` without ``v2x[slurm]`` was Hydra's "Unknown plugin
     class" traceback: now one line names the extra to install."""

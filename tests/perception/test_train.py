@@ -238,6 +238,18 @@ def test_ddp_two_cpu_processes_gloo(tmp_path):
     assert all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
 
 
+def test_a_global_batch_the_processes_cannot_share_is_refused(tmp_path, monkeypatch):
+    """``train.batch_size`` is the global batch, ``batch_size // world`` frames a process: 4 on
+    3 processes trained 3 frames a step (and 1 on 2 processes 2) without a word."""
+    monkeypatch.setenv("WORLD_SIZE", "3")
+    monkeypatch.setenv("RANK", "0")
+    for name in ("MASTER_ADDR", "MASTER_PORT"):  # (the old code failed at the rendezvous)
+        monkeypatch.delenv(name, raising=False)
+    with pytest.raises(ValueError, match=r"'train.batch_size' \(4\) must be a multiple .* \(3\)"):
+        train_detector(_cfg(tmp_path, batch_size=4), frames)
+    assert not (tmp_path / "last.pt").exists()
+
+
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_amp_on_cuda_trains_with_finite_losses(tmp_path):
