@@ -187,9 +187,11 @@ def train_detector(
         frames: ``frames(step, rank, count) -> count CoopFrames``, this rank's share of the
             global batch (``count = cfg.batch_size // world_size``); deterministic in its args.
         resume: continue from ``out_dir/last.pt`` when it exists.
-        validate: ``validate(model) -> metric`` (higher is better), run on rank 0 every
-            ``cfg.val_every`` steps and at the end; the best model so far is kept in
-            ``out_dir/best.pt`` and every value is logged to ``out_dir/val.csv``.
+        validate: ``validate(model) -> metric`` (higher is better), or ``(metric, lo, hi)``
+            with its 95 % interval, run on rank 0 every ``cfg.val_every`` steps and at the end;
+            the best model so far is kept in ``out_dir/best.pt`` (``extra["val_metric"]``, and
+            ``extra["val_interval"]``) and every value is logged to ``out_dir/val.csv``
+            (``step, metric`` and, with an interval, ``metric_lo, metric_hi``).
 
     ``cfg.init_checkpoint`` (a path, or ``"shipped"``: the detector shipped for the model's
     backbone) gives the starting weights unless a run is resumed; a model with the heading-axis
@@ -290,13 +292,19 @@ def train_detector(
             and validate is not None
             and not (unless_logged and steps_done in _logged_steps(out / "val.csv"))
         ):
-            metric = float(validate(model))
+            result = validate(model)
             set_train_mode(model, cfg.trainable)
-            _append_csv(out / "val.csv", {"step": steps_done, "metric": metric})
+            metric, *interval = result if isinstance(result, tuple) else (result,)
+            metric, row = float(metric), {"step": steps_done, "metric": float(metric)}
+            if interval:  # the validator's 95 % interval of its metric
+                row.update(metric_lo=float(interval[0]), metric_hi=float(interval[1]))
+            _append_csv(out / "val.csv", row)
             if metric > best:
                 best = metric
-                save_checkpoint(out / "best.pt", model, steps_done, None, None,
-                                {"train": dataclasses.asdict(cfg), "val_metric": metric})  # fmt: skip
+                extra = {"train": dataclasses.asdict(cfg), "val_metric": metric}
+                if interval:
+                    extra["val_interval"] = [row["metric_lo"], row["metric_hi"]]
+                save_checkpoint(out / "best.pt", model, steps_done, None, None, extra)
         if world > 1:
             dist.barrier()
         return best

@@ -33,6 +33,30 @@ def test_train_config_composes_with_overrides():
     assert len(cfg.train.modes) == len(cfg.train.mode_weights)
 
 
+def test_the_train_apps_validator_gives_its_metric_with_an_interval_over_the_towns():
+    """The validation AP that picks best.pt came without an interval; the validator now returns
+    ``(metric, lo, hi)``: ``evaluate_fusions``'s metric and its bootstrap interval over the
+    validation towns (``val.bootstrap`` resamples, seeded by ``val.seed``)."""
+    from v2x.apps.train import make_validator, validation_frames
+    from v2x.common import to_plain
+    from v2x.fusion_evaluation import evaluate_fusions
+    from v2x.perception.checkpoint import detector_config_from_dict
+    from v2x.perception.detector import CoopDetector
+
+    cfg = _compose("train", ["model=pillars_center", "val.num_sequences=2", "val.bootstrap=40",
+                             "train.val_every=2",
+                             "data.frames_per_sequence=2", "data.synthetic.device=cpu"])  # fmt: skip
+    torch = pytest.importorskip("torch")
+    torch.manual_seed(0)
+    model = CoopDetector(detector_config_from_dict(to_plain(cfg.model)))
+    metric, lo, hi = make_validator(cfg, "cpu")(model)
+    oracle = evaluate_fusions(model, validation_frames(cfg), ["max"], torch.device("cpu"),
+                              bootstrap=40, seed=int(cfg.val.seed))["max"]  # fmt: skip
+    assert (metric, (lo, hi)) == (oracle["vehicle_ap_70"], oracle["vehicle_ap_70_ci"])
+    assert oracle["bootstrap_unit"] == "sequence" and oracle["bootstrap_units"] == 2
+    assert 0.0 <= lo <= hi <= 1.0
+
+
 def test_train_app_reads_real_layouts(tmp_path):
     from v2x.apps.train import load_training_frames
     from v2x.datasets.export import export_frames

@@ -260,6 +260,22 @@ def test_amp_on_cuda_trains_with_finite_losses(tmp_path):
     assert all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
 
 
+def test_a_validation_metric_with_its_interval_is_logged_and_kept_with_best(tmp_path):
+    """val.csv and best.pt held the validation AP alone: a validator that returns
+    ``(metric, lo, hi)`` (the training app's, ``val.bootstrap`` resamples over the towns) has
+    its interval logged beside the metric and kept with the best model."""
+    values = iter([(0.2, 0.1, 0.3), (0.5, 0.42, 0.61), (0.3, 0.2, 0.35)])
+    train_detector(_cfg(tmp_path, steps=6, val_every=2), frames, validate=lambda m: next(values))
+    rows = [{k: float(v) for k, v in r.items()} for r in _log(tmp_path / "val.csv")]
+    assert rows == [
+        {"step": 2, "metric": 0.2, "metric_lo": 0.1, "metric_hi": 0.3},
+        {"step": 4, "metric": 0.5, "metric_lo": 0.42, "metric_hi": 0.61},
+        {"step": 6, "metric": 0.3, "metric_lo": 0.2, "metric_hi": 0.35},
+    ]
+    extra = read_checkpoint(tmp_path / "best.pt")["extra"]
+    assert (extra["val_metric"], extra["val_interval"]) == (0.5, [0.42, 0.61])
+
+
 def test_validation_keeps_the_best_model_and_logs_every_value(tmp_path):
     # validate() returns 0.2, 0.5, 0.3 at steps 2, 4, 6: best.pt must hold the step-4 weights
     values = iter([0.2, 0.5, 0.3])

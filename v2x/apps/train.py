@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -70,7 +71,7 @@ def check_validation(cfg: DictConfig) -> None:
     if int(cfg.train.val_every) <= 0 or cfg.data.source != "synthetic":
         return  # (make_validator validates nothing then)
     val = to_plain(cfg.val)
-    for name, least in (("num_sequences", 1), ("seed", 0), ("batch_size", 1)):
+    for name, least in (("num_sequences", 1), ("seed", 0), ("batch_size", 1), ("bootstrap", 0)):
         check_whole(f"train config: field 'val.{name}'", val.get(name), least)
     if val.get("fusion") not in FUSIONS.names():
         raise ValueError(
@@ -86,8 +87,10 @@ def check_validation(cfg: DictConfig) -> None:
 
 
 def make_validator(cfg: DictConfig, device: str) -> Callable | None:
-    """``validate(model) -> vehicle AP@0.7`` of ``cfg.val.fusion`` on the validation towns, or
-    ``None`` when ``train.val_every`` is 0 or the data are not synthetic."""
+    """``validate(model) -> (metric, lo, hi)``: ``cfg.val.metric`` (vehicle AP@0.7) of
+    ``cfg.val.fusion`` on the validation towns with its 95 % bootstrap interval over them
+    (``cfg.val.bootstrap`` resamples; 0: the interval is NaN), or ``None`` when
+    ``train.val_every`` is 0 or the data are not synthetic."""
     if int(cfg.train.val_every) <= 0 or cfg.data.source != "synthetic":
         return None
     import torch
@@ -100,9 +103,13 @@ def make_validator(cfg: DictConfig, device: str) -> Callable | None:
     if dev.type == "cuda" and "LOCAL_RANK" in os.environ:
         dev = torch.device("cuda", int(os.environ["LOCAL_RANK"]))
 
-    def validate(model) -> float:
-        row = evaluate_fusions(model, frames, [fusion], dev, batch_size=int(cfg.val.batch_size))
-        return float(row[fusion][str(cfg.val.metric)])
+    resamples, metric = int(cfg.val.get("bootstrap", 0)), str(cfg.val.metric)
+
+    def validate(model) -> tuple[float, float, float]:
+        row = evaluate_fusions(model, frames, [fusion], dev, batch_size=int(cfg.val.batch_size),
+                               bootstrap=resamples, seed=int(cfg.val.seed))[fusion]  # fmt: skip
+        lo, hi = row.get(f"{metric}_ci", (math.nan, math.nan))
+        return float(row[metric]), float(lo), float(hi)
 
     return validate
 
