@@ -97,8 +97,10 @@ class BudgetConfig:
 
     @property
     def channel_uses(self) -> float:
-        """Channel uses in one frame's budget: ``bandwidth_hz · deadline_s``."""
-        return self.bandwidth_hz * self.deadline_s
+        """Channel uses one frame's payloads can put on air and still meet the deadline:
+        ``bandwidth_hz · (deadline_s − processing_latency_s)`` (0 when processing alone takes
+        the deadline)."""
+        return self.bandwidth_hz * max(self.deadline_s - self.processing_latency_s, 0.0)
 
     @classmethod
     def from_dict(cls, data: Mapping | BudgetConfig | None) -> BudgetConfig:

@@ -152,10 +152,10 @@ class GroupRun:
             if "max_channel_uses" not in kwargs and "max_channel_uses" in sweep_arguments(
                 group.codec
             ):
-                # Rate-adaptive codecs fit their payload into an equal share of the frame's
-                # budget.
+                # Rate-adaptive codecs fit their payload into an equal share of the airtime
+                # the frame's deadline leaves after processing.
                 links = max(int(item.batch.agent_mask[:, 1:].sum(1).max()) for item in batches)
-                kwargs["max_channel_uses"] = int(plan.budget.channel_uses // max(links, 1))
+                kwargs["max_channel_uses"] = max(1, int(plan.budget.channel_uses // max(links, 1)))
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(int(cfg.seed))  # untrained weights: the same on every run
                 codec = build_codec(group.codec, **kwargs)

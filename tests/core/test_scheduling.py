@@ -123,3 +123,18 @@ def test_a_setting_is_skipped_as_never_delivering_only_when_even_the_whole_band_
     assert not _never_delivers(
         codec, shape, [10.0], BudgetConfig(bandwidth_hz=1e6, late_policy="stale")
     )
+
+
+def test_a_frames_channel_use_budget_is_the_airtime_its_deadline_leaves_after_processing():
+    """A rate-adaptive codec sized to ``BudgetConfig.channel_uses`` (bandwidth × deadline) with
+    a processing latency missed the deadline by exactly that latency. Closed form: W·(D − p)
+    uses; a payload of that many uses, alone on the band, arrives at p + uses / W = D."""
+    from v2x.scheduling import meets_deadline
+
+    budget = BudgetConfig(bandwidth_hz=2e6, deadline_s=0.1, processing_latency_s=0.025)
+    assert budget.channel_uses == pytest.approx(2e6 * 0.075)
+    arrival = budget.processing_latency_s + budget.channel_uses / budget.bandwidth_hz
+    assert meets_deadline(arrival, budget.deadline_s)
+    assert not meets_deadline(arrival + 1 / budget.bandwidth_hz, budget.deadline_s)
+    assert BudgetConfig(bandwidth_hz=2e6, deadline_s=0.1).channel_uses == pytest.approx(2e5)
+    assert BudgetConfig(deadline_s=0.01, processing_latency_s=0.02).channel_uses == 0.0
