@@ -439,6 +439,9 @@ class DeepJSCCCodec(Codec):
         if not snr_hi > snr_lo:
             raise ValueError(f"deepjscc: 'snr_range_db' must be (low, high), got {snr_range_db}")
         self.in_channels = int(in_channels)
+        #: what the weights were trained with (``{"detector_sha256": ...}``, set by
+        #: ``v2x-train-codec``; empty for codecs that do not record it)
+        self.trained_with: dict[str, str] = {}
         self.hidden = int(hidden)
         self.downsample = int(downsample)
         self.factor = 2**self.downsample
@@ -1082,11 +1085,15 @@ class DeepJSCCCodec(Codec):
             ) from exc
 
     def save_checkpoint(self, path: str) -> None:
-        """Write architecture config + weights + feature statistics + gate (atomically, on CPU)."""
+        """Write architecture config + weights + feature statistics + gate, and
+        ``trained_with`` when set (atomically, on CPU)."""
         from v2x.common import atomic_torch_save
 
         state = {k: v.detach().cpu() for k, v in self.state_dict().items()}
-        atomic_torch_save({"config": self.config(), "state_dict": state}, path)
+        blob = {"config": self.config(), "state_dict": state}
+        if self.trained_with:  # the detector the codec was trained under (v2x-train-codec)
+            blob["trained_with"] = dict(self.trained_with)
+        atomic_torch_save(blob, path)
 
     def load_checkpoint(self, path: str) -> None:
         """Load a ``save_checkpoint`` file; the architecture must match. ``"shipped"`` loads the
@@ -1095,6 +1102,7 @@ class DeepJSCCCodec(Codec):
 
     def _load_stored(self, path: str, blob: dict) -> None:
         """``load_checkpoint`` of a file already read (``read_codec_checkpoint``)."""
+        self.trained_with = {str(k): str(v) for k, v in (blob.get("trained_with") or {}).items()}
         saved = {"output_activation": "none", **blob["config"]}
         if saved != self.config():
             hint = ""

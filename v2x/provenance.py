@@ -80,9 +80,15 @@ def detector_feature_channels(checkpoint: str | None, model: Any) -> int:
     return model_feature_channels(model)
 
 
-def codec_checkpoint_digest(codec: str, checkpoint: str, in_channels: int = 64) -> str:
+def codec_checkpoint_digest(
+    codec: str, checkpoint: str, in_channels: int = 64, detector_sha: str | None = None
+) -> str:
     """SHA-256 of a codec's checkpoint file (``"shipped"`` resolved to the packaged one for
-    ``in_channels``, ``v2x.semcom.deepjscc.resolve_checkpoint``)."""
+    ``in_channels``, ``v2x.semcom.deepjscc.resolve_checkpoint``). With ``detector_sha`` (the
+    sweep's detector), a ``RuntimeWarning`` when the file records that it was trained under
+    another detector (``trained_with``, written by ``v2x-train-codec``): its maps may not be
+    the ones the codec learned; a checkpoint of the same model runs (e.g. a fine-tuned one),
+    another channel count is refused when the codec loads."""
     from v2x.semcom.deepjscc import resolve_checkpoint
 
     try:
@@ -93,7 +99,36 @@ def codec_checkpoint_digest(codec: str, checkpoint: str, in_channels: int = 64) 
         raise ValueError(
             f"sweep: codec_options.{codec}.checkpoint names {path}, which does not exist"
         )
+    if detector_sha is not None:
+        _warn_other_detector(codec, path, in_channels, detector_sha)
     return file_digest(path)
+
+
+#: file digest of a codec checkpoint -> the detector it records (``_warn_other_detector``)
+_TRAINED_WITH: dict[str, str | None] = {}
+
+
+def _warn_other_detector(codec: str, path: Path, in_channels: int, detector_sha: str) -> None:
+    """``codec_checkpoint_digest``'s warning: the codec file at ``path`` records another
+    detector than ``detector_sha``."""
+    import warnings
+
+    from v2x.semcom.deepjscc import read_codec_checkpoint
+
+    digest = file_digest(path)
+    if digest not in _TRAINED_WITH:  # read once per file content in this process
+        blob = read_codec_checkpoint(str(path), in_channels)[1]
+        _TRAINED_WITH[digest] = (blob.get("trained_with") or {}).get("detector_sha256")
+    trained = _TRAINED_WITH[digest]
+    if trained and trained != detector_sha:
+        warnings.warn(
+            f"sweep: codec_options.{codec}.checkpoint ({path}) was trained under detector "
+            f"{trained[:12]}, this sweep's detector is {detector_sha[:12]}: its feature maps "
+            "may not be those the codec learned (retrain it with v2x-train-codec, or run its "
+            "detector)",
+            RuntimeWarning,
+            stacklevel=3,
+        )
 
 
 def file_digest(path: Path) -> str:

@@ -373,7 +373,7 @@ def plan_sweep(cfg: Any) -> SweepPlan:
                 codec_shas[ref] = (
                     UNTRAINED
                     if ckpt == UNTRAINED
-                    else codec_checkpoint_digest(g.codec, str(ckpt), in_channels)
+                    else codec_checkpoint_digest(g.codec, str(ckpt), in_channels, detector_sha)
                 )
             g.codec_sha256 = codec_shas[ref]
     # Build every codec and channel once now (checkpoints loaded: their architecture fixes the

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import pytest
 from hydra import compose, initialize_config_module
 
@@ -125,6 +127,19 @@ def test_train_codec_app_trains_calibrates_and_writes_a_loadable_gated_checkpoin
         assert threshold == expect or (math.isinf(threshold) and math.isinf(expect))
     assert torch.isfinite(codec.gate_snr_db).any() or torch.isinf(codec.gate_snr_db).all()
     assert (tmp_path / "log.csv").read_text().count("\n") >= 2
+    # the codec records its detector, and a sweep under another one says so (a codec of the
+    # same model ran without a word: only another channel count was refused)
+    assert codec.trained_with == {"detector_sha256": "untrained"}
+    from v2x.provenance import codec_checkpoint_digest, file_digest
+
+    other = "f" * 64
+    with pytest.warns(RuntimeWarning, match=r"trained under detector untrained, this sweep's "
+                      r"detector is ffffffffffff"):  # fmt: skip
+        digest = codec_checkpoint_digest("deepjscc", str(path), 8, other)
+    assert digest == file_digest(path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # its own detector: no warning
+        codec_checkpoint_digest("deepjscc", str(path), 8, "untrained")
 
 
 def test_train_codec_app_rejects_an_init_checkpoint_of_another_architecture(tmp_path):

@@ -24,6 +24,7 @@ from v2x.common import check_switch, configure_determinism, to_plain, usable_dev
 from v2x.loading import detector_from, load_training_frames
 from v2x.output_folders import writable_folder
 from v2x.perception.detector import CoopDetector
+from v2x.provenance import checkpoint_digest, model_backbone
 
 
 def _detector(cfg: DictConfig, device: torch.device) -> CoopDetector:
@@ -63,6 +64,9 @@ def run_codec_training(cfg: DictConfig) -> Path:
     out = Path(train_cfg.out_path)
     detector = _detector(cfg, device)
     codec = task_codec(cfg, detector)
+    if hasattr(codec, "trained_with"):  # a sweep warns when run under another detector
+        backbone = model_backbone(to_plain(cfg.model))
+        codec.trained_with = {"detector_sha256": checkpoint_digest(cfg.checkpoint, backbone)}
     # refused before the codec trains and calibrates, not when it is saved
     for name in ("out_path", "log_path")[: 2 if train else 1]:
         folder = Path(getattr(train_cfg, name)).parent
