@@ -142,7 +142,11 @@ class TrainConfig:
 
 
 def frame_sampler(frames: list[CoopFrame], seed: int) -> Callable[[int, int, int], list[CoopFrame]]:
-    """Deterministic sampler: ``(step, rank, count) -> count frames`` (disjoint across ranks)."""
+    """Deterministic sampler: ``(step, rank, count) -> count frames`` drawn with replacement
+    from ``frames``, seeded by ``(seed, step, rank)``. Disjoint across ranks only when each
+    rank is given its own frames (the synthetic towns are split by rank,
+    ``v2x.loading.load_training_frames``); over one shared list (a store, V2X-Sim, DAIR) two
+    ranks may draw the same frame in a step, as one process drawing with replacement may."""
     if not frames:
         raise ValueError("train: no training frames")
 
