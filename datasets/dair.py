@@ -75,7 +75,7 @@ from pathlib import Path
 import numpy as np
 
 from v2x.common import atomic_open
-from v2x.datasets.frame import AgentObservation, CoopFrame, check_rigid_pose
+from v2x.datasets.frame import AgentObservation, CoopFrame, check_rigid_matrix
 from v2x.datasets.history import latest_at_or_before
 from v2x.datasets.pcd import PCD_DATA_KINDS, read_pcd_xyzi, write_pcd
 from v2x.datasets.v2xsim import track_id_from_token
@@ -742,20 +742,7 @@ def _frame_offset(frame: CoopFrame) -> tuple[float, float]:
 def _check_writer_args(mount, pcd_data: str, intensity_scale: float, first_id: int) -> np.ndarray:
     """Validate ``write_dair_v2x_c``'s options before anything is written; returns the mount."""
     where = "write_dair_v2x_c"
-    if mount is None:
-        mount = np.eye(4)
-    else:
-        try:
-            value = np.asarray(mount, dtype=np.float64)
-        except (TypeError, ValueError):
-            raise ValueError(
-                f"{where}: field 'lidar_to_novatel' must be a 4x4 matrix of numbers, "
-                f"got {mount!r:.300}"
-            ) from None
-        try:
-            mount = check_rigid_pose(value, where, "lidar_to_novatel")
-        except ValueError as exc:
-            raise ValueError(f"{exc}; got {value.tolist()!r:.300}") from None
+    mount = np.eye(4) if mount is None else check_rigid_matrix(mount, where, "lidar_to_novatel")
     if pcd_data not in PCD_DATA_KINDS:
         raise ValueError(
             f"{where}: field 'pcd_data' must be one of {PCD_DATA_KINDS}, got {pcd_data!r}"

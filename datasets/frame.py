@@ -41,6 +41,22 @@ def check_rigid_pose(pose: np.ndarray, where: str, field_name: str = "pose") -> 
     return np.ascontiguousarray(pose)
 
 
+def check_rigid_matrix(value: object, where: str, field_name: str) -> np.ndarray:
+    """``check_rigid_pose`` of a user-given matrix (e.g. a writer's sensor mount), whose message
+    also shows the value: ``ValueError`` naming ``where``, the field and the value when it is
+    not a 4×4 matrix of numbers or not rigid."""
+    try:
+        matrix = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ValueError(
+            f"{where}: field '{field_name}' must be a 4x4 matrix of numbers, got {value!r:.300}"
+        ) from None
+    try:
+        return check_rigid_pose(matrix, where, field_name)
+    except ValueError as exc:
+        raise ValueError(f"{exc}; got {matrix.tolist()!r:.300}") from None
+
+
 _EYE3 = np.eye(3)
 _LAST_ROW = np.array([0.0, 0.0, 0.0, 1.0])
 

@@ -57,7 +57,7 @@ from v2x.datasets.frame import (
     CLASS_NAMES,
     AgentObservation,
     CoopFrame,
-    check_rigid_pose,
+    check_rigid_matrix,
 )
 from v2x.datasets.history import latest_at_or_before
 
@@ -810,17 +810,7 @@ def _check_mounts(sensor_to_ego: dict[str, np.ndarray] | None) -> dict[str, np.n
                 f"write_v2xsim: field '{field_name}' is not an agent kind; "
                 f"expected keys among {AGENT_KINDS}"
             )
-        try:
-            value = np.asarray(matrix, dtype=np.float64)
-        except (TypeError, ValueError):
-            raise ValueError(
-                f"write_v2xsim: field '{field_name}' must be a 4x4 matrix of numbers, "
-                f"got {matrix!r:.300}"
-            ) from None
-        try:
-            mounts[kind] = check_rigid_pose(value, "write_v2xsim", field_name)
-        except ValueError as exc:
-            raise ValueError(f"{exc}; got {value.tolist()!r:.300}") from None
+        mounts[kind] = check_rigid_matrix(matrix, "write_v2xsim", field_name)
     return mounts
 
 
