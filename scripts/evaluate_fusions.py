@@ -25,6 +25,7 @@ from v2x.fusion_evaluation import evaluate_fusions
 from v2x.perception.average_precision import BOOTSTRAP_UNITS
 from v2x.perception.checkpoint import load_detector
 from v2x.perception.inference import PRECISIONS
+from v2x.results_table import few_units_note
 
 FUSIONS = (
     "none", "late", "early", "max", "mean", "attention", "where2comm", "semantic_map",
@@ -36,7 +37,8 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--checkpoint", default=None, help="detector checkpoint (default: the shipped one)")
     ap.add_argument("--model", choices=("small", "pointpillars"), default="small",
-                    help="which shipped detector (without --checkpoint)")
+                    help="which shipped detector (without --checkpoint); default: small, the "
+                         "0.57 M CPU detector; the README's tables use pointpillars")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--sequences", type=int, default=4, help="test towns")
     ap.add_argument("--frames", type=int, default=10, help="frames per town")
@@ -95,6 +97,10 @@ def main() -> None:
             other = row[f"sort/{sort}"]
             print(f"  {sort} sort |", " | ".join(
                 f"{k} {other[k]:.3f}" for k in ("vehicle_ap_50", "vehicle_ap_70", "vehicle_ap_70_invisible")))  # fmt: skip
+    units = [int(r.get("bootstrap_units", 0)) for r in rows.values()] if args.bootstrap else []
+    note = few_units_note(min(units, default=0))
+    if note:  # as under the sweep's and v2x-plot's tables
+        print(note)
     if args.out:
         with open(args.out, "w") as fh:
             json.dump({"frames": len(frames), "test_seed": args.seed, "towns": args.sequences,

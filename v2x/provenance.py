@@ -85,7 +85,7 @@ def codec_checkpoint_digest(
 ) -> str:
     """SHA-256 of a codec's checkpoint file (``"shipped"`` resolved to the packaged one for
     ``in_channels``, ``v2x.semcom.deepjscc.resolve_checkpoint``). With ``detector_sha`` (the
-    sweep's detector), a ``RuntimeWarning`` when the file records that it was trained under
+    sweep's detector), a logged warning when the file records that it was trained under
     another detector (``trained_with``, written by ``v2x-train-codec``): its maps may not be
     the ones the codec learned; a checkpoint of the same model runs (e.g. a fine-tuned one),
     another channel count is refused when the codec loads."""
@@ -104,31 +104,31 @@ def codec_checkpoint_digest(
     return file_digest(path)
 
 
-#: file digest of a codec checkpoint -> the detector it records (``_warn_other_detector``)
-_TRAINED_WITH: dict[str, str | None] = {}
+#: file digest of a codec checkpoint -> (the detector it records, its ``in_channels``)
+_TRAINED_WITH: dict[str, tuple[str | None, int | None]] = {}
 
 
 def _warn_other_detector(codec: str, path: Path, in_channels: int, detector_sha: str) -> None:
-    """``codec_checkpoint_digest``'s warning: the codec file at ``path`` records another
-    detector than ``detector_sha``."""
-    import warnings
+    """``codec_checkpoint_digest``'s warning, one log line: the codec file at ``path`` records
+    another detector than ``detector_sha`` and codes maps of the sweep's ``in_channels`` (a
+    codec of another channel count is refused when it loads, with its own message)."""
+    import logging
 
     from v2x.semcom.deepjscc import read_codec_checkpoint
 
     digest = file_digest(path)
     if digest not in _TRAINED_WITH:  # read once per file content in this process
         blob = read_codec_checkpoint(str(path), in_channels)[1]
-        _TRAINED_WITH[digest] = (blob.get("trained_with") or {}).get("detector_sha256")
-    trained = _TRAINED_WITH[digest]
-    if trained and trained != detector_sha:
-        warnings.warn(
-            f"sweep: codec_options.{codec}.checkpoint ({path}) was trained under detector "
-            f"{trained[:12]}, this sweep's detector is {detector_sha[:12]}: its feature maps "
-            "may not be those the codec learned (retrain it with v2x-train-codec, or run its "
-            "detector)",
-            RuntimeWarning,
-            stacklevel=3,
-        )
+        trained = (blob.get("trained_with") or {}).get("detector_sha256")
+        _TRAINED_WITH[digest] = (trained, blob["config"].get("in_channels"))
+    trained, channels = _TRAINED_WITH[digest]
+    if trained and trained != detector_sha and channels in (None, in_channels):
+        logging.getLogger("v2x.sweep").warning(
+            "sweep: codec_options.%s.checkpoint (%s) was trained under detector %s; this "
+            "sweep's detector is %s: its feature maps may not be those the codec learned "
+            "(retrain it with v2x-train-codec, or run its detector)",
+            codec, path, trained[:12], detector_sha[:12],
+        )  # fmt: skip
 
 
 def file_digest(path: Path) -> str:

@@ -219,13 +219,19 @@ def _interval_notes(rows: list[dict]) -> list[str]:
             kind += f" ({span} {unit.removeprefix('seed+')}s{each})"
         kinds.append(kind)
     notes = [f"[lo, hi]: 95 % interval, {'; '.join(kinds)}"]
-    few = min((n for found in counts.values() for n in found if n), default=FEW_UNITS)
-    if few < FEW_UNITS:
-        notes.append(
-            f"few units: an interval drawn from {few} units is coarse and covers less than 95 % "
-            "(read it as the spread between them; more towns/scenes or frames narrow it honestly)"
-        )
-    return notes
+    few = few_units_note(min((n for found in counts.values() for n in found if n), default=0))
+    return notes + ([few] if few else [])
+
+
+def few_units_note(units: int) -> str:
+    """The warning under intervals resampled from ``units`` (1 ≤ units < ``FEW_UNITS``)
+    sequences or frames; ``""`` otherwise (0: unknown)."""
+    if not 0 < units < FEW_UNITS:
+        return ""
+    return (
+        f"few units: an interval drawn from {units} units is coarse and covers less than 95 % "
+        "(read it as the spread between them; more towns/scenes or frames narrow it honestly)"
+    )
 
 
 def _has_interval(row: dict, column: str) -> bool:

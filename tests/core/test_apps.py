@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import warnings
+import logging
 
 import pytest
 from hydra import compose, initialize_config_module
@@ -91,7 +91,7 @@ def test_train_app_takes_the_dataset_group_as_docs_real_data_says(tmp_path):
     assert data_section(plain) == plain.data
 
 
-def test_train_codec_app_trains_calibrates_and_writes_a_loadable_gated_checkpoint(tmp_path):
+def test_train_codec_app_trains_calibrates_and_writes_a_loadable_gated_checkpoint(tmp_path, caplog):
     import json
     import math
 
@@ -133,13 +133,16 @@ def test_train_codec_app_trains_calibrates_and_writes_a_loadable_gated_checkpoin
     from v2x.provenance import codec_checkpoint_digest, file_digest
 
     other = "f" * 64
-    with pytest.warns(RuntimeWarning, match=r"trained under detector untrained, this sweep's "
-                      r"detector is ffffffffffff"):  # fmt: skip
+    with caplog.at_level(logging.WARNING, logger="v2x.sweep"):
         digest = codec_checkpoint_digest("deepjscc", str(path), 8, other)
+        said = [r.getMessage() for r in caplog.records]
+        assert len(said) == 1 and "under detector untrained; this sweep's detector is " in said[0]
+        assert "ffffffffffff" in said[0] and "\n" not in said[0]
+        caplog.clear()
+        codec_checkpoint_digest("deepjscc", str(path), 8, "untrained")  # its own detector
+        codec_checkpoint_digest("deepjscc", str(path), 384, other)  # refused when it loads
+        assert not caplog.records
     assert digest == file_digest(path)
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")  # its own detector: no warning
-        codec_checkpoint_digest("deepjscc", str(path), 8, "untrained")
 
 
 def test_train_codec_app_rejects_an_init_checkpoint_of_another_architecture(tmp_path):
