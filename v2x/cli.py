@@ -194,8 +194,8 @@ def check_override_keys(app: str, config_name: str, argv: list[str]) -> None:
                     f"error: {app}: field '{key}' is not a setting ('{part}' is not a field of "
                     f"{repr(where) if where else 'the config'}"
                     + (f"; did you mean {', '.join(repr(n) for n in near)}?" if near else "")
-                    + "); expected a field of the config (a section that takes new keys, "
-                    f"such as data.reader, takes +{key}=…)",
+                    + "); expected a field of the config; a section that takes new keys "
+                    f"(channel_options, codec_options, data.reader) takes +{key}=… to add one",
                     file=sys.stderr,
                 )
                 raise SystemExit(2)

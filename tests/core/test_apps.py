@@ -363,7 +363,9 @@ def test_a_misspelled_override_is_one_line_naming_the_nearest_fields(capsys):
         ("grid.snr_dB=[0]", "'snr_dB' is not a field of 'grid'; did you mean 'snr_db'"),
         ("data.num_frame=4", "did you mean 'num_frames'?"),
         ("tabel=false", "'tabel' is not a field of the config; did you mean 'table'?"),
-        ("channel_options.rician.k_factor_db=3", "+channel_options.rician.k_factor_db=… to add"),
+        ("channel_options.rician.k_factor_db=3",
+         "(channel_options, codec_options, data.reader) takes +channel_options.rician.k_factor_db"
+         "=… to add one"),
     ]:
         with pytest.raises(SystemExit) as stop:
             check_override_keys("sweep", "sweep", ["-m", "grid.snr_db=0,10", arg])
