@@ -16,12 +16,11 @@ import hashlib
 import json
 import logging
 import os
-import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from v2x.common import atomic_path, check_switch, check_whole, to_plain
+from v2x.common import atomic_path, check_switch, check_whole, progress_enabled, to_plain
 from v2x.datasets.store import (
     FORMAT,
     MANIFEST,
@@ -143,8 +142,10 @@ def generate_dataset(cfg: Any) -> dict:
     renderer = FrameRenderer(dataset_cfg)
     from tqdm import tqdm
 
-    quiet = bool(data["quiet"]) or not sys.stderr.isatty()
-    bar = tqdm(total=total, desc=f"v2x-generate {root}", unit="frame", disable=quiet)
+    bar = tqdm(
+        total=total, desc=f"v2x-generate {root}", unit="frame",
+        disable=not progress_enabled(bool(data["quiet"])),
+    )  # fmt: skip
     generated = reused = 0
     try:
         for split, count in splits.items():

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from v2x.common import atomic_open, check_switch, check_whole, usable_device
+from v2x.common import atomic_open, check_switch, check_whole, progress_enabled, usable_device
 from v2x.datasets.augment import AugmentConfig, random_augment
 from v2x.datasets.frame import CoopBatch, CoopFrame, collate_frames
 from v2x.perception.detector import CoopDetector, DetectorConfig, load_detector_weights
@@ -271,7 +271,7 @@ def train_detector(
         # validations past it too; the one at its step (of the checkpoint's weights) is kept
         _truncate_log(out / "val.csv", start + 1)
     writer = _tensorboard(out) if rank == 0 else None
-    progress = _progress(range(start, cfg.steps), rank == 0 and not cfg.quiet)
+    progress = _progress(range(start, cfg.steps), rank == 0 and progress_enabled(cfg.quiet))
     augment = (
         AugmentConfig(
             cfg.augment_flip_prob, cfg.augment_rotation_rad, tuple(cfg.augment_scale_range)

@@ -1,13 +1,10 @@
-"""Plumbing that every part of the project may use: the registry of interchangeable parts,
-atomic file writes, config helpers, device resolution and the switch that makes GPU numbers
-reproducible (``configure_determinism``).
-
-This module imports nothing from the project, so ``datasets``, ``perception``, ``semcom`` and
-``channels`` may use it without breaking the one-way dependency rule (DESIGN.md): it is the only
-module of the core a part imports. Every file the project writes goes through ``atomic_path``: a
-reader never sees a half written file, a crash leaves the previous version in place, and new
-files get the permissions of any file the user creates (``0666`` less the umask), so shared
-output folders work.
+"""Plumbing every part may use: the registry of interchangeable parts, atomic file writes,
+config helpers, device resolution, progress bars' switch and the switch that makes GPU numbers
+reproducible (``configure_determinism``). It imports nothing from the project, so the parts may
+use it under the one-way dependency rule (DESIGN.md): the only module of the core a part imports.
+Every file the project writes goes through ``atomic_path``: a reader never sees a half written
+file, a crash leaves the previous version in place, and new files get the permissions of any file
+the user creates (``0666`` less the umask), so shared output folders work.
 """
 
 from __future__ import annotations
@@ -18,6 +15,7 @@ import importlib.util
 import numbers
 import os
 import secrets
+import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import fields
@@ -124,9 +122,8 @@ class Registry(Generic[T]):
 
 
 # ---------------------------------------------------------------------------------------------
-# Atomic writes.
+# Reproducible numbers, then atomic writes.
 # ---------------------------------------------------------------------------------------------
-
 #: cuBLAS workspace setting that makes its kernels reproducible (NVIDIA cuBLAS docs, "Results
 #: reproducibility"; torch's deterministic mode asks for it on CUDA >= 10.2).
 CUBLAS_WORKSPACE_CONFIG = ":4096:8"
@@ -452,22 +449,25 @@ def triton_available() -> bool:
     return torch.cuda.is_available()
 
 
-#: The packages whose Python sources make up ``code_hash`` (every package installed under the
-#: ``v2x`` namespace; ``tests/core/test_results.py`` checks the list against ``pyproject.toml``).
+def progress_enabled(quiet: bool) -> bool:
+    """Draw a progress bar: not ``quiet``, stderr a terminal, and not under CI (``$CI`` unset)."""
+    return not quiet and sys.stderr.isatty() and not os.environ.get("CI")
+
+
+#: The packages whose sources make up ``code_hash`` (every package under the ``v2x`` namespace;
+#: ``tests/core/test_results.py`` checks the list against ``pyproject.toml``).
 CODE_PACKAGES: tuple[str, ...] = (
     "v2x", "v2x.apps", "v2x.datasets", "v2x.perception", "v2x.semcom", "v2x.channels", "v2x.conf",
 )  # fmt: skip
 
 
 def source_tree_hash(roots: Mapping[str, str | os.PathLike]) -> str:
-    """SHA-256 over the ``.py`` and ``.json`` files (the tables code reads, such as the digital
-    chain's ``semcom/bler_table.json``) under each ``{package name: folder}`` of ``roots``.
-
-    Each file enters as its module path relative to its package (``v2x.channels/awgn.py`` →
-    ``v2x.channels.awgn``; a table keeps its suffix) and its bytes, in sorted order, so the hash
-    is the same wherever and however (editable or not) the package is installed, and changes
-    with any edit, addition, removal or rename of such a file. ``__pycache__`` and hidden
-    folders are skipped."""
+    """SHA-256 over the ``.py`` and ``.json`` files (tables code reads, e.g. the digital chain's
+    ``semcom/bler_table.json``) under each ``{package name: folder}`` of ``roots``. Each file
+    enters as its module path in its package (``v2x.channels/awgn.py`` → ``v2x.channels.awgn``;
+    a table keeps its suffix) and its bytes, sorted, so the hash is the same however the package
+    is installed and changes with any edit, addition, removal or rename of such a file.
+    ``__pycache__`` and hidden folders are skipped."""
     files: dict[str, Path] = {}
     for package, root in roots.items():
         root = Path(root)

@@ -9,7 +9,6 @@ import dataclasses
 import inspect
 import logging
 import os
-import sys
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Executor
@@ -19,7 +18,7 @@ from typing import Any
 
 import torch
 
-from v2x.common import check_whole, resolve_device, to_plain
+from v2x.common import check_whole, progress_enabled, resolve_device, to_plain
 from v2x.datasets.frame import CoopFrame
 from v2x.sweep_plan import UNTRAINED, SweepConfig
 
@@ -404,10 +403,6 @@ class _NullBar:
 
     def __exit__(self, *exc: object) -> None:
         pass
-
-
-def progress_enabled(quiet: bool) -> bool:
-    return not quiet and sys.stderr.isatty() and not os.environ.get("CI")
 
 
 def progress(total: int, desc: str, quiet: bool, unit: str = "it"):

@@ -10,7 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from v2x.common import atomic_open, atomic_path, atomic_write_bytes, atomic_write_text
+from v2x.common import (
+    atomic_open,
+    atomic_path,
+    atomic_write_bytes,
+    atomic_write_text,
+    progress_enabled,
+)
 
 
 def test_writes_replace_whole_files_with_the_umask(tmp_path):
@@ -188,3 +194,21 @@ def test_tensor_memo_keeps_a_value_only_while_its_inputs_and_value_are_unchanged
     assert copy.deepcopy(memo)._entries == {} and pickle.loads(pickle.dumps(memo))._entries == {}
     with pytest.raises(ValueError, match="size"):
         TensorMemo(size=0)
+
+
+@pytest.mark.parametrize(
+    ("quiet", "tty", "ci", "drawn"),
+    [(False, True, None, True), (True, True, None, False), (False, False, None, False),
+     (False, True, "true", False)],
+)  # fmt: skip
+def test_progress_bars_only_on_a_terminal_outside_ci(monkeypatch, quiet, tty, ci, drawn):
+    class Stream:
+        def isatty(self) -> bool:
+            return tty
+
+    monkeypatch.setattr("sys.stderr", Stream())
+    if ci is None:
+        monkeypatch.delenv("CI", raising=False)
+    else:
+        monkeypatch.setenv("CI", ci)
+    assert progress_enabled(quiet) is drawn

@@ -465,3 +465,12 @@ def test_a_setting_training_cannot_use_is_refused_naming_the_field(tmp_path, fie
     assert _cfg(tmp_path, lr=0.0, grad_clip_norm=float("inf")).lr == 0.0  # kept: see the fields
     with pytest.raises(ValueError, match="field 'train.out_dir' must name a folder, got ''"):
         TrainConfig(out_dir="")  # (an unset shell variable), not the working folder
+
+
+def test_no_progress_bar_is_drawn_when_stderr_is_not_a_terminal(tmp_path, capfd, monkeypatch):
+    """``quiet=False`` draws tqdm's bar only on a terminal (``v2x.common.progress_enabled``):
+    under a pipe, a log file or CI its carriage-return frames filled logs with noise."""
+    monkeypatch.delenv("CI", raising=False)
+    train_detector(_cfg(tmp_path, quiet=False), frames)
+    err = capfd.readouterr().err
+    assert "train:" not in err and "it/s" not in err, err
