@@ -50,7 +50,7 @@ intersection x z-overlap over the union volume, the definitions used here); here
 ``class_groups`` entry per super-class and the thresholds. Its range filter (``RectFilter`` on
 ``extended_range``, default x in [-10, 79.12], y in [-49.68, 49.68], z in [-3, 1] m in the
 vehicle LiDAR frame) keeps a GT or predicted box when *any* of its 8 corners is inside the 3D
-range; neither ``range_mode`` here is that rule (``"corners"`` needs all four BEV corners).
+range: ``range_mode="any_corner"`` with ``eval_range=(-10, -49.68, -3, 79.12, 49.68, 1)``.
 Ignored GT and subsets (below) apply to its matching as to OpenCOOD's: DAIR-V2X has none.
 IoU is float64 here; DAIR's polygon clipping returns 0 for boxes that merely touch (an
 exception caught there), which no threshold > 0 can tell apart.
@@ -58,11 +58,12 @@ exception caught there), which no threshold > 0 can tell apart.
 Additions, all optional and all reported by name:
 
 * ``iou_mode="3d"``: 3D IoU (BEV intersection x z-overlap / union volume) instead of BEV IoU.
-* **Evaluation range** ``eval_range = (x_min, y_min, x_max, y_max)`` in the ego frame: GT and
-  detections outside are dropped before matching. ``range_mode="corners"`` (OpenCOOD:
-  ``mask_boxes_outside_range_numpy`` for GT, ``get_mask_for_boxes_within_range_torch`` for
-  detections) keeps a box iff all four BEV corners are inside (bounds inclusive);
-  ``"centre"`` tests the centre only.
+* **Evaluation range** ``eval_range = (x_min, y_min, x_max, y_max)`` in the ego frame (or
+  ``(x_min, y_min, z_min, x_max, y_max, z_max)`` in 3D): GT and detections outside are dropped
+  before matching. ``range_mode="corners"`` (OpenCOOD: ``mask_boxes_outside_range_numpy`` for
+  GT, ``get_mask_for_boxes_within_range_torch`` for detections) keeps a box iff all four BEV
+  corners are inside (bounds inclusive; all 8 corners for a 3D range); ``"centre"`` tests the
+  centre only; ``"any_corner"`` is DAIR-V2X's ``RectFilter`` (``range_mask``).
 * **Classes.** ``class_aware=True``: a detection can only match GT of its own label (the
   ``overall`` AP then pools all classes with class-aware matching); ``False`` (OpenCOOD,
   single-class): labels are ignored for ``overall``. Per-class AP (``class/<name>``) always
@@ -174,8 +175,10 @@ class EvalConfig:
         iou_mode: ``"bev"`` (rotated BEV IoU, OpenCOOD) or ``"3d"``.
         sort: ``"per_frame"`` (OpenCOOD default) or ``"global"`` (HEAL/CoAlign).
         class_aware: whether the ``overall`` matching requires equal labels.
-        eval_range: ``(x_min, y_min, x_max, y_max)`` in metres in the ego frame, or ``None``.
-        range_mode: ``"corners"`` (all BEV corners inside, OpenCOOD) or ``"centre"``.
+        eval_range: ``(x_min, y_min, x_max, y_max)`` in metres in the ego frame, ``(x_min,
+            y_min, z_min, x_max, y_max, z_max)`` (3D), or ``None``.
+        range_mode: ``"corners"`` (all corners inside, OpenCOOD), ``"centre"`` or
+            ``"any_corner"`` (DAIR-V2X's filter; 3D range only). See ``range_mask``.
         distance_bins: ``[lo, hi)`` bins in metres from the ego origin (BEV distance of centres).
         class_names: label -> name for result keys (labels without a name use the integer).
         per_class: whether to compute ``class/<name>`` groups.
@@ -221,17 +224,26 @@ class EvalConfig:
                 f"EvalConfig.sort: expected 'per_frame' or 'global', got {self.sort!r}"
             )
         _check_sort(self.sort, self.procedure, "EvalConfig.sort")
-        if self.range_mode not in ("corners", "centre"):
+        if self.range_mode not in RANGE_MODES:
             raise ValueError(
-                f"EvalConfig.range_mode: expected 'corners' or 'centre', got {self.range_mode!r}"
+                f"EvalConfig.range_mode: expected one of {', '.join(RANGE_MODES)}, "
+                f"got {self.range_mode!r}"
             )
         if self.eval_range is not None:
             r = _floats("eval_range", self.eval_range)
-            if len(r) != 4 or r[0] >= r[2] or r[1] >= r[3]:
+            axes = len(r) // 2
+            if len(r) not in (4, 6) or any(r[i] >= r[i + axes] for i in range(axes)):
                 raise ValueError(
-                    "EvalConfig.eval_range: expected (x_min, y_min, x_max, y_max) with "
-                    f"x_min < x_max and y_min < y_max, got {list(self.eval_range)}"
+                    "EvalConfig.eval_range: expected (x_min, y_min, x_max, y_max) or (x_min, "
+                    "y_min, z_min, x_max, y_max, z_max) with each minimum below its maximum, "
+                    f"got {list(self.eval_range)}"
                 )
+        if self.range_mode == "any_corner" and (self.eval_range is None or len(r) != 6):
+            raise ValueError(
+                "EvalConfig.range_mode: 'any_corner' tests the 8 box corners in 3D and needs a "
+                "3D eval_range (x_min, y_min, z_min, x_max, y_max, z_max), got "
+                f"{self.eval_range if self.eval_range is None else list(self.eval_range)}"
+            )
         for b in self.distance_bins:
             if len(_floats("distance_bins", b)) != 2 or not (0.0 <= float(b[0]) < float(b[1])):
                 raise ValueError(
@@ -433,23 +445,44 @@ def greedy_match(
     return matched
 
 
+RANGE_MODES = ("corners", "centre", "any_corner")
+
+
 def range_mask(
     boxes: torch.Tensor, eval_range: Sequence[float], mode: str = "corners"
 ) -> torch.Tensor:
-    """Boxes inside a BEV range (bounds inclusive).
+    """Boxes inside a BEV or 3D range (bounds inclusive, but ``"any_corner"``'s ``z_max``).
 
     Args:
         boxes: ``[N, 7]`` boxes in the ego frame.
-        eval_range: ``(x_min, y_min, x_max, y_max)`` in metres.
-        mode: ``"corners"`` (all four BEV corners inside, OpenCOOD) or ``"centre"``.
+        eval_range: ``(x_min, y_min, x_max, y_max)`` in metres (BEV), or ``(x_min, y_min,
+            z_min, x_max, y_max, z_max)`` (3D: the order of OpenCOOD's ``cav_lidar_range`` and
+            DAIR-V2X's ``extended_range``).
+        mode: ``"corners"``: every corner inside (the 4 BEV corners, OpenCOOD; the 8 box
+            corners for a 3D range); ``"centre"``: the centre; ``"any_corner"`` (3D range only):
+            at least one of the 8 corners with ``x_min <= x <= x_max``, ``y_min <= y <= y_max``
+            and ``z_min <= z < z_max`` (DAIR-V2X's ``RectFilter``: a corner is in its range box
+            when it lies above the bottom face's plane and not above the top face's).
 
     Returns:
         ``[N]`` bool.
     """
-    x0, y0, x1, y1 = (float(v) for v in eval_range)
-    pts = boxes_to_corners_bev(boxes) if mode == "corners" else boxes[:, None, 0:2]
-    inside = (pts[..., 0] >= x0) & (pts[..., 0] <= x1) & (pts[..., 1] >= y0) & (pts[..., 1] <= y1)
-    return inside.all(dim=-1)
+    bounds = [float(v) for v in eval_range]
+    axes = len(bounds) // 2
+    if mode == "centre":
+        pts = boxes[:, None, :axes]
+    else:
+        pts = boxes_to_corners_bev(boxes)
+        if axes == 3:  # the 4 BEV corners at the bottom, then at the top: [N, 8, 3]
+            half = 0.5 * boxes[:, None, 5:6].expand(-1, 4, 1)
+            z = boxes[:, None, 2:3].expand(-1, 4, 1)
+            pts = torch.cat([torch.cat([pts, z - half], -1), torch.cat([pts, z + half], -1)], 1)
+    inside = torch.ones(pts.shape[:-1], dtype=torch.bool, device=pts.device)
+    for axis in range(axes):
+        low, high, values = bounds[axis], bounds[axis + axes], pts[..., axis]
+        below_top = values < high if mode == "any_corner" and axis == 2 else values <= high
+        inside &= (values >= low) & below_top
+    return inside.any(dim=-1) if mode == "any_corner" else inside.all(dim=-1)
 
 
 def _flags(

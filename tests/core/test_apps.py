@@ -413,3 +413,15 @@ def test_every_app_names_a_misspelled_override_in_one_line(module, arg, shown, m
         app.main()
     err = capsys.readouterr().err
     assert stop.value.code == 2 and err.count("\n") == 1 and shown in err, err
+
+
+def test_the_sweeps_eval_section_takes_dairs_3d_range_filter():
+    """``eval.range_mode`` is a key of the sweep's YAML (no ``+``): DAIR-V2X's any-corner filter
+    over its ``extended_range`` reaches the plan; without a 3D range it is refused by name."""
+    dair = "[-10,-49.68,-3,79.12,49.68,1]"
+    cfg = _compose("eval", ["eval.range_mode=any_corner", f"eval.eval_range={dair}"])
+    plan = plan_sweep(cfg)
+    assert plan.eval_config.range_mode == "any_corner"
+    assert list(plan.eval_config.eval_range) == [-10, -49.68, -3, 79.12, 49.68, 1]
+    with pytest.raises(ValueError, match="'any_corner' tests the 8 box corners in 3D"):
+        plan_sweep(_compose("eval", ["eval.range_mode=any_corner"]))

@@ -15,6 +15,7 @@ from functools import cmp_to_key
 
 import numpy as np
 import pytest
+import torch
 from shapely.geometry import Polygon
 
 from v2x.perception.ap_resample import resampled_aps
@@ -398,3 +399,114 @@ def test_dair_resampled_aps_equal_ap_from_flags_per_resample_bitwise(ragged: boo
     assert got.tobytes() == np.asarray(want, dtype=np.float64).tobytes()
     with pytest.raises(ValueError, match="procedure"):
         resampled_aps(tp, scores, lengths, frame_gt, draws, "per_frame", "dair_v2x")
+
+
+# ---------------------------------------------------------------------------------------------
+# The range filter: DAIR-V2X's RectFilter (v2x_utils: range2box, point_in_box, above_plane,
+# isInSide), transcribed as plain geometry: a box is kept when any of its 8 corners is in the
+# range box, a corner being in when it is above the bottom face's plane and not above the top's.
+# ---------------------------------------------------------------------------------------------
+
+EXTENDED_RANGE = (-10.0, -49.68, -3.0, 79.12, 49.68, 1.0)
+
+
+def _range_box(r) -> np.ndarray:
+    """The 8 corners of the range ``[x0, y0, z0, x1, y1, z1]``: bottom face, then top face."""
+    x0, y0, z0, x1, y1, z1 = r
+    return np.array([[x0, y0, z0], [x1, y0, z0], [x1, y1, z0], [x0, y1, z0],
+                     [x0, y0, z1], [x1, y0, z1], [x1, y1, z1], [x0, y1, z1]])  # fmt: skip
+
+
+def _on_or_above_face(p: np.ndarray, face: np.ndarray) -> bool:
+    """``p`` on or above the plane of a horizontal face, inside its quadrilateral in x-y."""
+    normal = np.cross(face[1] - face[0], face[2] - face[0])
+    z_on_plane = (normal @ face[0] - normal[0] * p[0] - normal[1] * p[1]) / normal[2]
+
+    def cross(a, b):  # z of (b - a) x (p - a)
+        return (b[0] - a[0]) * (p[1] - a[1]) - (b[1] - a[1]) * (p[0] - a[0])
+
+    q = face
+    inside = (
+        cross(q[0], q[1]) * cross(q[2], q[3]) >= 0 and cross(q[1], q[2]) * cross(q[3], q[0]) >= 0
+    )
+    return bool(z_on_plane <= p[2] and inside)
+
+
+def _dair_keeps(box, r) -> bool:
+    x, y, z, length, w, h, yaw = box
+    c, s = math.cos(yaw), math.sin(yaw)
+    faces = _range_box(r)
+    for dx, dy in ((1, 1), (1, -1), (-1, -1), (-1, 1)):
+        cx = x + c * dx * length / 2 - s * dy * w / 2
+        cy = y + s * dx * length / 2 + c * dy * w / 2
+        for cz in (z - h / 2, z + h / 2):
+            p = np.array([cx, cy, cz])
+            if _on_or_above_face(p, faces[:4]) + _on_or_above_face(p, faces[4:]) == 1:
+                return True
+    return False
+
+
+def test_any_corner_range_is_dairs_rect_filter() -> None:
+    """Random boxes about the range's faces and boxes whose corners lie exactly on them (the
+    top face excludes: z_max exactly is out; every other face includes)."""
+    from v2x.perception.average_precision import range_mask
+
+    rng = np.random.default_rng(5)
+    x0, y0, z0, x1, y1, z1 = EXTENDED_RANGE
+    n = 3000
+    centres = np.stack([rng.uniform(x0 - 6, x1 + 6, n), rng.uniform(y0 - 6, y1 + 6, n),
+                        rng.uniform(z0 - 3, z1 + 3, n)], 1)  # fmt: skip
+    sizes = rng.uniform([0.5, 0.5, 0.5], [12.0, 3.0, 4.0], (n, 3))
+    boxes = np.concatenate([centres, sizes, rng.uniform(-math.pi, math.pi, (n, 1))], 1)
+    exact = [[x1 + 2.0, 0.0, 0.0, 4.0, 2.0, 1.0, 0.0],   # its back corners at x = x_max: in
+             [0.0, y0 - 1.0, 0.0, 4.0, 2.0, 1.0, 0.0],   # its near side at y = y_min: in
+             [0.0, 0.0, z1 + 0.5, 4.0, 2.0, 1.0, 0.0],   # its bottom at z = z_max: out
+             [0.0, 0.0, z0 - 0.5, 4.0, 2.0, 1.0, 0.0],   # its top at z = z_min: in
+             [0.0, 0.0, z1 + 0.25, 4.0, 2.0, 1.5, 0.0]]  # straddles z_max: in  # fmt: skip
+    boxes = np.concatenate([boxes, np.array(exact)])
+    ours = range_mask(torch.from_numpy(boxes), EXTENDED_RANGE, "any_corner").numpy()
+    oracle = np.array([_dair_keeps(b, EXTENDED_RANGE) for b in boxes])
+    assert (ours == oracle).all(), np.flatnonzero(ours != oracle)
+    assert list(ours[-5:]) == [True, True, False, True, True]
+    assert 0.2 < ours[:n].mean() < 0.98  # both outcomes drawn often
+
+
+def test_a_3d_range_keeps_boxes_with_all_eight_corners_inside() -> None:
+    """OpenCOOD's ``mask_boxes_outside_range_numpy`` with 8 corners: every corner in
+    ``[min, max]`` on all three axes (bounds inclusive)."""
+    from v2x.perception.average_precision import range_mask
+    from v2x.perception.boxes import boxes_to_corners_bev
+
+    rng = np.random.default_rng(6)
+    r = (-20.0, -10.0, -3.0, 20.0, 10.0, 1.0)
+    n = 2000
+    boxes = np.concatenate([rng.uniform([-24, -14, -4], [24, 14, 2], (n, 3)),
+                            rng.uniform([1, 1, 0.5], [5, 2.5, 2.5], (n, 3)),
+                            rng.uniform(-math.pi, math.pi, (n, 1))], 1)  # fmt: skip
+    t = torch.from_numpy(boxes)
+    bev = boxes_to_corners_bev(t).numpy()
+    z_lo, z_hi = boxes[:, 2] - boxes[:, 5] / 2, boxes[:, 2] + boxes[:, 5] / 2
+    oracle = ((bev[..., 0] >= r[0]) & (bev[..., 0] <= r[3]) & (bev[..., 1] >= r[1])
+              & (bev[..., 1] <= r[4])).all(1) & (z_lo >= r[2]) & (z_hi <= r[5])  # fmt: skip
+    assert (range_mask(t, r, "corners").numpy() == oracle).all()
+    bev_only = range_mask(t, (r[0], r[1], r[3], r[4]), "corners").numpy()
+    assert (bev_only >= oracle).all() and (bev_only > oracle).any()  # z bounds drop boxes
+
+
+def test_the_any_corner_filter_is_a_checked_field_that_changes_which_gt_count() -> None:
+    with pytest.raises(ValueError, match="'any_corner' tests the 8 box corners in 3D"):
+        _dair_config(range_mode="any_corner", eval_range=(-10, -10, 10, 10)).validate()
+    with pytest.raises(ValueError, match=r"eval_range: expected .* z_max\) with each minimum"):
+        _dair_config(eval_range=(-10, -10, 1, 10, 10, 1)).validate()
+    with pytest.raises(ValueError, match="range_mode: expected one of corners, centre, any_corner"):
+        _dair_config(range_mode="inside").validate()
+    # A GT box across x_max, undetected, beside two found: in the range by one corner only.
+    frames = [_frame([_box(0), _box(20)], [0.9, 0.8], [_box(0), _box(20), _box(79.12 + 1.0)])]
+    kept = {}
+    for mode in ("corners", "any_corner"):
+        cfg = _dair_config(range_mode=mode, eval_range=EXTENDED_RANGE).validate()
+        acc = APAccumulator(cfg)
+        acc.add_frames(frames)
+        kept[mode] = acc.compute()["ap"]["overall"][0.5]
+    assert kept["corners"] == 0.5  # two GT: recall .5 -> 1 at precision 1
+    assert kept["any_corner"] == pytest.approx(1 / 3)  # three GT: recall 1/3 -> 2/3
