@@ -124,7 +124,7 @@ import torch
 
 from v2x.perception.ap_match import greedy_match_batched, gt_side_match_batched
 from v2x.perception.ap_quantiles import resampled_ap_quantiles
-from v2x.perception.ap_resample import resampled_aps
+from v2x.perception.ap_resample import flat_rows, resampled_aps
 from v2x.perception.boxes import boxes_to_corners_bev, iou_3d, rotated_iou_bev
 
 __all__ = [
@@ -1436,7 +1436,7 @@ class APAccumulator:
     ) -> dict[float, tuple[float, float]]:
         """Percentile interval of one group's AP over ``resamples`` resamplings of the frames
         or of the sequences (``_draws``; the same draws at every threshold)."""
-        draws = self._draws(name, resamples, seed, unit)
+        draws = flat_rows(self._draws(name, resamples, seed, unit))  # joined once: thresholds
         percentiles = [(1.0 - confidence) / 2.0, (1.0 + confidence) / 2.0]
         store = self._store(name)
         frame_gt = np.asarray(store.frame_gt, dtype=np.int64)

@@ -18,7 +18,7 @@ import pytest
 
 from v2x.perception import ap_quantiles
 from v2x.perception.ap_quantiles import resampled_ap_quantiles
-from v2x.perception.ap_resample import _flat_rows, resampled_aps
+from v2x.perception.ap_resample import _flat_rows, flat_rows, resampled_aps
 from v2x.perception.average_precision import APAccumulator
 
 
@@ -196,3 +196,29 @@ def test_compute_intervals_are_the_percentiles_of_the_bootstrap_distribution(uni
             values = acc.bootstrap_distribution(name, thr, 300, 1, unit)
             want = np.quantile(values, percentiles) if values.size else [math.nan] * 2
             assert np.array([lo, hi]).tobytes() == np.asarray(want, np.float64).tobytes()
+
+
+@pytest.mark.parametrize(
+    ("sort", "procedure"),
+    [("per_frame", "opencood"), ("global", "opencood"), ("global", "dair_v2x")],
+)
+def test_draws_joined_once_are_the_same_draws(sort, procedure):
+    """``flat_rows`` (the bootstrap joins a group's draws once for all its thresholds) gives
+    every resample's AP and the percentiles of the rows it joined, in every order."""
+    rng = np.random.default_rng(8)
+    tp, scores, lengths, frame_gt = _records(rng, 40)
+    draws = _sequence_draws(rng, 40, 3, 120)
+    joined = flat_rows(draws)
+    want = resampled_aps(tp, scores, lengths, frame_gt, draws, sort, procedure)
+    got = resampled_aps(tp, scores, lengths, frame_gt, joined, sort, procedure)
+    assert got.tobytes() == want.tobytes()
+    q = [0.025, 0.975]
+    got = resampled_ap_quantiles(tp, scores, lengths, frame_gt, joined, q, sort, procedure)
+    assert got.tobytes() == np.quantile(want, q).tobytes()
+
+
+def test_row_sums_with_empty_rows():
+    values = np.array([3, 1, 4, 1, 5], dtype=np.int64)
+    counts = np.array([0, 2, 0, 3, 0], dtype=np.int64)
+    assert ap_quantiles._row_sums(values, counts).tolist() == [0, 4, 0, 10, 0]
+    assert ap_quantiles._row_sums(values[:0], np.zeros(2, np.int64)).tolist() == [0, 0]
