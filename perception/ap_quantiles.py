@@ -17,7 +17,8 @@ ranks need their exact AP:
    order statistic can take): pieces cut at every run of true positives, inside which the
    precision only rises, so the bounds meet (the AP in exact arithmetic).
 3. **The exact AP of the remaining candidates** (``ap_resample._true_positive_aps``: the
-   sweep's bits), and every other resample stands in by its lower bound.
+   sweep's bits; 0.0 for a resample without true positives), and every other resample stands
+   in by its lower bound.
 
 Why that is the same quantile: the ``k``-th smallest exact AP ``v_k`` lies in ``[L_k, U_k]``,
 the ``k``-th smallest lower and upper bounds. A resample that is not a candidate for rank
@@ -123,7 +124,8 @@ def resampled_ap_quantiles(
     if n < MIN_BOUNDED_ROWS:
         return np.quantile(_true_positive_aps(tp, lengths, drawn, frames_per_row, num_gt), q)
     ranks = _read_ranks(n, q)
-    lo, hi = _ap_bounds(_pieces(tp, lengths, runs=False), drawn, frames_per_row, num_gt)
+    records = _pieces(tp, lengths, runs=False)
+    lo, hi = _ap_bounds(records, drawn, frames_per_row, num_gt)
     wanted = _candidates(lo, hi, ranks)
     if wanted.sum() > ranks.size:  # tighter bounds for the candidates
         rows = np.flatnonzero(wanted)
@@ -131,9 +133,14 @@ def resampled_ap_quantiles(
         runs = _pieces(tp, lengths, runs=True)
         lo[rows], hi[rows] = _ap_bounds(runs, sub_drawn, sub_frames, num_gt[rows])
         wanted = _candidates(lo, hi, ranks)
+    stand_in = lo.copy()
     rows = np.flatnonzero(wanted)
     sub_drawn, sub_frames = _rows_of(drawn, frames_per_row, rows)
-    stand_in = lo.copy()
+    # 0.0: the exact AP of a resample without true positives (VOC's sum of its one term,
+    # (1 − 0) · 0), e.g. every resample of a subset the ego never detects
+    stand_in[rows] = 0.0
+    rows = rows[_row_sums(np.take(records.hits, sub_drawn), sub_frames) > 0]
+    sub_drawn, sub_frames = _rows_of(drawn, frames_per_row, rows)
     stand_in[rows] = _true_positive_aps(tp, lengths, sub_drawn, sub_frames, num_gt[rows])
     return np.quantile(stand_in, q)
 

@@ -131,6 +131,11 @@ def test_few_or_no_resamples_with_gt_and_no_true_positives():
     want = np.quantile(_voc_loop(misses, lengths, frame_gt, draws), [0.025, 0.975])
     got = resampled_ap_quantiles(misses, scores, lengths, frame_gt, draws, [0.025, 0.975])
     assert got.tobytes() == want.tobytes()
+    few = np.zeros_like(tp)  # TPs in one frame only: many resamples without any
+    few[: lengths[0]] = 1
+    want = np.quantile(_voc_loop(few, lengths, frame_gt, draws), [0.025, 0.5, 0.975])
+    got = resampled_ap_quantiles(few, scores, lengths, frame_gt, draws, [0.025, 0.5, 0.975])
+    assert got.tobytes() == want.tobytes()
 
 
 @pytest.mark.parametrize("runs", [False, True])
@@ -171,6 +176,10 @@ def test_only_the_candidates_get_an_exact_ap(monkeypatch):
     want = np.quantile(_voc_loop(tp, lengths, frame_gt, draws), [0.025, 0.975])
     assert got.tobytes() == want.tobytes()
     assert sum(computed) < 100
+    computed.clear()  # every AP 0 (no TP): all tie, none needs its exact AP
+    misses = np.zeros_like(tp)
+    got = resampled_ap_quantiles(misses, scores, lengths, frame_gt, draws, [0.025, 0.975])
+    assert got.tobytes() == np.zeros(2).tobytes() and sum(computed) == 0
 
 
 @pytest.mark.parametrize("unit", ["frame", "sequence"])
