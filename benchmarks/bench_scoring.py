@@ -4,6 +4,8 @@
     python benchmarks/bench_scoring.py record /tmp/scoring.pt --frames 8
     # replay them: time the matching (accumulate) and the APs with intervals (compute)
     python benchmarks/bench_scoring.py replay /tmp/scoring.pt --repeat 16 [--profile 25]
+    # a cell's rows at 512 frames, this code against every resample computed exactly:
+    python benchmarks/bench_scoring.py replay /tmp/scoring.pt --repeat 64 --rows-ab 5
 
 ``record`` runs ``run_sweep`` once (``--codecs``, ``--fusions``, 7 SNRs, ``eval.bootstrap``
 1000 as in the sweep's defaults, 4 frames per sequence) and saves what the sweep hands the
@@ -18,11 +20,20 @@ intervals as the sweep does (``v2x.sweep_rows``: once per distinct accumulator s
 the code has that; else ``compute_ap`` per cell). It prints the seconds of both phases and a
 SHA-256 digest of every AP and interval (their float64 bits): equal digests, equal numbers.
 Frame-conditions per second count scored frames times conditions.
+
+``--rows-ab N`` then times each distinct cell's rows as an AP worker computes them
+(``v2x.sweep_rows.compute_ap`` on the cell's sealed accumulator: unpickled, APs, six bootstrap
+intervals) ``N`` times with this code and ``N`` times with the reference — every resample's
+exact AP, then ``np.quantile`` (``_reference_quantiles``: the intervals before
+``v2x.perception.ap_quantiles``) — alternating which goes first, in this process; it prints
+each variant's seconds per cell and per repeat (median and range), their ratio, and whether
+the two give the same digest.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import cProfile
 import dataclasses
 import hashlib
@@ -31,8 +42,10 @@ import pstats
 import sys
 import tempfile
 import time
+from collections.abc import Iterator, Sequence
 from typing import Any
 
+import numpy as np
 import torch
 
 
@@ -91,6 +104,7 @@ def replay(args: argparse.Namespace) -> None:
     from v2x.perception.average_precision import APAccumulator
 
     groups = torch.load(args.path, weights_only=False)
+    ab_cells: dict[str, tuple[Any, tuple]] = {}
     profiler = cProfile.Profile() if args.profile else None
     digest = hashlib.sha256()
     t_match = t_ap = 0.0
@@ -114,6 +128,11 @@ def replay(args: argparse.Namespace) -> None:
             keys = list(range(len(accs)))
             computed = {i: sweep_rows.compute_ap(acc, *args_ap) for i, acc in enumerate(accs)}
         results = [computed[key] for key in keys]
+        if args.rows_ab:  # each distinct cell once, sealed as the scoring process sends it
+            from v2x.sweep_scoring import _sealed
+
+            for sealed in _sealed(accs):
+                ab_cells.setdefault(sealed.state_digest(), (sealed, args_ap))
         cells_computed += len(computed)
         cells += len(accs)
         if profiler:
@@ -139,6 +158,93 @@ def replay(args: argparse.Namespace) -> None:
             text = io.StringIO()
             pstats.Stats(profiler, stream=text).sort_stats(order).print_stats(args.profile)
             print(text.getvalue())
+    if args.rows_ab:
+        rows_ab(list(ab_cells.values()), args.rows_ab)
+
+
+def _reference_quantiles(
+    tp: np.ndarray,
+    scores: np.ndarray,
+    lengths: np.ndarray,
+    frame_gt: np.ndarray,
+    draws: Any,
+    quantiles: Sequence[float],
+    sort: str = "per_frame",
+    procedure: str = "opencood",
+) -> np.ndarray:
+    """The reference interval: every resample's exact AP (``resampled_aps``), then
+    ``np.quantile`` (NaN without a resample with GT)."""
+    from v2x.perception.ap_resample import resampled_aps
+
+    values = resampled_aps(tp, scores, lengths, frame_gt, draws, sort, procedure)
+    return np.quantile(values, quantiles) if values.size else np.full(len(quantiles), np.nan)
+
+
+@contextlib.contextmanager
+def _variant(name: str) -> Iterator[None]:
+    """``"new"``: this code; ``"reference"``: ``_reference_quantiles`` in its place."""
+    import v2x.perception.average_precision as average_precision
+
+    if name == "new":
+        yield
+        return
+    kept = average_precision.resampled_ap_quantiles
+    average_precision.resampled_ap_quantiles = _reference_quantiles
+    try:
+        yield
+    finally:
+        average_precision.resampled_ap_quantiles = kept
+
+
+def _results_digest(results: Sequence[dict]) -> str:
+    """SHA-256 of every AP and interval of ``results`` (float64 bits)."""
+    digest = hashlib.sha256()
+    for res in results:
+        for group in sorted(res["ap"]):
+            for thr, value in sorted(res["ap"][group].items()):
+                digest.update(f"{group}@{thr}={float(value).hex()};".encode())
+        for group in sorted(res.get("ci", {})):
+            for thr, (lo, hi) in sorted(res["ci"][group].items()):
+                digest.update(f"ci {group}@{thr}={lo.hex()},{hi.hex()};".encode())
+    return digest.hexdigest()
+
+
+def rows_ab(cells: Sequence[tuple[Any, tuple]], repeats: int) -> None:
+    """Time ``compute_ap`` of each sealed cell (``(sealed, (bootstrap, seed, unit))``) with this
+    code and the reference, alternating, ``repeats`` times each; print medians, ranges, ratio."""
+    import statistics
+
+    from v2x.sweep_rows import compute_ap
+
+    seconds: dict[str, list[list[float]]] = {"new": [], "reference": []}
+    digests: dict[str, set[str]] = {"new": set(), "reference": set()}
+    for r in range(repeats):
+        for name in ("new", "reference") if r % 2 == 0 else ("reference", "new"):
+            times, results = [], []
+            with _variant(name):
+                for sealed, args_ap in cells:
+                    t0 = time.perf_counter()
+                    results.append(compute_ap(sealed, *args_ap))
+                    times.append(time.perf_counter() - t0)
+            seconds[name].append(times)
+            digests[name].add(_results_digest(results))
+            print(f"repeat {r} {name:9s} cells {sum(times):.3f} s "
+                  f"({', '.join(f'{t:.3f}' for t in times)})", flush=True)  # fmt: skip
+    summary = {}
+    for name, runs in seconds.items():
+        per_cell = [t for run in runs for t in run]
+        totals = [sum(run) for run in runs]
+        summary[name] = statistics.median(per_cell)
+        print(
+            f"{name:9s}: per cell median {statistics.median(per_cell):.3f} s "
+            f"(range {min(per_cell):.3f}–{max(per_cell):.3f}), {len(cells)} cells per repeat "
+            f"median {statistics.median(totals):.3f} s (range {min(totals):.3f}–{max(totals):.3f})"
+        )
+    same = len(digests["new"]) == 1 and digests["new"] == digests["reference"]
+    print(
+        f"ratio reference / new (median per cell): {summary['reference'] / summary['new']:.2f}x; "
+        f"digests {'equal' if same else 'DIFFER'}: {sorted(digests['new'])[0][:16]}"
+    )
 
 
 def main() -> None:
@@ -158,6 +264,9 @@ def main() -> None:
     rep.add_argument("path")
     rep.add_argument("--repeat", type=int, default=16)
     rep.add_argument("--profile", type=int, default=0, metavar="N")
+    rep.add_argument("--rows-ab", type=int, default=0, metavar="N",
+                     help="then time each distinct cell's rows, this code against the "
+                     "reference, N times each, alternating")  # fmt: skip
     args = p.parse_args()
     record(args) if args.command == "record" else replay(args)
     sys.stdout.flush()

@@ -17,6 +17,7 @@ points), again by ``np.sum`` on exactly those terms in their order.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -39,7 +40,7 @@ _COUNT = np.arange(0, dtype=np.float64)
 #: one chunk in seven of a 512-frame sweep's resamples is scanned cell by cell.
 ENVELOPE_CHUNK = 64
 
-__all__ = ["CHUNK_ELEMENTS", "resampled_aps"]
+__all__ = ["CHUNK_ELEMENTS", "FlatRows", "flat_rows", "resampled_aps"]
 
 
 def resampled_aps(
@@ -47,7 +48,7 @@ def resampled_aps(
     scores: np.ndarray,
     lengths: np.ndarray,
     frame_gt: np.ndarray,
-    draws: np.ndarray | Sequence[np.ndarray],
+    draws: np.ndarray | Sequence[np.ndarray] | FlatRows,
     sort: str = "per_frame",
     procedure: str = "opencood",
 ) -> np.ndarray:
@@ -90,6 +91,8 @@ def resampled_aps(
             drawn = drawn[np.repeat(has_gt, frames_per_row)]
             frames_per_row, num_gt = frames_per_row[has_gt], num_gt[has_gt]
         return _true_positive_aps(tp, lengths, drawn, frames_per_row, num_gt)
+    if isinstance(draws, FlatRows):
+        draws = draws.rows()
     if isinstance(draws, np.ndarray) and draws.ndim == 2:  # equal-length rows: no Python loop
         rows = draws.astype(np.int64, copy=False)
         num_gt = frame_gt[rows].sum(axis=1)
@@ -118,9 +121,37 @@ def resampled_aps(
     return out
 
 
-def _flat_rows(draws: np.ndarray | Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+@dataclass(frozen=True)
+class FlatRows:
+    """Resamples as one array (``flat_rows``), for several calls on the same draws.
+
+    Attributes:
+        drawn: ``[N]`` int64 frame records of every resample, row after row.
+        frames_per_row: ``[R]`` int64 records of each resample.
+    """
+
+    drawn: np.ndarray
+    frames_per_row: np.ndarray
+
+    def rows(self) -> list[np.ndarray]:
+        """The resamples as ``R`` arrays (views of ``drawn``)."""
+        ends = np.cumsum(self.frames_per_row).tolist()
+        return [self.drawn[a:b] for a, b in zip([0, *ends[:-1]], ends)]
+
+
+def flat_rows(draws: np.ndarray | Sequence[np.ndarray] | FlatRows) -> FlatRows:
+    """``draws`` (as ``resampled_aps`` takes them) as one array: a ``draws`` argument that
+    saves joining the rows again in each call."""
+    return FlatRows(*_flat_rows(draws))
+
+
+def _flat_rows(
+    draws: np.ndarray | Sequence[np.ndarray] | FlatRows,
+) -> tuple[np.ndarray, np.ndarray]:
     """``[N]`` int64 frame records of every resample, row after row, and ``[R]`` int64 records
     per row."""
+    if isinstance(draws, FlatRows):
+        return draws.drawn, draws.frames_per_row
     if isinstance(draws, np.ndarray) and draws.ndim == 2:
         r, n = draws.shape
         return draws.astype(np.int64).reshape(-1), np.full(r, n, dtype=np.int64)

@@ -124,7 +124,8 @@ import numpy as np
 import torch
 
 from v2x.perception.ap_match import greedy_match_batched, gt_side_match_batched
-from v2x.perception.ap_resample import resampled_aps
+from v2x.perception.ap_quantiles import resampled_ap_quantiles
+from v2x.perception.ap_resample import flat_rows, resampled_aps
 from v2x.perception.boxes import boxes_to_corners_bev, iou_3d, rotated_iou_bev
 
 __all__ = [
@@ -1443,12 +1444,18 @@ class APAccumulator:
         that holds GT."""
         store = self._store(name)
         frame_gt = np.asarray(store.frame_gt, dtype=np.int64)
+        all_tp, all_sc, lengths = self._records(store, ti)
+        # every resample at once, bit for bit what ap_from_flags gives on each
+        return resampled_aps(all_tp, all_sc, lengths, frame_gt, draws, sort, self.config.procedure)
+
+    @staticmethod
+    def _records(store: _GroupStore, ti: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``[D]`` TP flags and ``[D]`` scores of the group's records at threshold index ``ti``,
+        record after record, and ``[F]`` int64 detections of each record."""
         tps, scs = store.tp[ti], store.scores[ti]
         all_tp = np.concatenate(tps) if tps else np.zeros(0, np.int8)
         all_sc = np.concatenate(scs) if scs else np.zeros(0)
-        lengths = np.array([len(x) for x in tps], dtype=np.int64)
-        # every resample at once, bit for bit what ap_from_flags gives on each
-        return resampled_aps(all_tp, all_sc, lengths, frame_gt, draws, sort, self.config.procedure)
+        return all_tp, all_sc, np.array([len(x) for x in tps], dtype=np.int64)
 
     def _bootstrap(
         self,
@@ -1462,18 +1469,21 @@ class APAccumulator:
     ) -> dict[float, tuple[float, float]]:
         """Percentile interval of one group's AP over ``resamples`` resamplings of the frames
         or of the sequences (``_draws``; the same draws at every threshold)."""
-        draws = self._draws(name, resamples, seed, unit)
-        lo_q, hi_q = (1.0 - confidence) / 2.0, (1.0 + confidence) / 2.0
+        draws = flat_rows(self._draws(name, resamples, seed, unit))  # joined once: thresholds
+        percentiles = [(1.0 - confidence) / 2.0, (1.0 + confidence) / 2.0]
+        store = self._store(name)
+        frame_gt = np.asarray(store.frame_gt, dtype=np.int64)
         out: dict[float, tuple[float, float]] = {}
         for ti, thr in enumerate(self.thresholds.tolist()):
             if thresholds is not None and not any(math.isclose(thr, t) for t in thresholds):
                 continue
-            values = self._resampled_ap(name, ti, draws, sort)
-            if values.size:
-                lo, hi = np.quantile(values, [lo_q, hi_q])
-                out[thr] = (float(lo), float(hi))
-            else:
-                out[thr] = (math.nan, math.nan)
+            # np.quantile of _resampled_ap's values, bit for bit (NaN without a resample with
+            # GT), from the exact APs of only the resamples that can hold those percentiles
+            lo, hi = resampled_ap_quantiles(
+                *self._records(store, ti), frame_gt, draws, percentiles, sort,
+                self.config.procedure,
+            )  # fmt: skip
+            out[thr] = (float(lo), float(hi))
         return out
 
 
