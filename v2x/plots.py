@@ -435,10 +435,7 @@ def make_plots(
         files += plot_latency_aoi(ledger, out, formats)
         files += plot_snr_map(ledger, out, formats)
     if table:
-        from v2x.results_table import results_table_text
+        from v2x.results_table import table_with_convention
 
-        conventions = sorted(set(table_rows.column("eval_convention").to_pylist()))
-        print(results_table_text(merged))
-        for c in conventions:
-            print(f"AP convention: {c}")
+        print(table_with_convention(merged))
     return files

@@ -191,6 +191,17 @@ def results_table_text(table: pa.Table, columns: Sequence[str] | None = None) ->
     return "\n".join(out)
 
 
+def table_with_convention(table: pa.Table, columns: Sequence[str] | None = None) -> str:
+    """``results_table_text`` followed by one ``AP convention: {…}`` line per evaluation
+    convention of the rows (matching procedure, AP interpolation, score sort, IoU mode, range;
+    the IoU thresholds are the columns' ``ap_30``/``ap_50``/``ap_70``): what every app prints,
+    so that no AP is shown without the convention it was computed under."""
+    found = set(table.column("eval_convention").to_pylist()) - {None, ""}
+    return "\n".join(
+        [results_table_text(table, columns), *(f"AP convention: {c}" for c in sorted(found))]
+    )
+
+
 #: Fewer resampled units than this get the footnote's warning: a percentile bootstrap over a few
 #: clusters draws only a few distinct multisets (C(2m - 1, m) for m units) and covers less than
 #: its nominal 95 % (Cameron, Gelbach & Miller 2008, "Bootstrap-based improvements for inference

@@ -4,6 +4,7 @@ one message when misspelled, and named in every results row's ``eval_convention`
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import pytest
@@ -52,3 +53,29 @@ def test_dair_v2x_procedure_reaches_the_results_with_its_intervals(cache_dir, tm
     default = plan_sweep({**cfg, "eval": {"bootstrap": 20}})
     assert default.eval_config.procedure == "opencood"
     assert default.groups[0].setting != plan.groups[0].setting
+
+
+@pytest.mark.parametrize("app", ["eval", "sweep"])
+def test_the_eval_and_sweep_apps_print_the_ap_convention_under_their_table(
+    cache_dir, tmp_path, capsys, caplog, app
+):
+    """``v2x-eval`` printed its AP table with no word on how the APs were computed (VOC
+    all-point or DAIR's sum, per-frame or global sort); so did ``v2x-sweep plots=false``. Both
+    now end the table with the ``AP convention`` line of ``v2x-plot``, the plan's own."""
+    import importlib
+
+    from omegaconf import OmegaConf
+
+    cfg = tiny_config(cache_dir, tmp_path, snr_db=[10.0], codecs=["identity"], fusions=["none"])
+    cfg.update(eval={"sort": "global", "bootstrap": 0}, plots=False, table=True)
+    main = importlib.import_module(f"v2x.apps.{app}")
+    # the sweep app sets the v2x logger to INFO: restored after the test (as it was) by caplog
+    caplog.set_level(logging.getLogger("v2x").level, logger="v2x")
+    (main.main if app == "eval" else main.run)(OmegaConf.create(cfg))
+    lines = capsys.readouterr().out.splitlines()
+    expected = json.loads(read_results([tmp_path]).to_pylist()[0]["eval_convention"])
+    printed = [json.loads(ln.removeprefix("AP convention: ")) for ln in lines
+               if ln.startswith("AP convention: ")]  # fmt: skip
+    assert printed == [expected] and expected["sort"] == "global"
+    assert expected["ap"] == "voc-all-point"
+    assert lines.index(next(ln for ln in lines if ln.startswith("AP convention"))) < len(lines) - 1

@@ -18,11 +18,11 @@ EVAL_COLUMNS = (
 @user_errors
 def main(cfg: DictConfig) -> None:
     from v2x.results import read_results
-    from v2x.results_table import results_table_text
+    from v2x.results_table import table_with_convention
     from v2x.sweep import run_sweep
 
     path = run_sweep(cfg)
-    print(results_table_text(read_results([path]), columns=list(EVAL_COLUMNS)))
+    print(table_with_convention(read_results([path]), columns=list(EVAL_COLUMNS)))
     print(f"results: {path}")
 
 

@@ -22,7 +22,7 @@ def run(cfg: DictConfig) -> None:
     """Run the sweep of ``cfg``, then print its table and draw its figures."""
     from v2x.output_folders import writable_folder
     from v2x.results import read_results
-    from v2x.results_table import results_table_text
+    from v2x.results_table import table_with_convention
     from v2x.sweep import SweepConfig, run_sweep
 
     logging.getLogger("v2x").setLevel(logging.INFO)
@@ -38,7 +38,7 @@ def run(cfg: DictConfig) -> None:
         for f in make_plots([path], out, table=options.table):
             print(f"figure: {f}")
     elif options.table:
-        print(results_table_text(read_results([path])))
+        print(table_with_convention(read_results([path])))
     print(f"results: {path}")
 
 
