@@ -203,58 +203,68 @@ class EvalConfig:
     class_groups: Mapping[str, Sequence[int]] | None = None
     procedure: str = "opencood"
 
-    def validate(self) -> EvalConfig:
-        """Check every field, raising ``ValueError`` naming the field; returns ``self``."""
-        for name in ("class_aware", "per_class"):
-            if not isinstance(getattr(self, name), bool | np.bool_):
+    def validate(self, name: str = "EvalConfig.{}") -> EvalConfig:
+        """Check every field, raising ``ValueError`` naming the field; returns ``self``.
+
+        ``name`` formats a field's name for the messages: the default gives
+        ``EvalConfig.sort``; a sweep passes ``"sweep: field 'eval.{}'"``, the key its user types.
+        """
+        for flag in ("class_aware", "per_class"):
+            if not isinstance(getattr(self, flag), bool | np.bool_):
                 raise ValueError(
-                    f"EvalConfig.{name}: expected true or false, got {getattr(self, name)!r}"
+                    f"{name.format(flag)}: expected true or false, got {getattr(self, flag)!r}"
                 )
-        thr = _floats("iou_thresholds", self.iou_thresholds)
+        thr = _floats(name.format("iou_thresholds"), self.iou_thresholds)
         if not thr or any(not (0.0 < t <= 1.0) for t in thr):
-            raise ValueError(f"EvalConfig.iou_thresholds: expected values in (0, 1], got {thr}")
+            raise ValueError(
+                f"{name.format('iou_thresholds')}: expected values in (0, 1], got {thr}"
+            )
         if self.iou_mode not in ("bev", "3d"):
-            raise ValueError(f"EvalConfig.iou_mode: expected 'bev' or '3d', got {self.iou_mode!r}")
+            raise ValueError(
+                f"{name.format('iou_mode')}: expected 'bev' or '3d', got {self.iou_mode!r}"
+            )
         if self.procedure not in PROCEDURES:
             raise ValueError(
-                f"EvalConfig.procedure: expected one of {', '.join(PROCEDURES)}, "
+                f"{name.format('procedure')}: expected one of {', '.join(PROCEDURES)}, "
                 f"got {self.procedure!r}"
             )
         if self.sort not in ("per_frame", "global"):
             raise ValueError(
-                f"EvalConfig.sort: expected 'per_frame' or 'global', got {self.sort!r}"
+                f"{name.format('sort')}: expected 'per_frame' or 'global', got {self.sort!r}"
             )
-        _check_sort(self.sort, self.procedure, "EvalConfig.sort")
+        _check_sort(self.sort, self.procedure, name.format("sort"))
         if self.range_mode not in RANGE_MODES:
             raise ValueError(
-                f"EvalConfig.range_mode: expected one of {', '.join(RANGE_MODES)}, "
+                f"{name.format('range_mode')}: expected one of {', '.join(RANGE_MODES)}, "
                 f"got {self.range_mode!r}"
             )
         if self.eval_range is not None:
-            r = _floats("eval_range", self.eval_range)
+            r = _floats(name.format("eval_range"), self.eval_range)
             axes = len(r) // 2
             if len(r) not in (4, 6) or any(r[i] >= r[i + axes] for i in range(axes)):
                 raise ValueError(
-                    "EvalConfig.eval_range: expected (x_min, y_min, x_max, y_max) or (x_min, "
-                    "y_min, z_min, x_max, y_max, z_max) with each minimum below its maximum, "
-                    f"got {list(self.eval_range)}"
+                    f"{name.format('eval_range')}: expected (x_min, y_min, x_max, y_max) or "
+                    "(x_min, y_min, z_min, x_max, y_max, z_max) with each minimum below its "
+                    f"maximum, got {list(self.eval_range)}"
                 )
         if self.range_mode == "any_corner" and (self.eval_range is None or len(r) != 6):
             raise ValueError(
-                "EvalConfig.range_mode: 'any_corner' tests the 8 box corners in 3D and needs a "
-                "3D eval_range (x_min, y_min, z_min, x_max, y_max, z_max), got "
+                f"{name.format('range_mode')}: 'any_corner' tests the 8 box corners in 3D and "
+                "needs a 3D eval_range (x_min, y_min, z_min, x_max, y_max, z_max), got "
                 f"{self.eval_range if self.eval_range is None else list(self.eval_range)}"
             )
         for b in self.distance_bins:
-            if len(_floats("distance_bins", b)) != 2 or not (0.0 <= float(b[0]) < float(b[1])):
+            bins = _floats(name.format("distance_bins"), b)
+            if len(bins) != 2 or not (0.0 <= bins[0] < bins[1]):
                 raise ValueError(
-                    f"EvalConfig.distance_bins: expected [lo, hi) pairs with 0 <= lo < hi, got {b}"
+                    f"{name.format('distance_bins')}: expected [lo, hi) pairs with "
+                    f"0 <= lo < hi, got {b}"
                 )
-        for name, labels in (self.class_groups or {}).items():
-            if not str(name) or "/" in str(name) or not list(labels):
+        for group, labels in (self.class_groups or {}).items():
+            if not str(group) or "/" in str(group) or not list(labels):
                 raise ValueError(
-                    "EvalConfig.class_groups: expected {name: [labels...]} with a non-empty "
-                    f"name without '/' and at least one label, got {name!r}: {labels!r}"
+                    f"{name.format('class_groups')}: expected {{name: [labels...]}} with a "
+                    f"non-empty name without '/' and at least one label, got {group!r}: {labels!r}"
                 )
         return self
 
@@ -281,16 +291,14 @@ def _check_sort(sort: str, procedure: str, name: str) -> None:
         )
 
 
-def _floats(field: str, values: Any) -> list[float]:
-    """``values`` as floats; ``ValueError`` naming ``EvalConfig.<field>`` and the value."""
+def _floats(name: str, values: Any) -> list[float]:
+    """``values`` as floats; ``ValueError`` naming the field (``name``) and the value."""
     try:
         if isinstance(values, str | bytes):
             raise TypeError
         return [float(v) for v in values]
     except (TypeError, ValueError):
-        raise ValueError(
-            f"EvalConfig.{field}: expected a list of numbers, got {values!r}"
-        ) from None
+        raise ValueError(f"{name}: expected a list of numbers, got {values!r}") from None
 
 
 # --------------------------------------------------------------------------------------------

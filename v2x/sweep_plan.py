@@ -301,7 +301,7 @@ def plan_sweep(cfg: Any) -> SweepPlan:
     if not isinstance(fold, bool):
         raise ValueError(f"sweep: field 'eval.fold_batchnorm' must be true or false, got {fold!r}")
     try:
-        eval_config = EvalConfig(**eval_kwargs).validate()
+        eval_config = EvalConfig(**eval_kwargs).validate("sweep: field 'eval.{}'")
     except TypeError as exc:
         raise ValueError(f"sweep: bad field in 'eval': {exc}") from exc
 

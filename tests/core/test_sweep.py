@@ -1366,9 +1366,12 @@ def test_fold_batchnorm_folds_the_sweep_detector_and_keys_the_cells(cache_dir, t
          "'eval.bootstrap_unit' must be one of auto, sequence, frame, got 'town'"),  # fmt: skip
         ("precision", "fp8", "'eval.precision': expected one of fp32, fp16, bf16, got 'fp8'"),
         ("fold_batchnorm", "yes", "'eval.fold_batchnorm' must be true or false, got 'yes'"),
-        ("per_class", "maybe", r"EvalConfig.per_class: expected true or false, got 'maybe'"),
-        ("eval_range", "abc", r"EvalConfig.eval_range: expected a list of numbers, got 'abc'"),
-        ("iou_thresholds", ["x"], r"EvalConfig.iou_thresholds: expected a list of numbers"),
+        ("per_class", "maybe", r"'eval.per_class': expected true or false, got 'maybe'"),
+        ("eval_range", "abc", r"'eval.eval_range': expected a list of numbers, got 'abc'"),
+        ("iou_thresholds", ["x"], r"'eval.iou_thresholds': expected a list of numbers"),
+        # the field a user types, not the Python class (it read "EvalConfig.sort: ...")
+        ("sort", "foo", r"^sweep: field 'eval.sort': expected 'per_frame' or 'global', got 'foo'$"),
+        ("iou_mode", "2d", r"^sweep: field 'eval.iou_mode': expected 'bev' or '3d', got '2d'$"),
     ],
 )
 def test_bad_eval_bootstrap_unit_or_precision_is_refused_by_name(

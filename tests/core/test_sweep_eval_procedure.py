@@ -24,11 +24,12 @@ def cache_dir(tmp_path_factory) -> Path:
     [
         (
             {"procedure": "dair"},
-            r"^EvalConfig\.procedure: expected one of opencood, dair_v2x, got 'dair'$",
+            r"^sweep: field 'eval\.procedure': expected one of opencood, dair_v2x, got 'dair'$",
         ),
         (
             {"procedure": "dair_v2x"},
-            r"EvalConfig\.sort: procedure 'dair_v2x' sorts all detections by score globally "
+            r"^sweep: field 'eval\.sort': procedure 'dair_v2x' sorts all detections by score "
+            r"globally "
             r".*expected 'global', got 'per_frame'",
         ),
     ],
