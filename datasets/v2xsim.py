@@ -349,15 +349,16 @@ class V2XSimDataset:
                 raise ValueError("V2XSimDataset: set field 'scenes' or field 'split', not both")
             if not split_scenes or split not in split_scenes:
                 raise ValueError(
-                    f"V2XSimDataset: field 'split' {split!r} is not a key of 'split_scenes' "
-                    f"({sorted(split_scenes or {})})"
+                    f"V2XSimDataset: field 'split' is {split!r}; expected a key of "
+                    f"'split_scenes' ({', '.join(sorted(split_scenes or {})) or 'none given'}), "
+                    "or null for every scene"
                 )
             scenes = list(split_scenes[split])
         tables = {name: _load_table(self.table_dir, name) for name in TABLES_REQUIRED}
         for name in TABLES_OPTIONAL:
             if (self.table_dir / f"{name}.json").exists():
                 tables[name] = _load_table(self.table_dir, name)
-        self._index(tables, scenes)
+        self._index(tables, scenes, split)
         ext_path = self.table_dir / EXTENSION_FILE
         self.extension: dict[str, dict] = {}
         if ext_path.exists():
@@ -367,7 +368,28 @@ class V2XSimDataset:
     def _file(self, name: str) -> str:
         return str(self.table_dir / f"{name}.json")
 
-    def _index(self, tables: dict[str, list[dict]], scenes: Iterable[str | int] | None) -> None:
+    def _no_scene(self, key: str | int, names: list[str | None], split: str | None) -> str:
+        """The message for a scene ``key`` that ``scene.json`` (scenes ``names``) lacks; it names
+        ``split`` (a key of ``split_scenes``) when the split chose the scene, not ``scenes``."""
+        held = f"it holds {len(names)} scene(s): indices 0-{len(names) - 1}, names {names[:5]}"
+        if split is None:
+            return (
+                f"{self._file('scene')}: has no scene {key!r} (field 'scenes'); {held}; "
+                "expected scene names or indices of this file"
+            )
+        return (
+            f"{self._file('scene')}: has no scene {key!r} (chosen by field 'split' = {split!r} "
+            f"from 'split_scenes'); {held}; 'split_scenes' defaults to V2X-Sim 2.0's 100-scene "
+            "split: for other data (e.g. written by v2x.datasets.export) expected split: null "
+            "(every scene), 'scenes', or a 'split_scenes' of its own"
+        )
+
+    def _index(
+        self,
+        tables: dict[str, list[dict]],
+        scenes: Iterable[str | int] | None,
+        split: str | None = None,
+    ) -> None:
         by_token = {name: {row["token"]: row for row in rows} for name, rows in tables.items()}
         self._ego_pose = by_token["ego_pose"]
         self._calib = by_token["calibrated_sensor"]
@@ -439,10 +461,7 @@ class V2XSimDataset:
                 elif key in names:
                     chosen.append(names[key])
                 else:
-                    raise ValueError(
-                        f"{self._file('scene')}: field 'name' has no scene {key!r} "
-                        f"(field 'scenes' takes names or indices below {len(all_scenes)})"
-                    )
+                    raise ValueError(self._no_scene(key, list(names), split))
         self._frames: list[tuple[str, str, int]] = []  # (sample token, scene name, index in scene)
         self._lidar_by_sample = lidar_by_sample
         self._anns_by_sample = anns_by_sample

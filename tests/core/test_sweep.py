@@ -675,7 +675,7 @@ def test_sweep_reads_real_data_layouts_through_the_readers(tmp_path):
         load_frames({**data, "reader": empty})
     # a split alone takes the shipped scene split (conf/dataset/v2xsim.yaml: val is scenes 1,
     # 3, ...; this export has scene 0 only); it was refused as "not a key of 'split_scenes'"
-    with pytest.raises(ValueError, match=r"has no scene 1 "):
+    with pytest.raises(ValueError, match=r"has no scene 1 \(chosen by field 'split' = 'val' "):
         load_frames({**data, "reader": {"split": "val"}})
     mine = {"split": "val", "split_scenes": {"val": [0]}}  # a split of one's own still rules
     assert len(load_frames({**data, "reader": mine})) == 1

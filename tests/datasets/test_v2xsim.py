@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -350,6 +351,30 @@ def test_scene_selection_and_split(tmp_path):
     assert len(V2XSimDataset(tmp_path, split="train", split_scenes={"val": [0], "train": []})) == 0
     with pytest.raises(ValueError, match="scene 'nope'"):
         V2XSimDataset(tmp_path, scenes=["nope"])
+
+
+def test_a_scene_the_data_lacks_names_the_setting_that_chose_it(tmp_path):
+    """A split of V2X-Sim 2.0's 100 scenes on other data (e.g. an export: one scene) said
+    "field 'name' has no scene 1 (field 'scenes' takes names or indices below 1)": it blamed
+    'scenes', which the user never set. The message now names the split, what the file holds
+    and the way out; a misspelled split lists the splits there are."""
+    build_fixture(tmp_path)  # one scene, 'scene_7'
+    scene_json = re.escape(str(tmp_path / "v2.0" / "scene.json"))
+    held = re.escape("it holds 1 scene(s): indices 0-0, names ['scene_7']")
+    with pytest.raises(ValueError, match=(
+        rf"^{scene_json}: has no scene 1 \(chosen by field 'split' = 'val' from 'split_scenes'\); "
+        rf"{held}; .* expected split: null \(every scene\), 'scenes', or a 'split_scenes' of"
+    )):  # fmt: skip
+        V2XSimDataset(tmp_path, split="val", split_scenes={"val": [1, 3], "train": [0]})
+    with pytest.raises(
+        ValueError, match=rf"^{scene_json}: has no scene 2 \(field 'scenes'\); {held}"
+    ):
+        V2XSimDataset(tmp_path, scenes=[2])
+    with pytest.raises(ValueError, match=(
+        r"^V2XSimDataset: field 'split' is 'vall'; expected a key of 'split_scenes' "
+        r"\(train, val\), or null for every scene$"
+    )):  # fmt: skip
+        V2XSimDataset(tmp_path, split="vall", split_scenes={"val": [0], "train": []})
 
 
 def test_track_id_from_token():
