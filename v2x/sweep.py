@@ -159,9 +159,11 @@ def run_sweep(cfg: Any) -> Path:
     forget_results()  # cells computed by an earlier sweep of this process are not reused here
     warm_cell_pool()  # the AP worker processes start; they read the frames first
     warm_scoring_pools()
+    fresh = not (os.path.isdir(cfg.output_dir) and results_files([cfg.output_dir]))
+    if fresh:  # nothing to resume or reuse: the plan is known before any frame is read
+        _log_plan(plan, "", 0, [(g, plan.snr_db) for g in plan.groups], cfg.output_dir)
     stream = FrameStream(plan.data, cfg.quiet, cell_pool())  # read from here on
     store = None
-    fresh = not (os.path.isdir(cfg.output_dir) and results_files([cfg.output_dir]))
     if len(devices) == 1 and fresh:
         # Nothing to resume or reuse: every cell is computed, and the device starts on the
         # first frames while the others are read (the store, named by the frames' hash, opens
@@ -170,7 +172,7 @@ def run_sweep(cfg: Any) -> Path:
         frames, data_id = stream, stream.data_id
     else:
         frames, data_id = stream.frames(), stream.data_id()
-        store, todo = _open_store(plan, data_id)
+        store, todo = _open_store(plan, data_id, announced=fresh)
         if not todo:
             return store.path
     to_compute = sum(len(snrs) for _, snrs in todo)
@@ -187,7 +189,7 @@ def run_sweep(cfg: Any) -> Path:
                 computed = _run_groups(plan, frames, data_id, todo, devices[0], bar, encodes)
             for n, (group, snrs, rows, ledger, elapsed) in enumerate(computed, 1):
                 if store is None:
-                    store, _ = _open_store(plan, stream.data_id())
+                    store, _ = _open_store(plan, stream.data_id(), announced=True)
                 store.add(rows, ledger)
                 saved += len(rows)
                 log.info(
@@ -214,9 +216,12 @@ def run_sweep(cfg: Any) -> Path:
     return store.path
 
 
-def _open_store(plan: SweepPlan, data_id: Mapping) -> tuple[ResultsStore, list]:
+def _open_store(
+    plan: SweepPlan, data_id: Mapping, announced: bool = False
+) -> tuple[ResultsStore, list]:
     """The job's results store, with the cells other results files of ``output_dir`` hold
-    copied in, and the ``(group, SNRs)`` still to compute (logged)."""
+    copied in, and the ``(group, SNRs)`` still to compute: logged as the plan, or, when the
+    plan was ``announced`` before the frames were read, as the results file's path."""
     cfg = plan.config
     ids = {
         id(g): [
@@ -236,20 +241,35 @@ def _open_store(plan: SweepPlan, data_id: Mapping) -> tuple[ResultsStore, list]:
     done = store.done_cells()
     todo = [(g, [s for s, c in zip(plan.snr_db, ids[id(g)]) if c not in done]) for g in plan.groups]
     todo = [(g, snrs) for g, snrs in todo if snrs]
+    if announced:
+        log.info("sweep %s: results -> %s", store.config_hash, store.path)
+    else:
+        _log_plan(plan, f" {store.config_hash}", reused, todo, store.path)
+    return store, todo
+
+
+def _log_plan(
+    plan: SweepPlan,
+    name: str,
+    reused: int,
+    todo: Sequence[tuple[Group, Sequence[float]]],
+    where: str | os.PathLike,
+) -> None:
+    """Log the sweep's plan: its cells and groups, those already done or ``reused``, and the
+    ``todo`` groups' cells to compute into ``where``."""
     to_compute = sum(len(snrs) for _, snrs in todo)
     log.info(
-        "sweep %s: %d cells in %d groups; %d already done, %d reused from other results files; "
+        "sweep%s: %d cells in %d groups; %d already done, %d reused from other results files; "
         "computing %d cells in %d groups -> %s",
-        store.config_hash,
+        name,
         plan.num_cells,
         len(plan.groups),
         plan.num_cells - to_compute - reused,
         reused,
         to_compute,
         len(todo),
-        store.path,
+        where,
     )
-    return store, todo
 
 
 def _run_groups(

@@ -2231,3 +2231,38 @@ def test_groups_that_can_never_deliver_a_map_are_ordered_with_the_ego_only_ones(
     cfg["budget"] = {"bandwidth_hz": 1.0e5}
     ledger = read_results([run_sweep(cfg)], ledger=True).to_pydict()
     assert any(ledger["sent"]) and not any(ledger["delivered"])
+
+
+def test_a_first_sweep_logs_its_plan_before_reading_any_frame(
+    cache_dir, tmp_path, monkeypatch, caplog
+):
+    """Into a new output folder the plan line ("N cells in G groups ... computing ...") came
+    only after the first group had finished (the results file is named by the frames' hash,
+    known once every frame is read): minutes of silence on a first run. It now comes before any
+    frame is read; the file's name follows once it is known. A resumed sweep still logs the
+    plan with its file."""
+    import logging
+
+    import v2x.sweep as sweep
+
+    seen: list[list[str]] = []
+    real_stream = sweep.FrameStream
+
+    def stream(*args, **kwargs):  # the first work: reading (or generating) the frames
+        seen.append([r.getMessage() for r in caplog.records])
+        return real_stream(*args, **kwargs)
+
+    monkeypatch.setattr(sweep, "FrameStream", stream)
+    cfg = tiny_config(cache_dir, tmp_path / "new", codecs=["identity"], fusions=["none", "max"])
+    cells = len(cfg["grid"]["snr_db"]) * 2
+    plan = (f"sweep: {cells} cells in 2 groups; 0 already done, 0 reused from other results "
+            f"files; computing {cells} cells in 2 groups -> {tmp_path / 'new'}")  # fmt: skip
+    with caplog.at_level(logging.INFO, logger="v2x.sweep"):
+        path = run_sweep(cfg)
+    assert plan in seen[0]
+    logged = [r.getMessage() for r in caplog.records]
+    assert f"sweep {path.stem.removeprefix('sweep-')}: results -> {path}" in logged
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="v2x.sweep"):  # nothing left: the plan says so
+        assert run_sweep(cfg) == path
+    assert f"computing 0 cells in 0 groups -> {path}" in caplog.records[-1].getMessage()
