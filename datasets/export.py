@@ -8,7 +8,7 @@ format cannot hold is documented in the writers (``v2x.datasets.v2xsim.write_v2x
 and the nearest RSU) and counts the others in ``agents_not_written``; V2X-Sim keeps every agent,
 with kinds beyond vehicle/RSU and per-agent visibility in its ``v2x_frames.json`` side table.
 
-Command line (synthetic sequences → a dataset folder)::
+Command line (synthetic sequences → a dataset folder; ``--help`` prints ``USAGE``)::
 
     python -m v2x.datasets.export --format dair_v2x --out /tmp/dair --seeds 0 1 --frames 20
 """
@@ -23,6 +23,22 @@ from collections.abc import Callable, Iterable, Sequence
 from v2x.datasets.frame import CoopFrame
 
 EXPORT_FORMATS: tuple[str, ...] = ("v2xsim", "dair_v2x")
+
+#: What ``--help`` says before the options (the module docstring is for Python readers).
+DESCRIPTION = """\
+Generate synthetic sequences (the built-in town, one per seed) and write them in
+a real dataset's layout, then print the writer's summary:
+  v2xsim    V2X-Sim 2.0: nuScenes tables + .pcd.bin, every agent, one scene per seed
+  dair_v2x  DAIR-V2X-C: data_info.json, .pcd, calibrations, labels; the ego vehicle
+            and its nearest RSU per frame
+docs/real_data.md says what each layout holds and how to read it back."""
+#: Examples under the options of ``--help`` (the same command lines as docs/real_data.md).
+USAGE = """examples:
+  python -m v2x.datasets.export --format v2xsim --out /tmp/v2xsim --seeds 0 1 --frames 2
+  python -m v2x.datasets.export --format dair_v2x --out /tmp/dair --frames 2 --pcd-data binary_compressed
+read back (every scene; V2X-Sim's shipped split names the real dataset's 100 scenes):
+  v2x-sweep data.source=v2xsim data.path=/tmp/v2xsim data.num_frames=4 grid.snr_db='[10]'
+  v2x-sweep data.source=dair_v2x data.path=/tmp/dair data.num_frames=2 grid.snr_db='[10]'"""
 
 
 def export_frames(
@@ -46,7 +62,14 @@ def export_frames(
 
 def main(argv: Sequence[str] | None = None) -> dict:
     """Generate synthetic sequences (default town config) and export them; prints the summary."""
-    parser = argparse.ArgumentParser(prog="python -m v2x.datasets.export", description=__doc__)
+    from v2x.datasets.pcd import PCD_DATA_KINDS
+
+    parser = argparse.ArgumentParser(
+        prog="python -m v2x.datasets.export",
+        description=DESCRIPTION,
+        epilog=USAGE,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--format", choices=EXPORT_FORMATS, required=True)
     parser.add_argument("--out", required=True, help="output dataset folder")
     parser.add_argument(
@@ -55,14 +78,20 @@ def main(argv: Sequence[str] | None = None) -> dict:
     parser.add_argument(
         "--frames", type=_whole(1), default=10, help="frames per sequence (10 Hz), >= 1"
     )
-    parser.add_argument("--pcd-data", default="binary", help="DAIR PCD encoding")
+    parser.add_argument(
+        "--pcd-data",
+        choices=PCD_DATA_KINDS,
+        help="PCD encoding of the point clouds, --format dair_v2x only (default binary)",
+    )
     args = parser.parse_args(argv)
+    if args.pcd_data is not None and args.format != "dair_v2x":  # (it was ignored)
+        parser.error(f"argument --pcd-data: applies to --format dair_v2x, not {args.format}")
     from v2x.datasets.synthetic import SyntheticConfig, generate_sequence
 
     frames = itertools.chain.from_iterable(
         generate_sequence(SyntheticConfig(), seed, args.frames) for seed in args.seeds
     )
-    kwargs = {"pcd_data": args.pcd_data} if args.format == "dair_v2x" else {}
+    kwargs = {"pcd_data": args.pcd_data or "binary"} if args.format == "dair_v2x" else {}
     try:
         summary = export_frames(frames, args.out, args.format, **kwargs)
     except (ValueError, OSError) as exc:  # one line naming the value or path, status 2

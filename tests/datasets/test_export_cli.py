@@ -34,3 +34,18 @@ def test_an_output_folder_under_a_file_is_one_line_naming_the_path(tmp_path, cap
     err = capsys.readouterr().err.strip().splitlines()
     assert "Not a directory" in err[-1] and str(blocker) in err[-1]
     assert "Traceback" not in "\n".join(err)
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--format", "dair_v2x", "--pcd-data", "bogus"], "argument --pcd-data: invalid choice"),
+        (["--format", "v2xsim", "--pcd-data", "ascii"],
+         "argument --pcd-data: applies to --format dair_v2x, not v2xsim"),  # (it was ignored)
+    ],
+)
+def test_a_pcd_encoding_is_checked_before_any_frame_is_made(tmp_path, capsys, argv, message):
+    with pytest.raises(SystemExit) as info:
+        main([*argv, "--out", str(tmp_path / "out"), "--frames", "1"])
+    assert info.value.code == 2 and message in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
