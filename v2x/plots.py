@@ -44,6 +44,7 @@ from v2x.figures import save_figure as _save
 from v2x.output_folders import writable_folder
 from v2x.plots_ledger import plot_latency_aoi, plot_snr_map  # noqa: F401 - also reachable here
 from v2x.results import AP_METRICS, read_results
+from v2x.results_table import ratio_text
 from v2x.seed_aggregation import aggregate_seeds
 
 METRICS = AP_METRICS
@@ -130,7 +131,7 @@ def _series_label(row: dict) -> str:
     if row["codec"] != "n/a":
         label += f" + {row['codec']}"
         if row["bandwidth_ratio"] == row["bandwidth_ratio"]:  # not NaN
-            label += f" (ρ={row['bandwidth_ratio']:.3g})"
+            label += f" (ρ={ratio_text(row['bandwidth_ratio'])})"
         if row.get("bits_per_value"):
             label += f" ({row['bits_per_value']} bit/value)"
         if row.get("bits_estimated"):
@@ -289,7 +290,7 @@ def plot_ap_vs_delay(
         if r["codec"] != "n/a":
             base += f" + {r['codec']}"
             if r["bandwidth_ratio"] == r["bandwidth_ratio"]:
-                base += f" (ρ={r['bandwidth_ratio']:.3g})"
+                base += f" (ρ={ratio_text(r['bandwidth_ratio'])})"
         if r["pose_noise_m"] or r["pose_noise_yaw_rad"]:
             base += f" [σ={r['pose_noise_m']:g} m, {r['pose_noise_yaw_rad']:g} rad]"
         label = base + _delay_label(r, with_delay=False)

@@ -168,6 +168,8 @@ def results_table_text(table: pa.Table, columns: Sequence[str] | None = None) ->
         return str(v)
 
     def cell(r: dict, c: str) -> str:
+        if c == "bandwidth_ratio" and isinstance(r[c], float) and r[c] == r[c]:
+            return ratio_text(r[c])
         if _has_interval(r, c):
             lo, hi = r[f"{c}_lo"], r[f"{c}_hi"]
             return f"{fmt(r[c])} [{fmt(lo)}, {fmt(hi)}]"  # the AP's 95 % interval
@@ -189,6 +191,16 @@ def results_table_text(table: pa.Table, columns: Sequence[str] | None = None) ->
             "no resample of the frames had ground truth); a difference there may be noise"
         )
     return "\n".join(out)
+
+
+def ratio_text(ratio: float) -> str:
+    """A bandwidth ratio as ``1/N`` when ``1 / ratio`` is a whole number (``1/64``, ``1/822``:
+    the README's notation; three decimals made 1/822 and 1/1024 both ``0.001``), else with four
+    significant digits (``0.0039``)."""
+    inverse = 1.0 / ratio
+    if abs(inverse - round(inverse)) > 1e-9 * inverse:
+        return f"{ratio:.4g}"
+    return "1" if round(inverse) == 1 else f"1/{round(inverse)}"
 
 
 def table_with_convention(table: pa.Table, columns: Sequence[str] | None = None) -> str:

@@ -503,3 +503,26 @@ def test_the_table_says_how_many_units_its_intervals_resample_and_warns_when_few
     )
     old = results_table_text(rows_to_table([with_interval(0.0, "frame", None)])).splitlines()
     assert old[-1] == "[lo, hi]: 95 % interval, bootstrap over frames"
+
+
+def test_the_table_prints_small_bandwidth_ratios_apart():
+    """``bandwidth_ratio`` was rounded to three decimals: 1/822 and 1/1024 both read 0.001 and
+    1/512 read 0.002. A ratio whose inverse is whole prints as ``1/N`` (the README's ρ), any
+    other with four significant digits; a codec without the knob keeps ``-``."""
+    from fractions import Fraction
+
+    from v2x.results import rows_to_table
+    from v2x.results_table import results_table_text
+
+    ratios = [1 / 822, 1 / 1024, 1 / 512, 1 / 64, 0.0039, 1.0, math.nan]
+    rows = [{**_keyed_row(float(i), setting=f"s{i}"), "bandwidth_ratio": r}
+            for i, r in enumerate(ratios)]  # fmt: skip
+    lines = results_table_text(rows_to_table(rows)).splitlines()
+    header = lines[0].split()
+    column, snr = header.index("bandwidth_ratio"), header.index("snr_db")
+    by_row = {int(float(ln.split()[snr])): ln.split()[column] for ln in lines[2 : 2 + len(ratios)]}
+    printed = [by_row[i] for i in range(len(ratios))]  # (rows print sorted by ratio)
+    assert printed == ["1/822", "1/1024", "1/512", "1/64", "0.0039", "1", "-"]
+    for text, ratio in zip(printed[:4], ratios, strict=False):  # each names its ratio exactly
+        assert float(Fraction(text)) == pytest.approx(ratio, rel=1e-12)
+    assert len(set(printed)) == len(printed)
