@@ -80,3 +80,21 @@ def test_the_eval_and_sweep_apps_print_the_ap_convention_under_their_table(
     assert printed == [expected] and expected["sort"] == "global"
     assert expected["ap"] == "voc-all-point"
     assert lines.index(next(ln for ln in lines if ln.startswith("AP convention"))) < len(lines) - 1
+
+
+def test_v2x_eval_prints_vehicle_ap_the_readmes_headline_metric(cache_dir, tmp_path, capsys):
+    """``v2x-eval`` printed AP pooled over every class only, while the README's fusion tables
+    report vehicle AP@0.5/0.7 (cars and trucks, OpenCOOD's): a newcomer compared two different
+    metrics. Its table now has both vehicle columns, with the results file's values."""
+    from omegaconf import OmegaConf
+
+    from v2x.apps.eval import main
+
+    cfg = tiny_config(cache_dir, tmp_path, snr_db=[10.0], codecs=["identity"], fusions=["late"])
+    main(OmegaConf.create({**cfg, "eval": {"bootstrap": 0}}))  # (one word per cell)
+    lines = capsys.readouterr().out.splitlines()
+    header = lines[0].split()
+    row = read_results([tmp_path]).to_pylist()[0]
+    for name in ("vehicle_ap_50", "vehicle_ap_70"):
+        value = lines[2].split()[header.index(name)]
+        assert value == f"{row[name]:.3f}", (name, value, row[name])
