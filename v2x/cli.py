@@ -190,16 +190,39 @@ def check_override_keys(app: str, config_name: str, argv: list[str]) -> None:
             if part not in node:
                 where = ".".join(parts[:depth])
                 near = difflib.get_close_matches(part, [str(k) for k in node], n=3, cutoff=0.6)
+                open_sections = _sections_taking_new_keys(config)
                 print(
                     f"error: {app}: field '{key}' is not a setting ('{part}' is not a field of "
                     f"{repr(where) if where else 'the config'}"
                     + (f"; did you mean {', '.join(repr(n) for n in near)}?" if near else "")
-                    + "); expected a field of the config; a section that takes new keys "
-                    f"(channel_options, codec_options, data.reader) takes +{key}=… to add one",
+                    + "); expected a field of the config"
+                    + (
+                        f"; a section that takes new keys ({', '.join(open_sections)}) takes "
+                        f"+{key}=… to add one"
+                        if open_sections
+                        else ""
+                    ),
                     file=sys.stderr,
                 )
                 raise SystemExit(2)
             node = node[part]
+
+
+#: The sections of the apps' configs whose keys are the user's (kwargs of a named part): a key
+#: they lack is added with ``+key=…``.
+SECTIONS_TAKING_NEW_KEYS = ("channel_options", "codec_options", "data.reader")
+
+
+def _sections_taking_new_keys(config: dict) -> list[str]:
+    """Those of ``SECTIONS_TAKING_NEW_KEYS`` that ``config`` has (v2x-plot's has none)."""
+    found = []
+    for section in SECTIONS_TAKING_NEW_KEYS:
+        node: Any = config
+        for part in section.split("."):
+            node = node.get(part) if isinstance(node, dict) else None
+        if isinstance(node, dict):
+            found.append(section)
+    return found
 
 
 def checks_override_keys(app: str, config_name: str) -> Callable[[F], F]:

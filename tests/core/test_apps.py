@@ -425,3 +425,29 @@ def test_the_sweeps_eval_section_takes_dairs_3d_range_filter():
     assert list(plan.eval_config.eval_range) == [-10, -49.68, -3, 79.12, 49.68, 1]
     with pytest.raises(ValueError, match="'any_corner' tests the 8 box corners in 3D"):
         plan_sweep(_compose("eval", ["eval.range_mode=any_corner"]))
+
+
+@pytest.mark.parametrize(
+    ("app", "arg", "hint"),
+    [
+        ("plot", "reslts=[x]", None),  # plot has no such section: no +key hint
+        ("generate", "splits.tset=3", None),
+        ("train", "train.stepz=3", "(data.reader) takes +train.stepz=… to add one"),
+        ("sweep", "tabel=false",
+         "(channel_options, codec_options, data.reader) takes +tabel=… to add one"),
+    ],
+)  # fmt: skip
+def test_the_plus_key_hint_names_only_sections_the_apps_config_has(app, arg, hint, capsys):
+    """``v2x-plot reslts=…`` was told that "(channel_options, codec_options, data.reader)" take
+    ``+reslts=…``: sections v2x-plot's config does not have. The hint names those the app's
+    config has, and is left out where it has none."""
+    from v2x.cli import check_override_keys
+
+    with pytest.raises(SystemExit):
+        check_override_keys(app, app, [arg])
+    err = capsys.readouterr().err
+    assert "did you mean" in err
+    if hint is None:
+        assert "+" not in err and "channel_options" not in err, err
+    else:
+        assert err.rstrip().endswith(hint), err
