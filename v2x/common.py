@@ -106,12 +106,12 @@ class Registry(Generic[T]):
     def names(self) -> list[str]:
         return sorted(self._factories)
 
-    def get(self, name: str) -> Callable[..., T]:
+    def get(self, name: str, field: str = "") -> Callable[..., T]:  # field: "<where>: " or ""
         try:
             return self._factories[name]
         except KeyError:
             raise ValueError(
-                f"unknown {self.kind} {name!r}; valid choices: {', '.join(self.names())}"
+                f"{field}unknown {self.kind} {name!r}; valid choices: {', '.join(self.names())}"
             ) from None
 
     def build(self, name: str, **kwargs: Any) -> T:

@@ -254,18 +254,18 @@ def plan_sweep(cfg: Any) -> SweepPlan:
         raise ValueError(f"sweep: field 'grid.harq_max_rounds' lists a value twice: {rounds_axis}")
     fusion_specs = [_codec_spec(v, cfg.fusion_options or {}, "fusions") for v in as_list("fusions")]
     for name, kwargs in fusion_specs:
-        FUSIONS.get(name)
+        FUSIONS.get(name, "sweep: field 'grid.fusions': ")
         try:
             FUSIONS.build(name, **kwargs)
         except TypeError as exc:
             raise ValueError(f"sweep: fusion {name!r} rejects its options: {exc}") from exc
     channels = [str(v) for v in as_list("channels")]
     for name in channels:
-        CHANNELS.get(name)
+        CHANNELS.get(name, "sweep: field 'grid.channels': ")
     _load_codecs()
     codecs = [_codec_spec(v, cfg.codec_options or {}) for v in as_list("codecs")]
     for name, _ in codecs:
-        CODECS.get(name)
+        CODECS.get(name, "sweep: field 'grid.codecs': ")
     poses = []
     for p in as_list("pose_noise"):
         pair = _numbers("grid.pose_noise", p if isinstance(p, list | tuple) else [p, 0.0])

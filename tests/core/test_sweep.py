@@ -112,9 +112,18 @@ def _assert_same_results_and_ledger(path: Path, ref_path: Path) -> None:
 @pytest.mark.parametrize(
     ("override", "message"),
     [
-        ({"codecs": ["nonsense"]}, "unknown codec 'nonsense'; valid choices: .*identity"),
-        ({"channels": ["ether"]}, "unknown channel 'ether'; valid choices: .*awgn"),
-        ({"fusions": ["telepathy"]}, "unknown fusion 'telepathy'; valid choices: .*max"),
+        (
+            {"codecs": ["nonsense"]},
+            "^sweep: field 'grid.codecs': unknown codec 'nonsense'; valid choices: .*identity",
+        ),
+        (
+            {"channels": ["ether"]},
+            "^sweep: field 'grid.channels': unknown channel 'ether'; valid choices: .*awgn",
+        ),
+        (
+            {"fusions": ["telepathy"]},
+            "^sweep: field 'grid.fusions': unknown fusion 'telepathy'; valid choices: .*max",
+        ),
         ({"snr_db": []}, "grid.snr_db' is empty"),
         ({"bandwidth_ratios": [1.5]}, r"bandwidth_ratios' holds 1.5; each must be in \(0, 1\]"),
         ({"bandwidth_ratios": [0.0]}, r"bandwidth_ratios' holds 0.0"),
