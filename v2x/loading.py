@@ -171,6 +171,11 @@ def open_reader(data: Mapping) -> Any:
         raise ValueError(
             f"sweep: field 'data.path' must name the dataset root when data.source={data['source']}"
         )
+    if not os.path.isdir(data["path"]):  # (the reader named a file under it, as if it existed)
+        raise ValueError(
+            f"sweep: field 'data.path' is {str(data['path'])!r}, which is not a folder; expected "
+            f"the {data['source']} dataset root (docs/real_data.md)"
+        )
     if data["source"] == "v2xsim":
         from v2x.datasets.v2xsim import V2XSimDataset as Reader
     else:

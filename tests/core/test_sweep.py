@@ -2275,3 +2275,20 @@ def test_a_first_sweep_logs_its_plan_before_reading_any_frame(
     with caplog.at_level(logging.INFO, logger="v2x.sweep"):  # nothing left: the plan says so
         assert run_sweep(cfg) == path
     assert f"computing 0 cells in 0 groups -> {path}" in caplog.records[-1].getMessage()
+
+
+@pytest.mark.parametrize("source", ["v2xsim", "dair_v2x"])
+def test_a_real_data_root_that_is_not_a_folder_names_data_path(tmp_path, source):
+    """``data.path=/nonexistent`` read "/nonexistent/v2.0: folder not found (field 'version' =
+    'v2.0')" (DAIR: ".../cooperative/data_info.json: file not found"): it blamed a field the
+    user never set. A root that is not a folder is now refused naming data.path."""
+    from v2x.sweep import load_frames
+
+    a_file = tmp_path / "a_file"
+    a_file.write_text("x")
+    for root in (tmp_path / "nonexistent", a_file):
+        with pytest.raises(ValueError, match=(
+            rf"^sweep: field 'data.path' is '{root}', which is not a folder; expected the "
+            rf"{source} dataset root"
+        )):  # fmt: skip
+            load_frames({"source": source, "path": str(root), "num_frames": 1, "reader": {}})
