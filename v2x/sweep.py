@@ -67,6 +67,7 @@ from v2x.output_folders import writable_folder
 from v2x.results import ResultsStore, cell_id, results_files, stable_hash
 from v2x.results_table import (  # noqa: F401 - the table API, also reachable from here
     _per_class_columns,
+    ratio_text,
     results_table_text,
     vocabulary,
     vocabulary_text,
@@ -193,13 +194,10 @@ def run_sweep(cfg: Any) -> Path:
                 store.add(rows, ledger)
                 saved += len(rows)
                 log.info(
-                    "group %d/%d %s/%s/%s ratio=%g: %d frame-conditions in %.1f s (%.1f/s)",
+                    "group %d/%d %s: %d frame-conditions in %.1f s (%.1f/s)",
                     n,
                     len(todo),
-                    group.fusion,
-                    group.codec,
-                    group.channel,
-                    group.bandwidth_ratio,
+                    _group_label(group),
                     len(frames) * len(snrs),
                     elapsed,
                     len(frames) * len(snrs) / max(elapsed, 1e-9),
@@ -214,6 +212,14 @@ def run_sweep(cfg: Any) -> Path:
         raise SweepOutOfMemory(out_of_memory_message(plan, devices, note, err)) from err
     log.info("sweep done in %.1f s (%d encoder passes)", time.perf_counter() - t0, sum(encodes))
     return store.path
+
+
+def _group_label(group: Group) -> str:
+    """``fusion/codec/channel``, with ``ratio=1/N`` for a codec with the ratio knob (no
+    ``ratio=nan`` for the others)."""
+    ratio = group.bandwidth_ratio
+    label = f"{group.fusion}/{group.codec}/{group.channel}"
+    return label + (f" ratio={ratio_text(ratio)}" if ratio == ratio else "")
 
 
 def _open_store(
@@ -298,9 +304,7 @@ def _run_groups(
             silent = silent_groups(plan.budget, cache.feature_map_shape)
             for wave in _waves(device_order(todo, silent), cache, batches, len(frames)):
                 if hasattr(bar, "set_postfix_str"):
-                    bar.set_postfix_str(
-                        " + ".join(f"{g.fusion}/{g.codec}/{g.channel}" for g, _ in wave)
-                    )
+                    bar.set_postfix_str(" + ".join(_group_label(g) for g, _ in wave))
                 if len(wave) == 1:
                     group, snrs = wave[0]
                     started = time.perf_counter()

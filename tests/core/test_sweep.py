@@ -2292,3 +2292,21 @@ def test_a_real_data_root_that_is_not_a_folder_names_data_path(tmp_path, source)
             rf"{source} dataset root"
         )):  # fmt: skip
             load_frames({"source": source, "path": str(root), "num_frames": 1, "reader": {}})
+
+
+def test_a_groups_log_label_gives_its_ratio_only_where_the_codec_has_one(tmp_path):
+    """The per-group log line read "max/digital/awgn ratio=nan" for every codec without the
+    bandwidth-ratio knob, and "ratio=0.015625" for 1/64. The label now gives the ratio as the
+    table does (1/64) and leaves it out where there is none."""
+    from v2x.sweep import _group_label
+
+    cfg = tiny_config(tmp_path, tmp_path, codecs=["identity", "deepjscc"], fusions=["none", "max"],
+                      bandwidth_ratios=[1 / 64, 0.0039])  # fmt: skip
+    cfg["codec_options"] = {"deepjscc": {"checkpoint": "untrained"}}
+    labels = sorted(_group_label(g) for g in plan_sweep(cfg).groups)
+    assert labels == [
+        "max/deepjscc/awgn ratio=0.0039",
+        "max/deepjscc/awgn ratio=1/64",
+        "max/identity/awgn",
+        "none/n/a/n/a",
+    ]
