@@ -13,6 +13,7 @@ and report on different (test) frames.
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -30,6 +31,8 @@ from v2x.perception.detector import CoopDetector
 from v2x.perception.fusion import FUSIONS, build_fusion
 from v2x.pipeline import CooperativePipeline
 from v2x.semcom.base import Codec
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -204,6 +207,11 @@ def calibrate_snr_gate(
     device = next(detector.parameters()).device
     grid = sorted(float(s) for s in snr_db)
     ratios = [float(r) for r in codec.gate_ratios]
+    log.info(  # (minutes on a CPU, and nothing else is said meanwhile)
+        "SNR gate: measuring AP on %d frames at %d SNRs for %d ratios x %d channel(s) with %s "
+        "fusion, and ego-only",
+        len(frames), len(grid), len(ratios), len(channels), fusion,
+    )  # fmt: skip
     ego_pipe = CooperativePipeline(detector, build_fusion("none"), codec, build_channel("awgn"))
     ego = ap_per_snr(ego_pipe.to(device), frames, grid[:1], iou_thresholds, batch_size, device)
     ego_ap = {t: v[0] for t, v in ego.items()}

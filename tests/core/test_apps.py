@@ -451,3 +451,41 @@ def test_the_plus_key_hint_names_only_sections_the_apps_config_has(app, arg, hin
         assert "+" not in err and "channel_options" not in err, err
     else:
         assert err.rstrip().endswith(hint), err
+
+
+
+def test_train_codec_says_what_its_gate_calibration_measures_before_measuring(
+    tmp_path, monkeypatch, caplog
+):
+    """After its last training step v2x-train-codec calibrated the SNR gate for minutes on a
+    CPU (AP at every SNR for every ratio and channel) without a word: it seemed hung. One line
+    now says what is measured, with the config's counts, before the first measurement."""
+    import v2x.codec_calibration as calibration
+    from v2x.apps.train_codec import run_codec_training
+    from v2x.semcom import build_codec
+
+    seen: list[list[str]] = []
+
+    def measured(pipe, frames, snr_db, iou_thresholds, batch_size, device):  # no AP to compute
+        seen.append([r.getMessage() for r in caplog.records])
+        return {float(t): [0.5] * len(snr_db) for t in iou_thresholds}
+
+    monkeypatch.setattr(calibration, "ap_per_snr", measured)
+    tiny = [
+        "checkpoint=untrained",
+        "model.grid.x_range_m=[-12.8,12.8]", "model.grid.y_range_m=[-12.8,12.8]",
+        "model.pillar_channels=8", "model.backbone_channels=[8,16]", "model.backbone_layers=1",
+        "model.feature_channels=8", "codec.hidden=8", "device=cpu", f"out={tmp_path / 'c.pt'}",
+        "data.num_sequences=1", "data.frames_per_sequence=2",
+        "val_data.num_sequences=1", "val_data.frames_per_sequence=2",
+        "codec_train.steps=1", "codec_train.batch_size=2", "codec_train.amp=false",
+        "codec_train.quiet=true", f"codec_train.log_path={tmp_path / 'log.csv'}",
+        "calibrate.snr_db=[0,5,20]", "calibrate.channels=[awgn,rayleigh]",
+    ]  # fmt: skip
+    with caplog.at_level(logging.INFO, logger="v2x.codec_calibration"):
+        run_codec_training(_compose("train_codec", tiny))
+    ratios = len(build_codec("deepjscc", in_channels=8, hidden=8).gate_ratios)
+    assert (
+        f"SNR gate: measuring AP on 2 frames at 3 SNRs for {ratios} ratios x 2 channel(s) with "
+        "max fusion, and ego-only"
+    ) in seen[0]
