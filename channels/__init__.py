@@ -111,7 +111,10 @@ def simulate_link(
         seed: seeds the symbols and the channel's draws.
 
     Returns:
-        ``link_summary``'s fields plus ``qpsk_ber`` (measured) and ``num_bits``.
+        ``link_summary``'s fields plus ``qpsk_ber`` (measured), ``num_bits`` and
+        ``channel_gains``: how many times the channel's gain changed along the symbols, plus one
+        (0 for AWGN, which has none; 1 for block fading with one gain per transmission, whose
+        ``qpsk_ber`` is then that one draw's, not the average over fading).
     """
     import math
 
@@ -131,4 +134,6 @@ def simulate_link(
     x_hat, _ = equalize(y, state, "mmse")
     decided = torch.stack([(x_hat.real < 0), (x_hat.imag < 0)], dim=-1).long()
     errors = int((decided != bits).sum())
-    return {**summary, "qpsk_ber": errors / bits.numel(), "num_bits": int(bits.numel())}
+    gains = 0 if state.h is None else 1 + int((state.h[:, 1:] != state.h[:, :-1]).sum())
+    return {**summary, "qpsk_ber": errors / bits.numel(), "num_bits": int(bits.numel()),
+            "channel_gains": gains}  # fmt: skip

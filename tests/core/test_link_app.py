@@ -57,6 +57,21 @@ def test_v2x_link_app_runs_the_documented_command(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert "channel rayleigh, link v2v_urban" in proc.stdout
     assert "snr_db" in proc.stdout and "qpsk_ber" in proc.stdout and "latency_s" in proc.stdout
+    # one block fade for the whole transmission: its BER is one draw's, and the app says so
+    assert "note: one fading gain for all 2000 symbols" in proc.stdout
+
+
+@pytest.mark.parametrize(
+    ("overrides", "gains"),
+    [(["channel=awgn"], 0), (["channel=rayleigh"], 1), (["channel=rician"], 1),
+     (["channel=rayleigh", "channel.block_len=1"], 20_000),
+     (["channel=rayleigh", "channel.block_len=300"], 67)],  # ceil(20,000 / 300)
+)  # fmt: skip
+def test_the_link_reports_how_many_channel_gains_its_ber_averages_over(overrides, gains):
+    """A QPSK BER of 0 over 200,000 bits of one Rayleigh block fade read as a BER; the count of
+    distinct gains says what it averages over."""
+    ch, link, _ = _compose(*overrides, "link=free_space")
+    assert simulate_link(ch, link, num_symbols=20_000, seed=1)["channel_gains"] == gains
 
 
 @pytest.mark.parametrize(

@@ -27,6 +27,12 @@ def main(cfg: DictConfig) -> None:
     print(f"channel {cfg.channel.name}, link {cfg.link.name}")
     for key, value in out.items():
         print(f"  {key:<14s} {value:.6g}" if isinstance(value, float) else f"  {key:<14s} {value}")
+    if out["channel_gains"] == 1:
+        print(
+            f"note: one fading gain for all {cfg.num_symbols} symbols, so qpsk_ber is that one "
+            "draw's, not the average over fading; channel.block_len=1 averages over a gain per "
+            "symbol"
+        )
 
 
 if __name__ == "__main__":
