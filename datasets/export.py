@@ -19,6 +19,7 @@ import argparse
 import itertools
 import os
 from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
 
 from v2x.datasets.frame import CoopFrame
 
@@ -47,8 +48,11 @@ def export_frames(
     """Write ``frames`` under ``root`` in format ``fmt`` (one of ``EXPORT_FORMATS``).
 
     ``writer_kwargs`` go to the format's writer (e.g. ``sensor_to_ego`` for V2X-Sim,
-    ``lidar_to_novatel`` / ``pcd_data`` for DAIR-V2X-C).
+    ``lidar_to_novatel`` / ``pcd_data`` for DAIR-V2X-C). ``root`` must be new or an empty
+    folder (``ValueError`` otherwise): written over another export, the new tables would sit
+    beside the old one's point clouds and labels, which no table names any more.
     """
+    _check_empty_folder(Path(root))
     if fmt == "v2xsim":
         from v2x.datasets.v2xsim import write_v2xsim
 
@@ -58,6 +62,22 @@ def export_frames(
 
         return write_dair_v2x_c(frames, root, **writer_kwargs)
     raise ValueError(f"export_frames: field 'fmt' must be one of {EXPORT_FORMATS}, got {fmt!r}")
+
+
+def _check_empty_folder(root: Path) -> None:
+    """``ValueError`` naming ``root`` when it is a file or a folder with anything in it."""
+    if not root.exists():
+        return
+    if not root.is_dir():
+        raise ValueError(f"export: --out {root} is a file; expected a new or empty folder")
+    entries = sorted(p.name for p in root.iterdir())
+    if entries:
+        shown = ", ".join(entries[:3]) + (", ..." if len(entries) > 3 else "")
+        raise ValueError(
+            f"export: --out {root} is not empty ({len(entries)} entries: {shown}); expected a "
+            "new or empty folder (written over another export, the new tables would sit beside "
+            "the old point clouds and labels)"
+        )
 
 
 def main(argv: Sequence[str] | None = None) -> dict:

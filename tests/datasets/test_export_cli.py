@@ -89,3 +89,28 @@ def test_a_pcd_encoding_is_checked_before_any_frame_is_made(tmp_path, capsys, ar
         main([*argv, "--out", str(tmp_path / "out"), "--frames", "1"])
     assert info.value.code == 2 and message in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+def test_an_export_over_another_is_refused_before_any_frame(tmp_path, capsys, monkeypatch):
+    """Exporting 3 frames and then 1 into one folder replaced the tables and left the first
+    export's point clouds beside them; the second export is refused naming the folder."""
+    out = tmp_path / "v2xsim"
+    main(["--format", "v2xsim", "--out", str(out), "--frames", "1"])
+    before = sorted(p.relative_to(out) for p in out.rglob("*"))
+    import v2x.datasets.synthetic as synthetic
+
+    def no_frames(*args, **kwargs):  # the refusal comes before any frame is generated
+        raise AssertionError("a frame was generated")
+
+    monkeypatch.setattr(synthetic, "generate_sequence", no_frames)
+    a_file = next(p for p in out.rglob("*") if p.is_file())
+    for target in (out, a_file):
+        with pytest.raises(SystemExit) as info:
+            main(["--format", "v2xsim", "--out", str(target), "--frames", "1"])
+        assert info.value.code == 2
+        err = capsys.readouterr().err.strip().splitlines()[-1]
+        assert str(target) in err and "expected a new or empty folder" in err
+    assert sorted(p.relative_to(out) for p in out.rglob("*")) == before
+    monkeypatch.undo()
+    (tmp_path / "empty").mkdir()  # an empty folder is fine
+    main(["--format", "v2xsim", "--out", str(tmp_path / "empty"), "--frames", "1"])
