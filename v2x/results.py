@@ -5,12 +5,12 @@ A **cell** is one condition of the grid evaluated over the job's whole frame set
 numbers (the sweep's ``setting_key``: the code that produced them, ``code_hash``; the detector's
 and codec's checkpoint hashes; the frames' content hash; every config field that reaches the
 pipeline; and the seed). Equal ids mean equal numbers, so cells are reused across jobs and files
-(``v2x.sweep``) and merged without duplicates (``read_results``). A job writes ``<dir>/sweep-<hash>.parquet``
-(the results, one row per cell) and ``<dir>/sweep-<hash>.ledger.parquet`` (the ledger rows of
-those cells, ``v2x.ledger.LEDGER_SCHEMA``), where ``<hash>`` is the job's config hash. Each
-write goes to a temporary file in the same folder and is moved into place with ``os.replace``,
-the ledger first: a killed job leaves either the old or the new file, never half of one, and a
-ledger row whose cell is not in the results is ignored (and rewritten) on resume.
+(``v2x.sweep``) and merged without duplicates (``read_results``). A job writes
+``<dir>/sweep-<hash>.parquet`` (the results, a row per cell) and
+``<dir>/sweep-<hash>.ledger.parquet`` (those cells' ledger rows, ``LEDGER_SCHEMA``), ``<hash>``
+the job's config hash, each through a temporary file moved into place (``os.replace``), the
+ledger first: a killed job leaves the old or the new file, never half of one, and a ledger row
+whose cell is not in the results is ignored (and rewritten) on resume.
 
 Results columns (``RESULTS_SCHEMA``, each described in docs/sweeps.md, "Results schema"): the
 condition (``CONDITION_COLUMNS``), the frame set, the APs (``AP_METRICS``) with their bootstrap
@@ -34,8 +34,6 @@ import pyarrow.parquet as pq
 from v2x import __version__
 from v2x.common import atomic_path
 from v2x.ledger import LEDGER_SCHEMA, LEDGER_SUMS
-
-# the hashing API, also reachable from here
 from v2x.provenance import CODE_PACKAGES, code_hash, source_tree_hash, stable_hash  # noqa: F401
 
 log = logging.getLogger(__name__)
@@ -384,7 +382,10 @@ def results_files(paths: Iterable[str | os.PathLike]) -> list[Path]:
         elif p.exists():
             files.append(p)
         else:
-            raise FileNotFoundError(f"results: {p} does not exist")
+            raise FileNotFoundError(
+                f"results: {p} does not exist; expected a results file (sweep-*.parquet) or a "
+                "folder holding them (a sweep's output_dir)"
+            )
     return files
 
 

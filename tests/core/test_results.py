@@ -526,3 +526,12 @@ def test_the_table_prints_small_bandwidth_ratios_apart():
     for text, ratio in zip(printed[:4], ratios, strict=False):  # each names its ratio exactly
         assert float(Fraction(text)) == pytest.approx(ratio, rel=1e-12)
     assert len(set(printed)) == len(printed)
+
+
+def test_a_results_path_that_does_not_exist_says_what_is_expected(tmp_path):
+    from v2x.results import results_files
+
+    missing = tmp_path / "nowhere"
+    with pytest.raises(FileNotFoundError, match=rf"results: {missing} does not exist; expected a "
+                       r"results file \(sweep-\*\.parquet\) or a folder holding them"):  # fmt: skip
+        results_files([missing])
