@@ -225,15 +225,32 @@ def _sections_taking_new_keys(config: dict) -> list[str]:
     return found
 
 
+def app_description(config_name: str) -> str:
+    """What an app does and example command lines: the comment block that opens its config
+    (``v2x/conf/<config_name>.yaml``), without the ``# ``; ``--help`` prints it first."""
+    from importlib.resources import files
+
+    text = (files("v2x.conf") / f"{config_name}.yaml").read_text(encoding="utf-8")
+    lines = []
+    for line in text.splitlines():
+        if not line.startswith("#"):
+            break
+        lines.append(line[2:] if line.startswith("# ") else line[1:])
+    return "\n".join(lines)
+
+
 def checks_override_keys(app: str, config_name: str) -> Callable[[F], F]:
     """Decorator for an app's ``@hydra.main`` entry point: ``check_override_keys`` on the
     command line before Hydra composes it (when called without arguments, as the console
-    script is)."""
+    script is); with ``--help``, the app's description (``app_description``) before Hydra's
+    help (its config groups and composed config)."""
 
     def wrap(fn: F) -> F:
         @functools.wraps(fn)
         def entry(*args: Any, **kwargs: Any) -> Any:
             if not args and not kwargs:
+                if {"--help", "-h"} & set(sys.argv[1:]):
+                    print(app_description(config_name) + "\n")
                 check_override_keys(app, config_name, sys.argv[1:])
             return fn(*args, **kwargs)
 

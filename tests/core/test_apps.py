@@ -489,3 +489,29 @@ def test_train_codec_says_what_its_gate_calibration_measures_before_measuring(
         f"SNR gate: measuring AP on 2 frames at 3 SNRs for {ratios} ratios x 2 channel(s) with "
         "max fusion, and ego-only"
     ) in seen[0]
+
+
+@pytest.mark.parametrize(
+    ("module", "config", "example"),
+    [("sweep", "sweep", "v2x-sweep grid.snr_db="), ("eval", "eval", "v2x-eval checkpoint="),
+     ("train", "train", "torchrun --nproc_per_node=2"), ("train_codec", "train_codec", "init=shipped"),
+     ("generate", "generate", "v2x-generate out_dir="), ("plot", "plot", "v2x-plot results="),
+     ("link", "single_link", "v2x-link channel=rayleigh")],
+)  # fmt: skip
+def test_each_apps_help_says_what_it_does_with_examples_before_hydras_help(module, config, example):
+    """``--help`` was Hydra's alone ("sweep is powered by Hydra." and the config): it now opens
+    with the app's description and example command lines (its config's opening comment)."""
+    import subprocess
+    import sys
+
+    from v2x.cli import app_description
+
+    proc = subprocess.run([sys.executable, "-m", f"v2x.apps.{module}", "--help"],
+                          capture_output=True, text=True, timeout=300, check=False)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    description = app_description(config)
+    name = "v2x-link" if module == "link" else f"v2x-{module.replace('_', '-')}"
+    assert description.startswith(f"{name}: ") and example in description
+    assert "#" not in description.splitlines()[0]
+    assert proc.stdout.startswith(description + "\n") and "== Config ==" in proc.stdout
+    assert ("channel: awgn" in proc.stdout) == (module != "plot")  # plot composes no group
