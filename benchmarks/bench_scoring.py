@@ -139,13 +139,7 @@ def replay(args: argparse.Namespace) -> None:
             profiler.disable()
         t2 = time.perf_counter()
         t_match, t_ap = t_match + t1 - t0, t_ap + t2 - t1
-        for res in results:
-            for group in sorted(res["ap"]):
-                for thr, value in sorted(res["ap"][group].items()):
-                    digest.update(f"{group}@{thr}={float(value).hex()};".encode())
-            for group in sorted(res.get("ci", {})):
-                for thr, (lo, hi) in sorted(res["ci"][group].items()):
-                    digest.update(f"ci {group}@{thr}={lo.hex()},{hi.hex()};".encode())
+        _update_digest(digest, results)
     total = t_match + t_ap
     print(
         f"{len(groups)} settings, {frame_conditions} frame-conditions: matching {t_match:.2f} s, "
@@ -199,6 +193,12 @@ def _variant(name: str) -> Iterator[None]:
 def _results_digest(results: Sequence[dict]) -> str:
     """SHA-256 of every AP and interval of ``results`` (float64 bits)."""
     digest = hashlib.sha256()
+    _update_digest(digest, results)
+    return digest.hexdigest()
+
+
+def _update_digest(digest: Any, results: Sequence[dict]) -> None:
+    """Feed every AP and interval of ``results`` (float64 bits, sorted keys) to ``digest``."""
     for res in results:
         for group in sorted(res["ap"]):
             for thr, value in sorted(res["ap"][group].items()):
@@ -206,7 +206,6 @@ def _results_digest(results: Sequence[dict]) -> str:
         for group in sorted(res.get("ci", {})):
             for thr, (lo, hi) in sorted(res["ci"][group].items()):
                 digest.update(f"ci {group}@{thr}={lo.hex()},{hi.hex()};".encode())
-    return digest.hexdigest()
 
 
 def rows_ab(cells: Sequence[tuple[Any, tuple]], repeats: int) -> None:

@@ -1,7 +1,7 @@
 """The bootstrap's percentiles from bounds and a few exact APs (``ap_quantiles``) against
 ``np.quantile`` of every resample's AP by the published algorithm, bit for bit.
 
-The oracle is written here from OpenCOOD's ``calculate_ap`` / ``voc_ap`` with Python lists and
+The oracle (``_voc_loop``, shared with ``test_ap_resample_blocks``) is written from OpenCOOD's ``calculate_ap`` / ``voc_ap`` with Python lists and
 scalars (no code of ``v2x``): concatenate the drawn frames' TP flags, cumulative TP / FP
 counts, recall ``tp / G``, precision ``tp / (tp + fp)``, ``mrec = [0, recall, 1]``,
 ``mpre = [0, precision, 0]`` made non-increasing from the right, and the terms
@@ -16,34 +16,11 @@ import math
 import numpy as np
 import pytest
 
+from tests.perception.test_ap_resample_blocks import _voc_loop
 from v2x.perception import ap_quantiles
 from v2x.perception.ap_quantiles import resampled_ap_quantiles
 from v2x.perception.ap_resample import _flat_rows, flat_rows, resampled_aps
 from v2x.perception.average_precision import APAccumulator
-
-
-def _voc_loop(tp, lengths, frame_gt, draws):
-    """AP of each resample with GT, by the published algorithm, one resample at a time."""
-    offsets = np.cumsum(lengths) - lengths
-    out = []
-    for row in draws:
-        num_gt = sum(int(frame_gt[i]) for i in row)
-        if num_gt == 0:
-            continue
-        flags = [int(tp[o]) for i in row for o in range(offsets[i], offsets[i] + lengths[i])]
-        rec, prec, ctp, cfp = [], [], 0, 0
-        for f in flags:
-            ctp, cfp = ctp + (f > 0), cfp + (f <= 0)
-            rec.append(ctp / float(num_gt))
-            prec.append(ctp / max(ctp + cfp, 1))
-        mrec = [0.0, *rec, 1.0]
-        mpre = [0.0, *prec, 0.0]
-        for i in range(len(mpre) - 2, -1, -1):
-            mpre[i] = max(mpre[i], mpre[i + 1])
-        terms = [(mrec[i] - mrec[i - 1]) * mpre[i] for i in range(1, len(mrec))
-                 if mrec[i] != mrec[i - 1]]  # fmt: skip
-        out.append(float(np.sum(np.asarray(terms, dtype=np.float64))))
-    return np.asarray(out, dtype=np.float64)
 
 
 def _records(rng: np.random.Generator, frames: int):
