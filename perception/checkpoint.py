@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-from v2x.common import atomic_torch_save, code_hash, takes_tensors
+from v2x.common import atomic_torch_save, check_fields, code_hash, takes_tensors
 from v2x.perception.bev import BEVGrid
 from v2x.perception.detector import CoopDetector, DetectorConfig, load_detector_weights
 
@@ -55,8 +55,13 @@ def detector_config_to_dict(config: DetectorConfig) -> dict:
 
 
 def detector_config_from_dict(data: dict) -> DetectorConfig:
+    """A ``DetectorConfig`` from the ``model`` section; a key that is not a field (e.g.
+    OpenCOOD's ``max_points_per_voxel``, which dynamic pillars have no use for) is refused
+    naming it and the valid ones (it was a ``TypeError`` traceback)."""
     data = dict(data)
     grid = data.pop("grid", {})
+    check_fields(DetectorConfig, data, "model")
+    check_fields(BEVGrid, grid, "model: field 'grid'")
     grid = BEVGrid(**{k: tuple(v) if isinstance(v, list) else v for k, v in grid.items()})
     data["backbone_channels"] = tuple(data.get("backbone_channels", (64, 128)))
     for key in ("layer_nums", "layer_filters", "upsample_filters"):

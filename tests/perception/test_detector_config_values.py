@@ -57,3 +57,19 @@ def test_a_bad_grid_names_the_field(kwargs, message):
     with pytest.raises(ValueError) as info:
         BEVGrid(**kwargs)
     assert message in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("section", "where", "key"),
+    [
+        ({"grid": {"max_points_per_pillar": 32}}, "model: field 'grid'", "max_points_per_pillar"),
+        ({"voxel_size": [0.4, 0.4, 4]}, "model", "voxel_size"),
+    ],
+)
+def test_an_unknown_model_key_is_refused_naming_it(section, where, key):
+    # (OpenCOOD's keys: a TypeError traceback from the dataclass before)
+    with pytest.raises(ValueError) as info:
+        detector_config_from_dict(section)
+    message = str(info.value)
+    assert message.startswith(f"{where}: unknown field(s) ['{key}']; valid: ")
+    assert "'resolution_m'" in message if "grid" in section else "'grid'" in message
