@@ -74,6 +74,35 @@ def test_train_app_refuses_a_bad_val_section_before_loading_frames(
         app.run_training(cfg)
 
 
+@pytest.mark.parametrize(
+    "data", [["data.source=v2xsim", "data.path=/nowhere"], ["dataset=dair_v2x"],
+             ["data.source=store", "data.path=/nowhere"]],
+)  # fmt: skip
+def test_train_app_refuses_validation_it_would_skip_on_other_data(tmp_path, monkeypatch, data):
+    # validation runs on synthetic towns only: on real data or a store val_every was ignored
+    # (no val.csv, no best.pt, no word)
+    import v2x.apps.train as app
+
+    def no_frames(*args, **kwargs):
+        raise AssertionError("frames loaded before train.val_every was checked")
+
+    monkeypatch.setattr(app, "load_training_frames", no_frames)
+    cfg = _compose("train", ["train.val_every=5", f"train.out_dir={tmp_path}", *data])
+    with pytest.raises(ValueError, match=r"field 'train.val_every' is 5, but validation runs on "
+                                         r"synthetic towns only"):  # fmt: skip
+        app.run_training(cfg)
+
+
+def test_train_app_accepts_real_data_without_validation(tmp_path, monkeypatch):
+    import v2x.apps.train as app
+
+    monkeypatch.setattr(app, "load_training_frames", lambda *a, **k: ["a frame"])
+    monkeypatch.setattr(app, "train_detector", lambda *a, **k: "ran")
+    cfg = _compose("train", ["data.source=v2xsim", "data.path=/nowhere",
+                             f"train.out_dir={tmp_path}"])  # fmt: skip
+    assert app.run_training(cfg) == "ran"
+
+
 # ------------------------------------------------------------------ v2x-train-codec
 @pytest.mark.parametrize(
     "kw, field, shown",

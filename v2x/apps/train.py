@@ -64,12 +64,20 @@ def validation_frames(cfg: DictConfig) -> list[CoopFrame]:
 
 def check_validation(cfg: DictConfig) -> None:
     """The ``val`` section, refused before the frames load and training starts (not at the
-    first validation, after ``train.val_every`` steps), naming the field and the value."""
+    first validation, after ``train.val_every`` steps), naming the field and the value;
+    ``train.val_every > 0`` with data other than the synthetic world is refused too."""
     from v2x.evaluation import HEADLINE_METRICS
     from v2x.perception.fusion import FUSIONS
 
-    if int(cfg.train.val_every) <= 0 or cfg.data.source != "synthetic":
+    if int(cfg.train.val_every) <= 0:
         return  # (make_validator validates nothing then)
+    if cfg.data.source != "synthetic":  # (it was ignored: no val.csv, no best.pt, no word)
+        raise ValueError(
+            f"train config: field 'train.val_every' is {cfg.train.val_every}, but validation "
+            f"runs on synthetic towns only and data.source is {cfg.data.source!r}; set "
+            "train.val_every=0 and score the saved checkpoints (train.checkpoint_every) on your "
+            "validation split with v2x-eval checkpoint=<file>"
+        )
     val = to_plain(cfg.val)
     for name, least in (("num_sequences", 1), ("seed", 0), ("batch_size", 1), ("bootstrap", 0)):
         check_whole(f"train config: field 'val.{name}'", val.get(name), least)
