@@ -310,6 +310,25 @@ def read_pcd_bin(path: str | os.PathLike, floats_per_point: int = POINT_FLOATS) 
 # ------------------------------------------------------------------------------------- reader
 
 
+def _skipped_channels(skip_channels: Iterable[int], ego_channel: int) -> frozenset[int]:
+    """``skip_channels`` as a set of agent ids ``k``; ``ValueError`` naming the field for a
+    value that is not a whole number >= 0 or for the ego's own channel."""
+    skipped = []
+    for k in skip_channels:
+        if isinstance(k, bool) or not isinstance(k, int) or k < 0:
+            raise ValueError(
+                f"V2XSimDataset: field 'skip_channels' must list agent ids k >= 0 of "
+                f"LIDAR_TOP_id_k, got {k!r}"
+            )
+        skipped.append(k)
+    if ego_channel in skipped:
+        raise ValueError(
+            f"V2XSimDataset: field 'skip_channels' {sorted(skipped)} holds the ego's channel "
+            f"(field 'ego_channel' = {ego_channel}); expected other agent ids"
+        )
+    return frozenset(skipped)
+
+
 class V2XSimDataset:
     """V2X-Sim 2.0 as a sequence of ``CoopFrame`` (one per ``sample``), in scene order.
 
@@ -324,6 +343,8 @@ class V2XSimDataset:
             lowest-numbered vehicle is the ego. Our writer's ``v2x_frames.json`` overrides this.
         rsu_channels: agent ids that are RSUs (V2X-Sim: only ``0``).
         rigid_tol: largest accepted deviation of a quaternion's norm from 1.
+        skip_channels: agent ids ``k`` left out of every frame (``[0]``: no RSU, the agents
+            HEAL/CoAlign's V2X-Sim 2.0 loader reads, ``lidar_path_1`` … ``lidar_path_<agent_num>``).
     """
 
     def __init__(
@@ -336,6 +357,7 @@ class V2XSimDataset:
         ego_channel: int = 1,
         rsu_channels: Iterable[int] = (0,),
         rigid_tol: float = 1e-3,
+        skip_channels: Iterable[int] = (),
     ) -> None:
         self.root = Path(root)
         self.table_dir = self.root / version
@@ -343,6 +365,7 @@ class V2XSimDataset:
             raise ValueError(f"{self.table_dir}: folder not found (field 'version' = {version!r})")
         self.ego_channel = int(ego_channel)
         self.rsu_channels = {int(k) for k in rsu_channels}
+        self.skip_channels = _skipped_channels(skip_channels, self.ego_channel)
         self.rigid_tol = float(rigid_tol)
         if split is not None:
             if scenes is not None:
@@ -428,6 +451,8 @@ class V2XSimDataset:
                     f"{where}: field 'sample_token' {sample_token!r} is not in sample.json"
                 )
             k = int(match.group(1))
+            if k in self.skip_channels:
+                continue
             if k in lidar_by_sample[sample_token]:
                 raise ValueError(
                     f"{where}: sample {sample_token!r} already has key-frame {channel} record "

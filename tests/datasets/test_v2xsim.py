@@ -344,6 +344,21 @@ def test_hand_written_fixture_poses_points_boxes(tmp_path):
     assert abs(_wrap(ds[1].boxes[0, 6] - math.pi)) < 1e-12
 
 
+def test_skip_channels_leaves_the_rsu_out(tmp_path):
+    # HEAL/CoAlign's V2X-Sim 2.0 loader reads lidar_path_1 ... lidar_path_<agent_num>: no RSU
+    build_fixture(tmp_path)
+    full = V2XSimDataset(tmp_path)[0]
+    frame = V2XSimDataset(tmp_path, skip_channels=[0])[0]
+    assert [a.agent_id for a in frame.agents] == ["veh_1"] and frame.ego.agent_id == "veh_1"
+    np.testing.assert_array_equal(frame.ego.points, full.ego.points)
+    np.testing.assert_array_equal(frame.ego.pose, full.ego.pose)
+    np.testing.assert_array_equal(frame.boxes, full.boxes)  # the ground truth is the scene's
+    with pytest.raises(ValueError, match=r"field 'skip_channels' \[1\] holds the ego's channel"):
+        V2XSimDataset(tmp_path, skip_channels=[1])
+    with pytest.raises(ValueError, match="field 'skip_channels' must list agent ids"):
+        V2XSimDataset(tmp_path, skip_channels=["0"])
+
+
 def test_scene_selection_and_split(tmp_path):
     build_fixture(tmp_path)
     assert len(V2XSimDataset(tmp_path, scenes=["scene_7"])) == 2
