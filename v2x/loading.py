@@ -189,6 +189,13 @@ def open_reader(data: Mapping) -> Any:
         )
     if data["source"] == "v2xsim" and reader.get("split") and not reader.get("split_scenes"):
         reader["split_scenes"] = v2xsim_split_scenes()  # the shipped split, as dataset=v2xsim
+    if reader.get("split") is None and reader.get("scenes") is None:  # (data.split reads as one)
+        log.warning(
+            "data: the %s dataset at %s is read whole, train, val and test alike (data.split "
+            "applies to synthetic and store data only); choose a part with "
+            "'+data.reader.split=train|val|test' (dataset=%s: dataset.split=...)",
+            data["source"], data["path"], data["source"],
+        )  # fmt: skip
     return Reader(str(data["path"]), **reader)
 
 

@@ -2310,3 +2310,28 @@ def test_a_groups_log_label_gives_its_ratio_only_where_the_codec_has_one(tmp_pat
         "max/identity/awgn",
         "none/n/a/n/a",
     ]
+
+
+def test_real_data_read_whole_is_said(tmp_path, caplog):
+    """``data.split`` (train in v2x-train, test in v2x-sweep) does not choose real-data scenes:
+    without ``data.reader.split`` (or ``scenes``) every scene was read, the val and test scenes
+    trained on, without a word."""
+    import logging
+
+    from v2x.datasets.export import export_frames
+    from v2x.datasets.synthetic import SyntheticConfig, generate_frame
+    from v2x.sweep import load_frames
+
+    root = tmp_path / "v2xsim"
+    export_frames([generate_frame(SyntheticConfig(), seed=3)], root, "v2xsim")
+    data = {"source": "v2xsim", "path": str(root), "num_frames": 1, "split": "train"}
+    with caplog.at_level(logging.WARNING, logger="v2x.loading"):
+        load_frames({**data, "reader": {}})
+    said = [r.getMessage() for r in caplog.records if r.name == "v2x.loading"]
+    assert len(said) == 1 and "read whole, train, val and test alike" in said[0]
+    assert "+data.reader.split=train|val|test" in said[0]
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="v2x.loading"):
+        load_frames({**data, "reader": {"scenes": [0]}})
+        load_frames({**data, "reader": {"split": "val", "split_scenes": {"val": [0]}}})
+    assert not [r for r in caplog.records if r.name == "v2x.loading"]
