@@ -98,3 +98,29 @@ def test_v2x_eval_prints_vehicle_ap_the_readmes_headline_metric(cache_dir, tmp_p
     for name in ("vehicle_ap_50", "vehicle_ap_70"):
         value = lines[2].split()[header.index(name)]
         assert value == f"{row[name]:.3f}", (name, value, row[name])
+
+
+def test_the_3d_eval_range_sees_heights_above_ground_not_lidar_relative():
+    """docs/real_data.md: a 3D ``eval_range``'s z is the height above ``ground_z_m`` in the
+    ego's levelled frame (DAIR-V2X's z bounds are LiDAR-relative: shift them by the LiDAR's
+    height). Hand-made frame: ego LiDAR 1.8 m up, yawed 90°; a car 10 m ahead of it."""
+    import numpy as np
+
+    from v2x.datasets.frame import AgentObservation, CoopFrame, collate_frames
+    from v2x.evaluation import ego_ground_truth
+    from v2x.perception.average_precision import range_mask
+    from v2x.perception.bev import BEVGrid
+
+    pose = np.eye(4)
+    pose[:2, :2] = [[0.0, -1.0], [1.0, 0.0]]
+    pose[:3, 3] = [5.0, 7.0, 1.8]
+    ego = AgentObservation("veh_0", "vehicle", pose, np.zeros((0, 4), np.float32))
+    car = np.array([[5.0, 17.0, 0.8, 4.5, 2.0, 1.6, np.pi / 2]])  # world: centre 0.8 m up
+    frame = CoopFrame("f", [ego], car, np.array([0]), np.array([1]))
+    gt = ego_ground_truth(collate_frames([frame]), BEVGrid())
+    np.testing.assert_allclose(gt.boxes[0, 0].numpy(), [10.0, 0.0, 0.8, 4.5, 2.0, 1.6, 0.0],
+                               atol=1e-9)  # fmt: skip
+    boxes = gt.boxes[0, :1]
+    # every corner 0..1.6 m above ground: inside z 0..2 m, outside the LiDAR-relative -3..-1
+    assert range_mask(boxes, (0.0, -5.0, 0.0, 20.0, 5.0, 2.0), "corners").tolist() == [True]
+    assert range_mask(boxes, (0.0, -5.0, -3.0, 20.0, 5.0, -1.0), "any_corner").tolist() == [False]
