@@ -210,8 +210,22 @@ def table_with_convention(table: pa.Table, columns: Sequence[str] | None = None)
     so that no AP is shown without the convention it was computed under."""
     found = set(table.column("eval_convention").to_pylist()) - {None, ""}
     return "\n".join(
-        [results_table_text(table, columns), *(f"AP convention: {c}" for c in sorted(found))]
+        [
+            results_table_text(table, columns),
+            *(f"AP convention: {c}" for c in sorted(found)),
+            AP_COLUMNS_NOTE,
+        ]
     )
+
+
+#: What the AP columns pool (``v2x.sweep_rows``: ``overall`` and ``group/vehicle``), printed under
+#: every table: OpenCOOD's AP@0.3/0.5/0.7 is one vehicle class, ``ap_30``/``ap_50``/``ap_70`` are not.
+AP_COLUMNS_NOTE = (
+    "AP columns: ap_30/ap_50/ap_70 pool every class (car, truck, pedestrian, cyclist) in one "
+    "ranking (labels matched only with eval.class_aware); ap_70_invisible: of those, the boxes "
+    "the ego sees no point of; vehicle_ap_50/vehicle_ap_70: cars and trucks only (OpenCOOD's "
+    "vehicle AP)"
+)
 
 
 #: Fewer resampled units than this get the footnote's warning: a percentile bootstrap over a few

@@ -82,6 +82,24 @@ def test_the_eval_and_sweep_apps_print_the_ap_convention_under_their_table(
     assert lines.index(next(ln for ln in lines if ln.startswith("AP convention"))) < len(lines) - 1
 
 
+def test_the_tables_say_what_the_ap_columns_pool(cache_dir, tmp_path, capsys, caplog):
+    """OpenCOOD's AP@0.3/0.5/0.7 is one vehicle class; ap_30/ap_50/ap_70 pool all four classes
+    (v2x.sweep_rows: the ``overall`` AP), which the printed table did not say."""
+    from omegaconf import OmegaConf
+
+    from v2x.apps.eval import main
+
+    cfg = tiny_config(cache_dir, tmp_path, snr_db=[10.0], codecs=["identity"], fusions=["none"])
+    cfg.update(eval={"bootstrap": 0}, plots=False, table=True)
+    caplog.set_level(logging.getLogger("v2x").level, logger="v2x")
+    main(OmegaConf.create(cfg))
+    lines = capsys.readouterr().out.splitlines()
+    note = next(i for i, ln in enumerate(lines) if ln.startswith("AP columns: "))
+    assert lines[note - 1].startswith("AP convention: ")
+    assert "ap_30/ap_50/ap_70 pool every class (car, truck, pedestrian, cyclist)" in lines[note]
+    assert "vehicle_ap_50/vehicle_ap_70: cars and trucks only" in lines[note]
+
+
 def test_v2x_eval_prints_vehicle_ap_the_readmes_headline_metric(cache_dir, tmp_path, capsys):
     """``v2x-eval`` printed AP pooled over every class only, while the README's fusion tables
     report vehicle AP@0.5/0.7 (cars and trucks, OpenCOOD's): a newcomer compared two different
