@@ -159,22 +159,24 @@ class FrameStream(Sequence[CoopFrame]):
         return data_identity(self._data, self._frames, self._digest.hexdigest())
 
 
-def open_reader(data: Mapping) -> Any:
+def open_reader(data: Mapping, app: str = "sweep", section: str = "data") -> Any:
     """The real-data reader of a ``data`` section (``source`` ``v2xsim`` or ``dair_v2x``) on
-    the dataset root ``path`` with ``reader`` as its keyword arguments."""
+    the dataset root ``path`` with ``reader`` as its keyword arguments; messages name ``app`` and
+    the config ``section``."""
     if data["source"] not in ("v2xsim", "dair_v2x"):
         raise ValueError(
-            f"sweep: field 'data.source' is {data['source']!r}; a real-data reader needs "
+            f"{app}: field '{section}.source' is {data['source']!r}; a real-data reader needs "
             "v2xsim or dair_v2x"
         )
     if not data.get("path"):
         raise ValueError(
-            f"sweep: field 'data.path' must name the dataset root when data.source={data['source']}"
+            f"{app}: field '{section}.path' must name the dataset root when "
+            f"{section}.source={data['source']}"
         )
     if not os.path.isdir(data["path"]):  # (the reader named a file under it, as if it existed)
         raise ValueError(
-            f"sweep: field 'data.path' is {str(data['path'])!r}, which is not a folder; expected "
-            f"the {data['source']} dataset root (docs/real_data.md)"
+            f"{app}: field '{section}.path' is {str(data['path'])!r}, which is not a folder; "
+            f"expected the {data['source']} dataset root (docs/real_data.md)"
         )
     if data["source"] == "v2xsim":
         from v2x.datasets.v2xsim import V2XSimDataset as Reader
@@ -184,17 +186,17 @@ def open_reader(data: Mapping) -> Any:
     valid = set(inspect.signature(Reader.__init__).parameters) - {"self", "root"}
     if set(reader) - valid:  # (a misspelled option was a TypeError traceback)
         raise ValueError(
-            f"sweep: field 'data.reader' has unknown field(s) {sorted(set(reader) - valid)} for "
-            f"{data['source']}; valid: {sorted(valid)}"
+            f"{app}: field '{section}.reader' has unknown field(s) "
+            f"{sorted(set(reader) - valid)} for {data['source']}; valid: {sorted(valid)}"
         )
     if data["source"] == "v2xsim" and reader.get("split") and not reader.get("split_scenes"):
         reader["split_scenes"] = v2xsim_split_scenes()  # the shipped split, as dataset=v2xsim
     if reader.get("split") is None and reader.get("scenes") is None:  # (data.split reads as one)
         log.warning(
-            "data: the %s dataset at %s is read whole, train, val and test alike (data.split "
+            "%s: the %s dataset at %s is read whole, train, val and test alike (%s.split "
             "applies to synthetic and store data only); choose a part with "
-            "'+data.reader.split=train|val|test' (dataset=%s: dataset.split=...)",
-            data["source"], data["path"], data["source"],
+            "'+%s.reader.split=train|val|test' (dataset=%s: dataset.split=...)",
+            section, data["source"], data["path"], section, section, data["source"],
         )  # fmt: skip
     return Reader(str(data["path"]), **reader)
 
@@ -216,7 +218,7 @@ def _reader_settings(data: Mapping) -> str:
     return ", ".join(f"{k}={data.get(k)!r}" for k in keys)
 
 
-def _frames_wanted(data: Mapping, available: int) -> int:
+def _frames_wanted(data: Mapping, available: int, app: str = "sweep", section: str = "data") -> int:
     """``data.num_frames`` (``None``: all), checked against the frames the dataset has (never
     silently fewer)."""
     where = f"{data['path']}" + (f" (split {data['split']})" if data["source"] == "store" else "")
@@ -230,8 +232,8 @@ def _frames_wanted(data: Mapping, available: int) -> int:
     wanted = int(data["num_frames"])
     if wanted > available:
         raise ValueError(
-            f"sweep: field 'data.num_frames' is {wanted}, but the {data['source']} dataset at "
-            f"{where} has {available} frame(s); set data.num_frames <= {available}"
+            f"{app}: field '{section}.num_frames' is {wanted}, but the {data['source']} dataset "
+            f"at {where} has {available} frame(s); set {section}.num_frames <= {available}"
         )
     return wanted
 
@@ -468,8 +470,9 @@ def load_training_frames(
         for s in range(rank, data["num_sequences"], world):
             frames.extend(generate_sequence(cfg, data["seed"] + s, data["frames_per_sequence"]))
         return frames
-    if source in ("v2xsim", "dair_v2x"):
-        return load_frames({**data, "num_frames": data.get("num_frames")})  # None: all
+    if source in ("v2xsim", "dair_v2x"):  # (messages name this app: "sweep" misled)
+        dataset = open_reader(data, app, section)
+        return [dataset[i] for i in range(_frames_wanted(data, len(dataset), app, section))]
     if source == "store":
         from v2x.datasets.store import load_split
 

@@ -69,6 +69,26 @@ def test_train_app_reads_real_layouts(tmp_path):
     assert len(frames) == 1 and frames[0].num_agents >= 2
 
 
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ({"path": "/nowhere"}, r"^train: field 'data\.path' is '/nowhere', which is not a folder"),
+        ({"num_frames": 5}, r"^train: field 'data\.num_frames' is 5, but .* has 1 frame"),
+        ({"reader": {"scene": [0]}}, r"^train: field 'data\.reader' has unknown field\(s\)"),
+    ],
+)
+def test_train_app_real_data_errors_name_the_app(tmp_path, data, message):
+    # they said "sweep: field 'data.path' ..." under v2x-train
+    from v2x.apps.train import load_training_frames
+    from v2x.datasets.export import export_frames
+    from v2x.datasets.synthetic import SyntheticConfig, generate_frame
+
+    export_frames([generate_frame(SyntheticConfig(), seed=4)], tmp_path, "v2xsim")
+    base = {"source": "v2xsim", "path": str(tmp_path), "reader": {}, "num_frames": None}
+    with pytest.raises(ValueError, match=message):
+        load_training_frames({**base, **data})
+
+
 def test_train_app_takes_the_dataset_group_as_docs_real_data_says(tmp_path):
     """``v2x-train dataset=v2xsim dataset.root=… dataset.split=…`` (docs/real_data.md) reads
     the real layout; ``dataset=dair_v2x`` likewise; no group leaves ``data`` as it is."""
