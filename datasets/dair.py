@@ -68,6 +68,7 @@ Track ids: DAIR-V2X-C labels have none; boxes get ``-1`` unless a label carries 
 from __future__ import annotations
 
 import json
+import logging
 import os
 from collections.abc import Iterable
 from pathlib import Path
@@ -96,6 +97,14 @@ COOP_LABEL_FRAMES: tuple[str, ...] = ("world", "vehicle_lidar")
 
 VEH = "vehicle-side"
 INF = "infrastructure-side"
+
+log = logging.getLogger(__name__)
+
+#: A vehicle LiDAR farther than this from world z = 0 (m) is said once per dataset: the
+#: detector measures point heights above ``model.grid.ground_z_m`` (default 0) and keeps only
+#: ``model.grid.z_range_m`` (default −1…5 m), so with a world frame whose ground lies metres
+#: above or below 0 every point would fall outside the pillars' heights without a word.
+FAR_FROM_WORLD_ZERO_M = 5.0
 
 
 # ------------------------------------------------------------------------------------ helpers
@@ -310,6 +319,7 @@ class DAIRV2XCDataset:
         self.intensity_scale = float(intensity_scale)
         self.timestamp_unit_s = float(timestamp_unit_s)
         self.rigid_tol = float(rigid_tol)
+        self._height_said = False
         self._info_path = self.root / "cooperative" / "data_info.json"
         pairs = _load_json(self._info_path)
         if not isinstance(pairs, list):
@@ -470,6 +480,7 @@ class DAIRV2XCDataset:
         infra, dropped_inf, offset = self._observation(
             INF, inf, self.root / pair["infrastructure_pointcloud_path"], pair, where_pair
         )
+        self._say_height(vehicle.pose, where_pair)
         agents, dropped_points = [vehicle, infra], dropped_veh + dropped_inf
         veh_pose, inf_pose = vehicle.pose, infra.pose
         boxes, classes, tracks, meta = self._labels(pair, where_pair, veh, inf, veh_pose, inf_pose)
@@ -489,6 +500,22 @@ class DAIRV2XCDataset:
             }
         )
         return CoopFrame(f"dair/{veh}", agents, boxes, classes, tracks, None, 0, meta)
+
+    def _say_height(self, vehicle_pose: np.ndarray, where_pair: str) -> None:
+        """One warning per dataset when the vehicle LiDAR's world z is far from 0
+        (``FAR_FROM_WORLD_ZERO_M``): the ground's world z must then be ``model.grid.ground_z_m``."""
+        z = float(vehicle_pose[2, 3])
+        if self._height_said or abs(z) <= FAR_FROM_WORLD_ZERO_M:
+            return
+        self._height_said = True
+        log.warning(
+            "%s: the vehicle LiDAR is at world z = %.2f m; the detector measures point heights "
+            "above model.grid.ground_z_m and keeps model.grid.z_range_m (defaults 0 and -1..5 m), "
+            "so set model.grid.ground_z_m to the ground's world z here (the LiDAR's z less its "
+            "height above the road) or every point falls outside the pillars' heights (ignore "
+            "this if it is set so)",
+            where_pair, z,
+        )  # fmt: skip
 
     def _observation(
         self, side: str, frame: str, path: Path, pair: dict, where_pair: str

@@ -506,3 +506,29 @@ def test_hydra_config_builds_the_reader(tmp_path):
     kwargs["root"] = str(tmp_path)
     frame = DAIRV2XCDataset(**kwargs)[0]
     np.testing.assert_allclose(frame.agents[0].points[:, 3], [0.2, 1.0], atol=1e-7)  # 0-255 → 0-1
+
+
+def test_a_vehicle_lidar_far_from_world_zero_is_said_once(tmp_path, caplog):
+    """The fixture's vehicle LiDAR is at world z 11.5 m (novatel z 10 + lidar z 1.5): with the
+    default ground_z_m = 0 every point would be 9-13 m 'high' and outside the default pillars'
+    heights (-1..5 m), dropped without a word. One warning per dataset says so; a LiDAR near
+    world z = 0 says nothing."""
+    import json
+    import logging
+
+    build_fixture(tmp_path)
+    dataset = DAIRV2XCDataset(tmp_path)
+    with caplog.at_level(logging.WARNING, logger="v2x.datasets.dair"):
+        dataset[0]
+        dataset[0]
+    said = [r.getMessage() for r in caplog.records if r.name == "v2x.datasets.dair"]
+    assert len(said) == 1 and "the vehicle LiDAR is at world z = 11.50 m" in said[0]
+    assert "model.grid.ground_z_m" in said[0]
+    calib = tmp_path / "vehicle-side/calib/novatel_to_world/015344.json"
+    data = json.loads(calib.read_text())
+    data["translation"] = [[100.0], [200.0], [0.3]]  # LiDAR at z 1.8
+    calib.write_text(json.dumps(data))
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="v2x.datasets.dair"):
+        DAIRV2XCDataset(tmp_path)[0]
+    assert not [r for r in caplog.records if r.name == "v2x.datasets.dair"]
