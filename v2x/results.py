@@ -62,6 +62,7 @@ AP_METRICS: tuple[str, ...] = (
     "ap_50",
     "ap_70",
     "ap_70_invisible",
+    "vehicle_ap_30",
     "vehicle_ap_50",
     "vehicle_ap_70",
 )
@@ -87,8 +88,7 @@ ADDED_COLUMNS: dict[str, object] = {
     "harq_max_rounds": 0,
     "retransmission_rounds": float("nan"),  # ledger files from before the column: unknown
     "feedback_s": 0.0,  # ledger files from before the column: feedback was instantaneous
-    "vehicle_ap_50": float("nan"),  # files from before the vehicle group was scored
-    "vehicle_ap_70": float("nan"),
+    **{m: float("nan") for m in ("vehicle_ap_30", "vehicle_ap_50", "vehicle_ap_70")},  # (unscored)
     "bits_per_value": 0,
     "bits_estimated": False,
     **{f"{m}_{end}": float("nan") for m in AP_METRICS for end in ("lo", "hi")},
@@ -111,13 +111,8 @@ RESULTS_SCHEMA = pa.schema(
         ("dataset", pa.string()),
         ("split", pa.string()),
         ("num_frames", pa.int32()),
-        ("ap_30", pa.float64()),
-        ("ap_50", pa.float64()),
-        ("ap_70", pa.float64()),
-        ("ap_70_invisible", pa.float64()),
-        ("vehicle_ap_50", pa.float64()),
-        ("vehicle_ap_70", pa.float64()),
     ]
+    + [(m, pa.float64()) for m in AP_METRICS]
     + [(f"{m}_{end}", pa.float64()) for m in AP_METRICS for end in ("lo", "hi")]
     + [
         ("bootstrap_unit", pa.string()),

@@ -95,6 +95,7 @@ def group_rows(
             "ap_50": ("overall", 0.5),
             "ap_70": ("overall", 0.7),
             "ap_70_invisible": ("subset/ego_invisible", 0.7),
+            "vehicle_ap_30": ("group/vehicle", 0.3),
             "vehicle_ap_50": ("group/vehicle", 0.5),
             "vehicle_ap_70": ("group/vehicle", 0.7),
         }
@@ -118,8 +119,11 @@ def group_rows(
                 "ap_50": float(ap["overall"].get(0.5, math.nan)),
                 "ap_70": float(ap["overall"].get(0.7, math.nan)),
                 "ap_70_invisible": float(sub.get(0.7, math.nan)) if sub else math.nan,
-                "vehicle_ap_50": float(ap.get("group/vehicle", {}).get(0.5, math.nan)),
-                "vehicle_ap_70": float(ap.get("group/vehicle", {}).get(0.7, math.nan)),
+                **{
+                    name: float(ap.get("group/vehicle", {}).get(thr, math.nan))
+                    for name, (group, thr) in metrics.items()
+                    if group == "group/vehicle"
+                },
                 **intervals,
                 "bootstrap_unit": result["bootstrap"]["unit"] if "bootstrap" in result else "",
                 "bootstrap_units": int(result.get("bootstrap", {}).get("units", 0)),
@@ -155,7 +159,7 @@ def group_rows(
 RESULT_GROUPS: dict[str, tuple[float, ...] | None] = {
     "overall": None,
     "subset/ego_invisible": (0.7,),
-    "group/vehicle": (0.5, 0.7),
+    "group/vehicle": (0.3, 0.5, 0.7),
 }
 
 

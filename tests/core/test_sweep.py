@@ -1266,7 +1266,12 @@ def test_every_ap_has_a_bootstrap_interval_over_frames(reference, tmp_path, monk
             if r["num_gt"] and not math.isnan(lo):
                 assert 0.0 <= lo <= hi <= 1.0
                 finite += 1
+        for metric in ("vehicle_ap_30", "vehicle_ap_50", "vehicle_ap_70"):  # OpenCOOD's three
+            lo, hi = r[f"{metric}_lo"], r[f"{metric}_hi"]
+            assert math.isnan(r[metric]) or (math.isnan(lo) or lo <= hi), (metric, r)
+            assert not (math.isnan(r[metric]) and not math.isnan(lo)), (metric, r)
     assert finite >= len(rows)  # the default config resamples (eval.bootstrap)
+    assert any(not math.isnan(r["vehicle_ap_30_lo"]) for r in rows)
     # 2 frames per town: the default unit (auto) resamples whole towns, and says so
     assert {r["bootstrap_unit"] for r in rows} == {"sequence"}
     assert {r["bootstrap_units"] for r in rows} == {2}  # 4 frames, 2 per town

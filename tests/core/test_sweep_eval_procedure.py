@@ -113,9 +113,10 @@ def test_v2x_eval_prints_vehicle_ap_the_readmes_headline_metric(cache_dir, tmp_p
     lines = capsys.readouterr().out.splitlines()
     header = lines[0].split()
     row = read_results([tmp_path]).to_pylist()[0]
-    for name in ("vehicle_ap_50", "vehicle_ap_70"):
+    for name in ("vehicle_ap_30", "vehicle_ap_50", "vehicle_ap_70"):  # OpenCOOD's three
         value = lines[2].split()[header.index(name)]
         assert value == f"{row[name]:.3f}", (name, value, row[name])
+    assert row["vehicle_ap_30"] >= row["vehicle_ap_50"] >= row["vehicle_ap_70"]
 
 
 def test_the_3d_eval_range_sees_heights_above_ground_not_lidar_relative():

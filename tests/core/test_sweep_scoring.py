@@ -149,9 +149,10 @@ def test_intervals_split_over_the_ap_workers_are_those_of_one_computation(monkey
     accs = _here(_batches(6))
     whole = sweep_rows.compute_ap(accs[0], 200, 5, "auto")
     # every split, down to one (group, threshold) interval per part
-    for parts in (2, 3, 6, 50):
+    intervals = 7  # overall at 0.3/0.5/0.7, ego-invisible at 0.7, vehicle at 0.3/0.5/0.7
+    for parts in (2, 3, 6, intervals, 50):
         split = sweep_rows.interval_parts(accs[0], parts)
-        assert len(split) == min(parts, 6)
+        assert len(split) == min(parts, intervals)
         joined = sweep_rows.joined_parts(
             [sweep_rows.compute_ap(accs[0], 200, 5, "auto", g) for g in split]
         )

@@ -9,7 +9,7 @@ from v2x.cli import checks_override_keys, user_errors
 
 EVAL_COLUMNS = (
     "fusion", "codec", "ap_30", "ap_50", "ap_70", "ap_70_invisible",
-    "vehicle_ap_50", "vehicle_ap_70",  # the field's headline metric (README's tables)
+    "vehicle_ap_30", "vehicle_ap_50", "vehicle_ap_70",  # OpenCOOD's AP@0.3/0.5/0.7 (vehicles)
     "mean_source_bits_per_frame", "mean_channel_uses_per_frame",
 )  # fmt: skip
 
