@@ -22,7 +22,7 @@ from v2x.channels.budget import LinkReport, link_report
 from v2x.channels.erasure import ErasureChannel, Packetizer
 from v2x.channels.fading import FadingChannel
 from v2x.channels.geometry import link_conditions, segments_blocked
-from v2x.channels.link import LINKS, LinkModel, LinkState, build_link
+from v2x.channels.link import CONDITION_NAMES, LINKS, LinkModel, LinkState, build_link
 from v2x.channels.ofdm import OFDMChannel
 from v2x.channels.pathloss import fspl_db
 from v2x.channels.radio import DEFAULT_RADIO, RadioParams
@@ -78,7 +78,11 @@ def link_summary(cfg: Any, payload_bits: float = 1e6, **report_kw: Any) -> dict[
     """SNR, rate, time on air, latency and AoI of the link a config describes (first link).
 
     ``cfg`` is a link config (``name`` + model fields, e.g. Hydra's ``cfg.link`` after
-    ``link=v2v_urban link.distance_m=150``). Returns plain floats for logging.
+    ``link=v2v_urban link.distance_m=150``). Returns plain values for logging: ``snr_db`` is the
+    average Es/N0 per complex symbol, ``los`` whether the link is in line of sight and
+    ``condition`` which path-loss branch it took (``LOS``, ``NLOS`` building, or ``NLOSv``
+    vehicle blockage of TR 37.885, which is what a V2V model's "not LOS" means unless the scene
+    says a building blocks).
     """
     model = build_link(cfg)
     state = model()
@@ -87,6 +91,7 @@ def link_summary(cfg: Any, payload_bits: float = 1e6, **report_kw: Any) -> dict[
         "snr_db": float(state.snr_db[0]),
         "path_loss_db": float(state.path_loss_db[0]),
         "los": bool(state.los[0]),
+        "condition": CONDITION_NAMES[int(state.extra["condition"][0])],
         "distance_m": float(state.distance_m[0]),
         "capacity_bps": float(rep.capacity_bps[0]),
         "rate_bps": float(rep.rate_bps[0]),

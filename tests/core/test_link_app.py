@@ -83,3 +83,18 @@ def test_a_bad_link_setting_is_refused_naming_the_field_and_value(field, value):
     ch, link, _ = _compose("channel=awgn", "link=free_space")
     with pytest.raises(ValueError, match=rf"^link: field '{field}' must be .*got {value!r}"):
         simulate_link(ch, link, **{field: value})
+
+
+def test_the_link_prints_its_condition():
+    """``los False`` of a TR 37.885 model is vehicle blockage (NLOSv), not the building NLOS
+    formula: the summary names the branch. Oracle: TR 37.885 Table 6.2.1-1 urban LOS
+    ``38.77 + 16.7 log d + 18.2 log fc`` plus the NLOSv blockage median μ_a = 5 dB (case 3: an
+    antenna not below the 1.6 m blocker; ``15 log 100 − 41 < 0``)."""
+    _, link, _ = _compose("link=v2v_urban", "link.los_mode=nlos", "link.shadowing=false")
+    out = link_summary(link)
+    assert (out["los"], out["condition"]) == (False, "NLOSv")
+    expected = 38.77 + 16.7 * math.log10(100.0) + 18.2 * math.log10(5.9) + 5.0
+    assert out["path_loss_db"] == pytest.approx(expected, abs=1e-4)
+    _, link, _ = _compose("link=v2v_urban", "link.los_mode=los")
+    assert link_summary(link)["condition"] == "LOS"
+
