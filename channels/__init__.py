@@ -116,7 +116,9 @@ def simulate_link(
         seed: seeds the symbols and the channel's draws.
 
     Returns:
-        ``link_summary``'s fields plus ``qpsk_ber`` (measured), ``num_bits`` and
+        ``link_summary``'s fields plus ``qpsk_ebno_db`` (the Eb/N0 of the QPSK bits,
+        ``snr_db − 10·log10 2``: what Sionna's BER curves are plotted against), ``qpsk_ber``
+        (measured), ``num_bits`` and
         ``channel_gains``: how many times the channel's gain changed along the symbols, plus one
         (0 for AWGN, which has none; 1 for block fading with one gain per transmission, whose
         ``qpsk_ber`` is then that one draw's, not the average over fading).
@@ -140,5 +142,7 @@ def simulate_link(
     decided = torch.stack([(x_hat.real < 0), (x_hat.imag < 0)], dim=-1).long()
     errors = int((decided != bits).sum())
     gains = 0 if state.h is None else 1 + int((state.h[:, 1:] != state.h[:, :-1]).sum())
-    return {**summary, "qpsk_ber": errors / bits.numel(), "num_bits": int(bits.numel()),
-            "channel_gains": gains}  # fmt: skip
+    # Eb/N0 of the QPSK bits (Sionna's ebnodb2no(ebno_db, 2, 1) gives back this Es/N0 = snr_db)
+    ebno_db = summary["snr_db"] - 10 * math.log10(2)
+    return {**summary, "qpsk_ebno_db": ebno_db, "qpsk_ber": errors / bits.numel(),
+            "num_bits": int(bits.numel()), "channel_gains": gains}  # fmt: skip

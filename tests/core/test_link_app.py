@@ -98,3 +98,14 @@ def test_the_link_prints_its_condition():
     _, link, _ = _compose("link=v2v_urban", "link.los_mode=los")
     assert link_summary(link)["condition"] == "LOS"
 
+def test_qpsk_ebno_is_the_snr_less_3_dB_and_gives_the_sionna_ber_curve():
+    """``snr_db`` is Es/N0 per QPSK symbol; ``qpsk_ebno_db`` is the Eb/N0 that Sionna's
+    ``ebnodb2no(ebno_db, 2, 1)`` and its BER curves use: BER = Q(√(2 Eb/N0))."""
+    ch, link, _ = _compose("channel=awgn", "link=free_space", "link.distance_m=2000")
+    out = simulate_link(ch, link, num_symbols=200_000, seed=5)
+    assert out["qpsk_ebno_db"] == pytest.approx(out["snr_db"] - 10 * math.log10(2), abs=1e-9)
+    p = 0.5 * math.erfc(math.sqrt(10 ** (out["qpsk_ebno_db"] / 10)))
+    sigma = math.sqrt(p * (1 - p) / 400_000)  # AWGN: the I and Q bits' noises are independent
+    assert abs(out["qpsk_ber"] - p) <= 5 * sigma, (out["qpsk_ber"], p, sigma)
+    assert 1e-3 < p < 0.2
+
