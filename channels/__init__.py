@@ -82,7 +82,7 @@ def link_summary(cfg: Any, payload_bits: float = 1e6, **report_kw: Any) -> dict[
     average Es/N0 per complex symbol, ``los`` whether the link is in line of sight and
     ``condition`` which path-loss branch it took (``LOS``, ``NLOS`` building, or ``NLOSv``
     vehicle blockage of TR 37.885, which is what a V2V model's "not LOS" means unless the scene
-    says a building blocks).
+    says a building blocks), ``carrier_hz`` the model's carrier.
     """
     model = build_link(cfg)
     state = model()
@@ -93,6 +93,7 @@ def link_summary(cfg: Any, payload_bits: float = 1e6, **report_kw: Any) -> dict[
         "los": bool(state.los[0]),
         "condition": CONDITION_NAMES[int(state.extra["condition"][0])],
         "distance_m": float(state.distance_m[0]),
+        "carrier_hz": float(model.carrier_hz),
         "capacity_bps": float(rep.capacity_bps[0]),
         "rate_bps": float(rep.rate_bps[0]),
         "time_on_air_s": float(rep.time_on_air_s[0]),
