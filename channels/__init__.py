@@ -74,6 +74,14 @@ def build_channel(name: str | Any, **kwargs: Any) -> Channel:
     return CHANNELS.build(name, **{k: to_plain(v) for k, v in kwargs.items()})
 
 
+def _condition_name(model: LinkModel, state: LinkState) -> str:
+    """The first link's path-loss branch, or ``expected`` where ``los_mode: expected`` averaged
+    the branches over P_LOS (its ``condition`` is then only the likelier one)."""
+    if model.los_mode == "expected":
+        return "expected"
+    return CONDITION_NAMES[int(state.extra["condition"][0])]
+
+
 def link_summary(cfg: Any, payload_bits: float = 1e6, **report_kw: Any) -> dict[str, float]:
     """SNR, rate, time on air, latency and AoI of the link a config describes (first link).
 
@@ -82,7 +90,9 @@ def link_summary(cfg: Any, payload_bits: float = 1e6, **report_kw: Any) -> dict[
     average Es/N0 per complex symbol, ``los`` whether the link is in line of sight and
     ``condition`` which path-loss branch it took (``LOS``, ``NLOS`` building, or ``NLOSv``
     vehicle blockage of TR 37.885, which is what a V2V model's "not LOS" means unless the scene
-    says a building blocks), ``carrier_hz`` the model's carrier.
+    says a building blocks; ``expected`` with ``los_mode: expected``, whose path loss is the
+    P_LOS-weighted mean of the branches), ``p_los`` the model's LOS probability,
+    ``carrier_hz`` the model's carrier.
     """
     model = build_link(cfg)
     state = model()
@@ -91,7 +101,8 @@ def link_summary(cfg: Any, payload_bits: float = 1e6, **report_kw: Any) -> dict[
         "snr_db": float(state.snr_db[0]),
         "path_loss_db": float(state.path_loss_db[0]),
         "los": bool(state.los[0]),
-        "condition": CONDITION_NAMES[int(state.extra["condition"][0])],
+        "condition": _condition_name(model, state),
+        "p_los": float(state.extra["p_los"][0]),
         "distance_m": float(state.distance_m[0]),
         "carrier_hz": float(model.carrier_hz),
         "capacity_bps": float(rep.capacity_bps[0]),

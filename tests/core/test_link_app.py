@@ -127,3 +127,15 @@ def test_a_channel_carrier_other_than_the_links_is_noted(tmp_path):
     assert "condition      LOS" in proc.stdout and "qpsk_ebno_db" in proc.stdout
     assert "note: the channel's Doppler is at channel.carrier_hz=5.9e+09 Hz" in proc.stdout
     assert "set channel.carrier_hz=3e+11 for one carrier" in proc.stdout
+
+
+def test_expected_mode_names_no_single_branch():
+    """``los_mode: expected`` prints the P_LOS-weighted mean of the branches, not one branch.
+    Oracle: TR 37.885 urban P_LOS = min(1, 1.05 e^{−0.0114 d}) and LOS / NLOSv (+5 dB) path
+    losses at 100 m."""
+    _, link, _ = _compose("link=v2v_urban", "link.los_mode=expected", "link.shadowing=false")
+    out = link_summary(link)
+    p = min(1.0, 1.05 * math.exp(-0.0114 * 100.0))
+    los = 38.77 + 16.7 * math.log10(100.0) + 18.2 * math.log10(5.9)
+    assert (out["condition"], out["p_los"]) == ("expected", pytest.approx(p, rel=1e-6))
+    assert out["path_loss_db"] == pytest.approx(p * los + (1 - p) * (los + 5.0), abs=1e-4)
