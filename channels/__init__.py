@@ -22,7 +22,7 @@ from v2x.channels.budget import LinkReport, link_report
 from v2x.channels.erasure import ErasureChannel, Packetizer
 from v2x.channels.fading import FadingChannel
 from v2x.channels.geometry import link_conditions, segments_blocked
-from v2x.channels.link import LINKS, LinkModel, LinkState, build_link
+from v2x.channels.link import CONDITION_NAMES, LINKS, LinkModel, LinkState, build_link
 from v2x.channels.ofdm import OFDMChannel
 from v2x.channels.pathloss import fspl_db
 from v2x.channels.radio import DEFAULT_RADIO, RadioParams
@@ -74,11 +74,25 @@ def build_channel(name: str | Any, **kwargs: Any) -> Channel:
     return CHANNELS.build(name, **{k: to_plain(v) for k, v in kwargs.items()})
 
 
+def _condition_name(model: LinkModel, state: LinkState) -> str:
+    """The first link's path-loss branch, or ``expected`` where ``los_mode: expected`` averaged
+    the branches over P_LOS (its ``condition`` is then only the likelier one)."""
+    if model.los_mode == "expected":
+        return "expected"
+    return CONDITION_NAMES[int(state.extra["condition"][0])]
+
+
 def link_summary(cfg: Any, payload_bits: float = 1e6, **report_kw: Any) -> dict[str, float]:
     """SNR, rate, time on air, latency and AoI of the link a config describes (first link).
 
     ``cfg`` is a link config (``name`` + model fields, e.g. Hydra's ``cfg.link`` after
-    ``link=v2v_urban link.distance_m=150``). Returns plain floats for logging.
+    ``link=v2v_urban link.distance_m=150``). Returns plain values for logging: ``snr_db`` is the
+    average Es/N0 per complex symbol, ``los`` whether the link is in line of sight and
+    ``condition`` which path-loss branch it took (``LOS``, ``NLOS`` building, or ``NLOSv``
+    vehicle blockage of TR 37.885, which is what a V2V model's "not LOS" means unless the scene
+    says a building blocks; ``expected`` with ``los_mode: expected``, whose path loss is the
+    P_LOS-weighted mean of the branches), ``p_los`` the model's LOS probability,
+    ``carrier_hz`` the model's carrier.
     """
     model = build_link(cfg)
     state = model()
@@ -87,7 +101,10 @@ def link_summary(cfg: Any, payload_bits: float = 1e6, **report_kw: Any) -> dict[
         "snr_db": float(state.snr_db[0]),
         "path_loss_db": float(state.path_loss_db[0]),
         "los": bool(state.los[0]),
+        "condition": _condition_name(model, state),
+        "p_los": float(state.extra["p_los"][0]),
         "distance_m": float(state.distance_m[0]),
+        "carrier_hz": float(model.carrier_hz),
         "capacity_bps": float(rep.capacity_bps[0]),
         "rate_bps": float(rep.rate_bps[0]),
         "time_on_air_s": float(rep.time_on_air_s[0]),
@@ -111,7 +128,9 @@ def simulate_link(
         seed: seeds the symbols and the channel's draws.
 
     Returns:
-        ``link_summary``'s fields plus ``qpsk_ber`` (measured), ``num_bits`` and
+        ``link_summary``'s fields plus ``qpsk_ebno_db`` (the Eb/N0 of the QPSK bits,
+        ``snr_db − 10·log10 2``: what Sionna's BER curves are plotted against), ``qpsk_ber``
+        (measured), ``num_bits`` and
         ``channel_gains``: how many times the channel's gain changed along the symbols, plus one
         (0 for AWGN, which has none; 1 for block fading with one gain per transmission, whose
         ``qpsk_ber`` is then that one draw's, not the average over fading).
@@ -135,5 +154,7 @@ def simulate_link(
     decided = torch.stack([(x_hat.real < 0), (x_hat.imag < 0)], dim=-1).long()
     errors = int((decided != bits).sum())
     gains = 0 if state.h is None else 1 + int((state.h[:, 1:] != state.h[:, :-1]).sum())
-    return {**summary, "qpsk_ber": errors / bits.numel(), "num_bits": int(bits.numel()),
-            "channel_gains": gains}  # fmt: skip
+    # Eb/N0 of the QPSK bits (Sionna's ebnodb2no(ebno_db, 2, 1) gives back this Es/N0 = snr_db)
+    ebno_db = summary["snr_db"] - 10 * math.log10(2)
+    return {**summary, "qpsk_ebno_db": ebno_db, "qpsk_ber": errors / bits.numel(),
+            "num_bits": int(bits.numel()), "channel_gains": gains}  # fmt: skip

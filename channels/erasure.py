@@ -336,11 +336,34 @@ class ErasureChannel(Channel):
         return y, state
 
 
+#: The loss model's own settings, per ``ErasureChannel`` model.
+MODEL_FIELDS = {
+    "iid": ("loss_prob",),
+    "gilbert_elliott": ("p_gb", "p_bg", "loss_good", "loss_bad"),
+    "bler": ("bler_table",),
+}
+
+
+def _own_fields(name: str, model: str, kw: dict) -> dict:
+    """``kw``, or ``ValueError`` if it sets another loss model's fields (``erasure_iid`` with
+    ``p_gb``), which that channel would ignore."""
+    foreign = sorted(
+        key for other, keys in MODEL_FIELDS.items() if other != model for key in keys if key in kw
+    )
+    if foreign:
+        raise ValueError(
+            f"{name}: field(s) {foreign} belong to another loss model and would be ignored; "
+            f"{name}'s own: {list(MODEL_FIELDS[model])} (or channel 'erasure' with 'model')"
+        )
+    return kw
+
+
 @CHANNELS.register("erasure_iid", builds=ErasureChannel)
 def erasure_iid(
     inner: Channel | str | dict = "awgn", loss_prob: float = 0.01, **kw
 ) -> ErasureChannel:
     """I.i.d. packet erasures over ``inner``."""
+    kw = _own_fields("erasure_iid", "iid", kw)
     return ErasureChannel(inner=inner, model="iid", loss_prob=loss_prob, **kw)
 
 
@@ -349,6 +372,7 @@ def erasure_ge(
     inner: Channel | str | dict = "awgn", p_gb: float = 0.01, p_bg: float = 0.25, **kw
 ) -> ErasureChannel:
     """Gilbert–Elliott burst erasures over ``inner``."""
+    kw = _own_fields("erasure_ge", "gilbert_elliott", kw)
     return ErasureChannel(inner=inner, model="gilbert_elliott", p_gb=p_gb, p_bg=p_bg, **kw)
 
 
@@ -357,4 +381,5 @@ def erasure_bler(
     inner: Channel | str | dict = "rayleigh", bler_table: list[list[float]] | None = None, **kw
 ) -> ErasureChannel:
     """Packets lost with the block error rate at their instantaneous SNR."""
+    kw = _own_fields("erasure_bler", "bler", kw)
     return ErasureChannel(inner=inner, model="bler", bler_table=bler_table, **kw)

@@ -75,6 +75,9 @@ LOS, NLOS, NLOSV = 0, 1, 2
 """Link conditions (``LinkState.extra['condition']``): line of sight, blocked by a building /
 terrain (NLOS), blocked by a vehicle (NLOSv, TR 37.885)."""
 
+CONDITION_NAMES = {LOS: "LOS", NLOS: "NLOS", NLOSV: "NLOSv"}
+"""Printed names of the link conditions."""
+
 _MODES = ("probabilistic", "geometric", "expected", "los", "nlos")
 
 

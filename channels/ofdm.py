@@ -37,6 +37,24 @@ from v2x.channels.radio import DEFAULT_RADIO, check_radio_value
 from v2x.channels.sionna_rng import import_sionna, sionna_generator
 from v2x.common import check_whole
 
+INTERPOLATIONS = ("lin", "nn", "lin_time_avg")
+"""``LSChannelEstimator``'s interpolation types."""
+
+
+def check_delay_spread(delay_spread_s: float, subcarrier_spacing_hz: float) -> None:
+    """``ValueError`` unless the RMS delay spread (s) is shorter than one OFDM symbol,
+    ``1 / subcarrier_spacing_hz``. Sionna's frequency-domain ``OFDMChannel`` models no
+    inter-symbol interference (the taps are assumed to fit in the cyclic prefix), so a longer
+    spread gives no meaningful channel; it is most often a value in ns or µs given as seconds
+    (``delay_spread_s: 100`` for 100 ns). TR 38.901 Table 7.7.3-1 spans 10 ns to 1 µs."""
+    symbol_s = 1.0 / subcarrier_spacing_hz
+    if delay_spread_s >= symbol_s:
+        raise ValueError(
+            f"ofdm: 'delay_spread_s' is {delay_spread_s!r} s, not shorter than one OFDM symbol "
+            f"(1 / subcarrier_spacing_hz = {symbol_s:.3g} s); it is in seconds (100 ns is "
+            "100e-9; TR 38.901 Table 7.7.3-1 spans 10e-9 to 1000e-9)"
+        )
+
 
 def _device_str(device: torch.device) -> str:
     return f"cuda:{device.index or 0}" if device.type == "cuda" else str(device)
@@ -117,10 +135,17 @@ class OFDMChannel(Channel):
             raise ValueError(f"ofdm: 'estimator' must be 'ls' or 'perfect', got {estimator!r}")
         if equalizer not in ("lmmse", "none"):
             raise ValueError(f"ofdm: 'equalizer' must be 'lmmse' or 'none', got {equalizer!r}")
+        if interpolation not in INTERPOLATIONS:  # Sionna checks it only at the first call
+            raise ValueError(
+                f"ofdm: 'interpolation' must be one of {INTERPOLATIONS}, got {interpolation!r}"
+            )
+        if direction not in ("uplink", "downlink"):
+            raise ValueError(f"ofdm: 'direction' must be 'uplink' or 'downlink', got {direction!r}")
         for name, value in (("delay_spread_s", delay_spread_s), ("carrier_hz", carrier_hz),
                             ("subcarrier_spacing_hz", subcarrier_spacing_hz)):  # fmt: skip
             check_radio_value("ofdm", name, value, positive=True)
         check_radio_value("ofdm", "speed_mps", speed_mps, least=0.0)
+        check_delay_spread(delay_spread_s, subcarrier_spacing_hz)
         for name, value, least in (("fft_size", fft_size, 1), ("pilot_seed", pilot_seed, 0),
                                    ("num_ofdm_symbols", num_ofdm_symbols, 1),
                                    ("cyclic_prefix_length", cyclic_prefix_length, 0)):  # fmt: skip

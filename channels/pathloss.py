@@ -180,6 +180,11 @@ def uma_pl(d3d, d2d, h_bs, h_ut, fc_ghz: float, nlos: torch.Tensor) -> torch.Ten
     return torch.where(nlos, torch.maximum(los, nl), los)
 
 
+def rma_breakpoint_m(h_bs: torch.Tensor, h_ut: torch.Tensor, fc_ghz: float) -> torch.Tensor:
+    """TR 38.901 RMa breakpoint distance ``d_BP = 2π h_BS h_UT f_c / c`` (m, ``f_c`` in Hz)."""
+    return 2 * math.pi * h_bs * h_ut * fc_ghz * 1e9 / C
+
+
 def rma_pl(d3d, d2d, h_bs, h_ut, fc_ghz: float, nlos: torch.Tensor, h=5.0, w=20.0):
     """TR 38.901 RMa path loss (building height ``h`` = 5 m, street width ``W`` = 20 m)."""
     lf = math.log10(fc_ghz)
@@ -192,7 +197,7 @@ def rma_pl(d3d, d2d, h_bs, h_ut, fc_ghz: float, nlos: torch.Tensor, h=5.0, w=20.
             + 0.002 * math.log10(h) * d
         )
 
-    bp = 2 * math.pi * h_bs * h_ut * fc_ghz * 1e9 / C
+    bp = rma_breakpoint_m(h_bs, h_ut, fc_ghz)
     los = torch.where(d2d <= bp, pl1(d3d), pl1(bp) + 40 * _log(d3d / bp))
     nl = (
         161.04
@@ -397,7 +402,8 @@ class RMaAV(_Aerial):
     ``d1 = max(1350.8 log h − 1602, 18)``, ``p1 = max(15021 log h − 16053, 1000)``; h > 40 m: 1.
     PL LOS ``max(23.9 − 1.8 log h, 20) log d3D + 20 log(40π fc/3)`` (σ ``4.2 e^{−0.0046 h}``);
     NLOS ``max(PL_LOS, −12 + (35 − 5.3 log h) log d3D + 20 log(40π fc/3))`` (σ 6).
-    Fallback (h ≤ 10 m): TR 38.901 RMa."""
+    Fallback (h ≤ 10 m): TR 38.901 RMa (σ_SF LOS 4 dB before the breakpoint, 6 dB after; NLOS
+    8 dB)."""
 
     name = "rma_av"
     default_h_tx_m = 35.0
@@ -424,7 +430,9 @@ class RMaAV(_Aerial):
     def shadow_std_db(self, geo, condition):
         los = condition == LOS
         av = torch.where(los, 4.2 * torch.exp(-0.0046 * geo.h_rx), torch.full_like(geo.d3d, 6.0))
-        ter = torch.where(los, 4.0, 8.0).to(geo.d3d.dtype)
+        # TR 38.901 RMa LOS: σ_SF 4 dB up to the breakpoint (PL1), 6 dB beyond it (PL2); NLOS 8
+        beyond = geo.d2d > rma_breakpoint_m(geo.h_tx, geo.h_rx, self.fc_ghz)
+        ter = torch.where(los, torch.where(beyond, 6.0, 4.0), 8.0).to(geo.d3d.dtype)
         return torch.where(self.aerial(geo), av, ter)
 
 

@@ -633,7 +633,7 @@ class DigitalCodec(Codec):
         check_bits(bits)
         check_bits(min_bits, "min_bits")
         check_block_bits(block_bits)
-        check_ldpc_decoder(ldpc_decoder)
+        check_ldpc_decoder(ldpc_decoder, num_iter, cn_update)
         entropy.check_backend(entropy_coder)
         if not isinstance(rows_per_segment, int) or rows_per_segment < 1:
             raise ValueError(

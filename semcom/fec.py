@@ -91,10 +91,25 @@ def check_block_code(mcs_index: int, block_bits: int) -> None:
         )
 
 
-def check_ldpc_decoder(ldpc_decoder: str) -> None:
+#: Check-node updates of Sionna's ``LDPC5GDecoder`` (``cn_update``), by name.
+CN_UPDATES = ("boxplus-phi", "boxplus", "minsum", "offset-minsum", "identity")
+
+
+def check_ldpc_decoder(
+    ldpc_decoder: str, num_iter: int = 20, cn_update: str = "boxplus-phi"
+) -> None:
+    """``ValueError`` unless the LDPC decoder settings are valid: one of ``LDPC_DECODERS``,
+    ``num_iter`` an int ≥ 0 (0: the channel's hard decision) and ``cn_update`` one of Sionna's ``CN_UPDATES`` (Sionna checks the
+    last two only when its decoder is built, i.e. at the first transmission of that MCS)."""
     if ldpc_decoder not in LDPC_DECODERS:
         raise ValueError(
             f"digital codec 'ldpc_decoder' must be one of {LDPC_DECODERS}, got {ldpc_decoder!r}"
+        )
+    if isinstance(num_iter, bool) or not isinstance(num_iter, int) or num_iter < 0:
+        raise ValueError(f"digital codec 'num_iter' must be an int >= 0, got {num_iter!r}")
+    if cn_update not in CN_UPDATES:
+        raise ValueError(
+            f"digital codec 'cn_update' must be one of {CN_UPDATES}, got {cn_update!r}"
         )
 
 
@@ -139,7 +154,7 @@ class BlockCode:
         from sionna.phy.mapping import Mapper
 
         check_block_code(mcs_index, block_bits)
-        check_ldpc_decoder(ldpc_decoder)
+        check_ldpc_decoder(ldpc_decoder, num_iter, cn_update)
         self.mcs = get_mcs(mcs_index)
         self.block_bits = block_bits
         self.payload_bits = block_bits - CRC_BITS

@@ -57,8 +57,9 @@ MCS_TABLE: tuple[Mcs, ...] = tuple(Mcs(i, qm, r) for i, (qm, r) in enumerate(_TA
 
 
 def get_mcs(index: int) -> Mcs:
-    """The MCS with 38.214 table-1 ``index`` (0…28); ``ValueError`` otherwise."""
-    if not isinstance(index, int) or not 0 <= index < len(MCS_TABLE):
+    """The MCS with 38.214 table-1 ``index`` (0…28); ``ValueError`` otherwise (a bool too:
+    ``mcs: true`` in a config is not index 1)."""
+    if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < len(MCS_TABLE):
         raise ValueError(f"mcs index must be an int in 0..{len(MCS_TABLE) - 1}, got {index!r}")
     return MCS_TABLE[index]
 
@@ -71,12 +72,23 @@ def shannon_gap_thresholds_db(gap_db: float = 2.0) -> torch.Tensor:
     )
 
 
+def check_margin_db(margin_db: float) -> float:
+    """``margin_db`` as a float; ``ValueError`` unless it is a finite number of dB."""
+    if isinstance(margin_db, bool) or not isinstance(margin_db, int | float):
+        raise ValueError(f"link adaptation 'margin_db' must be a number of dB, got {margin_db!r}")
+    if not math.isfinite(margin_db):
+        raise ValueError(f"link adaptation 'margin_db' must be finite (dB), got {margin_db!r}")
+    return float(margin_db)
+
+
 class LinkAdaptation:
     """Chooses an MCS index per transmission from its SNR.
 
     Args:
         thresholds_db: ``[29]`` SNR (Es/N0, dB) at which each MCS reaches the target BLER.
-        margin_db: back-off added to every threshold (robustness to SNR estimation error).
+        margin_db: back-off added to every threshold (robustness to SNR estimation error), a
+            finite number of dB (NaN would qualify no MCS, so every transmission would silently
+            take MCS 0).
 
     ``__call__(snr_db [B]) -> [B] int64``: the highest MCS whose threshold + margin ≤ snr_db; MCS 0
     when none qualifies (the transmission then probably fails: that is the cliff).
@@ -91,7 +103,7 @@ class LinkAdaptation:
             )
         # A higher MCS must never be chosen at a lower SNR than a lower one: enforce monotonicity.
         self.thresholds_db = torch.cummax(thresholds, dim=0).values
-        self.margin_db = float(margin_db)
+        self.margin_db = check_margin_db(margin_db)
 
     def __call__(self, snr_db: torch.Tensor) -> torch.Tensor:
         snr = torch.as_tensor(snr_db, dtype=torch.float64).reshape(-1).cpu()

@@ -211,14 +211,14 @@ def plot_ap_vs_snr(
             pts = sorted(series[label])
             _draw(ax, pts, "--" if " + " not in label else "-", label)
         geometric = any(r.get("snr_mode") == "geometric" for r in rows)
-        ax.set_xlabel(
-            "offset over each link's geometric SNR (dB)" if geometric else "SNR per link (dB)"
+        ax.set_xlabel(  # Es/N0 per complex channel use (docs/channels.md), not Eb/N0
+            "offset over each link's geometric Es/N0 (dB)" if geometric else "Es/N0 per link (dB)"
         )
         ax.set_ylabel(metric_label(metric))
         ax.set_title(f"channel: {channel}")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
-    fig.suptitle(f"{metric_label(metric)} vs SNR")
+    fig.suptitle(f"{metric_label(metric)} vs SNR (Es/N0)")
     files = _save(fig, out_dir, "ap_vs_snr", formats)
     plt.close(fig)
     return files

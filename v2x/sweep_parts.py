@@ -6,7 +6,24 @@ arguments a codec or channel lets a sweep fill in or vary (``Codec.sweep_argumen
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from v2x.common import Registry
+
+
+def check_registered(
+    registry: Registry[Any], axis: str, names: Sequence[str], options: Mapping | None
+) -> None:
+    """``ValueError`` unless every name on ``grid.<axis>`` and every key of the options section
+    of its kind (``channel_options`` for ``channels``, ``codec_options`` for ``codecs``) is
+    registered in ``registry``: options under a misspelt name (``rayleig``) would otherwise be
+    ignored without a word. Options of registered parts that the grid does not run are fine
+    (the YAML's defaults hold some)."""
+    for name in names:
+        registry.get(name, f"sweep: field 'grid.{axis}': ")
+    for name in options or {}:
+        registry.get(str(name), f"sweep: field '{axis[:-1]}_options' names an ")
 
 
 def codec_class(codec: str) -> type:

@@ -47,6 +47,7 @@ from v2x.sweep_config import (  # noqa: F401 - the config API, also reachable fr
 from v2x.sweep_parts import (  # noqa: F401 - what the parts declare, also reachable from here
     channel_sweep_arguments,
     check_codec_for_fusion,
+    check_registered,
     codec_bits,
     codec_kwargs_for,
     retransmission_settings,
@@ -260,12 +261,10 @@ def plan_sweep(cfg: Any) -> SweepPlan:
         except TypeError as exc:
             raise ValueError(f"sweep: fusion {name!r} rejects its options: {exc}") from exc
     channels = [str(v) for v in as_list("channels")]
-    for name in channels:
-        CHANNELS.get(name, "sweep: field 'grid.channels': ")
+    check_registered(CHANNELS, "channels", channels, cfg.channel_options)
     _load_codecs()
     codecs = [_codec_spec(v, cfg.codec_options or {}) for v in as_list("codecs")]
-    for name, _ in codecs:
-        CODECS.get(name, "sweep: field 'grid.codecs': ")
+    check_registered(CODECS, "codecs", [name for name, _ in codecs], cfg.codec_options)
     poses = []
     for p in as_list("pose_noise"):
         pair = _numbers("grid.pose_noise", p if isinstance(p, list | tuple) else [p, 0.0])

@@ -289,3 +289,16 @@ def test_bad_link_inputs() -> None:
         build_link(name="v2v_rural")
     assert len(LINKS.names()) >= 9
     assert LOS == 0
+
+
+@pytest.mark.parametrize(("d", "los_std"), [(1000.0, 4.0), (2100.0, 4.0), (2300.0, 6.0)])
+def test_rma_shadowing_std_changes_at_the_breakpoint(d: float, los_std: float) -> None:
+    """TR 38.901 Table 7.4.1-1 RMa: σ_SF 4 dB for PL1 (10 m ≤ d2D ≤ d_BP), 6 dB for PL2
+    (d_BP < d2D ≤ 10 km), NLOS 8 dB; d_BP = 2π h_BS h_UT f_c / c = 2201 m for 35 m / 1.5 m /
+    2 GHz (the ``rma_av`` fallback below 10 m). It used to be 4 dB at every distance."""
+    assert 2 * math.pi * 35 * 1.5 * 2e9 / C == pytest.approx(2200.6, abs=0.1)
+    m = build_link(name="rma_av", h_rx_m=1.5, carrier_hz=2e9)
+    geo = m.geometry(distance_m=d)
+    los = m.shadow_std_db(geo, torch.tensor([LOS]))
+    nlos = m.shadow_std_db(geo, torch.tensor([NLOS]))
+    assert (float(los[0]), float(nlos[0])) == (los_std, 8.0)

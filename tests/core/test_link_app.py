@@ -83,3 +83,59 @@ def test_a_bad_link_setting_is_refused_naming_the_field_and_value(field, value):
     ch, link, _ = _compose("channel=awgn", "link=free_space")
     with pytest.raises(ValueError, match=rf"^link: field '{field}' must be .*got {value!r}"):
         simulate_link(ch, link, **{field: value})
+
+
+def test_the_link_prints_its_condition_and_carrier():
+    """``los False`` of a TR 37.885 model is vehicle blockage (NLOSv), not the building NLOS
+    formula: the summary names the branch. Oracle: TR 37.885 Table 6.2.1-1 urban LOS
+    ``38.77 + 16.7 log d + 18.2 log fc`` plus the NLOSv blockage median μ_a = 5 dB (case 3: an
+    antenna not below the 1.6 m blocker; ``15 log 100 − 41 < 0``)."""
+    _, link, _ = _compose("link=v2v_urban", "link.los_mode=nlos", "link.shadowing=false")
+    out = link_summary(link)
+    assert (out["los"], out["condition"], out["carrier_hz"]) == (False, "NLOSv", 5.9e9)
+    expected = 38.77 + 16.7 * math.log10(100.0) + 18.2 * math.log10(5.9) + 5.0
+    assert out["path_loss_db"] == pytest.approx(expected, abs=1e-4)
+    _, link, _ = _compose("link=v2v_urban", "link.los_mode=los")
+    assert link_summary(link)["condition"] == "LOS"
+
+
+def test_qpsk_ebno_is_the_snr_less_3_dB_and_gives_the_sionna_ber_curve():
+    """``snr_db`` is Es/N0 per QPSK symbol; ``qpsk_ebno_db`` is the Eb/N0 that Sionna's
+    ``ebnodb2no(ebno_db, 2, 1)`` and its BER curves use: BER = Q(√(2 Eb/N0))."""
+    ch, link, _ = _compose("channel=awgn", "link=free_space", "link.distance_m=2000")
+    out = simulate_link(ch, link, num_symbols=200_000, seed=5)
+    assert out["qpsk_ebno_db"] == pytest.approx(out["snr_db"] - 10 * math.log10(2), abs=1e-9)
+    p = 0.5 * math.erfc(math.sqrt(10 ** (out["qpsk_ebno_db"] / 10)))
+    sigma = math.sqrt(p * (1 - p) / 400_000)  # AWGN: the I and Q bits' noises are independent
+    assert abs(out["qpsk_ber"] - p) <= 5 * sigma, (out["qpsk_ber"], p, sigma)
+    assert 1e-3 < p < 0.2
+
+
+def test_a_channel_carrier_other_than_the_links_is_noted(tmp_path):
+    from v2x.apps.link import carrier_note
+
+    assert carrier_note({"name": "awgn"}, 5.9e9) is None
+    assert carrier_note({"name": "tdl", "carrier_hz": 5.9e9}, 5.9e9) is None
+    note = carrier_note({"name": "erasure_iid", "inner": {"carrier_hz": 2e9}}, 5.9e9)
+    assert note is not None and "channel.inner.carrier_hz=2e+09" in note
+    proc = subprocess.run(
+        [sys.executable, "-m", "v2x.apps.link", "channel=rayleigh_fast", "link=thz",
+         "num_symbols=500", f"hydra.run.dir={tmp_path}", "hydra.output_subdir=null"],
+        capture_output=True, text=True, check=False, cwd=tmp_path,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "condition      LOS" in proc.stdout and "qpsk_ebno_db" in proc.stdout
+    assert "note: the channel's Doppler is at channel.carrier_hz=5.9e+09 Hz" in proc.stdout
+    assert "set channel.carrier_hz=3e+11 for one carrier" in proc.stdout
+
+
+def test_expected_mode_names_no_single_branch():
+    """``los_mode: expected`` prints the P_LOS-weighted mean of the branches, not one branch.
+    Oracle: TR 37.885 urban P_LOS = min(1, 1.05 e^{−0.0114 d}) and LOS / NLOSv (+5 dB) path
+    losses at 100 m."""
+    _, link, _ = _compose("link=v2v_urban", "link.los_mode=expected", "link.shadowing=false")
+    out = link_summary(link)
+    p = min(1.0, 1.05 * math.exp(-0.0114 * 100.0))
+    los = 38.77 + 16.7 * math.log10(100.0) + 18.2 * math.log10(5.9)
+    assert (out["condition"], out["p_los"]) == ("expected", pytest.approx(p, rel=1e-6))
+    assert out["path_loss_db"] == pytest.approx(p * los + (1 - p) * (los + 5.0), abs=1e-4)
