@@ -635,12 +635,12 @@ class DigitalCodec(Codec):
         check_block_bits(block_bits)
         check_ldpc_decoder(ldpc_decoder, num_iter, cn_update)
         entropy.check_backend(entropy_coder)
-        if not isinstance(rows_per_segment, int) or rows_per_segment < 1:
+        if _not_whole(rows_per_segment) or rows_per_segment < 1:
             raise ValueError(
                 f"digital codec 'rows_per_segment' must be an int ≥ 1, got {rows_per_segment!r}"
             )
         if cells_per_segment is not None and (
-            not isinstance(cells_per_segment, int) or cells_per_segment < 1
+            _not_whole(cells_per_segment) or cells_per_segment < 1
         ):
             raise ValueError(
                 f"digital codec 'cells_per_segment' must be None or an int ≥ 1, "
@@ -655,13 +655,15 @@ class DigitalCodec(Codec):
         if not 0.0 < target_bler < 1.0:
             raise ValueError(f"digital codec 'target_bler' must be in (0, 1), got {target_bler!r}")
         if max_channel_uses is not None and (
-            not isinstance(max_channel_uses, int) or max_channel_uses < 0
+            _not_whole(max_channel_uses) or max_channel_uses < 0
         ):
             raise ValueError(
                 f"digital codec 'max_channel_uses' must be None or an int ≥ 0, got {max_channel_uses!r}"
             )
         if equalizer not in ("mmse", "zf"):
             raise ValueError(f"digital codec 'equalizer' must be 'mmse' or 'zf', got {equalizer!r}")
+        if not isinstance(per_channel, bool):  # ("no" would read as true)
+            raise ValueError(f"digital codec 'per_channel' must be true or false, got {per_channel!r}")
         self.bits = bits
         self.per_channel = per_channel
         self.rows_per_segment = rows_per_segment
@@ -1326,3 +1328,8 @@ class FixedMCSDigitalCodec(DigitalCodec):
         if mcs == "auto":
             raise ValueError("digital_fixed: 'mcs' must be a fixed index 0..28, not 'auto'")
         super().__init__(mcs=mcs, **kwargs)
+
+
+def _not_whole(value: object) -> bool:
+    """Not a whole number: not an ``int``, or a ``bool`` (``True`` would count as 1)."""
+    return isinstance(value, bool) or not isinstance(value, int)

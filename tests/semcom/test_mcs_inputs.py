@@ -35,3 +35,17 @@ def test_a_finite_margin_backs_off_the_choice() -> None:
     plain = LinkAdaptation(shannon_gap_thresholds_db(), 0)
     assert int(la(torch.tensor([20.0]))[0]) == int(plain(torch.tensor([10.0]))[0])
     assert int(la(torch.tensor([20.0]))[0]) < int(plain(torch.tensor([20.0]))[0])
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("max_channel_uses", True), ("rows_per_segment", True), ("cells_per_segment", False),
+     ("per_channel", "no"), ("per_channel", 1)],
+)  # fmt: skip
+def test_booleans_for_counts_and_strings_for_switches_are_refused(field, value):
+    """``max_channel_uses=True`` gave a budget of 1 channel use (a bool is an int) and
+    ``per_channel="no"`` read as true: each is refused naming the field and the value."""
+    from v2x.semcom import build_codec
+
+    with pytest.raises(ValueError, match=rf"digital codec '{field}' must be .*got {value!r}"):
+        build_codec("digital", **{field: value})
