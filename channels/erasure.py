@@ -146,7 +146,6 @@ def _build_inner(inner: Channel | str | dict) -> Channel:
     )
 
 
-@CHANNELS.register("erasure")
 class ErasureChannel(Channel):
     """Wraps an inner channel and erases whole packets.
 
@@ -346,16 +345,30 @@ MODEL_FIELDS = {
 
 def _own_fields(name: str, model: str, kw: dict) -> dict:
     """``kw``, or ``ValueError`` if it sets another loss model's fields (``erasure_iid`` with
-    ``p_gb``), which that channel would ignore."""
+    ``p_gb``, ``erasure`` with ``model: iid`` and ``p_gb``), which that channel would ignore."""
+    if model not in MODEL_FIELDS:
+        return kw  # ErasureChannel refuses the model itself, naming the valid ones
     foreign = sorted(
         key for other, keys in MODEL_FIELDS.items() if other != model for key in keys if key in kw
     )
     if foreign:
+        own, hint = (
+            (f"model {model!r} takes", "set 'model' to the loss model they belong to")
+            if name == "erasure"
+            else (f"{name}'s own:", "or channel 'erasure' with 'model'")
+        )
         raise ValueError(
             f"{name}: field(s) {foreign} belong to another loss model and would be ignored; "
-            f"{name}'s own: {list(MODEL_FIELDS[model])} (or channel 'erasure' with 'model')"
+            f"{own} {list(MODEL_FIELDS[model])} ({hint})"
         )
     return kw
+
+
+@CHANNELS.register("erasure", builds=ErasureChannel)
+def erasure(inner: Channel | str | dict = "awgn", model: str = "iid", **kw) -> ErasureChannel:
+    """Packet erasures over ``inner`` with the loss ``model`` (``ErasureChannel``'s arguments)."""
+    kw = _own_fields("erasure", model, kw)
+    return ErasureChannel(inner=inner, model=model, **kw)
 
 
 @CHANNELS.register("erasure_iid", builds=ErasureChannel)
