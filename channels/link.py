@@ -81,6 +81,22 @@ CONDITION_NAMES = {LOS: "LOS", NLOS: "NLOS", NLOSV: "NLOSv"}
 _MODES = ("probabilistic", "geometric", "expected", "los", "nlos")
 
 
+def check_conditions(name: str, los: torch.Tensor) -> torch.Tensor:
+    """``los`` (``[L]`` condition codes on the CPU, the scene's), or ``ValueError`` naming the
+    codes that are none of ``CONDITION_NAMES`` (a code 3 used to be taken as LOS)."""
+    valid = torch.zeros_like(los, dtype=torch.bool)
+    for code in CONDITION_NAMES:
+        valid |= los == code
+    if not bool(valid.all()):
+        bad = sorted(set(los[~valid].tolist()))
+        codes = ", ".join(f"{code} ({text})" for code, text in CONDITION_NAMES.items())
+        raise ValueError(
+            f"{name}: field 'los' has condition code(s) {bad}; valid codes: {codes}, "
+            "or bool (True: LOS)"
+        )
+    return los
+
+
 LINKS: Registry[LinkModel] = Registry("link model")
 
 
@@ -235,10 +251,10 @@ class LinkModel:
         if self.los_mode == "geometric" or los is not None:
             if los is None:
                 raise ValueError(f"{self.name}: los_mode='geometric' needs 'los' from the scene")
-            los = torch.as_tensor(los).reshape(-1).expand(n)
+            los = torch.as_tensor(los, device="cpu").reshape(-1).expand(n)
             if los.dtype == torch.bool:
                 return torch.where(los, LOS, self.nlos_condition()).long()
-            return los.long()
+            return check_conditions(self.name, los).long()
         if self.los_mode == "los":
             return torch.full((n,), LOS, dtype=torch.long)
         if self.los_mode == "nlos":
@@ -262,7 +278,8 @@ class LinkModel:
             distance_m: ``[L]`` or scalar ground distance (m); ignored when positions are given.
             tx_pos, rx_pos: ``[L, 3]`` positions (m, world frame, z up).
             h_tx_m, h_rx_m: antenna heights (m) when positions are not given.
-            los: ``[L]`` bool (True: LOS) or int conditions from the scene; required for
+            los: ``[L]`` bool (True: LOS) or int conditions (``LOS``/``NLOS``/``NLOSV``, other
+                codes are refused) from the scene, read on the CPU; required for
                 ``los_mode="geometric"`` and overriding the probabilistic draw when given.
 
         Returns:

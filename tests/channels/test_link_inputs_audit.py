@@ -4,8 +4,9 @@ value (NaN passes every plain comparison, so it used to reach the printed SNR or
 from __future__ import annotations
 
 import pytest
+import torch
 
-from v2x.channels import build_link, simulate_link
+from v2x.channels import build_link, link_conditions, simulate_link
 
 
 @pytest.mark.parametrize(
@@ -67,3 +68,34 @@ def test_good_link_settings_still_build():
     assert build_link(name="free_space", h_tx_m=0, h_rx_m=0).h_tx_m == 0.0
     link = build_link(name="thz", absorption_model="constant", absorption_coeff_per_m=0.1)
     assert link.kappa == pytest.approx(0.1)
+
+
+@pytest.mark.parametrize(
+    ("los_mode", "los", "bad"),
+    [("geometric", [3], "[3]"), ("geometric", [0, -1, 3, 2], "[-1, 3]"),
+     ("probabilistic", [7], "[7]"), ("geometric", [1.5], "[1.5]")],
+)  # fmt: skip
+def test_a_condition_code_outside_0_to_2_is_refused(los_mode, los, bad):
+    """Code 3 used to be taken as LOS (and reported as not LOS)."""
+    model = build_link({"name": "v2v_urban", "los_mode": los_mode})
+    with pytest.raises(ValueError) as info:
+        model(distance_m=[50.0] * len(los), los=torch.tensor(los))
+    assert str(info.value) == (
+        f"v2v_urban: field 'los' has condition code(s) {bad}; valid codes: 0 (LOS), 1 (NLOS), "
+        "2 (NLOSv), or bool (True: LOS)"
+    )
+
+
+def test_the_scenes_condition_codes_and_bools_are_taken():
+    model = build_link({"name": "v2v_urban", "los_mode": "geometric", "shadowing": False})
+    vehicle = torch.tensor([[50.0, 0.0, 1.0, 4.0, 2.0, 2.0, 0.0]], dtype=torch.float64)
+    house = torch.tensor([[0.0, 50.0, 5.0, 10.0, 10.0, 10.0, 0.0]], dtype=torch.float64)
+    p0 = torch.zeros(3, 3, dtype=torch.float64) + torch.tensor([0.0, 0.0, 1.5])
+    p1 = torch.tensor([[100.0, 0.0, 1.5], [0.0, 100.0, 1.5], [-100.0, 0.0, 1.5]])
+    codes = link_conditions(p0, p1, buildings=house, vehicles=vehicle)
+    assert codes.tolist() == [2, 1, 0]
+    assert model(tx_pos=p0, rx_pos=p1, los=codes).extra["condition"].tolist() == [2, 1, 0]
+    assert model(distance_m=[50.0, 50.0], los=torch.tensor([True, False])).los.tolist() == [
+        True,
+        False,
+    ]
