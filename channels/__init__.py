@@ -22,7 +22,14 @@ from v2x.channels.budget import LinkReport, link_report
 from v2x.channels.erasure import ErasureChannel, Packetizer
 from v2x.channels.fading import FadingChannel
 from v2x.channels.geometry import link_conditions, segments_blocked
-from v2x.channels.link import CONDITION_NAMES, LINKS, LinkModel, LinkState, build_link
+from v2x.channels.link import (
+    CONDITION_NAMES,
+    LINKS,
+    LOS_MODES,
+    LinkModel,
+    LinkState,
+    build_link,
+)
 from v2x.channels.ofdm import OFDMChannel
 from v2x.channels.pathloss import fspl_db
 from v2x.channels.radio import DEFAULT_RADIO, RadioParams
@@ -82,6 +89,18 @@ def _condition_name(model: LinkModel, state: LinkState) -> str:
     return CONDITION_NAMES[int(state.extra["condition"][0])]
 
 
+def _check_sceneless_mode(model: LinkModel) -> None:
+    """``ValueError`` for ``los_mode: geometric``, which reads LOS from a scene that one link
+    described by a config (``v2x-link``, ``link_summary``) does not have."""
+    if model.los_mode == "geometric":
+        takes = ", ".join(mode for mode in LOS_MODES if mode != "geometric")
+        raise ValueError(
+            f"{model.name}: field 'los_mode' is 'geometric', which reads LOS from a scene's boxes: "
+            "a sweep has them (network.los_mode=geometric), a single link (v2x-link) has none; "
+            f"here link.los_mode takes {takes}"
+        )
+
+
 def link_summary(cfg: Any, payload_bits: float = 1e6, **report_kw: Any) -> dict[str, float]:
     """SNR, rate, time on air, latency and AoI of the link a config describes (first link).
 
@@ -95,6 +114,7 @@ def link_summary(cfg: Any, payload_bits: float = 1e6, **report_kw: Any) -> dict[
     ``carrier_hz`` the model's carrier.
     """
     model = build_link(cfg)
+    _check_sceneless_mode(model)
     state = model()
     rep = link_report(state, payload_bits, **report_kw)
     return {

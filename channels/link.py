@@ -78,7 +78,8 @@ terrain (NLOS), blocked by a vehicle (NLOSv, TR 37.885)."""
 CONDITION_NAMES = {LOS: "LOS", NLOS: "NLOS", NLOSV: "NLOSv"}
 """Printed names of the link conditions."""
 
-_MODES = ("probabilistic", "geometric", "expected", "los", "nlos")
+LOS_MODES = ("probabilistic", "geometric", "expected", "los", "nlos")
+"""The values of a link model's ``los_mode``."""
 
 
 def check_conditions(name: str, los: torch.Tensor) -> torch.Tensor:
@@ -171,8 +172,10 @@ class LinkModel:
                 f"{self.name}: 'carrier_hz'={self.radio.carrier_hz:g} is outside the model's "
                 f"validity range [{lo:g}, {hi:g}] Hz"
             )
-        if los_mode not in _MODES:
-            raise ValueError(f"{self.name}: 'los_mode' must be one of {_MODES}, got {los_mode!r}")
+        if los_mode not in LOS_MODES:
+            raise ValueError(
+                f"{self.name}: 'los_mode' must be one of {LOS_MODES}, got {los_mode!r}"
+            )
         # NaN, infinities and text are refused here, naming the field (not at the first call)
         self.distance_m = check_radio_value(self.name, "distance_m", distance_m, least=0)
         self.h_tx_m = check_radio_value(

@@ -139,3 +139,24 @@ def test_expected_mode_names_no_single_branch():
     los = 38.77 + 16.7 * math.log10(100.0) + 18.2 * math.log10(5.9)
     assert (out["condition"], out["p_los"]) == ("expected", pytest.approx(p, rel=1e-6))
     assert out["path_loss_db"] == pytest.approx(p * los + (1 - p) * (los + 5.0), abs=1e-4)
+
+
+def test_geometric_los_says_it_needs_a_sweeps_scene(tmp_path):
+    """``link.los_mode=geometric`` (listed in the link YAMLs) failed with "needs 'los' from the
+    scene", which v2x-link cannot give; the message now says so and what v2x-link takes."""
+    expected = (
+        "v2v_urban: field 'los_mode' is 'geometric', which reads LOS from a scene's boxes: a sweep "
+        "has them (network.los_mode=geometric), a single link (v2x-link) has none; here "
+        "link.los_mode takes probabilistic, expected, los, nlos"
+    )
+    _, link, _ = _compose("link=v2v_urban", "link.los_mode=geometric")
+    with pytest.raises(ValueError) as info:
+        link_summary(link)
+    assert str(info.value) == expected
+    proc = subprocess.run(
+        [sys.executable, "-m", "v2x.apps.link", "link=v2v_urban", "link.los_mode=geometric",
+         f"hydra.run.dir={tmp_path}", "hydra.output_subdir=null"],
+        capture_output=True, text=True, check=False, cwd=tmp_path,
+    )  # fmt: skip
+    assert proc.returncode == 2
+    assert proc.stderr.splitlines() == [f"error: {expected} (set V2X_TRACEBACK=1 for the traceback)"]
