@@ -14,7 +14,8 @@ without a traceback. The folders an app writes to are checked before it computes
 the same way and exits with status 3. Ctrl-C prints one line (a sweep says what was
 saved and how to resume) and exits with status 130. ``SIGTERM`` — what Slurm sends a job
 script's processes at its time limit, ``timeout`` by default, ``kill`` — is handled the same way
-(status 143), so a sweep stopped that way still saves every group it finished.
+(status 143), so a sweep stopped that way still saves every group it finished. Output piped into
+a reader that stops early (``v2x-link | head -3``) ends the app quietly with status 141.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ import signal
 import sys
 import threading
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -259,16 +260,36 @@ def checks_override_keys(app: str, config_name: str) -> Callable[[F], F]:
     return wrap
 
 
+#: Exit status when stdout's reader went away (``v2x-link | head -3``): 128 + SIGPIPE, what a
+#: shell reports for a program that SIGPIPE killed.
+BROKEN_PIPE_STATUS = 141
+
+
+def _exit_on_broken_pipe() -> NoReturn:
+    """Exit quietly when stdout's reader has gone: point stdout at devnull, so that the
+    interpreter's last flush of what is still buffered does not fail again, and exit with
+    ``BROKEN_PIPE_STATUS`` without a traceback (the Python docs' advice on SIGPIPE)."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+    sys.exit(BROKEN_PIPE_STATUS)
+
+
 def user_errors(fn: F) -> F:
     """Wrap an app's main function: user errors, a lack of memory, Ctrl-C and ``SIGTERM`` become
-    one line and an exit status (2, 3, 130, 143)."""
+    one line and an exit status (2, 3, 130, 143); output into a closed pipe (``| head``) exits
+    quietly with status 141."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         reuse_freed_memory()
         previous = _interrupt_on_sigterm()
         try:
-            return fn(*args, **kwargs)
+            result = fn(*args, **kwargs)
+            sys.stdout.flush()  # a reader that went away shows here, not at the exit's flush
+            return result
+        except BrokenPipeError:
+            _exit_on_broken_pipe()
         except KeyboardInterrupt as exc:
             if traceback_wanted():
                 raise
