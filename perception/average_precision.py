@@ -215,9 +215,9 @@ class EvalConfig:
                     f"{name.format(flag)}: expected true or false, got {getattr(self, flag)!r}"
                 )
         thr = _floats(name.format("iou_thresholds"), self.iou_thresholds)
-        if not thr or any(not (0.0 < t <= 1.0) for t in thr):
+        if not thr or any(not (0.0 < t <= 1.0) for t in thr) or len(set(thr)) < len(thr):
             raise ValueError(
-                f"{name.format('iou_thresholds')}: expected values in (0, 1], got {thr}"
+                f"{name.format('iou_thresholds')}: expected distinct values in (0, 1], got {thr}"
             )
         if self.iou_mode not in ("bev", "3d"):
             raise ValueError(

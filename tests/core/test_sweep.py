@@ -1383,6 +1383,9 @@ def test_fold_batchnorm_folds_the_sweep_detector_and_keys_the_cells(cache_dir, t
         ("per_class", "maybe", r"'eval.per_class': expected true or false, got 'maybe'"),
         ("eval_range", "abc", r"'eval.eval_range': expected a list of numbers, got 'abc'"),
         ("iou_thresholds", ["x"], r"'eval.iou_thresholds': expected a list of numbers"),
+        # a repeated threshold ran and printed its column twice
+        ("iou_thresholds", [0.5, 0.5],
+         r"'eval.iou_thresholds': expected distinct values in \(0, 1\], got \[0.5, 0.5\]"),  # fmt: skip
         # the field a user types, not the Python class (it read "EvalConfig.sort: ...")
         ("sort", "foo", r"^sweep: field 'eval.sort': expected 'per_frame' or 'global', got 'foo'$"),
         ("iou_mode", "2d", r"^sweep: field 'eval.iou_mode': expected 'bev' or '3d', got '2d'$"),
