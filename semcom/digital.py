@@ -78,7 +78,7 @@ from v2x.channels.base import ChannelState, equalize
 from v2x.channels.effective_sinr import receiver_sinr
 from v2x.channels.link import LinkState
 from v2x.channels.packets import HEADER_BYTES, MTU_BYTES, PacketFormat
-from v2x.common import tensor_identity, to_device_async
+from v2x.common import check_whole, tensor_identity, to_device_async
 from v2x.semcom import entropy
 from v2x.semcom.base import (
     CODECS,
@@ -635,16 +635,10 @@ class DigitalCodec(Codec):
         check_block_bits(block_bits)
         check_ldpc_decoder(ldpc_decoder, num_iter, cn_update)
         entropy.check_backend(entropy_coder)
-        if _not_whole(rows_per_segment) or rows_per_segment < 1:
-            raise ValueError(
-                f"digital codec 'rows_per_segment' must be an int ≥ 1, got {rows_per_segment!r}"
-            )
-        if cells_per_segment is not None and (
-            _not_whole(cells_per_segment) or cells_per_segment < 1
-        ):
-            raise ValueError(
-                f"digital codec 'cells_per_segment' must be None or an int ≥ 1, "
-                f"got {cells_per_segment!r}"
+        rows_per_segment = check_whole("digital codec 'rows_per_segment'", rows_per_segment, 1)
+        if cells_per_segment is not None:
+            cells_per_segment = check_whole(
+                "digital codec 'cells_per_segment' (or None)", cells_per_segment, 1
             )
         if decoder not in ("exact", "fast"):
             raise ValueError(f"digital codec 'decoder' must be 'exact' or 'fast', got {decoder!r}")
@@ -654,11 +648,9 @@ class DigitalCodec(Codec):
             check_block_code(m, block_bits)  # every MCS the codec may send has its code block
         if not 0.0 < target_bler < 1.0:
             raise ValueError(f"digital codec 'target_bler' must be in (0, 1), got {target_bler!r}")
-        if max_channel_uses is not None and (
-            _not_whole(max_channel_uses) or max_channel_uses < 0
-        ):
-            raise ValueError(
-                f"digital codec 'max_channel_uses' must be None or an int ≥ 0, got {max_channel_uses!r}"
+        if max_channel_uses is not None:
+            max_channel_uses = check_whole(
+                "digital codec 'max_channel_uses' (or None)", max_channel_uses, 0
             )
         if equalizer not in ("mmse", "zf"):
             raise ValueError(f"digital codec 'equalizer' must be 'mmse' or 'zf', got {equalizer!r}")
@@ -1328,8 +1320,3 @@ class FixedMCSDigitalCodec(DigitalCodec):
         if mcs == "auto":
             raise ValueError("digital_fixed: 'mcs' must be a fixed index 0..28, not 'auto'")
         super().__init__(mcs=mcs, **kwargs)
-
-
-def _not_whole(value: object) -> bool:
-    """Not a whole number: not an ``int``, or a ``bool`` (``True`` would count as 1)."""
-    return isinstance(value, bool) or not isinstance(value, int)
