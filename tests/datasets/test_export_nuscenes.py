@@ -250,6 +250,18 @@ def _world_points(agent: AgentObservation) -> np.ndarray:
 # ------------------------------------------------------------------ dependency-free checks
 
 
+def _chain(rows: dict[str, dict], first: str, owner_field: str, owner: dict) -> list[str]:
+    """The tokens from ``first`` along ``next``, each row's ``prev`` the one before it and its
+    ``owner_field`` the ``owner``'s token (a scene's samples, an instance's annotations)."""
+    chain, token, prev = [], first, ""
+    while token:
+        row = rows[token]
+        assert row["prev"] == prev and row[owner_field] == owner["token"], row
+        chain.append(token)
+        prev, token = token, row["next"]
+    return chain
+
+
 def test_export_follows_the_published_nuscenes_schema(tmp_path):
     frames = _synthetic_export(tmp_path)
     tables = _load(tmp_path)
@@ -287,20 +299,11 @@ def test_export_follows_the_published_nuscenes_schema(tmp_path):
         assert row["index"] == NUSCENES_CATEGORY_INDEX[row["name"]], row
     # prev/next chains: samples per scene, sample_data per channel, annotations per instance.
     for scene in tables["scene"]:
-        chain, token, prev = [], scene["first_sample_token"], ""
-        while token:
-            sample = by_token["sample"][token]
-            assert sample["prev"] == prev and sample["scene_token"] == scene["token"]
-            chain.append(token)
-            prev, token = token, sample["next"]
+        chain = _chain(by_token["sample"], scene["first_sample_token"], "scene_token", scene)
         assert len(chain) == scene["nbr_samples"] and chain[-1] == scene["last_sample_token"]
     for inst in tables["instance"]:
-        chain, token, prev = [], inst["first_annotation_token"], ""
-        while token:
-            ann = by_token["sample_annotation"][token]
-            assert ann["prev"] == prev and ann["instance_token"] == inst["token"]
-            chain.append(token)
-            prev, token = token, ann["next"]
+        rows = by_token["sample_annotation"]
+        chain = _chain(rows, inst["first_annotation_token"], "instance_token", inst)
         assert len(chain) == inst["nbr_annotations"] and chain[-1] == inst["last_annotation_token"]
     for sd in tables["sample_data"]:
         if sd["next"]:
