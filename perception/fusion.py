@@ -59,6 +59,13 @@ def finite_cells(features: torch.Tensor) -> torch.Tensor:
     return torch.isfinite(values.amax(dim=2, keepdim=True) + values.amin(dim=2, keepdim=True))
 
 
+def own_map(features: torch.Tensor) -> torch.Tensor:
+    """``features [B, A, C, h, w]`` → ``[B, C, h, w]``: the ego's own map (agent 0) with its
+    NaN and ±inf zeroed, what every fusion fuses of the ego's map (``clean_mask``) and what a
+    fusion declaring ``returns_own_map_alone`` returns when the ego's map alone is valid."""
+    return torch.nan_to_num(features[:, 0], nan=0.0, posinf=0.0, neginf=0.0)
+
+
 def clean_mask(
     features: torch.Tensor, valid: torch.Tensor, fill: float = 0.0
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -70,11 +77,13 @@ def clean_mask(
     costs)."""
     finite = finite_cells(features)
     valid = torch.cat([torch.ones_like(valid[:, :1]), (valid & finite)[:, 1:]], dim=1)
-    ego = torch.nan_to_num(features[:, :1], nan=0.0, posinf=0.0, neginf=0.0)
     cleaned = torch.where(valid, features, fill)
-    cleaned[:, :1] = ego  # the ego's own map is never dropped, only cleaned
+    cleaned[:, 0] = own_map(features)  # the ego's own map is never dropped, only cleaned
     return cleaned, valid
 
+
+#: ``FeatureFusion.ego_alone_key`` of every fusion whose ego-alone map is ``own_map``.
+OWN_MAP_KEY: tuple = ("own_map",)
 
 Stage = Literal["ego", "points", "boxes", "features"]
 STAGES: tuple[str, ...] = get_args(Stage)
@@ -104,16 +113,23 @@ class FeatureFusion(nn.Module):
         compensates_latency: a fusion that moves collaborators' boxes on by their motion
             (``extrapolate``): a box-stage one its boxes, a feature-stage one the cells of its
             boxes (``max_extrapolated``); the pipeline gives it the motion history.
+        returns_own_map_alone: ``forward`` returns exactly ``own_map(features)`` whenever the
+            ego's map alone is valid, whatever the values and the instance's settings; the
+            pipeline then computes a frame's ego-alone detections once for every such fusion
+            (``ego_alone_key``). Not inherited by a subclass that defines its own ``forward``.
     """
 
     stage: ClassVar[Stage] = "features"
     selects_cells: ClassVar[bool] = False
     sends_payload: ClassVar[bool] = False
     compensates_latency: ClassVar[bool] = False
+    returns_own_map_alone: ClassVar[bool] = False
     max_fraction: float = 1.0
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
+        if "forward" in vars(cls) and "returns_own_map_alone" not in vars(cls):
+            cls.returns_own_map_alone = False  # a new forward must declare it again
         if cls.stage not in STAGES:
             raise TypeError(
                 f"fusion {cls.__name__}: 'stage' must be one of {', '.join(STAGES)}, "
@@ -153,9 +169,12 @@ class FeatureFusion(nn.Module):
 
     def ego_alone_key(self) -> tuple | None:
         """A key that two fusions share only if ``forward`` gives them the same map when the
-        ego's map alone is valid: the class's ``forward`` and the instance's plain settings
-        (numbers, strings, flags). ``None`` (never shared) for a fusion with parameters,
-        buffers, submodules or other state, on which that map may depend."""
+        ego's map alone is valid: ``OWN_MAP_KEY`` for every fusion declaring
+        ``returns_own_map_alone``, else the class's ``forward`` and the instance's plain
+        settings (numbers, strings, flags). ``None`` (never shared) for an undeclared fusion
+        with parameters, buffers, submodules or other state, on which that map may depend."""
+        if self.returns_own_map_alone:
+            return OWN_MAP_KEY
         if any(True for _ in self.parameters()) or any(True for _ in self.buffers()):
             return None
         if any(True for _ in self.children()):
@@ -199,9 +218,10 @@ class NoFusion(FeatureFusion):
     """Ego only: the collaborators' features are ignored (and nothing is sent)."""
 
     stage = "ego"
+    returns_own_map_alone = True
 
     def forward(self, features: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
-        return torch.nan_to_num(features[:, 0])
+        return own_map(features)
 
 
 @FUSIONS.register("early")
@@ -304,6 +324,8 @@ class LateExtrapolatedFusion(LateFusion):
 class MaxFusion(FeatureFusion):
     """Element-wise maximum over the valid agents of each cell."""
 
+    returns_own_map_alone = True  # the maximum of one map is that map
+
     def forward(self, features: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
         masked, _ = clean_mask(features, valid, fill=torch.finfo(features.dtype).min)
         return masked.amax(dim=1)
@@ -321,8 +343,7 @@ class MaxFusion(FeatureFusion):
         dtype = torch.promote_types(ego.dtype, warped.dtype)
         keep = valid & finite_cells(warped)
         others = warped.to(dtype).masked_fill_(~keep, torch.finfo(dtype).min).amax(dim=1)
-        own = torch.nan_to_num(ego[:, 0].to(dtype), nan=0.0, posinf=0.0, neginf=0.0)
-        return torch.maximum(others, own)
+        return torch.maximum(others, own_map(ego.to(dtype)))
 
 
 @FUSIONS.register("max_extrapolated")

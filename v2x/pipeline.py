@@ -51,7 +51,7 @@ from v2x.datasets.frame import CoopBatch
 from v2x.perception.boxes import transform_boxes
 from v2x.perception.detector import CoopDetector, Detections, nms_detections
 from v2x.perception.ego_fusion import arrived_cells, fuse_at_ego
-from v2x.perception.fusion import FeatureFusion
+from v2x.perception.fusion import FeatureFusion, own_map
 from v2x.perception.warp import (
     box_flow,
     compose_sampling,
@@ -214,9 +214,13 @@ class CooperativePipeline(nn.Module):
         return shared(batch.points, key, lambda: self._ego_alone_run(features()))
 
     def _ego_alone_run(self, features: torch.Tensor) -> Detections:
-        b, _, _, h, w = features.shape
-        ego_only = torch.ones(b, 1, 1, h, w, dtype=torch.bool, device=features.device)
-        heat, reg = self.model.head(self.fusion(features[:, :1], ego_only))
+        if self.fusion.returns_own_map_alone:  # one computation for every such fusion
+            fused = own_map(features)
+        else:
+            b, _, _, h, w = features.shape
+            ego_only = torch.ones(b, 1, 1, h, w, dtype=torch.bool, device=features.device)
+            fused = self.fusion(features[:, :1], ego_only)
+        heat, reg = self.model.head(fused)
         return self.model.postprocess(heat, reg)
 
     def _run_features(

@@ -293,25 +293,48 @@ def test_ego_detections_equal_a_run_with_every_collaborator_masked(
 
 
 def test_fusions_share_an_ego_alone_key_only_when_their_maps_agree():
-    from v2x.perception.fusion import MaxFusion
+    from v2x.perception.fusion import OWN_MAP_KEY, MaxFusion, MeanFusion
 
     assert build_fusion("max").ego_alone_key() == build_fusion("max").ego_alone_key()
-    keys = [build_fusion(n).ego_alone_key() for n in ("none", "max", "mean", "attention")]
-    assert None not in keys and len(set(keys)) == 4  # each forward its own key
-    slow, fast = (build_fusion("max_extrapolated", margin_m=m) for m in (0.5, 1.0))
-    assert slow.ego_alone_key() != fast.ego_alone_key()  # a setting differs
+    # fusions whose ego-alone map is the ego's own (none, max, max_extrapolated at any
+    # margin: its forward is max's) share one key; mean and attention each their own
+    own = [build_fusion("none"), build_fusion("max")]
+    own += [build_fusion("max_extrapolated", margin_m=m) for m in (0.5, 1.0)]
+    assert {f.ego_alone_key() for f in own} == {OWN_MAP_KEY}
+    keys = [build_fusion(n).ego_alone_key() for n in ("mean", "attention")]
+    assert None not in keys and len(set(keys)) == 2 and OWN_MAP_KEY not in keys
 
-    class Scaled(MaxFusion):  # state the key cannot see: never shared
+    class Tempered(MeanFusion):  # a plain setting is part of an undeclared fusion's key
+        def __init__(self, t: float) -> None:
+            super().__init__()
+            self.t = t
+
+    assert Tempered(1.0).ego_alone_key() != Tempered(2.0).ego_alone_key()
+
+    class Scaled(MeanFusion):  # state the key cannot see: never shared
         def __init__(self) -> None:
             super().__init__()
             self.gain = torch.nn.Parameter(torch.ones(1))
 
-    class Tabled(MaxFusion):
+    class Tabled(MeanFusion):
         def __init__(self) -> None:
             super().__init__()
             self.table = [1.0, 2.0]
 
     assert Scaled().ego_alone_key() is None and Tabled().ego_alone_key() is None
+
+    class Doubled(MaxFusion):  # a forward of its own: max's declaration is not inherited
+        def forward(self, features, valid):
+            return 2 * super().forward(features, valid)
+
+    assert not Doubled.returns_own_map_alone and Doubled().ego_alone_key() != OWN_MAP_KEY
+
+    class Gained(MaxFusion):  # max's forward, which reads no state: still the own map
+        def __init__(self) -> None:
+            super().__init__()
+            self.gain = torch.nn.Parameter(torch.ones(1))
+
+    assert Gained().ego_alone_key() == OWN_MAP_KEY
 
 
 def test_a_sweeps_detector_computes_ego_alone_detections_once_per_batch(model, batch):
@@ -348,7 +371,7 @@ def test_a_sweeps_detector_computes_ego_alone_detections_once_per_batch(model, b
         for field in ("boxes", "scores", "labels", "valid"):
             assert torch.equal(getattr(got, field), getattr(want, field)), (name, codec, field)
     assert len(heads) == 2  # max (both codecs) once, mean once
-    # the ego-only group: its own key, then served from the cache as well
+    # the ego-only group: the ego's own map like max, served from the cache
     none_plain = CooperativePipeline(model, build_fusion("none"), build_codec("analog"),
                                      build_channel("awgn")).eval()  # fmt: skip
     none_shared = CooperativePipeline(cache, build_fusion("none"), build_codec("analog"),
@@ -357,13 +380,13 @@ def test_a_sweeps_detector_computes_ego_alone_detections_once_per_batch(model, b
     for _ in range(2):
         got = none_shared.run(batch, snr).detections
         assert torch.equal(got.scores, none_plain.run(batch, snr).detections.scores)
-    assert len(heads) == 3
+    assert len(heads) == 2
     # re-sensed scans (other points) and another batch are computed afresh
     resensed = dataclasses.replace(alone, points=alone.points.clone())
     pipes[("max", "analog")][1].ego_detections(resensed)
     cache.batch_index = 1
     pipes[("max", "analog")][1].ego_detections(alone)
-    assert len(heads) == 5
+    assert len(heads) == 4
 
 
 def test_send_reads_the_channel_checks_once_and_still_refuses_bad_input(monkeypatch):

@@ -71,6 +71,43 @@ def test_non_finite_collaborator_cells_are_masked(name):
     torch.testing.assert_close(out, feats[:, 0], atol=0, rtol=0)
 
 
+def _bits(t: torch.Tensor) -> torch.Tensor:
+    return t.contiguous().view(torch.int32)  # (signed zeros compared too)
+
+
+@pytest.mark.parametrize("name", sorted(FUSIONS.names()))
+def test_a_fusion_declaring_its_own_map_alone_returns_it_exactly(name):
+    """``returns_own_map_alone`` (one ego-alone detection pass for all such fusions): with the
+    ego's map alone valid, ``forward`` returns the ego's map with NaN and ±inf zeroed, bit for
+    bit (signed zeros, huge values), with or without masked collaborator rows; every fusion
+    not declaring it defines a forward of its own or inherits an undeclared one."""
+    from v2x.perception.fusion import fusion_class
+
+    cls = fusion_class(name)
+    if not cls.returns_own_map_alone:
+        return
+    feats = _features(a=3) * 1e30
+    feats[0, 0, 1, 2] = float("nan")
+    feats[1, 0, 0, 0] = float("inf")
+    feats[1, 0, 3, 1] = float("-inf")
+    feats[0, 0, 2, 2, 2] = -0.0
+    feats[0, 0, 2, 2, 3] = torch.finfo(torch.float32).min
+    want = feats[:, 0].clone()
+    want[~torch.isfinite(want)] = 0.0  # the oracle: finite values kept, others zeroed
+    fusion = build_fusion(name)
+    for a in (1, 3):
+        valid = torch.zeros(2, a, 1, 3, 5, dtype=torch.bool)
+        valid[:, 0] = True
+        out = fusion(feats[:, :a], valid)
+        assert torch.equal(_bits(out), _bits(want)), a
+
+
+def test_the_fusions_whose_ego_alone_map_is_their_own():
+    declared = {n for n in FUSIONS.names() if FUSIONS.get(n).returns_own_map_alone}
+    assert {"none", "max", "max_extrapolated"} <= declared
+    assert not declared & {"mean", "attention", "where2comm"}
+
+
 def test_single_bad_channel_masks_the_whole_cell():
     feats = _features(b=1, a=2, c=3, h=1, w=2)
     feats[0, 1, 1, 0, 0] = float("nan")  # one channel of one cell
