@@ -535,4 +535,9 @@ def test_each_apps_help_says_what_it_does_with_examples_before_hydras_help(modul
     assert description.startswith(f"{name}: ") and example in description
     assert "#" not in description.splitlines()[0]
     assert proc.stdout.startswith(description + "\n") and "== Config ==" in proc.stdout
-    assert ("channel: awgn" in proc.stdout) == (module != "plot")  # plot composes no group
+    # plot composes no group; generate reads one (dataset), not the others Hydra can see
+    assert ("channel: awgn" in proc.stdout) == (module not in ("plot", "generate"))
+    if module == "generate":
+        groups = proc.stdout.split("== Configuration groups ==")[1].split("== Config ==")[0]
+        assert groups.strip().startswith("dataset: synthetic")
+        assert not any(f"\n{g}: " in groups for g in ("channel", "codec", "link", "model"))
