@@ -330,7 +330,7 @@ def test_a_bad_synthetic_training_section_is_refused_naming_the_field(key, value
     from v2x.apps.train import load_training_frames
 
     data = {"source": "synthetic", "num_sequences": 1, "frames_per_sequence": 1, "seed": 0}
-    with pytest.raises(ValueError, match=rf"^train config: field 'data.{key}' must be .*{value!r}"):
+    with pytest.raises(ValueError, match=rf"^train: field 'data.{key}' must be .*{value!r}"):
         load_training_frames({**data, key: value})
 
 
