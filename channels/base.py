@@ -93,6 +93,10 @@ class Channel(nn.Module):
     #: change its ``Reception`` (which is known before sending, ``v2x.known_drops``). A new
     #: channel is taken to erase until it says otherwise.
     erases: ClassVar[bool] = True
+    #: The carrier (Hz) of the channel's own Doppler (fast fading from ``speed_mps``, TDL/CDL),
+    #: meant to be its link's (the path loss's); ``None``: no Doppler of its own. A wrapper's
+    #: is its ``inner`` channel's (``doppler_config``).
+    doppler_carrier_hz: float | None = None
 
     def forward(  # pragma: no cover - interface
         self, x: torch.Tensor, snr_db: torch.Tensor
@@ -114,6 +118,17 @@ class Channel(nn.Module):
 
 
 CHANNELS: Registry[Channel] = Registry("channel", base=Channel)
+
+
+def doppler_config(channel: Channel) -> dict:
+    """The config fields of ``channel`` that set its Doppler's carrier, as built (defaults
+    filled in): ``{"carrier_hz": hz}``, ``{"inner": {...}}`` for a wrapper of an inner channel,
+    ``{}`` for a channel without a Doppler of its own. What ``radio.carrier_note`` reads."""
+    inner = getattr(channel, "inner", None)
+    if isinstance(inner, Channel):
+        return {"inner": doppler_config(inner)}
+    hz = channel.doppler_carrier_hz
+    return {} if hz is None else {"carrier_hz": float(hz)}
 
 
 _DEFERRED = threading.local()

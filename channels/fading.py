@@ -249,6 +249,7 @@ class FadingChannel(Channel):
         self.doppler = (
             float(doppler_hz) if doppler_hz is not None else doppler_hz_fn(speed_mps, carrier_hz)
         )
+        self.doppler_carrier_hz = float(carrier_hz) if self.fast and doppler_hz is None else None
         self.symbol_rate_hz = float(symbol_rate_hz)
         self.num_sinusoids = int(num_sinusoids)
         self.fast_model = fast_model

@@ -157,7 +157,7 @@ class OFDMChannel(Channel):
             )
         self.family, self.model = family, model
         self.delay_spread_s = float(delay_spread_s)
-        self.carrier_hz = float(carrier_hz)
+        self.carrier_hz = self.doppler_carrier_hz = float(carrier_hz)
         self.speed_mps = float(speed_mps)
         self.subcarrier_spacing_hz = float(subcarrier_spacing_hz)
         self.fft_size = int(fft_size)

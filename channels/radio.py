@@ -117,3 +117,28 @@ class RadioParams:
 RADIO_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(RadioParams))
 #: The defaults every module that declares a radio setting takes its default from.
 DEFAULT_RADIO = RadioParams()
+
+
+def carrier_note(
+    channel_cfg: Mapping,
+    link_carrier_hz: float,
+    field: str = "channel",
+    link_field: str = "link.carrier_hz",
+) -> str | None:
+    """A note when the channel's own ``carrier_hz`` (its Doppler: fast fading, TDL/CDL; also a
+    wrapper's ``inner`` channel's) is not the link's (its path loss), else ``None``.
+
+    ``channel_cfg`` is the channel's config (``v2x-link``'s ``channel`` group; a sweep's
+    channel as built, ``base.doppler_config``); ``field`` names it and ``link_field`` the
+    field(s) that set the link's carrier, in the note."""
+    inner = channel_cfg.get("inner")
+    fc = channel_cfg.get("carrier_hz")
+    if fc is None and isinstance(inner, Mapping):
+        return carrier_note(inner, link_carrier_hz, f"{field}.inner", link_field)
+    if fc is None or math.isclose(float(fc), link_carrier_hz, rel_tol=1e-9):
+        return None
+    return (
+        f"the channel's Doppler is at {field}.carrier_hz={float(fc):g} Hz, the path loss at "
+        f"{link_field}={link_carrier_hz:g} Hz; set {field}.carrier_hz={link_carrier_hz:g} "
+        "for one carrier"
+    )

@@ -160,7 +160,7 @@ def codec_train_config(cfg: Any) -> CodecTrainConfig:
     """``cfg.codec_train`` of a ``v2x-train-codec`` config as a ``CodecTrainConfig`` (fields
     checked, lists as tuples) that saves to ``cfg.out``."""
     train = to_plain(cfg.codec_train)
-    check_fields(CodecTrainConfig, train, "train_codec config: 'codec_train'")
+    check_fields(CodecTrainConfig, train, "train_codec: field 'codec_train'")
     for name in ("snr_range_db", "ratios", "channels", "fusions"):
         train[name] = tuple(train[name])
     if train.get("ratio_weights") is not None:
@@ -179,8 +179,8 @@ def task_codec(cfg: Any, detector: CoopDetector) -> Codec:
     codec = build_codec(name, **codec_kwargs)
     if not (isinstance(codec, Codec) and codec.trainable):
         raise ValueError(
-            f"train_codec config: codec {name!r} is not trainable (it does not declare "
-            "Codec.trainable: forward_train, save_checkpoint, warm_start)"
+            f"train_codec: field 'codec.name' is {name!r}, which is not trainable (it does not "
+            "declare Codec.trainable: forward_train, save_checkpoint, warm_start)"
         )
     if cfg.init:
         codec.warm_start(str(cfg.init))

@@ -446,7 +446,7 @@ def load_training_frames(
     Synthetic towns are split across DDP ranks: rank ``r`` of ``world`` generates (on its own
     GPU when ``data.synthetic.device=cuda``) and trains on the towns ``s ≡ r (mod world)``;
     ``num_sequences`` must be a multiple of ``world`` (equal shares, every town drawn as often).
-    Messages about bad settings name ``<app> config: field '<section>.<key>'``.
+    Messages about bad settings name ``<app>: field '<section>.<key>'``.
     """
 
     data = to_plain(data)
@@ -455,10 +455,10 @@ def load_training_frames(
         from v2x.datasets.synthetic import SyntheticConfig, generate_sequence
 
         for key, least in (("num_sequences", 1), ("frames_per_sequence", 1), ("seed", 0)):
-            data[key] = check_whole(f"{app} config: field '{section}.{key}'", data.get(key), least)
+            data[key] = check_whole(f"{app}: field '{section}.{key}'", data.get(key), least)
         if data["num_sequences"] % world:  # each rank draws its share of a step from its towns
             raise ValueError(
-                f"{app} config: field '{section}.num_sequences' ({data['num_sequences']}) must be "
+                f"{app}: field '{section}.num_sequences' ({data['num_sequences']}) must be "
                 f"a multiple of the DDP world size ({world}): each process trains on its own "
                 "towns, the same number of frames per step, so uneven shares would weight the "
                 "towns of the smaller ones more (or leave a process without frames)"
@@ -478,11 +478,10 @@ def load_training_frames(
 
         if not data.get("path"):
             raise ValueError(
-                f"{app} config: field '{section}.path' must name a v2x-generate folder when "
+                f"{app}: field '{section}.path' must name a v2x-generate folder when "
                 f"{section}.source=store"
             )
         return list(load_split(Path(data["path"]), data.get("split", "train")))
     raise ValueError(
-        f"{app} config: field '{section}.source' must be one of {TRAIN_DATA_SOURCES}, "
-        f"got {source!r}"
+        f"{app}: field '{section}.source' must be one of {TRAIN_DATA_SOURCES}, got {source!r}"
     )

@@ -250,6 +250,28 @@ def _link_model(cfg: NetworkConfig, model: str, radio: RadioParams, seed: int):
     return build_link(params)
 
 
+def link_carriers(cfg: NetworkConfig) -> dict[float, list[str]]:
+    """The carriers (Hz) of the links of every kind pair, either side sending (a frame's kinds
+    are not known before it is read), each with the fields that set it: the sender's radio or
+    the model's ``link_options`` (THz: its own radio). Pairs the model refuses are left out."""
+    out: dict[float, list[str]] = {}
+    for pair, model in cfg.link_models.items():
+        a, _, b = pair.partition("-")
+        own = cfg.link_options.get(model) or {}
+        for tx, rx in sorted({(a, b), (b, a)}):
+            try:
+                hz = _link_model(cfg, model, cfg.radios[tx].link_to(cfg.radios[rx]), 0).carrier_hz
+            except ValueError:  # (the frame that has this pair raises)
+                continue
+            where = "" if "carrier_hz" in own else ".radio"
+            if "carrier_hz" in own or model == "thz" or "carrier_hz" in (own.get("radio") or {}):
+                field = f"network.link_options.{model}{where}.carrier_hz"
+            else:
+                field = f"network.radios.{tx}.carrier_hz"
+            out.setdefault(float(hz), []).append(field)
+    return {hz: list(dict.fromkeys(fields)) for hz, fields in out.items()}
+
+
 # UE-height validity of TR 38.901 UMi (the ego's antenna is clamped into it, documented).
 _UMI_UE_HEIGHT_M = (1.5, 22.5)
 

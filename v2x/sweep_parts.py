@@ -1,15 +1,18 @@
 """What the registered parts declare to the sweep planner (``v2x.sweep_plan``): the constructor
 arguments a codec or channel lets a sweep fill in or vary (``Codec.sweep_arguments``,
 ``Channel.sweep_arguments``), the quantiser bits a codec runs with, and which values of
-``grid.harq_max_rounds`` apply to a (codec, channel) pair.
+``grid.harq_max_rounds`` apply to a (codec, channel) pair; each channel built once at planning.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from v2x.common import Registry
+
+log = logging.getLogger(__name__)
 
 
 def check_registered(
@@ -24,6 +27,32 @@ def check_registered(
         registry.get(name, f"sweep: field 'grid.{axis}': ")
     for name in options or {}:
         registry.get(str(name), f"sweep: field '{axis[:-1]}_options' names an ")
+
+
+def build_channels(names: Sequence[str], options: Mapping | None, network: Any) -> None:
+    """Build each channel of ``grid.channels`` once with its ``channel_options`` (``ValueError``
+    for options it rejects, before any work) and log a warning, once per (channel, carrier),
+    where the carrier of its own Doppler (``doppler_config``) is not one the links of
+    ``network`` (a ``v2x.network.NetworkConfig``) run at (``v2x.network.link_carriers``)."""
+    from v2x.channels import CHANNELS
+    from v2x.channels.base import doppler_config
+    from v2x.channels.radio import carrier_note
+    from v2x.network import link_carriers
+
+    carriers = None
+    for name in dict.fromkeys(names):
+        try:
+            channel = CHANNELS.build(name, **dict((options or {}).get(name, {}) or {}))
+        except TypeError as exc:
+            raise ValueError(f"sweep: channel {name!r} rejects its options: {exc}") from exc
+        doppler = doppler_config(channel)
+        if not doppler:
+            continue
+        carriers = link_carriers(network) if carriers is None else carriers
+        for hz, fields in carriers.items():
+            note = carrier_note(doppler, hz, f"channel_options.{name}", " and ".join(fields))
+            if note:
+                log.warning("sweep: channel %r: %s", name, note)
 
 
 def codec_class(codec: str) -> type:

@@ -45,6 +45,7 @@ from v2x.sweep_config import (  # noqa: F401 - the config API, also reachable fr
     default_config,
 )
 from v2x.sweep_parts import (  # noqa: F401 - what the parts declare, also reachable from here
+    build_channels,
     channel_sweep_arguments,
     check_codec_for_fusion,
     check_registered,
@@ -391,11 +392,7 @@ def plan_sweep(cfg: Any) -> SweepPlan:
                 CODECS.build(g.codec, **codec_kwargs_for(g.codec, g.codec_kwargs, feature_channels))
             except TypeError as exc:
                 raise ValueError(f"sweep: codec {g.codec!r} rejects its options: {exc}") from exc
-    for name in channels:
-        try:
-            CHANNELS.build(name, **dict((cfg.channel_options or {}).get(name, {}) or {}))
-        except TypeError as exc:
-            raise ValueError(f"sweep: channel {name!r} rejects its options: {exc}") from exc
+    build_channels(channels, cfg.channel_options, network)  # (warns of a carrier not the links')
     for g in groups:
         if g.stage == FEATURE_STAGE and g.harq_max_rounds:
             CHANNELS.build(g.channel, **g.channel_kwargs(cfg.channel_options or {}))

@@ -15,6 +15,7 @@ table equals one device's.
 
 from __future__ import annotations
 
+import logging
 import multiprocessing as mp
 import os
 import time
@@ -44,6 +45,7 @@ def _start(config: dict, devices: Any, threads: int, sharers: dict[str, int] | N
     if device.type == "cuda":  # this process's current device (Triton kernels also enter their
         torch.cuda.set_device(device)  # tensors' device: v2x.common.on_device_of)
     torch.set_num_threads(threads)
+    logging.getLogger("v2x.sweep_parts").setLevel(logging.ERROR)  # the parent's plan warned
     plan = plan_sweep(config)
     frames = load_frames(plan.data, True)
     cache, batches = prepare_device(plan, frames, device, (sharers or {}).get(str(device), 1))

@@ -264,10 +264,10 @@ def test_budget_config_refuses_bad_scheduler_settings(data, match):
 @pytest.mark.parametrize(
     "override, match",
     [
-        ("val_data.seed=-1", "train_codec config: field 'val_data.seed'.*-1"),
-        ("val_data.source=bogus", "train_codec config: field 'val_data.source'.*bogus"),
-        ("val_data.source=store", "train_codec config: field 'val_data.path'"),
-        ("data.seed=-1", "train_codec config: field 'data.seed'.*-1"),
+        ("val_data.seed=-1", "train_codec: field 'val_data.seed'.*-1"),
+        ("val_data.source=bogus", "train_codec: field 'val_data.source'.*bogus"),
+        ("val_data.source=store", "train_codec: field 'val_data.path'"),
+        ("data.seed=-1", "train_codec: field 'data.seed'.*-1"),
     ],
 )
 def test_train_codec_app_reads_its_calibration_frames_before_training(
@@ -290,3 +290,26 @@ def test_train_codec_app_reads_its_calibration_frames_before_training(
     ])  # fmt: skip
     with pytest.raises(ValueError, match=match):
         app.run_codec_training(cfg)
+
+
+@pytest.mark.parametrize(
+    "app, overrides, match",
+    [
+        ("train", ["+train.bogus=1"], r"^train: field 'train': unknown field\(s\) \['bogus'\]"),
+        ("train", ["+dataset.name=bogus"], r"^train: field 'dataset.name' .* is 'bogus'; valid"),
+        ("train_codec", ["train=false"], r"^train_codec: field 'init' is not set"),
+        ("train_codec", ["+calibrate.bogus=1"],
+         r"^train_codec: field 'calibrate' has unknown field\(s\) \['bogus'\]"),
+    ],
+)  # fmt: skip
+def test_the_train_apps_prefix_their_messages_as_the_other_apps(app, overrides, match):
+    """``train config: 'train'`` beside ``train: field 'train.out_dir'``: the train apps' own
+    messages now open as the sweep's do, ``<app>: field '<section>.<key>'``."""
+    import v2x.apps.train as train
+    import v2x.apps.train_codec as train_codec
+
+    run = train.run_training if app == "train" else train_codec.run_codec_training
+    extra = ["checkpoint=untrained", "model=pillars_center", "device=cpu"]
+    cfg = _compose(app, [*(extra if app == "train_codec" else []), *overrides])
+    with pytest.raises(ValueError, match=match):
+        run(cfg)

@@ -330,7 +330,7 @@ def test_a_bad_synthetic_training_section_is_refused_naming_the_field(key, value
     from v2x.apps.train import load_training_frames
 
     data = {"source": "synthetic", "num_sequences": 1, "frames_per_sequence": 1, "seed": 0}
-    with pytest.raises(ValueError, match=rf"^train config: field 'data.{key}' must be .*{value!r}"):
+    with pytest.raises(ValueError, match=rf"^train: field 'data.{key}' must be .*{value!r}"):
         load_training_frames({**data, key: value})
 
 
@@ -535,4 +535,9 @@ def test_each_apps_help_says_what_it_does_with_examples_before_hydras_help(modul
     assert description.startswith(f"{name}: ") and example in description
     assert "#" not in description.splitlines()[0]
     assert proc.stdout.startswith(description + "\n") and "== Config ==" in proc.stdout
-    assert ("channel: awgn" in proc.stdout) == (module != "plot")  # plot composes no group
+    # plot composes no group; generate reads one (dataset), not the others Hydra can see
+    assert ("channel: awgn" in proc.stdout) == (module not in ("plot", "generate"))
+    if module == "generate":
+        groups = proc.stdout.split("== Configuration groups ==")[1].split("== Config ==")[0]
+        assert groups.strip().startswith("dataset: synthetic")
+        assert not any(f"\n{g}: " in groups for g in ("channel", "codec", "link", "model"))

@@ -112,7 +112,7 @@ def test_qpsk_ebno_is_the_snr_less_3_dB_and_gives_the_sionna_ber_curve():
 
 
 def test_a_channel_carrier_other_than_the_links_is_noted(tmp_path):
-    from v2x.apps.link import carrier_note
+    from v2x.channels.radio import carrier_note
 
     assert carrier_note({"name": "awgn"}, 5.9e9) is None
     assert carrier_note({"name": "tdl", "carrier_hz": 5.9e9}, 5.9e9) is None

@@ -33,7 +33,7 @@ from v2x.perception.train import TrainConfig, frame_sampler, train_detector
 
 def train_config_from(cfg: DictConfig) -> TrainConfig:
     train = to_plain(cfg.train)
-    check_fields(TrainConfig, train, "train config: 'train'")
+    check_fields(TrainConfig, train, "train: field 'train'")
     train["modes"] = tuple(train.get("modes", TrainConfig.modes))
     train["mode_weights"] = tuple(train.get("mode_weights", TrainConfig.mode_weights))
     train["augment_scale_range"] = tuple(
@@ -73,23 +73,23 @@ def check_validation(cfg: DictConfig) -> None:
         return  # (make_validator validates nothing then)
     if cfg.data.source != "synthetic":  # (it was ignored: no val.csv, no best.pt, no word)
         raise ValueError(
-            f"train config: field 'train.val_every' is {cfg.train.val_every}, but validation "
+            f"train: field 'train.val_every' is {cfg.train.val_every}, but validation "
             f"runs on synthetic towns only and data.source is {cfg.data.source!r}; set "
             "train.val_every=0 and score the saved checkpoints (train.checkpoint_every) on your "
             "validation split with v2x-eval checkpoint=<file>"
         )
     val = to_plain(cfg.val)
     for name, least in (("num_sequences", 1), ("seed", 0), ("batch_size", 1), ("bootstrap", 0)):
-        check_whole(f"train config: field 'val.{name}'", val.get(name), least)
+        check_whole(f"train: field 'val.{name}'", val.get(name), least)
     if val.get("fusion") not in FUSIONS.names():
         raise ValueError(
-            f"train config: field 'val.fusion' is {val.get('fusion')!r}; valid choices: "
+            f"train: field 'val.fusion' is {val.get('fusion')!r}; valid choices: "
             f"{', '.join(FUSIONS.names())}"
         )
     metrics = [name for name, _, _ in HEADLINE_METRICS]
     if val.get("metric") not in metrics:
         raise ValueError(
-            f"train config: field 'val.metric' is {val.get('metric')!r}; valid choices: "
+            f"train: field 'val.metric' is {val.get('metric')!r}; valid choices: "
             f"{', '.join(metrics)}"
         )
 
@@ -140,7 +140,8 @@ def data_section(cfg: DictConfig) -> DictConfig:
         data.update(source=name, path=root, reader={**group, **(data.get("reader") or {})})
     else:
         raise ValueError(
-            f"train config: 'dataset' group must be one of synthetic, v2xsim, dair_v2x, got {name!r}"
+            f"train: field 'dataset.name' (the dataset=<option> group) is {name!r}; valid "
+            "choices: synthetic, v2xsim, dair_v2x"
         )
     return OmegaConf.create(data)
 

@@ -45,8 +45,8 @@ def run_codec_training(cfg: DictConfig) -> Path:
     train = check_switch("train_codec: field 'train'", cfg.get("train", True))
     if not train and not cfg.init:
         raise ValueError(
-            "train_codec config: 'train: false' calibrates the weights of 'init', "
-            "but 'init' is not set"
+            "train_codec: field 'init' is not set, but train=false calibrates the weights "
+            "of 'init'; set init=<codec checkpoint>, or train=true"
         )
     device = usable_device(str(cfg.device), "train_codec: field 'device'")
     train_cfg = codec_train_config(cfg)
@@ -55,7 +55,7 @@ def run_codec_training(cfg: DictConfig) -> Path:
     known = set(inspect.signature(check_calibration).parameters)
     if set(calibrate) - known - {"enabled"}:
         raise ValueError(
-            f"train_codec config: 'calibrate' has unknown field(s) "
+            f"train_codec: field 'calibrate' has unknown field(s) "
             f"{sorted(set(calibrate) - known - {'enabled'})}; valid: {sorted(known | {'enabled'})}"
         )
     calibrating = check_switch("calibrate: field 'enabled'", calibrate.pop("enabled", True))
@@ -76,12 +76,12 @@ def run_codec_training(cfg: DictConfig) -> Path:
     if calibrating:  # the calibration's frames are read (and refused) before the codec trains
         val_frames = load_training_frames(cfg.val_data, app="train_codec", section="val_data")
         if not val_frames:
-            raise ValueError("train_codec config: 'val_data' gives no frames to calibrate on")
+            raise ValueError("train_codec: field 'val_data' gives no frames to calibrate on")
     if train:
         frames = load_training_frames(cfg.data, app="train_codec")
         if len(frames) < train_cfg.batch_size:
             raise ValueError(
-                f"train_codec config: 'data' gives {len(frames)} frames, fewer than "
+                f"train_codec: field 'data' gives {len(frames)} frames, fewer than "
                 f"codec_train.batch_size = {train_cfg.batch_size}"
             )
 
