@@ -111,7 +111,8 @@ def link_summary(cfg: Any, payload_bits: float = 1e6, **report_kw: Any) -> dict[
     vehicle blockage of TR 37.885, which is what a V2V model's "not LOS" means unless the scene
     says a building blocks; ``expected`` with ``los_mode: expected``, whose path loss is the
     P_LOS-weighted mean of the branches), ``p_los`` the model's LOS probability,
-    ``carrier_hz`` the model's carrier.
+    ``carrier_hz`` the model's carrier, ``bandwidth_hz`` the bandwidth its noise, rate and time
+    on air are computed over.
     """
     model = build_link(cfg)
     _check_sceneless_mode(model)
@@ -125,6 +126,7 @@ def link_summary(cfg: Any, payload_bits: float = 1e6, **report_kw: Any) -> dict[
         "p_los": float(state.extra["p_los"][0]),
         "distance_m": float(state.distance_m[0]),
         "carrier_hz": float(model.carrier_hz),
+        "bandwidth_hz": float(state.bandwidth_hz),
         "capacity_bps": float(rep.capacity_bps[0]),
         "rate_bps": float(rep.rate_bps[0]),
         "time_on_air_s": float(rep.time_on_air_s[0]),

@@ -72,6 +72,19 @@ def _frame_file(split: str, sequence: int, index: int) -> str:
     return f"{split}/{sequence:05d}_{index:04d}.npz"
 
 
+def _differences(old: Any, new: Any, name: str = "") -> list[tuple[str, Any, Any]]:
+    """``(dotted field, old value, new value)`` for every leaf where two JSON-like configs
+    differ (a missing field reads as ``None``), so that a refusal names what changed."""
+    old, new = json.loads(json.dumps(old)), json.loads(json.dumps(new))
+    if not (isinstance(old, dict) and isinstance(new, dict)):
+        return [] if old == new else [(name, old, new)]
+    return [
+        diff
+        for key in dict.fromkeys([*old, *new])
+        for diff in _differences(old.get(key), new.get(key), f"{name}.{key}" if name else key)
+    ]
+
+
 def generate_dataset(cfg: Any) -> dict:
     """Generate (or complete) a synthetic dataset on disk.
 
@@ -117,10 +130,13 @@ def generate_dataset(cfg: Any) -> dict:
         old_identity = {k: old.get(k) for k in identity}
         if json.loads(json.dumps(old_identity)) != json.loads(json.dumps(identity)):
             if not data["overwrite"]:
+                changed = "; ".join(
+                    f"{name}: {was!r} there, {now!r} here"
+                    for name, was, now in _differences(old_identity, identity)
+                )
                 raise ValueError(
-                    f"{root / MANIFEST}: fields 'seed'/'frames_per_sequence'/'dataset'/"
-                    "'generator_version' differ from this config; use another out_dir or "
-                    "overwrite=true"
+                    f"{root / MANIFEST}: written with other settings ({changed}); expected the "
+                    "same settings to resume it, another out_dir, or overwrite=true"
                 )
             trust_files = False
         else:

@@ -177,30 +177,47 @@ class SyntheticConfig:
             elif f.type == "float":
                 most = 1.0 if f.name in _FRACTIONS else math.inf
                 check_finite(where, getattr(self, f.name), 0.0, most)
-        checks = {
-            "blocks": self.blocks >= 1,
-            "block_size_m": self.block_size_m > 2 * self.half_corridor_m + 4.0,
-            "num_vehicle_agents": self.num_vehicle_agents >= 1,
-            "num_rsus": self.num_rsus >= 0,
-            "num_uavs": self.num_uavs >= 0,
-            "fps": self.fps > 0,
-            "green_s": self.green_s > 0,
-            "clearance_s": self.clearance_s >= 0,
-            "uav_max_altitude_m": self.uav_max_altitude_m >= self.uav_min_altitude_m,
-            "building_max_height_m": self.building_max_height_m >= self.building_min_height_m > 0,
+        corridor_m = 2 * self.half_corridor_m + 4.0
+        roofs_m = self.building_max_height_m + 1.0
+        frame_s = 1.0 / self.fps if self.fps > 0 else math.inf
+        checks = {  # field: (holds, what is expected)
+            "blocks": (self.blocks >= 1, ">= 1"),
+            "block_size_m": (
+                self.block_size_m > corridor_m,
+                f"> 2 × (lane + bike lane + parking + sidewalk widths) + 4 m = {corridor_m:g} m",
+            ),
+            "num_vehicle_agents": (self.num_vehicle_agents >= 1, ">= 1 (the ego is a vehicle)"),
+            "num_rsus": (self.num_rsus >= 0, ">= 0"),
+            "num_uavs": (self.num_uavs >= 0, ">= 0"),
+            "fps": (self.fps > 0, "> 0 frames per second"),
+            "green_s": (self.green_s > 0, "> 0 s"),
+            "clearance_s": (self.clearance_s >= 0, ">= 0 s"),
+            "uav_max_altitude_m": (
+                self.uav_max_altitude_m >= self.uav_min_altitude_m,
+                f">= uav_min_altitude_m = {self.uav_min_altitude_m:g} m",
+            ),
+            "building_max_height_m": (
+                self.building_max_height_m >= self.building_min_height_m > 0,
+                f">= building_min_height_m = {self.building_min_height_m:g} m, which must be > 0",
+            ),
             # UAVs fly above every roof (they orbit over the town).
-            "uav_min_altitude_m": self.uav_min_altitude_m > self.building_max_height_m + 1.0,
-            "backend": self.backend in ("torch", "open3d"),
-            "torch_threads": self.torch_threads >= 0,
-            "sensing_phase_max_s": 0.0
-            <= self.sensing_phase_max_s
-            <= (1.0 / self.fps if self.fps > 0 else math.inf),
-            "clock_offset_std_s": self.clock_offset_std_s >= 0.0,
+            "uav_min_altitude_m": (
+                self.uav_min_altitude_m > roofs_m,
+                f"> building_max_height_m + 1 = {roofs_m:g} m (UAVs fly above every roof)",
+            ),
+            "backend": (self.backend in ("torch", "open3d"), "'torch' or 'open3d'"),
+            "torch_threads": (self.torch_threads >= 0, ">= 0 (0: leave torch's setting)"),
+            "sensing_phase_max_s": (
+                0.0 <= self.sensing_phase_max_s <= frame_s,
+                f"in [0, 1 / fps] = [0, {frame_s:g}] s",
+            ),
+            "clock_offset_std_s": (self.clock_offset_std_s >= 0.0, ">= 0 s"),
         }
-        for key, ok in checks.items():
+        for key, (ok, expected) in checks.items():
             if not ok:
                 raise ValueError(
-                    f"dataset (synthetic): field '{key}' is invalid: {getattr(self, key)!r}"
+                    f"dataset (synthetic): field '{key}' is {getattr(self, key)!r}; "
+                    f"expected {expected}"
                 )
         for key in ("traffic_density", "parked_density", "pedestrian_density", "cyclist_density"):
             if getattr(self, key) < 0:

@@ -398,7 +398,8 @@ def make_plots(
     Rows are averaged over seeds per setting (``aggregate_seeds``) and settings are labelled
     apart; APs carry 95 % intervals (error bars, and ``[lo, hi]`` in the table).
 
-    Raises ``ValueError`` for an unknown metric or format and when no results are found; an
+    Raises ``ValueError`` for an unknown metric or format, when no results are found and when
+    no row holds ``metric`` but some hold another (files from before its column); an
     unreadable results file raises ``CorruptResultsError`` unless ``allow_corrupt``; the same
     cell with different numbers in two files raises ``ConflictingResultsError`` naming both.
     """
@@ -425,6 +426,13 @@ def make_plots(
     ledger = read_results(paths, allow_corrupt=allow_corrupt, ledger=True)
     merged = aggregate_seeds(table_rows)
     rows = merged.to_pylist()
+    scored = [m for m in METRICS if any(r.get(m) is not None and r[m] == r[m] for r in rows)]
+    if scored and metric not in scored:  # (files from before its column): empty figures
+        raise ValueError(
+            f"plot: field 'metric' is {metric!r}, which no row of {[str(p) for p in paths]} "
+            f"holds (results written before that column, or not scored); expected one they "
+            f"hold: {', '.join(scored)}"
+        )
     label_settings(rows)
     files = plot_ap_vs_snr(rows, metric, out, formats)
     files += plot_ap_vs_bandwidth(rows, metric, out, formats)

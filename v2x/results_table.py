@@ -223,8 +223,8 @@ def table_with_convention(table: pa.Table, columns: Sequence[str] | None = None)
 AP_COLUMNS_NOTE = (
     "AP columns: ap_30/ap_50/ap_70 pool every class (car, truck, pedestrian, cyclist) in one "
     "ranking (labels matched only with eval.class_aware); ap_70_invisible: of those, the boxes "
-    "the ego sees no point of; vehicle_ap_50/vehicle_ap_70: cars and trucks only (OpenCOOD's "
-    "vehicle AP)"
+    "the ego sees no point of; vehicle_ap_30/vehicle_ap_50/vehicle_ap_70: cars and trucks only "
+    "(OpenCOOD's vehicle AP)"
 )
 
 

@@ -61,6 +61,22 @@ def test_v2x_link_app_runs_the_documented_command(tmp_path):
     assert "note: one fading gain for all 2000 symbols" in proc.stdout
 
 
+def test_the_link_reports_the_bandwidth_its_rate_is_over():
+    """``rate_bps`` (Shannon: ``B·log2(1 + SNR)``) and the SNR's noise depend on the link's
+    bandwidth, which the summary did not print: a user could not tell 227 Mbit/s over 20 MHz
+    from the same over 1 GHz. Oracle: the rate from the printed SNR, and the noise power
+    ``kTB``: 10× the bandwidth costs exactly 10 dB of SNR."""
+    _, link, _ = _compose("link=v2v_urban", "link.shadowing=false", "link.bandwidth_hz=1e7")
+    narrow = link_summary(link)
+    assert narrow["bandwidth_hz"] == 1e7
+    gamma = 10 ** (narrow["snr_db"] / 10)
+    assert narrow["rate_bps"] == pytest.approx(1e7 * math.log2(1 + gamma), rel=1e-6)
+    _, link, _ = _compose("link=v2v_urban", "link.shadowing=false", "link.bandwidth_hz=1e8")
+    wide = link_summary(link)
+    assert wide["bandwidth_hz"] == 1e8
+    assert narrow["snr_db"] - wide["snr_db"] == pytest.approx(10.0, abs=1e-4)
+
+
 @pytest.mark.parametrize(
     ("overrides", "gains"),
     [(["channel=awgn"], 0), (["channel=rayleigh"], 1), (["channel=rician"], 1),

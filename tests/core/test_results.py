@@ -528,6 +528,19 @@ def test_the_table_prints_small_bandwidth_ratios_apart():
     assert len(set(printed)) == len(printed)
 
 
+def test_the_note_under_every_table_names_every_ap_column_it_can_show():
+    """v2x-eval's table shows vehicle_ap_30, which the footnote on what each AP column pools
+    left out (it named vehicle_ap_50/vehicle_ap_70 only). Oracle: ``AP_METRICS``, the AP
+    columns of the results."""
+    import re
+
+    from v2x.results import AP_METRICS
+    from v2x.results_table import AP_COLUMNS_NOTE
+
+    named = set(re.findall(r"\b(?:vehicle_)?ap_\d\d(?:_invisible)?\b", AP_COLUMNS_NOTE))
+    assert named == set(AP_METRICS)
+
+
 def test_a_results_path_that_does_not_exist_says_what_is_expected(tmp_path):
     from v2x.results import results_files
 

@@ -87,3 +87,21 @@ def test_plotting_an_empty_folder_says_what_was_expected(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(ValueError, match="no sweep results found.*field 'results'.*sweep-"):
         make_plots([tmp_path / "empty"], tmp_path / "fig", formats=["png"])
+
+
+def test_plotting_a_metric_older_files_lack_names_it_and_the_ones_they_hold(tmp_path):
+    """A results file from before the vehicle AP columns holds NaN there: plotting
+    ``vehicle_ap_70`` from it drew empty axes with a matplotlib warning; it is refused naming
+    the metric, the file and the metrics the rows do hold, and no figure is written."""
+    from v2x.plots import make_plots
+
+    store = ResultsStore(tmp_path / "old", "j")
+    store.add([_row(0.0), _row(10.0)], _ledger(_row(0.0)["cell_id"], 2))  # no vehicle_ap_*
+    with pytest.raises(ValueError) as caught:
+        make_plots([tmp_path / "old"], tmp_path / "fig", metric="vehicle_ap_70", table=False)
+    message = str(caught.value)
+    assert "'vehicle_ap_70'" in message and str(tmp_path / "old") in message
+    assert message.endswith("expected one they hold: ap_30, ap_50, ap_70")
+    assert not list((tmp_path / "fig").glob("*.png"))
+    files = make_plots([tmp_path / "old"], tmp_path / "fig", formats=["png"], table=False)
+    assert tmp_path / "fig" / "ap_vs_snr.png" in files  # the default ap_50 still plots

@@ -185,6 +185,25 @@ def test_unlisted_frames_from_a_crash_are_reused(tmp_path):
     assert zipfile.is_zipfile(root / "train" / "00000_0000.npz")
 
 
+def test_a_folder_written_with_other_settings_is_refused_naming_only_what_changed(tmp_path):
+    """The refusal named all four identity fields whatever changed; it names the leaves that
+    differ (nested dataset fields dotted) with both values, and nothing that did not change."""
+    generate_dataset(_gen_cfg(tmp_path, splits={"train": 1}, png=False))
+    manifest_before = (tmp_path / "ds" / MANIFEST).read_bytes()
+    other = {**TINY, "rsu_lidar": {"preset": "vlp16", "columns": 64}}
+    with pytest.raises(ValueError) as caught:
+        generate_dataset(
+            _gen_cfg(tmp_path, splits={"train": 1}, png=False, frames_per_sequence=3, dataset=other)
+        )
+    message = str(caught.value)
+    assert message.startswith(f"{tmp_path / 'ds' / MANIFEST}: written with other settings (")
+    assert "frames_per_sequence: 2 there, 3 here" in message
+    assert "dataset.rsu_lidar.columns: 128 there, 64 here" in message
+    assert "seed" not in message and "generator_version" not in message
+    assert "vehicle_lidar" not in message and "overwrite=true" in message
+    assert (tmp_path / "ds" / MANIFEST).read_bytes() == manifest_before  # nothing touched
+
+
 def test_cached_split_generates_once(tmp_path, monkeypatch, caplog):
     import logging
 

@@ -48,3 +48,28 @@ def test_the_shipped_world_and_lidars_still_build():
     assert SyntheticConfig.from_dict(cfg.to_dict()).to_dict() == cfg.to_dict()
     with pytest.raises(ValueError, match="lidar: field 'intensity_noise' must be a finite"):
         LidarConfig(intensity_noise=NAN)
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ({"blocks": 0}, "field 'blocks' is 0; expected >= 1"),
+        ({"num_vehicle_agents": 0}, "field 'num_vehicle_agents' is 0; expected >= 1"),
+        # 2 × (3.5 + 1.5 + 2.5 + 3.0) + 4 = 25 m
+        ({"block_size_m": 20.0}, "field 'block_size_m' is 20.0; expected > 2 × (lane"),
+        ({"block_size_m": 20.0}, "widths) + 4 m = 25 m"),
+        ({"building_max_height_m": 30.0}, "field 'uav_min_altitude_m' is 20.0; expected > "
+         "building_max_height_m + 1 = 31 m"),
+        ({"uav_max_altitude_m": 10.0}, "field 'uav_max_altitude_m' is 10.0; expected >= "
+         "uav_min_altitude_m = 20 m"),
+        ({"backend": "embree"}, "field 'backend' is 'embree'; expected 'torch' or 'open3d'"),
+        ({"sensing_phase_max_s": 0.5}, "field 'sensing_phase_max_s' is 0.5; expected in "
+         "[0, 1 / fps] = [0, 0.1] s"),
+    ],
+)  # fmt: skip
+def test_a_setting_out_of_its_range_says_what_is_expected(data, message):
+    """Settings that pass the type checks but break the town's geometry name the value and
+    the range it must lie in (the message said only "is invalid")."""
+    with pytest.raises(ValueError) as info:
+        SyntheticConfig.from_dict(data)
+    assert message in str(info.value)
