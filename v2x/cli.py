@@ -189,6 +189,9 @@ def check_override_keys(app: str, config_name: str, argv: list[str]) -> None:
             if not isinstance(node, dict):
                 break  # inside a value (a list, null): Hydra decides
             if part not in node:
+                if depth == 0 and (unread := _unread_group(app, name, part, config)):
+                    print(f"error: {app}: {unread}", file=sys.stderr)
+                    raise SystemExit(2)
                 where = ".".join(parts[:depth])
                 near = difflib.get_close_matches(part, [str(k) for k in node], n=3, cutoff=0.6)
                 open_sections = _sections_taking_new_keys(config)
@@ -207,6 +210,44 @@ def check_override_keys(app: str, config_name: str, argv: list[str]) -> None:
                 )
                 raise SystemExit(2)
             node = node[part]
+
+
+#: Where a sweep or a training run takes what a config group it does not read would choose:
+#: group -> the settings that do (those the app's config has are named)
+GROUP_SETTINGS = {
+    "channel": ("grid.channels", "codec_train.channels", "calibrate.channels"),
+    "codec": ("grid.codecs",),
+    "link": ("network.link_models",),
+    "dataset": ("data.source",),
+}
+
+
+def _unread_group(app: str, config_name: str, key: str, config: dict) -> str | None:
+    """The message for ``key=…`` where ``key`` is one of ``v2x/conf``'s config groups that the
+    app's config does not compose (``v2x-train channel=rayleigh``): the groups it does read
+    and the settings that take the choice instead; ``None`` when ``key`` is no group."""
+    from importlib.resources import files
+
+    if not (files("v2x.conf") / key).is_dir() or key in ("hydra", "__pycache__"):
+        return None
+    from hydra import compose, initialize_config_module
+
+    with initialize_config_module(config_module="v2x.conf", version_base=None):
+        choices = compose(config_name, return_hydra_config=True).hydra.runtime.choices
+    groups = [g for g in choices if not g.startswith("hydra/")]
+    instead = []
+    for setting in GROUP_SETTINGS.get(key, ()):
+        node: Any = config
+        for part in setting.split("."):
+            node = node.get(part, KeyError) if isinstance(node, dict) else KeyError
+        if node is not KeyError:
+            instead.append(setting)
+    return (
+        f"'{key}' is a config group (conf/{key}) that {app} does not read; expected "
+        + (f"one of its groups ({', '.join(groups)}) or " if groups else "")
+        + "a field of its config"
+        + (f"; {key} choices go in {', '.join(instead)}" if instead else "")
+    )
 
 
 #: The sections of the apps' configs whose keys are the user's (kwargs of a named part): a key

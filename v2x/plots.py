@@ -29,6 +29,7 @@ of the results goes to the console.
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import re
@@ -48,6 +49,12 @@ from v2x.results_table import ratio_text
 from v2x.seed_aggregation import aggregate_seeds
 
 METRICS = AP_METRICS
+#: The figures' metric unless one is named: the README's headline, vehicle AP@0.7 (cars and
+#: trucks, OpenCOOD's convention); results from before the vehicle columns fall back on
+#: ``FALLBACK_METRIC`` (AP@0.5 pooled over every class), with a warning.
+DEFAULT_METRIC = "vehicle_ap_70"
+FALLBACK_METRIC = "ap_50"
+log = logging.getLogger(__name__)
 #: Bandwidths from this one up (1 THz) are labelled "ideal link" (latency ≈ 0).
 IDEAL_BANDWIDTH_HZ = 1e12
 #: Provenance that tells two settings of one line apart, with its short name in labels.
@@ -389,21 +396,23 @@ def make_plots(
     results: str | os.PathLike | Sequence[str | os.PathLike],
     out_dir: str | os.PathLike = "outputs/plots",
     formats: Sequence[str] = ("png", "pdf"),
-    metric: str = "ap_50",
+    metric: str | None = None,
     allow_corrupt: bool = False,
     table: bool = True,
 ) -> list[Path]:
     """Draw every figure from the results files/folders in ``results``; returns the files.
 
     Rows are averaged over seeds per setting (``aggregate_seeds``) and settings are labelled
-    apart; APs carry 95 % intervals (error bars, and ``[lo, hi]`` in the table).
+    apart; APs carry 95 % intervals (error bars, and ``[lo, hi]`` in the table). ``metric``
+    ``None``: ``DEFAULT_METRIC`` (vehicle AP@0.7), or ``FALLBACK_METRIC`` (AP@0.5, with a
+    warning) for results whose rows do not hold it.
 
     Raises ``ValueError`` for an unknown metric or format, when no results are found and when
     no row holds ``metric`` but some hold another (files from before its column); an
     unreadable results file raises ``CorruptResultsError`` unless ``allow_corrupt``; the same
     cell with different numbers in two files raises ``ConflictingResultsError`` naming both.
     """
-    if metric not in METRICS:
+    if metric is not None and metric not in METRICS:
         raise ValueError(f"plot: unknown metric {metric!r}; valid choices: {', '.join(METRICS)}")
     if not str(out_dir or "").strip():  # (e.g. an unset shell variable), not the cwd
         raise ValueError(f"plot: field 'out_dir' must name a folder, got {out_dir!r}")
@@ -427,6 +436,14 @@ def make_plots(
     merged = aggregate_seeds(table_rows)
     rows = merged.to_pylist()
     scored = [m for m in METRICS if any(r.get(m) is not None and r[m] == r[m] for r in rows)]
+    if metric is None:
+        metric = DEFAULT_METRIC
+        if scored and metric not in scored and FALLBACK_METRIC in scored:
+            log.warning(
+                "plot: no row holds %s (results from before that column): the figures show %s; "
+                "set metric=… to choose (%s)", metric, FALLBACK_METRIC, ", ".join(scored),
+            )
+            metric = FALLBACK_METRIC
     if scored and metric not in scored:  # (files from before its column): empty figures
         raise ValueError(
             f"plot: field 'metric' is {metric!r}, which no row of {[str(p) for p in paths]} "

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import pyarrow as pa
@@ -160,14 +160,17 @@ def results_table_text(table: pa.Table, columns: Sequence[str] | None = None) ->
 
     rows.sort(key=order)
 
-    def fmt(v: Any) -> str:
-        if isinstance(v, float):
-            if math.isnan(v):
-                return "-"
-            return f"{v:.4g}" if abs(v) >= 1e4 or (abs(v) < 1e-3 and v) else f"{v:.3f}"
-        return str(v)
+    formats = {
+        c: column_format(
+            [r[c] for r in rows]
+            + [r[f"{c}_{end}"] for r in rows if _has_interval(r, c) for end in ("lo", "hi")],
+            ap=c in AP_METRICS or c in per_class,
+        )
+        for c in columns
+    }
 
     def cell(r: dict, c: str) -> str:
+        fmt = formats[c]
         if c == "bandwidth_ratio" and isinstance(r[c], float) and r[c] == r[c]:
             return ratio_text(r[c])
         if _has_interval(r, c):
@@ -191,6 +194,53 @@ def results_table_text(table: pa.Table, columns: Sequence[str] | None = None) ->
             "no resample of the frames had ground truth); a difference there may be noise"
         )
     return "\n".join(out)
+
+
+def _decimals(values: list[float], most: int = 3) -> int | None:
+    """The fewest decimals (0 to ``most``) that print every one of ``values`` exactly; ``None``
+    when some needs more."""
+    for d in range(most + 1):
+        if all(abs(round(v, d) - v) <= 1e-9 * max(1.0, abs(v)) for v in values):
+            return d
+    return None
+
+
+def column_format(values: Sequence[Any], ap: bool = False) -> Callable[[Any], str]:
+    """How one table column prints its values: one notation and one number of decimals for the
+    whole column (``3.65e+04`` beside ``3664.750``, or ``-10.000`` for a setting of -10 dB, read
+    as different kinds of number). NaN prints ``-``, a non-float as ``str``.
+
+    * ``ap`` (an AP and its interval): 3 decimals, the interval's too (``0.001 [0.000, 0.004]``);
+    * a column reaching 1e6 (bits, channel uses): scientific, one mantissa width
+      (``7.5e+06``, ``1.0e+00``), at most 3 decimals;
+    * one reaching 1e4: whole numbers (``36500``, ``3665``);
+    * otherwise the fewest decimals (up to 3) that print every value exactly (``-10``, ``-7.5``,
+      ``0.1``), else 3, or 3 significant digits of its smallest non-zero value below 0.1
+      (at most 6 decimals: ``0.000400``)."""
+    floats = [float(v) for v in values if isinstance(v, float) and math.isfinite(v)]
+    big = max((abs(v) for v in floats), default=0.0)
+    if ap:
+        spec = ".3f"
+    elif big >= 1e6:
+        mantissas = [float(f"{v:.3e}".split("e")[0]) for v in floats]  # (3 decimals at most)
+        spec = f".{_decimals(mantissas) or 0}e"
+    elif big >= 1e4:
+        spec = ".0f"
+    else:
+        exact = _decimals(floats)
+        small = min((abs(v) for v in floats if v), default=1.0)
+        digits = max(3, min(6, 2 - math.floor(math.log10(small))))  # 3 significant of the least
+        spec = f".{exact if exact is not None else digits}f"
+
+    def fmt(v: Any) -> str:
+        if not isinstance(v, float):
+            return str(v)
+        if math.isnan(v):
+            return "-"
+        text = f"{v:{spec}}"
+        return text[1:] if text.startswith("-") and not text.strip("-0.e+") else text  # no -0
+
+    return fmt
 
 
 def ratio_text(ratio: float) -> str:

@@ -535,9 +535,91 @@ def test_each_apps_help_says_what_it_does_with_examples_before_hydras_help(modul
     assert description.startswith(f"{name}: ") and example in description
     assert "#" not in description.splitlines()[0]
     assert proc.stdout.startswith(description + "\n") and "== Config ==" in proc.stdout
-    # plot composes no group; generate reads one (dataset), not the others Hydra can see
-    assert ("channel: awgn" in proc.stdout) == (module not in ("plot", "generate"))
+    # each app lists the groups it reads, not every one Hydra can see (only link reads channel)
+    assert ("channel: awgn" in proc.stdout) == (module == "link")
     if module == "generate":
         groups = proc.stdout.split("== Configuration groups ==")[1].split("== Config ==")[0]
         assert groups.strip().startswith("dataset: synthetic")
         assert not any(f"\n{g}: " in groups for g in ("channel", "codec", "link", "model"))
+
+
+def _help_groups(template: str) -> dict[str, list[str]]:
+    """The groups a help template lists (``group: option, option (note)`` at the start of a
+    line of its "Configuration groups" section) with their options."""
+    import re
+
+    if "== Configuration groups ==" not in template:
+        return {}
+    section = template.split("== Configuration groups ==")[1].split("== Config ==")[0]
+    listed = {}
+    for line in section.splitlines():
+        if match := re.fullmatch(r"([\w@./-]+): ([^(]*)(\(.*)?", line):
+            listed[match[1]] = [o.strip() for o in match[2].split(",") if o.strip()]
+    return listed
+
+
+def _app_configs() -> list[str]:
+    from importlib.resources import files
+
+    return sorted(p.name[:-5] for p in files("v2x.conf").iterdir() if p.name.endswith(".yaml"))
+
+
+@pytest.mark.parametrize("config", _app_configs())
+def test_each_apps_help_lists_exactly_the_config_groups_its_config_composes(config):
+    """``v2x-train --help`` listed channel, codec and link, groups training never reads, and
+    ``v2x-train channel=rayleigh`` then failed. Every app's config (and every variant run with
+    ``--config-name``) has its own hand-written list: it must name exactly the groups its
+    ``defaults`` compose, each option a file of that group's folder (the default among them),
+    and must not fall back on Hydra's every-group list ($APP_CONFIG_GROUPS)."""
+    from importlib.resources import files
+
+    from hydra import compose, initialize_config_module
+
+    with initialize_config_module(config_module="v2x.conf", version_base=None):
+        hydra_cfg = compose(config, return_hydra_config=True).hydra
+    template = hydra_cfg.help.template
+    assert "$APP_CONFIG_GROUPS" not in template, f"{config}: Hydra's list of every group"
+    choices = {g: c for g, c in hydra_cfg.runtime.choices.items() if not g.startswith("hydra/")}
+    listed = _help_groups(template)
+    assert set(listed) == set(choices), f"{config}: help lists {sorted(listed)}"
+    for group, options in listed.items():
+        folder = files("v2x.conf") / group.split("@")[0]
+        on_disk = {p.name[:-5] for p in folder.iterdir() if p.name.endswith(".yaml")}
+        assert options and set(options) <= on_disk, f"{config}: {group}: {options} vs {on_disk}"
+        assert choices[group] is None or choices[group] in options, (config, group)
+
+
+@pytest.mark.parametrize(
+    ("module", "arg", "groups", "instead"),
+    [
+        ("train", "channel=rayleigh", "(dataset, model)", None),
+        ("link", "codec=digital", "(link, channel)", None),
+        ("sweep", "channel=rayleigh", "(dataset@data.synthetic, model)", "grid.channels"),
+        ("eval", "link.distance_m=50", "(dataset@data.synthetic, model)", "network.link_models"),
+        ("train_codec", "channel=awgn", "(codec, model)", "codec_train.channels"),
+        ("plot", "model=pointpillars", None, None),
+    ],
+)  # fmt: skip
+def test_a_group_the_app_does_not_read_is_named_with_the_groups_it_does(
+    module, arg, groups, instead, monkeypatch, capsys
+):
+    """``v2x-train channel=rayleigh`` said "'channel' is not a setting" and advised
+    ``+channel=…`` (which adds a key training never reads). The line now says that channel is a
+    config group the app does not read, lists the groups it does, and where the app takes such
+    a choice instead (a sweep's grid.channels), with no ``+key`` advice."""
+    import importlib
+    import sys
+
+    app = importlib.import_module(f"v2x.apps.{module}")
+    monkeypatch.setattr(sys, "argv", [f"v2x-{module}", arg])
+    with pytest.raises(SystemExit) as stop:
+        app.main()
+    err = capsys.readouterr().err
+    group = arg.split("=")[0].split(".")[0]
+    assert stop.value.code == 2 and err.count("\n") == 1, err
+    assert err.startswith(
+        f"error: {module}: '{group}' is a config group (conf/{group}) that {module} does not read"
+    ), err
+    assert "+" not in err and "is not a setting" not in err, err
+    assert (groups is None and "groups" not in err) or f"one of its groups {groups}" in err, err
+    assert (instead is None and "choices go in" not in err) or f"go in {instead}" in err, err

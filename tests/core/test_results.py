@@ -548,3 +548,51 @@ def test_a_results_path_that_does_not_exist_says_what_is_expected(tmp_path):
     with pytest.raises(FileNotFoundError, match=rf"results: {missing} does not exist; expected a "
                        r"results file \(sweep-\*\.parquet\) or a folder holding them"):  # fmt: skip
         results_files([missing])
+
+
+def test_each_table_column_prints_in_one_notation_with_one_number_of_decimals():
+    """A table mixed formats in one column: ``3.65e+04`` beside ``3664.750``, an AP as
+    ``0.0007143 [0.000, 0.004]`` (more digits than its own interval), SNRs as ``-10.000``. Each
+    column now has one format: APs and their intervals 3 decimals, whole-valued settings none,
+    large counts one notation, small latencies 3 significant digits of the least."""
+    import re
+
+    from v2x.results import rows_to_table
+    from v2x.results_table import results_table_text
+
+    rows = []
+    for i, (snr, ap, uses, bits, latency) in enumerate([
+        (-10.0, 0.0007143, 36500.0, 2.5e8, 0.0004),
+        (-5.0, 0.25, 3664.75, 1.0, 0.05),
+        (0.0, 0.5, 0.0, 7.5e6, 0.0123),
+        (20.0, 1.0, 12.5, 0.0, 0.0),
+    ]):  # fmt: skip
+        row = _keyed_row(snr, ap=ap, setting=f"s{i}")
+        row.update(ap_50_lo=max(0.0, ap - 0.0001), ap_50_hi=min(1.0, ap + 0.003),
+                   mean_channel_uses_per_frame=uses, mean_source_bits_per_frame=bits,
+                   mean_latency_s=latency)  # fmt: skip
+        rows.append(row)
+    lines = results_table_text(rows_to_table(rows)).splitlines()
+    header = lines[0].split()
+    body = [re.split(r"\s{2,}", ln.strip()) for ln in lines[2:6]]  # (cells: single spaces)
+    assert all(len(cells) == len(header) for cells in body), lines
+    column = {name: [cells[i] for cells in body] for i, name in enumerate(header)}
+    assert column["snr_db"] == ["-10", "-5", "0", "20"]
+    assert column["ap_50"] == [
+        "0.001 [0.001, 0.004]", "0.250 [0.250, 0.253]", "0.500 [0.500, 0.503]",
+        "1.000 [1.000, 1.000]",
+    ]  # fmt: skip
+    assert column["ap_30"] == ["0.001", "0.250", "0.500", "1.000"]  # no interval, same decimals
+    assert column["ap_70_invisible"] == ["-"] * 4
+    assert column["mean_channel_uses_per_frame"] == ["36500", "3665", "0", "12"]  # (12.5: even)
+    assert column["mean_source_bits_per_frame"] == ["2.5e+08", "1.0e+00", "7.5e+06", "0.0e+00"]
+    assert column["mean_latency_s"] == ["0.000400", "0.050000", "0.012300", "0.000000"]
+    for cells in column.values():  # one number of decimals per column (digits after the point)
+        numbers = [n for c in cells for n in re.findall(r"-?\d+(?:\.\d+)?(?:e[+-]\d+)?", c)]
+        decimals = {len(re.sub(r"e.*", "", n).partition(".")[2]) for n in numbers}
+        assert len(decimals) <= 1, cells
+    # a column of settings with a half step keeps one decimal for all: -7.5 beside -10.0
+    halves = [_keyed_row(s, setting=f"h{s}") for s in (-10.0, -7.5, 30.0)]
+    lines = results_table_text(rows_to_table(halves)).splitlines()
+    snr = lines[0].split().index("snr_db")
+    assert [ln.split()[snr] for ln in lines[2:5]] == ["-10.0", "-7.5", "30.0"]

@@ -104,4 +104,46 @@ def test_plotting_a_metric_older_files_lack_names_it_and_the_ones_they_hold(tmp_
     assert message.endswith("expected one they hold: ap_30, ap_50, ap_70")
     assert not list((tmp_path / "fig").glob("*.png"))
     files = make_plots([tmp_path / "old"], tmp_path / "fig", formats=["png"], table=False)
-    assert tmp_path / "fig" / "ap_vs_snr.png" in files  # the default ap_50 still plots
+    # the default (vehicle_ap_70) falls back on ap_50 for such files: they still plot
+    assert tmp_path / "fig" / "ap_vs_snr.png" in files
+
+
+def test_the_default_figures_show_the_readmes_headline_vehicle_ap_70(tmp_path, monkeypatch, caplog):
+    """v2x-sweep's figures and v2x-plot's default showed AP@0.5 pooled over every class while
+    the README's headline (and its main figures) is vehicle AP@0.7, OpenCOOD's convention. The
+    default is now vehicle AP@0.7; results from before the vehicle columns fall back on AP@0.5
+    with a warning that names both; a metric named explicitly is drawn as named."""
+    import inspect
+    from pathlib import Path
+
+    from hydra import compose, initialize_config_module
+
+    import v2x.plots as plots
+
+    drawn: list[str] = []
+
+    def recording(rows, metric, out_dir, formats):
+        drawn.append(metric)
+        return []
+
+    monkeypatch.setattr(plots, "plot_ap_vs_snr", recording)
+    headline = [{**_row(s), "vehicle_ap_70": 0.25, "vehicle_ap_50": 0.5} for s in (0.0, 10.0)]
+    ResultsStore(tmp_path / "new", "j").add(headline, _ledger(headline[0]["cell_id"], 2))
+    ResultsStore(tmp_path / "old", "j").add([_row(0.0)], _ledger(_row(0.0)["cell_id"], 1))
+    with caplog.at_level(logging.WARNING, logger="v2x.plots"):
+        plots.make_plots([tmp_path / "new"], tmp_path / "a", formats=["png"], table=False)
+        assert drawn == ["vehicle_ap_70"] and not caplog.records
+        plots.make_plots([tmp_path / "old"], tmp_path / "b", formats=["png"], table=False)
+    assert drawn[-1] == "ap_50"
+    assert "no row holds vehicle_ap_70" in caplog.text and "show ap_50" in caplog.text
+    plots.make_plots([tmp_path / "new"], tmp_path / "c", ["png"], metric="ap_50", table=False)
+    assert drawn[-1] == "ap_50"
+    # v2x-plot's config leaves the metric to make_plots, as v2x-sweep's call does
+    with initialize_config_module(config_module="v2x.conf", version_base=None):
+        assert compose("plot").metric is None
+    assert inspect.signature(plots.make_plots).parameters["metric"].default is None
+    # the README's main result is the default's metric
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    main = readme.split("## The main result")[1].split("\n## ")[0]
+    assert plots.metric_label(plots.DEFAULT_METRIC) == "vehicle AP@0.7"
+    assert main.count("vehicle AP@0.7") >= 3
