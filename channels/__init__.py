@@ -112,10 +112,12 @@ def link_summary(cfg: Any, payload_bits: float = 1e6, **report_kw: Any) -> dict[
     says a building blocks; ``expected`` with ``los_mode: expected``, whose path loss is the
     P_LOS-weighted mean of the branches), ``p_los`` the model's LOS probability,
     ``carrier_hz`` the model's carrier, ``bandwidth_hz`` the bandwidth its noise, rate and time
-    on air are computed over.
+    on air are computed over, ``outside_range`` a sentence when the distance lies outside the
+    range the model's standard specifies it for (``LinkModel.distance_range_m``), else ``""``.
     """
     model = build_link(cfg)
     _check_sceneless_mode(model)
+    model.warn_outside_range = False  # (the caller prints ``outside_range``; no log warning)
     state = model()
     rep = link_report(state, payload_bits, **report_kw)
     return {
@@ -132,6 +134,7 @@ def link_summary(cfg: Any, payload_bits: float = 1e6, **report_kw: Any) -> dict[
         "time_on_air_s": float(rep.time_on_air_s[0]),
         "latency_s": float(rep.latency_s[0]),
         "aoi_s": float(rep.aoi_s[0]),
+        "outside_range": state.extra.get("outside_range", ""),
     }
 
 

@@ -7,7 +7,7 @@ transmissions (links × conditions), each ``n`` complex channel uses long.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from typing import ClassVar
@@ -15,6 +15,7 @@ from typing import ClassVar
 import torch
 from torch import nn
 
+from v2x.channels.radio import SNR_LIMIT_DB, snr_range_message
 from v2x.common import Registry, TensorMemo
 
 
@@ -134,15 +135,21 @@ def doppler_config(channel: Channel) -> dict:
 _DEFERRED = threading.local()
 
 
-def require(flag: torch.Tensor, message: str) -> None:
+def require(flag: torch.Tensor, message: str | Callable[[], str]) -> None:
     """Raise ``ValueError(message)`` unless the 0-dim bool ``flag`` holds: at once (reading a
-    device flag waits for the device), or inside ``deferred_checks`` when the block ends."""
+    device flag waits for the device), or inside ``deferred_checks`` when the block ends.
+    ``message`` may be a callable, called only when the check fails (e.g. to name a value that
+    would take a host sync to read)."""
     queue = getattr(_DEFERRED, "queue", None)
     if queue is None:
         if not bool(flag):
-            raise ValueError(message)
+            raise ValueError(_text(message))
     else:
         queue.append((flag.reshape(()), message))
+
+
+def _text(message: str | Callable[[], str]) -> str:
+    return message() if callable(message) else message
 
 
 @contextmanager
@@ -155,7 +162,7 @@ def deferred_checks() -> Iterator[None]:
     if getattr(_DEFERRED, "queue", None) is not None:
         yield
         return
-    queue: list[tuple[torch.Tensor, str]] = []
+    queue: list[tuple[torch.Tensor, str | Callable[[], str]]] = []
     _DEFERRED.queue = queue
     try:
         yield
@@ -169,7 +176,7 @@ def deferred_checks() -> Iterator[None]:
 
 
 def _raise_first_failed(
-    queue: list[tuple[torch.Tensor, str]], cause: BaseException | None = None
+    queue: list[tuple[torch.Tensor, str | Callable[[], str]]], cause: BaseException | None = None
 ) -> None:
     if not queue:
         return
@@ -177,7 +184,7 @@ def _raise_first_failed(
     held = torch.stack([flag.to(device) for flag, _ in queue]).tolist()  # one host sync
     for ok, (_, message) in zip(held, queue, strict=True):
         if not ok:
-            raise ValueError(message) from cause
+            raise ValueError(_text(message)) from cause
 
 
 def check_symbols(x: torch.Tensor, name: str = "x") -> None:
@@ -212,7 +219,9 @@ def snr_db_to_noise_variance(
 ) -> torch.Tensor:
     """``[B]`` float32 noise variance per complex symbol for unit-energy symbols: 10^(−snr_db/10).
 
-    ``snr_db`` may be a scalar (same SNR for the whole batch) or a ``[B]`` tensor.
+    ``snr_db`` may be a scalar (same SNR for the whole batch) or a ``[B]`` tensor, each value
+    within ``±SNR_LIMIT_DB`` (``v2x.channels.radio``: beyond it float32 noise variances overflow
+    or vanish); ``ValueError`` naming the value and the range otherwise (NaN, ±inf included).
     """
     snr = torch.as_tensor(snr_db, dtype=torch.float32, device=device)
     if snr.dim() > 1 or (snr.dim() == 1 and snr.shape[0] not in (1, batch)):
@@ -220,9 +229,16 @@ def snr_db_to_noise_variance(
             f"channel parameter 'snr_db' must be a scalar or have shape [{batch}], "
             f"got {tuple(snr.shape)}"
         )
-    require(torch.isfinite(snr).all(), "channel parameter 'snr_db' must be finite")
+    require(snr.abs().le(SNR_LIMIT_DB).all(), lambda: _snr_message(snr))
     no = torch.pow(10.0, -snr.reshape(-1) / 10.0)
     return no.expand(batch).contiguous() if no.shape[0] != batch else no
+
+
+def _snr_message(snr: torch.Tensor) -> str:
+    """``snr_range_message`` naming the first value of ``snr`` outside ``±SNR_LIMIT_DB``."""
+    flat = snr.reshape(-1).detach().cpu()
+    bad = flat[~flat.abs().le(SNR_LIMIT_DB)]
+    return snr_range_message("channel", "snr_db", float(bad[0]) if bad.numel() else flat.tolist())
 
 
 def _as_err_var(err_var: torch.Tensor | float | None, like: torch.Tensor) -> torch.Tensor:

@@ -52,6 +52,15 @@ def _decibels_or_infinite(value: object) -> bool:
     return isinstance(value, numbers.Real) and not isinstance(value, bool) and not math.isnan(value)
 
 
+def _k_linear(k_factor_db: float) -> float:
+    """``10^(K/10)``; ``inf`` where it overflows a float (K > 3082 dB): the diffuse power
+    ``1/(K+1)`` is then below any float's resolution, the gain the LOS part alone, as at ``inf``."""
+    try:
+        return 10.0 ** (k_factor_db / 10.0)
+    except OverflowError:
+        return math.inf
+
+
 def _bessel_j0(x: torch.Tensor) -> torch.Tensor:
     return torch.special.bessel_j0(x)
 
@@ -235,7 +244,7 @@ class FadingChannel(Channel):
             raise ValueError(f"fading: 'fast_model' must be 'sos' or 'ar1', got {fast_model!r}")
         if los_phase not in ("random", "zero"):
             raise ValueError(f"fading: 'los_phase' must be 'random' or 'zero', got {los_phase!r}")
-        k_lin = 0.0 if k_factor_db is None else 10.0 ** (float(k_factor_db) / 10.0)
+        k_lin = 0.0 if k_factor_db is None else _k_linear(float(k_factor_db))
         self.k_factor = k_lin
         self.los_amp = math.sqrt(k_lin / (k_lin + 1.0)) if math.isfinite(k_lin) else 1.0
         self.diffuse_var = 1.0 / (k_lin + 1.0) if math.isfinite(k_lin) else 0.0

@@ -7,6 +7,7 @@ TR 38.901 UMi, THz); ``build_link(cfg)`` builds one from a Hydra config.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 
 import torch
@@ -110,12 +111,19 @@ def _f64(value, name: str) -> torch.Tensor:
 
 @dataclass
 class Geometry:
-    """Per-link geometry, float64 ``[L]``: 3D and ground distance, tx and rx antenna heights."""
+    """Per-link geometry, float64 ``[L]``: 3D and ground distance, tx and rx antenna heights;
+    ``d2d_given``: the ground distance asked for where a model clamped ``d2d`` (else ``None``)."""
 
     d3d: torch.Tensor
     d2d: torch.Tensor
     h_tx: torch.Tensor
     h_rx: torch.Tensor
+    d2d_given: torch.Tensor | None = None
+
+
+_log = logging.getLogger(__name__)
+#: Models whose out-of-range links were logged in this process (one warning per model).
+_WARNED_OUTSIDE: set[str] = set()
 
 
 class LinkModel:
@@ -143,6 +151,9 @@ class LinkModel:
 
     name = "base"
     freq_range_hz: tuple[float, float] = (0.0, float("inf"))
+    #: Log a warning (once per model and process) when links lie outside ``distance_range_m``;
+    #: ``link_summary`` (``v2x-link``) turns it off and prints its own note.
+    warn_outside_range = True
     default_radio: RadioParams = DEFAULT_RADIO
     default_h_tx_m = 1.5
     default_h_rx_m = 1.5
@@ -243,6 +254,32 @@ class LinkModel:
         """Condition used when LOS is not available (``NLOS``; V2V uses ``NLOSv``)."""
         return NLOS
 
+    def distance_range_m(
+        self, geo: Geometry, condition: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, str] | None:
+        """The ground distances ``d2D`` the model is specified for: ``[L]`` lower and upper
+        bounds (m) per link (they may depend on the condition and the heights) and the standard
+        that states them; ``None``: the model states no distance range."""
+        return None
+
+    def outside_range(self, geo: Geometry, condition: torch.Tensor) -> str | None:
+        """One sentence when links lie outside ``distance_range_m`` (naming how many, the first
+        one's ``d2D`` and its range, and the standard), else ``None``."""
+        bounds = self.distance_range_m(geo, condition)
+        if bounds is None:
+            return None
+        lo, hi, source = bounds
+        d = geo.d2d if geo.d2d_given is None else geo.d2d_given
+        out = (d < lo) | (d > hi)
+        if not bool(out.any()):
+            return None
+        i = int(out.nonzero()[0, 0])
+        return (
+            f"{self.name}: {int(out.sum())} of {out.numel()} link(s) outside the model's distance "
+            f"range (d2D = {float(d[i]):g} m; {source} specifies {float(lo[i]):g} m <= d2D <= "
+            f"{float(hi[i]):g} m): its path loss and SNR there are an extrapolation"
+        )
+
     def extra_loss_db(self, geo: Geometry, condition: torch.Tensor) -> dict[str, torch.Tensor]:
         """Additional named losses (dB, ``[L]``), e.g. vehicle blockage or beam misalignment."""
         return {}
@@ -288,7 +325,9 @@ class LinkModel:
         Returns:
             ``LinkState`` with ``snr_db``, ``path_loss_db`` (median + extra losses + shadowing),
             ``los``, ``distance_m`` (3D), and ``extra``: ``condition``, ``p_los``, ``shadow_db``,
-            ``rx_power_dbm``, ``noise_dbm`` and the model's named extra losses.
+            ``rx_power_dbm``, ``noise_dbm``, the model's named extra losses and, where links lie
+            outside the model's ``distance_range_m``, ``outside_range`` (a sentence saying so;
+            also logged once per model).
         """
         geo = self.geometry(distance_m, tx_pos, rx_pos, h_tx_m, h_rx_m)
         p_los = self.los_probability(geo)
@@ -307,6 +346,12 @@ class LinkModel:
             std = self.shadow_std_db(geo, cond)
             shadow = std * torch.randn(std.shape, generator=self.generator, dtype=torch.float64)
         pl = pl + shadow
+        outside = self.outside_range(geo, cond)
+        if outside is not None:
+            extra["outside_range"] = outside
+            if self.warn_outside_range and self.name not in _WARNED_OUTSIDE:
+                _WARNED_OUTSIDE.add(self.name)
+                _log.warning("%s (logged once per link model)", outside)
         rx = self.radio.rx_power_dbm(pl)
         noise = self.radio.noise_dbm()
         extra.update(

@@ -211,6 +211,22 @@ def rma_pl(d3d, d2d, h_bs, h_ut, fc_ghz: float, nlos: torch.Tensor, h=5.0, w=20.
     return torch.where(nlos, torch.maximum(los, nl), los)
 
 
+#: Ground distances (m) the TR 38.901 path-loss formulas are specified for (Table 7.4.1-1, its
+#: "applicability range"): UMi street canyon and UMa 10 m <= d2D <= 5 km; RMa LOS 10 m <= d2D
+#: <= 10 km, NLOS 10 m <= d2D <= 5 km. (The TR 36.777 aerial ranges: ``_Aerial.aerial_max_d2d_m``.)
+TR38901_D2D_RANGE_M = {
+    "umi": (10.0, 5000.0, "TR 38.901 Table 7.4.1-1 (UMi street canyon)"),
+    "uma": (10.0, 5000.0, "TR 38.901 Table 7.4.1-1 (UMa)"),
+    "rma_los": (10.0, 10000.0, "TR 38.901 Table 7.4.1-1 (RMa)"),
+    "rma_nlos": (10.0, 5000.0, "TR 38.901 Table 7.4.1-1 (RMa NLOS)"),
+}
+
+
+def _range(geo: Geometry, lo: float, hi: float, source: str):
+    """``LinkModel.distance_range_m``'s answer for one range of every link."""
+    return torch.full_like(geo.d2d, lo), torch.full_like(geo.d2d, hi), source
+
+
 def umi_sc_p_los(d2d: torch.Tensor) -> torch.Tensor:
     """TR 38.901 Table 7.4.2-1 UMi street canyon: 1 (d ≤ 18) else 18/d + e^{−d/36}(1 − 18/d)."""
     d = d2d.clamp_min(1e-9)
@@ -258,7 +274,10 @@ class UMiStreetCanyon(LinkModel):
             )
         d2d = geo.d2d.clamp_min(10.0)
         d3d = torch.sqrt(d2d.square() + (geo.h_tx - geo.h_rx).square())
-        return Geometry(d3d=d3d, d2d=d2d, h_tx=geo.h_tx, h_rx=geo.h_rx)
+        return Geometry(d3d=d3d, d2d=d2d, h_tx=geo.h_tx, h_rx=geo.h_rx, d2d_given=geo.d2d)
+
+    def distance_range_m(self, geo: Geometry, condition: torch.Tensor):
+        return _range(geo, *TR38901_D2D_RANGE_M["umi"])
 
     def los_probability(self, geo: Geometry) -> torch.Tensor:
         return umi_sc_p_los(geo.d2d)
@@ -303,6 +322,22 @@ class _Aerial(LinkModel):
 
     def aerial(self, geo: Geometry) -> torch.Tensor:
         return geo.h_rx > self.min_aerial_height_m
+
+    #: TR 36.777 Table B-2: the aerial formulas apply for d2D <= 4 km (UMa-AV, UMi-AV), 10 km
+    #: (RMa-AV); the TR 38.901 fallback below ``min_aerial_height_m`` keeps its own range.
+    aerial_max_d2d_m = 4000.0
+    terrestrial_range = "uma"
+
+    def distance_range_m(self, geo: Geometry, condition: torch.Tensor):
+        aerial = self.aerial(geo)
+        lo, hi, source = _range(geo, *TR38901_D2D_RANGE_M[self.terrestrial_range])
+        if self.terrestrial_range == "rma_los":  # (RMa NLOS: 5 km)
+            hi = torch.where(condition == LOS, hi, TR38901_D2D_RANGE_M["rma_nlos"][1])
+            source = "TR 38.901 Table 7.4.1-1 (RMa)"
+        if bool(aerial.any()):
+            source = "TR 36.777 Table B-2" + ("" if bool(aerial.all()) else f" / {source}")
+        lo = torch.where(aerial, 0.0, lo)
+        return lo, torch.where(aerial, self.aerial_max_d2d_m, hi), source
 
     def los_probability(self, geo: Geometry) -> torch.Tensor:
         return torch.where(self.aerial(geo), self.p_los_av(geo), self.p_los_terrestrial(geo))
@@ -366,6 +401,7 @@ class UMiAV(_Aerial):
 
     name = "umi_av"
     default_h_tx_m = 10.0
+    terrestrial_range = "umi"
 
     def p_los_av(self, geo):
         h = geo.h_rx
@@ -408,6 +444,8 @@ class RMaAV(_Aerial):
     name = "rma_av"
     default_h_tx_m = 35.0
     min_aerial_height_m = 10.0
+    aerial_max_d2d_m = 10000.0
+    terrestrial_range = "rma_los"
 
     def p_los_av(self, geo):
         h = geo.h_rx

@@ -25,6 +25,8 @@ from v2x.channels.budget import received_power_dbm, thermal_noise_dbm
 #: Fields that must be > 0, and >= 0 (a receiver adds noise: F >= 1); the others must be finite.
 POSITIVE_FIELDS = ("carrier_hz", "bandwidth_hz")
 NONNEGATIVE_FIELDS = ("noise_figure_db",)
+#: Fields in dB (dBm, dBi): each within ``±SNR_LIMIT_DB`` too.
+DB_FIELDS = ("tx_power_dbm", "tx_gain_dbi", "rx_gain_dbi", "noise_figure_db")
 
 
 def check_radio_value(
@@ -43,11 +45,43 @@ def check_radio_value(
     raise ValueError(f"{where}: field '{name}' is {value!r}; expected {expected}")
 
 
+#: The largest |SNR| in dB the simulator's numbers stay finite and right at (float32 symbols and
+#: noise variances). Measured through the channels (``tests/channels/test_snr_range.py``): the
+#: noise variance ``10^(−snr/10)`` overflows float32 below −385.3 dB (AWGN's symbols become
+#: inf/NaN, and so do the analog and DeepJSCC codecs' maps at −386 dB) and turns subnormal above
+#: +379.3 dB (0 above +453 dB); Sionna's OFDM (TDL/CDL) returns NaN symbols from +379 to +381 dB
+#: up and, with perfect CSI, from −345 dB down; flat fading's per-symbol effective noise
+#: ``no/|h|²`` overflows for 12 (−340 dB) and 3,896 (−360 dB) of 10⁶ Rayleigh gains, none at
+#: −320 dB. ±300 dB keeps a 40 dB margin (fades 10⁴ deeper) below the first of these failures.
+SNR_LIMIT_DB = 300.0
+
+
+def snr_range_message(where: str, name: str, value) -> str:
+    """The one message for an SNR (or a dB field) outside ``±SNR_LIMIT_DB``: ``where``, the
+    field ``name``, the value and the range."""
+    return (
+        f"{where}: field '{name}' must be finite and within [-{SNR_LIMIT_DB:g}, "
+        f"{SNR_LIMIT_DB:g}] dB, got {value!r} (beyond it the simulator's float32 noise "
+        "variances overflow or vanish)"
+    )
+
+
+def check_snr_db(where: str, name: str, value) -> float:
+    """``float(value)`` of an SNR (or dB) field ``name``; ``ValueError`` (``snr_range_message``)
+    unless it is a real number within ``±SNR_LIMIT_DB`` (NaN and infinities are not)."""
+    real = isinstance(value, numbers.Real) and not isinstance(value, bool)
+    if real and abs(float(value)) <= SNR_LIMIT_DB:  # (False for NaN)
+        return float(value)
+    raise ValueError(snr_range_message(where, name, value))
+
+
 def check_radio_field(where: str, name: str, value) -> float:
     """``check_radio_value`` with radio field ``name``'s own bounds (``POSITIVE_FIELDS``,
     ``NONNEGATIVE_FIELDS``)."""
     least = 0.0 if name in NONNEGATIVE_FIELDS else None
-    return check_radio_value(where, name, value, name in POSITIVE_FIELDS, least)
+    number = check_radio_value(where, name, value, name in POSITIVE_FIELDS, least)
+    # (a power, gain or noise figure beyond the SNR range puts the link's SNR beyond it)
+    return check_snr_db(where, name, value) if name in DB_FIELDS else number
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from v2x import __version__
+from v2x.channels.radio import check_snr_db
 from v2x.common import import_plugins
 from v2x.network import NetworkConfig
 from v2x.provenance import (
@@ -234,8 +235,7 @@ def plan_sweep(cfg: Any) -> SweepPlan:
         return list(value)
 
     snr = _numbers("grid.snr_db", as_list("snr_db"))
-    if not all(math.isfinite(v) for v in snr):
-        raise ValueError(f"sweep: field 'grid.snr_db' must hold finite numbers, got {snr}")
+    snr = [check_snr_db("sweep", "grid.snr_db", v) for v in snr]  # (NaN, ±inf and beyond ±300 dB)
     if len(set(snr)) != len(snr):
         raise ValueError(f"sweep: field 'grid.snr_db' lists a value twice: {snr}")
     snr_mode = str(grid.get("snr_mode", "fixed"))

@@ -176,3 +176,32 @@ def test_geometric_los_says_it_needs_a_sweeps_scene(tmp_path):
     )  # fmt: skip
     assert proc.returncode == 2
     assert proc.stderr.splitlines() == [f"error: {expected} (set V2X_TRACEBACK=1 for the traceback)"]
+
+
+def test_a_ber_with_no_error_prints_its_95_percent_upper_bound():
+    """0 errors in n bits: the exact one-sided 95 % Clopper–Pearson bound 1 − 0.05^(1/n)
+    (≈ 3/n, the rule of three), not a bare 0."""
+    from v2x.apps.link import ber_text
+
+    assert ber_text(0.0, 200_000) == "0 (no error in 200000 bits: < 1.5e-05 at 95 % confidence)"
+    n = 1000
+    bound = 1 - 0.05 ** (1 / n)
+    assert bound == pytest.approx(3 / n, rel=0.01)
+    assert f"< {bound:.2g} " in ber_text(0.0, n) and ber_text(0.25, n) == "0.25"
+
+
+def test_v2x_link_notes_a_distance_outside_the_models_range(tmp_path):
+    """TR 38.901 Table 7.4.1-1: UMi street canyon is specified for 10 m <= d2D <= 5 km."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "v2x.apps.link", "link=umi_street_canyon", "link.distance_m=1e9",
+         "num_symbols=100", f"hydra.run.dir={tmp_path}", "hydra.output_subdir=null"],
+        capture_output=True, text=True, check=False, cwd=tmp_path,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    notes = [line for line in proc.stdout.splitlines() if "outside" in line]
+    assert notes == [
+        "note: umi_street_canyon: 1 of 1 link(s) outside the model's distance range (d2D = 1e+09 "
+        "m; TR 38.901 Table 7.4.1-1 (UMi street canyon) specifies 10 m <= d2D <= 5000 m): its "
+        "path loss and SNR there are an extrapolation"
+    ]
+    assert "outside_range" not in proc.stdout and "WARNING" not in proc.stdout + proc.stderr

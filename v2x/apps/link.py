@@ -6,6 +6,8 @@
 
 from __future__ import annotations
 
+import math
+
 import hydra
 from omegaconf import DictConfig
 
@@ -25,18 +27,32 @@ def main(cfg: DictConfig) -> None:
         to_plain(cfg.link),
         cfg.payload_bits, cfg.num_symbols, cfg.seed,
     )  # fmt: skip
+    outside = out.pop("outside_range")
     print(f"channel {cfg.channel.name}, link {cfg.link.name}")
     for key, value in out.items():
+        if key == "qpsk_ber":
+            print(f"  {key:<14s} {ber_text(value, out['num_bits'])}")
+            continue
         print(f"  {key:<14s} {value:.6g}" if isinstance(value, float) else f"  {key:<14s} {value}")
-    note = carrier_note(to_plain(cfg.channel), out["carrier_hz"])
-    if note:
-        print(f"note: {note}")
+    for note in (outside, carrier_note(to_plain(cfg.channel), out["carrier_hz"])):
+        if note:
+            print(f"note: {note}")
     if out["channel_gains"] == 1:
         print(
             f"note: one fading gain for all {cfg.num_symbols} symbols, so qpsk_ber is that one "
             "draw's, not the average over fading; channel.block_len=1 averages over a gain per "
             "symbol"
         )
+
+
+def ber_text(ber: float, num_bits: int) -> str:
+    """A measured bit error rate as printed: with no error in ``num_bits`` bits, ``0`` says
+    nothing of how small it is, so the text gives the exact one-sided 95 % upper confidence
+    bound (Clopper–Pearson for 0 errors: ``1 − 0.05^(1/n)``, about ``3/n``)."""
+    if ber > 0:
+        return f"{ber:.6g}"
+    bound = -math.expm1(math.log(0.05) / num_bits)
+    return f"0 (no error in {num_bits} bits: < {bound:.2g} at 95 % confidence)"
 
 
 if __name__ == "__main__":
