@@ -14,6 +14,8 @@ import math
 
 import numpy as np
 
+from v2x.perception.ap_quantiles import resampled_difference_quantiles
+from v2x.perception.ap_resample import flat_rows
 from v2x.perception.average_precision import APAccumulator
 
 __all__ = ["paired_difference"]
@@ -54,6 +56,16 @@ def paired_difference(
     unit = a.bootstrap_unit(bootstrap_unit)
     sort = a.config.sort if sort is None else sort
     ap_a, ap_b = (acc.compute(sort=sort)["ap"][group][_threshold(acc, threshold)] for acc in (a, b))
+    quantiles = [(1.0 - confidence) / 2.0, (1.0 + confidence) / 2.0]
+    procedures = {a.config.procedure, b.config.procedure}
+    if sort == "per_frame" and procedures == {"opencood"}:
+        # np.quantile of the resampled differences below, bit for bit, from both exact APs of
+        # only the resamples that can hold those percentiles (ap_quantiles)
+        draws = flat_rows(a._draws(group, resamples, seed, unit))
+        first, second = (_tp_and_lengths(acc, group, threshold) for acc in (a, b))
+        frame_gt = np.asarray(a._store(group).frame_gt, dtype=np.int64)
+        lo, hi = resampled_difference_quantiles(first, second, frame_gt, draws, quantiles)
+        return float(ap_a - ap_b), float(lo), float(hi)
     on_a, on_b = (
         acc.bootstrap_distribution(group, threshold, resamples, seed, unit, sort) for acc in (a, b)
     )
@@ -65,8 +77,16 @@ def paired_difference(
         )
     if not on_a.size:
         return float(ap_a - ap_b), math.nan, math.nan
-    lo, hi = np.quantile(on_a - on_b, [(1.0 - confidence) / 2.0, (1.0 + confidence) / 2.0])
+    lo, hi = np.quantile(on_a - on_b, quantiles)
     return float(ap_a - ap_b), float(lo), float(hi)
+
+
+def _tp_and_lengths(acc: APAccumulator, group: str, threshold: float) -> tuple[np.ndarray, ...]:
+    """``[D]`` TP flags of ``group``'s records at IoU ``threshold`` and ``[F]`` detections per
+    record (``APAccumulator._records``)."""
+    ti = acc.thresholds.tolist().index(_threshold(acc, threshold))
+    tp, _, lengths = acc._records(acc._store(group), ti)
+    return tp, lengths
 
 
 def _threshold(acc: APAccumulator, threshold: float) -> float:

@@ -38,14 +38,14 @@ Other orders and procedures (the global sort, DAIR-V2X) compute every resample.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
 from v2x.perception.ap_resample import _flat_rows, _true_positive_aps, resampled_aps
 
-__all__ = ["resampled_ap_quantiles"]
+__all__ = ["resampled_ap_quantiles", "resampled_difference_quantiles"]
 
 #: Fewer resamples than this: every resample's exact AP (the bounds would save little).
 MIN_BOUNDED_ROWS = 64
@@ -110,39 +110,137 @@ def resampled_ap_quantiles(
     if sort != "per_frame" or procedure != "opencood":
         values = resampled_aps(tp, scores, lengths, frame_gt, draws, sort, procedure)
         return np.quantile(values, q) if values.size else np.full(q.size, np.nan)
-    tp = np.asarray(tp, dtype=np.int64).reshape(-1)
-    lengths = np.asarray(lengths, dtype=np.int64).reshape(-1)
+    drawn, frames_per_row, num_gt = _rows_with_gt(frame_gt, draws)
+    aps = _RowAPs(tp, lengths, drawn, frames_per_row, num_gt)
+    return _quantiles_from_bounds(q, aps.bounds, aps.tighter, aps.exact)
+
+
+def resampled_difference_quantiles(
+    first: tuple[np.ndarray, np.ndarray],
+    second: tuple[np.ndarray, np.ndarray],
+    frame_gt: np.ndarray,
+    draws: np.ndarray | Sequence[np.ndarray],
+    quantiles: Sequence[float],
+) -> np.ndarray:
+    """``np.quantile(A − B, quantiles)`` bit for bit, ``A`` and ``B`` the per-frame OpenCOOD
+    ``resampled_aps`` of two accumulators' records on the same frames and draws (the paired
+    bootstrap, ``ap_paired``): the difference of each resample lies between ``lo_A − hi_B``
+    and ``hi_A − lo_B`` (rounding to nearest is monotone, so the float differences of the
+    float bounds bound the float difference of the exact APs), and only the candidates for the
+    order statistics read get both exact APs (module docstring).
+
+    Args:
+        first, second: ``([D], [F])`` TP flags (record after record) and detections per record
+            of each accumulator at one IoU threshold, over the same ``F`` frame records.
+        frame_gt: ``[F]`` GT count of each frame record (the same in both).
+        draws, quantiles: as for ``resampled_ap_quantiles``.
+
+    Returns:
+        ``[Q]`` float64 quantiles over the resamples that hold GT (NaN where none do).
+    """
+    q = np.asarray(quantiles, dtype=np.float64).reshape(-1)
+    drawn, frames_per_row, num_gt = _rows_with_gt(frame_gt, draws)
+    a, b = (_RowAPs(tp, lengths, drawn, frames_per_row, num_gt) for tp, lengths in (first, second))
+
+    def bounds(rows: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        (lo_a, hi_a), (lo_b, hi_b) = (
+            (x.bounds() if rows is None else x.tighter(rows)) for x in (a, b)
+        )
+        return lo_a - hi_b, hi_a - lo_b
+
+    return _quantiles_from_bounds(q, bounds, bounds, lambda rows: a.exact(rows) - b.exact(rows))
+
+
+def _rows_with_gt(
+    frame_gt: np.ndarray, draws: np.ndarray | Sequence[np.ndarray]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The drawn records ``[N]``, records per row ``[R]`` and GT per row ``[R]`` (``> 0``) of
+    the resamples that hold GT (the others are left out, as ``resampled_aps`` leaves them)."""
     frame_gt = np.asarray(frame_gt, dtype=np.int64).reshape(-1)
     drawn, frames_per_row = _flat_rows(draws)
     num_gt = _row_sums(np.take(frame_gt, drawn), frames_per_row)
-    if not (num_gt > 0).all():  # resamples without GT are left out
+    if not (num_gt > 0).all():
         drawn, frames_per_row = _rows_of(drawn, frames_per_row, np.flatnonzero(num_gt > 0))
         num_gt = num_gt[num_gt > 0]
-    n = frames_per_row.size
+    return drawn, frames_per_row, num_gt
+
+
+def _quantiles_from_bounds(
+    q: np.ndarray,
+    bounds: Callable[[], tuple[np.ndarray, np.ndarray]],
+    tighter: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]],
+    exact: Callable[[np.ndarray], np.ndarray],
+) -> np.ndarray:
+    """``np.quantile`` at ``q`` of ``R`` values known through ``bounds()`` (``[R]`` lower and
+    upper bounds of every value), ``tighter(rows)`` (tighter bounds of some rows) and
+    ``exact(rows)`` (their values): the exact values of the rows that may hold an order
+    statistic ``np.quantile`` reads, every other row's lower bound standing in (module
+    docstring); every value exact below ``MIN_BOUNDED_ROWS`` rows."""
+    lo, hi = bounds()
+    n = lo.size
     if n == 0:
         return np.full(q.size, np.nan)
     if n < MIN_BOUNDED_ROWS:
-        return np.quantile(_true_positive_aps(tp, lengths, drawn, frames_per_row, num_gt), q)
+        return np.quantile(exact(np.arange(n)), q)
     ranks = _read_ranks(n, q)
-    records = _pieces(tp, lengths, runs=False)
-    lo, hi = _ap_bounds(records, drawn, frames_per_row, num_gt)
     wanted = _candidates(lo, hi, ranks)
     if wanted.sum() > ranks.size:  # tighter bounds for the candidates
         rows = np.flatnonzero(wanted)
-        sub_drawn, sub_frames = _rows_of(drawn, frames_per_row, rows)
-        runs = _pieces(tp, lengths, runs=True)
-        lo[rows], hi[rows] = _ap_bounds(runs, sub_drawn, sub_frames, num_gt[rows])
+        lo[rows], hi[rows] = tighter(rows)
         wanted = _candidates(lo, hi, ranks)
     stand_in = lo.copy()
     rows = np.flatnonzero(wanted)
-    sub_drawn, sub_frames = _rows_of(drawn, frames_per_row, rows)
-    # 0.0: the exact AP of a resample without true positives (VOC's sum of its one term,
-    # (1 − 0) · 0), e.g. every resample of a subset the ego never detects
-    stand_in[rows] = 0.0
-    rows = rows[_row_sums(np.take(records.hits, sub_drawn), sub_frames) > 0]
-    sub_drawn, sub_frames = _rows_of(drawn, frames_per_row, rows)
-    stand_in[rows] = _true_positive_aps(tp, lengths, sub_drawn, sub_frames, num_gt[rows])
+    stand_in[rows] = exact(rows)
     return np.quantile(stand_in, q)
+
+
+class _RowAPs:
+    """One accumulator's APs on the resampled rows: bounds for every row (one piece per frame
+    record), tighter bounds (one piece per run of true positives) and exact APs for some.
+
+    Args:
+        tp: ``[D]`` TP flags, record after record; lengths: ``[F]`` detections per record.
+        drawn, frames_per_row, num_gt: the rows' records, counts and GT (``_rows_with_gt``).
+    """
+
+    def __init__(
+        self,
+        tp: np.ndarray,
+        lengths: np.ndarray,
+        drawn: np.ndarray,
+        frames_per_row: np.ndarray,
+        num_gt: np.ndarray,
+    ) -> None:
+        self.tp = np.asarray(tp, dtype=np.int64).reshape(-1)
+        self.lengths = np.asarray(lengths, dtype=np.int64).reshape(-1)
+        self.drawn, self.frames_per_row, self.num_gt = drawn, frames_per_row, num_gt
+        self.records = _pieces(self.tp, self.lengths, runs=False)
+
+    def bounds(self) -> tuple[np.ndarray, np.ndarray]:
+        """``[R]`` lower and upper bounds of every row's AP."""
+        if self.frames_per_row.size < MIN_BOUNDED_ROWS:  # (all exact: no bounds needed)
+            empty = np.zeros(self.frames_per_row.size)
+            return empty, empty.copy()
+        return _ap_bounds(self.records, self.drawn, self.frames_per_row, self.num_gt)
+
+    def tighter(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Bounds of the rows ``rows`` (ascending) from the runs of true positives."""
+        sub_drawn, sub_frames = _rows_of(self.drawn, self.frames_per_row, rows)
+        runs = _pieces(self.tp, self.lengths, runs=True)
+        return _ap_bounds(runs, sub_drawn, sub_frames, self.num_gt[rows])
+
+    def exact(self, rows: np.ndarray) -> np.ndarray:
+        """``[len(rows)]`` exact APs (``_true_positive_aps``'s bits; 0.0 for a row without
+        true positives: VOC's sum of its one term, (1 − 0) · 0, e.g. every resample of a
+        subset the ego never detects)."""
+        out = np.zeros(rows.size)
+        sub_drawn, sub_frames = _rows_of(self.drawn, self.frames_per_row, rows)
+        some = _row_sums(np.take(self.records.hits, sub_drawn), sub_frames) > 0
+        sub_drawn, sub_frames = _rows_of(self.drawn, self.frames_per_row, rows[some])
+        out[some] = _true_positive_aps(
+            self.tp, self.lengths, sub_drawn, sub_frames, self.num_gt[rows[some]]
+        )
+        return out
 
 
 def _row_sums(values: np.ndarray, frames_per_row: np.ndarray) -> np.ndarray:

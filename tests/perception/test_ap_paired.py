@@ -108,3 +108,24 @@ def test_paired_interval_resamples_whole_sequences_and_refuses_other_frames() ->
         paired_difference(acc_b, acc_a, "class/car", 0.5, 10)
     with pytest.raises(ValueError, match="expected resamples > 0"):
         paired_difference(acc_b, acc_a, "overall", 0.5, 0)
+
+
+@pytest.mark.parametrize("unit", ["frame", "sequence"])
+def test_paired_interval_is_the_percentiles_of_the_differenced_distributions(unit) -> None:
+    """The paired interval (from bounds and a few exact APs, ``ap_quantiles``) is
+    ``np.quantile`` of the difference of the two ``bootstrap_distribution``s, bit for bit, at
+    both thresholds and for the same method against itself (every difference 0)."""
+    rng = np.random.default_rng(11)
+    a, b = _two_methods(rng, 64)
+    cfg = EvalConfig(iou_thresholds=(0.3, 0.5), distance_bins=(), per_class=False)
+    accs = []
+    for frames in (a, b):
+        acc = APAccumulator(cfg)
+        acc.add_frames([dict(f, sequence=f"town{i // 4}") for i, f in enumerate(frames)])
+        accs.append(acc)
+    for first, second in ((accs[1], accs[0]), (accs[0], accs[0])):
+        for thr in (0.3, 0.5):
+            _, lo, hi = paired_difference(first, second, "overall", thr, 400, 9, unit)
+            on = [x.bootstrap_distribution("overall", thr, 400, 9, unit) for x in (first, second)]
+            want = np.quantile(on[0] - on[1], [(1.0 - 0.95) / 2.0, (1.0 + 0.95) / 2.0])
+            assert np.array([lo, hi]).tobytes() == want.tobytes(), (thr, unit)

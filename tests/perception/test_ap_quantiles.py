@@ -208,3 +208,65 @@ def test_row_sums_with_empty_rows():
     counts = np.array([0, 2, 0, 3, 0], dtype=np.int64)
     assert ap_quantiles._row_sums(values, counts).tolist() == [0, 4, 0, 10, 0]
     assert ap_quantiles._row_sums(values[:0], np.zeros(2, np.int64)).tolist() == [0, 0]
+
+
+def _paired_records(rng: np.random.Generator, frames: int, flip: float):
+    """Two methods' records on the same frames: the second method's TP flags are the first's
+    with a share ``flip`` of them toggled (paired outcomes, as two fusions of one scene)."""
+    tp, scores, lengths, frame_gt = _records(rng, frames)
+    other = tp.copy()
+    toggled = rng.random(tp.size) < flip
+    other[toggled] = 1 - other[toggled]
+    return (tp, lengths), (other, lengths), scores, frame_gt
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("flip", [0.0, 0.05, 0.5])
+def test_difference_percentiles_equal_those_of_every_resamples_difference(seed, flip):
+    """``resampled_difference_quantiles`` against the published AP of each resample of each
+    method (``_voc_loop``), differenced and fed to ``np.quantile``: bit for bit, with equal
+    and ragged rows, rows without GT, identical methods (every difference 0: all tie) and
+    a method with other records lengths (the second drops every frame's last detection)."""
+    from v2x.perception.ap_quantiles import resampled_difference_quantiles
+
+    rng = np.random.default_rng(seed)
+    frames = 60
+    first, second, _, frame_gt = _paired_records(rng, frames, flip)
+    square = np.sort(rng.integers(0, frames, size=(300, frames)), axis=1)
+    square[:5] = np.flatnonzero(frame_gt == 0)[0]
+    ragged = _sequence_draws(rng, frames, 4, 250)
+    tp, lengths = second
+    keep = np.ones(tp.size, dtype=bool)
+    keep[(np.cumsum(lengths) - 1)[lengths > 0]] = False  # each frame's last detection dropped
+    shorter = (tp[keep], np.maximum(lengths - 1, 0))
+    for other in (second, first, shorter):
+        for draws in (square, ragged):
+            values = _voc_loop(*first, frame_gt, draws) - _voc_loop(*other, frame_gt, draws)
+            for q in QUANTILES:
+                got = resampled_difference_quantiles(first, other, frame_gt, draws, q)
+                assert got.tobytes() == np.quantile(values, q).tobytes(), (flip, q)
+
+
+def test_difference_percentiles_need_few_exact_aps(monkeypatch):
+    """Far fewer exact APs than two per resample (counted, not timed); no resample with GT:
+    NaN."""
+    from v2x.perception.ap_quantiles import resampled_difference_quantiles
+
+    rng = np.random.default_rng(7)
+    first, second, _, frame_gt = _paired_records(rng, 120, 0.1)
+    draws = np.sort(rng.integers(0, 120, size=(1000, 120)), axis=1)
+    computed = []
+    exact = ap_quantiles._true_positive_aps
+
+    def counted(tp, lengths, drawn, frames_per_row, num_gt):
+        computed.append(frames_per_row.size)
+        return exact(tp, lengths, drawn, frames_per_row, num_gt)
+
+    monkeypatch.setattr(ap_quantiles, "_true_positive_aps", counted)
+    got = resampled_difference_quantiles(first, second, frame_gt, draws, [0.025, 0.975])
+    want = _voc_loop(*first, frame_gt, draws) - _voc_loop(*second, frame_gt, draws)
+    assert got.tobytes() == np.quantile(want, [0.025, 0.975]).tobytes()
+    assert sum(computed) < 200
+    none = np.zeros_like(frame_gt)
+    got = resampled_difference_quantiles(first, second, none, draws, [0.025, 0.975])
+    assert np.isnan(got).all()
