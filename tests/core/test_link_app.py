@@ -47,13 +47,19 @@ def test_qpsk_ber_over_a_composed_link_matches_closed_form(channel, distance_m, 
     assert 1e-3 < p < 0.2  # a regime where the check has power
 
 
-def test_v2x_link_app_runs_the_documented_command(tmp_path):
-    proc = subprocess.run(
-        [sys.executable, "-m", "v2x.apps.link", "channel=rayleigh", "link=v2v_urban",
-         "link.distance_m=150", "num_symbols=2000", f"hydra.run.dir={tmp_path}",
+def _v2x_link(tmp_path, *overrides: str) -> subprocess.CompletedProcess:
+    """``v2x-link`` with ``overrides`` run as a user runs it, in ``tmp_path``."""
+    return subprocess.run(
+        [sys.executable, "-m", "v2x.apps.link", *overrides, f"hydra.run.dir={tmp_path}",
          "hydra.output_subdir=null"],
         capture_output=True, text=True, timeout=300, check=False, cwd=tmp_path,
     )  # fmt: skip
+
+
+def test_v2x_link_app_runs_the_documented_command(tmp_path):
+    proc = _v2x_link(
+        tmp_path, "channel=rayleigh", "link=v2v_urban", "link.distance_m=150", "num_symbols=2000"
+    )
     assert proc.returncode == 0, proc.stderr
     assert "channel rayleigh, link v2v_urban" in proc.stdout
     assert "snr_db" in proc.stdout and "qpsk_ber" in proc.stdout and "latency_s" in proc.stdout
@@ -134,11 +140,7 @@ def test_a_channel_carrier_other_than_the_links_is_noted(tmp_path):
     assert carrier_note({"name": "tdl", "carrier_hz": 5.9e9}, 5.9e9) is None
     note = carrier_note({"name": "erasure_iid", "inner": {"carrier_hz": 2e9}}, 5.9e9)
     assert note is not None and "channel.inner.carrier_hz=2e+09" in note
-    proc = subprocess.run(
-        [sys.executable, "-m", "v2x.apps.link", "channel=rayleigh_fast", "link=thz",
-         "num_symbols=500", f"hydra.run.dir={tmp_path}", "hydra.output_subdir=null"],
-        capture_output=True, text=True, check=False, cwd=tmp_path,
-    )  # fmt: skip
+    proc = _v2x_link(tmp_path, "channel=rayleigh_fast", "link=thz", "num_symbols=500")
     assert proc.returncode == 0, proc.stderr
     assert "condition      LOS" in proc.stdout and "qpsk_ebno_db" in proc.stdout
     assert "note: the channel's Doppler is at channel.carrier_hz=5.9e+09 Hz" in proc.stdout
@@ -169,13 +171,11 @@ def test_geometric_los_says_it_needs_a_sweeps_scene(tmp_path):
     with pytest.raises(ValueError) as info:
         link_summary(link)
     assert str(info.value) == expected
-    proc = subprocess.run(
-        [sys.executable, "-m", "v2x.apps.link", "link=v2v_urban", "link.los_mode=geometric",
-         f"hydra.run.dir={tmp_path}", "hydra.output_subdir=null"],
-        capture_output=True, text=True, check=False, cwd=tmp_path,
-    )  # fmt: skip
+    proc = _v2x_link(tmp_path, "link=v2v_urban", "link.los_mode=geometric")
     assert proc.returncode == 2
-    assert proc.stderr.splitlines() == [f"error: {expected} (set V2X_TRACEBACK=1 for the traceback)"]
+    assert proc.stderr.splitlines() == [
+        f"error: {expected} (set V2X_TRACEBACK=1 for the traceback)"
+    ]
 
 
 def test_a_ber_with_no_error_prints_its_95_percent_upper_bound():
@@ -192,11 +192,7 @@ def test_a_ber_with_no_error_prints_its_95_percent_upper_bound():
 
 def test_v2x_link_notes_a_distance_outside_the_models_range(tmp_path):
     """TR 38.901 Table 7.4.1-1: UMi street canyon is specified for 10 m <= d2D <= 5 km."""
-    proc = subprocess.run(
-        [sys.executable, "-m", "v2x.apps.link", "link=umi_street_canyon", "link.distance_m=1e9",
-         "num_symbols=100", f"hydra.run.dir={tmp_path}", "hydra.output_subdir=null"],
-        capture_output=True, text=True, check=False, cwd=tmp_path,
-    )  # fmt: skip
+    proc = _v2x_link(tmp_path, "link=umi_street_canyon", "link.distance_m=1e9", "num_symbols=100")
     assert proc.returncode == 0, proc.stderr
     notes = [line for line in proc.stdout.splitlines() if "outside" in line]
     assert notes == [
