@@ -38,8 +38,11 @@ def received_power_dbm(
 
 def capacity_lin(snr_lin: torch.Tensor) -> torch.Tensor:
     """Shannon capacity ``log2(1 + P)`` of a linear SNR ``P`` in bits per complex channel use
-    (in ``snr_lin``'s dtype and device). The project's one Shannon-rate formula."""
-    return torch.log2(1.0 + snr_lin)
+    (in ``snr_lin``'s dtype and device). The project's one Shannon-rate formula, as
+    ``log1p(P) / ln 2``: ``1 + P`` rounds ``P`` away below the dtype's epsilon (float32: 0 bits
+    per use from about −72 dB, 6 % off at −60 dB; float64: 0 from −160 dB), ``log1p`` keeps
+    its relative precision at every SNR."""
+    return torch.log1p(snr_lin) / math.log(2.0)
 
 
 def dispersion_lin(snr_lin: torch.Tensor) -> torch.Tensor:
