@@ -136,12 +136,9 @@ def test_bounds_hold_every_exact_ap_and_meet_for_runs(runs):
         assert (hi - lo).max() > 1e-6  # records: looser, hence the runs for candidates
 
 
-def test_only_the_candidates_get_an_exact_ap(monkeypatch):
-    """The point of the bounds: far fewer exact APs than resamples (counted, not timed)."""
-    rng = np.random.default_rng(2)
-    tp, scores, lengths, frame_gt = _records(rng, 120)
-    draws = np.sort(rng.integers(0, 120, size=(1000, 120)), axis=1)
-    computed = []
+def _count_exact_aps(monkeypatch) -> list[int]:
+    """The rows of every exact-AP call ``ap_quantiles`` makes from now on, appended per call."""
+    computed: list[int] = []
     exact = ap_quantiles._true_positive_aps
 
     def counted(tp, lengths, drawn, frames_per_row, num_gt):
@@ -149,6 +146,15 @@ def test_only_the_candidates_get_an_exact_ap(monkeypatch):
         return exact(tp, lengths, drawn, frames_per_row, num_gt)
 
     monkeypatch.setattr(ap_quantiles, "_true_positive_aps", counted)
+    return computed
+
+
+def test_only_the_candidates_get_an_exact_ap(monkeypatch):
+    """The point of the bounds: far fewer exact APs than resamples (counted, not timed)."""
+    rng = np.random.default_rng(2)
+    tp, scores, lengths, frame_gt = _records(rng, 120)
+    draws = np.sort(rng.integers(0, 120, size=(1000, 120)), axis=1)
+    computed = _count_exact_aps(monkeypatch)
     got = resampled_ap_quantiles(tp, scores, lengths, frame_gt, draws, [0.025, 0.975])
     want = np.quantile(_voc_loop(tp, lengths, frame_gt, draws), [0.025, 0.975])
     assert got.tobytes() == want.tobytes()
@@ -255,14 +261,7 @@ def test_difference_percentiles_need_few_exact_aps(monkeypatch):
     rng = np.random.default_rng(7)
     first, second, _, frame_gt = _paired_records(rng, 120, 0.1)
     draws = np.sort(rng.integers(0, 120, size=(1000, 120)), axis=1)
-    computed = []
-    exact = ap_quantiles._true_positive_aps
-
-    def counted(tp, lengths, drawn, frames_per_row, num_gt):
-        computed.append(frames_per_row.size)
-        return exact(tp, lengths, drawn, frames_per_row, num_gt)
-
-    monkeypatch.setattr(ap_quantiles, "_true_positive_aps", counted)
+    computed = _count_exact_aps(monkeypatch)
     got = resampled_difference_quantiles(first, second, frame_gt, draws, [0.025, 0.975])
     want = _voc_loop(*first, frame_gt, draws) - _voc_loop(*second, frame_gt, draws)
     assert got.tobytes() == np.quantile(want, [0.025, 0.975]).tobytes()
