@@ -40,16 +40,23 @@ def load_frames(data: Mapping, quiet: bool = False) -> list[CoopFrame]:
     return FrameStream(data, quiet).frames()
 
 
+def load_frame_range(data: Mapping, start: int, stop: int) -> list[CoopFrame]:
+    """Frames ``start`` to ``stop`` (exclusive) of ``load_frames``' (e.g. a device worker's
+    shard of a sweep's frames), the others not read."""
+    read, _ = _frame_reader(data, True, part=slice(start, stop))
+    return list(read())
+
+
 def _frame_reader(
-    data: Mapping, quiet: bool, processes: Executor | None = None
+    data: Mapping, quiet: bool, processes: Executor | None = None, part: slice = slice(None)
 ) -> tuple[Callable[[], Iterator[CoopFrame]], int]:
-    """``(read, count)``: ``read()`` yields ``load_frames``' frames in order, ``count`` of them
-    (a synthetic split is generated here, before anything is read); stored frames are read in
-    the worker ``processes`` when given (``SplitDataset.iter_frames``)."""
+    """``(read, count)``: ``read()`` yields ``load_frames``' frames in order (those of ``part``
+    only), ``count`` of them (a synthetic split is generated here, before anything is read);
+    stored frames are read in the worker ``processes`` when given (``SplitDataset.iter_frames``)."""
     if data["source"] in ("v2xsim", "dair_v2x"):
         dataset = open_reader(data)
-        count = _frames_wanted(data, len(dataset))
-        return lambda: (dataset[i] for i in range(count)), count
+        wanted = range(_frames_wanted(data, len(dataset)))[part]
+        return lambda: (dataset[i] for i in wanted), len(wanted)
     if data.get("reader"):  # (it was ignored: the frames of another source, without a word)
         raise ValueError(
             f"sweep: field 'data.reader' is {dict(data['reader'])!r}, but data.source is "
@@ -73,18 +80,19 @@ def _frame_reader(
             quiet=quiet or not progress_enabled(quiet),
         )
         count = len(split)
+    wanted = range(count)[part]
 
     def read() -> Iterator[CoopFrame]:
         done = 0
         try:
-            for frame in split.iter_frames(range(count), processes=processes):
+            for frame in split.iter_frames(wanted, processes=processes):
                 done += 1
                 yield frame
         except BrokenProcessPool as err:  # a worker died (e.g. out of memory): read them here
             log.warning("frames: the reading processes stopped (%s); reading in this one", err)
-            yield from split.iter_frames(range(done, count))
+            yield from split.iter_frames(wanted[done:])
 
-    return read, count
+    return read, len(wanted)
 
 
 class FrameStream(Sequence[CoopFrame]):

@@ -116,13 +116,20 @@ def _run_group(
     """Evaluate the cells of ``group`` at ``snrs`` over every frame batch (``GroupRun``): results
     rows and their ledger; with ``pool`` a ``Future`` of them (computed there while the device
     goes on with the next group)."""
-    run = GroupRun(plan, group, snrs, batches, model, device, data_id, scorer)
-    for bi, item in enumerate(batches):
-        upcoming = _prepared(batches, bi + 1)
+    return _stepped(GroupRun(plan, group, snrs, batches, model, device, data_id, scorer),
+                    batches, model, bar).finish(pool)  # fmt: skip
+
+
+def _stepped(run: GroupRun, batches: Sequence[_Batch], model: EncodeCache, bar: Any,
+             first_batch: int = 0) -> GroupRun:  # fmt: skip
+    """``run`` stepped over ``batches``, the sweep's batches from number ``first_batch`` on
+    (their cells' seeds are those of the batches' numbers in the sweep)."""
+    for j, item in enumerate(batches):
+        upcoming = _prepared(batches, j + 1)
         if upcoming is not None:  # its encoding queued on the device beside this batch's work
-            model.prefetch(bi + 1, upcoming.batch)
-        run.step(bi, item, bar)
-    return run.finish(pool)
+            model.prefetch(first_batch + j + 1, upcoming.batch)
+        run.step(first_batch + j, item, bar)
+    return run
 
 
 def _prepared(batches: Sequence[_Batch], index: int) -> _Batch | None:
@@ -182,10 +189,12 @@ def run_sweep(cfg: Any) -> Path:
     try:
         total = to_compute * len(frames)
         with torch.no_grad(), progress(total, "sweep", cfg.quiet, unit="frame-cond") as bar:
-            if len(devices) > 1 and len(todo) > 1:
+            if len(devices) > 1 and len(frames) > int(cfg.batch_size):
                 from v2x.sweep_workers import run_groups_on_devices
 
-                computed = run_groups_on_devices(plan, todo, devices, bar, len(frames), encodes)
+                computed = run_groups_on_devices(
+                    plan, todo, devices, bar, len(frames), encodes, data_id
+                )
             else:
                 computed = _run_groups(plan, frames, data_id, todo, devices[0], bar, encodes)
             for n, (group, snrs, rows, ledger, elapsed) in enumerate(computed, 1):
@@ -371,14 +380,25 @@ def _run_lockstep(
     """The groups of ``wave`` batch by batch, each batch's groups in turn (its features encoded
     once for all of them): ``(group, snrs, rows and ledger, seconds)`` per group (a future of
     the rows and ledger with ``pool``), the seconds its own steps took."""
-    runs = [GroupRun(plan, g, snrs, batches, cache, device, data_id, scorer) for g, snrs in wave]
-    seconds = [0.0] * len(runs)
-    for bi, item in enumerate(batches):
-        for j, run in enumerate(runs):
-            started = time.perf_counter()
-            run.step(bi, item, bar)
-            seconds[j] += time.perf_counter() - started
+    runs, seconds = run_lockstep(
+        [GroupRun(plan, g, snrs, batches, cache, device, data_id, scorer) for g, snrs in wave],
+        batches, bar,
+    )  # fmt: skip
     return [(g, snrs, run.finish(pool), s) for (g, snrs), run, s in zip(wave, runs, seconds)]
+
+
+def run_lockstep(
+    runs: Sequence[GroupRun], batches: Sequence[_Batch], bar: Any, first_batch: int = 0
+) -> tuple[Sequence[GroupRun], list[float]]:
+    """``runs`` stepped batch by batch over ``batches`` (the sweep's batches from number
+    ``first_batch`` on), each batch's runs in turn; the seconds each run's steps took."""
+    seconds = [0.0] * len(runs)
+    for j, item in enumerate(batches):
+        for n, run in enumerate(runs):
+            started = time.perf_counter()
+            run.step(first_batch + j, item, bar)
+            seconds[n] += time.perf_counter() - started
+    return runs, seconds
 
 
 #: Threads that compute finished groups' results rows while the device goes on.

@@ -39,7 +39,7 @@ from v2x.sweep_clock import aged_delivery, min_age_s, resense_batch, sensing_clo
 from v2x.sweep_plan import FEATURE_STAGE, Group, SweepPlan, codec_kwargs_for, sweep_arguments
 from v2x.sweep_reuse import EncodeCache, share_source_coding
 from v2x.sweep_rows import book_batch, group_rows
-from v2x.sweep_scoring import GroupScoring
+from v2x.sweep_scoring import GroupScoring, joined_in_batch_order
 
 
 @dataclass
@@ -109,6 +109,66 @@ def setting_key(group: Group, data_id: Mapping) -> str:
     return stable_hash(with_file_digests({**group.setting, "data": data}), 16)
 
 
+def needs_most_links(group: Group) -> bool:
+    """Whether ``group``'s codec sizes its payload from the most collaborator links any frame
+    batch of the sweep has (a rate-adaptive codec without its own ``max_channel_uses``)."""
+    if group.stage != FEATURE_STAGE:
+        return False
+    kwargs = group.codec_kwargs or {}
+    return "max_channel_uses" not in kwargs and "max_channel_uses" in sweep_arguments(
+        group.codec
+    )
+
+
+def batch_links(batches: Sequence[_Batch]) -> int:
+    """The most collaborator links (in range, ``agent_mask`` past the ego) of any frame of
+    ``batches``."""
+    return max(int(item.batch.agent_mask[:, 1:].sum(1).max()) for item in batches)
+
+
+@dataclass
+class GroupPart:
+    """A group's cells over consecutive frame batches of the sweep (``GroupRun.part``; all of
+    them in one process, a shard of them on each device worker, ``v2x.sweep_workers``): what
+    their results rows come from once every batch is in (``joined_rows``)."""
+
+    #: the ``K`` cells' AP accumulators (sealed in a scoring process, or not), batches in order
+    accumulators: list
+    ledger: pa.Table
+    num_frames: int
+    eval_config: Any
+    #: real values of one sent map (the compression ratio's denominator)
+    feature_values: float
+    bits_estimated: bool
+
+
+def joined_rows(
+    plan: SweepPlan,
+    group: Group,
+    snrs: Sequence[float],
+    parts: Sequence[GroupPart],
+    data_id: Mapping,
+) -> tuple[list[dict], pa.Table]:
+    """The results rows and ledger of ``group``'s cells at ``snrs`` from its ``parts`` (runs
+    over consecutive frame batches, in batch order: their accumulators joined,
+    ``joined_in_batch_order``, are the records one run over every batch gives)."""
+    first = parts[0]
+    accs = first.accumulators
+    if len(parts) > 1:
+        accs = joined_in_batch_order(first.eval_config, [p.accumulators for p in parts])
+    tables = [p.ledger for p in parts if p.ledger.num_rows] or [first.ledger]
+    ledger = pa.concat_tables(tables)
+    conditions = [group.condition(s, plan.budget) for s in snrs]
+    key = setting_key(group, data_id)
+    cells = [cell_id(c, key, int(plan.config.seed)) for c in conditions]
+    rows = group_rows(
+        plan, group, snrs, accs, ledger, conditions, cells, key,
+        sum(p.num_frames for p in parts), first.eval_config, first.feature_values, data_id,
+        first.bits_estimated,
+    )  # fmt: skip
+    return rows, ledger
+
+
 class GroupRun:
     """The cells of ``group`` at ``snrs``, one frame batch per ``step``; ``finish`` gives their
     results rows and ledger. Each feature-fusion cell gets the numbers of its own call with its
@@ -139,6 +199,7 @@ class GroupRun:
         device: torch.device,
         data_id: Mapping | Callable[[], Mapping],
         scorer: Executor | None = None,
+        most_links: int | None = None,
     ) -> None:
         cfg = plan.config
         self.plan, self.group, self.snrs, self.model, self.scorer = plan, group, snrs, model, scorer
@@ -149,12 +210,10 @@ class GroupRun:
             kwargs = codec_kwargs_for(
                 group.codec, group.codec_kwargs, model.config.feature_channels
             )
-            if "max_channel_uses" not in kwargs and "max_channel_uses" in sweep_arguments(
-                group.codec
-            ):
+            if needs_most_links(group):
                 # Rate-adaptive codecs fit their payload into an equal share of the airtime
                 # the frame's deadline leaves after processing.
-                links = max(int(item.batch.agent_mask[:, 1:].sum(1).max()) for item in batches)
+                links = most_links if most_links is not None else batch_links(batches)
                 kwargs["max_channel_uses"] = max(1, int(plan.budget.channel_uses // max(links, 1)))
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(int(cfg.seed))  # untrained weights: the same on every run
@@ -242,19 +301,20 @@ class GroupRun:
         go on with the next group."""
         return self._rows() if pool is None else pool.submit(self._rows)
 
-    def _rows(self) -> tuple[list[dict], pa.Table]:
+    def part(self) -> GroupPart:
+        """The group's cells over the batches stepped so far (waits for their booking)."""
         tables = [t.result() if isinstance(t, Future) else t for t in self.ledgers]
-        ledger = pa.concat_tables(tables) if tables else empty_ledger()
-        key, cells = self._keyed
-        group = self.group
-        bits_estimated = group.stage == FEATURE_STAGE and bool(self.codec.bits_estimated)
-        rows = group_rows(
-            self.plan, group, self.snrs, self.scoring.sealed_accumulators(), ledger,
-            self.conditions, cells, key, self.num_frames, self.eval_config,
-            float(self.model.map_values),  # real values of one sent map: the ratio's denominator
-            self.identity(), bits_estimated,
-        )  # fmt: skip
-        return rows, ledger
+        return GroupPart(
+            self.scoring.sealed_accumulators(),
+            pa.concat_tables(tables) if tables else empty_ledger(),
+            self.num_frames,
+            self.eval_config,
+            float(self.model.map_values),
+            self.group.stage == FEATURE_STAGE and bool(self.codec.bits_estimated),
+        )
+
+    def _rows(self) -> tuple[list[dict], pa.Table]:
+        return joined_rows(self.plan, self.group, self.snrs, [self.part()], self.identity())
 
 
-__all__ = ["GroupRun", "setting_key"]
+__all__ = ["GroupPart", "GroupRun", "joined_rows", "setting_key"]

@@ -48,6 +48,7 @@ __all__ = [
     "SCORING_PROCESSES",
     "GroupScoring",
     "SealedAccumulator",
+    "joined_in_batch_order",
     "scoring_pools",
     "warm_scoring_pools",
 ]
@@ -158,14 +159,11 @@ def _discard(group_id: int) -> None:
 def _join(group_id: int, taken: dict[int, bytes]) -> list[APAccumulator]:
     """The group's ``K`` accumulators: this worker's partial ones and those ``taken`` from the
     others, joined in batch order (the records scoring every batch in one accumulator gives)."""
-    config, k = _SETTINGS[group_id]
+    config, _ = _SETTINGS[group_id]
     parts = _popped(group_id)
     parts.update({b: pickle.loads(blob) for b, blob in taken.items()})
-    joined = [APAccumulator(config) for _ in range(k)]
-    for b in sorted(parts):
-        for acc, part in zip(joined, parts[b].accs, strict=True):
-            acc.extend(part)  # (a replica's part is its cell's accumulator: the same records)
-    return joined
+    # (a replica's part is its cell's accumulator: the same records)
+    return joined_in_batch_order(config, [parts[b].accs for b in sorted(parts)])
 
 
 @dataclass(frozen=True)
@@ -186,6 +184,28 @@ class SealedAccumulator:
     def opened(self) -> APAccumulator:
         """The accumulator itself (the same records)."""
         return pickle.loads(self.blob)
+
+
+def joined_in_batch_order(
+    config: EvalConfig, parts: Sequence[Sequence[APAccumulator | SealedAccumulator]]
+) -> list[APAccumulator]:
+    """The ``K`` cells' accumulators of consecutive runs over frame batches (``parts[i][k]``:
+    cell ``k``'s over the ``i``-th run's batches, sealed or not) joined in that order
+    (``APAccumulator.extend``): the records scoring every batch in one accumulator gives."""
+    opened: dict[int, APAccumulator] = {}  # a sealed object shared by cells: opened once
+
+    def accumulator(acc: APAccumulator | SealedAccumulator) -> APAccumulator:
+        if not isinstance(acc, SealedAccumulator):
+            return acc
+        if id(acc) not in opened:
+            opened[id(acc)] = acc.opened()
+        return opened[id(acc)]
+
+    joined = [APAccumulator(config) for _ in parts[0]]
+    for part in parts:
+        for acc, one in zip(joined, part, strict=True):
+            acc.extend(accumulator(one))
+    return joined
 
 
 def _sealed(accs: list[APAccumulator]) -> list[SealedAccumulator]:

@@ -1,58 +1,88 @@
-"""A sweep's groups dealt across several devices: one worker process per device.
+"""A sweep's frame batches split across several devices: one worker process per device.
 
 ``run_sweep`` comes here when ``device`` names several devices (``all``: every visible CUDA
-device; or a list such as ``[cuda:0,cuda:1]`` or ``[cpu,cpu]``). Each worker (a ``spawn``
-process, as CUDA needs) plans the same sweep, loads the frames from the cache, the detector
-and the frame batches onto its own device once, then takes groups from a shared queue (the next
-free worker takes the next group, so a slow group does not hold the others back) and returns
-each group's results rows and ledger (when the frames' features do not fit a worker's feature
-cache, it takes waves of groups and runs each wave in lockstep over the frame batches, as one
-process does: ``v2x.sweep._waves``). The parent writes them to the results store in grid
-order, as one process would. A cell's numbers depend only on its own seed
-(``v2x.sweep_group._cell_seed``) and the device type, never on which worker ran it, so the
-table equals one device's.
+device; or a list such as ``[cuda:0,cuda:1]`` or ``[cpu,cpu]``). The sweep's frame batches are
+cut into one run of consecutive batches per worker (a shard, ``shards``: sizes differ by at most
+one batch). Each worker (a ``spawn`` process, as CUDA needs) plans the same sweep, reads only
+its shard's frames, loads the detector and prepares its batches on its own device once, then
+computes every group over its shard in the order one device would (``device_order``; the
+groups of a wave in lockstep when the shard's features do not fit its feature cache, as in one
+process: ``v2x.sweep._waves``) and returns each group's part (``GroupPart``: its cells' AP
+accumulators and ledger rows). A cell's numbers on a frame batch depend only on its seed for
+that batch's number in the sweep (``v2x.sweep_group._cell_seed``) and on the device type, never
+on which worker ran it, so the parent joins a group's parts in batch order (``joined_rows``: the
+records one process gives), computes its rows (APs and bootstrap intervals, in the AP worker
+processes) while the workers go on, and saves them: the table and ledger equal one device's.
+Every worker does its share of every group, its frames' encoding included (dealing whole groups
+to the workers, as the sweep did before, left the heaviest group on one device and every worker
+encoding every frame).
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
 import multiprocessing as mp
-import os
 import time
-from collections.abc import Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor, as_completed
+from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import CancelledError, Future, ProcessPoolExecutor, ThreadPoolExecutor
 from typing import Any
 
 import pyarrow as pa
 import torch
 
+from v2x.sweep_group import GroupPart, joined_rows, needs_most_links
 from v2x.sweep_plan import Group, SweepPlan
 from v2x.sweep_reuse import memory_sharers
 
-#: This worker process's sweep: plan, frames' identity, device, feature cache and batches.
+#: This worker process's sweep: plan, frames' identity, device, first batch, cache and batches.
 _WORKER: dict[str, Any] = {}
 
 
-def _start(config: dict, devices: Any, threads: int, sharers: dict[str, int] | None = None) -> None:
-    """Worker initialiser: take a device from the queue and load everything onto it."""
+def shards(num_batches: int, workers: int) -> list[tuple[int, int]]:
+    """``workers`` runs of consecutive batch numbers ``[start, stop)`` covering
+    ``num_batches`` batches in order, their sizes differing by at most one (the first ones
+    the larger); fewer when there are fewer batches than workers."""
+    workers = max(1, min(workers, num_batches))
+    size, extra = divmod(num_batches, workers)
+    bounds = [0]
+    for n in range(workers):
+        bounds.append(bounds[-1] + size + (n < extra))
+    return list(zip(bounds[:-1], bounds[1:], strict=True))
+
+
+def _start(
+    config: dict,
+    device: str,
+    threads: int,
+    shard: tuple[int, int] = (0, 0),
+    sharers: dict[str, int] | None = None,
+    data_id: Mapping | None = None,
+) -> None:
+    """Worker initialiser: read the frames of batches ``shard`` and load everything onto
+    ``device``."""
     from v2x.common import configure_determinism
-    from v2x.loading import data_identity, load_frames
+    from v2x.loading import load_frame_range
     from v2x.sweep import prepare_device
     from v2x.sweep_plan import plan_sweep
 
     configure_determinism(config["deterministic"])  # a spawned process starts with torch's defaults
-    device = torch.device(devices.get())
+    device = torch.device(device)
     if device.type == "cuda":  # this process's current device (Triton kernels also enter their
         torch.cuda.set_device(device)  # tensors' device: v2x.common.on_device_of)
     torch.set_num_threads(threads)
     logging.getLogger("v2x.sweep_parts").setLevel(logging.ERROR)  # the parent's plan warned
+    logging.getLogger("v2x.sweep_order").setLevel(logging.ERROR)
     plan = plan_sweep(config)
-    frames = load_frames(plan.data, True)
+    bs = int(plan.config.batch_size)
+    frames = load_frame_range(plan.data, shard[0] * bs, shard[1] * bs)
     cache, batches = prepare_device(plan, frames, device, (sharers or {}).get(str(device), 1))
     _WORKER.update(
         plan=plan,
-        data_id=data_identity(plan.data, frames),
+        data_id=data_id,
         device=device,
+        first=shard[0],
+        num_frames=len(frames),
         cache=cache,
         batches=batches,
         # each batch's scoring and ledger rows beside the device, in batch order (as in one
@@ -61,62 +91,57 @@ def _start(config: dict, devices: Any, threads: int, sharers: dict[str, int] | N
     )
 
 
-def _compute(index: int, snrs: list[float]) -> tuple[list[dict], pa.Table, float, int, int]:
-    """Group ``index`` of the plan at ``snrs``: rows, ledger, seconds, and this worker's id and
-    encoder passes so far."""
+def _facts(links: bool) -> tuple[bool, tuple[int, int, int], int | None]:
+    """Whether this worker's feature cache holds all its frames' features
+    (``EncodeCache.would_hold``), the detector's map shape ``(C, h, w)``, and with ``links``
+    the most collaborator links of any of its frames (``batch_links``: waits for its batches)."""
+    from v2x.sweep_group import batch_links
+
+    w = _WORKER
+    first = w["batches"][0].batch
+    fits = w["cache"].would_hold(first, w["num_frames"])
+    return fits, tuple(w["cache"].feature_map_shape), batch_links(w["batches"]) if links else None
+
+
+def _compute(
+    indices: list[int], snrs: list[list[float]], most_links: int | None
+) -> tuple[list[GroupPart], list[float], int]:
+    """Groups ``indices`` of the plan at ``snrs`` over this worker's frame batches (several in
+    lockstep: each batch encoded once for all of them): each group's part, the seconds its
+    steps took, and this worker's encoder passes so far."""
     from v2x.loading import _NullBar
-    from v2x.sweep import _run_group
+    from v2x.sweep import _stepped, run_lockstep
+    from v2x.sweep_group import GroupRun
 
     w = _WORKER
-    group = w["plan"].groups[index]
-    started = time.perf_counter()
-    with torch.no_grad():
-        rows, ledger = _run_group(
-            w["plan"], group, snrs, w["batches"], w["cache"], w["device"], _NullBar(), w["data_id"],
-            scorer=w["scorer"],
-        )  # fmt: skip
-    return rows, ledger, time.perf_counter() - started, os.getpid(), w["cache"].encodes
-
-
-def _fits(num_frames: int) -> bool:
-    """Whether this worker's feature cache holds all ``num_frames`` frames' features
-    (``EncodeCache.would_hold``)."""
-    w = _WORKER
-    return w["cache"].would_hold(w["batches"][0].batch, num_frames)
-
-
-def _compute_wave(
-    indices: list[int], snrs: list[list[float]]
-) -> list[tuple[list[dict], pa.Table, float, int, int]]:
-    """Groups ``indices`` of the plan at ``snrs`` in lockstep over the frame batches (each
-    batch encoded once for all of them, ``v2x.sweep._run_lockstep``): ``_compute``'s tuple per
-    group."""
-    from v2x.loading import _NullBar
-    from v2x.sweep import _run_lockstep
-
-    w = _WORKER
-    wave = [(w["plan"].groups[i], s) for i, s in zip(indices, snrs, strict=True)]
-    with torch.no_grad():
-        done = _run_lockstep(
-            w["plan"], wave, w["batches"], w["cache"], w["device"], _NullBar(), w["data_id"],
-            None, w["scorer"],
-        )  # fmt: skip
-    return [
-        (rows, ledger, seconds, os.getpid(), w["cache"].encodes)
-        for _, _, (rows, ledger), seconds in done
+    plan, batches, cache = w["plan"], w["batches"], w["cache"]
+    runs = [
+        GroupRun(plan, plan.groups[i], s, batches, cache, w["device"], w["data_id"], w["scorer"],
+                 most_links)  # fmt: skip
+        for i, s in zip(indices, snrs, strict=True)
     ]
+    with torch.no_grad():
+        if len(runs) == 1:
+            started = time.perf_counter()
+            _stepped(runs[0], batches, cache, _NullBar(), w["first"])
+            seconds = [time.perf_counter() - started]
+        else:
+            runs, seconds = run_lockstep(runs, batches, _NullBar(), w["first"])
+    return [run.part() for run in runs], seconds, cache.encodes
 
 
-def _waves(todo_size: int, workers: int, fits: bool) -> list[list[int]]:
-    """The positions in ``todo`` each task computes: one group each when the workers' caches
-    hold every frame's features, else waves of up to ``LOCKSTEP_GROUPS`` consecutive groups,
-    about as many per worker, run in lockstep."""
+def _waves(
+    ordered: Sequence[tuple[Group, list[float]]], fits: bool, workers: int
+) -> list[list[tuple[Group, list[float]]]]:
+    """The groups of ``ordered`` as each worker computes them: one at a time when every
+    worker's cache holds its frames' features, else waves of up to ``LOCKSTEP_GROUPS`` in
+    lockstep (``v2x.sweep._waves``)."""
     from v2x.sweep import LOCKSTEP_GROUPS
 
-    if fits:
-        return [[n] for n in range(todo_size)]
-    size = min(LOCKSTEP_GROUPS, -(-todo_size // workers))
-    return [list(range(i, min(i + size, todo_size))) for i in range(0, todo_size, size)]
+    if fits or len(ordered) < 2:
+        return [[item] for item in ordered]
+    size = LOCKSTEP_GROUPS
+    return [list(ordered[i : i + size]) for i in range(0, len(ordered), size)]
 
 
 def run_groups_on_devices(
@@ -126,72 +151,76 @@ def run_groups_on_devices(
     bar: Any,
     num_frames: int,
     encodes: list[int],
+    data_id: Mapping,
 ) -> Iterator[tuple[Group, list[float], list[dict], pa.Table, float]]:
-    """Compute the ``todo`` groups of ``plan`` on one worker per device (at most one per group);
-    yields each group, its SNRs, results rows, ledger and seconds in ``todo``'s order as soon
-    as it and every group before it are done. When a group fails, the groups not yet started are
-    cancelled, every group that finished is yielded (in ``todo``'s order), then the group's
-    exception is raised. CPU workers share this process's torch threads.
-    Appends each worker's encoder passes to ``encodes`` at the end."""
+    """Compute the ``todo`` groups of ``plan`` over ``num_frames`` frames (``data_id``: their
+    identity), a shard of the frame batches on each device's worker; yields each group, its
+    SNRs, results rows, ledger and seconds (the slowest worker's steps) as soon as its rows are
+    computed, groups in the order the workers compute them. When a worker fails, the tasks not
+    yet started are cancelled, every group whose parts all came back is yielded, then the
+    failure is raised. CPU workers share this process's torch threads. Appends the workers'
+    encoder passes to ``encodes`` at the end."""
+    from v2x.sweep import ROW_THREADS
+    from v2x.sweep_order import device_order, silent_groups
+
     index_of = {id(g): i for i, g in enumerate(plan.groups)}
-    workers = min(len(devices), len(todo))
+    bs = int(plan.config.batch_size)
+    parts_of = shards(-(-num_frames // bs), len(devices))
+    workers = len(parts_of)
     ctx = mp.get_context("spawn")
-    queue = ctx.Queue()
-    for d in devices[:workers]:
-        queue.put(str(d))
     threads = max(1, torch.get_num_threads() // workers)
-    pool = ProcessPoolExecutor(
-        workers,
-        mp_context=ctx,
-        initializer=_start,
-        initargs=(plan.config.to_dict(), queue, threads, memory_sharers(devices[:workers])),
-    )
-    passes: dict[int, int] = {}  # worker -> its encoder passes
+    sharers = memory_sharers(devices[:workers])
+    config = plan.config.to_dict()
+    pools = [
+        ProcessPoolExecutor(
+            1, mp_context=ctx, initializer=_start,
+            initargs=(config, str(device), threads, shard, sharers, dict(data_id)),
+        )  # fmt: skip
+        for device, shard in zip(devices, parts_of)
+    ]
+    rows_pool = ThreadPoolExecutor(max_workers=ROW_THREADS, thread_name_prefix="v2x-rows")
+    passes = [0] * workers
     try:
-        # beyond the feature cache, groups run in lockstep waves (v2x.sweep._waves); with one
-        # group per worker there is nothing to share
-        fits = len(todo) <= workers or pool.submit(_fits, num_frames).result()
-        futures = {}
-        for wave in _waves(len(todo), workers, fits):
-            if len(wave) == 1:
-                group, snrs = todo[wave[0]]
-                futures[pool.submit(_compute, index_of[id(group)], list(snrs))] = wave
-            else:
-                indices = [index_of[id(todo[n][0])] for n in wave]
-                snrs_of = [list(todo[n][1]) for n in wave]
-                futures[pool.submit(_compute_wave, indices, snrs_of)] = wave
-        finished: dict[int, tuple[list[dict], pa.Table, float]] = {}
-        upcoming = 0
+        links = any(needs_most_links(g) for g, _ in todo)
+        facts = [f.result() for f in [p.submit(_facts, links) for p in pools]]
+        most_links = max(f[2] for f in facts) if links else None
+        ordered = device_order(todo, silent_groups(plan.budget, facts[0][1]))
+        waves = _waves(ordered, all(f[0] for f in facts), workers)
+        tasks: list[list[Future]] = [
+            [p.submit(_compute, [index_of[id(g)] for g, _ in wave], [list(s) for _, s in wave],
+                      most_links) for p in pools]  # fmt: skip
+            for wave in waves
+        ]
+        rows: list[tuple[Group, list[float], Future, float]] = []
         error: Exception | None = None
-        for future in as_completed(futures):
-            if future.cancelled():
-                continue
+        for wave, futures in zip(waves, tasks, strict=True):
             try:
-                results = future.result()
-            except Exception as exc:  # the groups not started are dropped, the running ones kept
+                done = [f.result() for f in futures]
+            except CancelledError:  # (after a failure)
+                continue
+            except Exception as exc:  # the tasks not started are dropped, the running ones kept
                 if error is None:
                     error = exc
-                    for f in futures:
+                    for f in itertools.chain.from_iterable(tasks):
                         f.cancel()
                 continue
-            wave = futures[future]
-            for n, result in zip(wave, [results] if len(wave) == 1 else results, strict=True):
-                rows, ledger, seconds, worker, encoder_passes = result
-                finished[n] = (rows, ledger, seconds)
-                passes[worker] = max(passes.get(worker, 0), encoder_passes)
-                bar.update(num_frames * len(todo[n][1]))
-            while error is None and upcoming in finished:
-                group, snrs = todo[upcoming]
-                yield (group, snrs, *finished.pop(upcoming))
-                upcoming += 1
+            for w, (_, _, encoder_passes) in enumerate(done):
+                passes[w] = max(passes[w], encoder_passes)
+            for n, (group, snrs) in enumerate(wave):
+                parts = [d[0][n] for d in done]
+                bar.update(sum(p.num_frames for p in parts) * len(snrs))
+                future = rows_pool.submit(joined_rows, plan, group, snrs, parts, data_id)
+                rows.append((group, snrs, future, max(d[1][n] for d in done)))
+            while error is None and rows and rows[0][2].done():
+                group, snrs, future, seconds = rows.pop(0)
+                yield (group, snrs, *future.result(), seconds)
+        # every group whose parts all came back is saved, also after a failure
+        for group, snrs, future, seconds in rows:
+            yield (group, snrs, *future.result(), seconds)
         if error is not None:
-            # every group a worker finished is still saved (the store keeps the grid's order
-            # whatever order they arrive in), then the first failure is raised
-            for n in sorted(finished):
-                group, snrs = todo[n]
-                yield (group, snrs, *finished.pop(n))
             raise error
     finally:
-        pool.shutdown(wait=True, cancel_futures=True)
-        queue.close()
-    encodes.append(sum(passes.values()))
+        for p in pools:
+            p.shutdown(wait=True, cancel_futures=True)
+        rows_pool.shutdown(wait=True, cancel_futures=True)
+    encodes.append(sum(passes))

@@ -1558,25 +1558,28 @@ def test_device_all_equals_one_gpu(cache_dir, tmp_path):
     _assert_same_results(one, every)
 
 
-#: Two worker processes on one device: identity, analog and the digital chain's realistic
-#: payload (exact, min-sum LDPC, one IR HARQ round: host-bound, what extra workers are for).
+#: Two worker processes on one device: identity, analog, the digital chain's realistic
+#: payload (exact, min-sum LDPC, one IR HARQ round: host-bound, what extra workers are for) and
+#: the rate-adaptive digital codec (its budget per link from the whole sweep's frames).
 _WORKERS_GRID = {
     "codecs": [
         "identity",
         "analog",
         {"name": "digital_payload", "bits": 4, "harq_max_rounds": 1, "harq_combining": "ir"},
+        "digital",
     ]
 }
 
 
 def test_a_failing_device_worker_keeps_every_finished_group(monkeypatch):
-    """Device workers: when one group fails (here out of memory), the groups not started are
-    cancelled, every group a worker finished is still handed over to be saved (in the plan's
-    order, also those after the failed one), and then the failure is raised. The workers run
-    inline here, finishing in whatever order ``as_completed`` reports them."""
+    """Device workers: when one group fails (here out of memory), the tasks not started are
+    cancelled, every group whose parts all came back from the workers is still handed over to
+    be saved (also those after the failed one), and then the failure is raised. The workers
+    run inline here, each task as it is submitted."""
     import concurrent.futures as cf
     from types import SimpleNamespace
 
+    import v2x.sweep_order
     import v2x.sweep_workers as sw
 
     class InlinePool:
@@ -1594,40 +1597,110 @@ def test_a_failing_device_worker_keeps_every_finished_group(monkeypatch):
         def shutdown(self, wait=True, cancel_futures=False) -> None:
             pass
 
-    def compute(index, snrs):
-        if index == 1:
+    def compute(indices, snrs, most_links):
+        if indices == [1]:
             raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 10.50 GiB.")
-        return [{"group": index}], None, 0.1, 7, 3
+        return [SimpleNamespace(group=indices[0], num_frames=2)], [0.1], 3
 
     monkeypatch.setattr(sw, "ProcessPoolExecutor", InlinePool)
     monkeypatch.setattr(sw, "_compute", compute)
-    monkeypatch.setattr(sw, "_fits", lambda num_frames: True)  # one group per task
-    groups = [SimpleNamespace(name=f"g{i}") for i in range(4)]
-    plan = SimpleNamespace(groups=groups, config=SimpleNamespace(to_dict=dict))
+    monkeypatch.setattr(sw, "_facts", lambda links: (True, (8, 4, 4), None))  # one group a task
+    monkeypatch.setattr(sw, "joined_rows", lambda plan, g, s, parts, d: (
+        [{"group": [p.group for p in parts]}], None))  # fmt: skip
+    monkeypatch.setattr(v2x.sweep_order, "device_order", lambda todo, silent: list(todo))
+    monkeypatch.setattr(v2x.sweep_order, "silent_groups", lambda budget, shape: None)
+    groups = [SimpleNamespace(name=f"g{i}", stage="ego") for i in range(4)]
+    plan = SimpleNamespace(
+        groups=groups, config=SimpleNamespace(to_dict=dict, batch_size=2), budget=None
+    )
     todo = [(g, [0.0, 10.0]) for g in groups]
     bar = SimpleNamespace(update=lambda n: None)
     got = []
     with pytest.raises(torch.OutOfMemoryError):
-        for item in sw.run_groups_on_devices(plan, todo, ["cpu", "cpu"], bar, 4, []):
+        for item in sw.run_groups_on_devices(plan, todo, ["cpu", "cpu"], bar, 4, [], {}):
             got.append(item[2][0]["group"])  # (group, snrs, rows, ledger, seconds)
-    assert got == [0, 2, 3]
+    assert got == [[0, 0], [2, 2], [3, 3]]  # each group's two parts, one per worker
+
+
+def test_device_workers_size_rate_adaptive_payloads_from_every_shards_links(monkeypatch):
+    """A rate-adaptive codec's budget per link comes from the most links of any frame batch of
+    the sweep: each worker is given the maximum over every worker's shard, not its own."""
+    import concurrent.futures as cf
+    from types import SimpleNamespace
+
+    import v2x.sweep_order
+    import v2x.sweep_workers as sw
+
+    made = iter(range(3))
+
+    class InlinePool:
+        def __init__(self, *args, **kwargs) -> None:
+            self.links = (3, 7, 5)[next(made)]  # the most links of this worker's frames
+
+        def submit(self, fn, *args):
+            future = cf.Future()
+            if fn is sw._facts:
+                future.set_result((True, (8, 4, 4), self.links if args[0] else None))
+            else:
+                future.set_result(fn(*args))
+            return future
+
+        def shutdown(self, wait=True, cancel_futures=False) -> None:
+            pass
+
+    given = []
+
+    def compute(indices, snrs, most_links):
+        given.append(most_links)
+        return [SimpleNamespace(num_frames=2)], [0.1], 1
+
+    monkeypatch.setattr(sw, "ProcessPoolExecutor", InlinePool)
+    monkeypatch.setattr(sw, "_compute", compute)
+    monkeypatch.setattr(sw, "joined_rows", lambda *args: ([], None))
+    monkeypatch.setattr(sw, "needs_most_links", lambda group: group.name == "digital")
+    monkeypatch.setattr(v2x.sweep_order, "device_order", lambda todo, silent: list(todo))
+    monkeypatch.setattr(v2x.sweep_order, "silent_groups", lambda budget, shape: None)
+    groups = [SimpleNamespace(name=n) for n in ("identity", "digital")]
+    plan = SimpleNamespace(
+        groups=groups, config=SimpleNamespace(to_dict=dict, batch_size=2), budget=None
+    )
+    bar = SimpleNamespace(update=lambda n: None)
+    todo = [(g, [0.0]) for g in groups]
+    list(sw.run_groups_on_devices(plan, todo, ["cpu"] * 3, bar, 6, [], {}))
+    assert given == [7] * 6  # 2 groups × 3 workers
+
+
+def test_the_frame_batches_are_cut_into_consecutive_shards_of_equal_size():
+    from v2x.sweep_workers import shards
+
+    assert shards(7, 2) == [(0, 4), (4, 7)]
+    assert shards(8, 3) == [(0, 3), (3, 6), (6, 8)]
+    assert shards(2, 4) == [(0, 1), (1, 2)]  # one worker per batch at most
+    assert shards(1, 2) == [(0, 1)]
+    for batches in range(1, 40):
+        for workers in range(1, 9):
+            cut = shards(batches, workers)
+            sizes = [b - a for a, b in cut]
+            assert [a for a, _ in cut[1:]] == [b for _, b in cut[:-1]]  # consecutive
+            assert cut[0][0] == 0 and cut[-1][1] == batches and min(sizes) >= 1
+            assert max(sizes) - min(sizes) <= 1 and len(cut) == min(batches, workers)
 
 
 @pytest.mark.slow
 def test_device_workers_run_waves_in_lockstep_when_the_features_do_not_fit(
     reference, cache_dir, tmp_path, caplog
 ):
-    """``device=[cpu,cpu]`` with no room for features: the 4 groups go out as 2 waves of 2,
-    each run in lockstep by the worker that takes it (each batch encoded once per wave: 4
-    passes, where one group per task makes 8); the rows and ledger equal the one-process
-    reference's."""
+    """``device=[cpu,cpu]`` with no room for features: each worker runs the 4 groups as one
+    wave in lockstep over its shard of the 2 frame batches (each batch encoded once, by the
+    worker that holds it: 2 passes, where one group at a time makes 8, and dealing the groups
+    to the workers made 4); the rows and ledger equal the one-process reference's."""
     import logging
 
     cfg = {**tiny_config(cache_dir, tmp_path), "device": ["cpu", "cpu"], "feature_cache_gb": 0}
     with caplog.at_level(logging.INFO, logger="v2x.sweep"):
         path = run_sweep(cfg)
     done = [r.getMessage() for r in caplog.records if "encoder passes" in r.getMessage()]
-    assert done and done[-1].endswith("(4 encoder passes)"), done
+    assert done and done[-1].endswith("(2 encoder passes)"), done
     _assert_same_results(path, reference[0])
 
 
@@ -1660,7 +1733,7 @@ def test_two_workers_on_one_device_equal_one_process(kind, cache_dir, tmp_path):
     cfg = tiny_config(cache_dir, tmp_path / "two", **_WORKERS_GRID)
     two = run_sweep({**cfg, "device": [f"{kind}:0" if kind == "cuda" else kind] * 2})
     codecs = {r["codec"] for r in pq.read_table(one).to_pylist()}
-    assert {"identity", "analog", "digital_payload"} <= codecs
+    assert {"identity", "analog", "digital_payload", "digital"} <= codecs
     _assert_same_results(one, two)
 
 
