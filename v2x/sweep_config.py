@@ -44,9 +44,10 @@ class SweepConfig:
             the same config and seed give the same numbers in any process, on the GPU too
             (``False``: the GPU may differ in the last bits between runs). Keys the cells.
         device: ``cpu``, ``cuda``, ``cuda:N`` or ``auto``; ``all`` (every visible CUDA device)
-            or a list of devices of one type (``[cuda:0,cuda:1]``, ``[cpu,cpu]``): the groups
-            are dealt to one worker process per device (``v2x.sweep_workers``), and the cells
-            equal those of one device of that type (keyed by the type).
+            or a list of devices of one type (``[cuda:0,cuda:1]``, ``[cpu,cpu]``): one worker
+            process per device computes every group over its shard of the frame batches
+            (``v2x.sweep_workers``), and the cells equal those of one device of that type
+            (keyed by the type).
         checkpoint: detector checkpoint path; ``null``/``shipped`` = the shipped model (an
             error if it is missing), ``untrained`` = random weights built from ``model`` (tests,
             smoke runs).

@@ -158,8 +158,9 @@ def run_groups_on_devices(
     SNRs, results rows, ledger and seconds (the slowest worker's steps) as soon as its rows are
     computed, groups in the order the workers compute them. When a worker fails, the tasks not
     yet started are cancelled, every group whose parts all came back is yielded, then the
-    failure is raised. CPU workers share this process's torch threads. Appends the workers'
-    encoder passes to ``encodes`` at the end."""
+    failure is raised. Each worker runs torch's ops on as many threads as this process (so
+    CPU workers share its cores rather than split them: the same numbers, not more speed).
+    Appends the workers' encoder passes to ``encodes`` at the end."""
     from v2x.sweep import ROW_THREADS
     from v2x.sweep_order import device_order, silent_groups
 
@@ -168,7 +169,10 @@ def run_groups_on_devices(
     parts_of = shards(-(-num_frames // bs), len(devices))
     workers = len(parts_of)
     ctx = mp.get_context("spawn")
-    threads = max(1, torch.get_num_threads() // workers)
+    # every worker computes with this process's torch threads: a CPU's float32 sums (e.g. a
+    # 1x1 convolution's) depend on how many threads split them, and the table must equal
+    # one process's (on a GPU the host threads change no number)
+    threads = torch.get_num_threads()
     sharers = memory_sharers(devices[:workers])
     config = plan.config.to_dict()
     pools = [

@@ -1538,9 +1538,10 @@ def test_devices_name_the_field_and_key_cells_by_device_type(tmp_path, monkeypat
 
 @pytest.mark.slow
 def test_cells_split_across_two_workers_equal_one_process(reference, cache_dir, tmp_path):
-    """device=[cpu,cpu]: the groups go to two worker processes (as device=all deals them to
-    every GPU); the results file holds the one-process rows in the same (grid) order, with the
-    same cell ids (cells are keyed by the device type), and the same ledger."""
+    """device=[cpu,cpu]: two worker processes each compute every group over their shard of
+    the frame batches (as device=all on every GPU); the results file holds the one-process rows
+    in the same (grid) order, with the same cell ids (cells are keyed by the device type), and
+    the same ledger."""
     path, _ = reference
     split = run_sweep({**tiny_config(cache_dir, tmp_path / "split"), "device": ["cpu", "cpu"]})
     assert len(pq.read_table(path)) == 8
@@ -1549,7 +1550,7 @@ def test_cells_split_across_two_workers_equal_one_process(reference, cache_dir, 
 
 @pytest.mark.gpu
 def test_device_all_equals_one_gpu(cache_dir, tmp_path):
-    """device=all deals the groups to every visible GPU; the rows equal device=cuda's."""
+    """device=all shards the frames over every visible GPU; the rows equal device=cuda's."""
     if torch.cuda.device_count() < 2:
         pytest.skip("needs two CUDA devices")
     one = run_sweep({**tiny_config(cache_dir, tmp_path / "one"), "device": "cuda"})
