@@ -6,8 +6,9 @@ resource grids of ``N_d`` data resource elements each (pilots fill the rest), se
 omni antennas) model with the configured delay spread and Doppler (UT speed), estimated with
 ``LSChannelEstimator`` (LS on pilots + interpolation) or perfectly, and either equalised with
 Sionna's ``LMMSEEqualizer`` (``equalizer="lmmse"``: ``y`` is the unbiased estimate of ``x`` and
-``state.no_eff`` its per-symbol effective noise) or returned raw (``equalizer="none"``: ``y`` are
-the received data REs and ``state.h``/``h_hat``/``err_var`` are per-RE, for ``equalize``).
+``state.no_eff`` its per-symbol effective noise ``(no + σe²)/|ĥ|²``) or returned raw
+(``equalizer="none"``: ``y`` are the received data REs and ``state.h``/``h_hat``/``err_var`` are
+per-RE, for ``equalize``).
 
 Each grid gets an independent channel realisation. The SNR is Es/N0 per resource element; the
 TDL/CDL power-delay profiles have unit total power, so ``E|h|² = 1`` per RE as for the flat
@@ -296,9 +297,15 @@ class OFDMChannel(Channel):
         }
         if self.equalizer == "lmmse":
             h7 = h_hat.reshape(batch * grids, 1, 1, 1, 1, self.num_ofdm_symbols, -1)
-            x_hat, no_eff = b["equalizer"](y_grid, h7, err.reshape(h7.shape), no_g)
+            x_hat, _ = b["equalizer"](y_grid, h7, err.reshape(h7.shape), no_g)
             y = x_hat.reshape(batch, grids * nd)[:, :n]
-            no_eff = no_eff.reshape(batch, grids * nd)[:, :n].to(torch.float32)
+            # Sionna's no_eff is 1/d − 1 with d = |ĥ|²/(|ĥ|² + s), s = no + σe²: at high SNR d
+            # rounds to 1 and the difference is float32 noise (negative from about 80 dB, 59 %
+            # off at 60 dB). For one stream on one antenna it is s/|ĥ|² exactly: take that.
+            hh = h_hat_d if csi else data(h_hat)
+            ev = err_d if csi else data(err.to(torch.complex64)).real
+            power = hh.real.square() + hh.imag.square()
+            no_eff = ((no.reshape(-1, 1) + ev) / power).to(torch.float32)
             state = ChannelState(
                 no=no,
                 h=h_d,

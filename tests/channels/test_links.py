@@ -302,3 +302,17 @@ def test_rma_shadowing_std_changes_at_the_breakpoint(d: float, los_std: float) -
     los = m.shadow_std_db(geo, torch.tensor([LOS]))
     nlos = m.shadow_std_db(geo, torch.tensor([NLOS]))
     assert (float(los[0]), float(nlos[0])) == (los_std, 8.0)
+
+
+@pytest.mark.parametrize("name", ["v2v_highway", "v2v_urban"])
+@pytest.mark.parametrize(("cond", "sigma"), [(LOS, 3.0), (NLOSV, 3.0), (NLOS, 4.0)])
+def test_v2v_shadow_fading_std_per_condition(name: str, cond: int, sigma: float) -> None:
+    """TR 37.885 Table 6.2.1-1 shadow-fading σ: 3 dB LOS and NLOSv, 4 dB NLOS, in both scenarios
+    (as ns-3's ``ThreeGppV2vUrbanPropagationLossModel::GetShadowingStd``, which the highway model
+    inherits). The draws' sample σ is checked too: its standard error is σ/√(2n) ≈ 0.5 %."""
+    n = 20_000
+    m = build_link(name=name, los_mode="geometric", seed=4)
+    st = m(distance_m=torch.full((n,), 80.0), los=torch.full((n,), cond))
+    assert float(st.extra["shadow_db"].std()) == pytest.approx(sigma, rel=0.03)
+    geo = m.geometry(distance_m=torch.tensor([80.0]))
+    assert float(m.shadow_std_db(geo, torch.tensor([cond]))[0]) == sigma
