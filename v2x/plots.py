@@ -396,6 +396,26 @@ def plot_ap_vs_payload(
     return files
 
 
+def _say_unread(paths: Sequence[str | os.PathLike]) -> None:
+    """One warning per folder of ``paths`` holding Parquet files that its search does not read
+    (``read_results`` reads the ``sweep-*.parquet`` in a folder): a renamed results file, such
+    as the README's ``docs/results/main_*.parquet``, is named, not left out without a word."""
+    for folder in (Path(p) for p in paths):
+        if not folder.is_dir():
+            continue
+        other = sorted(
+            str(f)
+            for f in folder.rglob("*.parquet")
+            if not f.name.startswith(("sweep-", ".")) and not f.name.endswith(".ledger.parquet")
+        )
+        if other:
+            log.warning(
+                "plot: %s holds %d Parquet file(s) not named sweep-*.parquet, not read: %s; "
+                "name a file in results=[...] to plot it",
+                folder, len(other), ", ".join(other[:3]) + (", …" if other[3:] else ""),
+            )  # fmt: skip
+
+
 def make_plots(
     results: str | os.PathLike | Sequence[str | os.PathLike],
     out_dir: str | os.PathLike = "outputs/plots",
@@ -430,6 +450,7 @@ def make_plots(
         )
     out = writable_folder(out_dir, "plot: field 'out_dir'")
     paths = [results] if isinstance(results, str | os.PathLike) else list(results)
+    _say_unread(paths)
     table_rows = read_results(paths, allow_corrupt=allow_corrupt)
     if table_rows.num_rows == 0:
         raise ValueError(

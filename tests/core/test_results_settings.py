@@ -88,3 +88,30 @@ def test_ego_only_level_is_drawn_per_setting_not_averaged():
     assert [line.get_label() for line in ax.get_lines()] == ["ego only"]
     assert float(ax.get_lines()[0].get_ydata()[0]) == 0.557
     plt.close(fig)
+
+
+def test_plotting_a_folder_names_the_results_files_its_search_does_not_read(tmp_path, caplog):
+    """A folder is searched for sweep-*.parquet: the README's renamed results
+    (docs/results/main_pointpillars_400.parquet) in a folder given to v2x-plot were left out
+    without a word while the folder's sweep-* files were plotted."""
+    import logging
+    import shutil
+
+    from tests.core.test_results import _ledger
+    from v2x.plots import make_plots
+
+    store = ResultsStore(tmp_path / "res" / "run", "j")
+    row = _keyed_row(0.0)
+    store.add([row], _ledger(row["cell_id"], 1))
+    shutil.copy(store.path, tmp_path / "res" / "main_renamed.parquet")
+    shutil.copy(store.ledger_path, tmp_path / "res" / "main_renamed.ledger.parquet")
+    with caplog.at_level(logging.WARNING, logger="v2x.plots"):
+        make_plots([tmp_path / "res"], tmp_path / "fig", formats=["png"], table=False)
+    said = [r.getMessage() for r in caplog.records if "not named sweep-" in r.getMessage()]
+    assert len(said) == 1
+    assert str(tmp_path / "res" / "main_renamed.parquet") in said[0]
+    assert "ledger" not in said[0] and "sweep-j" not in said[0]
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="v2x.plots"):  # named: read, nothing to say
+        make_plots([tmp_path / "res" / "main_renamed.parquet"], tmp_path / "g", ["png"], table=False)
+    assert not [r for r in caplog.records if "not named sweep-" in r.getMessage()]
