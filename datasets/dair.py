@@ -8,7 +8,7 @@ Layout (``root`` = ``cooperative-vehicle-infrastructure/``), as published:
   ``system_error_offset`` ``{delta_x, delta_y}`` (metres; values may be ``""``). Paths are
   relative to ``root``; a frame id is the file name without extension (``015344``).
 * ``vehicle-side/data_info.json`` and ``infrastructure-side/data_info.json``: per-frame
-  records with ``pointcloud_path``, ``pointcloud_timestamp`` (µs), ``label_lidar_path``, the
+  records with ``pointcloud_path``, ``pointcloud_timestamp`` (µs), ``label_lidar_std_path``, the
   calibration paths and ``batch_id``; paths there are relative to the side's folder. When a
   side's file is missing, the conventional paths below are used and timestamps read as 0.
 * ``vehicle-side/velodyne/<id>.pcd`` and ``infrastructure-side/velodyne/<id>.pcd``: PCD files
@@ -621,10 +621,10 @@ class DAIRV2XCDataset:
             path = self.root / rel
             frame_pose = None if self.coop_label_frame == "world" else veh_pose
         elif self.labels == "vehicle":
-            path, _ = self._side_path(VEH, veh, "label_lidar_path", "label/lidar")
+            path, _ = self._side_path(VEH, veh, "label_lidar_std_path", "label/lidar")
             frame_pose = veh_pose
         else:
-            path, _ = self._side_path(INF, inf, "label_lidar_path", "label/virtuallidar")
+            path, _ = self._side_path(INF, inf, "label_lidar_std_path", "label/virtuallidar")
             frame_pose = inf_pose
         objects = _load_json(path)
         if not isinstance(objects, list):
@@ -933,8 +933,8 @@ def write_dair_v2x_c(
                 "image_timestamp": stamp_v,
                 "pointcloud_path": f"velodyne/{fid}.pcd",
                 "pointcloud_timestamp": stamp_v,
-                "label_lidar_path": f"label/lidar/{fid}.json",
-                "label_camera_path": f"label/camera/{fid}.json",
+                "label_lidar_std_path": f"label/lidar/{fid}.json",
+                "label_camera_std_path": f"label/camera/{fid}.json",
                 "calib_lidar_to_camera_path": f"calib/lidar_to_camera/{fid}.json",
                 "calib_lidar_to_novatel_path": f"calib/lidar_to_novatel/{fid}.json",
                 "calib_novatel_to_world_path": f"calib/novatel_to_world/{fid}.json",
@@ -949,8 +949,8 @@ def write_dair_v2x_c(
                 "image_timestamp": stamp_i,
                 "pointcloud_path": f"velodyne/{fid}.pcd",
                 "pointcloud_timestamp": stamp_i,
-                "label_lidar_path": f"label/virtuallidar/{fid}.json",
-                "label_camera_path": f"label/camera/{fid}.json",
+                "label_lidar_std_path": f"label/virtuallidar/{fid}.json",
+                "label_camera_std_path": f"label/camera/{fid}.json",
                 "calib_virtuallidar_to_world_path": f"calib/virtuallidar_to_world/{fid}.json",
                 "calib_camera_intrinsic_path": f"calib/camera_intrinsic/{fid}.json",
                 "batch_id": batch,

@@ -200,8 +200,8 @@ def _parse_header(raw: bytes, where: str) -> tuple[dict[str, str], int]:
         pos = end + 1
         if not line or line.startswith("#"):
             continue
-        key, _, value = line.partition(" ")
-        header[key.upper()] = value.strip()
+        key, *rest = line.split(None, 1)  # PCL splits header lines on spaces, tabs and \r
+        header[key.upper()] = rest[0].strip() if rest else ""
         if key.upper() == "DATA":
             return header, pos
         if len(header) > 64:

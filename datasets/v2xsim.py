@@ -244,6 +244,25 @@ def _load_table(table_dir: Path, name: str) -> list[dict]:
     return rows
 
 
+def _no_version(root: Path, version: str) -> str:
+    """The message for a ``root / version`` that is not a folder: the folders of ``root`` that
+    hold nuScenes tables (``scene.json``), as releases name it differently (``v2.0``,
+    ``v2.0-mini``, ``v1.0-trainval``), or that ``root`` itself is missing."""
+    if not root.is_dir():
+        return (
+            f"{root / version}: folder not found: the dataset root {root} does not exist "
+            "(field 'root'; expected the folder holding the nuScenes tables and sweeps/)"
+        )
+    found = sorted(p.parent.name for p in root.glob("*/scene.json"))
+    expected = (
+        f"{root} holds nuScenes tables in {', '.join(found)}: set field 'version' to "
+        + " or ".join(repr(f) for f in found)
+        if found
+        else f"no folder of {root} holds scene.json (expected <root>/<version>/scene.json …)"
+    )
+    return f"{root / version}: folder not found (field 'version' = {version!r}); {expected}"
+
+
 def _seconds(record: dict, where: str) -> float:
     """A record's ``timestamp`` (µs, a finite number) in seconds."""
     raw = _field(record, "timestamp", where)
@@ -362,7 +381,7 @@ class V2XSimDataset:
         self.root = Path(root)
         self.table_dir = self.root / version
         if not self.table_dir.is_dir():
-            raise ValueError(f"{self.table_dir}: folder not found (field 'version' = {version!r})")
+            raise ValueError(_no_version(self.root, version))
         self.ego_channel = int(ego_channel)
         self.rsu_channels = {int(k) for k in rsu_channels}
         self.skip_channels = _skipped_channels(skip_channels, self.ego_channel)

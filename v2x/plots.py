@@ -45,7 +45,7 @@ from v2x.figures import save_figure as _save
 from v2x.output_folders import writable_folder
 from v2x.plots_ledger import plot_latency_aoi, plot_snr_map  # noqa: F401 - also reachable here
 from v2x.results import AP_METRICS, read_results
-from v2x.results_table import ratio_text
+from v2x.results_table import SETTING_COLUMNS, ratio_text
 from v2x.seed_aggregation import aggregate_seeds
 
 METRICS = AP_METRICS
@@ -58,15 +58,7 @@ log = logging.getLogger(__name__)
 #: Bandwidths from this one up (1 THz) are labelled "ideal link" (latency ≈ 0).
 IDEAL_BANDWIDTH_HZ = 1e12
 #: Provenance that tells two settings of one line apart, with its short name in labels.
-_DISTINGUISH = (
-    ("dataset", "data"),
-    ("data_hash", "frames"),
-    ("num_frames", "n"),
-    ("detector_sha256", "detector"),
-    ("codec_sha256", "codec"),
-    ("code_hash", "code"),
-    ("seeds", "seeds"),
-)
+_DISTINGUISH = (*SETTING_COLUMNS.items(), ("seeds", "seeds"))
 
 
 def _short(value: object) -> str:
@@ -110,15 +102,27 @@ def _interval(row: dict, metric: str) -> tuple[float, float]:
 
 def _ego_level(ax, rows: list[dict], metric: str, label: str = "ego only") -> None:
     """Ego-only ``metric`` as a grey reference line (mean over its rows, which no link changes)
-    with its 95 % interval as a grey band (mean of the rows' bounds; none where unknown)."""
+    with its 95 % interval as a grey band (mean of the rows' bounds; none where unknown); one
+    line per setting (``label_settings``' labels: other frames, detector, code) where the rows
+    hold several, never one mean of different settings' APs."""
     ego = [r for r in rows if r["fusion"] == "none" and r[metric] == r[metric]]
-    if not ego:
-        return
-    ax.axhline(float(np.mean([r[metric] for r in ego])), color="grey", ls="--", lw=1, label=label)
-    bounds = [(r.get(f"{metric}_lo"), r.get(f"{metric}_hi")) for r in ego]
-    if all(lo is not None and hi is not None and lo == lo and hi == hi for lo, hi in bounds):
-        lo, hi = np.mean(bounds, axis=0)
-        ax.axhspan(float(lo), float(hi), color="grey", alpha=0.15, lw=0)
+    settings: dict[str, list[dict]] = defaultdict(list)
+    for r in ego:
+        settings[r.get("label") or _series_label(r)].append(r)
+    for k, name in enumerate(sorted(settings)):
+        group = settings[name]
+        suffix = name.removeprefix(_series_label(group[0])).strip() if len(settings) > 1 else ""
+        ax.axhline(
+            float(np.mean([r[metric] for r in group])),
+            color="grey",
+            ls=("--", ":", "-.")[k % 3],
+            lw=1,
+            label=f"{label} {suffix}".strip(),
+        )
+        bounds = [(r.get(f"{metric}_lo"), r.get(f"{metric}_hi")) for r in group]
+        if all(lo is not None and hi is not None and lo == lo and hi == hi for lo, hi in bounds):
+            lo, hi = np.mean(bounds, axis=0)
+            ax.axhspan(float(lo), float(hi), color="grey", alpha=0.15, lw=0)
 
 
 def _draw(ax, pts: list[tuple], style: str, label: str, **kwargs) -> None:
@@ -392,6 +396,26 @@ def plot_ap_vs_payload(
     return files
 
 
+def _say_unread(paths: Sequence[str | os.PathLike]) -> None:
+    """One warning per folder of ``paths`` holding Parquet files that its search does not read
+    (``read_results`` reads the ``sweep-*.parquet`` in a folder): a renamed results file, such
+    as the README's ``docs/results/main_*.parquet``, is named, not left out without a word."""
+    for folder in (Path(p) for p in paths):
+        if not folder.is_dir():
+            continue
+        other = sorted(
+            str(f)
+            for f in folder.rglob("*.parquet")
+            if not f.name.startswith(("sweep-", ".")) and not f.name.endswith(".ledger.parquet")
+        )
+        if other:
+            log.warning(
+                "plot: %s holds %d Parquet file(s) not named sweep-*.parquet, not read: %s; "
+                "name a file in results=[...] to plot it",
+                folder, len(other), ", ".join(other[:3]) + (", …" if other[3:] else ""),
+            )  # fmt: skip
+
+
 def make_plots(
     results: str | os.PathLike | Sequence[str | os.PathLike],
     out_dir: str | os.PathLike = "outputs/plots",
@@ -426,6 +450,7 @@ def make_plots(
         )
     out = writable_folder(out_dir, "plot: field 'out_dir'")
     paths = [results] if isinstance(results, str | os.PathLike) else list(results)
+    _say_unread(paths)
     table_rows = read_results(paths, allow_corrupt=allow_corrupt)
     if table_rows.num_rows == 0:
         raise ValueError(

@@ -203,10 +203,15 @@ def read_table(path: str | os.PathLike, schema: pa.Schema) -> pa.Table:
             f"{_names(own)}, expected those of v2x.results."
             f"{'LEDGER' if what == 'ledger file' else 'RESULTS'}_SCHEMA"
         )
-    try:
-        return table.select(schema.names).cast(schema)
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
-        raise CorruptResultsError(f"{what} {path} has wrong column types ({exc})") from exc
+    columns = []
+    for f in schema:  # one by one: a failure names its column (Arrow's message, the value)
+        try:
+            columns.append(table.column(f.name).cast(f.type))
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+            was, where = table.schema.field(f.name).type, f"{what} {path}"
+            msg = f"{where} has wrong column types: '{f.name}' is {was}, expected {f.type} ({exc})"
+            raise CorruptResultsError(msg) from exc
+    return pa.Table.from_arrays(columns, schema=schema)
 
 
 def _names(names: Sequence[str]) -> str:

@@ -87,6 +87,46 @@ VARYING_AXES = (
 )  # fmt: skip
 
 
+#: What, besides its condition, tells two settings apart (the frames, the detector, the codec's
+#: weights, the code), with the short name the figures' labels give it (``v2x.plots``).
+SETTING_COLUMNS = {
+    "dataset": "data",
+    "data_hash": "frames",
+    "num_frames": "n",
+    "detector_sha256": "detector",
+    "codec_sha256": "codec",
+    "code_hash": "code",
+}
+#: Hash columns, shown by their first 8 characters.
+_HASHES = ("data_hash", "detector_sha256", "codec_sha256", "code_hash", "setting_key", "config_hash")
+
+
+def _setting_columns(table: pa.Table, condition: Sequence[str]) -> list[str]:
+    """The ``SETTING_COLUMNS`` in which rows of one shown ``condition`` differ (results of other
+    frames, detectors or code merged from several files); where they differ in none of them,
+    ``setting_key`` (or ``config_hash`` for rows from before it): without the column, such rows
+    would read as repeats of one cell with different numbers."""
+    names = [c for c in condition if c in table.column_names]
+    groups: dict[tuple, list[dict]] = {}
+    for r in table.to_pylist():
+        key = tuple(None if isinstance(r[c], float) and r[c] != r[c] else r[c] for c in names)
+        groups.setdefault(key, []).append(r)
+    clashes = [g for g in groups.values() if len(g) > 1]
+    if not clashes:
+        return []
+    shown = [
+        name
+        for name in SETTING_COLUMNS
+        if name in table.column_names and any(len({r[name] for r in g}) > 1 for g in clashes)
+    ]
+    for name in ("setting_key", "config_hash"):
+        if shown or name not in table.column_names:
+            continue
+        if any(len({r[name] for r in g}) > 1 for g in clashes):
+            shown.append(name)
+    return shown
+
+
 def results_table_text(table: pa.Table, columns: Sequence[str] | None = None) -> str:
     """A plain-text table of results rows (one line per cell), sorted by condition.
 
@@ -103,6 +143,7 @@ def results_table_text(table: pa.Table, columns: Sequence[str] | None = None) ->
                 columns.append(name)
         if _any(table, "bits_per_value"):  # codecs at a fixed bit depth (digital_payload)
             columns.append("bits_per_value")
+        columns += _setting_columns(table, [*columns, "snr_db"])
         columns += [
             "snr_db",
             "ap_30",
@@ -171,6 +212,8 @@ def results_table_text(table: pa.Table, columns: Sequence[str] | None = None) ->
 
     def cell(r: dict, c: str) -> str:
         fmt = formats[c]
+        if c in _HASHES:
+            return str(r[c])[:8]  # (as the figures' labels: enough to tell settings apart)
         if c == "bandwidth_ratio" and isinstance(r[c], float) and r[c] == r[c]:
             return ratio_text(r[c])
         if _has_interval(r, c):

@@ -147,3 +147,21 @@ def test_the_default_figures_show_the_readmes_headline_vehicle_ap_70(tmp_path, m
     main = readme.split("## The main result")[1].split("\n## ")[0]
     assert plots.metric_label(plots.DEFAULT_METRIC) == "vehicle AP@0.7"
     assert main.count("vehicle AP@0.7") >= 3
+
+
+def test_a_column_of_the_wrong_type_is_named_with_its_type_and_the_expected_one(tmp_path):
+    """A results file whose ``snr_db`` holds text: the message named the value Arrow failed to
+    parse ('ten') but not the column; it names the file, the column, its type and the schema's."""
+    from v2x.results import RESULTS_SCHEMA
+
+    store = ResultsStore(tmp_path / "run", "j")
+    store.add([_row(0.0)], _ledger(_row(0.0)["cell_id"], 1))
+    table = pq.read_table(store.path)
+    at = table.schema.get_field_index("snr_db")
+    pq.write_table(table.set_column(at, "snr_db", pa.array(["ten"])), store.path)
+    with pytest.raises(CorruptResultsError) as caught:
+        read_results([tmp_path / "run"])
+    message = str(caught.value)
+    assert str(store.path) in message
+    assert f"'snr_db' is string, expected {RESULTS_SCHEMA.field('snr_db').type}" in message
+    assert "'ten'" in message and "allow_corrupt=true" in message

@@ -83,8 +83,8 @@ def build_fixture(root: Path) -> None:
                 "image_timestamp": "1626155123877000",
                 "pointcloud_path": "velodyne/015344.pcd",
                 "pointcloud_timestamp": "1626155123880000",
-                "label_lidar_path": "label/lidar/015344.json",
-                "label_camera_path": "label/camera/015344.json",
+                "label_lidar_std_path": "label/lidar/015344.json",
+                "label_camera_std_path": "label/camera/015344.json",
                 "calib_lidar_to_camera_path": "calib/lidar_to_camera/015344.json",
                 "calib_lidar_to_novatel_path": "calib/lidar_to_novatel/015344.json",
                 "calib_novatel_to_world_path": "calib/novatel_to_world/015344.json",
@@ -104,8 +104,8 @@ def build_fixture(root: Path) -> None:
                 "image_timestamp": "1626155123800000",
                 "pointcloud_path": "velodyne/000009.pcd",
                 "pointcloud_timestamp": "1626155123830000",
-                "label_lidar_path": "label/virtuallidar/000009.json",
-                "label_camera_path": "label/camera/000009.json",
+                "label_lidar_std_path": "label/virtuallidar/000009.json",
+                "label_camera_std_path": "label/camera/000009.json",
                 "calib_virtuallidar_to_world_path": "calib/virtuallidar_to_world/000009.json",
                 "calib_camera_intrinsic_path": "calib/camera_intrinsic/000009.json",
                 "batch_id": "42",
@@ -258,6 +258,32 @@ def test_fixture_side_labels_go_through_their_calib(tmp_path):
     assert inf_frame.classes.tolist() == [1] and inf_frame.meta["dropped_categories"] == {
         "Barrowlist": 1
     }
+
+
+def test_side_labels_follow_the_published_label_lidar_std_path(tmp_path):
+    """The released side data_info.json names each frame's LiDAR label ``label_lidar_std_path``
+    (AIR-THU/DAIR-V2X ``DAIRV2XV``/``DAIRV2XI`` read ``elem["label_lidar_std_path"]``): a label
+    moved out of the conventional folder is read from where that field says."""
+    build_fixture(tmp_path)
+    for side, folder, fid in (
+        ("vehicle-side", "label/lidar", "015344"),
+        ("infrastructure-side", "label/virtuallidar", "000009"),
+    ):
+        moved = tmp_path / side / "label" / "elsewhere" / f"{fid}.json"
+        moved.parent.mkdir(parents=True)
+        (tmp_path / side / folder / f"{fid}.json").rename(moved)
+        info_path = tmp_path / side / "data_info.json"
+        info = json.loads(info_path.read_text())
+        info[0]["label_lidar_std_path"] = f"label/elsewhere/{fid}.json"
+        _json(info_path, info)
+    veh_frame = DAIRV2XCDataset(tmp_path, labels="vehicle")[0]
+    np.testing.assert_allclose(
+        veh_frame.boxes[0], [101.0, 210.0, 10.5, 0.5, 0.6, 1.7, math.pi / 2], atol=1e-12
+    )
+    inf_frame = DAIRV2XCDataset(tmp_path, labels="infrastructure")[0]
+    np.testing.assert_allclose(
+        inf_frame.boxes[0, :6], [148.5, 210.0, 6.0, 8.0, 2.5, 3.0], atol=1e-12
+    )
 
 
 def test_coop_labels_in_vehicle_lidar_frame_option(tmp_path):

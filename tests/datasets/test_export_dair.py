@@ -284,8 +284,8 @@ def _check_export(root: Path, frames, read_points) -> None:
             np.testing.assert_allclose(_apply(world_to_veh, got), expected, atol=1e-9)
         # side labels (centre, size, rotation in the side's LiDAR frame) → world corners
         for side, folder, key, index, to_world in (
-            ("vehicle-side", "label/lidar", "label_lidar_path", iv, veh_to_world),
-            ("infrastructure-side", "label/virtuallidar", "label_lidar_path", ir, None),
+            ("vehicle-side", "label/lidar", "label_lidar_std_path", iv, veh_to_world),
+            ("infrastructure-side", "label/virtuallidar", "label_lidar_std_path", ir, None),
         ):
             info = veh if side == "vehicle-side" else inf
             assert info[key] == f"{folder}/{info['pointcloud_path'][-10:-4]}.json"

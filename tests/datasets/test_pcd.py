@@ -90,6 +90,20 @@ def test_hand_written_binary_compressed_literal_stream(tmp_path):
     np.testing.assert_array_equal(points, np.array(XYZI, dtype=np.float32))
 
 
+def test_header_fields_separated_by_tabs(tmp_path):
+    # PCL's reader splits header lines on any of "\t\r " (pcd_io.cpp, boost::is_any_of): a
+    # header written with tabs, CRLF line ends and repeated spaces is a valid PCD.
+    header = _header(3, "binary").decode().replace("\n", "\r\n")
+    header = header.replace("FIELDS ", "FIELDS\t").replace("DATA ", "DATA\t\t")
+    header = header.replace("POINTS ", "POINTS  \t").replace("SIZE 4 4 4 4", "SIZE\t4\t4\t4\t4")
+    body = b"".join(struct.pack("<4f", *p) for p in XYZI)
+    path = tmp_path / "tabs.pcd"
+    path.write_bytes(header.encode() + body)
+    points, dropped = read_pcd_xyzi(path)
+    np.testing.assert_array_equal(points, np.array(XYZI, dtype=np.float32))
+    assert dropped == 0
+
+
 def test_lzf_back_reference_by_hand():
     # "abc" as a literal, then a 9-byte back-reference at offset 3 (overlapping copy):
     # control 0xE0 (length code 7 → one extra byte 0 → 7 + 2 = 9), offset byte 2 (= 3 − 1).

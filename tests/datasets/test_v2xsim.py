@@ -572,6 +572,26 @@ def test_bad_inputs_name_file_and_field(tmp_path):
         V2XSimDataset(tmp_path / "s")
 
 
+def test_a_table_folder_of_another_name_is_named_in_the_error(tmp_path):
+    """Releases name the tables' folder differently (nuScenes' v1.0-trainval / v1.0-mini,
+    V2X-Sim's v2.0-mini): a root without the configured folder said only "folder not found";
+    it now names the folders of the root that hold scene.json, or that the root is missing."""
+    tables = build_fixture(tmp_path / "release")
+    (tmp_path / "release" / "v2.0").rename(tmp_path / "release" / "v1.0-trainval")
+    with pytest.raises(ValueError) as caught:
+        V2XSimDataset(tmp_path / "release")
+    message = str(caught.value)
+    assert str(tmp_path / "release" / "v2.0") in message and "field 'version'" in message
+    assert "v1.0-trainval" in message
+    ds = V2XSimDataset(tmp_path / "release", version="v1.0-trainval")  # as the message says
+    assert len(ds) == len(tables["sample"])
+    with pytest.raises(ValueError, match=r"dataset root .*missing.* does not exist.*'root'"):
+        V2XSimDataset(tmp_path / "missing")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match=r"no folder of .*empty holds scene\.json"):
+        V2XSimDataset(tmp_path / "empty")
+
+
 SMALL_TOWN = {
     "num_vehicle_agents": 2,
     "vehicle_lidar": {"preset": "vlp16", "columns": 128},
