@@ -37,9 +37,11 @@ sharing (every SNR differs).
 each) and reports the wall time per worker count (each job gets ``cores // workers`` torch
 threads). ``--devices`` (``all``, or a comma list such as ``cuda:0,cuda:1`` or ``cpu,cpu``; a
 device named twice gets two workers: ``cuda:0,cuda:0``; several lists may follow) runs
-``run_sweep`` once more per list with ``device`` set to those devices (one worker process each,
-``v2x.sweep_workers``) and prints its rate against a warm one-device ``run_sweep``; the
-workers' start (spawn, imports, model and frames onto each device) is inside the measured time.
+``run_sweep`` twice more per list with ``device`` set to those devices (one worker process each,
+``v2x.sweep_workers``: each on its shard of the frames) and prints each call's rate against a
+warm one-device ``run_sweep``; the first call's workers start inside its measured time (spawn,
+imports, CUDA context), the second's were kept from the first (their frames, model and
+batches loaded again in both).
 ``--profile N`` runs ``run_sweep`` once more under cProfile (not one of the timed calls) and
 prints the ``N`` costliest project functions (cumulative) and overall (own time); ``--trace
 PATH`` once more under ``torch.profiler`` (host + CUDA), printing the costliest operators and
@@ -785,12 +787,14 @@ def main() -> None:
         devices = "all" if spec == "all" else spec.split(",")
         one = bench_run_sweep(args)
         _release_device_memory(args.device)
-        many = bench_run_sweep(args, devices)
-        print(
-            f"run_sweep on devices {spec}: {many['fc_per_s']:.1f} frame-conditions/s "
-            f"in {many['wall_s']:.1f} s vs {one['fc_per_s']:.1f} on {args.device} "
-            f"({one['wall_s']:.1f} s): {many['fc_per_s'] / one['fc_per_s']:.2f}x"
-        )
+        for call in ("first call (the workers start)", "next call (workers kept)"):
+            many = bench_run_sweep(args, devices)
+            print(
+                f"run_sweep on devices {spec}, {call}: {many['fc_per_s']:.1f} "
+                f"frame-conditions/s in {many['wall_s']:.1f} s vs {one['fc_per_s']:.1f} on "
+                f"{args.device} warm ({one['wall_s']:.1f} s): "
+                f"{many['fc_per_s'] / one['fc_per_s']:.2f}x"
+            )
     if args.workers:
         walls = bench_joblib(args)
         base = walls[args.workers[0]]

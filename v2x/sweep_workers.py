@@ -20,12 +20,14 @@ encoding every frame).
 
 from __future__ import annotations
 
+import gc
 import itertools
 import logging
 import multiprocessing as mp
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import CancelledError, Future, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
 import pyarrow as pa
@@ -51,32 +53,68 @@ def shards(num_batches: int, workers: int) -> list[tuple[int, int]]:
     return list(zip(bounds[:-1], bounds[1:], strict=True))
 
 
-def _start(
+#: The device workers kept for this process's later multi-device sweeps (``_workers``): their
+#: imports, CUDA contexts and compiled kernels stay warm between sweeps (a sweep's worker
+#: starts cold in seconds: spawn, imports, the first launch of each kernel).
+_KEPT: dict[tuple, list[ProcessPoolExecutor]] = {}
+
+
+def _workers(devices: Sequence[torch.device], deterministic: bool) -> list[ProcessPoolExecutor]:
+    """One worker process (a pool of one) per device of ``devices``, kept from this process's
+    last multi-device sweep where it ran on the same devices with the same determinism (set
+    once per process, ``configure_determinism``: cuBLAS reads it once), else started anew
+    (those kept for other devices stopped first)."""
+    key = (tuple(str(d) for d in devices), bool(deterministic))
+    pools = _KEPT.get(key)
+    if pools is not None and not any(getattr(p, "_broken", False) for p in pools):
+        return pools
+    for kept in _KEPT.values():
+        for pool in kept:
+            pool.shutdown(wait=False, cancel_futures=True)
+    _KEPT.clear()
+    ctx = mp.get_context("spawn")
+    _KEPT[key] = [
+        ProcessPoolExecutor(
+            1, mp_context=ctx, initializer=_start, initargs=(bool(deterministic), str(device))
+        )
+        for device in devices
+    ]
+    return _KEPT[key]
+
+
+def _start(deterministic: bool, device: str) -> None:
+    """Worker initialiser: torch's determinism, and ``device`` as the current one."""
+    from v2x.common import configure_determinism
+
+    configure_determinism(deterministic)  # a spawned process starts with torch's defaults
+    device = torch.device(device)
+    if device.type == "cuda":  # this process's current device (Triton kernels also enter their
+        torch.cuda.set_device(device)  # tensors' device: v2x.common.on_device_of)
+    logging.getLogger("v2x.sweep_parts").setLevel(logging.ERROR)  # the parent's plan warned
+    logging.getLogger("v2x.sweep_order").setLevel(logging.ERROR)
+
+
+def _load(
     config: dict,
     device: str,
     threads: int,
-    shard: tuple[int, int] = (0, 0),
-    sharers: dict[str, int] | None = None,
-    data_id: Mapping | None = None,
+    shard: tuple[int, int],
+    sharers: dict[str, int],
+    data_id: Mapping,
 ) -> None:
-    """Worker initialiser: read the frames of batches ``shard`` and load everything onto
-    ``device``."""
-    from v2x.common import configure_determinism
+    """A sweep's start in this worker: read the frames of batches ``shard`` and load the
+    detector, its feature cache and the batches onto ``device``."""
     from v2x.loading import load_frame_range
     from v2x.sweep import prepare_device
     from v2x.sweep_plan import plan_sweep
 
-    configure_determinism(config["deterministic"])  # a spawned process starts with torch's defaults
+    _release()  # (an earlier sweep's, if it did not end here)
     device = torch.device(device)
-    if device.type == "cuda":  # this process's current device (Triton kernels also enter their
-        torch.cuda.set_device(device)  # tensors' device: v2x.common.on_device_of)
     torch.set_num_threads(threads)
-    logging.getLogger("v2x.sweep_parts").setLevel(logging.ERROR)  # the parent's plan warned
-    logging.getLogger("v2x.sweep_order").setLevel(logging.ERROR)
     plan = plan_sweep(config)
     bs = int(plan.config.batch_size)
     frames = load_frame_range(plan.data, shard[0] * bs, shard[1] * bs)
-    cache, batches = prepare_device(plan, frames, device, (sharers or {}).get(str(device), 1))
+    cache, batches = prepare_device(plan, frames, device, sharers.get(str(device), 1))
     _WORKER.update(
         plan=plan,
         data_id=data_id,
@@ -89,6 +127,19 @@ def _start(
         # process: v2x.sweep._run_groups)
         scorer=ThreadPoolExecutor(max_workers=1, thread_name_prefix="v2x-score"),
     )
+
+
+def _release() -> None:
+    """A sweep's end in this worker: its frames, detector and features let go (the device's
+    cached memory too: the sweep's own process may use the device next)."""
+    scorer = _WORKER.get("scorer")
+    if scorer is not None:
+        scorer.shutdown(wait=True)
+    device = _WORKER.get("device")
+    _WORKER.clear()
+    gc.collect()
+    if device is not None and device.type == "cuda":
+        torch.cuda.empty_cache()
 
 
 def _facts(links: bool) -> tuple[bool, tuple[int, int, int], int | None]:
@@ -168,29 +219,29 @@ def run_groups_on_devices(
     bs = int(plan.config.batch_size)
     parts_of = shards(-(-num_frames // bs), len(devices))
     workers = len(parts_of)
-    ctx = mp.get_context("spawn")
     # every worker computes with this process's torch threads: a CPU's float32 sums (e.g. a
     # 1x1 convolution's) depend on how many threads split them, and the table must equal
     # one process's (on a GPU the host threads change no number)
     threads = torch.get_num_threads()
     sharers = memory_sharers(devices[:workers])
     config = plan.config.to_dict()
-    pools = [
-        ProcessPoolExecutor(
-            1, mp_context=ctx, initializer=_start,
-            initargs=(config, str(device), threads, shard, sharers, dict(data_id)),
-        )  # fmt: skip
-        for device, shard in zip(devices, parts_of)
-    ]
+    pools = _workers(devices[:workers], bool(plan.config.deterministic))
     rows_pool = ThreadPoolExecutor(max_workers=ROW_THREADS, thread_name_prefix="v2x-rows")
     passes = [0] * workers
+    tasks: list[list[Future]] = []
     try:
+        loads = [
+            pool.submit(_load, config, str(device), threads, shard, sharers, dict(data_id))
+            for pool, device, shard in zip(pools, devices, parts_of)
+        ]
+        for load in loads:
+            load.result()
         links = any(needs_most_links(g) for g, _ in todo)
         facts = [f.result() for f in [p.submit(_facts, links) for p in pools]]
         most_links = max(f[2] for f in facts) if links else None
         ordered = device_order(todo, silent_groups(plan.budget, facts[0][1]))
         waves = _waves(ordered, all(f[0] for f in facts), workers)
-        tasks: list[list[Future]] = [
+        tasks = [
             [p.submit(_compute, [index_of[id(g)] for g, _ in wave], [list(s) for _, s in wave],
                       most_links) for p in pools]  # fmt: skip
             for wave in waves
@@ -224,7 +275,29 @@ def run_groups_on_devices(
         if error is not None:
             raise error
     finally:
-        for p in pools:
-            p.shutdown(wait=True, cancel_futures=True)
+        for f in itertools.chain.from_iterable(tasks):  # (the caller stopped, or a failure)
+            f.cancel()
+        _released(pools)
         rows_pool.shutdown(wait=True, cancel_futures=True)
     encodes.append(sum(passes))
+
+
+def _released(pools: Sequence[ProcessPoolExecutor]) -> None:
+    """Each worker's sweep let go once its running task ends (the tasks not started are
+    cancelled); a worker that stopped (killed, e.g. for memory, or by Ctrl-C) is not kept."""
+    ends = []
+    for pool in pools:
+        try:
+            ends.append(pool.submit(_release))
+        except (BrokenProcessPool, RuntimeError):
+            ends.append(None)
+    for pool, end in zip(pools, ends, strict=True):
+        try:
+            if end is None:
+                raise BrokenProcessPool("stopped")
+            end.result()
+        except BaseException:  # noqa: BLE001 - a worker that cannot let go is not kept
+            for kept in list(_KEPT):
+                if pool in _KEPT[kept]:
+                    for other in _KEPT.pop(kept):
+                        other.shutdown(wait=False, cancel_futures=True)

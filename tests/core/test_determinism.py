@@ -102,7 +102,7 @@ def test_a_sweep_worker_process_calls_it_before_loading_anything(monkeypatch):
 
     calls = _recorder(monkeypatch, v2x.common)  # imported inside the spawned worker
     with pytest.raises(_Called):
-        _start({"deterministic": False}, None, 1)
+        _start(False, None)
     assert calls == [False]
 
 

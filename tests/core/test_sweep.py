@@ -1548,6 +1548,28 @@ def test_cells_split_across_two_workers_equal_one_process(reference, cache_dir, 
     _assert_same_results(path, split)
 
 
+@pytest.mark.slow
+def test_device_workers_are_kept_for_the_next_sweep_of_the_process(reference, cache_dir, tmp_path):
+    """A multi-device sweep's worker processes stay for the process's next one on the same
+    devices with the same determinism (warm: imports, contexts, kernels), which gives the same
+    rows and ledger; another determinism starts new ones and stops the kept ones."""
+    import v2x.sweep_workers as sw
+
+    def kept() -> set[int]:
+        return {pid for pools in sw._KEPT.values() for p in pools for pid in p._processes}
+
+    cfg = {**tiny_config(cache_dir, tmp_path / "a"), "device": ["cpu", "cpu"]}
+    first = run_sweep(cfg)
+    workers = kept()
+    assert len(workers) == 2
+    second = run_sweep({**cfg, "output_dir": str(tmp_path / "b")})
+    assert kept() == workers
+    _assert_same_results(first, reference[0])
+    _assert_same_results(second, reference[0])
+    run_sweep({**cfg, "output_dir": str(tmp_path / "c"), "deterministic": False})
+    assert len(kept()) == 2 and not kept() & workers
+
+
 @pytest.mark.gpu
 def test_device_all_equals_one_gpu(cache_dir, tmp_path):
     """device=all shards the frames over every visible GPU; the rows equal device=cuda's."""
@@ -1604,6 +1626,9 @@ def test_a_failing_device_worker_keeps_every_finished_group(monkeypatch):
         return [SimpleNamespace(group=indices[0], num_frames=2)], [0.1], 3
 
     monkeypatch.setattr(sw, "ProcessPoolExecutor", InlinePool)
+    monkeypatch.setattr(sw, "_KEPT", {})  # (no inline pool kept for later sweeps)
+    monkeypatch.setattr(sw, "_load", lambda *args: None)
+    monkeypatch.setattr(sw, "_release", lambda: None)
     monkeypatch.setattr(sw, "_compute", compute)
     monkeypatch.setattr(sw, "_facts", lambda links: (True, (8, 4, 4), None))  # one group a task
     monkeypatch.setattr(sw, "joined_rows", lambda plan, g, s, parts, d: (
@@ -1612,7 +1637,8 @@ def test_a_failing_device_worker_keeps_every_finished_group(monkeypatch):
     monkeypatch.setattr(v2x.sweep_order, "silent_groups", lambda budget, shape: None)
     groups = [SimpleNamespace(name=f"g{i}", stage="ego") for i in range(4)]
     plan = SimpleNamespace(
-        groups=groups, config=SimpleNamespace(to_dict=dict, batch_size=2), budget=None
+        groups=groups, config=SimpleNamespace(to_dict=dict, batch_size=2, deterministic=True),
+        budget=None,
     )
     todo = [(g, [0.0, 10.0]) for g in groups]
     bar = SimpleNamespace(update=lambda n: None)
@@ -1656,6 +1682,9 @@ def test_device_workers_size_rate_adaptive_payloads_from_every_shards_links(monk
         return [SimpleNamespace(num_frames=2)], [0.1], 1
 
     monkeypatch.setattr(sw, "ProcessPoolExecutor", InlinePool)
+    monkeypatch.setattr(sw, "_KEPT", {})
+    monkeypatch.setattr(sw, "_load", lambda *args: None)
+    monkeypatch.setattr(sw, "_release", lambda: None)
     monkeypatch.setattr(sw, "_compute", compute)
     monkeypatch.setattr(sw, "joined_rows", lambda *args: ([], None))
     monkeypatch.setattr(sw, "needs_most_links", lambda group: group.name == "digital")
@@ -1663,7 +1692,8 @@ def test_device_workers_size_rate_adaptive_payloads_from_every_shards_links(monk
     monkeypatch.setattr(v2x.sweep_order, "silent_groups", lambda budget, shape: None)
     groups = [SimpleNamespace(name=n) for n in ("identity", "digital")]
     plan = SimpleNamespace(
-        groups=groups, config=SimpleNamespace(to_dict=dict, batch_size=2), budget=None
+        groups=groups, config=SimpleNamespace(to_dict=dict, batch_size=2, deterministic=True),
+        budget=None,
     )
     bar = SimpleNamespace(update=lambda n: None)
     todo = [(g, [0.0]) for g in groups]
