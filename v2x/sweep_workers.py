@@ -209,8 +209,9 @@ def run_groups_on_devices(
     SNRs, results rows, ledger and seconds (the slowest worker's steps) as soon as its rows are
     computed, groups in the order the workers compute them. When a worker fails, the tasks not
     yet started are cancelled, every group whose parts all came back is yielded, then the
-    failure is raised. Each worker runs torch's ops on as many threads as this process (so
-    CPU workers share its cores rather than split them: the same numbers, not more speed).
+    failure is raised. CPU workers run torch's ops on as many threads as this process (they
+    share its cores rather than split them: the same numbers, not more speed); GPU workers
+    split them.
     Appends the workers' encoder passes to ``encodes`` at the end."""
     from v2x.sweep import ROW_THREADS
     from v2x.sweep_order import device_order, silent_groups
@@ -219,10 +220,12 @@ def run_groups_on_devices(
     bs = int(plan.config.batch_size)
     parts_of = shards(-(-num_frames // bs), len(devices))
     workers = len(parts_of)
-    # every worker computes with this process's torch threads: a CPU's float32 sums (e.g. a
-    # 1x1 convolution's) depend on how many threads split them, and the table must equal
-    # one process's (on a GPU the host threads change no number)
+    # CPU workers compute with this process's torch threads: a CPU's float32 sums (e.g. a 1x1
+    # convolution's) depend on how many threads split them, and the table must equal one
+    # process's; on a GPU the host threads change no number, and the workers share the cores
     threads = torch.get_num_threads()
+    if torch.device(devices[0]).type != "cpu":
+        threads = max(1, threads // workers)
     sharers = memory_sharers(devices[:workers])
     config = plan.config.to_dict()
     pools = _workers(devices[:workers], bool(plan.config.deterministic))
