@@ -259,3 +259,32 @@ def test_send_cells_rows_by_hand():
         one = send_cells(codec, channel, rows[part], snr[part], chosen[part])
         assert torch.equal(both.decoded[part], one.decoded)
         assert torch.equal(both.cost.channel_uses[part], one.cost.channel_uses)
+
+
+def test_a_sweep_chooses_the_threshold_and_refuses_bad_values(tmp_path):
+    """``fusion_options.where2comm.threshold`` (in a config file, or ``+fusion_options...`` on
+    the command line: the key is new to the empty ``fusion_options``) reaches the fusion; a bad
+    value stops the plan with one message naming the field, the value and the range."""
+    import os
+
+    from hydra import compose, initialize_config_dir
+
+    import v2x.conf
+    from tests.core.test_sweep import tiny_config
+    from v2x.sweep import plan_sweep
+
+    with initialize_config_dir(config_dir=os.path.dirname(v2x.conf.__file__), version_base=None):
+        cfg = compose(config_name="sweep", overrides=["+fusion_options.where2comm.threshold=0.01"])
+    assert dict(cfg.fusion_options.where2comm) == {"threshold": 0.01}
+    tiny = tiny_config(tmp_path / "frames", tmp_path / "out", fusions=["where2comm"])
+    plan = plan_sweep({**tiny, "fusion_options": {"where2comm": {"threshold": 0.01}}})
+    assert {tuple(g.fusion_kwargs.items()) for g in plan.groups} == {(("threshold", 0.01),)}
+    with pytest.raises(ValueError) as err:
+        plan_sweep({**tiny, "fusion_options": {"where2comm": {"threshold": -0.5}}})
+    assert str(err.value) == (
+        "where2comm: 'threshold' must be a finite number >= 0 (a confidence in [0, 1], or its "
+        "Gaussian smoothing) or null, got -0.5"
+    )
+    with pytest.raises(ValueError, match="mutually exclusive"):
+        plan_sweep({**tiny, "grid": {**tiny["grid"], "fusions": [
+            {"name": "where2comm", "threshold": 0.01, "max_fraction": 0.1}]}})  # fmt: skip
