@@ -32,7 +32,6 @@ ego-only: with every collaborator masked, each strategy returns the ego's own fe
 
 from __future__ import annotations
 
-import math
 from typing import Any, ClassVar, Literal, get_args
 
 import torch
@@ -45,6 +44,12 @@ from v2x.perception.semantic import (
     head_payload,
     object_payload,
     top_cells,
+)
+from v2x.perception.where2comm_selection import (
+    above_threshold,
+    gaussian_kernel,
+    smoothed,
+    where2comm_options,
 )
 
 
@@ -104,10 +109,13 @@ class FeatureFusion(nn.Module):
         stage: where agents share: ``"ego"`` (nothing), ``"points"``, ``"boxes"`` or
             ``"features"`` (feature maps or a semantic payload through the codec).
         selects_cells: each collaborator sends only its ``max_fraction`` best cells by
-            ``selection_score`` (default: its ``confidence``; ``selection_mask`` in training);
-            the pipeline wraps the codec in the ``selective`` codec with that score as
-            importance.
-        max_fraction: the fraction of the ``h·w`` cells a cell-selecting collaborator sends.
+            ``selection_score`` (default: its ``confidence``; ``selection_mask`` in training),
+            or, with a ``threshold``, the cells ``selection_mask`` keeps (a count per map); the
+            pipeline wraps the codec in the ``selective`` codec.
+        max_fraction: the fraction of the ``h·w`` cells a cell-selecting collaborator sends
+            (``None`` with a ``threshold``).
+        threshold: ``None``, or the score above which a cell-selecting collaborator sends a
+            cell (``selection_mask``): each link then sends and is charged its own count.
         sends_payload: a semantic payload (``payload``, ``own_payload``, ``winners``, ``head``:
             ``PayloadFusion``) goes on air instead of the feature map.
         compensates_latency: a fusion that moves collaborators' boxes on by their motion
@@ -124,7 +132,8 @@ class FeatureFusion(nn.Module):
     sends_payload: ClassVar[bool] = False
     compensates_latency: ClassVar[bool] = False
     returns_own_map_alone: ClassVar[bool] = False
-    max_fraction: float = 1.0
+    max_fraction: float | None = 1.0
+    threshold: float | None = None
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -413,36 +422,44 @@ class Where2commFusion(AttentionFusion):
     """Confidence-sparse fusion in the style of Where2comm (Hu et al., NeurIPS 2022).
 
     Each collaborator computes a spatial confidence map from its own detection heatmap (the
-    sigmoid of its largest class logit per cell) and sends only its ``max_fraction`` most
-    important cells; the ego fuses what arrives by attention, the unsent cells masked out. The
-    pipeline sends the cells through the configured codec wrapped in the ``selective`` codec, so
-    the selection map itself is charged to the payload.
+    sigmoid of its largest class logit per cell) and sends only its most important cells; the
+    ego fuses what arrives by attention, the unsent cells masked out. The pipeline sends the
+    cells through the configured codec wrapped in the ``selective`` codec, so the selection map
+    itself is charged to the payload. Two modes:
 
-    Cells are ranked by ``selection_score``: the largest confidence within the
-    ``window_cells × window_cells`` neighbourhood of each cell (a grey dilation of the
-    confidence map). A centre head's confidence is a narrow peak at each object's centre
-    (Gaussian targets of about one cell), so ranking the raw map keeps the centres and then
-    background noise, not the objects' footprints around them (with the standard PointPillars
-    detector at 10 % of the cells: 38 % of a collaborator's vehicle cells, and vehicle AP@0.7
-    barely above ego-only); the dilation keeps every confident object's whole neighbourhood,
-    as Where2comm's own Gaussian smoothing of the map intends. ``window_cells = 1`` ranks by
-    the raw confidence.
+    * **budget** (``max_fraction``, default 0.1): each collaborator sends its ``max_fraction``
+      best cells by ``selection_score`` (the same count on every link: a sweep sets the bits).
+    * **threshold** (``threshold``; published Where2comm's ``thre``, 0.01 in their configs):
+      each collaborator sends every cell whose score is strictly above it, so the count varies
+      per link and frame; 0 sends every cell, a threshold above every score nothing (the link
+      is then not on air and costs nothing). The pipeline codes each link's own cells
+      (``v2x.condition_streams.send_cells``): every link is charged for what it sent.
 
-    ``selection="gaussian"`` ranks by Where2comm's own score instead: the confidence map
-    convolved with its ``k_size × k_size`` Gaussian of ``c_sigma`` (zero padding;
-    ``Where2comm/opencood/models/comm_modules/where2comm.py``, ``Communication``; their configs:
-    5, 1.0). Their threshold ``thre`` keeps the cells whose score exceeds it, a super-level set
-    of that score: the same cells as ranking by it and keeping as many, so at
-    ``max_fraction`` = their selected fraction of a map this sends their mask. Deliberate
-    differences (``docs/fusion_references.md``): a fixed budget instead of a threshold (a sweep
-    sets the bits), the 7 × 7 window by default, and unsent cells masked out of the attention
-    (theirs fuse them as zeros).
+    Scores (``selection_score``): with ``selection="window"`` the largest confidence within the
+    ``window_cells × window_cells`` neighbourhood of each cell (a grey dilation; with a budget
+    plus ``TIE_BREAK`` × the cell's own confidence). A centre head's confidence is a narrow peak
+    at each object's centre (Gaussian targets of about one cell), so ranking the raw map keeps
+    the centres and then background noise, not the objects' footprints around them (with the
+    standard PointPillars detector at 10 % of the cells: 38 % of a collaborator's vehicle cells,
+    and vehicle AP@0.7 barely above ego-only); the dilation keeps every confident object's whole
+    neighbourhood, as Where2comm's own Gaussian smoothing of the map intends.
+    ``window_cells = 1`` is the raw confidence. With ``selection="gaussian"`` Where2comm's own
+    score: the confidence map convolved with its ``k_size × k_size`` Gaussian of ``c_sigma``
+    (zero padding; ``v2x.perception.where2comm_selection``; their configs: 5, 1.0). Its
+    threshold keeps a super-level set of that score: the same cells as ranking by it and keeping
+    as many. Deliberate differences (``docs/fusion_references.md``): the 7 × 7 window by default
+    with a budget, only the ego (not every even-indexed agent) keeping its whole map, and unsent
+    cells masked out of the attention (theirs fuse them as zeros).
 
     Args:
-        max_fraction: budget, fraction of the ``h·w`` cells a collaborator sends, in (0, 1].
+        max_fraction: budget, fraction of the ``h·w`` cells a collaborator sends, in (0, 1];
+            ``None``: 0.1 without a threshold. Excludes ``threshold``.
+        threshold: send the cells whose score is above it (a finite number ≥ 0), or ``None``
+            (budget mode). Excludes ``max_fraction``.
         window_cells: side of the neighbourhood, in cells of the feature map (odd, ≥ 1; 7 cells
             of 0.8 m span 5.6 m, a car's length with a margin); ``selection="window"`` only.
-        selection: ``"window"`` (the neighbourhood maximum) or ``"gaussian"`` (Where2comm's).
+        selection: ``"window"`` (the neighbourhood maximum) or ``"gaussian"`` (Where2comm's);
+            ``None``: ``"gaussian"`` with a threshold (as published), ``"window"`` with a budget.
         k_size, c_sigma: the Gaussian's side (odd, ≥ 1, cells) and sigma (> 0, cells);
             ``selection="gaussian"`` only.
     """
@@ -455,58 +472,44 @@ class Where2commFusion(AttentionFusion):
 
     def __init__(
         self,
-        max_fraction: float = 0.1,
+        max_fraction: float | None = None,
         window_cells: int = 7,
-        selection: Literal["window", "gaussian"] = "window",
+        selection: Literal["window", "gaussian"] | None = None,
         k_size: int = 5,
         c_sigma: float = 1.0,
+        threshold: float | None = None,
     ) -> None:
         super().__init__()
-        if not 0.0 < max_fraction <= 1.0:
-            raise ValueError(f"where2comm: 'max_fraction' must be in (0, 1], got {max_fraction}")
-        for name, side in (("window_cells", window_cells), ("k_size", k_size)):
-            if (
-                isinstance(side, bool)
-                or not float(side).is_integer()
-                or side < 1
-                or int(side) % 2 == 0
-            ):
-                raise ValueError(f"where2comm: '{name}' must be an odd integer >= 1, got {side}")
-        if selection not in ("window", "gaussian"):
-            raise ValueError(
-                f"where2comm: 'selection' must be one of window, gaussian, got {selection!r}"
-            )
-        if not (isinstance(c_sigma, int | float) and math.isfinite(c_sigma) and c_sigma > 0):
-            raise ValueError(f"where2comm: 'c_sigma' must be a number > 0, got {c_sigma!r}")
-        self.max_fraction = max_fraction
-        self.window_cells = int(window_cells)
-        self.selection = selection
-        self.k_size = int(k_size)
-        self.c_sigma = float(c_sigma)
+        options = where2comm_options(max_fraction, threshold, window_cells, selection, k_size,
+                                     c_sigma)  # fmt: skip
+        for name, value in options.items():
+            setattr(self, name, value)
 
     def selection_score(self, heat_logits: torch.Tensor) -> torch.Tensor:
         """``heat_logits [S, K, h, w]`` → ``[S, 1, h, w]`` the score cells are selected by: the
         largest ``confidence`` within the ``window_cells`` neighbourhood of each cell (cells
-        beyond the map's edge do not count), plus ``TIE_BREAK`` × the cell's own confidence;
-        with ``selection="gaussian"`` Where2comm's smoothed confidence (class docstring)."""
+        beyond the map's edge do not count), plus, with a budget, ``TIE_BREAK`` × the cell's
+        own confidence; with ``selection="gaussian"`` Where2comm's smoothed confidence."""
         conf = self.confidence(heat_logits)
         if self.selection == "gaussian":
-            return F.conv2d(conf, self.gaussian_kernel(conf.device), padding=self.k_size // 2)
+            return smoothed(conf, self.k_size, self.c_sigma)
         if self.window_cells == 1:
             return conf
         pad = self.window_cells // 2
         peak = F.max_pool2d(conf, self.window_cells, stride=1, padding=pad)
-        return peak + self.TIE_BREAK * conf
+        return peak if self.threshold is not None else peak + self.TIE_BREAK * conf
+
+    def selection_mask(self, confidence: torch.Tensor) -> torch.Tensor:
+        """``[S, 1, h, w]`` bool: the cells of each score map above ``threshold``, or its
+        ``max_fraction`` best cells (``FeatureFusion.selection_mask``)."""
+        if self.threshold is None:
+            return super().selection_mask(confidence)
+        return above_threshold(confidence, self.threshold)
 
     def gaussian_kernel(self, device: torch.device | str = "cpu") -> torch.Tensor:
-        """``[1, 1, k_size, k_size]`` float32 Where2comm's smoothing kernel, as its
-        ``Communication.init_gaussian_filter`` writes it: ``exp(-(x² + y²) / (2σ²)) / (2πσ)``
-        at integer offsets from the centre (not normalised; a scale does not change a ranking)."""
-        offsets = torch.arange(self.k_size, dtype=torch.float64) - self.k_size // 2
-        square = offsets[:, None] ** 2 + offsets[None, :] ** 2
-        sigma = self.c_sigma
-        kernel = torch.exp(-square / (2 * sigma**2)) / (2 * math.pi * sigma)
-        return kernel.to(device, torch.float32)[None, None]
+        """``[1, 1, k_size, k_size]`` float32 Where2comm's smoothing kernel
+        (``v2x.perception.where2comm_selection.gaussian_kernel``)."""
+        return gaussian_kernel(self.k_size, self.c_sigma, device)
 
 
 class PayloadFusion(FeatureFusion):

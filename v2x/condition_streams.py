@@ -15,6 +15,10 @@ given tensor (``Codec.decodes_into``) is offered each later block's slice of the
 (``DECODE_INTO``), so only the first block's maps are copied. On CUDA a codec that can code
 the blocks together (``Codec.codes_blocks_jointly``: DeepJSCC) runs its encoder and decoder
 once over the ``K`` blocks, each block still on air from its own seed (``_send_jointly``).
+
+``send_cells`` sends rows whose cells were chosen per row (Where2comm's threshold: a count per
+link): rows choosing the same number of cells go through one ``selective`` codec around the
+codec, so that each link is coded, put on air and charged for its own cells only.
 """
 
 from __future__ import annotations
@@ -28,10 +32,19 @@ import torch
 from v2x.channels.base import Channel, deferred_checks
 from v2x.channels.link import LinkState
 from v2x.common import seed_torch
-from v2x.semcom.base import DECODE_INTO, CellReport, Codec, Cost, Reception, reception
+from v2x.semcom.base import (
+    DECODE_INTO,
+    CellReport,
+    Codec,
+    Cost,
+    Reception,
+    raw_feature_bits,
+    reception,
+)
 from v2x.semcom.harq import charge_arq, on_air, transmit
+from v2x.semcom.selective import SelectiveCodec
 
-__all__ = ["Sent", "send"]
+__all__ = ["Sent", "send", "send_cells"]
 
 
 @dataclass
@@ -125,6 +138,105 @@ def send(
         _cat(Reception, [s.outcome for s in blocks]),
         _cat(CellReport, [s.cells for s in blocks]),
     )
+
+
+def send_cells(
+    codec: Codec,
+    channel: Channel,
+    rows: torch.Tensor,
+    row_snr: torch.Tensor,
+    chosen: torch.Tensor,
+    seeds: Sequence[int] | None = None,
+) -> Sent:
+    """``send`` of each row's own cells ``chosen`` (a count per row): the rows that choose
+    ``m > 0`` cells go through ``SelectiveCodec(codec)`` keeping exactly those ``m`` (their
+    values, packed, plus their selection map: ``v2x.semcom.selective``), one call per distinct
+    ``m`` in increasing order; a row choosing none is not sent (every cost and reception field
+    0, its map all zeros, no cell selected). With ``seeds``, condition block ``k`` (all its
+    counts) runs after ``torch.manual_seed(seeds[k])``, as in its own call.
+
+    Args:
+        rows: ``[N, C, h, w]`` maps, or ``[K, N / K, C, h, w]`` condition blocks (as ``send``).
+        row_snr: ``[N]`` Es/N0 of each row's link (dB).
+        chosen: ``[N, 1, h, w]`` bool (or ``[K, N / K, 1, h, w]``): the cells each row sends.
+        seeds: as ``send``.
+
+    Returns ``Sent``: ``cells.indices`` is ``None`` (counts differ), ``cells.selected`` is
+    ``chosen``, ``cells.sent`` and ``cells.delivered`` as the ``selective`` codec reports them
+    (True outside the selection; ``None`` when no call reports them).
+    """
+    blocked = rows.dim() == 5
+    if seeds is None:
+        flat = rows.reshape(-1, *rows.shape[-3:]) if blocked else rows
+        return _send_cell_block(codec, channel, flat, row_snr, chosen)
+    k = len(seeds)
+    n = rows.shape[0] * rows.shape[1] if blocked else rows.shape[0]
+    if k == 0 or n % k or (blocked and rows.shape[0] != k):
+        raise ValueError(f"send_cells: {n} rows do not split into {k} conditions of equal size")
+    m = n // k
+    chosen = chosen.reshape(k, m, 1, *rows.shape[-2:])
+    blocks = []
+    with deferred_checks():
+        for ki, seed in enumerate(seeds):
+            part = slice(ki * m, (ki + 1) * m)
+            seed_torch(seed)
+            block_rows = rows[ki] if blocked else rows[part]
+            blocks.append(
+                _send_cell_block(codec, channel, block_rows, row_snr[part], chosen[ki])
+            )
+    if k == 1:
+        return blocks[0]
+    return Sent(
+        torch.cat([s.decoded for s in blocks]),
+        _cat(Cost, [s.cost for s in blocks]),
+        _cat(Reception, [s.outcome for s in blocks]),
+        _cat(CellReport, [s.cells for s in blocks]),
+    )
+
+
+def _send_cell_block(
+    codec: Codec,
+    channel: Channel,
+    rows: torch.Tensor,
+    row_snr: torch.Tensor,
+    chosen: torch.Tensor,
+) -> Sent:
+    """``send_cells`` of one block of rows, from the current RNG state."""
+    n, c, h, w = rows.shape
+    device = rows.device
+    chosen = chosen.to(device, torch.bool).reshape(n, 1, h, w)
+    counts = chosen.reshape(n, h * w).sum(1)
+    zeros = torch.zeros(n, dtype=torch.float64, device=device)
+    cost = Cost(*(zeros.clone() for _ in range(4)), raw_bits=raw_feature_bits(rows))
+    outcome = Reception(*(zeros.clone() for _ in range(5)))
+    decoded = torch.zeros(n, c, h, w, dtype=torch.float32, device=device)
+    reports: dict[str, torch.Tensor | None] = {"sent": None, "delivered": None}
+    for kept in torch.unique(counts).tolist():  # increasing counts; one read of the counts
+        if kept == 0:
+            continue  # nothing to send: not on air, nothing charged
+        index = torch.nonzero(counts == kept).flatten()
+        selective = SelectiveCodec(inner=codec, keep_fraction=kept / (h * w))
+        mask = chosen.index_select(0, index)
+        part = _send_block(
+            selective, channel, rows.index_select(0, index), row_snr[index],
+            {"importance": mask.float()},
+        )  # fmt: skip
+        decoded[index] = part.decoded.to(torch.float32)
+        for f in fields(Cost):
+            getattr(cost, f.name)[index] = getattr(part.cost, f.name).to(device, torch.float64)
+        for f in fields(Reception):
+            value = getattr(part.outcome, f.name).to(device, torch.float64)
+            getattr(outcome, f.name)[index] = value
+        for name, report in reports.items():
+            got = getattr(part.cells, name)
+            if got is None:
+                continue
+            if report is None:  # True (conveyed / delivered) wherever no call says otherwise
+                report = reports[name] = torch.ones(n, 1, h, w, dtype=torch.bool, device=device)
+            got = got.to(device, torch.bool).reshape(len(index), 1, -1)
+            report[index] = got.expand(len(index), 1, h * w).reshape(len(index), 1, h, w)
+    cells = CellReport(None, chosen, reports["sent"], reports["delivered"])
+    return Sent(decoded, cost, outcome, cells)
 
 
 def _joined(first: torch.Tensor, rows: int) -> torch.Tensor:

@@ -35,7 +35,7 @@ from torch import nn
 
 from v2x.channels.base import Channel
 from v2x.common import to_device_async
-from v2x.condition_streams import send
+from v2x.condition_streams import send, send_cells
 from v2x.conditions import (  # noqa: F401 - a run's outputs, also reachable from here
     COST_FIELDS,
     RECEPTION_FIELDS,
@@ -62,7 +62,7 @@ from v2x.perception.warp import (
 )
 from v2x.pipeline_payload import run_payload
 from v2x.semcom.base import Codec
-from v2x.semcom.selective import SelectiveCodec, scatter_cells
+from v2x.semcom.selective import SelectiveCodec
 
 BOX_MESSAGE_BITS = (7 + 2) * 32  # a late-fusion box: 7 floats + score + label, float32
 POINT_MESSAGE_BITS = 4 * 32  # an early-fusion point: x, y, z, intensity, float32
@@ -244,27 +244,28 @@ class CooperativePipeline(nn.Module):
         rows = features[:, 1:].reshape(b * (a - 1), c, h, w)
         rows = rows.unsqueeze(0).expand(k, *rows.shape)
         row_snr = link_snr(snr_db, b, a)[:, :, 1:].reshape(-1)
-        codec, extra = self.codec, {}
-        if self.fusion.selects_cells:  # Where2comm: send only the most important cells
+        codec, extra, selects = self.codec, {}, self.fusion.selects_cells
+        if selects:  # Where2comm: send only the most important cells
             heat, _ = self.model.head(features[:, 1:].reshape(b * (a - 1), c, h, w))
-            conf = self.fusion.selection_score(heat).view(1, b * (a - 1), 1, h, w)
-            conf = conf.expand(k, -1, -1, -1, -1)
-            codec = SelectiveCodec(inner=self.codec, keep_fraction=self.fusion.max_fraction)
-            extra = {"importance": conf.reshape(k * b * (a - 1), 1, h, w)}
+            conf = self.fusion.selection_score(heat)
+            if self.fusion.threshold is not None:  # the cells above it: a count per link
+                conf = self.fusion.selection_mask(conf)
+            conf = conf.view(1, b * (a - 1), 1, h, w).expand(k, -1, -1, -1, -1)
+            if self.fusion.threshold is None:  # the same count on every link
+                codec = SelectiveCodec(inner=self.codec, keep_fraction=self.fusion.max_fraction)
+                extra = {"importance": conf.reshape(k * b * (a - 1), 1, h, w)}
         # Encoded, on air (HARQ / ARQ rounds included) and decoded; with seeds, each
         # condition's block of rows in its own call from its own seed (v2x.condition_streams).
-        on_air = send(codec, self.channel, rows, row_snr, extra, seeds)
+        if selects and not extra:  # each link's own cells, coded and charged per link
+            on_air = send_cells(codec, self.channel, rows, row_snr, conf, seeds)
+        else:
+            on_air = send(codec, self.channel, rows, row_snr, extra, seeds)
         decoded = on_air.decoded.view(k, b, a - 1, c, h, w)
         outcome, cells = on_air.outcome, on_air.cells
         # Cells each collaborator actually delivered ([K, B, A-1, 1, h, w]; None: all of them).
         sent = None
-        if extra:
-            sent = scatter_cells(
-                torch.ones_like(cells.indices, dtype=decoded.dtype)[:, None],
-                cells.indices,
-                h,
-                w,
-            ).view(k, b, a - 1, 1, h, w)
+        if selects:
+            sent = cells.selected.to(device, decoded.dtype).view(k, b, a - 1, 1, h, w)
         delivered = cells.delivered
         if delivered is not None:  # cells the codec could not deliver are missing, not zero
             # [N, 1, h, w] per cell, or one flag per map ([N] / [N, 1, 1, 1])
@@ -290,9 +291,8 @@ class CooperativePipeline(nn.Module):
         # fusion gets, before warping).
         conveyed = cells.sent
         known = None if conveyed is None else conveyed.to(device).reshape(k, b, a - 1, 1, h, w)
-        if extra:
-            ones = torch.ones_like(cells.indices, dtype=torch.float32)[:, None]
-            chosen = scatter_cells(ones, cells.indices, h, w).view(k, b, a - 1, 1, h, w) > 0
+        if selects:
+            chosen = cells.selected.to(device, torch.bool).view(k, b, a - 1, 1, h, w)
             known = chosen if known is None else known & chosen
         if known is None:
             cells_sent = torch.full((k, b, a - 1), float(h * w), device=device)
@@ -303,7 +303,9 @@ class CooperativePipeline(nn.Module):
         cells_used = cells_sent if used is None else used.sum(dim=(-3, -2, -1)).double()
         cost.cells_sent[:, :, 1:] = cells_sent.double() * present
         cost.cells_used[:, :, 1:] = cells_used * present
-        cost.sent[:, :, 1:] = present
+        # a link that selected no cell (a threshold above its every score) is not on air
+        on = chosen.flatten(3).any(-1) if selects else True
+        cost.sent[:, :, 1:] = present & on
         # Without pose noise the warp is the same for every condition: one grid per (frame,
         # agent), and conditions whose decoded maps are bitwise equal (an error-free codec, a
         # digital link above its cliff) share one warp + fusion + head + NMS.
