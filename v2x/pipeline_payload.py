@@ -155,7 +155,10 @@ def run_payload(
     for name, value in counts.items():
         getattr(cost, name)[:, :, 1:] = value.view(k, b, a - 1) * present
     cost.cells_used[:, :, 1:] = arrived.reshape(k, b, a - 1, -1).sum(-1).double() * present
-    cost.sent[:, :, 1:] = present
+    on_air = present
+    if cells is not None:  # a collaborator with nothing to send is not on the air
+        on_air = present & (cells.reshape(s, -1).any(1).view(1, b, a - 1))
+    cost.sent[:, :, 1:] = on_air
     if pipe.pose_noise_m != 0 or pipe.pose_noise_yaw_rad != 0:
         poses = batch.poses.unsqueeze(0).expand(k, b, a, 4, 4).reshape(k * b, a, 4, 4)
         agent_to_ego = torch.linalg.inv(pipe._noisy_relative(poses))[:, 1:]

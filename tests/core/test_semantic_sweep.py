@@ -68,3 +68,19 @@ def test_sweep_runs_each_payload_over_each_codec_and_charges_what_was_sent(tmp_p
             n = r["cells_sent"]
             control = min(SIDE * SIDE, n * index_bits)
             assert r["source_bits"] == n * (CLASSES + 8 + FEATURES) * 16 + control
+
+
+def test_a_collaborator_with_no_object_to_send_is_not_on_the_air(tmp_path):
+    """object_features with a score threshold no untrained detection reaches: every
+    collaborator selects no cell, so no link is on the air: the ledger says not sent, with no
+    bit, channel use or packet (and the scheduler gives it no share of the band)."""
+    cfg = _config(tmp_path)
+    cfg["grid"].update(codecs=["identity"], fusions=["object_features"])
+    cfg["fusion_options"] = {"object_features": {"score_threshold": 0.999999}}
+    path = run_sweep(cfg)
+    ledger = read_results([path], ledger=True).to_pylist()
+    assert ledger
+    for r in ledger:
+        assert r["cells_sent"] == 0 and not r["sent"], r
+        assert r["source_bits"] == r["coded_bits"] == r["channel_uses"] == r["packets_sent"] == 0
+        assert r["share"] == 0, r
