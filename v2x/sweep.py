@@ -171,6 +171,11 @@ def run_sweep(cfg: Any) -> Path:
     if fresh:  # nothing to resume or reuse: the plan is known before any frame is read
         _log_plan(plan, "", 0, [(g, plan.snr_db) for g in plan.groups], cfg.output_dir)
     stream = FrameStream(plan.data, cfg.quiet, cell_pool())  # read from here on
+    sharded = len(devices) > 1 and len(stream) > int(cfg.batch_size)
+    if sharded:  # the device workers start while the frames are read
+        from v2x.sweep_workers import warm_workers
+
+        warm_workers(plan, devices, len(stream))
     store = None
     if len(devices) == 1 and fresh:
         # Nothing to resume or reuse: every cell is computed, and the device starts on the
@@ -189,7 +194,7 @@ def run_sweep(cfg: Any) -> Path:
     try:
         total = to_compute * len(frames)
         with torch.no_grad(), progress(total, "sweep", cfg.quiet, unit="frame-cond") as bar:
-            if len(devices) > 1 and len(frames) > int(cfg.batch_size):
+            if sharded:
                 from v2x.sweep_workers import run_groups_on_devices
 
                 computed = run_groups_on_devices(

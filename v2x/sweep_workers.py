@@ -82,6 +82,15 @@ def _workers(devices: Sequence[torch.device], deterministic: bool) -> list[Proce
     return _KEPT[key]
 
 
+def warm_workers(plan: SweepPlan, devices: Sequence[torch.device], num_frames: int) -> None:
+    """Start the device workers ``run_groups_on_devices`` will take for ``num_frames`` frames
+    (spawn, imports, CUDA context) now, e.g. while this process reads the frames."""
+    bs = int(plan.config.batch_size)
+    count = len(shards(-(-num_frames // bs), len(devices)))
+    for pool in _workers(devices[:count], bool(plan.config.deterministic)):
+        pool.submit(int)
+
+
 def _start(deterministic: bool, device: str) -> None:
     """Worker initialiser: torch's determinism, and ``device`` as the current one."""
     from v2x.common import configure_determinism
