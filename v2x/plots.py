@@ -44,7 +44,7 @@ from v2x.figures import pyplot as _plt
 from v2x.figures import save_figure as _save
 from v2x.output_folders import writable_folder
 from v2x.plots_ledger import plot_latency_aoi, plot_snr_map  # noqa: F401 - also reachable here
-from v2x.results import AP_METRICS, read_results
+from v2x.results import AP_METRICS, read_results_and_ledger
 from v2x.results_table import SETTING_COLUMNS, ratio_text
 from v2x.seed_aggregation import aggregate_seeds
 
@@ -451,13 +451,12 @@ def make_plots(
     out = writable_folder(out_dir, "plot: field 'out_dir'")
     paths = [results] if isinstance(results, str | os.PathLike) else list(results)
     _say_unread(paths)
-    table_rows = read_results(paths, allow_corrupt=allow_corrupt)
+    table_rows, ledger = read_results_and_ledger(paths, allow_corrupt=allow_corrupt)
     if table_rows.num_rows == 0:
         raise ValueError(
             f"plot: no sweep results found in {[str(p) for p in paths]} (field 'results'); "
             "expected folders or files holding sweep-*.parquet results with rows (v2x-sweep's)"
         )
-    ledger = read_results(paths, allow_corrupt=allow_corrupt, ledger=True)
     merged = aggregate_seeds(table_rows)
     rows = merged.to_pylist()
     scored = [m for m in METRICS if any(r.get(m) is not None and r[m] == r[m] for r in rows)]
