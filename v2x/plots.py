@@ -40,6 +40,7 @@ from pathlib import Path
 import numpy as np
 
 from v2x.common import check_switch
+from v2x.figures import legend as _legend
 from v2x.figures import pyplot as _plt
 from v2x.figures import save_figure as _save
 from v2x.output_folders import writable_folder
@@ -185,7 +186,7 @@ def plot_ap_vs_rounds(
     ax.set_xlabel("retransmission rounds (HARQ / ARQ, harq_max_rounds)")
     ax.set_ylabel(metric_label(metric))
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
+    _legend(ax, fontsize=7)
     fig.suptitle(f"{metric_label(metric)} vs retransmission rounds")
     files = _save(fig, out_dir, "ap_vs_rounds", formats)
     plt.close(fig)
@@ -228,7 +229,7 @@ def plot_ap_vs_snr(
         ax.set_ylabel(metric_label(metric))
         ax.set_title(f"channel: {channel}")
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
+        _legend(ax, fontsize=7)
     fig.suptitle(f"{metric_label(metric)} vs SNR (Es/N0)")
     files = _save(fig, out_dir, "ap_vs_snr", formats)
     plt.close(fig)
@@ -277,7 +278,7 @@ def plot_ap_vs_bandwidth(
     ax.set_ylabel(metric_label(metric))
     ax.set_title(f"{metric_label(metric)} vs bandwidth")
     ax.grid(alpha=0.3, which="both")
-    ax.legend(fontsize=6)
+    _legend(ax, fontsize=6)
     files = _save(fig, out_dir, "ap_vs_bandwidth", formats)
     plt.close(fig)
     return files
@@ -322,7 +323,7 @@ def plot_ap_vs_delay(
         ax.set_xlabel(xlabel)
         ax.set_ylabel(metric_label(metric))
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
+        _legend(ax, fontsize=7)
     fig.suptitle(f"{metric_label(metric)} vs delay and age of information")
     files = _save(fig, out_dir, "ap_vs_delay", formats)
     plt.close(fig)
@@ -386,7 +387,7 @@ def plot_ap_vs_payload(
         ax.set_xlabel(xlabel)
         ax.set_ylabel(metric_label(metric))
         ax.grid(alpha=0.3, which="both")
-        ax.legend(fontsize=7)
+        _legend(ax, fontsize=7)
     where = ", ".join(
         "ideal link" if b >= IDEAL_BANDWIDTH_HZ else f"{b / 1e6:g} MHz" for b in bandwidths
     )

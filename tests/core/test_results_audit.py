@@ -195,3 +195,35 @@ def test_plotting_with_allow_corrupt_warns_once_per_corrupt_file_saying_what_is_
     assert len(about_ledger) == 1, warnings
     assert "ledger rows of 1 cell(s)" in about_ledger[0] and "cannot be read" in about_ledger[0]
     assert about_broken[0].split(":")[0] != about_ledger[0].split(":")[0]  # distinct lines
+
+
+def test_plotting_ego_only_results_draws_no_empty_legend(tmp_path):
+    """Results of ego-only rows (``fusion=none``: no link sends anything) made ``v2x-plot``
+    print matplotlib's "No artists with labels found to put in legend" for the latency/AoI
+    figure: a legend is drawn only on axes that have labelled artists."""
+    import warnings
+
+    from tests.core.test_sweep import tiny_config
+    from v2x.plots import make_plots
+    from v2x.sweep import run_sweep
+
+    cfg = tiny_config(
+        tmp_path / "cache", tmp_path / "out", fusions=["none"], snr_db=[0.0], codecs=["identity"]
+    )
+    path = run_sweep(cfg)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        files = make_plots([path], tmp_path / "fig", formats=["png"], table=False)
+    assert not [w for w in caught if "legend" in str(w.message)], [str(w.message) for w in caught]
+    assert tmp_path / "fig" / "latency_aoi_cdf.png" in files
+    from v2x.figures import legend, pyplot
+
+    plt = pyplot()  # the helper still draws a legend where there is something to label
+    fig, (labelled, bare) = plt.subplots(1, 2)
+    labelled.plot([0, 1], [0, 1], label="max + identity")
+    bare.plot([0, 1], [1, 0])
+    legend(labelled, fontsize=7)
+    legend(bare, fontsize=7)
+    assert [t.get_text() for t in labelled.get_legend().get_texts()] == ["max + identity"]
+    assert bare.get_legend() is None
+    plt.close(fig)
