@@ -66,6 +66,9 @@ class _V2V(LinkModel):
     * P_LOS (LOS vs NLOSv; NLOS only from the scene geometry): urban
       ``min(1, 1.05·exp(−0.0114 d))``; highway ``min(1, 2.1013e-6 d² − 0.002 d + 1.0193)`` for
       ``d ≤ 475`` m, else ``max(0, 0.54 − 0.001 (d − 475))``.
+    * ``los_mode``: ``nlos`` forces NLOSv (``nlos_condition``), not NLOS; ``probabilistic`` and
+      ``expected`` choose between LOS and NLOSv; NLOS only with ``geometric`` (a building in the
+      scene, ``link_conditions``).
 
     Args (besides ``LinkModel``'s): ``blocker_height_m`` (1.6 cars, 3 trucks).
     """
