@@ -144,6 +144,9 @@ class LinkModel:
         los_mode: ``"probabilistic"`` (sample LOS from the model's P_LOS), ``"geometric"`` (the
             caller passes ``los`` from the scene, e.g. ``segments_blocked``), ``"expected"``
             (path loss averaged over P_LOS in dB, deterministic), ``"los"`` / ``"nlos"`` (forced).
+            The "not LOS" of ``probabilistic``, ``expected`` and ``nlos`` is the model's
+            ``nlos_condition()``: NLOSv (vehicle blockage, TR 37.885) for the V2V models, NLOS
+            for the others; a V2V link is NLOS (building) only when the scene says so.
         shadowing: draw log-normal shadow fading with the model's σ (and random blockage
             losses); ``False`` gives the deterministic median values.
         seed: seed of the model's own ``torch.Generator`` (same seed, same draws).

@@ -72,7 +72,7 @@ def _frame_file(split: str, sequence: int, index: int) -> str:
     return f"{split}/{sequence:05d}_{index:04d}.npz"
 
 
-def _differences(old: Any, new: Any, name: str = "") -> list[tuple[str, Any, Any]]:
+def config_differences(old: Any, new: Any, name: str = "") -> list[tuple[str, Any, Any]]:
     """``(dotted field, old value, new value)`` for every leaf where two JSON-like configs
     differ (a missing field reads as ``None``), so that a refusal names what changed."""
     old, new = json.loads(json.dumps(old)), json.loads(json.dumps(new))
@@ -81,7 +81,7 @@ def _differences(old: Any, new: Any, name: str = "") -> list[tuple[str, Any, Any
     return [
         diff
         for key in dict.fromkeys([*old, *new])
-        for diff in _differences(old.get(key), new.get(key), f"{name}.{key}" if name else key)
+        for diff in config_differences(old.get(key), new.get(key), f"{name}.{key}" if name else key)
     ]
 
 
@@ -132,7 +132,7 @@ def generate_dataset(cfg: Any) -> dict:
             if not data["overwrite"]:
                 changed = "; ".join(
                     f"{name}: {was!r} there, {now!r} here"
-                    for name, was, now in _differences(old_identity, identity)
+                    for name, was, now in config_differences(old_identity, identity)
                 )
                 raise ValueError(
                     f"{root / MANIFEST}: written with other settings ({changed}); expected the "

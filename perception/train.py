@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import csv
 import dataclasses
-import json
 import math
 import os
 import random
@@ -34,6 +33,12 @@ from v2x.datasets.augment import AugmentConfig, random_augment
 from v2x.datasets.frame import CoopBatch, CoopFrame, collate_frames
 from v2x.perception.detector import CoopDetector, DetectorConfig, load_detector_weights
 from v2x.perception.losses import TRAIN_MODES
+from v2x.perception.train_start import (  # noqa: F401 - RESUMABLE_CHANGES: its old path
+    RESUMABLE_CHANGES,
+    check_fresh,
+    check_resumable,
+    load_init_weights,
+)
 
 
 @dataclass
@@ -82,11 +87,19 @@ class TrainConfig:
             ("lr", lambda v: 0 <= v < math.inf, "a finite number >= 0"),
             ("weight_decay", lambda v: 0 <= v < math.inf, "a finite number >= 0"),
             ("grad_clip_norm", lambda v: v > 0, "> 0 (inf: no clipping)"),
-            ("pct_start", lambda v: 0 <= v <= 1, "in [0, 1]"),
+            ("pct_start", lambda v: 0 < v < 1, "in (0, 1)"),
         ):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int | float) or not valid(value):
                 raise ValueError(f"train: field 'train.{name}' must be {expected}, got {value!r}")
+        # OneCycleLR divides by the length of each phase: warm-up ends at pct_start·steps − 1
+        if abs(self.pct_start * max(self.steps, 2) - 1.0) < 1e-9:
+            raise ValueError(
+                f"train: field 'train.pct_start' is {self.pct_start!r}, which with train.steps="
+                f"{self.steps} makes a zero-length one-cycle phase (pct_start·steps = 1); "
+                f"expected a value in (0, 1) with pct_start·steps ≠ 1, e.g. "
+                f"{1.5 / max(self.steps, 2):g}"
+            )
         if check_whole("train: field 'train.seed'", self.seed, 0) >= 2**32:  # numpy's seed range
             raise ValueError(f"train: field 'train.seed' must be below 2**32, got {self.seed!r}")
         self._check_modes()
@@ -207,7 +220,7 @@ def train_detector(
     (``v2x.datasets.augment``), seeded by ``(seed, step, rank)``. The next batch is sampled,
     augmented and collated in a background thread while the GPU trains on the current one.
     """
-    from v2x.perception.checkpoint import read_checkpoint, save_checkpoint, shipped_detector_path
+    from v2x.perception.checkpoint import read_checkpoint, save_checkpoint
 
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if cfg.batch_size % world:  # (before any process group: every process says it and stops)
@@ -215,6 +228,7 @@ def train_detector(
             f"train: field 'train.batch_size' ({cfg.batch_size}) must be a multiple of the DDP "
             f"world size ({world}): it is the global batch, batch_size / world frames a process"
         )
+    check_fresh(cfg.out_dir, resume)  # (before any process group, as the check above)
     rank, world, device = setup_distributed(cfg.device)
     torch.manual_seed(cfg.seed)
     random.seed(cfg.seed)
@@ -222,13 +236,7 @@ def train_detector(
     out = Path(cfg.out_dir)
     last = out / "last.pt"
     model = CoopDetector(cfg.model).to(device)
-    total_steps = max(cfg.steps, 2)
-    # OneCycleLR divides by the length of each phase: warm-up ends at pct_start·steps − 1.
-    if not 0.0 < cfg.pct_start < 1.0 or abs(cfg.pct_start * total_steps - 1.0) < 1e-9:
-        raise ValueError(
-            f"train: 'pct_start' must be in (0, 1) with pct_start·steps ≠ 1 (a zero-length "
-            f"one-cycle phase), got {cfg.pct_start} with steps={cfg.steps}"
-        )
+    total_steps = max(cfg.steps, 2)  # (pct_start·steps ≠ 1: TrainConfig)
     trained = trainable_parameters(model, cfg.trainable)
     optimizer = torch.optim.AdamW(trained, lr=cfg.lr, weight_decay=cfg.weight_decay)
     scheduler = torch.optim.lr_scheduler.OneCycleLR(
@@ -236,22 +244,10 @@ def train_detector(
     )
     start = 0
     if cfg.init_checkpoint and not (resume and last.is_file()):
-        init_path = (
-            shipped_detector_path(cfg.model.backbone)
-            if cfg.init_checkpoint == "shipped"
-            else cfg.init_checkpoint
-        )
-        init = read_checkpoint(init_path)
-        try:  # grow: a model with the heading-axis channels starts from one without them
-            load_detector_weights(model, init["model"], grow=True)
-        except RuntimeError as exc:
-            raise ValueError(
-                f"train: field 'init_checkpoint' {init_path}: its weights do not fit "
-                f"the configured model ({str(exc).splitlines()[0]})"
-            ) from exc
+        load_init_weights(cfg, model)
     if resume and last.is_file():
         state = read_checkpoint(last)
-        _check_resumable(last, (state.get("extra") or {}).get("train"), cfg)
+        check_resumable(last, (state.get("extra") or {}).get("train"), cfg)
         load_detector_weights(model, state["model"])
         if state.get("optimizer"):
             optimizer.load_state_dict(state["optimizer"])
@@ -266,7 +262,7 @@ def train_detector(
     use_amp = cfg.amp and device.type == "cuda"  # (modes and their weights: TrainConfig)
     per_rank = cfg.batch_size // world
     log_path = out / "log.csv"
-    if rank == 0 and start > 0:
+    if rank == 0:  # (start 0: rows of a run stopped before its first checkpoint)
         _truncate_log(log_path, start)  # rows past the checkpoint are logged again below
         # validations past it too; the one at its step (of the checkpoint's weights) is kept
         _truncate_log(out / "val.csv", start + 1)
@@ -422,33 +418,6 @@ def _append_csv(path: Path, row: dict) -> None:
         if new:
             writer.writeheader()
         writer.writerow(row)
-
-
-#: settings a run may change when it is resumed: they decide where it writes and what it
-#: shows, not what it computes
-RESUMABLE_CHANGES = ("checkpoint_every", "log_every", "out_dir", "device", "quiet", "val_every")
-
-
-def _check_resumable(path: Path, saved: dict | None, cfg: TrainConfig) -> None:
-    """Refuse to resume the run of ``path`` (its ``train`` settings ``saved``) under other
-    settings that change what it computes: a changed model was a traceback of mismatched
-    weights, more ``steps`` a one-cycle schedule error, and a changed ``lr`` or
-    ``batch_size`` was taken without a word for the rest of a run that began without it."""
-    if not saved:  # (checkpoints from before the settings were stored)
-        return
-    now = json.loads(json.dumps(dataclasses.asdict(cfg), default=str))
-    saved = json.loads(json.dumps(saved, default=str))
-    changed = [
-        f"{name}: {saved.get(name)!r} there, {now[name]!r} here"
-        for name in now
-        if name not in RESUMABLE_CHANGES and saved.get(name) != now[name]
-    ]
-    if changed:
-        raise ValueError(
-            f"train: field 'train.out_dir' holds a run ({path}) with other settings "
-            f"({'; '.join(changed)}); expected the same settings to resume it, or another "
-            "train.out_dir for a new run"
-        )
 
 
 def _logged_steps(path: Path) -> set[int]:

@@ -234,7 +234,7 @@ def atomic_write_text(path: str | os.PathLike, text: str, encoding: str = "utf-8
 
 
 # ---------------------------------------------------------------------------------------------
-# Config helpers: plain Python from Hydra nodes, dataclasses from plain mappings.
+# Config helpers: plain Python from Hydra nodes, dataclasses from plain mappings, devices.
 # ---------------------------------------------------------------------------------------------
 
 
@@ -292,11 +292,6 @@ def dataclass_from(cls: type[T], data: Mapping | T | None, where: str, **default
     return cls(**{**defaults, **data})
 
 
-# ---------------------------------------------------------------------------------------------
-# Device resolution.
-# ---------------------------------------------------------------------------------------------
-
-
 def resolve_device(name: str) -> torch.device:
     """``torch.device(name)``; ``"auto"``: ``cuda`` when a CUDA device is visible, else ``cpu``."""
     import torch
@@ -311,7 +306,10 @@ def usable_device(name: str, field: str) -> torch.device:
     ``field`` (e.g. ``"sweep: field 'device'"``), the value and what is there instead."""
     import torch
 
-    device = resolve_device(name)
+    try:
+        device = resolve_device(name)
+    except RuntimeError:  # (torch's message lists every backend it was built to know)
+        raise ValueError(f"{field} is {name!r}; expected auto, cpu, cuda or cuda:<index>") from None
     if device.type != "cuda":  # (CUDA is asked only about a CUDA device)
         return device
     count = torch.cuda.device_count() if torch.cuda.is_available() else 0

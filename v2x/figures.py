@@ -19,6 +19,13 @@ def save_figure(fig, out_dir: Path, name: str, formats: Sequence[str]) -> list[P
     return files
 
 
+def legend(ax, **kwargs) -> None:
+    """``ax.legend(**kwargs)`` when ``ax`` has labelled artists; none otherwise (matplotlib
+    would warn "No artists with labels found to put in legend", e.g. for ego-only results)."""
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(**kwargs)
+
+
 def pyplot():
     """``matplotlib.pyplot`` on the non-interactive Agg backend (imported on first use)."""
     import matplotlib

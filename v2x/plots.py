@@ -40,11 +40,12 @@ from pathlib import Path
 import numpy as np
 
 from v2x.common import check_switch
+from v2x.figures import legend as _legend
 from v2x.figures import pyplot as _plt
 from v2x.figures import save_figure as _save
 from v2x.output_folders import writable_folder
 from v2x.plots_ledger import plot_latency_aoi, plot_snr_map  # noqa: F401 - also reachable here
-from v2x.results import AP_METRICS, read_results
+from v2x.results import AP_METRICS, read_results_and_ledger
 from v2x.results_table import SETTING_COLUMNS, ratio_text
 from v2x.seed_aggregation import aggregate_seeds
 
@@ -185,7 +186,7 @@ def plot_ap_vs_rounds(
     ax.set_xlabel("retransmission rounds (HARQ / ARQ, harq_max_rounds)")
     ax.set_ylabel(metric_label(metric))
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
+    _legend(ax, fontsize=7)
     fig.suptitle(f"{metric_label(metric)} vs retransmission rounds")
     files = _save(fig, out_dir, "ap_vs_rounds", formats)
     plt.close(fig)
@@ -228,7 +229,7 @@ def plot_ap_vs_snr(
         ax.set_ylabel(metric_label(metric))
         ax.set_title(f"channel: {channel}")
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
+        _legend(ax, fontsize=7)
     fig.suptitle(f"{metric_label(metric)} vs SNR (Es/N0)")
     files = _save(fig, out_dir, "ap_vs_snr", formats)
     plt.close(fig)
@@ -277,7 +278,7 @@ def plot_ap_vs_bandwidth(
     ax.set_ylabel(metric_label(metric))
     ax.set_title(f"{metric_label(metric)} vs bandwidth")
     ax.grid(alpha=0.3, which="both")
-    ax.legend(fontsize=6)
+    _legend(ax, fontsize=6)
     files = _save(fig, out_dir, "ap_vs_bandwidth", formats)
     plt.close(fig)
     return files
@@ -322,7 +323,7 @@ def plot_ap_vs_delay(
         ax.set_xlabel(xlabel)
         ax.set_ylabel(metric_label(metric))
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
+        _legend(ax, fontsize=7)
     fig.suptitle(f"{metric_label(metric)} vs delay and age of information")
     files = _save(fig, out_dir, "ap_vs_delay", formats)
     plt.close(fig)
@@ -386,7 +387,7 @@ def plot_ap_vs_payload(
         ax.set_xlabel(xlabel)
         ax.set_ylabel(metric_label(metric))
         ax.grid(alpha=0.3, which="both")
-        ax.legend(fontsize=7)
+        _legend(ax, fontsize=7)
     where = ", ".join(
         "ideal link" if b >= IDEAL_BANDWIDTH_HZ else f"{b / 1e6:g} MHz" for b in bandwidths
     )
@@ -451,13 +452,12 @@ def make_plots(
     out = writable_folder(out_dir, "plot: field 'out_dir'")
     paths = [results] if isinstance(results, str | os.PathLike) else list(results)
     _say_unread(paths)
-    table_rows = read_results(paths, allow_corrupt=allow_corrupt)
+    table_rows, ledger = read_results_and_ledger(paths, allow_corrupt=allow_corrupt)
     if table_rows.num_rows == 0:
         raise ValueError(
             f"plot: no sweep results found in {[str(p) for p in paths]} (field 'results'); "
             "expected folders or files holding sweep-*.parquet results with rows (v2x-sweep's)"
         )
-    ledger = read_results(paths, allow_corrupt=allow_corrupt, ledger=True)
     merged = aggregate_seeds(table_rows)
     rows = merged.to_pylist()
     scored = [m for m in METRICS if any(r.get(m) is not None and r[m] == r[m] for r in rows)]

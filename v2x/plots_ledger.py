@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
+from v2x.figures import legend as _legend
 from v2x.figures import pyplot as _plt
 from v2x.figures import save_figure as _save
 
@@ -47,7 +48,7 @@ def plot_latency_aoi(ledger: pa.Table, out_dir: Path, formats: Sequence[str]) ->
         ax.set_xlabel(f"{title} (ms)")
         ax.set_ylabel("CDF")
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
+        _legend(ax, fontsize=7)
     fig.suptitle("per-link latency and AoI (ledger)")
     files = _save(fig, out_dir, "latency_aoi_cdf", formats)
     plt.close(fig)
@@ -107,7 +108,7 @@ def plot_snr_map(ledger: pa.Table, out_dir: Path, formats: Sequence[str]) -> lis
             ax=ax,
             label="link SNR (dB)",
         )
-        ax.legend(fontsize=7)
+        _legend(ax, fontsize=7)
     ax.set_aspect("equal", adjustable="datalim")
     ax.set_xlabel("x (m)")
     ax.set_ylabel("y (m)")

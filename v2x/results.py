@@ -57,14 +57,8 @@ CONDITION_COLUMNS: tuple[tuple[str, pa.DataType], ...] = (
 )
 
 #: The AP metrics of a results row; each has a bootstrap interval ``<metric>_lo``/``<metric>_hi``.
-AP_METRICS: tuple[str, ...] = (
-    "ap_30",
-    "ap_50",
-    "ap_70",
-    "ap_70_invisible",
-    "vehicle_ap_30",
-    "vehicle_ap_50",
-    "vehicle_ap_70",
+AP_METRICS: tuple[str, ...] = ("ap_30", "ap_50", "ap_70", "ap_70_invisible") + tuple(
+    f"vehicle_{m}" for m in ("ap_30", "ap_50", "ap_70")
 )
 
 #: Provenance of a row: what, besides its condition, determines its numbers.
@@ -427,6 +421,19 @@ def read_results(
     those of the file whose results row is kept; the same cell with different numbers in two
     files raises ``ConflictingResultsError`` naming both.
     """
+    return _read(paths, allow_corrupt, ledger)[bool(ledger)]
+
+
+def read_results_and_ledger(
+    paths: Iterable[str | os.PathLike], allow_corrupt: bool = False
+) -> tuple[pa.Table, pa.Table]:
+    """``read_results`` and ``read_results(..., ledger=True)`` from one reading of the results
+    files: with ``allow_corrupt``, each corrupt file is reported once, not once per table."""
+    return _read(paths, allow_corrupt, True)
+
+
+def _read(paths: Iterable[str | os.PathLike], allow_corrupt: bool, ledger: bool) -> tuple:
+    """(results, ledger table or ``None`` unless ``ledger``) of ``read_results``."""
     files = results_files(paths)
     tables: list[tuple[Path, pa.Table]] = []
     for f in files:
@@ -435,9 +442,10 @@ def read_results(
         except CorruptResultsError as exc:
             if not allow_corrupt:
                 raise CorruptResultsError(f"{exc}; pass allow_corrupt=true to skip it") from exc
-            log.warning("skipping corrupt file: %s", exc)
+            log.warning("leaving out a corrupt file's rows and ledger rows: %s", exc)
     kept: dict[tuple, tuple[Path, dict]] = {}
-    keep_rows: list[tuple[Path, int]] = []
+    by_file: dict[Path, list[int]] = {}
+    cells_of: dict[Path, set[str]] = {}
     for f, table in tables:
         for i, row in enumerate(table.to_pylist()):
             key = _row_key(row)
@@ -453,25 +461,17 @@ def read_results(
                     )
                 continue
             kept[key] = (f, row)
-            keep_rows.append((f, i))
-    if not ledger:
-        if not tables:
-            return RESULTS_SCHEMA.empty_table()
-        by_file: dict[Path, list[int]] = {}
-        for f, i in keep_rows:
             by_file.setdefault(f, []).append(i)
-        parts = [t.take(pa.array(by_file[f], pa.int64())) for f, t in tables if f in by_file]
-        return pa.concat_tables(parts) if parts else RESULTS_SCHEMA.empty_table()
+            cells_of.setdefault(f, set()).add(str(row["cell_id"]))
+    parts = [t.take(pa.array(by_file[f], pa.int64())) for f, t in tables if f in by_file]
+    results = pa.concat_tables(parts) if parts else RESULTS_SCHEMA.empty_table()
+    if not ledger:
+        return results, None
     import pyarrow.compute as pc
 
-    cells_of: dict[Path, set[str]] = {}
-    for f, row in kept.values():
-        cells_of.setdefault(f, set()).add(str(row["cell_id"]))
     parts = []
-    for f, _ in tables:
+    for f in (f for f, _ in tables if f in cells_of):
         path = ledger_path_of(f)
-        if f not in cells_of:
-            continue
         if not path.exists():  # its cells would be missing from every ledger figure
             note = f"results file {f} has no ledger file {path.name} beside it"
             if not allow_corrupt:
@@ -483,11 +483,11 @@ def read_results(
         except CorruptResultsError as exc:
             if not allow_corrupt:
                 raise CorruptResultsError(f"{exc}; pass allow_corrupt=true to skip it") from exc
-            log.warning("skipping corrupt file: %s", exc)
+            log.warning("leaving out the ledger rows of %d cell(s): %s", len(cells_of[f]), exc)
             continue
         value_set = pa.array(sorted(cells_of[f]), pa.string())
         parts.append(table.filter(pc.is_in(table.column("cell_id"), value_set=value_set)))
-    return pa.concat_tables(parts) if parts else LEDGER_SCHEMA.empty_table()
+    return results, pa.concat_tables(parts) if parts else LEDGER_SCHEMA.empty_table()
 
 
 def __getattr__(name: str) -> Any:

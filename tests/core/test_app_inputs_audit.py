@@ -313,3 +313,83 @@ def test_the_train_apps_prefix_their_messages_as_the_other_apps(app, overrides, 
     cfg = _compose(app, [*(extra if app == "train_codec" else []), *overrides])
     with pytest.raises(ValueError, match=match):
         run(cfg)
+
+
+# ------------------------------------------------------------------ v2x-train: a new user's runs
+TINY_TRAIN = [
+    "model.pillar_channels=8", "model.backbone_channels=[8,16]", "model.backbone_layers=1",
+    "model.feature_channels=8", "data.num_sequences=1", "data.frames_per_sequence=2",
+    "train.batch_size=2", "train.amp=false", "train.steps=2", "train.device=cpu",
+    "train.quiet=true",
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "override, match",
+    [
+        # torch's "Expected one of cpu, cuda, ipu, xpu, … device type" traceback
+        ("train.device=gpu", r"field 'train.device' is 'gpu'; expected auto, cpu, cuda"),
+        # read as true: a run the user asked not to resume was resumed
+        ("resume=maybe", r"field 'resume' must be true or false, got 'maybe'"),
+        # split into letters: "entry 'm' is not a training mode"
+        ("train.modes=max", r"field 'train.modes' is 'max'; expected a list, e.g. train.modes=\[max\]"),
+        # split into letters: every weight whose name starts with p, a, y, … was trained
+        ("train.trainable=payload_adapters.", r"field 'train.trainable' is 'payload_adapters.'"),
+        # "checkpoint /nope.pt does not exist", naming no field, after the frames were made
+        ("train.init_checkpoint=/nope.pt", r"field 'train.init_checkpoint' is '/nope.pt': no such file"),
+        # the default pct_start with 10 steps: "train: 'pct_start' must be …" after the frames
+        ("train.steps=10", r"field 'train.pct_start' is 0.1, which with train.steps=10 .* e.g. 0.15"),
+        ("deterministic=2", r"^train: field 'deterministic' must be true or false, got 2"),
+    ],
+)  # fmt: skip
+def test_train_app_refuses_a_new_users_bad_override_before_making_frames(
+    tmp_path, monkeypatch, override, match
+):
+    import v2x.apps.train as app
+
+    def no_frames(*args, **kwargs):
+        raise AssertionError("frames made before the setting was checked")
+
+    monkeypatch.setattr(app, "load_training_frames", no_frames)
+    cfg = _compose("train", [*TINY_TRAIN, f"train.out_dir={tmp_path / 'run'}", override])
+    with pytest.raises(ValueError, match=match):
+        app.run_training(cfg)
+
+
+def test_train_app_keeps_a_finished_run_and_names_what_differs_from_it(tmp_path, monkeypatch):
+    """A tiny run, then what a new user tries next. Resuming it under another model listed the
+    whole model section twice (hundreds of characters); it names the one field that differs.
+    ``resume=false`` over it overwrote its last.pt and appended a second run's rows to its
+    log.csv (steps 0, 1, 0, 1); it is refused and both files are kept as they were. A checkpoint
+    of another model as ``init_checkpoint`` named no field ("Error(s) in loading state_dict");
+    it names the model fields that differ. All before any frame is made."""
+    import v2x.apps.train as app
+
+    out = tmp_path / "run"
+    last = app.run_training(_compose("train", [*TINY_TRAIN, f"train.out_dir={out}"]))
+    assert last == out / "last.pt"
+    kept = {p.name: p.read_bytes() for p in out.iterdir()}
+    log_steps = [line.split(",")[0] for line in (out / "log.csv").read_text().splitlines()[1:]]
+    assert log_steps == ["0", "1"]
+
+    def no_frames(*args, **kwargs):
+        raise AssertionError("frames made before the run's settings were checked")
+
+    monkeypatch.setattr(app, "load_training_frames", no_frames)
+    with pytest.raises(ValueError) as caught:
+        app.run_training(_compose("train", [*TINY_TRAIN, f"train.out_dir={out}",
+                                            "model.feature_channels=16"]))  # fmt: skip
+    message = str(caught.value)
+    assert "model.feature_channels: 8 there, 16 here" in message
+    assert "pillar_channels" not in message and len(message) < 400
+    with pytest.raises(ValueError, match=r"field 'resume' is false, but field 'train.out_dir'"):
+        app.run_training(_compose("train", [*TINY_TRAIN, f"train.out_dir={out}", "resume=false"]))
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == kept
+    with pytest.raises(ValueError) as caught:
+        app.run_training(_compose("train", [
+            *TINY_TRAIN, f"train.out_dir={tmp_path / 'new'}", f"train.init_checkpoint={last}",
+            "model.feature_channels=16",
+        ]))  # fmt: skip
+    message = str(caught.value)
+    assert "field 'train.init_checkpoint'" in message and str(last) in message
+    assert "model.feature_channels: 8 there, 16 here" in message

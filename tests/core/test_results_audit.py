@@ -165,3 +165,65 @@ def test_a_column_of_the_wrong_type_is_named_with_its_type_and_the_expected_one(
     assert str(store.path) in message
     assert f"'snr_db' is string, expected {RESULTS_SCHEMA.field('snr_db').type}" in message
     assert "'ten'" in message and "allow_corrupt=true" in message
+
+
+def test_plotting_with_allow_corrupt_warns_once_per_corrupt_file_saying_what_is_lost(
+    tmp_path, caplog
+):
+    """``v2x-plot allow_corrupt=true`` read the results files twice (once for the results, once
+    for the ledger) and logged the same "skipping corrupt file" line twice for one broken
+    results file. Each corrupt file is now reported once, naming it, why it cannot be read and
+    what is left out; a corrupt ledger beside a whole results file gets its own, distinct
+    line (its cells' results are plotted, their ledger rows are not)."""
+    from v2x.plots import make_plots
+
+    good = ResultsStore(tmp_path / "good", "j1")
+    good.add([_keyed_row(0.0)], _ledger(_keyed_row(0.0)["cell_id"], 2))
+    broken = tmp_path / "broken" / "sweep-bad.parquet"
+    broken.parent.mkdir()
+    broken.write_bytes(b"not parquet at all")
+    no_ledger = ResultsStore(tmp_path / "lost", "j2")
+    no_ledger.add([_keyed_row(10.0)], _ledger(_keyed_row(10.0)["cell_id"], 2))
+    no_ledger.ledger_path.write_bytes(b"half a ledger")
+    with caplog.at_level(logging.WARNING):
+        make_plots([tmp_path], tmp_path / "fig", formats=["png"], table=False, allow_corrupt=True)
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    about_broken = [w for w in warnings if str(broken) in w]
+    assert len(about_broken) == 1, warnings
+    assert "cannot be read" in about_broken[0] and "rows" in about_broken[0]
+    about_ledger = [w for w in warnings if str(no_ledger.ledger_path) in w]
+    assert len(about_ledger) == 1, warnings
+    assert "ledger rows of 1 cell(s)" in about_ledger[0] and "cannot be read" in about_ledger[0]
+    assert about_broken[0].split(":")[0] != about_ledger[0].split(":")[0]  # distinct lines
+
+
+def test_plotting_ego_only_results_draws_no_empty_legend(tmp_path):
+    """Results of ego-only rows (``fusion=none``: no link sends anything) made ``v2x-plot``
+    print matplotlib's "No artists with labels found to put in legend" for the latency/AoI
+    figure: a legend is drawn only on axes that have labelled artists."""
+    import warnings
+
+    from tests.core.test_sweep import tiny_config
+    from v2x.plots import make_plots
+    from v2x.sweep import run_sweep
+
+    cfg = tiny_config(
+        tmp_path / "cache", tmp_path / "out", fusions=["none"], snr_db=[0.0], codecs=["identity"]
+    )
+    path = run_sweep(cfg)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        files = make_plots([path], tmp_path / "fig", formats=["png"], table=False)
+    assert not [w for w in caught if "legend" in str(w.message)], [str(w.message) for w in caught]
+    assert tmp_path / "fig" / "latency_aoi_cdf.png" in files
+    from v2x.figures import legend, pyplot
+
+    plt = pyplot()  # the helper still draws a legend where there is something to label
+    fig, (labelled, bare) = plt.subplots(1, 2)
+    labelled.plot([0, 1], [0, 1], label="max + identity")
+    bare.plot([0, 1], [1, 0])
+    legend(labelled, fontsize=7)
+    legend(bare, fontsize=7)
+    assert [t.get_text() for t in labelled.get_legend().get_texts()] == ["max + identity"]
+    assert bare.get_legend() is None
+    plt.close(fig)

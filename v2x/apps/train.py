@@ -13,10 +13,12 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from v2x.cli import checks_override_keys, user_errors
 from v2x.common import (
     check_fields,
+    check_switch,
     check_whole,
     configure_determinism,
     resolve_device,
     to_plain,
+    usable_device,
 )
 from v2x.datasets.frame import CoopFrame
 from v2x.loading import (  # noqa: F401 - the training frames live with the other loaders
@@ -29,11 +31,19 @@ from v2x.loading import (
 from v2x.output_folders import writable_folder
 from v2x.perception.checkpoint import detector_config_from_dict
 from v2x.perception.train import TrainConfig, frame_sampler, train_detector
+from v2x.perception.train_start import check_start
 
 
 def train_config_from(cfg: DictConfig) -> TrainConfig:
     train = to_plain(cfg.train)
     check_fields(TrainConfig, train, "train: field 'train'")
+    for name in ("modes", "mode_weights", "augment_scale_range", "trainable"):
+        if isinstance(train.get(name), str | int | float) and not isinstance(train[name], bool):
+            # (a string was split into its letters: trainable=p trained every 'p…' weight)
+            raise ValueError(
+                f"train: field 'train.{name}' is {train[name]!r}; expected a list, e.g. "
+                f"train.{name}=[{train[name]}]"
+            )
     train["modes"] = tuple(train.get("modes", TrainConfig.modes))
     train["mode_weights"] = tuple(train.get("mode_weights", TrainConfig.mode_weights))
     train["augment_scale_range"] = tuple(
@@ -149,19 +159,22 @@ def data_section(cfg: DictConfig) -> DictConfig:
 def run_training(cfg: DictConfig) -> Path:
     """Train as configured (torch's determinism as ``deterministic`` says: each DDP rank
     calls this); returns the last checkpoint's path."""
-    configure_determinism(cfg.get("deterministic", True))
+    configure_determinism(check_switch("train: field 'deterministic'", cfg.get("deterministic", True)))
     cfg = cfg.copy()
     with open_dict(cfg):
         cfg.data = data_section(cfg)
+    resume = check_switch("train: field 'resume'", cfg.get("resume", True))
     train_cfg = train_config_from(cfg)
     # refused before the frames load and training starts, not at the first checkpoint
+    usable_device(train_cfg.device, "train: field 'train.device'")
     writable_folder(train_cfg.out_dir, "train: field 'train.out_dir'")
     check_validation(cfg)
+    check_start(train_cfg, resume)  # the run to resume, or init_checkpoint
     rank, world = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
     frames = load_training_frames(cfg.data, rank, world)
     validate = make_validator(cfg, train_cfg.device) if rank == 0 else None
     return train_detector(
-        train_cfg, frame_sampler(frames, train_cfg.seed), resume=bool(cfg.resume), validate=validate
+        train_cfg, frame_sampler(frames, train_cfg.seed), resume=resume, validate=validate
     )
 
 
