@@ -40,13 +40,6 @@ def load_frames(data: Mapping, quiet: bool = False) -> list[CoopFrame]:
     return FrameStream(data, quiet).frames()
 
 
-def load_frame_range(data: Mapping, start: int, stop: int) -> list[CoopFrame]:
-    """Frames ``start`` to ``stop`` (exclusive) of ``load_frames``' (e.g. a device worker's
-    shard of a sweep's frames), the others not read."""
-    read, _ = _frame_reader(data, True, part=slice(start, stop))
-    return list(read())
-
-
 def _frame_reader(
     data: Mapping, quiet: bool, processes: Executor | None = None, part: slice = slice(None)
 ) -> tuple[Callable[[], Iterator[CoopFrame]], int]:
@@ -106,14 +99,19 @@ class FrameStream(Sequence[CoopFrame]):
     reading, and every wait from then on raises its error (which names the file and field).
     Stored and synthetic frames are read in the worker ``processes`` when given (a sweep's AP
     workers, idle until the first group ends): on threads of this process the reading holds
-    the GIL that the device's thread needs.
+    the GIL that the device's thread needs. ``part``: only those of the frames (e.g. a device
+    worker's shard of a sweep's), the others not read.
     """
 
     def __init__(
-        self, data: Mapping, quiet: bool = False, processes: Executor | None = None
+        self,
+        data: Mapping,
+        quiet: bool = False,
+        processes: Executor | None = None,
+        part: slice = slice(None),
     ) -> None:
         self._data = data
-        read, self._count = _frame_reader(data, quiet, processes)
+        read, self._count = _frame_reader(data, quiet, processes, part)
         self._frames: list[CoopFrame] = []
         self._digest = FramesDigest()
         self._error: BaseException | None = None

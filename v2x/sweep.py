@@ -172,10 +172,10 @@ def run_sweep(cfg: Any) -> Path:
         _log_plan(plan, "", 0, [(g, plan.snr_db) for g in plan.groups], cfg.output_dir)
     stream = FrameStream(plan.data, cfg.quiet, cell_pool())  # read from here on
     sharded = len(devices) > 1 and len(stream) > int(cfg.batch_size)
-    if sharded:  # the device workers start while the frames are read
-        from v2x.sweep_workers import warm_workers
+    if sharded:  # the device workers load their shards while the frames are read here
+        from v2x.sweep_workers import load_workers, release_workers
 
-        warm_workers(plan, devices, len(stream))
+        load_workers(plan, devices, len(stream))
     store = None
     if len(devices) == 1 and fresh:
         # Nothing to resume or reuse: every cell is computed, and the device starts on the
@@ -184,9 +184,16 @@ def run_sweep(cfg: Any) -> Path:
         todo = [(g, list(plan.snr_db)) for g in plan.groups]
         frames, data_id = stream, stream.data_id
     else:
-        frames, data_id = stream.frames(), stream.data_id()
-        store, todo = _open_store(plan, data_id, announced=fresh)
+        try:
+            frames, data_id = stream.frames(), stream.data_id()
+            store, todo = _open_store(plan, data_id, announced=fresh)
+        except BaseException:
+            if sharded:
+                release_workers()
+            raise
         if not todo:
+            if sharded:
+                release_workers()
             return store.path
     to_compute = sum(len(snrs) for _, snrs in todo)
     saved = 0

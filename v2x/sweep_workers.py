@@ -82,13 +82,49 @@ def _workers(devices: Sequence[torch.device], deterministic: bool) -> list[Proce
     return _KEPT[key]
 
 
-def warm_workers(plan: SweepPlan, devices: Sequence[torch.device], num_frames: int) -> None:
-    """Start the device workers ``run_groups_on_devices`` will take for ``num_frames`` frames
-    (spawn, imports, CUDA context) now, e.g. while this process reads the frames."""
+#: The sweep the device workers are loading or hold (``load_workers``): its plan's config,
+#: devices and frame count, and each worker's load.
+_LOADED: dict[str, Any] = {}
+
+
+def load_workers(plan: SweepPlan, devices: Sequence[torch.device], num_frames: int) -> None:
+    """Start the device workers ``run_groups_on_devices`` will take for ``plan``'s
+    ``num_frames`` frames and have each read its shard and load the detector and its batches
+    now (e.g. while this process reads every frame for their hash). ``release_workers`` lets
+    go of it where no group is computed after all (nothing left to compute, an error)."""
+    key = _sweep_key(plan, devices, num_frames)
     bs = int(plan.config.batch_size)
-    count = len(shards(-(-num_frames // bs), len(devices)))
-    for pool in _workers(devices[:count], bool(plan.config.deterministic)):
-        pool.submit(int)
+    parts_of = shards(-(-num_frames // bs), len(devices))
+    devices = list(devices[: len(parts_of)])
+    pools = _workers(devices, bool(plan.config.deterministic))
+    # CPU workers compute with this process's torch threads: a CPU's float32 sums (e.g. a 1x1
+    # convolution's) depend on how many threads split them, and the table must equal one
+    # process's; on a GPU the host threads change no number, and the workers share the cores
+    threads = torch.get_num_threads()
+    if torch.device(devices[0]).type != "cpu":
+        threads = max(1, threads // len(devices))
+    sharers = memory_sharers(devices)
+    config = plan.config.to_dict()
+    _LOADED.clear()
+    _LOADED.update(
+        key=key,
+        pools=pools,
+        loads=[
+            pool.submit(_load, config, str(device), threads, shard, sharers)
+            for pool, device, shard in zip(pools, devices, parts_of)
+        ],
+    )
+
+
+def _sweep_key(plan: SweepPlan, devices: Sequence[torch.device], num_frames: int) -> tuple:
+    return repr(plan.config.to_dict()), tuple(map(str, devices)), num_frames
+
+
+def release_workers() -> None:
+    """The device workers let go of the sweep ``load_workers`` gave them (if any)."""
+    if _LOADED:
+        _released(_LOADED.pop("pools"))
+        _LOADED.clear()
 
 
 def _start(deterministic: bool, device: str) -> None:
@@ -104,16 +140,12 @@ def _start(deterministic: bool, device: str) -> None:
 
 
 def _load(
-    config: dict,
-    device: str,
-    threads: int,
-    shard: tuple[int, int],
-    sharers: dict[str, int],
-    data_id: Mapping,
+    config: dict, device: str, threads: int, shard: tuple[int, int], sharers: dict[str, int]
 ) -> None:
-    """A sweep's start in this worker: read the frames of batches ``shard`` and load the
-    detector, its feature cache and the batches onto ``device``."""
-    from v2x.loading import load_frame_range
+    """A sweep's start in this worker: read the frames of batches ``shard`` (on a thread, the
+    batches prepared as they arrive) and load the detector and its feature cache onto
+    ``device``."""
+    from v2x.loading import FrameStream
     from v2x.sweep import prepare_device
     from v2x.sweep_plan import plan_sweep
 
@@ -122,11 +154,10 @@ def _load(
     torch.set_num_threads(threads)
     plan = plan_sweep(config)
     bs = int(plan.config.batch_size)
-    frames = load_frame_range(plan.data, shard[0] * bs, shard[1] * bs)
+    frames = FrameStream(plan.data, True, part=slice(shard[0] * bs, shard[1] * bs))
     cache, batches = prepare_device(plan, frames, device, sharers.get(str(device), 1))
     _WORKER.update(
         plan=plan,
-        data_id=data_id,
         device=device,
         first=shard[0],
         num_frames=len(frames),
@@ -164,11 +195,12 @@ def _facts(links: bool) -> tuple[bool, tuple[int, int, int], int | None]:
 
 
 def _compute(
-    indices: list[int], snrs: list[list[float]], most_links: int | None
+    indices: list[int], snrs: list[list[float]], most_links: int | None, data_id: Mapping
 ) -> tuple[list[GroupPart], list[float], int]:
     """Groups ``indices`` of the plan at ``snrs`` over this worker's frame batches (several in
-    lockstep: each batch encoded once for all of them): each group's part, the seconds its
-    steps took, and this worker's encoder passes so far."""
+    lockstep: each batch encoded once for all of them; ``data_id``: the whole sweep's frames'
+    identity, which keys the cells): each group's part, the seconds its steps took, and this
+    worker's encoder passes so far."""
     from v2x.loading import _NullBar
     from v2x.sweep import _stepped, run_lockstep
     from v2x.sweep_group import GroupRun
@@ -176,7 +208,7 @@ def _compute(
     w = _WORKER
     plan, batches, cache = w["plan"], w["batches"], w["cache"]
     runs = [
-        GroupRun(plan, plan.groups[i], s, batches, cache, w["device"], w["data_id"], w["scorer"],
+        GroupRun(plan, plan.groups[i], s, batches, cache, w["device"], data_id, w["scorer"],
                  most_links)  # fmt: skip
         for i, s in zip(indices, snrs, strict=True)
     ]
@@ -226,26 +258,14 @@ def run_groups_on_devices(
     from v2x.sweep_order import device_order, silent_groups
 
     index_of = {id(g): i for i, g in enumerate(plan.groups)}
-    bs = int(plan.config.batch_size)
-    parts_of = shards(-(-num_frames // bs), len(devices))
-    workers = len(parts_of)
-    # CPU workers compute with this process's torch threads: a CPU's float32 sums (e.g. a 1x1
-    # convolution's) depend on how many threads split them, and the table must equal one
-    # process's; on a GPU the host threads change no number, and the workers share the cores
-    threads = torch.get_num_threads()
-    if torch.device(devices[0]).type != "cpu":
-        threads = max(1, threads // workers)
-    sharers = memory_sharers(devices[:workers])
-    config = plan.config.to_dict()
-    pools = _workers(devices[:workers], bool(plan.config.deterministic))
+    if _LOADED.get("key") != _sweep_key(plan, devices, num_frames):  # (not loaded ahead)
+        load_workers(plan, devices, num_frames)
+    pools, loads = _LOADED["pools"], _LOADED["loads"]
+    workers = len(pools)
     rows_pool = ThreadPoolExecutor(max_workers=ROW_THREADS, thread_name_prefix="v2x-rows")
     passes = [0] * workers
     tasks: list[list[Future]] = []
     try:
-        loads = [
-            pool.submit(_load, config, str(device), threads, shard, sharers, dict(data_id))
-            for pool, device, shard in zip(pools, devices, parts_of)
-        ]
         for load in loads:
             load.result()
         links = any(needs_most_links(g) for g, _ in todo)
@@ -255,7 +275,7 @@ def run_groups_on_devices(
         waves = _waves(ordered, all(f[0] for f in facts), workers)
         tasks = [
             [p.submit(_compute, [index_of[id(g)] for g, _ in wave], [list(s) for _, s in wave],
-                      most_links) for p in pools]  # fmt: skip
+                      most_links, dict(data_id)) for p in pools]  # fmt: skip
             for wave in waves
         ]
         rows: list[tuple[Group, list[float], Future, float]] = []
@@ -289,7 +309,7 @@ def run_groups_on_devices(
     finally:
         for f in itertools.chain.from_iterable(tasks):  # (the caller stopped, or a failure)
             f.cancel()
-        _released(pools)
+        release_workers()
         rows_pool.shutdown(wait=True, cancel_futures=True)
     encodes.append(sum(passes))
 

@@ -1552,7 +1552,9 @@ def test_cells_split_across_two_workers_equal_one_process(reference, cache_dir, 
 def test_device_workers_are_kept_for_the_next_sweep_of_the_process(reference, cache_dir, tmp_path):
     """A multi-device sweep's worker processes stay for the process's next one on the same
     devices with the same determinism (warm: imports, contexts, kernels), which gives the same
-    rows and ledger; another determinism starts new ones and stops the kept ones."""
+    rows and ledger; a sweep with nothing left to compute lets go of the shards its workers
+    loaded while the frames were read; another determinism starts new workers and stops the
+    kept ones."""
     import v2x.sweep_workers as sw
 
     def kept() -> set[int]:
@@ -1561,7 +1563,9 @@ def test_device_workers_are_kept_for_the_next_sweep_of_the_process(reference, ca
     cfg = {**tiny_config(cache_dir, tmp_path / "a"), "device": ["cpu", "cpu"]}
     first = run_sweep(cfg)
     workers = kept()
-    assert len(workers) == 2
+    assert len(workers) == 2 and not sw._LOADED
+    assert run_sweep(cfg) == first  # nothing left to compute: the shards loaded, then let go
+    assert not sw._LOADED and kept() == workers
     second = run_sweep({**cfg, "output_dir": str(tmp_path / "b")})
     assert kept() == workers
     _assert_same_results(first, reference[0])
@@ -1620,13 +1624,14 @@ def test_a_failing_device_worker_keeps_every_finished_group(monkeypatch):
         def shutdown(self, wait=True, cancel_futures=False) -> None:
             pass
 
-    def compute(indices, snrs, most_links):
+    def compute(indices, snrs, most_links, data_id):
         if indices == [1]:
             raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 10.50 GiB.")
         return [SimpleNamespace(group=indices[0], num_frames=2)], [0.1], 3
 
     monkeypatch.setattr(sw, "ProcessPoolExecutor", InlinePool)
     monkeypatch.setattr(sw, "_KEPT", {})  # (no inline pool kept for later sweeps)
+    monkeypatch.setattr(sw, "_LOADED", {})
     monkeypatch.setattr(sw, "_load", lambda *args: None)
     monkeypatch.setattr(sw, "_release", lambda: None)
     monkeypatch.setattr(sw, "_compute", compute)
@@ -1677,12 +1682,13 @@ def test_device_workers_size_rate_adaptive_payloads_from_every_shards_links(monk
 
     given = []
 
-    def compute(indices, snrs, most_links):
+    def compute(indices, snrs, most_links, data_id):
         given.append(most_links)
         return [SimpleNamespace(num_frames=2)], [0.1], 1
 
     monkeypatch.setattr(sw, "ProcessPoolExecutor", InlinePool)
     monkeypatch.setattr(sw, "_KEPT", {})
+    monkeypatch.setattr(sw, "_LOADED", {})
     monkeypatch.setattr(sw, "_load", lambda *args: None)
     monkeypatch.setattr(sw, "_release", lambda: None)
     monkeypatch.setattr(sw, "_compute", compute)
