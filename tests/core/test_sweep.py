@@ -2109,6 +2109,10 @@ def test_frame_stream_waits_for_what_it_is_asked_and_names_a_bad_frame(cache_dir
     assert stream.data_id() == data_identity(data, frames)
     with pytest.raises(IndexError):
         stream[4]
+    part = FrameStream(data, quiet=True, part=slice(1, 3))  # a device worker's shard
+    assert len(part) == 2
+    assert [f.frame_id for f in part.frames()] == [f.frame_id for f in frames[1:3]]
+    assert part.data_id() == data_identity(data, frames[1:3])
     # a store whose third frame is truncated
     from v2x.datasets.build import cached_split
 
@@ -2125,6 +2129,8 @@ def test_frame_stream_waits_for_what_it_is_asked_and_names_a_bad_frame(cache_dir
     for wait in (lambda: broken[2], broken.frames, broken.data_id):
         with pytest.raises(ValueError, match=str(bad.name)):
             wait()
+    after = FrameStream(stored, quiet=True, part=slice(3, None))  # the bad frame not read
+    assert [f.frame_id for f in after.frames()] == [frames[3].frame_id]
 
 
 def test_one_result_groups_run_last_and_the_order_does_not_change_results(
