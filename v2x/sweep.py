@@ -166,7 +166,8 @@ def run_sweep(cfg: Any) -> Path:
     writable_folder(cfg.output_dir, "sweep: field 'output_dir'")
     forget_results()  # cells computed by an earlier sweep of this process are not reused here
     warm_cell_pool()  # the AP worker processes start; they read the frames first
-    warm_scoring_pools()
+    if len(devices) == 1:  # (several: the device workers score their own batches)
+        warm_scoring_pools()
     fresh = not (os.path.isdir(cfg.output_dir) and results_files([cfg.output_dir]))
     if fresh:  # nothing to resume or reuse: the plan is known before any frame is read
         _log_plan(plan, "", 0, [(g, plan.snr_db) for g in plan.groups], cfg.output_dir)
