@@ -27,6 +27,7 @@ _NOT_HASHED = (
     "table",
     "plots",
     "plots_dir",
+    "plot_metric",
 )
 _NOT_HASHED_DATA = ("cache_dir",)
 
@@ -81,6 +82,8 @@ class SweepConfig:
         table: print the results table when the app finishes.
         plots: draw this job's figures when the app finishes (``v2x.plots.make_plots``).
         plots_dir: their folder (default ``<output_dir>/plots-<config hash>``).
+        plot_metric: the figures' AP metric (``v2x.plots.METRICS``, e.g. ``ap_50``); ``None``:
+            ``v2x-plot``'s default, vehicle AP@0.7.
         plugins: modules imported first, which register channels, codecs, fusions or link
             models of the user's (``v2x.common.import_plugins``); each job of a launcher
             imports them itself.
@@ -109,6 +112,7 @@ class SweepConfig:
     table: bool = True
     plots: bool = True
     plots_dir: str | None = None
+    plot_metric: str | None = None
     plugins: list = field(default_factory=list)
 
     @classmethod

@@ -29,13 +29,21 @@ def run(cfg: DictConfig) -> None:
     options = SweepConfig.from_any(cfg)
     if options.plots and options.plots_dir:  # refused before the sweep, not after it
         writable_folder(options.plots_dir, "sweep: field 'plots_dir'")
+    if options.plot_metric is not None:
+        from v2x.plots import METRICS
+
+        if options.plot_metric not in METRICS:
+            raise ValueError(
+                f"sweep: field 'plot_metric' is {options.plot_metric!r}; valid choices: "
+                f"null (vehicle_ap_70), {', '.join(METRICS)}"
+            )
     path = run_sweep(cfg)
     if options.plots:
         from v2x.plots import make_plots
 
         stem = path.name.removesuffix(".parquet")
         out = options.plots_dir or str(path.parent / f"plots-{stem.removeprefix('sweep-')}")
-        for f in make_plots([path], out, table=options.table):
+        for f in make_plots([path], out, metric=options.plot_metric, table=options.table):
             print(f"figure: {f}")
     elif options.table:
         print(table_with_convention(read_results([path])))
