@@ -41,7 +41,9 @@ def run_codec_training(cfg: DictConfig) -> Path:
     training and calibrates the gate of the ``init`` weights. Returns the checkpoint path; a
     JSON of the calibration is written next to it.
     """
-    configure_determinism(cfg.get("deterministic", True))
+    configure_determinism(
+        check_switch("train_codec: field 'deterministic'", cfg.get("deterministic", True))
+    )
     train = check_switch("train_codec: field 'train'", cfg.get("train", True))
     if not train and not cfg.init:
         raise ValueError(

@@ -1,0 +1,51 @@
+"""A new user's bad inputs to v2x-train-codec: refused before any frame is made or step runs, in
+one message naming the config key, the value and what is expected; a codec that trained is
+never lost (a save that fails at the end keeps the weights elsewhere and says where)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_module
+
+TINY = [
+    "checkpoint=untrained", "model.pillar_channels=8", "model.backbone_channels=[8,16]",
+    "model.backbone_layers=1", "model.feature_channels=8", "codec.hidden=8", "device=cpu",
+]  # fmt: skip
+
+
+def _compose(overrides: list[str]):
+    with initialize_config_module(config_module="v2x.conf", version_base=None):
+        return compose(config_name="train_codec", overrides=overrides)
+
+
+@pytest.fixture
+def no_work(monkeypatch):
+    """The app, with training and the frames replaced by a failure: a check that passes them
+    comes too late."""
+    import v2x.apps.train_codec as app
+
+    def untrained(*args, **kwargs):
+        raise AssertionError("frames made or training started before the input was checked")
+
+    monkeypatch.setattr(app, "train_codec_for_task", untrained)
+    monkeypatch.setattr(app, "load_training_frames", untrained)
+    return app
+
+
+def _refused(app, tmp_path: Path, overrides: list[str]) -> str:
+    cfg = _compose([*TINY, f"out={tmp_path / 'c.pt'}",
+                    f"codec_train.log_path={tmp_path / 'log.csv'}", *overrides])  # fmt: skip
+    with pytest.raises(ValueError) as caught:
+        app.run_codec_training(cfg)
+    message = str(caught.value)
+    assert "\n" not in message and message.startswith("train_codec: field '")
+    return message
+
+
+# ------------------------------------------------------------------ 5. the app's prefix
+def test_deterministic_that_is_not_a_switch_names_the_app(tmp_path, no_work):
+    assert _refused(no_work, tmp_path, ["deterministic=2"]) == (
+        "train_codec: field 'deterministic' must be true or false, got 2"
+    )
