@@ -30,6 +30,7 @@ import torch
 import torch.nn.functional as F
 
 from v2x.channels import build_channel
+from v2x.cli import check_lists
 from v2x.common import check_fields, check_switch, check_whole, to_plain
 from v2x.datasets.frame import CoopFrame, collate_frames
 from v2x.perception.detector import CoopDetector
@@ -106,6 +107,10 @@ class CodecTrainConfig:
                 raise ValueError(f"codec_train: field '{name}' must name at least one, got []")
 
 
+#: the fields of ``CodecTrainConfig`` that hold lists (``codec_train.channels=[awgn]``)
+LIST_FIELDS = ("snr_range_db", "ratios", "ratio_weights", "channels", "fusions")
+
+
 def _real(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
@@ -161,10 +166,10 @@ def codec_train_config(cfg: Any) -> CodecTrainConfig:
     checked, lists as tuples) that saves to ``cfg.out``."""
     train = to_plain(cfg.codec_train)
     check_fields(CodecTrainConfig, train, "train_codec: field 'codec_train'")
-    for name in ("snr_range_db", "ratios", "channels", "fusions"):
-        train[name] = tuple(train[name])
-    if train.get("ratio_weights") is not None:
-        train["ratio_weights"] = tuple(train["ratio_weights"])
+    check_lists("train_codec", "codec_train", train, LIST_FIELDS, nullable=("ratio_weights",))
+    for name in LIST_FIELDS:
+        if train.get(name) is not None:
+            train[name] = tuple(train[name])
     if not str(cfg.out or "").strip():  # (e.g. an unset shell variable)
         raise ValueError(f"train_codec: field 'out' must name a file, got {cfg.out!r}")
     return CodecTrainConfig(**train, out_path=str(cfg.out))

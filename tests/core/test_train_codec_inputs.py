@@ -44,6 +44,34 @@ def _refused(app, tmp_path: Path, overrides: list[str]) -> str:
     return message
 
 
+# ------------------------------------------------------------------ 2, 3. a value for a list
+@pytest.mark.parametrize(
+    "override, shown",
+    [
+        # split into letters: "field 'channels' entry 'a' is unknown"
+        ("codec_train.channels=awgn", "'awgn'; expected a list, e.g. codec_train.channels=[awgn]"),
+        ("codec_train.fusions=max", "'max'; expected a list, e.g. codec_train.fusions=[max]"),
+        # Hydra's traceback: TypeError: 'float' object is not iterable
+        ("codec_train.ratios=0.25", "0.25; expected a list, e.g. codec_train.ratios=[0.25]"),
+        ("codec_train.snr_range_db=10", "10; expected a list, e.g. codec_train.snr_range_db=[10]"),
+        ("codec_train.ratio_weights=1", "1; expected a list, e.g. codec_train.ratio_weights=[1]"),
+        ("codec_train.ratios=null", "null; expected a list, e.g. codec_train.ratios=[…]"),
+    ],
+)  # fmt: skip
+def test_a_single_value_where_codec_train_takes_a_list_is_refused(tmp_path, no_work, override,
+                                                                   shown):  # fmt: skip
+    field = override.split("=")[0]
+    assert _refused(no_work, tmp_path, [override]) == f"train_codec: field '{field}' is {shown}"
+
+
+def test_ratio_weights_null_and_lists_still_train(tmp_path, no_work):
+    cfg = _compose([*TINY, f"out={tmp_path / 'c.pt'}", "codec_train.ratio_weights=null",
+                    "codec_train.channels=[awgn]", "codec_train.ratios=[0.25]",
+                    f"codec_train.log_path={tmp_path / 'log.csv'}"])  # fmt: skip
+    with pytest.raises(AssertionError, match="frames made or training started"):
+        no_work.run_codec_training(cfg)
+
+
 # ------------------------------------------------------------------ 5. the app's prefix
 def test_deterministic_that_is_not_a_switch_names_the_app(tmp_path, no_work):
     assert _refused(no_work, tmp_path, ["deterministic=2"]) == (
