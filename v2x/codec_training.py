@@ -188,7 +188,10 @@ def task_codec(cfg: Any, detector: CoopDetector) -> Codec:
             "declare Codec.trainable: forward_train, save_checkpoint, warm_start)"
         )
     if cfg.init:
-        codec.warm_start(str(cfg.init))
+        try:
+            codec.warm_start(str(cfg.init))
+        except ValueError as exc:  # (its message names the file and what does not fit)
+            raise ValueError(f"train_codec: field 'init' is {cfg.init!r}: {exc}") from exc
     return codec
 
 

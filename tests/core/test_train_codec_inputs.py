@@ -72,6 +72,37 @@ def test_ratio_weights_null_and_lists_still_train(tmp_path, no_work):
         no_work.run_codec_training(cfg)
 
 
+# ------------------------------------------------------------------ 4. checkpoints it reads
+@pytest.mark.parametrize("key", ["checkpoint", "init"])
+@pytest.mark.parametrize("kind", ["missing", "folder", "garbage"])
+def test_a_checkpoint_key_that_names_no_readable_file_is_refused(tmp_path, no_work, key, kind):
+    """``init=/nope.pt`` was "deepjscc: checkpoint /nope.pt does not exist", naming no key; a
+    folder was said not to exist; ``checkpoint=/nope.pt`` named no key either."""
+    value = {"missing": tmp_path / "nope.pt", "folder": tmp_path,
+             "garbage": tmp_path / "notes.txt"}[kind]  # fmt: skip
+    (tmp_path / "notes.txt").write_text("not a checkpoint\n")
+    message = _refused(no_work, tmp_path, [f"{key}={value}"])
+    what = "detector" if key == "checkpoint" else "codec"
+    start = f"train_codec: field '{key}' is '{value}'"
+    if kind == "missing":
+        assert message.startswith(f"{start}, which does not exist; expected a readable {what} "
+                                  "checkpoint file")  # fmt: skip
+    elif kind == "folder":
+        assert message.startswith(f"{start}, a folder; expected a readable {what} checkpoint")
+    else:
+        assert message.startswith(f"{start}: ") and "cannot be read" in message
+
+
+def test_the_detector_checkpoint_is_checked_before_the_detector_is_built(tmp_path, no_work,
+                                                                       monkeypatch):  # fmt: skip
+    def never(*args, **kwargs):
+        raise AssertionError("the detector was built before 'checkpoint' was checked")
+
+    monkeypatch.setattr(no_work, "detector_from", never)
+    message = _refused(no_work, tmp_path, [f"checkpoint={tmp_path / 'nope.pt'}"])
+    assert "field 'checkpoint'" in message
+
+
 # ------------------------------------------------------------------ 5. the app's prefix
 def test_deterministic_that_is_not_a_switch_names_the_app(tmp_path, no_work):
     assert _refused(no_work, tmp_path, ["deterministic=2"]) == (

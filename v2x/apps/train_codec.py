@@ -21,17 +21,45 @@ from v2x.codec_training import (
     train_codec_for_task,
 )
 from v2x.common import check_switch, configure_determinism, to_plain, usable_device
-from v2x.loading import detector_from, load_training_frames
+from v2x.loading import UNTRAINED, detector_from, load_training_frames
 from v2x.output_folders import writable_folder
 from v2x.perception.detector import CoopDetector
 from v2x.provenance import checkpoint_digest, model_backbone
 
+#: what the checkpoint keys take: (names that are not files, what is expected)
+CHECKPOINT_KEYS = {
+    "checkpoint": (("shipped", UNTRAINED), "a readable detector checkpoint file (v2x-train's "
+                   "last.pt or best.pt), null (the shipped detector) or untrained"),
+    "init": (("shipped", "shipped_pointpillars"), "a readable codec checkpoint file (the out "
+             "of a v2x-train-codec run), shipped or null"),
+}  # fmt: skip
+
+
+def check_checkpoint_keys(cfg: DictConfig) -> None:
+    """``checkpoint`` and ``init`` refused when they name no file (missing, or a folder), with
+    the key, the value and what is expected: it was ``checkpoint /nope.pt does not exist``,
+    naming no key, and a folder was said not to exist."""
+    for key, (names, expected) in CHECKPOINT_KEYS.items():
+        value = cfg.get(key)
+        if value is None or value == "" or value in names or Path(str(value)).is_file():
+            continue
+        why = "a folder" if Path(str(value)).is_dir() else "which does not exist"
+        raise ValueError(f"train_codec: field '{key}' is {value!r}, {why}; expected {expected}")
+
 
 def _detector(cfg: DictConfig, device: torch.device) -> CoopDetector:
-    """``v2x.loading.detector_from``; ``untrained`` weights seeded by ``codec_train.seed``."""
-    if cfg.checkpoint == "untrained":
+    """``v2x.loading.detector_from``; ``untrained`` weights seeded by ``codec_train.seed``; a
+    checkpoint that cannot be read is refused naming the key ``checkpoint``."""
+    if cfg.checkpoint == UNTRAINED:
         torch.manual_seed(int(cfg.codec_train.seed))
-    return detector_from(cfg.checkpoint, to_plain(cfg.model), device)
+        return detector_from(cfg.checkpoint, to_plain(cfg.model), device)
+    try:
+        return detector_from(cfg.checkpoint, to_plain(cfg.model), device)
+    except (ValueError, FileNotFoundError) as exc:  # (its message names the file)
+        raise ValueError(
+            f"train_codec: field 'checkpoint' is {cfg.checkpoint!r}: {exc}; expected "
+            f"{CHECKPOINT_KEYS['checkpoint'][1]}"
+        ) from exc
 
 
 def run_codec_training(cfg: DictConfig) -> Path:
@@ -64,6 +92,7 @@ def run_codec_training(cfg: DictConfig) -> Path:
     if calibrating:
         check_calibration(**calibrate)
     out = Path(train_cfg.out_path)
+    check_checkpoint_keys(cfg)
     detector = _detector(cfg, device)
     codec = task_codec(cfg, detector)
     if hasattr(codec, "trained_with"):  # a sweep warns when run under another detector
