@@ -19,7 +19,9 @@ from __future__ import annotations
 
 import csv
 import math
+import os
 import random
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -314,6 +316,62 @@ def train_codec_for_task(
             if stop:
                 break
     codec.eval()
-    Path(cfg.out_path).parent.mkdir(parents=True, exist_ok=True)
-    codec.save_checkpoint(cfg.out_path)
+    save_trained_codec(codec, cfg.out_path)
     return losses
+
+
+def save_trained_codec(codec: Any, path: str | os.PathLike) -> Path:
+    """``codec.save_checkpoint(path)`` (its folder made); returns ``path``.
+
+    ``v2x-train-codec`` checks ``out`` before it trains (``writable_file``), but the file system
+    may still refuse the file at the end (the disk filled, the folder was removed): the trained
+    weights are then written to a new file in the temporary folder (else the working folder) and
+    an ``OSError`` names ``path``, the reason and where the weights are kept."""
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        codec.save_checkpoint(str(path))
+        return path
+    except (OSError, RuntimeError) as exc:  # (torch.save's writer raises RuntimeError)
+        failure = exc
+    tried = []
+    for folder in dict.fromkeys((tempfile.gettempdir(), os.getcwd())):
+        rescue = None
+        try:
+            handle, rescue = tempfile.mkstemp(prefix=f"{path.stem}.rescued-", suffix=".pt", dir=folder)
+            os.close(handle)
+            codec.save_checkpoint(rescue)
+        except (OSError, RuntimeError) as exc:
+            tried.append(f"{folder}: {_reason(exc)}")
+            if rescue is not None and os.path.exists(rescue):
+                os.unlink(rescue)
+            continue
+        kept = (
+            f"the trained weights are kept in {rescue} (copy it to {path}, or calibrate it "
+            f"with init={rescue} train=false)"
+        )
+        break
+    else:
+        kept = f"the trained weights could not be kept elsewhere either ({'; '.join(tried)})"
+    error = CodecNotSaved(
+        f"train_codec: field 'out' is {str(path)!r}: the trained codec could not be written "
+        f"there ({_reason(failure)}); {kept}"
+    )
+    error.filename = str(path)  # (the apps print an OSError that names its path in one line)
+    raise error from failure
+
+
+class CodecNotSaved(OSError):
+    """A trained codec that could not be written where asked; the message says where its
+    weights are kept instead."""
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+def _reason(exc: BaseException) -> str:
+    """An ``OSError``'s ``strerror`` (e.g. "No space left on device"), else the message's
+    first line."""
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]

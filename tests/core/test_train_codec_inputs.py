@@ -4,9 +4,12 @@ never lost (a save that fails at the end keeps the weights elsewhere and says wh
 
 from __future__ import annotations
 
+import errno
+import os
 from pathlib import Path
 
 import pytest
+import torch
 from hydra import compose, initialize_config_module
 
 TINY = [
@@ -42,6 +45,137 @@ def _refused(app, tmp_path: Path, overrides: list[str]) -> str:
     message = str(caught.value)
     assert "\n" not in message and message.startswith("train_codec: field '")
     return message
+
+
+# ------------------------------------------------------------------ 1. the files it writes
+@pytest.mark.parametrize("slash", ["", "/"])
+def test_an_out_that_is_a_folder_is_refused_before_training(tmp_path, no_work, slash):
+    """It trained, then failed with a raw "[Errno 21] Is a directory" and lost the codec."""
+    folder = tmp_path / "codecs"
+    folder.mkdir()
+    (folder / "kept.pt").write_bytes(b"a user's file")
+    message = _refused(no_work, tmp_path, [f"out={folder}{slash}"])
+    assert message == (
+        f"train_codec: field 'out' is '{folder}{slash}', which is a folder; expected the path "
+        f"of a file to write, e.g. out={folder / 'deepjscc.pt'}"
+    )
+    assert sorted(p.name for p in folder.iterdir()) == ["kept.pt"]
+
+
+def test_an_out_in_a_folder_that_cannot_be_made_names_the_key_out(tmp_path, no_work):
+    """It was "the folder of field 'out_path'": the key is out."""
+    blocker = tmp_path / "results.txt"
+    blocker.write_text("a user's file\n")
+    message = _refused(no_work, tmp_path, [f"out={blocker / 'c.pt'}"])
+    assert message.startswith(f"train_codec: field 'out' is '{blocker / 'c.pt'}': ")
+    assert f"'{blocker}' is a file, not a folder" in message and "out_path" not in message
+    assert blocker.read_text() == "a user's file\n"
+
+
+def test_a_log_path_that_is_a_folder_or_the_codec_file_is_refused(tmp_path, no_work):
+    folder = tmp_path / "logs"
+    folder.mkdir()
+    message = _refused(no_work, tmp_path, [f"codec_train.log_path={folder}"])
+    assert message.startswith(f"train_codec: field 'codec_train.log_path' is '{folder}', "
+                              "which is a folder; expected the path of a file")  # fmt: skip
+    message = _refused(no_work, tmp_path, [f"codec_train.log_path={tmp_path / 'c.pt'}"])
+    assert f"field 'codec_train.log_path' is '{tmp_path / 'c.pt'}', the file that out" in message
+    assert "expected another file for the training log" in message
+
+
+def test_a_gate_report_path_that_is_a_folder_is_refused(tmp_path, no_work):
+    (tmp_path / "c.gate.json").mkdir()
+    message = _refused(no_work, tmp_path, [])
+    assert f"field 'out' is '{tmp_path / 'c.pt'}', but its calibration report" in message
+
+
+def test_out_with_a_tilde_is_written_in_the_home_folder(tmp_path, monkeypatch):
+    """The folder checked was ~ expanded, the file saved at a literal ./~/…"""
+    from v2x.apps.train_codec import output_files
+    from v2x.codec_training import codec_train_config
+
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    cfg = _compose([*TINY, "out='~/codecs/c.pt'", "codec_train.log_path='~/codecs/log.csv'"])
+    files = output_files(cfg, codec_train_config(cfg), train=True, calibrating=True)
+    assert files.out_path == str(tmp_path / "home" / "codecs" / "c.pt")
+    assert files.log_path == str(tmp_path / "home" / "codecs" / "log.csv")
+
+
+def _tiny_training(tmp_path: Path):
+    from v2x.codec_training import CodecTrainConfig, train_codec_for_task
+    from v2x.datasets.synthetic import SyntheticConfig, generate_sequence
+    from v2x.perception.detector import CoopDetector, DetectorConfig
+    from v2x.semcom import build_codec
+
+    torch.manual_seed(0)
+    detector = CoopDetector(DetectorConfig(pillar_channels=8, backbone_channels=(8, 16),
+                                           backbone_layers=1, feature_channels=8))  # fmt: skip
+    codec = build_codec("deepjscc", in_channels=8, hidden=8)
+    frames = list(generate_sequence(SyntheticConfig(), 3, 2))
+    cfg = CodecTrainConfig(steps=2, batch_size=1, ratios=(1 / 8,), channels=("awgn",), amp=False,
+                           quiet=True, out_path=str(tmp_path / "out" / "c.pt"),
+                           log_path=str(tmp_path / "log.csv"))  # fmt: skip
+
+    def run():
+        train_codec_for_task(codec, detector, lambda step, n: frames[:n], cfg, torch.device("cpu"))
+
+    return codec, cfg, run
+
+
+def _disk_full_at(monkeypatch, paths: set[str]):
+    import v2x.common
+
+    save = v2x.common.atomic_torch_save
+
+    def full(obj, path):
+        if any(str(path).startswith(p) for p in paths):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+        return save(obj, path)
+
+    monkeypatch.setattr(v2x.common, "atomic_torch_save", full)
+
+
+def test_a_codec_whose_file_cannot_be_written_at_the_end_is_kept_and_named(tmp_path, monkeypatch):
+    """A disk that fills during training cannot be checked up front: the trained weights were
+    lost with the "No space left on device" traceback. They are kept in the temporary folder,
+    and the message names out, the reason and the file that holds them."""
+    import tempfile
+
+    from v2x.semcom import build_codec
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir()
+    codec, cfg, run = _tiny_training(tmp_path)
+    _disk_full_at(monkeypatch, {str(tmp_path / "out")})
+    with pytest.raises(OSError) as caught:
+        run()
+    message = str(caught.value)
+    kept = list((tmp_path / "tmp").glob("c.rescued-*.pt"))
+    assert len(kept) == 1
+    assert message == (
+        f"train_codec: field 'out' is '{cfg.out_path}': the trained codec could not be written "
+        f"there (No space left on device); the trained weights are kept in {kept[0]} (copy it to "
+        f"{cfg.out_path}, or calibrate it with init={kept[0]} train=false)"
+    )
+    assert caught.value.filename == cfg.out_path  # (the apps print it in one line)
+    loaded = build_codec("deepjscc", in_channels=8, hidden=8, checkpoint=str(kept[0]))
+    for name, value in codec.state_dict().items():
+        assert torch.equal(loaded.state_dict()[name], value.cpu()), name
+
+
+def test_a_codec_that_cannot_be_kept_anywhere_says_so(tmp_path, monkeypatch):
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir()
+    monkeypatch.chdir(tmp_path)
+    codec, cfg, run = _tiny_training(tmp_path)
+    _disk_full_at(monkeypatch, {str(tmp_path)})
+    with pytest.raises(OSError, match=r"could not be written there \(No space left on device\); "
+                                      r"the trained weights could not be kept elsewhere either "
+                                      rf"\({tmp_path / 'tmp'}: No space left"):  # fmt: skip
+        run()
+    assert not list(tmp_path.rglob("*.rescued-*"))  # no empty file left behind
 
 
 # ------------------------------------------------------------------ 2, 3. a value for a list

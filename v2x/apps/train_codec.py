@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import json
 import random
@@ -15,14 +16,22 @@ from omegaconf import DictConfig
 from v2x.cli import checks_override_keys, user_errors
 from v2x.codec_calibration import calibrate_snr_gate, check_calibration
 from v2x.codec_training import (
+    CodecTrainConfig,
     check_task_settings,
     codec_train_config,
+    save_trained_codec,
     task_codec,
     train_codec_for_task,
 )
-from v2x.common import check_switch, configure_determinism, to_plain, usable_device
+from v2x.common import (
+    atomic_write_text,
+    check_switch,
+    configure_determinism,
+    to_plain,
+    usable_device,
+)
 from v2x.loading import UNTRAINED, detector_from, load_training_frames
-from v2x.output_folders import writable_folder
+from v2x.output_folders import writable_file
 from v2x.perception.detector import CoopDetector
 from v2x.provenance import checkpoint_digest, model_backbone
 
@@ -62,6 +71,31 @@ def _detector(cfg: DictConfig, device: torch.device) -> CoopDetector:
         ) from exc
 
 
+def output_files(cfg: DictConfig, train_cfg: CodecTrainConfig, train: bool,
+                 calibrating: bool) -> CodecTrainConfig:
+    """``train_cfg`` with its files (``out``, its ``.gate.json`` when ``calibrating``, and
+    ``codec_train.log_path`` when training) checked to be writable files, ``~`` expanded, before
+    anything is computed: a folder as ``out`` failed only when the trained codec was saved."""
+    out = writable_file(train_cfg.out_path, "train_codec: field 'out'",
+                        example=f"out={Path(str(cfg.out)) / 'deepjscc.pt'}")  # fmt: skip
+    gate = out.with_suffix(".gate.json")
+    if calibrating and gate.is_dir():
+        raise ValueError(
+            f"train_codec: field 'out' is {str(cfg.out)!r}, but its calibration report {gate} "
+            "is a folder; expected an out whose .gate.json is free for the report"
+        )
+    if not train:
+        return dataclasses.replace(train_cfg, out_path=str(out))
+    log = writable_file(train_cfg.log_path, "train_codec: field 'codec_train.log_path'",
+                        example=f"codec_train.log_path={Path(train_cfg.log_path) / 'log.csv'}")
+    if log.resolve() in (out.resolve(), gate.resolve()):  # (the log was overwritten by it)
+        raise ValueError(
+            f"train_codec: field 'codec_train.log_path' is {train_cfg.log_path!r}, the file "
+            f"that out ({cfg.out}) writes; expected another file for the training log"
+        )
+    return dataclasses.replace(train_cfg, out_path=str(out), log_path=str(log))
+
+
 def run_codec_training(cfg: DictConfig) -> Path:
     """Train ``cfg.codec`` on the frozen detector, calibrate its gate, write ``cfg.out``.
 
@@ -91,6 +125,8 @@ def run_codec_training(cfg: DictConfig) -> Path:
     calibrating = check_switch("calibrate: field 'enabled'", calibrate.pop("enabled", True))
     if calibrating:
         check_calibration(**calibrate)
+    # refused before the codec trains and calibrates, not when it is saved
+    train_cfg = output_files(cfg, train_cfg, train, calibrating)
     out = Path(train_cfg.out_path)
     check_checkpoint_keys(cfg)
     detector = _detector(cfg, device)
@@ -98,10 +134,6 @@ def run_codec_training(cfg: DictConfig) -> Path:
     if hasattr(codec, "trained_with"):  # a sweep warns when run under another detector
         backbone = model_backbone(to_plain(cfg.model))
         codec.trained_with = {"detector_sha256": checkpoint_digest(cfg.checkpoint, backbone)}
-    # refused before the codec trains and calibrates, not when it is saved
-    for name in ("out_path", "log_path")[: 2 if train else 1]:
-        folder = Path(getattr(train_cfg, name)).parent
-        writable_folder(folder, f"train_codec: the folder of field '{name}'")
     if train:
         check_task_settings(codec, train_cfg)
     if calibrating:  # the calibration's frames are read (and refused) before the codec trains
@@ -122,8 +154,8 @@ def run_codec_training(cfg: DictConfig) -> Path:
         train_codec_for_task(codec, detector, sample, train_cfg, device)
     if calibrating:
         result = calibrate_snr_gate(detector, codec.to(device).eval(), val_frames, **calibrate)
-        codec.save_checkpoint(str(out))
-        out.with_suffix(".gate.json").write_text(json.dumps(result.to_dict(), indent=1))
+        save_trained_codec(codec, out)
+        atomic_write_text(out.with_suffix(".gate.json"), json.dumps(result.to_dict(), indent=1))
     return out
 
 
