@@ -168,6 +168,11 @@ def codec_train_config(cfg: Any) -> CodecTrainConfig:
     checked, lists as tuples) that saves to ``cfg.out``."""
     train = to_plain(cfg.codec_train)
     check_fields(CodecTrainConfig, train, "train_codec: field 'codec_train'")
+    if "out_path" in train:  # (set by `out`: it was "got multiple values for keyword argument")
+        raise ValueError(
+            f"train_codec: field 'codec_train.out_path' is {train['out_path']!r}; the codec's "
+            f"file is set by the top-level key out, e.g. out={train['out_path']}"
+        )
     check_lists("train_codec", "codec_train", train, LIST_FIELDS, nullable=("ratio_weights",))
     for name in LIST_FIELDS:
         if train.get(name) is not None:

@@ -206,6 +206,14 @@ def test_ratio_weights_null_and_lists_still_train(tmp_path, no_work):
         no_work.run_codec_training(cfg)
 
 
+def test_codec_train_out_path_names_the_key_out(tmp_path, no_work):
+    """``+codec_train.out_path=…`` was "got multiple values for keyword argument 'out_path'"."""
+    assert _refused(no_work, tmp_path, ["+codec_train.out_path=x.pt"]) == (
+        "train_codec: field 'codec_train.out_path' is 'x.pt'; the codec's file is set by the "
+        "top-level key out, e.g. out=x.pt"
+    )
+
+
 # ------------------------------------------------------------------ 4. checkpoints it reads
 @pytest.mark.parametrize("key", ["checkpoint", "init"])
 @pytest.mark.parametrize("kind", ["missing", "folder", "garbage"])
