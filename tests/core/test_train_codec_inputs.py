@@ -198,6 +198,22 @@ def test_a_single_value_where_codec_train_takes_a_list_is_refused(tmp_path, no_w
     assert _refused(no_work, tmp_path, [override]) == f"train_codec: field '{field}' is {shown}"
 
 
+@pytest.mark.parametrize(
+    "override, shown",
+    [
+        # split into letters: "must list channels of …, got ['a', 'w', 'g', 'n']"
+        ("calibrate.channels=awgn", "'awgn'; expected a list, e.g. calibrate.channels=[awgn]"),
+        # Hydra's traceback: TypeError: 'int' object is not iterable
+        ("calibrate.snr_db=5", "5; expected a list, e.g. calibrate.snr_db=[5]"),
+        ("calibrate.iou_thresholds=0.5", "0.5; expected a list, e.g. calibrate.iou_thresholds=[0.5]"),
+    ],
+)  # fmt: skip
+def test_a_single_value_where_calibrate_takes_a_list_is_refused(tmp_path, no_work, override,
+                                                                 shown):  # fmt: skip
+    field = override.split("=")[0]
+    assert _refused(no_work, tmp_path, [override]) == f"train_codec: field '{field}' is {shown}"
+
+
 def test_ratio_weights_null_and_lists_still_train(tmp_path, no_work):
     cfg = _compose([*TINY, f"out={tmp_path / 'c.pt'}", "codec_train.ratio_weights=null",
                     "codec_train.channels=[awgn]", "codec_train.ratios=[0.25]",

@@ -13,7 +13,7 @@ import hydra
 import torch
 from omegaconf import DictConfig
 
-from v2x.cli import checks_override_keys, user_errors
+from v2x.cli import check_lists, checks_override_keys, user_errors
 from v2x.codec_calibration import calibrate_snr_gate, check_calibration
 from v2x.codec_training import (
     CodecTrainConfig,
@@ -116,6 +116,7 @@ def run_codec_training(cfg: DictConfig) -> Path:
     train_cfg = codec_train_config(cfg)
     # the calibration's settings are refused before the codec trains, not after it
     calibrate = to_plain(cfg.calibrate)
+    check_lists("train_codec", "calibrate", calibrate, ("channels", "snr_db", "iou_thresholds"))
     known = set(inspect.signature(check_calibration).parameters)
     if set(calibrate) - known - {"enabled"}:
         raise ValueError(
