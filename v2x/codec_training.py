@@ -18,6 +18,7 @@ bandwidth ratio of each step is drawn from ``ratios`` with ``ratio_weights``.
 from __future__ import annotations
 
 import csv
+import inspect
 import math
 import os
 import random
@@ -184,22 +185,50 @@ def codec_train_config(cfg: Any) -> CodecTrainConfig:
 
 def task_codec(cfg: Any, detector: CoopDetector) -> Codec:
     """``cfg.codec`` built for ``detector``'s feature map (``in_channels``), checked to be
-    trainable, warm-started from ``cfg.init`` when set."""
+    trainable (``_built_codec``), warm-started from ``cfg.init`` when set."""
     codec_kwargs = to_plain(cfg.codec)
     name = codec_kwargs.pop("name")
     codec_kwargs["in_channels"] = int(detector.config.feature_channels)  # the map it codes
-    codec = build_codec(name, **codec_kwargs)
-    if not (isinstance(codec, Codec) and codec.trainable):
-        raise ValueError(
-            f"train_codec: field 'codec.name' is {name!r}, which is not trainable (it does not "
-            "declare Codec.trainable: forward_train, save_checkpoint, warm_start)"
-        )
+    codec = _built_codec(name, codec_kwargs)
     if cfg.init:
         try:
             codec.warm_start(str(cfg.init))
         except ValueError as exc:  # (its message names the file and what does not fit)
             raise ValueError(f"train_codec: field 'init' is {cfg.init!r}: {exc}") from exc
     return codec
+
+
+def _built_codec(name: Any, kwargs: dict) -> Codec:
+    """``build_codec(name, **kwargs)``, its refusals naming the ``codec`` section: an unknown
+    or untrainable codec, an unknown field, or text where the codec's signature takes no text (``codec.hidden=abc`` and
+    ``+codec.bogus=1`` were a ``TypeError`` traceback)."""
+    from v2x.sweep_parts import codec_class
+
+    try:
+        cls = codec_class(str(name))
+    except ValueError as exc:
+        raise ValueError(f"train_codec: field 'codec.name' is {name!r}: {exc}") from None
+    if not (isinstance(cls, type) and issubclass(cls, Codec) and cls.trainable):
+        raise ValueError(
+            f"train_codec: field 'codec.name' is {name!r}, which is not trainable (it does not "
+            "declare Codec.trainable: forward_train, save_checkpoint, warm_start)"
+        )
+    params = inspect.signature(cls).parameters
+    if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        unknown = sorted(set(kwargs) - set(params))
+        if unknown:
+            raise ValueError(
+                f"train_codec: field 'codec' has unknown field(s) {unknown} for codec {name!r}; "
+                f"valid: {sorted(params)}"
+            )
+    for key, value in kwargs.items():
+        kind = params[key].annotation if key in params else inspect.Parameter.empty
+        if isinstance(value, str) and isinstance(kind, str) and "str" not in kind:
+            raise ValueError(f"train_codec: field 'codec.{key}' is {value!r}; expected {kind}")
+    try:
+        return build_codec(name, **kwargs)
+    except (TypeError, ValueError) as exc:  # (the codec's own checks name its fields)
+        raise ValueError(f"train_codec: field 'codec' ({name}): {exc}") from exc
 
 
 def distillation_loss(

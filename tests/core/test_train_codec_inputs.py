@@ -261,6 +261,30 @@ def test_the_detector_checkpoint_is_checked_before_the_detector_is_built(tmp_pat
     assert "field 'checkpoint'" in message
 
 
+# ------------------------------------------------------------------ the codec section
+@pytest.mark.parametrize(
+    "override, expected",
+    [
+        # TypeError tracebacks: "'<' not supported between instances of 'str' and 'int'",
+        # "__init__() got an unexpected keyword argument 'bogus'", and for identity a traceback
+        ("codec.hidden=abc", "train_codec: field 'codec.hidden' is 'abc'; expected int | None"),
+        ("+codec.bogus=1", "train_codec: field 'codec' has unknown field(s) ['bogus'] for codec "
+                           "'deepjscc'; valid: ['bandwidth_ratio', "),
+        ("codec.name=identity", "train_codec: field 'codec.name' is 'identity', which is not "
+                                "trainable"),
+        ("codec.name=bogus", "train_codec: field 'codec.name' is 'bogus': unknown codec 'bogus'; "
+                             "valid choices: "),
+        # "deepjscc: checkpoint /nope.pt does not exist", naming no key
+        ("codec.checkpoint=/nope.pt", "train_codec: field 'codec.checkpoint' is '/nope.pt', "
+                                      "which does not exist; expected a readable codec checkpoint"),
+        ("codec.hidden=-1", "train_codec: field 'codec' (deepjscc): deepjscc: 'in_channels' and "
+                            "'hidden' must be ≥ 1"),
+    ],
+)  # fmt: skip
+def test_a_bad_codec_section_is_refused_naming_its_field(tmp_path, no_work, override, expected):
+    assert _refused(no_work, tmp_path, [override]).startswith(expected)
+
+
 # ------------------------------------------------------------------ 5. the app's prefix
 def test_deterministic_that_is_not_a_switch_names_the_app(tmp_path, no_work):
     assert _refused(no_work, tmp_path, ["deterministic=2"]) == (

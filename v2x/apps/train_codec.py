@@ -11,7 +11,7 @@ from pathlib import Path
 
 import hydra
 import torch
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from v2x.cli import check_lists, checks_override_keys, user_errors
 from v2x.codec_calibration import calibrate_snr_gate, check_calibration
@@ -41,15 +41,17 @@ CHECKPOINT_KEYS = {
                    "last.pt or best.pt), null (the shipped detector) or untrained"),
     "init": (("shipped", "shipped_pointpillars"), "a readable codec checkpoint file (the out "
              "of a v2x-train-codec run), shipped or null"),
+    "codec.checkpoint": (("shipped", "shipped_pointpillars"), "a readable codec checkpoint "
+                         "file, shipped or null (a fresh codec; init warm-starts one)"),
 }  # fmt: skip
 
 
 def check_checkpoint_keys(cfg: DictConfig) -> None:
-    """``checkpoint`` and ``init`` refused when they name no file (missing, or a folder), with
+    """``checkpoint``, ``init`` and ``codec.checkpoint`` refused when they name no file (missing, or a folder), with
     the key, the value and what is expected: it was ``checkpoint /nope.pt does not exist``,
     naming no key, and a folder was said not to exist."""
     for key, (names, expected) in CHECKPOINT_KEYS.items():
-        value = cfg.get(key)
+        value = OmegaConf.select(cfg, key)
         if value is None or value == "" or value in names or Path(str(value)).is_file():
             continue
         why = "a folder" if Path(str(value)).is_dir() else "which does not exist"
