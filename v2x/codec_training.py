@@ -24,7 +24,8 @@ import os
 import random
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -296,7 +297,8 @@ def train_codec_for_task(
     started = time.perf_counter()
     log = Path(cfg.log_path)
     log.parent.mkdir(parents=True, exist_ok=True)
-    with log.open("w", newline="") as handle:
+    progress = {"done": cfg.start_step}  # the steps done: what an interrupt saves
+    with _kept_on_interrupt(codec, cfg, progress), log.open("w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["step", "loss", "detection", "reconstruction", "distillation", "ratio",
                          "channel", "seconds"])
@@ -332,6 +334,7 @@ def train_codec_for_task(
             loss.backward()
             torch.nn.utils.clip_grad_norm_(codec.parameters(), 10.0)
             opt.step()
+            progress["done"] = step + 1
             sched.step()
             value = float(loss.detach())
             if not math.isfinite(value):
@@ -352,6 +355,28 @@ def train_codec_for_task(
     codec.eval()
     save_trained_codec(codec, cfg.out_path)
     return losses
+
+
+@contextmanager
+def _kept_on_interrupt(codec: Any, cfg: CodecTrainConfig, progress: dict) -> Iterator[None]:
+    """Ctrl-C or ``SIGTERM`` (``KeyboardInterrupt``) in the block, after a step was done: the
+    codec trained so far is saved to ``cfg.out_path`` (as ``max_seconds`` does) and the
+    interrupt, re-raised with its type, says where and how to resume (the apps print it in one
+    line). Before any step it passes as it came (nothing to save)."""
+    try:
+        yield
+    except KeyboardInterrupt as exc:
+        done = progress["done"]
+        if done == cfg.start_step:
+            raise
+        codec.eval()
+        path = save_trained_codec(codec, cfg.out_path)
+        raise type(exc)(
+            f"train_codec: interrupted after step {done - 1} (steps = {cfg.steps}): the codec "
+            f"trained so far is saved in {path}; resume with init={path} "
+            f"codec_train.start_step={done} and another codec_train.log_path to keep this "
+            f"run's log ({cfg.log_path})"
+        ) from exc
 
 
 def save_trained_codec(codec: Any, path: str | os.PathLike) -> Path:

@@ -101,7 +101,7 @@ def test_out_with_a_tilde_is_written_in_the_home_folder(tmp_path, monkeypatch):
     assert files.log_path == str(tmp_path / "home" / "codecs" / "log.csv")
 
 
-def _tiny_training(tmp_path: Path):
+def _tiny_training(tmp_path: Path, stop_at: int | None = None, stop=KeyboardInterrupt):
     from v2x.codec_training import CodecTrainConfig, train_codec_for_task
     from v2x.datasets.synthetic import SyntheticConfig, generate_sequence
     from v2x.perception.detector import CoopDetector, DetectorConfig
@@ -116,8 +116,13 @@ def _tiny_training(tmp_path: Path):
                            quiet=True, out_path=str(tmp_path / "out" / "c.pt"),
                            log_path=str(tmp_path / "log.csv"))  # fmt: skip
 
+    def sample(step, n):
+        if step == stop_at:
+            raise stop()
+        return frames[:n]
+
     def run():
-        train_codec_for_task(codec, detector, lambda step, n: frames[:n], cfg, torch.device("cpu"))
+        train_codec_for_task(codec, detector, sample, cfg, torch.device("cpu"))
 
     return codec, cfg, run
 
@@ -176,6 +181,35 @@ def test_a_codec_that_cannot_be_kept_anywhere_says_so(tmp_path, monkeypatch):
                                       rf"\({tmp_path / 'tmp'}: No space left"):  # fmt: skip
         run()
     assert not list(tmp_path.rglob("*.rescued-*"))  # no empty file left behind
+
+
+@pytest.mark.parametrize("signal_name", ["KeyboardInterrupt", "Terminated"])
+def test_an_interrupted_training_saves_the_steps_done_and_says_how_to_resume(tmp_path,
+                                                                              signal_name):  # fmt: skip
+    """Ctrl-C (or SIGTERM, a Slurm time limit) lost every step done ("interrupted (nothing to
+    save yet)"). The codec of the steps done is saved to out, and the interrupt, of the same
+    type (the exit status tells SIGTERM apart), says how to resume."""
+    from v2x.cli import Terminated
+    from v2x.semcom import build_codec
+
+    stop = {"KeyboardInterrupt": KeyboardInterrupt, "Terminated": Terminated}[signal_name]
+    codec, cfg, run = _tiny_training(tmp_path, stop_at=1, stop=stop)
+    with pytest.raises(stop) as caught:
+        run()
+    assert type(caught.value) is stop
+    assert str(caught.value) == (
+        f"train_codec: interrupted after step 0 (steps = 2): the codec trained so far is saved "
+        f"in {cfg.out_path}; resume with init={cfg.out_path} codec_train.start_step=1 and "
+        f"another codec_train.log_path to keep this run's log ({cfg.log_path})"
+    )
+    saved = build_codec("deepjscc", in_channels=8, hidden=8, checkpoint=cfg.out_path)
+    for name, value in codec.state_dict().items():
+        assert torch.equal(saved.state_dict()[name], value.cpu()), name
+    # before any step there is nothing to save: the interrupt passes as it came
+    codec, cfg, run = _tiny_training(tmp_path / "early", stop_at=0, stop=stop)
+    with pytest.raises(stop) as caught:
+        run()
+    assert str(caught.value) == "" and not Path(cfg.out_path).exists()
 
 
 # ------------------------------------------------------------------ 2, 3. a value for a list
