@@ -319,6 +319,19 @@ def test_a_bad_codec_section_is_refused_naming_its_field(tmp_path, no_work, over
     assert _refused(no_work, tmp_path, [override]).startswith(expected)
 
 
+def test_neither_training_nor_calibrating_is_refused(tmp_path, no_work):
+    """It built the codec and printed "codec checkpoint: <out>" without writing one."""
+    init = tmp_path / "init.pt"
+    init.write_bytes(b"")
+    message = _refused(no_work, tmp_path, ["train=false", "calibrate.enabled=false",
+                                           f"init={init}"])  # fmt: skip
+    assert message == (
+        "train_codec: field 'train' is false and field 'calibrate.enabled' is false: nothing "
+        f"would be written to out ({tmp_path / 'c.pt'}); expected train=true, or "
+        "calibrate.enabled=true to calibrate the gate of init's weights"
+    )
+
+
 # ------------------------------------------------------------------ 5. the app's prefix
 def test_deterministic_that_is_not_a_switch_names_the_app(tmp_path, no_work):
     assert _refused(no_work, tmp_path, ["deterministic=2"]) == (

@@ -126,6 +126,12 @@ def run_codec_training(cfg: DictConfig) -> Path:
             f"{sorted(set(calibrate) - known - {'enabled'})}; valid: {sorted(known | {'enabled'})}"
         )
     calibrating = check_switch("calibrate: field 'enabled'", calibrate.pop("enabled", True))
+    if not train and not calibrating:  # (it printed "codec checkpoint: <out>", writing nothing)
+        raise ValueError(
+            "train_codec: field 'train' is false and field 'calibrate.enabled' is false: nothing "
+            f"would be written to out ({cfg.out}); expected train=true, or calibrate.enabled=true "
+            "to calibrate the gate of init's weights"
+        )
     if calibrating:
         check_calibration(**calibrate)
     # refused before the codec trains and calibrates, not when it is saved
