@@ -1,7 +1,8 @@
 """What the command-line apps share: user errors as one line, Ctrl-C as one line, and an
 allocator that reuses freed memory (``reuse_freed_memory``). An override of a key the config
 does not have, and a launcher whose optional extra is not installed, are one line too, before
-Hydra composes anything (``check_override_keys``, ``check_launcher``).
+Hydra composes anything (``check_override_keys``, ``check_launcher``). A single value where a
+list is expected (``train.modes=max``) is refused too, not split into letters (``check_lists``).
 
 A user error (a ``ValueError`` or ``FileNotFoundError`` from validating the config or reading
 inputs: every message names the field, the value and the valid choices; or any other
@@ -265,6 +266,29 @@ def _sections_taking_new_keys(config: dict) -> list[str]:
         if isinstance(node, dict):
             found.append(section)
     return found
+
+
+def check_lists(app: str, section: str, data: dict, names: tuple[str, ...],
+                nullable: tuple[str, ...] = ()) -> None:
+    """``ValueError`` when a field of ``names`` in ``data`` (the config section ``section``) is
+    not a list: ``train.modes=max`` on the command line is the string ``'max'``, which code that
+    iterates it takes letter by letter (``entry 'm' is unknown``, ``trainable=p`` trained every
+    weight starting with p) and a number fails as ``'float' object is not iterable``. Fields
+    absent from ``data``, and ``None`` for those of ``nullable``, pass. The message names
+    ``<app>: field '<section>.<name>'``, the value and the bracketed form, e.g.
+    ``train.modes=[max]``."""
+    for name in names:
+        if name not in data or isinstance(data[name], list | tuple):
+            continue
+        value = data[name]
+        if value is None and name in nullable:
+            continue
+        scalar = isinstance(value, str | int | float) and not isinstance(value, bool)
+        raise ValueError(
+            f"{app}: field '{section}.{name}' is {'null' if value is None else repr(value)}; "
+            "expected a list, e.g. "
+            f"{section}.{name}=[{value if scalar else '…'}]"
+        )
 
 
 def app_description(config_name: str) -> str:

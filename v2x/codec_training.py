@@ -18,10 +18,14 @@ bandwidth ratio of each step is drawn from ``ratios`` with ``ratio_weights``.
 from __future__ import annotations
 
 import csv
+import inspect
 import math
+import os
 import random
+import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,6 +34,7 @@ import torch
 import torch.nn.functional as F
 
 from v2x.channels import build_channel
+from v2x.cli import check_lists
 from v2x.common import check_fields, check_switch, check_whole, to_plain
 from v2x.datasets.frame import CoopFrame, collate_frames
 from v2x.perception.detector import CoopDetector
@@ -106,6 +111,10 @@ class CodecTrainConfig:
                 raise ValueError(f"codec_train: field '{name}' must name at least one, got []")
 
 
+#: the fields of ``CodecTrainConfig`` that hold lists (``codec_train.channels=[awgn]``)
+LIST_FIELDS = ("snr_range_db", "ratios", "ratio_weights", "channels", "fusions")
+
+
 def _real(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
@@ -161,10 +170,15 @@ def codec_train_config(cfg: Any) -> CodecTrainConfig:
     checked, lists as tuples) that saves to ``cfg.out``."""
     train = to_plain(cfg.codec_train)
     check_fields(CodecTrainConfig, train, "train_codec: field 'codec_train'")
-    for name in ("snr_range_db", "ratios", "channels", "fusions"):
-        train[name] = tuple(train[name])
-    if train.get("ratio_weights") is not None:
-        train["ratio_weights"] = tuple(train["ratio_weights"])
+    if "out_path" in train:  # (set by `out`: it was "got multiple values for keyword argument")
+        raise ValueError(
+            f"train_codec: field 'codec_train.out_path' is {train['out_path']!r}; the codec's "
+            f"file is set by the top-level key out, e.g. out={train['out_path']}"
+        )
+    check_lists("train_codec", "codec_train", train, LIST_FIELDS, nullable=("ratio_weights",))
+    for name in LIST_FIELDS:
+        if train.get(name) is not None:
+            train[name] = tuple(train[name])
     if not str(cfg.out or "").strip():  # (e.g. an unset shell variable)
         raise ValueError(f"train_codec: field 'out' must name a file, got {cfg.out!r}")
     return CodecTrainConfig(**train, out_path=str(cfg.out))
@@ -172,19 +186,50 @@ def codec_train_config(cfg: Any) -> CodecTrainConfig:
 
 def task_codec(cfg: Any, detector: CoopDetector) -> Codec:
     """``cfg.codec`` built for ``detector``'s feature map (``in_channels``), checked to be
-    trainable, warm-started from ``cfg.init`` when set."""
+    trainable (``_built_codec``), warm-started from ``cfg.init`` when set."""
     codec_kwargs = to_plain(cfg.codec)
     name = codec_kwargs.pop("name")
     codec_kwargs["in_channels"] = int(detector.config.feature_channels)  # the map it codes
-    codec = build_codec(name, **codec_kwargs)
-    if not (isinstance(codec, Codec) and codec.trainable):
+    codec = _built_codec(name, codec_kwargs)
+    if cfg.init:
+        try:
+            codec.warm_start(str(cfg.init))
+        except ValueError as exc:  # (its message names the file and what does not fit)
+            raise ValueError(f"train_codec: field 'init' is {cfg.init!r}: {exc}") from exc
+    return codec
+
+
+def _built_codec(name: Any, kwargs: dict) -> Codec:
+    """``build_codec(name, **kwargs)``, its refusals naming the ``codec`` section: an unknown
+    or untrainable codec, an unknown field, or text where the codec's signature takes no text (``codec.hidden=abc`` and
+    ``+codec.bogus=1`` were a ``TypeError`` traceback)."""
+    from v2x.sweep_parts import codec_class
+
+    try:
+        cls = codec_class(str(name))
+    except ValueError as exc:
+        raise ValueError(f"train_codec: field 'codec.name' is {name!r}: {exc}") from None
+    if not (isinstance(cls, type) and issubclass(cls, Codec) and cls.trainable):
         raise ValueError(
             f"train_codec: field 'codec.name' is {name!r}, which is not trainable (it does not "
             "declare Codec.trainable: forward_train, save_checkpoint, warm_start)"
         )
-    if cfg.init:
-        codec.warm_start(str(cfg.init))
-    return codec
+    params = inspect.signature(cls).parameters
+    if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        unknown = sorted(set(kwargs) - set(params))
+        if unknown:
+            raise ValueError(
+                f"train_codec: field 'codec' has unknown field(s) {unknown} for codec {name!r}; "
+                f"valid: {sorted(params)}"
+            )
+    for key, value in kwargs.items():
+        kind = params[key].annotation if key in params else inspect.Parameter.empty
+        if isinstance(value, str) and isinstance(kind, str) and "str" not in kind:
+            raise ValueError(f"train_codec: field 'codec.{key}' is {value!r}; expected {kind}")
+    try:
+        return build_codec(name, **kwargs)
+    except (TypeError, ValueError) as exc:  # (the codec's own checks name its fields)
+        raise ValueError(f"train_codec: field 'codec' ({name}): {exc}") from exc
 
 
 def distillation_loss(
@@ -252,7 +297,8 @@ def train_codec_for_task(
     started = time.perf_counter()
     log = Path(cfg.log_path)
     log.parent.mkdir(parents=True, exist_ok=True)
-    with log.open("w", newline="") as handle:
+    progress = {"done": cfg.start_step}  # the steps done: what an interrupt saves
+    with _kept_on_interrupt(codec, cfg, progress), log.open("w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["step", "loss", "detection", "reconstruction", "distillation", "ratio",
                          "channel", "seconds"])
@@ -288,6 +334,7 @@ def train_codec_for_task(
             loss.backward()
             torch.nn.utils.clip_grad_norm_(codec.parameters(), 10.0)
             opt.step()
+            progress["done"] = step + 1
             sched.step()
             value = float(loss.detach())
             if not math.isfinite(value):
@@ -306,6 +353,84 @@ def train_codec_for_task(
             if stop:
                 break
     codec.eval()
-    Path(cfg.out_path).parent.mkdir(parents=True, exist_ok=True)
-    codec.save_checkpoint(cfg.out_path)
+    save_trained_codec(codec, cfg.out_path)
     return losses
+
+
+@contextmanager
+def _kept_on_interrupt(codec: Any, cfg: CodecTrainConfig, progress: dict) -> Iterator[None]:
+    """Ctrl-C or ``SIGTERM`` (``KeyboardInterrupt``) in the block, after a step was done: the
+    codec trained so far is saved to ``cfg.out_path`` (as ``max_seconds`` does) and the
+    interrupt, re-raised with its type, says where and how to resume (the apps print it in one
+    line). Before any step it passes as it came (nothing to save)."""
+    try:
+        yield
+    except KeyboardInterrupt as exc:
+        done = progress["done"]
+        if done == cfg.start_step:
+            raise
+        codec.eval()
+        path = save_trained_codec(codec, cfg.out_path)
+        raise type(exc)(
+            f"train_codec: interrupted after step {done - 1} (steps = {cfg.steps}): the codec "
+            f"trained so far is saved in {path}; resume with init={path} "
+            f"codec_train.start_step={done} and another codec_train.log_path to keep this "
+            f"run's log ({cfg.log_path})"
+        ) from exc
+
+
+def save_trained_codec(codec: Any, path: str | os.PathLike) -> Path:
+    """``codec.save_checkpoint(path)`` (its folder made); returns ``path``.
+
+    ``v2x-train-codec`` checks ``out`` before it trains (``writable_file``), but the file system
+    may still refuse the file at the end (the disk filled, the folder was removed): the trained
+    weights are then written to a new file in the temporary folder (else the working folder) and
+    an ``OSError`` names ``path``, the reason and where the weights are kept."""
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        codec.save_checkpoint(str(path))
+        return path
+    except (OSError, RuntimeError) as exc:  # (torch.save's writer raises RuntimeError)
+        failure = exc
+    tried = []
+    for folder in dict.fromkeys((tempfile.gettempdir(), os.getcwd())):
+        rescue = None
+        try:
+            handle, rescue = tempfile.mkstemp(prefix=f"{path.stem}.rescued-", suffix=".pt", dir=folder)
+            os.close(handle)
+            codec.save_checkpoint(rescue)
+        except (OSError, RuntimeError) as exc:
+            tried.append(f"{folder}: {_reason(exc)}")
+            if rescue is not None and os.path.exists(rescue):
+                os.unlink(rescue)
+            continue
+        kept = (
+            f"the trained weights are kept in {rescue} (copy it to {path}, or calibrate it "
+            f"with init={rescue} train=false)"
+        )
+        break
+    else:
+        kept = f"the trained weights could not be kept elsewhere either ({'; '.join(tried)})"
+    error = CodecNotSaved(
+        f"train_codec: field 'out' is {str(path)!r}: the trained codec could not be written "
+        f"there ({_reason(failure)}); {kept}"
+    )
+    error.filename = str(path)  # (the apps print an OSError that names its path in one line)
+    raise error from failure
+
+
+class CodecNotSaved(OSError):
+    """A trained codec that could not be written where asked; the message says where its
+    weights are kept instead."""
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+def _reason(exc: BaseException) -> str:
+    """An ``OSError``'s ``strerror`` (e.g. "No space left on device"), else the message's
+    first line."""
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from v2x.output_folders import writable_folder
+from v2x.output_folders import writable_file, writable_folder
 
 
 def _a_file(tmp_path: Path) -> Path:
@@ -76,6 +76,23 @@ def test_a_sweep_refuses_its_output_folder_before_reading_a_frame(tmp_path, monk
         sweep.run_sweep(cfg)
 
 
+def test_a_file_to_write_is_refused_when_it_is_a_folder_and_kept_otherwise(tmp_path, monkeypatch):
+    folder = tmp_path / "runs"
+    folder.mkdir()
+    for value in (str(folder), f"{folder}/"):
+        with pytest.raises(ValueError) as info:
+            writable_file(value, "x: field 'out'", example=f"out={folder / 'c.pt'}")
+        assert str(info.value) == (f"x: field 'out' is {value!r}, which is a folder; expected the "
+                                   f"path of a file to write, e.g. out={folder / 'c.pt'}")  # fmt: skip
+    existing = folder / "c.pt"
+    existing.write_text("old")
+    assert writable_file(existing, "x: field 'out'") == existing
+    assert existing.read_text() == "old" and os.listdir(folder) == ["c.pt"]  # nothing written
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert writable_file("~/a/c.pt", "x: field 'out'") == tmp_path / "home" / "a" / "c.pt"
+    assert (tmp_path / "home" / "a").is_dir()
+
+
 def test_training_refuses_its_checkpoint_folder_before_loading_frames(tmp_path, monkeypatch):
     import v2x.apps.train as train
     from tests.core.test_apps import _compose
@@ -101,13 +118,16 @@ def test_codec_training_refuses_its_folders_before_training(tmp_path, monkeypatc
     monkeypatch.setattr(app, "load_training_frames", never)
     blocker = _a_file(tmp_path)
     small = ["checkpoint=untrained", "model=pillars_center", "codec.hidden=8", "device=cpu"]
-    for override, field in [
-        (f"out={blocker / 'c.pt'}", "out_path"),
-        (f"codec_train.log_path={blocker / 'log.csv'}", "log_path"),
+    for override, field in [  # (the keys: it was "the folder of field 'out_path'")
+        (f"out={blocker / 'c.pt'}", "out"),
+        (f"codec_train.log_path={blocker / 'log.csv'}", "codec_train.log_path"),
     ]:
         cfg = _compose("train_codec", [*small, f"out={tmp_path / 'ok' / 'c.pt'}", override])
-        with pytest.raises(ValueError, match=f"train_codec: the folder of field '{field}' is "):
+        value = override.split("=", 1)[1]
+        with pytest.raises(ValueError, match=rf"^train_codec: field '{field}' is '{value}': "
+                                             r"cannot write a file in .*is a file, not a folder"):
             app.run_codec_training(cfg)
+    assert blocker.read_text() == "a user's file\n"
 
 
 def test_plots_refuse_their_folder_in_one_line(tmp_path):

@@ -10,7 +10,7 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from v2x.cli import checks_override_keys, user_errors
+from v2x.cli import check_lists, checks_override_keys, user_errors
 from v2x.common import (
     check_fields,
     check_switch,
@@ -37,13 +37,8 @@ from v2x.perception.train_start import check_start
 def train_config_from(cfg: DictConfig) -> TrainConfig:
     train = to_plain(cfg.train)
     check_fields(TrainConfig, train, "train: field 'train'")
-    for name in ("modes", "mode_weights", "augment_scale_range", "trainable"):
-        if isinstance(train.get(name), str | int | float) and not isinstance(train[name], bool):
-            # (a string was split into its letters: trainable=p trained every 'p…' weight)
-            raise ValueError(
-                f"train: field 'train.{name}' is {train[name]!r}; expected a list, e.g. "
-                f"train.{name}=[{train[name]}]"
-            )
+    check_lists("train", "train", train, ("modes", "mode_weights", "augment_scale_range",
+                                          "trainable"), nullable=("trainable",))  # fmt: skip
     train["modes"] = tuple(train.get("modes", TrainConfig.modes))
     train["mode_weights"] = tuple(train.get("mode_weights", TrainConfig.mode_weights))
     train["augment_scale_range"] = tuple(
