@@ -70,6 +70,11 @@ class Transmission:
         symbols_per_packet: ``[B]`` float64 payload channel uses per packet: packet ``p`` of row
             ``b`` is the uses ``[p·spp_b, (p+1)·spp_b)`` (``v2x.channels.packets``), the layout
             a packet-aware channel erases; ``None`` when no symbols are sent.
+        coded_bits_per_use: ``[B]`` float64 coded bits each sent channel use carries (the
+            digital chain: its MCS's modulation order), what a resent use adds to
+            ``cost.coded_bits`` (``v2x.semcom.harq.charge_arq``); ``None``: the symbols carry
+            no coded bits (analog values; an analog codec's coded bits, if any, are error-free
+            side information, never resent).
     """
 
     symbols: torch.Tensor | None
@@ -78,6 +83,7 @@ class Transmission:
     state: ChannelState | None = None
     meta: dict = field(default_factory=dict)
     symbols_per_packet: torch.Tensor | None = None
+    coded_bits_per_use: torch.Tensor | None = None
 
     def received(self, symbols: torch.Tensor, state: ChannelState) -> Transmission:
         return replace(self, symbols=symbols, state=state)

@@ -951,9 +951,10 @@ class DigitalCodec(Codec):
                     [len(s.data) * 8.0 for s in streams],
                     [math.ceil(n / self.blocks_per_packet) for n in nblocks],
                     [self.blocks_per_packet * block_code_len(int(m), self.block_bits) for m in mcs],
+                    [get_mcs(int(m)).qm for m in mcs],
                 ],
                 dtype=torch.float64,
-            ),  # [5, B]
+            ),  # [6, B]
             device,
         )  # fmt: skip
         mask = torch.arange(n_max, device=device)[None, :] < counts[0][:, None]
@@ -976,7 +977,12 @@ class DigitalCodec(Codec):
             "bits": [s.bits for s in streams],
         }
         return Transmission(
-            symbols=symbols, cost=cost, mask=mask, meta=meta, symbols_per_packet=counts[4]
+            symbols=symbols,
+            cost=cost,
+            mask=mask,
+            meta=meta,
+            symbols_per_packet=counts[4],
+            coded_bits_per_use=counts[5],
         )
 
     # -- decoder ------------------------------------------------------------------------------

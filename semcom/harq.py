@@ -186,7 +186,10 @@ def on_air(codec: Codec, channel: Channel, tx: Transmission, snr_db: torch.Tenso
 
 def charge_arq(received: Transmission, channel: Channel) -> None:
     """``transmit``'s accounting without HARQ: the packets the channel's ARQ resent
-    (``state.extra["arq"]``; none without it) charged to ``received``'s cost and ``meta``."""
+    (``state.extra["arq"]``; none without it) charged to ``received``'s cost and ``meta``. A
+    resent channel use adds the coded bits it carries (``Transmission.coded_bits_per_use``:
+    none for analog values), not the payload's mean per use, which counts side information
+    and control uses that are never resent."""
     cost = received.cost
     zeros = torch.zeros_like(cost.channel_uses, dtype=torch.float64)
     arq = received.state.extra.get("arq") if received.state is not None else None
@@ -194,7 +197,8 @@ def charge_arq(received: Transmission, channel: Channel) -> None:
         _charge(received, zeros, zeros, zeros, zeros, 0.0)
         return
     extra_uses = arq["retransmitted_uses"].to(zeros)
-    per_use = cost.coded_bits / cost.channel_uses.clamp_min(1e-12)
+    carried = received.coded_bits_per_use
+    per_use = zeros if carried is None else carried.to(zeros)
     _charge(received, extra_uses, extra_uses * per_use, arq["retransmitted_packets"].to(zeros),
             (arq["rounds"].to(zeros) - 1.0).clamp_min(0.0),
             float(channel.arq_feedback_delay_s))  # fmt: skip

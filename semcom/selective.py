@@ -271,6 +271,7 @@ class SelectiveCodec(Codec):
             state=None,
             meta=meta,
             symbols_per_packet=inner_tx.symbols_per_packet,  # control packets are error-free
+            coded_bits_per_use=inner_tx.coded_bits_per_use,  # (the symbols are the inner's)
         )
 
     def decode(self, received: Transmission, link: LinkState) -> torch.Tensor:

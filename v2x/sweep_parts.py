@@ -124,7 +124,12 @@ def check_codec_for_fusion(codec: str, kwargs: Mapping, fusion: str) -> None:
 
 
 def retransmission_settings(
-    codec: str, kwargs: dict, channel: str, rounds_axis: list[int], fusion: str = "max"
+    codec: str,
+    kwargs: dict,
+    channel: str,
+    rounds_axis: list[int],
+    fusion: str = "max",
+    channel_options: Mapping | None = None,
 ) -> list[tuple[dict, int]]:
     """``(codec kwargs, rounds)`` of each value of ``grid.harq_max_rounds`` that applies.
 
@@ -135,11 +140,24 @@ def retransmission_settings(
     when the axis is left at ``[0]``. A ``fusion`` that sends selected cells or a payload
     (``selects_cells``, ``sends_payload``) wraps the codec in the ``selective`` codec, which
     has no HARQ: only 0 applies to its codec's rounds, and a grid that leaves no 0 for it is
-    refused here, before any work (it failed when its group started).
+    refused here, before any work (it failed when its group started). ARQ rounds set in the
+    channel's own ``channel_options`` (``arq_max_rounds``) stand likewise, as the rounds of every
+    setting whose codec does not retransmit itself; beside the axis or HARQ rounds they are
+    refused.
     """
     from v2x.perception.fusion import fusion_class
 
     parts = fusion_class(fusion)
+    arq = int((channel_options or {}).get("arq_max_rounds") or 0)
+    if arq:
+        harq = kwargs.get("harq_max_rounds") if "harq_max_rounds" in sweep_arguments(codec) else 0
+        if rounds_axis != [0] or harq:
+            raise ValueError(
+                f"sweep: 'channel_options.{channel}.arq_max_rounds' ({arq}) and "
+                f"'grid.harq_max_rounds' ({rounds_axis}) or 'codec_options.{codec}."
+                f"harq_max_rounds' ({harq}) both set retransmission rounds; use one"
+            )
+        return [({k: v for k, v in kwargs.items() if k != "harq_max_rounds"}, arq)]
     if "harq_max_rounds" in sweep_arguments(codec) and (parts.selects_cells or parts.sends_payload):
         fixed = kwargs.get("harq_max_rounds")
         asked = [int(fixed)] if fixed is not None and rounds_axis == [0] else rounds_axis

@@ -317,7 +317,10 @@ def plan_sweep(cfg: Any) -> SweepPlan:
                 continue
             for channel in channels:
                 for codec, kwargs in codecs:
-                    choices = retransmission_settings(codec, kwargs, channel, rounds_axis, fusion)
+                    arq = (cfg.channel_options or {}).get(channel)
+                    choices = retransmission_settings(
+                        codec, kwargs, channel, rounds_axis, fusion, arq
+                    )
                     for kw, rounds in choices:
                         if "bandwidth_ratio" in sweep_arguments(codec):
                             for r in ratios:

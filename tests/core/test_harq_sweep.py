@@ -132,3 +132,30 @@ def test_the_table_shows_an_axis_where_its_rows_differ():
     noisy = [{**rows[0], "pose_noise_m": m, "cell_id": str(m)} for m in (0.0, 0.5)]
     header = results_table_text(rows_to_table(noisy)).splitlines()[0].split()
     assert "pose_noise_m" in header and "harq_max_rounds" not in header
+
+
+def test_arq_rounds_set_in_channel_options_are_the_rounds_column():
+    """``channel_options.<erasure>.arq_max_rounds`` alone makes the channel resend: the cells'
+    ``harq_max_rounds`` (the retransmission rounds the ledger's ``retransmission_rounds`` can
+    reach) is the rounds of the channel each group really builds, as for rounds set in
+    ``codec_options`` — until 2026-12 it read 0 while the ledger held rows of 2 rounds. Set on
+    the axis too, or beside HARQ rounds of the codec (refused on air), it is an error."""
+    from v2x.channels import build_channel
+
+    options = {"erasure_iid": {"arq_max_rounds": 2}}
+    cfg = {**BASE, "channel_options": options}
+    cfg["grid"] = {**BASE["grid"], "fusions": ["none", "max", "where2comm"]}
+    plan = plan_sweep(cfg)
+    for g in plan.groups:
+        if g.codec == "n/a":
+            continue
+        channel = build_channel(g.channel, **g.channel_kwargs(options))
+        harq = int(g.codec_kwargs.get("harq_max_rounds", 0))
+        assert g.harq_max_rounds == max(harq, getattr(channel, "arq_max_rounds", 0)), g
+    rounds = {(g.codec, g.harq_max_rounds) for g in plan.groups if g.channel == "erasure_iid"}
+    assert rounds == {("deepjscc", 2), ("digital", 2)}
+    with pytest.raises(ValueError, match="arq_max_rounds"):
+        plan_sweep({**cfg, "grid": {**cfg["grid"], "harq_max_rounds": [0, 1]}})
+    digital = {**BASE["codec_options"], "digital": {"harq_max_rounds": 1}}
+    with pytest.raises(ValueError, match="arq_max_rounds"):
+        plan_sweep({**cfg, "codec_options": digital})

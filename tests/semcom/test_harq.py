@@ -17,6 +17,7 @@ from v2x.semcom.digital import DigitalCodec, MapStream, block_code_len
 from v2x.semcom.fec import block_code
 from v2x.semcom.harq import harq_decode_blocks, transmit
 from v2x.semcom.identity import AnalogCodec
+from v2x.semcom.selective import SelectiveCodec
 
 THREE_DB = 10 * math.log10(2.0)
 
@@ -224,6 +225,37 @@ def test_arq_ledger_charges_the_resent_packets_of_a_codec():
     # a resent packet costs its payload channel uses
     spp = base.symbols_per_packet
     assert bool((arq["retransmitted_uses"] <= arq["retransmitted_packets"] * spp).all())
+
+
+#: Coded bits per channel use of 38.214 MCS table 1, index 14: 16-QAM (written out, not read from
+#: the codec's MCS table).
+QM_MCS14 = 4
+
+
+@pytest.mark.parametrize(
+    ("make", "bits_per_use"),
+    [
+        (AnalogCodec, 0),
+        (lambda: DigitalCodec(mcs=14), QM_MCS14),
+        (lambda: SelectiveCodec(inner=AnalogCodec(), keep_fraction=1.0), 0),
+        (lambda: SelectiveCodec(inner=DigitalCodec(mcs=14), keep_fraction=0.25), QM_MCS14),
+    ],
+    ids=["analog", "digital", "selective-analog", "selective-digital"],
+)
+def test_arq_charges_the_coded_bits_the_resent_channel_uses_carry(make, bits_per_use):
+    """An ARQ round resends packets of the codec's symbols, so the coded bits it adds are those
+    its resent channel uses carry: the MCS's modulation order per use for the digital chain,
+    none for analog values (an analog codec's only coded bits are its error-free side
+    information, and the selective codec's selection map travels error-free on its control
+    channel: neither is resent). Until 2026-12 every resent use was charged the payload's mean
+    coded bits per use (control uses included): fractions of a bit for analog, too few for a
+    digital payload behind a QPSK selection map."""
+    codec = make()
+    tx, rx, rec = _ledger_pair(2, "erasure_iid", codec, loss_prob=0.7, arq_max_rounds=2)
+    extra_uses = rx.cost.channel_uses - tx.cost.channel_uses
+    assert bool((rec.retransmissions > 0).any()) and bool((extra_uses > 0).any())
+    assert torch.equal(rx.cost.coded_bits - tx.cost.coded_bits, extra_uses * bits_per_use)
+    assert torch.equal(rx.cost.coded_bits, rx.cost.coded_bits.round())  # whole bits
 
 
 def test_bad_retransmission_settings():
