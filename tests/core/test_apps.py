@@ -625,16 +625,12 @@ def test_a_group_the_app_does_not_read_is_named_with_the_groups_it_does(
     assert (instead is None and "choices go in" not in err) or f"go in {instead}" in err, err
 
 
-def test_the_sweeps_plot_metric_is_checked_first_and_reaches_its_figures(
-    tmp_path, monkeypatch, capsys
-):
+def test_the_sweeps_plot_metric_is_checked_first_and_reaches_its_figures(tmp_path, monkeypatch):
     """``v2x-sweep plot_metric=…``: a name that is no AP metric is refused before the sweep
     runs (field, value, choices); a valid one is the metric of the job's figures."""
-    import sys
-
-    import v2x.apps.sweep
     import v2x.plots
     import v2x.sweep
+    from v2x.apps.sweep import sweep_and_report
     from v2x.results import AP_METRICS
 
     ran, drawn = [], []
@@ -642,14 +638,11 @@ def test_the_sweeps_plot_metric_is_checked_first_and_reaches_its_figures(
     monkeypatch.setattr(v2x.sweep, "run_sweep", lambda cfg: ran.append(cfg) or result)
     monkeypatch.setattr(v2x.plots, "make_plots",
                         lambda paths, out, metric=None, table=True: drawn.append(metric) or [])
-    argv = ["v2x-sweep", f"output_dir={tmp_path}", "table=false"]
-    monkeypatch.setattr(sys, "argv", [*argv, "plot_metric=ap_5"])
-    with pytest.raises(SystemExit) as stop:
-        v2x.apps.sweep.main()
-    err = capsys.readouterr().err
-    assert stop.value.code == 2 and not ran, err
-    assert "field 'plot_metric' is 'ap_5'" in err and "ap_50" in err
+    cfg = {"output_dir": str(tmp_path), "table": False}
+    with pytest.raises(ValueError) as refused:
+        sweep_and_report({**cfg, "plot_metric": "ap_5"})
+    assert not ran
+    assert "field 'plot_metric' is 'ap_5'" in str(refused.value) and "ap_50" in str(refused.value)
     assert "ap_50" in AP_METRICS
-    monkeypatch.setattr(sys, "argv", [*argv, "plot_metric=ap_50"])
-    v2x.apps.sweep.main()
+    assert sweep_and_report({**cfg, "plot_metric": "ap_50"}) == result
     assert len(ran) == 1 and drawn == ["ap_50"]

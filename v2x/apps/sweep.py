@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from pathlib import Path
 
 import hydra
 from omegaconf import DictConfig
@@ -20,6 +21,12 @@ from v2x.cli import check_launcher, checks_override_keys, user_errors
 @user_errors
 def run(cfg: DictConfig) -> None:
     """Run the sweep of ``cfg``, then print its table and draw its figures."""
+    sweep_and_report(cfg)
+
+
+def sweep_and_report(cfg: DictConfig | dict) -> Path:
+    """``run_sweep(cfg)``, its table printed and its figures drawn as ``cfg`` says (the output
+    settings checked first); returns the results file."""
     from v2x.output_folders import writable_folder
     from v2x.results import read_results
     from v2x.results_table import table_with_convention
@@ -48,6 +55,7 @@ def run(cfg: DictConfig) -> None:
     elif options.table:
         print(table_with_convention(read_results([path])))
     print(f"results: {path}")
+    return path
 
 
 def main() -> None:
