@@ -38,6 +38,7 @@ from here.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import time
@@ -210,20 +211,23 @@ def run_sweep(cfg: Any) -> Path:
                 )
             else:
                 computed = _run_groups(plan, frames, data_id, todo, devices[0], bar, encodes)
-            for n, (group, snrs, rows, ledger, elapsed) in enumerate(computed, 1):
-                if store is None:
-                    store, _ = _open_store(plan, stream.data_id(), announced=True)
-                store.add(rows, ledger)
-                saved += len(rows)
-                log.info(
-                    "group %d/%d %s: %d frame-conditions in %.1f s (%.1f/s)",
-                    n,
-                    len(todo),
-                    _group_label(group),
-                    len(frames) * len(snrs),
-                    elapsed,
-                    len(frames) * len(snrs) / max(elapsed, 1e-9),
-                )
+            # closed when this loop stops (an error while saving, Ctrl-C here): the devices stop
+            # and let go of the sweep now, not once the error's traceback is dropped
+            with contextlib.closing(computed):
+                for n, (group, snrs, rows, ledger, elapsed) in enumerate(computed, 1):
+                    if store is None:
+                        store, _ = _open_store(plan, stream.data_id(), announced=True)
+                    store.add(rows, ledger)
+                    saved += len(rows)
+                    log.info(
+                        "group %d/%d %s: %d frame-conditions in %.1f s (%.1f/s)",
+                        n,
+                        len(todo),
+                        _group_label(group),
+                        len(frames) * len(snrs),
+                        elapsed,
+                        len(frames) * len(snrs) / max(elapsed, 1e-9),
+                    )
     except KeyboardInterrupt:
         raise SweepInterrupted(
             f"sweep interrupted: {saved_note(plan, store, saved, to_compute)}; run the same "

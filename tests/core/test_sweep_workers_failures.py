@@ -1,0 +1,101 @@
+"""Multi-device sweeps (``v2x.sweep_workers``) when something goes wrong: a frame that cannot
+be read, a worker process killed mid-sweep, Ctrl-C, a caller that stops taking the groups, and
+a sweep resumed on several devices. Run on the CPU (``device=[cpu,cpu]``)."""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+from types import SimpleNamespace
+
+import pytest
+
+from tests.core.test_sweep import _assert_same_results, tiny_config
+from v2x.sweep import run_sweep
+
+
+@pytest.fixture(scope="module")
+def cache_dir(tmp_path_factory):
+    return tmp_path_factory.mktemp("frames")
+
+
+def _kept_pids() -> set[int]:
+    import v2x.sweep_workers as sw
+
+    return {pid for pools in sw._KEPT.values() for p in pools for pid in p._processes}
+
+
+class _InlinePool:
+    """A device worker's pool whose tasks run as they are submitted (exceptions of any kind,
+    Ctrl-C included, handed over in the future as a process pool does)."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        pass
+
+    def submit(self, fn, *args):
+        future = cf.Future()
+        try:
+            future.set_result(fn(*args))
+        except BaseException as exc:  # noqa: BLE001 - as a worker process hands it back
+            future.set_exception(exc)
+        return future
+
+    def shutdown(self, wait=True, cancel_futures=False) -> None:
+        pass
+
+
+def _inline_workers(monkeypatch, compute, joined=None):
+    """``run_groups_on_devices``' workers inline (``_InlinePool``), ``_compute`` replaced by
+    ``compute``; returns a plan of 4 groups ``g0..g3`` (one group per task) and its todo."""
+    import v2x.sweep_order
+    import v2x.sweep_workers as sw
+
+    monkeypatch.setattr(sw, "ProcessPoolExecutor", _InlinePool)
+    monkeypatch.setattr(sw, "_KEPT", {})
+    monkeypatch.setattr(sw, "_LOADED", {})
+    monkeypatch.setattr(sw, "_load", lambda *args: None)
+    monkeypatch.setattr(sw, "_release", lambda: None)
+    monkeypatch.setattr(sw, "_compute", compute)
+    monkeypatch.setattr(sw, "_facts", lambda links: (True, (8, 4, 4), None))
+    monkeypatch.setattr(sw, "joined_rows", joined or (lambda plan, g, s, parts, d: (
+        [{"group": [p.group for p in parts]}], None)))  # fmt: skip
+    monkeypatch.setattr(v2x.sweep_order, "device_order", lambda todo, silent: list(todo))
+    monkeypatch.setattr(v2x.sweep_order, "silent_groups", lambda budget, shape: None)
+    groups = [SimpleNamespace(name=f"g{i}", stage="ego") for i in range(4)]
+
+    def plan(name: str = "a"):
+        config = SimpleNamespace(to_dict=lambda: {"name": name}, batch_size=2, deterministic=True)
+        return SimpleNamespace(groups=groups, config=config, budget=None)
+
+    return plan, [(g, [0.0, 10.0]) for g in groups]
+
+
+def _parts(indices, snrs, most_links, data_id):
+    return [SimpleNamespace(group=indices[0], num_frames=2)], [0.1], 3
+
+
+@pytest.mark.slow
+def test_a_sweep_that_fails_to_save_lets_go_of_its_workers_at_once(
+    cache_dir, tmp_path, monkeypatch
+):
+    """An error while a group is saved (a full disk) ends the multi-device sweep: its workers
+    let go of their shards at once (their groups' generator closed; it stayed open, the
+    workers computing and holding the sweep, for as long as the error was referenced, e.g. by
+    an interactive session's last traceback), and the next sweep in the process gives the
+    one-process results."""
+    import v2x.sweep_workers as sw
+    from v2x.results import ResultsStore
+
+    add = ResultsStore.add
+
+    def full(self, rows, ledger):
+        raise OSError(28, "No space left on device", str(self.path))
+
+    one = run_sweep(tiny_config(cache_dir, tmp_path / "one"))
+    monkeypatch.setattr(ResultsStore, "add", full)
+    cfg = {**tiny_config(cache_dir, tmp_path / "two"), "device": ["cpu", "cpu"]}
+    with pytest.raises(OSError, match="No space left on device") as info:
+        run_sweep(cfg)
+    assert not sw._LOADED  # while the error (its traceback: the sweep's frame) is still held
+    monkeypatch.setattr(ResultsStore, "add", add)
+    del info
+    _assert_same_results(run_sweep(cfg), one)
