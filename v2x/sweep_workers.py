@@ -309,7 +309,8 @@ def run_groups_on_devices(
     finally:
         for f in itertools.chain.from_iterable(tasks):  # (the caller stopped, or a failure)
             f.cancel()
-        release_workers()
+        if _LOADED.get("loads") is loads:  # (closed late, a later sweep's load is not ours)
+            release_workers()
         rows_pool.shutdown(wait=True, cancel_futures=True)
     encodes.append(sum(passes))
 

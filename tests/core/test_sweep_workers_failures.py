@@ -73,6 +73,25 @@ def _parts(indices, snrs, most_links, data_id):
     return [SimpleNamespace(group=indices[0], num_frames=2)], [0.1], 3
 
 
+def test_a_stopped_sweeps_generator_lets_go_of_its_own_load_only(monkeypatch):
+    """The generator of a sweep whose caller stopped taking its groups, closed late (e.g. by
+    the garbage collector, once the error that stopped it is dropped), releases the shards its
+    workers loaded for it, never those of the sweep loaded since: it released whichever sweep
+    ``_LOADED`` held then, and that sweep's workers had let go of their frames and detector
+    when its groups came."""
+    import v2x.sweep_workers as sw
+
+    plan, todo = _inline_workers(monkeypatch, _parts)
+    bar = SimpleNamespace(update=lambda n: None)
+    first = sw.run_groups_on_devices(plan("a"), todo, ["cpu", "cpu"], bar, 4, [], {})
+    next(first)  # the caller takes one group, then stops (an error while saving it)
+    later = plan("b")
+    sw.load_workers(later, ["cpu", "cpu"], 4)  # the process's next sweep loads its shards
+    first.close()
+    assert sw._LOADED.get("key") == sw._sweep_key(later, ["cpu", "cpu"], 4)
+    sw.release_workers()
+
+
 @pytest.mark.slow
 def test_a_sweep_that_fails_to_save_lets_go_of_its_workers_at_once(
     cache_dir, tmp_path, monkeypatch
