@@ -250,7 +250,8 @@ def run_groups_on_devices(
     SNRs, results rows, ledger and seconds (the slowest worker's steps) as soon as its rows are
     computed, groups in the order the workers compute them. When a worker fails, the tasks not
     yet started are cancelled, every group whose parts all came back is yielded, then the
-    failure is raised. CPU workers run torch's ops on as many threads as this process (they
+    failure is raised; on Ctrl-C (``KeyboardInterrupt``: also ``SIGTERM`` in the apps) the
+    groups whose parts came back before it, without waiting for the running tasks. CPU workers run torch's ops on as many threads as this process (they
     share its cores rather than split them: the same numbers, not more speed); GPU workers
     split them.
     Appends the workers' encoder passes to ``encodes`` at the end."""
@@ -279,17 +280,22 @@ def run_groups_on_devices(
             for wave in waves
         ]
         rows: list[tuple[Group, list[float], Future, float]] = []
-        error: Exception | None = None
+        error: BaseException | None = None
         for wave, futures in zip(waves, tasks, strict=True):
             try:
                 done = [f.result() for f in futures]
             except CancelledError:  # (after a failure)
                 continue
-            except Exception as exc:  # the tasks not started are dropped, the running ones kept
-                if error is None:
+            except BaseException as exc:
+                # the tasks not started are dropped; after an error the running ones are waited
+                # for, after Ctrl-C or SIGTERM not (the groups already back are saved)
+                interrupted = not isinstance(exc, Exception)
+                if error is None or interrupted:
                     error = exc
                     for f in itertools.chain.from_iterable(tasks):
                         f.cancel()
+                if interrupted:
+                    break
                 continue
             for w, (_, _, encoder_passes) in enumerate(done):
                 passes[w] = max(passes[w], encoder_passes)

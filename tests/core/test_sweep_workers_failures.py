@@ -5,6 +5,7 @@ a sweep resumed on several devices. Run on the CPU (``device=[cpu,cpu]``)."""
 from __future__ import annotations
 
 import concurrent.futures as cf
+import time
 from types import SimpleNamespace
 
 import pytest
@@ -71,6 +72,32 @@ def _inline_workers(monkeypatch, compute, joined=None):
 
 def _parts(indices, snrs, most_links, data_id):
     return [SimpleNamespace(group=indices[0], num_frames=2)], [0.1], 3
+
+
+def test_ctrl_c_in_a_multi_device_sweep_keeps_the_groups_every_worker_finished(monkeypatch):
+    """Ctrl-C (or SIGTERM, which unwinds the same way) while the sweep's process waits for a
+    group from its device workers: the groups whose parts all came back before it, their rows
+    still being computed on a thread, are handed over to be saved, as one process saves the
+    groups it finished; then the interrupt is raised. They were dropped."""
+    import v2x.sweep_workers as sw
+
+    def compute(indices, snrs, most_links, data_id):
+        if indices == [2]:
+            raise KeyboardInterrupt  # (as a worker hands back Ctrl-C, or the wait is stopped)
+        return _parts(indices, snrs, most_links, data_id)
+
+    def slow_rows(plan, group, snrs, parts, data_id):
+        time.sleep(0.3)  # not yet done when the interrupt comes
+        return [{"group": [p.group for p in parts]}], None
+
+    plan, todo = _inline_workers(monkeypatch, compute, slow_rows)
+    bar = SimpleNamespace(update=lambda n: None)
+    got = []
+    with pytest.raises(KeyboardInterrupt):
+        for item in sw.run_groups_on_devices(plan(), todo, ["cpu", "cpu"], bar, 4, [], {}):
+            got.append(item[2][0]["group"])
+    assert got[:2] == [[0, 0], [1, 1]] and [2, 2] not in got
+    assert not sw._LOADED
 
 
 def test_a_stopped_sweeps_generator_lets_go_of_its_own_load_only(monkeypatch):
