@@ -74,7 +74,13 @@ from v2x.results_table import (  # noqa: F401 - the table API, also reachable fr
     vocabulary_text,
 )
 from v2x.sweep_batches import _Batch, prepare_device
-from v2x.sweep_errors import SweepInterrupted, SweepOutOfMemory, out_of_memory_message, saved_note
+from v2x.sweep_errors import (
+    SweepInterrupted,
+    SweepOutOfMemory,
+    SweepWorkerStopped,
+    out_of_memory_message,
+    saved_note,
+)
 from v2x.sweep_group import GroupRun, setting_key
 from v2x.sweep_order import device_order, silent_groups
 from v2x.sweep_plan import (  # noqa: F401 - the planning API, also reachable from here
@@ -236,6 +242,11 @@ def run_sweep(cfg: Any) -> Path:
     except (torch.OutOfMemoryError, MemoryError) as err:
         note = saved_note(plan, store, saved, to_compute)
         raise SweepOutOfMemory(out_of_memory_message(plan, devices, note, err)) from err
+    except SweepWorkerStopped as err:  # (new workers start for the next sweep)
+        note = saved_note(plan, store, saved, to_compute)
+        raise SweepWorkerStopped(
+            f"sweep: {err}; {note}; run the same command again to resume"
+        ) from err
     log.info("sweep done in %.1f s (%d encoder passes)", time.perf_counter() - t0, sum(encodes))
     return store.path
 

@@ -24,6 +24,7 @@ import gc
 import itertools
 import logging
 import multiprocessing as mp
+import signal
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import CancelledError, Future, ProcessPoolExecutor, ThreadPoolExecutor
@@ -33,6 +34,7 @@ from typing import Any
 import pyarrow as pa
 import torch
 
+from v2x.sweep_errors import SweepWorkerStopped
 from v2x.sweep_group import GroupPart, joined_rows, needs_most_links
 from v2x.sweep_plan import Group, SweepPlan
 from v2x.sweep_reuse import memory_sharers
@@ -312,6 +314,8 @@ def run_groups_on_devices(
             yield (group, snrs, *future.result(), seconds)
         if error is not None:
             raise error
+    except BrokenProcessPool as err:  # a worker process stopped: which, and how
+        raise _stopped(pools, devices, err) from err
     finally:
         for f in itertools.chain.from_iterable(tasks):  # (the caller stopped, or a failure)
             f.cancel()
@@ -319,6 +323,28 @@ def run_groups_on_devices(
             release_workers()
         rows_pool.shutdown(wait=True, cancel_futures=True)
     encodes.append(sum(passes))
+
+
+def _stopped(
+    pools: Sequence[ProcessPoolExecutor], devices: Sequence[torch.device], err: BaseException
+) -> SweepWorkerStopped:
+    """``err`` (a worker's pool broke) as the error that names each stopped worker's device,
+    process and end (a SIGKILL: what the kernel's out-of-memory killer sends)."""
+    told = []
+    for pool, device in zip(pools, devices):
+        if not getattr(pool, "_broken", False):
+            continue
+        for pid, process in dict(getattr(pool, "_processes", None) or {}).items():
+            code = process.exitcode
+            if code is None or code >= 0:
+                how = "stopped" if code is None else f"exited with status {code}"
+            else:
+                name = signal.Signals(-code).name if -code in signal.valid_signals() else -code
+                how = f"was killed by {name}"
+                if -code == signal.SIGKILL:
+                    how += " (as the kernel's out-of-memory killer does, e.g. for host memory)"
+            told.append(f"the device worker on {device} (process {pid}) {how}")
+    return SweepWorkerStopped("; ".join(told or [f"a device worker stopped ({err})"]))
 
 
 def _released(pools: Sequence[ProcessPoolExecutor]) -> None:

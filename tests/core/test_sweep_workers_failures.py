@@ -8,10 +8,13 @@ import concurrent.futures as cf
 import time
 from types import SimpleNamespace
 
+import pyarrow.parquet as pq
 import pytest
 
 from tests.core.test_sweep import _assert_same_results, tiny_config
+from v2x.results import read_results
 from v2x.sweep import run_sweep
+from v2x.sweep_errors import SweepWorkerStopped
 
 
 @pytest.fixture(scope="module")
@@ -145,3 +148,70 @@ def test_a_sweep_that_fails_to_save_lets_go_of_its_workers_at_once(
     monkeypatch.setattr(ResultsStore, "add", add)
     del info
     _assert_same_results(run_sweep(cfg), one)
+
+
+FATAL = '''
+"""AWGN whose first call in a sweep's device worker kills that worker (SIGKILL, as the
+kernel's out-of-memory killer does); once per marker file."""
+import multiprocessing
+import os
+import signal
+
+from v2x.channels import CHANNELS
+from v2x.channels.awgn import AWGNChannel
+
+@CHANNELS.register("plugin_fatal_awgn")
+class FatalAWGN(AWGNChannel):
+    def forward(self, x, *args, **kwargs):
+        marker = os.environ.get("V2X_TEST_KILL_MARKER")
+        if marker and multiprocessing.parent_process() is not None:
+            try:
+                os.close(os.open(marker, os.O_CREAT | os.O_EXCL))
+            except FileExistsError:
+                pass
+            else:
+                os.kill(os.getpid(), signal.SIGKILL)
+        return super().forward(x, *args, **kwargs)
+'''
+
+
+@pytest.mark.slow
+def test_a_killed_worker_keeps_the_finished_groups_says_so_and_new_workers_follow(
+    cache_dir, tmp_path, monkeypatch
+):
+    """One device worker is killed (SIGKILL) in the second group it computes: the group every
+    worker finished is saved, the error names the device, the signal and what was saved, the
+    other worker is not kept, and the same command again starts new workers, computes the
+    rest and gives the one-process results."""
+    import v2x.sweep_workers as sw
+
+    (tmp_path / "v2x_fatal_channel.py").write_text(FATAL)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    for pools in sw._KEPT.values():  # workers that can import the plugin
+        for pool in pools:
+            pool.shutdown(wait=True)
+    sw._KEPT.clear()
+    monkeypatch.setenv("V2X_TEST_KILL_MARKER", str(tmp_path / "killed"))
+
+    def cfg(out):
+        config = tiny_config(cache_dir, tmp_path / out, codecs=["analog"], fusions=["none", "max"])
+        config["grid"]["channels"] = ["awgn", "plugin_fatal_awgn"]
+        return {**config, "plugins": ["v2x_fatal_channel"]}
+
+    one = run_sweep(cfg("one"))  # (not a worker: nothing killed)
+    assert pq.read_table(one).num_rows == 6 and not (tmp_path / "killed").exists()
+    two = {**cfg("two"), "device": ["cpu", "cpu"]}
+    with pytest.raises(SweepWorkerStopped) as info:
+        run_sweep(two)
+    message = str(info.value)
+    assert (tmp_path / "killed").exists()
+    assert message.count("the device worker on cpu (process ") == 1, message  # the one killed
+    assert "was killed by SIGKILL" in message, message
+    assert "2 of the 6 cells to compute were saved" in message, message
+    assert "run the same command again to resume" in message, message
+    saved = read_results([tmp_path / "two"]).to_pylist()
+    assert [(r["codec"], r["channel"]) for r in saved] == [("analog", "awgn")] * 2
+    assert not sw._LOADED and not _kept_pids()
+    path = run_sweep(two)
+    assert len(_kept_pids()) == 2
+    _assert_same_results(path, one)
