@@ -5,13 +5,14 @@ a sweep resumed on several devices. Run on the CPU (``device=[cpu,cpu]``)."""
 from __future__ import annotations
 
 import concurrent.futures as cf
+import shutil
 import time
 from types import SimpleNamespace
 
 import pyarrow.parquet as pq
 import pytest
 
-from tests.core.test_sweep import _assert_same_results, tiny_config
+from tests.core.test_sweep import _assert_same_results, _canonical, tiny_config
 from v2x.results import read_results
 from v2x.sweep import run_sweep
 from v2x.sweep_errors import SweepWorkerStopped
@@ -148,6 +149,57 @@ def test_a_sweep_that_fails_to_save_lets_go_of_its_workers_at_once(
     monkeypatch.setattr(ResultsStore, "add", add)
     del info
     _assert_same_results(run_sweep(cfg), one)
+
+
+@pytest.mark.slow
+def test_an_unreadable_frame_is_one_error_naming_it_and_the_next_sweep_runs(cache_dir, tmp_path):
+    """A stored frame that cannot be read (truncated) stops a multi-device sweep with one
+    error that names the file; the workers let go of what they loaded and stay for the next
+    sweep of the process, which runs and gives the one-process results."""
+    import v2x.sweep_workers as sw
+    from v2x.datasets.build import cached_split
+    from v2x.sweep_config import SweepConfig
+
+    cfg = tiny_config(cache_dir, tmp_path / "one")
+    data = SweepConfig.from_any(cfg).data
+    split = cached_split(dict(data["synthetic"]), split=data["split"], num_frames=4,
+                         frames_per_sequence=data["frames_per_sequence"], seed=data["seed"],
+                         cache_dir=data["cache_dir"], quiet=True)  # fmt: skip
+    root = tmp_path / "store"
+    shutil.copytree(split.root, root)
+    bad = root / split.entries[3]["file"]  # in the second worker's shard
+    bad.write_bytes(bad.read_bytes()[:100])
+    stored = {"source": "store", "path": str(root), "split": split.split}
+    broken = {**tiny_config(cache_dir, tmp_path / "broken"), "device": ["cpu", "cpu"]}
+    broken["data"] = {**broken["data"], **stored}
+    with pytest.raises(ValueError, match=bad.name) as info:
+        run_sweep(broken)
+    assert "Broken" not in repr(info.value) and info.value.__cause__ is None
+    assert not sw._LOADED and len(_kept_pids()) == 2
+    workers = _kept_pids()
+    one = run_sweep(cfg)
+    two = run_sweep({**tiny_config(cache_dir, tmp_path / "two"), "device": ["cpu", "cpu"]})
+    assert _kept_pids() == workers
+    _assert_same_results(two, one)
+
+
+@pytest.mark.slow
+def test_a_multi_device_sweep_resumes_a_sweep_that_holds_some_cells(cache_dir, tmp_path):
+    """A results folder that holds some cells (a sweep of one SNR, on one process) and a
+    [cpu,cpu] sweep of the grown grid: only the missing cells are computed on the workers; the
+    file, row order, cell ids and ledger equal those of the same two sweeps on one process, and
+    the rows those of an uninterrupted run (the ledger's ``condition_id`` is the SNR's index in
+    the run that computed it: 0 for the second SNR here, as on one process)."""
+    one = run_sweep(tiny_config(cache_dir, tmp_path / "one"))
+    runs = {}
+    for name, device in (("process", "cpu"), ("workers", ["cpu", "cpu"])):
+        out = tmp_path / name
+        run_sweep(tiny_config(cache_dir, out, snr_db=[10.0]))
+        runs[name] = run_sweep({**tiny_config(cache_dir, out), "device": device})
+    assert pq.read_table(runs["workers"]).num_rows == 8
+    _assert_same_results(runs["workers"], runs["process"])
+    rows = [pq.read_table(p).drop_columns(["config_hash"]) for p in (one, runs["workers"])]
+    assert _canonical(rows[0]) == _canonical(rows[1])
 
 
 FATAL = '''
