@@ -226,9 +226,10 @@ def evaluate_batch(
         gt: the batch's ground truth in the ego frame (``v2x.evaluation.ego_ground_truth``).
         accumulators: one per condition; condition k's frames are added to ``accumulators[k]``.
         seeds: ``[K]`` per-condition seeds (see ``run_conditions``; re-runs use ``seed + 1``).
-        joint_seed: run all ``K`` conditions in one call after ``torch.manual_seed(joint_seed)``
-            (for settings whose detections do not depend on the condition); ``seeds`` then seed
-            only the re-runs.
+        joint_seed: run all ``K`` conditions in one call after ``seed_run(pipe, joint_seed)``
+            (torch's generators and the pipeline's pose noise: the batch's numbers do not
+            depend on the batches run before it; for settings whose detections do not depend
+            on the condition); ``seeds`` then seed only the re-runs.
         same_for_all: see ``run_conditions``.
         deliver: ``cost -> Arrival``: which payloads arrived in time (e.g. the bandwidth
             budget's scheduler) and how old they are; payloads sent but not delivered are
@@ -243,7 +244,7 @@ def evaluate_batch(
     """
     out, arrival, silent = None, None, None
     if joint_seed is not None:
-        seed_torch(joint_seed)
+        seed_run(pipe, joint_seed)
         out = run_conditions(pipe, batch, snr_db, None, same_for_all)
     elif deliver is not None and seeds is not None and not same_for_all:
         # conditions the budget leaves without any payload, known before the air, do not run

@@ -38,6 +38,7 @@ from here.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import time
@@ -73,7 +74,13 @@ from v2x.results_table import (  # noqa: F401 - the table API, also reachable fr
     vocabulary_text,
 )
 from v2x.sweep_batches import _Batch, prepare_device
-from v2x.sweep_errors import SweepInterrupted, SweepOutOfMemory, out_of_memory_message, saved_note
+from v2x.sweep_errors import (
+    SweepInterrupted,
+    SweepOutOfMemory,
+    SweepWorkerStopped,
+    out_of_memory_message,
+    saved_note,
+)
 from v2x.sweep_group import GroupRun, setting_key
 from v2x.sweep_order import device_order, silent_groups
 from v2x.sweep_plan import (  # noqa: F401 - the planning API, also reachable from here
@@ -210,20 +217,23 @@ def run_sweep(cfg: Any) -> Path:
                 )
             else:
                 computed = _run_groups(plan, frames, data_id, todo, devices[0], bar, encodes)
-            for n, (group, snrs, rows, ledger, elapsed) in enumerate(computed, 1):
-                if store is None:
-                    store, _ = _open_store(plan, stream.data_id(), announced=True)
-                store.add(rows, ledger)
-                saved += len(rows)
-                log.info(
-                    "group %d/%d %s: %d frame-conditions in %.1f s (%.1f/s)",
-                    n,
-                    len(todo),
-                    _group_label(group),
-                    len(frames) * len(snrs),
-                    elapsed,
-                    len(frames) * len(snrs) / max(elapsed, 1e-9),
-                )
+            # closed when this loop stops (an error while saving, Ctrl-C here): the devices stop
+            # and let go of the sweep now, not once the error's traceback is dropped
+            with contextlib.closing(computed):
+                for n, (group, snrs, rows, ledger, elapsed) in enumerate(computed, 1):
+                    if store is None:
+                        store, _ = _open_store(plan, stream.data_id(), announced=True)
+                    store.add(rows, ledger)
+                    saved += len(rows)
+                    log.info(
+                        "group %d/%d %s: %d frame-conditions in %.1f s (%.1f/s)",
+                        n,
+                        len(todo),
+                        _group_label(group),
+                        len(frames) * len(snrs),
+                        elapsed,
+                        len(frames) * len(snrs) / max(elapsed, 1e-9),
+                    )
     except KeyboardInterrupt:
         raise SweepInterrupted(
             f"sweep interrupted: {saved_note(plan, store, saved, to_compute)}; run the same "
@@ -232,6 +242,11 @@ def run_sweep(cfg: Any) -> Path:
     except (torch.OutOfMemoryError, MemoryError) as err:
         note = saved_note(plan, store, saved, to_compute)
         raise SweepOutOfMemory(out_of_memory_message(plan, devices, note, err)) from err
+    except SweepWorkerStopped as err:  # (new workers start for the next sweep)
+        note = saved_note(plan, store, saved, to_compute)
+        raise SweepWorkerStopped(
+            f"sweep: {err}; {note}; run the same command again to resume"
+        ) from err
     log.info("sweep done in %.1f s (%d encoder passes)", time.perf_counter() - t0, sum(encodes))
     return store.path
 

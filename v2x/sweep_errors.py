@@ -1,5 +1,6 @@
-"""How a sweep stops short: Ctrl-C or ``SIGTERM`` (``SweepInterrupted``) and a lack of memory
-(``SweepOutOfMemory``), each with a message that says what was saved and how to go on. The
+"""How a sweep stops short: Ctrl-C or ``SIGTERM`` (``SweepInterrupted``), a lack of memory
+(``SweepOutOfMemory``) and a multi-device sweep's worker process that stopped
+(``SweepWorkerStopped``), each with a message that says what was saved and how to go on. The
 groups finished before the stop are saved first (``v2x.sweep.run_sweep``)."""
 
 from __future__ import annotations
@@ -24,6 +25,12 @@ class SweepOutOfMemory(OutOfResources):
     """A sweep's device (or host) ran out of memory; its message says what was saved, what
     holds the memory (``batch_size``, the SNRs per call, ``feature_cache_gb``, the workers per
     device) and how to resume with less."""
+
+
+class SweepWorkerStopped(RuntimeError):
+    """A multi-device sweep's worker process stopped (killed, e.g. by the kernel's
+    out-of-memory killer); its message names the device, the process and how it ended, and
+    (from ``run_sweep``) what was saved and how to resume."""
 
 
 def saved_note(plan: SweepPlan, store: ResultsStore | None, saved: int, to_compute: int) -> str:
@@ -56,4 +63,10 @@ def out_of_memory_message(
     )
 
 
-__all__ = ["SweepInterrupted", "SweepOutOfMemory", "out_of_memory_message", "saved_note"]
+__all__ = [
+    "SweepInterrupted",
+    "SweepOutOfMemory",
+    "SweepWorkerStopped",
+    "out_of_memory_message",
+    "saved_note",
+]

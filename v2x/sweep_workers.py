@@ -24,6 +24,7 @@ import gc
 import itertools
 import logging
 import multiprocessing as mp
+import signal
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import CancelledError, Future, ProcessPoolExecutor, ThreadPoolExecutor
@@ -33,6 +34,7 @@ from typing import Any
 import pyarrow as pa
 import torch
 
+from v2x.sweep_errors import SweepWorkerStopped
 from v2x.sweep_group import GroupPart, joined_rows, needs_most_links
 from v2x.sweep_plan import Group, SweepPlan
 from v2x.sweep_reuse import memory_sharers
@@ -250,7 +252,8 @@ def run_groups_on_devices(
     SNRs, results rows, ledger and seconds (the slowest worker's steps) as soon as its rows are
     computed, groups in the order the workers compute them. When a worker fails, the tasks not
     yet started are cancelled, every group whose parts all came back is yielded, then the
-    failure is raised. CPU workers run torch's ops on as many threads as this process (they
+    failure is raised; on Ctrl-C (``KeyboardInterrupt``: also ``SIGTERM`` in the apps) the
+    groups whose parts came back before it, without waiting for the running tasks. CPU workers run torch's ops on as many threads as this process (they
     share its cores rather than split them: the same numbers, not more speed); GPU workers
     split them.
     Appends the workers' encoder passes to ``encodes`` at the end."""
@@ -279,17 +282,22 @@ def run_groups_on_devices(
             for wave in waves
         ]
         rows: list[tuple[Group, list[float], Future, float]] = []
-        error: Exception | None = None
+        error: BaseException | None = None
         for wave, futures in zip(waves, tasks, strict=True):
             try:
                 done = [f.result() for f in futures]
             except CancelledError:  # (after a failure)
                 continue
-            except Exception as exc:  # the tasks not started are dropped, the running ones kept
-                if error is None:
+            except BaseException as exc:
+                # the tasks not started are dropped; after an error the running ones are waited
+                # for, after Ctrl-C or SIGTERM not (the groups already back are saved)
+                interrupted = not isinstance(exc, Exception)
+                if error is None or interrupted:
                     error = exc
                     for f in itertools.chain.from_iterable(tasks):
                         f.cancel()
+                if interrupted:
+                    break
                 continue
             for w, (_, _, encoder_passes) in enumerate(done):
                 passes[w] = max(passes[w], encoder_passes)
@@ -306,12 +314,37 @@ def run_groups_on_devices(
             yield (group, snrs, *future.result(), seconds)
         if error is not None:
             raise error
+    except BrokenProcessPool as err:  # a worker process stopped: which, and how
+        raise _stopped(pools, devices, err) from err
     finally:
         for f in itertools.chain.from_iterable(tasks):  # (the caller stopped, or a failure)
             f.cancel()
-        release_workers()
+        if _LOADED.get("loads") is loads:  # (closed late, a later sweep's load is not ours)
+            release_workers()
         rows_pool.shutdown(wait=True, cancel_futures=True)
     encodes.append(sum(passes))
+
+
+def _stopped(
+    pools: Sequence[ProcessPoolExecutor], devices: Sequence[torch.device], err: BaseException
+) -> SweepWorkerStopped:
+    """``err`` (a worker's pool broke) as the error that names each stopped worker's device,
+    process and end (a SIGKILL: what the kernel's out-of-memory killer sends)."""
+    told = []
+    for pool, device in zip(pools, devices):
+        if not getattr(pool, "_broken", False):
+            continue
+        for pid, process in dict(getattr(pool, "_processes", None) or {}).items():
+            code = process.exitcode
+            if code is None or code >= 0:
+                how = "stopped" if code is None else f"exited with status {code}"
+            else:
+                name = signal.Signals(-code).name if -code in signal.valid_signals() else -code
+                how = f"was killed by {name}"
+                if -code == signal.SIGKILL:
+                    how += " (as the kernel's out-of-memory killer does, e.g. for host memory)"
+            told.append(f"the device worker on {device} (process {pid}) {how}")
+    return SweepWorkerStopped("; ".join(told or [f"a device worker stopped ({err})"]))
 
 
 def _released(pools: Sequence[ProcessPoolExecutor]) -> None:

@@ -1741,6 +1741,35 @@ def test_device_workers_run_waves_in_lockstep_when_the_features_do_not_fit(
     _assert_same_results(path, reference[0])
 
 
+@pytest.mark.slow
+def test_late_and_early_fusion_with_pose_noise_on_two_workers_equal_one_process(tmp_path):
+    """Late and early fusion draw their pose noise once per frame batch for all SNRs (the joint
+    seed): each batch's draws come from that batch's seed, so the worker that starts at the
+    second batch gives the numbers one process gives there. They came from the pipeline's
+    generator as the batches before left it: [cpu,cpu] gave other APs (shipped detector: an
+    untrained one scores AP 0 whatever the draws)."""
+    from v2x.perception.checkpoint import shipped_detector_path
+
+    if not shipped_detector_path().is_file():
+        pytest.skip("the shipped detector is not in this checkout")
+
+    def cfg(out: str) -> dict:
+        return {
+            "data": {"num_frames": 2, "frames_per_sequence": 2, "cache_dir": str(tmp_path / "f")},
+            "batch_size": 1,  # two frame batches, one per worker
+            "grid": {"snr_db": [30.0], "codecs": ["analog"], "fusions": ["late", "early"],
+                     "pose_noise": [[1.0, 0.05]]},  # fmt: skip
+            "eval": {"bootstrap": 0},
+            "output_dir": str(tmp_path / out),
+            "quiet": True,
+        }
+
+    one = run_sweep(cfg("one"))
+    two = run_sweep({**cfg("two"), "device": ["cpu", "cpu"]})
+    assert min(read_results([one])["ap_30"].to_pylist()) > 0
+    _assert_same_results(two, one)
+
+
 def _assert_same_results(path_a: Path, path_b: Path) -> None:
     """The two results files hold the same rows in the same order (the config hash aside,
     which holds the device list) and the same ledger."""
