@@ -66,6 +66,31 @@ class Sent:
     cells: CellReport
 
 
+def _condition_blocks(
+    name: str, rows: torch.Tensor, seeds: Sequence[int]
+) -> tuple[int, int, int]:
+    """``(K, N, N / K)``: the ``K = len(seeds)`` condition blocks of the ``N`` rows of ``rows``
+    (``[N, ...]`` or ``[K, N / K, ...]``); ``ValueError`` (naming ``name``) where they do not
+    split evenly."""
+    blocked = rows.dim() == 5
+    k = len(seeds)
+    n = rows.shape[0] * rows.shape[1] if blocked else rows.shape[0]
+    if k == 0 or n % k or (blocked and rows.shape[0] != k):
+        raise ValueError(f"{name}: {n} rows do not split into {k} conditions of equal size")
+    return k, n, n // k
+
+
+def _joined_blocks(decoded: torch.Tensor, blocks: Sequence[Sent]) -> Sent:
+    """The condition blocks' ``Sent`` as one: ``decoded`` (their maps, joined) with their
+    costs, receptions and cell reports concatenated in order."""
+    return Sent(
+        decoded,
+        _cat(Cost, [s.cost for s in blocks]),
+        _cat(Reception, [s.outcome for s in blocks]),
+        _cat(CellReport, [s.cells for s in blocks]),
+    )
+
+
 def send(
     codec: Codec,
     channel: Channel,
@@ -91,11 +116,7 @@ def send(
     if seeds is None:
         flat = rows.reshape(-1, *rows.shape[2:]) if blocked else rows
         return _send_block(codec, channel, flat, row_snr, extra)
-    k = len(seeds)
-    n = rows.shape[0] * rows.shape[1] if blocked else rows.shape[0]
-    if k == 0 or n % k or (blocked and rows.shape[0] != k):
-        raise ValueError(f"send: {n} rows do not split into {k} conditions of equal size")
-    m = n // k
+    k, n, m = _condition_blocks("send", rows, seeds)
     if k > 1 and _jointly(codec, rows, extra):
         return _send_jointly(codec, channel, rows, row_snr, seeds)
     blocks: list[Sent] = []
@@ -132,12 +153,7 @@ def send(
             blocks.append(block)
     if decoded is None:  # one tensor for every block: shared, not copied K times
         decoded = blocks[0].decoded.unsqueeze(0).expand(k, *blocks[0].decoded.shape)
-    return Sent(
-        decoded,
-        _cat(Cost, [s.cost for s in blocks]),
-        _cat(Reception, [s.outcome for s in blocks]),
-        _cat(CellReport, [s.cells for s in blocks]),
-    )
+    return _joined_blocks(decoded, blocks)
 
 
 def send_cells(
@@ -169,11 +185,7 @@ def send_cells(
     if seeds is None:
         flat = rows.reshape(-1, *rows.shape[-3:]) if blocked else rows
         return _send_cell_block(codec, channel, flat, row_snr, chosen)
-    k = len(seeds)
-    n = rows.shape[0] * rows.shape[1] if blocked else rows.shape[0]
-    if k == 0 or n % k or (blocked and rows.shape[0] != k):
-        raise ValueError(f"send_cells: {n} rows do not split into {k} conditions of equal size")
-    m = n // k
+    k, _, m = _condition_blocks("send_cells", rows, seeds)
     chosen = chosen.reshape(k, m, 1, *rows.shape[-2:])
     blocks = []
     with deferred_checks():
@@ -186,12 +198,7 @@ def send_cells(
             )
     if k == 1:
         return blocks[0]
-    return Sent(
-        torch.cat([s.decoded for s in blocks]),
-        _cat(Cost, [s.cost for s in blocks]),
-        _cat(Reception, [s.outcome for s in blocks]),
-        _cat(CellReport, [s.cells for s in blocks]),
-    )
+    return _joined_blocks(torch.cat([s.decoded for s in blocks]), blocks)
 
 
 def _send_cell_block(
