@@ -253,10 +253,10 @@ def run_groups_on_devices(
     computed, groups in the order the workers compute them. When a worker fails, the tasks not
     yet started are cancelled, every group whose parts all came back is yielded, then the
     failure is raised; on Ctrl-C (``KeyboardInterrupt``: also ``SIGTERM`` in the apps) the
-    groups whose parts came back before it, without waiting for the running tasks. CPU workers run torch's ops on as many threads as this process (they
-    share its cores rather than split them: the same numbers, not more speed); GPU workers
-    split them.
-    Appends the workers' encoder passes to ``encodes`` at the end."""
+    groups whose parts came back before it, without waiting for the running tasks. CPU
+    workers run torch's ops on as many threads as this process (they share its cores rather
+    than split them: the same numbers, not more speed); GPU workers split them. Appends the
+    workers' encoder passes to ``encodes`` at the end."""
     from v2x.sweep import ROW_THREADS
     from v2x.sweep_order import device_order, silent_groups
 
