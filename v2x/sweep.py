@@ -389,7 +389,15 @@ def _waves(
     up to ``LOCKSTEP_GROUPS`` groups in lockstep over the batches (each batch encoded once per
     wave instead of once per group for the batches the cache does not hold). A speed choice
     only: every cell has its own seeds, and each group its own generators."""
-    if len(ordered) < 2 or cache.would_hold(batches[0].batch, num_frames):
+    return lockstep_waves(ordered, cache.would_hold(batches[0].batch, num_frames))
+
+
+def lockstep_waves(
+    ordered: Sequence[tuple[Group, list[float]]], fits: bool
+) -> list[list[tuple[Group, list[float]]]]:
+    """``ordered`` one group at a time where the features ``fits`` the feature cache, else in
+    waves of up to ``LOCKSTEP_GROUPS`` groups (``_waves``; each device worker's, the same)."""
+    if len(ordered) < 2 or fits:
         return [[item] for item in ordered]
     return [list(ordered[i : i + LOCKSTEP_GROUPS]) for i in range(0, len(ordered), LOCKSTEP_GROUPS)]
 

@@ -224,20 +224,6 @@ def _compute(
     return [run.part() for run in runs], seconds, cache.encodes
 
 
-def _waves(
-    ordered: Sequence[tuple[Group, list[float]]], fits: bool, workers: int
-) -> list[list[tuple[Group, list[float]]]]:
-    """The groups of ``ordered`` as each worker computes them: one at a time when every
-    worker's cache holds its frames' features, else waves of up to ``LOCKSTEP_GROUPS`` in
-    lockstep (``v2x.sweep._waves``)."""
-    from v2x.sweep import LOCKSTEP_GROUPS
-
-    if fits or len(ordered) < 2:
-        return [[item] for item in ordered]
-    size = LOCKSTEP_GROUPS
-    return [list(ordered[i : i + size]) for i in range(0, len(ordered), size)]
-
-
 def run_groups_on_devices(
     plan: SweepPlan,
     todo: Sequence[tuple[Group, list[float]]],
@@ -257,16 +243,15 @@ def run_groups_on_devices(
     workers run torch's ops on as many threads as this process (they share its cores rather
     than split them: the same numbers, not more speed); GPU workers split them. Appends the
     workers' encoder passes to ``encodes`` at the end."""
-    from v2x.sweep import ROW_THREADS
+    from v2x.sweep import ROW_THREADS, lockstep_waves
     from v2x.sweep_order import device_order, silent_groups
 
     index_of = {id(g): i for i, g in enumerate(plan.groups)}
     if _LOADED.get("key") != _sweep_key(plan, devices, num_frames):  # (not loaded ahead)
         load_workers(plan, devices, num_frames)
     pools, loads = _LOADED["pools"], _LOADED["loads"]
-    workers = len(pools)
     rows_pool = ThreadPoolExecutor(max_workers=ROW_THREADS, thread_name_prefix="v2x-rows")
-    passes = [0] * workers
+    passes = [0] * len(pools)
     tasks: list[list[Future]] = []
     try:
         for load in loads:
@@ -275,7 +260,7 @@ def run_groups_on_devices(
         facts = [f.result() for f in [p.submit(_facts, links) for p in pools]]
         most_links = max(f[2] for f in facts) if links else None
         ordered = device_order(todo, silent_groups(plan.budget, facts[0][1]))
-        waves = _waves(ordered, all(f[0] for f in facts), workers)
+        waves = lockstep_waves(ordered, all(f[0] for f in facts))
         tasks = [
             [p.submit(_compute, [index_of[id(g)] for g, _ in wave], [list(s) for _, s in wave],
                       most_links, dict(data_id)) for p in pools]  # fmt: skip

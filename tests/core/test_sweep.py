@@ -1557,9 +1557,7 @@ def test_device_workers_are_kept_for_the_next_sweep_of_the_process(reference, ca
     kept ones."""
     import v2x.sweep_workers as sw
 
-    def kept() -> set[int]:
-        return {pid for pools in sw._KEPT.values() for p in pools for pid in p._processes}
-
+    kept = _kept_pids
     cfg = {**tiny_config(cache_dir, tmp_path / "a"), "device": ["cpu", "cpu"]}
     first = run_sweep(cfg)
     workers = kept()
@@ -1596,62 +1594,6 @@ _WORKERS_GRID = {
         "digital",
     ]
 }
-
-
-def test_a_failing_device_worker_keeps_every_finished_group(monkeypatch):
-    """Device workers: when one group fails (here out of memory), the tasks not started are
-    cancelled, every group whose parts all came back from the workers is still handed over to
-    be saved (also those after the failed one), and then the failure is raised. The workers
-    run inline here, each task as it is submitted."""
-    import concurrent.futures as cf
-    from types import SimpleNamespace
-
-    import v2x.sweep_order
-    import v2x.sweep_workers as sw
-
-    class InlinePool:
-        def __init__(self, *args, **kwargs) -> None:
-            pass
-
-        def submit(self, fn, *args):
-            future = cf.Future()
-            try:
-                future.set_result(fn(*args))
-            except Exception as exc:
-                future.set_exception(exc)
-            return future
-
-        def shutdown(self, wait=True, cancel_futures=False) -> None:
-            pass
-
-    def compute(indices, snrs, most_links, data_id):
-        if indices == [1]:
-            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 10.50 GiB.")
-        return [SimpleNamespace(group=indices[0], num_frames=2)], [0.1], 3
-
-    monkeypatch.setattr(sw, "ProcessPoolExecutor", InlinePool)
-    monkeypatch.setattr(sw, "_KEPT", {})  # (no inline pool kept for later sweeps)
-    monkeypatch.setattr(sw, "_LOADED", {})
-    monkeypatch.setattr(sw, "_load", lambda *args: None)
-    monkeypatch.setattr(sw, "_release", lambda: None)
-    monkeypatch.setattr(sw, "_compute", compute)
-    monkeypatch.setattr(sw, "_facts", lambda links: (True, (8, 4, 4), None))  # one group a task
-    monkeypatch.setattr(sw, "joined_rows", lambda plan, g, s, parts, d: (
-        [{"group": [p.group for p in parts]}], None))  # fmt: skip
-    monkeypatch.setattr(v2x.sweep_order, "device_order", lambda todo, silent: list(todo))
-    monkeypatch.setattr(v2x.sweep_order, "silent_groups", lambda budget, shape: None)
-    groups = [SimpleNamespace(name=f"g{i}", stage="ego") for i in range(4)]
-    plan = SimpleNamespace(
-        groups=groups, config=SimpleNamespace(to_dict=dict, batch_size=2, deterministic=True),
-        budget=None,
-    )
-    todo = [(g, [0.0, 10.0]) for g in groups]
-    bar = SimpleNamespace(update=lambda n: None)
-    got = []
-    with pytest.raises(torch.OutOfMemoryError):
-        for item in sw.run_groups_on_devices(plan, todo, ["cpu", "cpu"], bar, 4, [], {}):
-            got.append(item[2][0]["group"])  # (group, snrs, rows, ledger, seconds)
-    assert got == [[0, 0], [2, 2], [3, 3]]  # each group's two parts, one per worker
 
 
 def test_device_workers_size_rate_adaptive_payloads_from_every_shards_links(monkeypatch):
@@ -1768,6 +1710,13 @@ def test_late_and_early_fusion_with_pose_noise_on_two_workers_equal_one_process(
     two = run_sweep({**cfg("two"), "device": ["cpu", "cpu"]})
     assert min(read_results([one])["ap_30"].to_pylist()) > 0
     _assert_same_results(two, one)
+
+
+def _kept_pids() -> set[int]:
+    """The process ids of the device workers kept for this process's next sweep."""
+    import v2x.sweep_workers as sw
+
+    return {pid for pools in sw._KEPT.values() for p in pools for pid in p._processes}
 
 
 def _assert_same_results(path_a: Path, path_b: Path) -> None:

@@ -12,7 +12,7 @@ from types import SimpleNamespace
 import pyarrow.parquet as pq
 import pytest
 
-from tests.core.test_sweep import _assert_same_results, _canonical, tiny_config
+from tests.core.test_sweep import _assert_same_results, _canonical, _kept_pids, tiny_config
 from v2x.results import read_results
 from v2x.sweep import run_sweep
 from v2x.sweep_errors import SweepWorkerStopped
@@ -21,12 +21,6 @@ from v2x.sweep_errors import SweepWorkerStopped
 @pytest.fixture(scope="module")
 def cache_dir(tmp_path_factory):
     return tmp_path_factory.mktemp("frames")
-
-
-def _kept_pids() -> set[int]:
-    import v2x.sweep_workers as sw
-
-    return {pid for pools in sw._KEPT.values() for p in pools for pid in p._processes}
 
 
 class _InlinePool:
@@ -76,6 +70,29 @@ def _inline_workers(monkeypatch, compute, joined=None):
 
 def _parts(indices, snrs, most_links, data_id):
     return [SimpleNamespace(group=indices[0], num_frames=2)], [0.1], 3
+
+
+def test_a_failing_device_worker_keeps_every_finished_group(monkeypatch):
+    """Device workers: when one group fails (here out of memory), the tasks not started are
+    cancelled, every group whose parts all came back from the workers is still handed over to
+    be saved (also those after the failed one), and then the failure is raised. The workers
+    run inline here, each task as it is submitted."""
+    import torch
+
+    import v2x.sweep_workers as sw
+
+    def compute(indices, snrs, most_links, data_id):
+        if indices == [1]:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 10.50 GiB.")
+        return _parts(indices, snrs, most_links, data_id)
+
+    plan, todo = _inline_workers(monkeypatch, compute)
+    bar = SimpleNamespace(update=lambda n: None)
+    got = []
+    with pytest.raises(torch.OutOfMemoryError):
+        for item in sw.run_groups_on_devices(plan(), todo, ["cpu", "cpu"], bar, 4, [], {}):
+            got.append(item[2][0]["group"])  # (group, snrs, rows, ledger, seconds)
+    assert got == [[0, 0], [2, 2], [3, 3]]  # each group's two parts, one per worker
 
 
 def test_ctrl_c_in_a_multi_device_sweep_keeps_the_groups_every_worker_finished(monkeypatch):
