@@ -263,9 +263,9 @@ def train_detector(
     per_rank = cfg.batch_size // world
     log_path = out / "log.csv"
     if rank == 0:  # (start 0: rows of a run stopped before its first checkpoint)
-        _truncate_log(log_path, start)  # rows past the checkpoint are logged again below
+        truncate_log(log_path, start)  # rows past the checkpoint are logged again below
         # validations past it too; the one at its step (of the checkpoint's weights) is kept
-        _truncate_log(out / "val.csv", start + 1)
+        truncate_log(out / "val.csv", start + 1)
     writer = _tensorboard(out) if rank == 0 else None
     progress = _progress(range(start, cfg.steps), rank == 0 and progress_enabled(cfg.quiet))
     augment = (
@@ -428,7 +428,7 @@ def _logged_steps(path: Path) -> set[int]:
         return {int(row["step"]) for row in csv.DictReader(handle)}
 
 
-def _truncate_log(path: Path, step: int) -> None:
+def truncate_log(path: Path, step: int) -> None:
     """Drop the rows of ``path`` whose step is ≥ ``step`` (atomically; no-op without a log)."""
     if not path.is_file():
         return

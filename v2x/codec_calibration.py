@@ -87,31 +87,31 @@ def check_calibration(
 ) -> None:
     """Refuse settings of ``calibrate_snr_gate`` (the ``calibrate`` section) before any AP is
     measured, naming the field and the value: NaN would pass a plain ``<`` test."""
-    where = "calibrate: field"
+    where = "train_codec: field 'calibrate."
     names = list(channels or ())
     if not names or any(name not in CHANNELS.names() for name in names):
         raise ValueError(
-            f"{where} 'channels' must list channels of {', '.join(CHANNELS.names())}, got {names}"
+            f"{where}channels' must list channels of {', '.join(CHANNELS.names())}, got {names}"
         )
     grid = list(snr_db or ())
     if not grid or not all(map(_real, grid)) or len(set(grid)) != len(grid):
         raise ValueError(
-            f"{where} 'snr_db' must list distinct finite SNRs in dB (at least one), got {grid}"
+            f"{where}snr_db' must list distinct finite SNRs in dB (at least one), got {grid}"
         )
     known = [float(t) for t in EvalConfig.iou_thresholds]
     ious = list(iou_thresholds or ())
     if not ious or not all(_real(t) and float(t) in known for t in ious):
         raise ValueError(
-            f"{where} 'iou_thresholds' must list IoU thresholds of {known} (those AP is "
+            f"{where}iou_thresholds' must list IoU thresholds of {known} (those AP is "
             f"computed at), got {ious}"
         )
     if fusion not in FUSIONS.names():
         raise ValueError(
-            f"{where} 'fusion' is {fusion!r}; valid choices: {', '.join(FUSIONS.names())}"
+            f"{where}fusion' is {fusion!r}; valid choices: {', '.join(FUSIONS.names())}"
         )
     if not (_real(margin) and 0 <= margin <= 1):
-        raise ValueError(f"{where} 'margin' must be an AP shortfall in [0, 1], got {margin!r}")
-    check_whole(f"{where} 'batch_size'", batch_size, 1)
+        raise ValueError(f"{where}margin' must be an AP shortfall in [0, 1], got {margin!r}")
+    check_whole(f"{where}batch_size'", batch_size, 1)
 
 
 def gate_threshold(

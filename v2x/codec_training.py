@@ -28,7 +28,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import torch
 import torch.nn.functional as F
@@ -40,8 +40,13 @@ from v2x.datasets.frame import CoopFrame, collate_frames
 from v2x.perception.detector import CoopDetector
 from v2x.perception.head import head_loss
 from v2x.perception.losses import ego_targets, fused_head_outputs
+from v2x.perception.train import truncate_log
 from v2x.semcom import build_codec
 from v2x.semcom.base import Codec
+
+#: how an error names a field of the ``codec_train`` section: ``v2x-train-codec``'s style,
+#: ``<app>: field '<section>.<name>'``, as every app's errors name theirs
+FIELD = "train_codec: field 'codec_train."
 
 
 @dataclass
@@ -71,17 +76,17 @@ class CodecTrainConfig:
 
     def __post_init__(self) -> None:
         for name in ("amp", "quiet"):
-            check_switch(f"codec_train: field '{name}'", getattr(self, name))
+            check_switch(f"{FIELD}{name}'", getattr(self, name))
         for name in ("out_path", "log_path"):  # (e.g. an unset shell variable), not the cwd
             value = getattr(self, name)
             if not str(value or "").strip():
-                raise ValueError(f"codec_train: field '{name}' must name a file, got {value!r}")
+                raise ValueError(f"{FIELD}{name}' must name a file, got {value!r}")
         for name in ("steps", "batch_size", "log_every"):
-            check_whole(f"codec_train: field '{name}'", getattr(self, name), 1)
-        check_whole("codec_train: field 'seed'", self.seed, 0)
-        if check_whole("codec_train: field 'start_step'", self.start_step, 0) >= self.steps:
+            check_whole(f"{FIELD}{name}'", getattr(self, name), 1)
+        check_whole(f"{FIELD}seed'", self.seed, 0)
+        if check_whole(f"{FIELD}start_step'", self.start_step, 0) >= self.steps:
             raise ValueError(
-                f"codec_train: field 'start_step' must be in [0, steps = {self.steps}), "
+                f"{FIELD}start_step' must be in [0, steps = {self.steps}), "
                 f"got {self.start_step!r}"
             )
         # NaN fails every comparison, so each range is tested as ``low <= v <= high``
@@ -93,22 +98,22 @@ class CodecTrainConfig:
         ):
             value = getattr(self, name)
             if not (_real(value) and low <= value <= high and math.isfinite(value)):
-                raise ValueError(f"codec_train: field '{name}' must be {expected}, got {value!r}")
+                raise ValueError(f"{FIELD}{name}' must be {expected}, got {value!r}")
         if self.max_seconds is not None and not (_real(self.max_seconds) and self.max_seconds >= 0):
             raise ValueError(
-                "codec_train: field 'max_seconds' must be null (no limit) or a number of "
+                f"{FIELD}max_seconds' must be null (no limit) or a number of "
                 f"seconds >= 0, got {self.max_seconds!r}"
             )
         snr = list(self.snr_range_db or ())
         if not (len(snr) == 2 and all(_real(v) and math.isfinite(v) for v in snr) and snr[0] <= snr[1]):
             raise ValueError(
-                f"codec_train: field 'snr_range_db' must be [low, high] in dB, both finite, "
+                f"{FIELD}snr_range_db' must be [low, high] in dB, both finite, "
                 f"low <= high, got {snr}"
             )
         _check_choices("ratios", self.ratios, self.ratio_weights)
         for name in ("channels", "fusions"):
             if not list(getattr(self, name) or ()):
-                raise ValueError(f"codec_train: field '{name}' must name at least one, got []")
+                raise ValueError(f"{FIELD}{name}' must name at least one, got []")
 
 
 #: the fields of ``CodecTrainConfig`` that hold lists (``codec_train.channels=[awgn]``)
@@ -125,19 +130,19 @@ def _check_choices(name: str, values: Any, weights: Any) -> None:
     values = list(values or ())
     if not values or not all(_real(v) and 0 < v <= 1 for v in values):
         raise ValueError(
-            f"codec_train: field '{name}' must list bandwidth ratios in (0, 1], got {values}"
+            f"{FIELD}{name}' must list bandwidth ratios in (0, 1], got {values}"
         )
     if weights is None:
         return
     weights = list(weights)
     if len(weights) != len(values):
         raise ValueError(
-            f"codec_train: field '{name[:-1]}_weights' must have one weight per entry of "
+            f"{FIELD}{name[:-1]}_weights' must have one weight per entry of "
             f"'{name}' ({len(values)}), got {len(weights)}: {weights}"
         )
     if not all(_real(w) and 0 <= w < math.inf for w in weights) or not sum(weights) > 0:
         raise ValueError(
-            f"codec_train: field '{name[:-1]}_weights' must be finite numbers >= 0, not all 0, "
+            f"{FIELD}{name[:-1]}_weights' must be finite numbers >= 0, not all 0, "
             f"got {weights}"
         )
 
@@ -155,12 +160,12 @@ def check_task_settings(codec: Any, cfg: CodecTrainConfig) -> None:
             try:
                 check(ratio)
             except ValueError as exc:
-                raise ValueError(f"codec_train: field 'ratios' entry {ratio!r}: {exc}") from None
+                raise ValueError(f"{FIELD}ratios' entry {ratio!r}: {exc}") from None
     for name, registry in (("channels", CHANNELS), ("fusions", FUSIONS)):
         for entry in getattr(cfg, name):
             if entry not in registry.names():
                 raise ValueError(
-                    f"codec_train: field '{name}' entry {entry!r} is unknown; valid choices: "
+                    f"{FIELD}{name}' entry {entry!r} is unknown; valid choices: "
                     f"{', '.join(registry.names())}"
                 )
 
@@ -172,7 +177,7 @@ def codec_train_config(cfg: Any) -> CodecTrainConfig:
     check_fields(CodecTrainConfig, train, "train_codec: field 'codec_train'")
     if "out_path" in train:  # (set by `out`: it was "got multiple values for keyword argument")
         raise ValueError(
-            f"train_codec: field 'codec_train.out_path' is {train['out_path']!r}; the codec's "
+            f"{FIELD}out_path' is {train['out_path']!r}; the codec's "
             f"file is set by the top-level key out, e.g. out={train['out_path']}"
         )
     check_lists("train_codec", "codec_train", train, LIST_FIELDS, nullable=("ratio_weights",))
@@ -295,13 +300,9 @@ def train_codec_for_task(
     use_amp = cfg.amp and device.type == "cuda"
     losses: list[float] = []
     started = time.perf_counter()
-    log = Path(cfg.log_path)
-    log.parent.mkdir(parents=True, exist_ok=True)
     progress = {"done": cfg.start_step}  # the steps done: what an interrupt saves
-    with _kept_on_interrupt(codec, cfg, progress), log.open("w", newline="") as handle:
+    with _kept_on_interrupt(codec, cfg, progress), _training_log(cfg) as handle:
         writer = csv.writer(handle)
-        writer.writerow(["step", "loss", "detection", "reconstruction", "distillation", "ratio",
-                         "channel", "seconds"])
         for step in range(cfg.start_step, cfg.steps):
             rng = random.Random(f"codec-step:{cfg.seed}:{step}")
             torch.manual_seed(rng.getrandbits(63))
@@ -357,6 +358,36 @@ def train_codec_for_task(
     return losses
 
 
+#: the columns of ``codec_train.log_path``
+LOG_COLUMNS = ("step", "loss", "detection", "reconstruction", "distillation", "ratio", "channel",
+               "seconds")  # fmt: skip
+
+
+def _training_log(cfg: CodecTrainConfig) -> IO[str]:
+    """``cfg.log_path`` opened for the rows of this run: a run from step 0 starts a new log
+    (its header written); a resumed run (``start_step`` > 0) keeps the rows the earlier run
+    logged before ``start_step`` and appends its own after them (rows from ``start_step`` on,
+    from a run cut later than where this one resumes, are dropped: they are logged again), as
+    ``v2x-train`` keeps its log. A file at the path that is not such a log is refused, naming
+    the field, before any step: appending would mix two files' columns."""
+    log = Path(cfg.log_path)
+    log.parent.mkdir(parents=True, exist_ok=True)
+    if cfg.start_step == 0 or not log.is_file() or log.stat().st_size == 0:
+        handle = log.open("w", newline="")
+        csv.writer(handle).writerow(LOG_COLUMNS)
+        return handle
+    with log.open(newline="") as earlier:
+        header = next(csv.reader(earlier), [])
+    if tuple(header) != LOG_COLUMNS:
+        raise ValueError(
+            f"{FIELD}log_path' is {cfg.log_path!r}, whose columns are {header}, not a codec "
+            f"training log's {list(LOG_COLUMNS)}; expected the log of the run that "
+            f"codec_train.start_step={cfg.start_step} resumes, or a new file"
+        )
+    truncate_log(log, cfg.start_step)
+    return log.open("a", newline="")
+
+
 @contextmanager
 def _kept_on_interrupt(codec: Any, cfg: CodecTrainConfig, progress: dict) -> Iterator[None]:
     """Ctrl-C or ``SIGTERM`` (``KeyboardInterrupt``) in the block, after a step was done: the
@@ -374,8 +405,7 @@ def _kept_on_interrupt(codec: Any, cfg: CodecTrainConfig, progress: dict) -> Ite
         raise type(exc)(
             f"train_codec: interrupted after step {done - 1} (steps = {cfg.steps}): the codec "
             f"trained so far is saved in {path}; resume with init={path} "
-            f"codec_train.start_step={done} and another codec_train.log_path to keep this "
-            f"run's log ({cfg.log_path})"
+            f"codec_train.start_step={done} (its log, {cfg.log_path}, goes on from that step)"
         ) from exc
 
 

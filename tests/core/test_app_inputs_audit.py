@@ -133,7 +133,7 @@ def test_train_app_accepts_real_data_without_validation(tmp_path, monkeypatch):
 def test_codec_train_config_refuses_naming_field_and_value(kw, field, shown):
     with pytest.raises(ValueError) as err:
         CodecTrainConfig(**kw)
-    assert f"codec_train: field '{field}'" in str(err.value) and shown in str(err.value)
+    assert f"train_codec: field 'codec_train.{field}'" in str(err.value) and shown in str(err.value)
 
 
 def test_codec_task_settings_check_ratio_range_and_names_before_training():
@@ -143,11 +143,11 @@ def test_codec_task_settings_check_ratio_range_and_names_before_training():
                 raise ValueError(f"'bandwidth_ratio' = {ratio} is outside the valid range")
             return ratio
 
-    with pytest.raises(ValueError, match=r"codec_train: field 'ratios' entry 0.5"):
+    with pytest.raises(ValueError, match=r"train_codec: field 'codec_train.ratios' entry 0.5"):
         check_task_settings(Codec(), CodecTrainConfig(ratios=(0.5,)))
-    with pytest.raises(ValueError, match=r"codec_train: field 'channels' entry 'bogus'"):
+    with pytest.raises(ValueError, match=r"train_codec: field 'codec_train.channels' entry 'bogus'"):
         check_task_settings(Codec(), CodecTrainConfig(channels=("bogus",)))
-    with pytest.raises(ValueError, match=r"codec_train: field 'fusions' entry 'bogus'"):
+    with pytest.raises(ValueError, match=r"train_codec: field 'codec_train.fusions' entry 'bogus'"):
         check_task_settings(Codec(), CodecTrainConfig(fusions=("bogus",)))
     check_task_settings(Codec(), CodecTrainConfig())
 
@@ -174,19 +174,19 @@ def test_codec_task_settings_check_ratio_range_and_names_before_training():
 def test_calibration_settings_are_refused_naming_field_and_value(kw, field, shown):
     with pytest.raises(ValueError) as err:
         check_calibration(**kw)
-    assert f"calibrate: field '{field}'" in str(err.value) and shown in str(err.value)
+    assert f"train_codec: field 'calibrate.{field}'" in str(err.value) and shown in str(err.value)
 
 
 @pytest.mark.parametrize(
     "override, match",
     [
-        ("calibrate.margin=nan", "calibrate: field 'margin'.*nan"),
-        ("calibrate.channels=[]", "calibrate: field 'channels'"),
-        ("calibrate.enabled=maybe", "calibrate: field 'enabled'.*maybe"),
-        ("codec_train.lr=nan", "codec_train: field 'lr'.*nan"),
+        ("calibrate.margin=nan", "train_codec: field 'calibrate.margin'.*nan"),
+        ("calibrate.channels=[]", "train_codec: field 'calibrate.channels'"),
+        ("calibrate.enabled=maybe", "train_codec: field 'calibrate.enabled'.*maybe"),
+        ("codec_train.lr=nan", "train_codec: field 'codec_train.lr'.*nan"),
         (
             "codec_train.ratios=[0.5];codec_train.ratio_weights=null",
-            "codec_train: field 'ratios' entry 0.5",
+            "train_codec: field 'codec_train.ratios' entry 0.5",
         ),
         ("codec_train.ratio_weights=null", None),
     ],  # fmt: skip

@@ -244,11 +244,54 @@ def test_a_resumed_run_draws_what_the_uninterrupted_run_drew(tmp_path):
         run("bad", 4, 4)
 
 
+def test_a_resumed_run_goes_on_with_the_log_of_the_run_it_resumes(tmp_path):
+    """A run cut after step 0 (``max_seconds=0``) and resumed at step 1 from its checkpoint, on
+    the same ``log_path``: the log holds the uninterrupted run's rows, steps 0–3 once each
+    (the resumed run reopened it with "w": the earlier rows were lost). Rows from the resumed
+    step on, logged by a run cut later, are dropped and logged again; a file that is not a codec
+    training log is refused before any step, naming the field."""
+    import csv
+
+    def run(sub: str, start: int = 0, init: str | None = None, **kw) -> CodecTrainConfig:
+        torch.manual_seed(0)
+        detector = CoopDetector(DETECTOR).eval()
+        codec = build_codec("deepjscc", in_channels=4, hidden=8, downsample=1)
+        if init is not None:
+            codec.warm_start(init)
+        cfg = CodecTrainConfig(
+            steps=4, start_step=start, batch_size=1, lr=0.0, ratios=(1 / 16, 1 / 8),
+            channels=("awgn", "rayleigh"), amp=False, quiet=True, log_every=1,
+            out_path=str(tmp_path / sub / "c.pt"), log_path=str(tmp_path / sub / "log.csv"), **kw,
+        )  # fmt: skip
+        train_codec_for_task(codec, detector, frames, cfg, torch.device("cpu"))
+        return cfg
+
+    def rows(cfg: CodecTrainConfig) -> list[tuple[str, ...]]:  # (without the seconds)
+        with open(cfg.log_path, newline="") as handle:
+            return [tuple(row[:-1]) for row in csv.reader(handle)]
+
+    whole = rows(run("whole"))
+    assert [r[0] for r in whole] == ["step", "0", "1", "2", "3"]
+    cut = run("cut", max_seconds=0.0)
+    assert [r[0] for r in rows(cut)] == ["step", "0"]
+    assert rows(run("cut", start=1, init=cut.out_path)) == whole
+    # resumed at step 2 from a log of all four steps: steps 2 and 3 are not logged twice (its
+    # weights, saved after step 3, carry other feature statistics: only the kept rows are equal)
+    again = rows(run("cut", start=2, init=cut.out_path))
+    assert [r[0] for r in again] == ["step", "0", "1", "2", "3"] and again[:3] == whole[:3]
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "log.csv").write_text("epoch,metric\n0,1\n")
+    with pytest.raises(ValueError, match=r"^train_codec: field 'codec_train.log_path' is .*"
+                       r"\['epoch', 'metric'\]"):  # fmt: skip
+        run("other", start=1, init=cut.out_path)
+    assert (tmp_path / "other" / "log.csv").read_text() == "epoch,metric\n0,1\n"
+
+
 @pytest.mark.parametrize(
     ("field", "value"),
     [("steps", 0), ("batch_size", 0), ("log_every", 1.5), ("out_path", ""), ("log_path", None),
      ("quiet", "yes")],
 )
 def test_a_setting_codec_training_cannot_use_is_refused_naming_the_field(field, value):
-    with pytest.raises(ValueError, match=rf"^codec_train: field '{field}' must .*got {value!r}"):
+    with pytest.raises(ValueError, match=rf"^train_codec: field 'codec_train.{field}' must .*got {value!r}"):
         CodecTrainConfig(**{field: value})

@@ -199,8 +199,8 @@ def test_an_interrupted_training_saves_the_steps_done_and_says_how_to_resume(tmp
     assert type(caught.value) is stop
     assert str(caught.value) == (
         f"train_codec: interrupted after step 0 (steps = 2): the codec trained so far is saved "
-        f"in {cfg.out_path}; resume with init={cfg.out_path} codec_train.start_step=1 and "
-        f"another codec_train.log_path to keep this run's log ({cfg.log_path})"
+        f"in {cfg.out_path}; resume with init={cfg.out_path} codec_train.start_step=1 (its "
+        f"log, {cfg.log_path}, goes on from that step)"
     )
     saved = build_codec("deepjscc", in_channels=8, hidden=8, checkpoint=cfg.out_path)
     for name, value in codec.state_dict().items():

@@ -125,7 +125,7 @@ def run_codec_training(cfg: DictConfig) -> Path:
             f"train_codec: field 'calibrate' has unknown field(s) "
             f"{sorted(set(calibrate) - known - {'enabled'})}; valid: {sorted(known | {'enabled'})}"
         )
-    calibrating = check_switch("calibrate: field 'enabled'", calibrate.pop("enabled", True))
+    calibrating = check_switch("train_codec: field 'calibrate.enabled'", calibrate.pop("enabled", True))
     if not train and not calibrating:  # (it printed "codec checkpoint: <out>", writing nothing)
         raise ValueError(
             "train_codec: field 'train' is false and field 'calibrate.enabled' is false: nothing "
