@@ -20,7 +20,9 @@ import numpy as np
 import torch
 
 from v2x.datasets.lidar import LidarConfig, build_lidar
-from v2x.datasets.raycast import BoxScene, TorchRaycaster, make_raycaster
+from v2x.datasets.raycast import make_raycaster
+from v2x.datasets.raycast_scene import BoxScene
+from v2x.datasets.raycast_torch import TorchRaycaster
 from v2x.datasets.synthetic import (
     FrameRenderer,
     SyntheticConfig,

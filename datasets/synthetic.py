@@ -43,7 +43,8 @@ import numpy as np
 from v2x.common import check_whole
 from v2x.datasets.frame import CLASS_NAMES, AgentObservation, CoopFrame
 from v2x.datasets.lidar import LidarConfig, LidarModel, build_lidar, check_finite
-from v2x.datasets.raycast import BoxScene, Raycaster, RayHits, box_corners, make_raycaster
+from v2x.datasets.raycast import make_raycaster
+from v2x.datasets.raycast_scene import BoxScene, Raycaster, RayHits, box_corners
 
 GENERATOR_VERSION = 5
 """Bumped whenever the same (config, seed) would produce different frames (cache keys use it)."""
