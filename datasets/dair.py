@@ -79,7 +79,7 @@ from v2x.common import atomic_open
 from v2x.datasets.frame import AgentObservation, CoopFrame, check_rigid_matrix
 from v2x.datasets.history import latest_at_or_before
 from v2x.datasets.pcd import PCD_DATA_KINDS, read_pcd_xyzi, write_pcd
-from v2x.datasets.v2xsim import track_id_from_token
+from v2x.datasets.v2xsim_format import track_id_from_token
 
 TYPE_TO_CLASS: dict[str, int] = {
     "car": 0,

@@ -54,7 +54,7 @@ def export_frames(
     """
     _check_empty_folder(Path(root))
     if fmt == "v2xsim":
-        from v2x.datasets.v2xsim import write_v2xsim
+        from v2x.datasets.v2xsim_writer import write_v2xsim
 
         return write_v2xsim(frames, root, **writer_kwargs)
     if fmt == "dair_v2x":

@@ -185,7 +185,7 @@ def open_reader(data: Mapping, app: str = "sweep", section: str = "data") -> Any
             f"expected the {data['source']} dataset root (docs/real_data.md)"
         )
     if data["source"] == "v2xsim":
-        from v2x.datasets.v2xsim import V2XSimDataset as Reader
+        from v2x.datasets.v2xsim_reader import V2XSimDataset as Reader
     else:
         from v2x.datasets.dair import DAIRV2XCDataset as Reader
     reader = dict(data.get("reader") or {})
