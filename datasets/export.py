@@ -58,7 +58,7 @@ def export_frames(
 
         return write_v2xsim(frames, root, **writer_kwargs)
     if fmt == "dair_v2x":
-        from v2x.datasets.dair import write_dair_v2x_c
+        from v2x.datasets.dair_writer import write_dair_v2x_c
 
         return write_dair_v2x_c(frames, root, **writer_kwargs)
     raise ValueError(f"export_frames: field 'fmt' must be one of {EXPORT_FORMATS}, got {fmt!r}")

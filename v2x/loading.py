@@ -187,7 +187,7 @@ def open_reader(data: Mapping, app: str = "sweep", section: str = "data") -> Any
     if data["source"] == "v2xsim":
         from v2x.datasets.v2xsim_reader import V2XSimDataset as Reader
     else:
-        from v2x.datasets.dair import DAIRV2XCDataset as Reader
+        from v2x.datasets.dair_reader import DAIRV2XCDataset as Reader
     reader = dict(data.get("reader") or {})
     valid = set(inspect.signature(Reader.__init__).parameters) - {"self", "root"}
     if set(reader) - valid:  # (a misspelled option was a TypeError traceback)
