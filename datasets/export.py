@@ -106,7 +106,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
     args = parser.parse_args(argv)
     if args.pcd_data is not None and args.format != "dair_v2x":  # (it was ignored)
         parser.error(f"argument --pcd-data: applies to --format dair_v2x, not {args.format}")
-    from v2x.datasets.synthetic import SyntheticConfig, generate_sequence
+    from v2x.datasets.synthetic import generate_sequence
+    from v2x.datasets.synthetic_config import SyntheticConfig
 
     frames = itertools.chain.from_iterable(
         generate_sequence(SyntheticConfig(), seed, args.frames) for seed in args.seeds

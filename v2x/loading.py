@@ -458,7 +458,8 @@ def load_training_frames(
     data = to_plain(data)
     source = data.get("source")
     if source == "synthetic":
-        from v2x.datasets.synthetic import SyntheticConfig, generate_sequence
+        from v2x.datasets.synthetic import generate_sequence
+        from v2x.datasets.synthetic_config import SyntheticConfig
 
         for key, least in (("num_sequences", 1), ("frames_per_sequence", 1), ("seed", 0)):
             data[key] = check_whole(f"{app}: field '{section}.{key}'", data.get(key), least)
