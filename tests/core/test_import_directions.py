@@ -97,12 +97,18 @@ def test_the_execution_home_imports_only_the_layers_below_it():
 CORE_MAX_LINES = 500
 
 
-def test_no_core_module_is_over_500_lines():
+def _modules_over_500_lines(folder: str) -> list[str]:
+    """``"path: N lines"`` of each module below ``folder`` longer than ``CORE_MAX_LINES``."""
     long = []
-    for path in sorted((ROOT / "v2x").rglob("*.py")):
+    for path in sorted((ROOT / folder).rglob("*.py")):
         lines = len(path.read_text(encoding="utf-8").splitlines())
         if lines > CORE_MAX_LINES:
             long.append(f"{path.relative_to(ROOT)}: {lines} lines")
+    return long
+
+
+def test_no_core_module_is_over_500_lines():
+    long = _modules_over_500_lines("v2x")
     assert not long, "core modules over 500 lines:\n" + "\n".join(long)
 
 
@@ -112,11 +118,7 @@ def test_no_channels_module_is_over_500_lines_and_pathloss_keeps_its_import_path
     it offered is still importable from ``v2x.channels.pathloss`` (the list as it was)."""
     import importlib
 
-    long = []
-    for path in sorted((ROOT / "channels").rglob("*.py")):
-        lines = len(path.read_text(encoding="utf-8").splitlines())
-        if lines > CORE_MAX_LINES:
-            long.append(f"{path.relative_to(ROOT)}: {lines} lines")
+    long = _modules_over_500_lines("channels")
     assert not long, "channels modules over 500 lines:\n" + "\n".join(long)
     pathloss = importlib.import_module("v2x.channels.pathloss")
     before = [
@@ -142,11 +144,7 @@ def test_no_datasets_module_is_over_500_lines_and_the_split_ones_keep_their_impo
     before the split less modules and names from outside the project)."""
     import importlib
 
-    long = []
-    for path in sorted((ROOT / "datasets").rglob("*.py")):
-        lines = len(path.read_text(encoding="utf-8").splitlines())
-        if lines > CORE_MAX_LINES:
-            long.append(f"{path.relative_to(ROOT)}: {lines} lines")
+    long = _modules_over_500_lines("datasets")
     assert not long, "datasets modules over 500 lines:\n" + "\n".join(long)
     before = {
         "v2xsim": [
