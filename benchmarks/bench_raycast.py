@@ -20,12 +20,12 @@ import numpy as np
 import torch
 
 from v2x.datasets.lidar import LidarConfig, build_lidar
-from v2x.datasets.raycast import BoxScene, TorchRaycaster, make_raycaster
-from v2x.datasets.synthetic import (
-    FrameRenderer,
-    SyntheticConfig,
-    SyntheticWorld,
-)
+from v2x.datasets.raycast import make_raycaster
+from v2x.datasets.raycast_scene import BoxScene
+from v2x.datasets.raycast_torch import TorchRaycaster
+from v2x.datasets.synthetic_config import SyntheticConfig
+from v2x.datasets.synthetic_render import FrameRenderer
+from v2x.datasets.synthetic_world import SyntheticWorld
 
 
 def town_scene(target_objects: int, seed: int) -> tuple[BoxScene, np.ndarray, int, int]:

@@ -22,7 +22,8 @@ import yaml
 
 import v2x.conf
 from v2x.datasets.frame import collate_frames
-from v2x.datasets.synthetic import SyntheticConfig, generate_sequence
+from v2x.datasets.synthetic import generate_sequence
+from v2x.datasets.synthetic_config import SyntheticConfig
 from v2x.perception.checkpoint import detector_config_from_dict
 from v2x.perception.detector import CoopDetector
 from v2x.perception.train import TrainConfig, train_detector

@@ -10,7 +10,8 @@ from v2x.datasets.frame import (
     collate_frames,
 )
 from v2x.datasets.store import SplitDataset, load_split
-from v2x.datasets.synthetic import SyntheticConfig, generate_frame, generate_sequence
+from v2x.datasets.synthetic import generate_frame, generate_sequence
+from v2x.datasets.synthetic_config import SyntheticConfig
 
 __all__ = [
     "AGENT_KINDS",

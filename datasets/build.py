@@ -33,12 +33,9 @@ from v2x.datasets.store import (
     write_frame,
     write_manifest,
 )
-from v2x.datasets.synthetic import (
-    GENERATOR_VERSION,
-    FrameRenderer,
-    SyntheticConfig,
-    SyntheticWorld,
-)
+from v2x.datasets.synthetic_config import GENERATOR_VERSION, SyntheticConfig
+from v2x.datasets.synthetic_render import FrameRenderer
+from v2x.datasets.synthetic_world import SyntheticWorld
 
 log = logging.getLogger(__name__)
 

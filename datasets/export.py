@@ -54,11 +54,11 @@ def export_frames(
     """
     _check_empty_folder(Path(root))
     if fmt == "v2xsim":
-        from v2x.datasets.v2xsim import write_v2xsim
+        from v2x.datasets.v2xsim_writer import write_v2xsim
 
         return write_v2xsim(frames, root, **writer_kwargs)
     if fmt == "dair_v2x":
-        from v2x.datasets.dair import write_dair_v2x_c
+        from v2x.datasets.dair_writer import write_dair_v2x_c
 
         return write_dair_v2x_c(frames, root, **writer_kwargs)
     raise ValueError(f"export_frames: field 'fmt' must be one of {EXPORT_FORMATS}, got {fmt!r}")
@@ -106,7 +106,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
     args = parser.parse_args(argv)
     if args.pcd_data is not None and args.format != "dair_v2x":  # (it was ignored)
         parser.error(f"argument --pcd-data: applies to --format dair_v2x, not {args.format}")
-    from v2x.datasets.synthetic import SyntheticConfig, generate_sequence
+    from v2x.datasets.synthetic import generate_sequence
+    from v2x.datasets.synthetic_config import SyntheticConfig
 
     frames = itertools.chain.from_iterable(
         generate_sequence(SyntheticConfig(), seed, args.frames) for seed in args.seeds

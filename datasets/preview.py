@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from v2x.datasets.frame import CLASS_NAMES, CoopFrame
-from v2x.datasets.raycast import box_corners
+from v2x.datasets.raycast_scene import box_corners
 
 _AGENT_COLOURS = ["tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown"]
 _CLASS_COLOURS = {"car": "black", "truck": "darkred", "pedestrian": "magenta", "cyclist": "teal"}

@@ -19,7 +19,8 @@ import torch
 from v2x.channels import build_channel
 from v2x.datasets.build import sequence_seed
 from v2x.datasets.frame import collate_frames
-from v2x.datasets.synthetic import SyntheticConfig, generate_sequence
+from v2x.datasets.synthetic import generate_sequence
+from v2x.datasets.synthetic_config import SyntheticConfig
 from v2x.evaluation import VEHICLE_LABELS, default_eval_config, ego_ground_truth
 from v2x.perception.average_precision import range_mask
 from v2x.perception.box_errors import ERROR_FIELDS, matched_box_errors

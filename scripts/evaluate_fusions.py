@@ -20,7 +20,8 @@ import torch
 
 from v2x.common import configure_determinism
 from v2x.datasets.build import sequence_seed
-from v2x.datasets.synthetic import SyntheticConfig, generate_sequence
+from v2x.datasets.synthetic import generate_sequence
+from v2x.datasets.synthetic_config import SyntheticConfig
 from v2x.fusion_evaluation import evaluate_fusions
 from v2x.perception.average_precision import BOOTSTRAP_UNITS
 from v2x.perception.checkpoint import load_detector

@@ -22,7 +22,8 @@ import torch
 
 from v2x.channels import build_channel
 from v2x.datasets.frame import CLASS_NAMES, collate_frames
-from v2x.datasets.synthetic import SyntheticConfig, generate_sequence
+from v2x.datasets.synthetic import generate_sequence
+from v2x.datasets.synthetic_config import SyntheticConfig
 from v2x.evaluation import ego_ground_truth
 from v2x.perception.axis_fit import centre_samples, ridge, with_axis_channels
 from v2x.perception.checkpoint import load_detector, save_checkpoint

@@ -49,12 +49,9 @@ import torch
 
 from v2x.common import dataclass_from
 from v2x.datasets.frame import CoopBatch, CoopFrame, collate_frames, slot_order
-from v2x.datasets.synthetic import (
-    GENERATOR_VERSION,
-    FrameRenderer,
-    SyntheticConfig,
-    SyntheticWorld,
-)
+from v2x.datasets.synthetic_config import GENERATOR_VERSION, SyntheticConfig
+from v2x.datasets.synthetic_render import FrameRenderer
+from v2x.datasets.synthetic_world import SyntheticWorld
 from v2x.pipeline import MotionHistory
 
 #: Ages at or below this many seconds are 0: the frame's own observation is fused (1 µs: an

@@ -185,9 +185,9 @@ def open_reader(data: Mapping, app: str = "sweep", section: str = "data") -> Any
             f"expected the {data['source']} dataset root (docs/real_data.md)"
         )
     if data["source"] == "v2xsim":
-        from v2x.datasets.v2xsim import V2XSimDataset as Reader
+        from v2x.datasets.v2xsim_reader import V2XSimDataset as Reader
     else:
-        from v2x.datasets.dair import DAIRV2XCDataset as Reader
+        from v2x.datasets.dair_reader import DAIRV2XCDataset as Reader
     reader = dict(data.get("reader") or {})
     valid = set(inspect.signature(Reader.__init__).parameters) - {"self", "root"}
     if set(reader) - valid:  # (a misspelled option was a TypeError traceback)
@@ -458,7 +458,8 @@ def load_training_frames(
     data = to_plain(data)
     source = data.get("source")
     if source == "synthetic":
-        from v2x.datasets.synthetic import SyntheticConfig, generate_sequence
+        from v2x.datasets.synthetic import generate_sequence
+        from v2x.datasets.synthetic_config import SyntheticConfig
 
         for key, least in (("num_sequences", 1), ("frames_per_sequence", 1), ("seed", 0)):
             data[key] = check_whole(f"{app}: field '{section}.{key}'", data.get(key), least)

@@ -62,7 +62,8 @@ def test_the_train_apps_validator_gives_its_metric_with_an_interval_over_the_tow
 def test_train_app_reads_real_layouts(tmp_path):
     from v2x.apps.train import load_training_frames
     from v2x.datasets.export import export_frames
-    from v2x.datasets.synthetic import SyntheticConfig, generate_frame
+    from v2x.datasets.synthetic import generate_frame
+    from v2x.datasets.synthetic_config import SyntheticConfig
 
     export_frames([generate_frame(SyntheticConfig(), seed=4)], tmp_path, "v2xsim")
     frames = load_training_frames({"source": "v2xsim", "path": str(tmp_path), "reader": {}})
@@ -81,7 +82,8 @@ def test_train_app_real_data_errors_name_the_app(tmp_path, data, message):
     # they said "sweep: field 'data.path' ..." under v2x-train
     from v2x.apps.train import load_training_frames
     from v2x.datasets.export import export_frames
-    from v2x.datasets.synthetic import SyntheticConfig, generate_frame
+    from v2x.datasets.synthetic import generate_frame
+    from v2x.datasets.synthetic_config import SyntheticConfig
 
     export_frames([generate_frame(SyntheticConfig(), seed=4)], tmp_path, "v2xsim")
     base = {"source": "v2xsim", "path": str(tmp_path), "reader": {}, "num_frames": None}
@@ -94,7 +96,8 @@ def test_train_app_takes_the_dataset_group_as_docs_real_data_says(tmp_path):
     the real layout; ``dataset=dair_v2x`` likewise; no group leaves ``data`` as it is."""
     from v2x.apps.train import data_section, load_training_frames
     from v2x.datasets.export import export_frames
-    from v2x.datasets.synthetic import SyntheticConfig, generate_frame
+    from v2x.datasets.synthetic import generate_frame
+    from v2x.datasets.synthetic_config import SyntheticConfig
 
     frames = [generate_frame(SyntheticConfig(), seed=s) for s in (4, 5)]
     export_frames(frames, tmp_path / "v2xsim", "v2xsim")

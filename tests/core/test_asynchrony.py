@@ -16,7 +16,8 @@ import torch
 from v2x.asynchrony import SensingClock, aged_batch, frame_phases, motion_history
 from v2x.datasets.frame import collate_frames, slot_order
 from v2x.datasets.lidar import LidarConfig
-from v2x.datasets.synthetic import SyntheticConfig, generate_sequence
+from v2x.datasets.synthetic import generate_sequence
+from v2x.datasets.synthetic_config import SyntheticConfig
 from v2x.perception.boxes import transform_boxes
 from v2x.perception.fusion import LateExtrapolatedFusion, build_fusion
 from v2x.perception.warp import (

@@ -18,9 +18,9 @@ import torch
 
 from v2x.asynchrony import aged_batch
 from v2x.asynchrony_recorded import RecordedClock
-from v2x.datasets.dair import DAIRV2XCDataset
+from v2x.datasets.dair_reader import DAIRV2XCDataset
 from v2x.datasets.frame import collate_frames
-from v2x.datasets.v2xsim import V2XSimDataset
+from v2x.datasets.v2xsim_reader import V2XSimDataset
 
 _spec = importlib.util.spec_from_file_location(
     "timed_fixtures", Path(__file__).parents[1] / "datasets" / "timed_fixtures.py"

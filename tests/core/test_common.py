@@ -93,7 +93,7 @@ def test_a_device_this_process_cannot_compute_on_is_refused_naming_the_field():
     import torch
 
     from v2x.common import usable_device
-    from v2x.datasets.raycast import TorchRaycaster
+    from v2x.datasets.raycast_torch import TorchRaycaster
     from v2x.perception.train import setup_distributed
     from v2x.sweep import run_sweep
 

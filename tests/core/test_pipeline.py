@@ -279,7 +279,8 @@ def test_pose_noise_is_seeded(model, batch):
 def test_shipped_detector_end_to_end_cooperation_helps_where_ego_is_blind():
     """One synthetic frame with the shipped detector: AP is computable and max fusion at 30 dB
     finds at least as much of what the ego cannot see as ego-only detection does."""
-    from v2x.datasets.synthetic import SyntheticConfig, generate_frame
+    from v2x.datasets.synthetic import generate_frame
+    from v2x.datasets.synthetic_config import SyntheticConfig
     from v2x.evaluation import accumulate, default_eval_config, ego_ground_truth
     from v2x.perception.average_precision import APAccumulator
     from v2x.perception.checkpoint import load_detector

@@ -16,7 +16,8 @@ import torch
 
 from v2x.channels import build_channel
 from v2x.datasets.frame import collate_frames
-from v2x.datasets.synthetic import SyntheticConfig, generate_sequence
+from v2x.datasets.synthetic import generate_sequence
+from v2x.datasets.synthetic_config import SyntheticConfig
 from v2x.evaluation import accumulate, default_eval_config, ego_ground_truth
 from v2x.perception.average_precision import APAccumulator
 from v2x.perception.checkpoint import load_detector

@@ -663,7 +663,8 @@ def test_sweep_reads_real_data_layouts_through_the_readers(tmp_path):
     """``data.source=v2xsim`` / ``dair_v2x``: frames exported in the published layouts come back
     through the readers with their boxes (the readers' own tests check the formats)."""
     from v2x.datasets.export import export_frames
-    from v2x.datasets.synthetic import SyntheticConfig, generate_frame
+    from v2x.datasets.synthetic import generate_frame
+    from v2x.datasets.synthetic_config import SyntheticConfig
     from v2x.sweep import load_frames
 
     frame = generate_frame(SyntheticConfig(), seed=3)
@@ -2424,7 +2425,8 @@ def test_real_data_read_whole_is_said(tmp_path, caplog):
     import logging
 
     from v2x.datasets.export import export_frames
-    from v2x.datasets.synthetic import SyntheticConfig, generate_frame
+    from v2x.datasets.synthetic import generate_frame
+    from v2x.datasets.synthetic_config import SyntheticConfig
     from v2x.sweep import load_frames
 
     root = tmp_path / "v2xsim"

@@ -103,7 +103,8 @@ def test_out_with_a_tilde_is_written_in_the_home_folder(tmp_path, monkeypatch):
 
 def _tiny_training(tmp_path: Path, stop_at: int | None = None, stop=KeyboardInterrupt):
     from v2x.codec_training import CodecTrainConfig, train_codec_for_task
-    from v2x.datasets.synthetic import SyntheticConfig, generate_sequence
+    from v2x.datasets.synthetic import generate_sequence
+    from v2x.datasets.synthetic_config import SyntheticConfig
     from v2x.perception.detector import CoopDetector, DetectorConfig
     from v2x.semcom import build_codec
 

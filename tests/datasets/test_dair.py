@@ -11,7 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from v2x.datasets.dair import DAIRV2XCDataset, write_dair_v2x_c
+from v2x.datasets.dair_reader import DAIRV2XCDataset
+from v2x.datasets.dair_writer import write_dair_v2x_c
 
 RZ90 = [[0.0, -1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, 1.0]]
 RZ180 = [[-1.0, 0.0, 0.0], [0.0, -1.0, 0.0], [0.0, 0.0, 1.0]]

@@ -14,11 +14,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from v2x.datasets.dair import DAIRV2XCDataset, write_dair_v2x_c
+from v2x.datasets.dair_reader import DAIRV2XCDataset
+from v2x.datasets.dair_writer import write_dair_v2x_c
 from v2x.datasets.frame import AgentObservation, CoopFrame
 from v2x.datasets.pcd import read_pcd_xyzi
 from v2x.datasets.store import load_split, read_manifest, write_frame, write_manifest
-from v2x.datasets.v2xsim import V2XSimDataset, write_v2xsim
+from v2x.datasets.v2xsim_reader import V2XSimDataset
+from v2x.datasets.v2xsim_writer import write_v2xsim
 
 V = "vehicle-side"
 I = "infrastructure-side"  # noqa: E741

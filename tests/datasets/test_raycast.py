@@ -9,15 +9,11 @@ import pytest
 import torch
 
 from v2x.datasets.lidar import LidarConfig, build_lidar
-from v2x.datasets.raycast import (
-    GROUND,
-    MISS,
-    BoxScene,
-    TorchRaycaster,
-    box_corners,
-    make_raycaster,
-)
-from v2x.datasets.synthetic import SyntheticConfig, SyntheticWorld
+from v2x.datasets.raycast import make_raycaster
+from v2x.datasets.raycast_scene import GROUND, MISS, BoxScene, box_corners
+from v2x.datasets.raycast_torch import TorchRaycaster
+from v2x.datasets.synthetic_config import SyntheticConfig
+from v2x.datasets.synthetic_world import SyntheticWorld
 
 BACKENDS = ["torch", "torch-dense", "open3d"]
 

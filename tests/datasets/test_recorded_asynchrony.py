@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from v2x.datasets.dair import DAIRV2XCDataset
-from v2x.datasets.v2xsim import V2XSimDataset
+from v2x.datasets.dair_reader import DAIRV2XCDataset
+from v2x.datasets.v2xsim_reader import V2XSimDataset
 
 _spec = importlib.util.spec_from_file_location(
     "timed_fixtures", Path(__file__).with_name("timed_fixtures.py")

@@ -8,12 +8,9 @@ from shapely.geometry import Polygon
 
 from v2x.datasets.frame import AGENT_KINDS, CLASS_NAMES
 from v2x.datasets.lidar import LidarConfig
-from v2x.datasets.synthetic import (
-    SyntheticConfig,
-    SyntheticWorld,
-    generate_frame,
-    generate_sequence,
-)
+from v2x.datasets.synthetic import generate_frame, generate_sequence
+from v2x.datasets.synthetic_config import SyntheticConfig
+from v2x.datasets.synthetic_world import SyntheticWorld
 
 
 def _small_cfg(**kw) -> SyntheticConfig:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from v2x.datasets.lidar import LidarConfig, build_lidar
-from v2x.datasets.synthetic import SyntheticConfig
+from v2x.datasets.synthetic_config import SyntheticConfig
 
 NAN, INF = float("nan"), float("inf")
 

@@ -7,13 +7,10 @@ import numpy as np
 import pytest
 
 from v2x.datasets.lidar import LidarConfig
-from v2x.datasets.synthetic import (
-    FrameRenderer,
-    SyntheticConfig,
-    SyntheticWorld,
-    generate_frame,
-    generate_sequence,
-)
+from v2x.datasets.synthetic import generate_frame, generate_sequence
+from v2x.datasets.synthetic_config import SyntheticConfig
+from v2x.datasets.synthetic_render import FrameRenderer
+from v2x.datasets.synthetic_world import SyntheticWorld
 
 
 def _small_cfg(**kw) -> SyntheticConfig:

@@ -11,7 +11,9 @@ import numpy as np
 import pytest
 
 from v2x.datasets import AgentObservation, CoopFrame
-from v2x.datasets.v2xsim import V2XSimDataset, track_id_from_token, write_v2xsim
+from v2x.datasets.v2xsim_format import track_id_from_token
+from v2x.datasets.v2xsim_reader import V2XSimDataset
+from v2x.datasets.v2xsim_writer import write_v2xsim
 
 S2 = math.sqrt(0.5)
 _NAMES = (

@@ -96,7 +96,8 @@ def test_max_extrapolated_without_history_is_max_bit_for_bit():
     from v2x.channels import build_channel
     from v2x.datasets.frame import collate_frames
     from v2x.datasets.lidar import LidarConfig
-    from v2x.datasets.synthetic import SyntheticConfig, generate_sequence
+    from v2x.datasets.synthetic import generate_sequence
+    from v2x.datasets.synthetic_config import SyntheticConfig
     from v2x.perception.checkpoint import detector_config_from_dict
     from v2x.perception.detector import CoopDetector
     from v2x.perception.fusion import build_fusion

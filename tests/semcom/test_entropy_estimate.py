@@ -78,7 +78,8 @@ def test_estimated_codec_is_flagged_and_its_receiver_rebuilds_the_quantised_map(
 @pytest.mark.slow
 def test_estimate_error_on_the_shipped_detector_maps_is_below_one_percent():
     from v2x.datasets.frame import collate_frames
-    from v2x.datasets.synthetic import SyntheticConfig, generate_sequence
+    from v2x.datasets.synthetic import generate_sequence
+    from v2x.datasets.synthetic_config import SyntheticConfig
     from v2x.perception.checkpoint import load_detector
 
     model = load_detector(None, "cpu")

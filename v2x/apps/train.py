@@ -54,7 +54,8 @@ def validation_frames(cfg: DictConfig) -> list[CoopFrame]:
     """The validation towns of ``cfg.val`` (synthetic; the store's ``val`` seeds, never a
     training town): ``val.num_sequences`` × ``data.frames_per_sequence`` frames."""
     from v2x.datasets.build import sequence_seed
-    from v2x.datasets.synthetic import SyntheticConfig, generate_sequence
+    from v2x.datasets.synthetic import generate_sequence
+    from v2x.datasets.synthetic_config import SyntheticConfig
 
     syn = dict(to_plain(cfg.data.synthetic) or {})
     syn["device"] = _rank_device(str(syn.get("device", "cpu")))
