@@ -484,7 +484,7 @@ def _gt_from_detections(model, batch, fusion: str = "none", per_frame: int = 3):
     """Ground truth = the best boxes of a run at 30 dB (so that matches happen), one ignored
     and one ``ego_invisible`` box per frame."""
     from v2x.evaluation import EgoGroundTruth, default_eval_config
-    from v2x.perception.average_precision import range_mask
+    from v2x.perception.ap_range import range_mask
 
     det = _pipe(model, fusion).run(batch, torch.tensor([30.0])).detections
     inside = range_mask(det.boxes.reshape(-1, 7), default_eval_config(GRID).eval_range)
