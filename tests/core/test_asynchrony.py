@@ -18,7 +18,8 @@ from v2x.datasets.frame import collate_frames, slot_order
 from v2x.datasets.lidar import LidarConfig
 from v2x.datasets.synthetic import SyntheticConfig, generate_sequence
 from v2x.perception.boxes import transform_boxes
-from v2x.perception.fusion import LateExtrapolatedFusion, build_fusion
+from v2x.perception.fusion import build_fusion
+from v2x.perception.fusion_extrapolated import LateExtrapolatedFusion
 from v2x.perception.warp import (
     boxes_in_level_frames,
     merge_points_to_ego,

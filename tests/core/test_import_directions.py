@@ -97,12 +97,18 @@ def test_the_execution_home_imports_only_the_layers_below_it():
 CORE_MAX_LINES = 500
 
 
-def test_no_core_module_is_over_500_lines():
+def _modules_over_the_limit(folder: str) -> list[str]:
+    """``"<path>: <n> lines"`` of each module below ``folder`` longer than ``CORE_MAX_LINES``."""
     long = []
-    for path in sorted((ROOT / "v2x").rglob("*.py")):
+    for path in sorted((ROOT / folder).rglob("*.py")):
         lines = len(path.read_text(encoding="utf-8").splitlines())
         if lines > CORE_MAX_LINES:
             long.append(f"{path.relative_to(ROOT)}: {lines} lines")
+    return long
+
+
+def test_no_core_module_is_over_500_lines():
+    long = _modules_over_the_limit("v2x")
     assert not long, "core modules over 500 lines:\n" + "\n".join(long)
 
 
@@ -112,11 +118,7 @@ def test_no_channels_module_is_over_500_lines_and_pathloss_keeps_its_import_path
     it offered is still importable from ``v2x.channels.pathloss`` (the list as it was)."""
     import importlib
 
-    long = []
-    for path in sorted((ROOT / "channels").rglob("*.py")):
-        lines = len(path.read_text(encoding="utf-8").splitlines())
-        if lines > CORE_MAX_LINES:
-            long.append(f"{path.relative_to(ROOT)}: {lines} lines")
+    long = _modules_over_the_limit("channels")
     assert not long, "channels modules over 500 lines:\n" + "\n".join(long)
     pathloss = importlib.import_module("v2x.channels.pathloss")
     before = [
@@ -132,3 +134,43 @@ def test_no_channels_module_is_over_500_lines_and_pathloss_keeps_its_import_path
         "FreeSpace", "V2VHighway", "V2VUrban", "UMiStreetCanyon", "UMaAV", "UMiAV", "RMaAV",
         "AlHourani", "THzLink",
     }  # fmt: skip
+
+
+def test_no_perception_module_is_over_500_lines_and_the_split_modules_keep_their_import_paths():
+    """The same size rule for ``perception/`` (``v2x.perception``): ``average_precision.py``
+    (1,667 lines) is split along the evaluator's jobs (``ap_config``, ``ap_range``,
+    ``ap_match``, ``ap_curve``, ``ap_frames``, ``ap_records``, ``ap_bootstrap``,
+    ``ap_visibility``) and ``fusion.py`` (635 lines) one module per kind of strategy
+    (``fusion_base``, ``fusion_basic``, ``fusion_extrapolated``, ``fusion_where2comm``,
+    ``fusion_payload``). Every name each module offered is still importable from it (the lists
+    as they were: its public names and ``__all__``, and the private ones tests imported), and
+    importing ``v2x.perception.fusion`` still registers every strategy."""
+    import importlib
+
+    long = _modules_over_the_limit("perception")
+    assert not long, "perception modules over 500 lines:\n" + "\n".join(long)
+    average_precision = importlib.import_module("v2x.perception.average_precision")
+    before = [
+        "APAccumulator", "BOOTSTRAP_UNITS", "EvalConfig", "PROCEDURES", "RANGE_MODES", "SortMode",
+        "add_frame_sets", "ap_from_flags", "average_precision", "dair_ap", "format_results",
+        "greedy_match", "greedy_match_batched", "range_mask", "visibility_subsets", "voc_ap",
+        "_packed", "_unpacked",
+    ]  # fmt: skip
+    assert [n for n in before if not hasattr(average_precision, n)] == []
+    fusion = importlib.import_module("v2x.perception.fusion")
+    before = [
+        "AttentionFusion", "CAPABILITY_METHODS", "EarlyFusion", "FUSIONS", "FeatureFusion",
+        "LateExtrapolatedFusion", "LateFusion", "MaxExtrapolatedFusion", "MaxFusion",
+        "MeanFusion", "NoFusion", "OWN_MAP_KEY", "ObjectFeatureFusion", "PayloadFusion",
+        "STAGES", "SemanticMapFusion", "Stage", "Where2commFusion", "build_fusion", "clean_mask",
+        "finite_cells", "fusion_class", "own_map",
+    ]  # fmt: skip
+    assert [n for n in before if not hasattr(fusion, n)] == []
+    registered = {n: fusion.fusion_class(n).__name__ for n in fusion.FUSIONS.names()}
+    assert registered.items() >= {
+        "none": "NoFusion", "early": "EarlyFusion", "late": "LateFusion",
+        "late_extrapolated": "LateExtrapolatedFusion", "max": "MaxFusion",
+        "max_extrapolated": "MaxExtrapolatedFusion", "mean": "MeanFusion",
+        "attention": "AttentionFusion", "where2comm": "Where2commFusion",
+        "semantic_map": "SemanticMapFusion", "object_features": "ObjectFeatureFusion",
+    }.items()  # fmt: skip

@@ -14,7 +14,9 @@ from v2x.channels.base import Channel
 from v2x.datasets.frame import AgentObservation, CoopFrame, collate_frames
 from v2x.perception.bev import BEVGrid
 from v2x.perception.detector import CoopDetector, DetectorConfig
-from v2x.perception.fusion import MaxFusion, Where2commFusion, build_fusion
+from v2x.perception.fusion import build_fusion
+from v2x.perception.fusion_basic import MaxFusion
+from v2x.perception.fusion_where2comm import Where2commFusion
 from v2x.pipeline import BOX_MESSAGE_BITS, POINT_MESSAGE_BITS, CooperativePipeline
 from v2x.semcom import build_codec
 from v2x.semcom.base import Codec
