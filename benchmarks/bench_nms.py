@@ -23,7 +23,8 @@ import numpy as np
 import torch
 from shapely.geometry import Polygon
 
-from v2x.perception.average_precision import APAccumulator, EvalConfig
+from v2x.perception.ap_config import EvalConfig
+from v2x.perception.average_precision import APAccumulator
 from v2x.perception.boxes import boxes_to_corners_bev, rotated_iou_bev
 from v2x.perception.nms import batched_rotated_nms
 

@@ -177,17 +177,17 @@ def _reference_quantiles(
 @contextlib.contextmanager
 def _variant(name: str) -> Iterator[None]:
     """``"new"``: this code; ``"reference"``: ``_reference_quantiles`` in its place."""
-    import v2x.perception.average_precision as average_precision
+    import v2x.perception.ap_bootstrap as ap_bootstrap
 
     if name == "new":
         yield
         return
-    kept = average_precision.resampled_ap_quantiles
-    average_precision.resampled_ap_quantiles = _reference_quantiles
+    kept = ap_bootstrap.resampled_ap_quantiles
+    ap_bootstrap.resampled_ap_quantiles = _reference_quantiles
     try:
         yield
     finally:
-        average_precision.resampled_ap_quantiles = kept
+        ap_bootstrap.resampled_ap_quantiles = kept
 
 
 def _results_digest(results: Sequence[dict]) -> str:

@@ -74,7 +74,8 @@ def networks(frames: list, batch: int, pools: list[ProcessPoolExecutor]) -> None
 
 def intervals(frames: int, bootstrap: int, pool: ProcessPoolExecutor, workers: int) -> None:
     import v2x.sweep_rows as sweep_rows
-    from v2x.perception.average_precision import APAccumulator, EvalConfig
+    from v2x.perception.ap_config import EvalConfig
+    from v2x.perception.average_precision import APAccumulator
 
     rng = np.random.default_rng(0)
     acc = APAccumulator(

@@ -1,7 +1,8 @@
-"""Greedy matching of many frames side by side (``greedy_match_batched``), for
-``v2x.perception.average_precision``: element for element what its ``greedy_match`` gives one
-frame at a time, with a Python loop as long as the longest frame's list of detections that can
-match, instead of as all frames' together; and DAIR-V2X's matching from the ground-truth side
+"""The matching of ``v2x.perception.average_precision``: OpenCOOD's per-frame greedy matching
+(``greedy_match``, one frame's problems), the same for many frames side by side
+(``greedy_match_batched``: element for element what ``greedy_match`` gives one frame at a time,
+with a Python loop as long as the longest frame's list of detections that can match, instead of
+as all frames' together), and DAIR-V2X's matching from the ground-truth side
 (``gt_side_match_batched``), the same loop with the roles exchanged.
 """
 
@@ -11,7 +12,53 @@ from collections.abc import Sequence
 
 import numpy as np
 
-__all__ = ["greedy_match_batched", "gt_side_match_batched"]
+__all__ = ["greedy_match", "greedy_match_batched", "gt_side_match_batched"]
+
+
+def greedy_match(
+    iou: np.ndarray,
+    thresholds: np.ndarray,
+    det_in: np.ndarray | None = None,
+    gt_in: np.ndarray | None = None,
+) -> np.ndarray:
+    """OpenCOOD's per-frame greedy matching, for many independent problems at once.
+
+    Problem ``p`` uses threshold ``thresholds[p]``, the detections ``det_in[p]`` and the GT
+    ``gt_in[p]``. Detections are visited in row order (the caller sorts them by score); each is
+    matched to the remaining GT of its problem with the largest IoU (first index on ties) iff
+    that IoU is ``>= thresholds[p]``; a matched GT is removed.
+
+    Args:
+        iou: ``[D, G]`` IoU of score-sorted detections with GT.
+        thresholds: ``[P]`` thresholds.
+        det_in: ``[P, D]`` bool (``None``: all).
+        gt_in: ``[P, G]`` bool (``None``: all).
+
+    Returns:
+        ``[P, D]`` int64: the matched GT index, or -1 (false positive, or not in the problem).
+    """
+    d, g = iou.shape
+    thresholds = np.asarray(thresholds, dtype=np.float64).reshape(-1)
+    p = thresholds.size
+    det_in = np.ones((p, d), dtype=bool) if det_in is None else np.asarray(det_in, dtype=bool)
+    avail = np.ones((p, g), dtype=bool) if gt_in is None else np.array(gt_in, dtype=bool)
+    matched = np.full((p, d), -1, dtype=np.int64)
+    if d == 0 or g == 0:
+        return matched
+    rows = np.arange(p)
+    iou = np.asarray(iou, dtype=np.float64)
+    # a detection below every threshold with every GT matches nothing and removes nothing
+    reach = (iou >= thresholds.min()).any(axis=1) if p else np.zeros(d, dtype=bool)
+    for i in np.flatnonzero(reach).tolist():
+        active = det_in[:, i]
+        if not active.any():
+            continue
+        masked = np.where(avail, iou[i][None, :], -1.0)
+        best = masked.argmax(axis=1)
+        hit = active & (masked[rows, best] >= thresholds)
+        matched[hit, i] = best[hit]
+        avail[rows[hit], best[hit]] = False
+    return matched
 
 
 def greedy_match_batched(

@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from v2x.common import triton_available
-from v2x.perception.fusion import AttentionFusion, MaxFusion
+from v2x.perception.fusion_basic import AttentionFusion, MaxFusion
 from v2x.perception.warp import sample_maps
 
 

@@ -22,7 +22,7 @@ from v2x.datasets.frame import collate_frames
 from v2x.datasets.synthetic import generate_sequence
 from v2x.datasets.synthetic_config import SyntheticConfig
 from v2x.evaluation import VEHICLE_LABELS, default_eval_config, ego_ground_truth
-from v2x.perception.average_precision import range_mask
+from v2x.perception.ap_range import range_mask
 from v2x.perception.box_errors import ERROR_FIELDS, matched_box_errors
 from v2x.perception.checkpoint import load_detector
 from v2x.perception.fusion import build_fusion

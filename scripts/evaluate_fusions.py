@@ -23,7 +23,7 @@ from v2x.datasets.build import sequence_seed
 from v2x.datasets.synthetic import generate_sequence
 from v2x.datasets.synthetic_config import SyntheticConfig
 from v2x.fusion_evaluation import evaluate_fusions
-from v2x.perception.average_precision import BOOTSTRAP_UNITS
+from v2x.perception.ap_config import BOOTSTRAP_UNITS
 from v2x.perception.checkpoint import load_detector
 from v2x.perception.inference import PRECISIONS
 from v2x.results_table import few_units_note

@@ -26,7 +26,8 @@ from v2x.common import check_whole
 from v2x.datasets.frame import CoopFrame
 from v2x.evaluation import default_eval_config
 from v2x.execution import evaluate_frames
-from v2x.perception.average_precision import APAccumulator, EvalConfig
+from v2x.perception.ap_config import EvalConfig
+from v2x.perception.average_precision import APAccumulator
 from v2x.perception.detector import CoopDetector
 from v2x.perception.fusion import FUSIONS, build_fusion
 from v2x.pipeline import CooperativePipeline

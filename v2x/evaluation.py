@@ -16,7 +16,9 @@ import torch
 
 from v2x.conditions import condition_members, distinct_conditions
 from v2x.datasets.frame import CLASS_NAMES, CoopBatch
-from v2x.perception.average_precision import APAccumulator, EvalConfig, add_frame_sets
+from v2x.perception.ap_config import EvalConfig
+from v2x.perception.ap_frames import add_frame_sets
+from v2x.perception.average_precision import APAccumulator
 from v2x.perception.bev import BEVGrid
 from v2x.perception.detector import Detections
 from v2x.perception.losses import visible_gt_mask

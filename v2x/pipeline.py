@@ -51,7 +51,7 @@ from v2x.datasets.frame import CoopBatch
 from v2x.perception.boxes import transform_boxes
 from v2x.perception.detector import CoopDetector, Detections, nms_detections
 from v2x.perception.ego_fusion import arrived_cells, fuse_at_ego
-from v2x.perception.fusion import FeatureFusion, own_map
+from v2x.perception.fusion_base import FeatureFusion, own_map
 from v2x.perception.warp import (
     box_flow,
     compose_sampling,

@@ -27,7 +27,7 @@ from v2x.conditions import (
 )
 from v2x.datasets.frame import CoopBatch
 from v2x.perception.detector import CoopDetector
-from v2x.perception.fusion import FeatureFusion
+from v2x.perception.fusion_base import FeatureFusion
 from v2x.perception.semantic import (
     payload_floor,
     payload_from_air,

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from v2x.datasets.frame import CoopBatch
-from v2x.perception.fusion import FeatureFusion
+from v2x.perception.fusion_base import FeatureFusion
 from v2x.sweep_batches import _Batch
 from v2x.sweep_plan import SweepPlan
 

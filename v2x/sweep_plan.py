@@ -180,7 +180,7 @@ def plan_sweep(cfg: Any) -> SweepPlan:
     """Validate ``cfg`` and list the groups; raises ``ValueError`` before any work."""
     from v2x.channels import CHANNELS
     from v2x.loading import device_key
-    from v2x.perception.average_precision import BOOTSTRAP_UNITS, EvalConfig
+    from v2x.perception.ap_config import BOOTSTRAP_UNITS, EvalConfig
     from v2x.perception.fusion import FUSIONS, fusion_class
     from v2x.perception.inference import check_precision
     from v2x.semcom import CODECS

@@ -42,7 +42,8 @@ import numpy as np
 
 from v2x.evaluation import ScoredArrays, accumulate_arrays
 from v2x.forked_pools import can_fork_workers, forked_pool
-from v2x.perception.average_precision import APAccumulator, EvalConfig
+from v2x.perception.ap_config import EvalConfig
+from v2x.perception.average_precision import APAccumulator
 
 __all__ = [
     "SCORING_PROCESSES",

@@ -28,7 +28,8 @@ from v2x.ledger import ledger_table, summarize
 from v2x.network import NetworkConfig, build_network_batch
 from v2x.perception.bev import BEVGrid
 from v2x.perception.detector import CoopDetector, DetectorConfig
-from v2x.perception.fusion import MaxFusion, Where2commFusion
+from v2x.perception.fusion_basic import MaxFusion
+from v2x.perception.fusion_where2comm import Where2commFusion
 from v2x.pipeline import CooperativePipeline
 from v2x.scheduling import BudgetConfig, schedule
 from v2x.semcom import CODECS, _load_all

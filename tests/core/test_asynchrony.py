@@ -19,7 +19,8 @@ from v2x.datasets.lidar import LidarConfig
 from v2x.datasets.synthetic import generate_sequence
 from v2x.datasets.synthetic_config import SyntheticConfig
 from v2x.perception.boxes import transform_boxes
-from v2x.perception.fusion import LateExtrapolatedFusion, build_fusion
+from v2x.perception.fusion import build_fusion
+from v2x.perception.fusion_extrapolated import LateExtrapolatedFusion
 from v2x.perception.warp import (
     boxes_in_level_frames,
     merge_points_to_ego,

@@ -293,7 +293,8 @@ def test_ego_detections_equal_a_run_with_every_collaborator_masked(
 
 
 def test_fusions_share_an_ego_alone_key_only_when_their_maps_agree():
-    from v2x.perception.fusion import OWN_MAP_KEY, MaxFusion, MeanFusion
+    from v2x.perception.fusion_base import OWN_MAP_KEY
+    from v2x.perception.fusion_basic import MaxFusion, MeanFusion
 
     assert build_fusion("max").ego_alone_key() == build_fusion("max").ego_alone_key()
     # fusions whose ego-alone map is the ego's own (none, max, max_extrapolated at any

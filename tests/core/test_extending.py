@@ -29,7 +29,9 @@ from v2x.channels import CHANNELS, build_channel
 from v2x.channels.base import Channel, ChannelState
 from v2x.datasets.frame import collate_frames
 from v2x.perception.detector import CoopDetector, DetectorConfig
-from v2x.perception.fusion import FUSIONS, FeatureFusion, MaxFusion, build_fusion
+from v2x.perception.fusion import FUSIONS, build_fusion
+from v2x.perception.fusion_base import FeatureFusion
+from v2x.perception.fusion_basic import MaxFusion
 from v2x.pipeline import CooperativePipeline
 from v2x.results import read_results
 from v2x.semcom import build_codec

@@ -185,3 +185,43 @@ def test_no_datasets_module_is_over_500_lines_and_the_split_ones_keep_their_impo
     assert lost == []
     dair = importlib.import_module("v2x.datasets.dair")
     assert dair.log.name == "v2x.datasets.dair"  # the reader's warnings keep their logger
+
+
+def test_no_perception_module_is_over_500_lines_and_the_split_modules_keep_their_import_paths():
+    """The same size rule for ``perception/`` (``v2x.perception``): ``average_precision.py``
+    (1,667 lines) is split along the evaluator's jobs (``ap_config``, ``ap_range``,
+    ``ap_match``, ``ap_curve``, ``ap_frames``, ``ap_records``, ``ap_bootstrap``,
+    ``ap_visibility``) and ``fusion.py`` (635 lines) one module per kind of strategy
+    (``fusion_base``, ``fusion_basic``, ``fusion_extrapolated``, ``fusion_where2comm``,
+    ``fusion_payload``). Every name each module offered is still importable from it (the lists
+    as they were: its public names and ``__all__``, and the private ones tests imported), and
+    importing ``v2x.perception.fusion`` still registers every strategy."""
+    import importlib
+
+    long = _modules_over_500_lines("perception")
+    assert not long, "perception modules over 500 lines:\n" + "\n".join(long)
+    average_precision = importlib.import_module("v2x.perception.average_precision")
+    before = [
+        "APAccumulator", "BOOTSTRAP_UNITS", "EvalConfig", "PROCEDURES", "RANGE_MODES", "SortMode",
+        "add_frame_sets", "ap_from_flags", "average_precision", "dair_ap", "format_results",
+        "greedy_match", "greedy_match_batched", "range_mask", "visibility_subsets", "voc_ap",
+        "_packed", "_unpacked",
+    ]  # fmt: skip
+    assert [n for n in before if not hasattr(average_precision, n)] == []
+    fusion = importlib.import_module("v2x.perception.fusion")
+    before = [
+        "AttentionFusion", "CAPABILITY_METHODS", "EarlyFusion", "FUSIONS", "FeatureFusion",
+        "LateExtrapolatedFusion", "LateFusion", "MaxExtrapolatedFusion", "MaxFusion",
+        "MeanFusion", "NoFusion", "OWN_MAP_KEY", "ObjectFeatureFusion", "PayloadFusion",
+        "STAGES", "SemanticMapFusion", "Stage", "Where2commFusion", "build_fusion", "clean_mask",
+        "finite_cells", "fusion_class", "own_map",
+    ]  # fmt: skip
+    assert [n for n in before if not hasattr(fusion, n)] == []
+    registered = {n: fusion.fusion_class(n).__name__ for n in fusion.FUSIONS.names()}
+    assert registered.items() >= {
+        "none": "NoFusion", "early": "EarlyFusion", "late": "LateFusion",
+        "late_extrapolated": "LateExtrapolatedFusion", "max": "MaxFusion",
+        "max_extrapolated": "MaxExtrapolatedFusion", "mean": "MeanFusion",
+        "attention": "AttentionFusion", "where2comm": "Where2commFusion",
+        "semantic_map": "SemanticMapFusion", "object_features": "ObjectFeatureFusion",
+    }.items()  # fmt: skip

@@ -14,7 +14,9 @@ from v2x.channels.base import Channel
 from v2x.datasets.frame import AgentObservation, CoopFrame, collate_frames
 from v2x.perception.bev import BEVGrid
 from v2x.perception.detector import CoopDetector, DetectorConfig
-from v2x.perception.fusion import MaxFusion, Where2commFusion, build_fusion
+from v2x.perception.fusion import build_fusion
+from v2x.perception.fusion_basic import MaxFusion
+from v2x.perception.fusion_where2comm import Where2commFusion
 from v2x.pipeline import BOX_MESSAGE_BITS, POINT_MESSAGE_BITS, CooperativePipeline
 from v2x.semcom import build_codec
 from v2x.semcom.base import Codec
@@ -485,7 +487,7 @@ def _gt_from_detections(model, batch, fusion: str = "none", per_frame: int = 3):
     """Ground truth = the best boxes of a run at 30 dB (so that matches happen), one ignored
     and one ``ego_invisible`` box per frame."""
     from v2x.evaluation import EgoGroundTruth, default_eval_config
-    from v2x.perception.average_precision import range_mask
+    from v2x.perception.ap_range import range_mask
 
     det = _pipe(model, fusion).run(batch, torch.tensor([30.0])).detections
     inside = range_mask(det.boxes.reshape(-1, 7), default_eval_config(GRID).eval_range)

@@ -127,7 +127,7 @@ def test_the_3d_eval_range_sees_heights_above_ground_not_lidar_relative():
 
     from v2x.datasets.frame import AgentObservation, CoopFrame, collate_frames
     from v2x.evaluation import ego_ground_truth
-    from v2x.perception.average_precision import range_mask
+    from v2x.perception.ap_range import range_mask
     from v2x.perception.bev import BEVGrid
 
     pose = np.eye(4)

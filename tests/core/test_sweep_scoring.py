@@ -12,7 +12,8 @@ import pytest
 
 from v2x.evaluation import ScoredArrays, accumulate_arrays
 from v2x.forked_pools import forked_pool
-from v2x.perception.average_precision import APAccumulator, EvalConfig
+from v2x.perception.ap_config import EvalConfig
+from v2x.perception.average_precision import APAccumulator
 from v2x.sweep_scoring import GroupScoring, _one_thread
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="the worker is forked (Linux)")

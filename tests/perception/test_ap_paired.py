@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 import torch
 
+from v2x.perception.ap_config import EvalConfig
 from v2x.perception.ap_paired import paired_difference
-from v2x.perception.average_precision import APAccumulator, EvalConfig, average_precision
+from v2x.perception.average_precision import APAccumulator, average_precision
 
 
 def _box(x: float, y: float) -> list[float]:

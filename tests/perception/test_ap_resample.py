@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from v2x.perception import ap_resample
+from v2x.perception.ap_curve import ap_from_flags
 from v2x.perception.ap_resample import resampled_aps
-from v2x.perception.average_precision import ap_from_flags
 
 
 def _records(rng: np.random.Generator, frames: int, ties: bool):

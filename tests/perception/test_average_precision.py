@@ -13,15 +13,10 @@ import pytest
 import torch
 from shapely.geometry import Polygon
 
-from v2x.perception.average_precision import (
-    APAccumulator,
-    EvalConfig,
-    ap_from_flags,
-    average_precision,
-    format_results,
-    greedy_match,
-    voc_ap,
-)
+from v2x.perception.ap_config import EvalConfig
+from v2x.perception.ap_curve import ap_from_flags, voc_ap
+from v2x.perception.ap_match import greedy_match
+from v2x.perception.average_precision import APAccumulator, average_precision, format_results
 
 
 def box(x: float, y: float = 0.0, length: float = 4.0, width: float = 2.0, z: float = 0.0,
@@ -362,7 +357,7 @@ def test_add_frames_batched_equals_sequential() -> None:
 
 
 def test_visibility_subsets() -> None:
-    from v2x.perception.average_precision import visibility_subsets
+    from v2x.perception.ap_visibility import visibility_subsets
 
     # 3 agents (ego = 0, agent 2 is padding), 5 boxes
     vis = np.array(
@@ -601,7 +596,7 @@ def test_a_pickled_accumulator_holds_the_same_records_packed() -> None:
 
 
 def test_records_of_mixed_dtypes_pickle_as_they_are() -> None:
-    from v2x.perception.average_precision import _packed, _unpacked
+    from v2x.perception.ap_records import _packed, _unpacked
 
     mixed = [np.zeros(2, np.int8), np.ones(3, np.float64)]
     assert _packed(mixed) is mixed and _unpacked(_packed(mixed)) is mixed

@@ -18,15 +18,10 @@ import pytest
 import torch
 from shapely.geometry import Polygon
 
+from v2x.perception.ap_config import EvalConfig
+from v2x.perception.ap_curve import ap_from_flags, dair_ap
 from v2x.perception.ap_resample import resampled_aps
-from v2x.perception.average_precision import (
-    APAccumulator,
-    EvalConfig,
-    ap_from_flags,
-    average_precision,
-    dair_ap,
-    format_results,
-)
+from v2x.perception.average_precision import APAccumulator, average_precision, format_results
 
 THRESHOLDS = (0.3, 0.5, 0.7)
 
@@ -449,7 +444,7 @@ def _dair_keeps(box, r) -> bool:
 def test_any_corner_range_is_dairs_rect_filter() -> None:
     """Random boxes about the range's faces and boxes whose corners lie exactly on them (the
     top face excludes: z_max exactly is out; every other face includes)."""
-    from v2x.perception.average_precision import range_mask
+    from v2x.perception.ap_range import range_mask
 
     rng = np.random.default_rng(5)
     x0, y0, z0, x1, y1, z1 = EXTENDED_RANGE
@@ -474,7 +469,7 @@ def test_any_corner_range_is_dairs_rect_filter() -> None:
 def test_a_3d_range_keeps_boxes_with_all_eight_corners_inside() -> None:
     """OpenCOOD's ``mask_boxes_outside_range_numpy`` with 8 corners: every corner in
     ``[min, max]`` on all three axes (bounds inclusive)."""
-    from v2x.perception.average_precision import range_mask
+    from v2x.perception.ap_range import range_mask
     from v2x.perception.boxes import boxes_to_corners_bev
 
     rng = np.random.default_rng(6)

@@ -19,7 +19,8 @@ import numpy as np
 import pytest
 import torch
 
-from v2x.perception.average_precision import APAccumulator, EvalConfig
+from v2x.perception.ap_config import EvalConfig
+from v2x.perception.average_precision import APAccumulator
 
 
 def _acc() -> APAccumulator:

@@ -8,7 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from v2x.perception.fusion import FUSIONS, Where2commFusion, build_fusion, clean_mask
+from v2x.perception.fusion import FUSIONS, build_fusion
+from v2x.perception.fusion_base import clean_mask
+from v2x.perception.fusion_where2comm import Where2commFusion
 
 FEATURE_STRATEGIES = ("max", "mean", "attention", "where2comm")
 ALL = ("none", "early", "late", *FEATURE_STRATEGIES)

@@ -7,7 +7,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from v2x.perception.average_precision import APAccumulator, EvalConfig, greedy_match
+from v2x.perception.ap_config import EvalConfig
+from v2x.perception.ap_match import greedy_match
+from v2x.perception.average_precision import APAccumulator
 
 
 def _frames(rng: np.random.Generator, n: int, sequences: int) -> list[dict]:
@@ -116,7 +118,7 @@ def test_greedy_match_batched_equals_one_frame_at_a_time():
     """Frames of different sizes (empty ones too), problem counts and thresholds, with ties
     and detections below every threshold, matched side by side: each frame's result is the
     former one-frame loop's."""
-    from v2x.perception.average_precision import greedy_match_batched
+    from v2x.perception.ap_match import greedy_match_batched
 
     rng = np.random.default_rng(5)
     for _ in range(40):
@@ -140,7 +142,7 @@ def test_add_frame_sets_equals_add_frames_one_set_after_another():
     """Several accumulators' frame sets scored with shared IoU calls record exactly what their
     own ``add_frames`` calls record (digests and results), replicas included; a set larger
     than a chunk or an accumulator in two sets runs the calls in turn."""
-    from v2x.perception.average_precision import add_frame_sets
+    from v2x.perception.ap_frames import add_frame_sets
 
     rng = np.random.default_rng(7)
     sets = [_frames(rng, int(rng.integers(0, 9)), 2) for _ in range(4)]

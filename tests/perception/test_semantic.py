@@ -15,7 +15,8 @@ from v2x.datasets.frame import AgentObservation, CoopFrame, collate_frames
 from v2x.perception.bev import BEVGrid
 from v2x.perception.boxes import rotated_iou_bev
 from v2x.perception.detector import CoopDetector, DetectorConfig, load_detector_weights
-from v2x.perception.fusion import SemanticMapFusion, build_fusion
+from v2x.perception.fusion import build_fusion
+from v2x.perception.fusion_payload import SemanticMapFusion
 from v2x.perception.head import build_targets
 from v2x.perception.semantic import splat_to_ego
 from v2x.perception.warp import boxes_in_level_frames

@@ -358,7 +358,7 @@ def test_where2comm_mode_trains_with_its_selection():
     """Training with the selection: at max_fraction = 1 it is attention fusion exactly."""
     from v2x.datasets.frame import collate_frames
     from v2x.perception.detector import CoopDetector
-    from v2x.perception.fusion import Where2commFusion
+    from v2x.perception.fusion_where2comm import Where2commFusion
     from v2x.perception.losses import fused_head_outputs
 
     torch.manual_seed(0)

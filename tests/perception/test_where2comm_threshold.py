@@ -11,7 +11,8 @@ import pytest
 import torch
 from scipy import ndimage
 
-from v2x.perception.fusion import Where2commFusion, build_fusion
+from v2x.perception.fusion import build_fusion
+from v2x.perception.fusion_where2comm import Where2commFusion
 
 
 def _logits(seed: int = 0, s: int = 3, k: int = 2, h: int = 9, w: int = 11) -> torch.Tensor:
