@@ -347,7 +347,7 @@ _LOAD_AND_BITS = """
 import json, sys, torch
 sys.path.insert(0, sys.argv[1])
 from test_ldpc_minsum import LDPC5GMinSumDecoder, _encoder
-from v2x.semcom.ldpc_minsum import _words_ok
+from v2x.semcom.ldpc_minsum_launch import _words_ok
 out = {}
 enc = _encoder(40, 100, 2)  # base graph 2, Z = 7: punctured, filler and padding rows
 g = torch.Generator().manual_seed(3)
