@@ -1453,16 +1453,16 @@ def test_figures_follow_the_umask(reference, tmp_path):
 def test_cells_share_the_digital_source_coding_of_a_map(cache_dir, tmp_path, monkeypatch):
     """Cells run one by one, yet the digital chain source-codes each map once per frame batch
     (as one batched call did), and its numbers are those of a cell run alone."""
-    import v2x.semcom.digital as digital
+    import v2x.semcom.digital_source as digital_source
 
     calls = []
-    original = digital._encode_map_parts
+    original = digital_source._encode_map_parts
 
     def counting(*args, **kwargs):
         calls.append(1)
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(digital, "_encode_map_parts", counting)
+    monkeypatch.setattr(digital_source, "_encode_map_parts", counting)
     cfg = tiny_config(cache_dir, tmp_path / "one", snr_db=[30.0], codecs=["digital"],
                       fusions=["max"])
     cfg["eval"] = {"bootstrap": 0}

@@ -204,7 +204,8 @@ def test_harq_rounds_of_the_codec_use_the_minsum_decoder():
     from v2x.channels import build_channel
     from v2x.channels.base import ChannelState
     from v2x.semcom.base import Cost, Transmission
-    from v2x.semcom.digital import DigitalCodec, MapStream
+    from v2x.semcom.digital import DigitalCodec
+    from v2x.semcom.digital_stream import MapStream
     from v2x.semcom.harq import harq_decode_blocks
 
     def resend(x, spp, mask=None):
