@@ -999,7 +999,7 @@ def test_a_sweep_config_built_directly_gets_the_yaml_defaults(tmp_path):
 
 def test_the_python_api_runs_the_shipped_codec_unless_untrained_is_named(tmp_path, cache_dir):
     from v2x.provenance import file_digest as _file_digest
-    from v2x.semcom.deepjscc import resolve_checkpoint
+    from v2x.semcom.deepjscc_checkpoint import resolve_checkpoint
 
     cfg = tiny_config(cache_dir, tmp_path, codecs=["deepjscc"], fusions=["max"])
     for channels in (64, 384):  # the packaged codec of the model's feature maps
@@ -1833,7 +1833,7 @@ def test_a_checkpoint_file_decides_which_shipped_codec_the_plan_records(tmp_path
     loads (``codec_kwargs_for`` with the loaded detector's channels)."""
     from v2x.perception.checkpoint import shipped_detector_path
     from v2x.provenance import file_digest
-    from v2x.semcom.deepjscc import resolve_checkpoint
+    from v2x.semcom.deepjscc_checkpoint import resolve_checkpoint
 
     small = str(shipped_detector_path("small"))
     cfg = {"checkpoint": small, "grid": {"codecs": ["deepjscc"], "fusions": ["max"]},
