@@ -89,6 +89,8 @@ import torch
 from v2x.common import on_device_of, to_device_async
 from v2x.semcom.ldpc_minsum_graph import _FILLER_LLR, _PAD_LLR, MinSumGraph, _Tables
 from v2x.semcom.ldpc_minsum_launch import (
+    _COMPRESSED_LAUNCH,  # noqa: F401 (the old import path; rebind it in ldpc_minsum_launch)
+    _EDGE_LAUNCH,  # noqa: F401 (the old import path; rebind it in ldpc_minsum_launch)
     MinSumTritonPath,
     _words_ok,
     triton_cdiv,
