@@ -137,16 +137,16 @@ def _mode(name: str) -> dict:
 def _per_layer_launch(launch: tuple[int, int] | None):
     """The per-layer kernels' launch set to ``(blocks per program, warps)`` for every check
     degree inside the block (``None``: the decoder's own)."""
-    from v2x.semcom import ldpc_minsum
+    from v2x.semcom import ldpc_minsum_launch
 
-    saved = ldpc_minsum._EDGE_LAUNCH, ldpc_minsum._COMPRESSED_LAUNCH
+    saved = ldpc_minsum_launch._EDGE_LAUNCH, ldpc_minsum_launch._COMPRESSED_LAUNCH
     if launch is not None:
-        ldpc_minsum._EDGE_LAUNCH = {False: launch, True: launch}
-        ldpc_minsum._COMPRESSED_LAUNCH = {False: launch, True: launch}
+        ldpc_minsum_launch._EDGE_LAUNCH = {False: launch, True: launch}
+        ldpc_minsum_launch._COMPRESSED_LAUNCH = {False: launch, True: launch}
     try:
         yield
     finally:
-        ldpc_minsum._EDGE_LAUNCH, ldpc_minsum._COMPRESSED_LAUNCH = saved
+        ldpc_minsum_launch._EDGE_LAUNCH, ldpc_minsum_launch._COMPRESSED_LAUNCH = saved
 
 
 def _tuning() -> str:

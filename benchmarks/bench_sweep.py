@@ -122,7 +122,7 @@ def pipeline(model, fusion: str, codec: str, device):
     from v2x.perception.fusion import build_fusion
     from v2x.pipeline import CooperativePipeline
     from v2x.semcom import build_codec
-    from v2x.semcom.deepjscc import SHIPPED_BY_CHANNELS
+    from v2x.semcom.deepjscc_checkpoint import SHIPPED_BY_CHANNELS
     from v2x.sweep_plan import sweep_arguments
 
     kwargs = {}

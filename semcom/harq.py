@@ -232,7 +232,7 @@ def _residual_erasures(codec: DigitalCodec, received: Transmission, blocks: Bloc
     state = received.state
     if state is None or state.erased is None:
         return
-    from v2x.semcom.digital import failed_block_symbols
+    from v2x.semcom.digital_blocks import failed_block_symbols
 
     erased = state.erased
     failed = failed_block_symbols(
@@ -245,7 +245,7 @@ def _llr_chunked(codec: DigitalCodec, code, xs: torch.Tensor, ns: torch.Tensor) 
     """``code.llr(xs, ns)`` in calls of at most the decoder chunk of blocks: the demapper's
     per-constellation-point temporaries (``[N, symbols, 2^Qm]``) of a whole map's blocks do not
     fit in memory at 64-QAM. LLRs are per symbol, so the values are those of one call."""
-    from v2x.semcom.digital import decode_chunk
+    from v2x.semcom.digital_blocks import decode_chunk
 
     chunk = decode_chunk(codec.ldpc_decoder, xs.device)
     if xs.shape[0] <= chunk:
@@ -259,10 +259,10 @@ def _decode_chunked(
     codec: DigitalCodec, code, llr: torch.Tensor, rv: list[int] | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """``code.decode_llr(llr, rv)`` in calls of at most the codec's decoder chunk of blocks
-    (``v2x.semcom.digital.decode_chunk``), as the first round's decoder does: a whole map's
+    (``v2x.semcom.digital_blocks.decode_chunk``), as the first round's decoder does: a whole map's
     thousands of blocks at once would hold every block's messages in memory. A block's result
     does not depend on the other blocks of its call, so the numbers are those of one call."""
-    from v2x.semcom.digital import decode_chunk
+    from v2x.semcom.digital_blocks import decode_chunk
 
     chunk = decode_chunk(codec.ldpc_decoder, llr.device)
     if llr.shape[0] <= chunk:
@@ -290,7 +290,7 @@ def _retransmitted_symbols(
     failed blocks' redundancy version ``RV_SEQUENCE[r % 4]`` (incremental redundancy: encoded
     again, one encoder call per MCS group — a block's codeword does not depend on the other
     blocks of its call) or their first-round symbols (chase combining, or RV 0)."""
-    from v2x.semcom.digital import _rows_bits
+    from v2x.semcom.digital_blocks import _rows_bits
 
     rv = RV_SEQUENCE[r % 4]
     payload_bits = codec.block_bits - CRC_BITS
@@ -337,7 +337,7 @@ def harq_decode_blocks(
         coded bits and packets sent in the retransmission rounds. The rounds in which each row
         resent something (``[B]`` float64) go to ``received.meta["retransmission_rounds"]``.
     """
-    from v2x.semcom.digital import block_code_len, effective_snr_db, write_row_heads
+    from v2x.semcom.digital_blocks import block_code_len, effective_snr_db, write_row_heads
 
     meta = received.meta
     nblocks: list[int] = meta["num_blocks"]

@@ -65,11 +65,20 @@ block (persistent: ≈ 9 B per VN and block, plus ≈ 4 · (V + E) B per slot). 
 ``launch="auto"`` takes the persistent kernel for calls of up to ``AUTO_PERSISTENT_MAX_BLOCKS``
 blocks (on an H200 1.4–6.4× the per-layer kernel there: its launches cost more than its
 kernels) and the per-layer one above (0.45–0.67× persistent at 262,144 blocks).
+
+The decoder is built from one part per job; this module holds the decoding loops (per layer and
+persistent) and re-exports the parts' names:
+
+* ``ldpc_minsum_graph``: the base graph, rows and row groups, LLR placement, syndrome checks,
+  index tables per device, and the check-state layout (``MinSumGraph``);
+* ``ldpc_minsum_torch``: one row group, the channel LLRs and the syndrome check in torch, the
+  reference (``MinSumTorchPath``);
+* ``ldpc_minsum_launch``: the same steps as per-layer Triton launches (``MinSumTritonPath``;
+  the kernels in ``ldpc_minsum_triton``, the persistent one in ``ldpc_persistent_triton``).
 """
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -78,26 +87,34 @@ import numpy as np
 import torch
 
 from v2x.common import on_device_of, to_device_async
+from v2x.semcom.ldpc_minsum_graph import _FILLER_LLR, _PAD_LLR, MinSumGraph, _Tables
+from v2x.semcom.ldpc_minsum_launch import (
+    _COMPRESSED_LAUNCH,  # noqa: F401 (the old import path; rebind it in ldpc_minsum_launch)
+    _EDGE_LAUNCH,  # noqa: F401 (the old import path; rebind it in ldpc_minsum_launch)
+    MinSumTritonPath,
+    _words_ok,
+    triton_cdiv,
+    triton_next_pow2,
+)
+from v2x.semcom.ldpc_minsum_torch import MinSumTorchPath
 
-#: Internal LLR of a filler bit (known 0): larger than any message, so never the minimum.
-_FILLER_LLR = 1.0e4
-#: |t| given to the padding edges of a row group: never the minimum, sign +.
-_PAD_LLR = 3.0e4
+__all__ = [
+    "AUTO_PERSISTENT_MAX_BLOCKS",
+    "BACKENDS",
+    "CHECK_STATES",
+    "LAUNCHES",
+    "PRECISIONS",
+    "LDPC5GMinSumDecoder",
+    "MinSumResult",
+    "triton_cdiv",
+    "triton_next_pow2",
+]
+
 #: Blocks are dropped from the batch once at least 1/_COMPACT[path] of the active ones
 #: converged. The torch path moves ~14 passes per edge and iteration, so the copy is cheap
 #: (1/16); with the Triton per-edge kernel it costs about half an iteration (1/4: on an H200 at
 #: the 10 % BLER point 4–10 % faster than 1/16 for MCS 5, 14, 20 and 27).
 _COMPACT = {"torch": 16, "triton": 4}
-#: (blocks per program, warps) of the per-edge Triton kernel for checks of degree ≤ 16 and
-#: > 16: one block per thread, the fastest of those timed on an H200 (docs/benchmarks.md).
-_EDGE_LAUNCH = {False: (128, 4), True: (256, 8)}
-#: (blocks per program, warps) of the compressed-state kernel for checks of degree ≤ 16 and
-#: > 16, timed on an H200 at 262,144 blocks with the batch aligned (``_BATCH_ALIGN``;
-#: docs/results/h200_2026-12-02j/ldpc_new.txt, no early stop): two blocks per thread, whose
-#: loads and stores are then vectorised, on base graph 2's rows (MCS 0: float32 609 → 657
-#: Mbit/s, float16 721 → 909); one per thread where degree-19 rows would hold twice the
-#: registers (MCS 27 with 256 on 4 warps: float32 3,453 → 3,280, float16 3,991 → 3,118).
-_COMPRESSED_LAUNCH = {False: (256, 4), True: (128, 4)}
 #: The Triton path's batch is ``[rows, width]`` with ``width`` the live blocks rounded up to a
 #: multiple of this (the padding columns are decoded and never read): every row then starts
 #: 16-element aligned and the kernels' ``b < width`` mask is constant over 16 blocks, which
@@ -115,8 +132,6 @@ LAUNCHES = ("auto", "persistent", "per-layer")
 #: per layer (H200: persistent 1.4–6.4× faster at 1,024–8,192 blocks, 0.45–0.67× at 262,144;
 #: docs/benchmarks.md, "LDPC decoder").
 AUTO_PERSISTENT_MAX_BLOCKS = 8192
-#: Bit of the packed check state where the arg-min edge index starts (edge sign bits below).
-_ARG_SHIFT = 24
 
 
 @dataclass
@@ -137,36 +152,7 @@ class MinSumResult:
     codeword: torch.Tensor | None = None
 
 
-@dataclass
-class _Group:
-    """One row group on one device: ``shape = (rows, degree, Z)`` edges, row-major."""
-
-    idx: torch.Tensor  # [rows·degree·Z] int64 VN of every edge; padding → dummy rows [V, V+Z)
-    pad: torch.Tensor | None  # flat edge rows of the padding edges (None: no padding)
-    shape: tuple[int, int, int]
-    idx32: torch.Tensor  # int32 VN of every edge, −1 for padding (Triton kernel)
-
-
-@dataclass
-class _Tables:
-    """Index tables of one decoder on one device (see ``LDPC5GMinSumDecoder._build``)."""
-
-    place: torch.Tensor  # [V] index into [llr columns | 0 | filler] of every decoded VN
-    groups: list[_Group]
-    syn_idx: torch.Tensor  # [M·Dmax] VN of every (check, slot); V = the always-0 row
-    syn_shape: tuple[int, int]  # (M, Dmax)
-    cw_idx: torch.Tensor  # [n] VN of every rate-matched coded bit (interleaved order)
-    place_buf: torch.Tensor  # [V] index into [circular buffer | 0 | filler] of every VN
-    out_int: torch.Tensor  # [n] circular-buffer index (before the RV's start) of input column
-    one: torch.Tensor  # 0-dim 1.0 (copysign's magnitude)
-    eidx32: torch.Tensor  # every group's idx32, concatenated (persistent kernel)
-    ginfo: torch.Tensor  # [groups, 4] int32: first edge in eidx32, rows·Z, degree, first check
-    recv_row: torch.Tensor  # [n] int32 VN row of every input column (``place`` inverted)
-    const_rows: torch.Tensor  # [c] int64 rows of the LLR buffer no input column feeds
-    const_vals: torch.Tensor  # [c] their values (0, the filler, padding), storage dtype
-
-
-class LDPC5GMinSumDecoder:
+class LDPC5GMinSumDecoder(MinSumGraph, MinSumTorchPath, MinSumTritonPath):
     """Layered normalised offset min-sum decoder of a Sionna ``LDPC5GEncoder``'s code.
 
     Args:
@@ -262,199 +248,6 @@ class LDPC5GMinSumDecoder:
         self.n_ldpc = int(encoder.n_ldpc)
         self._build(encoder)
         self._tables: dict[torch.device, _Tables] = {}
-
-    # -- graph ---------------------------------------------------------------------------------
-
-    def _build(self, encoder) -> None:
-        """Base graph (shifts) from the lifted PCM, rows to decode, row groups, index maps."""
-        z, k, n, k_ldpc, n_ldpc = self.z, self.k, self.n, self.k_ldpc, self.n_ldpc
-        k_filler = k_ldpc - k
-        buf_len = n_ldpc - 2 * z - k_filler  # circular buffer without the fillers
-        if n > buf_len:
-            raise ValueError(
-                f"LDPC min-sum: n={n} exceeds the circular buffer ({buf_len}); as in Sionna, "
-                "repetition beyond the mother code is not supported"
-            )
-        # Every Z×Z block of the lifted PCM is zero or a cyclic shift of the identity:
-        # (row r·Z + i, column c·Z + (i + s) mod Z) for i < Z. Read the shifts back.
-        pcm = encoder.pcm.tocoo()
-        rows, cols = np.asarray(pcm.row), np.asarray(pcm.col)
-        num_cb, num_rb = n_ldpc // z, pcm.shape[0] // z
-        key = (rows // z) * num_cb + cols // z
-        shift = (cols % z - rows % z) % z
-        order = np.lexsort((shift, key))
-        key, shift = key[order], shift[order]
-        uniq, start, count = np.unique(key, return_index=True, return_counts=True)
-        if not (count == z).all() or not (shift[start] == shift[start + z - 1]).all():
-            raise ValueError("LDPC min-sum: the encoder's PCM is not a lifted (QC) base graph")
-        base = -np.ones((num_rb, num_cb), dtype=np.int64)
-        base[uniq // num_cb, uniq % num_cb] = shift[start]
-        self.base_graph = base  # [row blocks, column blocks]: shift, −1 = zero block
-
-        # Decoded part: up to the last transmitted bit, at least up to the trailing run of
-        # degree-1 columns (the core), as Sionna's prune_pcm.
-        vn_degree = (base >= 0).sum(axis=0)
-        last_pos = num_cb
-        for c in range(num_cb - 1, 0, -1):
-            if vn_degree[c] != 1:
-                break
-            last_pos = c
-        self._core_vns = last_pos * z
-        n_used = n_ldpc if self.harq_mode else max(last_pos * z, 2 * z + n + k_filler)
-        num_cols = math.ceil(n_used / z)
-        row_cols = [np.flatnonzero(base[r] >= 0) for r in range(num_rb)]
-        kept = [r for r in range(num_rb) if (row_cols[r] < num_cols).all()]
-        for r in set(range(num_rb)) - set(kept):  # a dropped row owns a punctured degree-1 VN
-            own = row_cols[r][row_cols[r] >= num_cols]
-            if (vn_degree[own] != 1).any():
-                raise ValueError("LDPC min-sum: cannot prune the base graph")
-        self.n_used = n_used
-        self.rows = kept
-        v = num_cols * z  # decoded VNs; rows [v, v + z) of the LLR buffer are padding targets
-        self._num_vns = v
-
-        # Row groups: consecutive rows with pairwise disjoint columns, updated at once.
-        groups: list[list[int]] = []
-        used: set[int] = set()
-        for r in kept:
-            cs = set(row_cols[r].tolist())
-            if groups and not cs & used:
-                groups[-1].append(r)
-                used |= cs
-            else:
-                groups.append([r])
-                used = cs
-        self.row_groups = groups
-        zi = np.arange(z)
-        self._group_np = []
-        for g in groups:
-            deg = max(len(row_cols[r]) for r in g)
-            if deg > _ARG_SHIFT:  # 5G NR: at most 19 (base graph 1)
-                raise ValueError(f"LDPC min-sum: row degree {deg} > {_ARG_SHIFT} unsupported")
-            idx = np.broadcast_to(v + zi, (len(g), deg, z)).copy()
-            real = np.zeros((len(g), deg), dtype=bool)
-            for i, r in enumerate(g):
-                for j, c in enumerate(row_cols[r]):
-                    idx[i, j] = c * z + (zi + base[r, c]) % z
-                    real[i, j] = True
-            pad = np.flatnonzero(~real.reshape(-1))
-            pad_rows = (pad[:, None] * z + zi).reshape(-1) if pad.size else None
-            idx32 = np.where(real[:, :, None], idx, -1).reshape(-1).astype(np.int32)
-            self._group_np.append((idx.reshape(-1), pad_rows, (len(g), deg, z), idx32))
-        self.num_edges = int(sum(len(row_cols[r]) for r in kept)) * z
-
-        # Syndrome over the checks of Sionna's pruned PCM: checks of the last kept row block
-        # beyond the transmitted bits see only a punctured degree-1 VN and are left out (in
-        # harq_mode, per call: the first ``_checks(rv)`` checks).
-        num_checks = n_used - k_ldpc
-        dmax = max(len(row_cols[r]) for r in kept)
-        syn = np.full((num_checks, dmax), v, dtype=np.int64)  # v: the always-0 row
-        for r in kept:
-            cs = row_cols[r]
-            for i in range(min(z, num_checks - r * z)):
-                syn[r * z + i, : len(cs)] = cs * z + (i + base[r, cs]) % z
-        self._syn_np = (syn.reshape(-1), (num_checks, dmax))
-
-        # Placement of the rate-matched LLRs into the decoded VNs. Source rows: 0..n-1 the
-        # input (interleaved order), n the constant 0 (punctured), n+1 the filler value.
-        j = np.arange(n)
-        interleaved = encoder.num_bits_per_symbol is not None
-        out_int = encoder.out_int.cpu().numpy() if interleaved else j
-        out_int_inv = encoder.out_int_inv.cpu().numpy() if interleaved else j
-        pos = np.arange(v)
-        place = np.full(v, n, dtype=np.int64)
-        sys_ = (pos >= 2 * z) & (pos < k)
-        place[sys_] = out_int_inv[pos[sys_] - 2 * z]
-        place[(pos >= k) & (pos < k_ldpc)] = n + 1
-        buf = pos - k_ldpc + (k - 2 * z)  # circular-buffer index of a parity bit
-        par = (pos >= k_ldpc) & (buf < n)
-        place[par] = out_int_inv[buf[par]]
-        self._place_np = place
-        # The VN row of every input column (each column feeds exactly one VN: no repetition),
-        # and the rows no column feeds with their values (0 − source row, as decode computes
-        # them; the padding rows [V, V + Z)).
-        fed = place < n
-        recv_row = np.full(n, -1, dtype=np.int64)
-        recv_row[place[fed]] = np.flatnonzero(fed)
-        if (recv_row < 0).any() or fed.sum() != n:
-            raise ValueError("LDPC min-sum: the rate matching does not feed one VN per column")
-        self._recv_row_np = recv_row.astype(np.int32)
-        const_rows = np.concatenate([np.flatnonzero(~fed), np.arange(v, v + z)])
-        const_vals = np.concatenate(
-            [np.where(place[~fed] == n, 0.0, _FILLER_LLR), np.full(z, _PAD_LLR)]
-        ).astype(np.float32)
-        self._const_np = (const_rows, const_vals)
-        vn_of_buf = np.where(j < k - 2 * z, j + 2 * z, j - (k - 2 * z) + k_ldpc)
-        self._cw_np = vn_of_buf[out_int]
-        # Redundancy versions (harq_mode): input column c of version r lands at circular-buffer
-        # index (out_int[c] + start_r) mod buf_len; the VNs read the buffer ([buffer | 0 |
-        # filler] rows) as in LDPC5GDecoder's HARQ mode.
-        self._buf_len = buf_len
-        self._rv_start = [int(x) for x in encoder.get_start_positions_comp([0, 1, 2, 3])]
-        self._out_int_np = out_int
-        place_buf = np.full(v, buf_len, dtype=np.int64)
-        place_buf[sys_] = pos[sys_] - 2 * z
-        place_buf[(pos >= k) & (pos < k_ldpc)] = buf_len + 1
-        in_buf = (pos >= k_ldpc) & (buf < buf_len)
-        place_buf[in_buf] = buf[in_buf]
-        self._place_buf_np = place_buf
-
-    def kernel_bytes_per_iteration(self) -> int:
-        """Bytes one iteration of the Triton row-group kernels moves per block (traffic model:
-        every LLR, message and check state value they touch read once and written once; the
-        index tables, cached across blocks, and the syndrome check are not counted).
-
-        Per edge: ``L`` read and written (2 × 4 B in float32), plus with ``check_state="edges"``
-        its message read and written (16 B per edge in all), or with ``"compressed"`` (and
-        ``"auto"``, whose per-layer kernels keep that state) per check ``α·s·min1``,
-        ``α·s·min2`` and the int32 signs/arg-min read and written (2 × 12 B).
-        """
-        elt = torch.empty((), dtype=self._dtype).element_size()
-        if self._layer_state == "edges":
-            return 4 * elt * self.num_edges
-        checks = sum(rows * z for _, _, (rows, _, z), _ in self._group_np)
-        return 2 * elt * self.num_edges + 2 * (2 * elt + 4) * checks
-
-    def _tables_on(self, device: torch.device) -> _Tables:
-        t = self._tables.get(device)
-        if t is None:
-            groups = [
-                _Group(
-                    torch.as_tensor(idx, device=device),
-                    None if pad is None else torch.as_tensor(pad, device=device),
-                    shape,
-                    torch.as_tensor(idx32, device=device),
-                )
-                for idx, pad, shape, idx32 in self._group_np
-            ]
-            eidx = [idx32 for *_, idx32 in self._group_np]
-            shapes = [shape for _, _, shape, _ in self._group_np]
-            first_edge = np.cumsum([0] + [e.size for e in eidx[:-1]])
-            first_check = np.cumsum([0] + [rows * z for rows, _, z in shapes[:-1]])
-            ginfo = np.array(
-                [
-                    [e0, rows * z, deg, c0]
-                    for e0, c0, (rows, deg, z) in zip(first_edge, first_check, shapes)
-                ],
-                dtype=np.int32,
-            )
-            t = _Tables(
-                place=torch.as_tensor(self._place_np, device=device),
-                groups=groups,
-                syn_idx=torch.as_tensor(self._syn_np[0], device=device),
-                syn_shape=self._syn_np[1],
-                cw_idx=torch.as_tensor(self._cw_np, device=device),
-                place_buf=torch.as_tensor(self._place_buf_np, device=device),
-                out_int=torch.as_tensor(self._out_int_np, device=device),
-                one=torch.ones((), dtype=torch.float32, device=device),
-                eidx32=torch.as_tensor(np.concatenate(eidx), device=device),
-                ginfo=torch.as_tensor(ginfo, device=device),
-                recv_row=torch.as_tensor(self._recv_row_np, device=device),
-                const_rows=torch.as_tensor(self._const_np[0], device=device),
-                const_vals=torch.as_tensor(self._const_np[1], device=device).to(self._dtype),
-            )
-            self._tables[device] = t
-        return t
 
     def _use_triton(self, device: torch.device) -> bool:
         if self.backend == "triton" and os.environ.get("TRITON_INTERPRET") == "1":
@@ -660,179 +453,6 @@ class LDPC5GMinSumDecoder:
             cw,
         )
 
-    def _new_state(
-        self, tab: _Tables, nb: int, device: torch.device, per_edge: bool
-    ) -> tuple[list[torch.Tensor], list[list[torch.Tensor]]]:
-        """Zero check-to-variable messages of every row group for ``nb`` blocks: the state
-        tensors (every group's rows in one tensor per kind, one allocation and one compaction
-        for all groups) and each group's views of them (``_state_views``).
-
-        Per edge (torch path, Triton ``check_state="edges"``): ``[R [rows·degree·Z, nb]]`` per
-        group. Compressed (Triton): ``[α·s·min1, α·s·min2]`` ``[rows·Z, nb]`` in the storage
-        dtype and ``[rows·Z, nb]`` int32 holding the edge sign bits and the arg-min edge (all
-        zero: every message +0, as the per-edge zeros).
-        """
-        per_edge = per_edge or self._layer_state == "edges"
-        _, rows = _state_rows(tab, per_edge)
-        dtypes = (self._dtype,) if per_edge else (self._dtype, self._dtype, torch.int32)
-        state = [torch.zeros(rows, nb, dtype=dt, device=device) for dt in dtypes]
-        return self._state_views(tab, state)
-
-    @staticmethod
-    def _state_views(
-        tab: _Tables, state: list[torch.Tensor]
-    ) -> tuple[list[torch.Tensor], list[list[torch.Tensor]]]:
-        """``(state, per group [its rows of every state tensor])`` (``_state_rows``)."""
-        rows, _ = _state_rows(tab, len(state) == 1)
-        return state, [[s[a:b] for s in state] for a, b in rows]
-
-    @staticmethod
-    def _work(max_e: int, nb: int, device: torch.device) -> torch.Tensor:
-        return torch.empty(3, max_e, nb, dtype=torch.float32, device=device)
-
-    def _layer_torch(
-        self, llr: torch.Tensor, g: _Group, state: list[torch.Tensor], work: torch.Tensor
-    ) -> None:
-        """One row group in torch: ``t = L − R``, check update, ``L = t + R_new`` (in place).
-
-        ``state = [r_old [rows·degree·Z, B]]`` is overwritten with the new check-to-variable
-        messages; ``work [3, ≥ rows·degree·Z, B]`` float32 is scratch space. Only float
-        arithmetic and reductions (no bool masks, no arg-min), which are several times faster
-        on CPU. With float16 storage the arithmetic is the same; ``α·s·min`` is rounded to
-        float16 before it is used (the stored messages are exactly the messages used) and the
-        new ``L`` is rounded when stored.
-        """
-        (r_old,) = state
-        half = llr.dtype != torch.float32
-        nb = llr.shape[1]
-        e = r_old.shape[0]
-        shape = (*g.shape, nb)
-        if half:
-            t = work[0, :e].view(shape)
-            t.copy_(llr.index_select(0, g.idx).view(shape))
-        else:
-            t = torch.index_select(llr, 0, g.idx, out=work[0, :e]).view(shape)
-        t -= r_old.view(shape)
-        if g.pad is not None:
-            t.view(e, nb).index_fill_(0, g.pad, _PAD_LLR)
-        a = torch.abs(t, out=work[1, :e].view(shape))
-        min1 = a.amin(dim=1, keepdim=True)
-        at_min = torch.eq(a, min1, out=work[2, :e].view(shape))  # 1.0 on the minimum
-        ties = at_min.sum(dim=1, keepdim=True)
-        min2 = a.add_(at_min, alpha=_PAD_LLR).amin(dim=1, keepdim=True)  # smallest other |t|
-        # A tied minimum: every edge's extrinsic minimum is min1 (exact: min1 + 0).
-        min2 = torch.minimum(min2, min1 + (2.0 - ties).clamp_(0.0, 1.0) * _PAD_LLR)
-        if self.beta:
-            min1 = (min1 - self.beta).clamp_min_(0.0)
-            min2 = (min2 - self.beta).clamp_min_(0.0)
-        one = self._tables[t.device].one
-        sgn = torch.copysign(one, t, out=a)  # ±1; +1 for +0 (Sionna's sign 0 = +1)
-        scale = sgn.prod(dim=1, keepdim=True)  # product of the row's signs
-        scale *= self.alpha
-        # r = α · (product of the other signs = all signs · own sign) · (min2 on the minimum
-        # edge, min1 elsewhere); lerp with weights 0/1 returns its end points exactly.
-        if half:
-            m1s, m2s = ((m * scale).to(llr.dtype).float() for m in (min1, min2))
-            r = torch.lerp(m1s, m2s, at_min)
-            r *= sgn
-            r_old.view(shape).copy_(r)  # exact: ±(a float16 value)
-            t += r
-            llr.index_copy_(0, g.idx, t.view(e, nb).to(llr.dtype))
-            return
-        r = torch.lerp(min1 * scale, min2 * scale, at_min, out=r_old.view(shape))
-        r *= sgn
-        t += r
-        llr.index_copy_(0, g.idx, t.view(e, nb))
-
-    def _layer_triton(
-        self, llr: torch.Tensor, g: _Group, state: list[torch.Tensor], work: None = None
-    ) -> None:
-        """One row group in one fused Triton kernel (same arithmetic as ``_layer_torch``).
-
-        ``state``: ``[R]`` per edge or the compressed ``[α·s·min1, α·s·min2, signs | arg]``
-        (``_new_state``), updated in place with ``llr``.
-        """
-        rows, deg, z = g.shape
-        nb = llr.shape[1]
-        half = llr.dtype != torch.float32
-        if len(state) == 1:
-            block_b, warps = _EDGE_LAUNCH[deg > 16]
-            grid = (rows * z, math.ceil(nb / block_b))
-            _kernel("edges")[grid](
-                llr, state[0], g.idx32, nb, z,
-                self.alpha, self.beta, _PAD_LLR,
-                DEG=deg, BLOCK_B=block_b, OFFSET=self.beta > 0.0, HALF=half, num_warps=warps,
-            )  # fmt: skip
-        else:
-            block_b, warps = _COMPRESSED_LAUNCH[deg > 16]
-            grid = (rows * z, math.ceil(nb / block_b))
-            _kernel("compressed")[grid](
-                llr, state[0], state[1], state[2], g.idx32, nb, z,
-                self.alpha, self.beta, _PAD_LLR,
-                DEG=deg, BLOCK_B=block_b, OFFSET=self.beta > 0.0, HALF=half,
-                ARG_SHIFT=_ARG_SHIFT, num_warps=warps,
-            )  # fmt: skip
-
-    def _checks(self, rv: list[int] | None) -> int:
-        """Checks the syndrome covers: those of the rows whose parity bits were received (the
-        others only see a degree-1 VN with no channel LLR)."""
-        if not self.harq_mode:
-            return self._syn_np[1][0]
-        last = 0  # last circular-buffer index a received version covers
-        for r in rv or [0]:
-            start = self._rv_start[r]
-            wraps = start + self.n > self._buf_len
-            last = max(last, self._buf_len - 1 if wraps else start + self.n - 1)
-        n_used = max(self._core_vns, 2 * self.z + self.k_ldpc - self.k + last + 1)
-        return min(n_used, self.n_ldpc) - self.k_ldpc
-
-    def _channel_llr_torch(
-        self, x: torch.Tensor, rv: list[int] | None, llr: torch.Tensor, tab: _Tables
-    ) -> None:
-        """``llr [V + Z, B]`` from the channel logits ``x [B, n]`` (or ``[B, R, n]``, the
-        received versions ``rv`` combined in the circular buffer): each VN's source row of
-        ``[input columns (or buffer) | 0 | filler]``, negated, then the padding rows."""
-        v, nb, device = self._num_vns, x.shape[0], x.device
-        if rv is None:
-            src = torch.empty(self.n + 2, nb, dtype=torch.float32, device=device)
-            torch.clamp(x.t(), -self.llr_max, self.llr_max, out=src[: self.n])
-            place = tab.place
-        else:
-            src = torch.zeros(self._buf_len + 2, nb, dtype=torch.float32, device=device)
-            for i, r in enumerate(rv):
-                at = (tab.out_int + self._rv_start[r]) % self._buf_len
-                src.index_add_(0, at, x[:, i].t())
-            src.clamp_(-self.llr_max, self.llr_max)  # after combining, as Sionna
-            place = tab.place_buf
-        src[-2] = 0.0
-        src[-1] = -_FILLER_LLR
-        torch.sub(0.0, src.index_select(0, place), out=llr[:v])  # 0 − (+0) = +0, never −0
-        llr[v:] = _PAD_LLR
-
-    def _channel_llr_triton(self, x: torch.Tensor, llr: torch.Tensor, tab: _Tables) -> None:
-        """``llr [V + Z, ≥ B]`` (its first ``B`` columns) from the channel logits ``x [B, n]`` in
-        one Triton pass (the values of ``decode``'s torch ops: ``0 − clamp(x)`` at the columns'
-        VNs), then the rows no column feeds (punctured 0, fillers, padding)."""
-        nb = x.shape[0]
-        grid = (triton_cdiv(self.n, 64), triton_cdiv(nb, 64))
-        _kernel("channel_llr")[grid](
-            x.contiguous(), tab.recv_row, llr, nb, llr.stride(0), self.n, self.llr_max,
-            BLOCK_P=64, BLOCK_B=64,
-        )  # fmt: skip
-        llr[tab.const_rows] = tab.const_vals[:, None]
-
-    def _hard_bits_triton(
-        self, hard: torch.Tensor, cols: torch.Tensor, dest: torch.Tensor, bits: torch.Tensor
-    ) -> None:
-        """``bits[dest] = `` the information bits of the active batch columns ``cols``, read
-        from ``_syndrome_words_triton``'s packed hard decisions (``(llr[:k, cols] ≤ 0)ᵀ``)."""
-        if not cols.numel():
-            return
-        grid = (triton_cdiv(cols.numel(), 32), triton_cdiv(self.k, 128))
-        _kernel("hard_bits")[grid](
-            hard, cols, dest, bits, cols.numel(), self.k, hard.shape[1], BLOCK_C=32, BLOCK_K=128
-        )
-
     def _check(
         self, llr: torch.Tensor, tab: _Tables, checks: int, use_torch: bool
     ) -> tuple[Callable[[], np.ndarray], torch.Tensor | None]:
@@ -859,63 +479,6 @@ class LDPC5GMinSumDecoder:
 
         return read, hard
 
-    @staticmethod
-    def _syndrome_words_triton(
-        llr: torch.Tensor, tab: _Tables, checks: int
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """The syndrome check of ``_syndrome_ok`` in two Triton kernels: hard decisions packed 32
-        blocks to an int32 word (``hard [V + 1, ⌈B/32⌉]``, the last row 0 for padding slots),
-        then per check the XOR of its VNs' words, OR-ed over the checks (≈ 4 B per VN and E/8 B
-        per block read, instead of ~13 B per edge with torch's byte-wise gathers). Returns
-        ``(bad [⌈B/32⌉] int32, hard)``: bit ``k`` of ``bad[w]`` set where block ``32·w + k``
-        violates a check (``_words_ok`` unpacks it)."""
-        v, nb = tab.place.numel(), llr.shape[1]
-        nw = -(-nb // 32)
-        hard = torch.empty(v + 1, nw, dtype=torch.int32, device=llr.device)
-        hard[v] = 0
-        _kernel("pack_hard")[(v, triton_cdiv(nw, 32))](llr, hard, nb, nw, BLOCK_W=32)
-        bad = torch.zeros(nw, dtype=torch.int32, device=llr.device)
-        d = tab.syn_shape[1]
-        per = 64
-        grid = (triton_cdiv(nw, 32), triton_cdiv(checks, per))
-        _kernel("syndrome")[grid](
-            hard, tab.syn_idx, bad, checks, nw,
-            DMAX=d, DMAX_P2=triton_next_pow2(d), BLOCK_W=32, CHECKS_PER=per,
-        )  # fmt: skip
-        return bad, hard
-
-    @staticmethod
-    def _syndrome_ok(llr: torch.Tensor, tab: _Tables, checks: int) -> tuple[torch.Tensor, None]:
-        """``[B]`` bool: the hard decision of each batch column satisfies every check (and
-        ``None``: no packed hard decisions, as ``_syndrome_words_triton`` returns).
-
-        Hard bits are bytes, four blocks to an int32 lane group: the gather and the sum over a
-        check's edges (at most its degree, < 256 per byte: no carry between blocks) move a
-        quarter of the elements.
-        """
-        v, nb = tab.place.numel(), llr.shape[1]
-        nb4 = -(-nb // 4) * 4
-        hard = torch.zeros(v + 1, nb4, dtype=torch.uint8, device=llr.device)
-        torch.le(llr[:v], 0.0, out=hard[:v, :nb].view(torch.bool))
-        d = tab.syn_shape[1]
-        idx = tab.syn_idx[: checks * d]
-        packed = hard.view(torch.int32).index_select(0, idx).view(checks, d, nb4 // 4)
-        parity = packed.sum(dim=1, dtype=torch.int32).bitwise_and_(0x01010101)
-        return parity.view(torch.uint8).amax(dim=0)[:nb] == 0, None
-
-
-def _state_rows(tab: _Tables, per_edge: bool) -> tuple[list[tuple[int, int]], int]:
-    """``([(first, end) row of each row group's check state], total rows)``: ``rows·degree·Z``
-    rows per group of a per-edge state, ``rows·Z`` of a compressed one, each group starting at
-    a multiple of 8 rows, so that every group's view is 16-byte aligned whatever the batch (a
-    Triton kernel is compiled per pointer alignment)."""
-    rows, at = [], 0
-    for g in tab.groups:
-        n = g.idx.numel() if per_edge else g.shape[0] * g.shape[2]
-        rows.append((at, at + n))
-        at += -(-n // 8) * 8
-    return rows, at
-
 
 def _aligned(n: int, align: int) -> int:
     """``n`` rounded up to a multiple of ``align``."""
@@ -927,25 +490,3 @@ def _padded_index(keep: np.ndarray, align: int) -> np.ndarray:
     of ``align``: the columns a compaction keeps, the repeats filling the padding."""
     pad = _aligned(keep.size, align) - keep.size
     return np.concatenate([keep, np.full(pad, keep[-1], dtype=keep.dtype)]) if pad else keep
-
-
-def _words_ok(bad: np.ndarray, nb: int) -> np.ndarray:
-    """``[nb]`` bool: bit ``k`` of ``bad[w]`` (int32) clear for block ``32·w + k``."""
-    bits = np.unpackbits(bad.astype("<i4").view(np.uint8), bitorder="little")
-    return bits[:nb] == 0
-
-
-def triton_next_pow2(n: int) -> int:
-    return 1 << max(0, (n - 1).bit_length())
-
-
-def triton_cdiv(a: int, b: int) -> int:
-    return -(-a // b)
-
-
-def _kernel(kind: str):
-    """The Triton kernel of ``kind`` (``ldpc_minsum_triton.kernel``), imported on first use:
-    Triton stays optional."""
-    from v2x.semcom import ldpc_minsum_triton
-
-    return ldpc_minsum_triton.kernel(kind)

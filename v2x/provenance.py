@@ -84,12 +84,12 @@ def codec_checkpoint_digest(
     codec: str, checkpoint: str, in_channels: int = 64, detector_sha: str | None = None
 ) -> str:
     """SHA-256 of a codec's checkpoint file (``"shipped"`` resolved to the packaged one for
-    ``in_channels``, ``v2x.semcom.deepjscc.resolve_checkpoint``). With ``detector_sha`` (the
+    ``in_channels``, ``v2x.semcom.deepjscc_checkpoint.resolve_checkpoint``). With ``detector_sha`` (the
     sweep's detector), a logged warning when the file records that it was trained under
     another detector (``trained_with``, written by ``v2x-train-codec``): its maps may not be
     the ones the codec learned; a checkpoint of the same model runs (e.g. a fine-tuned one),
     another channel count is refused when the codec loads."""
-    from v2x.semcom.deepjscc import resolve_checkpoint
+    from v2x.semcom.deepjscc_checkpoint import resolve_checkpoint
 
     try:
         path = Path(resolve_checkpoint(checkpoint, in_channels))
@@ -114,7 +114,7 @@ def _warn_other_detector(codec: str, path: Path, in_channels: int, detector_sha:
     codec of another channel count is refused when it loads, with its own message)."""
     import logging
 
-    from v2x.semcom.deepjscc import read_codec_checkpoint
+    from v2x.semcom.deepjscc_checkpoint import read_codec_checkpoint
 
     digest = file_digest(path)
     if digest not in _TRAINED_WITH:  # read once per file content in this process

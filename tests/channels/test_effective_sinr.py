@@ -120,7 +120,7 @@ def test_feedback_is_seeded_cached_and_leaves_the_transmissions_random_stream_al
 
 
 def test_eesm_is_sionnas_and_reduces_to_the_snr_on_a_flat_channel() -> None:
-    from v2x.semcom.digital import effective_snr_db
+    from v2x.semcom.digital_blocks import effective_snr_db
 
     flat = torch.full((2, 100), 10**0.7)
     assert eesm_db(flat, 10).tolist() == pytest.approx([7.0, 7.0], abs=1e-4)

@@ -253,7 +253,7 @@ def test_the_standard_detectors_codec_run_and_frontier_are_app_configs():
     import torch
 
     from v2x.semcom import build_codec
-    from v2x.semcom.deepjscc import read_codec_checkpoint
+    from v2x.semcom.deepjscc_checkpoint import read_codec_checkpoint
 
     _, blob = read_codec_checkpoint("shipped_pointpillars")
     codec = _compose("train_codec_pointpillars")
@@ -308,7 +308,7 @@ def test_the_main_result_at_full_size_is_an_app_config():
     from pathlib import Path
 
     from v2x.provenance import file_digest
-    from v2x.semcom.deepjscc import resolve_checkpoint
+    from v2x.semcom.deepjscc_checkpoint import resolve_checkpoint
 
     cfg = _compose("sweep_main")
     assert cfg.model.backbone == "pointpillars" and cfg.checkpoint is None

@@ -415,7 +415,7 @@ def test_a_codec_computes_the_maps_snr_independent_part_once_per_send(monkeypatc
     first convolution (``TensorMemo``) are computed once, the same numbers as a fresh codec per
     block (the oracle: ``test_send_blocks_equal_one_call_per_block``'s loop); after an in-place
     weight update the next call computes afresh."""
-    from v2x.semcom.deepjscc import JSCCEncoder
+    from v2x.semcom.deepjscc_layers import JSCCEncoder
     from v2x.semcom.identity import AnalogCodec
 
     kw = {"in_channels": 4, "hidden": 8} if codec_name == "deepjscc" else {}

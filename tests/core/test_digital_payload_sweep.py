@@ -13,7 +13,7 @@ from v2x.ledger import LEDGER_SUMS
 from v2x.plots import _series_label as _label
 from v2x.results import cell_id, read_results, rows_to_table
 from v2x.results_table import results_table_text
-from v2x.semcom.digital import block_code_len
+from v2x.semcom.digital_blocks import block_code_len
 from v2x.sweep_plan import plan_sweep
 
 BASE = {

@@ -757,7 +757,7 @@ def test_evaluate_fusions_reports_further_sort_conventions(model, batch):
 def test_harq_rounds_reach_the_ledger_and_deliver_what_the_first_round_lost(model, batch):
     # MCS 14 needs ≈ 7 dB: at 3 dB the first round loses its blocks; two chase-combined
     # retransmissions reach ≈ 7.8 dB. Same seed: the first round is the same in both runs.
-    from v2x.semcom.digital import block_code_len
+    from v2x.semcom.digital_blocks import block_code_len
 
     snr = torch.tensor([3.0])
     costs = []

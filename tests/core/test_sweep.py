@@ -1000,7 +1000,7 @@ def test_a_sweep_config_built_directly_gets_the_yaml_defaults(tmp_path):
 
 def test_the_python_api_runs_the_shipped_codec_unless_untrained_is_named(tmp_path, cache_dir):
     from v2x.provenance import file_digest as _file_digest
-    from v2x.semcom.deepjscc import resolve_checkpoint
+    from v2x.semcom.deepjscc_checkpoint import resolve_checkpoint
 
     cfg = tiny_config(cache_dir, tmp_path, codecs=["deepjscc"], fusions=["max"])
     for channels in (64, 384):  # the packaged codec of the model's feature maps
@@ -1454,16 +1454,16 @@ def test_figures_follow_the_umask(reference, tmp_path):
 def test_cells_share_the_digital_source_coding_of_a_map(cache_dir, tmp_path, monkeypatch):
     """Cells run one by one, yet the digital chain source-codes each map once per frame batch
     (as one batched call did), and its numbers are those of a cell run alone."""
-    import v2x.semcom.digital as digital
+    import v2x.semcom.digital_source as digital_source
 
     calls = []
-    original = digital._encode_map_parts
+    original = digital_source._encode_map_parts
 
     def counting(*args, **kwargs):
         calls.append(1)
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(digital, "_encode_map_parts", counting)
+    monkeypatch.setattr(digital_source, "_encode_map_parts", counting)
     cfg = tiny_config(cache_dir, tmp_path / "one", snr_db=[30.0], codecs=["digital"],
                       fusions=["max"])
     cfg["eval"] = {"bootstrap": 0}
@@ -1834,7 +1834,7 @@ def test_a_checkpoint_file_decides_which_shipped_codec_the_plan_records(tmp_path
     loads (``codec_kwargs_for`` with the loaded detector's channels)."""
     from v2x.perception.checkpoint import shipped_detector_path
     from v2x.provenance import file_digest
-    from v2x.semcom.deepjscc import resolve_checkpoint
+    from v2x.semcom.deepjscc_checkpoint import resolve_checkpoint
 
     small = str(shipped_detector_path("small"))
     cfg = {"checkpoint": small, "grid": {"codecs": ["deepjscc"], "fusions": ["max"]},

@@ -12,7 +12,8 @@ from omegaconf import OmegaConf
 from v2x.channels.base import CHANNELS, ChannelState
 from v2x.channels.link import LinkState
 from v2x.semcom import build_codec
-from v2x.semcom.deepjscc import DeepJSCCCodec, train_reconstruction
+from v2x.semcom.deepjscc import DeepJSCCCodec
+from v2x.semcom.deepjscc_training import train_reconstruction
 
 C, H, W = 16, 32, 32
 RATIOS = [1 / 64, 1 / 16, 1 / 4]
@@ -537,6 +538,7 @@ def test_on_cuda_the_fused_layer_passes_give_the_torch_paths_bits(monkeypatch):
     bit for bit (deterministic mode; channels-first and channels-last maps), and the passes
     ran."""
     import v2x.semcom.deepjscc as deepjscc
+    import v2x.semcom.deepjscc_layers as layers
     import v2x.semcom.deepjscc_triton as kernels
 
     device = _deterministic_cuda(monkeypatch)
@@ -551,7 +553,7 @@ def test_on_cuda_the_fused_layer_passes_give_the_torch_paths_bits(monkeypatch):
         x = synthetic_maps(4, seed=5).to(device).contiguous(memory_format=layout)
         got = []
         for fused in (True, False):
-            monkeypatch.setattr(deepjscc, "_fused_layers", lambda t, _f=fused: _f and t.is_cuda)
+            monkeypatch.setattr(layers, "_fused_layers", lambda t, _f=fused: _f and t.is_cuda)
             codec._first_memo = deepjscc.TensorMemo()  # the encoder's first stage afresh
             with torch.no_grad():
                 tx = codec.encode(x, link)
@@ -568,7 +570,8 @@ def test_on_cuda_the_one_pass_destandardisation_gives_the_torch_paths_bits(monke
     two per-channel passes) bit for bit, layout included, in the deterministic mode (outside
     it two cuDNN calls need not agree in the last bits); and the kernel gives torch's
     ``(x + b) · s + m`` on random maps in either layout."""
-    import v2x.semcom.deepjscc as deepjscc
+    import v2x.semcom.deepjscc_layers as layers
+    import v2x.semcom.deepjscc_receiver as receiver
     from v2x.semcom.deepjscc_triton import destandardize
 
     device = _deterministic_cuda(monkeypatch)
@@ -582,7 +585,8 @@ def test_on_cuda_the_one_pass_destandardisation_gives_the_torch_paths_bits(monke
     with torch.no_grad():
         tx = codec.encode(x, link)
         fused = codec.decode(tx.received(tx.symbols, None), link)
-        monkeypatch.setattr(deepjscc, "triton_available", lambda: False)
+        for module in (layers, receiver):  # the layers' passes and the de-standardisation
+            monkeypatch.setattr(module, "triton_available", lambda: False)
         plain = codec.decode(tx.received(tx.symbols, None), link)
     assert fused.is_contiguous(memory_format=torch.channels_last)
     assert torch.equal(fused, plain) and fused.stride() == plain.stride()
@@ -609,6 +613,8 @@ def test_on_cuda_under_autocast_the_codec_runs_torch_passes_on_the_autocast_maps
     keeps torch's pointwise passes (the float32 Triton passes are not offered those maps) and
     gives exactly what the codec gives with the Triton passes switched off."""
     import v2x.semcom.deepjscc as deepjscc
+    import v2x.semcom.deepjscc_layers as layers
+    import v2x.semcom.deepjscc_receiver as receiver
 
     device = _deterministic_cuda(monkeypatch)
     codec = tiny_codec(downsample=1, bandwidth_ratio=1 / 16).to(device).eval()
@@ -616,7 +622,8 @@ def test_on_cuda_under_autocast_the_codec_runs_torch_passes_on_the_autocast_maps
     link = LinkState.from_snr(torch.tensor([0.0, 5.0, 10.0, 20.0], device=device))
     got = []
     for triton in (True, False):
-        monkeypatch.setattr(deepjscc, "triton_available", lambda _t=triton: _t)
+        for module in (layers, receiver):  # the layers' passes and the de-standardisation
+            monkeypatch.setattr(module, "triton_available", lambda _t=triton: _t)
         codec._first_memo = deepjscc.TensorMemo()
         with torch.no_grad(), torch.autocast("cuda", dtype=dtype):
             tx = codec.encode(x, link)
@@ -628,7 +635,11 @@ def test_on_cuda_under_autocast_the_codec_runs_torch_passes_on_the_autocast_maps
 def test_each_packaged_checkpoint_name_loads_its_architecture_and_a_mismatch_names_the_file():
     """``shipped`` picks the packaged codec by ``in_channels`` (the detector's feature
     channels); architecture arguments left out are the checkpoint's, given ones must match."""
-    from v2x.semcom.deepjscc import SHIPPED_BY_CHANNELS, SHIPPED_CHECKPOINTS, read_codec_checkpoint
+    from v2x.semcom.deepjscc_checkpoint import (
+        SHIPPED_BY_CHANNELS,
+        SHIPPED_CHECKPOINTS,
+        read_codec_checkpoint,
+    )
 
     assert set(SHIPPED_BY_CHANNELS) == {64, 384}  # the small and the standard detector's maps
     assert {"shipped_pointpillars": SHIPPED_BY_CHANNELS[384]} == SHIPPED_CHECKPOINTS

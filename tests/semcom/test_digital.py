@@ -16,7 +16,9 @@ import torch
 from v2x.channels import build_channel
 from v2x.channels.link import LinkState
 from v2x.semcom.bler_table import load_bler_table
-from v2x.semcom.digital import DigitalCodec, decode_map_stream, effective_snr_db
+from v2x.semcom.digital import DigitalCodec
+from v2x.semcom.digital_blocks import effective_snr_db
+from v2x.semcom.digital_stream import decode_map_stream
 from v2x.semcom.mcs import MCS_TABLE, shannon_gap_thresholds_db
 from v2x.semcom.quantize import dequantize, quantize
 
@@ -403,7 +405,7 @@ def test_stream_bytes_follow_the_documented_layout(per_channel: bool):
 def test_pack_bits_is_numpy_packbits():
     """``pack_bits`` (how a GPU packs the decoded bits before the copy to the host) against
     ``numpy.packbits``, for uint8 and float bits."""
-    from v2x.semcom.digital import pack_bits
+    from v2x.semcom.digital_blocks import pack_bits
 
     bits = torch.randint(0, 2, (8 * 1001,), generator=torch.Generator().manual_seed(5))
     want = np.packbits(bits.numpy().astype(np.uint8))
@@ -416,7 +418,8 @@ def test_received_streams_packed_on_the_device_equal_numpy_per_row():
     """The GPU path of the receiver (rows' bits cut, joined, packed by ``pack_bits`` and split
     back) run on the CPU against numpy's per-row ``packbits``: rows of different lengths, a row
     with nothing sent and a fast-mode row without bits."""
-    from v2x.semcom.digital import MapStream, received_streams
+    from v2x.semcom.digital_blocks import received_streams
+    from v2x.semcom.digital_stream import MapStream
 
     g = torch.Generator().manual_seed(6)
     streams, blocks = [], []
@@ -443,7 +446,7 @@ def test_source_coding_in_worker_processes_gives_the_same_transmission(budget, m
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
-    import v2x.semcom.digital as digital
+    import v2x.semcom.digital_source as digital_source
 
     x = _features(5, 6, 12, 10, density=0.5, seed=9)
     x[3] = x[1]  # the same map twice: coded once
@@ -452,9 +455,9 @@ def test_source_coding_in_worker_processes_gives_the_same_transmission(budget, m
     torch.manual_seed(0)  # the fast decoder's transmitter draws its symbols
     here = DigitalCodec(**kwargs).encode(x, link)
     calls = []
-    original = digital._encode_map_parts
+    original = digital_source._encode_map_parts
     monkeypatch.setattr(
-        digital, "_encode_map_parts", lambda *a, **k: calls.append(1) or original(*a, **k)
+        digital_source, "_encode_map_parts", lambda *a, **k: calls.append(1) or original(*a, **k)
     )
     codec = DigitalCodec(**kwargs)
     with ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("fork")) as pool:
@@ -503,7 +506,7 @@ def test_whole_decoding_starts_on_the_workers_when_the_streams_are_formed():
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
-    from v2x.semcom.digital import decode_whole
+    from v2x.semcom.digital_stream import decode_whole
 
     class Counting:
         def __init__(self, pool):
@@ -538,7 +541,7 @@ def test_effective_snr_of_blocks_with_one_noise_variance_is_computed_on_one_symb
     """Blocks whose symbols share one noise variance take one symbol each: bit for bit the EESM
     over all of them (oracle: the full computation), which equals that SNR (the closed form);
     a block with differing symbols keeps the full computation for all."""
-    from v2x.semcom.digital import _effective_snr_db
+    from v2x.semcom.digital_blocks import _effective_snr_db
 
     g = torch.Generator().manual_seed(11)
     per_block = torch.cat(
@@ -607,7 +610,7 @@ def test_failed_block_symbols_marks_each_failed_blocks_channel_uses(device):
     """The mask of failed code blocks' channel uses (rows of mixed MCS and block counts, rows
     with no failure, an empty row) equals the per-block oracle: block ``j`` of row ``i`` covers
     uses ``[j·s, (j+1)·s)`` with ``s = block_code_len(mcs_i, block_bits)``."""
-    from v2x.semcom.digital import block_code_len, failed_block_symbols
+    from v2x.semcom.digital_blocks import block_code_len, failed_block_symbols
 
     g = torch.Generator().manual_seed(0)
     mcs = torch.tensor([0, 27, 0, 14, 5, 27])

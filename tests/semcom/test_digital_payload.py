@@ -12,7 +12,8 @@ import torch
 from v2x.channels import build_channel
 from v2x.channels.link import LinkState
 from v2x.semcom import build_codec, entropy
-from v2x.semcom.digital import DigitalCodec, decode_map_stream
+from v2x.semcom.digital import DigitalCodec
+from v2x.semcom.digital_stream import decode_map_stream
 from v2x.semcom.quantize import dequantize, quantize
 
 
@@ -113,7 +114,7 @@ def test_config_file_builds_the_codec_with_its_defaults():
 
 @pytest.mark.parametrize("payload_bits", [1000, 999, 1001, 8, 8424])
 def test_lost_bytes_are_the_bytes_with_a_bit_in_a_failed_block(payload_bits):
-    from v2x.semcom.digital import lost_bytes
+    from v2x.semcom.digital_blocks import lost_bytes
 
     rng = np.random.default_rng(payload_bits)
     ok = rng.random(37) < 0.7
@@ -149,7 +150,8 @@ def test_whole_stream_memo_never_serves_another_stream_of_the_same_map():
     ("num_bytes", "nblocks", "payload_bits"), [(0, 1, 8), (5, 1, 40), (7, 3, 24)]
 )
 def test_stream_bits_unpack_msb_first_and_zero_pad(num_bytes, nblocks, payload_bits):
-    from v2x.semcom.digital import MapStream, _stream_bits
+    from v2x.semcom.digital_blocks import _stream_bits
+    from v2x.semcom.digital_stream import MapStream
 
     data = bytes(np.random.default_rng(num_bytes).integers(0, 256, num_bytes, dtype=np.uint8))
     expected = np.zeros(nblocks * payload_bits, dtype=np.float32)
@@ -166,7 +168,8 @@ def test_rows_bits_join_each_rows_blocks_zero_padded():
     """Several rows' streams at once (bytes joined on the device): each row's bits, MSB first,
     zero-padded to its own blocks, one row after the other (numpy's unpackbits per row), with
     rows in any order, an empty stream among them, and the device copy of a stream reused."""
-    from v2x.semcom.digital import MapStream, _rows_bits
+    from v2x.semcom.digital_blocks import _rows_bits
+    from v2x.semcom.digital_stream import MapStream
 
     rng = np.random.default_rng(0)
     sizes = [0, 13, 250, 125, 7]
@@ -190,7 +193,7 @@ def test_rows_bits_join_each_rows_blocks_zero_padded():
 def test_min_sum_calls_on_a_gpu_are_sized_by_its_memory(monkeypatch):
     from types import SimpleNamespace
 
-    from v2x.semcom import digital
+    from v2x.semcom import digital_blocks
 
     gib = 1 << 30
     memory = {"total": 141 * 10**9}
@@ -198,24 +201,24 @@ def test_min_sum_calls_on_a_gpu_are_sized_by_its_memory(monkeypatch):
         torch.cuda, "get_device_properties", lambda d: SimpleNamespace(total_memory=memory["total"])
     )
     # 2 MiB per block, rounded down to a power of two: 141 GB -> 67,240 -> 65,536
-    assert digital.decode_chunk("minsum", "cuda:0") == 65536
-    assert digital.decode_chunk("minsum-fp16", torch.device("cuda")) == 65536
+    assert digital_blocks.decode_chunk("minsum", "cuda:0") == 65536
+    assert digital_blocks.decode_chunk("minsum-fp16", torch.device("cuda")) == 65536
     memory["total"] = 16 * gib  # 8,192: the floor
-    assert digital.decode_chunk("minsum", "cuda") == 8192
+    assert digital_blocks.decode_chunk("minsum", "cuda") == 8192
     memory["total"] = 8 * gib  # below the floor: the floor
-    assert digital.decode_chunk("minsum", "cuda") == 8192
+    assert digital_blocks.decode_chunk("minsum", "cuda") == 8192
     memory["total"] = 40 * gib
-    assert digital.decode_chunk("minsum", "cuda") == 16384
+    assert digital_blocks.decode_chunk("minsum", "cuda") == 16384
     memory["total"] = 4096 * gib  # capped
-    assert digital.decode_chunk("minsum", "cuda") == 262144
+    assert digital_blocks.decode_chunk("minsum", "cuda") == 262144
     # the CPU and Sionna's decoder keep their fixed bounds
-    assert digital.decode_chunk("minsum", "cpu") == 8192
-    assert digital.decode_chunk("sionna", "cuda") == 2048
+    assert digital_blocks.decode_chunk("minsum", "cpu") == 8192
+    assert digital_blocks.decode_chunk("sionna", "cuda") == 2048
 
 
 @pytest.mark.parametrize("combining", ["chase", "ir"])
 def test_harq_decodes_in_chunks_with_the_numbers_of_one_call(monkeypatch, combining):
-    from v2x.semcom import digital
+    from v2x.semcom import digital_blocks
     from v2x.semcom.harq import transmit
 
     x = _features(2, 4, 8, 16, 3)
@@ -231,7 +234,7 @@ def test_harq_decodes_in_chunks_with_the_numbers_of_one_call(monkeypatch, combin
         return out, rx.cost.channel_uses, rx.meta["retransmissions"]
 
     whole = run()
-    monkeypatch.setitem(digital._DECODE_CHUNK, "minsum", 3)  # blocks per decoder call
+    monkeypatch.setitem(digital_blocks._DECODE_CHUNK, "minsum", 3)  # blocks per decoder call
     chunked = run()
     assert whole[2].sum() > 0  # a retransmission round took place
     for a, b in zip(whole, chunked):

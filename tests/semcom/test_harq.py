@@ -13,7 +13,9 @@ from v2x.channels.base import ChannelState
 from v2x.channels.link import LinkState
 from v2x.scheduling import BudgetConfig, schedule
 from v2x.semcom.base import Cost, Transmission, reception
-from v2x.semcom.digital import DigitalCodec, MapStream, block_code_len
+from v2x.semcom.digital import DigitalCodec
+from v2x.semcom.digital_blocks import block_code_len
+from v2x.semcom.digital_stream import MapStream
 from v2x.semcom.fec import block_code
 from v2x.semcom.harq import harq_decode_blocks, transmit
 from v2x.semcom.identity import AnalogCodec

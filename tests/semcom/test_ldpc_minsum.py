@@ -204,7 +204,8 @@ def test_harq_rounds_of_the_codec_use_the_minsum_decoder():
     from v2x.channels import build_channel
     from v2x.channels.base import ChannelState
     from v2x.semcom.base import Cost, Transmission
-    from v2x.semcom.digital import DigitalCodec, MapStream
+    from v2x.semcom.digital import DigitalCodec
+    from v2x.semcom.digital_stream import MapStream
     from v2x.semcom.harq import harq_decode_blocks
 
     def resend(x, spp, mask=None):
@@ -347,7 +348,7 @@ _LOAD_AND_BITS = """
 import json, sys, torch
 sys.path.insert(0, sys.argv[1])
 from test_ldpc_minsum import LDPC5GMinSumDecoder, _encoder
-from v2x.semcom.ldpc_minsum import _words_ok
+from v2x.semcom.ldpc_minsum_launch import _words_ok
 out = {}
 enc = _encoder(40, 100, 2)  # base graph 2, Z = 7: punctured, filler and padding rows
 g = torch.Generator().manual_seed(3)

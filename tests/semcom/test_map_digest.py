@@ -1,4 +1,4 @@
-"""``v2x.semcom.digital.map_digest``: the source-coding memo's key, memoised per tensor identity.
+"""``v2x.semcom.digital_source.map_digest``: the source-coding memo's key, memoised per tensor identity.
 
 Oracle: the first 128 bits of SHA-256 of the map's C-order bytes (``hashlib`` on ``numpy.tobytes``)."""
 
@@ -9,7 +9,8 @@ import hashlib
 
 import torch
 
-from v2x.semcom.digital import DigitalCodec, map_digest
+from v2x.semcom.digital import DigitalCodec
+from v2x.semcom.digital_source import map_digest
 
 
 def _oracle(x: torch.Tensor) -> bytes:
