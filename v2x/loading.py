@@ -20,7 +20,8 @@ import torch
 
 from v2x.common import check_whole, progress_enabled, resolve_device, to_plain
 from v2x.datasets.frame import CoopFrame
-from v2x.sweep_plan import UNTRAINED, SweepConfig
+from v2x.detector_loading import detector_from, load_model  # noqa: F401 - also reachable here
+from v2x.sweep_plan import UNTRAINED  # noqa: F401 - the loading API
 
 log = logging.getLogger(__name__)
 
@@ -115,13 +116,18 @@ class FrameStream(Sequence[CoopFrame]):
         self._frames: list[CoopFrame] = []
         self._digest = FramesDigest()
         self._error: BaseException | None = None
-        self._done = False
+        self._done = self._closed = False
         self._changed = threading.Condition()
-        threading.Thread(target=self._read, args=(read,), name="v2x-frames", daemon=True).start()
+        self._reader = threading.Thread(
+            target=self._read, args=(read,), name="v2x-frames", daemon=True
+        )
+        self._reader.start()
 
     def _read(self, read: Callable[[], Iterator[CoopFrame]]) -> None:
         try:
             for frame in read():
+                if self._closed:
+                    break
                 self._digest.add(frame)
                 with self._changed:
                     self._frames.append(frame)
@@ -138,7 +144,18 @@ class FrameStream(Sequence[CoopFrame]):
         if len(self._frames) < count:
             if self._error is not None:
                 raise self._error
-            raise RuntimeError(f"frames: {len(self._frames)} of {self._count} were read")
+            closed = " (the reading was closed)" if self._closed else ""
+            raise RuntimeError(f"frames: {len(self._frames)} of {self._count} were read{closed}")
+
+    def close(self) -> None:
+        """Stop reading once the frame being read arrives, and let go of the frames read (a
+        device worker's shard of a sweep that ended early: its reading went on in the
+        background); waits for frames not read then raise."""
+        self._closed = True
+        self._reader.join()
+        with self._changed:
+            self._frames.clear()
+            self._changed.notify_all()
 
     def __len__(self) -> int:
         return self._count
@@ -343,72 +360,6 @@ def device_key(value: str | Sequence[str]) -> str:
     device type of ``all`` and of a list (``cuda``), whose cells equal those of that device."""
     devices = resolve_devices(value)  # validates the name(s)
     return value if isinstance(value, str) and value != "all" else devices[0].type
-
-
-def detector_from(checkpoint: str | None, model: Mapping | None, device: torch.device):
-    """The detector every app starts from: ``checkpoint`` (a path; ``None``/``"shipped"``: the
-    shipped detector of ``model``'s ``backbone``), or for ``"untrained"`` a ``CoopDetector``
-    of ``model``'s config with weights from torch's global RNG (the caller seeds it), in eval
-    mode on ``device``. A checkpoint's detector keeps its own architecture (a ``model`` field
-    that differs is named in a warning) but takes ``model``'s decode fields
-    (``DECODE_FIELDS``: score threshold, NMS IoU, detections kept), as OpenCOOD's
-    post-processing settings act on any trained model."""
-    from v2x.perception.checkpoint import detector_config_from_dict, load_detector
-    from v2x.perception.detector import DECODE_FIELDS, CoopDetector
-    from v2x.provenance import model_backbone
-
-    if checkpoint == UNTRAINED:
-        return CoopDetector(detector_config_from_dict(dict(model or {}))).to(device).eval()
-    detector = load_detector(checkpoint, device=device, backbone=model_backbone(model))
-    decode = {k: v for k, v in dict(model or {}).items() if k in DECODE_FIELDS}
-    if decode:  # (validated as any model field: 'model: field ...')
-        detector.config = dataclasses.replace(detector.config, **decode)
-    unused = _model_fields_unused(model, detector.config)
-    if unused:  # a checkpoint's detector runs with its own architecture: say so, once per load
-        shipped = checkpoint in (None, "", "shipped")
-        log.warning(
-            "model: %s runs with its own config; the model section's %s are not used (the "
-            "results record the checkpoint, detector_sha256; checkpoint=untrained builds a "
-            "detector from the model section)",
-            "the shipped detector" if shipped else f"checkpoint {checkpoint}", ", ".join(unused),
-        )  # fmt: skip
-    return detector
-
-
-def _model_fields_unused(model: Mapping | None, config: Any) -> list[str]:
-    """The ``model`` section's fields (``name=value``) that the loaded detector's ``config``
-    does not have (none when the section is empty or a preset of that detector)."""
-    from v2x.perception.checkpoint import detector_config_from_dict
-
-    if not model:
-        return []
-    try:
-        asked = dataclasses.asdict(detector_config_from_dict(dict(model)))
-    except (TypeError, ValueError) as exc:
-        return [f"fields ({exc})"]
-    have = dataclasses.asdict(config)
-    return [f"{k}={asked[k]!r}" for k in asked if asked[k] != have.get(k)]
-
-
-def load_model(cfg: SweepConfig, device: torch.device):
-    """The sweep's detector (``detector_from``): a checkpoint, the shipped one, or
-    ``untrained`` (random weights seeded by ``cfg.seed``, the global RNG left as it was)."""
-    from v2x.perception.checkpoint import shipped_detector_path
-    from v2x.sweep_plan import model_backbone
-
-    ckpt = cfg.checkpoint
-    backbone = model_backbone(cfg.model)
-    if ckpt in (None, "", "shipped") and not shipped_detector_path(backbone).is_file():
-        raise ValueError(
-            f"sweep: field 'checkpoint' is {ckpt!r} (the shipped detector), but "
-            f"{shipped_detector_path(backbone)} does not exist; valid: a checkpoint path, or "
-            f"'{UNTRAINED}' for random weights (smoke runs)"
-        )
-    if ckpt == UNTRAINED:
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(int(cfg.seed))
-            return detector_from(ckpt, cfg.model, device)
-    return detector_from(ckpt, cfg.model, device)
 
 
 class _NullBar:

@@ -16,8 +16,8 @@ import numpy as np
 import torch
 
 from v2x.datasets.frame import CoopBatch, CoopFrame, collate_frames
+from v2x.detector_loading import load_model
 from v2x.evaluation import EgoGroundTruth, ego_ground_truth
-from v2x.loading import load_model
 from v2x.network import build_network_batch, frame_networks, stack_networks
 from v2x.perception.detector import CoopDetector
 from v2x.perception.inference import fold_batchnorm

@@ -160,6 +160,7 @@ def _load(
     cache, batches = prepare_device(plan, frames, device, sharers.get(str(device), 1))
     _WORKER.update(
         plan=plan,
+        frames=frames,
         device=device,
         first=shard[0],
         num_frames=len(frames),
@@ -177,6 +178,8 @@ def _release() -> None:
     scorer = _WORKER.get("scorer")
     if scorer is not None:
         scorer.shutdown(wait=True)
+    if "frames" in _WORKER:  # (a shard still being read, e.g. of a sweep that failed early)
+        _WORKER["frames"].close()
     device = _WORKER.get("device")
     _WORKER.clear()
     gc.collect()

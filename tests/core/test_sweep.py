@@ -2112,6 +2112,36 @@ def test_frame_stream_waits_for_what_it_is_asked_and_names_a_bad_frame(cache_dir
     assert [f.frame_id for f in after.frames()] == [frames[3].frame_id]
 
 
+def test_a_closed_frame_stream_stops_reading_and_lets_go_of_its_frames(monkeypatch):
+    """``FrameStream.close`` (a device worker's shard of a sweep that ended early: its reading
+    went on in the background): the reading stops once the frame being read arrives, the frames
+    read are let go, and a wait for any frame then raises, saying the reading was closed."""
+    import time
+
+    from v2x import loading
+
+    read, streams = [], []
+
+    def reader(data, quiet, processes=None, part=slice(None)):
+        def frames():
+            for i in range(6):
+                while i == 1 and not (streams and streams[0]._closed):  # the second frame
+                    time.sleep(0.001)  # arrives only after close() was called
+                read.append(i)
+                yield f"frame {i}"
+
+        return frames, 6
+
+    monkeypatch.setattr(loading, "_frame_reader", reader)
+    streams.append(loading.FrameStream({"source": "synthetic"}))
+    stream = streams[0]
+    assert stream[0] == "frame 0" and len(stream) == 6
+    stream.close()  # (it waits for the frame being read)
+    assert read == [0, 1]  # the frame being read arrived; none after it was read
+    with pytest.raises(RuntimeError, match=r"^frames: 0 of 6 were read \(the reading was closed\)$"):
+        stream[0]
+
+
 def test_one_result_groups_run_last_and_the_order_does_not_change_results(
     reference, cache_dir, tmp_path, monkeypatch
 ):

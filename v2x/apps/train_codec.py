@@ -30,7 +30,8 @@ from v2x.common import (
     to_plain,
     usable_device,
 )
-from v2x.loading import UNTRAINED, detector_from, load_training_frames
+from v2x.detector_loading import detector_from
+from v2x.loading import UNTRAINED, load_training_frames
 from v2x.output_folders import writable_file
 from v2x.perception.detector import CoopDetector
 from v2x.provenance import checkpoint_digest, model_backbone
