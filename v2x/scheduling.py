@@ -20,7 +20,7 @@ AoI of a delivered payload is its latency; a dropped payload has no AoI (NaN).
 
 Schedulers (registry ``SCHEDULERS``; ``fn(ctx: ScheduleContext) -> share [K, B, A]``):
 
-* ``equal``: every connected collaborator gets the same share.
+* ``equal``: every collaborator with channel uses to send gets the same share.
 * ``importance``: shares proportional to ``(1 + novelty)^alpha · capacity^beta`` — novelty is
   how many objects a collaborator sees that the ego does not (from the frame's visibility
   counts), capacity ``log2(1 + snr)`` its link quality (Where2comm / R-ACP-style priority).
@@ -112,7 +112,8 @@ class ScheduleContext:
     """What a scheduler may look at.
 
     Attributes:
-        connected: ``[K, B, A]`` bool, collaborators that have a link this frame (ego False).
+        connected: ``[K, B, A]`` bool, collaborators with channel uses to send this frame (ego
+            False).
         snr_db: ``[K, B, A]`` float link SNR.
         novelty: ``[B, A]`` float objects the agent sees that the ego does not (0 if unknown).
         config: the budget config.
@@ -200,7 +201,8 @@ def schedule(
 
     Args:
         config: the budget.
-        sent: ``[K, B, A]`` bool, links that transmit (ego slot False).
+        sent: ``[K, B, A]`` bool, links that transmit (ego slot False); those of them with
+            ``channel_uses`` 0 get no share of the band.
         channel_uses, packets: ``[K, B, A]`` payload sizes (``LinkCost``).
         snr_db: ``[K, B, A]`` link SNR (for schedulers that weigh link quality).
         novelty: ``[B, A]`` objects unseen by the ego (see ``novelty_from_visibility``).
@@ -211,10 +213,14 @@ def schedule(
     sent[..., 0] = False
     if novelty is None:
         novelty = torch.zeros(sent.shape[1:], dtype=torch.float64, device=sent.device)
-    ctx = ScheduleContext(sent, snr_db, novelty.to(sent.device), config)
-    share = SCHEDULERS.get(config.scheduler)(ctx).double()
-    share = torch.where(sent, share, torch.zeros_like(share))
     uses = channel_uses.double()
+    # Only links that put channel uses on the air share the band: a payload of none (a
+    # collaborator with no box to send, a digital payload whose header does not fit) takes no
+    # share from the others (it is on time after the processing latency alone).
+    on_band = sent & (uses > 0)
+    ctx = ScheduleContext(on_band, snr_db, novelty.to(sent.device), config)
+    share = SCHEDULERS.get(config.scheduler)(ctx).double()
+    share = torch.where(on_band, share, torch.zeros_like(share))
     rate = share * config.bandwidth_hz
     with torch.no_grad():
         on_air = torch.where(

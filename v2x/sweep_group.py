@@ -120,6 +120,14 @@ def needs_most_links(group: Group) -> bool:
     )
 
 
+def filled_max_channel_uses(group: Group, budget: Any, links: int) -> int:
+    """The ``max_channel_uses`` filled in for a rate-adaptive codec (``needs_most_links``): an
+    equal share among ``links`` collaborators of the airtime the deadline leaves after the
+    processing latency and the group's ``added_delay_s`` (``Group.budget``), so that a payload
+    that fills it still arrives by the deadline (at least 1 use)."""
+    return max(1, int(group.budget(budget).channel_uses // max(links, 1)))
+
+
 def batch_links(batches: Sequence[_Batch]) -> int:
     """The most collaborator links (in range, ``agent_mask`` past the ego) of any frame of
     ``batches``."""
@@ -212,9 +220,9 @@ class GroupRun:
             )
             if needs_most_links(group):
                 # Rate-adaptive codecs fit their payload into an equal share of the airtime
-                # the frame's deadline leaves after processing.
+                # the frame's deadline leaves after processing and the group's added delay.
                 links = most_links if most_links is not None else batch_links(batches)
-                kwargs["max_channel_uses"] = max(1, int(plan.budget.channel_uses // max(links, 1)))
+                kwargs["max_channel_uses"] = filled_max_channel_uses(group, plan.budget, links)
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(int(cfg.seed))  # untrained weights: the same on every run
                 codec = build_codec(group.codec, **kwargs)

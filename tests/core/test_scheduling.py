@@ -138,3 +138,56 @@ def test_a_frames_channel_use_budget_is_the_airtime_its_deadline_leaves_after_pr
     assert not meets_deadline(arrival + 1 / budget.bandwidth_hz, budget.deadline_s)
     assert BudgetConfig(bandwidth_hz=2e6, deadline_s=0.1).channel_uses == pytest.approx(2e5)
     assert BudgetConfig(deadline_s=0.01, processing_latency_s=0.02).channel_uses == 0.0
+
+
+@pytest.mark.parametrize("scheduler", ["equal", "importance"])
+def test_a_link_with_no_channel_uses_takes_no_share_of_the_band(scheduler):
+    """A collaborator that sends no channel use (late fusion with no box, a digital payload
+    whose header does not fit: ``sent`` with 0 uses) left the others only 1/3 of the band each
+    instead of 1/2. Closed form: two payloads of 3·10⁴ uses on halves of 1 MHz arrive after
+    3·10⁴ / 5·10⁵ = 60 ms, inside an 80 ms deadline (at 1/3: 90 ms, dropped)."""
+    cfg = BudgetConfig(bandwidth_hz=1e6, deadline_s=0.08, scheduler=scheduler)
+    sent = _kba([False, True, True, True], torch.bool)
+    uses = _kba([0, 3e4, 3e4, 0])
+    d = schedule(cfg, sent, uses, _kba([0, 3, 3, 0]), _kba([0.0, 10.0, 10.0, 10.0]))
+    assert d.share[0, 0].tolist() == pytest.approx([0, 0.5, 0.5, 0])
+    assert d.latency_s[0, 0, 1:3].tolist() == pytest.approx([0.06, 0.06])
+    assert d.delivered[0, 0].tolist() == [False, True, True, True]
+    assert d.latency_s[0, 0, 3].item() == 0.0  # nothing on air: the processing latency alone
+    assert d.packets_lost[0, 0].tolist() == [0, 0, 0, 0]
+
+
+def test_a_rate_adaptive_codec_is_sized_to_the_airtime_left_after_the_added_delay():
+    """``grid.added_delay_s`` is on top of the processing latency (``Group.budget``), but the
+    ``max_channel_uses`` filled in for a rate-adaptive codec was the plan's share, without it:
+    a payload that filled its share then missed the deadline by exactly the added delay, and
+    ``late_policy=drop`` dropped every such payload. Closed form: W·(D − p − d) / n uses, which
+    on a 1/n share arrive at p + d + (D − p − d) = D."""
+    from v2x.scheduling import meets_deadline
+    from v2x.sweep_group import filled_max_channel_uses, needs_most_links
+    from v2x.sweep_plan import plan_sweep
+
+    plan = plan_sweep(
+        {
+            "checkpoint": "untrained",
+            "budget": {"bandwidth_hz": 2e6, "deadline_s": 0.1, "processing_latency_s": 0.01},
+            "grid": {"snr_db": [3.0], "codecs": ["digital_fixed"], "fusions": ["max"],
+                     "added_delay_s": [0.0, 0.04]},
+        }
+    )  # fmt: skip
+    groups = {g.added_delay_s: g for g in plan.groups if g.codec == "digital_fixed"}
+    assert sorted(groups) == [0.0, 0.04] and all(needs_most_links(g) for g in groups.values())
+    links = 4
+    for delay, group in groups.items():
+        uses = filled_max_channel_uses(group, plan.budget, links)
+        assert uses == math.floor(2e6 * (0.1 - 0.01 - delay) / links + 1e-6)  # 45,000 / 25,000
+        d = schedule(
+            group.budget(plan.budget),
+            _kba([False] + [True] * links, torch.bool),
+            _kba([0] + [uses] * links),
+            _kba([0] + [1] * links),
+            torch.zeros(1, 1, links + 1),
+        )
+        assert bool(d.on_time[0, 0, 1:].all())
+        arrival = 0.01 + delay + uses / (2e6 / links)
+        assert meets_deadline(arrival, 0.1) and not meets_deadline(arrival + 0.5 / 2e6, 0.1)
