@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import csv
 import inspect
+import logging
 import math
 import os
 import random
@@ -354,7 +355,14 @@ def train_codec_for_task(
             if stop:
                 break
     codec.eval()
-    save_trained_codec(codec, cfg.out_path)
+    path = save_trained_codec(codec, cfg.out_path)
+    done = progress["done"]
+    if done < cfg.steps:  # (it printed the checkpoint's path only, as for a finished run)
+        logging.getLogger(__name__).warning(
+            "train_codec: codec_train.max_seconds (%s s) stopped the training after step %d "
+            "(steps = %d): the codec trained so far is saved in %s; resume with init=%s "
+            "codec_train.start_step=%d", cfg.max_seconds, done - 1, cfg.steps, path, path, done,
+        )  # fmt: skip
     return losses
 
 

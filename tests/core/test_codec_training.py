@@ -244,13 +244,14 @@ def test_a_resumed_run_draws_what_the_uninterrupted_run_drew(tmp_path):
         run("bad", 4, 4)
 
 
-def test_a_resumed_run_goes_on_with_the_log_of_the_run_it_resumes(tmp_path):
+def test_a_resumed_run_goes_on_with_the_log_of_the_run_it_resumes(tmp_path, caplog):
     """A run cut after step 0 (``max_seconds=0``) and resumed at step 1 from its checkpoint, on
-    the same ``log_path``: the log holds the uninterrupted run's rows, steps 0–3 once each
+    the same ``log_path`` (the stop says how to resume): the log holds the uninterrupted run's rows, steps 0–3 once each
     (the resumed run reopened it with "w": the earlier rows were lost). Rows from the resumed
     step on, logged by a run cut later, are dropped and logged again; a file that is not a codec
     training log is refused before any step, naming the field."""
     import csv
+    import logging
 
     def run(sub: str, start: int = 0, init: str | None = None, **kw) -> CodecTrainConfig:
         torch.manual_seed(0)
@@ -272,8 +273,14 @@ def test_a_resumed_run_goes_on_with_the_log_of_the_run_it_resumes(tmp_path):
 
     whole = rows(run("whole"))
     assert [r[0] for r in whole] == ["step", "0", "1", "2", "3"]
-    cut = run("cut", max_seconds=0.0)
+    with caplog.at_level(logging.WARNING, logger="v2x.codec_training"):
+        cut = run("cut", max_seconds=0.0)
     assert [r[0] for r in rows(cut)] == ["step", "0"]
+    assert [r.getMessage() for r in caplog.records] == [  # how to go on, not only a path
+        f"train_codec: codec_train.max_seconds (0.0 s) stopped the training after step 0 "
+        f"(steps = 4): the codec trained so far is saved in {cut.out_path}; resume with "
+        f"init={cut.out_path} codec_train.start_step=1"
+    ]
     assert rows(run("cut", start=1, init=cut.out_path)) == whole
     # resumed at step 2 from a log of all four steps: steps 2 and 3 are not logged twice (its
     # weights, saved after step 3, carry other feature statistics: only the kept rows are equal)
