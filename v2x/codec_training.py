@@ -360,8 +360,7 @@ def train_codec_for_task(
     if done < cfg.steps:  # (it printed the checkpoint's path only, as for a finished run)
         logging.getLogger(__name__).warning(
             "train_codec: codec_train.max_seconds (%s s) stopped the training after step %d "
-            "(steps = %d): the codec trained so far is saved in %s; resume with init=%s "
-            "codec_train.start_step=%d", cfg.max_seconds, done - 1, cfg.steps, path, path, done,
+            "(steps = %d): %s", cfg.max_seconds, done - 1, cfg.steps, _how_to_resume(path, done),
         )  # fmt: skip
     return losses
 
@@ -411,10 +410,18 @@ def _kept_on_interrupt(codec: Any, cfg: CodecTrainConfig, progress: dict) -> Ite
         codec.eval()
         path = save_trained_codec(codec, cfg.out_path)
         raise type(exc)(
-            f"train_codec: interrupted after step {done - 1} (steps = {cfg.steps}): the codec "
-            f"trained so far is saved in {path}; resume with init={path} "
-            f"codec_train.start_step={done} (its log, {cfg.log_path}, goes on from that step)"
+            f"train_codec: interrupted after step {done - 1} (steps = {cfg.steps}): "
+            f"{_how_to_resume(path, done)} (its log, {cfg.log_path}, goes on from that step)"
         ) from exc
+
+
+def _how_to_resume(path: Path, done: int) -> str:
+    """Where a run cut after ``done`` steps saved its codec and the overrides that resume it
+    (``max_seconds`` and an interrupt say the same)."""
+    return (
+        f"the codec trained so far is saved in {path}; resume with init={path} "
+        f"codec_train.start_step={done}"
+    )
 
 
 def save_trained_codec(codec: Any, path: str | os.PathLike) -> Path:

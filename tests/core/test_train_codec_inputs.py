@@ -225,17 +225,6 @@ def test_an_interrupted_training_saves_the_steps_done_and_says_how_to_resume(tmp
         ("codec_train.snr_range_db=10", "10; expected a list, e.g. codec_train.snr_range_db=[10]"),
         ("codec_train.ratio_weights=1", "1; expected a list, e.g. codec_train.ratio_weights=[1]"),
         ("codec_train.ratios=null", "null; expected a list, e.g. codec_train.ratios=[…]"),
-    ],
-)  # fmt: skip
-def test_a_single_value_where_codec_train_takes_a_list_is_refused(tmp_path, no_work, override,
-                                                                   shown):  # fmt: skip
-    field = override.split("=")[0]
-    assert _refused(no_work, tmp_path, [override]) == f"train_codec: field '{field}' is {shown}"
-
-
-@pytest.mark.parametrize(
-    "override, shown",
-    [
         # split into letters: "must list channels of …, got ['a', 'w', 'g', 'n']"
         ("calibrate.channels=awgn", "'awgn'; expected a list, e.g. calibrate.channels=[awgn]"),
         # Hydra's traceback: TypeError: 'int' object is not iterable
@@ -243,8 +232,9 @@ def test_a_single_value_where_codec_train_takes_a_list_is_refused(tmp_path, no_w
         ("calibrate.iou_thresholds=0.5", "0.5; expected a list, e.g. calibrate.iou_thresholds=[0.5]"),
     ],
 )  # fmt: skip
-def test_a_single_value_where_calibrate_takes_a_list_is_refused(tmp_path, no_work, override,
-                                                                 shown):  # fmt: skip
+def test_a_single_value_where_codec_train_or_calibrate_takes_a_list_is_refused(
+    tmp_path, no_work, override, shown
+):
     field = override.split("=")[0]
     assert _refused(no_work, tmp_path, [override]) == f"train_codec: field '{field}' is {shown}"
 
