@@ -134,9 +134,12 @@ def remove_late_payloads(
     Args:
         dropped: ``[K, B, A]`` bool, payloads sent but not delivered (e.g. past the deadline).
         snr_db: the conditions of ``out`` (``[K]`` or ``[K, B, A]``).
-        seeds: ``[K]``: condition ``k``'s re-run is seeded with ``seeds[k] + 1``; ``None``: the
-            current RNG state. The pipeline's generator then goes on as if no re-run had
-            happened, so later draws do not depend on which conditions were re-run.
+        seeds: ``[K]``: condition ``k``'s re-run is seeded with ``seeds[k]``, the seed its first
+            run drew from, so the payloads left go through the channel (erasures, CRC failures,
+            HARQ / ARQ rounds) and pose noise the ledger records for them (every link's draw
+            is the same whether other collaborators are masked or not); ``None``: the current
+            RNG state. The pipeline's generator then goes on as if no re-run had happened, so
+            later draws do not depend on which conditions were re-run.
         age_s: ``[K, B, A]`` float (s) age of each delivered payload (``Arrival.age_s``).
         resense: how a condition's batch is re-sensed at its ages (needed with ``age_s``).
         min_age_s: ages at or below this count as fresh (no re-sensing).
@@ -187,7 +190,7 @@ def remove_late_payloads(
                 if aged[ki] and not silent[ki]:
                     masked, motion = resense(masked, age_s[ki])
                 if seeds is not None:
-                    seed_run(pipe, seeds[ki] + 1)
+                    seed_run(pipe, seeds[ki])
                 rerun = pipe.run(masked, snr_db[ki : ki + 1], motion).detections
             reruns[ki] = rerun
         rows = slice(ki * b, (ki + 1) * b)
@@ -225,11 +228,11 @@ def evaluate_batch(
         snr_db: ``[K]`` (every link of condition k at ``snr_db[k]``) or ``[K, B, A]`` (dB).
         gt: the batch's ground truth in the ego frame (``v2x.evaluation.ego_ground_truth``).
         accumulators: one per condition; condition k's frames are added to ``accumulators[k]``.
-        seeds: ``[K]`` per-condition seeds (see ``run_conditions``; re-runs use ``seed + 1``).
+        seeds: ``[K]`` per-condition seeds (see ``run_conditions``; a re-run uses its own).
         joint_seed: run all ``K`` conditions in one call after ``seed_run(pipe, joint_seed)``
             (torch's generators and the pipeline's pose noise: the batch's numbers do not
             depend on the batches run before it; for settings whose detections do not depend
-            on the condition); ``seeds`` then seed only the re-runs.
+            on the condition); a re-run then draws from it too (as the joint call did).
         same_for_all: see ``run_conditions``.
         deliver: ``cost -> Arrival``: which payloads arrived in time (e.g. the bandwidth
             budget's scheduler) and how old they are; payloads sent but not delivered are
@@ -260,9 +263,11 @@ def evaluate_batch(
         if silent is not None:  # those left out already hold the ego's own detections
             ran = torch.tensor([not s for s in silent], device=dropped.device)
             dropped = dropped & ran.view(-1, 1, 1)
+        rerun_seeds = seeds if joint_seed is None else [joint_seed] * out.num_conditions
         out = remove_late_payloads(
-            pipe, batch, out, dropped, snr_db, seeds, arrival.age_s, resense, arrival.min_age_s
-        )
+            pipe, batch, out, dropped, snr_db, rerun_seeds, arrival.age_s, resense,
+            arrival.min_age_s,
+        )  # fmt: skip
     if score:
         accumulate(out, gt, list(accumulators))
     return out

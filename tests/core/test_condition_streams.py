@@ -730,3 +730,78 @@ def test_on_cuda_send_codes_deepjscc_blocks_together(channel_name, monkeypatch):
         for name, value in vars(getattr(joint, kind)).items():
             other = getattr(getattr(apart, kind), name)
             assert (value is None and other is None) or torch.equal(value, other), (kind, name)
+
+
+@pytest.mark.parametrize(
+    ("fusion", "codec", "channel", "channel_kw"),
+    [
+        ("max", "analog", "rayleigh", {}),
+        ("attention", "digital", "rayleigh", {}),
+        ("max", "analog", "erasure_iid", {"loss_prob": 0.3, "arq_max_rounds": 2}),
+        ("late", "identity", "awgn", {}),
+        ("early", "identity", "awgn", {}),
+    ],
+)
+def test_a_rerun_without_late_payloads_fuses_what_the_ledger_records(
+    model, batch, monkeypatch, fusion, codec, channel, channel_kw
+):
+    """A condition that lost a payload is re-run without it from the seed of its first run:
+    the payloads left go through the very channel and pose-noise draws the ledger records.
+
+    Oracles: a frame that lost nothing keeps, bit for bit, the detections of the run in which
+    everything arrived (its re-run is the same computation); and on the frame that lost a
+    payload, the links left are decoded to the same maps with the same erasures, CRC failures
+    and retransmissions as in the first transmission, which the ledger keeps."""
+    import v2x.pipeline as pipeline_module
+    from v2x.execution import Arrival, evaluate_batch
+
+    sent = []
+
+    def recording_send(*args, **kwargs):
+        out = send(*args, **kwargs)
+        sent.append(out)
+        return out
+
+    monkeypatch.setattr(pipeline_module, "send", recording_send)
+    pipe = CooperativePipeline(
+        model, build_fusion(fusion), build_codec(codec), build_channel(channel, **channel_kw),
+        pose_noise_m=0.3, pose_noise_yaw_rad=0.02,
+    ).eval()  # fmt: skip
+    snr = torch.tensor([0.0, 4.0])
+    seeds = [21, 22]
+    joint = None if fusion in ("max", "attention") else 5
+    kw = {"seeds": seeds, "joint_seed": joint, "score": False}
+    full = evaluate_batch(pipe, batch, snr, None, (), **kw)
+    lost = torch.zeros(2, *batch.agent_mask.shape, dtype=torch.bool)
+    lost[:, 0, 1] = True  # frame 0's first collaborator misses the deadline in both conditions
+
+    def deliver(cost):
+        return Arrival(delivered=~lost.to(cost.sent.device))
+
+    sent.clear()
+    out = evaluate_batch(pipe, batch, snr, None, (), deliver=deliver, **kw)
+    b = batch.batch_size
+    for ki in range(2):
+        rows = slice(ki * b + 1, ki * b + 2)  # frame 1: nothing lost
+        for name in ("boxes", "scores", "labels", "valid"):
+            assert torch.equal(
+                getattr(out.detections, name)[rows], getattr(full.detections, name)[rows]
+            ), (ki, name)
+    assert torch.equal(out.cost.sent, full.cost.sent)
+    if not sent:  # late and early fusion send no feature map
+        return
+    first, reruns = sent[0], sent[1:]
+    assert len(reruns) == 2  # one per condition
+    kept = batch.agent_mask[:, 1:].clone()
+    kept[0, 0] = False  # the links left: frame 0's second collaborator, frame 1's collaborator
+    kept = kept.reshape(-1)
+    links = kept.numel()
+    for ki, rerun in enumerate(reruns):
+        mine = slice(ki * links, (ki + 1) * links)
+        maps = [x.decoded.reshape(-1, *x.decoded.shape[-3:]) for x in (rerun, first)]
+        assert torch.equal(maps[0][kept], maps[1][mine][kept]), ki
+        for name in ("packets_erased", "packets_crc_failed", "retransmissions"):
+            got = getattr(rerun.outcome, name).reshape(-1)[kept]
+            assert torch.equal(got, getattr(first.outcome, name).reshape(-1)[mine][kept]), name
+    if channel_kw:  # not vacuous: the erasure channel lost and resent packets
+        assert float(first.outcome.retransmissions.sum()) > 0
