@@ -439,14 +439,19 @@ class CooperativePipeline(nn.Module):
     ) -> RunOutput:
         b, a, c, h, w = features.shape
         k = snr_db.shape[0]
+        drawn_from = self.generator.get_state()
         own, moved, valid = self._boxes_in_ego_frame(batch, features)
         kk = own.boxes.shape[1]
         if self.fusion.compensates_latency and motion is not None:
             # latency compensation: each collaborator's boxes moved on by their estimated motion
-            # (from its previous scan's detections) over the estimated age of its data
+            # (from its previous scan's detections, placed with the same localisation error: a
+            # fresh draw adds a false speed ≈ √2·σ / period) over the estimated age of its data
             before = motion.previous
             previous = self.model.encode(before.points, before.point_mask, before.poses)
+            after = self.generator.get_state()
+            self.generator.set_state(drawn_from)
             prev, prev_moved, prev_valid = self._boxes_in_ego_frame(before, previous)
+            self.generator.set_state(after)
             moved = self.fusion.extrapolate(
                 moved,
                 valid,
