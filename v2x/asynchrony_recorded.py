@@ -78,6 +78,18 @@ class RecordedReader(Protocol):
     ) -> AgentObservation | None: ...
 
 
+def stamp_phases(frame: CoopFrame, known_only: bool = False) -> np.ndarray:
+    """``[A]`` s each agent's scan of ``frame`` was sensed before the ego's, from the recorded
+    timestamps (``t_ego − t_a``; negative when the dataset paired a later scan; ego 0).
+    ``known_only``: 0 for an agent whose or the ego's timestamp is missing (read as 0 where
+    asynchrony does not need them)."""
+    t = frame.ego.timestamp
+    out = np.array([t - a.timestamp for a in frame.agents], dtype=np.float64)
+    if known_only:
+        out[[t == 0 or a.timestamp == 0 for a in frame.agents]] = 0.0
+    return out
+
+
 class RecordedClock:
     """Serves each collaborator's scan sensed at or before the ego's instant minus its delay.
 
@@ -122,8 +134,7 @@ class RecordedClock:
     def phases(self, frame: CoopFrame) -> np.ndarray:
         """``[A]`` s each agent's own scan was sensed before the ego's (``t_ego − t_a``; negative
         when the dataset paired a later scan; ego 0)."""
-        t = frame.ego.timestamp
-        return np.array([t - a.timestamp for a in frame.agents], dtype=np.float64)
+        return stamp_phases(frame)
 
     def clock_offsets(self, frame: CoopFrame) -> np.ndarray:
         """``[A]`` zeros: a dataset's timestamps are the ego's estimate of sensing times."""
@@ -323,4 +334,5 @@ __all__ = [
     "RecordedClock",
     "RecordedReader",
     "recorded_clock",
+    "stamp_phases",
 ]

@@ -50,8 +50,9 @@ share               float64   fraction of the frame's bandwidth the scheduler gr
 latency_s           float64   processing (+ the grid's added delay) + time on air (every
                               round) + feedback_s (NaN when nothing was sent)
 aoi_s               float64   age of information at fusion (NaN when not delivered): the
-                              latency, plus the LiDAR's phase with asynchrony enabled
-                              (``v2x.asynchrony``)
+                              latency plus the age the frame's data already has (the
+                              LiDAR's phase; on recorded data the ego's scan time minus
+                              the collaborator's), with asynchrony on or off
 delivered           bool      the ego fused (some of) it: sent, on time (or stale) and at
                               least one cell arrived (a header alone, or a payload whose
                               every packet was lost, delivered nothing)

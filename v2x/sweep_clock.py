@@ -5,6 +5,8 @@ motion history a latency-compensating fusion extrapolates with).
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import torch
@@ -34,14 +36,41 @@ def sensing_clock(plan: SweepPlan) -> Clock | None:
     return SensingClock(world_config(plan.data))
 
 
+def frame_aging(plan: SweepPlan) -> Callable[[_Batch, Delivery], None] | None:
+    """With asynchrony disabled, ``(item, delivery) ->`` the ledger's ``delivery.aoi_s`` as the
+    latency plus the age each slot's data already has in the frames (the world does not move
+    with the latency, but the data is that old): the synthetic LiDARs' phases
+    (``data.synthetic.sensing_phase_max_s``), or on recorded data the ego's scan time minus the
+    collaborator's (the pair the dataset matched, ``stamp_phases``; 0 where a timestamp is
+    missing). ``None`` with asynchrony enabled (the clock ages the data) or with synthetic
+    LiDARs in phase (the latency alone)."""
+    if plan.asynchrony is not None and plan.asynchrony.enabled:
+        return None
+    from v2x.asynchrony import SensingClock, _per_slot, sensing_age, world_config
+    from v2x.asynchrony_recorded import RECORDED_SOURCES, stamp_phases
+
+    if plan.data["source"] in RECORDED_SOURCES:  # (a missing timestamp: no age known)
+        phases = functools.partial(stamp_phases, known_only=True)
+    else:
+        world = world_config(plan.data)
+        if world.sensing_phase_max_s == 0:
+            return None
+        phases = SensingClock(world).phases
+    max_agents = plan.data.get("max_agents")
+
+    def age(item: _Batch, delivery: Delivery) -> None:
+        phase = _per_slot(item.frames, item.batch, max_agents, phases)
+        delivery.aoi_s = sensing_age(delivery.latency_s, delivery.delivered, phase)
+
+    return age
+
+
 def min_age_s(clock: Clock | None) -> float:
     """Ages at or below this count as fresh (``v2x.asynchrony.MIN_AGE_S``)."""
     return float(clock.MIN_AGE_S) if clock is not None else 0.0
 
 
-def aged_delivery(
-    clock: Clock, item: _Batch, delivery: Delivery, plan: SweepPlan
-) -> torch.Tensor:
+def aged_delivery(clock: Clock, item: _Batch, delivery: Delivery, plan: SweepPlan) -> torch.Tensor:
     """Each delivered payload's age (``[K, B, A]`` s, NaN when not delivered), written into
     ``delivery.aoi_s`` (the ledger's age of information) by the clock (``Clock.age_delivery``:
     the synthetic world's LiDAR phase + latency, or the age of the recorded scan served); returns

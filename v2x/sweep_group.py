@@ -35,7 +35,13 @@ from v2x.results import cell_id, stable_hash
 from v2x.scheduling import schedule
 from v2x.semcom import build_codec
 from v2x.sweep_batches import _Batch
-from v2x.sweep_clock import aged_delivery, min_age_s, resense_batch, sensing_clock
+from v2x.sweep_clock import (
+    aged_delivery,
+    frame_aging,
+    min_age_s,
+    resense_batch,
+    sensing_clock,
+)
 from v2x.sweep_plan import FEATURE_STAGE, Group, SweepPlan, codec_kwargs_for, sweep_arguments
 from v2x.sweep_reuse import EncodeCache, share_source_coding
 from v2x.sweep_rows import book_batch, group_rows
@@ -56,6 +62,8 @@ class _Scheduler:
     #: the fusion compensates latency: every condition is re-run with the motion history, even
     #: where no payload waited (the LiDAR phases and clock offsets age the data too)
     compensates: bool = False
+    #: without a clock, the ages of the frames' own data (``sweep_clock.frame_aging``)
+    frame_aging: Any = None
 
     def __call__(self, cost: LinkCost) -> Arrival:
         novelty = to_device_async(self.item.novelty, cost.sent.device)
@@ -71,6 +79,8 @@ class _Scheduler:
         ages = None
         if self.clock is not None:  # the ego fuses what was sensed phase + latency before
             ages = aged_delivery(self.clock, self.item, self.delivery, self.plan)
+        elif self.frame_aging is not None:  # the frames' data is that old already
+            self.frame_aging(self.item, self.delivery)
         fresh = min_age_s(self.clock)
         if self.compensates and ages is not None:
             fresh = -math.inf  # (re-sensing itself still skips ages <= MIN_AGE_S)
@@ -115,9 +125,7 @@ def needs_most_links(group: Group) -> bool:
     if group.stage != FEATURE_STAGE:
         return False
     kwargs = group.codec_kwargs or {}
-    return "max_channel_uses" not in kwargs and "max_channel_uses" in sweep_arguments(
-        group.codec
-    )
+    return "max_channel_uses" not in kwargs and "max_channel_uses" in sweep_arguments(group.codec)
 
 
 def filled_max_channel_uses(group: Group, budget: Any, links: int) -> int:
@@ -246,6 +254,7 @@ class GroupRun:
         self.snr_on_device = to_device_async(self.snr, device)
         self.budget = group.budget(plan.budget)  # the group's late policy and added delay
         self.clock = sensing_clock(plan)
+        self.frame_aging = frame_aging(plan)
         self.eval_config = _eval_config(plan, model)
         self.scoring = GroupScoring(self.eval_config, k)  # the cells' accumulators
         self.conditions = [group.condition(s, plan.budget) for s in snrs]
@@ -271,8 +280,9 @@ class GroupRun:
             item_snr = (item.network.snr_db[None] + self.snr.view(k, 1, 1).double()).float()
             item_snr = to_device_async(item_snr, self.device)
         deliver = _Scheduler(
-            self.budget, item, self.plan, self.clock, compensates=self.fusion.compensates_latency
-        )
+            self.budget, item, self.plan, self.clock,
+            compensates=self.fusion.compensates_latency, frame_aging=self.frame_aging,
+        )  # fmt: skip
         # Feature fusion: each cell in its own call with its own seed. Ego-only, late and early
         # fusion: the detections do not depend on the SNR (late and early payloads are charged
         # as ideal digital links, a function of the SNR alone), so one call with the group's

@@ -438,6 +438,39 @@ def test_added_delay_and_late_policy_are_grid_axes_the_ledger_ages_with(tmp_path
             assert phase > 0
 
 
+def test_without_asynchrony_the_ledger_ages_the_frames_own_data(tmp_path):
+    """Asynchrony off (the world does not move with the latency) but unsynchronised LiDARs: the
+    data fused is still as old as its scan, so the ledger's ``aoi_s`` is the LiDAR's phase (here
+    the frame's timestamps, without clock offsets) plus the payload's latency, as with
+    asynchrony on; LiDARs in phase give the latency alone."""
+    from v2x.loading import load_frames
+    from v2x.results import read_results
+    from v2x.sweep import run_sweep
+    from v2x.sweep_plan import plan_sweep
+
+    for phase_max in (0.05, 0.0):
+        overrides = {
+            "data": {"synthetic": {"sensing_phase_max_s": phase_max}},
+            "grid": {"fusions": ["max"], "added_delay_s": [0.02]},
+        }
+        out = str(tmp_path / f"out{phase_max}")
+        path = run_sweep(_sweep_config(tmp_path, output_dir=out, **overrides))
+        frames = load_frames(plan_sweep(_sweep_config(tmp_path, **overrides)).data, True)
+        frames = {f.frame_id: f for f in frames}
+        rows = [r for r in read_results([path], ledger=True).to_pylist() if r["delivered"]]
+        assert rows
+        for row in rows:
+            frame = frames[row["frame_id"]]
+            agent = next(a for a in frame.agents if a.agent_id == row["tx_agent"])
+            phase = frame.ego.timestamp - agent.timestamp
+            assert row["latency_s"] == pytest.approx(0.02, abs=1e-6)
+            assert row["aoi_s"] == pytest.approx(phase + row["latency_s"], abs=1e-12)
+        if phase_max:
+            assert any(
+                f.ego.timestamp - a.timestamp > 0.001 for f in frames.values() for a in f.agents
+            )
+
+
 @pytest.mark.parametrize(
     ("override", "message"),
     [
