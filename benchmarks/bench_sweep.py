@@ -400,7 +400,7 @@ def _release_device_memory(device: str) -> None:
 
 def bench_orders(args, rounds: int) -> None:
     """``rounds`` rounds of warm ``run_sweep`` calls alternating the order one device computes
-    the groups in: the plan's, ``v2x.sweep.device_order`` (the default: the groups with one
+    the groups in: the plan's, ``v2x.sweep_order.device_order`` (the default: the groups with one
     result per SNR last), every feature group first (the default until 2026-12-03), and feature
     groups heaviest codec first (DeepJSCC, analog, then the others): frame-conditions per second
     and each group's device seconds (from the sweep's log), in computing order. The first group

@@ -62,7 +62,7 @@ raises ``ValueError`` naming the label file and object.
 
 Track ids: DAIR-V2X-C labels have none; boxes get ``-1`` unless a label carries ``track_id``
 (V2X-Seq does, and so do files our writer makes), hashed by
-``v2x.datasets.v2xsim.track_id_from_token``.
+``v2x.datasets.v2xsim_format.track_id_from_token``.
 
 One module per job: ``dair_format`` (types ↔ classes, fields, calibrations, box corners),
 ``dair_reader`` (``DAIRV2XCDataset``) and ``dair_writer`` (``write_dair_v2x_c``). This module

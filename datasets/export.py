@@ -3,8 +3,8 @@
 ``export_frames(frames, root, "v2xsim")`` writes V2X-Sim 2.0 (nuScenes tables + ``.pcd.bin``),
 ``export_frames(frames, root, "dair_v2x")`` writes DAIR-V2X-C (``data_info.json``, ``.pcd``,
 calibrations, side and cooperative labels). Each returns the writer's summary dict. What a
-format cannot hold is documented in the writers (``v2x.datasets.v2xsim.write_v2xsim``,
-``v2x.datasets.dair.write_dair_v2x_c``): DAIR-V2X-C keeps two agents per frame (the ego vehicle
+format cannot hold is documented in the writers (``v2x.datasets.v2xsim_writer.write_v2xsim``,
+``v2x.datasets.dair_writer.write_dair_v2x_c``): DAIR-V2X-C keeps two agents per frame (the ego vehicle
 and the nearest RSU) and counts the others in ``agents_not_written``; V2X-Sim keeps every agent,
 with kinds beyond vehicle/RSU and per-agent visibility in its ``v2x_frames.json`` side table.
 

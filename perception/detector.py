@@ -25,7 +25,7 @@ from v2x.perception.semantic import payload_adapters
 
 BACKBONES = ("small", "pointpillars")
 #: the fields that act when boxes are decoded, not on the weights: an app's ``model`` section
-#: sets them on any detector, a loaded checkpoint's included (``v2x.loading.detector_from``)
+#: sets them on any detector, a loaded checkpoint's included (``v2x.detector_loading.detector_from``)
 DECODE_FIELDS = ("score_threshold", "nms_iou_threshold", "max_detections")
 #: with CUDA graphs (``configure_inference``), each agent's points are padded to a multiple of
 #: this many slots, so that batches with other point counts replay the same graph

@@ -1,4 +1,4 @@
-"""Where2comm's cell selection, as plain functions (``v2x.perception.fusion.Where2commFusion``).
+"""Where2comm's cell selection, as plain functions (``v2x.perception.fusion_where2comm.Where2commFusion``).
 
 Published Where2comm (Hu et al., NeurIPS 2022; ``Communication`` in
 ``opencood/models/comm_modules/where2comm.py`` of MediaBrain-SJTU/Where2comm and HEAL, and in

@@ -5,7 +5,7 @@ Every bandwidth axis of every plot is read from these rows, and so are the resul
 delivery columns (``summarize``). A row's outcome is what the receiver knew: packets the
 channel erased (``state.erased``), packets whose data failed the digital chain's CRC, cells the
 decoder marked as arrived (``meta["delivered"]``), payloads the deadline dropped — carried from
-the codec (``v2x.semcom.base.reception``) through ``v2x.pipeline.LinkCost`` and the budget's ``Delivery``.
+the codec (``v2x.semcom.base.reception``) through ``v2x.conditions.LinkCost`` and the budget's ``Delivery``.
 Columns (``LEDGER_SCHEMA``):
 
 ==================  ========  ===========================================================

@@ -20,7 +20,7 @@ models (``v2x.channels.LINKS``: ``v2v_urban``, ``v2v_highway``, ``umi_street_can
 their geometry (antenna positions from the poses), the radios and the scene's LOS.
 
 Shapes: a frame has ``A`` agents with the ego in slot 0 (the order of
-``v2x.datasets.collate_frames``); per-frame arrays are ``[A]`` (slot 0 is the ego itself);
+``v2x.datasets.frame.collate_frames``); per-frame arrays are ``[A]`` (slot 0 is the ego itself);
 ``NetworkBatch`` stacks ``B`` frames into ``[B, A]`` tensors.
 """
 
@@ -305,7 +305,7 @@ def _evaluate_links(
 # --------------------------------------------------------------------------- geometry
 def segment_hits_boxes(p0: np.ndarray, p1: np.ndarray, boxes: np.ndarray) -> np.ndarray:
     """``[L, M]`` bool: segment ``p0[l] → p1[l]`` passes through box ``m`` (boxes that contain
-    an end point, the agents' own bodies, never count). See ``v2x.channels.segments_blocked``."""
+    an end point, the agents' own bodies, never count). See ``v2x.channels.geometry.segments_blocked``."""
     from v2x.channels import segments_blocked
 
     p0 = np.asarray(p0, dtype=np.float64).reshape(-1, 3)

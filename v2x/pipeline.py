@@ -13,7 +13,7 @@ warp grid is computed once per frame. Results are the same as running each condi
 The warp + fusion + head is the one training runs too (``v2x.perception.ego_fusion``).
 
 The path a frame takes follows the fusion's declared ``stage`` and capabilities
-(``v2x.perception.fusion.FeatureFusion``): feature maps (here; ``selects_cells``: only the
+(``v2x.perception.fusion_base.FeatureFusion``): feature maps (here; ``selects_cells``: only the
 most confident cells, through the ``selective`` codec), a semantic payload (``sends_payload``:
 ``v2x.pipeline_payload``), boxes (late; ``compensates_latency``: moved on by their motion) or
 points (early), the last two charged as ideal digital links.
@@ -93,7 +93,7 @@ class CooperativePipeline(nn.Module):
         model: the detector (encoder + head).
         fusion: a strategy from ``v2x.perception.fusion.FUSIONS``; the path a frame takes
             follows its declared capabilities (``stage``, ``sends_payload``, ``selects_cells``,
-            ``compensates_latency``: ``v2x.perception.fusion.FeatureFusion``).
+            ``compensates_latency``: ``v2x.perception.fusion_base.FeatureFusion``).
         codec: a codec from ``v2x.semcom.CODECS`` (used by feature-stage fusion).
         channel: a channel from ``v2x.channels.CHANNELS``.
         pose_noise_m, pose_noise_yaw_rad: localisation error applied to collaborators.

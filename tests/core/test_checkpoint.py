@@ -245,7 +245,7 @@ def test_shipped_standard_detector_is_picked_by_the_model_backbone():
 
 
 def test_a_checkpoints_detector_takes_the_model_sections_decode_fields_only(caplog):
-    """A checkpoint's detector keeps its own architecture (``v2x.loading.detector_from``): a
+    """A checkpoint's detector keeps its own architecture (``v2x.detector_loading.detector_from``): a
     ``model`` section that says otherwise is named in a warning, and the preset of that
     detector says nothing. The decode fields (score threshold, NMS IoU, detections kept) act
     on any trained detector, as OpenCOOD's post-processing settings do: a user's

@@ -60,7 +60,7 @@ def check_checkpoint_keys(cfg: DictConfig) -> None:
 
 
 def _detector(cfg: DictConfig, device: torch.device) -> CoopDetector:
-    """``v2x.loading.detector_from``; ``untrained`` weights seeded by ``codec_train.seed``; a
+    """``v2x.detector_loading.detector_from``; ``untrained`` weights seeded by ``codec_train.seed``; a
     checkpoint that cannot be read is refused naming the key ``checkpoint``."""
     if cfg.checkpoint == UNTRAINED:
         torch.manual_seed(int(cfg.codec_train.seed))
