@@ -340,7 +340,12 @@ class DAIRV2XCDataset:
                 f"{path}: frame {frame!r} is missing; asynchrony needs each side's data_info.json "
                 "with 'pointcloud_timestamp' and 'batch_id' for every frame"
             )
-        batch = str(info[frame].get("batch_id", ""))
+        batch = str(info[frame].get("batch_id") or "")
+        if not batch.strip():  # (else every such frame would be one sequence)
+            raise ValueError(
+                f"{path} [{frame}]: field 'batch_id' is missing or empty; asynchrony needs the "
+                "recorded sequence of every frame to find its earlier scans"
+            )
         key = (side, batch)
         if key not in self._sequences:
             rows = []

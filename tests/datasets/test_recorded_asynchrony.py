@@ -193,6 +193,25 @@ def test_dair_vehicle_side_is_served_by_its_own_calibration(dair):
     np.testing.assert_allclose(seen.pose[:3, 3], fx.dair_veh_translation("000101"), atol=1e-12)
 
 
+
+@pytest.mark.parametrize("batch_id", [None, "", "  "])
+def test_dair_a_frame_without_its_sequence_is_refused(tmp_path, batch_id):
+    """Without a ``batch_id`` a frame's earlier scans cannot be told from other recordings'
+    (every such frame would be one sequence): refused, naming the file, frame and field."""
+    fx.build_dair(tmp_path)
+    path = tmp_path / "infrastructure-side/data_info.json"
+    rows = json.loads(path.read_text())
+    for row in rows:
+        if batch_id is None:
+            row.pop("batch_id", None)
+        else:
+            row["batch_id"] = batch_id
+    path.write_text(json.dumps(rows))
+    ds = DAIRV2XCDataset(tmp_path)
+    with pytest.raises(ValueError, match=r"data_info.json \[\d+\]: field 'batch_id'"):
+        ds.sensing_times(0, 1)
+    assert len(ds.sensing_times(0, 0)) > 1  # the vehicle side keeps its sequences
+
 def test_dair_missing_timestamps_or_agents_name_the_field(tmp_path):
     fx.build_dair(tmp_path)
     path = tmp_path / "infrastructure-side/data_info.json"
