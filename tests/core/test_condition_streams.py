@@ -740,6 +740,8 @@ def test_on_cuda_send_codes_deepjscc_blocks_together(channel_name, monkeypatch):
         ("max", "analog", "erasure_iid", {"loss_prob": 0.3, "arq_max_rounds": 2}),
         ("late", "identity", "awgn", {}),
         ("early", "identity", "awgn", {}),
+        ("semantic_map", "analog", "rayleigh", {}),
+        ("object_features", "analog", "erasure_iid", {"loss_prob": 0.3}),
     ],
 )
 def test_a_rerun_without_late_payloads_fuses_what_the_ledger_records(
@@ -769,7 +771,8 @@ def test_a_rerun_without_late_payloads_fuses_what_the_ledger_records(
     ).eval()  # fmt: skip
     snr = torch.tensor([0.0, 4.0])
     seeds = [21, 22]
-    joint = None if fusion in ("max", "attention") else 5
+    # late and early fusion: one joint call for all conditions (as the sweep runs them)
+    joint = 5 if fusion in ("late", "early") else None
     kw = {"seeds": seeds, "joint_seed": joint, "score": False}
     full = evaluate_batch(pipe, batch, snr, None, (), **kw)
     lost = torch.zeros(2, *batch.agent_mask.shape, dtype=torch.bool)
