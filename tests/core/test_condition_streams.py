@@ -738,6 +738,7 @@ def test_on_cuda_send_codes_deepjscc_blocks_together(channel_name, monkeypatch):
         ("max", "analog", "rayleigh", {}),
         ("attention", "digital", "rayleigh", {}),
         ("max", "analog", "erasure_iid", {"loss_prob": 0.3, "arq_max_rounds": 2}),
+        ("max", "digital_harq", "rayleigh", {}),
         ("late", "identity", "awgn", {}),
         ("early", "identity", "awgn", {}),
         ("semantic_map", "analog", "rayleigh", {}),
@@ -765,8 +766,9 @@ def test_a_rerun_without_late_payloads_fuses_what_the_ledger_records(
         return out
 
     monkeypatch.setattr(pipeline_module, "send", recording_send)
+    coder = build_codec("digital", harq_max_rounds=2) if codec == "digital_harq" else None
     pipe = CooperativePipeline(
-        model, build_fusion(fusion), build_codec(codec), build_channel(channel, **channel_kw),
+        model, build_fusion(fusion), coder or build_codec(codec), build_channel(channel, **channel_kw),
         pose_noise_m=0.3, pose_noise_yaw_rad=0.02,
     ).eval()  # fmt: skip
     snr = torch.tensor([0.0, 4.0])
@@ -806,5 +808,5 @@ def test_a_rerun_without_late_payloads_fuses_what_the_ledger_records(
         for name in ("packets_erased", "packets_crc_failed", "retransmissions"):
             got = getattr(rerun.outcome, name).reshape(-1)[kept]
             assert torch.equal(got, getattr(first.outcome, name).reshape(-1)[mine][kept]), name
-    if channel_kw:  # not vacuous: the erasure channel lost and resent packets
+    if channel_kw or codec == "digital_harq":  # not vacuous: packets lost and resent
         assert float(first.outcome.retransmissions.sum()) > 0
