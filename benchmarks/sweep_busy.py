@@ -46,7 +46,7 @@ TARGETS = (
     ("v2x.pipeline", "CooperativePipeline.run"),
     ("v2x.pipeline", "send"),
     ("v2x.pipeline", "_distinct_conditions"),
-    ("v2x.pipeline", "CooperativePipeline._run_late"),
+    ("v2x.pipeline", "run_late"),
     ("v2x.pipeline", "CooperativePipeline._ego_alone"),
     ("v2x.pipeline", "CooperativePipeline._run_features"),
     ("v2x.pipeline", "fuse_at_ego"),

@@ -28,7 +28,6 @@ the packets the codec counted.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -48,42 +47,27 @@ from v2x.conditions import (  # noqa: F401 - a run's outputs, also reachable fro
 )
 from v2x.conditions import distinct_conditions as _distinct_conditions
 from v2x.datasets.frame import CoopBatch
-from v2x.perception.boxes import transform_boxes
-from v2x.perception.detector import CoopDetector, Detections, nms_detections
+from v2x.perception.detector import CoopDetector, Detections
 from v2x.perception.ego_fusion import arrived_cells, fuse_at_ego
 from v2x.perception.fusion_base import FeatureFusion, own_map
 from v2x.perception.warp import (
     box_flow,
     compose_sampling,
-    merge_points_to_ego,
     perturb_poses,
     relative_level_transforms,
     warp_sampling_grid,
 )
+from v2x.pipeline_boxes import (  # noqa: F401 - the message sizes, also reachable from here
+    BOX_MESSAGE_BITS,
+    POINT_MESSAGE_BITS,
+    MotionHistory,
+    boxes_in_ego_frame,
+    run_early,
+    run_late,
+)
 from v2x.pipeline_payload import run_payload
 from v2x.semcom.base import Codec
 from v2x.semcom.selective import SelectiveCodec
-
-BOX_MESSAGE_BITS = (7 + 2) * 32  # a late-fusion box: 7 floats + score + label, float32
-POINT_MESSAGE_BITS = 4 * 32  # an early-fusion point: x, y, z, intensity, float32
-
-
-@dataclass
-class MotionHistory:
-    """What a latency-compensating box fusion knows of the collaborators' motion.
-
-    Attributes:
-        previous: the collaborators' scans ``period_s`` before the ones fused (same slots and
-            masks as the run's batch; the ego's slot is not used).
-        age_s: ``[B, A]`` float64 the ego's estimate of each collaborator's data age at fusion
-            (s; from the timestamps, so clock offsets bias it).
-        period_s: time between the previous and the fused scan (s): one for all, or ``[B, A]``
-            float64 per collaborator (recorded scans are not evenly spaced).
-    """
-
-    previous: CoopBatch
-    age_s: torch.Tensor
-    period_s: float | torch.Tensor
 
 
 class CooperativePipeline(nn.Module):
@@ -182,10 +166,10 @@ class CooperativePipeline(nn.Module):
                 )
         stage = self.fusion.stage
         if stage == "points":
-            return self._run_early(batch, snr_db)
+            return run_early(self, batch, snr_db)
         features = self.model.encode(batch.points, batch.point_mask, batch.poses)
         if stage == "boxes":
-            return self._run_late(batch, features, snr_db, motion)
+            return run_late(self, batch, features, snr_db, motion)
         if self.fusion.sends_payload:  # semantic payloads (v2x.perception.semantic)
             return run_payload(self, batch, features, snr_db)
         return self._run_features(batch, features, snr_db, stage == "features", seeds, motion)
@@ -384,10 +368,10 @@ class CooperativePipeline(nn.Module):
         ``motion.age_s``, without pose noise (the displacements are what matter; the pose-noise
         generator is left alone)."""
         b, a, c, h, w = features.shape
-        own, boxes, ok = self._boxes_in_ego_frame(batch, features, noisy=False)
+        own, boxes, ok = boxes_in_ego_frame(self, batch, features, noisy=False)
         before = motion.previous
         previous = self.model.encode(before.points, before.point_mask, before.poses)
-        prev, prev_boxes, prev_ok = self._boxes_in_ego_frame(before, previous, noisy=False)
+        prev, prev_boxes, prev_ok = boxes_in_ego_frame(self, before, previous, noisy=False)
         kk = boxes.shape[2]
         shifted = self.fusion.extrapolate(
             boxes, ok, own.labels.view(b, a, kk), prev_boxes, prev_ok,
@@ -408,93 +392,3 @@ class CooperativePipeline(nn.Module):
             valid.reshape(-1, 1, h, w),
         )  # fmt: skip
         return grid, ok_cells.view(r * b, a - 1, 1, h, w)
-
-    def _boxes_in_ego_frame(
-        self, batch: CoopBatch, features: torch.Tensor, noisy: bool = True
-    ) -> tuple[Detections, torch.Tensor, torch.Tensor]:
-        """Every agent's own detections (``Detections`` of ``B·A`` rows), their boxes in the
-        ego frame ``[B, A, K, 7]`` float64 and validity ``[B, A, K]`` (``noisy``: with the
-        pipeline's pose noise, else with the true poses)."""
-        b, a, c, h, w = features.shape
-        heat, reg = self.model.head(features.view(b * a, c, h, w))
-        own = self.model.postprocess(heat, reg)
-        kk = own.boxes.shape[1]
-        boxes = own.boxes.view(b, a, kk, 7).double()
-        if noisy:
-            ego_to_agent = self._noisy_relative(batch.poses)
-        else:
-            ego_to_agent = relative_level_transforms(batch.poses)
-        agent_to_ego = torch.linalg.inv_ex(ego_to_agent).inverse  # (rigid: no host check)
-        moved = transform_boxes(boxes, agent_to_ego)
-        moved[..., 2] = boxes[..., 2]  # heights above ground are frame independent
-        valid = own.valid.view(b, a, kk) & batch.agent_mask[..., None]
-        return own, moved, valid
-
-    def _run_late(
-        self,
-        batch: CoopBatch,
-        features: torch.Tensor,
-        snr_db: torch.Tensor,
-        motion: MotionHistory | None = None,
-    ) -> RunOutput:
-        b, a, c, h, w = features.shape
-        k = snr_db.shape[0]
-        drawn_from = self.generator.get_state()
-        own, moved, valid = self._boxes_in_ego_frame(batch, features)
-        kk = own.boxes.shape[1]
-        if self.fusion.compensates_latency and motion is not None:
-            # latency compensation: each collaborator's boxes moved on by their estimated motion
-            # (from its previous scan's detections, placed with the same localisation error: a
-            # fresh draw adds a false speed ≈ √2·σ / period) over the estimated age of its data
-            before = motion.previous
-            previous = self.model.encode(before.points, before.point_mask, before.poses)
-            after = self.generator.get_state()
-            self.generator.set_state(drawn_from)
-            prev, prev_moved, prev_valid = self._boxes_in_ego_frame(before, previous)
-            self.generator.set_state(after)
-            moved = self.fusion.extrapolate(
-                moved,
-                valid,
-                own.labels.view(b, a, kk),
-                prev_moved,
-                prev_valid,
-                prev.labels.view(b, a, -1),
-                motion.age_s.to(moved.device),
-                motion.period_s,
-            )
-        merged_boxes = moved.float().view(b, a * kk, 7)
-        merged_scores = own.scores.view(b, a * kk)
-        merged_labels = own.labels.view(b, a * kk)
-        merged_valid = valid.view(b, a * kk)
-        det = nms_detections(
-            merged_boxes,
-            merged_scores,
-            merged_labels,
-            merged_valid,
-            self.model.config.nms_iou_threshold,
-            class_aware=False,
-        )
-        cost = LinkCost.zeros(k, b, a, snr_db, features.device)
-        bits = valid.sum(-1).double() * BOX_MESSAGE_BITS  # [B, A]
-        bits[:, 0] = 0
-        cost.charge_ideal(bits, snr_db, batch.agent_mask, BOX_MESSAGE_BITS)
-        return RunOutput(repeat_detections(det, k), cost, k)
-
-    def _run_early(self, batch: CoopBatch, snr_db: torch.Tensor) -> RunOutput:
-        b, a, n, _ = batch.points.shape
-        k = snr_db.shape[0]
-        merged, mask = merge_points_to_ego(
-            batch.points,
-            batch.point_mask & batch.agent_mask[..., None],
-            batch.poses,
-            self._noisy_relative(batch.poses),
-            self.model.grid.ground_z_m,
-        )
-        features = self.model.encode_points(merged, mask)
-        heat, reg = self.model.head(features)
-        det = self.model.postprocess(heat, reg)
-        cost = LinkCost.zeros(k, b, a, snr_db, features.device)
-        bits = batch.point_mask.sum(-1).double() * POINT_MESSAGE_BITS
-        bits[:, 0] = 0
-        cost.charge_ideal(bits, snr_db, batch.agent_mask, POINT_MESSAGE_BITS)
-        return RunOutput(repeat_detections(det, k), cost, k)

@@ -75,6 +75,7 @@ def test_nothing_imports_an_app_and_no_app_imports_another():
 #: (the sweep, the calibration and the fusion comparison build on ``v2x.execution``, never the
 #: other way round).
 EXECUTION_LAYERS = ("v2x.conditions", "v2x.condition_streams", "v2x.pipeline_payload",
+                    "v2x.pipeline_boxes",
                     "v2x.pipeline", "v2x.known_drops", "v2x.evaluation",
                     "v2x.execution")  # fmt: skip
 #: Lazy forwards of old import paths (module ``__getattr__``), the only exceptions:
