@@ -16,7 +16,7 @@ The path a frame takes follows the fusion's declared ``stage`` and capabilities
 (``v2x.perception.fusion_base.FeatureFusion``): feature maps (here; ``selects_cells``: only the
 most confident cells, through the ``selective`` codec), a semantic payload (``sends_payload``:
 ``v2x.pipeline_payload``), boxes (late; ``compensates_latency``: moved on by their motion) or
-points (early), the last two charged as ideal digital links.
+points (early), the last two charged as ideal digital links (``v2x.pipeline_boxes``).
 
 Every link's ``LinkCost`` holds what it cost (the codec's ``Cost``) and what happened to it on the
 air as the receiver knew it: packets erased or failed CRC (``v2x.semcom.base.reception``), and
