@@ -1,0 +1,85 @@
+"""Devices: a configured device name resolved (``"auto"``, ``"cuda:1"``) or refused where this
+process cannot compute on it, host-to-device copies, the current CUDA device for Triton launches
+and whether Triton can run. Imports nothing from the project: one of ``v2x.common``'s jobs (it
+re-exports these names; parts import them from there).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import torch
+
+
+def resolve_device(name: str) -> torch.device:
+    """``torch.device(name)``; ``"auto"``: ``cuda`` when a CUDA device is visible, else ``cpu``."""
+    import torch
+
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def usable_device(name: str, field: str) -> torch.device:
+    """``resolve_device(name)`` where this process can compute on it; else ``ValueError`` naming
+    ``field`` (e.g. ``"sweep: field 'device'"``), the value and what is there instead."""
+    import torch
+
+    try:
+        device = resolve_device(name)
+    except RuntimeError:  # (torch's message lists every backend it was built to know)
+        raise ValueError(f"{field} is {name!r}; expected auto, cpu, cuda or cuda:<index>") from None
+    if device.type != "cuda":  # (CUDA is asked only about a CUDA device)
+        return device
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if (device.index or 0) >= count:
+        why = f"{count} CUDA device(s) are visible" if count else "no CUDA device is visible"
+        build = "" if torch.version.cuda else f" (torch {torch.__version__} is a CPU-only build)"
+        raise ValueError(f"{field} is {name!r}, but {why}{build}; use 'cpu' or 'auto'")
+    return device
+
+
+def to_device_async(t: torch.Tensor, device: torch.device | str) -> torch.Tensor:
+    """``t`` on ``device``, the same values. A host tensor bound for a CUDA device goes through
+    page-locked memory as a non-blocking copy (a copy from ordinary host memory waits until the
+    device has run everything queued before it). Pinning costs a host copy and at times an
+    allocation: for many one-off or large tensors a plain copy can cost less (the digital chain:
+    84–136 frame-conditions/s against 129–140, docs/benchmarks.md); keep it for small tensors."""
+    import torch
+
+    device = torch.device(device)
+    if device.type != "cuda" or t.device.type != "cpu":
+        return t.to(device)
+    return t.pin_memory().to(device, non_blocking=True)
+
+
+@contextmanager
+def on_device_of(t: torch.Tensor) -> Iterator[None]:
+    """Within the block, the current CUDA device is ``t``'s (nothing changes for a host tensor).
+
+    Triton launches a kernel on the current device and its current stream, not on its
+    arguments' device: called with tensors on ``cuda:1`` while ``cuda:0`` is current (a sweep
+    worker of ``device=all``, or ``device=cuda:1``), a kernel would run on the wrong device,
+    unordered with the work that produced its inputs. Every Triton wrapper launches inside it.
+    """
+    import torch
+
+    if not t.is_cuda:
+        yield
+        return
+    with torch.cuda.device(t.device):
+        yield
+
+
+def triton_available() -> bool:
+    """Triton is installed and a CUDA device is visible (its kernels can run compiled)."""
+    import torch
+
+    try:
+        import triton  # noqa: F401
+    except ImportError:
+        return False
+    return torch.cuda.is_available()
