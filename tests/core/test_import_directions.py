@@ -123,13 +123,24 @@ def test_no_core_module_is_over_500_lines():
     assert not long, "core modules over 500 lines:\n" + "\n".join(long)
 
 
+
+def _missing_names(before: dict[str, list[str]]) -> list[str]:
+    """``module.name`` of each name of ``before`` (module -> names) no longer importable there."""
+    import importlib
+
+    return [
+        f"{module}.{name}"
+        for module, names in before.items()
+        for name in names
+        if not hasattr(importlib.import_module(module), name)
+    ]
+
+
 def test_common_and_network_keep_their_import_paths():
     """``v2x/common.py`` (498 lines) and ``v2x/network.py`` (500) are split by job: the common
     plumbing into ``COMMON_JOBS`` (``v2x.common`` keeps the registry and re-exports the rest),
     the network's radios and link models into ``v2x.network_config``. Every name each module
     defined is still importable from it (the lists as they were, public and private)."""
-    import importlib
-
     before = {
         "v2x.common": [
             "import_plugins", "Registry", "progress_enabled", "T", "CUBLAS_WORKSPACE_CONFIG",
@@ -149,13 +160,7 @@ def test_common_and_network_keep_their_import_paths():
             "stack_networks",
         ],
     }  # fmt: skip
-    missing = [
-        f"{module}.{name}"
-        for module, names in before.items()
-        for name in names
-        if not hasattr(importlib.import_module(module), name)
-    ]
-    assert missing == []
+    assert _missing_names(before) == []
 
 
 def test_no_channels_module_is_over_500_lines_and_pathloss_keeps_its_import_paths():
@@ -279,8 +284,6 @@ def test_no_semcom_module_is_over_500_lines_and_the_split_modules_keep_their_imp
     offered is still importable from it (the lists as they were: its public names, and the
     private ones or imported ones that other files or tests read from it); the codecs still
     register on import and keep their module (the sweep tells the project's codecs by it)."""
-    import importlib
-
     long = _modules_over_500_lines("semcom")
     assert not long, "semcom modules over 500 lines:\n" + "\n".join(long)
     before = {
@@ -305,13 +308,7 @@ def test_no_semcom_module_is_over_500_lines_and_the_split_modules_keep_their_imp
             "_padded_index", "_words_ok",
         ],
     }  # fmt: skip
-    missing = [
-        f"{module}.{name}"
-        for module, names in before.items()
-        for name in names
-        if not hasattr(importlib.import_module(module), name)
-    ]
-    assert missing == []
+    assert _missing_names(before) == []
     from v2x.semcom import CODECS
 
     registered = {n: CODECS.part_class(n) for n in CODECS.names()}
