@@ -6,7 +6,7 @@ each collaborator's view (for the importance scheduler) and the ego's ground tru
 from __future__ import annotations
 
 import copy
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
@@ -22,10 +22,13 @@ from v2x.network import build_network_batch, frame_networks, stack_networks
 from v2x.perception.detector import CoopDetector
 from v2x.perception.inference import fold_batchnorm
 from v2x.scheduling import novelty_from_visibility
+from v2x.sweep_clock import frame_data_ages
 from v2x.sweep_plan import SweepPlan
 from v2x.sweep_reuse import EncodeCache, feature_cache_bytes
 from v2x.torch_threads import torch_threads
 
+#: ``(frames, batch) -> [B, A]`` s: how old each slot's data is (``frame_data_ages``).
+DataAges = Callable[[Sequence[CoopFrame], CoopBatch], torch.Tensor]
 
 @dataclass
 class _Batch:
@@ -34,13 +37,22 @@ class _Batch:
     network: Any
     novelty: torch.Tensor
     gt: EgoGroundTruth
+    #: ``[B, A]`` float64 s the frames' data is older than their instant, with asynchrony
+    #: disabled (``v2x.sweep_clock.frame_data_ages``); ``None``: not older, or a clock ages it
+    data_age_s: torch.Tensor | None = None
 
 
 def _prepare_batch(
-    chunk: list[CoopFrame], plan: SweepPlan, model, device, networks: Future | None = None
+    chunk: list[CoopFrame],
+    plan: SweepPlan,
+    model,
+    device,
+    networks: Future | None = None,
+    data_ages: DataAges | None = None,
 ) -> _Batch:
     """A batch ready for the device (``networks``: a future of the future of its frames'
-    ``frame_networks``, computed in a worker process; ``None``, or that worker died: here)."""
+    ``frame_networks``, computed in a worker process; ``None``, or that worker died: here;
+    ``data_ages``: the sweep's ``frame_data_ages``)."""
     max_agents = plan.data.get("max_agents")
     # on CUDA in page-locked memory: copies that do not wait for the device's queued work
     pinned = torch.device(device).type == "cuda"
@@ -57,7 +69,9 @@ def _prepare_batch(
     batch.agent_mask = batch.agent_mask & net.in_range
     novelty = novelty_from_visibility(batch.visibility, batch.box_mask)
     gt = ego_ground_truth(batch, model.grid, plan.min_points)
-    return _Batch(chunk, (batch.pin_memory() if pinned else batch).to(device), net, novelty, gt)
+    age = None if data_ages is None else data_ages(chunk, batch)
+    on_device = (batch.pin_memory() if pinned else batch).to(device)
+    return _Batch(chunk, on_device, net, novelty, gt, age)
 
 
 def _prepare_frames(
@@ -67,9 +81,10 @@ def _prepare_frames(
     model,
     device,
     networks: Future | None = None,
+    data_ages: DataAges | None = None,
 ):
     """``_prepare_batch`` of ``frames[part]`` (a ``FrameStream`` waits here for them)."""
-    return _prepare_batch(list(frames[part]), plan, model, device, networks)
+    return _prepare_batch(list(frames[part]), plan, model, device, networks, data_ages)
 
 
 _NO_POINTS = np.zeros((0, 4), dtype=np.float32)
@@ -128,9 +143,10 @@ class PreparedBatches(Sequence[_Batch]):
                 for i, part in enumerate(parts)
             ]
             sender.shutdown(wait=False)
+        data_ages = frame_data_ages(plan)  # (one synthetic world per sequence for the sweep)
         pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="v2x-batches")
         self._futures = [
-            pool.submit(_prepare_frames, frames, part, plan, model, device, net)
+            pool.submit(_prepare_frames, frames, part, plan, model, device, net, data_ages)
             for part, net in zip(parts, networks, strict=True)
         ]
         pool.shutdown(wait=False)  # the submitted batches are still prepared, in order

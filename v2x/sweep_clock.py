@@ -6,20 +6,21 @@ motion history a latency-compensating fusion extrapolates with).
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 import torch
 
 from v2x.datasets.frame import CoopBatch
 from v2x.perception.fusion_base import FeatureFusion
-from v2x.sweep_batches import _Batch
 from v2x.sweep_plan import SweepPlan
 
 if TYPE_CHECKING:
     from v2x.asynchrony import Clock
+    from v2x.datasets.frame import CoopFrame
     from v2x.pipeline import MotionHistory
     from v2x.scheduling import Delivery
+    from v2x.sweep_batches import _Batch
 
 
 def sensing_clock(plan: SweepPlan) -> Clock | None:
@@ -36,17 +37,19 @@ def sensing_clock(plan: SweepPlan) -> Clock | None:
     return SensingClock(world_config(plan.data))
 
 
-def frame_aging(plan: SweepPlan) -> Callable[[_Batch, Delivery], None] | None:
-    """With asynchrony disabled, ``(item, delivery) ->`` the ledger's ``delivery.aoi_s`` as the
-    latency plus the age each slot's data already has in the frames (the world does not move
-    with the latency, but the data is that old): the synthetic LiDARs' phases
+def frame_data_ages(
+    plan: SweepPlan,
+) -> Callable[[Sequence[CoopFrame], CoopBatch], torch.Tensor] | None:
+    """With asynchrony disabled, ``(frames, batch) -> [B, A]`` float64 s by which each slot's
+    data in the frames is already older than the frame instant (the world does not move with
+    the latency, but the data is that old): the synthetic LiDARs' phases
     (``data.synthetic.sensing_phase_max_s``), or on recorded data the ego's scan time minus the
     collaborator's (the pair the dataset matched, ``stamp_phases``; 0 where a timestamp is
-    missing). ``None`` with asynchrony enabled (the clock ages the data) or with synthetic
-    LiDARs in phase (the latency alone)."""
+    missing). Computed once per frame batch (``v2x.sweep_batches``). ``None`` with asynchrony
+    enabled (the clock ages the data) or with synthetic LiDARs in phase (nothing is older)."""
     if plan.asynchrony is not None and plan.asynchrony.enabled:
         return None
-    from v2x.asynchrony import SensingClock, _per_slot, sensing_age, world_config
+    from v2x.asynchrony import SensingClock, _per_slot, world_config
     from v2x.asynchrony_recorded import RECORDED_SOURCES, stamp_phases
 
     if plan.data["source"] in RECORDED_SOURCES:  # (a missing timestamp: no age known)
@@ -57,12 +60,16 @@ def frame_aging(plan: SweepPlan) -> Callable[[_Batch, Delivery], None] | None:
             return None
         phases = SensingClock(world).phases
     max_agents = plan.data.get("max_agents")
+    return lambda frames, batch: _per_slot(frames, batch, max_agents, phases)
 
-    def age(item: _Batch, delivery: Delivery) -> None:
-        phase = _per_slot(item.frames, item.batch, max_agents, phases)
-        delivery.aoi_s = sensing_age(delivery.latency_s, delivery.delivered, phase)
 
-    return age
+def frames_aged_delivery(item: _Batch, delivery: Delivery) -> None:
+    """Write the ledger's ``delivery.aoi_s`` without a clock: each delivered payload's latency
+    plus the age its data already has in the frames (``item.data_age_s``, ``frame_data_ages``);
+    NaN where not delivered."""
+    from v2x.asynchrony import sensing_age
+
+    delivery.aoi_s = sensing_age(delivery.latency_s, delivery.delivered, item.data_age_s)
 
 
 def min_age_s(clock: Clock | None) -> float:

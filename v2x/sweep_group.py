@@ -37,7 +37,7 @@ from v2x.semcom import build_codec
 from v2x.sweep_batches import _Batch
 from v2x.sweep_clock import (
     aged_delivery,
-    frame_aging,
+    frames_aged_delivery,
     min_age_s,
     resense_batch,
     sensing_clock,
@@ -62,8 +62,6 @@ class _Scheduler:
     #: the fusion compensates latency: every condition is re-run with the motion history, even
     #: where no payload waited (the LiDAR phases and clock offsets age the data too)
     compensates: bool = False
-    #: without a clock, the ages of the frames' own data (``sweep_clock.frame_aging``)
-    frame_aging: Any = None
 
     def __call__(self, cost: LinkCost) -> Arrival:
         novelty = to_device_async(self.item.novelty, cost.sent.device)
@@ -79,8 +77,8 @@ class _Scheduler:
         ages = None
         if self.clock is not None:  # the ego fuses what was sensed phase + latency before
             ages = aged_delivery(self.clock, self.item, self.delivery, self.plan)
-        elif self.frame_aging is not None:  # the frames' data is that old already
-            self.frame_aging(self.item, self.delivery)
+        elif self.item.data_age_s is not None:  # the frames' data is that old already
+            frames_aged_delivery(self.item, self.delivery)
         fresh = min_age_s(self.clock)
         if self.compensates and ages is not None:
             fresh = -math.inf  # (re-sensing itself still skips ages <= MIN_AGE_S)
@@ -254,7 +252,6 @@ class GroupRun:
         self.snr_on_device = to_device_async(self.snr, device)
         self.budget = group.budget(plan.budget)  # the group's late policy and added delay
         self.clock = sensing_clock(plan)
-        self.frame_aging = frame_aging(plan)
         self.eval_config = _eval_config(plan, model)
         self.scoring = GroupScoring(self.eval_config, k)  # the cells' accumulators
         self.conditions = [group.condition(s, plan.budget) for s in snrs]
@@ -280,9 +277,8 @@ class GroupRun:
             item_snr = (item.network.snr_db[None] + self.snr.view(k, 1, 1).double()).float()
             item_snr = to_device_async(item_snr, self.device)
         deliver = _Scheduler(
-            self.budget, item, self.plan, self.clock,
-            compensates=self.fusion.compensates_latency, frame_aging=self.frame_aging,
-        )  # fmt: skip
+            self.budget, item, self.plan, self.clock, compensates=self.fusion.compensates_latency
+        )
         # Feature fusion: each cell in its own call with its own seed. Ego-only, late and early
         # fusion: the detections do not depend on the SNR (late and early payloads are charged
         # as ideal digital links, a function of the SNR alone), so one call with the group's
