@@ -24,7 +24,7 @@ from v2x.perception.inference import fold_batchnorm
 from v2x.scheduling import novelty_from_visibility
 from v2x.sweep_clock import frame_data_ages
 from v2x.sweep_plan import SweepPlan
-from v2x.sweep_reuse import EncodeCache, feature_cache_bytes
+from v2x.sweep_reuse import EncodeCache, auto_cache_reserve, feature_cache_bytes
 from v2x.torch_threads import torch_threads
 
 #: ``(frames, batch) -> [B, A]`` s: how old each slot's data is (``frame_data_ages``).
@@ -198,8 +198,10 @@ def prepare_device(
     (``sharers``: the sweep's workers drawing on this device's memory, ``memory_sharers``;
     ``workers``: worker processes for the batches' networks, ``PreparedBatches``)."""
     model = sweep_detector(plan, device)
-    cache_bytes = feature_cache_bytes(plan.config.feature_cache_gb, device, sharers)
-    cache = EncodeCache(model, cache_bytes)
+    setting = plan.config.feature_cache_gb
+    cache_bytes = feature_cache_bytes(setting, device, sharers)
+    reserve = auto_cache_reserve(setting, sharers, len(plan.snr_db))
+    cache = EncodeCache(model, cache_bytes, reserve)
     return cache, PreparedBatches(frames, plan, model, device, workers)
 
 

@@ -57,7 +57,8 @@ def out_of_memory_message(
         f"batch_size={cfg.batch_size} frames × {len(plan.snr_db)} SNRs = "
         f"{cfg.batch_size * len(plan.snr_db)} frame-conditions of maps at once, beside the "
         f"encoder-feature cache (feature_cache_gb={cfg.feature_cache_gb!r}; auto: half the "
-        "device's free memory, split between the workers given that device). Lower "
+        "device's free memory, split between the workers given that device, less room for "
+        "the other workers' batches). Lower "
         "batch_size, or set feature_cache_gb to fewer GB (0: no cache), or give each device "
         "fewer workers, then run the same command again to resume"
     )

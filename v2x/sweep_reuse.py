@@ -41,11 +41,18 @@ class EncodeCache:
     ahead on a side stream (``prefetch``).
     """
 
-    def __init__(self, model: torch.nn.Module, max_bytes: float) -> None:
+    def __init__(
+        self, model: torch.nn.Module, max_bytes: float, reserve_batches: float = 0.0
+    ) -> None:
+        """``max_bytes``: the most the cached features may take; ``reserve_batches``: room kept
+        out of that for what other workers on the same memory compute beside their caches, in
+        units of one frame batch's features (the first batch seen sets the unit:
+        ``auto_cache_reserve``)."""
         self._model = model
         self._cache: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
         self._ego: dict[tuple, tuple[torch.Tensor, Any]] = {}
         self._max_bytes = max_bytes
+        self._reserve_batches = reserve_batches
         self._bytes = 0
         # the last batch's features when the cache could not hold them: the groups that run
         # in lockstep over the batches (v2x.sweep._waves) share them
@@ -77,6 +84,7 @@ class EncodeCache:
         features = self._model.encode(points, point_mask, poses)
         self.encodes += 1
         size = features.numel() * features.element_size()
+        self._reserve_for(size)
         if key is not None and key not in self._cache and self._bytes + size <= self._max_bytes:
             self._cache[key] = (points, features)
             self._bytes += size
@@ -122,7 +130,19 @@ class EncodeCache:
         the default float dtype)."""
         agents = batch.agent_mask.shape[1]
         frame_bytes = agents * self.map_values * torch.get_default_dtype().itemsize
+        self._reserve_for(frame_bytes * batch.batch_size)
         return frame_bytes * num_frames <= self._max_bytes - self._bytes
+
+    def _reserve_for(self, batch_bytes: float) -> None:
+        """Take the reserve out of the limit, once, from the first batch's feature bytes."""
+        if self._reserve_batches:
+            self._max_bytes = max(0.0, self._max_bytes - self._reserve_batches * batch_bytes)
+            self._reserve_batches = 0.0
+
+    @property
+    def max_bytes(self) -> float:
+        """The most the cached features may take (less the reserve once a batch was seen)."""
+        return self._max_bytes
 
     def shared_ego_detections(
         self, points: torch.Tensor, fusion_key: tuple, compute: Callable[[], Any]
@@ -170,6 +190,28 @@ def feature_cache_bytes(value: Any, device: torch.device | str, sharers: int = 1
     # likewise the heap glibc keeps freed for this process (v2x.cli.reuse_freed_memory)
     free = _available_host_bytes() + _free_heap_bytes()
     return AUTO_CACHE_SHARE["cpu"] * free / max(1, sharers)
+
+
+#: One worker's memory beside its feature cache while it steps a batch, in units of the
+#: batch's encoder features per condition stepped at once. Measured on an H200 (standard
+#: detector, 5 agents, DeepJSCC's group, batches of 32 frames x 7 SNRs; two workers on the GPU,
+#: one out of memory): the other worker held 88.8 GiB (95.3 GB) with its 256 frames' features
+#: cached (32.2 GB), so ≈ 62 GB of working set and allocator reserve, 2.2x the 28.2 GB of 7
+#: batches' features (every condition's decoded maps, then their warp and fusion); 2.5 leaves
+#: a margin.
+WORKING_SET_BATCHES_PER_CONDITION = 2.5
+
+
+def auto_cache_reserve(value: Any, sharers: int, conditions: int) -> float:
+    """The ``reserve_batches`` of an ``EncodeCache`` sized by ``feature_cache_bytes``: with
+    ``auto`` and ``sharers`` workers on one memory, each worker's share leaves room for the
+    others' working sets (``WORKING_SET_BATCHES_PER_CONDITION`` x ``conditions`` batches'
+    features each, split between the ``sharers``): the free memory ``auto`` leaves uncached
+    holds one working set, the others come out of the cache. One worker, or a fixed number of
+    GB (the user's choice): 0."""
+    if check_feature_cache(value) != "auto" or sharers < 2:
+        return 0.0
+    return (sharers - 1) / sharers * WORKING_SET_BATCHES_PER_CONDITION * conditions
 
 
 def memory_sharers(devices: Sequence[torch.device | str]) -> dict[str, int]:
@@ -274,6 +316,8 @@ def reuse_cells(store: ResultsStore, wanted: set[str]) -> int:
 __all__ = [
     "AUTO_CACHE_SHARE",
     "EncodeCache",
+    "WORKING_SET_BATCHES_PER_CONDITION",
+    "auto_cache_reserve",
     "feature_cache_bytes",
     "memory_sharers",
     "reuse_cells",

@@ -436,6 +436,34 @@ def test_the_feature_cache_says_whether_a_sweeps_features_fit(cache_dir, tmp_pat
     assert not exact.would_hold(batch, batch.batch_size + 1)
 
 
+def test_workers_sharing_memory_reserve_each_others_working_sets(cache_dir, tmp_path, monkeypatch):
+    """``prepare_device`` for one of two workers on the host's memory with ``auto``: its cache
+    is its share less the other worker's working set (``auto_cache_reserve``: 2.5 batches of
+    features per SNR, half each), the unit being the first batch's features as the detector
+    computes them; alone, or with a number of GB, the whole share."""
+    import v2x.sweep_reuse as reuse
+    from v2x.sweep import load_frames
+    from v2x.sweep_batches import prepare_device
+
+    monkeypatch.setattr(reuse, "_available_host_bytes", lambda: 64e9)
+    monkeypatch.setattr(reuse, "_free_heap_bytes", lambda: 0.0)
+    plan = plan_sweep(tiny_config(cache_dir, tmp_path))
+    frames = load_frames(plan.data, True)
+    for sharers in (1, 2):
+        cache, batches = prepare_device(plan, frames, torch.device("cpu"), sharers)
+        batch = batches[0].batch
+        features = cache.encode(batch.points, batch.point_mask, batch.poses)
+        size = features.numel() * features.element_size()
+        share = 0.25 * 64e9 / sharers
+        reserve = (sharers - 1) / sharers * 2.5 * len(plan.snr_db) * size
+        assert cache.max_bytes == pytest.approx(share - reserve)
+    fixed = plan_sweep({**tiny_config(cache_dir, tmp_path), "feature_cache_gb": 1})
+    cache, batches = prepare_device(fixed, frames, torch.device("cpu"), 2)
+    batch = batches[0].batch
+    cache.encode(batch.points, batch.point_mask, batch.poses)
+    assert cache.max_bytes == 1e9
+
+
 def test_ledger_matches_hand_computed_costs_and_results_sums(reference):
     path, _ = reference
     results = pq.read_table(path)

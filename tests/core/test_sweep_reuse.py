@@ -6,6 +6,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -173,3 +174,51 @@ def test_auto_feature_cache_is_split_between_workers_on_one_memory(monkeypatch):
     monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (40e9, 141e9))
     assert reuse.feature_cache_bytes("auto", "cuda:0", sharers=2) == 10e9
     assert reuse.feature_cache_bytes(3, "cpu", sharers=4) == 3e9  # a number is each worker's
+
+
+def test_auto_feature_cache_leaves_room_for_the_other_workers_working_sets(monkeypatch):
+    """Two workers on one H200 with ``auto`` ran out of memory (2026-12-05, batches of 32, 7
+    SNRs): each cached a quarter of the 137 GB free (34 GB) beside a working set of ≈ 62 GB
+    (2.2× its 7 batches' features of 4.03 GB each), 2 × 96 GB > 140 GB. With the reserve each
+    worker's cache leaves the other's working set: 0.5 × 137 GB − 2.5 × 7 × 4.03 GB, split in
+    two, is < 0, so neither caches, and the two working sets fit. One worker, or a number of GB
+    (the user's), keeps the whole share."""
+    import v2x.sweep_reuse as reuse
+
+    batch_bytes = 32 * 5 * 384 * 128 * 128 * 4  # one batch's features: 32 five-agent frames
+    assert reuse.auto_cache_reserve("auto", 1, 7) == 0.0
+    assert reuse.auto_cache_reserve(16, 2, 7) == 0.0
+    assert reuse.auto_cache_reserve("auto", 2, 7) == pytest.approx(0.5 * 2.5 * 7)
+    assert reuse.auto_cache_reserve("auto", 3, 7) == pytest.approx(2 / 3 * 2.5 * 7)
+
+    class Model:
+        feature_map_shape = (384, 128, 128)
+
+    def cache_for(free: float, workers: int, conditions: int, agents: int = 5):
+        monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (free, 141e9))
+        cache = reuse.EncodeCache(
+            Model(),
+            reuse.feature_cache_bytes("auto", "cuda:0", sharers=workers),
+            reuse.auto_cache_reserve("auto", workers, conditions),
+        )
+        mask = torch.ones(32, agents, dtype=torch.bool)
+        cache.would_hold(SimpleNamespace(agent_mask=mask, batch_size=32), 1)
+        return cache.max_bytes
+
+    measured_working_set = 2.2 * 7 * batch_bytes
+    assert cache_for(137e9, 2, 7) == 0.0
+    assert 2 * (cache_for(137e9, 2, 7) + measured_working_set) < 137e9
+    # one worker: half the free memory, as before (its own working set in the other half)
+    assert cache_for(137e9, 1, 7) == pytest.approx(0.5 * 137e9)
+    assert cache_for(137e9, 1, 7) + measured_working_set < 137e9
+    # batches of 8 (a quarter of the features): room for both working sets and some cache
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (137e9, 141e9))
+    cache = reuse.EncodeCache(
+        Model(), reuse.feature_cache_bytes("auto", "cuda:0", sharers=2),
+        reuse.auto_cache_reserve("auto", 2, 7),
+    )  # fmt: skip
+    mask = torch.ones(8, 5, dtype=torch.bool)
+    cache.would_hold(SimpleNamespace(agent_mask=mask, batch_size=8), 1)
+    expected = 0.5 * 137e9 / 2 - 0.5 * 2.5 * 7 * batch_bytes / 4
+    assert cache.max_bytes == pytest.approx(expected)
+    assert 2 * (cache.max_bytes + 2.2 * 7 * batch_bytes / 4) < 137e9
