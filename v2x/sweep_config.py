@@ -83,7 +83,8 @@ class SweepConfig:
             (``CoopDetector.configure_inference``; the same kernels, no launch overhead).
         table: print the results table when the app finishes.
         plots: draw this job's figures when the app finishes (``v2x.plots.make_plots``).
-        plots_dir: their folder (default ``<output_dir>/plots-<config hash>``).
+        plots_dir: their folder (default ``<output_dir>/plots-<config hash>``, with
+            ``-<plot_metric>`` appended when that is set).
         plot_metric: the figures' AP metric (``v2x.plots.METRICS``, e.g. ``ap_50``); ``None``:
             ``v2x-plot``'s default, vehicle AP@0.7.
         plugins: modules imported first, which register channels, codecs, fusions or link

@@ -640,7 +640,7 @@ def test_the_sweeps_plot_metric_is_checked_first_and_reaches_its_figures(tmp_pat
     result = tmp_path / "sweep-abc.parquet"
     monkeypatch.setattr(v2x.sweep, "run_sweep", lambda cfg: ran.append(cfg) or result)
     monkeypatch.setattr(v2x.plots, "make_plots",
-                        lambda paths, out, metric=None, table=True: drawn.append(metric) or [])
+                        lambda paths, out, metric=None, table=True: drawn.append((metric, out)) or [])
     cfg = {"output_dir": str(tmp_path), "table": False}
     with pytest.raises(ValueError) as refused:
         sweep_and_report({**cfg, "plot_metric": "ap_5"})
@@ -648,4 +648,7 @@ def test_the_sweeps_plot_metric_is_checked_first_and_reaches_its_figures(tmp_pat
     assert "field 'plot_metric' is 'ap_5'" in str(refused.value) and "ap_50" in str(refused.value)
     assert "ap_50" in AP_METRICS
     assert sweep_and_report({**cfg, "plot_metric": "ap_50"}) == result
-    assert len(ran) == 1 and drawn == ["ap_50"]
+    assert len(ran) == 1 and drawn == [("ap_50", str(tmp_path / "plots-abc-ap_50"))]
+    # the default metric's figures keep their folder, so the two sets do not overwrite
+    assert sweep_and_report(cfg) == result
+    assert drawn[1] == (None, str(tmp_path / "plots-abc"))

@@ -48,8 +48,10 @@ def sweep_and_report(cfg: DictConfig | dict) -> Path:
     if options.plots:
         from v2x.plots import make_plots
 
-        stem = path.name.removesuffix(".parquet")
-        out = options.plots_dir or str(path.parent / f"plots-{stem.removeprefix('sweep-')}")
+        stem = path.name.removesuffix(".parquet").removeprefix("sweep-")
+        # another metric's figures go beside the default's, not over them (same file names)
+        folder = f"plots-{stem}" + (f"-{options.plot_metric}" if options.plot_metric else "")
+        out = options.plots_dir or str(path.parent / folder)
         for f in make_plots([path], out, metric=options.plot_metric, table=options.table):
             print(f"figure: {f}")
     elif options.table:
