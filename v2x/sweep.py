@@ -73,7 +73,6 @@ from v2x.results_table import (  # noqa: F401 - the table API, also reachable fr
     vocabulary,
     vocabulary_text,
 )
-from v2x.results_writer import StoreWriter
 from v2x.sweep_batches import _Batch, prepare_device
 from v2x.sweep_errors import (
     SweepInterrupted,
@@ -205,13 +204,11 @@ def run_sweep(cfg: Any) -> Path:
                 release_workers()
             return store.path
     to_compute = sum(len(snrs) for _, snrs in todo)
+    saved = 0
     encodes: list[int] = []
-    # each finished group is written while the device goes on (its error raised by the next
-    # group's or at the end); leaving the block, also by an error, finishes the writes queued
-    writer = StoreWriter()
     try:
         total = to_compute * len(frames)
-        with writer, torch.no_grad(), progress(total, "sweep", cfg.quiet, unit="frame-cond") as bar:
+        with torch.no_grad(), progress(total, "sweep", cfg.quiet, unit="frame-cond") as bar:
             if sharded:
                 from v2x.sweep_workers import run_groups_on_devices
 
@@ -226,7 +223,8 @@ def run_sweep(cfg: Any) -> Path:
                 for n, (group, snrs, rows, ledger, elapsed) in enumerate(computed, 1):
                     if store is None:
                         store, _ = _open_store(plan, stream.data_id(), announced=True)
-                    writer.add(store, rows, ledger)
+                    store.add(rows, ledger)
+                    saved += len(rows)
                     log.info(
                         "group %d/%d %s: %d frame-conditions in %.1f s (%.1f/s)",
                         n,
@@ -238,14 +236,14 @@ def run_sweep(cfg: Any) -> Path:
                     )
     except KeyboardInterrupt:
         raise SweepInterrupted(
-            f"sweep interrupted: {saved_note(plan, store, writer.saved, to_compute)}; run the "
-            "same command again to resume"
+            f"sweep interrupted: {saved_note(plan, store, saved, to_compute)}; run the same "
+            "command again to resume"
         ) from None
     except (torch.OutOfMemoryError, MemoryError) as err:
-        note = saved_note(plan, store, writer.saved, to_compute)
+        note = saved_note(plan, store, saved, to_compute)
         raise SweepOutOfMemory(out_of_memory_message(plan, devices, note, err)) from err
     except SweepWorkerStopped as err:  # (new workers start for the next sweep)
-        note = saved_note(plan, store, writer.saved, to_compute)
+        note = saved_note(plan, store, saved, to_compute)
         raise SweepWorkerStopped(
             f"sweep: {err}; {note}; run the same command again to resume"
         ) from err

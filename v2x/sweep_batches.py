@@ -6,7 +6,6 @@ each collaborator's view (for the importance scheduler) and the ego's ground tru
 from __future__ import annotations
 
 import copy
-import json
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -24,7 +23,7 @@ from v2x.perception.detector import CoopDetector
 from v2x.perception.inference import fold_batchnorm
 from v2x.scheduling import novelty_from_visibility
 from v2x.sweep_clock import frame_data_ages
-from v2x.sweep_plan import UNTRAINED, SweepPlan
+from v2x.sweep_plan import SweepPlan
 from v2x.sweep_reuse import EncodeCache, auto_cache_reserve, feature_cache_bytes
 from v2x.torch_threads import torch_threads
 
@@ -178,44 +177,7 @@ def sweep_detector(plan: SweepPlan, device: torch.device) -> CoopDetector:
     small operations, and on a GPU host the cores are then busy with the sweep's worker
     processes reading its frames, so a team of intra-op threads waits for them (measured on an
     H200 host: the fold 0.21–0.29 s on 16 threads, against 36–48 ms on the 2-core VM); each
-    element is computed alike on any number of threads.
-
-    The last detector built is kept for the process's next sweep with the same checkpoint (by
-    its SHA-256), model fields, seed (``untrained``), device and inference settings (a warm
-    process, e.g. a benchmark or Hydra's basic launcher, skips ≈ 0.15 s of loading and folding
-    on the critical path before the first batch); a CUDA-graph detector is not kept (its graph
-    pools would stay allocated)."""
-    key = _detector_key(plan, device)
-    if key is not None and _KEPT_DETECTOR and _KEPT_DETECTOR[0] == key:
-        return _KEPT_DETECTOR[1]
-    model = _built_detector(plan, device)
-    _KEPT_DETECTOR[:] = [key, model] if key is not None else []
-    return model
-
-
-#: ``[key, detector]`` of the last detector ``sweep_detector`` built (empty: none kept).
-_KEPT_DETECTOR: list = []
-
-
-def _detector_key(plan: SweepPlan, device: torch.device) -> tuple | None:
-    """What decides the detector ``sweep_detector`` builds, or ``None`` where none is kept."""
-    cfg = plan.config
-    if cfg.cuda_graph or not plan.groups:
-        return None
-    setting = plan.groups[0].setting
-    return (
-        setting["detector_sha256"],
-        json.dumps(setting["model"], sort_keys=True, default=str),
-        json.dumps(cfg.model, sort_keys=True, default=str),
-        int(cfg.seed) if setting["detector_sha256"] == UNTRAINED else None,
-        str(device),
-        plan.precision,
-        bool(plan.fold_batchnorm),
-    )
-
-
-def _built_detector(plan: SweepPlan, device: torch.device) -> CoopDetector:
-    """``sweep_detector``'s detector, built anew."""
+    element is computed alike on any number of threads."""
     if plan.fold_batchnorm:
         with torch_threads(1 if device.type != "cpu" else None):
             model = fold_batchnorm(load_model(plan.config, torch.device("cpu")), inplace=True)

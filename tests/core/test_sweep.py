@@ -464,28 +464,6 @@ def test_workers_sharing_memory_reserve_each_others_working_sets(cache_dir, tmp_
     assert cache.max_bytes == 1e9
 
 
-def test_a_warm_process_keeps_the_last_detector_for_the_same_settings(cache_dir, tmp_path):
-    """``sweep_detector`` keeps the last detector it built for the next sweep of the process
-    with the same checkpoint, model fields, seed (untrained), device and inference settings;
-    any of them changed builds another, whose weights are what a fresh build gives."""
-    import v2x.sweep_batches as batches
-
-    base = tiny_config(cache_dir, tmp_path)
-    first = batches.sweep_detector(plan_sweep(base), torch.device("cpu"))
-    assert batches.sweep_detector(plan_sweep(base), torch.device("cpu")) is first
-    for changed in ({"seed": 1}, {"eval": {"precision": "bf16"}},
-                    {"model": {**base["model"], "max_detections": 30}}):  # fmt: skip
-        other = batches.sweep_detector(plan_sweep({**base, **changed}), torch.device("cpu"))
-        assert other is not first
-        batches._KEPT_DETECTOR.clear()
-        fresh = batches.sweep_detector(plan_sweep({**base, **changed}), torch.device("cpu"))
-        assert fresh is not other
-        for (name, a), (_, b) in zip(other.state_dict().items(), fresh.state_dict().items()):
-            assert torch.equal(a, b), name
-    graphs = plan_sweep({**base, "cuda_graph": True})  # not kept: its graph pools would stay
-    assert batches._detector_key(graphs, torch.device("cpu")) is None
-
-
 def test_ledger_matches_hand_computed_costs_and_results_sums(reference):
     path, _ = reference
     results = pq.read_table(path)
