@@ -6,8 +6,9 @@ motion history a latency-compensating fusion extrapolates with).
 from __future__ import annotations
 
 import functools
+import weakref
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -26,15 +27,30 @@ if TYPE_CHECKING:
 def sensing_clock(plan: SweepPlan) -> Clock | None:
     """When ``asynchrony.enabled``, the clock of the plan's frames: a
     ``v2x.asynchrony.SensingClock`` of the synthetic world, or for real data a
-    ``v2x.asynchrony_recorded.RecordedClock`` on the dataset's reader."""
+    ``v2x.asynchrony_recorded.RecordedClock`` on the dataset's reader. One clock per plan, so
+    a sweep's groups share it (they run one after another, or in lockstep, on one thread): the
+    worlds are built and stepped once per sweep, not once per group. Sharing changes no number:
+    a world answers any instant up to the one it was stepped to from its full history, and
+    re-sensed scans draw their noise from (seed, frame, agent), not from a running state."""
     if plan.asynchrony is None or not plan.asynchrony.enabled:
         return None
+    held = _CLOCKS.get(id(plan))
+    if held is not None and held[0]() is plan:
+        return held[1]
     from v2x.asynchrony import SensingClock, world_config
     from v2x.asynchrony_recorded import RECORDED_SOURCES, recorded_clock
 
     if plan.data["source"] in RECORDED_SOURCES:
-        return recorded_clock(plan.data, plan.asynchrony.no_earlier_frame)
-    return SensingClock(world_config(plan.data))
+        clock = recorded_clock(plan.data, plan.asynchrony.no_earlier_frame)
+    else:
+        clock = SensingClock(world_config(plan.data))
+    key = id(plan)
+    _CLOCKS[key] = (weakref.ref(plan, lambda _, key=key: _CLOCKS.pop(key, None)), clock)
+    return clock
+
+
+#: ``id(plan) -> (a weak reference to the plan, its clock)``: dropped with the plan.
+_CLOCKS: dict[int, tuple[weakref.ref, Any]] = {}
 
 
 def frame_data_ages(

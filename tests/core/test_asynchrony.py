@@ -557,3 +557,52 @@ def test_asynchronous_groups_in_lockstep_equal_groups_one_at_a_time(tmp_path, mo
     lockstep, apart = run(8, "wave"), run(1, "apart")
     assert lockstep[0] and lockstep[1]
     assert lockstep == apart
+
+
+def test_a_sweeps_groups_share_one_clock_and_the_numbers_do_not_change(tmp_path, monkeypatch):
+    """With asynchrony on, the sweep's groups share one ``SensingClock`` (the worlds built and
+    stepped once per sweep, not once per group): the results and ledger equal those of a
+    clock built anew for every group, with the groups run one after another and in lockstep
+    (each batch re-sensed by every group in turn, the worlds already stepped by the others)."""
+    import v2x.asynchrony as asynchrony
+    import v2x.sweep_clock as sweep_clock
+    from v2x.results import read_results
+    from v2x.sweep import run_sweep
+
+    built = []
+    real = asynchrony.SensingClock
+
+    class Counted(real):
+        def __init__(self, *args, **kwargs):
+            built.append(1)
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr(asynchrony, "SensingClock", Counted)
+    overrides = dict(
+        asynchrony={"enabled": True},
+        grid={"fusions": ["late_extrapolated", "max_extrapolated"],
+              "added_delay_s": [0.25], "late_policy": ["stale"]},
+        data={"num_frames": 4, "synthetic": {"sensing_phase_max_s": 0.05}},
+    )  # fmt: skip
+    tables = {}
+    for name, cache_gb, fresh in (("shared", "auto", False), ("lockstep", 0, False),
+                                  ("per_group", "auto", True)):  # fmt: skip
+        if fresh:  # the code before: every GroupRun built its own clock
+            shared = sweep_clock.sensing_clock
+            monkeypatch.setattr(
+                sweep_clock, "sensing_clock",
+                lambda plan, _f=shared: sweep_clock._CLOCKS.clear() or _f(plan),
+            )  # fmt: skip
+            import v2x.sweep_group as sweep_group
+
+            monkeypatch.setattr(sweep_group, "sensing_clock", sweep_clock.sensing_clock)
+        built.clear()
+        out = str(tmp_path / name)
+        path = run_sweep(_sweep_config(tmp_path, output_dir=out, feature_cache_gb=cache_gb,
+                                       **overrides))  # fmt: skip
+        groups = len({(r["fusion"], r["added_delay_s"]) for r in read_results([path]).to_pylist()})
+        assert len(built) == (groups if fresh else 1), name
+        rows = read_results([path]).drop_columns(["config_hash"]).to_pylist()
+        ledger = read_results([path], ledger=True).to_pylist()
+        tables[name] = (sorted(map(repr, rows)), sorted(map(repr, ledger)))
+    assert tables["shared"] == tables["per_group"] == tables["lockstep"]
