@@ -8,9 +8,11 @@ repo = Path(sys.argv[1])
 frames = int(sys.argv[2]) if len(sys.argv) > 2 else 256
 sys.path.insert(0, str(repo / "benchmarks"))
 import torch  # noqa: E402
+from bench_sweep import bench_run_sweep, cuda_sweep_args  # noqa: E402
+
 import v2x  # noqa: E402
 import v2x.sweep_reuse as reuse  # noqa: E402
-from bench_sweep import bench_run_sweep, cuda_sweep_args  # noqa: E402
+
 
 def main():
     total = torch.cuda.get_device_properties(0).total_memory
