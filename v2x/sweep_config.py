@@ -153,12 +153,34 @@ class SweepConfig:
         for f in dataclasses.fields(cls):
             if f.type == "bool":
                 check_switch(f"sweep: field {f.name!r}", merged.get(f.name))
+            _check_kind(f.name, f.type, merged.get(f.name))
         out = cls(**merged)
         out._merged = True  # not a field: dataclasses.replace gives a config merged again
         return out
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+
+#: What a field of each annotation must hold (its values are checked where they are read).
+_KINDS: dict[str, tuple[tuple[type, ...], str]] = {
+    "dict": ((Mapping, type(None)), "a mapping of fields, e.g. {name}.<field>=... or '+{name}={{...}}'"),
+    "str": ((str,), "text (a path or a name)"),
+    "str | None": ((str, type(None)), "text (a path or a name) or null"),
+    "list": ((list, type(None)), "a list of module names, e.g. '[my_parts]'"),
+    "str | list": ((str, list), "a device name or a list of them, e.g. cuda or '[cuda:0,cuda:1]'"),
+}
+
+
+def _check_kind(name: str, annotation: str, value: Any) -> None:
+    """``ValueError`` naming the field, its value and what it takes when ``value`` is not of
+    the kind its annotation says (e.g. ``grid=5``, ``device=5``, ``plugins=foo``): a message,
+    not a ``TypeError`` from deep in the planning."""
+    kinds, expected = _KINDS.get(annotation, ((object,), ""))
+    items = value if annotation in ("list", "str | list") and isinstance(value, list) else []
+    if not isinstance(value, kinds) or not all(isinstance(v, str) and v for v in items):
+        expected = expected.format(name=name)
+        raise ValueError(f"sweep: field {name!r} must be {expected}, got {value!r}")
 
 
 SNR_MODES = ("fixed", "geometric")

@@ -267,11 +267,11 @@ def plan_sweep(cfg: Any) -> SweepPlan:
     codecs = [_codec_spec(v, cfg.codec_options or {}) for v in as_list("codecs")]
     check_registered(CODECS, "codecs", [name for name, _ in codecs], cfg.codec_options)
     poses = []
-    for p in as_list("pose_noise"):
-        pair = _numbers("grid.pose_noise", p if isinstance(p, list | tuple) else [p, 0.0])
+    for p in as_list("pose_noise"):  # ([0.2, 0.01] is two entries, not one pair: refused)
+        pair = _numbers("grid.pose_noise", p) if isinstance(p, list | tuple) else []
         if len(pair) != 2 or not all(0 <= v < math.inf for v in pair):  # (NaN fails too)
             raise ValueError(
-                f"sweep: field 'grid.pose_noise' entries must be [translation_std_m, yaw_std_rad], finite and >= 0, got {p}"
+                f"sweep: field 'grid.pose_noise' entries must be [translation_std_m, yaw_std_rad] pairs (one setting: [[0.2, 0.01]]), finite and >= 0, got {p}"
             )
         poses.append(tuple(pair))
     network = NetworkConfig.from_dict(cfg.network or {})

@@ -128,6 +128,10 @@ def _assert_same_results_and_ledger(path: Path, ref_path: Path) -> None:
         ({"bandwidth_ratios": [1.5]}, r"bandwidth_ratios' holds 1.5; each must be in \(0, 1\]"),
         ({"bandwidth_ratios": [0.0]}, r"bandwidth_ratios' holds 0.0"),
         ({"pose_noise": [[-1.0, 0.0]]}, "pose_noise"),
+        # one (translation, yaw) setting written without its brackets: two bare numbers, each
+        # once read as a translation-only entry, now refused (it ran as two other settings)
+        ({"pose_noise": [0.2, 0.01]}, r"grid.pose_noise' entries must be .* pairs .*got 0.2$"),
+        ({"pose_noise": 5}, r"pairs \(one setting: \[\[0.2, 0.01\]\]\), finite and >= 0, got 5$"),
     ],
 )
 def test_bad_config_fails_before_any_work(tmp_path, override, message):
@@ -1064,6 +1068,13 @@ def test_the_python_api_runs_the_shipped_codec_unless_untrained_is_named(tmp_pat
         ({"seed": -1}, r"field 'seed' must be >= 0, got -1"),
         ({"grid": {"pose_noise": [[float("nan"), 0.0]]}}, r"'grid.pose_noise' entries .* got \[nan"),
         ({"grid": {"pose_noise": [[0.0, float("inf")]]}}, r"finite and >= 0, got \[0.0, inf\]"),
+        # a field of the wrong kind: one message, not a TypeError from deep in the planning
+        ({"grid": 5}, r"^sweep: field 'grid' must be a mapping of fields, e.g. grid\.<field>=.*got 5$"),
+        ({"budget": "x"}, r"^sweep: field 'budget' must be a mapping .*'\+budget=\{\.\.\.\}', got 'x'$"),
+        ({"device": 5}, r"^sweep: field 'device' must be a device name or a list of them.*got 5$"),
+        ({"device": ["cpu", 5]}, r"^sweep: field 'device' must be .*got \['cpu', 5\]$"),
+        ({"checkpoint": 5}, r"^sweep: field 'checkpoint' must be text \(a path or a name\) or null, got 5$"),
+        ({"plugins": "my_parts"}, r"^sweep: field 'plugins' must be a list of module names.*got 'my_parts'$"),
         (
             {"data": {"source": "synthetic", "path": "/data/v2xsim"}},
             r"field 'data.path' is '/data/v2xsim', but data.source=synthetic ignores it",
