@@ -102,7 +102,11 @@ def read_checkpoint(path: str | os.PathLike) -> dict:
     try:
         state = torch.load(path, map_location="cpu", weights_only=False)
     except Exception as exc:  # noqa: BLE001 - re-raised with the path
-        raise ValueError(f"checkpoint {path}: cannot be read ({exc})") from exc
+        raise ValueError(
+            f"checkpoint {path}: cannot be read ({exc}); expected a detector checkpoint saved "
+            "by torch.save (v2x-train writes them), a dict with fields 'model' and "
+            "'detector_config'"
+        ) from exc
     if not isinstance(state, dict):
         raise ValueError(
             f"checkpoint {path}: expected a dict with fields 'model' and 'detector_config', "

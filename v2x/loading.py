@@ -62,8 +62,13 @@ def _frame_reader(
         split = load_split(Path(str(data["path"])), str(data["split"]))
         count = _frames_wanted(data, len(split))
     else:
-        from v2x.datasets.build import cached_split
+        from v2x.datasets.build import SPLITS, cached_split
 
+        if data["split"] not in SPLITS:  # (before any frame is generated)
+            raise ValueError(
+                f"sweep: field 'data.split' is {data['split']!r}; valid choices for "
+                f"data.source=synthetic: {', '.join(SPLITS)}"
+            )
         split = cached_split(
             dict(data.get("synthetic") or {}),
             split=str(data["split"]),

@@ -55,6 +55,11 @@ def checkpoint_digest(checkpoint: str | None, backbone: str = "small") -> str:
                 f"{path} does not exist; valid: a checkpoint path, or '{UNTRAINED}' for "
                 "random weights (smoke runs)"
             )
+        if path.is_dir():
+            raise ValueError(
+                f"sweep: field 'checkpoint' names {path}, a folder; expected a detector "
+                f"checkpoint file (.pt, as v2x-train writes), 'shipped' or '{UNTRAINED}'"
+            )
         raise ValueError(f"sweep: field 'checkpoint' names {path}, which does not exist")
     return file_digest(path)
 

@@ -44,7 +44,7 @@ def build_channels(names: Sequence[str], options: Mapping | None, network: Any) 
         try:
             channel = CHANNELS.build(name, **dict((options or {}).get(name, {}) or {}))
         except TypeError as exc:
-            raise ValueError(f"sweep: channel {name!r} rejects its options: {exc}") from exc
+            raise rejected_options(CHANNELS, name, f"channel_options.{name}", exc) from exc
         doppler = doppler_config(channel)
         if not doppler:
             continue
@@ -183,3 +183,20 @@ def retransmission_settings(
     if "arq_max_rounds" in channel_sweep_arguments(channel):
         return [(dict(kwargs), r) for r in rounds_axis]
     return [(dict(kwargs), 0)]
+
+
+def rejected_options(registry: Registry, name: str, field: str, exc: TypeError) -> ValueError:
+    """The error for a part whose options its constructor refused: the config field that holds
+    them (``field``, e.g. ``channel_options.awgn``), the refusal and the options it takes."""
+    import inspect
+
+    try:
+        params = inspect.signature(registry.get(name)).parameters.values()
+        kinds = (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
+        valid = ", ".join(p.name for p in params if p.kind not in kinds) or "none"
+    except (TypeError, ValueError):  # (a factory without a signature)
+        valid = "see its constructor"
+    return ValueError(
+        f"sweep: field '{field}': {registry.kind} {name!r} rejects its options ({exc}); "
+        f"valid options: {valid}"
+    )

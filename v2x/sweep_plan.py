@@ -31,7 +31,7 @@ from v2x.provenance import (
     model_setting,
     stable_hash,
 )
-from v2x.scheduling import BudgetConfig
+from v2x.scheduling import LATE_POLICIES, BudgetConfig
 from v2x.sweep_config import (  # noqa: F401 - the config API, also reachable from here
     _NOT_HASHED,
     _NOT_HASHED_DATA,
@@ -52,6 +52,7 @@ from v2x.sweep_parts import (  # noqa: F401 - what the parts declare, also reach
     check_registered,
     codec_bits,
     codec_kwargs_for,
+    rejected_options,
     retransmission_settings,
     sweep_arguments,
 )
@@ -260,7 +261,7 @@ def plan_sweep(cfg: Any) -> SweepPlan:
         try:
             FUSIONS.build(name, **kwargs)
         except TypeError as exc:
-            raise ValueError(f"sweep: fusion {name!r} rejects its options: {exc}") from exc
+            raise rejected_options(FUSIONS, name, f"fusion_options.{name}", exc) from exc
     channels = [str(v) for v in as_list("channels")]
     check_registered(CHANNELS, "channels", channels, cfg.channel_options)
     _load_codecs()
@@ -283,8 +284,9 @@ def plan_sweep(cfg: Any) -> SweepPlan:
         )
     policies = grid.get("late_policy")
     policies = [budget.late_policy] if policies is None else as_list("late_policy")
-    for policy in policies:
-        BudgetConfig.from_dict({**dataclasses.asdict(budget), "late_policy": policy})
+    for policy in policies:  # (budget.late_policy is checked by BudgetConfig)
+        if policy not in LATE_POLICIES:
+            raise ValueError(f"sweep: field 'grid.late_policy' holds {policy!r}; valid choices: {', '.join(LATE_POLICIES)}")
     asynchrony = _asynchrony_config(cfg.asynchrony, data)
     # the YAML's eval section under the config's (one set of defaults; `eval: null` too)
     eval_kwargs = {"distance_bins": [], **defaults["eval"], **(cfg.eval or {})}
@@ -379,8 +381,7 @@ def plan_sweep(cfg: Any) -> SweepPlan:
                     else codec_checkpoint_digest(g.codec, str(ckpt), in_channels, detector_sha)
                 )
             g.codec_sha256 = codec_shas[ref]
-    # Build every codec and channel once now (checkpoints loaded: their architecture fixes the
-    # valid ratios), so that bad kwargs or ratios fail before any work.
+    # Every codec and channel built once now (checkpoints fix the valid ratios): bad kwargs fail
     for g in groups:
         if g.stage == FEATURE_STAGE:
             check_codec_for_fusion(g.codec, g.codec_kwargs, g.fusion)
@@ -394,7 +395,7 @@ def plan_sweep(cfg: Any) -> SweepPlan:
             try:
                 CODECS.build(g.codec, **codec_kwargs_for(g.codec, g.codec_kwargs, feature_channels))
             except TypeError as exc:
-                raise ValueError(f"sweep: codec {g.codec!r} rejects its options: {exc}") from exc
+                raise rejected_options(CODECS, g.codec, f"codec_options.{g.codec}", exc) from exc
     build_channels(channels, cfg.channel_options, network)  # (warns of a carrier not the links')
     for g in groups:
         if g.stage == FEATURE_STAGE and g.harq_max_rounds:

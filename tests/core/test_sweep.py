@@ -1075,6 +1075,15 @@ def test_the_python_api_runs_the_shipped_codec_unless_untrained_is_named(tmp_pat
         ({"device": ["cpu", 5]}, r"^sweep: field 'device' must be .*got \['cpu', 5\]$"),
         ({"checkpoint": 5}, r"^sweep: field 'checkpoint' must be text \(a path or a name\) or null, got 5$"),
         ({"plugins": "my_parts"}, r"^sweep: field 'plugins' must be a list of module names.*got 'my_parts'$"),
+        ({"grid": {"late_policy": ["foo"]}}, r"^sweep: field 'grid.late_policy' holds 'foo'; valid choices: drop, stale$"),
+        # options a part's constructor refuses: the field that holds them and what it takes
+        ({"channel_options": {"awgn": {"foo": 1}}, "grid": {"channels": ["awgn"]}},
+         r"^sweep: field 'channel_options.awgn': channel 'awgn' rejects its options \(.*'foo'\); "
+         r"valid options: .*fused"),
+        ({"codec_options": {"analog": {"foo": 1}}, "grid": {"codecs": ["analog"]}},
+         r"^sweep: field 'codec_options.analog': codec 'analog' rejects .*; valid options: mtu_bytes"),
+        ({"fusion_options": {"max": {"foo": 1}}, "grid": {"fusions": ["max"]}},
+         r"^sweep: field 'fusion_options.max': fusion 'max' rejects .*; valid options: none$"),
         (
             {"data": {"source": "synthetic", "path": "/data/v2xsim"}},
             r"field 'data.path' is '/data/v2xsim', but data.source=synthetic ignores it",
@@ -2511,3 +2520,32 @@ def test_real_data_read_whole_is_said(tmp_path, caplog):
         load_frames({**data, "reader": {"scenes": [0]}})
         load_frames({**data, "reader": {"split": "val", "split_scenes": {"val": [0]}}})
     assert not [r for r in caplog.records if r.name == "v2x.loading"]
+
+
+def test_a_detector_checkpoint_that_is_a_folder_or_not_a_checkpoint_is_named(tmp_path):
+    """``checkpoint=<a folder>`` was reported as a path that does not exist; a text file as
+    torch's unpickling error alone. Both now name the path and what is expected."""
+    from v2x.perception.checkpoint import read_checkpoint
+
+    with pytest.raises(ValueError) as folder:
+        plan_sweep({"checkpoint": str(tmp_path), "output_dir": str(tmp_path / "out")})
+    message = str(folder.value)
+    assert f"field 'checkpoint' names {tmp_path}, a folder; expected a detector" in message
+    text = tmp_path / "text.pt"
+    text.write_text("not a checkpoint\n")
+    with pytest.raises(ValueError) as unreadable:
+        read_checkpoint(text)
+    message = str(unreadable.value)
+    assert message.startswith(f"checkpoint {text}: cannot be read (")
+    assert "expected a detector checkpoint saved by torch.save" in message
+
+
+def test_an_unknown_synthetic_split_is_named_before_any_frame_is_made(tmp_path):
+    from v2x.sweep import run_sweep
+
+    cfg = tiny_config(tmp_path / "cache", tmp_path / "out")
+    cfg["data"]["split"] = "foo"
+    with pytest.raises(ValueError, match=r"^sweep: field 'data.split' is 'foo'; valid choices "
+                                         r"for data.source=synthetic: train, val, test$"):
+        run_sweep(cfg)
+    assert not (tmp_path / "cache").exists() or not any((tmp_path / "cache").iterdir())
