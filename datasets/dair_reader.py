@@ -91,6 +91,12 @@ class DAIRV2XCDataset:
         self.rigid_tol = float(rigid_tol)
         self._height_said = False
         self._info_path = self.root / "cooperative" / "data_info.json"
+        if not self._info_path.is_file():  # (e.g. data.path names another folder)
+            raise ValueError(
+                f"DAIR-V2X-C: {self.root} has no cooperative/data_info.json; expected the "
+                "release's folder (cooperative/, vehicle-side/, infrastructure-side/; "
+                "docs/real_data.md), e.g. data.path=/data/cooperative-vehicle-infrastructure"
+            )
         pairs = _load_json(self._info_path)
         if not isinstance(pairs, list):
             raise ValueError(f"{self._info_path}: must hold a JSON list of frame pairs")

@@ -69,6 +69,10 @@ def _frame_reader(
                 f"sweep: field 'data.split' is {data['split']!r}; valid choices for "
                 f"data.source=synthetic: {', '.join(SPLITS)}"
             )
+        if data.get("cache_dir"):  # (a file there: one message, not the OS error)
+            from v2x.output_folders import writable_folder
+
+            writable_folder(data["cache_dir"], "sweep: field 'data.cache_dir'")
         split = cached_split(
             dict(data.get("synthetic") or {}),
             split=str(data["split"]),

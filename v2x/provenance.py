@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from v2x.common import CODE_PACKAGES, code_hash, source_tree_hash
+from v2x.common import CODE_PACKAGES, check_whole, code_hash, source_tree_hash
 
 __all__ = ["CODE_PACKAGES", "code_hash", "source_tree_hash"]  # re-exported: results keys
 
@@ -69,7 +69,8 @@ def model_feature_channels(model: Any) -> int:
     set): the ``in_channels`` of the codecs that code its maps."""
     from v2x.perception.detector import DetectorConfig
 
-    return int((dict(model) if model else {}).get("feature_channels", DetectorConfig.feature_channels))
+    value = (dict(model) if model else {}).get("feature_channels", DetectorConfig.feature_channels)
+    return check_whole("sweep: field 'model.feature_channels'", value, least=1)
 
 
 def detector_feature_channels(checkpoint: str | None, model: Any) -> int:

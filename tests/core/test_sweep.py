@@ -1075,6 +1075,7 @@ def test_the_python_api_runs_the_shipped_codec_unless_untrained_is_named(tmp_pat
         ({"device": ["cpu", 5]}, r"^sweep: field 'device' must be .*got \['cpu', 5\]$"),
         ({"checkpoint": 5}, r"^sweep: field 'checkpoint' must be text \(a path or a name\) or null, got 5$"),
         ({"plugins": "my_parts"}, r"^sweep: field 'plugins' must be a list of module names.*got 'my_parts'$"),
+        ({"model": {"feature_channels": "abc"}}, r"^sweep: field 'model.feature_channels' must be a whole number >= 1, got 'abc'$"),
         ({"grid": {"late_policy": ["foo"]}}, r"^sweep: field 'grid.late_policy' holds 'foo'; valid choices: drop, stale$"),
         # options a part's constructor refuses: the field that holds them and what it takes
         ({"channel_options": {"awgn": {"foo": 1}}, "grid": {"channels": ["awgn"]}},
@@ -2549,3 +2550,14 @@ def test_an_unknown_synthetic_split_is_named_before_any_frame_is_made(tmp_path):
                                          r"for data.source=synthetic: train, val, test$"):
         run_sweep(cfg)
     assert not (tmp_path / "cache").exists() or not any((tmp_path / "cache").iterdir())
+
+
+def test_a_frame_cache_that_is_a_file_is_named_before_any_frame_is_made(tmp_path):
+    from v2x.sweep import run_sweep
+
+    blocker = tmp_path / "cache"
+    blocker.write_text("")
+    cfg = tiny_config(blocker, tmp_path / "out")
+    with pytest.raises(ValueError, match=rf"^sweep: field 'data.cache_dir' is '{blocker}': "
+                                         r"cannot make or write a folder there \('.*' is a file"):
+        run_sweep(cfg)

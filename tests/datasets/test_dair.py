@@ -493,7 +493,11 @@ def test_bad_inputs_name_file_and_field(tmp_path):
     with pytest.raises(ValueError, match=r"novatel_to_world/015344\.json: file not found"):
         ds[0]
     shutil.rmtree(tmp_path / "cooperative")
-    with pytest.raises(ValueError, match=r"cooperative/data_info\.json: file not found"):
+    with pytest.raises(
+        ValueError,
+        match=rf"^DAIR-V2X-C: {tmp_path} has no cooperative/data_info\.json; expected the "
+        r"release's folder \(cooperative/, vehicle-side/, infrastructure-side/",
+    ):
         DAIRV2XCDataset(tmp_path)
 
 
