@@ -102,6 +102,12 @@ def generate_dataset(cfg: Any) -> dict:
     if data["out_dir"] is None or not str(data["out_dir"]).strip():
         raise ValueError(f"generate: field 'out_dir' must name a folder, got {data['out_dir']!r}")
     root = Path(os.path.expanduser(str(data["out_dir"])))
+    existing = next(p for p in (root, *root.parents) if p.exists())  # (the root / always does)
+    if not existing.is_dir():
+        raise ValueError(
+            f"generate: field 'out_dir' is {str(data['out_dir'])!r}, but {str(existing)!r} is a "
+            "file; expected a folder to write the dataset into (made if missing)"
+        )
     for switch in ("quiet", "overwrite", "png"):
         check_switch(f"generate: field {switch!r}", data[switch])
     seed = check_whole("generate: field 'seed'", data["seed"], 0)

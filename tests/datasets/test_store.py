@@ -414,3 +414,15 @@ def test_a_manifest_entry_whose_file_holds_another_frame_is_refused(tmp_path):
     with ProcessPoolExecutor(1) as pool, pytest.raises(ValueError, match=expected):
         list(split.iter_frames([0, 1], processes=pool))
     assert split[2].frame_id == split.frame_ids[2]  # the others read as before
+
+
+@pytest.mark.parametrize("below", ["", "sub"])
+def test_generate_into_a_file_names_the_field_and_the_file(tmp_path, below):
+    """``out_dir`` naming a file, or a folder under one, was the OS error alone ("File exists",
+    "Not a directory")."""
+    blocker = tmp_path / "afile"
+    blocker.write_text("")
+    out = blocker / below if below else blocker
+    with pytest.raises(ValueError, match=rf"^generate: field 'out_dir' is '{out}', but "
+                                         rf"'{blocker}' is a file; expected a folder"):
+        generate_dataset(_gen_cfg(tmp_path, out_dir=str(out)))
