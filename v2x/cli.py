@@ -178,6 +178,9 @@ def check_override_keys(app: str, config_name: str, argv: list[str]) -> None:
             with contextlib.suppress(Exception):
                 tree(given)
                 return  # Hydra takes them all (multirun values such as a=1,2 it takes later)
+            if unknown := _unknown_group_choice(name, given):
+                print(f"error: {app}: {unknown}", file=sys.stderr)
+                raise SystemExit(2)
             config = tree([])
             chosen = [a for a in given if isinstance(config.get(a.split("=", 1)[0]), dict)]
             with contextlib.suppress(Exception):  # the command line's groups (model=pointpillars
@@ -211,6 +214,29 @@ def check_override_keys(app: str, config_name: str, argv: list[str]) -> None:
                 )
                 raise SystemExit(2)
             node = node[part]
+
+
+def _unknown_group_choice(config_name: str, given: list[str]) -> str | None:
+    """The message for ``group=value`` where ``group`` is a config group the app composes
+    (``model``, ``dataset``) and ``value`` none of its options; ``None`` when there is none."""
+    from importlib.resources import files
+
+    from hydra import compose
+
+    choices = compose(config_name, return_hydra_config=True).hydra.runtime.choices
+    for arg in given:
+        key, value = arg.split("=", 1)
+        folder = files("v2x.conf") / key
+        if key not in choices or key.startswith("hydra") or not folder.is_dir() or "," in value:
+            continue
+        options = sorted(f.name[: -len(".yaml")] for f in folder.iterdir()
+                         if f.name.endswith(".yaml"))  # fmt: skip
+        if value not in options:
+            return (
+                f"field '{key}' is {value!r}, not an option of its config group (conf/{key}); "
+                f"valid choices: {', '.join(options)}"
+            )
+    return None
 
 
 #: Where a sweep or a training run takes what a config group it does not read would choose:

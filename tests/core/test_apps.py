@@ -416,6 +416,32 @@ def test_a_misspelled_override_is_one_line_naming_the_nearest_fields(capsys):
     check_override_keys("sweep", "sweep", ["--config-name", "no_such_config", "x.y=1"])
 
 
+@pytest.mark.parametrize("app, arg, options", [
+    ("sweep", "model=foo", "pillars_center, pointpillars"),
+    ("train", "dataset=foo", "dair_v2x, synthetic, v2xsim"),
+])  # fmt: skip
+def test_an_unknown_option_of_a_config_group_is_one_line_with_the_choices(capsys, app, arg,
+                                                                         options):
+    """``model=foo`` was Hydra's several lines; ``v2x-train dataset=foo`` said that train does
+    not read the group it reads. Now: the field, the value and the group's options (from
+    ``conf/<group>/``); a valid choice and a multirun list are left to Hydra."""
+    from importlib.resources import files
+
+    from v2x.cli import check_override_keys
+
+    group, value = arg.split("=")
+    on_disk = sorted(f.name[:-5] for f in (files("v2x.conf") / group).iterdir()
+                     if f.name.endswith(".yaml"))  # fmt: skip
+    assert ", ".join(on_disk) == options
+    with pytest.raises(SystemExit) as stop:
+        check_override_keys(app, app, [arg])
+    err = capsys.readouterr().err
+    assert stop.value.code == 2 and err.count("\n") == 1, err
+    assert err == (f"error: {app}: field '{group}' is 'foo', not an option of its config group "
+                   f"(conf/{group}); valid choices: {options}\n")
+    check_override_keys(app, app, [f"{group}={on_disk[0]}"])
+
+
 @pytest.mark.parametrize(
     "module, arg, shown",
     [
