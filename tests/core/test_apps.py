@@ -678,3 +678,21 @@ def test_the_sweeps_plot_metric_is_checked_first_and_reaches_its_figures(tmp_pat
     # the default metric's figures keep their folder, so the two sets do not overwrite
     assert sweep_and_report(cfg) == result
     assert drawn[1] == (None, str(tmp_path / "plots-abc"))
+
+
+def test_a_bare_word_on_the_command_line_is_named_with_the_command_meant(capsys):
+    """``v2x-sweep lst`` was Hydra's "missing EQUAL at '<EOF>'"; now the word and the command.
+    Overrides, flags, a flag's value and the command itself pass."""
+    from v2x.cli import check_bare_words
+
+    for argv in (["lst"], ["list", "foo"], ["grid.snr_db=[0]", "extra"]):
+        with pytest.raises(SystemExit) as stop:
+            check_bare_words("v2x-sweep", argv, ("list",))
+        bad = [a for a in argv if a != "list" and "=" not in a][0]
+        assert stop.value.code == 2
+        assert capsys.readouterr().err == (f"error: v2x-sweep: '{bad}' is not an override; "
+                                           "expected key=value; the command is v2x-sweep list\n")
+    fine = ["list", "-m", "grid.snr_db=0,10", "--config-name", "sweep_main", "-cn", "sweep",
+            "--cfg", "job", "--info", "config", "+eval.iou_mode=3d", "~plots_dir", "-c", "all"]
+    check_bare_words("v2x-sweep", fine, ("list",))
+    assert capsys.readouterr().err == ""

@@ -13,7 +13,7 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
-from v2x.cli import check_launcher, checks_override_keys, user_errors
+from v2x.cli import check_bare_words, check_launcher, checks_override_keys, user_errors
 
 
 @checks_override_keys("sweep", "sweep")
@@ -67,6 +67,7 @@ def main() -> None:
 
         print(vocabulary_text())
         return
+    check_bare_words("v2x-sweep", sys.argv[1:], ("list",))
     check_launcher(sys.argv[1:])
     run()
 
