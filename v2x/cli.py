@@ -121,12 +121,12 @@ _FLAGS_WITH_VALUES = ("--config-name", "-cn", "--config-path", "-cp", "--config-
 
 
 def check_bare_words(app: str, argv: list[str], commands: tuple[str, ...] = ()) -> None:
-    """Exit with one line (status 2) for an argument that is neither ``key=value``, a flag,
-    a flag's value nor one of the app's ``commands`` (``v2x-sweep lst``: Hydra's "missing
+    """Exit with one line (status 2) for an argument that is neither ``key=value``, a deletion
+    (``~key``), a flag, a flag's value nor one of the app's ``commands`` (``v2x-sweep lst``: Hydra's "missing
     EQUAL at '<EOF>'" named neither the word nor the command meant)."""
     for i, arg in enumerate(argv):
         after_flag = i > 0 and argv[i - 1] in _FLAGS_WITH_VALUES
-        if "=" in arg or arg.startswith("-") or after_flag or arg in commands:
+        if "=" in arg or arg.startswith(("-", "~")) or after_flag or arg in commands:
             continue
         what = f"; the command is {app} {' | '.join(commands)}" if commands else ""
         print(f"error: {app}: '{arg}' is not an override; expected key=value{what}",
