@@ -426,3 +426,23 @@ def test_generate_into_a_file_names_the_field_and_the_file(tmp_path, below):
     with pytest.raises(ValueError, match=rf"^generate: field 'out_dir' is '{out}', but "
                                          rf"'{blocker}' is a file; expected a folder"):
         generate_dataset(_gen_cfg(tmp_path, out_dir=str(out)))
+
+
+def test_generation_stops_after_one_frame_when_the_rest_would_not_fit(tmp_path, monkeypatch):
+    """A frame count the disk cannot hold (``data.num_frames=100000`` wrote 4.7 GB in 30 s
+    before it was stopped) is refused once the first frame's size is known: one message with
+    the count, the room needed and the room free; that frame stays on disk. With room, the
+    same call writes every frame."""
+    import shutil
+
+    real = shutil.disk_usage
+    usage = real(tmp_path)
+    monkeypatch.setattr(shutil, "disk_usage", lambda p: usage._replace(free=1000))
+    with pytest.raises(ValueError) as full:
+        generate_dataset(_gen_cfg(tmp_path))
+    message = str(full.value)
+    assert message.startswith("generate: 5 frames of about ") and "MB each need" in message
+    assert "whose disk has 0.0 GB free; expected fewer frames" in message
+    assert len(list((tmp_path / "ds").rglob("*.npz"))) == 1
+    monkeypatch.setattr(shutil, "disk_usage", real)
+    assert generate_dataset(_gen_cfg(tmp_path))["counts"] == {"train": 3, "val": 1, "test": 1}
