@@ -235,18 +235,25 @@ def check_override_keys(app: str, config_name: str, argv: list[str]) -> None:
             node = node[part]
 
 
+def _composed_groups(config_name: str) -> list[str]:
+    """The config groups the app's config composes (``model``, ``dataset``; Hydra's own left
+    out), inside ``initialize_config_module``."""
+    from hydra import compose
+
+    choices = compose(config_name, return_hydra_config=True).hydra.runtime.choices
+    return [g for g in choices if not g.startswith("hydra/")]
+
+
 def _unknown_group_choice(config_name: str, given: list[str]) -> str | None:
     """The message for ``group=value`` where ``group`` is a config group the app composes
     (``model``, ``dataset``) and ``value`` none of its options; ``None`` when there is none."""
     from importlib.resources import files
 
-    from hydra import compose
-
-    choices = compose(config_name, return_hydra_config=True).hydra.runtime.choices
+    groups = _composed_groups(config_name)
     for arg in given:
         key, value = arg.split("=", 1)
         folder = files("v2x.conf") / key
-        if key not in choices or key.startswith("hydra") or not folder.is_dir() or "," in value:
+        if key not in groups or not folder.is_dir() or "," in value:
             continue
         options = sorted(f.name[: -len(".yaml")] for f in folder.iterdir()
                          if f.name.endswith(".yaml"))  # fmt: skip
@@ -276,11 +283,10 @@ def _unread_group(app: str, config_name: str, key: str, config: dict) -> str | N
 
     if not (files("v2x.conf") / key).is_dir() or key in ("hydra", "__pycache__"):
         return None
-    from hydra import compose, initialize_config_module
+    from hydra import initialize_config_module
 
     with initialize_config_module(config_module="v2x.conf", version_base=None):
-        choices = compose(config_name, return_hydra_config=True).hydra.runtime.choices
-    groups = [g for g in choices if not g.startswith("hydra/")]
+        groups = _composed_groups(config_name)
     instead = []
     for setting in GROUP_SETTINGS.get(key, ()):
         node: Any = config
