@@ -5,9 +5,10 @@ stacks), with ``record_function`` ranges around ``TARGETS``.
     python benchmarks/sweep_busy.py                    # needs CUDA
     python benchmarks/sweep_busy.py --frames 64 --trace busy.json
 
-Per function on the device's thread (the thread that runs ``_run_group``): calls, wall
+Per function on the device's thread (the thread that runs ``GroupRun.step``): calls, wall
 milliseconds, and the milliseconds the device was busy meanwhile (the union of its kernels,
-copies and memsets, ``trace_idle.idle_intervals``); ``_run_group`` is split by group. A group
+copies and memsets, ``trace_idle.idle_intervals``); ``GroupRun.step`` is split by group
+(one group at a time or in lockstep). A group
 whose busy share is low is paced by the host: its Python, its host syncs, or another thread of
 the process holding the GIL (see ``pyspy_summary.py --by-thread`` on a ``py-spy record --gil``
 recording). Busy time is counted only between the trace's first and last device events: the
@@ -39,8 +40,8 @@ TARGETS = (
     ("v2x.sweep", "prepare_device"),
     ("v2x.sweep_batches", "load_model"),
     ("v2x.sweep_batches", "feature_cache_bytes"),
-    ("v2x.sweep", "_run_group"),
-    ("v2x.sweep", "evaluate_batch"),
+    ("v2x.sweep_group", "GroupRun.step"),
+    ("v2x.sweep_group", "evaluate_batch"),
     ("v2x.sweep", "_resolved"),
     ("v2x.execution", "run_conditions"),
     ("v2x.pipeline", "CooperativePipeline.run"),
@@ -67,7 +68,8 @@ def wrap_targets() -> None:
         original = getattr(owner, name)
 
         def ranged(*a, _f=original, _name=path, **k):
-            label = f"{_name} {a[1].fusion}/{a[1].codec}" if _name == "_run_group" else _name
+            step = _name == "GroupRun.step"
+            label = f"{_name} {a[0].group.fusion}/{a[0].group.codec}" if step else _name
             with torch.profiler.record_function(PREFIX + label):
                 return _f(*a, **k)
 
@@ -82,9 +84,9 @@ def busy_table(events: list[dict]) -> str:
         e for e in events
         if e.get("cat") == "user_annotation" and str(e.get("name", "")).startswith(PREFIX)
     ]  # fmt: skip
-    groups = collections.Counter(e["tid"] for e in ranges if "_run_group" in e["name"])
+    groups = collections.Counter(e["tid"] for e in ranges if "GroupRun.step" in e["name"])
     if not groups:
-        raise SystemExit("sweep_busy: no _run_group range in the trace")
+        raise SystemExit("sweep_busy: no GroupRun.step range in the trace")
     tid = groups.most_common(1)[0][0]
     rows: dict[str, list[float]] = collections.defaultdict(lambda: [0, 0.0, 0.0])
     for e in ranges:
