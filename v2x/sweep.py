@@ -20,10 +20,11 @@ re-running that condition with the collaborator masked.
 
 Cells are keyed by everything that changes a number (``cell_id``: condition, ``setting_key`` —
 code hash, checkpoint hashes, frames' content hash, config — and seed; see ``docs/sweeps.md``).
-A group's cells are written to the results store when all its frames are done (atomic; see
-``v2x.results``); a sweep computes only the cells that neither its own file nor another
-results file of ``output_dir`` holds. Defaults come from ``conf/sweep.yaml`` for the Python API
-and the CLI alike (``default_config``).
+A group's cells are written to the results store once all its frames are done (atomic; see
+``v2x.results``; finished groups are written together, ``v2x.sweep_saving``); a sweep computes
+only the cells that neither its own file nor another results file of ``output_dir`` holds.
+Defaults come from ``conf/sweep.yaml`` for the Python API and the CLI alike
+(``default_config``).
 
 One module per job: ``v2x.sweep_config`` (fields and defaults), ``v2x.sweep_plan`` (validation
 into groups), ``v2x.provenance`` (hashes and digests that key cells), ``v2x.loading`` (frames,
@@ -99,6 +100,7 @@ from v2x.sweep_plan import (  # noqa: F401 - the planning API, also reachable fr
 )
 from v2x.sweep_reuse import EncodeCache, reuse_cells
 from v2x.sweep_rows import cell_pool, forget_results, warm_cell_pool
+from v2x.sweep_saving import GroupSaver
 from v2x.sweep_scoring import scoring_pools, warm_scoring_pools
 from v2x.torch_threads import sweep_process_threads, torch_threads
 
@@ -204,7 +206,9 @@ def run_sweep(cfg: Any) -> Path:
                 release_workers()
             return store.path
     to_compute = sum(len(snrs) for _, snrs in todo)
-    saved = 0
+    # finished groups are written together (v2x.sweep_saving): at the end, when the sweep
+    # stops short, and at most every SAVE_EVERY_S seconds meanwhile
+    saver = GroupSaver(lambda: _open_store(plan, stream.data_id(), announced=True)[0], store)
     encodes: list[int] = []
     try:
         total = to_compute * len(frames)
@@ -217,38 +221,40 @@ def run_sweep(cfg: Any) -> Path:
                 )
             else:
                 computed = _run_groups(plan, frames, data_id, todo, devices[0], bar, encodes)
-            # closed when this loop stops (an error while saving, Ctrl-C here): the devices stop
-            # and let go of the sweep now, not once the error's traceback is dropped
-            with contextlib.closing(computed):
-                for n, (group, snrs, rows, ledger, elapsed) in enumerate(computed, 1):
-                    if store is None:
-                        store, _ = _open_store(plan, stream.data_id(), announced=True)
-                    store.add(rows, ledger)
-                    saved += len(rows)
-                    log.info(
-                        "group %d/%d %s: %d frame-conditions in %.1f s (%.1f/s)",
-                        n,
-                        len(todo),
-                        _group_label(group),
-                        len(frames) * len(snrs),
-                        elapsed,
-                        len(frames) * len(snrs) / max(elapsed, 1e-9),
-                    )
+            try:
+                # closed when this loop stops (an error while saving, Ctrl-C here): the devices
+                # stop and let go of the sweep now, not once the error's traceback is dropped
+                with contextlib.closing(computed):
+                    for n, (group, snrs, rows, ledger, elapsed) in enumerate(computed, 1):
+                        saver.hold(rows, ledger)
+                        log.info(
+                            "group %d/%d %s: %d frame-conditions in %.1f s (%.1f/s)",
+                            n,
+                            len(todo),
+                            _group_label(group),
+                            len(frames) * len(snrs),
+                            elapsed,
+                            len(frames) * len(snrs) / max(elapsed, 1e-9),
+                        )
+                saver.save()
+            except BaseException:
+                saver.save_after_error()  # what was computed before the error
+                raise
     except KeyboardInterrupt:
         raise SweepInterrupted(
-            f"sweep interrupted: {saved_note(plan, store, saved, to_compute)}; run the same "
-            "command again to resume"
+            f"sweep interrupted: {saved_note(plan, saver.store, saver.saved, to_compute)}; run "
+            "the same command again to resume"
         ) from None
     except (torch.OutOfMemoryError, MemoryError) as err:
-        note = saved_note(plan, store, saved, to_compute)
+        note = saved_note(plan, saver.store, saver.saved, to_compute)
         raise SweepOutOfMemory(out_of_memory_message(plan, devices, note, err)) from err
     except SweepWorkerStopped as err:  # (new workers start for the next sweep)
-        note = saved_note(plan, store, saved, to_compute)
+        note = saved_note(plan, saver.store, saver.saved, to_compute)
         raise SweepWorkerStopped(
             f"sweep: {err}; {note}; run the same command again to resume"
         ) from err
     log.info("sweep done in %.1f s (%d encoder passes)", time.perf_counter() - t0, sum(encodes))
-    return store.path
+    return saver.store.path
 
 
 def _group_label(group: Group) -> str:

@@ -521,12 +521,15 @@ def test_rerun_is_a_no_op_and_killed_sweep_resumes_identically(reference, cache_
     cfg_file = tmp_path / "cfg.json"
     cfg_file.write_text(json.dumps(tiny_config(cache_dir, out)))
     # The child kills itself (SIGKILL, no clean-up) right after the 3rd group's ledger is on
-    # disk but before its results are: two groups finished, one group's ledger orphaned.
+    # disk but before its results are: two groups finished, one group's ledger orphaned. (Each
+    # group is written as it finishes: SAVE_EVERY_S = 0; by default they are written together.)
     script = textwrap.dedent(
         f"""
         import json, os, signal
         import v2x.results as results
+        import v2x.sweep_saving as saving
         from v2x.sweep import run_sweep
+        saving.SAVE_EVERY_S = 0.0
         original, writes = results.atomic_write_parquet, []
         def write(table, path):
             original(table, path)
