@@ -42,6 +42,9 @@ TARGETS = (
     ("v2x.sweep_batches", "feature_cache_bytes"),
     ("v2x.sweep_group", "GroupRun.step"),
     ("v2x.sweep_group", "evaluate_batch"),
+    ("v2x.sweep_group", "_Scheduler.__call__"),
+    ("v2x.execution", "run_with_known_drops"),
+    ("v2x.execution", "remove_late_payloads"),
     ("v2x.sweep", "_resolved"),
     ("v2x.execution", "run_conditions"),
     ("v2x.pipeline", "CooperativePipeline.run"),
@@ -58,8 +61,13 @@ TARGETS = (
 PREFIX = "sweep_busy:"
 
 
+#: The group whose step the device's thread is in (``wrap_targets``' labels name it).
+_CURRENT = {"group": ""}
+
+
 def wrap_targets() -> None:
-    """Put every ``TARGETS`` function behind a ``record_function`` range of its name."""
+    """Put every ``TARGETS`` function behind a ``record_function`` range of its name; within a
+    group's step, the name ends with the group's ``[fusion/codec]``."""
     for module_name, path in TARGETS:
         owner = importlib.import_module(module_name)
         *owners, name = path.split(".")
@@ -68,10 +76,16 @@ def wrap_targets() -> None:
         original = getattr(owner, name)
 
         def ranged(*a, _f=original, _name=path, **k):
-            step = _name == "GroupRun.step"
-            label = f"{_name} {a[0].group.fusion}/{a[0].group.codec}" if step else _name
-            with torch.profiler.record_function(PREFIX + label):
-                return _f(*a, **k)
+            if _name != "GroupRun.step":
+                group = _CURRENT["group"]
+                with torch.profiler.record_function(PREFIX + _name + (f" [{group}]" * bool(group))):
+                    return _f(*a, **k)
+            _CURRENT["group"] = f"{a[0].group.fusion}/{a[0].group.codec}"
+            try:
+                with torch.profiler.record_function(f"{PREFIX}{_name} {_CURRENT['group']}"):
+                    return _f(*a, **k)
+            finally:
+                _CURRENT["group"] = ""
 
         setattr(owner, name, functools.wraps(original)(ranged))
 
@@ -97,11 +111,11 @@ def busy_table(events: list[dict]) -> str:
             row[2] += e["dur"] - clock.within(e["ts"], e["ts"] + e["dur"])
     out = [
         f"device busy {busy / 1e3:.0f} ms of a {span / 1e3:.0f} ms span (first to last device event)",
-        f"{'function (device thread)':48s} {'calls':>6s} {'wall ms':>9s} {'busy ms':>9s} {'busy %':>7s}",
+        f"{'function (device thread)':64s} {'calls':>6s} {'wall ms':>9s} {'busy ms':>9s} {'busy %':>7s}",
     ]
     for name, (n, wall, on) in sorted(rows.items(), key=lambda kv: -kv[1][1]):
         share = 100 * on / max(wall, 1e-9)
-        out.append(f"{name:48s} {n:6d} {wall / 1e3:9.1f} {on / 1e3:9.1f} {share:7.1f}")
+        out.append(f"{name:64s} {n:6d} {wall / 1e3:9.1f} {on / 1e3:9.1f} {share:7.1f}")
     return "\n".join(out)
 
 
