@@ -24,7 +24,7 @@ from v2x.perception.inference import fold_batchnorm
 from v2x.scheduling import novelty_from_visibility
 from v2x.sweep_clock import frame_data_ages
 from v2x.sweep_plan import SweepPlan
-from v2x.sweep_reuse import EncodeCache, auto_cache_reserve, feature_cache_bytes
+from v2x.sweep_reuse import EncodeCache, auto_cache_reserve, auto_cache_room, feature_cache_bytes
 from v2x.torch_threads import torch_threads
 
 #: ``(frames, batch) -> [B, A]`` s: how old each slot's data is (``frame_data_ages``).
@@ -200,8 +200,10 @@ def prepare_device(
     model = sweep_detector(plan, device)
     setting = plan.config.feature_cache_gb
     cache_bytes = feature_cache_bytes(setting, device, sharers)
-    reserve = auto_cache_reserve(setting, sharers, len(plan.snr_db))
-    cache = EncodeCache(model, cache_bytes, reserve)
+    conditions = len(plan.snr_db)
+    reserve = auto_cache_reserve(setting, sharers, conditions)
+    room = auto_cache_room(setting, device, sharers, conditions)
+    cache = EncodeCache(model, cache_bytes, reserve, room)
     return cache, PreparedBatches(frames, plan, model, device, workers)
 
 

@@ -76,7 +76,8 @@ class SweepConfig:
             CUDA device's free memory, a quarter of the host's available memory on a CPU (both
             with the memory this process keeps freed for reuse;
             ``v2x.sweep_reuse.feature_cache_bytes``), split between the workers on that memory,
-            each leaving room for the others' working sets (``auto_cache_reserve``). When not
+            each leaving room for the others' working sets (``auto_cache_reserve``) and its
+            own (``auto_cache_room``). When not
             every frame's features fit,
             groups run in lockstep over the frame batches (``v2x.sweep._waves``).
         cuda_graph: on CUDA the detector's encoder replays a CUDA graph per batch shape

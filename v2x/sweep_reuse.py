@@ -42,17 +42,24 @@ class EncodeCache:
     """
 
     def __init__(
-        self, model: torch.nn.Module, max_bytes: float, reserve_batches: float = 0.0
+        self,
+        model: torch.nn.Module,
+        max_bytes: float,
+        reserve_batches: float = 0.0,
+        room: tuple[float, float] | None = None,
     ) -> None:
         """``max_bytes``: the most the cached features may take; ``reserve_batches``: room kept
         out of that for what other workers on the same memory compute beside their caches, in
         units of one frame batch's features (the first batch seen sets the unit:
-        ``auto_cache_reserve``)."""
+        ``auto_cache_reserve``); ``room``: ``(bytes, batches)``, the memory this worker may use
+        in all and its own working set in those units, which the cache leaves free
+        (``auto_cache_room``)."""
         self._model = model
         self._cache: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
         self._ego: dict[tuple, tuple[torch.Tensor, Any]] = {}
         self._max_bytes = max_bytes
         self._reserve_batches = reserve_batches
+        self._room = room
         self._bytes = 0
         # the last batch's features when the cache could not hold them: the groups that run
         # in lockstep over the batches (v2x.sweep._waves) share them
@@ -134,10 +141,14 @@ class EncodeCache:
         return frame_bytes * num_frames <= self._max_bytes - self._bytes
 
     def _reserve_for(self, batch_bytes: float) -> None:
-        """Take the reserve out of the limit, once, from the first batch's feature bytes."""
-        if self._reserve_batches:
-            self._max_bytes = max(0.0, self._max_bytes - self._reserve_batches * batch_bytes)
-            self._reserve_batches = 0.0
+        """Take the reserve and this worker's working set out of the limit, once, from the
+        first batch's feature bytes."""
+        limit = self._max_bytes - self._reserve_batches * batch_bytes
+        if self._room is not None:
+            room, batches = self._room
+            limit = min(limit, room - batches * batch_bytes)
+        self._max_bytes = max(0.0, limit)
+        self._reserve_batches, self._room = 0.0, None
 
     @property
     def max_bytes(self) -> float:
@@ -172,24 +183,29 @@ AUTO_CACHE_SHARE = {"cuda": 0.5, "cpu": 0.25}
 
 def feature_cache_bytes(value: Any, device: torch.device | str, sharers: int = 1) -> float:
     """Bytes the sweep's ``EncodeCache`` may hold on ``device``: ``value`` GB, or with ``"auto"``
-    ``AUTO_CACHE_SHARE`` of the memory free to this process now (a CUDA device's free memory
-    and its caching allocator's unused reserve, else the host's available memory and the heap
-    glibc keeps freed for the process), split between the ``sharers`` sweep workers that draw
-    on that memory (the CPU workers of one host, or workers given the same GPU). Every frame batch whose features fit
-    is then encoded once per sweep instead of once per group; the cache changes no number."""
+    ``AUTO_CACHE_SHARE`` of the memory free to this process now (``free_memory_bytes``), split
+    between the ``sharers`` sweep workers that draw on that memory (the CPU workers of one
+    host, or workers given the same GPU). Every frame batch whose features fit is then encoded
+    once per sweep instead of once per group; the cache changes no number."""
     setting = check_feature_cache(value)
     if setting != "auto":
         return float(setting) * 1e9
+    kind = "cuda" if torch.device(device).type == "cuda" else "cpu"
+    return AUTO_CACHE_SHARE[kind] * free_memory_bytes(device) / max(1, sharers)
+
+
+def free_memory_bytes(device: torch.device | str) -> float:
+    """The memory free to this process on ``device`` now: a CUDA device's free memory and its
+    caching allocator's unused reserve, else the host's available memory and the heap glibc
+    keeps freed for the process."""
     device = torch.device(device)
     if device.type == "cuda":
         free, _ = torch.cuda.mem_get_info(device)
         # memory this process's caching allocator holds but has not handed out (an earlier
         # sweep's features, freed) is free to it too; the driver counts it as used
-        free += torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
-        return AUTO_CACHE_SHARE["cuda"] * free / max(1, sharers)
+        return free + torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
     # likewise the heap glibc keeps freed for this process (v2x.cli.reuse_freed_memory)
-    free = _available_host_bytes() + _free_heap_bytes()
-    return AUTO_CACHE_SHARE["cpu"] * free / max(1, sharers)
+    return _available_host_bytes() + _free_heap_bytes()
 
 
 #: One worker's memory beside its feature cache while it steps a batch, in units of the
@@ -212,6 +228,20 @@ def auto_cache_reserve(value: Any, sharers: int, conditions: int) -> float:
     if check_feature_cache(value) != "auto" or sharers < 2:
         return 0.0
     return (sharers - 1) / sharers * WORKING_SET_BATCHES_PER_CONDITION * conditions
+
+
+def auto_cache_room(
+    value: Any, device: torch.device | str, sharers: int, conditions: int
+) -> tuple[float, float] | None:
+    """The ``room`` of an ``EncodeCache`` sized by ``feature_cache_bytes``: with ``auto``, this
+    worker's part of the free memory (``free_memory_bytes`` split between the ``sharers``) and
+    its own working set (``WORKING_SET_BATCHES_PER_CONDITION`` x ``conditions`` batches'
+    features), so that its cache never takes what its own batches need (one worker on an
+    80 GB GPU at batches of 32 ran out of memory with half the free memory cached); a fixed
+    number of GB (the user's choice): ``None``."""
+    if check_feature_cache(value) != "auto":
+        return None
+    return free_memory_bytes(device) / max(1, sharers), WORKING_SET_BATCHES_PER_CONDITION * conditions
 
 
 def memory_sharers(devices: Sequence[torch.device | str]) -> dict[str, int]:
@@ -318,7 +348,9 @@ __all__ = [
     "EncodeCache",
     "WORKING_SET_BATCHES_PER_CONDITION",
     "auto_cache_reserve",
+    "auto_cache_room",
     "feature_cache_bytes",
+    "free_memory_bytes",
     "memory_sharers",
     "reuse_cells",
     "share_source_coding",

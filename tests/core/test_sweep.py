@@ -468,6 +468,41 @@ def test_workers_sharing_memory_reserve_each_others_working_sets(cache_dir, tmp_
     assert cache.max_bytes == 1e9
 
 
+def test_one_workers_auto_cache_leaves_its_own_working_set_free(cache_dir, tmp_path, monkeypatch):
+    """With ``auto``, a worker's cache is at most its part of the free memory less its own
+    working set (``auto_cache_room``: 2.5 batches of features per SNR; one worker on an 80 GB
+    GPU at batches of 32 ran out of memory with half the free memory cached); where that
+    leaves more than the share, the share; with a number of GB, that number."""
+    import v2x.sweep_reuse as reuse
+    from v2x.sweep import load_frames
+    from v2x.sweep_batches import prepare_device
+
+    monkeypatch.setattr(reuse, "_free_heap_bytes", lambda: 0.0)
+    plan = plan_sweep(tiny_config(cache_dir, tmp_path))
+    frames = load_frames(plan.data, True)
+    working_set = 2.5 * len(plan.snr_db)  # batches
+
+    def cache_for(free: float, sharers: int = 1, config=plan):
+        monkeypatch.setattr(reuse, "_available_host_bytes", lambda: free)
+        cache, batches = prepare_device(config, frames, torch.device("cpu"), sharers)
+        batch = batches[0].batch
+        features = cache.encode(batch.points, batch.point_mask, batch.poses)
+        return cache, features.numel() * features.element_size()
+
+    _, size = cache_for(64e9)
+    tight, _ = cache_for(6 * size)  # share 1.5 batches; free less the working set: 1 batch
+    assert tight.max_bytes == pytest.approx(6 * size - working_set * size)
+    roomy, _ = cache_for(100 * size)  # the share (25 batches) leaves the working set free
+    assert roomy.max_bytes == pytest.approx(0.25 * 100 * size)
+    none_left, _ = cache_for(4 * size)  # not even the working set fits: no cache
+    assert none_left.max_bytes == 0.0
+    pair, _ = cache_for(40 * size, sharers=2)  # each: min(5 - 2.5, 20 - 5) batches
+    assert pair.max_bytes == pytest.approx(0.25 * 40 * size / 2 - working_set / 2 * size)
+    fixed = plan_sweep({**tiny_config(cache_dir, tmp_path), "feature_cache_gb": 1})
+    chosen, _ = cache_for(4 * size, config=fixed)
+    assert chosen.max_bytes == 1e9
+
+
 def test_ledger_matches_hand_computed_costs_and_results_sums(reference):
     path, _ = reference
     results = pq.read_table(path)
