@@ -157,8 +157,8 @@ def run_sweep(cfg: Any) -> Path:
     validate the config (errors list the valid choices), load the frames (their content
     hash keys the cells), open the job's results store, take the cells that it or another
     results file of ``output_dir`` already holds, then load the model once and compute only the
-    missing cells, appending each group's cells atomically (the files keep the grid's order,
-    whatever order the groups are computed in). When ``output_dir`` holds no results
+    missing cells, appending finished groups' cells atomically (``v2x.sweep_saving``; the
+    files keep the grid's order, whatever order the groups are computed in). When ``output_dir`` holds no results
     file (nothing to resume or reuse) on one device, the frames are read while the device
     starts on the first ones (``FrameStream``) and the store opens once all are read. Ctrl-C
     raises ``SweepInterrupted`` saying what was saved and how to resume.
@@ -207,7 +207,7 @@ def run_sweep(cfg: Any) -> Path:
             return store.path
     to_compute = sum(len(snrs) for _, snrs in todo)
     # finished groups are written together (v2x.sweep_saving): at the end, when the sweep
-    # stops short, and at most every SAVE_EVERY_S seconds meanwhile
+    # stops short, and meanwhile once one has waited SAVE_EVERY_S seconds
     saver = GroupSaver(lambda: _open_store(plan, stream.data_id(), announced=True)[0], store)
     encodes: list[int] = []
     try:
@@ -240,6 +240,8 @@ def run_sweep(cfg: Any) -> Path:
             except BaseException:
                 saver.save_after_error()  # what was computed before the error
                 raise
+            finally:
+                saver.close()
     except KeyboardInterrupt:
         raise SweepInterrupted(
             f"sweep interrupted: {saved_note(plan, saver.store, saver.saved, to_compute)}; run "

@@ -3,8 +3,6 @@ python prof.py <repo> <out> [frames] [batch]"""
 import cProfile
 import logging
 import sys
-import tempfile
-import time
 from pathlib import Path
 
 if __name__ == "__main__":
