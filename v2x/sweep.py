@@ -158,10 +158,11 @@ def run_sweep(cfg: Any) -> Path:
     hash keys the cells), open the job's results store, take the cells that it or another
     results file of ``output_dir`` already holds, then load the model once and compute only the
     missing cells, appending finished groups' cells atomically (``v2x.sweep_saving``; the
-    files keep the grid's order, whatever order the groups are computed in). When ``output_dir`` holds no results
-    file (nothing to resume or reuse) on one device, the frames are read while the device
-    starts on the first ones (``FrameStream``) and the store opens once all are read. Ctrl-C
-    raises ``SweepInterrupted`` saying what was saved and how to resume.
+    files keep the grid's order, whatever order the groups are computed in). When
+    ``output_dir`` holds no results file (nothing to resume or reuse) on one device, the frames
+    are read while the device starts on the first ones (``FrameStream``) and the store opens
+    once all are read. Ctrl-C raises ``SweepInterrupted`` saying what was saved and how to
+    resume.
     """
     t0 = time.perf_counter()
     options = SweepConfig.from_any(cfg)
