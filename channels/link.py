@@ -126,6 +126,14 @@ _log = logging.getLogger(__name__)
 _WARNED_OUTSIDE: set[str] = set()
 
 
+def warn_outside_range(model: str, sentence: str) -> None:
+    """Log ``sentence`` (``LinkModel.outside_range``) as a warning, once per link ``model`` in
+    this process."""
+    if model not in _WARNED_OUTSIDE:
+        _WARNED_OUTSIDE.add(model)
+        _log.warning("%s (logged once per link model)", sentence)
+
+
 class LinkModel:
     """Base class: geometry + radio settings → ``LinkState`` (``[L]`` links per call).
 
@@ -352,9 +360,8 @@ class LinkModel:
         outside = self.outside_range(geo, cond)
         if outside is not None:
             extra["outside_range"] = outside
-            if self.warn_outside_range and self.name not in _WARNED_OUTSIDE:
-                _WARNED_OUTSIDE.add(self.name)
-                _log.warning("%s (logged once per link model)", outside)
+            if self.warn_outside_range:
+                warn_outside_range(self.name, outside)
         rx = self.radio.rx_power_dbm(pl)
         noise = self.radio.noise_dbm()
         extra.update(

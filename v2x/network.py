@@ -34,6 +34,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from v2x.channels.link import warn_outside_range
 from v2x.datasets.frame import CoopFrame
 from v2x.network_config import (  # noqa: F401 - the configuration, also reachable from here
     LOS_MODES,
@@ -71,6 +72,7 @@ def _evaluate_links(
     station / UAV side of the 38.901 and air-to-ground models).
     """
     link = _link_model(cfg, model, tx.link_to(rx), seed)
+    link.warn_outside_range = False  # (stack_networks logs it: FrameNetwork.outside_range)
     swap = tx_pos[:, 2] < rx_pos[:, 2]
     hi = np.where(swap[:, None], rx_pos, tx_pos)
     lo = np.where(swap[:, None], tx_pos, rx_pos)
@@ -111,6 +113,10 @@ class FrameNetwork:
         los: ``[A]`` bool; blocker: ``[A]`` ``"none" | "vehicle" | "building"``.
         path_loss_db, snr_db: ``[A]`` float64 (NaN for the ego).
         in_range: ``[A]`` bool, True for the ego and for collaborators within ``comm_range_m``.
+        outside_range: ``(link model, sentence)`` for each model some of whose links lie
+            outside its distance range (``LinkModel.outside_range``); logged once per model
+            by ``stack_networks`` in the process that stacks them (worker processes that build
+            frames' networks log nothing: one warning per sweep, not one per process).
     """
 
     frame_id: str
@@ -125,6 +131,7 @@ class FrameNetwork:
     path_loss_db: np.ndarray
     snr_db: np.ndarray
     in_range: np.ndarray
+    outside_range: tuple[tuple[str, str], ...] = ()
 
     @property
     def num_agents(self) -> int:
@@ -182,6 +189,7 @@ def build_frame_network(
     snr = np.full(a, np.nan)
     rx = cfg.radios[kinds[0]]
     seed = _frame_seed(cfg.seed, frame.frame_id)
+    outside: dict[str, str] = {}
     for key in sorted({(models[i], kinds[i]) for i in range(1, a)}):
         idx = np.array([i for i in range(1, a) if (models[i], kinds[i]) == key])
         state = _evaluate_links(
@@ -197,6 +205,8 @@ def build_frame_network(
         snr[idx] = state.snr_db.double().numpy()
         path_loss[idx] = state.path_loss_db.double().numpy()
         los[idx] = state.los.numpy()
+        if state.extra.get("outside_range"):
+            outside.setdefault(key[0], state.extra["outside_range"])
     if cfg.los_mode != "geometric":
         blocker[1:] = np.where(los[1:], "none", "unknown")
     in_range = dist <= cfg.comm_range_m
@@ -214,6 +224,7 @@ def build_frame_network(
         path_loss_db=path_loss,
         snr_db=snr,
         in_range=in_range,
+        outside_range=tuple(outside.items()),
     )
 
 
@@ -263,8 +274,12 @@ def frame_networks(
 
 
 def stack_networks(nets: Sequence[FrameNetwork]) -> NetworkBatch:
-    """``B`` frame networks padded to the batch's ``A`` agent slots (``NetworkBatch``)."""
+    """``B`` frame networks padded to the batch's ``A`` agent slots (``NetworkBatch``); links
+    outside their model's distance range are logged, once per model in this process."""
     nets = list(nets)
+    for net in nets:
+        for model, sentence in net.outside_range:
+            warn_outside_range(model, sentence)
     b, a = len(nets), max(n.num_agents for n in nets)
     dist = torch.full((b, a), float("nan"), dtype=torch.float64)
     snr = torch.full((b, a), float("nan"), dtype=torch.float64)

@@ -210,3 +210,59 @@ def test_networks_read_no_point_clouds():
         if cfg.los_mode == "geometric":
             assert {"building", "vehicle"} <= set(whole.frames[0].blocker)
     assert all(len(a.points) == 50 for f in frames for a in f.agents)  # the frames untouched
+
+
+def _networks_and_their_warnings(frames, cfg):
+    """``frame_networks`` computed in a forked worker process: the networks and the warnings
+    logged there (a sweep's scoring processes build its batches' networks)."""
+    import logging
+
+    from v2x.network import frame_networks
+
+    class Caught(logging.Handler):
+        def __init__(self) -> None:
+            super().__init__(logging.WARNING)
+            self.messages: list[str] = []
+
+        def emit(self, record: logging.LogRecord) -> None:
+            self.messages.append(record.getMessage())
+
+    caught = Caught()
+    logging.getLogger("v2x.channels.link").addHandler(caught)
+    try:
+        nets = frame_networks(frames, cfg)
+    finally:
+        logging.getLogger("v2x.channels.link").removeHandler(caught)
+    return nets, caught.messages
+
+
+def test_links_outside_the_range_are_logged_once_by_the_process_that_stacks_them(
+    caplog, monkeypatch
+):
+    """Worker processes that build frames' networks log nothing (each logged once, so a GPU
+    sweep printed one line per scoring process); the sentence travels with the network
+    (``FrameNetwork.outside_range``) and ``stack_networks`` logs it once per link model."""
+    import concurrent.futures
+    import logging
+    import multiprocessing
+
+    import v2x.channels.link as link
+    from v2x.network import stack_networks
+
+    monkeypatch.setattr(link, "_WARNED_OUTSIDE", set())
+    cfg = NetworkConfig(los_mode="los")
+    near = _frame([(0, 0, 1.5), (30, 40, 10.0)], ["vehicle", "rsu"])  # 50 m: in range
+    far = _frame([(0, 0, 1.5), (6000, 0, 10.0)], ["vehicle", "rsu"])  # beyond 5,000 m
+    far.frame_id = "f1"
+    context = multiprocessing.get_context("fork")
+    with concurrent.futures.ProcessPoolExecutor(1, mp_context=context) as pool:
+        nets, logged_there = pool.submit(_networks_and_their_warnings, [near, far], cfg).result()
+    assert logged_there == []
+    assert nets[0].outside_range == ()
+    (model, sentence), = nets[1].outside_range
+    assert model == "umi_street_canyon" and "10 m <= d2D <= 5000 m" in sentence
+    with caplog.at_level(logging.WARNING, logger="v2x.channels.link"):
+        stack_networks(nets)
+        stack_networks(nets)  # (the next batch: not again)
+    messages = [r.getMessage() for r in caplog.records]
+    assert messages == [f"{sentence} (logged once per link model)"]
