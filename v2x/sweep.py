@@ -31,9 +31,10 @@ into groups), ``v2x.provenance`` (hashes and digests that key cells), ``v2x.load
 models, devices, progress), ``v2x.execution`` (running, re-running and scoring conditions on a
 frame batch), ``v2x.sweep_reuse`` (caches and cells reused across the sweep),
 ``v2x.sweep_group`` (one group's cells, a frame batch at a time), this module (a plan's groups
-over the frames, the results store), ``v2x.sweep_rows`` (a group's results rows),
-``v2x.sweep_workers`` (the frame batches in shards, one worker process per device) and
-``v2x.results_table`` (vocabulary and console table). Their public names are also importable
+over the frames, the results store), ``v2x.sweep_saving`` (when finished groups are written),
+``v2x.sweep_rows`` (a group's results rows), ``v2x.sweep_workers`` (the frame batches in
+shards, one worker process per device) and ``v2x.results_table`` (vocabulary and console
+table). Their public names are also importable
 from here.
 """
 
