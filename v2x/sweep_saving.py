@@ -133,11 +133,11 @@ class GroupSaver:
         self._held_since = None
 
     def _raise_failed(self) -> None:
-        """Raise a write that failed on the timer thread on the caller's (the lock held)."""
+        """Raise the error of a write that failed on the timer thread on the caller's (the lock
+        held): the same exception, so that its message reaches the user as if the sweep's own
+        thread had written (e.g. a results file of another job, ``CorruptResultsError``)."""
         if self._failed is not None:
-            raise RuntimeError(
-                f"sweep: writing the finished groups failed: {self._failed}"
-            ) from self._failed
+            raise self._failed
 
 
 __all__ = ["SAVE_EVERY_S", "GroupSaver"]
