@@ -24,7 +24,13 @@ from v2x.perception.inference import fold_batchnorm
 from v2x.scheduling import novelty_from_visibility
 from v2x.sweep_clock import frame_data_ages
 from v2x.sweep_plan import SweepPlan
-from v2x.sweep_reuse import EncodeCache, auto_cache_reserve, auto_cache_room, feature_cache_bytes
+from v2x.sweep_reuse import (
+    EncodeCache,
+    auto_cache_reserve,
+    auto_cache_room,
+    feature_cache_bytes,
+    free_memory_bytes,
+)
 from v2x.torch_threads import torch_threads
 
 #: ``(frames, batch) -> [B, A]`` s: how old each slot's data is (``frame_data_ages``).
@@ -198,11 +204,11 @@ def prepare_device(
     (``sharers``: the sweep's workers drawing on this device's memory, ``memory_sharers``;
     ``workers``: worker processes for the batches' networks, ``PreparedBatches``)."""
     model = sweep_detector(plan, device)
-    setting = plan.config.feature_cache_gb
-    cache_bytes = feature_cache_bytes(setting, device, sharers)
-    conditions = len(plan.snr_db)
+    setting, conditions = plan.config.feature_cache_gb, len(plan.snr_db)
+    free = free_memory_bytes(device)  # read once: the auto share and its room
+    cache_bytes = feature_cache_bytes(setting, device, sharers, free)
     reserve = auto_cache_reserve(setting, sharers, conditions)
-    room = auto_cache_room(setting, device, sharers, conditions)
+    room = auto_cache_room(setting, free, sharers, conditions)
     cache = EncodeCache(model, cache_bytes, reserve, room)
     return cache, PreparedBatches(frames, plan, model, device, workers)
 

@@ -181,17 +181,21 @@ class EncodeCache:
 AUTO_CACHE_SHARE = {"cuda": 0.5, "cpu": 0.25}
 
 
-def feature_cache_bytes(value: Any, device: torch.device | str, sharers: int = 1) -> float:
+def feature_cache_bytes(
+    value: Any, device: torch.device | str, sharers: int = 1, free: float | None = None
+) -> float:
     """Bytes the sweep's ``EncodeCache`` may hold on ``device``: ``value`` GB, or with ``"auto"``
-    ``AUTO_CACHE_SHARE`` of the memory free to this process now (``free_memory_bytes``), split
-    between the ``sharers`` sweep workers that draw on that memory (the CPU workers of one
-    host, or workers given the same GPU). Every frame batch whose features fit is then encoded
-    once per sweep instead of once per group; the cache changes no number."""
+    ``AUTO_CACHE_SHARE`` of the memory free to this process now (``free``, default
+    ``free_memory_bytes``), split between the ``sharers`` sweep workers that draw on that
+    memory (the CPU workers of one host, or workers given the same GPU). Every frame batch
+    whose features fit is then encoded once per sweep instead of once per group; the cache
+    changes no number."""
     setting = check_feature_cache(value)
     if setting != "auto":
         return float(setting) * 1e9
     kind = "cuda" if torch.device(device).type == "cuda" else "cpu"
-    return AUTO_CACHE_SHARE[kind] * free_memory_bytes(device) / max(1, sharers)
+    free = free_memory_bytes(device) if free is None else free
+    return AUTO_CACHE_SHARE[kind] * free / max(1, sharers)
 
 
 def free_memory_bytes(device: torch.device | str) -> float:
@@ -231,17 +235,17 @@ def auto_cache_reserve(value: Any, sharers: int, conditions: int) -> float:
 
 
 def auto_cache_room(
-    value: Any, device: torch.device | str, sharers: int, conditions: int
+    value: Any, free: float, sharers: int, conditions: int
 ) -> tuple[float, float] | None:
     """The ``room`` of an ``EncodeCache`` sized by ``feature_cache_bytes``: with ``auto``, this
-    worker's part of the free memory (``free_memory_bytes`` split between the ``sharers``) and
-    its own working set (``WORKING_SET_BATCHES_PER_CONDITION`` x ``conditions`` batches'
-    features), so that its cache never takes what its own batches need (one worker on an
-    80 GB GPU at batches of 32 ran out of memory with half the free memory cached); a fixed
-    number of GB (the user's choice): ``None``."""
+    worker's part of the ``free`` memory (bytes, ``free_memory_bytes``, split between the
+    ``sharers``) and its own working set (``WORKING_SET_BATCHES_PER_CONDITION`` x
+    ``conditions`` batches' features), so that its cache never takes what its own batches need
+    (one worker on an 80 GB GPU at batches of 32 ran out of memory with half the free memory
+    cached); a fixed number of GB (the user's choice): ``None``."""
     if check_feature_cache(value) != "auto":
         return None
-    return free_memory_bytes(device) / max(1, sharers), WORKING_SET_BATCHES_PER_CONDITION * conditions
+    return free / max(1, sharers), WORKING_SET_BATCHES_PER_CONDITION * conditions
 
 
 def memory_sharers(devices: Sequence[torch.device | str]) -> dict[str, int]:
