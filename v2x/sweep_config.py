@@ -301,6 +301,21 @@ def _codec_spec(spec: Any, options: Mapping, axis: str = "codecs") -> tuple[str,
     return str(spec), dict(options.get(str(spec), {}) or {})
 
 
+def options_fields(
+    options: Mapping | None, field: str, axis: str, name: str, entries: Sequence
+) -> list[str]:
+    """The config fields that hold part ``name``'s options, for an error that names them:
+    ``<field>.<name>`` (e.g. ``codec_options.digital``) where ``options`` has it, and each
+    ``grid.<axis>`` entry (``entries``) naming the part with options of its own, which win
+    over the former (``grid.codecs[1]`` for ``{name: digital, bits: 4}``)."""
+    fields = [f"{field}.{name}"] if (options or {}).get(name) else []
+    fields += [
+        f"grid.{axis}[{i}]" for i, e in enumerate(entries)
+        if isinstance(e, Mapping) and str(e.get("name")) == name and len(e) > 1
+    ]  # fmt: skip
+    return fields or [f"{field}.{name}"]
+
+
 def _numbers(field_name: str, values: Sequence) -> list[float]:
     """``values`` as floats; a value that is not a number is a ``ValueError`` naming the field."""
     out = []

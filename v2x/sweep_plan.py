@@ -44,6 +44,7 @@ from v2x.sweep_config import (  # noqa: F401 - the config API, also reachable fr
     _numbers,
     check_feature_cache,
     default_config,
+    options_fields,
 )
 from v2x.sweep_parts import (  # noqa: F401 - what the parts declare, also reachable from here
     build_channels,
@@ -261,7 +262,9 @@ def plan_sweep(cfg: Any) -> SweepPlan:
         try:
             FUSIONS.build(name, **kwargs)
         except TypeError as exc:
-            raise rejected_options(FUSIONS, name, f"fusion_options.{name}", exc) from exc
+            fields = options_fields(cfg.fusion_options, "fusion_options", "fusions", name,
+                                    as_list("fusions"))  # fmt: skip
+            raise rejected_options(FUSIONS, name, "' and '".join(fields), exc) from exc
     channels = [str(v) for v in as_list("channels")]
     check_registered(CHANNELS, "channels", channels, cfg.channel_options)
     _load_codecs()
@@ -324,35 +327,14 @@ def plan_sweep(cfg: Any) -> SweepPlan:
                         codec, kwargs, channel, rounds_axis, fusion, arq
                     )
                     for kw, rounds in choices:
+                        variants = [(kw, math.nan)]  # ([kwargs, bandwidth ratio])
                         if "bandwidth_ratio" in sweep_arguments(codec):
-                            for r in ratios:
-                                groups.append(
-                                    Group(
-                                        fusion,
-                                        stage,
-                                        codec,
-                                        {**kw, "bandwidth_ratio": r},
-                                        r,
-                                        channel,
-                                        *pose,
-                                        snr_mode,
-                                        rounds,
-                                    )
-                                )
-                        else:
+                            variants = [({**kw, "bandwidth_ratio": r}, r) for r in ratios]
+                        for kw_r, r in variants:
                             groups.append(
-                                Group(
-                                    fusion,
-                                    stage,
-                                    codec,
-                                    kw,
-                                    math.nan,
-                                    channel,
-                                    *pose,
-                                    snr_mode,
-                                    rounds,
-                                )
-                            )
+                                Group(fusion, stage, codec, kw_r, r, channel, *pose, snr_mode,
+                                      rounds)
+                            )  # fmt: skip
         for g in groups[start:]:
             g.fusion_kwargs = dict(fusion_kwargs)
     # Codecs that record their quantiser's bits: each group's (from its kwargs or the default).
@@ -382,20 +364,24 @@ def plan_sweep(cfg: Any) -> SweepPlan:
                 )
             g.codec_sha256 = codec_shas[ref]
     # Every codec and channel built once now (checkpoints fix the valid ratios): bad kwargs fail
+    def codec_field(name: str, suffix: str = "") -> str:  # ('a' and 'b', in the caller's quotes)
+        fields = options_fields(cfg.codec_options, "codec_options", "codecs", name, as_list("codecs"))
+        return "' and '".join(f + suffix for f in fields)
+
     for g in groups:
         if g.stage == FEATURE_STAGE:
             check_codec_for_fusion(g.codec, g.codec_kwargs, g.fusion)
             if "checkpoint" in sweep_arguments(g.codec) and not g.codec_kwargs.get("checkpoint"):
                 raise ValueError(
                     f"sweep: codec {g.codec!r} has no checkpoint (field "
-                    f"'codec_options.{g.codec}.checkpoint' is {g.codec_kwargs.get('checkpoint')!r}); "
+                    f"'{codec_field(g.codec, '.checkpoint')}' is {g.codec_kwargs.get('checkpoint')!r}); "
                     f"valid: a checkpoint path, 'shipped' (the trained codec shipped with v2x) or "
                     f"'{UNTRAINED}' (random weights, for smoke runs)"
                 )
             try:
                 CODECS.build(g.codec, **codec_kwargs_for(g.codec, g.codec_kwargs, feature_channels))
             except TypeError as exc:
-                raise rejected_options(CODECS, g.codec, f"codec_options.{g.codec}", exc) from exc
+                raise rejected_options(CODECS, g.codec, codec_field(g.codec), exc) from exc
     build_channels(channels, cfg.channel_options, network)  # (warns of a carrier not the links')
     for g in groups:
         if g.stage == FEATURE_STAGE and g.harq_max_rounds:

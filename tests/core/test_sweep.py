@@ -1123,6 +1123,18 @@ def test_the_python_api_runs_the_shipped_codec_unless_untrained_is_named(tmp_pat
          r"^sweep: field 'codec_options.analog': codec 'analog' rejects .*; valid options: mtu_bytes"),
         ({"fusion_options": {"max": {"foo": 1}}, "grid": {"fusions": ["max"]}},
          r"^sweep: field 'fusion_options.max': fusion 'max' rejects .*; valid options: none$"),
+        # ... given in a grid entry of their own: that entry, by its index (and the options
+        # field too where it holds options of the part)
+        ({"grid": {"codecs": ["identity", {"name": "analog", "foo": 1}]}},
+         r"^sweep: field 'grid.codecs\[1\]': codec 'analog' rejects .*'foo'.*; valid options: mtu_bytes"),
+        ({"codec_options": {"analog": {"mtu_bytes": 1500}},
+          "grid": {"codecs": [{"name": "analog", "foo": 1}]}},
+         r"^sweep: field 'codec_options.analog' and 'grid.codecs\[0\]': codec 'analog' rejects"),
+        ({"grid": {"fusions": [{"name": "max", "foo": 1}]}},
+         r"^sweep: field 'grid.fusions\[0\]': fusion 'max' rejects .*; valid options: none$"),
+        ({"grid": {"codecs": [{"name": "deepjscc", "checkpoint": None}]}},
+         r"^sweep: codec 'deepjscc' has no checkpoint \(field 'codec_options.deepjscc.checkpoint' "
+         r"and 'grid.codecs\[0\].checkpoint' is None\); valid: a checkpoint path, 'shipped'"),
         (
             {"data": {"source": "synthetic", "path": "/data/v2xsim"}},
             r"field 'data.path' is '/data/v2xsim', but data.source=synthetic ignores it",
