@@ -425,6 +425,7 @@ def write_pcd(
     data: str = "binary",
     *,
     intensity_scale: float = 1.0,
+    intensity_as_rgb: bool = False,
 ) -> None:
     """Write ``points [N, 4]`` (x, y, z, intensity) as a PCL v0.7 PCD with four ``F4`` fields.
 
@@ -433,6 +434,9 @@ def write_pcd(
         points: ``[N, 4]`` float array.
         data: ``"ascii"``, ``"binary"`` or ``"binary_compressed"`` (LZF).
         intensity_scale: the stored intensity is ``points[:, 3] * intensity_scale``.
+        intensity_as_rgb: store the intensity (clipped to 0–1) as Open3D's packed colour
+            instead: a ``U4`` field ``rgb`` with it in the red byte (``round(255 · i) << 16``),
+            as OPV2V's files hold it.
     """
     points = np.asarray(points, dtype=np.float64)
     if points.ndim != 2 or points.shape[1] != 4:
@@ -441,15 +445,22 @@ def write_pcd(
         )
     if data not in PCD_DATA_KINDS:
         raise ValueError(f"{path}: field 'data' must be one of {PCD_DATA_KINDS}, got {data!r}")
-    values = points.astype(np.float32)
-    values[:, 3] = (points[:, 3] * intensity_scale).astype(np.float32)
+    last = ("rgb", "<u4") if intensity_as_rgb else ("intensity", "<f4")
+    values = np.zeros(points.shape[0], dtype=[("x", "<f4"), ("y", "<f4"), ("z", "<f4"), last])
+    for i, name in enumerate("xyz"):
+        values[name] = points[:, i]
+    if intensity_as_rgb:
+        red = np.rint(np.clip(points[:, 3], 0.0, 1.0) * 255.0).astype(np.uint32)
+        values["rgb"] = red << 16
+    else:
+        values["intensity"] = points[:, 3] * intensity_scale
     n = values.shape[0]
     header = (
         "# .PCD v0.7 - Point Cloud Data file format\n"
         "VERSION 0.7\n"
-        "FIELDS x y z intensity\n"
+        f"FIELDS x y z {last[0]}\n"
         "SIZE 4 4 4 4\n"
-        "TYPE F F F F\n"
+        f"TYPE F F F {'U' if intensity_as_rgb else 'F'}\n"
         "COUNT 1 1 1 1\n"
         f"WIDTH {n}\n"
         "HEIGHT 1\n"
@@ -459,12 +470,12 @@ def write_pcd(
     ).encode("ascii")
     if data == "ascii":
         body = "".join(
-            " ".join(repr(float(v)) for v in row) + "\n" for row in values.tolist()
+            " ".join(repr(v) for v in row) + "\n" for row in values.tolist()
         ).encode("ascii")
     elif data == "binary":
-        body = np.ascontiguousarray(values, dtype="<f4").tobytes()
+        body = values.tobytes()
     else:
-        plain = np.ascontiguousarray(values.T, dtype="<f4").tobytes()  # struct of arrays
+        plain = b"".join(values[name].tobytes() for name in values.dtype.names)  # (SoA)
         packed = lzf_compress(plain)
         body = np.array([len(packed), len(plain)], dtype="<u4").tobytes() + packed
     _atomic_write(Path(path), header + body)

@@ -57,17 +57,19 @@ from v2x.asynchrony import MIN_AGE_S
 from v2x.datasets.frame import AgentObservation, CoopBatch, CoopFrame, collate_frames, slot_order
 from v2x.datasets.history import TIME_TOL_S, latest_at_or_before
 from v2x.pipeline import MotionHistory
+from v2x.sweep_config import READERS
 
 log = logging.getLogger(__name__)
 
 #: ``data.source`` values whose frames come from a recording (``v2x.loading.open_reader``).
-RECORDED_SOURCES: tuple[str, ...] = ("v2xsim", "dair_v2x")
+RECORDED_SOURCES: tuple[str, ...] = tuple(READERS)
 #: What happens to a payload whose delay reaches before the collaborator's first scan.
 NO_EARLIER_FRAME_POLICIES: tuple[str, ...] = ("drop", "error")
 
 
 class RecordedReader(Protocol):
-    """What a real-data reader offers for asynchrony (``V2XSimDataset``, ``DAIRV2XCDataset``)."""
+    """What a real-data reader offers for asynchrony (``V2XSimDataset``, ``DAIRV2XCDataset``,
+    ``OPV2VDataset``)."""
 
     def index_of(self, frame: CoopFrame) -> int: ...
 

@@ -21,6 +21,7 @@ import torch
 from v2x.common import check_whole, progress_enabled, resolve_device, to_plain
 from v2x.datasets.frame import CoopFrame
 from v2x.detector_loading import detector_from, load_model  # noqa: F401 - also reachable here
+from v2x.sweep_config import READERS
 from v2x.sweep_plan import UNTRAINED  # noqa: F401 - the loading API
 
 log = logging.getLogger(__name__)
@@ -33,9 +34,9 @@ def load_frames(data: Mapping, quiet: bool = False) -> list[CoopFrame]:
     per 10 Hz town, dataset seed ``seed``), generated into the cache on first use
     (``v2x.datasets.build.cached_split``; ``cache_dir`` default ``$V2X_CACHE`` or
     ``~/.cache/v2x``). ``source=store``: the ``split`` of a ``v2x-generate`` folder ``path``,
-    truncated to ``num_frames``. ``source=v2xsim`` / ``dair_v2x``: the real-data readers on the
-    dataset root ``path`` with ``reader`` as their keyword arguments (e.g. ``split``,
-    ``split_scenes``, ``labels``; see ``conf/dataset/v2xsim.yaml`` / ``dair_v2x.yaml``), the first
+    truncated to ``num_frames``. ``source=v2xsim`` / ``dair_v2x`` / ``opv2v`` (``READERS``): the
+    real-data readers on the dataset root ``path`` with ``reader`` as their keyword arguments
+    (e.g. ``split``, ``split_scenes``, ``labels``; see ``conf/dataset/<source>.yaml``), the first
     ``num_frames`` frames.
     """
     return FrameStream(data, quiet).frames()
@@ -47,14 +48,14 @@ def _frame_reader(
     """``(read, count)``: ``read()`` yields ``load_frames``' frames in order (those of ``part``
     only), ``count`` of them (a synthetic split is generated here, before anything is read);
     stored frames are read in the worker ``processes`` when given (``SplitDataset.iter_frames``)."""
-    if data["source"] in ("v2xsim", "dair_v2x"):
+    if data["source"] in READERS:
         dataset = open_reader(data)
         wanted = range(_frames_wanted(data, len(dataset)))[part]
         return lambda: (dataset[i] for i in wanted), len(wanted)
     if data.get("reader"):  # (it was ignored: the frames of another source, without a word)
         raise ValueError(
             f"sweep: field 'data.reader' is {dict(data['reader'])!r}, but data.source is "
-            f"{data['source']!r}; expected it empty: reader options apply to v2xsim and dair_v2x"
+            f"{data['source']!r}; expected it empty: reader options apply to {', '.join(READERS)}"
         )
     if data["source"] == "store":
         from v2x.datasets.store import load_split
@@ -191,14 +192,22 @@ class FrameStream(Sequence[CoopFrame]):
         return data_identity(self._data, self._frames, self._digest.hexdigest())
 
 
+def reader_class(source: str) -> type:
+    """The reader class of ``READERS[source]`` (imported on first use)."""
+    import importlib
+
+    module, name = READERS[source].split(":")
+    return getattr(importlib.import_module(module), name)
+
+
 def open_reader(data: Mapping, app: str = "sweep", section: str = "data") -> Any:
-    """The real-data reader of a ``data`` section (``source`` ``v2xsim`` or ``dair_v2x``) on
-    the dataset root ``path`` with ``reader`` as its keyword arguments; messages name ``app`` and
+    """The real-data reader of a ``data`` section (``source`` one of ``READERS``) on the
+    dataset root ``path`` with ``reader`` as its keyword arguments; messages name ``app`` and
     the config ``section``."""
-    if data["source"] not in ("v2xsim", "dair_v2x"):
+    if data["source"] not in READERS:
         raise ValueError(
             f"{app}: field '{section}.source' is {data['source']!r}; a real-data reader needs "
-            "v2xsim or dair_v2x"
+            f"one of {', '.join(READERS)}"
         )
     if not data.get("path"):
         raise ValueError(
@@ -210,10 +219,7 @@ def open_reader(data: Mapping, app: str = "sweep", section: str = "data") -> Any
             f"{app}: field '{section}.path' is {str(data['path'])!r}, which is not a folder; "
             f"expected the {data['source']} dataset root (docs/real_data.md)"
         )
-    if data["source"] == "v2xsim":
-        from v2x.datasets.v2xsim_reader import V2XSimDataset as Reader
-    else:
-        from v2x.datasets.dair_reader import DAIRV2XCDataset as Reader
+    Reader = reader_class(data["source"])
     reader = dict(data.get("reader") or {})
     valid = set(inspect.signature(Reader.__init__).parameters) - {"self", "root"}
     if set(reader) - valid:  # (a misspelled option was a TypeError traceback)
@@ -223,7 +229,8 @@ def open_reader(data: Mapping, app: str = "sweep", section: str = "data") -> Any
         )
     if data["source"] == "v2xsim" and reader.get("split") and not reader.get("split_scenes"):
         reader["split_scenes"] = v2xsim_split_scenes()  # the shipped split, as dataset=v2xsim
-    if reader.get("split") is None and reader.get("scenes") is None:  # (data.split reads as one)
+    if data["source"] != "opv2v" and reader.get("split") is None and reader.get("scenes") is None:
+        # (data.split reads as one; an OPV2V root without a split is a split folder itself)
         log.warning(
             "%s: the %s dataset at %s is read whole, train, val and test alike (%s.split "
             "applies to synthetic and store data only); choose a part with "
@@ -394,7 +401,7 @@ def progress(total: int, desc: str, quiet: bool, unit: str = "it"):
     return tqdm(total=total, desc=desc, unit=unit, dynamic_ncols=True, smoothing=0.1)
 
 
-TRAIN_DATA_SOURCES = ("synthetic", "store", "v2xsim", "dair_v2x")
+TRAIN_DATA_SOURCES = ("synthetic", "store", *READERS)
 
 
 def _rank_device(device: str) -> str:
@@ -437,7 +444,7 @@ def load_training_frames(
         for s in range(rank, data["num_sequences"], world):
             frames.extend(generate_sequence(cfg, data["seed"] + s, data["frames_per_sequence"]))
         return frames
-    if source in ("v2xsim", "dair_v2x"):  # (messages name this app: "sweep" misled)
+    if source in READERS:  # (messages name this app: "sweep" misled)
         dataset = open_reader(data, app, section)
         return [dataset[i] for i in range(_frames_wanted(data, len(dataset), app, section))]
     if source == "store":

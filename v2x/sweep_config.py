@@ -187,7 +187,14 @@ def _check_kind(name: str, annotation: str, value: Any) -> None:
 SNR_MODES = ("fixed", "geometric")
 
 
-DATA_SOURCES = ("synthetic", "store", "v2xsim", "dair_v2x")
+#: ``data.source`` → the real-data reader class (``module:Class``) that reads the dataset root
+#: (``v2x.loading.open_reader``); each has ``conf/dataset/<source>.yaml``.
+READERS: dict[str, str] = {
+    "v2xsim": "v2x.datasets.v2xsim_reader:V2XSimDataset",
+    "dair_v2x": "v2x.datasets.dair_reader:DAIRV2XCDataset",
+    "opv2v": "v2x.datasets.opv2v_reader:OPV2VDataset",
+}
+DATA_SOURCES = ("synthetic", "store", *READERS)
 
 
 def default_config() -> dict:

@@ -21,12 +21,13 @@ from v2x.common import (
     usable_device,
 )
 from v2x.datasets.frame import CoopFrame
-from v2x.loading import (  # noqa: F401 - the training frames live with the other loaders
-    TRAIN_DATA_SOURCES as DATA_SOURCES,
-)
 from v2x.loading import (
+    READERS,
     _rank_device,
     load_training_frames,
+)
+from v2x.loading import (  # noqa: F401 - the training frames live with the other loaders
+    TRAIN_DATA_SOURCES as DATA_SOURCES,
 )
 from v2x.output_folders import writable_folder
 from v2x.perception.checkpoint import detector_config_from_dict
@@ -130,7 +131,7 @@ def make_validator(cfg: DictConfig, device: str) -> Callable | None:
 
 def data_section(cfg: DictConfig) -> DictConfig:
     """The ``data`` section, with the ``dataset`` config group applied when one was chosen
-    (``dataset=v2xsim dataset.root=… dataset.split=train``): ``v2xsim`` / ``dair_v2x`` set
+    (``dataset=v2xsim dataset.root=… dataset.split=train``): ``v2xsim`` / ``dair_v2x`` / ``opv2v`` set
     ``source``, ``path`` (the group's ``root``) and ``reader`` (its other fields); ``synthetic``
     sets ``source`` and the world's fields."""
     chosen = cfg.get("dataset")
@@ -141,13 +142,13 @@ def data_section(cfg: DictConfig) -> DictConfig:
     name = group.pop("name", None)
     if name == "synthetic":
         data.update(source="synthetic", synthetic={**group, **(data.get("synthetic") or {})})
-    elif name in ("v2xsim", "dair_v2x"):
+    elif name in READERS:
         root = group.pop("root", None)
         data.update(source=name, path=root, reader={**group, **(data.get("reader") or {})})
     else:
         raise ValueError(
             f"train: field 'dataset.name' (the dataset=<option> group) is {name!r}; valid "
-            "choices: synthetic, v2xsim, dair_v2x"
+            f"choices: synthetic, {', '.join(READERS)}"
         )
     return OmegaConf.create(data)
 
