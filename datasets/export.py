@@ -2,11 +2,14 @@
 
 ``export_frames(frames, root, "v2xsim")`` writes V2X-Sim 2.0 (nuScenes tables + ``.pcd.bin``),
 ``export_frames(frames, root, "dair_v2x")`` writes DAIR-V2X-C (``data_info.json``, ``.pcd``,
-calibrations, side and cooperative labels). Each returns the writer's summary dict. What a
-format cannot hold is documented in the writers (``v2x.datasets.v2xsim_writer.write_v2xsim``,
-``v2x.datasets.dair_writer.write_dair_v2x_c``): DAIR-V2X-C keeps two agents per frame (the ego vehicle
-and the nearest RSU) and counts the others in ``agents_not_written``; V2X-Sim keeps every agent,
-with kinds beyond vehicle/RSU and per-agent visibility in its ``v2x_frames.json`` side table.
+calibrations, side and cooperative labels), ``export_frames(frames, root, "opv2v")`` OPV2V
+(per agent ``<frame>.yaml`` and ``.pcd``, under ``root/test``). Each returns the writer's summary
+dict. What a format cannot hold is documented in the writers
+(``v2x.datasets.v2xsim_writer.write_v2xsim``, ``v2x.datasets.dair_writer.write_dair_v2x_c``,
+``v2x.datasets.opv2v_writer.write_opv2v``): DAIR-V2X-C keeps two agents per frame (the ego vehicle
+and the nearest RSU) and OPV2V the vehicles and one RSU, counting the others in
+``agents_not_written``; V2X-Sim keeps every agent, with kinds beyond vehicle/RSU and per-agent
+visibility in its ``v2x_frames.json`` side table.
 
 Command line (synthetic sequences → a dataset folder; ``--help`` prints ``USAGE``)::
 
@@ -23,7 +26,7 @@ from pathlib import Path
 
 from v2x.datasets.frame import CoopFrame
 
-EXPORT_FORMATS: tuple[str, ...] = ("v2xsim", "dair_v2x")
+EXPORT_FORMATS: tuple[str, ...] = ("v2xsim", "dair_v2x", "opv2v")
 
 #: What ``--help`` says before the options (the module docstring is for Python readers).
 DESCRIPTION = """\
@@ -32,14 +35,18 @@ a real dataset's layout, then print the writer's summary:
   v2xsim    V2X-Sim 2.0: nuScenes tables + .pcd.bin, every agent, one scene per seed
   dair_v2x  DAIR-V2X-C: data_info.json, .pcd, calibrations, labels; the ego vehicle
             and its nearest RSU per frame
+  opv2v     OPV2V (OpenCDA / OpenCOOD): test/<scenario>/<agent>/<frame>.yaml and .pcd;
+            the vehicles and one RSU, one scenario per seed
 docs/real_data.md says what each layout holds and how to read it back."""
 #: Examples under the options of ``--help`` (the same command lines as docs/real_data.md).
 USAGE = """examples:
   python -m v2x.datasets.export --format v2xsim --out /tmp/v2xsim --seeds 0 1 --frames 2
   python -m v2x.datasets.export --format dair_v2x --out /tmp/dair --frames 2 --pcd-data binary_compressed
+  python -m v2x.datasets.export --format opv2v --out /tmp/opv2v --seeds 0 1 --frames 2
 read back (every scene; V2X-Sim's shipped split names the real dataset's 100 scenes):
   v2x-sweep data.source=v2xsim data.path=/tmp/v2xsim data.num_frames=4 grid.snr_db='[10]'
-  v2x-sweep data.source=dair_v2x data.path=/tmp/dair data.num_frames=2 grid.snr_db='[10]'"""
+  v2x-sweep data.source=dair_v2x data.path=/tmp/dair data.num_frames=2 grid.snr_db='[10]'
+  v2x-sweep data.source=opv2v data.path=/tmp/opv2v +data.reader.split=test data.num_frames=4 grid.snr_db='[10]'"""
 
 
 def export_frames(
@@ -61,6 +68,10 @@ def export_frames(
         from v2x.datasets.dair_writer import write_dair_v2x_c
 
         return write_dair_v2x_c(frames, root, **writer_kwargs)
+    if fmt == "opv2v":
+        from v2x.datasets.opv2v_writer import write_opv2v
+
+        return write_opv2v(frames, root, **writer_kwargs)
     raise ValueError(f"export_frames: field 'fmt' must be one of {EXPORT_FORMATS}, got {fmt!r}")
 
 
@@ -101,11 +112,12 @@ def main(argv: Sequence[str] | None = None) -> dict:
     parser.add_argument(
         "--pcd-data",
         choices=PCD_DATA_KINDS,
-        help="PCD encoding of the point clouds, --format dair_v2x only (default binary)",
+        help="PCD encoding of the point clouds, --format dair_v2x (default binary) or opv2v "
+        "(default ascii, as OpenCDA writes them)",
     )
     args = parser.parse_args(argv)
-    if args.pcd_data is not None and args.format != "dair_v2x":  # (it was ignored)
-        parser.error(f"argument --pcd-data: applies to --format dair_v2x, not {args.format}")
+    if args.pcd_data is not None and args.format == "v2xsim":  # (it was ignored)
+        parser.error("argument --pcd-data: applies to --format dair_v2x and opv2v, not v2xsim")
     from v2x.datasets.synthetic import generate_sequence
     from v2x.datasets.synthetic_config import SyntheticConfig
 
@@ -113,6 +125,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
         generate_sequence(SyntheticConfig(), seed, args.frames) for seed in args.seeds
     )
     kwargs = {"pcd_data": args.pcd_data or "binary"} if args.format == "dair_v2x" else {}
+    if args.format == "opv2v":
+        kwargs = {"pcd_data": args.pcd_data or "ascii"}
     try:
         summary = export_frames(frames, args.out, args.format, **kwargs)
     except (ValueError, OSError) as exc:  # one line naming the value or path, status 2

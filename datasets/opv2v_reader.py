@@ -1,6 +1,6 @@
-"""The OPV2V reader (also V2XSet and V2V4Real, same layout): ``OPV2VDataset``, a sequence of
-``CoopFrame`` as OpenCOOD's intermediate-fusion datasets see them, with each agent's earlier
-frames of its recording (asynchrony).
+"""The OPV2V reader (V2XSet too: the same layout, roadside units with negative ids):
+``OPV2VDataset``, a sequence of ``CoopFrame`` as OpenCOOD's intermediate-fusion datasets see
+them, with each agent's earlier frames of its recording (asynchrony).
 
 Per frame, as OpenCOOD builds it (``BaseDataset`` and ``IntermediateFusionDataset``):
 
@@ -46,7 +46,7 @@ from v2x.datasets.opv2v_format import (
 
 
 class OPV2VDataset:
-    """OPV2V (or V2XSet / V2V4Real) as a sequence of ``CoopFrame``.
+    """OPV2V (or V2XSet) as a sequence of ``CoopFrame``.
 
     Args:
         root: the dataset folder: it holds the split folders (``train``, ``validate``,

@@ -9,9 +9,11 @@ one ``<frame>.yaml`` / ``<frame>.pcd`` pair per frame (``<frame>``: the ego's ti
   the ego: the ego is written as ``100``, the other vehicles ``101``, ``102``, …, one roadside
   unit as ``-1`` (the first; OpenCOOD moves one negative name behind the others, so a second
   would become the ego) — further RSUs and UAVs are not written (``agents_not_written``);
-* every vehicle's box is a car seen by every agent (each YAML lists all boxes but the agent's
-  own, ``meta["agent_box_index"]``): ``vehicles`` keys are the agents' ids for their own boxes
-  and ``1000 + track id`` for the others (``10⁹ + index`` without one); classes and visibility are not kept;
+* OPV2V labels vehicles only: the cars' and trucks' boxes are written (others are counted in
+  ``boxes_not_written``), read back as cars, each listed by every agent (each YAML lists all
+  of them but the agent's own, ``meta["agent_box_index"]``): ``vehicles`` keys are the agents'
+  ids for their own boxes and ``1000 + track id`` for the others (``10⁹ + index`` without
+  one); visibility is not kept;
 * intensity is kept to 1/255 (the ``rgb`` field's red byte), points as float32.
 
 Poses, points and boxes are mirrored into CARLA's left-handed frames (``opv2v_format``).
@@ -26,11 +28,13 @@ from pathlib import Path
 import numpy as np
 
 from v2x.common import atomic_write_bytes
-from v2x.datasets.frame import CoopFrame, slot_order
+from v2x.datasets.frame import CLASS_NAMES, CoopFrame, slot_order
 from v2x.datasets.opv2v_format import mirrored, mirrored_boxes, pose_values
 from v2x.datasets.pcd import PCD_DATA_KINDS, write_pcd
 
 EGO_ID, RSU_ID, OTHER_BOXES, UNTRACKED = 100, -1, 1000, 10**9
+#: The classes OPV2V labels (its ``vehicles``): car and truck (``CLASS_NAMES``).
+VEHICLE_CLASSES = (CLASS_NAMES.index("car"), CLASS_NAMES.index("truck"))
 
 
 def write_opv2v(
@@ -41,7 +45,8 @@ def write_opv2v(
     tick_s: float = 0.05,
 ) -> dict:
     """Write ``frames`` under ``root/<split>/`` in OPV2V's layout; returns a summary
-    (``scenarios``, ``frames``, ``agents_written``, ``agents_not_written``).
+    (``root``, ``scenarios``, ``frames``, ``agents_written``, ``agents_not_written``,
+    ``boxes_not_written``).
 
     ``pcd_data``: the point clouds' PCD encoding (OpenCDA writes ``ascii``). ``ValueError`` when
     a sequence changes its ego or its agents, or two of its frames share a frame number.
@@ -53,7 +58,8 @@ def write_opv2v(
     folder = Path(root) / split
     ids_of: dict[str, dict[str, int]] = {}  # scenario -> agent id -> actor id
     stems: dict[str, set[str]] = {}
-    summary = {"scenarios": 0, "frames": 0, "agents_written": 0, "agents_not_written": 0}
+    summary = {"root": str(root), "scenarios": 0, "frames": 0, "agents_written": 0,
+               "agents_not_written": 0, "boxes_not_written": 0}
     for frame in frames:
         scenario = frame.sequence.replace("/", "_")
         ids, order = _actor_ids(frame)
@@ -84,7 +90,9 @@ def write_opv2v(
             agent = frame.agents[a]
             base = folder / scenario / str(ids[agent.agent_id]) / stem
             vehicles = {
-                int(keys[j]): _vehicle(boxes[j]) for j in range(len(keys)) if j != int(own[a])
+                int(keys[j]): _vehicle(boxes[j])
+                for j in range(len(keys))
+                if j != int(own[a]) and int(frame.classes[j]) in VEHICLE_CLASSES
             }
             pose = mirrored(agent.pose)
             text = yaml.safe_dump({"lidar_pose": pose_values(pose), "vehicles": vehicles})
@@ -95,6 +103,7 @@ def write_opv2v(
         summary["frames"] += 1
         summary["agents_written"] += len(order)
         summary["agents_not_written"] += frame.num_agents - len(order)
+        summary["boxes_not_written"] += int((~np.isin(frame.classes, VEHICLE_CLASSES)).sum())
     return summary
 
 

@@ -418,7 +418,7 @@ def test_a_misspelled_override_is_one_line_naming_the_nearest_fields(capsys):
 
 @pytest.mark.parametrize("app, arg, options", [
     ("sweep", "model=foo", "pillars_center, pointpillars"),
-    ("train", "dataset=foo", "dair_v2x, synthetic, v2xsim"),
+    ("train", "dataset=foo", "dair_v2x, opv2v, synthetic, v2xsim"),
 ])  # fmt: skip
 def test_an_unknown_option_of_a_config_group_is_one_line_with_the_choices(capsys, app, arg,
                                                                          options):

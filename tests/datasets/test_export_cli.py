@@ -60,19 +60,20 @@ def test_the_documented_command_lines_run_and_read_back(tmp_path, capsys):
         assert line.strip() in lines or line.endswith(":"), line
     exports = [ln for ln in lines[1:] if ln.startswith("python -m v2x.datasets.export ")]
     reads = [ln for ln in lines if ln.startswith("v2x-sweep ")]
-    assert len(exports) == len(reads) == 2
-    written = {}
+    assert len(exports) == len(reads) == 3
+    written, counted = {}, {"v2xsim": "samples", "dair_v2x": "pairs", "opv2v": "frames"}
     for line in exports:
         argv = [a.replace("/tmp/", f"{tmp_path}/") for a in shlex.split(line)[3:]]
         summary = main(argv)
         fmt = argv[argv.index("--format") + 1]
-        written[fmt] = summary["samples"] if fmt == "v2xsim" else summary["pairs"]
-    assert capsys.readouterr().out.count("{'root': ") == 2
+        written[fmt] = summary[counted[fmt]]
+    assert capsys.readouterr().out.count("{'root': ") == 3
     for line in reads:
         args = dict(a.split("=", 1) for a in shlex.split(line)[1:])
         source, count = args["data.source"], int(args["data.num_frames"])
+        reader = {k.split(".")[-1]: v for k, v in args.items() if k.startswith("+data.reader.")}
         data = {"source": source, "path": args["data.path"].replace("/tmp/", f"{tmp_path}/"),
-                "num_frames": count, "reader": {}}  # fmt: skip
+                "num_frames": count, "reader": reader}  # fmt: skip
         assert count == written[source] and len(load_frames(data)) == count
 
 
@@ -81,7 +82,7 @@ def test_the_documented_command_lines_run_and_read_back(tmp_path, capsys):
     [
         (["--format", "dair_v2x", "--pcd-data", "bogus"], "argument --pcd-data: invalid choice"),
         (["--format", "v2xsim", "--pcd-data", "ascii"],
-         "argument --pcd-data: applies to --format dair_v2x, not v2xsim"),  # (it was ignored)
+         "argument --pcd-data: applies to --format dair_v2x and opv2v, not v2xsim"),  # (ignored)
     ],
 )
 def test_a_pcd_encoding_is_checked_before_any_frame_is_made(tmp_path, capsys, argv, message):
