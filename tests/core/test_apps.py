@@ -93,7 +93,8 @@ def test_train_app_real_data_errors_name_the_app(tmp_path, data, message):
 
 def test_train_app_takes_the_dataset_group_as_docs_real_data_says(tmp_path):
     """``v2x-train dataset=v2xsim dataset.root=… dataset.split=…`` (docs/real_data.md) reads
-    the real layout; ``dataset=dair_v2x`` likewise; no group leaves ``data`` as it is."""
+    the real layout; ``dataset=dair_v2x`` and ``dataset=opv2v`` likewise; no group leaves
+    ``data`` as it is."""
     from v2x.apps.train import data_section, load_training_frames
     from v2x.datasets.export import export_frames
     from v2x.datasets.synthetic import generate_frame
@@ -110,6 +111,10 @@ def test_train_app_takes_the_dataset_group_as_docs_real_data_says(tmp_path):
     export_frames(frames[:1], tmp_path / "dair", "dair_v2x")
     cfg = _compose("train", ["dataset=dair_v2x", f"dataset.root={tmp_path / 'dair'}"])
     assert len(load_training_frames(data_section(cfg))) == 1
+    export_frames(frames, tmp_path / "opv2v", "opv2v")  # (written to its test split)
+    cfg = _compose("train", ["dataset=opv2v", f"dataset.root={tmp_path / 'opv2v'}"])
+    assert data_section(cfg).reader.comm_range_m == 70.0
+    assert len(load_training_frames(data_section(cfg))) == 2
     plain = _compose("train", [])
     assert data_section(plain) == plain.data
 
