@@ -199,3 +199,17 @@ def test_bad_files_name_file_and_field(tmp_path):
         read_pcd(tmp_path / "short.pcd")
     with pytest.raises(ValueError, match="field 'data'"):
         write_pcd(tmp_path / "x.pcd", np.zeros((1, 4)), "gzip")
+
+
+def test_the_pcd_benchmark_runs_and_its_two_ascii_parses_agree():
+    """benchmarks/bench_pcd.py times the ascii parse against the line-by-line one it replaced
+    and checks both read the same values (it stops with an AssertionError otherwise)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_pcd.py"
+    done = subprocess.run([sys.executable, str(script), "--points", "500", "--repeat", "1"],
+                          capture_output=True, text=True)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "ascii_line_by_line" in done.stdout and "x the line-by-line parse" in done.stdout
