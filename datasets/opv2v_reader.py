@@ -84,6 +84,8 @@ class OPV2VDataset:
         self.comm_range_m = None if comm_range_m is None else float(comm_range_m)
         self.max_cavs, self.ego_box, self.tick_s = max_cavs, ego_box, float(tick_s)
         self.folder = self.root if split is None else self.root / str(split)
+        if not self.root.is_dir():
+            raise ValueError(f"OPV2V: {self.root} is not a folder; expected the dataset's root")
         if not self.folder.is_dir():
             present = sorted(e.name for e in os.scandir(self.root) if e.is_dir())
             raise ValueError(
@@ -121,8 +123,9 @@ class OPV2VDataset:
             if split is None and any(e.is_dir() for e in os.scandir(folder)):
                 raise ValueError(
                     f"OPV2V: {folder} is not a scenario (its folders are not agent ids): "
-                    f"{self.root} looks like the dataset's root; choose a split with "
-                    "'reader.split=train|validate|test' (dataset=opv2v: dataset.split=...)"
+                    f"{self.root} looks like the dataset's root; choose a split folder with "
+                    "'+data.reader.split=test' (train | validate | test; dataset=opv2v: "
+                    "dataset.split=...; OPV2VDataset(root, split=...))"
                 ) from None
             raise
 

@@ -301,8 +301,10 @@ def test_the_dataset_group_builds_the_reader(tmp_path):
 def test_bad_input_is_named(tmp_path):
     build(tmp_path, stems=("000068",))
     scenario = tmp_path / "test" / "2021_08_18_19_48_05"
-    with pytest.raises(ValueError, match=r"looks like the dataset's root; choose a split"):
+    with pytest.raises(ValueError, match=r"looks like the dataset's root; choose a split folder with '\+data.reader.split=test'"):
         OPV2VDataset(tmp_path)
+    with pytest.raises(ValueError, match=r"nowhere is not a folder; expected the dataset's root"):
+        OPV2VDataset(tmp_path / "nowhere", "test")
     with pytest.raises(ValueError, match=r"field 'split' is 'val', expected one of the split folders .*\['test'\]"):
         OPV2VDataset(tmp_path, "val")
     with pytest.raises(ValueError, match=r"field 'ego_box' must be one of \('keep', 'drop'\), got 'yes'"):
