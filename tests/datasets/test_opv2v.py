@@ -340,3 +340,21 @@ def test_a_sweep_config_with_a_bad_reader_option_is_one_line(tmp_path):
     data = {"source": "opv2v", "path": str(tmp_path), "reader": {"splitt": "test"}}
     with pytest.raises(ValueError, match=r"field 'data.reader' has unknown field\(s\) \['splitt'\] for opv2v"):
         open_reader(data)
+
+
+def test_the_yaml_files_read_as_opencoods_loader_reads_them(tmp_path):
+    """OpenCOOD's ``load_yaml`` reads ``1e-3`` (no dot) as a float; a Python tag (numpy's
+    scalars in some dumps) is no field read here and loads as None instead of failing."""
+    from v2x.datasets.opv2v_format import load_yaml
+
+    path = tmp_path / "000001.yaml"
+    path.write_text("lidar_pose: [1e-3, 2, -3.5e+2, 0, 90, 0]\n"
+                    "ego_speed: !!python/object/apply:numpy.core.multiarray.scalar [x]\n"
+                    "vehicles: {12: {speed: 2E1}}\n")  # fmt: skip
+    data = load_yaml(path)
+    assert data["lidar_pose"] == [0.001, 2, -350.0, 0, 90, 0]
+    assert isinstance(data["lidar_pose"][0], float) and data["ego_speed"] is None
+    assert data["vehicles"] == {12: {"speed": 20.0}}
+    path.write_text("- just a list\n")
+    with pytest.raises(ValueError, match=r"000001.yaml: must hold a YAML mapping"):
+        load_yaml(path)
