@@ -662,3 +662,23 @@ def test_each_packaged_checkpoint_name_loads_its_architecture_and_a_mismatch_nam
         build_codec("deepjscc", in_channels=384, checkpoint=read_codec_checkpoint("shipped", 64)[0])
     fresh = build_codec("deepjscc")  # no checkpoint: the built-in architecture
     assert (fresh.hidden, fresh.downsample, fresh.max_ratio) == (128, 2, 0.25)
+
+
+def test_destandardize_in_place_without_autograd_and_a_new_tensor_with_it():
+    """The decoder's last pass (``x · std + mean`` per channel) writes into the output layer's
+    fresh maps when autograd does not need them: the same bits as the two operations; with a
+    tensor that needs gradients it leaves ``x`` alone and gradients flow."""
+    codec = DeepJSCCCodec(in_channels=4, hidden=8, min_ratio=1 / 512).eval()
+    codec.feat_std.copy_(torch.tensor([0.5, 2.0, 3.0, 0.25]))
+    codec.feat_mean.copy_(torch.tensor([1.0, -2.0, 0.125, 7.0]))
+    x = torch.randn(3, 4, 6, 5).contiguous(memory_format=torch.channels_last)[:, :, :5, :4]
+    want = x * codec.feat_std[None, :, None, None] + codec.feat_mean[None, :, None, None]
+    y = x.clone()
+    with torch.no_grad():
+        got = codec._destandardize(y)
+    assert torch.equal(got, want) and got.data_ptr() == y.data_ptr()
+    leaf = x.clone().requires_grad_(True)
+    out = codec._destandardize(leaf)
+    assert torch.equal(out, want) and torch.equal(leaf.detach(), x)
+    out.sum().backward()
+    assert torch.equal(leaf.grad, codec.feat_std[None, :, None, None].expand_as(x))
