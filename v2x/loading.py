@@ -329,15 +329,28 @@ class FramesDigest:
 
 
 def data_identity(data: Mapping, frames: Sequence[CoopFrame], digest: str | None = None) -> dict:
-    """What the results record of the frame set: source, path, split, frame count, content hash
-    (``digest``: the frames' ``frames_digest``, when already taken)."""
+    """What the results record of the frame set: source, path, split (``split_label``), frame
+    count, content hash (``digest``: the frames' ``frames_digest``, when already taken)."""
     return {
         "source": str(data["source"]),
         "path": "" if data.get("path") in (None, "") else str(data["path"]),
-        "split": str(data["split"]),
+        "split": split_label(data),
         "num_frames": len(frames),
         "hash": frames_digest(frames) if digest is None else digest,
     }
+
+
+def split_label(data: Mapping) -> str:
+    """The part of the dataset a frame set is, as the results' ``split`` column says it:
+    ``data.split`` for synthetic and stored frames; for a real-data reader its own ``split``
+    (``data.split`` is not read there), else the scenes it was given, else ``all``."""
+    if data["source"] not in READERS:
+        return str(data["split"])
+    reader = data.get("reader") or {}
+    if reader.get("split") is not None:
+        return str(reader["split"])
+    scenes = reader.get("scenes", reader.get("scenarios"))
+    return "all" if scenes is None else f"scenes {list(scenes)}"
 
 
 _DEVICE_CHOICES = "cpu, cuda, cuda:N, auto, all, or a list of one kind such as [cuda:0,cuda:1]"

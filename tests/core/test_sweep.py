@@ -769,6 +769,23 @@ def test_sweep_reads_real_data_layouts_through_the_readers(tmp_path):
         load_frames({"source": "v2xsim", "path": None, "num_frames": 1})
 
 
+
+def test_the_split_the_results_record_is_the_readers_own_on_real_data():
+    """The results' ``split`` column said ``data.split`` (the built-in world's field, ``test``
+    by default) for real data too, whatever part the reader read: a V2X-Sim sweep of its val
+    scenes was recorded as ``test``. Now the reader's split, its scenes, or ``all``."""
+    from v2x.loading import data_identity
+
+    real = {"source": "v2xsim", "path": "/d", "split": "test"}
+    assert data_identity({**real, "reader": {"split": "val"}}, [], "h")["split"] == "val"
+    assert data_identity({**real, "reader": {"scenes": [0, 2]}}, [], "h")["split"] == "scenes [0, 2]"
+    assert data_identity({**real, "reader": {}}, [], "h")["split"] == "all"
+    opv2v = {"source": "opv2v", "path": "/d", "split": "test", "reader": {"split": "validate"}}
+    assert data_identity(opv2v, [], "h")["split"] == "validate"
+    synthetic = {"source": "synthetic", "split": "val", "reader": {"split": "x"}}
+    assert data_identity(synthetic, [], "h")["split"] == "val"
+
+
 def test_a_retrained_codec_checkpoint_changes_the_sweep_hash(tmp_path):
     """Resuming must not reuse results of other codec weights stored under the same path."""
     from v2x.semcom import build_codec
