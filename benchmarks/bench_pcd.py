@@ -11,8 +11,8 @@ checked equal across the two ascii parses.
 from __future__ import annotations
 
 import argparse
+import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -20,14 +20,8 @@ import numpy as np
 from v2x.datasets import pcd
 from v2x.datasets.pcd import read_pcd, write_pcd
 
-
-def _best(fn, repeat: int) -> float:
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return min(times)
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_sweep_host import _best  # noqa: E402 - the best of repeated wall times
 
 
 def main(argv: list[str] | None = None) -> dict:
