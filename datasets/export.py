@@ -124,9 +124,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
     frames = itertools.chain.from_iterable(
         generate_sequence(SyntheticConfig(), seed, args.frames) for seed in args.seeds
     )
-    kwargs = {"pcd_data": args.pcd_data or "binary"} if args.format == "dair_v2x" else {}
-    if args.format == "opv2v":
-        kwargs = {"pcd_data": args.pcd_data or "ascii"}
+    default_pcd = {"dair_v2x": "binary", "opv2v": "ascii"}  # (OpenCDA writes ascii)
+    kwargs = {"pcd_data": args.pcd_data or default_pcd[args.format]} if args.format in default_pcd else {}
     try:
         summary = export_frames(frames, args.out, args.format, **kwargs)
     except (ValueError, OSError) as exc:  # one line naming the value or path, status 2

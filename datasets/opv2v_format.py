@@ -144,13 +144,6 @@ def read_points(path: Path) -> tuple[np.ndarray, int]:
     return points[finite].astype(np.float32), int((~finite).sum())
 
 
-def red_byte_rgb(intensity: np.ndarray) -> np.ndarray:
-    """``[N]`` uint32 Open3D ``rgb`` values holding ``intensity`` (clipped to 0–1) in the red
-    byte, as OpenCDA's ``[intensity, 0, 0]`` colours are written."""
-    red = np.rint(np.clip(np.asarray(intensity, dtype=np.float64), 0.0, 1.0) * 255.0)
-    return red.astype(np.uint32) << 16
-
-
 def load_yaml(path: Path) -> dict:
     """One OPV2V YAML file as a dict; ``ValueError`` naming the file when it is missing or not a
     YAML mapping. Floats without a dot (``1e-3``) read as floats, as OpenCOOD's loader reads

@@ -241,8 +241,10 @@ class OPV2VDataset:
         return self._index[frame.frame_id]
 
     def _agent_folder(self, index: int, agent: int) -> str:
-        if index not in self._kept:
-            self[index]  # (which agents the frame keeps depends on its poses)
+        if index not in self._kept:  # (which agents the frame keeps: from its poses alone)
+            _, stem = self._frames[index]
+            agents = self._scenarios[self._frames[index][0]][1]
+            self._in_range(index, agents, {a: self._params(index, a, stem) for a in agents})
         kept = self._kept[index]
         if not 0 <= agent < len(kept):
             raise ValueError(
