@@ -309,18 +309,19 @@ def _codec_spec(spec: Any, options: Mapping, axis: str = "codecs") -> tuple[str,
 
 
 def options_fields(
-    options: Mapping | None, field: str, axis: str, name: str, entries: Sequence
-) -> list[str]:
+    options: Mapping | None, field: str, axis: str, name: str, entries: Sequence, suffix: str = ""
+) -> str:
     """The config fields that hold part ``name``'s options, for an error that names them:
     ``<field>.<name>`` (e.g. ``codec_options.digital``) where ``options`` has it, and each
     ``grid.<axis>`` entry (``entries``) naming the part with options of its own, which win
-    over the former (``grid.codecs[1]`` for ``{name: digital, bits: 4}``)."""
+    over the former (``grid.codecs[1]`` for ``{name: digital, bits: 4}``); each with
+    ``suffix`` (e.g. ``.checkpoint``), joined as ``a' and 'b`` inside the caller's quotes."""
     fields = [f"{field}.{name}"] if (options or {}).get(name) else []
     fields += [
         f"grid.{axis}[{i}]" for i, e in enumerate(entries)
         if isinstance(e, Mapping) and str(e.get("name")) == name and len(e) > 1
     ]  # fmt: skip
-    return fields or [f"{field}.{name}"]
+    return "' and '".join(f + suffix for f in fields or [f"{field}.{name}"])
 
 
 def _numbers(field_name: str, values: Sequence) -> list[float]:

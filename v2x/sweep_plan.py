@@ -264,7 +264,7 @@ def plan_sweep(cfg: Any) -> SweepPlan:
         except TypeError as exc:
             fields = options_fields(cfg.fusion_options, "fusion_options", "fusions", name,
                                     as_list("fusions"))  # fmt: skip
-            raise rejected_options(FUSIONS, name, "' and '".join(fields), exc) from exc
+            raise rejected_options(FUSIONS, name, fields, exc) from exc
     channels = [str(v) for v in as_list("channels")]
     check_registered(CHANNELS, "channels", channels, cfg.channel_options)
     _load_codecs()
@@ -365,8 +365,7 @@ def plan_sweep(cfg: Any) -> SweepPlan:
             g.codec_sha256 = codec_shas[ref]
     # Every codec and channel built once now (checkpoints fix the valid ratios): bad kwargs fail
     def codec_field(name: str, suffix: str = "") -> str:  # ('a' and 'b', in the caller's quotes)
-        fields = options_fields(cfg.codec_options, "codec_options", "codecs", name, as_list("codecs"))
-        return "' and '".join(f + suffix for f in fields)
+        return options_fields(cfg.codec_options, "codec_options", "codecs", name, as_list("codecs"), suffix)
 
     for g in groups:
         if g.stage == FEATURE_STAGE:
