@@ -256,9 +256,10 @@ def evaluate_batch(
             out, arrival, silent = known
     if out is None:
         out = run_conditions(pipe, batch, snr_db, seeds, same_for_all)
-    if deliver is not None:
-        if silent is None or not all(silent):  # the conditions that ran: their own costs
-            arrival = deliver(out.cost)
+    if deliver is not None and not (silent is not None and all(silent)):
+        # (every condition left out: each holds its final detections, the ego's own, and
+        # its planned arrival; nothing to re-run)
+        arrival = deliver(out.cost)  # the conditions that ran: their own costs
         dropped = out.cost.sent & ~arrival.delivered
         if silent is not None:  # those left out already hold the ego's own detections
             ran = torch.tensor([not s for s in silent], device=dropped.device)
