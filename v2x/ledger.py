@@ -146,14 +146,10 @@ def ledger_table(
     k, b, a = cost.channel_uses.shape
     if len(cell_ids) != k:
         raise ValueError(f"ledger: 'cell_ids' must have {k} entries, got {len(cell_ids)}")
-    mask = agent_mask.clone().cpu()
+    mask = agent_mask.cpu().numpy().astype(bool)  # (a copy)
     mask[:, 0] = False
-    kk, bb, aa = (
-        t.reshape(-1)
-        for t in torch.meshgrid(torch.arange(k), torch.arange(b), torch.arange(a), indexing="ij")
-    )
-    keep = mask[bb, aa]
-    kk, bb, aa = kk[keep].numpy(), bb[keep].numpy(), aa[keep].numpy()
+    # the rows: every condition's present collaborators, condition-major (C order)
+    kk, bb, aa = np.nonzero(np.broadcast_to(mask, (k, b, a)))
 
     # every per-link tensor reaches the host in one transfer
     names = (
@@ -184,7 +180,7 @@ def ledger_table(
     nets = network.frames
     # Per-slot values are looked up once per (frame, agent) slot, then gathered for every row
     # (``K`` conditions share them): no Python work per ledger row.
-    slots = [(i, j) for i in range(b) for j in range(a) if bool(mask[i, j])]
+    slots = list(zip(*np.nonzero(mask), strict=True))
 
     def grid(name: str) -> np.ndarray:
         table = np.empty((b, a), dtype=object)
@@ -238,7 +234,7 @@ def ledger_table(
         "codec": [codec] * n,
         "fusion": [fusion] * n,
         "bandwidth_ratio": np.full(n, float(bandwidth_ratio)),
-        "connected": network.in_range.cpu()[bb, aa].numpy(),
+        "connected": network.in_range.cpu().numpy()[bb, aa],
         "sent": on_air,
         "source_bits": pick(host["source_bits"]),
         "coded_bits": pick(host["coded_bits"]),
