@@ -36,7 +36,7 @@ from typing import Any
 
 import numpy as np
 
-from v2x.datasets.pcd import read_pcd
+from v2x.datasets.pcd import finite_xyzi, read_pcd
 
 #: ``y → −y``: CARLA's left-handed frames as right-handed ones (``S @ T @ S`` for a pose).
 MIRROR = np.diag([1.0, -1.0, 1.0, 1.0])
@@ -138,10 +138,7 @@ def read_points(path: Path) -> tuple[np.ndarray, int]:
             )
         packed = np.ascontiguousarray(colour.reshape(-1)).view(np.uint32)  # (F: the float's bits)
         intensity = ((packed >> 16) & 0xFF).astype(np.float64) / 255.0
-    xyz = [cloud.fields[n].astype(np.float64).reshape(-1) for n in ("x", "y", "z")]
-    points = np.stack([*xyz, intensity], axis=1)
-    finite = np.all(np.isfinite(points), axis=1)
-    return points[finite].astype(np.float32), int((~finite).sum())
+    return finite_xyzi(cloud, intensity)
 
 
 def load_yaml(path: Path) -> dict:

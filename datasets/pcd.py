@@ -331,14 +331,15 @@ def read_pcd_xyzi(
                 f"{path}: field 'COUNT' of '{name}' is {cloud.fields[name].shape[1]}; "
                 "expected 1 (one value per point)"
             )
-    points = np.stack(
-        [
-            cloud.fields[name].astype(np.float64).reshape(-1)
-            for name in ("x", "y", "z", "intensity")
-        ],
-        axis=1,
-    )
-    points[:, 3] *= intensity_scale
+    intensity = cloud.fields["intensity"].astype(np.float64).reshape(-1) * intensity_scale
+    return finite_xyzi(cloud, intensity)
+
+
+def finite_xyzi(cloud: PcdCloud, intensity: np.ndarray) -> tuple[np.ndarray, int]:
+    """``points [N, 4]`` float32: ``cloud``'s x, y, z and ``intensity [N]``, without the rows
+    whose values are not finite (PCL marks "no return" with NaN), and the number removed."""
+    xyz = [cloud.fields[name].astype(np.float64).reshape(-1) for name in ("x", "y", "z")]
+    points = np.stack([*xyz, intensity], axis=1)
     finite = np.all(np.isfinite(points), axis=1)
     return points[finite].astype(np.float32), int((~finite).sum())
 
