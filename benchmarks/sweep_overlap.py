@@ -1,0 +1,114 @@
+"""What the threads beside the device's thread cost a warm ``run_sweep``: the sweep timed as it
+is (``base``) and with one of their jobs taken away, one variant per process (alternate them).
+
+    python benchmarks/sweep_overlap.py base --calls 2          # bench_sweep's H200 setting
+    python benchmarks/sweep_overlap.py nobook --calls 2 --frames 512 --batch-size 32
+    python benchmarks/sweep_overlap.py rowsafter --calls 2
+
+A diagnostic, not a sweep: the variants' results are **not valid** (``nobook`` scores one batch
+per group), only their times are read.
+
+* ``base``: the sweep as it is.
+* ``nobook``: each group books (scores and writes ledger rows for) its first frame batch only;
+  the other batches' booking (``v2x.sweep_rows.book_batch``: the detections copied to the
+  host, pickled to a scoring process, the ledger rows built), which runs on the scorer thread
+  beside the device's thread and shares its GIL, is skipped.
+* ``rowsafter``: the groups' results rows (sealing, APs, bootstrap intervals) are computed after
+  the device's last group instead of on row threads while the next groups run.
+
+Per call: frame-conditions per second, the wall time, the device thread's span (first group's
+start to last group's end) and each group's time on it. If ``nobook`` or ``rowsafter`` shortens
+the device thread's span by much more than the work it removes, that thread was waiting for the
+GIL the other threads held. Needs CUDA (runs on the CPU for a smoke test).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_sweep import bench_run_sweep, cuda_sweep_args  # noqa: E402
+
+VARIANTS = ("base", "nobook", "rowsafter")
+
+
+class _Deferred:
+    """A group's rows, computed when the sweep asks for them (``rowsafter``)."""
+
+    def __init__(self, rows) -> None:  # noqa: ANN001 - GroupRun._rows
+        self.rows = rows
+
+
+def install(variant: str, spans: list[tuple[str, float, float]]) -> None:
+    """Patch the sweep's modules for ``variant``; ``spans`` receives ``(group, start, end)``
+    of every group the device's thread runs."""
+    import v2x.sweep as sweep
+    import v2x.sweep_group as sweep_group
+
+    run_group = sweep._run_group
+
+    def timed_group(plan, group, *args, **kwargs):  # noqa: ANN001, ANN202
+        start = time.perf_counter()
+        try:
+            return run_group(plan, group, *args, **kwargs)
+        finally:
+            spans.append((f"{group.fusion}/{group.codec}", start, time.perf_counter()))
+
+    sweep._run_group = timed_group
+    if variant == "nobook":
+        book_batch, first = sweep_group.book_batch, {}
+
+        def first_batch_only(scored, item, scoring, cells, delivery, group):  # noqa: ANN001, ANN202
+            if id(scoring) not in first:
+                first[id(scoring)] = book_batch(scored, item, scoring, cells, delivery, group)
+            return first[id(scoring)]
+
+        sweep_group.book_batch = first_batch_only
+    elif variant == "rowsafter":
+        ready, resolved = sweep._ready, sweep._resolved
+        sweep_group.GroupRun.finish = lambda self, pool=None: _Deferred(self._rows)
+        sweep._ready = lambda done: not isinstance(done, _Deferred) and ready(done)
+
+        def resolve(item):  # noqa: ANN001, ANN202
+            group, snrs, done, seconds = item
+            done = done.rows() if isinstance(done, _Deferred) else done
+            return resolved((group, snrs, done, seconds))
+
+        sweep._resolved = resolve
+        sweep.ROW_THREADS = 1 << 20  # (no group waits for another's rows)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("variant", choices=VARIANTS)
+    p.add_argument("--calls", type=int, default=2, help="warm calls after the first")
+    p.add_argument("--frames", type=int, default=512)
+    p.add_argument("--batch-size", type=int, default=32)
+    args = p.parse_args()
+    spans: list[tuple[str, float, float]] = []
+    install(args.variant, spans)
+    run = cuda_sweep_args(frames=args.frames, batch_size=args.batch_size)
+    if not torch.cuda.is_available():
+        run.device = "cpu"
+    rates = []
+    for call in range(args.calls + 1):
+        spans.clear()
+        s = bench_run_sweep(run)
+        if call:
+            rates.append(s["fc_per_s"])
+        span = spans[-1][2] - spans[0][1] if spans else float("nan")
+        groups = ", ".join(f"{name} {end - start:.2f}" for name, start, end in spans)
+        print(f"{args.variant} call {call}: {s['fc_per_s']:.1f} frame-conditions/s, "
+              f"{s['wall_s']:.2f} s; device thread {span:.2f} s ({groups})", flush=True)  # fmt: skip
+    if rates:
+        print(f"{args.variant} warm: " + " ".join(f"{r:.0f}" for r in rates)
+              + f", mean {sum(rates) / len(rates):.0f}")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
