@@ -56,6 +56,9 @@
 #          and a sweep's batch of 16 frames x 4 links at 7 SNRs, in one process and with 8
 #          source-coding worker processes, the latter profiled with the device's idle time
 #          attributed to the host's Python functions (trace_idle.py) (~9 min)
+#   overlap  (~9 min) the issue-16 sweep (512 frames, batches of 32, bench_sweep.py against the
+#          loop), then benchmarks/sweep_overlap.py's base / nobook / rowsafter alternated twice:
+#          what the scorer's booking and the row threads beside the device's thread cost it
 #   workers  several sweep workers on the machine's GPUs (~12 min): the GPU tests of
 #          device lists (two workers on one GPU; every GPU of a host and the Triton kernels'
 #          device, where two are visible), the digital chain in 1, 2 and 3 processes on one GPU
@@ -70,9 +73,9 @@
 set -o pipefail
 SET=${1:-all}
 case "$SET" in
-  all | quick | ldpc | time | verify | codec | frontier | semantic_train | semantic_eval | main | payload | digital | workers) ;;
+  all | quick | ldpc | time | verify | codec | frontier | semantic_train | semantic_eval | main | payload | digital | workers | overlap) ;;
   *)
-    echo "benchmarks/gpu_run.sh: SET must be all, quick, ldpc, time, verify, codec, frontier, semantic_train, semantic_eval, main, payload, digital or workers, got '$SET'" >&2
+    echo "benchmarks/gpu_run.sh: SET must be all, quick, ldpc, time, verify, codec, frontier, semantic_train, semantic_eval, main, payload, digital, workers or overlap, got '$SET'" >&2
     exit 2
     ;;
 esac
@@ -281,6 +284,19 @@ map_location='cpu', weights_only=False); torch.save({'step': s['step'], 'extra':
     step sweep_workers 420 "$R/benchmarks/bench_sweep.py" --device cuda --checkpoint shipped \
       --frames 256 --batch-size 16 --codecs identity analog deepjscc --run-sweep-repeats 2 \
       --devices $lists
+    ;;
+  overlap)
+    # (issue 16) the issue-16 sweep, then what the scorer's booking and the row threads beside
+    # the device's thread cost it: base / nobook / rowsafter alternated, one process each (~9 min)
+    N=${N:-14}
+    step sweep_512_b32 240 "$R/benchmarks/bench_sweep.py" --device cuda --checkpoint shipped \
+      --frames 512 --batch-size 32 --codecs identity analog deepjscc --run-sweep-repeats 3
+    N=3
+    for round in 1 2; do
+      for variant in base nobook rowsafter; do
+        step "overlap_${variant}_$round" 90 "$R/benchmarks/sweep_overlap.py" "$variant" --calls 2
+      done
+    done
     ;;
   frontier)
     N=${N:-30}

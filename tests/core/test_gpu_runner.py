@@ -39,7 +39,7 @@ def test_an_unknown_set_is_refused_before_anything_runs(tmp_path):
                           text=True, env={"PATH": "/usr/bin:/bin", "OUT": str(tmp_path)})  # fmt: skip
     assert done.returncode == 2
     assert (
-        "SET must be all, quick, ldpc, time, verify, codec, frontier, semantic_train, semantic_eval, main, payload, digital or workers, got 'everything'"
+        "SET must be all, quick, ldpc, time, verify, codec, frontier, semantic_train, semantic_eval, main, payload, digital, workers or overlap, got 'everything'"
         in done.stderr
     )
     assert list(tmp_path.iterdir()) == []
