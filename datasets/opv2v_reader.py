@@ -149,7 +149,7 @@ class OPV2VDataset:
         index %= len(self)
         scenario, stem = self._frames[index]
         name, agents = self._scenarios[scenario]
-        params = {a: self._params(index, a, stem) for a in agents}
+        params = self._frame_params(index)
         kept = self._in_range(index, agents, params)
         observations, dropped = [], 0
         for agent in kept:
@@ -185,6 +185,12 @@ class OPV2VDataset:
             0,
             meta,
         )
+
+    def _frame_params(self, index: int) -> dict[str, tuple[np.ndarray, dict[int, object]]]:
+        """``{agent: _params}`` of frame ``index``'s agents in their order: its YAML files
+        only, no points."""
+        scenario, stem = self._frames[index]
+        return {a: self._params(index, a, stem) for a in self._scenarios[scenario][1]}
 
     def _params(self, index: int, agent: str, stem: str) -> tuple[np.ndarray, dict[int, object]]:
         """``(CARLA-frame pose, {actor id: vehicles entry})`` of one agent's YAML at ``stem``."""
@@ -242,9 +248,8 @@ class OPV2VDataset:
 
     def _agent_folder(self, index: int, agent: int) -> str:
         if index not in self._kept:  # (which agents the frame keeps: from its poses alone)
-            _, stem = self._frames[index]
-            agents = self._scenarios[self._frames[index][0]][1]
-            self._in_range(index, agents, {a: self._params(index, a, stem) for a in agents})
+            params = self._frame_params(index)
+            self._in_range(index, list(params), params)
         kept = self._kept[index]
         if not 0 <= agent < len(kept):
             raise ValueError(

@@ -13,8 +13,9 @@ The format, as PCL writes it:
   all ``x``, then all ``y``, …).
 
 LZF (liblzf's format, used by PCL) is implemented in pure Python (``v2x.datasets.lzf``:
-``lzf_decompress``, ``lzf_compress``, also reachable here); no compiled package is needed. DAIR-V2X ships ``binary`` and
-``binary_compressed`` files with fields ``x y z intensity`` (intensity stored 0–255).
+``lzf_decompress``, ``lzf_compress``, also reachable here); no compiled package is needed.
+DAIR-V2X ships ``binary`` and ``binary_compressed`` files with fields ``x y z intensity``
+(intensity stored 0–255).
 
 Every error raises ``ValueError`` naming the file and the header field or data section at fault.
 """
