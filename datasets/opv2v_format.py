@@ -36,7 +36,7 @@ from typing import Any
 
 import numpy as np
 
-from v2x.datasets.pcd import finite_xyzi, read_pcd
+from v2x.datasets.pcd import finite_xyzi, read_pcd, scalar_field
 
 #: ``y → −y``: CARLA's left-handed frames as right-handed ones (``S @ T @ S`` for a pose).
 MIRROR = np.diag([1.0, -1.0, 1.0, 1.0])
@@ -123,22 +123,23 @@ def read_points(path: Path) -> tuple[np.ndarray, int]:
                 "expected x y z with rgb (Open3D's, OPV2V) or intensity"
             )
     if "intensity" in cloud.fields:
-        intensity = cloud.fields["intensity"].astype(np.float64).reshape(-1)
+        intensity = scalar_field(cloud, "intensity", path).astype(np.float64)
     else:
-        colour = next((cloud.fields[n] for n in ("rgb", "rgba") if n in cloud.fields), None)
-        if colour is None:
+        colour_name = next((n for n in ("rgb", "rgba") if n in cloud.fields), None)
+        if colour_name is None:
             raise ValueError(
                 f"{path}: the PCD header FIELDS ({names}) has neither 'intensity' nor 'rgb'; "
                 "expected OPV2V's x y z rgb (intensity in the red byte)"
             )
+        colour = scalar_field(cloud, colour_name, path)
         if colour.dtype.itemsize != 4:
             raise ValueError(
-                f"{path}: field 'rgb' is {colour.dtype.itemsize} bytes per point; expected 4 "
+                f"{path}: field '{colour_name}' is {colour.dtype.itemsize} bytes per point; expected 4 "
                 "(Open3D's packed colour)"
             )
         packed = np.ascontiguousarray(colour.reshape(-1)).view(np.uint32)  # (F: the float's bits)
         intensity = ((packed >> 16) & 0xFF).astype(np.float64) / 255.0
-    return finite_xyzi(cloud, intensity)
+    return finite_xyzi(cloud, intensity, path)
 
 
 def load_yaml(path: Path) -> dict:

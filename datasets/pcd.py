@@ -327,19 +327,29 @@ def read_pcd_xyzi(
                 f"{path}: field '{name}' missing from the PCD header FIELDS "
                 f"({' '.join(cloud.fields)}); expected x y z intensity"
             )
-        if cloud.fields[name].ndim != 1:
-            raise ValueError(
-                f"{path}: field 'COUNT' of '{name}' is {cloud.fields[name].shape[1]}; "
-                "expected 1 (one value per point)"
-            )
-    intensity = cloud.fields["intensity"].astype(np.float64).reshape(-1) * intensity_scale
-    return finite_xyzi(cloud, intensity)
+    intensity = scalar_field(cloud, "intensity", path).astype(np.float64) * intensity_scale
+    return finite_xyzi(cloud, intensity, path)
 
 
-def finite_xyzi(cloud: PcdCloud, intensity: np.ndarray) -> tuple[np.ndarray, int]:
+def scalar_field(cloud: PcdCloud, name: str, path: str | os.PathLike) -> np.ndarray:
+    """``cloud``'s field ``name`` as ``[N]`` (one value per point); ``ValueError`` naming
+    ``path`` and the field's ``COUNT`` when the header gives it more than one."""
+    values = cloud.fields[name]
+    if values.ndim != 1:
+        raise ValueError(
+            f"{path}: field 'COUNT' of '{name}' is {values.shape[1]}; "
+            "expected 1 (one value per point)"
+        )
+    return values
+
+
+def finite_xyzi(
+    cloud: PcdCloud, intensity: np.ndarray, path: str | os.PathLike
+) -> tuple[np.ndarray, int]:
     """``points [N, 4]`` float32: ``cloud``'s x, y, z and ``intensity [N]``, without the rows
-    whose values are not finite (PCL marks "no return" with NaN), and the number removed."""
-    xyz = [cloud.fields[name].astype(np.float64).reshape(-1) for name in ("x", "y", "z")]
+    whose values are not finite (PCL marks "no return" with NaN), and the number removed.
+    ``ValueError`` naming ``path`` when x, y or z has more than one value per point."""
+    xyz = [scalar_field(cloud, name, path).astype(np.float64) for name in ("x", "y", "z")]
     points = np.stack([*xyz, intensity], axis=1)
     finite = np.all(np.isfinite(points), axis=1)
     return points[finite].astype(np.float32), int((~finite).sum())

@@ -331,6 +331,13 @@ def test_bad_input_is_named(tmp_path):
     (scenario / "652" / "000068.pcd").write_text("VERSION 0.7\nFIELDS x y z\nSIZE 4 4 4\nTYPE F F F\nCOUNT 1 1 1\nWIDTH 0\nHEIGHT 1\nPOINTS 0\nDATA ascii\n")
     with pytest.raises(ValueError, match=r"652/000068.pcd: the PCD header FIELDS \(x y z\) has neither 'intensity' nor 'rgb'"):
         OPV2VDataset(tmp_path, "test")[0]
+    for counts, name in (("2 1 1 1", "x"), ("1 1 1 3", "rgb")):
+        (scenario / "652" / "000068.pcd").write_text(
+            f"VERSION 0.7\nFIELDS x y z rgb\nSIZE 4 4 4 4\nTYPE F F F U\nCOUNT {counts}\n"
+            "WIDTH 0\nHEIGHT 1\nPOINTS 0\nDATA ascii\n"
+        )
+        with pytest.raises(ValueError, match=rf"652/000068.pcd: field 'COUNT' of '{name}' is [23]; expected 1 \(one value per point\)"):
+            OPV2VDataset(tmp_path, "test")[0]
 
 
 def test_a_sweep_config_with_a_bad_reader_option_is_one_line(tmp_path):
