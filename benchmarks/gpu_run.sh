@@ -57,8 +57,10 @@
 #          source-coding worker processes, the latter profiled with the device's idle time
 #          attributed to the host's Python functions (trace_idle.py) (~9 min)
 #   overlap  (~9 min) the issue-16 sweep (512 frames, batches of 32, bench_sweep.py against the
-#          loop), then benchmarks/sweep_overlap.py's base / nobook / rowsafter alternated twice:
-#          what the scorer's booking and the row threads beside the device's thread cost it
+#          loop; LOOP=0 leaves it out), then benchmarks/sweep_overlap.py's base / nobook /
+#          rowsafter alternated ROUNDS times (default 2): what the scorer's booking and the row
+#          threads beside the device's thread cost it; TESTS_S=S then the GPU tests of tests/core
+#          and tests/perception for at most S s
 #   workers  several sweep workers on the machine's GPUs (~12 min): the GPU tests of
 #          device lists (two workers on one GPU; every GPU of a host and the Triton kernels'
 #          device, where two are visible), the digital chain in 1, 2 and 3 processes on one GPU
@@ -288,15 +290,23 @@ map_location='cpu', weights_only=False); torch.save({'step': s['step'], 'extra':
   overlap)
     # (issue 16) the issue-16 sweep, then what the scorer's booking and the row threads beside
     # the device's thread cost it: base / nobook / rowsafter alternated, one process each (~9 min)
+    # ROUNDS (default 2) rounds of the three variants; LOOP=0 leaves out the sweep against the
+    # loop; TESTS_S=S (default 0: none) then runs the GPU tests of tests/core and
+    # tests/perception for at most S s
     N=${N:-14}
-    step sweep_512_b32 240 "$R/benchmarks/bench_sweep.py" --device cuda --checkpoint shipped \
-      --frames 512 --batch-size 32 --codecs identity analog deepjscc --run-sweep-repeats 3
+    if [ "${LOOP:-1}" != 0 ]; then
+      step sweep_512_b32 240 "$R/benchmarks/bench_sweep.py" --device cuda --checkpoint shipped \
+        --frames 512 --batch-size 32 --codecs identity analog deepjscc --run-sweep-repeats 3
+    fi
     N=3
-    for round in 1 2; do
+    for round in $(seq 1 "${ROUNDS:-2}"); do
       for variant in base nobook rowsafter; do
         step "overlap_${variant}_$round" 90 "$R/benchmarks/sweep_overlap.py" "$variant" --calls 2
       done
     done
+    if [ "${TESTS_S:-0}" != 0 ]; then
+      gpu_tests pytest_gpu_core "$TESTS_S" tests/core tests/perception
+    fi
     ;;
   frontier)
     N=${N:-30}
