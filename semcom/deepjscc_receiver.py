@@ -70,14 +70,19 @@ class DeepJSCCReceiver:
         """``x · std + mean`` per channel; in CUDA inference as one pass
         (``deepjscc_triton.destandardize``: the same bits as these two operations); elsewhere
         without autograd in place (``x`` is the output layer's own, fresh result: the same
-        bits, no new maps; 3.9× the two operations on the 2-core CPU at 16 × 384 × 128²)."""
+        bits, no new maps; 3.9× the two operations on the 2-core CPU at 16 × 384 × 128²),
+        unless ``x`` is of a narrower dtype than the statistics (under ``torch.autocast``):
+        then, as without autocast, the result is float32."""
         dense = x.is_contiguous() or x.is_contiguous(memory_format=torch.channels_last)
         if dense and self._in_one_pass(x):
             from v2x.semcom.deepjscc_triton import destandardize
 
             return destandardize(x, self.feat_std, self.feat_mean)
         std, mean = self.feat_std[None, :, None, None], self.feat_mean[None, :, None, None]
-        if torch.is_grad_enabled() and x.requires_grad:  # (autograd keeps x for the product)
+        # a new tensor where autograd keeps x for the product, or where x's dtype is not the
+        # result's (autocast's float16/bfloat16 maps: the float32 statistics promote them)
+        promoted = torch.promote_types(torch.result_type(x, std), mean.dtype) != x.dtype
+        if promoted or (torch.is_grad_enabled() and x.requires_grad):
             return x * std + mean
         return x.mul_(std).add_(mean)
 

@@ -682,3 +682,22 @@ def test_destandardize_in_place_without_autograd_and_a_new_tensor_with_it():
     assert torch.equal(out, want) and torch.equal(leaf.detach(), x)
     out.sum().backward()
     assert torch.equal(leaf.grad, codec.feat_std[None, :, None, None].expand_as(x))
+    for dtype in (torch.bfloat16, torch.float16):  # autocast's maps: a float32 result, as before
+        narrow = x.to(dtype)
+        with torch.no_grad():
+            got = codec._destandardize(narrow.clone())
+        want = narrow * codec.feat_std[None, :, None, None] + codec.feat_mean[None, :, None, None]
+        assert got.dtype == torch.float32 and torch.equal(got, want), dtype
+
+
+def test_decode_under_cpu_autocast_gives_float32_maps():
+    """Under ``torch.autocast`` (bfloat16 on the CPU) the output convolution returns bfloat16
+    maps; the decoded maps are float32 all the same (the statistics promote them), as on CUDA
+    (``test_on_cuda_under_autocast_the_codec_runs_torch_passes_on_the_autocast_maps``)."""
+    codec = tiny_codec(downsample=1, bandwidth_ratio=1 / 16).eval()
+    x = synthetic_maps(2, seed=7)
+    link = LinkState.from_snr(torch.tensor([0.0, 10.0]))
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        tx = codec.encode(x, link)
+        out = codec.decode(tx.received(tx.symbols, None), link)
+    assert out.dtype == torch.float32 and torch.isfinite(out).all()
