@@ -58,7 +58,7 @@
 #          attributed to the host's Python functions (trace_idle.py) (~9 min)
 #   overlap  (~9 min) the issue-16 sweep (512 frames, batches of 32, bench_sweep.py against the
 #          loop; LOOP=0 leaves it out), then benchmarks/sweep_overlap.py's base / nobook /
-#          rowsafter alternated ROUNDS times (default 2): what the scorer's booking and the row
+#          rowsafter (or VARIANTS) alternated ROUNDS times (default 2): what the scorer's booking and the row
 #          threads beside the device's thread cost it; TESTS_S=S then the GPU tests of tests/core
 #          and tests/perception for at most S s
 #   workers  several sweep workers on the machine's GPUs (~12 min): the GPU tests of
@@ -290,7 +290,8 @@ map_location='cpu', weights_only=False); torch.save({'step': s['step'], 'extra':
   overlap)
     # (issue 16) the issue-16 sweep, then what the scorer's booking and the row threads beside
     # the device's thread cost it: base / nobook / rowsafter alternated, one process each (~9 min)
-    # ROUNDS (default 2) rounds of the three variants; LOOP=0 leaves out the sweep against the
+    # ROUNDS (default 2) rounds of the VARIANTS (default "base nobook rowsafter"; also inline,
+    # switch); LOOP=0 leaves out the sweep against the
     # loop; TESTS_S=S (default 0: none) then runs the GPU tests of tests/core and
     # tests/perception for at most S s
     N=${N:-14}
@@ -300,7 +301,7 @@ map_location='cpu', weights_only=False); torch.save({'step': s['step'], 'extra':
     fi
     N=3
     for round in $(seq 1 "${ROUNDS:-2}"); do
-      for variant in base nobook rowsafter; do
+      for variant in ${VARIANTS:-base nobook rowsafter}; do
         step "overlap_${variant}_$round" 90 "$R/benchmarks/sweep_overlap.py" "$variant" --calls 2
       done
     done

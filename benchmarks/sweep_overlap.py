@@ -4,6 +4,7 @@ is (``base``) and with one of their jobs taken away, one variant per process (al
     python benchmarks/sweep_overlap.py base --calls 2          # bench_sweep's H200 setting
     python benchmarks/sweep_overlap.py nobook --calls 2 --frames 512 --batch-size 32
     python benchmarks/sweep_overlap.py rowsafter --calls 2
+    python benchmarks/sweep_overlap.py inline --calls 2
 
 A diagnostic, not a sweep: the variants' results are **not valid** (``nobook`` scores one batch
 per group), only their times are read.
@@ -15,6 +16,11 @@ per group), only their times are read.
   beside the device's thread and shares its GIL, is skipped.
 * ``rowsafter``: the groups' results rows (sealing, APs, bootstrap intervals) are computed after
   the device's last group instead of on row threads while the next groups run.
+* ``inline``: every batch is booked on the device's thread right after its step (no scorer
+  thread): the booking's own time is added to the device's thread, but no thread beside it
+  takes the GIL at the moments the device's thread gives it up (results valid).
+* ``switch``: the sweep as it is with Python's GIL switch interval at 0.5 ms (5 ms by default):
+  a thread that wants the GIL back waits at most that long for the one holding it.
 
 Per call: frame-conditions per second, the wall time, the device thread's span (first group's
 start to last group's end) and each group's time on it. If ``nobook`` or ``rowsafter`` shortens
@@ -27,6 +33,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import torch
@@ -34,7 +41,19 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_sweep import bench_run_sweep, cuda_sweep_args  # noqa: E402
 
-VARIANTS = ("base", "nobook", "rowsafter")
+VARIANTS = ("base", "nobook", "rowsafter", "inline", "switch")
+
+
+class _Inline:
+    """An executor that runs what it is given at once, on the caller's thread (``inline``)."""
+
+    def submit(self, fn, *args, **kwargs) -> Future:  # noqa: ANN001
+        done: Future = Future()
+        done.set_result(fn(*args, **kwargs))
+        return done
+
+    def shutdown(self, wait: bool = True, cancel_futures: bool = False) -> None:
+        pass
 
 
 class _Deferred:
@@ -60,6 +79,17 @@ def install(variant: str, spans: list[tuple[str, float, float]]) -> None:
             spans.append((f"{group.fusion}/{group.codec}", start, time.perf_counter()))
 
     sweep._run_group = timed_group
+    run_lockstep = sweep._run_lockstep
+
+    def timed_wave(plan, wave, *args, **kwargs):  # noqa: ANN001, ANN202
+        start = time.perf_counter()
+        try:
+            return run_lockstep(plan, wave, *args, **kwargs)
+        finally:
+            names = "+".join(f"{g.fusion}/{g.codec}" for g, _ in wave)
+            spans.append((names, start, time.perf_counter()))
+
+    sweep._run_lockstep = timed_wave
     if variant == "nobook":
         book_batch, first = sweep_group.book_batch, {}
 
@@ -69,6 +99,16 @@ def install(variant: str, spans: list[tuple[str, float, float]]) -> None:
             return first[id(scoring)]
 
         sweep_group.book_batch = first_batch_only
+    elif variant == "inline":
+
+        def executor(max_workers=None, thread_name_prefix=""):  # noqa: ANN001, ANN202
+            if thread_name_prefix == "v2x-score":
+                return _Inline()
+            return ThreadPoolExecutor(max_workers, thread_name_prefix=thread_name_prefix)
+
+        sweep.ThreadPoolExecutor = executor
+    elif variant == "switch":
+        sys.setswitchinterval(0.0005)
     elif variant == "rowsafter":
         ready, resolved = sweep._ready, sweep._resolved
         sweep_group.GroupRun.finish = lambda self, pool=None: _Deferred(self._rows)

@@ -16,7 +16,8 @@ from v2x.results import read_results
 from v2x.sweep import run_sweep
 
 SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "sweep_overlap.py"
-PATCHED = ((sweep, "_run_group"), (sweep, "_ready"), (sweep, "_resolved"), (sweep, "ROW_THREADS"),
+PATCHED = ((sweep, "_run_group"), (sweep, "_run_lockstep"), (sweep, "_ready"),
+           (sweep, "_resolved"), (sweep, "ROW_THREADS"), (sweep, "ThreadPoolExecutor"),
            (sweep_group, "book_batch"), (sweep_group.GroupRun, "finish"))  # fmt: skip
 ORIGINAL = {(owner, name): getattr(owner, name) for owner, name in PATCHED}
 
@@ -61,3 +62,30 @@ def test_rowsafter_gives_the_same_rows_and_nobook_books_one_batch_per_group(
     frames = set(one_batch.column("frame_id").to_pylist())
     assert 0 < len(frames) < len(set(ledger.column("frame_id").to_pylist()))  # the first batch's
     assert all(getattr(owner, name) is ORIGINAL[owner, name] for owner, name in PATCHED)
+
+
+def test_inline_books_on_the_callers_thread_with_the_same_rows(monkeypatch, cache_dir, tmp_path):
+    ref, _, _, _ = _sweep(monkeypatch, cache_dir, tmp_path / "ref", None)
+    threads: list[str] = []
+    book_batch = sweep_group.book_batch
+
+    def booked(*args, **kwargs):
+        threads.append(__import__("threading").current_thread().name)
+        return book_batch(*args, **kwargs)
+
+    monkeypatch.setattr(sweep_group, "book_batch", booked)
+    inline, _, _, spans = _sweep(monkeypatch, cache_dir, tmp_path / "inline", "inline")
+    assert threads and not any(name.startswith("v2x-score") for name in threads)
+    _assert_same_results_and_ledger(inline, ref)
+    assert spans  # every group timed
+
+
+def test_switch_sets_the_interval(monkeypatch):
+    import sys
+
+    calls: list[float] = []
+    monkeypatch.setattr(sys, "setswitchinterval", calls.append)
+    for owner, name in PATCHED:
+        monkeypatch.setattr(owner, name, getattr(owner, name))
+    _script().install("switch", [])
+    assert calls == [0.0005]
