@@ -141,11 +141,23 @@ def ideal_digital_uses(bits: torch.Tensor, snr_db: torch.Tensor) -> torch.Tensor
 
 @dataclass
 class RunOutput:
-    """Detections of ``K·B`` (condition-major) frames and the cost of every link."""
+    """Detections of ``K·B`` (condition-major) frames and the cost of every link.
+
+    ``shared``: the ``B`` frames' detections when every condition has exactly these
+    (``tiled_run``: ``detections`` is their tiling), so that scoring can take ``B`` rows
+    instead of ``K·B``; ``None`` otherwise (a new ``RunOutput`` built from another's
+    detections is ``None`` unless it says so)."""
 
     detections: Detections
     cost: LinkCost
     num_conditions: int
+    shared: Detections | None = None
+
+
+def tiled_run(det: Detections, cost: LinkCost, k: int) -> RunOutput:
+    """The ``RunOutput`` of ``K`` conditions that all have the detections ``det`` (``B``
+    frames): ``repeat_detections`` of them, with ``det`` kept as ``shared``."""
+    return RunOutput(repeat_detections(det, k), cost, k, shared=det)
 
 
 def condition_snr(snr_db: torch.Tensor | Sequence[float], agent_mask: torch.Tensor) -> torch.Tensor:
@@ -309,4 +321,5 @@ __all__ = [
     "ideal_digital_uses",
     "link_snr",
     "repeat_detections",
+    "tiled_run",
 ]

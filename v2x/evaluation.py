@@ -102,6 +102,9 @@ class ScoredArrays:
         gt_boxes: ``[B, M, 7]`` float64; ``gt_labels``, ``present``, ``ignored``,
             ``invisible``: ``[B, M]`` (``EgoGroundTruth``'s fields).
         sequences: ``[B]`` the frames' sequences (the bootstrap's unit) or ``None``.
+        shared: every condition has the same detections (``RunOutput.shared``): ``boxes`` …
+            ``valid`` hold only their ``B`` rows, scored once for all ``K`` (``K``× less to
+            copy, pickle and compare).
     """
 
     k: int
@@ -115,11 +118,13 @@ class ScoredArrays:
     ignored: np.ndarray
     invisible: np.ndarray
     sequences: list | None = None
+    shared: bool = False
 
 
 def scored_arrays(run: RunOutput, gt: EgoGroundTruth) -> ScoredArrays:
-    """The host arrays ``accumulate`` scores ``run`` from (one device-to-host copy each)."""
-    det = run.detections
+    """The host arrays ``accumulate`` scores ``run`` from (one device-to-host copy each; of
+    the ``B`` shared rows only where every condition has them, ``RunOutput.shared``)."""
+    det = run.detections if run.shared is None else run.shared
     boxes, scores, labels, valid = (
         t.detach().cpu().numpy() for t in (det.boxes, det.scores, det.labels, det.valid)
     )
@@ -127,6 +132,7 @@ def scored_arrays(run: RunOutput, gt: EgoGroundTruth) -> ScoredArrays:
         run.num_conditions, boxes, scores, labels, valid, gt.boxes.cpu().numpy(),
         gt.labels.cpu().numpy(), gt.present.cpu().numpy(), gt.ignored.cpu().numpy(),
         gt.ego_invisible.cpu().numpy(), list(gt.sequences) if gt.sequences else None,
+        shared=run.shared is not None,
     )  # fmt: skip
 
 
@@ -175,16 +181,21 @@ def accumulate_arrays(scored: ScoredArrays, accumulators: list[APAccumulator]) -
                 "sequence": scored.sequences[fi] if scored.sequences else None,
             }
         )
-    distinct = condition_groups(
-        Detections(*(torch.from_numpy(t) for t in (boxes, scores, labels, valid))), k
-    )
+    if scored.shared:  # B rows, every condition's (what condition_groups would find)
+        if boxes.shape[0] != b:
+            raise ValueError(f"accumulate: shared detections need {b} rows, got {boxes.shape[0]}")
+        distinct = [list(range(k))]
+    else:
+        distinct = condition_groups(
+            Detections(*(torch.from_numpy(t) for t in (boxes, scores, labels, valid))), k
+        )
     jobs = []  # (accumulator, frames, replicas): scored together, IoUs in shared calls
     replica_of = list(range(k))
     for members in distinct:
         ci = members[0]
         frames = []
         for fi in range(b):
-            row = ci * b + fi
+            row = fi if scored.shared else ci * b + fi
             keep = valid[row]
             frames.append(
                 {

@@ -35,7 +35,7 @@ from v2x.conditions import (
     concat_runs,
     condition_members,
     distinct_conditions,
-    repeat_detections,
+    tiled_run,
 )
 from v2x.datasets.frame import CoopBatch, CoopFrame, collate_frames
 from v2x.evaluation import EgoGroundTruth, accumulate, ego_ground_truth
@@ -99,9 +99,7 @@ def run_conditions(
     with deferred_checks():
         if same_for_all and k > 1:
             one = pipe.run(batch, snr_db[:1])
-            return RunOutput(
-                repeat_detections(one.detections, k), one.cost.repeat_conditions(k, snr_db), k
-            )
+            return tiled_run(one.detections, one.cost.repeat_conditions(k, snr_db), k)
         if seeds is None:
             return pipe.run(batch, snr_db)
         if len(seeds) != k:

@@ -32,7 +32,7 @@ from v2x.conditions import (
     concat_runs,
     condition_snr,
     link_snr,
-    repeat_detections,
+    tiled_run,
 )
 from v2x.datasets.frame import CoopBatch
 from v2x.perception.detector import Detections
@@ -121,7 +121,7 @@ def run_with_known_drops(
     silent = [not x for x in live]
     ego = pipe.ego_detections(batch)
     if not any(live):
-        return RunOutput(repeat_detections(ego, k), planned, k), arrival, silent
+        return tiled_run(ego, planned, k), arrival, silent
     todo = [i for i in range(k) if live[i]]
     ran = run(pipe, batch, snr[todo], [seeds[i] for i in todo])
     b = batch.batch_size

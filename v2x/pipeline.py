@@ -43,7 +43,7 @@ from v2x.conditions import (  # noqa: F401 - a run's outputs, also reachable fro
     condition_snr,
     ideal_digital_uses,
     link_snr,
-    repeat_detections,
+    tiled_run,
 )
 from v2x.conditions import distinct_conditions as _distinct_conditions
 from v2x.datasets.frame import CoopBatch
@@ -223,7 +223,7 @@ class CooperativePipeline(nn.Module):
         if not share or a == 1:
             # Nothing is sent: one fusion of the ego's own map serves every condition.
             ego = self._ego_alone(batch, lambda: features)
-            return RunOutput(repeat_detections(ego, k), cost, k)
+            return tiled_run(ego, cost, k)
         # the collaborators' maps once, as K condition blocks of the same rows (not K copies)
         rows = features[:, 1:].reshape(b * (a - 1), c, h, w)
         rows = rows.unsqueeze(0).expand(k, *rows.shape)

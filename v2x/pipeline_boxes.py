@@ -13,7 +13,7 @@ from typing import Protocol
 
 import torch
 
-from v2x.conditions import LinkCost, RunOutput, repeat_detections
+from v2x.conditions import LinkCost, RunOutput, tiled_run
 from v2x.datasets.frame import CoopBatch
 from v2x.perception.boxes import transform_boxes
 from v2x.perception.detector import CoopDetector, Detections, nms_detections
@@ -130,7 +130,7 @@ def run_late(
     bits = valid.sum(-1).double() * BOX_MESSAGE_BITS  # [B, A]
     bits[:, 0] = 0
     cost.charge_ideal(bits, snr_db, batch.agent_mask, BOX_MESSAGE_BITS)
-    return RunOutput(repeat_detections(det, k), cost, k)
+    return tiled_run(det, cost, k)
 
 
 def run_early(pipe: BoxPipe, batch: CoopBatch, snr_db: torch.Tensor) -> RunOutput:
@@ -153,7 +153,7 @@ def run_early(pipe: BoxPipe, batch: CoopBatch, snr_db: torch.Tensor) -> RunOutpu
     bits = batch.point_mask.sum(-1).double() * POINT_MESSAGE_BITS
     bits[:, 0] = 0
     cost.charge_ideal(bits, snr_db, batch.agent_mask, POINT_MESSAGE_BITS)
-    return RunOutput(repeat_detections(det, k), cost, k)
+    return tiled_run(det, cost, k)
 
 
 __all__ = [

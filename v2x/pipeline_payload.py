@@ -23,7 +23,7 @@ from v2x.conditions import (
     LinkCost,
     RunOutput,
     link_snr,
-    repeat_detections,
+    tiled_run,
 )
 from v2x.datasets.frame import CoopBatch
 from v2x.perception.detector import CoopDetector
@@ -110,7 +110,7 @@ def run_payload(
         fused = fusion(own[:, None], torch.ones_like(own[:, None, :1], dtype=torch.bool))
         no = torch.zeros_like(own[:, :1], dtype=torch.bool)
         heat, reg = fusion.head(model, features[:, 0], fused, no)
-        return RunOutput(repeat_detections(model.postprocess(heat, reg), k), cost, k)
+        return tiled_run(model.postprocess(heat, reg), cost, k)
     s = b * (a - 1)
     maps, cells = fusion.payload(model, features[:, 1:].reshape(s, c, h, w))
     # On the air each logit is its height above the floor, a cell with no class above it

@@ -420,3 +420,49 @@ def test_a_batchs_replica_cells_leave_the_scoring_process_once():
     assert back.replica_of == replica_of
     assert back.accs[0] is back.accs[1] is back.accs[3] is not back.accs[2]
     assert [a.state_digest() for a in back.accs] == [a.state_digest() for a in accs]
+
+
+def test_shared_detections_score_as_their_tiling():
+    """A batch whose conditions all have the same detections (``RunOutput.shared``) is
+    copied with its ``B`` rows only and scores, cell for cell, what its ``K·B`` tiling scores
+    (oracle: ``accumulate_arrays`` of the tiled arrays, which finds the conditions equal), in
+    this process and in the scoring process; ``scored_arrays`` takes the shared rows."""
+    import dataclasses
+
+    import torch
+
+    from v2x.conditions import LinkCost, tiled_run
+    from v2x.evaluation import EgoGroundTruth, scored_arrays
+    from v2x.perception.detector import Detections
+
+    one = _batches(1)[0]
+    rows = dataclasses.replace(
+        one, boxes=one.boxes[:B], scores=one.scores[:B], labels=one.labels[:B],
+        valid=one.valid[:B], shared=True,
+    )  # fmt: skip
+    tiled = dataclasses.replace(
+        one, **{n: np.tile(getattr(rows, n), (K,) + (1,) * (getattr(rows, n).ndim - 1))
+                for n in ("boxes", "scores", "labels", "valid")},
+    )  # fmt: skip
+    oracle = _here([tiled])
+    _same(_here([rows]), oracle)
+    pool = forked_pool(1, _one_thread)
+    try:
+        scoring = GroupScoring(_config(), K, pool)
+        scoring.add(rows)
+        _same(scoring.accumulators(), oracle)
+    finally:
+        pool.shutdown()
+    with pytest.raises(ValueError, match="shared detections need 3 rows, got 12"):
+        _here([dataclasses.replace(tiled, shared=True)])
+
+    det = Detections(
+        *(torch.from_numpy(getattr(rows, n)) for n in ("boxes", "scores", "labels", "valid"))
+    )
+    run = tiled_run(det, LinkCost.zeros(K, B, 2, torch.zeros(K), torch.device("cpu")), K)
+    assert run.shared is det and run.detections.boxes.shape[0] == K * B
+    gt = EgoGroundTruth(*(torch.from_numpy(getattr(one, n)) for n in (
+        "gt_boxes", "gt_labels", "present", "ignored", "invisible")), one.sequences)  # fmt: skip
+    got = scored_arrays(run, gt)
+    assert got.shared and got.boxes.shape[0] == B
+    np.testing.assert_array_equal(got.boxes, rows.boxes)
