@@ -69,27 +69,20 @@ def install(variant: str, spans: list[tuple[str, float, float]]) -> None:
     import v2x.sweep as sweep
     import v2x.sweep_group as sweep_group
 
-    run_group = sweep._run_group
+    def timed(run, label):  # noqa: ANN001, ANN202 - the device thread's call, into spans
+        def call(plan, what, *args, **kwargs):  # noqa: ANN001, ANN202
+            start = time.perf_counter()
+            try:
+                return run(plan, what, *args, **kwargs)
+            finally:
+                spans.append((label(what), start, time.perf_counter()))
 
-    def timed_group(plan, group, *args, **kwargs):  # noqa: ANN001, ANN202
-        start = time.perf_counter()
-        try:
-            return run_group(plan, group, *args, **kwargs)
-        finally:
-            spans.append((f"{group.fusion}/{group.codec}", start, time.perf_counter()))
+        return call
 
-    sweep._run_group = timed_group
-    run_lockstep = sweep._run_lockstep
-
-    def timed_wave(plan, wave, *args, **kwargs):  # noqa: ANN001, ANN202
-        start = time.perf_counter()
-        try:
-            return run_lockstep(plan, wave, *args, **kwargs)
-        finally:
-            names = "+".join(f"{g.fusion}/{g.codec}" for g, _ in wave)
-            spans.append((names, start, time.perf_counter()))
-
-    sweep._run_lockstep = timed_wave
+    sweep._run_group = timed(sweep._run_group, lambda g: f"{g.fusion}/{g.codec}")
+    sweep._run_lockstep = timed(  # a wave of groups in lockstep (where features do not fit)
+        sweep._run_lockstep, lambda wave: "+".join(f"{g.fusion}/{g.codec}" for g, _ in wave)
+    )
     if variant == "nobook":
         book_batch, first = sweep_group.book_batch, {}
 
