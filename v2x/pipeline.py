@@ -43,6 +43,7 @@ from v2x.conditions import (  # noqa: F401 - a run's outputs, also reachable fro
     condition_snr,
     ideal_digital_uses,
     link_snr,
+    repeat_detections,
     tiled_run,
 )
 from v2x.conditions import distinct_conditions as _distinct_conditions
