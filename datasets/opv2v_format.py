@@ -137,7 +137,7 @@ def read_points(path: Path) -> tuple[np.ndarray, int]:
                 f"{path}: field '{colour_name}' is {colour.dtype.itemsize} bytes per point; expected 4 "
                 "(Open3D's packed colour)"
             )
-        packed = np.ascontiguousarray(colour.reshape(-1)).view(np.uint32)  # (F: the float's bits)
+        packed = np.ascontiguousarray(colour).view(np.uint32)  # (F: the float's bits)
         intensity = ((packed >> 16) & 0xFF).astype(np.float64) / 255.0
     return finite_xyzi(cloud, intensity, path)
 

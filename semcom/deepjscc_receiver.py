@@ -81,8 +81,7 @@ class DeepJSCCReceiver:
         std, mean = self.feat_std[None, :, None, None], self.feat_mean[None, :, None, None]
         # a new tensor where autograd keeps x for the product, or where x's dtype is not the
         # result's (autocast's float16/bfloat16 maps: the float32 statistics promote them)
-        promoted = torch.promote_types(torch.result_type(x, std), mean.dtype) != x.dtype
-        if promoted or (torch.is_grad_enabled() and x.requires_grad):
+        if torch.result_type(x, std) != x.dtype or (torch.is_grad_enabled() and x.requires_grad):
             return x * std + mean
         return x.mul_(std).add_(mean)
 

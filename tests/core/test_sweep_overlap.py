@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import importlib.util
+import threading
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -70,7 +71,7 @@ def test_inline_books_on_the_callers_thread_with_the_same_rows(monkeypatch, cach
     book_batch = sweep_group.book_batch
 
     def booked(*args, **kwargs):
-        threads.append(__import__("threading").current_thread().name)
+        threads.append(threading.current_thread().name)
         return book_batch(*args, **kwargs)
 
     monkeypatch.setattr(sweep_group, "book_batch", booked)
