@@ -291,7 +291,7 @@ map_location='cpu', weights_only=False); torch.save({'step': s['step'], 'extra':
     # (issue 16) the issue-16 sweep, then what the scorer's booking and the row threads beside
     # the device's thread cost it: base / nobook / rowsafter alternated, one process each (~9 min)
     # ROUNDS (default 2) rounds of the VARIANTS (default "base nobook rowsafter"; also inline,
-    # switch); LOOP=0 leaves out the sweep against the
+    # pyswitch, fastswitch); LOOP=0 leaves out the sweep against the
     # loop; TESTS_S=S (default 0: none) then runs the GPU tests of tests/core and
     # tests/perception for at most S s
     N=${N:-14}

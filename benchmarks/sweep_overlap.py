@@ -19,8 +19,10 @@ per group), only their times are read.
 * ``inline``: every batch is booked on the device's thread right after its step (no scorer
   thread): the booking's own time is added to the device's thread, but no thread beside it
   takes the GIL at the moments the device's thread gives it up (results valid).
-* ``switch``: the sweep as it is with Python's GIL switch interval at 0.5 ms (5 ms by default):
-  a thread that wants the GIL back waits at most that long for the one holding it.
+* ``pyswitch``: the sweep at Python's own GIL switch interval (5 ms) instead of the sweep's
+  0.5 ms on a GPU (``v2x.gil_switch``): a thread that wants the GIL back waits at most that
+  long for the one holding it.
+* ``fastswitch``: the sweep at a 0.1 ms switch interval.
 
 Per call: frame-conditions per second, the wall time, the device thread's span (first group's
 start to last group's end) and each group's time on it. If ``nobook`` or ``rowsafter`` shortens
@@ -41,7 +43,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_sweep import bench_run_sweep, cuda_sweep_args  # noqa: E402
 
-VARIANTS = ("base", "nobook", "rowsafter", "inline", "switch")
+VARIANTS = ("base", "nobook", "rowsafter", "inline", "pyswitch", "fastswitch")
+#: the GIL switch interval (seconds) of the pyswitch and fastswitch variants
+SWITCH_S = {"pyswitch": 0.005, "fastswitch": 0.0001}
 
 
 class _Inline:
@@ -66,6 +70,7 @@ class _Deferred:
 def install(variant: str, spans: list[tuple[str, float, float]]) -> None:
     """Patch the sweep's modules for ``variant``; ``spans`` receives ``(group, start, end)``
     of every group the device's thread runs."""
+    import v2x.gil_switch as gil_switch
     import v2x.sweep as sweep
     import v2x.sweep_group as sweep_group
 
@@ -100,8 +105,8 @@ def install(variant: str, spans: list[tuple[str, float, float]]) -> None:
             return ThreadPoolExecutor(max_workers, thread_name_prefix=thread_name_prefix)
 
         sweep.ThreadPoolExecutor = executor
-    elif variant == "switch":
-        sys.setswitchinterval(0.0005)
+    elif variant in SWITCH_S:
+        gil_switch.SWEEP_SWITCH_INTERVAL_S = SWITCH_S[variant]
     elif variant == "rowsafter":
         ready, resolved = sweep._ready, sweep._resolved
         sweep_group.GroupRun.finish = lambda self, pool=None: _Deferred(self._rows)

@@ -55,6 +55,7 @@ import torch
 
 from v2x.common import configure_determinism, usable_device
 from v2x.datasets.frame import CoopFrame
+from v2x.gil_switch import sweep_switch_interval, switch_interval
 from v2x.loading import (  # noqa: F401 - the loading API, also reachable from here
     FrameStream,
     _NullBar,
@@ -337,8 +338,12 @@ def _run_groups(
     """Compute the ``todo`` groups in this process on ``device`` in ``device_order``: yields
     each group, its SNRs, results rows, ledger and seconds (the device thread's time on the
     group) as it finishes; appends the encoder passes to ``encodes``."""
-    # torch's CPU threads: on a GPU, the cores the worker processes leave (v2x.torch_threads)
-    with torch_threads(sweep_process_threads(device)):
+    # torch's CPU threads: on a GPU, the cores the worker processes leave (v2x.torch_threads);
+    # the GIL handed back to the device's thread sooner (v2x.gil_switch)
+    with (
+        torch_threads(sweep_process_threads(device)),
+        switch_interval(sweep_switch_interval(device)),
+    ):
         # the batches' networks in the scoring processes (idle until the first batch is scored)
         cache, batches = prepare_device(plan, frames, device, workers=scoring_pools())
         # A group's rows (APs and bootstrap intervals, numpy on the host) are computed on a

@@ -9,7 +9,9 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
+import torch
 
+import v2x.gil_switch as gil_switch
 import v2x.sweep as sweep
 import v2x.sweep_group as sweep_group
 from tests.core.test_sweep import _assert_same_results_and_ledger, tiny_config
@@ -81,12 +83,10 @@ def test_inline_books_on_the_callers_thread_with_the_same_rows(monkeypatch, cach
     assert spans  # every group timed
 
 
-def test_switch_sets_the_interval(monkeypatch):
-    import sys
-
-    calls: list[float] = []
-    monkeypatch.setattr(sys, "setswitchinterval", calls.append)
+@pytest.mark.parametrize(("variant", "seconds"), [("pyswitch", 0.005), ("fastswitch", 0.0001)])
+def test_switch_variants_set_the_sweeps_interval(monkeypatch, variant, seconds):
     for owner, name in PATCHED:
         monkeypatch.setattr(owner, name, getattr(owner, name))
-    _script().install("switch", [])
-    assert calls == [0.0005]
+    monkeypatch.setattr(gil_switch, "SWEEP_SWITCH_INTERVAL_S", gil_switch.SWEEP_SWITCH_INTERVAL_S)
+    _script().install(variant, [])
+    assert gil_switch.sweep_switch_interval(torch.device("cuda")) == seconds
