@@ -178,24 +178,31 @@ def ledger_table(
         return t[kk, bb, aa]
 
     nets = network.frames
-    # Per-slot values are looked up once per (frame, agent) slot, then gathered for every row
-    # (``K`` conditions share them): no Python work per ledger row.
-    slots = list(zip(*np.nonzero(mask), strict=True))
+    # Per-slot values are looked up once per present (frame, agent) slot, per-frame ones once
+    # per frame; every row takes them by index (``K`` conditions share a slot), strings in
+    # Arrow (``take``): no Python object per ledger row.
+    si, sj = np.nonzero(mask)
+    slot_of = np.full((b, a), -1, dtype=np.int64)
+    slot_of[si, sj] = np.arange(len(si))
+    row_slot = slot_of[bb, aa]
 
-    def grid(name: str) -> np.ndarray:
-        table = np.empty((b, a), dtype=object)
-        for i, j in slots:
-            table[i, j] = getattr(nets[i], name)[j]
-        return table
+    def slot_values(name: str) -> list:
+        return [getattr(nets[i], name)[j] for i, j in zip(si.tolist(), sj.tolist(), strict=True)]
 
-    def slot(name: str) -> np.ndarray:
-        return grid(name)[bb, aa]
+    def slot(name: str) -> pa.Array:  # a string per slot, for every row
+        return pa.array(slot_values(name), pa.string()).take(row_slot)
 
-    def ego(name: str) -> np.ndarray:
-        table = np.empty(b, dtype=object)
-        for i in range(b):
-            table[i] = getattr(nets[i], name)[0]
-        return table[bb]
+    def slot_numbers(name: str, dtype: type) -> np.ndarray:
+        return np.asarray(slot_values(name), dtype=dtype)[row_slot]
+
+    def per_frame(values: list) -> pa.Array:  # a string per frame, for every row
+        return pa.array(values, pa.string()).take(bb)
+
+    def ego(name: str) -> pa.Array:
+        return per_frame([getattr(net, name)[0] for net in nets])
+
+    def constant(value: str, n: int) -> pa.Array:
+        return pa.array([value], pa.string()).take(np.zeros(n, dtype=np.int64))
 
     # What happened on the air counts for payloads that reached the receiver in time; a payload
     # dropped at the deadline loses all its packets and none of its cells is fused.
@@ -217,22 +224,22 @@ def ledger_table(
     pos_tx, pos_rx = where[bb, aa].reshape(-1, 3), where[bb, 0].reshape(-1, 3)
     n = len(kk)
     columns = {
-        "cell_id": _objects(list(cell_ids))[kk],
+        "cell_id": pa.array(list(cell_ids), pa.string()).take(kk),
         "condition_id": kk.astype(np.int32),
-        "frame_id": _objects([net.frame_id for net in nets])[bb],
+        "frame_id": per_frame([net.frame_id for net in nets]),
         "tx_agent": slot("agent_ids"),
         "rx_agent": ego("agent_ids"),
         "tx_kind": slot("kinds"),
         "rx_kind": ego("kinds"),
         "kind_pair": slot("kind_pairs"),
         "link_model": slot("link_models"),
-        "distance_m": np.asarray(slot("distance_m"), dtype=np.float64),
-        "los": np.asarray(slot("los"), dtype=bool),
-        "link_snr_db": np.asarray(slot("snr_db"), dtype=np.float64),
+        "distance_m": slot_numbers("distance_m", np.float64),
+        "los": slot_numbers("los", bool),
+        "link_snr_db": slot_numbers("snr_db", np.float64),
         "snr_db": pick(host["snr_db"]).astype(np.float64),
-        "channel": [channel] * n,
-        "codec": [codec] * n,
-        "fusion": [fusion] * n,
+        "channel": constant(channel, n),
+        "codec": constant(codec, n),
+        "fusion": constant(fusion, n),
         "bandwidth_ratio": np.full(n, float(bandwidth_ratio)),
         "connected": network.in_range.cpu().numpy()[bb, aa],
         "sent": on_air,
@@ -258,14 +265,6 @@ def ledger_table(
         "rx_y_m": pos_rx[:, 1],
     }
     return pa.table(columns, schema=LEDGER_SCHEMA)
-
-
-def _objects(values: Sequence) -> np.ndarray:
-    """A 1-D object array of ``values``, each kept as it is (never unpacked into an axis)."""
-    out = np.empty(len(values), dtype=object)
-    for i, v in enumerate(values):
-        out[i] = v
-    return out
 
 
 def empty_ledger() -> pa.Table:

@@ -48,6 +48,16 @@ def test_rows_values_and_sums():
     )
     assert table.schema == LEDGER_SCHEMA
     assert table.num_rows == k * 3  # 3 present collaborators per condition
+    # every row's identity columns, in (condition, frame, agent) order, read here one by one
+    expected = [
+        (f"c{ki}", ki, f"f{bi}", f"v{aj}", "v0", "vehicle", "vehicle", "vehicle-vehicle",
+         net.frames[bi].link_models[aj], float(net.frames[bi].distance_m[aj]),
+         "awgn", "analog", "max")
+        for ki in range(k) for bi in range(b) for aj in range(1, a) if agent_mask[bi, aj]
+    ]  # fmt: skip
+    names = ("cell_id", "condition_id", "frame_id", "tx_agent", "rx_agent", "tx_kind", "rx_kind",
+             "kind_pair", "link_model", "distance_m", "channel", "codec", "fusion")  # fmt: skip
+    assert list(zip(*(table.column(c).to_pylist() for c in names), strict=True)) == expected
     rows = table.to_pylist()
     r = [
         x for x in rows if x["cell_id"] == "c1" and x["frame_id"] == "f0" and x["tx_agent"] == "v2"
