@@ -5,12 +5,15 @@ A GPU sweep's process has one thread that drives the device and, beside it, a sc
 and row threads (``v2x.sweep``). The device's thread gives the GIL up at every torch call
 and CUDA wait; a thread beside it then takes it and keeps it, running Python, until the
 interpreter asks it to let go, which it does only after the switch interval (5 ms by
-default). The device's thread waits that long to launch its next kernel. Measured on an H100
-host (``benchmarks/sweep_overlap.py``, the issue-16 sweep: 512 frames, batches of 32, one
-process per variant, six warm calls each): at 0.5 ms **3,010-3,089 frame-conditions/s
-(mean 3,049)** against 2,492-2,981 (mean 2,768) at 5 ms, +10 %; booking on the device's
-thread instead (no scorer thread) gave 2,597 / 2,745 (``docs/results/h100_2026-12-06b/``).
-The interval changes no value, only which thread runs when.
+default). The device's thread waits up to that long to launch its next kernel. Measured on two H100
+hosts (``benchmarks/sweep_overlap.py``, the issue-16 sweep: 512 frames, batches of 32, one
+process per variant, alternated, two warm calls each): on the first, at 0.5 ms
+**3,010-3,089 frame-conditions/s (mean 3,049, six calls)** against 2,492-2,981 (mean 2,768) at
+5 ms, +10 % with no overlap (``docs/results/h100_2026-12-06b/``); on the second, level: 0.5 ms
+3,182-3,278 (mean 3,218), 5 ms 3,009-3,388 (mean 3,218), 0.1 ms 3,234-3,361 (mean 3,282),
+six calls each (``docs/results/h100_2026-12-06c/``). So 0.5 ms gains where the threads beside
+the device's thread hold the GIL long and costs nothing where they do not. The interval
+changes no value, only which thread runs when.
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ import torch
 
 import v2x.sweep
 import v2x.sweep_group as sweep_group
-from tests.core.test_sweep import tiny_config
+from tests.core.test_sweep import _assert_same_results_and_ledger, tiny_config
 from v2x.gil_switch import SWEEP_SWITCH_INTERVAL_S, sweep_switch_interval, switch_interval
 from v2x.sweep import run_sweep
 
@@ -53,8 +53,11 @@ def test_the_sweeps_groups_are_booked_at_the_interval_it_gives_its_device(monkey
         seen.append(sys.getswitchinterval())
         return book_batch(*args, **kwargs)
 
+    ref = run_sweep(tiny_config(tmp_path / "frames", tmp_path / "ref", snr_db=[0.0]))
+    assert sys.getswitchinterval() == before
     monkeypatch.setattr(sweep_group, "book_batch", booked)
     monkeypatch.setattr(v2x.sweep, "sweep_switch_interval", lambda device: 0.0007)
-    run_sweep(tiny_config(tmp_path / "frames", tmp_path / "out", snr_db=[0.0]))
+    path = run_sweep(tiny_config(tmp_path / "frames", tmp_path / "out", snr_db=[0.0]))
     assert seen and all(s == pytest.approx(0.0007) for s in seen)
     assert sys.getswitchinterval() == before
+    _assert_same_results_and_ledger(path, ref)  # the interval changes no value
