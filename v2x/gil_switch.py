@@ -13,7 +13,9 @@ process per variant, alternated, two warm calls each): on the first, at 0.5 ms
 3,182-3,278 (mean 3,218), 5 ms 3,009-3,388 (mean 3,218), 0.1 ms 3,234-3,361 (mean 3,282),
 six calls each (``docs/results/h100_2026-12-06c/``). So 0.5 ms gains where the threads beside
 the device's thread hold the GIL long and costs nothing where they do not. The interval
-changes no value, only which thread runs when.
+changes no value, only which thread runs when. A multi-device sweep's worker processes
+(``v2x.sweep_workers``), which run groups the same way on their devices, keep the interval
+for their life.
 """
 
 from __future__ import annotations

@@ -25,6 +25,7 @@ import itertools
 import logging
 import multiprocessing as mp
 import signal
+import sys
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import CancelledError, Future, ProcessPoolExecutor, ThreadPoolExecutor
@@ -130,11 +131,17 @@ def release_workers() -> None:
 
 
 def _start(deterministic: bool, device: str) -> None:
-    """Worker initialiser: torch's determinism, and ``device`` as the current one."""
+    """Worker initialiser: torch's determinism, ``device`` as the current one, and the GIL
+    switch interval of a sweep's process on it (``v2x.gil_switch``: this process only runs
+    sweep groups on ``device``, beside its scorer thread)."""
     from v2x.common import configure_determinism
+    from v2x.gil_switch import sweep_switch_interval
 
     configure_determinism(deterministic)  # a spawned process starts with torch's defaults
     device = torch.device(device)
+    interval = sweep_switch_interval(device)
+    if interval is not None:
+        sys.setswitchinterval(interval)
     if device.type == "cuda":  # this process's current device (Triton kernels also enter their
         torch.cuda.set_device(device)  # tensors' device: v2x.common.on_device_of)
     logging.getLogger("v2x.sweep_parts").setLevel(logging.ERROR)  # the parent's plan warned

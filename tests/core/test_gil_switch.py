@@ -61,3 +61,25 @@ def test_the_sweeps_groups_are_booked_at_the_interval_it_gives_its_device(monkey
     assert seen and all(s == pytest.approx(0.0007) for s in seen)
     assert sys.getswitchinterval() == before
     _assert_same_results_and_ledger(path, ref)  # the interval changes no value
+
+
+@pytest.mark.parametrize(("device", "expected"), [("cuda:0", 0.0005), ("cpu", None)])
+def test_a_device_worker_process_runs_at_the_interval_of_its_device(monkeypatch, device, expected):
+    """A multi-device sweep's worker process (``v2x.sweep_workers``, spawned for one device)
+    sets the sweep's interval for its life when it starts on a GPU and keeps Python's on the
+    CPU (its initialiser run here, the CUDA device and torch's determinism left alone)."""
+    import logging
+
+    import v2x.common
+    import v2x.sweep_workers as sw
+
+    before = sys.getswitchinterval()
+    monkeypatch.setattr(torch.cuda, "set_device", lambda device: None)
+    monkeypatch.setattr(v2x.common, "configure_determinism", lambda deterministic: None)
+    for name in ("v2x.sweep_parts", "v2x.sweep_order"):
+        monkeypatch.setattr(logging.getLogger(name), "level", logging.getLogger(name).level)
+    try:
+        sw._start(True, device)
+        assert sys.getswitchinterval() == pytest.approx(expected or before)
+    finally:
+        sys.setswitchinterval(before)
