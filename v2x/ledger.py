@@ -172,28 +172,31 @@ def ledger_table(
         [getattr(cost, n).detach().double() for n in names]
         + [getattr(delivery, n).detach().to(cost.channel_uses.device).double() for n in dnames]
     ).cpu()
-    host = dict(zip(names + tuple("d_" + n for n in dnames), stacked.numpy(), strict=True))
-
-    def pick(t: np.ndarray) -> np.ndarray:  # (numpy indexing: no index tensors per column)
-        return t[kk, bb, aa]
+    # every row's values at once (numpy indexing: no index tensors per column)
+    picked = stacked.numpy()[:, kk, bb, aa]
+    row = dict(zip(names + tuple("d_" + n for n in dnames), picked, strict=True))
 
     nets = network.frames
-    # Per-slot values are looked up once per present (frame, agent) slot, per-frame ones once
-    # per frame; every row takes them by index (``K`` conditions share a slot), strings in
-    # Arrow (``take``): no Python object per ledger row.
-    si, sj = np.nonzero(mask)
-    slot_of = np.full((b, a), -1, dtype=np.int64)
-    slot_of[si, sj] = np.arange(len(si))
-    row_slot = slot_of[bb, aa]
 
-    def slot_values(name: str) -> list:
-        return [getattr(nets[i], name)[j] for i, j in zip(si.tolist(), sj.tolist(), strict=True)]
+    # Per-agent values are read once per frame's agent, per-frame ones once per frame; every
+    # row takes them by index (``K`` conditions share an agent), strings in Arrow (``take``):
+    # no Python object per ledger row.
+    def agents(name: str) -> tuple[list, np.ndarray]:
+        """Each frame's per-agent ``name`` values and each row's index in them, frames joined
+        in order."""
+        per_frame = [getattr(net, name) for net in nets]
+        starts = np.cumsum([0] + [len(v) for v in per_frame[:-1]], dtype=np.int64)
+        return per_frame, starts[bb] + aa
 
-    def slot(name: str) -> pa.Array:  # a string per slot, for every row
-        return pa.array(slot_values(name), pa.string()).take(row_slot)
+    def slot(name: str) -> pa.Array:  # a string per agent, for every row
+        per_frame, at = agents(name)
+        return pa.array([v for values in per_frame for v in values], pa.string()).take(at)
 
     def slot_numbers(name: str, dtype: type) -> np.ndarray:
-        return np.asarray(slot_values(name), dtype=dtype)[row_slot]
+        per_frame, at = agents(name)
+        return np.concatenate(
+            [np.asarray(v, dtype=dtype) for v in per_frame] or [np.zeros(0, dtype)]
+        )[at]
 
     def per_frame(values: list) -> pa.Array:  # a string per frame, for every row
         return pa.array(values, pa.string()).take(bb)
@@ -209,12 +212,12 @@ def ledger_table(
     # A link sent something only if it used the channel (a digital payload of which not even
     # the header fits sends nothing), and delivered only if the ego fused some of its cells: a
     # header alone, or a payload whose every code block failed its CRC, delivered nothing.
-    on_time = pick(host["d_delivered"]).astype(bool)
-    on_air = pick(host["sent"]).astype(bool) & (pick(host["channel_uses"]) > 0)
-    air_lost = pick(host["packets_erased"]) + pick(host["packets_crc_failed"])
-    packets_lost = np.where(on_time, air_lost, pick(host["d_packets_lost"]))
-    cells_sent = pick(host["cells_sent"])
-    cells_used = np.where(on_time, pick(host["cells_used"]), 0.0)
+    on_time = row["d_delivered"].astype(bool)
+    on_air = row["sent"].astype(bool) & (row["channel_uses"] > 0)
+    air_lost = row["packets_erased"] + row["packets_crc_failed"]
+    packets_lost = np.where(on_time, air_lost, row["d_packets_lost"])
+    cells_sent = row["cells_sent"]
+    cells_used = np.where(on_time, row["cells_used"], 0.0)
     delivered = on_time & on_air & (cells_used > 0)
 
     positions = [np.asarray(net.position_m) for net in nets]
@@ -236,28 +239,28 @@ def ledger_table(
         "distance_m": slot_numbers("distance_m", np.float64),
         "los": slot_numbers("los", bool),
         "link_snr_db": slot_numbers("snr_db", np.float64),
-        "snr_db": pick(host["snr_db"]).astype(np.float64),
+        "snr_db": row["snr_db"].astype(np.float64),
         "channel": constant(channel, n),
         "codec": constant(codec, n),
         "fusion": constant(fusion, n),
         "bandwidth_ratio": np.full(n, float(bandwidth_ratio)),
         "connected": network.in_range.cpu().numpy()[bb, aa],
         "sent": on_air,
-        "source_bits": pick(host["source_bits"]),
-        "coded_bits": pick(host["coded_bits"]),
-        "channel_uses": pick(host["channel_uses"]),
-        "packets_sent": pick(host["packets"]),
-        "packets_erased": pick(host["packets_erased"]),
-        "packets_crc_failed": pick(host["packets_crc_failed"]),
+        "source_bits": row["source_bits"],
+        "coded_bits": row["coded_bits"],
+        "channel_uses": row["channel_uses"],
+        "packets_sent": row["packets"],
+        "packets_erased": row["packets_erased"],
+        "packets_crc_failed": row["packets_crc_failed"],
         "packets_lost": packets_lost,
-        "retransmissions": pick(host["retransmissions"]),
-        "retransmission_rounds": pick(host["retransmission_rounds"]),
-        "feedback_s": pick(host["feedback_s"]),
+        "retransmissions": row["retransmissions"],
+        "retransmission_rounds": row["retransmission_rounds"],
+        "feedback_s": row["feedback_s"],
         "cells_sent": cells_sent,
         "cells_used": cells_used,
-        "share": pick(host["d_share"]),
-        "latency_s": np.where(on_air, pick(host["d_latency_s"]), np.nan),
-        "aoi_s": np.where(delivered, pick(host["d_aoi_s"]), np.nan),
+        "share": row["d_share"],
+        "latency_s": np.where(on_air, row["d_latency_s"], np.nan),
+        "aoi_s": np.where(delivered, row["d_aoi_s"], np.nan),
         "delivered": delivered,
         "tx_x_m": pos_tx[:, 0],
         "tx_y_m": pos_tx[:, 1],

@@ -89,6 +89,11 @@ def test_rows_values_and_sums():
     assert per_cell[0] == summarize(table.filter(pc.equal(table.column("cell_id"), "c0")), 2)
     assert per_cell[0]["mean_channel_uses_per_frame"] == pytest.approx(3 * 100 / 2)
     assert per_cell[2]["mean_links_per_frame"] == 0.0 and math.isnan(per_cell[2]["mean_aoi_s"])
+    # no collaborator present: no row, the same columns
+    alone = agent_mask.clone()
+    alone[:, 1:] = False
+    empty = ledger_table(["c0", "c1"], cost, delivery, net, alone, "awgn", "analog", "max", 0.5)
+    assert empty.num_rows == 0 and empty.schema == LEDGER_SCHEMA
 
 
 def test_cell_ids_must_match_conditions():
