@@ -180,23 +180,17 @@ def ledger_table(
 
     # Per-agent values are read once per frame's agent, per-frame ones once per frame; every
     # row takes them by index (``K`` conditions share an agent), strings in Arrow (``take``):
-    # no Python object per ledger row.
-    def agents(name: str) -> tuple[list, np.ndarray]:
-        """Each frame's per-agent ``name`` values and each row's index in them, frames joined
-        in order."""
-        per_frame = [getattr(net, name) for net in nets]
-        starts = np.cumsum([0] + [len(v) for v in per_frame[:-1]], dtype=np.int64)
-        return per_frame, starts[bb] + aa
+    # no Python object per ledger row. ``at``: each row's agent among every frame's agents
+    # joined in order (each per-agent field has ``num_agents`` entries).
+    starts = np.cumsum([0] + [net.num_agents for net in nets[:-1]], dtype=np.int64)
+    at = starts[bb] + aa
 
     def slot(name: str) -> pa.Array:  # a string per agent, for every row
-        per_frame, at = agents(name)
-        return pa.array([v for values in per_frame for v in values], pa.string()).take(at)
+        return pa.array([v for net in nets for v in getattr(net, name)], pa.string()).take(at)
 
     def slot_numbers(name: str, dtype: type) -> np.ndarray:
-        per_frame, at = agents(name)
-        return np.concatenate(
-            [np.asarray(v, dtype=dtype) for v in per_frame] or [np.zeros(0, dtype)]
-        )[at]
+        values = [np.asarray(getattr(net, name), dtype=dtype) for net in nets]
+        return np.concatenate(values or [np.zeros(0, dtype)])[at]
 
     def per_frame(values: list) -> pa.Array:  # a string per frame, for every row
         return pa.array(values, pa.string()).take(bb)
