@@ -26,7 +26,11 @@ Modes:
   carries the receiver's per-RE SINR report (``link.sinr_feedback``: OFDM channels, estimation
   error included), the BLER is the mean over code blocks at their EESM effective SINR instead
   (``v2x.semcom.link_adaptation``); the decoders then also use the channel's per-RE SINR
-  (``ChannelState.sinr``) instead of ``1 / no_eff``.
+  (``ChannelState.sinr``) instead of ``1 / no_eff``. With ``target_unit: segment`` (the default)
+  the target bounds what the receiver loses, not the block error rate: from that MCS the codec
+  steps down until the expected fraction of the map's sent segments lost (a segment with one
+  failed block is dropped, a lost header loses the map) is ≤ ``target_bler``, refitting the
+  stream to the budget at each step (``v2x.semcom.link_adaptation``).
 * ``decoder: "exact"`` runs Sionna's LDPC BP decoder on every block; ``"fast"`` skips bit-level
   coding: each block fails with probability BLER(MCS, effective SNR) from the exact-decoder
   table, and passes its bits unchanged otherwise. The fast transmitter skips LDPC encoding too
@@ -121,7 +125,7 @@ from v2x.semcom.fec import (
     coded_bits_per_block,
     device_string,
 )
-from v2x.semcom.link_adaptation import select_mcs_from_sinr
+from v2x.semcom.link_adaptation import block_bler, expected_segment_loss, select_mcs_from_sinr
 from v2x.semcom.mcs import MCS_TABLE, LinkAdaptation, get_mcs, shannon_gap_thresholds_db
 from v2x.semcom.quantize import check_bits
 
@@ -158,7 +162,11 @@ class DigitalCodec(DigitalSourceCoding, DigitalReceiver, Codec):
             bytes), or ``"ans_estimate"`` (``"ans"``'s size estimated without coding: faster,
             its ``source_bits`` flagged as estimated; ``v2x.semcom.entropy``).
         mcs: ``"auto"`` (link adaptation from ``link.snr_db``) or a fixed 38.214 table-1 index.
-        target_bler: block error rate link adaptation aims at.
+        target_bler: error rate link adaptation aims at (of ``target_unit``).
+        target_unit: what ``target_bler`` bounds (``mcs: auto``): ``"segment"`` (default) the
+            expected fraction of the sent segments lost, a lost header losing all of them
+            (``v2x.semcom.link_adaptation.expected_segment_loss``: needs the BLER table);
+            ``"block"`` the code-block error rate (where HARQ resends failed blocks).
         margin_db: SNR back-off of link adaptation.
         decoder: ``"exact"`` (Sionna LDPC BP) or ``"fast"`` (BLER-table block failures).
         num_iter: LDPC BP iterations (exact decoder; the table records its own).
@@ -196,6 +204,7 @@ class DigitalCodec(DigitalSourceCoding, DigitalReceiver, Codec):
         entropy_coder: str = "ans",
         mcs: str | int = "auto",
         target_bler: float = 0.1,
+        target_unit: str = "segment",
         margin_db: float = 0.0,
         decoder: str = "fast",
         num_iter: int = 20,
@@ -256,6 +265,7 @@ class DigitalCodec(DigitalSourceCoding, DigitalReceiver, Codec):
         self.bits_estimated = entropy_coder in entropy.ESTIMATED
         self.mcs = mcs
         self.target_bler = target_bler
+        self.target_unit = target_unit
         self.margin_db = margin_db
         self.decoder = decoder
         self.num_iter = num_iter
@@ -284,6 +294,17 @@ class DigitalCodec(DigitalSourceCoding, DigitalReceiver, Codec):
                     f"(num_iter, cn_update) = {built}, but {(num_iter, cn_update)} was asked; "
                     "rebuild the table with python -m v2x.semcom.bler_table or use those values"
                 )
+        if target_unit not in ("segment", "block"):
+            raise ValueError(
+                f"digital codec 'target_unit' must be 'segment' or 'block', got {target_unit!r}"
+            )
+        if target_unit == "segment" and mcs == "auto" and self.table is None:
+            raise ValueError(
+                f"digital codec: target_unit='segment' plans segment losses from the BLER table, "
+                f"which has no curves for block_bits={block_bits}; build them with python -m "
+                f"v2x.semcom.bler_table --block-bits {block_bits}, or set target_unit='block' "
+                "(Shannon-gap thresholds) or a fixed 'mcs'"
+            )
         thresholds = (
             self.table.thresholds_db(target_bler)
             if self.table is not None
@@ -328,6 +349,43 @@ class DigitalCodec(DigitalSourceCoding, DigitalReceiver, Codec):
             )
         return self.link_adaptation(snr)
 
+    def _lower_for_segments(
+        self,
+        features: torch.Tensor,
+        link: LinkState,
+        mcs: torch.Tensor,
+        streams: list,
+        cache: dict,
+    ) -> torch.Tensor:
+        """``target_unit="segment"``: step each row's MCS down from the block rule's ``mcs [B]``
+        until the expected fraction of its stream's sent segments lost
+        (``expected_segment_loss``) is ≤ ``target_bler`` (MCS 0 at worst), refitting the
+        row's stream to the budget at each step; ``streams`` is updated in place. Returns the
+        ``[B]`` int64 MCS sent."""
+        assert self.table is not None
+        rates = block_bler(
+            self.table, self.block_bits, link.snr_db, link.sinr_feedback, self.margin_db
+        ).numpy()  # [B, 29]
+        if rates.shape[0] == 1 and len(streams) > 1:
+            rates = np.repeat(rates, len(streams), axis=0)  # one SNR for the whole batch
+        payload_bits = self.block_bits - CRC_BITS
+        mcs = mcs.clone()
+
+        def too_lossy(i: int) -> bool:
+            m, st = int(mcs[i]), streams[i]
+            loss = expected_segment_loss(st.header_bytes, st.segment_bytes, payload_bits, rates[i, m])
+            return m > 0 and loss > self.target_bler
+
+        rows = [i for i in range(len(streams)) if too_lossy(i)]
+        while rows:
+            mcs[rows] -= 1
+            if self.source_executor is not None and len(rows) > 1:
+                self._source_code_in_workers(features[rows], mcs[rows], cache)
+            for i in rows:
+                streams[i] = self._fit_stream(features, i, int(mcs[i]), cache)
+            rows = [i for i in rows if too_lossy(i)]
+        return mcs
+
     @property
     def blocks_per_packet(self) -> int:
         """Code blocks per packet: as many whole blocks' payloads (``block_bits − 24`` bits) as
@@ -355,6 +413,8 @@ class DigitalCodec(DigitalSourceCoding, DigitalReceiver, Codec):
         if self.source_executor is not None and b > 1:
             self._source_code_in_workers(features, mcs, cache)
         streams = [self._fit_stream(features, i, int(mcs[i]), cache) for i in range(b)]
+        if self.mcs == "auto" and self.target_unit == "segment":
+            mcs = self._lower_for_segments(features, link, mcs, streams, cache)
         self._decode_ahead(streams, tuple(features.shape[1:]))
         payload_bits = self.block_bits - CRC_BITS
         nblocks = [math.ceil(len(s.data) * 8 / payload_bits) for s in streams]

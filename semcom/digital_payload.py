@@ -27,6 +27,9 @@ class DigitalPayloadCodec(DigitalCodec):
     Args:
         bits: quantiser bits per value (1…16), never lowered (``min_bits = bits``).
         decoder, ldpc_decoder: as ``DigitalCodec``'s; default ``"exact"`` with ``"minsum"``.
+        target_unit: as ``DigitalCodec``'s; default ``"block"``: this codec's sweep resends the
+            failed code blocks (HARQ), so a failed block costs a resend, not its segment — 5G's
+            10 % first-transmission block error rate with code-block-group retransmission.
         **kwargs: every other ``DigitalCodec`` argument except ``max_channel_uses`` and
             ``min_bits`` (a budget would make it a different codec: use ``digital``).
     """
@@ -36,7 +39,12 @@ class DigitalPayloadCodec(DigitalCodec):
     default_bits = 8
 
     def __init__(
-        self, bits: int = default_bits, decoder: str = "exact", ldpc_decoder: str = "minsum", **kwargs
+        self,
+        bits: int = default_bits,
+        decoder: str = "exact",
+        ldpc_decoder: str = "minsum",
+        target_unit: str = "block",
+        **kwargs,
     ) -> None:
         for name in ("max_channel_uses", "min_bits"):
             if kwargs.get(name) is not None and not (name == "min_bits" and kwargs[name] == bits):
@@ -49,6 +57,7 @@ class DigitalPayloadCodec(DigitalCodec):
             bits=bits,
             decoder=decoder,
             ldpc_decoder=ldpc_decoder,
+            target_unit=target_unit,
             min_bits=bits,
             max_channel_uses=None,
             **kwargs,

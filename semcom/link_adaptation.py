@@ -18,17 +18,31 @@ that into an MCS:
 The same EESM and table drive the codec's fast decoder, so a block's failure probability at
 decode time is the one link adaptation planned for (up to the channel realisation).
 
+**What the target bounds** (``target_unit``): a failed block loses its bytes, and a segment with
+a lost byte is dropped, so under a channel-use budget (each kept BEV row's segment spans tens of
+code blocks) a 10 % block error rate loses most of the sent rows. With ``target_unit="segment"``
+(the digital codec's default) the codec steps the MCS down from the block rule's choice until the
+*expected fraction of the sent segments the receiver loses* (``expected_segment_loss``: a lost
+header loses them all; blocks fail independently at the MCS's block error rate,
+``block_bler``) is ≤ ``target_bler`` — the analogue of 38.214 § 5.2.2.1's CQI, which bounds the
+error rate of the transport block, the unit the receiver can use. ``"block"`` bounds the block
+error rate itself: right where HARQ resends only the failed blocks (as 5G's code-block-group
+retransmission does), since a failed block then costs a resend, not its segment.
+
 Why not Sionna's ``InnerLoopLinkAdaptation``/``PHYAbstraction`` for step 3–4: they map a
 transport block, segmented by Sionna's 38.212 rules into code blocks of Sionna's PDSCH/PUSCH chain
 (tables for MCS 3–28 on a 1.8 dB SNR grid) and target the *transport-block* error rate; the
 digital codec sends fixed ``block_bits`` code blocks (with repetition below rate 1/5 for MCS 0–2)
-and every block is independently useful, so the target is a per-block BLER of this chain. The
-two tables agree within the bound pinned in ``tests/semcom/test_link_adaptation.py``
-(``docs/digital.md``).
+and its receivable unit is the entropy-coded segment, whose error rate follows from this chain's
+per-block BLER (``expected_segment_loss``). The two tables agree within the bound pinned in
+``tests/semcom/test_link_adaptation.py`` (``docs/digital.md``).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
+import numpy as np
 import torch
 
 from v2x.channels.effective_sinr import eesm_db
@@ -119,3 +133,52 @@ def select_mcs_from_sinr(
     index = torch.arange(len(MCS_TABLE), dtype=torch.int64)
     best = torch.where(ok, index[None, :], torch.zeros_like(index)[None, :]).amax(dim=1)
     return best[inverse.cpu()]
+
+
+def block_bler(
+    table: BlerTable,
+    block_bits: int,
+    snr_db: torch.Tensor,
+    sinr: torch.Tensor | None = None,
+    margin_db: float = 0.0,
+) -> torch.Tensor:
+    """``[B, 29]`` float64 code-block error rate of every MCS per transmission, as link
+    adaptation plans it: the table at ``snr_db [B]`` (Es/N0, dB) minus ``margin_db``, or, with
+    the receiver's report ``sinr [B, N]`` (linear per-RE SINR), the mean over code blocks at their
+    EESM effective SINR (``expected_bler``; links with identical reports evaluated once)."""
+    if sinr is not None:
+        unique, inverse = torch.unique(sinr.float(), dim=0, return_inverse=True)
+        return expected_bler(unique, table, block_bits, margin_db)[inverse.cpu()]
+    snr = torch.as_tensor(snr_db, dtype=torch.float64).reshape(-1).cpu() - margin_db
+    mcs = torch.arange(len(MCS_TABLE), dtype=torch.int64)
+    rates = table.bler(mcs.repeat(snr.numel()), snr.repeat_interleave(len(MCS_TABLE)))
+    return rates.reshape(snr.numel(), len(MCS_TABLE))
+
+
+def expected_segment_loss(
+    header_bytes: int,
+    segment_bytes: Sequence[int],
+    block_payload_bits: int,
+    block_error_rate: float,
+) -> float:
+    """Expected fraction of a stream's sent segments that the receiver loses.
+
+    The stream is ``[header | segment 0 | segment 1 | …]`` cut into code blocks of
+    ``block_payload_bits`` bits each (CRC excluded); every block fails independently with
+    probability ``block_error_rate``. A segment (``segment_bytes[j] > 0``; 0 = not sent) is lost
+    when any block holding one of its bytes fails; a lost header byte loses every segment. So the
+    loss is ``1 − P(header) · mean_j P(segment j)``, ``P(part) = (1 − p)^(blocks it spans)``;
+    ``1 − P(header)`` when only the header is sent, 0 when nothing is (``header_bytes == 0``).
+    """
+    if header_bytes <= 0:
+        return 0.0
+    keep = 1.0 - float(block_error_rate)
+    sizes = np.asarray(segment_bytes, dtype=np.int64)
+    starts = header_bytes + np.cumsum(sizes) - sizes
+    sent = sizes > 0
+    first = (8 * starts[sent]) // block_payload_bits
+    last = (8 * (starts[sent] + sizes[sent]) - 1) // block_payload_bits
+    header_ok = keep ** ((8 * header_bytes - 1) // block_payload_bits + 1)
+    if not sent.any():
+        return 1.0 - header_ok
+    return float(1.0 - header_ok * np.mean(keep ** (last - first + 1).astype(np.float64)))

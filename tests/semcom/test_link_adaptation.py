@@ -20,14 +20,17 @@ from v2x.semcom.mcs import MCS_TABLE
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
-def _digital_over_tdl(decoder: str, snr_db: float, feedback: bool, shape=(2, 8, 24, 24)):
-    """Send random maps through the digital codec over TDL-A (LS estimation, 30 m/s)."""
+def _digital_over_tdl(
+    decoder: str, snr_db: float, feedback: bool, shape=(2, 8, 24, 24), target_unit="block"
+):
+    """Send random maps through the digital codec over TDL-A (LS estimation, 30 m/s); link
+    adaptation bounds the code-block error rate unless ``target_unit`` says otherwise."""
     from sionna.phy import config
 
     torch.manual_seed(0)
     config.seed = 0
     ch = build_channel("tdl")
-    codec = build_codec("digital", decoder=decoder, entropy_coder="zlib")
+    codec = build_codec("digital", decoder=decoder, entropy_coder="zlib", target_unit=target_unit)
     x = torch.randn(*shape)
     snr = torch.full((shape[0],), snr_db)
     link = LinkState(snr_db=snr, sinr_feedback=ch.sinr_feedback(snr) if feedback else None)
@@ -91,7 +94,9 @@ def test_flat_feedback_gives_the_threshold_rule():
         flat, 1024, 0.1, thresholds_db=codec.link_adaptation.thresholds_db
     )
     assert torch.equal(by_eesm, by_threshold)
-    no_table = build_codec("digital", decoder="exact", block_bits=512, entropy_coder="zlib")
+    no_table = build_codec(
+        "digital", decoder="exact", block_bits=512, entropy_coder="zlib", target_unit="block"
+    )
     assert no_table.table is None  # Shannon-gap thresholds
     assert torch.equal(no_table.select_mcs(snr, snr.numel(), flat), no_table.select_mcs(snr, 64))
     with pytest.raises(ValueError, match="sinr_feedback"):
