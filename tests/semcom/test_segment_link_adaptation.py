@@ -188,3 +188,17 @@ def test_target_unit_is_checked():
         DigitalCodec(decoder="exact", block_bits=512)  # no BLER table for 512-bit blocks
     assert DigitalCodec(decoder="exact", block_bits=512, target_unit="block").table is None
     assert DigitalCodec(decoder="exact", block_bits=512, mcs=9).mcs == 9
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_segment_target_on_cuda_picks_what_the_cpu_picks():
+    """The maps and SNRs on the GPU: the same MCS steps, streams and channel uses as on the CPU."""
+    x = _dense_rows(6, seed=2)
+    snr = torch.tensor([5.2, 8.1, 10.0, 13.4, 17.9, 24.0])
+    cpu = _codec().encode(x, LinkState.from_snr(snr))
+    gpu = _codec().encode(x.cuda(), LinkState.from_snr(snr.cuda()))
+    assert torch.equal(gpu.meta["mcs"].cpu(), cpu.meta["mcs"])
+    assert bool((cpu.meta["mcs"] < _codec().select_mcs(snr, 6)).any())
+    assert [s.data for s in gpu.meta["streams"]] == [s.data for s in cpu.meta["streams"]]
+    assert torch.equal(gpu.cost.channel_uses.cpu(), cpu.cost.channel_uses)
