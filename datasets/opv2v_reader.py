@@ -14,10 +14,12 @@ Per frame, as OpenCOOD builds it (``BaseDataset`` and ``IntermediateFusionDatase
 * poses, points and boxes mirrored into ``CoopFrame``'s right-handed frames (see
   ``v2x.datasets.opv2v_format``); an agent's timestamp is its frame number × ``tick_s``.
 
-OpenCOOD's evaluation keeps boxes whose eight corners lie in ``[-140, -40, -3, 140, 40, 1]`` m
-of the ego's LiDAR frame (``GT_RANGE``); in a sweep that is ``eval.eval_range=[-140,-40,140,40]``
-(the corners' rule is ``eval.range_mode=corners``, the default) — by default the evaluation
-keeps the detector's BEV grid (``conf/dataset/opv2v.yaml``, docs/real_data.md).
+OpenCOOD's evaluation keeps ground-truth boxes whose eight corners lie in ``[-140, -40, -3, 140,
+40, 1]`` m of the ego's LiDAR frame (``GT_RANGE``) and detections whose corners lie in its x–y
+bounds; in a sweep that is ``eval.range_mode=opencood`` with a 3D ``eval.eval_range`` whose z
+bounds are shifted by the LiDAR's height above ``model.grid.ground_z_m`` (the sweep's boxes are
+in the levelled frame), or ``eval.eval_range=[-140,-40,140,40]`` (``corners``, no z) — by default
+the evaluation keeps the detector's BEV grid (``conf/dataset/opv2v.yaml``, docs/real_data.md).
 """
 
 from __future__ import annotations

@@ -52,8 +52,10 @@ class EvalConfig:
         class_aware: whether the ``overall`` matching requires equal labels.
         eval_range: ``(x_min, y_min, x_max, y_max)`` in metres in the ego frame, ``(x_min,
             y_min, z_min, x_max, y_max, z_max)`` (3D), or ``None``.
-        range_mode: ``"corners"`` (all corners inside, OpenCOOD), ``"centre"`` or
-            ``"any_corner"`` (DAIR-V2X's filter; 3D range only). See ``range_mask``.
+        range_mode: ``"corners"`` (all corners inside, OpenCOOD), ``"centre"``,
+            ``"any_corner"`` (DAIR-V2X's filter; 3D range only) or ``"opencood"`` (3D range
+            only: ground truth's 8 corners in 3D, detections' BEV corners in x–y, as OpenCOOD
+            filters them). See ``range_mask``.
         distance_bins: ``[lo, hi)`` bins in metres from the ego origin (BEV distance of centres).
         class_names: label -> name for result keys (labels without a name use the integer).
         per_class: whether to compute ``class/<name>`` groups.
@@ -121,10 +123,12 @@ class EvalConfig:
                     "(x_min, y_min, z_min, x_max, y_max, z_max) with each minimum below its "
                     f"maximum, got {list(self.eval_range)}"
                 )
-        if self.range_mode == "any_corner" and (self.eval_range is None or len(r) != 6):
+        if self.range_mode in ("any_corner", "opencood") and (
+            self.eval_range is None or len(r) != 6
+        ):
             raise ValueError(
-                f"{name.format('range_mode')}: 'any_corner' tests the 8 box corners in 3D and "
-                "needs a 3D eval_range (x_min, y_min, z_min, x_max, y_max, z_max), got "
+                f"{name.format('range_mode')}: {self.range_mode!r} tests the 8 box corners in "
+                "3D and needs a 3D eval_range (x_min, y_min, z_min, x_max, y_max, z_max), got "
                 f"{self.eval_range if self.eval_range is None else list(self.eval_range)}"
             )
         for b in self.distance_bins:

@@ -110,7 +110,7 @@ class FramePreparation:
             if not ok or not b.is_floating_point() or b.device.type != "cpu":
                 return none
             boxes.append(b.detach().to(torch.float64))
-        mask = range_mask(torch.cat(boxes), cfg.eval_range, cfg.range_mode)
+        mask = range_mask(torch.cat(boxes), cfg.eval_range, cfg.range_mode, ground_truth=False)
         return list(mask.split([b.shape[0] for b in boxes]))
 
     def _admit(self, frame: _Frame) -> None:
@@ -221,7 +221,7 @@ class FramePreparation:
         # evaluation range: drop boxes outside before anything else
         if cfg.eval_range is not None:
             if keep_d is None:
-                keep_d = range_mask(det_boxes, cfg.eval_range, cfg.range_mode)
+                keep_d = range_mask(det_boxes, cfg.eval_range, cfg.range_mode, ground_truth=False)
             keep_g = _gt_in_range(gt_boxes, cfg.eval_range, cfg.range_mode)
             keep_d_np, keep_g = keep_d.cpu().numpy(), keep_g.cpu().numpy()
             if on_host:
@@ -312,7 +312,9 @@ class FramePreparation:
         )
         if cfg.eval_range is not None:
             if keep_d is None:
-                keep_d = range_mask(torch.from_numpy(det_np), cfg.eval_range, cfg.range_mode)
+                keep_d = range_mask(
+                    torch.from_numpy(det_np), cfg.eval_range, cfg.range_mode, ground_truth=False
+                )
             keep_d_np = keep_d.numpy() if isinstance(keep_d, torch.Tensor) else keep_d
             if g:  # the cached mask of this GT set (every condition scores the same GT)
                 rng = tuple(float(v) for v in cfg.eval_range)

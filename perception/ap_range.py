@@ -15,11 +15,14 @@ from v2x.perception.boxes import boxes_to_corners_bev
 
 __all__ = ["RANGE_MODES", "range_mask"]
 
-RANGE_MODES = ("corners", "centre", "any_corner")
+RANGE_MODES = ("corners", "centre", "any_corner", "opencood")
 
 
 def range_mask(
-    boxes: torch.Tensor, eval_range: Sequence[float], mode: str = "corners"
+    boxes: torch.Tensor,
+    eval_range: Sequence[float],
+    mode: str = "corners",
+    ground_truth: bool = True,
 ) -> torch.Tensor:
     """Boxes inside a BEV or 3D range (bounds inclusive, but ``"any_corner"``'s ``z_max``).
 
@@ -32,12 +35,21 @@ def range_mask(
             corners for a 3D range); ``"centre"``: the centre; ``"any_corner"`` (3D range only):
             at least one of the 8 corners with ``x_min <= x <= x_max``, ``y_min <= y <= y_max``
             and ``z_min <= z < z_max`` (DAIR-V2X's ``RectFilter``: a corner is in its range box
-            when it lies above the bottom face's plane and not above the top face's).
+            when it lies above the bottom face's plane and not above the top face's);
+            ``"opencood"`` (3D range only): OpenCOOD's two filters — ground truth with all 8
+            corners inside the 3D range (``mask_boxes_outside_range_numpy`` on the
+            ``cav_lidar_range``), detections with all 4 BEV corners inside its x–y bounds
+            (``get_mask_for_boxes_within_range_torch`` on ``GT_RANGE[:2]`` / ``[3:5]``: no z).
+        ground_truth: whether ``boxes`` are ground truth (only ``"opencood"`` tells them apart).
 
     Returns:
         ``[N]`` bool.
     """
     bounds = [float(v) for v in eval_range]
+    if mode == "opencood":
+        if not ground_truth and len(bounds) == 6:
+            bounds = bounds[:2] + bounds[3:5]  # detections: the x-y bounds only
+        mode = "corners"
     axes = len(bounds) // 2
     if mode == "centre":
         pts = boxes[:, None, :axes]

@@ -63,7 +63,9 @@ Additions, all optional and all reported by name:
   before matching. ``range_mode="corners"`` (OpenCOOD: ``mask_boxes_outside_range_numpy`` for
   GT, ``get_mask_for_boxes_within_range_torch`` for detections) keeps a box iff all four BEV
   corners are inside (bounds inclusive; all 8 corners for a 3D range); ``"centre"`` tests the
-  centre only; ``"any_corner"`` is DAIR-V2X's ``RectFilter`` (``range_mask``).
+  centre only; ``"any_corner"`` is DAIR-V2X's ``RectFilter``; ``"opencood"`` (3D range) is
+  OpenCOOD's pair: the ground truth's 8 corners in 3D, the detections' corners in x–y only
+  (``range_mask``).
 * **Classes.** ``class_aware=True``: a detection can only match GT of its own label (the
   ``overall`` AP then pools all classes with class-aware matching); ``False`` (OpenCOOD,
   single-class): labels are ignored for ``overall``. Per-class AP (``class/<name>``) always
