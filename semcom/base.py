@@ -132,6 +132,8 @@ class Reception:
             resent (``meta["retransmission_rounds"]``; 0 without).
         feedback_s: seconds the payload waited for ACK/NACK feedback before those rounds
             (``meta["feedback_s"]``; part of its latency; 0 without).
+        mcs: the 38.214 table-1 MCS index each transmission was sent with (``meta["mcs"]``,
+            the digital chain's); NaN for codecs without one (``None`` at construction: NaN).
     """
 
     packets_erased: torch.Tensor
@@ -139,11 +141,14 @@ class Reception:
     retransmissions: torch.Tensor
     retransmission_rounds: torch.Tensor | None = None
     feedback_s: torch.Tensor | None = None
+    mcs: torch.Tensor | None = None
 
     def __post_init__(self) -> None:
         for name in ("retransmission_rounds", "feedback_s"):
             if getattr(self, name) is None:
                 setattr(self, name, torch.zeros_like(self.retransmissions))
+        if self.mcs is None:
+            self.mcs = torch.full_like(self.retransmissions, math.nan)
 
     @property
     def packets_lost(self) -> torch.Tensor:
@@ -369,4 +374,6 @@ def reception(received: Transmission) -> Reception:
         torch.zeros_like(packets) if meta.get(name) is None else meta[name].to(packets)
         for name in ("retransmissions", "retransmission_rounds", "feedback_s")
     )
-    return Reception(n_erased, n_failed, resent, rounds, feedback)
+    mcs = meta.get("mcs")
+    mcs = torch.full_like(packets, math.nan) if mcs is None else mcs.to(packets)
+    return Reception(n_erased, n_failed, resent, rounds, feedback, mcs)

@@ -264,6 +264,8 @@ class SelectiveCodec(Codec):
         }
         if "sent" in inner_tx.meta:  # the inner codec conveys only part of the packed grid
             meta["sent"] = ~selected | self._lift(inner_tx.meta["sent"], indices, kept, h, w)
+        if "mcs" in inner_tx.meta:  # the inner digital chain's MCS (the ledger's column)
+            meta["mcs"] = inner_tx.meta["mcs"]
         return Transmission(
             symbols=inner_tx.symbols,
             cost=cost,

@@ -215,7 +215,7 @@ def _send_cell_block(
     counts = chosen.reshape(n, h * w).sum(1)
     zeros = torch.zeros(n, dtype=torch.float64, device=device)
     cost = Cost(*(zeros.clone() for _ in range(4)), raw_bits=raw_feature_bits(rows))
-    outcome = Reception(*(zeros.clone() for _ in range(5)))
+    outcome = Reception(*(zeros.clone() for _ in range(5)))  # mcs: NaN until a block sets it
     decoded = torch.zeros(n, c, h, w, dtype=torch.float32, device=device)
     reports: dict[str, torch.Tensor | None] = {"sent": None, "delivered": None}
     for kept in torch.unique(counts).tolist():  # increasing counts; one read of the counts

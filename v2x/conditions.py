@@ -33,6 +33,7 @@ RECEPTION_FIELDS = (
     "retransmissions",
     "retransmission_rounds",
     "feedback_s",
+    "mcs",
 )
 
 
@@ -62,6 +63,8 @@ class LinkCost:
             ARQ resent something (``None`` at construction: zeros).
         feedback_s: float64, seconds the payload waited for ACK/NACK feedback before those
             rounds (``v2x.semcom.harq``); the budget adds it to the latency (``None``: zeros).
+        mcs: float64, the MCS index the digital chain sent the link with; NaN where no MCS
+            applies (other codecs, ideal links, nothing sent; ``None``: NaN).
     """
 
     source_bits: torch.Tensor
@@ -77,11 +80,14 @@ class LinkCost:
     cells_used: torch.Tensor
     retransmission_rounds: torch.Tensor | None = None
     feedback_s: torch.Tensor | None = None
+    mcs: torch.Tensor | None = None
 
     def __post_init__(self) -> None:
         for name in ("retransmission_rounds", "feedback_s"):
             if getattr(self, name) is None:
                 setattr(self, name, torch.zeros_like(self.channel_uses, dtype=torch.float64))
+        if self.mcs is None:
+            self.mcs = torch.full_like(self.channel_uses, math.nan, dtype=torch.float64)
 
     @classmethod
     def zeros(
@@ -91,6 +97,7 @@ class LinkCost:
         ``[K, B, A]``)."""
         zeros = torch.zeros(k, b, a, dtype=torch.float64, device=device)
         counts = {f.name: zeros.clone() for f in fields(cls) if f.name not in ("sent", "snr_db")}
+        counts["mcs"] = torch.full_like(zeros, math.nan)  # no MCS on any link yet
         return cls(
             **counts,
             sent=torch.zeros(k, b, a, dtype=torch.bool, device=device),

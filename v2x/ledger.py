@@ -41,6 +41,9 @@ retransmission_     float64   rounds after the first transmission in which HARQ/
 rounds                        something (NaN in files from before the column)
 feedback_s          float64   of latency_s, the time those rounds waited for ACK/NACK feedback
                               (rounds × the codec's / channel's feedback delay)
+mcs                 float64   38.214 table-1 MCS index the digital chain sent the link with
+                              (after link adaptation); NaN for other codecs, ideal links,
+                              payloads not sent, and in files from before the column
 cells_sent          float64   BEV cells of the collaborator's map the ego rebuilds (the
                               selected ones under Where2comm-style selection); boxes for late
                               and points for early fusion
@@ -107,6 +110,7 @@ LEDGER_SCHEMA = pa.schema(
         ("retransmissions", pa.float64()),
         ("retransmission_rounds", pa.float64()),
         ("feedback_s", pa.float64()),
+        ("mcs", pa.float64()),
         ("cells_sent", pa.float64()),
         ("cells_used", pa.float64()),
         ("share", pa.float64()),
@@ -164,6 +168,7 @@ def ledger_table(
         "retransmissions",
         "retransmission_rounds",
         "feedback_s",
+        "mcs",
         "cells_sent",
         "cells_used",
     )
@@ -250,6 +255,7 @@ def ledger_table(
         "retransmissions": row["retransmissions"],
         "retransmission_rounds": row["retransmission_rounds"],
         "feedback_s": row["feedback_s"],
+        "mcs": np.where(on_air, row["mcs"], np.nan),
         "cells_sent": cells_sent,
         "cells_used": cells_used,
         "share": row["d_share"],

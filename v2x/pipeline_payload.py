@@ -10,6 +10,7 @@ Shapes: ``K`` conditions, ``B`` frames, ``A`` agent slots (ego at 0), ``P`` payl
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any, Protocol
 
@@ -129,6 +130,7 @@ def run_payload(
         "source_bits", "coded_bits", "channel_uses", "packets", "packets_erased",
         "packets_crc_failed", "retransmissions", "retransmission_rounds", "feedback_s",
         "cells_sent")}  # fmt: skip
+    counts["mcs"] = torch.full((n,), math.nan, dtype=torch.float64, device=device)  # none yet
     if cells is None:
         groups = [(torch.arange(n, device=device), h * w)]
     else:

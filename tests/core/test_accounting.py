@@ -222,6 +222,40 @@ def test_lossy_settings_show_in_the_results(model, frames, channel, codec, snr_d
     assert float(valid[:, :, 0].flatten(2).sum(-1)[present].sum()) < HW * HW * int(present.sum())
 
 
+@pytest.mark.parametrize("snr_db", [LOW_SNR_DB, 8.0, HIGH_SNR_DB])
+def test_the_ledger_records_the_mcs_each_link_was_sent_with(model, frames, snr_db):
+    """The ledger's ``mcs`` column: the MCS a digital transmission went on air with (the fixed
+    index; through the selective codec, its inner chain's), NaN for codecs without one."""
+    fixed = _run(model, frames, CODECS.build("digital_fixed", mcs=9), _channel("awgn"), snr_db)[0]
+    assert {r["mcs"] for r in fixed.to_pylist() if r["sent"]} == {9.0}
+    assert all(math.isnan(r["mcs"]) for r in fixed.to_pylist() if not r["sent"])
+    selective = CODECS.build("selective", inner="digital_fixed", inner_kwargs={"mcs": 5})
+    rows = _run(model, frames, selective, _channel("awgn"), snr_db)[0].to_pylist()
+    assert {r["mcs"] for r in rows if r["sent"]} == {5.0}
+    rows = _run(model, frames, _codec("deepjscc"), _channel("awgn"), snr_db)[0].to_pylist()
+    assert rows and all(math.isnan(r["mcs"]) for r in rows)
+
+
+def test_reception_reports_the_transmissions_mcs():
+    """``reception``'s ``mcs`` is the codec's ``meta["mcs"]`` per row (link adaptation's choice,
+    the segment target's steps included), NaN where a codec has none."""
+    codec = CODECS.build("digital", entropy_coder="zlib")
+    x = torch.relu(torch.randn(3, 8, 16, 16, generator=torch.Generator().manual_seed(0)))
+    link = LinkState.from_snr(torch.tensor([0.0, 10.0, 25.0]))
+    torch.manual_seed(0)
+    tx = codec.encode(x, link)
+    y, state = build_channel("awgn")(tx.symbols, link.snr_db)
+    rx = tx.received(y, state)
+    codec.decode(rx, link)
+    assert torch.equal(reception(rx).mcs, tx.meta["mcs"].double())
+    analog = CODECS.build("analog")
+    tx = analog.encode(x, link)
+    y, state = build_channel("awgn")(tx.symbols, link.snr_db)
+    rx = tx.received(y, state)
+    analog.decode(rx, link)
+    assert bool(reception(rx).mcs.isnan().all())
+
+
 class RecordingWhere2comm(Where2commFusion):
     """Where2comm fusion that keeps the validity mask it was given."""
 
