@@ -328,6 +328,8 @@ def bench_run_sweep(
             "output_dir": out,
             "quiet": True,
             "feature_cache_gb": args.feature_cache_gb,
+            "eval": {"precision": getattr(args, "precision", "fp32")},
+            "cuda_graph": bool(getattr(args, "cuda_graph", False)),
         }
         from v2x.sweep import plan_sweep
 
@@ -443,8 +445,7 @@ def bench_orders(args, rounds: int) -> None:
                 lines.clear()
                 s = bench_run_sweep(args)
                 groups = "; ".join(
-                    f"{m.split()[2].replace('/n/a/n/a', '')} "
-                    f"{m.rsplit(' in ', 1)[1].split()[0]} s"
+                    f"{m.split()[2].replace('/n/a/n/a', '')} {m.rsplit(' in ', 1)[1].split()[0]} s"
                     for m in lines
                 )  # "group 1/5 max/analog/awgn ratio=nan: 896 frame-conditions in 0.7 s (...)"
                 print(f"  {name:12s} {s['fc_per_s']:7.1f} frame-conditions/s ({s['wall_s']:.2f} s): "

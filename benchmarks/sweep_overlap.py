@@ -127,10 +127,15 @@ def main() -> None:
     p.add_argument("--calls", type=int, default=2, help="warm calls after the first")
     p.add_argument("--frames", type=int, default=512)
     p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument(
+        "--precision", default="fp32", help="the sweep's eval.precision (detector autocast)"
+    )
+    p.add_argument("--cuda-graph", action="store_true", help="the sweep's cuda_graph: true")
     args = p.parse_args()
     spans: list[tuple[str, float, float]] = []
     install(args.variant, spans)
     run = cuda_sweep_args(frames=args.frames, batch_size=args.batch_size)
+    run.precision, run.cuda_graph = args.precision, args.cuda_graph
     if not torch.cuda.is_available():
         run.device = "cpu"
     rates = []
@@ -141,7 +146,8 @@ def main() -> None:
             rates.append(s["fc_per_s"])
         span = spans[-1][2] - spans[0][1] if spans else float("nan")
         groups = ", ".join(f"{name} {end - start:.2f}" for name, start, end in spans)
-        print(f"{args.variant} call {call}: {s['fc_per_s']:.1f} frame-conditions/s, "
+        print(f"{args.variant} ({args.precision}{', graph' if args.cuda_graph else ''}) call "
+              f"{call}: {s['fc_per_s']:.1f} frame-conditions/s, "
               f"{s['wall_s']:.2f} s; device thread {span:.2f} s ({groups})", flush=True)  # fmt: skip
     if rates:
         print(f"{args.variant} warm: " + " ".join(f"{r:.0f}" for r in rates)
