@@ -80,9 +80,8 @@ ADDED_COLUMNS: dict[str, object] = {
     "added_delay_s": 0.0,
     "late_policy": "",  # unknown: older files kept it in the budget only
     "harq_max_rounds": 0,
-    "retransmission_rounds": float("nan"),  # ledger files from before the column: unknown
+    "retransmission_rounds": float("nan"), "mcs": float("nan"),  # older ledger files: unknown
     "feedback_s": 0.0,  # ledger files from before the column: feedback was instantaneous
-    "mcs": float("nan"),  # ledger files from before the column: unknown
     **{m: float("nan") for m in ("vehicle_ap_30", "vehicle_ap_50", "vehicle_ap_70")},  # (unscored)
     "bits_per_value": 0,
     "bits_estimated": False,

@@ -89,6 +89,8 @@ def _assert_same(a, b, atol: float = 0.0) -> None:
                  "packets_crc_failed", "retransmissions", "cells_sent", "cells_used", "sent"):  # fmt: skip
         x, y = getattr(a.cost, name), getattr(b.cost, name)
         assert torch.equal(x, y), name
+    # the MCS each link went on air with: NaN where no digital chain sent it
+    torch.testing.assert_close(a.cost.mcs, b.cost.mcs, rtol=0, atol=0, equal_nan=True)
 
 
 DIGITAL = {"max_channel_uses": 512, "decoder": "fast"}
@@ -535,6 +537,11 @@ def test_on_cuda_the_codecs_decode_into_the_joined_maps_with_the_same_bits(codec
     assert torch.equal(into, apart) and into.stride() == apart.stride()
 
 
+def _assert_exactly(got: torch.Tensor, expected: torch.Tensor, what: object) -> None:
+    """Bit-for-bit equal (dtype, shape, values), NaN where the other is NaN."""
+    torch.testing.assert_close(got, expected, rtol=0, atol=0, equal_nan=True, msg=str(what))
+
+
 @pytest.mark.parametrize(
     ("channel_name", "channel_kw"),
     [("awgn", {}), ("rayleigh", {}), ("erasure", {"loss_prob": 0.4, "arq_max_rounds": 1}),
@@ -577,8 +584,8 @@ def test_deepjscc_blocks_coded_together_equal_one_call_per_block(channel_name, c
             parts = [getattr(getattr(o, kind), name) for o in ones]
             if value is None:
                 assert all(p is None for p in parts), (kind, name)
-            else:
-                assert torch.equal(value, torch.cat(parts)), (kind, name)
+            else:  # exactly equal, NaN where NaN (the outcome's mcs without a digital chain)
+                _assert_exactly(value, torch.cat(parts), (kind, name))
     if channel_kw.get("arq_max_rounds"):
         assert float(joint.outcome.retransmissions.sum()) > 0  # ARQ resent something
 
@@ -618,7 +625,7 @@ def test_deepjscc_blocks_coded_together_record_no_cells_when_the_gate_keeps_ever
             for kind in ("cost", "outcome"):
                 for name, value in vars(getattr(joint, kind)).items():
                     parts = [getattr(getattr(o, kind), name) for o in ones]
-                    assert torch.equal(value, torch.cat(parts)), (kind, name)
+                    _assert_exactly(value, torch.cat(parts), (kind, name))
 
 
 def test_the_pipeline_looks_for_shared_conditions_only_where_maps_may_be_equal(
@@ -729,7 +736,10 @@ def test_on_cuda_send_codes_deepjscc_blocks_together(channel_name, monkeypatch):
     for kind in ("cost", "outcome", "cells"):
         for name, value in vars(getattr(joint, kind)).items():
             other = getattr(getattr(apart, kind), name)
-            assert (value is None and other is None) or torch.equal(value, other), (kind, name)
+            if value is None or other is None:
+                assert value is None and other is None, (kind, name)
+            else:
+                _assert_exactly(value, other, (kind, name))
 
 
 @pytest.mark.parametrize(
