@@ -374,6 +374,5 @@ def reception(received: Transmission) -> Reception:
         torch.zeros_like(packets) if meta.get(name) is None else meta[name].to(packets)
         for name in ("retransmissions", "retransmission_rounds", "feedback_s")
     )
-    mcs = meta.get("mcs")
-    mcs = torch.full_like(packets, math.nan) if mcs is None else mcs.to(packets)
+    mcs = None if meta.get("mcs") is None else meta["mcs"].to(packets)  # None: NaN
     return Reception(n_erased, n_failed, resent, rounds, feedback, mcs)

@@ -96,8 +96,8 @@ class LinkCost:
         """Nothing sent on any of the ``[K, B, A]`` links, simulated at ``snr_db`` (``[K]`` or
         ``[K, B, A]``)."""
         zeros = torch.zeros(k, b, a, dtype=torch.float64, device=device)
-        counts = {f.name: zeros.clone() for f in fields(cls) if f.name not in ("sent", "snr_db")}
-        counts["mcs"] = torch.full_like(zeros, math.nan)  # no MCS on any link yet
+        skip = ("sent", "snr_db", "mcs")  # mcs: NaN from __post_init__ (no MCS on any link yet)
+        counts = {f.name: zeros.clone() for f in fields(cls) if f.name not in skip}
         return cls(
             **counts,
             sent=torch.zeros(k, b, a, dtype=torch.bool, device=device),
