@@ -117,7 +117,7 @@ def build(args: argparse.Namespace):
     return frames, model, batches, device
 
 
-def pipeline(model, fusion: str, codec: str, device):
+def pipeline(model, fusion: str, codec: str, device, codec_precision: str = "fp32"):
     from v2x.channels import build_channel
     from v2x.perception.fusion import build_fusion
     from v2x.pipeline import CooperativePipeline
@@ -130,6 +130,8 @@ def pipeline(model, fusion: str, codec: str, device):
         kwargs["in_channels"] = int(model.config.feature_channels)
     if "checkpoint" in sweep_arguments(codec) and kwargs.get("in_channels") in SHIPPED_BY_CHANNELS:
         kwargs["checkpoint"] = "shipped"  # the architecture run_sweep runs
+    if codec_precision != "fp32":
+        kwargs["precision"] = codec_precision  # (deepjscc only: others refuse the argument)
     torch.manual_seed(0)
     return CooperativePipeline(
         model, build_fusion(fusion), build_codec(codec, **kwargs).to(device), build_channel("awgn")
@@ -217,7 +219,8 @@ def bench_group_kernels(args, model, batches, device, top: int) -> None:
     with torch.no_grad():
         cache = EncodeCache(model, 64e9)  # every frame's features kept (126 MB each, standard)
         for codec in args.codecs:
-            pipe = pipeline(cache, "max", codec, device)
+            precision = args.codec_precision if codec == "deepjscc" else "fp32"
+            pipe = pipeline(cache, "max", codec, device, precision)
             one_pass(pipe, cache)  # warm: kernels compiled, features cached
             _sync(device)
             with profile(activities=activities) as prof:
@@ -235,7 +238,7 @@ def bench_group_kernels(args, model, batches, device, top: int) -> None:
                 kernels[name] = (count + 1, total + t)
             total = sum(t for _, t in kernels.values())
             what = "device kernel" if on_device else "operators' own CPU"
-            print(f"== max/{codec} ({autocast}): {what} time {total / 1e3:.1f} ms = "
+            print(f"== max/{codec} ({autocast}, codec {precision}): {what} time {total / 1e3:.1f} ms = "
                   f"{total / fc:.1f} us per frame-condition ({fc} frame-conditions)")  # fmt: skip
             ranked = sorted(kernels.items(), key=lambda kv: -kv[1][1])[:top]
             for name, (count, t) in ranked:
@@ -331,6 +334,9 @@ def bench_run_sweep(
             "eval": {"precision": getattr(args, "precision", "fp32")},
             "cuda_graph": bool(getattr(args, "cuda_graph", False)),
         }
+        codec_precision = getattr(args, "codec_precision", "fp32")
+        if codec_precision != "fp32":
+            cfg["codec_options"] = {"deepjscc": {"precision": codec_precision}}
         from v2x.sweep import plan_sweep
 
         plan = plan_sweep(cfg)
@@ -703,6 +709,13 @@ def main() -> None:
         choices=["fp32", "bf16", "fp16"],
         default="fp32",
         help="with --group-kernels: the profiled passes under torch.autocast of this dtype",
+    )
+    p.add_argument(
+        "--codec-precision",
+        choices=["fp32", "fp16", "bf16"],
+        default="fp32",
+        help="DeepJSCC's precision option (its maps in inference) in --group-kernels and "
+        "run_sweep (codec_options.deepjscc.precision)",
     )
     p.add_argument(
         "--devices",

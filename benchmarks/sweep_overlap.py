@@ -131,11 +131,17 @@ def main() -> None:
         "--precision", default="fp32", help="the sweep's eval.precision (detector autocast)"
     )
     p.add_argument("--cuda-graph", action="store_true", help="the sweep's cuda_graph: true")
+    p.add_argument(
+        "--codec-precision",
+        default="fp32",
+        help="DeepJSCC's precision option (codec_options.deepjscc.precision)",
+    )
     args = p.parse_args()
     spans: list[tuple[str, float, float]] = []
     install(args.variant, spans)
     run = cuda_sweep_args(frames=args.frames, batch_size=args.batch_size)
     run.precision, run.cuda_graph = args.precision, args.cuda_graph
+    run.codec_precision = args.codec_precision
     if not torch.cuda.is_available():
         run.device = "cpu"
     rates = []
@@ -146,7 +152,8 @@ def main() -> None:
             rates.append(s["fc_per_s"])
         span = spans[-1][2] - spans[0][1] if spans else float("nan")
         groups = ", ".join(f"{name} {end - start:.2f}" for name, start, end in spans)
-        print(f"{args.variant} ({args.precision}{', graph' if args.cuda_graph else ''}) call "
+        print(f"{args.variant} ({args.precision}, codec {args.codec_precision}"
+              f"{', graph' if args.cuda_graph else ''}) call "
               f"{call}: {s['fc_per_s']:.1f} frame-conditions/s, "
               f"{s['wall_s']:.2f} s; device thread {span:.2f} s ({groups})", flush=True)  # fmt: skip
     if rates:

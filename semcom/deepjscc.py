@@ -72,6 +72,7 @@ from v2x.common import (
     TensorMemo,
     triton_available,  # noqa: F401 (the old import path)
 )
+from v2x.perception.inference import PRECISIONS, check_precision
 from v2x.semcom.base import (
     CODECS,
     Codec,
@@ -136,6 +137,12 @@ class DeepJSCCCodec(DeepJSCCRatio, DeepJSCCReceiver, DeepJSCCTraining, DeepJSCCC
         output_activation: ``"none"`` or ``"relu"`` (non-negative reconstructions).
         snr_gate: apply the calibrated SNR gate in ``decode`` (see module doc).
         checkpoint: path of a ``save_checkpoint`` file to load, or ``None``.
+        precision: the dtype of the encoder's and decoder's maps in inference (no autograd):
+            ``"fp32"`` (default), ``"fp16"`` or ``"bf16"`` (weights cast per call, float32
+            accumulation, bias / PReLU / AF gains / de-standardisation in float32, each layer's
+            output rounded to that dtype; ``deepjscc_layers``). The symbols sent and the decoded
+            maps stay float32. Training always runs in float32. A new codec: its reconstructions
+            move by the dtype's rounding (measured in ``docs/deepjscc.md``).
     """
 
     uses_channel = True
@@ -165,8 +172,10 @@ class DeepJSCCCodec(DeepJSCCRatio, DeepJSCCReceiver, DeepJSCCTraining, DeepJSCCC
         output_activation: str | None = None,
         snr_gate: bool = True,
         checkpoint: str | None = None,
+        precision: str = "fp32",
     ) -> None:
         super().__init__()
+        self.precision = check_precision(precision, "deepjscc: 'precision'")
         stored = read_codec_checkpoint(checkpoint, in_channels) if checkpoint else None
         saved = stored[1]["config"] if stored else {}
         given = {"hidden": hidden, "downsample": downsample, "min_ratio": min_ratio,
@@ -244,6 +253,12 @@ class DeepJSCCCodec(DeepJSCCRatio, DeepJSCCReceiver, DeepJSCCTraining, DeepJSCCC
             self.encoder = JSCCEncoder(*args)
             self.decoder = JSCCDecoder(*args)
 
+    def map_dtype(self) -> torch.dtype:
+        """The dtype of the encoder's and decoder's maps now: ``precision``'s without autograd,
+        float32 with it (training)."""
+        dtype = PRECISIONS[self.precision]
+        return torch.float32 if dtype is None or torch.is_grad_enabled() else dtype
+
     # ----------------------------------------------------------------- normalisation
     def _standardize(
         self, x: torch.Tensor, memory_format: torch.memory_format | None = None
@@ -300,7 +315,7 @@ class DeepJSCCCodec(DeepJSCCRatio, DeepJSCCReceiver, DeepJSCCTraining, DeepJSCCC
             # transposed every layer's input and output (H200: 4 transposes of
             # [B, 128, H/2, W/2] per call)
             layout = None if torch.is_grad_enabled() else torch.channels_last
-            x = self._standardize(features, layout)
+            x = self._standardize(features, layout).to(self.map_dtype())
             pad = (0, wp * self.factor - w, 0, hp * self.factor - h)
             x = F.pad(x, pad) if any(pad) else x  # (a zero pad would still copy the map)
             return self.encoder.context_free(x)

@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from v2x.common import triton_available
+from v2x.semcom.deepjscc_triton import MAP_DTYPES
 
 
 class AFModule(nn.Module):
@@ -35,23 +36,29 @@ class AFModule(nn.Module):
     def forward(
         self, x: torch.Tensor, context: torch.Tensor, residual: torch.Tensor | None = None
     ) -> torch.Tensor:
-        """``x · gains`` (``residual + x · gains`` with a residual of ``x``'s shape)."""
-        pooled = x.mean(dim=(2, 3))
+        """``x · gains`` (``residual + x · gains`` with a residual of ``x``'s shape). Maps of a
+        reduced dtype are pooled in float32 and scaled in float32, the result rounded once to
+        their dtype."""
+        reduced = x.dtype != self.mlp[0].weight.dtype
+        pooled = x.mean(dim=(2, 3), dtype=torch.float32) if reduced else x.mean(dim=(2, 3))
         gains = self.mlp(torch.cat([pooled, context], dim=1))
         if _fused_layers(x) and (residual is None or residual.stride() == x.stride()):
             from v2x.semcom.deepjscc_triton import scale_add
 
             return scale_add(x, gains, residual)  # one pass, the same bits
+        if reduced:
+            out = x.float() * gains[:, :, None, None]
+            return (out if residual is None else residual.float() + out).to(x.dtype)
         out = x * gains[:, :, None, None]
         return out if residual is None else residual + out
 
 
 def _fused_layers(x: torch.Tensor) -> bool:
     """The layers' pointwise passes as Triton kernels (``deepjscc_triton.bias_prelu_``,
-    ``scale_add``; the same bits as torch's): CUDA inference on dense float32 maps, outside
-    ``torch.autocast`` (under it the convolutions and the AF modules' MLPs return the autocast
-    dtype, which torch's passes take as they are)."""
-    if not (x.is_cuda and x.dtype == torch.float32 and x.dim() == 4) or torch.is_grad_enabled():
+    ``scale_add``; the same bits as torch's): CUDA inference on dense maps of a ``MAP_DTYPES``
+    dtype, outside ``torch.autocast`` (under it the convolutions and the AF modules' MLPs return
+    the autocast dtype, which torch's passes take as they are)."""
+    if not (x.is_cuda and x.dtype in MAP_DTYPES and x.dim() == 4) or torch.is_grad_enabled():
         return False
     if torch.is_autocast_enabled(x.device.type):
         return False
@@ -77,22 +84,46 @@ class _Stage(nn.Module):
         """``PReLU(conv(x))``. ``x`` may hold only the first ``c`` of a ``Conv2d``'s input
         channels (the others zero: DeepJSCC's unsent latent channels): the convolution then
         reads those ``c``, the same sum without its zero terms. In CUDA inference the bias and
-        the PReLU are one pass (``deepjscc_triton.bias_prelu_``)."""
+        the PReLU are one pass (``deepjscc_triton.bias_prelu_``). Maps of a reduced dtype: the
+        convolution in that dtype, bias and PReLU in float32 (``_bias_prelu``)."""
         conv = self.conv
+        reduced = x.dtype != conv.weight.dtype
         if not isinstance(conv, nn.Conv2d):
-            return self.act(conv(x))
+            if not reduced:
+                return self.act(conv(x))
+            pre = F.conv_transpose2d(x, conv.weight.to(x.dtype), None, conv.stride,
+                                     conv.padding, conv.output_padding, conv.groups,
+                                     conv.dilation)  # fmt: skip
+            return _bias_prelu(pre, conv.bias, self.act.weight)
         sliced = x.shape[1] < conv.in_channels
         fuse = _fused_layers(x) and conv.bias is not None
-        if not (sliced or fuse):
+        if not (sliced or fuse or reduced):
             return self.act(conv(x))
         weight = conv.weight[:, : x.shape[1]] if sliced else conv.weight
-        pre = F.conv2d(x, weight, None if fuse else conv.bias, conv.stride, conv.padding,
-                       conv.dilation, conv.groups)  # fmt: skip
+        pre = F.conv2d(x, weight.to(x.dtype), None if fuse or reduced else conv.bias,
+                       conv.stride, conv.padding, conv.dilation, conv.groups)  # fmt: skip
+        if reduced:
+            return _bias_prelu(pre, conv.bias, self.act.weight)
         if not fuse:
             return self.act(pre)
         from v2x.semcom.deepjscc_triton import bias_prelu_
 
         return bias_prelu_(pre, conv.bias, self.act.weight)
+
+
+def _bias_prelu(
+    pre: torch.Tensor, bias: torch.Tensor | None, slopes: torch.Tensor
+) -> torch.Tensor:
+    """``PReLU(pre + bias)`` of a bias-free convolution's reduced-dtype output ``pre [B, C, H,
+    W]``, computed in float32 and rounded once to ``pre``'s dtype: in CUDA inference in place
+    (``deepjscc_triton.bias_prelu_``), elsewhere the same operations in torch (the same bits)."""
+    if bias is None:
+        bias = torch.zeros(pre.shape[1], device=pre.device)
+    if _fused_layers(pre):
+        from v2x.semcom.deepjscc_triton import bias_prelu_
+
+        return bias_prelu_(pre, bias, slopes)
+    return F.prelu(pre.float() + bias[:, None, None], slopes.float()).to(pre.dtype)
 
 
 class _Residual(nn.Module):
@@ -144,7 +175,14 @@ class JSCCEncoder(nn.Module):
             x = stage(x, context)
         x = self.residual(x, context)
         head = self.head
-        if channels is None or channels >= head.out_channels:
+        whole = channels is None or channels >= head.out_channels
+        if x.dtype != head.weight.dtype:  # reduced maps: a float32 latent, its bias in float32
+            weight, bias = (head.weight, head.bias) if whole else (
+                head.weight[:channels], head.bias[:channels])  # fmt: skip
+            pre = F.conv2d(x, weight.to(x.dtype), None, head.stride, head.padding, head.dilation,
+                           head.groups)  # fmt: skip
+            return pre.float().add_(bias[:, None, None])
+        if whole:
             return head(x)
         return F.conv2d(x, head.weight[:channels], head.bias[:channels], head.stride,
                         head.padding, head.dilation, head.groups)  # fmt: skip

@@ -21,6 +21,7 @@ from v2x.common import triton_available
 from v2x.semcom.base import Transmission, decode_target
 from v2x.semcom.deepjscc_layers import _transposed_size
 from v2x.semcom.deepjscc_ratio import _per_batch
+from v2x.semcom.deepjscc_triton import MAP_DTYPES
 from v2x.semcom.power import complex_to_real, prefix_mask
 
 
@@ -32,37 +33,46 @@ class DeepJSCCReceiver:
         self, hidden: torch.Tensor, h: int, w: int, into: torch.Tensor | None = None
     ) -> torch.Tensor:
         """The decoder's output layer over ``hidden`` (``JSCCDecoder.body``), cropped to
-        ``h × w`` and de-standardised: ``[B, C, h, w]``.
+        ``h × w`` and de-standardised: ``[B, C, h, w]`` float32.
 
         In CUDA inference, when nothing is cropped, the transposed output convolution runs
         without its bias and one pass (``deepjscc_triton.destandardize``) adds the bias and
         de-standardises: torch itself adds a cuDNN convolution's bias in a pass of its own
         (``add_``), so these are the same operations in the same order (the same bits in the
         deterministic mode; tested on CUDA), one pass over the maps fewer. That pass writes into
-        ``into`` when it has the convolution output's layout (``DECODE_INTO``)."""
+        ``into`` when it has the convolution output's layout (``DECODE_INTO``). ``hidden`` of a
+        reduced dtype (``precision``): the convolution in that dtype, then the bias and the
+        de-standardisation in float32 (that pass, or the same operations in torch)."""
         layer = self.decoder.out
-        if (
+        reduced = hidden.dtype != layer.weight.dtype
+        exact = _output_size(layer, hidden.shape[-2:]) == (h, w)
+        if reduced or (
             isinstance(layer, nn.ConvTranspose2d)
             and layer.bias is not None
-            and _transposed_size(layer, hidden.shape[-2:]) == (h, w)
+            and exact
             and self._in_one_pass(hidden)
         ):
-            from v2x.semcom.deepjscc_triton import destandardize
+            pre = _without_bias(layer, hidden)
+            if tuple(pre.shape[-2:]) == (h, w) and self._in_one_pass(pre):
+                from v2x.semcom.deepjscc_triton import destandardize
 
-            pre = F.conv_transpose2d(
-                hidden, layer.weight, None, layer.stride, layer.padding, layer.output_padding,
-                layer.groups, layer.dilation,
-            )  # fmt: skip
-            fits = into is not None and into.shape == pre.shape and into.stride() == pre.stride()
-            out = into if fits else None
-            return destandardize(pre, self.feat_std, self.feat_mean, layer.bias, out=out)
+                fits = into is not None and into.shape == pre.shape and into.stride() == pre.stride()
+                out = into if fits else None
+                return destandardize(pre, self.feat_std, self.feat_mean, layer.bias, out=out)
+            out = pre[:, :, :h, :w].float()
+            if layer.bias is not None:
+                out.add_(layer.bias[:, None, None])
+            return out.mul_(self.feat_std[:, None, None]).add_(self.feat_mean[:, None, None])
         return self._destandardize(layer(hidden)[:, :, :h, :w])
 
     def _in_one_pass(self, x: torch.Tensor) -> bool:
-        """De-standardisation as one Triton pass: CUDA inference in float32, outside
-        ``torch.autocast`` (its output convolution would return the autocast dtype)."""
-        plain = x.dtype == self.feat_std.dtype == torch.float32 and not torch.is_grad_enabled()
-        if not (x.is_cuda and plain) or torch.is_autocast_enabled(x.device.type):
+        """De-standardisation as one Triton pass: CUDA inference on maps of a ``MAP_DTYPES``
+        dtype with float32 statistics, outside ``torch.autocast`` (its output convolution would
+        return the autocast dtype)."""
+        plain = x.dtype in MAP_DTYPES and self.feat_std.dtype == torch.float32
+        if not (x.is_cuda and plain) or torch.is_grad_enabled():
+            return False
+        if torch.is_autocast_enabled(x.device.type):
             return False
         return triton_available()
 
@@ -114,7 +124,7 @@ class DeepJSCCReceiver:
         # transposes around each layer) and so does oneDNN on the CPU (the output layer 1.7×
         # faster, the same bits); the maps come out NHWC, the layout in which the warp reads a
         # cell's channels at once (the fusion kernel on CUDA, grid_sample 1.8× on the CPU)
-        latent = latent.contiguous(memory_format=torch.channels_last)
+        latent = latent.to(self.map_dtype(), memory_format=torch.channels_last)
         return self.decoder.body(latent, self._context(snr_db, ratio))
 
     def _clamped(self, out: torch.Tensor, into: torch.Tensor | None) -> torch.Tensor:
@@ -295,3 +305,18 @@ class DeepJSCCReceiver:
         if out is into:  # (the same values as the torch.where below)
             return out.masked_fill_(~keep.view(b, 1, 1, 1), 0.0)
         return torch.where(keep.view(b, 1, 1, 1), out, 0.0)
+
+
+def _output_size(layer: nn.Module, size: Sequence[int]) -> tuple[int, ...] | None:
+    """The output height and width of a transposed output ``layer`` (``None`` for another)."""
+    return _transposed_size(layer, size) if isinstance(layer, nn.ConvTranspose2d) else None
+
+
+def _without_bias(layer: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """``layer``'s convolution (``nn.ConvTranspose2d`` or ``nn.Conv2d``) of ``x`` without its
+    bias, its weight cast to ``x``'s dtype."""
+    weight = layer.weight.to(x.dtype)
+    if isinstance(layer, nn.ConvTranspose2d):
+        return F.conv_transpose2d(x, weight, None, layer.stride, layer.padding,
+                                  layer.output_padding, layer.groups, layer.dilation)  # fmt: skip
+    return F.conv2d(x, weight, None, layer.stride, layer.padding, layer.dilation, layer.groups)

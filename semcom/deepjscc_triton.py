@@ -13,6 +13,11 @@ pass of its own, then runs the PReLU), and an AF module's channel gains with the
 after it in one (``scale_add``: torch's ``x · g`` then ``r + ·``). Each rounds as torch's
 separate kernels do, so the maps keep their bits.
 
+Maps stored in a reduced precision (``MAP_DTYPES``: DeepJSCC's ``precision`` option) are read
+into float32, computed as above in float32 and rounded once to the stored dtype on the write
+(float32 for ``destandardize``'s maps): the torch path of the same operations on
+``x.float()`` followed by one ``.to(dtype)`` gives the same bits.
+
 Imported with ``TRITON_INTERPRET=1`` the kernels run on CPU tensors (tests).
 """
 
@@ -24,6 +29,8 @@ from v2x.common import on_device_of
 
 _KERNEL = None
 _LAYER_KERNELS = None
+#: the dtypes of the maps the passes take (float32 arithmetic whatever the storage)
+MAP_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 BLOCK = 1024
 
 
@@ -41,7 +48,7 @@ def _kernel():
             offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
             mask = offs < n
             c = offs % C if CHANNELS_LAST else (offs // HW) % C  # [B, H, W, C] / [B, C, H, W]
-            x = tl.load(x_ptr + offs, mask=mask, other=0.0)
+            x = tl.load(x_ptr + offs, mask=mask, other=0.0).to(tl.float32)
             if HAS_BIAS:
                 x = x + tl.load(bias_ptr + c, mask=mask, other=0.0)
             s = tl.load(std_ptr + c, mask=mask, other=1.0)
@@ -66,7 +73,7 @@ def _layer_kernels():
             offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
             mask = offs < n
             c = offs % C if CHANNELS_LAST else (offs // HW) % C
-            v = tl.load(x_ptr + offs, mask=mask, other=0.0)
+            v = tl.load(x_ptr + offs, mask=mask, other=0.0).to(tl.float32)
             v = v + tl.load(bias_ptr + c, mask=mask, other=0.0)
             if ONE_WEIGHT:  # noqa: SIM108 (a constexpr branch: one load compiled)
                 a = tl.load(weight_ptr)
@@ -83,10 +90,10 @@ def _layer_kernels():
             mask = offs < n
             c = offs % C if CHANNELS_LAST else (offs // HW) % C
             row = offs // (C * HW)
-            y = tl.load(x_ptr + offs, mask=mask, other=0.0)
+            y = tl.load(x_ptr + offs, mask=mask, other=0.0).to(tl.float32)
             y = y * tl.load(gains_ptr + row * C + c, mask=mask, other=0.0)
             if HAS_RESIDUAL:
-                y = tl.load(residual_ptr + offs, mask=mask, other=0.0) + y
+                y = tl.load(residual_ptr + offs, mask=mask, other=0.0).to(tl.float32) + y
             tl.store(out_ptr + offs, y, mask=mask)
 
         _LAYER_KERNELS = bias_prelu_kernel, scale_add_kernel
@@ -110,8 +117,8 @@ def bias_prelu_(x: torch.Tensor, bias: torch.Tensor, weight: torch.Tensor) -> to
     """In place: ``v = x + bias`` per channel, then ATen's PReLU ``v > 0 ? v : weight · v``.
 
     Args:
-        x: ``[B, C, H, W]`` float32 (a bias-free convolution's output), dense channels-first or
-            channels-last.
+        x: ``[B, C, H, W]`` of a ``MAP_DTYPES`` dtype (a bias-free convolution's output), dense
+            channels-first or channels-last; computed in float32, written back in its dtype.
         bias: ``[C]`` float32.
         weight: the PReLU's ``[C]`` or ``[1]`` float32 slopes.
 
@@ -121,9 +128,9 @@ def bias_prelu_(x: torch.Tensor, bias: torch.Tensor, weight: torch.Tensor) -> to
 
     b, c, h, w = x.shape
     channels_last = _channels_last(x, "bias_prelu_")
-    if x.dtype != torch.float32 or bias.shape != (c,) or weight.numel() not in (1, c):
+    if x.dtype not in MAP_DTYPES or bias.shape != (c,) or weight.numel() not in (1, c):
         raise ValueError(
-            f"bias_prelu_: expected float32 x, [{c}] bias and [{c}] or [1] weight, got {x.dtype}, "
+            f"bias_prelu_: expected float32/float16/bfloat16 x, [{c}] bias and [{c}] or [1] weight, got {x.dtype}, "
             f"{tuple(bias.shape)}, {tuple(weight.shape)}"
         )
     n = x.numel()
@@ -144,26 +151,26 @@ def scale_add(
     """``residual + x · gains`` (``x · gains`` without a residual), per map and channel.
 
     Args:
-        x: ``[B, C, H, W]`` float32, dense channels-first or channels-last.
+        x: ``[B, C, H, W]`` of a ``MAP_DTYPES`` dtype, dense channels-first or channels-last.
         gains: ``[B, C]`` float32.
-        residual: ``None``, or float32 of ``x``'s shape and strides.
+        residual: ``None``, or of ``x``'s dtype, shape and strides.
 
-    Returns: a new ``[B, C, H, W]`` float32 tensor in ``x``'s layout.
+    Returns: a new ``[B, C, H, W]`` tensor of ``x``'s dtype and layout (computed in float32).
     """
     import triton
 
     b, c, h, w = x.shape
     channels_last = _channels_last(x, "scale_add")
-    if x.dtype != torch.float32 or gains.shape != (b, c):
+    if x.dtype not in MAP_DTYPES or gains.shape != (b, c):
         raise ValueError(
-            f"scale_add: expected float32 x and [{b}, {c}] gains, got {x.dtype}, "
+            f"scale_add: expected float32/float16/bfloat16 x and [{b}, {c}] gains, got {x.dtype}, "
             f"{tuple(gains.shape)}"
         )
     if residual is not None and (residual.shape, residual.stride(), residual.dtype) != (
-        x.shape, x.stride(), torch.float32,
+        x.shape, x.stride(), x.dtype,
     ):  # fmt: skip
         raise ValueError(
-            f"scale_add: 'residual' must be float32 with x's shape {tuple(x.shape)} and strides "
+            f"scale_add: 'residual' must be {x.dtype} with x's shape {tuple(x.shape)} and strides "
             f"{x.stride()}, got {tuple(residual.shape)} {residual.stride()} {residual.dtype}"
         )
     out = torch.empty_like(x)
@@ -189,7 +196,8 @@ def destandardize(
     """``(x + bias) · std + mean`` per channel, rounded as torch rounds its operations.
 
     Args:
-        x: ``[B, C, H, W]`` float32, dense channels-first or channels-last.
+        x: ``[B, C, H, W]`` of a ``MAP_DTYPES`` dtype, dense channels-first or channels-last
+            (read into float32).
         std, mean: ``[C]`` float32.
         bias: ``[C]`` float32 added first (a convolution's bias), or ``None``.
         out: a float32 tensor of ``x``'s shape, strides and device to write into (``None``: a
@@ -202,13 +210,13 @@ def destandardize(
     b, c, h, w = x.shape
     channels_last = _channels_last(x, "destandardize")
     per_channel = (std, mean) if bias is None else (std, mean, bias)
-    if x.dtype != torch.float32 or any(t.shape != (c,) for t in per_channel):
+    if x.dtype not in MAP_DTYPES or any(t.shape != (c,) for t in per_channel):
         raise ValueError(
-            f"destandardize: expected float32 x and [{c}] std/mean/bias, got {x.dtype}, "
+            f"destandardize: expected float32/float16/bfloat16 x and [{c}] std/mean/bias, got {x.dtype}, "
             f"{[tuple(t.shape) for t in per_channel]}"
         )
     if out is None:
-        out = torch.empty_like(x)  # the same layout
+        out = torch.empty_like(x, dtype=torch.float32)  # the same layout
     elif (out.shape, out.stride(), out.dtype, out.device) != (x.shape, x.stride(), torch.float32,
                                                                x.device):  # fmt: skip
         raise ValueError(
