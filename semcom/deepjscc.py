@@ -68,10 +68,7 @@ import torch.nn.functional as F
 from v2x.channels.base import Channel
 from v2x.channels.link import LinkState
 from v2x.channels.packets import HEADER_BYTES, MTU_BYTES
-from v2x.common import (
-    TensorMemo,
-    triton_available,  # noqa: F401 (the old import path)
-)
+from v2x.common import TensorMemo, triton_available
 from v2x.perception.inference import PRECISIONS, check_precision
 from v2x.semcom.base import (
     CODECS,
@@ -315,7 +312,13 @@ class DeepJSCCCodec(DeepJSCCRatio, DeepJSCCReceiver, DeepJSCCTraining, DeepJSCCC
             # transposed every layer's input and output (H200: 4 transposes of
             # [B, 128, H/2, W/2] per call)
             layout = None if torch.is_grad_enabled() else torch.channels_last
-            x = self._standardize(features, layout).to(self.map_dtype())
+            if layout is not None and features.is_cuda and triton_available():
+                from v2x.semcom.deepjscc_triton import standardize
+
+                # one pass, the torch path's bits (deepjscc_triton.standardize)
+                x = standardize(features, self.feat_mean, self.feat_std, self.map_dtype())
+            else:
+                x = self._standardize(features, layout).to(self.map_dtype())
             pad = (0, wp * self.factor - w, 0, hp * self.factor - h)
             x = F.pad(x, pad) if any(pad) else x  # (a zero pad would still copy the map)
             return self.encoder.context_free(x)

@@ -29,6 +29,7 @@ from v2x.common import on_device_of
 
 _KERNEL = None
 _LAYER_KERNELS = None
+_STANDARDIZE_KERNEL = None
 #: the dtypes of the maps the passes take (float32 arithmetic whatever the storage)
 MAP_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 BLOCK = 1024
@@ -98,6 +99,70 @@ def _layer_kernels():
 
         _LAYER_KERNELS = bias_prelu_kernel, scale_add_kernel
     return _LAYER_KERNELS
+
+
+def _standardize_kernel():
+    global _STANDARDIZE_KERNEL
+    if _STANDARDIZE_KERNEL is None:
+        import triton
+        import triton.language as tl
+
+        @triton.jit
+        def standardize_kernel(
+            x_ptr, out_ptr, mean_ptr, std_ptr, n, C, H, W, sB, sC, sH, sW, BLOCK: tl.constexpr,
+        ):  # fmt: skip
+            offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
+            mask = offs < n
+            c = offs % C  # the output is [B, H, W, C] in memory
+            rest = offs // C
+            col = rest % W
+            rest = rest // W
+            src = (rest // H) * sB + c * sC + (rest % H) * sH + col * sW
+            v = tl.load(x_ptr + src, mask=mask, other=0.0).to(tl.float32)
+            v = v - tl.load(mean_ptr + c, mask=mask, other=0.0)
+            s = tl.load(std_ptr + c, mask=mask, other=1.0)
+            tl.store(out_ptr + offs, tl.math.div_rn(v, s), mask=mask)  # IEEE, as torch's div
+
+        _STANDARDIZE_KERNEL = standardize_kernel
+    return _STANDARDIZE_KERNEL
+
+
+def standardize(
+    x: torch.Tensor, mean: torch.Tensor, std: torch.Tensor, dtype: torch.dtype = torch.float32
+) -> torch.Tensor:
+    """``(x − mean) / std`` per channel in one pass, written channels-last in ``dtype``.
+
+    Torch's ``x − mean`` then ``/ std`` (each rounded to float32, the division IEEE-rounded as
+    torch's) and one rounding to ``dtype``: the same bits as ``((x − m) / s).to(dtype)``, where
+    torch takes a pass per operation and a third for the cast (a broadcasting subtraction that
+    also changes the layout runs at a fraction of the copy bandwidth).
+
+    Args:
+        x: ``[B, C, H, W]`` float32 of any strides.
+        mean, std: ``[C]`` float32.
+        dtype: a ``MAP_DTYPES`` dtype of the result.
+
+    Returns: ``[B, C, H, W]`` of ``dtype``, channels-last.
+    """
+    import triton
+
+    b, c, h, w = x.shape
+    if x.dtype != torch.float32 or dtype not in MAP_DTYPES or any(
+        t.shape != (c,) for t in (mean, std)
+    ):  # fmt: skip
+        raise ValueError(
+            f"standardize: expected float32 x, [{c}] mean/std and a float32/float16/bfloat16 "
+            f"result, got {x.dtype}, {tuple(mean.shape)}/{tuple(std.shape)}, {dtype}"
+        )
+    out = torch.empty(x.shape, dtype=dtype, device=x.device, memory_format=torch.channels_last)
+    n = out.numel()
+    if n:
+        with on_device_of(x):
+            _standardize_kernel()[(triton.cdiv(n, BLOCK),)](
+                x, out, mean.float().contiguous(), std.float().contiguous(), n, c, h, w,
+                *x.stride(), BLOCK=BLOCK, enable_fp_fusion=False,
+            )  # fmt: skip
+    return out
 
 
 def _channels_last(x: torch.Tensor, name: str) -> bool:

@@ -1,5 +1,6 @@
 """DeepJSCC's ``precision`` option: the encoder's and decoder's maps in float16 / bfloat16 in
-inference (``v2x.semcom.deepjscc_layers``), float32 symbols and decoded maps, float32 training.
+inference (``v2x.semcom.deepjscc_layers``), float32 symbols and decoded maps, float32 training;
+and the encoder's one-pass standardisation (``deepjscc_triton.standardize``).
 
 Oracles: torch's float32 operations rounded once to the maps' dtype (the Triton passes in the
 interpreter and on CUDA), and the float32 codec (the reduced one within the dtype's rounding).
@@ -121,9 +122,10 @@ def test_the_passes_on_float16_maps_round_once_as_torch_in_the_interpreter(trito
 def test_on_cuda_a_reduced_codec_runs_the_triton_passes_with_the_torch_paths_bits(
     monkeypatch, precision
 ):
-    """On CUDA a reduced codec's bias + PReLU, AF gains and de-standardisation run as the
-    Triton passes: its symbols and maps equal the torch paths' bit for bit (deterministic
+    """On CUDA a reduced codec's standardisation, bias + PReLU, AF gains and de-standardisation
+    run as the Triton passes: its symbols and maps equal the torch paths' bit for bit (deterministic
     mode), and stay within the dtype's rounding of the float32 codec's."""
+    import v2x.semcom.deepjscc as deepjscc
     import v2x.semcom.deepjscc_layers as layers
     import v2x.semcom.deepjscc_receiver as receiver
     import v2x.semcom.deepjscc_triton as kernels
@@ -135,18 +137,110 @@ def test_on_cuda_a_reduced_codec_runs_the_triton_passes_with_the_torch_paths_bit
     monkeypatch.setattr(torch.backends.cudnn, "benchmark", False)
     x = _maps("cuda")
     calls = []
-    for name in ("bias_prelu_", "scale_add", "destandardize"):
+    for name in ("bias_prelu_", "scale_add", "destandardize", "standardize"):
         real = getattr(kernels, name)
         monkeypatch.setattr(kernels, name, lambda *a, _r=real, _n=name, **k: calls.append(_n)
                             or _r(*a, **k))  # fmt: skip
     with torch.no_grad():
         want = _code(_codec("fp32", "cuda"), x)
         fused = _code(_codec(precision, "cuda"), x)
-        assert {"bias_prelu_", "scale_add", "destandardize"} <= set(calls)
-        for module in (layers, receiver):
+        assert {"bias_prelu_", "scale_add", "destandardize", "standardize"} <= set(calls)
+        for module in (deepjscc, layers, receiver):
             monkeypatch.setattr(module, "triton_available", lambda: False)
         plain = _code(_codec(precision, "cuda"), x)
     assert torch.equal(fused[0], plain[0]) and torch.equal(fused[1], plain[1])
     assert fused[1].dtype == torch.float32 and fused[1].stride() == plain[1].stride()
     for g, w in zip(fused, want):
         assert 0 < _relative(g, w) < TOLERANCE[precision], (precision, _relative(g, w))
+
+
+def test_a_sweep_passes_the_precision_to_its_codec_and_keys_its_cells_by_it():
+    """``codec_options.deepjscc.precision`` reaches the sweep's codec arguments, and the cells
+    of an fp16 codec have another setting key than the fp32 codec's (never reused for them);
+    a bad value is refused when the sweep is planned."""
+    from v2x.sweep_group import setting_key
+    from v2x.sweep_plan import plan_sweep
+
+    data = {"source": "synthetic", "split": "test", "num_frames": 1, "hash": "0"}
+    keys = {}
+    for precision in ("fp32", "fp16"):
+        plan = plan_sweep({
+            "grid": {"codecs": ["deepjscc"], "fusions": ["max"], "snr_db": [0.0]},
+            "codec_options": {"deepjscc": {"precision": precision}}, "quiet": True,
+        })  # fmt: skip
+        (group,) = [g for g in plan.groups if g.codec == "deepjscc"]
+        assert group.codec_kwargs["precision"] == precision
+        keys[precision] = setting_key(group, data)
+    assert keys["fp32"] != keys["fp16"]
+    with pytest.raises(ValueError, match="deepjscc: 'precision'.*got 'half'"):
+        plan_sweep({"grid": {"codecs": ["deepjscc"], "fusions": ["max"], "snr_db": [0.0]},
+                    "codec_options": {"deepjscc": {"precision": "half"}}, "quiet": True})  # fmt: skip
+
+
+_STANDARDIZE = r"""
+import json, torch
+from v2x.semcom.deepjscc_triton import standardize
+torch.manual_seed(0)
+out = {}
+for shape in ((3, 5, 6, 7), (2, 128, 4, 4), (1, 1, 3, 3)):
+    c = shape[1]
+    x = torch.randn(*shape) * 3 + 1
+    m, s = torch.randn(c), torch.rand(c) * 2 + 0.25
+    inputs = {"nchw": x, "nhwc": x.contiguous(memory_format=torch.channels_last),
+              "strided": torch.randn(shape[0], c, shape[2], 2 * shape[3])[..., ::2]}
+    for layout, xin in inputs.items():
+        want = (xin - m[None, :, None, None]) / s[None, :, None, None]
+        for dtype in (torch.float32, torch.float16):
+            got = standardize(xin, m, s, dtype)
+            out[f"{shape}/{layout}/{dtype}"] = [
+                got.dtype == dtype and torch.equal(got, want.to(dtype)),
+                got.is_contiguous(memory_format=torch.channels_last),
+            ]
+try:
+    standardize(torch.randn(2, 3, 4, 4).half(), torch.zeros(3), torch.ones(3))
+    out["refused"] = False
+except ValueError as err:
+    out["refused"] = "float32 x" in str(err)
+print(json.dumps(out))
+"""
+
+
+def test_standardize_rounds_as_torch_in_the_interpreter(triton_interpreted):
+    """``standardize`` (one Triton pass) gives torch's ``(x − m) / s`` bit for bit (IEEE
+    division), rounded once to float16 where asked, channels-last, from channels-first,
+    channels-last and strided inputs; a non-float32 input is refused."""
+    out = triton_interpreted(_STANDARDIZE)
+    assert out.pop("refused") is True
+    assert len(out) == 18 and all(all(v) for v in out.values()), out
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_on_cuda_standardize_gives_torchs_bits_and_the_float32_codec_its_symbols(monkeypatch):
+    """On CUDA ``standardize`` equals torch's ``((x − m) / s).to(dtype)`` bit for bit, from
+    either layout; the float32 codec's symbols and maps are the same with it as with torch's
+    passes."""
+    import v2x.semcom.deepjscc as deepjscc
+    from v2x.common import triton_available
+    from v2x.semcom.deepjscc_triton import standardize
+
+    if not triton_available():
+        pytest.skip("triton not installed")
+    monkeypatch.setattr(torch.backends.cudnn, "deterministic", True)
+    monkeypatch.setattr(torch.backends.cudnn, "benchmark", False)
+    g = torch.Generator(device="cuda").manual_seed(2)
+    for shape in ((3, 5, 6, 7), (4, 384, 64, 96)):
+        x = torch.randn(*shape, device="cuda", generator=g) * 3 + 1
+        m = torch.randn(shape[1], device="cuda", generator=g)
+        s = torch.rand(shape[1], device="cuda", generator=g) + 0.25
+        want = (x - m[None, :, None, None]) / s[None, :, None, None]
+        for layout in (torch.contiguous_format, torch.channels_last):
+            for dtype in (torch.float32, torch.float16, torch.bfloat16):
+                got = standardize(x.contiguous(memory_format=layout), m, s, dtype)
+                assert torch.equal(got, want.to(dtype)), (shape, layout, dtype)
+    x = _maps("cuda")
+    with torch.no_grad():
+        fused = _code(_codec("fp32", "cuda"), x)
+        monkeypatch.setattr(deepjscc, "triton_available", lambda: False)
+        plain = _code(_codec("fp32", "cuda"), x)
+    assert torch.equal(fused[0], plain[0]) and torch.equal(fused[1], plain[1])
