@@ -107,7 +107,7 @@ def build(args: argparse.Namespace):
     # batch norms folded as its default says (sweep_detector)
     plan = plan_sweep(
         {"checkpoint": args.checkpoint, "model": model_section(args), "device": args.device,
-         "quiet": True}
+         "quiet": True, "eval": {"precision": getattr(args, "precision", "fp32")}}
     )  # fmt: skip
     model = sweep_detector(plan, device)
     batches = [
@@ -138,6 +138,11 @@ def pipeline(model, fusion: str, codec: str, device, codec_precision: str = "fp3
     ).eval()
 
 
+def _codec_precision(codec: str, precision: str) -> str:
+    """``--codec-precision`` for DeepJSCC, ``fp32`` for the codecs without the option."""
+    return precision if codec == "deepjscc" else "fp32"
+
+
 def bench_batched_vs_loop(args, model, batches, device) -> dict:
     from v2x.execution import run_conditions
     from v2x.sweep_reuse import EncodeCache
@@ -150,13 +155,15 @@ def bench_batched_vs_loop(args, model, batches, device) -> dict:
     results = {}
     with torch.no_grad():
         # warm-up: every setting once (lazy imports, kernels, autotuning)
-        for setting in settings:
-            run_conditions(pipeline(model, *setting, device), batches[0], snr, seeds)
+        codec_precision = getattr(args, "codec_precision", "fp32")
+        for fusion, codec in settings:
+            pipe = pipeline(model, fusion, codec, device, _codec_precision(codec, codec_precision))
+            run_conditions(pipe, batches[0], snr, seeds)
         _sync(device)
         cache = EncodeCache(model, 8e9)
         t0, c0 = time.perf_counter(), time.process_time()
         for fusion, codec in settings:
-            pipe = pipeline(cache, fusion, codec, device)
+            pipe = pipeline(cache, fusion, codec, device, _codec_precision(codec, codec_precision))
             for bi, batch in enumerate(batches):
                 cache.batch_index = bi
                 out = run_conditions(pipe, batch, snr, seeds)  # what run_sweep runs
@@ -166,7 +173,7 @@ def bench_batched_vs_loop(args, model, batches, device) -> dict:
         batched_cpu = time.process_time() - c0
         t0, c0 = time.perf_counter(), time.process_time()
         for fusion, codec in settings:
-            pipe = pipeline(model, fusion, codec, device)
+            pipe = pipeline(model, fusion, codec, device, _codec_precision(codec, codec_precision))
             for batch in batches:
                 for i in range(k):
                     out = pipe.run(batch, snr[i : i + 1])
@@ -219,7 +226,7 @@ def bench_group_kernels(args, model, batches, device, top: int) -> None:
     with torch.no_grad():
         cache = EncodeCache(model, 64e9)  # every frame's features kept (126 MB each, standard)
         for codec in args.codecs:
-            precision = args.codec_precision if codec == "deepjscc" else "fp32"
+            precision = _codec_precision(codec, args.codec_precision)
             pipe = pipeline(cache, "max", codec, device, precision)
             one_pass(pipe, cache)  # warm: kernels compiled, features cached
             _sync(device)
@@ -711,11 +718,18 @@ def main() -> None:
         help="with --group-kernels: the profiled passes under torch.autocast of this dtype",
     )
     p.add_argument(
+        "--precision",
+        choices=["fp32", "fp16", "bf16"],
+        default="fp32",
+        help="the detector's eval.precision (autocast of its encoder and head) in the batched "
+        "pipeline, the loop and run_sweep",
+    )
+    p.add_argument(
         "--codec-precision",
         choices=["fp32", "fp16", "bf16"],
         default="fp32",
-        help="DeepJSCC's precision option (its maps in inference) in --group-kernels and "
-        "run_sweep (codec_options.deepjscc.precision)",
+        help="DeepJSCC's precision option (its maps in inference) in the batched pipeline, the "
+        "loop, --group-kernels and run_sweep (codec_options.deepjscc.precision)",
     )
     p.add_argument(
         "--devices",
@@ -749,7 +763,8 @@ def main() -> None:
     agents = sum(f.num_agents for f in frames) / len(frames)
     print(
         f"frames: {len(frames)} ({agents:.1f} agents each), SNRs per setting: {len(args.snr_db)}, "
-        f"codecs: {args.codecs}, grid: {model.grid.width}x{model.grid.height}"
+        f"codecs: {args.codecs}, grid: {model.grid.width}x{model.grid.height}, detector "
+        f"{args.precision}, DeepJSCC {args.codec_precision}"
     )
     r = bench_batched_vs_loop(args, model, batches, device)
     print(
