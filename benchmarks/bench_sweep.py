@@ -711,26 +711,16 @@ def main() -> None:
         help="per codec (max fusion), the device's kernel time per frame-condition of one warm "
         "batched pass and its N costliest kernels",
     )
-    p.add_argument(
-        "--autocast",
-        choices=["fp32", "bf16", "fp16"],
-        default="fp32",
-        help="with --group-kernels: the profiled passes under torch.autocast of this dtype",
-    )
-    p.add_argument(
-        "--precision",
-        choices=["fp32", "fp16", "bf16"],
-        default="fp32",
-        help="the detector's eval.precision (autocast of its encoder and head) in the batched "
-        "pipeline, the loop and run_sweep",
-    )
-    p.add_argument(
-        "--codec-precision",
-        choices=["fp32", "fp16", "bf16"],
-        default="fp32",
-        help="DeepJSCC's precision option (its maps in inference) in the batched pipeline, the "
-        "loop, --group-kernels and run_sweep (codec_options.deepjscc.precision)",
-    )
+    for flag, what in (
+        ("--autocast", "with --group-kernels: the profiled passes under torch.autocast of this "
+         "dtype"),
+        ("--precision", "the detector's eval.precision (autocast of its encoder and head) in the "
+         "batched pipeline, the loop and run_sweep"),
+        ("--codec-precision", "DeepJSCC's precision option (its maps in inference) in the "
+         "batched pipeline, the loop, --group-kernels and run_sweep "
+         "(codec_options.deepjscc.precision)"),
+    ):  # fmt: skip
+        p.add_argument(flag, choices=["fp32", "bf16", "fp16"], default="fp32", help=what)
     p.add_argument(
         "--devices",
         nargs="*",
