@@ -44,7 +44,7 @@ from torch.overrides import TorchFunctionMode
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 
-from v2x.common import on_device_of
+from v2x.common import PRECISION_NAMES, check_precision, on_device_of, precision_dtype
 
 __all__ = ["PRECISIONS", "COMPILE_MODES", "GraphCache", "autocast", "check_precision",
            "capture_graph", "capture_hazards", "cast_weights", "compile_function",
@@ -52,20 +52,11 @@ __all__ = ["PRECISIONS", "COMPILE_MODES", "GraphCache", "autocast", "check_preci
 
 #: precision name -> autocast dtype (``None``: full float32, no autocast)
 PRECISIONS: dict[str, torch.dtype | None] = {
-    "fp32": None,
-    "fp16": torch.float16,
-    "bf16": torch.bfloat16,
+    name: None if name == "fp32" else precision_dtype(name) for name in PRECISION_NAMES
 }
 
 #: ``torch.compile`` modes accepted by :func:`compile_function`
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
-
-
-def check_precision(precision: str, field: str = "precision") -> str:
-    """Return ``precision`` if it is one of :data:`PRECISIONS`, else raise ``ValueError``."""
-    if precision not in PRECISIONS:
-        raise ValueError(f"{field}: expected one of {', '.join(PRECISIONS)}, got {precision!r}")
-    return precision
 
 
 def autocast(

@@ -68,8 +68,7 @@ import torch.nn.functional as F
 from v2x.channels.base import Channel
 from v2x.channels.link import LinkState
 from v2x.channels.packets import HEADER_BYTES, MTU_BYTES
-from v2x.common import TensorMemo, triton_available
-from v2x.perception.inference import PRECISIONS, check_precision
+from v2x.common import TensorMemo, check_precision, precision_dtype, triton_available
 from v2x.semcom.base import (
     CODECS,
     Codec,
@@ -253,8 +252,7 @@ class DeepJSCCCodec(DeepJSCCRatio, DeepJSCCReceiver, DeepJSCCTraining, DeepJSCCC
     def map_dtype(self) -> torch.dtype:
         """The dtype of the encoder's and decoder's maps now: ``precision``'s without autograd,
         float32 with it (training)."""
-        dtype = PRECISIONS[self.precision]
-        return torch.float32 if dtype is None or torch.is_grad_enabled() else dtype
+        return torch.float32 if torch.is_grad_enabled() else precision_dtype(self.precision)
 
     # ----------------------------------------------------------------- normalisation
     def _standardize(

@@ -34,7 +34,10 @@ from v2x.config_checks import (  # noqa: F401
 )
 from v2x.determinism import CUBLAS_WORKSPACE_CONFIG, configure_determinism, seed_torch  # noqa: F401
 from v2x.devices import (  # noqa: F401
+    PRECISION_NAMES,
+    check_precision,
     on_device_of,
+    precision_dtype,
     resolve_device,
     to_device_async,
     triton_available,

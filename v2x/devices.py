@@ -1,6 +1,7 @@
 """Devices: a configured device name resolved (``"auto"``, ``"cuda:1"``) or refused where this
-process cannot compute on it, host-to-device copies, the current CUDA device for Triton launches
-and whether Triton can run. Imports nothing from the project: one of ``v2x.common``'s jobs (it
+process cannot compute on it, host-to-device copies, the current CUDA device for Triton launches,
+whether Triton can run, and the inference precisions (``fp32``, ``fp16``, ``bf16``) a model may
+compute in. Imports nothing from the project: one of ``v2x.common``'s jobs (it
 re-exports these names; parts import them from there).
 """
 
@@ -12,6 +13,28 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     import torch
+
+
+#: the inference precisions a model may compute in (the detector's ``eval.precision``,
+#: DeepJSCC's ``precision``)
+PRECISION_NAMES = ("fp32", "fp16", "bf16")
+
+
+def check_precision(precision: str, field: str = "precision") -> str:
+    """Return ``precision`` if it is one of :data:`PRECISION_NAMES`, else raise ``ValueError``
+    naming ``field``, the value and the valid names."""
+    if precision not in PRECISION_NAMES:
+        names = ", ".join(PRECISION_NAMES)
+        raise ValueError(f"{field}: expected one of {names}, got {precision!r}")
+    return precision
+
+
+def precision_dtype(precision: str) -> torch.dtype:
+    """The dtype of a precision name (``check_precision``'s): float32, float16 or bfloat16."""
+    import torch
+
+    dtypes = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+    return dtypes[check_precision(precision)]
 
 
 def resolve_device(name: str) -> torch.device:
