@@ -171,7 +171,7 @@ class DeepJSCCCodec(DeepJSCCRatio, DeepJSCCReceiver, DeepJSCCTraining, DeepJSCCC
         precision: str = "fp32",
     ) -> None:
         super().__init__()
-        self.precision = check_precision(precision, "deepjscc: 'precision'")
+        self._precision = check_precision(precision, "deepjscc: 'precision'")
         stored = read_codec_checkpoint(checkpoint, in_channels) if checkpoint else None
         saved = stored[1]["config"] if stored else {}
         given = {"hidden": hidden, "downsample": downsample, "min_ratio": min_ratio,
@@ -248,6 +248,12 @@ class DeepJSCCCodec(DeepJSCCRatio, DeepJSCCReceiver, DeepJSCCTraining, DeepJSCCC
         with torch.device("meta") if meta else contextlib.nullcontext():
             self.encoder = JSCCEncoder(*args)
             self.decoder = JSCCDecoder(*args)
+
+    @property
+    def precision(self) -> str:
+        """The ``precision`` the codec was built with (read-only: the encoder's memo of its
+        first stage holds maps of that dtype; build another codec for another precision)."""
+        return self._precision
 
     def map_dtype(self) -> torch.dtype:
         """The dtype of the encoder's and decoder's maps now: ``precision``'s without autograd,

@@ -73,8 +73,10 @@ def test_a_bad_precision_is_refused_by_name():
     with pytest.raises(ValueError, match=r"deepjscc: 'precision': expected one of fp32, fp16, "
                                          r"bf16, got 'half'"):  # fmt: skip
         DeepJSCCCodec(in_channels=4, hidden=8, min_ratio=1 / 64, precision="half")
-    config = build_codec("deepjscc", in_channels=4, hidden=8, min_ratio=1 / 64, precision="fp16")
-    assert config.precision == "fp16"
+    codec = build_codec("deepjscc", in_channels=4, hidden=8, min_ratio=1 / 64, precision="fp16")
+    assert codec.precision == "fp16"
+    with pytest.raises(AttributeError):  # fixed at construction (the first stage's memo)
+        codec.precision = "fp32"
 
 
 _REDUCED_PASSES = r"""
