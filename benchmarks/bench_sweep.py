@@ -130,17 +130,12 @@ def pipeline(model, fusion: str, codec: str, device, codec_precision: str = "fp3
         kwargs["in_channels"] = int(model.config.feature_channels)
     if "checkpoint" in sweep_arguments(codec) and kwargs.get("in_channels") in SHIPPED_BY_CHANNELS:
         kwargs["checkpoint"] = "shipped"  # the architecture run_sweep runs
-    if codec_precision != "fp32":
-        kwargs["precision"] = codec_precision  # (deepjscc only: others refuse the argument)
+    if codec == "deepjscc" and codec_precision != "fp32":
+        kwargs["precision"] = codec_precision  # (the other codecs have no such option)
     torch.manual_seed(0)
     return CooperativePipeline(
         model, build_fusion(fusion), build_codec(codec, **kwargs).to(device), build_channel("awgn")
     ).eval()
-
-
-def _codec_precision(codec: str, precision: str) -> str:
-    """``--codec-precision`` for DeepJSCC, ``fp32`` for the codecs without the option."""
-    return precision if codec == "deepjscc" else "fp32"
 
 
 def bench_batched_vs_loop(args, model, batches, device) -> dict:
@@ -157,13 +152,13 @@ def bench_batched_vs_loop(args, model, batches, device) -> dict:
         # warm-up: every setting once (lazy imports, kernels, autotuning)
         codec_precision = getattr(args, "codec_precision", "fp32")
         for fusion, codec in settings:
-            pipe = pipeline(model, fusion, codec, device, _codec_precision(codec, codec_precision))
+            pipe = pipeline(model, fusion, codec, device, codec_precision)
             run_conditions(pipe, batches[0], snr, seeds)
         _sync(device)
         cache = EncodeCache(model, 8e9)
         t0, c0 = time.perf_counter(), time.process_time()
         for fusion, codec in settings:
-            pipe = pipeline(cache, fusion, codec, device, _codec_precision(codec, codec_precision))
+            pipe = pipeline(cache, fusion, codec, device, codec_precision)
             for bi, batch in enumerate(batches):
                 cache.batch_index = bi
                 out = run_conditions(pipe, batch, snr, seeds)  # what run_sweep runs
@@ -173,7 +168,7 @@ def bench_batched_vs_loop(args, model, batches, device) -> dict:
         batched_cpu = time.process_time() - c0
         t0, c0 = time.perf_counter(), time.process_time()
         for fusion, codec in settings:
-            pipe = pipeline(model, fusion, codec, device, _codec_precision(codec, codec_precision))
+            pipe = pipeline(model, fusion, codec, device, codec_precision)
             for batch in batches:
                 for i in range(k):
                     out = pipe.run(batch, snr[i : i + 1])
@@ -226,8 +221,8 @@ def bench_group_kernels(args, model, batches, device, top: int) -> None:
     with torch.no_grad():
         cache = EncodeCache(model, 64e9)  # every frame's features kept (126 MB each, standard)
         for codec in args.codecs:
-            precision = _codec_precision(codec, args.codec_precision)
-            pipe = pipeline(cache, "max", codec, device, precision)
+            pipe = pipeline(cache, "max", codec, device, args.codec_precision)
+            precision = getattr(pipe.codec, "precision", "fp32")  # what the codec runs in
             one_pass(pipe, cache)  # warm: kernels compiled, features cached
             _sync(device)
             with profile(activities=activities) as prof:
