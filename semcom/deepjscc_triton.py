@@ -25,13 +25,14 @@ from __future__ import annotations
 
 import torch
 
-from v2x.common import on_device_of
+from v2x.common import PRECISION_NAMES, on_device_of, precision_dtype
 
 _KERNEL = None
 _LAYER_KERNELS = None
 _STANDARDIZE_KERNEL = None
-#: the dtypes of the maps the passes take (float32 arithmetic whatever the storage)
-MAP_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
+#: the dtypes of the maps the passes take, one per precision (float32 arithmetic whatever the
+#: storage)
+MAP_DTYPES = tuple(precision_dtype(name) for name in PRECISION_NAMES)
 BLOCK = 1024
 
 
