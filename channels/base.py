@@ -15,6 +15,7 @@ from typing import ClassVar
 import torch
 from torch import nn
 
+from v2x.channels.fade_statistics import FadeStatistics
 from v2x.channels.radio import SNR_LIMIT_DB, snr_range_message
 from v2x.common import Registry, TensorMemo
 
@@ -115,6 +116,13 @@ class Channel(nn.Module):
             per link (in the order symbols are mapped), or ``None`` when the channel has no
             frequency selectivity: the transmitter then uses ``snr_db`` itself (the default).
         """
+        return None
+
+    def fade_statistics(self) -> FadeStatistics | None:
+        """The distribution of the flat fade this channel draws when a transmission goes on
+        air, which the transmitter cannot see before sending (block fading:
+        ``v2x.channels.fade_statistics``), or ``None``: nothing unknown to plan for beyond
+        ``snr_db`` and ``sinr_feedback`` (the default)."""
         return None
 
 

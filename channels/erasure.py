@@ -32,6 +32,7 @@ import torch
 from v2x.channels.arq import arq_resend, check_arq_rounds, check_feedback_delay
 from v2x.channels.base import CHANNELS, Channel, ChannelState
 from v2x.channels.budget import normal_approx_error_prob
+from v2x.channels.fade_statistics import FadeStatistics
 from v2x.channels.packets import HEADER_BYTES, MTU_BYTES, PacketFormat, packet_index
 from v2x.channels.radio import check_radio_value
 from v2x.common import check_whole, to_plain
@@ -276,6 +277,10 @@ class ErasureChannel(Channel):
     def sinr_feedback(self, snr_db: torch.Tensor) -> torch.Tensor | None:
         """The inner channel's feedback (packet losses are not part of the SINR)."""
         return self.inner.sinr_feedback(snr_db)
+
+    def fade_statistics(self) -> FadeStatistics | None:
+        """The inner channel's fade (packet losses come on top of it)."""
+        return self.inner.fade_statistics()
 
     def forward(
         self,

@@ -36,6 +36,7 @@ from v2x.channels.base import (
     snr_db_to_noise_variance,
 )
 from v2x.channels.budget import SPEED_OF_LIGHT
+from v2x.channels.fade_statistics import FadeStatistics, flat_fade_statistics
 from v2x.channels.radio import DEFAULT_RADIO, check_radio_value
 from v2x.common import check_whole
 
@@ -301,6 +302,20 @@ class FadingChannel(Channel):
             theta = 2 * math.pi * torch.rand(batch, 1, device=device)
             los = torch.polar(torch.full_like(theta, self.los_amp), theta)
         return h + los, los
+
+    def fade_statistics(self) -> FadeStatistics | None:
+        """Block fading: the distribution of the receiver's ``|ĥ|²``
+        (``v2x.channels.fade_statistics``), drawn per transmission or per ``block_len``
+        symbols; ``None`` for fast fading (a code block spans a varying gain: planned at the
+        average SNR) and without a diffuse part."""
+        if self.fast:
+            return None
+        if not hasattr(self, "_fade"):  # (the quantiles once per channel)
+            los_power = self.los_amp**2
+            self._fade = flat_fade_statistics(
+                los_power, self.diffuse_var, self.csi_error_var, self.block_len
+            )
+        return self._fade
 
     def estimate(self, h: torch.Tensor, los: torch.Tensor | None) -> torch.Tensor:
         """LMMSE estimate ``ĥ`` with error variance ``csi_error_var`` (``h`` itself if 0).

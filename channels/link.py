@@ -14,6 +14,7 @@ import torch
 
 from v2x.channels.base import Channel
 from v2x.channels.budget import shannon_capacity
+from v2x.channels.fade_statistics import FadeStatistics
 from v2x.channels.radio import DEFAULT_RADIO, RADIO_FIELDS, RadioParams, check_radio_value
 from v2x.common import Registry, check_switch, check_whole, to_plain
 
@@ -33,6 +34,9 @@ class LinkState:
             reported before the transmission (``Channel.sinr_feedback``: frequency-selective
             channels with their estimation error), or ``None``: the plain ``snr_db`` is all the
             transmitter knows (flat channels). Link adaptation reads it.
+        fade: the distribution of the flat fade the channel will draw on air
+            (``Channel.fade_statistics``: block fading), or ``None``. Link adaptation averages
+            its error rates over it (``v2x.semcom.link_adaptation``).
     """
 
     snr_db: torch.Tensor
@@ -42,13 +46,19 @@ class LinkState:
     los: torch.Tensor | None = None
     extra: dict = field(default_factory=dict)
     sinr_feedback: torch.Tensor | None = None
+    fade: FadeStatistics | None = None
 
     @classmethod
     def before_sending(cls, channel: Channel, snr_db: torch.Tensor) -> LinkState:
         """What a transmitter knows of each link (``snr_db [L]`` dB) before sending over
-        ``channel``: the SNR and the receiver's per-RE SINR report (``Channel.sinr_feedback``:
-        frequency-selective channels; ``None`` otherwise)."""
-        return cls(snr_db=snr_db, sinr_feedback=channel.sinr_feedback(snr_db))
+        ``channel``: the SNR, the receiver's per-RE SINR report (``Channel.sinr_feedback``:
+        frequency-selective channels; ``None`` otherwise) and the distribution of the fade it
+        will draw (``Channel.fade_statistics``: block fading; ``None`` otherwise)."""
+        return cls(
+            snr_db=snr_db,
+            sinr_feedback=channel.sinr_feedback(snr_db),
+            fade=channel.fade_statistics(),
+        )
 
     @classmethod
     def from_snr(

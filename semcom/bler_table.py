@@ -282,6 +282,47 @@ def load_bler_table(block_bits: int, path: str | None = None) -> BlerTable | Non
     return BlerTable(curves, block_bits, meta)
 
 
+def codec_bler_table(
+    block_bits: int,
+    path: str | None,
+    decoder: str,
+    num_iter: int,
+    cn_update: str,
+    target_unit: str,
+    mcs: str | int,
+) -> BlerTable | None:
+    """The digital codec's BLER table (``load_bler_table``), or ``ValueError`` where its
+    settings need one it lacks: the fast decoder (the table's own decoder settings too) and the
+    segment target of link adaptation."""
+    table = load_bler_table(block_bits, path)
+    if decoder == "fast" and table is None:
+        raise ValueError(
+            f"digital codec: decoder='fast' needs a BLER table for block_bits={block_bits}; "
+            "build one with python -m v2x.semcom.bler_table --block-bits "
+            f"{block_bits} (or use decoder='exact')"
+        )
+    if decoder == "fast" and table is not None:
+        built = (table.meta.get("num_iter"), table.meta.get("cn_update"))
+        if built != (num_iter, cn_update):
+            raise ValueError(
+                f"digital codec: decoder='fast' reproduces the BLER table's decoder "
+                f"(num_iter, cn_update) = {built}, but {(num_iter, cn_update)} was asked; "
+                "rebuild the table with python -m v2x.semcom.bler_table or use those values"
+            )
+    if target_unit not in ("segment", "block"):
+        raise ValueError(
+            f"digital codec 'target_unit' must be 'segment' or 'block', got {target_unit!r}"
+        )
+    if target_unit == "segment" and mcs == "auto" and table is None:
+        raise ValueError(
+            f"digital codec: target_unit='segment' plans segment losses from the BLER table, "
+            f"which has no curves for block_bits={block_bits}; build them with python -m "
+            f"v2x.semcom.bler_table --block-bits {block_bits}, or set target_unit='block' "
+            "(Shannon-gap thresholds) or a fixed 'mcs'"
+        )
+    return table
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--block-bits", type=int, default=1024)

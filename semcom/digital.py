@@ -80,9 +80,10 @@ import math
 import numpy as np
 import torch
 
+from v2x.channels.fade_statistics import FadeStatistics
 from v2x.channels.link import LinkState
 from v2x.channels.packets import HEADER_BYTES, MTU_BYTES, PacketFormat
-from v2x.common import check_whole, to_device_async
+from v2x.common import check_switch, check_whole, to_device_async
 from v2x.semcom import entropy
 from v2x.semcom.base import (
     CODECS,
@@ -92,7 +93,7 @@ from v2x.semcom.base import (
     check_features,
     raw_feature_bits,
 )
-from v2x.semcom.bler_table import BlerTable, load_bler_table
+from v2x.semcom.bler_table import BlerTable, codec_bler_table
 from v2x.semcom.digital_blocks import (
     _DECODE_CHUNK,  # noqa: F401 (the old import path)
     _effective_snr_db,  # noqa: F401 (the old import path)
@@ -125,7 +126,12 @@ from v2x.semcom.fec import (
     coded_bits_per_block,
     device_string,
 )
-from v2x.semcom.link_adaptation import block_bler, expected_segment_loss, select_mcs_from_sinr
+from v2x.semcom.link_adaptation import (
+    planned_block_bler,
+    planned_segment_loss,
+    select_mcs_from_sinr,
+    select_mcs_over_fade,
+)
 from v2x.semcom.mcs import MCS_TABLE, LinkAdaptation, get_mcs, shannon_gap_thresholds_db
 from v2x.semcom.quantize import check_bits
 
@@ -168,6 +174,9 @@ class DigitalCodec(DigitalSourceCoding, DigitalReceiver, Codec):
             (``v2x.semcom.link_adaptation.expected_segment_loss``: needs the BLER table);
             ``"block"`` the code-block error rate (where HARQ resends failed blocks).
         margin_db: SNR back-off of link adaptation.
+        fade_aware: over block fading (``LinkState.fade``: a fade the transmitter cannot see),
+            plan on error rates averaged over the fade (the ε-outage rule,
+            ``v2x.semcom.link_adaptation``); ``False``: at the average SNR, as over AWGN.
         decoder: ``"exact"`` (Sionna LDPC BP) or ``"fast"`` (BLER-table block failures).
         num_iter: LDPC BP iterations (exact decoder; the table records its own).
         cn_update: Sionna check-node update of the exact decoder.
@@ -206,6 +215,7 @@ class DigitalCodec(DigitalSourceCoding, DigitalReceiver, Codec):
         target_bler: float = 0.1,
         target_unit: str = "segment",
         margin_db: float = 0.0,
+        fade_aware: bool = True,
         decoder: str = "fast",
         num_iter: int = 20,
         cn_update: str = "boxplus-phi",
@@ -252,12 +262,8 @@ class DigitalCodec(DigitalSourceCoding, DigitalReceiver, Codec):
             )
         if equalizer not in ("mmse", "zf"):
             raise ValueError(f"digital codec 'equalizer' must be 'mmse' or 'zf', got {equalizer!r}")
-        if not isinstance(per_channel, bool):  # ("no" would read as true)
-            raise ValueError(
-                f"digital codec 'per_channel' must be true or false, got {per_channel!r}"
-            )
         self.bits = bits
-        self.per_channel = per_channel
+        self.per_channel = check_switch("digital codec 'per_channel'", per_channel)
         self.rows_per_segment = rows_per_segment
         self.cells_per_segment = cells_per_segment
         self.entropy_coder = entropy_coder
@@ -267,6 +273,7 @@ class DigitalCodec(DigitalSourceCoding, DigitalReceiver, Codec):
         self.target_bler = target_bler
         self.target_unit = target_unit
         self.margin_db = margin_db
+        self.fade_aware = check_switch("digital codec 'fade_aware'", fade_aware)
         self.decoder = decoder
         self.num_iter = num_iter
         self.cn_update = cn_update
@@ -279,32 +286,9 @@ class DigitalCodec(DigitalSourceCoding, DigitalReceiver, Codec):
         self.equalizer = equalizer
         self.mtu_bytes = mtu_bytes
         self.packet_header_bytes = packet_header_bytes
-        self.table: BlerTable | None = load_bler_table(block_bits, bler_table)
-        if decoder == "fast" and self.table is None:
-            raise ValueError(
-                f"digital codec: decoder='fast' needs a BLER table for block_bits={block_bits}; "
-                "build one with python -m v2x.semcom.bler_table --block-bits "
-                f"{block_bits} (or use decoder='exact')"
-            )
-        if decoder == "fast" and self.table is not None:
-            built = (self.table.meta.get("num_iter"), self.table.meta.get("cn_update"))
-            if built != (num_iter, cn_update):
-                raise ValueError(
-                    f"digital codec: decoder='fast' reproduces the BLER table's decoder "
-                    f"(num_iter, cn_update) = {built}, but {(num_iter, cn_update)} was asked; "
-                    "rebuild the table with python -m v2x.semcom.bler_table or use those values"
-                )
-        if target_unit not in ("segment", "block"):
-            raise ValueError(
-                f"digital codec 'target_unit' must be 'segment' or 'block', got {target_unit!r}"
-            )
-        if target_unit == "segment" and mcs == "auto" and self.table is None:
-            raise ValueError(
-                f"digital codec: target_unit='segment' plans segment losses from the BLER table, "
-                f"which has no curves for block_bits={block_bits}; build them with python -m "
-                f"v2x.semcom.bler_table --block-bits {block_bits}, or set target_unit='block' "
-                "(Shannon-gap thresholds) or a fixed 'mcs'"
-            )
+        self.table: BlerTable | None = codec_bler_table(
+            block_bits, bler_table, decoder, num_iter, cn_update, target_unit, mcs
+        )
         thresholds = (
             self.table.thresholds_db(target_bler)
             if self.table is not None
@@ -315,14 +299,21 @@ class DigitalCodec(DigitalSourceCoding, DigitalReceiver, Codec):
     # -- encoder ------------------------------------------------------------------------------
 
     def select_mcs(
-        self, snr_db: torch.Tensor, batch: int, sinr_feedback: torch.Tensor | None = None
+        self,
+        snr_db: torch.Tensor,
+        batch: int,
+        sinr_feedback: torch.Tensor | None = None,
+        fade: FadeStatistics | None = None,
     ) -> torch.Tensor:
         """``[B]`` int64 MCS index per transmission.
 
         With ``sinr_feedback`` (``[B, N]`` linear per-RE SINR the receiver reported, see
         ``LinkState.sinr_feedback``) the MCS is the highest whose expected block error rate at
         the EESM effective SINR of those REs is ≤ ``target_bler``
-        (``v2x.semcom.link_adaptation``); without it, the threshold rule on ``snr_db``.
+        (``v2x.semcom.link_adaptation``); else, with ``fade`` (``LinkState.fade``: block
+        fading; when ``fade_aware``), the highest whose block error rate averaged over the fade
+        is ≤ ``target_bler`` (the ε-outage rule); without either, the threshold rule on
+        ``snr_db``.
         """
         if self.mcs != "auto":
             return torch.full((batch,), int(self.mcs), dtype=torch.int64)
@@ -347,6 +338,9 @@ class DigitalCodec(DigitalSourceCoding, DigitalReceiver, Codec):
             raise ValueError(
                 f"digital codec: link.snr_db has {snr.numel()} entries for a batch of {batch}"
             )
+        if fade is not None and self.fade_aware:
+            return select_mcs_over_fade(snr, fade, self.target_bler, self.table,
+                                        self.link_adaptation.thresholds_db, self.margin_db)  # fmt: skip
         return self.link_adaptation(snr)
 
     def _lower_for_segments(
@@ -363,9 +357,9 @@ class DigitalCodec(DigitalSourceCoding, DigitalReceiver, Codec):
         row's stream to the budget at each step; ``streams`` is updated in place. Returns the
         ``[B]`` int64 MCS sent."""
         assert self.table is not None
-        rates = block_bler(
-            self.table, self.block_bits, link.snr_db, link.sinr_feedback, self.margin_db
-        ).numpy()  # [B, 29]
+        rates = planned_block_bler(
+            self.table, self.block_bits, link, self.margin_db, self.fade_aware
+        ).numpy()  # [B, G, 29]: G points of the fade (1 without one)
         if rates.shape[0] == 1 and len(streams) > 1:
             rates = np.repeat(rates, len(streams), axis=0)  # one SNR for the whole batch
         payload_bits = self.block_bits - CRC_BITS
@@ -373,7 +367,11 @@ class DigitalCodec(DigitalSourceCoding, DigitalReceiver, Codec):
 
         def too_lossy(i: int) -> bool:
             m, st = int(mcs[i]), streams[i]
-            loss = expected_segment_loss(st.header_bytes, st.segment_bytes, payload_bits, rates[i, m])
+            symbols = -(-len(st.data) * 8 // payload_bits) * block_code_len(m, self.block_bits)
+            shared = link.fade is None or link.fade.shared_by(symbols)
+            loss = planned_segment_loss(
+                st.header_bytes, st.segment_bytes, payload_bits, rates[i, :, m], shared
+            )
             return m > 0 and loss > self.target_bler
 
         rows = [i for i in range(len(streams)) if too_lossy(i)]
@@ -408,7 +406,7 @@ class DigitalCodec(DigitalSourceCoding, DigitalReceiver, Codec):
         check_features(features)
         b = features.shape[0]
         device = features.device
-        mcs = self.select_mcs(link.snr_db, b, link.sinr_feedback)
+        mcs = self.select_mcs(link.snr_db, b, link.sinr_feedback, link.fade)
         cache: dict = self.source_memo if self.source_memo is not None else {}
         if self.source_executor is not None and b > 1:
             self._source_code_in_workers(features, mcs, cache)

@@ -29,6 +29,16 @@ error rate of the transport block, the unit the receiver can use. ``"block"`` bo
 error rate itself: right where HARQ resends only the failed blocks (as 5G's code-block-group
 retransmission does), since a failed block then costs a resend, not its segment.
 
+**Fades the transmitter cannot see** (``LinkState.fade``: block Rayleigh / Rician, drawn when
+the transmission goes on air; ``v2x.channels.fade_statistics``): every error rate above is
+averaged over the fade's equal-probability points instead of read at the average SNR — the
+ε-outage rule, where outer-loop link adaptation settles when acknowledgements say nothing about
+the next fade (``faded_block_bler``, ``select_mcs_over_fade``). A segment's loss is averaged over
+the fade when one fade covers the whole transmission (its blocks fail together), and computed
+at the fade-averaged block error rate when each block sees a fade of its own
+(``planned_segment_loss``; between the two, ``block_len`` shorter than the transmission, the
+latter is used: it plans more losses than the truth).
+
 Why not Sionna's ``InnerLoopLinkAdaptation``/``PHYAbstraction`` for step 3–4: they map a
 transport block, segmented by Sionna's 38.212 rules into code blocks of Sionna's PDSCH/PUSCH chain
 (tables for MCS 3–28 on a 1.8 dB SNR grid) and target the *transport-block* error rate; the
@@ -46,6 +56,8 @@ import numpy as np
 import torch
 
 from v2x.channels.effective_sinr import eesm_db
+from v2x.channels.fade_statistics import FadeStatistics
+from v2x.channels.link import LinkState
 from v2x.semcom.bler_table import BlerTable
 from v2x.semcom.fec import coded_bits_per_block
 from v2x.semcom.mcs import MCS_TABLE
@@ -130,9 +142,53 @@ def select_mcs_from_sinr(
         if thresholds_db is None:
             raise ValueError("link adaptation: need a BLER 'table' or 'thresholds_db'")
         ok = effective_sinr_db(unique, block_bits, margin_db) >= thresholds_db.double()[None, :]
+    return _highest(ok)[inverse.cpu()]
+
+
+def _highest(ok: torch.Tensor) -> torch.Tensor:
+    """``ok [L, 29]`` bool → ``[L]`` int64: the highest MCS marked ``ok``, 0 where none is."""
     index = torch.arange(len(MCS_TABLE), dtype=torch.int64)
-    best = torch.where(ok, index[None, :], torch.zeros_like(index)[None, :]).amax(dim=1)
-    return best[inverse.cpu()]
+    return torch.where(ok, index[None, :], torch.zeros_like(index)[None, :]).amax(dim=1)
+
+
+def faded_block_bler(
+    snr_db: torch.Tensor,
+    fade: FadeStatistics,
+    table: BlerTable | None = None,
+    thresholds_db: torch.Tensor | None = None,
+    margin_db: float = 0.0,
+) -> torch.Tensor:
+    """``[B, G, 29]`` float64 code-block error rate of every MCS at each of the fade's ``G``
+    equal-probability points for the average Es/N0 ``snr_db [B]`` (dB): the table's BLER at the
+    point's post-equalisation SINR minus ``margin_db``, or, without a table, the threshold rule's
+    step (1 where that SINR is below the MCS's threshold in ``thresholds_db [29]``, else 0).
+    Its mean over the points is the block error rate averaged over the fade (without a table:
+    the outage probability)."""
+    sinr = fade.sinr_db(snr_db) - margin_db  # [B, G]
+    if table is None:
+        if thresholds_db is None:
+            raise ValueError("link adaptation: need a BLER 'table' or 'thresholds_db'")
+        return (sinr[:, :, None] < thresholds_db.double().cpu()[None, None, :]).double()
+    n = len(MCS_TABLE)
+    mcs = torch.arange(n, dtype=torch.int64).repeat(sinr.numel())
+    return table.bler(mcs, sinr.reshape(-1).repeat_interleave(n)).reshape(*sinr.shape, n)
+
+
+def select_mcs_over_fade(
+    snr_db: torch.Tensor,
+    fade: FadeStatistics,
+    target_bler: float,
+    table: BlerTable | None = None,
+    thresholds_db: torch.Tensor | None = None,
+    margin_db: float = 0.0,
+) -> torch.Tensor:
+    """``[B]`` int64: the highest MCS whose block error rate averaged over ``fade`` at
+    ``snr_db [B]`` (dB) is ≤ ``target_bler`` (MCS 0 if none): the ε-outage rule
+    (``faded_block_bler``). Links of equal SNR are evaluated once."""
+    snr = torch.as_tensor(snr_db, dtype=torch.float64).reshape(-1).cpu()
+    unique, inverse = torch.unique(snr, return_inverse=True)
+    rate = faded_block_bler(unique, fade, table, thresholds_db, margin_db).mean(dim=1)
+    return _highest(rate <= target_bler)[inverse]
 
 
 def block_bler(
@@ -155,13 +211,47 @@ def block_bler(
     return rates.reshape(snr.numel(), len(MCS_TABLE))
 
 
+def planned_block_bler(
+    table: BlerTable,
+    block_bits: int,
+    link: LinkState,
+    margin_db: float = 0.0,
+    over_fade: bool = True,
+) -> torch.Tensor:
+    """``[B, G, 29]`` float64 code-block error rate of every MCS per transmission as link
+    adaptation plans it: ``faded_block_bler`` at the fade's ``G`` points where ``link.fade`` is
+    set (and ``over_fade``), else ``block_bler`` (``G = 1``); ``B = 1`` for a link of one SNR."""
+    if over_fade and link.fade is not None and link.sinr_feedback is None:
+        return faded_block_bler(link.snr_db, link.fade, table, margin_db=margin_db)
+    return block_bler(table, block_bits, link.snr_db, link.sinr_feedback, margin_db)[:, None]
+
+
+def planned_segment_loss(
+    header_bytes: int,
+    segment_bytes: Sequence[int],
+    block_payload_bits: int,
+    rates: np.ndarray,
+    shared: bool,
+) -> float:
+    """Expected fraction of a stream's sent segments lost at the block error rates ``rates [G]``
+    of the fade's points (``G = 1``: no fade): averaged over the points when one fade covers the
+    whole transmission (``shared``: its blocks fail together), else ``expected_segment_loss`` at
+    their mean (each block a fade of its own)."""
+    if len(rates) == 1 or not shared:
+        rate = float(rates[0]) if len(rates) == 1 else float(np.mean(rates))
+        return expected_segment_loss(header_bytes, segment_bytes, block_payload_bits, rate)
+    losses = expected_segment_loss(header_bytes, segment_bytes, block_payload_bits, rates)
+    return float(np.mean(losses))
+
+
 def expected_segment_loss(
     header_bytes: int,
     segment_bytes: Sequence[int],
     block_payload_bits: int,
-    block_error_rate: float,
-) -> float:
-    """Expected fraction of a stream's sent segments that the receiver loses.
+    block_error_rate: float | np.ndarray,
+) -> float | np.ndarray:
+    """Expected fraction of a stream's sent segments that the receiver loses (one per entry
+    where ``block_error_rate`` is an array of rates ``[G]``).
 
     The stream is ``[header | segment 0 | segment 1 | …]`` cut into code blocks of
     ``block_payload_bits`` bits each (CRC excluded); every block fails independently with
@@ -170,9 +260,10 @@ def expected_segment_loss(
     loss is ``1 − P(header) · mean_j P(segment j)``, ``P(part) = (1 − p)^(blocks it spans)``;
     ``1 − P(header)`` when only the header is sent, 0 when nothing is (``header_bytes == 0``).
     """
+    many = np.ndim(block_error_rate) > 0
     if header_bytes <= 0:
-        return 0.0
-    keep = 1.0 - float(block_error_rate)
+        return np.zeros(np.shape(block_error_rate)) if many else 0.0
+    keep = 1.0 - (np.asarray(block_error_rate, np.float64) if many else float(block_error_rate))
     sizes = np.asarray(segment_bytes, dtype=np.int64)
     starts = header_bytes + np.cumsum(sizes) - sizes
     sent = sizes > 0
@@ -181,4 +272,9 @@ def expected_segment_loss(
     header_ok = keep ** ((8 * header_bytes - 1) // block_payload_bits + 1)
     if not sent.any():
         return 1.0 - header_ok
-    return float(1.0 - header_ok * np.mean(keep ** (last - first + 1).astype(np.float64)))
+    spans = (last - first + 1).astype(np.float64)
+    if many:  # each rate's mean over the segments, their distinct spans weighted by count
+        span, count = np.unique(spans, return_counts=True)
+        parts = np.power.outer(keep, span) @ count / count.sum()
+        return 1.0 - header_ok * parts
+    return float(1.0 - header_ok * np.mean(keep**spans))
