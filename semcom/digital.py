@@ -50,7 +50,7 @@ than the budget, the quantiser's ``bits`` is lowered one at a time down to ``min
 whose information content alone exceeds the budget is skipped uncoded: docs/digital.md); if it
 still does not fit, whole segments are dropped, keeping those with the largest L1 feature energy
 per byte first (a dropped segment is sent with length 0 and decodes to zeros); if not even the
-header fits, nothing is sent and the map decodes to zeros.
+header fits, or no segment fits beside it, nothing is sent and the map decodes to zeros.
 
 Cost per row: ``source_bits`` = stream bytes × 8 (entropy-coded payload + side information);
 ``coded_bits`` = blocks × LDPC codeword bits; ``channel_uses`` = coded_bits / Qm;
@@ -176,7 +176,8 @@ class DigitalCodec(DigitalSourceCoding, DigitalReceiver, Codec):
         margin_db: SNR back-off of link adaptation.
         fade_aware: over block fading (``LinkState.fade``: a fade the transmitter cannot see),
             plan on error rates averaged over the fade (the ε-outage rule,
-            ``v2x.semcom.link_adaptation``); ``False``: at the average SNR, as over AWGN.
+            ``v2x.semcom.link_adaptation``: it bounds what is lost, at the cost of airtime);
+            ``False`` (default): at the average SNR, as over AWGN (docs/digital.md).
         decoder: ``"exact"`` (Sionna LDPC BP) or ``"fast"`` (BLER-table block failures).
         num_iter: LDPC BP iterations (exact decoder; the table records its own).
         cn_update: Sionna check-node update of the exact decoder.
@@ -215,7 +216,7 @@ class DigitalCodec(DigitalSourceCoding, DigitalReceiver, Codec):
         target_bler: float = 0.1,
         target_unit: str = "segment",
         margin_db: float = 0.0,
-        fade_aware: bool = True,
+        fade_aware: bool = False,
         decoder: str = "fast",
         num_iter: int = 20,
         cn_update: str = "boxplus-phi",

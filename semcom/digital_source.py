@@ -217,6 +217,8 @@ class DigitalSourceCoding:
             if sizes[i] > 0 and total + extra <= max_bytes:
                 keep[i] = True
                 total += extra
+        if not keep.any() and bool((sizes > 0).any()):  # a header alone carries no cell
+            return MapStream(b"", 0, [0] * len(parts.segments), parts.bits, list(parts.cells))
         stream = _assemble(parts, keep)
         assert len(stream.data) == total
         return stream

@@ -126,21 +126,25 @@ def test_lost_bytes_are_the_bytes_with_a_bit_in_a_failed_block(payload_bits):
 
 
 def test_whole_stream_memo_never_serves_another_stream_of_the_same_map():
-    # Two budgets: the same source coding (shared memo) assembled into two different streams.
+    # Two budgets: the same source coding (shared memo) assembled into two different streams
+    # (maps wide enough that half the budget holds the header and a segment: a header alone is
+    # not sent)
+    h, w = 8, 32
     codec = DigitalCodec(bits=6, min_bits=6, decoder="fast", rows_per_segment=2)
-    x = _features(1, 3, 8, 8, 2)
+    x = _features(1, 3, h, w, 2)
     cache: dict = {}
     full = codec._fit_stream(x, 0, 28, cache)
     codec.max_channel_uses = codec._uses_for_bytes(len(full.data), 28) // 2
     part = codec._fit_stream(x, 0, 28, cache)
+    assert 0 < sum(part.segment_bytes) < sum(full.segment_bytes)
     assert part.data != full.data and part.decoded is full.decoded  # one memo
     outs = []
     for st in (full, part, full, part):
         lost = np.zeros(len(st.data), dtype=bool)
-        got = np.zeros((8, 8), bool)
-        out = decode_map_stream(st.data, lost, (3, 8, 8), 16, "ans", got, sent=st)
-        ref_got = np.zeros((8, 8), bool)
-        ref = decode_map_stream(st.data, lost, (3, 8, 8), 16, "ans", ref_got)
+        got = np.zeros((h, w), bool)
+        out = decode_map_stream(st.data, lost, (3, h, w), 2 * w, "ans", got, sent=st)
+        ref_got = np.zeros((h, w), bool)
+        ref = decode_map_stream(st.data, lost, (3, h, w), 2 * w, "ans", ref_got)
         assert np.array_equal(out, ref) and np.array_equal(got, ref_got)
         outs.append(out)
     assert not np.array_equal(outs[0], outs[1]) and np.array_equal(outs[0], outs[2])

@@ -150,20 +150,22 @@ def test_segment_plan_over_block_rayleigh_delivers_what_it_planned(snr_db: float
     torch.manual_seed(3)
     naive_mcs, naive = _delivered_fraction(DigitalCodec(**base, fade_aware=False), x, "rayleigh", snr_db)
     torch.manual_seed(3)
-    aware_mcs, aware = _delivered_fraction(DigitalCodec(**base), x, "rayleigh", snr_db)
+    aware = DigitalCodec(**base, fade_aware=True)
+    aware_mcs, aware = _delivered_fraction(aware, x, "rayleigh", snr_db)
     assert bool((aware_mcs < naive_mcs).all())
     assert naive < 0.7, naive
     assert aware >= 0.82, aware
 
 
 def test_awgn_and_the_switch_keep_the_average_snr_plan():
-    """No fade (AWGN) or ``fade_aware: false``: the plan of the average SNR, as before."""
+    """No fade (AWGN) or ``fade_aware: false`` (the default): the plan of the average SNR."""
     x = _maps(4, seed=5)
     snr = torch.tensor([3.0, 9.0, 15.0, 22.0])
     codec = DigitalCodec(bits=4, min_bits=4, max_channel_uses=20_000, decoder="fast")
     torch.manual_seed(0)
     awgn = codec.encode(x, LinkState.before_sending(build_channel("awgn"), snr))
-    off = DigitalCodec(bits=4, min_bits=4, max_channel_uses=20_000, decoder="fast", fade_aware=False)
+    off = DigitalCodec(bits=4, min_bits=4, max_channel_uses=20_000, decoder="fast")
+    assert off.fade_aware is False
     torch.manual_seed(0)
     rayleigh_off = off.encode(x, LinkState.before_sending(build_channel("rayleigh"), snr))
     assert torch.equal(awgn.meta["mcs"], rayleigh_off.meta["mcs"])
@@ -171,3 +173,24 @@ def test_awgn_and_the_switch_keep_the_average_snr_plan():
     assert torch.equal(codec.select_mcs(snr, 4), codec.link_adaptation(snr.double()))
     with pytest.raises(ValueError, match=r"'fade_aware' must be true or false, got 'yes'"):
         DigitalCodec(fade_aware="yes")
+
+
+def test_a_header_that_fits_without_any_segment_is_not_sent():
+    """The budget rule: where the header fits but no segment beside it, nothing is sent (a
+    header alone carries no cell): 0 channel uses, zeros out; room for the smallest segment's
+    blocks more and it goes."""
+    x = _maps(1, seed=9)
+    whole = DigitalCodec(bits=4, min_bits=4, mcs=5, decoder="fast")
+    stream = whole.encode(x, LinkState.from_snr(10.0)).meta["streams"][0]
+    assert min(n for n in stream.segment_bytes if n) * 8 > PAYLOAD_BITS  # > one block each
+    header_uses = int(whole._uses_for_bytes(stream.header_bytes, 5))
+    tight = DigitalCodec(bits=4, min_bits=4, mcs=5, decoder="fast", max_channel_uses=header_uses)
+    tx = tight.encode(x, LinkState.from_snr(10.0))
+    assert int(tx.cost.channel_uses[0]) == 0 and tx.meta["streams"][0].header_bytes == 0
+    assert not bool(tx.meta["sent"].any())
+    block_uses = int(whole._uses_for_bytes(1, 5))  # one code block
+    smallest = min(n for n in stream.segment_bytes if n)
+    roomier = header_uses + (-(-smallest * 8 // PAYLOAD_BITS) + 1) * block_uses
+    more = DigitalCodec(bits=4, min_bits=4, mcs=5, decoder="fast", max_channel_uses=roomier)
+    sent = more.encode(x, LinkState.from_snr(10.0))
+    assert sent.meta["streams"][0].header_bytes > 0 and bool(sent.meta["sent"].any())
