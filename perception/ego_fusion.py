@@ -59,7 +59,9 @@ def fuse_at_ego(
             ``E`` divides ``N`` and fused map ``n`` uses row ``n % E`` (one map per frame for
             ``N / E`` blocks of conditions; ``E = N``: one each).
         collaborators: ``[N, M, C, h, w]`` what arrived of each collaborator's map, in its own
-            levelled frame.
+            levelled frame: float32, or float16 / bfloat16 (a reduced-precision codec's decoded
+            maps, ``Codec.decode``; the kernel reads them into float32, the torch path's
+            ``sample_maps`` converts them), of another dtype than ``ego`` possibly.
         sample_grid: ``[N·M, h, w, 2]`` where each ego cell samples each collaborator's map.
         valid: ``[N, M, 1, h, w]`` bool, the ego cells each collaborator's map may fuse into
             (inside its grid, arrived, agent present).

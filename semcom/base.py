@@ -160,7 +160,11 @@ class Codec(nn.Module):
     """Base class for feature codecs (registered in ``CODECS``).
 
     ``encode(features [B, C, H, W] float32, link: LinkState) -> Transmission``
-    ``decode(received: Transmission, link: LinkState) -> features [B, C, H, W] float32``
+    ``decode(received: Transmission, link: LinkState) -> features [B, C, H, W]``: float32,
+    except a codec computing in a reduced precision may return its maps in that dtype where it
+    says so (DeepJSCC's ``precision="fp16"`` / ``"bf16"`` in CUDA inference: float16 /
+    bfloat16, ``DeepJSCCCodec.decoded_dtype``). Consumers that need float32 convert
+    (``.float()``); the Triton fusion kernels read any float dtype.
 
     A codec that knows which cells never arrived (lost or budget-dropped digital segments)
     records ``received.meta["delivered"]``: ``[B, 1, H, W]`` bool, True where the values arrived.
@@ -288,20 +292,27 @@ class Codec(nn.Module):
 CODECS: Registry[Codec] = Registry("codec", base=Codec)
 
 
-#: ``Transmission.meta`` key of an optional ``[B, C, H, W]`` float32 tensor the caller would
-#: like the decoded maps in (``v2x.condition_streams.send`` offers each condition block its
-#: slice of the joined maps, so a codec with ``decodes_into`` saves the join's copy). A codec
-#: that does not write there returns a tensor of its own, which the caller then copies.
+#: ``Transmission.meta`` key of an optional ``[B, C, H, W]`` tensor the caller would like the
+#: decoded maps in (``v2x.condition_streams.send`` offers each condition block its slice of the
+#: joined maps, of the dtype the first block decoded to, so a codec with ``decodes_into`` saves
+#: the join's copy). A codec that does not write there (it is not of the dtype, shape, device or
+#: layout the codec's last pass writes) returns a tensor of its own, which the caller copies.
 DECODE_INTO = "decode_into"
 
 
 def decode_target(
-    received: Transmission, shape: tuple[int, ...], device: torch.device, memory_format
+    received: Transmission,
+    shape: tuple[int, ...],
+    device: torch.device,
+    memory_format: torch.memory_format,
+    dtype: torch.dtype = torch.float32,
 ) -> torch.Tensor | None:
-    """``received.meta[DECODE_INTO]`` when it is a float32 tensor of ``shape`` on ``device``,
-    dense in ``memory_format`` (the layout the codec's last pass writes); else ``None``."""
+    """``received.meta[DECODE_INTO]`` when it is a tensor of ``dtype`` (the dtype the codec
+    decodes to: float32 unless it says otherwise) and ``shape`` on ``device``, dense in
+    ``memory_format`` (the layout the codec's last pass writes); else ``None`` (a target of
+    another dtype too: the codec's maps would be rounded twice, or widened, on the way)."""
     out = received.meta.get(DECODE_INTO)
-    if out is None or out.dtype != torch.float32 or tuple(out.shape) != tuple(shape):
+    if out is None or out.dtype != dtype or tuple(out.shape) != tuple(shape):
         return None
     if out.device != device or not out.is_contiguous(memory_format=memory_format):
         return None

@@ -136,9 +136,11 @@ class DeepJSCCCodec(DeepJSCCRatio, DeepJSCCReceiver, DeepJSCCTraining, DeepJSCCC
         precision: the dtype of the encoder's and decoder's maps in inference (no autograd):
             ``"fp32"`` (default), ``"fp16"`` or ``"bf16"`` (weights cast per call, float32
             accumulation, bias / PReLU / AF gains / de-standardisation in float32, each layer's
-            output rounded to that dtype; ``deepjscc_layers``). The symbols sent and the decoded
-            maps stay float32. Training always runs in float32. A new codec: its reconstructions
-            move by the dtype's rounding (measured in ``docs/deepjscc.md``).
+            output rounded to that dtype; ``deepjscc_layers``). The symbols sent stay
+            complex64; the decoded maps are float32, except in CUDA inference (the one-pass
+            de-standardisation: ``decoded_dtype``), where that pass rounds them once to the
+            dtype. Training always runs in float32. A new codec: its reconstructions move by
+            the dtype's rounding (measured in ``docs/deepjscc.md``).
     """
 
     uses_channel = True

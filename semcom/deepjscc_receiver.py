@@ -33,7 +33,8 @@ class DeepJSCCReceiver:
         self, hidden: torch.Tensor, h: int, w: int, into: torch.Tensor | None = None
     ) -> torch.Tensor:
         """The decoder's output layer over ``hidden`` (``JSCCDecoder.body``), cropped to
-        ``h × w`` and de-standardised: ``[B, C, h, w]`` float32.
+        ``h × w`` and de-standardised: ``[B, C, h, w]`` of ``decoded_dtype`` (float32, or the
+        reduced ``precision``'s dtype in CUDA inference).
 
         In CUDA inference, when nothing is cropped, the transposed output convolution runs
         without its bias and one pass (``deepjscc_triton.destandardize``) adds the bias and
@@ -42,7 +43,9 @@ class DeepJSCCReceiver:
         deterministic mode; tested on CUDA), one pass over the maps fewer. That pass writes into
         ``into`` when it has the convolution output's layout (``DECODE_INTO``). ``hidden`` of a
         reduced dtype (``precision``): the convolution in that dtype, then the bias and the
-        de-standardisation in float32 (that pass, or the same operations in torch)."""
+        de-standardisation in float32 (that pass, or the same operations in torch), rounded
+        once to ``decoded_dtype`` (that dtype in CUDA inference: the pass writes half the bytes
+        and the fusion reads half; elsewhere float32)."""
         layer = self.decoder.out
         reduced = hidden.dtype != layer.weight.dtype
         exact = _output_size(layer, hidden.shape[-2:]) == (h, w)
@@ -53,28 +56,48 @@ class DeepJSCCReceiver:
             and self._in_one_pass(hidden)
         ):
             pre = _without_bias(layer, hidden)
+            dtype = self.decoded_dtype(pre.device)
             if tuple(pre.shape[-2:]) == (h, w) and self._in_one_pass(pre):
                 from v2x.semcom.deepjscc_triton import destandardize
 
-                fits = into is not None and into.shape == pre.shape and into.stride() == pre.stride()
+                fits = into is not None and (into.shape, into.stride(), into.dtype) == (
+                    pre.shape, pre.stride(), dtype,
+                )  # fmt: skip
                 out = into if fits else None
-                return destandardize(pre, self.feat_std, self.feat_mean, layer.bias, out=out)
+                return destandardize(
+                    pre, self.feat_std, self.feat_mean, layer.bias, out=out, dtype=dtype
+                )
             out = pre[:, :, :h, :w].float()
             if layer.bias is not None:
                 out.add_(layer.bias[:, None, None])
-            return out.mul_(self.feat_std[:, None, None]).add_(self.feat_mean[:, None, None])
+            out = out.mul_(self.feat_std[:, None, None]).add_(self.feat_mean[:, None, None])
+            return out.to(dtype)  # (float32 but for a cropped map in CUDA inference: rounded once)
         return self._destandardize(layer(hidden)[:, :, :h, :w])
 
     def _in_one_pass(self, x: torch.Tensor) -> bool:
+        """De-standardisation of ``x`` as one Triton pass (``_one_pass_on`` its dtype and
+        device)."""
+        return self._one_pass_on(x.dtype, x.device)
+
+    def _one_pass_on(self, dtype: torch.dtype, device: torch.device) -> bool:
         """De-standardisation as one Triton pass: CUDA inference on maps of a ``MAP_DTYPES``
-        dtype with float32 statistics, outside ``torch.autocast`` (its output convolution would
-        return the autocast dtype)."""
-        plain = x.dtype in MAP_DTYPES and self.feat_std.dtype == torch.float32
-        if not (x.is_cuda and plain) or torch.is_grad_enabled():
+        ``dtype`` with float32 statistics, outside ``torch.autocast`` (its output convolution
+        would return the autocast dtype)."""
+        plain = dtype in MAP_DTYPES and self.feat_std.dtype == torch.float32
+        if not (device.type == "cuda" and plain) or torch.is_grad_enabled():
             return False
-        if torch.is_autocast_enabled(x.device.type):
+        if torch.is_autocast_enabled(device.type):
             return False
         return triton_available()
+
+    def decoded_dtype(self, device: torch.device | str) -> torch.dtype:
+        """The dtype of the maps ``decode`` and ``decode_blocks`` return on ``device`` now: the
+        maps' dtype (``map_dtype``: ``precision``'s) where the de-standardisation runs as one
+        Triton pass (CUDA inference: no autograd, no autocast, Triton installed), computed in
+        float32 and rounded once to it; float32 everywhere else (the CPU, training, autocast),
+        and always at ``precision="fp32"``."""
+        dtype = self.map_dtype()
+        return dtype if self._one_pass_on(dtype, torch.device(device)) else torch.float32
 
     def _destandardize(self, x: torch.Tensor) -> torch.Tensor:
         """``x · std + mean`` per channel; in CUDA inference as one pass
@@ -214,12 +237,15 @@ class DeepJSCCReceiver:
     def decode(self, received: Transmission, link: LinkState) -> torch.Tensor:
         """Equalise (MMSE by default) with the channel state, zero erasures, run the decoder.
 
-        Returns ``[B, C, H, W]`` float32 features.
+        Returns ``[B, C, H, W]`` features of ``decoded_dtype``: float32, or in CUDA inference
+        the reduced ``precision``'s dtype. Written into ``meta[DECODE_INTO]`` when that is a
+        channels-last tensor of this shape and dtype (``decode_target``).
         """
         z, snr_db, gate_snr_db, ratio = self._received_latent(received, link)
         shape = received.meta["shape"]
         b = z.shape[0]
-        into = decode_target(received, (b, *shape), z.device, torch.channels_last)
+        dtype = self.decoded_dtype(z.device)
+        into = decode_target(received, (b, *shape), z.device, torch.channels_last, dtype)
         out = self._decode_symbols(z, snr_db, ratio, shape, into)
         keep = self._delivered(snr_db, gate_snr_db, ratio)
         received.meta["delivered"] = self._delivered_cells(keep, shape)
@@ -229,7 +255,8 @@ class DeepJSCCReceiver:
         self, received: Sequence[Transmission], links: Sequence[LinkState]
     ) -> torch.Tensor:
         """The ``decode`` of each of ``K`` condition blocks (``Codec.codes_blocks_jointly``),
-        joined: ``[K·m, C, H, W]`` float32, channels-last. The decoder's body runs once over
+        joined: ``[K·m, C, H, W]`` of ``decoded_dtype`` (float32, or in CUDA inference the
+        reduced ``precision``'s dtype), channels-last. The decoder's body runs once over
         the ``K·m`` rows; its output layer (the full-size maps) and the de-standardisation one
         block at a time, into the joined maps (a block's worth of temporaries, not ``K``). Each
         block's ``meta["delivered"]`` is set as ``decode`` sets it, unless the gate kept every
@@ -244,8 +271,8 @@ class DeepJSCCReceiver:
             for rx, kept in zip(received, keeps):
                 rx.meta["delivered"] = self._delivered_cells(kept, shape)
         hidden = self._decoder_hidden(z, snr_db, ratio, shape)
-        out = torch.empty((z.shape[0], *shape), dtype=torch.float32, device=z.device,
-                          memory_format=torch.channels_last)  # fmt: skip
+        out = torch.empty((z.shape[0], *shape), dtype=self.decoded_dtype(z.device),
+                          device=z.device, memory_format=torch.channels_last)  # fmt: skip
         start = 0
         for zb in (p[0] for p in parts):
             rows = slice(start, start + zb.shape[0])

@@ -15,8 +15,8 @@ separate kernels do, so the maps keep their bits.
 
 Maps stored in a reduced precision (``MAP_DTYPES``: DeepJSCC's ``precision`` option) are read
 into float32, computed as above in float32 and rounded once to the stored dtype on the write
-(float32 for ``destandardize``'s maps): the torch path of the same operations on
-``x.float()`` followed by one ``.to(dtype)`` gives the same bits.
+(``destandardize``: to the dtype asked for, float32 by default): the torch path of the same
+operations on ``x.float()`` followed by one ``.to(dtype)`` gives the same bits.
 
 Imported with ``TRITON_INTERPRET=1`` the kernels run on CPU tensors (tests).
 """
@@ -55,7 +55,7 @@ def _kernel():
                 x = x + tl.load(bias_ptr + c, mask=mask, other=0.0)
             s = tl.load(std_ptr + c, mask=mask, other=1.0)
             m = tl.load(mean_ptr + c, mask=mask, other=0.0)
-            tl.store(out_ptr + offs, x * s + m, mask=mask)
+            tl.store(out_ptr + offs, x * s + m, mask=mask)  # rounded once to out's dtype
 
         _KERNEL = destandardize_kernel
     return _KERNEL
@@ -258,35 +258,43 @@ def destandardize(
     mean: torch.Tensor,
     bias: torch.Tensor | None = None,
     out: torch.Tensor | None = None,
+    dtype: torch.dtype = torch.float32,
 ) -> torch.Tensor:
     """``(x + bias) · std + mean`` per channel, rounded as torch rounds its operations.
+
+    Computed in float32 (the same bits as torch's float32 ``x.float() + bias``, ``· std``,
+    ``+ mean``) and rounded once to ``dtype`` on the write: a float16 / bfloat16 result has the
+    bits of torch's float32 result ``.to(dtype)``.
 
     Args:
         x: ``[B, C, H, W]`` of a ``MAP_DTYPES`` dtype, dense channels-first or channels-last
             (read into float32).
         std, mean: ``[C]`` float32.
         bias: ``[C]`` float32 added first (a convolution's bias), or ``None``.
-        out: a float32 tensor of ``x``'s shape, strides and device to write into (``None``: a
-            new one).
+        out: a tensor of ``dtype`` with ``x``'s shape, strides and device to write into
+            (``None``: a new one).
+        dtype: a ``MAP_DTYPES`` dtype of the result (float32, float16 or bfloat16).
 
-    Returns: ``[B, C, H, W]`` float32 in ``x``'s layout: ``out`` if given.
+    Returns: ``[B, C, H, W]`` of ``dtype`` in ``x``'s layout: ``out`` if given.
     """
     import triton
 
     b, c, h, w = x.shape
     channels_last = _channels_last(x, "destandardize")
     per_channel = (std, mean) if bias is None else (std, mean, bias)
-    if x.dtype not in MAP_DTYPES or any(t.shape != (c,) for t in per_channel):
+    if x.dtype not in MAP_DTYPES or dtype not in MAP_DTYPES or any(
+        t.shape != (c,) for t in per_channel
+    ):  # fmt: skip
         raise ValueError(
-            f"destandardize: expected float32/float16/bfloat16 x and [{c}] std/mean/bias, got {x.dtype}, "
-            f"{[tuple(t.shape) for t in per_channel]}"
+            f"destandardize: expected float32/float16/bfloat16 x and result and [{c}] "
+            f"std/mean/bias, got {x.dtype}, {dtype}, {[tuple(t.shape) for t in per_channel]}"
         )
     if out is None:
-        out = torch.empty_like(x, dtype=torch.float32)  # the same layout
-    elif (out.shape, out.stride(), out.dtype, out.device) != (x.shape, x.stride(), torch.float32,
+        out = torch.empty_like(x, dtype=dtype)  # the same layout
+    elif (out.shape, out.stride(), out.dtype, out.device) != (x.shape, x.stride(), dtype,
                                                                x.device):  # fmt: skip
         raise ValueError(
-            f"destandardize: 'out' must be float32 with x's shape {tuple(x.shape)} and strides "
+            f"destandardize: 'out' must be {dtype} with x's shape {tuple(x.shape)} and strides "
             f"{x.stride()} on {x.device}, got {tuple(out.shape)} {out.stride()} {out.dtype} "
             f"on {out.device}"
         )

@@ -52,9 +52,11 @@ class Sent:
     """What ``send`` returns for ``N`` rows (maps).
 
     Attributes:
-        decoded: ``[N, C, h, w]`` float32 decoded maps; or ``[K, N / K, C, h, w]`` when ``send``
-            had ``K`` seeds and every block decoded to the same tensor: that tensor expanded over
-            the ``K`` blocks (a view, one map for all; do not write into it).
+        decoded: ``[N, C, h, w]`` decoded maps, float32 or the codec's reduced dtype
+            (``Codec.decode``: DeepJSCC's float16 / bfloat16 in CUDA inference; ``send_cells``:
+            always float32); or ``[K, N / K, C, h, w]`` when ``send`` had ``K`` seeds and
+            every block decoded to the same tensor: that tensor expanded over the ``K`` blocks
+            (a view, one map for all; do not write into it).
         cost: the codec's ``Cost`` (retransmissions included), ``[N]`` float64 fields.
         outcome: ``Reception`` (packets erased, failed CRC, resent), ``[N]`` float64 fields.
         cells: ``CellReport`` (cells selected, conveyed and delivered; ``None`` fields: all).

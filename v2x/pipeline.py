@@ -246,15 +246,18 @@ class CooperativePipeline(nn.Module):
         else:
             on_air = send(codec, self.channel, rows, row_snr, extra, seeds)
         decoded = on_air.decoded.view(k, b, a - 1, c, h, w)
+        # the cell masks' dtype: the maps' but at least float32 (a reduced-precision codec's
+        # float16 / bfloat16 maps, Codec.decode: counts of h·w cells are exact in float32)
+        flags = torch.promote_types(decoded.dtype, torch.float32)
         outcome, cells = on_air.outcome, on_air.cells
         # Cells each collaborator actually delivered ([K, B, A-1, 1, h, w]; None: all of them).
         sent = None
         if selects:
-            sent = cells.selected.to(device, decoded.dtype).view(k, b, a - 1, 1, h, w)
+            sent = cells.selected.to(device, flags).view(k, b, a - 1, 1, h, w)
         delivered = cells.delivered
         if delivered is not None:  # cells the codec could not deliver are missing, not zero
             # [N, 1, h, w] per cell, or one flag per map ([N] / [N, 1, 1, 1])
-            got = delivered.to(decoded.dtype).reshape(k, b, a - 1, 1, -1)
+            got = delivered.to(flags).reshape(k, b, a - 1, 1, -1)
             got = got.expand(k, b, a - 1, 1, h * w).reshape(k, b, a - 1, 1, h, w)
             sent = got if sent is None else sent * got
         if sent is not None:
@@ -284,7 +287,7 @@ class CooperativePipeline(nn.Module):
             used = sent
         else:
             cells_sent = known.sum(dim=(-3, -2, -1)).double()
-            used = known.to(decoded.dtype) if sent is None else known * sent
+            used = known.to(flags) if sent is None else known * sent
         cells_used = cells_sent if used is None else used.sum(dim=(-3, -2, -1)).double()
         cost.cells_sent[:, :, 1:] = cells_sent.double() * present
         cost.cells_used[:, :, 1:] = cells_used * present

@@ -626,6 +626,58 @@ def test_conditions_whose_maps_all_fail_share_one_pass_and_equal_ego_only(model,
             assert not torch.equal(sub.scores, none.scores)
 
 
+class _ReducedMapsCodec(_GatedNoisyCodec):
+    """``_GatedNoisyCodec`` whose decoded maps are of a reduced ``dtype`` (a reduced-precision
+    codec's, as DeepJSCC's ``precision`` in CUDA inference), or their values widened to float32
+    (``widened``), delivered per cell (a random ~70 % of each map's cells above 5 dB)."""
+
+    def __init__(self, dtype: torch.dtype, widened: bool) -> None:
+        super().__init__()
+        self.dtype, self.widened = dtype, widened
+
+    def encode(self, features, link):
+        tx = super().encode(features, link)
+        n, _, h, w = features.shape
+        cells = torch.rand(n, 1, h, w) < 0.7
+        tx.meta["delivered"] = cells & tx.meta["delivered"].view(n, 1, 1, 1)
+        return tx
+
+    def decode(self, received, link):
+        maps = received.meta["payload"].to(self.dtype)
+        return maps.float() if self.widened else maps
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("fusion", ["max", "attention", "where2comm"])
+def test_reduced_precision_decoded_maps_give_the_fusion_of_their_float32_values(
+    model, batch, fusion, dtype
+):
+    """Decoded maps of a reduced dtype (``Codec.decode``'s contract allows a reduced-precision
+    codec's own dtype) go through the pipeline's masks, condition sharing, warp and fusion as
+    their values in float32 do: the same detections bit for bit and the same costs, the counts
+    of cells used exact (a per-cell delivery mask summed in bfloat16 would round them)."""
+    snr = torch.tensor([0.0, 10.0, 10.0, 30.0])
+    runs = []
+    for widened in (False, True):
+        pipe = CooperativePipeline(
+            model, build_fusion(fusion), _ReducedMapsCodec(dtype, widened), build_channel("awgn")
+        )
+        torch.manual_seed(3)
+        runs.append(pipe.run(batch, snr))
+    got, want = runs
+    for name in ("boxes", "scores", "labels", "valid"):
+        assert torch.equal(getattr(got.detections, name), getattr(want.detections, name)), name
+    for name, value in vars(got.cost).items():
+        other = getattr(want.cost, name)
+        if torch.is_tensor(value):  # exactly (mcs: NaN, no MCS)
+            torch.testing.assert_close(value, other, rtol=0, atol=0, equal_nan=True, msg=name)
+        else:
+            assert value == other, name
+    if fusion != "where2comm":  # (whole maps sent: each delivers ~70 % of its cells)
+        used = got.cost.cells_used[:, :, 1:][batch.agent_mask[:, 1:].expand(len(snr), -1, -1)]
+        assert bool(((used > 256) & (used % 2 == 1)).any())  # counts bfloat16 could not hold
+
+
 @pytest.mark.parametrize("fusion", ["max", "late"])
 def test_per_link_snr_equal_on_every_link_matches_one_snr_per_condition(model, batch, fusion):
     """``snr_db`` as ``[K, B, A]`` (one SNR per link) with every link at the condition's SNR gives
