@@ -20,6 +20,7 @@ from torch import nn
 
 from v2x.common import triton_available
 from v2x.perception.fusion_basic import AttentionFusion, MaxFusion
+from v2x.perception.inference import PRECISIONS
 from v2x.perception.warp import sample_maps
 
 
@@ -67,7 +68,9 @@ def fuse_at_ego(
             (inside its grid, arrived, agent present).
 
     Returns:
-        ``(fused [N, C, h, w], heat_logits [N, K, h, w], reg [N, 8, h, w])``; differentiable
+        ``(fused [N, C, h, w], heat_logits [N, K, h, w], reg [N, 8, h, w])`` (``fused`` from the
+        kernel in the dtype the head reads, ``_head_input_dtype``: float32 unless the head runs
+        at fp16 / bf16); differentiable
         with respect to ``collaborators`` (and ``ego``).
     """
     n, m, c, h, w = collaborators.shape
@@ -77,7 +80,9 @@ def fuse_at_ego(
     if mode is not None:  # warp + fusion in one Triton kernel (CUDA inference)
         from v2x.perception.warp_fusion_triton import fuse_collaborators
 
-        fused = fuse_collaborators(ego, collaborators, sample_grid, valid, mode)  # channels-last
+        # channels-last, in the dtype the head's first convolution reads (_head_input_dtype)
+        dtype = _head_input_dtype(model)
+        fused = fuse_collaborators(ego, collaborators, sample_grid, valid, mode, dtype=dtype)
         heat, reg = model.head(fused)  # the head's outputs keep its layout: made contiguous
         return fused, heat.contiguous(), reg.contiguous()
     if ego.shape[0] != n:
@@ -89,6 +94,15 @@ def fuse_at_ego(
     fused = fusion.fuse_warped(ego, warped, valid)
     heat, reg = model.head(fused)
     return fused, heat, reg
+
+
+def _head_input_dtype(model: nn.Module) -> torch.dtype:
+    """The dtype the head's convolutions read the fused map in: its reduced inference
+    precision's (``CenterHead.precision``: under that autocast the first convolution would cast
+    a float32 map to it, rounding to nearest even as the fusion kernel's store does, so the head
+    gets the same bits without that pass), else float32."""
+    precision = getattr(getattr(model, "head", None), "precision", "fp32")
+    return PRECISIONS.get(precision) or torch.float32
 
 
 def _kernel_mode(fusion: nn.Module, ego: torch.Tensor, collaborators: torch.Tensor) -> str | None:

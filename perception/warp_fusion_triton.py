@@ -147,8 +147,8 @@ def _fuse_at_ego_kernel(
 ):  # fmt: skip
     # ego [E, C, h, w] (strides e_*; row n % E of fused map n, read in place: already on the
     # ego's grid), collaborators [N, M, C, H, W] (strides s_*), sample grid [N·M, h, w, 2] and
-    # valid [N·M, h·w] uint8 contiguous, out [N, C, h, w] float32 (strides o_*); program
-    # (cell block, fused map)
+    # valid [N·M, h·w] uint8 contiguous, out [N, C, h, w] float32, float16 or bfloat16 (strides
+    # o_*; the store rounds to nearest even); program (cell block, fused map)
     n = tl.program_id(1)
     p, pm, y, x, c, cm = _program_cells(h, w, C, BLOCK_P, BLOCK_C)
     cell = (y.to(tl.int64) * e_y + x.to(tl.int64) * e_x)[:, None]
@@ -222,6 +222,9 @@ def warp_fuse(
 #: (``docs/results/h200_2026-12-02e/``, ``bench_ego_fusion.py``): channels-last 1 cell on 1 warp,
 #: 124 µs per fused 128 x 128 map of 4 collaborators against 137 for 2 on 2 and 158 for 16 on 8
 #: (154 µs per map in the sweep writing channels-first, the layout before, 86 after);
+#: dtypes ``fuse_collaborators`` may write the fused map in
+FUSED_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
+
 #: channels-first 16 on 8 (1.26x warp + fusion in torch; 1-4 cells: 0.6x; tiles transposed to
 #: put cells on consecutive threads: 0.09-0.67x).
 EGO_LAUNCH = {True: (1, 1), False: (16, 8)}
@@ -234,6 +237,7 @@ def fuse_collaborators(
     valid: torch.Tensor,
     mode: str,
     block_cells: int | None = None,
+    dtype: torch.dtype = torch.float32,
 ) -> torch.Tensor:
     """What ``v2x.perception.ego_fusion.fuse_at_ego`` fuses before the head, in one kernel:
     the collaborators' maps warped to the ego's grid (``sample_maps``), their invalid or
@@ -251,13 +255,21 @@ def fuse_collaborators(
         valid: ``[N, M, 1, h, w]`` bool, the ego cells each collaborator may fuse into.
         mode: ``"max"`` or ``"attention"``.
         block_cells: ego cells per program (default ``EGO_LAUNCH``'s).
+        dtype: of the fused map: float32, or float16 / bfloat16 (computed in float32 and
+            rounded once to nearest even on the store: the bits of the float32 map
+            ``.to(dtype)``, which a head under that dtype's autocast would read).
 
-    Returns: ``[N, C, h, w]`` float32 with channels-last strides (each cell's channels written
-    as one row; the head's convolutions take that layout without a transpose).
+    Returns: ``[N, C, h, w]`` of ``dtype`` with channels-last strides (each cell's channels
+    written as one row; the head's convolutions take that layout without a transpose).
     """
     if mode not in MODES:
         raise ValueError(
             f"fuse_collaborators: mode must be one of {', '.join(MODES)}, got {mode!r}"
+        )
+    if dtype not in FUSED_DTYPES:
+        raise ValueError(
+            f"fuse_collaborators: dtype must be one of {', '.join(map(str, FUSED_DTYPES))}, "
+            f"got {dtype}"
         )
     n, m, c, hh, ww = collaborators.shape
     e = ego.shape[0]
@@ -273,7 +285,7 @@ def fuse_collaborators(
         )
     grid = sample_grid.float().contiguous()
     sent = valid.reshape(n * m, h * w).to(torch.uint8).contiguous()
-    out = torch.empty(n, c, h, w, device=collaborators.device, dtype=torch.float32,
+    out = torch.empty(n, c, h, w, device=collaborators.device, dtype=dtype,
                       memory_format=torch.channels_last)  # fmt: skip
     block, warps = EGO_LAUNCH[collaborators.stride(2) == 1]
     block = block_cells or block

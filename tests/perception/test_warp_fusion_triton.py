@@ -107,6 +107,56 @@ def test_ego_side_kernel_matches_fuse_at_ego_in_the_interpreter(triton_interpret
         assert finite and contiguous and shape == [4, 20, 8, 16], case  # channels-last
 
 
+#: ``fuse_collaborators`` writing the fused map in float16: the float32 map rounded once.
+_INTERPRETED_EGO_DTYPE = r"""
+import json, torch
+from v2x.perception.warp_fusion_triton import fuse_collaborators
+
+n, m, c, h, w = 2, 2, 8, 4, 8
+g = torch.Generator().manual_seed(3)
+sample_grid = torch.rand(n * m, h, w, 2, generator=g) * 2.4 - 1.2  # some cells off the map
+valid = torch.rand(n, m, 1, h, w, generator=g) < 0.8
+collab = (torch.randn(n, m, c, h, w, generator=g) * 3).half()
+ego = torch.randn(1, 1, c, h, w, generator=g) * 3
+out = {}
+for mode in ("max", "attention"):
+    f32 = fuse_collaborators(ego, collab, sample_grid, valid, mode, block_cells=4)
+    f16 = fuse_collaborators(ego, collab, sample_grid, valid, mode, block_cells=4,
+                             dtype=torch.float16)
+    out[mode] = [str(f16.dtype), torch.equal(f16, f32.half()),
+                 bool(f16.is_contiguous(memory_format=torch.channels_last))]
+print(json.dumps(out))
+"""
+
+
+def test_fused_map_in_float16_is_the_float32_map_rounded_in_the_interpreter(
+    triton_interpreted,
+) -> None:
+    """The ego-side kernel's fused map written in float16 (``dtype``): the float32 map
+    ``.half()`` bit for bit (one rounding to nearest even on the store), channels-last."""
+    out = triton_interpreted(_INTERPRETED_EGO_DTYPE)
+    assert out == {mode: ["torch.float16", True, True] for mode in ("max", "attention")}
+
+
+def test_fused_map_dtype_is_checked_and_follows_the_head() -> None:
+    from v2x.perception.detector import CoopDetector, DetectorConfig
+    from v2x.perception.ego_fusion import _head_input_dtype
+    from v2x.perception.warp_fusion_triton import fuse_collaborators
+
+    with pytest.raises(ValueError, match="dtype must be one of"):
+        fuse_collaborators(torch.zeros(1, 1, 2, 2, 2), torch.zeros(1, 1, 2, 2, 2),
+                           torch.zeros(1, 2, 2, 2), torch.ones(1, 1, 1, 2, 2, dtype=torch.bool),
+                           "max", dtype=torch.float64)  # fmt: skip
+    model = CoopDetector(DetectorConfig())
+    assert _head_input_dtype(model) == torch.float32
+    for precision, dtype in (("fp16", torch.float16), ("bf16", torch.bfloat16)):
+        model.configure_inference(precision)
+        assert _head_input_dtype(model) == dtype
+    model.configure_inference("fp32")
+    assert _head_input_dtype(model) == torch.float32
+    assert _head_input_dtype(torch.nn.Module()) == torch.float32  # no head: float32
+
+
 def test_mode_and_shapes_are_checked() -> None:
     pytest.importorskip("triton")
     from v2x.perception.warp_fusion_triton import warp_fuse
@@ -156,10 +206,17 @@ def test_kernel_matches_warp_and_fusion_on_cuda(mode: str, dtype: torch.dtype) -
 
 
 @pytest.mark.parametrize("kernel_name", ["_warp_fuse_kernel", "_fuse_at_ego_kernel"])
-@pytest.mark.parametrize(("dtype", "mode"), [("fp16", "attention"), ("fp32", "max")])
-def test_kernel_compiles_for_hopper_without_a_gpu(dtype: str, mode: str, kernel_name: str) -> None:
+@pytest.mark.parametrize(
+    ("dtype", "mode", "out_dtype"),
+    [("fp16", "attention", "fp32"), ("fp32", "max", "fp32"), ("fp16", "max", "fp16"),
+     ("fp32", "attention", "bf16")],
+)  # fmt: skip
+def test_kernel_compiles_for_hopper_without_a_gpu(
+    dtype: str, mode: str, out_dtype: str, kernel_name: str
+) -> None:
     """Triton's compiler down to an sm_90 cubin (its bundled ptxas; no GPU needed): catches what
-    the interpreter lets through (types, layouts, unsupported operations), for both kernels."""
+    the interpreter lets through (types, layouts, unsupported operations), for both kernels and
+    fused maps written in float32, float16 and bfloat16."""
     triton = pytest.importorskip("triton")
     try:
         from triton.backends.compiler import GPUTarget
@@ -169,7 +226,7 @@ def test_kernel_compiles_for_hopper_without_a_gpu(dtype: str, mode: str, kernel_
     from v2x.perception import warp_fusion_triton
 
     kernel = getattr(warp_fusion_triton, kernel_name)
-    signature = {"f_ptr": f"*{dtype}", "g_ptr": "*fp32", "out_ptr": "*fp32", "sqrt_c": "fp32"}
+    signature = {"f_ptr": f"*{dtype}", "g_ptr": "*fp32", "out_ptr": f"*{out_dtype}", "sqrt_c": "fp32"}
     signature.update({"e_ptr": f"*{dtype}", "v_ptr": "*u8"})
     consts = {"ATTENTION": mode == "attention", "BLOCK_P": 4, "BLOCK_C": 512}
     if kernel_name == "_warp_fuse_kernel":  # channels-last maps and output
@@ -230,3 +287,47 @@ def test_ego_side_kernel_matches_fuse_at_ego_on_cuda(mode: str) -> None:
     # the fused map is channels-last; what the head gives the decoder is contiguous
     assert fused.is_contiguous(memory_format=torch.channels_last)
     assert heat.is_contiguous() and reg.is_contiguous() and torch.equal(heat, got[:, :1])
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("precision", ["fp16", "bf16"])
+def test_head_at_reduced_precision_reads_the_fused_map_in_its_dtype_with_the_same_bits(
+    precision: str,
+) -> None:
+    """With the head at fp16 / bf16, ``fuse_at_ego``'s kernel writes the fused map in that dtype:
+    the float32 map ``.to(dtype)`` bit for bit, and the head's outputs equal those of the float32
+    map under the head's autocast (its first convolution's cast gave the same bits)."""
+    from unittest import mock
+
+    from v2x.perception import ego_fusion
+    from v2x.perception.bev import BEVGrid
+    from v2x.perception.fusion import build_fusion
+    from v2x.perception.head import CenterHead
+    from v2x.perception.warp import warp_sampling_grid
+
+    device = torch.device("cuda")
+    grid = BEVGrid(x_range_m=(-28.8, 28.8), y_range_m=(-12.8, 12.8))
+    e, u, m, c = 2, 2, 3, 64
+    n = e * u
+    h, w = grid.height // 2, grid.width // 2
+    g = torch.Generator().manual_seed(5)
+    sample_grid, coverage = warp_sampling_grid(_agents_in_a_row(n, m + 1, g)[:, 1:].to(device),
+                                               grid, h, w)  # fmt: skip
+    valid = coverage.view(n, m, 1, h, w)
+    collab = torch.randn(n, m, c, h, w, generator=g).to(device).half()
+    ego = torch.randn(e, 1, c, h, w, generator=g).to(device)
+    model = torch.nn.Module()
+    model.head = CenterHead(c, 4, 32).to(device).eval()
+    model.head.precision = precision
+    dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}[precision]
+    for mode in ("max", "attention"):
+        fusion = build_fusion(mode)
+        with torch.no_grad():
+            fused, heat, reg = ego_fusion.fuse_at_ego(model, fusion, ego, collab, sample_grid, valid)
+            with mock.patch.object(ego_fusion, "_head_input_dtype", lambda _: torch.float32):
+                fused32, heat32, reg32 = ego_fusion.fuse_at_ego(
+                    model, fusion, ego, collab, sample_grid, valid
+                )
+        assert fused.dtype == dtype and fused32.dtype == torch.float32
+        assert torch.equal(fused, fused32.to(dtype)), mode
+        assert torch.equal(heat, heat32) and torch.equal(reg, reg32), mode
