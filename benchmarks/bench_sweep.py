@@ -240,8 +240,12 @@ def bench_group_kernels(args, model, batches, device, top: int) -> None:
                 kernels[name] = (count + 1, total + t)
             total = sum(t for _, t in kernels.values())
             what = "device kernel" if on_device else "operators' own CPU"
-            print(f"== max/{codec} ({autocast}, codec {precision}): {what} time {total / 1e3:.1f} ms = "
-                  f"{total / fc:.1f} us per frame-condition ({fc} frame-conditions)")  # fmt: skip
+            # the detector's own precision (--precision), and an enclosing autocast (--autocast)
+            label = getattr(model, "precision", "fp32")
+            label += f", autocast {autocast}" if autocast != "fp32" else ""
+            print(f"== max/{codec} (detector {label}, codec {precision}): {what} time "
+                  f"{total / 1e3:.1f} ms = {total / fc:.1f} us per frame-condition "
+                  f"({fc} frame-conditions)")  # fmt: skip
             ranked = sorted(kernels.items(), key=lambda kv: -kv[1][1])[:top]
             for name, (count, t) in ranked:
                 print(f"  {t / fc:8.1f} us/fc {count:6d}x  {name[:110]}")
