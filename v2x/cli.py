@@ -391,6 +391,20 @@ def _exit_on_broken_pipe() -> NoReturn:
     sys.exit(BROKEN_PIPE_STATUS)
 
 
+@contextlib.contextmanager
+def errors_named(app: str, job: str = "sweep"):  # noqa: ANN201 - a context manager
+    """Errors of the ``job`` an ``app`` runs, named by the app (``v2x-eval`` runs a sweep): a
+    message that starts ``"<job>:"`` starts ``"<app>:"`` instead; the same exception, its type
+    (and so ``user_errors``' exit status) and traceback kept."""
+    try:
+        yield
+    except Exception as exc:
+        first = exc.args[0] if exc.args else None
+        if isinstance(first, str) and first.startswith(f"{job}:"):
+            exc.args = (f"{app}:{first[len(job) + 1:]}", *exc.args[1:])
+        raise
+
+
 def user_errors(fn: F) -> F:
     """Wrap an app's main function: user errors, a lack of memory, Ctrl-C and ``SIGTERM`` become
     one line and an exit status (2, 3, 130, 143); output into a closed pipe (``| head``) exits

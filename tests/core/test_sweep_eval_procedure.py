@@ -143,3 +143,20 @@ def test_the_3d_eval_range_sees_heights_above_ground_not_lidar_relative():
     # every corner 0..1.6 m above ground: inside z 0..2 m, outside the LiDAR-relative -3..-1
     assert range_mask(boxes, (0.0, -5.0, 0.0, 20.0, 5.0, 2.0), "corners").tolist() == [True]
     assert range_mask(boxes, (0.0, -5.0, -3.0, 20.0, 5.0, -1.0), "any_corner").tolist() == [False]
+
+
+def test_v2x_eval_names_itself_in_its_errors(cache_dir, tmp_path, capsys):
+    """``v2x-eval`` runs a sweep, and its errors read "sweep: ..."; they now name the app that
+    was run, with the same exit status (2: a user error)."""
+    from omegaconf import OmegaConf
+
+    from v2x.apps.eval import main
+
+    cfg = tiny_config(cache_dir, tmp_path, snr_db=[10.0], codecs=["identity"], fusions=["none"])
+    cfg.update(eval={"procedure": "dair"}, plots=False, table=True)
+    with pytest.raises(SystemExit) as stop:
+        main(OmegaConf.create(cfg))
+    assert stop.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: eval: field 'eval.procedure': expected one of opencood, dair_v2x")
+    assert "sweep:" not in err

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hydra
 from omegaconf import DictConfig
 
-from v2x.cli import checks_override_keys, user_errors
+from v2x.cli import checks_override_keys, errors_named, user_errors
 
 EVAL_COLUMNS = (
     "fusion", "codec", "ap_30", "ap_50", "ap_70", "ap_70_invisible",
@@ -22,7 +22,8 @@ def main(cfg: DictConfig) -> None:
     from v2x.results_table import table_with_convention
     from v2x.sweep import run_sweep
 
-    path = run_sweep(cfg)
+    with errors_named("eval"):  # (its messages would read "sweep: ...")
+        path = run_sweep(cfg)
     print(table_with_convention(read_results([path]), columns=list(EVAL_COLUMNS)))
     print(f"results: {path}")
 
