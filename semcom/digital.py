@@ -368,8 +368,8 @@ class DigitalCodec(DigitalSourceCoding, DigitalReceiver, Codec):
 
         def too_lossy(i: int) -> bool:
             m, st = int(mcs[i]), streams[i]
-            symbols = -(-len(st.data) * 8 // payload_bits) * block_code_len(m, self.block_bits)
-            shared = link.fade is None or link.fade.shared_by(symbols)
+            # (the stream's channel uses: its symbols, counted only over a fade)
+            shared = link.fade is None or link.fade.shared_by(self._uses_for_bytes(len(st.data), m))
             loss = planned_segment_loss(
                 st.header_bytes, st.segment_bytes, payload_bits, rates[i, :, m], shared
             )

@@ -207,10 +207,11 @@ class DigitalSourceCoding:
         # Drop segments: keep the highest energy per byte first while the stream fits.
         assert max_bytes is not None
         keep = np.zeros(len(parts.segments), dtype=bool)
-        if _assemble(parts, keep).header_bytes > max_bytes:
-            return MapStream(b"", 0, [0] * len(parts.segments), parts.bits, list(parts.cells))
-        sizes = np.array([len(s) for s in parts.segments])
+        nothing = MapStream(b"", 0, [0] * len(parts.segments), parts.bits, list(parts.cells))
         total = _assemble(parts, keep).header_bytes  # grows by len(varint(n)) - 1 + n per segment
+        if total > max_bytes:
+            return nothing
+        sizes = np.array([len(s) for s in parts.segments])
         order = np.argsort(-(parts.energy / np.maximum(sizes, 1)), kind="stable")
         for i in order:
             extra = len(_varint(int(sizes[i]))) - 1 + int(sizes[i])
@@ -218,7 +219,7 @@ class DigitalSourceCoding:
                 keep[i] = True
                 total += extra
         if not keep.any() and bool((sizes > 0).any()):  # a header alone carries no cell
-            return MapStream(b"", 0, [0] * len(parts.segments), parts.bits, list(parts.cells))
+            return nothing
         stream = _assemble(parts, keep)
         assert len(stream.data) == total
         return stream
