@@ -6,7 +6,10 @@ as long as the process that made it and is shut down when that process exits, be
 multiprocessing joins its children (a sweep's device worker, ``v2x.sweep_workers``, is itself a
 pool's child: without that its exit waited on these workers forever). Its workers ignore Ctrl-C
 and SIGTERM: those are the sweep's to handle (it saves finished groups, whose rows may still be
-computing there), and the workers end with it. Workers never touch CUDA (a process forked after
+computing there), and the workers end with it — also when it is killed (``exit_with_parent``:
+a worker forked from a CUDA process inherits its open GPU device files, so an orphaned worker
+kept the dead sweep's GPU memory allocated for as long as it lived, which was forever: it waits
+on a queue whose writing end it holds itself). Workers never touch CUDA (a process forked after
 CUDA started cannot use it); they run numpy, and torch on the CPU with one thread.
 """
 
@@ -16,12 +19,14 @@ import gc
 import multiprocessing
 import multiprocessing.util
 import os
+import select
 import signal
 import sys
+import threading
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 
-__all__ = ["can_fork_workers", "forked_pool"]
+__all__ = ["can_fork_workers", "exit_with_parent", "forked_pool"]
 
 
 def can_fork_workers() -> bool:
@@ -31,10 +36,44 @@ def can_fork_workers() -> bool:
     return sys.platform == "linux" and cores >= 4 and not multiprocessing.current_process().daemon
 
 
+def _wait_for_exit(pid: int) -> None:
+    """Return once process ``pid`` has ended: blocked on its pidfd (Linux ≥ 5.3) where there is
+    one, else by checking every 0.5 s whether this process's parent is still ``pid``."""
+    try:
+        fd = os.pidfd_open(pid)
+    except (AttributeError, OSError):  # no pidfd (older kernel, other OS) or already gone
+        fd = None
+    if fd is not None:
+        poller = select.poll()
+        poller.register(fd, select.POLLIN)
+        while not poller.poll(None):
+            pass
+        os.close(fd)
+        return
+    while os.getppid() == pid:
+        threading.Event().wait(0.5)
+
+
+def exit_with_parent() -> None:
+    """End this worker process (``os._exit``) as soon as the process that made it ends, however
+    it ends (SIGKILL included), from a daemon thread that waits for it (``_wait_for_exit``).
+    Without it a killed sweep's workers lived on as orphans holding the GPU memory of their
+    dead parent (module docstring)."""
+    parent = os.getppid()
+
+    def watch() -> None:
+        _wait_for_exit(parent)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
+
+
 def _worker_start(setup: Callable[[], None] | None) -> None:
-    """Worker initializer: stop signals ignored, the objects inherited from the parent at the
-    fork frozen (``gc.freeze``: the cyclic collector's full passes then scan only the worker's
-    own objects, not the sweep process's whole heap again in every worker), then ``setup``."""
+    """Worker initializer: ended with its parent (``exit_with_parent``), stop signals ignored,
+    the objects inherited from the parent at the fork frozen (``gc.freeze``: the cyclic
+    collector's full passes then scan only the worker's own objects, not the sweep process's
+    whole heap again in every worker), then ``setup``."""
+    exit_with_parent()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     gc.freeze()

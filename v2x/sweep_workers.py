@@ -131,12 +131,16 @@ def release_workers() -> None:
 
 
 def _start(deterministic: bool, device: str) -> None:
-    """Worker initialiser: torch's determinism, ``device`` as the current one, and the GIL
-    switch interval of a sweep's process on it (``v2x.gil_switch``: this process only runs
-    sweep groups on ``device``, beside its scorer thread)."""
+    """Worker initialiser: ended with the sweep's process (``exit_with_parent``: an orphaned
+    worker keeps its CUDA context, and the GPU memory in it, while it waits for work that
+    never comes), torch's determinism, ``device`` as the current one, and the GIL switch
+    interval of a sweep's process on it (``v2x.gil_switch``: this process only runs sweep
+    groups on ``device``, beside its scorer thread)."""
     from v2x.common import configure_determinism
+    from v2x.forked_pools import exit_with_parent
     from v2x.gil_switch import sweep_switch_interval
 
+    exit_with_parent()
     configure_determinism(deterministic)  # a spawned process starts with torch's defaults
     device = torch.device(device)
     interval = sweep_switch_interval(device)

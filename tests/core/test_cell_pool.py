@@ -81,3 +81,54 @@ def test_a_forked_worker_leaves_the_objects_it_inherited_to_the_parent():
         pool.shutdown()
     assert frozen >= len(keep) and frozen >= len(gc.get_objects()) // 2
     assert tracked < frozen  # the collector's generations hold only the worker's own objects
+
+
+ORPHAN_SCRIPT = textwrap.dedent(
+    """
+    import os, signal
+    import torch
+    from v2x.forked_pools import forked_pool
+    from v2x.sweep_workers import _workers
+
+    if __name__ == "__main__":
+        cell_pool = forked_pool(2)  # as the AP workers and scoring processes
+        cell_pool.submit(os.getpid).result()  # forks both workers
+        device_pool = _workers([torch.device("cpu")], False)[0]  # a spawned device worker
+        pids = [*cell_pool._processes, device_pool.submit(os.getpid).result()]
+        print(" ".join(map(str, pids)), flush=True)
+        os.kill(os.getpid(), signal.SIGKILL)  # no exit hook, no pool shutdown runs
+    """
+)
+
+
+def _alive(pid: int) -> bool:
+    """Whether process ``pid`` runs (a zombie, ended but not yet reaped, does not)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="the cell workers are forked (Linux only)")
+def test_workers_end_when_the_sweep_process_is_killed(tmp_path):
+    """A sweep killed outright (SIGKILL; SIGTERM from ``timeout`` alike) takes its forked cell
+    workers and its spawned device worker with it (``exit_with_parent``). Before, they lived on
+    as orphans blocked on their queues, holding the dead sweep's open GPU device files and so
+    its GPU memory (an H100: 12 workers, 927 MiB still held 30 s after the SIGTERM)."""
+    import time
+
+    script, out = tmp_path / "killed_sweep.py", tmp_path / "pids.txt"
+    script.write_text(ORPHAN_SCRIPT)
+    with out.open("w") as f:  # a file, not a pipe: orphans holding a pipe would block its reader
+        code = subprocess.run([sys.executable, str(script)], stdout=f, timeout=300).returncode
+    assert code == -signal.SIGKILL, code
+    pids = [int(p) for p in out.read_text().split()]
+    assert len(pids) == 3, out.read_text()
+    deadline = time.monotonic() + 60  # liveness, not speed: they end within milliseconds
+    while any(map(_alive, pids)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    left = [p for p in pids if _alive(p)]
+    for pid in left:
+        os.kill(pid, signal.SIGKILL)
+    assert not left, f"workers {left} outlived their killed parent"
