@@ -48,6 +48,7 @@ from v2x.plots_ledger import plot_latency_aoi, plot_snr_map  # noqa: F401 - also
 from v2x.results import AP_METRICS, read_results_and_ledger
 from v2x.results_table import SETTING_COLUMNS, ratio_text
 from v2x.seed_aggregation import aggregate_seeds
+from v2x.setting_labels import setting_differences
 
 METRICS = AP_METRICS
 #: The figures' metric unless one is named: the README's headline, vehicle AP@0.7 (cars and
@@ -69,28 +70,27 @@ def _short(value: object) -> str:
 
 def label_settings(rows: list[dict]) -> None:
     """Set ``row["label"]`` to ``_series_label`` plus, where one label covers several settings
-    (``setting_key``), the provenance that differs between them (or the setting key)."""
-    by_label: dict[str, set[str]] = defaultdict(set)
+    (``setting_key``), the provenance that differs between them, else the leaves of their
+    ``setting`` that differ (``v2x.setting_labels``: ``eval.precision=fp16``), else the key."""
+    by_label: dict[str, list[dict]] = defaultdict(list)
     for r in rows:
-        by_label[_series_label(r)].add(str(r.get("setting_key") or r.get("config_hash")))
-    for r in rows:
-        base = _series_label(r)
-        if len(by_label[base]) == 1:
-            r["label"] = base
+        by_label[_series_label(r)].append(r)
+    for base, others in by_label.items():
+        if len({str(o.get("setting_key") or o.get("config_hash")) for o in others}) == 1:
+            for r in others:
+                r["label"] = base
             continue
-        others = [
-            o
-            for o in rows
-            if _series_label(o) == base
-        ]
-        parts = [
-            f"{short}={_short(r.get(name))}"
-            for name, short in _DISTINGUISH
-            if len({str(o.get(name)) for o in others}) > 1
-        ]
-        if not parts:
-            parts = [f"setting={_short(r.get('setting_key') or r.get('config_hash'))[:8]}"]
-        r["label"] = f"{base} [{', '.join(parts)}]"
+        differences = setting_differences(others)
+        for r, difference in zip(others, differences, strict=True):
+            parts = [
+                f"{short}={_short(r.get(name))}"
+                for name, short in _DISTINGUISH
+                if len({str(o.get(name)) for o in others}) > 1
+            ]
+            if not parts:
+                key = _short(r.get("setting_key") or r.get("config_hash"))[:8]
+                parts = [difference or f"setting={key}"]
+            r["label"] = f"{base} [{', '.join(parts)}]"
 
 
 def _interval(row: dict, metric: str) -> tuple[float, float]:

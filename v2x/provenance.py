@@ -209,7 +209,17 @@ def with_file_digests(setting: Any) -> Any:
     return setting
 
 
-def stable_hash(data: object, length: int = 12) -> str:
-    """Hex digest of the canonical JSON of ``data`` (sorted keys; floats by ``repr``)."""
-    text = json.dumps(data, sort_keys=True, default=repr, separators=(",", ":"))
+def canonical_json(data: object) -> str:
+    """The canonical JSON of ``data``: sorted keys, no spaces, what JSON cannot hold by
+    ``repr`` (what ``stable_hash`` hashes)."""
+    return json.dumps(data, sort_keys=True, default=repr, separators=(",", ":"))
+
+
+def text_hash(text: str, length: int = 12) -> str:
+    """The first ``length`` hex digits of the SHA-256 of ``text`` (UTF-8)."""
     return hashlib.sha256(text.encode()).hexdigest()[:length]
+
+
+def stable_hash(data: object, length: int = 12) -> str:
+    """Hex digest of the canonical JSON of ``data`` (``canonical_json``)."""
+    return text_hash(canonical_json(data), length)

@@ -70,6 +70,7 @@ PROVENANCE_COLUMNS: tuple[tuple[str, pa.DataType], ...] = (
     ("codec_sha256", pa.string()),
     ("code_hash", pa.string()),
     ("setting_key", pa.string()),
+    ("setting", pa.string()),  # what setting_key hashes, as JSON (``v2x.sweep_group.setting_text``)
 )
 
 #: Columns added after results files were first written, with the value older files imply
@@ -94,7 +95,7 @@ ADDED_COLUMNS: dict[str, object] = {
     "detector_sha256": "",
     "codec_sha256": "",
     "code_hash": "",
-    "setting_key": "",
+    "setting_key": "", "setting": "",
     "per_class_ap": "",
 }
 
@@ -155,9 +156,7 @@ def cell_id(
             # before the column existed
             key.pop(name, None)
     for name, kind in CONDITION_COLUMNS:
-        if name not in key:
-            continue
-        if kind == pa.float64():
+        if name in key and kind == pa.float64():
             key[name] = float(key[name])
     if setting_key is not None or seed is not None:
         key = {"condition": key, "setting": setting_key, "seed": seed}

@@ -11,6 +11,7 @@ from typing import Any
 import pyarrow as pa
 
 from v2x.results import AP_METRICS
+from v2x.setting_labels import setting_differences
 from v2x.sweep_plan import DATA_SOURCES, SNR_MODES
 
 log = logging.getLogger(__name__)
@@ -123,8 +124,21 @@ def _setting_columns(table: pa.Table, condition: Sequence[str]) -> list[str]:
         if shown or name not in table.column_names:
             continue
         if any(len({r[name] for r in g}) > 1 for g in clashes):
-            shown.append(name)
+            described = "setting" in table.column_names and all(r["setting"] for g in clashes for r in g)
+            shown.append("setting" if described and name == "setting_key" else name)
     return shown
+
+
+def _described_settings(rows: list[dict], condition: Sequence[str]) -> None:
+    """Replace each row's ``setting`` JSON with the leaves of it in which the rows of its shown
+    ``condition`` differ (``v2x.setting_labels.setting_differences``), or its key's first 8
+    hex digits where they differ in none."""
+    groups: dict[tuple, list[dict]] = {}
+    for r in rows:
+        groups.setdefault(tuple(str(r[c]) for c in condition if c != "setting"), []).append(r)
+    for group in groups.values():
+        for r, text in zip(group, setting_differences(group), strict=True):
+            r["setting"] = text or str(r["setting_key"])[:8]
 
 
 def results_table_text(table: pa.Table, columns: Sequence[str] | None = None) -> str:
@@ -179,7 +193,11 @@ def results_table_text(table: pa.Table, columns: Sequence[str] | None = None) ->
     stored = [c for c in columns + extra if c not in PER_LINK]
     stored += [PER_LINK[c] for c in derived] + (["mean_links_per_frame"] if derived else [])
     stored += [c for c in ("bootstrap_unit", "bootstrap_units") if c in table.column_names]
+    if "setting" in columns:
+        stored.append("setting_key")
     rows = table.select(list(dict.fromkeys(stored))).to_pylist()
+    if "setting" in columns:
+        _described_settings(rows, condition)
     for row in rows:
         for name in derived:
             row[name] = per_link(row, PER_LINK[name])

@@ -30,7 +30,7 @@ from v2x.execution import Arrival, evaluate_batch
 from v2x.ledger import empty_ledger
 from v2x.perception.fusion import build_fusion
 from v2x.pipeline import CooperativePipeline, LinkCost
-from v2x.provenance import with_file_digests
+from v2x.provenance import canonical_json, text_hash, with_file_digests
 from v2x.results import cell_id, stable_hash
 from v2x.scheduling import schedule
 from v2x.semcom import build_codec
@@ -109,12 +109,18 @@ def _cell_seed(seed: int, condition_id: str, batch_index: int) -> int:
     return int(stable_hash([seed, condition_id, batch_index], 15), 16)
 
 
-def setting_key(group: Group, data_id: Mapping) -> str:
-    """Hash of everything besides the condition and the seed that changes a cell's numbers:
-    the group's ``setting`` (code, checkpoints, config; files its options name, such as a
-    ``bler_table``, by their content: ``with_file_digests``) and the frames' content hash."""
+def setting_text(group: Group, data_id: Mapping) -> str:
+    """Everything besides the condition and the seed that changes a cell's numbers, as
+    canonical JSON (the results' ``setting`` column): the group's ``setting`` (code,
+    checkpoints, config, codec and channel options, precisions; files its options name, such
+    as a ``bler_table``, by their content: ``with_file_digests``) and the frames' identity."""
     data = {k: data_id[k] for k in ("source", "split", "num_frames", "hash")}
-    return stable_hash(with_file_digests({**group.setting, "data": data}), 16)
+    return canonical_json(with_file_digests({**group.setting, "data": data}))
+
+
+def setting_key(group: Group, data_id: Mapping) -> str:
+    """The hash of ``setting_text`` (16 hex digits) that keys a cell's results."""
+    return text_hash(setting_text(group, data_id), 16)
 
 
 def needs_most_links(group: Group) -> bool:
@@ -173,10 +179,11 @@ def joined_rows(
     tables = [p.ledger for p in parts if p.ledger.num_rows] or [first.ledger]
     ledger = pa.concat_tables(tables)
     conditions = [group.condition(s, plan.budget) for s in snrs]
-    key = setting_key(group, data_id)
+    setting = setting_text(group, data_id)
+    key = text_hash(setting, 16)
     cells = [cell_id(c, key, int(plan.config.seed)) for c in conditions]
     rows = group_rows(
-        plan, group, snrs, accs, ledger, conditions, cells, key,
+        plan, group, snrs, accs, ledger, conditions, cells, (key, setting),
         sum(p.num_frames for p in parts), first.eval_config, first.feature_values, data_id,
         first.bits_estimated,
     )  # fmt: skip
@@ -331,4 +338,4 @@ class GroupRun:
         return joined_rows(self.plan, self.group, self.snrs, [self.part()], self.identity())
 
 
-__all__ = ["GroupPart", "GroupRun", "joined_rows", "setting_key"]
+__all__ = ["GroupPart", "GroupRun", "joined_rows", "setting_key", "setting_text"]

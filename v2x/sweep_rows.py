@@ -63,7 +63,7 @@ def group_rows(
     ledger: pa.Table,
     conditions: Sequence[Mapping],
     cells: Sequence[str],
-    key: str,
+    setting: tuple[str, str],
     num_frames: int,
     eval_config: Any,
     feature_values: float,
@@ -71,8 +71,10 @@ def group_rows(
     bits_estimated: bool,
 ) -> list[dict]:
     """The results rows of a group's cells from their AP accumulators (or those sealed in the
-    scoring process, ``GroupScoring.sealed_accumulators``) and ledger."""
+    scoring process, ``GroupScoring.sealed_accumulators``) and ledger; ``setting`` is the
+    group's ``(setting_key, setting_text)``."""
     cfg = plan.config
+    key, setting_json = setting
     rows = []
     convention = json.dumps(eval_config.convention(), sort_keys=True)
     cell_sums = summarize_cells(ledger, cells, num_frames)
@@ -149,6 +151,7 @@ def group_rows(
                 "codec_sha256": group.codec_sha256,
                 "code_hash": group.setting["code_hash"],
                 "setting_key": key,
+                "setting": setting_json,
             }
         )
     return rows

@@ -372,7 +372,7 @@ def _by_condition(rows: list[dict], drop: tuple[str, ...]) -> dict:
     return out
 
 
-_PROVENANCE = ("cell_id", "config_hash", "setting_key", "code_hash")
+_PROVENANCE = ("cell_id", "config_hash", "setting_key", "setting", "code_hash")
 
 
 def test_a_zero_delay_sweep_reproduces_todays_results_and_ledger(tmp_path):

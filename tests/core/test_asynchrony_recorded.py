@@ -325,7 +325,7 @@ def _sweep_config(tmp_path: Path, root: Path, **overrides) -> dict:
     return cfg
 
 
-_PROVENANCE = ("cell_id", "config_hash", "setting_key", "code_hash")
+_PROVENANCE = ("cell_id", "config_hash", "setting_key", "setting", "code_hash")
 
 
 def test_dair_sweep_at_zero_delay_reproduces_todays_results(tmp_path, dair_root):

@@ -4,6 +4,8 @@ different numbers, or one ego-only level that is the mean of two settings' APs."
 
 from __future__ import annotations
 
+import json
+
 from tests.core.test_results import _keyed_row
 from v2x.results import ResultsStore, read_results, rows_to_table
 from v2x.results_table import results_table_text
@@ -115,3 +117,62 @@ def test_plotting_a_folder_names_the_results_files_its_search_does_not_read(tmp_
     with caplog.at_level(logging.WARNING, logger="v2x.plots"):  # named: read, nothing to say
         make_plots([tmp_path / "res" / "main_renamed.parquet"], tmp_path / "g", ["png"], table=False)
     assert not [r for r in caplog.records if "not named sweep-" in r.getMessage()]
+
+
+def _described(snr: float, ap: float, **leaves) -> dict:
+    """An ego-only row whose ``setting`` JSON holds ``leaves`` (dotted paths) beside fixed
+    fields, keyed by that JSON's hash as a sweep keys it."""
+    from v2x.provenance import canonical_json, text_hash
+
+    setting: dict = {"code_hash": "c" * 64, "eval": {"iou": 0.7}, "codec_kwargs": {}}
+    for path, value in leaves.items():
+        head, _, leaf = path.partition(".")
+        setting[head] = {**setting[head], leaf: value}
+    text = canonical_json(setting)
+    return {**_ego(snr, ap, text_hash(text, 16)), "setting": text}
+
+
+def test_table_names_the_setting_fields_that_differ_instead_of_a_hash():
+    """Two settings that differ only in config fields (the detector's precision, a codec
+    option): the table showed only ``setting_key``'s first 8 hex digits, which says that they
+    differ but not how; it now shows the fields of ``setting`` that differ, with their values
+    (fields both share, such as ``code_hash``, not)."""
+    rows = [
+        _described(0.0, 0.5, **{"eval.precision": "fp32", "codec_kwargs.fade_aware": False}),
+        _described(0.0, 0.25, **{"eval.precision": "fp16", "codec_kwargs.fade_aware": True}),
+    ]
+    text = results_table_text(rows_to_table(rows))
+    header = text.splitlines()[0].split()
+    assert "setting" in header and "setting_key" not in header
+    assert "codec_kwargs.fade_aware=false, eval.precision=fp32" in text
+    assert "codec_kwargs.fade_aware=true, eval.precision=fp16" in text
+    assert "code_hash" not in text and "iou" not in text
+
+
+def test_figure_labels_name_the_setting_fields_that_differ():
+    """A figure's two lines of one series told apart by ``setting=<hash>``; now by the fields."""
+    from v2x.plots import label_settings
+
+    rows = [_described(s, 0.5, **{"eval.precision": p}) for s in (0.0, 10.0) for p in ("fp32", "fp16")]
+    label_settings(rows)
+    assert {r["label"].split(" [")[1] for r in rows} == {"eval.precision=fp32]", "eval.precision=fp16]"}
+
+
+def test_rows_without_a_setting_fall_back_to_the_key():
+    """Rows from files written before the ``setting`` column: the key, as before."""
+    from v2x.setting_labels import setting_differences
+
+    rows = [_ego(0.0, 0.5, "setting-one"), _ego(0.0, 0.25, "setting-two")]
+    assert setting_differences(rows) == ["", ""]
+    described = _described(0.0, 0.5, **{"eval.precision": "fp16"})
+    assert setting_differences([rows[0], described]) == ["", ""]
+
+
+def test_setting_differences_flatten_nested_fields_and_cut_long_values():
+    from v2x.setting_labels import MAX_SHOWN, setting_differences, setting_leaves
+
+    assert setting_leaves('{"a":{"b":[1,2],"c":{}},"d":"x"}') == {"a.b": "[1,2]", "a.c": "{}", "d": "x"}
+    many = [{"setting": json.dumps({"a": i, "b": i, "c": i, "d": i, "e": "f" * 64})} for i in (0, 1)]
+    assert setting_differences(many)[1] == f"a=1, b=1, c=1, +{4 - MAX_SHOWN}"
+    one_missing = [{"setting": '{"a":1}'}, {"setting": '{"a":1,"z":"' + "y" * 40 + '"}'}]
+    assert setting_differences(one_missing) == ["z=-", "z=" + "y" * 23 + "…"]

@@ -829,6 +829,24 @@ def test_a_table_an_option_names_keys_the_results_by_its_content(tmp_path):
     assert setting_key(plan_sweep(cfg).groups[0], data) != before
 
 
+def test_each_row_says_what_produced_it_in_the_json_its_key_hashes(reference):
+    """A row's ``setting`` is the canonical JSON that ``setting_key`` hashes (code, checkpoints,
+    config, codec and channel options, precisions, frames): the key is its SHA-256, and what it
+    holds is the group's own (its codec's options; the frames' content hash)."""
+    from v2x.provenance import text_hash
+
+    path, _ = reference
+    rows = read_results([path]).to_pylist()
+    assert rows
+    for row in rows:
+        assert text_hash(row["setting"], 16) == row["setting_key"]
+        setting = json.loads(row["setting"])
+        assert setting["data"]["hash"] == row["data_hash"]
+        assert setting["code_hash"] == row["code_hash"]
+        assert setting["eval"]["precision"] in ("fp32", "fp16", "bf16")
+        assert {"codec_kwargs", "channel_options", "fusion_options", "model"} <= set(setting)
+
+
 def test_the_library_versions_key_the_results(tmp_path, monkeypatch):
     """Results computed under another torch, numpy, Sionna, SciPy or constriction were resumed
     as this stack's (only the v2x code was keyed)."""
