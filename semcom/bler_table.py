@@ -309,13 +309,14 @@ def codec_bler_table(
                 f"(num_iter, cn_update) = {built}, but {(num_iter, cn_update)} was asked; "
                 "rebuild the table with python -m v2x.semcom.bler_table or use those values"
             )
-    if target_unit not in ("segment", "block"):
+    if target_unit not in ("segment", "block", "cells"):
         raise ValueError(
-            f"digital codec 'target_unit' must be 'segment' or 'block', got {target_unit!r}"
+            "digital codec 'target_unit' must be 'segment', 'block' or 'cells', got "
+            f"{target_unit!r}"
         )
-    if target_unit == "segment" and mcs == "auto" and table is None:
+    if target_unit in ("segment", "cells") and mcs == "auto" and table is None:
         raise ValueError(
-            f"digital codec: target_unit='segment' plans segment losses from the BLER table, "
+            f"digital codec: target_unit={target_unit!r} plans segment losses from the BLER table, "
             f"which has no curves for block_bits={block_bits}; build them with python -m "
             f"v2x.semcom.bler_table --block-bits {block_bits}, or set target_unit='block' "
             "(Shannon-gap thresholds) or a fixed 'mcs'"

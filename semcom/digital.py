@@ -126,14 +126,10 @@ from v2x.semcom.fec import (
     coded_bits_per_block,
     device_string,
 )
-from v2x.semcom.link_adaptation import (
-    planned_block_bler,
-    planned_segment_loss,
-    select_mcs_from_sinr,
-    select_mcs_over_fade,
-)
+from v2x.semcom.link_adaptation import select_mcs_from_sinr, select_mcs_over_fade
 from v2x.semcom.mcs import MCS_TABLE, LinkAdaptation, get_mcs, shannon_gap_thresholds_db
 from v2x.semcom.quantize import check_bits
+from v2x.semcom.segment_plan import lower_for_segment_loss, most_expected_cells
 
 __all__ = [
     "DigitalCodec",
@@ -172,7 +168,9 @@ class DigitalCodec(DigitalSourceCoding, DigitalReceiver, Codec):
         target_unit: what ``target_bler`` bounds (``mcs: auto``): ``"segment"`` (default) the
             expected fraction of the sent segments lost, a lost header losing all of them
             (``v2x.semcom.link_adaptation.expected_segment_loss``: needs the BLER table);
-            ``"block"`` the code-block error rate (where HARQ resends failed blocks).
+            ``"block"`` the code-block error rate (where HARQ resends failed blocks);
+            ``"cells"`` no bound: the MCS whose fitted stream delivers the most cells in
+            expectation (``v2x.semcom.segment_plan``; ``target_bler`` unused there).
         margin_db: SNR back-off of link adaptation.
         fade_aware: over block fading (``LinkState.fade``: a fade the transmitter cannot see),
             plan on error rates averaged over the fade (the ε-outage rule,
@@ -344,47 +342,6 @@ class DigitalCodec(DigitalSourceCoding, DigitalReceiver, Codec):
                                         self.link_adaptation.thresholds_db, self.margin_db)  # fmt: skip
         return self.link_adaptation(snr)
 
-    def _lower_for_segments(
-        self,
-        features: torch.Tensor,
-        link: LinkState,
-        mcs: torch.Tensor,
-        streams: list,
-        cache: dict,
-    ) -> torch.Tensor:
-        """``target_unit="segment"``: step each row's MCS down from the block rule's ``mcs [B]``
-        until the expected fraction of its stream's sent segments lost
-        (``expected_segment_loss``) is ≤ ``target_bler`` (MCS 0 at worst), refitting the
-        row's stream to the budget at each step; ``streams`` is updated in place. Returns the
-        ``[B]`` int64 MCS sent."""
-        assert self.table is not None
-        rates = planned_block_bler(
-            self.table, self.block_bits, link, self.margin_db, self.fade_aware
-        ).numpy()  # [B, G, 29]: G points of the fade (1 without one)
-        if rates.shape[0] == 1 and len(streams) > 1:
-            rates = np.repeat(rates, len(streams), axis=0)  # one SNR for the whole batch
-        payload_bits = self.block_bits - CRC_BITS
-        mcs = mcs.clone()
-
-        def too_lossy(i: int) -> bool:
-            m, st = int(mcs[i]), streams[i]
-            # (the stream's channel uses: its symbols, counted only over a fade)
-            shared = link.fade is None or link.fade.shared_by(self._uses_for_bytes(len(st.data), m))
-            loss = planned_segment_loss(
-                st.header_bytes, st.segment_bytes, payload_bits, rates[i, :, m], shared
-            )
-            return m > 0 and loss > self.target_bler
-
-        rows = [i for i in range(len(streams)) if too_lossy(i)]
-        while rows:
-            mcs[rows] -= 1
-            if self.source_executor is not None and len(rows) > 1:
-                self._source_code_in_workers(features[rows], mcs[rows], cache)
-            for i in rows:
-                streams[i] = self._fit_stream(features, i, int(mcs[i]), cache)
-            rows = [i for i in rows if too_lossy(i)]
-        return mcs
-
     @property
     def blocks_per_packet(self) -> int:
         """Code blocks per packet: as many whole blocks' payloads (``block_bits − 24`` bits) as
@@ -413,7 +370,9 @@ class DigitalCodec(DigitalSourceCoding, DigitalReceiver, Codec):
             self._source_code_in_workers(features, mcs, cache)
         streams = [self._fit_stream(features, i, int(mcs[i]), cache) for i in range(b)]
         if self.mcs == "auto" and self.target_unit == "segment":
-            mcs = self._lower_for_segments(features, link, mcs, streams, cache)
+            mcs = lower_for_segment_loss(self, features, link, mcs, streams, cache)
+        elif self.mcs == "auto" and self.target_unit == "cells":
+            mcs = most_expected_cells(self, features, link, streams, cache)
         self._decode_ahead(streams, tuple(features.shape[1:]))
         payload_bits = self.block_bits - CRC_BITS
         nblocks = [math.ceil(len(s.data) * 8 / payload_bits) for s in streams]

@@ -264,17 +264,30 @@ def expected_segment_loss(
     if header_bytes <= 0:
         return np.zeros(np.shape(block_error_rate)) if many else 0.0
     keep = 1.0 - (np.asarray(block_error_rate, np.float64) if many else float(block_error_rate))
-    sizes = np.asarray(segment_bytes, dtype=np.int64)
-    starts = header_bytes + np.cumsum(sizes) - sizes
-    sent = sizes > 0
-    first = (8 * starts[sent]) // block_payload_bits
-    last = (8 * (starts[sent] + sizes[sent]) - 1) // block_payload_bits
-    header_ok = keep ** ((8 * header_bytes - 1) // block_payload_bits + 1)
-    if not sent.any():
+    header_blocks, spans, _ = block_spans(header_bytes, segment_bytes, block_payload_bits)
+    header_ok = keep**header_blocks
+    if not len(spans):
         return 1.0 - header_ok
-    spans = (last - first + 1).astype(np.float64)
     if many:  # each rate's mean over the segments, their distinct spans weighted by count
         span, count = np.unique(spans, return_counts=True)
         parts = np.power.outer(keep, span) @ count / count.sum()
         return 1.0 - header_ok * parts
     return float(1.0 - header_ok * np.mean(keep**spans))
+
+
+def block_spans(
+    header_bytes: int, segment_bytes: Sequence[int], block_payload_bits: int
+) -> tuple[int, np.ndarray, np.ndarray]:
+    """How many code blocks (of ``block_payload_bits`` bits each) hold a byte of the header of
+    the stream ``[header | segment 0 | segment 1 | …]``; ``[S]`` float64 how many hold a byte
+    of each of its ``S`` sent segments (``segment_bytes[j] > 0``), in order (a block on a
+    boundary counts for both parts); and ``[S]`` float64 how many of those also hold a header
+    byte (the header's last block, where a segment starts in it)."""
+    sizes = np.asarray(segment_bytes, dtype=np.int64)
+    starts = header_bytes + np.cumsum(sizes) - sizes
+    sent = sizes > 0
+    first = (8 * starts[sent]) // block_payload_bits
+    last = (8 * (starts[sent] + sizes[sent]) - 1) // block_payload_bits
+    header_blocks = (8 * header_bytes - 1) // block_payload_bits + 1
+    with_header = np.clip(np.minimum(last, header_blocks - 1) - first + 1, 0, None)
+    return int(header_blocks), (last - first + 1).astype(np.float64), with_header.astype(np.float64)
