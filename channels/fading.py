@@ -36,7 +36,7 @@ from v2x.channels.base import (
     snr_db_to_noise_variance,
 )
 from v2x.channels.budget import SPEED_OF_LIGHT
-from v2x.channels.fade_statistics import FadeStatistics, flat_fade_statistics
+from v2x.channels.fade_statistics import FadeStatistics, FastFade, flat_fade_statistics
 from v2x.channels.radio import DEFAULT_RADIO, check_radio_value
 from v2x.common import check_whole
 
@@ -304,16 +304,17 @@ class FadingChannel(Channel):
         return h + los, los
 
     def fade_statistics(self) -> FadeStatistics | None:
-        """Block fading: the distribution of the receiver's ``|ĥ|²``
-        (``v2x.channels.fade_statistics``), drawn per transmission or per ``block_len``
-        symbols; ``None`` for fast fading (a code block spans a varying gain: planned at the
-        average SNR) and without a diffuse part."""
-        if self.fast:
-            return None
+        """The distribution of the receiver's ``|ĥ|²`` (``v2x.channels.fade_statistics``),
+        drawn per transmission or per ``block_len`` symbols, or, for fast fading, every symbol
+        with the configured Doppler (``FastFade``: ``f_d T_s``, the generator; a Doppler passed
+        to ``forward`` is not seen here); ``None`` without a diffuse part."""
         if not hasattr(self, "_fade"):  # (the quantiles once per channel)
-            los_power = self.los_amp**2
+            fast = None
+            if self.fast:
+                fd_ts = self.doppler / self.symbol_rate_hz
+                fast = FastFade(fd_ts, self.fast_model, self.num_sinusoids)
             self._fade = flat_fade_statistics(
-                los_power, self.diffuse_var, self.csi_error_var, self.block_len
+                self.los_amp**2, self.diffuse_var, self.csi_error_var, self.block_len, fast=fast
             )
         return self._fade
 

@@ -29,15 +29,20 @@ error rate of the transport block, the unit the receiver can use. ``"block"`` bo
 error rate itself: right where HARQ resends only the failed blocks (as 5G's code-block-group
 retransmission does), since a failed block then costs a resend, not its segment.
 
-**Fades the transmitter cannot see** (``LinkState.fade``: block Rayleigh / Rician, drawn when
-the transmission goes on air; ``v2x.channels.fade_statistics``): every error rate above is
-averaged over the fade's equal-probability points instead of read at the average SNR — the
-ε-outage rule, where outer-loop link adaptation settles when acknowledgements say nothing about
-the next fade (``faded_block_bler``, ``select_mcs_over_fade``). A segment's loss is averaged over
-the fade when one fade covers the whole transmission (its blocks fail together), and computed
-at the fade-averaged block error rate when each block sees a fade of its own
-(``planned_segment_loss``; between the two, ``block_len`` shorter than the transmission, the
-latter is used: it plans more losses than the truth).
+**Fades the transmitter cannot see** (``LinkState.fade``: block or fast Rayleigh / Rician,
+drawn when the transmission goes on air; ``v2x.channels.fade_statistics``): every error rate
+above is averaged over the fade instead of read at the average SNR (``faded_block_bler``,
+``select_mcs_over_fade``). A code block that sees one draw of the fade fails at the rate of the
+draw it got: averaged over the fade's equal-probability points, the ε-outage rule, where
+outer-loop link adaptation settles when acknowledgements say nothing about the next fade. A code
+block that spans several independent draws (fast fading, or fading blocks shorter than a code
+block: ``FadeStatistics.looks``) fails at the rate of its EESM effective SINR over them, as over
+OFDM REs: averaged over equally likely blocks of that many draws of the fade's points, and, for
+blocks of at least as many draws as the fade has points, the EESM of the fade's distribution
+itself. A segment's loss is averaged over the fade when one fade covers the whole transmission
+(its blocks fail together), and computed at the fade-averaged block error rate otherwise
+(``planned_segment_loss``; where a fade spans several blocks but not the transmission this
+plans more losses than the truth).
 
 Why not Sionna's ``InnerLoopLinkAdaptation``/``PHYAbstraction`` for step 3–4: they map a
 transport block, segmented by Sionna's 38.212 rules into code blocks of Sionna's PDSCH/PUSCH chain
@@ -56,10 +61,10 @@ import numpy as np
 import torch
 
 from v2x.channels.effective_sinr import eesm_db
-from v2x.channels.fade_statistics import FadeStatistics
+from v2x.channels.fade_statistics import FadeStatistics, look_indices
 from v2x.channels.link import LinkState
 from v2x.semcom.bler_table import BlerTable
-from v2x.semcom.fec import coded_bits_per_block
+from v2x.semcom.digital_blocks import block_code_len
 from v2x.semcom.mcs import MCS_TABLE
 
 
@@ -67,8 +72,7 @@ def _blocks_of(sinr: torch.Tensor, mcs_index: int, block_bits: int) -> torch.Ten
     """``sinr [L, N]`` → ``[L, N // S, S]`` whole code blocks of MCS ``mcs_index`` (``S``
     symbols each, as the codec maps them); at least one block (the REs repeated cyclically when
     ``N < S``)."""
-    m = MCS_TABLE[mcs_index]
-    s = coded_bits_per_block(m, block_bits) // m.qm
+    s = block_code_len(mcs_index, block_bits)
     n = sinr.shape[1]
     if n < s:
         sinr = sinr[:, torch.arange(s, device=sinr.device) % n]
@@ -157,21 +161,79 @@ def faded_block_bler(
     table: BlerTable | None = None,
     thresholds_db: torch.Tensor | None = None,
     margin_db: float = 0.0,
+    block_bits: int | None = None,
 ) -> torch.Tensor:
-    """``[B, G, 29]`` float64 code-block error rate of every MCS at each of the fade's ``G``
-    equal-probability points for the average Es/N0 ``snr_db [B]`` (dB): the table's BLER at the
-    point's post-equalisation SINR minus ``margin_db``, or, without a table, the threshold rule's
-    step (1 where that SINR is below the MCS's threshold in ``thresholds_db [29]``, else 0).
-    Its mean over the points is the block error rate averaged over the fade (without a table:
-    the outage probability)."""
-    sinr = fade.sinr_db(snr_db) - margin_db  # [B, G]
+    """``[B, G, 29]`` float64 code-block error rate of every MCS over the fade, for the average
+    Es/N0 ``snr_db [B]`` (dB), as ``G`` equally likely values per MCS: their mean is the block
+    error rate averaged over the fade (without a table: the outage probability).
+
+    A code block of MCS ``m`` (``block_bits`` information bits, CRC included: ``S`` symbols)
+    sees ``L = fade.looks(S)`` effective independent draws of the fade:
+
+    * ``⌊L⌋ = 1`` (one draw per transmission, per code block or longer): entry ``g`` is the
+      rate at the fade's point ``g``: the table's BLER at its post-equalisation SINR minus
+      ``margin_db`` or, without a table, the threshold rule's step (1 where that SINR is below
+      the MCS's threshold in ``thresholds_db [29]``, else 0);
+    * ``⌊L⌋ ≥ 2``: the rate at the block's EESM effective SINR (``eesm_db``, as over OFDM REs)
+      minus ``margin_db``, averaged over ``LOOK_BLOCKS`` equally likely blocks of ``⌊L⌋`` draws
+      (``look_indices``; fewer draws than ``L`` spread wider, erring towards losses), in every
+      entry; from ``⌊L⌋ ≥ G`` on, every block's draws are the ``G`` points themselves: the EESM
+      of the fade's distribution, ``−β ln E_g[exp(−γ g / β)]`` (the limit of many draws).
+
+    ``block_bits`` may be ``None`` only for a fade drawn once per transmission."""
+    sinr = fade.sinr_db(snr_db)  # [B, G]
+    if table is None and thresholds_db is None:
+        raise ValueError("link adaptation: need a BLER 'table' or 'thresholds_db'")
     if table is None:
-        if thresholds_db is None:
-            raise ValueError("link adaptation: need a BLER 'table' or 'thresholds_db'")
-        return (sinr[:, :, None] < thresholds_db.double().cpu()[None, None, :]).double()
-    n = len(MCS_TABLE)
-    mcs = torch.arange(n, dtype=torch.int64).repeat(sinr.numel())
-    return table.bler(mcs, sinr.reshape(-1).repeat_interleave(n)).reshape(*sinr.shape, n)
+        thresholds = thresholds_db.double().cpu()[None, None, :]
+        rates = (sinr[:, :, None] - margin_db < thresholds).double()
+    else:
+        n = len(MCS_TABLE)
+        mcs = torch.arange(n, dtype=torch.int64).repeat(sinr.numel())
+        point = (sinr - margin_db).reshape(-1).repeat_interleave(n)
+        rates = table.bler(mcs, point).reshape(*sinr.shape, n)
+    if fade.block_len is None and fade.fast is None:
+        return rates  # one draw per transmission: every block sees one point
+    if block_bits is None:
+        raise ValueError(
+            "link adaptation: a fade drawn per block_len symbols or per symbol needs "
+            "'block_bits' (how many of its draws a code block sees)"
+        )
+    for m in MCS_TABLE:
+        looks = int(fade.looks(block_code_len(m.index, block_bits)))
+        if looks > 1:
+            rate = _rate_over_draws(sinr, m.index, looks, table, thresholds_db, margin_db)
+            rates[:, :, m.index] = rate[:, None]
+    return rates
+
+
+def _rate_over_draws(
+    sinr_db: torch.Tensor,
+    mcs_index: int,
+    looks: int,
+    table: BlerTable | None,
+    thresholds_db: torch.Tensor | None,
+    margin_db: float,
+) -> torch.Tensor:
+    """``[B]`` float64 mean error rate of MCS ``mcs_index``'s code blocks of ``looks`` draws of
+    a fade whose points have the SINR ``sinr_db [B, G]`` (dB): the table (or the threshold
+    step) at each block's EESM SINR minus ``margin_db`` (``faded_block_bler``)."""
+    lin = torch.pow(10.0, sinr_db / 10.0).float()
+    points = lin.shape[1]
+    index = None if looks >= points else look_indices(looks, points)  # [D, looks]
+    per_row = points if index is None else index.numel()
+    out = []
+    for part in lin.split(max(1, 2**22 // per_row)):  # (≤ 4M REs at a time)
+        blocks = part[:, None, :] if index is None else part[:, index]  # [b, D or 1, looks]
+        eff = eesm_db(blocks, mcs_index).double() - margin_db  # [b, D]
+        if table is None:
+            assert thresholds_db is not None
+            bad = (eff < float(thresholds_db[mcs_index])).double()
+        else:
+            mcs = torch.full((eff.numel(),), mcs_index, dtype=torch.int64)
+            bad = table.bler(mcs, eff.reshape(-1)).reshape(eff.shape)
+        out.append(bad.mean(dim=1))
+    return torch.cat(out)
 
 
 def select_mcs_over_fade(
@@ -181,13 +243,16 @@ def select_mcs_over_fade(
     table: BlerTable | None = None,
     thresholds_db: torch.Tensor | None = None,
     margin_db: float = 0.0,
+    block_bits: int | None = None,
 ) -> torch.Tensor:
     """``[B]`` int64: the highest MCS whose block error rate averaged over ``fade`` at
-    ``snr_db [B]`` (dB) is ≤ ``target_bler`` (MCS 0 if none): the ε-outage rule
+    ``snr_db [B]`` (dB) is ≤ ``target_bler`` (MCS 0 if none): the ε-outage rule, or, where a
+    code block of ``block_bits`` spans several draws of the fade, its EESM over them
     (``faded_block_bler``). Links of equal SNR are evaluated once."""
     snr = torch.as_tensor(snr_db, dtype=torch.float64).reshape(-1).cpu()
     unique, inverse = torch.unique(snr, return_inverse=True)
-    rate = faded_block_bler(unique, fade, table, thresholds_db, margin_db).mean(dim=1)
+    rate = faded_block_bler(unique, fade, table, thresholds_db, margin_db, block_bits)
+    rate = rate.mean(dim=1)
     return _highest(rate <= target_bler)[inverse]
 
 
@@ -219,10 +284,11 @@ def planned_block_bler(
     over_fade: bool = True,
 ) -> torch.Tensor:
     """``[B, G, 29]`` float64 code-block error rate of every MCS per transmission as link
-    adaptation plans it: ``faded_block_bler`` at the fade's ``G`` points where ``link.fade`` is
-    set (and ``over_fade``), else ``block_bler`` (``G = 1``); ``B = 1`` for a link of one SNR."""
+    adaptation plans it: ``faded_block_bler`` over the fade's ``G`` points where ``link.fade``
+    is set (and ``over_fade``), else ``block_bler`` (``G = 1``); ``B = 1`` for a link of one
+    SNR."""
     if over_fade and link.fade is not None and link.sinr_feedback is None:
-        return faded_block_bler(link.snr_db, link.fade, table, margin_db=margin_db)
+        return faded_block_bler(link.snr_db, link.fade, table, None, margin_db, block_bits)
     return block_bler(table, block_bits, link.snr_db, link.sinr_feedback, margin_db)[:, None]
 
 
