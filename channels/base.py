@@ -120,7 +120,7 @@ class Channel(nn.Module):
 
     def fade_statistics(self) -> FadeStatistics | None:
         """The distribution of the flat fade this channel draws when a transmission goes on
-        air, which the transmitter cannot see before sending (block fading:
+        air, which the transmitter cannot see before sending (block or fast fading:
         ``v2x.channels.fade_statistics``), or ``None``: nothing unknown to plan for beyond
         ``snr_db`` and ``sinr_feedback`` (the default)."""
         return None

@@ -26,7 +26,8 @@ transmission (``block_len=None``), ``symbols / block_len`` of a block fade, and 
 (``FastFade``: a new gain every symbol, correlated from symbol to symbol by the Doppler) the
 *effective* number of independent draws ``L = 1 / Var(mean of |h|² over the window)``: for a
 Gaussian process with autocorrelation ``ρ(k)``, ``Cov(|h_i|², |h_j|²) = |ρ(i − j)|²`` and so
-``L(S) = S² / Σ_{|k|<S} (S − |k|) |ρ(k)|²`` (``S`` iid draws give ``S``, one draw 1). At 30 m/s,
+``L(S) = S² / Σ_{|k|<S} (S − |k|) |ρ(k)|²`` (``S`` iid draws give ``S``, one draw 1; for Rician
+the diffuse part's ``ρ``, the LOS part being fixed: an approximation). At 30 m/s,
 5.9 GHz and 10 Msymbol/s (``f_d T_s ≈ 6e-5``) a code block of at most a few thousand symbols
 sees ``L ≈ 1``: "fast" fading is then a block fade per code block. ``look_indices`` lays out
 code blocks of ``L`` draws for link adaptation to take each block's EESM over.
@@ -84,17 +85,15 @@ class FastFade:
 @lru_cache(maxsize=1024)
 def _fast_looks(fd_ts: float, model: str, num_sinusoids: int, symbols: int) -> float:
     """``FastFade.looks`` (cached: the planner asks for the same block lengths every call)."""
+    from scipy.special import j0
+
     if symbols <= 1:
         return 1.0
     lag = np.arange(1, symbols, dtype=np.float64)
     if model == "ar1":
-        from scipy.special import j0
-
         rho = min(max(float(j0(2.0 * math.pi * fd_ts)), 0.0), 1.0)
         power = rho ** (2.0 * lag)
     elif model == "sos":
-        from scipy.special import j0
-
         power = j0(2.0 * math.pi * fd_ts * lag) ** 2
     else:
         raise ValueError(f"fade statistics: unknown fast-fading model {model!r}")

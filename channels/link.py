@@ -35,8 +35,8 @@ class LinkState:
             channels with their estimation error), or ``None``: the plain ``snr_db`` is all the
             transmitter knows (flat channels). Link adaptation reads it.
         fade: the distribution of the flat fade the channel will draw on air
-            (``Channel.fade_statistics``: block fading), or ``None``. Link adaptation averages
-            its error rates over it (``v2x.semcom.link_adaptation``).
+            (``Channel.fade_statistics``: block or fast fading), or ``None``. Link adaptation
+            averages its error rates over it (``v2x.semcom.link_adaptation``).
     """
 
     snr_db: torch.Tensor
@@ -53,7 +53,7 @@ class LinkState:
         """What a transmitter knows of each link (``snr_db [L]`` dB) before sending over
         ``channel``: the SNR, the receiver's per-RE SINR report (``Channel.sinr_feedback``:
         frequency-selective channels; ``None`` otherwise) and the distribution of the fade it
-        will draw (``Channel.fade_statistics``: block fading; ``None`` otherwise)."""
+        will draw (``Channel.fade_statistics``: block or fast fading; ``None`` otherwise)."""
         return cls(
             snr_db=snr_db,
             sinr_feedback=channel.sinr_feedback(snr_db),

@@ -172,9 +172,9 @@ class DigitalCodec(DigitalSourceCoding, DigitalReceiver, Codec):
             ``"cells"`` no bound: the MCS whose fitted stream delivers the most cells in
             expectation (``v2x.semcom.segment_plan``; ``target_bler`` unused there).
         margin_db: SNR back-off of link adaptation.
-        fade_aware: over block fading (``LinkState.fade``: a fade the transmitter cannot see),
-            plan on error rates averaged over the fade (the ε-outage rule,
-            ``v2x.semcom.link_adaptation``: it bounds what is lost, at the cost of airtime);
+        fade_aware: over block or fast fading (``LinkState.fade``: a fade the transmitter cannot
+            see), plan on error rates averaged over the fade (the ε-outage rule, or a block's
+            EESM over its draws: ``v2x.semcom.link_adaptation``; it bounds the loss, costs airtime);
             ``False`` (default): at the average SNR, as over AWGN (docs/digital.md).
         decoder: ``"exact"`` (Sionna LDPC BP) or ``"fast"`` (BLER-table block failures).
         num_iter: LDPC BP iterations (exact decoder; the table records its own).
@@ -309,9 +309,9 @@ class DigitalCodec(DigitalSourceCoding, DigitalReceiver, Codec):
         With ``sinr_feedback`` (``[B, N]`` linear per-RE SINR the receiver reported, see
         ``LinkState.sinr_feedback``) the MCS is the highest whose expected block error rate at
         the EESM effective SINR of those REs is ≤ ``target_bler``
-        (``v2x.semcom.link_adaptation``); else, with ``fade`` (``LinkState.fade``: block
+        (``v2x.semcom.link_adaptation``); else, with ``fade`` (``LinkState.fade``: block or fast
         fading; when ``fade_aware``), the highest whose block error rate averaged over the fade
-        is ≤ ``target_bler`` (the ε-outage rule); without either, the threshold rule on
+        is ≤ ``target_bler`` (ε-outage, or EESM over a block's draws); else the threshold rule on
         ``snr_db``.
         """
         if self.mcs != "auto":
@@ -339,7 +339,7 @@ class DigitalCodec(DigitalSourceCoding, DigitalReceiver, Codec):
             )
         if fade is not None and self.fade_aware:
             return select_mcs_over_fade(snr, fade, self.target_bler, self.table,
-                                        self.link_adaptation.thresholds_db, self.margin_db)  # fmt: skip
+                self.link_adaptation.thresholds_db, self.margin_db, self.block_bits)  # fmt: skip
         return self.link_adaptation(snr)
 
     @property

@@ -176,12 +176,15 @@ def faded_block_bler(
       the MCS's threshold in ``thresholds_db [29]``, else 0);
     * ``⌊L⌋ ≥ 2``: the rate at the block's EESM effective SINR (``eesm_db``, as over OFDM REs)
       minus ``margin_db``, averaged over ``LOOK_BLOCKS`` equally likely blocks of ``⌊L⌋`` draws
-      (``look_indices``; fewer draws than ``L`` spread wider, erring towards losses), in every
-      entry; from ``⌊L⌋ ≥ G`` on, every block's draws are the ``G`` points themselves: the EESM
-      of the fade's distribution, ``−β ln E_g[exp(−γ g / β)]`` (the limit of many draws).
+      (``eesm_over_draws_db``; fewer draws than ``L`` spread wider, erring towards losses), in
+      every entry; from ``⌊L⌋ ≥ G`` on, every block's draws are the ``G`` points themselves: the
+      EESM of the fade's distribution, ``−β ln E_g[exp(−γ g / β)]`` (the limit of many draws).
 
-    ``block_bits`` may be ``None`` only for a fade drawn once per transmission."""
-    sinr = fade.sinr_db(snr_db)  # [B, G]
+    ``block_bits`` may be ``None`` only for a fade drawn once per transmission. Links of equal
+    SNR are evaluated once."""
+    snr = torch.as_tensor(snr_db, dtype=torch.float64).reshape(-1).cpu()
+    unique, inverse = torch.unique(snr, return_inverse=True)
+    sinr = fade.sinr_db(unique)  # [U, G]
     if table is None and thresholds_db is None:
         raise ValueError("link adaptation: need a BLER 'table' or 'thresholds_db'")
     if table is None:
@@ -193,7 +196,7 @@ def faded_block_bler(
         point = (sinr - margin_db).reshape(-1).repeat_interleave(n)
         rates = table.bler(mcs, point).reshape(*sinr.shape, n)
     if fade.block_len is None and fade.fast is None:
-        return rates  # one draw per transmission: every block sees one point
+        return rates[inverse]  # one draw per transmission: every block sees one point
     if block_bits is None:
         raise ValueError(
             "link adaptation: a fade drawn per block_len symbols or per symbol needs "
@@ -201,39 +204,34 @@ def faded_block_bler(
         )
     for m in MCS_TABLE:
         looks = int(fade.looks(block_code_len(m.index, block_bits)))
-        if looks > 1:
-            rate = _rate_over_draws(sinr, m.index, looks, table, thresholds_db, margin_db)
-            rates[:, :, m.index] = rate[:, None]
-    return rates
+        if looks < 2:
+            continue
+        eff = eesm_over_draws_db(sinr, m.index, looks) - margin_db  # [B, D]
+        if table is None:
+            bad = (eff < float(thresholds_db[m.index])).double()
+        else:
+            index = torch.full((eff.numel(),), m.index, dtype=torch.int64)
+            bad = table.bler(index, eff.reshape(-1)).reshape(eff.shape)
+        rates[:, :, m.index] = bad.mean(dim=1, keepdim=True)
+    return rates[inverse]
 
 
-def _rate_over_draws(
-    sinr_db: torch.Tensor,
-    mcs_index: int,
-    looks: int,
-    table: BlerTable | None,
-    thresholds_db: torch.Tensor | None,
-    margin_db: float,
-) -> torch.Tensor:
-    """``[B]`` float64 mean error rate of MCS ``mcs_index``'s code blocks of ``looks`` draws of
-    a fade whose points have the SINR ``sinr_db [B, G]`` (dB): the table (or the threshold
-    step) at each block's EESM SINR minus ``margin_db`` (``faded_block_bler``)."""
-    lin = torch.pow(10.0, sinr_db / 10.0).float()
+def eesm_over_draws_db(point_sinr_db: torch.Tensor, mcs_index: int, looks: int) -> torch.Tensor:
+    """``[B, D]`` float64 EESM effective SINR (dB; ``eesm_db``, β of MCS ``mcs_index``) of ``D``
+    equally likely code blocks, each spanning ``looks`` independent draws of a fade whose
+    equal-probability points have the post-equalisation SINR ``point_sinr_db [B, G]`` (dB):
+    ``D = LOOK_BLOCKS`` blocks laid out by ``look_indices``, or, from ``looks ≥ G`` on, ``D = 1``
+    block of all ``G`` points, ``−β ln(mean_g exp(−SINR_g / β))``: the EESM of the fade's
+    distribution."""
+    lin = torch.pow(10.0, point_sinr_db.double() / 10.0).float()
     points = lin.shape[1]
     index = None if looks >= points else look_indices(looks, points)  # [D, looks]
     per_row = points if index is None else index.numel()
-    out = []
-    for part in lin.split(max(1, 2**22 // per_row)):  # (≤ 4M REs at a time)
-        blocks = part[:, None, :] if index is None else part[:, index]  # [b, D or 1, looks]
-        eff = eesm_db(blocks, mcs_index).double() - margin_db  # [b, D]
-        if table is None:
-            assert thresholds_db is not None
-            bad = (eff < float(thresholds_db[mcs_index])).double()
-        else:
-            mcs = torch.full((eff.numel(),), mcs_index, dtype=torch.int64)
-            bad = table.bler(mcs, eff.reshape(-1)).reshape(eff.shape)
-        out.append(bad.mean(dim=1))
-    return torch.cat(out)
+    parts = [
+        eesm_db(part[:, None, :] if index is None else part[:, index], mcs_index).double()
+        for part in lin.split(max(1, 2**22 // per_row))  # (≤ 4M REs at a time)
+    ]
+    return torch.cat(parts)
 
 
 def select_mcs_over_fade(
@@ -248,12 +246,9 @@ def select_mcs_over_fade(
     """``[B]`` int64: the highest MCS whose block error rate averaged over ``fade`` at
     ``snr_db [B]`` (dB) is ≤ ``target_bler`` (MCS 0 if none): the ε-outage rule, or, where a
     code block of ``block_bits`` spans several draws of the fade, its EESM over them
-    (``faded_block_bler``). Links of equal SNR are evaluated once."""
-    snr = torch.as_tensor(snr_db, dtype=torch.float64).reshape(-1).cpu()
-    unique, inverse = torch.unique(snr, return_inverse=True)
-    rate = faded_block_bler(unique, fade, table, thresholds_db, margin_db, block_bits)
-    rate = rate.mean(dim=1)
-    return _highest(rate <= target_bler)[inverse]
+    (``faded_block_bler``: links of equal SNR evaluated once)."""
+    rate = faded_block_bler(snr_db, fade, table, thresholds_db, margin_db, block_bits)
+    return _highest(rate.mean(dim=1) <= target_bler)
 
 
 def block_bler(
