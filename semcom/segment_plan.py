@@ -7,7 +7,7 @@ auto``), after the block rule's choice (``DigitalCodec.select_mcs``). Two rules
   until the expected fraction of the sent segments lost is ≤ ``target_bler`` — a bound on what
   the ledger shows lost;
 * ``"cells"`` (``most_expected_cells``): the MCS of the 29 that maximises the **expected number
-  of cells delivered**, ``E[cells] = E_g[P_g(header) · (cells of empty segments + Σ_j cells_j ·
+  of cells delivered** (nothing is sent where even the best expects less than one cell), ``E[cells] = E_g[P_g(header) · (cells of empty segments + Σ_j cells_j ·
   P_g(segment j))]`` over the fade's points ``g`` (one point without a fade or with
   ``fade_aware`` off) — goodput in the unit fusion uses. A higher MCS fits more of the map
   into the budget and loses more of it; this rule weighs the two instead of bounding the loss,
@@ -39,6 +39,9 @@ from v2x.semcom.mcs import MCS_TABLE
 
 if TYPE_CHECKING:  # (the codec imports this module)
     from v2x.semcom.digital import DigitalCodec
+
+#: ``most_expected_cells`` sends nothing where no MCS expects to deliver this many cells
+MIN_EXPECTED_CELLS = 1.0
 
 
 def _planned_rates(codec: DigitalCodec, link: LinkState, rows: int) -> np.ndarray:
@@ -135,8 +138,9 @@ def most_expected_cells(
 ) -> torch.Tensor:
     """``target_unit="cells"``: each row's MCS (of the 29) whose stream, fitted to the budget
     at that MCS, delivers the most cells in expectation (``expected_cells``; ties to the higher
-    MCS, the shorter airtime); ``streams`` is updated in place to the chosen MCS's. Returns the
-    ``[B]`` int64 MCS sent."""
+    MCS, the shorter airtime); ``streams`` is updated in place to the chosen MCS's, or to an
+    empty stream (nothing sent) where no MCS expects to deliver ``MIN_EXPECTED_CELLS`` (a deep
+    fade's far tail is not worth the airtime). Returns the ``[B]`` int64 MCS."""
     b, _, h, w = features.shape
     rates = _planned_rates(codec, link, b)  # [B, G, 29]
     payload_bits = codec.block_bits - CRC_BITS
@@ -152,6 +156,9 @@ def most_expected_cells(
                                    _shared(codec, link, stream, m))  # fmt: skip
             if cells > score[i]:
                 score[i], best[i], streams[i] = cells, m, stream
+    for i in np.flatnonzero(score < MIN_EXPECTED_CELLS):
+        s = streams[i]
+        streams[i] = MapStream(b"", 0, [0] * len(s.segment_bytes), s.bits, list(s.segment_cells))
     return best
 
 
