@@ -12,6 +12,9 @@ sys.path.insert(0, str(repo / "benchmarks"))
 import v2x  # noqa: E402
 import v2x.sweep_rows as sr  # noqa: E402
 
+if "SCORERS" in os.environ:  # scoring processes (before their pools start)
+    import v2x.sweep_scoring as ss  # noqa: E402
+    ss.SCORING_PROCESSES = int(os.environ["SCORERS"])
 if "CELLS" in os.environ:  # AP worker processes (before the pool starts)
     sr.CELL_PROCESSES = int(os.environ["CELLS"])
 
