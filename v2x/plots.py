@@ -80,13 +80,9 @@ def label_settings(rows: list[dict]) -> None:
             for r in others:
                 r["label"] = base
             continue
-        differences = setting_differences(others)
-        for r, difference in zip(others, differences, strict=True):
-            parts = [
-                f"{short}={_short(r.get(name))}"
-                for name, short in _DISTINGUISH
-                if len({str(o.get(name)) for o in others}) > 1
-            ]
+        differing = [(n, short) for n, short in _DISTINGUISH if len({str(o.get(n)) for o in others}) > 1]
+        for r, difference in zip(others, setting_differences(others), strict=True):
+            parts = [f"{short}={_short(r.get(name))}" for name, short in differing]
             if not parts:
                 key = _short(r.get("setting_key") or r.get("config_hash"))[:8]
                 parts = [difference or f"setting={key}"]
