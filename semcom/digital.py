@@ -364,15 +364,16 @@ class DigitalCodec(DigitalSourceCoding, DigitalReceiver, Codec):
         check_features(features)
         b = features.shape[0]
         device = features.device
-        mcs = self.select_mcs(link.snr_db, b, link.sinr_feedback, link.fade)
         cache: dict = self.source_memo if self.source_memo is not None else {}
-        if self.source_executor is not None and b > 1:
-            self._source_code_in_workers(features, mcs, cache)
-        streams = [self._fit_stream(features, i, int(mcs[i]), cache) for i in range(b)]
-        if self.mcs == "auto" and self.target_unit == "segment":
-            mcs = lower_for_segment_loss(self, features, link, mcs, streams, cache)
-        elif self.mcs == "auto" and self.target_unit == "cells":
-            mcs = most_expected_cells(self, features, link, streams, cache)
+        if self.mcs == "auto" and self.target_unit == "cells":  # fits every MCS itself
+            mcs, streams = most_expected_cells(self, features, link, cache)
+        else:
+            mcs = self.select_mcs(link.snr_db, b, link.sinr_feedback, link.fade)
+            if self.source_executor is not None and b > 1:
+                self._source_code_in_workers(features, mcs, cache)
+            streams = [self._fit_stream(features, i, int(mcs[i]), cache) for i in range(b)]
+            if self.mcs == "auto" and self.target_unit == "segment":
+                mcs = lower_for_segment_loss(self, features, link, mcs, streams, cache)
         self._decode_ahead(streams, tuple(features.shape[1:]))
         payload_bits = self.block_bits - CRC_BITS
         nblocks = [math.ceil(len(s.data) * 8 / payload_bits) for s in streams]

@@ -207,7 +207,7 @@ class DigitalSourceCoding:
         # Drop segments: keep the highest energy per byte first while the stream fits.
         assert max_bytes is not None
         keep = np.zeros(len(parts.segments), dtype=bool)
-        nothing = MapStream(b"", 0, [0] * len(parts.segments), parts.bits, list(parts.cells))
+        nothing = MapStream.unsent(len(parts.segments), parts.bits, parts.cells)
         total = _assemble(parts, keep).header_bytes  # grows by len(varint(n)) - 1 + n per segment
         if total > max_bytes:
             return nothing

@@ -95,6 +95,12 @@ class MapStream:
             self.memo[key] = raw.to(device)  # pageable: pinning each stream cost more (measured)
         return self.memo[key]
 
+    @classmethod
+    def unsent(cls, segments: int, bits: int, segment_cells: list[int]) -> MapStream:
+        """The stream of a map of which nothing is sent (no header, ``segments`` segments of
+        length 0): 0 channel uses, the map decoded as zeros."""
+        return cls(b"", 0, [0] * segments, bits, list(segment_cells))
+
     def sent_cells(self, height: int, width: int, cells_per_segment: int) -> np.ndarray:
         """``[H, W]`` bool: the cells whose values this stream conveys — those of segments that
         were sent, and of empty segments (known to be 0 from the header) — all False when

@@ -130,23 +130,20 @@ def expected_cells(
 
 
 def most_expected_cells(
-    codec: DigitalCodec,
-    features: torch.Tensor,
-    link: LinkState,
-    streams: list[MapStream],
-    cache: dict,
-) -> torch.Tensor:
+    codec: DigitalCodec, features: torch.Tensor, link: LinkState, cache: dict
+) -> tuple[torch.Tensor, list[MapStream]]:
     """``target_unit="cells"``: each row's MCS (of the 29) whose stream, fitted to the budget
     at that MCS, delivers the most cells in expectation (``expected_cells``; ties to the higher
-    MCS, the shorter airtime); ``streams`` is updated in place to the chosen MCS's, or to an
-    empty stream (nothing sent) where no MCS expects to deliver ``MIN_EXPECTED_CELLS`` (a deep
-    fade's far tail is not worth the airtime). Returns the ``[B]`` int64 MCS."""
+    MCS, the shorter airtime), and that stream — or an unsent one where no MCS expects to
+    deliver ``MIN_EXPECTED_CELLS`` (a deep fade's far tail is not worth the airtime). Returns
+    the ``[B]`` int64 MCS and the ``B`` streams."""
     b, _, h, w = features.shape
     rates = _planned_rates(codec, link, b)  # [B, G, 29]
     payload_bits = codec.block_bits - CRC_BITS
     cps = codec._cells_per_segment(w)
     best = torch.zeros(b, dtype=torch.int64)
     score = np.full(b, -1.0)
+    streams: list[MapStream] = [None] * b  # type: ignore[list-item]  (every row set at MCS 28)
     for m in range(len(MCS_TABLE) - 1, -1, -1):
         if codec.source_executor is not None and b > 1:
             codec._source_code_in_workers(features, torch.full((b,), m), cache)
@@ -158,8 +155,8 @@ def most_expected_cells(
                 score[i], best[i], streams[i] = cells, m, stream
     for i in np.flatnonzero(score < MIN_EXPECTED_CELLS):
         s = streams[i]
-        streams[i] = MapStream(b"", 0, [0] * len(s.segment_bytes), s.bits, list(s.segment_cells))
-    return best
+        streams[i] = MapStream.unsent(len(s.segment_bytes), s.bits, s.segment_cells)
+    return best, streams
 
 
 __all__ = ["expected_cells", "lower_for_segment_loss", "most_expected_cells"]
