@@ -76,6 +76,7 @@ def build_codec(args: argparse.Namespace) -> DigitalPayloadCodec:
         harq_max_rounds=args.harq_rounds,
         harq_combining="ir",
         ldpc_decoder=args.ldpc_decoder,
+        skip_undecodable=args.skip_undecodable == "on",
     )
     codec.source_memo = {}  # as a sweep: one source coding per map for all SNRs
     if args.source_workers:
@@ -196,6 +197,12 @@ def main() -> None:
         default=0,
         help="run the chain in this many spawned processes at once on --device (module "
         "docstring); 0: the single timed pass in this process",
+    )
+    p.add_argument(
+        "--skip-undecodable",
+        choices=("on", "off"),
+        default="on",
+        help="blocks no decoder could decode declared failed undecoded (v2x.semcom.undecodable)",
     )
     p.add_argument("--passes", type=int, default=3, help="timed passes per --processes process")
     args = p.parse_args()

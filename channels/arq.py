@@ -147,6 +147,7 @@ def arq_resend(
         no_eff=no_eff,
         sinr=sinr,
         erased=erased,
+        linear_gaussian=False,  # y is now each copy's estimate of x
         extra={
             **state.extra,
             "packet_lost": residual,

@@ -84,4 +84,4 @@ class AWGNChannel(Channel):
             scale = torch.sqrt(no * 0.5).reshape(-1, 1, 1).to(xr.dtype)
             fn = _compiled_awgn_real() if (self.compile and x.is_cuda) else _awgn_real
             y = torch.view_as_complex(fn(xr, scale))
-        return y, ChannelState(no=no)
+        return y, ChannelState(no=no, linear_gaussian=True)

@@ -41,6 +41,11 @@ class ChannelState:
             by frequency-selective channels (OFDM); ``None``: the receiver knows the plain SNR
             ``1 / no`` (AWGN, flat fading). Read it through ``effective_sinr.receiver_sinr``.
         extra: model-specific diagnostics (packet loss masks, Doppler, resource-grid sizes …).
+        linear_gaussian: True only where ``y = h·x + n`` holds exactly, with ``n ~ CN(0, no)``
+            i.i.d. per symbol, ``h`` this state's ``h`` (``None``: 1) drawn independently of
+            ``x``, and nothing else in ``y`` (erased symbols aside): a receiver that knows ``h``
+            then computes exact likelihoods, which the digital receiver's decoding bound needs
+            (``v2x.semcom.undecodable``). Set by the AWGN and flat-fading channels only.
     """
 
     no: torch.Tensor
@@ -52,6 +57,7 @@ class ChannelState:
     equalized: bool = False
     sinr: torch.Tensor | None = None
     extra: dict = field(default_factory=dict)
+    linear_gaussian: bool = False
 
     def with_erasures(self, erased: torch.Tensor) -> ChannelState:
         merged = erased if self.erased is None else (self.erased | erased)

@@ -364,6 +364,7 @@ class FadingChannel(Channel):
             h_hat=self.estimate(h, los) if imperfect else None,
             err_var=self.csi_error_var if imperfect else None,
             extra=extra,
+            linear_gaussian=True,
         )
 
 

@@ -75,6 +75,9 @@ class Transmission:
             ``cost.coded_bits`` (``v2x.semcom.harq.charge_arq``); ``None``: the symbols carry
             no coded bits (analog values; an analog codec's coded bits, if any, are error-free
             side information, never resent).
+        sent_symbols: after ``received``, the ``[B, n]`` symbols that went on air (``symbols``
+            before the channel; the same tensor, not a copy), for a receiver that bounds what a
+            reception can carry (``v2x.semcom.undecodable``); ``None`` before.
     """
 
     symbols: torch.Tensor | None
@@ -84,9 +87,12 @@ class Transmission:
     meta: dict = field(default_factory=dict)
     symbols_per_packet: torch.Tensor | None = None
     coded_bits_per_use: torch.Tensor | None = None
+    sent_symbols: torch.Tensor | None = None
 
     def received(self, symbols: torch.Tensor, state: ChannelState) -> Transmission:
-        return replace(self, symbols=symbols, state=state)
+        """This transmission after the channel: ``symbols`` received, ``state`` the channel's,
+        the symbols sent kept as ``sent_symbols``."""
+        return replace(self, symbols=symbols, state=state, sent_symbols=self.symbols)
 
     @property
     def cells(self) -> CellReport:

@@ -197,6 +197,10 @@ class DigitalCodec(DigitalSourceCoding, DigitalReceiver, Codec):
         harq_feedback_delay_s: seconds each HARQ retransmission round waits for the receiver's
             NACK (added to the payload's latency, ``v2x.semcom.harq``; 0: instantaneous, the
             default; ~1-2 ms is 5G NR-like).
+        skip_undecodable: exact decoder: declare failed, without decoding, the QPSK blocks whose
+            received information density shows no decoder could decode them (the meta-converse
+            bound, ``v2x.semcom.undecodable``: wrong with probability ≤ 2^−40 per block; over
+            AWGN and flat fading with perfect CSI); ``False``: decode every block.
     """
 
     uses_channel = True
@@ -229,6 +233,7 @@ class DigitalCodec(DigitalSourceCoding, DigitalReceiver, Codec):
         harq_max_rounds: int = 0,
         harq_combining: str = "chase",
         harq_feedback_delay_s: float = 0.0,
+        skip_undecodable: bool = True,
     ) -> None:
         super().__init__()
         from v2x.semcom.harq import check_feedback_delay, check_harq
@@ -273,6 +278,7 @@ class DigitalCodec(DigitalSourceCoding, DigitalReceiver, Codec):
         self.target_unit = target_unit
         self.margin_db = margin_db
         self.fade_aware = check_switch("digital codec 'fade_aware'", fade_aware)
+        self.skip_undecodable = check_switch("digital codec 'skip_undecodable'", skip_undecodable)
         self.decoder = decoder
         self.num_iter = num_iter
         self.cn_update = cn_update

@@ -26,6 +26,7 @@ from v2x.semcom.digital_blocks import (
 )
 from v2x.semcom.digital_stream import MapStream, decode_map_stream
 from v2x.semcom.fec import CRC_BITS, device_string
+from v2x.semcom.undecodable import bound_applies, decodable, decode_decodable, information_bits
 
 
 class DigitalReceiver:
@@ -53,6 +54,7 @@ class DigitalReceiver:
         device = y.device
         x_hat, no_eff = self.equalized(y, received.state)
         dev = device_string(device)
+        skipped = torch.zeros(b, dtype=torch.float64)
         for m in sorted(set(mcs.tolist())):
             rows = [i for i in range(b) if int(mcs[i]) == m and nblocks[i] > 0]
             if not rows:
@@ -62,13 +64,22 @@ class DigitalReceiver:
             ns = torch.cat([no_eff[i, : nblocks[i] * s].reshape(nblocks[i], s) for i in rows])
             if self.decoder == "exact":
                 code = self.block_code_for(m, dev)
+                keep = self.decodable_blocks(received, rows, s, xs, ns, code.mcs.qm)
                 chunk = decode_chunk(self.ldpc_decoder, device)
                 parts = [
                     code.decode(xs[j : j + chunk], ns[j : j + chunk])
+                    if keep is None
+                    else decode_decodable(
+                        code.decode, keep[j : j + chunk], xs[j : j + chunk], ns[j : j + chunk],
+                        payload_bits=code.payload_bits,
+                    )  # fmt: skip
                     for j in range(0, xs.shape[0], chunk)
                 ]
                 u = torch.cat([p[0] for p in parts])  # stays on the device: packed there
                 ok = torch.cat([p[1] for p in parts])
+                if keep is not None:
+                    per_row = (~keep).cpu().split([nblocks[i] for i in rows])
+                    skipped[rows] = torch.stack([r.sum() for r in per_row]).double()
             else:
                 assert self.table is not None
                 snr_eff = effective_snr_db(ns, m)
@@ -81,7 +92,27 @@ class DigitalReceiver:
                 stop = start + nblocks[i]
                 results[i] = (ok[start:stop], None if u is None else u[start:stop])
                 start = stop
+        meta["undecodable_blocks"] = skipped
         return results
+
+    def decodable_blocks(
+        self,
+        received: Transmission,
+        rows: list[int],
+        s: int,
+        xs: torch.Tensor,
+        ns: torch.Tensor,
+        qm: int,
+    ) -> torch.Tensor | None:
+        """``[N]`` bool: the blocks of ``rows`` (``s`` symbols each, equalised ``xs`` and
+        noise ``ns [N, s]`` in row order) that some decoder could decode
+        (``v2x.semcom.undecodable``); ``None`` where the bound is off or does not apply."""
+        sent = received.sent_symbols
+        if not (self.skip_undecodable and sent is not None and bound_applies(received.state, qm)):
+            return None
+        nblocks = received.meta["num_blocks"]
+        sent = torch.cat([sent[i, : nblocks[i] * s].reshape(nblocks[i], s) for i in rows])
+        return decodable(information_bits(xs, ns, sent), self.block_bits)
 
     def equalized(
         self, y: torch.Tensor, state: ChannelState | None

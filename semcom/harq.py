@@ -81,6 +81,7 @@ from v2x.common import to_device_async
 from v2x.semcom.base import Codec, Transmission
 from v2x.semcom.fec import CRC_BITS, coded_bits_per_block, device_string
 from v2x.semcom.mcs import get_mcs
+from v2x.semcom.undecodable import bound_applies, decodable, decode_decodable, information_bits
 
 if TYPE_CHECKING:
     from v2x.semcom.digital import DigitalCodec
@@ -276,6 +277,31 @@ def _decode_chunked(
     return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
 
 
+def _decode_kept(
+    codec: DigitalCodec,
+    code,
+    g: dict,
+    where: tuple[torch.Tensor, torch.Tensor] | None,
+    llr: torch.Tensor,
+    rv: list[int] | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``_decode_chunked`` of MCS group ``g``'s blocks ``where`` (``(host, device)`` indices
+    into the group; ``None``: all) with LLRs ``llr``, skipping those whose received information
+    density ``g["info"]`` shows no decoder could decode them (``v2x.semcom.undecodable``; they
+    fail, counted in ``g["skipped"]``)."""
+    if g["info"] is None:
+        return _decode_chunked(codec, code, llr, rv)
+    info = g["info"] if where is None else g["info"][where[1]]
+    keep = decodable(info, codec.block_bits)
+    skipped = (~keep).cpu().double()
+    if where is None:
+        g["skipped"] += skipped
+    else:
+        g["skipped"][where[0]] += skipped
+    decode = lambda x: _decode_chunked(codec, code, x, rv)  # noqa: E731
+    return decode_decodable(decode, keep, llr, payload_bits=code.payload_bits)
+
+
 def _retransmitted_symbols(
     codec: DigitalCodec,
     groups: list[dict],
@@ -363,7 +389,14 @@ def harq_decode_blocks(
             g["code"] = code
             llr = _llr_chunked(codec, code, xs, ns) if xs.shape[0] else xs.real
             g["llr"] = [llr]  # one entry per round (ir) or the running sum (chase)
-            u, ok = _decode_chunked(codec, code, llr)
+            g["info"] = None  # received information density per block (the bound applies)
+            if codec.skip_undecodable and bound_applies(received.state, code.mcs.qm):
+                sent = torch.cat(
+                    [sent_symbols[i, : nblocks[i] * s].reshape(nblocks[i], s) for i in rows]
+                )
+                g["info"] = information_bits(xs, ns, sent)
+            g["skipped"] = torch.zeros(xs.shape[0], dtype=torch.float64)
+            u, ok = _decode_kept(codec, code, g, None, llr)
             g["u"], g["ok"] = u, ok.cpu()  # bits stay on the device (packed there)
         else:
             assert codec.table is not None
@@ -423,15 +456,20 @@ def harq_decode_blocks(
                 code = g["code"]
                 llr = _llr_chunked(codec, code, xs, ns)
                 at = to_device_async(sel, llr.device)
+                if g["info"] is not None and bound_applies(state, code.mcs.qm):
+                    sent = torch.cat([resent[i] for i, _ in mine])
+                    g["info"][at] += information_bits(xs, ns, sent)  # every copy's terms
+                else:
+                    g["info"] = None
                 if ir:
                     g["llr"].append(torch.zeros_like(g["llr"][0]))
                     g["llr"][-1][at] = llr
                     stack = torch.stack([h[at] for h in g["llr"]], dim=1)
                     rv = [RV_SEQUENCE[t % 4] for t in range(r + 1)]
-                    u, ok = _decode_chunked(codec, code, stack, rv)
+                    u, ok = _decode_kept(codec, code, g, (sel, at), stack, rv)
                 else:
                     g["llr"][0][at] += llr
-                    u, ok = _decode_chunked(codec, code, g["llr"][0][at])
+                    u, ok = _decode_kept(codec, code, g, (sel, at), g["llr"][0][at])
                 g["u"][at.to(u.device)] = u
                 g["ok"][sel] = ok.cpu()
             else:
@@ -444,6 +482,7 @@ def harq_decode_blocks(
                 )
                 g["ok"][sel] = (g["draw"][sel] >= p_fail).cpu()
     meta["retransmission_rounds"] = rounds_used
+    meta["undecodable_blocks"] = skipped = torch.zeros(b, dtype=torch.float64)
     results: Blocks = [(torch.zeros(0, dtype=torch.bool), None) for _ in range(b)]
     for g in groups:
         start = 0
@@ -451,5 +490,7 @@ def harq_decode_blocks(
             stop = start + nblocks[i]
             u = g.get("u")
             results[i] = (g["ok"][start:stop], None if u is None else u[start:stop])
+            if "skipped" in g:
+                skipped[i] = g["skipped"][start:stop].sum()
             start = stop
     return results, extra_uses, extra_bits, extra_packets
