@@ -89,15 +89,15 @@ def test_the_bound_never_skips_a_block_the_decoder_decodes() -> None:
     assert caught[-5.5] == 0.0
 
 
-def _round_trip(skip: bool, snr_db: float, harq: int, channel: str, **kw):
+def _round_trip(skip: bool, snr_db: float, harq: int, channel: str, device: str = "cpu", **kw):
     codec = DigitalPayloadCodec(
         bits=4, harq_max_rounds=harq, harq_combining="ir", skip_undecodable=skip, **kw
     )
     g = torch.Generator().manual_seed(0)
-    x = torch.relu(torch.randn(2, 8, 16, 16, generator=g))
+    x = torch.relu(torch.randn(2, 8, 16, 16, generator=g)).to(device)
     ch = build_channel(channel)
     torch.manual_seed(1)
-    snr = torch.full((2,), snr_db)
+    snr = torch.full((2,), snr_db, device=device)
     link = LinkState.before_sending(ch, snr)
     return transmit(codec, ch, codec.encode(x, link), snr, link)
 
@@ -124,6 +124,21 @@ def test_the_receiver_reports_the_same_with_and_without_the_bound(snr_db, harq, 
         assert skipped.tolist() == [float(n) for n in rx_on.meta["num_blocks"]]
     if snr_db == -5.0:
         assert float(skipped.sum()) == 0.0
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("ldpc_decoder", ["minsum", "minsum-fp16"])
+def test_on_cuda_the_receiver_reports_the_same_with_and_without_the_bound(ldpc_decoder):
+    """The Triton paths (LLRs, min-sum decoder) with a chunk of blocks skipped and the HARQ
+    round decoded: the same maps and reports as decoding every block."""
+    for snr_db in (-10.0, -8.5):
+        kw = {"ldpc_decoder": ldpc_decoder, "device": "cuda"}
+        on, rx_on = _round_trip(True, snr_db, 1, "awgn", **kw)
+        off, rx_off = _round_trip(False, snr_db, 1, "awgn", **kw)
+        assert torch.equal(on, off)
+        assert torch.equal(rx_on.meta["delivered"], rx_off.meta["delivered"])
+        assert float(rx_on.meta["undecodable_blocks"].sum()) > 0
 
 
 def test_the_bound_applies_only_where_the_likelihoods_are_exact() -> None:
