@@ -54,6 +54,28 @@ def test_information_density_averages_to_the_bpsk_capacity(snr_db: float) -> Non
     assert abs(float(per_dim.mean()) - oracle) < 4 * se + 1e-4, (float(per_dim.mean()), oracle)
 
 
+@pytest.mark.parametrize("mcs", [5, 9])
+def test_the_density_is_the_decoders_llrs_against_the_sent_codeword(mcs: int) -> None:
+    """Per coded bit, ``1 − log2(1 + exp(−(2c − 1)·L))`` with ``c`` from Sionna's CRC and LDPC
+    encoders and ``L`` the receiver's descrambled LLRs (Sionna's convention, ``log p(1)/p(0)``):
+    summed over the block, the density computed from the symbols alone."""
+    from sionna.phy.fec.crc import CRCEncoder
+
+    code = block_code(mcs, BLOCK_BITS, ldpc_decoder="minsum")
+    assert code.ldpc_bits == code.coded_bits  # no repeated bits: one LLR per coded bit
+    g = torch.Generator().manual_seed(6)
+    bits = torch.randint(0, 2, (16, code.payload_bits), generator=g).float()
+    x = code.encode(bits)
+    no = 1.3
+    y = x + _noise(tuple(x.shape), no, g)
+    nos = torch.full(y.shape, no)
+    c = code.ldpc_encoder(CRCEncoder("CRC24A")(bits))
+    per_bit = 1.0 - torch.nn.functional.softplus(-(2 * c - 1) * code.llr(y, nos)) / math.log(2.0)
+    torch.testing.assert_close(
+        information_bits(y, nos, x), per_bit.sum(dim=1).double(), rtol=1e-5, atol=1e-2
+    )
+
+
 def test_erased_symbols_carry_no_information() -> None:
     g = torch.Generator().manual_seed(1)
     x = _qpsk(3, 64, g)
