@@ -19,6 +19,7 @@ import torch
 from omegaconf import OmegaConf
 
 import v2x.conf
+from tests.core.test_sweep import tiny_model
 from v2x.channels import CHANNELS, build_channel
 from v2x.channels.erasure import ErasureChannel, Packetizer
 from v2x.channels.link import LinkState
@@ -401,16 +402,7 @@ def test_sweep_results_loss_and_delivery_come_from_the_ledger_rows(tmp_path):
     lidar = {"columns": 128, "max_range_m": 40.0}
     cfg = {
         "checkpoint": "untrained",
-        "model": {
-            "backbone": "small",  # the default is the standard detector
-            "grid": {"x_range_m": [-25.6, 25.6], "y_range_m": [-25.6, 25.6]},
-            "pillar_channels": 8,
-            "backbone_channels": [8, 16],
-            "backbone_layers": 1,
-            "feature_channels": C,
-            "score_threshold": 0.0,
-            "max_detections": 20,
-        },
+        "model": tiny_model(C),
         "data": {
             "num_frames": 2,
             "frames_per_sequence": 2,

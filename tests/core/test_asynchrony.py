@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import torch
 
+from tests.core.test_sweep import tiny_model
 from v2x.asynchrony import SensingClock, aged_batch, frame_phases, motion_history
 from v2x.datasets.frame import collate_frames, slot_order
 from v2x.datasets.lidar import LidarConfig
@@ -319,16 +320,7 @@ def _sweep_config(tmp_path, **overrides) -> dict:
     lidar = {"columns": 128, "max_range_m": 40.0}
     cfg = {
         "checkpoint": "untrained",
-        "model": {
-            "backbone": "small",  # the default is the standard detector
-            "grid": {"x_range_m": [-25.6, 25.6], "y_range_m": [-25.6, 25.6]},
-            "pillar_channels": 8,
-            "backbone_channels": [8, 16],
-            "backbone_layers": 1,
-            "feature_channels": 8,
-            "score_threshold": 0.0,
-            "max_detections": 20,
-        },
+        "model": tiny_model(),
         "data": {
             "num_frames": 2,
             "frames_per_sequence": 2,

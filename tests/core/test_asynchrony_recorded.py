@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 import torch
 
+from tests.core.test_sweep import tiny_model
 from v2x.asynchrony import aged_batch
 from v2x.asynchrony_recorded import RecordedClock
 from v2x.datasets.dair_reader import DAIRV2XCDataset
@@ -301,16 +302,7 @@ def test_delays_up_to_a_microsecond_leave_the_detections_bit_for_bit(dair_root):
 def _sweep_config(tmp_path: Path, root: Path, **overrides) -> dict:
     cfg = {
         "checkpoint": "untrained",
-        "model": {
-            "backbone": "small",  # the default is the standard detector
-            "grid": {"x_range_m": [-25.6, 25.6], "y_range_m": [-25.6, 25.6]},
-            "pillar_channels": 8,
-            "backbone_channels": [8, 16],
-            "backbone_layers": 1,
-            "feature_channels": 8,
-            "score_threshold": 0.0,
-            "max_detections": 20,
-        },
+        "model": tiny_model(),
         "data": {"source": "dair_v2x", "path": str(root), "num_frames": 3},
         "batch_size": 3,
         "grid": {"snr_db": [10.0], "codecs": ["identity"], "fusions": ["late_extrapolated", "max"]},

@@ -8,6 +8,7 @@ import math
 import pyarrow.parquet as pq
 import pytest
 
+from tests.core.test_sweep import tiny_model
 from v2x.results import read_results
 from v2x.sweep import run_sweep
 
@@ -20,12 +21,7 @@ def _config(tmp_path) -> dict:
     lidar = {"columns": 128, "max_range_m": 40.0}
     return {
         "checkpoint": "untrained",
-        "model": {
-            "backbone": "small",  # the default is the standard detector
-            "grid": {"x_range_m": [-25.6, 25.6], "y_range_m": [-25.6, 25.6]},
-            "pillar_channels": 8, "backbone_channels": [8, 16], "backbone_layers": 1,
-            "feature_channels": FEATURES, "score_threshold": 0.0, "max_detections": 20,
-        },
+        "model": tiny_model(FEATURES),
         "data": {
             "num_frames": 2, "frames_per_sequence": 2, "seed": 7,
             "cache_dir": str(tmp_path / "frames"),

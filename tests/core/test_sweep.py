@@ -25,20 +25,26 @@ from v2x.sweep_rows import compute_ap
 FEATURES = 8  # feature channels of the tiny model; its map is [8, 64, 64] (±25.6 m, 0.4 m, /2)
 
 
+def tiny_model(feature_channels: int = FEATURES) -> dict:
+    """The sweep tests' detector config: the small detector at its smallest, ±25.6 m (the
+    sweeps' default is the standard detector: ``backbone`` names the small one's fields)."""
+    return {
+        "backbone": "small",
+        "grid": {"x_range_m": [-25.6, 25.6], "y_range_m": [-25.6, 25.6]},
+        "pillar_channels": 8,
+        "backbone_channels": [8, 16],
+        "backbone_layers": 1,
+        "feature_channels": feature_channels,
+        "score_threshold": 0.0,
+        "max_detections": 20,
+    }
+
+
 def tiny_config(cache_dir: Path, output_dir: Path, **grid) -> dict:
     lidar = {"columns": 128, "max_range_m": 40.0}
     return {
         "checkpoint": "untrained",
-        "model": {
-            "backbone": "small",  # the small detector's fields (the default is pointpillars)
-            "grid": {"x_range_m": [-25.6, 25.6], "y_range_m": [-25.6, 25.6]},
-            "pillar_channels": 8,
-            "backbone_channels": [8, 16],
-            "backbone_layers": 1,
-            "feature_channels": FEATURES,
-            "score_threshold": 0.0,
-            "max_detections": 20,
-        },
+        "model": tiny_model(),
         "data": {
             "num_frames": 4,
             "frames_per_sequence": 2,
