@@ -48,7 +48,9 @@ def _static_cfg() -> SyntheticConfig:
     )
 
 
-def _tiny_pipeline(fusion: str):
+def _tiny_pipeline(fusion: str, codec: str = "identity"):
+    """The sweep tests' tiny detector (``tiny_model``, seed 0) with ``fusion`` and ``codec``
+    over AWGN."""
     from v2x.channels import build_channel
     from v2x.perception.checkpoint import detector_config_from_dict
     from v2x.perception.detector import CoopDetector
@@ -56,21 +58,9 @@ def _tiny_pipeline(fusion: str):
     from v2x.semcom import build_codec
 
     torch.manual_seed(0)
-    model = CoopDetector(
-        detector_config_from_dict(
-            {
-                "grid": {"x_range_m": [-25.6, 25.6], "y_range_m": [-25.6, 25.6]},
-                "pillar_channels": 8,
-                "backbone_channels": [8, 16],
-                "backbone_layers": 1,
-                "feature_channels": 8,
-                "score_threshold": 0.0,
-                "max_detections": 20,
-            }
-        )
-    ).eval()
+    model = CoopDetector(detector_config_from_dict(tiny_model())).eval()
     return CooperativePipeline(
-        model, build_fusion(fusion), build_codec("identity"), build_channel("awgn")
+        model, build_fusion(fusion), build_codec(codec), build_channel("awgn")
     )
 
 

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 import torch
 
+from tests.core.test_asynchrony import _tiny_pipeline
 from tests.core.test_sweep import tiny_model
 from v2x.asynchrony import aged_batch
 from v2x.asynchrony_recorded import RecordedClock
@@ -228,33 +229,6 @@ def test_extrapolation_uses_each_collaborators_own_scan_gap():
     )
     torch.testing.assert_close(moved[0, 1:, 0, 0], torch.tensor([3.5, 3.5], dtype=torch.float64))
     assert moved[0, 0, 0, 0].item() == 0.0  # the ego is not moved
-
-
-def _tiny_pipeline(fusion: str, codec: str):
-    from v2x.channels import build_channel
-    from v2x.perception.checkpoint import detector_config_from_dict
-    from v2x.perception.detector import CoopDetector
-    from v2x.perception.fusion import build_fusion
-    from v2x.pipeline import CooperativePipeline
-    from v2x.semcom import build_codec
-
-    torch.manual_seed(0)
-    model = CoopDetector(
-        detector_config_from_dict(
-            {
-                "grid": {"x_range_m": [-25.6, 25.6], "y_range_m": [-25.6, 25.6]},
-                "pillar_channels": 8,
-                "backbone_channels": [8, 16],
-                "backbone_layers": 1,
-                "feature_channels": 8,
-                "score_threshold": 0.0,
-                "max_detections": 20,
-            }
-        )
-    ).eval()
-    return CooperativePipeline(
-        model, build_fusion(fusion), build_codec(codec), build_channel("awgn")
-    )
 
 
 def test_delays_up_to_a_microsecond_leave_the_detections_bit_for_bit(dair_root):
