@@ -192,6 +192,12 @@ def _stream_bits(
     return _unpacked_bits(stream.on_device(device), nblocks, payload_bits)
 
 
+def rows_blocks(t: torch.Tensor, rows: list[int], nblocks: list[int], s: int) -> torch.Tensor:
+    """The code blocks of ``rows`` of a ``[B, n]`` per-symbol tensor (symbols, noise
+    variances), ``s`` symbols each, row after row: ``[Σ nblocks[rows], s]``."""
+    return torch.cat([t[i, : nblocks[i] * s].reshape(nblocks[i], s) for i in rows])
+
+
 def write_row_heads(out: torch.Tensor, rows: list[int], parts: Sequence[torch.Tensor]) -> None:
     """``out[rows[k], : len(parts[k])] = parts[k]`` for every ``k`` (1-D parts of ragged lengths,
     distinct rows), in one padded copy and one non-blocking copy of the row indices."""

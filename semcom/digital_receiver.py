@@ -23,6 +23,7 @@ from v2x.semcom.digital_blocks import (
     failed_block_symbols,
     lost_bytes,
     received_streams,
+    rows_blocks,
 )
 from v2x.semcom.digital_stream import MapStream, decode_map_stream
 from v2x.semcom.fec import CRC_BITS, device_string
@@ -60,11 +61,11 @@ class DigitalReceiver:
             if not rows:
                 continue
             s = block_code_len(m, self.block_bits)
-            xs = torch.cat([x_hat[i, : nblocks[i] * s].reshape(nblocks[i], s) for i in rows])
-            ns = torch.cat([no_eff[i, : nblocks[i] * s].reshape(nblocks[i], s) for i in rows])
+            xs, ns = rows_blocks(x_hat, rows, nblocks, s), rows_blocks(no_eff, rows, nblocks, s)
             if self.decoder == "exact":
                 code = self.block_code_for(m, dev)
-                keep = self.decodable_blocks(received, rows, s, xs, ns, code.mcs.qm)
+                info = self.received_information(received, rows, s, xs, ns, code.mcs.qm)
+                keep = None if info is None else decodable(info, self.block_bits)
                 chunk = decode_chunk(self.ldpc_decoder, device)
                 parts = [
                     code.decode(xs[j : j + chunk], ns[j : j + chunk])
@@ -95,7 +96,7 @@ class DigitalReceiver:
         meta["undecodable_blocks"] = skipped
         return results
 
-    def decodable_blocks(
+    def received_information(
         self,
         received: Transmission,
         rows: list[int],
@@ -104,15 +105,15 @@ class DigitalReceiver:
         ns: torch.Tensor,
         qm: int,
     ) -> torch.Tensor | None:
-        """``[N]`` bool: the blocks of ``rows`` (``s`` symbols each, equalised ``xs`` and
-        noise ``ns [N, s]`` in row order) that some decoder could decode
-        (``v2x.semcom.undecodable``); ``None`` where the bound is off or does not apply."""
+        """``[N]`` float64 received information density (bits) of the blocks of ``rows``
+        (``s`` symbols each, equalised ``xs`` and noise ``ns [N, s]`` in row order), what
+        ``v2x.semcom.undecodable.decodable`` reads; ``None`` where ``skip_undecodable`` is off
+        or the bound does not apply."""
         sent = received.sent_symbols
         if not (self.skip_undecodable and sent is not None and bound_applies(received.state, qm)):
             return None
-        nblocks = received.meta["num_blocks"]
-        sent = torch.cat([sent[i, : nblocks[i] * s].reshape(nblocks[i], s) for i in rows])
-        return decodable(information_bits(xs, ns, sent), self.block_bits)
+        sent = rows_blocks(sent, rows, received.meta["num_blocks"], s)
+        return information_bits(xs, ns, sent)
 
     def equalized(
         self, y: torch.Tensor, state: ChannelState | None

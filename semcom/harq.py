@@ -363,7 +363,12 @@ def harq_decode_blocks(
         coded bits and packets sent in the retransmission rounds. The rounds in which each row
         resent something (``[B]`` float64) go to ``received.meta["retransmission_rounds"]``.
     """
-    from v2x.semcom.digital_blocks import block_code_len, effective_snr_db, write_row_heads
+    from v2x.semcom.digital_blocks import (
+        block_code_len,
+        effective_snr_db,
+        rows_blocks,
+        write_row_heads,
+    )
 
     meta = received.meta
     nblocks: list[int] = meta["num_blocks"]
@@ -381,20 +386,15 @@ def harq_decode_blocks(
         if not rows:
             continue
         s = block_code_len(m, codec.block_bits)
-        xs = torch.cat([x_hat[i, : nblocks[i] * s].reshape(nblocks[i], s) for i in rows])
-        ns = torch.cat([no_eff[i, : nblocks[i] * s].reshape(nblocks[i], s) for i in rows])
+        xs, ns = rows_blocks(x_hat, rows, nblocks, s), rows_blocks(no_eff, rows, nblocks, s)
         g = {"m": m, "rows": rows, "s": s}
         if exact:
             code = codec.block_code_for(m, dev)
             g["code"] = code
             llr = _llr_chunked(codec, code, xs, ns) if xs.shape[0] else xs.real
             g["llr"] = [llr]  # one entry per round (ir) or the running sum (chase)
-            g["info"] = None  # received information density per block (the bound applies)
-            if codec.skip_undecodable and bound_applies(received.state, code.mcs.qm):
-                sent = torch.cat(
-                    [sent_symbols[i, : nblocks[i] * s].reshape(nblocks[i], s) for i in rows]
-                )
-                g["info"] = information_bits(xs, ns, sent)
+            # received information density per block; None: no skipping (v2x.semcom.undecodable)
+            g["info"] = codec.received_information(received, rows, s, xs, ns, code.mcs.qm)
             g["skipped"] = torch.zeros(xs.shape[0], dtype=torch.float64)
             u, ok = _decode_kept(codec, code, g, None, llr)
             g["u"], g["ok"] = u, ok.cpu()  # bits stay on the device (packed there)
