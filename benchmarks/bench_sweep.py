@@ -117,7 +117,40 @@ def build(args: argparse.Namespace):
     return frames, model, batches, device
 
 
-def pipeline(model, fusion: str, codec: str, device, codec_precision: str = "fp32"):
+def codec_spec(text: str) -> str | dict:
+    """One ``--codecs`` entry: a codec name (``analog``) or a YAML flow mapping with its options,
+    as ``grid.codecs`` takes them (``{name: digital_payload, bits: 4, harq_max_rounds: 1}``)."""
+    if not text.lstrip().startswith("{"):
+        return text
+    import yaml
+
+    spec = yaml.safe_load(text)
+    if not isinstance(spec, dict) or not isinstance(spec.get("name"), str):
+        raise SystemExit(f"--codecs: {text!r} is not a mapping with a 'name' (a codec name or "
+                         "{name: digital_payload, bits: 4, ...})")  # fmt: skip
+    return spec
+
+
+def ledger_summary(out: str) -> dict[str, tuple[int, float, float]]:
+    """Per codec of the sweep written in ``out``: (links sent, mean source Mbit per sent link,
+    share of those delivered), from its ledger: what the air actually carried."""
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    summary = {}
+    for path in Path(out).rglob("sweep-*.ledger.parquet"):
+        t = pq.read_table(path, columns=["codec", "sent", "source_bits", "delivered"])
+        t = t.filter(pc.field("sent"))
+        for codec in pc.unique(t["codec"]).to_pylist():
+            rows = t.filter(pc.equal(t["codec"], codec))
+            n = rows.num_rows
+            bits = pc.sum(rows["source_bits"]).as_py() or 0.0
+            delivered = pc.sum(pc.cast(rows["delivered"], "int64")).as_py() or 0
+            summary[codec] = (n, bits / max(n, 1) / 1e6, delivered / max(n, 1))
+    return summary
+
+
+def pipeline(model, fusion: str, codec: str | dict, device, codec_precision: str = "fp32"):
     from v2x.channels import build_channel
     from v2x.perception.fusion import build_fusion
     from v2x.pipeline import CooperativePipeline
@@ -125,7 +158,8 @@ def pipeline(model, fusion: str, codec: str, device, codec_precision: str = "fp3
     from v2x.semcom.deepjscc_checkpoint import SHIPPED_BY_CHANNELS
     from v2x.sweep_plan import sweep_arguments
 
-    kwargs = {}
+    kwargs = dict(codec) if isinstance(codec, dict) else {"name": codec}
+    codec = kwargs.pop("name")
     if "in_channels" in sweep_arguments(codec):  # deepjscc: the detector's feature channels
         kwargs["in_channels"] = int(model.config.feature_channels)
     if "checkpoint" in sweep_arguments(codec) and kwargs.get("in_channels") in SHIPPED_BY_CHANNELS:
@@ -340,6 +374,8 @@ def bench_run_sweep(
             "eval": {"precision": getattr(args, "precision", "fp32")},
             "cuda_graph": bool(getattr(args, "cuda_graph", False)),
         }
+        if getattr(args, "bandwidth_hz", None):
+            cfg["budget"] = {"bandwidth_hz": args.bandwidth_hz}
         codec_precision = getattr(args, "codec_precision", "fp32")
         if codec_precision != "fp32":
             cfg["codec_options"] = {"deepjscc": {"precision": codec_precision}}
@@ -375,9 +411,10 @@ def bench_run_sweep(
         if profiler is not None:
             profiler.disable()
             _print_profile(profiler, profile)
+        sent = ledger_summary(out)
     work = plan.num_cells * args.frames
     return {"cells": plan.num_cells, "wall_s": wall, "cpu_s": cpu, "fc_per_s": work / wall,
-            "encoder_passes": passes.count}  # fmt: skip
+            "encoder_passes": passes.count, "sent": sent}  # fmt: skip
 
 
 class _EncoderPasses(logging.Handler):
@@ -638,7 +675,14 @@ def main() -> None:
     p.add_argument("--frames", type=int, default=8)
     p.add_argument("--batch-size", type=int, default=4)
     p.add_argument("--snr-db", type=float, nargs="+", default=[-10, -5, 0, 5, 10, 20, 30])
-    p.add_argument("--codecs", nargs="+", default=["analog", "identity"])
+    p.add_argument(
+        "--codecs",
+        nargs="+",
+        type=codec_spec,
+        default=["analog", "identity"],
+        help="codec names, or YAML flow mappings with options: "
+        "'{name: digital_payload, bits: 4, harq_max_rounds: 1, harq_combining: ir}'",
+    )
     p.add_argument(
         "--fusions", nargs="+", default=["none", "late", "max"], help="run_sweep's grid.fusions"
     )
@@ -677,7 +721,19 @@ def main() -> None:
     )
     p.add_argument("--workers", type=int, nargs="*", default=[], help="joblib worker counts")
     p.add_argument("--jobs", type=int, default=4, help="multirun jobs (one channel each, <= 4)")
+    p.add_argument(
+        "--bandwidth-hz",
+        type=float,
+        default=None,
+        help="run_sweep's budget.bandwidth_hz (default: conf/sweep.yaml's 20 MHz; the "
+        "realistic-payload digital sweep, conf/sweep_digital_payload.yaml, has 1 GHz)",
+    )
     p.add_argument("--skip-run-sweep", action="store_true")
+    p.add_argument(
+        "--skip-loop",
+        action="store_true",
+        help="time run_sweep only: no batched pipeline and per-condition loop references",
+    )
     p.add_argument(
         "--phases",
         action="store_true",
@@ -755,28 +811,38 @@ def main() -> None:
         f"codecs: {args.codecs}, grid: {model.grid.width}x{model.grid.height}, detector "
         f"{args.precision}, DeepJSCC {args.codec_precision}"
     )
-    r = bench_batched_vs_loop(args, model, batches, device)
-    print(
-        f"batched pipeline : {r['batched_fc_per_s']:9.1f} frame-conditions/s\n"
-        f"per-condition loop: {r['loop_fc_per_s']:9.1f} frame-conditions/s (reference)\n"
-        f"speed-up batched / loop: {r['speedup']:.1f}x  ({r['frame_conditions']} frame-conditions)\n"
-        f"process CPU time (all threads): batched {r['batched_cpu_s']:.1f} s, "
-        f"loop {r['loop_cpu_s']:.1f} s"
-    )
+    r = None if args.skip_loop else bench_batched_vs_loop(args, model, batches, device)
+    if r is not None:
+        print(
+            f"batched pipeline : {r['batched_fc_per_s']:9.1f} frame-conditions/s\n"
+            f"per-condition loop: {r['loop_fc_per_s']:9.1f} frame-conditions/s (reference)\n"
+            f"speed-up batched / loop: {r['speedup']:.1f}x  ({r['frame_conditions']} "
+            f"frame-conditions)\nprocess CPU time (all threads): batched "
+            f"{r['batched_cpu_s']:.1f} s, loop {r['loop_cpu_s']:.1f} s"
+        )
     if args.group_kernels:
         bench_group_kernels(args, model, batches, device, args.group_kernels)
     if not args.skip_run_sweep:
         for i in range(max(1, args.run_sweep_repeats)):
             s = bench_run_sweep(args)
             when = "first call, one-time imports included" if i == 0 else "again, warm"
+            ratio = (
+                ""
+                if r is None
+                else f"{s['fc_per_s'] / r['loop_fc_per_s']:.1f}x the loop's "
+                "rate, whose cells are max fusion only; "
+            )
             print(
                 f"run_sweep end to end: {s['fc_per_s']:.1f} frame-conditions/s "
                 f"({s['cells']} cells x {args.frames} frames in {s['wall_s']:.1f} s, "
-                f"CPU time {s['cpu_s']:.1f} s; {when}; "
-                f"{s['fc_per_s'] / r['loop_fc_per_s']:.1f}x the loop's rate, whose cells are "
-                f"max fusion only; {s['encoder_passes']} encoder passes for "
-                f"{-(-args.frames // args.batch_size)} frame batches)"
+                f"CPU time {s['cpu_s']:.1f} s; {when}; {ratio}{s['encoder_passes']} encoder "
+                f"passes for {-(-args.frames // args.batch_size)} frame batches)"
             )
+            for codec, (links, mbit, delivered) in sorted(s["sent"].items()):
+                print(
+                    f"  ledger, {codec}: {links} links sent, {mbit:.3f} Mbit of source bits per "
+                    f"sent link, {delivered:.1%} of them delivered"
+                )
     if args.profile and not args.skip_run_sweep:
         print("run_sweep once more under cProfile (slower; not a figure):")
         bench_run_sweep(args, profile=args.profile)
