@@ -93,6 +93,7 @@ def test_the_moved_cells_follow_the_warp_and_take_the_validity_behind_them():
 
 
 def test_max_extrapolated_without_history_is_max_bit_for_bit():
+    from tests.core.test_sweep import tiny_model
     from v2x.channels import build_channel
     from v2x.datasets.frame import collate_frames
     from v2x.datasets.lidar import LidarConfig
@@ -112,11 +113,7 @@ def test_max_extrapolated_without_history_is_max_bit_for_bit():
     )
     batch = collate_frames(list(generate_sequence(cfg, 5, 1)))
     torch.manual_seed(0)
-    model = CoopDetector(detector_config_from_dict({
-        "grid": {"x_range_m": [-25.6, 25.6], "y_range_m": [-25.6, 25.6]}, "pillar_channels": 8,
-        "backbone_channels": [8, 16], "backbone_layers": 1, "feature_channels": 8,
-        "score_threshold": 0.0, "max_detections": 20,
-    })).eval()  # fmt: skip
+    model = CoopDetector(detector_config_from_dict(tiny_model(feature_channels=8))).eval()
     from v2x.pipeline import MotionHistory
 
     def run(name: str, motion=None):
