@@ -297,16 +297,19 @@ def _decode(
     if delivered is not None:
         delivered[:] = False
     segs = _segments(h * w, cells_per_segment)
+    # The header is read from the bytes before the first lost one: a lost byte is never parsed
+    # (a failed block's bits are arbitrary: a varint of them can exceed any index).
+    head = data[: int(np.argmax(lost))] if lost.any() else data
     try:
         pos = 0
-        bits, flags = struct.unpack_from("<BB", data, 0)
+        bits, flags = struct.unpack_from("<BB", head, 0)
         pos = 2
         check_bits(bits)
         if flags & _FLAG_DENSE:
             occ = np.ones((h, w), dtype=bool)
         else:
-            n, pos = _read_varint(data, pos)
-            packed = data[pos : pos + n]
+            n, pos = _read_varint(head, pos)
+            packed = head[pos : pos + n]
             pos += n
             if flags & _FLAG_OCC_DEFLATE:
                 packed = zlib.decompress(packed)
@@ -316,24 +319,22 @@ def _decode(
                 .reshape(h, w)
             )
         g = c if flags & _FLAG_PER_CHANNEL else 1
-        offset = np.frombuffer(data, "<f4", g, pos).astype(np.float32)
+        offset = np.frombuffer(head, "<f4", g, pos).astype(np.float32)
         pos += 4 * g
-        step = np.frombuffer(data, "<f4", g, pos).astype(np.float32)
+        step = np.frombuffer(head, "<f4", g, pos).astype(np.float32)
         pos += 4 * g
-        n, pos = _read_varint(data, pos)
-        model = entropy.EntropyModel.from_bytes(data[pos : pos + n], 2**bits, backend)
+        n, pos = _read_varint(head, pos)
+        model = entropy.EntropyModel.from_bytes(head[pos : pos + n], 2**bits, backend)
         pos += n
         lengths = []
         for _ in segs:
-            n, pos = _read_varint(data, pos)
+            n, pos = _read_varint(head, pos)
             lengths.append(n)
         header_end = pos
         if lost[:header_end].any() or header_end + sum(lengths) > len(data):
             return out
-    except (ValueError, struct.error, zlib.error, IndexError):
-        return out
-    if lost[:header_end].any():
-        return out
+    except (ValueError, OverflowError, struct.error, zlib.error, IndexError):
+        return out  # unparsable: bytes corrupted past the CRC, or the header cut short
     pos = header_end
     flat_out, flat_occ = out.reshape(c, h * w), occ.reshape(h * w)  # views of out / occ
     flat_delivered = delivered.reshape(h * w) if delivered is not None else None

@@ -175,6 +175,28 @@ def test_lost_segment_zeroes_only_its_rows_and_lost_header_zeroes_the_map():
     assert np.all(decode_map_stream(st.data, lost, (3, 8, 8), 16, "zlib") == 0)
 
 
+def test_a_header_of_arbitrary_bytes_gives_zeros_not_an_error():
+    """A failed block's bits are arbitrary: header flags without a dense or deflated occupancy,
+    then nine 0xFF bytes and 0x7F where the occupancy's varint length lies, read as 2**70 - 1,
+    past any index (an OverflowError in numpy, raised out of a sweep on an H100 before). Lost,
+    the header is never parsed; not marked lost (an error past the CRC), it is unparsable:
+    zeros either way, as a lost header gives."""
+    from v2x.semcom.digital_stream import _FLAG_DENSE, _FLAG_OCC_DEFLATE
+
+    codec = DigitalCodec(bits=5, decoder="fast", rows_per_segment=2, entropy_coder="ans")
+    x = _features(1, 3, 8, 8, density=0.5)
+    st = codec.encode(x, LinkState.from_snr(30.0, batch=1)).meta["streams"][0]
+    flags = st.data[1] & ~_FLAG_DENSE & ~_FLAG_OCC_DEFLATE
+    data = st.data[:1] + bytes([flags]) + b"\xff" * 9 + b"\x7f" + st.data[12:]
+    lost = np.zeros(len(data), dtype=bool)
+    for lost_bytes in (slice(1, 12), slice(0, 0)):
+        lost[:] = False
+        lost[lost_bytes] = True
+        delivered = np.ones((8, 8), dtype=bool)
+        out = decode_map_stream(data, lost, (3, 8, 8), 16, "ans", delivered)
+        assert not out.any() and not delivered.any()
+
+
 def test_cells_per_segment_splits_a_single_row_map():
     codec = DigitalCodec(bits=4, decoder="fast", cells_per_segment=16, entropy_coder="zlib")
     x = _features(1, 4, 1, 64, density=0.9)  # a 1 x k cell list, as the selective codec sends
