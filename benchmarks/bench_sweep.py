@@ -11,6 +11,12 @@
         --checkpoint $c --frames 128 --batch-size 16 --codecs identity analog deepjscc \
         --devices all --profile 25; done
 
+    # the issue-16 digital goal (1 Mbit per link) through run_sweep: 64 x 64 x 64 maps at 4 bits
+    python benchmarks/bench_sweep.py --device cuda --model pillars_center --small-model \
+        --frames 128 --batch-size 16 --snr-db -10 -5 0 5 10 15 20 --fusions max \
+        --bandwidth-hz 1e9 --skip-loop --run-sweep-repeats 3 \
+        --codecs '{name: digital_payload, bits: 4, harq_max_rounds: 1, harq_combining: ir}'
+
 A *frame-condition* is one frame evaluated under one condition (an SNR of a fusion/codec/channel
 setting). Three measurements, all in this process on the same frames and model:
 
