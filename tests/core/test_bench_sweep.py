@@ -3,23 +3,16 @@ its ledger summary (what the air carried in a timed ``run_sweep``), on a tiny CP
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import pyarrow.parquet as pq
 import pytest
 
+from tests.benchmark_scripts import load_benchmark
 from tests.core.test_sweep import tiny_config
 from v2x.sweep import run_sweep
 
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_sweep.py"
-
 
 def _script():
-    spec = importlib.util.spec_from_file_location("bench_sweep", SCRIPT)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_benchmark("bench_sweep")
 
 
 def test_codec_spec_takes_names_and_flow_mappings():

@@ -4,18 +4,12 @@ that moved made the script fail on the GPU host after its warm-up calls)."""
 from __future__ import annotations
 
 import importlib
-import importlib.util
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
-SCRIPT = ROOT / "benchmarks" / "sweep_busy.py"
+from tests.benchmark_scripts import load_benchmark
 
 
 def _module():
-    spec = importlib.util.spec_from_file_location("sweep_busy", SCRIPT)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_benchmark("sweep_busy")
 
 
 def test_every_timed_function_exists_where_the_script_looks_for_it():

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import threading
 from pathlib import Path
 
@@ -14,11 +13,11 @@ import torch
 import v2x.gil_switch as gil_switch
 import v2x.sweep as sweep
 import v2x.sweep_group as sweep_group
+from tests.benchmark_scripts import load_benchmark
 from tests.core.test_sweep import _assert_same_results_and_ledger, tiny_config
 from v2x.results import read_results
 from v2x.sweep import run_sweep
 
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "sweep_overlap.py"
 PATCHED = ((sweep, "_run_group"), (sweep, "_run_lockstep"), (sweep, "_ready"),
            (sweep, "_resolved"), (sweep, "ROW_THREADS"), (sweep, "ThreadPoolExecutor"),
            (sweep_group, "book_batch"), (sweep_group.GroupRun, "finish"))  # fmt: skip
@@ -26,10 +25,7 @@ ORIGINAL = {(owner, name): getattr(owner, name) for owner, name in PATCHED}
 
 
 def _script():
-    spec = importlib.util.spec_from_file_location("sweep_overlap", SCRIPT)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_benchmark("sweep_overlap")
 
 
 @pytest.fixture

@@ -4,23 +4,19 @@ real torch.profiler trace of a CPU run (its events' format)."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-SCRIPT = ROOT / "benchmarks" / "trace_idle.py"
+from tests.benchmark_scripts import BENCHMARKS, load_benchmark
+
+SCRIPT = BENCHMARKS / "trace_idle.py"
 
 
 def _module():
-    spec = importlib.util.spec_from_file_location("trace_idle", SCRIPT)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_benchmark("trace_idle")
 
 
 def _trace(scale: float = 1.0) -> list[dict]:

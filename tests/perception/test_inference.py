@@ -8,13 +8,12 @@ fp32 eager model for channels-last, autocast and compiled runs.
 from __future__ import annotations
 
 import copy
-import importlib.util
 import inspect
-from pathlib import Path
 
 import pytest
 import torch
 
+from tests.benchmark_scripts import load_benchmark
 from v2x.perception.bev import BEVGrid
 from v2x.perception.detector import CoopDetector, DetectorConfig
 from v2x.perception.fusion import build_fusion
@@ -497,11 +496,7 @@ def test_reduced_precision_on_cuda_within_tolerance(precision: str) -> None:
 
 
 def _bench():
-    path = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_detector.py"
-    spec = importlib.util.spec_from_file_location("bench_detector", path)
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
-    return bench
+    return load_benchmark("bench_detector")
 
 
 #: GPU checks of the benchmark's configurations against the plain fp32 model: cuDNN runs fp32
