@@ -137,22 +137,28 @@ def codec_spec(text: str) -> str | dict:
     return spec
 
 
-def ledger_summary(out: str) -> dict[str, tuple[int, float, float]]:
-    """Per codec of the sweep written in ``out``: (links sent, mean source Mbit per sent link,
-    share of those delivered), from its ledger: what the air actually carried."""
+def ledger_summary(out: str) -> dict[str, tuple[int, float, float, float]]:
+    """Per codec of the sweeps written in ``out``: (links sent, mean source Mbit and mean
+    channel uses per sent link, share of those delivered), from their ledgers: what the air
+    actually carried."""
+    import pyarrow as pa
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
+    columns = ["codec", "sent", "source_bits", "channel_uses", "delivered"]
+    tables = [pq.read_table(p, columns=columns) for p in Path(out).rglob("sweep-*.ledger.parquet")]
+    if not tables:
+        return {}
+    t = pa.concat_tables(tables)
+    t = t.filter(pc.field("sent"))
     summary = {}
-    for path in Path(out).rglob("sweep-*.ledger.parquet"):
-        t = pq.read_table(path, columns=["codec", "sent", "source_bits", "delivered"])
-        t = t.filter(pc.field("sent"))
-        for codec in pc.unique(t["codec"]).to_pylist():
-            rows = t.filter(pc.equal(t["codec"], codec))
-            n = rows.num_rows
-            bits = pc.sum(rows["source_bits"]).as_py() or 0.0
-            delivered = pc.sum(pc.cast(rows["delivered"], "int64")).as_py() or 0
-            summary[codec] = (n, bits / max(n, 1) / 1e6, delivered / max(n, 1))
+    for codec in pc.unique(t["codec"]).to_pylist():
+        rows = t.filter(pc.equal(t["codec"], codec))
+        n = rows.num_rows
+        bits = pc.sum(rows["source_bits"]).as_py() or 0.0
+        uses = pc.sum(rows["channel_uses"]).as_py() or 0.0
+        delivered = pc.sum(pc.cast(rows["delivered"], "int64")).as_py() or 0
+        summary[codec] = (n, bits / n / 1e6, uses / n, delivered / n)
     return summary
 
 
@@ -844,10 +850,10 @@ def main() -> None:
                 f"CPU time {s['cpu_s']:.1f} s; {when}; {ratio}{s['encoder_passes']} encoder "
                 f"passes for {-(-args.frames // args.batch_size)} frame batches)"
             )
-            for codec, (links, mbit, delivered) in sorted(s["sent"].items()):
+            for codec, (links, mbit, uses, delivered) in sorted(s["sent"].items()):
                 print(
-                    f"  ledger, {codec}: {links} links sent, {mbit:.3f} Mbit of source bits per "
-                    f"sent link, {delivered:.1%} of them delivered"
+                    f"  ledger, {codec}: {links} links sent; per sent link {mbit:.3f} Mbit of "
+                    f"source bits, {uses:,.0f} channel uses; {delivered:.1%} of them delivered"
                 )
     if args.profile and not args.skip_run_sweep:
         print("run_sweep once more under cProfile (slower; not a figure):")

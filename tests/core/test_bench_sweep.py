@@ -30,8 +30,9 @@ def test_codec_spec_takes_names_and_flow_mappings():
 
 
 def test_ledger_summary_counts_what_the_ledger_says_was_sent(tmp_path):
-    """Per codec: links sent, mean source Mbit per sent link, share delivered — checked row by
-    row against the ledger file the sweep wrote (late fusion's boxes and the digital maps)."""
+    """Per codec: links sent, mean source Mbit and channel uses per sent link, share delivered
+    — checked row by row against the ledger file the sweep wrote (late fusion's boxes and the
+    digital maps)."""
     bench = _script()
     out = tmp_path / "out"
     cfg = tiny_config(tmp_path / "frames", out, codecs=["digital"], fusions=["late", "max"])
@@ -41,10 +42,17 @@ def test_ledger_summary_counts_what_the_ledger_says_was_sent(tmp_path):
     (ledger,) = out.rglob("sweep-*.ledger.parquet")
     rows = [r for r in pq.read_table(ledger).to_pylist() if r["sent"]]
     assert set(summary) == {r["codec"] for r in rows}
-    for codec, (links, mbit, delivered) in summary.items():
+    for codec, (links, mbit, uses, delivered) in summary.items():
         mine = [r for r in rows if r["codec"] == codec]
         assert links == len(mine) > 0
         assert mbit == pytest.approx(sum(r["source_bits"] for r in mine) / len(mine) / 1e6)
+        assert uses == pytest.approx(sum(r["channel_uses"] for r in mine) / len(mine))
         assert delivered == pytest.approx(sum(r["delivered"] for r in mine) / len(mine))
     # late fusion's boxes (codec n/a) are far smaller than the digital chain's feature maps
     assert summary["digital"][1] > 10 * summary["n/a"][1] > 0
+    assert summary["digital"][2] > 0  # the maps went on air
+    # a second sweep's ledger in the same folder adds its links (another SNR: another file)
+    cfg["grid"]["snr_db"] = [10.0]
+    run_sweep(cfg)
+    again = bench.ledger_summary(str(out))
+    assert again["digital"][0] == summary["digital"][0] * 3 // 2
