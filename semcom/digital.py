@@ -109,7 +109,7 @@ from v2x.semcom.digital_blocks import (
     write_row_heads,
 )
 from v2x.semcom.digital_receiver import DigitalReceiver
-from v2x.semcom.digital_source import DigitalSourceCoding, map_digest
+from v2x.semcom.digital_source import DigitalSourceCoding, map_digest, map_digests
 from v2x.semcom.digital_stream import (
     MapStream,
     _encode_map_parts,  # noqa: F401 (the old import path; patch it in digital_source)
@@ -371,6 +371,7 @@ class DigitalCodec(DigitalSourceCoding, DigitalReceiver, Codec):
         b = features.shape[0]
         device = features.device
         cache: dict = self.source_memo if self.source_memo is not None else {}
+        map_digests(features, cache)  # every row's memo key at once (one host copy)
         if self.mcs == "auto" and self.target_unit == "cells":  # fits every MCS itself
             mcs, streams = most_expected_cells(self, features, link, cache)
         else:

@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import hashlib
 import math
+import os
 import warnings
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -48,15 +50,59 @@ def map_digest(
     the same map at ``K`` SNRs: the ``K − 1`` repeats skip the host copy and the hash.
     ``host()`` gives the host copy when one is needed (default: copied here).
     """
-    ref, identity = tensor_identity(feature_map)
-    key = ("map_digest", *identity)
+    ref, key = _digest_key(feature_map)
     hit = cache.get(key)
     if hit is not None and not hit[0].expired():
         return hit[1]
     values = host() if host is not None else feature_map.detach().cpu().numpy()
-    digest = hashlib.sha256(memoryview(np.ascontiguousarray(values)).cast("B")).digest()[:16]
-    cache[key] = (ref, digest)
+    cache[key] = (ref, _sha256_128(values))
     return cache[key][1]
+
+
+def map_digests(features: torch.Tensor, cache: dict) -> None:
+    """``map_digest`` of every row of ``features [B, C, H, W]`` put in ``cache`` at once: the
+    rows it lacks copied to the host together (one copy from a GPU, not one per row) and
+    hashed side by side on ``_hashers`` (``hashlib`` lets go of the GIL while it hashes). The
+    same digests as row by row; the rows' own ``map_digest`` calls then find them."""
+    rows = []
+    for r in range(features.shape[0]):
+        ref, key = _digest_key(features[r].detach())
+        hit = cache.get(key)
+        if hit is None or hit[0].expired():
+            rows.append((r, ref, key))
+    if len(rows) < 2:
+        return  # one map: map_digest hashes it where it is needed
+    maps = features.detach()
+    if maps.device.type == "cpu":
+        host = [maps[r].numpy() for r, _, _ in rows]  # the rows themselves, no copy
+    else:
+        host = maps[[r for r, _, _ in rows]].cpu().numpy()  # gathered there, one copy
+    digests = list(_hashers().map(_sha256_128, host))
+    for (_, ref, key), digest in zip(rows, digests):
+        cache[key] = (ref, digest)
+
+
+def _digest_key(feature_map: torch.Tensor) -> tuple[Any, tuple]:
+    """``(weak reference to the storage, memo key)`` of ``map_digest``'s entry for this map."""
+    ref, identity = tensor_identity(feature_map)
+    return ref, ("map_digest", *identity)
+
+
+def _sha256_128(values: np.ndarray) -> bytes:
+    """The first 128 bits of SHA-256 of ``values``' C-order bytes."""
+    return hashlib.sha256(memoryview(np.ascontiguousarray(values)).cast("B")).digest()[:16]
+
+
+_HASHERS: tuple[int, ThreadPoolExecutor] | None = None  # (the process that started them, pool)
+
+
+def _hashers() -> ThreadPoolExecutor:
+    """The threads ``map_digests`` hashes on (up to 8, at most the host's cores), started once
+    per process (a forked child has the parent's pool but none of its threads)."""
+    global _HASHERS
+    if _HASHERS is None or _HASHERS[0] != os.getpid():
+        _HASHERS = (os.getpid(), ThreadPoolExecutor(min(8, os.cpu_count() or 1), "v2x-digest"))
+    return _HASHERS[1]
 
 
 class DigitalSourceCoding:

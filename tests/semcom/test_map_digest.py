@@ -10,7 +10,7 @@ import hashlib
 import torch
 
 from v2x.semcom.digital import DigitalCodec
-from v2x.semcom.digital_source import map_digest
+from v2x.semcom.digital_source import map_digest, map_digests
 
 
 def _oracle(x: torch.Tensor) -> bytes:
@@ -77,3 +77,70 @@ def test_codec_streams_are_unchanged_by_the_memo() -> None:
         b = DigitalCodec(max_channel_uses=4096).encode(x, link)
         assert torch.equal(a.symbols, b.symbols), snr
         assert torch.equal(a.cost.source_bits, b.cost.source_bits), snr
+
+
+def test_map_digests_of_a_batch_are_each_rows_own() -> None:
+    """``map_digests`` hashes the rows the memo lacks, once each, side by side: the rows'
+    ``map_digest`` calls then find them without a host copy; after an in-place write to the
+    batch the rows are hashed again."""
+    import v2x.semcom.digital_source as digital_source
+
+    base = torch.randn(5, 6, 8, 8)
+    cache: dict = {}
+    map_digest(base[3], cache)  # already known: not hashed again
+    hashed = []
+    original = digital_source._sha256_128
+
+    def counted(values):
+        hashed.append(1)
+        return original(values)
+
+    digital_source._sha256_128 = counted
+    try:
+        map_digests(base, cache)
+        assert len(hashed) == 4
+
+        def no_copy():
+            raise AssertionError("map_digest copied a row map_digests had hashed")
+
+        for r in range(5):
+            assert map_digest(base[r], cache, no_copy) == _oracle(base[r]), r
+        base[1, 0, 0, 0] += 1.0  # bumps the storage's version: every row is hashed again
+        map_digests(base, cache)
+        assert len(hashed) == 4 + 5
+        for r in range(5):
+            assert map_digest(base[r], cache, no_copy) == _oracle(base[r]), r
+    finally:
+        digital_source._sha256_128 = original
+
+
+def _digests_in_child(rows: torch.Tensor, queue) -> None:
+    cache: dict = {}
+    map_digests(rows, cache)
+    queue.put([map_digest(rows[r], cache) for r in range(rows.shape[0])])
+
+
+def test_map_digests_in_a_forked_child_of_a_process_that_used_them() -> None:
+    """A forked child has its parent's thread pool object but none of its threads: it starts
+    its own (a pool taken over from the parent would never run the child's hashing)."""
+    import multiprocessing
+
+    rows = torch.randn(3, 4, 8, 8)
+    map_digests(rows, {})  # the parent's pool is started
+    ctx = multiprocessing.get_context("fork")
+    queue = ctx.Queue()
+    child = ctx.Process(target=_digests_in_child, args=(rows, queue))
+    child.start()
+    child.join(timeout=120)
+    if child.is_alive():
+        child.kill()
+    assert child.exitcode == 0
+    assert queue.get(timeout=10) == [_oracle(rows[r]) for r in range(3)]
+
+
+def test_the_benchmark_runs_and_checks_its_digests(capsys) -> None:
+    from tests.benchmark_scripts import load_benchmark
+
+    load_benchmark("bench_map_digest").main(["--maps", "3", "--shape", "2", "4", "4", "--repeats", "1"])
+    out = capsys.readouterr().out
+    assert "map_digest row by row (reference)" in out and "map_digests batched" in out
