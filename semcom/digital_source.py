@@ -51,9 +51,9 @@ def map_digest(
     ``host()`` gives the host copy when one is needed (default: copied here).
     """
     ref, key = _digest_key(feature_map)
-    hit = cache.get(key)
-    if hit is not None and not hit[0].expired():
-        return hit[1]
+    hit = _known_digest(cache, key)
+    if hit is not None:
+        return hit
     values = host() if host is not None else feature_map.detach().cpu().numpy()
     cache[key] = (ref, _sha256_128(values))
     return cache[key][1]
@@ -67,8 +67,7 @@ def map_digests(features: torch.Tensor, cache: dict) -> None:
     rows = []
     for r in range(features.shape[0]):
         ref, key = _digest_key(features[r].detach())
-        hit = cache.get(key)
-        if hit is None or hit[0].expired():
+        if _known_digest(cache, key) is None:
             rows.append((r, ref, key))
     if len(rows) < 2:
         return  # one map: map_digest hashes it where it is needed
@@ -86,6 +85,12 @@ def _digest_key(feature_map: torch.Tensor) -> tuple[Any, tuple]:
     """``(weak reference to the storage, memo key)`` of ``map_digest``'s entry for this map."""
     ref, identity = tensor_identity(feature_map)
     return ref, ("map_digest", *identity)
+
+
+def _known_digest(cache: dict, key: tuple) -> bytes | None:
+    """The digest ``cache`` holds under ``key`` while its map's storage lives, else ``None``."""
+    hit = cache.get(key)
+    return None if hit is None or hit[0].expired() else hit[1]
 
 
 def _sha256_128(values: np.ndarray) -> bytes:

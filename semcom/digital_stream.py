@@ -331,7 +331,7 @@ def _decode(
             n, pos = _read_varint(head, pos)
             lengths.append(n)
         header_end = pos
-        if lost[:header_end].any() or header_end + sum(lengths) > len(data):
+        if header_end + sum(lengths) > len(data):
             return out
     except (ValueError, OverflowError, struct.error, zlib.error, IndexError):
         return out  # unparsable: bytes corrupted past the CRC, or the header cut short
