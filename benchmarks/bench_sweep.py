@@ -6,10 +6,13 @@
     python benchmarks/bench_sweep.py --device cuda --devices all   # + run_sweep on every GPU
     python benchmarks/bench_sweep.py --profile 30          # + where the warm run_sweep's time went
 
-    # the issue-16 measurement on one H200 (< 3 min with frame generation; docs/benchmarks.md):
-    for c in shipped untrained; do python benchmarks/bench_sweep.py --device cuda \
-        --checkpoint $c --frames 128 --batch-size 16 --codecs identity analog deepjscc \
-        --devices all --profile 25; done
+    # the issue-16 measurement on one H200 (docs/benchmarks.md): every payload on time, so
+    # that run_sweep and the loop compute the same cells (at the default 20 MHz the identity
+    # and analog maps all miss the 0.1 s deadline: the sweep gives those cells the ego's
+    # detections without running them, the loop fuses them; a WARNING line says so)
+    python benchmarks/bench_sweep.py --device cuda --checkpoint shipped --frames 512 \
+        --batch-size 32 --codecs identity analog deepjscc --precision fp16 \
+        --codec-precision fp16 --bandwidth-hz 1e10 --run-sweep-repeats 3
 
     # the issue-16 digital goal (1 Mbit per link) through run_sweep: 64 x 64 x 64 maps at 4 bits
     python benchmarks/bench_sweep.py --device cuda --model pillars_center --small-model \
@@ -32,6 +35,9 @@ setting). Three measurements, all in this process on the same frames and model:
    ``--run-sweep-repeats`` times (default 2) in fresh folders: the first call also pays the
    process's one-time imports (OmegaConf, pyarrow, ...), the second shows the steady state. Its
    rate is also printed as a multiple of the loop's (the issue's "x the per-condition loop").
+   After each call a line per codec says what its ledger carried (links sent, source Mbit and
+   channel uses per link, the shares delivered and past the deadline), and a WARNING line where
+   links missed the deadline: the loop runs no budget, so the ratio is then of different work.
 
 Both the batched path and ``run_sweep`` let conditions whose decoded maps are bitwise equal
 (the ``identity`` codec at every SNR, a digital link above its cliff) share one warp + fusion +
@@ -69,6 +75,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import os
 import re
 import subprocess
@@ -76,6 +83,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 
@@ -137,15 +145,25 @@ def codec_spec(text: str) -> str | dict:
     return spec
 
 
-def ledger_summary(out: str) -> dict[str, tuple[int, float, float, float]]:
-    """Per codec of the sweeps written in ``out``: (links sent, mean source Mbit and mean
-    channel uses per sent link, share of those delivered), from their ledgers: what the air
-    actually carried."""
+class Sent(NamedTuple):
+    """What the ledgers say one codec's sent links carried (``ledger_summary``)."""
+
+    links: int  # links sent
+    mbit: float  # mean source Mbit per sent link
+    channel_uses: float  # mean channel uses per sent link
+    delivered: float  # share of the sent links delivered
+    late: float  # share of the sent links past the deadline (dropped, or fused stale)
+    max_latency_s: float  # the longest latency of a sent link
+
+
+def ledger_summary(out: str, deadline_s: float = 0.1) -> dict[str, Sent]:
+    """Per codec of the sweeps written in ``out``, from their ledgers: what the air actually
+    carried (``Sent``; ``deadline_s``: the budget's, for the share of links past it)."""
     import pyarrow as pa
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
-    columns = ["codec", "sent", "source_bits", "channel_uses", "delivered"]
+    columns = ["codec", "sent", "source_bits", "channel_uses", "delivered", "latency_s"]
     tables = [pq.read_table(p, columns=columns) for p in Path(out).rglob("sweep-*.ledger.parquet")]
     if not tables:
         return {}
@@ -155,11 +173,39 @@ def ledger_summary(out: str) -> dict[str, tuple[int, float, float, float]]:
     for codec in pc.unique(t["codec"]).to_pylist():
         rows = t.filter(pc.equal(t["codec"], codec))
         n = rows.num_rows
-        bits = pc.sum(rows["source_bits"]).as_py() or 0.0
-        uses = pc.sum(rows["channel_uses"]).as_py() or 0.0
-        delivered = pc.sum(pc.cast(rows["delivered"], "int64")).as_py() or 0
-        summary[codec] = (n, bits / n / 1e6, uses / n, delivered / n)
+
+        def total(values) -> float:
+            return pc.sum(pc.cast(values, "float64")).as_py() or 0.0
+
+        summary[codec] = Sent(
+            n,
+            total(rows["source_bits"]) / n / 1e6,
+            total(rows["channel_uses"]) / n,
+            total(rows["delivered"]) / n,
+            total(pc.greater(rows["latency_s"], deadline_s)) / n,
+            pc.max(rows["latency_s"]).as_py() or 0.0,
+        )
     return summary
+
+
+def unlike_loop(sent: dict[str, Sent], bandwidth_hz: float, deadline_s: float) -> str:
+    """A warning where a codec's links missed the deadline in ``run_sweep`` (``""`` where none
+    did): the loop runs no budget and fuses every map, while the sweep fuses no late payload
+    and runs no condition whose payloads all miss the deadline (``v2x.known_drops``: the ego's
+    detections), so the two rates are of different work. It names a bandwidth at which the
+    slowest link seen would have been on time (its latency taken as airtime, which scales as
+    1 / bandwidth: an estimate)."""
+    late = {c: v for c, v in sent.items() if v.late > 0}
+    if not late:
+        return ""
+    shares = ", ".join(f"{c} {v.late:.0%}" for c, v in sorted(late.items()))
+    slowest = max(v.max_latency_s for v in late.values())
+    need = 10.0 ** math.ceil(math.log10(bandwidth_hz * 2.0 * slowest / deadline_s))
+    return (
+        f"  WARNING: sent links past the {deadline_s:g} s deadline ({shares}): run_sweep does not "
+        "fuse them and the loop (no budget) does, so the two rates are of different work; "
+        f"--bandwidth-hz {need:.0e} would put every such payload on time"
+    )
 
 
 def pipeline(model, fusion: str, codec: str | dict, device, codec_precision: str = "fp32"):
@@ -423,10 +469,11 @@ def bench_run_sweep(
         if profiler is not None:
             profiler.disable()
             _print_profile(profiler, profile)
-        sent = ledger_summary(out)
+        sent = ledger_summary(out, plan.budget.deadline_s)
     work = plan.num_cells * args.frames
     return {"cells": plan.num_cells, "wall_s": wall, "cpu_s": cpu, "fc_per_s": work / wall,
-            "encoder_passes": passes.count, "sent": sent}  # fmt: skip
+            "encoder_passes": passes.count, "sent": sent,
+            "unlike_loop": unlike_loop(sent, plan.budget.bandwidth_hz, plan.budget.deadline_s)}  # fmt: skip
 
 
 class _EncoderPasses(logging.Handler):
@@ -850,11 +897,14 @@ def main() -> None:
                 f"CPU time {s['cpu_s']:.1f} s; {when}; {ratio}{s['encoder_passes']} encoder "
                 f"passes for {-(-args.frames // args.batch_size)} frame batches)"
             )
-            for codec, (links, mbit, uses, delivered) in sorted(s["sent"].items()):
+            for codec, v in sorted(s["sent"].items()):
                 print(
-                    f"  ledger, {codec}: {links} links sent; per sent link {mbit:.3f} Mbit of "
-                    f"source bits, {uses:,.0f} channel uses; {delivered:.1%} of them delivered"
+                    f"  ledger, {codec}: {v.links} links sent; per sent link {v.mbit:.3f} Mbit "
+                    f"of source bits, {v.channel_uses:,.0f} channel uses; {v.delivered:.1%} of "
+                    f"them delivered, {v.late:.1%} past the deadline"
                 )
+            if r is not None and s["unlike_loop"]:
+                print(s["unlike_loop"])
     if args.profile and not args.skip_run_sweep:
         print("run_sweep once more under cProfile (slower; not a figure):")
         bench_run_sweep(args, profile=args.profile)

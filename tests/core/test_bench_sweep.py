@@ -42,12 +42,14 @@ def test_ledger_summary_counts_what_the_ledger_says_was_sent(tmp_path):
     (ledger,) = out.rglob("sweep-*.ledger.parquet")
     rows = [r for r in pq.read_table(ledger).to_pylist() if r["sent"]]
     assert set(summary) == {r["codec"] for r in rows}
-    for codec, (links, mbit, uses, delivered) in summary.items():
+    for codec, (links, mbit, uses, delivered, late, slowest) in summary.items():
         mine = [r for r in rows if r["codec"] == codec]
         assert links == len(mine) > 0
         assert mbit == pytest.approx(sum(r["source_bits"] for r in mine) / len(mine) / 1e6)
         assert uses == pytest.approx(sum(r["channel_uses"] for r in mine) / len(mine))
         assert delivered == pytest.approx(sum(r["delivered"] for r in mine) / len(mine))
+        assert late == pytest.approx(sum(r["latency_s"] > 0.1 for r in mine) / len(mine))
+        assert slowest == max(r["latency_s"] for r in mine)
     # late fusion's boxes (codec n/a) are far smaller than the digital chain's feature maps
     assert summary["digital"][1] > 10 * summary["n/a"][1] > 0
     assert summary["digital"][2] > 0  # the maps went on air
@@ -56,3 +58,26 @@ def test_ledger_summary_counts_what_the_ledger_says_was_sent(tmp_path):
     run_sweep(cfg)
     again = bench.ledger_summary(str(out))
     assert again["digital"][0] == summary["digital"][0] * 3 // 2
+
+
+def test_a_sweep_whose_payloads_miss_the_deadline_is_flagged_against_the_loop(tmp_path):
+    """At a bandwidth where the identity maps miss the deadline the summary counts them late and
+    ``unlike_loop`` warns (the loop would fuse them), naming a bandwidth that puts them on time;
+    a sweep at that bandwidth delivers every map and draws no warning."""
+    bench = _script()
+    out = tmp_path / "slow"
+    cfg = tiny_config(tmp_path / "frames", out, codecs=["identity"], fusions=["max"])
+    cfg["budget"] = {"bandwidth_hz": 1e5}
+    run_sweep(cfg)
+    summary = bench.ledger_summary(str(out), deadline_s=0.1)
+    assert summary["identity"].late == 1.0 and summary["identity"].delivered == 0.0
+    warning = bench.unlike_loop(summary, 1e5, 0.1)
+    assert "identity 100%" in warning
+    hz = float(warning.rsplit("--bandwidth-hz ", 1)[1].split()[0])
+    assert hz > 1e5
+    cfg["output_dir"] = str(tmp_path / "fast")
+    cfg["budget"] = {"bandwidth_hz": hz}
+    run_sweep(cfg)
+    summary = bench.ledger_summary(cfg["output_dir"], deadline_s=0.1)
+    assert summary["identity"].late == 0.0 and summary["identity"].delivered == 1.0
+    assert bench.unlike_loop(summary, hz, 0.1) == ""
