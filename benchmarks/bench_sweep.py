@@ -200,11 +200,11 @@ def unlike_loop(sent: dict[str, Sent], bandwidth_hz: float, deadline_s: float) -
         return ""
     shares = ", ".join(f"{c} {v.late:.0%}" for c, v in sorted(late.items()))
     slowest = max(v.max_latency_s for v in late.values())
-    need = 10.0 ** math.ceil(math.log10(bandwidth_hz * 2.0 * slowest / deadline_s))
+    exponent = math.ceil(math.log10(bandwidth_hz * 2.0 * slowest / deadline_s))
     return (
         f"  WARNING: sent links past the {deadline_s:g} s deadline ({shares}): run_sweep does not "
         "fuse them and the loop (no budget) does, so the two rates are of different work; "
-        f"--bandwidth-hz {need:.0e} would put every such payload on time"
+        f"--bandwidth-hz 1e{exponent} would put every such payload on time"
     )
 
 
