@@ -12,7 +12,7 @@
     # detections without running them, the loop fuses them; a WARNING line says so)
     python benchmarks/bench_sweep.py --device cuda --checkpoint shipped --frames 512 \
         --batch-size 32 --codecs identity analog deepjscc --precision fp16 \
-        --codec-precision fp16 --bandwidth-hz 1e10 --run-sweep-repeats 3
+        --codec-precision fp16 --bandwidth-hz 1e11 --run-sweep-repeats 3
 
     # the issue-16 digital goal (1 Mbit per link) through run_sweep: 64 x 64 x 64 maps at 4 bits
     python benchmarks/bench_sweep.py --device cuda --model pillars_center --small-model \
