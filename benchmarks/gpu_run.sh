@@ -298,6 +298,10 @@ map_location='cpu', weights_only=False); torch.save({'step': s['step'], 'extra':
     if [ "${LOOP:-1}" != 0 ]; then
       step sweep_512_b32 240 "$R/benchmarks/bench_sweep.py" --device cuda --checkpoint shipped \
         --frames 512 --batch-size 32 --codecs identity analog deepjscc --run-sweep-repeats 3
+      # like for like: every payload on time, so that run_sweep fuses what the loop fuses
+      step sweep_512_b32_onair 240 "$R/benchmarks/bench_sweep.py" --device cuda \
+        --checkpoint shipped --frames 512 --batch-size 32 --codecs identity analog deepjscc \
+        --run-sweep-repeats 3 --bandwidth-hz 1e11
     fi
     N=3
     for round in $(seq 1 "${ROUNDS:-2}"); do
