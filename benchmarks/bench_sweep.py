@@ -202,8 +202,9 @@ def unlike_loop(sent: dict[str, Sent], bandwidth_hz: float, deadline_s: float) -
     slowest = max(v.max_latency_s for v in late.values())
     exponent = math.ceil(math.log10(bandwidth_hz * 2.0 * slowest / deadline_s))
     return (
-        f"  WARNING: sent links past the {deadline_s:g} s deadline ({shares}): run_sweep does not "
-        "fuse them and the loop (no budget) does, so the two rates are of different work; "
+        f"  WARNING: sent links past the {deadline_s:g} s deadline ({shares}): run_sweep drops "
+        "them (or fuses them stale) and the loop (no budget) fuses them on time, so the two "
+        "rates are of different work; "
         f"--bandwidth-hz 1e{exponent} would put every such payload on time"
     )
 
