@@ -173,19 +173,22 @@ def ledger_summary(out: str, deadline_s: float = 0.1) -> dict[str, Sent]:
     for codec in pc.unique(t["codec"]).to_pylist():
         rows = t.filter(pc.equal(t["codec"], codec))
         n = rows.num_rows
-
-        def total(values) -> float:
-            return pc.sum(pc.cast(values, "float64")).as_py() or 0.0
-
         summary[codec] = Sent(
             n,
-            total(rows["source_bits"]) / n / 1e6,
-            total(rows["channel_uses"]) / n,
-            total(rows["delivered"]) / n,
-            total(pc.greater(rows["latency_s"], deadline_s)) / n,
+            _total(rows["source_bits"]) / n / 1e6,
+            _total(rows["channel_uses"]) / n,
+            _total(rows["delivered"]) / n,
+            _total(pc.greater(rows["latency_s"], deadline_s)) / n,
             pc.max(rows["latency_s"]).as_py() or 0.0,
         )
     return summary
+
+
+def _total(values) -> float:
+    """The sum of a pyarrow column (numbers or booleans) as a float; 0.0 when empty."""
+    import pyarrow.compute as pc
+
+    return pc.sum(pc.cast(values, "float64")).as_py() or 0.0
 
 
 def unlike_loop(sent: dict[str, Sent], bandwidth_hz: float, deadline_s: float) -> str:
