@@ -391,17 +391,52 @@ def _print_profile(profiler, lines: int) -> None:
 
 
 def cuda_sweep_args(
-    frames: int = 128, batch_size: int = 16, codecs: list[str] | None = None
+    frames: int = 128,
+    batch_size: int = 16,
+    codecs: list[str] | None = None,
+    bandwidth_hz: float | None = None,
+    precision: str = "fp32",
+    codec_precision: str = "fp32",
 ) -> argparse.Namespace:
     """``bench_run_sweep``'s arguments for the issue-16 setting on CUDA (the profiling scripts'
     sweep): ``frames`` five-agent frames, 7 SNRs, none / late / max fusion over ``codecs``
-    (default identity, analog, DeepJSCC), the shipped standard detector."""
+    (default identity, analog, DeepJSCC), the shipped standard detector; ``bandwidth_hz``
+    (default: the sweep's 20 MHz) and the detector's and DeepJSCC's precisions as
+    ``--bandwidth-hz``, ``--precision`` and ``--codec-precision``."""
     return argparse.Namespace(
         device="cuda", frames=frames, batch_size=batch_size,
         snr_db=[-10.0, -5.0, 0.0, 5.0, 10.0, 20.0, 30.0],
         codecs=list(codecs or ["identity", "analog", "deepjscc"]),
         fusions=["none", "late", "max"], feature_cache_gb="auto", model="pointpillars",
-        small_model=False, checkpoint="shipped",
+        small_model=False, checkpoint="shipped", bandwidth_hz=bandwidth_hz,
+        precision=precision, codec_precision=codec_precision,
+    )  # fmt: skip
+
+
+def add_setting_options(p: argparse.ArgumentParser, frames: int, batch_size: int) -> None:
+    """The profiling scripts' options for ``cuda_sweep_args``: ``--frames``, ``--batch-size``,
+    ``--codecs``, ``--bandwidth-hz`` (1e11 puts every payload of the issue-16 sweep on time:
+    like for like with the loop), ``--precision``, ``--codec-precision``."""
+    p.add_argument("--frames", type=int, default=frames)
+    p.add_argument("--batch-size", type=int, default=batch_size)
+    p.add_argument("--codecs", nargs="+", default=["identity", "analog", "deepjscc"])
+    p.add_argument(
+        "--bandwidth-hz",
+        type=float,
+        default=None,
+        help="run_sweep's budget.bandwidth_hz (default 20 MHz; 1e11 puts every payload on time)",
+    )
+    p.add_argument("--precision", choices=["fp32", "bf16", "fp16"], default="fp32",
+                   help="the detector's eval.precision")  # fmt: skip
+    p.add_argument("--codec-precision", choices=["fp32", "bf16", "fp16"], default="fp32",
+                   help="DeepJSCC's precision option")  # fmt: skip
+
+
+def setting_of(args: argparse.Namespace) -> argparse.Namespace:
+    """``cuda_sweep_args`` of the options ``add_setting_options`` added."""
+    return cuda_sweep_args(
+        args.frames, args.batch_size, args.codecs, args.bandwidth_hz, args.precision,
+        args.codec_precision,
     )  # fmt: skip
 
 

@@ -30,7 +30,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_sweep import bench_run_sweep, cuda_sweep_args  # noqa: E402
+from bench_sweep import add_setting_options, bench_run_sweep, setting_of  # noqa: E402
 from trace_idle import IdleClock, idle_intervals  # noqa: E402
 
 #: (module, function or Class.method) wrapped in a ``record_function`` range, where they are
@@ -123,14 +123,12 @@ def main() -> None:
     p = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    p.add_argument("--frames", type=int, default=128)
-    p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--codecs", nargs="+", default=["identity", "analog", "deepjscc"])
+    add_setting_options(p, frames=128, batch_size=16)
     p.add_argument("--trace", help="also keep the Chrome trace here")
     args = p.parse_args()
     if not torch.cuda.is_available():
         p.error("needs a CUDA device")
-    run = cuda_sweep_args(args.frames, args.batch_size, args.codecs)
+    run = setting_of(args)
     for _ in range(2):  # warm-up: imports, compilation, the worker processes
         bench_run_sweep(run)
     wrap_targets()

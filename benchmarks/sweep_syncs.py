@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_sweep import bench_run_sweep, cuda_sweep_args  # noqa: E402
+from bench_sweep import add_setting_options, bench_run_sweep, setting_of  # noqa: E402
 
 ROOT = str(Path(__file__).resolve().parents[1]) + "/"
 
@@ -42,14 +42,12 @@ def _site(stack: list[traceback.FrameSummary]) -> str:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--frames", type=int, default=128)
-    p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--codecs", nargs="+", default=["identity", "analog", "deepjscc"])
+    add_setting_options(p, frames=128, batch_size=16)
     p.add_argument("--lines", type=int, default=30)
     args = p.parse_args()
     if not torch.cuda.is_available():
         p.error("needs a CUDA device")
-    run = cuda_sweep_args(args.frames, args.batch_size, args.codecs)
+    run = setting_of(args)
     bench_run_sweep(run)  # warm-up: imports, compilation, the AP workers
     sites: collections.Counter = collections.Counter()
     lock = threading.Lock()
