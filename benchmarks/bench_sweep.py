@@ -21,7 +21,11 @@
         --codecs '{name: digital_payload, bits: 4, harq_max_rounds: 1, harq_combining: ir}'
 
 A *frame-condition* is one frame evaluated under one condition (an SNR of a fusion/codec/channel
-setting). Three measurements, all in this process on the same frames and model:
+setting). Three measurements, all in this process on the same frames and model; the first two
+over the settings of ``run_sweep``'s own cells (``--loop-cells sweep``, the default: each
+feature fusion of ``--fusions`` once per codec, ego-only and late fusion once, nothing coded),
+or over max fusion per codec only (``--loop-cells max``, the reference of the figures before
+2026-12-07, whose rate was then divided into a ``run_sweep`` rate over more cells):
 
 1. **batched**: what ``run_sweep`` does for a feature-fusion group — encoders run once per frame
    batch, then every SNR of a setting goes through one ``CooperativePipeline.run`` call
@@ -234,14 +238,46 @@ def pipeline(model, fusion: str, codec: str | dict, device, codec_precision: str
     ).eval()
 
 
-def bench_batched_vs_loop(args, model, batches, device) -> dict:
+def loop_settings(
+    fusions: list[str], codecs: list[str | dict], cells: str = "sweep"
+) -> list[tuple[str, str | dict]]:
+    """The (fusion, codec) settings the batched pipeline and the loop run, ``K`` conditions
+    each. ``cells="sweep"``: the settings of ``run_sweep``'s cells for ``grid.fusions`` ×
+    ``grid.codecs`` — a feature fusion once per codec, any other (ego only, late, early: nothing
+    coded) once, with the identity codec that ``run_sweep`` builds for it — so that both time the
+    same cells. ``"max"``: max fusion per codec only (the reference before 2026-12-07)."""
+    from v2x.perception.fusion import fusion_class
+    from v2x.sweep_plan import FEATURE_STAGE
+
+    if cells == "max":
+        return [("max", c) for c in codecs]
+    out: list[tuple[str, str | dict]] = []
+    for fusion in fusions:
+        if fusion_class(fusion).stage == FEATURE_STAGE:
+            out += [(fusion, c) for c in codecs]
+        else:
+            out.append((fusion, "identity"))
+    return out
+
+
+def _batched_run(pipe, batch, snr: torch.Tensor, seeds: list[int]):
+    """The ``K`` conditions of ``snr`` on ``batch`` as ``run_sweep``'s group step runs them: a
+    feature fusion each condition from its seed in one call, late / early fusion all in one
+    call (their detections do not depend on the SNR), ego only one condition tiled."""
     from v2x.execution import run_conditions
+
+    if pipe.runs_seeded_conditions():
+        return run_conditions(pipe, batch, snr, seeds)
+    return run_conditions(pipe, batch, snr, same_for_all=pipe.fusion.stage == "ego")
+
+
+def bench_batched_vs_loop(args, model, batches, device) -> dict:
     from v2x.sweep_reuse import EncodeCache
 
     snr = torch.tensor(args.snr_db, dtype=torch.float32)
     k = snr.numel()
     frames = sum(b.batch_size for b in batches)
-    settings = [("max", c) for c in args.codecs]
+    settings = loop_settings(args.fusions, args.codecs, getattr(args, "loop_cells", "sweep"))
     seeds = [1000 + i for i in range(k)]  # one per condition, as run_sweep's cells
     results = {}
     with torch.no_grad():
@@ -249,7 +285,7 @@ def bench_batched_vs_loop(args, model, batches, device) -> dict:
         codec_precision = getattr(args, "codec_precision", "fp32")
         for fusion, codec in settings:
             pipe = pipeline(model, fusion, codec, device, codec_precision)
-            run_conditions(pipe, batches[0], snr, seeds)
+            _batched_run(pipe, batches[0], snr, seeds)
         _sync(device)
         cache = EncodeCache(model, 8e9)
         t0, c0 = time.perf_counter(), time.process_time()
@@ -257,7 +293,7 @@ def bench_batched_vs_loop(args, model, batches, device) -> dict:
             pipe = pipeline(cache, fusion, codec, device, codec_precision)
             for bi, batch in enumerate(batches):
                 cache.batch_index = bi
-                out = run_conditions(pipe, batch, snr, seeds)  # what run_sweep runs
+                out = _batched_run(pipe, batch, snr, seeds)
                 out.detections.valid.any().item()
         _sync(device)
         batched = time.perf_counter() - t0
@@ -282,10 +318,9 @@ def bench_batched_vs_loop(args, model, batches, device) -> dict:
 
 
 def bench_group_kernels(args, model, batches, device, top: int) -> None:
-    """Per setting of ``bench_batched_vs_loop`` (max fusion × each codec), one warm pass of the
-    batched pipeline over every batch under ``torch.profiler``: the device's kernel time per
-    frame-condition and the ``top`` kernels by time (name, launches, µs per frame-condition).
-    Every frame's encoded features are cached in the warm-up pass, so the encoder is not counted.
+    """Per codec with max fusion, one warm pass of the batched pipeline over every batch under
+    ``torch.profiler``: the device's kernel time per frame-condition and the ``top`` kernels by
+    time (name, launches, µs per frame-condition). Every frame's encoded features are cached in the warm-up pass, so the encoder is not counted.
     On a CPU: the operators' own CPU time instead. With ``--autocast bf16|fp16`` both passes run
     under ``torch.autocast`` of that dtype (the codec and the detector's head in reduced
     precision; an experiment, not a sweep setting)."""
@@ -388,6 +423,13 @@ def _print_profile(profiler, lines: int) -> None:
         pstats.Stats(profiler, stream=text).sort_stats(order).print_stats(where, lines)
         body = text.getvalue()
         print(body[body.find("   ncalls") :])
+
+
+#: ``--loop-cells``: what the loop's rate is of (printed beside each ratio to it).
+LOOP_CELLS = {
+    "sweep": "the loop runs run_sweep's cells",
+    "max": "the loop's cells are max fusion only",
+}
 
 
 def cuda_sweep_args(
@@ -826,6 +868,14 @@ def main() -> None:
         help="run_sweep's budget.bandwidth_hz (default: conf/sweep.yaml's 20 MHz; the "
         "realistic-payload digital sweep, conf/sweep_digital_payload.yaml, has 1 GHz)",
     )
+    p.add_argument(
+        "--loop-cells",
+        choices=sorted(LOOP_CELLS),
+        default="sweep",
+        help="the cells the batched pipeline and the loop time: sweep (run_sweep's own: each "
+        "feature fusion per codec, ego-only and late once) or max (max fusion per codec only, "
+        "the reference before 2026-12-07)",
+    )
     p.add_argument("--skip-run-sweep", action="store_true")
     p.add_argument(
         "--skip-loop",
@@ -927,8 +977,8 @@ def main() -> None:
             ratio = (
                 ""
                 if r is None
-                else f"{s['fc_per_s'] / r['loop_fc_per_s']:.1f}x the loop's "
-                "rate, whose cells are max fusion only; "
+                else f"{s['fc_per_s'] / r['loop_fc_per_s']:.1f}x the loop's rate "
+                f"({LOOP_CELLS[args.loop_cells]}); "
             )
             print(
                 f"run_sweep end to end: {s['fc_per_s']:.1f} frame-conditions/s "

@@ -81,3 +81,22 @@ def test_a_sweep_whose_payloads_miss_the_deadline_is_flagged_against_the_loop(tm
     summary = bench.ledger_summary(cfg["output_dir"], deadline_s=0.1)
     assert summary["identity"].late == 0.0 and summary["identity"].delivered == 1.0
     assert bench.unlike_loop(summary, hz, 0.1) == ""
+
+
+@pytest.mark.parametrize("fusions", [["none", "late", "max"], ["max", "attention", "early"]])
+def test_the_loop_times_the_settings_of_run_sweeps_cells(tmp_path, fusions):
+    """``--loop-cells sweep``: the batched pipeline and the loop run one setting per
+    ``run_sweep`` group (a feature fusion per codec; ego-only, late and early once, with the
+    identity codec run_sweep builds for them), so that their rate is of the sweep's own cells;
+    ``max``: max fusion per codec only."""
+    from v2x.sweep_plan import FEATURE_STAGE, plan_sweep
+
+    bench = _script()
+    codecs = ["identity", "analog", "digital"]
+    plan = plan_sweep(tiny_config(tmp_path, tmp_path / "out", codecs=codecs, fusions=fusions))
+    groups = [
+        (g.fusion, g.codec if g.stage == FEATURE_STAGE else "identity") for g in plan.groups
+    ]
+    settings = bench.loop_settings(fusions, codecs)
+    assert sorted(settings) == sorted(groups)
+    assert bench.loop_settings(fusions, codecs, "max") == [("max", c) for c in codecs]
