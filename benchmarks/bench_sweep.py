@@ -310,6 +310,7 @@ def bench_batched_vs_loop(args, model, batches, device) -> dict:
         loop_cpu = time.process_time() - c0
     work = frames * k * len(settings)
     results["frame_conditions"] = work
+    results["settings"] = [(f, c if isinstance(c, str) else c["name"]) for f, c in settings]
     results["batched_fc_per_s"] = work / batched
     results["loop_fc_per_s"] = work / loop
     results["speedup"] = loop / batched
@@ -962,8 +963,9 @@ def main() -> None:
     r = None if args.skip_loop else bench_batched_vs_loop(args, model, batches, device)
     if r is not None:
         print(
-            f"batched pipeline : {r['batched_fc_per_s']:9.1f} frame-conditions/s\n"
-            f"per-condition loop: {r['loop_fc_per_s']:9.1f} frame-conditions/s (reference)\n"
+            f"batched pipeline : {r['batched_fc_per_s']:9.2f} frame-conditions/s\n"
+            f"per-condition loop: {r['loop_fc_per_s']:9.2f} frame-conditions/s (reference, "
+            f"{len(r['settings'])} settings: {', '.join(f'{f}/{c}' for f, c in r['settings'])})\n"
             f"speed-up batched / loop: {r['speedup']:.1f}x  ({r['frame_conditions']} "
             f"frame-conditions)\nprocess CPU time (all threads): batched "
             f"{r['batched_cpu_s']:.1f} s, loop {r['loop_cpu_s']:.1f} s"
