@@ -41,7 +41,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_sweep import bench_run_sweep, cuda_sweep_args  # noqa: E402
+from bench_sweep import add_setting_options, bench_run_sweep, setting_of  # noqa: E402
 
 VARIANTS = ("base", "nobook", "rowsafter", "inline", "pyswitch", "fastswitch")
 #: the GIL switch interval (seconds) of the pyswitch and fastswitch variants
@@ -125,23 +125,13 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("variant", choices=VARIANTS)
     p.add_argument("--calls", type=int, default=2, help="warm calls after the first")
-    p.add_argument("--frames", type=int, default=512)
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument(
-        "--precision", default="fp32", help="the sweep's eval.precision (detector autocast)"
-    )
+    add_setting_options(p, frames=512, batch_size=32)
     p.add_argument("--cuda-graph", action="store_true", help="the sweep's cuda_graph: true")
-    p.add_argument(
-        "--codec-precision",
-        default="fp32",
-        help="DeepJSCC's precision option (codec_options.deepjscc.precision)",
-    )
     args = p.parse_args()
     spans: list[tuple[str, float, float]] = []
     install(args.variant, spans)
-    run = cuda_sweep_args(frames=args.frames, batch_size=args.batch_size)
-    run.precision, run.cuda_graph = args.precision, args.cuda_graph
-    run.codec_precision = args.codec_precision
+    run = setting_of(args)
+    run.cuda_graph = args.cuda_graph
     if not torch.cuda.is_available():
         run.device = "cpu"
     rates = []
