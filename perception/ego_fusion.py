@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from v2x.common import triton_available
+from v2x.perception.fusion_base import repeated_ego
 from v2x.perception.fusion_basic import AttentionFusion, MaxFusion
 from v2x.perception.inference import PRECISIONS
 from v2x.perception.warp import sample_maps
@@ -85,11 +86,9 @@ def fuse_at_ego(
         fused = fuse_collaborators(ego, collaborators, sample_grid, valid, mode, dtype=dtype)
         heat, reg = model.head(fused)  # the head's outputs keep its layout: made contiguous
         return fused, heat.contiguous(), reg.contiguous()
-    if ego.shape[0] != n:
-        ego = ego.repeat(n // ego.shape[0], 1, 1, 1, 1)
     if m == 0:  # the ego alone
         ego_valid = torch.ones(n, 1, 1, h, w, dtype=torch.bool, device=ego.device)
-        return _fused_head(model, fusion, ego, ego_valid)
+        return _fused_head(model, fusion, repeated_ego(ego, n), ego_valid)
     warped = sample_maps(collaborators.reshape(-1, c, h, w), sample_grid).view(n, m, c, h, w)
     fused = fusion.fuse_warped(ego, warped, valid)
     heat, reg = model.head(fused)

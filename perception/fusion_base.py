@@ -38,6 +38,17 @@ def finite_cells(features: torch.Tensor) -> torch.Tensor:
     return torch.isfinite(values.amax(dim=2, keepdim=True) + values.amin(dim=2, keepdim=True))
 
 
+def repeated_ego(ego: torch.Tensor, n: int) -> torch.Tensor:
+    """``ego [E, ...]`` as ``[n, ...]``, row ``i`` from row ``i % E`` (``E`` divides ``n``;
+    ``ego`` itself when ``E = n``); ``ValueError`` where it does not divide."""
+    e = ego.shape[0]
+    if e == n:
+        return ego
+    if not e or n % e:
+        raise ValueError(f"fusion: {e} ego maps do not divide {n} fused maps")
+    return ego.repeat(n // e, *([1] * (ego.dim() - 1)))
+
+
 def own_map(features: torch.Tensor) -> torch.Tensor:
     """``features [B, A, C, h, w]`` → ``[B, C, h, w]``: the ego's own map (agent 0) with its
     NaN and ±inf zeroed, what every fusion fuses of the ego's map (``clean_mask``) and what a
@@ -139,14 +150,17 @@ class FeatureFusion(nn.Module):
         """``forward`` of the ego's map and the collaborators' maps warped to it.
 
         Args:
-            ego: ``[N, 1, C, h, w]`` the ego's own maps (always valid).
+            ego: ``[E, 1, C, h, w]`` the ego's own maps (always valid); ``E`` divides ``N``
+                and fused map ``n`` uses row ``n % E`` (one map per frame for ``N / E`` blocks
+                of conditions).
             warped: ``[N, M, C, h, w]`` the collaborators' maps on the ego's grid: the
                 caller's own tensor, which a fusion may overwrite.
             valid: ``[N, M, 1, h, w]`` bool, the cells each collaborator may fuse into.
 
-        Returns ``[N, C, h, w]``: by default ``forward`` on the stacked maps; a fusion may
-        compute the same values without building them.
+        Returns ``[N, C, h, w]``: by default ``forward`` on the stacked maps (the ego's rows
+        repeated); a fusion may compute the same values without building them.
         """
+        ego = repeated_ego(ego, warped.shape[0])
         ego_valid = torch.ones_like(valid[:, :1], memory_format=torch.contiguous_format)
         return self(torch.cat([ego, warped], dim=1), torch.cat([ego_valid, valid], dim=1))
 

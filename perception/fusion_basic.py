@@ -53,15 +53,21 @@ class MaxFusion(FeatureFusion):
     ) -> torch.Tensor:
         """In inference, ``forward``'s values without the stacked ``[N, 1+M, C, h, w]`` maps
         (a maximum is exact in any order): the collaborators' invalid cells are overwritten in
-        ``warped``, their maximum taken, then the ego's. With a gradient, ``forward`` itself
-        (ties would share it differently)."""
+        ``warped``, their maximum taken, then the ego's, each of the ``E`` ego maps cleaned
+        once and broadcast over its ``N / E`` fused maps (not repeated). With a gradient,
+        ``forward`` itself (ties would share it differently)."""
         needs_grad = torch.is_grad_enabled() and (ego.requires_grad or warped.requires_grad)
         if needs_grad or type(self).forward is not MaxFusion.forward:
             return super().fuse_warped(ego, warped, valid)
+        n, e = warped.shape[0], ego.shape[0]
+        if not e or n % e:
+            raise ValueError(f"fusion: {e} ego maps do not divide {n} fused maps")
         dtype = torch.promote_types(ego.dtype, warped.dtype)
         keep = valid & finite_cells(warped)
         others = warped.to(dtype).masked_fill_(~keep, torch.finfo(dtype).min).amax(dim=1)
-        return torch.maximum(others, own_map(ego.to(dtype)))
+        blocks = others.view(n // e, e, *others.shape[1:])  # [N / E, E, C, h, w]
+        torch.maximum(blocks, own_map(ego.to(dtype)), out=blocks)
+        return others
 
 
 @FUSIONS.register("mean")

@@ -404,6 +404,27 @@ def test_fuse_warped_equals_forward_on_the_stacked_maps(name, ego_dtype):
     assert torch.isfinite(got).all()
 
 
+@pytest.mark.parametrize("name", [*FEATURE_STRATEGIES, "max_extrapolated"])
+def test_fuse_warped_takes_one_ego_map_per_frame_for_blocks_of_conditions(name):
+    """``fuse_warped`` with ``E`` ego maps for ``N = K·E`` fused maps (fused map ``n`` uses row
+    ``n % E``: one map per frame, ``K`` condition blocks) gives what the ego's rows repeated
+    ``K`` times give, bit for bit, NaN in an ego map included; ``E`` not dividing ``N`` is
+    refused with the counts."""
+    fusion = build_fusion(name).eval()
+    e, k = 2, 3
+    ego = _features(b=e, a=1, c=5, h=4, w=3, seed=6) - 1.0
+    ego[1, 0, 2, 1, 1] = float("nan")
+    warped = _features(b=e * k, a=3, c=5, h=4, w=3, seed=7) - 1.0
+    g = torch.Generator().manual_seed(8)
+    valid = torch.rand(e * k, 3, 1, 4, 3, generator=g) > 0.4
+    with torch.no_grad():
+        expected = fusion.fuse_warped(ego.repeat(k, 1, 1, 1, 1), warped.clone(), valid)
+        got = fusion.fuse_warped(ego, warped.clone(), valid)
+        assert torch.equal(got, expected)
+        with pytest.raises(ValueError, match="4 ego maps do not divide 6 fused maps"):
+            fusion.fuse_warped(ego.repeat(2, 1, 1, 1, 1), warped.clone(), valid)
+
+
 def test_fuse_warped_keeps_forward_and_its_gradient_in_training():
     """With a gradient, ``fuse_warped`` is ``forward`` itself (a tie's gradient is not split
     differently from what training always did)."""
