@@ -104,6 +104,9 @@ class AnalogCodec(Codec):
     """
 
     decodes_into = True  # the one-pass receiver writes into DECODE_INTO (CUDA, AWGN)
+    # every value is received with the condition's own noise: the pipeline does not read the
+    # decoded maps for conditions to share (a host sync per send that held the device's queue)
+    maps_differ_per_condition = True
 
     def __init__(self, mtu_bytes: int = MTU_BYTES, header_bytes: int = HEADER_BYTES) -> None:
         super().__init__()

@@ -666,6 +666,39 @@ def test_the_pipeline_looks_for_shared_conditions_only_where_maps_may_be_equal(
     assert len(looked) == 1
 
 
+def test_analog_maps_are_not_read_for_shared_conditions(model, batch, monkeypatch):
+    """The analog codec receives every value with the condition's own noise
+    (``maps_differ_per_condition``): the pipeline does not read its decoded maps for conditions
+    to share, and gives the detections and cost of the run that looked (every condition
+    distinct) — over AWGN, and over a channel that erases packets, every one of them included
+    (where the conditions' maps are all equal and the run that looks shares them)."""
+    import v2x.pipeline as pipeline_module
+    from v2x.semcom.identity import AnalogCodec
+
+    assert AnalogCodec.maps_differ_per_condition
+    looked = []
+    distinct = pipeline_module._distinct_conditions
+
+    def counting(*tensors):
+        looked.append(1)
+        return distinct(*tensors)
+
+    monkeypatch.setattr(pipeline_module, "_distinct_conditions", counting)
+    snr = torch.tensor([0.0, 10.0, 20.0])
+    channels = [("awgn", {}), ("erasure", {"loss_prob": 0.3}), ("erasure", {"loss_prob": 1.0})]
+    for name, options in channels:
+        pipe = CooperativePipeline(
+            model, build_fusion("max"), build_codec("analog"), build_channel(name, **options)
+        ).eval()
+        runs = {}
+        for differ in (True, False):
+            monkeypatch.setattr(AnalogCodec, "maps_differ_per_condition", differ)
+            looked.clear()
+            runs[differ] = pipe.run(batch, snr, seeds=[3, 4, 5])
+            assert len(looked) == (0 if differ else 1), (name, options)
+        _assert_same(runs[True], runs[False])
+
+
 def test_send_codes_deepjscc_blocks_together_only_on_cuda_without_harq_or_extra_rows():
     """``_jointly``: the codec must declare it, the blocks must be one expanded map set on CUDA
     and no per-row codec argument (Where2comm's importance) may be given; a codec that declares
