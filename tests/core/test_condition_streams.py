@@ -628,75 +628,77 @@ def test_deepjscc_blocks_coded_together_record_no_cells_when_the_gate_keeps_ever
                     _assert_exactly(value, torch.cat(parts), (kind, name))
 
 
+@pytest.fixture
+def looked(monkeypatch) -> list:
+    """One entry per call of the pipeline's look for conditions that could share their fusion
+    (``_distinct_conditions``, which reads the decoded maps)."""
+    import v2x.pipeline as pipeline_module
+
+    calls: list = []
+    distinct = pipeline_module._distinct_conditions
+
+    def counting(*tensors):
+        calls.append(1)
+        return distinct(*tensors)
+
+    monkeypatch.setattr(pipeline_module, "_distinct_conditions", counting)
+    return calls
+
+
+def _runs_declared_and_not(pipe, codec_class, batch, snr, looked, monkeypatch) -> dict:
+    """``pipe``'s run of ``snr`` with ``codec_class.maps_differ_per_condition`` True (no look)
+    and False (one look), checked to be the same; the runs by that flag."""
+    runs = {}
+    for differ in (True, False):
+        monkeypatch.setattr(codec_class, "maps_differ_per_condition", differ)
+        looked.clear()
+        runs[differ] = pipe.run(batch, snr, seeds=[3, 4, 5])
+        assert len(looked) == (0 if differ else 1)
+    _assert_same(runs[True], runs[False])
+    return runs
+
+
 def test_the_pipeline_looks_for_shared_conditions_only_where_maps_may_be_equal(
-    model, batch, monkeypatch
+    model, batch, monkeypatch, looked
 ):
     """A codec whose maps follow the channel's noise (``maps_differ_per_condition``: DeepJSCC),
     every map delivered: the pipeline does not read the decoded maps to find conditions that
     could share their fusion, and its detections and cost are those of the run that looked
     (and found every condition distinct). With a closed gate it looks again."""
     import v2x.condition_streams as condition_streams
-    import v2x.pipeline as pipeline_module
     from v2x.semcom.deepjscc import DeepJSCCCodec
 
     monkeypatch.setattr(condition_streams, "_jointly", lambda *args: True)  # the CUDA path
-    looked = []
-    distinct = pipeline_module._distinct_conditions
-
-    def counting(*tensors):
-        looked.append(1)
-        return distinct(*tensors)
-
-    monkeypatch.setattr(pipeline_module, "_distinct_conditions", counting)
     torch.manual_seed(0)
     codec = build_codec("deepjscc", in_channels=C, hidden=8, bandwidth_ratio=1 / 8)
     codec.set_gate({r: -20.0 for r in codec.ratio_grid()})
     pipe = CooperativePipeline(model, build_fusion("max"), codec, build_channel("awgn")).eval()
     snr = torch.tensor([0.0, 10.0, 20.0])
-    runs = {}
-    for differ in (True, False):
-        monkeypatch.setattr(DeepJSCCCodec, "maps_differ_per_condition", differ)
-        looked.clear()
-        runs[differ] = pipe.run(batch, snr, seeds=[3, 4, 5])
-        assert len(looked) == (0 if differ else 1)
-    _assert_same(runs[True], runs[False])
+    _runs_declared_and_not(pipe, DeepJSCCCodec, batch, snr, looked, monkeypatch)
     monkeypatch.setattr(DeepJSCCCodec, "maps_differ_per_condition", True)
     looked.clear()
     pipe.run(batch, torch.tensor([-30.0, 10.0, 20.0]), seeds=[3, 4, 5])  # -30 dB: gate closed
     assert len(looked) == 1
 
 
-def test_analog_maps_are_not_read_for_shared_conditions(model, batch, monkeypatch):
+@pytest.mark.parametrize(
+    "channel", [("awgn", {}), ("erasure", {"loss_prob": 0.3}), ("erasure", {"loss_prob": 1.0})]
+)
+def test_analog_maps_are_not_read_for_shared_conditions(model, batch, monkeypatch, looked, channel):
     """The analog codec receives every value with the condition's own noise
     (``maps_differ_per_condition``): the pipeline does not read its decoded maps for conditions
     to share, and gives the detections and cost of the run that looked (every condition
     distinct) — over AWGN, and over a channel that erases packets, every one of them included
     (where the conditions' maps are all equal and the run that looks shares them)."""
-    import v2x.pipeline as pipeline_module
     from v2x.semcom.identity import AnalogCodec
 
     assert AnalogCodec.maps_differ_per_condition
-    looked = []
-    distinct = pipeline_module._distinct_conditions
-
-    def counting(*tensors):
-        looked.append(1)
-        return distinct(*tensors)
-
-    monkeypatch.setattr(pipeline_module, "_distinct_conditions", counting)
+    name, options = channel
+    pipe = CooperativePipeline(
+        model, build_fusion("max"), build_codec("analog"), build_channel(name, **options)
+    ).eval()
     snr = torch.tensor([0.0, 10.0, 20.0])
-    channels = [("awgn", {}), ("erasure", {"loss_prob": 0.3}), ("erasure", {"loss_prob": 1.0})]
-    for name, options in channels:
-        pipe = CooperativePipeline(
-            model, build_fusion("max"), build_codec("analog"), build_channel(name, **options)
-        ).eval()
-        runs = {}
-        for differ in (True, False):
-            monkeypatch.setattr(AnalogCodec, "maps_differ_per_condition", differ)
-            looked.clear()
-            runs[differ] = pipe.run(batch, snr, seeds=[3, 4, 5])
-            assert len(looked) == (0 if differ else 1), (name, options)
-        _assert_same(runs[True], runs[False])
+    _runs_declared_and_not(pipe, AnalogCodec, batch, snr, looked, monkeypatch)
 
 
 def test_send_codes_deepjscc_blocks_together_only_on_cuda_without_harq_or_extra_rows():
