@@ -321,10 +321,11 @@ def bench_batched_vs_loop(args, model, batches, device) -> dict:
 def bench_group_kernels(args, model, batches, device, top: int) -> None:
     """Per codec with max fusion, one warm pass of the batched pipeline over every batch under
     ``torch.profiler``: the device's kernel time per frame-condition and the ``top`` kernels by
-    time (name, launches, µs per frame-condition). Every frame's encoded features are cached in the warm-up pass, so the encoder is not counted.
-    On a CPU: the operators' own CPU time instead. With ``--autocast bf16|fp16`` both passes run
-    under ``torch.autocast`` of that dtype (the codec and the detector's head in reduced
-    precision; an experiment, not a sweep setting)."""
+    time (name, launches, µs per frame-condition). Every frame's encoded features are cached
+    in the warm-up pass, so the encoder is not counted. On a CPU: the operators' own CPU time
+    instead. With ``--autocast bf16|fp16`` both passes run under ``torch.autocast`` of that
+    dtype (the codec and the detector's head in reduced precision; an experiment, not a sweep
+    setting)."""
     import contextlib
 
     from torch.profiler import ProfilerActivity, profile

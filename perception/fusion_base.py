@@ -38,15 +38,21 @@ def finite_cells(features: torch.Tensor) -> torch.Tensor:
     return torch.isfinite(values.amax(dim=2, keepdim=True) + values.amin(dim=2, keepdim=True))
 
 
-def repeated_ego(ego: torch.Tensor, n: int) -> torch.Tensor:
-    """``ego [E, ...]`` as ``[n, ...]``, row ``i`` from row ``i % E`` (``E`` divides ``n``;
-    ``ego`` itself when ``E = n``); ``ValueError`` where it does not divide."""
+def ego_blocks(ego: torch.Tensor, n: int) -> int:
+    """``n / E``: the blocks of conditions that the ``E`` rows of ``ego [E, ...]`` serve in
+    ``n`` fused maps (fused map ``i`` uses row ``i % E``); ``ValueError`` where ``E`` does not
+    divide ``n``."""
     e = ego.shape[0]
-    if e == n:
-        return ego
     if not e or n % e:
         raise ValueError(f"fusion: {e} ego maps do not divide {n} fused maps")
-    return ego.repeat(n // e, *([1] * (ego.dim() - 1)))
+    return n // e
+
+
+def repeated_ego(ego: torch.Tensor, n: int) -> torch.Tensor:
+    """``ego [E, ...]`` as ``[n, ...]``, row ``i`` from row ``i % E`` (``ego`` itself when
+    ``E = n``); ``ValueError`` where ``E`` does not divide ``n`` (``ego_blocks``)."""
+    k = ego_blocks(ego, n)
+    return ego if k == 1 else ego.repeat(k, *([1] * (ego.dim() - 1)))
 
 
 def own_map(features: torch.Tensor) -> torch.Tensor:

@@ -8,7 +8,14 @@ from __future__ import annotations
 
 import torch
 
-from v2x.perception.fusion_base import FUSIONS, FeatureFusion, clean_mask, finite_cells, own_map
+from v2x.perception.fusion_base import (
+    FUSIONS,
+    FeatureFusion,
+    clean_mask,
+    ego_blocks,
+    finite_cells,
+    own_map,
+)
 
 __all__ = ["AttentionFusion", "EarlyFusion", "LateFusion", "MaxFusion", "MeanFusion", "NoFusion"]
 
@@ -59,13 +66,11 @@ class MaxFusion(FeatureFusion):
         needs_grad = torch.is_grad_enabled() and (ego.requires_grad or warped.requires_grad)
         if needs_grad or type(self).forward is not MaxFusion.forward:
             return super().fuse_warped(ego, warped, valid)
-        n, e = warped.shape[0], ego.shape[0]
-        if not e or n % e:
-            raise ValueError(f"fusion: {e} ego maps do not divide {n} fused maps")
+        k = ego_blocks(ego, warped.shape[0])
         dtype = torch.promote_types(ego.dtype, warped.dtype)
         keep = valid & finite_cells(warped)
         others = warped.to(dtype).masked_fill_(~keep, torch.finfo(dtype).min).amax(dim=1)
-        blocks = others.view(n // e, e, *others.shape[1:])  # [N / E, E, C, h, w]
+        blocks = others.view(k, ego.shape[0], *others.shape[1:])  # [N / E, E, C, h, w]
         torch.maximum(blocks, own_map(ego.to(dtype)), out=blocks)
         return others
 
