@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from v2x.channels.awgn_triton import awgn_fused, fused_seed, use_fused
+from v2x.channels.awgn_triton import PendingNoise, fused_seed, use_fused
 from v2x.channels.base import (
     CHANNELS,
     Channel,
@@ -47,6 +47,7 @@ class AWGNChannel(Channel):
     """
 
     erases = False  # noise only: every channel use arrives
+    defers_noise = True  # on the fused path (CUDA, Triton, no gradient)
 
     def __init__(
         self,
@@ -64,7 +65,11 @@ class AWGNChannel(Channel):
         self.fused = bool(fused)
         self._sionna_block = None
 
-    def forward(self, x: torch.Tensor, snr_db: torch.Tensor) -> tuple[torch.Tensor, ChannelState]:
+    def forward(
+        self, x: torch.Tensor, snr_db: torch.Tensor, defer_noise: bool = False
+    ) -> tuple[torch.Tensor, ChannelState]:
+        """``defer_noise``: on the fused path, ``x`` itself and the noise's key in
+        ``state.pending_noise`` (the draws and the key exactly as without it)."""
         if self.validate:
             check_symbols(x)
         no = snr_db_to_noise_variance(snr_db, x.shape[0], x.device)
@@ -78,7 +83,10 @@ class AWGNChannel(Channel):
             with sionna_generator(device):  # Sionna's noise, seeded from torch's generator
                 y = self._sionna_block(x, no.reshape(-1, 1))
         elif self.fused and use_fused(x):
-            y = awgn_fused(x, no, fused_seed())
+            noise = PendingNoise(no, fused_seed())
+            if defer_noise:
+                return x, ChannelState(no=no, linear_gaussian=True, pending_noise=noise)
+            y = noise.added_to(x)
         else:
             xr = torch.view_as_real(x)
             scale = torch.sqrt(no * 0.5).reshape(-1, 1, 1).to(xr.dtype)

@@ -20,6 +20,8 @@ Imported with ``TRITON_INTERPRET=1`` the kernel runs on CPU tensors (tests).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
 from v2x.common import on_device_of
@@ -91,6 +93,31 @@ def fused_seed() -> int:
     return int(torch.randint(0, 2**31 - 1, (1,)))
 
 
+def noise_std(noise_variance: torch.Tensor) -> torch.Tensor:
+    """``[B]`` float32 ``sqrt(noise_variance / 2)``: the standard deviation per real dimension
+    that the fused kernels scale their normals by."""
+    return torch.sqrt(noise_variance.float() * 0.5).contiguous()
+
+
+@dataclass(frozen=True)
+class PendingNoise:
+    """The AWGN a channel drew the key of but did not add (``AWGNChannel(...,
+    defer_noise=True)``): the receiver adds it, in the pass that reads the symbols
+    (``v2x.semcom.analog_triton.receive_noisy``), or ``added_to`` them first.
+
+    Attributes:
+        noise_variance: ``[B]`` float32 ``no`` per row (the ``ChannelState``'s).
+        seed: the call's Philox key (``fused_seed``).
+    """
+
+    noise_variance: torch.Tensor
+    seed: int
+
+    def added_to(self, x: torch.Tensor) -> torch.Tensor:
+        """``x [B, n]`` with this noise: the channel's own output (``awgn_fused``)."""
+        return awgn_fused(x, self.noise_variance, self.seed)
+
+
 def awgn_fused(
     x: torch.Tensor,
     noise_variance: torch.Tensor,
@@ -116,7 +143,7 @@ def awgn_fused(
         raise ValueError(f"awgn_fused: {n} symbols per row; at most 2 · 2**32 fit the counters")
     xr = torch.view_as_real(x.contiguous())
     y = torch.empty_like(xr)
-    std = torch.sqrt(noise_variance.float() * 0.5).contiguous()
+    std = noise_std(noise_variance)
     per_symbol = gain is not None and gain.shape[1] != 1
     if gain is not None:
         if gain.shape not in ((b, 1), (b, n)):

@@ -15,6 +15,7 @@ from typing import ClassVar
 import torch
 from torch import nn
 
+from v2x.channels.awgn_triton import PendingNoise
 from v2x.channels.fade_statistics import FadeStatistics
 from v2x.channels.radio import SNR_LIMIT_DB, snr_range_message
 from v2x.common import Registry, TensorMemo
@@ -46,6 +47,9 @@ class ChannelState:
             ``x``, and nothing else in ``y`` (erased symbols aside): a receiver that knows ``h``
             then computes exact likelihoods, which the digital receiver's decoding bound needs
             (``v2x.semcom.undecodable``). Set by the AWGN and flat-fading channels only.
+        pending_noise: the AWGN not yet in ``y`` (``y`` is then the symbols sent), for a
+            receiver that adds it as it reads them (``Channel.defers_noise``); ``None``: ``y``
+            holds everything the channel did.
     """
 
     no: torch.Tensor
@@ -58,6 +62,7 @@ class ChannelState:
     sinr: torch.Tensor | None = None
     extra: dict = field(default_factory=dict)
     linear_gaussian: bool = False
+    pending_noise: PendingNoise | None = None
 
     def with_erasures(self, erased: torch.Tensor) -> ChannelState:
         merged = erased if self.erased is None else (self.erased | erased)
@@ -101,6 +106,10 @@ class Channel(nn.Module):
     #: change its ``Reception`` (which is known before sending, ``v2x.known_drops``). A new
     #: channel is taken to erase until it says otherwise.
     erases: ClassVar[bool] = True
+    #: ``forward`` accepts ``defer_noise=True``: where it can, it returns the symbols sent as
+    #: ``y`` and its noise in ``state.pending_noise`` for the receiver to add (only a codec
+    #: that adds it asks: ``Codec.adds_pending_noise``).
+    defers_noise: ClassVar[bool] = False
     #: The carrier (Hz) of the channel's own Doppler (fast fading from ``speed_mps``, TDL/CDL),
     #: meant to be its link's (the path loss's); ``None``: no Doppler of its own. A wrapper's
     #: is its ``inner`` channel's (``doppler_config``).

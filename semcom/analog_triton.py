@@ -10,13 +10,20 @@ channel tile transposed. Each product is rounded as torch rounds it (a complex t
 ``f + 0j`` gives ``a·f`` and ``b·f`` exactly rounded; no addition to contract): the same values
 (tested in the interpreter and on CUDA against the torch path).
 
-Imported with ``TRITON_INTERPRET=1`` the kernel runs on CPU tensors (tests).
+``receive_noisy`` also adds the AWGN channel's deferred noise (``AWGNChannel(...,
+defer_noise=True)``) in the same pass: the channel kernel's normals for the same symbols
+(``v2x.channels.awgn_triton``: each program draws whole Philox counters, the pairs of the two
+halves of a channel-kernel block), so the received symbols are never written nor read again;
+the values of the channel kernel followed by ``receive``, bit for bit.
+
+Imported with ``TRITON_INTERPRET=1`` the kernels run on CPU tensors (tests).
 """
 
 from __future__ import annotations
 
 import torch
 
+from v2x.channels.awgn_triton import PendingNoise
 from v2x.common import on_device_of
 
 _KERNEL = None
@@ -52,6 +59,117 @@ def _kernel():
     return _KERNEL
 
 
+_NOISY_KERNEL = None
+#: symbols of each half of a channel-kernel block per program of ``receive_noisy`` (with their
+#: partners of the other half: ``4 · NOISY_PAIRS`` values of each of ``BLOCK_C`` channels)
+NOISY_PAIRS = 32
+
+
+def _noisy_kernel():
+    global _NOISY_KERNEL
+    if _NOISY_KERNEL is None:
+        import triton
+        import triton.language as tl
+
+        @triton.jit(do_not_specialize=["seed"])  # a new seed never compiles a new kernel
+        def noisy_receive_kernel(
+            x_ptr, std_ptr, shrink_ptr, scale_ptr, out_ptr, C, HW, seed,
+            HALF: tl.constexpr, BLOCK_C: tl.constexpr, PAIRS: tl.constexpr,
+        ):  # fmt: skip
+            # A channel-kernel block is 2·HALF symbols, 4·HALF values of one channel (HW is a
+            # multiple): its symbol i and i + HALF share Philox counter (block·HALF + i, row).
+            # Program (window, channel block, row): symbols i of the window's block k of each
+            # channel, their counters drawn once, the four values each written channels-last.
+            row = tl.program_id(2).to(tl.int64)
+            windows: tl.constexpr = HALF // PAIRS
+            k = tl.program_id(0) // windows
+            i = (tl.program_id(0) % windows) * PAIRS + tl.arange(0, PAIRS)
+            c = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
+            block = c.to(tl.int64) * (HW // (4 * HALF)) + k
+            n0, n1, n2, n3 = tl.randn4x(seed, (row << 32) + block[:, None] * HALF + i[None, :])
+            std = tl.load(std_ptr + row)
+            f = tl.load(shrink_ptr + row)
+            s = tl.load(scale_ptr + row)
+            part = tl.arange(0, 2)[None, None, :]  # (real, imaginary): [BLOCK_C, PAIRS, 2]
+            hw = (k * 4 * HALF + 2 * i)[None, :, None] + part
+            m = (c < C)[:, None, None] & (hw >= 0)
+            src = row * C * HW + c[:, None, None].to(tl.int64) * HW + hw
+            dst = row * C * HW + hw.to(tl.int64) * C + c[:, None, None]
+            y = tl.load(x_ptr + src, mask=m) + std * tl.join(n0, n1)
+            tl.store(out_ptr + dst, (y * f) * s, mask=m)
+            y = tl.load(x_ptr + src + 2 * HALF, mask=m) + std * tl.join(n2, n3)
+            tl.store(out_ptr + dst + 2 * HALF * C, (y * f) * s, mask=m)
+
+        _NOISY_KERNEL = noisy_receive_kernel
+    return _NOISY_KERNEL
+
+
+def takes_noise(shape: torch.Size) -> bool:
+    """Whether ``receive_noisy`` can take maps of ``shape [B, C, H, W]``: each channel whole
+    blocks of the channel kernel (``H·W`` a multiple of ``2 · awgn_triton.BLOCK`` values)."""
+    from v2x.channels.awgn_triton import BLOCK
+
+    return len(shape) == 4 and shape[2] * shape[3] % (2 * BLOCK) == 0
+
+
+def receive_noisy(
+    x: torch.Tensor,
+    noise: PendingNoise,
+    shrink: torch.Tensor,
+    scale: torch.Tensor,
+    shape: torch.Size,
+    out: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """``receive(noise.added_to(x), shrink, scale, shape, out)`` in one pass: the same values.
+
+    Args:
+        x: ``[B, C·H·W / 2]`` complex64 symbols sent.
+        noise: the AWGN channel's ``PendingNoise`` for them.
+        shrink, scale, shape, out: as ``receive`` (``takes_noise(shape)``).
+
+    Returns: ``[B, C, H, W]`` float32, channels-last: ``out`` if given.
+    """
+    import triton
+
+    from v2x.channels.awgn_triton import BLOCK, noise_std
+
+    b, c, h, w = shape
+    if not takes_noise(shape) or x.dtype != torch.complex64 or tuple(x.shape) != (b, c * h * w // 2):
+        raise ValueError(
+            f"analog receive_noisy: expected [{b}, {c * h * w // 2}] complex64 symbols for maps "
+            f"{tuple(shape)} with H·W a multiple of {2 * BLOCK}, got {tuple(x.shape)} {x.dtype}"
+        )
+    out = _maps_out(shape, x.device, out)
+    if out.numel():
+        xr = torch.view_as_real(x.contiguous())
+        f, s = _per_map(shrink, b), _per_map(scale, b)
+        grid = (h * w // (2 * BLOCK) * (BLOCK // 2 // NOISY_PAIRS), triton.cdiv(c, BLOCK_C), b)
+        with on_device_of(x):
+            _noisy_kernel()[grid](xr, noise_std(noise.noise_variance), f, s, out, c, h * w,
+                                  noise.seed, HALF=BLOCK // 2, BLOCK_C=BLOCK_C,
+                                  PAIRS=NOISY_PAIRS)  # fmt: skip
+    return out
+
+
+def _maps_out(shape: torch.Size, device: torch.device, out: torch.Tensor | None) -> torch.Tensor:
+    """``out``, checked to be ``shape`` float32 channels-last on ``device``, or a new one."""
+    if out is None:
+        return torch.empty(shape, dtype=torch.float32, device=device,
+                           memory_format=torch.channels_last)  # fmt: skip
+    if (out.shape != shape or out.dtype != torch.float32 or out.device != device
+            or not out.is_contiguous(memory_format=torch.channels_last)):  # fmt: skip
+        raise ValueError(
+            f"analog receive: 'out' must be a {tuple(shape)} float32 channels-last tensor on "
+            f"{device}, got {tuple(out.shape)} {out.dtype} strides {out.stride()} on {out.device}"
+        )
+    return out
+
+
+def _per_map(factor: torch.Tensor, b: int) -> torch.Tensor:
+    """``[B, 1]`` per-map factors as ``[B]`` contiguous float32."""
+    return factor.to(torch.float32).reshape(b).contiguous()
+
+
 def receive(
     y: torch.Tensor,
     shrink: torch.Tensor,
@@ -81,18 +199,9 @@ def receive(
             f"{tuple(shape)}, got {tuple(y.shape)} {y.dtype}"
         )
     yr = torch.view_as_real(y.contiguous()).reshape(b, 2 * y.shape[1])
-    if out is None:
-        out = torch.empty(shape, dtype=torch.float32, device=y.device,
-                          memory_format=torch.channels_last)  # fmt: skip
-    elif (out.shape != shape or out.dtype != torch.float32 or out.device != y.device
-          or not out.is_contiguous(memory_format=torch.channels_last)):  # fmt: skip
-        raise ValueError(
-            f"analog receive: 'out' must be a {tuple(shape)} float32 channels-last tensor on "
-            f"{y.device}, got {tuple(out.shape)} {out.dtype} strides {out.stride()} on {out.device}"
-        )
+    out = _maps_out(shape, y.device, out)
     if out.numel():
-        f = shrink.to(torch.float32).reshape(b).contiguous()
-        s = scale.to(torch.float32).reshape(b).contiguous()
+        f, s = _per_map(shrink, b), _per_map(scale, b)
         grid = (triton.cdiv(h * w, BLOCK_HW), triton.cdiv(c, BLOCK_C), b)
         with on_device_of(y):
             _kernel()[grid](yr, f, s, out, c, h * w, yr.shape[1], BLOCK_C=BLOCK_C,

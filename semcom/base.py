@@ -223,6 +223,9 @@ class Codec(nn.Module):
     #: ``decode`` writes its maps into ``received.meta[DECODE_INTO]`` when that tensor fits its
     #: last pass (``decode_target``) and returns that very tensor; otherwise a new one.
     decodes_into: ClassVar[bool] = False
+    #: ``decode`` adds a channel's ``state.pending_noise`` to the symbols itself, on every path
+    #: (``harq.on_air`` then asks a channel that can to defer it: ``Channel.defers_noise``).
+    adds_pending_noise: ClassVar[bool] = False
     #: The ``K`` condition blocks of a send (the same maps at ``K`` SNRs, each on air from its
     #: own seed, ``v2x.condition_streams``) may be coded together: ``encode_blocks(rows [K, m,
     #: C, H, W], links) -> [K] Transmission`` gives what ``encode(rows[k], links[k])`` gives,

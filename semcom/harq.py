@@ -115,18 +115,19 @@ def check_harq(max_rounds: object, combining: object, decoder: str = "exact") ->
         )
 
 
-def _resend_fn(channel: Channel, snr_db: torch.Tensor):
+def _resend_fn(channel: Channel, snr_db: torch.Tensor, **options: bool):
     """``(x [B, n], spp [B] | None, mask [B, n] | None) -> (y, state)``: a pass through
-    ``channel`` (a packet-aware channel gets the layout; one running ARQ also the mask)."""
+    ``channel`` (a packet-aware channel gets the layout; one running ARQ also the mask) with
+    ``options`` (``defer_noise``)."""
 
     def resend(
         x: torch.Tensor, spp: torch.Tensor | None, mask: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, ChannelState]:
         if channel.packet_aware and spp is not None:
             if channel.arq_max_rounds > 0:
-                return channel(x, snr_db, symbols_per_packet=spp, mask=mask)
-            return channel(x, snr_db, symbols_per_packet=spp)
-        return channel(x, snr_db)
+                return channel(x, snr_db, symbols_per_packet=spp, mask=mask, **options)
+            return channel(x, snr_db, symbols_per_packet=spp, **options)
+        return channel(x, snr_db, **options)
 
     return resend
 
@@ -181,7 +182,9 @@ def on_air(codec: Codec, channel: Channel, tx: Transmission, snr_db: torch.Tenso
         )
     if tx.symbols is None or not codec.uses_channel:
         return tx
-    y, state = _resend_fn(channel, snr_db)(tx.symbols, tx.symbols_per_packet, tx.mask)
+    # the noise left to a receiver that adds it as it reads the symbols (Channel.defers_noise)
+    defer = {"defer_noise": True} if codec.adds_pending_noise and channel.defers_noise else {}
+    y, state = _resend_fn(channel, snr_db, **defer)(tx.symbols, tx.symbols_per_packet, tx.mask)
     return tx.received(y, state)
 
 

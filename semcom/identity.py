@@ -107,6 +107,9 @@ class AnalogCodec(Codec):
     # every value is received with the condition's own noise: the pipeline does not read the
     # decoded maps for conditions to share (a host sync per send that held the device's queue)
     maps_differ_per_condition = True
+    # the AWGN channel's noise added in the receiver's pass (analog_triton.receive_noisy): the
+    # received symbols are never written (CUDA, maps of whole channel-kernel blocks)
+    adds_pending_noise = True
 
     def __init__(self, mtu_bytes: int = MTU_BYTES, header_bytes: int = HEADER_BYTES) -> None:
         super().__init__()
@@ -161,8 +164,12 @@ class AnalogCodec(Codec):
         y = received.symbols
         state = received.state
         if state is not None:
+            noise = state.pending_noise  # the channel's noise, when it left it to us
+            awgn = state.csi is None and not state.equalized and state.erased is None
+            if noise is not None and not awgn:
+                y, noise = noise.added_to(y), None
             # ZF followed by the scalar LMMSE shrink is the per-symbol MMSE estimate.
-            if state.csi is None and not state.equalized and state.erased is None:
+            if awgn:
                 # AWGN: one noise level per link, so the shrink is one factor per row (the
                 # same values equalize's per-symbol no_eff gives, without [B, n] passes)
                 x_hat, no_eff = y, state.no.to(y.device, torch.float32).reshape(-1, 1)
@@ -171,10 +178,16 @@ class AnalogCodec(Codec):
             snr_eff = 1.0 / no_eff.clamp_min(1e-12)
             shrink = snr_eff / (1.0 + snr_eff)
             if self._receives_in_one_pass(x_hat, shrink, shape):
-                from v2x.semcom.analog_triton import receive
+                from v2x.semcom.analog_triton import receive, receive_noisy, takes_noise
 
                 out = decode_target(received, tuple(shape), y.device, torch.channels_last)
-                return receive(x_hat, shrink, received.meta["scale"], shape, out=out)
+                scale = received.meta["scale"]
+                if noise is not None and takes_noise(shape):
+                    return receive_noisy(x_hat, noise, shrink, scale, shape, out=out)
+                x_hat = x_hat if noise is None else noise.added_to(x_hat)
+                return receive(x_hat, shrink, scale, shape, out=out)
+            if noise is not None:
+                x_hat = noise.added_to(x_hat)
             x_hat = x_hat * shrink
         else:
             x_hat = y
