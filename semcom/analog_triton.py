@@ -60,9 +60,12 @@ def _kernel():
 
 
 _NOISY_KERNEL = None
-#: symbols of each half of a channel-kernel block per program of ``receive_noisy`` (with their
-#: partners of the other half: ``4 · NOISY_PAIRS`` values of each of ``BLOCK_C`` channels)
+#: ``receive_noisy``'s program: symbols of each half of a channel-kernel block (with their
+#: partners of the other half: ``4 · NOISY_PAIRS`` values of each of ``NOISY_BLOCK_C``
+#: channels) and warps (``benchmarks/bench_analog_receive.py`` times others)
 NOISY_PAIRS = 32
+NOISY_BLOCK_C = 32
+NOISY_WARPS = 4
 
 
 def _noisy_kernel():
@@ -143,11 +146,12 @@ def receive_noisy(
     if out.numel():
         xr = torch.view_as_real(x.contiguous())
         f, s = _per_map(shrink, b), _per_map(scale, b)
-        grid = (h * w // (2 * BLOCK) * (BLOCK // 2 // NOISY_PAIRS), triton.cdiv(c, BLOCK_C), b)
+        pairs, block_c = NOISY_PAIRS, NOISY_BLOCK_C
+        grid = (h * w // (2 * BLOCK) * (BLOCK // 2 // pairs), triton.cdiv(c, block_c), b)
         with on_device_of(x):
             _noisy_kernel()[grid](xr, noise_std(noise.noise_variance), f, s, out, c, h * w,
-                                  noise.seed, HALF=BLOCK // 2, BLOCK_C=BLOCK_C,
-                                  PAIRS=NOISY_PAIRS)  # fmt: skip
+                                  noise.seed, HALF=BLOCK // 2, BLOCK_C=block_c, PAIRS=pairs,
+                                  num_warps=NOISY_WARPS)  # fmt: skip
     return out
 
 
