@@ -38,8 +38,10 @@ class IdentityCodec(Codec):
     model plays no part: over fading channels this is the AWGN capacity of the *average* SNR,
     error free — above the ergodic capacity ``E[log2(1 + |h|²·snr)]`` of block Rayleigh (2.91
     against 3.46 bits per use at 10 dB, 0.86 against 1.0 at 0 dB) and without outage. Decoding
-    returns the float16 values as float32 (the same tensor again for the same payload: do not
-    write into it).
+    returns the float16 values as float32, in CUDA inference as the float16 payload itself,
+    channels-last (``Codec.decode``'s reduced dtype: the fusion kernels and ``sample_maps``
+    read it as float32, the same values, without a float32 copy of every map); the same
+    tensor again for the same payload: do not write into it.
 
     Args:
         mtu_bytes, header_bytes: packetisation for the ``packets`` count.
@@ -52,6 +54,7 @@ class IdentityCodec(Codec):
         self.mtu_bytes, self.header_bytes = mtu_bytes, header_bytes
         self._payload = TensorMemo()  # the last float16 payload
         self._decoded = TensorMemo()  # the last payload's float32 maps
+        self._float16 = TensorMemo()  # the last payload channels-last (CUDA inference)
 
     def encode(self, features: torch.Tensor, link: LinkState) -> Transmission:
         check_features(features)
@@ -81,13 +84,17 @@ class IdentityCodec(Codec):
         # the maps depend on the payload alone: a sweep's K conditions get the same tensor, which
         # ``send`` then shares among them instead of copying it K times (v2x.condition_streams)
         payload = received.meta["payload"]
+        if payload.is_cuda and payload.dim() == 4 and not torch.is_grad_enabled():
+            layout = torch.channels_last  # (the payload's own when the maps were channels-last)
+            return self._float16.get([payload], lambda: payload.contiguous(memory_format=layout))
         return self._decoded.get([payload], lambda: _float_maps(payload))
 
 
 def _float_maps(payload: torch.Tensor) -> torch.Tensor:
-    """The float16 payload ``[B, C, H, W]`` as float32 maps: on CUDA channels-last (the layout
-    the ego's warp + fusion kernel reads a bilinear corner's channels in one row, as it does
-    DeepJSCC's and the analog receiver's maps; the same values), elsewhere in its own layout."""
+    """The float16 payload ``[B, C, H, W]`` as float32 maps: on CUDA (with autograd)
+    channels-last (the layout the ego's warp + fusion kernel reads a bilinear corner's channels
+    in one row, as it does DeepJSCC's and the analog receiver's maps; the same values),
+    elsewhere in its own layout."""
     if payload.is_cuda and payload.dim() == 4:
         return payload.to(torch.float32, memory_format=torch.channels_last)
     return payload.float()

@@ -107,6 +107,38 @@ def test_ego_side_kernel_matches_fuse_at_ego_in_the_interpreter(triton_interpret
         assert finite and contiguous and shape == [4, 20, 8, 16], case  # channels-last
 
 
+_FLOAT16_MAPS = r"""
+import json, torch
+from v2x.perception.warp_fusion_triton import fuse_collaborators
+g = torch.Generator().manual_seed(2)
+n, m, c, h, w = 2, 3, 20, 8, 16
+grid = torch.rand(n * m, h, w, 2, generator=g) * 2.4 - 1.2
+valid = torch.rand(n, m, 1, h, w, generator=g) < 0.8
+ego = torch.randn(n, 1, c, h, w, generator=g)
+out = {}
+for layout in ("contiguous", "channels_last"):
+    maps = (torch.randn(n * m, c, h, w, generator=g) * 3).half()
+    if layout == "channels_last":
+        maps = maps.contiguous(memory_format=torch.channels_last)
+    collab = maps.view(n, m, c, h, w)
+    for mode in ("max", "attention"):
+        half = fuse_collaborators(ego, collab, grid, valid, mode, block_cells=4)
+        wide = fuse_collaborators(ego, collab.float(), grid, valid, mode, block_cells=4)
+        out[f"{layout}/{mode}"] = torch.equal(half, wide)
+print(json.dumps(out))
+"""
+
+
+def test_float16_collaborators_fuse_as_their_float32_values_in_the_interpreter(
+    triton_interpreted,
+) -> None:
+    """Collaborators' float16 maps (identity's payload, DeepJSCC's fp16 maps in CUDA inference)
+    give the fused map of the same values in float32, bit for bit: the kernel widens them on
+    load, exactly, and computes in float32. Both layouts, max and attention."""
+    out = triton_interpreted(_FLOAT16_MAPS)
+    assert len(out) == 4 and all(out.values()), out
+
+
 #: ``fuse_collaborators`` writing the fused map in float16: the float32 map rounded once.
 _INTERPRETED_EGO_DTYPE = r"""
 import json, torch

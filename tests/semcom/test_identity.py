@@ -243,7 +243,8 @@ def test_identity_maps_are_decoded_once_per_payload_and_again_after_a_write():
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_on_cuda_identity_decodes_channels_last_maps_with_the_payloads_values():
     """On CUDA identity's float32 maps are channels-last (what the ego's warp + fusion kernel
-    reads fastest), with the float16 payload's values; on the CPU they keep its layout."""
+    reads fastest), with the float16 payload's values; in inference they are the float16
+    payload itself, channels-last; on the CPU float32 in its layout."""
     codec = IdentityCodec()
     feats = torch.randn(4, 384, 32, 40)
     link = LinkState.from_snr(torch.tensor([0.0, 5.0, 10.0, 20.0]))
@@ -251,8 +252,14 @@ def test_on_cuda_identity_decodes_channels_last_maps_with_the_payloads_values():
     gpu_link = LinkState.from_snr(link.snr_db.cuda())
     on_cuda = codec.decode(codec.encode(feats.cuda(), gpu_link), gpu_link)
     assert on_cpu.is_contiguous() and on_cuda.is_contiguous(memory_format=torch.channels_last)
-    assert not on_cuda.is_contiguous()
+    assert not on_cuda.is_contiguous() and on_cuda.dtype == torch.float32
     assert torch.equal(on_cuda.cpu(), on_cpu) and torch.equal(on_cpu, feats.half().float())
+    with torch.no_grad():
+        tx = codec.encode(feats.cuda(), gpu_link)
+        half = codec.decode(tx, gpu_link)
+        assert codec.decode(tx, gpu_link) is half  # the K blocks of a send: one tensor
+    assert half.dtype == torch.float16 and half.is_contiguous(memory_format=torch.channels_last)
+    assert torch.equal(half.float().cpu(), on_cpu)
 
 
 @pytest.mark.parametrize("codec", [IdentityCodec(), AnalogCodec()], ids=["identity", "analog"])
