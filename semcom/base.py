@@ -294,6 +294,13 @@ class Codec(nn.Module):
         payload the budget would drop."""
         return None
 
+    def decoded_layout(self, rows: torch.Tensor) -> tuple[torch.dtype, torch.memory_format] | None:
+        """The dtype and memory format of the maps ``decode`` writes into ``DECODE_INTO`` for
+        maps like ``rows``, where known before the air: ``send`` then offers a codec with
+        ``decodes_into`` every condition block's slice of the joined maps, the first one's too.
+        ``None`` (the default): the first block's maps set them (and are copied in)."""
+        return None
+
     def decode(self, received: Transmission, link: LinkState) -> torch.Tensor:  # pragma: no cover
         raise NotImplementedError
 

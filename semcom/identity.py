@@ -203,6 +203,12 @@ class AnalogCodec(Codec):
         numel = int(torch.tensor(shape[1:]).prod()) if len(shape) > 1 else 0
         return real[:, :numel].reshape(shape)
 
+    def decoded_layout(self, rows: torch.Tensor) -> tuple[torch.dtype, torch.memory_format] | None:
+        """float32 channels-last where the one-pass receiver may run (CUDA inference of
+        ``[B, C, H, W]`` maps; a reception it does not take is decoded apart and copied in)."""
+        one_pass = rows.is_cuda and rows.dim() == 4 and not torch.is_grad_enabled()
+        return (torch.float32, torch.channels_last) if one_pass and triton_available() else None
+
     @staticmethod
     def _receives_in_one_pass(y: torch.Tensor, shrink: torch.Tensor, shape: torch.Size) -> bool:
         """The shrink and the rescale as one Triton pass (``analog_triton.receive``, the same

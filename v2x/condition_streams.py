@@ -122,7 +122,11 @@ def send(
     if k > 1 and _jointly(codec, rows, extra):
         return _send_jointly(codec, channel, rows, row_snr, seeds)
     blocks: list[Sent] = []
-    decoded = None  # [N, C, h, w]: each block's maps copied in as it is decoded
+    # [N, C, h, w]: each block's maps decoded or copied in; made before the first block where
+    # the codec knows its maps' dtype and layout before the air (none of them then copied)
+    first = rows[0] if blocked else rows[:m]
+    layout = codec.decoded_layout(first) if k > 1 and codec.decodes_into else None
+    decoded = None if layout is None else _empty_maps(first, n, *layout)
     # the channel's input checks read once for all K blocks, not once per block (a host sync)
     with deferred_checks():
         for ki, seed in enumerate(seeds):
@@ -254,7 +258,14 @@ def _joined(first: torch.Tensor, rows: int) -> torch.Tensor:
     choice for blocks of one layout)."""
     nhwc = first.dim() == 4 and first.is_contiguous(memory_format=torch.channels_last)
     layout = torch.channels_last if nhwc and not first.is_contiguous() else torch.contiguous_format
-    return torch.empty((rows, *first.shape[1:]), dtype=first.dtype, device=first.device,
+    return _empty_maps(first, rows, first.dtype, layout)
+
+
+def _empty_maps(
+    like: torch.Tensor, rows: int, dtype: torch.dtype, layout: torch.memory_format
+) -> torch.Tensor:
+    """An empty ``[rows, *like.shape[1:]]`` tensor on ``like``'s device."""
+    return torch.empty((rows, *like.shape[1:]), dtype=dtype, device=like.device,
                        memory_format=layout)  # fmt: skip
 
 

@@ -494,13 +494,26 @@ def test_a_codec_that_decodes_into_the_joined_maps_is_offered_each_later_blocks_
         base = sent.decoded.data_ptr()
         assert codec.offered == [None, base + 2 * row_bytes, base + 4 * row_bytes]
 
+    class KnownLayout(IntoAnalog):
+        def decoded_layout(self, rows):
+            return torch.float32, torch.contiguous_format
+
+    # a codec that knows its maps' layout before the air is offered the first block's slice too
+    for write in (True, False):
+        codec = KnownLayout(write)
+        sent = send(codec, channel, rows, snr, seeds=[5, 6, 7])
+        assert torch.equal(sent.decoded, plain.decoded) and sent.decoded.is_contiguous()
+        base = sent.decoded.data_ptr()
+        assert codec.offered == [base, base + 2 * row_bytes, base + 4 * row_bytes]
+
 
 @pytest.mark.gpu
 @pytest.mark.parametrize("codec_name", ["analog", "deepjscc"])
 def test_on_cuda_the_codecs_decode_into_the_joined_maps_with_the_same_bits(codec_name, monkeypatch):
     """On CUDA the analog receiver's and DeepJSCC's last pass write each later block's maps
     straight into its slice of the joined maps (no copy after): every block but the first is
-    decoded into the slice it was offered, and the joined maps equal, bit for bit, those of
+    decoded into the slice it was offered (the analog codec's first too: it knows its maps'
+    layout before the air, ``decoded_layout``), and the joined maps equal, bit for bit, those of
     the same send with the offer switched off (each block decoded apart, then copied), in the
     deterministic mode (outside it two cuDNN calls need not agree in the last bits). (The
     per-block path: on CUDA DeepJSCC's blocks are otherwise coded together, tested below.)"""
@@ -531,7 +544,7 @@ def test_on_cuda_the_codecs_decode_into_the_joined_maps_with_the_same_bits(codec
     monkeypatch.setattr(type(codec), "decode", watched)
     with torch.no_grad():
         into = send(codec, channel, rows, snr, seeds=[5, 6, 7, 8]).decoded
-        assert written == [False, True, True, True]
+        assert written == [codec_name == "analog", True, True, True]
         monkeypatch.setattr(type(codec), "decodes_into", False)
         apart = send(codec, channel, rows, snr, seeds=[5, 6, 7, 8]).decoded
     assert torch.equal(into, apart) and into.stride() == apart.stride()
