@@ -157,14 +157,26 @@ class AnalogCodec(Codec):
 
     @staticmethod
     def _scaled_pairs(features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(scale [B, 1], symbols [B, ⌈C·H·W/2⌉] complex64 of unit average energy)``."""
+        """``(scale [B, 1] float32, symbols [B, ⌈C·H·W/2⌉] complex64 of unit average energy)``:
+        each map's values in ``[C, H, W]`` order, in pairs (a zero after an odd count), divided
+        by ``scale = sqrt(2 · mean(x²))``, its sum of squares accumulated in float64. Without an
+        autograd graph two passes over the maps, in whatever memory format they come: one read
+        for the scale, one that divides and lays the values out."""
         b = features.shape[0]
-        flat = features.reshape(b, features[0].numel() if b else 0).float()
-        if flat.shape[1] % 2:
-            flat = torch.nn.functional.pad(flat, (0, 1))
-        scale = flat.square().mean(dim=1, keepdim=True).mul(2.0).sqrt().clamp_min(1e-12)
-        pairs = (flat / scale).reshape(b, flat.shape[1] // 2, 2)  # explicit size: b may be 0
-        return scale, torch.view_as_complex(pairs.contiguous())
+        numel = features[0].numel() if b else 0
+        dims = tuple(range(1, features.dim()))
+        squares = torch.linalg.vector_norm(features, dim=dims, dtype=torch.float64).square()
+        scale = (squares * (2.0 / max(numel, 1))).sqrt().float().clamp_min(1e-12).reshape(b, 1)
+        padded = numel + numel % 2
+        if torch.is_grad_enabled() and features.requires_grad:
+            flat = features.reshape(b, numel).float()
+            pairs = torch.nn.functional.pad(flat, (0, padded - numel)) / scale
+        else:
+            pairs = torch.empty(b, padded, dtype=torch.float32, device=features.device)
+            per_map = scale.view(b, *([1] * len(dims)))
+            torch.div(features, per_map, out=pairs[:, :numel].view(features.shape))
+            pairs[:, numel:] = 0.0
+        return scale, torch.view_as_complex(pairs.reshape(b, padded // 2, 2))
 
     def decode(self, received: Transmission, link: LinkState) -> torch.Tensor:
         shape = received.meta["shape"]
