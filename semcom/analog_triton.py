@@ -13,8 +13,10 @@ channel tile transposed. Each product is rounded as torch rounds it (a complex t
 ``receive_noisy`` also adds the AWGN channel's deferred noise (``AWGNChannel(...,
 defer_noise=True)``) in the same pass: the channel kernel's normals for the same symbols
 (``v2x.channels.awgn_triton``: each program draws whole Philox counters, the pairs of the two
-halves of a channel-kernel block), so the received symbols are never written nor read again;
-the values of the channel kernel followed by ``receive``, bit for bit.
+halves of a channel-kernel block), so the received symbols are never written nor read again.
+The values of the channel kernel followed by ``receive`` bit for bit in the interpreter; on
+CUDA to float32 rounding (the compiled kernels need not contract the noise's multiply-add
+alike: not bit for bit on an H100, 2026-12-07), each path deterministic.
 
 Imported with ``TRITON_INTERPRET=1`` the kernels run on CPU tensors (tests).
 """
@@ -62,8 +64,10 @@ def _kernel():
 _NOISY_KERNEL = None
 #: ``receive_noisy``'s program: symbols of each half of a channel-kernel block (with their
 #: partners of the other half: ``4 · NOISY_PAIRS`` values of each of ``NOISY_BLOCK_C``
-#: channels) and warps (``benchmarks/bench_analog_receive.py`` times others)
-NOISY_PAIRS = 32
+#: channels) and warps. H100, 32 maps of 384 x 128 x 128 (``bench_analog_receive.py``, one
+#: process, 2026-12-07): 16 x 32 on 4 warps 22.3 µs per map (1.66x the channel kernel then
+#: ``receive``), 32 x 32 on 8 23.4 (1.56x), 32 x 32 on 4 30.8 (1.33x), 64 x 64 on 8 49.7 (0.74x)
+NOISY_PAIRS = 16
 NOISY_BLOCK_C = 32
 NOISY_WARPS = 4
 
@@ -123,7 +127,8 @@ def receive_noisy(
     shape: torch.Size,
     out: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """``receive(noise.added_to(x), shrink, scale, shape, out)`` in one pass: the same values.
+    """``receive(noise.added_to(x), shrink, scale, shape, out)`` in one pass: the same normals,
+    the same values to float32 rounding (bit for bit in the interpreter; module docstring).
 
     Args:
         x: ``[B, C·H·W / 2]`` complex64 symbols sent.

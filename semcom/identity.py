@@ -115,7 +115,8 @@ class AnalogCodec(Codec):
     # decoded maps for conditions to share (a host sync per send that held the device's queue)
     maps_differ_per_condition = True
     # the AWGN channel's noise added in the receiver's pass (analog_triton.receive_noisy): the
-    # received symbols are never written (CUDA, maps of whole channel-kernel blocks)
+    # received symbols are never written (CUDA, maps of whole channel-kernel blocks; the same
+    # normals, the values to float32 rounding of the channel kernel then the receiver)
     adds_pending_noise = True
 
     def __init__(self, mtu_bytes: int = MTU_BYTES, header_bytes: int = HEADER_BYTES) -> None:

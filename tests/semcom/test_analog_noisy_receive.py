@@ -1,7 +1,8 @@
 """The analog receiver that adds the AWGN channel's deferred noise in its own pass
-(``analog_triton.receive_noisy``) gives, bit for bit, what the channel kernel followed by the
-one-pass receiver gives: the kernel alone (interpreter), the codec through ``transmit`` with
-the channel asked to defer (interpreter, the CUDA-only gates opened; and on CUDA)."""
+(``analog_triton.receive_noisy``) gives what the channel kernel followed by the one-pass
+receiver gives: bit for bit in the interpreter (the kernel alone; the codec through
+``transmit`` with the channel asked to defer, the CUDA-only gates opened), and on CUDA to
+float32 rounding (the compiled kernels may contract the noise's multiply-add differently)."""
 
 from __future__ import annotations
 
@@ -108,10 +109,11 @@ def test_without_the_fused_path_the_channel_adds_its_noise_whatever_is_asked():
 
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
-def test_on_cuda_the_analog_codec_decodes_the_deferred_noise_bit_for_bit():
+def test_on_cuda_the_analog_codec_decodes_the_deferred_noise_as_the_channel_adds_it():
     """On CUDA the analog codec through ``transmit`` (noise deferred to its one-pass receiver)
-    gives the maps of the channel kernel then the receiver, bit for bit, at the sweep's map
-    size, and the two-pass path's shape (not whole blocks) still decodes."""
+    gives the maps of the channel kernel then the receiver at the sweep's map size to float32
+    rounding (the same normals: a wrong draw would differ by the noise itself), and bit for
+    bit at a shape whose cells are not whole blocks (the two-pass path either way)."""
     from v2x.common import triton_available
 
     if not triton_available():
@@ -131,5 +133,9 @@ def test_on_cuda_the_analog_codec_decodes_the_deferred_noise_bit_for_bit():
                 decoded, rx = transmit(codec, channel, tx, link.snr_db, link)
             maps[defers] = decoded
             assert (rx.state.pending_noise is not None) == (defers and shape[2] == 128)
-        assert torch.equal(maps[True], maps[False])
+        if shape[2] == 128:  # one ulp of y = x + n, rounded once or twice
+            peak = float(maps[False].abs().max())
+            torch.testing.assert_close(maps[True], maps[False], rtol=1e-6, atol=1e-6 * peak)
+        else:
+            assert torch.equal(maps[True], maps[False])
         assert maps[True].is_contiguous(memory_format=torch.channels_last)
