@@ -70,10 +70,10 @@ def main() -> None:
         got = analog.receive_noisy(x, noise, shrink, scale, shape, out=out)
         same = torch.equal(got, want)
         error = float((got - want).abs().max() / want.abs().max())
-        us = min(_median_us(lambda: analog.receive_noisy(x, noise, shrink, scale, shape, out=out),
-                            device, args.iters),
-                 _median_us(lambda: analog.receive_noisy(x, noise, shrink, scale, shape, out=out),
-                            device, args.iters)) / b  # fmt: skip
+        def fused() -> torch.Tensor:
+            return analog.receive_noisy(x, noise, shrink, scale, shape, out=out)
+
+        us = min(_median_us(fused, device, args.iters) for _ in range(2)) / b
         ref_again = _median_us(reference, device, args.iters) / b
         print(f"  receive_noisy {config:>9} (pairs x channels x warps): {us:6.1f} us per map, "
               f"{minimal / us / 1e3:5.0f} GB/s, {ref_again / us:.2f}x the reference "

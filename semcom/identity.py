@@ -12,6 +12,7 @@ from v2x.channels.budget import shannon_capacity
 from v2x.channels.link import LinkState
 from v2x.channels.packets import HEADER_BYTES, MTU_BYTES
 from v2x.common import TensorMemo, triton_available
+from v2x.semcom.analog_triton import receive, receive_noisy, takes_noise
 from v2x.semcom.base import (
     CODECS,
     FLOAT16_BITS,
@@ -197,17 +198,15 @@ class AnalogCodec(Codec):
                 x_hat, no_eff = equalize(y, state, method="zf")
             snr_eff = 1.0 / no_eff.clamp_min(1e-12)
             shrink = snr_eff / (1.0 + snr_eff)
-            if self._receives_in_one_pass(x_hat, shrink, shape):
-                from v2x.semcom.analog_triton import receive, receive_noisy, takes_noise
-
+            one_pass = self._receives_in_one_pass(x_hat, shrink, shape)
+            if noise is not None and not (one_pass and takes_noise(shape)):
+                x_hat, noise = noise.added_to(x_hat), None  # (x_hat is y on AWGN)
+            if one_pass:
                 out = decode_target(received, tuple(shape), y.device, torch.channels_last)
                 scale = received.meta["scale"]
-                if noise is not None and takes_noise(shape):
+                if noise is not None:
                     return receive_noisy(x_hat, noise, shrink, scale, shape, out=out)
-                x_hat = x_hat if noise is None else noise.added_to(x_hat)
                 return receive(x_hat, shrink, scale, shape, out=out)
-            if noise is not None:
-                x_hat = noise.added_to(x_hat)
             x_hat = x_hat * shrink
         else:
             x_hat = y
