@@ -132,7 +132,7 @@ def test_on_cuda_the_analog_codec_decodes_the_deferred_noise_as_the_channel_adds
                 tx = codec.encode(feats, link)
                 decoded, rx = transmit(codec, channel, tx, link.snr_db, link)
             maps[defers] = decoded
-            assert (rx.state.pending_noise is not None) == (defers and shape[2] == 128)
+            assert (rx.state.pending_noise is not None) == defers  # decode adds it either way
         if shape[2] == 128:  # one ulp of y = x + n, rounded once or twice
             peak = float(maps[False].abs().max())
             torch.testing.assert_close(maps[True], maps[False], rtol=1e-6, atol=1e-6 * peak)
