@@ -18,6 +18,12 @@ The values of the channel kernel followed by ``receive`` bit for bit in the inte
 CUDA to float32 rounding (the compiled kernels need not contract the noise's multiply-add
 alike: not bit for bit on an H100, 2026-12-07), each path deterministic.
 
+``sum_of_squares`` is the transmitter's one read of its maps for their scale: each map's sum of
+squares accumulated in float64 from its values as they lie in memory (channels-first or
+channels-last), without the float64 copy of the maps that ``torch.linalg.vector_norm(x,
+dtype=torch.float64)`` makes first (on an H100 that copy and its reduction took 26.5 µs per
+analog frame-condition, 2026-12-07).
+
 Imported with ``TRITON_INTERPRET=1`` the kernels run on CPU tensors (tests).
 """
 
@@ -158,6 +164,65 @@ def receive_noisy(
                                   noise.seed, HALF=BLOCK // 2, BLOCK_C=block_c, PAIRS=pairs,
                                   num_warps=NOISY_WARPS)  # fmt: skip
     return out
+
+
+_SQUARES_KERNEL = None
+#: values of one map per ``sum_of_squares`` program (each program's partial sum, then the
+#: map's partials summed in float64 by torch)
+SQUARES_BLOCK = 4096
+
+
+def _squares_kernel():
+    global _SQUARES_KERNEL
+    if _SQUARES_KERNEL is None:
+        import triton
+        import triton.language as tl
+
+        @triton.jit
+        def squares_kernel(x_ptr, out_ptr, numel, blocks, BLOCK: tl.constexpr):
+            # Program (block, row): the float64 sum of the squares of a block of one map's
+            # values (each square exact in float64: a float32 value has 24 significant bits).
+            row = tl.program_id(1).to(tl.int64)
+            offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+            v = tl.load(x_ptr + row * numel + offs, mask=offs < numel, other=0.0)
+            v = v.to(tl.float64)
+            tl.store(out_ptr + row * blocks + tl.program_id(0), tl.sum(v * v, axis=0))
+
+        _SQUARES_KERNEL = squares_kernel
+    return _SQUARES_KERNEL
+
+
+def takes_squares(x: torch.Tensor) -> bool:
+    """Whether ``sum_of_squares`` reads ``x``: ``[B, ...]`` float32, float16 or bfloat16 maps,
+    each map one dense run of memory (contiguous, or ``[B, C, H, W]`` channels-last)."""
+    if x.dtype not in (torch.float32, torch.float16, torch.bfloat16) or x.dim() < 2:
+        return False
+    last = x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last)
+    return x.is_contiguous() or last
+
+
+def sum_of_squares(x: torch.Tensor) -> torch.Tensor:
+    """Each map's sum of squares, ``[B]`` float64: ``x.double().square().sum(dims)`` to float64
+    rounding (the order of the additions differs), in one read of ``x``.
+
+    Args:
+        x: ``[B, ...]`` maps (``takes_squares``), in whichever of those layouts they are.
+    """
+    import triton
+
+    if not takes_squares(x):
+        raise ValueError(
+            f"analog sum_of_squares: expected [B, ...] float32/float16/bfloat16 maps, each "
+            f"map dense (contiguous or channels-last), got {tuple(x.shape)} {x.dtype} "
+            f"strides {x.stride()}"
+        )
+    b, numel = x.shape[0], x[0].numel() if x.shape[0] else 0
+    blocks = triton.cdiv(numel, SQUARES_BLOCK)
+    partial = torch.empty(b, blocks, dtype=torch.float64, device=x.device)
+    if partial.numel():
+        with on_device_of(x):
+            _squares_kernel()[(blocks, b)](x, partial, numel, blocks, BLOCK=SQUARES_BLOCK)
+    return partial.sum(dim=1)
 
 
 def _maps_out(shape: torch.Size, device: torch.device, out: torch.Tensor | None) -> torch.Tensor:

@@ -12,7 +12,13 @@ from v2x.channels.budget import shannon_capacity
 from v2x.channels.link import LinkState
 from v2x.channels.packets import HEADER_BYTES, MTU_BYTES
 from v2x.common import TensorMemo, triton_available
-from v2x.semcom.analog_triton import receive, receive_noisy, takes_noise
+from v2x.semcom.analog_triton import (
+    receive,
+    receive_noisy,
+    sum_of_squares,
+    takes_noise,
+    takes_squares,
+)
 from v2x.semcom.base import (
     CODECS,
     FLOAT16_BITS,
@@ -163,11 +169,15 @@ class AnalogCodec(Codec):
         each map's values in ``[C, H, W]`` order, in pairs (a zero after an odd count), divided
         by ``scale = sqrt(2 · mean(x²))``, its sum of squares accumulated in float64. Without an
         autograd graph two passes over the maps, in whatever memory format they come: one read
-        for the scale, one that divides and lays the values out."""
+        for the scale (in CUDA inference ``analog_triton.sum_of_squares``), one that divides and
+        lays the values out."""
         b = features.shape[0]
         numel = features[0].numel() if b else 0
         dims = tuple(range(1, features.dim()))
-        squares = torch.linalg.vector_norm(features, dim=dims, dtype=torch.float64).square()
+        if AnalogCodec._sums_in_one_pass(features):
+            squares = sum_of_squares(features)
+        else:
+            squares = torch.linalg.vector_norm(features, dim=dims, dtype=torch.float64).square()
         scale = (squares * (2.0 / max(numel, 1))).sqrt().float().clamp_min(1e-12).reshape(b, 1)
         padded = numel + numel % 2
         if torch.is_grad_enabled() and features.requires_grad:
@@ -220,6 +230,16 @@ class AnalogCodec(Codec):
         ``[B, C, H, W]`` maps; a reception it does not take is decoded apart and copied in)."""
         one_pass = rows.is_cuda and rows.dim() == 4 and not torch.is_grad_enabled()
         return (torch.float32, torch.channels_last) if one_pass and triton_available() else None
+
+    @staticmethod
+    def _sums_in_one_pass(features: torch.Tensor) -> bool:
+        """Each map's sum of squares in one Triton read (``analog_triton.sum_of_squares``):
+        CUDA maps it reads, no autograd graph through them."""
+        if not (features.is_cuda and takes_squares(features)):
+            return False
+        if torch.is_grad_enabled() and features.requires_grad:
+            return False
+        return triton_available()
 
     @staticmethod
     def _receives_in_one_pass(y: torch.Tensor, shrink: torch.Tensor, shape: torch.Size) -> bool:
