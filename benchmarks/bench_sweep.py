@@ -358,7 +358,7 @@ def bench_group_kernels(args, model, batches, device, top: int) -> None:
             precision = getattr(pipe.codec, "precision", "fp32")  # what the codec runs in
             one_pass(pipe, cache)  # warm: kernels compiled, features cached
             _sync(device)
-            with profile(activities=activities) as prof:
+            with profile(activities=activities, with_stack=bool(args.kernel_stacks)) as prof:
                 one_pass(pipe, cache)
                 _sync(device)
             kernels = {}  # on a CPU: the operators' own time
@@ -382,6 +382,34 @@ def bench_group_kernels(args, model, batches, device, top: int) -> None:
             ranked = sorted(kernels.items(), key=lambda kv: -kv[1][1])[:top]
             for name, (count, t) in ranked:
                 print(f"  {t / fc:8.1f} us/fc {count:6d}x  {name[:110]}")
+            if args.kernel_stacks:
+                _print_operator_stacks(prof, fc, on_device, args.kernel_stacks)
+
+
+def _print_operator_stacks(prof, fc: int, on_device: bool, top: int) -> None:
+    """The ``top`` operators by their own device time (on a CPU: their own CPU time) per
+    frame-condition, each with the innermost Python frames outside torch that called it (where
+    a kernel of the list above comes from)."""
+    ops: dict[tuple, list] = {}
+    for e in prof.events():
+        if e.device_type != torch.autograd.DeviceType.CPU or not e.name.startswith("aten::"):
+            continue
+        t = e.self_device_time_total if on_device else e.self_cpu_time_total
+        if t <= 0:
+            continue
+        where, parent = [], e.cpu_parent
+        while parent is not None and len(where) < 6:  # (with_stack: Python calls are events)
+            if ".py(" in parent.name and "torch/" not in parent.name:
+                where.append(parent.name)
+            parent = parent.cpu_parent
+        where = tuple(where)
+        entry = ops.setdefault((e.name, where), [0, 0.0])
+        entry[0] += 1
+        entry[1] += t
+    for (name, where), (count, t) in sorted(ops.items(), key=lambda kv: -kv[1][1])[:top]:
+        print(f"  {t / fc:8.1f} us/fc {count:6d}x  {name}")
+        for frame in where:
+            print(f"        {frame}")
 
 
 def _torch_profiler(path: str, stacks: bool = False):
@@ -916,6 +944,14 @@ def main() -> None:
         metavar="N",
         help="per codec (max fusion), the device's kernel time per frame-condition of one warm "
         "batched pass and its N costliest kernels",
+    )
+    p.add_argument(
+        "--kernel-stacks",
+        type=int,
+        default=0,
+        metavar="N",
+        help="with --group-kernels: the N operators with the most device time, each with the "
+        "Python frames (outside torch) that called it",
     )
     for flag, what in (
         ("--autocast", "with --group-kernels: the profiled passes under torch.autocast of this "
