@@ -397,13 +397,16 @@ def _print_operator_stacks(prof, fc: int, on_device: bool, top: int) -> None:
         t = e.self_device_time_total if on_device else e.self_cpu_time_total
         if t <= 0:
             continue
-        where, parent = [], e.cpu_parent
+        where, parent, op = [], e.cpu_parent, e.name
         while parent is not None and len(where) < 6:  # (with_stack: Python calls are events)
-            if ".py(" in parent.name and "torch/" not in parent.name:
-                where.append(parent.name)
+            name = parent.name
+            if name.startswith("aten::") and not where:
+                op += f" < {name}"  # the operators that called it (e.g. aten::contiguous)
+            elif ".py(" in name and not name.startswith("torch/") and "site-packages" not in name:
+                where.append(name)
             parent = parent.cpu_parent
         where = tuple(where)
-        entry = ops.setdefault((e.name, where), [0, 0.0])
+        entry = ops.setdefault((op, where), [0, 0.0])
         entry[0] += 1
         entry[1] += t
     for (name, where), (count, t) in sorted(ops.items(), key=lambda kv: -kv[1][1])[:top]:
