@@ -217,12 +217,12 @@ def decode_detections(
     peaks = F.max_pool2d(heat, 3, stride=1, padding=1)
     heat = heat * (heat == peaks)
     k = min(max_detections, k_cls * h * w)
-    scores, flat = heat.view(b, -1).topk(k, dim=1)
+    scores, flat = heat.reshape(b, -1).topk(k, dim=1)  # (a copy if channels-last, C > 1)
     labels = flat // (h * w)
     cell_index = flat % (h * w)
     iy, ix = cell_index // w, cell_index % w
     channels = reg_pred.shape[1]
-    reg = reg_pred.float().view(b, channels, h * w)
+    reg = reg_pred.float().reshape(b, channels, h * w)
     r = box_code(torch.gather(reg, 2, cell_index[:, None, :].expand(-1, channels, -1)))  # [B, 8, K]
     cell = grid.resolution_m * stride
     x = grid.x_range_m[0] + (ix.float() + r[:, 0]) * cell

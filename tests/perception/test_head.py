@@ -150,6 +150,21 @@ def test_decode_suppresses_non_peaks_and_orders_by_score():
     )
 
 
+def test_decode_reads_channels_last_outputs_as_their_values():
+    """A detector configured channels-last (``configure_inference(channels_last=True)``) gives
+    the head's outputs NHWC strides: decoding them gives what their contiguous copies give,
+    classes and cells in ``[class, y, x]`` order (a view of the NHWC memory would not)."""
+    boxes, classes, valid = _boxes()
+    heat, reg, index, mask = build_targets(boxes, classes, valid, GRID, STRIDE, K)
+    logits, reg_pred = _perfect_predictions(heat, reg, index, mask)
+    nhwc = [t.contiguous(memory_format=torch.channels_last) for t in (logits, reg_pred)]
+    assert not nhwc[0].is_contiguous() and not nhwc[1].is_contiguous()
+    want = decode_detections(logits, reg_pred, GRID, STRIDE, 10, 0.5)
+    got = decode_detections(*nhwc, GRID, STRIDE, 10, 0.5)
+    for a, b in zip(got, want, strict=True):
+        assert torch.equal(a, b)
+
+
 def _sigmoid(v: float) -> float:
     return 1.0 / (1.0 + math.exp(-v))
 
