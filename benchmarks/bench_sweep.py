@@ -388,8 +388,10 @@ def bench_group_kernels(args, model, batches, device, top: int) -> None:
 
 def _print_operator_stacks(prof, fc: int, on_device: bool, top: int) -> None:
     """The ``top`` operators by their own device time (on a CPU: their own CPU time) per
-    frame-condition, each with the innermost Python frames outside torch that called it (where
-    a kernel of the list above comes from)."""
+    frame-condition, each with the operators that called it (e.g. ``aten::copy_ <
+    aten::clone < aten::contiguous``) and the innermost Python frames outside torch that called
+    it, where the profiler links them (on the CPU; an H200 with torch 2.11 linked none): where
+    a kernel of the list above comes from."""
     ops: dict[tuple, list] = {}
     for e in prof.events():
         if e.device_type != torch.autograd.DeviceType.CPU or not e.name.startswith("aten::"):
@@ -411,7 +413,7 @@ def _print_operator_stacks(prof, fc: int, on_device: bool, top: int) -> None:
         entry[1] += t
     for (name, where), (count, t) in sorted(ops.items(), key=lambda kv: -kv[1][1])[:top]:
         print(f"  {t / fc:8.1f} us/fc {count:6d}x  {name}")
-        for frame in where:
+        for frame in where or ["(no Python frame linked to it by the profiler)"]:
             print(f"        {frame}")
 
 
@@ -954,7 +956,7 @@ def main() -> None:
         default=0,
         metavar="N",
         help="with --group-kernels: the N operators with the most device time, each with the "
-        "Python frames (outside torch) that called it",
+        "operators and (where the profiler links them) the Python frames that called it",
     )
     for flag, what in (
         ("--autocast", "with --group-kernels: the profiled passes under torch.autocast of this "
