@@ -235,8 +235,8 @@ class AnalogCodec(Codec):
     def _sums_in_one_pass(features: torch.Tensor) -> bool:
         """Each map's sum of squares in one Triton read (``analog_triton.sum_of_squares``):
         CUDA maps it reads, no autograd graph through them."""
-        if not (features.is_cuda and takes_squares(features)):
-            return False
+        if not (features.is_cuda and takes_squares(features)) or features.shape[0] > 65535:
+            return False  # (one launch row per map: CUDA's grid holds at most 65,535)
         if torch.is_grad_enabled() and features.requires_grad:
             return False
         return triton_available()
