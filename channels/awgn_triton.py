@@ -20,13 +20,13 @@ Imported with ``TRITON_INTERPRET=1`` the kernel runs on CPU tensors (tests).
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import torch
 
 from v2x.common import on_device_of
 
-_KERNEL = None
 #: symbols per program (two halves of ``BLOCK / 2``, one Philox counter per half position)
 BLOCK = 1024
 #: warps per program (H200, 2,048 × 131,072 symbols: 1,024 symbols on 4 warps 169 G symbols/s,
@@ -34,46 +34,44 @@ BLOCK = 1024
 NUM_WARPS = 4
 
 
+@functools.cache
 def _kernel():
-    global _KERNEL
-    if _KERNEL is None:
-        import triton
-        import triton.language as tl
+    import triton
+    import triton.language as tl
 
-        @triton.jit(do_not_specialize=["seed"])  # a new seed never compiles a new kernel
-        def channel_kernel(
-            x_ptr, y_ptr, std_ptr, h_ptr, symbols_per_row, seed,
-            GAIN: tl.constexpr, GAIN_PER_SYMBOL: tl.constexpr, BLOCK: tl.constexpr,
-        ):  # fmt: skip
-            HALF: tl.constexpr = BLOCK // 2
-            row = tl.program_id(1).to(tl.int64)
-            block = tl.program_id(0).to(tl.int64)
-            i = tl.arange(0, HALF)
-            # counter (q, row, 0, 0): q in the low word, the row in the high word
-            n0, n1, n2, n3 = tl.randn4x(seed, (row << 32) + block * HALF + i)
-            second = tl.arange(0, 2)[:, None] == 1  # the program's half: a [2, HALF] tile
-            noise_re = tl.where(second, n2[None, :], n0[None, :])
-            noise_im = tl.where(second, n3[None, :], n1[None, :])
-            s = block * BLOCK + tl.arange(0, 2)[:, None] * HALF + i[None, :]
-            mask = s < symbols_per_row
-            # each symbol's (real, imaginary) floats as one 8-byte access: a [2, HALF, 2] tile
-            part = tl.arange(0, 2)[None, None, :]
-            pair = (row * symbols_per_row * 2 + 2 * s)[:, :, None] + part
-            pair_mask = mask[:, :, None] & (part < 2)
-            x_re, x_im = tl.split(tl.load(x_ptr + pair, mask=pair_mask))
-            if GAIN:
-                if GAIN_PER_SYMBOL:
-                    h_re, h_im = tl.split(tl.load(h_ptr + pair, mask=pair_mask))
-                else:
-                    h_re = tl.load(h_ptr + 2 * row)
-                    h_im = tl.load(h_ptr + 2 * row + 1)
-                x_re, x_im = h_re * x_re - h_im * x_im, h_re * x_im + h_im * x_re
-            std = tl.load(std_ptr + row)
-            y = tl.join(x_re + std * noise_re, x_im + std * noise_im)
-            tl.store(y_ptr + pair, y, mask=pair_mask)
+    @triton.jit(do_not_specialize=["seed"])  # a new seed never compiles a new kernel
+    def channel_kernel(
+        x_ptr, y_ptr, std_ptr, h_ptr, symbols_per_row, seed,
+        GAIN: tl.constexpr, GAIN_PER_SYMBOL: tl.constexpr, BLOCK: tl.constexpr,
+    ):  # fmt: skip
+        HALF: tl.constexpr = BLOCK // 2
+        row = tl.program_id(1).to(tl.int64)
+        block = tl.program_id(0).to(tl.int64)
+        i = tl.arange(0, HALF)
+        # counter (q, row, 0, 0): q in the low word, the row in the high word
+        n0, n1, n2, n3 = tl.randn4x(seed, (row << 32) + block * HALF + i)
+        second = tl.arange(0, 2)[:, None] == 1  # the program's half: a [2, HALF] tile
+        noise_re = tl.where(second, n2[None, :], n0[None, :])
+        noise_im = tl.where(second, n3[None, :], n1[None, :])
+        s = block * BLOCK + tl.arange(0, 2)[:, None] * HALF + i[None, :]
+        mask = s < symbols_per_row
+        # each symbol's (real, imaginary) floats as one 8-byte access: a [2, HALF, 2] tile
+        part = tl.arange(0, 2)[None, None, :]
+        pair = (row * symbols_per_row * 2 + 2 * s)[:, :, None] + part
+        pair_mask = mask[:, :, None] & (part < 2)
+        x_re, x_im = tl.split(tl.load(x_ptr + pair, mask=pair_mask))
+        if GAIN:
+            if GAIN_PER_SYMBOL:
+                h_re, h_im = tl.split(tl.load(h_ptr + pair, mask=pair_mask))
+            else:
+                h_re = tl.load(h_ptr + 2 * row)
+                h_im = tl.load(h_ptr + 2 * row + 1)
+            x_re, x_im = h_re * x_re - h_im * x_im, h_re * x_im + h_im * x_re
+        std = tl.load(std_ptr + row)
+        y = tl.join(x_re + std * noise_re, x_im + std * noise_im)
+        tl.store(y_ptr + pair, y, mask=pair_mask)
 
-        _KERNEL = channel_kernel
-    return _KERNEL
+    return channel_kernel
 
 
 def use_fused(x: torch.Tensor) -> bool:

@@ -29,45 +29,43 @@ Imported with ``TRITON_INTERPRET=1`` the kernels run on CPU tensors (tests).
 
 from __future__ import annotations
 
+import functools
+
 import torch
 
 from v2x.channels.awgn_triton import PendingNoise
 from v2x.common import on_device_of
 
-_KERNEL = None
 BLOCK_C = 32
 BLOCK_HW = 64
 
 
+@functools.cache
 def _kernel():
-    global _KERNEL
-    if _KERNEL is None:
-        import triton
-        import triton.language as tl
+    import triton
+    import triton.language as tl
 
-        @triton.jit
-        def receive_kernel(
-            y_ptr, shrink_ptr, scale_ptr, out_ptr, C, HW, row_floats,
-            BLOCK_C: tl.constexpr, BLOCK_HW: tl.constexpr,
-        ):  # fmt: skip
-            # One [BLOCK_C, BLOCK_HW] tile of one map: read along the cells (the symbols'
-            # order), written along the channels ([B, H, W, C] memory).
-            row = tl.program_id(2).to(tl.int64)
-            c = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
-            hw = tl.program_id(0) * BLOCK_HW + tl.arange(0, BLOCK_HW)
-            m = (c < C)[:, None] & (hw < HW)[None, :]
-            src = row * row_floats + c[:, None].to(tl.int64) * HW + hw[None, :]
-            y = tl.load(y_ptr + src, mask=m, other=0.0)
-            f = tl.load(shrink_ptr + row)
-            s = tl.load(scale_ptr + row)
-            dst = row * C * HW + hw[None, :].to(tl.int64) * C + c[:, None]
-            tl.store(out_ptr + dst, (y * f) * s, mask=m)
+    @triton.jit
+    def receive_kernel(
+        y_ptr, shrink_ptr, scale_ptr, out_ptr, C, HW, row_floats,
+        BLOCK_C: tl.constexpr, BLOCK_HW: tl.constexpr,
+    ):  # fmt: skip
+        # One [BLOCK_C, BLOCK_HW] tile of one map: read along the cells (the symbols'
+        # order), written along the channels ([B, H, W, C] memory).
+        row = tl.program_id(2).to(tl.int64)
+        c = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
+        hw = tl.program_id(0) * BLOCK_HW + tl.arange(0, BLOCK_HW)
+        m = (c < C)[:, None] & (hw < HW)[None, :]
+        src = row * row_floats + c[:, None].to(tl.int64) * HW + hw[None, :]
+        y = tl.load(y_ptr + src, mask=m, other=0.0)
+        f = tl.load(shrink_ptr + row)
+        s = tl.load(scale_ptr + row)
+        dst = row * C * HW + hw[None, :].to(tl.int64) * C + c[:, None]
+        tl.store(out_ptr + dst, (y * f) * s, mask=m)
 
-        _KERNEL = receive_kernel
-    return _KERNEL
+    return receive_kernel
 
 
-_NOISY_KERNEL = None
 #: ``receive_noisy``'s program: symbols of each half of a channel-kernel block (with their
 #: partners of the other half: ``4 · NOISY_PAIRS`` values of each of ``NOISY_BLOCK_C``
 #: channels) and warps. H100, 32 maps of 384 x 128 x 128 (``bench_analog_receive.py``, one
@@ -78,43 +76,41 @@ NOISY_BLOCK_C = 32
 NOISY_WARPS = 4
 
 
+@functools.cache
 def _noisy_kernel():
-    global _NOISY_KERNEL
-    if _NOISY_KERNEL is None:
-        import triton
-        import triton.language as tl
+    import triton
+    import triton.language as tl
 
-        @triton.jit(do_not_specialize=["seed"])  # a new seed never compiles a new kernel
-        def noisy_receive_kernel(
-            x_ptr, std_ptr, shrink_ptr, scale_ptr, out_ptr, C, HW, seed,
-            HALF: tl.constexpr, BLOCK_C: tl.constexpr, PAIRS: tl.constexpr,
-        ):  # fmt: skip
-            # A channel-kernel block is 2·HALF symbols, 4·HALF values of one channel (HW is a
-            # multiple): its symbol i and i + HALF share Philox counter (block·HALF + i, row).
-            # Program (window, channel block, row): symbols i of the window's block k of each
-            # channel, their counters drawn once, the four values each written channels-last.
-            row = tl.program_id(2).to(tl.int64)
-            windows: tl.constexpr = HALF // PAIRS
-            k = tl.program_id(0) // windows
-            i = (tl.program_id(0) % windows) * PAIRS + tl.arange(0, PAIRS)
-            c = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
-            block = c.to(tl.int64) * (HW // (4 * HALF)) + k
-            n0, n1, n2, n3 = tl.randn4x(seed, (row << 32) + block[:, None] * HALF + i[None, :])
-            std = tl.load(std_ptr + row)
-            f = tl.load(shrink_ptr + row)
-            s = tl.load(scale_ptr + row)
-            part = tl.arange(0, 2)[None, None, :]  # (real, imaginary): [BLOCK_C, PAIRS, 2]
-            hw = (k * 4 * HALF + 2 * i)[None, :, None] + part
-            m = (c < C)[:, None, None] & (hw >= 0)
-            src = row * C * HW + c[:, None, None].to(tl.int64) * HW + hw
-            dst = row * C * HW + hw.to(tl.int64) * C + c[:, None, None]
-            y = tl.load(x_ptr + src, mask=m) + std * tl.join(n0, n1)
-            tl.store(out_ptr + dst, (y * f) * s, mask=m)
-            y = tl.load(x_ptr + src + 2 * HALF, mask=m) + std * tl.join(n2, n3)
-            tl.store(out_ptr + dst + 2 * HALF * C, (y * f) * s, mask=m)
+    @triton.jit(do_not_specialize=["seed"])  # a new seed never compiles a new kernel
+    def noisy_receive_kernel(
+        x_ptr, std_ptr, shrink_ptr, scale_ptr, out_ptr, C, HW, seed,
+        HALF: tl.constexpr, BLOCK_C: tl.constexpr, PAIRS: tl.constexpr,
+    ):  # fmt: skip
+        # A channel-kernel block is 2·HALF symbols, 4·HALF values of one channel (HW is a
+        # multiple): its symbol i and i + HALF share Philox counter (block·HALF + i, row).
+        # Program (window, channel block, row): symbols i of the window's block k of each
+        # channel, their counters drawn once, the four values each written channels-last.
+        row = tl.program_id(2).to(tl.int64)
+        windows: tl.constexpr = HALF // PAIRS
+        k = tl.program_id(0) // windows
+        i = (tl.program_id(0) % windows) * PAIRS + tl.arange(0, PAIRS)
+        c = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
+        block = c.to(tl.int64) * (HW // (4 * HALF)) + k
+        n0, n1, n2, n3 = tl.randn4x(seed, (row << 32) + block[:, None] * HALF + i[None, :])
+        std = tl.load(std_ptr + row)
+        f = tl.load(shrink_ptr + row)
+        s = tl.load(scale_ptr + row)
+        part = tl.arange(0, 2)[None, None, :]  # (real, imaginary): [BLOCK_C, PAIRS, 2]
+        hw = (k * 4 * HALF + 2 * i)[None, :, None] + part
+        m = (c < C)[:, None, None] & (hw >= 0)
+        src = row * C * HW + c[:, None, None].to(tl.int64) * HW + hw
+        dst = row * C * HW + hw.to(tl.int64) * C + c[:, None, None]
+        y = tl.load(x_ptr + src, mask=m) + std * tl.join(n0, n1)
+        tl.store(out_ptr + dst, (y * f) * s, mask=m)
+        y = tl.load(x_ptr + src + 2 * HALF, mask=m) + std * tl.join(n2, n3)
+        tl.store(out_ptr + dst + 2 * HALF * C, (y * f) * s, mask=m)
 
-        _NOISY_KERNEL = noisy_receive_kernel
-    return _NOISY_KERNEL
+    return noisy_receive_kernel
 
 
 def takes_noise(shape: torch.Size) -> bool:
@@ -148,7 +144,11 @@ def receive_noisy(
     from v2x.channels.awgn_triton import BLOCK, noise_std
 
     b, c, h, w = shape
-    if not takes_noise(shape) or x.dtype != torch.complex64 or tuple(x.shape) != (b, c * h * w // 2):
+    if (
+        not takes_noise(shape)
+        or x.dtype != torch.complex64
+        or tuple(x.shape) != (b, c * h * w // 2)
+    ):
         raise ValueError(
             f"analog receive_noisy: expected [{b}, {c * h * w // 2}] complex64 symbols for maps "
             f"{tuple(shape)} with H·W a multiple of {2 * BLOCK}, got {tuple(x.shape)} {x.dtype}"
@@ -166,30 +166,27 @@ def receive_noisy(
     return out
 
 
-_SQUARES_KERNEL = None
 #: values of one map per ``sum_of_squares`` program (each program's partial sum, then the
 #: map's partials summed in float64 by torch)
 SQUARES_BLOCK = 4096
 
 
+@functools.cache
 def _squares_kernel():
-    global _SQUARES_KERNEL
-    if _SQUARES_KERNEL is None:
-        import triton
-        import triton.language as tl
+    import triton
+    import triton.language as tl
 
-        @triton.jit
-        def squares_kernel(x_ptr, out_ptr, numel, blocks, BLOCK: tl.constexpr):
-            # Program (block, row): the float64 sum of the squares of a block of one map's
-            # values (each square exact in float64: a float32 value has 24 significant bits).
-            row = tl.program_id(1).to(tl.int64)
-            offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
-            v = tl.load(x_ptr + row * numel + offs, mask=offs < numel, other=0.0)
-            v = v.to(tl.float64)
-            tl.store(out_ptr + row * blocks + tl.program_id(0), tl.sum(v * v, axis=0))
+    @triton.jit
+    def squares_kernel(x_ptr, out_ptr, numel, blocks, BLOCK: tl.constexpr):
+        # Program (block, row): the float64 sum of the squares of a block of one map's
+        # values (each square exact in float64: a float32 value has 24 significant bits).
+        row = tl.program_id(1).to(tl.int64)
+        offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+        v = tl.load(x_ptr + row * numel + offs, mask=offs < numel, other=0.0)
+        v = v.to(tl.float64)
+        tl.store(out_ptr + row * blocks + tl.program_id(0), tl.sum(v * v, axis=0))
 
-        _SQUARES_KERNEL = squares_kernel
-    return _SQUARES_KERNEL
+    return squares_kernel
 
 
 def takes_squares(x: torch.Tensor) -> bool:

@@ -23,109 +23,102 @@ Imported with ``TRITON_INTERPRET=1`` the kernels run on CPU tensors (tests).
 
 from __future__ import annotations
 
+import functools
+
 import torch
 
 from v2x.common import PRECISION_NAMES, on_device_of, precision_dtype
 
-_KERNEL = None
-_LAYER_KERNELS = None
-_STANDARDIZE_KERNEL = None
 #: the dtypes of the maps the passes take, one per precision (float32 arithmetic whatever the
 #: storage)
 MAP_DTYPES = tuple(precision_dtype(name) for name in PRECISION_NAMES)
 BLOCK = 1024
 
 
+@functools.cache
 def _kernel():
-    global _KERNEL
-    if _KERNEL is None:
-        import triton
-        import triton.language as tl
+    import triton
+    import triton.language as tl
 
-        @triton.jit
-        def destandardize_kernel(
-            x_ptr, out_ptr, std_ptr, mean_ptr, bias_ptr, n, C, HW,
-            CHANNELS_LAST: tl.constexpr, HAS_BIAS: tl.constexpr, BLOCK: tl.constexpr,
-        ):  # fmt: skip
-            offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
-            mask = offs < n
-            c = offs % C if CHANNELS_LAST else (offs // HW) % C  # [B, H, W, C] / [B, C, H, W]
-            x = tl.load(x_ptr + offs, mask=mask, other=0.0).to(tl.float32)
-            if HAS_BIAS:
-                x = x + tl.load(bias_ptr + c, mask=mask, other=0.0)
-            s = tl.load(std_ptr + c, mask=mask, other=1.0)
-            m = tl.load(mean_ptr + c, mask=mask, other=0.0)
-            tl.store(out_ptr + offs, x * s + m, mask=mask)  # rounded once to out's dtype
+    @triton.jit
+    def destandardize_kernel(
+        x_ptr, out_ptr, std_ptr, mean_ptr, bias_ptr, n, C, HW,
+        CHANNELS_LAST: tl.constexpr, HAS_BIAS: tl.constexpr, BLOCK: tl.constexpr,
+    ):  # fmt: skip
+        offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
+        mask = offs < n
+        c = offs % C if CHANNELS_LAST else (offs // HW) % C  # [B, H, W, C] / [B, C, H, W]
+        x = tl.load(x_ptr + offs, mask=mask, other=0.0).to(tl.float32)
+        if HAS_BIAS:
+            x = x + tl.load(bias_ptr + c, mask=mask, other=0.0)
+        s = tl.load(std_ptr + c, mask=mask, other=1.0)
+        m = tl.load(mean_ptr + c, mask=mask, other=0.0)
+        tl.store(out_ptr + offs, x * s + m, mask=mask)  # rounded once to out's dtype
 
-        _KERNEL = destandardize_kernel
-    return _KERNEL
+    return destandardize_kernel
 
 
+@functools.cache
 def _layer_kernels():
-    global _LAYER_KERNELS
-    if _LAYER_KERNELS is None:
-        import triton
-        import triton.language as tl
+    import triton
+    import triton.language as tl
 
-        @triton.jit
-        def bias_prelu_kernel(
-            x_ptr, bias_ptr, weight_ptr, n, C, HW,
-            CHANNELS_LAST: tl.constexpr, ONE_WEIGHT: tl.constexpr, BLOCK: tl.constexpr,
-        ):  # fmt: skip
-            offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
-            mask = offs < n
-            c = offs % C if CHANNELS_LAST else (offs // HW) % C
-            v = tl.load(x_ptr + offs, mask=mask, other=0.0).to(tl.float32)
-            v = v + tl.load(bias_ptr + c, mask=mask, other=0.0)
-            if ONE_WEIGHT:  # noqa: SIM108 (a constexpr branch: one load compiled)
-                a = tl.load(weight_ptr)
-            else:
-                a = tl.load(weight_ptr + c, mask=mask, other=0.0)
-            tl.store(x_ptr + offs, tl.where(v > 0, v, a * v), mask=mask)  # ATen's prelu
+    @triton.jit
+    def bias_prelu_kernel(
+        x_ptr, bias_ptr, weight_ptr, n, C, HW,
+        CHANNELS_LAST: tl.constexpr, ONE_WEIGHT: tl.constexpr, BLOCK: tl.constexpr,
+    ):  # fmt: skip
+        offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
+        mask = offs < n
+        c = offs % C if CHANNELS_LAST else (offs // HW) % C
+        v = tl.load(x_ptr + offs, mask=mask, other=0.0).to(tl.float32)
+        v = v + tl.load(bias_ptr + c, mask=mask, other=0.0)
+        if ONE_WEIGHT:  # noqa: SIM108 (a constexpr branch: one load compiled)
+            a = tl.load(weight_ptr)
+        else:
+            a = tl.load(weight_ptr + c, mask=mask, other=0.0)
+        tl.store(x_ptr + offs, tl.where(v > 0, v, a * v), mask=mask)  # ATen's prelu
 
-        @triton.jit
-        def scale_add_kernel(
-            x_ptr, gains_ptr, residual_ptr, out_ptr, n, C, HW,
-            CHANNELS_LAST: tl.constexpr, HAS_RESIDUAL: tl.constexpr, BLOCK: tl.constexpr,
-        ):  # fmt: skip
-            offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
-            mask = offs < n
-            c = offs % C if CHANNELS_LAST else (offs // HW) % C
-            row = offs // (C * HW)
-            y = tl.load(x_ptr + offs, mask=mask, other=0.0).to(tl.float32)
-            y = y * tl.load(gains_ptr + row * C + c, mask=mask, other=0.0)
-            if HAS_RESIDUAL:
-                y = tl.load(residual_ptr + offs, mask=mask, other=0.0).to(tl.float32) + y
-            tl.store(out_ptr + offs, y, mask=mask)
+    @triton.jit
+    def scale_add_kernel(
+        x_ptr, gains_ptr, residual_ptr, out_ptr, n, C, HW,
+        CHANNELS_LAST: tl.constexpr, HAS_RESIDUAL: tl.constexpr, BLOCK: tl.constexpr,
+    ):  # fmt: skip
+        offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
+        mask = offs < n
+        c = offs % C if CHANNELS_LAST else (offs // HW) % C
+        row = offs // (C * HW)
+        y = tl.load(x_ptr + offs, mask=mask, other=0.0).to(tl.float32)
+        y = y * tl.load(gains_ptr + row * C + c, mask=mask, other=0.0)
+        if HAS_RESIDUAL:
+            y = tl.load(residual_ptr + offs, mask=mask, other=0.0).to(tl.float32) + y
+        tl.store(out_ptr + offs, y, mask=mask)
 
-        _LAYER_KERNELS = bias_prelu_kernel, scale_add_kernel
-    return _LAYER_KERNELS
+    return bias_prelu_kernel, scale_add_kernel
 
 
+@functools.cache
 def _standardize_kernel():
-    global _STANDARDIZE_KERNEL
-    if _STANDARDIZE_KERNEL is None:
-        import triton
-        import triton.language as tl
+    import triton
+    import triton.language as tl
 
-        @triton.jit
-        def standardize_kernel(
-            x_ptr, out_ptr, mean_ptr, std_ptr, n, C, H, W, sB, sC, sH, sW, BLOCK: tl.constexpr,
-        ):  # fmt: skip
-            offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
-            mask = offs < n
-            c = offs % C  # the output is [B, H, W, C] in memory
-            rest = offs // C
-            col = rest % W
-            rest = rest // W
-            src = (rest // H) * sB + c * sC + (rest % H) * sH + col * sW
-            v = tl.load(x_ptr + src, mask=mask, other=0.0).to(tl.float32)
-            v = v - tl.load(mean_ptr + c, mask=mask, other=0.0)
-            s = tl.load(std_ptr + c, mask=mask, other=1.0)
-            tl.store(out_ptr + offs, tl.math.div_rn(v, s), mask=mask)  # IEEE, as torch's div
+    @triton.jit
+    def standardize_kernel(
+        x_ptr, out_ptr, mean_ptr, std_ptr, n, C, H, W, sB, sC, sH, sW, BLOCK: tl.constexpr,
+    ):  # fmt: skip
+        offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
+        mask = offs < n
+        c = offs % C  # the output is [B, H, W, C] in memory
+        rest = offs // C
+        col = rest % W
+        rest = rest // W
+        src = (rest // H) * sB + c * sC + (rest % H) * sH + col * sW
+        v = tl.load(x_ptr + src, mask=mask, other=0.0).to(tl.float32)
+        v = v - tl.load(mean_ptr + c, mask=mask, other=0.0)
+        s = tl.load(std_ptr + c, mask=mask, other=1.0)
+        tl.store(out_ptr + offs, tl.math.div_rn(v, s), mask=mask)  # IEEE, as torch's div
 
-        _STANDARDIZE_KERNEL = standardize_kernel
-    return _STANDARDIZE_KERNEL
+    return standardize_kernel
 
 
 def standardize(

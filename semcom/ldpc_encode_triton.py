@@ -22,46 +22,45 @@ Imported with ``TRITON_INTERPRET=1`` the kernels run on CPU tensors (tests).
 
 from __future__ import annotations
 
+import functools
+
 import torch
 
 from v2x.common import on_device_of
 
-_KERNEL = None
 BLOCK_ROWS = 32
 BLOCK_COLS = 64
 
 
+@functools.cache
 def _kernel():
-    global _KERNEL
-    if _KERNEL is None:
-        import triton
-        import triton.language as tl
+    import triton
+    import triton.language as tl
 
-        @triton.jit(do_not_specialize=["n_rows"])  # blocks per call vary with the data
-        def gather_xor_kernel(
-            src_ptr, src_offset, src_len, mat_ptr, dst_ptr, dst_offset, n_rows, m, row_stride,
-            NMAX: tl.constexpr, XOR_INTO: tl.constexpr,
-            BLOCK_ROWS: tl.constexpr, BLOCK_COLS: tl.constexpr,
-        ):  # fmt: skip
-            # dst[r, j] (^)= XOR_t src[r, mat[j, t]]; mat's padding index (src_len) reads 0.
-            r = tl.program_id(0).to(tl.int64) * BLOCK_ROWS + tl.arange(0, BLOCK_ROWS)
-            j = tl.program_id(1) * BLOCK_COLS + tl.arange(0, BLOCK_COLS)
-            rm = r < n_rows
-            jm = j < m
-            acc = tl.zeros([BLOCK_ROWS, BLOCK_COLS], tl.int32)
-            for t in tl.static_range(NMAX):
-                idx = tl.load(mat_ptr + j * NMAX + t, mask=jm, other=0)
-                ok = rm[:, None] & (jm & (idx < src_len))[None, :]
-                at = r[:, None] * row_stride + src_offset + idx[None, :]
-                acc ^= tl.load(src_ptr + at, mask=ok, other=0).to(tl.int32)
-            out = r[:, None] * row_stride + dst_offset + j[None, :]
-            both = rm[:, None] & jm[None, :]
-            if XOR_INTO:
-                acc ^= tl.load(dst_ptr + out, mask=both, other=0).to(tl.int32)
-            tl.store(dst_ptr + out, acc.to(tl.uint8), mask=both)
+    @triton.jit(do_not_specialize=["n_rows"])  # blocks per call vary with the data
+    def gather_xor_kernel(
+        src_ptr, src_offset, src_len, mat_ptr, dst_ptr, dst_offset, n_rows, m, row_stride,
+        NMAX: tl.constexpr, XOR_INTO: tl.constexpr,
+        BLOCK_ROWS: tl.constexpr, BLOCK_COLS: tl.constexpr,
+    ):  # fmt: skip
+        # dst[r, j] (^)= XOR_t src[r, mat[j, t]]; mat's padding index (src_len) reads 0.
+        r = tl.program_id(0).to(tl.int64) * BLOCK_ROWS + tl.arange(0, BLOCK_ROWS)
+        j = tl.program_id(1) * BLOCK_COLS + tl.arange(0, BLOCK_COLS)
+        rm = r < n_rows
+        jm = j < m
+        acc = tl.zeros([BLOCK_ROWS, BLOCK_COLS], tl.int32)
+        for t in tl.static_range(NMAX):
+            idx = tl.load(mat_ptr + j * NMAX + t, mask=jm, other=0)
+            ok = rm[:, None] & (jm & (idx < src_len))[None, :]
+            at = r[:, None] * row_stride + src_offset + idx[None, :]
+            acc ^= tl.load(src_ptr + at, mask=ok, other=0).to(tl.int32)
+        out = r[:, None] * row_stride + dst_offset + j[None, :]
+        both = rm[:, None] & jm[None, :]
+        if XOR_INTO:
+            acc ^= tl.load(dst_ptr + out, mask=both, other=0).to(tl.int32)
+        tl.store(dst_ptr + out, acc.to(tl.uint8), mask=both)
 
-        _KERNEL = gather_xor_kernel
-    return _KERNEL
+    return gather_xor_kernel
 
 
 class EncoderTables:

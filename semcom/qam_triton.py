@@ -24,62 +24,60 @@ Imported with ``TRITON_INTERPRET=1`` the kernels run on CPU tensors (tests).
 
 from __future__ import annotations
 
+import functools
+
 import torch
 
 from v2x.common import on_device_of
 
-_KERNEL = None
-_MAP_KERNEL = None
 BLOCK = 512
 
 
+@functools.cache
 def _kernel():
-    global _KERNEL
-    if _KERNEL is None:
-        import triton
-        import triton.language as tl
+    import triton
+    import triton.language as tl
 
-        @triton.jit(do_not_specialize=["total"])  # symbols per call vary with the data
-        def llr_kernel(
-            x_ptr, no_ptr, dim_ptr, level_ptr, label_ptr, sign_ptr, out_ptr,
-            n, total, no_row_stride, no_col_stride, no_erased, no_min,
-            QM: tl.constexpr, L: tl.constexpr, BLOCK: tl.constexpr,
-        ):  # fmt: skip
-            # One BLOCK of symbols of the [N, n] block matrix, flattened row-major.
-            i = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
-            m = i < total
-            row = i // n
-            col = i - row * n
-            xr = tl.load(x_ptr + 2 * i, mask=m, other=0.0)
-            xi = tl.load(x_ptr + 2 * i + 1, mask=m, other=0.0)
-            no = tl.load(no_ptr + row * no_row_stride + col * no_col_stride, mask=m, other=1.0)
-            # fec.llr's clean-up: NaN and +inf (erased) -> no_erased, then clamp(no_min, no_erased)
-            no = tl.where(no != no, no_erased, no)
-            no = tl.minimum(tl.maximum(no, no_min), no_erased)
-            for k in tl.static_range(QM):
-                coord = tl.where(tl.load(dim_ptr + k) == 0, xr, xi)
-                m1 = tl.full([BLOCK], float("-inf"), tl.float32)
-                m0 = tl.full([BLOCK], float("-inf"), tl.float32)
-                for lv in tl.static_range(L):
-                    d = coord - tl.load(level_ptr + k * L + lv)
-                    z = -(d * d) / no
-                    one = tl.load(label_ptr + k * L + lv) != 0
-                    m1 = tl.where(one, tl.maximum(m1, z), m1)
-                    m0 = tl.where(one, m0, tl.maximum(m0, z))
-                s1 = tl.zeros([BLOCK], tl.float32)
-                s0 = tl.zeros([BLOCK], tl.float32)
-                for lv in tl.static_range(L):
-                    d = coord - tl.load(level_ptr + k * L + lv)
-                    z = -(d * d) / no
-                    one = tl.load(label_ptr + k * L + lv) != 0
-                    s1 += tl.where(one, tl.exp(z - m1), 0.0)
-                    s0 += tl.where(one, 0.0, tl.exp(z - m0))
-                llr = (tl.log(s1) + m1) - (tl.log(s0) + m0)
-                sign = tl.load(sign_ptr + col * QM + k, mask=m, other=1.0)
-                tl.store(out_ptr + i * QM + k, llr * sign, mask=m)
+    @triton.jit(do_not_specialize=["total"])  # symbols per call vary with the data
+    def llr_kernel(
+        x_ptr, no_ptr, dim_ptr, level_ptr, label_ptr, sign_ptr, out_ptr,
+        n, total, no_row_stride, no_col_stride, no_erased, no_min,
+        QM: tl.constexpr, L: tl.constexpr, BLOCK: tl.constexpr,
+    ):  # fmt: skip
+        # One BLOCK of symbols of the [N, n] block matrix, flattened row-major.
+        i = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
+        m = i < total
+        row = i // n
+        col = i - row * n
+        xr = tl.load(x_ptr + 2 * i, mask=m, other=0.0)
+        xi = tl.load(x_ptr + 2 * i + 1, mask=m, other=0.0)
+        no = tl.load(no_ptr + row * no_row_stride + col * no_col_stride, mask=m, other=1.0)
+        # fec.llr's clean-up: NaN and +inf (erased) -> no_erased, then clamp(no_min, no_erased)
+        no = tl.where(no != no, no_erased, no)
+        no = tl.minimum(tl.maximum(no, no_min), no_erased)
+        for k in tl.static_range(QM):
+            coord = tl.where(tl.load(dim_ptr + k) == 0, xr, xi)
+            m1 = tl.full([BLOCK], float("-inf"), tl.float32)
+            m0 = tl.full([BLOCK], float("-inf"), tl.float32)
+            for lv in tl.static_range(L):
+                d = coord - tl.load(level_ptr + k * L + lv)
+                z = -(d * d) / no
+                one = tl.load(label_ptr + k * L + lv) != 0
+                m1 = tl.where(one, tl.maximum(m1, z), m1)
+                m0 = tl.where(one, m0, tl.maximum(m0, z))
+            s1 = tl.zeros([BLOCK], tl.float32)
+            s0 = tl.zeros([BLOCK], tl.float32)
+            for lv in tl.static_range(L):
+                d = coord - tl.load(level_ptr + k * L + lv)
+                z = -(d * d) / no
+                one = tl.load(label_ptr + k * L + lv) != 0
+                s1 += tl.where(one, tl.exp(z - m1), 0.0)
+                s0 += tl.where(one, 0.0, tl.exp(z - m0))
+            llr = (tl.log(s1) + m1) - (tl.log(s0) + m0)
+            sign = tl.load(sign_ptr + col * QM + k, mask=m, other=1.0)
+            tl.store(out_ptr + i * QM + k, llr * sign, mask=m)
 
-        _KERNEL = llr_kernel
-    return _KERNEL
+    return llr_kernel
 
 
 class LlrTables:
@@ -131,36 +129,34 @@ def codeword_llrs(
     return out
 
 
+@functools.cache
 def _map_kernel():
-    global _MAP_KERNEL
-    if _MAP_KERNEL is None:
-        import triton
-        import triton.language as tl
+    import triton
+    import triton.language as tl
 
-        @triton.jit(do_not_specialize=["total"])  # symbols per call vary with the data
-        def map_kernel(
-            c_ptr, pos_ptr, scramble_ptr, points_ptr, out_ptr, n, total, c_row_stride, ldpc_bits,
-            QM: tl.constexpr, BLOCK: tl.constexpr,
-        ):  # fmt: skip
-            # One BLOCK of symbols of the [N, n] output, flattened row-major.
-            i = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
-            m = i < total
-            row = i // n
-            col = i - row * n
-            index = tl.zeros([BLOCK], tl.int32)
-            for k in tl.static_range(QM):
-                q = (col * QM + k) % ldpc_bits  # the rate-matched bits repeat cyclically
-                q = tl.load(pos_ptr + q, mask=m, other=0).to(tl.int64)  # its codeword bit
-                c = tl.load(c_ptr + row * c_row_stride + q, mask=m, other=0).to(tl.int32)
-                s = tl.load(scramble_ptr + col * QM + k, mask=m, other=0.0).to(tl.int32)
-                index += ((c + s) & 1) << (QM - 1 - k)  # Sionna's Mapper: bit 0 the MSB
-            re = tl.load(points_ptr + 2 * index, mask=m, other=0.0)
-            im = tl.load(points_ptr + 2 * index + 1, mask=m, other=0.0)
-            tl.store(out_ptr + 2 * i, re, mask=m)
-            tl.store(out_ptr + 2 * i + 1, im, mask=m)
+    @triton.jit(do_not_specialize=["total"])  # symbols per call vary with the data
+    def map_kernel(
+        c_ptr, pos_ptr, scramble_ptr, points_ptr, out_ptr, n, total, c_row_stride, ldpc_bits,
+        QM: tl.constexpr, BLOCK: tl.constexpr,
+    ):  # fmt: skip
+        # One BLOCK of symbols of the [N, n] output, flattened row-major.
+        i = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
+        m = i < total
+        row = i // n
+        col = i - row * n
+        index = tl.zeros([BLOCK], tl.int32)
+        for k in tl.static_range(QM):
+            q = (col * QM + k) % ldpc_bits  # the rate-matched bits repeat cyclically
+            q = tl.load(pos_ptr + q, mask=m, other=0).to(tl.int64)  # its codeword bit
+            c = tl.load(c_ptr + row * c_row_stride + q, mask=m, other=0).to(tl.int32)
+            s = tl.load(scramble_ptr + col * QM + k, mask=m, other=0.0).to(tl.int32)
+            index += ((c + s) & 1) << (QM - 1 - k)  # Sionna's Mapper: bit 0 the MSB
+        re = tl.load(points_ptr + 2 * index, mask=m, other=0.0)
+        im = tl.load(points_ptr + 2 * index + 1, mask=m, other=0.0)
+        tl.store(out_ptr + 2 * i, re, mask=m)
+        tl.store(out_ptr + 2 * i + 1, im, mask=m)
 
-        _MAP_KERNEL = map_kernel
-    return _MAP_KERNEL
+    return map_kernel
 
 
 def coded_symbols(
