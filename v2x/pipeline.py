@@ -50,7 +50,7 @@ from v2x.conditions import distinct_conditions as _distinct_conditions
 from v2x.datasets.frame import CoopBatch
 from v2x.perception.detector import CoopDetector, Detections
 from v2x.perception.ego_fusion import arrived_cells, fuse_at_ego
-from v2x.perception.fusion_base import FeatureFusion, own_map
+from v2x.perception.fusion_base import FeatureFusion, collaborator_rows, own_map
 from v2x.perception.warp import (
     box_flow,
     compose_sampling,
@@ -226,12 +226,12 @@ class CooperativePipeline(nn.Module):
             ego = self._ego_alone(batch, lambda: features)
             return tiled_run(ego, cost, k)
         # the collaborators' maps once, as K condition blocks of the same rows (not K copies)
-        rows = features[:, 1:].reshape(b * (a - 1), c, h, w)
+        rows = collaborator_rows(features)
         rows = rows.unsqueeze(0).expand(k, *rows.shape)
         row_snr = link_snr(snr_db, b, a)[:, :, 1:].reshape(-1)
         codec, extra, selects = self.codec, {}, self.fusion.selects_cells
         if selects:  # Where2comm: send only the most important cells
-            heat, _ = self.model.head(features[:, 1:].reshape(b * (a - 1), c, h, w))
+            heat, _ = self.model.head(rows[0])
             conf = self.fusion.selection_score(heat)
             if self.fusion.threshold is not None:  # the cells above it: a count per link
                 conf = self.fusion.selection_mask(conf)

@@ -437,3 +437,25 @@ def test_fuse_warped_keeps_forward_and_its_gradient_in_training():
     fusion(a, torch.cat([torch.ones_like(valid[:, :1]), valid], dim=1)).sum().backward()
     fusion.fuse_warped(b[:, :1], b[:, 1:], valid).sum().backward()
     assert torch.equal(a.grad, b.grad)
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_collaborator_rows_are_the_reshape_in_the_maps_own_layout(channels_last):
+    """The collaborators' maps as ``reshape`` gives them (the same values, frame by frame), in
+    the features' own per-map layout: channels-last maps stay channels-last (``reshape`` would
+    copy them channels-first), channels-first ones get ``reshape``'s strides."""
+    from v2x.perception.fusion_base import collaborator_rows
+
+    b, a, c, h, w = 3, 4, 5, 6, 7
+    maps = torch.randn(b * a, c, h, w)
+    if channels_last:
+        maps = maps.contiguous(memory_format=torch.channels_last)
+    features = maps.view(b, a, c, h, w)
+    rows = collaborator_rows(features)
+    expected = features[:, 1:].reshape(b * (a - 1), c, h, w)
+    assert torch.equal(rows, expected)
+    assert rows.data_ptr() != features.data_ptr()  # a copy, not a view of the features
+    if channels_last:
+        assert rows.is_contiguous(memory_format=torch.channels_last) and not rows.is_contiguous()
+    else:
+        assert rows.stride() == expected.stride()
