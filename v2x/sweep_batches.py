@@ -179,7 +179,10 @@ def sweep_detector(plan: SweepPlan, device: torch.device) -> CoopDetector:
     the layers before them when ``plan.fold_batchnorm`` (``fold_batchnorm``: the same function,
     rounded differently; folded on the CPU, so every device runs the same folded weights, and
     moved without the norms' tensors), configured for ``plan.precision`` (and CUDA graphs if
-    asked). Bound for a GPU, the CPU's loading and folding run on one torch thread: they are
+    asked), channels-last on a CUDA device when ``plan.channels_last`` (its convolutions'
+    weights and so its feature maps NHWC: cuDNN's tensor-core kernels take them without layout
+    passes, the fusion kernel reads the ego's map one cell at a time, identity's float16
+    payload needs no transpose; measured 1.11× on the issue-16 sweep, docs/benchmarks.md). Bound for a GPU, the CPU's loading and folding run on one torch thread: they are
     small operations, and on a GPU host the cores are then busy with the sweep's worker
     processes reading its frames, so a team of intra-op threads waits for them (measured on an
     H200 host: the fold 0.21–0.29 s on 16 threads, against 36–48 ms on the 2-core VM); each
@@ -190,7 +193,11 @@ def sweep_detector(plan: SweepPlan, device: torch.device) -> CoopDetector:
         model = model.to(device)
     else:
         model = load_model(plan.config, device)
-    return model.configure_inference(plan.precision, cuda_graph=bool(plan.config.cuda_graph))
+    return model.configure_inference(
+        plan.precision,
+        cuda_graph=bool(plan.config.cuda_graph),
+        channels_last=True if plan.channels_last and device.type == "cuda" else None,
+    )
 
 
 def prepare_device(

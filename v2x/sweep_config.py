@@ -67,8 +67,10 @@ class SweepConfig:
             seeded by ``seed``; 0: none), ``bootstrap_unit`` (``auto``: whole sequences when
             frames come in sequences, else frames; ``sequence``; ``frame``; the unit used is
             the results column ``bootstrap_unit``), ``precision`` (the detector's inference
-            autocast: ``fp32``, ``fp16``, ``bf16``) and ``fold_batchnorm`` (each batch norm
-            folded into the convolution before it, ``v2x.perception.inference.fold_batchnorm``).
+            autocast: ``fp32``, ``fp16``, ``bf16``), ``fold_batchnorm`` (each batch norm
+            folded into the convolution before it, ``v2x.perception.inference.fold_batchnorm``)
+            and ``channels_last`` (on CUDA the detector's convolutions and maps channels-last,
+            ``CoopDetector.configure_inference``; the CPU ignores it).
         output_dir: folder of the results files.
         quiet: no progress bar (also off when stderr is not a TTY or ``CI`` is set).
         allow_corrupt: move an unreadable results file aside instead of failing.

@@ -172,6 +172,9 @@ class SweepPlan:
     bootstrap_unit: str = "auto"  # APAccumulator.compute's: auto | sequence | frame
     precision: str = "fp32"  # the detector's inference precision (configure_inference)
     fold_batchnorm: bool = False  # batch norms folded into the layers before them (inference)
+    #: the detector's convolutions and maps channels-last on the sweep's CUDA devices
+    #: (``eval.channels_last`` where the sweep runs on CUDA; False on the CPU, which ignores it)
+    channels_last: bool = False
 
     @property
     def num_cells(self) -> int:
@@ -181,7 +184,7 @@ class SweepPlan:
 def plan_sweep(cfg: Any) -> SweepPlan:
     """Validate ``cfg`` and list the groups; raises ``ValueError`` before any work."""
     from v2x.channels import CHANNELS
-    from v2x.loading import device_key
+    from v2x.loading import device_key, resolve_devices
     from v2x.perception.ap_config import BOOTSTRAP_UNITS, EvalConfig
     from v2x.perception.fusion import FUSIONS, fusion_class
     from v2x.perception.inference import check_precision
@@ -305,6 +308,13 @@ def plan_sweep(cfg: Any) -> SweepPlan:
     fold = eval_kwargs.pop("fold_batchnorm")
     if not isinstance(fold, bool):
         raise ValueError(f"sweep: field 'eval.fold_batchnorm' must be true or false, got {fold!r}")
+    channels_last = eval_kwargs.pop("channels_last")
+    if not isinstance(channels_last, bool):
+        raise ValueError(
+            f"sweep: field 'eval.channels_last' must be true or false, got {channels_last!r}"
+        )
+    # as it runs (CUDA only), so that the cells say what produced them
+    channels_last = channels_last and any(d.type == "cuda" for d in resolve_devices(cfg.device))
     try:
         eval_config = EvalConfig(**eval_kwargs).validate("sweep: field 'eval.{}'")
     except TypeError as exc:
@@ -395,6 +405,7 @@ def plan_sweep(cfg: Any) -> SweepPlan:
         "bootstrap_unit": bootstrap_unit,
         "precision": precision,
         "fold_batchnorm": fold,
+        "channels_last": channels_last,
     }
     common = {
         "code_hash": code,
@@ -445,6 +456,7 @@ def plan_sweep(cfg: Any) -> SweepPlan:
         bootstrap_unit,
         precision,
         fold,
+        channels_last,
     )
 
 

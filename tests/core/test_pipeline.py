@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import math
 
@@ -896,3 +897,52 @@ def test_distinct_conditions_read_channels_last_maps_in_place_with_the_same_grou
     got = distinct_conditions(cl, sent)
     assert got[0] == want[0] and torch.equal(got[1], want[1])
     assert not any(copies)
+
+
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.gpu)])
+@pytest.mark.parametrize(
+    ("fusion", "codec"),
+    [
+        ("max", "identity"), ("max", "analog"), ("max", "deepjscc"), ("attention", "analog"),
+        ("where2comm", "identity"), ("late", "identity"), ("early", "identity"),
+        ("none", "identity"),
+    ],
+)  # fmt: skip
+def test_a_channels_last_detector_gives_the_channels_first_detections(
+    model, batch, fusion, codec, device, monkeypatch
+):
+    """``configure_inference(channels_last=True)`` (the sweep's detector on CUDA,
+    ``eval.channels_last``): the features leave the backbone NHWC and every stage after it
+    (the collaborators' rows, codecs, warp, fusions — on CUDA their Triton kernels —, head,
+    late and early fusion) takes them so: the same detections and cost as the channels-first
+    detector's, up to the rounding of the convolutions' other summation order (on CUDA
+    without TF32, whose rounding would be coarser than the comparison)."""
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)
+    matmul_tf32 = torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        _channels_last_against_first(model, batch, fusion, codec, device)
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = matmul_tf32
+
+
+def _channels_last_against_first(model, batch, fusion, codec, device) -> None:
+    model = copy.deepcopy(model).to(device)
+    batch = batch.to(device)
+    nhwc = copy.deepcopy(model).configure_inference("fp32", channels_last=True)
+    features = nhwc.encode(batch.points, batch.point_mask, batch.poses)
+    c, w = features.shape[2], features.shape[4]
+    assert features.stride()[2:] == (1, w * c, c)  # each map NHWC
+    options = {"in_channels": C, "hidden": 8} if codec == "deepjscc" else {}
+    torch.manual_seed(0)
+    weights = build_codec(codec, **options).state_dict()
+    runs = []
+    for detector in (model, nhwc):
+        torch.manual_seed(0)
+        coder = build_codec(codec, **options)
+        coder.load_state_dict(weights)
+        pipe = CooperativePipeline(detector, build_fusion(fusion), coder, build_channel("awgn"))
+        runs.append(pipe.to(device).eval().run(batch, torch.tensor(SNRS, device=device)))
+    _same_detections(runs[1].detections, runs[0].detections, atol=1e-4)
+    for name in ("source_bits", "channel_uses", "packets", "sent"):
+        assert torch.equal(getattr(runs[1].cost, name), getattr(runs[0].cost, name)), name

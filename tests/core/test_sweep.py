@@ -1517,6 +1517,30 @@ def test_fold_batchnorm_folds_the_sweep_detector_and_keys_the_cells(cache_dir, t
     assert rows[0]["ap_50"] == pytest.approx(rows[1]["ap_50"], abs=1e-6)
 
 
+def test_channels_last_runs_and_keys_on_cuda_only(cache_dir, tmp_path, monkeypatch):
+    """``eval.channels_last`` (default true) takes effect where the sweep runs on CUDA, and the
+    cells record it as it runs: a CPU sweep's cells are the same whatever it says, and its
+    detector stays channels-first; on CUDA the setting is on by default and keys the cells."""
+    import v2x.loading
+    from v2x.sweep_batches import sweep_detector
+
+    cfg = tiny_config(cache_dir, tmp_path, snr_db=[10.0], codecs=["identity"], fusions=["max"])
+    on_cpu = [plan_sweep({**cfg, "eval": {"channels_last": v}}) for v in (True, False)]
+    assert not on_cpu[0].channels_last and not on_cpu[1].channels_last
+    assert on_cpu[0].groups[0].setting == on_cpu[1].groups[0].setting
+    detector = sweep_detector(on_cpu[0], torch.device("cpu"))
+    assert not detector.pillars.channels_last
+    assert all(
+        m.weight.is_contiguous() for m in detector.modules() if isinstance(m, torch.nn.Conv2d)
+    )
+    # as planned for a CUDA device (resolved without one: the plan reads only its type)
+    monkeypatch.setattr(v2x.loading, "resolve_devices", lambda value: [torch.device("cuda:0")])
+    on_cuda = [plan_sweep({**cfg, "device": "cuda", "eval": e}) for e in ({}, {"channels_last": False})]
+    assert on_cuda[0].channels_last and not on_cuda[1].channels_last
+    assert on_cuda[0].groups[0].setting["eval"]["channels_last"] is True
+    assert on_cuda[0].groups[0].setting != on_cuda[1].groups[0].setting
+
+
 @pytest.mark.parametrize(
     ("field", "value", "message"),
     [
@@ -1524,6 +1548,7 @@ def test_fold_batchnorm_folds_the_sweep_detector_and_keys_the_cells(cache_dir, t
          "'eval.bootstrap_unit' must be one of auto, sequence, frame, got 'town'"),  # fmt: skip
         ("precision", "fp8", "'eval.precision': expected one of fp32, fp16, bf16, got 'fp8'"),
         ("fold_batchnorm", "yes", "'eval.fold_batchnorm' must be true or false, got 'yes'"),
+        ("channels_last", 1, "'eval.channels_last' must be true or false, got 1"),
         ("per_class", "maybe", r"'eval.per_class': expected true or false, got 'maybe'"),
         ("eval_range", "abc", r"'eval.eval_range': expected a list of numbers, got 'abc'"),
         ("iou_thresholds", ["x"], r"'eval.iou_thresholds': expected a list of numbers"),
