@@ -430,25 +430,40 @@ def _run_lockstep(
 ) -> list[tuple[Group, list[float], Future | tuple[list[dict], pa.Table], float]]:
     """The groups of ``wave`` batch by batch, each batch's groups in turn (its features encoded
     once for all of them): ``(group, snrs, rows and ledger, seconds)`` per group (a future of
-    the rows and ledger with ``pool``), the seconds its own steps took."""
+    the rows and ledger with ``pool``), the seconds its own steps took. With ``pool`` each
+    group's rows start as soon as its last step is queued, while the groups after it in the
+    last batch still run (in ``device_order`` the heavy groups, whose distinct cells take the
+    rows' longest, come first)."""
+    done: dict[int, Future | tuple[list[dict], pa.Table]] = {}
     runs, seconds = run_lockstep(
         [GroupRun(plan, g, snrs, batches, cache, device, data_id, scorer) for g, snrs in wave],
-        batches, bar,
+        batches, bar, finished=lambda run: done.setdefault(id(run), run.finish(pool)),
     )  # fmt: skip
-    return [(g, snrs, run.finish(pool), s) for (g, snrs), run, s in zip(wave, runs, seconds)]
+    return [
+        (g, snrs, done[id(run)] if id(run) in done else run.finish(pool), s)
+        for (g, snrs), run, s in zip(wave, runs, seconds)
+    ]
 
 
 def run_lockstep(
-    runs: Sequence[GroupRun], batches: Sequence[_Batch], bar: Any, first_batch: int = 0
+    runs: Sequence[GroupRun],
+    batches: Sequence[_Batch],
+    bar: Any,
+    first_batch: int = 0,
+    finished: Callable[[GroupRun], Any] | None = None,
 ) -> tuple[Sequence[GroupRun], list[float]]:
     """``runs`` stepped batch by batch over ``batches`` (the sweep's batches from number
-    ``first_batch`` on), each batch's runs in turn; the seconds each run's steps took."""
+    ``first_batch`` on), each batch's runs in turn; the seconds each run's steps took.
+    ``finished(run)`` is called for each run right after its last step."""
     seconds = [0.0] * len(runs)
+    last = len(batches) - 1
     for j, item in enumerate(batches):
         for n, run in enumerate(runs):
             started = time.perf_counter()
             run.step(first_batch + j, item, bar)
             seconds[n] += time.perf_counter() - started
+            if j == last and finished is not None:
+                finished(run)
     return runs, seconds
 
 

@@ -240,6 +240,33 @@ def test_groups_run_in_lockstep_over_the_batches_when_the_features_do_not_fit(
     assert _lockstep_and_apart(monkeypatch, noisy, tmp_path) == (2, 6)  # 3 groups
 
 
+def test_a_lockstep_group_is_finished_right_after_its_last_step():
+    """``run_lockstep``'s ``finished``: each group's rows can start as soon as its own last step
+    is queued, before the groups after it in the last batch run (``_run_lockstep`` hands them
+    to the rows' pool there); every step still runs, batch by batch, in order."""
+    from v2x.sweep import run_lockstep
+
+    events: list[tuple] = []
+
+    class Run:
+        def __init__(self, name: str) -> None:
+            self.name = name
+
+        def step(self, bi: int, item: object, bar: object) -> None:
+            events.append(("step", self.name, bi))
+
+    runs = [Run("heavy"), Run("light")]
+    _, seconds = run_lockstep(
+        runs, ["b0", "b1", "b2"], None, first_batch=4,
+        finished=lambda run: events.append(("finished", run.name)),
+    )  # fmt: skip
+    assert len(seconds) == 2
+    assert events == [
+        ("step", "heavy", 4), ("step", "light", 4), ("step", "heavy", 5), ("step", "light", 5),
+        ("step", "heavy", 6), ("finished", "heavy"), ("step", "light", 6), ("finished", "light"),
+    ]  # fmt: skip
+
+
 def test_digital_groups_in_lockstep_equal_them_one_at_a_time(cache_dir, tmp_path, monkeypatch):
     """The digital chain (its source coding shared within a group's batch, HARQ rounds, a
     Rayleigh channel, pose noise) in lockstep with another digital group gives what the two
