@@ -28,7 +28,7 @@ from v2x.conditions import (
 )
 from v2x.datasets.frame import CoopBatch
 from v2x.perception.detector import CoopDetector
-from v2x.perception.fusion_base import FeatureFusion
+from v2x.perception.fusion_base import FeatureFusion, collaborator_rows
 from v2x.perception.semantic import (
     payload_floor,
     payload_from_air,
@@ -113,7 +113,7 @@ def run_payload(
         heat, reg = fusion.head(model, features[:, 0], fused, no)
         return tiled_run(model.postprocess(heat, reg), cost, k)
     s = b * (a - 1)
-    maps, cells = fusion.payload(model, features[:, 1:].reshape(s, c, h, w))
+    maps, cells = fusion.payload(model, collaborator_rows(features))
     # On the air each logit is its height above the floor, a cell with no class above it
     # empty (payload_to_air): the background costs no quantiser range nor bits.
     floor = payload_floor(float(model.config.score_threshold))
