@@ -108,6 +108,16 @@ def model_section(args: argparse.Namespace) -> dict:
     return model
 
 
+def eval_section(args: argparse.Namespace) -> dict:
+    """The sweep's ``eval`` options the benchmark sets: ``--precision`` and, with
+    ``--channels-first``, ``channels_last: false`` (the detector as before the fifty-first
+    session on CUDA), for the batched pipeline, the loop and ``run_sweep`` alike."""
+    out = {"precision": getattr(args, "precision", "fp32")}
+    if getattr(args, "channels_first", False):
+        out["channels_last"] = False
+    return out
+
+
 def build(args: argparse.Namespace):
     from v2x.datasets.build import cached_split
     from v2x.datasets.frame import collate_frames
@@ -125,7 +135,7 @@ def build(args: argparse.Namespace):
     # batch norms folded as its default says (sweep_detector)
     plan = plan_sweep(
         {"checkpoint": args.checkpoint, "model": model_section(args), "device": args.device,
-         "quiet": True, "eval": {"precision": getattr(args, "precision", "fp32")}}
+         "quiet": True, "eval": eval_section(args)}
     )  # fmt: skip
     model = sweep_detector(plan, device)
     batches = [
@@ -545,7 +555,7 @@ def bench_run_sweep(
             "output_dir": out,
             "quiet": True,
             "feature_cache_gb": args.feature_cache_gb,
-            "eval": {"precision": getattr(args, "precision", "fp32")},
+            "eval": eval_section(args),
             "cuda_graph": bool(getattr(args, "cuda_graph", False)),
         }
         if getattr(args, "bandwidth_hz", None):
@@ -890,6 +900,11 @@ def main() -> None:
         "detector, the figures in docs/benchmarks.md before 2026-12-01)",
     )
     p.add_argument("--small-model", action="store_true", help="±25.6 m grid instead of ±51.2 m")
+    p.add_argument(
+        "--channels-first",
+        action="store_true",
+        help="eval.channels_last false: the detector channels-first on CUDA (default: NHWC)",
+    )
     p.add_argument(
         "--checkpoint",
         default="untrained",
