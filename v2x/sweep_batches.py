@@ -182,11 +182,12 @@ def sweep_detector(plan: SweepPlan, device: torch.device) -> CoopDetector:
     asked), channels-last on a CUDA device when ``plan.channels_last`` (its convolutions'
     weights and so its feature maps NHWC: cuDNN's tensor-core kernels take them without layout
     passes, the fusion kernel reads the ego's map one cell at a time, identity's float16
-    payload needs no transpose; measured 1.11× on the issue-16 sweep, docs/benchmarks.md). Bound for a GPU, the CPU's loading and folding run on one torch thread: they are
-    small operations, and on a GPU host the cores are then busy with the sweep's worker
-    processes reading its frames, so a team of intra-op threads waits for them (measured on an
-    H200 host: the fold 0.21–0.29 s on 16 threads, against 36–48 ms on the 2-core VM); each
-    element is computed alike on any number of threads."""
+    payload needs no transpose; docs/benchmarks.md, "Fifty-first session"). Bound for a GPU,
+    the CPU's loading and folding run on one torch thread: they are small operations, and on
+    a GPU host the cores are then busy with the sweep's worker processes reading its frames,
+    so a team of intra-op threads waits for them (measured on an H200 host: the fold
+    0.21–0.29 s on 16 threads, against 36–48 ms on the 2-core VM); each element is computed
+    alike on any number of threads."""
     if plan.fold_batchnorm:
         with torch_threads(1 if device.type != "cpu" else None):
             model = fold_batchnorm(load_model(plan.config, torch.device("cpu")), inplace=True)
