@@ -66,16 +66,10 @@ def collaborator_rows(features: torch.Tensor) -> torch.Tensor:
     """``features [B, A, C, h, w]`` → ``[B·(A−1), C, h, w]``: the collaborators' maps (agents
     1…A−1 of each frame, frame by frame), one copy in the maps' own layout. ``reshape`` would
     copy them too (the ego's map lies between each frame's collaborators, so no view exists),
-    but always into channels-first memory: channels-last maps would be transposed here and
-    again by every reader that wants them channels-last."""
-    b, a, c, h, w = features.shape
-    nhwc = features.stride()[2:] == (1, w * c, c) and features.stride()[2:] != (h * w, w, 1)
-    fmt = torch.channels_last if nhwc else torch.contiguous_format
-    rows = torch.empty(
-        (b * (a - 1), c, h, w), dtype=features.dtype, device=features.device, memory_format=fmt
-    )
-    rows.view(b, a - 1, c, h, w).copy_(features[:, 1:])
-    return rows
+    but always into channels-first memory: channels-last maps would be transposed there and
+    again by every reader that wants them channels-last. ``clone`` keeps the order of the
+    slice's strides (its result is dense), so the frames and agents then merge in a view."""
+    return features[:, 1:].clone().flatten(0, 1)
 
 
 def clean_mask(
