@@ -18,7 +18,7 @@ from v2x.common import check_whole
 from v2x.perception.backbone import BEVBackbone, PointPillarsBackbone
 from v2x.perception.bev import BEVGrid, points_to_level_frame
 from v2x.perception.head import CenterHead, decode_detections
-from v2x.perception.inference import GraphCache, autocast, check_precision
+from v2x.perception.inference import PRECISIONS, GraphCache, autocast, check_precision
 from v2x.perception.nms import batched_rotated_nms
 from v2x.perception.pillars import PillarEncoder
 from v2x.perception.semantic import payload_adapters
@@ -180,6 +180,13 @@ class CoopDetector(nn.Module):
         with autocast(level_points.device, self.precision, cache_enabled=False):
             features = self.backbone(self.pillars(level_points, mask))
         return features.float() if float_output else features
+
+    @property
+    def encoded_dtype(self) -> torch.dtype:
+        """The dtype of ``encode(..., float_output=False)``'s maps: the autocast dtype of a
+        reduced ``precision`` (its backbone ends in convolutions, which autocast computes in
+        that dtype), else float32 (the default dtype)."""
+        return PRECISIONS.get(self.precision) or torch.get_default_dtype()
 
     @property
     def feature_map_shape(self) -> tuple[int, int, int]:

@@ -57,7 +57,8 @@ def fuse_at_ego(
     Args:
         model: the detector (its ``head``).
         fusion: a feature-stage fusion, ``fusion(features [N, 1+M, C, h, w], valid) -> [N, C, h, w]``.
-        ego: ``[E, 1, C, h, w]`` the ego's own maps (already in the ego frame: not resampled);
+        ego: ``[E, 1, C, h, w]`` the ego's own maps (already in the ego frame: not resampled),
+            float32 or a reduced-precision encoder's float16 / bfloat16 (read as float32);
             ``E`` divides ``N`` and fused map ``n`` uses row ``n % E`` (one map per frame for
             ``N / E`` blocks of conditions; ``E = N``: one each).
         collaborators: ``[N, M, C, h, w]`` what arrived of each collaborator's map, in its own
@@ -86,6 +87,7 @@ def fuse_at_ego(
         fused = fuse_collaborators(ego, collaborators, sample_grid, valid, mode, dtype=dtype)
         heat, reg = model.head(fused)  # the head's outputs keep its layout: made contiguous
         return fused, heat.contiguous(), reg.contiguous()
+    ego = ego.float()  # (a reduced-precision encoder's maps: the torch fusions' float32)
     if m == 0:  # the ego alone
         ego_valid = torch.ones(n, 1, 1, h, w, dtype=torch.bool, device=ego.device)
         return _fused_head(model, fusion, repeated_ego(ego, n), ego_valid)

@@ -63,13 +63,14 @@ def own_map(features: torch.Tensor) -> torch.Tensor:
 
 
 def collaborator_rows(features: torch.Tensor) -> torch.Tensor:
-    """``features [B, A, C, h, w]`` → ``[B·(A−1), C, h, w]``: the collaborators' maps (agents
-    1…A−1 of each frame, frame by frame), one copy in the maps' own layout. ``reshape`` would
-    copy them too (the ego's map lies between each frame's collaborators, so no view exists),
-    but always into channels-first memory: channels-last maps would be transposed there and
-    again by every reader that wants them channels-last. ``clone`` keeps the order of the
-    slice's strides (its result is dense), so the frames and agents then merge in a view."""
-    return features[:, 1:].clone().flatten(0, 1)
+    """``features [B, A, C, h, w]`` → ``[B·(A−1), C, h, w]`` float32: the collaborators' maps
+    (agents 1…A−1 of each frame, frame by frame), one copy in the maps' own layout (float16 /
+    bfloat16 maps converted in it, exactly). ``reshape`` would copy them too (the ego's map
+    lies between each frame's collaborators, so no view exists), but always into
+    channels-first memory: channels-last maps would be transposed there and again by every
+    reader that wants them channels-last. The copy keeps the order of the slice's strides (its
+    result is dense), so the frames and agents then merge in a view."""
+    return features[:, 1:].to(torch.float32, copy=True).flatten(0, 1)
 
 
 def clean_mask(

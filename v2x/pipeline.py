@@ -168,12 +168,18 @@ class CooperativePipeline(nn.Module):
         stage = self.fusion.stage
         if stage == "points":
             return run_early(self, batch, snr_db)
-        features = self.model.encode(batch.points, batch.point_mask, batch.poses)
+        # the maps in the encoder's own dtype (float16 / bfloat16 at a reduced precision):
+        # the feature path reads them exactly as their float32 copies (_run_features)
+        features = self._encode(batch)
         if stage == "boxes":
-            return run_late(self, batch, features, snr_db, motion)
+            return run_late(self, batch, features.float(), snr_db, motion)
         if self.fusion.sends_payload:  # semantic payloads (v2x.perception.semantic)
-            return run_payload(self, batch, features, snr_db)
+            return run_payload(self, batch, features.float(), snr_db)
         return self._run_features(batch, features, snr_db, stage == "features", seeds, motion)
+
+    def _encode(self, batch: CoopBatch) -> torch.Tensor:
+        """``[B, A, C, h, w]`` maps of ``batch`` in the encoder's dtype (``encoded_dtype``)."""
+        return self.model.encode(batch.points, batch.point_mask, batch.poses, float_output=False)
 
     @torch.no_grad()
     def ego_detections(self, batch: CoopBatch) -> Detections:
@@ -185,9 +191,7 @@ class CooperativePipeline(nn.Module):
                 f"pipeline: ego_detections needs feature fusion (fusion "
                 f"{type(self.fusion).__name__})"
             )
-        return self._ego_alone(
-            batch, lambda: self.model.encode(batch.points, batch.point_mask, batch.poses)
-        )
+        return self._ego_alone(batch, lambda: self._encode(batch))
 
     def _ego_alone(self, batch: CoopBatch, features: Callable[[], torch.Tensor]) -> Detections:
         """The ego-alone detections of ``batch`` (``features()``: its ``[B, A, C, h, w]`` maps);
@@ -200,11 +204,13 @@ class CooperativePipeline(nn.Module):
 
     def _ego_alone_run(self, features: torch.Tensor) -> Detections:
         if self.fusion.returns_own_map_alone:  # one computation for every such fusion
+            # (in the encoder's dtype: the head's autocast reads float32 maps rounded to it,
+            # the same values)
             fused = own_map(features)
         else:
             b, _, _, h, w = features.shape
             ego_only = torch.ones(b, 1, 1, h, w, dtype=torch.bool, device=features.device)
-            fused = self.fusion(features[:, :1], ego_only)
+            fused = self.fusion(features[:, :1].float(), ego_only)
         heat, reg = self.model.head(fused)
         return self.model.postprocess(heat, reg)
 
@@ -217,6 +223,11 @@ class CooperativePipeline(nn.Module):
         seeds: Sequence[int] | None = None,
         motion: MotionHistory | None = None,
     ) -> RunOutput:
+        """A feature fusion's run on ``features [B, A, C, h, w]``, float32 or the encoder's
+        reduced dtype: every reader takes them as their float32 copies would be taken (the
+        codecs get float32 rows, ``collaborator_rows``; the fusion kernel reads the ego's map
+        into float32; the torch fusions get it as float32, ``fuse_at_ego``; the ego-alone
+        head's autocast reads it in that dtype anyway)."""
         b, a, c, h, w = features.shape
         k = snr_db.shape[0]
         device = features.device
@@ -338,7 +349,7 @@ class CooperativePipeline(nn.Module):
             # latency compensation: the cells of each collaborator's moving boxes moved on by
             # their estimated motion over the estimated age (max_extrapolated)
             sample_grid, valid_collab = self._compensate(
-                batch, features, motion, sample_grid, valid_collab
+                batch, features.float(), motion, sample_grid, valid_collab
             )
         # Only collaborators are warped; the ego's map is already in the ego frame. The same
         # warp + fusion + head as training (v2x.perception.losses.fused_head_outputs).

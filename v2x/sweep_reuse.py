@@ -30,6 +30,8 @@ from v2x.sweep_config import check_feature_cache
 
 log = logging.getLogger("v2x.sweep")
 
+FLOAT32_BYTES = 4
+
 
 class EncodeCache:
     """Delegates to the detector but serves ``encode`` from a per-batch cache.
@@ -39,6 +41,12 @@ class EncodeCache:
     features were computed from are served from the cache (a batch re-sensed at other instants,
     ``v2x.asynchrony``, is encoded afresh). On CUDA the sweep queues the next batch's encoding
     ahead on a side stream (``prefetch``).
+
+    The features are kept as the detector's encoder computes them (``encoded_dtype``: float16
+    or bfloat16 at a reduced ``eval.precision``, half the bytes of float32, so twice the frames
+    fit and the groups need not run in lockstep) and handed out as ``encode(...,
+    float_output)`` asks: float32 (the same values, exactly) or as kept, for the pipeline's
+    feature path, which reads them exactly as their float32 copies.
     """
 
     def __init__(
@@ -71,6 +79,19 @@ class EncodeCache:
         self._stream: Any = None
 
     def encode(
+        self,
+        points: torch.Tensor,
+        point_mask: torch.Tensor,
+        poses: torch.Tensor,
+        float_output: bool = True,
+    ) -> torch.Tensor:
+        """The detector's ``encode`` of the batch (``CoopDetector.encode``'s arguments), from
+        the cache where it holds the current batch's; float32 with ``float_output``, else in
+        the encoder's own dtype."""
+        features = self._features(points, point_mask, poses)
+        return features.float() if float_output else features
+
+    def _features(
         self, points: torch.Tensor, point_mask: torch.Tensor, poses: torch.Tensor
     ) -> torch.Tensor:
         key = self.batch_index
@@ -88,10 +109,10 @@ class EncodeCache:
         if last is not None and key is not None and last[0] == key and last[1] is points:
             return last[2]
         self._last = None  # (freed before the next batch's features are computed)
-        features = self._model.encode(points, point_mask, poses)
+        features = self._model.encode(points, point_mask, poses, float_output=False)
         self.encodes += 1
         size = features.numel() * features.element_size()
-        self._reserve_for(size)
+        self._reserve_for(features.numel() * FLOAT32_BYTES)
         if key is not None and key not in self._cache and self._bytes + size <= self._max_bytes:
             self._cache[key] = (points, features)
             self._bytes += size
@@ -117,7 +138,9 @@ class EncodeCache:
         stream = self._stream
         stream.wait_stream(torch.cuda.current_stream(points.device))  # the batch's copies
         with torch.cuda.stream(stream):
-            features = self._model.encode(points, batch.point_mask, batch.poses)
+            features = self._model.encode(
+                points, batch.point_mask, batch.poses, float_output=False
+            )
             done = torch.cuda.Event()
             done.record(stream)
         for tensor in (points, batch.point_mask, batch.poses):
@@ -134,15 +157,17 @@ class EncodeCache:
     def would_hold(self, batch: Any, num_frames: int) -> bool:
         """Whether the cache would hold the features of ``num_frames`` frames, each the size of
         one of ``batch``'s (a ``CoopBatch``: its padded agents' maps, ``map_values`` each, in
-        the default float dtype)."""
-        agents = batch.agent_mask.shape[1]
-        frame_bytes = agents * self.map_values * torch.get_default_dtype().itemsize
-        self._reserve_for(frame_bytes * batch.batch_size)
-        return frame_bytes * num_frames <= self._max_bytes - self._bytes
+        the detector's ``encoded_dtype``)."""
+        frame_values = batch.agent_mask.shape[1] * self.map_values
+        kept = getattr(self._model, "encoded_dtype", torch.get_default_dtype()).itemsize
+        self._reserve_for(frame_values * FLOAT32_BYTES * batch.batch_size)
+        return frame_values * kept * num_frames <= self._max_bytes - self._bytes
 
     def _reserve_for(self, batch_bytes: float) -> None:
         """Take the reserve and this worker's working set out of the limit, once, from the
-        first batch's feature bytes."""
+        first batch's feature bytes as float32 (the unit the reserve and working set are
+        counted in: the maps a group computes from the features are float32 whatever the
+        dtype the cache keeps them in)."""
         limit = self._max_bytes - self._reserve_batches * batch_bytes
         if self._room is not None:
             room, batches = self._room

@@ -946,3 +946,51 @@ def _channels_last_against_first(model, batch, fusion, codec, device) -> None:
     _same_detections(runs[1].detections, runs[0].detections, atol=1e-4)
     for name in ("source_bits", "channel_uses", "packets", "sent"):
         assert torch.equal(getattr(runs[1].cost, name), getattr(runs[0].cost, name)), name
+
+
+@pytest.mark.parametrize(
+    ("device", "precision"),
+    [("cpu", "bf16"), pytest.param("cuda", "fp16", marks=pytest.mark.gpu)],
+)
+@pytest.mark.parametrize(
+    ("fusion", "codec"),
+    [
+        ("max", "identity"), ("max", "analog"), ("max", "deepjscc"), ("max", "digital_fixed"),
+        ("attention", "analog"), ("where2comm", "identity"), ("late", "identity"),
+        ("none", "identity"),
+    ],
+)  # fmt: skip
+def test_a_reduced_precision_encoders_own_maps_give_their_float32_copies_detections(
+    model, batch, fusion, codec, device, precision, monkeypatch
+):
+    """At a reduced precision the pipeline takes the encoder's maps in its own dtype
+    (``encode(float_output=False)``: float16 / bfloat16, what the sweep's feature cache keeps)
+    and reads them exactly as their float32 copies: the codecs get float32 rows, the fusions
+    (on CUDA the Triton kernel) the ego's map as float32, the ego-alone head its autocast's
+    own rounding — bit for bit the detections and cost of the same maps handed over as
+    float32."""
+    from v2x.perception.detector import CoopDetector
+
+    reduced = copy.deepcopy(model).to(device).configure_inference(precision)
+    batch = batch.to(device)
+    maps = reduced.encode(batch.points, batch.point_mask, batch.poses, float_output=False)
+    assert maps.dtype == reduced.encoded_dtype != torch.float32
+    options = {"in_channels": C, "hidden": 8} if codec == "deepjscc" else {}
+    torch.manual_seed(0)
+    weights = build_codec(codec, **options).state_dict()
+    runs, original = [], CoopDetector.encode
+    for float_maps in (False, True):
+        if float_maps:  # the maps handed over as float32, whatever the caller asks
+            monkeypatch.setattr(
+                CoopDetector, "encode", lambda self, *a, float_output=True: original(self, *a)
+            )
+        torch.manual_seed(0)
+        coder = build_codec(codec, **options)
+        coder.load_state_dict(weights)
+        pipe = CooperativePipeline(reduced, build_fusion(fusion), coder, build_channel("awgn"))
+        runs.append(pipe.to(device).eval().run(batch, torch.tensor(SNRS, device=device)))
+    ours, floats = (r.detections for r in runs)
+    for name in ("valid", "boxes", "scores", "labels"):
+        assert torch.equal(getattr(ours, name), getattr(floats, name)), name
+    for name in ("source_bits", "channel_uses", "packets", "sent", "cells_used"):
+        assert torch.equal(getattr(runs[0].cost, name), getattr(runs[1].cost, name)), name

@@ -457,20 +457,50 @@ def test_the_feature_cache_queues_nothing_ahead_on_the_cpu():
     assert cache.encodes == 0 and not cache._pending
 
 
-def test_the_feature_cache_says_whether_a_sweeps_features_fit(cache_dir, tmp_path):
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_the_feature_cache_says_whether_a_sweeps_features_fit(cache_dir, tmp_path, precision):
     """``EncodeCache.would_hold`` against the features the detector computes: a cache of
-    exactly one batch's bytes holds that batch's frames and not one frame more."""
+    exactly one batch's bytes holds that batch's frames and not one frame more. At a reduced
+    precision it keeps the encoder's own maps (bfloat16: half the bytes) and hands them out
+    as float32 unless asked for them as kept: the same values."""
     from v2x.sweep import load_frames
     from v2x.sweep_batches import prepare_device
     from v2x.sweep_reuse import EncodeCache
 
-    plan = plan_sweep(tiny_config(cache_dir, tmp_path))
+    cfg = tiny_config(cache_dir, tmp_path)
+    plan = plan_sweep({**cfg, "eval": {**cfg.get("eval", {}), "precision": precision}})
     cache, batches = prepare_device(plan, load_frames(plan.data, True), torch.device("cpu"))
     batch = batches[0].batch
+    cache.batch_index = 0
+    kept = cache.encode(batch.points, batch.point_mask, batch.poses, float_output=False)
+    assert kept.dtype == (torch.bfloat16 if precision == "bf16" else torch.float32)
     features = cache.encode(batch.points, batch.point_mask, batch.poses)
-    exact = EncodeCache(cache, features.numel() * features.element_size())
+    assert cache.encodes == 1 and features.dtype == torch.float32
+    assert torch.equal(features, kept.float())
+    exact = EncodeCache(cache, kept.numel() * kept.element_size())
     assert exact.would_hold(batch, batch.batch_size)
     assert not exact.would_hold(batch, batch.batch_size + 1)
+
+
+def test_a_reduced_precision_sweep_keeping_its_encoders_maps_gives_the_float32_maps_table(
+    cache_dir, tmp_path, monkeypatch
+):
+    """At bf16 the sweep keeps the encoder's bfloat16 maps (half the cache) and its groups read
+    them as their float32 copies: the same results and ledger, bit for bit, as the maps handed
+    over as float32 throughout (ego only, late and max fusion; identity, analog, the digital
+    payload)."""
+    from v2x.perception.detector import CoopDetector
+
+    codecs = ["identity", "analog", {"name": "digital_payload", "bits": 4}]
+    cfg = tiny_config(cache_dir, tmp_path / "kept", codecs=codecs)
+    cfg["eval"] = {"precision": "bf16", "bootstrap": 20}
+    kept = run_sweep(cfg)
+    original = CoopDetector.encode
+    monkeypatch.setattr(
+        CoopDetector, "encode", lambda self, *a, float_output=True: original(self, *a)
+    )
+    floats = run_sweep({**cfg, "output_dir": str(tmp_path / "floats")})
+    _assert_same_results_and_ledger(kept, floats)
 
 
 def test_workers_sharing_memory_reserve_each_others_working_sets(cache_dir, tmp_path, monkeypatch):
