@@ -482,18 +482,22 @@ def test_the_feature_cache_says_whether_a_sweeps_features_fit(cache_dir, tmp_pat
     assert not exact.would_hold(batch, batch.batch_size + 1)
 
 
+@pytest.mark.parametrize(
+    ("device", "precision"),
+    [("cpu", "bf16"), pytest.param("cuda", "fp16", marks=pytest.mark.gpu)],
+)
 def test_a_reduced_precision_sweep_keeping_its_encoders_maps_gives_the_float32_maps_table(
-    cache_dir, tmp_path, monkeypatch
+    cache_dir, tmp_path, monkeypatch, device, precision
 ):
-    """At bf16 the sweep keeps the encoder's bfloat16 maps (half the cache) and its groups read
-    them as their float32 copies: the same results and ledger, bit for bit, as the maps handed
-    over as float32 throughout (ego only, late and max fusion; identity, analog, the digital
-    payload)."""
+    """At a reduced precision the sweep keeps the encoder's float16 / bfloat16 maps (half the
+    cache) and its groups read them as their float32 copies: the same results and ledger, bit
+    for bit, as the maps handed over as float32 throughout (ego only, late and max fusion;
+    identity, analog, the digital payload)."""
     from v2x.perception.detector import CoopDetector
 
     codecs = ["identity", "analog", {"name": "digital_payload", "bits": 4}]
     cfg = tiny_config(cache_dir, tmp_path / "kept", codecs=codecs)
-    cfg["eval"] = {"precision": "bf16", "bootstrap": 20}
+    cfg.update(device=device, eval={"precision": precision, "bootstrap": 20})
     kept = run_sweep(cfg)
     original = CoopDetector.encode
     monkeypatch.setattr(
