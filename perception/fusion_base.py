@@ -62,15 +62,17 @@ def own_map(features: torch.Tensor) -> torch.Tensor:
     return torch.nan_to_num(features[:, 0], nan=0.0, posinf=0.0, neginf=0.0)
 
 
-def collaborator_rows(features: torch.Tensor) -> torch.Tensor:
-    """``features [B, A, C, h, w]`` → ``[B·(A−1), C, h, w]`` float32: the collaborators' maps
-    (agents 1…A−1 of each frame, frame by frame), one copy in the maps' own layout (float16 /
-    bfloat16 maps converted in it, exactly). ``reshape`` would copy them too (the ego's map
-    lies between each frame's collaborators, so no view exists), but always into
-    channels-first memory: channels-last maps would be transposed there and again by every
-    reader that wants them channels-last. The copy keeps the order of the slice's strides (its
-    result is dense), so the frames and agents then merge in a view."""
-    return features[:, 1:].to(torch.float32, copy=True).flatten(0, 1)
+def collaborator_rows(features: torch.Tensor, keep_dtype: bool = False) -> torch.Tensor:
+    """``features [B, A, C, h, w]`` → ``[B·(A−1), C, h, w]``: the collaborators' maps (agents
+    1…A−1 of each frame, frame by frame), one copy in the maps' own layout: float32 (float16 /
+    bfloat16 maps converted in it, exactly), or with ``keep_dtype`` in their own dtype (for a
+    codec that ``reads_reduced_maps``). ``reshape`` would copy them too (the ego's map lies
+    between each frame's collaborators, so no view exists), but always into channels-first
+    memory: channels-last maps would be transposed there and again by every reader that wants
+    them channels-last. The copy keeps the order of the slice's strides (its result is dense),
+    so the frames and agents then merge in a view."""
+    dtype = features.dtype if keep_dtype else torch.float32
+    return features[:, 1:].to(dtype, copy=True).flatten(0, 1)
 
 
 def clean_mask(

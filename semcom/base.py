@@ -220,6 +220,11 @@ class Codec(nn.Module):
     #: Its channel uses depend only on the map's shape: ``channel_uses_for((C, H, W), ratio)
     #: -> int`` (``selective`` budgets with it).
     shape_only_cost: ClassVar[bool] = False
+    #: ``encode`` reads float16 / bfloat16 maps exactly as their float32 copies (it computes
+    #: from their values in float32 or wider, or sends them as float16): the pipeline then
+    #: hands it a reduced-precision encoder's maps as they are, not converted to float32
+    #: (``v2x.perception.fusion_base.collaborator_rows``).
+    reads_reduced_maps: ClassVar[bool] = False
     #: ``decode`` writes its maps into ``received.meta[DECODE_INTO]`` when that tensor fits its
     #: last pass (``decode_target``) and returns that very tensor; otherwise a new one.
     decodes_into: ClassVar[bool] = False
@@ -262,6 +267,8 @@ class Codec(nn.Module):
                     "codes_blocks_jointly = True; declare it (False, or True with its own "
                     "encode_blocks and decode_blocks)"
                 )
+        if "encode" in vars(cls) and "reads_reduced_maps" not in vars(cls):
+            cls.reads_reduced_maps = False  # a new encode gets float32 maps unless it says
         inherited = getattr(cls, "cost_before_air", None)
         if (
             "encode" in vars(cls)

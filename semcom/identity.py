@@ -55,6 +55,7 @@ class IdentityCodec(Codec):
     """
 
     uses_channel = False
+    reads_reduced_maps = True  # (sends their float16 values: bfloat16 ones round as float32's)
 
     def __init__(self, mtu_bytes: int = MTU_BYTES, header_bytes: int = HEADER_BYTES) -> None:
         super().__init__()
@@ -118,6 +119,9 @@ class AnalogCodec(Codec):
     """
 
     decodes_into = True  # the one-pass receiver writes into DECODE_INTO (CUDA, AWGN)
+    # the scale's squares summed in float64, the division in float32: from any float maps'
+    # values as from their float32 copies
+    reads_reduced_maps = True
     # every value is received with the condition's own noise: the pipeline does not read the
     # decoded maps for conditions to share (a host sync per send that held the device's queue)
     maps_differ_per_condition = True

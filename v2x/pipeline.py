@@ -225,7 +225,8 @@ class CooperativePipeline(nn.Module):
     ) -> RunOutput:
         """A feature fusion's run on ``features [B, A, C, h, w]``, float32 or the encoder's
         reduced dtype: every reader takes them as their float32 copies would be taken (the
-        codecs get float32 rows, ``collaborator_rows``; the fusion kernel reads the ego's map
+        codecs get float32 rows, ``collaborator_rows``, or the maps as they are where they
+        read them so, ``Codec.reads_reduced_maps``; the fusion kernel reads the ego's map
         into float32; the torch fusions get it as float32, ``fuse_at_ego``; the ego-alone
         head's autocast reads it in that dtype anyway)."""
         b, a, c, h, w = features.shape
@@ -237,10 +238,10 @@ class CooperativePipeline(nn.Module):
             ego = self._ego_alone(batch, lambda: features)
             return tiled_run(ego, cost, k)
         # the collaborators' maps once, as K condition blocks of the same rows (not K copies)
-        rows = collaborator_rows(features)
+        codec, extra, selects = self.codec, {}, self.fusion.selects_cells
+        rows = collaborator_rows(features, codec.reads_reduced_maps and not selects)
         rows = rows.unsqueeze(0).expand(k, *rows.shape)
         row_snr = link_snr(snr_db, b, a)[:, :, 1:].reshape(-1)
-        codec, extra, selects = self.codec, {}, self.fusion.selects_cells
         if selects:  # Where2comm: send only the most important cells
             heat, _ = self.model.head(rows[0])
             conf = self.fusion.selection_score(heat)

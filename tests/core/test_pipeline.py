@@ -994,3 +994,33 @@ def test_a_reduced_precision_encoders_own_maps_give_their_float32_copies_detecti
         assert torch.equal(getattr(ours, name), getattr(floats, name)), name
     for name in ("source_bits", "channel_uses", "packets", "sent", "cells_used"):
         assert torch.equal(getattr(runs[0].cost, name), getattr(runs[1].cost, name)), name
+
+
+def test_only_codecs_reading_reduced_maps_get_them_and_a_new_encode_gets_float32():
+    """``Codec.reads_reduced_maps``: identity and analog take a reduced-precision encoder's
+    maps as they are (``collaborator_rows(keep_dtype=True)``: the same values, no float32
+    copy), DeepJSCC and the digital chain float32 rows; a subclass with an ``encode`` of its
+    own gets float32 rows unless it declares otherwise."""
+    from v2x.perception.fusion_base import collaborator_rows
+    from v2x.semcom.base import CODECS
+    from v2x.semcom.identity import IdentityCodec
+
+    assert CODECS.get("identity").reads_reduced_maps and CODECS.get("analog").reads_reduced_maps
+    assert not CODECS.get("deepjscc").reads_reduced_maps
+    assert not CODECS.get("digital").reads_reduced_maps
+
+    class Renamed(IdentityCodec):  # inherits encode: still reads them
+        pass
+
+    class Own(IdentityCodec):
+        def encode(self, features, link):
+            return super().encode(features, link)
+
+        def cost_before_air(self, shape, snr_db):
+            return super().cost_before_air(shape, snr_db)
+
+    assert Renamed.reads_reduced_maps and not Own.reads_reduced_maps
+    maps = torch.randn(2, 3, 4, 5, 6).to(torch.bfloat16)
+    kept, floats = collaborator_rows(maps, keep_dtype=True), collaborator_rows(maps)
+    assert kept.dtype == torch.bfloat16 and floats.dtype == torch.float32
+    assert torch.equal(kept.float(), floats) and torch.equal(floats, maps[:, 1:].float().reshape(4, 4, 5, 6))
