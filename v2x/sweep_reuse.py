@@ -6,6 +6,7 @@ encoder features per frame batch (``EncodeCache``), the digital chain's source c
 from __future__ import annotations
 
 import ctypes
+import inspect
 import logging
 import math
 import os
@@ -246,6 +247,37 @@ def free_memory_bytes(device: torch.device | str) -> float:
 #: a margin.
 WORKING_SET_BATCHES_PER_CONDITION = 2.5
 
+#: The same at a reduced precision throughout (``eval.precision`` fp16 / bf16 and DeepJSCC's
+#: ``precision`` too), for the codecs measured so (``REDUCED_WORKING_SET_CODECS``). Measured on
+#: an H100 (2026-12-07, ``docs/results/h100_2026-12-07j/``; batches of 32 frames x 7 SNRs, no
+#: cache): the peak allocated beside one batch's features 1.17 float32 batches per condition
+#: (analog's float32 maps), DeepJSCC's group 0.72, every group of the issue-16 sweep one after
+#: another 1.23; fp32 DeepJSCC 1.21 (its decoder's one 21 GiB block, which ran out of memory
+#: beside a cache sized with 1.6 at fp32: the float32 factor stays). 1.6 leaves a margin: 512
+#: frames' float16 features (32.2 GB) beside them on an 80 GB GPU, peak 64.9–66.5 GB.
+REDUCED_WORKING_SET_BATCHES_PER_CONDITION = 1.6
+REDUCED_WORKING_SET_CODECS = frozenset({"identity", "analog", "deepjscc"})
+
+
+def working_set_batches(plan: Any) -> float:
+    """A worker's own working set per condition for ``plan`` (a ``SweepPlan``), in its frame
+    batches' float32 features: ``REDUCED_WORKING_SET_BATCHES_PER_CONDITION`` where the detector
+    and every codec with a ``precision`` of its own run at a reduced precision and every codec
+    is one measured so, else ``WORKING_SET_BATCHES_PER_CONDITION``."""
+    from v2x.semcom.base import CODECS
+
+    if plan.precision == "fp32":
+        return WORKING_SET_BATCHES_PER_CONDITION
+    for group in plan.groups:
+        if group.stage in ("ego", "boxes"):
+            continue  # (ego-only and late fusion: measured within it, no maps sent)
+        if group.stage != "features" or group.codec not in REDUCED_WORKING_SET_CODECS:
+            return WORKING_SET_BATCHES_PER_CONDITION
+        own = inspect.signature(CODECS.get(group.codec)).parameters.get("precision")
+        if own is not None and group.codec_kwargs.get("precision", own.default) == "fp32":
+            return WORKING_SET_BATCHES_PER_CONDITION
+    return REDUCED_WORKING_SET_BATCHES_PER_CONDITION
+
 
 def auto_cache_reserve(value: Any, sharers: int, conditions: int) -> float:
     """The ``reserve_batches`` of an ``EncodeCache`` sized by ``feature_cache_bytes``: with
@@ -260,17 +292,21 @@ def auto_cache_reserve(value: Any, sharers: int, conditions: int) -> float:
 
 
 def auto_cache_room(
-    value: Any, free: float, sharers: int, conditions: int
+    value: Any,
+    free: float,
+    sharers: int,
+    conditions: int,
+    per_condition: float = WORKING_SET_BATCHES_PER_CONDITION,
 ) -> tuple[float, float] | None:
     """The ``room`` of an ``EncodeCache`` sized by ``feature_cache_bytes``: with ``auto``, this
     worker's part of the ``free`` memory (bytes, ``free_memory_bytes``, split between the
-    ``sharers``) and its own working set (``WORKING_SET_BATCHES_PER_CONDITION`` x
-    ``conditions`` batches' features), so that its cache never takes what its own batches need
-    (one worker on an 80 GB GPU at batches of 32 ran out of memory with half the free memory
-    cached); a fixed number of GB (the user's choice): ``None``."""
+    ``sharers``) and its own working set (``per_condition``, ``working_set_batches``, x
+    ``conditions`` batches' float32 features), so that its cache never takes what its own
+    batches need (one worker on an 80 GB GPU at batches of 32 ran out of memory with half the
+    free memory cached); a fixed number of GB (the user's choice): ``None``."""
     if check_feature_cache(value) != "auto":
         return None
-    return free / max(1, sharers), WORKING_SET_BATCHES_PER_CONDITION * conditions
+    return free / max(1, sharers), per_condition * conditions
 
 
 def memory_sharers(devices: Sequence[torch.device | str]) -> dict[str, int]:
@@ -375,6 +411,8 @@ def reuse_cells(store: ResultsStore, wanted: set[str]) -> int:
 __all__ = [
     "AUTO_CACHE_SHARE",
     "EncodeCache",
+    "REDUCED_WORKING_SET_BATCHES_PER_CONDITION",
+    "REDUCED_WORKING_SET_CODECS",
     "WORKING_SET_BATCHES_PER_CONDITION",
     "auto_cache_reserve",
     "auto_cache_room",
@@ -383,4 +421,5 @@ __all__ = [
     "memory_sharers",
     "reuse_cells",
     "share_source_coding",
+    "working_set_batches",
 ]

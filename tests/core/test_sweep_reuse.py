@@ -222,3 +222,61 @@ def test_auto_feature_cache_leaves_room_for_the_other_workers_working_sets(monke
     expected = 0.5 * 137e9 / 2 - 0.5 * 2.5 * 7 * batch_bytes / 4
     assert cache.max_bytes == pytest.approx(expected)
     assert 2 * (cache.max_bytes + 2.2 * 7 * batch_bytes / 4) < 137e9
+
+
+def _plan(precision: str, codecs: list, fusions=("none", "late", "max"), deepjscc=None):
+    from v2x.sweep_plan import plan_sweep
+
+    cfg = {"checkpoint": "untrained", "eval": {"precision": precision},
+           "grid": {"snr_db": [0.0, 10.0], "codecs": codecs, "fusions": list(fusions)}}  # fmt: skip
+    if deepjscc is not None:
+        cfg["codec_options"] = {"deepjscc": {"precision": deepjscc}}
+    return plan_sweep(cfg)
+
+
+def test_a_reduced_precision_sweeps_own_working_set_is_the_one_measured_so():
+    """``working_set_batches``: the reduced factor only where the detector and DeepJSCC run at
+    a reduced precision and every map-sending codec was measured so; fp32 anywhere (the
+    detector, DeepJSCC's default), another codec or early fusion: the float32 factor."""
+    import v2x.sweep_reuse as reuse
+
+    reduced, full = reuse.REDUCED_WORKING_SET_BATCHES_PER_CONDITION, 2.5
+    issue16 = ["identity", "analog", "deepjscc"]
+    assert reuse.working_set_batches(_plan("fp16", issue16, deepjscc="fp16")) == reduced
+    assert reuse.working_set_batches(_plan("bf16", ["identity", "analog"])) == reduced
+    assert reuse.working_set_batches(_plan("fp32", issue16, deepjscc="fp16")) == full
+    assert reuse.working_set_batches(_plan("fp16", issue16)) == full  # DeepJSCC at fp32
+    assert reuse.working_set_batches(_plan("fp16", ["identity", "digital"])) == full
+    assert reuse.working_set_batches(_plan("fp16", ["identity"], ("max", "early"))) == full
+    assert reuse.working_set_batches(_plan("fp16", ["identity"], ("none", "late"))) == reduced
+
+
+def test_the_issue16_sweeps_512_float16_frames_fit_an_80_gb_gpu_beside_its_working_set(
+    monkeypatch,
+):
+    """At fp16 / fp16, batches of 32 x 7 SNRs on a GPU with 83 GB free (an 80 GB H100 with
+    the detector loaded): ``auto`` holds all 512 frames' float16 features (32.2 GB, the groups
+    then run one after another) and leaves free more than the working set measured beside
+    them (peak 66.5 GB allocated with 32.2 GB cached: 34.3 GB); at fp32 (float32 features,
+    the float32 factor) not even 256 frames, as before."""
+    import v2x.sweep_reuse as reuse
+
+    class Model:
+        feature_map_shape = (384, 128, 128)
+
+        def __init__(self, dtype):
+            self.encoded_dtype = dtype
+
+    free, conditions = 83e9, 7
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (free, 85e9))
+    batch = SimpleNamespace(agent_mask=torch.ones(32, 5, dtype=torch.bool), batch_size=32)
+    for precision, dtype, frames, fits in [
+        ("fp16", torch.float16, 512, True), ("fp32", torch.float32, 256, False),
+    ]:  # fmt: skip
+        plan = _plan(precision, ["identity", "analog", "deepjscc"], deepjscc=precision)
+        room = reuse.auto_cache_room("auto", free, 1, conditions, reuse.working_set_batches(plan))
+        cache = reuse.EncodeCache(Model(dtype), reuse.feature_cache_bytes("auto", "cuda:0"),
+                                  0.0, room)  # fmt: skip
+        assert cache.would_hold(batch, frames) == fits, precision
+        if fits:
+            assert free - cache.max_bytes > 34.3e9
