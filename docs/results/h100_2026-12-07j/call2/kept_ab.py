@@ -8,9 +8,8 @@ from pathlib import Path
 
 repo, rounds, frames, batch = Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
 sys.path.insert(0, str(repo / "benchmarks"))
-from bench_sweep import bench_run_sweep, cuda_sweep_args  # noqa: E402
-
 import torch  # noqa: E402
+from bench_sweep import bench_run_sweep, cuda_sweep_args  # noqa: E402
 
 import v2x.sweep as sweep  # noqa: E402
 from v2x.perception.detector import CoopDetector  # noqa: E402

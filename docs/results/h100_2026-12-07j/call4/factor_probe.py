@@ -7,9 +7,8 @@ from pathlib import Path
 
 repo, factor = Path(sys.argv[1]), float(sys.argv[2])
 sys.path.insert(0, str(repo / "benchmarks"))
-from bench_sweep import bench_run_sweep, cuda_sweep_args  # noqa: E402
-
 import torch  # noqa: E402
+from bench_sweep import bench_run_sweep, cuda_sweep_args  # noqa: E402
 
 import v2x.sweep as sweep  # noqa: E402
 import v2x.sweep_reuse as reuse  # noqa: E402

@@ -3,15 +3,13 @@
 ego-only and late groups alone) and no feature cache, the peak allocated memory less what was
 allocated before and less the one batch of features the cache keeps, in units of one batch's
 float32 features per condition (WORKING_SET_BATCHES_PER_CONDITION's unit)."""
-import math
 import sys
 from pathlib import Path
 
 repo, frames, batch = Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
 sys.path.insert(0, str(repo / "benchmarks"))
-from bench_sweep import bench_run_sweep, cuda_sweep_args  # noqa: E402
-
 import torch  # noqa: E402
+from bench_sweep import bench_run_sweep, cuda_sweep_args  # noqa: E402
 
 values = 384 * 128 * 128 * 5 * batch  # one batch's features (5 agents)
 unit = values * 4
