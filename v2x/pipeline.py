@@ -171,8 +171,8 @@ class CooperativePipeline(nn.Module):
         # the maps in the encoder's own dtype (float16 / bfloat16 at a reduced precision):
         # the feature path reads them exactly as their float32 copies (_run_features)
         features = self._encode(batch)
-        if stage == "boxes":
-            return run_late(self, batch, features.float(), snr_db, motion)
+        if stage == "boxes":  # (each agent's head alone reads them: its autocast's dtype)
+            return run_late(self, batch, features, snr_db, motion)
         if self.fusion.sends_payload:  # semantic payloads (v2x.perception.semantic)
             return run_payload(self, batch, features.float(), snr_db)
         return self._run_features(batch, features, snr_db, stage == "features", seeds, motion)
