@@ -598,22 +598,28 @@ def bench_run_sweep(
         sent = ledger_summary(out, plan.budget.deadline_s)
     work = plan.num_cells * args.frames
     return {"cells": plan.num_cells, "wall_s": wall, "cpu_s": cpu, "fc_per_s": work / wall,
-            "encoder_passes": passes.count, "sent": sent,
+            "encoder_passes": passes.count, "groups": passes.groups, "sent": sent,
             "unlike_loop": unlike_loop(sent, plan.budget.bandwidth_hz, plan.budget.deadline_s)}  # fmt: skip
 
 
 class _EncoderPasses(logging.Handler):
     """The encoder passes ``run_sweep`` logs when it ends (``None`` until it has): more passes
-    than frame batches means the feature cache did not hold every batch."""
+    than frame batches means the feature cache did not hold every batch; and how its groups
+    ran (``v2x.sweep.log_waves``: one after another or in lockstep; ``None``: one group)."""
 
     def __init__(self) -> None:
         super().__init__(logging.INFO)
         self.count: int | None = None
+        self.groups: str | None = None
 
     def emit(self, record: logging.LogRecord) -> None:
-        found = re.search(r"\((\d+) encoder passes\)", record.getMessage())
+        message = record.getMessage()
+        found = re.search(r"\((\d+) encoder passes\)", message)
         if found:
             self.count = int(found.group(1))
+        waves = re.search(r"features: groups (.+)$", message)
+        if waves:
+            self.groups = waves.group(1)
 
 
 def _release_device_memory(device: str) -> None:
@@ -1048,7 +1054,9 @@ def main() -> None:
                 f"run_sweep end to end: {s['fc_per_s']:.1f} frame-conditions/s "
                 f"({s['cells']} cells x {args.frames} frames in {s['wall_s']:.1f} s, "
                 f"CPU time {s['cpu_s']:.1f} s; {when}; {ratio}{s['encoder_passes']} encoder "
-                f"passes for {-(-args.frames // args.batch_size)} frame batches)"
+                f"passes for {-(-args.frames // args.batch_size)} frame batches"
+                + (f"; groups {s['groups']}" if s["groups"] else "")
+                + ")"
             )
             for codec, v in sorted(s["sent"].items()):
                 print(

@@ -403,8 +403,27 @@ def _waves(
     the feature cache holds every frame's features (each batch encoded once for the sweep), else
     up to ``LOCKSTEP_GROUPS`` groups in lockstep over the batches (each batch encoded once per
     wave instead of once per group for the batches the cache does not hold). A speed choice
-    only: every cell has its own seeds, and each group its own generators."""
-    return lockstep_waves(ordered, cache.would_hold(batches[0].batch, num_frames))
+    only: every cell has its own seeds, and each group its own generators. Logged
+    (``log_waves``)."""
+    fits = cache.would_hold(batches[0].batch, num_frames)
+    log_waves(len(ordered), fits, cache.max_bytes, num_frames)
+    return lockstep_waves(ordered, fits)
+
+
+def log_waves(groups: int, fits: bool, cache_bytes: float, num_frames: int) -> None:
+    """Say (at INFO) whether ``groups`` groups run one after another (the features of
+    ``num_frames`` frames fit the ``cache_bytes`` feature cache) or in lockstep waves: the same
+    numbers, another speed (docs/sweeps.md)."""
+    if groups < 2:
+        return
+    how = "one after another" if fits else f"in lockstep waves of up to {LOCKSTEP_GROUPS}"
+    log.info(
+        "feature cache %.1f GB, %s %d frames' features: groups %s",
+        cache_bytes / 1e9,
+        "holds" if fits else "cannot hold",
+        num_frames,
+        how,
+    )
 
 
 def lockstep_waves(

@@ -198,16 +198,19 @@ def _release() -> None:
         torch.cuda.empty_cache()
 
 
-def _facts(links: bool) -> tuple[bool, tuple[int, int, int], int | None]:
+def _facts(links: bool) -> tuple[bool, tuple[int, int, int], int | None, float, int]:
     """Whether this worker's feature cache holds all its frames' features
-    (``EncodeCache.would_hold``), the detector's map shape ``(C, h, w)``, and with ``links``
-    the most collaborator links of any of its frames (``batch_links``: waits for its batches)."""
+    (``EncodeCache.would_hold``), the detector's map shape ``(C, h, w)``, with ``links`` the
+    most collaborator links of any of its frames (``batch_links``: waits for its batches), the
+    cache's bytes and the worker's frames."""
     from v2x.sweep_group import batch_links
 
     w = _WORKER
     first = w["batches"][0].batch
     fits = w["cache"].would_hold(first, w["num_frames"])
-    return fits, tuple(w["cache"].feature_map_shape), batch_links(w["batches"]) if links else None
+    shape = tuple(w["cache"].feature_map_shape)
+    most = batch_links(w["batches"]) if links else None
+    return fits, shape, most, w["cache"].max_bytes, w["num_frames"]
 
 
 def _compute(
@@ -257,7 +260,7 @@ def run_groups_on_devices(
     workers run torch's ops on as many threads as this process (they share its cores rather
     than split them: the same numbers, not more speed); GPU workers split them. Appends the
     workers' encoder passes to ``encodes`` at the end."""
-    from v2x.sweep import ROW_THREADS, lockstep_waves
+    from v2x.sweep import ROW_THREADS, lockstep_waves, log_waves
     from v2x.sweep_order import device_order, silent_groups
 
     index_of = {id(g): i for i, g in enumerate(plan.groups)}
@@ -274,7 +277,10 @@ def run_groups_on_devices(
         facts = [f.result() for f in [p.submit(_facts, links) for p in pools]]
         most_links = max(f[2] for f in facts) if links else None
         ordered = device_order(todo, silent_groups(plan.budget, facts[0][1]))
-        waves = lockstep_waves(ordered, all(f[0] for f in facts))
+        fits = all(f[0] for f in facts)
+        # (each worker's cache and shard: the most frames any one must hold)
+        log_waves(len(ordered), fits, min(f[3] for f in facts), max(f[4] for f in facts))
+        waves = lockstep_waves(ordered, fits)
         tasks = [
             [p.submit(_compute, [index_of[id(g)] for g, _ in wave], [list(s) for _, s in wave],
                       most_links, dict(data_id)) for p in pools]  # fmt: skip

@@ -507,6 +507,26 @@ def test_a_reduced_precision_sweep_keeping_its_encoders_maps_gives_the_float32_m
     _assert_same_results_and_ledger(kept, floats)
 
 
+def test_the_sweep_says_whether_its_groups_run_one_after_another_or_in_lockstep(
+    cache_dir, tmp_path, caplog
+):
+    """``log_waves``: the feature cache's size, whether it holds the frames' features and so
+    how the groups run, at INFO (what a slower sweep on a smaller GPU is owed)."""
+    import logging
+    import re
+
+    cfg = tiny_config(cache_dir, tmp_path / "cached", snr_db=[10.0])
+    with caplog.at_level(logging.INFO, logger="v2x.sweep"):
+        run_sweep(cfg)
+        run_sweep({**cfg, "output_dir": str(tmp_path / "uncached"), "feature_cache_gb": 0})
+    said = [r.getMessage() for r in caplog.records if "frames' features: groups" in r.getMessage()]
+    assert len(said) == 2, said
+    assert re.fullmatch(r"feature cache [\d.]+ GB, holds 4 frames' features: groups one after "
+                        r"another", said[0]), said[0]  # fmt: skip
+    assert said[1] == ("feature cache 0.0 GB, cannot hold 4 frames' features: groups in "
+                       "lockstep waves of up to 8")  # fmt: skip
+
+
 def test_workers_sharing_memory_reserve_each_others_working_sets(cache_dir, tmp_path, monkeypatch):
     """``prepare_device`` for one of two workers on the host's memory with ``auto``: its cache
     is its share less the other worker's working set (``auto_cache_reserve``: 2.5 batches of
@@ -1841,7 +1861,7 @@ def test_device_workers_size_rate_adaptive_payloads_from_every_shards_links(monk
         def submit(self, fn, *args):
             future = cf.Future()
             if fn is sw._facts:
-                future.set_result((True, (8, 4, 4), self.links if args[0] else None))
+                future.set_result((True, (8, 4, 4), self.links if args[0] else None, 1e9, 4))
             else:
                 future.set_result(fn(*args))
             return future

@@ -54,7 +54,7 @@ def _inline_workers(monkeypatch, compute, joined=None):
     monkeypatch.setattr(sw, "_load", lambda *args: None)
     monkeypatch.setattr(sw, "_release", lambda: None)
     monkeypatch.setattr(sw, "_compute", compute)
-    monkeypatch.setattr(sw, "_facts", lambda links: (True, (8, 4, 4), None))
+    monkeypatch.setattr(sw, "_facts", lambda links: (True, (8, 4, 4), None, 1e9, 4))
     monkeypatch.setattr(sw, "joined_rows", joined or (lambda plan, g, s, parts, d: (
         [{"group": [p.group for p in parts]}], None)))  # fmt: skip
     monkeypatch.setattr(v2x.sweep_order, "device_order", lambda todo, silent: list(todo))
