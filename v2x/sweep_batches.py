@@ -217,7 +217,7 @@ def prepare_device(
     free = free_memory_bytes(device)  # read once: the auto share and its room
     cache_bytes = feature_cache_bytes(setting, device, sharers, free)
     reserve = auto_cache_reserve(setting, sharers, conditions)
-    room = auto_cache_room(setting, free, sharers, conditions, working_set_batches(plan))
+    room = auto_cache_room(setting, free, sharers, conditions, working_set_batches(plan, device))
     cache = EncodeCache(model, cache_bytes, reserve, room)
     return cache, PreparedBatches(frames, plan, model, device, workers)
 

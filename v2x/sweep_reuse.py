@@ -259,14 +259,15 @@ REDUCED_WORKING_SET_BATCHES_PER_CONDITION = 1.6
 REDUCED_WORKING_SET_CODECS = frozenset({"identity", "analog", "deepjscc"})
 
 
-def working_set_batches(plan: Any) -> float:
-    """A worker's own working set per condition for ``plan`` (a ``SweepPlan``), in its frame
-    batches' float32 features: ``REDUCED_WORKING_SET_BATCHES_PER_CONDITION`` where the detector
-    and every codec with a ``precision`` of its own run at a reduced precision and every codec
-    is one measured so, else ``WORKING_SET_BATCHES_PER_CONDITION``."""
+def working_set_batches(plan: Any, device: torch.device | str = "cuda") -> float:
+    """A worker's own working set per condition for ``plan`` (a ``SweepPlan``) on ``device``,
+    in its frame batches' float32 features: ``REDUCED_WORKING_SET_BATCHES_PER_CONDITION`` on a
+    CUDA device (where it was measured: its fusion kernel, not the torch path's warped copies)
+    where the detector and every codec with a ``precision`` of its own run at a reduced
+    precision and every codec is one measured so, else ``WORKING_SET_BATCHES_PER_CONDITION``."""
     from v2x.semcom.base import CODECS
 
-    if plan.precision == "fp32":
+    if plan.precision == "fp32" or torch.device(device).type != "cuda":
         return WORKING_SET_BATCHES_PER_CONDITION
     for group in plan.groups:
         if group.stage in ("ego", "boxes"):

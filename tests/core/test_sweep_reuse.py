@@ -235,9 +235,9 @@ def _plan(precision: str, codecs: list, fusions=("none", "late", "max"), deepjsc
 
 
 def test_a_reduced_precision_sweeps_own_working_set_is_the_one_measured_so():
-    """``working_set_batches``: the reduced factor only where the detector and DeepJSCC run at
-    a reduced precision and every map-sending codec was measured so; fp32 anywhere (the
-    detector, DeepJSCC's default), another codec or early fusion: the float32 factor."""
+    """``working_set_batches``: the reduced factor only on CUDA where the detector and DeepJSCC
+    run at a reduced precision and every map-sending codec was measured so; fp32 anywhere (the
+    detector, DeepJSCC's default), another codec, early fusion or the CPU: the float32 factor."""
     import v2x.sweep_reuse as reuse
 
     reduced, full = reuse.REDUCED_WORKING_SET_BATCHES_PER_CONDITION, 2.5
@@ -249,6 +249,8 @@ def test_a_reduced_precision_sweeps_own_working_set_is_the_one_measured_so():
     assert reuse.working_set_batches(_plan("fp16", ["identity", "digital"])) == full
     assert reuse.working_set_batches(_plan("fp16", ["identity"], ("max", "early"))) == full
     assert reuse.working_set_batches(_plan("fp16", ["identity"], ("none", "late"))) == reduced
+    # measured on CUDA only (the CPU's torch fusion path holds warped copies besides)
+    assert reuse.working_set_batches(_plan("bf16", ["identity"]), "cpu") == full
 
 
 def test_the_issue16_sweeps_512_float16_frames_fit_an_80_gb_gpu_beside_its_working_set(
@@ -274,7 +276,8 @@ def test_the_issue16_sweeps_512_float16_frames_fit_an_80_gb_gpu_beside_its_worki
         ("fp16", torch.float16, 512, True), ("fp32", torch.float32, 256, False),
     ]:  # fmt: skip
         plan = _plan(precision, ["identity", "analog", "deepjscc"], deepjscc=precision)
-        room = reuse.auto_cache_room("auto", free, 1, conditions, reuse.working_set_batches(plan))
+        per_condition = reuse.working_set_batches(plan, "cuda:0")
+        room = reuse.auto_cache_room("auto", free, 1, conditions, per_condition)
         cache = reuse.EncodeCache(Model(dtype), reuse.feature_cache_bytes("auto", "cuda:0"),
                                   0.0, room)  # fmt: skip
         assert cache.would_hold(batch, frames) == fits, precision
