@@ -85,7 +85,7 @@ from v2x.sweep_errors import (
     saved_note,
 )
 from v2x.sweep_group import GroupRun, setting_key
-from v2x.sweep_order import device_order, silent_groups
+from v2x.sweep_order import device_order, log_waves, silent_groups
 from v2x.sweep_plan import (  # noqa: F401 - the planning API, also reachable from here
     DATA_SOURCES,
     FEATURE_STAGE,
@@ -406,24 +406,8 @@ def _waves(
     only: every cell has its own seeds, and each group its own generators. Logged
     (``log_waves``)."""
     fits = cache.would_hold(batches[0].batch, num_frames)
-    log_waves(len(ordered), fits, cache.max_bytes, num_frames)
+    log_waves(len(ordered), fits, cache.max_bytes, num_frames, LOCKSTEP_GROUPS)
     return lockstep_waves(ordered, fits)
-
-
-def log_waves(groups: int, fits: bool, cache_bytes: float, num_frames: int) -> None:
-    """Say (at INFO) whether ``groups`` groups run one after another (the features of
-    ``num_frames`` frames fit the ``cache_bytes`` feature cache) or in lockstep waves: the same
-    numbers, another speed (docs/sweeps.md)."""
-    if groups < 2:
-        return
-    how = "one after another" if fits else f"in lockstep waves of up to {LOCKSTEP_GROUPS}"
-    log.info(
-        "feature cache %.1f GB, %s %d frames' features: groups %s",
-        cache_bytes / 1e9,
-        "holds" if fits else "cannot hold",
-        num_frames,
-        how,
-    )
 
 
 def lockstep_waves(

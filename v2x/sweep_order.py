@@ -111,4 +111,16 @@ def snr_independent(group: Group) -> bool:
     return not codec_class(group.codec).uses_channel
 
 
-__all__ = ["device_order", "silent_groups", "snr_independent"]
+def log_waves(groups: int, fits: bool, cache_bytes: float, num_frames: int, wave: int) -> None:
+    """Say (at INFO) whether ``groups`` groups run one after another (the features of
+    ``num_frames`` frames fit the ``cache_bytes`` feature cache) or in lockstep waves of up to
+    ``wave``: the same numbers, another speed (docs/sweeps.md)."""
+    if groups < 2:
+        return
+    how = "one after another" if fits else f"in lockstep waves of up to {wave}"
+    held = "holds" if fits else "cannot hold"
+    log.info(f"feature cache {cache_bytes / 1e9:.1f} GB, {held} {num_frames} frames' features: "
+             f"groups {how}")  # fmt: skip
+
+
+__all__ = ["device_order", "log_waves", "silent_groups", "snr_independent"]

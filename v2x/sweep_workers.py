@@ -260,8 +260,8 @@ def run_groups_on_devices(
     workers run torch's ops on as many threads as this process (they share its cores rather
     than split them: the same numbers, not more speed); GPU workers split them. Appends the
     workers' encoder passes to ``encodes`` at the end."""
-    from v2x.sweep import ROW_THREADS, lockstep_waves, log_waves
-    from v2x.sweep_order import device_order, silent_groups
+    from v2x.sweep import LOCKSTEP_GROUPS, ROW_THREADS, lockstep_waves
+    from v2x.sweep_order import device_order, log_waves, silent_groups
 
     index_of = {id(g): i for i, g in enumerate(plan.groups)}
     if _LOADED.get("key") != _sweep_key(plan, devices, num_frames):  # (not loaded ahead)
@@ -279,7 +279,8 @@ def run_groups_on_devices(
         ordered = device_order(todo, silent_groups(plan.budget, facts[0][1]))
         fits = all(f[0] for f in facts)
         # (each worker's cache and shard: the most frames any one must hold)
-        log_waves(len(ordered), fits, min(f[3] for f in facts), max(f[4] for f in facts))
+        least, most = min(f[3] for f in facts), max(f[4] for f in facts)
+        log_waves(len(ordered), fits, least, most, LOCKSTEP_GROUPS)
         waves = lockstep_waves(ordered, fits)
         tasks = [
             [p.submit(_compute, [index_of[id(g)] for g, _ in wave], [list(s) for _, s in wave],
