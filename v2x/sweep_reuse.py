@@ -259,13 +259,13 @@ REDUCED_WORKING_SET_BATCHES_PER_CONDITION = 1.6
 REDUCED_WORKING_SET_CODECS = frozenset({"identity", "analog", "deepjscc"})
 
 
-def working_set_batches(plan: Any, device: torch.device | str = "cuda") -> float:
+def working_set_batches(plan: Any, device: torch.device | str) -> float:
     """A worker's own working set per condition for ``plan`` (a ``SweepPlan``) on ``device``,
     in its frame batches' float32 features: ``REDUCED_WORKING_SET_BATCHES_PER_CONDITION`` on a
     CUDA device (where it was measured: its fusion kernel, not the torch path's warped copies)
     where the detector and every codec with a ``precision`` of its own run at a reduced
     precision and every codec is one measured so, else ``WORKING_SET_BATCHES_PER_CONDITION``."""
-    from v2x.semcom.base import CODECS
+    from v2x.sweep_parts import codec_class
 
     if plan.precision == "fp32" or torch.device(device).type != "cuda":
         return WORKING_SET_BATCHES_PER_CONDITION
@@ -274,7 +274,7 @@ def working_set_batches(plan: Any, device: torch.device | str = "cuda") -> float
             continue  # (ego-only and late fusion: measured within it, no maps sent)
         if group.stage != "features" or group.codec not in REDUCED_WORKING_SET_CODECS:
             return WORKING_SET_BATCHES_PER_CONDITION
-        own = inspect.signature(CODECS.get(group.codec)).parameters.get("precision")
+        own = inspect.signature(codec_class(group.codec)).parameters.get("precision")
         if own is not None and group.codec_kwargs.get("precision", own.default) == "fp32":
             return WORKING_SET_BATCHES_PER_CONDITION
     return REDUCED_WORKING_SET_BATCHES_PER_CONDITION

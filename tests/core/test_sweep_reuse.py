@@ -242,13 +242,13 @@ def test_a_reduced_precision_sweeps_own_working_set_is_the_one_measured_so():
 
     reduced, full = reuse.REDUCED_WORKING_SET_BATCHES_PER_CONDITION, 2.5
     issue16 = ["identity", "analog", "deepjscc"]
-    assert reuse.working_set_batches(_plan("fp16", issue16, deepjscc="fp16")) == reduced
-    assert reuse.working_set_batches(_plan("bf16", ["identity", "analog"])) == reduced
-    assert reuse.working_set_batches(_plan("fp32", issue16, deepjscc="fp16")) == full
-    assert reuse.working_set_batches(_plan("fp16", issue16)) == full  # DeepJSCC at fp32
-    assert reuse.working_set_batches(_plan("fp16", ["identity", "digital"])) == full
-    assert reuse.working_set_batches(_plan("fp16", ["identity"], ("max", "early"))) == full
-    assert reuse.working_set_batches(_plan("fp16", ["identity"], ("none", "late"))) == reduced
+    assert reuse.working_set_batches(_plan("fp16", issue16, deepjscc="fp16"), "cuda") == reduced
+    assert reuse.working_set_batches(_plan("bf16", ["identity", "analog"]), "cuda") == reduced
+    assert reuse.working_set_batches(_plan("fp32", issue16, deepjscc="fp16"), "cuda") == full
+    assert reuse.working_set_batches(_plan("fp16", issue16), "cuda") == full  # DeepJSCC at fp32
+    assert reuse.working_set_batches(_plan("fp16", ["identity", "digital"]), "cuda") == full
+    assert reuse.working_set_batches(_plan("fp16", ["identity"], ("max", "early")), "cuda") == full
+    assert reuse.working_set_batches(_plan("fp16", ["identity"], ("none", "late")), "cuda") == reduced
     # measured on CUDA only (the CPU's torch fusion path holds warped copies besides)
     assert reuse.working_set_batches(_plan("bf16", ["identity"]), "cpu") == full
 
