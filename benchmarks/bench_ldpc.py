@@ -18,8 +18,10 @@ block) per second of decoding, the median of ``--repeats`` timed calls after a w
 the ratio to Sionna; the min-sum decoder with early termination and without it (every block
 runs all ``--num-iter`` iterations, as Sionna's always does).
 
-``--modes`` (default ``torch`` on the CPU; ``torch,triton,triton-edges,triton-persistent`` on
-CUDA): ``torch`` the reference path; ``triton-edges`` one fused kernel launch per row group and
+``--modes`` (default ``torch,numba`` on the CPU; ``torch,triton,triton-edges,triton-persistent``
+on CUDA): ``torch`` the reference path; ``numba`` the CPU's compiled backend (``ldpc_numba``:
+the persistent kernel's algorithm, 64 blocks side by side in vector registers; what
+``backend="auto"`` runs on the CPU); ``triton-edges`` one fused kernel launch per row group and
 iteration storing one float32 message per edge (16 B per edge per iteration), blocks compacted
 between iterations; ``triton`` the same with the compressed check state (what the decoder's
 default ``launch="auto"`` runs above 8,192 blocks per call); ``triton-persistent`` what it runs
@@ -107,10 +109,12 @@ def _mode(name: str) -> dict:
     name, _, launch = name.partition("@")
     parts = name.split("-")
     ok = {"edges", "fp16", "persistent"}
-    if parts[0] not in ("torch", "triton") or not set(parts[1:]) <= ok:
+    if parts[0] not in ("torch", "triton", "numba") or not set(parts[1:]) <= ok:
         raise SystemExit(
-            f"--modes: unknown mode {name!r} (torch|triton[-edges|-persistent][-fp16])"
+            f"--modes: unknown mode {name!r} (torch|numba|triton[-edges|-persistent][-fp16])"
         )
+    if parts[0] == "numba" and len(parts) > 1:
+        raise SystemExit(f"--modes: {name!r}: numba is float32, one form (no suffix)")
     if "edges" in parts and "persistent" in parts:
         raise SystemExit(f"--modes: {name!r}: -persistent always stores messages per edge")
     persistent = "persistent" in parts
@@ -194,7 +198,9 @@ def main() -> None:
     table = load_bler_table(args.block_bits)
     gen = torch.Generator(device).manual_seed(args.seed)
     nb_s = args.sionna_blocks or args.blocks
-    default = "torch,triton,triton-edges,triton-persistent" if device.type == "cuda" else "torch"
+    default = (
+        "torch,triton,triton-edges,triton-persistent" if device.type == "cuda" else "torch,numba"
+    )
     modes = (args.modes or default).split(",")
     kwargs = {mode: _mode(mode) for mode in modes}
     earlies = [{"on": True, "off": False}[e] for e in args.early.split(",")]

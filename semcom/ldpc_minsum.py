@@ -79,7 +79,6 @@ persistent) and re-exports the parts' names:
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -87,6 +86,7 @@ import numpy as np
 import torch
 
 from v2x.common import on_device_of, to_device_async
+from v2x.semcom.ldpc_minsum_backends import MinSumBackends
 from v2x.semcom.ldpc_minsum_graph import _FILLER_LLR, _PAD_LLR, MinSumGraph, _Tables
 from v2x.semcom.ldpc_minsum_launch import (
     _COMPRESSED_LAUNCH,  # noqa: F401 (the old import path; rebind it in ldpc_minsum_launch)
@@ -121,7 +121,7 @@ _COMPACT = {"torch": 16, "triton": 4}
 #: lets Triton compile one kernel per shape (no re-specialisation as the batch shrinks) whose
 #: loads and stores can be vectorised over a thread's consecutive blocks.
 _BATCH_ALIGN = 16
-BACKENDS = ("auto", "torch", "triton")
+BACKENDS = ("auto", "torch", "triton", "numba")
 #: Storage of the LLRs and check-to-variable messages (arithmetic is float32 in both).
 PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16}
 #: How the Triton path stores check-to-variable messages between iterations.
@@ -152,7 +152,7 @@ class MinSumResult:
     codeword: torch.Tensor | None = None
 
 
-class LDPC5GMinSumDecoder(MinSumGraph, MinSumTorchPath, MinSumTritonPath):
+class LDPC5GMinSumDecoder(MinSumGraph, MinSumTorchPath, MinSumTritonPath, MinSumBackends):
     """Layered normalised offset min-sum decoder of a Sionna ``LDPC5GEncoder``'s code.
 
     Args:
@@ -163,7 +163,11 @@ class LDPC5GMinSumDecoder(MinSumGraph, MinSumTorchPath, MinSumTritonPath):
         beta: offset subtracted from the check-node magnitudes (none: 0).
         early_stop: stop a block once its hard decision has a zero syndrome.
         llr_max: channel LLRs are clipped to ``±llr_max`` (Sionna's default 20).
-        backend: ``"torch"``, ``"triton"`` (CUDA) or ``"auto"`` (Triton on CUDA when installed).
+        backend: ``"torch"``, ``"triton"`` (CUDA), ``"numba"`` (CPU, float32 storage:
+            ``ldpc_numba``, the persistent kernel's algorithm compiled for the host) or
+            ``"auto"`` (Triton on CUDA, numba on the CPU with ``precision="fp32"``, where
+            installed; else torch). Every backend gives the same bits, iteration counts and
+            convergence flags.
         harq_mode: decode the whole mother code (no row is pruned) so that ``decode`` can take
             several redundancy versions (``rv``) of a block, as Sionna's ``harq_mode``.
         precision: storage of the LLRs and messages between row steps: ``"fp32"`` (default,
@@ -249,19 +253,6 @@ class LDPC5GMinSumDecoder(MinSumGraph, MinSumTorchPath, MinSumTritonPath):
         self._build(encoder)
         self._tables: dict[torch.device, _Tables] = {}
 
-    def _use_triton(self, device: torch.device) -> bool:
-        if self.backend == "triton" and os.environ.get("TRITON_INTERPRET") == "1":
-            return True  # Triton's interpreter (tests on the CPU)
-        if self.backend == "torch" or device.type != "cuda":
-            if self.backend == "triton":
-                raise ValueError("LDPC min-sum: backend='triton' needs CUDA tensors")
-            return False
-        from v2x.common import triton_available
-
-        if self.backend == "triton" and not triton_available():
-            raise ValueError("LDPC min-sum: backend='triton' but triton is not installed")
-        return triton_available()
-
     # -- decoding ------------------------------------------------------------------------------
 
     def __call__(self, llr_ch: torch.Tensor, rv: list[int] | None = None) -> torch.Tensor:
@@ -308,6 +299,8 @@ class LDPC5GMinSumDecoder(MinSumGraph, MinSumTorchPath, MinSumTritonPath):
             self.launch == "persistent"
             or (self.launch == "auto" and nb <= AUTO_PERSISTENT_MAX_BLOCKS)
         )
+        if nb and self._use_numba(device):  # the persistent kernel's algorithm, compiled
+            return self._decode_persistent(x, rv, tab, lead, return_codeword, compiled=True)
         if layer == self._layer_triton and persistent:
             return self._decode_persistent(x, rv, tab, lead, return_codeword)
         bits = torch.zeros(nb, self.k, dtype=torch.float32, device=device)
@@ -411,10 +404,13 @@ class LDPC5GMinSumDecoder(MinSumGraph, MinSumTorchPath, MinSumTritonPath):
         tab: _Tables,
         lead: tuple[int, ...],
         return_codeword: bool,
+        compiled: bool = False,
     ) -> MinSumResult:
-        """``decode`` in one persistent kernel launch (``ldpc_persistent``): ``x [B, n]`` (or
-        ``[B, R, n]`` with ``rv``) float32 channel logits. The initial LLRs are the per-layer
-        path's, block-major ``[B, V]``."""
+        """``decode`` in one persistent kernel launch (``ldpc_persistent``), or with
+        ``compiled`` in one call of its algorithm compiled for the CPU (``ldpc_numba``):
+        ``x [B, n]`` (or ``[B, R, n]`` with ``rv``) float32 channel logits. The initial LLRs
+        are the per-layer path's, block-major ``[B, V]``."""
+        from v2x.semcom.ldpc_numba import decode_numba
         from v2x.semcom.ldpc_persistent import LAUNCHER, PersistentInputs
 
         nb, device = x.shape[0], x.device
@@ -441,7 +437,7 @@ class LDPC5GMinSumDecoder(MinSumGraph, MinSumTorchPath, MinSumTritonPath):
             early=self.early_stop,
         )  # fmt: skip
         del l0
-        hard, iterations, converged = LAUNCHER(inp)
+        hard, iterations, converged = (decode_numba if compiled else LAUNCHER)(inp)
         del inp
         cw = None
         if return_codeword:

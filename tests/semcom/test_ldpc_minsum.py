@@ -668,3 +668,83 @@ def test_triton_batch_columns_are_padded_to_the_alignment_with_a_kept_column():
     assert _padded_index(keep, 1) is keep
     full = np.arange(32)
     assert _padded_index(full, 16) is full
+
+
+def _numba_against_torch(enc, llr, rv=None, harq=False, **kw) -> tuple[int, set[int]]:
+    """``backend="numba"`` against ``backend="torch"`` on ``llr``: bits, iteration counts,
+    convergence flags and (without ``rv``) codewords equal; returns the converged blocks and
+    the iteration counts seen (so that a case is known not to be vacuous)."""
+    ref = LDPC5GMinSumDecoder(enc, backend="torch", harq_mode=harq, **kw)
+    ref = ref.decode(llr, return_codeword=rv is None, rv=rv)
+    dec = LDPC5GMinSumDecoder(enc, backend="numba", harq_mode=harq, **kw)
+    res = dec.decode(llr, return_codeword=rv is None, rv=rv)
+    for field in ("bits", "iterations", "converged", "codeword"):
+        want, got = getattr(ref, field), getattr(res, field)
+        assert (got is None) if want is None else torch.equal(got, want), field
+    return int(ref.converged.sum()), set(ref.iterations.tolist())
+
+
+def test_numba_backend_gives_the_torch_paths_numbers():
+    """The CPU's compiled backend (``ldpc_numba``: the persistent kernel's algorithm, 64 block
+    slots side by side, a finished block's slot refilled) gives the torch path's bits,
+    iteration counts, convergence flags and codewords bit for bit: base graphs 1 and 2, Z = 2
+    to 48, QAM's interleaving, early termination on and off, zero iterations, plain and offset
+    min-sum, HARQ redundancy versions, and batches larger than the slots (refills)."""
+    pytest.importorskip("numba")
+    enc = _encoder(12, 60)  # base graph 2, Z = 2
+    u, llr = _mixed_llrs(enc, 150, seed=11)  # > 64 slots: refilled slots
+    converged, iters = _numba_against_torch(enc, llr, num_iter=6)
+    assert 0 < converged < 150 and len(iters) >= 3
+    assert _numba_against_torch(enc, llr[:20], num_iter=3, early_stop=False)[1] == {3}
+    assert _numba_against_torch(enc, llr[:20], num_iter=0)[1] == {0}
+    _numba_against_torch(enc, llr[:40], num_iter=6, alpha=1.0, beta=0.0)
+    enc = _encoder(40, 100, 2)  # base graph 2, Z = 7, interleaved
+    u, llr = _mixed_llrs(enc, 12, seed=3, best=3.0)
+    assert _numba_against_torch(enc, llr, num_iter=5)[0] > 0
+    enc = _encoder(500, 600)  # base graph 1, Z = 24
+    u, llr = _mixed_llrs(enc, 10, seed=5, best=6.0)
+    assert _numba_against_torch(enc, llr, num_iter=4)[0] > 0
+    for m in (0, 5, 27):  # the chain's codes: MCS 0's repetition, BG2 and BG1 (Z = 48)
+        enc = block_code(m, 1024).ldpc_encoder
+        u, llr = _mixed_llrs(enc, 80, seed=m, best=8.0)
+        assert _numba_against_torch(enc, llr)[0] > 0, m
+    enc = _encoder(12, 60)
+    c = enc(torch.randint(0, 2, (70, 12), generator=torch.Generator().manual_seed(1)), rv=[0, 2])
+    llr = 1.5 * (2.0 * c - 1.0) + torch.randn(c.shape, generator=torch.Generator().manual_seed(2))
+    assert _numba_against_torch(enc, llr, rv=[0, 2], harq=True, num_iter=4)[0] > 0
+
+
+def test_numba_backend_is_the_cpus_default_and_threads_do_not_change_it():
+    """``backend="auto"`` on CPU tensors with float32 storage is the compiled backend (the
+    same numbers on 1 and 2 threads, each thread its own blocks); float16 storage runs the
+    torch path; ``backend="numba"`` refuses float16 storage by name."""
+    pytest.importorskip("numba")
+    from v2x.semcom import ldpc_numba
+
+    enc = block_code(14, 1024).ldpc_encoder
+    u, llr = _mixed_llrs(enc, 200, seed=4, best=6.0)
+    calls = []
+    real = ldpc_numba.decode_numba
+
+    def counted(inp):
+        calls.append(inp.l0.shape[0])
+        return real(inp)
+
+    ldpc_numba.decode_numba = counted
+    try:
+        one = LDPC5GMinSumDecoder(enc).decode(llr)
+        previous = torch.get_num_threads()
+        torch.set_num_threads(2)
+        try:
+            two = LDPC5GMinSumDecoder(enc).decode(llr)
+        finally:
+            torch.set_num_threads(previous)
+        LDPC5GMinSumDecoder(enc, precision="fp16").decode(llr[:8])
+    finally:
+        ldpc_numba.decode_numba = real
+    assert calls == [200, 200]  # (not the float16 decoder's)
+    for field in ("bits", "iterations", "converged"):
+        assert torch.equal(getattr(one, field), getattr(two, field)), field
+    assert int(one.converged.sum()) > 0
+    with pytest.raises(ValueError, match="precision='fp32'"):
+        LDPC5GMinSumDecoder(enc, backend="numba", precision="fp16").decode(llr[:2])
