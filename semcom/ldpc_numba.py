@@ -148,7 +148,9 @@ def _decode_range(
                     for d in range(deg):
                         edge = eoff + (i * deg + d) * z + j
                         vn = eidx[edge]
-                        if vn < 0:  # padding: |t| = pad_llr, sign +
+                        if vn < 0:  # padding: |t| = pad_llr, sign + (the update below with
+                            # av = pad_llr, written out: one loop shared by both paths, with
+                            # t = pad_llr stored first, ran 1.3–1.4× slower)
                             for s in range(slots):
                                 m1 = min1[s]
                                 hi = big if big > m1 else m1
