@@ -28,6 +28,8 @@ for r in range(4):
         dt = time.perf_counter() - t
         if r:
             rates[name].append(bits / dt / 1e6)
-        print(f"round {r} {name}: {dt:.2f} s, {bits / dt / 1e6:.3f} Mbit/s of source bits", flush=True)
+        print(
+            f"round {r} {name}: {dt:.2f} s, {bits / dt / 1e6:.3f} Mbit/s of source bits", flush=True
+        )
 for k, v in rates.items():
     print(k, "mean", sum(v) / len(v))
