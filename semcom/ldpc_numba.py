@@ -25,6 +25,7 @@ the GIL), each with its own slots. The function is compiled on first use and cac
 
 from __future__ import annotations
 
+import functools
 import math
 from concurrent.futures import ThreadPoolExecutor
 
@@ -39,11 +40,11 @@ SLOTS = 64
 #: Scratch rows for one check's edges (the 5G base graphs' rows have degree ≤ 20).
 _MAX_DEGREE = 32
 
-_KERNEL = None
 
-
+@functools.cache
 def numba_available() -> bool:
-    """Whether numba can be imported (the CPU backend's compiler)."""
+    """Whether numba can be imported (the CPU backend's compiler); asked once per process
+    (the decoder asks on every CPU call: a failed import searches the path each time)."""
     try:
         import numba  # noqa: F401
     except ImportError:
@@ -51,15 +52,13 @@ def numba_available() -> bool:
     return True
 
 
+@functools.cache
 def _kernel():
     """``_decode_range`` compiled (numba imported, the function compiled or loaded from the
     disk cache on first use)."""
-    global _KERNEL
-    if _KERNEL is None:
-        import numba
+    import numba
 
-        _KERNEL = numba.njit(cache=True, nogil=True, boundscheck=False)(_decode_range)
-    return _KERNEL
+    return numba.njit(cache=True, nogil=True, boundscheck=False)(_decode_range)
 
 
 def decode_numba(inp: PersistentInputs) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
