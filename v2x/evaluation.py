@@ -45,8 +45,13 @@ def ego_ground_truth(batch: CoopBatch, grid: BEVGrid, min_points: int = 1) -> Eg
     ego_vis = batch.visibility[:, 0]
     ego_invisible = counted & (ego_vis >= 0) & (ego_vis < min_points)
     return EgoGroundTruth(
-        boxes, batch.classes, batch.box_mask, batch.box_mask & ~counted, ego_invisible,
-        list(batch.frame_ids), None if batch.sequences is None else list(batch.sequences),
+        boxes,
+        batch.classes,
+        batch.box_mask,
+        batch.box_mask & ~counted,
+        ego_invisible,
+        list(batch.frame_ids),
+        None if batch.sequences is None else list(batch.sequences),
     )
 
 
@@ -125,14 +130,21 @@ def scored_arrays(run: RunOutput, gt: EgoGroundTruth) -> ScoredArrays:
     """The host arrays ``accumulate`` scores ``run`` from (one device-to-host copy each; of
     the ``B`` shared rows only where every condition has them, ``RunOutput.shared``)."""
     det = run.detections if run.shared is None else run.shared
+    return detection_arrays(det, run.num_conditions, run.shared is not None, gt)
+
+
+def detection_arrays(det: Detections, k: int, shared: bool, gt: EgoGroundTruth) -> ScoredArrays:
+    """``ScoredArrays`` of ``K`` conditions' detections ``det`` (``K·B`` rows, or the ``B``
+    rows every condition shares when ``shared``) and their ground truth; a copy to the host of
+    each tensor not there already."""
     boxes, scores, labels, valid = (
         t.detach().cpu().numpy() for t in (det.boxes, det.scores, det.labels, det.valid)
     )
     return ScoredArrays(
-        run.num_conditions, boxes, scores, labels, valid, gt.boxes.cpu().numpy(),
+        k, boxes, scores, labels, valid, gt.boxes.cpu().numpy(),
         gt.labels.cpu().numpy(), gt.present.cpu().numpy(), gt.ignored.cpu().numpy(),
         gt.ego_invisible.cpu().numpy(), list(gt.sequences) if gt.sequences else None,
-        shared=run.shared is not None,
+        shared=shared,
     )  # fmt: skip
 
 

@@ -125,6 +125,36 @@ LEDGER_SCHEMA = pa.schema(
 )
 
 
+# The per-link fields of a ``LinkCost`` and of a ``Delivery`` a ledger row reads (``link_values``).
+LINK_FIELDS = (
+    "snr_db",
+    "sent",
+    "source_bits",
+    "coded_bits",
+    "channel_uses",
+    "packets",
+    "packets_erased",
+    "packets_crc_failed",
+    "retransmissions",
+    "retransmission_rounds",
+    "feedback_s",
+    "mcs",
+    "cells_sent",
+    "cells_used",
+)
+DELIVERY_FIELDS = ("packets_lost", "share", "latency_s", "aoi_s", "delivered")
+
+
+def link_values(cost: LinkCost, delivery: Delivery) -> torch.Tensor:
+    """Every per-link value a ledger row reads, ``[F, K, B, A]`` float64 on ``cost``'s device
+    (``LINK_FIELDS`` then ``DELIVERY_FIELDS``), so that they reach the host in one transfer."""
+    device = cost.channel_uses.device
+    return torch.stack(
+        [getattr(cost, n).detach().double() for n in LINK_FIELDS]
+        + [getattr(delivery, n).detach().to(device).double() for n in DELIVERY_FIELDS]
+    )
+
+
 def ledger_table(
     cell_ids: Sequence[str],
     cost: LinkCost,
@@ -135,6 +165,7 @@ def ledger_table(
     codec: str,
     fusion: str,
     bandwidth_ratio: float,
+    values: torch.Tensor | None = None,
 ) -> pa.Table:
     """Rows of one run: ``K`` conditions × ``B`` frames × present collaborators.
 
@@ -146,8 +177,13 @@ def ledger_table(
         network: the frames' ``NetworkBatch`` (``[B, A]``).
         agent_mask: ``[B, A]`` bool, agents present in the batch (before range filtering).
         channel, codec, fusion, bandwidth_ratio: the run's setting.
+        values: ``link_values(cost, delivery)`` already on the host (a copy queued by the
+            thread that ran the batch, ``v2x.sweep_rows.queue_host_copies``); computed and
+            copied here when ``None``.
     """
-    k, b, a = cost.channel_uses.shape
+    if values is None:
+        values = link_values(cost, delivery).cpu()
+    k, b, a = values.shape[1:]
     if len(cell_ids) != k:
         raise ValueError(f"ledger: 'cell_ids' must have {k} entries, got {len(cell_ids)}")
     mask = agent_mask.cpu().numpy().astype(bool)  # (a copy)
@@ -155,31 +191,9 @@ def ledger_table(
     # the rows: every condition's present collaborators, condition-major (C order)
     kk, bb, aa = np.nonzero(np.broadcast_to(mask, (k, b, a)))
 
-    # every per-link tensor reaches the host in one transfer
-    names = (
-        "snr_db",
-        "sent",
-        "source_bits",
-        "coded_bits",
-        "channel_uses",
-        "packets",
-        "packets_erased",
-        "packets_crc_failed",
-        "retransmissions",
-        "retransmission_rounds",
-        "feedback_s",
-        "mcs",
-        "cells_sent",
-        "cells_used",
-    )
-    dnames = ("packets_lost", "share", "latency_s", "aoi_s", "delivered")
-    stacked = torch.stack(
-        [getattr(cost, n).detach().double() for n in names]
-        + [getattr(delivery, n).detach().to(cost.channel_uses.device).double() for n in dnames]
-    ).cpu()
     # every row's values at once (numpy indexing: no index tensors per column)
-    picked = stacked.numpy()[:, kk, bb, aa]
-    row = dict(zip(names + tuple("d_" + n for n in dnames), picked, strict=True))
+    picked = values.numpy()[:, kk, bb, aa]
+    row = dict(zip(LINK_FIELDS + tuple("d_" + n for n in DELIVERY_FIELDS), picked, strict=True))
 
     nets = network.frames
 

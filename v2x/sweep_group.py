@@ -44,7 +44,7 @@ from v2x.sweep_clock import (
 )
 from v2x.sweep_plan import FEATURE_STAGE, Group, SweepPlan, codec_kwargs_for, sweep_arguments
 from v2x.sweep_reuse import EncodeCache, share_source_coding
-from v2x.sweep_rows import book_batch, group_rows
+from v2x.sweep_rows import BatchOnHost, book_batch, group_rows, queue_host_copies
 from v2x.sweep_scoring import GroupScoring, joined_in_batch_order
 
 
@@ -307,14 +307,15 @@ class GroupRun:
             ),
             score=False,  # book_batch scores it (on the scorer thread when there is one)
         )
-        book = functools.partial(self._book, scored, item, deliver.delivery)
+        on_host = queue_host_copies(scored, item, deliver.delivery)
+        book = functools.partial(self._book, on_host, item, deliver.delivery)
         self.ledgers.append(book() if self.scorer is None else self.scorer.submit(book))
         self.num_frames += item.batch.batch_size
         bar.update(item.batch.batch_size * k)
 
-    def _book(self, scored: Any, item: _Batch, delivery: Any) -> pa.Table:
+    def _book(self, on_host: BatchOnHost, item: _Batch, delivery: Any) -> pa.Table:
         """``book_batch`` with the cells' ids."""
-        return book_batch(scored, item, self.scoring, self._keyed[1], delivery, self.group)
+        return book_batch(on_host, item, self.scoring, self._keyed[1], delivery, self.group)
 
     def finish(self, pool: Executor | None = None) -> tuple[list[dict], pa.Table] | Future:
         """The group's results rows and ledger once every batch is booked; with ``pool``, a

@@ -16,23 +16,79 @@ from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import torch
 
 from v2x import __version__
-from v2x.evaluation import scored_arrays
+from v2x.evaluation import detection_arrays
 from v2x.forked_pools import can_fork_workers, forked_pool
-from v2x.ledger import ledger_table, summarize_cells
+from v2x.ledger import ledger_table, link_values, summarize_cells
 from v2x.perception.average_precision import APAccumulator
+from v2x.perception.detector import Detections
 from v2x.sweep_batches import _Batch
 from v2x.sweep_plan import FEATURE_STAGE, Group, SweepPlan
 from v2x.sweep_scoring import GroupScoring, SealedAccumulator
 
 
+@dataclass
+class BatchOnHost:
+    """What booking a frame batch reads, on the host (``queue_host_copies``): its detections
+    (``K·B`` rows, or the ``B`` rows all ``K`` conditions share when ``shared``), every
+    per-link ledger value (``v2x.ledger.link_values``, ``[F, K, B, A]`` float64) and the
+    batch's agent mask ``[B, A]``; their copies are complete once ``ready`` (a CUDA event, or
+    ``None`` when they were made in place) has been reached."""
+
+    detections: Detections
+    k: int
+    shared: bool
+    link_values: torch.Tensor
+    agent_mask: torch.Tensor
+    cost: Any
+    ready: torch.cuda.Event | None
+
+    def wait(self) -> BatchOnHost:
+        """Block until the copies are on the host (releases the GIL meanwhile)."""
+        if self.ready is not None:
+            self.ready.synchronize()
+        return self
+
+
+def queue_host_copies(scored: Any, item: _Batch, delivery: Any) -> BatchOnHost:
+    """Queue the copies to the host that booking ``scored`` needs, on the thread that ran it.
+
+    On CUDA, into page-locked memory without waiting for the device, with an event behind them:
+    the scorer thread then only waits for that event and reads numpy (no CUDA call of its
+    own beside the device's thread, whose launches a second thread's casts and synchronising
+    copies would interleave with)."""
+    det = scored.detections if scored.shared is None else scored.shared
+    values = link_values(scored.cost, delivery)
+    tensors = (det.boxes, det.scores, det.labels, det.valid, values, item.batch.agent_mask)
+    if values.device.type != "cuda":
+        on_host, ready = [t.cpu() for t in tensors], None
+    else:
+        on_host = [torch.empty(t.shape, dtype=t.dtype, pin_memory=True) for t in tensors]
+        for dst, src in zip(on_host, tensors, strict=True):
+            dst.copy_(src, non_blocking=True)
+        ready = torch.cuda.Event()
+        ready.record()
+    boxes, scores, labels, valid, values, mask = on_host
+    return BatchOnHost(
+        Detections(boxes, scores, labels, valid),
+        scored.num_conditions,
+        scored.shared is not None,
+        values,
+        mask,
+        scored.cost,
+        ready,
+    )
+
+
 def book_batch(
-    scored: Any,
+    on_host: BatchOnHost,
     item: _Batch,
     scoring: GroupScoring,
     cells: Sequence[str],
@@ -40,18 +96,21 @@ def book_batch(
     group: Group,
 ) -> pa.Table:
     """Score one frame batch's detections into the cells' accumulators (in batch order; in the
-    scoring process where there is one, ``v2x.sweep_scoring``) and return its ledger rows."""
-    scoring.add(scored_arrays(scored, item.gt))
+    scoring process where there is one, ``v2x.sweep_scoring``) and return its ledger rows,
+    from their copies on the host (``queue_host_copies``)."""
+    on_host.wait()
+    scoring.add(detection_arrays(on_host.detections, on_host.k, on_host.shared, item.gt))
     return ledger_table(
         cells,
-        scored.cost,
+        on_host.cost,
         delivery,
         item.network,
-        item.batch.agent_mask.cpu(),
+        on_host.agent_mask,
         group.channel,
         group.codec,
         group.fusion,
         group.bandwidth_ratio,
+        values=on_host.link_values,
     )
 
 

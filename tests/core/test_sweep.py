@@ -425,6 +425,33 @@ def test_on_cuda_the_next_batch_encoded_on_a_side_stream_changes_nothing(
     _assert_same_results_and_ledger(fetched, plain)
 
 
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_on_cuda_batches_are_booked_from_host_copies_queued_behind_an_event(
+    cache_dir, tmp_path, monkeypatch
+):
+    """On CUDA each batch's detections and ledger values reach the host through copies queued
+    on the device's thread behind an event, for which the scorer thread waits
+    (``queue_host_copies``): the results and ledger of the same sweep whose copies are complete
+    before the device's thread goes on (the event waited for at once)."""
+    import v2x.sweep_group as sweep_group
+
+    queue, events = sweep_group.queue_host_copies, []
+
+    def recorded(scored, item, delivery):
+        on_host = queue(scored, item, delivery)
+        events.append(on_host.ready is not None)
+        return on_host
+
+    monkeypatch.setattr(sweep_group, "queue_host_copies", recorded)
+    cfg = {**tiny_config(cache_dir, tmp_path), "device": "cuda"}
+    queued = run_sweep({**cfg, "output_dir": str(tmp_path / "queued")})
+    assert events and all(events)
+    monkeypatch.setattr(sweep_group, "queue_host_copies", lambda *a: queue(*a).wait())
+    waited = run_sweep({**cfg, "output_dir": str(tmp_path / "waited")})
+    _assert_same_results_and_ledger(queued, waited)
+
+
 def test_a_sweep_refuses_symbols_that_are_not_finite_once_the_batch_is_done(
     cache_dir, tmp_path, monkeypatch
 ):
