@@ -73,6 +73,7 @@ import numpy as np
 import pyarrow as pa
 import torch
 
+from v2x.conditions import COST_FIELDS, RECEPTION_FIELDS
 from v2x.network import NetworkBatch
 from v2x.scheduling import Delivery
 
@@ -126,22 +127,7 @@ LEDGER_SCHEMA = pa.schema(
 
 
 # The per-link fields of a ``LinkCost`` and of a ``Delivery`` a ledger row reads (``link_values``).
-LINK_FIELDS = (
-    "snr_db",
-    "sent",
-    "source_bits",
-    "coded_bits",
-    "channel_uses",
-    "packets",
-    "packets_erased",
-    "packets_crc_failed",
-    "retransmissions",
-    "retransmission_rounds",
-    "feedback_s",
-    "mcs",
-    "cells_sent",
-    "cells_used",
-)
+LINK_FIELDS = ("snr_db", "sent", *COST_FIELDS, *RECEPTION_FIELDS, "cells_sent", "cells_used")
 DELIVERY_FIELDS = ("packets_lost", "share", "latency_s", "aoi_s", "delivered")
 
 
