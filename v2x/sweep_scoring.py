@@ -62,11 +62,6 @@ SCORING_PROCESSES = min(4, (os.cpu_count() or 1) // 4) if can_fork_workers() els
 _POOLS: list[ProcessPoolExecutor | None] = []  # one worker each; None: to be forked again
 _IDS = itertools.count()  # the groups' keys in the processes
 _TURNS = itertools.count()  # which process is the next group's first (the one joining it)
-#: A group's frame batches go to a scoring process this many at a time (one ``submit``; the rest
-#: when the group closes): each ``submit`` wakes the pool's manager and feeder threads, and its
-#: result the manager again, each taking the GIL the device's thread needs, which cost the groups
-#: the host paces ≈ 0.1 s of a 3.9 s call on an H100 host (fifty-fourth session).
-BATCHES_PER_HAND_OVER = 4
 
 
 @dataclass
@@ -139,12 +134,6 @@ def _add(group_id: int, batch: int, scored: ScoredArrays) -> None:
         _GROUPS[group_id] = err
         raise
     parts[batch] = _Part(accs, replica_of)
-
-
-def _add_batches(group_id: int, first: int, batches: list[ScoredArrays]) -> None:
-    """``_add`` of frame batches number ``first``, ``first + 1``, ..."""
-    for i, scored in enumerate(batches):
-        _add(group_id, first + i, scored)
 
 
 def _popped(group_id: int) -> dict[int, _Part]:
@@ -242,9 +231,8 @@ class GroupScoring:
     """The AP accumulators of one group's ``K`` cells, filled batch by batch (``add``, in
     batch order, from one thread at a time) in the scoring processes or, without them, here.
 
-    With several processes the group's frame batches go to them in turn,
-    ``BATCHES_PER_HAND_OVER`` at a time (the last ones when the group closes), each batch scored
-    into accumulators of its own; when the group closes they
+    With several processes the group's frame batches go to them in turn (batch ``i`` to
+    ``pools[i % P]``), each scored into accumulators of its own; when the group closes they
     are joined in batch order in the first process (``APAccumulator.extend``: the records
     that scoring every batch into one accumulator gives, tested). A group's scoring then ends
     soon after its last batch, where one process per group fell behind the device (measured
@@ -273,7 +261,6 @@ class GroupScoring:
             pools = [] if pool is None else [pool] if isinstance(pool, Executor) else list(pool)
         self._pools = pools
         self._sent: list[ScoredArrays] = []  # kept until the accumulators are back
-        self._handed = 0  # of them, those handed to a process
         self._added: list[Future] = []
         self._lock = threading.Lock()
         self._accs: list[APAccumulator] | None = None  # scored here
@@ -294,24 +281,13 @@ class GroupScoring:
             if self._accs is not None:
                 accumulate_arrays(scored, self._accs)
                 return
+            batch = len(self._sent)
             self._sent.append(scored)
-            if len(self._sent) - self._handed >= BATCHES_PER_HAND_OVER:
-                self._hand_over()
-
-    def _hand_over(self) -> None:
-        """The batches not yet handed to a process, to the next one in turn (in one call)."""
-        if self._handed == len(self._sent):
-            return
-        turn = len(self._added)
-        try:
-            one = self._pools[turn % len(self._pools)]
-            self._added.append(
-                one.submit(_add_batches, self._id, self._handed, self._sent[self._handed :])
-            )
-        except BrokenProcessPool:
-            self._here()
-            return
-        self._handed = len(self._sent)
+            try:
+                one = self._pools[batch % len(self._pools)]
+                self._added.append(one.submit(_add, self._id, batch, scored))
+            except BrokenProcessPool:
+                self._here()
 
     def accumulators(self) -> list[APAccumulator]:
         """The ``K`` accumulators with every batch added (waits for the scoring processes).
@@ -337,8 +313,6 @@ class GroupScoring:
 
     def _closed(self, join: Callable[[int, dict[int, bytes]], list]) -> list:
         with self._lock:
-            if self._done is None and self._accs is None:
-                self._hand_over()  # the last batches
             if self._done is None and self._accs is not None:
                 self._done = self._accs
             if self._done is None:
@@ -361,7 +335,7 @@ class GroupScoring:
                 except BrokenProcessPool:
                     self._here()
                     self._done = self._accs
-                self._sent, self._added, self._handed = [], [], 0
+                self._sent, self._added = [], []
             return self._done
 
     def _here(self) -> None:
@@ -382,4 +356,4 @@ class GroupScoring:
         self._accs = [APAccumulator(self.config) for _ in range(self.k)]
         for scored in self._sent:
             accumulate_arrays(scored, self._accs)
-        self._sent, self._added, self._handed = [], [], 0
+        self._sent, self._added = [], []

@@ -248,18 +248,13 @@ def _pools(n: int) -> list:
     return [forked_pool(1, _one_thread) for _ in range(n)]
 
 
-@pytest.mark.parametrize("hand_over", [1, 2, 4])
-def test_a_group_spread_over_several_processes_gets_the_records_scored_here(
-    monkeypatch, hand_over
-):
-    """Three scoring processes take a group's batches in turn (``hand_over`` at a time, the
-    rest when the group closes), each into accumulators of its own, joined in batch order by
-    the first: the oracle's digests and results, sealed or not (identical cells sealed once),
-    with a second group in flight on the same processes; fewer batches than processes too."""
-    import v2x.sweep_scoring as sweep_scoring
+def test_a_group_spread_over_several_processes_gets_the_records_scored_here():
+    """Three scoring processes take a group's batches in turn, each into accumulators of its
+    own, joined in batch order by the first: the oracle's digests and results, sealed or not
+    (identical cells sealed once), with a second group in flight on the same processes; fewer
+    batches than processes too."""
     from v2x.sweep_scoring import SealedAccumulator
 
-    monkeypatch.setattr(sweep_scoring, "BATCHES_PER_HAND_OVER", hand_over)
     batches = _batches(5)
     pools = _pools(3)
     try:
@@ -281,33 +276,6 @@ def test_a_group_spread_over_several_processes_gets_the_records_scored_here(
     assert sealed[0] is sealed[1] is sealed[3] is not sealed[2]
     assert [s.state_digest() for s in sealed] == [a.state_digest() for a in oracle]
     _same([s.opened() for s in sealed], oracle)
-
-
-def test_a_groups_batches_are_handed_over_four_at_a_time_and_the_rest_at_its_close():
-    """Each hand-over of batches wakes the pool's threads (the GIL the device's thread needs):
-    9 batches go over in two hand-overs of 4 while the group runs and one of 1 when it closes,
-    with the oracle's records."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    import v2x.sweep_scoring as sweep_scoring
-
-    sizes = []
-
-    class Counting(ThreadPoolExecutor):
-        def submit(self, fn, *args, **kwargs):
-            if fn is sweep_scoring._add_batches:
-                sizes.append(len(args[2]))
-            return super().submit(fn, *args, **kwargs)
-
-    batches = _batches(9)
-    with Counting(1) as pool:
-        scoring = GroupScoring(_config(), K, pool)
-        for i, scored in enumerate(batches):
-            scoring.add(scored)
-            assert sizes == [4] * ((i + 1) // 4)
-        accs = scoring.accumulators()
-    assert sizes == [4, 4, 1]
-    _same(accs, _here(batches))
 
 
 def test_over_several_processes_a_failed_batch_is_reported_and_a_dead_one_costs_a_warning():
