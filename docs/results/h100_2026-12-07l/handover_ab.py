@@ -1,0 +1,47 @@
+"""``python handover_ab.py <repo> <rounds> <frames> <batch>``: the issue-16 sweep (fp16 / fp16,
+1e11 Hz), warm ``run_sweep`` calls alternating the code (a group's frame batches handed to the
+scoring processes 4 at a time, ``BATCHES_PER_HAND_OVER``) and the former hand-over (each batch in
+a ``submit`` of its own). Each call's time and its groups' spans on the device's thread."""
+
+import sys
+import time
+from pathlib import Path
+
+repo, rounds, frames, batch = (
+    Path(sys.argv[1]),
+    int(sys.argv[2]),
+    int(sys.argv[3]),
+    int(sys.argv[4]),
+)
+sys.path.insert(0, str(repo / "benchmarks"))
+from bench_sweep import bench_phases, cuda_sweep_args  # noqa: E402
+
+import v2x.sweep_scoring as scoring  # noqa: E402
+
+variants = {"code (4)": scoring.BATCHES_PER_HAND_OVER, "one by one": 1}
+run = cuda_sweep_args(
+    frames=frames, batch_size=batch, bandwidth_hz=1e11, precision="fp16", codec_precision="fp16"
+)
+run.profile = 0
+if len(sys.argv) > 5:  # a check of this script on the CPU
+    run.device, run.precision, run.codec_precision = sys.argv[5], "fp32", "fp32"
+bench_phases(run, [])  # warm-up: imports, the model, the feature cache
+calls = {n: [] for n in variants}
+for r in range(rounds):
+    for name in list(variants) if r % 2 == 0 else list(variants)[::-1]:
+        scoring.BATCHES_PER_HAND_OVER = variants[name]
+        each = []
+        t = time.perf_counter()
+        bench_phases(run, each)
+        took = time.perf_counter() - t
+        groups = [(a, b) for n, th, a, b in each if n == "_run_group"]
+        light = sum(b - a for a, b in groups[2:])
+        calls[name].append(took)
+        print(
+            f"round {r} {name}: call {took:.2f} s; groups "
+            + " ".join(f"{b - a:.2f}" for a, b in groups)
+            + f" (last three {light:.2f})",
+            flush=True,
+        )
+for name, t in calls.items():
+    print(f"{name}: calls " + " ".join(f"{x:.2f}" for x in t) + f" s, mean {sum(t) / len(t):.2f}")
