@@ -61,9 +61,9 @@ def queue_host_copies(scored: Any, item: _Batch, delivery: Any) -> BatchOnHost:
     """Queue the copies to the host that booking ``scored`` needs, on the thread that ran it.
 
     On CUDA, into page-locked memory without waiting for the device, with an event behind them:
-    the scorer thread then only waits for that event and reads numpy (no CUDA call of its
-    own beside the device's thread, whose launches a second thread's casts and synchronising
-    copies would interleave with)."""
+    the scorer thread then only waits for that event and reads numpy, and makes no CUDA call of
+    its own beside the device's thread (the sweep's rate was level with the scorer thread
+    making these copies itself, on an H100 host: docs/benchmarks.md, fifty-fourth session)."""
     det = scored.detections if scored.shared is None else scored.shared
     values = link_values(scored.cost, delivery)
     tensors = (det.boxes, det.scores, det.labels, det.valid, values, item.batch.agent_mask)
