@@ -91,9 +91,9 @@ def install(variant: str, spans: list[tuple[str, float, float]]) -> None:
     if variant == "nobook":
         book_batch, first = sweep_group.book_batch, {}
 
-        def first_batch_only(scored, item, scoring, cells, delivery, group):  # noqa: ANN001, ANN202
+        def first_batch_only(on_host, item, scoring, cells, group):  # noqa: ANN001, ANN202
             if id(scoring) not in first:
-                first[id(scoring)] = book_batch(scored, item, scoring, cells, delivery, group)
+                first[id(scoring)] = book_batch(on_host, item, scoring, cells, group)
             return first[id(scoring)]
 
         sweep_group.book_batch = first_batch_only

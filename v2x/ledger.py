@@ -151,7 +151,6 @@ def ledger_table(
     codec: str,
     fusion: str,
     bandwidth_ratio: float,
-    values: torch.Tensor | None = None,
 ) -> pa.Table:
     """Rows of one run: ``K`` conditions × ``B`` frames × present collaborators.
 
@@ -163,12 +162,26 @@ def ledger_table(
         network: the frames' ``NetworkBatch`` (``[B, A]``).
         agent_mask: ``[B, A]`` bool, agents present in the batch (before range filtering).
         channel, codec, fusion, bandwidth_ratio: the run's setting.
-        values: ``link_values(cost, delivery)`` already on the host (a copy queued by the
-            thread that ran the batch, ``v2x.sweep_rows.queue_host_copies``); computed and
-            copied here when ``None``.
     """
-    if values is None:
-        values = link_values(cost, delivery).cpu()
+    values = link_values(cost, delivery).cpu()
+    return ledger_rows(
+        cell_ids, values, network, agent_mask, channel, codec, fusion, bandwidth_ratio
+    )
+
+
+def ledger_rows(
+    cell_ids: Sequence[str],
+    values: torch.Tensor,
+    network: NetworkBatch,
+    agent_mask: torch.Tensor,
+    channel: str,
+    codec: str,
+    fusion: str,
+    bandwidth_ratio: float,
+) -> pa.Table:
+    """``ledger_table`` from the run's per-link values already on the host: ``values [F, K, B,
+    A]``, ``link_values(cost, delivery)`` copied there (e.g. by the thread that ran the batch,
+    ``v2x.sweep_rows.queue_host_copies``); the other arguments as ``ledger_table``'s."""
     k, b, a = values.shape[1:]
     if len(cell_ids) != k:
         raise ValueError(f"ledger: 'cell_ids' must have {k} entries, got {len(cell_ids)}")

@@ -308,14 +308,14 @@ class GroupRun:
             score=False,  # book_batch scores it (on the scorer thread when there is one)
         )
         on_host = queue_host_copies(scored, item, deliver.delivery)
-        book = functools.partial(self._book, on_host, item, deliver.delivery)
+        book = functools.partial(self._book, on_host, item)
         self.ledgers.append(book() if self.scorer is None else self.scorer.submit(book))
         self.num_frames += item.batch.batch_size
         bar.update(item.batch.batch_size * k)
 
-    def _book(self, on_host: BatchOnHost, item: _Batch, delivery: Any) -> pa.Table:
+    def _book(self, on_host: BatchOnHost, item: _Batch) -> pa.Table:
         """``book_batch`` with the cells' ids."""
-        return book_batch(on_host, item, self.scoring, self._keyed[1], delivery, self.group)
+        return book_batch(on_host, item, self.scoring, self._keyed[1], self.group)
 
     def finish(self, pool: Executor | None = None) -> tuple[list[dict], pa.Table] | Future:
         """The group's results rows and ledger once every batch is booked; with ``pool``, a

@@ -26,7 +26,7 @@ import torch
 from v2x import __version__
 from v2x.evaluation import detection_arrays
 from v2x.forked_pools import can_fork_workers, forked_pool
-from v2x.ledger import ledger_table, link_values, summarize_cells
+from v2x.ledger import ledger_rows, link_values, summarize_cells
 from v2x.perception.average_precision import APAccumulator
 from v2x.perception.detector import Detections
 from v2x.sweep_batches import _Batch
@@ -47,7 +47,6 @@ class BatchOnHost:
     shared: bool
     link_values: torch.Tensor
     agent_mask: torch.Tensor
-    cost: Any
     ready: torch.cuda.Event | None
 
     def wait(self) -> BatchOnHost:
@@ -82,7 +81,6 @@ def queue_host_copies(scored: Any, item: _Batch, delivery: Any) -> BatchOnHost:
         scored.shared is not None,
         values,
         mask,
-        scored.cost,
         ready,
     )
 
@@ -92,7 +90,6 @@ def book_batch(
     item: _Batch,
     scoring: GroupScoring,
     cells: Sequence[str],
-    delivery: Any,
     group: Group,
 ) -> pa.Table:
     """Score one frame batch's detections into the cells' accumulators (in batch order; in the
@@ -100,17 +97,15 @@ def book_batch(
     from their copies on the host (``queue_host_copies``)."""
     on_host.wait()
     scoring.add(detection_arrays(on_host.detections, on_host.k, on_host.shared, item.gt))
-    return ledger_table(
+    return ledger_rows(
         cells,
-        on_host.cost,
-        delivery,
+        on_host.link_values,
         item.network,
         on_host.agent_mask,
         group.channel,
         group.codec,
         group.fusion,
         group.bandwidth_ratio,
-        values=on_host.link_values,
     )
 
 
