@@ -12,8 +12,9 @@ unfinished (sampled on an H200 host with py-spy: 24 % of the main thread's time)
 ``GroupScoring`` holds one group's ``K`` accumulators. With scoring processes
 (``scoring_pools()``: Linux, ≥ 4 cores, ``SCORING_PROCESSES``) they are filled there: each
 batch's detections and ground truth go to one of them as host arrays
-(``v2x.evaluation.ScoredArrays``), the group's batches to the processes in turn, each batch
-scored into accumulators of its own; when the group ends its first process joins them in
+(``v2x.evaluation.ScoredArrays``) posted over the process's channel (``v2x.worker_channel``:
+written by the scorer thread itself, no thread of this process woken per batch), the group's
+batches to the processes in turn, each batch scored into accumulators of its own; when the group ends its first process joins them in
 batch order (``APAccumulator.extend``), so every cell gets the records that adding every batch
 here, in order, gives, and the group's accumulators come back sealed there for the sweep
 (``SealedAccumulator``: pickled with their digests, passed on to the AP workers unopened).
@@ -34,16 +35,16 @@ import pickle
 import threading
 import warnings
 from collections.abc import Callable, Sequence
-from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 
 import numpy as np
 
 from v2x.evaluation import ScoredArrays, accumulate_arrays
-from v2x.forked_pools import can_fork_workers, forked_pool
+from v2x.forked_pools import can_fork_workers
 from v2x.perception.ap_config import EvalConfig
 from v2x.perception.average_precision import APAccumulator
+from v2x.worker_channel import ForkedWorker, forked_worker
 
 __all__ = [
     "SCORING_PROCESSES",
@@ -59,7 +60,7 @@ __all__ = [
 #: 0: groups are scored in this process (the caller's thread). The same numbers either way.
 SCORING_PROCESSES = min(4, (os.cpu_count() or 1) // 4) if can_fork_workers() else 0
 
-_POOLS: list[ProcessPoolExecutor | None] = []  # one worker each; None: to be forked again
+_POOLS: list[ForkedWorker | None] = []  # None: to be forked again
 _IDS = itertools.count()  # the groups' keys in the processes
 _TURNS = itertools.count()  # which process is the next group's first (the one joining it)
 
@@ -84,9 +85,18 @@ class _Part:
         self.accs = [by_cell[i] for i in self.replica_of]
 
 
-# in the worker: each open group's partial accumulators by frame batch (or the error that
-# stopped its scoring), and its settings
-_GROUPS: dict[int, dict[int, _Part] | BaseException] = {}
+@dataclass
+class _Failed:
+    """What stopped a group's scoring in a process: the error of its first batch there that
+    could not be scored (``batch``: that batch's number in the group)."""
+
+    batch: int
+    error: BaseException
+
+
+# in the worker: each open group's partial accumulators by frame batch (or what stopped its
+# scoring), and its settings
+_GROUPS: dict[int, dict[int, _Part] | _Failed] = {}
 _SETTINGS: dict[int, tuple[EvalConfig, int]] = {}
 
 
@@ -98,22 +108,21 @@ def _one_thread() -> None:
     torch.set_num_threads(1)
 
 
-def scoring_pools() -> list[ProcessPoolExecutor]:
-    """The ``SCORING_PROCESSES`` scoring processes (pools of one worker, forked on first use,
-    ``v2x.forked_pools``); empty where the sweep scores in this process."""
+def scoring_pools() -> list[ForkedWorker]:
+    """The ``SCORING_PROCESSES`` scoring processes (forked on first use, each with its pool
+    and its channel, ``v2x.worker_channel``); empty where the sweep scores in this process."""
     if SCORING_PROCESSES <= 0 or not can_fork_workers():
         return []
     _POOLS.extend([None] * (SCORING_PROCESSES - len(_POOLS)))
     for i, pool in enumerate(_POOLS):
         if pool is None:
-            _POOLS[i] = forked_pool(1, _one_thread)
+            _POOLS[i] = forked_worker(_one_thread)
     return list(_POOLS)
 
 
 def warm_scoring_pools() -> None:
     """Start the scoring processes (and their imports) now, e.g. while frames load."""
-    for pool in scoring_pools():
-        pool.submit(int)
+    scoring_pools()
 
 
 def _open(group_id: int, config: EvalConfig, k: int) -> None:
@@ -124,32 +133,33 @@ def _add(group_id: int, batch: int, scored: ScoredArrays) -> None:
     """Score frame batch number ``batch`` into accumulators of its own (joined in batch order
     when the group closes, ``APAccumulator.extend``)."""
     parts = _GROUPS[group_id]
-    if isinstance(parts, BaseException):  # an earlier batch failed: the group is not scored
+    if isinstance(parts, _Failed):  # an earlier batch failed: the group is not scored
         return
     config, k = _SETTINGS[group_id]
     accs = [APAccumulator(config) for _ in range(k)]
     try:
         replica_of = accumulate_arrays(scored, accs)
-    except BaseException as err:
-        _GROUPS[group_id] = err
-        raise
+    except BaseException as err:  # (posted: raised where the group closes)
+        _GROUPS[group_id] = _Failed(batch, err)
+        return
     parts[batch] = _Part(accs, replica_of)
 
 
-def _popped(group_id: int) -> dict[int, _Part]:
-    """The group's partial accumulators by batch, taken out of this worker (raises the error
-    that stopped its scoring here)."""
-    parts = _GROUPS.pop(group_id)
+def _popped(group_id: int) -> dict[int, _Part] | _Failed:
+    """The group's partial accumulators by batch, or what stopped its scoring, taken out of
+    this worker."""
     _SETTINGS.pop(group_id, None)
-    if isinstance(parts, BaseException):
-        raise parts
-    return parts
+    return _GROUPS.pop(group_id)
 
 
-def _take(group_id: int) -> dict[int, bytes]:
+def _take(group_id: int) -> dict[int, bytes] | _Failed:
     """The group's partial accumulators of this worker's batches, pickled, for the process
-    that joins them (``_join``): they pass through the sweep's process as bytes."""
-    return {b: pickle.dumps(accs, pickle.HIGHEST_PROTOCOL) for b, accs in _popped(group_id).items()}
+    that joins them (``_join``): they pass through the sweep's process as bytes. Or what
+    stopped the group's scoring here."""
+    parts = _popped(group_id)
+    if isinstance(parts, _Failed):
+        return parts
+    return {b: pickle.dumps(accs, pickle.HIGHEST_PROTOCOL) for b, accs in parts.items()}
 
 
 def _discard(group_id: int) -> None:
@@ -162,6 +172,8 @@ def _join(group_id: int, taken: dict[int, bytes]) -> list[APAccumulator]:
     others, joined in batch order (the records scoring every batch in one accumulator gives)."""
     config, _ = _SETTINGS[group_id]
     parts = _popped(group_id)
+    if isinstance(parts, _Failed):
+        raise parts.error
     parts.update({b: pickle.loads(blob) for b, blob in taken.items()})
     # (a replica's part is its cell's accumulator: the same records)
     return joined_in_batch_order(config, [parts[b].accs for b in sorted(parts)])
@@ -250,7 +262,7 @@ class GroupScoring:
         self,
         config: EvalConfig,
         k: int,
-        pool: ProcessPoolExecutor | Sequence[ProcessPoolExecutor] | None | str = "default",
+        pool: ForkedWorker | Sequence[ForkedWorker] | None | str = "default",
     ) -> None:
         self.config, self.k = config, k
         if isinstance(pool, str):  # "default"
@@ -258,10 +270,9 @@ class GroupScoring:
             turn = next(_TURNS) % len(pools) if pools else 0
             pools = pools[turn:] + pools[:turn]
         else:
-            pools = [] if pool is None else [pool] if isinstance(pool, Executor) else list(pool)
+            pools = [] if pool is None else [pool] if isinstance(pool, ForkedWorker) else list(pool)
         self._pools = pools
         self._sent: list[ScoredArrays] = []  # kept until the accumulators are back
-        self._added: list[Future] = []
         self._lock = threading.Lock()
         self._accs: list[APAccumulator] | None = None  # scored here
         self._done: list | None = None  # what the group's closing returned
@@ -271,7 +282,7 @@ class GroupScoring:
             self._id = next(_IDS)
             try:
                 for one in self._pools:
-                    one.submit(_open, self._id, config, k)
+                    one.post(_open, self._id, config, k)
             except BrokenProcessPool:
                 self._here()
 
@@ -285,7 +296,7 @@ class GroupScoring:
             self._sent.append(scored)
             try:
                 one = self._pools[batch % len(self._pools)]
-                self._added.append(one.submit(_add, self._id, batch, scored))
+                one.post(_add, self._id, batch, scored)
             except BrokenProcessPool:
                 self._here()
 
@@ -320,33 +331,34 @@ class GroupScoring:
                 try:
                     # each process's partial accumulators leave it (also after an error: no
                     # group is left behind there), then the first process joins them
-                    taken = [one.submit(_take, self._id) for one in others]
-                    try:
-                        for added in self._added:  # the first failed batch's error
-                            added.result()
-                        parts: dict[int, bytes] = {}
-                        for future in taken:
-                            parts.update(future.result())
-                    except BaseException as err:
-                        if not isinstance(err, BrokenProcessPool):  # (that one: _here below)
-                            first.submit(_discard, self._id)
-                        raise
-                    self._done = first.submit(join, self._id, parts).result()
+                    taken = [one.call(_take, self._id) for one in others]
+                    failed = [t for t in taken if isinstance(t, _Failed)]
+                    if failed:  # the first failed batch's error (the first process's too)
+                        failed.append(first.call(_take, self._id))
+                        raise min(
+                            (f for f in failed if isinstance(f, _Failed)), key=lambda f: f.batch
+                        ).error
+                    parts: dict[int, bytes] = {}
+                    for one in taken:
+                        parts.update(one)
+                    self._done = first.call(join, self._id, parts)
                 except BrokenProcessPool:
                     self._here()
                     self._done = self._accs
-                self._sent, self._added = [], []
+                self._sent = []
             return self._done
 
     def _here(self) -> None:
         """A scoring process stopped: score every batch sent so far here instead (the next
         group that would use that process gets a new one)."""
         for one in self._pools:
-            if getattr(one, "_broken", False) and one in _POOLS:
-                _POOLS[_POOLS.index(one)] = None
+            if one.broken:
+                if one in _POOLS:
+                    _POOLS[_POOLS.index(one)] = None
+                one.shutdown()
             else:
-                with contextlib.suppress(BrokenProcessPool, RuntimeError):
-                    one.submit(_discard, self._id)  # the group's state there, dropped
+                with contextlib.suppress(BrokenProcessPool):
+                    one.post(_discard, self._id)  # the group's state there, dropped
         warnings.warn(
             "sweep: the scoring process stopped; scoring this group's frame batches in this "
             "process",
@@ -356,4 +368,4 @@ class GroupScoring:
         self._accs = [APAccumulator(self.config) for _ in range(self.k)]
         for scored in self._sent:
             accumulate_arrays(scored, self._accs)
-        self._sent, self._added = [], []
+        self._sent = []

@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 
 from v2x.evaluation import ScoredArrays, accumulate_arrays
-from v2x.forked_pools import forked_pool
 from v2x.perception.ap_config import EvalConfig
 from v2x.perception.average_precision import APAccumulator
 from v2x.sweep_scoring import GroupScoring, _one_thread
+from v2x.worker_channel import forked_worker
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="the worker is forked (Linux)")
 
@@ -79,7 +79,7 @@ def _same(accs: list[APAccumulator], oracle: list[APAccumulator]) -> None:
 
 def test_the_scoring_process_gives_the_accumulators_scored_here():
     batches = _batches(5)
-    pool = forked_pool(1, _one_thread)
+    pool = forked_worker(_one_thread)
     try:
         assert pool.submit(os.getpid).result() != os.getpid()
         scoring = GroupScoring(_config(), K, pool)
@@ -109,7 +109,7 @@ def test_a_batch_that_cannot_be_scored_is_reported_when_the_group_ends():
     bad = batches[1]
     bad.boxes[0, 0, 3] = np.nan
     bad.valid[0, 0] = True
-    pool = forked_pool(1, _one_thread)
+    pool = forked_worker(_one_thread)
     try:
         scoring = GroupScoring(_config(), K, pool)
         for scored in batches:
@@ -126,7 +126,7 @@ def test_a_batch_that_cannot_be_scored_is_reported_when_the_group_ends():
 
 def test_a_dead_scoring_process_costs_a_warning_not_the_group():
     batches = _batches(4)
-    pool = forked_pool(1, _one_thread)
+    pool = forked_worker(_one_thread)
     try:
         scoring = GroupScoring(_config(), K, pool)
         for scored in batches[:2]:
@@ -191,7 +191,7 @@ def test_sealed_accumulators_are_the_process_s_accumulators_unopened(monkeypatch
 
     batches = _batches(4)
     oracle = _here(batches)
-    pool = forked_pool(1, _one_thread)
+    pool = forked_worker(_one_thread)
     try:
         scoring = GroupScoring(_config(), K, pool)
         for scored in batches:
@@ -245,7 +245,7 @@ def test_a_cells_result_is_the_accumulators_without_its_curves():
 
 
 def _pools(n: int) -> list:
-    return [forked_pool(1, _one_thread) for _ in range(n)]
+    return [forked_worker(_one_thread) for _ in range(n)]
 
 
 def test_a_group_spread_over_several_processes_gets_the_records_scored_here():
@@ -446,7 +446,7 @@ def test_shared_detections_score_as_their_tiling():
     )  # fmt: skip
     oracle = _here([tiled])
     _same(_here([rows]), oracle)
-    pool = forked_pool(1, _one_thread)
+    pool = forked_worker(_one_thread)
     try:
         scoring = GroupScoring(_config(), K, pool)
         scoring.add(rows)
