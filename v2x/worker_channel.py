@@ -40,7 +40,7 @@ from v2x.forked_pools import forked_pool
 
 __all__ = ["ForkedWorker", "forked_worker"]
 
-_HEADER = struct.Struct("<Q")  # a message's length in bytes, then its pickle
+_HEADER = struct.Struct("<QB")  # a message's length in bytes and whether it wants a reply
 _PIPE_BYTES = 1 << 20  # asked for each pipe (a frame batch's scored arrays fit in one write)
 _POLL_S = 0.5  # how often a blocked write or read checks that the worker still lives
 
@@ -116,14 +116,14 @@ class ForkedWorker:
     def post(self, fn: Callable, /, *args: Any) -> None:
         """``fn(*args)`` in the worker's runner thread after every call written before it; no
         reply (what it raises stays there). Raises ``BrokenProcessPool`` if the worker ended."""
-        self._send(pickle.dumps((fn, args, False), pickle.HIGHEST_PROTOCOL))
+        self._send(pickle.dumps((fn, args), pickle.HIGHEST_PROTOCOL), reply=False)
 
     def call(self, fn: Callable, /, *args: Any) -> Any:
         """``fn(*args)``'s value, made as ``post`` makes it (what it raises is raised here).
         Raises ``BrokenProcessPool`` if the worker ended before replying."""
-        blob = pickle.dumps((fn, args, True), pickle.HIGHEST_PROTOCOL)
+        blob = pickle.dumps((fn, args), pickle.HIGHEST_PROTOCOL)
         with self._call_lock:
-            self._send(blob)
+            self._send(blob, reply=True)
             ok, value = pickle.loads(self._receive())
         if not ok:
             raise value
@@ -146,8 +146,8 @@ class ForkedWorker:
         self._dead = True
         return _Dead("the worker process ended")
 
-    def _send(self, blob: bytes) -> None:
-        data = memoryview(_HEADER.pack(len(blob)) + blob)
+    def _send(self, blob: bytes, reply: bool) -> None:
+        data = memoryview(_HEADER.pack(len(blob), reply) + blob)
         with self._send_lock:
             if self._dead:
                 raise self._ended()
@@ -161,8 +161,7 @@ class ForkedWorker:
                     raise self._ended() from None
 
     def _receive(self) -> bytes:
-        header = self._read(_HEADER.size)
-        return self._read(_HEADER.unpack(header)[0])
+        return self._read(_HEADER.unpack(self._read(_HEADER.size))[0])
 
     def _read(self, n: int) -> bytes:
         parts, left = [], n
@@ -202,17 +201,17 @@ class _Serve:
     def _read(self, calls: queue.SimpleQueue) -> None:
         while True:
             header = _read_blocking(self.requests, _HEADER.size)
-            blob = (
-                None if header is None else _read_blocking(self.requests, _HEADER.unpack(header)[0])
-            )
-            calls.put(blob)
-            if blob is None:  # the sweep's process closed its end
+            if header is None:  # the sweep's process closed its end
+                calls.put(None)
                 return
+            size, reply = _HEADER.unpack(header)
+            calls.put((_read_blocking(self.requests, size), reply))
 
     def _run(self, calls: queue.SimpleQueue) -> None:
-        while (blob := calls.get()) is not None:
-            fn, args, reply = pickle.loads(blob)
-            try:
+        while (message := calls.get()) is not None:
+            blob, reply = message
+            try:  # (never ends this thread: a call after it would wait for ever)
+                fn, args = pickle.loads(blob)
                 out = (True, fn(*args))
             except BaseException as err:  # noqa: BLE001 - handed to the caller (or recorded by fn)
                 out = (False, err)
@@ -222,9 +221,9 @@ class _Serve:
                 data = pickle.dumps(out, pickle.HIGHEST_PROTOCOL)
             except Exception as err:  # noqa: BLE001 - an error or value that does not pickle
                 data = pickle.dumps((False, RuntimeError(f"{out[1]!r} ({err})")))
-            message = memoryview(_HEADER.pack(len(data)) + data)
-            while message:
-                message = message[os.write(self.replies, message) :]
+            framed = memoryview(_HEADER.pack(len(data), False) + data)
+            while framed:
+                framed = framed[os.write(self.replies, framed) :]
 
 
 def forked_worker(setup: Callable[[], None] | None = None) -> ForkedWorker:

@@ -44,6 +44,13 @@ def _unpicklable():
     return threading.Lock()
 
 
+class _FailsThere:
+    """Pickles here; unpickling it (in the worker) raises."""
+
+    def __reduce__(self):
+        return (_fails, ("cannot be read there",))
+
+
 @pytest.fixture
 def worker():
     one = forked_worker()
@@ -72,6 +79,9 @@ def test_values_and_errors_come_back_and_large_messages_pass(worker):
     worker.post(_fails, "kept there")  # a posted call's error stays in the worker
     with pytest.raises(RuntimeError, match="lock"):  # a value that does not pickle
         worker.call(_unpicklable)
+    with pytest.raises(ValueError, match="cannot be read there"):  # a request it cannot read
+        worker.call(_echo, _FailsThere())
+    worker.post(_echo, _FailsThere())
     assert worker.call(_echo, 7) == 7  # the channel goes on
 
 
