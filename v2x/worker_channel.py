@@ -32,7 +32,7 @@ import select
 import struct
 import threading
 from collections.abc import Callable
-from concurrent.futures import Future
+from concurrent.futures import Executor, Future
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
@@ -69,7 +69,7 @@ def _read_blocking(fd: int, n: int) -> bytes | None:
     return b"".join(parts)
 
 
-class ForkedWorker:
+class ForkedWorker(Executor):
     """One forked worker process (``v2x.forked_pools.forked_pool`` of one worker, ``setup()``
     run first there) with a channel to it (module docstring).
 
@@ -93,18 +93,19 @@ class ForkedWorker:
 
     # ---- the pool ----------------------------------------------------------------------------
 
-    def submit(self, fn: Callable, /, *args: Any) -> Future:
-        """``fn(*args)`` in the worker's main thread, through its pool (a future)."""
-        return self.pool.submit(fn, *args)
+    def submit(self, fn: Callable, /, *args: Any, **kwargs: Any) -> Future:
+        """``fn(*args, **kwargs)`` in the worker's main thread, through its pool (a future)."""
+        return self.pool.submit(fn, *args, **kwargs)
 
     @property
     def broken(self) -> bool:
         """Whether the worker is known to have ended (through its pool or its channel)."""
         return self._dead or bool(getattr(self.pool, "_broken", False))
 
-    def shutdown(self) -> None:
-        """End the worker (its pool shut down) and close this side of its channel."""
-        self.pool.shutdown(cancel_futures=True)
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        """End the worker (its pool shut down, as ``Executor.shutdown``) and close this side of
+        its channel."""
+        self.pool.shutdown(wait, cancel_futures=cancel_futures)
         with self._send_lock, self._call_lock:
             for fd in (self._out, self._in):
                 with contextlib.suppress(OSError):

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import sys
+from concurrent.futures.process import BrokenProcessPool
 
 import numpy as np
 import pytest
@@ -124,6 +125,14 @@ def test_a_batch_that_cannot_be_scored_is_reported_when_the_group_ends():
         pool.shutdown()
 
 
+def _kill(worker) -> None:
+    """End ``worker``'s process and return once it has ended (its pool's future then breaks:
+    the channel's calls run beside the pool's thread, so one might otherwise still be answered
+    while the process exits)."""
+    with pytest.raises(BrokenProcessPool):
+        worker.submit(os._exit, 1).result()
+
+
 def test_a_dead_scoring_process_costs_a_warning_not_the_group():
     batches = _batches(4)
     pool = forked_worker(_one_thread)
@@ -131,7 +140,7 @@ def test_a_dead_scoring_process_costs_a_warning_not_the_group():
         scoring = GroupScoring(_config(), K, pool)
         for scored in batches[:2]:
             scoring.add(scored)
-        pool.submit(os._exit, 1)  # the worker dies (as if killed for memory)
+        _kill(pool)  # the worker dies (as if killed for memory)
         with pytest.warns(RuntimeWarning, match="scoring process stopped"):
             for scored in batches[2:]:
                 scoring.add(scored)
@@ -298,7 +307,7 @@ def test_over_several_processes_a_failed_batch_is_reported_and_a_dead_one_costs_
         scoring = GroupScoring(_config(), K, pools)
         for scored in batches[:3]:
             scoring.add(scored)
-        pools[1].submit(os._exit, 1)  # the second process dies (as if killed for memory)
+        _kill(pools[1])  # the second process dies (as if killed for memory)
         with pytest.warns(RuntimeWarning, match="scoring process stopped"):
             scoring.add(batches[3])
             accs = scoring.accumulators()

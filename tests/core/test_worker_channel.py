@@ -98,7 +98,8 @@ def test_the_channel_does_not_use_the_pool(worker):
 
 def test_a_dead_worker_raises_broken_process_pool_from_post_and_call(worker):
     assert worker.call(_echo, 1) == 1
-    worker.submit(os._exit, 1)  # the worker dies (as if killed for memory)
+    with pytest.raises(BrokenProcessPool):  # the worker dies (as if killed for memory)
+        worker.submit(os._exit, 1).result()
     with pytest.raises(BrokenProcessPool):
         for _ in range(10_000):  # posts fill the pipe, then find the worker gone
             worker.post(_append, np.zeros(1024))
