@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import io
 import os
 import pickle
 import queue
@@ -57,6 +58,17 @@ def _wide_pipe() -> tuple[int, int]:
     return r, w
 
 
+def _framed(obj: Any, reply: bool) -> memoryview:
+    """``obj`` pickled behind its ``_HEADER`` (its length, ``reply``), in one buffer (no copy of
+    the pickle to prepend the header)."""
+    buf = io.BytesIO()
+    buf.write(bytes(_HEADER.size))
+    pickle.dump(obj, buf, pickle.HIGHEST_PROTOCOL)
+    view = buf.getbuffer()
+    _HEADER.pack_into(view, 0, len(view) - _HEADER.size, reply)
+    return view
+
+
 def _read_blocking(fd: int, n: int) -> bytes | None:
     """``n`` bytes from ``fd`` (blocking, the GIL released in each read); ``None`` at EOF."""
     parts, left = [], n
@@ -83,6 +95,7 @@ class ForkedWorker(Executor):
         self._send_lock = threading.Lock()
         self._call_lock = threading.Lock()  # one call waits for its reply at a time
         self._dead = False
+        self._open = True  # this side's ends of the channel, until ``shutdown``
         self.pool = forked_pool(1, _Serve(self._requests[0], self._replies[1], setup))
         self._pid: Future = self.pool.submit(os.getpid)  # (the fork happens in this submit)
         os.close(self._requests[0])  # the worker's ends: only the worker holds them now
@@ -107,9 +120,11 @@ class ForkedWorker(Executor):
         its channel."""
         self.pool.shutdown(wait, cancel_futures=cancel_futures)
         with self._send_lock, self._call_lock:
-            for fd in (self._out, self._in):
-                with contextlib.suppress(OSError):
-                    os.close(fd)
+            if self._open:  # once: a second close could hit a file that reused the numbers
+                for fd in (self._out, self._in):
+                    with contextlib.suppress(OSError):
+                        os.close(fd)
+                self._open = False
             self._dead = True
 
     # ---- the channel -------------------------------------------------------------------------
@@ -117,14 +132,14 @@ class ForkedWorker(Executor):
     def post(self, fn: Callable, /, *args: Any) -> None:
         """``fn(*args)`` in the worker's runner thread after every call written before it; no
         reply (what it raises stays there). Raises ``BrokenProcessPool`` if the worker ended."""
-        self._send(pickle.dumps((fn, args), pickle.HIGHEST_PROTOCOL), reply=False)
+        self._send(_framed((fn, args), reply=False))
 
     def call(self, fn: Callable, /, *args: Any) -> Any:
         """``fn(*args)``'s value, made as ``post`` makes it (what it raises is raised here).
         Raises ``BrokenProcessPool`` if the worker ended before replying."""
-        blob = pickle.dumps((fn, args), pickle.HIGHEST_PROTOCOL)
+        message = _framed((fn, args), reply=True)
         with self._call_lock:
-            self._send(blob, reply=True)
+            self._send(message)
             ok, value = pickle.loads(self._receive())
         if not ok:
             raise value
@@ -147,8 +162,7 @@ class ForkedWorker(Executor):
         self._dead = True
         return _Dead("the worker process ended")
 
-    def _send(self, blob: bytes, reply: bool) -> None:
-        data = memoryview(_HEADER.pack(len(blob), reply) + blob)
+    def _send(self, data: memoryview) -> None:
         with self._send_lock:
             if self._dead:
                 raise self._ended()
@@ -158,7 +172,7 @@ class ForkedWorker(Executor):
                 except BlockingIOError:  # the pipe is full: wait for the reader
                     if not select.select([], [self._out], [], _POLL_S)[1] and not self._alive():
                         raise self._ended() from None
-                except (BrokenPipeError, OSError):
+                except OSError:  # (BrokenPipeError: the worker's end is closed)
                     raise self._ended() from None
 
     def _receive(self) -> bytes:
@@ -219,10 +233,9 @@ class _Serve:
             if not reply:
                 continue
             try:
-                data = pickle.dumps(out, pickle.HIGHEST_PROTOCOL)
+                framed = _framed(out, reply=False)
             except Exception as err:  # noqa: BLE001 - an error or value that does not pickle
-                data = pickle.dumps((False, RuntimeError(f"{out[1]!r} ({err})")))
-            framed = memoryview(_HEADER.pack(len(data), False) + data)
+                framed = _framed((False, RuntimeError(f"{out[1]!r} ({err})")), reply=False)
             while framed:
                 framed = framed[os.write(self.replies, framed) :]
 

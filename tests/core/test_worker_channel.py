@@ -96,6 +96,22 @@ def test_the_channel_does_not_use_the_pool(worker):
     assert worker.call(_log) == ["a"]
 
 
+def test_a_second_shutdown_closes_nothing_else():
+    worker = forked_worker()
+    assert worker.call(_echo, 1) == 1
+    worker.shutdown()
+    r, w = os.pipe()  # (may take the numbers the channel's ends had)
+    try:
+        worker.shutdown()
+        os.write(w, b"x")
+        assert os.read(r, 1) == b"x"
+    finally:
+        os.close(r)
+        os.close(w)
+    with pytest.raises(BrokenProcessPool):
+        worker.post(_append, 1)
+
+
 def test_a_dead_worker_raises_broken_process_pool_from_post_and_call(worker):
     assert worker.call(_echo, 1) == 1
     with pytest.raises(BrokenProcessPool):  # the worker dies (as if killed for memory)
