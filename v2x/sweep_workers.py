@@ -40,6 +40,8 @@ from v2x.sweep_group import GroupPart, joined_rows, needs_most_links
 from v2x.sweep_plan import Group, SweepPlan
 from v2x.sweep_reuse import memory_sharers
 
+log = logging.getLogger(__name__)
+
 #: This worker process's sweep: plan, frames' identity, device, first batch, cache and batches.
 _WORKER: dict[str, Any] = {}
 
@@ -309,6 +311,11 @@ def run_groups_on_devices(
                 passes[w] = max(passes[w], encoder_passes)
             for n, (group, snrs) in enumerate(wave):
                 parts = [d[0][n] for d in done]
+                log.debug(
+                    "group %s / %s / %s: each worker's steps %s s",
+                    group.codec, group.fusion, group.channel,
+                    " / ".join(f"{d[1][n]:.2f}" for d in done),
+                )  # fmt: skip
                 bar.update(sum(p.num_frames for p in parts) * len(snrs))
                 future = rows_pool.submit(joined_rows, plan, group, snrs, parts, data_id)
                 rows.append((group, snrs, future, max(d[1][n] for d in done)))
