@@ -14,7 +14,7 @@ from functools import lru_cache
 import numpy as np
 import torch
 
-from v2x.common import to_device_async
+from v2x.common import memory_share, to_device_async
 from v2x.semcom.digital_stream import MapStream
 from v2x.semcom.fec import coded_bits_per_block
 from v2x.semcom.mcs import MCS_TABLE, get_mcs
@@ -39,12 +39,15 @@ def decode_chunk(ldpc_decoder: str, device: torch.device | str = "cpu") -> int:
     ``_GPU_BYTES_PER_BLOCK`` each, between ``_DECODE_CHUNK`` and ``_GPU_MAX_CHUNK``): its
     per-layer launches cost less per block the more blocks a call holds (on an H200 at MCS 5,
     8,192 blocks 529 Mbit/s, 262,144 blocks 1.5 Gbit/s; docs/benchmarks.md). A block's bits do
-    not depend on the other blocks of its call, so the numbers do not depend on the chunk."""
+    not depend on the other blocks of its call, so the numbers do not depend on the chunk.
+    Where several processes share the GPU (a sweep's device workers on one GPU,
+    ``v2x.devices.memory_share``) each sizes its calls by its share of the memory: sized by the
+    whole GPU, three workers' calls on an 80 GB H100 ran it out of memory."""
     chunk = _DECODE_CHUNK[ldpc_decoder]
     device = torch.device(device)
     if device.type != "cuda" or not ldpc_decoder.startswith("minsum"):
         return chunk
-    total = torch.cuda.get_device_properties(device).total_memory
+    total = torch.cuda.get_device_properties(device).total_memory // memory_share(device)
     fits = 1 << max(0, (total // _GPU_BYTES_PER_BLOCK).bit_length() - 1)  # a power of two
     return max(chunk, min(_GPU_MAX_CHUNK, fits))
 

@@ -36,9 +36,11 @@ from v2x.determinism import CUBLAS_WORKSPACE_CONFIG, configure_determinism, seed
 from v2x.devices import (  # noqa: F401
     PRECISION_NAMES,
     check_precision,
+    memory_share,
     on_device_of,
     precision_dtype,
     resolve_device,
+    set_memory_share,
     to_device_async,
     triton_available,
     usable_device,

@@ -1,7 +1,7 @@
 """Devices: a configured device name resolved (``"auto"``, ``"cuda:1"``) or refused where this
 process cannot compute on it, host-to-device copies, the current CUDA device for Triton launches,
 whether Triton can run, and the inference precisions (``fp32``, ``fp16``, ``bf16``) a model may
-compute in. Imports nothing from the project: one of ``v2x.common``'s jobs (it
+compute in, and how many processes share a GPU's memory (``memory_share``). Imports nothing from the project: one of ``v2x.common``'s jobs (it
 re-exports these names; parts import them from there).
 """
 
@@ -63,6 +63,43 @@ def usable_device(name: str, field: str) -> torch.device:
         build = "" if torch.version.cuda else f" (torch {torch.__version__} is a CPU-only build)"
         raise ValueError(f"{field} is {name!r}, but {why}{build}; use 'cpu' or 'auto'")
     return device
+
+
+#: How many processes draw on a CUDA device's memory, by device index (``set_memory_share``: a
+#: sweep's device workers on one GPU); a device not here is this process's alone.
+_MEMORY_SHARE: dict[int, int] = {}
+
+
+def _cuda_index(device: torch.device | str) -> int | None:
+    """``device``'s CUDA index (the current device's for ``"cuda"``), ``None`` if not CUDA."""
+    import torch
+
+    device = torch.device(device)
+    if device.type != "cuda":
+        return None
+    if device.index is not None:
+        return device.index
+    return torch.cuda.current_device() if torch.cuda.is_available() else 0
+
+
+def set_memory_share(device: torch.device | str, processes: int) -> None:
+    """Record that ``processes`` processes, this one among them, draw on ``device``'s memory
+    (``v2x.sweep_workers``: the workers a sweep puts on one GPU); 1 forgets it. Work sized by a
+    device's memory takes its share (``memory_share``). Nothing is recorded but for CUDA."""
+    index = _cuda_index(device)
+    if index is None:
+        return
+    if processes > 1:
+        _MEMORY_SHARE[index] = int(processes)
+    else:
+        _MEMORY_SHARE.pop(index, None)
+
+
+def memory_share(device: torch.device | str) -> int:
+    """How many processes draw on ``device``'s memory (``set_memory_share``; 1 by default and
+    for every device but CUDA ones): what sizes a call by the device's memory divides it by."""
+    index = _cuda_index(device)
+    return 1 if index is None else _MEMORY_SHARE.get(index, 1)
 
 
 def to_device_async(t: torch.Tensor, device: torch.device | str) -> torch.Tensor:

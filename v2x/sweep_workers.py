@@ -35,6 +35,7 @@ from typing import Any
 import pyarrow as pa
 import torch
 
+from v2x.common import set_memory_share
 from v2x.sweep_errors import SweepWorkerStopped
 from v2x.sweep_group import GroupPart, joined_rows, needs_most_links
 from v2x.sweep_plan import Group, SweepPlan
@@ -167,6 +168,9 @@ def _load(
     _release()  # (an earlier sweep's, if it did not end here)
     device = torch.device(device)
     torch.set_num_threads(threads)
+    # calls sized by the device's memory (the digital chain's decoder calls) take this worker's
+    # share of it, as its feature cache does
+    set_memory_share(device, sharers.get(str(device), 1))
     plan = plan_sweep(config)
     bs = int(plan.config.batch_size)
     frames = FrameStream(plan.data, True, part=slice(shard[0] * bs, shard[1] * bs))
@@ -196,6 +200,8 @@ def _release() -> None:
     device = _WORKER.get("device")
     _WORKER.clear()
     gc.collect()
+    if device is not None:
+        set_memory_share(device, 1)
     if device is not None and device.type == "cuda":
         torch.cuda.empty_cache()
 
@@ -262,7 +268,7 @@ def run_groups_on_devices(
     workers run torch's ops on as many threads as this process (they share its cores rather
     than split them: the same numbers, not more speed); GPU workers split them. Appends the
     workers' encoder passes to ``encodes`` at the end."""
-    from v2x.sweep import LOCKSTEP_GROUPS, ROW_THREADS, lockstep_waves
+    from v2x.sweep import LOCKSTEP_GROUPS, ROW_THREADS, _group_label, lockstep_waves
     from v2x.sweep_order import device_order, log_waves, silent_groups
 
     index_of = {id(g): i for i, g in enumerate(plan.groups)}
@@ -311,11 +317,9 @@ def run_groups_on_devices(
                 passes[w] = max(passes[w], encoder_passes)
             for n, (group, snrs) in enumerate(wave):
                 parts = [d[0][n] for d in done]
-                log.debug(
-                    "group %s / %s / %s: each worker's steps %s s",
-                    group.codec, group.fusion, group.channel,
-                    " / ".join(f"{d[1][n]:.2f}" for d in done),
-                )  # fmt: skip
+                if log.isEnabledFor(logging.DEBUG):  # (e.g. two workers sharing one GPU)
+                    each = " / ".join(f"{d[1][n]:.2f}" for d in done)
+                    log.debug("group %s: each worker's steps %s s", _group_label(group), each)
                 bar.update(sum(p.num_frames for p in parts) * len(snrs))
                 future = rows_pool.submit(joined_rows, plan, group, snrs, parts, data_id)
                 rows.append((group, snrs, future, max(d[1][n] for d in done)))

@@ -284,3 +284,42 @@ def test_a_killed_worker_keeps_the_finished_groups_says_so_and_new_workers_follo
     path = run_sweep(two)
     assert len(_kept_pids()) == 2
     _assert_same_results(path, one)
+
+
+def test_a_device_worker_sizes_memory_bound_calls_by_its_share_of_the_gpu(monkeypatch):
+    """A sweep's worker records how many workers draw on its GPU's memory
+    (``memory_sharers``) when it loads the sweep, so that the digital chain's decoder calls
+    (``decode_chunk``) take its share, and forgets it when it lets the sweep go."""
+    import torch
+
+    import v2x.sweep
+    import v2x.sweep_plan
+    import v2x.sweep_workers as sw
+    from v2x import loading
+    from v2x.common import memory_share
+    from v2x.sweep_reuse import memory_sharers
+
+    monkeypatch.setattr("v2x.devices._MEMORY_SHARE", {})
+    monkeypatch.setattr(sw, "_WORKER", {})
+    monkeypatch.setattr(v2x.sweep_plan, "plan_sweep", lambda config: SimpleNamespace(
+        config=SimpleNamespace(batch_size=2), data=None))  # fmt: skip
+    class _Frames(list):
+        def close(self) -> None:
+            pass
+
+    monkeypatch.setattr(loading, "FrameStream", lambda *a, **k: _Frames())
+    seen = []
+    monkeypatch.setattr(v2x.sweep, "prepare_device", lambda plan, frames, device, sharers: (
+        seen.append((str(device), sharers, memory_share(device))) or (None, [])))  # fmt: skip
+    threads = torch.get_num_threads()
+    try:
+        sharers = memory_sharers(["cuda:1", "cuda:1", "cuda:0"])
+        sw._load({}, "cuda:1", 1, (0, 1), sharers)
+        assert seen == [("cuda:1", 2, 2)] and memory_share("cuda:0") == 1
+        sw._release()
+        assert memory_share("cuda:1") == 1
+        sw._load({}, "cuda:0", 1, (1, 2), sharers)  # alone on its GPU
+        assert seen[-1] == ("cuda:0", 1, 1)
+        sw._release()
+    finally:
+        torch.set_num_threads(threads)

@@ -220,6 +220,33 @@ def test_min_sum_calls_on_a_gpu_are_sized_by_its_memory(monkeypatch):
     assert digital_blocks.decode_chunk("sionna", "cuda") == 2048
 
 
+def test_processes_sharing_a_gpu_size_their_min_sum_calls_by_their_share(monkeypatch):
+    """Each of a sweep's device workers on one GPU takes its share of the memory
+    (``set_memory_share``): sized by the whole GPU, three workers' calls on an 80 GB H100 ran
+    it out of memory (docs/benchmarks.md, fifty-third session)."""
+    from types import SimpleNamespace
+
+    from v2x.common import memory_share, set_memory_share
+    from v2x.semcom import digital_blocks
+
+    monkeypatch.setattr(
+        torch.cuda, "get_device_properties", lambda d: SimpleNamespace(total_memory=141 * 10**9)
+    )
+    monkeypatch.setattr("v2x.devices._MEMORY_SHARE", {})
+    assert digital_blocks.decode_chunk("minsum", "cuda:0") == 65536  # alone: 67,240 -> 65,536
+    set_memory_share("cuda:0", 2)
+    assert memory_share("cuda:0") == 2 and memory_share(torch.device("cuda", 0)) == 2
+    assert digital_blocks.decode_chunk("minsum-fp16", "cuda:0") == 32768  # 33,620 -> 32,768
+    set_memory_share("cuda:0", 9)
+    assert digital_blocks.decode_chunk("minsum", "cuda:0") == 8192  # 7,471: the floor
+    # another GPU and the CPU are not shared; a share of 1 forgets it
+    assert memory_share("cuda:1") == 1 and digital_blocks.decode_chunk("minsum", "cuda:1") == 65536
+    set_memory_share("cpu", 4)
+    assert memory_share("cpu") == 1 and digital_blocks.decode_chunk("minsum", "cpu") == 8192
+    set_memory_share("cuda:0", 1)
+    assert memory_share("cuda:0") == 1 and digital_blocks.decode_chunk("minsum", "cuda:0") == 65536
+
+
 @pytest.mark.parametrize("combining", ["chase", "ir"])
 def test_harq_decodes_in_chunks_with_the_numbers_of_one_call(monkeypatch, combining):
     from v2x.semcom import digital_blocks
