@@ -1,6 +1,6 @@
 # session 56 call 2: the issue-16 command on this GPU (the loop's ratio too); the sweep's GPU tests if call 1 did not run them
 for pid in $(nvidia-smi --query-compute-apps=pid --format=csv,noheader); do kill -9 $pid 2>/dev/null; done
-P=docs/results/pending_2026-12-07n
+P=docs/results/h100_2026-12-07o  # (run as pending_2026-12-07n)
 source $P/common.sh
 nvidia-smi -L > $OUT/gpu.txt; nproc >> $OUT/gpu.txt; lscpu | grep "Model name" >> $OUT/gpu.txt
 left() { [ $SECONDS -lt $1 ] || { echo "== skipped from here at ${SECONDS}s"; return 1; }; }
