@@ -1,8 +1,9 @@
 """Devices: a configured device name resolved (``"auto"``, ``"cuda:1"``) or refused where this
 process cannot compute on it, host-to-device copies, the current CUDA device for Triton launches,
-whether Triton can run, and the inference precisions (``fp32``, ``fp16``, ``bf16``) a model may
-compute in, and how many processes share a GPU's memory (``memory_share``). Imports nothing from the project: one of ``v2x.common``'s jobs (it
-re-exports these names; parts import them from there).
+whether Triton can run, the inference precisions (``fp32``, ``fp16``, ``bf16``) a model may
+compute in, and how many processes share a GPU's memory (``memory_share``). Imports nothing from
+the project: one of ``v2x.common``'s jobs (it re-exports these names; parts import them from
+there).
 """
 
 from __future__ import annotations

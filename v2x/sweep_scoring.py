@@ -15,8 +15,9 @@ batch's detections and ground truth go to one of them as host arrays
 (``v2x.evaluation.ScoredArrays``) posted over the process's channel (``v2x.worker_channel``:
 written by the scorer thread itself, no thread of this process woken per batch), the group's
 batches to the processes in turn, each batch scored into accumulators of its own; when the
-group ends its first process joins them in batch order (``APAccumulator.extend``), so every cell gets the records that adding every batch
-here, in order, gives, and the group's accumulators come back sealed there for the sweep
+group ends its first process joins them in batch order (``APAccumulator.extend``), so every
+cell gets the records that adding every batch here, in order, gives, and the group's
+accumulators come back sealed there for the sweep
 (``SealedAccumulator``: pickled with their digests, passed on to the AP workers unopened).
 One process per group fell behind the device (measured on an H200 host: a group's rows waited
 0.21–0.68 s for its scoring after its last batch); one process for all groups was the

@@ -200,9 +200,8 @@ def _release() -> None:
     device = _WORKER.get("device")
     _WORKER.clear()
     gc.collect()
-    if device is not None:
-        set_memory_share(device, 1)
     if device is not None and device.type == "cuda":
+        set_memory_share(device, 1)
         torch.cuda.empty_cache()
 
 
