@@ -221,6 +221,12 @@ class BlockCode:
             tables, positions, scramble, points = self._encode_tables(info.device, rv)
             c = codewords(info, tables)
             return coded_symbols(c, scramble, points, self.mcs.qm, self.coded_bits, positions)
+        if _compiled_on_host(info):
+            from v2x.semcom import block_code_numba
+
+            tables, positions, scramble, points = self._encode_tables(info.device, rv)
+            return block_code_numba.coded_symbols(info, tables, positions, scramble, points,
+                                                  self.mcs.qm)  # fmt: skip
         c = self._ldpc_enc(info) if rv == 0 else self._ldpc_enc(info, rv=[int(rv)])[:, 0]
         if self.ldpc_bits < self.coded_bits:
             c = c[:, self._repeat_index.to(c.device)]
@@ -287,6 +293,12 @@ class BlockCode:
             from v2x.semcom.qam_triton import codeword_llrs
 
             llr = codeword_llrs(x_hat, no, self._llr_tables(x_hat.device), _NO_ERASED, _NO_MIN)
+        elif _compiled_on_host(x_hat) and x_hat.dtype == torch.complex64 and x_hat.dim() == 2:
+            from v2x.semcom import block_code_numba
+
+            return block_code_numba.codeword_llrs(
+                x_hat, no, self._llr_tables(x_hat.device), self.ldpc_bits, _NO_ERASED, _NO_MIN
+            )  # the repeats added there
         else:
             no = torch.as_tensor(no, dtype=torch.float32, device=x_hat.device)
             no = no.expand(x_hat.shape)
@@ -370,6 +382,15 @@ class BlockCode:
                     device=self._device,
                 )
         return self._ldpc_dec_harq
+
+
+def _compiled_on_host(t: torch.Tensor) -> bool:
+    """Whether ``BlockCode`` runs its QAM ends compiled by numba (``v2x.semcom.block_code_numba``:
+    the same symbols, the same LLRs to float32 rounding): CPU tensors that need no gradient,
+    numba installed."""
+    from v2x.semcom.ldpc_numba import numba_available
+
+    return t.device.type == "cpu" and not t.requires_grad and numba_available()
 
 
 @lru_cache(maxsize=128)
