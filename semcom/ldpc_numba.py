@@ -26,12 +26,11 @@ the GIL), each with its own slots. The function is compiled on first use and cac
 from __future__ import annotations
 
 import functools
-import math
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import torch
 
+from v2x.semcom.block_code_numba import over_threads
 from v2x.semcom.ldpc_persistent import PersistentInputs
 
 #: Blocks decoded side by side per thread (2-core VM, 512 blocks: 16 slots 14.2, 32 19.0,
@@ -80,18 +79,9 @@ def decode_numba(inp: PersistentInputs) -> tuple[torch.Tensor, torch.Tensor, tor
             np.float32(inp.alpha), np.float32(inp.beta), np.float32(inp.pad_llr),
             bool(inp.early), bool(inp.beta > 0.0),
         )  # fmt: skip
-        parts = max(1, min(torch.get_num_threads(), math.ceil(nb / SLOTS)))
-        bounds = [nb * p // parts for p in range(parts + 1)]
         outs = (hard, iters, conv, SLOTS)
-        if parts == 1:
-            run(*args, 0, nb, *outs)
-        else:  # each thread its own blocks and slots (the function lets go of the GIL)
-            with ThreadPoolExecutor(parts, thread_name_prefix="v2x-ldpc") as pool:
-                done = [
-                    pool.submit(run, *args, bounds[p], bounds[p + 1], *outs) for p in range(parts)
-                ]
-                for future in done:
-                    future.result()
+        # each thread its own blocks and slots (the function lets go of the GIL)
+        over_threads(lambda start, stop: run(*args, start, stop, *outs), nb, min_rows=SLOTS)
     return torch.from_numpy(hard), torch.from_numpy(iters), torch.from_numpy(conv).bool()
 
 
