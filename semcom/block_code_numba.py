@@ -102,14 +102,7 @@ def codeword_llrs(
     ``BlockCode.llr``: ``no`` (``[N, n]``-broadcastable float32; NaN and ``+inf`` become
     ``no_erased``, then clamped to ``[no_min, no_erased]``), the LLR of coded bit ``p`` added
     into position ``p mod ldpc_bits`` (``tables``: ``qam_triton.LlrTables`` on the CPU)."""
-    n_rows, n = x_hat.shape
-    if x_hat.dtype != torch.complex64:
-        raise ValueError(f"codeword_llrs: expected complex64 symbols, got {x_hat.dtype}")
-    if tables.sign.numel() != n * tables.qm:
-        raise ValueError(
-            f"codeword_llrs: {n} symbols per block need {n * tables.qm} scramble signs, "
-            f"got {tables.sign.numel()}"
-        )
+    n_rows, n = tables.check(x_hat)
     out = np.zeros((n_rows, ldpc_bits), dtype=np.float32)
     if n_rows and n:
         x = torch.view_as_real(x_hat.detach().contiguous()).numpy()

@@ -94,6 +94,19 @@ class LlrTables:
         self.dims, self.levels, self.labels, self.sign = dims, levels, labels, sign
         self.qm, self.num_levels = levels.shape
 
+    def check(self, x_hat: torch.Tensor) -> tuple[int, int]:
+        """``(N, n)`` of ``x_hat [N, n]``; ``ValueError`` unless it is complex64 with the
+        ``n · Qm`` coded bits these tables' scramble signs cover."""
+        n_rows, n = x_hat.shape
+        if x_hat.dtype != torch.complex64:
+            raise ValueError(f"codeword_llrs: expected complex64 symbols, got {x_hat.dtype}")
+        if self.sign.numel() != n * self.qm:
+            raise ValueError(
+                f"codeword_llrs: {n} symbols per block need {n * self.qm} scramble signs, "
+                f"got {self.sign.numel()}"
+            )
+        return n_rows, n
+
 
 def codeword_llrs(
     x_hat: torch.Tensor, no: torch.Tensor, tables: LlrTables, no_erased: float, no_min: float
@@ -106,14 +119,7 @@ def codeword_llrs(
     """
     import triton
 
-    n_rows, n = x_hat.shape
-    if x_hat.dtype != torch.complex64:
-        raise ValueError(f"codeword_llrs: expected complex64 symbols, got {x_hat.dtype}")
-    if tables.sign.numel() != n * tables.qm:
-        raise ValueError(
-            f"codeword_llrs: {n} symbols per block need {n * tables.qm} scramble signs, "
-            f"got {tables.sign.numel()}"
-        )
+    n_rows, n = tables.check(x_hat)
     x = torch.view_as_real(x_hat.contiguous())
     no = torch.as_tensor(no, dtype=torch.float32, device=x_hat.device).expand(n_rows, n)
     out = torch.empty(n_rows, n * tables.qm, dtype=torch.float32, device=x_hat.device)
