@@ -15,11 +15,11 @@ Sionna's ``LDPC5GEncoder`` tables), then coded bit ``p`` is codeword bit
 ``positions[p mod ldpc_bits]`` XOR ``scramble[p]``, and every ``Qm`` bits (the first the most
 significant) index the constellation: Sionna's steps, integer for integer.
 
-**Receiver: the same LLRs to float32 rounding.** Per coded bit, the log-sum-exp over the
-levels of its dimension whose label has the bit at 1 minus the same at 0, each as
-``max + log Σ exp(z − max)`` with ``z = −(y − level)² / N0`` (``qam_triton``'s formula), times
-the descrambling sign, added into its codeword position (the cyclic repeats of MCS 0–2 in
-order, as ``scatter_add_``).
+**Receiver: the same LLRs to float32 rounding** (QPSK's the same floats). Per coded bit, the
+log-sum-exp over the levels of its dimension whose label has the bit at 1 minus the same at 0,
+with ``z = −(y − level)² / N0``, each as ``max + log(1 + Σ exp(z − max))`` over the set's other
+levels (``_llr_range``), times the descrambling sign, added into its codeword position (the
+cyclic repeats of MCS 0–2 in order, as ``scatter_add_``).
 
 The rows are split over ``torch.get_num_threads()`` threads (the compiled functions let go of
 the GIL). They are compiled on first use and cached on disk (``cache=True``).
