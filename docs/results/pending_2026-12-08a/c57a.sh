@@ -1,4 +1,4 @@
-# prepared in session 56 for the next device call: the issue-16 command on this GPU (an H200 is what the goal names); which kernels keep the GPU busy in the digital chain at 1 Mbit per link (two workers on one GPU found it running a kernel in 98-100 % of their seconds, one process 59-66 %)
+# prepared in session 56 for the next device call (session 57: issue16 only on an H200; the digital chain also under cProfile and with the BLER-table decoder, device work against host work): the issue-16 command on this GPU (an H200 is what the goal names); which kernels keep the GPU busy in the digital chain at 1 Mbit per link (two workers on one GPU found it running a kernel in 98-100 % of their seconds, one process 59-66 %)
 for pid in $(nvidia-smi --query-compute-apps=pid --format=csv,noheader); do kill -9 $pid 2>/dev/null; done
 P=docs/results/pending_2026-12-08a
 source $P/common.sh  # R, the CUDA env, the b and gt helpers
