@@ -35,6 +35,8 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import torch
 
+from v2x.semcom.qam_triton import check_mapping
+
 #: Fewest rows (code blocks) per thread: below it a call runs on one thread.
 MIN_ROWS_PER_THREAD = 64
 
@@ -71,13 +73,9 @@ def coded_symbols(
     Qm]`` complex64 symbols, as ``BlockCode.encode`` (``rv``'s ``positions [ldpc_bits]`` int32
     from ``ldpc_encode_triton.output_positions``, ``scramble [coded_bits]`` 0/1, ``points
     [2^Qm]`` complex; ``tables``: ``ldpc_encode_triton.EncoderTables`` on the CPU)."""
-    n_rows = info.shape[0]
-    if info.dim() != 2 or info.shape[1] != tables.k:
-        raise ValueError(f"LDPC encode: expected [N, {tables.k}] bits, got {tuple(info.shape)}")
-    coded_bits = scramble.numel()
-    if coded_bits % qm or points.numel() != 2**qm:
-        raise ValueError(f"coded_symbols: {coded_bits} coded bits and {points.numel()} points "
-                         f"for {qm} bits per symbol")  # fmt: skip
+    tables.check(info)
+    n_rows, coded_bits = info.shape[0], scramble.numel()
+    check_mapping(coded_bits, scramble, points, qm)
     out = np.empty((n_rows, coded_bits // qm), dtype=np.complex64)
     if n_rows:
         bits = info.detach().to("cpu", torch.uint8).contiguous().numpy()

@@ -92,15 +92,19 @@ class EncoderTables:
         ]
         self.width = self.n_ldpc + m_a  # codeword + scratch
 
+    def check(self, info: torch.Tensor) -> None:
+        """``ValueError`` unless ``info`` is ``[N, k]`` (the code's information bits)."""
+        if info.dim() != 2 or info.shape[1] != self.k:
+            raise ValueError(f"LDPC encode: expected [N, {self.k}] bits, got {tuple(info.shape)}")
+
 
 def codewords(info: torch.Tensor, tables: EncoderTables) -> torch.Tensor:
     """``info [N, k]`` 0/1 (any dtype) → ``[N, n_ldpc + m_a]`` uint8: the full codeword ``c``
     in the first ``n_ldpc`` columns (filler positions 0), scratch after it."""
     import triton
 
+    tables.check(info)
     n = info.shape[0]
-    if info.dim() != 2 or info.shape[1] != tables.k:
-        raise ValueError(f"LDPC encode: expected [N, {tables.k}] bits, got {tuple(info.shape)}")
     c = torch.empty(n, tables.width, dtype=torch.uint8, device=info.device)
     c[:, : tables.k] = info
     c[:, tables.k : tables.k_ldpc] = 0

@@ -165,6 +165,16 @@ def _map_kernel():
     return map_kernel
 
 
+def check_mapping(coded_bits: int, scramble: torch.Tensor, points: torch.Tensor, qm: int) -> None:
+    """``ValueError`` unless ``coded_bits`` fill whole symbols of ``qm`` bits and ``scramble``
+    (one bit per coded bit) and ``points`` (``2^Qm``) fit them."""
+    if coded_bits % qm or scramble.numel() != coded_bits or points.numel() != 2**qm:
+        raise ValueError(
+            f"coded_symbols: {coded_bits} coded bits, {scramble.numel()} scramble bits and "
+            f"{points.numel()} points for {qm} bits per symbol"
+        )
+
+
 def coded_symbols(
     c: torch.Tensor,
     scramble: torch.Tensor,
@@ -187,11 +197,7 @@ def coded_symbols(
     if c.dtype != torch.uint8 or (n_rows and c.stride(1) != 1):
         raise ValueError(f"coded_symbols: expected [N, n] uint8 codewords with unit column "
                          f"stride, got {c.dtype} with strides {c.stride()}")  # fmt: skip
-    if coded_bits % qm or scramble.numel() != coded_bits or points.numel() != 2**qm:
-        raise ValueError(
-            f"coded_symbols: {coded_bits} coded bits, {scramble.numel()} scramble bits and "
-            f"{points.numel()} points for {qm} bits per symbol"
-        )
+    check_mapping(coded_bits, scramble, points, qm)
     n = coded_bits // qm
     out = torch.empty(n_rows, n, dtype=torch.complex64, device=c.device)
     total = n_rows * n
