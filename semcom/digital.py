@@ -107,6 +107,7 @@ from v2x.semcom.digital_blocks import (
     pack_bits,
     received_streams,
     write_row_heads,
+    write_rows_blocks,
 )
 from v2x.semcom.digital_receiver import DigitalReceiver
 from v2x.semcom.digital_source import DigitalSourceCoding, map_digest, map_digests
@@ -378,18 +379,20 @@ class DigitalCodec(DigitalSourceCoding, DigitalReceiver, Codec):
             mcs = self.select_mcs(link.snr_db, b, link.sinr_feedback, link.fade)
             if self.source_executor is not None and b > 1:
                 self._source_code_in_workers(features, mcs, cache)
-            streams = [self._fit_stream(features, i, int(mcs[i]), cache) for i in range(b)]
+            row_mcs = [int(m) for m in mcs.tolist()]
+            streams = [self._fit_stream(features, i, row_mcs[i], cache) for i in range(b)]
             if self.mcs == "auto" and self.target_unit == "segment":
                 mcs = lower_for_segment_loss(self, features, link, mcs, streams, cache)
+        row_mcs = [int(m) for m in mcs.tolist()]  # one host read, not one per row
         self._decode_ahead(streams, tuple(features.shape[1:]))
         payload_bits = self.block_bits - CRC_BITS
         nblocks = [math.ceil(len(s.data) * 8 / payload_bits) for s in streams]
-        nsym = [nblocks[i] * block_code_len(int(mcs[i]), self.block_bits) for i in range(b)]
+        nsym = [nblocks[i] * block_code_len(row_mcs[i], self.block_bits) for i in range(b)]
         n_max = max(nsym, default=0)
         symbols = torch.zeros(b, n_max, dtype=torch.complex64, device=device)
         dev = device_string(device)
-        for m in sorted(set(mcs.tolist())):
-            rows = [i for i in range(b) if int(mcs[i]) == m and nblocks[i] > 0]
+        for m in sorted(set(row_mcs)):
+            rows = [i for i in range(b) if row_mcs[i] == m and nblocks[i] > 0]
             if not rows:
                 continue
             code = self.block_code_for(m, dev)
@@ -398,20 +401,19 @@ class DigitalCodec(DigitalSourceCoding, DigitalReceiver, Codec):
             else:
                 x = code.encode(_rows_bits(streams, rows, nblocks, payload_bits, device))
             # row i's blocks, one after the other, at the start of its symbol row
-            parts = x.reshape(-1).split([nblocks[i] * code.num_symbols for i in rows])
-            write_row_heads(symbols, rows, parts)
+            write_rows_blocks(symbols, rows, nblocks, code.num_symbols, x)
         # the rows' counts in one host tensor and one non-blocking copy (a copy from pageable
         # memory would wait for the encoder's queued work)
         counts = to_device_async(
             torch.tensor(
                 [
                     nsym,
-                    [nblocks[i] * coded_bits_per_block(get_mcs(int(mcs[i])), self.block_bits)
+                    [nblocks[i] * coded_bits_per_block(get_mcs(row_mcs[i]), self.block_bits)
                      for i in range(b)],
                     [len(s.data) * 8.0 for s in streams],
                     [math.ceil(n / self.blocks_per_packet) for n in nblocks],
-                    [self.blocks_per_packet * block_code_len(int(m), self.block_bits) for m in mcs],
-                    [get_mcs(int(m)).qm for m in mcs],
+                    [self.blocks_per_packet * block_code_len(m, self.block_bits) for m in row_mcs],
+                    [get_mcs(m).qm for m in row_mcs],
                 ],
                 dtype=torch.float64,
             ),  # [6, B]

@@ -135,18 +135,19 @@ def failed_block_symbols(
     other from its first channel use, ``block_code_len`` uses each at its MCS). Built where it
     is used: only the rows' block outcomes travel, not the ``B × n`` mask."""
     out = torch.zeros(len(blocks), n, dtype=torch.bool, device=device)
-    failed = [~ok.cpu() for ok, _ in blocks]
+    failed = [~ok.cpu().numpy() for ok, _ in blocks]  # numpy: no tensor op per row
     by_uses: dict[int, list[int]] = {}  # channel uses per block -> the rows with a failed block
-    for i, f in enumerate(failed):
-        if bool(f.any()):
-            by_uses.setdefault(block_code_len(int(mcs[i]), block_bits), []).append(i)
-    # per MCS, the rows' outcomes padded into one host tensor and one non-blocking copy
+    for i, (f, m) in enumerate(zip(failed, mcs.tolist())):
+        if f.any():
+            by_uses.setdefault(block_code_len(int(m), block_bits), []).append(i)
+    # per MCS, the rows' outcomes padded into one host array and one non-blocking copy
     for s, rows in by_uses.items():
-        host = torch.zeros(len(rows), max(failed[i].numel() for i in rows), dtype=torch.bool)
+        host = np.zeros((len(rows), max(failed[i].size for i in rows)), dtype=bool)
         for j, i in enumerate(rows):
-            host[j, : failed[i].numel()] = failed[i]
+            host[j, : failed[i].size] = failed[i]
         at = to_device_async(torch.tensor(rows), out.device)
-        out[at, : host.shape[1] * s] = to_device_async(host, out.device).repeat_interleave(s, 1)
+        host_t = torch.from_numpy(host)
+        out[at, : host.shape[1] * s] = to_device_async(host_t, out.device).repeat_interleave(s, 1)
     return out
 
 
@@ -197,8 +198,45 @@ def _stream_bits(
 
 def rows_blocks(t: torch.Tensor, rows: list[int], nblocks: list[int], s: int) -> torch.Tensor:
     """The code blocks of ``rows`` of a ``[B, n]`` per-symbol tensor (symbols, noise
-    variances), ``s`` symbols each, row after row: ``[Σ nblocks[rows], s]``."""
-    return torch.cat([t[i, : nblocks[i] * s].reshape(nblocks[i], s) for i in rows])
+    variances), ``s`` symbols each, row after row: ``[Σ nblocks[rows], s]``, a new tensor."""
+    return take_blocks(t, s, *row_blocks_index(rows, nblocks))
+
+
+def write_rows_blocks(
+    out: torch.Tensor, rows: list[int], nblocks: list[int], s: int, blocks: torch.Tensor
+) -> None:
+    """``rows_blocks``' inverse: ``blocks [Σ nblocks[rows], s]`` (row after row) written at the
+    head of their rows of ``out [B, n]``, ``s`` symbols a block, in one scatter (distinct
+    rows)."""
+    view, at = _block_view(out, s, *row_blocks_index(rows, nblocks))
+    view[at[0], at[1]] = blocks
+
+
+def take_blocks(t: torch.Tensor, s: int, row: np.ndarray, block: np.ndarray) -> torch.Tensor:
+    """``[J, s]``: block ``block[j]`` (symbols ``block[j]·s …``) of row ``row[j]`` of ``t [B, n]``
+    for every ``j``, a new tensor, in one gather (not one slice per row)."""
+    view, at = _block_view(t, s, row, block)
+    return view[at[0], at[1]]
+
+
+def row_blocks_index(rows: list[int], nblocks: list[int]) -> tuple[np.ndarray, np.ndarray]:
+    """``(row, block)`` int64 of every block of ``rows`` in order: row ``i``'s blocks
+    ``0 … nblocks[i] − 1``, row after row."""
+    counts = np.asarray([nblocks[i] for i in rows], dtype=np.int64)
+    first = np.repeat(np.cumsum(counts) - counts, counts)
+    return (np.repeat(np.asarray(rows, dtype=np.int64), counts),
+            np.arange(int(counts.sum()), dtype=np.int64) - first)  # fmt: skip
+
+
+def _block_view(
+    t: torch.Tensor, s: int, row: np.ndarray, block: np.ndarray
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``t [B, n]`` viewed as ``[B, K, s]`` blocks (``K``: one past the highest ``block``,
+    which ``n`` must hold) and ``[2, J]`` int64 (``row``, ``block``) on ``t``'s device, built
+    on the host and copied without waiting."""
+    k = int(block.max(initial=-1)) + 1
+    at = to_device_async(torch.from_numpy(np.stack([row, block])), t.device)
+    return t[:, : k * s].unflatten(1, (k, s)), at
 
 
 def write_row_heads(out: torch.Tensor, rows: list[int], parts: Sequence[torch.Tensor]) -> None:

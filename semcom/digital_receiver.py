@@ -56,8 +56,9 @@ class DigitalReceiver:
         x_hat, no_eff = self.equalized(y, received.state)
         dev = device_string(device)
         skipped = torch.zeros(b, dtype=torch.float64)
-        for m in sorted(set(mcs.tolist())):
-            rows = [i for i in range(b) if int(mcs[i]) == m and nblocks[i] > 0]
+        row_mcs = [int(m) for m in mcs.tolist()]
+        for m in sorted(set(row_mcs)):
+            rows = [i for i in range(b) if row_mcs[i] == m and nblocks[i] > 0]
             if not rows:
                 continue
             s = block_code_len(m, self.block_bits)
@@ -87,12 +88,11 @@ class DigitalReceiver:
                 p_fail = self.table.bler(torch.full(snr_eff.shape, m, dtype=torch.int64), snr_eff)
                 ok = torch.rand(p_fail.shape, dtype=torch.float64) >= p_fail
                 u = None
-            ok = ok.cpu()
-            start = 0
-            for i in rows:
-                stop = start + nblocks[i]
-                results[i] = (ok[start:stop], None if u is None else u[start:stop])
-                start = stop
+            counts = [nblocks[i] for i in rows]
+            oks = ok.cpu().split(counts)
+            us = [None] * len(rows) if u is None else u.split(counts)
+            for i, ok_i, u_i in zip(rows, oks, us):
+                results[i] = (ok_i, u_i)
         meta["undecodable_blocks"] = skipped
         return results
 

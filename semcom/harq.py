@@ -314,35 +314,34 @@ def _retransmitted_symbols(
     sent_symbols: torch.Tensor,
     r: int,
     device: torch.device,
-) -> dict[int, torch.Tensor]:
-    """Round ``r``'s symbols of every pending row: ``{row: [failed blocks, S]}`` complex64, the
-    failed blocks' redundancy version ``RV_SEQUENCE[r % 4]`` (incremental redundancy: encoded
-    again, one encoder call per MCS group — a block's codeword does not depend on the other
-    blocks of its call) or their first-round symbols (chase combining, or RV 0)."""
-    from v2x.semcom.digital_blocks import _rows_bits
+) -> dict[int, tuple[list[int], torch.Tensor]]:
+    """Round ``r``'s symbols per MCS group with pending blocks: ``{group index: (its pending
+    rows, [failed blocks, S] complex64, row after row)}``, the failed blocks' redundancy
+    version ``RV_SEQUENCE[r % 4]`` (incremental redundancy: encoded again, one encoder call per
+    MCS group — a block's codeword does not depend on the other blocks of its call) or their
+    first-round symbols (chase combining, or RV 0), gathered in one pass."""
+    from v2x.semcom.digital_blocks import _rows_bits, take_blocks
 
     rv = RV_SEQUENCE[r % 4]
     payload_bits = codec.block_bits - CRC_BITS
-    out: dict[int, torch.Tensor] = {}
-    for g in groups:
+    out: dict[int, tuple[list[int], torch.Tensor]] = {}
+    for gi, g in enumerate(groups):
         mine = [(i, idx) for gg, i, idx in pending if gg is g]
         if not mine:
             continue
-        s = g["s"]
+        rows = [i for i, _ in mine]
         first = dict(zip(g["rows"], np.cumsum([0] + [nblocks[i] for i in g["rows"]])))
         if codec.harq_combining == "ir" and rv != 0:
             # the pending rows' bits in one pass, then their failed blocks in one gather
-            rows = [i for i, _ in mine]
             start = np.cumsum([0] + [nblocks[i] for i in rows])
             pick = np.concatenate([idx - first[i] + start[k] for k, (i, idx) in enumerate(mine)])
             bits = _rows_bits(streams, rows, nblocks, payload_bits, device)
             bits = bits[to_device_async(torch.from_numpy(pick), device)]
-            sym = g["code"].encode(bits, rv=rv)
-            out.update(zip([i for i, _ in mine], sym.split([len(idx) for _, idx in mine])))
-        else:
-            for i, idx in mine:
-                local = torch.from_numpy(idx - first[i])
-                out[i] = sent_symbols[i, : nblocks[i] * s].reshape(nblocks[i], s)[local]
+            out[gi] = rows, g["code"].encode(bits, rv=rv)
+        else:  # the failed blocks' first-round symbols: (row, block in the row) of each
+            row = np.concatenate([np.full(len(idx), i, dtype=np.int64) for i, idx in mine])
+            block = np.concatenate([idx - first[i] for i, idx in mine]).astype(np.int64)
+            out[gi] = rows, take_blocks(sent_symbols, g["s"], row, block)
     return out
 
 
@@ -370,7 +369,7 @@ def harq_decode_blocks(
         block_code_len,
         effective_snr_db,
         rows_blocks,
-        write_row_heads,
+        write_rows_blocks,
     )
 
     meta = received.meta
@@ -384,8 +383,9 @@ def harq_decode_blocks(
     x_hat, no_eff = codec.equalized(received.symbols, received.state)
     # Per MCS group: its rows, block ranges, soft information and outcome.
     groups = []
-    for m in sorted(set(mcs.tolist())):
-        rows = [i for i in range(b) if int(mcs[i]) == m and nblocks[i] > 0]
+    row_mcs = [int(m) for m in mcs.tolist()]
+    for m in sorted(set(row_mcs)):
+        rows = [i for i in range(b) if row_mcs[i] == m and nblocks[i] > 0]
         if not rows:
             continue
         s = block_code_len(m, codec.block_bits)
@@ -409,10 +409,8 @@ def harq_decode_blocks(
             g["ok"] = (g["draw"] >= p_fail).cpu()
             g["no"] = ns
         groups.append(g)
-    extra_uses = torch.zeros(b, dtype=torch.float64)
-    extra_bits = torch.zeros(b, dtype=torch.float64)
-    extra_packets = torch.zeros(b, dtype=torch.float64)
-    rounds_used = torch.zeros(b, dtype=torch.float64)
+    # per-row tallies on the host (numpy: no tensor op per row), returned as tensors
+    extra_uses, extra_bits, extra_packets, rounds_used = np.zeros((4, b), dtype=np.float64)
     bpp = codec.blocks_per_packet
     for r in range(1, codec.harq_max_rounds + 1):
         # Blocks still failing, per row (global block index inside the group).
@@ -427,40 +425,36 @@ def harq_decode_blocks(
                     pending.append((g, i, idx))
         if not pending:
             break
-        lengths = [0] * b
+        resent_blocks = [0] * b  # blocks each row resends this round (one MCS group a row)
+        spp = np.ones(b, dtype=np.float64)  # symbols per packet, filled on the host, one copy
         for g, i, idx in pending:
-            lengths[i] = len(idx) * g["s"]
-        for i in {i for _, i, _ in pending}:
+            s, n = g["s"], len(idx)
+            resent_blocks[i] = n
+            spp[i] = bpp * s
             rounds_used[i] += 1.0
-        x = torch.zeros(b, max(lengths), dtype=torch.complex64, device=device)
-        spp = torch.ones(b, dtype=torch.float64)  # filled on the host, one copy
+            extra_uses[i] += n * s
+            extra_bits[i] += n * coded_bits_per_block(get_mcs(g["m"]), codec.block_bits)
+            extra_packets[i] += math.ceil(n / bpp)
+        width = max(len(idx) * g["s"] for g, _, idx in pending)
+        x = torch.zeros(b, width, dtype=torch.complex64, device=device)
         resent = _retransmitted_symbols(
             codec, groups, pending, nblocks, meta["streams"], sent_symbols, r, device
         )
-        for g, i, idx in pending:
-            s = g["s"]
-            spp[i] = bpp * s
-            extra_uses[i] += len(idx) * s
-            extra_bits[i] += len(idx) * coded_bits_per_block(get_mcs(g["m"]), codec.block_bits)
-            extra_packets[i] += math.ceil(len(idx) / bpp)
-        rows = [i for _, i, _ in pending]
-        write_row_heads(x, rows, [resent[i].reshape(-1) for i in rows])
-        y, state = resend(x, to_device_async(spp, device))
+        for g, (rows, blocks) in resent.items():
+            write_rows_blocks(x, rows, resent_blocks, groups[g]["s"], blocks)
+        y, state = resend(x, to_device_async(torch.from_numpy(spp), device))
         xr, nr = codec.equalized(y, state)
-        for g in groups:
-            mine = [(i, idx) for gg, i, idx in pending if gg is g]
-            if not mine:
-                continue
+        for gi, (rows, sent) in resent.items():
+            g = groups[gi]
             s = g["s"]
-            sel = torch.from_numpy(np.concatenate([idx for _, idx in mine]))
-            xs = torch.cat([xr[i, : len(idx) * s].reshape(len(idx), s) for i, idx in mine])
-            ns = torch.cat([nr[i, : len(idx) * s].reshape(len(idx), s) for i, idx in mine])
+            sel = torch.from_numpy(np.concatenate([idx for gg, _, idx in pending if gg is g]))
+            xs = rows_blocks(xr, rows, resent_blocks, s)
+            ns = rows_blocks(nr, rows, resent_blocks, s)
             if exact:
                 code = g["code"]
                 llr = _llr_chunked(codec, code, xs, ns)
                 at = to_device_async(sel, llr.device)
                 if g["info"] is not None and bound_applies(state, code.mcs.qm):
-                    sent = torch.cat([resent[i] for i, _ in mine])
                     g["info"][at] += information_bits(xs, ns, sent)  # every copy's terms
                 else:
                     g["info"] = None
@@ -484,16 +478,19 @@ def harq_decode_blocks(
                     torch.full(snr_eff.shape, g["m"], dtype=torch.int64), snr_eff
                 )
                 g["ok"][sel] = (g["draw"][sel] >= p_fail).cpu()
-    meta["retransmission_rounds"] = rounds_used
-    meta["undecodable_blocks"] = skipped = torch.zeros(b, dtype=torch.float64)
+    meta["retransmission_rounds"] = torch.from_numpy(rounds_used)
+    skipped = np.zeros(b, dtype=np.float64)
     results: Blocks = [(torch.zeros(0, dtype=torch.bool), None) for _ in range(b)]
     for g in groups:
-        start = 0
-        for i in g["rows"]:
-            stop = start + nblocks[i]
-            u = g.get("u")
-            results[i] = (g["ok"][start:stop], None if u is None else u[start:stop])
-            if "skipped" in g:
-                skipped[i] = g["skipped"][start:stop].sum()
-            start = stop
-    return results, extra_uses, extra_bits, extra_packets
+        counts = [nblocks[i] for i in g["rows"]]
+        u = g.get("u")
+        oks = g["ok"].split(counts)
+        us = [None] * len(counts) if u is None else u.split(counts)
+        for i, ok, ui in zip(g["rows"], oks, us):
+            results[i] = (ok, ui)
+        if "skipped" in g:  # each row's blocks summed in order, as one sum per row
+            starts = np.cumsum(counts) - counts
+            skipped[g["rows"]] = np.add.reduceat(g["skipped"].numpy(), starts)
+    meta["undecodable_blocks"] = torch.from_numpy(skipped)
+    as_tensors = (torch.from_numpy(a) for a in (extra_uses, extra_bits, extra_packets))
+    return results, *as_tensors
