@@ -99,10 +99,17 @@ def packets_hit(
     b, n = mask.shape
     if symbols_per_packet is None:
         return torch.where(mask.any(dim=1).to(packets.device), packets, torch.zeros_like(packets))
-    idx = packet_index(n, symbols_per_packet.to(mask.device))
+    idx = packet_index(n, symbols_per_packet.to(mask.device))  # non-decreasing along a row
     limit = packets.to(mask.device).reshape(-1, 1)
     num = int(idx.max()) + 1 if n else 1
-    hits = torch.zeros(b, num, dtype=torch.int32, device=mask.device)
-    hit = hits.scatter_add_(1, idx, mask.to(torch.int32)) > 0
-    counted = torch.arange(num, device=mask.device).unsqueeze(0) < limit
+    # Packet p holds uses [first_p, end_p) of its row (found in idx); it is hit when the count of
+    # masked uses grows over them. A scan and two gathers: a scatter-add of every use into its
+    # packet's counter serialises on the counter (48 ms for 64 rows of 2.1 M uses on an H100).
+    masked_before = torch.nn.functional.pad(
+        mask.to(torch.int32).cumsum(1, dtype=torch.int32), (1, 0)
+    )
+    p = torch.arange(num, device=mask.device).expand(b, num).contiguous()
+    first, end = (torch.searchsorted(idx, p, side=side) for side in ("left", "right"))
+    hit = masked_before.gather(1, end) > masked_before.gather(1, first)
+    counted = p < limit
     return (hit & counted).sum(dim=1).to(torch.float64).to(packets.device)

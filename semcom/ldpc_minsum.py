@@ -419,11 +419,7 @@ class LDPC5GMinSumDecoder(MinSumGraph, MinSumTorchPath, MinSumTritonPath, MinSum
             torch.clamp(x, -self.llr_max, self.llr_max, out=src[:, : self.n])
             place = tab.place
         else:
-            src = torch.zeros(nb, self._buf_len + 2, dtype=torch.float32, device=device)
-            for i, r in enumerate(rv):
-                at = (tab.out_int + self._rv_start[r]) % self._buf_len
-                src.index_add_(1, at, x[:, i])
-            src.clamp_(-self.llr_max, self.llr_max)  # after combining, as Sionna
+            src = self._versions_in_buffer(x, rv, tab)
             place = tab.place_buf
         src[:, -2] = 0.0
         src[:, -1] = -_FILLER_LLR

@@ -86,11 +86,7 @@ class MinSumTorchPath:
             torch.clamp(x.t(), -self.llr_max, self.llr_max, out=src[: self.n])
             place = tab.place
         else:
-            src = torch.zeros(self._buf_len + 2, nb, dtype=torch.float32, device=device)
-            for i, r in enumerate(rv):
-                at = (tab.out_int + self._rv_start[r]) % self._buf_len
-                src.index_add_(0, at, x[:, i].t())
-            src.clamp_(-self.llr_max, self.llr_max)  # after combining, as Sionna
+            src = self._versions_in_buffer(x, rv, tab).t().contiguous()  # [buffer + 2, B]
             place = tab.place_buf
         src[-2] = 0.0
         src[-1] = -_FILLER_LLR

@@ -392,6 +392,27 @@ def test_packets_hit_counts_only_the_codecs_packets():
     assert math.isclose(float(packets_hit(None, None, torch.tensor([3.0]))), 0.0)
 
 
+def test_packets_hit_matches_a_per_use_count_over_random_layouts():
+    """``packets_hit`` against a loop over every use of every row: use ``j`` travels in packet
+    ``floor(j / symbols_per_packet)`` (the module's layout); a packet ``< packets`` that holds a
+    masked use counts once. Fractional and whole packet sizes, sparse and dense masks, rows whose
+    uses run past their packets and rows with nothing masked."""
+    g = torch.Generator().manual_seed(3)
+    for trial in range(30):
+        b, n = 1 + trial % 5, int(torch.randint(1, 400, (1,), generator=g))
+        spp = torch.rand(b, generator=g, dtype=torch.float64) * 40 + 0.5
+        if trial % 3 == 0:
+            spp = spp.floor().clamp_min(1.0)
+        density = [0.0, 0.002, 0.05, 0.5, 1.0][trial % 5]
+        mask = torch.rand(b, n, generator=g) < density
+        packets = torch.randint(0, 20, (b,), generator=g).double()
+        want = []
+        for r in range(b):
+            hit = {math.floor(j / float(spp[r])) for j in range(n) if mask[r, j]}
+            want.append(float(sum(1 for p in hit if p < packets[r])))
+        assert packets_hit(mask, spp, packets).tolist() == want, trial
+
+
 def test_sweep_results_loss_and_delivery_come_from_the_ledger_rows(tmp_path):
     """The issue's reproduction at sweep level: a digital payload over an i.i.d. erasure channel
     with loss 0.3 used to read ``packet_loss_rate 0, delivered_fraction 1``. Now the results'

@@ -196,6 +196,30 @@ def test_redundancy_versions_combine_as_sionnas_harq_mode():
         dec(noisy[:, :2], rv=[0, 4])
 
 
+def test_redundancy_versions_land_in_the_circular_buffer_in_order():
+    """The versions' LLRs in the circular buffer (``_versions_in_buffer``, one gather each)
+    against 38.212's placement written out: input column ``c`` of version ``r`` adds at index
+    ``(out_int[c] + k0_r) mod buf_len``, versions in the order sent, from 0, then clamped.
+    Bit for bit, signs of zero included (MCS 0 with its repeats' buffer wrap, and MCS 14)."""
+    for mcs in (0, 14):
+        enc = block_code(mcs, 1024).ldpc_encoder
+        dec = LDPC5GMinSumDecoder(enc, harq_mode=True)
+        tab = dec._tables_on(torch.device("cpu"))
+        out_int = enc.out_int.cpu().numpy() if hasattr(enc, "out_int") else np.arange(dec.n)
+        g = torch.Generator().manual_seed(mcs)
+        rv = [0, 2, 3, 1, 0]
+        x = torch.randn(5, len(rv), dec.n, generator=g) * 30.0
+        x[:, :, ::7] = -0.0  # signed zeros must add as in a running sum
+        want = np.zeros((5, dec._buf_len + 2), dtype=np.float32)
+        for i, r in enumerate(rv):
+            at = (out_int + dec._rv_start[r]) % dec._buf_len
+            for c in range(dec.n):
+                want[:, at[c]] += x[:, i, c].numpy()
+        want = np.clip(want, -dec.llr_max, dec.llr_max)
+        got = dec._versions_in_buffer(x, rv, tab).numpy()
+        assert got.tobytes() == want.tobytes(), mcs
+
+
 def test_harq_rounds_of_the_codec_use_the_minsum_decoder():
     """With ``ldpc_decoder: minsum`` every HARQ round decodes with it (chase and incremental
     redundancy): a block whose first copy was erased is recovered from the retransmissions."""
