@@ -15,6 +15,6 @@ S="--device cuda --model pillars_center --small-model --frames 128 --batch-size 
 new() { N=7 b $1 dig_new$2 python3 $R/benchmarks/bench_sweep.py $S --run-sweep-repeats 3 --codecs "$DC"; }
 base() { PYTHONPATH=/tmp/basepkg:/tmp/site N=7 b $1 dig_base$2 python3 $R/benchmarks/bench_sweep.py $S --run-sweep-repeats 3 --codecs "$DC"; }
 new 110 1; base 100 1
-N=40 b 130 digital_kernels python3 $R/benchmarks/bench_sweep.py ${S/--frames 128/--frames 32} --run-sweep-repeats 0 --group-kernels 30 --codecs "$DC"
-left 300 && new 90 2 && left 390 && base 90 2
+N=120 b 160 digital_kernels python3 $R/benchmarks/bench_sweep.py ${S/--frames 128/--frames 32} --run-sweep-repeats 0 --group-kernels 30 --kernel-stacks 6 --codecs "$DC"
+left 320 && new 90 2 && left 400 && base 90 2
 echo "== done at ${SECONDS}s"
