@@ -14,7 +14,6 @@ DC='{name: digital_payload, bits: 4, harq_max_rounds: 1, harq_combining: ir, ldp
 S="--device cuda --model pillars_center --small-model --frames 128 --batch-size 16 --snr-db -10 -5 0 5 10 15 20 --fusions max --bandwidth-hz 1e9 --skip-loop"
 new() { N=7 b $1 dig_new$2 python3 $R/benchmarks/bench_sweep.py $S --run-sweep-repeats 3 --codecs "$DC"; }
 base() { PYTHONPATH=/tmp/basepkg:/tmp/site N=7 b $1 dig_base$2 python3 $R/benchmarks/bench_sweep.py $S --run-sweep-repeats 3 --codecs "$DC"; }
-new 110 1; base 100 1
-N=120 b 160 digital_kernels python3 $R/benchmarks/bench_sweep.py ${S/--frames 128/--frames 32} --run-sweep-repeats 0 --group-kernels 30 --kernel-stacks 6 --codecs "$DC"
-left 320 && new 90 2 && left 400 && base 90 2
+new 110 1; base 95 1
+left 215 && N=40 b 100 digital_kernels python3 $R/benchmarks/bench_sweep.py ${S/--frames 128/--frames 32} --run-sweep-repeats 0 --group-kernels 30 --codecs "$DC"
 echo "== done at ${SECONDS}s"
