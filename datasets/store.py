@@ -37,6 +37,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import threading
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import Executor, ThreadPoolExecutor
 from pathlib import Path
@@ -79,6 +80,15 @@ _NUMERIC = (
 )
 
 
+#: Held while a frame file's arrays are read: numpy parses each array's header with
+#: ``ast.literal_eval``, and CPython 3.11's AST constructor can fail in one thread while another
+#: builds a tree (``SystemError: AST constructor recursion depth mismatch``, python/cpython
+#: gh-106905; met reading frames on ``READ_THREADS`` threads). The checksum, the part of a read
+#: that runs beside other threads (it lets go of the GIL), stays outside the lock; the arrays'
+#: parsing holds the GIL for most of its time anyway (``SplitDataset.iter_frames``).
+_NPZ_READ = threading.Lock()
+
+
 def sha256_file(path: str | Path) -> str:
     """Hex SHA-256 of a file's bytes."""
     digest = hashlib.sha256()
@@ -86,8 +96,6 @@ def sha256_file(path: str | Path) -> str:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
-
-
 
 
 def frame_to_arrays(frame: CoopFrame) -> dict[str, np.ndarray]:
@@ -167,7 +175,7 @@ def read_frame(
                 f"file {actual[:12]}…): the file is corrupt or was modified"
             )
     try:
-        with np.load(path, allow_pickle=False) as data:
+        with _NPZ_READ, np.load(path, allow_pickle=False) as data:
             arrays = {key: data[key] for key in data.files}
     except Exception as exc:  # zipfile / zlib / format errors
         raise ValueError(f"{where}: cannot read .npz ({exc})") from exc
