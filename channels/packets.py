@@ -74,11 +74,35 @@ def packet_index(n: int, symbols_per_packet: torch.Tensor) -> torch.Tensor:
         n: channel uses per (padded) transmission.
         symbols_per_packet: ``[B]`` payload channel uses per packet (> 0, may be fractional).
     """
-    spp = symbols_per_packet.to(torch.float64).reshape(-1, 1)
-    if bool((spp <= 0).any()) or not bool(torch.isfinite(spp).all()):
-        raise ValueError("packet_index: 'symbols_per_packet' must be finite and > 0")
+    spp = _checked_spp(symbols_per_packet, "packet_index")
     uses = torch.arange(int(n), dtype=torch.float64, device=spp.device)
     return torch.floor(uses.unsqueeze(0) / spp).to(torch.int64)
+
+
+def _checked_spp(symbols_per_packet: torch.Tensor, caller: str) -> torch.Tensor:
+    """``[B, 1]`` float64 payload channel uses per packet; ``ValueError`` unless all are finite
+    and > 0."""
+    spp = symbols_per_packet.to(torch.float64).reshape(-1, 1)
+    if bool((spp <= 0).any()) or not bool(torch.isfinite(spp).all()):
+        raise ValueError(f"{caller}: 'symbols_per_packet' must be finite and > 0")
+    return spp
+
+
+def packet_starts(n: int, symbols_per_packet: torch.Tensor, num: int) -> torch.Tensor:
+    """``[B, num + 1]`` int64: the first channel use of packets ``0 … num`` of each row of ``n``
+    uses (``n`` for a packet that starts past the row): the least ``j`` whose ``packet_index``
+    is ≥ ``p``, found per packet, not by indexing every use.
+
+    ``ceil(p · spp)`` is that use but for the rounding of the product and of
+    ``packet_index``'s own division (each far below one use), so one step back or on, decided
+    by that same float64 division, gives the exact boundary.
+    """
+    spp = _checked_spp(symbols_per_packet, "packet_starts")
+    p = torch.arange(num + 1, dtype=torch.float64, device=spp.device).unsqueeze(0)
+    start = torch.ceil(p * spp).clamp_(0, n)
+    start -= ((start >= 1) & (torch.floor((start - 1) / spp) >= p)).to(start.dtype)
+    start += ((start < n) & (torch.floor(start / spp) < p)).to(start.dtype)
+    return start.to(torch.int64)
 
 
 def packets_hit(
@@ -99,17 +123,16 @@ def packets_hit(
     b, n = mask.shape
     if symbols_per_packet is None:
         return torch.where(mask.any(dim=1).to(packets.device), packets, torch.zeros_like(packets))
-    idx = packet_index(n, symbols_per_packet.to(mask.device))  # non-decreasing along a row
+    spp = _checked_spp(symbols_per_packet.to(mask.device), "packets_hit")
     limit = packets.to(mask.device).reshape(-1, 1)
-    num = int(idx.max()) + 1 if n else 1
-    # Packet p holds uses [first_p, end_p) of its row (found in idx); it is hit when the count of
-    # masked uses grows over them. A scan and two gathers: a scatter-add of every use into its
-    # packet's counter serialises on the counter (48 ms for 64 rows of 2.1 M uses on an H100).
-    masked_before = torch.nn.functional.pad(
-        mask.to(torch.int32).cumsum(1, dtype=torch.int32), (1, 0)
-    )
-    p = torch.arange(num, device=mask.device).expand(b, num).contiguous()
-    first, end = (torch.searchsorted(idx, p, side=side) for side in ("left", "right"))
-    hit = masked_before.gather(1, end) > masked_before.gather(1, first)
-    counted = p < limit
+    num = int(torch.floor((n - 1) / spp).max()) + 1  # packet_index's largest value, plus one
+    # Packet p holds uses [start_p, start_p+1) of its row; it is hit when the count of masked
+    # uses grows over them: one scan of the mask and two gathers per packet, no index per use
+    # (a scatter-add of every use into its packet's counter serialised on the counter: 48 ms
+    # for 64 rows of 2.1 M uses on an H100).
+    masked = mask.cumsum(1, dtype=torch.int32)  # masked uses up to and including each use
+    start = packet_starts(n, spp, num)
+    before = masked.gather(1, (start - 1).clamp_(min=0)).masked_fill_(start == 0, 0)
+    hit = before[:, 1:] > before[:, :-1]
+    counted = torch.arange(num, device=mask.device).unsqueeze(0) < limit
     return (hit & counted).sum(dim=1).to(torch.float64).to(packets.device)

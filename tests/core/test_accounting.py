@@ -413,6 +413,29 @@ def test_packets_hit_matches_a_per_use_count_over_random_layouts():
         assert packets_hit(mask, spp, packets).tolist() == want, trial
 
 
+def test_packet_starts_are_where_packet_index_steps():
+    """``packet_starts``: each packet's first use, found per packet from ``ceil(p · spp)``, is
+    the first use ``packet_index`` puts in that packet or a later one (its own float64
+    division), for sizes that round: thirds, payload bits over bits per symbol, near-integers,
+    sizes below one use, rows up to 300,000 uses."""
+    from v2x.channels.packets import packet_index, packet_starts
+
+    g = torch.Generator().manual_seed(5)
+    sizes = [
+        torch.tensor([1 / 3, 2 / 3, 0.1], dtype=torch.float64) * 997,
+        11680.0 / torch.arange(1, 61, dtype=torch.float64),
+        torch.tensor([4380.000000001, 4379.999999999, 0.07], dtype=torch.float64),
+        torch.rand(8, generator=g, dtype=torch.float64) * 5000 + 0.01,
+    ]
+    for spp in sizes:
+        for n in (1, 7, 4381, 300_000):
+            idx = packet_index(n, spp)
+            num = int(idx.max()) + 1
+            p = torch.arange(num + 1).expand(spp.numel(), -1).contiguous()
+            want = torch.searchsorted(idx, p, side="left")  # first use with index >= p
+            assert torch.equal(packet_starts(n, spp, num), want), (n, spp.tolist())
+
+
 def test_sweep_results_loss_and_delivery_come_from_the_ledger_rows(tmp_path):
     """The issue's reproduction at sweep level: a digital payload over an i.i.d. erasure channel
     with loss 0.3 used to read ``packet_loss_rate 0, delivered_fraction 1``. Now the results'
