@@ -1,8 +1,15 @@
-# session 58: the digital chain's per-row host work in one gather/scatter and numpy tallies, the
-# IR versions combined by gathers, packets_hit without atomics (A/B against the session's base,
-# its files carried in tmp_dev/base, alternated processes on this GPU); then where
-# the chain's device time goes (--group-kernels, cProfile), the BLER-table decoder, and the
-# issue-16 command where an H200 came
+# Prepared in session 58 for the next device call (bash docs/results/pending_2026-12-08a/c58a.sh,
+# carry [".gpu-wheels", "tmp_dev/base"]). First recreate the base (git-ignored) here:
+#   mkdir -p tmp_dev/base/semcom tmp_dev/base/channels && for f in semcom/digital.py \
+#     semcom/digital_blocks.py semcom/digital_receiver.py semcom/harq.py semcom/ldpc_minsum.py \
+#     semcom/ldpc_minsum_graph.py semcom/ldpc_minsum_torch.py channels/packets.py; do
+#     git show 301f622:$f > tmp_dev/base/$f; done
+# What it measures: the session's changes to the digital chain (per-row host work in one
+# gather/scatter; HARQ's versions combined by gathers, not a sort-based index_add_; packets_hit
+# from each packet's first use, no per-use index or atomics) A/B against the session's start
+# (301f622) in alternated processes on this GPU, at 1 Mbit per link through run_sweep; the
+# chain's kernels ranked again (the two that took 55 % of its device time should be gone); the
+# issue-16 command where an H200 came.
 for pid in $(nvidia-smi --query-compute-apps=pid --format=csv,noheader); do kill -9 $pid 2>/dev/null; done
 P=docs/results/pending_2026-12-08a
 source $P/common.sh  # R, the CUDA env, the b and gt helpers
@@ -16,4 +23,5 @@ new() { N=7 b $1 dig_new$2 python3 $R/benchmarks/bench_sweep.py $S --run-sweep-r
 base() { PYTHONPATH=/tmp/basepkg:/tmp/site N=7 b $1 dig_base$2 python3 $R/benchmarks/bench_sweep.py $S --run-sweep-repeats 3 --codecs "$DC"; }
 new 110 1; base 95 1
 left 215 && N=40 b 100 digital_kernels python3 $R/benchmarks/bench_sweep.py ${S/--frames 128/--frames 32} --run-sweep-repeats 0 --group-kernels 30 --codecs "$DC"
+if grep -q H200 $OUT/gpu.txt; then left 390 && N=12 b 190 issue16 python3 $R/benchmarks/bench_sweep.py --device cuda --checkpoint shipped --frames 512 --batch-size 32 --codecs identity analog deepjscc --precision fp16 --codec-precision fp16 --bandwidth-hz 1e11 --run-sweep-repeats 3; fi
 echo "== done at ${SECONDS}s"
