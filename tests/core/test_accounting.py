@@ -413,6 +413,26 @@ def test_packets_hit_matches_a_per_use_count_over_random_layouts():
         assert packets_hit(mask, spp, packets).tolist() == want, trial
 
 
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_packets_hit_on_cuda_in_deterministic_mode_counts_as_on_the_cpu():
+    """``packets_hit`` on CUDA with the sweep's deterministic algorithms on (its scan and
+    gathers have deterministic kernels): the CPU's counts, for rows of 2 M uses."""
+    g = torch.Generator().manual_seed(9)
+    mask = torch.rand(6, 2_000_000, generator=g) < 0.001
+    mask[2, 5000:900_000] = True
+    spp = torch.tensor([4380.0, 1460.5, 11680 / 6, 0.75, 3e6, 97.3], dtype=torch.float64)
+    packets = torch.tensor([1e9, 10.0, 400.0, 1e9, 1.0, 0.0], dtype=torch.float64)
+    want = packets_hit(mask, spp, packets)
+    was = torch.are_deterministic_algorithms_enabled()
+    torch.use_deterministic_algorithms(True)
+    try:
+        got = packets_hit(mask.cuda(), spp.cuda(), packets.cuda())
+    finally:
+        torch.use_deterministic_algorithms(was)
+    assert got.cpu().tolist() == want.tolist()
+
+
 def test_packet_starts_are_where_packet_index_steps():
     """``packet_starts``: each packet's first use, found per packet from ``ceil(p · spp)``, is
     the first use ``packet_index`` puts in that packet or a later one (its own float64

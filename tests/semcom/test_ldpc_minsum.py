@@ -337,6 +337,37 @@ def test_cuda_torch_and_triton_paths_match_the_cpu_decoder():
         assert torch.equal(res.iterations.cpu(), ref.iterations), backend
 
 
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_redundancy_versions_decode_as_on_the_cpu_in_deterministic_mode():
+    """HARQ mode on CUDA with the sweep's deterministic algorithms on: the versions' buffer
+    (gathers, no sort-based ``index_add_``) and the decoder give the CPU's bits and iterations
+    on every path (per-layer torch and Triton, persistent)."""
+    from v2x.common import triton_available
+
+    enc = block_code(0, 1024).ldpc_encoder  # MCS 0: the repeats' buffer wrap
+    g = torch.Generator().manual_seed(6)
+    u = torch.randint(0, 2, (200, 1024), generator=g).float()
+    rv = [0, 2, 3]
+    order = [0, 2, 3, 1]
+    c = enc(u, rv=order)[:, [order.index(r) for r in rv]]
+    gain = torch.linspace(0.45, 0.3, 200)[:, None, None]  # about half the blocks converge
+    llr = gain * (2.0 * c - 1.0) + torch.randn(c.shape, generator=g)
+    ref = LDPC5GMinSumDecoder(enc, harq_mode=True).decode(llr, rv=rv)
+    assert 0 < int((ref.bits == u).all(1).sum()) < 200
+    was = torch.are_deterministic_algorithms_enabled()
+    torch.use_deterministic_algorithms(True)
+    try:
+        for backend in ["torch"] + (["triton"] if triton_available() else []):
+            for launch in ("per-layer", "persistent") if backend == "triton" else ("per-layer",):
+                dec = LDPC5GMinSumDecoder(enc, harq_mode=True, backend=backend, launch=launch)
+                res = dec.decode(llr.cuda(), rv=rv)
+                assert torch.equal(res.bits.cpu(), ref.bits), (backend, launch)
+                assert torch.equal(res.iterations.cpu(), ref.iterations), (backend, launch)
+    finally:
+        torch.use_deterministic_algorithms(was)
+
+
 def _mixed_llrs(enc, nb: int, seed: int, best: float = 2.0) -> tuple[torch.Tensor, torch.Tensor]:
     """Bits ``[nb, k]`` and logits ``[nb, n]`` from good (signal gain ``best``, unit noise) to
     hopeless channels (some blocks converge at different iterations, some never)."""
