@@ -9,7 +9,7 @@
 # from each packet's first use, no per-use index or atomics) A/B against the session's start
 # (301f622) in alternated processes on this GPU, at 1 Mbit per link through run_sweep; the
 # chain's kernels ranked again (the two that took 55 % of its device time should be gone); the
-# issue-16 command where an H200 came.
+# GPU tests of the two replacements (deterministic mode on); the issue-16 command on an H200.
 for pid in $(nvidia-smi --query-compute-apps=pid --format=csv,noheader); do kill -9 $pid 2>/dev/null; done
 P=docs/results/pending_2026-12-08a
 source $P/common.sh  # R, the CUDA env, the b and gt helpers
@@ -23,5 +23,6 @@ new() { N=7 b $1 dig_new$2 python3 $R/benchmarks/bench_sweep.py $S --run-sweep-r
 base() { PYTHONPATH=/tmp/basepkg:/tmp/site N=7 b $1 dig_base$2 python3 $R/benchmarks/bench_sweep.py $S --run-sweep-repeats 3 --codecs "$DC"; }
 new 110 1; base 95 1
 left 215 && N=40 b 100 digital_kernels python3 $R/benchmarks/bench_sweep.py ${S/--frames 128/--frames 32} --run-sweep-repeats 0 --group-kernels 30 --codecs "$DC"
+left 330 && gt 90 gpu_tests tests/semcom/test_ldpc_minsum.py tests/core/test_accounting.py
 if grep -q H200 $OUT/gpu.txt; then left 390 && N=12 b 190 issue16 python3 $R/benchmarks/bench_sweep.py --device cuda --checkpoint shipped --frames 512 --batch-size 32 --codecs identity analog deepjscc --precision fp16 --codec-precision fp16 --bandwidth-hz 1e11 --run-sweep-repeats 3; fi
 echo "== done at ${SECONDS}s"
