@@ -104,6 +104,7 @@ from v2x.semcom.digital_blocks import (
     effective_snr_db,
     failed_block_symbols,
     lost_bytes,
+    mcs_groups,
     pack_bits,
     received_streams,
     write_row_heads,
@@ -391,10 +392,7 @@ class DigitalCodec(DigitalSourceCoding, DigitalReceiver, Codec):
         n_max = max(nsym, default=0)
         symbols = torch.zeros(b, n_max, dtype=torch.complex64, device=device)
         dev = device_string(device)
-        for m in sorted(set(row_mcs)):
-            rows = [i for i in range(b) if row_mcs[i] == m and nblocks[i] > 0]
-            if not rows:
-                continue
+        for m, rows in mcs_groups(row_mcs, nblocks):
             code = self.block_code_for(m, dev)
             if self.decoder == "fast":  # the fast receiver never reads symbol values
                 x = code.surrogate_symbols(sum(nblocks[i] for i in rows), device)

@@ -196,6 +196,17 @@ def _stream_bits(
     return _unpacked_bits(stream.on_device(device), nblocks, payload_bits)
 
 
+def mcs_groups(row_mcs: list[int], nblocks: list[int]) -> list[tuple[int, list[int]]]:
+    """``[(MCS, its rows)]`` in increasing MCS: the rows sent at each MCS that carry a block
+    (``row_mcs``: each row's MCS, read from the host once)."""
+    groups = []
+    for m in sorted(set(row_mcs)):
+        rows = [i for i, mi in enumerate(row_mcs) if mi == m and nblocks[i] > 0]
+        if rows:
+            groups.append((m, rows))
+    return groups
+
+
 def rows_blocks(t: torch.Tensor, rows: list[int], nblocks: list[int], s: int) -> torch.Tensor:
     """The code blocks of ``rows`` of a ``[B, n]`` per-symbol tensor (symbols, noise
     variances), ``s`` symbols each, row after row: ``[Σ nblocks[rows], s]``, a new tensor."""

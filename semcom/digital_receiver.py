@@ -22,6 +22,7 @@ from v2x.semcom.digital_blocks import (
     effective_snr_db,
     failed_block_symbols,
     lost_bytes,
+    mcs_groups,
     received_streams,
     rows_blocks,
 )
@@ -56,11 +57,7 @@ class DigitalReceiver:
         x_hat, no_eff = self.equalized(y, received.state)
         dev = device_string(device)
         skipped = torch.zeros(b, dtype=torch.float64)
-        row_mcs = [int(m) for m in mcs.tolist()]
-        for m in sorted(set(row_mcs)):
-            rows = [i for i in range(b) if row_mcs[i] == m and nblocks[i] > 0]
-            if not rows:
-                continue
+        for m, rows in mcs_groups([int(m) for m in mcs.tolist()], nblocks):
             s = block_code_len(m, self.block_bits)
             xs, ns = rows_blocks(x_hat, rows, nblocks, s), rows_blocks(no_eff, rows, nblocks, s)
             if self.decoder == "exact":

@@ -368,6 +368,7 @@ def harq_decode_blocks(
     from v2x.semcom.digital_blocks import (
         block_code_len,
         effective_snr_db,
+        mcs_groups,
         rows_blocks,
         write_rows_blocks,
     )
@@ -383,11 +384,7 @@ def harq_decode_blocks(
     x_hat, no_eff = codec.equalized(received.symbols, received.state)
     # Per MCS group: its rows, block ranges, soft information and outcome.
     groups = []
-    row_mcs = [int(m) for m in mcs.tolist()]
-    for m in sorted(set(row_mcs)):
-        rows = [i for i in range(b) if row_mcs[i] == m and nblocks[i] > 0]
-        if not rows:
-            continue
+    for m, rows in mcs_groups([int(m) for m in mcs.tolist()], nblocks):
         s = block_code_len(m, codec.block_bits)
         xs, ns = rows_blocks(x_hat, rows, nblocks, s), rows_blocks(no_eff, rows, nblocks, s)
         g = {"m": m, "rows": rows, "s": s}
