@@ -88,16 +88,18 @@ def _checked_spp(symbols_per_packet: torch.Tensor, caller: str) -> torch.Tensor:
     return spp
 
 
-def packet_starts(n: int, symbols_per_packet: torch.Tensor, num: int) -> torch.Tensor:
-    """``[B, num + 1]`` int64: the first channel use of packets ``0 … num`` of each row of ``n``
-    uses (``n`` for a packet that starts past the row): the least ``j`` whose ``packet_index``
-    is ≥ ``p``, found per packet, not by indexing every use.
+def packet_starts(n: int, symbols_per_packet: torch.Tensor) -> torch.Tensor:
+    """``[B, P + 1]`` int64: the first channel use of packets ``0 … P`` of each row of ``n``
+    uses (``n`` for a packet that starts past the row), ``P`` being one past ``packet_index``'s
+    largest value: the least ``j`` whose ``packet_index`` is ≥ ``p``, found per packet, not by
+    indexing every use. Packet ``p`` of a row holds uses ``[start_p, start_p+1)``.
 
     ``ceil(p · spp)`` is that use but for the rounding of the product and of
     ``packet_index``'s own division (each far below one use), so one step back or on, decided
     by that same float64 division, gives the exact boundary.
     """
     spp = _checked_spp(symbols_per_packet, "packet_starts")
+    num = int(torch.floor((n - 1) / spp).max()) + 1 if n else 0
     p = torch.arange(num + 1, dtype=torch.float64, device=spp.device).unsqueeze(0)
     start = torch.ceil(p * spp).clamp_(0, n)
     start -= ((start >= 1) & (torch.floor((start - 1) / spp) >= p)).to(start.dtype)
@@ -123,15 +125,14 @@ def packets_hit(
     b, n = mask.shape
     if symbols_per_packet is None:
         return torch.where(mask.any(dim=1).to(packets.device), packets, torch.zeros_like(packets))
-    spp = _checked_spp(symbols_per_packet.to(mask.device), "packets_hit")
     limit = packets.to(mask.device).reshape(-1, 1)
-    num = int(torch.floor((n - 1) / spp).max()) + 1  # packet_index's largest value, plus one
     # Packet p holds uses [start_p, start_p+1) of its row; it is hit when the count of masked
     # uses grows over them: one scan of the mask and two gathers per packet, no index per use
     # (a scatter-add of every use into its packet's counter serialised on the counter: 48 ms
     # for 64 rows of 2.1 M uses on an H100).
     masked = mask.cumsum(1, dtype=torch.int32)  # masked uses up to and including each use
-    start = packet_starts(n, spp, num)
+    start = packet_starts(n, symbols_per_packet.to(mask.device))
+    num = start.shape[1] - 1
     before = masked.gather(1, (start - 1).clamp_(min=0)).masked_fill_(start == 0, 0)
     hit = before[:, 1:] > before[:, :-1]
     counted = torch.arange(num, device=mask.device).unsqueeze(0) < limit

@@ -453,7 +453,7 @@ def test_packet_starts_are_where_packet_index_steps():
             num = int(idx.max()) + 1
             p = torch.arange(num + 1).expand(spp.numel(), -1).contiguous()
             want = torch.searchsorted(idx, p, side="left")  # first use with index >= p
-            assert torch.equal(packet_starts(n, spp, num), want), (n, spp.tolist())
+            assert torch.equal(packet_starts(n, spp), want), (n, spp.tolist())
 
 
 def test_sweep_results_loss_and_delivery_come_from_the_ledger_rows(tmp_path):
