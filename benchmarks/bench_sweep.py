@@ -506,7 +506,9 @@ def add_setting_options(p: argparse.ArgumentParser, frames: int, batch_size: int
     like for like with the loop), ``--precision``, ``--codec-precision``."""
     p.add_argument("--frames", type=int, default=frames)
     p.add_argument("--batch-size", type=int, default=batch_size)
-    p.add_argument("--codecs", nargs="+", default=["identity", "analog", "deepjscc"])
+    p.add_argument(
+        "--codecs", nargs="+", type=codec_spec, default=["identity", "analog", "deepjscc"]
+    )
     p.add_argument(
         "--bandwidth-hz",
         type=float,
@@ -517,14 +519,25 @@ def add_setting_options(p: argparse.ArgumentParser, frames: int, batch_size: int
                    help="the detector's eval.precision")  # fmt: skip
     p.add_argument("--codec-precision", choices=["fp32", "bf16", "fp16"], default="fp32",
                    help="DeepJSCC's precision option")  # fmt: skip
+    p.add_argument("--small-model", action="store_true",
+                   help="the small PointPillars-CenterPoint detector instead of the standard one")  # fmt: skip
+    p.add_argument("--snr-db", type=float, nargs="+", default=None,
+                   help="the grid's SNRs (default the issue-16 sweep's seven)")  # fmt: skip
+    p.add_argument("--fusions", nargs="+", default=None,
+                   help="the grid's fusions (default none, late, max)")  # fmt: skip
 
 
 def setting_of(args: argparse.Namespace) -> argparse.Namespace:
     """``cuda_sweep_args`` of the options ``add_setting_options`` added."""
-    return cuda_sweep_args(
+    run = cuda_sweep_args(
         args.frames, args.batch_size, args.codecs, args.bandwidth_hz, args.precision,
         args.codec_precision,
     )  # fmt: skip
+    if args.small_model:
+        run.model, run.small_model, run.checkpoint = "pillars_center", True, "untrained"
+    run.snr_db = args.snr_db or run.snr_db
+    run.fusions = args.fusions or run.fusions
+    return run
 
 
 def bench_run_sweep(

@@ -23,6 +23,7 @@ new() { N=7 b $1 dig_new$2 python3 $R/benchmarks/bench_sweep.py $S --run-sweep-r
 base() { PYTHONPATH=/tmp/basepkg:/tmp/site N=7 b $1 dig_base$2 python3 $R/benchmarks/bench_sweep.py $S --run-sweep-repeats 3 --codecs "$DC"; }
 new 110 1; base 95 1
 left 215 && N=40 b 100 digital_kernels python3 $R/benchmarks/bench_sweep.py ${S/--frames 128/--frames 32} --run-sweep-repeats 0 --group-kernels 30 --codecs "$DC"
-left 330 && gt 90 gpu_tests tests/semcom/test_ldpc_minsum.py tests/core/test_accounting.py
-if grep -q H200 $OUT/gpu.txt; then left 390 && N=12 b 190 issue16 python3 $R/benchmarks/bench_sweep.py --device cuda --checkpoint shipped --frames 512 --batch-size 32 --codecs identity analog deepjscc --precision fp16 --codec-precision fp16 --bandwidth-hz 1e11 --run-sweep-repeats 3; fi
+left 300 && N=45 b 90 digital_syncs python3 $R/benchmarks/sweep_syncs.py --small-model --frames 32 --batch-size 16 --snr-db -10 -5 0 5 10 15 20 --fusions max --bandwidth-hz 1e9 --lines 40 --codecs "$DC"
+left 400 && gt 90 gpu_tests tests/semcom/test_ldpc_minsum.py tests/core/test_accounting.py
+if grep -q H200 $OUT/gpu.txt; then left 420 && N=12 b 175 issue16 python3 $R/benchmarks/bench_sweep.py --device cuda --checkpoint shipped --frames 512 --batch-size 32 --codecs identity analog deepjscc --precision fp16 --codec-precision fp16 --bandwidth-hz 1e11 --run-sweep-repeats 3; fi
 echo "== done at ${SECONDS}s"
