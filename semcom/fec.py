@@ -288,7 +288,6 @@ class BlockCode:
     def llr(self, x_hat: torch.Tensor, no: torch.Tensor) -> torch.Tensor:
         """``[N, ldpc_bits]`` float32 LLRs of the LDPC codeword bits (descrambled; the cyclic
         repeats of MCS 0–2 added), from equalised symbols as in ``decode``."""
-        n = x_hat.shape[0]
         if self._llrs_in_one_pass(x_hat):
             from v2x.semcom.qam_triton import codeword_llrs
 
@@ -305,9 +304,7 @@ class BlockCode:
             no = torch.nan_to_num(no, nan=_NO_ERASED, posinf=_NO_ERASED).clamp(_NO_MIN, _NO_ERASED)
             llr = self._demapper(x_hat, no) * (1.0 - 2.0 * self._scramble.to(x_hat.device))
         if self.ldpc_bits < self.coded_bits:
-            combined = torch.zeros(n, self.ldpc_bits, dtype=llr.dtype, device=llr.device)
-            idx = self._repeat_index.to(llr.device).expand(n, -1)
-            llr = combined.scatter_add_(1, idx, llr)
+            llr = add_cyclic_repeats(llr, self.ldpc_bits)
         return llr
 
     @staticmethod
@@ -394,6 +391,19 @@ def _compiled_on_host(t: torch.Tensor) -> bool:
 
 
 @lru_cache(maxsize=128)
+def add_cyclic_repeats(llr: torch.Tensor, ldpc_bits: int) -> torch.Tensor:
+    """``llr [N, coded_bits]`` → ``[N, ldpc_bits]``: each codeword bit's LLR plus those of its
+    cyclic repeats (coded bit ``j`` repeats codeword bit ``j mod ldpc_bits``), added in the
+    order sent, from 0 — what ``scatter_add_`` over ``arange(coded_bits) % ldpc_bits`` gives,
+    bit for bit, without it: CUDA's deterministic mode runs that scatter as a sort (3 ms per
+    frame-condition of the digital chain at MCS 0–2, fifty-ninth session)."""
+    out = torch.zeros(llr.shape[0], ldpc_bits, dtype=llr.dtype, device=llr.device)
+    for start in range(0, llr.shape[1], ldpc_bits):
+        part = llr[:, start : start + ldpc_bits]
+        out[:, : part.shape[1]] += part
+    return out
+
+
 def block_code(
     mcs_index: int,
     block_bits: int,

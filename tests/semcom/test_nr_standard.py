@@ -195,3 +195,23 @@ def test_qam_points_and_labels_are_38211s(qm: int):
 
     points = torch.tensor(qam_points(qm), dtype=torch.complex64)
     torch.testing.assert_close(Mapper("qam", qm).constellation(), points, atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize("mcs", [0, 1, 2])  # the MCSs whose blocks carry cyclic repeats
+@pytest.mark.parametrize("block_bits", [256, 1024, 3840])
+def test_cyclic_repeats_add_as_scatter_add_adds_them(mcs: int, block_bits: int):
+    """``add_cyclic_repeats`` (slices added in the order sent) gives, bit for bit and signs of
+    zero included, what ``scatter_add_`` over coded bit ``j`` → codeword bit
+    ``j mod ldpc_bits`` gives (the oracle; CUDA's deterministic mode runs it as a sort)."""
+    from v2x.semcom.fec import add_cyclic_repeats
+
+    code = BlockCode(mcs, block_bits)
+    assert code.ldpc_bits < code.coded_bits  # repeats present
+    g = torch.Generator().manual_seed(mcs * 10_000 + block_bits)
+    llr = torch.randn(5, code.coded_bits, generator=g) * 30
+    llr[0, : code.ldpc_bits] = -0.0  # signs of zero survive as the scatter leaves them
+    llr[1, ::3] = 0.0
+    idx = (torch.arange(code.coded_bits) % code.ldpc_bits).expand(5, -1)
+    want = torch.zeros(5, code.ldpc_bits).scatter_add_(1, idx, llr)
+    got = add_cyclic_repeats(llr, code.ldpc_bits)
+    assert torch.equal(got.view(torch.int32), want.view(torch.int32))
