@@ -11,8 +11,6 @@ base() { PYTHONPATH=/tmp/basepkg:/tmp/site N=5 b $1 dig_base$2 python3 $R/benchm
 left() { [ $SECONDS -lt $1 ] || { echo "== skipped from here at ${SECONDS}s"; return 1; }; }
 # a fresh machine compiles the Triton kernels in its first process: warm the cache first
 N=2 b 150 warmup python3 $R/benchmarks/bench_sweep.py ${S/--frames 128/--frames 16} --run-sweep-repeats 0 --codecs "$DC"
-new 90 1; base 90 1
-left 330 && N=20 b 100 digital_profile python3 $R/benchmarks/bench_sweep.py $S --run-sweep-repeats 1 --profile 60 --codecs "$DC"
-left 400 && new 90 2; left 470 && base 90 2
-left 470 && N=40 b 110 digital_kernels python3 $R/benchmarks/bench_sweep.py ${S/--frames 128/--frames 32} --run-sweep-repeats 0 --group-kernels 30 --codecs "$DC"
+N=20 b 100 digital_profile python3 $R/benchmarks/bench_sweep.py $S --run-sweep-repeats 1 --profile 60 --codecs "$DC"
+left 200 && new 75 1; left 215 && base 75 1
 echo "== done at ${SECONDS}s"
