@@ -1,0 +1,29 @@
+# Prepared in session 59 for the next device call (bash docs/results/pending_2026-12-09a/c60a.sh,
+# carry [".gpu-wheels", "tmp_dev/base2"], timeout 600). First recreate the base (git-ignored):
+#   mkdir -p tmp_dev/base2/semcom && git show 09b356f^:semcom/fec.py > tmp_dev/base2/semcom/fec.py
+# What it measures: the block code's cyclic repeats (MCS 0-2) added by slices instead of
+# scatter_add_ (a sort with a host sync in CUDA's deterministic mode: 3,063 us of the digital
+# chain's 9,898 us of kernels per frame-condition on an H100, session 59) A/B against the code
+# before, alternated processes, at 1 Mbit per link through run_sweep; the chain's host time under
+# cProfile (what the host does while the device waits); its kernels ranked again; the issue-16
+# command if an H200 came. A fresh machine compiles the Triton kernels in its first process
+# (about a minute): the warm-up takes that, so that no timed process pays it.
+for pid in $(nvidia-smi --query-compute-apps=pid --format=csv,noheader); do kill -9 $pid 2>/dev/null; done
+P=docs/results/pending_2026-12-09a
+source $P/common.sh
+nvidia-smi -L > $OUT/gpu.txt; nproc >> $OUT/gpu.txt; lscpu | grep "Model name" >> $OUT/gpu.txt
+left() { [ $SECONDS -lt $1 ] || { echo "== skipped from here at ${SECONDS}s"; return 1; }; }
+rm -rf /tmp/basepkg && cp -rL /tmp/pkg /tmp/basepkg && cp -r tmp_dev/base2/. /tmp/basepkg/v2x/
+DC='{name: digital_payload, bits: 4, harq_max_rounds: 1, harq_combining: ir, ldpc_decoder: minsum-fp16}'
+S="--device cuda --model pillars_center --small-model --frames 128 --batch-size 16 --snr-db -10 -5 0 5 10 15 20 --fusions max --bandwidth-hz 1e9 --skip-loop"
+new() { N=5 b $1 dig_new$2 python3 $R/benchmarks/bench_sweep.py $S --run-sweep-repeats 2 --codecs "$DC"; }
+base() { PYTHONPATH=/tmp/basepkg:/tmp/site N=5 b $1 dig_base$2 python3 $R/benchmarks/bench_sweep.py $S --run-sweep-repeats 2 --codecs "$DC"; }
+N=2 b 150 warmup python3 $R/benchmarks/bench_sweep.py ${S/--frames 128/--frames 16} --run-sweep-repeats 0 --codecs "$DC"
+new 80 1; base 80 1; new 80 2; base 80 2
+left 420 && N=20 b 90 digital_profile python3 $R/benchmarks/bench_sweep.py $S --run-sweep-repeats 1 --profile 60 --codecs "$DC"
+if grep -q H200 $OUT/gpu.txt; then
+  echo "== the issue-16 command: run it in a call of its own (docs/benchmarks.md, goal row)"
+else
+  left 480 && N=40 b 100 digital_kernels python3 $R/benchmarks/bench_sweep.py ${S/--frames 128/--frames 32} --run-sweep-repeats 0 --group-kernels 30 --codecs "$DC"
+fi
+echo "== done at ${SECONDS}s"
