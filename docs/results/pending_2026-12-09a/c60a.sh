@@ -5,8 +5,9 @@
 # scatter_add_ (a sort with a host sync in CUDA's deterministic mode: 3,063 us of the digital
 # chain's 9,898 us of kernels per frame-condition on an H100, session 59) A/B against the code
 # before, alternated processes, at 1 Mbit per link through run_sweep; the chain's host time under
-# cProfile (what the host does while the device waits); its kernels ranked again; the issue-16
-# command if an H200 came. A fresh machine compiles the Triton kernels in its first process
+# cProfile and the device's idle time by host function (where the device waits on the host);
+# its kernels ranked again (on an H100; on an H200 run c60b.sh, the issue-16 command, next).
+# A fresh machine compiles the Triton kernels in its first process
 # (about a minute): the warm-up takes that, so that no timed process pays it.
 for pid in $(nvidia-smi --query-compute-apps=pid --format=csv,noheader); do kill -9 $pid 2>/dev/null; done
 P=docs/results/pending_2026-12-09a
@@ -21,9 +22,10 @@ base() { PYTHONPATH=/tmp/basepkg:/tmp/site N=5 b $1 dig_base$2 python3 $R/benchm
 N=2 b 150 warmup python3 $R/benchmarks/bench_sweep.py ${S/--frames 128/--frames 16} --run-sweep-repeats 0 --codecs "$DC"
 new 80 1; base 80 1; new 80 2; base 80 2
 left 420 && N=20 b 90 digital_profile python3 $R/benchmarks/bench_sweep.py $S --run-sweep-repeats 1 --profile 60 --codecs "$DC"
+left 470 && N=45 b 90 digital_gaps python3 $R/benchmarks/bench_sweep.py ${S/--frames 128/--frames 32} --run-sweep-repeats 0 --trace /tmp/dtrace.json --idle-gaps --codecs "$DC"
 if grep -q H200 $OUT/gpu.txt; then
-  echo "== the issue-16 command: run it in a call of its own (docs/benchmarks.md, goal row)"
+  echo "== the issue-16 command: run it in a call of its own (c60b.sh)"
 else
-  left 480 && N=40 b 100 digital_kernels python3 $R/benchmarks/bench_sweep.py ${S/--frames 128/--frames 32} --run-sweep-repeats 0 --group-kernels 30 --codecs "$DC"
+  left 500 && N=40 b 90 digital_kernels python3 $R/benchmarks/bench_sweep.py ${S/--frames 128/--frames 32} --run-sweep-repeats 0 --group-kernels 30 --codecs "$DC"
 fi
 echo "== done at ${SECONDS}s"
