@@ -83,7 +83,7 @@ def _checked_spp(symbols_per_packet: torch.Tensor, caller: str) -> torch.Tensor:
     """``[B, 1]`` float64 payload channel uses per packet; ``ValueError`` unless all are finite
     and > 0."""
     spp = symbols_per_packet.to(torch.float64).reshape(-1, 1)
-    if bool((spp <= 0).any()) or not bool(torch.isfinite(spp).all()):
+    if bool(((spp <= 0) | ~torch.isfinite(spp)).any()):  # one read of the device
         raise ValueError(f"{caller}: 'symbols_per_packet' must be finite and > 0")
     return spp
 

@@ -21,7 +21,7 @@ from torch import nn
 from v2x.channels.base import ChannelState
 from v2x.channels.link import LinkState
 from v2x.channels.packets import HEADER_BYTES, MTU_BYTES, PacketFormat, packets_hit
-from v2x.common import Registry
+from v2x.common import Registry, to_device_async
 
 FLOAT16_BITS = 16
 
@@ -408,5 +408,6 @@ def reception(received: Transmission) -> Reception:
         torch.zeros_like(packets) if meta.get(name) is None else meta[name].to(packets)
         for name in ("retransmissions", "retransmission_rounds", "feedback_s")
     )
-    mcs = None if meta.get("mcs") is None else meta["mcs"].to(packets)  # None: NaN
+    mcs = meta.get("mcs")  # None: NaN; the host's link adaptation copied without waiting
+    mcs = None if mcs is None else to_device_async(mcs, packets.device).to(packets)
     return Reception(n_erased, n_failed, resent, rounds, feedback, mcs)

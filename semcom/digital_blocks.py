@@ -119,7 +119,9 @@ def received_streams(
 def pack_bits(bits: torch.Tensor) -> torch.Tensor:
     """``bits [8·n]`` 0/1 (any integer or float dtype) → ``[n]`` uint8 bytes, MSB first
     (``numpy.packbits``), on ``bits``' device."""
-    weights = torch.tensor([128, 64, 32, 16, 8, 4, 2, 1], dtype=torch.uint8, device=bits.device)
+    # made on the device: a list copied there would wait for the device's queued work
+    shifts = torch.arange(7, -1, -1, dtype=torch.uint8, device=bits.device)
+    weights = torch.ones(8, dtype=torch.uint8, device=bits.device) << shifts
     return (bits.to(torch.uint8).reshape(-1, 8) * weights).sum(1, dtype=torch.uint8)
 
 

@@ -14,6 +14,7 @@ import torch
 from v2x.channels.base import ChannelState, equalize
 from v2x.channels.effective_sinr import receiver_sinr
 from v2x.channels.link import LinkState
+from v2x.common import to_device_async
 from v2x.semcom import entropy
 from v2x.semcom.base import Transmission
 from v2x.semcom.digital_blocks import (
@@ -183,7 +184,7 @@ class DigitalReceiver:
             else:
                 maps.append(out)
         # Which cells arrived ([B, 1, H, W] bool): read by the pipeline to mask the rest.
-        meta["delivered"] = torch.from_numpy(delivered[:, None]).to(device)
+        meta["delivered"] = to_device_async(torch.from_numpy(delivered[:, None]), device)
         meta["corrupt"] = self._corrupt_symbols(received, blocks)
         return torch.stack([torch.as_tensor(m).to(device) for m in maps])
 
