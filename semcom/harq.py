@@ -303,8 +303,8 @@ def _decode_kept(
     if g["info"] is None:
         return _decode_chunked(codec, code, llr, rv)
     info = g["info"] if where is None else g["info"][where[1]]
-    keep = decodable(info, codec.block_bits)
-    skipped = (~keep).cpu().double()
+    keep = decodable(info, codec.block_bits).cpu()  # one read: the skipped and the kept
+    skipped = (~keep).double()
     if where is None:
         g["skipped"] += skipped
     else:

@@ -50,6 +50,7 @@ import torch
 import torch.nn.functional as F
 
 from v2x.channels.base import ChannelState
+from v2x.common import to_device_async
 
 #: ``γ`` in bits: a skipped block would have decoded with probability ≤ 2^−40 ≈ 9.1·10⁻¹³.
 MARGIN_BITS = 40.0
@@ -111,7 +112,8 @@ def decode_decodable(
 
     Args:
         decode: ``(*inputs) -> (bits [n, payload_bits] uint8, ok [n] bool)``, row by row.
-        keep: ``[N]`` bool, the rows to decode.
+        keep: ``[N]`` bool, the rows to decode (on the host or any device: read on the
+            host once, its rows copied to the inputs' device without waiting for its queue).
         inputs: tensors with ``N`` leading rows.
         payload_bits: bits per row of the result.
 
@@ -119,11 +121,12 @@ def decode_decodable(
         ``bits [N, payload_bits]`` uint8 (0 on rows not decoded) and ``ok [N]`` bool (False
         there), on ``inputs[0]``'s device.
     """
-    rows = torch.nonzero(keep).reshape(-1)
+    rows_host = torch.nonzero(keep.cpu()).reshape(-1)
     n = keep.shape[0]
-    if rows.numel() == n:
+    if rows_host.numel() == n:
         return decode(*inputs)
     device = inputs[0].device
+    rows = to_device_async(rows_host, device)
     bits = torch.zeros(n, payload_bits, dtype=torch.uint8, device=device)
     ok = torch.zeros(n, dtype=torch.bool, device=device)
     if rows.numel():
