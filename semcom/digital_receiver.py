@@ -157,6 +157,7 @@ class DigitalReceiver:
         if self.source_executor is not None and self.entropy_coder not in entropy.ESTIMATED:
             whole_streams = [st for st, row in zip(streams, rows) if row is not None and row[2]]
             self._decode_whole_in_workers(whole_streams, shape)
+        whole_new: list[tuple[int, MapStream, bytes, tuple]] = []  # kept on the device below
         for i, (st, row) in enumerate(zip(streams, rows)):
             if row is None:
                 maps.append(np.zeros(shape, dtype=np.float32))
@@ -178,15 +179,23 @@ class DigitalReceiver:
             )
             if whole:  # kept on the device: the K - 1 repeats are not copied there again
                 host = st.decoded["whole"]  # decode_map_stream's memo of this reception
-                memo = (data, torch.from_numpy(host[1]).to(device), host[2])  # no copy on a CPU
-                st.decoded[("whole", device)] = memo
-                maps.append(memo[1])
+                whole_new.append((i, st, data, host))
+                maps.append(None)  # its tensor on the device, below
             else:
                 maps.append(out)
+        # the maps decoded here copied to the device together, the new whole ones apart (they
+        # stay there, memoised for the K - 1 repeats; no copy on a CPU)
+        kept = _maps_on(device, [host[1] for *_, host in whole_new])
+        for (i, st, data, host), on_device in zip(whole_new, kept):
+            st.decoded[("whole", device)] = (data, on_device, host[2])
+            maps[i] = on_device
+        rest = [i for i, m in enumerate(maps) if isinstance(m, np.ndarray)]
+        for i, on_device in zip(rest, _maps_on(device, [maps[i] for i in rest])):
+            maps[i] = on_device
         # Which cells arrived ([B, 1, H, W] bool): read by the pipeline to mask the rest.
         meta["delivered"] = to_device_async(torch.from_numpy(delivered[:, None]), device)
         meta["corrupt"] = self._corrupt_symbols(received, blocks)
-        return torch.stack([torch.as_tensor(m).to(device) for m in maps])
+        return torch.stack(maps)
 
     def _corrupt_symbols(
         self, received: Transmission, blocks: list[tuple[torch.Tensor, torch.Tensor | None]]
@@ -196,3 +205,11 @@ class DigitalReceiver:
         n = received.symbols.shape[1] if received.symbols is not None else 0
         device = received.symbols.device if received.symbols is not None else "cpu"
         return failed_block_symbols(blocks, received.meta["mcs"], self.block_bits, n, device)
+
+
+def _maps_on(device: torch.device, arrays: list[np.ndarray]) -> list[torch.Tensor]:
+    """``arrays`` (``[C, H, W]`` float32 host maps) as tensors on ``device``: on a CPU the arrays
+    themselves, elsewhere in one copy (one wait for the device's queue, not one per map)."""
+    if device.type == "cpu" or not arrays:
+        return [torch.from_numpy(a) for a in arrays]
+    return list(torch.from_numpy(np.stack(arrays)).to(device).unbind(0))
