@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import struct
 import zlib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -158,12 +159,24 @@ def _levels_on_host(q: OccupiedLevels) -> tuple[np.ndarray, np.ndarray, np.ndarr
     """``q``'s levels ``[C, n]`` (uint8 up to 8 bits, else int32), occupancy ``[H, W]``,
     offsets and steps ``[G]`` as host arrays."""
     narrow = torch.uint8 if q.bits <= 8 else torch.int32
-    return (
-        q.levels.to(narrow).cpu().numpy(),
-        q.occupied.cpu().numpy(),
-        q.offset.cpu().numpy(),
-        q.step.cpu().numpy(),
-    )
+    parts = (q.levels.to(narrow), q.occupied, q.offset, q.step)
+    if q.levels.device.type == "cpu":
+        return tuple(t.numpy() for t in parts)  # type: ignore[return-value]
+    return arrays_in_one_copy(parts)  # type: ignore[return-value]
+
+
+def arrays_in_one_copy(tensors: Sequence[torch.Tensor]) -> tuple[np.ndarray, ...]:
+    """``tensors`` (one device, any dtypes and shapes) as host arrays of their dtypes and
+    shapes, through one copy of their bytes (one wait for a device's queue, not one each)."""
+    raw = torch.cat([t.contiguous().reshape(-1).view(torch.uint8) for t in tensors])
+    raw = raw.cpu().numpy()
+    out, pos = [], 0
+    for t in tensors:
+        size = t.numel() * t.element_size()
+        dtype = torch.empty(0, dtype=t.dtype).numpy().dtype
+        out.append(raw[pos : pos + size].copy().view(dtype).reshape(t.shape))
+        pos += size
+    return tuple(out)
 
 
 def code_map(

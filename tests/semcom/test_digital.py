@@ -649,3 +649,30 @@ def test_failed_block_symbols_marks_each_failed_blocks_channel_uses(device):
         for j, good in enumerate(ok.tolist()):
             want[i, j * s : (j + 1) * s] = not good
     assert want.any() and torch.equal(got, want)
+
+
+def test_arrays_in_one_copy_give_each_tensor_as_its_own_copy_would():
+    """``arrays_in_one_copy`` (one copy of the tensors' bytes, split on the host; the digital
+    chain's levels, occupancy, offsets and steps leave a GPU so) gives what each tensor's own
+    ``.cpu().numpy()`` gives: dtype, shape and values, unaligned parts included."""
+    from v2x.semcom.digital_stream import _levels_on_host, arrays_in_one_copy
+    from v2x.semcom.quantize import quantize_occupied
+
+    g = torch.Generator().manual_seed(5)
+    tensors = [
+        torch.randint(0, 255, (3, 7), generator=g).to(torch.uint8),  # 21 bytes: the next unaligned
+        torch.rand(5, 3, generator=g) > 0.5,
+        torch.randn(4, generator=g),
+        torch.randint(-(2**31), 2**31 - 1, (2, 3), generator=g, dtype=torch.int32),
+        torch.randn(3, 3, generator=g)[:, 1],  # not contiguous
+        torch.zeros(0, 4),
+    ]
+    got = arrays_in_one_copy(tensors)
+    for t, a in zip(tensors, got):
+        want = t.numpy()
+        assert a.dtype == want.dtype and a.shape == want.shape and np.array_equal(a, want)
+    for bits in (4, 10):  # uint8 and int32 levels
+        q = quantize_occupied(_features(1, 6, 9, 7, density=0.6, seed=bits)[0], bits)
+        parts = (q.levels.to(torch.uint8 if bits <= 8 else torch.int32), q.occupied, q.offset, q.step)
+        for a, b in zip(_levels_on_host(q), arrays_in_one_copy(parts)):
+            assert a.dtype == b.dtype and np.array_equal(a, b)
