@@ -182,6 +182,7 @@ def _rows_bits(
     if payload_bits % 8:
         return torch.cat([_stream_bits(streams[i], nblocks[i], payload_bits, device) for i in rows])
     per_block = payload_bits // 8
+    MapStream.put_on_device([streams[i] for i in rows], device)
     parts = [(streams[i].on_device(device), nblocks[i] * per_block) for i in rows]
     zeros = torch.zeros(max((n - raw.numel() for raw, n in parts), default=0),
                         dtype=torch.uint8, device=device)  # fmt: skip

@@ -96,6 +96,24 @@ class MapStream:
             self.memo[key] = raw.to(device)  # pageable: pinning each stream cost more (measured)
         return self.memo[key]
 
+    @staticmethod
+    def put_on_device(streams: Sequence[MapStream], device: torch.device | str) -> None:
+        """``on_device`` of every stream of ``streams``, the bytes of those not yet there copied
+        in one transfer (one wait for the device's queue, not one per stream); each keeps its
+        part of it."""
+        key = ("bytes", str(torch.device(device)))
+        todo = list({id(st): st for st in streams if key not in st.memo}.values())
+        if len(todo) < 2 or not any(st.data for st in todo):
+            for st in todo:
+                st.on_device(device)
+            return
+        joined = torch.frombuffer(bytearray(b"".join(st.data for st in todo)), dtype=torch.uint8)
+        on_device = joined.to(device)
+        pos = 0
+        for st in todo:
+            st.memo[key] = on_device[pos : pos + len(st.data)]
+            pos += len(st.data)
+
     @classmethod
     def unsent(cls, segments: int, bits: int, segment_cells: list[int]) -> MapStream:
         """The stream of a map of which nothing is sent (no header, ``segments`` segments of

@@ -676,3 +676,20 @@ def test_arrays_in_one_copy_give_each_tensor_as_its_own_copy_would():
         parts = (q.levels.to(torch.uint8 if bits <= 8 else torch.int32), q.occupied, q.offset, q.step)
         for a, b in zip(_levels_on_host(q), arrays_in_one_copy(parts)):
             assert a.dtype == b.dtype and np.array_equal(a, b)
+
+
+def test_streams_put_on_the_device_together_hold_their_own_bytes():
+    """``MapStream.put_on_device`` (one copy for the streams not yet there) gives each stream
+    the bytes ``on_device`` alone would, empty streams and repeats included, and copies none
+    already there again."""
+    from v2x.semcom.digital_stream import MapStream
+
+    streams = [MapStream(bytes(range(i, i + 5 * i)), 0, [], 4) for i in range(4)]  # first empty
+    kept = streams[2].on_device("cpu")
+    MapStream.put_on_device(streams + streams[1:2], "cpu")
+    assert streams[2].on_device("cpu") is kept
+    for st in streams:
+        assert st.on_device("cpu").tolist() == list(st.data)
+    empty = [MapStream(b"", 0, [], 4), MapStream(b"", 0, [], 4)]
+    MapStream.put_on_device(empty, "cpu")
+    assert all(st.on_device("cpu").numel() == 0 for st in empty)
