@@ -390,7 +390,6 @@ def _compiled_on_host(t: torch.Tensor) -> bool:
     return t.device.type == "cpu" and not t.requires_grad and numba_available()
 
 
-@lru_cache(maxsize=128)
 def add_cyclic_repeats(llr: torch.Tensor, ldpc_bits: int) -> torch.Tensor:
     """``llr [N, coded_bits]`` → ``[N, ldpc_bits]``: each codeword bit's LLR plus those of its
     cyclic repeats (coded bit ``j`` repeats codeword bit ``j mod ldpc_bits``), added in the
@@ -404,6 +403,7 @@ def add_cyclic_repeats(llr: torch.Tensor, ldpc_bits: int) -> torch.Tensor:
     return out
 
 
+@lru_cache(maxsize=128)
 def block_code(
     mcs_index: int,
     block_bits: int,

@@ -219,8 +219,8 @@ def _charge(
     """Retransmissions (``[B]`` each) added to ``received``'s cost, and recorded in ``meta``."""
     cost = received.cost
     device = cost.channel_uses.device
-    # one copy to the device (page-locked, not waiting for its queue) where the tallies are
-    # the host's; a copy from ordinary host memory would wait for the device's queued work
+    # the host's tallies in one page-locked copy (a copy from ordinary host memory would wait
+    # for the device's queued work)
     parts = [t.to(torch.float64) for t in (extra_uses, extra_bits, extra_packets, extra_rounds)]
     on_host = [i for i, t in enumerate(parts) if t.device != device]
     if on_host:
@@ -228,11 +228,8 @@ def _charge(
         for i, t in zip(on_host, copied):
             parts[i] = t
     extra_uses, extra_bits, extra_packets, extra_rounds = parts
-    received.cost = replace(
-        cost,
-        channel_uses=cost.channel_uses + extra_uses,
-        coded_bits=cost.coded_bits + extra_bits,
-    )
+    uses, bits = cost.channel_uses + extra_uses, cost.coded_bits + extra_bits
+    received.cost = replace(cost, channel_uses=uses, coded_bits=bits)
     received.meta["retransmissions"] = extra_packets
     received.meta["retransmission_rounds"] = extra_rounds
     received.meta["feedback_s"] = extra_rounds * delay_s
