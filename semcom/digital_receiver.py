@@ -207,9 +207,13 @@ class DigitalReceiver:
         return failed_block_symbols(blocks, received.meta["mcs"], self.block_bits, n, device)
 
 
-def _maps_on(device: torch.device, arrays: list[np.ndarray]) -> list[torch.Tensor]:
+def _maps_on(
+    device: torch.device, arrays: list[np.ndarray], together: bool | None = None
+) -> list[torch.Tensor]:
     """``arrays`` (``[C, H, W]`` float32 host maps) as tensors on ``device``: on a CPU the arrays
-    themselves, elsewhere in one copy (one wait for the device's queue, not one per map)."""
-    if device.type == "cpu" or not arrays:
+    themselves, elsewhere (or with ``together``) in one copy (one wait for the device's queue,
+    not one per map)."""
+    together = device.type != "cpu" if together is None else together
+    if not together or not arrays:
         return [torch.from_numpy(a) for a in arrays]
     return list(torch.from_numpy(np.stack(arrays)).to(device).unbind(0))

@@ -693,3 +693,17 @@ def test_streams_put_on_the_device_together_hold_their_own_bytes():
     empty = [MapStream(b"", 0, [], 4), MapStream(b"", 0, [], 4)]
     MapStream.put_on_device(empty, "cpu")
     assert all(st.on_device("cpu").numel() == 0 for st in empty)
+
+
+def test_host_maps_copied_together_are_the_maps():
+    """The receiver's maps decoded on the host, copied to the device in one transfer
+    (``_maps_on``'s path off the CPU, forced here), are each map as it was, in order."""
+    from v2x.semcom.digital_receiver import _maps_on
+
+    g = np.random.default_rng(2)
+    arrays = [g.standard_normal((3, 4, 5)).astype(np.float32) for _ in range(4)]
+    for together in (True, False):
+        out = _maps_on(torch.device("cpu"), arrays, together=together)
+        assert len(out) == 4
+        assert all(torch.equal(t, torch.from_numpy(a)) for t, a in zip(out, arrays))
+    assert _maps_on(torch.device("cpu"), [], together=True) == []
