@@ -14,6 +14,11 @@ here); by the innermost project function on the stack (the deepest whose file is
 ``v2x/`` or a ``bench_``/``profile_`` script: where in the project the host was); with
 ``--children``, the inclusive idle time of the direct callees of each function whose name
 contains one of the given strings. Names drop object addresses (``at 0x…``).
+Then the device's own time by what launched it: each kernel, copy and memset is matched to
+the host call that queued it (the runtime or driver event of the same ``correlation``) and
+charged to the innermost project function on that thread's stack at that moment, split by
+kind (kernels; each copy direction and memory kind, e.g. ``Memcpy DtoH (Device -> Pageable)``):
+which function's copies fill a device's time.
 ``benchmarks/bench_sweep.py --idle-gaps`` prints this report for a traced ``run_sweep``.
 """
 
@@ -27,6 +32,8 @@ import json
 import re
 
 _DEVICE_EVENTS = ("kernel", "gpu_memcpy", "gpu_memset")
+#: Host events that queue device work (their ``args.correlation`` is the device event's).
+_LAUNCH_EVENTS = ("cuda_runtime", "cuda_driver")
 #: Parts of a Python event's name that make it a project function.
 PROJECT = ("v2x/", "bench_", "profile_")
 OUTSIDE = "(outside the project)"
@@ -111,6 +118,58 @@ def attribute(events: list[dict], clock: IdleClock) -> dict[str, collections.Cou
     return out
 
 
+def _kind(event: dict) -> str:
+    """A device event's kind: ``kernels``, a copy's own name (direction and memory kind), or
+    ``memsets``."""
+    if event["cat"] == "kernel":
+        return "kernels"
+    return "memsets" if event["cat"] == "gpu_memset" else str(event.get("name", "memcpy"))
+
+
+def launched_by(events: list[dict]) -> collections.Counter:
+    """Device µs per ``(innermost project function at the launch, kind)``: each device event
+    charged, through its ``correlation``, to the host call that queued it, and from there to
+    the innermost project function (``PROJECT``) on that thread's Python stack at that moment
+    (``OUTSIDE`` when none; ``(launch not in the trace)`` when no host event has its
+    correlation). Needs a trace with the Python stack, as ``attribute``."""
+    launches = {
+        e["args"]["correlation"]: e
+        for e in events
+        if e.get("cat") in _LAUNCH_EVENTS and "correlation" in e.get("args", {})
+    }
+    py_by_tid: dict = collections.defaultdict(list)
+    for e in events:
+        if e.get("cat") == "python_function" and "dur" in e:
+            py_by_tid[e.get("tid")].append(e)
+    device_by_tid: dict = collections.defaultdict(list)  # tid -> [(launch ts, device event)]
+    out: collections.Counter = collections.Counter()
+    for e in events:
+        if e.get("cat") not in _DEVICE_EVENTS or "dur" not in e:
+            continue
+        launch = launches.get(e.get("args", {}).get("correlation"))
+        if launch is None:
+            out[("(launch not in the trace)", _kind(e))] += e["dur"]
+        else:
+            device_by_tid[launch.get("tid")].append((launch["ts"], e))
+    for tid, queued in device_by_tid.items():
+        py = sorted(py_by_tid.get(tid, []), key=lambda e: (e["ts"], -e["dur"]))
+        stack: list[tuple[float, str]] = []  # open calls: end, innermost project function
+        i = 0
+        for ts, e in sorted(queued, key=lambda x: x[0]):
+            while i < len(py) and py[i]["ts"] <= ts:
+                start, end = py[i]["ts"], py[i]["ts"] + py[i]["dur"]
+                while stack and stack[-1][0] <= start:
+                    stack.pop()
+                name = re.sub(r" at 0x[0-9a-f]+", "", py[i]["name"])
+                outer = stack[-1][1] if stack else OUTSIDE
+                stack.append((end, name if any(m in name for m in PROJECT) else outer))
+                i += 1
+            while stack and stack[-1][0] <= ts:
+                stack.pop()
+            out[(stack[-1][1] if stack else OUTSIDE, _kind(e))] += e["dur"]
+    return out
+
+
 def report(path: str, top: int = 40, children: str = "") -> None:
     """Print the idle report of the Chrome trace at ``path`` (``.json`` or ``.json.gz``)."""
     opener = gzip.open if path.endswith(".gz") else open
@@ -141,6 +200,9 @@ def report(path: str, top: int = 40, children: str = "") -> None:
         rows = [(us, callee) for (caller, callee), us in got["children"].items() if want in caller]
         for us, callee in sorted(rows, reverse=True)[:top]:
             print(f"{us / 1e3:8.1f}  {callee[:110]}")
+    print("\n== device time by the innermost project function that queued it (ms, kind) ==")
+    for (owner, kind), us in launched_by(events).most_common(top):
+        print(f"{us / 1e3:8.1f}  {kind[:34]:34s}  {owner[:100]}")
 
 
 def main() -> None:

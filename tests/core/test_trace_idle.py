@@ -82,3 +82,38 @@ def test_the_script_reads_a_real_profiler_trace(tmp_path):
     run = subprocess.run([sys.executable, str(SCRIPT), str(bad)], capture_output=True, text=True)
     assert run.returncode != 0 and f"{bad} is not a Chrome trace" in run.stderr
     assert "traceEvents" in run.stderr
+
+
+def test_device_time_goes_to_the_function_that_queued_it():
+    """Each device event is charged, through its correlation, to the innermost project function
+    on the launching thread's stack at the launch: worked out by hand."""
+    mod = _module()
+    outer, b = "v2x/m.py(1): outer", "bench_x.py(5): b"
+    py = [(outer, 0, 40, 1), ("torch op at 0x7f00", 5, 5, 1), (b, 20, 10, 1)]
+    launches = [(6, 1, 1), (22, 2, 1), (35, 3, 1), (1, 4, 2)]  # (ts, correlation, tid)
+    device = [
+        ("kernel", "k", 50, 4, 1),
+        ("gpu_memcpy", "Memcpy DtoH (Device -> Pageable)", 60, 7, 2),
+        ("kernel", "k", 70, 2, 3),
+        ("gpu_memset", "Memset (Device)", 80, 1, 4),
+        ("kernel", "k", 90, 5, 5),  # no host event has its correlation
+    ]
+    events = [
+        {"cat": "python_function", "name": n, "ts": t, "dur": d, "tid": tid} for n, t, d, tid in py
+    ]
+    events += [
+        {"cat": "cuda_runtime", "name": "cudaLaunchKernel", "ts": t, "dur": 0.5, "tid": tid,
+         "args": {"correlation": c}}
+        for t, c, tid in launches
+    ]  # fmt: skip
+    events += [
+        {"cat": cat, "name": n, "ts": t, "dur": d, "args": {"correlation": c}}
+        for cat, n, t, d, c in device
+    ]
+    got = mod.launched_by(events)
+    assert dict(got) == {
+        (outer, "kernels"): 6,  # launched inside a torch op that outer called, and after b
+        (b, "Memcpy DtoH (Device -> Pageable)"): 7,
+        (mod.OUTSIDE, "memsets"): 1,  # a thread with no Python stack
+        ("(launch not in the trace)", "kernels"): 5,
+    }
