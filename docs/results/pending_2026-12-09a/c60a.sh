@@ -32,6 +32,6 @@ left 470 && N=45 b 90 digital_gaps python3 $R/benchmarks/bench_sweep.py ${S/--fr
 if grep -q H200 $OUT/gpu.txt; then
   echo "== the issue-16 command: run it in a call of its own (c60b.sh)"
 else
-  left 500 && N=40 b 90 digital_kernels python3 $R/benchmarks/bench_sweep.py ${S/--frames 128/--frames 32} --run-sweep-repeats 0 --group-kernels 30 --codecs "$DC"
+  left 500 && N=40 b 90 digital_kernels python3 $R/benchmarks/bench_sweep.py ${S/--frames 128/--frames 32} --run-sweep-repeats 0 --group-kernels 30 --kernel-stacks 15 --codecs "$DC"
 fi
 echo "== done at ${SECONDS}s"
