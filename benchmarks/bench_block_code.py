@@ -42,10 +42,10 @@ def measure(code, bits: torch.Tensor, no: torch.Tensor, iters: int, compiled_on:
     """``[(end, torch seconds, compiled seconds or None, same output or None)]`` for encode and
     llr of ``bits [N, payload_bits]`` (the LLRs of its symbols plus noise of variance 0.5)."""
     device = bits.device
-    real = fec.triton_available, fec._compiled_on_host
+    real = fec.triton_available, fec.compiled_on_host
     with torch.no_grad():
         fec.triton_available = lambda: False  # the torch path
-        fec._compiled_on_host = lambda t: False
+        fec.compiled_on_host = lambda t: False
         try:
             x = code.encode(bits)
             y = x + torch.randn_like(x) * 0.5
@@ -53,7 +53,7 @@ def measure(code, bits: torch.Tensor, no: torch.Tensor, iters: int, compiled_on:
             slow = [_median_seconds(lambda: code.encode(bits), device, iters),
                     _median_seconds(lambda: code.llr(y, no), device, iters)]  # fmt: skip
         finally:
-            fec.triton_available, fec._compiled_on_host = real
+            fec.triton_available, fec.compiled_on_host = real
         if not compiled_on:
             return [("encode", slow[0], None, None), ("llr", slow[1], None, None)]
         fast_out = (code.encode(bits), code.llr(y, no))
@@ -79,7 +79,7 @@ def main() -> None:
     if device.type == "cuda":
         compiler, compiled_on = "Triton", fec.triton_available()
     else:
-        compiler, compiled_on = "numba", fec._compiled_on_host(torch.zeros(0))
+        compiler, compiled_on = "numba", fec.compiled_on_host(torch.zeros(0))
     print(f"{blocks} blocks of 1,024 bits per call on {name} ({torch.get_num_threads()} CPU "
           f"threads); {compiler} {'on' if compiled_on else 'off'}")  # fmt: skip
     print(f"MCS | end | torch Mblocks/s | {compiler} Mblocks/s | × torch | same output")

@@ -34,6 +34,7 @@ import torch
 
 from v2x.common import triton_available
 from v2x.semcom.demap import SeparableQamDemapper
+from v2x.semcom.ldpc_numba import compiled_on_host
 from v2x.semcom.mcs import Mcs, get_mcs
 
 CRC_BITS = 24
@@ -221,7 +222,7 @@ class BlockCode:
             tables, positions, scramble, points = self._encode_tables(info.device, rv)
             c = codewords(info, tables)
             return coded_symbols(c, scramble, points, self.mcs.qm, self.coded_bits, positions)
-        if _compiled_on_host(info):
+        if compiled_on_host(info):
             from v2x.semcom import block_code_numba
 
             tables, positions, scramble, points = self._encode_tables(info.device, rv)
@@ -292,7 +293,7 @@ class BlockCode:
             from v2x.semcom.qam_triton import codeword_llrs
 
             llr = codeword_llrs(x_hat, no, self._llr_tables(x_hat.device), _NO_ERASED, _NO_MIN)
-        elif _compiled_on_host(x_hat) and x_hat.dtype == torch.complex64 and x_hat.dim() == 2:
+        elif compiled_on_host(x_hat) and x_hat.dtype == torch.complex64 and x_hat.dim() == 2:
             from v2x.semcom import block_code_numba
 
             return block_code_numba.codeword_llrs(
@@ -379,15 +380,6 @@ class BlockCode:
                     device=self._device,
                 )
         return self._ldpc_dec_harq
-
-
-def _compiled_on_host(t: torch.Tensor) -> bool:
-    """Whether ``BlockCode`` runs its QAM ends compiled by numba (``v2x.semcom.block_code_numba``:
-    the same symbols, the same LLRs to float32 rounding): CPU tensors that need no gradient,
-    numba installed."""
-    from v2x.semcom.ldpc_numba import numba_available
-
-    return t.device.type == "cpu" and not t.requires_grad and numba_available()
 
 
 def add_cyclic_repeats(llr: torch.Tensor, ldpc_bits: int) -> torch.Tensor:

@@ -51,6 +51,12 @@ def numba_available() -> bool:
     return True
 
 
+def compiled_on_host(t: torch.Tensor) -> bool:
+    """Whether work on ``t`` runs compiled by numba (the block code's QAM ends, the quantiser's
+    level counts): a CPU tensor that needs no gradient, numba installed."""
+    return t.device.type == "cpu" and not t.requires_grad and numba_available()
+
+
 @functools.cache
 def _kernel():
     """``_decode_range`` compiled (numba imported, the function compiled or loaded from the

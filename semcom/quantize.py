@@ -122,7 +122,10 @@ def _occupied_values(
     (``±float32 max`` for a group with no occupied cell, as ``quantize``'s masked minimum)."""
     x = feature_map.to(torch.float32)
     occ = occupancy(x[None])[0]
-    values = x[:, occ]  # [C, n]
+    cells = occ.reshape(-1).nonzero().squeeze(1)  # one read of the device, as x[:, occ] makes
+    flat = x.reshape(x.shape[0], -1)
+    # a dense map's values are the map itself (no copy); else the occupied cells, raster order
+    values = flat if cells.numel() == flat.shape[1] else flat.index_select(1, cells)  # [C, n]
     grouped = values if per_channel else values.reshape(1, -1)
     big = torch.finfo(torch.float32).max
     if grouped.shape[1]:
@@ -189,12 +192,23 @@ def level_histograms(
         raise ValueError(
             f"level_histograms: 'features' must be [1, C, H, W], got {tuple(features.shape)}"
         )
+    depths = list(bits)
+    for b in depths:
+        check_bits(b)
     values, _, lo_all, hi_all = _occupied_values(features[0], per_channel)
     values = values if per_channel else values.reshape(1, -1)  # [G, n]
+    from v2x.semcom.ldpc_numba import compiled_on_host
+
+    if depths and compiled_on_host(values):  # one compiled pass over the values for every depth
+        from v2x.semcom.quantize_numba import level_counts
+
+        offsets = [_offset_step(lo_all, hi_all, b) for b in depths]
+        counted = level_counts(values, offsets[0][0], [s for _, s in offsets], depths)
+        if counted is not None:
+            return counted
     out = {}
     shifted = None  # values − offset, the same at every depth
-    for b in bits:
-        check_bits(b)
+    for b in depths:
         lo, step = _offset_step(lo_all, hi_all, b)
         shifted = values - lo[:, None] if shifted is None else shifted
         levels = _levels(values, lo, step, b, shifted).to(torch.int32).reshape(-1)

@@ -18,7 +18,7 @@ pytestmark = pytest.mark.skipif(not numba_available(), reason="needs numba")
 def _torch_path(monkeypatch: pytest.MonkeyPatch, fn, *args, **kwargs):  # noqa: ANN001, ANN202
     """``fn(*args, **kwargs)`` with ``BlockCode`` on its torch path (Sionna's blocks)."""
     with monkeypatch.context() as m:
-        m.setattr(fec, "_compiled_on_host", lambda t: False)
+        m.setattr(fec, "compiled_on_host", lambda t: False)
         return fn(*args, **kwargs)
 
 
@@ -109,5 +109,5 @@ def test_compiled_ends_refuse_wrong_shapes_by_name():
 def test_a_tensor_that_needs_its_gradient_keeps_the_torch_path():
     """The compiled ends take no gradient: symbols that require one go through torch."""
     x = torch.zeros(2, 3, dtype=torch.complex64, requires_grad=True)
-    assert not fec._compiled_on_host(x)
-    assert fec._compiled_on_host(x.detach())
+    assert not fec.compiled_on_host(x)
+    assert fec.compiled_on_host(x.detach())
