@@ -317,13 +317,18 @@ def options_fields(
     ``<field>.<name>`` (e.g. ``codec_options.digital``) where ``options`` has it, and each
     ``grid.<axis>`` entry (``entries``) naming the part with options of its own, which win
     over the former (``grid.codecs[1]`` for ``{name: digital, bits: 4}``); each with
-    ``suffix`` (e.g. ``.checkpoint``), joined as ``a' and 'b`` inside the caller's quotes."""
-    fields = [f"{field}.{name}"] if (options or {}).get(name) else []
-    fields += [
-        f"grid.{axis}[{i}]" for i, e in enumerate(entries)
+    ``suffix`` (e.g. ``.checkpoint``), joined as ``a' and 'b`` inside the caller's quotes. With
+    a suffix, only the places that hold that key are named, where any does."""
+    own = (options or {}).get(name)
+    places = [(f"{field}.{name}", own)] if own else []
+    places += [
+        (f"grid.{axis}[{i}]", e) for i, e in enumerate(entries)
         if isinstance(e, Mapping) and str(e.get("name")) == name and len(e) > 1
     ]  # fmt: skip
-    return "' and '".join(f + suffix for f in fields or [f"{field}.{name}"])
+    key = suffix[1:] if suffix.startswith(".") else None
+    holding = [f for f, held in places if key is not None and key in held]
+    fields = holding or [f for f, _ in places] or [f"{field}.{name}"]
+    return "' and '".join(f + suffix for f in fields)
 
 
 def _numbers(field_name: str, values: Sequence) -> list[float]:

@@ -93,17 +93,17 @@ def channel_sweep_arguments(channel: str) -> frozenset[str]:
     return frozenset(CHANNELS.part_class(channel).sweep_arguments)
 
 
-def codec_bits(codec: str, kwargs: Mapping) -> int:
+def codec_bits(codec: str, kwargs: Mapping, field: str | None = None) -> int:
     """The quantiser bits per value codec ``codec`` runs with: ``kwargs["bits"]``, else the
     default its class declares (``Codec.default_bits``; ``ValueError`` naming the field if it
-    is not an int in 1..16)."""
+    is not an int in 1..16: ``field``, the config fields that set it, default
+    ``codec_options.<codec>.bits``)."""
     bits = kwargs.get("bits")
     if bits is None:
         bits = codec_class(codec).default_bits
     if isinstance(bits, bool) or not isinstance(bits, int) or not 1 <= bits <= 16:
-        raise ValueError(
-            f"sweep: field 'codec_options.{codec}.bits' must be an int in 1..16, got {bits!r}"
-        )
+        field = field or f"codec_options.{codec}.bits"
+        raise ValueError(f"sweep: field '{field}' must be an int in 1..16, got {bits!r}")
     return int(bits)
 
 

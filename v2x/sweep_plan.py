@@ -347,10 +347,14 @@ def plan_sweep(cfg: Any) -> SweepPlan:
                             )  # fmt: skip
         for g in groups[start:]:
             g.fusion_kwargs = dict(fusion_kwargs)
+
+    def codec_field(name: str, suffix: str = "") -> str:  # ('a' and 'b', in the caller's quotes)
+        return options_fields(cfg.codec_options, "codec_options", "codecs", name, as_list("codecs"), suffix)
+
     # Codecs that record their quantiser's bits: each group's (from its kwargs or the default).
     for g in groups:
         if g.stage == FEATURE_STAGE and "bits" in sweep_arguments(g.codec):
-            g.bits_per_value = codec_bits(g.codec, g.codec_kwargs)
+            g.bits_per_value = codec_bits(g.codec, g.codec_kwargs, codec_field(g.codec, ".bits"))
     # The asynchrony axes: every setting at every added delay and late policy.
     groups = [
         dataclasses.replace(g, added_delay_s=delay, late_policy=str(policy))
@@ -374,9 +378,6 @@ def plan_sweep(cfg: Any) -> SweepPlan:
                 )
             g.codec_sha256 = codec_shas[ref]
     # Every codec and channel built once now (checkpoints fix the valid ratios): bad kwargs fail
-    def codec_field(name: str, suffix: str = "") -> str:  # ('a' and 'b', in the caller's quotes)
-        return options_fields(cfg.codec_options, "codec_options", "codecs", name, as_list("codecs"), suffix)
-
     for g in groups:
         if g.stage == FEATURE_STAGE:
             check_codec_for_fusion(g.codec, g.codec_kwargs, g.fusion)
@@ -391,6 +392,10 @@ def plan_sweep(cfg: Any) -> SweepPlan:
                 CODECS.build(g.codec, **codec_kwargs_for(g.codec, g.codec_kwargs, feature_channels))
             except TypeError as exc:
                 raise rejected_options(CODECS, g.codec, codec_field(g.codec), exc) from exc
+            except ValueError as exc:  # a bad value: named by the fields that set it
+                if str(exc).startswith("sweep:"):
+                    raise
+                raise ValueError(f"sweep: field '{codec_field(g.codec)}': {exc}") from exc
     build_channels(channels, cfg.channel_options, network)  # (warns of a carrier not the links')
     for g in groups:
         if g.stage == FEATURE_STAGE and g.harq_max_rounds:

@@ -45,7 +45,8 @@ def test_bits_per_value_comes_from_each_codec_entry_and_keeps_other_cell_ids():
 
 @pytest.mark.parametrize("bits", [0, 17, 4.5, "8"])
 def test_a_bad_bit_depth_is_refused_naming_the_field(bits):
-    with pytest.raises(ValueError, match=r"codec_options.digital_payload.bits"):
+    # the grid entry that set the bits is the field named (not codec_options, which did not)
+    with pytest.raises(ValueError, match=r"field 'grid.codecs\[0\].bits' must be an int in 1..16"):
         _plan([{"name": "digital_payload", "bits": bits}])
 
 

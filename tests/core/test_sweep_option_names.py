@@ -53,3 +53,32 @@ def test_an_unknown_grid_name_keeps_its_message(cache_dir, tmp_path):
     cfg = tiny_config(cache_dir, tmp_path, channels=["rayleig"])
     with pytest.raises(ValueError, match=r"^sweep: field 'grid.channels': unknown channel"):
         plan_sweep(cfg)
+
+
+@pytest.mark.parametrize("codec", ["digital", "digital_payload"])
+@pytest.mark.parametrize(
+    ("codecs", "options", "setters"),
+    [
+        ([{"name": "C", "bits": 99}], {}, ["grid.codecs[0]"]),  # an inline spec
+        (["C"], {"C": {"bits": 99}}, ["codec_options.C"]),
+        (  # both set bits: both named (the inline entry's value wins)
+            ["identity", {"name": "C", "bits": 99}],
+            {"C": {"bits": 6}},
+            ["codec_options.C", "grid.codecs[1]"],
+        ),
+    ],
+)
+def test_bad_bits_name_the_fields_that_set_them(cache_dir, tmp_path, codec, codecs, options, setters):
+    """``digital_payload`` records its bits in the plan (``codec_bits``: the fields that hold
+    ``bits``), ``digital`` refuses them when built (the fields that hold its options): either
+    way one message naming the config fields, the value and the range."""
+    codecs = [{**c, "name": codec} if isinstance(c, dict) else c.replace("C", codec) for c in codecs]
+    cfg = tiny_config(cache_dir, tmp_path, channels=["awgn"], codecs=codecs)
+    cfg["codec_options"] = {codec: options["C"]} if options else {}
+    with pytest.raises(ValueError) as err:
+        plan_sweep(cfg)
+    message = str(err.value)
+    assert message.startswith("sweep: field '") and "must be an int in 1..16, got 99" in message
+    named = message.split(": ")[1]  # the fields, before the reason
+    for place in setters:
+        assert f"'{place.replace('C', codec)}" in named, message
