@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, NoReturn
 
 from v2x.common import Registry
 
@@ -105,6 +105,15 @@ def codec_bits(codec: str, kwargs: Mapping, field: str | None = None) -> int:
         field = field or f"codec_options.{codec}.bits"
         raise ValueError(f"sweep: field '{field}' must be an int in 1..16, got {bits!r}")
     return int(bits)
+
+
+def raise_naming_fields(exc: ValueError, fields: str) -> NoReturn:
+    """Raise ``exc`` (a part's constructor refusing a value) named by the config ``fields``
+    that set the part's options (``sweep_config.options_fields``); as it is where it names its
+    field already (``sweep: …``)."""
+    if str(exc).startswith("sweep:"):
+        raise exc
+    raise ValueError(f"sweep: field '{fields}': {exc}") from exc
 
 
 def check_codec_for_fusion(codec: str, kwargs: Mapping, fusion: str) -> None:

@@ -53,6 +53,7 @@ from v2x.sweep_parts import (  # noqa: F401 - what the parts declare, also reach
     check_registered,
     codec_bits,
     codec_kwargs_for,
+    raise_naming_fields,
     rejected_options,
     retransmission_settings,
     sweep_arguments,
@@ -347,7 +348,6 @@ def plan_sweep(cfg: Any) -> SweepPlan:
                             )  # fmt: skip
         for g in groups[start:]:
             g.fusion_kwargs = dict(fusion_kwargs)
-
     def codec_field(name: str, suffix: str = "") -> str:  # ('a' and 'b', in the caller's quotes)
         return options_fields(cfg.codec_options, "codec_options", "codecs", name, as_list("codecs"), suffix)
 
@@ -393,9 +393,7 @@ def plan_sweep(cfg: Any) -> SweepPlan:
             except TypeError as exc:
                 raise rejected_options(CODECS, g.codec, codec_field(g.codec), exc) from exc
             except ValueError as exc:  # a bad value: named by the fields that set it
-                if str(exc).startswith("sweep:"):
-                    raise
-                raise ValueError(f"sweep: field '{codec_field(g.codec)}': {exc}") from exc
+                raise_naming_fields(exc, codec_field(g.codec))
     build_channels(channels, cfg.channel_options, network)  # (warns of a carrier not the links')
     for g in groups:
         if g.stage == FEATURE_STAGE and g.harq_max_rounds:
