@@ -206,14 +206,20 @@ def level_histograms(
         counted = level_counts(values, offsets[0][0], [s for _, s in offsets], depths)
         if counted is not None:
             return counted
-    out = {}
+    # every depth's levels after the previous depths' bins, counted by one bincount and read
+    # once (on a GPU one wait for the device, not two per depth)
+    starts = np.concatenate([[0], np.cumsum([2**b for b in depths])]).astype(np.int64)
     shifted = None  # values − offset, the same at every depth
-    for b in depths:
+    binned = []
+    for b, start in zip(depths, starts):
         lo, step = _offset_step(lo_all, hi_all, b)
         shifted = values - lo[:, None] if shifted is None else shifted
         levels = _levels(values, lo, step, b, shifted).to(torch.int32).reshape(-1)
-        out[b] = torch.bincount(levels, minlength=2**b).cpu().numpy()
-    return out
+        binned.append(levels + int(start))
+    if not depths:
+        return {}
+    counts = torch.bincount(torch.cat(binned), minlength=int(starts[-1])).cpu().numpy()
+    return {b: counts[starts[i] : starts[i + 1]].copy() for i, b in enumerate(depths)}
 
 
 def dequantize(q: Quantized) -> torch.Tensor:
