@@ -195,30 +195,28 @@ def level_histograms(
     depths = list(bits)
     for b in depths:
         check_bits(b)
-    values, _, lo_all, hi_all = _occupied_values(features[0], per_channel)
-    values = values if per_channel else values.reshape(1, -1)  # [G, n]
-    from v2x.semcom.ldpc_numba import compiled_on_host
-
-    if depths and compiled_on_host(values):  # one compiled pass over the values for every depth
-        from v2x.semcom.quantize_numba import level_counts
-
-        offsets = [_offset_step(lo_all, hi_all, b) for b in depths]
-        counted = level_counts(values, offsets[0][0], [s for _, s in offsets], depths)
-        if counted is not None:
-            return counted
-    # every depth's levels after the previous depths' bins, counted by one bincount and read
-    # once (on a GPU one wait for the device, not two per depth)
-    starts = np.concatenate([[0], np.cumsum([2**b for b in depths])]).astype(np.int64)
-    shifted = None  # values − offset, the same at every depth
-    binned = []
-    for b, start in zip(depths, starts):
-        lo, step = _offset_step(lo_all, hi_all, b)
-        shifted = values - lo[:, None] if shifted is None else shifted
-        levels = _levels(values, lo, step, b, shifted).to(torch.int32).reshape(-1)
-        binned.append(levels + int(start))
     if not depths:
         return {}
-    counts = torch.bincount(torch.cat(binned), minlength=int(starts[-1])).cpu().numpy()
+    values, _, lo_all, hi_all = _occupied_values(features[0], per_channel)
+    values = values if per_channel else values.reshape(1, -1)  # [G, n]
+    offsets = [_offset_step(lo_all, hi_all, b) for b in depths]  # the offset is every depth's
+    # depth i's levels counted in bins starts[i] … starts[i + 1] − 1 of one array
+    starts = np.concatenate([[0], np.cumsum([2**b for b in depths])]).astype(np.int64)
+    from v2x.semcom.ldpc_numba import compiled_on_host
+
+    counts = None
+    if compiled_on_host(values):  # one compiled pass over the values for every depth
+        from v2x.semcom.quantize_numba import level_counts
+
+        counts = level_counts(values, offsets[0][0], [s for _, s in offsets], depths, starts)
+    if counts is None:  # read once (on a GPU: bincount's own wait per depth, then one read)
+        shifted = values - offsets[0][0][:, None]  # values − offset
+        per_depth = [
+            torch.bincount(_levels(values, lo, step, b, shifted).to(torch.int32).reshape(-1),
+                           minlength=2**b)
+            for b, (lo, step) in zip(depths, offsets)
+        ]  # fmt: skip
+        counts = torch.cat(per_depth).cpu().numpy()
     return {b: counts[starts[i] : starts[i + 1]].copy() for i, b in enumerate(depths)}
 
 

@@ -42,27 +42,28 @@ def _kernel() -> Callable[..., None]:
 
 
 def level_counts(
-    values: torch.Tensor, offset: torch.Tensor, steps: Sequence[torch.Tensor], bits: Sequence[int]
-) -> dict[int, np.ndarray] | None:
-    """``{b: [2^b] int64}``: how many of ``values [G, n]`` (float32, CPU) fall on each level of
-    depth ``b``, for every ``b`` of ``bits`` (``offset [G]`` and ``steps[i] [G]`` float32, the
-    offsets and steps of depth ``bits[i]``, as ``quantize._offset_step`` gives them). ``None``
-    when a value's quotient is NaN (the torch path decides what that means)."""
+    values: torch.Tensor,
+    offset: torch.Tensor,
+    steps: Sequence[torch.Tensor],
+    bits: Sequence[int],
+    starts: np.ndarray,
+) -> np.ndarray | None:
+    """``[starts[-1]]`` int64: how many of ``values [G, n]`` (float32, CPU) fall on each level
+    of every depth ``bits[i]``, that depth's levels in bins ``starts[i] … starts[i + 1] − 1``
+    (``offset [G]`` and ``steps[i] [G]`` float32, the offsets and steps of depth ``bits[i]``,
+    as ``quantize._offset_step`` gives them). ``None`` when a value's quotient is NaN (the torch
+    path decides what that means)."""
     g, n = values.shape
     flat = values.detach().to(torch.float32).contiguous().reshape(-1).numpy()
     lo = offset.detach().to(torch.float32).contiguous().numpy()
     step = torch.stack([s.detach().to(torch.float32) for s in steps]).contiguous().numpy()
     tops = np.array([2**b - 1 for b in bits], dtype=np.float32)
-    starts = np.concatenate([[0], np.cumsum([2**b for b in bits])]).astype(np.int64)
     parts = max(1, min(torch.get_num_threads(), flat.size // 65536))
     counts = np.zeros((parts, 4, int(starts[-1])), dtype=np.int64)
     bad = np.zeros(parts, dtype=np.uint8)
     if flat.size:
         over_threads(_kernel(), parts, flat, n, lo, step, tops, starts, counts, bad)
-    if bad.any():
-        return None
-    total = counts.sum((0, 1))
-    return {b: total[starts[i] : starts[i + 1]].copy() for i, b in enumerate(bits)}
+    return None if bad.any() else counts.sum((0, 1))
 
 
 def _count_parts(flat, n, lo, step, tops, starts, counts, bad, first, last):  # noqa: ANN001
